@@ -1,0 +1,265 @@
+// Package actors holds the actors pingmcp places on the cluster: the session
+// actor, which runs the MCP server of one Mcp-Session-Id, and the principal
+// actor, which serves one user's stateless (2026-07-28) requests.
+//
+// An actor receives forwarded HTTP requests as envelopes, serves each on its
+// own goroutine through a go-sdk StreamableHTTPHandler, and streams the
+// response back to the edge part by part (see relay.go). Its mailbox only
+// dispatches: it never waits on a request. Placement, membership and the edge
+// are left to the cluster and transport packages.
+package actors
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/tools"
+)
+
+// Config is what every actor of a node shares.
+type Config struct {
+	// Implementation names the server in initialize results.
+	Implementation *mcp.Implementation
+	// Toolsets are installed into every MCP server.
+	Toolsets []tools.Toolset
+	// IdleTimeout passivates an actor that has had no request for this long
+	// and has no stream open. Zero means never.
+	IdleTimeout time.Duration
+	// SchemaCache is shared by every server of the node, so that tool
+	// schemas are reflected once, not per session.
+	SchemaCache *mcp.SchemaCache
+	Logger      *slog.Logger
+}
+
+// SessionProps are the props of the session actor kind.
+func SessionProps(cfg Config) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return &SessionActor{cfg: cfg} })
+}
+
+// PrincipalProps are the props of the principal actor kind: the same actor
+// with a stateless handler, since 2026-07-28 requests carry no session.
+func PrincipalProps(cfg Config) *actor.Props {
+	return actor.PropsFromProducer(func() actor.Actor { return &SessionActor{cfg: cfg, stateless: true} })
+}
+
+// SessionActor serves the MCP requests of one session (or, stateless, of one
+// principal).
+type SessionActor struct {
+	cfg       Config
+	stateless bool
+	id        string
+	logger    *slog.Logger
+	server    *mcp.Server
+	handler   http.Handler
+	flights   map[string]*flight // in-flight requests by request id
+	stopping  bool
+}
+
+// flight is one request being served.
+type flight struct {
+	cancel context.CancelFunc
+	window *window
+}
+
+// requestDone is sent by a request's goroutine to its actor when it ends.
+// It never leaves the node, so it need not be an envelope.
+type requestDone struct{ id string }
+
+func (a *SessionActor) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *actor.Started:
+		a.start(ctx)
+	case *envelope.Envelope:
+		switch {
+		case m.GetRequest() != nil:
+			a.serve(ctx, m.GetRequest())
+		case m.GetAck() != nil:
+			if f := a.flights[m.GetAck().RequestId]; f != nil {
+				f.window.ack(m.GetAck().Seq)
+			}
+		case m.GetCancel() != nil:
+			if f := a.flights[m.GetCancel().RequestId]; f != nil {
+				f.cancel()
+			}
+		}
+	case requestDone:
+		delete(a.flights, m.id)
+		a.settle(ctx)
+	case *actor.ReceiveTimeout:
+		if len(a.flights) == 0 {
+			a.logger.Info("passivating idle actor", "idle", a.cfg.IdleTimeout)
+			a.stop(ctx)
+		}
+	case *actor.Stopping:
+		a.stopping = true
+		for _, f := range a.flights {
+			f.cancel()
+		}
+		for s := range a.server.Sessions() {
+			s.Close()
+		}
+	}
+}
+
+func (a *SessionActor) start(ctx actor.Context) {
+	a.id = protocluster.GetClusterIdentity(ctx).Identity
+	a.flights = map[string]*flight{}
+	kind := "session"
+	if a.stateless {
+		kind = "principal"
+	}
+	a.logger = a.cfg.Logger.With(kind, a.id)
+
+	opts := &mcp.ServerOptions{
+		Logger:      a.logger,
+		SchemaCache: a.cfg.SchemaCache,
+		// The edge minted this actor's identity for the session it is
+		// initializing: the session takes that id, so the next request
+		// finds its way back here.
+		GetSessionID: func() string { return a.id },
+	}
+	for _, ts := range a.cfg.Toolsets {
+		ts.Configure(opts)
+	}
+	a.server = mcp.NewServer(a.cfg.Implementation, opts)
+	a.server.AddReceivingMiddleware(recoverPanics(a.logger))
+	for _, ts := range a.cfg.Toolsets {
+		ts.Install(a.server)
+	}
+	hopts := &mcp.StreamableHTTPOptions{
+		Stateless: a.stateless,
+		Logger:    a.logger,
+		// The edge has checked Host and Origin against its own listener.
+		DisableLocalhostProtection: true,
+		// Body size is the edge's to limit; it sends at most this much.
+		MaxRequestBodyBytes: -1,
+	}
+	if !a.stateless {
+		hopts.EventStore = mcp.NewMemoryEventStore(nil)
+	}
+	a.handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return a.server }, hopts)
+	if a.cfg.IdleTimeout > 0 {
+		ctx.SetReceiveTimeout(a.cfg.IdleTimeout)
+	}
+}
+
+// serve starts one forwarded request on its own goroutine.
+func (a *SessionActor) serve(ctx actor.Context, req *envelope.Request) {
+	replyTo := ctx.Sender()
+	if replyTo == nil {
+		a.logger.Warn("request without a reply address dropped", "request", req.Id)
+		return
+	}
+	root := ctx.ActorSystem().Root
+	send := func(p *envelope.ResponsePart) {
+		root.Send(replyTo, &envelope.Envelope{Body: &envelope.Envelope_Part{Part: p}})
+	}
+	if a.stopping {
+		send(unavailable(req.Id))
+		return
+	}
+	rctx, cancel := context.WithCancel(context.Background())
+	f := &flight{cancel: cancel, window: newWindow(uint64(req.Window))}
+	a.flights[req.Id] = f
+	ctx.CancelReceiveTimeout()
+	self := ctx.Self()
+	go func() {
+		defer root.Send(self, requestDone{req.Id})
+		defer cancel()
+		w := newRelayWriter(rctx, req.Id, f.window, send)
+		a.serveHTTP(rctx, w, req)
+	}()
+}
+
+// serveHTTP runs one request through the MCP handler. A panic here (the
+// handler's, not a tool's: those are caught by recoverPanics) ends this
+// request with a 500 and leaves the actor serving.
+func (a *SessionActor) serveHTTP(ctx context.Context, w *relayWriter, req *envelope.Request) {
+	defer func() {
+		if r := recover(); r != nil {
+			a.logger.Error("panic serving request", "request", req.Id, "panic", r, "stack", string(debug.Stack()))
+			w.fail(fmt.Sprintf("internal error: %v", r))
+		}
+	}()
+	hr, err := http.NewRequestWithContext(ctx, req.Method, "http://pingmcp"+req.Path, bytes.NewReader(req.Body))
+	if err != nil {
+		w.fail(err.Error())
+		return
+	}
+	envelope.ToHTTP(req.Headers, hr.Header)
+	hr.ContentLength = int64(len(req.Body))
+	a.handler.ServeHTTP(w, hr)
+	w.finish()
+}
+
+// settle decides, once no request is in flight, whether the actor stays: a
+// session actor whose MCP session ended (or never began: an unknown id, a
+// failed initialize) stops at once; otherwise it waits for its idle timeout.
+func (a *SessionActor) settle(ctx actor.Context) {
+	if len(a.flights) > 0 {
+		return
+	}
+	if !a.stateless && !a.hasSession() {
+		a.stop(ctx)
+		return
+	}
+	if a.cfg.IdleTimeout > 0 {
+		ctx.SetReceiveTimeout(a.cfg.IdleTimeout)
+	}
+}
+
+func (a *SessionActor) hasSession() bool {
+	for range a.server.Sessions() {
+		return true
+	}
+	return false
+}
+
+func (a *SessionActor) stop(ctx actor.Context) {
+	if !a.stopping {
+		a.stopping = true
+		ctx.Stop(ctx.Self())
+	}
+}
+
+// unavailable is the answer to a request that reached an actor on its way
+// out: 503 with Retry-After, which clients and the edge retry.
+func unavailable(requestID string) *envelope.ResponsePart {
+	return &envelope.ResponsePart{
+		RequestId: requestID,
+		Status:    http.StatusServiceUnavailable,
+		Headers: []*envelope.Header{
+			{Name: "Content-Type", Values: []string{"text/plain; charset=utf-8"}},
+			{Name: "Retry-After", Values: []string{"1"}},
+		},
+		Body:  []byte("actor is stopping; retry\n"),
+		Final: true,
+	}
+}
+
+// recoverPanics turns a panic in a method handler (a tool, say) into a
+// JSON-RPC internal error for that request alone.
+func recoverPanics(logger *slog.Logger) mcp.Middleware {
+	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (res mcp.Result, err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					logger.Error("panic in MCP handler", "method", method, "panic", r, "stack", string(debug.Stack()))
+					res, err = nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("internal error in %s", method)}
+				}
+			}()
+			return next(ctx, method, req)
+		}
+	}
+}

@@ -1,0 +1,19 @@
+package envelope
+
+import "net/http"
+
+// FromHTTP copies an HTTP header into envelope headers.
+func FromHTTP(h http.Header) []*Header {
+	out := make([]*Header, 0, len(h))
+	for name, values := range h {
+		out = append(out, &Header{Name: name, Values: values})
+	}
+	return out
+}
+
+// ToHTTP copies envelope headers into h.
+func ToHTTP(hs []*Header, h http.Header) {
+	for _, e := range hs {
+		h[http.CanonicalHeaderKey(e.Name)] = append(h[http.CanonicalHeaderKey(e.Name)], e.Values...)
+	}
+}

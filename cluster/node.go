@@ -1,0 +1,281 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/clusterproviders/k8s"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+	"github.com/asynkron/protoactor-go/remote"
+
+)
+
+// Kinds of actors pingmcp places on the cluster.
+const (
+	// SessionKind is the actor of one MCP session (2025-03-26 … 2025-11-25),
+	// keyed by its Mcp-Session-Id.
+	SessionKind = "session"
+	// PrincipalKind is the actor of one user (issuer, subject, client) for the
+	// stateless 2026-07-28 protocol, keyed by a hash of the three.
+	PrincipalKind = "principal"
+)
+
+// Roles a node can take.
+const (
+	RoleBoth   = "both"   // serves /mcp and hosts actors
+	RoleEdge   = "edge"   // serves /mcp, hosts no actors
+	RoleMember = "member" // hosts actors, serves no /mcp
+)
+
+// Providers of membership.
+const (
+	ProviderSingle      = "single"
+	ProviderAutomanaged = "automanaged"
+	ProviderK8s         = "k8s"
+)
+
+// ErrNoMember means no member of the cluster can host the actor right now
+// (none has joined yet, or all have left). It is transient: the edge answers
+// 503 with Retry-After.
+var ErrNoMember = errors.New("no cluster member can host the actor")
+
+// Config is what a node needs to join the cluster.
+type Config struct {
+	// Name of the cluster; nodes with different names ignore each other.
+	Name string
+	// Addr is host:port the node's remote listens on. Port 0 picks one.
+	Addr string
+	// AdvertisedAddr is the host:port other nodes dial (a pod IP on
+	// Kubernetes); Addr when empty.
+	AdvertisedAddr string
+	// Provider is one of ProviderSingle, ProviderAutomanaged, ProviderK8s.
+	Provider string
+	// Seeds are the cluster addresses of other nodes (ProviderAutomanaged).
+	Seeds []string
+	// Role is RoleBoth, RoleEdge or RoleMember.
+	Role string
+	// Kinds are the actor kinds this node hosts; empty for an edge.
+	Kinds []*cluster.Kind
+	// HTTPAddr is the node's HTTP listen address, reported to other nodes.
+	HTTPAddr string
+	// ProbeInterval is how often the seeds provider asks each known node for
+	// its view; a node that misses ProbeFailures answers in a row has left.
+	ProbeInterval time.Duration
+	ProbeFailures int
+	Logger        *slog.Logger
+}
+
+// Node is this process's place in the cluster.
+type Node struct {
+	cfg     Config
+	System  *actor.ActorSystem
+	Cluster *cluster.Cluster
+	logger  *slog.Logger
+	seeds   *seedsProvider // nil unless ProviderAutomanaged
+
+	mu   sync.Mutex
+	pids map[string]*actor.PID // kind/identity → activation, dropped when it terminates
+}
+
+// Start starts the actor system and remoting and joins the cluster. It
+// returns once the node is a member; other nodes may join later.
+func Start(cfg Config) (*Node, error) {
+	if cfg.Name == "" {
+		cfg.Name = "pingmcp"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = 500 * time.Millisecond
+	}
+	if cfg.ProbeFailures <= 0 {
+		cfg.ProbeFailures = 3
+	}
+	host, portStr, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("cluster address %q: %w", cfg.Addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return nil, fmt.Errorf("cluster address %q: port: %w", cfg.Addr, err)
+	}
+
+	// protoactor logs every topology change and activation at Info; keep
+	// only its warnings, under our node's attributes.
+	internal := slog.New(levelFloor{cfg.Logger.Handler(), slog.LevelWarn}).With("component", "protoactor")
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return internal }))
+
+	var remoteOpts []remote.ConfigOption
+	if cfg.AdvertisedAddr != "" {
+		remoteOpts = append(remoteOpts, remote.WithAdvertisedHost(cfg.AdvertisedAddr))
+	}
+	remoteCfg := remote.Configure(host, port, remoteOpts...)
+
+	n := &Node{cfg: cfg, System: system, logger: cfg.Logger, pids: map[string]*actor.PID{}}
+	var provider cluster.ClusterProvider
+	switch cfg.Provider {
+	case ProviderSingle, "":
+		provider = singleProvider{role: cfg.Role}
+	case ProviderAutomanaged:
+		n.seeds = newSeedsProvider(cfg)
+		provider = n.seeds
+	case ProviderK8s:
+		p, err := k8s.New()
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes provider: %w", err)
+		}
+		provider = p
+	default:
+		return nil, fmt.Errorf("unknown cluster provider %q", cfg.Provider)
+	}
+
+	clusterCfg := cluster.Configure(cfg.Name, provider, disthash.New(), remoteCfg,
+		cluster.WithKinds(cfg.Kinds...),
+		cluster.WithRequestTimeout(10*time.Second),
+	)
+	n.Cluster = cluster.New(system, clusterCfg)
+	if err := startMember(n.Cluster); err != nil {
+		return nil, err
+	}
+	n.logger = cfg.Logger.With("node", system.Address())
+	return n, nil
+}
+
+// startMember turns protoactor's panics on a failed start (a port in use,
+// say) into an error.
+func startMember(c *cluster.Cluster) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("start cluster member: %v", r)
+		}
+	}()
+	c.StartMember()
+	return nil
+}
+
+// Address is the node's cluster address, as other nodes dial it.
+func (n *Node) Address() string { return n.System.Address() }
+
+// Logger is the node's logger, with its address attached.
+func (n *Node) Logger() *slog.Logger { return n.logger }
+
+// Members lists the members of the cluster as this node sees them.
+func (n *Node) Members() []*cluster.Member {
+	return n.Cluster.MemberList.Members().Members()
+}
+
+// Ready reports why the node cannot serve yet, or nil. A node that forwards
+// requests (edge or both) is ready once some member hosts sessions.
+func (n *Node) Ready() error {
+	if n.cfg.Role == RoleMember {
+		return nil
+	}
+	for _, m := range n.Members() {
+		if m.HasKind(SessionKind) {
+			return nil
+		}
+	}
+	return ErrNoMember
+}
+
+// Stop leaves the cluster. Graceful stops let other nodes learn of the
+// departure before the remote closes.
+func (n *Node) Stop(graceful bool) {
+	if n.seeds != nil {
+		n.seeds.stop()
+	}
+	n.Cluster.Shutdown(graceful)
+}
+
+// activation returns the PID of the actor of kind/identity, activating it on
+// its owner if needed. PIDs are cached until the actor terminates, so that a
+// request costs no placement round trip.
+func (n *Node) activation(ctx context.Context, kind, identity string) (*actor.PID, error) {
+	key := kind + "/" + identity
+	n.mu.Lock()
+	pid := n.pids[key]
+	n.mu.Unlock()
+	if pid != nil {
+		return pid, nil
+	}
+	// disthash asks the owner's placement actor, with its own 5 s timeout;
+	// retry briefly while membership settles (a node just joined or left).
+	for {
+		pid = n.Cluster.Get(identity, kind)
+		if pid != nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ErrNoMember
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	n.mu.Lock()
+	if len(n.pids) >= maxCachedPIDs {
+		clear(n.pids) // crude but bounded; entries are cheap to rebuild
+	}
+	n.pids[key] = pid
+	n.mu.Unlock()
+	return pid, nil
+}
+
+const maxCachedPIDs = 1 << 16
+
+func (n *Node) forget(kind, identity string, pid *actor.PID) {
+	key := kind + "/" + identity
+	n.mu.Lock()
+	if cur := n.pids[key]; cur != nil && cur.Equal(pid) {
+		delete(n.pids, key)
+	}
+	n.mu.Unlock()
+}
+
+// levelFloor drops records below a level, whatever the wrapped handler allows.
+type levelFloor struct {
+	slog.Handler
+	floor slog.Level
+}
+
+func (h levelFloor) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.floor && h.Handler.Enabled(ctx, l)
+}
+func (h levelFloor) WithAttrs(as []slog.Attr) slog.Handler {
+	return levelFloor{h.Handler.WithAttrs(as), h.floor}
+}
+func (h levelFloor) WithGroup(g string) slog.Handler {
+	return levelFloor{h.Handler.WithGroup(g), h.floor}
+}
+
+// memberOf describes this node as a cluster member.
+func memberOf(c *cluster.Cluster, role string) (*cluster.Member, error) {
+	host, port, err := c.ActorSystem.GetHostPort()
+	if err != nil {
+		return nil, err
+	}
+	return &cluster.Member{Id: c.ActorSystem.ID, Host: host, Port: int32(port), Kinds: c.GetClusterKinds()}, nil
+}
+
+// singleProvider is a cluster of one: this node.
+type singleProvider struct{ role string }
+
+func (p singleProvider) StartMember(c *cluster.Cluster) error {
+	self, err := memberOf(c, p.role)
+	if err != nil {
+		return err
+	}
+	c.MemberList.UpdateClusterTopology(cluster.Members{self})
+	return nil
+}
+func (p singleProvider) StartClient(*cluster.Cluster) error { return errNoClients }
+func (p singleProvider) Shutdown(bool) error                { return nil }
+

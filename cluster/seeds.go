@@ -1,0 +1,204 @@
+package cluster
+
+import (
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/pingmcp/pingmcp/cluster/envelope"
+)
+
+// membershipActorName is the well-known actor every node of the seeds
+// provider runs, answering MemberQuery on the cluster's own port.
+const membershipActorName = "pingmcp-membership"
+
+// seedsProvider is the "automanaged" membership: each node is given the
+// cluster addresses of some others (its seeds), asks each node it knows for
+// its view every ProbeInterval, and counts a node gone after ProbeFailures
+// missed answers in a row.
+//
+// protoactor's own automanaged provider was not used: it needs a second HTTP
+// port per node, bound to every interface whatever the cluster address, and
+// polls with a fixed 2 s HTTP timeout. This one asks the same question over
+// the remote the cluster already has, in an Envelope like every other message.
+type seedsProvider struct {
+	cfg  Config
+	done chan struct{}
+	once sync.Once
+
+	mu    sync.Mutex
+	self  *cluster.Member
+	peers map[string]*peer // by cluster address
+}
+
+type peer struct {
+	member   *cluster.Member // nil until it has answered once
+	failures int
+	seed     bool
+}
+
+func newSeedsProvider(cfg Config) *seedsProvider {
+	return &seedsProvider{cfg: cfg, done: make(chan struct{}), peers: map[string]*peer{}}
+}
+
+func (p *seedsProvider) StartMember(c *cluster.Cluster) error {
+	self, err := memberOf(c, p.cfg.Role)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.self = self
+	for _, s := range p.cfg.Seeds {
+		if s != "" && s != self.Address() {
+			p.peers[s] = &peer{seed: true}
+		}
+	}
+	p.mu.Unlock()
+
+	props := actor.PropsFromFunc(func(ctx actor.Context) {
+		if env, ok := ctx.Message().(*envelope.Envelope); ok && env.GetMemberQuery() != nil {
+			ctx.Respond(&envelope.Envelope{Body: &envelope.Envelope_MemberInfo{MemberInfo: p.info()}})
+		}
+	})
+	if _, err := c.ActorSystem.Root.SpawnNamed(props, membershipActorName); err != nil {
+		return err
+	}
+	c.MemberList.UpdateClusterTopology(p.alive())
+	go p.run(c)
+	return nil
+}
+
+func (p *seedsProvider) StartClient(*cluster.Cluster) error {
+	return errNoClients
+}
+
+func (p *seedsProvider) Shutdown(bool) error {
+	p.stop()
+	return nil
+}
+
+func (p *seedsProvider) stop() { p.once.Do(func() { close(p.done) }) }
+
+func (p *seedsProvider) run(c *cluster.Cluster) {
+	t := time.NewTicker(p.cfg.ProbeInterval)
+	defer t.Stop()
+	for {
+		p.probeAll(c)
+		c.MemberList.UpdateClusterTopology(p.alive())
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// probeAll asks every known node for its view, concurrently, each with the
+// probe interval as its deadline, and merges the answers.
+func (p *seedsProvider) probeAll(c *cluster.Cluster) {
+	p.mu.Lock()
+	addrs := make([]string, 0, len(p.peers))
+	for a := range p.peers {
+		addrs = append(addrs, a)
+	}
+	p.mu.Unlock()
+
+	type answer struct {
+		addr string
+		info *envelope.MemberInfo
+	}
+	answers := make(chan answer, len(addrs))
+	query := &envelope.Envelope{Body: &envelope.Envelope_MemberQuery{MemberQuery: &envelope.MemberQuery{}}}
+	for _, a := range addrs {
+		go func() {
+			res, err := c.ActorSystem.Root.RequestFuture(actor.NewPID(a, membershipActorName), query, p.cfg.ProbeInterval).Result()
+			env, _ := res.(*envelope.Envelope)
+			if err != nil || env.GetMemberInfo().GetSelf() == nil {
+				answers <- answer{a, nil}
+				return
+			}
+			answers <- answer{a, env.GetMemberInfo()}
+		}()
+	}
+	for range addrs {
+		ans := <-answers
+		p.merge(ans.addr, ans.info)
+	}
+}
+
+func (p *seedsProvider) merge(addr string, info *envelope.MemberInfo) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	pr := p.peers[addr]
+	if pr == nil {
+		return
+	}
+	if info == nil {
+		pr.failures++
+		if pr.failures >= p.cfg.ProbeFailures && !pr.seed {
+			delete(p.peers, addr) // learned from others; they will tell us if it returns
+		}
+		return
+	}
+	if pr.member != nil && pr.member.Id != info.Self.Id {
+		p.cfg.Logger.Info("cluster node restarted", "addr", addr, "old", pr.member.Id, "new", info.Self.Id)
+	}
+	pr.member = toMember(info.Self)
+	pr.failures = 0
+	for _, m := range info.Members {
+		a := net.JoinHostPort(m.Host, strconv.Itoa(int(m.Port)))
+		if a == p.self.Address() {
+			continue
+		}
+		if _, known := p.peers[a]; !known {
+			p.peers[a] = &peer{}
+		}
+	}
+}
+
+// alive is this node and every peer that answered its last probes.
+func (p *seedsProvider) alive() cluster.Members {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ms := cluster.Members{p.self}
+	for _, pr := range p.peers {
+		if pr.member != nil && pr.failures < p.cfg.ProbeFailures {
+			ms = append(ms, pr.member)
+		}
+	}
+	slices.SortFunc(ms, func(a, b *cluster.Member) int {
+		if a.Address() < b.Address() {
+			return -1
+		}
+		return 1
+	})
+	return ms
+}
+
+func (p *seedsProvider) info() *envelope.MemberInfo {
+	info := &envelope.MemberInfo{}
+	for _, m := range p.alive() {
+		em := fromMember(m)
+		if m.Id == p.self.Id {
+			em.Role = p.cfg.Role
+			em.HttpAddr = p.cfg.HTTPAddr
+			info.Self = em
+		}
+		info.Members = append(info.Members, em)
+	}
+	return info
+}
+
+func toMember(m *envelope.Member) *cluster.Member {
+	return &cluster.Member{Id: m.Id, Host: m.Host, Port: m.Port, Kinds: m.Kinds}
+}
+
+func fromMember(m *cluster.Member) *envelope.Member {
+	return &envelope.Member{Id: m.Id, Host: m.Host, Port: m.Port, Kinds: m.Kinds}
+}
+

@@ -1,0 +1,415 @@
+// Package transport is pingmcp's HTTP edge: the /mcp endpoint every client
+// talks to, on any node.
+//
+// The edge checks what can be checked without the session (Host, Origin,
+// method, body size, and later the bearer token), decides which actor serves
+// the request (the session's, by Mcp-Session-Id; a new one for an initialize;
+// the principal's for the stateless 2026-07-28 protocol), forwards it through
+// the cluster and relays the actor's response, flushing each part to the
+// client as it arrives. It parses no more of a body than routing needs; the
+// MCP protocol itself is the actor's business.
+package transport
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/pingmcp/pingmcp/cluster"
+	"github.com/pingmcp/pingmcp/cluster/envelope"
+)
+
+// Header names of the MCP streamable HTTP transport.
+const (
+	headerSessionID       = "Mcp-Session-Id"
+	headerProtocolVersion = "Mcp-Protocol-Version"
+	// statelessVersion is the first protocol revision without sessions.
+	statelessVersion = "2026-07-28"
+)
+
+// DefaultMaxBodyBytes bounds a request body when Options leaves it zero.
+const DefaultMaxBodyBytes = 4 << 20
+
+// Options configure an Edge. The zero value of each field is a safe default.
+type Options struct {
+	// AllowedOrigins are origins (scheme://host[:port]) browsers may call
+	// from. Same-origin requests, and loopback origins on a loopback
+	// listener, are always allowed; any other Origin is refused with 403.
+	AllowedOrigins []string
+	// AllowedHosts are the Host values the edge answers to (DNS-rebinding
+	// protection). Empty means: loopback names only on a loopback listener,
+	// any Host otherwise.
+	AllowedHosts []string
+	// Loopback says the edge listens on loopback addresses only.
+	Loopback bool
+	// MaxBodyBytes limits a request body (413 beyond); DefaultMaxBodyBytes
+	// when zero.
+	MaxBodyBytes int64
+	Logger       *slog.Logger
+}
+
+// Edge serves /mcp by forwarding each request to its actor.
+type Edge struct {
+	node    *cluster.Node
+	opts    Options
+	logger  *slog.Logger
+	origins map[string]bool
+	hosts   map[string]bool
+	prefix  string // per-node prefix of request ids
+	seq     atomic.Uint64
+}
+
+// NewEdge returns the /mcp handler of a node.
+func NewEdge(node *cluster.Node, opts Options) *Edge {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	e := &Edge{node: node, opts: opts, logger: opts.Logger, origins: map[string]bool{}, hosts: map[string]bool{}}
+	for _, o := range opts.AllowedOrigins {
+		e.origins[strings.TrimSuffix(strings.ToLower(o), "/")] = true
+	}
+	for _, h := range opts.AllowedHosts {
+		e.hosts[strings.ToLower(h)] = true
+	}
+	e.prefix = rand.Text()[:8]
+	return e
+}
+
+// route is where a request goes.
+type route struct {
+	kind     string
+	identity string
+	// minted is set when the edge created the session id (an initialize).
+	minted bool
+}
+
+func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	if !e.hostAllowed(r.Host) {
+		writeError(w, http.StatusForbidden, nil, jsonrpcInvalidRequest, fmt.Sprintf("Host %q is not allowed", r.Host))
+		return
+	}
+	origin := r.Header.Get("Origin")
+	if origin != "" {
+		if !e.originAllowed(origin, r.Host) {
+			writeError(w, http.StatusForbidden, nil, jsonrpcInvalidRequest, fmt.Sprintf("Origin %q is not allowed", origin))
+			return
+		}
+		setCORS(w.Header(), origin)
+	}
+	switch r.Method {
+	case http.MethodPost, http.MethodGet, http.MethodDelete:
+	case http.MethodOptions:
+		if origin != "" {
+			w.Header().Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+			w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID")
+			w.Header().Set("Access-Control-Max-Age", "600")
+		}
+		w.Header().Set("Allow", "GET, POST, DELETE, OPTIONS")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	default:
+		w.Header().Set("Allow", "GET, POST, DELETE, OPTIONS")
+		writeError(w, http.StatusMethodNotAllowed, nil, jsonrpcInvalidRequest, "method not allowed")
+		return
+	}
+
+	var body []byte
+	if r.Method == http.MethodPost {
+		var err error
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, e.opts.MaxBodyBytes))
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				writeError(w, http.StatusRequestEntityTooLarge, nil, jsonrpcInvalidRequest, fmt.Sprintf("request body exceeds %d bytes", mbe.Limit))
+				return
+			}
+			writeError(w, http.StatusBadRequest, nil, jsonrpcParseError, "could not read request body")
+			return
+		}
+	}
+
+	rt, status, msg := e.route(r, body)
+	if status != 0 {
+		writeError(w, status, rpcID(body), jsonrpcInvalidRequest, msg)
+		return
+	}
+	logger := e.logger.With(rt.kind, rt.identity)
+
+	req := &envelope.Request{
+		Id:      e.prefix + strconv.FormatUint(e.seq.Add(1), 36),
+		Method:  r.Method,
+		Path:    r.URL.RequestURI(),
+		Headers: forwardHeaders(r.Header),
+		Body:    body,
+	}
+	stream, err := e.node.Forward(r.Context(), rt.kind, rt.identity, req)
+	if err != nil {
+		switch {
+		case errors.Is(err, cluster.ErrActorGone) && rt.kind == cluster.SessionKind:
+			writeError(w, http.StatusNotFound, rpcID(body), jsonrpcSessionNotFound, "session not found")
+		case errors.Is(err, cluster.ErrNoMember), errors.Is(err, cluster.ErrActorGone):
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, rpcID(body), jsonrpcInternalError, "no node can serve this request right now; retry")
+		case r.Context().Err() != nil:
+			// The client went away; nobody is left to answer.
+		default:
+			logger.Error("forward request", "err", err)
+			writeError(w, http.StatusBadGateway, rpcID(body), jsonrpcInternalError, "could not reach the session's node")
+		}
+		return
+	}
+	defer stream.Close()
+	status = e.relay(r.Context(), w, stream, logger)
+	logger.Debug("mcp request", "method", r.Method, "status", status, "minted", rt.minted, "duration", time.Since(start))
+}
+
+// relay writes each part of the actor's response to the client as it
+// arrives, flushing after each, and returns the status sent.
+func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stream, logger *slog.Logger) int {
+	rc := http.NewResponseController(w)
+	status := 0
+	for {
+		p, err := s.Next(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				logger.Warn("response cut short", "err", err)
+			}
+			return status
+		}
+		if status == 0 {
+			status = int(p.Status)
+			envelope.ToHTTP(p.Headers, w.Header())
+			w.WriteHeader(status)
+		}
+		if len(p.Body) > 0 {
+			if _, err := w.Write(p.Body); err != nil {
+				return status
+			}
+		}
+		if p.Final {
+			if p.Error != "" {
+				logger.Warn("actor ended response with an error", "err", p.Error)
+			}
+			return status
+		}
+		if err := rc.Flush(); err != nil {
+			return status
+		}
+		s.Written(p.Seq)
+	}
+}
+
+// route decides which actor serves r. A non-zero status is a refusal.
+func (e *Edge) route(r *http.Request, body []byte) (route, int, string) {
+	if v := r.Header.Get(headerProtocolVersion); v >= statelessVersion {
+		return route{kind: cluster.PrincipalKind, identity: principalKey(r)}, 0, ""
+	}
+	if sid := r.Header.Get(headerSessionID); sid != "" {
+		if !validSessionID(sid) {
+			return route{}, http.StatusNotFound, "session not found"
+		}
+		return route{kind: cluster.SessionKind, identity: sid}, 0, ""
+	}
+	if r.Method != http.MethodPost {
+		return route{}, http.StatusBadRequest, "Mcp-Session-Id header is required"
+	}
+	switch classify(body) {
+	case bodyInitialize:
+		return route{kind: cluster.SessionKind, identity: newSessionID(), minted: true}, 0, ""
+	case bodyStateless:
+		// A 2026-07-28 request that forgot its header: the stateless
+		// handler answers it with the protocol's own error.
+		return route{kind: cluster.PrincipalKind, identity: principalKey(r)}, 0, ""
+	}
+	return route{}, http.StatusBadRequest, "Mcp-Session-Id header is required (only initialize may omit it)"
+}
+
+// principalKey names the actor of the caller for stateless requests: a hash
+// of (issuer, subject, client), so that no identifier appears in actor names.
+// Without authentication every caller is the same anonymous principal.
+func principalKey(*http.Request) string {
+	sum := sha256.Sum256([]byte("anonymous\x00\x00"))
+	return base64.RawURLEncoding.EncodeToString(sum[:16])
+}
+
+// Session ids are 128 bits from crypto/rand, base64url without padding.
+const sessionIDLen = 22
+
+func newSessionID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func validSessionID(s string) bool {
+	if len(s) != sessionIDLen {
+		return false
+	}
+	_, err := base64.RawURLEncoding.DecodeString(s)
+	return err == nil
+}
+
+type bodyKind int
+
+const (
+	bodyOther bodyKind = iota
+	bodyInitialize
+	bodyStateless
+)
+
+// rpcPeek is the part of a JSON-RPC message routing looks at.
+type rpcPeek struct {
+	ID     json.RawMessage `json:"id"`
+	Method string          `json:"method"`
+	Params *struct {
+		Meta map[string]json.RawMessage `json:"_meta"`
+	} `json:"params"`
+}
+
+// classify tells an initialize (alone, or in a 2025-03-26 batch) and a
+// request of the stateless protocol (its _meta names a version) from the rest.
+func classify(body []byte) bodyKind {
+	var msgs []rpcPeek
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		if json.Unmarshal(trimmed, &msgs) != nil {
+			return bodyOther
+		}
+	} else {
+		var m rpcPeek
+		if json.Unmarshal(trimmed, &m) != nil {
+			return bodyOther
+		}
+		msgs = []rpcPeek{m}
+	}
+	for _, m := range msgs {
+		if m.Method == "initialize" {
+			return bodyInitialize
+		}
+		if m.Params != nil {
+			var v string
+			if json.Unmarshal(m.Params.Meta["io.modelcontextprotocol/protocolVersion"], &v) == nil && v >= statelessVersion {
+				return bodyStateless
+			}
+		}
+	}
+	return bodyOther
+}
+
+// rpcID returns the id of a single JSON-RPC request body, for error replies.
+func rpcID(body []byte) json.RawMessage {
+	var m rpcPeek
+	if json.Unmarshal(body, &m) != nil || len(m.ID) == 0 {
+		return nil
+	}
+	return m.ID
+}
+
+// forwardHeaders keeps what the MCP handler needs and drops hop-by-hop
+// headers and credentials: the verified principal travels in the envelope,
+// never the raw token.
+func forwardHeaders(h http.Header) []*envelope.Header {
+	out := make([]*envelope.Header, 0, 6)
+	for name, values := range h {
+		switch name {
+		case "Authorization", "Cookie", "Connection", "Keep-Alive", "Proxy-Authorization",
+			"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Origin":
+			continue
+		}
+		out = append(out, &envelope.Header{Name: name, Values: values})
+	}
+	return out
+}
+
+func (e *Edge) hostAllowed(host string) bool {
+	name := hostname(host)
+	if len(e.hosts) > 0 {
+		return e.hosts[name] || e.hosts[strings.ToLower(host)]
+	}
+	return !e.opts.Loopback || isLoopbackName(name)
+}
+
+func (e *Edge) originAllowed(origin, host string) bool {
+	o := strings.TrimSuffix(strings.ToLower(origin), "/")
+	if e.origins[o] {
+		return true
+	}
+	u, err := url.Parse(o)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, host) {
+		return true // same origin
+	}
+	return e.opts.Loopback && isLoopbackName(u.Hostname())
+}
+
+func hostname(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return strings.ToLower(strings.Trim(h, "[]"))
+	}
+	return strings.ToLower(strings.Trim(hostport, "[]"))
+}
+
+func isLoopbackName(name string) bool {
+	if name == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(name)
+	return ip != nil && ip.IsLoopback()
+}
+
+func setCORS(h http.Header, origin string) {
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Add("Vary", "Origin")
+	h.Set("Access-Control-Expose-Headers", "Mcp-Session-Id, WWW-Authenticate")
+}
+
+// JSON-RPC error codes the edge answers with.
+const (
+	jsonrpcParseError      = -32700
+	jsonrpcInvalidRequest  = -32600
+	jsonrpcInternalError   = -32603
+	jsonrpcSessionNotFound = -32001
+)
+
+// writeError answers with a JSON-RPC error object, as MCP clients expect
+// from the transport whatever the status.
+func writeError(w http.ResponseWriter, status int, id json.RawMessage, code int, msg string) {
+	if len(id) == 0 {
+		id = json.RawMessage("null")
+	}
+	body, _ := json.Marshal(struct {
+		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id"`
+		Error   struct {
+			Code    int    `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}{JSONRPC: "2.0", ID: id, Error: struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}{code, msg}})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
+}

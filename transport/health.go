@@ -1,0 +1,36 @@
+package transport
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/pingmcp/pingmcp/cluster"
+)
+
+// Health serves /healthz (the process is alive and serving HTTP) and /readyz
+// (the node can take traffic: it has joined the cluster and, if it forwards
+// requests, some member hosts sessions). Both answer JSON.
+func Health(node *cluster.Node, role string) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		members := node.Members()
+		body := map[string]any{"status": "ready", "node": node.Address(), "role": role, "members": len(members)}
+		if err := node.Ready(); err != nil {
+			body["status"], body["reason"] = "not ready", err.Error()
+			writeJSON(w, http.StatusServiceUnavailable, body)
+			return
+		}
+		writeJSON(w, http.StatusOK, body)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
