@@ -18,6 +18,9 @@ type relayWriter struct {
 	requestID string
 	window    *window
 	send      func(*envelope.ResponsePart)
+	// onStream, if set, is called when the first part of a streamed (not
+	// final) response goes out: the SDK has registered the stream by then.
+	onStream func()
 
 	header   http.Header
 	status   int
@@ -100,6 +103,9 @@ func (w *relayWriter) emit(final bool, errMsg string) {
 		p.Status = int32(w.status)
 		p.Headers = envelope.FromHTTP(w.header)
 		w.headSent = true
+		if !final && w.onStream != nil {
+			w.onStream()
+		}
 	}
 	w.buf = nil // the part owns those bytes now
 	w.seq++

@@ -178,6 +178,9 @@ func (a *SessionActor) serve(ctx actor.Context, req *envelope.Request) {
 		defer root.Send(self, requestDone{req.Id})
 		defer cancel()
 		w := newRelayWriter(rctx, req.Id, f.window, send)
+		w.onStream = func() {
+			a.logger.Debug("stream open", "method", req.Method, "request", req.Id)
+		}
 		a.serveHTTP(rctx, w, req)
 	}()
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/k8s"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
-
 )
 
 // Kinds of actors pingmcp places on the cluster.
@@ -278,4 +277,3 @@ func (p singleProvider) StartMember(c *cluster.Cluster) error {
 }
 func (p singleProvider) StartClient(*cluster.Cluster) error { return errNoClients }
 func (p singleProvider) Shutdown(bool) error                { return nil }
-

@@ -62,6 +62,7 @@ func (p *seedsProvider) StartMember(c *cluster.Cluster) error {
 
 	props := actor.PropsFromFunc(func(ctx actor.Context) {
 		if env, ok := ctx.Message().(*envelope.Envelope); ok && env.GetMemberQuery() != nil {
+			p.heardOf(env.GetMemberQuery().GetFrom())
 			ctx.Respond(&envelope.Envelope{Body: &envelope.Envelope_MemberInfo{MemberInfo: p.info()}})
 		}
 	})
@@ -113,7 +114,7 @@ func (p *seedsProvider) probeAll(c *cluster.Cluster) {
 		info *envelope.MemberInfo
 	}
 	answers := make(chan answer, len(addrs))
-	query := &envelope.Envelope{Body: &envelope.Envelope_MemberQuery{MemberQuery: &envelope.MemberQuery{}}}
+	query := &envelope.Envelope{Body: &envelope.Envelope_MemberQuery{MemberQuery: &envelope.MemberQuery{From: p.info().Self}}}
 	for _, a := range addrs {
 		go func() {
 			res, err := c.ActorSystem.Root.RequestFuture(actor.NewPID(a, membershipActorName), query, p.cfg.ProbeInterval).Result()
@@ -151,13 +152,28 @@ func (p *seedsProvider) merge(addr string, info *envelope.MemberInfo) {
 	pr.member = toMember(info.Self)
 	pr.failures = 0
 	for _, m := range info.Members {
-		a := net.JoinHostPort(m.Host, strconv.Itoa(int(m.Port)))
-		if a == p.self.Address() {
-			continue
-		}
-		if _, known := p.peers[a]; !known {
-			p.peers[a] = &peer{}
-		}
+		p.addPeerLocked(m)
+	}
+}
+
+// heardOf adds a node that asked for our view: it will be probed, and counted
+// once it answers, like any other.
+func (p *seedsProvider) heardOf(m *envelope.Member) {
+	if m == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.addPeerLocked(m)
+}
+
+func (p *seedsProvider) addPeerLocked(m *envelope.Member) {
+	a := net.JoinHostPort(m.Host, strconv.Itoa(int(m.Port)))
+	if a == p.self.Address() {
+		return
+	}
+	if _, known := p.peers[a]; !known {
+		p.peers[a] = &peer{}
 	}
 }
 
@@ -201,4 +217,3 @@ func toMember(m *envelope.Member) *cluster.Member {
 func fromMember(m *cluster.Member) *envelope.Member {
 	return &envelope.Member{Id: m.Id, Host: m.Host, Port: m.Port, Kinds: m.Kinds}
 }
-

@@ -156,9 +156,6 @@ func (c *Config) validate() error {
 			}
 		}
 	}
-	if c.ClusterProvider == "automanaged" && len(c.ClusterSeeds) == 0 {
-		errs = append(errs, errors.New("--cluster-provider automanaged needs --cluster-seeds"))
-	}
 	if c.MaxBodyBytes <= 0 {
 		errs = append(errs, errors.New("--max-body-bytes must be positive"))
 	}

@@ -596,9 +596,11 @@ func (x *Ack) GetSeq() uint64 {
 	return 0
 }
 
-// MemberQuery asks a node for its membership view (the seeds provider).
+// MemberQuery asks a node for its membership view (the seeds provider). It
+// names the asker, so that a node learns of one that joins through it.
 type MemberQuery struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
+	From          *Member                `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -631,6 +633,13 @@ func (x *MemberQuery) ProtoReflect() protoreflect.Message {
 // Deprecated: Use MemberQuery.ProtoReflect.Descriptor instead.
 func (*MemberQuery) Descriptor() ([]byte, []int) {
 	return file_envelope_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *MemberQuery) GetFrom() *Member {
+	if x != nil {
+		return x.From
+	}
+	return nil
 }
 
 // MemberInfo is a node's answer to a MemberQuery: itself and the members it
@@ -817,8 +826,9 @@ const file_envelope_proto_rawDesc = "" +
 	"\x03Ack\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\r\n" +
-	"\vMemberQuery\"t\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\">\n" +
+	"\vMemberQuery\x12/\n" +
+	"\x04from\x18\x01 \x01(\v2\x1b.pingmcp.envelope.v1.MemberR\x04from\"t\n" +
 	"\n" +
 	"MemberInfo\x12/\n" +
 	"\x04self\x18\x01 \x01(\v2\x1b.pingmcp.envelope.v1.MemberR\x04self\x125\n" +
@@ -866,13 +876,14 @@ var file_envelope_proto_depIdxs = []int32{
 	2,  // 6: pingmcp.envelope.v1.Request.headers:type_name -> pingmcp.envelope.v1.Header
 	3,  // 7: pingmcp.envelope.v1.Request.principal:type_name -> pingmcp.envelope.v1.Principal
 	2,  // 8: pingmcp.envelope.v1.ResponsePart.headers:type_name -> pingmcp.envelope.v1.Header
-	9,  // 9: pingmcp.envelope.v1.MemberInfo.self:type_name -> pingmcp.envelope.v1.Member
-	9,  // 10: pingmcp.envelope.v1.MemberInfo.members:type_name -> pingmcp.envelope.v1.Member
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	9,  // 9: pingmcp.envelope.v1.MemberQuery.from:type_name -> pingmcp.envelope.v1.Member
+	9,  // 10: pingmcp.envelope.v1.MemberInfo.self:type_name -> pingmcp.envelope.v1.Member
+	9,  // 11: pingmcp.envelope.v1.MemberInfo.members:type_name -> pingmcp.envelope.v1.Member
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_envelope_proto_init() }

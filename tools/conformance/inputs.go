@@ -1,3 +1,5 @@
+//lint:file-ignore SA1019 the suite exercises sampling, roots and logging, deprecated by SEP-2577 but still in the 2025-11-25 protocol.
+
 package conformance
 
 import (

@@ -1,4 +1,4 @@
-//lint:file-ignore SA1019 the suite exercises logging and sampling, deprecated by SEP-2577 but still in the 2025-11-25 protocol.
+//lint:file-ignore SA1019 the suite exercises sampling and logging, deprecated by SEP-2577 but still in the 2025-11-25 protocol.
 
 package conformance
 
@@ -79,7 +79,7 @@ func noop(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 // Fixed binary content, from the suite's reference servers.
 var (
 	pngPixel   = mustDecode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==") // 1x1 red PNG
-	wavSilence = mustDecode("UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA=")                                   // silent WAV
+	wavSilence = mustDecode("UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA=")                                     // silent WAV
 )
 
 // mustDecode decodes a base64 literal of this file; like regexp.MustCompile,

@@ -1,0 +1,209 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// threeNodes starts an edge-only node and two nodes hosting actors (the
+// second also serves /mcp), all joined through the first, and waits until
+// each sees all three.
+func threeNodes(t *testing.T, ctx context.Context) (edge, m1, m2 *node) {
+	edge = startNode(t, "edge", "--role", "edge", "--cluster-provider", "automanaged")
+	m1 = startNode(t, "member1", "--role", "member", "--cluster-seeds", edge.Cluster)
+	m2 = startNode(t, "both2", "--role", "both", "--cluster-seeds", edge.Cluster)
+	for _, n := range []*node{edge, m1, m2} {
+		n.awaitMembers(ctx, 3)
+	}
+	return edge, m1, m2
+}
+
+func connect(t *testing.T, ctx context.Context, url string, opts *mcp.ClientOptions) *mcp.ClientSession {
+	t.Helper()
+	c := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, opts)
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, MaxRetries: -1}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatalf("connect to %s: %v", url, err)
+	}
+	return cs
+}
+
+// TestSessionsCrossNodes creates sessions through the edge-only node and
+// checks that actors on the other nodes serve them, that a session can be
+// continued through another node's /mcp, that an SSE stream stays open
+// across nodes, and that DELETE ends the session everywhere.
+func TestSessionsCrossNodes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	edge, m1, m2 := threeNodes(t, ctx)
+
+	const sessions = 16
+	var clients []*mcp.ClientSession
+	logs := map[*mcp.ClientSession]chan string{} // log notifications each session received
+	for i := range sessions {
+		received := make(chan string, 16)
+		cs := connect(t, ctx, edge.URL(), &mcp.ClientOptions{
+			LoggingMessageHandler: func(_ context.Context, req *mcp.LoggingMessageRequest) {
+				received <- fmt.Sprint(req.Params.Data)
+			},
+		})
+		logs[cs] = received
+		clients = append(clients, cs)
+		if cs.ID() == "" {
+			t.Fatalf("session %d has no id", i)
+		}
+	}
+
+	// Every session is served by an actor on a member, none by the edge,
+	// and both members host some.
+	hosted := map[*node]int{}
+	for _, cs := range clients {
+		id := fmt.Sprintf(`"session":"%s"`, cs.ID())
+		var owner *node
+		for _, n := range []*node{edge, m1, m2} {
+			if n.logged(id, "server session connected") {
+				if owner != nil {
+					t.Errorf("session %s connected on both %s and %s", cs.ID(), owner.name, n.name)
+				}
+				owner = n
+			}
+		}
+		if owner == nil || owner == edge {
+			t.Fatalf("session %s: served by %v, want a member", cs.ID(), owner)
+		}
+		hosted[owner]++
+	}
+	if hosted[m1] == 0 || hosted[m2] == 0 {
+		t.Errorf("placement did not spread: member1 %d, both2 %d", hosted[m1], hosted[m2])
+	}
+
+	// A tool call whose notifications stream over SSE through the edge.
+	for _, cs := range clients {
+		if err := cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "info"}); err != nil {
+			t.Fatalf("setLevel: %v", err)
+		}
+		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_tool_with_logging"})
+		if err != nil || res.IsError {
+			t.Fatalf("call test_tool_with_logging on %s: %v %+v", cs.ID(), err, res)
+		}
+	}
+	// The client hands notifications to their handler asynchronously, so
+	// they may trail the call's result.
+	for _, cs := range clients {
+		for i := range 3 {
+			select {
+			case <-logs[cs]:
+			case <-ctx.Done():
+				t.Fatalf("session %s received %d log notifications, want 3", cs.ID(), i)
+			}
+		}
+	}
+
+	// The standalone GET stream stays open across nodes: a change published
+	// by the actor outside any request reaches the client on it.
+	changed := make(chan struct{}, 1)
+	cs := connect(t, ctx, edge.URL(), &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		},
+	})
+	awaitStandaloneStream(t, ctx, cs.ID(), m1, m2)
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_trigger_tool_change"}); err != nil {
+		t.Fatalf("trigger tool change: %v", err)
+	}
+	select {
+	case <-changed:
+	case <-ctx.Done():
+		t.Fatal("tools/list_changed never arrived over the standalone SSE stream")
+	}
+
+	// The same session continues through another node's /mcp.
+	other := connectRaw(t, m2.URL(), cs.ID())
+	if code := other.post(ctx, `{"jsonrpc":"2.0","id":7,"method":"tools/list"}`); code != http.StatusOK {
+		t.Fatalf("tools/list of %s through both2: status %d", cs.ID(), code)
+	}
+
+	// DELETE through the edge ends it everywhere.
+	id := cs.ID()
+	if err := cs.Close(); err != nil {
+		t.Fatalf("close session: %v", err)
+	}
+	for _, n := range []*node{edge, m2} {
+		if code := connectRaw(t, n.URL(), id).post(ctx, `{"jsonrpc":"2.0","id":8,"method":"tools/list"}`); code != http.StatusNotFound {
+			t.Errorf("after DELETE, %s answered %d for session %s, want 404", n.name, code, id)
+		}
+	}
+	for _, c := range clients {
+		c.Close()
+	}
+}
+
+// awaitStandaloneStream waits until the actor owning session has the
+// client's GET stream open: until then a notification sent outside a request
+// could not reach the client.
+func awaitStandaloneStream(t *testing.T, ctx context.Context, session string, members ...*node) {
+	t.Helper()
+	want := []string{`"msg":"stream open"`, `"method":"GET"`, fmt.Sprintf(`"session":"%s"`, session)}
+	lines := make(chan string, 64)
+	for _, m := range members {
+		go func(ch <-chan string) {
+			for l := range ch {
+				lines <- l
+			}
+		}(m.watch(session))
+		if m.logged(want...) {
+			return
+		}
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("no standalone stream for %s", session)
+		case l := <-lines:
+			if containsAll(l, want...) {
+				return
+			}
+		}
+	}
+}
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
+
+// rawSession speaks plain HTTP to /mcp with a given session id.
+type rawSession struct {
+	t   *testing.T
+	url string
+	id  string
+}
+
+func connectRaw(t *testing.T, url, id string) *rawSession { return &rawSession{t, url, id} }
+
+func (s *rawSession) post(ctx context.Context, body string) int {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	req.Header.Set("Mcp-Session-Id", s.id)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("POST %s: %v", s.url, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}

@@ -1,0 +1,187 @@
+// Package e2e holds the end-to-end tests: each starts real pingmcp processes
+// (cluster nodes on loopback) from the binary built in TestMain, and talks to
+// them as an MCP client would. protoactor cannot run two clusters in one
+// process safely, so every node here is its own OS process.
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "pingmcp-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "pingmcp")
+	args := []string{"build", "-o", binary}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "../cmd/pingmcp")...)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build pingmcp:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// node is one running pingmcp process.
+type node struct {
+	t       *testing.T
+	name    string
+	HTTP    string // host:port of its HTTP listener
+	Cluster string // host:port of its cluster endpoint
+	cmd     *exec.Cmd
+
+	mu    sync.Mutex
+	lines []string
+	subs  []chan string
+}
+
+// startNode runs `pingmcp serve` on loopback with free ports and returns once
+// it has logged that it started. Extra args follow the defaults, so they win.
+func startNode(t *testing.T, name string, args ...string) *node {
+	t.Helper()
+	all := append([]string{"serve", "--auth", "none", "--addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0",
+		"--log-format", "json", "--log-level", "debug"}, args...)
+	n := &node{t: t, name: name, cmd: exec.Command(binary, all...)}
+	stderr, err := n.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.cmd.Stdout = io.Discard
+	started := n.watch(`"msg":"node started"`)
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go n.read(stderr)
+	t.Cleanup(func() {
+		n.kill()
+		if t.Failed() {
+			n.mu.Lock()
+			t.Logf("--- logs of %s (last 60 lines)", name)
+			from := max(0, len(n.lines)-60)
+			for _, l := range n.lines[from:] {
+				t.Log(l)
+			}
+			n.mu.Unlock()
+		}
+	})
+	select {
+	case line := <-started:
+		var rec struct{ HTTP, Cluster string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("%s: parse start line %q: %v", name, line, err)
+		}
+		n.HTTP, n.Cluster = rec.HTTP, rec.Cluster
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s did not start", name)
+	}
+	return n
+}
+
+func (n *node) read(r io.Reader) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		n.mu.Lock()
+		n.lines = append(n.lines, line)
+		subs := n.subs
+		n.mu.Unlock()
+		for _, ch := range subs {
+			select {
+			case ch <- line:
+			default:
+			}
+		}
+	}
+}
+
+// watch returns a channel that receives the log lines containing substr,
+// from now on.
+func (n *node) watch(substr string) <-chan string {
+	all := make(chan string, 1024)
+	out := make(chan string, 64)
+	n.mu.Lock()
+	n.subs = append(n.subs, all)
+	n.mu.Unlock()
+	go func() {
+		for l := range all {
+			if strings.Contains(l, substr) {
+				out <- l
+			}
+		}
+	}()
+	return out
+}
+
+// logged reports whether any log line so far contains every one of substrs.
+func (n *node) logged(substrs ...string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, l := range n.lines {
+		if containsAll(l, substrs...) {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *node) kill() {
+	if n.cmd.Process != nil && n.cmd.ProcessState == nil {
+		n.cmd.Process.Kill()
+		n.cmd.Wait()
+	}
+}
+
+// URL is the node's /mcp endpoint.
+func (n *node) URL() string { return "http://" + n.HTTP + "/mcp" }
+
+// awaitMembers waits until the node's /readyz reports it ready with want
+// members. Membership is converged by periodic probes, so this polls.
+func (n *node) awaitMembers(ctx context.Context, want int) {
+	n.t.Helper()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var last string
+	for {
+		resp, err := http.Get("http://" + n.HTTP + "/readyz")
+		if err == nil {
+			var body struct {
+				Status  string
+				Members int
+			}
+			json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+			last = fmt.Sprintf("%d %+v", resp.StatusCode, body)
+			if resp.StatusCode == 200 && body.Members == want {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			n.t.Fatalf("%s: never saw %d members ready (last: %s)", n.name, want, last)
+		case <-tick.C:
+		}
+	}
+}
