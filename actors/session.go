@@ -174,8 +174,13 @@ func (a *SessionActor) serve(ctx actor.Context, req *envelope.Request) {
 	a.flights[req.Id] = f
 	ctx.CancelReceiveTimeout()
 	self := ctx.Self()
+	start := time.Now()
+	a.logger.Debug("request started", "method", req.Method, "request", req.Id)
 	go func() {
-		defer root.Send(self, requestDone{req.Id})
+		defer func() {
+			a.logger.Debug("request finished", "method", req.Method, "request", req.Id, "duration", time.Since(start))
+			root.Send(self, requestDone{req.Id})
+		}()
 		defer cancel()
 		w := newRelayWriter(rctx, req.Id, f.window, send)
 		w.onStream = func() {

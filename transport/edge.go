@@ -41,6 +41,12 @@ const (
 	statelessVersion = "2026-07-28"
 )
 
+// sessionVersions are the protocol revisions that have sessions. A request
+// whose Mcp-Protocol-Version names any other (2026-07-28, a later one, or
+// one nobody knows) goes to the stateless handler, which answers the unknown
+// ones with the protocol's own unsupported-version error.
+var sessionVersions = map[string]bool{"2024-11-05": true, "2025-03-26": true, "2025-06-18": true, "2025-11-25": true}
+
 // DefaultMaxBodyBytes bounds a request body when Options leaves it zero.
 const DefaultMaxBodyBytes = 4 << 20
 
@@ -219,7 +225,7 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 
 // route decides which actor serves r. A non-zero status is a refusal.
 func (e *Edge) route(r *http.Request, body []byte) (route, int, string) {
-	if v := r.Header.Get(headerProtocolVersion); v >= statelessVersion {
+	if v := r.Header.Get(headerProtocolVersion); v != "" && !sessionVersions[v] {
 		return route{kind: cluster.PrincipalKind, identity: principalKey(r)}, 0, ""
 	}
 	if sid := r.Header.Get(headerSessionID); sid != "" {

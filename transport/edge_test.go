@@ -1,0 +1,411 @@
+package transport
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pingmcp/pingmcp/actors"
+	"github.com/pingmcp/pingmcp/cluster"
+	"github.com/pingmcp/pingmcp/tools"
+	"github.com/pingmcp/pingmcp/tools/conformance"
+)
+
+// The edge is tested against a real single-node cluster with real session
+// actors (one per process: protoactor cannot host two clusters in one).
+var (
+	testNode *cluster.Node
+	records  = &recorder{}
+)
+
+func TestMain(m *testing.M) {
+	logger := slog.New(records)
+	cfg := actors.Config{
+		Implementation: &mcp.Implementation{Name: "pingmcp-test", Version: "0"},
+		Toolsets:       []tools.Toolset{conformance.New(), panicky{}},
+		IdleTimeout:    time.Minute,
+		SchemaCache:    mcp.NewSchemaCache(),
+		Logger:         logger,
+	}
+	var err error
+	testNode, err = cluster.Start(cluster.Config{
+		Addr: "127.0.0.1:0", Provider: cluster.ProviderSingle, Role: cluster.RoleBoth, Logger: logger,
+		Kinds: []*protocluster.Kind{
+			protocluster.NewKind(cluster.SessionKind, actors.SessionProps(cfg)),
+			protocluster.NewKind(cluster.PrincipalKind, actors.PrincipalProps(cfg)),
+		},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	testNode.Stop(false)
+	os.Exit(code)
+}
+
+// newEdge serves an edge on a loopback httptest server.
+func newEdge(t *testing.T, opts Options) *httptest.Server {
+	t.Helper()
+	opts.Loopback = true
+	opts.Logger = slog.New(records)
+	srv := httptest.NewServer(NewEdge(testNode, opts))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+type call struct {
+	method  string
+	headers map[string]string
+	body    string
+}
+
+func (c call) do(t *testing.T, url string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(c.method, url, strings.NewReader(c.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	for k, v := range c.headers {
+		if strings.EqualFold(k, "Host") {
+			req.Host = v
+			continue
+		}
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+const initBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
+
+// initialize opens a session and returns its id.
+func initialize(t *testing.T, url string) string {
+	t.Helper()
+	resp, body := call{method: http.MethodPost, body: initBody}.do(t, url)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("initialize: %d %s", resp.StatusCode, body)
+	}
+	id := resp.Header.Get("Mcp-Session-Id")
+	resp, body = call{method: http.MethodPost, body: `{"jsonrpc":"2.0","method":"notifications/initialized"}`,
+		headers: map[string]string{"Mcp-Session-Id": id, "Mcp-Protocol-Version": "2025-11-25"}}.do(t, url)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("initialized: %d %s", resp.StatusCode, body)
+	}
+	return id
+}
+
+func TestEdgeRefusals(t *testing.T) {
+	srv := newEdge(t, Options{AllowedOrigins: []string{"https://app.example"}, MaxBodyBytes: 1024})
+	sid := initialize(t, srv.URL)
+	session := map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"}
+	with := func(h map[string]string, kv ...string) map[string]string {
+		out := map[string]string{}
+		for k, v := range h {
+			out[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			out[kv[i]] = kv[i+1]
+		}
+		return out
+	}
+	tests := []struct {
+		name    string
+		call    call
+		status  int
+		errText string
+	}{
+		{"bad origin POST", call{http.MethodPost, with(session, "Origin", "https://evil.example"), `{"jsonrpc":"2.0","id":1,"method":"ping"}`}, 403, "Origin"},
+		{"bad origin GET", call{http.MethodGet, with(session, "Origin", "https://evil.example"), ""}, 403, "Origin"},
+		{"bad origin DELETE", call{http.MethodDelete, with(session, "Origin", "https://evil.example"), ""}, 403, "Origin"},
+		{"bad origin OPTIONS", call{http.MethodOptions, map[string]string{"Origin": "https://evil.example"}, ""}, 403, "Origin"},
+		{"rebinding Host", call{http.MethodPost, with(session, "Host", "evil.example:8080"), `{"jsonrpc":"2.0","id":1,"method":"ping"}`}, 403, "Host"},
+		{"body too large", call{http.MethodPost, session, `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":"` + strings.Repeat("x", 2000) + `"}}`}, 413, "exceeds"},
+		{"PUT", call{http.MethodPut, session, "{}"}, 405, "not allowed"},
+		{"no session POST", call{http.MethodPost, nil, `{"jsonrpc":"2.0","id":9,"method":"tools/list"}`}, 400, "Mcp-Session-Id"},
+		{"no session GET", call{http.MethodGet, nil, ""}, 400, "Mcp-Session-Id"},
+		{"no session DELETE", call{http.MethodDelete, nil, ""}, 400, "Mcp-Session-Id"},
+		{"unknown session", call{http.MethodPost, with(session, "Mcp-Session-Id", "AAAAAAAAAAAAAAAAAAAAAA"), `{"jsonrpc":"2.0","id":1,"method":"ping"}`}, 404, ""},
+		{"malformed session", call{http.MethodPost, with(session, "Mcp-Session-Id", "../../etc/passwd"), `{"jsonrpc":"2.0","id":1,"method":"ping"}`}, 404, "session not found"},
+		{"garbage body", call{http.MethodPost, nil, `{not json`}, 400, "Mcp-Session-Id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := tt.call.do(t, srv.URL)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d (body %s)", resp.StatusCode, tt.status, body)
+			}
+			if !strings.Contains(body, tt.errText) {
+				t.Errorf("body %q does not mention %q", body, tt.errText)
+			}
+			if tt.status == 405 && resp.Header.Get("Allow") == "" {
+				t.Error("405 without Allow")
+			}
+		})
+	}
+	// None of that harmed the session.
+	resp, body := call{http.MethodPost, session, `{"jsonrpc":"2.0","id":2,"method":"ping"}`}.do(t, srv.URL)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"id":2`) {
+		t.Fatalf("session after refusals: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestEdgeErrorsAreJSONRPC(t *testing.T) {
+	srv := newEdge(t, Options{})
+	resp, body := call{http.MethodPost, nil, `{"jsonrpc":"2.0","id":"abc","method":"tools/list"}`}.do(t, srv.URL)
+	var msg struct {
+		JSONRPC string
+		ID      any
+		Error   struct{ Code int }
+	}
+	if err := json.Unmarshal([]byte(body), &msg); err != nil || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("not a JSON-RPC error: %v %q", err, body)
+	}
+	if msg.JSONRPC != "2.0" || msg.ID != "abc" || msg.Error.Code != -32600 {
+		t.Errorf("got %+v", msg)
+	}
+}
+
+func TestEdgeAllowedOrigin(t *testing.T) {
+	srv := newEdge(t, Options{AllowedOrigins: []string{"https://app.example"}})
+	resp, _ := call{http.MethodOptions, map[string]string{"Origin": "https://app.example"}, ""}.do(t, srv.URL)
+	if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
+		t.Fatalf("preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+	resp, body := call{http.MethodPost, map[string]string{"Origin": "https://app.example"}, initBody}.do(t, srv.URL)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "Mcp-Session-Id") {
+		t.Fatalf("allowed origin: %d %v %s", resp.StatusCode, resp.Header, body)
+	}
+	// A loopback origin is fine on a loopback listener.
+	resp, _ = call{http.MethodPost, map[string]string{"Origin": "http://localhost:6274"}, initBody}.do(t, srv.URL)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("loopback origin: %d", resp.StatusCode)
+	}
+}
+
+func TestEdgeMintsDistinctSessionIDs(t *testing.T) {
+	srv := newEdge(t, Options{})
+	seen := map[string]bool{}
+	for range 20 {
+		id := initialize(t, srv.URL)
+		raw, err := base64.RawURLEncoding.DecodeString(id)
+		if err != nil || len(raw) < 16 {
+			t.Fatalf("session id %q: %d bytes, err %v; want ≥128 bits base64url", id, len(raw), err)
+		}
+		if seen[id] {
+			t.Fatalf("session id %q minted twice", id)
+		}
+		seen[id] = true
+	}
+}
+
+func TestEdgeStatelessRoute(t *testing.T) {
+	srv := newEdge(t, Options{})
+	h := map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "test_simple_text"}
+	body := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"test_simple_text","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`
+	resp, got := call{http.MethodPost, h, body}.do(t, srv.URL)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(got, "simple text") {
+		t.Fatalf("stateless call: %d %s", resp.StatusCode, got)
+	}
+	if resp.Header.Get("Mcp-Session-Id") != "" {
+		t.Error("stateless response carries a session id")
+	}
+	// The same request without its header is routed by its _meta, and the
+	// stateless handler answers with the protocol's own error.
+	resp, got = call{http.MethodPost, nil, body}.do(t, srv.URL)
+	if resp.StatusCode < 400 || !strings.Contains(got, `"error"`) {
+		t.Fatalf("stateless without header: %d %s", resp.StatusCode, got)
+	}
+}
+
+// TestEdgeDisconnectCancels closes a client's SSE stream and checks that the
+// actor's request ends: the edge told it to cancel.
+func TestEdgeDisconnectCancels(t *testing.T) {
+	srv := newEdge(t, Options{})
+	sid := initialize(t, srv.URL)
+	started := records.await(func(r slog.Record) bool { return r.Message == "stream open" && attr(r, "session") == sid })
+	finished := records.await(func(r slog.Record) bool {
+		return r.Message == "request finished" && attr(r, "session") == sid && attr(r, "method") == "GET"
+	})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sid)
+	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("GET stream: %d %v", resp.StatusCode, resp.Header)
+	}
+	wait(t, started, "stream open")
+	cancel()
+	resp.Body.Close()
+	wait(t, finished, "actor request finished after the client went away")
+}
+
+// TestToolPanicIsContained: a panicking tool answers its call with an error;
+// its session and the others keep working.
+func TestToolPanicIsContained(t *testing.T) {
+	srv := newEdge(t, Options{})
+	a, b := initialize(t, srv.URL), initialize(t, srv.URL)
+	h := func(id string) map[string]string {
+		return map[string]string{"Mcp-Session-Id": id, "Mcp-Protocol-Version": "2025-11-25"}
+	}
+	resp, body := call{http.MethodPost, h(a), `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"panic","arguments":{}}}`}.do(t, srv.URL)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"error"`) || !strings.Contains(body, "internal error") {
+		t.Fatalf("panicking tool: %d %s", resp.StatusCode, body)
+	}
+	for _, id := range []string{a, b} {
+		resp, body = call{http.MethodPost, h(id), `{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"test_simple_text","arguments":{}}}`}.do(t, srv.URL)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, "simple text") {
+			t.Fatalf("session %s after a panic: %d %s", id, resp.StatusCode, body)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		body string
+		want bodyKind
+	}{
+		{initBody, bodyInitialize},
+		{`[{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}]`, bodyInitialize},
+		{`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`, bodyStateless},
+		{`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2025-11-25"}}}`, bodyOther},
+		{`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":[1,2]}`, bodyOther},
+		{`{"jsonrpc":"2.0","id":1,"method":"ping"}`, bodyOther},
+		{`not json`, bodyOther},
+		{``, bodyOther},
+		{`[]`, bodyOther},
+	}
+	for _, tt := range tests {
+		if got := classify([]byte(tt.body)); got != tt.want {
+			t.Errorf("classify(%s) = %d, want %d", tt.body, got, tt.want)
+		}
+	}
+}
+
+func TestValidSessionID(t *testing.T) {
+	for id, want := range map[string]bool{
+		newSessionID():              true,
+		"AAAAAAAAAAAAAAAAAAAAAA":    true,
+		"":                          false,
+		"short":                     false,
+		"AAAAAAAAAAAAAAAAAAAAA=":    false,
+		"AAAAAAAAAAAAAAAAAAAA/A":    false,
+		"AAAAAAAAAAAAAAAAAAAAAAA":   false,
+		strings.Repeat("A", 10_000): false,
+	} {
+		if got := validSessionID(id); got != want {
+			t.Errorf("validSessionID(%q) = %v, want %v", id, got, want)
+		}
+	}
+}
+
+// panicky is a toolset with one tool that panics.
+type panicky struct{}
+
+func (panicky) Name() string                 { return "panicky" }
+func (panicky) Configure(*mcp.ServerOptions) {}
+func (panicky) Install(s *mcp.Server) {
+	s.AddTool(&mcp.Tool{Name: "panic", InputSchema: json.RawMessage(`{"type":"object"}`)},
+		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) { panic("boom") })
+}
+
+// recorder is a slog handler that lets tests await log records: the actors'
+// log lines are the events a test can wait on.
+type recorder struct {
+	mu      sync.Mutex
+	attrs   []slog.Attr
+	waiters []*waiter
+	parent  *recorder
+}
+
+type waiter struct {
+	match func(slog.Record) bool
+	ch    chan struct{}
+	done  bool
+}
+
+func (r *recorder) root() *recorder {
+	if r.parent != nil {
+		return r.parent.root()
+	}
+	return r
+}
+
+func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
+func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
+	rec = rec.Clone()
+	rec.AddAttrs(r.attrs...)
+	root := r.root()
+	root.mu.Lock()
+	defer root.mu.Unlock()
+	for _, w := range root.waiters {
+		if !w.done && w.match(rec) {
+			w.done = true
+			close(w.ch)
+		}
+	}
+	return nil
+}
+func (r *recorder) WithAttrs(as []slog.Attr) slog.Handler {
+	return &recorder{attrs: append(append([]slog.Attr{}, r.attrs...), as...), parent: r.root()}
+}
+func (r *recorder) WithGroup(string) slog.Handler { return r }
+
+// await registers interest in the first record matching, from now on.
+func (r *recorder) await(match func(slog.Record) bool) <-chan struct{} {
+	w := &waiter{match: match, ch: make(chan struct{})}
+	root := r.root()
+	root.mu.Lock()
+	root.waiters = append(root.waiters, w)
+	root.mu.Unlock()
+	return w.ch
+}
+
+func attr(r slog.Record, key string) string {
+	var v string
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == key {
+			v = a.Value.String()
+			return false
+		}
+		return true
+	})
+	return v
+}
+
+func wait(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for: %s", what)
+	}
+}
