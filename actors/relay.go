@@ -62,6 +62,9 @@ func (w *relayWriter) FlushError() error {
 	if w.closed {
 		return errResponseClosed
 	}
+	if err := w.ctx.Err(); err != nil {
+		return err
+	}
 	if w.headSent && len(w.buf) == 0 {
 		return nil
 	}
@@ -98,6 +101,7 @@ func (w *relayWriter) fail(msg string) {
 }
 
 func (w *relayWriter) emit(final bool, errMsg string) {
+	w.WriteHeader(http.StatusOK) // a flush before any write sends 200, as net/http does
 	p := &envelope.ResponsePart{RequestId: w.requestID, Seq: w.seq, Body: w.buf, Final: final, Error: errMsg}
 	if !w.headSent {
 		p.Status = int32(w.status)

@@ -119,7 +119,7 @@ func (a *SessionActor) start(ctx actor.Context) {
 	if a.stateless {
 		kind = "principal"
 	}
-	a.logger = a.cfg.Logger.With(kind, a.id)
+	a.logger = a.cfg.Logger.With("node", ctx.ActorSystem().Address(), kind, a.id)
 
 	opts := &mcp.ServerOptions{
 		Logger:      a.logger,

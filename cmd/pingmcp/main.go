@@ -143,8 +143,7 @@ func serve(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) er
 		ln.Close()
 		return err
 	}
-	logger = node.Logger()
-	actorCfg.Logger = logger
+	logger = node.Logger() // actors add the node address themselves
 
 	mux := http.NewServeMux()
 	health := transport.Health(node, cfg.Role)

@@ -1,0 +1,130 @@
+package actors_test
+
+import (
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pingmcp/pingmcp/actors"
+	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/tools"
+	"github.com/pingmcp/pingmcp/tools/conformance"
+)
+
+// BenchmarkIdleSession measures what one idle session actor holds: the actor
+// (its process, mailbox and context), its mcp.Server with the conformance
+// toolset (schemas shared through the node's SchemaCache), its
+// StreamableHTTPHandler and MemoryEventStore (holding the initialize
+// response), and one initialized MCP session with the goroutines it keeps.
+//
+// Each op spawns a session actor on a plain actor system and initializes its
+// session as the edge would forward it: the initialize request, then the
+// initialized notification. There is no remote and no cluster, so what a
+// cluster keeps per actor (its placement entry, the edge's PID cache entry)
+// is not counted; e2e's BenchmarkIdleSession sees that in the nodes' RSS.
+func BenchmarkIdleSession(b *testing.B) {
+	logger := slog.New(slog.NewJSONHandler(io.Discard, nil)) // a node logs JSON at info
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
+	b.Cleanup(system.Shutdown)
+	props := actors.SessionProps(actors.Config{
+		Implementation: &mcp.Implementation{Name: "pingmcp", Version: "bench"},
+		Toolsets:       []tools.Toolset{conformance.New()},
+		SchemaCache:    mcp.NewSchemaCache(),
+		Logger:         logger,
+	})
+	open := func() {
+		id := rand.Text()
+		pid := system.Root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(id, "session")))
+		for _, step := range []struct {
+			session, body string
+			want          int32
+		}{
+			{"", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}`, 200},
+			{id, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, 202},
+		} {
+			status, err := forward(system.Root, pid, step.session, step.body)
+			if err == nil && status != step.want {
+				err = fmt.Errorf("status %d, want %d", status, step.want)
+			}
+			if err != nil {
+				b.Fatalf("session %s: %v", id, err)
+			}
+		}
+	}
+	open() // fills what all sessions share: the schema cache, pools
+	before := memory()
+	for b.Loop() {
+		open()
+	}
+	after := memory()
+	n := float64(b.N)
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heap-B/session")
+	b.ReportMetric(float64(after.StackInuse-before.StackInuse)/n, "stack-B/session")
+	b.ReportMetric(float64(after.goroutines-before.goroutines)/n, "goroutines/session")
+}
+
+type memStats struct {
+	runtime.MemStats
+	goroutines int
+}
+
+func memory() memStats {
+	var m memStats
+	runtime.GC()
+	runtime.ReadMemStats(&m.MemStats)
+	m.goroutines = runtime.NumGoroutine()
+	return m
+}
+
+// forward sends one POST to the actor at pid as the edge does (a
+// per-request receiver actor is the sender; session, if set, names the MCP
+// session) and returns the response's status once its final part arrived.
+func forward(root *actor.RootContext, pid *actor.PID, session, body string) (int32, error) {
+	req := &envelope.Request{
+		Id:     rand.Text(),
+		Method: "POST",
+		Path:   "/mcp",
+		Headers: []*envelope.Header{
+			{Name: "Content-Type", Values: []string{"application/json"}},
+			{Name: "Accept", Values: []string{"application/json, text/event-stream"}},
+		},
+		Body:   []byte(body),
+		Window: 16,
+	}
+	if session != "" {
+		req.Headers = append(req.Headers,
+			&envelope.Header{Name: "Mcp-Session-Id", Values: []string{session}},
+			&envelope.Header{Name: "Mcp-Protocol-Version", Values: []string{"2025-11-25"}})
+	}
+	done := make(chan int32, 1)
+	var status int32 // of the first part; the receiver handles one message at a time
+	root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *actor.Started:
+			ctx.Request(pid, &envelope.Envelope{Body: &envelope.Envelope_Request{Request: req}})
+		case *envelope.Envelope:
+			p := m.GetPart()
+			if p.GetSeq() == 0 {
+				status = p.GetStatus()
+			}
+			if p.GetFinal() {
+				done <- status
+				ctx.Stop(ctx.Self())
+			}
+		}
+	}))
+	select {
+	case s := <-done:
+		return s, nil
+	case <-time.After(10 * time.Second):
+		return 0, fmt.Errorf("no response to %s", body)
+	}
+}

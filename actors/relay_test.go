@@ -1,0 +1,146 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"testing"
+
+	"github.com/pingmcp/pingmcp/cluster/envelope"
+)
+
+type sink struct{ parts chan *envelope.ResponsePart }
+
+func newSink() *sink { return &sink{parts: make(chan *envelope.ResponsePart, 64)} }
+
+func (s *sink) send(p *envelope.ResponsePart) { s.parts <- p }
+
+func (s *sink) next(t *testing.T) *envelope.ResponsePart {
+	t.Helper()
+	select {
+	case p := <-s.parts:
+		return p
+	default:
+		t.Fatal("no part was sent")
+		return nil
+	}
+}
+
+func TestRelayWriterJSONIsOnePart(t *testing.T) {
+	s := newSink()
+	w := newRelayWriter(context.Background(), "r1", newWindow(4), s.send)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	w.Write([]byte(`{"a":`))
+	w.Write([]byte(`1}`))
+	w.finish()
+	p := s.next(t)
+	if !p.Final || p.Seq != 0 || p.Status != 202 || string(p.Body) != `{"a":1}` || p.RequestId != "r1" {
+		t.Fatalf("part = %+v", p)
+	}
+	h := http.Header{}
+	envelope.ToHTTP(p.Headers, h)
+	if h.Get("Content-Type") != "application/json" {
+		t.Errorf("headers = %v", h)
+	}
+	if _, err := w.Write([]byte("x")); !errors.Is(err, errResponseClosed) {
+		t.Errorf("write after finish: %v", err)
+	}
+}
+
+func TestRelayWriterStreamsInOrder(t *testing.T) {
+	s := newSink()
+	w := newRelayWriter(context.Background(), "r", newWindow(8), s.send)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Flush() // headers alone, as the SDK does when it opens a stream
+	for _, ev := range []string{"data: 1\n\n", "data: 2\n\n"} {
+		w.Write([]byte(ev))
+		w.Flush()
+	}
+	w.Flush() // nothing new: no part
+	w.finish()
+	want := []struct {
+		body   string
+		status int32
+		final  bool
+	}{{"", 200, false}, {"data: 1\n\n", 0, false}, {"data: 2\n\n", 0, false}, {"", 0, true}}
+	for i, wp := range want {
+		p := s.next(t)
+		if p.Seq != uint64(i) || string(p.Body) != wp.body || p.Status != wp.status || p.Final != wp.final {
+			t.Errorf("part %d = seq %d body %q status %d final %v; want %+v", i, p.Seq, p.Body, p.Status, p.Final, wp)
+		}
+		if (i == 0) != (len(p.Headers) > 0) {
+			t.Errorf("part %d: headers %v (only the first carries them)", i, p.Headers)
+		}
+	}
+}
+
+// The writer may run a window ahead of the acknowledgements, no further.
+func TestWindow(t *testing.T) {
+	win := newWindow(2)
+	blocked := func(seq uint64) bool {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // acquire returns at once if seq may go, else reports ctx's error
+		return win.acquire(ctx, seq) != nil
+	}
+	if blocked(0) || blocked(1) || !blocked(2) {
+		t.Fatal("window of 2 should pass parts 0 and 1 only")
+	}
+	win.ack(0)
+	if blocked(2) || !blocked(3) {
+		t.Fatal("ack of 0 should pass part 2 only")
+	}
+	win.ack(0) // stale acks change nothing
+	if !blocked(3) {
+		t.Fatal("a repeated ack moved the window")
+	}
+	// A writer blocked on the window resumes when the ack arrives.
+	done := make(chan error, 1)
+	go func() { done <- win.acquire(context.Background(), 3) }()
+	win.ack(1)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRelayWriterCancelUnblocks(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := newRelayWriter(ctx, "r", newWindow(1), newSink().send)
+	w.Write([]byte("a"))
+	w.Flush()
+	done := make(chan error, 1)
+	go func() {
+		w.Write([]byte("b"))
+		done <- w.FlushError()
+	}()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("flush after cancel: %v", err)
+	}
+}
+
+func TestRelayWriterFail(t *testing.T) {
+	s := newSink()
+	w := newRelayWriter(context.Background(), "r", newWindow(4), s.send)
+	w.Header().Set("X-Secret", "leaks?")
+	w.fail("boom")
+	p := s.next(t)
+	if !p.Final || p.Status != 500 || p.Error != "boom" {
+		t.Fatalf("part = %+v", p)
+	}
+	for _, h := range p.Headers {
+		if h.Name == "X-Secret" {
+			t.Error("a failed response kept the handler's headers")
+		}
+	}
+	// After a stream began, fail just ends it.
+	s2 := newSink()
+	w2 := newRelayWriter(context.Background(), "r", newWindow(4), s2.send)
+	w2.Write([]byte("data: x\n\n"))
+	w2.Flush()
+	w2.fail("late")
+	s2.next(t)
+	if p := s2.next(t); !p.Final || p.Status != 0 || p.Error != "late" || len(p.Body) != 0 {
+		t.Fatalf("late failure part = %+v", p)
+	}
+}

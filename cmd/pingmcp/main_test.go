@@ -1,0 +1,31 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+func TestCommandLine(t *testing.T) {
+	tests := []struct {
+		args []string
+		code int
+		out  string // in stdout or stderr
+	}{
+		{[]string{"--help"}, 0, "Commands:"},
+		{nil, 2, "Usage: pingmcp"},
+		{[]string{"bogus"}, 2, `unknown command "bogus"`},
+		{[]string{"dev", "--help"}, 0, "PINGMCP_ADDR"},
+		{[]string{"serve", "--help"}, 0, "PINGMCP_CLUSTER_SEEDS"},
+		{[]string{"serve", "--auth", "none"}, 2, "not a loopback address"},
+		{[]string{"dev", "--tools", "todo"}, 1, "not in this build yet"},
+		{[]string{"dev", "--addr", "127.0.0.1:notaport"}, 1, "listen on"},
+	}
+	for _, tt := range tests {
+		var stdout, stderr bytes.Buffer
+		code := run(tt.args, &stdout, &stderr)
+		if code != tt.code || !strings.Contains(stdout.String()+stderr.String(), tt.out) {
+			t.Errorf("pingmcp %v: exit %d, output %q; want exit %d mentioning %q", tt.args, code, stdout.String()+stderr.String(), tt.code, tt.out)
+		}
+	}
+}

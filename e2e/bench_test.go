@@ -1,0 +1,460 @@
+package e2e
+
+// Benchmarks of the request path: tools/call of a trivial tool, and
+// initialize, at 1 and 32 concurrent clients, through
+//
+//	sdk     go-sdk's StreamableHTTPHandler served by this process, no edge,
+//	        no cluster: the limit the others are measured against;
+//	single  one pingmcp node (role both, provider single);
+//	cross   an edge-only node forwarding to the session actors of a member;
+//
+// and what an idle live session costs in memory on each. One client drives
+// every target, so that only the server side differs. They run only with
+// -bench; the command and the figures are in BENCHMARKS.md.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pingmcp/pingmcp/tools/conformance"
+)
+
+// benchRound bounds the sessions the initialize benchmark keeps open: once
+// each client has opened this many, the clock stops while they are deleted.
+const benchRound = 32
+
+var benchConcurrency = []int{1, 32}
+
+// benchTargets are the servers under test, each started by its
+// sub-benchmark and stopped when it ends.
+var benchTargets = []struct {
+	name  string
+	start func(*testing.B) *benchServer
+}{
+	{"sdk", sdkServer},
+	{"single", singleServer},
+	{"cross", crossServer},
+}
+
+func BenchmarkToolsCall(b *testing.B) {
+	for _, target := range benchTargets {
+		b.Run(target.name, func(b *testing.B) {
+			c := newBenchClient(b, target.start(b).url)
+			sessions := make([]*benchSession, slices.Max(benchConcurrency))
+			parallel(b, len(sessions), func(w int) error {
+				sessions[w] = &benchSession{c: c}
+				return sessions[w].open()
+			})
+			for _, n := range benchConcurrency {
+				b.Run(fmt.Sprintf("c%d", n), func(b *testing.B) {
+					measure(b, n, func(w int) error { return sessions[w].callTool() }, nil)
+				})
+			}
+		})
+	}
+}
+
+// BenchmarkInitialize times the initialize request of a fresh session
+// alone; the sessions are deleted, clock stopped, every benchRound each.
+func BenchmarkInitialize(b *testing.B) {
+	for _, target := range benchTargets {
+		b.Run(target.name, func(b *testing.B) {
+			c := newBenchClient(b, target.start(b).url)
+			for _, n := range benchConcurrency {
+				b.Run(fmt.Sprintf("c%d", n), func(b *testing.B) {
+					sessions := make([]*benchSession, n)
+					opened := make([][]string, n) // by client, since the last round
+					for w := range sessions {
+						sessions[w] = &benchSession{c: c}
+					}
+					measure(b, n, func(w int) error {
+						s := sessions[w]
+						if err := s.initialize(); err != nil {
+							return err
+						}
+						opened[w] = append(opened[w], s.id)
+						return nil
+					}, func() {
+						parallel(b, n, func(w int) error {
+							for _, id := range opened[w] {
+								sessions[w].id = id
+								if err := sessions[w].delete(); err != nil {
+									return err
+								}
+							}
+							opened[w] = opened[w][:0]
+							return nil
+						})
+					})
+				})
+			}
+		})
+	}
+}
+
+// BenchmarkIdleSession opens sessions (initialize, then the initialized
+// notification) one after another and leaves them idle, then reports the
+// memory they added per session: the live heap and goroutine stacks of this
+// process for sdk, after a GC; the resident set (VmRSS) of each node process
+// for single and cross, which includes the Go runtime's slack (garbage not
+// yet collected, memory not yet returned to the OS).
+func BenchmarkIdleSession(b *testing.B) {
+	for _, target := range benchTargets {
+		b.Run(target.name, func(b *testing.B) {
+			srv := target.start(b)
+			c := newBenchClient(b, srv.url)
+			// A first session and call fill what every session shares
+			// (schema cache, pools, connections).
+			warm := &benchSession{c: c}
+			if err := warm.open(); err != nil {
+				b.Fatal(err)
+			}
+			if err := warm.callTool(); err != nil {
+				b.Fatal(err)
+			}
+			before := srv.memory(b)
+			for b.Loop() {
+				s := &benchSession{c: c}
+				if err := s.open(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			after := srv.memory(b)
+			for unit, v := range after {
+				b.ReportMetric(float64(v-before[unit])/float64(b.N), unit)
+			}
+		})
+	}
+}
+
+// benchServer is a running target.
+type benchServer struct {
+	url string
+	// nodes are the pingmcp processes; none for sdk, which runs here.
+	nodes []*node
+	// roles name the nodes in memory metrics.
+	roles []string
+}
+
+// memory returns what the target holds now, by metric unit.
+func (s *benchServer) memory(b *testing.B) map[string]int64 {
+	if len(s.nodes) == 0 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return map[string]int64{"heap-B/session": int64(ms.HeapAlloc), "stack-B/session": int64(ms.StackInuse)}
+	}
+	out := map[string]int64{}
+	for i, n := range s.nodes {
+		out[s.roles[i]+"-RSS-B/session"] = vmRSS(b, n.cmd.Process.Pid)
+	}
+	return out
+}
+
+// vmRSS reads the resident set size of a process, in bytes.
+func vmRSS(b *testing.B, pid int) int64 {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.Lines(string(status)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				b.Fatalf("VmRSS of %d: %v", pid, err)
+			}
+			return kb << 10
+		}
+	}
+	b.Fatalf("no VmRSS in /proc/%d/status", pid)
+	return 0
+}
+
+// sdkServer serves go-sdk's handler from this process on a loopback
+// listener, with what a session actor builds (actors/session.go): an
+// mcp.Server per session with the conformance toolset and a shared schema
+// cache, its session id chosen before the server is built (as the edge mints
+// it), and a memory event store; stateful. The actor's panic-recovery
+// middleware is left out.
+func sdkServer(b *testing.B) *benchServer {
+	cache := mcp.NewSchemaCache()
+	toolset := conformance.New()
+	// The nodes log JSON at info; so does this, to nowhere.
+	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	var servers sync.Map // session id → *mcp.Server
+	type newServer struct{}
+	handler := mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server {
+		if s, ok := r.Context().Value(newServer{}).(*mcp.Server); ok {
+			return s
+		}
+		if s, ok := servers.Load(r.Header.Get("Mcp-Session-Id")); ok {
+			return s.(*mcp.Server)
+		}
+		return nil
+	}, &mcp.StreamableHTTPOptions{Logger: logger, EventStore: mcp.NewMemoryEventStore(nil)})
+
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("Mcp-Session-Id")
+		if id == "" && r.Method == http.MethodPost {
+			id = rand.Text()
+			opts := &mcp.ServerOptions{Logger: logger, SchemaCache: cache, GetSessionID: func() string { return id }}
+			toolset.Configure(opts)
+			s := mcp.NewServer(&mcp.Implementation{Name: "pingmcp", Version: "bench"}, opts)
+			toolset.Install(s)
+			servers.Store(id, s)
+			r = r.WithContext(context.WithValue(r.Context(), newServer{}, s))
+		}
+		handler.ServeHTTP(w, r)
+		if r.Method == http.MethodDelete {
+			servers.Delete(id)
+		}
+	}))
+	b.Cleanup(srv.Close)
+	return &benchServer{url: srv.URL + "/mcp"}
+}
+
+// benchLogLevel overrides the harness's debug level: the nodes log as they
+// would in production.
+var benchLogLevel = []string{"--log-level", "info"}
+
+func singleServer(b *testing.B) *benchServer {
+	ns := benchNodes(b, func(t *testing.T) []*node {
+		return []*node{startNode(t, "single", benchLogLevel...)}
+	})
+	return &benchServer{url: ns[0].URL(), nodes: ns, roles: []string{"node"}}
+}
+
+func crossServer(b *testing.B) *benchServer {
+	ns := benchNodes(b, func(t *testing.T) []*node {
+		edge := startNode(t, "edge", append([]string{"--role", "edge", "--cluster-provider", "automanaged"}, benchLogLevel...)...)
+		member := startNode(t, "member", append([]string{"--role", "member", "--cluster-seeds", edge.Cluster}, benchLogLevel...)...)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		edge.awaitMembers(ctx, 2)
+		member.awaitMembers(ctx, 2)
+		return []*node{edge, member}
+	})
+	return &benchServer{url: ns[0].URL(), nodes: ns, roles: []string{"edge", "member"}}
+}
+
+// benchNodes starts pingmcp nodes with the e2e harness and stops them when b
+// ends. startNode and awaitMembers fail a *testing.T, which a benchmark does
+// not have, so start runs as a test of its own (testing.RunTests) that stays
+// open until b's cleanup; if it fails, its output (with the nodes' logs) is
+// printed and b fails. Once the harness takes a testing.TB, this goes.
+func benchNodes(b *testing.B, start func(*testing.T) []*node) []*node {
+	b.Helper()
+	procs := runtime.GOMAXPROCS(0)
+	up := make(chan []*node, 1)
+	release := make(chan struct{})
+	ended := make(chan struct{})
+	var started atomic.Bool
+	go func() {
+		defer close(ended)
+		testing.RunTests(func(string, string) (bool, error) { return true, nil },
+			[]testing.InternalTest{{Name: "benchNodes", F: func(t *testing.T) {
+				// RunTests runs it again for each -count and -cpu value,
+				// after the release: the nodes start once.
+				if !started.CompareAndSwap(false, true) {
+					return
+				}
+				up <- start(t)
+				<-release
+			}}})
+	}()
+	b.Cleanup(func() {
+		close(release)
+		<-ended
+		runtime.GOMAXPROCS(procs) // RunTests sets it from -cpu
+	})
+	select {
+	case ns := <-up:
+		runtime.GOMAXPROCS(procs)
+		return ns
+	case <-ended:
+		b.Fatal("pingmcp nodes did not start; see the test output above")
+		return nil
+	}
+}
+
+// benchClient speaks the streamable HTTP transport to one /mcp URL as an MCP
+// client does, over kept-alive connections (one per concurrent session).
+type benchClient struct {
+	url  string
+	http *http.Client
+}
+
+func newBenchClient(b *testing.B, url string) *benchClient {
+	tr := &http.Transport{MaxIdleConnsPerHost: 2 * slices.Max(benchConcurrency), DisableCompression: true}
+	b.Cleanup(tr.CloseIdleConnections)
+	return &benchClient{url: url, http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+}
+
+// benchSession is one MCP session of a client, used by one goroutine at a
+// time.
+type benchSession struct {
+	c    *benchClient
+	id   string
+	next int          // JSON-RPC id of the next request
+	msg  []byte       // the next request, reused
+	body bytes.Buffer // the last response, read in full
+}
+
+const (
+	initializeMsg  = `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}`
+	initializedMsg = `{"jsonrpc":"2.0","method":"notifications/initialized"}`
+)
+
+// open initializes a new session, as a client does before anything else.
+func (s *benchSession) open() error {
+	if err := s.initialize(); err != nil {
+		return err
+	}
+	return s.send(http.MethodPost, []byte(initializedMsg), http.StatusAccepted)
+}
+
+// initialize starts a new session with the initialize request alone.
+func (s *benchSession) initialize() error {
+	s.id = ""
+	if err := s.send(http.MethodPost, []byte(initializeMsg), http.StatusOK); err != nil {
+		return err
+	}
+	if s.id == "" {
+		return fmt.Errorf("initialize: no Mcp-Session-Id in the response: %s", s.body.Bytes())
+	}
+	return s.result("initialize")
+}
+
+func (s *benchSession) callTool() error {
+	s.next++
+	s.msg = fmt.Appendf(s.msg[:0], `{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"test_simple_text","arguments":{}}}`, s.next)
+	if err := s.send(http.MethodPost, s.msg, http.StatusOK); err != nil {
+		return err
+	}
+	return s.result("tools/call")
+}
+
+func (s *benchSession) delete() error {
+	return s.send(http.MethodDelete, nil, http.StatusNoContent)
+}
+
+// result checks that the last response carried a result, not an error.
+func (s *benchSession) result(method string) error {
+	if !bytes.Contains(s.body.Bytes(), []byte(`"result":`)) || bytes.Contains(s.body.Bytes(), []byte(`"isError":true`)) {
+		return fmt.Errorf("%s of session %s: no result in %s", method, s.id, s.body.Bytes())
+	}
+	return nil
+}
+
+// send makes one request of the session and reads the whole response (JSON
+// or an SSE stream, which the server ends after the response).
+func (s *benchSession) send(method string, msg []byte, want int) error {
+	req, err := http.NewRequest(method, s.c.url, bytes.NewReader(msg))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Content-Type", "application/json")
+	if s.id != "" {
+		req.Header.Set("Mcp-Session-Id", s.id)
+		req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	}
+	resp, err := s.c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", method, s.c.url, err)
+	}
+	s.body.Reset()
+	_, err = s.body.ReadFrom(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return fmt.Errorf("%s %s: read response: %w", method, s.c.url, err)
+	}
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s (session %q): status %d, want %d: %s", method, s.c.url, s.id, resp.StatusCode, want, s.body.Bytes())
+	}
+	if id := resp.Header.Get("Mcp-Session-Id"); id != "" {
+		s.id = id
+	}
+	return nil
+}
+
+// measure runs b.N ops on n goroutines (op(w) on goroutine w, which owns
+// session w) and reports the p50 and p99 latency of an op and ops per second.
+// If between is set, the clock stops each time every goroutine has done
+// about benchRound ops, and between runs.
+func measure(b *testing.B, n int, op func(w int) error, between func()) {
+	latencies := make([][]time.Duration, n)
+	round := b.N
+	if between != nil {
+		round = benchRound * n
+	}
+	b.ResetTimer()
+	for done := 0; done < b.N; done += round {
+		var next atomic.Int64
+		todo := int64(min(round, b.N-done))
+		parallel(b, n, func(w int) error {
+			for next.Add(1) <= todo {
+				start := time.Now()
+				if err := op(w); err != nil {
+					return err
+				}
+				latencies[w] = append(latencies[w], time.Since(start))
+			}
+			return nil
+		})
+		if between != nil {
+			b.StopTimer()
+			between()
+			b.StartTimer()
+		}
+	}
+	b.StopTimer()
+
+	all := slices.Concat(latencies...)
+	slices.Sort(all)
+	quantile := func(q float64) float64 {
+		i := max(int(math.Ceil(q*float64(len(all))))-1, 0)
+		return float64(all[i]) / float64(time.Microsecond)
+	}
+	b.ReportMetric(quantile(0.50), "p50-µs")
+	b.ReportMetric(quantile(0.99), "p99-µs")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")
+}
+
+// parallel runs f(0) … f(n-1) on n goroutines and fails b with the first
+// error.
+func parallel(b *testing.B, n int, f func(w int) error) {
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Go(func() {
+			if err := f(w); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		b.Fatal(err)
+	default:
+	}
+}
