@@ -207,3 +207,67 @@ func (s *rawSession) post(ctx context.Context, body string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// TestIdleSessionsPassivate: a session with no request for the idle timeout
+// passivates (and is then unknown: 404), unless it has a stream open.
+func TestIdleSessionsPassivate(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n := startNode(t, "single", "--session-idle-timeout", "1s")
+
+	streaming := connect(t, ctx, n.URL(), nil) // the SDK client keeps a GET stream open
+	awaitStandaloneStream(t, ctx, streaming.ID(), n)
+	streamingID := streaming.ID()
+
+	idle := connectRaw(t, n.URL(), rawInitialize(t, ctx, n.URL()))
+	passivated := n.watch(`"msg":"passivating idle actor"`)
+	awaitLine(t, ctx, passivated, idle.id)
+
+	if code := idle.post(ctx, `{"jsonrpc":"2.0","id":1,"method":"ping"}`); code != http.StatusNotFound {
+		t.Errorf("passivated session answered %d, want 404", code)
+	}
+	// The streaming session was idle longer than the timeout too, yet lives.
+	if n.logged(`"msg":"passivating idle actor"`, streamingID) {
+		t.Fatal("a session with an open stream passivated")
+	}
+	if err := streaming.Ping(ctx, nil); err != nil {
+		t.Fatalf("session with an open stream: %v", err)
+	}
+}
+
+// rawInitialize opens a session with plain HTTP (no standalone stream).
+func rawInitialize(t *testing.T, ctx context.Context, url string) string {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(
+		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	id := resp.Header.Get("Mcp-Session-Id")
+	if resp.StatusCode != http.StatusOK || id == "" {
+		t.Fatalf("initialize: %d, session %q", resp.StatusCode, id)
+	}
+	s := connectRaw(t, url, id)
+	if code := s.post(ctx, `{"jsonrpc":"2.0","method":"notifications/initialized"}`); code != http.StatusAccepted {
+		t.Fatalf("initialized: %d", code)
+	}
+	return id
+}
+
+func awaitLine(t *testing.T, ctx context.Context, lines <-chan string, substr string) {
+	t.Helper()
+	for {
+		select {
+		case l := <-lines:
+			if strings.Contains(l, substr) {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatalf("no log line mentioning %s", substr)
+		}
+	}
+}
