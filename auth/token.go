@@ -1,0 +1,170 @@
+// Package auth verifies the bearer tokens PingFederate issues and describes
+// who they speak for. It owns token verification (JWTs by discovered JWKS,
+// reference tokens by introspection), the OAuth error semantics a resource
+// server answers with (RFC 6750 WWW-Authenticate), and the caller identity
+// ([Principal]) that sessions are bound to. Where a token is presented (the
+// edge, the Todo API) and what is done with it (token exchange in the actor)
+// is left to those packages.
+//
+// A token's value never leaves this package in an error or a log line: errors
+// describe what was wrong with a token, never what it was.
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Principal is who a token speaks for: the user (subject) at an issuer, via
+// a client. Sessions are bound to their principal at initialize.
+type Principal struct {
+	Issuer   string
+	Subject  string
+	ClientID string
+}
+
+// Key names the principal without revealing it: a hash of the three fields,
+// used as the identity of the principal's actor.
+func (p Principal) Key() string {
+	sum := sha256.Sum256([]byte(p.Issuer + "\x00" + p.Subject + "\x00" + p.ClientID))
+	return base64.RawURLEncoding.EncodeToString(sum[:16])
+}
+
+// Token is what verifying a bearer token established. It holds the verified
+// claims, never the token itself.
+type Token struct {
+	Principal
+	Audience  []string
+	Scopes    []string
+	Expiry    time.Time
+	NotBefore time.Time
+	IssuedAt  time.Time
+	ID        string // jti
+	// Actor is the RFC 8693 "act" claim of a delegated token, nil otherwise.
+	Actor map[string]any
+	// Claims are all the verified claims, for display (who_am_I).
+	Claims map[string]any
+}
+
+// HasScopes reports whether the token carries every one of scopes.
+func (t *Token) HasScopes(scopes ...string) bool {
+	for _, s := range scopes {
+		if !slices.Contains(t.Scopes, s) {
+			return false
+		}
+	}
+	return true
+}
+
+// Verifier checks a bearer token and says what it establishes. Errors are
+// *Error values (or wrap one) whose Code is "invalid_token" for a token that
+// must be refused; any other error means verification could not be done (the
+// authorization server was unreachable, say) and is answered 503, not 401.
+type Verifier interface {
+	Verify(ctx context.Context, token string) (*Token, error)
+}
+
+// OAuth error codes of RFC 6750 §3.1.
+const (
+	CodeInvalidRequest    = "invalid_request"
+	CodeInvalidToken      = "invalid_token"
+	CodeInsufficientScope = "insufficient_scope"
+)
+
+// Error is an RFC 6750 error: what the WWW-Authenticate header reports.
+type Error struct {
+	Code        string
+	Description string
+	// Scopes needed, for insufficient_scope.
+	Scopes []string
+}
+
+func (e *Error) Error() string {
+	if e.Description == "" {
+		return e.Code
+	}
+	return e.Code + ": " + e.Description
+}
+
+func invalid(format string, args ...any) error {
+	return &Error{Code: CodeInvalidToken, Description: fmt.Sprintf(format, args...)}
+}
+
+// IsInvalidToken reports whether err means the token must be refused (401).
+func IsInvalidToken(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == CodeInvalidToken
+}
+
+// BearerToken extracts the token of an "Authorization: Bearer <token>" header
+// (RFC 6750 §2.1; the scheme is case-insensitive). ok is false when there is
+// no Authorization header at all; err is set when there is one that is not a
+// well-formed bearer credential.
+func BearerToken(header []string) (token string, ok bool, err error) {
+	if len(header) == 0 {
+		return "", false, nil
+	}
+	if len(header) > 1 {
+		return "", true, &Error{Code: CodeInvalidRequest, Description: "more than one Authorization header"}
+	}
+	scheme, value, found := strings.Cut(header[0], " ")
+	if !found || !strings.EqualFold(scheme, "Bearer") {
+		return "", true, &Error{Code: CodeInvalidRequest, Description: "Authorization must use the Bearer scheme"}
+	}
+	value = strings.TrimLeft(value, " ")
+	if value == "" || !isToken68(value) {
+		return "", true, &Error{Code: CodeInvalidRequest, Description: "malformed bearer token"}
+	}
+	return value, true, nil
+}
+
+// isToken68 checks the b64token syntax of RFC 6750 §2.1.
+func isToken68(s string) bool {
+	end := len(s)
+	for end > 0 && s[end-1] == '=' {
+		end--
+	}
+	if end == 0 {
+		return false
+	}
+	for i := 0; i < end; i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '-', c == '.', c == '_', c == '~', c == '+', c == '/':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// scopesOf reads a scope claim that is either a space-separated string (RFC
+// 8693, RFC 9068) or an array of strings (what some servers send).
+func scopesOf(v any) ([]string, error) {
+	switch s := v.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		return strings.Fields(s), nil
+	case []any:
+		out := make([]string, 0, len(s))
+		for _, e := range s {
+			str, ok := e.(string)
+			if !ok {
+				return nil, errors.New("scope array holds a non-string")
+			}
+			out = append(out, strings.Fields(str)...)
+		}
+		return out, nil
+	case []string:
+		return s, nil
+	}
+	return nil, fmt.Errorf("scope is a %T, want a string or an array", v)
+}
