@@ -1,0 +1,272 @@
+package auth
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+)
+
+// issuer is a real HTTP authorization server for tests: discovery and JWKS.
+type issuer struct {
+	srv        *httptest.Server
+	key        *rsa.PrivateKey
+	kid        string
+	jwksHits   atomic.Int32
+	mu         sync.Mutex
+	extraKeys  []jose.JSONWebKey
+	discovered atomic.Int32
+}
+
+func newIssuer(t *testing.T) *issuer {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is := &issuer{key: key, kid: "k1"}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		is.discovered.Add(1)
+		json.NewEncoder(w).Encode(map[string]any{"issuer": is.srv.URL, "jwks_uri": is.srv.URL + "/pf/JWKS"})
+	})
+	mux.HandleFunc("/pf/JWKS", func(w http.ResponseWriter, r *http.Request) {
+		is.jwksHits.Add(1)
+		is.mu.Lock()
+		keys := append([]jose.JSONWebKey{{Key: &is.key.PublicKey, KeyID: is.kid, Algorithm: "RS256", Use: "sig"}}, is.extraKeys...)
+		is.mu.Unlock()
+		json.NewEncoder(w).Encode(jose.JSONWebKeySet{Keys: keys})
+	})
+	is.srv = httptest.NewServer(mux)
+	t.Cleanup(is.srv.Close)
+	return is
+}
+
+func (is *issuer) claims() map[string]any {
+	now := time.Now()
+	return map[string]any{
+		"iss": is.srv.URL, "sub": "alice", "aud": "https://mcp.example/mcp", "client_id": "claude",
+		"scope": "mcp:tools todo_api:read", "exp": now.Add(5 * time.Minute).Unix(),
+		"iat": now.Unix(), "nbf": now.Unix(), "jti": "t1",
+	}
+}
+
+func sign(t *testing.T, alg jose.SignatureAlgorithm, key any, kid string, claims map[string]any) string {
+	t.Helper()
+	opts := (&jose.SignerOptions{}).WithType("JWT")
+	if kid != "" {
+		opts = opts.WithHeader("kid", kid)
+	}
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.Signed(s).Claims(claims).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func (is *issuer) verifier() *JWTVerifier {
+	return NewJWTVerifier(JWTOptions{Issuer: is.srv.URL, Audiences: []string{"https://mcp.example/mcp"}})
+}
+
+func TestJWTVerifierAccepts(t *testing.T) {
+	is := newIssuer(t)
+	v := is.verifier()
+	for name, mutate := range map[string]func(map[string]any){
+		"scope string":    func(map[string]any) {},
+		"scope array":     func(c map[string]any) { c["scope"] = []string{"mcp:tools", "todo_api:read"} },
+		"audience array":  func(c map[string]any) { c["aud"] = []string{"other", "https://mcp.example/mcp"} },
+		"skew within 30s": func(c map[string]any) { c["exp"] = time.Now().Add(-10 * time.Second).Unix() },
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := is.claims()
+			mutate(c)
+			tok, err := v.Verify(context.Background(), sign(t, jose.RS256, is.key, is.kid, c))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := Principal{Issuer: is.srv.URL, Subject: "alice", ClientID: "claude"}
+			if tok.Principal != want || !tok.HasScopes("mcp:tools", "todo_api:read") || tok.HasScopes("todo_api:write") {
+				t.Errorf("token = %+v", tok)
+			}
+		})
+	}
+}
+
+func TestJWTVerifierRefuses(t *testing.T) {
+	is := newIssuer(t)
+	v := is.verifier()
+	other, _ := rsa.GenerateKey(rand.Reader, 2048)
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pubDER, _ := x509.MarshalPKIXPublicKey(&is.key.PublicKey)
+	good := sign(t, jose.RS256, is.key, is.kid, is.claims())
+	parts := strings.Split(good, ".")
+
+	with := func(k string, val any) map[string]any {
+		c := is.claims()
+		if val == nil {
+			delete(c, k)
+		} else {
+			c[k] = val
+		}
+		return c
+	}
+	tampered := func() string {
+		payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+		payload = []byte(strings.Replace(string(payload), `"alice"`, `"bob"`, 1))
+		return parts[0] + "." + base64.RawURLEncoding.EncodeToString(payload) + "." + parts[2]
+	}
+	algNone := func() string {
+		header := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT","kid":"k1"}`))
+		return header + "." + parts[1] + "."
+	}
+	tests := map[string]string{
+		"expired":           sign(t, jose.RS256, is.key, is.kid, with("exp", time.Now().Add(-time.Minute).Unix())),
+		"not yet valid":     sign(t, jose.RS256, is.key, is.kid, with("nbf", time.Now().Add(time.Minute).Unix())),
+		"issued in future":  sign(t, jose.RS256, is.key, is.kid, with("iat", time.Now().Add(time.Hour).Unix())),
+		"no expiry":         sign(t, jose.RS256, is.key, is.kid, with("exp", nil)),
+		"no subject":        sign(t, jose.RS256, is.key, is.kid, with("sub", nil)),
+		"wrong issuer":      sign(t, jose.RS256, is.key, is.kid, with("iss", "https://evil.example")),
+		"wrong audience":    sign(t, jose.RS256, is.key, is.kid, with("aud", "http://127.0.0.1:8081")),
+		"no audience":       sign(t, jose.RS256, is.key, is.kid, with("aud", nil)),
+		"bad scope type":    sign(t, jose.RS256, is.key, is.kid, with("scope", 42)),
+		"other key":         sign(t, jose.RS256, other, is.kid, is.claims()),
+		"unknown kid":       sign(t, jose.RS256, other, "nope", is.claims()),
+		"wrong key type":    sign(t, jose.ES256, ec, is.kid, is.claims()),
+		"HMAC with pub key": sign(t, jose.HS256, pubDER, is.kid, is.claims()),
+		"alg none":          algNone(),
+		"tampered payload":  tampered(),
+		"not a JWT":         "abc.def",
+		"empty":             "",
+	}
+	for name, tok := range tests {
+		t.Run(name, func(t *testing.T) {
+			got, err := v.Verify(context.Background(), tok)
+			if !IsInvalidToken(err) {
+				t.Fatalf("Verify = %+v, %v; want invalid_token", got, err)
+			}
+			if tok != "" && strings.Contains(err.Error(), tok) {
+				t.Error("error text contains the token")
+			}
+		})
+	}
+}
+
+// An unknown kid refetches the JWKS once (key rotation), shared by
+// concurrent callers, and not again within the refetch interval.
+func TestJWTVerifierKeyRotation(t *testing.T) {
+	is := newIssuer(t)
+	v := is.verifier()
+	if _, err := v.Verify(context.Background(), sign(t, jose.RS256, is.key, is.kid, is.claims())); err != nil {
+		t.Fatal(err)
+	}
+	if got := is.jwksHits.Load(); got != 1 {
+		t.Fatalf("first verify fetched JWKS %d times", got)
+	}
+	rotated, _ := rsa.GenerateKey(rand.Reader, 2048)
+	is.mu.Lock()
+	is.extraKeys = append(is.extraKeys, jose.JSONWebKey{Key: &rotated.PublicKey, KeyID: "k2", Algorithm: "RS256", Use: "sig"})
+	is.mu.Unlock()
+
+	tok := sign(t, jose.RS256, rotated, "k2", is.claims())
+	// Force the cache to look old enough to refetch.
+	v.mu.Lock()
+	v.fetchedAt = time.Now().Add(-time.Hour)
+	v.mu.Unlock()
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for range 20 {
+		wg.Go(func() {
+			_, err := v.Verify(context.Background(), tok)
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := is.jwksHits.Load(); got != 2 {
+		t.Errorf("JWKS fetched %d times, want 2 (one refetch shared by 20 callers)", got)
+	}
+	// Random kids right after a fetch cost nothing.
+	for range 5 {
+		if _, err := v.Verify(context.Background(), sign(t, jose.RS256, rotated, "random", is.claims())); !IsInvalidToken(err) {
+			t.Fatalf("random kid: %v", err)
+		}
+	}
+	if got := is.jwksHits.Load(); got != 2 {
+		t.Errorf("unknown kids within the refetch interval fetched JWKS (%d fetches)", got)
+	}
+	if is.discovered.Load() != 1 {
+		t.Errorf("discovery fetched %d times, want 1", is.discovered.Load())
+	}
+}
+
+// An unreachable issuer is not the token's fault: not invalid_token.
+func TestJWTVerifierIssuerDown(t *testing.T) {
+	is := newIssuer(t)
+	tok := sign(t, jose.RS256, is.key, is.kid, is.claims())
+	v := is.verifier()
+	is.srv.Close()
+	_, err := v.Verify(context.Background(), tok)
+	if err == nil || IsInvalidToken(err) {
+		t.Fatalf("issuer down: %v, want a non-token error", err)
+	}
+}
+
+func TestBearerToken(t *testing.T) {
+	tests := []struct {
+		header []string
+		token  string
+		ok     bool
+		bad    bool
+	}{
+		{nil, "", false, false},
+		{[]string{"Bearer abc.def-ghi_jkl~"}, "abc.def-ghi_jkl~", true, false},
+		{[]string{"bearer  abc=="}, "abc==", true, false},
+		{[]string{"Basic dXNlcjpwYXNz"}, "", true, true},
+		{[]string{"Bearer"}, "", true, true},
+		{[]string{"Bearer "}, "", true, true},
+		{[]string{"Bearer a b"}, "", true, true},
+		{[]string{"Bearer ==="}, "", true, true},
+		{[]string{"Bearer a", "Bearer b"}, "", true, true},
+		{[]string{"abc"}, "", true, true},
+	}
+	for _, tt := range tests {
+		tok, ok, err := BearerToken(tt.header)
+		if tok != tt.token || ok != tt.ok || (err != nil) != tt.bad {
+			t.Errorf("BearerToken(%q) = %q, %v, %v", tt.header, tok, ok, err)
+		}
+	}
+}
+
+func TestPrincipalKey(t *testing.T) {
+	a := Principal{"https://idp", "alice", "c"}
+	b := Principal{"https://idp", "alic", "ec"}
+	if a.Key() == b.Key() || a.Key() != (Principal{"https://idp", "alice", "c"}).Key() {
+		t.Error("keys must be stable and not collide on field boundaries")
+	}
+	if strings.Contains(a.Key(), "alice") {
+		t.Error("key reveals the subject")
+	}
+}
