@@ -1,0 +1,245 @@
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// IntrospectionOptions configure an IntrospectionVerifier.
+type IntrospectionOptions struct {
+	// Issuer is the authorization server; its metadata names the
+	// introspection endpoint unless Endpoint is set.
+	Issuer   string
+	Endpoint string
+	// ClientID and ClientSecret authenticate the introspection call (HTTP
+	// Basic, RFC 6749 §2.3.1).
+	ClientID     string
+	ClientSecret string
+	// Audiences are accepted "aud" values; a token must name one.
+	Audiences []string
+	// MaxCacheTTL bounds how long an answer is reused (default 60 s); an
+	// active answer is never reused past the token's expiry.
+	MaxCacheTTL time.Duration
+	// MaxCacheEntries bounds the cache (default 10 000).
+	MaxCacheEntries int
+	HTTPClient      *http.Client
+	Now             func() time.Time
+}
+
+// IntrospectionVerifier verifies reference tokens by asking the
+// authorization server (RFC 7662), caching its answers.
+type IntrospectionVerifier struct {
+	opts IntrospectionOptions
+
+	mu       sync.Mutex
+	endpoint string
+	cache    map[[32]byte]cached
+}
+
+type cached struct {
+	token *Token
+	err   error
+	until time.Time
+}
+
+// NewIntrospectionVerifier returns a verifier; it contacts the server on
+// first use.
+func NewIntrospectionVerifier(opts IntrospectionOptions) *IntrospectionVerifier {
+	if opts.MaxCacheTTL == 0 {
+		opts.MaxCacheTTL = time.Minute
+	}
+	if opts.MaxCacheEntries == 0 {
+		opts.MaxCacheEntries = 10_000
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &IntrospectionVerifier{opts: opts, endpoint: opts.Endpoint, cache: map[[32]byte]cached{}}
+}
+
+// introspection is an RFC 7662 response.
+type introspection struct {
+	Active    bool     `json:"active"`
+	Scope     any      `json:"scope"`
+	ClientID  string   `json:"client_id"`
+	Username  string   `json:"username"`
+	Subject   string   `json:"sub"`
+	Audience  audience `json:"aud"`
+	Issuer    string   `json:"iss"`
+	Expiry    int64    `json:"exp"`
+	IssuedAt  int64    `json:"iat"`
+	NotBefore int64    `json:"nbf"`
+	ID        string   `json:"jti"`
+	Act       map[string]any
+}
+
+// audience is a string or an array of strings.
+type audience []string
+
+func (a *audience) UnmarshalJSON(b []byte) error {
+	var one string
+	if json.Unmarshal(b, &one) == nil {
+		*a = audience{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		return fmt.Errorf("aud: want a string or an array of strings")
+	}
+	*a = many
+	return nil
+}
+
+func (v *IntrospectionVerifier) Verify(ctx context.Context, token string) (*Token, error) {
+	if token == "" {
+		return nil, invalid("empty token")
+	}
+	key := sha256.Sum256([]byte(token))
+	now := v.opts.Now()
+	v.mu.Lock()
+	c, ok := v.cache[key]
+	v.mu.Unlock()
+	if ok && now.Before(c.until) {
+		return c.token, c.err
+	}
+	tok, err := v.introspect(ctx, token)
+	if err != nil && !IsInvalidToken(err) {
+		return nil, err // the server's trouble: not cached
+	}
+	until := now.Add(v.opts.MaxCacheTTL)
+	if tok != nil && tok.Expiry.Before(until) {
+		until = tok.Expiry
+	}
+	if err != nil {
+		until = now.Add(min(v.opts.MaxCacheTTL, 5*time.Second))
+	}
+	v.mu.Lock()
+	if len(v.cache) >= v.opts.MaxCacheEntries {
+		for k, e := range v.cache {
+			if !now.Before(e.until) {
+				delete(v.cache, k)
+			}
+		}
+		if len(v.cache) >= v.opts.MaxCacheEntries {
+			clear(v.cache)
+		}
+	}
+	v.cache[key] = cached{tok, err, until}
+	v.mu.Unlock()
+	return tok, err
+}
+
+func (v *IntrospectionVerifier) introspect(ctx context.Context, token string) (*Token, error) {
+	endpoint, err := v.introspectionEndpoint(ctx)
+	if err != nil {
+		return nil, err
+	}
+	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	req.SetBasicAuth(url.QueryEscape(v.opts.ClientID), url.QueryEscape(v.opts.ClientSecret))
+	resp, err := v.opts.HTTPClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("introspect token: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("introspect token: %s", resp.Status)
+	}
+	var raw map[string]any
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxMetadataBytes))
+	if err != nil {
+		return nil, fmt.Errorf("introspect token: %w", err)
+	}
+	var in introspection
+	if err := json.Unmarshal(body, &in); err != nil {
+		return nil, fmt.Errorf("introspect token: %w", err)
+	}
+	json.Unmarshal(body, &raw)
+	if act, ok := raw["act"].(map[string]any); ok {
+		in.Act = act
+	}
+	return v.check(&in, raw)
+}
+
+func (v *IntrospectionVerifier) check(in *introspection, raw map[string]any) (*Token, error) {
+	now := v.opts.Now()
+	subject := in.Subject
+	if subject == "" {
+		subject = in.Username
+	}
+	issuer := in.Issuer
+	if issuer == "" {
+		issuer = v.opts.Issuer // the server we asked vouches for it
+	}
+	switch {
+	case !in.Active:
+		return nil, invalid("token is not active")
+	case issuer != v.opts.Issuer:
+		return nil, invalid("wrong issuer")
+	case subject == "":
+		return nil, invalid("no subject")
+	case in.Expiry == 0:
+		return nil, invalid("no expiry")
+	case !now.Before(time.Unix(in.Expiry, 0)):
+		return nil, invalid("token expired")
+	case !slices.ContainsFunc(v.opts.Audiences, func(a string) bool { return slices.Contains(in.Audience, a) }):
+		return nil, invalid("token is not meant for this resource")
+	}
+	scopes, err := scopesOf(in.Scope)
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	t := &Token{
+		Principal: Principal{Issuer: issuer, Subject: subject, ClientID: in.ClientID},
+		Audience:  in.Audience,
+		Scopes:    scopes,
+		Expiry:    time.Unix(in.Expiry, 0),
+		ID:        in.ID,
+		Actor:     in.Act,
+		Claims:    raw,
+	}
+	if in.IssuedAt != 0 {
+		t.IssuedAt = time.Unix(in.IssuedAt, 0)
+	}
+	if in.NotBefore != 0 {
+		t.NotBefore = time.Unix(in.NotBefore, 0)
+	}
+	return t, nil
+}
+
+func (v *IntrospectionVerifier) introspectionEndpoint(ctx context.Context) (string, error) {
+	v.mu.Lock()
+	ep := v.endpoint
+	v.mu.Unlock()
+	if ep != "" {
+		return ep, nil
+	}
+	md, err := DiscoverMetadata(ctx, v.opts.HTTPClient, v.opts.Issuer)
+	if err != nil {
+		return "", err
+	}
+	if md.IntrospectionEndpoint == "" {
+		return "", fmt.Errorf("issuer %s publishes no introspection_endpoint", v.opts.Issuer)
+	}
+	v.mu.Lock()
+	v.endpoint = md.IntrospectionEndpoint
+	v.mu.Unlock()
+	return md.IntrospectionEndpoint, nil
+}

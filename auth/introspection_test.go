@@ -1,0 +1,84 @@
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestIntrospectionVerifier(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	clock := now
+	var calls atomic.Int32
+	answers := map[string]map[string]any{
+		"good":     {"active": true, "sub": "alice", "client_id": "claude", "scope": "mcp:tools todo_api:read", "aud": "https://mcp.example/mcp", "exp": now.Add(30 * time.Second).Unix()},
+		"array":    {"active": true, "sub": "bob", "scope": []string{"a", "b"}, "aud": []string{"x", "https://mcp.example/mcp"}, "exp": now.Add(time.Hour).Unix()},
+		"inactive": {"active": false},
+		"aud":      {"active": true, "sub": "alice", "aud": "http://127.0.0.1:8081", "exp": now.Add(time.Hour).Unix()},
+		"iss":      {"active": true, "sub": "alice", "iss": "https://evil", "aud": "https://mcp.example/mcp", "exp": now.Add(time.Hour).Unix()},
+		"noexp":    {"active": true, "sub": "alice", "aud": "https://mcp.example/mcp"},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if id, secret, ok := r.BasicAuth(); !ok || id != "pingmcp" || secret != "s3cret" {
+			http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+			return
+		}
+		tok := r.PostFormValue("token")
+		if tok == "boom" {
+			http.Error(w, "down", http.StatusInternalServerError)
+			return
+		}
+		a, ok := answers[tok]
+		if !ok {
+			a = map[string]any{"active": false}
+		}
+		json.NewEncoder(w).Encode(a)
+	}))
+	defer srv.Close()
+	v := NewIntrospectionVerifier(IntrospectionOptions{
+		Issuer: "https://idp", Endpoint: srv.URL, ClientID: "pingmcp", ClientSecret: "s3cret",
+		Audiences: []string{"https://mcp.example/mcp"}, Now: func() time.Time { return clock },
+	})
+	ctx := context.Background()
+
+	tok, err := v.Verify(ctx, "good")
+	if err != nil || tok.Subject != "alice" || tok.ClientID != "claude" || tok.Issuer != "https://idp" || !tok.HasScopes("todo_api:read") {
+		t.Fatalf("good: %+v %v", tok, err)
+	}
+	if tok, err := v.Verify(ctx, "array"); err != nil || !tok.HasScopes("a", "b") {
+		t.Fatalf("array: %+v %v", tok, err)
+	}
+	for _, bad := range []string{"inactive", "aud", "iss", "noexp", "unknown"} {
+		if _, err := v.Verify(ctx, bad); !IsInvalidToken(err) {
+			t.Errorf("%s: %v, want invalid_token", bad, err)
+		}
+	}
+	if _, err := v.Verify(ctx, "boom"); err == nil || IsInvalidToken(err) {
+		t.Errorf("server error: %v, want a non-token error", err)
+	}
+
+	// Answers are reused, but never past the token's expiry.
+	before := calls.Load()
+	v.Verify(ctx, "good")
+	if calls.Load() != before {
+		t.Error("a cached answer was asked again")
+	}
+	clock = now.Add(31 * time.Second)
+	if _, err := v.Verify(ctx, "good"); !IsInvalidToken(err) {
+		t.Errorf("good after expiry: %v", err)
+	}
+	if calls.Load() != before+1 {
+		t.Error("the answer outlived the token")
+	}
+	// Server trouble is not cached.
+	before = calls.Load()
+	v.Verify(ctx, "boom")
+	if calls.Load() != before+1 {
+		t.Error("a failed introspection was cached")
+	}
+}
