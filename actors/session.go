@@ -64,6 +64,20 @@ type SessionActor struct {
 	handler   http.Handler
 	flights   map[string]*flight // in-flight requests by request id
 	stopping  bool
+	// owner is the principal the session was opened by (nil without auth);
+	// credential is the newest token it presented, for token exchange.
+	owner      *principalID
+	credential *envelope.Principal
+}
+
+// principalID is who a session belongs to: (issuer, subject, client).
+type principalID struct{ issuer, subject, clientID string }
+
+func idOf(p *envelope.Principal) *principalID {
+	if p == nil {
+		return nil
+	}
+	return &principalID{p.Issuer, p.Subject, p.ClientId}
 }
 
 // flight is one request being served.
@@ -169,6 +183,14 @@ func (a *SessionActor) serve(ctx actor.Context, req *envelope.Request) {
 		send(unavailable(req.Id))
 		return
 	}
+	if !a.admit(req.Principal) {
+		// Another user's request on this session: answered exactly like an
+		// unknown session, so that ids cannot be probed, and nothing of the
+		// session is touched.
+		a.logger.Warn("request refused: session belongs to another principal", "request", req.Id)
+		send(notFound(req.Id))
+		return
+	}
 	rctx, cancel := context.WithCancel(context.Background())
 	f := &flight{cancel: cancel, window: newWindow(uint64(req.Window))}
 	a.flights[req.Id] = f
@@ -209,6 +231,24 @@ func (a *SessionActor) serveHTTP(ctx context.Context, w *relayWriter, req *envel
 	hr.ContentLength = int64(len(req.Body))
 	a.handler.ServeHTTP(w, hr)
 	w.finish()
+}
+
+// admit binds a new session to the principal of its first request, and
+// admits later requests only from that principal, whose newer token then
+// replaces the one held.
+func (a *SessionActor) admit(p *envelope.Principal) bool {
+	id := idOf(p)
+	if a.owner == nil && a.credential == nil && (a.stateless || !a.hasSession()) {
+		a.owner, a.credential = id, p
+		return true
+	}
+	if (a.owner == nil) != (id == nil) || (id != nil && *id != *a.owner) {
+		return false
+	}
+	if p != nil && (a.credential == nil || p.ExpiresUnix >= a.credential.ExpiresUnix) {
+		a.credential = p
+	}
+	return true
 }
 
 // settle decides, once no request is in flight, whether the actor stays: a
@@ -253,6 +293,17 @@ func unavailable(requestID string) *envelope.ResponsePart {
 		},
 		Body:  []byte("actor is stopping; retry\n"),
 		Final: true,
+	}
+}
+
+// notFound is the answer for a session this actor does not serve.
+func notFound(requestID string) *envelope.ResponsePart {
+	return &envelope.ResponsePart{
+		RequestId: requestID,
+		Status:    http.StatusNotFound,
+		Headers:   []*envelope.Header{{Name: "Content-Type", Values: []string{"application/json"}}},
+		Body:      []byte(`{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"session not found"}}` + "\n"),
+		Final:     true,
 	}
 }
 

@@ -102,6 +102,40 @@ func IsInvalidToken(err error) bool {
 	return errors.As(err, &e) && e.Code == CodeInvalidToken
 }
 
+// Challenge is the WWW-Authenticate value of a refusal (RFC 6750 §3, RFC
+// 9728 §5.1): err nil means no token was sent, so no error is named.
+func Challenge(err *Error, resourceMetadata string, scopes []string) string {
+	var b strings.Builder
+	b.WriteString("Bearer")
+	sep := " "
+	param := func(k, v string) {
+		if v == "" {
+			return
+		}
+		b.WriteString(sep + k + `="` + quoteEscape(v) + `"`)
+		sep = ", "
+	}
+	if err != nil {
+		param("error", err.Code)
+		param("error_description", err.Description)
+	}
+	param("resource_metadata", resourceMetadata)
+	param("scope", strings.Join(scopes, " "))
+	return b.String()
+}
+
+// quoteEscape makes v safe inside a quoted-string: descriptions are ours,
+// but never let one break the header.
+func quoteEscape(v string) string {
+	v = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || r > 0x7e {
+			return -1
+		}
+		return r
+	}, v)
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v)
+}
+
 // BearerToken extracts the token of an "Authorization: Bearer <token>" header
 // (RFC 6750 §2.1; the scheme is case-insensitive). ok is false when there is
 // no Authorization header at all; err is set when there is one that is not a

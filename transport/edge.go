@@ -14,7 +14,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -29,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 )
@@ -65,7 +65,15 @@ type Options struct {
 	// MaxBodyBytes limits a request body (413 beyond); DefaultMaxBodyBytes
 	// when zero.
 	MaxBodyBytes int64
-	Logger       *slog.Logger
+	// Verifier authenticates callers by their bearer token; nil serves
+	// without authentication (--auth none, loopback only).
+	Verifier auth.Verifier
+	// ResourceMetadataURL is this resource's RFC 9728 metadata, named in
+	// every WWW-Authenticate challenge so that clients find the issuer.
+	ResourceMetadataURL string
+	// Scopes are what a client should ask for (the challenge's scope).
+	Scopes []string
+	Logger *slog.Logger
 }
 
 // Edge serves /mcp by forwarding each request to its actor.
@@ -137,6 +145,15 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	var principal *envelope.Principal
+	var tok *auth.Token
+	if e.opts.Verifier != nil {
+		var ok bool
+		if tok, principal, ok = e.authenticate(w, r); !ok {
+			return
+		}
+	}
+
 	var body []byte
 	if r.Method == http.MethodPost {
 		var err error
@@ -152,7 +169,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	rt, status, msg := e.route(r, body)
+	rt, status, msg := e.route(r, body, tok)
 	if status != 0 {
 		writeError(w, status, rpcID(body), jsonrpcInvalidRequest, msg)
 		return
@@ -163,8 +180,9 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Id:      e.prefix + strconv.FormatUint(e.seq.Add(1), 36),
 		Method:  r.Method,
 		Path:    r.URL.RequestURI(),
-		Headers: forwardHeaders(r.Header),
-		Body:    body,
+		Headers:   forwardHeaders(r.Header),
+		Body:      body,
+		Principal: principal,
 	}
 	stream, err := e.node.Forward(r.Context(), rt.kind, rt.identity, req)
 	if err != nil {
@@ -224,9 +242,9 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 }
 
 // route decides which actor serves r. A non-zero status is a refusal.
-func (e *Edge) route(r *http.Request, body []byte) (route, int, string) {
+func (e *Edge) route(r *http.Request, body []byte, tok *auth.Token) (route, int, string) {
 	if v := r.Header.Get(headerProtocolVersion); v != "" && !sessionVersions[v] {
-		return route{kind: cluster.PrincipalKind, identity: principalKey(r)}, 0, ""
+		return route{kind: cluster.PrincipalKind, identity: principalKey(tok)}, 0, ""
 	}
 	if sid := r.Header.Get(headerSessionID); sid != "" {
 		if !validSessionID(sid) {
@@ -243,7 +261,7 @@ func (e *Edge) route(r *http.Request, body []byte) (route, int, string) {
 	case bodyStateless:
 		// A 2026-07-28 request that forgot its header: the stateless
 		// handler answers it with the protocol's own error.
-		return route{kind: cluster.PrincipalKind, identity: principalKey(r)}, 0, ""
+		return route{kind: cluster.PrincipalKind, identity: principalKey(tok)}, 0, ""
 	}
 	return route{}, http.StatusBadRequest, "Mcp-Session-Id header is required (only initialize may omit it)"
 }
@@ -251,9 +269,60 @@ func (e *Edge) route(r *http.Request, body []byte) (route, int, string) {
 // principalKey names the actor of the caller for stateless requests: a hash
 // of (issuer, subject, client), so that no identifier appears in actor names.
 // Without authentication every caller is the same anonymous principal.
-func principalKey(*http.Request) string {
-	sum := sha256.Sum256([]byte("anonymous\x00\x00"))
-	return base64.RawURLEncoding.EncodeToString(sum[:16])
+func principalKey(tok *auth.Token) string {
+	if tok == nil {
+		return auth.Principal{}.Key()
+	}
+	return tok.Principal.Key()
+}
+
+// authenticate verifies the caller's bearer token. On refusal it has written
+// the answer (401 with a WWW-Authenticate challenge, or 503 when the token
+// could not be checked) and returns ok false. The token is never logged.
+func (e *Edge) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Token, *envelope.Principal, bool) {
+	raw, present, err := auth.BearerToken(r.Header.Values("Authorization"))
+	if !present {
+		e.challenge(w, nil)
+		return nil, nil, false
+	}
+	if err != nil {
+		e.challenge(w, &auth.Error{Code: auth.CodeInvalidToken, Description: err.(*auth.Error).Description})
+		return nil, nil, false
+	}
+	tok, err := e.opts.Verifier.Verify(r.Context(), raw)
+	if err != nil {
+		var aerr *auth.Error
+		if errors.As(err, &aerr) {
+			e.challenge(w, aerr)
+			return nil, nil, false
+		}
+		e.logger.Warn("could not verify a bearer token", "err", err)
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, nil, jsonrpcInternalError, "the authorization server could not be reached; retry")
+		return nil, nil, false
+	}
+	claims, _ := json.Marshal(tok.Claims)
+	return tok, &envelope.Principal{
+		Issuer: tok.Issuer, Subject: tok.Subject, ClientId: tok.ClientID,
+		Scopes: tok.Scopes, ExpiresUnix: tok.Expiry.Unix(), Token: raw, TokenId: tok.ID,
+		Audience: tok.Audience, ClaimsJson: claims,
+	}, true
+}
+
+// challenge answers 401 (or 403 for insufficient_scope) with an RFC 6750
+// challenge naming the resource metadata; aerr nil means no token was sent.
+func (e *Edge) challenge(w http.ResponseWriter, aerr *auth.Error) {
+	status := http.StatusUnauthorized
+	scopes := e.opts.Scopes
+	msg := "authentication required"
+	if aerr != nil {
+		msg = aerr.Error()
+		if aerr.Code == auth.CodeInsufficientScope {
+			status, scopes = http.StatusForbidden, aerr.Scopes
+		}
+	}
+	w.Header().Set("WWW-Authenticate", auth.Challenge(aerr, e.opts.ResourceMetadataURL, scopes))
+	writeError(w, status, nil, jsonrpcInvalidRequest, msg)
 }
 
 // Session ids are 128 bits from crypto/rand, base64url without padding.

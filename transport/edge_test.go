@@ -344,6 +344,7 @@ type recorder struct {
 	attrs   []slog.Attr
 	waiters []*waiter
 	parent  *recorder
+	lines   []string // every record, rendered, to check what was logged
 }
 
 type waiter struct {
@@ -364,8 +365,15 @@ func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
 	rec = rec.Clone()
 	rec.AddAttrs(r.attrs...)
 	root := r.root()
+	var line strings.Builder
+	line.WriteString(rec.Message)
+	rec.Attrs(func(a slog.Attr) bool {
+		line.WriteString(" " + a.String())
+		return true
+	})
 	root.mu.Lock()
 	defer root.mu.Unlock()
+	root.lines = append(root.lines, line.String())
 	for _, w := range root.waiters {
 		if !w.done && w.match(rec) {
 			w.done = true
@@ -387,6 +395,19 @@ func (r *recorder) await(match func(slog.Record) bool) <-chan struct{} {
 	root.waiters = append(root.waiters, w)
 	root.mu.Unlock()
 	return w.ch
+}
+
+// logged reports whether any record so far contains s.
+func (r *recorder) logged(s string) bool {
+	root := r.root()
+	root.mu.Lock()
+	defer root.mu.Unlock()
+	for _, l := range root.lines {
+		if strings.Contains(l, s) {
+			return true
+		}
+	}
+	return false
 }
 
 func attr(r slog.Record, key string) string {

@@ -324,14 +324,21 @@ func (x *Header) GetValues() []string {
 	return nil
 }
 
-// Principal is who a verified bearer token speaks for.
+// Principal is who a verified bearer token speaks for, and that token: the
+// actor needs it for token exchange. Only the edge and the owning actor ever
+// hold it; it is never logged.
 type Principal struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Issuer        string                 `protobuf:"bytes,1,opt,name=issuer,proto3" json:"issuer,omitempty"`
-	Subject       string                 `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
-	ClientId      string                 `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
-	Scopes        []string               `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
-	ExpiresUnix   int64                  `protobuf:"varint,5,opt,name=expires_unix,json=expiresUnix,proto3" json:"expires_unix,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Issuer      string                 `protobuf:"bytes,1,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	Subject     string                 `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	ClientId    string                 `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Scopes      []string               `protobuf:"bytes,4,rep,name=scopes,proto3" json:"scopes,omitempty"`
+	ExpiresUnix int64                  `protobuf:"varint,5,opt,name=expires_unix,json=expiresUnix,proto3" json:"expires_unix,omitempty"`
+	Token       string                 `protobuf:"bytes,6,opt,name=token,proto3" json:"token,omitempty"`
+	TokenId     string                 `protobuf:"bytes,7,opt,name=token_id,json=tokenId,proto3" json:"token_id,omitempty"`
+	Audience    []string               `protobuf:"bytes,8,rep,name=audience,proto3" json:"audience,omitempty"`
+	// The verified claims as JSON, for display (who_am_I).
+	ClaimsJson    []byte `protobuf:"bytes,9,opt,name=claims_json,json=claimsJson,proto3" json:"claims_json,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -399,6 +406,34 @@ func (x *Principal) GetExpiresUnix() int64 {
 		return x.ExpiresUnix
 	}
 	return 0
+}
+
+func (x *Principal) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *Principal) GetTokenId() string {
+	if x != nil {
+		return x.TokenId
+	}
+	return ""
+}
+
+func (x *Principal) GetAudience() []string {
+	if x != nil {
+		return x.Audience
+	}
+	return nil
+}
+
+func (x *Principal) GetClaimsJson() []byte {
+	if x != nil {
+		return x.ClaimsJson
+	}
+	return nil
 }
 
 // ResponsePart is a piece of the actor's answer to a Request, one per flush.
@@ -804,13 +839,18 @@ const file_envelope_proto_rawDesc = "" +
 	"\x06window\x18\a \x01(\rR\x06window\"4\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
-	"\x06values\x18\x02 \x03(\tR\x06values\"\x95\x01\n" +
+	"\x06values\x18\x02 \x03(\tR\x06values\"\x83\x02\n" +
 	"\tPrincipal\x12\x16\n" +
 	"\x06issuer\x18\x01 \x01(\tR\x06issuer\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x12\x1b\n" +
 	"\tclient_id\x18\x03 \x01(\tR\bclientId\x12\x16\n" +
 	"\x06scopes\x18\x04 \x03(\tR\x06scopes\x12!\n" +
-	"\fexpires_unix\x18\x05 \x01(\x03R\vexpiresUnix\"\xce\x01\n" +
+	"\fexpires_unix\x18\x05 \x01(\x03R\vexpiresUnix\x12\x14\n" +
+	"\x05token\x18\x06 \x01(\tR\x05token\x12\x19\n" +
+	"\btoken_id\x18\a \x01(\tR\atokenId\x12\x1a\n" +
+	"\baudience\x18\b \x03(\tR\baudience\x12\x1f\n" +
+	"\vclaims_json\x18\t \x01(\fR\n" +
+	"claimsJson\"\xce\x01\n" +
 	"\fResponsePart\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x10\n" +

@@ -1,0 +1,121 @@
+package devidp
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRegister(t *testing.T) {
+	tests := []struct {
+		name     string
+		body     map[string]any
+		wantCode string // "" for success
+	}{
+		{"https", map[string]any{"redirect_uris": []string{"https://app.example/cb"}}, ""},
+		{"loopback IPv4 any port", map[string]any{"redirect_uris": []string{"http://127.0.0.1:33418/callback"}, "token_endpoint_auth_method": "none"}, ""},
+		{"localhost", map[string]any{"redirect_uris": []string{"http://localhost:6274/oauth/callback"}}, ""},
+		{"loopback IPv6", map[string]any{"redirect_uris": []string{"http://[::1]:8000/cb"}}, ""},
+		{"no redirect_uris", map[string]any{"client_name": "x"}, "invalid_redirect_uri"},
+		{"http on a public host", map[string]any{"redirect_uris": []string{"http://app.example/cb"}}, "invalid_redirect_uri"},
+		{"custom scheme", map[string]any{"redirect_uris": []string{"cursor://anysphere.cursor-retrieval/oauth/callback"}}, "invalid_redirect_uri"},
+		{"javascript", map[string]any{"redirect_uris": []string{"javascript:alert(1)"}}, "invalid_redirect_uri"},
+		{"fragment", map[string]any{"redirect_uris": []string{"https://app.example/cb#x"}}, "invalid_redirect_uri"},
+		{"relative", map[string]any{"redirect_uris": []string{"/cb"}}, "invalid_redirect_uri"},
+		{"one bad among good", map[string]any{"redirect_uris": []string{"https://app.example/cb", "http://10.0.0.1/cb"}}, "invalid_redirect_uri"},
+		{"secret wanted", map[string]any{"redirect_uris": []string{callback}, "token_endpoint_auth_method": "client_secret_basic"}, "invalid_client_metadata"},
+		{"client_credentials", map[string]any{"redirect_uris": []string{callback}, "grant_types": []string{"client_credentials"}}, "invalid_client_metadata"},
+		{"implicit", map[string]any{"redirect_uris": []string{callback}, "response_types": []string{"token"}}, "invalid_client_metadata"},
+		{"wrong types", map[string]any{"redirect_uris": callback}, "invalid_client_metadata"},
+		{"name too long", map[string]any{"redirect_uris": []string{callback}, "client_name": strings.Repeat("n", 201)}, "invalid_client_metadata"},
+	}
+	f := newFixture(t, nil)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := f.postJSON(PathRegister, tt.body)
+			if tt.wantCode != "" {
+				wantError(t, resp, body, http.StatusBadRequest, tt.wantCode)
+				return
+			}
+			if resp.StatusCode != http.StatusCreated {
+				t.Fatalf("got %d %v", resp.StatusCode, body)
+			}
+			if id, _ := body["client_id"].(string); len(id) < 16 {
+				t.Errorf("client_id %v", body["client_id"])
+			}
+			if at, _ := body["client_id_issued_at"].(float64); int64(at) != f.clock.Now().Unix() {
+				t.Errorf("client_id_issued_at %v", body["client_id_issued_at"])
+			}
+			if body["token_endpoint_auth_method"] != "none" || body["client_secret"] != nil {
+				t.Errorf("auth method %v, secret %v", body["token_endpoint_auth_method"], body["client_secret"])
+			}
+			if gt := body["grant_types"].([]any); len(gt) != 2 || gt[0] != "authorization_code" || gt[1] != "refresh_token" {
+				t.Errorf("grant_types %v", gt)
+			}
+			if rt := body["response_types"].([]any); len(rt) != 1 || rt[0] != "code" {
+				t.Errorf("response_types %v", rt)
+			}
+			if ru := body["redirect_uris"].([]any); len(ru) != len(tt.body["redirect_uris"].([]string)) {
+				t.Errorf("redirect_uris %v", ru)
+			}
+			if resp.Header.Get("Cache-Control") != "no-store" || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+				t.Errorf("headers %v", resp.Header)
+			}
+		})
+	}
+}
+
+func TestRegisterNotJSON(t *testing.T) {
+	f := newFixture(t, nil)
+	resp, body := f.post(PathRegister, url.Values{"redirect_uris": {callback}}, "", "")
+	wantError(t, resp, body, http.StatusBadRequest, "invalid_client_metadata")
+	req, _ := http.NewRequest(http.MethodPost, f.issuer+PathRegister, strings.NewReader("{"))
+	req.Header.Set("Content-Type", "application/json")
+	resp, body = f.do(req)
+	wantError(t, resp, body, http.StatusBadRequest, "invalid_client_metadata")
+	req, _ = http.NewRequest(http.MethodOptions, f.issuer+PathRegister, nil)
+	req.Header.Set("Origin", "http://localhost:6274")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	if resp, _ := f.do(req); resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+		t.Errorf("preflight: %d %v", resp.StatusCode, resp.Header)
+	}
+}
+
+func TestRegisteredScopeRestrictsClient(t *testing.T) {
+	f := newFixture(t, nil)
+	resp, body := f.postJSON(PathRegister, map[string]any{"redirect_uris": []string{callback}, "scope": "mcp:tools  offline_access"})
+	if resp.StatusCode != http.StatusCreated || body["scope"] != "mcp:tools offline_access" {
+		t.Fatalf("register: %d %v", resp.StatusCode, body)
+	}
+	tokens := f.login(body["client_id"].(string), nil)
+	if tokens["scope"] != "offline_access mcp:tools" {
+		t.Errorf("scope %v", tokens["scope"])
+	}
+}
+
+func TestRegisteredClientsBounded(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.MaxClients = 2 })
+	first := f.registerClient()
+	f.clock.Advance(time.Second)
+	second := f.registerClient()
+	f.clock.Advance(time.Second)
+	// Using the first makes the second the least recently used.
+	resp, _ := f.authorize(first, nil)
+	f.loginForm(resp)
+	f.clock.Advance(time.Second)
+	third := f.registerClient()
+
+	if resp, _ := f.authorize(second, nil); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("forgotten client: %d", resp.StatusCode)
+	}
+	for _, id := range []string{first, third} {
+		resp, _ := f.authorize(id, nil)
+		f.loginForm(resp)
+	}
+	// Configured clients are never forgotten.
+	if resp, body := f.post(PathToken, url.Values{"grant_type": {"client_credentials"}}, exchanger, exchangerPW); resp.StatusCode != http.StatusOK {
+		t.Errorf("confidential client: %d %v", resp.StatusCode, body)
+	}
+}

@@ -1,0 +1,403 @@
+package devidp
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/zitadel/oidc/v3/pkg/oidc"
+	"github.com/zitadel/oidc/v3/pkg/op"
+)
+
+// Bounds on what the server keeps in memory. Expired entries are swept;
+// past a bound, new ones are refused (clients excepted: see register).
+const (
+	maxAuthRequests  = 10_000
+	maxLiveTokens    = 100_000
+	maxRefreshTokens = 100_000
+	authRequestTTL   = 10 * time.Minute
+	codeTTL          = time.Minute
+	sweepEvery       = time.Minute
+	maxLoginFailures = 5
+)
+
+var errFull = errors.New("too many live entries, try again later")
+
+// state is everything the server remembers, behind one lock.
+type state struct {
+	mu         sync.Mutex
+	maxClients int
+	clients    map[string]*client
+	authReqs   map[string]*authRequest
+	codes      map[string]string        // code → auth request id
+	refresh    map[[32]byte]*refreshGrant // by SHA-256 of the token
+	live       map[string]liveToken     // access tokens by jti
+	lastSweep  time.Time
+}
+
+func newState(maxClients int) *state {
+	return &state{
+		maxClients: maxClients,
+		clients:    map[string]*client{},
+		authReqs:   map[string]*authRequest{},
+		codes:      map[string]string{},
+		refresh:    map[[32]byte]*refreshGrant{},
+		live:       map[string]liveToken{},
+	}
+}
+
+// client is a registered client, confidential (configured) or public
+// (dynamically registered). Its fields never change after registration
+// but lastUsed, which the state's lock guards.
+type client struct {
+	id           string
+	public       bool
+	secret       [32]byte // SHA-256 of the secret, compared in constant time
+	name         string
+	redirectURIs []string
+	grantTypes   []oidc.GrantType
+	scopes       []string // registered scope restriction; nil allows any
+	issuedAt     time.Time
+	lastUsed     time.Time
+	// metadata is the RFC 7591 response, for a registered client.
+	metadata map[string]any
+}
+
+func (c *client) secretMatches(secret string) bool {
+	sum := sha256Sum(secret)
+	return !c.public && subtle.ConstantTimeCompare(sum[:], c.secret[:]) == 1
+}
+
+func sha256Sum(s string) [32]byte { return sha256.Sum256([]byte(s)) }
+
+func (c *client) allows(gt oidc.GrantType) bool { return slices.Contains(c.grantTypes, gt) }
+
+// op.Client: what op's request validation asks of a client.
+
+func (c *client) GetID() string                    { return c.id }
+func (c *client) RedirectURIs() []string           { return c.redirectURIs }
+func (c *client) PostLogoutRedirectURIs() []string { return nil }
+
+// ApplicationType is native for public clients, so that op accepts a
+// loopback redirect URI on any port (RFC 8252 §7.3).
+func (c *client) ApplicationType() op.ApplicationType {
+	if c.public {
+		return op.ApplicationTypeNative
+	}
+	return op.ApplicationTypeWeb
+}
+
+func (c *client) AuthMethod() oidc.AuthMethod {
+	if c.public {
+		return oidc.AuthMethodNone
+	}
+	return oidc.AuthMethodBasic
+}
+
+func (c *client) ResponseTypes() []oidc.ResponseType {
+	if c.allows(oidc.GrantTypeCode) {
+		return []oidc.ResponseType{oidc.ResponseTypeCode}
+	}
+	return nil
+}
+
+func (c *client) GrantTypes() []oidc.GrantType { return c.grantTypes }
+func (c *client) LoginURL(string) string       { return "" } // the server redirects itself
+func (c *client) AccessTokenType() op.AccessTokenType {
+	return op.AccessTokenTypeJWT
+}
+func (c *client) IDTokenLifetime() time.Duration { return 0 } // unused: the server mints
+func (c *client) DevMode() bool                  { return false }
+func (c *client) RestrictAdditionalIdTokenScopes() func([]string) []string {
+	return func(s []string) []string { return s }
+}
+func (c *client) RestrictAdditionalAccessTokenScopes() func([]string) []string {
+	return func(s []string) []string { return s }
+}
+func (c *client) IsScopeAllowed(scope string) bool {
+	return scope != "" && (c.scopes == nil || slices.Contains(c.scopes, scope))
+}
+func (c *client) IDTokenUserinfoClaimsAssertion() bool { return false }
+func (c *client) ClockSkew() time.Duration             { return 0 }
+
+// authRequest is an authorization request waiting for its login, then for
+// its code to be redeemed.
+type authRequest struct {
+	id           string
+	clientID     string
+	redirectURI  string
+	responseMode oidc.ResponseMode
+	state        string
+	nonce        string
+	scopes       []string
+	resource     string
+	challenge    string // S256 code challenge; "" without PKCE
+	created      time.Time
+	failures     int
+
+	subject     string // set by the login
+	authTime    time.Time
+	code        string
+	codeExpires time.Time
+}
+
+// refreshGrant is what a refresh token stands for. grant names the login it
+// descends from, through every rotation and exchange.
+type refreshGrant struct {
+	grant    string
+	clientID string
+	subject  string
+	resource string
+	scopes   []string
+	authTime time.Time
+	expires  time.Time
+}
+
+// liveToken records an issued access token that is neither expired nor
+// revoked. Tokens of a revoked grant are dropped with it.
+type liveToken struct {
+	expires  time.Time
+	grant    string
+	clientID string
+	actor    string // act.sub, "" for a token that is not delegated
+}
+
+func (st *state) addConfidential(c *client) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if _, dup := st.clients[c.id]; dup {
+		return false
+	}
+	st.clients[c.id] = c
+	return true
+}
+
+// register adds a public client. Past maxClients it forgets the public
+// client least recently used and returns its id, so that a long-running
+// development server keeps accepting registrations.
+func (st *state) register(c *client) (evicted string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	public := 0
+	var lru *client
+	for _, o := range st.clients {
+		if !o.public {
+			continue
+		}
+		public++
+		if lru == nil || o.lastUsed.Before(lru.lastUsed) {
+			lru = o
+		}
+	}
+	if public >= st.maxClients && lru != nil {
+		delete(st.clients, lru.id)
+		evicted = lru.id
+	}
+	c.lastUsed = c.issuedAt
+	st.clients[c.id] = c
+	return evicted
+}
+
+func (st *state) client(id string, now time.Time) *client {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	c := st.clients[id]
+	if c != nil {
+		c.lastUsed = now
+	}
+	return c
+}
+
+func (st *state) addAuthRequest(ar *authRequest) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.sweepLocked(ar.created, len(st.authReqs) >= maxAuthRequests)
+	if len(st.authReqs) >= maxAuthRequests {
+		return errFull
+	}
+	st.authReqs[ar.id] = ar
+	return nil
+}
+
+// pending returns a copy of the auth request id if it still waits for its
+// login.
+func (st *state) pending(id string, now time.Time) (authRequest, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	ar, ok := st.authReqs[id]
+	if !ok || ar.subject != "" || now.After(ar.created.Add(authRequestTTL)) {
+		return authRequest{}, false
+	}
+	return *ar, true
+}
+
+// loginFailed counts a failed login. It drops the request, and returns
+// false, once there were too many.
+func (st *state) loginFailed(id string) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	ar, ok := st.authReqs[id]
+	if !ok {
+		return false
+	}
+	ar.failures++
+	if ar.failures >= maxLoginFailures {
+		delete(st.authReqs, id)
+		return false
+	}
+	return true
+}
+
+func (st *state) dropAuthRequest(id string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if ar, ok := st.authReqs[id]; ok {
+		delete(st.codes, ar.code)
+		delete(st.authReqs, id)
+	}
+}
+
+// completeLogin records who logged in for the pending request id and gives
+// it its one code.
+func (st *state) completeLogin(id, subject string, now time.Time) (authRequest, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	ar, ok := st.authReqs[id]
+	if !ok || ar.subject != "" || now.After(ar.created.Add(authRequestTTL)) {
+		return authRequest{}, false
+	}
+	ar.subject = subject
+	ar.authTime = now
+	ar.code = randomID(32)
+	ar.codeExpires = now.Add(codeTTL)
+	st.codes[ar.code] = id
+	return *ar, true
+}
+
+// redeemCode returns the auth request of code and forgets both: a code is
+// good once, whoever presents it.
+func (st *state) redeemCode(code string, now time.Time) (authRequest, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	id, ok := st.codes[code]
+	if !ok {
+		return authRequest{}, false
+	}
+	delete(st.codes, code)
+	ar := st.authReqs[id]
+	delete(st.authReqs, id)
+	if ar == nil || now.After(ar.codeExpires) {
+		return authRequest{}, false
+	}
+	return *ar, true
+}
+
+func refreshKey(token string) [32]byte { return sha256Sum(token) }
+
+func (st *state) addRefresh(token string, g refreshGrant, now time.Time) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.sweepLocked(now, len(st.refresh) >= maxRefreshTokens)
+	if len(st.refresh) >= maxRefreshTokens {
+		return errFull
+	}
+	st.refresh[refreshKey(token)] = &g
+	return nil
+}
+
+func (st *state) peekRefresh(token string, now time.Time) (refreshGrant, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	g, ok := st.refresh[refreshKey(token)]
+	if !ok || !now.Before(g.expires) {
+		return refreshGrant{}, false
+	}
+	return *g, true
+}
+
+// consumeRefresh forgets token; false means another request used it first.
+func (st *state) consumeRefresh(token string) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	k := refreshKey(token)
+	if _, ok := st.refresh[k]; !ok {
+		return false
+	}
+	delete(st.refresh, k)
+	return true
+}
+
+func (st *state) addLive(jti string, t liveToken, now time.Time) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.sweepLocked(now, len(st.live) >= maxLiveTokens)
+	if len(st.live) >= maxLiveTokens {
+		return errFull
+	}
+	st.live[jti] = t
+	return nil
+}
+
+func (st *state) isLive(jti string, now time.Time) (liveToken, bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	t, ok := st.live[jti]
+	if !ok || !now.Before(t.expires) {
+		return liveToken{}, false
+	}
+	return t, true
+}
+
+func (st *state) revokeAccess(jti string) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	delete(st.live, jti)
+}
+
+// revokeGrant drops every refresh and access token descending from grant
+// (RFC 7009 §2.1: revoking a refresh token revokes its access tokens).
+func (st *state) revokeGrant(grant string) {
+	if grant == "" {
+		return
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	for k, g := range st.refresh {
+		if g.grant == grant {
+			delete(st.refresh, k)
+		}
+	}
+	for jti, t := range st.live {
+		if t.grant == grant {
+			delete(st.live, jti)
+		}
+	}
+}
+
+// sweepLocked drops expired entries at most every sweepEvery, or now when
+// force is set (a map is full).
+func (st *state) sweepLocked(now time.Time, force bool) {
+	if !force && now.Sub(st.lastSweep) < sweepEvery {
+		return
+	}
+	st.lastSweep = now
+	for id, ar := range st.authReqs {
+		if now.After(ar.created.Add(authRequestTTL)) && (ar.code == "" || now.After(ar.codeExpires)) {
+			delete(st.codes, ar.code)
+			delete(st.authReqs, id)
+		}
+	}
+	for k, g := range st.refresh {
+		if !now.Before(g.expires) {
+			delete(st.refresh, k)
+		}
+	}
+	for jti, t := range st.live {
+		if !now.Before(t.expires) {
+			delete(st.live, jti)
+		}
+	}
+}

@@ -1,0 +1,147 @@
+package transport
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/auth/authtest"
+)
+
+const mcpResource = "http://mcp.test/mcp"
+
+func authEdge(t *testing.T, is *authtest.Issuer) string {
+	srv := newEdge(t, Options{
+		Verifier:            auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{mcpResource}}),
+		ResourceMetadataURL: "http://mcp.test/.well-known/oauth-protected-resource/mcp",
+		Scopes:              []string{"mcp:tools"},
+	})
+	return srv.URL
+}
+
+func bearer(tok string, h map[string]string) map[string]string {
+	out := map[string]string{"Authorization": "Bearer " + tok}
+	for k, v := range h {
+		out[k] = v
+	}
+	return out
+}
+
+func TestEdgeAuthRefusals(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	url := authEdge(t, is)
+	good := is.Claims("alice", mcpResource, "mcp:tools")
+	mod := func(k string, v any) map[string]any {
+		c := is.Claims("alice", mcpResource, "mcp:tools")
+		c[k] = v
+		return c
+	}
+	tokens := map[string]string{}
+	tests := []struct {
+		name      string
+		auth      string
+		challenge string // must be in WWW-Authenticate
+		noError   bool   // no error= attribute
+	}{
+		{"no token", "", `resource_metadata="http://mcp.test/.well-known/oauth-protected-resource/mcp"`, true},
+		{"basic scheme", "Basic YWxpY2U6YWxpY2U=", `error="invalid_token"`, false},
+		{"empty bearer", "Bearer ", `error="invalid_token"`, false},
+		{"garbage", "Bearer not-a-jwt", `error="invalid_token"`, false},
+		{"expired", "Bearer " + is.Token(t, mod("exp", time.Now().Add(-time.Hour).Unix())), `error="invalid_token"`, false},
+		{"not yet valid", "Bearer " + is.Token(t, mod("nbf", time.Now().Add(time.Hour).Unix())), `error="invalid_token"`, false},
+		{"wrong issuer", "Bearer " + is.Token(t, mod("iss", "http://evil.test")), `error="invalid_token"`, false},
+		{"API audience replayed", "Bearer " + is.Token(t, mod("aud", "http://127.0.0.1:8081")), `error="invalid_token"`, false},
+		{"wrongly signed", "Bearer " + authtest.NewIssuer(t).Token(t, good), `error="invalid_token"`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := map[string]string{}
+			if tt.auth != "" {
+				h["Authorization"] = tt.auth
+				tokens[tt.name] = strings.TrimPrefix(tt.auth, "Bearer ")
+			}
+			for _, method := range []string{http.MethodPost, http.MethodGet, http.MethodDelete} {
+				resp, body := call{method, h, initBody}.do(t, url)
+				chal := resp.Header.Get("WWW-Authenticate")
+				if resp.StatusCode != http.StatusUnauthorized || !strings.HasPrefix(chal, "Bearer ") || !strings.Contains(chal, tt.challenge) {
+					t.Fatalf("%s: %d, WWW-Authenticate %q, body %s", method, resp.StatusCode, chal, body)
+				}
+				if tt.noError == strings.Contains(chal, "error=") {
+					t.Errorf("%s: challenge %q (error attribute expected: %v)", method, chal, !tt.noError)
+				}
+				if !strings.Contains(chal, `scope="mcp:tools"`) {
+					t.Errorf("challenge %q names no scope", chal)
+				}
+				if tt.auth != "" && len(tokens[tt.name]) > 8 && strings.Contains(body+chal, tokens[tt.name]) {
+					t.Error("the refusal echoes the token")
+				}
+			}
+		})
+	}
+	for name, tok := range tokens {
+		if len(tok) > 8 && records.logged(tok) {
+			t.Errorf("the %s token was logged", name)
+		}
+	}
+}
+
+// Sessions are bound to the principal that opened them.
+func TestEdgeSessionBinding(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	url := authEdge(t, is)
+	alice := is.Token(t, is.Claims("alice", mcpResource, "mcp:tools"))
+	bob := is.Token(t, is.Claims("bob", mcpResource, "mcp:tools"))
+	aliceOtherClient := func() string {
+		c := is.Claims("alice", mcpResource, "mcp:tools")
+		c["client_id"] = "another-client"
+		return is.Token(t, c)
+	}()
+
+	resp, body := call{http.MethodPost, bearer(alice, nil), initBody}.do(t, url)
+	sid := resp.Header.Get("Mcp-Session-Id")
+	if resp.StatusCode != http.StatusOK || sid == "" {
+		t.Fatalf("initialize: %d %s", resp.StatusCode, body)
+	}
+	h := func(tok string) map[string]string {
+		return bearer(tok, map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"})
+	}
+	if resp, body := (call{http.MethodPost, h(alice), `{"jsonrpc":"2.0","method":"notifications/initialized"}`}).do(t, url); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("initialized: %d %s", resp.StatusCode, body)
+	}
+	for name, tok := range map[string]string{"bob": bob, "alice via another client": aliceOtherClient} {
+		for _, c := range []call{
+			{http.MethodPost, h(tok), `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`},
+			{http.MethodGet, h(tok), ""},
+			{http.MethodDelete, h(tok), ""},
+		} {
+			resp, body := c.do(t, url)
+			if resp.StatusCode != http.StatusNotFound {
+				t.Errorf("%s %s on alice's session: %d %s, want 404", name, c.method, resp.StatusCode, body)
+			}
+		}
+	}
+	// Alice's session is untouched, and her refreshed token is accepted.
+	newer := is.Claims("alice", mcpResource, "mcp:tools")
+	newer["exp"] = time.Now().Add(time.Hour).Unix()
+	for _, tok := range []string{alice, is.Token(t, newer)} {
+		resp, body := call{http.MethodPost, h(tok), `{"jsonrpc":"2.0","id":3,"method":"ping"}`}.do(t, url)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"id":3`) {
+			t.Fatalf("alice after the refusals: %d %s", resp.StatusCode, body)
+		}
+	}
+}
+
+// A verifier that cannot reach the issuer answers 503, not 401: the token is
+// not known to be bad.
+func TestEdgeIssuerDown(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	url := authEdge(t, is)
+	tok := is.Token(t, is.Claims("alice", mcpResource, "mcp:tools"))
+	is.Close()
+	resp, body := call{http.MethodPost, bearer(tok, nil), initBody}.do(t, url)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("issuer down: %d %s", resp.StatusCode, body)
+	}
+}
