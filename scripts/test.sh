@@ -2,7 +2,8 @@
 # The test command (README.md): installs what the tests need on a fresh
 # Debian machine, then runs every test, end-to-end ones included.
 #
-# Needs Go (see go.mod). Installs npm from Debian when missing; Node.js 22 and
+# Needs Go (see go.mod). Installs npm and redis-server from Debian when
+# missing (tests start their own redis-server processes); Node.js 22 and
 # the official MCP conformance suite are installed from npm into
 # ${PINGMCP_CACHE:-$HOME/.cache/pingmcp} by scripts/conformance.sh on first use.
 set -euo pipefail
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v npm >/dev/null || missing+=(npm)
+command -v redis-server >/dev/null || missing+=(redis-server)
 if [[ ${#missing[@]} -gt 0 ]]; then
 	sudo=""
 	[[ $(id -u) -eq 0 ]] || sudo=sudo

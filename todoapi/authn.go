@@ -1,0 +1,86 @@
+package todoapi
+
+import (
+	"errors"
+	"net/http"
+	"slices"
+
+	"github.com/pingmcp/pingmcp/auth"
+)
+
+// caller is who a request acts for, once its token passed every check.
+type caller struct {
+	user  string // userKey of the token
+	actor string // act.sub of a delegated token, "" otherwise
+}
+
+// authenticate checks the request's bearer token for a route needing scope
+// and refuses as RFC 6750 says (status, WWW-Authenticate, and the same error
+// in the body). It reports false when it has answered the request.
+func (a *API) authenticate(w http.ResponseWriter, r *http.Request, scope string) (*caller, bool) {
+	raw, present, err := auth.BearerToken(r.Header.Values("Authorization"))
+	if err != nil {
+		a.refuse(w, r, http.StatusBadRequest, auth.CodeInvalidRequest, describe(err))
+		return nil, false
+	}
+	if !present {
+		// RFC 6750 §3.1: no error code when the request had no credentials.
+		w.Header().Set("WWW-Authenticate", auth.Challenge(nil, "", []string{scope}))
+		writeError(w, http.StatusUnauthorized, "missing_token", "a bearer token is required")
+		return nil, false
+	}
+	tok, err := a.opts.Verifier.Verify(r.Context(), raw)
+	if err != nil {
+		var ae *auth.Error
+		if !errors.As(err, &ae) {
+			a.log.WarnContext(r.Context(), "token verification unavailable", "err", err)
+			w.Header().Set("Retry-After", "5")
+			writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the token could not be verified now; retry later")
+			return nil, false
+		}
+		switch ae.Code {
+		case auth.CodeInvalidRequest:
+			a.refuse(w, r, http.StatusBadRequest, ae.Code, ae.Description)
+		case auth.CodeInsufficientScope:
+			a.refuse(w, r, http.StatusForbidden, ae.Code, ae.Description, ae.Scopes...)
+		default:
+			a.refuse(w, r, http.StatusUnauthorized, auth.CodeInvalidToken, ae.Description)
+		}
+		return nil, false
+	}
+	if tok.Issuer == "" || tok.Subject == "" {
+		a.refuse(w, r, http.StatusUnauthorized, auth.CodeInvalidToken, "token names no issuer or subject")
+		return nil, false
+	}
+	actor, _ := tok.Actor["sub"].(string)
+	switch {
+	case len(tok.Actor) == 0 && !a.opts.AllowUndelegated:
+		// A 403, not a 401: the token is genuine but of the wrong kind, and a
+		// fresh token of the same kind would not help.
+		a.refuse(w, r, http.StatusForbidden, auth.CodeInvalidToken,
+			"token is not delegated: this API accepts only tokens obtained by token exchange for a delegate (RFC 8693 act claim)")
+		return nil, false
+	case len(tok.Actor) > 0 && len(a.opts.AllowedActors) > 0 && !slices.Contains(a.opts.AllowedActors, actor):
+		a.refuse(w, r, http.StatusForbidden, auth.CodeInvalidToken, "the token's actor (act.sub) is not allowed to call this API")
+		return nil, false
+	case !tok.HasScopes(scope):
+		a.refuse(w, r, http.StatusForbidden, auth.CodeInsufficientScope, "this request needs the "+scope+" scope", scope)
+		return nil, false
+	}
+	return &caller{user: userKey(tok), actor: actor}, true
+}
+
+// refuse answers an RFC 6750 error: in WWW-Authenticate and in the body.
+func (a *API) refuse(w http.ResponseWriter, r *http.Request, status int, code, description string, scopes ...string) {
+	a.log.InfoContext(r.Context(), "token refused", "status", status, "error", code, "reason", description)
+	w.Header().Set("WWW-Authenticate", auth.Challenge(&auth.Error{Code: code, Description: description}, "", scopes))
+	writeError(w, status, code, description)
+}
+
+func describe(err error) string {
+	var ae *auth.Error
+	if errors.As(err, &ae) {
+		return ae.Description
+	}
+	return err.Error()
+}
