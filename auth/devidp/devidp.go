@@ -26,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
@@ -110,6 +111,7 @@ type Resource struct {
 // serving every endpoint; several may run in one process.
 type Server struct {
 	issuer     string
+	issuerPath string
 	users      map[string]string
 	resources  []Resource
 	accessTTL  time.Duration
@@ -141,9 +143,11 @@ func New(opts *Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	u, _ := url.Parse(issuer)
 	s := &Server{
 		issuer:     issuer,
-		users:      opts.Users,
+		issuerPath: u.Path,
+		users:      maps.Clone(opts.Users),
 		accessTTL:  opts.AccessTokenLifetime,
 		refreshTTL: opts.RefreshTokenLifetime,
 		key:        opts.SigningKey,

@@ -2,6 +2,7 @@ package devidp
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -20,6 +21,8 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/pingmcp/pingmcp/auth"
 )
 
 const (
@@ -363,6 +366,10 @@ func TestDiscoveryAndKeys(t *testing.T) {
 	if scopes := strs("scopes_supported"); !slices.Contains(scopes, "todo_api:write") {
 		t.Errorf("scopes_supported = %v", scopes)
 	}
+	// RFC 8414 §3.3: no metadata for another issuer.
+	if resp, _ := f.get(PathASMetadata + "/other"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("metadata of another issuer: %d", resp.StatusCode)
+	}
 
 	_, jwks := f.get(PathJWKS)
 	raw, _ := json.Marshal(jwks)
@@ -482,5 +489,31 @@ func TestSeveralInstances(t *testing.T) {
 	resp, body = a.post(PathIntrospect, url.Values{"token": {token}}, exchanger, exchangerPW)
 	if resp.StatusCode != http.StatusOK || body["active"] != true {
 		t.Errorf("a introspects its token: %d %v", resp.StatusCode, body)
+	}
+}
+
+func TestIssuerWithPath(t *testing.T) {
+	ts := httptest.NewUnstartedServer(nil)
+	issuer := "http://" + ts.Listener.Addr().String() + "/idp"
+	opts := testOptions()
+	opts.Issuer = issuer
+	opts.Logger = slog.New(slog.DiscardHandler)
+	srv, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/idp/", http.StripPrefix("/idp", srv))
+	ts.Config.Handler = mux
+	ts.Start()
+	defer ts.Close()
+
+	token, err := srv.AccessToken("alice", "c1", mcpResource, "mcp:tools")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := auth.NewJWTVerifier(auth.JWTOptions{Issuer: issuer, Audiences: []string{mcpResource}})
+	if _, err := v.Verify(context.Background(), token); err != nil {
+		t.Errorf("verify through discovery below a path: %v", err)
 	}
 }

@@ -51,11 +51,21 @@ type metadataServer struct {
 	s *Server
 }
 
-func (m metadataServer) OpenIDConfiguration(context.Context, *op.Request[op.MetadataRequest]) (*op.Response, error) {
-	return op.NewResponse(m.s.metadata()), nil
+func (m metadataServer) OpenIDConfiguration(_ context.Context, r *op.Request[op.MetadataRequest]) (*op.Response, error) {
+	return m.serve(r)
 }
 
-func (m metadataServer) AuthorizationServerMetadata(context.Context, *op.Request[op.MetadataRequest]) (*op.Response, error) {
+func (m metadataServer) AuthorizationServerMetadata(_ context.Context, r *op.Request[op.MetadataRequest]) (*op.Response, error) {
+	return m.serve(r)
+}
+
+// serve answers for this issuer only (RFC 8414 §3.3): the well-known path
+// names no issuer path, or the issuer's own (when the handler is mounted
+// below a prefix, the prefix was stripped).
+func (m metadataServer) serve(r *op.Request[op.MetadataRequest]) (*op.Response, error) {
+	if p := r.Data.IssuerPath; p != "" && p != m.s.issuerPath {
+		return nil, op.NewStatusError(oidc.ErrInvalidRequest().WithDescription("no such issuer"), http.StatusNotFound)
+	}
 	return op.NewResponse(m.s.metadata()), nil
 }
 
@@ -65,15 +75,15 @@ func (s *Server) metadata() *oidc.DiscoveryConfiguration {
 		scopes = append(scopes, r.Scopes...)
 	}
 	return &oidc.DiscoveryConfiguration{
-		Issuer:                s.issuer,
-		AuthorizationEndpoint: s.issuer + PathAuthorize,
-		TokenEndpoint:         s.issuer + PathToken,
-		IntrospectionEndpoint: s.issuer + PathIntrospect,
-		RevocationEndpoint:    s.issuer + PathRevoke,
-		UserinfoEndpoint:      s.issuer + PathUserinfo,
-		JwksURI:               s.issuer + PathJWKS,
-		RegistrationEndpoint:  s.issuer + PathRegister,
-		ScopesSupported:       cleanScopes(scopes),
+		Issuer:                 s.issuer,
+		AuthorizationEndpoint:  s.issuer + PathAuthorize,
+		TokenEndpoint:          s.issuer + PathToken,
+		IntrospectionEndpoint:  s.issuer + PathIntrospect,
+		RevocationEndpoint:     s.issuer + PathRevoke,
+		UserinfoEndpoint:       s.issuer + PathUserinfo,
+		JwksURI:                s.issuer + PathJWKS,
+		RegistrationEndpoint:   s.issuer + PathRegister,
+		ScopesSupported:        cleanScopes(scopes),
 		ResponseTypesSupported: []string{string(oidc.ResponseTypeCode)},
 		ResponseModesSupported: []string{
 			string(oidc.ResponseModeQuery), string(oidc.ResponseModeFragment), string(oidc.ResponseModeFormPost),
@@ -251,6 +261,8 @@ func (e *endpoints) CodeExchange(_ context.Context, r *op.ClientRequest[oidc.Acc
 		return nil, oidc.ErrInvalidGrant().WithDescription("the code was issued to another client")
 	case r.Data.RedirectURI != ar.redirectURI:
 		return nil, oidc.ErrInvalidGrant().WithDescription("redirect_uri does not match the authorization request")
+	case slices.ContainsFunc(r.Form["resource"], func(res string) bool { return res != ar.resource }):
+		return nil, oidc.ErrInvalidTarget().WithDescription("resource differs from the authorization request's")
 	case ar.challenge == "" && r.Data.CodeVerifier != "":
 		return nil, oidc.ErrInvalidRequest().WithDescription("code_verifier without a code_challenge")
 	case ar.challenge != "" && r.Data.CodeVerifier == "":

@@ -145,7 +145,8 @@ func TestTokenExchangeRefusals(t *testing.T) {
 		{
 			name:       "no client authentication",
 			form:       func(s string) url.Values { return exchangeForm(s, todoResource, "todo_api:read") },
-			wantStatus: http.StatusUnauthorized, wantCode: "invalid_client",
+			wantStatus: http.StatusUnauthorized,
+			wantCode:   "invalid_client",
 		},
 		{
 			name: "secret in the form, not HTTP Basic",
@@ -155,61 +156,78 @@ func TestTokenExchangeRefusals(t *testing.T) {
 				v.Set("client_secret", exchangerPW)
 				return v
 			},
-			wantStatus: http.StatusUnauthorized, wantCode: "invalid_client",
+			wantStatus: http.StatusUnauthorized,
+			wantCode:   "invalid_client",
 		},
 		{
 			name:       "wrong secret",
 			form:       func(s string) url.Values { return exchangeForm(s, todoResource, "todo_api:read") },
-			user:       exchanger, pw: "wrong",
-			wantStatus: http.StatusUnauthorized, wantCode: "invalid_client",
+			user:       exchanger,
+			pw:         "wrong",
+			wantStatus: http.StatusUnauthorized,
+			wantCode:   "invalid_client",
 		},
 		{
 			name:       "garbage subject token",
 			form:       func(string) url.Values { return exchangeForm("not.a.jwt", todoResource, "todo_api:read") },
-			user:       exchanger, pw: exchangerPW,
-			wantStatus: http.StatusBadRequest, wantCode: "invalid_grant",
+			user:       exchanger,
+			pw:         exchangerPW,
+			wantStatus: http.StatusBadRequest,
+			wantCode:   "invalid_grant",
 		},
 		{
 			name:       "subject token of another server",
 			form:       func(string) url.Values { return exchangeForm(foreign, todoResource, "todo_api:read") },
-			user:       exchanger, pw: exchangerPW,
-			wantStatus: http.StatusBadRequest, wantCode: "invalid_grant",
+			user:       exchanger,
+			pw:         exchangerPW,
+			wantStatus: http.StatusBadRequest,
+			wantCode:   "invalid_grant",
 		},
 		{
 			name:       "expired subject token",
 			form:       func(s string) url.Values { return exchangeForm(s, todoResource, "todo_api:read") },
-			user:       exchanger, pw: exchangerPW,
+			user:       exchanger,
+			pw:         exchangerPW,
 			prepare:    func(f *fixture, _, _ string) { f.clock.Advance(11 * time.Minute) },
-			wantStatus: http.StatusBadRequest, wantCode: "invalid_grant",
+			wantStatus: http.StatusBadRequest,
+			wantCode:   "invalid_grant",
 		},
 		{
 			name: "revoked subject token",
 			form: func(s string) url.Values { return exchangeForm(s, todoResource, "todo_api:read") },
-			user: exchanger, pw: exchangerPW,
+			user: exchanger,
+			pw:   exchangerPW,
 			prepare: func(f *fixture, s, clientID string) {
 				if resp, _ := f.post(PathRevoke, url.Values{"token": {s}, "client_id": {clientID}}, "", ""); resp.StatusCode != http.StatusOK {
 					t.Fatalf("revoke: %d", resp.StatusCode)
 				}
 			},
-			wantStatus: http.StatusBadRequest, wantCode: "invalid_grant",
+			wantStatus: http.StatusBadRequest,
+			wantCode:   "invalid_grant",
 		},
 		{
 			name:       "unknown resource",
 			form:       func(s string) url.Values { return exchangeForm(s, "http://127.0.0.1:7777/unknown", "todo_api:read") },
-			user:       exchanger, pw: exchangerPW,
-			wantStatus: http.StatusBadRequest, wantCode: "invalid_target",
+			user:       exchanger,
+			pw:         exchangerPW,
+			wantStatus: http.StatusBadRequest,
+			wantCode:   "invalid_target",
 		},
 		{
 			name:       "no resource",
 			form:       func(s string) url.Values { return exchangeForm(s, "", "todo_api:read") },
-			user:       exchanger, pw: exchangerPW,
-			wantStatus: http.StatusBadRequest, wantCode: "invalid_target",
+			user:       exchanger,
+			pw:         exchangerPW,
+			wantStatus: http.StatusBadRequest,
+			wantCode:   "invalid_target",
 		},
 		{
 			name:       "no scope in common",
 			form:       func(s string) url.Values { return exchangeForm(s, todoResource, "mcp:tools") },
-			user:       exchanger, pw: exchangerPW,
-			wantStatus: http.StatusBadRequest, wantCode: "invalid_scope",
+			user:       exchanger,
+			pw:         exchangerPW,
+			wantStatus: http.StatusBadRequest,
+			wantCode:   "invalid_scope",
 		},
 		{
 			name: "subject token type id_token",
@@ -218,8 +236,10 @@ func TestTokenExchangeRefusals(t *testing.T) {
 				v.Set("subject_token_type", "urn:ietf:params:oauth:token-type:id_token")
 				return v
 			},
-			user: exchanger, pw: exchangerPW,
-			wantStatus: http.StatusBadRequest, wantCode: "invalid_request",
+			user:       exchanger,
+			pw:         exchangerPW,
+			wantStatus: http.StatusBadRequest,
+			wantCode:   "invalid_request",
 		},
 		{
 			name: "requested token type refresh_token",
@@ -228,8 +248,10 @@ func TestTokenExchangeRefusals(t *testing.T) {
 				v.Set("requested_token_type", "urn:ietf:params:oauth:token-type:refresh_token")
 				return v
 			},
-			user: exchanger, pw: exchangerPW,
-			wantStatus: http.StatusBadRequest, wantCode: "invalid_request",
+			user:       exchanger,
+			pw:         exchangerPW,
+			wantStatus: http.StatusBadRequest,
+			wantCode:   "invalid_request",
 		},
 	}
 	for _, tt := range tests {

@@ -343,3 +343,27 @@ func TestNoRefreshTokenWithoutTheGrant(t *testing.T) {
 		t.Errorf("refresh token issued to a client without the refresh_token grant")
 	}
 }
+
+// MCP clients send the resource on the token request too (RFC 8707 §2.2).
+func TestCodeRedemptionWithResource(t *testing.T) {
+	for _, tt := range []struct {
+		resource string
+		status   int
+	}{
+		{mcpResource, http.StatusOK},
+		{todoResource, http.StatusBadRequest},
+	} {
+		f := newFixture(t, nil)
+		clientID := f.registerClient()
+		resp, verifier := f.authorize(clientID, nil)
+		id, _ := f.loginForm(resp)
+		code := f.redirected(f.submitLogin(id, "alice", "alice")).Get("code")
+		resp, body := f.post(PathToken, url.Values{
+			"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {callback},
+			"client_id": {clientID}, "code_verifier": {verifier}, "resource": {tt.resource},
+		}, "", "")
+		if resp.StatusCode != tt.status || (tt.status != http.StatusOK && body["error"] != "invalid_target") {
+			t.Errorf("resource %s: %d %v", tt.resource, resp.StatusCode, body)
+		}
+	}
+}

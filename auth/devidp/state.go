@@ -32,9 +32,9 @@ type state struct {
 	maxClients int
 	clients    map[string]*client
 	authReqs   map[string]*authRequest
-	codes      map[string]string        // code → auth request id
+	codes      map[string]string          // code → auth request id
 	refresh    map[[32]byte]*refreshGrant // by SHA-256 of the token
-	live       map[string]liveToken     // access tokens by jti
+	live       map[string]liveToken       // access tokens by jti
 	lastSweep  time.Time
 }
 
