@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -36,12 +37,32 @@ type Config struct {
 	MaxBodyBytes       int64
 	LogLevel           string
 	LogFormat          string
+
+	// Identity (issue: PingFederate-protected /mcp).
+	PublicURL    string // how clients reach /mcp's host: scheme://host[:port]
+	Resource     string // the canonical MCP URI (RFC 8707 / 9728)
+	Issuer       string // the authorization server (PingFederate)
+	ClientID     string // pingmcp's own client: token exchange, introspection
+	ClientSecret string
+	Scopes       []string // scopes_supported of the resource metadata
+	TodoAPIURL   string   // the downstream API's URL and resource URI
+
+	// pingmcp dev, idp and todo-api.
+	IdPAddr          string
+	TodoAPIAddr      string
+	RedisURL         string
+	AllowUndelegated bool
+	ForceNonLoopback bool
+
+	explicit map[string]bool // flags set on the command line or environment
 }
 
 // Commands lists the subcommands and what they do, for help.
 var Commands = []struct{ Name, Summary string }{
 	{"dev", "run everything in one process on loopback, state in memory (the embedded default)"},
 	{"serve", "run one node of a pingmcp cluster"},
+	{"todo-api", "run the demo Todo API (the downstream API the todo tools call)"},
+	{"idp", "run the development authorization server (a PingFederate stand-in; not for production)"},
 }
 
 // Known values of enumerated flags.
@@ -66,29 +87,61 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 	c := &Config{Command: command}
 	fs := flag.NewFlagSet("pingmcp "+command, flag.ContinueOnError)
 	fs.SetOutput(out)
-
-	var seeds, tools, origins, hosts string
-	dev := command == "dev"
-	defAddr, defAuth := ":8080", "jwt"
-	if dev {
-		defAddr, defAuth = "127.0.0.1:8080", "none"
+	lists := map[string]*string{}
+	list := func(name, def, usage string) {
+		lists[name] = fs.String(name, def, usage)
 	}
-	fs.StringVar(&c.Addr, "addr", defAddr, "HTTP address of the edge (/mcp, /healthz, /readyz)")
-	fs.StringVar(&tools, "tools", "conformance", "comma-separated toolsets the MCP server offers: "+strings.Join(Toolsets, ", "))
-	fs.StringVar(&c.Auth, "auth", defAuth, "how /mcp authenticates callers: "+strings.Join(AuthModes, ", ")+` ("none" only when every listen address is loopback)`)
-	fs.StringVar(&origins, "allowed-origins", "", "comma-separated browser origins allowed to call /mcp besides same-origin (and loopback origins on a loopback listener)")
-	fs.StringVar(&hosts, "allowed-hosts", "", "comma-separated Host values /mcp answers to (DNS-rebinding protection); empty: loopback names on a loopback listener, any otherwise")
-	fs.DurationVar(&c.SessionIdleTimeout, "session-idle-timeout", 30*time.Minute, "passivate a session with no request and no open stream for this long (0: never)")
-	fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 4<<20, "largest request body /mcp accepts (413 beyond)")
+
+	switch command {
+	case "dev", "serve":
+		dev := command == "dev"
+		defAddr, defAuth := ":8080", "jwt"
+		if dev {
+			defAddr, defAuth = "127.0.0.1:8080", "jwt"
+		}
+		fs.StringVar(&c.Addr, "addr", defAddr, "HTTP address of the edge (/mcp, /healthz, /readyz, /.well-known/...)")
+		list("tools", "conformance", "comma-separated toolsets the MCP server offers: "+strings.Join(Toolsets, ", "))
+		fs.StringVar(&c.Auth, "auth", defAuth, "how /mcp authenticates callers: "+strings.Join(AuthModes, ", ")+` ("none" only when every listen address is loopback)`)
+		list("allowed-origins", "", "comma-separated browser origins allowed to call /mcp besides same-origin (and loopback origins on a loopback listener)")
+		list("allowed-hosts", "", "comma-separated Host values /mcp answers to (DNS-rebinding protection); empty: loopback names on a loopback listener, any otherwise")
+		fs.DurationVar(&c.SessionIdleTimeout, "session-idle-timeout", 30*time.Minute, "passivate a session with no request and no open stream for this long (0: never)")
+		fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 4<<20, "largest request body /mcp accepts (413 beyond)")
+		fs.StringVar(&c.PublicURL, "public-url", "", "scheme://host[:port] clients use to reach this edge (default: http:// and --addr)")
+		fs.StringVar(&c.Resource, "resource", "", "canonical URI of the MCP resource, the audience tokens must name (default: --public-url + /mcp)")
+		fs.StringVar(&c.Issuer, "issuer", "", "issuer URL of the authorization server (PingFederate); needed unless --auth none (dev: the embedded one)")
+		fs.StringVar(&c.ClientID, "client-id", "", "pingmcp's client at the authorization server, for token exchange and introspection")
+		fs.StringVar(&c.ClientSecret, "client-secret", "", "that client's secret (prefer the environment variable)")
+		list("scopes", "todo_api:read todo_api:write", "space- or comma-separated scopes clients should request (scopes_supported, and the challenge's scope)")
+		fs.StringVar(&c.TodoAPIURL, "todo-api-url", "", "URL of the Todo API, also its resource URI for token exchange (dev: the embedded one)")
+		if dev {
+			fs.StringVar(&c.IdPAddr, "idp-addr", "127.0.0.1:9031", "address of the embedded development authorization server")
+			fs.StringVar(&c.TodoAPIAddr, "todo-api-addr", "127.0.0.1:8081", "address of the embedded Todo API")
+		} else {
+			fs.StringVar(&c.ClusterAddr, "cluster-addr", "127.0.0.1:0", "host:port of this node's cluster endpoint (port 0 picks a free one)")
+			fs.StringVar(&c.ClusterAdvertise, "cluster-advertised-addr", "", "host:port other nodes dial to reach this one (a pod IP on Kubernetes); --cluster-addr when empty")
+			list("cluster-seeds", "", "comma-separated cluster addresses of other nodes to join (the automanaged provider; the first node of a cluster may have none)")
+			fs.StringVar(&c.ClusterProvider, "cluster-provider", "", "membership: "+strings.Join(Providers, ", ")+" (default: single without seeds, automanaged with them)")
+			fs.StringVar(&c.Role, "role", "both", "what this node does: both, edge (serves /mcp, hosts no actors), member (hosts actors, serves only health)")
+		}
+	case "todo-api":
+		fs.StringVar(&c.Addr, "addr", "127.0.0.1:8081", "HTTP address of the Todo API")
+		fs.StringVar(&c.Issuer, "issuer", "", "issuer URL of the authorization server whose tokens the API accepts (required)")
+		fs.StringVar(&c.Resource, "resource", "", "the API's resource URI, the audience its tokens must name (default: http:// and --addr)")
+		fs.StringVar(&c.RedisURL, "redis-url", "", "store todos in Redis (redis://host:port/db); in memory when empty")
+		fs.BoolVar(&c.AllowUndelegated, "allow-undelegated", false, "also accept tokens without an act claim (not minted by token exchange)")
+	case "idp":
+		fs.StringVar(&c.Addr, "addr", "127.0.0.1:9031", "HTTP address of the development authorization server")
+		fs.StringVar(&c.Issuer, "issuer", "", "issuer URL (default: http:// and --addr)")
+		fs.StringVar(&c.ClientID, "client-id", "pingmcp", "the confidential client pingmcp uses for token exchange and introspection")
+		fs.StringVar(&c.ClientSecret, "client-secret", "", "that client's secret (required; prefer the environment variable)")
+		fs.StringVar(&c.Resource, "resource", "http://127.0.0.1:8080/mcp", "the MCP resource URI users log in for")
+		fs.StringVar(&c.TodoAPIURL, "todo-api-url", "http://127.0.0.1:8081", "the Todo API's resource URI, the target of token exchange")
+		fs.BoolVar(&c.ForceNonLoopback, "force-non-loopback", false, "listen on a non-loopback address anyway (it is still not for production)")
+	default:
+		return nil, fmt.Errorf("unknown command %q", command)
+	}
 	fs.StringVar(&c.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", "text", "log format: text, json")
-	if !dev {
-		fs.StringVar(&c.ClusterAddr, "cluster-addr", "127.0.0.1:0", "host:port of this node's cluster endpoint (port 0 picks a free one)")
-		fs.StringVar(&c.ClusterAdvertise, "cluster-advertised-addr", "", "host:port other nodes dial to reach this one (a pod IP on Kubernetes); --cluster-addr when empty")
-		fs.StringVar(&seeds, "cluster-seeds", "", "comma-separated cluster addresses of other nodes to join (the automanaged provider)")
-		fs.StringVar(&c.ClusterProvider, "cluster-provider", "", "membership: "+strings.Join(Providers, ", ")+" (default: single without seeds, automanaged with them)")
-		fs.StringVar(&c.Role, "role", "both", "what this node does: both, edge (serves /mcp, hosts no actors), member (hosts actors, serves only health)")
-	}
 
 	fs.Usage = func() { usage(fs, command, out) }
 	if err := fs.Parse(args); err != nil {
@@ -110,21 +163,88 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 	if envErr != nil {
 		return nil, envErr
 	}
-
-	c.ClusterSeeds = splitList(seeds)
-	c.Tools = splitList(tools)
-	c.AllowedOrigins = splitList(origins)
-	c.AllowedHosts = splitList(hosts)
-	if dev {
-		c.ClusterAddr, c.ClusterProvider, c.Role = "127.0.0.1:0", "single", "both"
+	c.explicit = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { c.explicit[f.Name] = true })
+	get := func(name string) []string {
+		if p := lists[name]; p != nil {
+			return splitList(*p)
+		}
+		return nil
 	}
-	if c.ClusterProvider == "" {
-		c.ClusterProvider = "single"
-		if len(c.ClusterSeeds) > 0 {
-			c.ClusterProvider = "automanaged"
+	c.Tools, c.AllowedOrigins, c.AllowedHosts, c.ClusterSeeds, c.Scopes =
+		get("tools"), get("allowed-origins"), get("allowed-hosts"), get("cluster-seeds"), get("scopes")
+	c.derive()
+	return c, c.validate()
+}
+
+// Rebind records the addresses the listeners really got (a port 0 resolved)
+// and derives again every URL that was derived from them.
+func (c *Config) Rebind(addr, idpAddr, todoAPIAddr string) {
+	for flagName, field := range map[string]*string{
+		"public-url": &c.PublicURL, "resource": &c.Resource, "issuer": &c.Issuer, "todo-api-url": &c.TodoAPIURL,
+	} {
+		if !c.explicit[flagName] {
+			*field = ""
 		}
 	}
-	return c, c.validate()
+	c.Addr, c.IdPAddr, c.TodoAPIAddr = addr, idpAddr, todoAPIAddr
+	c.derive()
+}
+
+// derive fills what follows from other settings.
+func (c *Config) derive() {
+	switch c.Command {
+	case "dev":
+		c.ClusterAddr, c.ClusterProvider, c.Role = "127.0.0.1:0", "single", "both"
+		if c.Auth != "none" {
+			if c.Issuer == "" {
+				c.Issuer = "http://" + c.IdPAddr
+			}
+			if c.ClientID == "" {
+				c.ClientID = "pingmcp"
+			}
+		}
+		if c.TodoAPIURL == "" {
+			c.TodoAPIURL = "http://" + c.TodoAPIAddr
+		}
+	case "serve":
+		if c.ClusterProvider == "" {
+			c.ClusterProvider = "single"
+			if len(c.ClusterSeeds) > 0 {
+				c.ClusterProvider = "automanaged"
+			}
+		}
+	case "todo-api":
+		if c.Resource == "" {
+			c.Resource = "http://" + c.Addr
+		}
+	case "idp":
+		if c.Issuer == "" {
+			c.Issuer = "http://" + c.Addr
+		}
+	}
+	if c.Command == "dev" || c.Command == "serve" {
+		if c.PublicURL == "" {
+			c.PublicURL = "http://" + hostForURL(c.Addr)
+		}
+		c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
+		if c.Resource == "" {
+			c.Resource = c.PublicURL + "/mcp"
+		}
+	}
+}
+
+// hostForURL turns a listen address into a host[:port] a client can dial: an
+// unspecified host (":8080", "0.0.0.0:8080") becomes localhost.
+func hostForURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func (c *Config) validate() error {
@@ -134,29 +254,48 @@ func (c *Config) validate() error {
 			errs = append(errs, fmt.Errorf("--%s %q: want one of %s", name, v, strings.Join(allowed, ", ")))
 		}
 	}
-	check("cluster-provider", c.ClusterProvider, Providers)
-	check("role", c.Role, Roles)
-	check("auth", c.Auth, AuthModes)
 	check("log-level", c.LogLevel, []string{"debug", "info", "warn", "error"})
 	check("log-format", c.LogFormat, []string{"text", "json"})
-	for _, t := range c.Tools {
-		check("tools", t, Toolsets)
-	}
-	if len(c.Tools) == 0 {
-		errs = append(errs, errors.New("--tools: at least one toolset is needed"))
-	}
-	if c.Auth != "none" && c.Command == "serve" {
-		// Until the identity issue lands, only "none" has a verifier.
-		errs = append(errs, fmt.Errorf("--auth %s is not available in this build yet; use --auth none on loopback", c.Auth))
-	}
-	if c.Auth == "none" {
-		for _, a := range []string{c.Addr, c.ClusterAddr} {
-			if a != "" && !IsLoopback(a) {
-				errs = append(errs, fmt.Errorf("--auth none is refused: %q is not a loopback address (anyone who reaches it could act as any user)", a))
+	switch c.Command {
+	case "dev", "serve":
+		check("auth", c.Auth, AuthModes)
+		for _, t := range c.Tools {
+			check("tools", t, Toolsets)
+		}
+		if len(c.Tools) == 0 {
+			errs = append(errs, errors.New("--tools: at least one toolset is needed"))
+		}
+		if c.Auth == "none" {
+			for _, a := range []string{c.Addr, c.ClusterAddr} {
+				if a != "" && !IsLoopback(a) {
+					errs = append(errs, fmt.Errorf("--auth none is refused: %q is not a loopback address (anyone who reaches it could act as any user)", a))
+				}
+			}
+		} else if c.Issuer == "" {
+			errs = append(errs, fmt.Errorf("--auth %s needs --issuer", c.Auth))
+		}
+		if c.Auth == "introspection" && (c.ClientID == "" || c.ClientSecret == "") {
+			errs = append(errs, errors.New("--auth introspection needs --client-id and --client-secret"))
+		}
+		for name, u := range map[string]string{"public-url": c.PublicURL, "resource": c.Resource} {
+			if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || pu.Fragment != "" {
+				errs = append(errs, fmt.Errorf("--%s %q: want an absolute http(s) URL without fragment", name, u))
 			}
 		}
+	case "todo-api":
+		if c.Issuer == "" {
+			errs = append(errs, errors.New("--issuer is required"))
+		}
+	case "idp":
+		if c.ClientSecret == "" {
+			errs = append(errs, fmt.Errorf("--client-secret (or %s) is required", EnvName("client-secret")))
+		}
 	}
-	if c.MaxBodyBytes <= 0 {
+	if c.Command == "serve" {
+		check("cluster-provider", c.ClusterProvider, Providers)
+		check("role", c.Role, Roles)
+	}
+	if c.MaxBodyBytes <= 0 && (c.Command == "dev" || c.Command == "serve") {
 		errs = append(errs, errors.New("--max-body-bytes must be positive"))
 	}
 	if c.SessionIdleTimeout < 0 {

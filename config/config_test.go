@@ -30,7 +30,8 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Addr != "127.0.0.1:8080" || c.Auth != "none" || c.ClusterProvider != "single" || c.Role != "both" {
+	if c.Addr != "127.0.0.1:8080" || c.Auth != "jwt" || c.Issuer != "http://127.0.0.1:9031" || c.Resource != "http://127.0.0.1:8080/mcp" ||
+		c.TodoAPIURL != "http://127.0.0.1:8081" || c.ClusterProvider != "single" || c.Role != "both" {
 		t.Errorf("dev defaults: %+v", c)
 	}
 	c, err = Parse("serve", []string{"--auth", "none", "--addr", "127.0.0.1:0", "--cluster-seeds", "127.0.0.1:7001, 127.0.0.1:7002"}, env(nil), new(bytes.Buffer))
@@ -57,7 +58,11 @@ func TestRefusals(t *testing.T) {
 		{"unknown toolset", "dev", []string{"--tools", "nope"}, nil, "--tools"},
 		{"bad seed", "serve", []string{"--auth", "none", "--addr", "127.0.0.1:1", "--cluster-seeds", "nohost"}, nil, "--cluster-seeds"},
 		{"bad env duration", "dev", nil, map[string]string{"PINGMCP_SESSION_IDLE_TIMEOUT": "soon"}, "PINGMCP_SESSION_IDLE_TIMEOUT"},
-		{"jwt not built yet", "serve", []string{"--addr", "127.0.0.1:1"}, nil, "not available"},
+		{"jwt without issuer", "serve", []string{"--addr", "127.0.0.1:1"}, nil, "needs --issuer"},
+		{"introspection without client", "serve", []string{"--auth", "introspection", "--issuer", "https://pf", "--addr", "127.0.0.1:1"}, nil, "--client-id"},
+		{"bad public url", "serve", []string{"--issuer", "https://pf", "--public-url", "ftp://x"}, nil, "--public-url"},
+		{"todo-api without issuer", "todo-api", nil, nil, "--issuer"},
+		{"idp without secret", "idp", nil, nil, "--client-secret"},
 		{"stray argument", "dev", []string{"extra"}, nil, "unexpected argument"},
 	}
 	for _, tt := range tests {
@@ -72,15 +77,25 @@ func TestRefusals(t *testing.T) {
 
 // Help documents every flag with its environment variable.
 func TestHelpListsEveryFlagAndVariable(t *testing.T) {
-	for _, cmd := range []string{"dev", "serve"} {
+	for _, cmd := range []string{"dev", "serve", "todo-api", "idp"} {
 		var out bytes.Buffer
 		_, err := Parse(cmd, []string{"--help"}, env(nil), &out)
 		if !errors.Is(err, flag.ErrHelp) {
 			t.Fatalf("%s --help: %v", cmd, err)
 		}
-		flags := []string{"addr", "tools", "auth", "allowed-origins", "allowed-hosts", "session-idle-timeout", "max-body-bytes", "log-level", "log-format"}
+		flags := []string{"addr", "tools", "auth", "allowed-origins", "allowed-hosts", "session-idle-timeout", "max-body-bytes", "log-level", "log-format",
+			"public-url", "resource", "issuer", "client-id", "client-secret", "scopes", "todo-api-url"}
+		if cmd == "dev" {
+			flags = append(flags, "idp-addr", "todo-api-addr")
+		}
 		if cmd == "serve" {
 			flags = append(flags, "cluster-addr", "cluster-advertised-addr", "cluster-seeds", "cluster-provider", "role")
+		}
+		if cmd == "todo-api" {
+			flags = []string{"addr", "issuer", "resource", "redis-url", "allow-undelegated", "log-level"}
+		}
+		if cmd == "idp" {
+			flags = []string{"addr", "issuer", "client-id", "client-secret", "resource", "todo-api-url", "force-non-loopback"}
 		}
 		for _, f := range flags {
 			if !strings.Contains(out.String(), "--"+f+"\n") || !strings.Contains(out.String(), EnvName(f)) {

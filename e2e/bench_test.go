@@ -352,8 +352,11 @@ func (s *benchSession) callTool() error {
 	return s.result("tools/call")
 }
 
+// delete ends the session. A pingmcp node may answer 404 although it did end
+// it: the actor stops once its session is gone, and its Terminated can
+// overtake the response's final part at the edge (see BENCHMARKS.md).
 func (s *benchSession) delete() error {
-	return s.send(http.MethodDelete, nil, http.StatusNoContent)
+	return s.send(http.MethodDelete, nil, http.StatusNoContent, http.StatusNotFound)
 }
 
 // result checks that the last response carried a result, not an error.
@@ -365,8 +368,9 @@ func (s *benchSession) result(method string) error {
 }
 
 // send makes one request of the session and reads the whole response (JSON
-// or an SSE stream, which the server ends after the response).
-func (s *benchSession) send(method string, msg []byte, want int) error {
+// or an SSE stream, which the server ends after the response). The status
+// must be one of want.
+func (s *benchSession) send(method string, msg []byte, want ...int) error {
 	req, err := http.NewRequest(method, s.c.url, bytes.NewReader(msg))
 	if err != nil {
 		return err
@@ -387,8 +391,8 @@ func (s *benchSession) send(method string, msg []byte, want int) error {
 	if err != nil {
 		return fmt.Errorf("%s %s: read response: %w", method, s.c.url, err)
 	}
-	if resp.StatusCode != want {
-		return fmt.Errorf("%s %s (session %q): status %d, want %d: %s", method, s.c.url, s.id, resp.StatusCode, want, s.body.Bytes())
+	if !slices.Contains(want, resp.StatusCode) {
+		return fmt.Errorf("%s %s (session %q): status %d, want %v: %s", method, s.c.url, s.id, resp.StatusCode, want, s.body.Bytes())
 	}
 	if id := resp.Header.Get("Mcp-Session-Id"); id != "" {
 		s.id = id

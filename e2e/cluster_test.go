@@ -213,7 +213,7 @@ func (s *rawSession) post(ctx context.Context, body string) int {
 func TestIdleSessionsPassivate(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	n := startNode(t, "single", "--session-idle-timeout", "1s")
+	n := startNode(t, "single", "--session-idle-timeout", "3s")
 
 	streaming := connect(t, ctx, n.URL(), nil) // the SDK client keeps a GET stream open
 	awaitStandaloneStream(t, ctx, streaming.ID(), n)

@@ -1,7 +1,9 @@
 // Command pingmcp is a remote MCP server for APIs protected by PingFederate.
 //
-//	pingmcp dev     everything in one process on loopback, state in memory
-//	pingmcp serve   one node of a cluster
+//	pingmcp dev       everything in one process on loopback, state in memory
+//	pingmcp serve     one node of a cluster
+//	pingmcp todo-api  the demo Todo API
+//	pingmcp idp       the development authorization server
 //
 // Run `pingmcp <command> --help` for the flags; each is also read from the
 // environment as PINGMCP_<FLAG>.
@@ -26,6 +28,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pingmcp/pingmcp/actors"
+	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/config"
 	"github.com/pingmcp/pingmcp/tools"
@@ -47,7 +50,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmd := args[0]
 	switch cmd {
-	case "dev", "serve":
+	case "dev", "serve", "todo-api", "idp":
 	default:
 		fmt.Fprintf(stderr, "pingmcp: unknown command %q\n\n", cmd)
 		config.Usage(stderr)
@@ -63,7 +66,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := serve(ctx, cfg, stdout, stderr); err != nil {
+	if cmd == "dev" || cmd == "serve" {
+		if _, err := toolsets(cfg.Tools); err != nil {
+			fmt.Fprintf(stderr, "pingmcp %s: %v\n", cmd, err)
+			return 2
+		}
+	}
+	var runErr error
+	switch cmd {
+	case "dev":
+		runErr = dev(ctx, cfg, stdout, stderr)
+	case "serve":
+		runErr = serve(ctx, cfg, stdout, stderr)
+	case "todo-api":
+		runErr = todoAPI(ctx, cfg, stderr)
+	case "idp":
+		runErr = idp(ctx, cfg, stderr)
+	}
+	if err := runErr; err != nil {
 		fmt.Fprintf(stderr, "pingmcp %s: %v\n", cmd, err)
 		return 1
 	}
@@ -78,6 +98,40 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// httpClient is for calls to the authorization server: bounded in time.
+var httpClient = &http.Client{Timeout: 10 * time.Second}
+
+// verifier builds the token verifier of --auth for the MCP resource.
+func verifier(cfg *config.Config) auth.Verifier {
+	if cfg.Auth == "introspection" {
+		return auth.NewIntrospectionVerifier(auth.IntrospectionOptions{
+			Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
+			Audiences: []string{cfg.Resource}, HTTPClient: httpClient,
+		})
+	}
+	return auth.NewJWTVerifier(auth.JWTOptions{Issuer: cfg.Issuer, Audiences: []string{cfg.Resource}, HTTPClient: httpClient})
+}
+
+func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+}
+
+// shutdown stops srv: open SSE streams never end by themselves, so Shutdown
+// waits for them until its deadline, then Close cuts them and clients
+// reconnect elsewhere.
+func shutdown(srv *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		srv.Close()
+	}
 }
 
 func toolsets(names []string) ([]tools.Toolset, error) {
@@ -102,17 +156,30 @@ func version() string {
 
 // serve runs one node until ctx is done, then drains it.
 func serve(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) error {
-	logger := newLogger(cfg, stderr)
-	ts, err := toolsets(cfg.Tools)
+	// Listen before joining, so that a taken port fails fast and port 0
+	// resolves to the address we report.
+	ln, err := listen(cfg.Addr)
 	if err != nil {
 		return err
 	}
+	cfg.Rebind(ln.Addr().String(), cfg.IdPAddr, cfg.TodoAPIAddr)
+	return serveNode(ctx, cfg, ln, newLogger(cfg, stderr), stdout)
+}
 
-	// Listen before joining, so that a taken port fails fast and port 0
-	// resolves to the address we report.
-	ln, err := net.Listen("tcp", cfg.Addr)
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// serveNode runs a cluster node whose HTTP edge serves on ln.
+func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger *slog.Logger, stdout io.Writer) error {
+	ts, err := toolsets(cfg.Tools)
+	if err != nil {
+		ln.Close()
+		return err
 	}
 	httpAddr := ln.Addr().String()
 
@@ -150,37 +217,34 @@ func serve(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) er
 	mux.Handle("/healthz", health)
 	mux.Handle("/readyz", health)
 	if cfg.Role != cluster.RoleMember {
-		mux.Handle("/mcp", transport.NewEdge(node, transport.Options{
+		edgeOpts := transport.Options{
 			AllowedOrigins: cfg.AllowedOrigins,
 			AllowedHosts:   cfg.AllowedHosts,
 			Loopback:       config.IsLoopback(httpAddr),
 			MaxBodyBytes:   cfg.MaxBodyBytes,
 			Logger:         logger,
-		}))
+		}
+		if cfg.Auth != "none" {
+			edgeOpts.Verifier = verifier(cfg)
+			edgeOpts.Scopes = cfg.Scopes
+			paths := transport.MetadataPaths(cfg.Resource)
+			edgeOpts.ResourceMetadataURL = cfg.PublicURL + paths[len(paths)-1]
+			prm := transport.ProtectedResourceMetadata(cfg.Resource, cfg.Issuer, cfg.Scopes)
+			for _, p := range paths {
+				mux.Handle(p, prm)
+			}
+			mux.Handle("/.well-known/oauth-authorization-server", transport.AuthorizationServerMirror(cfg.Issuer, httpClient, 5*time.Minute))
+		}
+		mux.Handle("/mcp", transport.NewEdge(node, edgeOpts))
 	}
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	srv := newHTTPServer(mux, logger)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
 	logger.Info("node started", "http", httpAddr, "cluster", node.Address(), "role", cfg.Role,
 		"provider", cfg.ClusterProvider, "tools", cfg.Tools, "auth", cfg.Auth)
 	if cfg.Command == "dev" {
-		fmt.Fprintf(stdout, `
-pingmcp dev is running: everything in this one process, state in memory.
-
-  MCP URL:   http://%[1]s/mcp
-  Health:    http://%[1]s/healthz   http://%[1]s/readyz
-
-Next: connect an MCP client to the URL above, for example
-  npx @modelcontextprotocol/inspector   (transport "Streamable HTTP", URL as above)
-  npx mcp-remote http://%[1]s/mcp        (for Claude Desktop; see README.md)
-Stop with Ctrl-C.
-`, httpAddr)
+		printDevBanner(stdout, cfg)
 	}
 
 	var serveErr error
@@ -189,13 +253,7 @@ Stop with Ctrl-C.
 		logger.Info("shutting down")
 	case serveErr = <-served:
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	// Open SSE streams never end by themselves; Shutdown waits for them
-	// until its deadline, then Close cuts them so clients reconnect elsewhere.
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		srv.Close()
-	}
+	shutdown(srv)
 	node.Stop(true)
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil

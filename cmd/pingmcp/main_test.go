@@ -2,11 +2,17 @@ package main
 
 import (
 	"bytes"
+	"net"
 	"strings"
 	"testing"
 )
 
 func TestCommandLine(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
 	tests := []struct {
 		args []string
 		code int
@@ -18,8 +24,10 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"dev", "--help"}, 0, "PINGMCP_ADDR"},
 		{[]string{"serve", "--help"}, 0, "PINGMCP_CLUSTER_SEEDS"},
 		{[]string{"serve", "--auth", "none"}, 2, "not a loopback address"},
-		{[]string{"dev", "--tools", "todo"}, 1, "not in this build yet"},
-		{[]string{"dev", "--addr", "127.0.0.1:notaport"}, 1, "listen on"},
+		{[]string{"dev", "--tools", "todo"}, 2, "not in this build yet"},
+		{[]string{"dev", "--auth", "none", "--addr", taken.Addr().String()}, 1, "address already in use"},
+		{[]string{"idp", "--client-secret", "x", "--addr", "0.0.0.0:0"}, 1, "loopback"},
+		{[]string{"todo-api", "--help"}, 0, "PINGMCP_REDIS_URL"},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer

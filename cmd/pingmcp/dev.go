@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/auth/devidp"
+	"github.com/pingmcp/pingmcp/config"
+	"github.com/pingmcp/pingmcp/todoapi"
+)
+
+// Scopes of the demo's resources at the development authorization server.
+var (
+	todoScopes = []string{todoapi.ScopeRead, todoapi.ScopeWrite}
+	mcpScopes  = append([]string{"openid", "profile", "offline_access"}, todoScopes...)
+)
+
+// dev runs everything in this process: with auth on (the default), the
+// development authorization server and the Todo API beside the MCP node, all
+// on loopback, URLs derived from their addresses.
+func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) error {
+	logger := newLogger(cfg, stderr)
+	mcpLn, err := listen(cfg.Addr)
+	if err != nil {
+		return err
+	}
+	if cfg.Auth == "none" {
+		cfg.Rebind(mcpLn.Addr().String(), cfg.IdPAddr, cfg.TodoAPIAddr)
+		return serveNode(ctx, cfg, mcpLn, logger, stdout)
+	}
+	var servers []*http.Server
+	defer func() {
+		for _, s := range servers {
+			shutdown(s)
+		}
+	}()
+	start := func(ln net.Listener, h http.Handler) {
+		s := newHTTPServer(h, logger)
+		servers = append(servers, s)
+		go func() {
+			if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logger.Error("embedded server stopped", "addr", ln.Addr().String(), "err", err)
+			}
+		}()
+	}
+
+	embeddedIdP := cfg.Issuer == "http://"+cfg.IdPAddr // not pointed at a real PingFederate
+	var idpLn net.Listener
+	if embeddedIdP {
+		if idpLn, err = listen(cfg.IdPAddr); err != nil {
+			mcpLn.Close()
+			return err
+		}
+	}
+	todoLn, err := listen(cfg.TodoAPIAddr)
+	if err != nil {
+		mcpLn.Close()
+		return err
+	}
+	idpAddr := cfg.IdPAddr
+	if idpLn != nil {
+		idpAddr = idpLn.Addr().String()
+	}
+	cfg.Rebind(mcpLn.Addr().String(), idpAddr, todoLn.Addr().String())
+
+	if embeddedIdP {
+		if cfg.ClientSecret == "" {
+			cfg.ClientSecret = rand.Text() // this process's exchange client only
+		}
+		idp, err := devidp.New(&devidp.Options{
+			Issuer:    cfg.Issuer,
+			Clients:   []devidp.Client{{ID: cfg.ClientID, Secret: cfg.ClientSecret}},
+			Resources: []devidp.Resource{{URI: cfg.Resource, Scopes: mcpScopes}, {URI: cfg.TodoAPIURL, Scopes: todoScopes}},
+			Logger:    logger.With("component", "idp"),
+		})
+		if err != nil {
+			return err
+		}
+		start(idpLn, idp)
+	}
+	api, err := newTodoAPI(cfg, cfg.TodoAPIURL, logger)
+	if err != nil {
+		return err
+	}
+	start(todoLn, api)
+	return serveNode(ctx, cfg, mcpLn, logger, stdout)
+}
+
+func newTodoAPI(cfg *config.Config, audience string, logger *slog.Logger) (http.Handler, error) {
+	opts := todoapi.Options{
+		Verifier:         auth.NewJWTVerifier(auth.JWTOptions{Issuer: cfg.Issuer, Audiences: []string{audience}, HTTPClient: httpClient}),
+		AllowUndelegated: cfg.AllowUndelegated,
+		Logger:           logger.With("component", "todo-api"),
+	}
+	if cfg.RedisURL != "" {
+		ropts, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return nil, fmt.Errorf("--redis-url: %w", err)
+		}
+		opts.Store = todoapi.NewRedisStore(redis.NewClient(ropts), "")
+	}
+	return todoapi.New(opts)
+}
+
+// todoAPI runs the Todo API alone.
+func todoAPI(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
+	logger := newLogger(cfg, stderr)
+	api, err := newTodoAPI(cfg, cfg.Resource, logger)
+	if err != nil {
+		return err
+	}
+	return serveUntilDone(ctx, cfg.Addr, api, logger, "todo api started", "resource", cfg.Resource, "issuer", cfg.Issuer)
+}
+
+// idp runs the development authorization server alone.
+func idp(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
+	logger := newLogger(cfg, stderr)
+	if err := devidp.CheckAddr(cfg.Addr, cfg.ForceNonLoopback); err != nil {
+		return err
+	}
+	s, err := devidp.New(&devidp.Options{
+		Issuer:    cfg.Issuer,
+		Clients:   []devidp.Client{{ID: cfg.ClientID, Secret: cfg.ClientSecret}},
+		Resources: []devidp.Resource{{URI: cfg.Resource, Scopes: mcpScopes}, {URI: cfg.TodoAPIURL, Scopes: todoScopes}},
+		Logger:    logger,
+	})
+	if err != nil {
+		return err
+	}
+	return serveUntilDone(ctx, cfg.Addr, s, logger, "development authorization server started", "issuer", cfg.Issuer)
+}
+
+func serveUntilDone(ctx context.Context, addr string, h http.Handler, logger *slog.Logger, msg string, attrs ...any) error {
+	ln, err := listen(addr)
+	if err != nil {
+		return err
+	}
+	srv := newHTTPServer(h, logger)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	logger.Info(msg, append([]any{"http", ln.Addr().String()}, attrs...)...)
+	select {
+	case <-ctx.Done():
+		shutdown(srv)
+		return nil
+	case err := <-served:
+		return err
+	}
+}
+
+func printDevBanner(w io.Writer, cfg *config.Config) {
+	fmt.Fprintf(w, "\npingmcp dev is running: everything in this one process, state in memory.\n\n  MCP URL:   %s\n", cfg.Resource)
+	if cfg.Auth != "none" {
+		fmt.Fprintf(w, "  Log in:    %s (development users alice/alice and bob/bob)\n  Todo API:  %s\n", cfg.Issuer, cfg.TodoAPIURL)
+	}
+	fmt.Fprintf(w, `  Health:    %[1]s/healthz   %[1]s/readyz
+
+Next: connect an MCP client to the MCP URL, for example the MCP Inspector
+  npx @modelcontextprotocol/inspector      (transport "Streamable HTTP")
+or Claude Desktop: Settings → Developer → Edit Config, and paste
+  {
+    "mcpServers": {
+      "pingmcp": { "command": "npx", "args": ["mcp-remote", "%[2]s"] }
+    }
+  }
+Stop with Ctrl-C.
+`, cfg.PublicURL, cfg.Resource)
+}
