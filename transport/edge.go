@@ -177,9 +177,9 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	logger := e.logger.With(rt.kind, rt.identity)
 
 	req := &envelope.Request{
-		Id:      e.prefix + strconv.FormatUint(e.seq.Add(1), 36),
-		Method:  r.Method,
-		Path:    r.URL.RequestURI(),
+		Id:        e.prefix + strconv.FormatUint(e.seq.Add(1), 36),
+		Method:    r.Method,
+		Path:      r.URL.RequestURI(),
 		Headers:   forwardHeaders(r.Header),
 		Body:      body,
 		Principal: principal,
