@@ -12,10 +12,13 @@ package actors
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -23,6 +26,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/tools"
 )
@@ -40,17 +44,38 @@ type Config struct {
 	// schemas are reflected once, not per session.
 	SchemaCache *mcp.SchemaCache
 	Logger      *slog.Logger
+	// Authenticated says the edge verifies callers: sessions are then bound
+	// to their principal and hold its token.
+	Authenticated bool
+	// Exchanger swaps the user's token for downstream ones (RFC 8693); nil
+	// when no exchange client is configured.
+	Exchanger *auth.Exchanger
+	// ResourceMetadataURL is named in insufficient_scope challenges.
+	ResourceMetadataURL string
+}
+
+// toolScopes merges the scopes each toolset's tools need.
+func (c Config) toolScopes() map[string][]string {
+	out := map[string][]string{}
+	for _, ts := range c.Toolsets {
+		for tool, scopes := range ts.Scopes() {
+			out[tool] = scopes
+		}
+	}
+	return out
 }
 
 // SessionProps are the props of the session actor kind.
 func SessionProps(cfg Config) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return &SessionActor{cfg: cfg} })
+	scopes := cfg.toolScopes()
+	return actor.PropsFromProducer(func() actor.Actor { return &SessionActor{cfg: cfg, scopes: scopes} })
 }
 
 // PrincipalProps are the props of the principal actor kind: the same actor
 // with a stateless handler, since 2026-07-28 requests carry no session.
 func PrincipalProps(cfg Config) *actor.Props {
-	return actor.PropsFromProducer(func() actor.Actor { return &SessionActor{cfg: cfg, stateless: true} })
+	scopes := cfg.toolScopes()
+	return actor.PropsFromProducer(func() actor.Actor { return &SessionActor{cfg: cfg, scopes: scopes, stateless: true} })
 }
 
 // SessionActor serves the MCP requests of one session (or, stateless, of one
@@ -65,9 +90,12 @@ type SessionActor struct {
 	flights   map[string]*flight // in-flight requests by request id
 	stopping  bool
 	// owner is the principal the session was opened by (nil without auth);
-	// credential is the newest token it presented, for token exchange.
+	// credential is the newest token it presented; creds hands it, and the
+	// tokens exchanged for it, to the tools.
 	owner      *principalID
 	credential *envelope.Principal
+	creds      *credentials
+	scopes     map[string][]string // tool → scopes it needs
 }
 
 // principalID is who a session belongs to: (issuer, subject, client).
@@ -148,8 +176,13 @@ func (a *SessionActor) start(ctx actor.Context) {
 	}
 	a.server = mcp.NewServer(a.cfg.Implementation, opts)
 	a.server.AddReceivingMiddleware(recoverPanics(a.logger))
+	var caller tools.Caller
+	if a.cfg.Authenticated {
+		a.creds = newCredentials(a.cfg.Exchanger, a.logger)
+		caller = a.creds
+	}
 	for _, ts := range a.cfg.Toolsets {
-		ts.Install(a.server)
+		ts.Install(a.server, caller)
 	}
 	hopts := &mcp.StreamableHTTPOptions{
 		Stateless: a.stateless,
@@ -189,6 +222,10 @@ func (a *SessionActor) serve(ctx actor.Context, req *envelope.Request) {
 		// session is touched.
 		a.logger.Warn("request refused: session belongs to another principal", "request", req.Id)
 		send(notFound(req.Id))
+		return
+	}
+	if refusal := a.checkScopes(req); refusal != nil {
+		send(refusal)
 		return
 	}
 	rctx, cancel := context.WithCancel(context.Background())
@@ -248,7 +285,49 @@ func (a *SessionActor) admit(p *envelope.Principal) bool {
 	if p != nil && (a.credential == nil || p.ExpiresUnix >= a.credential.ExpiresUnix) {
 		a.credential = p
 	}
+	if a.creds != nil {
+		a.creds.set(a.credential)
+	}
 	return true
+}
+
+// checkScopes refuses a tools/call whose tool needs a scope the request's
+// token lacks: 403 insufficient_scope naming the scope, so that the client
+// can step up (MCP authorization, RFC 6750 §3.1).
+func (a *SessionActor) checkScopes(req *envelope.Request) *envelope.ResponsePart {
+	if req.Principal == nil || len(a.scopes) == 0 || req.Method != http.MethodPost {
+		return nil
+	}
+	var call struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+		Params struct {
+			Name string `json:"name"`
+		} `json:"params"`
+	}
+	if json.Unmarshal(req.Body, &call) != nil || call.Method != "tools/call" {
+		return nil
+	}
+	needed := a.scopes[call.Params.Name]
+	missing := slices.DeleteFunc(slices.Clone(needed), func(s string) bool { return slices.Contains(req.Principal.Scopes, s) })
+	if len(missing) == 0 {
+		return nil
+	}
+	aerr := &auth.Error{Code: auth.CodeInsufficientScope, Description: fmt.Sprintf("%s needs scope %s", call.Params.Name, strings.Join(missing, " ")), Scopes: needed}
+	if len(call.ID) == 0 {
+		call.ID = json.RawMessage("null")
+	}
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": call.ID, "error": map[string]any{"code": jsonrpc.CodeInvalidRequest, "message": aerr.Error()}})
+	return &envelope.ResponsePart{
+		RequestId: req.Id,
+		Status:    http.StatusForbidden,
+		Headers: []*envelope.Header{
+			{Name: "Content-Type", Values: []string{"application/json"}},
+			{Name: "WWW-Authenticate", Values: []string{auth.Challenge(aerr, a.cfg.ResourceMetadataURL, needed)}},
+		},
+		Body:  append(body, '\n'),
+		Final: true,
+	}
 }
 
 // settle decides, once no request is in flight, whether the actor stays: a

@@ -91,9 +91,14 @@ func (n *Node) open(kind, identity string, target *actor.PID, req *envelope.Requ
 				s.deliver(p)
 			}
 		case *actor.Terminated:
+			// Terminated is a system message: it overtakes the user
+			// messages already in this mailbox, among them the actor's
+			// last parts. Queue it behind them before reporting it.
 			if m.Who.Equal(target) {
-				s.deliver(m)
+				ctx.Send(ctx.Self(), targetGone{m})
 			}
+		case targetGone:
+			s.deliver(m.Terminated)
 		case *actor.Stopping:
 			ctx.Unwatch(target)
 		}
@@ -101,6 +106,9 @@ func (n *Node) open(kind, identity string, target *actor.PID, req *envelope.Requ
 	s.receiver = n.System.Root.Spawn(props)
 	return s
 }
+
+// targetGone carries a Terminated through the mailbox's user queue.
+type targetGone struct{ *actor.Terminated }
 
 // deliver hands an event to the reader. The window bounds what the actor
 // sends, so the channel has room unless the actor broke the protocol; then the

@@ -101,7 +101,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 			defAddr, defAuth = "127.0.0.1:8080", "jwt"
 		}
 		fs.StringVar(&c.Addr, "addr", defAddr, "HTTP address of the edge (/mcp, /healthz, /readyz, /.well-known/...)")
-		list("tools", "conformance", "comma-separated toolsets the MCP server offers: "+strings.Join(Toolsets, ", "))
+		list("tools", "todo", "comma-separated toolsets the MCP server offers: "+strings.Join(Toolsets, ", "))
 		fs.StringVar(&c.Auth, "auth", defAuth, "how /mcp authenticates callers: "+strings.Join(AuthModes, ", ")+` ("none" only when every listen address is loopback)`)
 		list("allowed-origins", "", "comma-separated browser origins allowed to call /mcp besides same-origin (and loopback origins on a loopback listener)")
 		list("allowed-hosts", "", "comma-separated Host values /mcp answers to (DNS-rebinding protection); empty: loopback names on a loopback listener, any otherwise")

@@ -54,6 +54,8 @@ var benchTargets = []struct {
 	{"cross", crossServer},
 }
 
+// BenchmarkToolsCall times tools/call of test_simple_text, each client on a
+// session of its own opened beforehand, the whole response read.
 func BenchmarkToolsCall(b *testing.B) {
 	for _, target := range benchTargets {
 		b.Run(target.name, func(b *testing.B) {
@@ -72,8 +74,9 @@ func BenchmarkToolsCall(b *testing.B) {
 	}
 }
 
-// BenchmarkInitialize times the initialize request of a fresh session
-// alone; the sessions are deleted, clock stopped, every benchRound each.
+// BenchmarkInitialize times the initialize request of a fresh session alone
+// (no initialized notification). Each time every client has opened
+// benchRound sessions, the clock stops while they are deleted.
 func BenchmarkInitialize(b *testing.B) {
 	for _, target := range benchTargets {
 		b.Run(target.name, func(b *testing.B) {
@@ -110,7 +113,7 @@ func BenchmarkInitialize(b *testing.B) {
 	}
 }
 
-// BenchmarkIdleSession opens sessions (initialize, then the initialized
+// BenchmarkIdleSession opens b.N sessions (initialize, then the initialized
 // notification) one after another and leaves them idle, then reports the
 // memory they added per session: the live heap and goroutine stacks of this
 // process for sdk, after a GC; the resident set (VmRSS) of each node process
@@ -218,7 +221,7 @@ func sdkServer(b *testing.B) *benchServer {
 			opts := &mcp.ServerOptions{Logger: logger, SchemaCache: cache, GetSessionID: func() string { return id }}
 			toolset.Configure(opts)
 			s := mcp.NewServer(&mcp.Implementation{Name: "pingmcp", Version: "bench"}, opts)
-			toolset.Install(s)
+			toolset.Install(s, nil)
 			servers.Store(id, s)
 			r = r.WithContext(context.WithValue(r.Context(), newServer{}, s))
 		}

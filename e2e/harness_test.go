@@ -61,7 +61,7 @@ type node struct {
 // it has logged that it started. Extra args follow the defaults, so they win.
 func startNode(t *testing.T, name string, args ...string) *node {
 	t.Helper()
-	all := append([]string{"serve", "--auth", "none", "--addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0",
+	all := append([]string{"serve", "--auth", "none", "--tools", "conformance", "--addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0",
 		"--log-format", "json", "--log-level", "debug"}, args...)
 	n := &node{t: t, name: name, cmd: exec.Command(binary, all...)}
 	stderr, err := n.cmd.StderrPipe()
@@ -77,13 +77,7 @@ func startNode(t *testing.T, name string, args ...string) *node {
 	t.Cleanup(func() {
 		n.kill()
 		if t.Failed() {
-			n.mu.Lock()
-			t.Logf("--- logs of %s (last 60 lines)", name)
-			from := max(0, len(n.lines)-60)
-			for _, l := range n.lines[from:] {
-				t.Log(l)
-			}
-			n.mu.Unlock()
+			n.dump(60)
 		}
 	})
 	select {
@@ -97,6 +91,29 @@ func startNode(t *testing.T, name string, args ...string) *node {
 		t.Fatalf("%s did not start", name)
 	}
 	return n
+}
+
+// dump logs the node's last lines, for a failed test.
+func (n *node) dump(lines int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.t.Logf("--- logs of %s (last %d lines)", n.name, lines)
+	for _, l := range n.lines[max(0, len(n.lines)-lines):] {
+		n.t.Log(l)
+	}
+}
+
+// count is how many log lines so far contain substr.
+func (n *node) count(substr string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := 0
+	for _, l := range n.lines {
+		if strings.Contains(l, substr) {
+			c++
+		}
+	}
+	return c
 }
 
 func (n *node) read(r io.Reader) {

@@ -9,7 +9,12 @@
 // package level, and Install only registers them.
 package tools
 
-import "github.com/modelcontextprotocol/go-sdk/mcp"
+import (
+	"context"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
 
 // A Toolset is a family of tools, resources and prompts added to the MCP
 // server of one session.
@@ -24,6 +29,34 @@ type Toolset interface {
 	// (completion handler, resource subscription handlers, capabilities...).
 	// Called once per server.
 	Configure(opts *mcp.ServerOptions)
-	// Install adds the toolset's tools, resources and prompts to a new server.
-	Install(s *mcp.Server)
+	// Install adds the toolset's tools, resources and prompts to a new
+	// server. caller is the user the server's session acts for; nil when
+	// the edge runs without authentication.
+	Install(s *mcp.Server, caller Caller)
+	// Scopes names, per tool, the scopes a caller's token must carry to
+	// call it; the actor refuses the call with insufficient_scope otherwise.
+	Scopes() map[string][]string
+}
+
+// Caller is the user a session acts for, as far as a toolset may see them:
+// the claims of their token, and tokens for downstream APIs obtained on their
+// behalf. Never the user's own token: a toolset cannot pass it through.
+type Caller interface {
+	// Claims are the verified claims of the user's current token.
+	Claims() map[string]any
+	// Delegate returns a token for the downstream API audience, obtained by
+	// RFC 8693 exchange of the user's token with scopes narrowed to those
+	// the user holds, and cached until shortly before it expires.
+	Delegate(ctx context.Context, audience string, scopes []string) (*Delegation, error)
+}
+
+// Delegation is a token for a downstream API.
+type Delegation struct {
+	// Token goes in the downstream call's Authorization header, nowhere
+	// else: never into a result, an error or a log line.
+	Token  string
+	Scopes []string
+	Expiry time.Time
+	// Claims of the token (read, not verified: for display).
+	Claims map[string]any
 }

@@ -332,7 +332,8 @@ type panicky struct{}
 
 func (panicky) Name() string                 { return "panicky" }
 func (panicky) Configure(*mcp.ServerOptions) {}
-func (panicky) Install(s *mcp.Server) {
+func (panicky) Scopes() map[string][]string  { return nil }
+func (panicky) Install(s *mcp.Server, _ tools.Caller) {
 	s.AddTool(&mcp.Tool{Name: "panic", InputSchema: json.RawMessage(`{"type":"object"}`)},
 		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) { panic("boom") })
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/pingmcp/pingmcp/config"
 	"github.com/pingmcp/pingmcp/tools"
 	"github.com/pingmcp/pingmcp/tools/conformance"
+	"github.com/pingmcp/pingmcp/tools/todo"
 	"github.com/pingmcp/pingmcp/transport"
 )
 
@@ -66,12 +67,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if cmd == "dev" || cmd == "serve" {
-		if _, err := toolsets(cfg.Tools); err != nil {
-			fmt.Fprintf(stderr, "pingmcp %s: %v\n", cmd, err)
-			return 2
-		}
-	}
 	var runErr error
 	switch cmd {
 	case "dev":
@@ -134,17 +129,25 @@ func shutdown(srv *http.Server) {
 	}
 }
 
-func toolsets(names []string) ([]tools.Toolset, error) {
+func toolsets(cfg *config.Config) []tools.Toolset {
 	var out []tools.Toolset
-	for _, n := range names {
+	for _, n := range cfg.Tools {
 		switch n {
 		case "conformance":
 			out = append(out, conformance.New())
 		case "todo":
-			return nil, errors.New(`--tools todo: the Todo toolset is not in this build yet; use --tools conformance`)
+			out = append(out, todo.New(todo.Options{APIURL: cfg.TodoAPIURL, HTTPClient: httpClient}))
 		}
 	}
-	return out, nil
+	return out
+}
+
+// exchanger is the token exchange client, when one is configured.
+func exchanger(cfg *config.Config) *auth.Exchanger {
+	if cfg.Auth == "none" || cfg.ClientID == "" || cfg.ClientSecret == "" {
+		return nil
+	}
+	return auth.NewExchanger(auth.ExchangeOptions{Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, HTTPClient: httpClient})
 }
 
 func version() string {
@@ -176,19 +179,19 @@ func listen(addr string) (net.Listener, error) {
 
 // serveNode runs a cluster node whose HTTP edge serves on ln.
 func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger *slog.Logger, stdout io.Writer) error {
-	ts, err := toolsets(cfg.Tools)
-	if err != nil {
-		ln.Close()
-		return err
-	}
 	httpAddr := ln.Addr().String()
+	paths := transport.MetadataPaths(cfg.Resource)
+	metadataURL := cfg.PublicURL + paths[len(paths)-1]
 
 	actorCfg := actors.Config{
-		Implementation: &mcp.Implementation{Name: "pingmcp", Version: version()},
-		Toolsets:       ts,
-		IdleTimeout:    cfg.SessionIdleTimeout,
-		SchemaCache:    mcp.NewSchemaCache(),
-		Logger:         logger,
+		Implementation:      &mcp.Implementation{Name: "pingmcp", Version: version()},
+		Toolsets:            toolsets(cfg),
+		IdleTimeout:         cfg.SessionIdleTimeout,
+		SchemaCache:         mcp.NewSchemaCache(),
+		Logger:              logger,
+		Authenticated:       cfg.Auth != "none",
+		Exchanger:           exchanger(cfg),
+		ResourceMetadataURL: metadataURL,
 	}
 	var kinds []*protocluster.Kind
 	if cfg.Role != cluster.RoleEdge {
@@ -227,8 +230,7 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 		if cfg.Auth != "none" {
 			edgeOpts.Verifier = verifier(cfg)
 			edgeOpts.Scopes = cfg.Scopes
-			paths := transport.MetadataPaths(cfg.Resource)
-			edgeOpts.ResourceMetadataURL = cfg.PublicURL + paths[len(paths)-1]
+			edgeOpts.ResourceMetadataURL = metadataURL
 			prm := transport.ProtectedResourceMetadata(cfg.Resource, cfg.Issuer, cfg.Scopes)
 			for _, p := range paths {
 				mux.Handle(p, prm)

@@ -24,7 +24,7 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"dev", "--help"}, 0, "PINGMCP_ADDR"},
 		{[]string{"serve", "--help"}, 0, "PINGMCP_CLUSTER_SEEDS"},
 		{[]string{"serve", "--auth", "none"}, 2, "not a loopback address"},
-		{[]string{"dev", "--tools", "todo"}, 2, "not in this build yet"},
+		{[]string{"dev", "--tools", "nope"}, 2, "--tools"},
 		{[]string{"dev", "--auth", "none", "--addr", taken.Addr().String()}, 1, "address already in use"},
 		{[]string{"idp", "--client-secret", "x", "--addr", "0.0.0.0:0"}, 1, "loopback"},
 		{[]string{"todo-api", "--help"}, 0, "PINGMCP_REDIS_URL"},

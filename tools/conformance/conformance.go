@@ -46,7 +46,10 @@ func (toolset) Configure(opts *mcp.ServerOptions) {
 	}
 }
 
-func (toolset) Install(s *mcp.Server) {
+// Scopes: the conformance tools need none.
+func (toolset) Scopes() map[string][]string { return nil }
+
+func (toolset) Install(s *mcp.Server, _ tools.Caller) {
 	for _, t := range catalogue {
 		s.AddTool(t.def, t.handle)
 	}

@@ -37,7 +37,7 @@ func newServer() *mcp.Server {
 	var opts mcp.ServerOptions
 	ts.Configure(&opts)
 	s := mcp.NewServer(&mcp.Implementation{Name: "pingmcp-test", Version: "0"}, &opts)
-	ts.Install(s)
+	ts.Install(s, nil)
 	return s
 }
 

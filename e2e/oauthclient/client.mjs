@@ -1,0 +1,458 @@
+// An MCP client that no one here wrote: the official TypeScript SDK's
+// Client and StreamableHTTPClientTransport, authorized through the SDK's own
+// OAuth flow (auth(): discovery from the 401, RFC 9728 and RFC 8414
+// metadata, RFC 7591 registration, PKCE, the code exchange, refresh). What
+// is ours is the OAuthClientProvider, whose redirectToAuthorization plays the
+// browser's part in code: it loads the authorization URL, fills in and
+// submits the login form, and takes the code from the redirect to our
+// loopback redirect URI (no listener: the redirect is read, not followed).
+//
+// usage: node client.mjs --url MCP_URL --user NAME [--password PW] [--tokens-file F] [--steps JSON]
+//
+// The password defaults to OAUTHCLIENT_PASSWORD, then to the user name (the
+// development users are alice/alice and bob/bob). Steps are a JSON array
+// (--steps), or JSON objects read one a line from stdin, each answered by
+// one line on stdout before the next is read:
+//
+//	{"call": "tool_name", "arguments": {...}, "allowError": false}
+//	{"listTools": true}
+//	{"refresh": true}     refresh the tokens now (the SDK's auth() with the stored refresh token)
+//
+// Everything printed on stdout is one JSON object a line with an "event":
+// http (each request the SDK made: method, URL without query, status,
+// WWW-Authenticate), oauth (each stage of the flow), initialized, tools,
+// result, refreshed, done; error, then exit status 1, on any failure. No
+// token value is ever printed: only whether tokens exist and the access
+// token's claims. The tokens themselves go to --tokens-file (mode 0600), for
+// a test to check that they appear nowhere else.
+
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { auth, UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+
+const SCOPE = 'openid offline_access todo_api:read todo_api:write';
+const REQUEST_TIMEOUT_MS = 15_000;
+
+function emit(event, fields = {}) {
+    process.stdout.write(JSON.stringify({ event, ...fields }) + '\n');
+}
+
+// where names a URL without its query and fragment: authorization URLs and
+// redirects carry codes and state there.
+function where(u) {
+    const url = new URL(u);
+    return url.origin + url.pathname;
+}
+
+// jwtClaims decodes a JWT's payload (not verified: for display only), or
+// returns undefined for an opaque token.
+function jwtClaims(token) {
+    const parts = typeof token === 'string' ? token.split('.') : [];
+    if (parts.length !== 3) {
+        return undefined;
+    }
+    try {
+        return JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
+    } catch {
+        return undefined;
+    }
+}
+
+// loggingFetch returns the transport's fetch: every request the SDK makes,
+// the OAuth ones included, is reported (never a header or a body: they hold
+// tokens), and bounded in time except the GET of the server's SSE stream,
+// which stays open.
+function loggingFetch(serverUrl) {
+    return (input, init) => {
+        const method = init?.method ?? (input instanceof Request ? input.method : 'GET');
+        const url = input instanceof Request ? input.url : String(input);
+        const stream = method === 'GET' && where(url) === where(serverUrl);
+        const signals = [init?.signal, stream ? undefined : AbortSignal.timeout(REQUEST_TIMEOUT_MS)].filter(Boolean);
+        return fetch(input, { ...init, signal: AbortSignal.any(signals) }).then(
+            res => {
+                const www = res.headers.get('www-authenticate');
+                emit('http', { method, url: where(url), status: res.status, ...(www ? { wwwAuthenticate: www } : {}) });
+                return res;
+            },
+            err => {
+                emit('http', { method, url: where(url), failed: String(err?.message ?? err) });
+                throw err;
+            }
+        );
+    };
+}
+
+// The browser's part, for the development authorization server's login
+// form or any plain HTML form with username and password fields.
+
+const entities = { amp: '&', lt: '<', gt: '>', quot: '"', apos: "'", '#39': "'" };
+
+function decodeEntities(s) {
+    return s.replace(/&(#x[0-9a-f]+|#[0-9]+|[a-z]+);/gi, (m, e) => {
+        if (e[0] === '#') {
+            const code = e[1] === 'x' || e[1] === 'X' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10);
+            return String.fromCodePoint(code);
+        }
+        return entities[e.toLowerCase()] ?? m;
+    });
+}
+
+function attributes(tag) {
+    const attrs = {};
+    const re = /([^\s"'<>\/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?/g;
+    const inner = tag.replace(/^<\w+/, '').replace(/\/?>$/, '');
+    for (const m of inner.matchAll(re)) {
+        attrs[m[1].toLowerCase()] = decodeEntities(m[2] ?? m[3] ?? m[4] ?? '');
+    }
+    return attrs;
+}
+
+// loginForm finds the form with a password field, as a user would, and
+// returns where it posts and the fields a browser would send: its hidden
+// inputs and the first submit button (what pressing Enter submits).
+function loginForm(html, pageURL) {
+    for (const [, formTag, body] of html.matchAll(/(<form\b[^>]*>)([\s\S]*?)<\/form>/gi)) {
+        const form = attributes(formTag);
+        const fields = new URLSearchParams();
+        let userField, passwordField, submitted = false;
+        for (const [tag, kind] of body.matchAll(/<(input|button)\b[^>]*>/gi)) {
+            const a = attributes(tag);
+            const type = (a.type ?? (kind.toLowerCase() === 'button' ? 'submit' : 'text')).toLowerCase();
+            if (type === 'password') {
+                passwordField = a.name;
+            } else if (type === 'hidden' && a.name) {
+                fields.append(a.name, a.value ?? '');
+            } else if ((type === 'text' || type === 'email') && a.name && !userField) {
+                userField = a.name;
+            } else if (type === 'submit' && !submitted) {
+                submitted = true;
+                if (a.name) {
+                    fields.append(a.name, a.value ?? '');
+                }
+            }
+        }
+        if (passwordField && userField) {
+            const method = (form.method ?? 'get').toLowerCase();
+            return { action: new URL(form.action || pageURL, pageURL), method, fields, userField, passwordField };
+        }
+    }
+    return undefined;
+}
+
+// pageError is the error a login page shows, for the report.
+function pageError(html) {
+    const m = html.match(/<p class="error"[^>]*>([\s\S]*?)<\/p>/i);
+    return m ? decodeEntities(m[1].replace(/<[^>]+>/g, '')).trim() : undefined;
+}
+
+function isRedirectTo(target, redirectUrl) {
+    const r = new URL(redirectUrl);
+    return target.origin === r.origin && target.pathname === r.pathname;
+}
+
+// browse follows the authorization URL through the login form to the
+// redirect back to redirectUrl and returns that redirect's query.
+async function browse(authorizationUrl, redirectUrl, user, password) {
+    let url = new URL(authorizationUrl);
+    let init = { method: 'GET' };
+    let loggedIn = false;
+    for (let hop = 0; hop < 10; hop++) {
+        const res = await fetch(url, { ...init, redirect: 'manual', signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
+        const location = res.headers.get('location');
+        if (res.status >= 300 && res.status < 400 && location) {
+            await res.body?.cancel();
+            const next = new URL(location, url);
+            emit('oauth', { stage: 'browser', method: init.method, url: where(url), status: res.status, to: where(next) });
+            if (isRedirectTo(next, redirectUrl)) {
+                return next.searchParams;
+            }
+            // 301, 302 and 303 turn a POST into a GET, as browsers do.
+            init = res.status === 307 || res.status === 308 ? init : { method: 'GET' };
+            url = next;
+            continue;
+        }
+        const html = await res.text();
+        emit('oauth', { stage: 'browser', method: init.method, url: where(url), status: res.status });
+        if (loggedIn) {
+            throw new Error(`login as ${user} refused (${res.status}): ${pageError(html) ?? 'no message'}`);
+        }
+        const form = res.ok && /html/i.test(res.headers.get('content-type') ?? '') ? loginForm(html, url) : undefined;
+        if (!form) {
+            throw new Error(`${where(url)} answered ${res.status} without a login form: ${pageError(html) ?? html.slice(0, 200)}`);
+        }
+        form.fields.set(form.userField, user);
+        form.fields.set(form.passwordField, password);
+        emit('oauth', {
+            stage: 'login form',
+            action: where(form.action),
+            method: form.method,
+            fields: [...new Set(form.fields.keys())],
+            user
+        });
+        loggedIn = true;
+        if (form.method === 'post') {
+            url = form.action;
+            init = { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.fields.toString() };
+        } else {
+            url = new URL(form.action);
+            url.search = form.fields.toString();
+            init = { method: 'GET' };
+        }
+    }
+    throw new Error('too many redirects on the way to the login');
+}
+
+// HeadlessProvider keeps everything in memory for one run, as the SDK's
+// example provider does, and reports each step without its secrets.
+class HeadlessProvider {
+    constructor({ redirectUrl, user, password, tokensFile }) {
+        this._redirectUrl = redirectUrl;
+        this._user = user;
+        this._password = password;
+        this._tokensFile = tokensFile;
+        this._issued = [];
+        this.authorizationCode = undefined;
+    }
+
+    get redirectUrl() {
+        return this._redirectUrl;
+    }
+
+    get clientMetadata() {
+        return {
+            client_name: 'pingmcp e2e: official MCP TypeScript SDK client',
+            redirect_uris: [this._redirectUrl],
+            grant_types: ['authorization_code', 'refresh_token'],
+            response_types: ['code'],
+            token_endpoint_auth_method: 'none',
+            scope: SCOPE
+        };
+    }
+
+    state() {
+        this._state = randomBytes(16).toString('base64url');
+        return this._state;
+    }
+
+    clientInformation() {
+        return this._client;
+    }
+
+    saveClientInformation(info) {
+        const fresh = !this._client;
+        this._client = info;
+        if (fresh) {
+            emit('oauth', {
+                stage: 'registered',
+                clientId: info.client_id,
+                issuer: info.issuer,
+                hasClientSecret: Boolean(info.client_secret),
+                tokenEndpointAuthMethod: info.token_endpoint_auth_method,
+                grantTypes: info.grant_types,
+                redirectUris: info.redirect_uris,
+                scope: info.scope
+            });
+        }
+    }
+
+    tokens() {
+        return this._tokens;
+    }
+
+    saveTokens(tokens) {
+        this._tokens = tokens;
+        for (const kind of ['access_token', 'refresh_token', 'id_token']) {
+            if (tokens[kind]) {
+                this._issued.push({ kind, value: tokens[kind] });
+            }
+        }
+        if (this._tokensFile) {
+            writeFileSync(this._tokensFile, JSON.stringify({ tokens: this._issued }) + '\n', { mode: 0o600 });
+        }
+        const claims = jwtClaims(tokens.access_token);
+        emit('oauth', {
+            stage: 'tokens',
+            issuer: tokens.issuer,
+            tokenType: tokens.token_type,
+            scope: tokens.scope,
+            expiresIn: tokens.expires_in,
+            hasAccessToken: Boolean(tokens.access_token),
+            hasRefreshToken: Boolean(tokens.refresh_token),
+            hasIdToken: Boolean(tokens.id_token),
+            accessTokenClaims: claims && {
+                iss: claims.iss,
+                sub: claims.sub,
+                aud: claims.aud,
+                client_id: claims.client_id,
+                scope: claims.scope,
+                act: claims.act
+            }
+        });
+    }
+
+    saveCodeVerifier(verifier) {
+        this._verifier = verifier;
+        emit('oauth', { stage: 'pkce', codeVerifierLength: verifier.length });
+    }
+
+    codeVerifier() {
+        if (!this._verifier) {
+            throw new Error('no PKCE code verifier saved');
+        }
+        return this._verifier;
+    }
+
+    invalidateCredentials(scope) {
+        emit('oauth', { stage: 'invalidate', scope });
+        if (scope === 'all' || scope === 'client') this._client = undefined;
+        if (scope === 'all' || scope === 'tokens') this._tokens = undefined;
+        if (scope === 'all' || scope === 'verifier') this._verifier = undefined;
+    }
+
+    async redirectToAuthorization(authorizationUrl) {
+        const p = authorizationUrl.searchParams;
+        emit('oauth', {
+            stage: 'authorize',
+            endpoint: where(authorizationUrl),
+            responseType: p.get('response_type'),
+            clientId: p.get('client_id'),
+            codeChallengeMethod: p.get('code_challenge_method'),
+            hasCodeChallenge: Boolean(p.get('code_challenge')),
+            hasState: Boolean(p.get('state')),
+            scope: p.get('scope'),
+            resource: p.get('resource'),
+            redirectUri: p.get('redirect_uri'),
+            prompt: p.getAll('prompt')
+        });
+        const back = await browse(authorizationUrl, this._redirectUrl, this._user, this._password);
+        if (back.get('error')) {
+            throw new Error(`authorization refused: ${back.get('error')}: ${back.get('error_description') ?? ''}`);
+        }
+        if (back.get('state') !== this._state) {
+            throw new Error('the authorization response does not carry the state sent');
+        }
+        if (!back.get('code')) {
+            throw new Error('the authorization response carries no code');
+        }
+        this.authorizationCode = back.get('code');
+        emit('oauth', { stage: 'code', stateMatches: true, iss: back.get('iss') ?? undefined });
+    }
+}
+
+function toolResultFields(result) {
+    return {
+        isError: Boolean(result.isError),
+        content: result.content,
+        ...(result.structuredContent !== undefined ? { structuredContent: result.structuredContent } : {})
+    };
+}
+
+async function* stepsFrom(option) {
+    if (option !== undefined) {
+        const steps = JSON.parse(option);
+        if (!Array.isArray(steps)) {
+            throw new Error('--steps must be a JSON array');
+        }
+        yield* steps;
+        return;
+    }
+    const lines = createInterface({ input: process.stdin, crlfDelay: Infinity });
+    for await (const line of lines) {
+        if (line.trim() !== '') {
+            yield JSON.parse(line);
+        }
+    }
+}
+
+async function main() {
+    const { values } = parseArgs({
+        options: {
+            url: { type: 'string' },
+            user: { type: 'string', default: process.env.OAUTHCLIENT_USER },
+            password: { type: 'string', default: process.env.OAUTHCLIENT_PASSWORD },
+            'tokens-file': { type: 'string' },
+            'redirect-url': { type: 'string', default: 'http://127.0.0.1:33418/oauth/callback' },
+            steps: { type: 'string' }
+        }
+    });
+    if (!values.url || !values.user) {
+        throw new Error('usage: client.mjs --url MCP_URL --user NAME [--password PW] [--tokens-file F] [--steps JSON]');
+    }
+    const serverUrl = new URL(values.url);
+    const provider = new HeadlessProvider({
+        redirectUrl: values['redirect-url'],
+        user: values.user,
+        password: values.password ?? values.user,
+        tokensFile: values['tokens-file']
+    });
+    const client = new Client({ name: 'pingmcp-e2e-oauthclient', version: '1.0.0' }, { capabilities: {} });
+    const fetchFn = loggingFetch(serverUrl);
+    const newTransport = () => new StreamableHTTPClientTransport(serverUrl, { authProvider: provider, fetch: fetchFn });
+
+    // As the SDK documents: connect; on UnauthorizedError the provider has
+    // been sent to the authorization URL; finishAuth with the code it came
+    // back with, then connect again on a new transport.
+    let transport = newTransport();
+    try {
+        await client.connect(transport);
+    } catch (err) {
+        if (!(err instanceof UnauthorizedError) || !provider.authorizationCode) {
+            throw err;
+        }
+        const code = provider.authorizationCode;
+        provider.authorizationCode = undefined;
+        await transport.finishAuth(code);
+        emit('oauth', { stage: 'finished' });
+        transport = newTransport();
+        await client.connect(transport);
+    }
+    emit('initialized', {
+        protocolVersion: transport.protocolVersion,
+        hasSessionId: Boolean(transport.sessionId),
+        serverInfo: client.getServerVersion(),
+        capabilities: client.getServerCapabilities()
+    });
+    const tools = await client.listTools();
+    emit('tools', { names: tools.tools.map(t => t.name) });
+
+    let n = 0;
+    for await (const step of stepsFrom(values.steps)) {
+        n++;
+        if (step.listTools) {
+            const listed = await client.listTools();
+            emit('tools', { step: n, names: listed.tools.map(t => t.name) });
+        } else if (step.refresh) {
+            const result = await auth(provider, { serverUrl, fetchFn });
+            if (result !== 'AUTHORIZED') {
+                throw new Error(`refresh: auth() answered ${result}`);
+            }
+            emit('refreshed', { step: n });
+        } else if (typeof step.call === 'string') {
+            const result = await client.callTool({ name: step.call, arguments: step.arguments ?? {} });
+            emit('result', { step: n, tool: step.call, ...toolResultFields(result) });
+            if (result.isError && !step.allowError) {
+                throw new Error(`tool ${step.call} answered with an error`);
+            }
+        } else {
+            throw new Error(`step ${n}: want call, listTools or refresh: ${JSON.stringify(step)}`);
+        }
+    }
+    await transport.terminateSession();
+    await client.close();
+    emit('done', { steps: n });
+}
+
+main().then(
+    () => {
+        process.exitCode = 0;
+    },
+    err => {
+        emit('error', { message: String(err?.message ?? err), name: err?.name });
+        process.exitCode = 1;
+    }
+);

@@ -1,0 +1,283 @@
+// Package todo is the Todo toolset: the six tools of Ping's MCP demo, made
+// safe. The model reads and edits the user's todo list through the Todo API
+// with a token obtained for that API by exchanging the user's token (RFC
+// 8693), never with the user's own token, and no tool ever returns a token:
+// who_am_I and peek_api_token show claims only.
+//
+// It owns the tool definitions and the calls to the Todo API; the tokens and
+// their exchange belong to the session actor (tools.Caller).
+package todo
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pingmcp/pingmcp/todoapi"
+	"github.com/pingmcp/pingmcp/tools"
+)
+
+// Options configure the toolset.
+type Options struct {
+	// APIURL is the Todo API's base URL; it is also its resource URI, the
+	// audience of the exchanged token.
+	APIURL string
+	// HTTPClient calls the API (default: a 10 s timeout).
+	HTTPClient *http.Client
+}
+
+// New returns the toolset named "todo".
+func New(opts Options) tools.Toolset {
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	opts.APIURL = strings.TrimSuffix(opts.APIURL, "/")
+	return &toolset{opts: opts}
+}
+
+type toolset struct{ opts Options }
+
+func (*toolset) Name() string                 { return "todo" }
+func (*toolset) Configure(*mcp.ServerOptions) {}
+
+// apiScopes are what the exchanged token is asked for: the API's scopes,
+// narrowed by the actor to those the user holds.
+var apiScopes = []string{todoapi.ScopeRead, todoapi.ScopeWrite}
+
+var scopes = map[string][]string{
+	"peek_api_token":     {todoapi.ScopeRead},
+	"get_my_todo_list":   {todoapi.ScopeRead},
+	"create_new_todo":    {todoapi.ScopeWrite},
+	"toggle_todo_status": {todoapi.ScopeWrite},
+	"delete_todo":        {todoapi.ScopeWrite},
+}
+
+func (*toolset) Scopes() map[string][]string { return scopes }
+
+// Definitions are shared by every server of the process.
+var (
+	noArgs     = json.RawMessage(`{"type":"object","properties":{},"additionalProperties":false}`)
+	createArgs = json.RawMessage(`{"type":"object","properties":{"text":{"type":"string","minLength":1,"maxLength":500,"description":"What to do"}},"required":["text"],"additionalProperties":false}`)
+	toggleArgs = json.RawMessage(`{"type":"object","properties":{"todoId":{"type":"string","description":"The todo's id, from get_my_todo_list"},"completed":{"type":"boolean","description":"The new status"}},"required":["todoId","completed"],"additionalProperties":false}`)
+	deleteArgs = json.RawMessage(`{"type":"object","properties":{"todoId":{"type":"string","description":"The todo's id, from get_my_todo_list"}},"required":["todoId"],"additionalProperties":false}`)
+
+	readOnly = &mcp.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: ptr(false)}
+
+	defs = map[string]*mcp.Tool{
+		"who_am_I":           {Name: "who_am_I", Description: "Shows who you are logged in as: the verified claims of your token (subject, client, scopes, expiry). Never the token itself.", InputSchema: noArgs, Annotations: readOnly},
+		"peek_api_token":     {Name: "peek_api_token", Description: "Shows the claims of the token this server uses to call the Todo API on your behalf, including the act (actor) claim. Never the token itself.", InputSchema: noArgs, Annotations: readOnly},
+		"get_my_todo_list":   {Name: "get_my_todo_list", Description: "Lists your todos, incomplete first.", InputSchema: noArgs, Annotations: readOnly},
+		"create_new_todo":    {Name: "create_new_todo", Description: "Adds a todo to your list.", InputSchema: createArgs},
+		"toggle_todo_status": {Name: "toggle_todo_status", Description: "Marks one of your todos completed or not.", InputSchema: toggleArgs, Annotations: &mcp.ToolAnnotations{IdempotentHint: true}},
+		"delete_todo":        {Name: "delete_todo", Description: "Deletes one of your todos.", InputSchema: deleteArgs, Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(true), IdempotentHint: true}},
+	}
+)
+
+func ptr[T any](v T) *T { return &v }
+
+func (t *toolset) Install(s *mcp.Server, caller tools.Caller) {
+	c := &calls{opts: t.opts, caller: caller}
+	for name, h := range map[string]mcp.ToolHandler{
+		"who_am_I":           c.whoAmI,
+		"peek_api_token":     c.peekAPIToken,
+		"get_my_todo_list":   c.list,
+		"create_new_todo":    c.create,
+		"toggle_todo_status": c.toggle,
+		"delete_todo":        c.delete,
+	} {
+		s.AddTool(defs[name], h)
+	}
+}
+
+// calls are the handlers of one server, bound to its session's caller.
+type calls struct {
+	opts   Options
+	caller tools.Caller // nil without authentication
+}
+
+var errNoUser = errors.New("this server runs without authentication: there is no user to act for")
+
+func (c *calls) whoAmI(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	if c.caller == nil {
+		return failure(errNoUser), nil
+	}
+	return jsonResult(describe(c.caller.Claims())), nil
+}
+
+func (c *calls) peekAPIToken(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	d, err := c.delegate(ctx)
+	if err != nil {
+		return failure(err), nil
+	}
+	out := describe(d.Claims)
+	out["granted_scopes"] = d.Scopes
+	return jsonResult(out), nil
+}
+
+func (c *calls) list(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	return c.api(ctx, http.MethodGet, "/api/todos", nil)
+}
+
+func (c *calls) create(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	var in struct {
+		Text string `json:"text"`
+	}
+	if err := decode(req, &in); err != nil {
+		return failure(err), nil
+	}
+	return c.api(ctx, http.MethodPost, "/api/todos", map[string]any{"todoText": in.Text})
+}
+
+func (c *calls) toggle(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	var in struct {
+		TodoID    string `json:"todoId"`
+		Completed *bool  `json:"completed"`
+	}
+	if err := decode(req, &in); err != nil {
+		return failure(err), nil
+	}
+	if in.Completed == nil {
+		return failure(errors.New("completed is required")), nil
+	}
+	if err := checkID(in.TodoID); err != nil {
+		return failure(err), nil
+	}
+	return c.api(ctx, http.MethodPatch, "/api/todos/"+url.PathEscape(in.TodoID), map[string]any{"completed": *in.Completed})
+}
+
+func (c *calls) delete(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	var in struct {
+		TodoID string `json:"todoId"`
+	}
+	if err := decode(req, &in); err != nil {
+		return failure(err), nil
+	}
+	if err := checkID(in.TodoID); err != nil {
+		return failure(err), nil
+	}
+	return c.api(ctx, http.MethodDelete, "/api/todos/"+url.PathEscape(in.TodoID), nil)
+}
+
+func (c *calls) delegate(ctx context.Context) (*tools.Delegation, error) {
+	if c.caller == nil {
+		return nil, errNoUser
+	}
+	return c.caller.Delegate(ctx, c.opts.APIURL, apiScopes)
+}
+
+// api calls the Todo API with a delegated token and returns its list, or a
+// tool error saying what went wrong (never with a token in it).
+func (c *calls) api(ctx context.Context, method, path string, body any) (*mcp.CallToolResult, error) {
+	d, err := c.delegate(ctx)
+	if err != nil {
+		return failure(fmt.Errorf("could not get a token for the Todo API: %w", err)), nil
+	}
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	hr, err := http.NewRequestWithContext(ctx, method, c.opts.APIURL+path, rd)
+	if err != nil {
+		return failure(err), nil
+	}
+	hr.Header.Set("Authorization", "Bearer "+d.Token)
+	hr.Header.Set("Accept", "application/json")
+	if body != nil {
+		hr.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.opts.HTTPClient.Do(hr)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // the URL is ours; the error needs no more
+		}
+		return failure(fmt.Errorf("the Todo API could not be reached: %w", err)), nil
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return failure(fmt.Errorf("reading the Todo API's answer: %w", err)), nil
+	}
+	if resp.StatusCode != http.StatusOK {
+		var e todoapi.ErrorBody
+		json.Unmarshal(raw, &e)
+		msg := fmt.Sprintf("the Todo API answered %s", resp.Status)
+		if e.Error != "" {
+			msg += ": " + e.Error
+			if e.Description != "" {
+				msg += ": " + e.Description
+			}
+		}
+		return failure(errors.New(msg)), nil
+	}
+	var list todoapi.List
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return failure(fmt.Errorf("the Todo API's answer is not a todo list: %w", err)), nil
+	}
+	return jsonResult(list), nil
+}
+
+// checkID refuses anything but the ids the Todo API mints (128 random bits,
+// base64url), so that no path can be smuggled into the request.
+func checkID(id string) error {
+	if b, err := base64.RawURLEncoding.DecodeString(id); err != nil || len(b) != 16 {
+		return fmt.Errorf("%q is not a todo id (ids come from get_my_todo_list)", id)
+	}
+	return nil
+}
+
+func decode(req *mcp.CallToolRequest, v any) error {
+	args := req.Params.Arguments
+	if len(args) == 0 {
+		args = json.RawMessage("{}")
+	}
+	dec := json.NewDecoder(bytes.NewReader(args))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("invalid arguments: %w", err)
+	}
+	return nil
+}
+
+// describe renders claims for display: dates as RFC 3339, scope as a list,
+// keys sorted by the encoder. Tokens carry no token values in their claims.
+func describe(claims map[string]any) map[string]any {
+	out := make(map[string]any, len(claims))
+	for k, v := range claims {
+		switch k {
+		case "exp", "iat", "nbf", "auth_time":
+			if f, ok := v.(float64); ok {
+				v = time.Unix(int64(f), 0).UTC().Format(time.RFC3339)
+			}
+		case "scope":
+			if s, ok := v.(string); ok {
+				fs := strings.Fields(s)
+				sort.Strings(fs)
+				v = fs
+			}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+func jsonResult(v any) *mcp.CallToolResult {
+	b, _ := json.MarshalIndent(v, "", "  ")
+	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: string(b)}}}
+}
+
+func failure(err error) *mcp.CallToolResult {
+	return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: err.Error()}}}
+}
