@@ -1,10 +1,15 @@
 package transport
 
 import (
+	"crypto/x509"
+	"encoding/base64"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/authtest"
@@ -39,6 +44,7 @@ func TestEdgeAuthRefusals(t *testing.T) {
 		return c
 	}
 	tokens := map[string]string{}
+	activity := records.count("request started")
 	tests := []struct {
 		name      string
 		auth      string
@@ -54,6 +60,10 @@ func TestEdgeAuthRefusals(t *testing.T) {
 		{"wrong issuer", "Bearer " + is.Token(t, mod("iss", "http://evil.test")), `error="invalid_token"`, false},
 		{"API audience replayed", "Bearer " + is.Token(t, mod("aud", "http://127.0.0.1:8081")), `error="invalid_token"`, false},
 		{"wrongly signed", "Bearer " + authtest.NewIssuer(t).Token(t, good), `error="invalid_token"`, false},
+		{"unknown kid", "Bearer " + signWith(t, jose.RS256, authtest.NewIssuer(t).Key, "nope", good), `error="invalid_token"`, false},
+		{"alg none", "Bearer " + algNone(t, is.Token(t, good)), `error="invalid_token"`, false},
+		{"HMAC keyed with the public key", "Bearer " + signWith(t, jose.HS256, publicDER(t, is), "k1", good), `error="invalid_token"`, false},
+		{"tampered payload", "Bearer " + tamper(t, is.Token(t, good)), `error="invalid_token"`, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,11 +90,52 @@ func TestEdgeAuthRefusals(t *testing.T) {
 			}
 		})
 	}
+	// Refused before the cluster: no actor saw any of those requests.
+	if got := records.count("request started"); got != activity {
+		t.Errorf("%d requests reached an actor despite their bad tokens", got-activity)
+	}
 	for name, tok := range tokens {
 		if len(tok) > 8 && records.logged(tok) {
 			t.Errorf("the %s token was logged", name)
 		}
 	}
+}
+
+func signWith(t *testing.T, alg jose.SignatureAlgorithm, key any, kid string, claims map[string]any) string {
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", kid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.Signed(s).Claims(claims).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func publicDER(t *testing.T, is *authtest.Issuer) []byte {
+	der, err := x509.MarshalPKIXPublicKey(&is.Key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// algNone re-heads a token as unsigned.
+func algNone(t *testing.T, tok string) string {
+	parts := strings.Split(tok, ".")
+	return base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT","kid":"k1"}`)) + "." + parts[1] + "."
+}
+
+// tamper makes alice bob without re-signing.
+func tamper(t *testing.T, tok string) string {
+	parts := strings.Split(tok, ".")
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload = []byte(strings.Replace(string(payload), `"alice"`, `"bob"`, 1))
+	return parts[0] + "." + base64.RawURLEncoding.EncodeToString(payload) + "." + parts[2]
 }
 
 // Sessions are bound to the principal that opened them.

@@ -398,6 +398,20 @@ func (r *recorder) await(match func(slog.Record) bool) <-chan struct{} {
 	return w.ch
 }
 
+// count is how many records so far contain s.
+func (r *recorder) count(s string) int {
+	root := r.root()
+	root.mu.Lock()
+	defer root.mu.Unlock()
+	n := 0
+	for _, l := range root.lines {
+		if strings.Contains(l, s) {
+			n++
+		}
+	}
+	return n
+}
+
 // logged reports whether any record so far contains s.
 func (r *recorder) logged(s string) bool {
 	root := r.root()

@@ -1,0 +1,158 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/auth/devidp"
+	"github.com/pingmcp/pingmcp/cluster/envelope"
+)
+
+const (
+	mcpURI  = "http://127.0.0.1:8080/mcp"
+	todoURI = "http://127.0.0.1:8081"
+)
+
+// exchangeServer is the development authorization server, counting the
+// token exchanges it answers.
+func exchangeServer(t *testing.T) (*devidp.Server, *atomic.Int32) {
+	t.Helper()
+	ts := httptest.NewUnstartedServer(nil)
+	idp, err := devidp.New(&devidp.Options{
+		Issuer:  "http://" + ts.Listener.Addr().String(),
+		Clients: []devidp.Client{{ID: "pingmcp", Secret: "s3cret"}},
+		Resources: []devidp.Resource{
+			{URI: mcpURI, Scopes: []string{"todo_api:read", "todo_api:write"}},
+			{URI: todoURI, Scopes: []string{"todo_api:read", "todo_api:write"}},
+		},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exchanges atomic.Int32
+	ts.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == devidp.PathToken && r.Method == http.MethodPost {
+			r.ParseForm()
+			if strings.HasSuffix(r.PostForm.Get("grant_type"), "token-exchange") {
+				exchanges.Add(1)
+			}
+		}
+		idp.ServeHTTP(w, r)
+	})
+	ts.Start()
+	t.Cleanup(ts.Close)
+	return idp, &exchanges
+}
+
+func userCredentials(t *testing.T, idp *devidp.Server, secret string, scopes ...string) *credentials {
+	t.Helper()
+	tok, err := idp.AccessToken("alice", "claude", mcpURI, scopes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCredentials(auth.NewExchanger(auth.ExchangeOptions{Issuer: idp.Issuer(), ClientID: "pingmcp", ClientSecret: secret}), slog.New(slog.DiscardHandler))
+	c.set(&envelope.Principal{Subject: "alice", Token: tok, Scopes: scopes})
+	return c
+}
+
+// Concurrent tool calls share one exchange; later calls use the cache.
+func TestDelegateSharesOneExchange(t *testing.T) {
+	idp, exchanges := exchangeServer(t)
+	c := userCredentials(t, idp, "s3cret", "todo_api:read", "todo_api:write")
+	var wg sync.WaitGroup
+	tokens := make(chan string, 20)
+	for range 20 {
+		wg.Go(func() {
+			d, err := c.Delegate(context.Background(), todoURI, []string{"todo_api:write", "todo_api:read"})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			tokens <- d.Token
+		})
+	}
+	wg.Wait()
+	close(tokens)
+	first := ""
+	for tok := range tokens {
+		if first == "" {
+			first = tok
+		} else if tok != first {
+			t.Fatal("concurrent callers got different tokens")
+		}
+	}
+	if n := exchanges.Load(); n != 1 {
+		t.Fatalf("%d exchanges for 20 concurrent calls, want 1", n)
+	}
+	d, _ := c.Delegate(context.Background(), todoURI, []string{"todo_api:read", "todo_api:write"})
+	if exchanges.Load() != 1 || d.Token != first {
+		t.Error("a cached token was exchanged again")
+	}
+	act, _ := d.Claims["act"].(map[string]any)
+	if act["sub"] != "pingmcp" || d.Claims["aud"] != todoURI {
+		t.Errorf("exchanged claims = %v", d.Claims)
+	}
+}
+
+// Scopes are narrowed to what the user holds; with none left, no exchange.
+func TestDelegateNarrowsScopes(t *testing.T) {
+	idp, exchanges := exchangeServer(t)
+	c := userCredentials(t, idp, "s3cret", "todo_api:read")
+	d, err := c.Delegate(context.Background(), todoURI, []string{"todo_api:read", "todo_api:write"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(d.Scopes, " ") != "todo_api:read" {
+		t.Errorf("scopes = %v, want only todo_api:read", d.Scopes)
+	}
+	if _, err := c.Delegate(context.Background(), todoURI, []string{"admin"}); err == nil || exchanges.Load() != 1 {
+		t.Errorf("a scope the user lacks: err %v, %d exchanges", err, exchanges.Load())
+	}
+}
+
+// A refused exchange is a clear error without the token, and is not cached.
+func TestDelegateFailure(t *testing.T) {
+	idp, exchanges := exchangeServer(t)
+	c := userCredentials(t, idp, "wrong-secret", "todo_api:read")
+	for range 2 {
+		_, err := c.Delegate(context.Background(), todoURI, []string{"todo_api:read"})
+		var xerr *auth.ExchangeError
+		if !errors.As(err, &xerr) || xerr.Code != "invalid_client" {
+			t.Fatalf("err = %v, want invalid_client", err)
+		}
+		if strings.Contains(err.Error(), c.current.Token) {
+			t.Error("the error contains the user's token")
+		}
+	}
+	if exchanges.Load() != 2 {
+		t.Errorf("%d exchanges, want 2: failures must not be cached", exchanges.Load())
+	}
+}
+
+func TestFreshUntil(t *testing.T) {
+	start := time.Unix(1000, 0)
+	for _, tt := range []struct {
+		life, want time.Duration
+	}{
+		{10 * time.Minute, 9 * time.Minute},
+		{time.Hour, 59 * time.Minute},
+		{30 * time.Second, 27 * time.Second},
+	} {
+		if got := freshUntil(start, start.Add(tt.life)).Sub(start); got != tt.want {
+			t.Errorf("life %v: fresh for %v, want %v", tt.life, got, tt.want)
+		}
+	}
+	if got := freshUntil(start, time.Time{}).Sub(start); got != time.Minute {
+		t.Errorf("unknown expiry: fresh for %v", got)
+	}
+}
