@@ -22,6 +22,9 @@ const (
 	todoURI = "http://127.0.0.1:8081"
 )
 
+// actorTokens counts exchanges that carried an actor_token.
+var actorTokens atomic.Int32
+
 // exchangeServer is the development authorization server, counting the
 // token exchanges it answers.
 func exchangeServer(t *testing.T) (*devidp.Server, *atomic.Int32) {
@@ -45,6 +48,9 @@ func exchangeServer(t *testing.T) (*devidp.Server, *atomic.Int32) {
 			r.ParseForm()
 			if strings.HasSuffix(r.PostForm.Get("grant_type"), "token-exchange") {
 				exchanges.Add(1)
+				if r.PostForm.Get("actor_token") != "" {
+					actorTokens.Add(1)
+				}
 			}
 		}
 		idp.ServeHTTP(w, r)
@@ -154,5 +160,28 @@ func TestFreshUntil(t *testing.T) {
 	}
 	if got := freshUntil(start, time.Time{}).Sub(start); got != time.Minute {
 		t.Errorf("unknown expiry: fresh for %v", got)
+	}
+}
+
+// In actor-token mode the client's own token rides along, and the issued
+// token's act names it.
+func TestDelegateWithActorToken(t *testing.T) {
+	actorTokens.Store(0)
+	idp, _ := exchangeServer(t)
+	tok, err := idp.AccessToken("alice", "claude", mcpURI, "todo_api:read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newCredentials(auth.NewExchanger(auth.ExchangeOptions{Issuer: idp.Issuer(), ClientID: "pingmcp", ClientSecret: "s3cret", ActorToken: true}), slog.New(slog.DiscardHandler))
+	c.set(&envelope.Principal{Subject: "alice", Token: tok, Scopes: []string{"todo_api:read"}})
+	d, err := c.Delegate(context.Background(), todoURI, []string{"todo_api:read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if act, _ := d.Claims["act"].(map[string]any); act["sub"] != "pingmcp" {
+		t.Errorf("act = %v", d.Claims["act"])
+	}
+	if actorTokens.Load() != 1 {
+		t.Errorf("%d exchanges carried an actor token, want 1", actorTokens.Load())
 	}
 }

@@ -2,9 +2,12 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -24,7 +27,11 @@ type ExchangeOptions struct {
 	// PingFederate's token exchange processor expects).
 	ClientID     string
 	ClientSecret string
-	HTTPClient   *http.Client
+	// ActorToken also sends, as actor_token, a token the client obtains for
+	// itself (client_credentials), so that the issued token's act claim is
+	// vouched for by the issuer rather than inferred from client auth.
+	ActorToken bool
+	HTTPClient *http.Client
 }
 
 // Exchanger swaps a user's access token for one meant for a downstream API
@@ -32,8 +39,11 @@ type ExchangeOptions struct {
 type Exchanger struct {
 	opts ExchangeOptions
 
-	mu sync.Mutex
-	te *tokenexchange.OAuthTokenExchange // discovered on first use
+	mu       sync.Mutex
+	te       *tokenexchange.OAuthTokenExchange // discovered on first use
+	endpoint string
+	actor    string // the client's own token, for ActorToken
+	actorExp time.Time
 }
 
 // NewExchanger returns an exchanger; it contacts the issuer on first use.
@@ -76,7 +86,15 @@ func (x *Exchanger) Exchange(ctx context.Context, subjectToken, resource string,
 	if err != nil {
 		return nil, err
 	}
-	resp, err := tokenexchange.ExchangeToken(ctx, te, subjectToken, oidc.AccessTokenType, "", "",
+	var actorToken string
+	var actorType oidc.TokenType
+	if x.opts.ActorToken {
+		if actorToken, err = x.actorToken(ctx); err != nil {
+			return nil, err
+		}
+		actorType = oidc.AccessTokenType
+	}
+	resp, err := tokenexchange.ExchangeToken(ctx, te, subjectToken, oidc.AccessTokenType, actorToken, actorType,
 		[]string{resource}, nil, scopes, oidc.AccessTokenType)
 	if err != nil {
 		var oerr *oidc.Error
@@ -128,7 +146,45 @@ func (x *Exchanger) client(ctx context.Context) (*tokenexchange.OAuthTokenExchan
 		return nil, fmt.Errorf("token exchange client: %w", err)
 	}
 	x.te = te.(*tokenexchange.OAuthTokenExchange)
+	x.endpoint = md.TokenEndpoint
 	return x.te, nil
+}
+
+// actorToken is the client's own access token (client_credentials), reused
+// until shortly before it expires.
+func (x *Exchanger) actorToken(ctx context.Context) (string, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.actor != "" && time.Now().Before(x.actorExp) {
+		return x.actor, nil
+	}
+	form := url.Values{"grant_type": {"client_credentials"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, x.endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(x.opts.ClientID), url.QueryEscape(x.opts.ClientSecret))
+	resp, err := x.opts.HTTPClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("actor token: %w", err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		AccessToken string `json:"access_token"`
+		ExpiresIn   int64  `json:"expires_in"`
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body); err != nil {
+		return "", fmt.Errorf("actor token: %s: %w", resp.Status, err)
+	}
+	if resp.StatusCode != http.StatusOK || body.AccessToken == "" {
+		return "", &ExchangeError{Code: body.Error, Description: "actor token (client_credentials): " + body.Description}
+	}
+	life := time.Duration(max(body.ExpiresIn, 60)) * time.Second
+	x.actor, x.actorExp = body.AccessToken, time.Now().Add(life*9/10)
+	return x.actor, nil
 }
 
 // ScopeKey is the canonical form of a scope set, for cache keys.

@@ -47,6 +47,7 @@ type Config struct {
 	ClientSecret string
 	Scopes       []string // scopes_supported of the resource metadata
 	TodoAPIURL   string   // the downstream API's URL and resource URI
+	ActorToken   bool     // send the client's own token as actor_token
 
 	// pingmcp dev, idp and todo-api.
 	IdPAddr          string
@@ -114,6 +115,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		fs.StringVar(&c.ClientSecret, "client-secret", "", "that client's secret (prefer the environment variable)")
 		list("scopes", "todo_api:read todo_api:write", "space- or comma-separated scopes clients should request (scopes_supported, and the challenge's scope)")
 		fs.StringVar(&c.TodoAPIURL, "todo-api-url", "", "URL of the Todo API, also its resource URI for token exchange (dev: the embedded one)")
+		fs.BoolVar(&c.ActorToken, "exchange-actor-token", false, "send pingmcp's own client_credentials token as the exchange's actor_token")
 		if dev {
 			fs.StringVar(&c.IdPAddr, "idp-addr", "127.0.0.1:9031", "address of the embedded development authorization server")
 			fs.StringVar(&c.TodoAPIAddr, "todo-api-addr", "127.0.0.1:8081", "address of the embedded Todo API")
@@ -281,6 +283,13 @@ func (c *Config) validate() error {
 		for name, u := range map[string]string{"public-url": c.PublicURL, "resource": c.Resource} {
 			if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || pu.Fragment != "" {
 				errs = append(errs, fmt.Errorf("--%s %q: want an absolute http(s) URL without fragment", name, u))
+			}
+		}
+		if c.Command == "dev" {
+			for flagName, a := range map[string]string{"addr": c.Addr, "idp-addr": c.IdPAddr, "todo-api-addr": c.TodoAPIAddr} {
+				if !IsLoopback(a) {
+					errs = append(errs, fmt.Errorf("--%s %q: pingmcp dev listens on loopback only (use pingmcp serve, todo-api and a real PingFederate beyond it)", flagName, a))
+				}
 			}
 		}
 	case "todo-api":

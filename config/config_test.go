@@ -64,6 +64,7 @@ func TestRefusals(t *testing.T) {
 		{"todo-api without issuer", "todo-api", nil, nil, "--issuer"},
 		{"idp without secret", "idp", nil, nil, "--client-secret"},
 		{"stray argument", "dev", []string{"extra"}, nil, "unexpected argument"},
+		{"dev beyond loopback", "dev", []string{"--idp-addr", "0.0.0.0:9031"}, nil, "loopback only"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

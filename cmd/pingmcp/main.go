@@ -147,7 +147,7 @@ func exchanger(cfg *config.Config) *auth.Exchanger {
 	if cfg.Auth == "none" || cfg.ClientID == "" || cfg.ClientSecret == "" {
 		return nil
 	}
-	return auth.NewExchanger(auth.ExchangeOptions{Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, HTTPClient: httpClient})
+	return auth.NewExchanger(auth.ExchangeOptions{Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, ActorToken: cfg.ActorToken, HTTPClient: httpClient})
 }
 
 func version() string {
