@@ -7,6 +7,7 @@
 package config
 
 import (
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -205,6 +206,11 @@ func (c *Config) derive() {
 			}
 			if c.ClientID == "" {
 				c.ClientID = "pingmcp"
+			}
+			if c.ClientSecret == "" && !c.explicit["issuer"] {
+				// The embedded authorization server's exchange client: this
+				// process's only, never written anywhere.
+				c.ClientSecret = rand.Text()
 			}
 		}
 		if c.TodoAPIURL == "" {

@@ -51,6 +51,7 @@ type node struct {
 	HTTP    string // host:port of its HTTP listener
 	Cluster string // host:port of its cluster endpoint
 	cmd     *exec.Cmd
+	done    chan struct{} // closed when the process has exited
 
 	mu    sync.Mutex
 	lines []string
@@ -70,9 +71,7 @@ func startNode(t *testing.T, name string, args ...string) *node {
 	}
 	n.cmd.Stdout = io.Discard
 	started := n.watch(`"msg":"node started"`)
-	if err := n.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	n.start()
 	go n.read(stderr)
 	t.Cleanup(func() {
 		n.kill()
@@ -87,10 +86,25 @@ func startNode(t *testing.T, name string, args ...string) *node {
 			t.Fatalf("%s: parse start line %q: %v", name, line, err)
 		}
 		n.HTTP, n.Cluster = rec.HTTP, rec.Cluster
+	case <-n.done:
+		t.Fatalf("%s exited: %v", name, n.cmd.ProcessState)
 	case <-time.After(30 * time.Second):
 		t.Fatalf("%s did not start", name)
 	}
 	return n
+}
+
+// start runs the process and notes when it exits.
+func (n *node) start() {
+	n.t.Helper()
+	n.done = make(chan struct{})
+	if err := n.cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	go func() {
+		n.cmd.Wait()
+		close(n.done)
+	}()
 }
 
 // dump logs the node's last lines, for a failed test.
@@ -165,9 +179,9 @@ func (n *node) logged(substrs ...string) bool {
 }
 
 func (n *node) kill() {
-	if n.cmd.Process != nil && n.cmd.ProcessState == nil {
+	if n.done != nil {
 		n.cmd.Process.Kill()
-		n.cmd.Wait()
+		<-n.done
 	}
 }
 

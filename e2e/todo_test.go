@@ -36,9 +36,7 @@ func runDev(t *testing.T, args ...string) *devProcess {
 	n := &node{t: t, name: "dev", cmd: exec.Command(binary, all...)}
 	stderr, _ := n.cmd.StderrPipe()
 	stdout, _ := n.cmd.StdoutPipe()
-	if err := n.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	n.start()
 	go n.read(stderr)
 	t.Cleanup(func() {
 		n.kill()
@@ -69,6 +67,8 @@ func runDev(t *testing.T, args ...string) *devProcess {
 	}()
 	select {
 	case <-found:
+	case <-n.done:
+		t.Fatalf("pingmcp dev exited: %v", n.cmd.ProcessState)
 	case <-time.After(30 * time.Second):
 		t.Fatal("pingmcp dev printed no banner")
 	}
@@ -217,9 +217,15 @@ type todoList struct {
 // todos, no tool shows a token, and a token without write scope is told to
 // step up.
 func TestTodoToolsDelegated(t *testing.T) {
+	for _, mode := range []string{"jwt", "introspection"} {
+		t.Run(mode, func(t *testing.T) { testTodoTools(t, mode) })
+	}
+}
+
+func testTodoTools(t *testing.T, authMode string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	d := runDev(t)
+	d := runDev(t, "--auth", authMode)
 	const all = "openid offline_access todo_api:read todo_api:write"
 	alice := login(t, ctx, d.Issuer, d.MCP, "alice", all)
 	bob := login(t, ctx, d.Issuer, d.MCP, "bob", all)

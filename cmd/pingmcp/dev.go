@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -73,9 +72,6 @@ func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 	cfg.Rebind(mcpLn.Addr().String(), idpAddr, todoLn.Addr().String())
 
 	if embeddedIdP {
-		if cfg.ClientSecret == "" {
-			cfg.ClientSecret = rand.Text() // this process's exchange client only
-		}
 		idp, err := devidp.New(&devidp.Options{
 			Issuer:    cfg.Issuer,
 			Clients:   []devidp.Client{{ID: cfg.ClientID, Secret: cfg.ClientSecret}},
