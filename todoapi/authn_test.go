@@ -5,9 +5,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"net/http"
@@ -17,7 +14,10 @@ import (
 	"testing"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+
 	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/auth/authtest"
 )
 
 // route is one of the four operations, sent with the given Authorization.
@@ -68,10 +68,7 @@ func TestTokenRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pubDER, err := x509.MarshalPKIXPublicKey(&is.Key.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pubDER := is.PublicDER(t)
 	pubPEM := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER})
 
 	with := func(change func(c map[string]any)) string {
@@ -79,17 +76,8 @@ func TestTokenRefusals(t *testing.T) {
 		change(c)
 		return is.sign(t, c)
 	}
-	b64 := func(v any) string {
-		b, _ := json.Marshal(v)
-		return base64.RawURLEncoding.EncodeToString(b)
-	}
-	tampered := func() string {
-		parts := strings.Split(aliceToken, ".")
-		c := is.claims("alice")
-		c["sub"] = "mallory"
-		return parts[0] + "." + b64(c) + "." + parts[2]
-	}()
-	algNone := b64(map[string]string{"alg": "none", "typ": "JWT"}) + "." + b64(is.claims("alice")) + "."
+	tampered := authtest.Tamper(t, aliceToken, `"alice"`, `"mallory"`)
+	algNone := authtest.AlgNone(aliceToken)
 
 	const badRequest, unauthorized, forbidden = http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden
 	cases := []struct {
@@ -122,14 +110,14 @@ func TestTokenRefusals(t *testing.T) {
 		{name: "wrong issuer", authorization: "Bearer " + with(func(c map[string]any) {
 			c["iss"] = "https://evil.example.test"
 		}), status: unauthorized, code: "invalid_token"},
-		{name: "unknown kid", authorization: "Bearer " + signWith(t, otherKey, "key-2", is.claims("alice")),
+		{name: "unknown kid", authorization: "Bearer " + authtest.SignWith(t, jose.ES256, otherKey, "key-2", is.claims("alice")),
 			status: unauthorized, code: "invalid_token"},
-		{name: "known kid, other key", authorization: "Bearer " + signWith(t, otherKey, is.kid, is.claims("alice")),
+		{name: "known kid, other key", authorization: "Bearer " + authtest.SignWith(t, jose.ES256, otherKey, is.kid, is.claims("alice")),
 			status: unauthorized, code: "invalid_token"},
 		{name: "alg none", authorization: "Bearer " + algNone, status: unauthorized, code: "invalid_token"},
-		{name: "HS256 keyed with the public key", authorization: "Bearer " + signWith(t, pubPEM, is.kid, is.claims("alice")),
+		{name: "HS256 keyed with the public key", authorization: "Bearer " + authtest.SignWith(t, jose.HS256, pubPEM, is.kid, is.claims("alice")),
 			status: unauthorized, code: "invalid_token"},
-		{name: "HS256 keyed with the public key DER", authorization: "Bearer " + signWith(t, pubDER, is.kid, is.claims("alice")),
+		{name: "HS256 keyed with the public key DER", authorization: "Bearer " + authtest.SignWith(t, jose.HS256, pubDER, is.kid, is.claims("alice")),
 			status: unauthorized, code: "invalid_token"},
 		{name: "tampered payload", authorization: "Bearer " + tampered, status: unauthorized, code: "invalid_token"},
 		{name: "missing act", authorization: "Bearer " + with(func(c map[string]any) { delete(c, "act") }),

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/authtest"
@@ -65,26 +64,6 @@ func (is *testIssuer) sign(t *testing.T, claims map[string]any) string {
 // token is a valid delegated token for sub.
 func (is *testIssuer) token(t *testing.T, sub string) string {
 	return is.sign(t, is.claims(sub))
-}
-
-// signWith signs claims with a key the issuer never published: ES256 for an
-// ECDSA key, HS256 for bytes.
-func signWith(t *testing.T, key any, kid string, claims map[string]any) string {
-	t.Helper()
-	alg := jose.ES256
-	if _, ok := key.([]byte); ok {
-		alg = jose.HS256
-	}
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: jose.JSONWebKey{Key: key, KeyID: kid}},
-		(&jose.SignerOptions{}).WithType("JWT"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := jwt.Signed(signer).Claims(claims).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
 }
 
 // syncBuffer collects log output from concurrent handlers.

@@ -1,15 +1,12 @@
 package transport
 
 import (
-	"crypto/x509"
-	"encoding/base64"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
-	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/authtest"
@@ -60,10 +57,10 @@ func TestEdgeAuthRefusals(t *testing.T) {
 		{"wrong issuer", "Bearer " + is.Token(t, mod("iss", "http://evil.test")), `error="invalid_token"`, false},
 		{"API audience replayed", "Bearer " + is.Token(t, mod("aud", "http://127.0.0.1:8081")), `error="invalid_token"`, false},
 		{"wrongly signed", "Bearer " + authtest.NewIssuer(t).Token(t, good), `error="invalid_token"`, false},
-		{"unknown kid", "Bearer " + signWith(t, jose.RS256, authtest.NewIssuer(t).Key, "nope", good), `error="invalid_token"`, false},
-		{"alg none", "Bearer " + algNone(t, is.Token(t, good)), `error="invalid_token"`, false},
-		{"HMAC keyed with the public key", "Bearer " + signWith(t, jose.HS256, publicDER(t, is), "k1", good), `error="invalid_token"`, false},
-		{"tampered payload", "Bearer " + tamper(t, is.Token(t, good)), `error="invalid_token"`, false},
+		{"unknown kid", "Bearer " + authtest.SignWith(t, jose.RS256, authtest.NewIssuer(t).Key, "nope", good), `error="invalid_token"`, false},
+		{"alg none", "Bearer " + authtest.AlgNone(is.Token(t, good)), `error="invalid_token"`, false},
+		{"HMAC keyed with the public key", "Bearer " + authtest.SignWith(t, jose.HS256, is.PublicDER(t), "k1", good), `error="invalid_token"`, false},
+		{"tampered payload", "Bearer " + authtest.Tamper(t, is.Token(t, good), `"alice"`, `"bob"`), `error="invalid_token"`, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,43 +96,6 @@ func TestEdgeAuthRefusals(t *testing.T) {
 			t.Errorf("the %s token was logged", name)
 		}
 	}
-}
-
-func signWith(t *testing.T, alg jose.SignatureAlgorithm, key any, kid string, claims map[string]any) string {
-	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", kid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := jwt.Signed(s).Claims(claims).Serialize()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
-}
-
-func publicDER(t *testing.T, is *authtest.Issuer) []byte {
-	der, err := x509.MarshalPKIXPublicKey(&is.Key.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return der
-}
-
-// algNone re-heads a token as unsigned.
-func algNone(t *testing.T, tok string) string {
-	parts := strings.Split(tok, ".")
-	return base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT","kid":"k1"}`)) + "." + parts[1] + "."
-}
-
-// tamper makes alice bob without re-signing.
-func tamper(t *testing.T, tok string) string {
-	parts := strings.Split(tok, ".")
-	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	payload = []byte(strings.Replace(string(payload), `"alice"`, `"bob"`, 1))
-	return parts[0] + "." + base64.RawURLEncoding.EncodeToString(payload) + "." + parts[2]
 }
 
 // Sessions are bound to the principal that opened them.

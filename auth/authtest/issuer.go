@@ -6,10 +6,13 @@ package authtest
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,3 +74,47 @@ func (is *Issuer) Token(t testing.TB, claims map[string]any) string {
 
 // Close stops serving discovery and keys, as an issuer that went down.
 func (is *Issuer) Close() { is.srv.Close() }
+
+// Forged tokens, as an attacker would make them.
+
+// SignWith signs claims with any key and algorithm under key id kid.
+func SignWith(t testing.TB, alg jose.SignatureAlgorithm, key any, kid string, claims map[string]any) string {
+	t.Helper()
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: alg, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", kid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.Signed(s).Claims(maps.Clone(claims)).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// PublicDER is the issuer's public key, DER-encoded: the "secret" of an
+// HMAC key-confusion attack.
+func (is *Issuer) PublicDER(t testing.TB) []byte {
+	der, err := x509.MarshalPKIXPublicKey(&is.Key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// AlgNone re-heads tok as unsigned ("alg": "none"), keeping its payload.
+func AlgNone(tok string) string {
+	parts := strings.SplitN(tok, ".", 3)
+	return base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT","kid":"k1"}`)) + "." + parts[1] + "."
+}
+
+// Tamper replaces old by new in tok's payload without signing it again.
+func Tamper(t testing.TB, tok, old, new string) string {
+	t.Helper()
+	parts := strings.SplitN(tok, ".", 3)
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil || !strings.Contains(string(payload), old) {
+		t.Fatalf("cannot tamper with %q in the payload", old)
+	}
+	payload = []byte(strings.Replace(string(payload), old, new, 1))
+	return parts[0] + "." + base64.RawURLEncoding.EncodeToString(payload) + "." + parts[2]
+}
