@@ -1,0 +1,162 @@
+// Package state keeps what a session needs between activations of its actor:
+// snapshots (with the tokens in them sealed) and, later, the event logs that
+// SSE resumption replays, in Redis or in memory. It owns the encryption of
+// what it stores; what goes into a snapshot, and when, is the actors'
+// business.
+package state
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Sealer encrypts state with AES-256-GCM under the newest of its keys and
+// opens what any of them sealed, so that keys rotate without losing state:
+// add a new key first in the list, keep the old ones until what they sealed
+// has expired.
+type Sealer struct {
+	keys []sealKey // newest first
+}
+
+type sealKey struct {
+	id   string
+	aead cipher.AEAD
+}
+
+// ErrUnsealable is returned for sealed data that is truncated, tampered
+// with, sealed for another purpose, or sealed under an unknown key.
+var ErrUnsealable = errors.New("sealed state cannot be opened")
+
+// maxKeyIDLen bounds a key id, which travels in every sealed value.
+const maxKeyIDLen = 32
+
+// ParseKeys reads the --state-keys format: comma-separated
+// "keyid:base64-of-32-bytes", newest first.
+func ParseKeys(spec string) (*Sealer, error) {
+	s := &Sealer{}
+	seen := map[string]bool{}
+	for _, item := range strings.Split(spec, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		id, b64, ok := strings.Cut(item, ":")
+		if !ok || id == "" || len(id) > maxKeyIDLen || strings.ContainsAny(id, ". \t") {
+			return nil, fmt.Errorf("state key %q: want keyid:base64-of-32-bytes (key ids up to %d characters, no dots or spaces)", redact(item), maxKeyIDLen)
+		}
+		if seen[id] {
+			return nil, fmt.Errorf("state key id %q appears twice", id)
+		}
+		seen[id] = true
+		key, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			key, err = base64.RawURLEncoding.DecodeString(b64)
+		}
+		if err != nil || len(key) != 32 {
+			return nil, fmt.Errorf("state key %q: the key must be 32 bytes, base64-encoded", id)
+		}
+		if err := s.add(id, key); err != nil {
+			return nil, err
+		}
+	}
+	if len(s.keys) == 0 {
+		return nil, errors.New("no state keys given")
+	}
+	return s, nil
+}
+
+// NewProcessSealer makes a sealer with one random key that lives and dies
+// with this process: what it seals cannot be opened by any other process.
+func NewProcessSealer() *Sealer {
+	key := make([]byte, 32)
+	rand.Read(key)
+	s := &Sealer{}
+	if err := s.add("process", key); err != nil {
+		panic(err) // a 32-byte key always makes an AES-256-GCM
+	}
+	return s
+}
+
+func (s *Sealer) add(id string, key []byte) error {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return err
+	}
+	s.keys = append(s.keys, sealKey{id, aead})
+	return nil
+}
+
+// KeyIDs lists the key ids, newest first (never the keys).
+func (s *Sealer) KeyIDs() []string {
+	ids := make([]string, len(s.keys))
+	for i, k := range s.keys {
+		ids[i] = k.id
+	}
+	return ids
+}
+
+// Seal encrypts plaintext under the newest key, bound to context (say, the
+// session id and what the value is), which Open must be given again: a
+// sealed value moved to another session or field does not open.
+// The result is "keyid.nonce+ciphertext" in base64url.
+func (s *Sealer) Seal(plaintext, context []byte) string {
+	k := s.keys[0]
+	nonce := make([]byte, k.aead.NonceSize(), k.aead.NonceSize()+len(plaintext)+k.aead.Overhead())
+	rand.Read(nonce)
+	sealed := k.aead.Seal(nonce, nonce, plaintext, aad(k.id, context))
+	return k.id + "." + base64.RawURLEncoding.EncodeToString(sealed)
+}
+
+// Open decrypts what Seal produced under any of the sealer's keys.
+func (s *Sealer) Open(sealed string, context []byte) ([]byte, error) {
+	id, b64, ok := strings.Cut(sealed, ".")
+	if !ok {
+		return nil, ErrUnsealable
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(b64)
+	if err != nil {
+		return nil, ErrUnsealable
+	}
+	for _, k := range s.keys {
+		if k.id != id {
+			continue
+		}
+		if len(raw) < k.aead.NonceSize()+k.aead.Overhead() {
+			return nil, ErrUnsealable
+		}
+		nonce, ct := raw[:k.aead.NonceSize()], raw[k.aead.NonceSize():]
+		pt, err := k.aead.Open(nil, nonce, ct, aad(k.id, context))
+		if err != nil {
+			return nil, ErrUnsealable
+		}
+		return pt, nil
+	}
+	return nil, fmt.Errorf("%w: unknown key id %q", ErrUnsealable, id)
+}
+
+// aad binds a sealed value to its key id and context, length-prefixed so
+// that no two (id, context) pairs share an encoding.
+func aad(id string, context []byte) []byte {
+	b := make([]byte, 0, 2+len(id)+len(context))
+	b = append(b, byte(len(id)))
+	b = append(b, id...)
+	return append(b, context...)
+}
+
+// redact keeps a key spec's id and hides its key material in errors.
+func redact(item string) string {
+	id, _, ok := strings.Cut(item, ":")
+	if !ok {
+		return "…"
+	}
+	return id + ":…"
+}

@@ -1,0 +1,132 @@
+package state
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func key() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+func TestSealRoundTripAndRotation(t *testing.T) {
+	k1, k2 := key(), key()
+	old, err := ParseKeys("k1:" + k1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := []byte("session-1/subject-token")
+	sealed := old.Seal([]byte("secret token"), ctx)
+	if strings.Contains(sealed, "secret") || !strings.HasPrefix(sealed, "k1.") {
+		t.Fatalf("sealed = %q", sealed)
+	}
+	// After rotation: new values under k2, old ones still open.
+	rotated, err := ParseKeys("k2:" + k2 + ", k1:" + k1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := rotated.Open(sealed, ctx); err != nil || string(pt) != "secret token" {
+		t.Fatalf("open after rotation: %q %v", pt, err)
+	}
+	if s := rotated.Seal([]byte("x"), ctx); !strings.HasPrefix(s, "k2.") {
+		t.Errorf("new values sealed under %q, want k2", s)
+	}
+	// Once k1 is dropped, its values are gone.
+	if _, err := ParseKeys("k2:" + k2); err != nil {
+		t.Fatal(err)
+	}
+	only2, _ := ParseKeys("k2:" + k2)
+	if _, err := only2.Open(sealed, ctx); !errors.Is(err, ErrUnsealable) {
+		t.Errorf("open under a dropped key: %v", err)
+	}
+}
+
+// Tampered, truncated, moved or garbage values fail closed.
+func TestSealFailsClosed(t *testing.T) {
+	s, _ := ParseKeys("k1:" + key())
+	ctx := []byte("session-1/subject-token")
+	sealed := s.Seal([]byte("secret token"), ctx)
+	id, body, _ := strings.Cut(sealed, ".")
+	raw, _ := base64.RawURLEncoding.DecodeString(body)
+	flipped := bytes.Clone(raw)
+	flipped[len(flipped)-1] ^= 1
+	cases := map[string]struct {
+		sealed string
+		ctx    []byte
+	}{
+		"other session":  {sealed, []byte("session-2/subject-token")},
+		"flipped bit":    {id + "." + base64.RawURLEncoding.EncodeToString(flipped), ctx},
+		"truncated":      {id + "." + base64.RawURLEncoding.EncodeToString(raw[:10]), ctx},
+		"empty body":     {id + ".", ctx},
+		"no separator":   {"k1", ctx},
+		"not base64":     {id + ".!!!", ctx},
+		"unknown key id": {"k9." + body, ctx},
+		"other key id":   {"k2." + body, ctx},
+		"empty":          {"", ctx},
+	}
+	for name, c := range cases {
+		if pt, err := s.Open(c.sealed, c.ctx); !errors.Is(err, ErrUnsealable) || pt != nil {
+			t.Errorf("%s: %q, %v", name, pt, err)
+		}
+	}
+}
+
+func TestParseKeysRefusals(t *testing.T) {
+	k := key()
+	for spec, want := range map[string]string{
+		"":                                "no state keys",
+		"nokey":                           "keyid:base64",
+		"k1:" + k + ",k1:" + k:            "twice",
+		"k1:c2hvcnQ=":                     "32 bytes",
+		"k.1:" + k:                        "keyid:base64",
+		strings.Repeat("k", 40) + ":" + k: "keyid:base64",
+	} {
+		_, err := ParseKeys(spec)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseKeys(%q) = %v, want mention of %q", spec, err, want)
+		}
+		if err != nil && strings.Contains(err.Error(), k) {
+			t.Errorf("error reveals key material: %v", err)
+		}
+	}
+}
+
+func TestProcessSealer(t *testing.T) {
+	a, b := NewProcessSealer(), NewProcessSealer()
+	sealed := a.Seal([]byte("x"), nil)
+	if _, err := b.Open(sealed, nil); err == nil {
+		t.Error("another process's key opened the value")
+	}
+	if pt, err := a.Open(sealed, nil); err != nil || string(pt) != "x" {
+		t.Errorf("own value: %q %v", pt, err)
+	}
+}
+
+// FuzzOpen: whatever the input, Open returns the original plaintext for the
+// original sealed value and fails closed for anything else; it never panics.
+func FuzzOpen(f *testing.F) {
+	s, _ := ParseKeys("k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+	sealed := s.Seal([]byte("secret"), []byte("ctx"))
+	f.Add(sealed)
+	f.Add("k1.")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, in string) {
+		pt, err := s.Open(in, []byte("ctx"))
+		if err == nil && (in != sealed || string(pt) != "secret") {
+			// A different encoding of the same bytes would be a forgery.
+			id, body, _ := strings.Cut(in, ".")
+			raw, _ := base64.RawURLEncoding.DecodeString(body)
+			_, origBody, _ := strings.Cut(sealed, ".")
+			origRaw, _ := base64.RawURLEncoding.DecodeString(origBody)
+			if id != "k1" || !bytes.Equal(raw, origRaw) {
+				t.Fatalf("Open(%q) = %q: a value that was never sealed opened", in, pt)
+			}
+		}
+	})
+}
