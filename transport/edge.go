@@ -286,7 +286,14 @@ func (e *Edge) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Token
 		return nil, nil, false
 	}
 	if err != nil {
-		e.challenge(w, &auth.Error{Code: auth.CodeInvalidToken, Description: err.(*auth.Error).Description})
+		// A malformed credential is a token that cannot be valid: 401, so
+		// that the client starts over with the authorization server.
+		desc := err.Error()
+		var aerr *auth.Error
+		if errors.As(err, &aerr) {
+			desc = aerr.Description
+		}
+		e.challenge(w, &auth.Error{Code: auth.CodeInvalidToken, Description: desc})
 		return nil, nil, false
 	}
 	tok, err := e.opts.Verifier.Verify(r.Context(), raw)
@@ -472,17 +479,15 @@ func writeError(w http.ResponseWriter, status int, id json.RawMessage, code int,
 	if len(id) == 0 {
 		id = json.RawMessage("null")
 	}
+	type rpcError struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}
 	body, _ := json.Marshal(struct {
 		JSONRPC string          `json:"jsonrpc"`
 		ID      json.RawMessage `json:"id"`
-		Error   struct {
-			Code    int    `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}{JSONRPC: "2.0", ID: id, Error: struct {
-		Code    int    `json:"code"`
-		Message string `json:"message"`
-	}{code, msg}})
+		Error   rpcError        `json:"error"`
+	}{"2.0", id, rpcError{code, msg}})
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
