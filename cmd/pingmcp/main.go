@@ -85,14 +85,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// newLogger builds the process's logger and makes it the default, so that
+// libraries logging through slog.Default (zitadel's op) follow
+// --log-format and --log-level too.
 func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
+	var logger *slog.Logger
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		logger = slog.New(slog.NewJSONHandler(w, opts))
+	} else {
+		logger = slog.New(slog.NewTextHandler(w, opts))
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	slog.SetDefault(logger)
+	return logger
 }
 
 // httpClient is for calls to the authorization server: bounded in time.

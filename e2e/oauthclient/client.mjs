@@ -447,12 +447,13 @@ async function main() {
     emit('done', { steps: n });
 }
 
+// Exit explicitly: after an error the transport's SSE stream would keep the
+// process alive. Writes to a pipe or a file are synchronous, so nothing
+// printed is lost.
 main().then(
-    () => {
-        process.exitCode = 0;
-    },
+    () => process.exit(0),
     err => {
         emit('error', { message: String(err?.message ?? err), name: err?.name });
-        process.exitCode = 1;
+        process.exit(1);
     }
 );

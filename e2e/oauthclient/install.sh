@@ -22,8 +22,8 @@ die() {
 	exit 1
 }
 
-# npm_install DEST DIR ARGS... runs npm install ARGS in a fresh copy of DIR
-# (or an empty folder when DIR is empty) and moves the result to DEST.
+# npm_install DEST DIR [SPEC] installs SPEC, or the dependencies of DIR's
+# package.json, in a fresh folder that then becomes DEST.
 npm_install() {
 	local dest=$1 src=$2 tmp
 	shift 2
@@ -36,7 +36,7 @@ npm_install() {
 		die "npm install ${*:-$src} failed"
 	fi
 	rm -rf "$dest"
-	mv "$tmp" "$dest" || { rm -rf "$tmp"; [[ -d $dest ]] || die "could not move the install to $dest"; }
+	mv "$tmp" "$dest"
 }
 
 installed_version() {
