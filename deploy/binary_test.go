@@ -1,0 +1,323 @@
+package deploy
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/pingmcp/pingmcp/config"
+)
+
+// pingmcpImage is the image name the manifests use for the pingmcp binary;
+// kustomization.yaml's images entry points it at a registry.
+const pingmcpImage = "pingmcp"
+
+// samplePodIP stands in for status.podIP.
+const samplePodIP = "10.1.2.3"
+
+// binaryContainer is a container that runs the pingmcp binary, its command
+// line resolved the way the kubelet would and parsed by config.Parse.
+type binaryContainer struct {
+	deployment *appsv1.Deployment
+	container  *corev1.Container
+	command    string            // serve, todo-api, ...
+	env        map[string]string // resolved values
+	cfg        *config.Config
+}
+
+func (b binaryContainer) String() string {
+	return fmt.Sprintf("deployment %s, container %s (pingmcp %s)", b.deployment.Name, b.container.Name, b.command)
+}
+
+// binaries parses every pingmcp container of the manifests; errs says which
+// did not parse.
+func (m *manifests) binaries() (out []binaryContainer, errs []error) {
+	for _, d := range m.deployments {
+		for i := range d.Spec.Template.Spec.Containers {
+			c := &d.Spec.Template.Spec.Containers[i]
+			if c.Image != pingmcpImage {
+				continue
+			}
+			b, err := m.parseBinary(d, c)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("deployment %s, container %s: %w", d.Name, c.Name, err))
+				continue
+			}
+			out = append(out, b)
+		}
+	}
+	return out, errs
+}
+
+func (m *manifests) parseBinary(d *appsv1.Deployment, c *corev1.Container) (binaryContainer, error) {
+	b := binaryContainer{deployment: d, container: c}
+	if len(c.Command) > 0 {
+		return b, fmt.Errorf("command %q replaces the image's ENTRYPOINT; give the pingmcp command and flags as args", c.Command)
+	}
+	if len(c.Args) == 0 {
+		return b, errors.New("no args: the first arg is the pingmcp command")
+	}
+	env, err := m.resolveEnv(d.Namespace, c)
+	if err != nil {
+		return b, err
+	}
+	b.env = env
+	var args []string
+	for _, a := range c.Args {
+		x := expand(a, env)
+		if strings.Contains(x, "$(") {
+			return b, fmt.Errorf("arg %q refers to a variable the container does not define", a)
+		}
+		args = append(args, x)
+	}
+	b.command = args[0]
+	if !slices.ContainsFunc(config.Commands, func(cmd struct{ Name, Summary string }) bool { return cmd.Name == b.command }) {
+		return b, fmt.Errorf("first arg %q is not a pingmcp command", b.command)
+	}
+	flags, err := flagEnvNames(b.command)
+	if err != nil {
+		return b, err
+	}
+	for _, e := range c.Env {
+		if strings.HasPrefix(e.Name, "PINGMCP_") && !flags[e.Name] {
+			return b, fmt.Errorf("env %s is no flag of pingmcp %s: it would be ignored", e.Name, b.command)
+		}
+	}
+	for _, a := range args[1:] {
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && env[config.EnvName(name)] != "" {
+			return b, fmt.Errorf("--%s is given both as an arg and as %s", name, config.EnvName(name))
+		}
+	}
+	getenv := func(name string) string { return env[name] } // never the test's own environment
+	b.cfg, err = config.Parse(b.command, args[1:], getenv, io.Discard)
+	if err != nil {
+		return b, fmt.Errorf("pingmcp %s: %w", strings.Join(args, " "), err)
+	}
+	return b, nil
+}
+
+// flagEnvNames lists the environment variables of a command's flags, from its
+// --help.
+func flagEnvNames(command string) (map[string]bool, error) {
+	var help bytes.Buffer
+	if _, err := config.Parse(command, []string{"--help"}, func(string) string { return "" }, &help); !errors.Is(err, flag.ErrHelp) {
+		return nil, fmt.Errorf("pingmcp %s --help: %v", command, err)
+	}
+	names := map[string]bool{}
+	for _, m := range regexp.MustCompile(`env (PINGMCP_[A-Z0-9_]+)`).FindAllStringSubmatch(help.String(), -1) {
+		names[m[1]] = true
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("pingmcp %s --help names no environment variables", command)
+	}
+	return names, nil
+}
+
+var varRef = regexp.MustCompile(`\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+
+// expand replaces $(NAME) with the value of NAME and $$ with $, as the
+// kubelet does in args and env values; an unknown name stays as it is.
+func expand(s string, vars map[string]string) string {
+	return varRef.ReplaceAllStringFunc(s, func(ref string) string {
+		if ref == "$$" {
+			return "$"
+		}
+		if v, ok := vars[ref[2:len(ref)-1]]; ok {
+			return v
+		}
+		return ref
+	})
+}
+
+// resolveEnv computes a container's environment: envFrom, then env (which
+// wins), each value resolved from the Secret, ConfigMap or downward API field
+// it names.
+func (m *manifests) resolveEnv(namespace string, c *corev1.Container) (map[string]string, error) {
+	env := map[string]string{}
+	for _, from := range c.EnvFrom {
+		switch {
+		case from.SecretRef != nil:
+			s := find(m.secrets, namespace, from.SecretRef.Name)
+			if s == nil {
+				return nil, fmt.Errorf("envFrom: no Secret %s", from.SecretRef.Name)
+			}
+			for k := range s.StringData {
+				env[from.Prefix+k], _ = m.secretValue(namespace, s.Name, k)
+			}
+			for k := range s.Data {
+				env[from.Prefix+k], _ = m.secretValue(namespace, s.Name, k)
+			}
+		case from.ConfigMapRef != nil:
+			cm := find(m.configMaps, namespace, from.ConfigMapRef.Name)
+			if cm == nil {
+				return nil, fmt.Errorf("envFrom: no ConfigMap %s", from.ConfigMapRef.Name)
+			}
+			for k, v := range cm.Data {
+				env[from.Prefix+k] = v
+			}
+		}
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom == nil {
+			env[e.Name] = expand(e.Value, env)
+			continue
+		}
+		vf := e.ValueFrom
+		switch {
+		case vf.SecretKeyRef != nil:
+			v, ok := m.secretValue(namespace, vf.SecretKeyRef.Name, vf.SecretKeyRef.Key)
+			if !ok {
+				return nil, fmt.Errorf("env %s: no key %q in Secret %s", e.Name, vf.SecretKeyRef.Key, vf.SecretKeyRef.Name)
+			}
+			env[e.Name] = v
+		case vf.ConfigMapKeyRef != nil:
+			v, ok := m.configMapValue(namespace, vf.ConfigMapKeyRef.Name, vf.ConfigMapKeyRef.Key)
+			if !ok {
+				return nil, fmt.Errorf("env %s: no key %q in ConfigMap %s", e.Name, vf.ConfigMapKeyRef.Key, vf.ConfigMapKeyRef.Name)
+			}
+			env[e.Name] = v
+		case vf.FieldRef != nil:
+			v, ok := map[string]string{
+				"status.podIP":       samplePodIP,
+				"status.hostIP":      "10.0.0.1",
+				"metadata.name":      "pod-0",
+				"metadata.namespace": namespace,
+				"spec.nodeName":      "node-0",
+			}[vf.FieldRef.FieldPath]
+			if !ok {
+				return nil, fmt.Errorf("env %s: field %q is not one this test knows", e.Name, vf.FieldRef.FieldPath)
+			}
+			env[e.Name] = v
+		case vf.ResourceFieldRef != nil:
+			env[e.Name] = "1"
+		default:
+			return nil, fmt.Errorf("env %s: empty valueFrom", e.Name)
+		}
+	}
+	return env, nil
+}
+
+func binaries(t *testing.T, m *manifests) []binaryContainer {
+	t.Helper()
+	bs, errs := m.binaries()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	return bs
+}
+
+// TestBinaryContainersParse runs every pingmcp container's command line and
+// PINGMCP_* environment through the real config.Parse, so that a renamed or
+// removed flag, or a value it refuses, fails here and not in a rollout.
+func TestBinaryContainersParse(t *testing.T) {
+	m := load(t)
+	bs, errs := m.binaries()
+	for _, err := range errs {
+		t.Error(err)
+	}
+	byCommand := map[string][]binaryContainer{}
+	for _, b := range bs {
+		byCommand[b.command] = append(byCommand[b.command], b)
+	}
+	for _, tc := range []struct {
+		command string
+		check   func(t *testing.T, b binaryContainer)
+	}{
+		{"serve", func(t *testing.T, b binaryContainer) {
+			c := b.cfg
+			if c.ClusterProvider != "k8s" {
+				t.Errorf("cluster provider %q, want k8s", c.ClusterProvider)
+			}
+			if c.Role != "both" {
+				t.Errorf("role %q, want both", c.Role)
+			}
+			if c.Auth != "jwt" && c.Auth != "introspection" {
+				t.Errorf("--auth %q: a cluster must authenticate callers", c.Auth)
+			}
+			if !strings.HasPrefix(c.PublicURL, "https://") || !strings.HasPrefix(c.Issuer, "https://") {
+				t.Errorf("public URL %q and issuer %q: want https", c.PublicURL, c.Issuer)
+			}
+			if c.ClientID == "" || c.ClientSecret == "" {
+				t.Errorf("client id %q, secret set %v: token exchange needs both", c.ClientID, c.ClientSecret != "")
+			}
+			if c.TodoAPIURL == "" {
+				t.Error("no --todo-api-url: the todo tools would have no API")
+			}
+			publicHost := strings.TrimPrefix(c.PublicURL, "https://")
+			if len(c.AllowedHosts) > 0 && !slices.Contains(c.AllowedHosts, publicHost) {
+				t.Errorf("--allowed-hosts %q leaves out the public URL's host %q: every request would be 403", c.AllowedHosts, publicHost)
+			}
+		}},
+		{"todo-api", func(t *testing.T, b binaryContainer) {
+			if b.cfg.RedisURL == "" {
+				t.Error("no --redis-url: each replica would keep its own todos in memory")
+			}
+			if b.cfg.AllowUndelegated {
+				t.Error("--allow-undelegated: the API must accept exchanged tokens only")
+			}
+		}},
+	} {
+		t.Run(tc.command, func(t *testing.T) {
+			if len(byCommand[tc.command]) == 0 {
+				t.Fatalf("no container runs pingmcp %s", tc.command)
+			}
+			for _, b := range byCommand[tc.command] {
+				tc.check(t, b)
+			}
+		})
+	}
+	for _, b := range bs {
+		for _, a := range b.container.Args {
+			if strings.HasPrefix(a, "--client-secret") {
+				t.Errorf("%s: --client-secret on the command line shows in the pod spec and ps; use PINGMCP_CLIENT_SECRET from a Secret", b)
+			}
+		}
+		for _, e := range b.container.Env {
+			if strings.HasPrefix(e.Name, "PINGMCP_") && strings.Contains(e.Name, "SECRET") && (e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil) {
+				t.Errorf("%s: %s must come from a Secret", b, e.Name)
+			}
+		}
+	}
+}
+
+func TestBinaryParseCatchesMistakes(t *testing.T) {
+	m := load(t)
+	serve := m.deployment("pingmcp")
+	if serve == nil {
+		t.Fatal("no deployment pingmcp")
+	}
+	for _, tc := range []struct {
+		name   string
+		mutate func(c *corev1.Container)
+	}{
+		{"renamed flag", func(c *corev1.Container) { c.Args = append(c.Args, "--cluster-advertise=1.2.3.4:7000") }},
+		{"unknown env", func(c *corev1.Container) {
+			c.Env = append(c.Env, corev1.EnvVar{Name: "PINGMCP_NO_SUCH_FLAG", Value: "x"})
+		}},
+		{"bad value", func(c *corev1.Container) { c.Args = append(c.Args, "--cluster-provider=k8", "--role=both") }},
+		{"undefined variable", func(c *corev1.Container) { c.Args = append(c.Args, "--log-level=$(LEVEL)") }},
+		{"secret key missing", func(c *corev1.Container) {
+			c.Env = append(c.Env, corev1.EnvVar{Name: "X", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: "pingmcp-exchange-client"}, Key: "nope"}}})
+		}},
+		{"flag twice", func(c *corev1.Container) { c.Args = append(c.Args, "--client-secret=x") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := serve.DeepCopy()
+			tc.mutate(&d.Spec.Template.Spec.Containers[0])
+			if _, err := m.parseBinary(d, &d.Spec.Template.Spec.Containers[0]); err == nil {
+				t.Error("parsed without error")
+			}
+		})
+	}
+}
