@@ -130,6 +130,23 @@ func (n *node) count(substr string) int {
 	return c
 }
 
+// awaitCount waits until at least want log lines contain substr, and
+// returns how many do then: log lines travel through a pipe, so they may
+// trail the responses they accompany.
+func (n *node) awaitCount(ctx context.Context, substr string, want int) int {
+	lines := n.watch(substr)
+	for {
+		if got := n.count(substr); got >= want {
+			return got
+		}
+		select {
+		case <-lines:
+		case <-ctx.Done():
+			return n.count(substr)
+		}
+	}
+}
+
 func (n *node) read(r io.Reader) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)

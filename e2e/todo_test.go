@@ -175,10 +175,15 @@ func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func connectAs(t *testing.T, ctx context.Context, url, token string) *mcp.ClientSession {
+	return connectVersion(t, ctx, url, token, "2025-11-25")
+}
+
+// connectVersion connects speaking protocol version (2026-07-28: stateless).
+func connectVersion(t *testing.T, ctx context.Context, url, token, version string) *mcp.ClientSession {
 	t.Helper()
 	c := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil)
 	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: bearerTransport{token}}, MaxRetries: -1},
-		&mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+		&mcp.ClientSessionOptions{ProtocolVersion: version})
 	if err != nil {
 		t.Fatalf("connect: %v", err)
 	}
@@ -280,9 +285,26 @@ func testTodoTools(t *testing.T, authMode string) {
 		t.Errorf("delete_todo: %s", out)
 	}
 
-	// One exchange per session served every call above: the cache works.
-	if got := d.count(`"msg":"delegated token obtained"`); got != 2 {
-		t.Errorf("%d token exchanges for two sessions, want 2", got)
+	// The stateless protocol reaches the same list through alice's principal
+	// actor, with her token, and bob's through his.
+	stateless := connectVersion(t, ctx, d.MCP, alice, "2026-07-28")
+	if stateless.ID() != "" {
+		t.Errorf("stateless session has an id %q", stateless.ID())
+	}
+	if out, isErr := call(t, ctx, stateless, "create_new_todo", map[string]any{"text": "stateless"}); isErr || !strings.Contains(out, "stateless") {
+		t.Errorf("stateless create: %s", out)
+	}
+	if out, _ := call(t, ctx, as, "get_my_todo_list", nil); !strings.Contains(out, "stateless") {
+		t.Errorf("alice's session does not see her stateless todo: %s", out)
+	}
+	if out, _ := call(t, ctx, connectVersion(t, ctx, d.MCP, bob, "2026-07-28"), "get_my_todo_list", nil); strings.Contains(out, "stateless") {
+		t.Errorf("bob's stateless view shows alice's todo: %s", out)
+	}
+
+	// One exchange per session (and per principal actor) served every call
+	// above: the cache works.
+	if got := d.awaitCount(ctx, `"msg":"delegated token obtained"`, 4); got != 4 {
+		t.Errorf("%d token exchanges for two sessions and two principals, want 4", got)
 	}
 
 	// A token without todo_api:write gets 403 insufficient_scope on a write
