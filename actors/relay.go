@@ -5,14 +5,30 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 )
 
+// firstPartDelay is how long a response's first flush may wait to travel
+// with the next one. The first flush carries the status and headers and at
+// most a preamble (the SDK's priming event, or a comment on a standalone
+// stream); when the handler flushes again or returns within this time, as it
+// does when a tool answers at once, the response costs one part instead of
+// two or three (one message across nodes instead of several, one wake-up of
+// the edge). When the handler takes longer, the client gets the headers this
+// much later, never more; every flush after the first is sent at once.
+const firstPartDelay = time.Millisecond
+
 // relayWriter is the http.ResponseWriter a forwarded request is served with.
 // Every flush ships what was written since the last one to the edge as a
-// ResponsePart; the first carries status and headers, the last is final. A
-// response that is never flushed (plain JSON) travels as one part.
+// ResponsePart (the first flush possibly up to firstPartDelay later, merged
+// with the next); the first part carries status and headers, the last is
+// final. A response that is never flushed (plain JSON) travels as one part.
+//
+// The handler may flush from another goroutine than the one that returns
+// (the SDK writes responses from the session's goroutine); mu also orders
+// those with the timer that ships a held first part.
 type relayWriter struct {
 	ctx       context.Context
 	requestID string
@@ -22,12 +38,16 @@ type relayWriter struct {
 	// final) response goes out: the SDK has registered the stream by then.
 	onStream func()
 
-	header   http.Header
+	header http.Header // the handler's
+
+	mu       sync.Mutex
 	status   int
+	head     []*envelope.Header // header as it was when the status was set
 	headSent bool
 	buf      []byte
 	seq      uint64
 	closed   bool
+	held     *time.Timer // ships the first flush unless something else does first
 }
 
 var errResponseClosed = errors.New("response already finished")
@@ -39,31 +59,50 @@ func newRelayWriter(ctx context.Context, requestID string, w *window, send func(
 func (w *relayWriter) Header() http.Header { return w.header }
 
 func (w *relayWriter) WriteHeader(code int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writeHeaderLocked(code)
+}
+
+// writeHeaderLocked sets the status and takes the header as it is then, as
+// net/http does: changes made later are not sent.
+func (w *relayWriter) writeHeaderLocked(code int) {
 	if w.status == 0 && code >= 200 {
 		w.status = code
+		w.head = envelope.FromHTTP(w.header.Clone())
 	}
 }
 
 func (w *relayWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.closed {
 		return 0, errResponseClosed
 	}
 	if w.ctx.Err() != nil {
 		return 0, w.ctx.Err()
 	}
-	w.WriteHeader(http.StatusOK)
+	w.writeHeaderLocked(http.StatusOK)
 	w.buf = append(w.buf, p...)
 	return len(p), nil
 }
 
 // FlushError ships the buffered bytes, waiting while the edge is a full
-// window behind. It fails once the request is cancelled.
+// window behind. It fails once the request is cancelled. The first flush
+// only starts the firstPartDelay timer.
 func (w *relayWriter) FlushError() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.closed {
 		return errResponseClosed
 	}
 	if err := w.ctx.Err(); err != nil {
 		return err
+	}
+	if !w.headSent && w.held == nil {
+		w.writeHeaderLocked(http.StatusOK) // a flush before any write sends 200, as net/http does
+		w.held = time.AfterFunc(firstPartDelay, w.shipHeld)
+		return nil
 	}
 	if w.headSent && len(w.buf) == 0 {
 		return nil
@@ -77,35 +116,53 @@ func (w *relayWriter) FlushError() error {
 
 func (w *relayWriter) Flush() { _ = w.FlushError() }
 
+// shipHeld sends the first flush once firstPartDelay is over, unless a later
+// flush or the end of the response has taken it along.
+func (w *relayWriter) shipHeld() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.headSent && !w.closed {
+		w.emit(false, "") // part 0: always within the window
+	}
+}
+
 // finish ships the rest of the response as the final part.
 func (w *relayWriter) finish() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.closed {
 		return
 	}
-	w.WriteHeader(http.StatusOK)
+	w.writeHeaderLocked(http.StatusOK)
 	w.emit(true, "")
 }
 
 // fail ends the response with an error: a 500 if nothing was sent yet, else
 // a final part that tells the edge to cut the stream short.
 func (w *relayWriter) fail(msg string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.closed {
 		return
 	}
 	if !w.headSent {
-		w.header = http.Header{"Content-Type": {"text/plain; charset=utf-8"}}
+		w.head = []*envelope.Header{{Name: "Content-Type", Values: []string{"text/plain; charset=utf-8"}}}
 		w.status = http.StatusInternalServerError
 		w.buf = []byte("internal error\n")
 	}
 	w.emit(true, msg)
 }
 
+// emit sends what is buffered as the next part. The caller holds mu.
 func (w *relayWriter) emit(final bool, errMsg string) {
-	w.WriteHeader(http.StatusOK) // a flush before any write sends 200, as net/http does
+	if w.held != nil {
+		w.held.Stop()
+		w.held = nil
+	}
 	p := &envelope.ResponsePart{RequestId: w.requestID, Seq: w.seq, Body: w.buf, Final: final, Error: errMsg}
 	if !w.headSent {
 		p.Status = int32(w.status)
-		p.Headers = envelope.FromHTTP(w.header)
+		p.Headers = w.head
 		w.headSent = true
 		if !final && w.onStream != nil {
 			w.onStream()
@@ -115,6 +172,43 @@ func (w *relayWriter) emit(final bool, errMsg string) {
 	w.seq++
 	w.closed = final
 	w.send(p)
+}
+
+// requestWorkers run the forwarded requests of every actor in the process.
+// A request never waits for a worker: it takes one that is idle or starts a
+// new one, so a request that hangs (an SSE stream) holds only its own. What
+// reuse saves is the stack: a new goroutine grows its stack by copying, at
+// every request, through the SDK's deep call chain; a worker keeps it grown
+// (until a garbage collection shrinks it while idle).
+var requestWorkers = &workers{tasks: make(chan func())}
+
+// workerIdle is how long an idle worker waits for a request before it ends.
+const workerIdle = 10 * time.Second
+
+type workers struct{ tasks chan func() }
+
+// run runs f on an idle worker if there is one, else on a new goroutine.
+func (ws *workers) run(f func()) {
+	select {
+	case ws.tasks <- f:
+	default:
+		go ws.work(f)
+	}
+}
+
+func (ws *workers) work(f func()) {
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		f()
+		f = nil // nothing of the last request stays reachable while idle
+		idle.Reset(workerIdle)
+		select {
+		case f = <-ws.tasks:
+		case <-idle.C:
+			return
+		}
+	}
 }
 
 // window is the actor's side of the edge's flow control: part seq may be sent

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 )
@@ -48,6 +49,8 @@ func TestRelayWriterJSONIsOnePart(t *testing.T) {
 	}
 }
 
+// The first flush waits for the next one and travels with it; every later
+// flush ships at once.
 func TestRelayWriterStreamsInOrder(t *testing.T) {
 	s := newSink()
 	w := newRelayWriter(context.Background(), "r", newWindow(8), s.send)
@@ -63,7 +66,7 @@ func TestRelayWriterStreamsInOrder(t *testing.T) {
 		body   string
 		status int32
 		final  bool
-	}{{"", 200, false}, {"data: 1\n\n", 0, false}, {"data: 2\n\n", 0, false}, {"", 0, true}}
+	}{{"data: 1\n\n", 200, false}, {"data: 2\n\n", 0, false}, {"", 0, true}}
 	for i, wp := range want {
 		p := s.next(t)
 		if p.Seq != uint64(i) || string(p.Body) != wp.body || p.Status != wp.status || p.Final != wp.final {
@@ -72,6 +75,57 @@ func TestRelayWriterStreamsInOrder(t *testing.T) {
 		if (i == 0) != (len(p.Headers) > 0) {
 			t.Errorf("part %d: headers %v (only the first carries them)", i, p.Headers)
 		}
+	}
+}
+
+// A handler that flushes once and returns (a single response on an SSE
+// stream) costs one part.
+func TestRelayWriterFlushThenReturnIsOnePart(t *testing.T) {
+	s := newSink()
+	w := newRelayWriter(context.Background(), "r", newWindow(8), s.send)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Write([]byte("event: prime\n\n"))
+	w.Flush()
+	w.Write([]byte("data: {}\n\n"))
+	w.finish()
+	p := s.next(t)
+	if p.Seq != 0 || !p.Final || p.Status != 200 || string(p.Body) != "event: prime\n\ndata: {}\n\n" {
+		t.Fatalf("part = %+v", p)
+	}
+	select {
+	case p := <-s.parts:
+		t.Fatalf("a second part: %+v", p)
+	default:
+	}
+}
+
+// A first flush the handler does not follow up goes out by itself after
+// firstPartDelay, headers as they were when the status was set.
+func TestRelayWriterShipsHeldFirstPart(t *testing.T) {
+	s := newSink()
+	w := newRelayWriter(context.Background(), "r", newWindow(8), s.send)
+	opened := make(chan struct{})
+	w.onStream = func() { close(opened) }
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Write([]byte(": ok\n\n"))
+	w.Header().Set("X-Late", "ignored")
+	w.Flush()
+	var p *envelope.ResponsePart
+	select {
+	case p = <-s.parts:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held first part never went out")
+	}
+	<-opened
+	h := http.Header{}
+	envelope.ToHTTP(p.Headers, h)
+	if p.Seq != 0 || p.Final || p.Status != 200 || string(p.Body) != ": ok\n\n" || h.Get("Content-Type") != "text/event-stream" || h.Get("X-Late") != "" {
+		t.Fatalf("part = %+v, headers %v", p, h)
+	}
+	w.Write([]byte("data: 1\n\n"))
+	w.Flush()
+	if p := s.next(t); p.Seq != 1 || string(p.Body) != "data: 1\n\n" {
+		t.Fatalf("next part = %+v", p)
 	}
 }
 
@@ -108,6 +162,7 @@ func TestRelayWriterCancelUnblocks(t *testing.T) {
 	w := newRelayWriter(ctx, "r", newWindow(1), newSink().send)
 	w.Write([]byte("a"))
 	w.Flush()
+	w.Flush() // takes the held first part along: the window is full now
 	done := make(chan error, 1)
 	go func() {
 		w.Write([]byte("b"))
@@ -138,9 +193,33 @@ func TestRelayWriterFail(t *testing.T) {
 	w2 := newRelayWriter(context.Background(), "r", newWindow(4), s2.send)
 	w2.Write([]byte("data: x\n\n"))
 	w2.Flush()
+	w2.Write([]byte("data: y\n\n"))
+	w2.Flush()
 	w2.fail("late")
 	s2.next(t)
 	if p := s2.next(t); !p.Final || p.Status != 0 || p.Error != "late" || len(p.Body) != 0 {
 		t.Fatalf("late failure part = %+v", p)
 	}
+}
+
+// A request never waits for a worker: one that hangs (an SSE stream) leaves
+// the next to an idle worker or a new goroutine.
+func TestWorkersNeverWait(t *testing.T) {
+	ws := &workers{tasks: make(chan func())}
+	hang, hanging := make(chan struct{}), make(chan struct{})
+	ws.run(func() {
+		close(hanging)
+		<-hang
+	})
+	<-hanging
+	for range 3 { // each after the last is done: an idle worker takes it
+		done := make(chan struct{})
+		ws.run(func() { close(done) })
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("a request waited behind a hanging one")
+		}
+	}
+	close(hang)
 }

@@ -201,7 +201,8 @@ func (a *SessionActor) start(ctx actor.Context) {
 	}
 }
 
-// serve starts one forwarded request on its own goroutine.
+// serve starts one forwarded request on a goroutine of its own (a worker's,
+// see requestWorkers).
 func (a *SessionActor) serve(ctx actor.Context, req *envelope.Request) {
 	replyTo := ctx.Sender()
 	if replyTo == nil {
@@ -234,19 +235,26 @@ func (a *SessionActor) serve(ctx actor.Context, req *envelope.Request) {
 	ctx.CancelReceiveTimeout()
 	self := ctx.Self()
 	start := time.Now()
-	a.logger.Debug("request started", "method", req.Method, "request", req.Id)
-	go func() {
+	debug := a.logger.Enabled(rctx, slog.LevelDebug)
+	if debug {
+		a.logger.Debug("request started", "method", req.Method, "request", req.Id)
+	}
+	requestWorkers.run(func() {
 		defer func() {
-			a.logger.Debug("request finished", "method", req.Method, "request", req.Id, "duration", time.Since(start))
+			if debug {
+				a.logger.Debug("request finished", "method", req.Method, "request", req.Id, "duration", time.Since(start))
+			}
 			root.Send(self, requestDone{req.Id})
 		}()
 		defer cancel()
 		w := newRelayWriter(rctx, req.Id, f.window, send)
-		w.onStream = func() {
-			a.logger.Debug("stream open", "method", req.Method, "request", req.Id)
+		if debug {
+			w.onStream = func() {
+				a.logger.Debug("stream open", "method", req.Method, "request", req.Id)
+			}
 		}
 		a.serveHTTP(rctx, w, req)
-	}()
+	})
 }
 
 // serveHTTP runs one request through the MCP handler. A panic here (the

@@ -23,23 +23,32 @@ var (
 	errNoClients  = errors.New("pingmcp nodes join as members, never as clients")
 )
 
+// maxMergedBody bounds the body of a part Next merges from several that had
+// already arrived.
+const maxMergedBody = 64 << 10
+
 // Stream is the response to a forwarded request, part by part, in order.
 // The caller reads it with Next until a final part or an error, and must call
 // Close when done.
 type Stream struct {
-	node     *Node
-	kind     string
-	identity string
-	target   *actor.PID
-	receiver *actor.PID
-	id       string
-	window   uint64
-	events   chan any // *envelope.ResponsePart or *actor.Terminated
-	next     uint64   // seq of the next part to hand out
-	acked    uint64   // seq up to which the actor was told parts were written
-	pending  map[uint64]*envelope.ResponsePart
-	done     bool
-	first    *envelope.ResponsePart // read by Forward, handed out by the first Next
+	system *actor.ActorSystem
+	router *replyRouter
+	target *actor.PID
+	watch  *watch // guarded by router.mu
+	id     string
+	window uint64
+	// events holds the parts the router delivered; gone is closed (after
+	// the target's last parts were delivered) when the target terminated.
+	events chan *envelope.ResponsePart
+	gone   chan struct{}
+	ended  bool // gone is closed; guarded by router.mu
+
+	next    uint64                            // seq of the next part to hand out
+	acked   uint64                            // seq up to which the actor was told parts were written
+	pending map[uint64]*envelope.ResponsePart // parts that arrived early; nil until one does
+	held    *envelope.ResponsePart            // the next part to hand out, already taken in order
+	err     error                             // to report once the held part is out
+	done    bool
 }
 
 // Forward sends req to the actor kind/identity, activating it if needed, and
@@ -56,10 +65,13 @@ func (n *Node) Forward(ctx context.Context, kind, identity string, req *envelope
 		if err != nil {
 			return nil, err
 		}
-		s := n.open(kind, identity, pid, req)
+		s, err := n.open(kind, identity, pid, req)
+		if err != nil {
+			return nil, err
+		}
 		first, err := s.await(ctx)
 		if err == nil {
-			s.first = first
+			s.held = first
 			return s, nil
 		}
 		s.Close()
@@ -71,101 +83,159 @@ func (n *Node) Forward(ctx context.Context, kind, identity string, req *envelope
 	}
 }
 
-// open spawns the per-request receiver: a local actor that watches the target
-// and hands everything it receives to the stream's channel.
-func (n *Node) open(kind, identity string, target *actor.PID, req *envelope.Request) *Stream {
-	s := &Stream{
-		node: n, kind: kind, identity: identity, target: target, id: req.Id,
-		window:  uint64(req.Window),
-		events:  make(chan any, req.Window+2),
-		pending: map[uint64]*envelope.ResponsePart{},
+// open registers a stream for req with the node's reply router, which is the
+// request's sender, and sends req to target.
+func (n *Node) open(kind, identity string, target *actor.PID, req *envelope.Request) (*Stream, error) {
+	s := newStream(n.System, n.replies, target, req)
+	if err := n.replies.register(s, kind, identity); err != nil {
+		return nil, err
 	}
-	env := &envelope.Envelope{Body: &envelope.Envelope_Request{Request: req}}
-	props := actor.PropsFromFunc(func(ctx actor.Context) {
-		switch m := ctx.Message().(type) {
-		case *actor.Started:
-			ctx.Watch(target)
-			ctx.Request(target, env)
-		case *envelope.Envelope:
-			if p := m.GetPart(); p != nil {
-				s.deliver(p)
-			}
-		case *actor.Terminated:
-			// Terminated is a system message: it overtakes the user
-			// messages already in this mailbox, among them the actor's
-			// last parts. Queue it behind them before reporting it.
-			if m.Who.Equal(target) {
-				ctx.Send(ctx.Self(), targetGone{m})
-			}
-		case targetGone:
-			s.deliver(m.Terminated)
-		case *actor.Stopping:
-			ctx.Unwatch(target)
-		}
-	})
-	s.receiver = n.System.Root.Spawn(props)
-	return s
+	n.System.Root.RequestWithCustomSender(target, &envelope.Envelope{Body: &envelope.Envelope_Request{Request: req}}, n.replies.pid)
+	return s, nil
 }
 
-// targetGone carries a Terminated through the mailbox's user queue.
-type targetGone struct{ *actor.Terminated }
+func newStream(system *actor.ActorSystem, router *replyRouter, target *actor.PID, req *envelope.Request) *Stream {
+	return &Stream{
+		system: system, router: router, target: target, id: req.Id,
+		window: uint64(req.Window),
+		events: make(chan *envelope.ResponsePart, req.Window+1),
+		gone:   make(chan struct{}),
+	}
+}
 
-// deliver hands an event to the reader. The window bounds what the actor
+// deliver hands a part to the reader. The window bounds what the actor
 // sends, so the channel has room unless the actor broke the protocol; then the
-// event is dropped rather than block the receiver, and the reader sees a gap.
-func (s *Stream) deliver(ev any) {
+// part is dropped rather than block the sender, and the reader sees a gap.
+func (s *Stream) deliver(p *envelope.ResponsePart) {
 	select {
-	case s.events <- ev:
+	case s.events <- p:
 	default:
-		s.node.logger.Warn("response part dropped: actor exceeded its window", "request", s.id)
+		s.router.logger.Warn("response part dropped: actor exceeded its window", "request", s.id)
 	}
 }
 
-// await returns the next event as a part, in sequence order.
+// end tells the reader that the target terminated. The caller holds
+// router.mu.
+func (s *Stream) end() {
+	if !s.ended {
+		s.ended = true
+		close(s.gone)
+	}
+}
+
+// accept takes a part off the channel: it is returned if it is the next in
+// sequence, else kept until its turn.
+func (s *Stream) accept(p *envelope.ResponsePart) (*envelope.ResponsePart, error) {
+	if p.Seq == s.next {
+		s.next++
+		return p, nil
+	}
+	if p.Seq < s.next || uint64(len(s.pending)) >= s.window {
+		return nil, fmt.Errorf("%w: got %d, want %d", ErrOutOfOrder, p.Seq, s.next)
+	}
+	if s.pending == nil {
+		s.pending = map[uint64]*envelope.ResponsePart{}
+	}
+	s.pending[p.Seq] = p
+	return nil, nil
+}
+
+// early returns the next part if it arrived ahead of its turn.
+func (s *Stream) early() *envelope.ResponsePart {
+	p, ok := s.pending[s.next]
+	if !ok {
+		return nil
+	}
+	delete(s.pending, s.next)
+	s.next++
+	return p
+}
+
+// await returns the next part in sequence order, waiting for it.
 func (s *Stream) await(ctx context.Context) (*envelope.ResponsePart, error) {
 	for {
-		if p, ok := s.pending[s.next]; ok {
-			delete(s.pending, s.next)
-			s.next++
+		if p := s.early(); p != nil {
 			return p, nil
 		}
+		var p *envelope.ResponsePart
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case ev := <-s.events:
-			switch ev := ev.(type) {
-			case *envelope.ResponsePart:
-				if ev.Seq < s.next || uint64(len(s.pending)) > s.window {
-					return nil, fmt.Errorf("%w: got %d, want %d", ErrOutOfOrder, ev.Seq, s.next)
-				}
-				s.pending[ev.Seq] = ev
-			case *actor.Terminated:
+		case p = <-s.events:
+		case <-s.gone:
+			// Parts the actor sent before it terminated were delivered
+			// before gone was closed: hand them out first.
+			select {
+			case p = <-s.events:
+			default:
 				return nil, ErrActorGone
 			}
+		}
+		p, err := s.accept(p)
+		if err != nil || p != nil {
+			return p, err
 		}
 	}
 }
 
-// Next returns the next response part. After a part with Final set, or an
-// error, the stream is over. A cancelled ctx tells the actor to cancel the
-// request.
-func (s *Stream) Next(ctx context.Context) (*envelope.ResponsePart, error) {
-	if s.first != nil {
-		p := s.first
-		s.first = nil
-		s.done = p.Final
-		return p, nil
+// ready returns the next part if it has already arrived, without waiting.
+// An error is kept for the caller to report after what it already has.
+func (s *Stream) ready() *envelope.ResponsePart {
+	for s.err == nil {
+		if p := s.early(); p != nil {
+			return p
+		}
+		select {
+		case p := <-s.events:
+			p, err := s.accept(p)
+			if err != nil {
+				s.err = err
+			} else if p != nil {
+				return p
+			}
+		default:
+			return nil
+		}
 	}
+	return nil
+}
+
+// Next returns the next response part. After a part with Final set, or an
+// error, the stream is over. Parts that have already arrived are merged into
+// one (the body of each after the first, up to maxMergedBody): the caller
+// writes them at once, which delays none of them. A cancelled ctx tells the
+// actor to cancel the request.
+func (s *Stream) Next(ctx context.Context) (*envelope.ResponsePart, error) {
 	if s.done {
 		return nil, errors.New("stream is over")
 	}
-	p, err := s.await(ctx)
-	if err != nil {
-		s.done = true
-		if ctx.Err() != nil {
-			s.cancel()
+	p := s.held
+	s.held = nil
+	if p == nil && s.err == nil {
+		var err error
+		if p, err = s.await(ctx); err != nil {
+			s.done = true
+			if ctx.Err() != nil {
+				s.cancel()
+			}
+			return nil, err
 		}
-		return nil, err
+	}
+	if p == nil {
+		s.done = true
+		return nil, s.err
+	}
+	for !p.Final {
+		q := s.ready()
+		if q == nil {
+			break
+		}
+		if len(p.Body)+len(q.Body) > maxMergedBody {
+			s.held = q
+			break
+		}
+		p.Body = append(p.Body, q.Body...)
+		p.Seq, p.Final, p.Error = q.Seq, q.Final, q.Error
 	}
 	s.done = p.Final
 	return p, nil
@@ -178,19 +248,19 @@ func (s *Stream) Written(seq uint64) {
 		return
 	}
 	s.acked = seq + 1
-	s.node.System.Root.Send(s.target, &envelope.Envelope{Body: &envelope.Envelope_Ack{Ack: &envelope.Ack{RequestId: s.id, Seq: seq}}})
+	s.system.Root.Send(s.target, &envelope.Envelope{Body: &envelope.Envelope_Ack{Ack: &envelope.Ack{RequestId: s.id, Seq: seq}}})
 }
 
 func (s *Stream) cancel() {
-	s.node.System.Root.Send(s.target, &envelope.Envelope{Body: &envelope.Envelope_Cancel{Cancel: &envelope.Cancel{RequestId: s.id}}})
+	s.system.Root.Send(s.target, &envelope.Envelope{Body: &envelope.Envelope_Cancel{Cancel: &envelope.Cancel{RequestId: s.id}}})
 }
 
-// Close releases the receiver. If the response was not complete, the actor
-// is told to cancel the request.
+// Close releases the stream. If the response was not complete, the actor is
+// told to cancel the request.
 func (s *Stream) Close() {
 	if !s.done {
 		s.done = true
 		s.cancel()
 	}
-	s.node.System.Root.Stop(s.receiver)
+	s.router.unregister(s)
 }

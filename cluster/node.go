@@ -79,6 +79,7 @@ type Node struct {
 	Cluster *cluster.Cluster
 	logger  *slog.Logger
 	seeds   *seedsProvider // nil unless ProviderAutomanaged
+	replies *replyRouter   // sender of every request this node forwards
 
 	mu   sync.Mutex
 	pids map[string]*actor.PID // kind/identity → activation, dropped when it terminates
@@ -146,6 +147,13 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.logger = cfg.Logger.With("node", system.Address())
+	// An activation that terminated is not asked again: the next request
+	// goes to the cluster for a new one instead of failing once first.
+	n.replies, err = newReplyRouter(system, n.logger, func(w *watch) { n.forget(w.kind, w.identity, w.pid) })
+	if err != nil {
+		n.Cluster.Shutdown(false)
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -192,6 +200,7 @@ func (n *Node) Stop(graceful bool) {
 	if n.seeds != nil {
 		n.seeds.stop()
 	}
+	n.replies.close()
 	n.Cluster.Shutdown(graceful)
 }
 
