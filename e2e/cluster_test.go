@@ -142,6 +142,14 @@ func TestSessionsCrossNodes(t *testing.T) {
 			t.Errorf("after DELETE, %s answered %d for session %s, want 404", n.name, code, id)
 		}
 	}
+	// A raw DELETE answers 204, once, across nodes.
+	raw := connectRaw(t, edge.URL(), rawInitialize(t, ctx, edge.URL()))
+	if code := raw.send(ctx, http.MethodDelete, ""); code != http.StatusNoContent {
+		t.Errorf("DELETE through the edge: %d, want 204", code)
+	}
+	if code := connectRaw(t, m2.URL(), raw.id).send(ctx, http.MethodDelete, ""); code != http.StatusNotFound {
+		t.Errorf("second DELETE through both2: %d, want 404", code)
+	}
 	for _, c := range clients {
 		c.Close()
 	}
@@ -195,7 +203,11 @@ type rawSession struct {
 func connectRaw(t *testing.T, url, id string) *rawSession { return &rawSession{t, url, id} }
 
 func (s *rawSession) post(ctx context.Context, body string) int {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.url, strings.NewReader(body))
+	return s.send(ctx, http.MethodPost, body)
+}
+
+func (s *rawSession) send(ctx context.Context, method, body string) int {
+	req, _ := http.NewRequestWithContext(ctx, method, s.url, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")

@@ -174,7 +174,8 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, rpcID(body), jsonrpcInvalidRequest, msg)
 		return
 	}
-	logger := e.logger.With(rt.kind, rt.identity)
+	// Built only when a line is logged: most requests log nothing.
+	logger := func() *slog.Logger { return e.logger.With(rt.kind, rt.identity) }
 
 	req := &envelope.Request{
 		Id:        e.prefix + strconv.FormatUint(e.seq.Add(1), 36),
@@ -195,26 +196,28 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case r.Context().Err() != nil:
 			// The client went away; nobody is left to answer.
 		default:
-			logger.Error("forward request", "err", err)
+			logger().Error("forward request", "err", err)
 			writeError(w, http.StatusBadGateway, rpcID(body), jsonrpcInternalError, "could not reach the session's node")
 		}
 		return
 	}
 	defer stream.Close()
 	status = e.relay(r.Context(), w, stream, logger)
-	logger.Debug("mcp request", "method", r.Method, "status", status, "minted", rt.minted, "duration", time.Since(start))
+	if e.logger.Enabled(r.Context(), slog.LevelDebug) {
+		logger().Debug("mcp request", "method", r.Method, "status", status, "minted", rt.minted, "duration", time.Since(start))
+	}
 }
 
 // relay writes each part of the actor's response to the client as it
 // arrives, flushing after each, and returns the status sent.
-func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stream, logger *slog.Logger) int {
+func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stream, logger func() *slog.Logger) int {
 	rc := http.NewResponseController(w)
 	status := 0
 	for {
 		p, err := s.Next(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
-				logger.Warn("response cut short", "err", err)
+				logger().Warn("response cut short", "err", err)
 			}
 			return status
 		}
@@ -230,7 +233,7 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 		}
 		if p.Final {
 			if p.Error != "" {
-				logger.Warn("actor ended response with an error", "err", p.Error)
+				logger().Warn("actor ended response with an error", "err", p.Error)
 			}
 			return status
 		}
