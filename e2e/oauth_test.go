@@ -19,6 +19,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pingmcp/pingmcp/internal/logtest"
 )
 
 // TestOfficialSDKClientOAuth drives pingmcp dev with a real OAuth MCP client
@@ -290,7 +292,7 @@ type sdkClient struct {
 	cmd      *exec.Cmd
 	stdin    io.WriteCloser
 	events   chan sdkEvent
-	stderr   *syncBuffer
+	stderr   *logtest.Buffer
 	tokFile  string
 	clientID string
 
@@ -353,24 +355,6 @@ func (e sdkEvent) text() string {
 	return strings.Join(parts, "\n")
 }
 
-// syncBuffer is a bytes.Buffer written by exec's copying goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startSDKClient starts the client as user and returns once it has
 // initialized and listed the tools (the OAuth flow done on the way).
 func startSDKClient(t *testing.T, ctx context.Context, nodeBin, mcpURL, user string) *sdkClient {
@@ -379,7 +363,7 @@ func startSDKClient(t *testing.T, ctx context.Context, nodeBin, mcpURL, user str
 		t:       t,
 		user:    user,
 		events:  make(chan sdkEvent, 1024),
-		stderr:  &syncBuffer{},
+		stderr:  &logtest.Buffer{},
 		tokFile: filepath.Join(t.TempDir(), "tokens.json"),
 	}
 	c.cmd = exec.CommandContext(ctx, nodeBin, filepath.Join("oauthclient", "client.mjs"),

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/authtest"
+	"github.com/pingmcp/pingmcp/internal/logtest"
 )
 
 const (
@@ -66,29 +66,11 @@ func (is *testIssuer) token(t *testing.T, sub string) string {
 	return is.sign(t, is.claims(sub))
 }
 
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // testAPI is the API served over real HTTP, with its store and log at hand.
 type testAPI struct {
 	URL   string
 	store Store
-	logs  *syncBuffer
+	logs  *logtest.Buffer
 }
 
 // newTestAPI serves the API; opts.Verifier, opts.Store and opts.Logger are
@@ -102,7 +84,7 @@ func newTestAPI(t *testing.T, is *testIssuer, opts Options) *testAPI {
 	if opts.Store == nil {
 		opts.Store = NewMemoryStore()
 	}
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

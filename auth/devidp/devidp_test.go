@@ -23,6 +23,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/internal/logtest"
 )
 
 const (
@@ -65,26 +66,8 @@ type fixture struct {
 	srv    *Server
 	issuer string
 	clock  *clock
-	logs   *syncBuffer
+	logs   *logtest.Buffer
 	http   *http.Client // follows no redirects
-}
-
-// syncBuffer collects log output written from handler goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 func testOptions() *Options {
@@ -106,7 +89,7 @@ func newFixture(t *testing.T, mod func(*Options)) *fixture {
 		t:      t,
 		issuer: "http://" + ts.Listener.Addr().String(),
 		clock:  &clock{t: time.Now()},
-		logs:   &syncBuffer{},
+		logs:   &logtest.Buffer{},
 		http: &http.Client{
 			Timeout:       10 * time.Second,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -422,7 +405,7 @@ func TestNew(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var logs syncBuffer
+			var logs logtest.Buffer
 			opts := testOptions()
 			opts.Issuer = "http://127.0.0.1:9031"
 			opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))

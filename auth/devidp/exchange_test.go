@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/internal/logtest"
 )
 
 const accessTokenType = "urn:ietf:params:oauth:token-type:access_token"
@@ -411,7 +412,7 @@ func TestTokenEndpointIsPostOnly(t *testing.T) {
 // values that must never be logged.
 func TestNoSecretsLogged(t *testing.T) {
 	// op logs to the default logger: watch it too.
-	var opLogs syncBuffer
+	var opLogs logtest.Buffer
 	defer slog.SetDefault(slog.Default())
 	slog.SetDefault(slog.New(slog.NewTextHandler(&opLogs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 
