@@ -1,114 +1,21 @@
 package todoapi
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"net/http"
-	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/pingmcp/pingmcp/internal/redistest"
 )
 
-// startRedis runs a private redis-server (no persistence) for the test and
-// stops it when the test ends. A missing redis-server fails the test: the
-// Redis store must not go untested silently.
-func startRedis(t *testing.T) *redis.Client {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server is not installed; the Redis store tests run a real one. Install it (Debian: apt-get install -y redis-server). %v", err)
-	}
-	// redis-server cannot take port 0: take a free port and hand it over.
-	// Another process may grab it in between, hence the retries.
-	var lastLog string
-	for range 3 {
-		addr, log, ok := tryStartRedis(t, bin)
-		if ok {
-			client := redis.NewClient(&redis.Options{Addr: addr})
-			t.Cleanup(func() { client.Close() })
-			if err := client.Ping(context.Background()).Err(); err != nil {
-				t.Fatalf("redis-server at %s is up but does not answer PING: %v", addr, err)
-			}
-			return client
-		}
-		lastLog = log
-	}
-	t.Fatalf("redis-server did not start; its output:\n%s", lastLog)
-	return nil
-}
-
-func tryStartRedis(t *testing.T, bin string) (addr, log string, ok bool) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-
-	out := &readyWriter{ready: make(chan struct{})}
-	cmd := exec.Command(bin,
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", t.TempDir(),
-		"--daemonize", "no", "--logfile", "")
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start redis-server: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	select {
-	case <-out.ready:
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			<-exited
-		})
-		return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "", true
-	case <-exited:
-		return "", out.String(), false
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		<-exited
-		t.Fatalf("redis-server did not get ready in 20 s; its output:\n%s", out.String())
-	}
-	return "", "", false
-}
-
-// readyWriter collects redis-server's log and closes ready once the server
-// says it accepts connections.
-type readyWriter struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	ready chan struct{}
-	once  sync.Once
-}
-
-func (w *readyWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	if strings.Contains(w.buf.String(), "Ready to accept connections") {
-		w.once.Do(func() { close(w.ready) })
-	}
-	return len(p), nil
-}
-
-func (w *readyWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
-}
-
 func TestRedisStore(t *testing.T) {
-	client := startRedis(t)
+	client := redistest.Start(t)
 	n := 0
 	testStore(t, func(t *testing.T) Store {
 		n++
@@ -117,13 +24,13 @@ func TestRedisStore(t *testing.T) {
 }
 
 func TestConcurrentCreatesRedis(t *testing.T) {
-	testConcurrentCreates(t, NewRedisStore(startRedis(t), ""))
+	testConcurrentCreates(t, NewRedisStore(redistest.Start(t), ""))
 }
 
 // TestRedisKeys: one hash per user, named by a hash of the user key, under
 // the prefix.
 func TestRedisKeys(t *testing.T) {
-	client := startRedis(t)
+	client := redistest.Start(t)
 	ctx := context.Background()
 	s := NewRedisStore(client, "")
 	users := []string{"alice", "bob*", "carol:todo"}
