@@ -1,0 +1,194 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrFenced means a newer activation of the session exists: the caller's
+// activation lost ownership and must stop serving (it may not write).
+var ErrFenced = errors.New("session is owned by a newer activation")
+
+// Snapshots keep the last snapshot of each session, fenced by activation
+// epochs: every activation of a session takes an epoch greater than all
+// earlier ones, and only the newest may write. Snapshot bytes are opaque here
+// (the actor seals the tokens in them).
+type Snapshots interface {
+	// Activate starts a new activation of session: it returns its epoch and
+	// the last snapshot saved (nil if there is none). From then on, writes of
+	// earlier activations fail with ErrFenced.
+	Activate(ctx context.Context, session string) (epoch int64, snapshot []byte, err error)
+	// Save replaces the snapshot if epoch is still the newest activation,
+	// and makes it expire after ttl without a further save.
+	Save(ctx context.Context, session string, epoch int64, snapshot []byte, ttl time.Duration) error
+	// Delete removes the snapshot of an ended session, under the same
+	// fencing. The epoch counter outlives it, so that no earlier activation
+	// can write after a later one ended the session.
+	Delete(ctx context.Context, session string, epoch int64) error
+}
+
+// fenceTTL is how long an epoch counter outlives its session's last write:
+// longer than any activation can go unfenced.
+const fenceTTL = 24 * time.Hour
+
+// RedisSnapshots keeps snapshots in Redis: per session an epoch counter and
+// a snapshot, under one hash tag (one Redis Cluster slot), changed only by
+// the scripts below so that each check and write is atomic. The snapshot
+// expires with the session's idle timeout; the counter lives on, so that a
+// stale activation cannot write even after the snapshot is gone.
+type RedisSnapshots struct {
+	client *redis.Client
+	prefix string
+}
+
+// NewRedisSnapshots keeps snapshots under keys prefix+"session:{id}:…".
+func NewRedisSnapshots(client *redis.Client, prefix string) *RedisSnapshots {
+	if prefix == "" {
+		prefix = "pingmcp:"
+	}
+	return &RedisSnapshots{client: client, prefix: prefix}
+}
+
+func (r *RedisSnapshots) keys(session string) []string {
+	base := r.prefix + "session:{" + session + "}:"
+	return []string{base + "epoch", base + "snap"}
+}
+
+var (
+	// KEYS epoch, snap; ARGV[1] fence TTL ms. Returns {epoch, snapshot|false}.
+	activateScript = redis.NewScript(`
+local epoch = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return {epoch, redis.call('GET', KEYS[2])}`)
+	// KEYS epoch, snap; ARGV[1] epoch, ARGV[2] snapshot, ARGV[3] ttl ms,
+	// ARGV[4] fence TTL ms.
+	saveScript = redis.NewScript(`
+if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1`)
+	// KEYS epoch, snap; ARGV[1] epoch.
+	deleteScript = redis.NewScript(`
+if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[2])
+return 1`)
+)
+
+func (r *RedisSnapshots) Activate(ctx context.Context, session string) (int64, []byte, error) {
+	res, err := activateScript.Run(ctx, r.client, r.keys(session), fenceTTL.Milliseconds()).Slice()
+	if err != nil {
+		return 0, nil, fmt.Errorf("activate session %s: %w", session, err)
+	}
+	epoch, _ := res[0].(int64)
+	var snap []byte
+	if s, ok := res[1].(string); ok {
+		snap = []byte(s)
+	}
+	return epoch, snap, nil
+}
+
+func (r *RedisSnapshots) Save(ctx context.Context, session string, epoch int64, snapshot []byte, ttl time.Duration) error {
+	fence := max(ttl, fenceTTL)
+	ok, err := saveScript.Run(ctx, r.client, r.keys(session), epoch, snapshot, ttl.Milliseconds(), fence.Milliseconds()).Int()
+	if err != nil {
+		return fmt.Errorf("save session %s: %w", session, err)
+	}
+	if ok == 0 {
+		return ErrFenced
+	}
+	return nil
+}
+
+func (r *RedisSnapshots) Delete(ctx context.Context, session string, epoch int64) error {
+	ok, err := deleteScript.Run(ctx, r.client, r.keys(session), epoch).Int()
+	if err != nil {
+		return fmt.Errorf("delete session %s: %w", session, err)
+	}
+	if ok == 0 {
+		return ErrFenced
+	}
+	return nil
+}
+
+// MemorySnapshots keeps snapshots in this process: the embedded default of
+// a single node, where fencing guards against this node's own stale
+// activations.
+type MemorySnapshots struct {
+	Now func() time.Time // default time.Now
+
+	mu       sync.Mutex
+	sessions map[string]*memorySnapshot
+}
+
+type memorySnapshot struct {
+	epoch       int64
+	fenceExpiry time.Time
+	snap        []byte
+	snapExpiry  time.Time
+}
+
+func (m *MemorySnapshots) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+// get returns session's entry, forgetting what expired. Requires m.mu.
+func (m *MemorySnapshots) get(session string) *memorySnapshot {
+	if m.sessions == nil {
+		m.sessions = map[string]*memorySnapshot{}
+	}
+	e := m.sessions[session]
+	now := m.now()
+	if e != nil && !now.Before(e.fenceExpiry) {
+		delete(m.sessions, session)
+		return nil
+	}
+	if e != nil && e.snap != nil && !now.Before(e.snapExpiry) {
+		e.snap = nil
+	}
+	return e
+}
+
+func (m *MemorySnapshots) Activate(_ context.Context, session string) (int64, []byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.get(session)
+	if e == nil {
+		e = &memorySnapshot{}
+		m.sessions[session] = e
+	}
+	e.epoch++
+	e.fenceExpiry = m.now().Add(fenceTTL)
+	return e.epoch, e.snap, nil
+}
+
+func (m *MemorySnapshots) Save(_ context.Context, session string, epoch int64, snapshot []byte, ttl time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.get(session)
+	if e == nil || e.epoch != epoch {
+		return ErrFenced
+	}
+	now := m.now()
+	e.snap, e.snapExpiry = append([]byte(nil), snapshot...), now.Add(ttl)
+	e.fenceExpiry = now.Add(max(ttl, fenceTTL))
+	return nil
+}
+
+func (m *MemorySnapshots) Delete(_ context.Context, session string, epoch int64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.get(session)
+	if e == nil || e.epoch != epoch {
+		return ErrFenced
+	}
+	e.snap = nil
+	return nil
+}

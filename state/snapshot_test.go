@@ -1,0 +1,153 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pingmcp/pingmcp/internal/redistest"
+)
+
+// testSnapshots is the contract every Snapshots keeps.
+func testSnapshots(t *testing.T, newStore func(t *testing.T) Snapshots) {
+	ctx := context.Background()
+	t.Run("first activation", func(t *testing.T) {
+		s := newStore(t)
+		epoch, snap, err := s.Activate(ctx, "s1")
+		if err != nil || epoch != 1 || snap != nil {
+			t.Fatalf("Activate = %d, %q, %v; want 1, nil, nil", epoch, snap, err)
+		}
+	})
+	t.Run("save then rehydrate", func(t *testing.T) {
+		s := newStore(t)
+		e1, _, _ := s.Activate(ctx, "s1")
+		if err := s.Save(ctx, "s1", e1, []byte("v1"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		e2, snap, err := s.Activate(ctx, "s1")
+		if err != nil || e2 <= e1 || string(snap) != "v1" {
+			t.Fatalf("second activation = %d, %q, %v", e2, snap, err)
+		}
+	})
+	t.Run("stale activation is fenced", func(t *testing.T) {
+		s := newStore(t)
+		old, _, _ := s.Activate(ctx, "s1")
+		cur, _, _ := s.Activate(ctx, "s1")
+		if err := s.Save(ctx, "s1", old, []byte("stale"), time.Minute); !errors.Is(err, ErrFenced) {
+			t.Fatalf("stale save: %v", err)
+		}
+		if err := s.Delete(ctx, "s1", old); !errors.Is(err, ErrFenced) {
+			t.Fatalf("stale delete: %v", err)
+		}
+		if err := s.Save(ctx, "s1", cur, []byte("fresh"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if _, snap, _ := s.Activate(ctx, "s1"); string(snap) != "fresh" {
+			t.Fatalf("snapshot = %q after a stale write attempt", snap)
+		}
+	})
+	t.Run("delete keeps the fence", func(t *testing.T) {
+		s := newStore(t)
+		old, _, _ := s.Activate(ctx, "s1")
+		cur, _, _ := s.Activate(ctx, "s1")
+		s.Save(ctx, "s1", cur, []byte("v"), time.Minute)
+		if err := s.Delete(ctx, "s1", cur); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Save(ctx, "s1", old, []byte("zombie"), time.Minute); !errors.Is(err, ErrFenced) {
+			t.Fatalf("a stale activation wrote after the session ended: %v", err)
+		}
+		next, snap, _ := s.Activate(ctx, "s1")
+		if snap != nil || next <= cur {
+			t.Fatalf("after delete: epoch %d snap %q", next, snap)
+		}
+	})
+	t.Run("sessions are apart", func(t *testing.T) {
+		s := newStore(t)
+		a, _, _ := s.Activate(ctx, "a")
+		s.Save(ctx, "a", a, []byte("A"), time.Minute)
+		if e, snap, _ := s.Activate(ctx, "b"); e != 1 || snap != nil {
+			t.Fatalf("b sees %d %q", e, snap)
+		}
+	})
+	t.Run("concurrent activations: one writer", func(t *testing.T) {
+		s := newStore(t)
+		var wg sync.WaitGroup
+		epochs := make(chan int64, 20)
+		for range 20 {
+			wg.Go(func() {
+				e, _, err := s.Activate(ctx, "s1")
+				if err != nil {
+					t.Error(err)
+				}
+				epochs <- e
+			})
+		}
+		wg.Wait()
+		close(epochs)
+		var all []int64
+		for e := range epochs {
+			all = append(all, e)
+		}
+		slices.Sort(all)
+		if len(slices.Compact(slices.Clone(all))) != 20 {
+			t.Fatalf("epochs not distinct: %v", all)
+		}
+		writers := 0
+		for _, e := range all {
+			if s.Save(ctx, "s1", e, []byte(strconv.FormatInt(e, 10)), time.Minute) == nil {
+				writers++
+			}
+		}
+		if writers != 1 {
+			t.Fatalf("%d activations could write, want 1", writers)
+		}
+	})
+}
+
+func TestMemorySnapshots(t *testing.T) {
+	testSnapshots(t, func(*testing.T) Snapshots { return &MemorySnapshots{} })
+}
+
+func TestRedisSnapshots(t *testing.T) {
+	client := redistest.Start(t)
+	n := 0
+	testSnapshots(t, func(*testing.T) Snapshots {
+		n++
+		return NewRedisSnapshots(client, "t"+strconv.Itoa(n)+":")
+	})
+	// The snapshot expires with the idle timeout, the fence does not.
+	ctx := context.Background()
+	s := NewRedisSnapshots(client, "ttl:")
+	e, _, _ := s.Activate(ctx, "s1")
+	if err := s.Save(ctx, "s1", e, []byte("v"), 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	keys := s.keys("s1")
+	snapTTL, _ := client.PTTL(ctx, keys[1]).Result()
+	fenceTTLLeft, _ := client.PTTL(ctx, keys[0]).Result()
+	if snapTTL <= 0 || snapTTL > 30*time.Second || fenceTTLLeft < time.Hour {
+		t.Errorf("snapshot expires in %v (want ≤ 30 s), fence in %v (want ≥ 1 h)", snapTTL, fenceTTLLeft)
+	}
+}
+
+// In memory, expiry follows the clock.
+func TestMemorySnapshotsExpire(t *testing.T) {
+	now := time.Unix(1000, 0)
+	m := &MemorySnapshots{Now: func() time.Time { return now }}
+	ctx := context.Background()
+	e, _, _ := m.Activate(ctx, "s1")
+	m.Save(ctx, "s1", e, []byte("v"), time.Minute)
+	now = now.Add(2 * time.Minute)
+	e2, snap, _ := m.Activate(ctx, "s1")
+	if snap != nil || e2 != e+1 {
+		t.Fatalf("after the idle timeout: epoch %d snap %q; want %d, nil", e2, snap, e+1)
+	}
+	if err := m.Save(ctx, "s1", e, []byte("stale"), time.Minute); !errors.Is(err, ErrFenced) {
+		t.Fatalf("stale write after expiry: %v", err)
+	}
+}
