@@ -42,6 +42,10 @@ type Stream struct {
 	events chan *envelope.ResponsePart
 	gone   chan struct{}
 	ended  bool // gone is closed; guarded by router.mu
+	// unreached is set, before gone is closed, when the target was already
+	// gone before the request was sent (Terminated reason NotFound): the
+	// request cannot have been served.
+	unreached bool
 
 	next    uint64                            // seq of the next part to hand out
 	acked   uint64                            // seq up to which the actor was told parts were written
@@ -52,10 +56,12 @@ type Stream struct {
 }
 
 // Forward sends req to the actor kind/identity, activating it if needed, and
-// returns once the actor has begun to answer. If the actor it reached
-// terminates before answering (it was passivated or moved while the request
-// was on its way), Forward asks the cluster once more: the request was never
-// served, so sending it again is safe.
+// returns once the actor has begun to answer. If the PID it had was already
+// gone (the actor passivated or moved since), the request cannot have been
+// served, so Forward asks the cluster for a fresh activation and sends it
+// once more. An actor that terminates after the request reached it may have
+// served it: that is never retried (at most once), and the caller answers it
+// as a lost session or a retryable error.
 func (n *Node) Forward(ctx context.Context, kind, identity string, req *envelope.Request) (*Stream, error) {
 	if req.Window == 0 {
 		req.Window = DefaultWindow
@@ -75,7 +81,7 @@ func (n *Node) Forward(ctx context.Context, kind, identity string, req *envelope
 			return s, nil
 		}
 		s.Close()
-		if errors.Is(err, ErrActorGone) && attempt == 0 {
+		if errors.Is(err, ErrActorGone) && s.unreached && attempt == 0 {
 			n.forget(kind, identity, pid)
 			continue
 		}
@@ -116,8 +122,9 @@ func (s *Stream) deliver(p *envelope.ResponsePart) {
 
 // end tells the reader that the target terminated. The caller holds
 // router.mu.
-func (s *Stream) end() {
+func (s *Stream) end(reason actor.TerminatedReason) {
 	if !s.ended {
+		s.unreached = reason == actor.TerminatedReason_NotFound
 		s.ended = true
 		close(s.gone)
 	}

@@ -182,7 +182,8 @@ func answerThenStop(ctx actor.Context) {
 
 // An actor that answers and stops at once: its Terminated comes after its
 // parts, and the request is answered, not failed (and so never retried).
-// A request to its PID afterwards fails with ErrActorGone.
+// A request to its PID afterwards fails with ErrActorGone, marked unreached:
+// the one case Forward retries.
 func TestRouterPartsBeforeTerminated(t *testing.T) {
 	system, r, terminated := newTestRouter(t)
 	for i := range 50 {
@@ -201,9 +202,15 @@ func TestRouterPartsBeforeTerminated(t *testing.T) {
 			t.Fatalf("terminated reported %v %s/%s", w.pid, w.kind, w.identity)
 		}
 
+		if s.unreached {
+			t.Fatal("an answered request counts as unreached: it could be retried")
+		}
 		stale := open(t, system, r, target, "again")
 		if _, err := readAll(t, stale); !errors.Is(err, ErrActorGone) {
 			t.Fatalf("request to a stopped actor: %v", err)
+		}
+		if !stale.unreached {
+			t.Fatal("a request to a PID already gone does not count as unreached: Forward would not retry it")
 		}
 		stale.Close()
 		<-terminated

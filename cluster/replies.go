@@ -163,7 +163,7 @@ func (r *replyRouter) SendSystemMessage(_ *actor.PID, message any) {
 	if w != nil {
 		delete(r.targets, key)
 		for s := range w.streams {
-			s.end()
+			s.end(t.Why)
 		}
 	}
 	r.mu.Unlock()
