@@ -1,0 +1,154 @@
+package state
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/redis/go-redis/v9"
+)
+
+// RedisEvents is the go-sdk's mcp.EventStore on Redis Streams, so that a
+// client's GET with Last-Event-ID replays what it missed on whatever node
+// serves it. Each (session, stream) is a Redis stream whose entry ids are
+// "0-<n>" for the SDK's event index n-1, bounded to MaxLen entries and
+// expiring TTL after its last append. A session's keys share one hash tag.
+type RedisEvents struct {
+	client *redis.Client
+	prefix string
+	opts   EventOptions
+}
+
+// EventOptions bound what a stream keeps; zero fields take the defaults.
+type EventOptions struct {
+	// MaxLen is how many events a stream keeps (default 1000); older ones
+	// are dropped, and replaying from before them fails with
+	// mcp.ErrEventsPurged.
+	MaxLen int64
+	// TTL is how long a stream outlives its last event (default 1 h).
+	TTL time.Duration
+}
+
+var _ mcp.EventStore = (*RedisEvents)(nil)
+
+// NewRedisEvents keeps event streams under keys prefix+"events:{session}:…".
+func NewRedisEvents(client *redis.Client, prefix string, opts EventOptions) *RedisEvents {
+	if prefix == "" {
+		prefix = "pingmcp:"
+	}
+	if opts.MaxLen <= 0 {
+		opts.MaxLen = 1000
+	}
+	if opts.TTL <= 0 {
+		opts.TTL = time.Hour
+	}
+	return &RedisEvents{client: client, prefix: prefix, opts: opts}
+}
+
+// keys are the session's set of streams, and the stream's entries and count.
+func (r *RedisEvents) keys(session, stream string) []string {
+	base := r.prefix + "events:{" + session + "}:"
+	return []string{base + "streams", base + "s:" + stream, base + "n:" + stream}
+}
+
+var (
+	// KEYS streams, entries, count; ARGV[1] stream id, ARGV[2] ttl ms.
+	openScript = redis.NewScript(`
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[3], 0, 'NX')
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[3], ARGV[2])
+return 1`)
+	// KEYS streams, entries, count; ARGV[1] stream id, ARGV[2] ttl ms,
+	// ARGV[3] max length, ARGV[4] data.
+	appendScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
+local n = redis.call('INCR', KEYS[3])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-' .. n, 'd', ARGV[4])
+for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, ARGV[2]) end
+return n`)
+	// KEYS streams, entries, count; ARGV[1] index. Returns {count, first
+	// retained n or 0, data...}, or -1 for an unknown stream.
+	afterScript = redis.NewScript(`
+local count = redis.call('GET', KEYS[3])
+if not count then return -1 end
+local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+local firstN = 0
+if #first > 0 then firstN = tonumber(string.match(first[1][1], '-(%d+)$')) end
+local out = {tonumber(count), firstN}
+local entries = redis.call('XRANGE', KEYS[2], '(0-' .. (tonumber(ARGV[1]) + 1), '+')
+for _, e in ipairs(entries) do table.insert(out, e[2][2]) end
+return out`)
+)
+
+// Open implements mcp.EventStore.
+func (r *RedisEvents) Open(ctx context.Context, session, stream string) error {
+	if err := openScript.Run(ctx, r.client, r.keys(session, stream), stream, r.opts.TTL.Milliseconds()).Err(); err != nil {
+		return fmt.Errorf("open event stream: %w", err)
+	}
+	return nil
+}
+
+// Append implements mcp.EventStore.
+func (r *RedisEvents) Append(ctx context.Context, session, stream string, data []byte) error {
+	n, err := appendScript.Run(ctx, r.client, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), r.opts.MaxLen, data).Int64()
+	if err != nil {
+		return fmt.Errorf("append event: %w", err)
+	}
+	if n < 0 {
+		return fmt.Errorf("append event: stream %q of session %q was never opened (or expired)", stream, session)
+	}
+	return nil
+}
+
+// After implements mcp.EventStore: the events after index, or
+// mcp.ErrEventsPurged at once if any of them was dropped.
+func (r *RedisEvents) After(ctx context.Context, session, stream string, index int) iter.Seq2[[]byte, error] {
+	return func(yield func([]byte, error) bool) {
+		res, err := afterScript.Run(ctx, r.client, r.keys(session, stream), index).Result()
+		if err != nil {
+			yield(nil, fmt.Errorf("replay events: %w", err))
+			return
+		}
+		out, ok := res.([]any)
+		if !ok {
+			yield(nil, fmt.Errorf("replay events: unknown stream %q of session %q", stream, session))
+			return
+		}
+		count, _ := out[0].(int64)
+		first, _ := out[1].(int64)
+		// Events index+1 … count-1 must all be there: the first one kept
+		// (numbered from 1) may be no later than index+2.
+		if int64(index)+1 < count && (first == 0 || first > int64(index)+2) {
+			yield(nil, fmt.Errorf("replay events after %d of stream %q: %w", index, stream, mcp.ErrEventsPurged))
+			return
+		}
+		for _, d := range out[2:] {
+			s, _ := d.(string)
+			if !yield([]byte(s), nil) {
+				return
+			}
+		}
+	}
+}
+
+// SessionClosed implements mcp.EventStore: the session's streams go.
+func (r *RedisEvents) SessionClosed(ctx context.Context, session string) error {
+	keys := r.keys(session, "")
+	streams, err := r.client.SMembers(ctx, keys[0]).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("close session events: %w", err)
+	}
+	del := []string{keys[0]}
+	for _, s := range streams {
+		k := r.keys(session, s)
+		del = append(del, k[1], k[2])
+	}
+	if err := r.client.Del(ctx, del...).Err(); err != nil {
+		return fmt.Errorf("close session events: %w", err)
+	}
+	return nil
+}
