@@ -96,6 +96,7 @@ type SessionActor struct {
 	credential *envelope.Principal
 	creds      *credentials
 	scopes     map[string][]string // tool → scopes it needs
+	edges      map[string]bool     // reply routers watched, by address/id
 }
 
 // principalID is who a session belongs to: (issuer, subject, client).
@@ -110,8 +111,9 @@ func idOf(p *envelope.Principal) *principalID {
 
 // flight is one request being served.
 type flight struct {
-	cancel context.CancelFunc
-	window *window
+	cancel  context.CancelFunc
+	window  *window
+	replyTo *actor.PID // the edge's reply router
 }
 
 // requestDone is sent by a request's goroutine to its actor when it ends.
@@ -142,6 +144,15 @@ func (a *SessionActor) Receive(ctx actor.Context) {
 		if len(a.flights) == 0 {
 			a.logger.Info("passivating idle actor", "idle", a.cfg.IdleTimeout)
 			a.stop(ctx)
+		}
+	case *actor.Terminated:
+		// An edge's node went away: nobody is left to read its requests'
+		// answers, and a stream a window ahead would wait forever.
+		delete(a.edges, keyOf(m.Who))
+		for _, f := range a.flights {
+			if f.replyTo.Equal(m.Who) {
+				f.cancel()
+			}
 		}
 	case *actor.Stopping:
 		a.stopping = true
@@ -230,8 +241,9 @@ func (a *SessionActor) serve(ctx actor.Context, req *envelope.Request) {
 		return
 	}
 	rctx, cancel := context.WithCancel(context.Background())
-	f := &flight{cancel: cancel, window: newWindow(uint64(req.Window))}
+	f := &flight{cancel: cancel, window: newWindow(uint64(req.Window)), replyTo: replyTo}
 	a.flights[req.Id] = f
+	a.watchEdge(ctx, replyTo)
 	ctx.CancelReceiveTimeout()
 	self := ctx.Self()
 	start := time.Now()
@@ -278,6 +290,20 @@ func (a *SessionActor) serveHTTP(ctx context.Context, w *relayWriter, req *envel
 	w.finish()
 }
 
+// watchEdge watches the reply router of an edge once, so that the requests
+// it forwarded are cancelled if its node goes away.
+func (a *SessionActor) watchEdge(ctx actor.Context, edge *actor.PID) {
+	if a.edges == nil {
+		a.edges = map[string]bool{}
+	}
+	if k := keyOf(edge); !a.edges[k] {
+		a.edges[k] = true
+		ctx.Watch(edge)
+	}
+}
+
+func keyOf(pid *actor.PID) string { return pid.Address + "/" + pid.Id }
+
 // admit binds a new session to the principal of its first request, and
 // admits later requests only from that principal, whose newer token then
 // replaces the one held.
@@ -285,6 +311,9 @@ func (a *SessionActor) admit(p *envelope.Principal) bool {
 	id := idOf(p)
 	if a.owner == nil && a.credential == nil && (a.stateless || !a.hasSession()) {
 		a.owner, a.credential = id, p
+		if a.creds != nil {
+			a.creds.set(p)
+		}
 		return true
 	}
 	if (a.owner == nil) != (id == nil) || (id != nil && *id != *a.owner) {
@@ -306,26 +335,33 @@ func (a *SessionActor) checkScopes(req *envelope.Request) *envelope.ResponsePart
 	if req.Principal == nil || len(a.scopes) == 0 || req.Method != http.MethodPost {
 		return nil
 	}
-	var call struct {
-		ID     json.RawMessage `json:"id"`
-		Method string          `json:"method"`
-		Params struct {
-			Name string `json:"name"`
-		} `json:"params"`
+	calls, err := toolCalls(req.Body)
+	if err != nil {
+		// A body the scope check cannot read the way the SDK will (keys
+		// in another case, a key twice) is not let through unchecked.
+		return badRequest(req.Id, err.Error())
 	}
-	if json.Unmarshal(req.Body, &call) != nil || call.Method != "tools/call" {
-		return nil
+	var needed, missing []string
+	var tool string
+	var id json.RawMessage
+	for _, c := range calls {
+		for _, s := range a.scopes[c.name] {
+			if !slices.Contains(req.Principal.Scopes, s) && !slices.Contains(missing, s) {
+				missing = append(missing, s)
+				tool, id = c.name, c.id
+			}
+		}
+		needed = append(needed, a.scopes[c.name]...)
 	}
-	needed := a.scopes[call.Params.Name]
-	missing := slices.DeleteFunc(slices.Clone(needed), func(s string) bool { return slices.Contains(req.Principal.Scopes, s) })
 	if len(missing) == 0 {
 		return nil
 	}
-	aerr := &auth.Error{Code: auth.CodeInsufficientScope, Description: fmt.Sprintf("%s needs scope %s", call.Params.Name, strings.Join(missing, " ")), Scopes: needed}
-	if len(call.ID) == 0 {
-		call.ID = json.RawMessage("null")
+	needed = slices.Compact(slices.Sorted(slices.Values(needed)))
+	aerr := &auth.Error{Code: auth.CodeInsufficientScope, Description: fmt.Sprintf("%s needs scope %s", tool, strings.Join(missing, " ")), Scopes: needed}
+	if len(id) == 0 {
+		id = json.RawMessage("null")
 	}
-	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": call.ID, "error": map[string]any{"code": jsonrpc.CodeInvalidRequest, "message": aerr.Error()}})
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "error": map[string]any{"code": jsonrpc.CodeInvalidRequest, "message": aerr.Error()}})
 	return &envelope.ResponsePart{
 		RequestId: req.Id,
 		Status:    http.StatusForbidden,
@@ -335,6 +371,18 @@ func (a *SessionActor) checkScopes(req *envelope.Request) *envelope.ResponsePart
 		},
 		Body:  append(body, '\n'),
 		Final: true,
+	}
+}
+
+// badRequest refuses a request before the MCP handler sees it.
+func badRequest(requestID, msg string) *envelope.ResponsePart {
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": nil, "error": map[string]any{"code": jsonrpc.CodeInvalidRequest, "message": msg}})
+	return &envelope.ResponsePart{
+		RequestId: requestID,
+		Status:    http.StatusBadRequest,
+		Headers:   []*envelope.Header{{Name: "Content-Type", Values: []string{"application/json"}}},
+		Body:      append(body, '\n'),
+		Final:     true,
 	}
 }
 

@@ -15,6 +15,8 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/k8s"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // Kinds of actors pingmcp places on the cluster.
@@ -85,6 +87,9 @@ type Node struct {
 	pids map[string]*actor.PID // kind/identity → activation, dropped when it terminates
 }
 
+// maxWireMessage bounds one gRPC message between nodes (a batch of envelopes).
+const maxWireMessage = 256 << 20
+
 // Start starts the actor system and remoting and joins the cluster. It
 // returns once the node is a member; other nodes may join later.
 func Start(cfg Config) (*Node, error) {
@@ -114,7 +119,15 @@ func Start(cfg Config) (*Node, error) {
 	internal := slog.New(levelFloor{cfg.Logger.Handler(), slog.LevelWarn}).With("component", "protoactor")
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return internal }))
 
-	var remoteOpts []remote.ConfigOption
+	// A forwarded request carries a body of up to 4 MiB, and protoactor
+	// batches messages into one gRPC message: gRPC's default 4 MiB limit
+	// would drop the whole link to a node. The limits here bound one batch.
+	remoteOpts := []remote.ConfigOption{
+		remote.WithServerOptions(grpc.MaxRecvMsgSize(maxWireMessage)),
+		remote.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxWireMessage), grpc.MaxCallSendMsgSize(maxWireMessage))),
+		remote.WithEndpointWriterBatchSize(32),
+	}
 	if cfg.AdvertisedAddr != "" {
 		remoteOpts = append(remoteOpts, remote.WithAdvertisedHost(cfg.AdvertisedAddr))
 	}
@@ -248,7 +261,10 @@ func (n *Node) forget(kind, identity string, pid *actor.PID) {
 	n.mu.Unlock()
 }
 
-// levelFloor drops records below a level, whatever the wrapped handler allows.
+// levelFloor is protoactor's log handler: it drops records below a level,
+// whatever the wrapped handler allows, and never lets a message's content
+// through. protoactor logs whole messages ("message" attributes) when it
+// cannot deliver or serialize one, and ours carry bearer tokens.
 type levelFloor struct {
 	slog.Handler
 	floor slog.Level
@@ -257,8 +273,28 @@ type levelFloor struct {
 func (h levelFloor) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= h.floor && h.Handler.Enabled(ctx, l)
 }
+func (h levelFloor) Handle(ctx context.Context, r slog.Record) error {
+	clean := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		clean.AddAttrs(redactMessage(a))
+		return true
+	})
+	return h.Handler.Handle(ctx, clean)
+}
 func (h levelFloor) WithAttrs(as []slog.Attr) slog.Handler {
+	for i := range as {
+		as[i] = redactMessage(as[i])
+	}
 	return levelFloor{h.Handler.WithAttrs(as), h.floor}
+}
+
+// redactMessage replaces a message's content by its type.
+func redactMessage(a slog.Attr) slog.Attr {
+	switch a.Key {
+	case "message", "msg", "envelope":
+		return slog.String(a.Key, fmt.Sprintf("%T (content not logged)", a.Value.Any()))
+	}
+	return a
 }
 func (h levelFloor) WithGroup(g string) slog.Handler {
 	return levelFloor{h.Handler.WithGroup(g), h.floor}

@@ -314,6 +314,12 @@ func testTodoTools(t *testing.T, authMode string) {
 	if _, isErr := call(t, ctx, rs, "get_my_todo_list", nil); isErr {
 		t.Error("read-only token cannot read")
 	}
+	// A principal's first stateless request may be a tool call: its actor
+	// holds the caller's token from that request on.
+	fresh := login(t, ctx, d.Issuer, d.MCP, "alice", "openid todo_api:read")
+	if code, body := rawStatelessCall(t, ctx, d.MCP, fresh, "get_my_todo_list"); code != http.StatusOK || !strings.Contains(body, "todos") || strings.Contains(body, `"isError":true`) {
+		t.Errorf("first stateless request a tool call: %d %s", code, body)
+	}
 	status, chal := rawToolCall(t, ctx, d.MCP, reader, rs.ID(), "create_new_todo", `{"text":"x"}`)
 	if status != http.StatusForbidden || !strings.Contains(chal, `error="insufficient_scope"`) || !strings.Contains(chal, `scope="todo_api:write"`) {
 		t.Errorf("write with a read-only token: %d %q", status, chal)
@@ -328,6 +334,25 @@ func testTodoTools(t *testing.T, authMode string) {
 	if strings.Contains(who+peek, alice[len(alice)-20:]) {
 		t.Error("a tool result contains the token")
 	}
+}
+
+func rawStatelessCall(t *testing.T, ctx context.Context, u, token, tool string) (int, string) {
+	body := fmt.Sprintf(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":%q,"arguments":{},`+
+		`"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`, tool)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
+	req.Header.Set("Mcp-Method", "tools/call")
+	req.Header.Set("Mcp-Name", tool)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 func rawToolCall(t *testing.T, ctx context.Context, u, token, session, tool, args string) (int, string) {

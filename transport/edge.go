@@ -27,6 +27,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
@@ -145,6 +146,12 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// The envelope is protobuf, whose strings must be UTF-8: refuse here
+	// what could not be forwarded, rather than fail on the wire.
+	if name, ok := headersValid(r.Header); !ok {
+		writeError(w, http.StatusBadRequest, nil, jsonrpcInvalidRequest, fmt.Sprintf("header %q is not valid UTF-8", name))
+		return
+	}
 	var principal *envelope.Principal
 	var tok *auth.Token
 	if e.opts.Verifier != nil {
@@ -411,6 +418,18 @@ func rpcID(body []byte) json.RawMessage {
 // forwardHeaders keeps what the MCP handler needs and drops hop-by-hop
 // headers and credentials: the verified principal travels in the envelope,
 // never the raw token.
+// headersValid reports the first header whose value is not valid UTF-8.
+func headersValid(h http.Header) (string, bool) {
+	for name, values := range h {
+		for _, v := range values {
+			if !utf8.ValidString(v) {
+				return name, false
+			}
+		}
+	}
+	return "", true
+}
+
 func forwardHeaders(h http.Header) []*envelope.Header {
 	out := make([]*envelope.Header, 0, 6)
 	for name, values := range h {

@@ -150,6 +150,7 @@ func TestEdgeRefusals(t *testing.T) {
 		{"unknown session", call{http.MethodPost, with(session, "Mcp-Session-Id", "AAAAAAAAAAAAAAAAAAAAAA"), `{"jsonrpc":"2.0","id":1,"method":"ping"}`}, 404, ""},
 		{"malformed session", call{http.MethodPost, with(session, "Mcp-Session-Id", "../../etc/passwd"), `{"jsonrpc":"2.0","id":1,"method":"ping"}`}, 404, "session not found"},
 		{"garbage body", call{http.MethodPost, nil, `{not json`}, 400, "Mcp-Session-Id"},
+		{"header not UTF-8", call{http.MethodPost, with(session, "X-Note", "caf\xe9"), `{"jsonrpc":"2.0","id":1,"method":"ping"}`}, 400, "UTF-8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
