@@ -283,3 +283,30 @@ func awaitLine(t *testing.T, ctx context.Context, lines <-chan string, substr st
 		}
 	}
 }
+
+// TestEdgeLossCancelsRequests kills an edge node while a client's SSE
+// stream runs through it: the member's actor cancels that request (it
+// watches the edge) instead of keeping it, and the session, open forever.
+func TestEdgeLossCancelsRequests(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	edge := startNode(t, "edge", "--role", "edge", "--cluster-provider", "automanaged")
+	member := startNode(t, "member", "--role", "member", "--cluster-seeds", edge.Cluster)
+	edge.awaitMembers(ctx, 2)
+	member.awaitMembers(ctx, 2)
+
+	cs := connect(t, ctx, edge.URL(), nil) // opens the standalone GET stream
+	awaitStandaloneStream(t, ctx, cs.ID(), member)
+	finished := member.watch(`"msg":"request finished"`)
+	edge.kill()
+	for {
+		select {
+		case l := <-finished:
+			if containsAll(l, `"method":"GET"`, fmt.Sprintf(`"session":"%s"`, cs.ID())) {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatal("the member kept the dead edge's GET stream open")
+		}
+	}
+}
