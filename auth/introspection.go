@@ -199,6 +199,8 @@ func (v *IntrospectionVerifier) check(in *introspection, raw map[string]any) (*T
 		return nil, invalid("no expiry")
 	case !now.Before(time.Unix(in.Expiry, 0)):
 		return nil, invalid("token expired")
+	case in.NotBefore != 0 && now.Before(time.Unix(in.NotBefore, 0)):
+		return nil, invalid("token not valid yet")
 	case !slices.ContainsFunc(v.opts.Audiences, func(a string) bool { return slices.Contains(in.Audience, a) }):
 		return nil, invalid("token is not meant for this resource")
 	}

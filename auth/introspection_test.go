@@ -21,6 +21,7 @@ func TestIntrospectionVerifier(t *testing.T) {
 		"aud":      {"active": true, "sub": "alice", "aud": "http://127.0.0.1:8081", "exp": now.Add(time.Hour).Unix()},
 		"iss":      {"active": true, "sub": "alice", "iss": "https://evil", "aud": "https://mcp.example/mcp", "exp": now.Add(time.Hour).Unix()},
 		"noexp":    {"active": true, "sub": "alice", "aud": "https://mcp.example/mcp"},
+		"nbf":      {"active": true, "sub": "alice", "aud": "https://mcp.example/mcp", "exp": now.Add(time.Hour).Unix(), "nbf": now.Add(time.Minute).Unix()},
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
@@ -53,7 +54,7 @@ func TestIntrospectionVerifier(t *testing.T) {
 	if tok, err := v.Verify(ctx, "array"); err != nil || !tok.HasScopes("a", "b") {
 		t.Fatalf("array: %+v %v", tok, err)
 	}
-	for _, bad := range []string{"inactive", "aud", "iss", "noexp", "unknown"} {
+	for _, bad := range []string{"inactive", "aud", "iss", "noexp", "nbf", "unknown"} {
 		if _, err := v.Verify(ctx, bad); !IsInvalidToken(err) {
 			t.Errorf("%s: %v, want invalid_token", bad, err)
 		}
