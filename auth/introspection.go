@@ -43,6 +43,7 @@ type IntrospectionVerifier struct {
 	mu       sync.Mutex
 	endpoint string
 	cache    map[[32]byte]cached
+	inflight map[[32]byte]chan struct{} // introspections under way, shared by callers
 }
 
 type cached struct {
@@ -66,7 +67,7 @@ func NewIntrospectionVerifier(opts IntrospectionOptions) *IntrospectionVerifier 
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &IntrospectionVerifier{opts: opts, endpoint: opts.Endpoint, cache: map[[32]byte]cached{}}
+	return &IntrospectionVerifier{opts: opts, endpoint: opts.Endpoint, cache: map[[32]byte]cached{}, inflight: map[[32]byte]chan struct{}{}}
 }
 
 // introspection is an RFC 7662 response.
@@ -107,13 +108,51 @@ func (v *IntrospectionVerifier) Verify(ctx context.Context, token string) (*Toke
 		return nil, invalid("empty token")
 	}
 	key := sha256.Sum256([]byte(token))
-	now := v.opts.Now()
-	v.mu.Lock()
-	c, ok := v.cache[key]
-	v.mu.Unlock()
-	if ok && now.Before(c.until) {
-		return c.token, c.err
+	for {
+		now := v.opts.Now()
+		v.mu.Lock()
+		c, ok := v.cache[key]
+		if ok && now.Before(c.until) {
+			v.mu.Unlock()
+			return c.token, c.err
+		}
+		wait, busy := v.inflight[key]
+		if !busy {
+			done := make(chan struct{})
+			v.inflight[key] = done
+			v.mu.Unlock()
+			tok, err := v.introspectOnce(ctx, key, token, now)
+			v.mu.Lock()
+			delete(v.inflight, key)
+			v.mu.Unlock()
+			close(done)
+			return tok, err
+		}
+		v.mu.Unlock()
+		// Another caller is asking about the same token: use its answer.
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if _, ok := v.cachedAnswer(key); !ok {
+			// Its answer was not cacheable (the server's trouble): ask
+			// ourselves rather than fail without trying.
+			return v.introspectOnce(ctx, key, token, v.opts.Now())
+		}
 	}
+}
+
+func (v *IntrospectionVerifier) cachedAnswer(key [32]byte) (cached, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	c, ok := v.cache[key]
+	return c, ok && v.opts.Now().Before(c.until)
+}
+
+// introspectOnce asks the server and caches a definite answer: an active
+// token until it expires (at most MaxCacheTTL), a refusal for 5 s at most.
+func (v *IntrospectionVerifier) introspectOnce(ctx context.Context, key [32]byte, token string, now time.Time) (*Token, error) {
 	tok, err := v.introspect(ctx, token)
 	if err != nil && !IsInvalidToken(err) {
 		return nil, err // the server's trouble: not cached
@@ -127,18 +166,32 @@ func (v *IntrospectionVerifier) Verify(ctx context.Context, token string) (*Toke
 	}
 	v.mu.Lock()
 	if len(v.cache) >= v.opts.MaxCacheEntries {
-		for k, e := range v.cache {
-			if !now.Before(e.until) {
-				delete(v.cache, k)
-			}
-		}
-		if len(v.cache) >= v.opts.MaxCacheEntries {
-			clear(v.cache)
-		}
+		v.evictLocked(now)
 	}
 	v.cache[key] = cached{tok, err, until}
 	v.mu.Unlock()
 	return tok, err
+}
+
+// evictLocked makes room: expired answers first, then refusals (cheap to
+// ask again, and what a flood of made-up tokens leaves), then entries at
+// random, down to nine tenths of the bound.
+func (v *IntrospectionVerifier) evictLocked(now time.Time) {
+	target := v.opts.MaxCacheEntries * 9 / 10
+	for _, drop := range []func(cached) bool{
+		func(c cached) bool { return !now.Before(c.until) },
+		func(c cached) bool { return c.err != nil },
+		func(cached) bool { return true },
+	} {
+		for k, c := range v.cache {
+			if len(v.cache) <= target {
+				return
+			}
+			if drop(c) {
+				delete(v.cache, k)
+			}
+		}
+	}
 }
 
 func (v *IntrospectionVerifier) introspect(ctx context.Context, token string) (*Token, error) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -81,5 +82,52 @@ func TestIntrospectionVerifier(t *testing.T) {
 	v.Verify(ctx, "boom")
 	if calls.Load() != before+1 {
 		t.Error("a failed introspection was cached")
+	}
+}
+
+// Concurrent checks of one token make one introspection; a flood of made-up
+// tokens does not evict the good answers.
+func TestIntrospectionSharedAndBounded(t *testing.T) {
+	var calls atomic.Int32
+	release, asked := make(chan struct{}), make(chan struct{}, 100)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if r.PostFormValue("token") == "good" {
+			asked <- struct{}{}
+			<-release
+			json.NewEncoder(w).Encode(map[string]any{"active": true, "sub": "alice", "aud": "r", "exp": time.Now().Add(time.Hour).Unix()})
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"active": false})
+	}))
+	defer srv.Close()
+	v := NewIntrospectionVerifier(IntrospectionOptions{Issuer: "https://idp", Endpoint: srv.URL, Audiences: []string{"r"}, MaxCacheEntries: 100})
+	ctx := context.Background()
+	errs := make(chan error, 10)
+	for range 10 {
+		go func() {
+			_, err := v.Verify(ctx, "good")
+			errs <- err
+		}()
+	}
+	<-asked // one introspection is under way; the others wait on it or hit the cache
+	close(release)
+	for range 10 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d introspections for 10 concurrent checks of one token", n)
+	}
+	for i := range 500 {
+		v.Verify(ctx, "made-up-"+strconv.Itoa(i))
+	}
+	before := calls.Load()
+	if _, err := v.Verify(ctx, "good"); err != nil || calls.Load() != before {
+		t.Errorf("the good answer was evicted by a flood of refusals (err %v)", err)
+	}
+	if len(v.cache) > 100 {
+		t.Errorf("cache holds %d entries, bound 100", len(v.cache))
 	}
 }
