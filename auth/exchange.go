@@ -127,11 +127,15 @@ func (x *Exchanger) Exchange(ctx context.Context, subjectToken, resource string,
 	return out, nil
 }
 
+// client discovers the token endpoint once. The network calls run unlocked:
+// callers racing on the first use may both discover, which is harmless, and
+// none waits behind another's slow call beyond its own context.
 func (x *Exchanger) client(ctx context.Context) (*tokenexchange.OAuthTokenExchange, error) {
 	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.te != nil {
-		return x.te, nil
+	te := x.te
+	x.mu.Unlock()
+	if te != nil {
+		return te, nil
 	}
 	md, err := DiscoverMetadata(ctx, x.opts.HTTPClient, x.opts.Issuer)
 	if err != nil {
@@ -140,13 +144,16 @@ func (x *Exchanger) client(ctx context.Context) (*tokenexchange.OAuthTokenExchan
 	if md.TokenEndpoint == "" {
 		return nil, fmt.Errorf("issuer %s publishes no token_endpoint", x.opts.Issuer)
 	}
-	te, err := tokenexchange.NewTokenExchangerClientCredentials(ctx, x.opts.Issuer, x.opts.ClientID, x.opts.ClientSecret,
+	made, err := tokenexchange.NewTokenExchangerClientCredentials(ctx, x.opts.Issuer, x.opts.ClientID, x.opts.ClientSecret,
 		tokenexchange.WithHTTPClient(x.opts.HTTPClient), tokenexchange.WithStaticTokenEndpoint(x.opts.Issuer, md.TokenEndpoint))
 	if err != nil {
 		return nil, fmt.Errorf("token exchange client: %w", err)
 	}
-	x.te = te.(*tokenexchange.OAuthTokenExchange)
-	x.endpoint = md.TokenEndpoint
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.te == nil {
+		x.te, x.endpoint = made.(*tokenexchange.OAuthTokenExchange), md.TokenEndpoint
+	}
 	return x.te, nil
 }
 
@@ -154,12 +161,13 @@ func (x *Exchanger) client(ctx context.Context) (*tokenexchange.OAuthTokenExchan
 // until shortly before it expires.
 func (x *Exchanger) actorToken(ctx context.Context) (string, error) {
 	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.actor != "" && time.Now().Before(x.actorExp) {
-		return x.actor, nil
+	actor, exp, endpoint := x.actor, x.actorExp, x.endpoint
+	x.mu.Unlock()
+	if actor != "" && time.Now().Before(exp) {
+		return actor, nil
 	}
 	form := url.Values{"grant_type": {"client_credentials"}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, x.endpoint, strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 	if err != nil {
 		return "", err
 	}
@@ -183,8 +191,10 @@ func (x *Exchanger) actorToken(ctx context.Context) (string, error) {
 		return "", &ExchangeError{Code: body.Error, Description: "actor token (client_credentials): " + body.Description}
 	}
 	life := time.Duration(max(body.ExpiresIn, 60)) * time.Second
+	x.mu.Lock()
 	x.actor, x.actorExp = body.AccessToken, time.Now().Add(life*9/10)
-	return x.actor, nil
+	x.mu.Unlock()
+	return body.AccessToken, nil
 }
 
 // ScopeKey is the canonical form of a scope set, for cache keys.
