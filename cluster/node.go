@@ -137,7 +137,7 @@ func Start(cfg Config) (*Node, error) {
 	var provider cluster.ClusterProvider
 	switch cfg.Provider {
 	case ProviderSingle, "":
-		provider = singleProvider{role: cfg.Role}
+		provider = singleProvider{}
 	case ProviderAutomanaged:
 		n.seeds = newSeedsProvider(cfg)
 		provider = n.seeds
@@ -301,7 +301,7 @@ func (h levelFloor) WithGroup(g string) slog.Handler {
 }
 
 // memberOf describes this node as a cluster member.
-func memberOf(c *cluster.Cluster, role string) (*cluster.Member, error) {
+func memberOf(c *cluster.Cluster) (*cluster.Member, error) {
 	host, port, err := c.ActorSystem.GetHostPort()
 	if err != nil {
 		return nil, err
@@ -310,10 +310,10 @@ func memberOf(c *cluster.Cluster, role string) (*cluster.Member, error) {
 }
 
 // singleProvider is a cluster of one: this node.
-type singleProvider struct{ role string }
+type singleProvider struct{}
 
 func (p singleProvider) StartMember(c *cluster.Cluster) error {
-	self, err := memberOf(c, p.role)
+	self, err := memberOf(c)
 	if err != nil {
 		return err
 	}

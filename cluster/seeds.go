@@ -47,7 +47,7 @@ func newSeedsProvider(cfg Config) *seedsProvider {
 }
 
 func (p *seedsProvider) StartMember(c *cluster.Cluster) error {
-	self, err := memberOf(c, p.cfg.Role)
+	self, err := memberOf(c)
 	if err != nil {
 		return err
 	}

@@ -62,8 +62,6 @@ type client struct {
 	scopes       []string // registered scope restriction; nil allows any
 	issuedAt     time.Time
 	lastUsed     time.Time
-	// metadata is the RFC 7591 response, for a registered client.
-	metadata map[string]any
 }
 
 func (c *client) secretMatches(secret string) bool {
