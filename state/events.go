@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -48,27 +49,38 @@ func NewRedisEvents(client *redis.Client, prefix string, opts EventOptions) *Red
 	return &RedisEvents{client: client, prefix: prefix, opts: opts}
 }
 
-// keys are the session's set of streams, and the stream's entries and count.
+// keys are the session's set of streams, the stream's entries and count,
+// the session's activation epoch (kept by RedisSnapshots under the same
+// prefix) and its journal of requests in flight.
 func (r *RedisEvents) keys(session, stream string) []string {
 	base := r.prefix + "events:{" + session + "}:"
-	return []string{base + "streams", base + "s:" + stream, base + "n:" + stream}
+	return []string{base + "streams", base + "s:" + stream, base + "n:" + stream,
+		sessionKey(r.prefix, session, "epoch"), base + "inflight"}
 }
 
 var (
-	// KEYS streams, entries, count; ARGV[1] stream id, ARGV[2] ttl ms.
+	// KEYS streams, entries, count, epoch, journal; ARGV[1] stream id,
+	// ARGV[2] ttl ms, ARGV[3] the requests answered on it (JSON) or "".
 	openScript = redis.NewScript(`
 redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[3], 0, 'NX')
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 redis.call('PEXPIRE', KEYS[3], ARGV[2])
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[5], ARGV[1], ARGV[3])
+  redis.call('PEXPIRE', KEYS[5], ARGV[2])
+end
 return 1`)
-	// KEYS streams, entries, count; ARGV[1] stream id, ARGV[2] ttl ms,
-	// ARGV[3] max length, ARGV[4] data.
+	// KEYS streams, entries, count, epoch, journal; ARGV[1] stream id,
+	// ARGV[2] ttl ms, ARGV[3] max length, ARGV[4] data, ARGV[5] the
+	// writer's epoch ("0": unfenced). Returns the entry's number, -1 for a
+	// stream never opened, -2 when fenced.
 	appendScript = redis.NewScript(`
+if ARGV[5] ~= '0' and tonumber(redis.call('GET', KEYS[4]) or '0') ~= tonumber(ARGV[5]) then return -2 end
 if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
 local n = redis.call('INCR', KEYS[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-' .. n, 'd', ARGV[4])
-for _, k in ipairs(KEYS) do redis.call('PEXPIRE', k, ARGV[2]) end
+for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
 return n`)
 	// KEYS streams, entries, count; ARGV[1] index. Returns {count, first
 	// retained n or 0, data...}, or -1 for an unknown stream.
@@ -86,7 +98,17 @@ return out`)
 
 // Open implements mcp.EventStore.
 func (r *RedisEvents) Open(ctx context.Context, session, stream string) error {
-	if err := openScript.Run(ctx, r.client, r.keys(session, stream), stream, r.opts.TTL.Milliseconds()).Err(); err != nil {
+	return r.OpenFor(ctx, session, stream, nil)
+}
+
+// OpenFor opens stream and journals the requests it answers (JSON-RPC ids),
+// in one round trip, until FinishRequests.
+func (r *RedisEvents) OpenFor(ctx context.Context, session, stream string, ids []json.RawMessage) error {
+	journal, err := encodeIDs(ids)
+	if err != nil {
+		return err
+	}
+	if err := openScript.Run(ctx, r.client, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), journal).Err(); err != nil {
 		return fmt.Errorf("open event stream: %w", err)
 	}
 	return nil
@@ -94,14 +116,60 @@ func (r *RedisEvents) Open(ctx context.Context, session, stream string) error {
 
 // Append implements mcp.EventStore.
 func (r *RedisEvents) Append(ctx context.Context, session, stream string, data []byte) error {
-	n, err := appendScript.Run(ctx, r.client, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), r.opts.MaxLen, data).Int64()
+	return r.AppendAt(ctx, session, stream, 0, data)
+}
+
+// AppendAt appends as the activation epoch of the session, and fails with
+// ErrFenced if a newer activation exists. Epoch 0 appends unfenced.
+func (r *RedisEvents) AppendAt(ctx context.Context, session, stream string, epoch int64, data []byte) error {
+	n, err := appendScript.Run(ctx, r.client, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), r.opts.MaxLen, data, epoch).Int64()
 	if err != nil {
 		return fmt.Errorf("append event: %w", err)
 	}
-	if n < 0 {
+	switch n {
+	case -1:
 		return fmt.Errorf("append event: stream %q of session %q was never opened (or expired)", stream, session)
+	case -2:
+		return fmt.Errorf("append event: %w", ErrFenced)
 	}
 	return nil
+}
+
+// FinishRequests forgets the requests journalled for stream: they were
+// answered, or their answer is in the stream.
+func (r *RedisEvents) FinishRequests(ctx context.Context, session, stream string) error {
+	if err := r.client.HDel(ctx, r.keys(session, stream)[4], stream).Err(); err != nil {
+		return fmt.Errorf("finish requests: %w", err)
+	}
+	return nil
+}
+
+// PendingRequests returns the journal: per stream, the requests it was
+// opened for and that were not finished.
+func (r *RedisEvents) PendingRequests(ctx context.Context, session string) (map[string][]json.RawMessage, error) {
+	all, err := r.client.HGetAll(ctx, r.keys(session, "")[4]).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read request journal: %w", err)
+	}
+	out := make(map[string][]json.RawMessage, len(all))
+	for stream, v := range all {
+		var ids []json.RawMessage
+		if json.Unmarshal([]byte(v), &ids) == nil {
+			out[stream] = ids
+		}
+	}
+	return out, nil
+}
+
+func encodeIDs(ids []json.RawMessage) (string, error) {
+	if len(ids) == 0 {
+		return "", nil
+	}
+	b, err := json.Marshal(ids)
+	if err != nil {
+		return "", fmt.Errorf("journal request ids: %w", err)
+	}
+	return string(b), nil
 }
 
 // After implements mcp.EventStore: the events after index, or
@@ -142,7 +210,7 @@ func (r *RedisEvents) SessionClosed(ctx context.Context, session string) error {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("close session events: %w", err)
 	}
-	del := []string{keys[0]}
+	del := []string{keys[0], keys[4]}
 	for _, s := range streams {
 		k := r.keys(session, s)
 		del = append(del, k[1], k[2])

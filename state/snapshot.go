@@ -21,10 +21,13 @@ var ErrFenced = errors.New("session is owned by a newer activation")
 type Snapshots interface {
 	// Activate starts a new activation of session: it returns its epoch and
 	// the last snapshot saved (nil if there is none). From then on, writes of
-	// earlier activations fail with ErrFenced.
-	Activate(ctx context.Context, session string) (epoch int64, snapshot []byte, err error)
+	// earlier activations fail with ErrFenced. Unless create is set, a
+	// session without a snapshot is not activated: Activate returns epoch 0
+	// and writes nothing, so that probing unknown ids leaves no trace.
+	Activate(ctx context.Context, session string, create bool) (epoch int64, snapshot []byte, err error)
 	// Save replaces the snapshot if epoch is still the newest activation,
-	// and makes it expire after ttl without a further save.
+	// and makes it expire after ttl without a further save (never if ttl is
+	// zero).
 	Save(ctx context.Context, session string, epoch int64, snapshot []byte, ttl time.Duration) error
 	// Delete removes the snapshot of an ended session, under the same
 	// fencing. The epoch counter outlives it, so that no earlier activation
@@ -55,22 +58,36 @@ func NewRedisSnapshots(client *redis.Client, prefix string) *RedisSnapshots {
 }
 
 func (r *RedisSnapshots) keys(session string) []string {
-	base := r.prefix + "session:{" + session + "}:"
-	return []string{base + "epoch", base + "snap"}
+	return []string{sessionKey(r.prefix, session, "epoch"), sessionKey(r.prefix, session, "snap")}
+}
+
+// sessionKey names a key of session's durable state. Every key of a session
+// carries its id as the hash tag, so that scripts touching several of them
+// stay in one Redis Cluster slot.
+func sessionKey(prefix, session, name string) string {
+	return prefix + "session:{" + session + "}:" + name
 }
 
 var (
-	// KEYS epoch, snap; ARGV[1] fence TTL ms. Returns {epoch, snapshot|false}.
+	// KEYS epoch, snap; ARGV[1] fence TTL ms, ARGV[2] "1" to create.
+	// Returns {epoch, snapshot|false}, epoch 0 when not activated.
 	activateScript = redis.NewScript(`
+local snap = redis.call('GET', KEYS[2])
+if not snap and ARGV[2] ~= '1' then return {0, false} end
 local epoch = redis.call('INCR', KEYS[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return {epoch, redis.call('GET', KEYS[2])}`)
+return {epoch, snap}`)
 	// KEYS epoch, snap; ARGV[1] epoch, ARGV[2] snapshot, ARGV[3] ttl ms,
-	// ARGV[4] fence TTL ms.
+	// ARGV[4] fence TTL ms (ttl 0: the snapshot never expires).
 	saveScript = redis.NewScript(`
 if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return 0 end
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if ARGV[3] == '0' then
+  redis.call('SET', KEYS[2], ARGV[2])
+  redis.call('PERSIST', KEYS[1])
+else
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end
 return 1`)
 	// KEYS epoch, snap; ARGV[1] epoch.
 	deleteScript = redis.NewScript(`
@@ -79,8 +96,12 @@ redis.call('DEL', KEYS[2])
 return 1`)
 )
 
-func (r *RedisSnapshots) Activate(ctx context.Context, session string) (int64, []byte, error) {
-	res, err := activateScript.Run(ctx, r.client, r.keys(session), fenceTTL.Milliseconds()).Slice()
+func (r *RedisSnapshots) Activate(ctx context.Context, session string, create bool) (int64, []byte, error) {
+	c := "0"
+	if create {
+		c = "1"
+	}
+	res, err := activateScript.Run(ctx, r.client, r.keys(session), fenceTTL.Milliseconds(), c).Slice()
 	if err != nil {
 		return 0, nil, fmt.Errorf("activate session %s: %w", session, err)
 	}
@@ -125,6 +146,9 @@ type MemorySnapshots struct {
 	sessions map[string]*memorySnapshot
 }
 
+// farFuture is the expiry of what never expires.
+var farFuture = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
 type memorySnapshot struct {
 	epoch       int64
 	fenceExpiry time.Time
@@ -156,10 +180,13 @@ func (m *MemorySnapshots) get(session string) *memorySnapshot {
 	return e
 }
 
-func (m *MemorySnapshots) Activate(_ context.Context, session string) (int64, []byte, error) {
+func (m *MemorySnapshots) Activate(_ context.Context, session string, create bool) (int64, []byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e := m.get(session)
+	if !create && (e == nil || e.snap == nil) {
+		return 0, nil, nil
+	}
 	if e == nil {
 		e = &memorySnapshot{}
 		m.sessions[session] = e
@@ -167,6 +194,16 @@ func (m *MemorySnapshots) Activate(_ context.Context, session string) (int64, []
 	e.epoch++
 	e.fenceExpiry = m.now().Add(fenceTTL)
 	return e.epoch, e.snap, nil
+}
+
+// epoch is session's newest activation, 0 if none.
+func (m *MemorySnapshots) epoch(session string) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.get(session); e != nil {
+		return e.epoch
+	}
+	return 0
 }
 
 func (m *MemorySnapshots) Save(_ context.Context, session string, epoch int64, snapshot []byte, ttl time.Duration) error {
@@ -179,6 +216,9 @@ func (m *MemorySnapshots) Save(_ context.Context, session string, epoch int64, s
 	now := m.now()
 	e.snap, e.snapExpiry = append([]byte(nil), snapshot...), now.Add(ttl)
 	e.fenceExpiry = now.Add(max(ttl, fenceTTL))
+	if ttl == 0 {
+		e.snapExpiry, e.fenceExpiry = farFuture, farFuture
+	}
 	return nil
 }
 

@@ -17,26 +17,26 @@ func testSnapshots(t *testing.T, newStore func(t *testing.T) Snapshots) {
 	ctx := context.Background()
 	t.Run("first activation", func(t *testing.T) {
 		s := newStore(t)
-		epoch, snap, err := s.Activate(ctx, "s1")
+		epoch, snap, err := s.Activate(ctx, "s1", true)
 		if err != nil || epoch != 1 || snap != nil {
 			t.Fatalf("Activate = %d, %q, %v; want 1, nil, nil", epoch, snap, err)
 		}
 	})
 	t.Run("save then rehydrate", func(t *testing.T) {
 		s := newStore(t)
-		e1, _, _ := s.Activate(ctx, "s1")
+		e1, _, _ := s.Activate(ctx, "s1", true)
 		if err := s.Save(ctx, "s1", e1, []byte("v1"), time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		e2, snap, err := s.Activate(ctx, "s1")
+		e2, snap, err := s.Activate(ctx, "s1", true)
 		if err != nil || e2 <= e1 || string(snap) != "v1" {
 			t.Fatalf("second activation = %d, %q, %v", e2, snap, err)
 		}
 	})
 	t.Run("stale activation is fenced", func(t *testing.T) {
 		s := newStore(t)
-		old, _, _ := s.Activate(ctx, "s1")
-		cur, _, _ := s.Activate(ctx, "s1")
+		old, _, _ := s.Activate(ctx, "s1", true)
+		cur, _, _ := s.Activate(ctx, "s1", true)
 		if err := s.Save(ctx, "s1", old, []byte("stale"), time.Minute); !errors.Is(err, ErrFenced) {
 			t.Fatalf("stale save: %v", err)
 		}
@@ -46,14 +46,14 @@ func testSnapshots(t *testing.T, newStore func(t *testing.T) Snapshots) {
 		if err := s.Save(ctx, "s1", cur, []byte("fresh"), time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		if _, snap, _ := s.Activate(ctx, "s1"); string(snap) != "fresh" {
+		if _, snap, _ := s.Activate(ctx, "s1", true); string(snap) != "fresh" {
 			t.Fatalf("snapshot = %q after a stale write attempt", snap)
 		}
 	})
 	t.Run("delete keeps the fence", func(t *testing.T) {
 		s := newStore(t)
-		old, _, _ := s.Activate(ctx, "s1")
-		cur, _, _ := s.Activate(ctx, "s1")
+		old, _, _ := s.Activate(ctx, "s1", true)
+		cur, _, _ := s.Activate(ctx, "s1", true)
 		s.Save(ctx, "s1", cur, []byte("v"), time.Minute)
 		if err := s.Delete(ctx, "s1", cur); err != nil {
 			t.Fatal(err)
@@ -61,16 +61,45 @@ func testSnapshots(t *testing.T, newStore func(t *testing.T) Snapshots) {
 		if err := s.Save(ctx, "s1", old, []byte("zombie"), time.Minute); !errors.Is(err, ErrFenced) {
 			t.Fatalf("a stale activation wrote after the session ended: %v", err)
 		}
-		next, snap, _ := s.Activate(ctx, "s1")
+		next, snap, _ := s.Activate(ctx, "s1", true)
 		if snap != nil || next <= cur {
 			t.Fatalf("after delete: epoch %d snap %q", next, snap)
 		}
 	})
+	t.Run("unknown session is not activated", func(t *testing.T) {
+		s := newStore(t)
+		if e, snap, err := s.Activate(ctx, "ghost", false); e != 0 || snap != nil || err != nil {
+			t.Fatalf("Activate(ghost, no create) = %d, %q, %v; want 0, nil, nil", e, snap, err)
+		}
+		// Probing left nothing: the first real activation is epoch 1.
+		if e, _, _ := s.Activate(ctx, "ghost", true); e != 1 {
+			t.Fatalf("first activation after a probe = %d, want 1", e)
+		}
+		// Activated but never saved: still unknown to a later probe.
+		if e, _, _ := s.Activate(ctx, "ghost", false); e != 0 {
+			t.Fatalf("probe of a session never saved = %d, want 0", e)
+		}
+		cur, _, _ := s.Activate(ctx, "ghost", true)
+		s.Save(ctx, "ghost", cur, []byte("v"), time.Minute)
+		if e, snap, _ := s.Activate(ctx, "ghost", false); e <= cur || string(snap) != "v" {
+			t.Fatalf("rehydrating activation = %d, %q", e, snap)
+		}
+	})
+	t.Run("ttl zero never expires", func(t *testing.T) {
+		s := newStore(t)
+		e, _, _ := s.Activate(ctx, "s1", true)
+		if err := s.Save(ctx, "s1", e, []byte("forever"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if _, snap, _ := s.Activate(ctx, "s1", false); string(snap) != "forever" {
+			t.Fatalf("snapshot = %q", snap)
+		}
+	})
 	t.Run("sessions are apart", func(t *testing.T) {
 		s := newStore(t)
-		a, _, _ := s.Activate(ctx, "a")
+		a, _, _ := s.Activate(ctx, "a", true)
 		s.Save(ctx, "a", a, []byte("A"), time.Minute)
-		if e, snap, _ := s.Activate(ctx, "b"); e != 1 || snap != nil {
+		if e, snap, _ := s.Activate(ctx, "b", true); e != 1 || snap != nil {
 			t.Fatalf("b sees %d %q", e, snap)
 		}
 	})
@@ -80,7 +109,7 @@ func testSnapshots(t *testing.T, newStore func(t *testing.T) Snapshots) {
 		epochs := make(chan int64, 20)
 		for range 20 {
 			wg.Go(func() {
-				e, _, err := s.Activate(ctx, "s1")
+				e, _, err := s.Activate(ctx, "s1", true)
 				if err != nil {
 					t.Error(err)
 				}
@@ -123,7 +152,7 @@ func TestRedisSnapshots(t *testing.T) {
 	// The snapshot expires with the idle timeout, the fence does not.
 	ctx := context.Background()
 	s := NewRedisSnapshots(client, "ttl:")
-	e, _, _ := s.Activate(ctx, "s1")
+	e, _, _ := s.Activate(ctx, "s1", true)
 	if err := s.Save(ctx, "s1", e, []byte("v"), 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -133,6 +162,13 @@ func TestRedisSnapshots(t *testing.T) {
 	if snapTTL <= 0 || snapTTL > 30*time.Second || fenceTTLLeft < time.Hour {
 		t.Errorf("snapshot expires in %v (want ≤ 30 s), fence in %v (want ≥ 1 h)", snapTTL, fenceTTLLeft)
 	}
+	// With no idle timeout, neither expires.
+	if err := s.Save(ctx, "s1", e, []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if a, b := client.PTTL(ctx, keys[1]).Val(), client.PTTL(ctx, keys[0]).Val(); a != -1 || b != -1 {
+		t.Errorf("with ttl 0: snapshot ttl %v, fence ttl %v; want both -1 (none)", a, b)
+	}
 }
 
 // In memory, expiry follows the clock.
@@ -140,10 +176,10 @@ func TestMemorySnapshotsExpire(t *testing.T) {
 	now := time.Unix(1000, 0)
 	m := &MemorySnapshots{Now: func() time.Time { return now }}
 	ctx := context.Background()
-	e, _, _ := m.Activate(ctx, "s1")
+	e, _, _ := m.Activate(ctx, "s1", true)
 	m.Save(ctx, "s1", e, []byte("v"), time.Minute)
 	now = now.Add(2 * time.Minute)
-	e2, snap, _ := m.Activate(ctx, "s1")
+	e2, snap, _ := m.Activate(ctx, "s1", true)
 	if snap != nil || e2 != e+1 {
 		t.Fatalf("after the idle timeout: epoch %d snap %q; want %d, nil", e2, snap, e+1)
 	}
