@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,9 +23,61 @@ type credentials struct {
 	exchanger *auth.Exchanger // nil when no exchange client is configured
 	logger    *slog.Logger
 
+	// changed, if set, is called after an exchange put a new token in the
+	// cache (so that the snapshot keeps it).
+	changed func()
+
 	mu      sync.Mutex
 	current *envelope.Principal
 	cache   map[string]*delegation
+}
+
+// storedDelegation is a cached exchanged token as a snapshot keeps it
+// (sealed).
+type storedDelegation struct {
+	Key    string         `json:"key"`
+	Token  string         `json:"token"`
+	Scopes []string       `json:"scopes,omitempty"`
+	Expiry time.Time      `json:"expiry"`
+	Claims map[string]any `json:"claims,omitempty"`
+	Fresh  time.Time      `json:"fresh"`
+}
+
+// export returns the exchanged tokens still fresh.
+func (c *credentials) export() []storedDelegation {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	var out []storedDelegation
+	for k, d := range c.cache {
+		select {
+		case <-d.ready:
+		default:
+			continue
+		}
+		if d.err != nil || d.value == nil || !now.Before(d.fresh) {
+			continue
+		}
+		out = append(out, storedDelegation{Key: k, Token: d.value.Token, Scopes: d.value.Scopes, Expiry: d.value.Expiry, Claims: d.value.Claims, Fresh: d.fresh})
+	}
+	slices.SortFunc(out, func(a, b storedDelegation) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}
+
+// restore puts exported tokens back in the cache, but those no longer fresh.
+func (c *credentials) restore(ds []storedDelegation) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	for _, s := range ds {
+		if !now.Before(s.Fresh) {
+			continue
+		}
+		d := &delegation{ready: make(chan struct{}), fresh: s.Fresh,
+			value: &tools.Delegation{Token: s.Token, Scopes: s.Scopes, Expiry: s.Expiry, Claims: s.Claims}}
+		close(d.ready)
+		c.cache[s.Key] = d
+	}
 }
 
 // delegation is one exchanged token, or the exchange that will produce it:
@@ -114,7 +167,6 @@ func (c *credentials) exchange(d *delegation, key string, cur *envelope.Principa
 	start := time.Now()
 	x, err := c.exchanger.Exchange(ctx, cur.Token, audience, scopes)
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if err != nil {
 		d.err = err
 		if c.cache[key] == d {
@@ -129,6 +181,10 @@ func (c *credentials) exchange(d *delegation, key string, cur *envelope.Principa
 			"expires", x.Expiry, "duration", time.Since(start))
 	}
 	close(d.ready)
+	c.mu.Unlock()
+	if err == nil && c.changed != nil {
+		c.changed()
+	}
 }
 
 // freshUntil is when a token obtained at start and expiring at expiry stops

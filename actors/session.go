@@ -19,6 +19,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -52,6 +53,9 @@ type Config struct {
 	Exchanger *auth.Exchanger
 	// ResourceMetadataURL is named in insufficient_scope challenges.
 	ResourceMetadataURL string
+	// Durability keeps sessions beyond their actors; nil keeps them in this
+	// process's memory.
+	Durability *Durability
 }
 
 // toolScopes merges the scopes each toolset's tools need.
@@ -67,6 +71,9 @@ func (c Config) toolScopes() map[string][]string {
 
 // SessionProps are the props of the session actor kind.
 func SessionProps(cfg Config) *actor.Props {
+	if cfg.Durability == nil {
+		cfg.Durability = MemoryDurability(0)
+	}
 	scopes := cfg.toolScopes()
 	return actor.PropsFromProducer(func() actor.Actor { return &SessionActor{cfg: cfg, scopes: scopes} })
 }
@@ -97,7 +104,46 @@ type SessionActor struct {
 	creds      *credentials
 	scopes     map[string][]string // tool → scopes it needs
 	edges      map[string]bool     // reply routers watched, by address/id
+
+	// Durability (session actors only). An activation first takes an
+	// epoch, restoring the session from its snapshot if it has one;
+	// requests wait in pending meanwhile.
+	phase   phase
+	pending []queued
+	epoch   int64
+	events  *sessionEvents
+	persist *persister // nil until activated, and for unknown sessions
+	fenced  bool       // a newer activation owns the session
 }
+
+type phase int
+
+const (
+	phaseNew phase = iota
+	phaseActivating
+	phaseReady
+)
+
+// queued is a request that arrived while the actor was activating.
+type queued struct {
+	replyTo *actor.PID
+	req     *envelope.Request
+}
+
+// maxQueued bounds the requests an activating actor holds.
+const maxQueued = 256
+
+// activated is the outcome of an activation, sent by its goroutine.
+type activated struct {
+	epoch       int64
+	snap        []byte
+	err         error
+	interrupted int // journalled requests answered
+	started     time.Time
+}
+
+// fencedOut tells the actor that a newer activation owns its session.
+type fencedOut struct{}
 
 // principalID is who a session belongs to: (issuer, subject, client).
 type principalID struct{ issuer, subject, clientID string }
@@ -114,6 +160,22 @@ type flight struct {
 	cancel  context.CancelFunc
 	window  *window
 	replyTo *actor.PID // the edge's reply router
+	body    []byte
+
+	mu     sync.Mutex
+	stream string // the event stream its requests were journalled on
+}
+
+func (f *flight) setStream(s string) {
+	f.mu.Lock()
+	f.stream = s
+	f.mu.Unlock()
+}
+
+func (f *flight) journalled() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stream
 }
 
 // requestDone is sent by a request's goroutine to its actor when it ends.
@@ -137,14 +199,29 @@ func (a *SessionActor) Receive(ctx actor.Context) {
 				f.cancel()
 			}
 		}
+	case *activated:
+		a.activated(ctx, m)
+	case fencedOut:
+		if !a.fenced {
+			a.fenced = true
+			a.events.keep.Store(true)
+			a.stop(ctx)
+		}
 	case requestDone:
 		delete(a.flights, m.id)
 		a.settle(ctx)
 	case *actor.ReceiveTimeout:
-		if len(a.flights) == 0 {
-			a.logger.Info("passivating idle actor", "idle", a.cfg.IdleTimeout)
-			a.stop(ctx)
+		if len(a.flights) > 0 {
+			return
 		}
+		if a.persist != nil && !a.persist.clean() {
+			// The snapshot has changes not written yet (Redis is down):
+			// this actor is all there is of them, so it stays.
+			a.logger.Info("idle actor kept: its snapshot is not written yet")
+			return
+		}
+		a.logger.Info("passivating idle actor", "idle", a.cfg.IdleTimeout)
+		a.stop(ctx)
 	case *actor.Terminated:
 		// An edge's node went away: nobody is left to read its requests'
 		// answers, and a stream a window ahead would wait forever.
@@ -156,13 +233,29 @@ func (a *SessionActor) Receive(ctx actor.Context) {
 		}
 	case *actor.Stopping:
 		a.stopping = true
+		for _, q := range a.pending {
+			a.reply(ctx, q.replyTo, unavailable(q.req.Id))
+		}
+		a.pending = nil
 		for _, f := range a.flights {
 			f.cancel()
+		}
+		// The actor stops, the session goes on (unless it already ended):
+		// closing the SDK's sessions must not delete their events.
+		if a.events != nil {
+			a.events.keep.Store(true)
 		}
 		for s := range a.server.Sessions() {
 			s.Close()
 		}
+		if a.persist != nil {
+			a.persist.close()
+		}
 	}
+}
+
+func (a *SessionActor) reply(ctx actor.Context, to *actor.PID, p *envelope.ResponsePart) {
+	ctx.ActorSystem().Root.Send(to, &envelope.Envelope{Body: &envelope.Envelope_Part{Part: p}})
 }
 
 func (a *SessionActor) start(ctx actor.Context) {
@@ -187,9 +280,15 @@ func (a *SessionActor) start(ctx actor.Context) {
 	}
 	a.server = mcp.NewServer(a.cfg.Implementation, opts)
 	a.server.AddReceivingMiddleware(recoverPanics(a.logger))
+	if !a.stateless {
+		a.server.AddReceivingMiddleware(a.recordChanges)
+	}
 	var caller tools.Caller
 	if a.cfg.Authenticated {
 		a.creds = newCredentials(a.cfg.Exchanger, a.logger)
+		if !a.stateless {
+			a.creds.changed = a.delegationsChanged
+		}
 		caller = a.creds
 	}
 	for _, ts := range a.cfg.Toolsets {
@@ -204,7 +303,19 @@ func (a *SessionActor) start(ctx actor.Context) {
 		MaxRequestBodyBytes: -1,
 	}
 	if !a.stateless {
-		hopts.EventStore = mcp.NewMemoryEventStore(nil)
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		a.events = &sessionEvents{
+			store:  a.cfg.Durability.Events,
+			logger: a.logger,
+			fenced: func() { root.Send(self, fencedOut{}) },
+			ended: func(ctx context.Context) error {
+				if a.persist == nil {
+					return nil
+				}
+				return a.persist.remove(ctx)
+			},
+		}
+		hopts.EventStore = a.events
 	}
 	a.handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return a.server }, hopts)
 	if a.cfg.IdleTimeout > 0 {
@@ -212,19 +323,49 @@ func (a *SessionActor) start(ctx actor.Context) {
 	}
 }
 
-// serve starts one forwarded request on a goroutine of its own (a worker's,
-// see requestWorkers).
+// serve takes one forwarded request: a session actor that is not
+// activated yet holds it until it is.
 func (a *SessionActor) serve(ctx actor.Context, req *envelope.Request) {
 	replyTo := ctx.Sender()
 	if replyTo == nil {
 		a.logger.Warn("request without a reply address dropped", "request", req.Id)
 		return
 	}
+	if a.stateless || a.phase == phaseReady {
+		a.serveFrom(ctx, replyTo, req)
+		return
+	}
+	if len(a.pending) >= maxQueued || a.stopping {
+		a.reply(ctx, replyTo, unavailable(req.Id))
+		return
+	}
+	a.pending = append(a.pending, queued{replyTo, req})
+	if a.phase == phaseNew {
+		a.phase = phaseActivating
+		// Only an initialize creates a session; any other request for an
+		// id without a snapshot is answered "not found" and leaves nothing.
+		create := req.Method == http.MethodPost && !hasHeader(req, "Mcp-Session-Id")
+		a.activate(ctx, create)
+	}
+}
+
+func hasHeader(req *envelope.Request, name string) bool {
+	for _, h := range req.Headers {
+		if strings.EqualFold(h.Name, name) && len(h.Values) > 0 && h.Values[0] != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// serveFrom starts one request on a goroutine of its own (a worker's, see
+// requestWorkers), answering replyTo.
+func (a *SessionActor) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Request) {
 	root := ctx.ActorSystem().Root
 	send := func(p *envelope.ResponsePart) {
 		root.Send(replyTo, &envelope.Envelope{Body: &envelope.Envelope_Part{Part: p}})
 	}
-	if a.stopping {
+	if a.stopping || a.fenced {
 		send(unavailable(req.Id))
 		return
 	}
@@ -240,8 +381,12 @@ func (a *SessionActor) serve(ctx actor.Context, req *envelope.Request) {
 		send(refusal)
 		return
 	}
+	if a.persist != nil {
+		a.persist.touch()
+	}
 	rctx, cancel := context.WithCancel(context.Background())
-	f := &flight{cancel: cancel, window: newWindow(uint64(req.Window)), replyTo: replyTo}
+	f := &flight{cancel: cancel, window: newWindow(uint64(req.Window)), replyTo: replyTo, body: req.Body}
+	rctx = context.WithValue(rctx, flightKey{}, f)
 	a.flights[req.Id] = f
 	a.watchEdge(ctx, replyTo)
 	ctx.CancelReceiveTimeout()
@@ -266,6 +411,9 @@ func (a *SessionActor) serve(ctx actor.Context, req *envelope.Request) {
 			}
 		}
 		a.serveHTTP(rctx, w, req)
+		if a.events != nil && rctx.Err() == nil {
+			a.events.finish(a.id, f)
+		}
 	})
 }
 
@@ -314,12 +462,29 @@ func (a *SessionActor) admit(p *envelope.Principal) bool {
 		if a.creds != nil {
 			a.creds.set(p)
 		}
+		if a.persist != nil {
+			// Written with the handshake, once initialize succeeds.
+			sealed, err := a.cfg.Durability.sealPrincipal(a.id, p)
+			a.persist.stage(func(r *record) {
+				if id != nil {
+					r.Issuer, r.Subject, r.ClientID = id.issuer, id.subject, id.clientID
+				}
+				if err == nil {
+					r.Principal = sealed
+				}
+			})
+		}
 		return true
 	}
 	if (a.owner == nil) != (id == nil) || (id != nil && *id != *a.owner) {
 		return false
 	}
 	if p != nil && (a.credential == nil || p.ExpiresUnix >= a.credential.ExpiresUnix) {
+		if a.persist != nil && (a.credential == nil || a.credential.Token != p.Token) {
+			if sealed, err := a.cfg.Durability.sealPrincipal(a.id, p); err == nil {
+				a.persist.update(false, func(r *record) { r.Principal = sealed })
+			}
+		}
 		a.credential = p
 	}
 	if a.creds != nil {

@@ -81,3 +81,52 @@ func exactFields(raw []byte, known ...string) (map[string]json.RawMessage, error
 	}
 	return out, nil
 }
+
+// requestIDs returns the ids of the requests (not notifications or
+// responses) in a JSON-RPC body, one message or a batch, as the JSON the
+// SDK writes them with: the ids its responses will carry.
+func requestIDs(body []byte) []json.RawMessage {
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	var msgs []struct {
+		ID     any    `json:"id"`
+		Method string `json:"method"`
+	}
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		if json.Unmarshal(trimmed, &msgs) != nil {
+			return nil
+		}
+	} else {
+		msgs = msgs[:0:0]
+		msgs = append(msgs, struct {
+			ID     any    `json:"id"`
+			Method string `json:"method"`
+		}{})
+		if json.Unmarshal(trimmed, &msgs[0]) != nil {
+			return nil
+		}
+	}
+	var ids []json.RawMessage
+	for _, m := range msgs {
+		if m.Method == "" || m.ID == nil {
+			continue
+		}
+		if id := canonicalID(m.ID); id != nil {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// canonicalID writes a decoded JSON-RPC id as the SDK does: a string, or
+// an integer.
+func canonicalID(v any) json.RawMessage {
+	switch id := v.(type) {
+	case string:
+		b, _ := json.Marshal(id)
+		return b
+	case float64:
+		b, _ := json.Marshal(int64(id))
+		return b
+	}
+	return nil
+}

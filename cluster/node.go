@@ -160,6 +160,13 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.logger = cfg.Logger.With("node", system.Address())
+	// Activations on a node that left are gone: forget them at once, so
+	// that the next request asks the cluster for a new one.
+	system.EventStream.Subscribe(func(evt any) {
+		if t, ok := evt.(*cluster.ClusterTopology); ok && len(t.Left) > 0 {
+			n.forgetNodes(t.Left)
+		}
+	})
 	// An activation that terminated is not asked again: the next request
 	// goes to the cluster for a new one instead of failing once first.
 	n.replies, err = newReplyRouter(system, n.logger, func(w *watch) { n.forget(w.kind, w.identity, w.pid) })
@@ -257,6 +264,21 @@ func (n *Node) forget(kind, identity string, pid *actor.PID) {
 	n.mu.Lock()
 	if cur := n.pids[key]; cur != nil && cur.Equal(pid) {
 		delete(n.pids, key)
+	}
+	n.mu.Unlock()
+}
+
+// forgetNodes drops the cached activations hosted by members that left.
+func (n *Node) forgetNodes(left []*cluster.Member) {
+	gone := map[string]bool{}
+	for _, m := range left {
+		gone[m.Address()] = true
+	}
+	n.mu.Lock()
+	for k, pid := range n.pids {
+		if gone[pid.Address] {
+			delete(n.pids, k)
+		}
 	}
 	n.mu.Unlock()
 }

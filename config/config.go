@@ -19,6 +19,10 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pingmcp/pingmcp/state"
 )
 
 // Config is everything a pingmcp command is told.
@@ -35,7 +39,9 @@ type Config struct {
 	Auth               string
 	AllowedOrigins     []string
 	AllowedHosts       []string
-	SessionIdleTimeout time.Duration
+	SessionIdleTimeout time.Duration // a session with no request for this long ends
+	ActorIdleTimeout   time.Duration // an idle session's actor leaves memory; ≤ SessionIdleTimeout
+	DrainTimeout       time.Duration // on SIGTERM, how long in-flight requests may take
 	MaxBodyBytes       int64
 	LogLevel           string
 	LogFormat          string
@@ -50,10 +56,17 @@ type Config struct {
 	TodoAPIURL   string   // the downstream API's URL and resource URI
 	ActorToken   bool     // send the client's own token as actor_token
 
+	// Durability (serve and dev): snapshots and SSE events in Redis, or in
+	// this process's memory when RedisURL is empty.
+	RedisURL    string // also todo-api's store
+	RedisPrefix string
+	StateKeys   string // keyid:base64-of-32-bytes,...; secret, never print it
+	EventsMax   int64
+	EventsTTL   time.Duration
+
 	// pingmcp dev, idp and todo-api.
 	IdPAddr          string
 	TodoAPIAddr      string
-	RedisURL         string
 	AllowUndelegated bool
 	ForceNonLoopback bool
 
@@ -107,7 +120,14 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		fs.StringVar(&c.Auth, "auth", defAuth, "how /mcp authenticates callers: "+strings.Join(AuthModes, ", ")+` ("none" only when every listen address is loopback)`)
 		list("allowed-origins", "", "comma-separated browser origins allowed to call /mcp besides same-origin (and loopback origins on a loopback listener)")
 		list("allowed-hosts", "", "comma-separated Host values /mcp answers to (DNS-rebinding protection); empty: loopback names on a loopback listener, any otherwise")
-		fs.DurationVar(&c.SessionIdleTimeout, "session-idle-timeout", 30*time.Minute, "passivate a session with no request and no open stream for this long (0: never)")
+		fs.DurationVar(&c.SessionIdleTimeout, "session-idle-timeout", 30*time.Minute, "end a session with no request for this long; its snapshot and events expire then (0: never)")
+		fs.DurationVar(&c.ActorIdleTimeout, "actor-idle-timeout", 5*time.Minute, "unload a session's actor from memory after this long without a request or open stream; the session lives on in its snapshot (0: never)")
+		fs.DurationVar(&c.DrainTimeout, "drain-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish before their streams are ended with a retry hint")
+		fs.StringVar(&c.RedisURL, "redis-url", "", "keep session snapshots and SSE events in Redis (redis://host:port/db, rediss:// for TLS); in this process's memory when empty (one node only)")
+		fs.StringVar(&c.RedisPrefix, "redis-prefix", "pingmcp:", "prefix of every Redis key this cluster writes")
+		fs.StringVar(&c.StateKeys, "state-keys", "", "keys sealing the tokens in session snapshots: keyid:base64-of-32-bytes, comma-separated, newest first (prefer the environment variable)")
+		fs.Int64Var(&c.EventsMax, "events-max", 1000, "SSE events kept per stream for resumption")
+		fs.DurationVar(&c.EventsTTL, "events-ttl", time.Hour, "how long an SSE stream's events outlive its last event")
 		fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 4<<20, "largest request body /mcp accepts (413 beyond)")
 		fs.StringVar(&c.PublicURL, "public-url", "", "scheme://host[:port] clients use to reach this edge (default: http:// and --addr)")
 		fs.StringVar(&c.Resource, "resource", "", "canonical URI of the MCP resource, the audience tokens must name (default: --public-url + /mcp)")
@@ -240,6 +260,12 @@ func (c *Config) derive() {
 		if c.Resource == "" {
 			c.Resource = c.PublicURL + "/mcp"
 		}
+		// An actor may never outlive its session: "never" and the default
+		// shorten to the session's timeout (a longer one given explicitly
+		// is an error, see validate).
+		if s := c.SessionIdleTimeout; s > 0 && (c.ActorIdleTimeout == 0 || (c.ActorIdleTimeout > s && !c.explicit["actor-idle-timeout"])) {
+			c.ActorIdleTimeout = s
+		}
 	}
 }
 
@@ -317,12 +343,81 @@ func (c *Config) validate() error {
 	if c.SessionIdleTimeout < 0 {
 		errs = append(errs, errors.New("--session-idle-timeout must not be negative"))
 	}
+	if c.Command == "dev" || c.Command == "serve" {
+		errs = append(errs, c.validateDurability()...)
+	}
+	if c.Command == "todo-api" && c.RedisURL != "" {
+		if err := checkRedisURL(c.RedisURL); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, s := range c.ClusterSeeds {
 		if _, _, err := net.SplitHostPort(s); err != nil {
 			errs = append(errs, fmt.Errorf("--cluster-seeds %q: %w", s, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateDurability checks the flags of session state: where it lives, the
+// keys that seal it, and how long sessions, actors and event logs last.
+func (c *Config) validateDurability() []error {
+	var errs []error
+	if c.RedisURL != "" {
+		if err := checkRedisURL(c.RedisURL); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.StateKeys != "" {
+		// state.ParseKeys never puts key material in its errors.
+		if _, err := state.ParseKeys(c.StateKeys); err != nil {
+			errs = append(errs, fmt.Errorf("--state-keys: %w", err))
+		}
+	} else if c.Command == "serve" && c.RedisURL != "" {
+		errs = append(errs, fmt.Errorf("--redis-url needs --state-keys (or %s): the tokens in session snapshots are sealed before they go to Redis, "+
+			"with a key every node of the cluster shares (a key of this process alone would leave the other nodes unable to open them); "+
+			"make one with `head -c32 /dev/urandom | base64` and give it as keyid:key, e.g. k1:<that output>", EnvName("state-keys")))
+	}
+	if c.ActorIdleTimeout < 0 {
+		errs = append(errs, errors.New("--actor-idle-timeout must not be negative"))
+	}
+	if c.SessionIdleTimeout > 0 && c.ActorIdleTimeout > c.SessionIdleTimeout {
+		errs = append(errs, fmt.Errorf("--actor-idle-timeout %s is longer than --session-idle-timeout %s: an actor may not outlive its session",
+			c.ActorIdleTimeout, c.SessionIdleTimeout))
+	}
+	if c.DrainTimeout < 0 {
+		errs = append(errs, errors.New("--drain-timeout must not be negative"))
+	}
+	if c.EventsMax <= 0 {
+		errs = append(errs, errors.New("--events-max must be positive"))
+	}
+	if c.EventsTTL <= 0 {
+		errs = append(errs, errors.New("--events-ttl must be positive"))
+	}
+	return errs
+}
+
+// checkRedisURL checks that go-redis accepts a Redis URL. The message shows
+// the URL without its password and query, and never url.Parse's error, which
+// quotes the URL whole: it may hold a password.
+func checkRedisURL(raw string) error {
+	_, err := redis.ParseURL(raw)
+	if err == nil {
+		return nil
+	}
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = uerr.Err
+	}
+	shown := "(unparsable)"
+	if u, perr := url.Parse(raw); perr == nil {
+		if u.RawQuery != "" {
+			u.RawQuery = "…" // options only, but a misplaced password would show
+		}
+		u.Fragment, u.RawFragment = "", ""
+		shown = u.Redacted()
+	}
+	return fmt.Errorf("--redis-url %s: %v; want redis://[user:password@]host:port/db, rediss://... for TLS, or unix:///path", shown, err)
 }
 
 // IsLoopback reports whether a listen address host:port binds loopback only.

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"strings"
@@ -85,7 +86,8 @@ func TestHelpListsEveryFlagAndVariable(t *testing.T) {
 			t.Fatalf("%s --help: %v", cmd, err)
 		}
 		flags := []string{"addr", "tools", "auth", "allowed-origins", "allowed-hosts", "session-idle-timeout", "max-body-bytes", "log-level", "log-format",
-			"public-url", "resource", "issuer", "client-id", "client-secret", "scopes", "todo-api-url"}
+			"public-url", "resource", "issuer", "client-id", "client-secret", "scopes", "todo-api-url",
+			"actor-idle-timeout", "drain-timeout", "redis-url", "redis-prefix", "state-keys", "events-max", "events-ttl"}
 		if cmd == "dev" {
 			flags = append(flags, "idp-addr", "todo-api-addr")
 		}
@@ -114,5 +116,152 @@ func TestIsLoopback(t *testing.T) {
 		if got := IsLoopback(addr); got != want {
 			t.Errorf("IsLoopback(%q) = %v, want %v", addr, got, want)
 		}
+	}
+}
+
+// A valid --state-keys value: two keys, newest first.
+var (
+	key1      = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))
+	key2      = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{2}, 32))
+	stateKeys = "k2:" + key2 + ",k1:" + key1
+)
+
+// serveArgs make a valid serve command line on loopback.
+func serveArgs(extra ...string) []string {
+	return append([]string{"--auth", "none", "--addr", "127.0.0.1:0"}, extra...)
+}
+
+func TestDurabilityDefaults(t *testing.T) {
+	for _, cmd := range []string{"dev", "serve"} {
+		args := []string(nil)
+		if cmd == "serve" {
+			args = serveArgs()
+		}
+		c, err := Parse(cmd, args, env(nil), new(bytes.Buffer))
+		if err != nil {
+			t.Fatalf("%s: %v", cmd, err)
+		}
+		if c.RedisURL != "" || c.StateKeys != "" || c.RedisPrefix != "pingmcp:" || c.SessionIdleTimeout != 30*time.Minute ||
+			c.ActorIdleTimeout != 5*time.Minute || c.DrainTimeout != 20*time.Second || c.EventsMax != 1000 || c.EventsTTL != time.Hour {
+			t.Errorf("%s: redis %q, keys set %v, prefix %q, session idle %s, actor idle %s, drain %s, events %d for %s",
+				cmd, c.RedisURL, c.StateKeys != "", c.RedisPrefix, c.SessionIdleTimeout, c.ActorIdleTimeout, c.DrainTimeout, c.EventsMax, c.EventsTTL)
+		}
+	}
+}
+
+func TestDurabilityAccepted(t *testing.T) {
+	tests := []struct {
+		name  string
+		cmd   string
+		args  []string
+		env   map[string]string
+		check func(c *Config) bool
+	}{
+		{"serve with Redis and keys", "serve", serveArgs("--redis-url", "redis://redis:6379/0", "--state-keys", stateKeys), nil,
+			func(c *Config) bool { return c.RedisURL == "redis://redis:6379/0" && c.StateKeys == stateKeys }},
+		{"serve with TLS Redis", "serve", serveArgs("--redis-url", "rediss://user:pw@redis.example.com:6380/2", "--state-keys", stateKeys), nil,
+			func(c *Config) bool { return c.RedisURL == "rediss://user:pw@redis.example.com:6380/2" }},
+		{"keys from the environment", "serve", serveArgs("--redis-url", "redis://redis:6379"), map[string]string{"PINGMCP_STATE_KEYS": stateKeys},
+			func(c *Config) bool { return c.StateKeys == stateKeys }},
+		{"Redis and keys from the environment", "serve", serveArgs(),
+			map[string]string{"PINGMCP_REDIS_URL": "redis://redis:6379/0", "PINGMCP_STATE_KEYS": "k1:" + key1, "PINGMCP_REDIS_PREFIX": "a:"},
+			func(c *Config) bool {
+				return c.RedisURL == "redis://redis:6379/0" && c.StateKeys == "k1:"+key1 && c.RedisPrefix == "a:"
+			}},
+		{"the command line wins over PINGMCP_STATE_KEYS", "serve", serveArgs("--state-keys", "k1:"+key1), map[string]string{"PINGMCP_STATE_KEYS": "bad"},
+			func(c *Config) bool { return c.StateKeys == "k1:"+key1 }},
+		{"serve in memory needs no keys", "serve", serveArgs(), nil, func(c *Config) bool { return c.StateKeys == "" }},
+		{"dev with Redis needs no keys", "dev", []string{"--redis-url", "redis://127.0.0.1:6379/0"}, nil,
+			func(c *Config) bool { return c.RedisURL != "" && c.StateKeys == "" }},
+		{"actor timeout 0 takes the session's", "serve", serveArgs("--session-idle-timeout", "10m", "--actor-idle-timeout", "0"), nil,
+			func(c *Config) bool { return c.ActorIdleTimeout == 10*time.Minute }},
+		{"session and actor never end", "serve", serveArgs("--session-idle-timeout", "0", "--actor-idle-timeout", "0"), nil,
+			func(c *Config) bool { return c.SessionIdleTimeout == 0 && c.ActorIdleTimeout == 0 }},
+		{"actors end, sessions never", "serve", serveArgs("--session-idle-timeout", "0", "--actor-idle-timeout", "1h"), nil,
+			func(c *Config) bool { return c.ActorIdleTimeout == time.Hour }},
+		{"actor timeout equal to the session's", "dev", []string{"--session-idle-timeout", "5m", "--actor-idle-timeout", "5m"}, nil,
+			func(c *Config) bool { return c.ActorIdleTimeout == 5*time.Minute }},
+		{"session timeout shorter than the default actor one", "serve", serveArgs("--session-idle-timeout", "2m"), nil,
+			func(c *Config) bool { return c.ActorIdleTimeout == 2*time.Minute }},
+		{"session timeout from the environment shorter than the default actor one", "serve", serveArgs(),
+			map[string]string{"PINGMCP_SESSION_IDLE_TIMEOUT": "3s"},
+			func(c *Config) bool { return c.ActorIdleTimeout == 3*time.Second }},
+		{"durations from the environment", "serve", serveArgs(),
+			map[string]string{"PINGMCP_ACTOR_IDLE_TIMEOUT": "1m", "PINGMCP_DRAIN_TIMEOUT": "0", "PINGMCP_EVENTS_MAX": "5", "PINGMCP_EVENTS_TTL": "10m"},
+			func(c *Config) bool {
+				return c.ActorIdleTimeout == time.Minute && c.DrainTimeout == 0 && c.EventsMax == 5 && c.EventsTTL == 10*time.Minute
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse(tt.cmd, tt.args, env(tt.env), new(bytes.Buffer))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(c) {
+				t.Errorf("unexpected config: redis %q, prefix %q, session idle %s, actor idle %s, drain %s, events %d for %s",
+					c.RedisURL, c.RedisPrefix, c.SessionIdleTimeout, c.ActorIdleTimeout, c.DrainTimeout, c.EventsMax, c.EventsTTL)
+			}
+		})
+	}
+}
+
+func TestDurabilityRefusals(t *testing.T) {
+	const secret = "hunter2-password"
+	tests := []struct {
+		name string
+		cmd  string
+		args []string
+		env  map[string]string
+		want []string
+	}{
+		{"serve with Redis and no keys", "serve", serveArgs("--redis-url", "redis://redis:6379/0"), nil,
+			[]string{"--redis-url needs --state-keys", "PINGMCP_STATE_KEYS", "every node", "head -c32 /dev/urandom | base64"}},
+		{"serve with Redis from the environment and no keys", "serve", serveArgs(), map[string]string{"PINGMCP_REDIS_URL": "redis://redis:6379/0"},
+			[]string{"--redis-url needs --state-keys"}},
+		{"key not base64", "serve", serveArgs("--state-keys", "k1:not-base64!"), nil, []string{"--state-keys", "k1"}},
+		{"key too short", "serve", serveArgs("--state-keys", "k1:"+base64.StdEncoding.EncodeToString([]byte("short"))), nil,
+			[]string{"--state-keys", "32 bytes"}},
+		{"key without id", "dev", []string{"--state-keys", key1}, nil, []string{"--state-keys", "keyid:base64"}},
+		{"key id twice", "serve", serveArgs("--state-keys", "k1:"+key1+",k1:"+key2), nil, []string{"--state-keys", "twice"}},
+		{"only commas", "serve", serveArgs("--state-keys", ","), nil, []string{"--state-keys"}},
+		{"bad keys from the environment", "serve", serveArgs(), map[string]string{"PINGMCP_STATE_KEYS": "k1:" + key1[:20]}, []string{"--state-keys"}},
+		{"Redis URL without scheme", "serve", serveArgs("--redis-url", "redis.local:6379", "--state-keys", stateKeys), nil,
+			[]string{"--redis-url", "invalid URL scheme", "redis://"}},
+		{"Redis URL with a bad database", "dev", []string{"--redis-url", "redis://:" + secret + "@redis:6379/zero"}, nil,
+			[]string{"--redis-url redis://:xxxxx@redis:6379/zero", "database number"}},
+		{"Redis URL that does not parse", "dev", []string{"--redis-url", "redis://:" + secret + "@redis:port/0"}, nil,
+			[]string{"--redis-url (unparsable)", "invalid port"}},
+		{"Redis URL with an unknown option", "dev", []string{"--redis-url", "redis://redis:6379/0?password=" + secret}, nil,
+			[]string{"--redis-url redis://redis:6379/0?…", "unexpected option"}},
+		{"todo-api with a bad Redis URL", "todo-api", []string{"--issuer", "https://pf", "--redis-url", "http://redis"}, nil,
+			[]string{"--redis-url", "invalid URL scheme"}},
+		{"actor outlives its session", "serve", serveArgs("--session-idle-timeout", "10m", "--actor-idle-timeout", "11m"), nil,
+			[]string{"--actor-idle-timeout 11m0s is longer than --session-idle-timeout 10m0s"}},
+		{"actor outlives its session, from the environment", "serve", serveArgs("--session-idle-timeout", "1m"),
+			map[string]string{"PINGMCP_ACTOR_IDLE_TIMEOUT": "2m"}, []string{"--actor-idle-timeout 2m0s is longer than --session-idle-timeout 1m0s"}},
+		{"negative actor timeout", "serve", serveArgs("--actor-idle-timeout", "-1s"), nil, []string{"--actor-idle-timeout must not be negative"}},
+		{"negative session timeout", "dev", []string{"--session-idle-timeout", "-1s"}, nil, []string{"--session-idle-timeout must not be negative"}},
+		{"negative drain timeout", "serve", serveArgs("--drain-timeout", "-1s"), nil, []string{"--drain-timeout must not be negative"}},
+		{"no events kept", "serve", serveArgs("--events-max", "0"), nil, []string{"--events-max must be positive"}},
+		{"events expire at once", "dev", []string{"--events-ttl", "0"}, nil, []string{"--events-ttl must be positive"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse(tt.cmd, tt.args, env(tt.env), new(bytes.Buffer))
+			if err == nil {
+				t.Fatalf("parsed without error, want mention of %q", tt.want)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v, want mention of %q", err, w)
+				}
+			}
+			for _, leak := range []string{secret, key1, key2, key1[:20], "not-base64"} {
+				if strings.Contains(err.Error(), leak) {
+					t.Errorf("err = %v: it shows secret material %q", err, leak)
+				}
+			}
+		})
 	}
 }

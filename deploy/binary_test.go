@@ -2,10 +2,12 @@ package deploy
 
 import (
 	"bytes"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -23,6 +25,30 @@ const pingmcpImage = "pingmcp"
 
 // samplePodIP stands in for status.podIP.
 const samplePodIP = "10.1.2.3"
+
+// placeholderPrefix starts every value of secrets.yaml: none is a real
+// credential.
+const placeholderPrefix = "REPLACE-WITH-"
+
+// placeholderStandIns are values of the right form for the variables whose
+// flags check the form of their value, given to config.Parse in place of a
+// placeholder. (pingmcp itself refuses the placeholders; see
+// TestPlaceholdersAreRefused.)
+var placeholderStandIns = map[string]string{
+	"PINGMCP_STATE_KEYS": "sample:" + base64.StdEncoding.EncodeToString(make([]byte, 32)),
+}
+
+// standIn replaces a placeholder by its stand-in, if it has one.
+func standIn(name, value string) string {
+	if v, ok := placeholderStandIns[name]; ok && strings.HasPrefix(value, placeholderPrefix) {
+		return v
+	}
+	return value
+}
+
+// secretFlags are the flags whose values are secrets: never on the command
+// line (it shows in the pod spec and in ps), always from a Secret.
+var secretFlags = []string{"client-secret", "state-keys"}
 
 // binaryContainer is a container that runs the pingmcp binary, its command
 // line resolved the way the kubelet would and parsed by config.Parse.
@@ -59,6 +85,12 @@ func (m *manifests) binaries() (out []binaryContainer, errs []error) {
 }
 
 func (m *manifests) parseBinary(d *appsv1.Deployment, c *corev1.Container) (binaryContainer, error) {
+	return m.parseBinaryWith(d, c, standIn)
+}
+
+// parseBinaryWith parses a container's command line and environment, each
+// variable's value passed through value first.
+func (m *manifests) parseBinaryWith(d *appsv1.Deployment, c *corev1.Container, value func(name, v string) string) (binaryContainer, error) {
 	b := binaryContainer{deployment: d, container: c}
 	if len(c.Command) > 0 {
 		return b, fmt.Errorf("command %q replaces the image's ENTRYPOINT; give the pingmcp command and flags as args", c.Command)
@@ -87,9 +119,9 @@ func (m *manifests) parseBinary(d *appsv1.Deployment, c *corev1.Container) (bina
 	if err != nil {
 		return b, err
 	}
-	for _, e := range c.Env {
-		if strings.HasPrefix(e.Name, "PINGMCP_") && !flags[e.Name] {
-			return b, fmt.Errorf("env %s is no flag of pingmcp %s: it would be ignored", e.Name, b.command)
+	for name := range env { // env and envFrom
+		if strings.HasPrefix(name, "PINGMCP_") && !flags[name] {
+			return b, fmt.Errorf("env %s is no flag of pingmcp %s: it would be ignored", name, b.command)
 		}
 	}
 	for _, a := range args[1:] {
@@ -98,7 +130,7 @@ func (m *manifests) parseBinary(d *appsv1.Deployment, c *corev1.Container) (bina
 			return b, fmt.Errorf("--%s is given both as an arg and as %s", name, config.EnvName(name))
 		}
 	}
-	getenv := func(name string) string { return env[name] } // never the test's own environment
+	getenv := func(name string) string { return value(name, env[name]) } // never the test's own environment
 	b.cfg, err = config.Parse(b.command, args[1:], getenv, io.Discard)
 	if err != nil {
 		return b, fmt.Errorf("pingmcp %s: %w", strings.Join(args, " "), err)
@@ -253,6 +285,15 @@ func TestBinaryContainersParse(t *testing.T) {
 			if c.TodoAPIURL == "" {
 				t.Error("no --todo-api-url: the todo tools would have no API")
 			}
+			if c.RedisURL == "" {
+				t.Error("no --redis-url: each pod would keep its sessions in memory, and a session would end whenever its pod went away or a new one joined")
+			}
+			if c.StateKeys == "" {
+				t.Error("no --state-keys: the tokens in session snapshots would have no key the pods share")
+			}
+			if c.DrainTimeout <= 0 {
+				t.Errorf("--drain-timeout %s: in-flight requests would get no time to finish", c.DrainTimeout)
+			}
 			publicHost := strings.TrimPrefix(c.PublicURL, "https://")
 			if len(c.AllowedHosts) > 0 && !slices.Contains(c.AllowedHosts, publicHost) {
 				t.Errorf("--allowed-hosts %q leaves out the public URL's host %q: every request would be 403", c.AllowedHosts, publicHost)
@@ -277,16 +318,66 @@ func TestBinaryContainersParse(t *testing.T) {
 		})
 	}
 	for _, b := range bs {
-		for _, a := range b.container.Args {
-			if strings.HasPrefix(a, "--client-secret") {
-				t.Errorf("%s: --client-secret on the command line shows in the pod spec and ps; use PINGMCP_CLIENT_SECRET from a Secret", b)
+		secret := map[string]bool{} // variables whose value is a secret
+		for _, f := range secretFlags {
+			secret[config.EnvName(f)] = true
+		}
+		if u, err := url.Parse(b.cfg.RedisURL); err == nil && u.User != nil {
+			if _, hasPassword := u.User.Password(); hasPassword {
+				secret[config.EnvName("redis-url")] = true
+			}
+		}
+		for name := range secret {
+			flagName := strings.ToLower(strings.ReplaceAll(strings.TrimPrefix(name, "PINGMCP_"), "_", "-"))
+			for _, a := range b.container.Args {
+				if a == "--"+flagName || strings.HasPrefix(a, "--"+flagName+"=") || a == "-"+flagName || strings.HasPrefix(a, "-"+flagName+"=") {
+					t.Errorf("%s: --%s on the command line shows in the pod spec and ps; use %s from a Secret", b, flagName, name)
+				}
 			}
 		}
 		for _, e := range b.container.Env {
-			if strings.HasPrefix(e.Name, "PINGMCP_") && strings.Contains(e.Name, "SECRET") && (e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil) {
+			if (secret[e.Name] || (strings.HasPrefix(e.Name, "PINGMCP_") && strings.Contains(e.Name, "SECRET"))) &&
+				(e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil) {
 				t.Errorf("%s: %s must come from a Secret", b, e.Name)
 			}
 		}
+	}
+}
+
+// TestPlaceholdersAreRefused checks that secrets.yaml holds no credential,
+// only placeholders, and that pingmcp refuses to start with the state keys'
+// placeholder: a forgotten one must not become a key everyone knows.
+func TestPlaceholdersAreRefused(t *testing.T) {
+	m := load(t)
+	for _, s := range m.secrets {
+		for k := range s.StringData {
+			if v, _ := m.secretValue(s.Namespace, s.Name, k); !strings.HasPrefix(v, placeholderPrefix) {
+				t.Errorf("secret %s, key %s: not a %s... placeholder; keep credentials out of the repository", s.Name, k, placeholderPrefix)
+			}
+		}
+		for k, v := range s.Data {
+			if !strings.HasPrefix(string(v), placeholderPrefix) {
+				t.Errorf("secret %s, key %s: not a %s... placeholder; keep credentials out of the repository", s.Name, k, placeholderPrefix)
+			}
+		}
+	}
+	serve := m.deployment("pingmcp")
+	if serve == nil {
+		t.Fatal("no deployment pingmcp")
+	}
+	c := &serve.Spec.Template.Spec.Containers[0]
+	env, err := m.resolveEnv(serve.Namespace, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range placeholderStandIns {
+		if !strings.HasPrefix(env[name], placeholderPrefix) {
+			t.Errorf("%s does not hold a placeholder: drop its stand-in", name)
+		}
+	}
+	_, err = m.parseBinaryWith(serve, c, func(_, v string) string { return v })
+	if err == nil || !strings.Contains(err.Error(), "--state-keys") {
+		t.Errorf("pingmcp serve with the placeholder state keys: err = %v, want a refusal of --state-keys", err)
 	}
 }
 
@@ -311,6 +402,26 @@ func TestBinaryParseCatchesMistakes(t *testing.T) {
 				LocalObjectReference: corev1.LocalObjectReference{Name: "pingmcp-exchange-client"}, Key: "nope"}}})
 		}},
 		{"flag twice", func(c *corev1.Container) { c.Args = append(c.Args, "--client-secret=x") }},
+		{"Redis without state keys", func(c *corev1.Container) {
+			c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "PINGMCP_STATE_KEYS" })
+		}},
+		{"state keys from a missing Secret key", func(c *corev1.Container) {
+			for i := range c.Env {
+				if r := c.Env[i].ValueFrom; r != nil && r.SecretKeyRef != nil && c.Env[i].Name == "PINGMCP_STATE_KEYS" {
+					r.SecretKeyRef.Key = "keys"
+				}
+			}
+		}},
+		{"bad Redis URL", func(c *corev1.Container) {
+			for i := range c.Env {
+				if c.Env[i].Name == "PINGMCP_REDIS_URL" {
+					c.Env[i].Value = "redis.pingmcp.svc.cluster.local:6379"
+				}
+			}
+		}},
+		{"actor outlives its session", func(c *corev1.Container) {
+			c.Args = append(c.Args, "--session-idle-timeout=10m", "--actor-idle-timeout=20m")
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := serve.DeepCopy()

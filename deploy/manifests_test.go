@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"slices"
@@ -24,15 +25,14 @@ import (
 // them.
 const protoactorLabelPrefix = "cluster.proto.actor/"
 
-// drainTime is how long a `pingmcp serve` pod may take to stop: cmd/pingmcp
-// gives open HTTP streams 10 s to end, then the k8s provider takes up to 5 s
-// to deregister the pod and 5 s to stop watching.
-const drainTime = 20 * time.Second
+// leaveTime is how long a `pingmcp serve` pod takes to leave the cluster
+// once its in-flight requests are done (--drain-timeout): the k8s provider
+// takes up to 5 s to deregister the pod and 5 s to stop watching.
+const leaveTime = 10 * time.Second
 
-// pendingSecrets are Secrets that nothing references yet, and why.
-var pendingSecrets = map[string]string{
-	"pingmcp-state-keys": "the durability work adds --state-keys (PINGMCP_STATE_KEYS) to pingmcp serve",
-}
+// graceMargin is the time the termination grace period leaves beyond
+// draining and leaving.
+const graceMargin = 10 * time.Second
 
 func selects(sel *metav1.LabelSelector, podLabels map[string]string) bool {
 	s, err := metav1.LabelSelectorAsSelector(sel)
@@ -432,7 +432,15 @@ func TestClusterMembership(t *testing.T) {
 
 func TestReferencesResolve(t *testing.T) {
 	m := load(t)
-	referenced := map[string]bool{}
+	referenced := map[string]bool{}                // Secrets used whole or in part
+	referencedKeys := map[string]map[string]bool{} // Secret → keys used one by one
+	useKey := func(secret, key string) {
+		if referencedKeys[secret] == nil {
+			referencedKeys[secret] = map[string]bool{}
+		}
+		referencedKeys[secret][key] = true
+	}
+	whole := map[string]bool{} // Secrets used whole: envFrom, volumes
 	for _, d := range m.deployments {
 		spec := &d.Spec.Template.Spec
 		if spec.ServiceAccountName != "" && find(m.serviceAccounts, d.Namespace, spec.ServiceAccountName) == nil {
@@ -444,13 +452,16 @@ func TestReferencesResolve(t *testing.T) {
 				t.Errorf("deployment %s, container %s: %v", d.Name, c.Name, err)
 			}
 			for _, e := range c.Env {
-				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-					referenced[e.ValueFrom.SecretKeyRef.Name] = true
+				if r := e.ValueFrom; r != nil && r.SecretKeyRef != nil {
+					referenced[r.SecretKeyRef.Name] = true
+					useKey(r.SecretKeyRef.Name, r.SecretKeyRef.Key)
+					// resolveEnv has checked that the Secret has that key.
 				}
 			}
 			for _, e := range c.EnvFrom {
 				if e.SecretRef != nil {
 					referenced[e.SecretRef.Name] = true
+					whole[e.SecretRef.Name] = true
 				}
 			}
 			for _, vm := range c.VolumeMounts {
@@ -462,6 +473,7 @@ func TestReferencesResolve(t *testing.T) {
 		for _, v := range spec.Volumes {
 			if s := v.Secret; s != nil {
 				referenced[s.SecretName] = true
+				whole[s.SecretName] = true
 				if find(m.secrets, d.Namespace, s.SecretName) == nil {
 					t.Errorf("deployment %s, volume %s: no Secret %s", d.Name, v.Name, s.SecretName)
 				}
@@ -475,19 +487,21 @@ func TestReferencesResolve(t *testing.T) {
 		}
 	}
 	for _, s := range m.secrets {
-		if why, pending := pendingSecrets[s.Name]; pending {
-			if referenced[s.Name] {
-				t.Errorf("secret %s is referenced now (%s): drop it from pendingSecrets", s.Name, why)
-			}
-			continue
-		}
 		if !referenced[s.Name] {
 			t.Errorf("secret %s: nothing references it", s.Name)
+			continue
 		}
-	}
-	for name := range pendingSecrets {
-		if find(m.secrets, m.namespaces[0].Name, name) == nil {
-			t.Errorf("pendingSecrets names %s, which is not defined", name)
+		if whole[s.Name] {
+			continue
+		}
+		keys := slices.Collect(maps.Keys(s.StringData))
+		for k := range s.Data {
+			keys = append(keys, k)
+		}
+		for _, k := range keys {
+			if !referencedKeys[s.Name][k] {
+				t.Errorf("secret %s: nothing reads its key %s", s.Name, k)
+			}
 		}
 	}
 }
@@ -528,8 +542,8 @@ func (m *manifests) serviceFor(namespace, rawURL string) (svc *corev1.Service, o
 
 // TestURLsReachServices checks that the URLs one component gives for another
 // name that component: pingmcp's Todo API URL is the Todo API's Service and
-// resource, the Todo API's Redis URL is the Redis Service, and network
-// policies let each client in.
+// resource, pingmcp's and the Todo API's Redis URLs are the Redis Service (name
+// and port), and network policies let each client in.
 func TestURLsReachServices(t *testing.T) {
 	m := load(t)
 	bs := binaries(t, m)
@@ -547,6 +561,9 @@ func TestURLsReachServices(t *testing.T) {
 	if serve.cfg.Issuer != todo.cfg.Issuer {
 		t.Errorf("pingmcp trusts issuer %q, the Todo API %q", serve.cfg.Issuer, todo.cfg.Issuer)
 	}
+	isRedis := func(d *appsv1.Deployment) bool {
+		return slices.ContainsFunc(d.Spec.Template.Spec.Containers, func(c corev1.Container) bool { return strings.HasPrefix(c.Image, "redis:") })
+	}
 	for _, link := range []struct {
 		client  binaryContainer
 		url     string
@@ -554,10 +571,12 @@ func TestURLsReachServices(t *testing.T) {
 		what    string
 	}{
 		{serve, serve.cfg.TodoAPIURL, func(d *appsv1.Deployment) bool { return d == todo.deployment }, "the Todo API"},
-		{todo, todo.cfg.RedisURL, func(d *appsv1.Deployment) bool {
-			return slices.ContainsFunc(d.Spec.Template.Spec.Containers, func(c corev1.Container) bool { return strings.HasPrefix(c.Image, "redis:") })
-		}, "Redis"},
+		{serve, serve.cfg.RedisURL, isRedis, "Redis"},
+		{todo, todo.cfg.RedisURL, isRedis, "Redis"},
 	} {
+		if link.url == "" {
+			continue // TestBinaryContainersParse asks for the URLs a component needs
+		}
 		svc, inCluster, err := m.serviceFor(link.client.deployment.Namespace, link.url)
 		if err != nil {
 			t.Errorf("%s: %v", link.client, err)
@@ -702,8 +721,13 @@ func TestDraining(t *testing.T) {
 		}
 		d := b.deployment
 		spec := &d.Spec.Template.Spec
-		if g := spec.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second < drainTime+10*time.Second {
-			t.Errorf("deployment %s: terminationGracePeriodSeconds %s; draining takes up to %s, leave 10 s more", d.Name, show(g), drainTime)
+		// On SIGTERM a node gives in-flight requests --drain-timeout, then
+		// leaves the cluster; the kubelet kills it at the end of the grace
+		// period, whatever it is doing.
+		stop := b.cfg.DrainTimeout + leaveTime
+		if g := spec.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second < stop+graceMargin {
+			t.Errorf("deployment %s: terminationGracePeriodSeconds %s; stopping takes up to %s (--drain-timeout %s, then %s to leave the cluster), leave %s more",
+				d.Name, show(g), stop, b.cfg.DrainTimeout, leaveTime, graceMargin)
 		}
 		if s := d.Spec.Strategy; s.Type != appsv1.RollingUpdateDeploymentStrategyType || s.RollingUpdate == nil ||
 			s.RollingUpdate.MaxUnavailable == nil || s.RollingUpdate.MaxUnavailable.String() != "0" {

@@ -195,9 +195,10 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	stream, err := e.node.Forward(r.Context(), rt.kind, rt.identity, req)
 	if err != nil {
 		switch {
-		case errors.Is(err, cluster.ErrActorGone) && rt.kind == cluster.SessionKind:
-			writeError(w, http.StatusNotFound, rpcID(body), jsonrpcSessionNotFound, "session not found")
 		case errors.Is(err, cluster.ErrNoMember), errors.Is(err, cluster.ErrActorGone):
+			// The actor went away before it answered (its node died, was
+			// drained, or the session moved): the session lives on in its
+			// snapshot, and the retry reaches its next activation.
 			w.Header().Set("Retry-After", "1")
 			writeError(w, http.StatusServiceUnavailable, rpcID(body), jsonrpcInternalError, "no node can serve this request right now; retry")
 		case r.Context().Err() != nil:

@@ -26,11 +26,13 @@ import (
 
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/pingmcp/pingmcp/actors"
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/config"
+	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/tools"
 	"github.com/pingmcp/pingmcp/tools/conformance"
 	"github.com/pingmcp/pingmcp/tools/todo"
@@ -184,16 +186,62 @@ func listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
+// newDurability is where the node keeps sessions: Redis when --redis-url is
+// set, else this process's memory.
+func newDurability(cfg *config.Config, logger *slog.Logger) (*actors.Durability, func(), error) {
+	var sealer *state.Sealer
+	if cfg.StateKeys != "" {
+		var err error
+		if sealer, err = state.ParseKeys(cfg.StateKeys); err != nil {
+			return nil, nil, fmt.Errorf("--state-keys: %w", err)
+		}
+	}
+	if cfg.RedisURL == "" {
+		d := actors.MemoryDurability(cfg.SessionIdleTimeout)
+		if sealer != nil {
+			d.Sealer = sealer
+		}
+		logger.Info("sessions are kept in this process's memory: they survive their actors, not this process (set --redis-url for a cluster)")
+		return d, func() {}, nil
+	}
+	if sealer == nil {
+		// Only dev gets here (config refuses serve without keys).
+		sealer = state.NewProcessSealer()
+		logger.Warn("no --state-keys: session tokens in Redis are sealed with a key of this process alone; sessions will not survive its restart")
+	}
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--redis-url: %w", err)
+	}
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+	client := redis.NewClient(opts)
+	d := &actors.Durability{
+		Snapshots:  state.NewRedisSnapshots(client, cfg.RedisPrefix),
+		Events:     state.NewRedisEvents(client, cfg.RedisPrefix, state.EventOptions{MaxLen: cfg.EventsMax, TTL: cfg.EventsTTL}),
+		Sealer:     sealer,
+		SessionTTL: cfg.SessionIdleTimeout,
+	}
+	logger.Info("sessions are kept in Redis", "redis", opts.Addr, "prefix", cfg.RedisPrefix, "state_keys", sealer.KeyIDs())
+	return d, func() { client.Close() }, nil
+}
+
 // serveNode runs a cluster node whose HTTP edge serves on ln.
 func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger *slog.Logger, stdout io.Writer) error {
 	httpAddr := ln.Addr().String()
 	paths := transport.MetadataPaths(cfg.Resource)
 	metadataURL := cfg.PublicURL + paths[len(paths)-1]
 
+	durability, closeStore, err := newDurability(cfg, logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer closeStore()
 	actorCfg := actors.Config{
 		Implementation:      &mcp.Implementation{Name: "pingmcp", Version: version()},
 		Toolsets:            toolsets(cfg),
-		IdleTimeout:         cfg.SessionIdleTimeout,
+		IdleTimeout:         cfg.ActorIdleTimeout,
+		Durability:          durability,
 		SchemaCache:         mcp.NewSchemaCache(),
 		Logger:              logger,
 		Authenticated:       cfg.Auth != "none",

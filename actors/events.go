@@ -1,0 +1,181 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pingmcp/pingmcp/state"
+)
+
+// sessionEvents is the mcp.EventStore a session actor gives its SDK handler:
+// the node's store, seen as this activation. It
+//   - appends fenced by the activation's epoch;
+//   - journals, when a request's stream opens, the requests it answers, so
+//     that the next activation can answer those this one never did;
+//   - stores nothing of the handshake replayed on rehydration;
+//   - keeps the session's events when the actor only stops (passivation,
+//     drain, fencing): SessionClosed deletes them only when the session
+//     itself ends, and then its snapshot goes too.
+type sessionEvents struct {
+	store  state.Events
+	logger *slog.Logger
+	epoch  atomic.Int64
+	// replaying is set while the handshake is replayed.
+	replaying atomic.Bool
+	// keep is set when the actor stops but the session goes on.
+	keep atomic.Bool
+	// ended is called once the session ended (DELETE, or the SDK closed it):
+	// it removes the snapshot.
+	ended func(context.Context) error
+	// fenced is called when an append finds a newer activation.
+	fenced func()
+
+	mu      sync.Mutex
+	skipped map[string]bool // streams of the replayed handshake
+}
+
+var _ mcp.EventStore = (*sessionEvents)(nil)
+
+// flightKey carries a request's *flight in its context, for Open.
+type flightKey struct{}
+
+func (e *sessionEvents) Open(ctx context.Context, session, stream string) error {
+	if stream != "" && e.replaying.Load() {
+		e.mu.Lock()
+		if e.skipped == nil {
+			e.skipped = map[string]bool{}
+		}
+		e.skipped[stream] = true
+		e.mu.Unlock()
+		return nil
+	}
+	f, _ := ctx.Value(flightKey{}).(*flight)
+	if f == nil || stream == "" {
+		return e.store.Open(ctx, session, stream)
+	}
+	ids := requestIDs(f.body)
+	if err := e.store.OpenFor(ctx, session, stream, ids); err != nil {
+		return err
+	}
+	if len(ids) > 0 {
+		f.setStream(stream)
+	}
+	return nil
+}
+
+func (e *sessionEvents) Append(ctx context.Context, session, stream string, data []byte) error {
+	e.mu.Lock()
+	skip := e.skipped[stream]
+	e.mu.Unlock()
+	if skip {
+		return nil
+	}
+	err := e.store.AppendAt(ctx, session, stream, e.epoch.Load(), data)
+	if errors.Is(err, state.ErrFenced) {
+		e.fenced()
+	}
+	return err
+}
+
+func (e *sessionEvents) After(ctx context.Context, session, stream string, index int) iter.Seq2[[]byte, error] {
+	return e.store.After(ctx, session, stream, index)
+}
+
+func (e *sessionEvents) SessionClosed(ctx context.Context, session string) error {
+	if e.keep.Load() {
+		return nil
+	}
+	err := e.store.SessionClosed(ctx, session)
+	if e.ended != nil {
+		if rerr := e.ended(ctx); rerr != nil && !errors.Is(rerr, state.ErrFenced) {
+			e.logger.Warn("session ended but its snapshot could not be removed; it expires by itself", "err", rerr)
+		}
+	}
+	return err
+}
+
+// finish drops f's journal entry once its response is complete.
+func (e *sessionEvents) finish(session string, f *flight) {
+	stream := f.journalled()
+	if stream == "" {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), saveTimeout)
+		defer cancel()
+		if err := e.store.FinishRequests(ctx, session, stream); err != nil {
+			// The next activation finds the answer in the stream and
+			// drops the entry then.
+			e.logger.Debug("request journal entry not removed", "err", err)
+		}
+	}()
+}
+
+// codeInterrupted is the JSON-RPC error (implementation-defined server error
+// range) of a request whose activation ended before answering it.
+const codeInterrupted = -32003
+
+// interruptedError is the answer the next activation gives a journalled
+// request: retryable, since the request may or may not have taken effect.
+func interruptedError(id json.RawMessage) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"jsonrpc": "2.0",
+		"id":      json.RawMessage(id),
+		"error": map[string]any{
+			"code":    codeInterrupted,
+			"message": "request interrupted: the node serving this session stopped before answering; it may or may not have taken effect, retry if that is safe",
+			"data":    map[string]any{"retryable": true},
+		},
+	})
+	return b
+}
+
+// answerJournal answers, in their streams, the requests an earlier
+// activation journalled and never answered, and clears the journal. It
+// returns how many it answered.
+func answerJournal(ctx context.Context, store state.Events, session string, epoch int64) (int, error) {
+	pending, err := store.PendingRequests(ctx, session)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for stream, ids := range pending {
+		answered := map[string]bool{}
+		for data, err := range store.After(ctx, session, stream, -1) {
+			if err != nil {
+				break
+			}
+			var m struct {
+				ID     any             `json:"id"`
+				Result json.RawMessage `json:"result"`
+				Error  json.RawMessage `json:"error"`
+			}
+			if json.Unmarshal(data, &m) == nil && (m.Result != nil || m.Error != nil) {
+				if id := canonicalID(m.ID); id != nil {
+					answered[string(id)] = true
+				}
+			}
+		}
+		for _, id := range ids {
+			if answered[string(id)] {
+				continue
+			}
+			if err := store.AppendAt(ctx, session, stream, epoch, interruptedError(id)); err != nil {
+				return n, fmt.Errorf("answer interrupted request: %w", err)
+			}
+			n++
+		}
+		if err := store.FinishRequests(ctx, session, stream); err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}

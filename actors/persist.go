@@ -1,0 +1,352 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/state"
+)
+
+// Durability is where sessions outlive their actors: the snapshot of each
+// session and the events of its streams, in Redis for a cluster or in this
+// process's memory for a single node.
+type Durability struct {
+	Snapshots state.Snapshots
+	Events    state.Events
+	// Sealer seals the tokens a snapshot holds.
+	Sealer *state.Sealer
+	// SessionTTL is how long a session lives without a request: its
+	// snapshot expires then. Zero: never.
+	SessionTTL time.Duration
+}
+
+// MemoryDurability keeps sessions in this process, under a key made for it.
+func MemoryDurability(ttl time.Duration) *Durability {
+	snaps := &state.MemorySnapshots{}
+	return &Durability{Snapshots: snaps, Events: state.NewMemoryEvents(snaps), Sealer: state.NewProcessSealer(), SessionTTL: ttl}
+}
+
+// record is what a session needs to continue on another activation: its
+// snapshot. Tokens in it are sealed, bound to the session and field.
+type record struct {
+	Version int `json:"v"`
+	// Owner is the principal the session belongs to (none without auth).
+	Issuer   string `json:"iss,omitempty"`
+	Subject  string `json:"sub,omitempty"`
+	ClientID string `json:"client_id,omitempty"`
+	// Principal is the sealed envelope.Principal last presented: the
+	// user's token and its verified claims.
+	Principal string `json:"principal,omitempty"`
+	// Initialize holds the client's initialize params, replayed into a new
+	// server session on rehydration.
+	Initialize      json.RawMessage `json:"initialize,omitempty"`
+	ProtocolVersion string          `json:"protocol_version,omitempty"`
+	Initialized     bool            `json:"initialized,omitempty"`
+	LogLevel        string          `json:"log_level,omitempty"`
+	Subscriptions   []string        `json:"subscriptions,omitempty"`
+	// Delegations is the sealed cache of exchanged tokens.
+	Delegations string    `json:"delegations,omitempty"`
+	Created     time.Time `json:"created"`
+	Active      time.Time `json:"active"`
+}
+
+const recordVersion = 1
+
+// sealContext binds a sealed field to its session, so that it cannot be
+// moved into another session's snapshot.
+func sealContext(session, field string) []byte { return []byte("pingmcp/" + session + "/" + field) }
+
+func (d *Durability) sealPrincipal(session string, p *envelope.Principal) (string, error) {
+	if p == nil {
+		return "", nil
+	}
+	b, err := proto.Marshal(p)
+	if err != nil {
+		return "", err
+	}
+	return d.Sealer.Seal(b, sealContext(session, "principal")), nil
+}
+
+func (d *Durability) openPrincipal(session, sealed string) (*envelope.Principal, error) {
+	if sealed == "" {
+		return nil, nil
+	}
+	b, err := d.Sealer.Open(sealed, sealContext(session, "principal"))
+	if err != nil {
+		return nil, err
+	}
+	p := &envelope.Principal{}
+	if err := proto.Unmarshal(b, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (d *Durability) sealDelegations(session string, ds []storedDelegation) (string, error) {
+	if len(ds) == 0 {
+		return "", nil
+	}
+	b, err := json.Marshal(ds)
+	if err != nil {
+		return "", err
+	}
+	return d.Sealer.Seal(b, sealContext(session, "delegations")), nil
+}
+
+func (d *Durability) openDelegations(session, sealed string) ([]storedDelegation, error) {
+	if sealed == "" {
+		return nil, nil
+	}
+	b, err := d.Sealer.Open(sealed, sealContext(session, "delegations"))
+	if err != nil {
+		return nil, err
+	}
+	var ds []storedDelegation
+	return ds, json.Unmarshal(b, &ds)
+}
+
+// Timeouts and pacing of snapshot writes.
+const (
+	// saveTimeout bounds one write.
+	saveTimeout = 2 * time.Second
+	// saveWait is how long a change that must be durable before it is
+	// answered (initialize, setLevel, subscribe) waits for its write. If
+	// Redis is slow or down, the session goes on from memory and the write
+	// is retried until it lands.
+	saveWait = 2 * time.Second
+	// retryMin and retryMax pace the retries of a failed write.
+	retryMin = 50 * time.Millisecond
+	retryMax = 2 * time.Second
+)
+
+// persister writes one activation's snapshot: every change bumps a version,
+// and a single writer saves the newest version, retrying failed writes
+// until they land or the activation is fenced.
+type persister struct {
+	d       *Durability
+	session string
+	epoch   int64
+	logger  *slog.Logger
+	// fenced is called, once, when a newer activation owns the session.
+	fenced func()
+
+	mu      sync.Mutex
+	rec     record
+	want    uint64        // version of rec
+	saved   uint64        // version last written
+	savedAt time.Time     // when
+	landed  chan struct{} // closed (and replaced) on every write
+	failing bool          // the last write failed
+	kick    chan struct{}
+	quit    chan struct{}
+	closed  bool
+	stopped bool // fenced or closed: the writer is gone
+}
+
+func newPersister(d *Durability, session string, epoch int64, rec record, logger *slog.Logger, fenced func()) *persister {
+	p := &persister{d: d, session: session, epoch: epoch, logger: logger, fenced: fenced,
+		rec: rec, landed: make(chan struct{}), kick: make(chan struct{}, 1), quit: make(chan struct{}), savedAt: time.Now()}
+	go p.run()
+	return p
+}
+
+// update changes the record and schedules a write; with wait, it returns
+// once the write landed, or after saveWait.
+func (p *persister) update(wait bool, change func(*record)) {
+	p.mu.Lock()
+	change(&p.rec)
+	p.rec.Active = time.Now()
+	p.want++
+	v, landed := p.want, p.landed
+	p.mu.Unlock()
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+	if !wait {
+		return
+	}
+	timer := time.NewTimer(saveWait)
+	defer timer.Stop()
+	for {
+		select {
+		case <-landed:
+		case <-timer.C:
+			p.logger.Warn("session snapshot not yet written; serving from memory while it is retried", "session", p.session)
+			return
+		}
+		p.mu.Lock()
+		done := p.saved >= v || p.stopped
+		landed = p.landed
+		p.mu.Unlock()
+		if done {
+			return
+		}
+	}
+}
+
+// stage changes the record without writing it: the change goes out with
+// the next write.
+func (p *persister) stage(change func(*record)) {
+	p.mu.Lock()
+	change(&p.rec)
+	p.mu.Unlock()
+}
+
+// touch refreshes the snapshot's expiry when a tenth of the session's
+// lifetime passed since the last write, so that an active session does not
+// expire while a request costs no write.
+func (p *persister) touch() {
+	ttl := p.d.SessionTTL
+	p.mu.Lock()
+	due := ttl > 0 && time.Since(p.savedAt) > ttl/10
+	p.mu.Unlock()
+	if due {
+		p.update(false, func(*record) {})
+	}
+}
+
+// clean says every change was written.
+func (p *persister) clean() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.saved == p.want
+}
+
+// snapshot returns a copy of the record as it is now.
+func (p *persister) snapshot() record {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.rec
+	r.Subscriptions = slices.Clone(r.Subscriptions)
+	return r
+}
+
+// flush waits, up to ctx, for every change to be written.
+func (p *persister) flush(ctx context.Context) error {
+	for {
+		p.mu.Lock()
+		done, stopped, landed := p.saved == p.want, p.stopped, p.landed
+		p.mu.Unlock()
+		if done {
+			return nil
+		}
+		if stopped {
+			return state.ErrFenced
+		}
+		select {
+		case <-landed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// close stops the writer; what was not written by then is lost with this
+// activation (callers flush first).
+func (p *persister) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closed {
+		p.closed = true
+		close(p.quit)
+	}
+}
+
+// remove ends the session: its snapshot goes, under the same fencing.
+func (p *persister) remove(ctx context.Context) error {
+	p.close()
+	return p.d.Snapshots.Delete(ctx, p.session, p.epoch)
+}
+
+func (p *persister) run() {
+	backoff := retryMin
+	for {
+		select {
+		case <-p.quit:
+			return
+		case <-p.kick:
+		}
+		for {
+			p.mu.Lock()
+			v := p.want
+			if p.saved == v {
+				p.mu.Unlock()
+				break
+			}
+			b, err := json.Marshal(p.rec)
+			p.mu.Unlock()
+			if err == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), saveTimeout)
+				err = p.d.Snapshots.Save(ctx, p.session, p.epoch, b, p.d.SessionTTL)
+				cancel()
+			}
+			if err == nil {
+				p.mu.Lock()
+				p.saved, p.savedAt = v, time.Now()
+				close(p.landed)
+				p.landed = make(chan struct{})
+				if p.failing {
+					p.failing = false
+					p.logger.Info("session snapshot written again", "session", p.session)
+				}
+				p.mu.Unlock()
+				backoff = retryMin
+				continue
+			}
+			if errors.Is(err, state.ErrFenced) {
+				p.logger.Warn("session moved to a newer activation; this one stops serving", "session", p.session, "epoch", p.epoch)
+				p.mu.Lock()
+				p.stopped = true
+				close(p.landed)
+				p.landed = make(chan struct{})
+				p.mu.Unlock()
+				p.fenced()
+				return
+			}
+			p.mu.Lock()
+			if !p.failing {
+				p.failing = true
+				p.logger.Warn("session snapshot write failed; retrying", "session", p.session, "err", err)
+			}
+			p.mu.Unlock()
+			select {
+			case <-p.quit:
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, retryMax)
+		}
+	}
+}
+
+// newRecord starts the record of a session created now.
+func newRecord(owner *principalID) record {
+	now := time.Now()
+	r := record{Version: recordVersion, Created: now, Active: now}
+	if owner != nil {
+		r.Issuer, r.Subject, r.ClientID = owner.issuer, owner.subject, owner.clientID
+	}
+	return r
+}
+
+// decodeRecord reads a snapshot.
+func decodeRecord(b []byte) (record, error) {
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("decode session snapshot: %w", err)
+	}
+	if r.Version != recordVersion {
+		return r, fmt.Errorf("session snapshot has version %d, this node reads %d", r.Version, recordVersion)
+	}
+	return r, nil
+}

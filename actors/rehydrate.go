@@ -1,0 +1,261 @@
+package actors
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// activateTimeout bounds how long an activation tries to reach the store
+// before its requests are answered 503.
+const activateTimeout = 5 * time.Second
+
+// activate takes a new epoch for the session, and its snapshot, off the
+// actor's goroutine; the outcome comes back as *activated. A rehydrating
+// activation also answers the requests its predecessor left unanswered.
+func (a *SessionActor) activate(ctx actor.Context, create bool) {
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	d, id, logger := a.cfg.Durability, a.id, a.logger
+	go func() {
+		m := &activated{started: time.Now()}
+		deadline := m.started.Add(activateTimeout)
+		backoff := retryMin
+		for {
+			c, cancel := context.WithTimeout(context.Background(), saveTimeout)
+			m.epoch, m.snap, m.err = d.Snapshots.Activate(c, id, create)
+			cancel()
+			if m.err == nil || time.Now().Add(backoff).After(deadline) {
+				break
+			}
+			time.Sleep(backoff) // paced retries of an unreachable store
+			backoff = min(backoff*2, retryMax)
+		}
+		if m.err == nil && m.snap != nil {
+			c, cancel := context.WithTimeout(context.Background(), saveTimeout)
+			n, err := answerJournal(c, d.Events, id, m.epoch)
+			cancel()
+			m.interrupted = n
+			if err != nil {
+				// The requests stay journalled for the next activation.
+				logger.Warn("interrupted requests not answered yet", "err", err)
+			}
+		}
+		root.Send(self, m)
+	}()
+}
+
+// activated installs the outcome of the activation and serves the requests
+// that waited for it.
+func (a *SessionActor) activated(ctx actor.Context, m *activated) {
+	pending := a.pending
+	a.pending = nil
+	if m.err != nil {
+		a.logger.Warn("session not activated: its store cannot be reached; answering 503", "err", m.err)
+		for _, q := range pending {
+			a.reply(ctx, q.replyTo, unavailable(q.req.Id))
+		}
+		a.stop(ctx)
+		return
+	}
+	a.phase = phaseReady
+	if m.epoch > 0 {
+		a.epoch = m.epoch
+		a.events.epoch.Store(m.epoch)
+		rec := newRecord(nil)
+		ok := true
+		if m.snap != nil {
+			var err error
+			if rec, err = a.restore(m.snap); err != nil {
+				// Fail closed: the session is unknown here, and its
+				// snapshot is left for its expiry.
+				a.logger.Error("session snapshot cannot be restored", "err", err)
+				ok = false
+			} else {
+				a.logger.Info("session rehydrated", "epoch", m.epoch, "duration", time.Since(m.started),
+					"interrupted_requests", m.interrupted)
+			}
+		}
+		if ok {
+			self, root := ctx.Self(), ctx.ActorSystem().Root
+			a.persist = newPersister(a.cfg.Durability, a.id, m.epoch, rec, a.logger, func() { root.Send(self, fencedOut{}) })
+		}
+	}
+	for _, q := range pending {
+		a.serveFrom(ctx, q.replyTo, q.req)
+	}
+}
+
+// restore brings the session of a snapshot back: its owner and tokens, then
+// its MCP session, by replaying the handshake into this actor's server.
+func (a *SessionActor) restore(snap []byte) (record, error) {
+	d := a.cfg.Durability
+	rec, err := decodeRecord(snap)
+	if err != nil {
+		return rec, err
+	}
+	if len(rec.Initialize) == 0 {
+		return rec, errors.New("snapshot has no handshake")
+	}
+	cred, err := d.openPrincipal(a.id, rec.Principal)
+	if err != nil {
+		return rec, fmt.Errorf("principal: %w", err)
+	}
+	delegations, err := d.openDelegations(a.id, rec.Delegations)
+	if err != nil {
+		return rec, fmt.Errorf("delegations: %w", err)
+	}
+	if rec.Issuer != "" || rec.Subject != "" || rec.ClientID != "" {
+		a.owner = &principalID{rec.Issuer, rec.Subject, rec.ClientID}
+	}
+	a.credential = cred
+	if a.creds != nil {
+		a.creds.set(cred)
+		a.creds.restore(delegations)
+	}
+	if err := a.replay(rec); err != nil {
+		a.owner, a.credential = nil, nil
+		return rec, err
+	}
+	return rec, nil
+}
+
+// replay runs the recorded handshake through the SDK handler, answers
+// discarded: initialize (the session takes this actor's id), initialized,
+// the log level and the subscriptions.
+func (a *SessionActor) replay(rec record) error {
+	a.events.replaying.Store(true)
+	defer a.events.replaying.Store(false)
+	ctx, cancel := context.WithTimeout(context.Background(), activateTimeout)
+	defer cancel()
+	post := func(what string, msg any, want int, inSession bool) error {
+		body, err := json.Marshal(msg)
+		if err != nil {
+			return err
+		}
+		hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://pingmcp/mcp", bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		hr.Header.Set("Content-Type", "application/json")
+		hr.Header.Set("Accept", "application/json, text/event-stream")
+		if inSession {
+			hr.Header.Set("Mcp-Session-Id", a.id)
+			if rec.ProtocolVersion != "" {
+				hr.Header.Set("Mcp-Protocol-Version", rec.ProtocolVersion)
+			}
+		}
+		w := &discardWriter{header: http.Header{}}
+		a.handler.ServeHTTP(w, hr)
+		if w.status != want {
+			return fmt.Errorf("replaying %s: status %d, want %d", what, w.status, want)
+		}
+		return nil
+	}
+	type call struct {
+		JSONRPC string `json:"jsonrpc"`
+		ID      string `json:"id,omitempty"`
+		Method  string `json:"method"`
+		Params  any    `json:"params,omitempty"`
+	}
+	if err := post("initialize", call{"2.0", "pingmcp-rehydrate", "initialize", rec.Initialize}, http.StatusOK, false); err != nil {
+		return err
+	}
+	if rec.Initialized {
+		if err := post("initialized", call{JSONRPC: "2.0", Method: "notifications/initialized"}, http.StatusAccepted, true); err != nil {
+			return err
+		}
+	}
+	if rec.LogLevel != "" {
+		if err := post("logging/setLevel", call{"2.0", "pingmcp-rehydrate", "logging/setLevel", map[string]string{"level": rec.LogLevel}}, http.StatusOK, true); err != nil {
+			return err
+		}
+	}
+	for _, uri := range rec.Subscriptions {
+		if err := post("resources/subscribe", call{"2.0", "pingmcp-rehydrate", "resources/subscribe", map[string]string{"uri": uri}}, http.StatusOK, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// discardWriter is the response writer of the replayed handshake.
+type discardWriter struct {
+	header http.Header
+	status int
+}
+
+func (w *discardWriter) Header() http.Header { return w.header }
+func (w *discardWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+}
+func (w *discardWriter) Write(p []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return len(p), nil
+}
+func (w *discardWriter) Flush() {}
+
+// recordChanges is the middleware that keeps the snapshot up to date with
+// the session's handshake, log level and subscriptions. These are written
+// before the client hears they were accepted (bounded by saveWait).
+func (a *SessionActor) recordChanges(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		res, err := next(ctx, method, req)
+		p := a.persist
+		if err != nil || p == nil || a.events.replaying.Load() {
+			return res, err
+		}
+		switch method {
+		case "initialize":
+			params, merr := json.Marshal(req.GetParams())
+			ir, _ := res.(*mcp.InitializeResult)
+			if merr != nil || ir == nil {
+				return res, err
+			}
+			p.update(true, func(r *record) { r.Initialize, r.ProtocolVersion = params, ir.ProtocolVersion })
+		case "notifications/initialized":
+			p.update(true, func(r *record) { r.Initialized = true })
+		case "logging/setLevel":
+			if sp, ok := req.GetParams().(*mcp.SetLoggingLevelParams); ok {
+				p.update(true, func(r *record) { r.LogLevel = string(sp.Level) })
+			}
+		case "resources/subscribe":
+			if sp, ok := req.GetParams().(*mcp.SubscribeParams); ok {
+				p.update(true, func(r *record) {
+					if !slices.Contains(r.Subscriptions, sp.URI) {
+						r.Subscriptions = append(r.Subscriptions, sp.URI)
+					}
+				})
+			}
+		case "resources/unsubscribe":
+			if sp, ok := req.GetParams().(*mcp.UnsubscribeParams); ok {
+				p.update(true, func(r *record) {
+					r.Subscriptions = slices.DeleteFunc(r.Subscriptions, func(u string) bool { return u == sp.URI })
+				})
+			}
+		}
+		return res, err
+	}
+}
+
+// delegationsChanged writes the exchanged-token cache into the snapshot.
+func (a *SessionActor) delegationsChanged() {
+	p := a.persist
+	if p == nil {
+		return
+	}
+	sealed, err := a.cfg.Durability.sealDelegations(a.id, a.creds.export())
+	if err != nil {
+		return
+	}
+	p.update(false, func(r *record) { r.Delegations = sealed })
+}
