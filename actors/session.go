@@ -56,6 +56,8 @@ type Config struct {
 	// Durability keeps sessions beyond their actors; nil keeps them in this
 	// process's memory.
 	Durability *Durability
+	// Local, if set, tracks the node's live actors for draining.
+	Local *Local
 }
 
 // toolScopes merges the scopes each toolset's tools need.
@@ -114,6 +116,10 @@ type SessionActor struct {
 	events  *sessionEvents
 	persist *persister // nil until activated, and for unknown sessions
 	fenced  bool       // a newer activation owns the session
+
+	draining      bool
+	drainTimer    *time.Timer
+	drainFlushing bool
 }
 
 type phase int
@@ -161,6 +167,8 @@ type flight struct {
 	window  *window
 	replyTo *actor.PID // the edge's reply router
 	body    []byte
+	get     bool               // a GET: a stream that never ends by itself
+	drain   context.CancelFunc // ends the handler, not the response
 
 	mu     sync.Mutex
 	stream string // the event stream its requests were journalled on
@@ -201,6 +209,22 @@ func (a *SessionActor) Receive(ctx actor.Context) {
 		}
 	case *activated:
 		a.activated(ctx, m)
+	case *drainActor:
+		a.drain(ctx, m)
+	case drainDeadline:
+		for _, f := range a.flights {
+			f.drain()
+		}
+	case drained:
+		if a.events != nil {
+			a.events.keep.Store(true)
+		}
+		a.stop(ctx)
+	case *actor.Stopped:
+		a.cfg.Local.remove(ctx.Self())
+		if a.drainTimer != nil {
+			a.drainTimer.Stop()
+		}
 	case fencedOut:
 		if !a.fenced {
 			a.fenced = true
@@ -261,6 +285,7 @@ func (a *SessionActor) reply(ctx actor.Context, to *actor.PID, p *envelope.Respo
 func (a *SessionActor) start(ctx actor.Context) {
 	a.id = protocluster.GetClusterIdentity(ctx).Identity
 	a.flights = map[string]*flight{}
+	a.cfg.Local.add(ctx.Self())
 	kind := "session"
 	if a.stateless {
 		kind = "principal"
@@ -365,7 +390,7 @@ func (a *SessionActor) serveFrom(ctx actor.Context, replyTo *actor.PID, req *env
 	send := func(p *envelope.ResponsePart) {
 		root.Send(replyTo, &envelope.Envelope{Body: &envelope.Envelope_Part{Part: p}})
 	}
-	if a.stopping || a.fenced {
+	if a.stopping || a.fenced || a.draining {
 		send(unavailable(req.Id))
 		return
 	}
@@ -384,9 +409,13 @@ func (a *SessionActor) serveFrom(ctx actor.Context, replyTo *actor.PID, req *env
 	if a.persist != nil {
 		a.persist.touch()
 	}
+	// rctx is the response's (the edge's) context; hctx, the handler's,
+	// also ends when a drain cuts the request, leaving the response open for
+	// its retry hint.
 	rctx, cancel := context.WithCancel(context.Background())
-	f := &flight{cancel: cancel, window: newWindow(uint64(req.Window)), replyTo: replyTo, body: req.Body}
-	rctx = context.WithValue(rctx, flightKey{}, f)
+	f := &flight{cancel: cancel, window: newWindow(uint64(req.Window)), replyTo: replyTo, body: req.Body, get: req.Method == http.MethodGet}
+	hctx, drain := context.WithCancel(context.WithValue(rctx, flightKey{}, f))
+	f.drain = drain
 	a.flights[req.Id] = f
 	a.watchEdge(ctx, replyTo)
 	ctx.CancelReceiveTimeout()
@@ -404,14 +433,15 @@ func (a *SessionActor) serveFrom(ctx actor.Context, replyTo *actor.PID, req *env
 			root.Send(self, requestDone{req.Id})
 		}()
 		defer cancel()
+		defer drain()
 		w := newRelayWriter(rctx, req.Id, f.window, send)
 		if debug {
 			w.onStream = func() {
 				a.logger.Debug("stream open", "method", req.Method, "request", req.Id)
 			}
 		}
-		a.serveHTTP(rctx, w, req)
-		if a.events != nil && rctx.Err() == nil {
+		a.serveHTTP(hctx, w, req)
+		if a.events != nil && hctx.Err() == nil {
 			a.events.finish(a.id, f)
 		}
 	})
@@ -435,6 +465,10 @@ func (a *SessionActor) serveHTTP(ctx context.Context, w *relayWriter, req *envel
 	envelope.ToHTTP(req.Headers, hr.Header)
 	hr.ContentLength = int64(len(req.Body))
 	a.handler.ServeHTTP(w, hr)
+	if ctx.Err() != nil && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
+		// Cut by a drain: tell the client when to reconnect.
+		w.Write([]byte(retryHint))
+	}
 	w.finish()
 }
 
@@ -556,6 +590,10 @@ func badRequest(requestID, msg string) *envelope.ResponsePart {
 // failed initialize) stops at once; otherwise it waits for its idle timeout.
 func (a *SessionActor) settle(ctx actor.Context) {
 	if len(a.flights) > 0 {
+		return
+	}
+	if a.draining {
+		a.finishDrain(ctx)
 		return
 	}
 	if !a.stateless && !a.hasSession() {

@@ -86,7 +86,18 @@ type Edge struct {
 	hosts   map[string]bool
 	prefix  string // per-node prefix of request ids
 	seq     atomic.Uint64
+	// draining is cancelled when the node drains: GET streams end then,
+	// with a retry hint, since the client resumes them through another node.
+	draining    context.Context
+	stopStreams context.CancelFunc
 }
+
+// Drain ends the GET streams the edge relays, each with an SSE retry hint,
+// and keeps doing so for new ones; POSTs are left to finish.
+func (e *Edge) Drain() { e.stopStreams() }
+
+// retryHint ends an SSE stream cut by a drain.
+const retryHint = "retry: 500\n\n"
 
 // NewEdge returns the /mcp handler of a node.
 func NewEdge(node *cluster.Node, opts Options) *Edge {
@@ -104,6 +115,7 @@ func NewEdge(node *cluster.Node, opts Options) *Edge {
 		e.hosts[strings.ToLower(h)] = true
 	}
 	e.prefix = rand.Text()[:8]
+	e.draining, e.stopStreams = context.WithCancel(context.Background())
 	return e
 }
 
@@ -192,7 +204,14 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Body:      body,
 		Principal: principal,
 	}
-	stream, err := e.node.Forward(r.Context(), rt.kind, rt.identity, req)
+	ctx := r.Context()
+	if r.Method == http.MethodGet {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		defer context.AfterFunc(e.draining, cancel)()
+	}
+	stream, err := e.forward(ctx, rt, req)
 	if err != nil {
 		switch {
 		case errors.Is(err, cluster.ErrNoMember), errors.Is(err, cluster.ErrActorGone):
@@ -203,6 +222,10 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusServiceUnavailable, rpcID(body), jsonrpcInternalError, "no node can serve this request right now; retry")
 		case r.Context().Err() != nil:
 			// The client went away; nobody is left to answer.
+		case ctx.Err() != nil:
+			// Drained before its actor answered.
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, rpcID(body), jsonrpcInternalError, "this node is shutting down; retry")
 		default:
 			logger().Error("forward request", "err", err)
 			writeError(w, http.StatusBadGateway, rpcID(body), jsonrpcInternalError, "could not reach the session's node")
@@ -210,10 +233,43 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer stream.Close()
-	status = e.relay(r.Context(), w, stream, logger)
+	status = e.relay(ctx, w, stream, logger)
+	if e.draining.Err() != nil && r.Context().Err() == nil && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
+		io.WriteString(w, retryHint)
+		http.NewResponseController(w).Flush()
+	}
 	if e.logger.Enabled(r.Context(), slog.LevelDebug) {
 		logger().Debug("mcp request", "method", r.Method, "status", status, "minted", rt.minted, "duration", time.Since(start))
 	}
+}
+
+// getRetryWindow is how long the edge keeps retrying a GET whose actor is
+// gone or has no node: long enough for membership to notice a dead node and
+// for the session to be activated elsewhere.
+const getRetryWindow = 15 * time.Second
+
+// forward sends req to its actor. A GET (a stream resumed with
+// Last-Event-ID, or the standalone stream) has no effect but replay, so when
+// its actor is gone or no node can take it yet, the edge retries it until
+// the session is activated elsewhere: MCP clients give up a session whose
+// resumption fails, while a moved session is the normal case here.
+func (e *Edge) forward(ctx context.Context, rt route, req *envelope.Request) (*cluster.Stream, error) {
+	stream, err := e.node.Forward(ctx, rt.kind, rt.identity, req)
+	if req.Method != http.MethodGet {
+		return stream, err
+	}
+	deadline := time.Now().Add(getRetryWindow)
+	backoff := 50 * time.Millisecond
+	for err != nil && (errors.Is(err, cluster.ErrActorGone) || errors.Is(err, cluster.ErrNoMember)) && time.Now().Add(backoff).Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, time.Second)
+		stream, err = e.node.Forward(ctx, rt.kind, rt.identity, req)
+	}
+	return stream, err
 }
 
 // relay writes each part of the actor's response to the client as it

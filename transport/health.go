@@ -3,14 +3,16 @@ package transport
 import (
 	"encoding/json"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/pingmcp/pingmcp/cluster"
 )
 
 // Health serves /healthz (the process is alive and serving HTTP) and /readyz
-// (the node can take traffic: it has joined the cluster and, if it forwards
-// requests, some member hosts sessions). Both answer JSON.
-func Health(node *cluster.Node, role string) http.Handler {
+// (the node can take traffic: it has joined the cluster, is not draining,
+// and, if it forwards requests, some member hosts sessions). Both answer
+// JSON. draining, if set, reports a node on its way out.
+func Health(node *cluster.Node, role string, draining *atomic.Bool) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
@@ -18,6 +20,11 @@ func Health(node *cluster.Node, role string) http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		members := node.Members()
 		body := map[string]any{"status": "ready", "node": node.Address(), "role": role, "members": len(members)}
+		if draining != nil && draining.Load() {
+			body["status"], body["reason"] = "draining", "the node is shutting down; its sessions continue on other nodes"
+			writeJSON(w, http.StatusServiceUnavailable, body)
+			return
+		}
 		if err := node.Ready(); err != nil {
 			body["status"], body["reason"] = "not ready", err.Error()
 			writeJSON(w, http.StatusServiceUnavailable, body)

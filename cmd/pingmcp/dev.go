@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -39,7 +40,7 @@ func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 	var servers []*http.Server
 	defer func() {
 		for _, s := range servers {
-			shutdown(s)
+			shutdownWithin(10*time.Second, s)
 		}
 	}()
 	start := func(ln net.Listener, h http.Handler) {
@@ -146,7 +147,7 @@ func serveUntilDone(ctx context.Context, addr string, h http.Handler, logger *sl
 	logger.Info(msg, append([]any{"http", ln.Addr().String()}, attrs...)...)
 	select {
 	case <-ctx.Done():
-		shutdown(srv)
+		shutdownWithin(10*time.Second, srv)
 		return nil
 	case err := <-served:
 		return err

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -130,9 +131,19 @@ func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 // shutdown stops srv: open SSE streams never end by themselves, so Shutdown
 // waits for them until its deadline, then Close cuts them and clients
 // reconnect elsewhere.
-func shutdown(srv *http.Server) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+func shutdownWithin(d time.Duration, srv *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
+	shutdown(ctx, srv)
+}
+
+func shutdown(ctx context.Context, srv *http.Server) {
+	if ctx.Err() != nil {
+		// No time left: give what is open a moment, then cut it.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+	}
 	if err := srv.Shutdown(ctx); err != nil {
 		srv.Close()
 	}
@@ -242,6 +253,7 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 		Toolsets:            toolsets(cfg),
 		IdleTimeout:         cfg.ActorIdleTimeout,
 		Durability:          durability,
+		Local:               actors.NewLocal(),
 		SchemaCache:         mcp.NewSchemaCache(),
 		Logger:              logger,
 		Authenticated:       cfg.Auth != "none",
@@ -271,9 +283,11 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 	logger = node.Logger() // actors add the node address themselves
 
 	mux := http.NewServeMux()
-	health := transport.Health(node, cfg.Role)
+	var draining atomic.Bool
+	health := transport.Health(node, cfg.Role, &draining)
 	mux.Handle("/healthz", health)
 	mux.Handle("/readyz", health)
+	var edge *transport.Edge
 	if cfg.Role != cluster.RoleMember {
 		edgeOpts := transport.Options{
 			AllowedOrigins: cfg.AllowedOrigins,
@@ -292,7 +306,8 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 			}
 			mux.Handle("/.well-known/oauth-authorization-server", transport.AuthorizationServerMirror(cfg.Issuer, httpClient, 5*time.Minute))
 		}
-		mux.Handle("/mcp", transport.NewEdge(node, edgeOpts))
+		edge = transport.NewEdge(node, edgeOpts)
+		mux.Handle("/mcp", edge)
 	}
 	srv := newHTTPServer(mux, logger)
 	served := make(chan error, 1)
@@ -310,8 +325,25 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 		logger.Info("shutting down")
 	case serveErr = <-served:
 	}
-	shutdown(srv)
+	// Drain: report not ready, let the actors here finish their requests,
+	// end their streams with a retry hint and write their snapshots, stop
+	// serving HTTP, then leave the cluster; the sessions continue on the
+	// other nodes.
+	draining.Store(true)
+	if edge != nil {
+		edge.Drain()
+	}
+	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	if n := actorCfg.Local.Len(); n > 0 {
+		logger.Info("draining actors", "actors", n, "timeout", cfg.DrainTimeout)
+		if left := actorCfg.Local.Drain(drainCtx, node.System); left > 0 {
+			logger.Warn("drain timed out; actors left", "actors", left)
+		}
+	}
+	shutdown(drainCtx, srv)
+	cancel()
 	node.Stop(true)
+	logger.Info("node left the cluster")
 	if errors.Is(serveErr, http.ErrServerClosed) {
 		serveErr = nil
 	}
