@@ -1,0 +1,376 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pingmcp/pingmcp/internal/redistest"
+)
+
+// durableArgs are the flags of a node keeping sessions in Redis at addr,
+// sealed with key.
+func durableArgs(addr, key string) []string {
+	return []string{"--redis-url", "redis://" + addr + "/0", "--state-keys", key}
+}
+
+func newStateKey(t *testing.T) string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return "k1:" + base64.StdEncoding.EncodeToString(b)
+}
+
+// durableClient is one MCP session driven by the go-sdk client, counting
+// the log messages it receives.
+type durableClient struct {
+	cs   *mcp.ClientSession
+	logs chan string
+}
+
+// connectDurable opens a session that reconnects its streams as clients do
+// (the SDK's default retries), optionally without the standalone stream.
+func connectDurable(t *testing.T, ctx context.Context, url string, standalone bool, elicit func(context.Context) (*mcp.ElicitResult, error)) *durableClient {
+	t.Helper()
+	dc := &durableClient{logs: make(chan string, 64)}
+	opts := &mcp.ClientOptions{
+		LoggingMessageHandler: func(_ context.Context, req *mcp.LoggingMessageRequest) {
+			select {
+			case dc.logs <- fmt.Sprint(req.Params.Data):
+			default:
+			}
+		},
+	}
+	if elicit != nil {
+		opts.ElicitationHandler = func(ctx context.Context, _ *mcp.ElicitRequest) (*mcp.ElicitResult, error) { return elicit(ctx) }
+	}
+	c := mcp.NewClient(&mcp.Implementation{Name: "e2e-durable", Version: "1"}, opts)
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, DisableStandaloneSSE: !standalone}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatalf("connect to %s: %v", url, err)
+	}
+	t.Cleanup(func() {
+		start := time.Now()
+		cs.Close()
+		if d := time.Since(start); d > time.Second {
+			t.Logf("closing session %s took %v", cs.ID(), d)
+		}
+	})
+	dc.cs = cs
+	return dc
+}
+
+// retryable says whether a failed call may be retried: the node answered
+// 503 (no node could serve it yet), or the session's next activation
+// answered it as interrupted.
+func retryable(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "503") || strings.Contains(s, "Service Unavailable") || strings.Contains(s, "interrupted")
+}
+
+// callLogging calls test_tool_with_logging, retrying retryable errors, and
+// checks that the session still logs at the level it set (three messages).
+// It returns how many attempts failed with a retryable error.
+func (dc *durableClient) callLogging(t *testing.T, ctx context.Context) (int, error) {
+	retries := 0
+	for {
+		res, err := dc.cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_tool_with_logging"})
+		if err == nil {
+			if res.IsError {
+				return retries, fmt.Errorf("tool error: %+v", res.Content)
+			}
+			for i := range 3 {
+				select {
+				case <-dc.logs:
+				case <-ctx.Done():
+					return retries, fmt.Errorf("log message %d of 3 never came: the session lost its log level", i+1)
+				}
+			}
+			return retries, nil
+		}
+		if !retryable(err) || ctx.Err() != nil {
+			return retries, err
+		}
+		retries++
+		select {
+		case <-ctx.Done():
+			return retries, err
+		case <-time.After(100 * time.Millisecond): // a client's retry pacing
+		}
+	}
+}
+
+// TestSessionOutlivesItsActor: an idle session's actor passivates, and the
+// session goes on from its snapshot, with its id and its log level, without
+// a new initialize (memory store, one node).
+func TestSessionOutlivesItsActor(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	n := startNode(t, "single", "--actor-idle-timeout", "1s", "--session-idle-timeout", "1h")
+	dc := connectDurable(t, ctx, n.URL(), false, nil)
+	if err := dc.cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "info"}); err != nil {
+		t.Fatal(err)
+	}
+	passivated := n.watch(`"msg":"passivating idle actor"`)
+	awaitLine(t, ctx, passivated, dc.cs.ID())
+	if _, err := dc.callLogging(t, ctx); err != nil {
+		t.Fatalf("call after passivation: %v", err)
+	}
+	if !n.logged(`"msg":"session rehydrated"`, dc.cs.ID()) {
+		t.Fatal("the session was not rehydrated")
+	}
+	if got := n.count(`"msg":"server session connected"`); got != 2 {
+		t.Fatalf("%d server sessions connected, want 2 (the initialize, the replay)", got)
+	}
+	// Ending the session ends it for good: the snapshot goes too.
+	if err := dc.cs.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if code := connectRaw(t, n.URL(), dc.cs.ID()).post(ctx, `{"jsonrpc":"2.0","id":1,"method":"ping"}`); code != http.StatusNotFound {
+		t.Fatalf("ping after DELETE: %d, want 404", code)
+	}
+}
+
+// sseEvent is one event of a raw SSE response.
+type sseEvent struct{ id, data string }
+
+func readSSE(t *testing.T, resp *http.Response) []sseEvent {
+	t.Helper()
+	defer resp.Body.Close()
+	var out []sseEvent
+	var cur sseEvent
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "":
+			if cur.data != "" {
+				out = append(out, cur)
+			}
+			cur = sseEvent{}
+		case strings.HasPrefix(line, "id: "):
+			cur.id = strings.TrimPrefix(line, "id: ")
+		case strings.HasPrefix(line, "data: "):
+			cur.data += strings.TrimPrefix(line, "data: ")
+		}
+	}
+	return out
+}
+
+// rawCall posts a tools/call on session id and reads its whole SSE answer.
+func rawCall(t *testing.T, ctx context.Context, url, id, tool string) []sseEvent {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(
+		`{"jsonrpc":"2.0","id":"raw-1","method":"tools/call","params":{"name":"`+tool+`"}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", id)
+	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("raw call: %v %v", err, resp)
+	}
+	return readSSE(t, resp)
+}
+
+// rawResume GETs session id's events after lastEventID.
+func rawResume(t *testing.T, ctx context.Context, url, id, lastEventID string) []sseEvent {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	req.Header.Set("Mcp-Session-Id", id)
+	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	req.Header.Set("Last-Event-ID", lastEventID)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("resume after %s: %v %v", lastEventID, err, resp)
+	}
+	return readSSE(t, resp)
+}
+
+// TestKillMember is the durability proof: 50 sessions on three nodes (one
+// edge-only) keeping their state in a real Redis; a member is killed with
+// SIGKILL while calls are in flight and streams open. Every session goes on
+// with its id and log level, without a new initialize; every call in flight
+// gets its answer or a retryable error; a resumed stream misses no event.
+// Then a node joins (sessions move to it) and a node drains (SIGTERM).
+func TestKillMember(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	rdb := redistest.Start(t)
+	durable := durableArgs(rdb.Options().Addr, newStateKey(t))
+	member := func(name string, seed string) *node {
+		return startNode(t, name, append([]string{"--role", "member", "--cluster-seeds", seed}, durable...)...)
+	}
+	edge := startNode(t, "edge", append([]string{"--role", "edge", "--cluster-provider", "automanaged"}, durable...)...)
+	m1, m2 := member("member1", edge.Cluster), member("member2", edge.Cluster)
+	for _, n := range []*node{edge, m1, m2} {
+		n.awaitMembers(ctx, 3)
+	}
+
+	const sessions = 50
+	release := make(chan struct{})
+	var entered sync.WaitGroup
+	elicit := func(ctx context.Context) (*mcp.ElicitResult, error) {
+		entered.Done()
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return &mcp.ElicitResult{Action: "decline"}, nil
+	}
+	var clients []*durableClient
+	for i := range sessions {
+		dc := connectDurable(t, ctx, edge.URL(), i%2 == 0, elicit) // half keep a standalone stream open
+		if err := dc.cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "info"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := dc.callLogging(t, ctx); err != nil {
+			t.Fatalf("session %d: %v", i, err)
+		}
+		clients = append(clients, dc)
+	}
+	t.Logf("%d sessions open", sessions)
+	initializes := edge.count(`"minted":true`)
+	var victims []*durableClient
+	for _, dc := range clients {
+		if m1.logged(dc.cs.ID()) {
+			victims = append(victims, dc)
+		}
+	}
+	if len(victims) == 0 || len(victims) == sessions {
+		t.Fatalf("member1 hosts %d of %d sessions; the test needs both members to host some", len(victims), sessions)
+	}
+
+	// A finished stream, to resume after the kill from its first event.
+	resumed := victims[0]
+	before := rawCall(t, ctx, edge.URL(), resumed.cs.ID(), "test_tool_with_logging")
+	if len(before) < 4 || before[0].id == "" {
+		t.Fatalf("raw call answered %d events (%+v); want logs and a result, with ids", len(before), before)
+	}
+
+	// Calls in flight on member1: each waits in its client's elicitation
+	// handler when the member dies.
+	inflight := victims[:min(5, len(victims))]
+	type outcome struct {
+		res *mcp.CallToolResult
+		err error
+	}
+	outcomes := make(chan outcome, len(inflight))
+	entered.Add(len(inflight))
+	for _, dc := range inflight {
+		go func() {
+			res, err := dc.cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_elicitation", Arguments: map[string]any{"message": "wait"}})
+			outcomes <- outcome{res, err}
+		}()
+	}
+	entered.Wait()
+
+	killed := time.Now()
+	m1.kill()
+	close(release)
+	edge.awaitMembers(ctx, 2)
+	t.Logf("member1 killed; the edge saw it leave after %v", time.Since(killed).Round(time.Millisecond))
+
+	// Every session goes on; the first success of a moved session is the
+	// failover time.
+	var failover time.Duration
+	for i, dc := range append(slices.Clone(victims), clients...) {
+		if _, err := dc.callLogging(t, ctx); err != nil {
+			t.Fatalf("session %s after the kill: %v", dc.cs.ID(), err)
+		}
+		if i == 0 {
+			failover = time.Since(killed)
+		}
+	}
+	t.Logf("failover (kill → first successful call of a moved session): %v", failover.Round(time.Millisecond))
+	interrupted := 0
+	for range inflight {
+		o := <-outcomes
+		t.Logf("in-flight call: %v", o.err)
+		if o.err != nil && strings.Contains(o.err.Error(), "interrupted") {
+			interrupted++
+		}
+		switch {
+		case o.err != nil && !retryable(o.err):
+			t.Errorf("in-flight call failed with a non-retryable error: %v", o.err)
+		case o.err == nil && !o.res.IsError:
+			// Answered after all (the decline reached a live activation).
+		case o.err == nil:
+			t.Errorf("in-flight call answered with a tool error: %+v", o.res.Content)
+		}
+	}
+	if interrupted != len(inflight) {
+		t.Errorf("%d of %d in-flight calls were answered as interrupted by the next activation", interrupted, len(inflight))
+	}
+	t.Logf("every session continued after the kill, %v after it", time.Since(killed).Round(time.Millisecond))
+	if got := edge.count(`"minted":true`); got != initializes {
+		t.Errorf("%d new sessions were initialized after the kill; want none", got-initializes)
+	}
+	if n := m2.count(`"msg":"session rehydrated"`); n < len(victims) {
+		t.Errorf("member2 rehydrated %d sessions, want at least the %d of member1", n, len(victims))
+	}
+
+	// The stream answered on member1 resumes, from Redis, through member2.
+	after := rawResume(t, ctx, edge.URL(), resumed.cs.ID(), before[0].id)
+	if !slices.Equal(after, before[1:]) {
+		t.Errorf("resumed after %s:\n got %+v\nwant %+v", before[0].id, after, before[1:])
+	}
+
+	// Scale out: a node joins and takes some sessions.
+	m3 := member("member3", edge.Cluster)
+	for _, n := range []*node{edge, m2, m3} {
+		n.awaitMembers(ctx, 3)
+	}
+	for _, dc := range clients {
+		if _, err := dc.callLogging(t, ctx); err != nil {
+			t.Fatalf("session %s after scale-out: %v", dc.cs.ID(), err)
+		}
+	}
+	t.Logf("scale-out done")
+	if n := m3.count(`"msg":"session rehydrated"`); n == 0 {
+		t.Error("no session moved to the node that joined")
+	}
+
+	// Drain member2: its sessions go on on member3.
+	left := m2.watch(`"msg":"node left the cluster"`)
+	m2.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-left:
+	case <-ctx.Done():
+		t.Fatal("member2 did not leave after SIGTERM")
+	}
+	<-m2.done
+	t.Logf("member2 drained")
+	edge.awaitMembers(ctx, 2)
+	for _, dc := range clients {
+		if _, err := dc.callLogging(t, ctx); err != nil {
+			t.Fatalf("session %s after the drain: %v", dc.cs.ID(), err)
+		}
+	}
+	if got := edge.count(`"minted":true`); got != initializes {
+		t.Errorf("%d new sessions were initialized; want none", got-initializes)
+	}
+	if m2.logged(`"msg":"drain timed out`) {
+		t.Error("member2's drain timed out")
+	}
+	// Sessions end where they now live.
+	for _, dc := range clients {
+		if err := dc.cs.Close(); err != nil {
+			t.Errorf("closing session %s: %v", dc.cs.ID(), err)
+		}
+	}
+	if n := m3.count(`"method":"DELETE"`); n == 0 {
+		t.Error("no DELETE reached the sessions on member3")
+	}
+}
