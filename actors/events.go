@@ -58,11 +58,19 @@ func (e *sessionEvents) Open(ctx context.Context, session, stream string) error 
 		return nil
 	}
 	f, _ := ctx.Value(flightKey{}).(*flight)
-	if f == nil || stream == "" {
-		return e.store.Open(ctx, session, stream)
+	var ids []json.RawMessage
+	if f != nil && stream != "" {
+		ids = requestIDs(f.body)
 	}
-	ids := requestIDs(f.body)
-	if err := e.store.OpenFor(ctx, session, stream, ids); err != nil {
+	if err := e.store.OpenFor(ctx, session, stream, e.epoch.Load(), ids); err != nil {
+		if errors.Is(err, state.ErrFenced) {
+			// Refused before anything ran: the request is answered as
+			// moved (serveHTTP), and this activation stops.
+			if f != nil {
+				f.moved.Store(true)
+			}
+			e.fenced()
+		}
 		return err
 	}
 	if len(ids) > 0 {

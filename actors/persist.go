@@ -160,9 +160,14 @@ func newPersister(d *Durability, session string, epoch int64, rec record, logger
 }
 
 // update changes the record and schedules a write; with wait, it returns
-// once the write landed, or after saveWait.
-func (p *persister) update(wait bool, change func(*record)) {
+// once the write landed, or after saveWait (nil: the write is retried in
+// the background), or ErrFenced when a newer activation owns the session.
+func (p *persister) update(wait bool, change func(*record)) error {
 	p.mu.Lock()
+	if p.stopped {
+		p.mu.Unlock()
+		return state.ErrFenced
+	}
 	change(&p.rec)
 	p.rec.Active = time.Now()
 	p.want++
@@ -173,7 +178,7 @@ func (p *persister) update(wait bool, change func(*record)) {
 	default:
 	}
 	if !wait {
-		return
+		return nil
 	}
 	timer := time.NewTimer(saveWait)
 	defer timer.Stop()
@@ -182,14 +187,17 @@ func (p *persister) update(wait bool, change func(*record)) {
 		case <-landed:
 		case <-timer.C:
 			p.logger.Warn("session snapshot not yet written; serving from memory while it is retried", "session", p.session)
-			return
+			return nil
 		}
 		p.mu.Lock()
-		done := p.saved >= v || p.stopped
+		saved, stopped := p.saved >= v, p.stopped
 		landed = p.landed
 		p.mu.Unlock()
-		if done {
-			return
+		if saved {
+			return nil
+		}
+		if stopped {
+			return state.ErrFenced
 		}
 	}
 }
@@ -304,7 +312,6 @@ func (p *persister) run() {
 				continue
 			}
 			if errors.Is(err, state.ErrFenced) {
-				p.logger.Warn("session moved to a newer activation; this one stops serving", "session", p.session, "epoch", p.epoch)
 				p.mu.Lock()
 				p.stopped = true
 				close(p.landed)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
@@ -214,6 +215,7 @@ func (a *SessionActor) recordChanges(next mcp.MethodHandler) mcp.MethodHandler {
 		if err != nil || p == nil || a.events.replaying.Load() {
 			return res, err
 		}
+		var werr error
 		switch method {
 		case "initialize":
 			params, merr := json.Marshal(req.GetParams())
@@ -221,16 +223,16 @@ func (a *SessionActor) recordChanges(next mcp.MethodHandler) mcp.MethodHandler {
 			if merr != nil || ir == nil {
 				return res, err
 			}
-			p.update(true, func(r *record) { r.Initialize, r.ProtocolVersion = params, ir.ProtocolVersion })
+			werr = p.update(true, func(r *record) { r.Initialize, r.ProtocolVersion = params, ir.ProtocolVersion })
 		case "notifications/initialized":
-			p.update(true, func(r *record) { r.Initialized = true })
+			werr = p.update(true, func(r *record) { r.Initialized = true })
 		case "logging/setLevel":
 			if sp, ok := req.GetParams().(*mcp.SetLoggingLevelParams); ok {
-				p.update(true, func(r *record) { r.LogLevel = string(sp.Level) })
+				werr = p.update(true, func(r *record) { r.LogLevel = string(sp.Level) })
 			}
 		case "resources/subscribe":
 			if sp, ok := req.GetParams().(*mcp.SubscribeParams); ok {
-				p.update(true, func(r *record) {
+				werr = p.update(true, func(r *record) {
 					if !slices.Contains(r.Subscriptions, sp.URI) {
 						r.Subscriptions = append(r.Subscriptions, sp.URI)
 					}
@@ -238,13 +240,27 @@ func (a *SessionActor) recordChanges(next mcp.MethodHandler) mcp.MethodHandler {
 			}
 		case "resources/unsubscribe":
 			if sp, ok := req.GetParams().(*mcp.UnsubscribeParams); ok {
-				p.update(true, func(r *record) {
+				werr = p.update(true, func(r *record) {
 					r.Subscriptions = slices.DeleteFunc(r.Subscriptions, func(u string) bool { return u == sp.URI })
 				})
 			}
 		}
+		if werr != nil {
+			// This activation lost the session: the change did not
+			// take, and the client's retry reaches the current one.
+			return nil, movedError()
+		}
 		return res, err
 	}
+}
+
+// codeMoved is the JSON-RPC error (implementation-defined server error
+// range) of a request that reached an activation a newer one replaced.
+const codeMoved = -32004
+
+func movedError() error {
+	return &jsonrpc.Error{Code: codeMoved, Message: "session moved to another node; retry",
+		Data: json.RawMessage(`{"retryable":true}`)}
 }
 
 // delegationsChanged writes the exchanged-token cache into the snapshot.

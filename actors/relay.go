@@ -126,6 +126,22 @@ func (w *relayWriter) shipHeld() {
 	}
 }
 
+// replace discards a response nothing of which was sent yet for another
+// one; it reports whether it could.
+func (w *relayWriter) replace(status int, header http.Header, body []byte) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.headSent || w.closed {
+		return false
+	}
+	if w.held != nil {
+		w.held.Stop()
+		w.held = nil
+	}
+	w.status, w.head, w.buf = status, envelope.FromHTTP(header), append(w.buf[:0], body...)
+	return true
+}
+
 // finish ships the rest of the response as the final part.
 func (w *relayWriter) finish() {
 	w.mu.Lock()

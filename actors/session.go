@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -168,6 +169,7 @@ type flight struct {
 	replyTo *actor.PID // the edge's reply router
 	body    []byte
 	get     bool               // a GET: a stream that never ends by itself
+	moved   atomic.Bool        // refused: a newer activation owns the session
 	drain   context.CancelFunc // ends the handler, not the response
 
 	mu     sync.Mutex
@@ -227,6 +229,7 @@ func (a *SessionActor) Receive(ctx actor.Context) {
 		}
 	case fencedOut:
 		if !a.fenced {
+			a.logger.Warn("session moved to a newer activation; this one stops serving", "epoch", a.epoch)
 			a.fenced = true
 			a.events.keep.Store(true)
 			a.stop(ctx)
@@ -465,6 +468,11 @@ func (a *SessionActor) serveHTTP(ctx context.Context, w *relayWriter, req *envel
 	envelope.ToHTTP(req.Headers, hr.Header)
 	hr.ContentLength = int64(len(req.Body))
 	a.handler.ServeHTTP(w, hr)
+	if f, _ := ctx.Value(flightKey{}).(*flight); f != nil && f.moved.Load() {
+		h := http.Header{"Content-Type": {"application/json"}, "Retry-After": {"1"}}
+		body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": firstID(req.Body), "error": movedError()})
+		w.replace(http.StatusServiceUnavailable, h, append(body, '\n'))
+	}
 	if ctx.Err() != nil && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
 		// Cut by a drain: tell the client when to reconnect.
 		w.Write([]byte(retryHint))

@@ -130,3 +130,11 @@ func canonicalID(v any) json.RawMessage {
 	}
 	return nil
 }
+
+// firstID is the id of a body's first request, or null.
+func firstID(body []byte) json.RawMessage {
+	if ids := requestIDs(body); len(ids) > 0 {
+		return ids[0]
+	}
+	return json.RawMessage("null")
+}

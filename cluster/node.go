@@ -236,11 +236,16 @@ func (n *Node) activation(ctx context.Context, kind, identity string) (*actor.PI
 		return pid, nil
 	}
 	// disthash asks the owner's placement actor, with its own 5 s timeout;
-	// retry briefly while membership settles (a node just joined or left).
+	// retry briefly while membership settles (a node just joined or left),
+	// but not forever: a node cut off from every member answers 503.
+	deadline := time.Now().Add(memberWait)
 	for {
 		pid = n.Cluster.Get(identity, kind)
 		if pid != nil {
 			break
+		}
+		if time.Now().After(deadline) {
+			return nil, ErrNoMember
 		}
 		select {
 		case <-ctx.Done():
@@ -258,6 +263,10 @@ func (n *Node) activation(ctx context.Context, kind, identity string) (*actor.PI
 }
 
 const maxCachedPIDs = 1 << 16
+
+// memberWait bounds how long a request waits for a node that can host its
+// actor.
+const memberWait = 10 * time.Second
 
 func (n *Node) forget(kind, identity string, pid *actor.PID) {
 	key := kind + "/" + identity

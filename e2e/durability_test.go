@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -372,5 +373,83 @@ func TestKillMember(t *testing.T) {
 	}
 	if n := m3.count(`"method":"DELETE"`); n == 0 {
 		t.Error("no DELETE reached the sessions on member3")
+	}
+}
+
+// rawPost posts body on session id at url and returns the status and body.
+func rawPost(t *testing.T, ctx context.Context, url, id, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", id)
+	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("post: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestFencing forces two activations of one session, as a split brain
+// would: two nodes that do not know each other (each its own cluster) share
+// one Redis, and the session is used through both. Each new activation takes
+// a newer epoch; the older one, still live, cannot write: a change it is
+// asked for is refused as retryable before anything runs, it stops, and
+// Redis keeps the newer activation's state. At most one writer at a time.
+func TestFencing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rdb := redistest.Start(t)
+	durable := durableArgs(rdb.Options().Addr, newStateKey(t))
+	a := startNode(t, "a", durable...)
+	b := startNode(t, "b", durable...)
+
+	dc := connectDurable(t, ctx, a.URL(), false, nil)
+	if err := dc.cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "info"}); err != nil {
+		t.Fatal(err)
+	}
+	id := dc.cs.ID()
+	snapKey := "pingmcp:session:{" + id + "}:snap"
+	epochKey := "pingmcp:session:{" + id + "}:epoch"
+	setLevel := func(n *node, level string) (int, string) {
+		return rawPost(t, ctx, n.URL(), id, `{"jsonrpc":"2.0","id":7,"method":"logging/setLevel","params":{"level":"`+level+`"}}`)
+	}
+
+	// b activates the session too (epoch 2) and changes it.
+	if status, body := setLevel(b, "debug"); status != http.StatusOK || strings.Contains(body, "error") {
+		t.Fatalf("setLevel through b: %d %s", status, body)
+	}
+	if e := rdb.Get(ctx, epochKey).Val(); e != "2" {
+		t.Fatalf("epoch after b's activation = %s, want 2", e)
+	}
+	// a's activation (epoch 1) is still live, and stale.
+	fenced := a.watch(`"msg":"session moved to a newer activation; this one stops serving"`)
+	status, body := setLevel(a, "error")
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, `"code":-32004`) || !strings.Contains(body, `"retryable":true`) {
+		t.Fatalf("the stale activation answered %d %s; want 503 with the retryable -32004 'session moved'", status, body)
+	}
+	awaitLine(t, ctx, fenced, id)
+	if snap := rdb.Get(ctx, snapKey).Val(); !strings.Contains(snap, `"log_level":"debug"`) {
+		t.Fatalf("the stale activation changed the snapshot: %s", snap)
+	}
+	// A tool call on a stale activation does not run either (the refusal
+	// comes from opening its stream, before the SDK dispatches it): b is
+	// stale once a activates the session again (epoch 3).
+	if status, body := setLevel(a, "info"); status != http.StatusOK || strings.Contains(body, "error") {
+		t.Fatalf("setLevel through a's new activation: %d %s", status, body)
+	}
+	if e := rdb.Get(ctx, epochKey).Val(); e != "3" {
+		t.Fatalf("epoch after a's second activation = %s, want 3", e)
+	}
+	status, body = rawPost(t, ctx, b.URL(), id, `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"test_tool_with_logging"}}`)
+	if status != http.StatusServiceUnavailable || !strings.Contains(body, `"code":-32004`) {
+		t.Fatalf("a tool call on the stale activation answered %d %s", status, body)
+	}
+	// The client, on a, carries on at the level a's activation set.
+	if _, err := dc.callLogging(t, ctx); err != nil {
+		t.Fatalf("session after the fencing: %v", err)
 	}
 }

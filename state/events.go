@@ -60,8 +60,11 @@ func (r *RedisEvents) keys(session, stream string) []string {
 
 var (
 	// KEYS streams, entries, count, epoch, journal; ARGV[1] stream id,
-	// ARGV[2] ttl ms, ARGV[3] the requests answered on it (JSON) or "".
+	// ARGV[2] ttl ms, ARGV[3] the requests answered on it (JSON) or "",
+	// ARGV[4] the opener's epoch ("0": unfenced). Returns 1, or -2 when
+	// fenced.
 	openScript = redis.NewScript(`
+if ARGV[4] ~= '0' and tonumber(redis.call('GET', KEYS[4]) or '0') ~= tonumber(ARGV[4]) then return -2 end
 redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[3], 0, 'NX')
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -98,18 +101,23 @@ return out`)
 
 // Open implements mcp.EventStore.
 func (r *RedisEvents) Open(ctx context.Context, session, stream string) error {
-	return r.OpenFor(ctx, session, stream, nil)
+	return r.OpenFor(ctx, session, stream, 0, nil)
 }
 
-// OpenFor opens stream and journals the requests it answers (JSON-RPC ids),
-// in one round trip, until FinishRequests.
-func (r *RedisEvents) OpenFor(ctx context.Context, session, stream string, ids []json.RawMessage) error {
+// OpenFor opens stream as activation epoch (0: unfenced) and journals the
+// requests it answers (JSON-RPC ids), in one round trip, until
+// FinishRequests. It fails with ErrFenced if a newer activation exists.
+func (r *RedisEvents) OpenFor(ctx context.Context, session, stream string, epoch int64, ids []json.RawMessage) error {
 	journal, err := encodeIDs(ids)
 	if err != nil {
 		return err
 	}
-	if err := openScript.Run(ctx, r.client, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), journal).Err(); err != nil {
+	n, err := openScript.Run(ctx, r.client, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), journal, epoch).Int()
+	if err != nil {
 		return fmt.Errorf("open event stream: %w", err)
+	}
+	if n == -2 {
+		return fmt.Errorf("open event stream: %w", ErrFenced)
 	}
 	return nil
 }

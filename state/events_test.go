@@ -158,10 +158,10 @@ func TestRedisEventsResumeWithSDK(t *testing.T) {
 func testJournal(t *testing.T, snaps Snapshots, ev Events) {
 	ctx := context.Background()
 	old, _, _ := snaps.Activate(ctx, "j", true)
-	if err := ev.OpenFor(ctx, "j", "post1", []json.RawMessage{json.RawMessage(`1`), json.RawMessage(`"a"`)}); err != nil {
+	if err := ev.OpenFor(ctx, "j", "post1", old, []json.RawMessage{json.RawMessage(`1`), json.RawMessage(`"a"`)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := ev.OpenFor(ctx, "j", "post2", []json.RawMessage{json.RawMessage(`2`)}); err != nil {
+	if err := ev.OpenFor(ctx, "j", "post2", old, []json.RawMessage{json.RawMessage(`2`)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := ev.AppendAt(ctx, "j", "post1", old, []byte("e0")); err != nil {
@@ -178,6 +178,9 @@ func testJournal(t *testing.T, snaps Snapshots, ev Events) {
 	cur, _, _ := snaps.Activate(ctx, "j", true)
 	if err := ev.AppendAt(ctx, "j", "post1", old, []byte("stale")); !errors.Is(err, ErrFenced) {
 		t.Fatalf("stale append: %v", err)
+	}
+	if err := ev.OpenFor(ctx, "j", "post3", old, nil); !errors.Is(err, ErrFenced) {
+		t.Fatalf("stale open: %v", err)
 	}
 	if err := ev.AppendAt(ctx, "j", "post1", cur, []byte("e1")); err != nil {
 		t.Fatal(err)

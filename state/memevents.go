@@ -16,8 +16,9 @@ import (
 // answer those its predecessor never did.
 type Events interface {
 	mcp.EventStore
-	// OpenFor opens stream, journalling ids as the requests it answers.
-	OpenFor(ctx context.Context, session, stream string, ids []json.RawMessage) error
+	// OpenFor opens stream as activation epoch (0: unfenced), journalling
+	// ids as the requests it answers; ErrFenced if a newer activation exists.
+	OpenFor(ctx context.Context, session, stream string, epoch int64, ids []json.RawMessage) error
 	// AppendAt appends as activation epoch (0: unfenced), failing with
 	// ErrFenced when a newer activation exists.
 	AppendAt(ctx context.Context, session, stream string, epoch int64, data []byte) error
@@ -48,7 +49,10 @@ func NewMemoryEvents(snapshots *MemorySnapshots) *MemoryEvents {
 	return &MemoryEvents{MemoryEventStore: mcp.NewMemoryEventStore(nil), Snapshots: snapshots, journal: map[string]map[string][]json.RawMessage{}}
 }
 
-func (m *MemoryEvents) OpenFor(ctx context.Context, session, stream string, ids []json.RawMessage) error {
+func (m *MemoryEvents) OpenFor(ctx context.Context, session, stream string, epoch int64, ids []json.RawMessage) error {
+	if epoch != 0 && m.Snapshots != nil && m.Snapshots.epoch(session) != epoch {
+		return fmt.Errorf("open event stream: %w", ErrFenced)
+	}
 	if err := m.Open(ctx, session, stream); err != nil {
 		return err
 	}
