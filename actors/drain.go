@@ -116,14 +116,19 @@ func (a *SessionActor) finishDrain(ctx actor.Context) {
 	}
 	a.drainFlushing = true
 	self, root := ctx.Self(), ctx.ActorSystem().Root
-	p := a.persist
+	p, ev := a.persist, a.events
 	go func() {
+		c, cancel := context.WithTimeout(context.Background(), saveTimeout)
+		defer cancel()
 		if p != nil {
-			c, cancel := context.WithTimeout(context.Background(), saveTimeout)
 			if err := p.flush(c); err != nil {
 				a.logger.Warn("drained actor's snapshot not written", "err", err)
 			}
-			cancel()
+		}
+		if ev != nil {
+			if err := ev.flush(c); err != nil {
+				a.logger.Warn("drained actor's events not all written", "err", err)
+			}
 		}
 		root.Send(self, drained{})
 	}()

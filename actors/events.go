@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -23,7 +24,10 @@ import (
 //   - stores nothing of the handshake replayed on rehydration;
 //   - keeps the session's events when the actor only stops (passivation,
 //     drain, fencing): SessionClosed deletes them only when the session
-//     itself ends, and then its snapshot goes too.
+//     itself ends, and then its snapshot goes too;
+//   - keeps serving when the store is down or slow: a write it refuses
+//     waits in a backlog, in order, and is retried until it lands, so that
+//     the stream's events keep their numbers.
 type sessionEvents struct {
 	store  state.Events
 	logger *slog.Logger
@@ -38,9 +42,23 @@ type sessionEvents struct {
 	// fenced is called when an append finds a newer activation.
 	fenced func()
 
-	mu      sync.Mutex
-	skipped map[string]bool // streams of the replayed handshake
+	mu       sync.Mutex
+	skipped  map[string]bool // streams of the replayed handshake
+	backlog  []pendingWrite  // writes the store refused, oldest first
+	retrying bool            // a goroutine is retrying the backlog
+	closed   bool            // the actor stopped: the backlog is dropped
 }
+
+// pendingWrite is an open or an append the store could not take yet.
+type pendingWrite struct {
+	session, stream string
+	open            bool
+	ids             []json.RawMessage
+	data            []byte
+}
+
+// maxBacklog bounds the writes an actor holds while its store is away.
+const maxBacklog = 10000
 
 var _ mcp.EventStore = (*sessionEvents)(nil)
 
@@ -62,19 +80,25 @@ func (e *sessionEvents) Open(ctx context.Context, session, stream string) error 
 	if f != nil && stream != "" {
 		ids = requestIDs(f.body)
 	}
-	if err := e.store.OpenFor(ctx, session, stream, e.epoch.Load(), ids); err != nil {
-		if errors.Is(err, state.ErrFenced) {
-			// Refused before anything ran: the request is answered as
-			// moved (serveHTTP), and this activation stops.
-			if f != nil {
-				f.moved.Store(true)
-			}
-			e.fenced()
-		}
-		return err
-	}
+	w := pendingWrite{session: session, stream: stream, open: true, ids: ids}
 	if len(ids) > 0 {
 		f.setStream(stream)
+	}
+	if e.queued(w) {
+		return nil
+	}
+	err := e.store.OpenFor(ctx, session, stream, e.epoch.Load(), ids)
+	if errors.Is(err, state.ErrFenced) {
+		// Refused before anything ran: the request is answered as moved
+		// (serveHTTP), and this activation stops.
+		if f != nil {
+			f.moved.Store(true)
+		}
+		e.fenced()
+		return err
+	}
+	if err != nil {
+		return e.defer_(w, err)
 	}
 	return nil
 }
@@ -86,11 +110,123 @@ func (e *sessionEvents) Append(ctx context.Context, session, stream string, data
 	if skip {
 		return nil
 	}
+	w := pendingWrite{session: session, stream: stream, data: data}
+	if e.queued(w) {
+		return nil
+	}
 	err := e.store.AppendAt(ctx, session, stream, e.epoch.Load(), data)
 	if errors.Is(err, state.ErrFenced) {
 		e.fenced()
+		return err
 	}
-	return err
+	if err != nil {
+		return e.defer_(w, err)
+	}
+	return nil
+}
+
+// queued puts w behind the backlog if there is one, so that writes land in
+// order; it reports whether it did.
+func (e *sessionEvents) queued(w pendingWrite) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.backlog) == 0 || len(e.backlog) >= maxBacklog {
+		return false
+	}
+	e.backlog = append(e.backlog, w)
+	return true
+}
+
+// defer_ keeps a write the store refused for a retry, unless the backlog is
+// full: then the write is lost to resumption (the client still gets the
+// event live) and the error stands.
+func (e *sessionEvents) defer_(w pendingWrite, err error) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.backlog) >= maxBacklog || e.closed {
+		return err
+	}
+	if len(e.backlog) == 0 {
+		e.logger.Warn("event store unreachable; serving from memory and retrying its writes", "err", err)
+	}
+	e.backlog = append(e.backlog, w)
+	if !e.retrying {
+		e.retrying = true
+		go e.retry()
+	}
+	return nil
+}
+
+// retry writes the backlog, oldest first, until it is empty, the actor
+// stopped, or a newer activation fenced this one.
+func (e *sessionEvents) retry() {
+	backoff := retryMin
+	for {
+		e.mu.Lock()
+		if len(e.backlog) == 0 || e.closed {
+			e.retrying = false
+			e.mu.Unlock()
+			return
+		}
+		w := e.backlog[0]
+		e.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), saveTimeout)
+		var err error
+		if w.open {
+			err = e.store.OpenFor(ctx, w.session, w.stream, e.epoch.Load(), w.ids)
+		} else {
+			err = e.store.AppendAt(ctx, w.session, w.stream, e.epoch.Load(), w.data)
+		}
+		cancel()
+		switch {
+		case err == nil:
+			e.mu.Lock()
+			e.backlog = e.backlog[1:]
+			if len(e.backlog) == 0 {
+				e.logger.Info("event store reachable again; held events written")
+			}
+			e.mu.Unlock()
+			backoff = retryMin
+		case errors.Is(err, state.ErrFenced):
+			e.mu.Lock()
+			e.backlog, e.retrying = nil, false
+			e.mu.Unlock()
+			e.fenced()
+			return
+		default:
+			time.Sleep(backoff) // paced retries of an unreachable store
+			backoff = min(backoff*2, retryMax)
+		}
+	}
+}
+
+// clean says no write is waiting for the store.
+func (e *sessionEvents) clean() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.backlog) == 0
+}
+
+// flush waits, up to ctx, for the backlog to be written.
+func (e *sessionEvents) flush(ctx context.Context) error {
+	for !e.clean() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(retryMin):
+		}
+	}
+	return nil
+}
+
+// close drops the backlog: the actor is gone.
+func (e *sessionEvents) close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if n := len(e.backlog); n > 0 {
+		e.logger.Warn("actor stopped with event writes the store never took; those events cannot be resumed", "writes", n)
+	}
+	e.closed, e.backlog = true, nil
 }
 
 func (e *sessionEvents) After(ctx context.Context, session, stream string, index int) iter.Seq2[[]byte, error] {

@@ -27,6 +27,8 @@ type Durability struct {
 	// SessionTTL is how long a session lives without a request: its
 	// snapshot expires then. Zero: never.
 	SessionTTL time.Duration
+	// Check, if set, says whether the store is reachable (for /readyz).
+	Check func(context.Context) error
 }
 
 // MemoryDurability keeps sessions in this process, under a key made for it.

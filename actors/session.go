@@ -241,7 +241,7 @@ func (a *SessionActor) Receive(ctx actor.Context) {
 		if len(a.flights) > 0 {
 			return
 		}
-		if a.persist != nil && !a.persist.clean() {
+		if (a.persist != nil && !a.persist.clean()) || (a.events != nil && !a.events.clean()) {
 			// The snapshot has changes not written yet (Redis is down):
 			// this actor is all there is of them, so it stays.
 			a.logger.Info("idle actor kept: its snapshot is not written yet")
@@ -277,6 +277,9 @@ func (a *SessionActor) Receive(ctx actor.Context) {
 		}
 		if a.persist != nil {
 			a.persist.close()
+		}
+		if a.events != nil {
+			a.events.close()
 		}
 	}
 }

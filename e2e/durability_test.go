@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -207,7 +208,7 @@ func rawResume(t *testing.T, ctx context.Context, url, id, lastEventID string) [
 // Then a node joins (sessions move to it) and a node drains (SIGTERM).
 func TestKillMember(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
+	t.Cleanup(cancel) // after the clients' cleanups: they close their sessions with it
 	rdb := redistest.Start(t)
 	durable := durableArgs(rdb.Options().Addr, newStateKey(t))
 	member := func(name string, seed string) *node {
@@ -401,7 +402,7 @@ func rawPost(t *testing.T, ctx context.Context, url, id, body string) (int, stri
 // Redis keeps the newer activation's state. At most one writer at a time.
 func TestFencing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	t.Cleanup(cancel) // after the clients' cleanups: they close their sessions with it
 	rdb := redistest.Start(t)
 	durable := durableArgs(rdb.Options().Addr, newStateKey(t))
 	a := startNode(t, "a", durable...)
@@ -451,5 +452,122 @@ func TestFencing(t *testing.T) {
 	// The client, on a, carries on at the level a's activation set.
 	if _, err := dc.callLogging(t, ctx); err != nil {
 		t.Fatalf("session after the fencing: %v", err)
+	}
+}
+
+// readyz returns a node's /readyz status and body.
+func readyz(t *testing.T, n *node) (int, map[string]any) {
+	t.Helper()
+	resp, err := http.Get("http://" + n.HTTP + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]any
+	json.NewDecoder(resp.Body).Decode(&body)
+	return resp.StatusCode, body
+}
+
+// TestRedisRestart stops Redis under load and starts it again. While it is
+// away, live sessions keep serving from memory (their writes wait), /readyz
+// says the store is unreachable, and a change made meanwhile is kept; once
+// it is back, the held writes land: the change survives the loss of every
+// node, and a stream answered during the outage resumes from Redis.
+func TestRedisRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel) // after the clients' cleanups: they close their sessions with it
+	srv := redistest.StartPersistent(t)
+	durable := durableArgs(srv.Addr, newStateKey(t))
+	edge := startNode(t, "edge", append([]string{"--role", "edge", "--cluster-provider", "automanaged"}, durable...)...)
+	m1 := startNode(t, "member1", append([]string{"--role", "member", "--cluster-seeds", edge.Cluster}, durable...)...)
+	for _, n := range []*node{edge, m1} {
+		n.awaitMembers(ctx, 2)
+	}
+	const sessions = 10
+	var clients []*durableClient
+	for i := range sessions {
+		dc := connectDurable(t, ctx, edge.URL(), i%2 == 0, nil)
+		if err := dc.cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "info"}); err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, dc)
+	}
+
+	// Load: every session calls a tool over and over.
+	stop := make(chan struct{})
+	var load sync.WaitGroup
+	var mu sync.Mutex
+	calls := 0
+	var failures []error
+	for _, dc := range clients[1:] {
+		load.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				_, err := dc.callLogging(t, ctx)
+				mu.Lock()
+				calls++
+				if err != nil {
+					failures = append(failures, err)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+
+	srv.Stop()
+	if _, body := readyz(t, m1); body["status"] != "degraded" || !strings.Contains(fmt.Sprint(body["store"]), "unreachable") {
+		t.Errorf("member1's /readyz while Redis is down: %v", body)
+	}
+	// A change and a stream while Redis is down: both answered from memory.
+	changed := clients[0]
+	if err := changed.cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "debug"}); err != nil {
+		t.Fatalf("setLevel while Redis is down: %v", err)
+	}
+	during := rawCall(t, ctx, edge.URL(), changed.cs.ID(), "test_tool_with_logging")
+	if len(during) < 4 {
+		t.Fatalf("call while Redis is down answered %+v", during)
+	}
+	written := m1.watch(`"msg":"session snapshot written again"`)
+	flushed := m1.watch(`"msg":"event store reachable again; held events written"`)
+	srv.Start()
+	awaitLine(t, ctx, written, changed.cs.ID())
+	awaitLine(t, ctx, flushed, changed.cs.ID())
+	close(stop)
+	load.Wait()
+	if _, body := readyz(t, m1); body["store"] != "ok" {
+		t.Errorf("member1's /readyz after Redis returned: %v", body)
+	}
+	t.Logf("%d calls under load across the restart, %d failed", calls, len(failures))
+	for _, err := range failures {
+		t.Errorf("call failed across the Redis restart: %v", err)
+	}
+
+	// Nothing was lost: with every member gone, a new one serves the
+	// sessions from Redis alone, with the change made while it was down,
+	// and the stream answered then resumes.
+	m1.kill()
+	m2 := startNode(t, "member2", append([]string{"--role", "member", "--cluster-seeds", edge.Cluster}, durable...)...)
+	for _, n := range []*node{edge, m2} {
+		n.awaitMembers(ctx, 2)
+	}
+	if after := rawResume(t, ctx, edge.URL(), changed.cs.ID(), during[0].id); !slices.Equal(after, during[1:]) {
+		t.Errorf("stream answered while Redis was down, resumed:\n got %+v\nwant %+v", after, during[1:])
+	}
+	for _, dc := range clients {
+		if _, err := dc.callLogging(t, ctx); err != nil {
+			t.Fatalf("session %s on the new member: %v", dc.cs.ID(), err)
+		}
+	}
+	if !m2.logged(`"msg":"client log level set"`, changed.cs.ID(), `"level":"debug"`) {
+		t.Error("the log level set while Redis was down did not survive")
+	}
+	for _, dc := range clients {
+		if err := dc.cs.Close(); err != nil {
+			t.Errorf("closing session %s: %v", dc.cs.ID(), err)
+		}
 	}
 }

@@ -1,9 +1,11 @@
 package transport
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"github.com/pingmcp/pingmcp/cluster"
 )
@@ -11,8 +13,10 @@ import (
 // Health serves /healthz (the process is alive and serving HTTP) and /readyz
 // (the node can take traffic: it has joined the cluster, is not draining,
 // and, if it forwards requests, some member hosts sessions). Both answer
-// JSON. draining, if set, reports a node on its way out.
-func Health(node *cluster.Node, role string, draining *atomic.Bool) http.Handler {
+// JSON. draining, if set, reports a node on its way out. store, if set,
+// checks the session store: a node whose store is unreachable stays ready,
+// since its live sessions go on from memory, and says "degraded".
+func Health(node *cluster.Node, role string, draining *atomic.Bool, store func(context.Context) error) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})
@@ -30,10 +34,22 @@ func Health(node *cluster.Node, role string, draining *atomic.Bool) http.Handler
 			writeJSON(w, http.StatusServiceUnavailable, body)
 			return
 		}
+		if store != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), storeCheckTimeout)
+			defer cancel()
+			if err := store(ctx); err != nil {
+				body["status"], body["store"] = "degraded", "unreachable: "+err.Error()
+			} else {
+				body["store"] = "ok"
+			}
+		}
 		writeJSON(w, http.StatusOK, body)
 	})
 	return mux
 }
+
+// storeCheckTimeout bounds the store check of /readyz.
+const storeCheckTimeout = 500 * time.Millisecond
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -231,6 +231,7 @@ func newDurability(cfg *config.Config, logger *slog.Logger) (*actors.Durability,
 		Events:     state.NewRedisEvents(client, cfg.RedisPrefix, state.EventOptions{MaxLen: cfg.EventsMax, TTL: cfg.EventsTTL}),
 		Sealer:     sealer,
 		SessionTTL: cfg.SessionIdleTimeout,
+		Check:      func(ctx context.Context) error { return client.Ping(ctx).Err() },
 	}
 	logger.Info("sessions are kept in Redis", "redis", opts.Addr, "prefix", cfg.RedisPrefix, "state_keys", sealer.KeyIDs())
 	return d, func() { client.Close() }, nil
@@ -284,7 +285,7 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 
 	mux := http.NewServeMux()
 	var draining atomic.Bool
-	health := transport.Health(node, cfg.Role, &draining)
+	health := transport.Health(node, cfg.Role, &draining, durability.Check)
 	mux.Handle("/healthz", health)
 	mux.Handle("/readyz", health)
 	var edge *transport.Edge

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -51,36 +52,123 @@ func tryStart(t testing.TB, bin string) (addr, log string, ok bool) {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
+	p, log, ok := run(t, bin, port, t.TempDir(), false)
+	if !ok {
+		return "", log, false
+	}
+	t.Cleanup(p.kill)
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "", true
+}
 
+// process is one redis-server run.
+type process struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+func (p *process) kill() {
+	p.cmd.Process.Kill()
+	<-p.exited
+}
+
+// run starts redis-server on port with its files in dir (persisting every
+// write to an append-only file if persist is set) and waits until it
+// accepts connections.
+func run(t testing.TB, bin string, port int, dir string, persist bool) (*process, string, bool) {
 	out := &readyWriter{ready: make(chan struct{})}
-	cmd := exec.Command(bin,
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", t.TempDir(),
-		"--daemonize", "no", "--logfile", "")
+	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--dir", dir,
+		"--daemonize", "no", "--logfile", ""}
+	if persist {
+		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
+	} else {
+		args = append(args, "--appendonly", "no")
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start redis-server: %v", err)
 	}
-	exited := make(chan struct{})
+	p := &process{cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		cmd.Wait()
-		close(exited)
+		close(p.exited)
 	}()
 	select {
 	case <-out.ready:
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			<-exited
-		})
-		return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "", true
-	case <-exited:
-		return "", out.String(), false
+		return p, "", true
+	case <-p.exited:
+		return nil, out.String(), false
 	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		<-exited
+		p.kill()
 		t.Fatalf("redis-server did not get ready in 20 s; its output:\n%s", out.String())
 	}
-	return "", "", false
+	return nil, "", false
+}
+
+// Server is a redis-server that persists every write (an append-only file,
+// fsync always) and can be restarted on the same address, keeping its data:
+// for tests of what happens while Redis is away.
+type Server struct {
+	Addr string
+
+	t    testing.TB
+	bin  string
+	port int
+	dir  string
+	mu   sync.Mutex
+	proc *process
+}
+
+// StartPersistent runs a persistent redis-server for the test.
+func StartPersistent(t testing.TB) *Server {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server is not installed; the Redis store tests run a real one. Install it (Debian: apt-get install -y redis-server). %v", err)
+	}
+	dir := t.TempDir()
+	for range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		if p, _, ok := run(t, bin, port, dir, true); ok {
+			s := &Server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), t: t, bin: bin, port: port, dir: dir, proc: p}
+			t.Cleanup(func() { s.Stop() })
+			return s
+		}
+	}
+	t.Fatal("redis-server did not start")
+	return nil
+}
+
+// Stop shuts the server down as an operator would (SIGTERM): it finishes
+// writing its files and exits.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return
+	}
+	s.proc.cmd.Process.Signal(syscall.SIGTERM)
+	<-s.proc.exited
+	s.proc = nil
+}
+
+// Start runs the server again on its address, from its files.
+func (s *Server) Start() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil {
+		return
+	}
+	p, log, ok := run(s.t, s.bin, s.port, s.dir, true)
+	if !ok {
+		s.t.Fatalf("redis-server did not restart on %s:\n%s", s.Addr, log)
+	}
+	s.proc = p
 }
 
 // readyWriter collects redis-server's log and closes ready once the server
