@@ -7,18 +7,23 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/pingmcp/pingmcp/internal/redistest"
 )
 
 // TestConformanceThroughCluster runs the official MCP conformance suite
 // (scripts/conformance.sh: 0.1.16, and 0.2.0-alpha.12 for both 2025-11-25 and
 // 2026-07-28) against an edge-only node whose actors all live on another
-// process, so that every request crosses nodes. One URL serves both the
-// session revisions and the stateless one.
+// process, so that every request crosses nodes, with sessions and their
+// events kept in Redis as in production (resumption replays from Redis). One
+// URL serves both the session revisions and the stateless one.
 func TestConformanceThroughCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	edge := startNode(t, "edge", "--role", "edge", "--cluster-provider", "automanaged", "--tools", "conformance", "--log-level", "info")
-	member := startNode(t, "member", "--role", "member", "--cluster-seeds", edge.Cluster, "--tools", "conformance", "--log-level", "info")
+	rdb := redistest.Start(t)
+	durable := durableArgs(rdb.Options().Addr, newStateKey(t))
+	edge := startNode(t, "edge", append([]string{"--role", "edge", "--cluster-provider", "automanaged", "--tools", "conformance", "--log-level", "info"}, durable...)...)
+	member := startNode(t, "member", append([]string{"--role", "member", "--cluster-seeds", edge.Cluster, "--tools", "conformance", "--log-level", "info"}, durable...)...)
 	edge.awaitMembers(ctx, 2)
 	member.awaitMembers(ctx, 2)
 
