@@ -88,6 +88,17 @@ func memory() memStats {
 // per-request receiver actor is the sender; session, if set, names the MCP
 // session) and returns the response's status once its final part arrived.
 func forward(root *actor.RootContext, pid *actor.PID, session, body string) (int32, error) {
+	status, _, err := exchange(root, pid, session, body)
+	return status, err
+}
+
+// forwardBody is forward, returning the response's body.
+func forwardBody(root *actor.RootContext, pid *actor.PID, session, body string) (string, error) {
+	_, out, err := exchange(root, pid, session, body)
+	return out, err
+}
+
+func exchange(root *actor.RootContext, pid *actor.PID, session, body string) (int32, string, error) {
 	req := &envelope.Request{
 		Id:     rand.Text(),
 		Method: "POST",
@@ -104,8 +115,13 @@ func forward(root *actor.RootContext, pid *actor.PID, session, body string) (int
 			&envelope.Header{Name: "Mcp-Session-Id", Values: []string{session}},
 			&envelope.Header{Name: "Mcp-Protocol-Version", Values: []string{"2025-11-25"}})
 	}
-	done := make(chan int32, 1)
+	type result struct {
+		status int32
+		body   string
+	}
+	done := make(chan result, 1)
 	var status int32 // of the first part; the receiver handles one message at a time
+	var out []byte
 	root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
 		switch m := ctx.Message().(type) {
 		case *actor.Started:
@@ -115,16 +131,17 @@ func forward(root *actor.RootContext, pid *actor.PID, session, body string) (int
 			if p.GetSeq() == 0 {
 				status = p.GetStatus()
 			}
+			out = append(out, p.GetBody()...)
 			if p.GetFinal() {
-				done <- status
+				done <- result{status, string(out)}
 				ctx.Stop(ctx.Self())
 			}
 		}
 	}))
 	select {
-	case s := <-done:
-		return s, nil
+	case r := <-done:
+		return r.status, r.body, nil
 	case <-time.After(10 * time.Second):
-		return 0, fmt.Errorf("no response to %s", body)
+		return 0, "", fmt.Errorf("no response to %s", body)
 	}
 }
