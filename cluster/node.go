@@ -85,6 +85,8 @@ type Node struct {
 
 	mu   sync.Mutex
 	pids map[string]*actor.PID // kind/identity → activation, dropped when it terminates
+	// topology is closed (and replaced) when membership changes.
+	topology chan struct{}
 }
 
 // maxWireMessage bounds one gRPC message between nodes (a batch of envelopes).
@@ -133,7 +135,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	remoteCfg := remote.Configure(host, port, remoteOpts...)
 
-	n := &Node{cfg: cfg, System: system, logger: cfg.Logger, pids: map[string]*actor.PID{}}
+	n := &Node{cfg: cfg, System: system, logger: cfg.Logger, pids: map[string]*actor.PID{}, topology: make(chan struct{})}
 	var provider cluster.ClusterProvider
 	switch cfg.Provider {
 	case ProviderSingle, "":
@@ -163,8 +165,14 @@ func Start(cfg Config) (*Node, error) {
 	// Activations on a node that left are gone: forget them at once, so
 	// that the next request asks the cluster for a new one.
 	system.EventStream.Subscribe(func(evt any) {
-		if t, ok := evt.(*cluster.ClusterTopology); ok && len(t.Left) > 0 {
-			n.forgetNodes(t.Left)
+		if t, ok := evt.(*cluster.ClusterTopology); ok {
+			if len(t.Left) > 0 {
+				n.forgetNodes(t.Left)
+			}
+			n.mu.Lock()
+			close(n.topology)
+			n.topology = make(chan struct{})
+			n.mu.Unlock()
 		}
 	})
 	// An activation that terminated is not asked again: the next request
@@ -240,7 +248,7 @@ func (n *Node) activation(ctx context.Context, kind, identity string) (*actor.PI
 	// but not forever: a node cut off from every member answers 503.
 	deadline := time.Now().Add(memberWait)
 	for {
-		pid = n.Cluster.Get(identity, kind)
+		pid = n.lookup(ctx, kind, identity, deadline)
 		if pid != nil {
 			break
 		}
@@ -263,6 +271,30 @@ func (n *Node) activation(ctx context.Context, kind, identity string) (*actor.PI
 }
 
 const maxCachedPIDs = 1 << 16
+
+// lookup asks the cluster for the activation of kind/identity. disthash
+// asks the owner's placement actor and waits up to 5 s for an answer; when
+// the owner is a node that just died, that is 5 s lost. So if membership
+// changes while the question is out, lookup asks again under the new
+// membership (the abandoned question ends by itself). It returns nil when
+// there is no answer yet.
+func (n *Node) lookup(ctx context.Context, kind, identity string, deadline time.Time) *actor.PID {
+	n.mu.Lock()
+	changed := n.topology
+	n.mu.Unlock()
+	answer := make(chan *actor.PID, 1)
+	go func() { answer <- n.Cluster.Get(identity, kind) }()
+	timeout := time.NewTimer(time.Until(deadline))
+	defer timeout.Stop()
+	select {
+	case pid := <-answer:
+		return pid
+	case <-changed:
+	case <-ctx.Done():
+	case <-timeout.C:
+	}
+	return nil
+}
 
 // memberWait bounds how long a request waits for a node that can host its
 // actor.

@@ -29,11 +29,16 @@ import (
 type Config struct {
 	Command string
 
-	Addr               string
-	ClusterAddr        string
-	ClusterAdvertise   string
-	ClusterSeeds       []string
-	ClusterProvider    string
+	Addr             string
+	ClusterAddr      string
+	ClusterAdvertise string
+	ClusterSeeds     []string
+	ClusterProvider  string
+	// ProbeInterval and ProbeFailures pace the automanaged provider's
+	// failure detection: a node that misses ProbeFailures probes in a row,
+	// one every ProbeInterval, has left.
+	ProbeInterval      time.Duration
+	ProbeFailures      int
 	Role               string
 	Tools              []string
 	Auth               string
@@ -145,6 +150,8 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 			fs.StringVar(&c.ClusterAdvertise, "cluster-advertised-addr", "", "host:port other nodes dial to reach this one (a pod IP on Kubernetes); --cluster-addr when empty")
 			list("cluster-seeds", "", "comma-separated cluster addresses of other nodes to join (the automanaged provider; the first node of a cluster may have none)")
 			fs.StringVar(&c.ClusterProvider, "cluster-provider", "", "membership: "+strings.Join(Providers, ", ")+" (default: single without seeds, automanaged with them)")
+			fs.DurationVar(&c.ProbeInterval, "cluster-probe-interval", 500*time.Millisecond, "automanaged provider: how often each node probes the others")
+			fs.IntVar(&c.ProbeFailures, "cluster-probe-failures", 3, "automanaged provider: probes a node may miss in a row before it counts as gone (failover takes about interval × failures)")
 			fs.StringVar(&c.Role, "role", "both", "what this node does: both, edge (serves /mcp, hosts no actors), member (hosts actors, serves only health)")
 		}
 	case "todo-api":
@@ -299,6 +306,9 @@ func (c *Config) validate() error {
 		}
 		if len(c.Tools) == 0 {
 			errs = append(errs, errors.New("--tools: at least one toolset is needed"))
+		}
+		if c.Command == "serve" && (c.ProbeInterval < 50*time.Millisecond || c.ProbeFailures < 1) {
+			errs = append(errs, errors.New("--cluster-probe-interval must be at least 50ms and --cluster-probe-failures at least 1"))
 		}
 		if c.Auth == "none" {
 			for _, a := range []string{c.Addr, c.ClusterAddr} {

@@ -243,6 +243,8 @@ func TestDurabilityRefusals(t *testing.T) {
 		{"negative actor timeout", "serve", serveArgs("--actor-idle-timeout", "-1s"), nil, []string{"--actor-idle-timeout must not be negative"}},
 		{"negative session timeout", "dev", []string{"--session-idle-timeout", "-1s"}, nil, []string{"--session-idle-timeout must not be negative"}},
 		{"negative drain timeout", "serve", serveArgs("--drain-timeout", "-1s"), nil, []string{"--drain-timeout must not be negative"}},
+		{"probe interval too short", "serve", serveArgs("--cluster-probe-interval", "1ms"), nil, []string{"--cluster-probe-interval must be at least 50ms"}},
+		{"no probe failures", "serve", serveArgs("--cluster-probe-failures", "0"), nil, []string{"--cluster-probe-failures at least 1"}},
 		{"no events kept", "serve", serveArgs("--events-max", "0"), nil, []string{"--events-max must be positive"}},
 		{"events expire at once", "dev", []string{"--events-ttl", "0"}, nil, []string{"--events-ttl must be positive"}},
 	}

@@ -27,7 +27,7 @@ func durableArgs(addr, key string) []string {
 	return []string{"--redis-url", "redis://" + addr + "/0", "--state-keys", key}
 }
 
-func newStateKey(t *testing.T) string {
+func newStateKey(t testing.TB) string {
 	b := make([]byte, 32)
 	rand.Read(b)
 	return "k1:" + base64.StdEncoding.EncodeToString(b)
@@ -42,7 +42,7 @@ type durableClient struct {
 
 // connectDurable opens a session that reconnects its streams as clients do
 // (the SDK's default retries), optionally without the standalone stream.
-func connectDurable(t *testing.T, ctx context.Context, url string, standalone bool, elicit func(context.Context) (*mcp.ElicitResult, error)) *durableClient {
+func connectDurable(t testing.TB, ctx context.Context, url string, standalone bool, elicit func(context.Context) (*mcp.ElicitResult, error)) *durableClient {
 	t.Helper()
 	dc := &durableClient{logs: make(chan string, 64)}
 	opts := &mcp.ClientOptions{
@@ -83,7 +83,7 @@ func retryable(err error) bool {
 // callLogging calls test_tool_with_logging, retrying retryable errors, and
 // checks that the session still logs at the level it set (three messages).
 // It returns how many attempts failed with a retryable error.
-func (dc *durableClient) callLogging(t *testing.T, ctx context.Context) (int, error) {
+func (dc *durableClient) callLogging(t testing.TB, ctx context.Context) (int, error) {
 	retries := 0
 	for {
 		res, err := dc.cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_tool_with_logging"})
@@ -570,4 +570,62 @@ func TestRedisRestart(t *testing.T) {
 			t.Errorf("closing session %s: %v", dc.cs.ID(), err)
 		}
 	}
+}
+
+// BenchmarkFailover measures failover time: from the SIGKILL of the member
+// hosting a session to that session's first successful tool call on
+// another member, with the automanaged provider's default failure detection
+// (a probe every 500 ms, 3 misses) and a tuned one (200 ms, 2 misses). Each
+// op starts Redis and three nodes: run it with -benchtime 1x -count N.
+func BenchmarkFailover(b *testing.B) {
+	for _, tc := range []struct {
+		name  string
+		probe []string
+	}{
+		{"default", nil},
+		{"tuned", []string{"--cluster-probe-interval", "200ms", "--cluster-probe-failures", "2"}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			var total time.Duration
+			for range b.N {
+				total += failoverOnce(b, tc.probe)
+			}
+			b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "failover-ms")
+		})
+	}
+}
+
+func failoverOnce(b *testing.B, probe []string) time.Duration {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	b.Cleanup(cancel)
+	rdb := redistest.Start(b)
+	args := append(durableArgs(rdb.Options().Addr, newStateKey(b)), append(probe, "--log-level", "info")...)
+	edge := startNode(b, "edge", append([]string{"--role", "edge", "--cluster-provider", "automanaged"}, args...)...)
+	m1 := startNode(b, "member1", append([]string{"--role", "member", "--cluster-seeds", edge.Cluster}, args...)...)
+	m2 := startNode(b, "member2", append([]string{"--role", "member", "--cluster-seeds", edge.Cluster}, args...)...)
+	for _, n := range []*node{edge, m1, m2} {
+		n.awaitMembers(ctx, 3)
+	}
+	var victim *durableClient
+	for range 64 {
+		dc := connectDurable(b, ctx, edge.URL(), false, nil)
+		if err := dc.cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "info"}); err != nil {
+			b.Fatal(err)
+		}
+		if m1.logged(dc.cs.ID()) {
+			victim = dc
+			break
+		}
+	}
+	if victim == nil {
+		b.Fatal("no session landed on member1")
+	}
+	killed := time.Now()
+	m1.kill()
+	if _, err := victim.callLogging(b, ctx); err != nil {
+		b.Fatalf("after the kill: %v", err)
+	}
+	failover := time.Since(killed)
+	victim.cs.Close()
+	return failover
 }

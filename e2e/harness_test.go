@@ -46,7 +46,7 @@ func TestMain(m *testing.M) {
 
 // node is one running pingmcp process.
 type node struct {
-	t       *testing.T
+	t       testing.TB
 	name    string
 	HTTP    string // host:port of its HTTP listener
 	Cluster string // host:port of its cluster endpoint
@@ -60,7 +60,7 @@ type node struct {
 
 // startNode runs `pingmcp serve` on loopback with free ports and returns once
 // it has logged that it started. Extra args follow the defaults, so they win.
-func startNode(t *testing.T, name string, args ...string) *node {
+func startNode(t testing.TB, name string, args ...string) *node {
 	t.Helper()
 	all := append([]string{"serve", "--auth", "none", "--tools", "conformance", "--addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0",
 		"--log-format", "json", "--log-level", "debug"}, args...)

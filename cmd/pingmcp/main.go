@@ -272,6 +272,8 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 		AdvertisedAddr: cfg.ClusterAdvertise,
 		Provider:       cfg.ClusterProvider,
 		Seeds:          cfg.ClusterSeeds,
+		ProbeInterval:  cfg.ProbeInterval,
+		ProbeFailures:  cfg.ProbeFailures,
 		Role:           cfg.Role,
 		Kinds:          kinds,
 		HTTPAddr:       httpAddr,
