@@ -25,9 +25,10 @@ import (
 //   - keeps the session's events when the actor only stops (passivation,
 //     drain, fencing): SessionClosed deletes them only when the session
 //     itself ends, and then its snapshot goes too;
-//   - keeps serving when the store is down or slow: a write it refuses
-//     waits in a backlog, in order, and is retried until it lands, so that
-//     the stream's events keep their numbers.
+//   - stores events behind the response, in order (see Append), and keeps
+//     serving when the store is down or slow: a write it refuses waits in
+//     the queue and is retried until it lands, so that the stream's events
+//     keep their numbers.
 type sessionEvents struct {
 	store  state.Events
 	logger *slog.Logger
@@ -44,15 +45,16 @@ type sessionEvents struct {
 
 	mu       sync.Mutex
 	skipped  map[string]bool // streams of the replayed handshake
-	backlog  []pendingWrite  // writes the store refused, oldest first
-	retrying bool            // a goroutine is retrying the backlog
+	backlog  []pendingWrite  // writes not stored yet, oldest first
+	retrying bool            // the writer goroutine runs
+	failing  bool            // the store refused a write: opens queue too
 	closed   bool            // the actor stopped: the backlog is dropped
 }
 
 // pendingWrite is an open or an append the store could not take yet.
 type pendingWrite struct {
 	session, stream string
-	open            bool
+	open, finish    bool
 	ids             []json.RawMessage
 	data            []byte
 }
@@ -98,73 +100,79 @@ func (e *sessionEvents) Open(ctx context.Context, session, stream string) error 
 		return err
 	}
 	if err != nil {
-		return e.defer_(w, err)
+		return e.enqueue(w, err)
 	}
 	return nil
 }
 
-func (e *sessionEvents) Append(ctx context.Context, session, stream string, data []byte) error {
+// Append implements mcp.EventStore, behind the response: the event goes to
+// the activation's write queue, and the SDK delivers it to the client at
+// once. A single writer stores the queue in order, so that the stream's
+// events keep their numbers; a response is not held up by a round trip to
+// Redis (it used to cost two per request: the priming event and the
+// answer). The events of a node that dies within those moments are missing
+// from its streams: their clients had them live, and the journal answers
+// the requests whose answers are missing.
+func (e *sessionEvents) Append(_ context.Context, session, stream string, data []byte) error {
 	e.mu.Lock()
 	skip := e.skipped[stream]
 	e.mu.Unlock()
 	if skip {
 		return nil
 	}
-	w := pendingWrite{session: session, stream: stream, data: data}
-	if e.queued(w) {
-		return nil
-	}
-	err := e.store.AppendAt(ctx, session, stream, e.epoch.Load(), data)
-	if errors.Is(err, state.ErrFenced) {
-		e.fenced()
-		return err
-	}
-	if err != nil {
-		return e.defer_(w, err)
-	}
-	return nil
+	return e.enqueue(pendingWrite{session: session, stream: stream, data: data}, nil)
 }
 
-// queued puts w behind the backlog if there is one, so that writes land in
-// order; it reports whether it did.
+// queued puts w in the queue if the store is failing, so that writes land
+// in order once it is back; it reports whether it did.
 func (e *sessionEvents) queued(w pendingWrite) bool {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if len(e.backlog) == 0 || len(e.backlog) >= maxBacklog {
+	failing := e.failing
+	e.mu.Unlock()
+	if !failing {
 		return false
 	}
-	e.backlog = append(e.backlog, w)
-	return true
+	return e.enqueue(w, nil) == nil
 }
 
-// defer_ keeps a write the store refused for a retry, unless the backlog is
-// full: then the write is lost to resumption (the client still gets the
-// event live) and the error stands.
-func (e *sessionEvents) defer_(w pendingWrite, err error) error {
+// enqueue adds w to the write queue and makes sure the writer runs; err is
+// why it was not written at once, if it was tried. A full queue (the store
+// has been away long) refuses: the event is then lost to resumption (the
+// client still gets it live).
+func (e *sessionEvents) enqueue(w pendingWrite, err error) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if len(e.backlog) >= maxBacklog || e.closed {
+	if len(e.backlog) >= maxBacklog {
+		if err == nil {
+			err = errors.New("event write queue full: the store has been unreachable too long")
+		}
 		return err
 	}
-	if len(e.backlog) == 0 {
+	if err != nil && !e.failing {
+		e.failing = true
 		e.logger.Warn("event store unreachable; serving from memory and retrying its writes", "err", err)
 	}
 	e.backlog = append(e.backlog, w)
 	if !e.retrying {
 		e.retrying = true
-		go e.retry()
+		go e.write()
 	}
 	return nil
 }
 
-// retry writes the backlog, oldest first, until it is empty, the actor
-// stopped, or a newer activation fenced this one.
-func (e *sessionEvents) retry() {
+// write stores the queue, oldest first, until it is empty, the actor
+// stopped, or a newer activation fenced this one; a write that fails is
+// retried, paced, and those behind it wait.
+func (e *sessionEvents) write() {
 	backoff := retryMin
 	for {
 		e.mu.Lock()
-		if len(e.backlog) == 0 || e.closed {
+		if len(e.backlog) == 0 {
 			e.retrying = false
+			if e.failing && len(e.backlog) == 0 {
+				e.failing = false
+				e.logger.Info("event store reachable again; held events written")
+			}
 			e.mu.Unlock()
 			return
 		}
@@ -172,18 +180,20 @@ func (e *sessionEvents) retry() {
 		e.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), saveTimeout)
 		var err error
-		if w.open {
+		switch {
+		case w.open:
 			err = e.store.OpenFor(ctx, w.session, w.stream, e.epoch.Load(), w.ids)
-		} else {
+		case w.finish:
+			err = e.store.FinishRequests(ctx, w.session, w.stream)
+		default:
 			err = e.store.AppendAt(ctx, w.session, w.stream, e.epoch.Load(), w.data)
 		}
 		cancel()
 		switch {
 		case err == nil:
 			e.mu.Lock()
-			e.backlog = e.backlog[1:]
-			if len(e.backlog) == 0 {
-				e.logger.Info("event store reachable again; held events written")
+			if len(e.backlog) > 0 {
+				e.backlog = e.backlog[1:]
 			}
 			e.mu.Unlock()
 			backoff = retryMin
@@ -194,6 +204,20 @@ func (e *sessionEvents) retry() {
 			e.fenced()
 			return
 		default:
+			e.mu.Lock()
+			if e.closed {
+				// The actor is gone and the store is away: what is left
+				// cannot be resumed.
+				e.logger.Warn("actor stopped with event writes the store never took; those events cannot be resumed", "writes", len(e.backlog))
+				e.backlog, e.retrying = nil, false
+				e.mu.Unlock()
+				return
+			}
+			if !e.failing {
+				e.failing = true
+				e.logger.Warn("event store unreachable; serving from memory and retrying its writes", "err", err)
+			}
+			e.mu.Unlock()
 			time.Sleep(backoff) // paced retries of an unreachable store
 			backoff = min(backoff*2, retryMax)
 		}
@@ -219,14 +243,12 @@ func (e *sessionEvents) flush(ctx context.Context) error {
 	return nil
 }
 
-// close drops the backlog: the actor is gone.
+// close tells the writer that the actor is gone: it finishes the queue
+// while the store takes it, and gives up at the first failure.
 func (e *sessionEvents) close() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if n := len(e.backlog); n > 0 {
-		e.logger.Warn("actor stopped with event writes the store never took; those events cannot be resumed", "writes", n)
-	}
-	e.closed, e.backlog = true, nil
+	e.closed = true
 }
 
 func (e *sessionEvents) After(ctx context.Context, session, stream string, index int) iter.Seq2[[]byte, error] {
@@ -246,21 +268,12 @@ func (e *sessionEvents) SessionClosed(ctx context.Context, session string) error
 	return err
 }
 
-// finish drops f's journal entry once its response is complete.
+// finish drops f's journal entry once its response is complete: queued
+// behind the response's events, so that it never lands before them.
 func (e *sessionEvents) finish(session string, f *flight) {
-	stream := f.journalled()
-	if stream == "" {
-		return
+	if stream := f.journalled(); stream != "" {
+		e.enqueue(pendingWrite{session: session, stream: stream, finish: true}, nil)
 	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), saveTimeout)
-		defer cancel()
-		if err := e.store.FinishRequests(ctx, session, stream); err != nil {
-			// The next activation finds the answer in the stream and
-			// drops the entry then.
-			e.logger.Debug("request journal entry not removed", "err", err)
-		}
-	}()
 }
 
 // codeInterrupted is the JSON-RPC error (implementation-defined server error

@@ -117,6 +117,7 @@ type SessionActor struct {
 	events  *sessionEvents
 	persist *persister // nil until activated, and for unknown sessions
 	fenced  bool       // a newer activation owns the session
+	ended   bool       // the session ended (or never began) here
 
 	draining      bool
 	drainTimer    *time.Timer
@@ -151,6 +152,13 @@ type activated struct {
 
 // fencedOut tells the actor that a newer activation owns its session.
 type fencedOut struct{}
+
+// endedNow stops an actor whose session ended, once it lingered.
+type endedNow struct{}
+
+// endedLinger is how long an actor whose session ended answers "not found"
+// before it stops.
+const endedLinger = time.Second
 
 // principalID is who a session belongs to: (issuer, subject, client).
 type principalID struct{ issuer, subject, clientID string }
@@ -237,6 +245,8 @@ func (a *SessionActor) Receive(ctx actor.Context) {
 	case requestDone:
 		delete(a.flights, m.id)
 		a.settle(ctx)
+	case endedNow:
+		a.stop(ctx)
 	case *actor.ReceiveTimeout:
 		if len(a.flights) > 0 {
 			return
@@ -395,6 +405,10 @@ func (a *SessionActor) serveFrom(ctx actor.Context, replyTo *actor.PID, req *env
 	root := ctx.ActorSystem().Root
 	send := func(p *envelope.ResponsePart) {
 		root.Send(replyTo, &envelope.Envelope{Body: &envelope.Envelope_Part{Part: p}})
+	}
+	if a.ended {
+		send(notFound(req.Id))
+		return
 	}
 	if a.stopping || a.fenced || a.draining {
 		send(unavailable(req.Id))
@@ -608,7 +622,15 @@ func (a *SessionActor) settle(ctx actor.Context) {
 		return
 	}
 	if !a.stateless && !a.hasSession() {
-		a.stop(ctx)
+		// What still arrives is for a session that is no more: the actor
+		// answers it "not found" for a moment before it stops, rather than
+		// leave requests already on their way to meet a stopping actor
+		// (which the edge could only answer "retry").
+		if !a.ended {
+			a.ended = true
+			self, root := ctx.Self(), ctx.ActorSystem().Root
+			time.AfterFunc(endedLinger, func() { root.Send(self, endedNow{}) })
+		}
 		return
 	}
 	if a.cfg.IdleTimeout > 0 {

@@ -34,6 +34,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pingmcp/pingmcp/internal/redistest"
+
 	"github.com/pingmcp/pingmcp/tools/conformance"
 )
 
@@ -52,6 +54,7 @@ var benchTargets = []struct {
 	{"sdk", sdkServer},
 	{"single", singleServer},
 	{"cross", crossServer},
+	{"cross-redis", crossRedisServer},
 }
 
 // BenchmarkToolsCall times tools/call of test_simple_text, each client on a
@@ -256,6 +259,20 @@ func crossServer(b *testing.B) *benchServer {
 		return []*node{edge, member}
 	})
 	return &benchServer{url: ns[0].URL(), nodes: ns, roles: []string{"edge", "member"}}
+}
+
+// crossRedisServer is crossServer keeping sessions and events in Redis, as
+// a production cluster does.
+func crossRedisServer(b *testing.B) *benchServer {
+	rdb := redistest.Start(b)
+	args := append(durableArgs(rdb.Options().Addr, newStateKey(b)), benchLogLevel...)
+	edge := startNode(b, "edge", append([]string{"--role", "edge", "--cluster-provider", "automanaged"}, args...)...)
+	member := startNode(b, "member", append([]string{"--role", "member", "--cluster-seeds", edge.Cluster}, args...)...)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	edge.awaitMembers(ctx, 2)
+	member.awaitMembers(ctx, 2)
+	return &benchServer{url: edge.URL(), nodes: []*node{edge, member}, roles: []string{"edge", "member"}}
 }
 
 // benchNodes starts pingmcp nodes with the e2e harness and stops them when b
