@@ -654,3 +654,49 @@ func failoverOnce(b *testing.B, probe []string) time.Duration {
 	victim.cs.Close()
 	return failover
 }
+
+// TestTodoSessionRehydrated: with real users and delegated tokens (pingmcp
+// dev), a session whose actor was unloaded continues with its owner, and
+// with the exchanged token it cached (sealed in the snapshot): no new
+// exchange, no new login. Another user still cannot use it, and no token
+// appears in the logs.
+func TestTodoSessionRehydrated(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d := runDev(t, "--actor-idle-timeout", "1s", "--session-idle-timeout", "1h")
+	const all = "openid offline_access todo_api:read todo_api:write"
+	alice := login(t, ctx, d.Issuer, d.MCP, "alice", all)
+	bob := login(t, ctx, d.Issuer, d.MCP, "bob", all)
+	c := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil)
+	as, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: d.MCP, HTTPClient: &http.Client{Transport: bearerTransport{alice}}, DisableStandaloneSSE: true},
+		&mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer as.Close()
+	if out, isErr := call(t, ctx, as, "create_new_todo", map[string]any{"text": "survives"}); isErr {
+		t.Fatalf("create_new_todo: %s", out)
+	}
+	exchanges := d.count(`"msg":"delegated token obtained"`)
+	passivated := d.watch(`"msg":"passivating idle actor"`)
+	awaitLine(t, ctx, passivated, as.ID())
+
+	if out, isErr := call(t, ctx, as, "get_my_todo_list", nil); isErr || !strings.Contains(out, "survives") {
+		t.Fatalf("get_my_todo_list after the actor was unloaded: %s", out)
+	}
+	if !d.logged(`"msg":"session rehydrated"`, as.ID()) {
+		t.Fatal("the session was not rehydrated")
+	}
+	if got := d.count(`"msg":"delegated token obtained"`); got != exchanges {
+		t.Errorf("%d token exchanges after rehydration; want none (the exchanged token is in the snapshot)", got-exchanges)
+	}
+	// Bob's token on alice's rehydrated session: not found, nothing changed.
+	if status, body := rawToolCall(t, ctx, d.MCP, bob, as.ID(), "get_my_todo_list", `{}`); status != http.StatusNotFound {
+		t.Errorf("bob on alice's session after rehydration: %d %s", status, body)
+	}
+	for _, tok := range []string{alice, bob} {
+		if d.logged(tok) {
+			t.Error("a bearer token appears in the logs")
+		}
+	}
+}
