@@ -38,14 +38,23 @@ func newStateKey(t testing.TB) string {
 type durableClient struct {
 	cs   *mcp.ClientSession
 	logs chan string
+	// toolsChanged receives the tools/list_changed notifications, which
+	// travel on the standalone stream.
+	toolsChanged chan struct{}
 }
 
 // connectDurable opens a session that reconnects its streams as clients do
 // (the SDK's default retries), optionally without the standalone stream.
 func connectDurable(t testing.TB, ctx context.Context, url string, standalone bool, elicit func(context.Context) (*mcp.ElicitResult, error)) *durableClient {
 	t.Helper()
-	dc := &durableClient{logs: make(chan string, 64)}
+	dc := &durableClient{logs: make(chan string, 64), toolsChanged: make(chan struct{}, 16)}
 	opts := &mcp.ClientOptions{
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
+			select {
+			case dc.toolsChanged <- struct{}{}:
+			default:
+			}
+		},
 		LoggingMessageHandler: func(_ context.Context, req *mcp.LoggingMessageRequest) {
 			select {
 			case dc.logs <- fmt.Sprint(req.Params.Data):
@@ -254,6 +263,36 @@ func TestKillMember(t *testing.T) {
 		t.Fatalf("member1 hosts %d of %d sessions; the test needs both members to host some", len(victims), sessions)
 	}
 
+	// A standalone stream on member1 carries a notification before the kill.
+	var listener *durableClient
+	for i, dc := range clients {
+		if i%2 == 0 && m1.logged(dc.cs.ID()) {
+			listener = dc
+			break
+		}
+	}
+	if listener == nil {
+		t.Fatal("no session with a standalone stream landed on member1")
+	}
+	triggerToolChange := func(when string) {
+		for {
+			_, err := listener.cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_trigger_tool_change"})
+			if err == nil {
+				break
+			}
+			if !retryable(err) || ctx.Err() != nil {
+				t.Fatalf("trigger a tool change %s: %v", when, err)
+			}
+			time.Sleep(100 * time.Millisecond) // a client's retry pacing
+		}
+		select {
+		case <-listener.toolsChanged:
+		case <-ctx.Done():
+			t.Fatalf("tools/list_changed never arrived on the standalone stream %s", when)
+		}
+	}
+	triggerToolChange("before the kill")
+
 	// A finished stream, to resume after the kill from its first event.
 	resumed := victims[0]
 	before := rawCall(t, ctx, edge.URL(), resumed.cs.ID(), "test_tool_with_logging")
@@ -322,6 +361,9 @@ func TestKillMember(t *testing.T) {
 	if n := m2.count(`"msg":"session rehydrated"`); n < len(victims) {
 		t.Errorf("member2 rehydrated %d sessions, want at least the %d of member1", n, len(victims))
 	}
+
+	// The standalone stream was reconnected to the session's new activation.
+	triggerToolChange("after the kill")
 
 	// The stream answered on member1 resumes, from Redis, through member2.
 	after := rawResume(t, ctx, edge.URL(), resumed.cs.ID(), before[0].id)
