@@ -214,7 +214,8 @@ func rawResume(t *testing.T, ctx context.Context, url, id, lastEventID string) [
 // SIGKILL while calls are in flight and streams open. Every session goes on
 // with its id and log level, without a new initialize; every call in flight
 // gets its answer or a retryable error; a resumed stream misses no event.
-// Then a node joins (sessions move to it) and a node drains (SIGTERM).
+// Then two nodes join (sessions move to them), a member is killed again
+// the same way, and a node drains (SIGTERM).
 func TestKillMember(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel) // after the clients' cleanups: they close their sessions with it
@@ -230,10 +231,18 @@ func TestKillMember(t *testing.T) {
 	}
 
 	const sessions = 50
-	release := make(chan struct{})
-	var entered sync.WaitGroup
+	// Calls in flight wait in their clients' elicitation handlers until
+	// released.
+	var rig struct {
+		mu      sync.Mutex
+		release chan struct{}
+		entered sync.WaitGroup
+	}
 	elicit := func(ctx context.Context) (*mcp.ElicitResult, error) {
-		entered.Done()
+		rig.mu.Lock()
+		release := rig.release
+		rig.mu.Unlock()
+		rig.entered.Done()
 		select {
 		case <-release:
 		case <-ctx.Done():
@@ -253,149 +262,167 @@ func TestKillMember(t *testing.T) {
 	}
 	t.Logf("%d sessions open", sessions)
 	initializes := edge.count(`"minted":true`)
-	var victims []*durableClient
-	for _, dc := range clients {
-		if m1.logged(dc.cs.ID()) {
-			victims = append(victims, dc)
-		}
-	}
-	if len(victims) == 0 || len(victims) == sessions {
-		t.Fatalf("member1 hosts %d of %d sessions; the test needs both members to host some", len(victims), sessions)
-	}
+	members := []*node{m1, m2}
 
-	// A standalone stream on member1 carries a notification before the kill.
-	var listener *durableClient
-	for i, dc := range clients {
-		if i%2 == 0 && m1.logged(dc.cs.ID()) {
-			listener = dc
-			break
-		}
-	}
-	if listener == nil {
-		t.Fatal("no session with a standalone stream landed on member1")
-	}
-	triggerToolChange := func(when string) {
-		for {
-			_, err := listener.cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_trigger_tool_change"})
-			if err == nil {
-				break
+	// hosted returns the sessions whose latest request was served by n.
+	hosted := func(n *node) (out []*durableClient, streaming []*durableClient) {
+		for i, dc := range clients {
+			host, latest := (*node)(nil), time.Time{}
+			for _, m := range members {
+				if ts := m.lastSeen(dc.cs.ID()); ts.After(latest) {
+					host, latest = m, ts
+				}
 			}
-			if !retryable(err) || ctx.Err() != nil {
-				t.Fatalf("trigger a tool change %s: %v", when, err)
+			if host == n {
+				out = append(out, dc)
+				if i%2 == 0 {
+					streaming = append(streaming, dc)
+				}
 			}
-			time.Sleep(100 * time.Millisecond) // a client's retry pacing
 		}
-		select {
-		case <-listener.toolsChanged:
-		case <-ctx.Done():
-			t.Fatalf("tools/list_changed never arrived on the standalone stream %s", when)
+		return out, streaming
+	}
+
+	// kill kills victim under load and checks that every session goes on.
+	kill := func(round string, victim *node, wantMembers int) {
+		victims, streaming := hosted(victim)
+		if len(victims) == 0 || len(victims) == sessions || len(streaming) == 0 {
+			t.Fatalf("%s: %s hosts %d of %d sessions (%d streaming); the test needs some on each member", round, victim.name, len(victims), sessions, len(streaming))
+		}
+		// A standalone stream on the victim carries a notification before
+		// the kill, and after it.
+		listener := streaming[0]
+		triggerToolChange := func(when string) {
+			for {
+				_, err := listener.cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_trigger_tool_change"})
+				if err == nil {
+					break
+				}
+				if !retryable(err) || ctx.Err() != nil {
+					t.Fatalf("%s: trigger a tool change %s: %v", round, when, err)
+				}
+				time.Sleep(100 * time.Millisecond) // a client's retry pacing
+			}
+			select {
+			case <-listener.toolsChanged:
+			case <-ctx.Done():
+				t.Fatalf("%s: tools/list_changed never arrived on the standalone stream %s", round, when)
+			}
+		}
+		triggerToolChange("before the kill")
+
+		// A finished stream, to resume after the kill from its first event.
+		resumed := victims[0]
+		before := rawCall(t, ctx, edge.URL(), resumed.cs.ID(), "test_tool_with_logging")
+		if len(before) < 4 || before[0].id == "" {
+			t.Fatalf("%s: raw call answered %d events (%+v); want logs and a result, with ids", round, len(before), before)
+		}
+
+		// Calls in flight on the victim.
+		inflight := victims[:min(5, len(victims))]
+		type outcome struct {
+			res *mcp.CallToolResult
+			err error
+		}
+		outcomes := make(chan outcome, len(inflight))
+		rig.mu.Lock()
+		rig.release = make(chan struct{})
+		release := rig.release
+		rig.mu.Unlock()
+		rig.entered.Add(len(inflight))
+		for _, dc := range inflight {
+			go func() {
+				res, err := dc.cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_elicitation", Arguments: map[string]any{"message": "wait"}})
+				outcomes <- outcome{res, err}
+			}()
+		}
+		rig.entered.Wait()
+
+		rehydratedBefore := 0 // on the members that survive
+		for _, m := range members {
+			if m != victim {
+				rehydratedBefore += m.count(`"msg":"session rehydrated"`)
+			}
+		}
+		killed := time.Now()
+		victim.kill()
+		close(release)
+		members = slices.DeleteFunc(members, func(m *node) bool { return m == victim })
+		edge.awaitMembers(ctx, wantMembers)
+		t.Logf("%s: %s killed; the edge saw it leave after %v", round, victim.name, time.Since(killed).Round(time.Millisecond))
+
+		// Every session goes on; the first success of a moved session is
+		// the failover time.
+		var failover time.Duration
+		for i, dc := range append(slices.Clone(victims), clients...) {
+			if _, err := dc.callLogging(t, ctx); err != nil {
+				t.Fatalf("%s: session %s after the kill: %v", round, dc.cs.ID(), err)
+			}
+			if i == 0 {
+				failover = time.Since(killed)
+			}
+		}
+		t.Logf("%s: failover (kill → first successful call of a moved session): %v; every session continued %v after the kill",
+			round, failover.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
+		interrupted := 0
+		for range inflight {
+			o := <-outcomes
+			if o.err != nil && strings.Contains(o.err.Error(), "interrupted") {
+				interrupted++
+			}
+			switch {
+			case o.err != nil && !retryable(o.err):
+				t.Errorf("%s: in-flight call failed with a non-retryable error: %v", round, o.err)
+			case o.err == nil && o.res.IsError:
+				t.Errorf("%s: in-flight call answered with a tool error: %+v", round, o.res.Content)
+			}
+		}
+		if interrupted != len(inflight) {
+			t.Errorf("%s: %d of %d in-flight calls were answered as interrupted by the next activation", round, interrupted, len(inflight))
+		}
+		rehydrated := -rehydratedBefore
+		for _, m := range members {
+			rehydrated += m.count(`"msg":"session rehydrated"`)
+		}
+		if rehydrated < len(victims) {
+			t.Errorf("%s: %d sessions rehydrated, want at least the %d of %s", round, rehydrated, len(victims), victim.name)
+		}
+		triggerToolChange("after the kill")
+		// The stream answered on the victim resumes, from Redis.
+		if after := rawResume(t, ctx, edge.URL(), resumed.cs.ID(), before[0].id); !slices.Equal(after, before[1:]) {
+			t.Errorf("%s: resumed after %s:\n got %+v\nwant %+v", round, before[0].id, after, before[1:])
 		}
 	}
-	triggerToolChange("before the kill")
 
-	// A finished stream, to resume after the kill from its first event.
-	resumed := victims[0]
-	before := rawCall(t, ctx, edge.URL(), resumed.cs.ID(), "test_tool_with_logging")
-	if len(before) < 4 || before[0].id == "" {
-		t.Fatalf("raw call answered %d events (%+v); want logs and a result, with ids", len(before), before)
-	}
+	kill("round 1", m1, 2)
 
-	// Calls in flight on member1: each waits in its client's elicitation
-	// handler when the member dies.
-	inflight := victims[:min(5, len(victims))]
-	type outcome struct {
-		res *mcp.CallToolResult
-		err error
-	}
-	outcomes := make(chan outcome, len(inflight))
-	entered.Add(len(inflight))
-	for _, dc := range inflight {
-		go func() {
-			res, err := dc.cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_elicitation", Arguments: map[string]any{"message": "wait"}})
-			outcomes <- outcome{res, err}
-		}()
-	}
-	entered.Wait()
-
-	killed := time.Now()
-	m1.kill()
-	close(release)
-	edge.awaitMembers(ctx, 2)
-	t.Logf("member1 killed; the edge saw it leave after %v", time.Since(killed).Round(time.Millisecond))
-
-	// Every session goes on; the first success of a moved session is the
-	// failover time.
-	var failover time.Duration
-	for i, dc := range append(slices.Clone(victims), clients...) {
-		if _, err := dc.callLogging(t, ctx); err != nil {
-			t.Fatalf("session %s after the kill: %v", dc.cs.ID(), err)
-		}
-		if i == 0 {
-			failover = time.Since(killed)
-		}
-	}
-	t.Logf("failover (kill → first successful call of a moved session): %v", failover.Round(time.Millisecond))
-	interrupted := 0
-	for range inflight {
-		o := <-outcomes
-		t.Logf("in-flight call: %v", o.err)
-		if o.err != nil && strings.Contains(o.err.Error(), "interrupted") {
-			interrupted++
-		}
-		switch {
-		case o.err != nil && !retryable(o.err):
-			t.Errorf("in-flight call failed with a non-retryable error: %v", o.err)
-		case o.err == nil && !o.res.IsError:
-			// Answered after all (the decline reached a live activation).
-		case o.err == nil:
-			t.Errorf("in-flight call answered with a tool error: %+v", o.res.Content)
-		}
-	}
-	if interrupted != len(inflight) {
-		t.Errorf("%d of %d in-flight calls were answered as interrupted by the next activation", interrupted, len(inflight))
-	}
-	t.Logf("every session continued after the kill, %v after it", time.Since(killed).Round(time.Millisecond))
-	if got := edge.count(`"minted":true`); got != initializes {
-		t.Errorf("%d new sessions were initialized after the kill; want none", got-initializes)
-	}
-	if n := m2.count(`"msg":"session rehydrated"`); n < len(victims) {
-		t.Errorf("member2 rehydrated %d sessions, want at least the %d of member1", n, len(victims))
-	}
-
-	// The standalone stream was reconnected to the session's new activation.
-	triggerToolChange("after the kill")
-
-	// The stream answered on member1 resumes, from Redis, through member2.
-	after := rawResume(t, ctx, edge.URL(), resumed.cs.ID(), before[0].id)
-	if !slices.Equal(after, before[1:]) {
-		t.Errorf("resumed after %s:\n got %+v\nwant %+v", before[0].id, after, before[1:])
-	}
-
-	// Scale out: a node joins and takes some sessions.
-	m3 := member("member3", edge.Cluster)
-	for _, n := range []*node{edge, m2, m3} {
-		n.awaitMembers(ctx, 3)
+	// Scale out: two nodes join and take some sessions.
+	m3, m4 := member("member3", edge.Cluster), member("member4", edge.Cluster)
+	members = append(members, m3, m4)
+	for _, n := range []*node{edge, m2, m3, m4} {
+		n.awaitMembers(ctx, 4)
 	}
 	for _, dc := range clients {
 		if _, err := dc.callLogging(t, ctx); err != nil {
 			t.Fatalf("session %s after scale-out: %v", dc.cs.ID(), err)
 		}
 	}
-	t.Logf("scale-out done")
-	if n := m3.count(`"msg":"session rehydrated"`); n == 0 {
-		t.Error("no session moved to the node that joined")
+	if m3.count(`"msg":"session rehydrated"`)+m4.count(`"msg":"session rehydrated"`) == 0 {
+		t.Error("no session moved to the nodes that joined")
 	}
 
-	// Drain member2: its sessions go on on member3.
-	left := m2.watch(`"msg":"node left the cluster"`)
-	m2.cmd.Process.Signal(syscall.SIGTERM)
+	// The same again, on the larger cluster.
+	kill("round 2", m2, 3)
+
+	// Drain member3: its sessions go on on member4.
+	left := m3.watch(`"msg":"node left the cluster"`)
+	m3.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-left:
 	case <-ctx.Done():
-		t.Fatal("member2 did not leave after SIGTERM")
+		t.Fatal("member3 did not leave after SIGTERM")
 	}
-	<-m2.done
-	t.Logf("member2 drained")
+	<-m3.done
 	edge.awaitMembers(ctx, 2)
 	for _, dc := range clients {
 		if _, err := dc.callLogging(t, ctx); err != nil {
@@ -405,8 +432,8 @@ func TestKillMember(t *testing.T) {
 	if got := edge.count(`"minted":true`); got != initializes {
 		t.Errorf("%d new sessions were initialized; want none", got-initializes)
 	}
-	if m2.logged(`"msg":"drain timed out`) {
-		t.Error("member2's drain timed out")
+	if m3.logged(`"msg":"drain timed out`) {
+		t.Error("member3's drain timed out")
 	}
 	// Sessions end where they now live.
 	for _, dc := range clients {
@@ -414,8 +441,8 @@ func TestKillMember(t *testing.T) {
 			t.Errorf("closing session %s: %v", dc.cs.ID(), err)
 		}
 	}
-	if n := m3.count(`"method":"DELETE"`); n == 0 {
-		t.Error("no DELETE reached the sessions on member3")
+	if n := m4.count(`"method":"DELETE"`); n == 0 {
+		t.Error("no DELETE reached the sessions on member4")
 	}
 }
 

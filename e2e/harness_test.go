@@ -170,6 +170,22 @@ func (n *node) races() []string {
 	return races
 }
 
+// lastSeen is the time of the node's latest log line that mentions substr
+// (zero if none).
+func (n *node) lastSeen(substr string) time.Time {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for i := len(n.lines) - 1; i >= 0; i-- {
+		if strings.Contains(n.lines[i], substr) {
+			var rec struct{ Time time.Time }
+			if json.Unmarshal([]byte(n.lines[i]), &rec) == nil && !rec.Time.IsZero() {
+				return rec.Time
+			}
+		}
+	}
+	return time.Time{}
+}
+
 // count is how many log lines so far contain substr.
 func (n *node) count(substr string) int {
 	n.mu.Lock()
