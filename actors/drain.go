@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -11,6 +12,10 @@ import (
 // Local is the set of actors live on this node, so that the node can drain
 // them before it leaves the cluster.
 type Local struct {
+	// draining is set once the node drains: actors activated after that
+	// drain at once.
+	draining atomic.Bool
+
 	mu      sync.Mutex
 	pids    map[string]*actor.PID
 	changed chan struct{} // closed and replaced when an actor leaves
@@ -66,6 +71,7 @@ func (l *Local) Drain(ctx context.Context, system *actor.ActorSystem) int {
 	if !ok {
 		deadline = time.Now().Add(time.Minute)
 	}
+	l.draining.Store(true)
 	l.mu.Lock()
 	for _, pid := range l.pids {
 		system.Root.Send(pid, &drainActor{deadline: deadline})
@@ -116,7 +122,7 @@ func (a *SessionActor) finishDrain(ctx actor.Context) {
 	}
 	a.drainFlushing = true
 	self, root := ctx.Self(), ctx.ActorSystem().Root
-	p, ev := a.persist, a.events
+	p, ev := a.persist.Load(), a.events
 	go func() {
 		c, cancel := context.WithTimeout(context.Background(), saveTimeout)
 		defer cancel()

@@ -25,10 +25,9 @@ import (
 //   - keeps the session's events when the actor only stops (passivation,
 //     drain, fencing): SessionClosed deletes them only when the session
 //     itself ends, and then its snapshot goes too;
-//   - stores events behind the response, in order (see Append), and keeps
-//     serving when the store is down or slow: a write it refuses waits in
-//     the queue and is retried until it lands, so that the stream's events
-//     keep their numbers.
+//   - keeps serving when the store is down or slow: a write it refuses
+//     waits in a queue, in order, and is retried until it lands, so that the
+//     stream's events keep their numbers (see Append for the limits).
 type sessionEvents struct {
 	store  state.Events
 	logger *slog.Logger
@@ -68,7 +67,10 @@ var _ mcp.EventStore = (*sessionEvents)(nil)
 type flightKey struct{}
 
 func (e *sessionEvents) Open(ctx context.Context, session, stream string) error {
-	if stream != "" && e.replaying.Load() {
+	if e.replaying.Load() {
+		if stream == "" {
+			return nil // opened by the activation (see activate)
+		}
 		e.mu.Lock()
 		if e.skipped == nil {
 			e.skipped = map[string]bool{}
@@ -86,9 +88,8 @@ func (e *sessionEvents) Open(ctx context.Context, session, stream string) error 
 	if len(ids) > 0 {
 		f.setStream(stream)
 	}
-	if e.queued(w) {
-		return nil
-	}
+	// Always tried at once, even while the store is failing: the fencing
+	// check and the journal entry must come before the request runs.
 	err := e.store.OpenFor(ctx, session, stream, e.epoch.Load(), ids)
 	if errors.Is(err, state.ErrFenced) {
 		// Refused before anything ran: the request is answered as moved
@@ -105,31 +106,44 @@ func (e *sessionEvents) Open(ctx context.Context, session, stream string) error 
 	return nil
 }
 
-// Append implements mcp.EventStore, behind the response: the event goes to
-// the activation's write queue, and the SDK delivers it to the client at
-// once. A single writer stores the queue in order, so that the stream's
-// events keep their numbers; a response is not held up by a round trip to
-// Redis (it used to cost two per request: the priming event and the
-// answer). The events of a node that dies within those moments are missing
-// from its streams: their clients had them live, and the journal answers
-// the requests whose answers are missing.
-func (e *sessionEvents) Append(_ context.Context, session, stream string, data []byte) error {
+// Append implements mcp.EventStore. The event is stored before the SDK
+// delivers it, so that a stream's stored events always cover what its
+// client has seen: an answer the next activation adds (the journal's) then
+// comes after anything the client saw. While the store is failing, events
+// wait in the write queue, in order, behind those already waiting.
+func (e *sessionEvents) Append(ctx context.Context, session, stream string, data []byte) error {
 	e.mu.Lock()
 	skip := e.skipped[stream]
 	e.mu.Unlock()
 	if skip {
 		return nil
 	}
-	return e.enqueue(pendingWrite{session: session, stream: stream, data: data}, nil)
+	w := pendingWrite{session: session, stream: stream, data: data}
+	if e.queued(w) {
+		return nil
+	}
+	err := e.store.AppendAt(ctx, session, stream, e.epoch.Load(), data)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, state.ErrFenced):
+		e.fenced()
+		return err
+	case errors.Is(err, state.ErrStreamGone):
+		// Expired (an idle stream outlived --events-ttl): the event is
+		// delivered live, not kept; retrying cannot help.
+		return err
+	}
+	return e.enqueue(w, err)
 }
 
-// queued puts w in the queue if the store is failing, so that writes land
-// in order once it is back; it reports whether it did.
+// queued puts w in the queue if writes are waiting there, so that writes
+// land in order once the store is back; it reports whether it did.
 func (e *sessionEvents) queued(w pendingWrite) bool {
 	e.mu.Lock()
-	failing := e.failing
+	waiting := len(e.backlog) > 0
 	e.mu.Unlock()
-	if !failing {
+	if !waiting {
 		return false
 	}
 	return e.enqueue(w, nil) == nil
@@ -203,6 +217,14 @@ func (e *sessionEvents) write() {
 			e.mu.Unlock()
 			e.fenced()
 			return
+		case errors.Is(err, state.ErrStreamGone):
+			// Final: the stream expired. Drop this write, go on.
+			e.logger.Warn("event for an expired stream dropped", "stream", w.stream)
+			e.mu.Lock()
+			if len(e.backlog) > 0 {
+				e.backlog = e.backlog[1:]
+			}
+			e.mu.Unlock()
 		default:
 			e.mu.Lock()
 			if e.closed {
@@ -259,13 +281,17 @@ func (e *sessionEvents) SessionClosed(ctx context.Context, session string) error
 	if e.keep.Load() {
 		return nil
 	}
-	err := e.store.SessionClosed(ctx, session)
+	// The snapshot goes first, fenced: a stale activation that is asked to
+	// end the session deletes nothing of the current one's.
 	if e.ended != nil {
-		if rerr := e.ended(ctx); rerr != nil && !errors.Is(rerr, state.ErrFenced) {
-			e.logger.Warn("session ended but its snapshot could not be removed; it expires by itself", "err", rerr)
+		if err := e.ended(ctx); errors.Is(err, state.ErrFenced) {
+			e.fenced()
+			return err
+		} else if err != nil {
+			e.logger.Warn("session ended but its snapshot could not be removed; it expires by itself", "err", err)
 		}
 	}
-	return err
+	return e.store.SessionClosed(ctx, session)
 }
 
 // finish drops f's journal entry once its response is complete: queued

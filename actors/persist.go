@@ -156,7 +156,7 @@ type persister struct {
 
 func newPersister(d *Durability, session string, epoch int64, rec record, logger *slog.Logger, fenced func()) *persister {
 	p := &persister{d: d, session: session, epoch: epoch, logger: logger, fenced: fenced,
-		rec: rec, landed: make(chan struct{}), kick: make(chan struct{}, 1), quit: make(chan struct{}), savedAt: time.Now()}
+		rec: rec, landed: make(chan struct{}), kick: make(chan struct{}, 1), quit: make(chan struct{}), savedAt: rec.Active}
 	go p.run()
 	return p
 }

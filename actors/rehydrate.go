@@ -41,6 +41,11 @@ func (a *SessionActor) activate(ctx actor.Context, create bool) {
 		}
 		if m.err == nil && m.snap != nil {
 			c, cancel := context.WithTimeout(context.Background(), saveTimeout)
+			// The standalone stream, opened here rather than by the
+			// replayed initialize, which runs on the actor's goroutine.
+			if err := d.Events.OpenFor(c, id, "", m.epoch, nil); err != nil {
+				logger.Warn("standalone stream not opened in the store", "err", err)
+			}
 			n, err := answerJournal(c, d.Events, id, m.epoch)
 			cancel()
 			m.interrupted = n
@@ -86,7 +91,7 @@ func (a *SessionActor) activated(ctx actor.Context, m *activated) {
 		}
 		if ok {
 			self, root := ctx.Self(), ctx.ActorSystem().Root
-			a.persist = newPersister(a.cfg.Durability, a.id, m.epoch, rec, a.logger, func() { root.Send(self, fencedOut{}) })
+			a.persist.Store(newPersister(a.cfg.Durability, a.id, m.epoch, rec, a.logger, func() { root.Send(self, fencedOut{}) }))
 		}
 	}
 	for _, q := range pending {
@@ -115,6 +120,12 @@ func (a *SessionActor) restore(snap []byte) (record, error) {
 	}
 	if rec.Issuer != "" || rec.Subject != "" || rec.ClientID != "" {
 		a.owner = &principalID{rec.Issuer, rec.Subject, rec.ClientID}
+	}
+	// The owner is stored in clear; the sealed principal is what vouches
+	// for it. A snapshot whose owner is not its principal's is refused.
+	if (a.owner == nil) != (cred == nil) || (cred != nil && *idOf(cred) != *a.owner) {
+		a.owner = nil
+		return rec, errors.New("snapshot owner does not match its sealed principal")
 	}
 	a.credential = cred
 	if a.creds != nil {
@@ -184,7 +195,9 @@ func (a *SessionActor) replay(rec record) error {
 			return err
 		}
 	}
-	return nil
+	// A request answered last: the notifications before it were handled by
+	// then (the SDK answers 202 to a notification before handling it).
+	return post("ping", call{JSONRPC: "2.0", ID: "pingmcp-rehydrate", Method: "ping"}, http.StatusOK, true)
 }
 
 // discardWriter is the response writer of the replayed handshake.
@@ -211,7 +224,7 @@ func (w *discardWriter) Flush() {}
 func (a *SessionActor) recordChanges(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 		res, err := next(ctx, method, req)
-		p := a.persist
+		p := a.persist.Load()
 		if err != nil || p == nil || a.events.replaying.Load() {
 			return res, err
 		}
@@ -265,7 +278,7 @@ func movedError() error {
 
 // delegationsChanged writes the exchanged-token cache into the snapshot.
 func (a *SessionActor) delegationsChanged() {
-	p := a.persist
+	p := a.persist.Load()
 	if p == nil {
 		return
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pingmcp/pingmcp/actors"
+	"github.com/pingmcp/pingmcp/internal/logtest"
 	"github.com/pingmcp/pingmcp/internal/redistest"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/tools"
@@ -53,7 +54,11 @@ type sessionNode struct {
 }
 
 func newSessionNode(tb testing.TB, d *actors.Durability) *sessionNode {
-	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	return newLoggingSessionNode(tb, d, io.Discard)
+}
+
+func newLoggingSessionNode(tb testing.TB, d *actors.Durability, logs io.Writer) *sessionNode {
+	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
 	tb.Cleanup(system.Shutdown)
 	return &sessionNode{system: system, props: actors.SessionProps(actors.Config{
@@ -195,4 +200,33 @@ func BenchmarkRedisPerSession(b *testing.B) {
 	}
 	b.ReportMetric((used()-before)/float64(b.N), "redis-B/session")
 	b.ReportMetric(float64(client.DBSize(b.Context()).Val()-keys)/float64(b.N), "keys/session")
+}
+
+// A snapshot whose clear-text owner was changed (someone with write access
+// to Redis naming themselves) is refused: the sealed principal vouches for
+// the owner, and here there is none that does. The session is not found.
+func TestTamperedOwnerRefused(t *testing.T) {
+	ctx := t.Context()
+	d := actors.MemoryDurability(time.Hour)
+	logs := &logtest.Buffer{}
+	n := newLoggingSessionNode(t, d, logs)
+	id, pid := n.open(t)
+	if err := n.system.Root.StopFuture(pid).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	epoch, snap, err := d.Snapshots.Activate(ctx, id, false)
+	if err != nil || snap == nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	forged := strings.Replace(string(snap), `{"v":1,`, `{"v":1,"iss":"https://evil","sub":"mallory","client_id":"x",`, 1)
+	if forged == string(snap) {
+		t.Fatalf("snapshot layout changed: %s", snap)
+	}
+	if err := d.Snapshots.Save(ctx, id, epoch, []byte(forged), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	n.post(t, n.spawn(id), id, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, 404)
+	if !strings.Contains(logs.String(), "snapshot owner does not match its sealed principal") {
+		t.Fatalf("the forged snapshot was not refused at restore:\n%s", logs)
+	}
 }

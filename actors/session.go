@@ -115,7 +115,9 @@ type SessionActor struct {
 	pending []queued
 	epoch   int64
 	events  *sessionEvents
-	persist *persister // nil until activated, and for unknown sessions
+	// persist writes the snapshot: nil until activated, and for unknown
+	// sessions. Set on the actor's goroutine, read by the SDK's too.
+	persist atomic.Pointer[persister]
 	fenced  bool       // a newer activation owns the session
 	ended   bool       // the session ended (or never began) here
 
@@ -251,10 +253,11 @@ func (a *SessionActor) Receive(ctx actor.Context) {
 		if len(a.flights) > 0 {
 			return
 		}
-		if (a.persist != nil && !a.persist.clean()) || (a.events != nil && !a.events.clean()) {
+		if (a.persist.Load() != nil && !a.persist.Load().clean()) || (a.events != nil && !a.events.clean()) {
 			// The snapshot has changes not written yet (Redis is down):
 			// this actor is all there is of them, so it stays.
 			a.logger.Info("idle actor kept: its snapshot is not written yet")
+			ctx.SetReceiveTimeout(a.cfg.IdleTimeout) // protoactor cancelled it
 			return
 		}
 		a.logger.Info("passivating idle actor", "idle", a.cfg.IdleTimeout)
@@ -285,8 +288,8 @@ func (a *SessionActor) Receive(ctx actor.Context) {
 		for s := range a.server.Sessions() {
 			s.Close()
 		}
-		if a.persist != nil {
-			a.persist.close()
+		if a.persist.Load() != nil {
+			a.persist.Load().close()
 		}
 		if a.events != nil {
 			a.events.close()
@@ -302,6 +305,10 @@ func (a *SessionActor) start(ctx actor.Context) {
 	a.id = protocluster.GetClusterIdentity(ctx).Identity
 	a.flights = map[string]*flight{}
 	a.cfg.Local.add(ctx.Self())
+	if a.cfg.Local != nil && a.cfg.Local.draining.Load() {
+		// Activated on a node on its way out: refuse (retryably) and go.
+		ctx.Send(ctx.Self(), &drainActor{deadline: time.Now().Add(time.Second)})
+	}
 	kind := "session"
 	if a.stateless {
 		kind = "principal"
@@ -350,10 +357,10 @@ func (a *SessionActor) start(ctx actor.Context) {
 			logger: a.logger,
 			fenced: func() { root.Send(self, fencedOut{}) },
 			ended: func(ctx context.Context) error {
-				if a.persist == nil {
+				if a.persist.Load() == nil {
 					return nil
 				}
-				return a.persist.remove(ctx)
+				return a.persist.Load().remove(ctx)
 			},
 		}
 		hopts.EventStore = a.events
@@ -426,8 +433,8 @@ func (a *SessionActor) serveFrom(ctx actor.Context, replyTo *actor.PID, req *env
 		send(refusal)
 		return
 	}
-	if a.persist != nil {
-		a.persist.touch()
+	if a.persist.Load() != nil {
+		a.persist.Load().touch()
 	}
 	// rctx is the response's (the edge's) context; hctx, the handler's,
 	// also ends when a drain cuts the request, leaving the response open for
@@ -521,10 +528,10 @@ func (a *SessionActor) admit(p *envelope.Principal) bool {
 		if a.creds != nil {
 			a.creds.set(p)
 		}
-		if a.persist != nil {
+		if a.persist.Load() != nil {
 			// Written with the handshake, once initialize succeeds.
 			sealed, err := a.cfg.Durability.sealPrincipal(a.id, p)
-			a.persist.stage(func(r *record) {
+			a.persist.Load().stage(func(r *record) {
 				if id != nil {
 					r.Issuer, r.Subject, r.ClientID = id.issuer, id.subject, id.clientID
 				}
@@ -539,9 +546,9 @@ func (a *SessionActor) admit(p *envelope.Principal) bool {
 		return false
 	}
 	if p != nil && (a.credential == nil || p.ExpiresUnix >= a.credential.ExpiresUnix) {
-		if a.persist != nil && (a.credential == nil || a.credential.Token != p.Token) {
+		if a.persist.Load() != nil && (a.credential == nil || a.credential.Token != p.Token) {
 			if sealed, err := a.cfg.Durability.sealPrincipal(a.id, p); err == nil {
-				a.persist.update(false, func(r *record) { r.Principal = sealed })
+				a.persist.Load().update(false, func(r *record) { r.Principal = sealed })
 			}
 		}
 		a.credential = p

@@ -35,6 +35,10 @@ type EventOptions struct {
 
 var _ mcp.EventStore = (*RedisEvents)(nil)
 
+// ErrStreamGone means an append found its stream never opened, or expired:
+// retrying cannot help.
+var ErrStreamGone = errors.New("event stream was never opened or has expired")
+
 // NewRedisEvents keeps event streams under keys prefix+"events:{session}:…".
 func NewRedisEvents(client *redis.Client, prefix string, opts EventOptions) *RedisEvents {
 	if prefix == "" {
@@ -136,7 +140,7 @@ func (r *RedisEvents) AppendAt(ctx context.Context, session, stream string, epoc
 	}
 	switch n {
 	case -1:
-		return fmt.Errorf("append event: stream %q of session %q was never opened (or expired)", stream, session)
+		return fmt.Errorf("append event to stream %q: %w", stream, ErrStreamGone)
 	case -2:
 		return fmt.Errorf("append event: %w", ErrFenced)
 	}

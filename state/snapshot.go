@@ -75,7 +75,7 @@ var (
 local snap = redis.call('GET', KEYS[2])
 if not snap and ARGV[2] ~= '1' then return {0, false} end
 local epoch = redis.call('INCR', KEYS[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) ~= -1 or epoch == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return {epoch, snap}`)
 	// KEYS epoch, snap; ARGV[1] epoch, ARGV[2] snapshot, ARGV[3] ttl ms,
 	// ARGV[4] fence TTL ms (ttl 0: the snapshot never expires).
@@ -89,10 +89,12 @@ else
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
 end
 return 1`)
-	// KEYS epoch, snap; ARGV[1] epoch.
+	// KEYS epoch, snap; ARGV[1] epoch. The epoch moves on, so that a save
+	// of the deleting activation still on its way is fenced.
 	deleteScript = redis.NewScript(`
 if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[2])
+redis.call('INCR', KEYS[1])
 return 1`)
 )
 
@@ -192,7 +194,9 @@ func (m *MemorySnapshots) Activate(_ context.Context, session string, create boo
 		m.sessions[session] = e
 	}
 	e.epoch++
-	e.fenceExpiry = m.now().Add(fenceTTL)
+	if e.fenceExpiry != farFuture {
+		e.fenceExpiry = m.now().Add(fenceTTL)
+	}
 	return e.epoch, e.snap, nil
 }
 
@@ -230,5 +234,6 @@ func (m *MemorySnapshots) Delete(_ context.Context, session string, epoch int64)
 		return ErrFenced
 	}
 	e.snap = nil
+	e.epoch++
 	return nil
 }

@@ -61,6 +61,11 @@ func testSnapshots(t *testing.T, newStore func(t *testing.T) Snapshots) {
 		if err := s.Save(ctx, "s1", old, []byte("zombie"), time.Minute); !errors.Is(err, ErrFenced) {
 			t.Fatalf("a stale activation wrote after the session ended: %v", err)
 		}
+		// A save of the deleting activation still on its way cannot bring
+		// the snapshot back.
+		if err := s.Save(ctx, "s1", cur, []byte("late"), time.Minute); !errors.Is(err, ErrFenced) {
+			t.Fatalf("a late save after delete: %v", err)
+		}
 		next, snap, _ := s.Activate(ctx, "s1", true)
 		if snap != nil || next <= cur {
 			t.Fatalf("after delete: epoch %d snap %q", next, snap)
