@@ -118,8 +118,8 @@ type SessionActor struct {
 	// persist writes the snapshot: nil until activated, and for unknown
 	// sessions. Set on the actor's goroutine, read by the SDK's too.
 	persist atomic.Pointer[persister]
-	fenced  bool       // a newer activation owns the session
-	ended   bool       // the session ended (or never began) here
+	fenced  bool // a newer activation owns the session
+	ended   bool // the session ended (or never began) here
 
 	draining      bool
 	drainTimer    *time.Timer
