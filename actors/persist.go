@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -358,4 +359,72 @@ func decodeRecord(b []byte) (record, error) {
 		return r, fmt.Errorf("session snapshot has version %d, this node reads %d", r.Version, recordVersion)
 	}
 	return r, nil
+}
+
+// SessionInfo is what an operator may see of a stored session: never a
+// token value.
+type SessionInfo struct {
+	ID              string           `json:"id"`
+	Issuer          string           `json:"issuer,omitempty"`
+	Subject         string           `json:"subject,omitempty"`
+	ClientID        string           `json:"client_id,omitempty"`
+	ProtocolVersion string           `json:"protocol_version,omitempty"`
+	ClientName      string           `json:"client_name,omitempty"`
+	ClientVersion   string           `json:"client_version,omitempty"`
+	LogLevel        string           `json:"log_level,omitempty"`
+	Subscriptions   []string         `json:"subscriptions,omitempty"`
+	Created         time.Time        `json:"created"`
+	Active          time.Time        `json:"last_active"`
+	Delegations     []DelegationInfo `json:"delegations,omitempty"`
+}
+
+// DelegationInfo describes one cached exchanged token: for whom, what, until
+// when, through whom; not the token.
+type DelegationInfo struct {
+	Audience string         `json:"audience"`
+	Scopes   []string       `json:"scopes,omitempty"`
+	Expiry   time.Time      `json:"expiry"`
+	Act      map[string]any `json:"act,omitempty"`
+	JTI      string         `json:"jti,omitempty"`
+}
+
+// Describe reads a stored snapshot for an operator. With details, the
+// cached exchanged tokens are opened and described.
+func (d *Durability) Describe(id string, snapshot []byte, details bool) (SessionInfo, error) {
+	rec, err := decodeRecord(snapshot)
+	if err != nil {
+		return SessionInfo{}, err
+	}
+	info := SessionInfo{ID: id, Issuer: rec.Issuer, Subject: rec.Subject, ClientID: rec.ClientID,
+		ProtocolVersion: rec.ProtocolVersion, LogLevel: rec.LogLevel, Subscriptions: rec.Subscriptions,
+		Created: rec.Created, Active: rec.Active}
+	var params struct {
+		ClientInfo struct{ Name, Version string } `json:"clientInfo"`
+	}
+	if json.Unmarshal(rec.Initialize, &params) == nil {
+		info.ClientName, info.ClientVersion = params.ClientInfo.Name, params.ClientInfo.Version
+	}
+	if details {
+		ds, err := d.openDelegations(id, rec.Delegations)
+		if err != nil {
+			return info, fmt.Errorf("open cached tokens: %w", err)
+		}
+		for _, s := range ds {
+			audience, _, _ := strings.Cut(s.Key, "\x00")
+			di := DelegationInfo{Audience: audience, Scopes: s.Scopes, Expiry: s.Expiry}
+			di.Act, _ = s.Claims["act"].(map[string]any)
+			di.JTI, _ = s.Claims["jti"].(string)
+			info.Delegations = append(info.Delegations, di)
+		}
+	}
+	return info, nil
+}
+
+// End ends a session for an operator: its snapshot and events go, and its
+// live activation, if any, is fenced at its next write.
+func (d *Durability) End(ctx context.Context, id string) error {
+	if err := d.Snapshots.End(ctx, id); err != nil {
+		return err
+	}
+	return d.Events.SessionClosed(ctx, id)
 }

@@ -47,6 +47,10 @@ type Config struct {
 	SessionIdleTimeout time.Duration // a session with no request for this long ends
 	ActorIdleTimeout   time.Duration // an idle session's actor leaves memory; ≤ SessionIdleTimeout
 	DrainTimeout       time.Duration // on SIGTERM, how long in-flight requests may take
+	// AdminAddr is the admin API's listener (off when empty); AdminTokenFile
+	// holds its bearer token.
+	AdminAddr      string
+	AdminTokenFile string
 	MaxBodyBytes       int64
 	LogLevel           string
 	LogFormat          string
@@ -127,6 +131,8 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		list("allowed-hosts", "", "comma-separated Host values /mcp answers to (DNS-rebinding protection); empty: loopback names on a loopback listener, any otherwise")
 		fs.DurationVar(&c.SessionIdleTimeout, "session-idle-timeout", 30*time.Minute, "end a session with no request for this long; its snapshot and events expire then (0: never)")
 		fs.DurationVar(&c.ActorIdleTimeout, "actor-idle-timeout", 5*time.Minute, "unload a session's actor from memory after this long without a request or open stream; the session lives on in its snapshot (0: never)")
+		fs.StringVar(&c.AdminAddr, "admin-addr", "", "HTTP address of the admin API (sessions, nodes), a listener of its own; off when empty")
+		fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", "file holding the admin API's bearer token (required with --admin-addr)")
 		fs.DurationVar(&c.DrainTimeout, "drain-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish before their streams are ended with a retry hint")
 		fs.StringVar(&c.RedisURL, "redis-url", "", "keep session snapshots and SSE events in Redis (redis://host:port/db, rediss:// for TLS); in this process's memory when empty (one node only)")
 		fs.StringVar(&c.RedisPrefix, "redis-prefix", "pingmcp:", "prefix of every Redis key this cluster writes")
@@ -397,6 +403,18 @@ func (c *Config) validateDurability() []error {
 	}
 	if c.DrainTimeout < 0 {
 		errs = append(errs, errors.New("--drain-timeout must not be negative"))
+	}
+	if c.AdminAddr != "" {
+		if c.AdminTokenFile == "" {
+			errs = append(errs, errors.New("--admin-addr needs --admin-token-file: the admin API is never unauthenticated"))
+		} else if b, err := os.ReadFile(c.AdminTokenFile); err != nil {
+			errs = append(errs, fmt.Errorf("--admin-token-file: %w", err))
+		} else if len(strings.TrimSpace(string(b))) < 16 {
+			errs = append(errs, errors.New("--admin-token-file: the token must be at least 16 characters (make one with `head -c24 /dev/urandom | base64`)"))
+		}
+		if c.AdminAddr == c.Addr && !strings.HasSuffix(c.Addr, ":0") { // port 0: two free ports
+			errs = append(errs, errors.New("--admin-addr must differ from --addr: the admin API never shares the /mcp listener"))
+		}
 	}
 	if c.EventsMax <= 0 {
 		errs = append(errs, errors.New("--events-max must be positive"))

@@ -186,6 +186,18 @@ func (n *node) lastSeen(substr string) time.Time {
 	return time.Time{}
 }
 
+// line returns the first log line that contains substr, or "".
+func (n *node) line(substr string) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, l := range n.lines {
+		if strings.Contains(l, substr) {
+			return l
+		}
+	}
+	return ""
+}
+
 // count is how many log lines so far contain substr.
 func (n *node) count(substr string) int {
 	n.mu.Lock()

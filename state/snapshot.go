@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +36,22 @@ type Snapshots interface {
 	// fencing. The epoch counter outlives it, so that no earlier activation
 	// can write after a later one ended the session.
 	Delete(ctx context.Context, session string, epoch int64) error
+	// End ends session whatever activation holds it (an operator's kill):
+	// the snapshot goes and the epoch moves on, so that the live activation,
+	// if any, is fenced at its next write and stops.
+	End(ctx context.Context, session string) error
+	// Get reads session's snapshot (nil if none) without activating it.
+	Get(ctx context.Context, session string) ([]byte, error)
+	// List pages through the sessions that have a snapshot, in no set
+	// order: up to limit of them after cursor ("" to start), and the
+	// cursor of the next page ("" at the end).
+	List(ctx context.Context, cursor string, limit int) (sessions []Stored, next string, err error)
+}
+
+// Stored is one session's snapshot as listed.
+type Stored struct {
+	Session  string
+	Snapshot []byte
 }
 
 // fenceTTL is how long an epoch counter outlives its session's last write:
@@ -125,6 +144,75 @@ func (r *RedisSnapshots) Save(ctx context.Context, session string, epoch int64, 
 		return ErrFenced
 	}
 	return nil
+}
+
+// KEYS epoch, snap.
+var endScript = redis.NewScript(`
+redis.call('DEL', KEYS[2])
+redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1`)
+
+func (r *RedisSnapshots) Get(ctx context.Context, session string) ([]byte, error) {
+	b, err := r.client.Get(ctx, r.keys(session)[1]).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read session %s: %w", session, err)
+	}
+	return b, nil
+}
+
+func (r *RedisSnapshots) End(ctx context.Context, session string) error {
+	if err := endScript.Run(ctx, r.client, r.keys(session), fenceTTL.Milliseconds()).Err(); err != nil {
+		return fmt.Errorf("end session %s: %w", session, err)
+	}
+	return nil
+}
+
+// List scans the snapshot keys (SCAN: a session may be missed or listed
+// twice if keys change meanwhile, as SCAN allows).
+func (r *RedisSnapshots) List(ctx context.Context, cursor string, limit int) ([]Stored, string, error) {
+	var c uint64
+	if cursor != "" {
+		var err error
+		if c, err = strconv.ParseUint(cursor, 10, 64); err != nil {
+			return nil, "", fmt.Errorf("bad cursor %q", cursor)
+		}
+	}
+	pattern := r.prefix + "session:{*}:snap"
+	var keys []string
+	for {
+		batch, next, err := r.client.Scan(ctx, c, pattern, int64(limit)).Result()
+		if err != nil {
+			return nil, "", fmt.Errorf("list sessions: %w", err)
+		}
+		keys, c = append(keys, batch...), next
+		if len(keys) >= limit || c == 0 {
+			break
+		}
+	}
+	var out []Stored
+	if len(keys) > 0 {
+		vals, err := r.client.MGet(ctx, keys...).Result()
+		if err != nil {
+			return nil, "", fmt.Errorf("list sessions: %w", err)
+		}
+		for i, k := range keys {
+			v, ok := vals[i].(string)
+			if !ok {
+				continue // expired since
+			}
+			id := strings.TrimSuffix(strings.TrimPrefix(k, r.prefix+"session:{"), "}:snap")
+			out = append(out, Stored{Session: id, Snapshot: []byte(v)})
+		}
+	}
+	next := ""
+	if c != 0 {
+		next = strconv.FormatUint(c, 10)
+	}
+	return out, next, nil
 }
 
 func (r *RedisSnapshots) Delete(ctx context.Context, session string, epoch int64) error {
@@ -224,6 +312,48 @@ func (m *MemorySnapshots) Save(_ context.Context, session string, epoch int64, s
 		e.snapExpiry, e.fenceExpiry = farFuture, farFuture
 	}
 	return nil
+}
+
+func (m *MemorySnapshots) Get(_ context.Context, session string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.get(session); e != nil && e.snap != nil {
+		return slices.Clone(e.snap), nil
+	}
+	return nil, nil
+}
+
+func (m *MemorySnapshots) End(_ context.Context, session string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e := m.get(session); e != nil {
+		e.snap = nil
+		e.epoch++
+	}
+	return nil
+}
+
+// List pages through the sessions in id order.
+func (m *MemorySnapshots) List(_ context.Context, cursor string, limit int) ([]Stored, string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ids := make([]string, 0, len(m.sessions))
+	for id := range m.sessions {
+		if id > cursor {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	var out []Stored
+	for _, id := range ids {
+		if len(out) == limit {
+			return out, out[len(out)-1].Session, nil
+		}
+		if e := m.get(id); e != nil && e.snap != nil {
+			out = append(out, Stored{Session: id, Snapshot: slices.Clone(e.snap)})
+		}
+	}
+	return out, "", nil
 }
 
 func (m *MemorySnapshots) Delete(_ context.Context, session string, epoch int64) error {

@@ -100,6 +100,61 @@ func testSnapshots(t *testing.T, newStore func(t *testing.T) Snapshots) {
 			t.Fatalf("snapshot = %q", snap)
 		}
 	})
+	t.Run("end fences the live activation", func(t *testing.T) {
+		s := newStore(t)
+		e, _, _ := s.Activate(ctx, "s1", true)
+		s.Save(ctx, "s1", e, []byte("v"), time.Minute)
+		if snap, err := s.Get(ctx, "s1"); err != nil || string(snap) != "v" {
+			t.Fatalf("Get = %q, %v", snap, err)
+		}
+		if err := s.End(ctx, "s1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Save(ctx, "s1", e, []byte("again"), time.Minute); !errors.Is(err, ErrFenced) {
+			t.Fatalf("the live activation wrote after its session was ended: %v", err)
+		}
+		if e, snap, _ := s.Activate(ctx, "s1", false); e != 0 || snap != nil {
+			t.Fatalf("an ended session activates: %d %q", e, snap)
+		}
+		if snap, err := s.Get(ctx, "s1"); err != nil || snap != nil {
+			t.Fatalf("Get after End = %q, %v", snap, err)
+		}
+	})
+	t.Run("list pages through every session", func(t *testing.T) {
+		s := newStore(t)
+		want := map[string]string{}
+		for i := range 25 {
+			id := "s" + strconv.Itoa(i)
+			e, _, _ := s.Activate(ctx, id, true)
+			s.Save(ctx, id, e, []byte("v"+id), time.Minute)
+			want[id] = "v" + id
+		}
+		s.Activate(ctx, "never-saved", true)
+		got := map[string]string{}
+		cursor, pages := "", 0
+		for {
+			page, next, err := s.List(ctx, cursor, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, st := range page {
+				got[st.Session] = string(st.Snapshot)
+			}
+			pages++
+			if next == "" || pages > 50 {
+				break
+			}
+			cursor = next
+		}
+		if len(got) != len(want) {
+			t.Fatalf("listed %d sessions, want %d: %v", len(got), len(want), got)
+		}
+		for id, v := range want {
+			if got[id] != v {
+				t.Errorf("%s listed as %q, want %q", id, got[id], v)
+			}
+		}
+	})
 	t.Run("sessions are apart", func(t *testing.T) {
 		s := newStore(t)
 		a, _, _ := s.Activate(ctx, "a", true)

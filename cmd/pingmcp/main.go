@@ -30,6 +30,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pingmcp/pingmcp/actors"
+	"github.com/pingmcp/pingmcp/admin"
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/config"
@@ -237,6 +238,30 @@ func newDurability(cfg *config.Config, logger *slog.Logger) (*actors.Durability,
 	return d, func() { client.Close() }, nil
 }
 
+// serveAdmin starts the admin API on its own listener, when --admin-addr
+// is set.
+func serveAdmin(cfg *config.Config, d *actors.Durability, node *cluster.Node, logger *slog.Logger) (*http.Server, error) {
+	if cfg.AdminAddr == "" {
+		return nil, nil
+	}
+	token, err := os.ReadFile(cfg.AdminTokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("--admin-token-file: %w", err)
+	}
+	h, err := admin.Handler(admin.Options{Token: string(token), Durability: d, Node: node, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := listen(cfg.AdminAddr)
+	if err != nil {
+		return nil, err
+	}
+	srv := newHTTPServer(h, logger)
+	go srv.Serve(ln)
+	logger.Info("admin API started", "admin", ln.Addr().String())
+	return srv, nil
+}
+
 // serveNode runs a cluster node whose HTTP edge serves on ln.
 func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger *slog.Logger, stdout io.Writer) error {
 	httpAddr := ln.Addr().String()
@@ -316,6 +341,13 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
+	adminSrv, err := serveAdmin(cfg, durability, node, logger)
+	if err != nil {
+		shutdownWithin(time.Second, srv)
+		node.Stop(false)
+		return err
+	}
+
 	logger.Info("node started", "http", httpAddr, "cluster", node.Address(), "role", cfg.Role,
 		"provider", cfg.ClusterProvider, "tools", cfg.Tools, "auth", cfg.Auth)
 	if cfg.Command == "dev" {
@@ -344,6 +376,9 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 		}
 	}
 	shutdown(drainCtx, srv)
+	if adminSrv != nil {
+		shutdownWithin(time.Second, adminSrv)
+	}
 	cancel()
 	node.Stop(true)
 	logger.Info("node left the cluster")
