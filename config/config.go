@@ -51,9 +51,9 @@ type Config struct {
 	// holds its bearer token.
 	AdminAddr      string
 	AdminTokenFile string
-	MaxBodyBytes       int64
-	LogLevel           string
-	LogFormat          string
+	MaxBodyBytes   int64
+	LogLevel       string
+	LogFormat      string
 
 	// Identity (issue: PingFederate-protected /mcp).
 	PublicURL    string // how clients reach /mcp's host: scheme://host[:port]
