@@ -88,6 +88,8 @@ var Commands = []struct{ Name, Summary string }{
 	{"serve", "run one node of a pingmcp cluster"},
 	{"todo-api", "run the demo Todo API (the downstream API the todo tools call)"},
 	{"idp", "run the development authorization server (a PingFederate stand-in; not for production)"},
+	{"sessions", "ls | show ID | kill ID: the cluster's sessions, through the admin API"},
+	{"nodes", "ls: the cluster's nodes, through the admin API"},
 }
 
 // Known values of enumerated flags.

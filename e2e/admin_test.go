@@ -3,9 +3,11 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -101,9 +103,34 @@ func TestAdminSessions(t *testing.T) {
 		t.Errorf("nodes: %d %s", status, body)
 	}
 
+	// The same through the CLI.
+	adminURL := "--admin-url=http://" + rec.Admin
+	env := []string{"PINGMCP_ADMIN_TOKEN=" + token}
+	if out, _, code := runCLI(t, env, "sessions", "ls", adminURL, "-o", "json"); code != 0 || !strings.Contains(out, as.ID()) || !strings.Contains(out, bs.ID()) {
+		t.Errorf("sessions ls -o json: %d %s", code, out)
+	}
+	if out, _, code := runCLI(t, env, "sessions", "ls", adminURL, "--user", "bob"); code != 0 || !strings.Contains(out, bs.ID()) || strings.Contains(out, as.ID()) || !strings.HasPrefix(out, "ID ") {
+		t.Errorf("sessions ls --user bob: %d\n%s", code, out)
+	}
+	if out, _, code := runCLI(t, env, "sessions", "show", as.ID(), adminURL); code != 0 || !strings.Contains(out, "user:") || !strings.Contains(out, "cached token:") || strings.Contains(out, "eyJ") {
+		t.Errorf("sessions show: %d\n%s", code, out)
+	}
+	if out, _, code := runCLI(t, env, "nodes", "ls", adminURL); code != 0 || !strings.Contains(out, "yes") {
+		t.Errorf("nodes ls: %d\n%s", code, out)
+	}
+	if _, errOut, code := runCLI(t, nil, "sessions", "ls", adminURL); code != 2 || !strings.Contains(errOut, "no admin token") {
+		t.Errorf("sessions ls without a token: %d %s", code, errOut)
+	}
+	if _, errOut, code := runCLI(t, []string{"PINGMCP_ADMIN_TOKEN=wrong-token-of-length"}, "sessions", "ls", adminURL); code != 1 || !strings.Contains(errOut, "invalid admin token") {
+		t.Errorf("sessions ls with a wrong token: %d %s", code, errOut)
+	}
+
 	// Ending alice's session: her client is told it is gone; bob's goes on.
-	if status, body, _ := adminCall(t, ctx, http.MethodDelete, base+"/sessions/"+as.ID(), token); status != http.StatusNoContent {
-		t.Fatalf("end alice's session: %d %s", status, body)
+	if out, errOut, code := runCLI(t, env, "sessions", "kill", as.ID(), adminURL); code != 0 || !strings.Contains(out, "ended") {
+		t.Fatalf("sessions kill: %d %s %s", code, out, errOut)
+	}
+	if _, errOut, code := runCLI(t, env, "sessions", "kill", as.ID(), adminURL); code != 1 || !strings.Contains(errOut, "no such session") {
+		t.Errorf("killing it again: %d %s", code, errOut)
 	}
 	if _, err := as.CallTool(ctx, &mcp.CallToolParams{Name: "get_my_todo_list"}); err == nil {
 		t.Error("alice's session still works after an operator ended it")
@@ -117,4 +144,24 @@ func TestAdminSessions(t *testing.T) {
 	if d.logged(token) {
 		t.Error("the admin token appears in the logs")
 	}
+}
+
+// runCLI runs the pingmcp binary with args and extra environment, and
+// returns its output and exit code.
+func runCLI(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	default:
+		t.Fatal(err)
+	}
+	return out.String(), errOut.String(), code
 }

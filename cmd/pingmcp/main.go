@@ -55,6 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmd := args[0]
 	switch cmd {
+	case "sessions", "nodes":
+		return adminCLI(context.Background(), cmd, args[1:], os.Getenv, stdout, stderr)
 	case "dev", "serve", "todo-api", "idp":
 	default:
 		fmt.Fprintf(stderr, "pingmcp: unknown command %q\n\n", cmd)

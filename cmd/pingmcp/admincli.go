@@ -1,0 +1,280 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// adminCLI runs `pingmcp sessions …` and `pingmcp nodes …`: the operator
+// commands, which talk to a node's admin API.
+//
+//	pingmcp sessions ls [--user SUB] [--client ID] [--limit N]
+//	pingmcp sessions show ID
+//	pingmcp sessions kill ID
+//	pingmcp nodes ls
+//
+// --admin-url (PINGMCP_ADMIN_URL) names the admin API; the token comes from
+// --admin-token-file (PINGMCP_ADMIN_TOKEN_FILE) or PINGMCP_ADMIN_TOKEN.
+// -o json prints the API's JSON instead of a table.
+func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintf(stderr, "pingmcp %s: which one? (%s)\n", cmd, map[string]string{"sessions": "ls, show ID, kill ID", "nodes": "ls"}[cmd])
+		return 2
+	}
+	verb := args[0]
+	fs := flag.NewFlagSet("pingmcp "+cmd+" "+verb, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	adminURL := fs.String("admin-url", or(getenv("PINGMCP_ADMIN_URL"), "http://127.0.0.1:9090"), "the admin API of any node (env PINGMCP_ADMIN_URL)")
+	tokenFile := fs.String("admin-token-file", getenv("PINGMCP_ADMIN_TOKEN_FILE"), "file holding the admin token (or env PINGMCP_ADMIN_TOKEN)")
+	output := fs.String("o", "table", "output: table or json")
+	user := fs.String("user", "", "sessions ls: only this user's (token subject)")
+	client := fs.String("client", "", "sessions ls: only this OAuth client's")
+	limit := fs.Int("limit", 0, "sessions ls: at most this many (0: all)")
+	// Flags may come before or after the session id.
+	var positional []string
+	for rest := args[1:]; ; {
+		if err := fs.Parse(rest); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			return 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	if *output != "table" && *output != "json" {
+		fmt.Fprintln(stderr, "pingmcp: -o must be table or json")
+		return 2
+	}
+	token := strings.TrimSpace(getenv("PINGMCP_ADMIN_TOKEN"))
+	if *tokenFile != "" {
+		b, err := os.ReadFile(*tokenFile)
+		if err != nil {
+			fmt.Fprintf(stderr, "pingmcp: --admin-token-file: %v\n", err)
+			return 2
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if token == "" {
+		fmt.Fprintln(stderr, "pingmcp: no admin token: give --admin-token-file or PINGMCP_ADMIN_TOKEN")
+		return 2
+	}
+	c := &adminClient{base: strings.TrimSuffix(*adminURL, "/") + "/admin/v1", token: token, http: &http.Client{Timeout: 15 * time.Second}}
+	id := ""
+	if len(positional) > 0 {
+		id = positional[0]
+	}
+	needID := func() bool {
+		if id == "" {
+			fmt.Fprintf(stderr, "pingmcp %s %s: which session? (an id from pingmcp sessions ls)\n", cmd, verb)
+			return false
+		}
+		return true
+	}
+	var err error
+	switch cmd + " " + verb {
+	case "sessions ls":
+		err = c.listSessions(ctx, *user, *client, *limit, *output, stdout)
+	case "sessions show":
+		if !needID() {
+			return 2
+		}
+		err = c.showSession(ctx, id, *output, stdout)
+	case "sessions kill":
+		if !needID() {
+			return 2
+		}
+		if err = c.do(ctx, http.MethodDelete, "/sessions/"+url.PathEscape(id), nil); err == nil {
+			fmt.Fprintf(stdout, "session %s ended\n", id)
+		}
+	case "nodes ls":
+		err = c.listNodes(ctx, *output, stdout)
+	default:
+		fmt.Fprintf(stderr, "pingmcp: unknown command %q\n", cmd+" "+verb)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "pingmcp %s %s: %v\n", cmd, verb, err)
+		return 1
+	}
+	return 0
+}
+
+func or(s, def string) string {
+	if s != "" {
+		return s
+	}
+	return def
+}
+
+type adminClient struct {
+	base, token string
+	http        *http.Client
+}
+
+// do calls the admin API and decodes its JSON answer into out (if set).
+func (c *adminClient) do(ctx context.Context, method, path string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if resp.StatusCode >= 300 {
+		var e struct{ Error string }
+		if json.Unmarshal(body, &e) == nil && e.Error != "" {
+			return fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)
+		}
+		return fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	if out != nil {
+		return json.Unmarshal(body, out)
+	}
+	return nil
+}
+
+type sessionRow struct {
+	ID              string    `json:"id"`
+	Subject         string    `json:"subject"`
+	ClientID        string    `json:"client_id"`
+	ClientName      string    `json:"client_name"`
+	ClientVersion   string    `json:"client_version"`
+	ProtocolVersion string    `json:"protocol_version"`
+	Created         time.Time `json:"created"`
+	Active          time.Time `json:"last_active"`
+}
+
+func (c *adminClient) listSessions(ctx context.Context, user, client string, limit int, output string, w io.Writer) error {
+	var all []json.RawMessage
+	cursor := ""
+	for {
+		q := url.Values{"user": {user}, "client": {client}, "cursor": {cursor}, "limit": {"500"}}
+		var page struct {
+			Sessions []json.RawMessage
+			Next     string
+		}
+		if err := c.do(ctx, http.MethodGet, "/sessions?"+q.Encode(), &page); err != nil {
+			return err
+		}
+		all = append(all, page.Sessions...)
+		if page.Next == "" || (limit > 0 && len(all) >= limit) {
+			break
+		}
+		cursor = page.Next
+	}
+	if limit > 0 && len(all) > limit {
+		all = all[:limit]
+	}
+	if output == "json" {
+		return json.NewEncoder(w).Encode(map[string]any{"sessions": all})
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tUSER\tCLIENT\tCLIENT APP\tPROTOCOL\tCREATED\tLAST ACTIVE")
+	for _, raw := range all {
+		var s sessionRow
+		json.Unmarshal(raw, &s)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, dash(s.Subject), dash(s.ClientID),
+			dash(strings.TrimSpace(s.ClientName+" "+s.ClientVersion)), dash(s.ProtocolVersion), ago(s.Created), ago(s.Active))
+	}
+	return tw.Flush()
+}
+
+func (c *adminClient) showSession(ctx context.Context, id, output string, w io.Writer) error {
+	var s struct {
+		sessionRow
+		Issuer        string   `json:"issuer"`
+		LogLevel      string   `json:"log_level"`
+		Subscriptions []string `json:"subscriptions"`
+		Delegations   []struct {
+			Audience string         `json:"audience"`
+			Scopes   []string       `json:"scopes"`
+			Expiry   time.Time      `json:"expiry"`
+			Act      map[string]any `json:"act"`
+			JTI      string         `json:"jti"`
+		} `json:"delegations"`
+	}
+	var raw json.RawMessage
+	if err := c.do(ctx, http.MethodGet, "/sessions/"+url.PathEscape(id), &raw); err != nil {
+		return err
+	}
+	if output == "json" {
+		_, err := fmt.Fprintln(w, string(raw))
+		return err
+	}
+	json.Unmarshal(raw, &s)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, kv := range [][2]string{
+		{"session", s.ID}, {"issuer", dash(s.Issuer)}, {"user", dash(s.Subject)}, {"client", dash(s.ClientID)},
+		{"client app", dash(strings.TrimSpace(s.ClientName + " " + s.ClientVersion))}, {"protocol", dash(s.ProtocolVersion)},
+		{"log level", dash(s.LogLevel)}, {"subscriptions", dash(strings.Join(s.Subscriptions, ", "))},
+		{"created", ago(s.Created)}, {"last active", ago(s.Active)},
+	} {
+		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
+	}
+	for _, d := range s.Delegations {
+		act, _ := json.Marshal(d.Act)
+		fmt.Fprintf(tw, "cached token:\taudience %s, scopes %s, act %s, jti %s, expires %s\n",
+			d.Audience, strings.Join(d.Scopes, " "), act, dash(d.JTI), d.Expiry.Format(time.RFC3339))
+	}
+	return tw.Flush()
+}
+
+func (c *adminClient) listNodes(ctx context.Context, output string, w io.Writer) error {
+	var out struct {
+		Nodes []struct {
+			ID      string   `json:"id"`
+			Address string   `json:"address"`
+			Kinds   []string `json:"kinds"`
+			Self    bool     `json:"self"`
+		} `json:"nodes"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/nodes", &out); err != nil {
+		return err
+	}
+	if output == "json" {
+		return json.NewEncoder(w).Encode(out)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ADDRESS\tID\tHOSTS\tTHIS NODE")
+	for _, n := range out.Nodes {
+		self := ""
+		if n.Self {
+			self = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Address, n.ID, dash(strings.Join(n.Kinds, ",")), self)
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// ago prints a time as how long ago it was, to the second.
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
+}
