@@ -30,12 +30,15 @@ type Durability struct {
 	SessionTTL time.Duration
 	// Check, if set, says whether the store is reachable (for /readyz).
 	Check func(context.Context) error
+	// Revocations are the users an operator revoked.
+	Revocations state.Revocations
 }
 
 // MemoryDurability keeps sessions in this process, under a key made for it.
 func MemoryDurability(ttl time.Duration) *Durability {
 	snaps := &state.MemorySnapshots{}
-	return &Durability{Snapshots: snaps, Events: state.NewMemoryEvents(snaps), Sealer: state.NewProcessSealer(), SessionTTL: ttl}
+	return &Durability{Snapshots: snaps, Events: state.NewMemoryEvents(snaps), Sealer: state.NewProcessSealer(), SessionTTL: ttl,
+		Revocations: &state.MemoryRevocations{}}
 }
 
 // record is what a session needs to continue on another activation: its

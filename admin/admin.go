@@ -4,6 +4,7 @@
 //	GET    /admin/v1/sessions?user=&client=&cursor=&limit=   sessions of the whole cluster
 //	GET    /admin/v1/sessions/{id}                           one session, with its cached tokens described
 //	DELETE /admin/v1/sessions/{id}                           end a session
+//	POST   /admin/v1/users/{subject}/revoke?for=&issuer=     end a user's sessions, refuse their current tokens
 //	GET    /admin/v1/nodes                                   the cluster's members as this node sees them
 //
 // Sessions are read from the session store that every node shares (Redis),
@@ -19,9 +20,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pingmcp/pingmcp/actors"
 	"github.com/pingmcp/pingmcp/cluster"
+	"github.com/pingmcp/pingmcp/state"
 )
 
 // Options configure the admin API.
@@ -31,6 +34,9 @@ type Options struct {
 	Token      string
 	Durability *actors.Durability
 	Node       *cluster.Node
+	// Issuer is the authorization server whose users are revoked when a
+	// revocation names none.
+	Issuer string
 	Logger     *slog.Logger
 }
 
@@ -48,6 +54,7 @@ func Handler(opts Options) (http.Handler, error) {
 	mux.HandleFunc("GET /admin/v1/sessions/{id}", a.showSession)
 	mux.HandleFunc("DELETE /admin/v1/sessions/{id}", a.endSession)
 	mux.HandleFunc("GET /admin/v1/nodes", a.listNodes)
+	mux.HandleFunc("POST /admin/v1/users/{subject}/revoke", a.revokeUser)
 	return a.authenticate(mux), nil
 }
 
@@ -150,6 +157,61 @@ func (a *api) endSession(w http.ResponseWriter, r *http.Request) {
 	}
 	a.opts.Logger.Info("admin: session ended", "session", info.ID, "subject", info.Subject, "client_id", info.ClientID)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// maxRevocation bounds how long a revocation lasts.
+const maxRevocation = 30 * 24 * time.Hour
+
+// revokeUser refuses the user's tokens issued until now, on every node
+// within a second, for the time asked (default 1 h), and ends every session
+// of theirs.
+func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
+	subject := r.PathValue("subject")
+	q := r.URL.Query()
+	issuer := q.Get("issuer")
+	if issuer == "" {
+		issuer = a.opts.Issuer
+	}
+	span := time.Hour
+	if s := q.Get("for"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < time.Second || d > maxRevocation {
+			writeError(w, http.StatusBadRequest, "for must be a duration between 1s and 720h")
+			return
+		}
+		span = d
+	}
+	now := time.Now()
+	rev := state.Revocation{At: now, Until: now.Add(span)}
+	if err := a.opts.Durability.Revocations.Revoke(r.Context(), state.RevocationKey(issuer, subject), rev); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "the revocation could not be stored: "+err.Error())
+		return
+	}
+	ended, cursor := 0, ""
+	for {
+		page, next, err := a.opts.Durability.Snapshots.List(r.Context(), cursor, maxLimit)
+		if err != nil {
+			writeError(w, http.StatusServiceUnavailable, "revoked, but the sessions could not all be ended: "+err.Error())
+			return
+		}
+		for _, st := range page {
+			info, err := a.opts.Durability.Describe(st.Session, st.Snapshot, false)
+			if err != nil || info.Subject != subject || info.Issuer != issuer {
+				continue
+			}
+			if err := a.opts.Durability.End(r.Context(), st.Session); err != nil {
+				writeError(w, http.StatusServiceUnavailable, "revoked, but the sessions could not all be ended: "+err.Error())
+				return
+			}
+			ended++
+		}
+		if next == "" {
+			break
+		}
+		cursor = next
+	}
+	a.opts.Logger.Info("admin: user revoked", "issuer", issuer, "subject", subject, "until", rev.Until, "sessions_ended", ended)
+	writeJSON(w, http.StatusOK, map[string]any{"issuer": issuer, "subject": subject, "revoked_at": rev.At, "until": rev.Until, "sessions_ended": ended})
 }
 
 func (a *api) listNodes(w http.ResponseWriter, r *http.Request) {

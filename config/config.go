@@ -90,6 +90,7 @@ var Commands = []struct{ Name, Summary string }{
 	{"idp", "run the development authorization server (a PingFederate stand-in; not for production)"},
 	{"sessions", "ls | show ID | kill ID: the cluster's sessions, through the admin API"},
 	{"nodes", "ls: the cluster's nodes, through the admin API"},
+	{"users", "revoke SUBJECT [--for 1h]: end a user's sessions and refuse their current tokens"},
 }
 
 // Known values of enumerated flags.

@@ -141,6 +141,41 @@ func TestAdminSessions(t *testing.T) {
 	if status, _, _ := adminCall(t, ctx, http.MethodGet, base+"/sessions/"+as.ID(), token); status != http.StatusNotFound {
 		t.Errorf("alice's ended session is still listed: %d", status)
 	}
+	// Revoking bob: his sessions end, his current token is refused on
+	// every request from then on (this node reloads revocations every
+	// 500 ms), and a token he gets by signing in again works.
+	revoked := time.Now()
+	out, errOut, code := runCLI(t, env, "users", "revoke", "bob", "--for", "10m", adminURL)
+	if code != 0 || !strings.Contains(out, "1 sessions ended") {
+		t.Fatalf("users revoke bob: %d %s %s", code, out, errOut)
+	}
+	for {
+		status, _ := rawStatelessCall(t, ctx, d.MCP, bob, "get_my_todo_list")
+		if status == http.StatusUnauthorized {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("bob's revoked token is still accepted (%d)", status)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the effect of a revocation
+	}
+	t.Logf("revocation took effect after %v", time.Since(revoked).Round(time.Millisecond))
+	if _, err := bs.CallTool(ctx, &mcp.CallToolParams{Name: "get_my_todo_list"}); err == nil {
+		t.Error("bob's session still works after he was revoked")
+	}
+	// iat has a precision of one second: a token issued within the second
+	// of the revocation counts as issued before it. Sign in again until
+	// the token is from a later second.
+	for {
+		bob2 := login(t, ctx, d.Issuer, d.MCP, "bob", all)
+		status, body := rawStatelessCall(t, ctx, d.MCP, bob2, "get_my_todo_list")
+		if status == http.StatusOK {
+			break
+		}
+		if status != http.StatusUnauthorized || time.Since(revoked) > 3*time.Second {
+			t.Fatalf("bob's new token after the revocation: %d %s", status, body)
+		}
+	}
 	if d.logged(token) {
 		t.Error("the admin token appears in the logs")
 	}

@@ -53,6 +53,9 @@ const DefaultMaxBodyBytes = 4 << 20
 
 // Options configure an Edge. The zero value of each field is a safe default.
 type Options struct {
+	// Revoked, if set, refuses the tokens of users an operator revoked
+	// (401 invalid_token).
+	Revoked func(*auth.Token) bool
 	// AllowedOrigins are origins (scheme://host[:port]) browsers may call
 	// from. Same-origin requests, and loopback origins on a loopback
 	// listener, are always allowed; any other Origin is refused with 403.
@@ -364,6 +367,9 @@ func (e *Edge) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Token
 		return nil, nil, false
 	}
 	tok, err := e.opts.Verifier.Verify(r.Context(), raw)
+	if err == nil && e.opts.Revoked != nil && e.opts.Revoked(tok) {
+		err = &auth.Error{Code: auth.CodeInvalidToken, Description: "this user's tokens were revoked by an operator; sign in again"}
+	}
 	if err != nil {
 		var aerr *auth.Error
 		if errors.As(err, &aerr) {

@@ -28,7 +28,7 @@ import (
 // -o json prints the API's JSON instead of a table.
 func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintf(stderr, "pingmcp %s: which one? (%s)\n", cmd, map[string]string{"sessions": "ls, show ID, kill ID", "nodes": "ls"}[cmd])
+		fmt.Fprintf(stderr, "pingmcp %s: which one? (%s)\n", cmd, map[string]string{"sessions": "ls, show ID, kill ID", "nodes": "ls", "users": "revoke SUBJECT"}[cmd])
 		return 2
 	}
 	verb := args[0]
@@ -40,6 +40,8 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 	user := fs.String("user", "", "sessions ls: only this user's (token subject)")
 	client := fs.String("client", "", "sessions ls: only this OAuth client's")
 	limit := fs.Int("limit", 0, "sessions ls: at most this many (0: all)")
+	span := fs.String("for", "1h", "users revoke: how long the user's current tokens are refused")
+	issuer := fs.String("issuer", "", "users revoke: the user's issuer (default: the node's --issuer)")
 	// Flags may come before or after the session id.
 	var positional []string
 	for rest := args[1:]; ; {
@@ -102,6 +104,23 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 		}
 	case "nodes ls":
 		err = c.listNodes(ctx, *output, stdout)
+	case "users revoke":
+		if id == "" {
+			fmt.Fprintln(stderr, "pingmcp users revoke: whose? (a token subject)")
+			return 2
+		}
+		q := url.Values{"for": {*span}}
+		if *issuer != "" {
+			q.Set("issuer", *issuer)
+		}
+		var out map[string]any
+		if err = c.do(ctx, http.MethodPost, "/users/"+url.PathEscape(id)+"/revoke?"+q.Encode(), &out); err == nil {
+			if *output == "json" {
+				err = json.NewEncoder(stdout).Encode(out)
+			} else {
+				fmt.Fprintf(stdout, "user %s revoked until %v: %v sessions ended\n", id, out["until"], out["sessions_ended"])
+			}
+		}
 	default:
 		fmt.Fprintf(stderr, "pingmcp: unknown command %q\n", cmd+" "+verb)
 		return 2

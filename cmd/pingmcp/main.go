@@ -55,7 +55,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmd := args[0]
 	switch cmd {
-	case "sessions", "nodes":
+	case "sessions", "nodes", "users":
 		return adminCLI(context.Background(), cmd, args[1:], os.Getenv, stdout, stderr)
 	case "dev", "serve", "todo-api", "idp":
 	default:
@@ -234,11 +234,16 @@ func newDurability(cfg *config.Config, logger *slog.Logger) (*actors.Durability,
 		Events:     state.NewRedisEvents(client, cfg.RedisPrefix, state.EventOptions{MaxLen: cfg.EventsMax, TTL: cfg.EventsTTL}),
 		Sealer:     sealer,
 		SessionTTL: cfg.SessionIdleTimeout,
-		Check:      func(ctx context.Context) error { return client.Ping(ctx).Err() },
+		Check:       func(ctx context.Context) error { return client.Ping(ctx).Err() },
+		Revocations: state.NewRedisRevocations(client, cfg.RedisPrefix),
 	}
 	logger.Info("sessions are kept in Redis", "redis", opts.Addr, "prefix", cfg.RedisPrefix, "state_keys", sealer.KeyIDs())
 	return d, func() { client.Close() }, nil
 }
+
+// revocationRefresh is how often a node reloads the revoked users: a
+// revocation reaches every edge within it.
+const revocationRefresh = 500 * time.Millisecond
 
 // serveAdmin starts the admin API on its own listener, when --admin-addr
 // is set.
@@ -250,7 +255,7 @@ func serveAdmin(cfg *config.Config, d *actors.Durability, node *cluster.Node, lo
 	if err != nil {
 		return nil, fmt.Errorf("--admin-token-file: %w", err)
 	}
-	h, err := admin.Handler(admin.Options{Token: string(token), Durability: d, Node: node, Logger: logger})
+	h, err := admin.Handler(admin.Options{Token: string(token), Durability: d, Node: node, Logger: logger, Issuer: cfg.Issuer})
 	if err != nil {
 		return nil, err
 	}
@@ -327,6 +332,9 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 			Logger:         logger,
 		}
 		if cfg.Auth != "none" {
+			revoked := state.NewRevocationCache(durability.Revocations, revocationRefresh)
+			go revoked.Run(ctx)
+			edgeOpts.Revoked = func(t *auth.Token) bool { return revoked.Revoked(t.Issuer, t.Subject, t.IssuedAt) }
 			edgeOpts.Verifier = verifier(cfg)
 			edgeOpts.Scopes = cfg.Scopes
 			edgeOpts.ResourceMetadataURL = metadataURL

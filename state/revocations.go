@@ -1,0 +1,153 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Revocation refuses a user's tokens issued at or before At, until Until.
+type Revocation struct {
+	At    time.Time `json:"at"`
+	Until time.Time `json:"until"`
+}
+
+// Revocations are the users an operator revoked, shared by every node.
+// Keys are "issuer\x00subject".
+type Revocations interface {
+	Revoke(ctx context.Context, key string, r Revocation) error
+	// All returns the revocations still in force.
+	All(ctx context.Context) (map[string]Revocation, error)
+}
+
+// RevocationKey is the key of a user's revocation.
+func RevocationKey(issuer, subject string) string { return issuer + "\x00" + subject }
+
+// RedisRevocations keeps revocations in one Redis hash.
+type RedisRevocations struct {
+	client *redis.Client
+	key    string
+}
+
+// NewRedisRevocations keeps revocations under prefix+"revocations".
+func NewRedisRevocations(client *redis.Client, prefix string) *RedisRevocations {
+	if prefix == "" {
+		prefix = "pingmcp:"
+	}
+	return &RedisRevocations{client: client, key: prefix + "revocations"}
+}
+
+func (r *RedisRevocations) Revoke(ctx context.Context, key string, rev Revocation) error {
+	b, _ := json.Marshal(rev)
+	if err := r.client.HSet(ctx, r.key, key, b).Err(); err != nil {
+		return fmt.Errorf("revoke: %w", err)
+	}
+	return nil
+}
+
+func (r *RedisRevocations) All(ctx context.Context) (map[string]Revocation, error) {
+	all, err := r.client.HGetAll(ctx, r.key).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read revocations: %w", err)
+	}
+	out := map[string]Revocation{}
+	now := time.Now()
+	var over []string
+	for k, v := range all {
+		var rev Revocation
+		if json.Unmarshal([]byte(v), &rev) != nil || !now.Before(rev.Until) {
+			over = append(over, k)
+			continue
+		}
+		out[k] = rev
+	}
+	if len(over) > 0 {
+		r.client.HDel(ctx, r.key, over...) // best effort: they are ignored anyway
+	}
+	return out, nil
+}
+
+// MemoryRevocations keeps revocations in this process.
+type MemoryRevocations struct {
+	mu  sync.Mutex
+	all map[string]Revocation
+}
+
+func (m *MemoryRevocations) Revoke(_ context.Context, key string, rev Revocation) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.all == nil {
+		m.all = map[string]Revocation{}
+	}
+	m.all[key] = rev
+	return nil
+}
+
+func (m *MemoryRevocations) All(context.Context) (map[string]Revocation, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]Revocation{}
+	now := time.Now()
+	for k, rev := range m.all {
+		if now.Before(rev.Until) {
+			out[k] = rev
+		} else {
+			delete(m.all, k)
+		}
+	}
+	return out, nil
+}
+
+// RevocationCache is a node's copy of the revocations, refreshed every
+// interval, so that checking a request costs no round trip: a revocation
+// reaches every node within one interval.
+type RevocationCache struct {
+	src      Revocations
+	interval time.Duration
+
+	mu  sync.RWMutex
+	all map[string]Revocation
+}
+
+// NewRevocationCache returns a cache of src; Run keeps it fresh.
+func NewRevocationCache(src Revocations, interval time.Duration) *RevocationCache {
+	return &RevocationCache{src: src, interval: interval}
+}
+
+// Run refreshes the cache until ctx is done.
+func (c *RevocationCache) Run(ctx context.Context) {
+	t := time.NewTicker(c.interval)
+	defer t.Stop()
+	for {
+		c.Refresh(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Refresh reloads the cache now; on error the previous copy stays.
+func (c *RevocationCache) Refresh(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, c.interval)
+	defer cancel()
+	if all, err := c.src.All(rctx); err == nil {
+		c.mu.Lock()
+		c.all = all
+		c.mu.Unlock()
+	}
+}
+
+// Revoked says whether a token of issuer/subject issued at iat is refused
+// now. A token without iat counts as issued before any revocation.
+func (c *RevocationCache) Revoked(issuer, subject string, iat time.Time) bool {
+	c.mu.RLock()
+	rev, ok := c.all[RevocationKey(issuer, subject)]
+	c.mu.RUnlock()
+	return ok && time.Now().Before(rev.Until) && !iat.After(rev.At)
+}
