@@ -37,7 +37,7 @@ type Options struct {
 	// Issuer is the authorization server whose users are revoked when a
 	// revocation names none.
 	Issuer string
-	Logger     *slog.Logger
+	Logger *slog.Logger
 }
 
 // Handler serves the admin API.

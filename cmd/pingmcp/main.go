@@ -230,10 +230,10 @@ func newDurability(cfg *config.Config, logger *slog.Logger) (*actors.Durability,
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
 	client := redis.NewClient(opts)
 	d := &actors.Durability{
-		Snapshots:  state.NewRedisSnapshots(client, cfg.RedisPrefix),
-		Events:     state.NewRedisEvents(client, cfg.RedisPrefix, state.EventOptions{MaxLen: cfg.EventsMax, TTL: cfg.EventsTTL}),
-		Sealer:     sealer,
-		SessionTTL: cfg.SessionIdleTimeout,
+		Snapshots:   state.NewRedisSnapshots(client, cfg.RedisPrefix),
+		Events:      state.NewRedisEvents(client, cfg.RedisPrefix, state.EventOptions{MaxLen: cfg.EventsMax, TTL: cfg.EventsTTL}),
+		Sealer:      sealer,
+		SessionTTL:  cfg.SessionIdleTimeout,
 		Check:       func(ctx context.Context) error { return client.Ping(ctx).Err() },
 		Revocations: state.NewRedisRevocations(client, cfg.RedisPrefix),
 	}
