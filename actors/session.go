@@ -668,6 +668,8 @@ func unavailable(requestID string) *envelope.ResponsePart {
 		Headers: []*envelope.Header{
 			{Name: "Content-Type", Values: []string{"text/plain; charset=utf-8"}},
 			{Name: "Retry-After", Values: []string{"1"}},
+			// The request was not served: the edge may send it again.
+			{Name: envelope.NotServedHeader, Values: []string{"1"}},
 		},
 		Body:  []byte("actor is stopping; retry\n"),
 		Final: true,

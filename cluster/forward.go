@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 
@@ -76,7 +78,20 @@ func (n *Node) Forward(ctx context.Context, kind, identity string, req *envelope
 			return nil, err
 		}
 		first, err := s.await(ctx)
+		if err == nil && notServed(first) && attempt < maxNotServedRetries {
+			// The actor refused it unserved (it was stopping: passivated,
+			// drained, fenced): ask the cluster again.
+			s.Close()
+			n.forget(kind, identity, pid)
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Duration(attempt+1) * 50 * time.Millisecond):
+			}
+			continue
+		}
 		if err == nil {
+			stripNotServed(first)
 			s.held = first
 			return s, nil
 		}
@@ -87,6 +102,24 @@ func (n *Node) Forward(ctx context.Context, kind, identity string, req *envelope
 		}
 		return nil, err
 	}
+}
+
+// maxNotServedRetries bounds how often Forward sends again a request an
+// actor refused unserved.
+const maxNotServedRetries = 3
+
+func notServed(p *envelope.ResponsePart) bool {
+	for _, h := range p.Headers {
+		if h.Name == envelope.NotServedHeader {
+			return true
+		}
+	}
+	return false
+}
+
+// stripNotServed drops the internal header before the part reaches a client.
+func stripNotServed(p *envelope.ResponsePart) {
+	p.Headers = slices.DeleteFunc(p.Headers, func(h *envelope.Header) bool { return h.Name == envelope.NotServedHeader })
 }
 
 // open registers a stream for req with the node's reply router, which is the

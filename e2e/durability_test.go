@@ -134,12 +134,11 @@ func TestSessionOutlivesItsActor(t *testing.T) {
 	}
 	passivated := n.watch(`"msg":"passivating idle actor"`)
 	awaitLine(t, ctx, passivated, dc.cs.ID())
+	rehydrated := n.watch(`"msg":"session rehydrated"`)
 	if _, err := dc.callLogging(t, ctx); err != nil {
 		t.Fatalf("call after passivation: %v", err)
 	}
-	if !n.logged(`"msg":"session rehydrated"`, dc.cs.ID()) {
-		t.Fatal("the session was not rehydrated")
-	}
+	awaitLine(t, ctx, rehydrated, dc.cs.ID()) // log lines trail responses
 	if got := n.count(`"msg":"server session connected"`); got != 2 {
 		t.Fatalf("%d server sessions connected, want 2 (the initialize, the replay)", got)
 	}
@@ -749,13 +748,12 @@ func TestTodoSessionRehydrated(t *testing.T) {
 	exchanges := d.count(`"msg":"delegated token obtained"`)
 	passivated := d.watch(`"msg":"passivating idle actor"`)
 	awaitLine(t, ctx, passivated, as.ID())
+	rehydrated := d.watch(`"msg":"session rehydrated"`)
 
 	if out, isErr := call(t, ctx, as, "get_my_todo_list", nil); isErr || !strings.Contains(out, "survives") {
 		t.Fatalf("get_my_todo_list after the actor was unloaded: %s", out)
 	}
-	if !d.logged(`"msg":"session rehydrated"`, as.ID()) {
-		t.Fatal("the session was not rehydrated")
-	}
+	awaitLine(t, ctx, rehydrated, as.ID()) // log lines trail responses
 	if got := d.count(`"msg":"delegated token obtained"`); got != exchanges {
 		t.Errorf("%d token exchanges after rehydration; want none (the exchanged token is in the snapshot)", got-exchanges)
 	}

@@ -17,3 +17,8 @@ func ToHTTP(hs []*Header, h http.Header) {
 		h[http.CanonicalHeaderKey(e.Name)] = append(h[http.CanonicalHeaderKey(e.Name)], e.Values...)
 	}
 }
+
+// NotServedHeader marks a response part by which an actor refuses a request
+// it did not serve (it was stopping): the forwarding edge may send the
+// request again. It never reaches a client.
+const NotServedHeader = "Pingmcp-Not-Served"
