@@ -13,6 +13,7 @@ import (
 
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/tools"
 )
 
@@ -141,6 +142,7 @@ func (c *credentials) Delegate(ctx context.Context, audience string, scopes []st
 		case <-d.ready:
 			if d.err == nil && time.Now().Before(d.fresh) {
 				c.mu.Unlock()
+				metrics.Exchanges.WithLabelValues("cached").Inc()
 				return d.value, nil
 			}
 			d = nil // stale or failed: exchange again
@@ -166,6 +168,11 @@ func (c *credentials) exchange(d *delegation, key string, cur *envelope.Principa
 	defer cancel()
 	start := time.Now()
 	x, err := c.exchanger.Exchange(ctx, cur.Token, audience, scopes)
+	if err != nil {
+		metrics.Exchanges.WithLabelValues("failed").Inc()
+	} else {
+		metrics.Exchanges.WithLabelValues("exchanged").Inc()
+	}
 	c.mu.Lock()
 	if err != nil {
 		d.err = err

@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
 )
 
@@ -161,6 +162,9 @@ func (e *sessionEvents) enqueue(w pendingWrite, err error) error {
 			err = errors.New("event write queue full: the store has been unreachable too long")
 		}
 		return err
+	}
+	if err != nil {
+		metrics.StoreErrors.WithLabelValues("event").Inc()
 	}
 	if err != nil && !e.failing {
 		e.failing = true

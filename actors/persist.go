@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
 )
 
@@ -326,6 +327,7 @@ func (p *persister) run() {
 				p.fenced()
 				return
 			}
+			metrics.StoreErrors.WithLabelValues("snapshot").Inc()
 			p.mu.Lock()
 			if !p.failing {
 				p.failing = true

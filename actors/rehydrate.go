@@ -13,6 +13,8 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pingmcp/pingmcp/metrics"
 )
 
 // activateTimeout bounds how long an activation tries to reach the store
@@ -63,6 +65,17 @@ func (a *SessionActor) activate(ctx actor.Context, create bool) {
 func (a *SessionActor) activated(ctx actor.Context, m *activated) {
 	pending := a.pending
 	a.pending = nil
+	switch {
+	case m.err != nil:
+		metrics.Activations.WithLabelValues("failed").Inc()
+	case m.epoch == 0:
+		metrics.Activations.WithLabelValues("unknown").Inc()
+	case m.snap == nil:
+		metrics.Activations.WithLabelValues("new").Inc()
+	default:
+		metrics.Activations.WithLabelValues("rehydrated").Inc()
+		metrics.Interrupted.Add(float64(m.interrupted))
+	}
 	if m.err != nil {
 		a.logger.Warn("session not activated: its store cannot be reached; answering 503", "err", m.err)
 		for _, q := range pending {

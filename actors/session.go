@@ -30,6 +30,7 @@ import (
 
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/tools"
 )
 
@@ -240,6 +241,7 @@ func (a *SessionActor) Receive(ctx actor.Context) {
 	case fencedOut:
 		if !a.fenced {
 			a.logger.Warn("session moved to a newer activation; this one stops serving", "epoch", a.epoch)
+			metrics.Fenced.Inc()
 			a.fenced = true
 			a.events.keep.Store(true)
 			a.stop(ctx)

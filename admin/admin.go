@@ -6,6 +6,7 @@
 //	DELETE /admin/v1/sessions/{id}                           end a session
 //	POST   /admin/v1/users/{subject}/revoke?for=&issuer=     end a user's sessions, refuse their current tokens
 //	GET    /admin/v1/nodes                                   the cluster's members as this node sees them
+//	GET    /metrics                                          Prometheus metrics of this node
 //
 // Sessions are read from the session store that every node shares (Redis),
 // so any node's admin API lists every session, passivated or live. No
@@ -24,6 +25,7 @@ import (
 
 	"github.com/pingmcp/pingmcp/actors"
 	"github.com/pingmcp/pingmcp/cluster"
+	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
 )
 
@@ -55,6 +57,7 @@ func Handler(opts Options) (http.Handler, error) {
 	mux.HandleFunc("DELETE /admin/v1/sessions/{id}", a.endSession)
 	mux.HandleFunc("GET /admin/v1/nodes", a.listNodes)
 	mux.HandleFunc("POST /admin/v1/users/{subject}/revoke", a.revokeUser)
+	mux.Handle("GET /metrics", metrics.Handler())
 	return a.authenticate(mux), nil
 }
 

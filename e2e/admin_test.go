@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -123,6 +124,39 @@ func TestAdminSessions(t *testing.T) {
 	}
 	if _, errOut, code := runCLI(t, []string{"PINGMCP_ADMIN_TOKEN=wrong-token-of-length"}, "sessions", "ls", adminURL); code != 1 || !strings.Contains(errOut, "invalid admin token") {
 		t.Errorf("sessions ls with a wrong token: %d %s", code, errOut)
+	}
+
+	// Metrics, behind the same token, move when what they count happens.
+	metricsURL := "http://" + rec.Admin + "/metrics"
+	if status, _, _ := adminCall(t, ctx, http.MethodGet, metricsURL, ""); status != http.StatusUnauthorized {
+		t.Errorf("/metrics without the token: %d", status)
+	}
+	metric := func(name string) float64 {
+		_, body, _ := adminCall(t, ctx, http.MethodGet, metricsURL, token)
+		for _, l := range strings.Split(body, "\n") {
+			if v, ok := strings.CutPrefix(l, name+" "); ok {
+				var f float64
+				fmt.Sscan(v, &f)
+				return f
+			}
+		}
+		return 0
+	}
+	calls := `pingmcp_request_duration_seconds_count{method="tools/call",status="200"}`
+	before := metric(calls)
+	exchangesBefore := metric(`pingmcp_token_exchanges_total{result="cached"}`)
+	call(t, ctx, bs, "get_my_todo_list", nil)
+	if after := metric(calls); after != before+1 {
+		t.Errorf("%s went from %v to %v after one call", calls, before, after)
+	}
+	if after := metric(`pingmcp_token_exchanges_total{result="cached"}`); after <= exchangesBefore {
+		t.Errorf("the cached-token count did not move (%v → %v)", exchangesBefore, after)
+	}
+	if n := metric(`pingmcp_activations_total{outcome="new"}`); n < 2 {
+		t.Errorf("new activations: %v, want at least 2", n)
+	}
+	if n := metric("pingmcp_live_actors"); n < 2 {
+		t.Errorf("live actors: %v, want at least 2", n)
 	}
 
 	// Ending alice's session: her client is told it is gone; bob's goes on.

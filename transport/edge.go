@@ -32,6 +32,7 @@ import (
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/metrics"
 )
 
 // Header names of the MCP streamable HTTP transport.
@@ -237,6 +238,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer stream.Close()
 	status = e.relay(ctx, w, stream, logger)
+	metrics.Requests.WithLabelValues(mcpMethod(r.Method, body), strconv.Itoa(status)).Observe(time.Since(start).Seconds())
 	if e.draining.Err() != nil && r.Context().Err() == nil && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
 		io.WriteString(w, retryHint)
 		http.NewResponseController(w).Flush()
@@ -275,6 +277,44 @@ func (e *Edge) forward(ctx context.Context, rt route, req *envelope.Request) (*c
 	return stream, err
 }
 
+// mcpMethod names a request for metrics: its JSON-RPC method (one of those
+// MCP defines, else "other"), "batch", "response", or the HTTP method.
+func mcpMethod(httpMethod string, body []byte) string {
+	if httpMethod != http.MethodPost {
+		return httpMethod
+	}
+	trimmed := bytes.TrimLeft(body, " \t\r\n")
+	if len(trimmed) > 0 && trimmed[0] == '[' {
+		return "batch"
+	}
+	var m struct {
+		Method string `json:"method"`
+	}
+	if json.Unmarshal(trimmed, &m) != nil {
+		return "invalid"
+	}
+	if m.Method == "" {
+		return "response"
+	}
+	if knownMethods[m.Method] {
+		return m.Method
+	}
+	return "other" // a label per unknown name would let clients grow the metrics without bound
+}
+
+// knownMethods are the MCP methods metrics name.
+var knownMethods = map[string]bool{}
+
+func init() {
+	for _, m := range strings.Fields(`initialize ping tools/list tools/call resources/list resources/read
+		resources/templates/list resources/subscribe resources/unsubscribe prompts/list prompts/get
+		completion/complete logging/setLevel server/discover subscriptions/listen tasks/get tasks/list
+		tasks/result tasks/cancel notifications/initialized notifications/cancelled notifications/progress
+		notifications/roots/list_changed`) {
+		knownMethods[m] = true
+	}
+}
+
 // relay writes each part of the actor's response to the client as it
 // arrives, flushing after each, and returns the status sent.
 func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stream, logger func() *slog.Logger) int {
@@ -292,6 +332,10 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 			status = int(p.Status)
 			envelope.ToHTTP(p.Headers, w.Header())
 			w.WriteHeader(status)
+			if !p.Final && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
+				metrics.OpenStreams.Inc()
+				defer metrics.OpenStreams.Dec()
+			}
 		}
 		if len(p.Body) > 0 {
 			if _, err := w.Write(p.Body); err != nil {

@@ -34,6 +34,7 @@ import (
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/config"
+	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/tools"
 	"github.com/pingmcp/pingmcp/tools/conformance"
@@ -351,6 +352,7 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
+	metrics.LiveActors(func() float64 { return float64(actorCfg.Local.Len()) })
 	adminSrv, err := serveAdmin(cfg, durability, node, logger)
 	if err != nil {
 		shutdownWithin(time.Second, srv)
