@@ -219,6 +219,15 @@ func (a *SessionActor) Receive(ctx actor.Context) {
 			if f := a.flights[m.GetCancel().RequestId]; f != nil {
 				f.cancel()
 			}
+		case m.GetStop() != nil:
+			// An operator ended the session: its state is already gone
+			// from the store; what is left here goes now.
+			a.logger.Info("session stopped by an operator", "reason", m.GetStop().Reason)
+			a.ended = true
+			if a.events != nil {
+				a.events.keep.Store(true)
+			}
+			a.stop(ctx)
 		}
 	case *activated:
 		a.activated(ctx, m)

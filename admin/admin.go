@@ -158,6 +158,7 @@ func (a *api) endSession(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "the session could not be ended: "+err.Error())
 		return
 	}
+	a.stopActor(r, info.ID, "ended by an operator")
 	a.opts.Logger.Info("admin: session ended", "session", info.ID, "subject", info.Subject, "client_id", info.ClientID)
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -206,6 +207,7 @@ func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
 				writeError(w, http.StatusServiceUnavailable, "revoked, but the sessions could not all be ended: "+err.Error())
 				return
 			}
+			a.stopActor(r, st.Session, "user revoked by an operator")
 			ended++
 		}
 		if next == "" {
@@ -215,6 +217,18 @@ func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
 	}
 	a.opts.Logger.Info("admin: user revoked", "issuer", issuer, "subject", subject, "until", rev.Until, "sessions_ended", ended)
 	writeJSON(w, http.StatusOK, map[string]any{"issuer": issuer, "subject": subject, "revoked_at": rev.At, "until": rev.Until, "sessions_ended": ended})
+}
+
+// stopActor stops the session's live actor wherever it is, so that its
+// requests and streams end now, not at its next write. The session is
+// already gone from the store, so a failure here only delays that.
+func (a *api) stopActor(r *http.Request, id, reason string) {
+	if a.opts.Node == nil {
+		return
+	}
+	if err := a.opts.Node.StopActor(r.Context(), cluster.SessionKind, id, reason); err != nil {
+		a.opts.Logger.Warn("admin: the session's actor could not be told to stop; it stops at its next request", "session", id, "err", err)
+	}
 }
 
 func (a *api) listNodes(w http.ResponseWriter, r *http.Request) {

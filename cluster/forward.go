@@ -104,6 +104,19 @@ func (n *Node) Forward(ctx context.Context, kind, identity string, req *envelope
 	}
 }
 
+// StopActor tells the actor kind/identity to stop (an operator ended its
+// session). If it is not live, the cluster activates it to hear this, and it
+// stops at once.
+func (n *Node) StopActor(ctx context.Context, kind, identity, reason string) error {
+	pid, err := n.activation(ctx, kind, identity)
+	if err != nil {
+		return err
+	}
+	n.System.Root.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Stop{Stop: &envelope.Stop{Reason: reason}}})
+	n.forget(kind, identity, pid)
+	return nil
+}
+
 // maxNotServedRetries bounds how often Forward sends again a request an
 // actor refused unserved.
 const maxNotServedRetries = 3

@@ -159,9 +159,21 @@ func TestAdminSessions(t *testing.T) {
 		t.Errorf("live actors: %v, want at least 2", n)
 	}
 
-	// Ending alice's session: her client is told it is gone; bob's goes on.
+	// Ending alice's session: her actor stops at once (its open standalone
+	// stream ends, so her client's connection ends), her client is told the
+	// session is gone; bob's goes on.
+	aliceGone := make(chan error, 1)
+	go func() { aliceGone <- as.Wait() }()
 	if out, errOut, code := runCLI(t, env, "sessions", "kill", as.ID(), adminURL); code != 0 || !strings.Contains(out, "ended") {
 		t.Fatalf("sessions kill: %d %s %s", code, out, errOut)
+	}
+	select {
+	case <-aliceGone:
+	case <-time.After(30 * time.Second):
+		t.Fatal("alice's standalone stream stayed open after her session was ended")
+	}
+	if d.awaitCount(ctx, `"msg":"session stopped by an operator"`, 1) < 1 {
+		t.Error("alice's actor did not log that an operator stopped it")
 	}
 	if _, errOut, code := runCLI(t, env, "sessions", "kill", as.ID(), adminURL); code != 1 || !strings.Contains(errOut, "no such session") {
 		t.Errorf("killing it again: %d %s", code, errOut)

@@ -38,6 +38,7 @@ type Envelope struct {
 	//	*Envelope_Ack
 	//	*Envelope_MemberQuery
 	//	*Envelope_MemberInfo
+	//	*Envelope_Stop
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -134,6 +135,15 @@ func (x *Envelope) GetMemberInfo() *MemberInfo {
 	return nil
 }
 
+func (x *Envelope) GetStop() *Stop {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_Stop); ok {
+			return x.Stop
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -162,6 +172,10 @@ type Envelope_MemberInfo struct {
 	MemberInfo *MemberInfo `protobuf:"bytes,6,opt,name=member_info,json=memberInfo,proto3,oneof"`
 }
 
+type Envelope_Stop struct {
+	Stop *Stop `protobuf:"bytes,7,opt,name=stop,proto3,oneof"`
+}
+
 func (*Envelope_Request) isEnvelope_Body() {}
 
 func (*Envelope_Part) isEnvelope_Body() {}
@@ -173,6 +187,8 @@ func (*Envelope_Ack) isEnvelope_Body() {}
 func (*Envelope_MemberQuery) isEnvelope_Body() {}
 
 func (*Envelope_MemberInfo) isEnvelope_Body() {}
+
+func (*Envelope_Stop) isEnvelope_Body() {}
 
 // Request is one HTTP request to /mcp, forwarded by the edge to the actor that
 // serves it. The edge has already checked Host, Origin, size and the bearer
@@ -815,11 +831,58 @@ func (x *Member) GetHttpAddr() string {
 	return ""
 }
 
+// Stop tells a session actor that an operator ended its session (or
+// revoked its user): it ends its requests and streams and stops, deleting
+// nothing (the operator's node already did).
+type Stop struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Reason        string                 `protobuf:"bytes,1,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Stop) Reset() {
+	*x = Stop{}
+	mi := &file_envelope_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Stop) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Stop) ProtoMessage() {}
+
+func (x *Stop) ProtoReflect() protoreflect.Message {
+	mi := &file_envelope_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Stop.ProtoReflect.Descriptor instead.
+func (*Stop) Descriptor() ([]byte, []int) {
+	return file_envelope_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Stop) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_envelope_proto protoreflect.FileDescriptor
 
 const file_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x0eenvelope.proto\x12\x13pingmcp.envelope.v1\"\xf5\x02\n" +
+	"\x0eenvelope.proto\x12\x13pingmcp.envelope.v1\"\xa6\x03\n" +
 	"\bEnvelope\x128\n" +
 	"\arequest\x18\x01 \x01(\v2\x1c.pingmcp.envelope.v1.RequestH\x00R\arequest\x127\n" +
 	"\x04part\x18\x02 \x01(\v2!.pingmcp.envelope.v1.ResponsePartH\x00R\x04part\x125\n" +
@@ -827,7 +890,8 @@ const file_envelope_proto_rawDesc = "" +
 	"\x03ack\x18\x04 \x01(\v2\x18.pingmcp.envelope.v1.AckH\x00R\x03ack\x12E\n" +
 	"\fmember_query\x18\x05 \x01(\v2 .pingmcp.envelope.v1.MemberQueryH\x00R\vmemberQuery\x12B\n" +
 	"\vmember_info\x18\x06 \x01(\v2\x1f.pingmcp.envelope.v1.MemberInfoH\x00R\n" +
-	"memberInfoB\x06\n" +
+	"memberInfo\x12/\n" +
+	"\x04stop\x18\a \x01(\v2\x19.pingmcp.envelope.v1.StopH\x00R\x04stopB\x06\n" +
 	"\x04body\"\xe6\x01\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
@@ -879,7 +943,9 @@ const file_envelope_proto_rawDesc = "" +
 	"\x04port\x18\x03 \x01(\x05R\x04port\x12\x14\n" +
 	"\x05kinds\x18\x04 \x03(\tR\x05kinds\x12\x12\n" +
 	"\x04role\x18\x05 \x01(\tR\x04role\x12\x1b\n" +
-	"\thttp_addr\x18\x06 \x01(\tR\bhttpAddrB-Z+github.com/pingmcp/pingmcp/cluster/envelopeb\x06proto3"
+	"\thttp_addr\x18\x06 \x01(\tR\bhttpAddr\"\x1e\n" +
+	"\x04Stop\x12\x16\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reasonB-Z+github.com/pingmcp/pingmcp/cluster/envelopeb\x06proto3"
 
 var (
 	file_envelope_proto_rawDescOnce sync.Once
@@ -893,7 +959,7 @@ func file_envelope_proto_rawDescGZIP() []byte {
 	return file_envelope_proto_rawDescData
 }
 
-var file_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_envelope_proto_goTypes = []any{
 	(*Envelope)(nil),     // 0: pingmcp.envelope.v1.Envelope
 	(*Request)(nil),      // 1: pingmcp.envelope.v1.Request
@@ -905,6 +971,7 @@ var file_envelope_proto_goTypes = []any{
 	(*MemberQuery)(nil),  // 7: pingmcp.envelope.v1.MemberQuery
 	(*MemberInfo)(nil),   // 8: pingmcp.envelope.v1.MemberInfo
 	(*Member)(nil),       // 9: pingmcp.envelope.v1.Member
+	(*Stop)(nil),         // 10: pingmcp.envelope.v1.Stop
 }
 var file_envelope_proto_depIdxs = []int32{
 	1,  // 0: pingmcp.envelope.v1.Envelope.request:type_name -> pingmcp.envelope.v1.Request
@@ -913,17 +980,18 @@ var file_envelope_proto_depIdxs = []int32{
 	6,  // 3: pingmcp.envelope.v1.Envelope.ack:type_name -> pingmcp.envelope.v1.Ack
 	7,  // 4: pingmcp.envelope.v1.Envelope.member_query:type_name -> pingmcp.envelope.v1.MemberQuery
 	8,  // 5: pingmcp.envelope.v1.Envelope.member_info:type_name -> pingmcp.envelope.v1.MemberInfo
-	2,  // 6: pingmcp.envelope.v1.Request.headers:type_name -> pingmcp.envelope.v1.Header
-	3,  // 7: pingmcp.envelope.v1.Request.principal:type_name -> pingmcp.envelope.v1.Principal
-	2,  // 8: pingmcp.envelope.v1.ResponsePart.headers:type_name -> pingmcp.envelope.v1.Header
-	9,  // 9: pingmcp.envelope.v1.MemberQuery.from:type_name -> pingmcp.envelope.v1.Member
-	9,  // 10: pingmcp.envelope.v1.MemberInfo.self:type_name -> pingmcp.envelope.v1.Member
-	9,  // 11: pingmcp.envelope.v1.MemberInfo.members:type_name -> pingmcp.envelope.v1.Member
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	10, // 6: pingmcp.envelope.v1.Envelope.stop:type_name -> pingmcp.envelope.v1.Stop
+	2,  // 7: pingmcp.envelope.v1.Request.headers:type_name -> pingmcp.envelope.v1.Header
+	3,  // 8: pingmcp.envelope.v1.Request.principal:type_name -> pingmcp.envelope.v1.Principal
+	2,  // 9: pingmcp.envelope.v1.ResponsePart.headers:type_name -> pingmcp.envelope.v1.Header
+	9,  // 10: pingmcp.envelope.v1.MemberQuery.from:type_name -> pingmcp.envelope.v1.Member
+	9,  // 11: pingmcp.envelope.v1.MemberInfo.self:type_name -> pingmcp.envelope.v1.Member
+	9,  // 12: pingmcp.envelope.v1.MemberInfo.members:type_name -> pingmcp.envelope.v1.Member
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_envelope_proto_init() }
@@ -938,6 +1006,7 @@ func file_envelope_proto_init() {
 		(*Envelope_Ack)(nil),
 		(*Envelope_MemberQuery)(nil),
 		(*Envelope_MemberInfo)(nil),
+		(*Envelope_Stop)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -945,7 +1014,7 @@ func file_envelope_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envelope_proto_rawDesc), len(file_envelope_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
