@@ -134,8 +134,12 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		list("allowed-hosts", "", "comma-separated Host values /mcp answers to (DNS-rebinding protection); empty: loopback names on a loopback listener, any otherwise")
 		fs.DurationVar(&c.SessionIdleTimeout, "session-idle-timeout", 30*time.Minute, "end a session with no request for this long; its snapshot and events expire then (0: never)")
 		fs.DurationVar(&c.ActorIdleTimeout, "actor-idle-timeout", 5*time.Minute, "unload a session's actor from memory after this long without a request or open stream; the session lives on in its snapshot (0: never)")
-		fs.StringVar(&c.AdminAddr, "admin-addr", "", "HTTP address of the admin API (sessions, nodes), a listener of its own; off when empty")
-		fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", "file holding the admin API's bearer token (required with --admin-addr)")
+		defAdmin, tokenHelp := "", "file holding the admin API's bearer token (required with --admin-addr)"
+		if dev {
+			defAdmin, tokenHelp = "127.0.0.1:9090", "file holding the admin API's bearer token (dev: one is made when empty)"
+		}
+		fs.StringVar(&c.AdminAddr, "admin-addr", defAdmin, "HTTP address of the admin API (sessions, nodes, /metrics), a listener of its own; off when empty")
+		fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", tokenHelp)
 		fs.DurationVar(&c.DrainTimeout, "drain-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish before their streams are ended with a retry hint")
 		fs.StringVar(&c.RedisURL, "redis-url", "", "keep session snapshots and SSE events in Redis (redis://host:port/db, rediss:// for TLS); in this process's memory when empty (one node only)")
 		fs.StringVar(&c.RedisPrefix, "redis-prefix", "pingmcp:", "prefix of every Redis key this cluster writes")
@@ -337,7 +341,7 @@ func (c *Config) validate() error {
 			}
 		}
 		if c.Command == "dev" {
-			for flagName, a := range map[string]string{"addr": c.Addr, "idp-addr": c.IdPAddr, "todo-api-addr": c.TodoAPIAddr} {
+			for flagName, a := range map[string]string{"addr": c.Addr, "idp-addr": c.IdPAddr, "todo-api-addr": c.TodoAPIAddr, "admin-addr": orDefault(c.AdminAddr, "127.0.0.1:0")} {
 				if !IsLoopback(a) {
 					errs = append(errs, fmt.Errorf("--%s %q: pingmcp dev listens on loopback only (use pingmcp serve, todo-api and a real PingFederate beyond it)", flagName, a))
 				}
@@ -409,7 +413,9 @@ func (c *Config) validateDurability() []error {
 	}
 	if c.AdminAddr != "" {
 		if c.AdminTokenFile == "" {
-			errs = append(errs, errors.New("--admin-addr needs --admin-token-file: the admin API is never unauthenticated"))
+			if c.Command != "dev" { // dev makes one
+				errs = append(errs, errors.New("--admin-addr needs --admin-token-file: the admin API is never unauthenticated"))
+			}
 		} else if b, err := os.ReadFile(c.AdminTokenFile); err != nil {
 			errs = append(errs, fmt.Errorf("--admin-token-file: %w", err))
 		} else if len(strings.TrimSpace(string(b))) < 16 {
@@ -483,6 +489,13 @@ func usage(fs *flag.FlagSet, command string, out io.Writer) {
 		}
 		fmt.Fprintf(out, "  --%s\n        %s%s\n        env %s\n", f.Name, f.Usage, def, EnvName(f.Name))
 	})
+}
+
+func orDefault(s, def string) string {
+	if s != "" {
+		return s
+	}
+	return def
 }
 
 // Usage writes the top-level help.

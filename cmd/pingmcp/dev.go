@@ -159,6 +159,9 @@ func printDevBanner(w io.Writer, cfg *config.Config) {
 	if cfg.Auth != "none" {
 		fmt.Fprintf(w, "  Log in:    %s (development users alice/alice and bob/bob)\n  Todo API:  %s\n", cfg.Issuer, cfg.TodoAPIURL)
 	}
+	if cfg.AdminAddr != "" {
+		fmt.Fprintf(w, "  Admin:     http://%s (token in %s), for example\n             pingmcp sessions ls --admin-url http://%[1]s --admin-token-file %[2]s\n", cfg.AdminAddr, cfg.AdminTokenFile)
+	}
 	fmt.Fprintf(w, `  Health:    %[1]s/healthz   %[1]s/readyz
 
 Next: connect an MCP client to the MCP URL, for example the MCP Inspector

@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -248,9 +249,32 @@ const revocationRefresh = 500 * time.Millisecond
 
 // serveAdmin starts the admin API on its own listener, when --admin-addr
 // is set.
-func serveAdmin(cfg *config.Config, d *actors.Durability, node *cluster.Node, logger *slog.Logger) (*http.Server, error) {
+func serveAdmin(ctx context.Context, cfg *config.Config, d *actors.Durability, node *cluster.Node, logger *slog.Logger) (srv *http.Server, err error) {
 	if cfg.AdminAddr == "" {
 		return nil, nil
+	}
+	if cfg.AdminTokenFile == "" && cfg.Command == "dev" {
+		// dev makes a token in a new file readable by this user alone
+		// (CreateTemp: 0600, a name nobody could have taken before), and
+		// the banner says where.
+		f, err := os.CreateTemp("", "pingmcp-dev-admin-token-*")
+		if err != nil {
+			return nil, fmt.Errorf("write the dev admin token: %w", err)
+		}
+		_, err = f.WriteString(rand.Text() + "\n")
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, fmt.Errorf("write the dev admin token: %w", err)
+		}
+		cfg.AdminTokenFile = f.Name()
+		defer func() {
+			if srv == nil { // not started: nothing will use it
+				os.Remove(f.Name())
+			}
+		}()
+		context.AfterFunc(ctx, func() { os.Remove(f.Name()) })
 	}
 	token, err := os.ReadFile(cfg.AdminTokenFile)
 	if err != nil {
@@ -264,9 +288,10 @@ func serveAdmin(cfg *config.Config, d *actors.Durability, node *cluster.Node, lo
 	if err != nil {
 		return nil, err
 	}
-	srv := newHTTPServer(h, logger)
+	srv = newHTTPServer(h, logger)
 	go srv.Serve(ln)
-	logger.Info("admin API started", "admin", ln.Addr().String())
+	cfg.AdminAddr = ln.Addr().String() // port 0 resolved, for the banner
+	logger.Info("admin API started", "admin", cfg.AdminAddr)
 	return srv, nil
 }
 
@@ -353,7 +378,7 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 	go func() { served <- srv.Serve(ln) }()
 
 	metrics.LiveActors(func() float64 { return float64(actorCfg.Local.Len()) })
-	adminSrv, err := serveAdmin(cfg, durability, node, logger)
+	adminSrv, err := serveAdmin(ctx, cfg, durability, node, logger)
 	if err != nil {
 		shutdownWithin(time.Second, srv)
 		node.Stop(false)
