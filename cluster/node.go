@@ -17,6 +17,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 )
 
 // Kinds of actors pingmcp places on the cluster.
@@ -87,6 +88,9 @@ type Node struct {
 	pids map[string]*actor.PID // kind/identity → activation, dropped when it terminates
 	// topology is closed (and replaced) when membership changes.
 	topology chan struct{}
+	// members is our copy of the membership, taken from each topology
+	// event: protoactor's MemberList hands out slices it keeps sorting.
+	members []*cluster.Member
 }
 
 // maxWireMessage bounds one gRPC message between nodes (a batch of envelopes).
@@ -158,10 +162,7 @@ func Start(cfg Config) (*Node, error) {
 		cluster.WithRequestTimeout(10*time.Second),
 	)
 	n.Cluster = cluster.New(system, clusterCfg)
-	if err := startMember(n.Cluster); err != nil {
-		return nil, err
-	}
-	n.logger = cfg.Logger.With("node", system.Address())
+	// Subscribed before joining, so that the first topology is seen too.
 	// Activations on a node that left are gone: forget them at once, so
 	// that the next request asks the cluster for a new one.
 	system.EventStream.Subscribe(func(evt any) {
@@ -169,12 +170,21 @@ func Start(cfg Config) (*Node, error) {
 			if len(t.Left) > 0 {
 				n.forgetNodes(t.Left)
 			}
+			members := make([]*cluster.Member, 0, len(t.Members))
+			for _, m := range t.Members {
+				members = append(members, proto.Clone(m).(*cluster.Member))
+			}
 			n.mu.Lock()
+			n.members = members
 			close(n.topology)
 			n.topology = make(chan struct{})
 			n.mu.Unlock()
 		}
 	})
+	if err := startMember(n.Cluster); err != nil {
+		return nil, err
+	}
+	n.logger = cfg.Logger.With("node", system.Address())
 	// An activation that terminated is not asked again: the next request
 	// goes to the cluster for a new one instead of failing once first.
 	n.replies, err = newReplyRouter(system, n.logger, func(w *watch) { n.forget(w.kind, w.identity, w.pid) })
@@ -205,7 +215,9 @@ func (n *Node) Logger() *slog.Logger { return n.logger }
 
 // Members lists the members of the cluster as this node sees them.
 func (n *Node) Members() []*cluster.Member {
-	return n.Cluster.MemberList.Members().Members()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.members
 }
 
 // Ready reports why the node cannot serve yet, or nil. A node that forwards
