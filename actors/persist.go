@@ -212,6 +212,9 @@ func (p *persister) update(wait bool, change func(*record)) error {
 // stage changes the record without writing it: the change goes out with
 // the next write.
 func (p *persister) stage(change func(*record)) {
+	if p == nil {
+		return
+	}
 	p.mu.Lock()
 	change(&p.rec)
 	p.mu.Unlock()
@@ -221,6 +224,9 @@ func (p *persister) stage(change func(*record)) {
 // lifetime passed since the last write, so that an active session does not
 // expire while a request costs no write.
 func (p *persister) touch() {
+	if p == nil {
+		return
+	}
 	ttl := p.d.SessionTTL
 	p.mu.Lock()
 	due := ttl > 0 && time.Since(p.savedAt) > ttl/10
@@ -230,8 +236,11 @@ func (p *persister) touch() {
 	}
 }
 
-// clean says every change was written.
+// clean says every change was written (a nil persister has none).
 func (p *persister) clean() bool {
+	if p == nil {
+		return true
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.saved == p.want
@@ -269,6 +278,9 @@ func (p *persister) flush(ctx context.Context) error {
 // close stops the writer; what was not written by then is lost with this
 // activation (callers flush first).
 func (p *persister) close() {
+	if p == nil {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.closed {
@@ -279,6 +291,9 @@ func (p *persister) close() {
 
 // remove ends the session: its snapshot goes, under the same fencing.
 func (p *persister) remove(ctx context.Context) error {
+	if p == nil {
+		return nil
+	}
 	p.close()
 	return p.d.Snapshots.Delete(ctx, p.session, p.epoch)
 }

@@ -264,7 +264,7 @@ func (a *SessionActor) Receive(ctx actor.Context) {
 		if len(a.flights) > 0 {
 			return
 		}
-		if (a.persist.Load() != nil && !a.persist.Load().clean()) || (a.events != nil && !a.events.clean()) {
+		if !a.persist.Load().clean() || (a.events != nil && !a.events.clean()) {
 			// The snapshot has changes not written yet (Redis is down):
 			// this actor is all there is of them, so it stays.
 			a.logger.Info("idle actor kept: its snapshot is not written yet")
@@ -299,9 +299,7 @@ func (a *SessionActor) Receive(ctx actor.Context) {
 		for s := range a.server.Sessions() {
 			s.Close()
 		}
-		if a.persist.Load() != nil {
-			a.persist.Load().close()
-		}
+		a.persist.Load().close()
 		if a.events != nil {
 			a.events.close()
 		}
@@ -367,12 +365,7 @@ func (a *SessionActor) start(ctx actor.Context) {
 			store:  a.cfg.Durability.Events,
 			logger: a.logger,
 			fenced: func() { root.Send(self, fencedOut{}) },
-			ended: func(ctx context.Context) error {
-				if a.persist.Load() == nil {
-					return nil
-				}
-				return a.persist.Load().remove(ctx)
-			},
+			ended:  func(ctx context.Context) error { return a.persist.Load().remove(ctx) },
 		}
 		hopts.EventStore = a.events
 	}
@@ -444,9 +437,7 @@ func (a *SessionActor) serveFrom(ctx actor.Context, replyTo *actor.PID, req *env
 		send(refusal)
 		return
 	}
-	if a.persist.Load() != nil {
-		a.persist.Load().touch()
-	}
+	a.persist.Load().touch()
 	// rctx is the response's (the edge's) context; hctx, the handler's,
 	// also ends when a drain cuts the request, leaving the response open for
 	// its retry hint.
@@ -539,10 +530,10 @@ func (a *SessionActor) admit(p *envelope.Principal) bool {
 		if a.creds != nil {
 			a.creds.set(p)
 		}
-		if a.persist.Load() != nil {
+		if ps := a.persist.Load(); ps != nil {
 			// Written with the handshake, once initialize succeeds.
 			sealed, err := a.cfg.Durability.sealPrincipal(a.id, p)
-			a.persist.Load().stage(func(r *record) {
+			ps.stage(func(r *record) {
 				if id != nil {
 					r.Issuer, r.Subject, r.ClientID = id.issuer, id.subject, id.clientID
 				}
@@ -557,9 +548,9 @@ func (a *SessionActor) admit(p *envelope.Principal) bool {
 		return false
 	}
 	if p != nil && (a.credential == nil || p.ExpiresUnix >= a.credential.ExpiresUnix) {
-		if a.persist.Load() != nil && (a.credential == nil || a.credential.Token != p.Token) {
+		if ps := a.persist.Load(); ps != nil && (a.credential == nil || a.credential.Token != p.Token) {
 			if sealed, err := a.cfg.Durability.sealPrincipal(a.id, p); err == nil {
-				a.persist.Load().update(false, func(r *record) { r.Principal = sealed })
+				ps.update(false, func(r *record) { r.Principal = sealed })
 			}
 		}
 		a.credential = p

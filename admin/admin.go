@@ -191,32 +191,49 @@ func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "the revocation could not be stored: "+err.Error())
 		return
 	}
-	ended, cursor := 0, ""
-	for {
-		page, next, err := a.opts.Durability.Snapshots.List(r.Context(), cursor, maxLimit)
-		if err != nil {
-			writeError(w, http.StatusServiceUnavailable, "revoked, but the sessions could not all be ended: "+err.Error())
-			return
+	ended := 0
+	err := a.eachSession(r, func(info actors.SessionInfo) error {
+		if info.Subject != subject || info.Issuer != issuer {
+			return nil
 		}
-		for _, st := range page {
-			info, err := a.opts.Durability.Describe(st.Session, st.Snapshot, false)
-			if err != nil || info.Subject != subject || info.Issuer != issuer {
-				continue
-			}
-			if err := a.opts.Durability.End(r.Context(), st.Session); err != nil {
-				writeError(w, http.StatusServiceUnavailable, "revoked, but the sessions could not all be ended: "+err.Error())
-				return
-			}
-			a.stopActor(r, st.Session, "user revoked by an operator")
-			ended++
+		if err := a.opts.Durability.End(r.Context(), info.ID); err != nil {
+			return err
 		}
-		if next == "" {
-			break
-		}
-		cursor = next
+		a.stopActor(r, info.ID, "user revoked by an operator")
+		ended++
+		return nil
+	})
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "revoked, but the sessions could not all be ended: "+err.Error())
+		return
 	}
 	a.opts.Logger.Info("admin: user revoked", "issuer", issuer, "subject", subject, "until", rev.Until, "sessions_ended", ended)
 	writeJSON(w, http.StatusOK, map[string]any{"issuer": issuer, "subject": subject, "revoked_at": rev.At, "until": rev.Until, "sessions_ended": ended})
+}
+
+// eachSession calls f with every stored session the node can read, page by
+// page, until f fails.
+func (a *api) eachSession(r *http.Request, f func(actors.SessionInfo) error) error {
+	cursor := ""
+	for {
+		page, next, err := a.opts.Durability.Snapshots.List(r.Context(), cursor, maxLimit)
+		if err != nil {
+			return err
+		}
+		for _, st := range page {
+			info, err := a.opts.Durability.Describe(st.Session, st.Snapshot, false)
+			if err != nil {
+				continue // a snapshot of another version, or unreadable
+			}
+			if err := f(info); err != nil {
+				return err
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		cursor = next
+	}
 }
 
 // stopActor stops the session's live actor wherever it is, so that its

@@ -7,6 +7,7 @@
 package config
 
 import (
+	"cmp"
 	"crypto/rand"
 	"errors"
 	"flag"
@@ -341,7 +342,7 @@ func (c *Config) validate() error {
 			}
 		}
 		if c.Command == "dev" {
-			for flagName, a := range map[string]string{"addr": c.Addr, "idp-addr": c.IdPAddr, "todo-api-addr": c.TodoAPIAddr, "admin-addr": orDefault(c.AdminAddr, "127.0.0.1:0")} {
+			for flagName, a := range map[string]string{"addr": c.Addr, "idp-addr": c.IdPAddr, "todo-api-addr": c.TodoAPIAddr, "admin-addr": cmp.Or(c.AdminAddr, "127.0.0.1:0")} {
 				if !IsLoopback(a) {
 					errs = append(errs, fmt.Errorf("--%s %q: pingmcp dev listens on loopback only (use pingmcp serve, todo-api and a real PingFederate beyond it)", flagName, a))
 				}
@@ -489,13 +490,6 @@ func usage(fs *flag.FlagSet, command string, out io.Writer) {
 		}
 		fmt.Fprintf(out, "  --%s\n        %s%s\n        env %s\n", f.Name, f.Usage, def, EnvName(f.Name))
 	})
-}
-
-func orDefault(s, def string) string {
-	if s != "" {
-		return s
-	}
-	return def
 }
 
 // Usage writes the top-level help.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,7 +35,7 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 	verb := args[0]
 	fs := flag.NewFlagSet("pingmcp "+cmd+" "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	adminURL := fs.String("admin-url", or(getenv("PINGMCP_ADMIN_URL"), "http://127.0.0.1:9090"), "the admin API of any node (env PINGMCP_ADMIN_URL)")
+	adminURL := fs.String("admin-url", cmp.Or(getenv("PINGMCP_ADMIN_URL"), "http://127.0.0.1:9090"), "the admin API of any node (env PINGMCP_ADMIN_URL)")
 	tokenFile := fs.String("admin-token-file", getenv("PINGMCP_ADMIN_TOKEN_FILE"), "file holding the admin token (or env PINGMCP_ADMIN_TOKEN)")
 	output := fs.String("o", "table", "output: table or json")
 	user := fs.String("user", "", "sessions ls: only this user's (token subject)")
@@ -130,13 +131,6 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 		return 1
 	}
 	return 0
-}
-
-func or(s, def string) string {
-	if s != "" {
-		return s
-	}
-	return def
 }
 
 type adminClient struct {
