@@ -11,9 +11,13 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/metrics"
+	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/pingmcp/pingmcp/tools"
 )
 
@@ -119,7 +123,12 @@ func (c *credentials) Claims() map[string]any {
 // Delegate returns a token for audience with the requested scopes that the
 // user holds, exchanging the user's token once per (audience, scopes) and
 // reusing the result until shortly before it expires.
-func (c *credentials) Delegate(ctx context.Context, audience string, scopes []string) (*tools.Delegation, error) {
+func (c *credentials) Delegate(ctx context.Context, audience string, scopes []string) (out *tools.Delegation, err error) {
+	ctx, span := telemetry.Start(ctx, "token exchange", trace.WithAttributes(
+		attribute.String("pingmcp.exchange.audience", audience),
+		attribute.StringSlice("pingmcp.exchange.scopes", scopes)))
+	var how string // "cached", "exchanged" or "shared" (waited for another call's exchange)
+	defer func() { delegated(ctx, span, audience, scopes, how, out, err) }()
 	c.mu.Lock()
 	cur := c.current
 	if cur == nil || cur.Token == "" {
@@ -143,16 +152,21 @@ func (c *credentials) Delegate(ctx context.Context, audience string, scopes []st
 			if d.err == nil && time.Now().Before(d.fresh) {
 				c.mu.Unlock()
 				metrics.Exchanges.WithLabelValues("cached").Inc()
+				how = "cached"
 				return d.value, nil
 			}
 			d = nil // stale or failed: exchange again
 		default: // in flight: wait for it below
 		}
 	}
+	how = "shared"
 	if d == nil {
 		d = &delegation{ready: make(chan struct{})}
 		c.cache[key] = d
-		go c.exchange(d, key, cur, audience, held)
+		// The exchange outlives this call if need be, but its spans are
+		// this call's children.
+		go c.exchange(trace.ContextWithSpan(context.Background(), span), d, key, cur, audience, held)
+		how = "exchanged"
 	}
 	c.mu.Unlock()
 	select {
@@ -163,8 +177,8 @@ func (c *credentials) Delegate(ctx context.Context, audience string, scopes []st
 	}
 }
 
-func (c *credentials) exchange(d *delegation, key string, cur *envelope.Principal, audience string, scopes []string) {
-	ctx, cancel := context.WithTimeout(context.Background(), exchangeTimeout)
+func (c *credentials) exchange(parent context.Context, d *delegation, key string, cur *envelope.Principal, audience string, scopes []string) {
+	ctx, cancel := context.WithTimeout(parent, exchangeTimeout)
 	defer cancel()
 	start := time.Now()
 	x, err := c.exchanger.Exchange(ctx, cur.Token, audience, scopes)

@@ -7,39 +7,85 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/pingmcp/pingmcp/cluster/envelope"
 )
 
 // Local is the set of actors live on this node, so that the node can drain
-// them before it leaves the cluster.
+// them before it leaves the cluster, and say what it hosts.
 type Local struct {
 	// draining is set once the node drains: actors activated after that
 	// drain at once.
 	draining atomic.Bool
 
-	mu      sync.Mutex
-	pids    map[string]*actor.PID
-	changed chan struct{} // closed and replaced when an actor leaves
+	mu       sync.Mutex
+	pids     map[string]*liveActor // by PID id
+	sessions map[string]*liveActor // session actors by session id
+	changed  chan struct{}         // closed and replaced when an actor leaves
+}
+
+// liveActor is what the node knows of one of its actors without asking it:
+// the actor keeps these up to date.
+type liveActor struct {
+	pid       *actor.PID
+	stateless bool // a principal actor
+	epoch     atomic.Int64
+	streams   atomic.Int32 // open GET streams
+	inFlight  atomic.Int32 // other requests being served
+	owner     atomic.Pointer[principalID]
+}
+
+func (la *liveActor) setOwner(p *principalID) {
+	if la != nil {
+		la.owner.Store(p)
+	}
+}
+
+func (la *liveActor) setEpoch(e int64) {
+	if la != nil {
+		la.epoch.Store(e)
+	}
+}
+
+// flight counts a request starting (delta 1) or ending (-1).
+func (la *liveActor) flight(get bool, delta int32) {
+	switch {
+	case la == nil:
+	case get:
+		la.streams.Add(delta)
+	default:
+		la.inFlight.Add(delta)
+	}
 }
 
 // NewLocal returns an empty set.
 func NewLocal() *Local {
-	return &Local{pids: map[string]*actor.PID{}, changed: make(chan struct{})}
+	return &Local{pids: map[string]*liveActor{}, sessions: map[string]*liveActor{}, changed: make(chan struct{})}
 }
 
-func (l *Local) add(pid *actor.PID) {
+// add records a live actor; nil on a nil set (then nothing is tracked).
+func (l *Local) add(pid *actor.PID, stateless bool, id string) *liveActor {
 	if l == nil {
-		return
+		return nil
 	}
+	la := &liveActor{pid: pid, stateless: stateless}
 	l.mu.Lock()
-	l.pids[pid.Id] = pid
+	l.pids[pid.Id] = la
+	if !stateless {
+		l.sessions[id] = la
+	}
 	l.mu.Unlock()
+	return la
 }
 
-func (l *Local) remove(pid *actor.PID) {
+func (l *Local) remove(pid *actor.PID, id string) {
 	if l == nil {
 		return
 	}
 	l.mu.Lock()
+	if la := l.pids[pid.Id]; la != nil && !la.stateless && l.sessions[id] == la {
+		delete(l.sessions, id)
+	}
 	delete(l.pids, pid.Id)
 	close(l.changed)
 	l.changed = make(chan struct{})
@@ -51,6 +97,43 @@ func (l *Local) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.pids)
+}
+
+// Counts is how many session and principal actors are live.
+func (l *Local) Counts() (sessions, principals int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.sessions), len(l.pids) - len(l.sessions)
+}
+
+// Live describes those of the sessions whose actors are live here.
+func (l *Local) Live(ids []string) map[string]*envelope.SessionStatus {
+	out := map[string]*envelope.SessionStatus{}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range ids {
+		if la := l.sessions[id]; la != nil {
+			out[id] = &envelope.SessionStatus{Epoch: la.epoch.Load(), Streams: la.streams.Load(), InFlight: la.inFlight.Load()}
+		}
+	}
+	return out
+}
+
+// StopSubject stops every live actor, session or principal, of the user
+// (issuer, subject), and returns how many it told to stop.
+func (l *Local) StopSubject(system *actor.ActorSystem, issuer, subject, reason string) int {
+	l.mu.Lock()
+	var pids []*actor.PID
+	for _, la := range l.pids {
+		if o := la.owner.Load(); o != nil && o.issuer == issuer && o.subject == subject {
+			pids = append(pids, la.pid)
+		}
+	}
+	l.mu.Unlock()
+	for _, pid := range pids {
+		system.Root.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Stop{Stop: &envelope.Stop{Reason: reason}}})
+	}
+	return len(pids)
 }
 
 // drainActor asks an actor to drain: take no new request, end its streams
@@ -73,8 +156,8 @@ func (l *Local) Drain(ctx context.Context, system *actor.ActorSystem) int {
 	}
 	l.draining.Store(true)
 	l.mu.Lock()
-	for _, pid := range l.pids {
-		system.Root.Send(pid, &drainActor{deadline: deadline})
+	for _, la := range l.pids {
+		system.Root.Send(la.pid, &drainActor{deadline: deadline})
 	}
 	l.mu.Unlock()
 	for {

@@ -61,9 +61,12 @@ type record struct {
 	LogLevel        string          `json:"log_level,omitempty"`
 	Subscriptions   []string        `json:"subscriptions,omitempty"`
 	// Delegations is the sealed cache of exchanged tokens.
-	Delegations string    `json:"delegations,omitempty"`
-	Created     time.Time `json:"created"`
-	Active      time.Time `json:"active"`
+	Delegations string `json:"delegations,omitempty"`
+	// Node is the cluster address of the last activation, Epoch its epoch.
+	Node    string    `json:"node,omitempty"`
+	Epoch   int64     `json:"epoch,omitempty"`
+	Created time.Time `json:"created"`
+	Active  time.Time `json:"active"`
 }
 
 const recordVersion = 1
@@ -384,18 +387,26 @@ func decodeRecord(b []byte) (record, error) {
 // SessionInfo is what an operator may see of a stored session: never a
 // token value.
 type SessionInfo struct {
-	ID              string           `json:"id"`
-	Issuer          string           `json:"issuer,omitempty"`
-	Subject         string           `json:"subject,omitempty"`
-	ClientID        string           `json:"client_id,omitempty"`
-	ProtocolVersion string           `json:"protocol_version,omitempty"`
-	ClientName      string           `json:"client_name,omitempty"`
-	ClientVersion   string           `json:"client_version,omitempty"`
-	LogLevel        string           `json:"log_level,omitempty"`
-	Subscriptions   []string         `json:"subscriptions,omitempty"`
-	Created         time.Time        `json:"created"`
-	Active          time.Time        `json:"last_active"`
-	Delegations     []DelegationInfo `json:"delegations,omitempty"`
+	ID              string    `json:"id"`
+	Issuer          string    `json:"issuer,omitempty"`
+	Subject         string    `json:"subject,omitempty"`
+	ClientID        string    `json:"client_id,omitempty"`
+	ProtocolVersion string    `json:"protocol_version,omitempty"`
+	ClientName      string    `json:"client_name,omitempty"`
+	ClientVersion   string    `json:"client_version,omitempty"`
+	LogLevel        string    `json:"log_level,omitempty"`
+	Subscriptions   []string  `json:"subscriptions,omitempty"`
+	Created         time.Time `json:"created"`
+	Active          time.Time `json:"last_active"`
+	// Node is the cluster address of the session's last activation and
+	// Epoch its epoch; Live says whether its actor is running there now,
+	// with its open streams and requests in flight.
+	Node        string           `json:"node,omitempty"`
+	Epoch       int64            `json:"epoch,omitempty"`
+	Live        bool             `json:"live"`
+	Streams     int              `json:"streams"`
+	InFlight    int              `json:"in_flight"`
+	Delegations []DelegationInfo `json:"delegations,omitempty"`
 }
 
 // DelegationInfo describes one cached exchanged token: for whom, what, until
@@ -417,7 +428,7 @@ func (d *Durability) Describe(id string, snapshot []byte, details bool) (Session
 	}
 	info := SessionInfo{ID: id, Issuer: rec.Issuer, Subject: rec.Subject, ClientID: rec.ClientID,
 		ProtocolVersion: rec.ProtocolVersion, LogLevel: rec.LogLevel, Subscriptions: rec.Subscriptions,
-		Created: rec.Created, Active: rec.Active}
+		Created: rec.Created, Active: rec.Active, Node: rec.Node, Epoch: rec.Epoch}
 	var params struct {
 		ClientInfo struct{ Name, Version string } `json:"clientInfo"`
 	}

@@ -87,6 +87,7 @@ func (a *SessionActor) activated(ctx actor.Context, m *activated) {
 	a.phase = phaseReady
 	if m.epoch > 0 {
 		a.epoch = m.epoch
+		a.live.setEpoch(m.epoch)
 		a.events.epoch.Store(m.epoch)
 		rec := newRecord(nil)
 		ok := true
@@ -104,7 +105,16 @@ func (a *SessionActor) activated(ctx actor.Context, m *activated) {
 		}
 		if ok {
 			self, root := ctx.Self(), ctx.ActorSystem().Root
-			a.persist.Store(newPersister(a.cfg.Durability, a.id, m.epoch, rec, a.logger, func() { root.Send(self, fencedOut{}) }))
+			// Operators see where the session lives now: a restored
+			// snapshot is written again at once, a new one with its
+			// handshake.
+			moved := m.snap != nil && (rec.Node != self.Address || rec.Epoch != m.epoch)
+			rec.Node, rec.Epoch = self.Address, m.epoch
+			p := newPersister(a.cfg.Durability, a.id, m.epoch, rec, a.logger, func() { root.Send(self, fencedOut{}) })
+			a.persist.Store(p)
+			if moved {
+				p.update(false, func(*record) {})
+			}
 		}
 	}
 	for _, q := range pending {
@@ -141,6 +151,7 @@ func (a *SessionActor) restore(snap []byte) (record, error) {
 		return rec, errors.New("snapshot owner does not match its sealed principal")
 	}
 	a.credential = cred
+	a.live.setOwner(a.owner)
 	if a.creds != nil {
 		a.creds.set(cred)
 		a.creds.restore(delegations)

@@ -28,6 +28,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/metrics"
@@ -60,6 +61,8 @@ type Config struct {
 	Durability *Durability
 	// Local, if set, tracks the node's live actors for draining.
 	Local *Local
+	// Audit records every tool call; nil records nothing.
+	Audit *audit.Logger
 }
 
 // toolScopes merges the scopes each toolset's tools need.
@@ -108,6 +111,10 @@ type SessionActor struct {
 	creds      *credentials
 	scopes     map[string][]string // tool → scopes it needs
 	edges      map[string]bool     // reply routers watched, by address/id
+	node       string              // this node's cluster address
+	requests   requestsOf          // being served, for the middleware (observe.go)
+	// live is this actor's entry in the node's Local set (nil without one).
+	live *liveActor
 
 	// Durability (session actors only). An activation first takes an
 	// epoch, restoring the session from its snapshot if it has one;
@@ -243,7 +250,7 @@ func (a *SessionActor) Receive(ctx actor.Context) {
 		}
 		a.stop(ctx)
 	case *actor.Stopped:
-		a.cfg.Local.remove(ctx.Self())
+		a.cfg.Local.remove(ctx.Self(), a.id)
 		if a.drainTimer != nil {
 			a.drainTimer.Stop()
 		}
@@ -256,6 +263,9 @@ func (a *SessionActor) Receive(ctx actor.Context) {
 			a.stop(ctx)
 		}
 	case requestDone:
+		if f := a.flights[m.id]; f != nil {
+			a.live.flight(f.get, -1)
+		}
 		delete(a.flights, m.id)
 		a.settle(ctx)
 	case endedNow:
@@ -313,7 +323,7 @@ func (a *SessionActor) reply(ctx actor.Context, to *actor.PID, p *envelope.Respo
 func (a *SessionActor) start(ctx actor.Context) {
 	a.id = protocluster.GetClusterIdentity(ctx).Identity
 	a.flights = map[string]*flight{}
-	a.cfg.Local.add(ctx.Self())
+	a.live = a.cfg.Local.add(ctx.Self(), a.stateless, a.id)
 	if a.cfg.Local != nil && a.cfg.Local.draining.Load() {
 		// Activated on a node on its way out: refuse (retryably) and go.
 		ctx.Send(ctx.Self(), &drainActor{deadline: time.Now().Add(time.Second)})
@@ -322,7 +332,8 @@ func (a *SessionActor) start(ctx actor.Context) {
 	if a.stateless {
 		kind = "principal"
 	}
-	a.logger = a.cfg.Logger.With("node", ctx.ActorSystem().Address(), kind, a.id)
+	a.node = ctx.ActorSystem().Address()
+	a.logger = a.cfg.Logger.With("node", a.node, kind, a.id)
 
 	opts := &mcp.ServerOptions{
 		Logger:      a.logger,
@@ -336,7 +347,7 @@ func (a *SessionActor) start(ctx actor.Context) {
 		ts.Configure(opts)
 	}
 	a.server = mcp.NewServer(a.cfg.Implementation, opts)
-	a.server.AddReceivingMiddleware(recoverPanics(a.logger))
+	a.server.AddReceivingMiddleware(a.auditToolCalls, recoverPanics(a.logger))
 	if !a.stateless {
 		a.server.AddReceivingMiddleware(a.recordChanges)
 	}
@@ -446,6 +457,7 @@ func (a *SessionActor) serveFrom(ctx actor.Context, replyTo *actor.PID, req *env
 	hctx, drain := context.WithCancel(context.WithValue(rctx, flightKey{}, f))
 	f.drain = drain
 	a.flights[req.Id] = f
+	a.live.flight(f.get, 1)
 	a.watchEdge(ctx, replyTo)
 	ctx.CancelReceiveTimeout()
 	self := ctx.Self()
@@ -493,6 +505,8 @@ func (a *SessionActor) serveHTTP(ctx context.Context, w *relayWriter, req *envel
 	}
 	envelope.ToHTTP(req.Headers, hr.Header)
 	hr.ContentLength = int64(len(req.Body))
+	hr, end := a.observe(hr, req)
+	defer end(w)
 	a.handler.ServeHTTP(w, hr)
 	if f, _ := ctx.Value(flightKey{}).(*flight); f != nil && f.moved.Load() {
 		h := http.Header{"Content-Type": {"application/json"}, "Retry-After": {"1"}}
@@ -527,6 +541,7 @@ func (a *SessionActor) admit(p *envelope.Principal) bool {
 	id := idOf(p)
 	if a.owner == nil && a.credential == nil && (a.stateless || !a.hasSession()) {
 		a.owner, a.credential = id, p
+		a.live.setOwner(id)
 		if a.creds != nil {
 			a.creds.set(p)
 		}

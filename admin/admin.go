@@ -1,11 +1,12 @@
 // Package admin is pingmcp's operator API: JSON over HTTP on a listener of
 // its own (--admin-addr), never the /mcp one, and never unauthenticated.
 //
-//	GET    /admin/v1/sessions?user=&client=&cursor=&limit=   sessions of the whole cluster
+//	GET    /admin/v1/sessions?user=&client=&node=&cursor=&limit=   sessions of the whole cluster
 //	GET    /admin/v1/sessions/{id}                           one session, with its cached tokens described
 //	DELETE /admin/v1/sessions/{id}                           end a session
 //	POST   /admin/v1/users/{subject}/revoke?for=&issuer=     end a user's sessions, refuse their current tokens
-//	GET    /admin/v1/nodes                                   the cluster's members as this node sees them
+//	GET    /admin/v1/nodes                                   the cluster's nodes: role, version, actors hosted
+//	POST   /admin/v1/nodes/{address}/drain                   drain a node: its sessions move, then it exits
 //	GET    /metrics                                          Prometheus metrics of this node
 //
 // Sessions are read from the session store that every node shares (Redis),
@@ -14,6 +15,8 @@
 package admin
 
 import (
+	"cmp"
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -24,16 +27,28 @@ import (
 	"time"
 
 	"github.com/pingmcp/pingmcp/actors"
+	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
 )
 
+// DefaultScope is the scope an access token needs to be an admin token.
+const DefaultScope = "pingmcp:admin"
+
 // Options configure the admin API.
 type Options struct {
-	// Token is the static admin bearer token (--admin-token-file); it must
-	// not be empty.
-	Token      string
+	// Token is the static admin bearer token (--admin-token-file). Empty:
+	// only access tokens with Scope are admitted.
+	Token string
+	// Verifier, if set, admits access tokens of the authorization server
+	// (PingFederate) that carry Scope. The same verifier as /mcp's: the
+	// tokens are for pingmcp, and the scope makes them admin tokens.
+	Verifier auth.Verifier
+	// Scope is the scope an admin access token must carry (DefaultScope).
+	Scope string
+	// Revoked, if set, refuses the tokens of users an operator revoked.
+	Revoked    func(*auth.Token) bool
 	Durability *actors.Durability
 	Node       *cluster.Node
 	// Issuer is the authorization server whose users are revoked when a
@@ -44,21 +59,28 @@ type Options struct {
 
 // Handler serves the admin API.
 func Handler(opts Options) (http.Handler, error) {
-	if strings.TrimSpace(opts.Token) == "" {
-		return nil, errors.New("the admin API needs a token")
+	if strings.TrimSpace(opts.Token) == "" && opts.Verifier == nil {
+		return nil, errors.New("the admin API needs a static token or an authorization server")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	opts.Scope = cmp.Or(opts.Scope, DefaultScope)
 	a := &api{opts: opts, token: []byte(strings.TrimSpace(opts.Token))}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/v1/sessions", a.listSessions)
 	mux.HandleFunc("GET /admin/v1/sessions/{id}", a.showSession)
 	mux.HandleFunc("DELETE /admin/v1/sessions/{id}", a.endSession)
 	mux.HandleFunc("GET /admin/v1/nodes", a.listNodes)
+	mux.HandleFunc("POST /admin/v1/nodes/{address}/drain", a.drainNode)
 	mux.HandleFunc("POST /admin/v1/users/{subject}/revoke", a.revokeUser)
 	mux.Handle("GET /metrics", metrics.Handler())
-	return a.authenticate(mux), nil
+	// The console (console.go) signs its operators in itself.
+	console, root := a.console(), http.NewServeMux()
+	root.Handle("/console", console)
+	root.Handle("/console/", console)
+	root.Handle("/", a.authenticate(mux))
+	return root, nil
 }
 
 type api struct {
@@ -66,23 +88,120 @@ type api struct {
 	token []byte
 }
 
-// authenticate lets through only requests bearing the admin token.
+// Operator is who an admin request comes from.
+type Operator struct {
+	// Issuer, Subject and ClientID name the operator of an access token;
+	// all empty for the static token.
+	Issuer   string `json:"issuer,omitempty"`
+	Subject  string `json:"subject,omitempty"`
+	ClientID string `json:"client_id,omitempty"`
+	// TokenID is the access token's jti.
+	TokenID string `json:"jti,omitempty"`
+	// Static is set for the static admin token.
+	Static bool `json:"static,omitempty"`
+}
+
+// String names the operator for logs and audit records.
+func (o *Operator) String() string {
+	if o.Static {
+		return "static-admin-token"
+	}
+	return o.Subject + " (" + o.Issuer + ", client " + o.ClientID + ")"
+}
+
+type operatorKey struct{}
+
+// OperatorOf returns the operator an authenticated admin request comes from.
+func OperatorOf(ctx context.Context) *Operator {
+	o, _ := ctx.Value(operatorKey{}).(*Operator)
+	return o
+}
+
+// refusal is why a credential is not an admin's: an RFC 6750 error, or
+// Unavailable when the authorization server could not be asked.
+type refusal struct {
+	err         *auth.Error // nil: no credential at all
+	unavailable bool
+}
+
+// check says who token belongs to, if it is an admin's: the static token,
+// or an access token of the authorization server with the admin scope.
+func (a *api) check(ctx context.Context, token string) (*Operator, *refusal) {
+	token = strings.TrimSpace(token)
+	if token == "" {
+		return nil, &refusal{}
+	}
+	if len(a.token) > 0 && subtle.ConstantTimeCompare([]byte(token), a.token) == 1 {
+		return &Operator{Static: true}, nil
+	}
+	if a.opts.Verifier == nil {
+		return nil, &refusal{err: &auth.Error{Code: auth.CodeInvalidToken, Description: "invalid admin token"}}
+	}
+	tok, err := a.opts.Verifier.Verify(ctx, token)
+	if err == nil && a.opts.Revoked != nil && a.opts.Revoked(tok) {
+		err = &auth.Error{Code: auth.CodeInvalidToken, Description: "this user's tokens were revoked by an operator"}
+	}
+	if err != nil {
+		var aerr *auth.Error
+		if errors.As(err, &aerr) {
+			if aerr.Code == auth.CodeInvalidToken {
+				desc := "invalid admin token: not a valid access token (" + aerr.Description + ")"
+				if len(a.token) > 0 {
+					desc = "invalid admin token: neither the static admin token nor a valid access token (" + aerr.Description + ")"
+				}
+				aerr = &auth.Error{Code: aerr.Code, Description: desc}
+			}
+			return nil, &refusal{err: aerr}
+		}
+		a.opts.Logger.Warn("admin: could not verify a bearer token", "err", err)
+		return nil, &refusal{unavailable: true}
+	}
+	if !tok.HasScopes(a.opts.Scope) {
+		return nil, &refusal{err: &auth.Error{Code: auth.CodeInsufficientScope,
+			Description: "the token lacks the admin scope", Scopes: []string{a.opts.Scope}}}
+	}
+	return &Operator{Issuer: tok.Issuer, Subject: tok.Subject, ClientID: tok.ClientID, TokenID: tok.ID}, nil
+}
+
+// refuse answers a refused credential: 401 or 403 with an RFC 6750
+// challenge, or 503 when the authorization server could not be asked.
+func (a *api) refuse(w http.ResponseWriter, why *refusal) {
+	if why.unavailable {
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "the authorization server could not be reached; retry")
+		return
+	}
+	status, msg, scopes := http.StatusUnauthorized, "an admin bearer token is required", []string{a.opts.Scope}
+	if why.err != nil {
+		msg = why.err.Error()
+		if why.err.Code == auth.CodeInsufficientScope {
+			status = http.StatusForbidden
+		}
+	}
+	w.Header().Set("WWW-Authenticate", strings.Replace(auth.Challenge(why.err, "", scopes), "Bearer", `Bearer realm="pingmcp-admin",`, 1))
+	writeError(w, status, msg)
+}
+
+// authenticate lets through only requests bearing an admin's token, with
+// the operator in their context.
 func (a *api) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := r.Header.Get("Authorization")
-		scheme, tok, _ := strings.Cut(h, " ")
-		if !strings.EqualFold(scheme, "Bearer") || tok == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="pingmcp-admin"`)
-			writeError(w, http.StatusUnauthorized, "an admin bearer token is required")
+		raw, present, err := auth.BearerToken(r.Header.Values("Authorization"))
+		if !present || err != nil {
+			why := &refusal{}
+			if err != nil {
+				why.err = &auth.Error{Code: auth.CodeInvalidToken, Description: "malformed Authorization header"}
+			}
+			a.refuse(w, why)
 			return
 		}
-		if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), a.token) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="pingmcp-admin", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "invalid admin token")
+		op, why := a.check(r.Context(), raw)
+		if why != nil {
+			a.refuse(w, why)
 			return
 		}
-		a.opts.Logger.Info("admin request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-		next.ServeHTTP(w, r)
+		a.opts.Logger.Info("admin request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "operator", op.String())
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), operatorKey{}, op)))
 	})
 }
 
@@ -102,7 +221,7 @@ func (a *api) listSessions(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	user, client := q.Get("user"), q.Get("client")
+	user, client, node := q.Get("user"), q.Get("client"), q.Get("node")
 	page, next, err := a.opts.Durability.Snapshots.List(r.Context(), q.Get("cursor"), limit)
 	if err != nil {
 		a.opts.Logger.Warn("admin: list sessions", "err", err)
@@ -115,11 +234,12 @@ func (a *api) listSessions(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			continue // a snapshot of another version, or unreadable
 		}
-		if (user != "" && info.Subject != user) || (client != "" && info.ClientID != client) {
+		if (user != "" && info.Subject != user) || (client != "" && info.ClientID != client) || (node != "" && info.Node != node) {
 			continue
 		}
 		out = append(out, info)
 	}
+	a.markLive(r.Context(), out)
 	writeJSON(w, http.StatusOK, map[string]any{"sessions": out, "next": next})
 }
 
@@ -140,7 +260,9 @@ func (a *api) find(w http.ResponseWriter, r *http.Request) (actors.SessionInfo, 
 		writeError(w, http.StatusInternalServerError, "the session's snapshot cannot be read: "+err.Error())
 		return info, false
 	}
-	return info, true
+	one := []actors.SessionInfo{info}
+	a.markLive(r.Context(), one)
+	return one[0], true
 }
 
 func (a *api) showSession(w http.ResponseWriter, r *http.Request) {
@@ -199,7 +321,6 @@ func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
 		if err := a.opts.Durability.End(r.Context(), info.ID); err != nil {
 			return err
 		}
-		a.stopActor(r, info.ID, "user revoked by an operator")
 		ended++
 		return nil
 	})
@@ -207,8 +328,13 @@ func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "revoked, but the sessions could not all be ended: "+err.Error())
 		return
 	}
-	a.opts.Logger.Info("admin: user revoked", "issuer", issuer, "subject", subject, "until", rev.Until, "sessions_ended", ended)
-	writeJSON(w, http.StatusOK, map[string]any{"issuer": issuer, "subject": subject, "revoked_at": rev.At, "until": rev.Until, "sessions_ended": ended})
+	// Every node stops the user's live actors, session and principal
+	// (stateless) ones, and with them the tokens they cached.
+	stopped, unreached := a.stopSubject(r.Context(), issuer, subject)
+	a.opts.Logger.Info("admin: user revoked", "issuer", issuer, "subject", subject, "until", rev.Until,
+		"sessions_ended", ended, "actors_stopped", stopped, "nodes_unreached", unreached)
+	writeJSON(w, http.StatusOK, map[string]any{"issuer": issuer, "subject": subject, "revoked_at": rev.At, "until": rev.Until,
+		"sessions_ended": ended, "actors_stopped": stopped, "nodes_unreached": unreached})
 }
 
 // eachSession calls f with every stored session the node can read, page by
@@ -246,20 +372,6 @@ func (a *api) stopActor(r *http.Request, id, reason string) {
 	if err := a.opts.Node.StopActor(r.Context(), cluster.SessionKind, id, reason); err != nil {
 		a.opts.Logger.Warn("admin: the session's actor could not be told to stop; it stops at its next request", "session", id, "err", err)
 	}
-}
-
-func (a *api) listNodes(w http.ResponseWriter, r *http.Request) {
-	type nodeInfo struct {
-		ID      string   `json:"id"`
-		Address string   `json:"address"`
-		Kinds   []string `json:"kinds"`
-		Self    bool     `json:"self"`
-	}
-	out := []nodeInfo{}
-	for _, m := range a.opts.Node.Members() {
-		out = append(out, nodeInfo{ID: m.Id, Address: m.Address(), Kinds: m.Kinds, Self: m.Address() == a.opts.Node.Address()})
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"nodes": out})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

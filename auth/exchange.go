@@ -16,6 +16,8 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/zitadel/oidc/v3/pkg/client/tokenexchange"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
+
+	"github.com/pingmcp/pingmcp/telemetry"
 )
 
 // ExchangeOptions configure an Exchanger.
@@ -51,6 +53,9 @@ func NewExchanger(opts ExchangeOptions) *Exchanger {
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
+	// Each call to the authorization server is a client span, and carries
+	// its context (traceparent).
+	opts.HTTPClient = telemetry.Client(opts.HTTPClient, "oauth")
 	return &Exchanger{opts: opts}
 }
 

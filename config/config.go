@@ -52,9 +52,12 @@ type Config struct {
 	// holds its bearer token.
 	AdminAddr      string
 	AdminTokenFile string
-	MaxBodyBytes   int64
-	LogLevel       string
-	LogFormat      string
+	// AdminScope is the scope that makes an access token of the
+	// authorization server an admin token.
+	AdminScope   string
+	MaxBodyBytes int64
+	LogLevel     string
+	LogFormat    string
 
 	// Identity (issue: PingFederate-protected /mcp).
 	PublicURL    string // how clients reach /mcp's host: scheme://host[:port]
@@ -90,7 +93,7 @@ var Commands = []struct{ Name, Summary string }{
 	{"todo-api", "run the demo Todo API (the downstream API the todo tools call)"},
 	{"idp", "run the development authorization server (a PingFederate stand-in; not for production)"},
 	{"sessions", "ls | show ID | kill ID: the cluster's sessions, through the admin API"},
-	{"nodes", "ls: the cluster's nodes, through the admin API"},
+	{"nodes", "ls | drain ADDRESS: the cluster's nodes, through the admin API"},
 	{"users", "revoke SUBJECT [--for 1h]: end a user's sessions and refuse their current tokens"},
 }
 
@@ -135,12 +138,13 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		list("allowed-hosts", "", "comma-separated Host values /mcp answers to (DNS-rebinding protection); empty: loopback names on a loopback listener, any otherwise")
 		fs.DurationVar(&c.SessionIdleTimeout, "session-idle-timeout", 30*time.Minute, "end a session with no request for this long; its snapshot and events expire then (0: never)")
 		fs.DurationVar(&c.ActorIdleTimeout, "actor-idle-timeout", 5*time.Minute, "unload a session's actor from memory after this long without a request or open stream; the session lives on in its snapshot (0: never)")
-		defAdmin, tokenHelp := "", "file holding the admin API's bearer token (required with --admin-addr)"
+		defAdmin, tokenHelp := "", "file holding a static admin bearer token (with --auth none it is required with --admin-addr)"
 		if dev {
 			defAdmin, tokenHelp = "127.0.0.1:9090", "file holding the admin API's bearer token (dev: one is made when empty)"
 		}
 		fs.StringVar(&c.AdminAddr, "admin-addr", defAdmin, "HTTP address of the admin API (sessions, nodes, /metrics), a listener of its own; off when empty")
 		fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", tokenHelp)
+		fs.StringVar(&c.AdminScope, "admin-scope", "pingmcp:admin", "scope that makes an access token of the authorization server (for this resource) an admin token")
 		fs.DurationVar(&c.DrainTimeout, "drain-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish before their streams are ended with a retry hint")
 		fs.StringVar(&c.RedisURL, "redis-url", "", "keep session snapshots and SSE events in Redis (redis://host:port/db, rediss:// for TLS); in this process's memory when empty (one node only)")
 		fs.StringVar(&c.RedisPrefix, "redis-prefix", "pingmcp:", "prefix of every Redis key this cluster writes")
@@ -414,8 +418,8 @@ func (c *Config) validateDurability() []error {
 	}
 	if c.AdminAddr != "" {
 		if c.AdminTokenFile == "" {
-			if c.Command != "dev" { // dev makes one
-				errs = append(errs, errors.New("--admin-addr needs --admin-token-file: the admin API is never unauthenticated"))
+			if c.Command != "dev" && c.Auth == "none" { // dev makes one; with auth, access tokens with --admin-scope
+				errs = append(errs, errors.New("--admin-addr with --auth none needs --admin-token-file: the admin API is never unauthenticated"))
 			}
 		} else if b, err := os.ReadFile(c.AdminTokenFile); err != nil {
 			errs = append(errs, fmt.Errorf("--admin-token-file: %w", err))

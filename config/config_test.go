@@ -243,7 +243,7 @@ func TestDurabilityRefusals(t *testing.T) {
 		{"negative actor timeout", "serve", serveArgs("--actor-idle-timeout", "-1s"), nil, []string{"--actor-idle-timeout must not be negative"}},
 		{"negative session timeout", "dev", []string{"--session-idle-timeout", "-1s"}, nil, []string{"--session-idle-timeout must not be negative"}},
 		{"negative drain timeout", "serve", serveArgs("--drain-timeout", "-1s"), nil, []string{"--drain-timeout must not be negative"}},
-		{"admin without a token", "serve", serveArgs("--admin-addr", "127.0.0.1:9090"), nil, []string{"--admin-addr needs --admin-token-file"}},
+		{"admin without a token", "serve", serveArgs("--admin-addr", "127.0.0.1:9090"), nil, []string{"--admin-addr with --auth none needs --admin-token-file"}},
 		{"admin token file missing", "serve", serveArgs("--admin-addr", "127.0.0.1:9090", "--admin-token-file", "/nonexistent/token"), nil, []string{"--admin-token-file"}},
 		{"admin on the /mcp listener", "serve", serveArgs("--addr", "127.0.0.1:8080", "--admin-addr", "127.0.0.1:8080", "--admin-token-file", "/nonexistent/token"), nil, []string{"--admin-addr must differ from --addr"}},
 		{"probe interval too short", "serve", serveArgs("--cluster-probe-interval", "1ms"), nil, []string{"--cluster-probe-interval must be at least 50ms"}},

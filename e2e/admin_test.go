@@ -92,6 +92,15 @@ func TestAdminSessions(t *testing.T) {
 	if status != http.StatusOK || !strings.Contains(body, `"audience"`) || !strings.Contains(body, `"act"`) || !strings.Contains(body, `"expiry"`) {
 		t.Fatalf("alice's session: %d %s", status, body)
 	}
+	var described struct {
+		Node  string
+		Epoch int64
+		Live  bool
+	}
+	json.Unmarshal([]byte(body), &described)
+	if !described.Live || described.Node == "" || described.Epoch < 1 {
+		t.Errorf("alice's session is not described as live on a node: %s", body)
+	}
 	for _, secret := range []string{alice, bob, `"token"`, "eyJ"} {
 		if strings.Contains(body, secret) {
 			t.Errorf("the session's description shows a token (%.12s…): %s", secret, body)
@@ -100,8 +109,35 @@ func TestAdminSessions(t *testing.T) {
 	if status, _, _ := adminCall(t, ctx, http.MethodGet, base+"/sessions/nosuchsession", token); status != http.StatusNotFound {
 		t.Errorf("unknown session: %d", status)
 	}
-	if status, body, _ := adminCall(t, ctx, http.MethodGet, base+"/nodes", token); status != http.StatusOK || !strings.Contains(body, `"self":true`) {
+	if status, body, _ := adminCall(t, ctx, http.MethodGet, base+"/nodes", token); status != http.StatusOK || !strings.Contains(body, `"self":true`) ||
+		!strings.Contains(body, `"role":"both"`) || !strings.Contains(body, `"sessions":2`) || !strings.Contains(body, `"address":"`+described.Node+`"`) {
 		t.Errorf("nodes: %d %s", status, body)
+	}
+	if status, body, _ := adminCall(t, ctx, http.MethodGet, base+"/sessions?node="+described.Node, token); status != http.StatusOK ||
+		!strings.Contains(body, as.ID()) || !strings.Contains(body, bs.ID()) {
+		t.Errorf("sessions of this node: %d %s", status, body)
+	}
+	if status, body, _ := adminCall(t, ctx, http.MethodGet, base+"/sessions?node=127.0.0.1:1", token); status != http.StatusOK || strings.Contains(body, as.ID()) {
+		t.Errorf("sessions of another node: %d %s", status, body)
+	}
+	if status, body, _ := adminCall(t, ctx, http.MethodPost, base+"/nodes/127.0.0.1:1/drain", token); status != http.StatusNotFound {
+		t.Errorf("draining a node that is not a member: %d %s", status, body)
+	}
+
+	// Access tokens of the authorization server are admin tokens when they
+	// carry the admin scope, which the dev IdP grants to user admin only:
+	// alice asking for it gets a token without it, refused 403.
+	opsToken := login(t, ctx, d.Issuer, d.MCP, "admin", "openid pingmcp:admin")
+	if status, body, _ := adminCall(t, ctx, http.MethodGet, base+"/sessions/"+as.ID(), opsToken); status != http.StatusOK {
+		t.Errorf("the admin user's access token: %d %s", status, body)
+	}
+	aliceAsAdmin := login(t, ctx, d.Issuer, d.MCP, "alice", "openid pingmcp:admin")
+	if status, _, h := adminCall(t, ctx, http.MethodGet, base+"/sessions", aliceAsAdmin); status != http.StatusForbidden ||
+		!strings.Contains(h.Get("WWW-Authenticate"), `error="insufficient_scope"`) || !strings.Contains(h.Get("WWW-Authenticate"), `scope="pingmcp:admin"`) {
+		t.Errorf("alice's token without the admin scope: %d %q", status, h.Get("WWW-Authenticate"))
+	}
+	if status, _, _ := adminCall(t, ctx, http.MethodGet, base+"/sessions", alice); status != http.StatusForbidden {
+		t.Errorf("alice's MCP token: %d", status)
 	}
 
 	// The same through the CLI.
@@ -116,7 +152,10 @@ func TestAdminSessions(t *testing.T) {
 	if out, _, code := runCLI(t, env, "sessions", "show", as.ID(), adminURL); code != 0 || !strings.Contains(out, "user:") || !strings.Contains(out, "cached token:") || strings.Contains(out, "eyJ") {
 		t.Errorf("sessions show: %d\n%s", code, out)
 	}
-	if out, _, code := runCLI(t, env, "nodes", "ls", adminURL); code != 0 || !strings.Contains(out, "yes") {
+	if out, _, code := runCLI(t, []string{"PINGMCP_ADMIN_TOKEN=" + opsToken}, "sessions", "ls", adminURL, "--node", described.Node); code != 0 || !strings.Contains(out, as.ID()) || !strings.Contains(out, "live") {
+		t.Errorf("sessions ls --node with the admin user's token: %d\n%s", code, out)
+	}
+	if out, _, code := runCLI(t, env, "nodes", "ls", adminURL); code != 0 || !strings.Contains(out, "yes") || !strings.Contains(out, "both") {
 		t.Errorf("nodes ls: %d\n%s", code, out)
 	}
 	if _, errOut, code := runCLI(t, nil, "sessions", "ls", adminURL); code != 2 || !strings.Contains(errOut, "no admin token") {
@@ -197,9 +236,14 @@ func TestAdminSessions(t *testing.T) {
 	// Revoking bob: his sessions end, his current token is refused on
 	// every request from then on (this node reloads revocations every
 	// 500 ms), and a token he gets by signing in again works.
+	// Bob also has a principal actor (stateless calls), holding a token
+	// exchanged for him: the revocation stops it too.
+	if status, body := rawStatelessCall(t, ctx, d.MCP, bob, "get_my_todo_list"); status != http.StatusOK {
+		t.Fatalf("bob's stateless call: %d %s", status, body)
+	}
 	revoked := time.Now()
 	out, errOut, code := runCLI(t, env, "users", "revoke", "bob", "--for", "10m", adminURL)
-	if code != 0 || !strings.Contains(out, "1 sessions ended") {
+	if code != 0 || !strings.Contains(out, "1 sessions ended, 2 live actors stopped") {
 		t.Fatalf("users revoke bob: %d %s %s", code, out, errOut)
 	}
 	for {

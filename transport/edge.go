@@ -131,8 +131,10 @@ type route struct {
 	minted bool
 }
 
-func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
+// serve is ServeHTTP inside the request's server span (see tracing.go),
+// which it starts once the body is read.
+func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
+	start := tr.start
 	if !e.hostAllowed(r.Host) {
 		writeError(w, http.StatusForbidden, nil, jsonrpcInvalidRequest, fmt.Sprintf("Host %q is not allowed", r.Host))
 		return
@@ -192,7 +194,9 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	r = r.WithContext(tr.begin(r, body))
 	rt, status, msg := e.route(r, body, tok)
+	tr.routed(rt)
 	if status != 0 {
 		writeError(w, status, rpcID(body), jsonrpcInvalidRequest, msg)
 		return
@@ -208,6 +212,9 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Body:      body,
 		Principal: principal,
 	}
+	// The actor's span is a child of this edge's: its context replaces
+	// the client's in the forwarded headers.
+	req.Headers = traceHeaders(r.Context(), req.Headers)
 	ctx := r.Context()
 	if r.Method == http.MethodGet {
 		var cancel context.CancelFunc

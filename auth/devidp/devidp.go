@@ -64,6 +64,10 @@ type Options struct {
 	// Users maps user names to passwords (default: alice/alice and bob/bob).
 	// The user name is the tokens' sub.
 	Users map[string]string
+	// ScopeUsers restricts scopes to users: a scope named here is granted
+	// only to the users listed for it (an admin scope, say); others leave
+	// it out of their grant.
+	ScopeUsers map[string][]string
 	// Clients are the confidential clients, authenticated with HTTP Basic.
 	// Public clients register themselves (RFC 7591).
 	Clients []Client
@@ -113,6 +117,7 @@ type Server struct {
 	issuer     string
 	issuerPath string
 	users      map[string]string
+	scopeUsers map[string][]string
 	resources  []Resource
 	accessTTL  time.Duration
 	refreshTTL time.Duration
@@ -148,6 +153,7 @@ func New(opts *Options) (*Server, error) {
 		issuer:     issuer,
 		issuerPath: u.Path,
 		users:      maps.Clone(opts.Users),
+		scopeUsers: maps.Clone(opts.ScopeUsers),
 		accessTTL:  opts.AccessTokenLifetime,
 		refreshTTL: opts.RefreshTokenLifetime,
 		key:        opts.SigningKey,

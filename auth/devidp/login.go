@@ -4,6 +4,7 @@ import (
 	"crypto/subtle"
 	"html/template"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -102,13 +103,22 @@ func (s *Server) loginSubmit(w http.ResponseWriter, r *http.Request) {
 		s.renderLogin(w, http.StatusUnauthorized, &ar, user, "Wrong user name or password.")
 		return
 	}
-	done, ok := s.state.completeLogin(id, user, s.now())
+	done, ok := s.state.completeLogin(id, user, s.now(), func(scope string) bool { return s.userMay(user, scope) })
 	if !ok {
 		s.loginGone(w)
 		return
 	}
 	s.log.Info("user logged in", "user", user, "client_id", done.clientID, "aud", done.resource)
 	s.respond(w, r, &done, &op.CodeResponseType{Code: done.code, State: done.state})
+}
+
+// userMay says whether user may be granted scope: a scope of
+// Options.ScopeUsers only to the users it lists, any other to all. Like a
+// PingFederate scope authorization policy, a scope the user may not have is
+// left out of the grant, not refused.
+func (s *Server) userMay(user, scope string) bool {
+	users, restricted := s.scopeUsers[scope]
+	return !restricted || slices.Contains(users, user)
 }
 
 // checkPassword compares in constant time, whether or not user exists.

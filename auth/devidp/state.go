@@ -260,13 +260,14 @@ func (st *state) dropAuthRequest(id string) {
 
 // completeLogin records who logged in for the pending request id and gives
 // it its one code.
-func (st *state) completeLogin(id, subject string, now time.Time) (authRequest, bool) {
+func (st *state) completeLogin(id, subject string, now time.Time, allowed func(scope string) bool) (authRequest, bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	ar, ok := st.authReqs[id]
 	if !ok || ar.subject != "" || now.After(ar.created.Add(authRequestTTL)) {
 		return authRequest{}, false
 	}
+	ar.scopes = slices.DeleteFunc(slices.Clone(ar.scopes), func(sc string) bool { return !allowed(sc) })
 	ar.subject = subject
 	ar.authTime = now
 	ar.code = randomID(32)

@@ -200,6 +200,11 @@ func (s *Server) AccessToken(subject, clientID, resource string, scopes ...strin
 	if granted := intersect(asked, res.Scopes); len(granted) != len(asked) || len(asked) == 0 {
 		return "", fmt.Errorf("devidp: scopes %q are not all allowed for %s", asked, resource)
 	}
+	for _, sc := range asked {
+		if !s.userMay(subject, sc) {
+			return "", fmt.Errorf("devidp: %s may not be granted %q", subject, sc)
+		}
+	}
 	token, _, err := s.mintAccess(accessSpec{
 		subject:  subject,
 		clientID: clientID,

@@ -39,6 +39,8 @@ type Envelope struct {
 	//	*Envelope_MemberQuery
 	//	*Envelope_MemberInfo
 	//	*Envelope_Stop
+	//	*Envelope_NodeQuery
+	//	*Envelope_NodeStatus
 	Body          isEnvelope_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -144,6 +146,24 @@ func (x *Envelope) GetStop() *Stop {
 	return nil
 }
 
+func (x *Envelope) GetNodeQuery() *NodeQuery {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_NodeQuery); ok {
+			return x.NodeQuery
+		}
+	}
+	return nil
+}
+
+func (x *Envelope) GetNodeStatus() *NodeStatus {
+	if x != nil {
+		if x, ok := x.Body.(*Envelope_NodeStatus); ok {
+			return x.NodeStatus
+		}
+	}
+	return nil
+}
+
 type isEnvelope_Body interface {
 	isEnvelope_Body()
 }
@@ -176,6 +196,14 @@ type Envelope_Stop struct {
 	Stop *Stop `protobuf:"bytes,7,opt,name=stop,proto3,oneof"`
 }
 
+type Envelope_NodeQuery struct {
+	NodeQuery *NodeQuery `protobuf:"bytes,8,opt,name=node_query,json=nodeQuery,proto3,oneof"`
+}
+
+type Envelope_NodeStatus struct {
+	NodeStatus *NodeStatus `protobuf:"bytes,9,opt,name=node_status,json=nodeStatus,proto3,oneof"`
+}
+
 func (*Envelope_Request) isEnvelope_Body() {}
 
 func (*Envelope_Part) isEnvelope_Body() {}
@@ -189,6 +217,10 @@ func (*Envelope_MemberQuery) isEnvelope_Body() {}
 func (*Envelope_MemberInfo) isEnvelope_Body() {}
 
 func (*Envelope_Stop) isEnvelope_Body() {}
+
+func (*Envelope_NodeQuery) isEnvelope_Body() {}
+
+func (*Envelope_NodeStatus) isEnvelope_Body() {}
 
 // Request is one HTTP request to /mcp, forwarded by the edge to the actor that
 // serves it. The edge has already checked Host, Origin, size and the bearer
@@ -878,11 +910,307 @@ func (x *Stop) GetReason() string {
 	return ""
 }
 
+// NodeQuery asks a node's control actor about the node; it may also ask the
+// node to act (drain, stop a user's actors).
+type NodeQuery struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sessions asks which of these sessions are live on the node.
+	Sessions []string `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	// Drain asks the node to drain and leave, as on SIGTERM.
+	Drain bool `protobuf:"varint,2,opt,name=drain,proto3" json:"drain,omitempty"`
+	// StopSubject, when set, stops every actor of that user on the node.
+	StopSubject   *Subject `protobuf:"bytes,3,opt,name=stop_subject,json=stopSubject,proto3" json:"stop_subject,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeQuery) Reset() {
+	*x = NodeQuery{}
+	mi := &file_envelope_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeQuery) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeQuery) ProtoMessage() {}
+
+func (x *NodeQuery) ProtoReflect() protoreflect.Message {
+	mi := &file_envelope_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeQuery.ProtoReflect.Descriptor instead.
+func (*NodeQuery) Descriptor() ([]byte, []int) {
+	return file_envelope_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *NodeQuery) GetSessions() []string {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
+func (x *NodeQuery) GetDrain() bool {
+	if x != nil {
+		return x.Drain
+	}
+	return false
+}
+
+func (x *NodeQuery) GetStopSubject() *Subject {
+	if x != nil {
+		return x.StopSubject
+	}
+	return nil
+}
+
+type Subject struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Issuer        string                 `protobuf:"bytes,1,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	Subject       string                 `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Subject) Reset() {
+	*x = Subject{}
+	mi := &file_envelope_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Subject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Subject) ProtoMessage() {}
+
+func (x *Subject) ProtoReflect() protoreflect.Message {
+	mi := &file_envelope_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Subject.ProtoReflect.Descriptor instead.
+func (*Subject) Descriptor() ([]byte, []int) {
+	return file_envelope_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Subject) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *Subject) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+type NodeStatus struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Address  string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	Role     string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	Version  string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	HttpAddr string                 `protobuf:"bytes,4,opt,name=http_addr,json=httpAddr,proto3" json:"http_addr,omitempty"`
+	// Live actors on the node.
+	Sessions    int32 `protobuf:"varint,5,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	Principals  int32 `protobuf:"varint,6,opt,name=principals,proto3" json:"principals,omitempty"`
+	Draining    bool  `protobuf:"varint,7,opt,name=draining,proto3" json:"draining,omitempty"`
+	StartedUnix int64 `protobuf:"varint,8,opt,name=started_unix,json=startedUnix,proto3" json:"started_unix,omitempty"`
+	// The sessions asked about that are live here, by id.
+	Live map[string]*SessionStatus `protobuf:"bytes,9,rep,name=live,proto3" json:"live,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Actors stopped for a StopSubject.
+	Stopped       int32 `protobuf:"varint,10,opt,name=stopped,proto3" json:"stopped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeStatus) Reset() {
+	*x = NodeStatus{}
+	mi := &file_envelope_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeStatus) ProtoMessage() {}
+
+func (x *NodeStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_envelope_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
+func (*NodeStatus) Descriptor() ([]byte, []int) {
+	return file_envelope_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *NodeStatus) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetHttpAddr() string {
+	if x != nil {
+		return x.HttpAddr
+	}
+	return ""
+}
+
+func (x *NodeStatus) GetSessions() int32 {
+	if x != nil {
+		return x.Sessions
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetPrincipals() int32 {
+	if x != nil {
+		return x.Principals
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetDraining() bool {
+	if x != nil {
+		return x.Draining
+	}
+	return false
+}
+
+func (x *NodeStatus) GetStartedUnix() int64 {
+	if x != nil {
+		return x.StartedUnix
+	}
+	return 0
+}
+
+func (x *NodeStatus) GetLive() map[string]*SessionStatus {
+	if x != nil {
+		return x.Live
+	}
+	return nil
+}
+
+func (x *NodeStatus) GetStopped() int32 {
+	if x != nil {
+		return x.Stopped
+	}
+	return 0
+}
+
+type SessionStatus struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Epoch         int64                  `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Streams       int32                  `protobuf:"varint,2,opt,name=streams,proto3" json:"streams,omitempty"`
+	InFlight      int32                  `protobuf:"varint,3,opt,name=in_flight,json=inFlight,proto3" json:"in_flight,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionStatus) Reset() {
+	*x = SessionStatus{}
+	mi := &file_envelope_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionStatus) ProtoMessage() {}
+
+func (x *SessionStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_envelope_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionStatus.ProtoReflect.Descriptor instead.
+func (*SessionStatus) Descriptor() ([]byte, []int) {
+	return file_envelope_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *SessionStatus) GetEpoch() int64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *SessionStatus) GetStreams() int32 {
+	if x != nil {
+		return x.Streams
+	}
+	return 0
+}
+
+func (x *SessionStatus) GetInFlight() int32 {
+	if x != nil {
+		return x.InFlight
+	}
+	return 0
+}
+
 var File_envelope_proto protoreflect.FileDescriptor
 
 const file_envelope_proto_rawDesc = "" +
 	"\n" +
-	"\x0eenvelope.proto\x12\x13pingmcp.envelope.v1\"\xa6\x03\n" +
+	"\x0eenvelope.proto\x12\x13pingmcp.envelope.v1\"\xab\x04\n" +
 	"\bEnvelope\x128\n" +
 	"\arequest\x18\x01 \x01(\v2\x1c.pingmcp.envelope.v1.RequestH\x00R\arequest\x127\n" +
 	"\x04part\x18\x02 \x01(\v2!.pingmcp.envelope.v1.ResponsePartH\x00R\x04part\x125\n" +
@@ -891,7 +1219,11 @@ const file_envelope_proto_rawDesc = "" +
 	"\fmember_query\x18\x05 \x01(\v2 .pingmcp.envelope.v1.MemberQueryH\x00R\vmemberQuery\x12B\n" +
 	"\vmember_info\x18\x06 \x01(\v2\x1f.pingmcp.envelope.v1.MemberInfoH\x00R\n" +
 	"memberInfo\x12/\n" +
-	"\x04stop\x18\a \x01(\v2\x19.pingmcp.envelope.v1.StopH\x00R\x04stopB\x06\n" +
+	"\x04stop\x18\a \x01(\v2\x19.pingmcp.envelope.v1.StopH\x00R\x04stop\x12?\n" +
+	"\n" +
+	"node_query\x18\b \x01(\v2\x1e.pingmcp.envelope.v1.NodeQueryH\x00R\tnodeQuery\x12B\n" +
+	"\vnode_status\x18\t \x01(\v2\x1f.pingmcp.envelope.v1.NodeStatusH\x00R\n" +
+	"nodeStatusB\x06\n" +
 	"\x04body\"\xe6\x01\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
@@ -945,7 +1277,36 @@ const file_envelope_proto_rawDesc = "" +
 	"\x04role\x18\x05 \x01(\tR\x04role\x12\x1b\n" +
 	"\thttp_addr\x18\x06 \x01(\tR\bhttpAddr\"\x1e\n" +
 	"\x04Stop\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reasonB-Z+github.com/pingmcp/pingmcp/cluster/envelopeb\x06proto3"
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"~\n" +
+	"\tNodeQuery\x12\x1a\n" +
+	"\bsessions\x18\x01 \x03(\tR\bsessions\x12\x14\n" +
+	"\x05drain\x18\x02 \x01(\bR\x05drain\x12?\n" +
+	"\fstop_subject\x18\x03 \x01(\v2\x1c.pingmcp.envelope.v1.SubjectR\vstopSubject\";\n" +
+	"\aSubject\x12\x16\n" +
+	"\x06issuer\x18\x01 \x01(\tR\x06issuer\x12\x18\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\"\xa2\x03\n" +
+	"\n" +
+	"NodeStatus\x12\x18\n" +
+	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
+	"\x04role\x18\x02 \x01(\tR\x04role\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12\x1b\n" +
+	"\thttp_addr\x18\x04 \x01(\tR\bhttpAddr\x12\x1a\n" +
+	"\bsessions\x18\x05 \x01(\x05R\bsessions\x12\x1e\n" +
+	"\n" +
+	"principals\x18\x06 \x01(\x05R\n" +
+	"principals\x12\x1a\n" +
+	"\bdraining\x18\a \x01(\bR\bdraining\x12!\n" +
+	"\fstarted_unix\x18\b \x01(\x03R\vstartedUnix\x12=\n" +
+	"\x04live\x18\t \x03(\v2).pingmcp.envelope.v1.NodeStatus.LiveEntryR\x04live\x12\x18\n" +
+	"\astopped\x18\n" +
+	" \x01(\x05R\astopped\x1a[\n" +
+	"\tLiveEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x128\n" +
+	"\x05value\x18\x02 \x01(\v2\".pingmcp.envelope.v1.SessionStatusR\x05value:\x028\x01\"\\\n" +
+	"\rSessionStatus\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x03R\x05epoch\x12\x18\n" +
+	"\astreams\x18\x02 \x01(\x05R\astreams\x12\x1b\n" +
+	"\tin_flight\x18\x03 \x01(\x05R\binFlightB-Z+github.com/pingmcp/pingmcp/cluster/envelopeb\x06proto3"
 
 var (
 	file_envelope_proto_rawDescOnce sync.Once
@@ -959,19 +1320,24 @@ func file_envelope_proto_rawDescGZIP() []byte {
 	return file_envelope_proto_rawDescData
 }
 
-var file_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_envelope_proto_goTypes = []any{
-	(*Envelope)(nil),     // 0: pingmcp.envelope.v1.Envelope
-	(*Request)(nil),      // 1: pingmcp.envelope.v1.Request
-	(*Header)(nil),       // 2: pingmcp.envelope.v1.Header
-	(*Principal)(nil),    // 3: pingmcp.envelope.v1.Principal
-	(*ResponsePart)(nil), // 4: pingmcp.envelope.v1.ResponsePart
-	(*Cancel)(nil),       // 5: pingmcp.envelope.v1.Cancel
-	(*Ack)(nil),          // 6: pingmcp.envelope.v1.Ack
-	(*MemberQuery)(nil),  // 7: pingmcp.envelope.v1.MemberQuery
-	(*MemberInfo)(nil),   // 8: pingmcp.envelope.v1.MemberInfo
-	(*Member)(nil),       // 9: pingmcp.envelope.v1.Member
-	(*Stop)(nil),         // 10: pingmcp.envelope.v1.Stop
+	(*Envelope)(nil),      // 0: pingmcp.envelope.v1.Envelope
+	(*Request)(nil),       // 1: pingmcp.envelope.v1.Request
+	(*Header)(nil),        // 2: pingmcp.envelope.v1.Header
+	(*Principal)(nil),     // 3: pingmcp.envelope.v1.Principal
+	(*ResponsePart)(nil),  // 4: pingmcp.envelope.v1.ResponsePart
+	(*Cancel)(nil),        // 5: pingmcp.envelope.v1.Cancel
+	(*Ack)(nil),           // 6: pingmcp.envelope.v1.Ack
+	(*MemberQuery)(nil),   // 7: pingmcp.envelope.v1.MemberQuery
+	(*MemberInfo)(nil),    // 8: pingmcp.envelope.v1.MemberInfo
+	(*Member)(nil),        // 9: pingmcp.envelope.v1.Member
+	(*Stop)(nil),          // 10: pingmcp.envelope.v1.Stop
+	(*NodeQuery)(nil),     // 11: pingmcp.envelope.v1.NodeQuery
+	(*Subject)(nil),       // 12: pingmcp.envelope.v1.Subject
+	(*NodeStatus)(nil),    // 13: pingmcp.envelope.v1.NodeStatus
+	(*SessionStatus)(nil), // 14: pingmcp.envelope.v1.SessionStatus
+	nil,                   // 15: pingmcp.envelope.v1.NodeStatus.LiveEntry
 }
 var file_envelope_proto_depIdxs = []int32{
 	1,  // 0: pingmcp.envelope.v1.Envelope.request:type_name -> pingmcp.envelope.v1.Request
@@ -981,17 +1347,22 @@ var file_envelope_proto_depIdxs = []int32{
 	7,  // 4: pingmcp.envelope.v1.Envelope.member_query:type_name -> pingmcp.envelope.v1.MemberQuery
 	8,  // 5: pingmcp.envelope.v1.Envelope.member_info:type_name -> pingmcp.envelope.v1.MemberInfo
 	10, // 6: pingmcp.envelope.v1.Envelope.stop:type_name -> pingmcp.envelope.v1.Stop
-	2,  // 7: pingmcp.envelope.v1.Request.headers:type_name -> pingmcp.envelope.v1.Header
-	3,  // 8: pingmcp.envelope.v1.Request.principal:type_name -> pingmcp.envelope.v1.Principal
-	2,  // 9: pingmcp.envelope.v1.ResponsePart.headers:type_name -> pingmcp.envelope.v1.Header
-	9,  // 10: pingmcp.envelope.v1.MemberQuery.from:type_name -> pingmcp.envelope.v1.Member
-	9,  // 11: pingmcp.envelope.v1.MemberInfo.self:type_name -> pingmcp.envelope.v1.Member
-	9,  // 12: pingmcp.envelope.v1.MemberInfo.members:type_name -> pingmcp.envelope.v1.Member
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	11, // 7: pingmcp.envelope.v1.Envelope.node_query:type_name -> pingmcp.envelope.v1.NodeQuery
+	13, // 8: pingmcp.envelope.v1.Envelope.node_status:type_name -> pingmcp.envelope.v1.NodeStatus
+	2,  // 9: pingmcp.envelope.v1.Request.headers:type_name -> pingmcp.envelope.v1.Header
+	3,  // 10: pingmcp.envelope.v1.Request.principal:type_name -> pingmcp.envelope.v1.Principal
+	2,  // 11: pingmcp.envelope.v1.ResponsePart.headers:type_name -> pingmcp.envelope.v1.Header
+	9,  // 12: pingmcp.envelope.v1.MemberQuery.from:type_name -> pingmcp.envelope.v1.Member
+	9,  // 13: pingmcp.envelope.v1.MemberInfo.self:type_name -> pingmcp.envelope.v1.Member
+	9,  // 14: pingmcp.envelope.v1.MemberInfo.members:type_name -> pingmcp.envelope.v1.Member
+	12, // 15: pingmcp.envelope.v1.NodeQuery.stop_subject:type_name -> pingmcp.envelope.v1.Subject
+	15, // 16: pingmcp.envelope.v1.NodeStatus.live:type_name -> pingmcp.envelope.v1.NodeStatus.LiveEntry
+	14, // 17: pingmcp.envelope.v1.NodeStatus.LiveEntry.value:type_name -> pingmcp.envelope.v1.SessionStatus
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_envelope_proto_init() }
@@ -1007,6 +1378,8 @@ func file_envelope_proto_init() {
 		(*Envelope_MemberQuery)(nil),
 		(*Envelope_MemberInfo)(nil),
 		(*Envelope_Stop)(nil),
+		(*Envelope_NodeQuery)(nil),
+		(*Envelope_NodeStatus)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1014,7 +1387,7 @@ func file_envelope_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envelope_proto_rawDesc), len(file_envelope_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

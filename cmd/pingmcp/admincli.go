@@ -11,9 +11,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/pingmcp/pingmcp/actors"
+	"github.com/pingmcp/pingmcp/admin"
 )
 
 // adminCLI runs `pingmcp sessions …` and `pingmcp nodes …`: the operator
@@ -23,13 +27,15 @@ import (
 //	pingmcp sessions show ID
 //	pingmcp sessions kill ID
 //	pingmcp nodes ls
+//	pingmcp nodes drain ADDRESS
+//	pingmcp users revoke SUBJECT [--for 1h] [--issuer URL]
 //
 // --admin-url (PINGMCP_ADMIN_URL) names the admin API; the token comes from
 // --admin-token-file (PINGMCP_ADMIN_TOKEN_FILE) or PINGMCP_ADMIN_TOKEN.
 // -o json prints the API's JSON instead of a table.
 func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintf(stderr, "pingmcp %s: which one? (%s)\n", cmd, map[string]string{"sessions": "ls, show ID, kill ID", "nodes": "ls", "users": "revoke SUBJECT"}[cmd])
+		fmt.Fprintf(stderr, "pingmcp %s: which one? (%s)\n", cmd, map[string]string{"sessions": "ls, show ID, kill ID", "nodes": "ls, drain ADDRESS", "users": "revoke SUBJECT"}[cmd])
 		return 2
 	}
 	verb := args[0]
@@ -40,6 +46,7 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 	output := fs.String("o", "table", "output: table or json")
 	user := fs.String("user", "", "sessions ls: only this user's (token subject)")
 	client := fs.String("client", "", "sessions ls: only this OAuth client's")
+	node := fs.String("node", "", "sessions ls: only those last activated on this node (its cluster address)")
 	limit := fs.Int("limit", 0, "sessions ls: at most this many (0: all)")
 	span := fs.String("for", "1h", "users revoke: how long the user's current tokens are refused")
 	issuer := fs.String("issuer", "", "users revoke: the user's issuer (default: the node's --issuer)")
@@ -90,7 +97,7 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 	var err error
 	switch cmd + " " + verb {
 	case "sessions ls":
-		err = c.listSessions(ctx, *user, *client, *limit, *output, stdout)
+		err = c.listSessions(ctx, url.Values{"user": {*user}, "client": {*client}, "node": {*node}}, *limit, *output, stdout)
 	case "sessions show":
 		if !needID() {
 			return 2
@@ -105,6 +112,19 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 		}
 	case "nodes ls":
 		err = c.listNodes(ctx, *output, stdout)
+	case "nodes drain":
+		if id == "" {
+			fmt.Fprintln(stderr, "pingmcp nodes drain: which node? (an address from pingmcp nodes ls)")
+			return 2
+		}
+		var out map[string]any
+		if err = c.do(ctx, http.MethodPost, "/nodes/"+url.PathEscape(id)+"/drain", &out); err == nil {
+			if *output == "json" {
+				err = json.NewEncoder(stdout).Encode(out)
+			} else {
+				fmt.Fprintf(stdout, "node %s is draining: its %v sessions move to the other nodes, then it exits\n", id, out["sessions"])
+			}
+		}
 	case "users revoke":
 		if id == "" {
 			fmt.Fprintln(stderr, "pingmcp users revoke: whose? (a token subject)")
@@ -119,7 +139,10 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 			if *output == "json" {
 				err = json.NewEncoder(stdout).Encode(out)
 			} else {
-				fmt.Fprintf(stdout, "user %s revoked until %v: %v sessions ended\n", id, out["until"], out["sessions_ended"])
+				fmt.Fprintf(stdout, "user %s revoked until %v: %v sessions ended, %v live actors stopped\n", id, out["until"], out["sessions_ended"], out["actors_stopped"])
+				if u, _ := out["nodes_unreached"].([]any); len(u) > 0 {
+					fmt.Fprintf(stderr, "pingmcp users revoke: these nodes could not be told, their actors of the user stop at their next request: %v\n", u)
+				}
 			}
 		}
 	default:
@@ -164,22 +187,12 @@ func (c *adminClient) do(ctx context.Context, method, path string, out any) erro
 	return nil
 }
 
-type sessionRow struct {
-	ID              string    `json:"id"`
-	Subject         string    `json:"subject"`
-	ClientID        string    `json:"client_id"`
-	ClientName      string    `json:"client_name"`
-	ClientVersion   string    `json:"client_version"`
-	ProtocolVersion string    `json:"protocol_version"`
-	Created         time.Time `json:"created"`
-	Active          time.Time `json:"last_active"`
-}
-
-func (c *adminClient) listSessions(ctx context.Context, user, client string, limit int, output string, w io.Writer) error {
+func (c *adminClient) listSessions(ctx context.Context, q url.Values, limit int, output string, w io.Writer) error {
 	var all []json.RawMessage
 	cursor := ""
 	for {
-		q := url.Values{"user": {user}, "client": {client}, "cursor": {cursor}, "limit": {"500"}}
+		q.Set("cursor", cursor)
+		q.Set("limit", "500")
 		var page struct {
 			Sessions []json.RawMessage
 			Next     string
@@ -200,30 +213,19 @@ func (c *adminClient) listSessions(ctx context.Context, user, client string, lim
 		return json.NewEncoder(w).Encode(map[string]any{"sessions": all})
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tUSER\tCLIENT\tCLIENT APP\tPROTOCOL\tCREATED\tLAST ACTIVE")
+	fmt.Fprintln(tw, "ID\tUSER\tCLIENT\tCLIENT APP\tPROTOCOL\tNODE\tSTATE\tCREATED\tLAST ACTIVE")
 	for _, raw := range all {
-		var s sessionRow
+		var s actors.SessionInfo
 		json.Unmarshal(raw, &s)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, dash(s.Subject), dash(s.ClientID),
-			dash(strings.TrimSpace(s.ClientName+" "+s.ClientVersion)), dash(s.ProtocolVersion), ago(s.Created), ago(s.Active))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, dash(s.Subject), dash(s.ClientID),
+			dash(strings.TrimSpace(s.ClientName+" "+s.ClientVersion)), dash(s.ProtocolVersion), dash(s.Node), liveness(s),
+			ago(s.Created), ago(s.Active))
 	}
 	return tw.Flush()
 }
 
 func (c *adminClient) showSession(ctx context.Context, id, output string, w io.Writer) error {
-	var s struct {
-		sessionRow
-		Issuer        string   `json:"issuer"`
-		LogLevel      string   `json:"log_level"`
-		Subscriptions []string `json:"subscriptions"`
-		Delegations   []struct {
-			Audience string         `json:"audience"`
-			Scopes   []string       `json:"scopes"`
-			Expiry   time.Time      `json:"expiry"`
-			Act      map[string]any `json:"act"`
-			JTI      string         `json:"jti"`
-		} `json:"delegations"`
-	}
+	var s actors.SessionInfo
 	var raw json.RawMessage
 	if err := c.do(ctx, http.MethodGet, "/sessions/"+url.PathEscape(id), &raw); err != nil {
 		return err
@@ -238,6 +240,8 @@ func (c *adminClient) showSession(ctx context.Context, id, output string, w io.W
 		{"session", s.ID}, {"issuer", dash(s.Issuer)}, {"user", dash(s.Subject)}, {"client", dash(s.ClientID)},
 		{"client app", dash(strings.TrimSpace(s.ClientName + " " + s.ClientVersion))}, {"protocol", dash(s.ProtocolVersion)},
 		{"log level", dash(s.LogLevel)}, {"subscriptions", dash(strings.Join(s.Subscriptions, ", "))},
+		{"node", dash(s.Node)}, {"epoch", strconv.FormatInt(s.Epoch, 10)}, {"state", liveness(s)},
+		{"open streams", strconv.Itoa(s.Streams)}, {"requests in flight", strconv.Itoa(s.InFlight)},
 		{"created", ago(s.Created)}, {"last active", ago(s.Active)},
 	} {
 		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
@@ -251,30 +255,44 @@ func (c *adminClient) showSession(ctx context.Context, id, output string, w io.W
 }
 
 func (c *adminClient) listNodes(ctx context.Context, output string, w io.Writer) error {
-	var out struct {
-		Nodes []struct {
-			ID      string   `json:"id"`
-			Address string   `json:"address"`
-			Kinds   []string `json:"kinds"`
-			Self    bool     `json:"self"`
-		} `json:"nodes"`
-	}
-	if err := c.do(ctx, http.MethodGet, "/nodes", &out); err != nil {
+	var raw json.RawMessage
+	if err := c.do(ctx, http.MethodGet, "/nodes", &raw); err != nil {
 		return err
 	}
 	if output == "json" {
-		return json.NewEncoder(w).Encode(out)
+		_, err := fmt.Fprintln(w, string(raw))
+		return err
+	}
+	var out struct{ Nodes []admin.NodeInfo }
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ADDRESS\tID\tHOSTS\tTHIS NODE")
+	fmt.Fprintln(tw, "ADDRESS\tROLE\tVERSION\tSESSIONS\tPRINCIPALS\tSTATE\tHTTP\tTHIS NODE")
 	for _, n := range out.Nodes {
-		self := ""
+		self, state := "", "serving"
 		if n.Self {
 			self = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Address, n.ID, dash(strings.Join(n.Kinds, ",")), self)
+		switch {
+		case n.Error != "":
+			state = "unreachable: " + n.Error
+		case n.Draining:
+			state = "draining"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", n.Address, dash(n.Role), dash(n.Version), n.Sessions, n.Principals,
+			state, dash(n.HTTPAddr), self)
 	}
 	return tw.Flush()
+}
+
+// liveness says whether a session's actor is running or only its snapshot
+// is left.
+func liveness(s actors.SessionInfo) string {
+	if s.Live {
+		return "live"
+	}
+	return "passivated"
 }
 
 func dash(s string) string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,10 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/pingmcp/pingmcp/admin"
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/devidp"
 	"github.com/pingmcp/pingmcp/config"
@@ -73,12 +76,7 @@ func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 	cfg.Rebind(mcpLn.Addr().String(), idpAddr, todoLn.Addr().String())
 
 	if embeddedIdP {
-		idp, err := devidp.New(&devidp.Options{
-			Issuer:    cfg.Issuer,
-			Clients:   []devidp.Client{{ID: cfg.ClientID, Secret: cfg.ClientSecret}},
-			Resources: []devidp.Resource{{URI: cfg.Resource, Scopes: mcpScopes}, {URI: cfg.TodoAPIURL, Scopes: todoScopes}},
-			Logger:    logger.With("component", "idp"),
-		})
+		idp, err := devidp.New(devIdPOptions(cfg, logger.With("component", "idp")))
 		if err != nil {
 			return err
 		}
@@ -118,18 +116,29 @@ func todoAPI(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	return serveUntilDone(ctx, cfg.Addr, api, logger, "todo api started", "resource", cfg.Resource, "issuer", cfg.Issuer)
 }
 
+// devIdPOptions configure the development authorization server: users
+// alice, bob and admin (passwords as names), of whom only admin may be
+// granted the admin scope.
+func devIdPOptions(cfg *config.Config, logger *slog.Logger) *devidp.Options {
+	adminScope := cmp.Or(cfg.AdminScope, admin.DefaultScope)
+	return &devidp.Options{
+		Issuer:     cfg.Issuer,
+		Users:      map[string]string{"alice": "alice", "bob": "bob", "admin": "admin"},
+		ScopeUsers: map[string][]string{adminScope: {"admin"}},
+		Clients:    []devidp.Client{{ID: cfg.ClientID, Secret: cfg.ClientSecret}},
+		Resources: []devidp.Resource{{URI: cfg.Resource, Scopes: append(slices.Clip(mcpScopes), adminScope)},
+			{URI: cfg.TodoAPIURL, Scopes: todoScopes}},
+		Logger: logger,
+	}
+}
+
 // idp runs the development authorization server alone.
 func idp(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	logger := newLogger(cfg, stderr)
 	if err := devidp.CheckAddr(cfg.Addr, cfg.ForceNonLoopback); err != nil {
 		return err
 	}
-	s, err := devidp.New(&devidp.Options{
-		Issuer:    cfg.Issuer,
-		Clients:   []devidp.Client{{ID: cfg.ClientID, Secret: cfg.ClientSecret}},
-		Resources: []devidp.Resource{{URI: cfg.Resource, Scopes: mcpScopes}, {URI: cfg.TodoAPIURL, Scopes: todoScopes}},
-		Logger:    logger,
-	})
+	s, err := devidp.New(devIdPOptions(cfg, logger))
 	if err != nil {
 		return err
 	}

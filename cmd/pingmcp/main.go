@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -34,6 +35,7 @@ import (
 	"github.com/pingmcp/pingmcp/admin"
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
+	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/config"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
@@ -249,7 +251,7 @@ const revocationRefresh = 500 * time.Millisecond
 
 // serveAdmin starts the admin API on its own listener, when --admin-addr
 // is set.
-func serveAdmin(ctx context.Context, cfg *config.Config, d *actors.Durability, node *cluster.Node, logger *slog.Logger) (srv *http.Server, err error) {
+func serveAdmin(ctx context.Context, cfg *config.Config, d *actors.Durability, node *cluster.Node, revoked func(*auth.Token) bool, logger *slog.Logger) (srv *http.Server, err error) {
 	if cfg.AdminAddr == "" {
 		return nil, nil
 	}
@@ -276,11 +278,18 @@ func serveAdmin(ctx context.Context, cfg *config.Config, d *actors.Durability, n
 		}()
 		context.AfterFunc(ctx, func() { os.Remove(f.Name()) })
 	}
-	token, err := os.ReadFile(cfg.AdminTokenFile)
-	if err != nil {
-		return nil, fmt.Errorf("--admin-token-file: %w", err)
+	opts := admin.Options{Durability: d, Node: node, Logger: logger, Issuer: cfg.Issuer, Scope: cfg.AdminScope, Revoked: revoked}
+	if cfg.AdminTokenFile != "" {
+		token, err := os.ReadFile(cfg.AdminTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--admin-token-file: %w", err)
+		}
+		opts.Token = string(token)
 	}
-	h, err := admin.Handler(admin.Options{Token: string(token), Durability: d, Node: node, Logger: logger, Issuer: cfg.Issuer})
+	if cfg.Auth != "none" {
+		opts.Verifier = verifier(cfg)
+	}
+	h, err := admin.Handler(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -293,6 +302,30 @@ func serveAdmin(ctx context.Context, cfg *config.Config, d *actors.Durability, n
 	cfg.AdminAddr = ln.Addr().String() // port 0 resolved, for the banner
 	logger.Info("admin API started", "admin", cfg.AdminAddr)
 	return srv, nil
+}
+
+// nodeControl answers operators' questions to this node (cluster.Control):
+// what it is and hosts, which of some sessions are live here; and it stops
+// a revoked user's actors, or starts the node's drain.
+func nodeControl(node *cluster.Node, cfg *config.Config, httpAddr string, local *actors.Local, draining *atomic.Bool, drain func()) cluster.ControlFunc {
+	started := time.Now()
+	return func(_ context.Context, q *envelope.NodeQuery) *envelope.NodeStatus {
+		st := &envelope.NodeStatus{Address: node.Address(), Role: cfg.Role, Version: version(), HttpAddr: httpAddr,
+			StartedUnix: started.Unix()}
+		if s := q.GetStopSubject(); s != nil {
+			st.Stopped = int32(local.StopSubject(node.System, s.Issuer, s.Subject, "user revoked by an operator"))
+		}
+		if q.Drain {
+			drain()
+		}
+		st.Draining = q.Drain || draining.Load()
+		sessions, principals := local.Counts()
+		st.Sessions, st.Principals = int32(sessions), int32(principals)
+		if len(q.Sessions) > 0 {
+			st.Live = local.Live(q.Sessions)
+		}
+		return st
+	}
 }
 
 // serveNode runs a cluster node whose HTTP edge serves on ln.
@@ -343,6 +376,12 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 	}
 	logger = node.Logger() // actors add the node address themselves
 
+	var revoked func(*auth.Token) bool
+	if cfg.Auth != "none" {
+		cache := state.NewRevocationCache(durability.Revocations, revocationRefresh)
+		go cache.Run(ctx)
+		revoked = func(t *auth.Token) bool { return cache.Revoked(t.Issuer, t.Subject, t.IssuedAt) }
+	}
 	mux := http.NewServeMux()
 	var draining atomic.Bool
 	health := transport.Health(node, cfg.Role, &draining, durability.Check)
@@ -358,9 +397,7 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 			Logger:         logger,
 		}
 		if cfg.Auth != "none" {
-			revoked := state.NewRevocationCache(durability.Revocations, revocationRefresh)
-			go revoked.Run(ctx)
-			edgeOpts.Revoked = func(t *auth.Token) bool { return revoked.Revoked(t.Issuer, t.Subject, t.IssuedAt) }
+			edgeOpts.Revoked = revoked
 			edgeOpts.Verifier = verifier(cfg)
 			edgeOpts.Scopes = cfg.Scopes
 			edgeOpts.ResourceMetadataURL = metadataURL
@@ -378,7 +415,17 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 	go func() { served <- srv.Serve(ln) }()
 
 	metrics.LiveActors(func() float64 { return float64(actorCfg.Local.Len()) })
-	adminSrv, err := serveAdmin(ctx, cfg, durability, node, logger)
+	drainAsked := make(chan struct{})
+	var askDrain sync.Once
+	control := nodeControl(node, cfg, httpAddr, actorCfg.Local, &draining, func() {
+		askDrain.Do(func() { close(drainAsked) })
+	})
+	if err := node.ServeControl(control); err != nil {
+		shutdownWithin(time.Second, srv)
+		node.Stop(false)
+		return fmt.Errorf("start the node's control actor: %w", err)
+	}
+	adminSrv, err := serveAdmin(ctx, cfg, durability, node, revoked, logger)
 	if err != nil {
 		shutdownWithin(time.Second, srv)
 		node.Stop(false)
@@ -395,6 +442,8 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 	select {
 	case <-ctx.Done():
 		logger.Info("shutting down")
+	case <-drainAsked:
+		logger.Info("shutting down: an operator asked this node to drain")
 	case serveErr = <-served:
 	}
 	// Drain: report not ready, let the actors here finish their requests,

@@ -24,6 +24,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/pingmcp/pingmcp/todoapi"
 	"github.com/pingmcp/pingmcp/tools"
 )
@@ -42,6 +43,9 @@ func New(opts Options) tools.Toolset {
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
+	// Each call to the API is a client span, and carries its context
+	// (traceparent).
+	opts.HTTPClient = telemetry.Client(opts.HTTPClient, "todo-api")
 	opts.APIURL = strings.TrimSuffix(opts.APIURL, "/")
 	return &toolset{opts: opts}
 }

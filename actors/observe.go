@@ -1,0 +1,270 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pingmcp/pingmcp/audit"
+	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/telemetry"
+	"github.com/pingmcp/pingmcp/tools"
+)
+
+// forwardedHeader names, in the request the actor hands to the MCP handler,
+// the forwarded request it came from, so that the middleware (which sees
+// the HTTP headers but not the envelope) finds the request's principal and
+// JSON-RPC id. The actor sets it on every request, whatever the client sent.
+const forwardedHeader = "X-Pingmcp-Forwarded"
+
+// served is what the middleware may know of a forwarded request.
+type served struct {
+	principal *envelope.Principal
+	rpcID     json.RawMessage // of a single-message body
+	calls     []toolCall      // of a batch (2025-03-26), to name each call's id
+}
+
+// requestsOf is the table of an actor's requests being served, for the
+// middleware; it is used off the actor's goroutine.
+type requestsOf struct{ m sync.Map } // forwarded id → *served
+
+// observe starts the actor's span of one forwarded request ("actor " + the
+// JSON-RPC method), a child of the edge's, and prepares hr for the MCP
+// handler: the span's context in its traceparent, the forwarded id in its
+// headers. end finishes the span with the response's status.
+func (a *SessionActor) observe(hr *http.Request, req *envelope.Request) (*http.Request, func(w *relayWriter)) {
+	ctx := telemetry.Extract(hr.Context(), hr.Header)
+	attrs := []attribute.KeyValue{
+		attribute.String("http.request.method", req.Method),
+		attribute.String("pingmcp.node", a.node),
+	}
+	if a.stateless {
+		attrs = append(attrs, attribute.String("pingmcp.actor.kind", "principal"))
+	} else {
+		attrs = append(attrs, attribute.String("mcp.session.id", a.id), attribute.String("pingmcp.actor.kind", "session"))
+	}
+	ctx, span := telemetry.Start(ctx, "actor "+req.Method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
+
+	s := &served{principal: req.Principal}
+	if req.Method == http.MethodPost {
+		if single := rpcID(req.Body); single != nil {
+			s.rpcID = single
+		} else {
+			s.calls, _ = toolCalls(req.Body)
+		}
+		if span.IsRecording() {
+			p := telemetry.PeekBody(req.Body)
+			if p.Method != "" {
+				span.SetName("actor " + spanMethod(p.Method))
+				span.SetAttributes(attribute.String("mcp.method.name", clip(p.Method)))
+			}
+		}
+	}
+	a.requests.m.Store(req.Id, s)
+	hr = hr.WithContext(ctx)
+	hr.Header.Set(forwardedHeader, req.Id)
+	telemetry.Inject(ctx, hr.Header)
+	return hr, func(w *relayWriter) {
+		a.requests.m.Delete(req.Id)
+		w.mu.Lock()
+		status := w.status
+		w.mu.Unlock()
+		telemetry.StatusOf(span, status, false)
+		span.End()
+	}
+}
+
+// rpcID is the id of a body holding one JSON-RPC message, nil for a batch
+// or a body without one.
+func rpcID(body []byte) json.RawMessage {
+	var m struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal(body, &m) != nil || len(m.ID) == 0 {
+		return nil
+	}
+	return m.ID
+}
+
+// knownSpanMethods are the JSON-RPC methods a span may be named after;
+// others are "other", so that clients do not choose span names.
+var knownSpanMethods = map[string]bool{}
+
+func init() {
+	for _, m := range []string{"initialize", "ping", "tools/list", "tools/call", "resources/list", "resources/read",
+		"resources/templates/list", "resources/subscribe", "resources/unsubscribe", "prompts/list", "prompts/get",
+		"completion/complete", "logging/setLevel", "server/discover", "subscriptions/listen", "tasks/get", "tasks/list",
+		"tasks/result", "tasks/cancel", "notifications/initialized", "notifications/cancelled", "notifications/progress",
+		"notifications/roots/list_changed"} {
+		knownSpanMethods[m] = true
+	}
+}
+
+func spanMethod(m string) string {
+	if knownSpanMethods[m] {
+		return m
+	}
+	return "other"
+}
+
+func clip(s string) string {
+	if len(s) > 128 {
+		return s[:128]
+	}
+	return s
+}
+
+// auditToolCalls is the middleware around each tools/call: a span for the
+// call (a child of the actor's request span), and its audit record, with the
+// delegations the tool used (see credentials.Delegate).
+func (a *SessionActor) auditToolCalls(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		params, ok := req.GetParams().(*mcp.CallToolParamsRaw)
+		if method != "tools/call" || !ok || (a.events != nil && a.events.replaying.Load()) {
+			return next(ctx, method, req)
+		}
+		start := time.Now()
+		var hdr http.Header
+		if extra := req.GetExtra(); extra != nil {
+			hdr = extra.Header
+		}
+		var s *served
+		if hdr != nil {
+			if v, ok := a.requests.m.Load(hdr.Get(forwardedHeader)); ok {
+				s = v.(*served)
+			}
+		}
+		// The parent: the actor's span, through the traceparent it put in
+		// the request; else what the client put in _meta.
+		if hdr != nil && telemetry.HasParent(hdr) {
+			ctx = telemetry.Extract(ctx, hdr)
+		} else {
+			ctx = telemetry.ExtractMeta(ctx, params.GetMeta())
+		}
+		name := "tools/call"
+		if validToolName(params.Name) {
+			name += " " + params.Name
+		}
+		ctx, span := telemetry.Start(ctx, name, trace.WithAttributes(
+			attribute.String("mcp.method.name", "tools/call"),
+			attribute.String("gen_ai.tool.name", clip(params.Name)),
+			attribute.String("pingmcp.node", a.node),
+		))
+		defer span.End()
+		ctx, used := audit.Collect(ctx)
+
+		res, err := next(ctx, method, req)
+
+		rec := audit.ToolCallRecord{
+			Node:        a.node,
+			Tool:        params.Name,
+			Delegations: used(),
+			Duration:    time.Since(start),
+			TraceID:     traceIDOf(span),
+		}
+		if !a.stateless {
+			rec.Session = a.id
+		}
+		if s != nil {
+			if p := s.principal; p != nil {
+				rec.Principal = audit.Principal{Issuer: p.Issuer, Subject: p.Subject, ClientID: p.ClientId}
+			}
+			rec.RequestID = string(s.rpcID)
+			if rec.RequestID == "" {
+				for _, c := range s.calls {
+					if c.name == params.Name {
+						rec.RequestID = string(c.id)
+						break
+					}
+				}
+			}
+		}
+		if a.cfg.Audit.ToolArgs() {
+			rec.Arguments = params.Arguments
+		}
+		switch {
+		case err != nil && (ctx.Err() != nil || errors.Is(err, context.Canceled)):
+			rec.Outcome = audit.OutcomeCancelled
+			span.SetStatus(codes.Error, "cancelled")
+		case err != nil:
+			rec.Outcome = audit.OutcomeError
+			rec.ErrorCode = jsonrpc.CodeInternalError
+			var werr *jsonrpc.Error
+			if errors.As(err, &werr) {
+				rec.ErrorCode = werr.Code
+			}
+			if a.cfg.Audit.ToolArgs() {
+				// A protocol error may quote the arguments.
+				rec.Error = err.Error()
+			}
+			span.SetStatus(codes.Error, "protocol error")
+			span.SetAttributes(attribute.Int64("rpc.jsonrpc.error_code", rec.ErrorCode))
+		default:
+			rec.Outcome = audit.OutcomeOK
+			if r, ok := res.(*mcp.CallToolResult); ok && r.IsError {
+				rec.Outcome = audit.OutcomeToolError
+				span.SetStatus(codes.Error, "tool error")
+			}
+		}
+		span.SetAttributes(attribute.String("pingmcp.outcome", rec.Outcome))
+		a.cfg.Audit.ToolCall(ctx, rec)
+		return res, err
+	}
+}
+
+func traceIDOf(span trace.Span) string {
+	if sc := span.SpanContext(); sc.HasTraceID() {
+		return sc.TraceID().String()
+	}
+	return ""
+}
+
+// validToolName says whether a tool name may name a span: the MCP rule
+// (1 to 128 of A-Z a-z 0-9 _ - .).
+func validToolName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// delegated ends the span of a credentials.Delegate call, and notes the
+// token it handed out (described, never the token) for the audit record of
+// the tool call it serves.
+func delegated(ctx context.Context, span trace.Span, audience string, scopes []string, how string, out *tools.Delegation, err error) {
+	defer span.End()
+	span.SetAttributes(attribute.Bool("pingmcp.exchange.cached", how == "cached"))
+	if how != "" {
+		span.SetAttributes(attribute.String("pingmcp.exchange.how", how))
+	}
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		span.SetAttributes(attribute.String("pingmcp.exchange.outcome", "error"))
+		audit.Record(ctx, audit.Delegation{Audience: audience, Scopes: scopes, Error: err.Error()})
+		return
+	}
+	d := audit.DelegationOf(audience, out.Scopes, out.Claims, how == "cached")
+	span.SetAttributes(attribute.String("pingmcp.exchange.outcome", "ok"),
+		attribute.StringSlice("pingmcp.exchange.granted_scopes", out.Scopes))
+	if d.JTI != "" {
+		span.SetAttributes(attribute.String("pingmcp.exchange.jti", d.JTI))
+	}
+	if len(d.Act) > 0 {
+		span.SetAttributes(attribute.StringSlice("pingmcp.exchange.act", d.Act))
+	}
+	audit.Record(ctx, d)
+}

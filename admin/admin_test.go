@@ -1,0 +1,100 @@
+package admin
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pingmcp/pingmcp/actors"
+	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/auth/authtest"
+	"github.com/pingmcp/pingmcp/internal/logtest"
+)
+
+const resource = "https://mcp.example.test/mcp"
+
+// TestAuthorization: the admin API admits the static token and access
+// tokens for pingmcp with the admin scope, and nothing else, with the RFC
+// 6750 status and challenge of each refusal; the operator is logged, never
+// the token.
+func TestAuthorization(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	logs := &logtest.Buffer{}
+	revokedSub := "mallory"
+	h, err := Handler(Options{
+		Token:      "static-admin-token-0123456789",
+		Verifier:   auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{resource}}),
+		Revoked:    func(t *auth.Token) bool { return t.Subject == revokedSub },
+		Durability: actors.MemoryDurability(time.Minute),
+		Logger:     slog.New(slog.NewJSONHandler(logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	admin := is.Token(t, is.Claims("ops", resource, "openid "+DefaultScope))
+	cases := []struct {
+		name      string
+		header    string
+		status    int
+		challenge string // a substring of WWW-Authenticate
+	}{
+		{"no token", "", http.StatusUnauthorized, `Bearer realm="pingmcp-admin", scope="pingmcp:admin"`},
+		{"not bearer", "Basic b3BzOm9wcw==", http.StatusUnauthorized, `realm="pingmcp-admin"`},
+		{"malformed bearer", "Bearer a b", http.StatusUnauthorized, `error="invalid_token"`},
+		{"wrong static token", "Bearer static-admin-token-012345678X", http.StatusUnauthorized, `error="invalid_token"`},
+		{"static token", "Bearer static-admin-token-0123456789", http.StatusOK, ""},
+		{"admin access token", "Bearer " + admin, http.StatusOK, ""},
+		{"user token without the admin scope", "Bearer " + is.Token(t, is.Claims("alice", resource, "openid todo_api:read")),
+			http.StatusForbidden, `error="insufficient_scope"`},
+		{"admin scope for another resource", "Bearer " + is.Token(t, is.Claims("ops", "https://other.example.test", DefaultScope)),
+			http.StatusUnauthorized, `error="invalid_token"`},
+		{"expired admin token", "Bearer " + is.Token(t, func() map[string]any {
+			c := is.Claims("ops", resource, DefaultScope)
+			c["exp"] = time.Now().Add(-time.Hour).Unix()
+			return c
+		}()), http.StatusUnauthorized, `error="invalid_token"`},
+		{"revoked operator", "Bearer " + is.Token(t, is.Claims(revokedSub, resource, DefaultScope)), http.StatusUnauthorized, `error="invalid_token"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+"/admin/v1/sessions", nil)
+			if c.header != "" {
+				req.Header.Set("Authorization", c.header)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != c.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, c.status, body)
+			}
+			if got := resp.Header.Get("WWW-Authenticate"); !strings.Contains(got, c.challenge) {
+				t.Errorf("WWW-Authenticate %q, want it to contain %q", got, c.challenge)
+			}
+			if c.status == http.StatusOK && !strings.Contains(string(body), `"sessions":[]`) {
+				t.Errorf("body %s", body)
+			}
+		})
+	}
+	if !strings.Contains(logs.String(), `"operator":"ops (`+is.URL) || !strings.Contains(logs.String(), `"operator":"static-admin-token"`) {
+		t.Errorf("the operators are not logged:\n%s", logs.String())
+	}
+	if strings.Contains(logs.String(), admin) || strings.Contains(logs.String(), "static-admin-token-0123456789") {
+		t.Error("a token was logged")
+	}
+
+	// Without a static token, only access tokens are admitted; with
+	// neither, no admin API.
+	if _, err := Handler(Options{Durability: actors.MemoryDurability(time.Minute)}); err == nil {
+		t.Error("an admin API without any credential was made")
+	}
+}

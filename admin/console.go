@@ -1,0 +1,454 @@
+package admin
+
+// The operator console: HTML pages on the admin listener over the same
+// session store as the JSON API.
+//
+//	GET  /console/                    sessions, filtered by ?user= and ?client=, a page at a time (?cursor=)
+//	GET  /console/sessions/{id}       one session, with its cached exchanged tokens described
+//	POST /console/sessions/{id}/end   end it, then back to the list
+//	GET  /console/login               the sign-in form; POST /console/login signs in
+//	POST /console/logout              sign out
+//
+// The pages are rendered on the server (html/template) and refresh
+// themselves with <meta http-equiv="refresh">: no script at all, so the
+// Content-Security-Policy forbids every script and every fetch.
+//
+// An operator signs in with an admin token, checked as the API checks a
+// bearer token. The token is not kept: the browser gets a random console
+// session id in an HttpOnly, SameSite=Strict cookie, and this node keeps,
+// in memory, whose it is for at most consoleLoginTTL. A sign-in is thus
+// good on the node that took it only (the admin listener is per node), and
+// is lost when that node restarts. Forms that change something also carry a
+// per-sign-in CSRF token and must come from the console's own origin.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pingmcp/pingmcp/actors"
+	"github.com/pingmcp/pingmcp/auth"
+)
+
+const (
+	consoleCookie = "pingmcp_console"
+	consoleRoot   = "/console/"
+	consoleLogin  = "/console/login"
+	// consoleLoginTTL is how long a sign-in lasts, however active.
+	consoleLoginTTL = 8 * time.Hour
+	// maxConsoleLogins bounds the sign-ins a node remembers; past it, the
+	// oldest goes.
+	maxConsoleLogins = 1024
+	// maxConsoleForm bounds a form's body: an access token is a few KB.
+	maxConsoleForm = 64 << 10
+)
+
+//go:embed console/*.html
+var consoleFiles embed.FS
+
+var consolePages = template.Must(template.New("console").Funcs(template.FuncMap{
+	"when": when,
+	"ago":  ago,
+	"join": strings.Join,
+	// endForm is what the "end" template needs: a session and the CSRF token.
+	"endForm": func(id, csrf string) struct{ ID, CSRF string } { return struct{ ID, CSRF string }{id, csrf} },
+	"json": func(v any) string {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Sprint(v)
+		}
+		return string(b)
+	},
+}).ParseFS(consoleFiles, "console/*.html"))
+
+// consoleSignIn is one operator signed in to the console.
+type consoleSignIn struct {
+	op      *Operator
+	csrf    string
+	expires time.Time
+}
+
+// console serves the console's pages for api.
+type console struct {
+	a *api
+
+	mu      sync.Mutex
+	signIns map[[sha256.Size]byte]*consoleSignIn // by the hash of the cookie's value
+}
+
+// consoleView is what a page shows.
+type consoleView struct {
+	Page     string // names the page for tests and styles: list, session, login, error
+	Title    string
+	Refresh  bool
+	Operator string // empty: signed out
+	CSRF     string
+	Message  string
+
+	// The session list.
+	User, Client, Node string
+	Cursor             string
+	NextURL            string
+	Sessions           []actors.SessionInfo
+
+	// One session.
+	Session *actors.SessionInfo
+}
+
+// console returns the console's handler. It does its own authentication:
+// mount it outside authenticate.
+func (a *api) console() http.Handler {
+	c := &console{a: a, signIns: map[[sha256.Size]byte]*consoleSignIn{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /console", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, consoleRoot, http.StatusSeeOther)
+	})
+	mux.HandleFunc("GET /console/login", c.loginForm)
+	mux.HandleFunc("POST /console/login", c.login)
+	mux.HandleFunc("POST /console/logout", c.change(c.logout))
+	mux.HandleFunc("GET /console/{$}", c.signedIn(c.list))
+	mux.HandleFunc("GET /console/sessions/{id}", c.signedIn(c.show))
+	mux.HandleFunc("POST /console/sessions/{id}/end", c.change(c.end))
+	mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
+		c.render(w, http.StatusNotFound, "error", &consoleView{Page: "error", Title: "Not found", Message: "There is no such page."})
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-store")
+		h.Set("Referrer-Policy", "no-referrer")
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// signedIn lets through only a signed-in operator's requests; others are
+// sent to the sign-in form.
+func (c *console) signedIn(h func(http.ResponseWriter, *http.Request, *consoleSignIn)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s := c.current(r)
+		if s == nil {
+			http.Redirect(w, r, consoleLogin, http.StatusSeeOther)
+			return
+		}
+		h(w, r, s)
+	}
+}
+
+// change guards a form that changes something: it must come from the
+// console's own origin, from a signed-in operator, with their CSRF token.
+func (c *console) change(h func(http.ResponseWriter, *http.Request, *consoleSignIn)) http.HandlerFunc {
+	return c.sameOrigin(func(w http.ResponseWriter, r *http.Request) {
+		s := c.current(r)
+		if s == nil {
+			http.Redirect(w, r, consoleLogin, http.StatusSeeOther)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxConsoleForm)
+		if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.csrf)) != 1 {
+			c.a.opts.Logger.Warn("admin console: form without its CSRF token refused", "path", r.URL.Path, "remote", r.RemoteAddr, "operator", s.op.String())
+			c.render(w, http.StatusForbidden, "error", &consoleView{Page: "error", Title: "Refused",
+				Message: "This form is out of date or did not come from the console. Reload the page and try again."})
+			return
+		}
+		h(w, r, s)
+	})
+}
+
+// sameOrigin refuses a POST that a browser says comes from a page of
+// another origin. Origin (and Sec-Fetch-Site) are set by the browser, not
+// by the page; a request without them comes from no browser page.
+func (c *console) sameOrigin(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ok := true
+		if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+			ok = false
+		}
+		if origin := r.Header.Get("Origin"); origin != "" {
+			u, err := url.Parse(origin)
+			ok = ok && err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
+		}
+		if !ok {
+			c.a.opts.Logger.Warn("admin console: cross-origin form refused", "path", r.URL.Path, "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"))
+			c.render(w, http.StatusForbidden, "error", &consoleView{Page: "error", Title: "Refused",
+				Message: "This form was sent from another site."})
+			return
+		}
+		h(w, r)
+	}
+}
+
+// current returns the sign-in the request's cookie names, if it is still
+// good.
+func (c *console) current(r *http.Request) *consoleSignIn {
+	ck, err := r.Cookie(consoleCookie)
+	if err != nil || ck.Value == "" {
+		return nil
+	}
+	key := sha256.Sum256([]byte(ck.Value))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.signIns[key]
+	if s == nil {
+		return nil
+	}
+	if !time.Now().Before(s.expires) {
+		delete(c.signIns, key)
+		return nil
+	}
+	return s
+}
+
+// remember keeps a new sign-in under id, after sweeping the expired ones
+// and, when full, the oldest.
+func (c *console) remember(id string, s *consoleSignIn) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, v := range c.signIns {
+		if !now.Before(v.expires) {
+			delete(c.signIns, k)
+		}
+	}
+	for len(c.signIns) >= maxConsoleLogins {
+		var oldest [sha256.Size]byte
+		var first *consoleSignIn
+		for k, v := range c.signIns {
+			if first == nil || v.expires.Before(first.expires) {
+				oldest, first = k, v
+			}
+		}
+		delete(c.signIns, oldest)
+	}
+	c.signIns[sha256.Sum256([]byte(id))] = s
+}
+
+// forget ends the sign-in the request's cookie names.
+func (c *console) forget(r *http.Request) {
+	if ck, err := r.Cookie(consoleCookie); err == nil {
+		c.mu.Lock()
+		delete(c.signIns, sha256.Sum256([]byte(ck.Value)))
+		c.mu.Unlock()
+	}
+}
+
+// newSecret returns 256 random bits, base64url.
+func newSecret() string {
+	b := make([]byte, 32)
+	rand.Read(b) // never fails (crypto/rand)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func (c *console) setCookie(w http.ResponseWriter, r *http.Request, value string, maxAge int) {
+	http.SetCookie(w, &http.Cookie{Name: consoleCookie, Value: value, Path: "/console", MaxAge: maxAge,
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+}
+
+func (c *console) loginForm(w http.ResponseWriter, r *http.Request) {
+	if c.current(r) != nil {
+		http.Redirect(w, r, consoleRoot, http.StatusSeeOther)
+		return
+	}
+	c.render(w, http.StatusOK, "login", &consoleView{Page: "login", Title: "Sign in"})
+}
+
+func (c *console) login(w http.ResponseWriter, r *http.Request) {
+	c.sameOrigin(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxConsoleForm)
+		token := r.PostFormValue("token")
+		op, why := c.a.check(r.Context(), token)
+		if why != nil {
+			status, msg := c.refusal(why, token)
+			c.a.opts.Logger.Warn("admin console: sign-in refused", "remote", r.RemoteAddr, "reason", msg)
+			c.render(w, status, "login", &consoleView{Page: "login", Title: "Sign in", Message: msg})
+			return
+		}
+		c.forget(r)
+		id := newSecret()
+		c.remember(id, &consoleSignIn{op: op, csrf: newSecret(), expires: time.Now().Add(consoleLoginTTL)})
+		c.setCookie(w, r, id, int(consoleLoginTTL/time.Second))
+		c.a.opts.Logger.Info("admin console: signed in", "operator", op.String(), "remote", r.RemoteAddr)
+		http.Redirect(w, r, consoleRoot, http.StatusSeeOther)
+	})(w, r)
+}
+
+// refusal says why a token does not sign in, without repeating it.
+func (c *console) refusal(why *refusal, token string) (int, string) {
+	switch {
+	case why.unavailable:
+		return http.StatusServiceUnavailable, "The authorization server could not be reached to check this token. Try again."
+	case why.err == nil:
+		return http.StatusUnauthorized, "Enter an admin token."
+	case why.err.Code == auth.CodeInsufficientScope:
+		return http.StatusUnauthorized, "This token lacks the admin scope (" + c.a.opts.Scope + ")."
+	}
+	msg := "This is not an admin token"
+	if d := why.err.Description; d != "" && (strings.TrimSpace(token) == "" || !strings.Contains(d, strings.TrimSpace(token))) {
+		msg += ": " + d
+	}
+	return http.StatusUnauthorized, msg + "."
+}
+
+func (c *console) logout(w http.ResponseWriter, r *http.Request, s *consoleSignIn) {
+	c.forget(r)
+	c.setCookie(w, r, "", -1)
+	c.a.opts.Logger.Info("admin console: signed out", "operator", s.op.String(), "remote", r.RemoteAddr)
+	http.Redirect(w, r, consoleLogin, http.StatusSeeOther)
+}
+
+func (c *console) list(w http.ResponseWriter, r *http.Request, s *consoleSignIn) {
+	q := r.URL.Query()
+	v := c.view(s, "list", "Sessions")
+	v.User, v.Client, v.Node, v.Cursor = q.Get("user"), q.Get("client"), q.Get("node"), q.Get("cursor")
+	sessions, next, err := c.a.sessionPage(r.Context(), v.User, v.Client, v.Node, v.Cursor, defaultLimit)
+	if err != nil {
+		c.unavailable(w, s, "The session store cannot be read: "+err.Error())
+		return
+	}
+	if next != "" {
+		v.NextURL = consoleRoot + "?" + url.Values{"user": {v.User}, "client": {v.Client}, "node": {v.Node}, "cursor": {next}}.Encode()
+	}
+	v.Sessions = sessions
+	c.render(w, http.StatusOK, "list", v)
+}
+
+func (c *console) show(w http.ResponseWriter, r *http.Request, s *consoleSignIn) {
+	info, ok := c.find(w, r, s)
+	if !ok {
+		return
+	}
+	v := c.view(s, "session", "Session "+info.ID)
+	v.Session = &info
+	c.render(w, http.StatusOK, "session", v)
+}
+
+func (c *console) end(w http.ResponseWriter, r *http.Request, s *consoleSignIn) {
+	info, ok := c.find(w, r, s)
+	if !ok {
+		return
+	}
+	if err := c.a.opts.Durability.End(r.Context(), info.ID); err != nil {
+		c.unavailable(w, s, "The session could not be ended: "+err.Error())
+		return
+	}
+	c.a.stopActor(r, info.ID, "ended by an operator")
+	c.a.opts.Logger.Info("admin console: session ended", "operator", s.op.String(), "session", info.ID,
+		"subject", info.Subject, "client_id", info.ClientID)
+	http.Redirect(w, r, consoleRoot, http.StatusSeeOther)
+}
+
+// find reads the session named in the path, or writes the page that says
+// why not.
+func (c *console) find(w http.ResponseWriter, r *http.Request, s *consoleSignIn) (actors.SessionInfo, bool) {
+	info, found, err := c.a.describeSession(r.Context(), r.PathValue("id"))
+	switch {
+	case err != nil && !found:
+		c.unavailable(w, s, "The session store cannot be read: "+err.Error())
+	case err != nil:
+		v := c.view(s, "error", "Unreadable session")
+		v.Message = "The session's snapshot cannot be read: " + err.Error()
+		c.render(w, http.StatusInternalServerError, "error", v)
+	case !found:
+		v := c.view(s, "error", "No such session")
+		v.Message = "There is no such session: it ended, expired, or never was."
+		c.render(w, http.StatusNotFound, "error", v)
+	}
+	return info, found && err == nil
+}
+
+func (c *console) unavailable(w http.ResponseWriter, s *consoleSignIn, msg string) {
+	v := c.view(s, "error", "Session store unavailable")
+	v.Message, v.Refresh = msg, true
+	w.Header().Set("Retry-After", "2")
+	c.render(w, http.StatusServiceUnavailable, "error", v)
+}
+
+func (c *console) view(s *consoleSignIn, page, title string) *consoleView {
+	return &consoleView{Page: page, Title: title, Refresh: page == "list" || page == "session", Operator: s.op.String(), CSRF: s.csrf}
+}
+
+// render writes a page whole, or a 500 if it cannot be rendered.
+func (c *console) render(w http.ResponseWriter, status int, name string, v *consoleView) {
+	var b bytes.Buffer
+	if err := consolePages.ExecuteTemplate(&b, name, v); err != nil {
+		c.a.opts.Logger.Error("admin console: render a page", "page", name, "err", err)
+		http.Error(w, "the page could not be rendered", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	w.Write(b.Bytes())
+}
+
+// sessionPage reads a page of stored sessions, up to limit after cursor,
+// keeping those of user, client and node (each empty: any), marked live or
+// not, and returns the cursor of the next page ("" at the end). A page may
+// thus hold fewer than limit sessions with more to come.
+func (a *api) sessionPage(ctx context.Context, user, client, node, cursor string, limit int) ([]actors.SessionInfo, string, error) {
+	page, next, err := a.opts.Durability.Snapshots.List(ctx, cursor, limit)
+	if err != nil {
+		return nil, "", err
+	}
+	out := []actors.SessionInfo{}
+	for _, st := range page {
+		info, err := a.opts.Durability.Describe(st.Session, st.Snapshot, false)
+		if err != nil {
+			continue // a snapshot of another version, or unreadable
+		}
+		if (user != "" && info.Subject != user) || (client != "" && info.ClientID != client) || (node != "" && info.Node != node) {
+			continue
+		}
+		out = append(out, info)
+	}
+	a.markLive(ctx, out)
+	return out, next, nil
+}
+
+// describeSession reads one stored session with its cached tokens
+// described. found is false if there is none; an error with found set
+// means its snapshot cannot be read, without it that the store cannot.
+func (a *api) describeSession(ctx context.Context, id string) (info actors.SessionInfo, found bool, err error) {
+	snap, err := a.opts.Durability.Snapshots.Get(ctx, id)
+	if err != nil || snap == nil {
+		return info, false, err
+	}
+	info, err = a.opts.Durability.Describe(id, snap, true)
+	if err != nil {
+		return info, true, err
+	}
+	one := []actors.SessionInfo{info}
+	a.markLive(ctx, one)
+	return one[0], true, nil
+}
+
+// when writes a time in UTC to the second.
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "—"
+	}
+	return t.UTC().Format("2006-01-02 15:04:05 UTC")
+}
+
+// ago writes how long before (or after) now t is.
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	d := time.Since(t).Round(time.Second)
+	if d < 0 {
+		return "in " + (-d).String()
+	}
+	return d.String() + " ago"
+}

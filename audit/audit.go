@@ -1,0 +1,305 @@
+// Package audit writes pingmcp's audit log: one structured record per MCP
+// tool call and per admin action, saying who did what, for whom, where, with
+// what outcome and how long it took.
+//
+// A record never holds a token value. A tool call's arguments are recorded
+// only when the Logger was made with ToolArgs set (--audit-tool-args).
+//
+// Records go to the process log (marked "log":"audit") or, with a path, to a
+// file of JSON lines of their own. They are written whatever the process
+// log's level. A nil *Logger writes nothing, so callers need not check.
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Tool call outcomes.
+const (
+	OutcomeOK        = "ok"         // the tool returned a result
+	OutcomeToolError = "tool_error" // the tool returned a result with isError
+	OutcomeError     = "error"      // a JSON-RPC (protocol) error; see ErrorCode
+	OutcomeCancelled = "cancelled"  // the request was cancelled or cut
+	OutcomeDenied    = "denied"     // admin: refused (e.g. not found, bad input)
+)
+
+// Principal is who a request speaks for.
+type Principal struct {
+	Issuer   string `json:"iss,omitempty"`
+	Subject  string `json:"sub,omitempty"`
+	ClientID string `json:"client_id,omitempty"`
+}
+
+// Delegation describes a downstream token a tool call used: never the token
+// itself.
+type Delegation struct {
+	Audience string   `json:"audience"`
+	Scopes   []string `json:"scopes,omitempty"`
+	// Act is the RFC 8693 act chain of the exchanged token, outermost
+	// (current) actor first: each actor's sub, or its client_id.
+	Act []string `json:"act,omitempty"`
+	// JTI is the exchanged token's id.
+	JTI string `json:"jti,omitempty"`
+	// Cached says the token came from the session's cache, not a new
+	// exchange.
+	Cached bool `json:"cached"`
+	// Error is why no token was obtained, if none was.
+	Error string `json:"error,omitempty"`
+}
+
+// ToolCallRecord is one tools/call.
+type ToolCallRecord struct {
+	Principal Principal
+	Session   string // Mcp-Session-Id; empty for stateless requests
+	Node      string // the cluster address of the node that ran it
+	Tool      string
+	RequestID string // the JSON-RPC id, as JSON text
+	// Delegations the call used; filled from the context by Middleware
+	// users through Collect.
+	Delegations []Delegation
+	Outcome     string
+	// ErrorCode is the JSON-RPC error code when Outcome is OutcomeError.
+	ErrorCode int64
+	// Error is a short description of a protocol error (never arguments).
+	Error    string
+	Duration time.Duration
+	// TraceID, if empty, is taken from the span in the context.
+	TraceID string
+	// Arguments are written only if the Logger records tool arguments.
+	Arguments json.RawMessage
+}
+
+// AdminRecord is one admin API action.
+type AdminRecord struct {
+	// Operator is who called: e.g. "admin-token", or a subject.
+	Operator string
+	// Action: "sessions.list", "sessions.kill", "users.revoke", ...
+	Action string
+	// Target: a session id, a subject, a node.
+	Target string
+	// Outcome: OutcomeOK, OutcomeDenied, OutcomeError.
+	Outcome string
+	// Error is a short reason for a failed action.
+	Error    string
+	Duration time.Duration
+	// Details are extra attributes (e.g. "for": "1h"); never secrets.
+	Details map[string]any
+	// TraceID, if empty, is taken from the span in the context.
+	TraceID string
+}
+
+// Logger writes audit records. Its zero value and nil write nothing.
+type Logger struct {
+	h        slog.Handler
+	toolArgs bool
+	closer   io.Closer
+}
+
+// Options configure Open.
+type Options struct {
+	// Path is a file to append JSON lines to (created 0600); empty writes
+	// into the process log.
+	Path string
+	// ToolArgs records tool call arguments.
+	ToolArgs bool
+}
+
+// Open returns the audit Logger opts describe; process is the process log,
+// used when opts.Path is empty.
+func Open(opts Options, process *slog.Logger) (*Logger, error) {
+	if opts.Path == "" {
+		if process == nil {
+			process = slog.Default()
+		}
+		return &Logger{h: process.Handler().WithAttrs([]slog.Attr{slog.String("log", "audit")}), toolArgs: opts.ToolArgs}, nil
+	}
+	f, err := os.OpenFile(opts.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	l := New(f, opts.ToolArgs)
+	l.closer = f
+	return l, nil
+}
+
+// New returns a Logger writing JSON lines to w.
+func New(w io.Writer, toolArgs bool) *Logger {
+	h := slog.NewJSONHandler(&lockedWriter{w: w}, &slog.HandlerOptions{Level: slog.LevelDebug})
+	return &Logger{h: h.WithAttrs([]slog.Attr{slog.String("log", "audit")}), toolArgs: toolArgs}
+}
+
+// NewHandler returns a Logger writing to h.
+func NewHandler(h slog.Handler, toolArgs bool) *Logger {
+	return &Logger{h: h.WithAttrs([]slog.Attr{slog.String("log", "audit")}), toolArgs: toolArgs}
+}
+
+// ToolArgs says whether tool call arguments are recorded.
+func (l *Logger) ToolArgs() bool { return l != nil && l.toolArgs }
+
+// Close closes the file the Logger writes to, if it opened one.
+func (l *Logger) Close() error {
+	if l == nil || l.closer == nil {
+		return nil
+	}
+	return l.closer.Close()
+}
+
+// ToolCall writes the record of one tool call.
+func (l *Logger) ToolCall(ctx context.Context, r ToolCallRecord) {
+	if l == nil || l.h == nil {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("event", "tool_call"),
+		principalAttr(r.Principal),
+		slog.String("session", r.Session),
+		slog.String("node", r.Node),
+		slog.String("tool", r.Tool),
+		slog.String("request_id", r.RequestID),
+	}
+	if len(r.Delegations) > 0 {
+		attrs = append(attrs, slog.Any("delegations", r.Delegations))
+	}
+	attrs = append(attrs, slog.String("outcome", r.Outcome))
+	if r.ErrorCode != 0 {
+		attrs = append(attrs, slog.Int64("error_code", r.ErrorCode))
+	}
+	if r.Error != "" {
+		attrs = append(attrs, slog.String("error", r.Error))
+	}
+	attrs = append(attrs, durationAttr(r.Duration))
+	if t := traceID(ctx, r.TraceID); t != "" {
+		attrs = append(attrs, slog.String("trace_id", t))
+	}
+	if l.toolArgs && len(r.Arguments) > 0 {
+		attrs = append(attrs, slog.Any("arguments", r.Arguments))
+	}
+	l.write(ctx, "tool call", attrs)
+}
+
+// Admin writes the record of one admin action.
+func (l *Logger) Admin(ctx context.Context, r AdminRecord) {
+	if l == nil || l.h == nil {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("event", "admin"),
+		slog.String("operator", r.Operator),
+		slog.String("action", r.Action),
+		slog.String("target", r.Target),
+		slog.String("outcome", r.Outcome),
+	}
+	if r.Error != "" {
+		attrs = append(attrs, slog.String("error", r.Error))
+	}
+	attrs = append(attrs, durationAttr(r.Duration))
+	if len(r.Details) > 0 {
+		attrs = append(attrs, slog.Any("details", r.Details))
+	}
+	if t := traceID(ctx, r.TraceID); t != "" {
+		attrs = append(attrs, slog.String("trace_id", t))
+	}
+	l.write(ctx, "admin action", attrs)
+}
+
+// write hands the record to the handler whatever its level: an audit record
+// is not filtered by --log-level.
+func (l *Logger) write(ctx context.Context, msg string, attrs []slog.Attr) {
+	rec := slog.NewRecord(time.Now(), slog.LevelInfo, msg, 0)
+	rec.AddAttrs(attrs...)
+	_ = l.h.Handle(context.WithoutCancel(ctx), rec)
+}
+
+func principalAttr(p Principal) slog.Attr {
+	return slog.Group("principal", slog.String("iss", p.Issuer), slog.String("sub", p.Subject), slog.String("client_id", p.ClientID))
+}
+
+func durationAttr(d time.Duration) slog.Attr {
+	return slog.Float64("duration_ms", float64(d.Microseconds())/1000)
+}
+
+func traceID(ctx context.Context, given string) string {
+	if given != "" {
+		return given
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
+		return sc.TraceID().String()
+	}
+	return ""
+}
+
+// lockedWriter makes one Write per record safe across goroutines for
+// writers that are not (slog's handlers lock per handler, and WithAttrs
+// copies share that lock, but a writer may be shared with others).
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
+}
+
+// ActChain returns the RFC 8693 act chain of a token's claims, the current
+// actor first: each actor's sub, else its client_id.
+func ActChain(claims map[string]any) []string {
+	var out []string
+	act, _ := claims["act"].(map[string]any)
+	for depth := 0; act != nil && depth < 16; depth++ {
+		name, _ := act["sub"].(string)
+		if name == "" {
+			name, _ = act["client_id"].(string)
+		}
+		out = append(out, name)
+		act, _ = act["act"].(map[string]any)
+	}
+	return out
+}
+
+// DelegationOf describes an exchanged token by its claims.
+func DelegationOf(audience string, scopes []string, claims map[string]any, cached bool) Delegation {
+	jti, _ := claims["jti"].(string)
+	return Delegation{Audience: audience, Scopes: scopes, Act: ActChain(claims), JTI: jti, Cached: cached}
+}
+
+// collector gathers the delegations of one tool call.
+type collector struct {
+	mu sync.Mutex
+	ds []Delegation
+}
+
+type collectorKey struct{}
+
+// Collect returns a context under which Record adds to the delegations the
+// returned function reports.
+func Collect(ctx context.Context) (context.Context, func() []Delegation) {
+	c := &collector{}
+	return context.WithValue(ctx, collectorKey{}, c), func() []Delegation {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return append([]Delegation(nil), c.ds...)
+	}
+}
+
+// Record notes a delegation used under ctx, if ctx is collecting (see
+// Collect); otherwise it does nothing.
+func Record(ctx context.Context, d Delegation) {
+	c, _ := ctx.Value(collectorKey{}).(*collector)
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	c.ds = append(c.ds, d)
+	c.mu.Unlock()
+}

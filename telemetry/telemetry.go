@@ -1,0 +1,236 @@
+// Package telemetry sets up pingmcp's OpenTelemetry tracing and holds the
+// small helpers the edge, the actors and the HTTP clients use to make spans
+// and carry W3C trace context (traceparent, tracestate) from one hop to the
+// next: HTTP headers, the envelope forwarded to an actor, MCP params._meta.
+//
+// Tracing is off unless an OTLP endpoint is configured (--otlp-endpoint, or
+// OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT): spans
+// are then exported over OTLP/HTTP in batches. Off, no span is recorded but
+// the trace context a client sent still passes through to the downstream
+// calls.
+//
+// Spans never carry a token: no Authorization header, no request or
+// response body, no query string.
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime/debug"
+	"strings"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// ScopeName is the instrumentation scope of pingmcp's spans.
+const ScopeName = "github.com/pingmcp/pingmcp"
+
+// Config configures Setup.
+type Config struct {
+	// OTLPEndpoint is the OTLP/HTTP collector: a base URL such as
+	// http://collector:4318 (/v1/traces is added when the URL has no
+	// path), or the full URL of the traces endpoint. Empty: the standard
+	// OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT variables, and if neither is
+	// set, tracing is off.
+	OTLPEndpoint string
+	// Node names this node in the resource (pingmcp.node): its cluster
+	// address, or what is known of it at start.
+	Node string
+	// Version is service.version; empty: the module version of the build.
+	Version string
+	// Logger receives exporter errors.
+	Logger *slog.Logger
+	// Getenv reads the environment (default os.Getenv).
+	Getenv func(string) string
+}
+
+// Propagator is the W3C TraceContext propagator Setup installs.
+var Propagator propagation.TextMapPropagator = propagation.TraceContext{}
+
+// Enabled says whether cfg turns tracing on.
+func Enabled(cfg Config) bool {
+	getenv := cfg.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if strings.EqualFold(getenv("OTEL_SDK_DISABLED"), "true") || getenv("OTEL_TRACES_EXPORTER") == "none" {
+		return false
+	}
+	return cfg.OTLPEndpoint != "" || getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
+}
+
+// Setup installs the process's tracer provider and the W3C TraceContext
+// propagator. shutdown flushes the spans not yet exported and stops the
+// exporter; it is safe to call when tracing is off.
+func Setup(ctx context.Context, cfg Config) (shutdown func(context.Context) error, err error) {
+	otel.SetTextMapPropagator(Propagator)
+	if !Enabled(cfg) {
+		otel.SetTracerProvider(noop.NewTracerProvider())
+		return func(context.Context) error { return nil }, nil
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	var opts []otlptracehttp.Option
+	if cfg.OTLPEndpoint != "" {
+		u, err := EndpointURL(cfg.OTLPEndpoint)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, otlptracehttp.WithEndpointURL(u))
+	}
+	exp, err := otlptracehttp.New(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("otlp exporter: %w", err)
+	}
+	version := cfg.Version
+	if version == "" {
+		version = BuildVersion()
+	}
+	attrs := []attribute.KeyValue{
+		attribute.String("service.name", "pingmcp"),
+		attribute.String("service.version", version),
+	}
+	if cfg.Node != "" {
+		attrs = append(attrs, attribute.String("pingmcp.node", cfg.Node))
+	}
+	// Ours over the SDK's defaults; the environment's
+	// (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES) over ours.
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(attrs...))
+	if err == nil {
+		res, err = resource.Merge(res, resource.Environment())
+	}
+	if err != nil {
+		logger.Warn("tracing resource", "err", err)
+		res = resource.NewSchemaless(attrs...)
+	}
+	// The sampler is the SDK's default: parent-based, always on, unless
+	// OTEL_TRACES_SAMPLER says otherwise.
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
+	otel.SetTracerProvider(tp)
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		logger.Warn("tracing", "err", err)
+	}))
+	logger.Info("tracing on: spans exported over OTLP/HTTP", "endpoint", redactURL(cfg.OTLPEndpoint))
+	return func(ctx context.Context) error {
+		err := tp.Shutdown(ctx)
+		otel.SetTracerProvider(noop.NewTracerProvider())
+		return err
+	}, nil
+}
+
+// EndpointURL turns --otlp-endpoint into the traces endpoint's URL: a URL
+// without a path (or with "/") gets /v1/traces, like
+// OTEL_EXPORTER_OTLP_ENDPOINT; host:port alone means http://host:port.
+func EndpointURL(s string) (string, error) {
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return "", errors.New("--otlp-endpoint: want http(s)://host:port[/path]")
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/v1/traces"
+	}
+	return u.String(), nil
+}
+
+func redactURL(s string) string {
+	if s == "" {
+		return "(from the environment)"
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(invalid)"
+	}
+	u.User = nil
+	u.RawQuery = ""
+	return u.String()
+}
+
+// BuildVersion is the main module's version from the build info ("dev" for
+// a build from a work tree).
+func BuildVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// Tracer is pingmcp's tracer from the current global provider. It is looked
+// up on each use, never kept, so that spans follow the provider installed
+// last (Setup, or a test's).
+func Tracer() trace.Tracer { return otel.GetTracerProvider().Tracer(ScopeName) }
+
+// Start starts a span with pingmcp's tracer.
+func Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	return Tracer().Start(ctx, name, opts...)
+}
+
+// propagator is the global one (Setup's, or a test's).
+func propagator() propagation.TextMapPropagator { return otel.GetTextMapPropagator() }
+
+// Extract returns ctx with the remote span context h carries, if any.
+func Extract(ctx context.Context, h http.Header) context.Context {
+	return propagator().Extract(ctx, propagation.HeaderCarrier(h))
+}
+
+// Inject writes ctx's span context into h (traceparent, tracestate),
+// replacing what h had.
+func Inject(ctx context.Context, h http.Header) {
+	h.Del("Traceparent")
+	h.Del("Tracestate")
+	propagator().Inject(ctx, propagation.HeaderCarrier(h))
+}
+
+// HasParent says whether h carries a valid traceparent.
+func HasParent(h http.Header) bool {
+	return trace.SpanContextFromContext(Extract(context.Background(), h)).IsValid()
+}
+
+// ExtractMeta returns ctx with the remote span context of an MCP request's
+// params._meta (its "traceparent" and "tracestate" keys), if valid.
+func ExtractMeta(ctx context.Context, meta map[string]any) context.Context {
+	c := propagation.MapCarrier{}
+	for _, k := range []string{"traceparent", "tracestate"} {
+		if v, ok := meta[k].(string); ok {
+			c[k] = v
+		}
+	}
+	if c["traceparent"] == "" {
+		return ctx
+	}
+	return propagator().Extract(ctx, c)
+}
+
+// ExtractMetaStrings is ExtractMeta for values already read.
+func ExtractMetaStrings(ctx context.Context, traceparent, tracestate string) context.Context {
+	if traceparent == "" {
+		return ctx
+	}
+	return propagator().Extract(ctx, propagation.MapCarrier{"traceparent": traceparent, "tracestate": tracestate})
+}
+
+// StatusOf sets a span's status from an HTTP status code: an error from 500
+// on for servers, from 400 on for clients.
+func StatusOf(span trace.Span, status int, client bool) {
+	span.SetAttributes(attribute.Int("http.response.status_code", status))
+	if status >= 500 || (client && status >= 400) {
+		span.SetStatus(codes.Error, http.StatusText(status))
+	}
+}

@@ -1,0 +1,119 @@
+package transport
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pingmcp/pingmcp/cluster"
+	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/telemetry"
+)
+
+// ServeHTTP serves one /mcp request inside a server span ("mcp " + the
+// JSON-RPC method). Its parent is the request's traceparent header, else
+// the body's params._meta.traceparent; the forwarded request carries the
+// span's own context to the actor. The span holds the method, the session
+// id and the status: never a token, never the body.
+func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	tr := &edgeSpan{start: time.Now()}
+	rw := telemetry.NewResponseWriter(w)
+	defer tr.end(r, rw)
+	e.serve(rw, r, tr)
+}
+
+// edgeSpan is the span of one /mcp request: started once the body is read
+// (its _meta may name the parent), or at the end for a request refused
+// before that.
+type edgeSpan struct {
+	start time.Time
+	span  trace.Span
+}
+
+// maxAttr bounds attribute values a client chooses.
+const maxAttr = 128
+
+func clip(s string) string {
+	if len(s) > maxAttr {
+		return s[:maxAttr]
+	}
+	return s
+}
+
+func (t *edgeSpan) begin(r *http.Request, body []byte) context.Context {
+	ctx := telemetry.Extract(r.Context(), r.Header)
+	var peek telemetry.Peek
+	if r.Method == http.MethodPost {
+		peek = telemetry.PeekBody(body)
+		if !trace.SpanContextFromContext(ctx).IsValid() {
+			ctx = telemetry.ExtractMetaStrings(ctx, peek.Traceparent, peek.Tracestate)
+		}
+	}
+	name := r.Method
+	attrs := []attribute.KeyValue{attribute.String("http.request.method", r.Method)}
+	if r.Method == http.MethodPost {
+		switch {
+		case peek.Method == "":
+			name = "response"
+		case knownMethods[peek.Method]:
+			name = peek.Method
+		default:
+			name = "other"
+		}
+		if peek.Method != "" {
+			attrs = append(attrs, attribute.String("mcp.method.name", clip(peek.Method)))
+		}
+		if peek.Tool != "" {
+			attrs = append(attrs, attribute.String("gen_ai.tool.name", clip(peek.Tool)))
+		}
+	}
+	if sid := r.Header.Get(headerSessionID); sid != "" {
+		attrs = append(attrs, attribute.String("mcp.session.id", clip(sid)))
+	}
+	if v := r.Header.Get(headerProtocolVersion); v != "" {
+		attrs = append(attrs, attribute.String("mcp.protocol.version", clip(v)))
+	}
+	ctx, t.span = telemetry.Start(ctx, "mcp "+name, trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithTimestamp(t.start), trace.WithAttributes(attrs...))
+	return ctx
+}
+
+// routed notes where the request goes: the session id the edge minted for
+// an initialize.
+func (t *edgeSpan) routed(rt route) {
+	if t.span == nil || rt.kind == "" {
+		return
+	}
+	t.span.SetAttributes(attribute.String("pingmcp.actor.kind", rt.kind))
+	if rt.minted && rt.kind == cluster.SessionKind {
+		t.span.SetAttributes(attribute.String("mcp.session.id", rt.identity))
+	}
+}
+
+func (t *edgeSpan) end(r *http.Request, w *telemetry.ResponseWriter) {
+	if t.span == nil {
+		// Refused before the body was read (Host, Origin, method, token).
+		_, t.span = telemetry.Start(telemetry.Extract(r.Context(), r.Header), "mcp "+r.Method,
+			trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(t.start),
+			trace.WithAttributes(attribute.String("http.request.method", r.Method)))
+	}
+	telemetry.StatusOf(t.span, w.Status(), false)
+	t.span.End()
+}
+
+// traceHeaders replaces the trace context among forwarded headers by ctx's.
+func traceHeaders(ctx context.Context, hs []*envelope.Header) []*envelope.Header {
+	hs = slices.DeleteFunc(hs, func(h *envelope.Header) bool {
+		return h.Name == "Traceparent" || h.Name == "Tracestate"
+	})
+	h := http.Header{}
+	telemetry.Inject(ctx, h)
+	for name, values := range h {
+		hs = append(hs, &envelope.Header{Name: name, Values: values})
+	}
+	return hs
+}
