@@ -129,7 +129,9 @@ func (a *api) console() http.Handler {
 		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Cache-Control", "no-store")
-		h.Set("Referrer-Policy", "no-referrer")
+		// Not no-referrer: Chromium then sends "Origin: null" with the
+		// console's own forms.
+		h.Set("Referrer-Policy", "same-origin")
 		mux.ServeHTTP(w, r)
 	})
 }

@@ -77,6 +77,11 @@ type Config struct {
 	EventsMax   int64
 	EventsTTL   time.Duration
 
+	// Tracing and audit (serve and dev; todo-api traces too).
+	OTLPEndpoint  string // OTLP/HTTP collector; tracing off when empty (and no OTEL_EXPORTER_OTLP_* set)
+	AuditLog      string // file of audit records (JSON lines); empty: the process log
+	AuditToolArgs bool   // record tool call arguments in the audit log
+
 	// pingmcp dev, idp and todo-api.
 	IdPAddr          string
 	TodoAPIAddr      string
@@ -160,6 +165,9 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		list("scopes", "todo_api:read todo_api:write", "space- or comma-separated scopes clients should request (scopes_supported, and the challenge's scope)")
 		fs.StringVar(&c.TodoAPIURL, "todo-api-url", "", "URL of the Todo API, also its resource URI for token exchange (dev: the embedded one)")
 		fs.BoolVar(&c.ActorToken, "exchange-actor-token", false, "send pingmcp's own client_credentials token as the exchange's actor_token")
+		otlpFlag(fs, c)
+		fs.StringVar(&c.AuditLog, "audit-log", "", "file to append audit records to (JSON lines, one per tool call and admin action; created 0600); empty: the process log, marked log=audit")
+		fs.BoolVar(&c.AuditToolArgs, "audit-tool-args", false, "also record each tool call's arguments in the audit log (they may hold personal data)")
 		if dev {
 			fs.StringVar(&c.IdPAddr, "idp-addr", "127.0.0.1:9031", "address of the embedded development authorization server")
 			fs.StringVar(&c.TodoAPIAddr, "todo-api-addr", "127.0.0.1:8081", "address of the embedded Todo API")
@@ -178,6 +186,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		fs.StringVar(&c.Resource, "resource", "", "the API's resource URI, the audience its tokens must name (default: http:// and --addr)")
 		fs.StringVar(&c.RedisURL, "redis-url", "", "store todos in Redis (redis://host:port/db); in memory when empty")
 		fs.BoolVar(&c.AllowUndelegated, "allow-undelegated", false, "also accept tokens without an act claim (not minted by token exchange)")
+		otlpFlag(fs, c)
 	case "idp":
 		fs.StringVar(&c.Addr, "addr", "127.0.0.1:9031", "HTTP address of the development authorization server")
 		fs.StringVar(&c.Issuer, "issuer", "", "issuer URL (default: http:// and --addr)")
@@ -365,6 +374,11 @@ func (c *Config) validate() error {
 		check("cluster-provider", c.ClusterProvider, Providers)
 		check("role", c.Role, Roles)
 	}
+	if c.OTLPEndpoint != "" {
+		if err := checkOTLPEndpoint(c.OTLPEndpoint); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if c.MaxBodyBytes <= 0 && (c.Command == "dev" || c.Command == "serve") {
 		errs = append(errs, errors.New("--max-body-bytes must be positive"))
 	}
@@ -460,6 +474,25 @@ func checkRedisURL(raw string) error {
 		shown = u.Redacted()
 	}
 	return fmt.Errorf("--redis-url %s: %v; want redis://[user:password@]host:port/db, rediss://... for TLS, or unix:///path", shown, err)
+}
+
+func otlpFlag(fs *flag.FlagSet, c *Config) {
+	fs.StringVar(&c.OTLPEndpoint, "otlp-endpoint", "", "OpenTelemetry collector to export traces to over OTLP/HTTP: http(s)://host:port (/v1/traces is added) or the traces URL; "+
+		"off when empty, unless OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set")
+}
+
+// checkOTLPEndpoint checks --otlp-endpoint, never showing a password it
+// might hold.
+func checkOTLPEndpoint(raw string) error {
+	s := raw
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return errors.New("--otlp-endpoint: want http(s)://host:port[/path]")
+	}
+	return nil
 }
 
 // IsLoopback reports whether a listen address host:port binds loopback only.

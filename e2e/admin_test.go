@@ -18,7 +18,7 @@ import (
 )
 
 // adminCall sends one admin request with token and returns status and body.
-func adminCall(t *testing.T, ctx context.Context, method, url, token string) (int, string, http.Header) {
+func adminCall(t testing.TB, ctx context.Context, method, url, token string) (int, string, http.Header) {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(ctx, method, url, nil)
 	if token != "" {
@@ -280,7 +280,7 @@ func TestAdminSessions(t *testing.T) {
 
 // runCLI runs the pingmcp binary with args and extra environment, and
 // returns its output and exit code.
-func runCLI(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
+func runCLI(t testing.TB, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(os.Environ(), env...)

@@ -735,13 +735,7 @@ func TestTodoSessionRehydrated(t *testing.T) {
 	const all = "openid offline_access todo_api:read todo_api:write"
 	alice := login(t, ctx, d.Issuer, d.MCP, "alice", all)
 	bob := login(t, ctx, d.Issuer, d.MCP, "bob", all)
-	c := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil)
-	as, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: d.MCP, HTTPClient: &http.Client{Transport: bearerTransport{alice}}, DisableStandaloneSSE: true},
-		&mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer as.Close()
+	as := connectQuiet(t, ctx, d.MCP, alice)
 	if out, isErr := call(t, ctx, as, "create_new_todo", map[string]any{"text": "survives"}); isErr {
 		t.Fatalf("create_new_todo: %s", out)
 	}

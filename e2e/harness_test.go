@@ -64,13 +64,20 @@ func startNode(t testing.TB, name string, args ...string) *node {
 	t.Helper()
 	all := append([]string{"serve", "--auth", "none", "--tools", "conformance", "--addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0",
 		"--log-format", "json", "--log-level", "debug"}, args...)
-	n := &node{t: t, name: name, cmd: exec.Command(binary, all...)}
+	return startProcess(t, name, `"msg":"node started"`, all...)
+}
+
+// startProcess runs the pingmcp binary with args and returns once it has
+// logged ready (a node's start line carries its addresses).
+func startProcess(t testing.TB, name, ready string, args ...string) *node {
+	t.Helper()
+	n := &node{t: t, name: name, cmd: exec.Command(binary, args...)}
 	stderr, err := n.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.cmd.Stdout = io.Discard
-	started := n.watch(`"msg":"node started"`)
+	started := n.watch(ready)
 	n.start()
 	go n.read(stderr)
 	t.Cleanup(func() {

@@ -78,7 +78,7 @@ func runDev(t *testing.T, args ...string) *devProcess {
 // login runs the authorization code flow with PKCE as a browser and a public
 // client would: dynamic registration, the login form, the code exchange. It
 // returns the access token.
-func login(t *testing.T, ctx context.Context, issuer, resource, user, scope string) string {
+func login(t testing.TB, ctx context.Context, issuer, resource, user, scope string) string {
 	t.Helper()
 	const redirect = "http://127.0.0.1:9/callback"
 	var reg struct {
@@ -136,20 +136,20 @@ func login(t *testing.T, ctx context.Context, issuer, resource, user, scope stri
 	return access
 }
 
-func postJSON(t *testing.T, ctx context.Context, u string, body, out any) {
+func postJSON(t testing.TB, ctx context.Context, u string, body, out any) {
 	b, _ := json.Marshal(body)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(string(b)))
 	req.Header.Set("Content-Type", "application/json")
 	do(t, req, out)
 }
 
-func postForm(t *testing.T, ctx context.Context, u string, form url.Values, out any) {
+func postForm(t testing.TB, ctx context.Context, u string, form url.Values, out any) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	do(t, req, out)
 }
 
-func do(t *testing.T, req *http.Request, out any) {
+func do(t testing.TB, req *http.Request, out any) {
 	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -174,12 +174,12 @@ func (b bearerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(r)
 }
 
-func connectAs(t *testing.T, ctx context.Context, url, token string) *mcp.ClientSession {
+func connectAs(t testing.TB, ctx context.Context, url, token string) *mcp.ClientSession {
 	return connectVersion(t, ctx, url, token, "2025-11-25")
 }
 
 // connectVersion connects speaking protocol version (2026-07-28: stateless).
-func connectVersion(t *testing.T, ctx context.Context, url, token, version string) *mcp.ClientSession {
+func connectVersion(t testing.TB, ctx context.Context, url, token, version string) *mcp.ClientSession {
 	t.Helper()
 	c := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil)
 	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: bearerTransport{token}}, MaxRetries: -1},
@@ -191,9 +191,24 @@ func connectVersion(t *testing.T, ctx context.Context, url, token, version strin
 	return cs
 }
 
+// connectQuiet connects without a standalone SSE stream: a client whose
+// node goes away then has nothing to give its session up over (the go-sdk
+// client deletes its session when a stream cannot be resumed).
+func connectQuiet(t testing.TB, ctx context.Context, url, token string) *mcp.ClientSession {
+	t.Helper()
+	c := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil)
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: bearerTransport{token}}, DisableStandaloneSSE: true},
+		&mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	return cs
+}
+
 // call runs a tool and returns its text, failing the test on a protocol
 // error; tool errors come back with isError set.
-func call(t *testing.T, ctx context.Context, cs *mcp.ClientSession, name string, args map[string]any) (string, bool) {
+func call(t testing.TB, ctx context.Context, cs *mcp.ClientSession, name string, args map[string]any) (string, bool) {
 	t.Helper()
 	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: name, Arguments: args})
 	if err != nil {
@@ -336,7 +351,7 @@ func testTodoTools(t *testing.T, authMode string) {
 	}
 }
 
-func rawStatelessCall(t *testing.T, ctx context.Context, u, token, tool string) (int, string) {
+func rawStatelessCall(t testing.TB, ctx context.Context, u, token, tool string) (int, string) {
 	body := fmt.Sprintf(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":%q,"arguments":{},`+
 		`"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`, tool)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(body))

@@ -50,20 +50,15 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 	limit := fs.Int("limit", 0, "sessions ls: at most this many (0: all)")
 	span := fs.String("for", "1h", "users revoke: how long the user's current tokens are refused")
 	issuer := fs.String("issuer", "", "users revoke: the user's issuer (default: the node's --issuer)")
-	// Flags may come before or after the session id.
-	var positional []string
-	for rest := args[1:]; ; {
-		if err := fs.Parse(rest); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return 0
-			}
-			return 2
+	// Flags may come before or after the session id, and a session id may
+	// begin with "-" (base64url): an argument is a flag only if it names
+	// one of ours.
+	flags, positional := splitArgs(fs, args[1:])
+	if err := fs.Parse(flags); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
 		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		rest = fs.Args()[1:]
+		return 2
 	}
 	if *output != "table" && *output != "json" {
 		fmt.Fprintln(stderr, "pingmcp: -o must be table or json")
@@ -154,6 +149,29 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 		return 1
 	}
 	return 0
+}
+
+// splitArgs separates the flags of fs (with their values) from the other
+// arguments; everything after "--" is positional.
+func splitArgs(fs *flag.FlagSet, args []string) (flags, positional []string) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			return flags, append(positional, args[i+1:]...)
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		f := fs.Lookup(name)
+		if !strings.HasPrefix(a, "-") || (f == nil && name != "h" && name != "help") {
+			positional = append(positional, a)
+			continue
+		}
+		flags = append(flags, a)
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); f != nil && !hasValue && !(ok && b.IsBoolFlag()) && i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	return flags, positional
 }
 
 type adminClient struct {

@@ -18,6 +18,7 @@ import (
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/devidp"
 	"github.com/pingmcp/pingmcp/config"
+	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/pingmcp/pingmcp/todoapi"
 )
 
@@ -109,6 +110,11 @@ func newTodoAPI(cfg *config.Config, audience string, logger *slog.Logger) (http.
 // todoAPI runs the Todo API alone.
 func todoAPI(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	logger := newLogger(cfg, stderr)
+	stopTracing, err := telemetry.Setup(ctx, telemetry.Config{OTLPEndpoint: cfg.OTLPEndpoint, Version: version(), Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer flushTraces(stopTracing, logger)
 	api, err := newTodoAPI(cfg, cfg.Resource, logger)
 	if err != nil {
 		return err

@@ -33,12 +33,14 @@ import (
 
 	"github.com/pingmcp/pingmcp/actors"
 	"github.com/pingmcp/pingmcp/admin"
+	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/config"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
+	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/pingmcp/pingmcp/tools"
 	"github.com/pingmcp/pingmcp/tools/conformance"
 	"github.com/pingmcp/pingmcp/tools/todo"
@@ -175,6 +177,15 @@ func exchanger(cfg *config.Config) *auth.Exchanger {
 		return nil
 	}
 	return auth.NewExchanger(auth.ExchangeOptions{Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, ActorToken: cfg.ActorToken, HTTPClient: httpClient})
+}
+
+// flushTraces exports the spans still buffered, within a few seconds.
+func flushTraces(stop func(context.Context) error, logger *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := stop(ctx); err != nil {
+		logger.Warn("tracing: spans not flushed", "err", err)
+	}
 }
 
 func version() string {
@@ -340,6 +351,12 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 		return err
 	}
 	defer closeStore()
+	auditLog, err := audit.Open(audit.Options{Path: cfg.AuditLog, ToolArgs: cfg.AuditToolArgs}, logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer auditLog.Close()
 	actorCfg := actors.Config{
 		Implementation:      &mcp.Implementation{Name: "pingmcp", Version: version()},
 		Toolsets:            toolsets(cfg),
@@ -351,6 +368,7 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 		Authenticated:       cfg.Auth != "none",
 		Exchanger:           exchanger(cfg),
 		ResourceMetadataURL: metadataURL,
+		Audit:               auditLog,
 	}
 	var kinds []*protocluster.Kind
 	if cfg.Role != cluster.RoleEdge {
@@ -375,6 +393,13 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 		return err
 	}
 	logger = node.Logger() // actors add the node address themselves
+	stopTracing, err := telemetry.Setup(ctx, telemetry.Config{OTLPEndpoint: cfg.OTLPEndpoint, Node: node.Address(), Version: version(), Logger: logger})
+	if err != nil {
+		ln.Close()
+		node.Stop(false)
+		return err
+	}
+	defer flushTraces(stopTracing, logger)
 
 	var revoked func(*auth.Token) bool
 	if cfg.Auth != "none" {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"flag"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -35,5 +37,20 @@ func TestCommandLine(t *testing.T) {
 		if code != tt.code || !strings.Contains(stdout.String()+stderr.String(), tt.out) {
 			t.Errorf("pingmcp %v: exit %d, output %q; want exit %d mentioning %q", tt.args, code, stdout.String()+stderr.String(), tt.code, tt.out)
 		}
+	}
+}
+
+// TestSplitArgs: flags go before or after the session id, which may begin
+// with "-".
+func TestSplitArgs(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.String("admin-url", "", "")
+	fs.String("o", "table", "")
+	flags, pos := splitArgs(fs, []string{"-oqd8GUgdsuCu0i0O-JRYg", "--admin-url", "http://a", "-o=json", "-o", "table", "--", "-x"})
+	if want := []string{"--admin-url", "http://a", "-o=json", "-o", "table"}; !slices.Equal(flags, want) {
+		t.Errorf("flags %q, want %q", flags, want)
+	}
+	if want := []string{"-oqd8GUgdsuCu0i0O-JRYg", "-x"}; !slices.Equal(pos, want) {
+		t.Errorf("positional %q, want %q", pos, want)
 	}
 }
