@@ -109,6 +109,9 @@ func (a *SessionActor) activated(ctx actor.Context, m *activated) {
 			// snapshot is written again at once, a new one with its
 			// handshake.
 			moved := m.snap != nil && (rec.Node != self.Address || rec.Epoch != m.epoch)
+			if m.snap != nil && rec.Node != "" && rec.Node != self.Address {
+				metrics.Failovers.Inc()
+			}
 			rec.Node, rec.Epoch = self.Address, m.epoch
 			p := newPersister(a.cfg.Durability, a.id, m.epoch, rec, a.logger, func() { root.Send(self, fencedOut{}) })
 			a.persist.Store(p)

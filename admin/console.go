@@ -296,8 +296,8 @@ func (c *console) refusal(why *refusal, token string) (int, string) {
 	case why.err.Code == auth.CodeInsufficientScope:
 		return http.StatusUnauthorized, "This token lacks the admin scope (" + c.a.opts.Scope + ")."
 	}
-	msg := "This is not an admin token"
-	if d := why.err.Description; d != "" && (strings.TrimSpace(token) == "" || !strings.Contains(d, strings.TrimSpace(token))) {
+	msg := "This token was refused"
+	if d := why.err.Description; d != "" && !strings.Contains(d, strings.TrimSpace(token)) {
 		msg += ": " + d
 	}
 	return http.StatusUnauthorized, msg + "."

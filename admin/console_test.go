@@ -203,8 +203,8 @@ func TestConsoleLogin(t *testing.T) {
 
 	for _, tc := range []struct{ token, message string }{
 		{"", "Enter an admin token"},
-		{"wrong-token-of-some-length", "not an admin token"},
-		{consoleTestToken + "x", "not an admin token"},
+		{"wrong-token-of-some-length", "This token was refused: invalid admin token"},
+		{consoleTestToken + "x", "This token was refused: invalid admin token"},
 	} {
 		status, body, h := f.post("/console/login", url.Values{"token": {tc.token}})
 		if status != http.StatusUnauthorized || !strings.Contains(body, tc.message) || !strings.Contains(body, `name="token"`) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -170,17 +169,7 @@ func TestAdminSessions(t *testing.T) {
 	if status, _, _ := adminCall(t, ctx, http.MethodGet, metricsURL, ""); status != http.StatusUnauthorized {
 		t.Errorf("/metrics without the token: %d", status)
 	}
-	metric := func(name string) float64 {
-		_, body, _ := adminCall(t, ctx, http.MethodGet, metricsURL, token)
-		for _, l := range strings.Split(body, "\n") {
-			if v, ok := strings.CutPrefix(l, name+" "); ok {
-				var f float64
-				fmt.Sscan(v, &f)
-				return f
-			}
-		}
-		return 0
-	}
+	metric := func(name string) float64 { return scrape(t, ctx, metricsURL, token, name) }
 	calls := `pingmcp_request_duration_seconds_count{method="tools/call",status="200"}`
 	before := metric(calls)
 	exchangesBefore := metric(`pingmcp_token_exchanges_total{result="cached"}`)
@@ -201,8 +190,11 @@ func TestAdminSessions(t *testing.T) {
 	if n := metric(`pingmcp_activations_total{outcome="new"}`); n < 2 {
 		t.Errorf("new activations: %v, want at least 2", n)
 	}
-	if n := metric("pingmcp_live_actors"); n < 2 {
-		t.Errorf("live actors: %v, want at least 2", n)
+	if n := metric(`pingmcp_live_actors{kind="session"}`); n != 2 {
+		t.Errorf("live session actors: %v, want 2", n)
+	}
+	if n := metric("pingmcp_sessions_stored"); n != 2 {
+		t.Errorf("stored sessions: %v, want 2", n)
 	}
 
 	// Ending alice's session: her actor stops at once (its open standalone

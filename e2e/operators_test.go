@@ -79,6 +79,20 @@ func startAuthCluster(t testing.TB, ctx context.Context, n int, extra ...string)
 	return c
 }
 
+// scrape reads one sample of a node's /metrics (0 when absent).
+func scrape(t testing.TB, ctx context.Context, url, token, name string) float64 {
+	t.Helper()
+	_, body, _ := adminCall(t, ctx, http.MethodGet, url, token)
+	for _, l := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			var f float64
+			fmt.Sscan(v, &f)
+			return f
+		}
+	}
+	return 0
+}
+
 const allScopes = "openid offline_access todo_api:read todo_api:write"
 
 // revokeAndMeasure revokes user through the first node's admin API and
@@ -212,6 +226,8 @@ func TestRevocationAcrossNodes(t *testing.T) {
 	if drained == c.Nodes[0] {
 		adminURL = "--admin-url=" + strings.TrimSuffix(c.Admin[1], "/admin/v1")
 	}
+	_, body, _ = adminCall(t, ctx, http.MethodGet, c.Admin[0]+"/sessions?user=alice&node="+target.Address, c.Token)
+	moving := strings.Count(body, `"live":true`)
 	out, errOut, code := runCLI(t, []string{"PINGMCP_ADMIN_TOKEN=" + c.Token}, "nodes", "drain", target.Address, adminURL)
 	if code != 0 || !strings.Contains(out, "is draining") {
 		t.Fatalf("nodes drain: %d %s %s", code, out, errOut)
@@ -240,6 +256,17 @@ func TestRevocationAcrossNodes(t *testing.T) {
 		if status, body := rawToolCall(t, ctx, rest[0].URL(), alice, id, "get_my_todo_list", `{}`); status != http.StatusOK {
 			t.Errorf("alice's session %s after the drain: %d %s", id, status, body)
 		}
+	}
+	// Every session of alice's that lived on the drained node was
+	// rehydrated elsewhere: the nodes count those as failovers.
+	failovers := 0.0
+	for i, nd := range c.Nodes {
+		if nd != drained {
+			failovers += scrape(t, ctx, strings.TrimSuffix(c.Admin[i], "/admin/v1")+"/metrics", c.Token, "pingmcp_failovers_total")
+		}
+	}
+	if failovers != float64(moving) {
+		t.Errorf("failovers counted: %v, want %d (alice's sessions on the drained node)", failovers, moving)
 	}
 	for _, nd := range append(rest, drained) {
 		if nd.logged(alice, bob, c.Token) {

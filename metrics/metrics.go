@@ -3,7 +3,10 @@
 package metrics
 
 import (
+	"context"
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -20,6 +23,11 @@ var (
 	Activations = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pingmcp_activations_total", Help: "Session actor activations, by outcome.",
 	}, []string{"outcome"}))
+	// Failovers counts sessions rehydrated on another node than their last
+	// activation's.
+	Failovers = counter(prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pingmcp_failovers_total", Help: "Sessions rehydrated on a node other than their last activation's (that node failed, drained or passivated them).",
+	}))
 	// Interrupted counts journalled requests a new activation answered as
 	// interrupted (their node died first).
 	Interrupted = counter(prometheus.NewCounter(prometheus.CounterOpts{
@@ -58,12 +66,48 @@ func init() {
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }
 
-// LiveActors reports the actors live on this node (passivated sessions live
-// only in the store), read when scraped.
-func LiveActors(f func() float64) {
+// LiveActors reports the session and principal actors live on this node
+// (passivated sessions live only in the store), read when scraped.
+func LiveActors(f func() (sessions, principals int)) {
+	for _, kind := range []string{"session", "principal"} {
+		Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "pingmcp_live_actors", Help: "Actors live on this node, by kind: session, principal (stateless protocol).",
+			ConstLabels: prometheus.Labels{"kind": kind},
+		}, func() float64 {
+			s, p := f()
+			if kind == "session" {
+				return float64(s)
+			}
+			return float64(p)
+		}))
+	}
+}
+
+// StoredSessions reports the sessions of the whole cluster in the shared
+// store, live or passivated, counted when scraped but at most once every
+// interval (counting scans the store).
+func StoredSessions(count func(context.Context) (int, error), every time.Duration) {
+	var mu sync.Mutex
+	var last float64
+	var at time.Time
 	Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "pingmcp_live_actors", Help: "Session and principal actors live on this node.",
-	}, f))
+		Name: "pingmcp_sessions_stored", Help: "Sessions of the cluster in the session store, live or passivated (counted at most every " + every.String() + ").",
+	}, func() float64 {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(at) < every {
+			return last
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		n, err := count(ctx)
+		if err != nil {
+			StoreErrors.WithLabelValues("count").Inc()
+			return last
+		}
+		last, at = float64(n), time.Now()
+		return last
+	}))
 }
 
 // Handler serves the registry in Prometheus' text format.

@@ -2,8 +2,9 @@
 # The test command (README.md): installs what the tests need on a fresh
 # Debian machine, then runs every test, end-to-end ones included.
 #
-# Needs Go (see go.mod). Installs npm and redis-server from Debian when
-# missing (tests start their own redis-server processes); Node.js 22 and
+# Needs Go (see go.mod). Installs npm, redis-server and chromium from Debian
+# when missing (tests start their own redis-server processes; the console's
+# test drives headless Chromium); Node.js 22 and
 # the official MCP conformance suite are installed from npm into
 # ${PINGMCP_CACHE:-$HOME/.cache/pingmcp} by scripts/conformance.sh on first use.
 set -euo pipefail
@@ -12,6 +13,7 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v npm >/dev/null || missing+=(npm)
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v chromium >/dev/null || missing+=(chromium)
 if [[ ${#missing[@]} -gt 0 ]]; then
 	sudo=""
 	[[ $(id -u) -eq 0 ]] || sudo=sudo

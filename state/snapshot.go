@@ -46,6 +46,8 @@ type Snapshots interface {
 	// order: up to limit of them after cursor ("" to start), and the
 	// cursor of the next page ("" at the end).
 	List(ctx context.Context, cursor string, limit int) (sessions []Stored, next string, err error)
+	// Count is how many sessions have a snapshot, live or passivated.
+	Count(ctx context.Context) (int, error)
 }
 
 // Stored is one session's snapshot as listed.
@@ -173,6 +175,18 @@ func (r *RedisSnapshots) End(ctx context.Context, session string) error {
 
 // List scans the snapshot keys (SCAN: a session may be missed or listed
 // twice if keys change meanwhile, as SCAN allows).
+func (r *RedisSnapshots) Count(ctx context.Context) (int, error) {
+	n := 0
+	iter := r.client.Scan(ctx, 0, r.prefix+"session:{*}:snap", 1000).Iterator()
+	for iter.Next(ctx) {
+		n++
+	}
+	if err := iter.Err(); err != nil {
+		return 0, fmt.Errorf("count sessions: %w", err)
+	}
+	return n, nil
+}
+
 func (r *RedisSnapshots) List(ctx context.Context, cursor string, limit int) ([]Stored, string, error) {
 	var c uint64
 	if cursor != "" {
@@ -334,6 +348,18 @@ func (m *MemorySnapshots) End(_ context.Context, session string) error {
 }
 
 // List pages through the sessions in id order.
+func (m *MemorySnapshots) Count(context.Context) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := 0
+	for id := range m.sessions {
+		if e := m.get(id); e != nil && e.snap != nil {
+			n++
+		}
+	}
+	return n, nil
+}
+
 func (m *MemorySnapshots) List(_ context.Context, cursor string, limit int) ([]Stored, string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

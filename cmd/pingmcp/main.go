@@ -439,7 +439,8 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
-	metrics.LiveActors(func() float64 { return float64(actorCfg.Local.Len()) })
+	metrics.LiveActors(actorCfg.Local.Counts)
+	metrics.StoredSessions(durability.Snapshots.Count, 15*time.Second)
 	drainAsked := make(chan struct{})
 	var askDrain sync.Once
 	control := nodeControl(node, cfg, httpAddr, actorCfg.Local, &draining, func() {
