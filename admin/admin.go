@@ -22,11 +22,13 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/pingmcp/pingmcp/actors"
+	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/metrics"
@@ -48,7 +50,9 @@ type Options struct {
 	// Scope is the scope an admin access token must carry (DefaultScope).
 	Scope string
 	// Revoked, if set, refuses the tokens of users an operator revoked.
-	Revoked    func(*auth.Token) bool
+	Revoked func(*auth.Token) bool
+	// Audit records every admin request, refused ones included (nil: none).
+	Audit      *audit.Logger
 	Durability *actors.Durability
 	Node       *cluster.Node
 	// Issuer is the authorization server whose users are revoked when a
@@ -79,7 +83,7 @@ func Handler(opts Options) (http.Handler, error) {
 	console, root := a.console(), http.NewServeMux()
 	root.Handle("/console", console)
 	root.Handle("/console/", console)
-	root.Handle("/", a.authenticate(mux))
+	root.Handle("/", a.audited(mux, a.authenticate(mux)))
 	return root, nil
 }
 
@@ -201,9 +205,84 @@ func (a *api) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		a.opts.Logger.Info("admin request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "operator", op.String())
+		if rec, ok := w.(*statusRecorder); ok {
+			rec.operator = op
+		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), operatorKey{}, op)))
 	})
 }
+
+// actions name the admin API's routes in audit records.
+var actions = map[string]string{
+	"GET /admin/v1/sessions":                "sessions.list",
+	"GET /admin/v1/sessions/{id}":           "sessions.show",
+	"DELETE /admin/v1/sessions/{id}":        "sessions.kill",
+	"POST /admin/v1/users/{subject}/revoke": "users.revoke",
+	"GET /admin/v1/nodes":                   "nodes.list",
+	"POST /admin/v1/nodes/{address}/drain":  "nodes.drain",
+}
+
+// audited writes one audit record per admin request (scrapes of /metrics
+// excepted): who, which action on what, the outcome and how long it took.
+// Refused requests are recorded too, with no operator.
+func (a *api) audited(mux *http.ServeMux, next http.Handler) http.Handler {
+	if a.opts.Audit == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		if r.URL.Path == "/metrics" && rec.status < 400 {
+			return
+		}
+		_, pattern := mux.Handler(r)
+		action := actions[pattern]
+		if action == "" {
+			action = r.Method + " " + r.URL.Path
+		}
+		// Every route's target is its fourth segment: /admin/v1/sessions/{id},
+		// /admin/v1/users/{subject}/revoke, /admin/v1/nodes/{address}/drain.
+		target := ""
+		if parts := strings.Split(strings.Trim(r.URL.EscapedPath(), "/"), "/"); len(parts) >= 4 && action != r.Method+" "+r.URL.Path {
+			target, _ = url.PathUnescape(parts[3])
+		}
+		outcome := audit.OutcomeOK
+		switch {
+		case rec.status >= 500:
+			outcome = audit.OutcomeError
+		case rec.status >= 400:
+			outcome = audit.OutcomeDenied
+		}
+		operator := ""
+		if op := rec.operator; op != nil {
+			operator = op.String()
+		}
+		details := map[string]any{"status": rec.status, "remote": r.RemoteAddr}
+		for _, k := range []string{"user", "client", "node", "for", "issuer"} {
+			if v := r.URL.Query().Get(k); v != "" {
+				details[k] = v
+			}
+		}
+		a.opts.Audit.Admin(r.Context(), audit.AdminRecord{Operator: operator, Action: action, Target: target,
+			Outcome: outcome, Duration: time.Since(start), Details: details})
+	})
+}
+
+// statusRecorder notes a response's status, and the operator its request
+// was authenticated as.
+type statusRecorder struct {
+	http.ResponseWriter
+	status   int
+	operator *Operator
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 const (
 	defaultLimit = 50

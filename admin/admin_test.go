@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pingmcp/pingmcp/actors"
+	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/authtest"
 	"github.com/pingmcp/pingmcp/internal/logtest"
@@ -23,7 +25,7 @@ const resource = "https://mcp.example.test/mcp"
 // the token.
 func TestAuthorization(t *testing.T) {
 	is := authtest.NewIssuer(t)
-	logs := &logtest.Buffer{}
+	logs, audits := &logtest.Buffer{}, &logtest.Buffer{}
 	revokedSub := "mallory"
 	h, err := Handler(Options{
 		Token:      "static-admin-token-0123456789",
@@ -31,6 +33,7 @@ func TestAuthorization(t *testing.T) {
 		Revoked:    func(t *auth.Token) bool { return t.Subject == revokedSub },
 		Durability: actors.MemoryDurability(time.Minute),
 		Logger:     slog.New(slog.NewJSONHandler(logs, nil)),
+		Audit:      audit.New(audits, false),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -90,6 +93,36 @@ func TestAuthorization(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), admin) || strings.Contains(logs.String(), "static-admin-token-0123456789") {
 		t.Error("a token was logged")
+	}
+
+	// One audit record per request: refusals without an operator,
+	// admitted requests with theirs; never a token.
+	var records []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(audits.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("audit line %q: %v", l, err)
+		}
+		records = append(records, rec)
+	}
+	if len(records) != len(cases) {
+		t.Fatalf("%d audit records for %d requests:\n%s", len(records), len(cases), audits.String())
+	}
+	for i, c := range cases {
+		rec := records[i]
+		want := "ok"
+		if c.status != http.StatusOK {
+			want = "denied"
+		}
+		if rec["outcome"] != want || rec["action"] != "sessions.list" {
+			t.Errorf("%s: audit record %v, want outcome %s of sessions.list", c.name, rec, want)
+		}
+		if (c.status == http.StatusOK) != (rec["operator"] != "") {
+			t.Errorf("%s: audit operator %q", c.name, rec["operator"])
+		}
+	}
+	if strings.Contains(audits.String(), admin) || strings.Contains(audits.String(), "static-admin-token-0123456789") {
+		t.Error("a token was audited")
 	}
 
 	// Without a static token, only access tokens are admitted; with

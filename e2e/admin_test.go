@@ -213,6 +213,10 @@ func TestAdminSessions(t *testing.T) {
 	if d.awaitCount(ctx, `"msg":"session stopped by an operator"`, 1) < 1 {
 		t.Error("alice's actor did not log that an operator stopped it")
 	}
+	// The audit log has the kill: who, what, the outcome.
+	if rec := d.line(`"action":"sessions.kill"`); !containsAll(rec, `"log":"audit"`, `"operator":"static-admin-token"`, `"target":"`+as.ID()+`"`, `"outcome":"ok"`) {
+		t.Errorf("the kill's audit record: %s", rec)
+	}
 	if _, errOut, code := runCLI(t, env, "sessions", "kill", as.ID(), adminURL); code != 1 || !strings.Contains(errOut, "no such session") {
 		t.Errorf("killing it again: %d %s", code, errOut)
 	}

@@ -262,7 +262,7 @@ const revocationRefresh = 500 * time.Millisecond
 
 // serveAdmin starts the admin API on its own listener, when --admin-addr
 // is set.
-func serveAdmin(ctx context.Context, cfg *config.Config, d *actors.Durability, node *cluster.Node, revoked func(*auth.Token) bool, logger *slog.Logger) (srv *http.Server, err error) {
+func serveAdmin(ctx context.Context, cfg *config.Config, d *actors.Durability, node *cluster.Node, revoked func(*auth.Token) bool, auditLog *audit.Logger, logger *slog.Logger) (srv *http.Server, err error) {
 	if cfg.AdminAddr == "" {
 		return nil, nil
 	}
@@ -289,7 +289,7 @@ func serveAdmin(ctx context.Context, cfg *config.Config, d *actors.Durability, n
 		}()
 		context.AfterFunc(ctx, func() { os.Remove(f.Name()) })
 	}
-	opts := admin.Options{Durability: d, Node: node, Logger: logger, Issuer: cfg.Issuer, Scope: cfg.AdminScope, Revoked: revoked}
+	opts := admin.Options{Durability: d, Node: node, Logger: logger, Issuer: cfg.Issuer, Scope: cfg.AdminScope, Revoked: revoked, Audit: auditLog}
 	if cfg.AdminTokenFile != "" {
 		token, err := os.ReadFile(cfg.AdminTokenFile)
 		if err != nil {
@@ -451,7 +451,7 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 		node.Stop(false)
 		return fmt.Errorf("start the node's control actor: %w", err)
 	}
-	adminSrv, err := serveAdmin(ctx, cfg, durability, node, revoked, logger)
+	adminSrv, err := serveAdmin(ctx, cfg, durability, node, revoked, auditLog, logger)
 	if err != nil {
 		shutdownWithin(time.Second, srv)
 		node.Stop(false)
