@@ -451,6 +451,25 @@ func (d *Durability) Describe(id string, snapshot []byte, details bool) (Session
 	return info, nil
 }
 
+// Delegated returns the values of the exchanged tokens a stored session
+// holds, so that an operator ending it can revoke them at the authorization
+// server. Never log or show them.
+func (d *Durability) Delegated(id string, snapshot []byte) ([]string, error) {
+	rec, err := decodeRecord(snapshot)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := d.openDelegations(id, rec.Delegations)
+	if err != nil {
+		return nil, err
+	}
+	tokens := make([]string, 0, len(ds))
+	for _, s := range ds {
+		tokens = append(tokens, s.Token)
+	}
+	return tokens, nil
+}
+
 // End ends a session for an operator: its snapshot and events go, and its
 // live activation, if any, is fenced at its next write.
 func (d *Durability) End(ctx context.Context, id string) error {

@@ -51,6 +51,9 @@ type Options struct {
 	Scope string
 	// Revoked, if set, refuses the tokens of users an operator revoked.
 	Revoked func(*auth.Token) bool
+	// RevokeToken, if set, revokes at the authorization server the tokens
+	// exchanged for a session an operator ends (RFC 7009).
+	RevokeToken func(ctx context.Context, token string) error
 	// Audit records every admin request, refused ones included (nil: none).
 	Audit      *audit.Logger
 	Durability *actors.Durability
@@ -355,13 +358,45 @@ func (a *api) endSession(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := a.opts.Durability.End(r.Context(), info.ID); err != nil {
+	snap, err := a.opts.Durability.Snapshots.Get(r.Context(), info.ID)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "the session store cannot be read: "+err.Error())
+		return
+	}
+	revoked, err := a.end(r.Context(), info.ID, snap)
+	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "the session could not be ended: "+err.Error())
 		return
 	}
 	a.stopActor(r, info.ID, "ended by an operator")
-	a.opts.Logger.Info("admin: session ended", "session", info.ID, "subject", info.Subject, "client_id", info.ClientID)
+	a.opts.Logger.Info("admin: session ended", "session", info.ID, "subject", info.Subject, "client_id", info.ClientID, "tokens_revoked", revoked)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// end ends a stored session: its snapshot and events go, then the tokens
+// exchanged for it are revoked at the authorization server (best effort: a
+// failure is logged, the session is ended anyway). It returns how many
+// tokens were revoked.
+func (a *api) end(ctx context.Context, id string, snap []byte) (int, error) {
+	var tokens []string
+	if a.opts.RevokeToken != nil && snap != nil {
+		var err error
+		if tokens, err = a.opts.Durability.Delegated(id, snap); err != nil {
+			a.opts.Logger.Warn("admin: the session's exchanged tokens cannot be read to revoke them", "session", id, "err", err)
+		}
+	}
+	if err := a.opts.Durability.End(ctx, id); err != nil {
+		return 0, err
+	}
+	revoked := 0
+	for _, tok := range tokens {
+		if err := a.opts.RevokeToken(ctx, tok); err != nil {
+			a.opts.Logger.Warn("admin: an exchanged token could not be revoked; it lives until it expires", "session", id, "err", err)
+			continue
+		}
+		revoked++
+	}
+	return revoked, nil
 }
 
 // maxRevocation bounds how long a revocation lasts.
@@ -392,15 +427,16 @@ func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "the revocation could not be stored: "+err.Error())
 		return
 	}
-	ended := 0
-	err := a.eachSession(r, func(info actors.SessionInfo) error {
+	ended, tokensRevoked := 0, 0
+	err := a.eachSession(r, func(info actors.SessionInfo, snap []byte) error {
 		if info.Subject != subject || info.Issuer != issuer {
 			return nil
 		}
-		if err := a.opts.Durability.End(r.Context(), info.ID); err != nil {
+		n, err := a.end(r.Context(), info.ID, snap)
+		if err != nil {
 			return err
 		}
-		ended++
+		ended, tokensRevoked = ended+1, tokensRevoked+n
 		return nil
 	})
 	if err != nil {
@@ -411,14 +447,14 @@ func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
 	// (stateless) ones, and with them the tokens they cached.
 	stopped, unreached := a.stopSubject(r.Context(), issuer, subject)
 	a.opts.Logger.Info("admin: user revoked", "issuer", issuer, "subject", subject, "until", rev.Until,
-		"sessions_ended", ended, "actors_stopped", stopped, "nodes_unreached", unreached)
+		"sessions_ended", ended, "actors_stopped", stopped, "nodes_unreached", unreached, "tokens_revoked", tokensRevoked)
 	writeJSON(w, http.StatusOK, map[string]any{"issuer": issuer, "subject": subject, "revoked_at": rev.At, "until": rev.Until,
-		"sessions_ended": ended, "actors_stopped": stopped, "nodes_unreached": unreached})
+		"sessions_ended": ended, "actors_stopped": stopped, "nodes_unreached": unreached, "tokens_revoked": tokensRevoked})
 }
 
 // eachSession calls f with every stored session the node can read, page by
 // page, until f fails.
-func (a *api) eachSession(r *http.Request, f func(actors.SessionInfo) error) error {
+func (a *api) eachSession(r *http.Request, f func(info actors.SessionInfo, snapshot []byte) error) error {
 	cursor := ""
 	for {
 		page, next, err := a.opts.Durability.Snapshots.List(r.Context(), cursor, maxLimit)
@@ -430,7 +466,7 @@ func (a *api) eachSession(r *http.Request, f func(actors.SessionInfo) error) err
 			if err != nil {
 				continue // a snapshot of another version, or unreadable
 			}
-			if err := f(info); err != nil {
+			if err := f(info, st.Snapshot); err != nil {
 				return err
 			}
 		}

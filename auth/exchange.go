@@ -42,8 +42,9 @@ type Exchanger struct {
 	opts ExchangeOptions
 
 	mu       sync.Mutex
-	te       *tokenexchange.OAuthTokenExchange // discovered on first use
-	endpoint string
+	te         *tokenexchange.OAuthTokenExchange // discovered on first use
+	endpoint   string
+	revocation string // the issuer's revocation endpoint, if it has one
 	actor    string // the client's own token, for ActorToken
 	actorExp time.Time
 }
@@ -157,9 +158,49 @@ func (x *Exchanger) client(ctx context.Context) (*tokenexchange.OAuthTokenExchan
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.te == nil {
-		x.te, x.endpoint = made.(*tokenexchange.OAuthTokenExchange), md.TokenEndpoint
+		x.te, x.endpoint, x.revocation = made.(*tokenexchange.OAuthTokenExchange), md.TokenEndpoint, md.RevocationEndpoint
 	}
 	return x.te, nil
+}
+
+// ErrNoRevocation means the issuer publishes no revocation endpoint.
+var ErrNoRevocation = errors.New("the authorization server publishes no revocation_endpoint")
+
+// Revoke revokes an access token this client obtained by exchange, at the
+// issuer's revocation endpoint (RFC 7009), authenticating as the client.
+// An unknown or expired token counts as revoked (200).
+func (x *Exchanger) Revoke(ctx context.Context, token string) error {
+	if _, err := x.client(ctx); err != nil {
+		return err
+	}
+	x.mu.Lock()
+	endpoint := x.revocation
+	x.mu.Unlock()
+	if endpoint == "" {
+		return ErrNoRevocation
+	}
+	form := url.Values{"token": {token}, "token_type_hint": {"access_token"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	// RFC 6749 §2.3.1: the credentials are form-encoded before Basic.
+	req.SetBasicAuth(url.QueryEscape(x.opts.ClientID), url.QueryEscape(x.opts.ClientSecret))
+	resp, err := x.opts.HTTPClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("revoke at %s: %w", endpoint, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	var oerr struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&oerr)
+	return fmt.Errorf("revoke at %s: HTTP %d %s %s", endpoint, resp.StatusCode, oerr.Error, oerr.Description)
 }
 
 // actorToken is the client's own access token (client_credentials), reused

@@ -213,6 +213,14 @@ func TestAdminSessions(t *testing.T) {
 	if d.awaitCount(ctx, `"msg":"session stopped by an operator"`, 1) < 1 {
 		t.Error("alice's actor did not log that an operator stopped it")
 	}
+	// The token exchanged for alice's session is revoked at the
+	// authorization server.
+	if d.awaitCount(ctx, `"msg":"access token revoked","component":"idp","client_id":"pingmcp","sub":"alice"`, 1) < 1 {
+		t.Error("the token exchanged for alice's session was not revoked at the authorization server")
+	}
+	if !d.logged(`"msg":"admin: session ended"`, `"tokens_revoked":1`) {
+		t.Error("the kill does not say it revoked the session's exchanged token")
+	}
 	// The audit log has the kill: who, what, the outcome.
 	if rec := d.line(`"action":"sessions.kill"`); !containsAll(rec, `"log":"audit"`, `"operator":"static-admin-token"`, `"target":"`+as.ID()+`"`, `"outcome":"ok"`) {
 		t.Errorf("the kill's audit record: %s", rec)

@@ -300,6 +300,9 @@ func serveAdmin(ctx context.Context, cfg *config.Config, d *actors.Durability, n
 	if cfg.Auth != "none" {
 		opts.Verifier = verifier(cfg)
 	}
+	if x := exchanger(cfg); x != nil {
+		opts.RevokeToken = x.Revoke
+	}
 	h, err := admin.Handler(opts)
 	if err != nil {
 		return nil, err
