@@ -41,12 +41,12 @@ type ExchangeOptions struct {
 type Exchanger struct {
 	opts ExchangeOptions
 
-	mu       sync.Mutex
+	mu         sync.Mutex
 	te         *tokenexchange.OAuthTokenExchange // discovered on first use
 	endpoint   string
 	revocation string // the issuer's revocation endpoint, if it has one
-	actor    string // the client's own token, for ActorToken
-	actorExp time.Time
+	actor      string // the client's own token, for ActorToken
+	actorExp   time.Time
 }
 
 // NewExchanger returns an exchanger; it contacts the issuer on first use.
