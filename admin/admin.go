@@ -208,9 +208,7 @@ func (a *api) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		a.opts.Logger.Info("admin request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "operator", op.String())
-		if rec, ok := w.(*statusRecorder); ok {
-			rec.operator = op
-		}
+		noteOperator(w, op)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), operatorKey{}, op)))
 	})
 }
@@ -223,6 +221,9 @@ var actions = map[string]string{
 	"POST /admin/v1/users/{subject}/revoke": "users.revoke",
 	"GET /admin/v1/nodes":                   "nodes.list",
 	"POST /admin/v1/nodes/{address}/drain":  "nodes.drain",
+	"POST /console/login":                   "console.login",
+	"POST /console/logout":                  "console.logout",
+	"POST /console/sessions/{id}/end":       "sessions.kill",
 }
 
 // audited writes one audit record per admin request (scrapes of /metrics
@@ -239,17 +240,15 @@ func (a *api) audited(mux *http.ServeMux, next http.Handler) http.Handler {
 		if r.URL.Path == "/metrics" && rec.status < 400 {
 			return
 		}
+		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, consoleRoot) {
+			return // the console's pages, which refresh themselves
+		}
 		_, pattern := mux.Handler(r)
 		action := actions[pattern]
 		if action == "" {
 			action = r.Method + " " + r.URL.Path
 		}
-		// Every route's target is its fourth segment: /admin/v1/sessions/{id},
-		// /admin/v1/users/{subject}/revoke, /admin/v1/nodes/{address}/drain.
-		target := ""
-		if parts := strings.Split(strings.Trim(r.URL.EscapedPath(), "/"), "/"); len(parts) >= 4 && action != r.Method+" "+r.URL.Path {
-			target, _ = url.PathUnescape(parts[3])
-		}
+		target := wildcard(pattern, r.URL.EscapedPath())
 		outcome := audit.OutcomeOK
 		switch {
 		case rec.status >= 500:
@@ -270,6 +269,28 @@ func (a *api) audited(mux *http.ServeMux, next http.Handler) http.Handler {
 		a.opts.Audit.Admin(r.Context(), audit.AdminRecord{Operator: operator, Action: action, Target: target,
 			Outcome: outcome, Duration: time.Since(start), Details: details})
 	})
+}
+
+// wildcard returns the part of path that the pattern's one wildcard
+// matched ("" if it has none): the target of an admin action.
+func wildcard(pattern, path string) string {
+	_, pattern, _ = strings.Cut(pattern, " ")
+	want := strings.Split(strings.Trim(pattern, "/"), "/")
+	got := strings.Split(strings.Trim(path, "/"), "/")
+	for i, seg := range want {
+		if strings.HasPrefix(seg, "{") && i < len(got) {
+			v, _ := url.PathUnescape(got[i])
+			return v
+		}
+	}
+	return ""
+}
+
+// noteOperator tells the audit who an admitted request comes from.
+func noteOperator(w http.ResponseWriter, op *Operator) {
+	if rec, ok := w.(*statusRecorder); ok {
+		rec.operator = op
+	}
 }
 
 // statusRecorder notes a response's status, and the operator its request
@@ -303,48 +324,27 @@ func (a *api) listSessions(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	user, client, node := q.Get("user"), q.Get("client"), q.Get("node")
-	page, next, err := a.opts.Durability.Snapshots.List(r.Context(), q.Get("cursor"), limit)
+	out, next, err := a.sessionPage(r.Context(), q.Get("user"), q.Get("client"), q.Get("node"), q.Get("cursor"), limit)
 	if err != nil {
 		a.opts.Logger.Warn("admin: list sessions", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "the session store cannot be read: "+err.Error())
 		return
 	}
-	out := []actors.SessionInfo{}
-	for _, st := range page {
-		info, err := a.opts.Durability.Describe(st.Session, st.Snapshot, false)
-		if err != nil {
-			continue // a snapshot of another version, or unreadable
-		}
-		if (user != "" && info.Subject != user) || (client != "" && info.ClientID != client) || (node != "" && info.Node != node) {
-			continue
-		}
-		out = append(out, info)
-	}
-	a.markLive(r.Context(), out)
 	writeJSON(w, http.StatusOK, map[string]any{"sessions": out, "next": next})
 }
 
 // find reads the session named in the path, or writes 404.
 func (a *api) find(w http.ResponseWriter, r *http.Request) (actors.SessionInfo, bool) {
-	id := r.PathValue("id")
-	snap, err := a.opts.Durability.Snapshots.Get(r.Context(), id)
-	if err != nil {
+	info, found, err := a.describeSession(r.Context(), r.PathValue("id"))
+	switch {
+	case err != nil && !found:
 		writeError(w, http.StatusServiceUnavailable, "the session store cannot be read: "+err.Error())
-		return actors.SessionInfo{}, false
-	}
-	if snap == nil {
-		writeError(w, http.StatusNotFound, "no such session")
-		return actors.SessionInfo{}, false
-	}
-	info, err := a.opts.Durability.Describe(id, snap, true)
-	if err != nil {
+	case err != nil:
 		writeError(w, http.StatusInternalServerError, "the session's snapshot cannot be read: "+err.Error())
-		return info, false
+	case !found:
+		writeError(w, http.StatusNotFound, "no such session")
 	}
-	one := []actors.SessionInfo{info}
-	a.markLive(r.Context(), one)
-	return one[0], true
+	return info, found && err == nil
 }
 
 func (a *api) showSession(w http.ResponseWriter, r *http.Request) {
@@ -358,19 +358,28 @@ func (a *api) endSession(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	snap, err := a.opts.Durability.Snapshots.Get(r.Context(), info.ID)
-	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "the session store cannot be read: "+err.Error())
-		return
-	}
-	revoked, err := a.end(r.Context(), info.ID, snap)
+	revoked, err := a.terminate(r, info.ID)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "the session could not be ended: "+err.Error())
 		return
 	}
-	a.stopActor(r, info.ID, "ended by an operator")
-	a.opts.Logger.Info("admin: session ended", "session", info.ID, "subject", info.Subject, "client_id", info.ClientID, "tokens_revoked", revoked)
+	a.opts.Logger.Info("admin: session ended", "session", info.ID, "subject", info.Subject, "client_id", info.ClientID,
+		"tokens_revoked", revoked, "operator", OperatorOf(r.Context()).String())
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// terminate ends a session now: its stored state goes, the tokens
+// exchanged for it are revoked, and its live actor is told to stop.
+func (a *api) terminate(r *http.Request, id string) (tokensRevoked int, err error) {
+	snap, err := a.opts.Durability.Snapshots.Get(r.Context(), id)
+	if err != nil {
+		return 0, err
+	}
+	if tokensRevoked, err = a.end(r.Context(), id, snap); err != nil {
+		return 0, err
+	}
+	a.stopActor(r, id, "ended by an operator")
+	return tokensRevoked, nil
 }
 
 // end ends a stored session: its snapshot and events go, then the tokens

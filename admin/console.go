@@ -124,7 +124,7 @@ func (a *api) console() http.Handler {
 	mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
 		c.render(w, http.StatusNotFound, "error", &consoleView{Page: "error", Title: "Not found", Message: "There is no such page."})
 	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return a.audited(mux, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
 		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
 		h.Set("X-Content-Type-Options", "nosniff")
@@ -133,7 +133,7 @@ func (a *api) console() http.Handler {
 		// console's own forms.
 		h.Set("Referrer-Policy", "same-origin")
 		mux.ServeHTTP(w, r)
-	})
+	}))
 }
 
 // signedIn lets through only a signed-in operator's requests; others are
@@ -158,6 +158,7 @@ func (c *console) change(h func(http.ResponseWriter, *http.Request, *consoleSign
 			http.Redirect(w, r, consoleLogin, http.StatusSeeOther)
 			return
 		}
+		noteOperator(w, s.op)
 		r.Body = http.MaxBytesReader(w, r.Body, maxConsoleForm)
 		if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.csrf)) != 1 {
 			c.a.opts.Logger.Warn("admin console: form without its CSRF token refused", "path", r.URL.Path, "remote", r.RemoteAddr, "operator", s.op.String())
@@ -277,6 +278,7 @@ func (c *console) login(w http.ResponseWriter, r *http.Request) {
 			c.render(w, status, "login", &consoleView{Page: "login", Title: "Sign in", Message: msg})
 			return
 		}
+		noteOperator(w, op)
 		c.forget(r)
 		id := newSecret()
 		c.remember(id, &consoleSignIn{op: op, csrf: newSecret(), expires: time.Now().Add(consoleLoginTTL)})
@@ -341,13 +343,13 @@ func (c *console) end(w http.ResponseWriter, r *http.Request, s *consoleSignIn) 
 	if !ok {
 		return
 	}
-	if err := c.a.opts.Durability.End(r.Context(), info.ID); err != nil {
+	revoked, err := c.a.terminate(r, info.ID)
+	if err != nil {
 		c.unavailable(w, s, "The session could not be ended: "+err.Error())
 		return
 	}
-	c.a.stopActor(r, info.ID, "ended by an operator")
 	c.a.opts.Logger.Info("admin console: session ended", "operator", s.op.String(), "session", info.ID,
-		"subject", info.Subject, "client_id", info.ClientID)
+		"subject", info.Subject, "client_id", info.ClientID, "tokens_revoked", revoked)
 	http.Redirect(w, r, consoleRoot, http.StatusSeeOther)
 }
 

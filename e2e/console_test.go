@@ -149,6 +149,10 @@ func TestConsole(t *testing.T) {
 	if d.awaitCount(ctx, `"msg":"admin console: session ended"`, 1) < 1 || !d.logged(`"msg":"admin console: session ended"`, as.ID(), "static-admin-token") {
 		t.Error("the end is not logged with the session and the operator")
 	}
+	if !d.logged(`"log":"audit"`, `"action":"sessions.kill"`, `"target":"`+as.ID()+`"`, `"operator":"static-admin-token"`, `"outcome":"ok"`) ||
+		!d.logged(`"log":"audit"`, `"action":"console.login"`, `"outcome":"ok"`) || !d.logged(`"log":"audit"`, `"action":"console.login"`, `"outcome":"denied"`) {
+		t.Error("the console's sign-ins and the end are not in the audit log")
+	}
 	// Her client gave up when the end closed its standalone stream; the
 	// session's id, asked again, is not found.
 	if _, err := as.CallTool(ctx, &mcp.CallToolParams{Name: "get_my_todo_list"}); err == nil {
