@@ -106,6 +106,22 @@ type Operator struct {
 	TokenID string `json:"jti,omitempty"`
 	// Static is set for the static admin token.
 	Static bool `json:"static,omitempty"`
+	// The access token's issue and expiry times: a console sign-in made
+	// with it ends when it expires or its user is revoked.
+	issuedAt, expiry time.Time
+}
+
+// stillValid says whether the operator's credential still holds: the
+// static token always does; an access token until it expires or its user
+// is revoked.
+func (o *Operator) stillValid(revoked func(*auth.Token) bool) bool {
+	if o.Static {
+		return true
+	}
+	if !o.expiry.IsZero() && !time.Now().Before(o.expiry) {
+		return false
+	}
+	return revoked == nil || !revoked(&auth.Token{Principal: auth.Principal{Issuer: o.Issuer, Subject: o.Subject, ClientID: o.ClientID}, IssuedAt: o.issuedAt})
 }
 
 // String names the operator for logs and audit records.
@@ -167,7 +183,8 @@ func (a *api) check(ctx context.Context, token string) (*Operator, *refusal) {
 		return nil, &refusal{err: &auth.Error{Code: auth.CodeInsufficientScope,
 			Description: "the token lacks the admin scope", Scopes: []string{a.opts.Scope}}}
 	}
-	return &Operator{Issuer: tok.Issuer, Subject: tok.Subject, ClientID: tok.ClientID, TokenID: tok.ID}, nil
+	return &Operator{Issuer: tok.Issuer, Subject: tok.Subject, ClientID: tok.ClientID, TokenID: tok.ID,
+		issuedAt: tok.IssuedAt, expiry: tok.Expiry}, nil
 }
 
 // refuse answers a refused credential: 401 or 403 with an RFC 6750

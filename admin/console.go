@@ -207,7 +207,7 @@ func (c *console) current(r *http.Request) *consoleSignIn {
 	if s == nil {
 		return nil
 	}
-	if !time.Now().Before(s.expires) {
+	if !time.Now().Before(s.expires) || !s.op.stillValid(c.a.opts.Revoked) {
 		delete(c.signIns, key)
 		return nil
 	}
@@ -296,7 +296,7 @@ func (c *console) refusal(why *refusal, token string) (int, string) {
 	case why.err == nil:
 		return http.StatusUnauthorized, "Enter an admin token."
 	case why.err.Code == auth.CodeInsufficientScope:
-		return http.StatusUnauthorized, "This token lacks the admin scope (" + c.a.opts.Scope + ")."
+		return http.StatusForbidden, "This token lacks the admin scope (" + c.a.opts.Scope + ")."
 	}
 	msg := "This token was refused"
 	if d := why.err.Description; d != "" && !strings.Contains(d, strings.TrimSpace(token)) {

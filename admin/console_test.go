@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/auth/authtest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -433,5 +435,45 @@ func TestConsoleSignInsBounded(t *testing.T) {
 	req.AddCookie(&http.Cookie{Name: consoleCookie, Value: "expired"})
 	if c.current(req) != nil {
 		t.Error("an expired sign-in signs in")
+	}
+}
+
+// TestConsoleAccessTokenSignIn: an operator signs in with a PingFederate
+// access token carrying the admin scope; a token without it is refused 403;
+// and the sign-in ends as soon as the operator's user is revoked.
+func TestConsoleAccessTokenSignIn(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	var revokedMu sync.Mutex
+	revoked := ""
+	h, err := Handler(Options{
+		Verifier:   auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{resource}}),
+		Durability: actors.MemoryDurability(time.Hour),
+		Revoked: func(t *auth.Token) bool {
+			revokedMu.Lock()
+			defer revokedMu.Unlock()
+			return t.Subject == revoked
+		},
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	c := newConsoleClient(t, srv)
+	if status, body, _ := c.post("/console/login", url.Values{"token": {is.Token(t, is.Claims("alice", resource, "openid"))}}); status != http.StatusForbidden || !strings.Contains(body, "admin scope") {
+		t.Errorf("sign-in without the admin scope: %d\n%s", status, body)
+	}
+	if status, _, h := c.post("/console/login", url.Values{"token": {is.Token(t, is.Claims("ops", resource, DefaultScope))}}); status != http.StatusSeeOther {
+		t.Fatalf("sign-in with an admin access token: %d %q", status, h.Get("Location"))
+	}
+	if status, body, _ := c.get("/console/"); status != http.StatusOK || !strings.Contains(body, "ops (") {
+		t.Fatalf("the list after signing in: %d\n%s", status, body)
+	}
+	revokedMu.Lock()
+	revoked = "ops"
+	revokedMu.Unlock()
+	if status, _, h := c.get("/console/"); status != http.StatusSeeOther || h.Get("Location") != "/console/login" {
+		t.Errorf("the list after the operator was revoked: %d %q", status, h.Get("Location"))
 	}
 }
