@@ -295,6 +295,14 @@ func testTodoTools(t *testing.T, authMode string) {
 	if out, isErr := call(t, ctx, as, "delete_todo", map[string]any{"todoId": "../../admin"}); !isErr || !strings.Contains(out, "not a todo id") {
 		t.Errorf("path injection: %v %s", isErr, out)
 	}
+	// A create retried with the same requestKey adds the todo once.
+	for range 2 {
+		out, isErr = call(t, ctx, as, "create_new_todo", map[string]any{"text": "once", "requestKey": "e2e-once-1"})
+		if isErr || json.Unmarshal([]byte(out), &list) != nil || len(list.Todos) != 2 {
+			t.Fatalf("create_new_todo with a requestKey: %s", out)
+		}
+	}
+	call(t, ctx, as, "delete_todo", map[string]any{"todoId": list.Todos[0].ID})
 	out, _ = call(t, ctx, as, "delete_todo", map[string]any{"todoId": id})
 	if json.Unmarshal([]byte(out), &list) != nil || len(list.Todos) != 0 {
 		t.Errorf("delete_todo: %s", out)

@@ -175,7 +175,28 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	todo := Todo{ID: newID(), Text: text, CreatedAt: a.opts.Now().UTC()}
+	// With an Idempotency-Key, the id comes from (user, key): a retried
+	// create finds the todo its first attempt made and answers as it did.
+	key, keyed := r.Header.Get("Idempotency-Key"), len(r.Header.Values("Idempotency-Key")) > 0
+	if keyed {
+		if len(r.Header.Values("Idempotency-Key")) != 1 || !validIdempotencyKey(key) {
+			writeError(w, http.StatusBadRequest, "invalid_request", "Idempotency-Key must be one value of 1 to 128 visible ASCII characters")
+			return
+		}
+		todo.ID = idempotentID(caller.user, key)
+	}
 	todos, err := a.opts.Store.Create(r.Context(), caller.user, todo, a.opts.MaxTodos)
+	if keyed && errors.Is(err, ErrExists) {
+		if todos, err = a.opts.Store.List(r.Context(), caller.user); err == nil {
+			i := slices.IndexFunc(todos, func(t Todo) bool { return t.ID == todo.ID })
+			if i < 0 || todos[i].Text != text {
+				// Deleted since, or the key was used for another todo.
+				writeError(w, http.StatusConflict, "idempotency_key_reused", "this Idempotency-Key was used for another request")
+				return
+			}
+			a.log.DebugContext(r.Context(), "todo create replayed", "user", caller.user)
+		}
+	}
 	a.answer(w, r, caller, "create", todos, err)
 }
 

@@ -444,3 +444,50 @@ func TestIDs(t *testing.T) {
 		}
 	}
 }
+
+// testIdempotentCreates: a create retried with the same Idempotency-Key
+// adds the todo once, also when the retries race; another user's same key
+// is another todo; the key reused for another text is 409; a bad key is
+// 400 and changes nothing.
+func testIdempotentCreates(t *testing.T, store Store) {
+	is := newTestIssuer(t)
+	api := newTestAPI(t, is, Options{Store: store})
+	alice, bob := is.token(t, "alice"), is.token(t, "bob")
+	create := func(token, key, text string) response {
+		b, _ := json.Marshal(map[string]string{"todoText": text})
+		h := bearer(token)
+		h["Idempotency-Key"] = key
+		return call(t, http.MethodPost, api.URL+"/api/todos", h, string(b))
+	}
+	var wg sync.WaitGroup
+	statuses := make(chan int, 8)
+	for range 8 {
+		wg.Go(func() { statuses <- create(alice, "k-1", "buy milk").status })
+	}
+	wg.Wait()
+	close(statuses)
+	for s := range statuses {
+		if s != http.StatusOK {
+			t.Errorf("a retried create: %d", s)
+		}
+	}
+	if got := texts(api.list(t, alice).list(t)); !slices.Equal(got, []string{"buy milk"}) {
+		t.Errorf("alice's list after 8 tries of one create: %q", got)
+	}
+	if r := create(bob, "k-1", "buy milk"); r.status != http.StatusOK || len(r.list(t)) != 1 {
+		t.Errorf("bob's create with alice's key: %d %s", r.status, r.body)
+	}
+	if r := create(alice, "k-1", "buy bread"); r.status != http.StatusConflict || r.errorBody(t).Error != "idempotency_key_reused" {
+		t.Errorf("the key reused for another text: %d %s", r.status, r.body)
+	}
+	for _, bad := range []string{"has space", strings.Repeat("k", 129), "é"} {
+		if r := create(alice, bad, "other"); r.status != http.StatusBadRequest {
+			t.Errorf("key %q: %d %s", bad, r.status, r.body)
+		}
+	}
+	if n := len(api.list(t, alice).list(t)); n != 1 {
+		t.Errorf("alice has %d todos, want 1", n)
+	}
+}
+
+func TestIdempotentCreatesMemory(t *testing.T) { testIdempotentCreates(t, NewMemoryStore()) }

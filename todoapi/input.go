@@ -3,6 +3,7 @@ package todoapi
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,30 @@ const idBytes = 16
 
 // idLen is the length of an id: idBytes in unpadded base64url.
 var idLen = base64.RawURLEncoding.EncodedLen(idBytes)
+
+// idempotentID is the id of a todo created with an Idempotency-Key: the
+// same for the same user and key, so that a retried create finds the todo
+// its first attempt made; 128 bits of a SHA-256, like a random id in form.
+func idempotentID(user, key string) string {
+	sum := sha256.Sum256([]byte("pingmcp-todo-idempotency\x00" + user + "\x00" + key))
+	return base64.RawURLEncoding.EncodeToString(sum[:idBytes])
+}
+
+// maxIdempotencyKey bounds an Idempotency-Key.
+const maxIdempotencyKey = 128
+
+// validIdempotencyKey accepts 1 to 128 visible ASCII characters.
+func validIdempotencyKey(k string) bool {
+	if k == "" || len(k) > maxIdempotencyKey {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] <= ' ' || k[i] > '~' {
+			return false
+		}
+	}
+	return true
+}
 
 func newID() string {
 	b := make([]byte, idBytes)

@@ -107,7 +107,7 @@ func (s *RedisStore) run(ctx context.Context, what string, script *redis.Script,
 	case "full":
 		return nil, ErrListFull
 	case "duplicate":
-		return nil, fmt.Errorf("%s in redis: id %s is taken", what, args[0])
+		return nil, fmt.Errorf("%s in redis: todo %s: %w", what, args[0], ErrExists)
 	}
 	return nil, fmt.Errorf("%s in redis: unexpected status %q", what, reply[0])
 }

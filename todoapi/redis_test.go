@@ -95,3 +95,7 @@ func TestStoreFailure(t *testing.T) {
 		t.Errorf("log does not report the failure, or holds the token:\n%s", logs)
 	}
 }
+
+func TestIdempotentCreatesRedis(t *testing.T) {
+	testIdempotentCreates(t, NewRedisStore(redistest.Start(t), ""))
+}

@@ -25,6 +25,8 @@ var (
 	ErrNotFound = errors.New("todo not found")
 	// ErrListFull: the user's list already holds the most todos allowed.
 	ErrListFull = errors.New("todo list is full")
+	// ErrExists: Create found a todo with that id in the user's list.
+	ErrExists = errors.New("a todo with this id exists")
 )
 
 // Store keeps every user's todo list. user is an opaque key (the API passes
@@ -40,7 +42,7 @@ type Store interface {
 	List(ctx context.Context, user string) ([]Todo, error)
 	// Create adds todo to the user's list, unless the list already holds
 	// limit todos (ErrListFull). It never replaces a todo with the same id:
-	// that is an error, neither ErrNotFound nor ErrListFull.
+	// that is ErrExists.
 	Create(ctx context.Context, user string, todo Todo, limit int) ([]Todo, error)
 	// SetCompleted sets the completed flag of the user's todo id
 	// (ErrNotFound if the user has none).
@@ -75,7 +77,7 @@ func (s *MemoryStore) Create(ctx context.Context, user string, todo Todo, limit 
 	}
 	list := s.lists[user]
 	if _, dup := list[todo.ID]; dup {
-		return nil, fmt.Errorf("create todo: id %s is taken", todo.ID)
+		return nil, fmt.Errorf("create todo %s: %w", todo.ID, ErrExists)
 	}
 	if len(list) >= limit {
 		return nil, ErrListFull

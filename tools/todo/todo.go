@@ -72,7 +72,7 @@ func (*toolset) Scopes() map[string][]string { return scopes }
 // Definitions are shared by every server of the process.
 var (
 	noArgs     = json.RawMessage(`{"type":"object","properties":{},"additionalProperties":false}`)
-	createArgs = json.RawMessage(`{"type":"object","properties":{"text":{"type":"string","minLength":1,"maxLength":500,"description":"What to do"}},"required":["text"],"additionalProperties":false}`)
+	createArgs = json.RawMessage(`{"type":"object","properties":{"text":{"type":"string","minLength":1,"maxLength":500,"description":"What to do"},"requestKey":{"type":"string","minLength":1,"maxLength":128,"pattern":"^[!-~]+$","description":"Optional idempotency key: creates retried with the same key add the todo once"}},"required":["text"],"additionalProperties":false}`)
 	toggleArgs = json.RawMessage(`{"type":"object","properties":{"todoId":{"type":"string","description":"The todo's id, from get_my_todo_list"},"completed":{"type":"boolean","description":"The new status"}},"required":["todoId","completed"],"additionalProperties":false}`)
 	deleteArgs = json.RawMessage(`{"type":"object","properties":{"todoId":{"type":"string","description":"The todo's id, from get_my_todo_list"}},"required":["todoId"],"additionalProperties":false}`)
 
@@ -130,17 +130,22 @@ func (c *calls) peekAPIToken(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.
 }
 
 func (c *calls) list(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
-	return c.api(ctx, http.MethodGet, "/api/todos", nil)
+	return c.api(ctx, http.MethodGet, "/api/todos", nil, nil)
 }
 
 func (c *calls) create(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 	var in struct {
-		Text string `json:"text"`
+		Text       string `json:"text"`
+		RequestKey string `json:"requestKey"`
 	}
 	if err := decode(req, &in); err != nil {
 		return failure(err), nil
 	}
-	return c.api(ctx, http.MethodPost, "/api/todos", map[string]any{"todoText": in.Text})
+	var h http.Header
+	if in.RequestKey != "" {
+		h = http.Header{"Idempotency-Key": {in.RequestKey}}
+	}
+	return c.api(ctx, http.MethodPost, "/api/todos", map[string]any{"todoText": in.Text}, h)
 }
 
 func (c *calls) toggle(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
@@ -157,7 +162,7 @@ func (c *calls) toggle(ctx context.Context, req *mcp.CallToolRequest) (*mcp.Call
 	if err := checkID(in.TodoID); err != nil {
 		return failure(err), nil
 	}
-	return c.api(ctx, http.MethodPatch, "/api/todos/"+url.PathEscape(in.TodoID), map[string]any{"completed": *in.Completed})
+	return c.api(ctx, http.MethodPatch, "/api/todos/"+url.PathEscape(in.TodoID), map[string]any{"completed": *in.Completed}, nil)
 }
 
 func (c *calls) delete(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
@@ -170,7 +175,7 @@ func (c *calls) delete(ctx context.Context, req *mcp.CallToolRequest) (*mcp.Call
 	if err := checkID(in.TodoID); err != nil {
 		return failure(err), nil
 	}
-	return c.api(ctx, http.MethodDelete, "/api/todos/"+url.PathEscape(in.TodoID), nil)
+	return c.api(ctx, http.MethodDelete, "/api/todos/"+url.PathEscape(in.TodoID), nil, nil)
 }
 
 func (c *calls) delegate(ctx context.Context) (*tools.Delegation, error) {
@@ -182,7 +187,7 @@ func (c *calls) delegate(ctx context.Context) (*tools.Delegation, error) {
 
 // api calls the Todo API with a delegated token and returns its list, or a
 // tool error saying what went wrong (never with a token in it).
-func (c *calls) api(ctx context.Context, method, path string, body any) (*mcp.CallToolResult, error) {
+func (c *calls) api(ctx context.Context, method, path string, body any, header http.Header) (*mcp.CallToolResult, error) {
 	d, err := c.delegate(ctx)
 	if err != nil {
 		return failure(fmt.Errorf("could not get a token for the Todo API: %w", err)), nil
@@ -195,6 +200,9 @@ func (c *calls) api(ctx context.Context, method, path string, body any) (*mcp.Ca
 	hr, err := http.NewRequestWithContext(ctx, method, c.opts.APIURL+path, rd)
 	if err != nil {
 		return failure(err), nil
+	}
+	for k, v := range header {
+		hr.Header[k] = v
 	}
 	hr.Header.Set("Authorization", "Bearer "+d.Token)
 	hr.Header.Set("Accept", "application/json")
