@@ -23,6 +23,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/state"
 )
 
@@ -38,8 +39,16 @@ type Config struct {
 	// ProbeInterval and ProbeFailures pace the automanaged provider's
 	// failure detection: a node that misses ProbeFailures probes in a row,
 	// one every ProbeInterval, has left.
-	ProbeInterval      time.Duration
-	ProbeFailures      int
+	ProbeInterval time.Duration
+	ProbeFailures int
+	// ClusterTLSCert, ClusterTLSKey and ClusterTLSCA are the PEM files of
+	// the cluster's mutual TLS: this node's certificate and key, and the
+	// cluster CA's certificates. ClusterInsecure allows plaintext between
+	// nodes on a non-loopback cluster address.
+	ClusterTLSCert     string
+	ClusterTLSKey      string
+	ClusterTLSCA       string
+	ClusterInsecure    bool
 	Role               string
 	Tools              []string
 	Auth               string
@@ -82,11 +91,26 @@ type Config struct {
 	AuditLog      string // file of audit records (JSON lines); empty: the process log
 	AuditToolArgs bool   // record tool call arguments in the audit log
 
+	// Limits (serve and dev), each per edge unless it says otherwise; a
+	// zero rate or cap turns that limit off.
+	RateLimit              float64       // requests per second per principal
+	RateBurst              int           // requests a principal may make at once above the rate
+	MaxConcurrentRequests  int           // POST/DELETE requests in flight per principal
+	MaxStreamsPerPrincipal int           // open GET (SSE) streams per principal
+	MaxStreamsPerSession   int           // open GET (SSE) streams per session, counted by its actor (cluster-wide)
+	EventsBuffer           int           // event writes a session holds while its store is unreachable
+	MaxHeaderBytes         int           // request header size (431 beyond)
+	UpstreamTimeout        time.Duration // every call to the authorization server and the Todo API
+	RedisTimeout           time.Duration // dialing, reading and writing Redis
+
 	// pingmcp dev, idp and todo-api.
 	IdPAddr          string
 	TodoAPIAddr      string
 	AllowUndelegated bool
 	ForceNonLoopback bool
+	// TestUsers adds users user1 … userN to the development authorization
+	// server (password: the name), for load tests.
+	TestUsers int
 
 	explicit map[string]bool // flags set on the command line or environment
 }
@@ -157,6 +181,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		fs.Int64Var(&c.EventsMax, "events-max", 1000, "SSE events kept per stream for resumption")
 		fs.DurationVar(&c.EventsTTL, "events-ttl", time.Hour, "how long an SSE stream's events outlive its last event")
 		fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 4<<20, "largest request body /mcp accepts (413 beyond)")
+		limitFlags(fs, c)
 		fs.StringVar(&c.PublicURL, "public-url", "", "scheme://host[:port] clients use to reach this edge (default: http:// and --addr)")
 		fs.StringVar(&c.Resource, "resource", "", "canonical URI of the MCP resource, the audience tokens must name (default: --public-url + /mcp)")
 		fs.StringVar(&c.Issuer, "issuer", "", "issuer URL of the authorization server (PingFederate); needed unless --auth none (dev: the embedded one)")
@@ -178,6 +203,10 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 			fs.StringVar(&c.ClusterProvider, "cluster-provider", "", "membership: "+strings.Join(Providers, ", ")+" (default: single without seeds, automanaged with them)")
 			fs.DurationVar(&c.ProbeInterval, "cluster-probe-interval", 500*time.Millisecond, "automanaged provider: how often each node probes the others")
 			fs.IntVar(&c.ProbeFailures, "cluster-probe-failures", 3, "automanaged provider: probes a node may miss in a row before it counts as gone (failover takes about interval × failures)")
+			fs.StringVar(&c.ClusterTLSCert, "cluster-tls-cert", "", "PEM file of this node's certificate for the cluster's mutual TLS (with --cluster-tls-key and --cluster-tls-ca; usages serverAuth and clientAuth; read at start: rotate by restarting)")
+			fs.StringVar(&c.ClusterTLSKey, "cluster-tls-key", "", "PEM file of the private key of --cluster-tls-cert")
+			fs.StringVar(&c.ClusterTLSCA, "cluster-tls-ca", "", "PEM file of the cluster CA's certificates: only nodes with a certificate it issued may connect to this one, and this one connects only to them")
+			fs.BoolVar(&c.ClusterInsecure, "cluster-insecure", false, "allow plaintext between nodes on a non-loopback cluster address (forwarded requests carry users' bearer tokens: only on a network you trust)")
 			fs.StringVar(&c.Role, "role", "both", "what this node does: both, edge (serves /mcp, hosts no actors), member (hosts actors, serves only health)")
 		}
 	case "todo-api":
@@ -195,6 +224,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		fs.StringVar(&c.Resource, "resource", "http://127.0.0.1:8080/mcp", "the MCP resource URI users log in for")
 		fs.StringVar(&c.TodoAPIURL, "todo-api-url", "http://127.0.0.1:8081", "the Todo API's resource URI, the target of token exchange")
 		fs.BoolVar(&c.ForceNonLoopback, "force-non-loopback", false, "listen on a non-loopback address anyway (it is still not for production)")
+		fs.IntVar(&c.TestUsers, "test-users", 0, "also create users user1 … userN, each with its name as password (load tests; at most 100000)")
 	default:
 		return nil, fmt.Errorf("unknown command %q", command)
 	}
@@ -325,6 +355,9 @@ func (c *Config) validate() error {
 	}
 	check("log-level", c.LogLevel, []string{"debug", "info", "warn", "error"})
 	check("log-format", c.LogFormat, []string{"text", "json"})
+	if c.TestUsers < 0 || c.TestUsers > 100000 {
+		errs = append(errs, errors.New("--test-users must be between 0 and 100000"))
+	}
 	switch c.Command {
 	case "dev", "serve":
 		check("auth", c.Auth, AuthModes)
@@ -373,6 +406,7 @@ func (c *Config) validate() error {
 	if c.Command == "serve" {
 		check("cluster-provider", c.ClusterProvider, Providers)
 		check("role", c.Role, Roles)
+		errs = append(errs, c.validateClusterTLS()...)
 	}
 	if c.OTLPEndpoint != "" {
 		if err := checkOTLPEndpoint(c.OTLPEndpoint); err != nil {
@@ -384,6 +418,9 @@ func (c *Config) validate() error {
 	}
 	if c.SessionIdleTimeout < 0 {
 		errs = append(errs, errors.New("--session-idle-timeout must not be negative"))
+	}
+	if c.Command == "dev" || c.Command == "serve" {
+		errs = append(errs, c.validateLimits()...)
 	}
 	if c.Command == "dev" || c.Command == "serve" {
 		errs = append(errs, c.validateDurability()...)
@@ -399,6 +436,65 @@ func (c *Config) validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateClusterTLS checks the cluster's transport security: the three TLS
+// files go together and hold a certificate the cluster's CA issued, and
+// without them the cluster stays on loopback unless --cluster-insecure.
+func (c *Config) validateClusterTLS() []error {
+	files := []struct{ flag, path string }{
+		{"cluster-tls-cert", c.ClusterTLSCert}, {"cluster-tls-key", c.ClusterTLSKey}, {"cluster-tls-ca", c.ClusterTLSCA},
+	}
+	var given, missing []string
+	for _, f := range files {
+		if f.path != "" {
+			given = append(given, "--"+f.flag)
+		} else {
+			missing = append(missing, "--"+f.flag)
+		}
+	}
+	switch {
+	case len(given) == 3:
+		if c.ClusterInsecure {
+			return []error{errors.New("--cluster-insecure contradicts --cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca: with them every connection between nodes is mutual TLS; drop one or the other")}
+		}
+		var pems [3][]byte
+		var errs []error
+		for i, f := range files {
+			b, err := os.ReadFile(f.path)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("--%s: %w", f.flag, err))
+			}
+			pems[i] = b
+		}
+		if len(errs) > 0 {
+			return errs
+		}
+		if _, err := cluster.ParseTLS(pems[0], pems[1], pems[2]); err != nil {
+			return []error{fmt.Errorf("--cluster-tls-cert %s, --cluster-tls-key %s, --cluster-tls-ca %s: %w", c.ClusterTLSCert, c.ClusterTLSKey, c.ClusterTLSCA, err)}
+		}
+		return nil
+	case len(given) > 0:
+		return []error{fmt.Errorf("--cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca go together (this node's certificate, its key, and the CA that issues the cluster's certificates): %s given without %s",
+			strings.Join(given, ", "), strings.Join(missing, ", "))}
+	}
+	if c.ClusterInsecure {
+		return nil
+	}
+	var exposed []string
+	for flagName, a := range map[string]string{"cluster-addr": c.ClusterAddr, "cluster-advertised-addr": c.ClusterAdvertise} {
+		if a != "" && !IsLoopback(a) {
+			exposed = append(exposed, fmt.Sprintf("--%s %q", flagName, a))
+		}
+	}
+	if len(exposed) == 0 {
+		return nil
+	}
+	slices.Sort(exposed)
+	return []error{fmt.Errorf("%s: not a loopback address, and the cluster has no TLS. Nodes forward requests to each other with the users' bearer tokens in them: "+
+		"in plaintext anyone on the network could read those tokens, and anyone who reaches the port could join the cluster and call its session actors. "+
+		"Give every node --cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca (mutual TLS with the cluster's own CA), "+
+		"or --cluster-insecure to accept plaintext on a network you trust", strings.Join(exposed, " and "))}
 }
 
 // validateDurability checks the flags of session state: where it lives, the

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -93,7 +94,7 @@ func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 
 func newTodoAPI(cfg *config.Config, audience string, logger *slog.Logger) (http.Handler, error) {
 	opts := todoapi.Options{
-		Verifier:         auth.NewJWTVerifier(auth.JWTOptions{Issuer: cfg.Issuer, Audiences: []string{audience}, HTTPClient: httpClient}),
+		Verifier:         auth.NewJWTVerifier(auth.JWTOptions{Issuer: cfg.Issuer, Audiences: []string{audience}, HTTPClient: upstream(cfg)}),
 		AllowUndelegated: cfg.AllowUndelegated,
 		Logger:           logger.With("component", "todo-api"),
 	}
@@ -102,6 +103,8 @@ func newTodoAPI(cfg *config.Config, audience string, logger *slog.Logger) (http.
 		if err != nil {
 			return nil, fmt.Errorf("--redis-url: %w", err)
 		}
+		t := cmp.Or(cfg.RedisTimeout, config.DefaultRedisTimeout)
+		ropts.DialTimeout, ropts.ReadTimeout, ropts.WriteTimeout, ropts.PoolTimeout = t, t, t, t
 		opts.Store = todoapi.NewRedisStore(redis.NewClient(ropts), "")
 	}
 	return todoapi.New(opts)
@@ -127,9 +130,14 @@ func todoAPI(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 // granted the admin scope.
 func devIdPOptions(cfg *config.Config, logger *slog.Logger) *devidp.Options {
 	adminScope := cmp.Or(cfg.AdminScope, admin.DefaultScope)
+	users := map[string]string{"alice": "alice", "bob": "bob", "admin": "admin"}
+	for i := 1; i <= cfg.TestUsers; i++ {
+		name := "user" + strconv.Itoa(i)
+		users[name] = name
+	}
 	return &devidp.Options{
 		Issuer:     cfg.Issuer,
-		Users:      map[string]string{"alice": "alice", "bob": "bob", "admin": "admin"},
+		Users:      users,
 		ScopeUsers: map[string][]string{adminScope: {"admin"}},
 		Clients:    []devidp.Client{{ID: cfg.ClientID, Secret: cfg.ClientSecret}},
 		Resources: []devidp.Resource{{URI: cfg.Resource, Scopes: append(slices.Clip(mcpScopes), adminScope)},

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// proc is one process of the loopback cluster: its output goes to a log
+// file of its own, and the line that says it is ready is kept.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+	// HTTP and Cluster are a node's addresses, from its start line.
+	HTTP, Cluster string
+}
+
+// startProc runs bin with args, writes its output to dir/name.log, and
+// returns once a line containing ready appears (or fails after a minute or
+// when the process exits first).
+func startProc(ctx context.Context, dir, name, ready, bin string, args ...string) (*proc, error) {
+	logFile, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	p := &proc{name: name, cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	out, err := p.cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	p.cmd.Stdout = p.cmd.Stderr // redis-server logs to stdout
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	found := make(chan string, 1)
+	go func() {
+		defer logFile.Close()
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			fmt.Fprintln(logFile, line)
+			if ready != "" && strings.Contains(line, ready) {
+				select {
+				case found <- line:
+				default:
+				}
+			}
+		}
+		io.Copy(io.Discard, out)
+	}()
+	go func() {
+		p.cmd.Wait()
+		close(p.done)
+	}()
+	select {
+	case line := <-found:
+		var rec struct{ HTTP, Cluster string }
+		json.Unmarshal([]byte(line), &rec)
+		p.HTTP, p.Cluster = rec.HTTP, rec.Cluster
+		return p, nil
+	case <-p.done:
+		return nil, fmt.Errorf("%s exited before it was ready (see %s)", name, filepath.Join(dir, name+".log"))
+	case <-time.After(time.Minute):
+		p.kill()
+		return nil, fmt.Errorf("%s was not ready within a minute", name)
+	case <-ctx.Done():
+		p.kill()
+		return nil, ctx.Err()
+	}
+}
+
+// kill ends the process at once (SIGKILL) and waits for it.
+func (p *proc) kill() {
+	if p == nil || p.cmd.Process == nil {
+		return
+	}
+	p.cmd.Process.Kill()
+	<-p.done
+}
+
+// rss is the process's resident memory now, in bytes (0 once it exited).
+func (p *proc) rss() int64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// members asks a node's /readyz how many members it sees (-1: not ready).
+func (p *proc) members() int {
+	resp, err := http.Get("http://" + p.HTTP + "/readyz")
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var body struct{ Members int }
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&body) != nil {
+		return -1
+	}
+	return body.Members
+}
+
+// awaitMembers polls every node until each sees want members.
+func awaitMembers(ctx context.Context, want int, nodes ...*proc) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		all := true
+		for _, n := range nodes {
+			all = all && n.members() == want
+		}
+		if all {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the nodes never all saw %d members", want)
+		case <-tick.C:
+		}
+	}
+}
+
+// freeAddr returns a loopback address free now.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// group tracks the cluster's processes so that all are killed at exit.
+type group struct {
+	mu    sync.Mutex
+	procs []*proc
+}
+
+func (g *group) add(p *proc) *proc {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.procs = append(g.procs, p)
+	return p
+}
+
+func (g *group) killAll() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, p := range g.procs {
+		p.kill()
+	}
+}
