@@ -120,11 +120,14 @@ func (c *cluster) startNode(ctx context.Context, i int) (*proc, error) {
 
 func run(ctx context.Context, o options, out io.Writer) (bool, error) {
 	c := &cluster{o: o, dir: o.dir}
+	var err error
 	if c.dir == "" {
-		var err error
-		if c.dir, err = os.MkdirTemp("", "pingmcp-load-"); err != nil {
-			return false, err
-		}
+		c.dir, err = os.MkdirTemp("", "pingmcp-load-")
+	} else {
+		err = os.MkdirAll(c.dir, 0o700)
+	}
+	if err != nil {
+		return false, err
 	}
 	fmt.Fprintf(out, "pingmcp-load: logs in %s\n", c.dir)
 	defer c.g.killAll()
