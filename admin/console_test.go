@@ -1,12 +1,9 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
-	"github.com/pingmcp/pingmcp/auth"
-	"github.com/pingmcp/pingmcp/auth/authtest"
 	"io"
 	"log/slog"
 	"net/http"
@@ -20,28 +17,13 @@ import (
 	"time"
 
 	"github.com/pingmcp/pingmcp/actors"
+	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/auth/authtest"
+	"github.com/pingmcp/pingmcp/internal/logtest"
 	"github.com/pingmcp/pingmcp/state"
 )
 
 const consoleTestToken = "console-test-token-0123456789"
-
-// syncBuffer collects log lines written from the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // consoleClient is a browser of the console: it keeps cookies, does not
 // follow redirects (the tests look at them), and sends the console's
@@ -56,7 +38,7 @@ type consoleClient struct {
 type consoleFixture struct {
 	*consoleClient
 	d    *actors.Durability
-	logs *syncBuffer
+	logs *logtest.Buffer
 }
 
 func newConsoleFixture(t *testing.T, snaps state.Snapshots) *consoleFixture {
@@ -65,7 +47,7 @@ func newConsoleFixture(t *testing.T, snaps state.Snapshots) *consoleFixture {
 	if snaps != nil {
 		d.Snapshots = snaps
 	}
-	logs := &syncBuffer{}
+	logs := &logtest.Buffer{}
 	h, err := Handler(Options{Token: consoleTestToken, Durability: d, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)

@@ -27,6 +27,7 @@ import (
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/devidp"
 	"github.com/pingmcp/pingmcp/cluster"
+	"github.com/pingmcp/pingmcp/internal/logtest"
 	"github.com/pingmcp/pingmcp/todoapi"
 	"github.com/pingmcp/pingmcp/tools"
 	"github.com/pingmcp/pingmcp/tools/todo"
@@ -42,8 +43,8 @@ type chain struct {
 	mcp      string // the edge's /mcp URL
 	todoURL  string
 	token    string // alice's access token for /mcp
-	sessionA *syncBuffer
-	statelsA *syncBuffer
+	sessionA *logtest.Buffer
+	statelsA *logtest.Buffer
 
 	mu         sync.Mutex
 	downstream []string // bearer tokens the Todo API received
@@ -52,7 +53,7 @@ type chain struct {
 const mcpURI = "http://127.0.0.1:8080/mcp"
 
 func newChain(t *testing.T) *chain {
-	c := &chain{spans: tracetest.NewInMemoryExporter(), sessionA: &syncBuffer{}, statelsA: &syncBuffer{}}
+	c := &chain{spans: tracetest.NewInMemoryExporter(), sessionA: &logtest.Buffer{}, statelsA: &logtest.Buffer{}}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(c.spans))
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(propagation.TraceContext{})
@@ -445,7 +446,7 @@ func TestTraceChain(t *testing.T) {
 }
 
 // auditRecords parses the records of b, failing if one holds a secret.
-func auditRecords(t *testing.T, b *syncBuffer, secrets []string) []map[string]any {
+func auditRecords(t *testing.T, b *logtest.Buffer, secrets []string) []map[string]any {
 	t.Helper()
 	text := b.String()
 	for _, s := range secrets {
@@ -465,21 +466,4 @@ func auditRecords(t *testing.T, b *syncBuffer, secrets []string) []map[string]an
 		out = append(out, m)
 	}
 	return out
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -202,7 +202,11 @@ func run(ctx context.Context, o options, out io.Writer) (bool, error) {
 			return false, err
 		}
 		windows = append(windows, w)
-		fmt.Fprintf(out, "pingmcp-load: killed node%d at %v, it rejoined %v later\n", o.nodes, w.from.Sub(st.start).Round(time.Millisecond), w.rejoined.Sub(w.from).Round(time.Millisecond))
+		if w.problem != "" {
+			fmt.Fprintf(out, "pingmcp-load: killed node%d at %v: %s\n", o.nodes, w.from.Sub(st.start).Round(time.Millisecond), w.problem)
+		} else {
+			fmt.Fprintf(out, "pingmcp-load: killed node%d at %v, it rejoined %v later\n", o.nodes, w.from.Sub(st.start).Round(time.Millisecond), w.rejoined.Sub(w.from).Round(time.Millisecond))
+		}
 	}
 	wg.Wait()
 	sampleMemory()
@@ -327,7 +331,10 @@ func (c *cluster) start(ctx context.Context) error {
 
 // window is a kill's: from the kill until the restarted node rejoined,
 // plus the settle time.
-type window struct{ from, rejoined, until time.Time }
+type window struct {
+	from, rejoined, until time.Time
+	problem               string // why the kill went wrong, if it did
+}
 
 func (w window) holds(t time.Time) bool { return !t.Before(w.from) && !t.After(w.until) }
 
@@ -348,11 +355,14 @@ func (c *cluster) killAndRestart(ctx context.Context, o options) (window, error)
 	c.lb.set(c.urls())
 	awaitCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	if err := awaitMembers(awaitCtx, len(c.nodes), c.nodes...); err != nil {
-		return w, err
-	}
+	err = awaitMembers(awaitCtx, len(c.nodes), c.nodes...)
 	w.rejoined = time.Now()
 	w.until = w.rejoined.Add(o.settle)
+	if err != nil {
+		// The run goes on (and fails): what happened meanwhile is in the
+		// report.
+		w.problem = fmt.Sprintf("node%d did not rejoin within a minute", len(c.nodes))
+	}
 	return w, nil
 }
 
@@ -541,6 +551,12 @@ func (s *stats) report(out io.Writer, o options, elapsed time.Duration, windows 
 	}
 	fmt.Fprintf(out, "todos: %d acknowledged creates missing, %d stored more than once, %d sessions unchecked\n", missing, doubled, unchecked)
 	held = held && missing == 0 && doubled == 0 && unchecked == 0
+	for _, w := range windows {
+		if w.problem != "" {
+			fmt.Fprintln(out, "kill:", w.problem)
+			held = false
+		}
+	}
 	if held {
 		fmt.Fprintln(out, "HELD: every error was retryable and inside a kill window; every todo stored exactly once")
 	} else {
