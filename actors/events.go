@@ -31,6 +31,7 @@ import (
 //     stream's events keep their numbers (see Append for the limits).
 type sessionEvents struct {
 	store  state.Events
+	max    int // bound of the backlog (DefaultEventsBuffer when zero)
 	logger *slog.Logger
 	epoch  atomic.Int64
 	// replaying is set while the handshake is replayed.
@@ -58,9 +59,6 @@ type pendingWrite struct {
 	ids             []json.RawMessage
 	data            []byte
 }
-
-// maxBacklog bounds the writes an actor holds while its store is away.
-const maxBacklog = 10000
 
 var _ mcp.EventStore = (*sessionEvents)(nil)
 
@@ -120,8 +118,8 @@ func (e *sessionEvents) Append(ctx context.Context, session, stream string, data
 		return nil
 	}
 	w := pendingWrite{session: session, stream: stream, data: data}
-	if e.queued(w) {
-		return nil
+	if waiting, err := e.queued(w); waiting {
+		return err
 	}
 	err := e.store.AppendAt(ctx, session, stream, e.epoch.Load(), data)
 	switch {
@@ -139,15 +137,17 @@ func (e *sessionEvents) Append(ctx context.Context, session, stream string, data
 }
 
 // queued puts w in the queue if writes are waiting there, so that writes
-// land in order once the store is back; it reports whether it did.
-func (e *sessionEvents) queued(w pendingWrite) bool {
+// land in order once the store is back; it reports whether writes were
+// waiting, and the queue's refusal when it is full (w is then not written
+// at all: written now, it would land ahead of those waiting).
+func (e *sessionEvents) queued(w pendingWrite) (bool, error) {
 	e.mu.Lock()
 	waiting := len(e.backlog) > 0
 	e.mu.Unlock()
 	if !waiting {
-		return false
+		return false, nil
 	}
-	return e.enqueue(w, nil) == nil
+	return true, e.enqueue(w, nil)
 }
 
 // enqueue adds w to the write queue and makes sure the writer runs; err is
@@ -157,7 +157,7 @@ func (e *sessionEvents) queued(w pendingWrite) bool {
 func (e *sessionEvents) enqueue(w pendingWrite, err error) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if len(e.backlog) >= maxBacklog {
+	if len(e.backlog) >= e.limit() {
 		if err == nil {
 			err = errors.New("event write queue full: the store has been unreachable too long")
 		}

@@ -63,6 +63,12 @@ type Config struct {
 	Local *Local
 	// Audit records every tool call; nil records nothing.
 	Audit *audit.Logger
+	// MaxStreamsPerSession bounds the GET (SSE) streams a session has open
+	// at once, wherever they arrived (429 beyond); zero: no bound.
+	MaxStreamsPerSession int
+	// EventsBuffer bounds the event writes a session holds while its store
+	// is unreachable (limits.go); DefaultEventsBuffer when zero.
+	EventsBuffer int
 }
 
 // toolScopes merges the scopes each toolset's tools need.
@@ -374,6 +380,7 @@ func (a *SessionActor) start(ctx actor.Context) {
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		a.events = &sessionEvents{
 			store:  a.cfg.Durability.Events,
+			max:    a.cfg.EventsBuffer,
 			logger: a.logger,
 			fenced: func() { root.Send(self, fencedOut{}) },
 			ended:  func(ctx context.Context) error { return a.persist.Load().remove(ctx) },
@@ -445,6 +452,10 @@ func (a *SessionActor) serveFrom(ctx actor.Context, replyTo *actor.PID, req *env
 		return
 	}
 	if refusal := a.checkScopes(req); refusal != nil {
+		send(refusal)
+		return
+	}
+	if refusal := a.checkLimits(req); refusal != nil {
 		send(refusal)
 		return
 	}

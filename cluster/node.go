@@ -72,7 +72,11 @@ type Config struct {
 	// its view; a node that misses ProbeFailures answers in a row has left.
 	ProbeInterval time.Duration
 	ProbeFailures int
-	Logger        *slog.Logger
+	// TLS, when set, makes every connection of the node's remote (to it and
+	// from it) mutual TLS with the cluster's CA; nil is plaintext, for
+	// loopback (config refuses it elsewhere without --cluster-insecure).
+	TLS    *TLS
+	Logger *slog.Logger
 }
 
 // Node is this process's place in the cluster.
@@ -91,6 +95,15 @@ type Node struct {
 	// members is our copy of the membership, taken from each topology
 	// event: protoactor's MemberList hands out slices it keeps sorting.
 	members []*cluster.Member
+}
+
+// addresses lists the members' cluster addresses.
+func addresses(ms []*cluster.Member) []string {
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m.Address())
+	}
+	return out
 }
 
 // maxWireMessage bounds one gRPC message between nodes (a batch of envelopes).
@@ -128,9 +141,22 @@ func Start(cfg Config) (*Node, error) {
 	// A forwarded request carries a body of up to 4 MiB, and protoactor
 	// batches messages into one gRPC message: gRPC's default 4 MiB limit
 	// would drop the whole link to a node. The limits here bound one batch.
+	//
+	// Transport security: protoactor dials every other node in one place
+	// (its endpoint writer, with these dial options, which replace its
+	// default of plaintext) and serves on one gRPC server (with these
+	// server options). Everything between nodes travels on those: cluster
+	// gossip, placement, our membership probes (seeds.go) and forwarded
+	// requests. So with cfg.TLS every connection is mutual TLS.
+	serverOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(maxWireMessage), grpc.ConnectionTimeout(10 * time.Second)}
+	dialCreds := insecure.NewCredentials()
+	if cfg.TLS != nil {
+		serverOpts = append(serverOpts, grpc.Creds(cfg.TLS.serverCredentials(cfg.Logger.With("component", "cluster-tls"))))
+		dialCreds = cfg.TLS.clientCredentials()
+	}
 	remoteOpts := []remote.ConfigOption{
-		remote.WithServerOptions(grpc.MaxRecvMsgSize(maxWireMessage)),
-		remote.WithDialOptions(grpc.WithTransportCredentials(insecure.NewCredentials()),
+		remote.WithServerOptions(serverOpts...),
+		remote.WithDialOptions(grpc.WithTransportCredentials(dialCreds),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxWireMessage), grpc.MaxCallSendMsgSize(maxWireMessage))),
 		remote.WithEndpointWriterBatchSize(32),
 	}
@@ -170,6 +196,12 @@ func Start(cfg Config) (*Node, error) {
 			if len(t.Left) > 0 {
 				n.forgetNodes(t.Left)
 			}
+			if len(t.Joined) > 0 || len(t.Left) > 0 {
+				// Operators see membership move (and a failure detector
+				// suspecting live nodes under load).
+				// (cfg.Logger: n.logger is set once the member started.)
+				cfg.Logger.Info("cluster membership changed", "joined", addresses(t.Joined), "left", addresses(t.Left), "members", len(t.Members))
+			}
 			members := make([]*cluster.Member, 0, len(t.Members))
 			for _, m := range t.Members {
 				members = append(members, proto.Clone(m).(*cluster.Member))
@@ -185,6 +217,11 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.logger = cfg.Logger.With("node", system.Address())
+	if cfg.TLS != nil {
+		n.logger.Info("cluster connections use mutual TLS", "certificate", cfg.TLS.Subject(), "expires", cfg.TLS.NotAfter())
+	} else if !loopback(host) || (cfg.AdvertisedAddr != "" && !loopback(cfg.AdvertisedAddr)) {
+		n.logger.Warn("cluster connections are plaintext on a non-loopback address: forwarded requests, bearer tokens included, cross the network unencrypted, and anyone who reaches the cluster port can join")
+	}
 	// An activation that terminated is not asked again: the next request
 	// goes to the cluster for a new one instead of failing once first.
 	n.replies, err = newReplyRouter(system, n.logger, func(w *watch) { n.forget(w.kind, w.identity, w.pid) })
@@ -193,6 +230,16 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	return n, nil
+}
+
+// loopback reports whether a host, or host:port, is a loopback address.
+func loopback(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host = hostport
+	}
+	ip := net.ParseIP(host)
+	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // startMember turns protoactor's panics on a failed start (a port in use,

@@ -51,6 +51,15 @@ var (
 	StoreErrors = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pingmcp_store_errors_total", Help: "Session store operations that failed (they are retried), by kind.",
 	}, []string{"kind"}))
+	// Limited counts requests refused by a limit, by limit: rate,
+	// concurrency, streams (per principal at an edge), address (invalid
+	// credentials from one address), tracked (the edge tracks too many
+	// principals), session_streams (per session, at its actor),
+	// events_buffer (the session's event writes wait for an unreachable
+	// store).
+	Limited = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pingmcp_limited_requests_total", Help: "Requests refused by a limit (429, or 503 for a full event buffer), by limit.",
+	}, []string{"limit"}))
 	// Exchanges counts token exchanges by result, and cache hits.
 	Exchanges = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pingmcp_token_exchanges_total", Help: "Delegated tokens asked for, by result: exchanged, failed, cached.",

@@ -78,6 +78,9 @@ type Options struct {
 	ResourceMetadataURL string
 	// Scopes are what a client should ask for (the challenge's scope).
 	Scopes []string
+	// Limits are the per-principal limits (limits.go); the zero value
+	// limits nothing.
+	Limits Limits
 	Logger *slog.Logger
 }
 
@@ -90,6 +93,7 @@ type Edge struct {
 	hosts   map[string]bool
 	prefix  string // per-node prefix of request ids
 	seq     atomic.Uint64
+	limits  *limiter
 	// draining is cancelled when the node drains: GET streams end then,
 	// with a retry hint, since the client resumes them through another node.
 	draining    context.Context
@@ -119,6 +123,7 @@ func NewEdge(node *cluster.Node, opts Options) *Edge {
 		e.hosts[strings.ToLower(h)] = true
 	}
 	e.prefix = rand.Text()[:8]
+	e.limits = newLimiter(opts.Limits)
 	e.draining, e.stopStreams = context.WithCancel(context.Background())
 	return e
 }
@@ -173,10 +178,24 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 	var principal *envelope.Principal
 	var tok *auth.Token
 	if e.opts.Verifier != nil {
-		var ok bool
-		if tok, principal, ok = e.authenticate(w, r); !ok {
+		// Limits (limits.go): an address that keeps sending refused
+		// credentials is refused before its token is verified; a verified
+		// principal is held to its rate and caps before its body is read.
+		if ref := e.limits.blocked(addressKey(r)); ref != nil {
+			e.refuse(w, r, ref, addressKey(r))
 			return
 		}
+		var ok bool
+		if tok, principal, ok = e.authenticate(w, r); !ok {
+			e.authRefused(w, r)
+			return
+		}
+		release, ref := e.limits.admit(tok.Principal.Key(), r.Method == http.MethodGet)
+		if ref != nil {
+			e.refuse(w, r, ref, tok.Principal.Key())
+			return
+		}
+		defer release()
 	}
 
 	var body []byte
@@ -469,8 +488,15 @@ func validSessionID(s string) bool {
 	if len(s) != sessionIDLen {
 		return false
 	}
-	_, err := base64.RawURLEncoding.DecodeString(s)
-	return err == nil
+	// The base64url alphabet exactly: the decoder alone also takes CR and
+	// LF, which it skips (found by FuzzValidSessionID).
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 type bodyKind int
@@ -521,12 +547,19 @@ func classify(body []byte) bodyKind {
 }
 
 // rpcID returns the id of a single JSON-RPC request body, for error replies.
+// Only an id JSON-RPC allows (a string or a number) in valid UTF-8 is
+// echoed; any other is answered with a null id (found by FuzzClassify and
+// FuzzEdgeRequest: an object id, and a string id holding invalid UTF-8, were
+// echoed as they came, making the error reply itself invalid).
 func rpcID(body []byte) json.RawMessage {
 	var m rpcPeek
-	if json.Unmarshal(body, &m) != nil || len(m.ID) == 0 {
+	if json.Unmarshal(body, &m) != nil || len(m.ID) == 0 || !utf8.Valid(m.ID) {
 		return nil
 	}
-	return m.ID
+	if c := m.ID[0]; c == '"' || c == '-' || c >= '0' && c <= '9' {
+		return m.ID
+	}
+	return nil
 }
 
 // forwardHeaders keeps what the MCP handler needs and drops hop-by-hop

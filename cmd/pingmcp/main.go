@@ -10,6 +10,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -114,26 +115,33 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	return logger
 }
 
-// httpClient is for calls to the authorization server: bounded in time.
-var httpClient = &http.Client{Timeout: 10 * time.Second}
+// upstream is the client of calls to the authorization server and the Todo
+// API: each bounded by --upstream-timeout (commands without the flag: its
+// default).
+func upstream(cfg *config.Config) *http.Client {
+	return &http.Client{Timeout: cmp.Or(cfg.UpstreamTimeout, config.DefaultUpstreamTimeout)}
+}
 
 // verifier builds the token verifier of --auth for the MCP resource.
 func verifier(cfg *config.Config) auth.Verifier {
 	if cfg.Auth == "introspection" {
 		return auth.NewIntrospectionVerifier(auth.IntrospectionOptions{
 			Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
-			Audiences: []string{cfg.Resource}, HTTPClient: httpClient,
+			Audiences: []string{cfg.Resource}, HTTPClient: upstream(cfg),
 		})
 	}
-	return auth.NewJWTVerifier(auth.JWTOptions{Issuer: cfg.Issuer, Audiences: []string{cfg.Resource}, HTTPClient: httpClient})
+	return auth.NewJWTVerifier(auth.JWTOptions{Issuer: cfg.Issuer, Audiences: []string{cfg.Resource}, HTTPClient: upstream(cfg)})
 }
 
 func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		// A kept-alive connection with no request goes after this long
+		// (streams are requests: they stay).
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: config.DefaultMaxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 }
 
@@ -165,7 +173,7 @@ func toolsets(cfg *config.Config) []tools.Toolset {
 		case "conformance":
 			out = append(out, conformance.New())
 		case "todo":
-			out = append(out, todo.New(todo.Options{APIURL: cfg.TodoAPIURL, HTTPClient: httpClient}))
+			out = append(out, todo.New(todo.Options{APIURL: cfg.TodoAPIURL, HTTPClient: upstream(cfg)}))
 		}
 	}
 	return out
@@ -176,7 +184,7 @@ func exchanger(cfg *config.Config) *auth.Exchanger {
 	if cfg.Auth == "none" || cfg.ClientID == "" || cfg.ClientSecret == "" {
 		return nil
 	}
-	return auth.NewExchanger(auth.ExchangeOptions{Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, ActorToken: cfg.ActorToken, HTTPClient: httpClient})
+	return auth.NewExchanger(auth.ExchangeOptions{Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, ActorToken: cfg.ActorToken, HTTPClient: upstream(cfg)})
 }
 
 // flushTraces exports the spans still buffered, within a few seconds.
@@ -256,7 +264,10 @@ func newDurability(cfg *config.Config, logger *slog.Logger) (*actors.Durability,
 	if err != nil {
 		return nil, nil, fmt.Errorf("--redis-url: %w", err)
 	}
-	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = 2*time.Second, 2*time.Second, 2*time.Second
+	// Every Redis call is bounded: dial, each read and write, and the wait
+	// for a pooled connection.
+	t := cmp.Or(cfg.RedisTimeout, config.DefaultRedisTimeout)
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = t, t, t, t
 	client := redis.NewClient(opts)
 	d := &actors.Durability{
 		Snapshots:   state.NewRedisSnapshots(client, cfg.RedisPrefix),
@@ -386,6 +397,9 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 		Exchanger:           exchanger(cfg),
 		ResourceMetadataURL: metadataURL,
 		Audit:               auditLog,
+
+		MaxStreamsPerSession: cfg.MaxStreamsPerSession,
+		EventsBuffer:         cfg.EventsBuffer,
 	}
 	var kinds []*protocluster.Kind
 	if cfg.Role != cluster.RoleEdge {
@@ -393,7 +407,16 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 			protocluster.NewKind(cluster.SessionKind, actors.SessionProps(actorCfg)),
 			protocluster.NewKind(cluster.PrincipalKind, actors.PrincipalProps(actorCfg)))
 	}
+	var clusterTLS *cluster.TLS
+	if cfg.ClusterTLSCert != "" {
+		// Read once, here: rotating the certificates means restarting.
+		if clusterTLS, err = cluster.LoadTLS(cfg.ClusterTLSCert, cfg.ClusterTLSKey, cfg.ClusterTLSCA); err != nil {
+			ln.Close()
+			return err
+		}
+	}
 	node, err := cluster.Start(cluster.Config{
+		TLS:            clusterTLS,
 		Addr:           cfg.ClusterAddr,
 		AdvertisedAddr: cfg.ClusterAdvertise,
 		Provider:       cfg.ClusterProvider,
@@ -437,6 +460,8 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 			Loopback:       config.IsLoopback(httpAddr),
 			MaxBodyBytes:   cfg.MaxBodyBytes,
 			Logger:         logger,
+			Limits: transport.Limits{Rate: cfg.RateLimit, Burst: cfg.RateBurst, MaxConcurrent: cfg.MaxConcurrentRequests,
+				MaxStreams: cfg.MaxStreamsPerPrincipal},
 		}
 		if cfg.Auth != "none" {
 			edgeOpts.Revoked = revoked
@@ -447,12 +472,13 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 			for _, p := range paths {
 				mux.Handle(p, prm)
 			}
-			mux.Handle("/.well-known/oauth-authorization-server", transport.AuthorizationServerMirror(cfg.Issuer, httpClient, 5*time.Minute))
+			mux.Handle("/.well-known/oauth-authorization-server", transport.AuthorizationServerMirror(cfg.Issuer, upstream(cfg), 5*time.Minute))
 		}
 		edge = transport.NewEdge(node, edgeOpts)
 		mux.Handle("/mcp", edge)
 	}
 	srv := newHTTPServer(mux, logger)
+	srv.MaxHeaderBytes = cmp.Or(cfg.MaxHeaderBytes, config.DefaultMaxHeaderBytes)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 

@@ -1,0 +1,152 @@
+package actors
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/state"
+)
+
+// flakyEvents is an event store whose appends fail while down; it records
+// the appends it took, in order.
+type flakyEvents struct {
+	state.Events // nil: only AppendAt is used here
+
+	mu    sync.Mutex
+	down  bool
+	tried [][]byte // every append attempted
+	taken [][]byte
+	took  chan struct{} // signalled on every append taken
+}
+
+func (f *flakyEvents) AppendAt(_ context.Context, _, _ string, _ int64, data []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tried = append(f.tried, data)
+	if f.down {
+		return errors.New("connection refused")
+	}
+	f.taken = append(f.taken, data)
+	select {
+	case f.took <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// While the store is down a session holds at most its EventsBuffer of
+// writes: beyond, an append is refused (and not written around the queue,
+// which would break the stream's order); once the store is back, the queue
+// lands in order.
+func TestEventsBufferBound(t *testing.T) {
+	store := &flakyEvents{down: true, took: make(chan struct{}, 16)}
+	e := &sessionEvents{store: store, max: 3, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx := context.Background()
+	for _, ev := range []string{"1", "2", "3"} {
+		if err := e.Append(ctx, "s", "st", []byte(ev)); err != nil {
+			t.Fatalf("append %s while the store is down: %v", ev, err)
+		}
+	}
+	if !e.full() {
+		t.Fatal("queue of 3 with a bound of 3 not full")
+	}
+	if err := e.Append(ctx, "s", "st", []byte("4")); err == nil {
+		t.Fatal("append to a full queue accepted")
+	}
+	store.mu.Lock()
+	if slices.ContainsFunc(store.tried, func(d []byte) bool { return string(d) == "4" }) {
+		t.Error("an append refused by the full queue was tried around it")
+	}
+	store.down = false // back: the writer lands the queue, paced
+	store.mu.Unlock()
+	for !e.clean() {
+		select {
+		case <-store.took:
+		case <-time.After(10 * time.Second):
+			t.Fatal("queue not written once the store was back")
+		}
+	}
+	if e.full() {
+		t.Error("still full once written")
+	}
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	var got []string
+	for _, d := range store.taken {
+		got = append(got, string(d))
+	}
+	if !slices.Equal(got, []string{"1", "2", "3"}) {
+		t.Errorf("store took %q, want 1 2 3 in order", got)
+	}
+	if e.limit() != 3 || (&sessionEvents{}).limit() != DefaultEventsBuffer {
+		t.Error("limit")
+	}
+}
+
+// A session's actor refuses a GET beyond its stream cap with 429, and any
+// request but DELETE while its event queue is full with 503, each with
+// Retry-After and a retryable JSON-RPC error; principal actors have
+// neither limit.
+func TestCheckLimits(t *testing.T) {
+	a := &SessionActor{
+		cfg:     Config{MaxStreamsPerSession: 2},
+		logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		flights: map[string]*flight{"g1": {get: true}, "p1": {}, "g2": {get: true}},
+		events:  &sessionEvents{max: 1},
+	}
+	get := &envelope.Request{Id: "r1", Method: http.MethodGet}
+	post := &envelope.Request{Id: "r2", Method: http.MethodPost, Body: []byte(`{"jsonrpc":"2.0","id":7,"method":"ping"}`)}
+	del := &envelope.Request{Id: "r3", Method: http.MethodDelete}
+	check := func(p *envelope.ResponsePart, req *envelope.Request, status int, retry, limit string, id any) {
+		t.Helper()
+		if p == nil {
+			t.Fatalf("%s admitted, want %d", req.Method, status)
+		}
+		h := http.Header{}
+		envelope.ToHTTP(p.Headers, h)
+		var body struct {
+			ID    any
+			Error struct {
+				Code int
+				Data struct {
+					Retryable bool
+					Limit     string
+				}
+			}
+		}
+		if err := json.Unmarshal(p.Body, &body); err != nil || p.RequestId != req.Id || int(p.Status) != status || !p.Final ||
+			h.Get("Retry-After") != retry || body.Error.Code != codeLimited || !body.Error.Data.Retryable || body.Error.Data.Limit != limit || body.ID != id {
+			t.Errorf("%s refused with %d %v %s, want %d, Retry-After %s, limit %s", req.Method, p.Status, h, p.Body, status, retry, limit)
+		}
+	}
+	check(a.checkLimits(get), get, http.StatusTooManyRequests, "1", "session_streams", nil)
+	if p := a.checkLimits(post); p != nil {
+		t.Errorf("POST refused: %s", p.Body)
+	}
+	delete(a.flights, "g2")
+	if p := a.checkLimits(get); p != nil {
+		t.Errorf("GET under the cap refused: %s", p.Body)
+	}
+
+	a.events.backlog = []pendingWrite{{}}
+	check(a.checkLimits(post), post, http.StatusServiceUnavailable, "5", "events_buffer", float64(7))
+	check(a.checkLimits(get), get, http.StatusServiceUnavailable, "5", "events_buffer", nil)
+	if p := a.checkLimits(del); p != nil {
+		t.Errorf("DELETE refused: %s", p.Body)
+	}
+
+	a.stateless = true
+	a.flights["g2"] = &flight{get: true}
+	if a.checkLimits(get) != nil || a.checkLimits(post) != nil {
+		t.Error("a principal actor refused")
+	}
+}

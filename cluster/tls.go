@@ -1,0 +1,253 @@
+package cluster
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/credentials"
+)
+
+// TLS is the mutual TLS of a node's cluster connections: what it presents
+// (its certificate) and what it trusts (the cluster's CA).
+//
+// Every node-to-node connection carries forwarded requests, users' bearer
+// tokens among them, and any peer that completes a connection may place
+// and call actors (protoactor authenticates nothing itself): so a node
+// accepts a connection only from a peer presenting a certificate of the
+// cluster's CA, and sends only to a peer that does. TLS 1.3 only.
+//
+// Use a CA of the cluster's own: any certificate it issued, for any name,
+// admits its holder to the cluster. Node certificates need both extended
+// key usages, serverAuth (a node accepts connections) and clientAuth (it
+// dials others).
+//
+// Certificates are read once, when the node starts: to rotate them (a new
+// certificate, or a new CA bundle holding old and new CA), replace the
+// files and restart the nodes one at a time. Sessions continue on the
+// others, and their state is in Redis (see e2e TestMTLSRotation).
+type TLS struct {
+	cert  tls.Certificate
+	leaf  *x509.Certificate
+	roots *x509.CertPool
+}
+
+// LoadTLS reads a node's certificate (PEM, optionally followed by its
+// intermediate CAs), its private key and the cluster CA's certificates, and
+// checks them (ParseTLS).
+func LoadTLS(certFile, keyFile, caFile string) (*TLS, error) {
+	var pems [3][]byte
+	for i, f := range []struct{ what, path string }{{"certificate", certFile}, {"key", keyFile}, {"CA", caFile}} {
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			return nil, fmt.Errorf("cluster TLS %s: %w", f.what, err)
+		}
+		pems[i] = b
+	}
+	t, err := ParseTLS(pems[0], pems[1], pems[2])
+	if err != nil {
+		return nil, fmt.Errorf("cluster TLS (certificate %s, key %s, CA %s): %w", certFile, keyFile, caFile, err)
+	}
+	return t, nil
+}
+
+// ParseTLS checks a node's certificate, key and CA bundle (PEM) together:
+// the key is the certificate's, the certificate is valid now, chains to
+// the CA, and may be used both to accept and to make connections. Its
+// errors never hold key material.
+func ParseTLS(certPEM, keyPEM, caPEM []byte) (*TLS, error) {
+	roots := x509.NewCertPool()
+	n := 0
+	for rest := caPEM; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("CA certificate %d: %w", n+1, err)
+		}
+		roots.AddCert(c)
+		n++
+	}
+	if n == 0 {
+		return nil, errors.New("the CA file holds no PEM certificate")
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		// crypto/tls's messages name the PEM block types it found, never
+		// their content.
+		return nil, fmt.Errorf("certificate and key: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("certificate: %w", err)
+	}
+	cert.Leaf = leaf
+	t := &TLS{cert: cert, leaf: leaf, roots: roots}
+	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+		if err := t.verify(cert.Certificate, usage); err != nil {
+			return nil, fmt.Errorf("the node certificate (%s) is not one the cluster accepts: %w", leaf.Subject, err)
+		}
+	}
+	return t, nil
+}
+
+// NotAfter is when the node's certificate expires.
+func (t *TLS) NotAfter() time.Time { return t.leaf.NotAfter }
+
+// Subject is the node certificate's subject.
+func (t *TLS) Subject() string { return t.leaf.Subject.String() }
+
+// verify checks that a peer's certificate chain (leaf first) leads to one
+// of the cluster's CAs and allows usage.
+func (t *TLS) verify(rawCerts [][]byte, usage x509.ExtKeyUsage) error {
+	if len(rawCerts) == 0 {
+		return errors.New("no certificate")
+	}
+	certs := make([]*x509.Certificate, len(rawCerts))
+	for i, raw := range rawCerts {
+		c, err := x509.ParseCertificate(raw)
+		if err != nil {
+			return err
+		}
+		certs[i] = c
+	}
+	inter := x509.NewCertPool()
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	_, err := certs[0].Verify(x509.VerifyOptions{Roots: t.roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{usage}})
+	return err
+}
+
+// ServerConfig is the TLS of the node's cluster listener: TLS 1.3, and a
+// client certificate of the cluster's CA (with clientAuth) required.
+func (t *TLS) ServerConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{t.cert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    t.roots,
+	}
+}
+
+// ClientConfig is the TLS of the node's connections to other nodes: TLS
+// 1.3, its certificate presented, and the peer's verified.
+//
+// The peer's certificate must chain to the cluster's CA and allow
+// serverAuth, but its names are not compared with the address dialled.
+// Nodes dial each other by the addresses they advertise, pod IPs on
+// Kubernetes, which change with every pod, so a certificate cannot name
+// them in advance (and a Secret shared by all pods holds one certificate).
+// Trust is "issued by the cluster's CA", as on the server side for client
+// certificates. Go's verification of the server's name is therefore off
+// (InsecureSkipVerify) and VerifyConnection does the rest of it, the chain
+// and the usage, on every handshake (resumed ones included).
+func (t *TLS) ClientConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		// Always present ours, even when the server's list of acceptable
+		// CAs names none of our chain: the server then refuses it with a
+		// reason, rather than seeing no certificate.
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &t.cert, nil },
+		RootCAs:              t.roots,
+		InsecureSkipVerify:   true, // the chain and usage are checked in VerifyConnection, the name is not (see above)
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			raw := make([][]byte, len(cs.PeerCertificates))
+			for i, c := range cs.PeerCertificates {
+				raw[i] = c.Raw
+			}
+			if err := t.verify(raw, x509.ExtKeyUsageServerAuth); err != nil {
+				return fmt.Errorf("cluster peer %s: certificate not accepted: %w", cs.ServerName, err)
+			}
+			return nil
+		},
+	}
+}
+
+// serverCredentials are the gRPC credentials of the node's cluster
+// listener. protoactor discards gRPC's logs, so a refused connection would
+// leave no trace: they are logged here, at most a few a second.
+func (t *TLS) serverCredentials(logger *slog.Logger) credentials.TransportCredentials {
+	return &refusals{TransportCredentials: credentials.NewTLS(t.ServerConfig()), log: &refusalLog{logger: logger}}
+}
+
+// clientCredentials are the gRPC credentials the node dials others with.
+func (t *TLS) clientCredentials() credentials.TransportCredentials {
+	return credentials.NewTLS(t.ClientConfig())
+}
+
+// refusals logs the connections the TLS handshake refused.
+type refusals struct {
+	credentials.TransportCredentials
+	log *refusalLog
+}
+
+func (r *refusals) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	c, info, err := r.TransportCredentials.ServerHandshake(conn)
+	if err != nil {
+		r.log.refused(conn.RemoteAddr(), err)
+	}
+	return c, info, err
+}
+
+func (r *refusals) Clone() credentials.TransportCredentials {
+	return &refusals{TransportCredentials: r.TransportCredentials.Clone(), log: r.log}
+}
+
+// RefusedConnection is the message of the log line of a refused cluster
+// connection.
+const RefusedConnection = "cluster connection refused: TLS handshake failed"
+
+// refusalLog logs refused connections at Warn, at most refusalBurst a
+// second (a scanner must not flood the log), counting those it left out.
+type refusalLog struct {
+	logger *slog.Logger
+
+	mu         sync.Mutex
+	second     time.Time
+	n          int
+	suppressed int
+}
+
+const refusalBurst = 5
+
+func (l *refusalLog) refused(addr net.Addr, err error) {
+	level := slog.LevelWarn
+	if errors.Is(err, io.EOF) {
+		level = slog.LevelDebug // connected and left without a word: a port check
+	}
+	l.mu.Lock()
+	now := time.Now()
+	if now.Sub(l.second) >= time.Second {
+		l.second, l.n = now, 0
+	}
+	l.n++
+	if l.n > refusalBurst {
+		l.suppressed++
+		l.mu.Unlock()
+		return
+	}
+	suppressed := l.suppressed
+	l.suppressed = 0
+	l.mu.Unlock()
+	attrs := []any{"peer", addr.String(), "err", err}
+	if suppressed > 0 {
+		attrs = append(attrs, "suppressed", suppressed)
+	}
+	l.logger.Log(context.Background(), level, RefusedConnection, attrs...)
+}

@@ -1,0 +1,46 @@
+package config
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The limit flags have their defaults in dev and serve, are read from the
+// environment like the others, and refuse values that make no sense.
+func TestLimitFlags(t *testing.T) {
+	for _, cmd := range []string{"dev", "serve"} {
+		c, err := Parse(cmd, []string{"--auth", "none", "--addr", "127.0.0.1:0"}, env(nil), new(bytes.Buffer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.RateLimit != 20 || c.RateBurst != 40 || c.MaxConcurrentRequests != 16 || c.MaxStreamsPerPrincipal != 8 ||
+			c.MaxStreamsPerSession != 4 || c.EventsBuffer != 10000 || c.MaxHeaderBytes != 64<<10 ||
+			c.UpstreamTimeout != 10*time.Second || c.RedisTimeout != 2*time.Second {
+			t.Errorf("%s limit defaults: %+v", cmd, c)
+		}
+	}
+	c, err := Parse("serve", []string{"--auth", "none", "--addr", "127.0.0.1:0", "--rate-limit", "0", "--max-streams-per-session", "0"},
+		env(map[string]string{"PINGMCP_RATE_BURST": "7", "PINGMCP_UPSTREAM_TIMEOUT": "3s"}), new(bytes.Buffer))
+	if err != nil {
+		t.Fatalf("zero turns a limit off: %v", err)
+	}
+	if c.RateLimit != 0 || c.MaxStreamsPerSession != 0 || c.RateBurst != 7 || c.UpstreamTimeout != 3*time.Second {
+		t.Errorf("flags and environment not applied: %+v", c)
+	}
+	for _, bad := range [][]string{
+		{"--rate-limit", "-1"}, {"--rate-burst", "0"}, {"--max-concurrent-requests", "-1"}, {"--max-streams-per-principal", "-2"},
+		{"--max-streams-per-session", "-1"}, {"--events-buffer", "0"}, {"--max-header-bytes", "100"},
+		{"--upstream-timeout", "0s"}, {"--redis-timeout", "-1s"},
+	} {
+		_, err := Parse("serve", append([]string{"--auth", "none", "--addr", "127.0.0.1:0"}, bad...), env(nil), new(bytes.Buffer))
+		if err == nil || !strings.Contains(err.Error(), bad[0]) {
+			t.Errorf("%v: %v, want an error naming %s", bad, err, bad[0])
+		}
+	}
+	// todo-api and idp have none of them.
+	if _, err := Parse("todo-api", []string{"--issuer", "http://x", "--rate-limit", "1"}, env(nil), new(bytes.Buffer)); err == nil {
+		t.Error("todo-api took --rate-limit")
+	}
+}

@@ -1,0 +1,65 @@
+package todo
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pingmcp/pingmcp/tools"
+)
+
+// staticCaller delegates a fixed token.
+type staticCaller struct{}
+
+func (staticCaller) Claims() map[string]any { return nil }
+func (staticCaller) Delegate(context.Context, string, []string) (*tools.Delegation, error) {
+	return &tools.Delegation{Token: "delegated", Expiry: time.Now().Add(time.Hour)}, nil
+}
+
+// A Todo API that never answers fails the tool call within the HTTP
+// client's timeout (--upstream-timeout) with a tool error saying so; the
+// call does not hang.
+func TestHungTodoAPI(t *testing.T) {
+	reached := make(chan struct{}, 1)
+	release := make(chan struct{})
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case reached <- struct{}{}:
+		default:
+		}
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer api.Close()
+	defer close(release)
+	const timeout = 200 * time.Millisecond
+	c := &calls{opts: Options{APIURL: api.URL, HTTPClient: &http.Client{Timeout: timeout}}, caller: staticCaller{}}
+	start := time.Now()
+	res, err := c.list(context.Background(), nil)
+	took := time.Since(start)
+	if err != nil || res == nil || !res.IsError {
+		t.Fatalf("list against a hung API: %+v, %v; want a tool error", res, err)
+	}
+	text := res.Content[0].(*mcp.TextContent).Text
+	if !strings.Contains(text, "could not be reached") || !strings.Contains(text, "Timeout") {
+		t.Errorf("tool error %q does not say the API timed out", text)
+	}
+	if strings.Contains(text, "delegated") {
+		t.Error("the tool error shows the token")
+	}
+	if took > 10*timeout {
+		t.Errorf("failed after %v, want about %v", took, timeout)
+	}
+	select {
+	case <-reached:
+	default:
+		t.Error("the API was never called")
+	}
+}

@@ -1,0 +1,318 @@
+package transport
+
+import (
+	"container/list"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/pingmcp/pingmcp/metrics"
+)
+
+// Limits are the edge's per-principal limits. A principal is the verified
+// (issuer, subject, client_id) of a request's token; the limits apply only
+// when the edge authenticates (with --auth none every caller is the same
+// anonymous principal, on loopback). Each edge counts for itself: behind a
+// load balancer a principal gets up to these limits at every edge.
+//
+// The zero value of a field turns its limit off (cmd/pingmcp gives the
+// defaults of its flags).
+type Limits struct {
+	// Rate is the requests per second a principal may make (a token bucket
+	// refilled at Rate, holding at most Burst); beyond, 429 with Retry-After.
+	Rate  float64
+	Burst int
+	// MaxConcurrent bounds a principal's POST and DELETE requests in flight.
+	MaxConcurrent int
+	// MaxStreams bounds a principal's GET (SSE) streams open at once.
+	MaxStreams int
+	// MaxTracked bounds the principals and addresses tracked at once
+	// (DefaultMaxTracked when zero). Idle entries whose bucket has refilled
+	// are dropped as new ones come; when every entry has requests in flight
+	// a newcomer is refused (429) rather than tracked.
+	MaxTracked int
+}
+
+// DefaultMaxTracked is how many principals and addresses an edge tracks when
+// Limits leaves it zero.
+const DefaultMaxTracked = 100_000
+
+// Unauthenticated callers are tracked by remote address: a request whose
+// token is refused (401/403, not a 503 for an unreachable authorization
+// server) spends one of its address's tokens, at the same Rate and Burst,
+// and an address with none left is refused before its token is verified.
+// Valid tokens spend nothing there, so that users behind one proxy or NAT
+// do not share a budget, while one sending bad tokens cannot make the edge
+// verify (or introspect) them without bound.
+
+// jsonrpcLimited is the JSON-RPC error (implementation-defined server
+// error range) of a request refused by a limit; its data says it is
+// retryable and after how long.
+const jsonrpcLimited = -32005
+
+// refusal is why a limit refused a request.
+type refusal struct {
+	limit string // rate, concurrency, streams, tracked, address
+	after time.Duration
+	msg   string
+}
+
+// limiter keeps a token bucket and in-flight counts per key (a principal's
+// Key, or "ip:" and an address), least recently used first for eviction.
+type limiter struct {
+	lim Limits
+	now func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]*list.Element // of *bucket
+	lru     list.List                // front: most recently used
+}
+
+type bucket struct {
+	key      string
+	tokens   float64
+	last     time.Time // when tokens was computed
+	inflight int
+	streams  int
+}
+
+func newLimiter(lim Limits) *limiter {
+	if lim.MaxTracked <= 0 {
+		lim.MaxTracked = DefaultMaxTracked
+	}
+	if lim.Rate > 0 && lim.Burst < 1 {
+		lim.Burst = 1
+	}
+	return &limiter{lim: lim, now: time.Now, entries: map[string]*list.Element{}}
+}
+
+// enabled says whether any per-principal limit is on.
+func (l *limiter) enabled() bool {
+	return l != nil && (l.lim.Rate > 0 || l.lim.MaxConcurrent > 0 || l.lim.MaxStreams > 0)
+}
+
+// refill brings b's tokens up to now.
+func (l *limiter) refill(b *bucket, now time.Time) {
+	if l.lim.Rate <= 0 {
+		return
+	}
+	if d := now.Sub(b.last); d > 0 {
+		b.tokens = math.Min(float64(l.lim.Burst), b.tokens+d.Seconds()*l.lim.Rate)
+	}
+	b.last = now
+}
+
+// idle says b holds nothing a fresh bucket would not: no request in flight
+// and a full bucket.
+func (l *limiter) idle(b *bucket, now time.Time) bool {
+	if b.inflight > 0 || b.streams > 0 {
+		return false
+	}
+	if l.lim.Rate <= 0 {
+		return true
+	}
+	return b.tokens+now.Sub(b.last).Seconds()*l.lim.Rate >= float64(l.lim.Burst)
+}
+
+// get returns key's bucket, tracking a new one if need be; nil when the
+// table is full of entries in use. The caller holds mu.
+func (l *limiter) get(key string, now time.Time) *bucket {
+	// Entries idle at the back go first, a couple per call: the table
+	// shrinks back as principals go quiet, with no sweeper to run.
+	for range 2 {
+		e := l.lru.Back()
+		if e == nil || e.Value.(*bucket).key == key || !l.idle(e.Value.(*bucket), now) {
+			break
+		}
+		l.drop(e)
+	}
+	if e, ok := l.entries[key]; ok {
+		l.lru.MoveToFront(e)
+		b := e.Value.(*bucket)
+		l.refill(b, now)
+		return b
+	}
+	if len(l.entries) >= l.lim.MaxTracked {
+		// Full: the least recently used entry with nothing in flight goes
+		// (forgetting what it had spent, which LRU order makes the oldest
+		// debt). Entries in use stay: their counts must be released.
+		var victim *list.Element
+		for e := l.lru.Back(); e != nil; e = e.Prev() {
+			if b := e.Value.(*bucket); b.inflight == 0 && b.streams == 0 {
+				victim = e
+				break
+			}
+		}
+		if victim == nil {
+			return nil
+		}
+		l.drop(victim)
+	}
+	b := &bucket{key: key, tokens: float64(l.lim.Burst), last: now}
+	l.entries[key] = l.lru.PushFront(b)
+	return b
+}
+
+func (l *limiter) drop(e *list.Element) {
+	delete(l.entries, e.Value.(*bucket).key)
+	l.lru.Remove(e)
+}
+
+// take spends one of b's tokens, or says how long until one is there.
+func (l *limiter) take(b *bucket) (time.Duration, bool) {
+	if l.lim.Rate <= 0 {
+		return 0, true
+	}
+	if b.tokens >= 1 {
+		b.tokens--
+		return 0, true
+	}
+	return time.Duration((1 - b.tokens) / l.lim.Rate * float64(time.Second)), false
+}
+
+// busyRetry is the Retry-After of a refusal for requests in flight: they end
+// at no time the edge can tell.
+const busyRetry = time.Second
+
+// admit applies the principal's limits to one request: a token of its
+// rate, then a slot among its requests in flight (stream: among its GET
+// streams). On success the caller must call release once the request ends.
+func (l *limiter) admit(key string, stream bool) (release func(), ref *refusal) {
+	if !l.enabled() {
+		return func() {}, nil
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.get(key, now)
+	if b == nil {
+		return nil, &refusal{"tracked", busyRetry, "too many clients at this server right now; retry"}
+	}
+	if wait, ok := l.take(b); !ok {
+		return nil, &refusal{"rate", wait, fmt.Sprintf("rate limit exceeded: at most %g requests per second (burst %d); retry", l.lim.Rate, l.lim.Burst)}
+	}
+	switch {
+	case stream && l.lim.MaxStreams > 0 && b.streams >= l.lim.MaxStreams:
+		return nil, &refusal{"streams", busyRetry, fmt.Sprintf("too many open streams: at most %d per user; close one or retry", l.lim.MaxStreams)}
+	case !stream && l.lim.MaxConcurrent > 0 && b.inflight >= l.lim.MaxConcurrent:
+		return nil, &refusal{"concurrency", busyRetry, fmt.Sprintf("too many requests in flight: at most %d per user; retry", l.lim.MaxConcurrent)}
+	}
+	count := &b.inflight
+	if stream {
+		count = &b.streams
+	}
+	*count++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			*count--
+			l.mu.Unlock()
+		})
+	}, nil
+}
+
+// blocked says whether the address has spent its budget of refused tokens.
+func (l *limiter) blocked(key string) *refusal {
+	if l == nil || l.lim.Rate <= 0 {
+		return nil
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e, ok := l.entries[key]
+	if !ok {
+		return nil // never refused, or long enough ago to be forgotten
+	}
+	b := e.Value.(*bucket)
+	l.refill(b, now)
+	if b.tokens >= 1 {
+		return nil
+	}
+	return &refusal{"address", time.Duration((1 - b.tokens) / l.lim.Rate * float64(time.Second)),
+		"too many requests with invalid credentials from this address; retry later"}
+}
+
+// charge spends one of the address's tokens for a refused credential.
+func (l *limiter) charge(key string) {
+	if l == nil || l.lim.Rate <= 0 {
+		return
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if b := l.get(key, now); b != nil {
+		b.tokens = math.Max(0, b.tokens-1)
+	}
+}
+
+// len is how many keys are tracked.
+func (l *limiter) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.entries)
+}
+
+// addressKey is the limiter key of a request's remote address.
+func addressKey(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	return "ip:" + host
+}
+
+// retryAfter is d in whole seconds, rounded up, at least 1.
+func retryAfter(d time.Duration) int {
+	return max(1, int(math.Ceil(d.Seconds())))
+}
+
+// refuse answers a request a limit refused: 429 Too Many Requests with
+// Retry-After and a JSON-RPC error marked retryable. who names the
+// principal (its key, a hash) or the address; never the token.
+func (e *Edge) refuse(w http.ResponseWriter, r *http.Request, ref *refusal, who string) {
+	metrics.Limited.WithLabelValues(ref.limit).Inc()
+	secs := retryAfter(ref.after)
+	if e.logger.Enabled(r.Context(), slog.LevelDebug) {
+		e.logger.Debug("request refused by a limit", "limit", ref.limit, "principal", who, "method", r.Method, "retry_after", secs)
+	}
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	writeErrorData(w, http.StatusTooManyRequests, nil, jsonrpcLimited, ref.msg, map[string]any{"retryable": true, "retryAfter": secs, "limit": ref.limit})
+}
+
+// authRefused spends a token of the address of a request whose credential
+// was refused; not when the authorization server could not be reached
+// (503), which is no fault of the caller's.
+func (e *Edge) authRefused(w http.ResponseWriter, r *http.Request) {
+	if s, ok := w.(interface{ Status() int }); ok && s.Status() == http.StatusServiceUnavailable {
+		return
+	}
+	e.limits.charge(addressKey(r))
+}
+
+// writeErrorData is writeError with the error's data member.
+func writeErrorData(w http.ResponseWriter, status int, id json.RawMessage, code int, msg string, data any) {
+	if len(id) == 0 {
+		id = json.RawMessage("null")
+	}
+	type rpcError struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+		Data    any    `json:"data,omitempty"`
+	}
+	body, _ := json.Marshal(struct {
+		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id"`
+		Error   rpcError        `json:"error"`
+	}{"2.0", id, rpcError{code, msg, data}})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
+}

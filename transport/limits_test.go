@@ -1,0 +1,513 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/auth/authtest"
+)
+
+// clock is a settable clock for the limiter.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time      { return c.t }
+func (c *clock) add(d time.Duration) { c.t = c.t.Add(d) }
+func testLimiter(lim Limits) (*limiter, *clock) {
+	l := newLimiter(lim)
+	c := &clock{time.Unix(1_000_000_000, 0)}
+	l.now = c.now
+	return l, c
+}
+
+func mustAdmit(t *testing.T, l *limiter, key string, stream bool) func() {
+	t.Helper()
+	release, ref := l.admit(key, stream)
+	if ref != nil {
+		t.Fatalf("%s refused: %+v", key, ref)
+	}
+	return release
+}
+
+func mustRefuse(t *testing.T, l *limiter, key string, stream bool, limit string) *refusal {
+	t.Helper()
+	release, ref := l.admit(key, stream)
+	if ref == nil {
+		release()
+		t.Fatalf("%s admitted, want refused by %s", key, limit)
+	}
+	if ref.limit != limit {
+		t.Fatalf("%s refused by %s (%s), want %s", key, ref.limit, ref.msg, limit)
+	}
+	return ref
+}
+
+// A principal gets its burst at once, then the rate; a refusal says when a
+// token is there again, rounded up to whole seconds.
+func TestLimiterRateAndBurst(t *testing.T) {
+	l, c := testLimiter(Limits{Rate: 2, Burst: 3})
+	for range 3 {
+		mustAdmit(t, l, "alice", false)()
+	}
+	ref := mustRefuse(t, l, "alice", false, "rate")
+	if ref.after != 500*time.Millisecond || retryAfter(ref.after) != 1 {
+		t.Errorf("retry after %v (%ds), want 500ms (1s)", ref.after, retryAfter(ref.after))
+	}
+	c.add(499 * time.Millisecond)
+	mustRefuse(t, l, "alice", false, "rate")
+	c.add(time.Millisecond)
+	mustAdmit(t, l, "alice", false)()
+	mustRefuse(t, l, "alice", false, "rate")
+	// Idle, the bucket refills to the burst, no further.
+	c.add(time.Hour)
+	for range 3 {
+		mustAdmit(t, l, "alice", false)()
+	}
+	mustRefuse(t, l, "alice", false, "rate")
+	if got := retryAfter(1500 * time.Millisecond); got != 2 {
+		t.Errorf("retryAfter(1.5s) = %d, want 2", got)
+	}
+	if got := retryAfter(0); got != 1 {
+		t.Errorf("retryAfter(0) = %d, want 1", got)
+	}
+}
+
+// Requests in flight hold their slot until released (the edge releases when
+// the request ends, answered or cancelled); a second release is harmless.
+func TestLimiterConcurrency(t *testing.T) {
+	l, _ := testLimiter(Limits{MaxConcurrent: 2})
+	r1 := mustAdmit(t, l, "alice", false)
+	r2 := mustAdmit(t, l, "alice", false)
+	mustRefuse(t, l, "alice", false, "concurrency")
+	r1()
+	r1() // released twice: still one slot
+	r3 := mustAdmit(t, l, "alice", false)
+	mustRefuse(t, l, "alice", false, "concurrency")
+	r2()
+	r3()
+	for range 2 {
+		defer mustAdmit(t, l, "alice", false)()
+	}
+}
+
+// GET streams count apart from other requests, against their own cap.
+func TestLimiterStreamsCountSeparately(t *testing.T) {
+	l, _ := testLimiter(Limits{MaxConcurrent: 1, MaxStreams: 2})
+	s1 := mustAdmit(t, l, "alice", true)
+	s2 := mustAdmit(t, l, "alice", true)
+	mustRefuse(t, l, "alice", true, "streams")
+	p := mustAdmit(t, l, "alice", false) // streams do not take request slots
+	mustRefuse(t, l, "alice", false, "concurrency")
+	s1()
+	mustAdmit(t, l, "alice", true)()
+	s2()
+	p()
+}
+
+// One principal's flood limits no one else.
+func TestLimiterIsolation(t *testing.T) {
+	l, _ := testLimiter(Limits{Rate: 1, Burst: 5, MaxConcurrent: 3, MaxStreams: 1})
+	for range 5 {
+		mustAdmit(t, l, "alice", false)()
+	}
+	for range 100 {
+		mustRefuse(t, l, "alice", false, "rate")
+	}
+	for range 3 {
+		defer mustAdmit(t, l, "bob", false)()
+	}
+	mustRefuse(t, l, "bob", false, "concurrency")
+	defer mustAdmit(t, l, "carol", true)()
+	defer mustAdmit(t, l, "carol", false)()
+}
+
+// The limiter tracks at most MaxTracked keys: idle ones are dropped as new
+// ones come (least recently used first), and once every entry has requests
+// in flight a newcomer is refused rather than tracked. Quiet entries leave
+// by themselves as the limiter is used.
+func TestLimiterMemoryBound(t *testing.T) {
+	const max = 100
+	l, c := testLimiter(Limits{Rate: 10, Burst: 10, MaxConcurrent: 1, MaxTracked: max})
+	for i := range 10_000 {
+		mustAdmit(t, l, fmt.Sprint("user", i), false)()
+		if n := l.len(); n > max {
+			t.Fatalf("%d keys tracked after %d principals, want at most %d", n, i+1, max)
+		}
+	}
+	// The most recent survive; a spent bucket is kept while it matters.
+	l, c = testLimiter(Limits{Rate: 10, Burst: 10, MaxConcurrent: 1, MaxTracked: max})
+	var held []func()
+	for i := range max {
+		held = append(held, mustAdmit(t, l, fmt.Sprint("user", i), false))
+	}
+	mustRefuse(t, l, "newcomer", false, "tracked")
+	if n := l.len(); n != max {
+		t.Fatalf("%d keys tracked, want %d", n, max)
+	}
+	held[42]()
+	mustAdmit(t, l, "newcomer", false)()
+	if _, ok := l.entries["user42"]; ok {
+		t.Error("the released entry was not the one evicted")
+	}
+	for i, release := range held {
+		if i != 42 {
+			release()
+		}
+	}
+	// Idle with full buckets, entries go as the limiter is used.
+	c.add(2 * time.Second)
+	for range max {
+		mustAdmit(t, l, "bob", false)()
+		c.add(100 * time.Millisecond) // bob's bucket refills as he goes
+	}
+	if n := l.len(); n > 2 {
+		t.Errorf("%d keys still tracked after they went idle", n)
+	}
+}
+
+// Refused credentials spend their address's tokens; valid ones nothing.
+func TestLimiterAddress(t *testing.T) {
+	l, c := testLimiter(Limits{Rate: 1, Burst: 2})
+	if l.blocked("ip:a") != nil {
+		t.Fatal("unknown address blocked")
+	}
+	l.charge("ip:a")
+	l.charge("ip:a")
+	ref := l.blocked("ip:a")
+	if ref == nil || ref.limit != "address" || retryAfter(ref.after) != 1 {
+		t.Fatalf("address with no tokens left: %+v", ref)
+	}
+	if l.blocked("ip:b") != nil {
+		t.Error("another address blocked")
+	}
+	c.add(time.Second)
+	if l.blocked("ip:a") != nil {
+		t.Error("address still blocked after its bucket refilled")
+	}
+	if (&limiter{}).blocked("ip:a") != nil || newLimiter(Limits{}).blocked("ip:a") != nil {
+		t.Error("blocked without a rate")
+	}
+}
+
+func limitedEdge(t *testing.T, is *authtest.Issuer, lim Limits) string {
+	t.Helper()
+	return newEdge(t, Options{
+		Verifier:            auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{mcpResource}}),
+		ResourceMetadataURL: "http://mcp.test/.well-known/oauth-protected-resource/mcp",
+		Scopes:              []string{"mcp:tools"},
+		Limits:              lim,
+	}).URL
+}
+
+// checkLimited checks a refusal: 429, Retry-After, a JSON-RPC error marked
+// retryable naming the limit.
+func checkLimited(t *testing.T, resp *http.Response, body, limit string) int {
+	t.Helper()
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("status %d %s, want 429", resp.StatusCode, body)
+	}
+	secs, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if err != nil || secs < 1 {
+		t.Fatalf("Retry-After %q", resp.Header.Get("Retry-After"))
+	}
+	var m struct {
+		JSONRPC string          `json:"jsonrpc"`
+		ID      json.RawMessage `json:"id"`
+		Error   struct {
+			Code    int
+			Message string
+			Data    struct {
+				Retryable  bool
+				RetryAfter int
+				Limit      string
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &m); err != nil || m.JSONRPC != "2.0" || m.Error.Code != jsonrpcLimited ||
+		!m.Error.Data.Retryable || m.Error.Data.Limit != limit || m.Error.Data.RetryAfter != secs || m.Error.Message == "" {
+		t.Fatalf("429 body %s (%v), want a retryable JSON-RPC error of limit %s", body, err, limit)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("Content-Type %q", ct)
+	}
+	return secs
+}
+
+// Over its rate, a principal gets 429 with Retry-After and a JSON-RPC
+// error, and the request never reaches an actor; another principal is not
+// limited. The refusal is logged at debug with the principal's key, never
+// its token.
+func TestEdgeRateLimit(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	url := limitedEdge(t, is, Limits{Rate: 0.01, Burst: 2})
+	alice := is.Token(t, is.Claims("alice", mcpResource, "mcp:tools"))
+	bob := is.Token(t, is.Claims("bob", mcpResource, "mcp:tools"))
+	for range 2 {
+		if resp, body := (call{http.MethodPost, bearer(alice, nil), initBody}).do(t, url); resp.StatusCode != http.StatusOK {
+			t.Fatalf("alice within her burst: %d %s", resp.StatusCode, body)
+		}
+	}
+	started := records.count("request started")
+	resp, body := call{http.MethodPost, bearer(alice, nil), initBody}.do(t, url)
+	if secs := checkLimited(t, resp, body, "rate"); secs < 90 || secs > 100 {
+		t.Errorf("Retry-After %d, want about 100 (one token at 0.01/s)", secs)
+	}
+	if n := records.count("request started"); n != started {
+		t.Errorf("the refused request reached an actor")
+	}
+	if resp, body := (call{http.MethodPost, bearer(bob, nil), initBody}).do(t, url); resp.StatusCode != http.StatusOK {
+		t.Fatalf("bob while alice is limited: %d %s", resp.StatusCode, body)
+	}
+	if records.count("request refused by a limit") == 0 {
+		t.Error("the refusal was not logged")
+	}
+	for _, secret := range []string{alice, bob} {
+		if records.count(secret) > 0 {
+			t.Error("a token was logged")
+		}
+	}
+}
+
+// An address whose credentials keep being refused is refused (429) before
+// its tokens are verified; a valid token from elsewhere is not affected,
+// and an unreachable issuer (503) spends nothing.
+func TestEdgeAddressLimit(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	url := limitedEdge(t, is, Limits{Rate: 0.01, Burst: 3})
+	for range 3 {
+		if resp, body := (call{http.MethodPost, bearer("not-a-jwt", nil), initBody}).do(t, url); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("bad token: %d %s", resp.StatusCode, body)
+		}
+	}
+	alice := is.Token(t, is.Claims("alice", mcpResource, "mcp:tools"))
+	resp, body := call{http.MethodPost, bearer(alice, nil), initBody}.do(t, url)
+	checkLimited(t, resp, body, "address")
+
+	// A fresh edge: an issuer that cannot be reached costs the caller
+	// nothing.
+	hung := hungServer(t)
+	srv := newEdge(t, Options{
+		Verifier: auth.NewJWTVerifier(auth.JWTOptions{Issuer: hung.URL, Audiences: []string{mcpResource},
+			HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}}),
+		Limits: Limits{Rate: 0.01, Burst: 1},
+	})
+	for range 3 {
+		if resp, body := (call{http.MethodPost, bearer(alice, nil), initBody}).do(t, srv.URL); resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("issuer hung: %d %s, want 503", resp.StatusCode, body)
+		}
+	}
+}
+
+// A principal's GET streams are capped; a stream's slot is free again once
+// its client goes away.
+func TestEdgeStreamCap(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	url := limitedEdge(t, is, Limits{MaxStreams: 1})
+	alice := is.Token(t, is.Claims("alice", mcpResource, "mcp:tools"))
+	h := bearer(alice, map[string]string{"Mcp-Protocol-Version": "2025-11-25"})
+	sid := authInitialize(t, url, h)
+	h["Mcp-Session-Id"] = sid
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	resp := openStream(t, ctx, url, h)
+	started := records.count("request started")
+	r2, body := call{http.MethodGet, h, ""}.do(t, url)
+	checkLimited(t, r2, body, "streams")
+	if records.count("request started") != started {
+		t.Error("the refused stream reached its actor")
+	}
+	// POSTs are not streams.
+	if r, body := (call{http.MethodPost, h, `{"jsonrpc":"2.0","id":2,"method":"ping"}`}).do(t, url); r.StatusCode != http.StatusOK {
+		t.Fatalf("ping while streaming: %d %s", r.StatusCode, body)
+	}
+	cancel()
+	resp.Body.Close()
+	eventually(t, "a stream after the first one ended", func() bool {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req := streamRequest(ctx, url, h)
+		r, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Body.Close()
+		return r.StatusCode == http.StatusOK
+	})
+}
+
+// A principal's POSTs in flight are capped (a tool call waiting on the
+// client holds its slot); cancelling one frees its slot, and other
+// principals are not affected.
+func TestEdgeConcurrencyCap(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	url := limitedEdge(t, is, Limits{MaxConcurrent: 1})
+	alice := is.Token(t, is.Claims("alice", mcpResource, "mcp:tools"))
+	h := bearer(alice, map[string]string{"Mcp-Protocol-Version": "2025-11-25"})
+	sid := authInitialize(t, url, h)
+	h["Mcp-Session-Id"] = sid
+
+	// test_elicitation asks the client, and waits for its answer.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(
+		`{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`))
+	for k, v := range h {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for !strings.Contains(sc.Text(), "elicitation/create") {
+		if !sc.Scan() {
+			t.Fatalf("tool call ended before it asked: %d %v", resp.StatusCode, sc.Err())
+		}
+	}
+	ping := call{http.MethodPost, h, `{"jsonrpc":"2.0","id":6,"method":"ping"}`}
+	r, body := ping.do(t, url)
+	checkLimited(t, r, body, "concurrency")
+
+	bob := is.Token(t, is.Claims("bob", mcpResource, "mcp:tools"))
+	if r, body := (call{http.MethodPost, bearer(bob, nil), initBody}).do(t, url); r.StatusCode != http.StatusOK {
+		t.Fatalf("bob while alice is at her cap: %d %s", r.StatusCode, body)
+	}
+	cancel()
+	resp.Body.Close()
+	eventually(t, "a request after the first was cancelled", func() bool {
+		r, _ := ping.do(t, url)
+		return r.StatusCode == http.StatusOK
+	})
+}
+
+// An upstream that never answers fails a token check within the client's
+// timeout: the edge answers 503 with Retry-After, it does not hang.
+func TestEdgeHungIssuer(t *testing.T) {
+	hung := hungServer(t)
+	srv := newEdge(t, Options{
+		Verifier: auth.NewJWTVerifier(auth.JWTOptions{Issuer: hung.URL, Audiences: []string{mcpResource},
+			HTTPClient: &http.Client{Timeout: 200 * time.Millisecond}}),
+	})
+	start := time.Now()
+	resp, body := call{http.MethodPost, bearer("eyJhbGciOiJSUzI1NiIsImtpZCI6IngifQ.e30.c2ln", nil), initBody}.do(t, srv.URL)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, `"error"`) {
+		t.Fatalf("hung issuer: %d %s", resp.StatusCode, body)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("took %v", took)
+	}
+	select {
+	case <-hung.reached:
+	default:
+		t.Error("the issuer was never asked")
+	}
+
+	// The authorization server metadata mirror, likewise.
+	mirror := httptest.NewServer(AuthorizationServerMirror(hung.URL, &http.Client{Timeout: 200 * time.Millisecond}, time.Minute))
+	defer mirror.Close()
+	r, err := http.Get(mirror.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	if r.StatusCode != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
+		t.Errorf("mirror of a hung issuer: %d", r.StatusCode)
+	}
+}
+
+// hung is an HTTP server that never answers; reached is closed (once) when
+// a request came in.
+type hung struct {
+	*httptest.Server
+	reached chan struct{}
+}
+
+func hungServer(t *testing.T) *hung {
+	t.Helper()
+	h := &hung{reached: make(chan struct{}, 1)}
+	release := make(chan struct{})
+	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case h.reached <- struct{}{}:
+		default:
+		}
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	t.Cleanup(func() {
+		close(release)
+		h.Close()
+	})
+	return h
+}
+
+func authInitialize(t *testing.T, url string, h map[string]string) string {
+	t.Helper()
+	resp, body := call{http.MethodPost, h, strings.Replace(initBody, `"capabilities":{}`, `"capabilities":{"elicitation":{}}`, 1)}.do(t, url)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("initialize: %d %s", resp.StatusCode, body)
+	}
+	sid := resp.Header.Get("Mcp-Session-Id")
+	h2 := map[string]string{"Mcp-Session-Id": sid}
+	for k, v := range h {
+		h2[k] = v
+	}
+	if resp, body := (call{http.MethodPost, h2, `{"jsonrpc":"2.0","method":"notifications/initialized"}`}).do(t, url); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("initialized: %d %s", resp.StatusCode, body)
+	}
+	return sid
+}
+
+func streamRequest(ctx context.Context, url string, h map[string]string) *http.Request {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	for k, v := range h {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	return req
+}
+
+// openStream opens the session's standalone GET stream and returns once
+// its actor serves it.
+func openStream(t *testing.T, ctx context.Context, url string, h map[string]string) *http.Response {
+	t.Helper()
+	open := records.await(func(r slog.Record) bool {
+		return r.Message == "stream open" && attr(r, "session") == h["Mcp-Session-Id"]
+	})
+	resp, err := http.DefaultClient.Do(streamRequest(ctx, url, h))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET stream: %d", resp.StatusCode)
+	}
+	wait(t, open, "stream open")
+	return resp
+}
+
+// eventually retries cond, paced, until it holds or 10 s passed: for
+// effects that follow a client's disconnect, which nothing signals to it.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
