@@ -32,3 +32,28 @@ fi
 
 echo "test: go test (race detector on; e2e tests start real node processes)" >&2
 go test -race -count=1 -timeout 20m "$@" ./...
+
+# Fuzzing (issue 6). The seed corpora (testdata/fuzz/<target>/) already ran
+# above as ordinary tests; here each target is fuzzed for a bounded time,
+# ${PINGMCP_FUZZTIME:-10s} each (0 skips this). go test takes one -fuzz
+# target per run; no race detector (it slows fuzzing down tenfold); new
+# inputs are minimized for 2 s at most, so that the time goes to fuzzing. A
+# failure stops the script, with the failing input left under the target's
+# testdata/fuzz/ directory: commit it with the fix, as a regression test.
+fuzz_targets=(
+	"./transport FuzzEdgeRequest"
+	"./transport FuzzClassify"
+	"./transport FuzzValidSessionID"
+	"./auth FuzzBearerToken"
+	"./auth FuzzJWTVerify"
+	"./actors FuzzSnapshotDecode"
+	"./cluster/envelope FuzzEnvelope"
+)
+fuzztime=${PINGMCP_FUZZTIME:-10s}
+if [[ $fuzztime != 0 && $fuzztime != 0s ]]; then
+	for target in "${fuzz_targets[@]}"; do
+		read -r pkg name <<<"$target"
+		echo "test: fuzz $name in $pkg for $fuzztime" >&2
+		go test -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" -fuzzminimizetime 2s "$pkg"
+	done
+fi
