@@ -16,7 +16,9 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -148,7 +150,15 @@ func Start(cfg Config) (*Node, error) {
 	// server options). Everything between nodes travels on those: cluster
 	// gossip, placement, our membership probes (seeds.go) and forwarded
 	// requests. So with cfg.TLS every connection is mutual TLS.
-	serverOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(maxWireMessage), grpc.ConnectionTimeout(10 * time.Second)}
+	//
+	// protoactor's remote has two unary methods, ListProcesses and
+	// GetProcessDiagnostics, whose server side is panic("implement me"):
+	// one call would crash the node (gRPC does not recover handler
+	// panics). Nodes only use the Receive stream; unary calls are refused.
+	serverOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(maxWireMessage), grpc.ConnectionTimeout(10 * time.Second),
+		grpc.UnaryInterceptor(func(context.Context, any, *grpc.UnaryServerInfo, grpc.UnaryHandler) (any, error) {
+			return nil, status.Error(codes.Unimplemented, "not served")
+		})}
 	dialCreds := insecure.NewCredentials()
 	if cfg.TLS != nil {
 		serverOpts = append(serverOpts, grpc.Creds(cfg.TLS.serverCredentials(cfg.Logger.With("component", "cluster-tls"))))

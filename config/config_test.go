@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pingmcp/pingmcp/internal/certtest"
 )
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
@@ -92,7 +94,8 @@ func TestHelpListsEveryFlagAndVariable(t *testing.T) {
 			flags = append(flags, "idp-addr", "todo-api-addr")
 		}
 		if cmd == "serve" {
-			flags = append(flags, "cluster-addr", "cluster-advertised-addr", "cluster-seeds", "cluster-provider", "role")
+			flags = append(flags, "cluster-addr", "cluster-advertised-addr", "cluster-seeds", "cluster-provider", "role",
+				"cluster-tls-cert", "cluster-tls-key", "cluster-tls-ca", "cluster-insecure")
 		}
 		if cmd == "todo-api" {
 			flags = []string{"addr", "issuer", "resource", "redis-url", "allow-undelegated", "log-level"}
@@ -266,6 +269,81 @@ func TestDurabilityRefusals(t *testing.T) {
 				if strings.Contains(err.Error(), leak) {
 					t.Errorf("err = %v: it shows secret material %q", err, leak)
 				}
+			}
+		})
+	}
+}
+
+// The cluster's transport: mutual TLS with the three files, plaintext on
+// loopback, or plaintext beyond it only when asked for.
+func TestClusterTLS(t *testing.T) {
+	ca, other := certtest.NewCA(t, "cluster CA"), certtest.NewCA(t, "other CA")
+	node := ca.Node(t, "node")
+	expired := ca.Issue(t, "expired", certtest.Options{NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
+	stranger := other.Node(t, "stranger")
+	// Cluster flags beyond loopback; the HTTP listener and auth are beside
+	// the point (jwt, so that auth none's own loopback rule stays out).
+	wide := func(extra ...string) []string {
+		return append([]string{"--issuer", "https://pf.example.com", "--addr", "127.0.0.1:0"}, extra...)
+	}
+	ok := []struct {
+		name string
+		args []string
+	}{
+		{"loopback, plaintext", serveArgs("--cluster-addr", "127.0.0.1:7000")},
+		{"all interfaces with TLS", wide(append([]string{"--cluster-addr", "0.0.0.0:7000", "--cluster-advertised-addr", "10.1.2.3:7000"}, node.Args()...)...)},
+		{"plaintext beyond loopback, insecure asked for", wide("--cluster-addr", "10.1.2.3:0", "--cluster-insecure")},
+	}
+	for _, tt := range ok {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := Parse("serve", tt.args, env(nil), new(bytes.Buffer)); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	c, err := Parse("serve", wide(), env(map[string]string{
+		"PINGMCP_CLUSTER_TLS_CERT": node.Cert, "PINGMCP_CLUSTER_TLS_KEY": node.Key, "PINGMCP_CLUSTER_TLS_CA": node.CA, "PINGMCP_CLUSTER_ADDR": ":7000",
+	}), new(bytes.Buffer))
+	if err != nil || c.ClusterTLSCert != node.Cert || c.ClusterTLSKey != node.Key || c.ClusterTLSCA != node.CA {
+		t.Fatalf("TLS from the environment: %+v %v", c, err)
+	}
+
+	refused := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"plaintext beyond loopback", serveArgs("--cluster-addr", "10.1.2.3:0"),
+			[]string{`--cluster-addr "10.1.2.3:0": not a loopback address, and the cluster has no TLS`, "bearer tokens", "--cluster-tls-cert", "--cluster-insecure"}},
+		{"plaintext on all interfaces", wide("--cluster-addr", ":7000"), []string{`--cluster-addr ":7000"`, "bearer tokens"}},
+		{"plaintext advertised beyond loopback", serveArgs("--cluster-advertised-addr", "10.1.2.3:7000"),
+			[]string{`--cluster-advertised-addr "10.1.2.3:7000"`, "bearer tokens"}},
+		{"cert without key and CA", wide("--cluster-addr", "0.0.0.0:7000", "--cluster-tls-cert", node.Cert),
+			[]string{"go together", "--cluster-tls-cert given without --cluster-tls-key, --cluster-tls-ca"}},
+		{"TLS and insecure", wide(append(node.Args(), "--cluster-insecure")...), []string{"--cluster-insecure contradicts"}},
+		{"missing file", wide("--cluster-tls-cert", node.Cert, "--cluster-tls-key", node.Key+".nope", "--cluster-tls-ca", node.CA),
+			[]string{"--cluster-tls-key: open", "no such file"}},
+		{"certificate of another CA", wide("--cluster-tls-cert", stranger.Cert, "--cluster-tls-key", stranger.Key, "--cluster-tls-ca", node.CA),
+			[]string{"not one the cluster accepts", "unknown authority"}},
+		{"expired certificate", wide(expired.Args()...), []string{"expired"}},
+		{"key of another certificate", wide("--cluster-tls-cert", node.Cert, "--cluster-tls-key", stranger.Key, "--cluster-tls-ca", node.CA),
+			[]string{"private key does not match"}},
+		{"CA file that is no certificate", wide("--cluster-tls-cert", node.Cert, "--cluster-tls-key", node.Key, "--cluster-tls-ca", node.Key),
+			[]string{"holds no PEM certificate"}},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("serve", tt.args, env(nil), new(bytes.Buffer))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("err = %v\nwant mention of %q", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "PRIVATE KEY") {
+				t.Errorf("the error shows key material: %v", err)
 			}
 		})
 	}

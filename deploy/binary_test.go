@@ -8,15 +8,19 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/pingmcp/pingmcp/config"
+	"github.com/pingmcp/pingmcp/internal/certtest"
 )
 
 // pingmcpImage is the image name the manifests use for the pingmcp binary;
@@ -46,6 +50,44 @@ func standIn(name, value string) string {
 	return value
 }
 
+// placeholderFileStandIns are the Secret keys (secret/key) mounted as files
+// whose content pingmcp checks, and what stands in for their placeholder:
+// the cluster's TLS files, made afresh by certtest.
+var placeholderFileStandIns = map[string]string{
+	"pingmcp-cluster-tls/tls.crt": "cert",
+	"pingmcp-cluster-tls/tls.key": "key",
+	"pingmcp-cluster-tls/ca.crt":  "ca",
+}
+
+// fileStandIn returns the stand-in of placeholders in mounted Secret files:
+// a node certificate, its key and its CA, made the first time one is needed.
+func fileStandIn(t testing.TB) func(secret, key, value string) string {
+	var once sync.Once
+	pems := map[string]string{}
+	return func(secret, key, value string) string {
+		role, ok := placeholderFileStandIns[secret+"/"+key]
+		if !ok || !strings.HasPrefix(value, placeholderPrefix) {
+			return value
+		}
+		once.Do(func() {
+			f := certtest.NewCA(t, "stand-in CA").Node(t, "stand-in node")
+			for r, path := range map[string]string{"cert": f.Cert, "key": f.Key, "ca": f.CA} {
+				b, err := os.ReadFile(path)
+				if err != nil {
+					t.Fatal(err)
+				}
+				pems[r] = string(b)
+			}
+		})
+		return pems[role]
+	}
+}
+
+// noStandIn leaves every value as it is.
+func noStandIn(_, v string) string { return v }
+
+func noFileStandIn(_, _, v string) string { return v }
+
 // secretFlags are the flags whose values are secrets: never on the command
 // line (it shows in the pod spec and in ps), always from a Secret.
 var secretFlags = []string{"client-secret", "state-keys"}
@@ -58,6 +100,29 @@ type binaryContainer struct {
 	command    string            // serve, todo-api, ...
 	env        map[string]string // resolved values
 	cfg        *config.Config
+	// mounts are the container's Secret volumes, written out for the test
+	// (their mount paths in args and env point there).
+	mounts []secretMount
+}
+
+// secretMount is a Secret volume of a container, written to dir.
+type secretMount struct {
+	mount  corev1.VolumeMount
+	volume corev1.Volume
+	dir    string
+	files  map[string]string // file name in dir → Secret key
+}
+
+// secretFile says which Secret key and mount a path the binary was given
+// (as parsed) comes from.
+func (b binaryContainer) secretFile(path string) (key string, sm secretMount, ok bool) {
+	for _, sm := range b.mounts {
+		if rel, found := strings.CutPrefix(path, sm.dir+"/"); found {
+			key, ok := sm.files[rel]
+			return key, sm, ok
+		}
+	}
+	return "", secretMount{}, false
 }
 
 func (b binaryContainer) String() string {
@@ -66,14 +131,14 @@ func (b binaryContainer) String() string {
 
 // binaries parses every pingmcp container of the manifests; errs says which
 // did not parse.
-func (m *manifests) binaries() (out []binaryContainer, errs []error) {
+func (m *manifests) binaries(t testing.TB) (out []binaryContainer, errs []error) {
 	for _, d := range m.deployments {
 		for i := range d.Spec.Template.Spec.Containers {
 			c := &d.Spec.Template.Spec.Containers[i]
 			if c.Image != pingmcpImage {
 				continue
 			}
-			b, err := m.parseBinary(d, c)
+			b, err := m.parseBinary(t, d, c)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("deployment %s, container %s: %w", d.Name, c.Name, err))
 				continue
@@ -84,13 +149,17 @@ func (m *manifests) binaries() (out []binaryContainer, errs []error) {
 	return out, errs
 }
 
-func (m *manifests) parseBinary(d *appsv1.Deployment, c *corev1.Container) (binaryContainer, error) {
-	return m.parseBinaryWith(d, c, standIn)
+func (m *manifests) parseBinary(t testing.TB, d *appsv1.Deployment, c *corev1.Container) (binaryContainer, error) {
+	return m.parseBinaryWith(t, d, c, standIn, fileStandIn(t))
 }
 
 // parseBinaryWith parses a container's command line and environment, each
-// variable's value passed through value first.
-func (m *manifests) parseBinaryWith(d *appsv1.Deployment, c *corev1.Container, value func(name, v string) string) (binaryContainer, error) {
+// variable's value passed through value first. The Secret volumes it mounts
+// are written to temporary directories, each file passed through file
+// first, and the mount paths in args and env values are replaced by those
+// directories, so that pingmcp reads the files the kubelet would give it.
+func (m *manifests) parseBinaryWith(t testing.TB, d *appsv1.Deployment, c *corev1.Container, value func(name, v string) string,
+	file func(secret, key, v string) string) (binaryContainer, error) {
 	b := binaryContainer{deployment: d, container: c}
 	if len(c.Command) > 0 {
 		return b, fmt.Errorf("command %q replaces the image's ENTRYPOINT; give the pingmcp command and flags as args", c.Command)
@@ -103,9 +172,47 @@ func (m *manifests) parseBinaryWith(d *appsv1.Deployment, c *corev1.Container, v
 		return b, err
 	}
 	b.env = env
+	var paths []string // mount path, test directory, ...
+	for _, vm := range c.VolumeMounts {
+		i := slices.IndexFunc(d.Spec.Template.Spec.Volumes, func(v corev1.Volume) bool { return v.Name == vm.Name })
+		if i < 0 || d.Spec.Template.Spec.Volumes[i].Secret == nil {
+			continue
+		}
+		v := d.Spec.Template.Spec.Volumes[i]
+		if vm.SubPath != "" || vm.SubPathExpr != "" {
+			return b, fmt.Errorf("volume %s: subPath mounts of Secrets are never updated; mount the directory", vm.Name)
+		}
+		sm := secretMount{mount: vm, volume: v, dir: t.TempDir(), files: map[string]string{}}
+		keys := map[string]string{} // key → file name
+		if len(v.Secret.Items) > 0 {
+			for _, it := range v.Secret.Items {
+				keys[it.Key] = it.Path
+			}
+		} else if s := find(m.secrets, d.Namespace, v.Secret.SecretName); s != nil {
+			for k := range s.StringData {
+				keys[k] = k
+			}
+			for k := range s.Data {
+				keys[k] = k
+			}
+		}
+		for k, name := range keys {
+			content, ok := m.secretValue(d.Namespace, v.Secret.SecretName, k)
+			if !ok {
+				return b, fmt.Errorf("volume %s: no key %q in Secret %s", vm.Name, k, v.Secret.SecretName)
+			}
+			if err := os.WriteFile(filepath.Join(sm.dir, name), []byte(file(v.Secret.SecretName, k, content)), 0o600); err != nil {
+				return b, err
+			}
+			sm.files[name] = k
+		}
+		b.mounts = append(b.mounts, sm)
+		paths = append(paths, strings.TrimSuffix(vm.MountPath, "/")+"/", sm.dir+"/")
+	}
+	mounted := strings.NewReplacer(paths...)
 	var args []string
 	for _, a := range c.Args {
-		x := expand(a, env)
+		x := mounted.Replace(expand(a, env))
 		if strings.Contains(x, "$(") {
 			return b, fmt.Errorf("arg %q refers to a variable the container does not define", a)
 		}
@@ -130,7 +237,7 @@ func (m *manifests) parseBinaryWith(d *appsv1.Deployment, c *corev1.Container, v
 			return b, fmt.Errorf("--%s is given both as an arg and as %s", name, config.EnvName(name))
 		}
 	}
-	getenv := func(name string) string { return value(name, env[name]) } // never the test's own environment
+	getenv := func(name string) string { return mounted.Replace(value(name, env[name])) } // never the test's own environment
 	b.cfg, err = config.Parse(b.command, args[1:], getenv, io.Discard)
 	if err != nil {
 		return b, fmt.Errorf("pingmcp %s: %w", strings.Join(args, " "), err)
@@ -241,7 +348,7 @@ func (m *manifests) resolveEnv(namespace string, c *corev1.Container) (map[strin
 
 func binaries(t *testing.T, m *manifests) []binaryContainer {
 	t.Helper()
-	bs, errs := m.binaries()
+	bs, errs := m.binaries(t)
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +360,7 @@ func binaries(t *testing.T, m *manifests) []binaryContainer {
 // removed flag, or a value it refuses, fails here and not in a rollout.
 func TestBinaryContainersParse(t *testing.T) {
 	m := load(t)
-	bs, errs := m.binaries()
+	bs, errs := m.binaries(t)
 	for _, err := range errs {
 		t.Error(err)
 	}
@@ -375,9 +482,18 @@ func TestPlaceholdersAreRefused(t *testing.T) {
 			t.Errorf("%s does not hold a placeholder: drop its stand-in", name)
 		}
 	}
-	_, err = m.parseBinaryWith(serve, c, func(_, v string) string { return v })
+	for secretKey := range placeholderFileStandIns {
+		secret, key, _ := strings.Cut(secretKey, "/")
+		if v, ok := m.secretValue(serve.Namespace, secret, key); !ok || !strings.HasPrefix(v, placeholderPrefix) {
+			t.Errorf("secret %s, key %s: %q is not a placeholder: drop its stand-in", secret, key, v)
+		}
+	}
+	_, err = m.parseBinaryWith(t, serve, c, noStandIn, noFileStandIn)
 	if err == nil || !strings.Contains(err.Error(), "--state-keys") {
 		t.Errorf("pingmcp serve with the placeholder state keys: err = %v, want a refusal of --state-keys", err)
+	}
+	if err == nil || !strings.Contains(err.Error(), "--cluster-tls-cert") {
+		t.Errorf("pingmcp serve with the placeholder cluster TLS files: err = %v, want a refusal of --cluster-tls-*", err)
 	}
 }
 
@@ -422,11 +538,18 @@ func TestBinaryParseCatchesMistakes(t *testing.T) {
 		{"actor outlives its session", func(c *corev1.Container) {
 			c.Args = append(c.Args, "--session-idle-timeout=10m", "--actor-idle-timeout=20m")
 		}},
+		{"plaintext cluster", func(c *corev1.Container) {
+			c.Args = slices.DeleteFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--cluster-tls-") })
+		}},
+		{"cluster TLS without its CA", func(c *corev1.Container) {
+			c.Args = slices.DeleteFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--cluster-tls-ca") })
+		}},
+		{"cluster TLS Secret not mounted", func(c *corev1.Container) { c.VolumeMounts = nil }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			d := serve.DeepCopy()
 			tc.mutate(&d.Spec.Template.Spec.Containers[0])
-			if _, err := m.parseBinary(d, &d.Spec.Template.Spec.Containers[0]); err == nil {
+			if _, err := m.parseBinary(t, d, &d.Spec.Template.Spec.Containers[0]); err == nil {
 				t.Error("parsed without error")
 			}
 		})

@@ -1,0 +1,392 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/pingmcp/pingmcp/internal/certtest"
+)
+
+func loadTLS(t *testing.T, f certtest.Files) *TLS {
+	t.Helper()
+	tl, err := LoadTLS(f.Cert, f.Key, f.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tl
+}
+
+// handshake runs a TLS server with srv on loopback and dials it with cli;
+// it returns the client's and the server's errors. The client writes and
+// reads one byte after its handshake: in TLS 1.3 a client learns that the
+// server refused its certificate only then.
+func handshake(t *testing.T, srv, cli *tls.Config) (clientErr, serverErr error) {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	served := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			served <- err
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if err := c.(*tls.Conn).Handshake(); err != nil {
+			served <- err
+			return
+		}
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(c, b); err != nil {
+			served <- err
+			return
+		}
+		_, err = c.Write(b)
+		served <- err
+	}()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", ln.Addr().String(), cli)
+	if err == nil {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err = c.Write([]byte{'x'}); err == nil {
+			b := make([]byte, 1)
+			_, err = io.ReadFull(c, b)
+			if err == nil && c.ConnectionState().Version != tls.VersionTLS13 {
+				err = errors.New("not TLS 1.3")
+			}
+		}
+	}
+	return err, <-served
+}
+
+func TestTLSMutual(t *testing.T) {
+	ca := certtest.NewCA(t, "cluster CA")
+	a, b := loadTLS(t, ca.Node(t, "node-a")), loadTLS(t, ca.Node(t, "node-b"))
+	cli := b.ClientConfig()
+	// Node addresses are pod IPs that change: the name dialled is not
+	// compared with the certificate's (which names 127.0.0.1).
+	cli.ServerName = "10.9.8.7"
+	if cerr, serr := handshake(t, a.ServerConfig(), cli); cerr != nil || serr != nil {
+		t.Fatalf("two nodes of one CA: client %v, server %v", cerr, serr)
+	}
+	// A chain through an intermediate CA.
+	in := ca.Intermediate(t, "intermediate")
+	c := loadTLS(t, in.Chain(t, "node-c"))
+	if cerr, serr := handshake(t, a.ServerConfig(), c.ClientConfig()); cerr != nil || serr != nil {
+		t.Fatalf("client with an intermediate: client %v, server %v", cerr, serr)
+	}
+	if cerr, serr := handshake(t, c.ServerConfig(), a.ClientConfig()); cerr != nil || serr != nil {
+		t.Fatalf("server with an intermediate: client %v, server %v", cerr, serr)
+	}
+}
+
+func TestTLSRefusesOtherCA(t *testing.T) {
+	ca, other := certtest.NewCA(t, "cluster CA"), certtest.NewCA(t, "rogue CA")
+	good := loadTLS(t, ca.Node(t, "node"))
+	// A rogue with its own CA, trusting ours: the node refuses its
+	// certificate.
+	rogueFiles := other.Node(t, "rogue")
+	rogueFiles.CA = ca.File
+	rogueCert, err := tls.LoadX509KeyPair(rogueFiles.Cert, rogueFiles.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// It presents its certificate whatever CAs the server names (Go's
+	// client would otherwise send none).
+	rogueCli := &tls.Config{
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &rogueCert, nil },
+		InsecureSkipVerify:   true, MinVersion: tls.VersionTLS13,
+	}
+	cerr, serr := handshake(t, good.ServerConfig(), rogueCli)
+	if cerr == nil || serr == nil || !strings.Contains(serr.Error(), "certificate signed by unknown authority") {
+		t.Fatalf("rogue client: client %v, server %v; want the server to refuse an unknown authority", cerr, serr)
+	}
+	// A rogue server (it stole the port, or a node was told its address):
+	// a node sends it nothing.
+	rogue := loadTLS(t, other.Node(t, "rogue-server"))
+	cerr, serr = handshake(t, rogue.ServerConfig(), good.ClientConfig())
+	if cerr == nil || !strings.Contains(cerr.Error(), "certificate not accepted") {
+		t.Fatalf("rogue server: client %v, server %v; want the client to refuse it", cerr, serr)
+	}
+}
+
+func TestTLSRefusesNoClientCertificate(t *testing.T) {
+	ca := certtest.NewCA(t, "cluster CA")
+	good := loadTLS(t, ca.Node(t, "node"))
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	cerr, serr := handshake(t, good.ServerConfig(), &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tls.VersionTLS13})
+	if cerr == nil || serr == nil || !strings.Contains(serr.Error(), "didn't provide a certificate") {
+		t.Fatalf("no client certificate: client %v, server %v", cerr, serr)
+	}
+}
+
+func TestTLSRefusesExpiredCertificate(t *testing.T) {
+	ca := certtest.NewCA(t, "cluster CA")
+	good := loadTLS(t, ca.Node(t, "node"))
+	expired := ca.Issue(t, "expired", certtest.Options{NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
+	// Refused when loading: a node does not start with it.
+	if _, err := LoadTLS(expired.Cert, expired.Key, expired.CA); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("LoadTLS of an expired certificate: %v", err)
+	}
+	// And by peers (a node started before it expired).
+	cert, err := tls.LoadX509KeyPair(expired.Cert, expired.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stale := &TLS{cert: cert, leaf: mustParse(t, cert), roots: good.roots}
+	if cerr, serr := handshake(t, good.ServerConfig(), stale.ClientConfig()); serr == nil || !strings.Contains(serr.Error(), "expired") || cerr == nil {
+		t.Fatalf("expired client certificate: client %v, server %v", cerr, serr)
+	}
+	if cerr, _ := handshake(t, stale.ServerConfig(), good.ClientConfig()); cerr == nil || !strings.Contains(cerr.Error(), "expired") {
+		t.Fatalf("expired server certificate: client %v", cerr)
+	}
+}
+
+func TestTLSRefusesTLS12(t *testing.T) {
+	ca := certtest.NewCA(t, "cluster CA")
+	a, b := loadTLS(t, ca.Node(t, "a")), loadTLS(t, ca.Node(t, "b"))
+	old := b.ClientConfig()
+	old.MinVersion, old.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
+	cerr, serr := handshake(t, a.ServerConfig(), old)
+	if cerr == nil || serr == nil || !strings.Contains(serr.Error(), "unsupported versions") {
+		t.Fatalf("TLS 1.2 client: client %v, server %v", cerr, serr)
+	}
+	oldSrv := a.ServerConfig()
+	oldSrv.MinVersion, oldSrv.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
+	if cerr, _ := handshake(t, oldSrv, b.ClientConfig()); cerr == nil || !strings.Contains(cerr.Error(), "protocol version") {
+		t.Fatalf("TLS 1.2 server: client %v", cerr)
+	}
+}
+
+// A node's certificate must allow both usages: it accepts connections and
+// makes them.
+func TestTLSKeyUsages(t *testing.T) {
+	ca := certtest.NewCA(t, "cluster CA")
+	good := loadTLS(t, ca.Node(t, "node"))
+	for _, tc := range []struct {
+		name  string
+		usage x509.ExtKeyUsage
+	}{{"client only", x509.ExtKeyUsageClientAuth}, {"server only", x509.ExtKeyUsageServerAuth}} {
+		f := ca.Issue(t, strings.ReplaceAll(tc.name, " ", "-"), certtest.Options{Usages: []x509.ExtKeyUsage{tc.usage}})
+		if _, err := LoadTLS(f.Cert, f.Key, f.CA); err == nil || !strings.Contains(err.Error(), "key usage") {
+			t.Errorf("%s: LoadTLS: %v, want a refusal of its key usage", tc.name, err)
+		}
+		cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		one := &TLS{cert: cert, leaf: mustParse(t, cert), roots: good.roots}
+		if tc.usage == x509.ExtKeyUsageClientAuth {
+			if cerr, _ := handshake(t, one.ServerConfig(), good.ClientConfig()); cerr == nil {
+				t.Errorf("a server with a client-only certificate was accepted")
+			}
+		} else {
+			if _, serr := handshake(t, good.ServerConfig(), one.ClientConfig()); serr == nil {
+				t.Errorf("a client with a server-only certificate was accepted")
+			}
+		}
+	}
+}
+
+func TestParseTLSErrors(t *testing.T) {
+	ca, other := certtest.NewCA(t, "cluster CA"), certtest.NewCA(t, "other CA")
+	a, b := ca.Node(t, "a"), ca.Node(t, "b")
+	read := func(p string) []byte {
+		bs, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bs
+	}
+	keyA := read(a.Key)
+	for _, tc := range []struct {
+		name           string
+		cert, key, cas []byte
+		want           string
+	}{
+		{"no CA", read(a.Cert), keyA, []byte("not pem"), "holds no PEM certificate"},
+		{"key of another", read(a.Cert), read(b.Key), read(ca.File), "private key does not match"},
+		{"not from the CA", read(a.Cert), keyA, read(other.File), "unknown authority"},
+		{"key in place of the certificate", keyA, keyA, read(ca.File), "certificate and key"},
+	} {
+		_, err := ParseTLS(tc.cert, tc.key, tc.cas)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "PRIVATE KEY-----") {
+			t.Errorf("%s: the error shows the key: %v", tc.name, err)
+		}
+	}
+	if _, err := LoadTLS(a.Cert, a.Key+".missing", a.CA); err == nil || !strings.Contains(err.Error(), "cluster TLS key") {
+		t.Errorf("missing key file: %v", err)
+	}
+}
+
+func mustParse(t *testing.T, c tls.Certificate) *x509.Certificate {
+	t.Helper()
+	leaf, err := x509.ParseCertificate(c.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaf
+}
+
+// syncBuffer is a log destination safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestNodeRemoteIsMutualTLS starts a node with TLS (the one protoactor
+// cluster of this test binary) and talks to its cluster port the way
+// protoactor's endpoint writer does: open the Receive stream and send a
+// ConnectRequest. Plaintext and a certificate of another CA get nothing,
+// no readable byte of the remote's protocol; a certificate of the
+// cluster's CA gets the ConnectResponse (the control). Each refusal is
+// logged by the node.
+func TestNodeRemoteIsMutualTLS(t *testing.T) {
+	ca, other := certtest.NewCA(t, "cluster CA"), certtest.NewCA(t, "rogue CA")
+	var logs syncBuffer
+	n, err := Start(Config{
+		Addr:     "127.0.0.1:0",
+		Provider: ProviderSingle,
+		Role:     RoleMember,
+		TLS:      loadTLS(t, ca.Node(t, "node")),
+		Logger:   slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Stop(false) })
+	if !strings.Contains(logs.String(), "cluster connections use mutual TLS") {
+		t.Errorf("the node did not log that its cluster connections use TLS:\n%s", logs.String())
+	}
+
+	connect := func(creds credentials.TransportCredentials) (*remote.ConnectResponse, error) {
+		conn, err := grpc.NewClient(n.Address(), grpc.WithTransportCredentials(creds))
+		if err != nil {
+			return nil, err
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stream, err := remote.NewRemotingClient(conn).Receive(ctx)
+		if err != nil {
+			return nil, err
+		}
+		err = stream.Send(&remote.RemoteMessage{MessageType: &remote.RemoteMessage_ConnectRequest{ConnectRequest: &remote.ConnectRequest{
+			ConnectionType: &remote.ConnectRequest_ServerConnection{ServerConnection: &remote.ServerConnection{SystemId: "probe", Address: "127.0.0.1:1"}},
+		}}})
+		if err != nil {
+			return nil, err
+		}
+		msg, err := stream.Recv()
+		if err != nil {
+			return nil, err
+		}
+		return msg.GetConnectResponse(), nil
+	}
+
+	good := loadTLS(t, ca.Node(t, "peer"))
+	if resp, err := connect(good.clientCredentials()); err != nil || resp == nil {
+		t.Fatalf("a peer with a certificate of the cluster's CA: %v %v", resp, err)
+	}
+
+	// The node logs each refusal (the handshake's end on its side may
+	// come a moment after the client gave up).
+	refused := func(why string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			for _, l := range strings.Split(logs.String(), "\n") {
+				if strings.Contains(l, RefusedConnection) && strings.Contains(l, why) {
+					return
+				}
+			}
+		}
+		t.Errorf("no refusal logged for %q:\n%s", why, logs.String())
+	}
+	if resp, err := connect(insecure.NewCredentials()); err == nil || resp != nil {
+		t.Fatalf("plaintext: got %v, %v; want no connection", resp, err)
+	}
+	refused("first record does not look like a TLS handshake")
+	rogue := loadTLS(t, other.Node(t, "rogue"))
+	rogueCreds := rogue.ClientConfig()
+	rogueCreds.VerifyConnection = nil // the rogue would accept anything
+	if resp, err := connect(credentials.NewTLS(rogueCreds)); err == nil || resp != nil {
+		t.Fatalf("a certificate of another CA: got %v, %v; want no connection", resp, err)
+	}
+	refused("certificate signed by unknown authority")
+	// A client without a certificate at all.
+	if resp, err := connect(credentials.NewTLS(&tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13})); err == nil || resp != nil {
+		t.Fatalf("no client certificate: got %v, %v; want no connection", resp, err)
+	}
+	refused("didn't provide a certificate")
+	// protoactor's unary methods panic on the server: they are refused
+	// instead, even to a peer of the cluster.
+	conn, err := grpc.NewClient(n.Address(), grpc.WithTransportCredentials(good.clientCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := remote.NewRemotingClient(conn).ListProcesses(context.Background(), &remote.ListProcessesRequest{}); status.Code(err) != codes.Unimplemented {
+		t.Errorf("ListProcesses: %v, want Unimplemented", err)
+	}
+	// The node still serves its peers.
+	if resp, err := connect(good.clientCredentials()); err != nil || resp == nil {
+		t.Fatalf("a peer after the refusals: %v %v", resp, err)
+	}
+}
+
+func TestRefusalLogIsBounded(t *testing.T) {
+	var logs syncBuffer
+	l := &refusalLog{logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	addr := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 1234}
+	for range 100 {
+		l.refused(addr, errors.New("tls: bad"))
+	}
+	if got := strings.Count(logs.String(), RefusedConnection); got != refusalBurst {
+		t.Errorf("%d lines logged for 100 refusals in a burst, want %d", got, refusalBurst)
+	}
+	l.mu.Lock()
+	l.second = time.Now().Add(-2 * time.Second) // a second later
+	l.mu.Unlock()
+	l.refused(addr, errors.New("tls: bad"))
+	if !strings.Contains(logs.String(), "suppressed=95") {
+		t.Errorf("the next line does not count the suppressed ones:\n%s", logs.String())
+	}
+}
