@@ -5,42 +5,30 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pingmcp/pingmcp/internal/hangtest"
 )
 
 // hungIssuer publishes its metadata, then never answers on any endpoint it
 // names (token, introspection, keys); reached is signalled when one was
 // asked.
-func hungIssuer(t *testing.T) (*httptest.Server, <-chan struct{}) {
+func hungIssuer(t *testing.T) (*hangtest.Server, <-chan struct{}) {
 	t.Helper()
-	reached := make(chan struct{}, 1)
-	release := make(chan struct{})
-	var srv *httptest.Server
-	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/.well-known/openid-configuration" {
-			json.NewEncoder(w).Encode(map[string]any{
-				"issuer": srv.URL, "token_endpoint": srv.URL + "/as/token.oauth2",
-				"introspection_endpoint": srv.URL + "/as/introspect.oauth2", "jwks_uri": srv.URL + "/pf/JWKS",
-			})
-			return
+	var srv *hangtest.Server
+	srv = hangtest.New(t, func(w http.ResponseWriter, r *http.Request) bool {
+		if r.URL.Path != "/.well-known/openid-configuration" {
+			return false
 		}
-		select {
-		case reached <- struct{}{}:
-		default:
-		}
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}))
-	t.Cleanup(func() {
-		close(release)
-		srv.Close()
+		json.NewEncoder(w).Encode(map[string]any{
+			"issuer": srv.URL, "token_endpoint": srv.URL + "/as/token.oauth2",
+			"introspection_endpoint": srv.URL + "/as/introspect.oauth2", "jwks_uri": srv.URL + "/pf/JWKS",
+		})
+		return true
 	})
-	return srv, reached
+	return srv, srv.Reached
 }
 
 const upstreamTimeout = 200 * time.Millisecond

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,7 +10,6 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +21,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/pingmcp/pingmcp/internal/certtest"
+	"github.com/pingmcp/pingmcp/internal/logtest"
 )
 
 func loadTLS(t *testing.T, f certtest.Files) *TLS {
@@ -254,24 +253,6 @@ func mustParse(t *testing.T, c tls.Certificate) *x509.Certificate {
 	return leaf
 }
 
-// syncBuffer is a log destination safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestNodeRemoteIsMutualTLS starts a node with TLS (the one protoactor
 // cluster of this test binary) and talks to its cluster port the way
 // protoactor's endpoint writer does: open the Receive stream and send a
@@ -281,7 +262,7 @@ func (s *syncBuffer) String() string {
 // logged by the node.
 func TestNodeRemoteIsMutualTLS(t *testing.T) {
 	ca, other := certtest.NewCA(t, "cluster CA"), certtest.NewCA(t, "rogue CA")
-	var logs syncBuffer
+	var logs logtest.Buffer
 	n, err := Start(Config{
 		Addr:     "127.0.0.1:0",
 		Provider: ProviderSingle,
@@ -373,7 +354,7 @@ func TestNodeRemoteIsMutualTLS(t *testing.T) {
 }
 
 func TestRefusalLogIsBounded(t *testing.T) {
-	var logs syncBuffer
+	var logs logtest.Buffer
 	l := &refusalLog{logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	addr := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 1234}
 	for range 100 {

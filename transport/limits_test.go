@@ -15,6 +15,7 @@ import (
 
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/authtest"
+	"github.com/pingmcp/pingmcp/internal/hangtest"
 )
 
 // clock is a settable clock for the limiter.
@@ -294,7 +295,7 @@ func TestEdgeAddressLimit(t *testing.T) {
 
 	// A fresh edge: an issuer that cannot be reached costs the caller
 	// nothing.
-	hung := hungServer(t)
+	hung := hangtest.New(t, nil)
 	srv := newEdge(t, Options{
 		Verifier: auth.NewJWTVerifier(auth.JWTOptions{Issuer: hung.URL, Audiences: []string{mcpResource},
 			HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}}),
@@ -396,7 +397,7 @@ func TestEdgeConcurrencyCap(t *testing.T) {
 // An upstream that never answers fails a token check within the client's
 // timeout: the edge answers 503 with Retry-After, it does not hang.
 func TestEdgeHungIssuer(t *testing.T) {
-	hung := hungServer(t)
+	hung := hangtest.New(t, nil)
 	srv := newEdge(t, Options{
 		Verifier: auth.NewJWTVerifier(auth.JWTOptions{Issuer: hung.URL, Audiences: []string{mcpResource},
 			HTTPClient: &http.Client{Timeout: 200 * time.Millisecond}}),
@@ -410,7 +411,7 @@ func TestEdgeHungIssuer(t *testing.T) {
 		t.Errorf("took %v", took)
 	}
 	select {
-	case <-hung.reached:
+	case <-hung.Reached:
 	default:
 		t.Error("the issuer was never asked")
 	}
@@ -426,34 +427,6 @@ func TestEdgeHungIssuer(t *testing.T) {
 	if r.StatusCode != http.StatusServiceUnavailable || r.Header.Get("Retry-After") == "" {
 		t.Errorf("mirror of a hung issuer: %d", r.StatusCode)
 	}
-}
-
-// hung is an HTTP server that never answers; reached is closed (once) when
-// a request came in.
-type hung struct {
-	*httptest.Server
-	reached chan struct{}
-}
-
-func hungServer(t *testing.T) *hung {
-	t.Helper()
-	h := &hung{reached: make(chan struct{}, 1)}
-	release := make(chan struct{})
-	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case h.reached <- struct{}{}:
-		default:
-		}
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}))
-	t.Cleanup(func() {
-		close(release)
-		h.Close()
-	})
-	return h
 }
 
 func authInitialize(t *testing.T, url string, h map[string]string) string {

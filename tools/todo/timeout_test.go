@@ -3,13 +3,13 @@ package todo
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pingmcp/pingmcp/internal/hangtest"
 	"github.com/pingmcp/pingmcp/tools"
 )
 
@@ -25,20 +25,7 @@ func (staticCaller) Delegate(context.Context, string, []string) (*tools.Delegati
 // client's timeout (--upstream-timeout) with a tool error saying so; the
 // call does not hang.
 func TestHungTodoAPI(t *testing.T) {
-	reached := make(chan struct{}, 1)
-	release := make(chan struct{})
-	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case reached <- struct{}{}:
-		default:
-		}
-		select {
-		case <-r.Context().Done():
-		case <-release:
-		}
-	}))
-	defer api.Close()
-	defer close(release)
+	api := hangtest.New(t, nil)
 	const timeout = 200 * time.Millisecond
 	c := &calls{opts: Options{APIURL: api.URL, HTTPClient: &http.Client{Timeout: timeout}}, caller: staticCaller{}}
 	start := time.Now()
@@ -58,7 +45,7 @@ func TestHungTodoAPI(t *testing.T) {
 		t.Errorf("failed after %v, want about %v", took, timeout)
 	}
 	select {
-	case <-reached:
+	case <-api.Reached:
 	default:
 		t.Error("the API was never called")
 	}
