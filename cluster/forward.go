@@ -86,7 +86,7 @@ func (n *Node) Forward(ctx context.Context, kind, identity string, req *envelope
 			select {
 			case <-ctx.Done():
 				return nil, ctx.Err()
-			case <-time.After(time.Duration(attempt+1) * 50 * time.Millisecond):
+			case <-time.After(min(50*time.Millisecond<<attempt, 500*time.Millisecond)):
 			}
 			continue
 		}
@@ -118,8 +118,10 @@ func (n *Node) StopActor(ctx context.Context, kind, identity, reason string) err
 }
 
 // maxNotServedRetries bounds how often Forward sends again a request an
-// actor refused unserved.
-const maxNotServedRetries = 3
+// actor refused unserved: backing off 50 ms, doubling to 500 ms, about 1.75 s
+// in all, the time a stopping actor (passivated, drained, fenced) takes to
+// write its state and leave its placement, even on a loaded node.
+const maxNotServedRetries = 6
 
 func notServed(p *envelope.ResponsePart) bool {
 	for _, h := range p.Headers {
