@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -188,9 +189,16 @@ func (c *mcpClient) post(ctx context.Context, method string, params any, notify 
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
+			var op *net.OpError
+			if !errors.As(err, &op) || op.Op != "dial" {
+				// Sent, perhaps served: not sent again with this id (an id
+				// may not be reused while its request is in flight); the
+				// caller retries with a new one.
+				return nil, &failure{kind: "connection_lost", retryable: true, detail: err.Error()}
+			}
 			last = &failure{kind: "connection", retryable: true, detail: err.Error()}
 			c.lb.skipped.Add(1)
-			continue // the next node, as a load balancer would
+			continue // never sent: the next node, as a load balancer would
 		}
 		result, err := c.read(resp, id, notify)
 		if err != nil && ctx.Err() != nil {

@@ -54,6 +54,7 @@ type options struct {
 	think    time.Duration
 	writes   float64
 	dir      string
+	logLevel string
 }
 
 func main() {
@@ -68,6 +69,7 @@ func main() {
 	flag.DurationVar(&o.think, "think", time.Second, "pause between two calls of a session")
 	flag.Float64Var(&o.writes, "writes", 0.5, "share of calls that create a todo (the others list them)")
 	flag.StringVar(&o.dir, "dir", "", "work folder for logs (default: a new temporary one, kept)")
+	flag.StringVar(&o.logLevel, "log-level", "info", "the processes' log level (debug logs every request)")
 	flag.Parse()
 	if o.sessions < 1 || o.sessions > 10000 || o.nodes < 2 || o.nodes > 9 || o.duration <= 0 || o.duration > time.Hour ||
 		o.kills < 0 || o.writes < 0 || o.writes > 1 || o.think < 0 {
@@ -293,7 +295,7 @@ func (c *cluster) start(ctx context.Context) error {
 	c.issuer = "http://" + idpAddr
 	todoURL := "http://" + todoAddr
 	secret := rand.Text()
-	logArgs := []string{"--log-format", "json", "--log-level", "info"}
+	logArgs := []string{"--log-format", "json", "--log-level", o.logLevel}
 	if p, err = startProc(ctx, c.dir, "idp", `"msg":"development authorization server started"`, c.bin,
 		append([]string{"idp", "--addr", idpAddr, "--client-secret", secret, "--resource", resource, "--todo-api-url", todoURL,
 			"--test-users", strconv.Itoa(o.sessions)}, logArgs...)...); err != nil {
