@@ -142,6 +142,25 @@ func (w *relayWriter) replace(status int, header http.Header, body []byte) bool 
 	return true
 }
 
+// unservedIfCut replaces the response with a retryable "not served" 503
+// when the request was cut (its actor stopping: passivated, fenced,
+// drained, ended) and the SDK answered it 404 before anything was sent: the
+// SDK found its session closed under it, so the request was never
+// dispatched, and a 404 would tell the client its session is gone. It
+// reports whether it replaced the response.
+func (w *relayWriter) unservedIfCut(requestID string) bool {
+	w.mu.Lock()
+	cut := w.ctx.Err() != nil && !w.headSent && w.status == http.StatusNotFound
+	w.mu.Unlock()
+	if !cut {
+		return false
+	}
+	u := unavailable(requestID)
+	h := http.Header{}
+	envelope.ToHTTP(u.Headers, h)
+	return w.replace(int(u.Status), h, u.Body)
+}
+
 // finish ships the rest of the response as the final part.
 func (w *relayWriter) finish() {
 	w.mu.Lock()

@@ -223,3 +223,50 @@ func TestWorkersNeverWait(t *testing.T) {
 	}
 	close(hang)
 }
+
+// A request cut while its actor stopped, which the SDK answered 404 (its
+// session closed under it), goes to the edge as a retryable "not served"
+// 503; an uncut 404, or a cut response already under way, is left alone.
+func TestRelayWriterUnservedIfCut(t *testing.T) {
+	answer404 := func(ctx context.Context) (*relayWriter, *sink) {
+		s := newSink()
+		w := newRelayWriter(ctx, "r", newWindow(4), s.send)
+		w.WriteHeader(http.StatusNotFound)
+		w.Write([]byte("session not found\n"))
+		return w, s
+	}
+	cut, cancel := context.WithCancel(context.Background())
+	cancel()
+	w, s := answer404(cut)
+	if !w.unservedIfCut("r") {
+		t.Fatal("a cut 404 was not replaced")
+	}
+	w.finish()
+	p := s.next(t)
+	h := http.Header{}
+	envelope.ToHTTP(p.Headers, h)
+	if p.Status != http.StatusServiceUnavailable || h.Get(envelope.NotServedHeader) == "" || h.Get("Retry-After") == "" || !p.Final {
+		t.Errorf("cut 404 became %d %v", p.Status, h)
+	}
+
+	w, s = answer404(context.Background())
+	if w.unservedIfCut("r") {
+		t.Error("an uncut 404 was replaced")
+	}
+	w.finish()
+	if p := s.next(t); p.Status != http.StatusNotFound {
+		t.Errorf("uncut 404 became %d", p.Status)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	s = newSink()
+	w = newRelayWriter(ctx, "r", newWindow(4), s.send)
+	w.WriteHeader(http.StatusOK)
+	w.Write([]byte("data: x\n\n"))
+	w.FlushError()
+	w.FlushError() // the second flush ships the held first part
+	cancel()
+	if w.unservedIfCut("r") {
+		t.Error("a response under way was replaced")
+	}
+}

@@ -299,6 +299,12 @@ func (a *SessionActor) Receive(ctx actor.Context) {
 			}
 		}
 	case *actor.Stopping:
+		if !a.stopping {
+			// Not one of ours (passivation, drain, fencing, an operator):
+			// protoactor stops activations whose placement moved to
+			// another member when membership changes.
+			a.logger.Info("actor stopped by the cluster: its placement moved", "in_flight", len(a.flights))
+		}
 		a.stopping = true
 		for _, q := range a.pending {
 			a.reply(ctx, q.replyTo, unavailable(q.req.Id))
@@ -519,6 +525,9 @@ func (a *SessionActor) serveHTTP(ctx context.Context, w *relayWriter, req *envel
 	hr, end := a.observe(hr, req)
 	defer end(w)
 	a.handler.ServeHTTP(w, hr)
+	if w.unservedIfCut(req.Id) {
+		a.logger.Info("request cut before it was dispatched; the edge sends it again", "request", req.Id)
+	}
 	if f, _ := ctx.Value(flightKey{}).(*flight); f != nil && f.moved.Load() {
 		h := http.Header{"Content-Type": {"application/json"}, "Retry-After": {"1"}}
 		body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": firstID(req.Body), "error": movedError()})
