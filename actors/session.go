@@ -276,6 +276,8 @@ func (a *SessionActor) Receive(ctx actor.Context) {
 		a.settle(ctx)
 	case endedNow:
 		a.stop(ctx)
+	case stopNow:
+		ctx.Stop(ctx.Self())
 	case *actor.ReceiveTimeout:
 		if len(a.flights) > 0 {
 			return
@@ -692,9 +694,17 @@ func (a *SessionActor) hasSession() bool {
 func (a *SessionActor) stop(ctx actor.Context) {
 	if !a.stopping {
 		a.stopping = true
-		ctx.Stop(ctx.Self())
+		// Stop only once the requests already in the mailbox were answered
+		// "not served" (serve refuses them while stopping): protoactor
+		// drops what is left in a stopped actor's mailbox, and the edge
+		// cannot tell such a request from one lost half-way, which it may
+		// not send again.
+		ctx.Send(ctx.Self(), stopNow{})
 	}
 }
+
+// stopNow stops the actor, after the requests queued before it.
+type stopNow struct{}
 
 // unavailable is the answer to a request that reached an actor on its way
 // out: 503 with Retry-After, which clients and the edge retry.

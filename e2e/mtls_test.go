@@ -316,6 +316,11 @@ func TestMTLSRotation(t *testing.T) {
 		}
 		cert := fmt.Sprintf("%s-%d", s.name, 2)
 		s.n.kill()
+		// The node comes back on its HTTP address (the clients' URLs) but
+		// a new cluster address, as a restarted pod does. (A node back on
+		// the very address it left, before the others noticed it was gone,
+		// can stay unreachable from them: see the session notes.)
+		s.clust = freeAddr(t)
 		s.n = startNode(t, s.name+"-renewed", append(append([]string{"--addr", s.http, "--cluster-addr", s.clust, "--cluster-seeds", other.clust},
 			ca.Node(t, cert).Args()...), durable...)...)
 		if !s.n.logged(`"msg":"cluster connections use mutual TLS"`, "CN="+cert) {
