@@ -32,15 +32,12 @@ func adminCall(t testing.TB, ctx context.Context, method, url, token string) (in
 	return resp.StatusCode, string(b), resp.Header
 }
 
-// TestAdminSessions drives the admin API of pingmcp dev with two logged-in
-// users: it is refused without the token or with a wrong one, is not on the
-// /mcp listener, lists sessions by user, describes one with its exchanged
-// token (audience, scopes, act, expiry) but never a token value, and ends
-// it: its client is then told the session is gone.
-func TestAdminSessions(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	token := "admin-" + strings.Repeat("x", 8) + newStateKey(t)[3:19]
+// runDevAdmin runs `pingmcp dev` with its admin API on a free port and a
+// static admin token of the test's, and returns the process, the admin
+// API's address and the token.
+func runDevAdmin(t *testing.T, ctx context.Context) (*devProcess, string, string) {
+	t.Helper()
+	token := "admin-" + newStateKey(t)[3:27]
 	tokenFile := filepath.Join(t.TempDir(), "admin-token")
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -51,7 +48,19 @@ func TestAdminSessions(t *testing.T) {
 	if err := json.Unmarshal([]byte(d.line(`"msg":"admin API started"`)), &rec); err != nil || rec.Admin == "" {
 		t.Fatalf("the admin API did not start: %v", err)
 	}
-	base := "http://" + rec.Admin + "/admin/v1"
+	return d, rec.Admin, token
+}
+
+// TestAdminSessions drives the admin API of pingmcp dev with two logged-in
+// users: it is refused without the token or with a wrong one, is not on the
+// /mcp listener, lists sessions by user, describes one with its exchanged
+// token (audience, scopes, act, expiry) but never a token value, and ends
+// it: its client is then told the session is gone.
+func TestAdminSessions(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d, adminAddr, token := runDevAdmin(t, ctx)
+	base := "http://" + adminAddr + "/admin/v1"
 
 	// Never unauthenticated, never on /mcp's listener.
 	if status, _, h := adminCall(t, ctx, http.MethodGet, base+"/sessions", ""); status != http.StatusUnauthorized || !strings.HasPrefix(h.Get("WWW-Authenticate"), "Bearer") {
@@ -140,7 +149,7 @@ func TestAdminSessions(t *testing.T) {
 	}
 
 	// The same through the CLI.
-	adminURL := "--admin-url=http://" + rec.Admin
+	adminURL := "--admin-url=http://" + adminAddr
 	env := []string{"PINGMCP_ADMIN_TOKEN=" + token}
 	if out, _, code := runCLI(t, env, "sessions", "ls", adminURL, "-o", "json"); code != 0 || !strings.Contains(out, as.ID()) || !strings.Contains(out, bs.ID()) {
 		t.Errorf("sessions ls -o json: %d %s", code, out)
@@ -165,7 +174,7 @@ func TestAdminSessions(t *testing.T) {
 	}
 
 	// Metrics, behind the same token, move when what they count happens.
-	metricsURL := "http://" + rec.Admin + "/metrics"
+	metricsURL := "http://" + adminAddr + "/metrics"
 	if status, _, _ := adminCall(t, ctx, http.MethodGet, metricsURL, ""); status != http.StatusUnauthorized {
 		t.Errorf("/metrics without the token: %d", status)
 	}

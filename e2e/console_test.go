@@ -31,18 +31,8 @@ func TestConsole(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	token := "admin-" + newStateKey(t)[3:27]
-	tokenFile := filepath.Join(t.TempDir(), "admin-token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	d := runDev(t, "--admin-addr", "127.0.0.1:0", "--admin-token-file", tokenFile)
-	d.awaitCount(ctx, `"msg":"admin API started"`, 1)
-	var rec struct{ Admin string }
-	if err := json.Unmarshal([]byte(d.line(`"msg":"admin API started"`)), &rec); err != nil || rec.Admin == "" {
-		t.Fatalf("the admin API did not start: %v", err)
-	}
-	console := "http://" + rec.Admin + "/console/"
+	d, adminAddr, token := runDevAdmin(t, ctx)
+	console := "http://" + adminAddr + "/console/"
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.DisableGPU, chromedp.WindowSize(1400, 900))
 	if os.Geteuid() == 0 {
@@ -116,7 +106,7 @@ func TestConsole(t *testing.T) {
 	var described struct {
 		Delegations []struct{ Audience string }
 	}
-	status, body, _ := adminCall(t, ctx, http.MethodGet, "http://"+rec.Admin+"/admin/v1/sessions/"+as.ID(), token)
+	status, body, _ := adminCall(t, ctx, http.MethodGet, "http://"+adminAddr+"/admin/v1/sessions/"+as.ID(), token)
 	if json.Unmarshal([]byte(body), &described); status != http.StatusOK || len(described.Delegations) == 0 || described.Delegations[0].Audience == "" {
 		t.Fatalf("alice's session through the API: %d %s", status, body)
 	}
