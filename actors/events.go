@@ -48,8 +48,8 @@ type sessionEvents struct {
 	skipped  map[string]bool // streams of the replayed handshake
 	backlog  []pendingWrite  // writes not stored yet, oldest first
 	retrying bool            // the writer goroutine runs
-	failing  bool            // the store refused a write: opens queue too
-	closed   bool            // the actor stopped: the backlog is dropped
+	failing  bool            // the store refused a write (its warning is logged once)
+	closed   bool            // the actor stopped: the writer gives up at its next failure
 }
 
 // pendingWrite is an open or an append the store could not take yet.

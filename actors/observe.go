@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"sync"
@@ -29,8 +28,7 @@ const forwardedHeader = "X-Pingmcp-Forwarded"
 // served is what the middleware may know of a forwarded request.
 type served struct {
 	principal *envelope.Principal
-	rpcID     json.RawMessage // of a single-message body
-	calls     []toolCall      // of a batch (2025-03-26), to name each call's id
+	body      []byte // read for the JSON-RPC ids of its tool calls, when one is audited
 }
 
 // requestsOf is the table of an actor's requests being served, for the
@@ -54,18 +52,13 @@ func (a *SessionActor) observe(hr *http.Request, req *envelope.Request) (*http.R
 	}
 	ctx, span := telemetry.Start(ctx, "actor "+req.Method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
 
-	s := &served{principal: req.Principal}
+	s := &served{principal: req.Principal, body: req.Body}
 	if req.Method == http.MethodPost {
-		if single := rpcID(req.Body); single != nil {
-			s.rpcID = single
-		} else {
-			s.calls, _ = toolCalls(req.Body)
-		}
 		if span.IsRecording() {
 			p := telemetry.PeekBody(req.Body)
 			if p.Method != "" {
-				span.SetName("actor " + spanMethod(p.Method))
-				span.SetAttributes(attribute.String("mcp.method.name", clip(p.Method)))
+				span.SetName("actor " + telemetry.MethodName(p.Method))
+				span.SetAttributes(attribute.String("mcp.method.name", telemetry.Clip(p.Method)))
 			}
 		}
 	}
@@ -81,46 +74,6 @@ func (a *SessionActor) observe(hr *http.Request, req *envelope.Request) (*http.R
 		telemetry.StatusOf(span, status, false)
 		span.End()
 	}
-}
-
-// rpcID is the id of a body holding one JSON-RPC message, nil for a batch
-// or a body without one.
-func rpcID(body []byte) json.RawMessage {
-	var m struct {
-		ID json.RawMessage `json:"id"`
-	}
-	if json.Unmarshal(body, &m) != nil || len(m.ID) == 0 {
-		return nil
-	}
-	return m.ID
-}
-
-// knownSpanMethods are the JSON-RPC methods a span may be named after;
-// others are "other", so that clients do not choose span names.
-var knownSpanMethods = map[string]bool{}
-
-func init() {
-	for _, m := range []string{"initialize", "ping", "tools/list", "tools/call", "resources/list", "resources/read",
-		"resources/templates/list", "resources/subscribe", "resources/unsubscribe", "prompts/list", "prompts/get",
-		"completion/complete", "logging/setLevel", "server/discover", "subscriptions/listen", "tasks/get", "tasks/list",
-		"tasks/result", "tasks/cancel", "notifications/initialized", "notifications/cancelled", "notifications/progress",
-		"notifications/roots/list_changed"} {
-		knownSpanMethods[m] = true
-	}
-}
-
-func spanMethod(m string) string {
-	if knownSpanMethods[m] {
-		return m
-	}
-	return "other"
-}
-
-func clip(s string) string {
-	if len(s) > 128 {
-		return s[:128]
-	}
-	return s
 }
 
 // auditToolCalls is the middleware around each tools/call: a span for the
@@ -156,7 +109,7 @@ func (a *SessionActor) auditToolCalls(next mcp.MethodHandler) mcp.MethodHandler 
 		}
 		ctx, span := telemetry.Start(ctx, name, trace.WithAttributes(
 			attribute.String("mcp.method.name", "tools/call"),
-			attribute.String("gen_ai.tool.name", clip(params.Name)),
+			attribute.String("gen_ai.tool.name", telemetry.Clip(params.Name)),
 			attribute.String("pingmcp.node", a.node),
 		))
 		defer span.End()
@@ -178,13 +131,11 @@ func (a *SessionActor) auditToolCalls(next mcp.MethodHandler) mcp.MethodHandler 
 			if p := s.principal; p != nil {
 				rec.Principal = audit.Principal{Issuer: p.Issuer, Subject: p.Subject, ClientID: p.ClientId}
 			}
-			rec.RequestID = string(s.rpcID)
-			if rec.RequestID == "" {
-				for _, c := range s.calls {
-					if c.name == params.Name {
-						rec.RequestID = string(c.id)
-						break
-					}
+			calls, _ := toolCalls(s.body)
+			for _, c := range calls {
+				if c.name == params.Name {
+					rec.RequestID = string(c.id)
+					break
 				}
 			}
 		}

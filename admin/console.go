@@ -116,7 +116,7 @@ func (a *api) console() http.Handler {
 		http.Redirect(w, r, consoleRoot, http.StatusSeeOther)
 	})
 	mux.HandleFunc("GET /console/login", c.loginForm)
-	mux.HandleFunc("POST /console/login", c.login)
+	mux.HandleFunc("POST /console/login", c.sameOrigin(c.login))
 	mux.HandleFunc("POST /console/logout", c.change(c.logout))
 	mux.HandleFunc("GET /console/{$}", c.signedIn(c.list))
 	mux.HandleFunc("GET /console/sessions/{id}", c.signedIn(c.show))
@@ -268,24 +268,22 @@ func (c *console) loginForm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *console) login(w http.ResponseWriter, r *http.Request) {
-	c.sameOrigin(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, maxConsoleForm)
-		token := r.PostFormValue("token")
-		op, why := c.a.check(r.Context(), token)
-		if why != nil {
-			status, msg := c.refusal(why, token)
-			c.a.opts.Logger.Warn("admin console: sign-in refused", "remote", r.RemoteAddr, "reason", msg)
-			c.render(w, status, "login", &consoleView{Page: "login", Title: "Sign in", Message: msg})
-			return
-		}
-		noteOperator(w, op)
-		c.forget(r)
-		id := newSecret()
-		c.remember(id, &consoleSignIn{op: op, csrf: newSecret(), expires: time.Now().Add(consoleLoginTTL)})
-		c.setCookie(w, r, id, int(consoleLoginTTL/time.Second))
-		c.a.opts.Logger.Info("admin console: signed in", "operator", op.String(), "remote", r.RemoteAddr)
-		http.Redirect(w, r, consoleRoot, http.StatusSeeOther)
-	})(w, r)
+	r.Body = http.MaxBytesReader(w, r.Body, maxConsoleForm)
+	token := r.PostFormValue("token")
+	op, why := c.a.check(r.Context(), token)
+	if why != nil {
+		status, msg := c.refusal(why, token)
+		c.a.opts.Logger.Warn("admin console: sign-in refused", "remote", r.RemoteAddr, "reason", msg)
+		c.render(w, status, "login", &consoleView{Page: "login", Title: "Sign in", Message: msg})
+		return
+	}
+	noteOperator(w, op)
+	c.forget(r)
+	id := newSecret()
+	c.remember(id, &consoleSignIn{op: op, csrf: newSecret(), expires: time.Now().Add(consoleLoginTTL)})
+	c.setCookie(w, r, id, int(consoleLoginTTL/time.Second))
+	c.a.opts.Logger.Info("admin console: signed in", "operator", op.String(), "remote", r.RemoteAddr)
+	http.Redirect(w, r, consoleRoot, http.StatusSeeOther)
 }
 
 // refusal says why a token does not sign in, without repeating it.

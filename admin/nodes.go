@@ -3,10 +3,12 @@ package admin
 import (
 	"context"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/pingmcp/pingmcp/actors"
+	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 )
 
@@ -55,17 +57,11 @@ func (a *api) ask(ctx context.Context, addrs []string, q func(addr string) *enve
 }
 
 // memberAddrs are the addresses of the cluster's members now.
-func (a *api) memberAddrs() []string {
-	var out []string
-	for _, m := range a.opts.Node.Members() {
-		out = append(out, m.Address())
-	}
-	return out
-}
+func (a *api) memberAddrs() []string { return cluster.Addresses(a.opts.Node.Members()) }
 
 func (a *api) listNodes(w http.ResponseWriter, r *http.Request) {
 	members := a.opts.Node.Members()
-	answers, errs := a.ask(r.Context(), a.memberAddrs(), func(string) *envelope.NodeQuery { return &envelope.NodeQuery{} })
+	answers, errs := a.ask(r.Context(), cluster.Addresses(members), func(string) *envelope.NodeQuery { return &envelope.NodeQuery{} })
 	out := []NodeInfo{}
 	for _, m := range members {
 		addr := m.Address()
@@ -86,11 +82,7 @@ func (a *api) listNodes(w http.ResponseWriter, r *http.Request) {
 // over (they continue on the other nodes) and exits, as on SIGTERM.
 func (a *api) drainNode(w http.ResponseWriter, r *http.Request) {
 	addr := r.PathValue("address")
-	member := false
-	for _, m := range a.memberAddrs() {
-		member = member || m == addr
-	}
-	if !member {
+	if !slices.Contains(a.memberAddrs(), addr) {
 		writeError(w, http.StatusNotFound, "no such node: "+addr+" is not a member of the cluster (see GET /admin/v1/nodes)")
 		return
 	}

@@ -120,7 +120,7 @@ func Open(opts Options, process *slog.Logger) (*Logger, error) {
 		if process == nil {
 			process = slog.Default()
 		}
-		return &Logger{h: process.Handler().WithAttrs([]slog.Attr{slog.String("log", "audit")}), toolArgs: opts.ToolArgs}, nil
+		return NewHandler(process.Handler(), opts.ToolArgs), nil
 	}
 	f, err := os.OpenFile(opts.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
@@ -133,11 +133,10 @@ func Open(opts Options, process *slog.Logger) (*Logger, error) {
 
 // New returns a Logger writing JSON lines to w.
 func New(w io.Writer, toolArgs bool) *Logger {
-	h := slog.NewJSONHandler(&lockedWriter{w: w}, &slog.HandlerOptions{Level: slog.LevelDebug})
-	return &Logger{h: h.WithAttrs([]slog.Attr{slog.String("log", "audit")}), toolArgs: toolArgs}
+	return NewHandler(slog.NewJSONHandler(&lockedWriter{w: w}, &slog.HandlerOptions{Level: slog.LevelDebug}), toolArgs)
 }
 
-// NewHandler returns a Logger writing to h.
+// NewHandler returns a Logger writing to h, each record marked log=audit.
 func NewHandler(h slog.Handler, toolArgs bool) *Logger {
 	return &Logger{h: h.WithAttrs([]slog.Attr{slog.String("log", "audit")}), toolArgs: toolArgs}
 }

@@ -99,8 +99,8 @@ type Node struct {
 	members []*cluster.Member
 }
 
-// addresses lists the members' cluster addresses.
-func addresses(ms []*cluster.Member) []string {
+// Addresses lists the members' cluster addresses.
+func Addresses(ms []*cluster.Member) []string {
 	out := make([]string, 0, len(ms))
 	for _, m := range ms {
 		out = append(out, m.Address())
@@ -210,7 +210,7 @@ func Start(cfg Config) (*Node, error) {
 				// Operators see membership move (and a failure detector
 				// suspecting live nodes under load).
 				// (cfg.Logger: n.logger is set once the member started.)
-				cfg.Logger.Info("cluster membership changed", "joined", addresses(t.Joined), "left", addresses(t.Left), "members", len(t.Members))
+				cfg.Logger.Info("cluster membership changed", "joined", Addresses(t.Joined), "left", Addresses(t.Left), "members", len(t.Members))
 			}
 			members := make([]*cluster.Member, 0, len(t.Members))
 			for _, m := range t.Members {

@@ -173,8 +173,7 @@ func (r *RedisSnapshots) End(ctx context.Context, session string) error {
 	return nil
 }
 
-// List scans the snapshot keys (SCAN: a session may be missed or listed
-// twice if keys change meanwhile, as SCAN allows).
+// Count scans the snapshot keys, as List does.
 func (r *RedisSnapshots) Count(ctx context.Context) (int, error) {
 	n := 0
 	iter := r.client.Scan(ctx, 0, r.prefix+"session:{*}:snap", 1000).Iterator()
@@ -187,6 +186,8 @@ func (r *RedisSnapshots) Count(ctx context.Context) (int, error) {
 	return n, nil
 }
 
+// List scans the snapshot keys (SCAN: a session may be missed or listed
+// twice if keys change meanwhile, as SCAN allows).
 func (r *RedisSnapshots) List(ctx context.Context, cursor string, limit int) ([]Stored, string, error) {
 	var c uint64
 	if cursor != "" {
@@ -347,7 +348,6 @@ func (m *MemorySnapshots) End(_ context.Context, session string) error {
 	return nil
 }
 
-// List pages through the sessions in id order.
 func (m *MemorySnapshots) Count(context.Context) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -360,6 +360,7 @@ func (m *MemorySnapshots) Count(context.Context) (int, error) {
 	return n, nil
 }
 
+// List pages through the sessions in id order.
 func (m *MemorySnapshots) List(_ context.Context, cursor string, limit int) ([]Stored, string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

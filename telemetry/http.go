@@ -110,11 +110,16 @@ func (w *ResponseWriter) Write(p []byte) (int, error) {
 }
 
 // Flush flushes the writer beneath, if it can.
-func (w *ResponseWriter) Flush() {
+func (w *ResponseWriter) Flush() { w.FlushError() }
+
+// FlushError flushes the writer beneath and says whether it could: what
+// http.ResponseController.Flush asks first, so that a client gone away is
+// seen through the wrapper.
+func (w *ResponseWriter) FlushError() error {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	http.NewResponseController(w.ResponseWriter).Flush()
+	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 func (w *ResponseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -206,16 +206,9 @@ func HasParent(h http.Header) bool {
 // ExtractMeta returns ctx with the remote span context of an MCP request's
 // params._meta (its "traceparent" and "tracestate" keys), if valid.
 func ExtractMeta(ctx context.Context, meta map[string]any) context.Context {
-	c := propagation.MapCarrier{}
-	for _, k := range []string{"traceparent", "tracestate"} {
-		if v, ok := meta[k].(string); ok {
-			c[k] = v
-		}
-	}
-	if c["traceparent"] == "" {
-		return ctx
-	}
-	return propagator().Extract(ctx, c)
+	tp, _ := meta["traceparent"].(string)
+	ts, _ := meta["tracestate"].(string)
+	return ExtractMetaStrings(ctx, tp, ts)
 }
 
 // ExtractMetaStrings is ExtractMeta for values already read.
@@ -233,4 +226,38 @@ func StatusOf(span trace.Span, status int, client bool) {
 	if status >= 500 || (client && status >= 400) {
 		span.SetStatus(codes.Error, http.StatusText(status))
 	}
+}
+
+// knownMethods are the MCP methods spans and metrics are named after;
+// any other is "other", so that clients cannot grow span names or metric
+// labels without bound.
+var knownMethods = map[string]bool{}
+
+func init() {
+	for _, m := range strings.Fields(`initialize ping tools/list tools/call resources/list resources/read
+		resources/templates/list resources/subscribe resources/unsubscribe prompts/list prompts/get
+		completion/complete logging/setLevel server/discover subscriptions/listen tasks/get tasks/list
+		tasks/result tasks/cancel notifications/initialized notifications/cancelled notifications/progress
+		notifications/roots/list_changed`) {
+		knownMethods[m] = true
+	}
+}
+
+// MethodName is m if it is a known MCP method, else "other".
+func MethodName(m string) string {
+	if knownMethods[m] {
+		return m
+	}
+	return "other"
+}
+
+// maxAttr bounds attribute values a client chooses.
+const maxAttr = 128
+
+// Clip cuts a client-chosen attribute value to 128 bytes.
+func Clip(s string) string {
+	if len(s) > maxAttr {
+		return s[:maxAttr]
+	}
+	return s
 }

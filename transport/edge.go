@@ -33,6 +33,7 @@ import (
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/metrics"
+	"github.com/pingmcp/pingmcp/telemetry"
 )
 
 // Header names of the MCP streamable HTTP transport.
@@ -322,23 +323,7 @@ func mcpMethod(httpMethod string, body []byte) string {
 	if m.Method == "" {
 		return "response"
 	}
-	if knownMethods[m.Method] {
-		return m.Method
-	}
-	return "other" // a label per unknown name would let clients grow the metrics without bound
-}
-
-// knownMethods are the MCP methods metrics name.
-var knownMethods = map[string]bool{}
-
-func init() {
-	for _, m := range strings.Fields(`initialize ping tools/list tools/call resources/list resources/read
-		resources/templates/list resources/subscribe resources/unsubscribe prompts/list prompts/get
-		completion/complete logging/setLevel server/discover subscriptions/listen tasks/get tasks/list
-		tasks/result tasks/cancel notifications/initialized notifications/cancelled notifications/progress
-		notifications/roots/list_changed`) {
-		knownMethods[m] = true
-	}
+	return telemetry.MethodName(m.Method)
 }
 
 // relay writes each part of the actor's response to the client as it
@@ -645,20 +630,5 @@ const (
 // writeError answers with a JSON-RPC error object, as MCP clients expect
 // from the transport whatever the status.
 func writeError(w http.ResponseWriter, status int, id json.RawMessage, code int, msg string) {
-	if len(id) == 0 {
-		id = json.RawMessage("null")
-	}
-	type rpcError struct {
-		Code    int    `json:"code"`
-		Message string `json:"message"`
-	}
-	body, _ := json.Marshal(struct {
-		JSONRPC string          `json:"jsonrpc"`
-		ID      json.RawMessage `json:"id"`
-		Error   rpcError        `json:"error"`
-	}{"2.0", id, rpcError{code, msg}})
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	w.Write(append(body, '\n'))
+	writeErrorData(w, status, id, code, msg, nil)
 }

@@ -308,15 +308,21 @@ func TestEdgeAddressLimit(t *testing.T) {
 	}
 }
 
+// aliceSession serves an edge with limits and opens a session of alice's on
+// it; it returns the edge's URL and the headers of her requests.
+func aliceSession(t *testing.T, is *authtest.Issuer, limits Limits) (string, map[string]string) {
+	t.Helper()
+	url := limitedEdge(t, is, limits)
+	h := bearer(is.Token(t, is.Claims("alice", mcpResource, "mcp:tools")), map[string]string{"Mcp-Protocol-Version": "2025-11-25"})
+	h["Mcp-Session-Id"] = authInitialize(t, url, h)
+	return url, h
+}
+
 // A principal's GET streams are capped; a stream's slot is free again once
 // its client goes away.
 func TestEdgeStreamCap(t *testing.T) {
 	is := authtest.NewIssuer(t)
-	url := limitedEdge(t, is, Limits{MaxStreams: 1})
-	alice := is.Token(t, is.Claims("alice", mcpResource, "mcp:tools"))
-	h := bearer(alice, map[string]string{"Mcp-Protocol-Version": "2025-11-25"})
-	sid := authInitialize(t, url, h)
-	h["Mcp-Session-Id"] = sid
+	url, h := aliceSession(t, is, Limits{MaxStreams: 1})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -351,11 +357,7 @@ func TestEdgeStreamCap(t *testing.T) {
 // principals are not affected.
 func TestEdgeConcurrencyCap(t *testing.T) {
 	is := authtest.NewIssuer(t)
-	url := limitedEdge(t, is, Limits{MaxConcurrent: 1})
-	alice := is.Token(t, is.Claims("alice", mcpResource, "mcp:tools"))
-	h := bearer(alice, map[string]string{"Mcp-Protocol-Version": "2025-11-25"})
-	sid := authInitialize(t, url, h)
-	h["Mcp-Session-Id"] = sid
+	url, h := aliceSession(t, is, Limits{MaxConcurrent: 1})
 
 	// test_elicitation asks the client, and waits for its answer.
 	ctx, cancel := context.WithCancel(context.Background())

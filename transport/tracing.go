@@ -34,16 +34,6 @@ type edgeSpan struct {
 	span  trace.Span
 }
 
-// maxAttr bounds attribute values a client chooses.
-const maxAttr = 128
-
-func clip(s string) string {
-	if len(s) > maxAttr {
-		return s[:maxAttr]
-	}
-	return s
-}
-
 func (t *edgeSpan) begin(r *http.Request, body []byte) context.Context {
 	ctx := telemetry.Extract(r.Context(), r.Header)
 	var peek telemetry.Peek
@@ -56,26 +46,22 @@ func (t *edgeSpan) begin(r *http.Request, body []byte) context.Context {
 	name := r.Method
 	attrs := []attribute.KeyValue{attribute.String("http.request.method", r.Method)}
 	if r.Method == http.MethodPost {
-		switch {
-		case peek.Method == "":
-			name = "response"
-		case knownMethods[peek.Method]:
-			name = peek.Method
-		default:
-			name = "other"
+		name = "response"
+		if peek.Method != "" {
+			name = telemetry.MethodName(peek.Method)
 		}
 		if peek.Method != "" {
-			attrs = append(attrs, attribute.String("mcp.method.name", clip(peek.Method)))
+			attrs = append(attrs, attribute.String("mcp.method.name", telemetry.Clip(peek.Method)))
 		}
 		if peek.Tool != "" {
-			attrs = append(attrs, attribute.String("gen_ai.tool.name", clip(peek.Tool)))
+			attrs = append(attrs, attribute.String("gen_ai.tool.name", telemetry.Clip(peek.Tool)))
 		}
 	}
 	if sid := r.Header.Get(headerSessionID); sid != "" {
-		attrs = append(attrs, attribute.String("mcp.session.id", clip(sid)))
+		attrs = append(attrs, attribute.String("mcp.session.id", telemetry.Clip(sid)))
 	}
 	if v := r.Header.Get(headerProtocolVersion); v != "" {
-		attrs = append(attrs, attribute.String("mcp.protocol.version", clip(v)))
+		attrs = append(attrs, attribute.String("mcp.protocol.version", telemetry.Clip(v)))
 	}
 	ctx, t.span = telemetry.Start(ctx, "mcp "+name, trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithTimestamp(t.start), trace.WithAttributes(attrs...))

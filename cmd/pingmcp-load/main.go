@@ -193,11 +193,11 @@ func run(ctx context.Context, o options, out io.Writer) (bool, error) {
 	}()
 	var windows []window
 	for k := range o.kills {
-		at := start.Add(time.Duration(float64(o.duration) * float64(k+1) / float64(o.kills+1)))
+		at := st.start.Add(time.Duration(float64(o.duration) * float64(k+1) / float64(o.kills+1)))
 		if !sleepUntil(loadCtx, at) {
 			break
 		}
-		w, err := c.killAndRestart(loadCtx, o)
+		w, err := c.killAndRestart(loadCtx)
 		if err != nil {
 			endLoad()
 			wg.Wait()
@@ -251,7 +251,7 @@ func run(ctx context.Context, o options, out io.Writer) (bool, error) {
 		return nil
 	})
 	fmt.Fprintf(out, "pingmcp-load: %d requests found their node refusing connections and went to the next (as behind a load balancer)\n", c.lb.skipped.Load())
-	return st.report(out, o, elapsed, windows, memory, c.nodes, missing, doubled, unchecked), nil
+	return st.report(out, o, elapsed, windows, memory, missing, doubled, unchecked), nil
 }
 
 const resource = "https://pingmcp-load.example/mcp"
@@ -342,7 +342,8 @@ func (w window) holds(t time.Time) bool { return !t.Before(w.from) && !t.After(w
 
 // killAndRestart kills the last node, waits --down, starts it again and
 // waits until every node sees it.
-func (c *cluster) killAndRestart(ctx context.Context, o options) (window, error) {
+func (c *cluster) killAndRestart(ctx context.Context) (window, error) {
+	o := c.o
 	last := len(c.nodes) - 1
 	w := window{from: time.Now()}
 	c.nodes[last].kill()
@@ -396,7 +397,7 @@ func session(ctx, outer context.Context, o options, i int, cl *mcpClient, st *st
 		if err == nil {
 			st.ok(time.Since(began))
 		} else if ctx.Err() == nil {
-			st.fail(err, false)
+			st.fail(err)
 		}
 		if !sleepUntil(ctx, time.Now().Add(o.think)) {
 			break
@@ -416,7 +417,7 @@ func retry(ctx context.Context, call func() (string, error), st *stats) (string,
 			return out, err
 		}
 		if st != nil {
-			st.fail(err, true)
+			st.fail(err)
 		}
 		if !sleepUntil(ctx, time.Now().Add(backoff)) {
 			return "", err
@@ -487,7 +488,7 @@ func (s *stats) ok(d time.Duration) {
 	s.mu.Unlock()
 }
 
-func (s *stats) fail(err error, retried bool) {
+func (s *stats) fail(err error) {
 	e := errorAt{at: time.Now(), kind: "other", detail: err.Error()}
 	var f *failure
 	if errors.As(err, &f) {
@@ -506,7 +507,7 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 }
 
 // report prints the outcome and says whether the run held.
-func (s *stats) report(out io.Writer, o options, elapsed time.Duration, windows []window, memory []int64, nodes []*proc,
+func (s *stats) report(out io.Writer, o options, elapsed time.Duration, windows []window, memory []int64,
 	missing, doubled, unchecked int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -548,7 +549,7 @@ func (s *stats) report(out io.Writer, o options, elapsed time.Duration, windows 
 		}
 		fmt.Fprintf(out, "  %-14s retryable=%-5v %-24s %6d  e.g. %.120s\n", k.kind, k.retryable, where, counts[k], examples[k])
 	}
-	for i := range nodes {
+	for i := range memory {
 		fmt.Fprintf(out, "node%d: peak RSS %.1f MiB\n", i+1, float64(memory[i])/(1<<20))
 	}
 	fmt.Fprintf(out, "todos: %d acknowledged creates missing, %d stored more than once, %d sessions unchecked\n", missing, doubled, unchecked)

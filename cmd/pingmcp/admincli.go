@@ -166,7 +166,10 @@ func splitArgs(fs *flag.FlagSet, args []string) (flags, positional []string) {
 			continue
 		}
 		flags = append(flags, a)
-		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); f != nil && !hasValue && !(ok && b.IsBoolFlag()) && i+1 < len(args) {
+		if f == nil || hasValue { // -h, --help; or -name=value
+			continue
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !(ok && b.IsBoolFlag()) && i+1 < len(args) {
 			i++
 			flags = append(flags, args[i])
 		}

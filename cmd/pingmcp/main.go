@@ -287,7 +287,8 @@ const revocationRefresh = 500 * time.Millisecond
 
 // serveAdmin starts the admin API on its own listener, when --admin-addr
 // is set.
-func serveAdmin(ctx context.Context, cfg *config.Config, d *actors.Durability, node *cluster.Node, revoked func(*auth.Token) bool, auditLog *audit.Logger, logger *slog.Logger) (srv *http.Server, err error) {
+func serveAdmin(ctx context.Context, cfg *config.Config, d *actors.Durability, node *cluster.Node, v auth.Verifier, x *auth.Exchanger,
+	revoked func(*auth.Token) bool, auditLog *audit.Logger, logger *slog.Logger) (srv *http.Server, err error) {
 	if cfg.AdminAddr == "" {
 		return nil, nil
 	}
@@ -322,10 +323,8 @@ func serveAdmin(ctx context.Context, cfg *config.Config, d *actors.Durability, n
 		}
 		opts.Token = string(token)
 	}
-	if cfg.Auth != "none" {
-		opts.Verifier = verifier(cfg)
-	}
-	if x := exchanger(cfg); x != nil {
+	opts.Verifier = v
+	if x != nil {
 		opts.RevokeToken = x.Revoke
 	}
 	h, err := admin.Handler(opts)
@@ -347,9 +346,9 @@ func serveAdmin(ctx context.Context, cfg *config.Config, d *actors.Durability, n
 // what it is and hosts, which of some sessions are live here; and it stops
 // a revoked user's actors, or starts the node's drain.
 func nodeControl(node *cluster.Node, cfg *config.Config, httpAddr string, local *actors.Local, draining *atomic.Bool, drain func()) cluster.ControlFunc {
-	started := time.Now()
+	started, v := time.Now(), version()
 	return func(_ context.Context, q *envelope.NodeQuery) *envelope.NodeStatus {
-		st := &envelope.NodeStatus{Address: node.Address(), Role: cfg.Role, Version: version(), HttpAddr: httpAddr,
+		st := &envelope.NodeStatus{Address: node.Address(), Role: cfg.Role, Version: v, HttpAddr: httpAddr,
 			StartedUnix: started.Unix()}
 		if s := q.GetStopSubject(); s != nil {
 			st.Stopped = int32(local.StopSubject(node.System, s.Issuer, s.Subject, "user revoked by an operator"))
@@ -441,8 +440,12 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 	}
 	defer flushTraces(stopTracing, logger)
 
+	// One verifier (its keys and introspection cache) for /mcp and the
+	// admin API.
+	var v auth.Verifier
 	var revoked func(*auth.Token) bool
 	if cfg.Auth != "none" {
+		v = verifier(cfg)
 		cache := state.NewRevocationCache(durability.Revocations, revocationRefresh)
 		go cache.Run(ctx)
 		revoked = func(t *auth.Token) bool { return cache.Revoked(t.Issuer, t.Subject, t.IssuedAt) }
@@ -465,7 +468,7 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 		}
 		if cfg.Auth != "none" {
 			edgeOpts.Revoked = revoked
-			edgeOpts.Verifier = verifier(cfg)
+			edgeOpts.Verifier = v
 			edgeOpts.Scopes = cfg.Scopes
 			edgeOpts.ResourceMetadataURL = metadataURL
 			prm := transport.ProtectedResourceMetadata(cfg.Resource, cfg.Issuer, cfg.Scopes)
@@ -494,7 +497,7 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 		node.Stop(false)
 		return fmt.Errorf("start the node's control actor: %w", err)
 	}
-	adminSrv, err := serveAdmin(ctx, cfg, durability, node, revoked, auditLog, logger)
+	adminSrv, err := serveAdmin(ctx, cfg, durability, node, v, actorCfg.Exchanger, revoked, auditLog, logger)
 	if err != nil {
 		shutdownWithin(time.Second, srv)
 		node.Stop(false)

@@ -53,4 +53,7 @@ func TestSplitArgs(t *testing.T) {
 	if want := []string{"-oqd8GUgdsuCu0i0O-JRYg", "-x"}; !slices.Equal(pos, want) {
 		t.Errorf("positional %q, want %q", pos, want)
 	}
+	if flags, pos := splitArgs(fs, []string{"-h", "ID"}); !slices.Equal(flags, []string{"-h"}) || !slices.Equal(pos, []string{"ID"}) {
+		t.Errorf("-h: flags %q, positional %q", flags, pos)
+	}
 }
