@@ -220,9 +220,14 @@ func (v *IntrospectionVerifier) introspect(ctx context.Context, token string) (*
 	if err != nil {
 		return nil, fmt.Errorf("introspect token: %w", err)
 	}
-	var in introspection
-	if err := json.Unmarshal(body, &in); err != nil {
+	obj, err := claimsObject(body)
+	if err != nil {
 		return nil, fmt.Errorf("introspect token: %w", err)
+	}
+	// A malformed claim is the token's (401, named), not the server's.
+	var in introspection
+	if err := decodeClaims(obj, &in); err != nil {
+		return nil, invalid("%v", err)
 	}
 	json.Unmarshal(body, &raw)
 	if act, ok := raw["act"].(map[string]any); ok {

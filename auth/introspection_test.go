@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +24,8 @@ func TestIntrospectionVerifier(t *testing.T) {
 		"iss":      {"active": true, "sub": "alice", "iss": "https://evil", "aud": "https://mcp.example/mcp", "exp": now.Add(time.Hour).Unix()},
 		"noexp":    {"active": true, "sub": "alice", "aud": "https://mcp.example/mcp"},
 		"nbf":      {"active": true, "sub": "alice", "aud": "https://mcp.example/mcp", "exp": now.Add(time.Hour).Unix(), "nbf": now.Add(time.Minute).Unix()},
+		"strexp":   {"active": true, "sub": "alice", "aud": "https://mcp.example/mcp", "exp": "1900000000"},
+		"objsub":   {"active": true, "sub": map[string]any{"id": "alice"}, "aud": "https://mcp.example/mcp", "exp": now.Add(time.Hour).Unix()},
 	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
@@ -54,6 +57,12 @@ func TestIntrospectionVerifier(t *testing.T) {
 	}
 	if tok, err := v.Verify(ctx, "array"); err != nil || !tok.HasScopes("a", "b") {
 		t.Fatalf("array: %+v %v", tok, err)
+	}
+	// A malformed claim is the token's fault, named (not the server's: 503).
+	for bad, claim := range map[string]string{"strexp": `malformed claim "exp": a string`, "objsub": `malformed claim "sub": an object`} {
+		if _, err := v.Verify(ctx, bad); !IsInvalidToken(err) || !strings.Contains(err.Error(), claim) {
+			t.Errorf("%s: %v, want invalid_token naming %s", bad, err, claim)
+		}
 	}
 	for _, bad := range []string{"inactive", "aud", "iss", "noexp", "nbf", "unknown"} {
 		if _, err := v.Verify(ctx, bad); !IsInvalidToken(err) {

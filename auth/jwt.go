@@ -109,18 +109,26 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Token, error) 
 	if err != nil {
 		return nil, err
 	}
-	var c claims
-	var all map[string]any
-	verified := false
-	for _, k := range keys {
-		if tok.Claims(k.Key, &c, &all) == nil {
-			verified = true
-			break
-		}
-	}
-	if !verified {
+	// The signature first (Claims with nothing to decode into), then the
+	// claims: a well-signed token with a malformed claim is refused for that
+	// claim, not for its signature.
+	if !slices.ContainsFunc(keys, func(k jose.JSONWebKey) bool { return tok.Claims(k.Key) == nil }) {
 		return nil, invalid("signature does not verify")
 	}
+	var payload json.RawMessage
+	if err := tok.UnsafeClaimsWithoutVerification(&payload); err != nil {
+		return nil, invalid("the claims are not a JSON object")
+	}
+	raw, err := claimsObject(payload)
+	if err != nil {
+		return nil, invalid("%v", err)
+	}
+	var c claims
+	if err := decodeClaims(raw, &c); err != nil {
+		return nil, invalid("%v", err)
+	}
+	var all map[string]any
+	json.Unmarshal(payload, &all) // an object, as claimsObject found
 	return v.check(&c, all)
 }
 

@@ -270,3 +270,38 @@ func TestPrincipalKey(t *testing.T) {
 		t.Error("key reveals the subject")
 	}
 }
+
+// A correctly signed token with a malformed claim is refused as invalid (a
+// 401), with an error naming the claim and its JSON type, not its value,
+// and not "signature does not verify".
+func TestJWTMalformedClaimNamed(t *testing.T) {
+	is := newIssuer(t)
+	v := is.verifier()
+	for _, tc := range []struct {
+		claim string
+		value any
+		want  string
+	}{
+		{"exp", "4102444800", `malformed claim "exp": a string`},
+		{"sub", map[string]any{"id": "alice"}, `malformed claim "sub": an object`},
+		{"aud", 7, `malformed claim "aud": a number`},
+		{"iat", []any{1}, `malformed claim "iat": an array`},
+		{"client_id", true, `malformed claim "client_id": a boolean`},
+	} {
+		c := is.claims()
+		c[tc.claim] = tc.value
+		_, err := v.Verify(context.Background(), sign(t, jose.RS256, is.key, is.kid, c))
+		if !IsInvalidToken(err) {
+			t.Errorf("%s = %v: got %v, want invalid_token", tc.claim, tc.value, err)
+			continue
+		}
+		if msg := err.Error(); !strings.Contains(msg, tc.want) || strings.Contains(msg, "signature") || strings.Contains(msg, "4102444800") {
+			t.Errorf("%s = %v: error %q, want it to contain %q and no value", tc.claim, tc.value, msg, tc.want)
+		}
+	}
+	// A bad signature is still called so.
+	other, _ := rsa.GenerateKey(rand.Reader, 2048)
+	if _, err := v.Verify(context.Background(), sign(t, jose.RS256, other, is.kid, is.claims())); err == nil || !strings.Contains(err.Error(), "signature does not verify") {
+		t.Errorf("forged signature: %v", err)
+	}
+}

@@ -1,7 +1,8 @@
 // Package todoapi is the downstream demo API: the Todo API of Ping's
 // Cloudflare demo, made safe. It owns the HTTP contract (GET/POST
-// /api/todos, PATCH/DELETE /api/todos/{id}, each answering the caller's whole
-// list), the checks a resource server makes on the token presented to it
+// /api/todos, PATCH/DELETE /api/todos/{id}, each answering the caller's list
+// as far as the token may read it: whole with todo_api:read, else only the
+// todo written), the checks a resource server makes on the token presented to it
 // (audience, scope per route, the RFC 8693 "act" claim of a delegated token),
 // input validation, and the per-user stores (memory, Redis). Verifying a
 // token's signature and claims is left to package auth; running it as a
@@ -102,8 +103,10 @@ func New(opts Options) (*API, error) {
 	return &API{opts: opts, log: opts.Logger}, nil
 }
 
-// List is the body of every successful answer: the caller's whole list after
-// the operation, incomplete todos first, then by creation time.
+// List is the body of every successful answer: the caller's list after the
+// operation, incomplete todos first, then by creation time. A write by a
+// token without ScopeRead answers only the todo it wrote (none for a
+// delete): the write scope does not read the list.
 type List struct {
 	Todos []Todo `json:"todos"`
 }
@@ -157,7 +160,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	todos, err := a.opts.Store.List(r.Context(), caller.user)
-	a.answer(w, r, caller, "list", todos, err)
+	a.answer(w, r, caller, "list", "", todos, err)
 }
 
 func (a *API) create(w http.ResponseWriter, r *http.Request) {
@@ -197,7 +200,7 @@ func (a *API) create(w http.ResponseWriter, r *http.Request) {
 			a.log.DebugContext(r.Context(), "todo create replayed", "user", caller.user)
 		}
 	}
-	a.answer(w, r, caller, "create", todos, err)
+	a.answer(w, r, caller, "create", todo.ID, todos, err)
 }
 
 func (a *API) update(w http.ResponseWriter, r *http.Request, id string) {
@@ -215,7 +218,7 @@ func (a *API) update(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	todos, err := a.opts.Store.SetCompleted(r.Context(), caller.user, id, completed)
-	a.answer(w, r, caller, "update", todos, err)
+	a.answer(w, r, caller, "update", id, todos, err)
 }
 
 func (a *API) remove(w http.ResponseWriter, r *http.Request, id string) {
@@ -224,11 +227,13 @@ func (a *API) remove(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	todos, err := a.opts.Store.Delete(r.Context(), caller.user, id)
-	a.answer(w, r, caller, "delete", todos, err)
+	a.answer(w, r, caller, "delete", id, todos, err)
 }
 
 // answer writes the outcome of a store call: the sorted list, or the error.
-func (a *API) answer(w http.ResponseWriter, r *http.Request, c *caller, op string, todos []Todo, err error) {
+// written names the todo a write touched: a caller who may not read the
+// list gets only that one back.
+func (a *API) answer(w http.ResponseWriter, r *http.Request, c *caller, op, written string, todos []Todo, err error) {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		writeError(w, http.StatusNotFound, "not_found", "no todo with this id")
@@ -241,6 +246,9 @@ func (a *API) answer(w http.ResponseWriter, r *http.Request, c *caller, op strin
 		a.log.ErrorContext(r.Context(), "todo store failed", "op", op, "user", c.user, "err", err)
 		writeError(w, http.StatusInternalServerError, "server_error", "the todo store failed")
 		return
+	}
+	if !c.mayRead {
+		todos = slices.DeleteFunc(todos, func(t Todo) bool { return t.ID != written })
 	}
 	a.log.DebugContext(r.Context(), "todo request", "op", op, "user", c.user, "actor", c.actor, "todos", len(todos))
 	if todos == nil {

@@ -491,3 +491,35 @@ func testIdempotentCreates(t *testing.T, store Store) {
 }
 
 func TestIdempotentCreatesMemory(t *testing.T) { testIdempotentCreates(t, NewMemoryStore()) }
+
+// A write answers only what it wrote to a token without todo_api:read: the
+// write scope does not read the list (an idempotent replay included).
+func TestWriteOnlyTokenSeesOnlyItsWrite(t *testing.T) {
+	is := newTestIssuer(t)
+	api := newTestAPI(t, is, Options{})
+	alice := is.token(t, "alice")
+	api.mustCreate(t, alice, "secret plan")
+	c := is.claims("alice")
+	c["scope"] = ScopeWrite
+	writer := is.sign(t, c)
+
+	created := api.create(t, writer, "buy milk").list(t)
+	if len(created) != 1 || created[0].Text != "buy milk" {
+		t.Fatalf("create with the write scope only answered %v", texts(created))
+	}
+	replay := func() []Todo {
+		return call(t, http.MethodPost, api.URL+"/api/todos", map[string]string{"Authorization": "Bearer " + writer, "Idempotency-Key": "k"}, `{"todoText":"once"}`).list(t)
+	}
+	if first, again := replay(), replay(); len(first) != 1 || len(again) != 1 || again[0].ID != first[0].ID {
+		t.Errorf("keyed create with the write scope only answered %v, then %v", texts(first), texts(again))
+	}
+	if got := api.setCompleted(t, writer, created[0].ID, true).list(t); len(got) != 1 || !got[0].Completed {
+		t.Errorf("update with the write scope only answered %v", texts(got))
+	}
+	if got := api.remove(t, writer, created[0].ID).list(t); len(got) != 0 {
+		t.Errorf("delete with the write scope only answered %v", texts(got))
+	}
+	if got := api.create(t, alice, "third").list(t); len(got) != 3 {
+		t.Errorf("create with both scopes answered %v, want the whole list", texts(got))
+	}
+}

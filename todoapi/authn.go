@@ -12,6 +12,8 @@ import (
 type caller struct {
 	user  string // userKey of the token
 	actor string // act.sub of a delegated token, "" otherwise
+	// mayRead: the token holds ScopeRead, so answers may show the list.
+	mayRead bool
 }
 
 // authenticate checks the request's bearer token for a route needing scope
@@ -67,7 +69,7 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request, scope string)
 		a.refuse(w, r, http.StatusForbidden, auth.CodeInsufficientScope, "this request needs the "+scope+" scope", scope)
 		return nil, false
 	}
-	return &caller{user: userKey(tok), actor: actor}, true
+	return &caller{user: userKey(tok), actor: actor, mayRead: tok.HasScopes(ScopeRead)}, true
 }
 
 // refuse answers an RFC 6750 error: in WWW-Authenticate and in the body.

@@ -296,3 +296,19 @@ func TestActors(t *testing.T) {
 		})
 	}
 }
+
+// A well-signed token whose exp is a string is refused 401 invalid_token,
+// and the log names the claim, not the signature.
+func TestMalformedClaimLogged(t *testing.T) {
+	is := newTestIssuer(t)
+	api := newTestAPI(t, is, Options{})
+	c := is.claims("alice")
+	c["exp"] = "4102444800"
+	resp := api.list(t, is.sign(t, c))
+	if resp.status != http.StatusUnauthorized || resp.errorBody(t).Error != "invalid_token" {
+		t.Fatalf("status %d, body %s; want 401 invalid_token", resp.status, resp.body)
+	}
+	if logs := api.logs.String(); !strings.Contains(logs, `malformed claim`) || !strings.Contains(logs, `exp`) || strings.Contains(logs, "signature") {
+		t.Errorf("log does not name the malformed claim:\n%s", logs)
+	}
+}
