@@ -3,7 +3,8 @@
 // contract PingFederate has when configured for Ping's MCP demo (RFC 7591
 // registration of public clients, authorization code with PKCE, refresh
 // token rotation, RFC 8693 token exchange, RFC 7662 introspection, RFC 7009
-// revocation, JWT access tokens). It lets pingmcp run and be tested end to
+// revocation, the OAuth Access Grant Management Service's revocation of a
+// user's grants, JWT access tokens). It lets pingmcp run and be tested end to
 // end with nothing installed.
 //
 // It is not for production: it keeps everything in memory, has a plain
@@ -68,6 +69,10 @@ type Options struct {
 	// only to the users listed for it (an admin scope, say); others leave
 	// it out of their grant.
 	ScopeUsers map[string][]string
+	// GrantManagers are the user names and passwords of the Password
+	// Credential Validator that the grant management service
+	// (PathUserGrants) admits. None: it admits nobody.
+	GrantManagers map[string]string
 	// Clients are the confidential clients, authenticated with HTTP Basic.
 	// Public clients register themselves (RFC 7591).
 	Clients []Client
@@ -118,16 +123,18 @@ type Server struct {
 	issuerPath string
 	users      map[string]string
 	scopeUsers map[string][]string
-	resources  []Resource
-	accessTTL  time.Duration
-	refreshTTL time.Duration
-	key        *rsa.PrivateKey
-	keyID      string
-	signer     jose.Signer
-	now        func() time.Time
-	log        *slog.Logger
-	state      *state
-	handler    http.Handler
+	// grantManagers are the grant management service's credentials.
+	grantManagers map[string]string
+	resources     []Resource
+	accessTTL     time.Duration
+	refreshTTL    time.Duration
+	key           *rsa.PrivateKey
+	keyID         string
+	signer        jose.Signer
+	now           func() time.Time
+	log           *slog.Logger
+	state         *state
+	handler       http.Handler
 }
 
 const (
@@ -150,15 +157,16 @@ func New(opts *Options) (*Server, error) {
 	}
 	u, _ := url.Parse(issuer)
 	s := &Server{
-		issuer:     issuer,
-		issuerPath: u.Path,
-		users:      maps.Clone(opts.Users),
-		scopeUsers: maps.Clone(opts.ScopeUsers),
-		accessTTL:  opts.AccessTokenLifetime,
-		refreshTTL: opts.RefreshTokenLifetime,
-		key:        opts.SigningKey,
-		now:        opts.Now,
-		log:        opts.Logger,
+		issuer:        issuer,
+		issuerPath:    u.Path,
+		users:         maps.Clone(opts.Users),
+		scopeUsers:    maps.Clone(opts.ScopeUsers),
+		grantManagers: maps.Clone(opts.GrantManagers),
+		accessTTL:     opts.AccessTokenLifetime,
+		refreshTTL:    opts.RefreshTokenLifetime,
+		key:           opts.SigningKey,
+		now:           opts.Now,
+		log:           opts.Logger,
 	}
 	if len(s.users) == 0 {
 		s.users = map[string]string{"alice": "alice", "bob": "bob"}
@@ -248,6 +256,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle(PathRevoke, postOnly(oauth))
 	mux.Handle(PathRegister, http.HandlerFunc(s.register))
 	mux.Handle(PathLogin, http.HandlerFunc(s.login))
+	mux.Handle(PathUserGrants, http.HandlerFunc(s.userGrants))
 	mux.Handle("/", metadata.Intercept(oauth))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil {

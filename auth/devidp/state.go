@@ -159,6 +159,7 @@ type refreshGrant struct {
 type liveToken struct {
 	expires  time.Time
 	grant    string
+	subject  string // the user of a grant; for a client's own token, its id
 	clientID string
 	actor    string // act.sub, "" for a token that is not delegated
 }
@@ -374,6 +375,28 @@ func (st *state) revokeGrant(grant string) {
 			delete(st.live, jti)
 		}
 	}
+}
+
+// revokeUser drops every grant of the user subject: its refresh tokens and
+// the access tokens descending from a login (a client's own tokens have no
+// grant). It returns how many grants it dropped.
+func (st *state) revokeUser(subject string) int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	grants := map[string]bool{}
+	for k, g := range st.refresh {
+		if g.subject == subject {
+			grants[g.grant] = true
+			delete(st.refresh, k)
+		}
+	}
+	for jti, t := range st.live {
+		if t.grant != "" && t.subject == subject {
+			grants[t.grant] = true
+			delete(st.live, jti)
+		}
+	}
+	return len(grants)
 }
 
 // sweepLocked drops expired entries at most every sweepEvery, or now when

@@ -81,7 +81,7 @@ func (s *Server) mintAccess(spec accessSpec) (token string, expires time.Time, e
 		return "", time.Time{}, fmt.Errorf("sign access token: %w", err)
 	}
 	actor, _ := spec.act["sub"].(string)
-	live := liveToken{expires: expires, grant: spec.grant, clientID: spec.clientID, actor: actor}
+	live := liveToken{expires: expires, grant: spec.grant, subject: spec.subject, clientID: spec.clientID, actor: actor}
 	if err := s.state.addLive(c.ID, live, now); err != nil {
 		return "", time.Time{}, err
 	}
