@@ -4,7 +4,7 @@
 //	GET    /admin/v1/sessions?user=&client=&node=&cursor=&limit=   sessions of the whole cluster
 //	GET    /admin/v1/sessions/{id}                           one session, with its cached tokens described
 //	DELETE /admin/v1/sessions/{id}                           end a session
-//	POST   /admin/v1/users/{subject}/revoke?for=&issuer=     end a user's sessions, refuse their current tokens
+//	POST   /admin/v1/users/{subject}/revoke?for=&issuer=     revoke a user's grants, end their sessions, refuse their current tokens
 //	GET    /admin/v1/nodes                                   the cluster's nodes: role, version, actors hosted
 //	POST   /admin/v1/nodes/{address}/drain                   drain a node: its sessions move, then it exits
 //	GET    /metrics                                          Prometheus metrics of this node
@@ -54,6 +54,13 @@ type Options struct {
 	// RevokeToken, if set, revokes at the authorization server the tokens
 	// exchanged for a session an operator ends (RFC 7009).
 	RevokeToken func(ctx context.Context, token string) error
+	// RevokeGrants, if set, revokes at the authorization server (Issuer)
+	// every persistent grant of a user an operator revokes, so that the
+	// refresh tokens their clients hold stop working (PingFederate's OAuth
+	// Access Grant Management Service). Unset, a revoked user's client can
+	// refresh and carry on once the revocation (for=) ends, and every
+	// revocation answer says so.
+	RevokeGrants func(ctx context.Context, subject string) error
 	// Audit records every admin request, refused ones included (nil: none).
 	Audit      *audit.Logger
 	Durability *actors.Durability
@@ -428,9 +435,18 @@ func (a *api) end(ctx context.Context, id string, snap []byte) (int, error) {
 // maxRevocation bounds how long a revocation lasts.
 const maxRevocation = 30 * 24 * time.Hour
 
-// revokeUser refuses the user's tokens issued until now, on every node
-// within a second, for the time asked (default 1 h), and ends every session
-// of theirs.
+// revokeUser revokes a user: their persistent grants at the authorization
+// server (so that no refresh token of theirs works any more), then, for the
+// time asked (default 1 h), every edge refuses their tokens issued until now,
+// within a second; every session of theirs ends and their live actors stop.
+//
+// The grants go first, and the revocation's time is taken after them: a
+// refresh that raced the grants' revocation got a token issued before that
+// time, which the edges refuse. A failure to revoke the grants does not stop
+// the rest, but the answer is then 502 and names the failure: the user's
+// client may refresh once for= ends, so the operator must retry (revoking
+// again is harmless). Without a grant service configured the answer is 200
+// and says that the grants were not revoked.
 func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
 	subject := r.PathValue("subject")
 	q := r.URL.Query()
@@ -447,6 +463,7 @@ func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
 		}
 		span = d
 	}
+	grantsErr := a.revokeGrants(r.Context(), issuer, subject)
 	now := time.Now()
 	rev := state.Revocation{At: now, Until: now.Add(span)}
 	if err := a.opts.Durability.Revocations.Revoke(r.Context(), state.RevocationKey(issuer, subject), rev); err != nil {
@@ -472,10 +489,34 @@ func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
 	// Every node stops the user's live actors, session and principal
 	// (stateless) ones, and with them the tokens they cached.
 	stopped, unreached := a.stopSubject(r.Context(), issuer, subject)
+	out := map[string]any{"issuer": issuer, "subject": subject, "revoked_at": rev.At, "until": rev.Until,
+		"sessions_ended": ended, "actors_stopped": stopped, "nodes_unreached": unreached, "tokens_revoked": tokensRevoked,
+		"grants_revoked": grantsErr == nil}
+	status := http.StatusOK
+	if grantsErr != nil {
+		out["grants_error"] = grantsErr.Error()
+		if !errors.Is(grantsErr, errNoGrantService) {
+			status = http.StatusBadGateway
+		}
+		a.opts.Logger.Warn("admin: the user's grants were not revoked: their client may refresh once the revocation ends",
+			"issuer", issuer, "subject", subject, "err", grantsErr)
+	}
 	a.opts.Logger.Info("admin: user revoked", "issuer", issuer, "subject", subject, "until", rev.Until,
-		"sessions_ended", ended, "actors_stopped", stopped, "nodes_unreached", unreached, "tokens_revoked", tokensRevoked)
-	writeJSON(w, http.StatusOK, map[string]any{"issuer": issuer, "subject": subject, "revoked_at": rev.At, "until": rev.Until,
-		"sessions_ended": ended, "actors_stopped": stopped, "nodes_unreached": unreached, "tokens_revoked": tokensRevoked})
+		"sessions_ended", ended, "actors_stopped", stopped, "nodes_unreached", unreached, "tokens_revoked", tokensRevoked,
+		"grants_revoked", grantsErr == nil)
+	writeJSON(w, status, out)
+}
+
+// errNoGrantService: no grant management service is configured for the
+// revoked user's issuer.
+var errNoGrantService = errors.New("no grant management service is configured for this issuer (--grants-user): the user's refresh tokens still work")
+
+// revokeGrants revokes the user's persistent grants at their issuer.
+func (a *api) revokeGrants(ctx context.Context, issuer, subject string) error {
+	if a.opts.RevokeGrants == nil || issuer != a.opts.Issuer {
+		return errNoGrantService
+	}
+	return a.opts.RevokeGrants(ctx, subject)
 }
 
 // eachSession calls f with every stored session the node can read, page by

@@ -77,6 +77,13 @@ type Config struct {
 	Scopes       []string // scopes_supported of the resource metadata
 	TodoAPIURL   string   // the downstream API's URL and resource URI
 	ActorToken   bool     // send the client's own token as actor_token
+	// The authorization server's grant management service (PingFederate's
+	// OAuth Access Grant Management Service): revoking a user revokes their
+	// persistent grants there. GrantsURL defaults to the issuer's
+	// /pf-ws/rest/oauth/users; GrantsPassword is secret, never print it.
+	GrantsURL      string
+	GrantsUser     string
+	GrantsPassword string
 
 	// Durability (serve and dev): snapshots and SSE events in Redis, or in
 	// this process's memory when RedisURL is empty.
@@ -190,6 +197,8 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		list("scopes", "todo_api:read todo_api:write", "space- or comma-separated scopes clients should request (scopes_supported, and the challenge's scope)")
 		fs.StringVar(&c.TodoAPIURL, "todo-api-url", "", "URL of the Todo API, also its resource URI for token exchange (dev: the embedded one)")
 		fs.BoolVar(&c.ActorToken, "exchange-actor-token", false, "send pingmcp's own client_credentials token as the exchange's actor_token")
+		fs.StringVar(&c.GrantsURL, "grants-url", "", "PingFederate's OAuth Access Grant Management Service by user, up to the user key (default: --issuer + /pf-ws/rest/oauth/users); revoking a user revokes their grants there")
+		grantsFlags(fs, c, "user name of the Password Credential Validator that PingFederate's grant management service admits (HTTP Basic); without it, revoking a user leaves their refresh tokens working (dev: one is made)")
 		otlpFlag(fs, c)
 		fs.StringVar(&c.AuditLog, "audit-log", "", "file to append audit records to (JSON lines, one per tool call and admin action; created 0600); empty: the process log, marked log=audit")
 		fs.BoolVar(&c.AuditToolArgs, "audit-tool-args", false, "also record each tool call's arguments in the audit log (they may hold personal data)")
@@ -225,6 +234,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		fs.StringVar(&c.TodoAPIURL, "todo-api-url", "http://127.0.0.1:8081", "the Todo API's resource URI, the target of token exchange")
 		fs.BoolVar(&c.ForceNonLoopback, "force-non-loopback", false, "listen on a non-loopback address anyway (it is still not for production)")
 		fs.IntVar(&c.TestUsers, "test-users", 0, "also create users user1 … userN, each with its name as password (load tests; at most 100000)")
+		grantsFlags(fs, c, "user name the grant management service (/pf-ws/rest/oauth/users/{userKey}/grants) admits; off when empty")
 	default:
 		return nil, fmt.Errorf("unknown command %q", command)
 	}
@@ -265,6 +275,12 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 	return c, c.validate()
 }
 
+// grantsFlags are the grant management service's credentials.
+func grantsFlags(fs *flag.FlagSet, c *Config, userHelp string) {
+	fs.StringVar(&c.GrantsUser, "grants-user", "", userHelp)
+	fs.StringVar(&c.GrantsPassword, "grants-password", "", "that user's password (prefer the environment variable)")
+}
+
 // Rebind records the addresses the listeners really got (a port 0 resolved)
 // and derives again every URL that was derived from them.
 func (c *Config) Rebind(addr, idpAddr, todoAPIAddr string) {
@@ -295,6 +311,11 @@ func (c *Config) derive() {
 				// The embedded authorization server's exchange client: this
 				// process's only, never written anywhere.
 				c.ClientSecret = rand.Text()
+			}
+			if c.GrantsUser == "" && c.GrantsPassword == "" && !c.explicit["issuer"] {
+				// The embedded authorization server's grant manager, as
+				// its exchange client: this process's only.
+				c.GrantsUser, c.GrantsPassword = "pingmcp-grants", rand.Text()
 			}
 		}
 		if c.TodoAPIURL == "" {
@@ -401,6 +422,14 @@ func (c *Config) validate() error {
 	case "idp":
 		if c.ClientSecret == "" {
 			errs = append(errs, fmt.Errorf("--client-secret (or %s) is required", EnvName("client-secret")))
+		}
+	}
+	if (c.GrantsUser == "") != (c.GrantsPassword == "") {
+		errs = append(errs, fmt.Errorf("--grants-user and --grants-password (or %s) go together", EnvName("grants-password")))
+	}
+	if c.GrantsURL != "" {
+		if u, err := url.Parse(c.GrantsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			errs = append(errs, fmt.Errorf("--grants-url %q: want an absolute http(s) URL without query or fragment", c.GrantsURL))
 		}
 	}
 	if c.Command == "serve" {

@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/pingmcp/pingmcp/auth"
 )
 
 const (
@@ -108,5 +110,30 @@ func TestUserGrantsWithoutManagers(t *testing.T) {
 	req.Header.Set("X-XSRF-HEADER", "x")
 	if resp, _ := f.do(req); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("%d, want 401", resp.StatusCode)
+	}
+}
+
+// auth.GrantRevoker, pingmcp's client of the service, against this one:
+// revoked with the right credentials; refused ones give an error saying so,
+// without the password.
+func TestGrantRevokerAgainstDevIdP(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.GrantManagers = map[string]string{grantsUser: grantsPW} })
+	clientID := f.registerClient()
+	alice := f.login(clientID, nil)
+	ctx := t.Context()
+
+	wrong := auth.NewGrantRevoker(auth.GrantsOptions{URL: f.issuer + auth.GrantsPath, User: grantsUser, Password: "not-" + grantsPW})
+	err := wrong.RevokeUser(ctx, "alice")
+	if err == nil || !strings.Contains(err.Error(), "401") || strings.Contains(err.Error(), grantsPW) {
+		t.Errorf("wrong password: %v", err)
+	}
+	good := auth.NewGrantRevoker(auth.GrantsOptions{URL: f.issuer + auth.GrantsPath + "/", User: grantsUser, Password: grantsPW})
+	if err := good.RevokeUser(ctx, "alice"); err != nil {
+		t.Fatalf("revoke: %v", err)
+	}
+	resp, body := f.post(PathToken, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {alice["refresh_token"].(string)}, "client_id": {clientID}}, "", "")
+	wantError(t, resp, body, http.StatusBadRequest, "invalid_grant")
+	if err := auth.NewGrantRevoker(auth.GrantsOptions{URL: f.issuer + "/nowhere", User: grantsUser, Password: grantsPW}).RevokeUser(ctx, "alice"); err == nil {
+		t.Error("a wrong URL revoked nothing and said nothing")
 	}
 }

@@ -130,14 +130,25 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 			q.Set("issuer", *issuer)
 		}
 		var out map[string]any
-		if err = c.do(ctx, http.MethodPost, "/users/"+url.PathEscape(id)+"/revoke?"+q.Encode(), &out); err == nil {
+		err = c.do(ctx, http.MethodPost, "/users/"+url.PathEscape(id)+"/revoke?"+q.Encode(), &out)
+		if out["until"] != nil { // revoked, perhaps without the grants (502)
 			if *output == "json" {
-				err = json.NewEncoder(stdout).Encode(out)
+				if jerr := json.NewEncoder(stdout).Encode(out); err == nil {
+					err = jerr
+				}
 			} else {
 				fmt.Fprintf(stdout, "user %s revoked until %v: %v sessions ended, %v live actors stopped\n", id, out["until"], out["sessions_ended"], out["actors_stopped"])
 				if u, _ := out["nodes_unreached"].([]any); len(u) > 0 {
 					fmt.Fprintf(stderr, "pingmcp users revoke: these nodes could not be told, their actors of the user stop at their next request: %v\n", u)
 				}
+				if out["grants_revoked"] == true {
+					fmt.Fprintln(stdout, "their grants were revoked at the authorization server: their refresh tokens no longer work")
+				} else {
+					fmt.Fprintf(stderr, "pingmcp users revoke: their grants were NOT revoked at the authorization server, their client may refresh once the revocation ends: %v\n", out["grants_error"])
+				}
+			}
+			if err != nil {
+				err = fmt.Errorf("the user's grants could not be revoked; run this again (%w)", err)
 			}
 		}
 	default:
@@ -196,6 +207,11 @@ func (c *adminClient) do(ctx context.Context, method, path string, out any) erro
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if resp.StatusCode >= 300 {
+		// An answer that failed may still say what was done (a
+		// revocation whose grants could not be revoked, say).
+		if out != nil {
+			json.Unmarshal(body, out)
+		}
 		var e struct{ Error string }
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
 			return fmt.Errorf("%s (HTTP %d)", e.Error, resp.StatusCode)

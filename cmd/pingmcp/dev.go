@@ -127,7 +127,7 @@ func todoAPI(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 
 // devIdPOptions configure the development authorization server: users
 // alice, bob and admin (passwords as names), of whom only admin may be
-// granted the admin scope.
+// granted the admin scope, and the grant manager --grants-user.
 func devIdPOptions(cfg *config.Config, logger *slog.Logger) *devidp.Options {
 	adminScope := cmp.Or(cfg.AdminScope, admin.DefaultScope)
 	users := map[string]string{"alice": "alice", "bob": "bob", "admin": "admin"}
@@ -135,11 +135,16 @@ func devIdPOptions(cfg *config.Config, logger *slog.Logger) *devidp.Options {
 		name := "user" + strconv.Itoa(i)
 		users[name] = name
 	}
+	var grantManagers map[string]string
+	if cfg.GrantsUser != "" {
+		grantManagers = map[string]string{cfg.GrantsUser: cfg.GrantsPassword}
+	}
 	return &devidp.Options{
-		Issuer:     cfg.Issuer,
-		Users:      users,
-		ScopeUsers: map[string][]string{adminScope: {"admin"}},
-		Clients:    []devidp.Client{{ID: cfg.ClientID, Secret: cfg.ClientSecret}},
+		Issuer:        cfg.Issuer,
+		Users:         users,
+		ScopeUsers:    map[string][]string{adminScope: {"admin"}},
+		Clients:       []devidp.Client{{ID: cfg.ClientID, Secret: cfg.ClientSecret}},
+		GrantManagers: grantManagers,
 		Resources: []devidp.Resource{{URI: cfg.Resource, Scopes: append(slices.Clip(mcpScopes), adminScope)},
 			{URI: cfg.TodoAPIURL, Scopes: todoScopes}},
 		Logger: logger,

@@ -327,6 +327,12 @@ func serveAdmin(ctx context.Context, cfg *config.Config, d *actors.Durability, n
 	if x != nil {
 		opts.RevokeToken = x.Revoke
 	}
+	if cfg.Auth != "none" && cfg.GrantsUser != "" {
+		opts.RevokeGrants = auth.NewGrantRevoker(auth.GrantsOptions{URL: cmp.Or(cfg.GrantsURL, cfg.Issuer+auth.GrantsPath),
+			User: cfg.GrantsUser, Password: cfg.GrantsPassword, HTTPClient: upstream(cfg)}).RevokeUser
+	} else if cfg.Auth != "none" {
+		logger.Warn("no --grants-user: revoking a user ends their sessions but leaves their refresh tokens working at the authorization server")
+	}
 	h, err := admin.Handler(opts)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,123 @@
+package admin
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pingmcp/pingmcp/actors"
+	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/auth/devidp"
+	"github.com/pingmcp/pingmcp/internal/logtest"
+)
+
+// Revoking a user revokes their persistent grants at the authorization
+// server (here the dev IdP's grant management service): their tokens of
+// that issuer stop being active there. The answer says so; a grant service
+// that refuses makes the answer 502 naming the failure (never the
+// password); with none configured, or for another issuer, the answer is 200
+// and says the grants were not revoked.
+func TestRevokeUserRevokesGrants(t *testing.T) {
+	const staticToken = "static-admin-token-0123456789"
+	ts := httptest.NewUnstartedServer(nil)
+	issuer := "http://" + ts.Listener.Addr().String()
+	idp, err := devidp.New(&devidp.Options{
+		Issuer:        issuer,
+		GrantManagers: map[string]string{"grants": "grants-secret"},
+		Clients:       []devidp.Client{{ID: "pingmcp", Secret: "pingmcp-secret"}},
+		Resources:     []devidp.Resource{{URI: resource, Scopes: []string{"todo_api:read"}}},
+		Logger:        slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts.Config.Handler = idp
+	ts.Start()
+	t.Cleanup(ts.Close)
+	active := func(token string) bool {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, issuer+devidp.PathIntrospect, strings.NewReader(url.Values{"token": {token}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("pingmcp", "pingmcp-secret")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		return out["active"] == true
+	}
+
+	revoke := func(password, subject, query string) (int, map[string]any, string) {
+		t.Helper()
+		logs := &logtest.Buffer{}
+		opts := Options{Token: staticToken, Issuer: issuer, Durability: actors.MemoryDurability(time.Minute),
+			Logger: slog.New(slog.NewJSONHandler(logs, nil))}
+		if password != "" {
+			opts.RevokeGrants = auth.NewGrantRevoker(auth.GrantsOptions{URL: issuer + auth.GrantsPath, User: "grants", Password: password}).RevokeUser
+		}
+		h, err := Handler(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := httptest.NewRequest(http.MethodPost, "/admin/v1/users/"+subject+"/revoke?for=1m"+query, nil)
+		req.Header.Set("Authorization", "Bearer "+staticToken)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		var out map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil {
+			t.Fatalf("answer %q: %v", rec.Body, err)
+		}
+		return rec.Code, out, logs.String()
+	}
+
+	alice, err := idp.AccessToken("alice", "client", resource, "todo_api:read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob, _ := idp.AccessToken("bob", "client", resource, "todo_api:read")
+
+	status, out, logs := revoke("wrong-secret", "alice", "")
+	if status != http.StatusBadGateway || out["grants_revoked"] != false || !strings.Contains(out["grants_error"].(string), "401") {
+		t.Errorf("grant service refusing: %d %v, want 502 naming the failure", status, out)
+	}
+	if out["sessions_ended"] == nil || out["until"] == nil {
+		t.Errorf("a 502 still reports what was done: %v", out)
+	}
+	if strings.Contains(logs, "wrong-secret") || strings.Contains(logs, "grants-secret") || !strings.Contains(logs, "were not revoked") {
+		t.Errorf("log of a failed grants revocation:\n%s", logs)
+	}
+	if !active(alice) {
+		t.Fatal("alice's grants were revoked with a wrong password")
+	}
+
+	for name, c := range map[string]struct{ password, query string }{
+		"no grant service":             {"", ""},
+		"another issuer than --issuer": {"grants-secret", "&issuer=" + url.QueryEscape("https://other.example.test")},
+	} {
+		status, out, _ := revoke(c.password, "alice", c.query)
+		if status != http.StatusOK || out["grants_revoked"] != false || !strings.Contains(out["grants_error"].(string), "refresh tokens still work") {
+			t.Errorf("%s: %d %v, want 200 saying the grants were not revoked", name, status, out)
+		}
+	}
+	if !active(alice) {
+		t.Fatal("alice's grants were revoked without a grant service")
+	}
+
+	status, out, _ = revoke("grants-secret", "alice", "")
+	if status != http.StatusOK || out["grants_revoked"] != true || out["grants_error"] != nil {
+		t.Fatalf("revoke: %d %v", status, out)
+	}
+	if active(alice) {
+		t.Error("alice's token is still active at the authorization server after her revocation")
+	}
+	if !active(bob) {
+		t.Error("bob's token was revoked with alice")
+	}
+}

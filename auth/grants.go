@@ -1,0 +1,83 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/pingmcp/pingmcp/telemetry"
+)
+
+// GrantsPath is where PingFederate serves its OAuth Access Grant Management
+// Service by user, below its base URL: <GrantsPath>/<userKey>/grants.
+const GrantsPath = "/pf-ws/rest/oauth/users"
+
+// GrantsOptions configure a GrantRevoker.
+type GrantsOptions struct {
+	// URL is the service by user, up to the user key: PingFederate's base
+	// URL followed by GrantsPath.
+	URL string
+	// User and Password are credentials of the Password Credential
+	// Validator that PingFederate's OAuth server settings name for the
+	// service (HTTP Basic). Never logged, never in an error.
+	User, Password string
+	// HTTPClient defaults to a client with a 10 s timeout.
+	HTTPClient *http.Client
+}
+
+// GrantRevoker revokes a user's persistent grants at the authorization
+// server, so that the refresh tokens their clients hold stop working and
+// only a new interactive login gives them tokens again.
+type GrantRevoker struct{ opts GrantsOptions }
+
+// NewGrantRevoker returns a revoker for the service opts names.
+func NewGrantRevoker(opts GrantsOptions) *GrantRevoker {
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+	}
+	opts.HTTPClient = telemetry.Client(opts.HTTPClient, "oauth")
+	opts.URL = strings.TrimSuffix(opts.URL, "/")
+	return &GrantRevoker{opts: opts}
+}
+
+// RevokeUser revokes every persistent grant of the user whose USER_KEY is
+// userKey: DELETE <URL>/<userKey>/grants with X-XSRF-HEADER, which
+// PingFederate requires against cross-site request forgery. PingFederate's
+// USER_KEY is whatever its grant mapping fills it with; pingmcp passes the
+// subject of the user's tokens, so the mapping must make them the same.
+// Any answer but 2xx is an error saying what the server answered.
+func (g *GrantRevoker) RevokeUser(ctx context.Context, userKey string) error {
+	if userKey == "" {
+		return errors.New("revoke grants: no user")
+	}
+	endpoint := g.opts.URL + "/" + url.PathEscape(userKey) + "/grants"
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, endpoint, nil)
+	if err != nil {
+		return fmt.Errorf("revoke grants: %w", err)
+	}
+	req.SetBasicAuth(g.opts.User, g.opts.Password)
+	req.Header.Set("X-XSRF-HEADER", "pingmcp")
+	req.Header.Set("Accept", "application/json")
+	resp, err := g.opts.HTTPClient.Do(req)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return fmt.Errorf("revoke grants at %s: %w", endpoint, err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return nil
+	case resp.StatusCode == http.StatusUnauthorized:
+		return fmt.Errorf("revoke grants at %s: HTTP 401: the grant management credentials (--grants-user, --grants-password) were refused", endpoint)
+	}
+	return fmt.Errorf("revoke grants at %s: HTTP %d", endpoint, resp.StatusCode)
+}
