@@ -80,6 +80,14 @@ func runDev(t *testing.T, args ...string) *devProcess {
 // returns the access token.
 func login(t testing.TB, ctx context.Context, issuer, resource, user, scope string) string {
 	t.Helper()
+	tok, _ := loginGrant(t, ctx, issuer, resource, user, scope)
+	return tok["access_token"].(string)
+}
+
+// loginGrant is login returning the token response (access and refresh
+// token) and the client it registered, for a client that refreshes.
+func loginGrant(t testing.TB, ctx context.Context, issuer, resource, user, scope string) (tokens map[string]any, clientID string) {
+	t.Helper()
 	const redirect = "http://127.0.0.1:9/callback"
 	var reg struct {
 		ClientID string `json:"client_id"`
@@ -129,11 +137,10 @@ func login(t testing.TB, ctx context.Context, issuer, resource, user, scope stri
 		"grant_type": {"authorization_code"}, "code": {callback.Query().Get("code")}, "redirect_uri": {redirect},
 		"client_id": {reg.ClientID}, "code_verifier": {verifier}, "resource": {resource},
 	}, &tok)
-	access, _ := tok["access_token"].(string)
-	if access == "" {
+	if access, _ := tok["access_token"].(string); access == "" {
 		t.Fatalf("no access token for %s", user)
 	}
-	return access
+	return tok, reg.ClientID
 }
 
 func postJSON(t testing.TB, ctx context.Context, u string, body, out any) {
