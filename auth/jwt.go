@@ -115,20 +115,17 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Token, error) 
 	if !slices.ContainsFunc(keys, func(k jose.JSONWebKey) bool { return tok.Claims(k.Key) == nil }) {
 		return nil, invalid("signature does not verify")
 	}
-	var payload json.RawMessage
-	if err := tok.UnsafeClaimsWithoutVerification(&payload); err != nil {
-		return nil, invalid("the claims are not a JSON object")
-	}
-	raw, err := claimsObject(payload)
-	if err != nil {
-		return nil, invalid("%v", err)
+	// go-jose's decoder refuses a key given twice, at any depth, so that
+	// no two readers of the token can see different claims.
+	var all map[string]any
+	var raw map[string]json.RawMessage
+	if err := tok.UnsafeClaimsWithoutVerification(&all, &raw); err != nil || all == nil {
+		return nil, invalid("the claims are not a JSON object with each key once")
 	}
 	var c claims
 	if err := decodeClaims(raw, &c); err != nil {
 		return nil, invalid("%v", err)
 	}
-	var all map[string]any
-	json.Unmarshal(payload, &all) // an object, as claimsObject found
 	return v.check(&c, all)
 }
 

@@ -305,3 +305,28 @@ func TestJWTMalformedClaimNamed(t *testing.T) {
 		t.Errorf("forged signature: %v", err)
 	}
 }
+
+// A correctly signed token whose claims name a key twice is refused, at
+// the top level and inside a claim: two readers could see different claims.
+func TestJWTDuplicateClaimRefused(t *testing.T) {
+	is := newIssuer(t)
+	v := is.verifier()
+	base, _ := json.Marshal(is.claims())
+	for name, payload := range map[string]string{
+		"sub twice":     strings.Replace(string(base), `"sub":"alice"`, `"sub":"alice","sub":"admin"`, 1),
+		"act.sub twice": strings.Replace(string(base), `"sub":"alice"`, `"sub":"alice","act":{"sub":"a","sub":"b"}`, 1),
+	} {
+		s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: is.key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", is.kid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		obj, err := s.Sign([]byte(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, _ := obj.CompactSerialize()
+		if _, err := v.Verify(context.Background(), tok); !IsInvalidToken(err) || !strings.Contains(err.Error(), "each key once") {
+			t.Errorf("%s: %v, want invalid_token", name, err)
+		}
+	}
+}
