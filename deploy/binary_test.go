@@ -90,7 +90,7 @@ func noFileStandIn(_, _, v string) string { return v }
 
 // secretFlags are the flags whose values are secrets: never on the command
 // line (it shows in the pod spec and in ps), always from a Secret.
-var secretFlags = []string{"client-secret", "state-keys"}
+var secretFlags = []string{"client-secret", "state-keys", "grants-password"}
 
 // binaryContainer is a container that runs the pingmcp binary, its command
 // line resolved the way the kubelet would and parsed by config.Parse.
