@@ -467,7 +467,11 @@ func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	rev := state.Revocation{At: now, Until: now.Add(span)}
 	if err := a.opts.Durability.Revocations.Revoke(r.Context(), state.RevocationKey(issuer, subject), rev); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "the revocation could not be stored: "+err.Error())
+		grants := "the grants were revoked"
+		if grantsErr != nil {
+			grants = "the grants were not revoked either: " + grantsErr.Error()
+		}
+		writeError(w, http.StatusServiceUnavailable, "the revocation could not be stored ("+grants+"): "+err.Error())
 		return
 	}
 	ended, tokensRevoked := 0, 0

@@ -46,6 +46,25 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// dev makes a grant manager for its embedded authorization server, as it
+// makes the exchange client's secret; not when it is pointed elsewhere.
+func TestDevGrantManager(t *testing.T) {
+	c, err := Parse("dev", nil, env(nil), new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GrantsUser == "" || len(c.GrantsPassword) < 16 {
+		t.Errorf("dev grant manager: user %q, a password of %d characters", c.GrantsUser, len(c.GrantsPassword))
+	}
+	c, err = Parse("dev", []string{"--issuer", "https://pf.example.test"}, env(nil), new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.GrantsUser != "" || c.GrantsPassword != "" {
+		t.Errorf("dev against another issuer made a grant manager %q", c.GrantsUser)
+	}
+}
+
 func TestRefusals(t *testing.T) {
 	tests := []struct {
 		name string
@@ -68,6 +87,9 @@ func TestRefusals(t *testing.T) {
 		{"idp without secret", "idp", nil, nil, "--client-secret"},
 		{"stray argument", "dev", []string{"extra"}, nil, "unexpected argument"},
 		{"dev beyond loopback", "dev", []string{"--idp-addr", "0.0.0.0:9031"}, nil, "loopback only"},
+		{"grants user without password", "serve", []string{"--issuer", "https://pf", "--grants-user", "g"}, nil, "--grants-password"},
+		{"grants password without user", "idp", []string{"--client-secret", "s"}, map[string]string{"PINGMCP_GRANTS_PASSWORD": "p"}, "--grants-user"},
+		{"bad grants url", "serve", []string{"--issuer", "https://pf", "--grants-url", "pf/pf-ws"}, nil, "--grants-url"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
