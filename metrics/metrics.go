@@ -52,9 +52,10 @@ var (
 		Name: "pingmcp_store_errors_total", Help: "Session store operations that failed (they are retried), by kind.",
 	}, []string{"kind"}))
 	// Limited counts requests refused by a limit, by limit: rate,
-	// concurrency, streams (per principal at an edge), address (invalid
-	// credentials from one address), tracked (the edge tracks too many
-	// principals), session_streams (per session, at its actor),
+	// concurrency, streams (per principal at an edge), user_rate,
+	// user_concurrency, user_streams (per user at an edge), address
+	// (invalid credentials from one address), tracked (the edge tracks too
+	// many principals), session_streams (per session, at its actor),
 	// events_buffer (the session's event writes wait for an unreachable
 	// store).
 	Limited = counter(prometheus.NewCounterVec(prometheus.CounterOpts{

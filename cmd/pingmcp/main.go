@@ -465,6 +465,9 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 			Logger:         logger,
 			Limits: transport.Limits{Rate: cfg.RateLimit, Burst: cfg.RateBurst, MaxConcurrent: cfg.MaxConcurrentRequests,
 				MaxStreams: cfg.MaxStreamsPerPrincipal},
+			UserLimits: transport.Limits{Rate: cfg.UserRateLimit, Burst: cfg.UserRateBurst, MaxConcurrent: cfg.UserMaxConcurrent,
+				MaxStreams: cfg.UserMaxStreams},
+			TrustedProxies: cfg.TrustedProxies,
 		}
 		if cfg.Auth != "none" {
 			edgeOpts.Revoked = revoked
