@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -607,4 +608,71 @@ func TestEdgeUserLimits(t *testing.T) {
 	resp, body = call{http.MethodPost, bearer(a3, nil), initBody}.do(t, url)
 	checkLimited(t, resp, body, "user_rate")
 	ok(token("bob", "c1"))
+}
+
+// With introspection, an address over its budget still gets its valid
+// tokens checked: a cached answer at once, a new token through the edge's
+// lane of overBudgetVerifications calls at a time, refused (429) only while
+// that lane is full, so that one address cannot keep more calls than that
+// going to the authorization server.
+func TestEdgeAddressLimitIntrospection(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	slow := make(chan struct{}, 8)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok := r.PostFormValue("token")
+		if strings.HasPrefix(tok, "slow") {
+			slow <- struct{}{}
+			<-release
+		}
+		if !strings.HasPrefix(tok, "good") {
+			json.NewEncoder(w).Encode(map[string]any{"active": false})
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"active": true, "sub": tok, "client_id": "c", "scope": "mcp:tools",
+			"aud": mcpResource, "exp": time.Now().Add(time.Hour).Unix()})
+	}))
+	defer srv.Close()
+	defer free() // before the server closes: its handlers wait for it
+	url := newEdge(t, Options{
+		Verifier: auth.NewIntrospectionVerifier(auth.IntrospectionOptions{Issuer: "https://idp", Endpoint: srv.URL,
+			ClientID: "pingmcp", ClientSecret: "s", Audiences: []string{mcpResource}}),
+		Limits: Limits{Rate: 0.01, Burst: 3},
+	}).URL
+	post := func(tok string) (*http.Response, string) {
+		return call{http.MethodPost, bearer(tok, nil), initBody}.do(t, url)
+	}
+	for range 3 {
+		if resp, body := post("bad"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("bad token: %d %s", resp.StatusCode, body)
+		}
+	}
+	if resp, body := post("good1"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("new valid token over budget, lane free: %d %s, want 200", resp.StatusCode, body)
+	}
+	done := make(chan int, overBudgetVerifications)
+	for i := range overBudgetVerifications {
+		go func() {
+			resp, _ := post(fmt.Sprint("slow", i))
+			done <- resp.StatusCode
+		}()
+	}
+	for range overBudgetVerifications {
+		<-slow
+	}
+	resp, body := post("good2")
+	checkLimited(t, resp, body, "address")
+	if resp, body := post("good1"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("cached valid token while the lane is full: %d %s, want 200", resp.StatusCode, body)
+	}
+	free()
+	for range overBudgetVerifications {
+		if st := <-done; st != http.StatusUnauthorized {
+			t.Errorf("slow bad token: %d, want 401", st)
+		}
+	}
+	if resp, body := post("good2"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("new valid token once the lane is free: %d %s, want 200", resp.StatusCode, body)
+	}
 }
