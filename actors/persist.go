@@ -33,13 +33,17 @@ type Durability struct {
 	Check func(context.Context) error
 	// Revocations are the users an operator revoked.
 	Revocations state.Revocations
+	// Users count each user's sessions (usersessions.go), at most
+	// MaxSessionsPerUser of them (zero: no cap, nothing counted).
+	Users              state.UserSessions
+	MaxSessionsPerUser int
 }
 
 // MemoryDurability keeps sessions in this process, under a key made for it.
 func MemoryDurability(ttl time.Duration) *Durability {
 	snaps := &state.MemorySnapshots{}
 	return &Durability{Snapshots: snaps, Events: state.NewMemoryEvents(snaps), Sealer: state.NewProcessSealer(), SessionTTL: ttl,
-		Revocations: &state.MemoryRevocations{}}
+		Revocations: &state.MemoryRevocations{}, Users: &state.MemoryUserSessions{}}
 }
 
 // record is what a session needs to continue on another activation: its
@@ -317,10 +321,15 @@ func (p *persister) run() {
 				break
 			}
 			b, err := json.Marshal(p.rec)
+			owner := record{Issuer: p.rec.Issuer, Subject: p.rec.Subject}
 			p.mu.Unlock()
 			if err == nil {
 				ctx, cancel := context.WithTimeout(context.Background(), saveTimeout)
-				err = p.d.Snapshots.Save(ctx, p.session, p.epoch, b, p.d.SessionTTL)
+				if err = p.d.Snapshots.Save(ctx, p.session, p.epoch, b, p.d.SessionTTL); err == nil {
+					// The session stays counted against its user as long
+					// as its snapshot lives.
+					p.d.touchSession(ctx, p.session, &owner)
+				}
 				cancel()
 			}
 			if err == nil {
@@ -473,8 +482,19 @@ func (d *Durability) Delegated(id string, snapshot []byte) ([]string, error) {
 // End ends a session for an operator: its snapshot and events go, and its
 // live activation, if any, is fenced at its next write.
 func (d *Durability) End(ctx context.Context, id string) error {
+	var owner record
+	if d.Users != nil {
+		if snap, err := d.Snapshots.Get(ctx, id); err == nil && snap != nil {
+			owner, _ = decodeRecord(snap)
+		}
+	}
 	if err := d.Snapshots.End(ctx, id); err != nil {
 		return err
+	}
+	if user := d.userOf(owner.Issuer, owner.Subject); user != "" {
+		if err := d.Users.Release(ctx, user, id); err != nil {
+			return err
+		}
 	}
 	return d.Events.SessionClosed(ctx, id)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/metrics"
 )
 
@@ -24,13 +25,25 @@ const activateTimeout = 5 * time.Second
 // activate takes a new epoch for the session, and its snapshot, off the
 // actor's goroutine; the outcome comes back as *activated. A rehydrating
 // activation also answers the requests its predecessor left unanswered.
-func (a *SessionActor) activate(ctx actor.Context, create bool) {
+//
+// A session being created (create, for owner) is first counted against its
+// user's cap (usersessions.go): refused, it is not activated at all.
+func (a *SessionActor) activate(ctx actor.Context, create bool, owner *envelope.Principal) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	d, id, logger := a.cfg.Durability, a.id, a.logger
 	go func() {
 		m := &activated{started: time.Now()}
 		deadline := m.started.Add(activateTimeout)
 		backoff := retryMin
+		if create {
+			c, cancel := context.WithTimeout(context.Background(), saveTimeout)
+			m.refused, m.err = d.claimSession(c, id, owner)
+			cancel()
+			if m.refused != nil || m.err != nil {
+				root.Send(self, m)
+				return
+			}
+		}
 		for {
 			c, cancel := context.WithTimeout(context.Background(), saveTimeout)
 			m.epoch, m.snap, m.err = d.Snapshots.Activate(c, id, create)
@@ -56,6 +69,9 @@ func (a *SessionActor) activate(ctx actor.Context, create bool) {
 				logger.Warn("interrupted requests not answered yet", "err", err)
 			}
 		}
+		if m.err != nil && create && owner != nil {
+			d.releaseSession(id, owner.Issuer, owner.Subject, logger)
+		}
 		root.Send(self, m)
 	}()
 }
@@ -75,6 +91,16 @@ func (a *SessionActor) activated(ctx actor.Context, m *activated) {
 	default:
 		metrics.Activations.WithLabelValues("rehydrated").Inc()
 		metrics.Interrupted.Add(float64(m.interrupted))
+	}
+	if m.refused != nil {
+		metrics.Activations.WithLabelValues("refused").Inc()
+		a.logger.Info("session not created: its user has as many as allowed")
+		for _, q := range pending {
+			a.reply(ctx, q.replyTo, m.refused.answer(q.req))
+		}
+		a.ended = true
+		a.stop(ctx)
+		return
 	}
 	if m.err != nil {
 		a.logger.Warn("session not activated: its store cannot be reached; answering 503", "err", m.err)

@@ -162,7 +162,8 @@ type activated struct {
 	epoch       int64
 	snap        []byte
 	err         error
-	interrupted int // journalled requests answered
+	refused     *sessionCap // the user has as many sessions as allowed
+	interrupted int         // journalled requests answered
 	started     time.Time
 }
 
@@ -423,7 +424,7 @@ func (a *SessionActor) serve(ctx actor.Context, req *envelope.Request) {
 		// Only an initialize creates a session; any other request for an
 		// id without a snapshot is answered "not found" and leaves nothing.
 		create := req.Method == http.MethodPost && !hasHeader(req, "Mcp-Session-Id")
-		a.activate(ctx, create)
+		a.activate(ctx, create, req.Principal)
 	}
 }
 
@@ -674,6 +675,9 @@ func (a *SessionActor) settle(ctx actor.Context) {
 		// (which the edge could only answer "retry").
 		if !a.ended {
 			a.ended = true
+			if a.owner != nil {
+				a.cfg.Durability.releaseSession(a.id, a.owner.issuer, a.owner.subject, a.logger)
+			}
 			self, root := ctx.Self(), ctx.ActorSystem().Root
 			time.AfterFunc(endedLinger, func() { root.Send(self, endedNow{}) })
 		}

@@ -143,6 +143,18 @@ func (v *IntrospectionVerifier) Verify(ctx context.Context, token string) (*Toke
 	}
 }
 
+// Cost is CostLocal when the server's answer about token is cached, else
+// CostRemote.
+func (v *IntrospectionVerifier) Cost(token string) Cost {
+	if token == "" {
+		return CostNone
+	}
+	if _, ok := v.cachedAnswer(sha256.Sum256([]byte(token))); ok {
+		return CostLocal
+	}
+	return CostRemote
+}
+
 func (v *IntrospectionVerifier) cachedAnswer(key [32]byte) (cached, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()

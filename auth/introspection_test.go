@@ -64,6 +64,11 @@ func TestIntrospectionVerifier(t *testing.T) {
 			t.Errorf("%s: %v, want invalid_token naming %s", bad, err, claim)
 		}
 	}
+	// What the edge lets through from an address over its budget: a token
+	// whose answer is cached costs nothing, any other a call.
+	if v.Cost("array") != CostLocal || v.Cost("never-asked") != CostRemote || v.Cost("") != CostNone {
+		t.Errorf("costs: cached %v, new %v, empty %v", v.Cost("array"), v.Cost("never-asked"), v.Cost(""))
+	}
 	for _, bad := range []string{"inactive", "aud", "iss", "noexp", "nbf", "unknown"} {
 		if _, err := v.Verify(ctx, bad); !IsInvalidToken(err) {
 			t.Errorf("%s: %v, want invalid_token", bad, err)

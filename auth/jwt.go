@@ -129,6 +129,16 @@ func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Token, error) 
 	return v.check(&c, all)
 }
 
+// Cost is CostLocal for a token shaped like a JWT: its signature is checked
+// by a cached key, and the key fetches it may cause are paced by
+// RefetchInterval whatever tokens arrive. Anything else cannot verify.
+func (v *JWTVerifier) Cost(token string) Cost {
+	if canonicalJWS(token) {
+		return CostLocal
+	}
+	return CostNone
+}
+
 // canonicalJWS says whether each of the three segments of a compact JWS is
 // base64url exactly as a signer writes it (RFC 7515 §2): no padding, no line
 // breaks, no stray bits in its last character. go-jose decodes more loosely

@@ -330,3 +330,34 @@ func TestJWTDuplicateClaimRefused(t *testing.T) {
 		}
 	}
 }
+
+// Whatever a JWT holds, checking it stays local (key fetches are paced);
+// what is not a compact JWS cannot verify at all.
+func TestJWTVerifierCost(t *testing.T) {
+	is := newIssuer(t)
+	v := is.verifier()
+	good := sign(t, jose.RS256, is.key, is.kid, is.claims())
+	for tok, want := range map[string]Cost{
+		good:                     CostLocal,
+		good[:len(good)-1] + "~": CostNone,
+		"not-a-token":            CostNone,
+		"a.b":                    CostNone,
+		"":                       CostNone,
+	} {
+		if got := v.Cost(tok); got != want {
+			t.Errorf("Cost(%.20q…) = %v, want %v", tok, got, want)
+		}
+	}
+}
+
+// A user's key is the same through every client, differs between users,
+// and is not a principal's key.
+func TestUserKey(t *testing.T) {
+	a1 := Principal{Issuer: "https://idp", Subject: "alice", ClientID: "c1"}
+	a2 := Principal{Issuer: "https://idp", Subject: "alice", ClientID: "c2"}
+	b := Principal{Issuer: "https://idp", Subject: "bob", ClientID: "c1"}
+	if a1.UserKey() != a2.UserKey() || a1.UserKey() == b.UserKey() || a1.UserKey() == a1.Key() ||
+		(Principal{Issuer: "https://idp\x00alice"}).UserKey() == a1.UserKey() {
+		t.Errorf("user keys: %s %s %s", a1.UserKey(), a2.UserKey(), b.UserKey())
+	}
+}

@@ -36,6 +36,14 @@ func (p Principal) Key() string {
 	return base64.RawURLEncoding.EncodeToString(sum[:16])
 }
 
+// UserKey names the user (issuer, subject) without revealing it, whatever
+// client the token came through: limits that must not multiply with the
+// clients a user registers are counted under it.
+func (p Principal) UserKey() string {
+	sum := sha256.Sum256([]byte("user\x00" + p.Issuer + "\x00" + p.Subject))
+	return base64.RawURLEncoding.EncodeToString(sum[:16])
+}
+
 // Token is what verifying a bearer token established. It holds the verified
 // claims, never the token itself.
 type Token struct {
@@ -68,6 +76,31 @@ func (t *Token) HasScopes(scopes ...string) bool {
 // authorization server was unreachable, say) and is answered 503, not 401.
 type Verifier interface {
 	Verify(ctx context.Context, token string) (*Token, error)
+}
+
+// Cost is what verifying a token takes, as far as a verifier can tell by
+// looking at it, at no cost.
+type Cost int
+
+const (
+	// CostUnknown: the verifier cannot tell.
+	CostUnknown Cost = iota
+	// CostNone: the token cannot verify (it is not even shaped like one).
+	CostNone
+	// CostLocal: checked in this process; any call to the authorization
+	// server it causes is paced by the verifier whatever tokens arrive.
+	CostLocal
+	// CostRemote: a call to the authorization server.
+	CostRemote
+)
+
+// CostedVerifier is a Verifier that tells the Cost of a token. The edge
+// still verifies the tokens of cost CostLocal from an address that has sent
+// too many bad ones, so that a flood of bad credentials never locks out a
+// valid token, and refuses early only what is worthless or expensive.
+type CostedVerifier interface {
+	Verifier
+	Cost(token string) Cost
 }
 
 // OAuth error codes of RFC 6750 §3.1.

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -100,15 +101,25 @@ type Config struct {
 
 	// Limits (serve and dev), each per edge unless it says otherwise; a
 	// zero rate or cap turns that limit off.
-	RateLimit              float64       // requests per second per principal
-	RateBurst              int           // requests a principal may make at once above the rate
-	MaxConcurrentRequests  int           // POST/DELETE requests in flight per principal
-	MaxStreamsPerPrincipal int           // open GET (SSE) streams per principal
-	MaxStreamsPerSession   int           // open GET (SSE) streams per session, counted by its actor (cluster-wide)
-	EventsBuffer           int           // event writes a session holds while its store is unreachable
-	MaxHeaderBytes         int           // request header size (431 beyond)
-	UpstreamTimeout        time.Duration // every call to the authorization server and the Todo API
-	RedisTimeout           time.Duration // dialing, reading and writing Redis
+	RateLimit              float64 // requests per second per principal
+	RateBurst              int     // requests a principal may make at once above the rate
+	MaxConcurrentRequests  int     // POST/DELETE requests in flight per principal
+	MaxStreamsPerPrincipal int     // open GET (SSE) streams per principal
+	MaxStreamsPerSession   int     // open GET (SSE) streams per session, counted by its actor (cluster-wide)
+	// The same per user (issuer, subject), all the user's clients together.
+	UserRateLimit     float64
+	UserRateBurst     int
+	UserMaxConcurrent int
+	UserMaxStreams    int
+	// MaxSessionsPerUser caps a user's sessions in the whole cluster
+	// (counted in the shared store).
+	MaxSessionsPerUser int
+	// TrustedProxies are the peers whose forwarding headers name the client.
+	TrustedProxies  []netip.Prefix
+	EventsBuffer    int           // event writes a session holds while its store is unreachable
+	MaxHeaderBytes  int           // request header size (431 beyond)
+	UpstreamTimeout time.Duration // every call to the authorization server and the Todo API
+	RedisTimeout    time.Duration // dialing, reading and writing Redis
 
 	// pingmcp dev, idp and todo-api.
 	IdPAddr          string

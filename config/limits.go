@@ -3,6 +3,9 @@ package config
 import (
 	"errors"
 	"flag"
+	"fmt"
+	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -12,6 +15,15 @@ const (
 	DefaultRateBurst              = 40
 	DefaultMaxConcurrentRequests  = 16
 	DefaultMaxStreamsPerPrincipal = 8
+	// A user's limits, whatever clients the user's tokens come through:
+	// twice a client's, so that a user may run two clients at full pace
+	// (an IDE and a desktop app), while registering more clients (DCR is
+	// open) buys nothing more.
+	DefaultUserRateLimit      = 2 * DefaultRateLimit
+	DefaultUserRateBurst      = 2 * DefaultRateBurst
+	DefaultUserMaxConcurrent  = 2 * DefaultMaxConcurrentRequests
+	DefaultUserMaxStreams     = 2 * DefaultMaxStreamsPerPrincipal
+	DefaultMaxSessionsPerUser = 100
 	// A session's client holds its standalone GET stream and, for each
 	// request whose POST stream was cut (a drain cuts them all at once), a
 	// GET resuming it: the go-sdk client gives its session up when such a
@@ -30,6 +42,16 @@ func limitFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.RateBurst, "rate-burst", DefaultRateBurst, "requests a principal may make at once before --rate-limit paces it")
 	fs.IntVar(&c.MaxConcurrentRequests, "max-concurrent-requests", DefaultMaxConcurrentRequests, "POST and DELETE requests a principal may have in flight at one edge; beyond, 429 (0: no limit)")
 	fs.IntVar(&c.MaxStreamsPerPrincipal, "max-streams-per-principal", DefaultMaxStreamsPerPrincipal, "GET (SSE) streams a principal may hold open at one edge; beyond, 429 (0: no limit)")
+	fs.Float64Var(&c.UserRateLimit, "user-rate-limit", DefaultUserRateLimit, "requests per second each user (issuer, subject) may make through one edge, all the user's clients together; beyond, 429 (0: no limit)")
+	fs.IntVar(&c.UserRateBurst, "user-rate-burst", DefaultUserRateBurst, "requests a user may make at once before --user-rate-limit paces it")
+	fs.IntVar(&c.UserMaxConcurrent, "user-max-concurrent-requests", DefaultUserMaxConcurrent, "POST and DELETE requests a user may have in flight at one edge, all clients together; beyond, 429 (0: no limit)")
+	fs.IntVar(&c.UserMaxStreams, "user-max-streams", DefaultUserMaxStreams, "GET (SSE) streams a user may hold open at one edge, all clients together; beyond, 429 (0: no limit)")
+	fs.IntVar(&c.MaxSessionsPerUser, "max-sessions-per-user", DefaultMaxSessionsPerUser, "sessions a user (issuer, subject) may have at once in the whole cluster, all clients together; a new initialize beyond gets 429 (0: no limit)")
+	fs.Func("trusted-proxies", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For (else Forwarded) names the client, for the budget of invalid credentials per address; empty: the peer is the client", func(v string) error {
+		ps, err := ParsePrefixes(v)
+		c.TrustedProxies = ps
+		return err
+	})
 	fs.IntVar(&c.MaxStreamsPerSession, "max-streams-per-session", DefaultMaxStreamsPerSession, "GET (SSE) streams one session may hold open, wherever they arrive; beyond, 429 (0: no limit)")
 	fs.IntVar(&c.EventsBuffer, "events-buffer", DefaultEventsBuffer, "event writes a session holds in memory while Redis is unreachable; once full, its new requests get 503 until the store takes them")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", DefaultMaxHeaderBytes, "largest request header section (431 beyond)")
@@ -44,7 +66,8 @@ func (c *Config) validateLimits() []error {
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"max-concurrent-requests", c.MaxConcurrentRequests}, {"max-streams-per-principal", c.MaxStreamsPerPrincipal}, {"max-streams-per-session", c.MaxStreamsPerSession}} {
+	}{{"user-max-concurrent-requests", c.UserMaxConcurrent}, {"user-max-streams", c.UserMaxStreams}, {"max-sessions-per-user", c.MaxSessionsPerUser},
+		{"max-concurrent-requests", c.MaxConcurrentRequests}, {"max-streams-per-principal", c.MaxStreamsPerPrincipal}, {"max-streams-per-session", c.MaxStreamsPerSession}} {
 		if f.v < 0 {
 			errs = append(errs, errors.New("--"+f.name+" must not be negative (0: no limit)"))
 		}
@@ -54,6 +77,12 @@ func (c *Config) validateLimits() []error {
 	}
 	if c.RateLimit > 0 && c.RateBurst < 1 {
 		errs = append(errs, errors.New("--rate-burst must be at least 1 with a --rate-limit"))
+	}
+	if c.UserRateLimit < 0 {
+		errs = append(errs, errors.New("--user-rate-limit must not be negative (0: no limit)"))
+	}
+	if c.UserRateLimit > 0 && c.UserRateBurst < 1 {
+		errs = append(errs, errors.New("--user-rate-burst must be at least 1 with a --user-rate-limit"))
 	}
 	if c.EventsBuffer < 1 {
 		errs = append(errs, errors.New("--events-buffer must be positive"))
@@ -68,4 +97,26 @@ func (c *Config) validateLimits() []error {
 		errs = append(errs, errors.New("--redis-timeout must be positive"))
 	}
 	return errs
+}
+
+// ParsePrefixes reads comma-separated CIDRs (a bare address is a /32 or
+// /128).
+func ParsePrefixes(v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range splitList(v) {
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a CIDR or an address", f)
+			}
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR", f)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -17,25 +18,33 @@ func TestLimitFlags(t *testing.T) {
 		}
 		if c.RateLimit != 20 || c.RateBurst != 40 || c.MaxConcurrentRequests != 16 || c.MaxStreamsPerPrincipal != 8 ||
 			c.MaxStreamsPerSession != 4 || c.EventsBuffer != 10000 || c.MaxHeaderBytes != 64<<10 ||
-			c.UpstreamTimeout != 10*time.Second || c.RedisTimeout != 2*time.Second {
+			c.UpstreamTimeout != 10*time.Second || c.RedisTimeout != 2*time.Second ||
+			c.UserRateLimit != 40 || c.UserRateBurst != 80 || c.UserMaxConcurrent != 32 || c.UserMaxStreams != 16 ||
+			c.MaxSessionsPerUser != 100 || c.TrustedProxies != nil {
 			t.Errorf("%s limit defaults: %+v", cmd, c)
 		}
 	}
 	c, err := Parse("serve", []string{"--auth", "none", "--addr", "127.0.0.1:0", "--rate-limit", "0", "--max-streams-per-session", "0"},
-		env(map[string]string{"PINGMCP_RATE_BURST": "7", "PINGMCP_UPSTREAM_TIMEOUT": "3s"}), new(bytes.Buffer))
+		env(map[string]string{"PINGMCP_RATE_BURST": "7", "PINGMCP_UPSTREAM_TIMEOUT": "3s", "PINGMCP_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1,2001:db8::/32",
+			"PINGMCP_MAX_SESSIONS_PER_USER": "5"}), new(bytes.Buffer))
 	if err != nil {
 		t.Fatalf("zero turns a limit off: %v", err)
 	}
 	if c.RateLimit != 0 || c.MaxStreamsPerSession != 0 || c.RateBurst != 7 || c.UpstreamTimeout != 3*time.Second {
 		t.Errorf("flags and environment not applied: %+v", c)
 	}
+	if fmt.Sprint(c.TrustedProxies) != "[10.0.0.0/8 192.0.2.1/32 2001:db8::/32]" || c.MaxSessionsPerUser != 5 {
+		t.Errorf("trusted proxies %v, sessions per user %d", c.TrustedProxies, c.MaxSessionsPerUser)
+	}
 	for _, bad := range [][]string{
 		{"--rate-limit", "-1"}, {"--rate-burst", "0"}, {"--max-concurrent-requests", "-1"}, {"--max-streams-per-principal", "-2"},
 		{"--max-streams-per-session", "-1"}, {"--events-buffer", "0"}, {"--max-header-bytes", "100"},
 		{"--upstream-timeout", "0s"}, {"--redis-timeout", "-1s"},
+		{"--user-rate-limit", "-1"}, {"--user-rate-burst", "0"}, {"--user-max-concurrent-requests", "-1"}, {"--user-max-streams", "-1"},
+		{"--max-sessions-per-user", "-1"}, {"--trusted-proxies", "10.0.0.0/33"}, {"--trusted-proxies", "proxy.example"},
 	} {
 		_, err := Parse("serve", append([]string{"--auth", "none", "--addr", "127.0.0.1:0"}, bad...), env(nil), new(bytes.Buffer))
-		if err == nil || !strings.Contains(err.Error(), bad[0]) {
+		if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(bad[0], "-")) {
 			t.Errorf("%v: %v, want an error naming %s", bad, err, bad[0])
 		}
 	}

@@ -19,7 +19,8 @@ var Registry = prometheus.NewRegistry()
 var (
 	// Activations counts session actor activations by outcome: new (an
 	// initialize), rehydrated (from a snapshot), unknown (no such session),
-	// failed (the store could not be reached).
+	// failed (the store could not be reached), refused (the user has as many
+	// sessions as --max-sessions-per-user allows).
 	Activations = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pingmcp_activations_total", Help: "Session actor activations, by outcome.",
 	}, []string{"outcome"}))
@@ -52,9 +53,11 @@ var (
 		Name: "pingmcp_store_errors_total", Help: "Session store operations that failed (they are retried), by kind.",
 	}, []string{"kind"}))
 	// Limited counts requests refused by a limit, by limit: rate,
-	// concurrency, streams (per principal at an edge), address (invalid
-	// credentials from one address), tracked (the edge tracks too many
-	// principals), session_streams (per session, at its actor),
+	// concurrency, streams (per principal at an edge), user_rate,
+	// user_concurrency, user_streams (per user at an edge), address
+	// (invalid credentials from one address), tracked (the edge tracks too
+	// many principals), sessions_per_user (a user's sessions in the
+	// cluster), session_streams (per session, at its actor),
 	// events_buffer (the session's event writes wait for an unreachable
 	// store).
 	Limited = counter(prometheus.NewCounterVec(prometheus.CounterOpts{

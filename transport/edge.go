@@ -22,6 +22,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -82,7 +83,14 @@ type Options struct {
 	// Limits are the per-principal limits (limits.go); the zero value
 	// limits nothing.
 	Limits Limits
-	Logger *slog.Logger
+	// UserLimits are the same limits per user (issuer, subject), whatever
+	// client the user's tokens come through; both must admit a request.
+	UserLimits Limits
+	// TrustedProxies are the peers whose X-Forwarded-For or Forwarded
+	// header names the client (clientaddr.go), for the budget of refused
+	// credentials; any other peer is the client itself.
+	TrustedProxies []netip.Prefix
+	Logger         *slog.Logger
 }
 
 // Edge serves /mcp by forwarding each request to its actor.
@@ -94,7 +102,11 @@ type Edge struct {
 	hosts   map[string]bool
 	prefix  string // per-node prefix of request ids
 	seq     atomic.Uint64
-	limits  *limiter
+	limits  *limiter // per principal, and per address for refused credentials
+	users   *limiter // per user
+	// expensive bounds the verifications that call the authorization
+	// server for addresses over their budget (limits.go).
+	expensive chan struct{}
 	// draining is cancelled when the node drains: GET streams end then,
 	// with a retry hint, since the client resumes them through another node.
 	draining    context.Context
@@ -125,6 +137,8 @@ func NewEdge(node *cluster.Node, opts Options) *Edge {
 	}
 	e.prefix = rand.Text()[:8]
 	e.limits = newLimiter(opts.Limits)
+	e.users = newLimiter(opts.UserLimits)
+	e.expensive = make(chan struct{}, overBudgetVerifications)
 	e.draining, e.stopStreams = context.WithCancel(context.Background())
 	return e
 }
@@ -180,20 +194,17 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 	var tok *auth.Token
 	if e.opts.Verifier != nil {
 		// Limits (limits.go): an address that keeps sending refused
-		// credentials is refused before its token is verified; a verified
-		// principal is held to its rate and caps before its body is read.
-		if ref := e.limits.blocked(addressKey(r)); ref != nil {
-			e.refuse(w, r, ref, addressKey(r))
-			return
-		}
+		// credentials gets no expensive verification (authenticate); a
+		// verified caller is held to its user's and its principal's rate
+		// and caps before its body is read.
 		var ok bool
 		if tok, principal, ok = e.authenticate(w, r); !ok {
 			e.authRefused(w, r)
 			return
 		}
-		release, ref := e.limits.admit(tok.Principal.Key(), r.Method == http.MethodGet)
+		release, ref, who := e.admit(tok, r.Method == http.MethodGet)
 		if ref != nil {
-			e.refuse(w, r, ref, tok.Principal.Key())
+			e.refuse(w, r, ref, who)
 			return
 		}
 		defer release()
@@ -421,7 +432,13 @@ func (e *Edge) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Token
 		e.challenge(w, &auth.Error{Code: auth.CodeInvalidToken, Description: desc})
 		return nil, nil, false
 	}
+	done, ref := e.overBudget(r, raw)
+	if ref != nil {
+		e.refuse(w, r, ref, e.addressKey(r))
+		return nil, nil, false
+	}
 	tok, err := e.opts.Verifier.Verify(r.Context(), raw)
+	done()
 	if err == nil && e.opts.Revoked != nil && e.opts.Revoked(tok) {
 		err = &auth.Error{Code: auth.CodeInvalidToken, Description: "this user's tokens were revoked by an operator; sign in again"}
 	}

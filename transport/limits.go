@@ -6,20 +6,23 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
 
+	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/metrics"
 )
 
-// Limits are the edge's per-principal limits. A principal is the verified
-// (issuer, subject, client_id) of a request's token; the limits apply only
+// Limits are the edge's limits per caller. The edge applies them twice
+// (Options.Limits, Options.UserLimits): per principal, the verified (issuer,
+// subject, client_id) of a request's token, and per user, its (issuer,
+// subject), so that registering more clients (DCR is open) does not
+// multiply what one user may do. Both must admit a request. They apply only
 // when the edge authenticates (with --auth none every caller is the same
 // anonymous principal, on loopback). Each edge counts for itself: behind a
-// load balancer a principal gets up to these limits at every edge.
+// load balancer a caller gets up to these limits at every edge.
 //
 // The zero value of a field turns its limit off (cmd/pingmcp gives the
 // defaults of its flags).
@@ -43,13 +46,29 @@ type Limits struct {
 // Limits leaves it zero.
 const DefaultMaxTracked = 100_000
 
-// Unauthenticated callers are tracked by remote address: a request whose
-// token is refused (401/403, not a 503 for an unreachable authorization
-// server) spends one of its address's tokens, at the same Rate and Burst,
-// and an address with none left is refused before its token is verified.
+// Unauthenticated callers are tracked by client address (clientaddr.go:
+// the peer, or the client a trusted proxy names): a request whose token is
+// refused (401/403, not a 503 for an unreachable authorization server)
+// spends one of its address's tokens, at the principal Rate and Burst.
 // Valid tokens spend nothing there, so that users behind one proxy or NAT
-// do not share a budget, while one sending bad tokens cannot make the edge
-// verify (or introspect) them without bound.
+// do not share a budget.
+//
+// An address with no tokens left is not refused outright: that would lock
+// out every valid user behind it as soon as one client sends garbage. What
+// it loses is the expensive path (overBudget), by the token's auth.Cost: a
+// token checked locally (a JWT's signature, by a cached key, with key
+// fetches paced by the verifier; an introspection answer already cached)
+// is still verified, and a valid one is served; one that cannot verify (not
+// a JWT, for a JWT verifier) is refused (429). An introspection call (or a
+// verifier that cannot tell) goes through a lane of overBudgetVerifications
+// at a time for the whole edge, refused (429) when the lane is full: one
+// flooding address can then cost the authorization server at most that
+// many calls at once, while a valid reference token from the same address
+// still gets through whenever the lane has room.
+
+// overBudgetVerifications bounds the expensive verifications in flight for
+// addresses over their budget, at one edge.
+const overBudgetVerifications = 2
 
 // jsonrpcLimited is the JSON-RPC error (implementation-defined server
 // error range) of a request refused by a limit; its data says it is
@@ -259,13 +278,56 @@ func (l *limiter) len() int {
 	return len(l.entries)
 }
 
-// addressKey is the limiter key of a request's remote address.
-func addressKey(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
+// addressKey is the limiter key of a request's client address.
+func (e *Edge) addressKey(r *http.Request) string {
+	return "ip:" + clientAddress(r, e.opts.TrustedProxies).String()
+}
+
+// overBudget decides whether a token from r's address may be verified: on
+// refusal, the address is over its budget and verifying raw would be
+// worthless or expensive (see above); otherwise done must be called once
+// it is verified.
+func (e *Edge) overBudget(r *http.Request, raw string) (done func(), ref *refusal) {
+	ref = e.limits.blocked(e.addressKey(r))
+	if ref == nil {
+		return func() {}, nil
 	}
-	return "ip:" + host
+	cost := auth.CostUnknown
+	if c, ok := e.opts.Verifier.(auth.CostedVerifier); ok {
+		cost = c.Cost(raw)
+	}
+	switch cost {
+	case auth.CostLocal:
+		return func() {}, nil
+	case auth.CostNone:
+		return nil, ref
+	}
+	select {
+	case e.expensive <- struct{}{}:
+		return func() { <-e.expensive }, nil
+	default:
+		return nil, ref
+	}
+}
+
+// admit applies the principal's limits, then the user's, to a verified
+// request: both must admit it. The principal goes first so that a client
+// refused by its own limits (retrying in a loop, say) does not spend its
+// user's budget, which the user's other clients share. who names the
+// caller that was refused.
+func (e *Edge) admit(tok *auth.Token, stream bool) (release func(), ref *refusal, who string) {
+	releasePrincipal, ref := e.limits.admit(tok.Principal.Key(), stream)
+	if ref != nil {
+		return nil, ref, tok.Principal.Key()
+	}
+	user := "user:" + tok.Principal.UserKey()
+	releaseUser, ref := e.users.admit(user, stream)
+	if ref != nil {
+		releasePrincipal()
+		ref.limit = "user_" + ref.limit
+		return nil, ref, user
+	}
+	return func() { releaseUser(); releasePrincipal() }, nil, ""
 }
 
 // retryAfter is d in whole seconds, rounded up, at least 1.
@@ -290,10 +352,10 @@ func (e *Edge) refuse(w http.ResponseWriter, r *http.Request, ref *refusal, who 
 // was refused; not when the authorization server could not be reached
 // (503), which is no fault of the caller's.
 func (e *Edge) authRefused(w http.ResponseWriter, r *http.Request) {
-	if s, ok := w.(interface{ Status() int }); ok && s.Status() == http.StatusServiceUnavailable {
+	if s, ok := w.(interface{ Status() int }); ok && (s.Status() == http.StatusServiceUnavailable || s.Status() == http.StatusTooManyRequests) {
 		return
 	}
-	e.limits.charge(addressKey(r))
+	e.limits.charge(e.addressKey(r))
 }
 
 // writeErrorData is writeError with the error's data member.

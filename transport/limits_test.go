@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -278,9 +280,12 @@ func TestEdgeRateLimit(t *testing.T) {
 	}
 }
 
-// An address whose credentials keep being refused is refused (429) before
-// its tokens are verified; a valid token from elsewhere is not affected,
-// and an unreachable issuer (503) spends nothing.
+// An address whose credentials keep being refused loses the expensive
+// path: what cannot be a token is refused (429) before it is looked at, but
+// a valid token from that same address is still verified and served (a JWT
+// is checked locally), so that one client sending garbage does not lock
+// out the users behind the same NAT or proxy; a valid token from elsewhere
+// is not affected, and an unreachable issuer (503) spends nothing.
 func TestEdgeAddressLimit(t *testing.T) {
 	is := authtest.NewIssuer(t)
 	url := limitedEdge(t, is, Limits{Rate: 0.01, Burst: 3})
@@ -289,9 +294,20 @@ func TestEdgeAddressLimit(t *testing.T) {
 			t.Fatalf("bad token: %d %s", resp.StatusCode, body)
 		}
 	}
-	alice := is.Token(t, is.Claims("alice", mcpResource, "mcp:tools"))
-	resp, body := call{http.MethodPost, bearer(alice, nil), initBody}.do(t, url)
+	resp, body := call{http.MethodPost, bearer("not-a-jwt", nil), initBody}.do(t, url)
 	checkLimited(t, resp, body, "address")
+	alice := is.Token(t, is.Claims("alice", mcpResource, "mcp:tools"))
+	for range 3 {
+		if resp, body := (call{http.MethodPost, bearer(alice, nil), initBody}).do(t, url); resp.StatusCode != http.StatusOK {
+			t.Fatalf("valid token from an address over its budget: %d %s, want 200", resp.StatusCode, body)
+		}
+	}
+	// A JWT that does not verify is still cheap to check: it is checked,
+	// and refused as what it is.
+	forged := is.Token(t, is.Claims("mallory", "http://elsewhere.test/mcp", "mcp:tools"))
+	if resp, body := (call{http.MethodPost, bearer(forged, nil), initBody}).do(t, url); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("invalid JWT from an address over its budget: %d %s, want 401", resp.StatusCode, body)
+	}
 
 	// A fresh edge: an issuer that cannot be reached costs the caller
 	// nothing.
@@ -484,5 +500,179 @@ func eventually(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for: %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Behind a trusted proxy, the address budget is the client's the proxy
+// names (the rightmost untrusted hop), so that one client's bad tokens do
+// not use up everyone's budget, and what a client puts left of it gains
+// nothing; from any other peer the header is ignored.
+func TestEdgeTrustedProxies(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	edge := func(trusted ...netip.Prefix) string {
+		return newEdge(t, Options{
+			Verifier: auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{mcpResource}}),
+			Limits:   Limits{Rate: 0.01, Burst: 2}, TrustedProxies: trusted,
+		}).URL
+	}
+	bad := func(url, xff string) (*http.Response, string) {
+		return call{http.MethodPost, bearer("not-a-jwt", map[string]string{"X-Forwarded-For": xff}), initBody}.do(t, url)
+	}
+	url := edge(netip.MustParsePrefix("127.0.0.1/32"))
+	for range 2 {
+		if resp, body := bad(url, "203.0.113.7"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("bad token: %d %s", resp.StatusCode, body)
+		}
+	}
+	resp, body := bad(url, "203.0.113.7")
+	checkLimited(t, resp, body, "address")
+	// A spoofed entry left of the proxy's own is not the client.
+	resp, body = bad(url, "203.0.113.8, 203.0.113.7")
+	checkLimited(t, resp, body, "address")
+	if resp, body := bad(url, "203.0.113.8"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("another client behind the proxy: %d %s, want 401", resp.StatusCode, body)
+	}
+
+	url = edge() // no trusted proxy: the header means nothing
+	for range 2 {
+		bad(url, "203.0.113.7")
+	}
+	resp, body = bad(url, "203.0.113.8")
+	checkLimited(t, resp, body, "address")
+}
+
+func TestClientAddress(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")}
+	for _, c := range []struct {
+		name, peer string
+		header     map[string][]string
+		want       string
+	}{
+		{"untrusted peer", "192.0.2.1:1234", map[string][]string{"X-Forwarded-For": {"203.0.113.7"}}, "192.0.2.1"},
+		{"trusted peer, no header", "10.0.0.1:1234", nil, "10.0.0.1"},
+		{"one hop", "10.0.0.1:1234", map[string][]string{"X-Forwarded-For": {"203.0.113.7"}}, "203.0.113.7"},
+		{"spoofed left", "10.0.0.1:1234", map[string][]string{"X-Forwarded-For": {"198.51.100.1, 203.0.113.7"}}, "203.0.113.7"},
+		{"chain of proxies", "10.0.0.1:1234", map[string][]string{"X-Forwarded-For": {"198.51.100.1, 203.0.113.7, 10.1.2.3"}}, "203.0.113.7"},
+		{"several header lines", "10.0.0.1:1234", map[string][]string{"X-Forwarded-For": {"198.51.100.1", "203.0.113.7, 10.1.2.3"}}, "203.0.113.7"},
+		{"all trusted", "10.0.0.1:1234", map[string][]string{"X-Forwarded-For": {"10.9.9.9, 10.1.2.3"}}, "10.9.9.9"},
+		{"garbage stops the walk", "10.0.0.1:1234", map[string][]string{"X-Forwarded-For": {"203.0.113.9, unknown, 10.1.2.3"}}, "10.1.2.3"},
+		{"with a port", "10.0.0.1:1234", map[string][]string{"X-Forwarded-For": {"203.0.113.7:5555"}}, "203.0.113.7"},
+		{"IPv6 peer and hop", "[2001:db8::1]:443", map[string][]string{"X-Forwarded-For": {"2001:db8:ffff::1, 2a00::7"}}, "2a00::7"},
+		{"Forwarded", "10.0.0.1:1234", map[string][]string{"Forwarded": {`for=198.51.100.1, for="[2a00::7]:4711";proto=https`}}, "2a00::7"},
+		{"Forwarded, spoofed left", "10.0.0.1:1234", map[string][]string{"Forwarded": {"for=198.51.100.1", "for=203.0.113.7;by=10.0.0.1"}}, "203.0.113.7"},
+		{"Forwarded obfuscated", "10.0.0.1:1234", map[string][]string{"Forwarded": {"for=_hidden"}}, "10.0.0.1"},
+		{"X-Forwarded-For wins", "10.0.0.1:1234", map[string][]string{"Forwarded": {"for=198.51.100.1"}, "X-Forwarded-For": {"203.0.113.7"}}, "203.0.113.7"},
+		{"IPv4-mapped", "[::ffff:10.0.0.1]:1234", map[string][]string{"X-Forwarded-For": {"::ffff:203.0.113.7"}}, "203.0.113.7"},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/mcp", nil)
+		r.RemoteAddr = c.peer
+		for k, vs := range c.header {
+			for _, v := range vs {
+				r.Header.Add(k, v)
+			}
+		}
+		if got := clientAddress(r, trusted).String(); got != c.want {
+			t.Errorf("%s: %s, want %s", c.name, got, c.want)
+		}
+	}
+}
+
+// The per-user limits count a user's requests whatever client they come
+// through: more registered clients do not buy more requests. Each client
+// (principal) still has its own limits, and another user is not affected.
+func TestEdgeUserLimits(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	url := newEdge(t, Options{
+		Verifier:   auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{mcpResource}}),
+		Limits:     Limits{Rate: 0.01, Burst: 3},
+		UserLimits: Limits{Rate: 0.01, Burst: 4},
+	}).URL
+	token := func(user, client string) string {
+		c := is.Claims(user, mcpResource, "mcp:tools")
+		c["client_id"] = client
+		return is.Token(t, c)
+	}
+	ok := func(tok string) {
+		t.Helper()
+		if resp, body := (call{http.MethodPost, bearer(tok, nil), initBody}).do(t, url); resp.StatusCode != http.StatusOK {
+			t.Fatalf("%d %s, want 200", resp.StatusCode, body)
+		}
+	}
+	a1, a2, a3 := token("alice", "c1"), token("alice", "c2"), token("alice", "c3")
+	for range 3 {
+		ok(a1)
+	}
+	resp, body := call{http.MethodPost, bearer(a1, nil), initBody}.do(t, url)
+	checkLimited(t, resp, body, "rate") // the client's own bucket
+	ok(a2)                              // the user's fourth
+	resp, body = call{http.MethodPost, bearer(a3, nil), initBody}.do(t, url)
+	checkLimited(t, resp, body, "user_rate")
+	ok(token("bob", "c1"))
+}
+
+// With introspection, an address over its budget still gets its valid
+// tokens checked: a cached answer at once, a new token through the edge's
+// lane of overBudgetVerifications calls at a time, refused (429) only while
+// that lane is full, so that one address cannot keep more calls than that
+// going to the authorization server.
+func TestEdgeAddressLimitIntrospection(t *testing.T) {
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	slow := make(chan struct{}, 8)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok := r.PostFormValue("token")
+		if strings.HasPrefix(tok, "slow") {
+			slow <- struct{}{}
+			<-release
+		}
+		if !strings.HasPrefix(tok, "good") {
+			json.NewEncoder(w).Encode(map[string]any{"active": false})
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"active": true, "sub": tok, "client_id": "c", "scope": "mcp:tools",
+			"aud": mcpResource, "exp": time.Now().Add(time.Hour).Unix()})
+	}))
+	defer srv.Close()
+	defer free() // before the server closes: its handlers wait for it
+	url := newEdge(t, Options{
+		Verifier: auth.NewIntrospectionVerifier(auth.IntrospectionOptions{Issuer: "https://idp", Endpoint: srv.URL,
+			ClientID: "pingmcp", ClientSecret: "s", Audiences: []string{mcpResource}}),
+		Limits: Limits{Rate: 0.01, Burst: 3},
+	}).URL
+	post := func(tok string) (*http.Response, string) {
+		return call{http.MethodPost, bearer(tok, nil), initBody}.do(t, url)
+	}
+	for range 3 {
+		if resp, body := post("bad"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("bad token: %d %s", resp.StatusCode, body)
+		}
+	}
+	if resp, body := post("good1"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("new valid token over budget, lane free: %d %s, want 200", resp.StatusCode, body)
+	}
+	done := make(chan int, overBudgetVerifications)
+	for i := range overBudgetVerifications {
+		go func() {
+			resp, _ := post(fmt.Sprint("slow", i))
+			done <- resp.StatusCode
+		}()
+	}
+	for range overBudgetVerifications {
+		<-slow
+	}
+	resp, body := post("good2")
+	checkLimited(t, resp, body, "address")
+	if resp, body := post("good1"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("cached valid token while the lane is full: %d %s, want 200", resp.StatusCode, body)
+	}
+	free()
+	for range overBudgetVerifications {
+		if st := <-done; st != http.StatusUnauthorized {
+			t.Errorf("slow bad token: %d, want 401", st)
+		}
+	}
+	if resp, body := post("good2"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("new valid token once the lane is free: %d %s, want 200", resp.StatusCode, body)
 	}
 }

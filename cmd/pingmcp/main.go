@@ -249,6 +249,7 @@ func newDurability(cfg *config.Config, logger *slog.Logger) (*actors.Durability,
 	}
 	if cfg.RedisURL == "" {
 		d := actors.MemoryDurability(cfg.SessionIdleTimeout)
+		d.MaxSessionsPerUser = cfg.MaxSessionsPerUser
 		if sealer != nil {
 			d.Sealer = sealer
 		}
@@ -276,6 +277,9 @@ func newDurability(cfg *config.Config, logger *slog.Logger) (*actors.Durability,
 		SessionTTL:  cfg.SessionIdleTimeout,
 		Check:       func(ctx context.Context) error { return client.Ping(ctx).Err() },
 		Revocations: state.NewRedisRevocations(client, cfg.RedisPrefix),
+
+		Users:              state.NewRedisUserSessions(client, cfg.RedisPrefix),
+		MaxSessionsPerUser: cfg.MaxSessionsPerUser,
 	}
 	logger.Info("sessions are kept in Redis", "redis", opts.Addr, "prefix", cfg.RedisPrefix, "state_keys", sealer.KeyIDs())
 	return d, func() { client.Close() }, nil
@@ -471,6 +475,9 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 			Logger:         logger,
 			Limits: transport.Limits{Rate: cfg.RateLimit, Burst: cfg.RateBurst, MaxConcurrent: cfg.MaxConcurrentRequests,
 				MaxStreams: cfg.MaxStreamsPerPrincipal},
+			UserLimits: transport.Limits{Rate: cfg.UserRateLimit, Burst: cfg.UserRateBurst, MaxConcurrent: cfg.UserMaxConcurrent,
+				MaxStreams: cfg.UserMaxStreams},
+			TrustedProxies: cfg.TrustedProxies,
 		}
 		if cfg.Auth != "none" {
 			edgeOpts.Revoked = revoked

@@ -1,0 +1,179 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// UserSessions count each user's sessions, for --max-sessions-per-user,
+// wherever they were created: in Redis for a cluster, so that the cap holds
+// across edges and nodes. A session counts from its creation until it ends
+// (Release) or has been idle for ttl, the session idle timeout, after which
+// its snapshot is gone too; Touch keeps an active session counted. Users
+// are named by a key (auth.Principal.UserKey), never by their identifiers.
+type UserSessions interface {
+	// Claim counts session as one of user's, unless user already has max
+	// others: then ok is false, and retry says when the least recently
+	// active of them expires if idle until then (zero when ttl is zero).
+	// The count and the add are one atomic step, so that two nodes
+	// creating sessions of one user at once cannot both pass at max-1. A
+	// session already counted is refreshed and admitted.
+	Claim(ctx context.Context, user, session string, max int, ttl time.Duration) (ok bool, retry time.Duration, err error)
+	// Touch marks a counted session active now; one no longer counted
+	// (ended meanwhile) is not counted again.
+	Touch(ctx context.Context, user, session string, ttl time.Duration) error
+	// Release stops counting session, which ended.
+	Release(ctx context.Context, user, session string) error
+}
+
+// RedisUserSessions keep per user a sorted set of session ids scored by
+// their last activity (Redis server time, in ms, so that nodes' clocks do
+// not matter), expiring with the newest of them.
+type RedisUserSessions struct {
+	client *redis.Client
+	prefix string
+}
+
+// NewRedisUserSessions keeps the sets under prefix+"user:{key}:sessions".
+func NewRedisUserSessions(client *redis.Client, prefix string) *RedisUserSessions {
+	if prefix == "" {
+		prefix = "pingmcp:"
+	}
+	return &RedisUserSessions{client: client, prefix: prefix}
+}
+
+func (r *RedisUserSessions) key(user string) string {
+	return r.prefix + "user:{" + user + "}:sessions"
+}
+
+var (
+	// KEYS set; ARGV[1] session, ARGV[2] max, ARGV[3] ttl ms (0: never).
+	// Returns {1, 0} when counted, {0, ms until the oldest expires}.
+	claimScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - ttl)) end
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[1])
+  if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
+  return {1, 0}
+end
+if ttl == 0 then return {0, 0} end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {0, tonumber(oldest[2]) + ttl - now}`)
+	// KEYS set; ARGV[1] session, ARGV[2] ttl ms.
+	touchScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if redis.call('ZADD', KEYS[1], 'XX', 'CH', now, ARGV[1]) == 1 and tonumber(ARGV[2]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 1`)
+)
+
+func (r *RedisUserSessions) Claim(ctx context.Context, user, session string, max int, ttl time.Duration) (bool, time.Duration, error) {
+	res, err := claimScript.Run(ctx, r.client, []string{r.key(user)}, session, max, ttl.Milliseconds()).Int64Slice()
+	if err != nil {
+		return false, 0, fmt.Errorf("count the user's sessions: %w", err)
+	}
+	return res[0] == 1, time.Duration(res[1]) * time.Millisecond, nil
+}
+
+func (r *RedisUserSessions) Touch(ctx context.Context, user, session string, ttl time.Duration) error {
+	if err := touchScript.Run(ctx, r.client, []string{r.key(user)}, session, ttl.Milliseconds()).Err(); err != nil {
+		return fmt.Errorf("mark the user's session active: %w", err)
+	}
+	return nil
+}
+
+func (r *RedisUserSessions) Release(ctx context.Context, user, session string) error {
+	if err := r.client.ZRem(ctx, r.key(user), session).Err(); err != nil {
+		return fmt.Errorf("uncount the user's session: %w", err)
+	}
+	return nil
+}
+
+// MemoryUserSessions count sessions in this process: the embedded default
+// of a single node.
+type MemoryUserSessions struct {
+	Now func() time.Time // default time.Now
+
+	mu    sync.Mutex
+	users map[string]map[string]time.Time // user → session → last active
+}
+
+func (m *MemoryUserSessions) now() time.Time {
+	if m.Now != nil {
+		return m.Now()
+	}
+	return time.Now()
+}
+
+// live returns user's sessions, forgetting those idle for ttl. Requires mu.
+func (m *MemoryUserSessions) live(user string, ttl time.Duration, now time.Time) map[string]time.Time {
+	s := m.users[user]
+	for id, active := range s {
+		if ttl > 0 && now.Sub(active) > ttl {
+			delete(s, id)
+		}
+	}
+	if len(s) == 0 {
+		delete(m.users, user)
+		return nil
+	}
+	return s
+}
+
+func (m *MemoryUserSessions) Claim(_ context.Context, user, session string, max int, ttl time.Duration) (bool, time.Duration, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	s := m.live(user, ttl, now)
+	if _, ok := s[session]; ok || len(s) < max {
+		if s == nil {
+			if m.users == nil {
+				m.users = map[string]map[string]time.Time{}
+			}
+			s = map[string]time.Time{}
+			m.users[user] = s
+		}
+		s[session] = now
+		return true, 0, nil
+	}
+	if ttl == 0 {
+		return false, 0, nil
+	}
+	oldest := now
+	for _, active := range s {
+		if active.Before(oldest) {
+			oldest = active
+		}
+	}
+	return false, oldest.Add(ttl).Sub(now), nil
+}
+
+func (m *MemoryUserSessions) Touch(_ context.Context, user, session string, _ time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.users[user][session]; ok {
+		m.users[user][session] = m.now()
+	}
+	return nil
+}
+
+func (m *MemoryUserSessions) Release(_ context.Context, user, session string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if s := m.users[user]; s != nil {
+		delete(s, session)
+		if len(s) == 0 {
+			delete(m.users, user)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,101 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pingmcp/pingmcp/internal/redistest"
+)
+
+// testUserSessions is the contract every UserSessions keeps.
+func testUserSessions(t *testing.T, s UserSessions, idle func(time.Duration)) {
+	ctx := context.Background()
+	claim := func(user, session string, max int, ttl time.Duration) (bool, time.Duration) {
+		t.Helper()
+		ok, retry, err := s.Claim(ctx, user, session, max, ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok, retry
+	}
+	const ttl = time.Hour
+	for i := range 3 {
+		if ok, _ := claim("alice", fmt.Sprint("a", i), 3, ttl); !ok {
+			t.Fatalf("session %d of 3 refused", i)
+		}
+	}
+	ok, retry := claim("alice", "a3", 3, ttl)
+	if ok || retry <= 0 || retry > ttl {
+		t.Fatalf("fourth of 3: ok %v, retry %v; want refused, retry within the idle timeout", ok, retry)
+	}
+	if ok, _ := claim("alice", "a1", 3, ttl); !ok {
+		t.Error("a session already counted was refused")
+	}
+	if ok, _ := claim("bob", "b0", 3, ttl); !ok {
+		t.Error("another user was refused")
+	}
+	if err := s.Release(ctx, "alice", "a0"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := claim("alice", "a3", 3, ttl); !ok {
+		t.Error("a released slot was not free")
+	}
+	// A released session is not counted again by a late touch.
+	s.Touch(ctx, "alice", "a0", ttl)
+	if ok, _ := claim("alice", "a4", 4, ttl); !ok {
+		t.Error("a released session came back with a touch")
+	}
+
+	// Sessions idle for the timeout no longer count; touched ones do.
+	if ok, _ := claim("carol", "c0", 2, 2*time.Second); !ok {
+		t.Fatal("carol refused")
+	}
+	claim("carol", "c1", 2, 2*time.Second)
+	idle(1200 * time.Millisecond)
+	s.Touch(ctx, "carol", "c1", 2*time.Second)
+	idle(1200 * time.Millisecond)
+	if ok, _ := claim("carol", "c2", 2, 2*time.Second); !ok {
+		t.Error("an expired session still counted")
+	}
+	if ok, _ := claim("carol", "c3", 2, 2*time.Second); ok {
+		t.Error("a touched session no longer counted")
+	}
+
+	// Claims racing at max-1: exactly one passes.
+	claim("dave", "d0", 2, ttl)
+	var wg sync.WaitGroup
+	var passed atomic.Int32
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if ok, _, err := s.Claim(ctx, "dave", fmt.Sprint("r", i), 2, ttl); err == nil && ok {
+				passed.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if passed.Load() != 1 {
+		t.Errorf("%d racing claims passed at max-1, want 1", passed.Load())
+	}
+}
+
+func TestMemoryUserSessions(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	var mu sync.Mutex
+	m := &MemoryUserSessions{Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return now }}
+	testUserSessions(t, m, func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() })
+}
+
+// Redis counts by its own clock: the test waits for real.
+func TestRedisUserSessions(t *testing.T) {
+	client := redistest.Start(t)
+	testUserSessions(t, NewRedisUserSessions(client, "u:"), time.Sleep)
+	if ttl := client.PTTL(context.Background(), "u:user:{alice}:sessions").Val(); ttl <= 0 || ttl > time.Hour {
+		t.Errorf("set expires in %v, want within the idle timeout", ttl)
+	}
+}
