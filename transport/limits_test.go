@@ -13,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/authtest"
 	"github.com/pingmcp/pingmcp/internal/hangtest"
+	"github.com/pingmcp/pingmcp/metrics"
 )
 
 // clock is a settable clock for the limiter.
@@ -32,7 +35,7 @@ func testLimiter(lim Limits) (*limiter, *clock) {
 
 func mustAdmit(t *testing.T, l *limiter, key string, stream bool) func() {
 	t.Helper()
-	release, ref := l.admit(key, stream)
+	release, ref := l.admit(key, 1, stream)
 	if ref != nil {
 		t.Fatalf("%s refused: %+v", key, ref)
 	}
@@ -41,7 +44,7 @@ func mustAdmit(t *testing.T, l *limiter, key string, stream bool) func() {
 
 func mustRefuse(t *testing.T, l *limiter, key string, stream bool, limit string) *refusal {
 	t.Helper()
-	release, ref := l.admit(key, stream)
+	release, ref := l.admit(key, 1, stream)
 	if ref == nil {
 		release()
 		t.Fatalf("%s admitted, want refused by %s", key, limit)
@@ -484,5 +487,111 @@ func eventually(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for: %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A request of n messages (a batch) costs n tokens and n slots, all or
+// nothing; its refusal says when n tokens are there; a batch larger than
+// the burst is refused as such.
+func TestLimiterBatchCountsEachMessage(t *testing.T) {
+	l, c := testLimiter(Limits{Rate: 2, Burst: 10, MaxConcurrent: 8})
+	r5, ref := l.admit("alice", 5, false)
+	if ref != nil {
+		t.Fatalf("batch of 5 refused: %+v", ref)
+	}
+	// 5 tokens left, 3 slots.
+	if _, ref := l.admit("alice", 4, false); ref == nil || ref.limit != "concurrency" {
+		t.Fatalf("batch of 4 with 3 slots free: %+v, want refused by concurrency", ref)
+	}
+	r5()
+	// 1 token left: a batch of 3 waits for 2 more, 1 s at 2/s.
+	_, ref = l.admit("alice", 3, false)
+	if ref == nil || ref.limit != "rate" || ref.after != time.Second {
+		t.Fatalf("batch of 3 with 1 token: %+v, want refused by rate for 1s", ref)
+	}
+	c.add(time.Second)
+	r3, ref := l.admit("alice", 3, false)
+	if ref != nil {
+		t.Fatalf("batch of 3 with 3 tokens refused: %+v", ref)
+	}
+	r3()
+	c.add(time.Hour)
+	_, ref = l.admit("alice", 11, false)
+	if ref == nil || ref.limit != "rate" || !strings.Contains(ref.msg, "burst of 10") {
+		t.Fatalf("batch of 11 with a burst of 10: %+v", ref)
+	}
+	// Nothing was spent by the refusals: the whole burst is there.
+	mustAdmitN(t, l, "alice", 8)()
+}
+
+func mustAdmitN(t *testing.T, l *limiter, key string, n int) func() {
+	t.Helper()
+	release, ref := l.admit(key, n, false)
+	if ref != nil {
+		t.Fatalf("%s refused %d: %+v", key, n, ref)
+	}
+	return release
+}
+
+// The edge refuses, before forwarding, a batch beyond MaxBatch, an empty
+// batch, an id the SDK would answer under another id, and an initialize
+// whose params exceed MaxInitializeBytes (no session is created); a batch of
+// n spends n of the principal's tokens.
+func TestEdgeBodyLimits(t *testing.T) {
+	srv := newEdge(t, Options{MaxBatch: 3, MaxInitializeBytes: 1024})
+	resp, body := call{method: http.MethodPost, body: strings.Replace(initBody, "2025-11-25", "2025-03-26", 1)}.do(t, srv.URL)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("initialize: %d %s", resp.StatusCode, body)
+	}
+	session := map[string]string{"Mcp-Session-Id": resp.Header.Get("Mcp-Session-Id"), "Mcp-Protocol-Version": "2025-03-26"}
+	pings := func(n int) string {
+		var msgs []string
+		for i := range n {
+			msgs = append(msgs, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"ping"}`, i+1))
+		}
+		return "[" + strings.Join(msgs, ",") + "]"
+	}
+	limited := func(limit string) float64 {
+		var m dto.Metric
+		if err := metrics.Limited.WithLabelValues(limit).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetCounter().GetValue()
+	}
+	before, sessions := limited("batch"), counted(t, "new")
+	for _, tt := range []struct {
+		name    string
+		headers map[string]string
+		body    string
+		status  int
+		errText string
+	}{
+		{"batch at the limit", session, pings(3), 200, ""},
+		{"batch beyond the limit", session, pings(4), 400, "at most 3 messages (--max-batch)"},
+		{"empty batch", session, `[]`, 400, "empty batch"},
+		{"id 1.5", session, `{"jsonrpc":"2.0","id":1.5,"method":"ping"}`, 400, "2^53"},
+		{"id 2^53+1", session, `{"jsonrpc":"2.0","id":9007199254740993,"method":"ping"}`, 400, "2^53"},
+		{"initialize too large", nil, strings.Replace(initBody, `"capabilities":{}`, `"capabilities":{"experimental":{"x":"`+strings.Repeat("x", 1100)+`"}}`, 1), 400, "at most 1024 bytes (--max-initialize-bytes)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, got := call{method: http.MethodPost, headers: tt.headers, body: tt.body}.do(t, srv.URL)
+			if resp.StatusCode != tt.status || !strings.Contains(got, tt.errText) {
+				t.Fatalf("%d %s, want %d with %q", resp.StatusCode, got, tt.status, tt.errText)
+			}
+			if tt.status == 400 {
+				if err := checkRPCError([]byte(got)); err != "" || !strings.Contains(got, `"code":-32600`) {
+					t.Fatalf("not a JSON-RPC invalid request error (%s): %s", err, got)
+				}
+				if resp.Header.Get("Mcp-Session-Id") != "" {
+					t.Fatalf("a refused request named a session")
+				}
+			}
+		})
+	}
+	if got := limited("batch") - before; got != 1 {
+		t.Errorf("limited{batch} counted %v refusals, want 1", got)
+	}
+	if got := counted(t, "new") - sessions; got != 0 {
+		t.Errorf("%v sessions created by refused requests", got)
 	}
 }
