@@ -238,6 +238,24 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 		rb, rerr = rpcbody.Read(body)
 	}
 	r = r.WithContext(tr.begin(r, rb))
+	if tok != nil && r.Method == http.MethodPost {
+		// A POST costs one token of the principal's rate and one slot of its
+		// requests in flight for each message it holds: a batch of N is N
+		// requests. A body refused below costs one, as any request does.
+		// (Counted once the body is read: its size is bounded by
+		// MaxBodyBytes, and an address sending refused tokens never gets
+		// this far.)
+		n := 1
+		if rerr == nil && (!rb.Batch || len(rb.Messages) <= e.opts.MaxBatch) {
+			n = len(rb.Messages)
+		}
+		release, ref := e.limits.admit(tok.Principal.Key(), n, false)
+		if ref != nil {
+			e.refuse(w, r, ref, tok.Principal.Key())
+			return
+		}
+		defer release()
+	}
 	if rerr != nil {
 		var berr *rpcbody.Error
 		errors.As(rerr, &berr)
@@ -246,19 +264,6 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 	}
 	if !e.bodyAllowed(w, r, rb) {
 		return
-	}
-	if tok != nil && rb != nil {
-		// A POST costs one token of the principal's rate and one slot of its
-		// requests in flight for each message it holds: a batch of N is N
-		// requests. (Counted once the body is read: its size is bounded by
-		// MaxBodyBytes, and an address sending refused tokens never gets
-		// this far.)
-		release, ref := e.limits.admit(tok.Principal.Key(), len(rb.Messages), false)
-		if ref != nil {
-			e.refuse(w, r, ref, tok.Principal.Key())
-			return
-		}
-		defer release()
 	}
 	rt, status, msg := e.route(r, rb, tok)
 	tr.routed(rt)

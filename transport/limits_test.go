@@ -595,3 +595,26 @@ func TestEdgeBodyLimits(t *testing.T) {
 		t.Errorf("%v sessions created by refused requests", got)
 	}
 }
+
+// Each message of a batch spends a token of the principal's rate, and a
+// body the edge refuses spends one too: an unreadable body is no free
+// request.
+func TestEdgeRateLimitCountsMessages(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	url := limitedEdge(t, is, Limits{Rate: 0.01, Burst: 5})
+	alice := is.Token(t, is.Claims("alice", mcpResource, "mcp:tools"))
+	if resp, body := (call{http.MethodPost, bearer(alice, nil), `{"jsonrpc":"2.0","id":1.5,"method":"ping"}`}).do(t, url); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("id 1.5: %d %s", resp.StatusCode, body)
+	}
+	// 4 tokens left: a batch of 5 is refused as a whole, one of 4 goes.
+	batch := func(n int) string {
+		return "[" + strings.TrimSuffix(strings.Repeat(initBody+",", n), ",") + "]"
+	}
+	resp, body := call{http.MethodPost, bearer(alice, nil), batch(5)}.do(t, url)
+	checkLimited(t, resp, body, "rate")
+	if resp, body := (call{http.MethodPost, bearer(alice, nil), batch(4)}).do(t, url); resp.StatusCode == http.StatusTooManyRequests {
+		t.Fatalf("a batch of 4 with 4 tokens: %d %s", resp.StatusCode, body)
+	}
+	resp, body = call{http.MethodPost, bearer(alice, nil), initBody}.do(t, url)
+	checkLimited(t, resp, body, "rate")
+}
