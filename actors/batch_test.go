@@ -2,14 +2,12 @@ package actors_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/pingmcp/pingmcp/actors"
 	"github.com/pingmcp/pingmcp/audit"
+	"github.com/pingmcp/pingmcp/internal/logtest"
 	"github.com/pingmcp/pingmcp/tools"
 )
 
@@ -58,7 +57,7 @@ func TestBatchToolCalls(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
 	t.Cleanup(system.Shutdown)
-	var auditLog syncBuffer
+	var auditLog logtest.Buffer
 	slow := &slowTools{started: make(chan struct{}, 100), release: make(chan struct{})}
 	props := actors.SessionProps(actors.Config{
 		Implementation:      &mcp.Implementation{Name: "pingmcp", Version: "test"},
@@ -131,21 +130,4 @@ func TestBatchToolCalls(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("audit records' request ids = %v, want each call's own: %v", got, want)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
