@@ -240,6 +240,10 @@ func (l *limiter) admit(key string, n int, stream bool) (release func(), ref *re
 		return nil, &refusal{"rate", time.Duration(float64(n) / l.lim.Rate * float64(time.Second)),
 			fmt.Sprintf("a batch of %d messages costs %d requests, more than the burst of %d; send smaller batches", n, n, l.lim.Burst)}
 	}
+	if !stream && l.lim.MaxConcurrent > 0 && n > l.lim.MaxConcurrent {
+		return nil, &refusal{"concurrency", busyRetry,
+			fmt.Sprintf("a batch of %d messages needs as many of the %d requests a user may have in flight; send smaller batches", n, l.lim.MaxConcurrent)}
+	}
 	if wait, ok := l.take(b, n); !ok {
 		return nil, &refusal{"rate", wait, fmt.Sprintf("rate limit exceeded: at most %g requests per second (burst %d; a batch counts each message); retry", l.lim.Rate, l.lim.Burst)}
 	}

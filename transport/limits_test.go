@@ -520,8 +520,13 @@ func TestLimiterBatchCountsEachMessage(t *testing.T) {
 	if ref == nil || ref.limit != "rate" || !strings.Contains(ref.msg, "burst of 10") {
 		t.Fatalf("batch of 11 with a burst of 10: %+v", ref)
 	}
+	_, ref = l.admit("alice", 9, false)
+	if ref == nil || ref.limit != "concurrency" || !strings.Contains(ref.msg, "smaller batches") {
+		t.Fatalf("batch of 9 with at most 8 in flight: %+v", ref)
+	}
 	// Nothing was spent by the refusals: the whole burst is there.
 	mustAdmitN(t, l, "alice", 8)()
+	mustAdmitN(t, l, "alice", 2)()
 }
 
 func mustAdmitN(t *testing.T, l *limiter, key string, n int) func() {
