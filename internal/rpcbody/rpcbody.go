@@ -166,7 +166,7 @@ func (r *reader) skipRest(d json.Delim) {
 func (r *reader) object() (Message, error) {
 	var m Message
 	var seen []string
-	hasMethod, hasID := false, false
+	hasMethod, hasID, hasVersion := false, false, false
 	for r.dec.More() {
 		key, err := r.key(&seen, messageKeys)
 		if err != nil {
@@ -181,6 +181,7 @@ func (r *reader) object() (Message, error) {
 			if v != "2.0" {
 				return m, &Error{InvalidRequest, `"jsonrpc" must be "2.0"`}
 			}
+			hasVersion = true
 		case "id":
 			var raw json.RawMessage
 			if err := r.dec.Decode(&raw); err != nil {
@@ -212,6 +213,9 @@ func (r *reader) object() (Message, error) {
 	}
 	if _, err := r.dec.Token(); err != nil { // }
 		return m, parseError(err)
+	}
+	if !hasVersion {
+		return m, &Error{InvalidRequest, `"jsonrpc" must be "2.0"`}
 	}
 	switch {
 	case hasMethod && hasID:

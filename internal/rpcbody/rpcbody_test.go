@@ -1,10 +1,13 @@
 package rpcbody
 
 import (
+	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 )
 
 const initBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
@@ -54,6 +57,7 @@ func TestRead(t *testing.T) {
 		{"name twice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}`, false, nil, nil, nil, InvalidRequest},
 		{"arguments in another case", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","Arguments":{}}}`, false, nil, nil, nil, InvalidRequest},
 		{"_meta key twice", `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"k":1,"k":2}}}`, false, nil, nil, nil, InvalidRequest},
+		{"no jsonrpc", `{"id":1,"method":"ping"}`, false, nil, nil, nil, InvalidRequest},
 		{"jsonrpc 1.0", `{"jsonrpc":"1.0","id":1,"method":"ping"}`, false, nil, nil, nil, InvalidRequest},
 		{"method a number", `{"jsonrpc":"2.0","id":1,"method":5}`, false, nil, nil, nil, InvalidRequest},
 		{"neither method nor id", `{"jsonrpc":"2.0"}`, false, nil, nil, nil, InvalidRequest},
@@ -94,6 +98,9 @@ func TestRead(t *testing.T) {
 			if b.Batch != tt.batch || !slices.Equal(ids, tt.ids) || !slices.Equal(tools, tt.tools) || !slices.Equal(kinds, tt.kinds) {
 				t.Errorf("Read = batch %v, ids %v, tools %v, kinds %v; want %v, %v, %v, %v", b.Batch, ids, tools, kinds, tt.batch, tt.ids, tt.tools, tt.kinds)
 			}
+			if !b.Batch {
+				agree(t, []byte(tt.body), b.Messages[0])
+			}
 			// The reading survives the envelope.
 			if p := FromProto(b.Proto()); !slices.EqualFunc(p.Messages, b.Messages, func(x, y Message) bool {
 				return x.Kind == y.Kind && x.Method == y.Method && string(x.ID) == string(y.ID) && x.Tool == y.Tool && x.ArgsStart == y.ArgsStart && x.ArgsEnd == y.ArgsEnd
@@ -128,6 +135,36 @@ func TestReadDetails(t *testing.T) {
 	}
 	if r, _ := Read([]byte(`{"jsonrpc":"2.0","id":3,"result":{}}`)); string(r.FirstID()) != "null" || r.First() != nil {
 		t.Errorf("a response: FirstID %s, First %+v", r.FirstID(), r.First())
+	}
+}
+
+// agree checks that the go-sdk reads a message the reader read as it did:
+// the same kind, method and id (as the SDK writes it back).
+func agree(t *testing.T, body []byte, m Message) {
+	t.Helper()
+	msg, err := jsonrpc.DecodeMessage(body)
+	if err != nil {
+		// The SDK refuses more (nesting beyond 1000, say): it answers 400.
+		return
+	}
+	var id jsonrpc.ID
+	switch msg := msg.(type) {
+	case *jsonrpc.Request:
+		if msg.Method != m.Method || msg.IsCall() != (m.Kind == Request) {
+			t.Fatalf("SDK reads method %q (call %v), reader %q (kind %d)", msg.Method, msg.IsCall(), m.Method, m.Kind)
+		}
+		id = msg.ID
+	case *jsonrpc.Response:
+		if m.Kind != Response {
+			t.Fatalf("SDK reads a response, reader kind %d", m.Kind)
+		}
+		id = msg.ID
+	}
+	if m.ID != nil {
+		sdk, _ := json.Marshal(id.Raw())
+		if string(sdk) != string(m.ID) {
+			t.Fatalf("SDK answers under id %s, reader says %s", sdk, m.ID)
+		}
 	}
 }
 
@@ -189,6 +226,9 @@ func FuzzRead(f *testing.F) {
 			if m.ArgsStart < 0 || m.ArgsEnd > len(body) || m.ArgsStart > m.ArgsEnd {
 				t.Fatalf("arguments at [%d:%d] of a %d-byte body", m.ArgsStart, m.ArgsEnd, len(body))
 			}
+		}
+		if !b.Batch {
+			agree(t, body, b.Messages[0])
 		}
 		if b.Initialize() != nil && !strings.Contains(string(body), "initialize") && !strings.Contains(string(body), `\u`) {
 			t.Fatalf("initialize found in a body that does not name it: %q", body)
