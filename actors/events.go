@@ -81,7 +81,7 @@ func (e *sessionEvents) Open(ctx context.Context, session, stream string) error 
 	f, _ := ctx.Value(flightKey{}).(*flight)
 	var ids []json.RawMessage
 	if f != nil && stream != "" {
-		ids = requestIDs(f.body)
+		ids = f.rpc.IDs()
 	}
 	w := pendingWrite{session: session, stream: stream, open: true, ids: ids}
 	if len(ids) > 0 {
@@ -365,4 +365,18 @@ func answerJournal(ctx context.Context, store state.Events, session string, epoc
 		}
 	}
 	return n, nil
+}
+
+// canonicalID writes an id the SDK wrote in a response (a string, or an
+// integer, decoded as a float64) as the journal holds it (rpcbody's form).
+func canonicalID(v any) json.RawMessage {
+	switch id := v.(type) {
+	case string:
+		b, _ := json.Marshal(id)
+		return b
+	case float64:
+		b, _ := json.Marshal(int64(id))
+		return b
+	}
+	return nil
 }

@@ -60,7 +60,7 @@ func (a *SessionActor) checkLimits(req *envelope.Request) *envelope.ResponsePart
 // limited is the answer to a request a limit refused: status with
 // Retry-After and a JSON-RPC error marked retryable.
 func limited(req *envelope.Request, status, retryAfter int, limit, msg string) *envelope.ResponsePart {
-	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": firstID(req.Body), "error": map[string]any{
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": firstID(req), "error": map[string]any{
 		"code": codeLimited, "message": msg,
 		"data": map[string]any{"retryable": true, "retryAfter": retryAfter, "limit": limit},
 	}})

@@ -99,6 +99,11 @@ func forwardBody(root *actor.RootContext, pid *actor.PID, session, body string) 
 }
 
 func exchange(root *actor.RootContext, pid *actor.PID, session, body string) (int32, string, error) {
+	return exchangeVersion(root, pid, session, "2025-11-25", body)
+}
+
+// exchangeVersion is exchange for a session of protocol version.
+func exchangeVersion(root *actor.RootContext, pid *actor.PID, session, version, body string) (int32, string, error) {
 	req := &envelope.Request{
 		Id:     rand.Text(),
 		Method: "POST",
@@ -113,7 +118,7 @@ func exchange(root *actor.RootContext, pid *actor.PID, session, body string) (in
 	if session != "" {
 		req.Headers = append(req.Headers,
 			&envelope.Header{Name: "Mcp-Session-Id", Values: []string{session}},
-			&envelope.Header{Name: "Mcp-Protocol-Version", Values: []string{"2025-11-25"}})
+			&envelope.Header{Name: "Mcp-Protocol-Version", Values: []string{version}})
 	}
 	type result struct {
 		status int32

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/pingmcp/pingmcp/tools"
 )
@@ -28,7 +29,13 @@ const forwardedHeader = "X-Pingmcp-Forwarded"
 // served is what the middleware may know of a forwarded request.
 type served struct {
 	principal *envelope.Principal
-	body      []byte // read for the JSON-RPC ids of its tool calls, when one is audited
+	calls     *toolCallIDs // the JSON-RPC ids of its tool calls, for their audit records
+	// batch bounds the tool calls of the request running at once (nil: no
+	// bound). The SDK runs each call of a batch on a goroutine of its own as
+	// soon as it reads it, all of a batch at once (jsonrpc2.Async in
+	// ServerSession.handle): without it, one POST would run --max-batch
+	// tools together.
+	batch chan struct{}
 }
 
 // requestsOf is the table of an actor's requests being served, for the
@@ -39,7 +46,7 @@ type requestsOf struct{ m sync.Map } // forwarded id → *served
 // JSON-RPC method), a child of the edge's, and prepares hr for the MCP
 // handler: the span's context in its traceparent, the forwarded id in its
 // headers. end finishes the span with the response's status.
-func (a *SessionActor) observe(hr *http.Request, req *envelope.Request) (*http.Request, func(w *relayWriter)) {
+func (a *SessionActor) observe(hr *http.Request, req *envelope.Request, rb *rpcbody.Body) (*http.Request, func(w *relayWriter)) {
 	ctx := telemetry.Extract(hr.Context(), hr.Header)
 	attrs := []attribute.KeyValue{
 		attribute.String("http.request.method", req.Method),
@@ -52,15 +59,13 @@ func (a *SessionActor) observe(hr *http.Request, req *envelope.Request) (*http.R
 	}
 	ctx, span := telemetry.Start(ctx, "actor "+req.Method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
 
-	s := &served{principal: req.Principal, body: req.Body}
-	if req.Method == http.MethodPost {
-		if span.IsRecording() {
-			p := telemetry.PeekBody(req.Body)
-			if p.Method != "" {
-				span.SetName("actor " + telemetry.MethodName(p.Method))
-				span.SetAttributes(attribute.String("mcp.method.name", telemetry.Clip(p.Method)))
-			}
-		}
+	s := &served{principal: req.Principal, calls: newToolCallIDs(rb, req.Body)}
+	if rb != nil && rb.Batch && a.cfg.MaxBatchConcurrency > 0 {
+		s.batch = make(chan struct{}, a.cfg.MaxBatchConcurrency)
+	}
+	if m := rb.First(); m != nil && m.Method != "" && span.IsRecording() {
+		span.SetName("actor " + telemetry.MethodName(m.Method))
+		span.SetAttributes(attribute.String("mcp.method.name", telemetry.Clip(m.Method)))
 	}
 	a.requests.m.Store(req.Id, s)
 	hr = hr.WithContext(ctx)
@@ -85,7 +90,6 @@ func (a *SessionActor) auditToolCalls(next mcp.MethodHandler) mcp.MethodHandler 
 		if method != "tools/call" || !ok || (a.events != nil && a.events.replaying.Load()) {
 			return next(ctx, method, req)
 		}
-		start := time.Now()
 		var hdr http.Header
 		if extra := req.GetExtra(); extra != nil {
 			hdr = extra.Header
@@ -96,6 +100,15 @@ func (a *SessionActor) auditToolCalls(next mcp.MethodHandler) mcp.MethodHandler 
 				s = v.(*served)
 			}
 		}
+		if s != nil && s.batch != nil {
+			select {
+			case s.batch <- struct{}{}:
+				defer func() { <-s.batch }()
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		start := time.Now()
 		// The parent: the actor's span, through the traceparent it put in
 		// the request; else what the client put in _meta.
 		if hdr != nil && telemetry.HasParent(hdr) {
@@ -131,13 +144,7 @@ func (a *SessionActor) auditToolCalls(next mcp.MethodHandler) mcp.MethodHandler 
 			if p := s.principal; p != nil {
 				rec.Principal = audit.Principal{Issuer: p.Issuer, Subject: p.Subject, ClientID: p.ClientId}
 			}
-			calls, _ := toolCalls(s.body)
-			for _, c := range calls {
-				if c.name == params.Name {
-					rec.RequestID = string(c.id)
-					break
-				}
-			}
+			rec.RequestID = s.calls.claim(params.Name, params.Arguments)
 		}
 		if a.cfg.Audit.ToolArgs() {
 			rec.Arguments = params.Arguments

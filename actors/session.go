@@ -31,6 +31,7 @@ import (
 	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/tools"
 )
@@ -66,6 +67,9 @@ type Config struct {
 	// MaxStreamsPerSession bounds the GET (SSE) streams a session has open
 	// at once, wherever they arrived (429 beyond); zero: no bound.
 	MaxStreamsPerSession int
+	// MaxBatchConcurrency bounds the tool calls of one JSON-RPC batch that
+	// run at once (0: no bound; the SDK would run them all together).
+	MaxBatchConcurrency int
 	// EventsBuffer bounds the event writes a session holds while its store
 	// is unreachable (limits.go); DefaultEventsBuffer when zero.
 	EventsBuffer int
@@ -191,8 +195,8 @@ func idOf(p *envelope.Principal) *principalID {
 type flight struct {
 	cancel  context.CancelFunc
 	window  *window
-	replyTo *actor.PID // the edge's reply router
-	body    []byte
+	replyTo *actor.PID         // the edge's reply router
+	rpc     *rpcbody.Body      // the edge's reading of a POST's body
 	get     bool               // a GET: a stream that never ends by itself
 	moved   atomic.Bool        // refused: a newer activation owns the session
 	drain   context.CancelFunc // ends the handler, not the response
@@ -460,7 +464,12 @@ func (a *SessionActor) serveFrom(ctx actor.Context, replyTo *actor.PID, req *env
 		send(notFound(req.Id))
 		return
 	}
-	if refusal := a.checkScopes(req); refusal != nil {
+	rb, err := reading(req)
+	if err != nil {
+		send(badRequest(req.Id, err.Error()))
+		return
+	}
+	if refusal := a.checkScopes(req, rb); refusal != nil {
 		send(refusal)
 		return
 	}
@@ -473,7 +482,7 @@ func (a *SessionActor) serveFrom(ctx actor.Context, replyTo *actor.PID, req *env
 	// also ends when a drain cuts the request, leaving the response open for
 	// its retry hint.
 	rctx, cancel := context.WithCancel(context.Background())
-	f := &flight{cancel: cancel, window: newWindow(uint64(req.Window)), replyTo: replyTo, body: req.Body, get: req.Method == http.MethodGet}
+	f := &flight{cancel: cancel, window: newWindow(uint64(req.Window)), replyTo: replyTo, rpc: rb, get: req.Method == http.MethodGet}
 	hctx, drain := context.WithCancel(context.WithValue(rctx, flightKey{}, f))
 	f.drain = drain
 	a.flights[req.Id] = f
@@ -525,7 +534,11 @@ func (a *SessionActor) serveHTTP(ctx context.Context, w *relayWriter, req *envel
 	}
 	envelope.ToHTTP(req.Headers, hr.Header)
 	hr.ContentLength = int64(len(req.Body))
-	hr, end := a.observe(hr, req)
+	var rb *rpcbody.Body
+	if f, _ := ctx.Value(flightKey{}).(*flight); f != nil {
+		rb = f.rpc
+	}
+	hr, end := a.observe(hr, req, rb)
 	defer end(w)
 	a.handler.ServeHTTP(w, hr)
 	if w.unservedIfCut(req.Id) {
@@ -533,7 +546,7 @@ func (a *SessionActor) serveHTTP(ctx context.Context, w *relayWriter, req *envel
 	}
 	if f, _ := ctx.Value(flightKey{}).(*flight); f != nil && f.moved.Load() {
 		h := http.Header{"Content-Type": {"application/json"}, "Retry-After": {"1"}}
-		body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": firstID(req.Body), "error": movedError()})
+		body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": f.rpc.FirstID(), "error": movedError()})
 		w.replace(http.StatusServiceUnavailable, h, append(body, '\n'))
 	}
 	if ctx.Err() != nil && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
@@ -602,27 +615,27 @@ func (a *SessionActor) admit(p *envelope.Principal) bool {
 // checkScopes refuses a tools/call whose tool needs a scope the request's
 // token lacks: 403 insufficient_scope naming the scope, so that the client
 // can step up (MCP authorization, RFC 6750 §3.1).
-func (a *SessionActor) checkScopes(req *envelope.Request) *envelope.ResponsePart {
-	if req.Principal == nil || len(a.scopes) == 0 || req.Method != http.MethodPost {
+func (a *SessionActor) checkScopes(req *envelope.Request, rb *rpcbody.Body) *envelope.ResponsePart {
+	if req.Principal == nil || len(a.scopes) == 0 || rb == nil {
 		return nil
 	}
-	calls, err := toolCalls(req.Body)
-	if err != nil {
-		// A body the scope check cannot read the way the SDK will (keys
-		// in another case, a key twice) is not let through unchecked.
-		return badRequest(req.Id, err.Error())
-	}
+	// rb is the edge's reading, which refused a body another reader could
+	// take differently (a key in another case, a key twice): the tools read
+	// here are those the SDK will call. See reading for why it is trusted.
 	var needed, missing []string
 	var tool string
 	var id json.RawMessage
-	for _, c := range calls {
-		for _, s := range a.scopes[c.name] {
+	for _, c := range rb.Messages {
+		if c.Method != "tools/call" {
+			continue
+		}
+		for _, s := range a.scopes[c.Tool] {
 			if !slices.Contains(req.Principal.Scopes, s) && !slices.Contains(missing, s) {
 				missing = append(missing, s)
-				tool, id = c.name, c.id
+				tool, id = c.Tool, c.ID
 			}
 		}
-		needed = append(needed, a.scopes[c.name]...)
+		needed = append(needed, a.scopes[c.Tool]...)
 	}
 	if len(missing) == 0 {
 		return nil

@@ -3,138 +3,84 @@ package actors
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
-	"strings"
+	"net/http"
+	"sync"
+
+	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/internal/rpcbody"
 )
 
-// toolCall is a tools/call found in a request body.
-type toolCall struct {
-	id   json.RawMessage
-	name string
-}
-
-// toolCalls finds the tools/call requests of a JSON-RPC body (one message or
-// a batch), reading keys exactly as the go-sdk does (case-sensitive). A body
-// that another reader could take differently — a key that repeats, or that
-// differs from method, params, name or id only in case — is an error, so that
-// no scope check can be read around. Bodies that are not JSON are left to the
-// SDK to refuse.
-func toolCalls(body []byte) ([]toolCall, error) {
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	var msgs []json.RawMessage
-	if len(trimmed) > 0 && trimmed[0] == '[' {
-		if json.Unmarshal(trimmed, &msgs) != nil {
-			return nil, nil
-		}
-	} else {
-		msgs = []json.RawMessage{trimmed}
-	}
-	var calls []toolCall
-	for _, m := range msgs {
-		fields, err := exactFields(m, "jsonrpc", "id", "method", "params")
-		if err != nil || fields == nil {
-			return nil, err
-		}
-		var method string
-		if json.Unmarshal(fields["method"], &method) != nil || method != "tools/call" {
-			continue
-		}
-		params, err := exactFields(fields["params"], "name", "arguments", "_meta")
-		if err != nil {
-			return nil, err
-		}
-		var name string
-		json.Unmarshal(params["name"], &name)
-		calls = append(calls, toolCall{id: fields["id"], name: name})
-	}
-	return calls, nil
-}
-
-// exactFields returns the members of a JSON object by exact key, refusing a
-// key that repeats or that matches one of known in another case. It returns
-// nil, nil for anything that is not an object.
-func exactFields(raw []byte, known ...string) (map[string]json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+// reading is the JSON-RPC reading of a forwarded POST's body, nil for a
+// GET or a DELETE. It is the edge's (the envelope's Rpc): the actor does not
+// parse the body again. The scope check (checkScopes) relies on it, and may:
+// an envelope comes only from a member of the cluster, whose edge built the
+// reading and the body from the same bytes, and the actor already takes the
+// envelope's Principal on trust; a process that could forge one could forge
+// the other. A POST forwarded without a reading (an edge of an older
+// version) is read here, so that nothing passes unchecked.
+func reading(req *envelope.Request) (*rpcbody.Body, error) {
+	if req.Method != http.MethodPost {
 		return nil, nil
 	}
-	out := map[string]json.RawMessage{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, nil
-		}
-		key, _ := tok.(string)
-		var value json.RawMessage
-		if err := dec.Decode(&value); err != nil {
-			return nil, nil
-		}
-		if _, dup := out[key]; dup {
-			return nil, fmt.Errorf("key %q appears twice", key)
-		}
-		for _, k := range known {
-			if key != k && strings.EqualFold(key, k) {
-				return nil, fmt.Errorf("key %q: did you mean %q?", key, k)
-			}
-		}
-		out[key] = value
+	if req.Rpc != nil {
+		return rpcbody.FromProto(req.Rpc), nil
 	}
-	return out, nil
+	return rpcbody.Read(req.Body)
 }
 
-// requestIDs returns the ids of the requests (not notifications or
-// responses) in a JSON-RPC body, one message or a batch, as the JSON the
-// SDK writes them with: the ids its responses will carry.
-func requestIDs(body []byte) []json.RawMessage {
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	var msgs []struct {
-		ID     any    `json:"id"`
-		Method string `json:"method"`
+// firstID is the id of a forwarded request's first JSON-RPC request, or
+// null: the id of an error answering the whole request.
+func firstID(req *envelope.Request) json.RawMessage {
+	rb, _ := reading(req)
+	return rb.FirstID()
+}
+
+// toolCallIDs hands out the JSON-RPC ids of a request's tools/calls to the
+// audit records of the calls the MCP handler runs. The SDK hands a method
+// handler no id (it keeps it under an unexported context key), and runs the
+// calls of a batch concurrently, in no set order: a call is matched to the
+// first message not yet claimed with its tool name and the same arguments,
+// byte for byte (the SDK keeps params.arguments as sent). Calls that match
+// the same message are identical, so which of their ids each record gets
+// changes nothing it says.
+type toolCallIDs struct {
+	rb   *rpcbody.Body
+	body []byte
+
+	mu      sync.Mutex
+	claimed []bool
+}
+
+func newToolCallIDs(rb *rpcbody.Body, body []byte) *toolCallIDs {
+	if rb == nil {
+		return nil
 	}
-	if len(trimmed) > 0 && trimmed[0] == '[' {
-		if json.Unmarshal(trimmed, &msgs) != nil {
-			return nil
-		}
-	} else {
-		msgs = msgs[:0:0]
-		msgs = append(msgs, struct {
-			ID     any    `json:"id"`
-			Method string `json:"method"`
-		}{})
-		if json.Unmarshal(trimmed, &msgs[0]) != nil {
-			return nil
-		}
+	return &toolCallIDs{rb: rb, body: body, claimed: make([]bool, len(rb.Messages))}
+}
+
+// claim returns the id of the call of tool with arguments args, or "".
+func (t *toolCallIDs) claim(tool string, args []byte) string {
+	if t == nil {
+		return ""
 	}
-	var ids []json.RawMessage
-	for _, m := range msgs {
-		if m.Method == "" || m.ID == nil {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fallback := -1
+	for i, m := range t.rb.Messages {
+		if t.claimed[i] || m.Kind != rpcbody.Request || m.Method != "tools/call" || m.Tool != tool {
 			continue
 		}
-		if id := canonicalID(m.ID); id != nil {
-			ids = append(ids, id)
+		if m.ArgsEnd <= len(t.body) && bytes.Equal(t.body[m.ArgsStart:m.ArgsEnd], args) {
+			t.claimed[i] = true
+			return string(m.ID)
+		}
+		if fallback < 0 {
+			fallback = i
 		}
 	}
-	return ids
-}
-
-// canonicalID writes a decoded JSON-RPC id as the SDK does: a string, or
-// an integer.
-func canonicalID(v any) json.RawMessage {
-	switch id := v.(type) {
-	case string:
-		b, _ := json.Marshal(id)
-		return b
-	case float64:
-		b, _ := json.Marshal(int64(id))
-		return b
+	if fallback < 0 {
+		return ""
 	}
-	return nil
-}
-
-// firstID is the id of a body's first request, or null.
-func firstID(body []byte) json.RawMessage {
-	if ids := requestIDs(body); len(ids) > 0 {
-		return ids[0]
-	}
-	return json.RawMessage("null")
+	t.claimed[fallback] = true
+	return string(t.rb.Messages[fallback].ID)
 }

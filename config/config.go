@@ -104,6 +104,9 @@ type Config struct {
 	RateLimit              float64 // requests per second per principal
 	RateBurst              int     // requests a principal may make at once above the rate
 	MaxConcurrentRequests  int     // POST/DELETE requests in flight per principal
+	MaxBatch               int     // messages of one JSON-RPC batch
+	MaxBatchConcurrency    int     // tool calls of one batch running at once
+	MaxInitializeBytes     int     // params of an initialize
 	MaxStreamsPerPrincipal int     // open GET (SSE) streams per principal
 	MaxStreamsPerSession   int     // open GET (SSE) streams per session, counted by its actor (cluster-wide)
 	// The same per user (issuer, subject), all the user's clients together.

@@ -30,9 +30,14 @@ const (
 	// resumption is refused, so the cap leaves room for a few.
 	DefaultMaxStreamsPerSession = 4
 	DefaultEventsBuffer         = 10000
-	DefaultMaxHeaderBytes       = 64 << 10
-	DefaultUpstreamTimeout      = 10 * time.Second
-	DefaultRedisTimeout         = 2 * time.Second
+	// A batch of N costs N tokens of --rate-burst and N slots of
+	// --max-concurrent-requests: a larger default batch could never pass.
+	DefaultMaxBatch            = DefaultMaxConcurrentRequests
+	DefaultMaxBatchConcurrency = 4
+	DefaultMaxInitializeBytes  = 64 << 10
+	DefaultMaxHeaderBytes      = 64 << 10
+	DefaultUpstreamTimeout     = 10 * time.Second
+	DefaultRedisTimeout        = 2 * time.Second
 )
 
 // limitFlags defines the flags of the edge's and the actors' limits and of
@@ -53,6 +58,9 @@ func limitFlags(fs *flag.FlagSet, c *Config) {
 		return err
 	})
 	fs.IntVar(&c.MaxStreamsPerSession, "max-streams-per-session", DefaultMaxStreamsPerSession, "GET (SSE) streams one session may hold open, wherever they arrive; beyond, 429 (0: no limit)")
+	fs.IntVar(&c.MaxBatch, "max-batch", DefaultMaxBatch, "JSON-RPC messages one batch (protocol 2025-03-26 and older) may hold; beyond, 400. Each counts against --rate-burst and --max-concurrent-requests")
+	fs.IntVar(&c.MaxBatchConcurrency, "max-batch-concurrency", DefaultMaxBatchConcurrency, "tool calls of one batch that run at once; the others wait their turn (0: no bound)")
+	fs.IntVar(&c.MaxInitializeBytes, "max-initialize-bytes", DefaultMaxInitializeBytes, "largest params of an initialize (what a session keeps for its life); beyond, 400")
 	fs.IntVar(&c.EventsBuffer, "events-buffer", DefaultEventsBuffer, "event writes a session holds in memory while Redis is unreachable; once full, its new requests get 503 until the store takes them")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", DefaultMaxHeaderBytes, "largest request header section (431 beyond)")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", DefaultUpstreamTimeout, "bound on each call to the authorization server (discovery, keys, introspection, token exchange) and to the Todo API")
@@ -67,7 +75,7 @@ func (c *Config) validateLimits() []error {
 		name string
 		v    int
 	}{{"user-max-concurrent-requests", c.UserMaxConcurrent}, {"user-max-streams", c.UserMaxStreams}, {"max-sessions-per-user", c.MaxSessionsPerUser},
-		{"max-concurrent-requests", c.MaxConcurrentRequests}, {"max-streams-per-principal", c.MaxStreamsPerPrincipal}, {"max-streams-per-session", c.MaxStreamsPerSession}} {
+		{"max-batch-concurrency", c.MaxBatchConcurrency}, {"max-concurrent-requests", c.MaxConcurrentRequests}, {"max-streams-per-principal", c.MaxStreamsPerPrincipal}, {"max-streams-per-session", c.MaxStreamsPerSession}} {
 		if f.v < 0 {
 			errs = append(errs, errors.New("--"+f.name+" must not be negative (0: no limit)"))
 		}
@@ -83,6 +91,12 @@ func (c *Config) validateLimits() []error {
 	}
 	if c.UserRateLimit > 0 && c.UserRateBurst < 1 {
 		errs = append(errs, errors.New("--user-rate-burst must be at least 1 with a --user-rate-limit"))
+	}
+	if c.MaxBatch < 1 {
+		errs = append(errs, errors.New("--max-batch must be positive"))
+	}
+	if c.MaxInitializeBytes < 1<<10 {
+		errs = append(errs, errors.New("--max-initialize-bytes must be at least 1024"))
 	}
 	if c.EventsBuffer < 1 {
 		errs = append(errs, errors.New("--events-buffer must be positive"))

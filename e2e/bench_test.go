@@ -176,7 +176,7 @@ func (s *benchServer) memory(b *testing.B) map[string]int64 {
 }
 
 // vmRSS reads the resident set size of a process, in bytes.
-func vmRSS(b *testing.B, pid int) int64 {
+func vmRSS(b testing.TB, pid int) int64 {
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatal(err)

@@ -22,6 +22,8 @@ type limitsClient struct {
 	url   string
 	token string
 	sid   string
+	// version is the session's protocol version; 2025-11-25 when empty.
+	version string
 }
 
 type limitsAnswer struct {
@@ -42,7 +44,7 @@ func (c *limitsClient) do(method, body string) limitsAnswer {
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	if c.sid != "" {
 		req.Header.Set("Mcp-Session-Id", c.sid)
-		req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+		req.Header.Set("Mcp-Protocol-Version", c.protocolVersion())
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -53,10 +55,17 @@ func (c *limitsClient) do(method, body string) limitsAnswer {
 	return limitsAnswer{resp.StatusCode, resp.Header, string(b)}
 }
 
+func (c *limitsClient) protocolVersion() string {
+	if c.version == "" {
+		return "2025-11-25"
+	}
+	return c.version
+}
+
 // open initializes a session.
 func (c *limitsClient) open() {
 	c.t.Helper()
-	a := c.do(http.MethodPost, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}`)
+	a := c.do(http.MethodPost, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"`+c.protocolVersion()+`","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}`)
 	if a.status != http.StatusOK {
 		c.t.Fatalf("initialize: %d %s", a.status, a.body)
 	}

@@ -42,7 +42,7 @@ go test -race -count=1 -timeout 20m "$@" ./...
 # testdata/fuzz/ directory: commit it with the fix, as a regression test.
 fuzz_targets=(
 	"./transport FuzzEdgeRequest"
-	"./transport FuzzClassify"
+	"./internal/rpcbody FuzzRead"
 	"./transport FuzzValidSessionID"
 	"./auth FuzzBearerToken"
 	"./auth FuzzJWTVerify"

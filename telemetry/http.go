@@ -1,8 +1,6 @@
 package telemetry
 
 import (
-	"bytes"
-	"encoding/json"
 	"net/http"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -126,60 +124,3 @@ func (w *ResponseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter 
 
 // Status is the status written, 0 if none yet.
 func (w *ResponseWriter) Status() int { return w.status }
-
-// Peek is what tracing reads of a JSON-RPC body: the method (and tool) to
-// name spans by, and the trace context in params._meta.
-type Peek struct {
-	Method      string
-	Tool        string // params.name of a tools/call
-	Traceparent string
-	Tracestate  string
-}
-
-type peekMessage struct {
-	Method string `json:"method"`
-	Params *struct {
-		Name string `json:"name"`
-		Meta *struct {
-			Traceparent string `json:"traceparent"`
-			Tracestate  string `json:"tracestate"`
-		} `json:"_meta"`
-	} `json:"params"`
-}
-
-// PeekBody reads a JSON-RPC message (of a batch, the first request) for
-// tracing; an unreadable body gives the zero Peek.
-func PeekBody(body []byte) Peek {
-	var msgs []peekMessage
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	if len(trimmed) == 0 {
-		return Peek{}
-	}
-	if trimmed[0] == '[' {
-		if json.Unmarshal(trimmed, &msgs) != nil {
-			return Peek{}
-		}
-	} else {
-		var m peekMessage
-		if json.Unmarshal(trimmed, &m) != nil {
-			return Peek{}
-		}
-		msgs = []peekMessage{m}
-	}
-	for _, m := range msgs {
-		if m.Method == "" {
-			continue
-		}
-		p := Peek{Method: m.Method}
-		if m.Params != nil {
-			if m.Method == "tools/call" {
-				p.Tool = m.Params.Name
-			}
-			if m.Params.Meta != nil {
-				p.Traceparent, p.Tracestate = m.Params.Meta.Traceparent, m.Params.Meta.Tracestate
-			}
-		}
-		return p
-	}
-	return Peek{}
-}

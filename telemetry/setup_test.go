@@ -181,19 +181,6 @@ func TestEndpointURL(t *testing.T) {
 	}
 }
 
-func TestPeekBody(t *testing.T) {
-	p := telemetry.PeekBody([]byte(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","arguments":{"a":1},"_meta":{"traceparent":"00-a-b-01","tracestate":"k=v"}}}`))
-	if p.Method != "tools/call" || p.Tool != "x" || p.Traceparent != "00-a-b-01" || p.Tracestate != "k=v" {
-		t.Errorf("PeekBody = %+v", p)
-	}
-	if p := telemetry.PeekBody([]byte(`[{"jsonrpc":"2.0","id":1,"result":{}},{"jsonrpc":"2.0","id":2,"method":"ping"}]`)); p.Method != "ping" {
-		t.Errorf("PeekBody(batch) = %+v", p)
-	}
-	if p := telemetry.PeekBody([]byte(`not json`)); p != (telemetry.Peek{}) {
-		t.Errorf("PeekBody(garbage) = %+v", p)
-	}
-}
-
 func TestExtractMeta(t *testing.T) {
 	ctx := telemetry.ExtractMeta(context.Background(), map[string]any{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
 	if sc := trace.SpanContextFromContext(ctx); !sc.IsValid() || !sc.IsRemote() || sc.SpanID().String() != "00f067aa0ba902b7" {

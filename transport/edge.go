@@ -6,12 +6,12 @@
 // the request (the session's, by Mcp-Session-Id; a new one for an initialize;
 // the principal's for the stateless 2026-07-28 protocol), forwards it through
 // the cluster and relays the actor's response, flushing each part to the
-// client as it arrives. It parses no more of a body than routing needs; the
-// MCP protocol itself is the actor's business.
+// client as it arrives. It reads a POST body once (internal/rpcbody) and
+// forwards that reading with it; the MCP protocol itself is the actor's
+// business.
 package transport
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -33,6 +33,7 @@ import (
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/telemetry"
 )
@@ -90,7 +91,14 @@ type Options struct {
 	// header names the client (clientaddr.go), for the budget of refused
 	// credentials; any other peer is the client itself.
 	TrustedProxies []netip.Prefix
-	Logger         *slog.Logger
+	// MaxBatch bounds the messages of a JSON-RPC batch (400 beyond);
+	// DefaultMaxBatch when zero.
+	MaxBatch int
+	// MaxInitializeBytes bounds the params of an initialize, which its
+	// session keeps for its life (400 beyond); DefaultMaxInitializeBytes
+	// when zero.
+	MaxInitializeBytes int
+	Logger             *slog.Logger
 }
 
 // Edge serves /mcp by forwarding each request to its actor.
@@ -124,6 +132,12 @@ const retryHint = "retry: 500\n\n"
 func NewEdge(node *cluster.Node, opts Options) *Edge {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = DefaultMaxBatch
+	}
+	if opts.MaxInitializeBytes <= 0 {
+		opts.MaxInitializeBytes = DefaultMaxInitializeBytes
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -196,18 +210,21 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 		// Limits (limits.go): an address that keeps sending refused
 		// credentials gets no expensive verification (authenticate); a
 		// verified caller is held to its user's and its principal's rate
-		// and caps before its body is read.
+		// and caps: a GET or DELETE here, a POST once its body says how
+		// many messages it holds.
 		var ok bool
 		if tok, principal, ok = e.authenticate(w, r); !ok {
 			e.authRefused(w, r)
 			return
 		}
-		release, ref, who := e.admit(tok, r.Method == http.MethodGet)
-		if ref != nil {
-			e.refuse(w, r, ref, who)
-			return
+		if r.Method != http.MethodPost {
+			release, ref, who := e.admit(tok, 1, r.Method == http.MethodGet)
+			if ref != nil {
+				e.refuse(w, r, ref, who)
+				return
+			}
+			defer release()
 		}
-		defer release()
 	}
 
 	var body []byte
@@ -225,11 +242,45 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 		}
 	}
 
-	r = r.WithContext(tr.begin(r, body))
-	rt, status, msg := e.route(r, body, tok)
+	// The body is read here once (internal/rpcbody), and its reading goes
+	// with it to the actor.
+	var rb *rpcbody.Body
+	var rerr error
+	if r.Method == http.MethodPost {
+		rb, rerr = rpcbody.Read(body)
+	}
+	r = r.WithContext(tr.begin(r, rb))
+	if tok != nil && r.Method == http.MethodPost {
+		// A POST costs one token of the principal's rate and one slot of its
+		// requests in flight for each message it holds: a batch of N is N
+		// requests. A body refused below costs one, as any request does.
+		// (Counted once the body is read: its size is bounded by
+		// MaxBodyBytes, and an address sending refused tokens never gets
+		// this far.)
+		n := 1
+		if rerr == nil && (!rb.Batch || len(rb.Messages) <= e.opts.MaxBatch) {
+			n = len(rb.Messages)
+		}
+		release, ref, who := e.admit(tok, n, false)
+		if ref != nil {
+			e.refuse(w, r, ref, who)
+			return
+		}
+		defer release()
+	}
+	if rerr != nil {
+		var berr *rpcbody.Error
+		errors.As(rerr, &berr)
+		writeError(w, http.StatusBadRequest, nil, berr.Code, berr.Msg)
+		return
+	}
+	if !e.bodyAllowed(w, r, rb) {
+		return
+	}
+	rt, status, msg := e.route(r, rb, tok)
 	tr.routed(rt)
 	if status != 0 {
-		writeError(w, status, rpcID(body), jsonrpcInvalidRequest, msg)
+		writeError(w, status, rb.FirstID(), jsonrpcInvalidRequest, msg)
 		return
 	}
 	// Built only when a line is logged: most requests log nothing.
@@ -242,6 +293,7 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 		Headers:   forwardHeaders(r.Header),
 		Body:      body,
 		Principal: principal,
+		Rpc:       rb.Proto(),
 	}
 	// The actor's span is a child of this edge's: its context replaces
 	// the client's in the forwarded headers.
@@ -261,22 +313,22 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 			// drained, or the session moved): the session lives on in its
 			// snapshot, and the retry reaches its next activation.
 			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, rpcID(body), jsonrpcInternalError, "no node can serve this request right now; retry")
+			writeError(w, http.StatusServiceUnavailable, rb.FirstID(), jsonrpcInternalError, "no node can serve this request right now; retry")
 		case r.Context().Err() != nil:
 			// The client went away; nobody is left to answer.
 		case ctx.Err() != nil:
 			// Drained before its actor answered.
 			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, rpcID(body), jsonrpcInternalError, "this node is shutting down; retry")
+			writeError(w, http.StatusServiceUnavailable, rb.FirstID(), jsonrpcInternalError, "this node is shutting down; retry")
 		default:
 			logger().Error("forward request", "err", err)
-			writeError(w, http.StatusBadGateway, rpcID(body), jsonrpcInternalError, "could not reach the session's node")
+			writeError(w, http.StatusBadGateway, rb.FirstID(), jsonrpcInternalError, "could not reach the session's node")
 		}
 		return
 	}
 	defer stream.Close()
 	status = e.relay(ctx, w, stream, logger)
-	metrics.Requests.WithLabelValues(mcpMethod(r.Method, body), strconv.Itoa(status)).Observe(time.Since(start).Seconds())
+	metrics.Requests.WithLabelValues(mcpMethod(r.Method, rb), strconv.Itoa(status)).Observe(time.Since(start).Seconds())
 	if e.draining.Err() != nil && r.Context().Err() == nil && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
 		io.WriteString(w, retryHint)
 		http.NewResponseController(w).Flush()
@@ -317,24 +369,18 @@ func (e *Edge) forward(ctx context.Context, rt route, req *envelope.Request) (*c
 
 // mcpMethod names a request for metrics: its JSON-RPC method (one of those
 // MCP defines, else "other"), "batch", "response", or the HTTP method.
-func mcpMethod(httpMethod string, body []byte) string {
-	if httpMethod != http.MethodPost {
+func mcpMethod(httpMethod string, rb *rpcbody.Body) string {
+	switch {
+	case httpMethod != http.MethodPost:
 		return httpMethod
-	}
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	if len(trimmed) > 0 && trimmed[0] == '[' {
-		return "batch"
-	}
-	var m struct {
-		Method string `json:"method"`
-	}
-	if json.Unmarshal(trimmed, &m) != nil {
+	case rb == nil:
 		return "invalid"
-	}
-	if m.Method == "" {
+	case rb.Batch:
+		return "batch"
+	case rb.First() == nil:
 		return "response"
 	}
-	return telemetry.MethodName(m.Method)
+	return telemetry.MethodName(rb.First().Method)
 }
 
 // relay writes each part of the actor's response to the client as it
@@ -378,7 +424,7 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 }
 
 // route decides which actor serves r. A non-zero status is a refusal.
-func (e *Edge) route(r *http.Request, body []byte, tok *auth.Token) (route, int, string) {
+func (e *Edge) route(r *http.Request, rb *rpcbody.Body, tok *auth.Token) (route, int, string) {
 	if v := r.Header.Get(headerProtocolVersion); v != "" && !sessionVersions[v] {
 		return route{kind: cluster.PrincipalKind, identity: principalKey(tok)}, 0, ""
 	}
@@ -391,7 +437,7 @@ func (e *Edge) route(r *http.Request, body []byte, tok *auth.Token) (route, int,
 	if r.Method != http.MethodPost {
 		return route{}, http.StatusBadRequest, "Mcp-Session-Id header is required"
 	}
-	switch classify(body) {
+	switch classify(rb) {
 	case bodyInitialize:
 		return route{kind: cluster.SessionKind, identity: newSessionID(), minted: true}, 0, ""
 	case bodyStateless:
@@ -509,59 +555,22 @@ const (
 	bodyStateless
 )
 
-// rpcPeek is the part of a JSON-RPC message routing looks at.
-type rpcPeek struct {
-	ID     json.RawMessage `json:"id"`
-	Method string          `json:"method"`
-	Params *struct {
-		Meta map[string]json.RawMessage `json:"_meta"`
-	} `json:"params"`
-}
-
 // classify tells an initialize (alone, or in a 2025-03-26 batch) and a
-// request of the stateless protocol (its _meta names a version) from the rest.
-func classify(body []byte) bodyKind {
-	var msgs []rpcPeek
-	trimmed := bytes.TrimLeft(body, " \t\r\n")
-	if len(trimmed) > 0 && trimmed[0] == '[' {
-		if json.Unmarshal(trimmed, &msgs) != nil {
-			return bodyOther
-		}
-	} else {
-		var m rpcPeek
-		if json.Unmarshal(trimmed, &m) != nil {
-			return bodyOther
-		}
-		msgs = []rpcPeek{m}
+// request of the stateless protocol (its _meta names a version) from the
+// rest; the first message that is either decides.
+func classify(rb *rpcbody.Body) bodyKind {
+	if rb == nil {
+		return bodyOther
 	}
-	for _, m := range msgs {
+	for _, m := range rb.Messages {
 		if m.Method == "initialize" {
 			return bodyInitialize
 		}
-		if m.Params != nil {
-			var v string
-			if json.Unmarshal(m.Params.Meta["io.modelcontextprotocol/protocolVersion"], &v) == nil && v >= statelessVersion {
-				return bodyStateless
-			}
+		if m.ProtocolVersion >= statelessVersion {
+			return bodyStateless
 		}
 	}
 	return bodyOther
-}
-
-// rpcID returns the id of a single JSON-RPC request body, for error replies.
-// Only an id JSON-RPC allows (a string or a number) in valid UTF-8 is
-// echoed; any other is answered with a null id (found by FuzzClassify and
-// FuzzEdgeRequest: an object id, and a string id holding invalid UTF-8, were
-// echoed as they came, making the error reply itself invalid).
-func rpcID(body []byte) json.RawMessage {
-	var m rpcPeek
-	if json.Unmarshal(body, &m) != nil || len(m.ID) == 0 || !utf8.Valid(m.ID) {
-		return nil
-	}
-	if c := m.ID[0]; c == '"' || c == '-' || c >= '0' && c <= '9' {
-		return m.ID
-	}
-	return nil
 }
 
 // forwardHeaders keeps what the MCP handler needs and drops hop-by-hop

@@ -20,6 +20,7 @@ import (
 
 	"github.com/pingmcp/pingmcp/actors"
 	"github.com/pingmcp/pingmcp/cluster"
+	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/tools"
 	"github.com/pingmcp/pingmcp/tools/conformance"
 )
@@ -149,7 +150,7 @@ func TestEdgeRefusals(t *testing.T) {
 		{"no session DELETE", call{http.MethodDelete, nil, ""}, 400, "Mcp-Session-Id"},
 		{"unknown session", call{http.MethodPost, with(session, "Mcp-Session-Id", "AAAAAAAAAAAAAAAAAAAAAA"), `{"jsonrpc":"2.0","id":1,"method":"ping"}`}, 404, ""},
 		{"malformed session", call{http.MethodPost, with(session, "Mcp-Session-Id", "../../etc/passwd"), `{"jsonrpc":"2.0","id":1,"method":"ping"}`}, 404, "session not found"},
-		{"garbage body", call{http.MethodPost, nil, `{not json`}, 400, "Mcp-Session-Id"},
+		{"garbage body", call{http.MethodPost, nil, `{not json`}, 400, "not JSON"},
 		{"header not UTF-8", call{http.MethodPost, with(session, "X-Note", "caf\xe9"), `{"jsonrpc":"2.0","id":1,"method":"ping"}`}, 400, "UTF-8"},
 	}
 	for _, tt := range tests {
@@ -300,12 +301,13 @@ func TestClassify(t *testing.T) {
 		{`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2025-11-25"}}}`, bodyOther},
 		{`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":[1,2]}`, bodyOther},
 		{`{"jsonrpc":"2.0","id":1,"method":"ping"}`, bodyOther},
-		{`not json`, bodyOther},
-		{``, bodyOther},
-		{`[]`, bodyOther},
 	}
 	for _, tt := range tests {
-		if got := classify([]byte(tt.body)); got != tt.want {
+		rb, err := rpcbody.Read([]byte(tt.body))
+		if err != nil {
+			t.Fatalf("rpcbody.Read(%s): %v", tt.body, err)
+		}
+		if got := classify(rb); got != tt.want {
 			t.Errorf("classify(%s) = %d, want %d", tt.body, got, tt.want)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/metrics"
 )
 
@@ -69,6 +70,43 @@ const DefaultMaxTracked = 100_000
 // overBudgetVerifications bounds the expensive verifications in flight for
 // addresses over their budget, at one edge.
 const overBudgetVerifications = 2
+
+// DefaultMaxBatch and DefaultMaxInitializeBytes bound what one POST may ask
+// for when Options leaves them zero (cmd/pingmcp gives its flags' defaults).
+const (
+	DefaultMaxBatch           = 16
+	DefaultMaxInitializeBytes = 64 << 10
+)
+
+// bodyAllowed refuses, before anything is forwarded, a body asking for more
+// than one request may: a batch of more than MaxBatch messages, or an
+// initialize whose params (what its session keeps, in memory and in its
+// snapshot, for its life) exceed MaxInitializeBytes. Both are 400: sending
+// the same again cannot succeed.
+func (e *Edge) bodyAllowed(w http.ResponseWriter, r *http.Request, rb *rpcbody.Body) bool {
+	if rb == nil {
+		return true
+	}
+	if n := len(rb.Messages); rb.Batch && n > e.opts.MaxBatch {
+		e.refuseBody(w, r, "batch", fmt.Sprintf("a batch holds at most %d messages (--max-batch); this one holds %d", e.opts.MaxBatch, n), e.opts.MaxBatch)
+		return false
+	}
+	if m := rb.Initialize(); m != nil && m.ParamsBytes > e.opts.MaxInitializeBytes {
+		e.refuseBody(w, r, "initialize_bytes", fmt.Sprintf("initialize params may hold at most %d bytes (--max-initialize-bytes); these hold %d", e.opts.MaxInitializeBytes, m.ParamsBytes), e.opts.MaxInitializeBytes)
+		return false
+	}
+	return true
+}
+
+// refuseBody answers 400 with a JSON-RPC invalid-request error naming the
+// limit, marked not retryable.
+func (e *Edge) refuseBody(w http.ResponseWriter, r *http.Request, limit, msg string, max int) {
+	metrics.Limited.WithLabelValues(limit).Inc()
+	if e.logger.Enabled(r.Context(), slog.LevelDebug) {
+		e.logger.Debug("request refused by a limit", "limit", limit, "max", max)
+	}
+	writeErrorData(w, http.StatusBadRequest, nil, jsonrpcInvalidRequest, msg, map[string]any{"retryable": false, "limit": limit, "max": max})
+}
 
 // jsonrpcLimited is the JSON-RPC error (implementation-defined server
 // error range) of a request refused by a limit; its data says it is
@@ -183,29 +221,32 @@ func (l *limiter) drop(e *list.Element) {
 	l.lru.Remove(e)
 }
 
-// take spends one of b's tokens, or says how long until one is there.
-func (l *limiter) take(b *bucket) (time.Duration, bool) {
+// take spends n of b's tokens, or says how long until n are there.
+func (l *limiter) take(b *bucket, n int) (time.Duration, bool) {
 	if l.lim.Rate <= 0 {
 		return 0, true
 	}
-	if b.tokens >= 1 {
-		b.tokens--
+	if b.tokens >= float64(n) {
+		b.tokens -= float64(n)
 		return 0, true
 	}
-	return time.Duration((1 - b.tokens) / l.lim.Rate * float64(time.Second)), false
+	return time.Duration((float64(n) - b.tokens) / l.lim.Rate * float64(time.Second)), false
 }
 
 // busyRetry is the Retry-After of a refusal for requests in flight: they end
 // at no time the edge can tell.
 const busyRetry = time.Second
 
-// admit applies the principal's limits to one request: a token of its
-// rate, then a slot among its requests in flight (stream: among its GET
-// streams). On success the caller must call release once the request ends.
-func (l *limiter) admit(key string, stream bool) (release func(), ref *refusal) {
+// admit applies the principal's limits to one request of n JSON-RPC
+// messages (a batch of n costs what n requests do; a GET or a DELETE is
+// 1): n tokens of its rate, then n slots among its requests in flight
+// (stream: one among its GET streams). It takes all or nothing. On success
+// the caller must call release once the request ends.
+func (l *limiter) admit(key string, n int, stream bool) (release func(), ref *refusal) {
 	if !l.enabled() {
 		return func() {}, nil
 	}
+	n = max(n, 1)
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -213,25 +254,34 @@ func (l *limiter) admit(key string, stream bool) (release func(), ref *refusal) 
 	if b == nil {
 		return nil, &refusal{"tracked", busyRetry, "too many clients at this server right now; retry"}
 	}
-	if wait, ok := l.take(b); !ok {
-		return nil, &refusal{"rate", wait, fmt.Sprintf("rate limit exceeded: at most %g requests per second (burst %d); retry", l.lim.Rate, l.lim.Burst)}
+	if l.lim.Rate > 0 && n > l.lim.Burst {
+		// Never admissible: said so, rather than a retry that cannot help.
+		return nil, &refusal{"rate", time.Duration(float64(n) / l.lim.Rate * float64(time.Second)),
+			fmt.Sprintf("a batch of %d messages costs %d requests, more than the burst of %d; send smaller batches", n, n, l.lim.Burst)}
+	}
+	if !stream && l.lim.MaxConcurrent > 0 && n > l.lim.MaxConcurrent {
+		return nil, &refusal{"concurrency", busyRetry,
+			fmt.Sprintf("a batch of %d messages needs as many of the %d requests a user may have in flight; send smaller batches", n, l.lim.MaxConcurrent)}
+	}
+	if wait, ok := l.take(b, n); !ok {
+		return nil, &refusal{"rate", wait, fmt.Sprintf("rate limit exceeded: at most %g requests per second (burst %d; a batch counts each message); retry", l.lim.Rate, l.lim.Burst)}
 	}
 	switch {
 	case stream && l.lim.MaxStreams > 0 && b.streams >= l.lim.MaxStreams:
 		return nil, &refusal{"streams", busyRetry, fmt.Sprintf("too many open streams: at most %d per user; close one or retry", l.lim.MaxStreams)}
-	case !stream && l.lim.MaxConcurrent > 0 && b.inflight >= l.lim.MaxConcurrent:
-		return nil, &refusal{"concurrency", busyRetry, fmt.Sprintf("too many requests in flight: at most %d per user; retry", l.lim.MaxConcurrent)}
+	case !stream && l.lim.MaxConcurrent > 0 && b.inflight+n > l.lim.MaxConcurrent:
+		return nil, &refusal{"concurrency", busyRetry, fmt.Sprintf("too many requests in flight: at most %d per user (a batch counts each message); retry", l.lim.MaxConcurrent)}
 	}
-	count := &b.inflight
+	count, k := &b.inflight, n
 	if stream {
-		count = &b.streams
+		count, k = &b.streams, 1
 	}
-	*count++
+	*count += k
 	var once sync.Once
 	return func() {
 		once.Do(func() {
 			l.mu.Lock()
-			*count--
+			*count -= k
 			l.mu.Unlock()
 		})
 	}, nil
@@ -313,15 +363,16 @@ func (e *Edge) overBudget(r *http.Request, raw string) (done func(), ref *refusa
 // admit applies the principal's limits, then the user's, to a verified
 // request: both must admit it. The principal goes first so that a client
 // refused by its own limits (retrying in a loop, say) does not spend its
-// user's budget, which the user's other clients share. who names the
+// user's budget, which the user's other clients share. n is the JSON-RPC
+// messages the request holds (a batch costs each). who names the
 // caller that was refused.
-func (e *Edge) admit(tok *auth.Token, stream bool) (release func(), ref *refusal, who string) {
-	releasePrincipal, ref := e.limits.admit(tok.Principal.Key(), stream)
+func (e *Edge) admit(tok *auth.Token, n int, stream bool) (release func(), ref *refusal, who string) {
+	releasePrincipal, ref := e.limits.admit(tok.Principal.Key(), n, stream)
 	if ref != nil {
 		return nil, ref, tok.Principal.Key()
 	}
 	user := "user:" + tok.Principal.UserKey()
-	releaseUser, ref := e.users.admit(user, stream)
+	releaseUser, ref := e.users.admit(user, n, stream)
 	if ref != nil {
 		releasePrincipal()
 		ref.limit = "user_" + ref.limit

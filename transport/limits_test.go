@@ -15,9 +15,12 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/authtest"
 	"github.com/pingmcp/pingmcp/internal/hangtest"
+	"github.com/pingmcp/pingmcp/metrics"
 )
 
 // clock is a settable clock for the limiter.
@@ -34,7 +37,7 @@ func testLimiter(lim Limits) (*limiter, *clock) {
 
 func mustAdmit(t *testing.T, l *limiter, key string, stream bool) func() {
 	t.Helper()
-	release, ref := l.admit(key, stream)
+	release, ref := l.admit(key, 1, stream)
 	if ref != nil {
 		t.Fatalf("%s refused: %+v", key, ref)
 	}
@@ -43,7 +46,7 @@ func mustAdmit(t *testing.T, l *limiter, key string, stream bool) func() {
 
 func mustRefuse(t *testing.T, l *limiter, key string, stream bool, limit string) *refusal {
 	t.Helper()
-	release, ref := l.admit(key, stream)
+	release, ref := l.admit(key, 1, stream)
 	if ref == nil {
 		release()
 		t.Fatalf("%s admitted, want refused by %s", key, limit)
@@ -675,4 +678,138 @@ func TestEdgeAddressLimitIntrospection(t *testing.T) {
 	if resp, body := post("good2"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("new valid token once the lane is free: %d %s, want 200", resp.StatusCode, body)
 	}
+}
+
+// A request of n messages (a batch) costs n tokens and n slots, all or
+// nothing; its refusal says when n tokens are there; a batch larger than
+// the burst is refused as such.
+func TestLimiterBatchCountsEachMessage(t *testing.T) {
+	l, c := testLimiter(Limits{Rate: 2, Burst: 10, MaxConcurrent: 8})
+	r5, ref := l.admit("alice", 5, false)
+	if ref != nil {
+		t.Fatalf("batch of 5 refused: %+v", ref)
+	}
+	// 5 tokens left, 3 slots.
+	if _, ref := l.admit("alice", 4, false); ref == nil || ref.limit != "concurrency" {
+		t.Fatalf("batch of 4 with 3 slots free: %+v, want refused by concurrency", ref)
+	}
+	r5()
+	// 1 token left: a batch of 3 waits for 2 more, 1 s at 2/s.
+	_, ref = l.admit("alice", 3, false)
+	if ref == nil || ref.limit != "rate" || ref.after != time.Second {
+		t.Fatalf("batch of 3 with 1 token: %+v, want refused by rate for 1s", ref)
+	}
+	c.add(time.Second)
+	r3, ref := l.admit("alice", 3, false)
+	if ref != nil {
+		t.Fatalf("batch of 3 with 3 tokens refused: %+v", ref)
+	}
+	r3()
+	c.add(time.Hour)
+	_, ref = l.admit("alice", 11, false)
+	if ref == nil || ref.limit != "rate" || !strings.Contains(ref.msg, "burst of 10") {
+		t.Fatalf("batch of 11 with a burst of 10: %+v", ref)
+	}
+	_, ref = l.admit("alice", 9, false)
+	if ref == nil || ref.limit != "concurrency" || !strings.Contains(ref.msg, "smaller batches") {
+		t.Fatalf("batch of 9 with at most 8 in flight: %+v", ref)
+	}
+	// Nothing was spent by the refusals: the whole burst is there.
+	mustAdmitN(t, l, "alice", 8)()
+	mustAdmitN(t, l, "alice", 2)()
+}
+
+func mustAdmitN(t *testing.T, l *limiter, key string, n int) func() {
+	t.Helper()
+	release, ref := l.admit(key, n, false)
+	if ref != nil {
+		t.Fatalf("%s refused %d: %+v", key, n, ref)
+	}
+	return release
+}
+
+// The edge refuses, before forwarding, a batch beyond MaxBatch, an empty
+// batch, an id the SDK would answer under another id, and an initialize
+// whose params exceed MaxInitializeBytes (no session is created); a batch of
+// n spends n of the principal's tokens.
+func TestEdgeBodyLimits(t *testing.T) {
+	srv := newEdge(t, Options{MaxBatch: 3, MaxInitializeBytes: 1024})
+	resp, body := call{method: http.MethodPost, body: strings.Replace(initBody, "2025-11-25", "2025-03-26", 1)}.do(t, srv.URL)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("initialize: %d %s", resp.StatusCode, body)
+	}
+	session := map[string]string{"Mcp-Session-Id": resp.Header.Get("Mcp-Session-Id"), "Mcp-Protocol-Version": "2025-03-26"}
+	pings := func(n int) string {
+		var msgs []string
+		for i := range n {
+			msgs = append(msgs, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"ping"}`, i+1))
+		}
+		return "[" + strings.Join(msgs, ",") + "]"
+	}
+	limited := func(limit string) float64 {
+		var m dto.Metric
+		if err := metrics.Limited.WithLabelValues(limit).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetCounter().GetValue()
+	}
+	before, sessions := limited("batch"), counted(t, "new")
+	for _, tt := range []struct {
+		name    string
+		headers map[string]string
+		body    string
+		status  int
+		errText string
+	}{
+		{"batch at the limit", session, pings(3), 200, ""},
+		{"batch beyond the limit", session, pings(4), 400, "at most 3 messages (--max-batch)"},
+		{"empty batch", session, `[]`, 400, "empty batch"},
+		{"id 1.5", session, `{"jsonrpc":"2.0","id":1.5,"method":"ping"}`, 400, "2^53"},
+		{"id 2^53+1", session, `{"jsonrpc":"2.0","id":9007199254740993,"method":"ping"}`, 400, "2^53"},
+		{"initialize too large", nil, strings.Replace(initBody, `"capabilities":{}`, `"capabilities":{"experimental":{"x":"`+strings.Repeat("x", 1100)+`"}}`, 1), 400, "at most 1024 bytes (--max-initialize-bytes)"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, got := call{method: http.MethodPost, headers: tt.headers, body: tt.body}.do(t, srv.URL)
+			if resp.StatusCode != tt.status || !strings.Contains(got, tt.errText) {
+				t.Fatalf("%d %s, want %d with %q", resp.StatusCode, got, tt.status, tt.errText)
+			}
+			if tt.status == 400 {
+				if err := checkRPCError([]byte(got)); err != "" || !strings.Contains(got, `"code":-32600`) {
+					t.Fatalf("not a JSON-RPC invalid request error (%s): %s", err, got)
+				}
+				if resp.Header.Get("Mcp-Session-Id") != "" {
+					t.Fatalf("a refused request named a session")
+				}
+			}
+		})
+	}
+	if got := limited("batch") - before; got != 1 {
+		t.Errorf("limited{batch} counted %v refusals, want 1", got)
+	}
+	if got := counted(t, "new") - sessions; got != 0 {
+		t.Errorf("%v sessions created by refused requests", got)
+	}
+}
+
+// Each message of a batch spends a token of the principal's rate, and a
+// body the edge refuses spends one too: an unreadable body is no free
+// request.
+func TestEdgeRateLimitCountsMessages(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	url := limitedEdge(t, is, Limits{Rate: 0.01, Burst: 5})
+	alice := is.Token(t, is.Claims("alice", mcpResource, "mcp:tools"))
+	if resp, body := (call{http.MethodPost, bearer(alice, nil), `{"jsonrpc":"2.0","id":1.5,"method":"ping"}`}).do(t, url); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("id 1.5: %d %s", resp.StatusCode, body)
+	}
+	// 4 tokens left: a batch of 5 is refused as a whole, one of 4 goes.
+	batch := func(n int) string {
+		return "[" + strings.TrimSuffix(strings.Repeat(initBody+",", n), ",") + "]"
+	}
+	resp, body := call{http.MethodPost, bearer(alice, nil), batch(5)}.do(t, url)
+	checkLimited(t, resp, body, "rate")
+	if resp, body := (call{http.MethodPost, bearer(alice, nil), batch(4)}).do(t, url); resp.StatusCode == http.StatusTooManyRequests {
+		t.Fatalf("a batch of 4 with 4 tokens: %d %s", resp.StatusCode, body)
+	}
+	resp, body = call{http.MethodPost, bearer(alice, nil), initBody}.do(t, url)
+	checkLimited(t, resp, body, "rate")
 }

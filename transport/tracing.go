@@ -11,6 +11,7 @@ import (
 
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/telemetry"
 )
 
@@ -34,27 +35,22 @@ type edgeSpan struct {
 	span  trace.Span
 }
 
-func (t *edgeSpan) begin(r *http.Request, body []byte) context.Context {
+func (t *edgeSpan) begin(r *http.Request, rb *rpcbody.Body) context.Context {
 	ctx := telemetry.Extract(r.Context(), r.Header)
-	var peek telemetry.Peek
-	if r.Method == http.MethodPost {
-		peek = telemetry.PeekBody(body)
-		if !trace.SpanContextFromContext(ctx).IsValid() {
-			ctx = telemetry.ExtractMetaStrings(ctx, peek.Traceparent, peek.Tracestate)
-		}
+	first := rb.First()
+	if first != nil && !trace.SpanContextFromContext(ctx).IsValid() {
+		ctx = telemetry.ExtractMetaStrings(ctx, first.Traceparent, first.Tracestate)
 	}
 	name := r.Method
 	attrs := []attribute.KeyValue{attribute.String("http.request.method", r.Method)}
 	if r.Method == http.MethodPost {
 		name = "response"
-		if peek.Method != "" {
-			name = telemetry.MethodName(peek.Method)
+		if first != nil && first.Method != "" {
+			name = telemetry.MethodName(first.Method)
+			attrs = append(attrs, attribute.String("mcp.method.name", telemetry.Clip(first.Method)))
 		}
-		if peek.Method != "" {
-			attrs = append(attrs, attribute.String("mcp.method.name", telemetry.Clip(peek.Method)))
-		}
-		if peek.Tool != "" {
-			attrs = append(attrs, attribute.String("gen_ai.tool.name", telemetry.Clip(peek.Tool)))
+		if first != nil && first.Tool != "" {
+			attrs = append(attrs, attribute.String("gen_ai.tool.name", telemetry.Clip(first.Tool)))
 		}
 	}
 	if sid := r.Header.Get(headerSessionID); sid != "" {

@@ -236,7 +236,10 @@ type Request struct {
 	// The verified caller, or unset when the edge runs without auth.
 	Principal *Principal `protobuf:"bytes,6,opt,name=principal,proto3" json:"principal,omitempty"`
 	// Largest number of unacknowledged parts the actor may send.
-	Window        uint32 `protobuf:"varint,7,opt,name=window,proto3" json:"window,omitempty"`
+	Window uint32 `protobuf:"varint,7,opt,name=window,proto3" json:"window,omitempty"`
+	// The edge's reading of body (internal/rpcbody), so that the actor reads
+	// the JSON-RPC messages without parsing the body again. Set on every POST.
+	Rpc           *RpcBody `protobuf:"bytes,8,opt,name=rpc,proto3" json:"rpc,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -320,6 +323,154 @@ func (x *Request) GetWindow() uint32 {
 	return 0
 }
 
+func (x *Request) GetRpc() *RpcBody {
+	if x != nil {
+		return x.Rpc
+	}
+	return nil
+}
+
+// RpcBody is a POST body as the edge read it: one message, or a batch.
+type RpcBody struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Batch         bool                   `protobuf:"varint,1,opt,name=batch,proto3" json:"batch,omitempty"`
+	Messages      []*RpcMessage          `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RpcBody) Reset() {
+	*x = RpcBody{}
+	mi := &file_envelope_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RpcBody) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RpcBody) ProtoMessage() {}
+
+func (x *RpcBody) ProtoReflect() protoreflect.Message {
+	mi := &file_envelope_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RpcBody.ProtoReflect.Descriptor instead.
+func (*RpcBody) Descriptor() ([]byte, []int) {
+	return file_envelope_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RpcBody) GetBatch() bool {
+	if x != nil {
+		return x.Batch
+	}
+	return false
+}
+
+func (x *RpcBody) GetMessages() []*RpcMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+// RpcMessage is one JSON-RPC message of a body.
+type RpcMessage struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 request, 2 notification, 3 response (rpcbody.Kind).
+	Kind   uint32 `protobuf:"varint,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Method string `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
+	// The id as the go-sdk writes it back (JSON); empty for a notification.
+	Id []byte `protobuf:"bytes,3,opt,name=id,proto3" json:"id,omitempty"`
+	// Of a tools/call: params.name, and where params.arguments lie in body.
+	Tool          string `protobuf:"bytes,4,opt,name=tool,proto3" json:"tool,omitempty"`
+	ArgsStart     uint32 `protobuf:"varint,5,opt,name=args_start,json=argsStart,proto3" json:"args_start,omitempty"`
+	ArgsEnd       uint32 `protobuf:"varint,6,opt,name=args_end,json=argsEnd,proto3" json:"args_end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RpcMessage) Reset() {
+	*x = RpcMessage{}
+	mi := &file_envelope_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RpcMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RpcMessage) ProtoMessage() {}
+
+func (x *RpcMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_envelope_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RpcMessage.ProtoReflect.Descriptor instead.
+func (*RpcMessage) Descriptor() ([]byte, []int) {
+	return file_envelope_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *RpcMessage) GetKind() uint32 {
+	if x != nil {
+		return x.Kind
+	}
+	return 0
+}
+
+func (x *RpcMessage) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *RpcMessage) GetId() []byte {
+	if x != nil {
+		return x.Id
+	}
+	return nil
+}
+
+func (x *RpcMessage) GetTool() string {
+	if x != nil {
+		return x.Tool
+	}
+	return ""
+}
+
+func (x *RpcMessage) GetArgsStart() uint32 {
+	if x != nil {
+		return x.ArgsStart
+	}
+	return 0
+}
+
+func (x *RpcMessage) GetArgsEnd() uint32 {
+	if x != nil {
+		return x.ArgsEnd
+	}
+	return 0
+}
+
 type Header struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -330,7 +481,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_envelope_proto_msgTypes[2]
+	mi := &file_envelope_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -342,7 +493,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[2]
+	mi := &file_envelope_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -355,7 +506,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{2}
+	return file_envelope_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Header) GetName() string {
@@ -393,7 +544,7 @@ type Principal struct {
 
 func (x *Principal) Reset() {
 	*x = Principal{}
-	mi := &file_envelope_proto_msgTypes[3]
+	mi := &file_envelope_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -405,7 +556,7 @@ func (x *Principal) String() string {
 func (*Principal) ProtoMessage() {}
 
 func (x *Principal) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[3]
+	mi := &file_envelope_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -418,7 +569,7 @@ func (x *Principal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Principal.ProtoReflect.Descriptor instead.
 func (*Principal) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{3}
+	return file_envelope_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Principal) GetIssuer() string {
@@ -503,7 +654,7 @@ type ResponsePart struct {
 
 func (x *ResponsePart) Reset() {
 	*x = ResponsePart{}
-	mi := &file_envelope_proto_msgTypes[4]
+	mi := &file_envelope_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -515,7 +666,7 @@ func (x *ResponsePart) String() string {
 func (*ResponsePart) ProtoMessage() {}
 
 func (x *ResponsePart) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[4]
+	mi := &file_envelope_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -528,7 +679,7 @@ func (x *ResponsePart) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponsePart.ProtoReflect.Descriptor instead.
 func (*ResponsePart) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{4}
+	return file_envelope_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ResponsePart) GetRequestId() string {
@@ -590,7 +741,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_envelope_proto_msgTypes[5]
+	mi := &file_envelope_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -602,7 +753,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[5]
+	mi := &file_envelope_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -615,7 +766,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{5}
+	return file_envelope_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Cancel) GetRequestId() string {
@@ -637,7 +788,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_envelope_proto_msgTypes[6]
+	mi := &file_envelope_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -649,7 +800,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[6]
+	mi := &file_envelope_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -662,7 +813,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{6}
+	return file_envelope_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Ack) GetRequestId() string {
@@ -690,7 +841,7 @@ type MemberQuery struct {
 
 func (x *MemberQuery) Reset() {
 	*x = MemberQuery{}
-	mi := &file_envelope_proto_msgTypes[7]
+	mi := &file_envelope_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -702,7 +853,7 @@ func (x *MemberQuery) String() string {
 func (*MemberQuery) ProtoMessage() {}
 
 func (x *MemberQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[7]
+	mi := &file_envelope_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -715,7 +866,7 @@ func (x *MemberQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberQuery.ProtoReflect.Descriptor instead.
 func (*MemberQuery) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{7}
+	return file_envelope_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MemberQuery) GetFrom() *Member {
@@ -737,7 +888,7 @@ type MemberInfo struct {
 
 func (x *MemberInfo) Reset() {
 	*x = MemberInfo{}
-	mi := &file_envelope_proto_msgTypes[8]
+	mi := &file_envelope_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +900,7 @@ func (x *MemberInfo) String() string {
 func (*MemberInfo) ProtoMessage() {}
 
 func (x *MemberInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[8]
+	mi := &file_envelope_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +913,7 @@ func (x *MemberInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemberInfo.ProtoReflect.Descriptor instead.
 func (*MemberInfo) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{8}
+	return file_envelope_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MemberInfo) GetSelf() *Member {
@@ -793,7 +944,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_envelope_proto_msgTypes[9]
+	mi := &file_envelope_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -805,7 +956,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[9]
+	mi := &file_envelope_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -818,7 +969,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{9}
+	return file_envelope_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Member) GetId() string {
@@ -875,7 +1026,7 @@ type Stop struct {
 
 func (x *Stop) Reset() {
 	*x = Stop{}
-	mi := &file_envelope_proto_msgTypes[10]
+	mi := &file_envelope_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -887,7 +1038,7 @@ func (x *Stop) String() string {
 func (*Stop) ProtoMessage() {}
 
 func (x *Stop) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[10]
+	mi := &file_envelope_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -900,7 +1051,7 @@ func (x *Stop) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stop.ProtoReflect.Descriptor instead.
 func (*Stop) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{10}
+	return file_envelope_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Stop) GetReason() string {
@@ -926,7 +1077,7 @@ type NodeQuery struct {
 
 func (x *NodeQuery) Reset() {
 	*x = NodeQuery{}
-	mi := &file_envelope_proto_msgTypes[11]
+	mi := &file_envelope_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +1089,7 @@ func (x *NodeQuery) String() string {
 func (*NodeQuery) ProtoMessage() {}
 
 func (x *NodeQuery) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[11]
+	mi := &file_envelope_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,7 +1102,7 @@ func (x *NodeQuery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeQuery.ProtoReflect.Descriptor instead.
 func (*NodeQuery) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{11}
+	return file_envelope_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NodeQuery) GetSessions() []string {
@@ -985,7 +1136,7 @@ type Subject struct {
 
 func (x *Subject) Reset() {
 	*x = Subject{}
-	mi := &file_envelope_proto_msgTypes[12]
+	mi := &file_envelope_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1148,7 @@ func (x *Subject) String() string {
 func (*Subject) ProtoMessage() {}
 
 func (x *Subject) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[12]
+	mi := &file_envelope_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1161,7 @@ func (x *Subject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Subject.ProtoReflect.Descriptor instead.
 func (*Subject) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{12}
+	return file_envelope_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Subject) GetIssuer() string {
@@ -1048,7 +1199,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_envelope_proto_msgTypes[13]
+	mi := &file_envelope_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1060,7 +1211,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[13]
+	mi := &file_envelope_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1073,7 +1224,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{13}
+	return file_envelope_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *NodeStatus) GetAddress() string {
@@ -1157,7 +1308,7 @@ type SessionStatus struct {
 
 func (x *SessionStatus) Reset() {
 	*x = SessionStatus{}
-	mi := &file_envelope_proto_msgTypes[14]
+	mi := &file_envelope_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1169,7 +1320,7 @@ func (x *SessionStatus) String() string {
 func (*SessionStatus) ProtoMessage() {}
 
 func (x *SessionStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[14]
+	mi := &file_envelope_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1182,7 +1333,7 @@ func (x *SessionStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionStatus.ProtoReflect.Descriptor instead.
 func (*SessionStatus) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{14}
+	return file_envelope_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SessionStatus) GetEpoch() int64 {
@@ -1224,7 +1375,7 @@ const file_envelope_proto_rawDesc = "" +
 	"node_query\x18\b \x01(\v2\x1e.pingmcp.envelope.v1.NodeQueryH\x00R\tnodeQuery\x12B\n" +
 	"\vnode_status\x18\t \x01(\v2\x1f.pingmcp.envelope.v1.NodeStatusH\x00R\n" +
 	"nodeStatusB\x06\n" +
-	"\x04body\"\xe6\x01\n" +
+	"\x04body\"\x96\x02\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x12\n" +
@@ -1232,7 +1383,20 @@ const file_envelope_proto_rawDesc = "" +
 	"\aheaders\x18\x04 \x03(\v2\x1b.pingmcp.envelope.v1.HeaderR\aheaders\x12\x12\n" +
 	"\x04body\x18\x05 \x01(\fR\x04body\x12<\n" +
 	"\tprincipal\x18\x06 \x01(\v2\x1e.pingmcp.envelope.v1.PrincipalR\tprincipal\x12\x16\n" +
-	"\x06window\x18\a \x01(\rR\x06window\"4\n" +
+	"\x06window\x18\a \x01(\rR\x06window\x12.\n" +
+	"\x03rpc\x18\b \x01(\v2\x1c.pingmcp.envelope.v1.RpcBodyR\x03rpc\"\\\n" +
+	"\aRpcBody\x12\x14\n" +
+	"\x05batch\x18\x01 \x01(\bR\x05batch\x12;\n" +
+	"\bmessages\x18\x02 \x03(\v2\x1f.pingmcp.envelope.v1.RpcMessageR\bmessages\"\x96\x01\n" +
+	"\n" +
+	"RpcMessage\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\rR\x04kind\x12\x16\n" +
+	"\x06method\x18\x02 \x01(\tR\x06method\x12\x0e\n" +
+	"\x02id\x18\x03 \x01(\fR\x02id\x12\x12\n" +
+	"\x04tool\x18\x04 \x01(\tR\x04tool\x12\x1d\n" +
+	"\n" +
+	"args_start\x18\x05 \x01(\rR\targsStart\x12\x19\n" +
+	"\bargs_end\x18\x06 \x01(\rR\aargsEnd\"4\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06values\x18\x02 \x03(\tR\x06values\"\x83\x02\n" +
@@ -1320,49 +1484,53 @@ func file_envelope_proto_rawDescGZIP() []byte {
 	return file_envelope_proto_rawDescData
 }
 
-var file_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_envelope_proto_goTypes = []any{
 	(*Envelope)(nil),      // 0: pingmcp.envelope.v1.Envelope
 	(*Request)(nil),       // 1: pingmcp.envelope.v1.Request
-	(*Header)(nil),        // 2: pingmcp.envelope.v1.Header
-	(*Principal)(nil),     // 3: pingmcp.envelope.v1.Principal
-	(*ResponsePart)(nil),  // 4: pingmcp.envelope.v1.ResponsePart
-	(*Cancel)(nil),        // 5: pingmcp.envelope.v1.Cancel
-	(*Ack)(nil),           // 6: pingmcp.envelope.v1.Ack
-	(*MemberQuery)(nil),   // 7: pingmcp.envelope.v1.MemberQuery
-	(*MemberInfo)(nil),    // 8: pingmcp.envelope.v1.MemberInfo
-	(*Member)(nil),        // 9: pingmcp.envelope.v1.Member
-	(*Stop)(nil),          // 10: pingmcp.envelope.v1.Stop
-	(*NodeQuery)(nil),     // 11: pingmcp.envelope.v1.NodeQuery
-	(*Subject)(nil),       // 12: pingmcp.envelope.v1.Subject
-	(*NodeStatus)(nil),    // 13: pingmcp.envelope.v1.NodeStatus
-	(*SessionStatus)(nil), // 14: pingmcp.envelope.v1.SessionStatus
-	nil,                   // 15: pingmcp.envelope.v1.NodeStatus.LiveEntry
+	(*RpcBody)(nil),       // 2: pingmcp.envelope.v1.RpcBody
+	(*RpcMessage)(nil),    // 3: pingmcp.envelope.v1.RpcMessage
+	(*Header)(nil),        // 4: pingmcp.envelope.v1.Header
+	(*Principal)(nil),     // 5: pingmcp.envelope.v1.Principal
+	(*ResponsePart)(nil),  // 6: pingmcp.envelope.v1.ResponsePart
+	(*Cancel)(nil),        // 7: pingmcp.envelope.v1.Cancel
+	(*Ack)(nil),           // 8: pingmcp.envelope.v1.Ack
+	(*MemberQuery)(nil),   // 9: pingmcp.envelope.v1.MemberQuery
+	(*MemberInfo)(nil),    // 10: pingmcp.envelope.v1.MemberInfo
+	(*Member)(nil),        // 11: pingmcp.envelope.v1.Member
+	(*Stop)(nil),          // 12: pingmcp.envelope.v1.Stop
+	(*NodeQuery)(nil),     // 13: pingmcp.envelope.v1.NodeQuery
+	(*Subject)(nil),       // 14: pingmcp.envelope.v1.Subject
+	(*NodeStatus)(nil),    // 15: pingmcp.envelope.v1.NodeStatus
+	(*SessionStatus)(nil), // 16: pingmcp.envelope.v1.SessionStatus
+	nil,                   // 17: pingmcp.envelope.v1.NodeStatus.LiveEntry
 }
 var file_envelope_proto_depIdxs = []int32{
 	1,  // 0: pingmcp.envelope.v1.Envelope.request:type_name -> pingmcp.envelope.v1.Request
-	4,  // 1: pingmcp.envelope.v1.Envelope.part:type_name -> pingmcp.envelope.v1.ResponsePart
-	5,  // 2: pingmcp.envelope.v1.Envelope.cancel:type_name -> pingmcp.envelope.v1.Cancel
-	6,  // 3: pingmcp.envelope.v1.Envelope.ack:type_name -> pingmcp.envelope.v1.Ack
-	7,  // 4: pingmcp.envelope.v1.Envelope.member_query:type_name -> pingmcp.envelope.v1.MemberQuery
-	8,  // 5: pingmcp.envelope.v1.Envelope.member_info:type_name -> pingmcp.envelope.v1.MemberInfo
-	10, // 6: pingmcp.envelope.v1.Envelope.stop:type_name -> pingmcp.envelope.v1.Stop
-	11, // 7: pingmcp.envelope.v1.Envelope.node_query:type_name -> pingmcp.envelope.v1.NodeQuery
-	13, // 8: pingmcp.envelope.v1.Envelope.node_status:type_name -> pingmcp.envelope.v1.NodeStatus
-	2,  // 9: pingmcp.envelope.v1.Request.headers:type_name -> pingmcp.envelope.v1.Header
-	3,  // 10: pingmcp.envelope.v1.Request.principal:type_name -> pingmcp.envelope.v1.Principal
-	2,  // 11: pingmcp.envelope.v1.ResponsePart.headers:type_name -> pingmcp.envelope.v1.Header
-	9,  // 12: pingmcp.envelope.v1.MemberQuery.from:type_name -> pingmcp.envelope.v1.Member
-	9,  // 13: pingmcp.envelope.v1.MemberInfo.self:type_name -> pingmcp.envelope.v1.Member
-	9,  // 14: pingmcp.envelope.v1.MemberInfo.members:type_name -> pingmcp.envelope.v1.Member
-	12, // 15: pingmcp.envelope.v1.NodeQuery.stop_subject:type_name -> pingmcp.envelope.v1.Subject
-	15, // 16: pingmcp.envelope.v1.NodeStatus.live:type_name -> pingmcp.envelope.v1.NodeStatus.LiveEntry
-	14, // 17: pingmcp.envelope.v1.NodeStatus.LiveEntry.value:type_name -> pingmcp.envelope.v1.SessionStatus
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	6,  // 1: pingmcp.envelope.v1.Envelope.part:type_name -> pingmcp.envelope.v1.ResponsePart
+	7,  // 2: pingmcp.envelope.v1.Envelope.cancel:type_name -> pingmcp.envelope.v1.Cancel
+	8,  // 3: pingmcp.envelope.v1.Envelope.ack:type_name -> pingmcp.envelope.v1.Ack
+	9,  // 4: pingmcp.envelope.v1.Envelope.member_query:type_name -> pingmcp.envelope.v1.MemberQuery
+	10, // 5: pingmcp.envelope.v1.Envelope.member_info:type_name -> pingmcp.envelope.v1.MemberInfo
+	12, // 6: pingmcp.envelope.v1.Envelope.stop:type_name -> pingmcp.envelope.v1.Stop
+	13, // 7: pingmcp.envelope.v1.Envelope.node_query:type_name -> pingmcp.envelope.v1.NodeQuery
+	15, // 8: pingmcp.envelope.v1.Envelope.node_status:type_name -> pingmcp.envelope.v1.NodeStatus
+	4,  // 9: pingmcp.envelope.v1.Request.headers:type_name -> pingmcp.envelope.v1.Header
+	5,  // 10: pingmcp.envelope.v1.Request.principal:type_name -> pingmcp.envelope.v1.Principal
+	2,  // 11: pingmcp.envelope.v1.Request.rpc:type_name -> pingmcp.envelope.v1.RpcBody
+	3,  // 12: pingmcp.envelope.v1.RpcBody.messages:type_name -> pingmcp.envelope.v1.RpcMessage
+	4,  // 13: pingmcp.envelope.v1.ResponsePart.headers:type_name -> pingmcp.envelope.v1.Header
+	11, // 14: pingmcp.envelope.v1.MemberQuery.from:type_name -> pingmcp.envelope.v1.Member
+	11, // 15: pingmcp.envelope.v1.MemberInfo.self:type_name -> pingmcp.envelope.v1.Member
+	11, // 16: pingmcp.envelope.v1.MemberInfo.members:type_name -> pingmcp.envelope.v1.Member
+	14, // 17: pingmcp.envelope.v1.NodeQuery.stop_subject:type_name -> pingmcp.envelope.v1.Subject
+	17, // 18: pingmcp.envelope.v1.NodeStatus.live:type_name -> pingmcp.envelope.v1.NodeStatus.LiveEntry
+	16, // 19: pingmcp.envelope.v1.NodeStatus.LiveEntry.value:type_name -> pingmcp.envelope.v1.SessionStatus
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_envelope_proto_init() }
@@ -1387,7 +1555,7 @@ func file_envelope_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envelope_proto_rawDesc), len(file_envelope_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -408,6 +408,7 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 		Audit:               auditLog,
 
 		MaxStreamsPerSession: cfg.MaxStreamsPerSession,
+		MaxBatchConcurrency:  cfg.MaxBatchConcurrency,
 		EventsBuffer:         cfg.EventsBuffer,
 	}
 	var kinds []*protocluster.Kind
@@ -468,11 +469,13 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 	var edge *transport.Edge
 	if cfg.Role != cluster.RoleMember {
 		edgeOpts := transport.Options{
-			AllowedOrigins: cfg.AllowedOrigins,
-			AllowedHosts:   cfg.AllowedHosts,
-			Loopback:       config.IsLoopback(httpAddr),
-			MaxBodyBytes:   cfg.MaxBodyBytes,
-			Logger:         logger,
+			AllowedOrigins:     cfg.AllowedOrigins,
+			AllowedHosts:       cfg.AllowedHosts,
+			Loopback:           config.IsLoopback(httpAddr),
+			MaxBodyBytes:       cfg.MaxBodyBytes,
+			MaxBatch:           cfg.MaxBatch,
+			MaxInitializeBytes: cfg.MaxInitializeBytes,
+			Logger:             logger,
 			Limits: transport.Limits{Rate: cfg.RateLimit, Burst: cfg.RateBurst, MaxConcurrent: cfg.MaxConcurrentRequests,
 				MaxStreams: cfg.MaxStreamsPerPrincipal},
 			UserLimits: transport.Limits{Rate: cfg.UserRateLimit, Burst: cfg.UserRateBurst, MaxConcurrent: cfg.UserMaxConcurrent,

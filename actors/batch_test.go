@@ -1,0 +1,133 @@
+package actors_test
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pingmcp/pingmcp/actors"
+	"github.com/pingmcp/pingmcp/audit"
+	"github.com/pingmcp/pingmcp/internal/logtest"
+	"github.com/pingmcp/pingmcp/tools"
+)
+
+// slowTools is a toolset of one tool, "slow", that counts how many of its
+// calls run at once and waits until release is closed.
+type slowTools struct {
+	running, peak atomic.Int32
+	started       chan struct{}
+	release       chan struct{}
+}
+
+func (*slowTools) Name() string                 { return "slow" }
+func (*slowTools) Configure(*mcp.ServerOptions) {}
+func (*slowTools) Scopes() map[string][]string  { return nil }
+func (s *slowTools) Install(srv *mcp.Server, _ tools.Caller) {
+	srv.AddTool(&mcp.Tool{Name: "slow", InputSchema: json.RawMessage(`{"type":"object"}`)},
+		func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			n := s.running.Add(1)
+			defer s.running.Add(-1)
+			for p := s.peak.Load(); n > p && !s.peak.CompareAndSwap(p, n); p = s.peak.Load() {
+			}
+			s.started <- struct{}{}
+			select {
+			case <-s.release:
+			case <-ctx.Done():
+			}
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "done"}}}, nil
+		})
+}
+
+// A 2025-03-26 batch of tool calls runs through a real StreamableHTTPHandler
+// in the actor: each call's audit record carries that call's own JSON-RPC id
+// (the batch calls one tool with the same arguments under distinct ids), and
+// no more than MaxBatchConcurrency of its calls run at once.
+func TestBatchToolCalls(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
+	t.Cleanup(system.Shutdown)
+	var auditLog logtest.Buffer
+	slow := &slowTools{started: make(chan struct{}, 100), release: make(chan struct{})}
+	props := actors.SessionProps(actors.Config{
+		Implementation:      &mcp.Implementation{Name: "pingmcp", Version: "test"},
+		Toolsets:            []tools.Toolset{slow},
+		Logger:              logger,
+		Audit:               audit.New(&auditLog, false),
+		MaxBatchConcurrency: 2,
+	})
+	id := "AAAAAAAAAAAAAAAAAAAAAA"
+	pid := system.Root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(id, "session")))
+	for _, step := range []struct{ session, body string }{
+		{"", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`},
+		{id, `{"jsonrpc":"2.0","method":"notifications/initialized"}`},
+	} {
+		if status, body, err := exchangeVersion(system.Root, pid, step.session, "2025-03-26", step.body); err != nil || status >= 300 {
+			t.Fatalf("%s: %d %s %v", step.body, status, body, err)
+		}
+	}
+
+	ids := []string{`"a"`, "7", `"c"`, "-3", `"e"`}
+	var msgs []string
+	for _, id := range ids {
+		msgs = append(msgs, `{"jsonrpc":"2.0","id":`+id+`,"method":"tools/call","params":{"name":"slow","arguments":{}}}`)
+	}
+	type result struct {
+		status int32
+		body   string
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		status, body, err := exchangeVersion(system.Root, pid, id, "2025-03-26", "["+strings.Join(msgs, ",")+"]")
+		done <- result{status, body, err}
+	}()
+	// Two calls start; the others wait for one of them to end. (The SDK
+	// alone starts all five at once, within microseconds.)
+	<-slow.started
+	<-slow.started
+	select {
+	case <-slow.started:
+		t.Errorf("a third call of the batch started while two ran")
+	case <-time.After(300 * time.Millisecond):
+	}
+	close(slow.release)
+	r := <-done
+	if r.err != nil || r.status != 200 {
+		t.Fatalf("batch: %d %s %v", r.status, r.body, r.err)
+	}
+	if p := slow.peak.Load(); p != 2 {
+		t.Errorf("%d calls of one batch ran at once, want at most (and here exactly) 2", p)
+	}
+	for _, id := range ids {
+		if !strings.Contains(r.body, `"id":`+id+`,`) && !strings.Contains(r.body, `"id":`+id+`}`) {
+			t.Errorf("no response with id %s in %s", id, r.body)
+		}
+	}
+	var got []string
+	sc := bufio.NewScanner(strings.NewReader(auditLog.String()))
+	for sc.Scan() {
+		var rec struct {
+			Event, Tool string
+			RequestID   string `json:"request_id"`
+		}
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Event == "tool_call" && rec.Tool == "slow" {
+			got = append(got, rec.RequestID)
+		}
+	}
+	slices.Sort(got)
+	want := slices.Sorted(slices.Values(ids))
+	if !slices.Equal(got, want) {
+		t.Errorf("audit records' request ids = %v, want each call's own: %v", got, want)
+	}
+}

@@ -1,0 +1,237 @@
+package rpcbody
+
+import (
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+)
+
+const initBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
+
+func call(id, tool string) string {
+	return `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/call","params":{"name":"` + tool + `","arguments":{"a":1}}}`
+}
+
+func TestRead(t *testing.T) {
+	tests := []struct {
+		name  string
+		body  string
+		batch bool
+		ids   []string // of requests
+		tools []string // of tools/calls
+		kinds []Kind
+		code  int // of the refusal; 0: read
+	}{
+		{"request", call("1", "delete_todo"), false, []string{"1"}, []string{"delete_todo"}, []Kind{Request}, 0},
+		{"string id", call(`"a\u0062"`, "x"), false, []string{`"ab"`}, []string{"x"}, []Kind{Request}, 0},
+		{"notification", `{"jsonrpc":"2.0","method":"notifications/initialized"}`, false, nil, nil, []Kind{Notification}, 0},
+		{"null id is a notification", `{"jsonrpc":"2.0","id":null,"method":"ping"}`, false, nil, nil, []Kind{Notification}, 0},
+		{"response", `{"jsonrpc":"2.0","id":7,"result":{}}`, false, nil, nil, []Kind{Response}, 0},
+		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"ping"},` + call("2", "a") + `,` + call(`"x"`, "a") + `]`, true,
+			[]string{"1", "2", `"x"`}, []string{"a", "a"}, []Kind{Request, Request, Request}, 0},
+		{"batch of one", `[` + initBody + `]`, true, []string{"1"}, nil, []Kind{Request}, 0},
+		{"largest exact id", call("9007199254740992", "a"), false, []string{"9007199254740992"}, []string{"a"}, []Kind{Request}, 0},
+		{"negative id", call("-9007199254740992", "a"), false, []string{"-9007199254740992"}, []string{"a"}, []Kind{Request}, 0},
+		{"tool of another method is none", `{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p"}}`, false, []string{"1"}, nil, []Kind{Request}, 0},
+
+		{"id 1.5", call("1.5", "a"), false, nil, nil, nil, InvalidRequest},
+		{"id 1.0", call("1.0", "a"), false, nil, nil, nil, InvalidRequest},
+		{"id 1e2", call("1e2", "a"), false, nil, nil, nil, InvalidRequest},
+		{"id 2^53+1", call("9007199254740993", "a"), false, nil, nil, nil, InvalidRequest},
+		{"id -2^53-1", call("-9007199254740993", "a"), false, nil, nil, nil, InvalidRequest},
+		{"id beyond int64", call("99999999999999999999999", "a"), false, nil, nil, nil, InvalidRequest},
+		{"id object", `{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}`, false, nil, nil, nil, InvalidRequest},
+		{"id array", `{"jsonrpc":"2.0","id":[1],"method":"ping"}`, false, nil, nil, nil, InvalidRequest},
+		{"id true", `{"jsonrpc":"2.0","id":true,"method":"ping"}`, false, nil, nil, nil, InvalidRequest},
+		{"id not UTF-8", "{\"jsonrpc\":\"2.0\",\"id\":\"\xff\",\"method\":\"ping\"}", false, nil, nil, nil, InvalidRequest},
+		{"a batch element's id 1.5", `[` + call("1", "a") + `,` + call("1.5", "a") + `]`, true, nil, nil, nil, InvalidRequest},
+		{"method twice", `{"jsonrpc":"2.0","id":1,"method":"x","method":"tools/call","params":{"name":"delete_todo"}}`, false, nil, nil, nil, InvalidRequest},
+		{"method in another case", `{"jsonrpc":"2.0","id":1,"method":"tools/call","METHOD":"x","params":{"name":"delete_todo"}}`, false, nil, nil, nil, InvalidRequest},
+		{"id in another case", `{"jsonrpc":"2.0","id":1,"ID":2,"method":"ping"}`, false, nil, nil, nil, InvalidRequest},
+		{"params twice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"},"params":{"name":"b"}}`, false, nil, nil, nil, InvalidRequest},
+		{"name in another case", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_todo","Name":"who_am_I"}}`, false, nil, nil, nil, InvalidRequest},
+		{"name twice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}`, false, nil, nil, nil, InvalidRequest},
+		{"arguments in another case", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","Arguments":{}}}`, false, nil, nil, nil, InvalidRequest},
+		{"_meta key twice", `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"k":1,"k":2}}}`, false, nil, nil, nil, InvalidRequest},
+		{"no jsonrpc", `{"id":1,"method":"ping"}`, false, nil, nil, nil, InvalidRequest},
+		{"jsonrpc 1.0", `{"jsonrpc":"1.0","id":1,"method":"ping"}`, false, nil, nil, nil, InvalidRequest},
+		{"method a number", `{"jsonrpc":"2.0","id":1,"method":5}`, false, nil, nil, nil, InvalidRequest},
+		{"neither method nor id", `{"jsonrpc":"2.0"}`, false, nil, nil, nil, InvalidRequest},
+		{"empty batch", `[]`, true, nil, nil, nil, InvalidRequest},
+		{"batch of numbers", `[1,2]`, true, nil, nil, nil, InvalidRequest},
+		{"nested batch", `[[` + initBody + `]]`, true, nil, nil, nil, InvalidRequest},
+		{"a string", `"x"`, false, nil, nil, nil, InvalidRequest},
+		{"null", `null`, false, nil, nil, nil, InvalidRequest},
+		{"not JSON", `not json`, false, nil, nil, nil, ParseError},
+		{"empty", ``, false, nil, nil, nil, ParseError},
+		{"cut short", `{"jsonrpc":"2.0","id":1,`, false, nil, nil, nil, ParseError},
+		{"two messages", initBody + initBody, false, nil, nil, nil, ParseError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := Read([]byte(tt.body))
+			if tt.code != 0 {
+				var e *Error
+				if !errors.As(err, &e) || e.Code != tt.code {
+					t.Fatalf("Read = %+v, %v; want error %d", b, err, tt.code)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Read: %v", err)
+			}
+			var ids, tools []string
+			var kinds []Kind
+			for _, id := range b.IDs() {
+				ids = append(ids, string(id))
+			}
+			for _, m := range b.Messages {
+				kinds = append(kinds, m.Kind)
+				if m.Tool != "" {
+					tools = append(tools, m.Tool)
+				}
+			}
+			if b.Batch != tt.batch || !slices.Equal(ids, tt.ids) || !slices.Equal(tools, tt.tools) || !slices.Equal(kinds, tt.kinds) {
+				t.Errorf("Read = batch %v, ids %v, tools %v, kinds %v; want %v, %v, %v, %v", b.Batch, ids, tools, kinds, tt.batch, tt.ids, tt.tools, tt.kinds)
+			}
+			if !b.Batch {
+				agree(t, []byte(tt.body), b.Messages[0])
+			}
+			// The reading survives the envelope.
+			if p := FromProto(b.Proto()); !slices.EqualFunc(p.Messages, b.Messages, func(x, y Message) bool {
+				return x.Kind == y.Kind && x.Method == y.Method && string(x.ID) == string(y.ID) && x.Tool == y.Tool && x.ArgsStart == y.ArgsStart && x.ArgsEnd == y.ArgsEnd
+			}) || p.Batch != b.Batch {
+				t.Errorf("FromProto(Proto()) = %+v, want %+v", p, b)
+			}
+		})
+	}
+}
+
+func TestReadDetails(t *testing.T) {
+	body := `[` + initBody + `, {"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"a","arguments" : {"x": [1, "]"]},` +
+		`"_meta":{"traceparent":"00-a-b-01","io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}]`
+	b, err := Read([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	init := b.Initialize()
+	if init == nil || init.ParamsBytes < len(`{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"t","version":"1"}}`) ||
+		init.ParamsBytes > len(`{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"t","version":"1"}}`)+2 {
+		t.Errorf("Initialize = %+v", init)
+	}
+	c := b.Messages[1]
+	if got := body[c.ArgsStart:c.ArgsEnd]; got != `{"x": [1, "]"]}` {
+		t.Errorf("arguments = %q", got)
+	}
+	if c.Traceparent != "00-a-b-01" || c.ProtocolVersion != "2026-07-28" {
+		t.Errorf("_meta read as %+v", c)
+	}
+	if string(b.FirstID()) != "1" || b.First().Method != "initialize" || b.Requests() != 2 {
+		t.Errorf("FirstID %s, First %+v, Requests %d", b.FirstID(), b.First(), b.Requests())
+	}
+	if r, _ := Read([]byte(`{"jsonrpc":"2.0","id":3,"result":{}}`)); string(r.FirstID()) != "null" || r.First() != nil {
+		t.Errorf("a response: FirstID %s, First %+v", r.FirstID(), r.First())
+	}
+}
+
+// agree checks that the go-sdk reads a message the reader read as it did:
+// the same kind, method and id (as the SDK writes it back).
+func agree(t *testing.T, body []byte, m Message) {
+	t.Helper()
+	msg, err := jsonrpc.DecodeMessage(body)
+	if err != nil {
+		// The SDK refuses more (nesting beyond 1000, say): it answers 400.
+		return
+	}
+	var id jsonrpc.ID
+	switch msg := msg.(type) {
+	case *jsonrpc.Request:
+		if msg.Method != m.Method || msg.IsCall() != (m.Kind == Request) {
+			t.Fatalf("SDK reads method %q (call %v), reader %q (kind %d)", msg.Method, msg.IsCall(), m.Method, m.Kind)
+		}
+		id = msg.ID
+	case *jsonrpc.Response:
+		if m.Kind != Response {
+			t.Fatalf("SDK reads a response, reader kind %d", m.Kind)
+		}
+		id = msg.ID
+	}
+	if m.ID != nil {
+		sdk, _ := json.Marshal(id.Raw())
+		if string(sdk) != string(m.ID) {
+			t.Fatalf("SDK answers under id %s, reader says %s", sdk, m.ID)
+		}
+	}
+}
+
+// FuzzRead feeds the reader arbitrary bodies: no panic; a reading names
+// only ids the SDK writes back the same (strings, or integers within
+// ±2^53), tool names only for tools/call, and argument ranges inside the
+// body; a batch's initialize is one of its elements, which the body names.
+func FuzzRead(f *testing.F) {
+	for _, b := range []string{
+		initBody,
+		`[` + initBody + `]`,
+		`[{"jsonrpc":"2.0","id":1,"method":"ping"},` + initBody + `]`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":9}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":[1,2]}`,
+		`{"jsonrpc":"2.0","id":1,"Method":"initialize"}`,
+		`{"jsonrpc":"2.0","id":1,"method":"ping","method":"initialize"}`,
+		`{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}`,
+		`{"jsonrpc":"2.0","id":[1],"method":"ping"}`,
+		`{"jsonrpc":"2.0","id":true,"method":"ping"}`,
+		`{"jsonrpc":"2.0","id":-1.5e300,"method":"ping"}`,
+		`{"jsonrpc":"2.0","id":1e999999,"method":"ping"}`,
+		`{"jsonrpc":"2.0","id":1.5,"method":"ping"}`,
+		`{"jsonrpc":"2.0","id":9007199254740993,"method":"ping"}`,
+		`{"jsonrpc":"2.0","result":{}, "id":7}`,
+		"{\"jsonrpc\":\"2.0\",\"id\":\"\x00\xff\",\"method\":\"tools/call\"}",
+		call("1", "a"), `[` + call("1", "a") + `,` + call("2", "a") + `]`,
+		`[]`, `[[]]`, `[[{"method":"initialize"}]]`, `null`, ``, `   `, `{`, strings.Repeat("[", 5000),
+	} {
+		f.Add([]byte(b))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		b, err := Read(body)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || (e.Code != ParseError && e.Code != InvalidRequest) {
+				t.Fatalf("Read error %v", err)
+			}
+			return
+		}
+		if len(b.Messages) == 0 {
+			t.Fatal("a reading without messages")
+		}
+		for _, m := range b.Messages {
+			if (m.Kind == Request) != (m.ID != nil && m.Kind != Response) {
+				t.Fatalf("kind %d with id %q", m.Kind, m.ID)
+			}
+			if m.ID != nil {
+				if _, err := canonicalID(m.ID); err != nil {
+					t.Fatalf("id %q is not canonical: %v", m.ID, err)
+				}
+				if again, _ := canonicalID(m.ID); string(again) != string(m.ID) {
+					t.Fatalf("id %q reads back as %q", m.ID, again)
+				}
+			}
+			if m.Tool != "" && m.Method != "tools/call" {
+				t.Fatalf("tool %q of method %q", m.Tool, m.Method)
+			}
+			if m.ArgsStart < 0 || m.ArgsEnd > len(body) || m.ArgsStart > m.ArgsEnd {
+				t.Fatalf("arguments at [%d:%d] of a %d-byte body", m.ArgsStart, m.ArgsEnd, len(body))
+			}
+		}
+		if !b.Batch {
+			agree(t, body, b.Messages[0])
+		}
+		if b.Initialize() != nil && !strings.Contains(string(body), "initialize") && !strings.Contains(string(body), `\u`) {
+			t.Fatalf("initialize found in a body that does not name it: %q", body)
+		}
+	})
+}
