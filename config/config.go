@@ -99,6 +99,7 @@ type Config struct {
 	MaxStreamsPerPrincipal int           // open GET (SSE) streams per principal
 	MaxStreamsPerSession   int           // open GET (SSE) streams per session, counted by its actor (cluster-wide)
 	EventsBuffer           int           // event writes a session holds while its store is unreachable
+	MaxSnapshotBytes       int           // a session's snapshot (changes beyond are refused)
 	MaxHeaderBytes         int           // request header size (431 beyond)
 	UpstreamTimeout        time.Duration // every call to the authorization server and the Todo API
 	RedisTimeout           time.Duration // dialing, reading and writing Redis

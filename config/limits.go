@@ -21,6 +21,9 @@ const (
 	DefaultMaxHeaderBytes       = 64 << 10
 	DefaultUpstreamTimeout      = 10 * time.Second
 	DefaultRedisTimeout         = 2 * time.Second
+	// A session's snapshot is a few KiB; its initialize parameters, the
+	// largest part, are bounded at the edge far below this.
+	DefaultMaxSnapshotBytes = 256 << 10
 )
 
 // limitFlags defines the flags of the edge's and the actors' limits and of
@@ -32,6 +35,7 @@ func limitFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.MaxStreamsPerPrincipal, "max-streams-per-principal", DefaultMaxStreamsPerPrincipal, "GET (SSE) streams a principal may hold open at one edge; beyond, 429 (0: no limit)")
 	fs.IntVar(&c.MaxStreamsPerSession, "max-streams-per-session", DefaultMaxStreamsPerSession, "GET (SSE) streams one session may hold open, wherever they arrive; beyond, 429 (0: no limit)")
 	fs.IntVar(&c.EventsBuffer, "events-buffer", DefaultEventsBuffer, "event writes a session holds in memory while Redis is unreachable; once full, its new requests get 503 until the store takes them")
+	fs.IntVar(&c.MaxSnapshotBytes, "max-snapshot-bytes", DefaultMaxSnapshotBytes, "largest snapshot a session may have (its handshake, log level, subscriptions, sealed tokens); a change that would exceed it is refused with a JSON-RPC error (an initialize: no session) and the last snapshot stays")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", DefaultMaxHeaderBytes, "largest request header section (431 beyond)")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", DefaultUpstreamTimeout, "bound on each call to the authorization server (discovery, keys, introspection, token exchange) and to the Todo API")
 	fs.DurationVar(&c.RedisTimeout, "redis-timeout", DefaultRedisTimeout, "bound on dialing Redis and on each read and write")
@@ -57,6 +61,9 @@ func (c *Config) validateLimits() []error {
 	}
 	if c.EventsBuffer < 1 {
 		errs = append(errs, errors.New("--events-buffer must be positive"))
+	}
+	if c.MaxSnapshotBytes < 4<<10 {
+		errs = append(errs, errors.New("--max-snapshot-bytes must be at least 4096"))
 	}
 	if c.MaxHeaderBytes < 4<<10 {
 		errs = append(errs, errors.New("--max-header-bytes must be at least 4096"))

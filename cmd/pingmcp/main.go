@@ -249,6 +249,7 @@ func newDurability(cfg *config.Config, logger *slog.Logger) (*actors.Durability,
 	}
 	if cfg.RedisURL == "" {
 		d := actors.MemoryDurability(cfg.SessionIdleTimeout)
+		d.MaxSnapshotBytes = cfg.MaxSnapshotBytes
 		if sealer != nil {
 			d.Sealer = sealer
 		}
@@ -276,6 +277,8 @@ func newDurability(cfg *config.Config, logger *slog.Logger) (*actors.Durability,
 		SessionTTL:  cfg.SessionIdleTimeout,
 		Check:       func(ctx context.Context) error { return client.Ping(ctx).Err() },
 		Revocations: state.NewRedisRevocations(client, cfg.RedisPrefix),
+
+		MaxSnapshotBytes: cfg.MaxSnapshotBytes,
 	}
 	logger.Info("sessions are kept in Redis", "redis", opts.Addr, "prefix", cfg.RedisPrefix, "state_keys", sealer.KeyIDs())
 	return d, func() { client.Close() }, nil
