@@ -100,6 +100,8 @@ type Config struct {
 	MaxStreamsPerSession   int           // open GET (SSE) streams per session, counted by its actor (cluster-wide)
 	EventsBuffer           int           // event writes a session holds while its store is unreachable
 	MaxSnapshotBytes       int           // a session's snapshot (changes beyond are refused)
+	EventsMaxBytes         int64         // SSE events a session keeps, all its streams (oldest dropped beyond)
+	EventsMaxTotalBytes    int64         // SSE events all sessions keep in memory (without Redis)
 	MaxHeaderBytes         int           // request header size (431 beyond)
 	UpstreamTimeout        time.Duration // every call to the authorization server and the Todo API
 	RedisTimeout           time.Duration // dialing, reading and writing Redis
