@@ -56,7 +56,8 @@ var (
 	// credentials from one address), tracked (the edge tracks too many
 	// principals), session_streams (per session, at its actor),
 	// events_buffer (the session's event writes wait for an unreachable
-	// store).
+	// store), snapshot_bytes (a change that would make a session's snapshot
+	// exceed its bound).
 	Limited = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pingmcp_limited_requests_total", Help: "Requests refused by a limit (429, or 503 for a full event buffer), by limit.",
 	}, []string{"limit"}))
