@@ -60,7 +60,7 @@ func fuzzDurability(tb testing.TB) *Durability {
 		tb.Fatal(err)
 	}
 	snaps := &state.MemorySnapshots{}
-	return &Durability{Snapshots: snaps, Events: state.NewMemoryEvents(snaps, state.EventOptions{}), Sealer: sealer, SessionTTL: time.Hour,
+	return &Durability{Snapshots: snaps, Events: state.NewMemoryEvents(snaps), Sealer: sealer, SessionTTL: time.Hour,
 		Revocations: &state.MemoryRevocations{}}
 }
 

@@ -65,7 +65,7 @@ func (e *SnapshotTooLarge) Error() string {
 // MemoryDurability keeps sessions in this process, under a key made for it.
 func MemoryDurability(ttl time.Duration) *Durability {
 	snaps := &state.MemorySnapshots{}
-	return &Durability{Snapshots: snaps, Events: state.NewMemoryEvents(snaps, state.EventOptions{}), Sealer: state.NewProcessSealer(), SessionTTL: ttl,
+	return &Durability{Snapshots: snaps, Events: state.NewMemoryEvents(snaps), Sealer: state.NewProcessSealer(), SessionTTL: ttl,
 		Revocations: &state.MemoryRevocations{}}
 }
 

@@ -23,7 +23,7 @@ import (
 func TestSnapshotBound(t *testing.T) {
 	ctx := context.Background()
 	snaps := &state.MemorySnapshots{}
-	d := &Durability{Snapshots: snaps, Events: state.NewMemoryEvents(snaps, state.EventOptions{}), Sealer: state.NewProcessSealer(), MaxSnapshotBytes: 4096}
+	d := &Durability{Snapshots: snaps, Events: state.NewMemoryEvents(snaps), Sealer: state.NewProcessSealer(), MaxSnapshotBytes: 4096}
 	epoch, _, _ := snaps.Activate(ctx, "s", true)
 	p := newPersister(d, "s", epoch, newRecord(nil), slog.New(slog.NewTextHandler(io.Discard, nil)), func() {})
 	defer p.close()

@@ -231,18 +231,17 @@ func TestTamperedOwnerRefused(t *testing.T) {
 	}
 }
 
-// An initialize whose snapshot would exceed the bound is refused with a
-// JSON-RPC error saying so, and leaves no session: no snapshot, and the id
-// is unknown to the next request.
+// An initialize whose snapshot would exceed the bound (by default 256 KiB)
+// is refused with a JSON-RPC error saying so, and leaves no session: no
+// snapshot, and the id is unknown to the next request.
 func TestInitializeBeyondSnapshotBound(t *testing.T) {
 	for name, newStore := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			d := newStore()
-			d.MaxSnapshotBytes = 8 << 10
 			n := newSessionNode(t, d)
 			id := rand.Text()
 			pid := n.spawn(id)
-			big := strings.Repeat("x", 16<<10)
+			big := strings.Repeat("x", 300<<10)
 			body, err := forwardBody(n.system.Root, pid, "", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"experimental":{"big":{"x":"`+big+`"}}},"clientInfo":{"name":"t","version":"1"}}}`)
 			if err != nil || !strings.Contains(body, `"code":-32005`) || !strings.Contains(body, "snapshot_bytes") || !strings.Contains(body, "--max-snapshot-bytes") {
 				t.Fatalf("initialize beyond the bound answered %v\n%.300s", err, body)

@@ -202,8 +202,8 @@ func testJournal(t *testing.T, snaps Snapshots, ev Events) {
 
 func TestMemoryEventsJournal(t *testing.T) {
 	snaps := &MemorySnapshots{}
-	ev := NewMemoryEvents(snaps, EventOptions{})
-	testEvents(t, func() mcp.EventStore { return NewMemoryEvents(nil, EventOptions{}) })
+	ev := NewMemoryEvents(snaps)
+	testEvents(t, func() mcp.EventStore { return NewMemoryEvents(nil) })
 	testJournal(t, snaps, ev)
 }
 
@@ -319,7 +319,8 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 }
 
 func TestMemoryEventsByteBound(t *testing.T) {
-	s := NewMemoryEvents(nil, EventOptions{MaxBytes: 10000})
+	s := NewMemoryEvents(nil)
+	s.SetOptions(EventOptions{MaxBytes: 10000})
 	testEventBytes(t, s)
 	if b, _ := s.Bytes("flood"); b > 10000 || b < 4*(2000+EventOverhead) {
 		t.Errorf("the session counts %d bytes kept", b)
@@ -336,7 +337,8 @@ func TestMemoryEventsByteBound(t *testing.T) {
 // of every stream alike).
 func TestMemoryEventsFairness(t *testing.T) {
 	ctx := context.Background()
-	s := NewMemoryEvents(nil, EventOptions{MaxBytes: 40000, MaxTotalBytes: 100000})
+	s := NewMemoryEvents(nil)
+	s.SetOptions(EventOptions{MaxBytes: 40000, MaxTotalBytes: 100000})
 	var quiet []string
 	for i := range 5 {
 		session := "quiet" + strconv.Itoa(i)
@@ -380,7 +382,8 @@ func TestMemoryEventsFairness(t *testing.T) {
 func TestMemoryEventsCountAndTTL(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
-	s := NewMemoryEvents(nil, EventOptions{MaxLen: 10, TTL: time.Minute})
+	s := NewMemoryEvents(nil)
+	s.SetOptions(EventOptions{MaxLen: 10, TTL: time.Minute})
 	s.Now = func() time.Time { return now }
 	s.Open(ctx, "sess", "st")
 	for i := range 500 {
@@ -404,5 +407,58 @@ func TestMemoryEventsCountAndTTL(t *testing.T) {
 	}
 	if b, total := s.Bytes("sess"); b != 0 || total != 0 {
 		t.Errorf("an expired session still counts %d bytes (%d in all)", b, total)
+	}
+}
+
+// With the default bounds, a session flooding its streams with large
+// results (60 of 200 KB, a stream each, as a POST per tool call makes)
+// keeps about --events-max-bytes' 4 MiB, its oldest stream unresumable, and
+// another session keeps every event: in Redis, where nothing bounded a
+// session's bytes before, and in memory, where the go-sdk's store dropped
+// every session's oldest events alike once its 10 MiB were full.
+func TestEventsFloodWithDefaultBounds(t *testing.T) {
+	client := redistest.Start(t)
+	for name, s := range map[string]Events{
+		"memory": NewMemoryEvents(nil),
+		"redis":  NewRedisEvents(client, "flood:", EventOptions{}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			var quiet []string
+			s.Open(ctx, "quiet", "st")
+			for i := range 5 {
+				quiet = append(quiet, fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/message","params":{"n":%d}}`, i))
+				s.Append(ctx, "quiet", "st", []byte(quiet[i]))
+			}
+			big := []byte(strings.Repeat("x", 200<<10))
+			for i := range 60 {
+				stream := "post" + strconv.Itoa(i)
+				s.Open(ctx, "flood", stream)
+				if err := s.Append(ctx, "flood", stream, big); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got, err := collect(t, s, "quiet", "st", -1); err != nil || !slices.Equal(got, quiet) {
+				t.Errorf("the quiet session's events after the flood: %d of 5, %v", len(got), err)
+			}
+			if _, err := collect(t, s, "flood", "post0", -1); !errors.Is(err, mcp.ErrEventsPurged) {
+				t.Errorf("the flood's oldest stream: %v, want ErrEventsPurged", err)
+			}
+			if got, err := collect(t, s, "flood", "post59", -1); err != nil || len(got) != 1 {
+				t.Errorf("the flood's newest stream: %d events, %v", len(got), err)
+			}
+			if name != "redis" {
+				return
+			}
+			keys, _ := client.Keys(ctx, "flood:events:{flood}:*").Result()
+			var used int64
+			for _, k := range keys {
+				n, _ := client.MemoryUsage(ctx, k, 0).Result()
+				used += n
+			}
+			if used > 5<<20 {
+				t.Errorf("Redis keeps %d bytes of the flooding session's events (12 MB appended); want about the default 4 MiB", used)
+			}
+		})
 	}
 }

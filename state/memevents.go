@@ -88,9 +88,9 @@ type memEvent struct {
 func (e *memEvent) size() int64 { return int64(len(e.data)) + EventOverhead }
 
 // NewMemoryEvents returns an empty store fenced by snapshots (may be nil),
-// bounded by opts (zero fields: the defaults).
-func NewMemoryEvents(snapshots *MemorySnapshots, opts EventOptions) *MemoryEvents {
-	return &MemoryEvents{Snapshots: snapshots, opts: opts.withDefaults(), sessions: map[string]*memSession{},
+// with the default bounds (see SetOptions).
+func NewMemoryEvents(snapshots *MemorySnapshots) *MemoryEvents {
+	return &MemoryEvents{Snapshots: snapshots, opts: EventOptions{}.withDefaults(), sessions: map[string]*memSession{},
 		journal: map[string]map[string][]json.RawMessage{}}
 }
 
