@@ -90,3 +90,25 @@ func (e *sessionEvents) full() bool {
 	defer e.mu.Unlock()
 	return len(e.backlog) >= e.limit()
 }
+
+// tooLarge is the answer to a request refused because what the session
+// would store exceeds its bound: 413, a JSON-RPC error, not retryable (the
+// same request would be refused again).
+func tooLarge(req *envelope.Request, big *SnapshotTooLarge) *envelope.ResponsePart {
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": firstID(req), "error": map[string]any{
+		"code": codeLimited, "message": big.Error(), "data": big.data(),
+	}})
+	return &envelope.ResponsePart{
+		RequestId: req.Id,
+		Status:    http.StatusRequestEntityTooLarge,
+		Headers:   []*envelope.Header{{Name: "Content-Type", Values: []string{"application/json"}}},
+		Body:      append(body, '\n'),
+		Final:     true,
+	}
+}
+
+// data is the JSON-RPC error data of a refusal: not retryable, since the
+// same change would be refused again.
+func (e *SnapshotTooLarge) data() map[string]any {
+	return map[string]any{"retryable": false, "limit": "snapshot_bytes", "size": e.Size, "max": e.Limit}
+}

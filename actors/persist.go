@@ -37,6 +37,33 @@ type Durability struct {
 	// MaxSessionsPerUser of them (zero: no cap, nothing counted).
 	Users              state.UserSessions
 	MaxSessionsPerUser int
+	// MaxSnapshotBytes bounds a session's snapshot (DefaultMaxSnapshotBytes
+	// when zero): a change that would make it larger is refused, and the
+	// snapshot last written stays (see persister.update).
+	MaxSnapshotBytes int
+}
+
+// DefaultMaxSnapshotBytes bounds a snapshot when Durability leaves
+// MaxSnapshotBytes zero: far above a normal session's (a few KiB, with an
+// initialize of at most --max-initialize-bytes), far below what a session
+// could otherwise make its node and Redis keep.
+const DefaultMaxSnapshotBytes = 256 << 10
+
+func (d *Durability) maxSnapshotBytes() int {
+	if d.MaxSnapshotBytes > 0 {
+		return d.MaxSnapshotBytes
+	}
+	return DefaultMaxSnapshotBytes
+}
+
+// SnapshotTooLarge is the error of a change refused because the session's
+// snapshot would exceed its bound; nothing of the change was recorded.
+type SnapshotTooLarge struct {
+	Size, Limit int
+}
+
+func (e *SnapshotTooLarge) Error() string {
+	return fmt.Sprintf("the session's stored state would take %d bytes, more than the %d this server keeps per session (--max-snapshot-bytes)", e.Size, e.Limit)
 }
 
 // MemoryDurability keeps sessions in this process, under a key made for it.
@@ -176,13 +203,26 @@ func newPersister(d *Durability, session string, epoch int64, rec record, logger
 // update changes the record and schedules a write; with wait, it returns
 // once the write landed, or after saveWait (nil: the write is retried in
 // the background), or ErrFenced when a newer activation owns the session.
+//
+// A change that would make the snapshot exceed the session's bound is
+// refused with *SnapshotTooLarge: the record stays as it was, and so does
+// the snapshot last written. A nil change only refreshes the record (its
+// activity time, its node): it is never refused, so that a session whose
+// stored snapshot is over a bound lowered since goes on.
 func (p *persister) update(wait bool, change func(*record)) error {
 	p.mu.Lock()
 	if p.stopped {
 		p.mu.Unlock()
 		return state.ErrFenced
 	}
-	change(&p.rec)
+	if change != nil {
+		next, err := p.bounded(change)
+		if err != nil {
+			p.mu.Unlock()
+			return err
+		}
+		p.rec = next
+	}
 	p.rec.Active = time.Now()
 	p.want++
 	v, landed := p.want, p.landed
@@ -216,8 +256,37 @@ func (p *persister) update(wait bool, change func(*record)) error {
 	}
 }
 
+// bounded returns the record with change applied, or *SnapshotTooLarge if
+// its snapshot would exceed the bound (logged and counted). p.rec is left
+// as it is. Requires p.mu.
+func (p *persister) bounded(change func(*record)) (record, error) {
+	next := p.rec
+	next.Subscriptions = slices.Clone(p.rec.Subscriptions) // change may edit it in place
+	change(&next)
+	next.Active = time.Now()
+	b, err := json.Marshal(next)
+	if err != nil {
+		return p.rec, fmt.Errorf("encode session snapshot: %w", err)
+	}
+	if limit := p.d.maxSnapshotBytes(); len(b) > limit {
+		metrics.Limited.WithLabelValues("snapshot_bytes").Inc()
+		p.logger.Warn("session change refused: its snapshot would exceed the bound", "session", p.session, "size", len(b), "limit", limit)
+		return p.rec, &SnapshotTooLarge{Size: len(b), Limit: limit}
+	}
+	return next, nil
+}
+
+// fits says whether change would be accepted now (see update), without
+// making it: for changes checked before they take effect.
+func (p *persister) fits(change func(*record)) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, err := p.bounded(change)
+	return err
+}
+
 // stage changes the record without writing it: the change goes out with
-// the next write.
+// the next write, whose bound it counts in.
 func (p *persister) stage(change func(*record)) {
 	if p == nil {
 		return
@@ -239,7 +308,7 @@ func (p *persister) touch() {
 	due := ttl > 0 && time.Since(p.savedAt) > ttl/10
 	p.mu.Unlock()
 	if due {
-		p.update(false, func(*record) {})
+		p.update(false, nil)
 	}
 }
 

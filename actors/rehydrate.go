@@ -16,6 +16,7 @@ import (
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/metrics"
+	"github.com/pingmcp/pingmcp/state"
 )
 
 // activateTimeout bounds how long an activation tries to reach the store
@@ -142,7 +143,7 @@ func (a *SessionActor) activated(ctx actor.Context, m *activated) {
 			p := newPersister(a.cfg.Durability, a.id, m.epoch, rec, a.logger, func() { root.Send(self, fencedOut{}) })
 			a.persist.Store(p)
 			if moved {
-				p.update(false, func(*record) {})
+				p.update(false, nil)
 			}
 		}
 	}
@@ -273,51 +274,90 @@ func (w *discardWriter) Flush() {}
 
 // recordChanges is the middleware that keeps the snapshot up to date with
 // the session's handshake, log level and subscriptions. These are written
-// before the client hears they were accepted (bounded by saveWait).
+// before the client hears they were accepted (bounded by saveWait). A change
+// that would make the snapshot exceed its bound is refused before the SDK
+// sees it (an initialize refused so leaves no session), with a JSON-RPC
+// error saying so; changes are checked and made one at a time, so that two
+// subscriptions cannot both fit the room left for one.
 func (a *SessionActor) recordChanges(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-		res, err := next(ctx, method, req)
 		p := a.persist.Load()
-		if err != nil || p == nil || a.events.replaying.Load() {
-			return res, err
+		if p == nil || a.events.replaying.Load() {
+			return next(ctx, method, req)
 		}
-		var werr error
+		var change func(r *record, res mcp.Result)
 		switch method {
 		case "initialize":
 			params, merr := json.Marshal(req.GetParams())
-			ir, _ := res.(*mcp.InitializeResult)
-			if merr != nil || ir == nil {
-				return res, err
+			if merr != nil {
+				return next(ctx, method, req)
 			}
-			werr = p.update(true, func(r *record) { r.Initialize, r.ProtocolVersion = params, ir.ProtocolVersion })
+			var requested string
+			if ip, ok := req.GetParams().(*mcp.InitializeParams); ok {
+				requested = ip.ProtocolVersion
+			}
+			change = func(r *record, res mcp.Result) {
+				r.Initialize, r.ProtocolVersion = params, requested
+				if ir, ok := res.(*mcp.InitializeResult); ok {
+					r.ProtocolVersion = ir.ProtocolVersion
+				}
+			}
 		case "notifications/initialized":
-			werr = p.update(true, func(r *record) { r.Initialized = true })
+			change = func(r *record, _ mcp.Result) { r.Initialized = true }
 		case "logging/setLevel":
 			if sp, ok := req.GetParams().(*mcp.SetLoggingLevelParams); ok {
-				werr = p.update(true, func(r *record) { r.LogLevel = string(sp.Level) })
+				change = func(r *record, _ mcp.Result) { r.LogLevel = string(sp.Level) }
 			}
 		case "resources/subscribe":
 			if sp, ok := req.GetParams().(*mcp.SubscribeParams); ok {
-				werr = p.update(true, func(r *record) {
+				change = func(r *record, _ mcp.Result) {
 					if !slices.Contains(r.Subscriptions, sp.URI) {
 						r.Subscriptions = append(r.Subscriptions, sp.URI)
 					}
-				})
+				}
 			}
 		case "resources/unsubscribe":
 			if sp, ok := req.GetParams().(*mcp.UnsubscribeParams); ok {
-				werr = p.update(true, func(r *record) {
+				change = func(r *record, _ mcp.Result) {
 					r.Subscriptions = slices.DeleteFunc(r.Subscriptions, func(u string) bool { return u == sp.URI })
-				})
+				}
 			}
 		}
-		if werr != nil {
-			// This activation lost the session: the change did not
-			// take, and the client's retry reaches the current one.
-			return nil, movedError()
+		if change == nil {
+			return next(ctx, method, req)
 		}
-		return res, err
+		a.changing.Lock()
+		defer a.changing.Unlock()
+		if err := p.fits(func(r *record) { change(r, nil) }); err != nil {
+			return nil, snapshotRefusal(err)
+		}
+		res, err := next(ctx, method, req)
+		if err != nil {
+			return res, err
+		}
+		if werr := p.update(true, func(r *record) { change(r, res) }); werr != nil {
+			if errors.Is(werr, state.ErrFenced) {
+				// This activation lost the session: the change did not
+				// take, and the client's retry reaches the current one.
+				return nil, movedError()
+			}
+			// Another change (a refreshed token) took the room meanwhile:
+			// the SDK took this one, the snapshot does not have it.
+			return nil, snapshotRefusal(werr)
+		}
+		return res, nil
 	}
+}
+
+// snapshotRefusal is the JSON-RPC error of a change refused because the
+// session's snapshot would exceed its bound.
+func snapshotRefusal(err error) error {
+	var big *SnapshotTooLarge
+	if !errors.As(err, &big) {
+		return err
+	}
+	data, _ := json.Marshal(big.data())
+	return &jsonrpc.Error{Code: codeLimited, Message: big.Error(), Data: data}
 }
 
 // codeMoved is the JSON-RPC error (implementation-defined server error

@@ -230,3 +230,29 @@ func TestTamperedOwnerRefused(t *testing.T) {
 		t.Fatalf("the forged snapshot was not refused at restore:\n%s", logs)
 	}
 }
+
+// An initialize whose snapshot would exceed the bound (by default 256 KiB)
+// is refused with a JSON-RPC error saying so, and leaves no session: no
+// snapshot, and the id is unknown to the next request.
+func TestInitializeBeyondSnapshotBound(t *testing.T) {
+	for name, newStore := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			d := newStore()
+			n := newSessionNode(t, d)
+			id := rand.Text()
+			pid := n.spawn(id)
+			big := strings.Repeat("x", 300<<10)
+			body, err := forwardBody(n.system.Root, pid, "", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"experimental":{"big":{"x":"`+big+`"}}},"clientInfo":{"name":"t","version":"1"}}}`)
+			if err != nil || !strings.Contains(body, `"code":-32005`) || !strings.Contains(body, "snapshot_bytes") || !strings.Contains(body, "--max-snapshot-bytes") {
+				t.Fatalf("initialize beyond the bound answered %v\n%.300s", err, body)
+			}
+			if snap, err := d.Snapshots.Get(t.Context(), id); err != nil || snap != nil {
+				t.Fatalf("a refused initialize left a snapshot of %d bytes (%v)", len(snap), err)
+			}
+			n.post(t, pid, id, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, 404)
+			// A normal one on the same node is fine.
+			id2, pid2 := n.open(t)
+			n.post(t, pid2, id2, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, 200)
+		})
+	}
+}

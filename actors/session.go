@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -136,8 +137,10 @@ type SessionActor struct {
 	// persist writes the snapshot: nil until activated, and for unknown
 	// sessions. Set on the actor's goroutine, read by the SDK's too.
 	persist atomic.Pointer[persister]
-	fenced  bool // a newer activation owns the session
-	ended   bool // the session ended (or never began) here
+	// changing serializes the changes recordChanges checks and makes.
+	changing sync.Mutex
+	fenced   bool // a newer activation owns the session
+	ended    bool // the session ended (or never began) here
 
 	draining      bool
 	drainTimer    *time.Timer
@@ -456,12 +459,15 @@ func (a *SessionActor) serveFrom(ctx actor.Context, replyTo *actor.PID, req *env
 		send(unavailable(req.Id))
 		return
 	}
-	if !a.admit(req.Principal) {
+	if ok, refusal := a.admit(req); !ok {
 		// Another user's request on this session: answered exactly like an
 		// unknown session, so that ids cannot be probed, and nothing of the
 		// session is touched.
 		a.logger.Warn("request refused: session belongs to another principal", "request", req.Id)
 		send(notFound(req.Id))
+		return
+	} else if refusal != nil {
+		send(refusal)
 		return
 	}
 	rb, err := reading(req)
@@ -572,8 +578,11 @@ func keyOf(pid *actor.PID) string { return pid.Address + "/" + pid.Id }
 
 // admit binds a new session to the principal of its first request, and
 // admits later requests only from that principal, whose newer token then
-// replaces the one held.
-func (a *SessionActor) admit(p *envelope.Principal) bool {
+// replaces the one held. A newer token that would make the session's
+// snapshot exceed its bound is refused (the refusal to send), and the one
+// held stays.
+func (a *SessionActor) admit(req *envelope.Request) (bool, *envelope.ResponsePart) {
+	p := req.Principal
 	id := idOf(p)
 	if a.owner == nil && a.credential == nil && (a.stateless || !a.hasSession()) {
 		a.owner, a.credential = id, p
@@ -593,15 +602,18 @@ func (a *SessionActor) admit(p *envelope.Principal) bool {
 				}
 			})
 		}
-		return true
+		return true, nil
 	}
 	if (a.owner == nil) != (id == nil) || (id != nil && *id != *a.owner) {
-		return false
+		return false, nil
 	}
 	if p != nil && (a.credential == nil || p.ExpiresUnix >= a.credential.ExpiresUnix) {
 		if ps := a.persist.Load(); ps != nil && (a.credential == nil || a.credential.Token != p.Token) {
 			if sealed, err := a.cfg.Durability.sealPrincipal(a.id, p); err == nil {
-				ps.update(false, func(r *record) { r.Principal = sealed })
+				var big *SnapshotTooLarge
+				if err := ps.update(false, func(r *record) { r.Principal = sealed }); errors.As(err, &big) {
+					return true, tooLarge(req, big)
+				}
 			}
 		}
 		a.credential = p
@@ -609,7 +621,7 @@ func (a *SessionActor) admit(p *envelope.Principal) bool {
 	if a.creds != nil {
 		a.creds.set(a.credential)
 	}
-	return true
+	return true, nil
 }
 
 // checkScopes refuses a tools/call whose tool needs a scope the request's

@@ -118,11 +118,18 @@ type Config struct {
 	// (counted in the shared store).
 	MaxSessionsPerUser int
 	// TrustedProxies are the peers whose forwarding headers name the client.
-	TrustedProxies  []netip.Prefix
-	EventsBuffer    int           // event writes a session holds while its store is unreachable
-	MaxHeaderBytes  int           // request header size (431 beyond)
-	UpstreamTimeout time.Duration // every call to the authorization server and the Todo API
-	RedisTimeout    time.Duration // dialing, reading and writing Redis
+	TrustedProxies []netip.Prefix
+	EventsBuffer   int // event writes a session holds while its store is unreachable
+	// MaxSnapshotBytes bounds a session's snapshot (changes beyond are
+	// refused); EventsMaxBytes the SSE events a session keeps, all its
+	// streams (oldest dropped beyond); EventsMaxTotalBytes those all
+	// sessions keep in memory (without Redis).
+	MaxSnapshotBytes    int
+	EventsMaxBytes      int64
+	EventsMaxTotalBytes int64
+	MaxHeaderBytes      int           // request header size (431 beyond)
+	UpstreamTimeout     time.Duration // every call to the authorization server and the Todo API
+	RedisTimeout        time.Duration // dialing, reading and writing Redis
 
 	// pingmcp dev, idp and todo-api.
 	IdPAddr          string

@@ -7,6 +7,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/pingmcp/pingmcp/state"
 )
 
 // Defaults of the limit flags (see README, "Limits").
@@ -38,6 +40,13 @@ const (
 	DefaultMaxHeaderBytes      = 64 << 10
 	DefaultUpstreamTimeout     = 10 * time.Second
 	DefaultRedisTimeout        = 2 * time.Second
+	// A session's snapshot is a few KiB; its initialize parameters, the
+	// largest part, are bounded at the edge far below this.
+	DefaultMaxSnapshotBytes = 256 << 10
+	// What a session's SSE events may keep for resumption (all its
+	// streams), and all sessions' in a node's memory.
+	DefaultEventsMaxBytes      = state.DefaultEventsMaxBytes
+	DefaultEventsMaxTotalBytes = state.DefaultEventsMaxTotalBytes
 )
 
 // limitFlags defines the flags of the edge's and the actors' limits and of
@@ -62,6 +71,9 @@ func limitFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.MaxBatchConcurrency, "max-batch-concurrency", DefaultMaxBatchConcurrency, "tool calls of one batch that run at once; the others wait their turn (0: no bound)")
 	fs.IntVar(&c.MaxInitializeBytes, "max-initialize-bytes", DefaultMaxInitializeBytes, "largest params of an initialize (what a session keeps for its life); beyond, 400")
 	fs.IntVar(&c.EventsBuffer, "events-buffer", DefaultEventsBuffer, "event writes a session holds in memory while Redis is unreachable; once full, its new requests get 503 until the store takes them")
+	fs.IntVar(&c.MaxSnapshotBytes, "max-snapshot-bytes", DefaultMaxSnapshotBytes, "largest snapshot a session may have (its handshake, log level, subscriptions, sealed tokens); a change that would exceed it is refused with a JSON-RPC error (an initialize: no session) and the last snapshot stays")
+	fs.Int64Var(&c.EventsMaxBytes, "events-max-bytes", DefaultEventsMaxBytes, "bytes of SSE events one session keeps for resumption, all its streams together (each event counts its data and 64 bytes); beyond, its oldest events are dropped, and a stream is bounded by its session's budget. An event larger than the whole budget is delivered but not kept; a resumption from before a dropped event gets an error")
+	fs.Int64Var(&c.EventsMaxTotalBytes, "events-max-total-bytes", DefaultEventsMaxTotalBytes, "without --redis-url: bytes of SSE events all sessions keep in this process's memory; beyond, the session keeping the most drops its oldest events, never the others")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", DefaultMaxHeaderBytes, "largest request header section (431 beyond)")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", DefaultUpstreamTimeout, "bound on each call to the authorization server (discovery, keys, introspection, token exchange) and to the Todo API")
 	fs.DurationVar(&c.RedisTimeout, "redis-timeout", DefaultRedisTimeout, "bound on dialing Redis and on each read and write")
@@ -100,6 +112,15 @@ func (c *Config) validateLimits() []error {
 	}
 	if c.EventsBuffer < 1 {
 		errs = append(errs, errors.New("--events-buffer must be positive"))
+	}
+	if c.MaxSnapshotBytes < 4<<10 {
+		errs = append(errs, errors.New("--max-snapshot-bytes must be at least 4096"))
+	}
+	if c.EventsMaxBytes < 4<<10 {
+		errs = append(errs, errors.New("--events-max-bytes must be at least 4096"))
+	}
+	if c.EventsMaxTotalBytes < c.EventsMaxBytes {
+		errs = append(errs, errors.New("--events-max-total-bytes must be at least --events-max-bytes"))
 	}
 	if c.MaxHeaderBytes < 4<<10 {
 		errs = append(errs, errors.New("--max-header-bytes must be at least 4096"))

@@ -160,6 +160,7 @@ func readSSE(t *testing.T, resp *http.Response) []sseEvent {
 	var out []sseEvent
 	var cur sseEvent
 	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 8<<20) // events of large tool results
 	for sc.Scan() {
 		line := sc.Text()
 		switch {

@@ -60,10 +60,22 @@ var (
 	// cluster), session_streams (per session, at its actor),
 	// events_buffer (the session's event writes wait for an unreachable
 	// store), batch (a batch beyond --max-batch, 400), initialize_bytes (an
-	// initialize beyond --max-initialize-bytes, 400).
+	// initialize beyond --max-initialize-bytes, 400), snapshot_bytes (a change that
+	// would make a session's snapshot exceed its bound).
 	Limited = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pingmcp_limited_requests_total", Help: "Requests refused by a limit (429; 503 for a full event buffer; 400 for a batch or an initialize too large), by limit.",
 	}, []string{"limit"}))
+	// EventsTrimmed and EventsTrimmedBytes count the SSE events dropped
+	// from the event store to keep within a bound, and their bytes, by
+	// bound: count (--events-max, per stream), bytes (--events-max-bytes,
+	// per session), total (the memory store's bound for all sessions).
+	// A client resuming from before them gets "data purged".
+	EventsTrimmed = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pingmcp_events_trimmed_total", Help: "SSE events dropped from the event store to keep within a bound, by bound: count, bytes, total.",
+	}, []string{"bound"}))
+	EventsTrimmedBytes = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pingmcp_events_trimmed_bytes_total", Help: "Bytes of the SSE events dropped from the event store to keep within a bound (data plus a fixed overhead per event), by bound.",
+	}, []string{"bound"}))
 	// Exchanges counts token exchanges by result, and cache hits.
 	Exchanges = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pingmcp_token_exchanges_total", Help: "Delegated tokens asked for, by result: exchanged, failed, cached.",

@@ -10,27 +10,74 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/pingmcp/pingmcp/metrics"
 )
 
 // RedisEvents is the go-sdk's mcp.EventStore on Redis Streams, so that a
 // client's GET with Last-Event-ID replays what it missed on whatever node
 // serves it. Each (session, stream) is a Redis stream whose entry ids are
 // "0-<n>" for the SDK's event index n-1, bounded to MaxLen entries and
-// expiring TTL after its last append. A session's keys share one hash tag.
+// expiring TTL after its last append. The events of all a session's streams
+// together are bounded to MaxBytes: the oldest go first, whichever stream
+// they are in (see appendScript). A session's keys share one hash tag.
 type RedisEvents struct {
 	client *redis.Client
 	prefix string
 	opts   EventOptions
 }
 
-// EventOptions bound what a stream keeps; zero fields take the defaults.
+// EventOptions bound what a stream and a session keep; zero fields take the
+// defaults.
 type EventOptions struct {
 	// MaxLen is how many events a stream keeps (default 1000); older ones
 	// are dropped, and replaying from before them fails with
 	// mcp.ErrEventsPurged.
 	MaxLen int64
+	// MaxBytes is how many bytes the events of one session may take, all
+	// its streams together (default DefaultEventsMaxBytes), each event
+	// counting its data and EventOverhead. Beyond, the session's oldest
+	// events are dropped, whichever stream they are in; a stream is bounded
+	// by its session's budget. An event larger than the whole budget is not
+	// kept at all (nor the events of its stream before it): it is delivered
+	// live, and replaying from before it fails with mcp.ErrEventsPurged.
+	MaxBytes int64
 	// TTL is how long a stream outlives its last event (default 1 h).
 	TTL time.Duration
+	// MaxTotalBytes bounds the events of all sessions together, in a
+	// memory store only (default DefaultEventsMaxTotalBytes); Redis has its
+	// own maxmemory. See MemoryEvents for who gives way.
+	MaxTotalBytes int64
+}
+
+// Defaults of EventOptions.
+const (
+	DefaultEventsMaxLen        = 1000
+	DefaultEventsMaxBytes      = 4 << 20
+	DefaultEventsTTL           = time.Hour
+	DefaultEventsMaxTotalBytes = 256 << 20
+)
+
+// EventOverhead is what each kept event counts besides its data: about
+// what Redis spends on its stream entry and its place in the session's
+// order, so that a flood of tiny events is bounded too.
+const EventOverhead = 64
+
+// withDefaults fills the zero fields of o.
+func (o EventOptions) withDefaults() EventOptions {
+	if o.MaxLen <= 0 {
+		o.MaxLen = DefaultEventsMaxLen
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = DefaultEventsMaxBytes
+	}
+	if o.TTL <= 0 {
+		o.TTL = DefaultEventsTTL
+	}
+	if o.MaxTotalBytes <= 0 {
+		o.MaxTotalBytes = DefaultEventsMaxTotalBytes
+	}
+	return o
 }
 
 var _ mcp.EventStore = (*RedisEvents)(nil)
@@ -44,22 +91,23 @@ func NewRedisEvents(client *redis.Client, prefix string, opts EventOptions) *Red
 	if prefix == "" {
 		prefix = "pingmcp:"
 	}
-	if opts.MaxLen <= 0 {
-		opts.MaxLen = 1000
-	}
-	if opts.TTL <= 0 {
-		opts.TTL = time.Hour
-	}
-	return &RedisEvents{client: client, prefix: prefix, opts: opts}
+	return &RedisEvents{client: client, prefix: prefix, opts: opts.withDefaults()}
 }
 
 // keys are the session's set of streams, the stream's entries and count,
 // the session's activation epoch (kept by RedisSnapshots under the same
-// prefix) and its journal of requests in flight.
+// prefix), its journal of requests in flight, its byte count and event
+// sequence (a hash), and the order of its kept events (a sorted set).
 func (r *RedisEvents) keys(session, stream string) []string {
-	base := r.prefix + "events:{" + session + "}:"
+	base := r.eventsBase(session)
 	return []string{base + "streams", base + "s:" + stream, base + "n:" + stream,
-		sessionKey(r.prefix, session, "epoch"), base + "inflight"}
+		sessionKey(r.prefix, session, "epoch"), base + "inflight", base + "bytes", base + "order"}
+}
+
+// eventsBase is the start of the names of a session's event keys; a
+// stream's entries are under eventsBase+"s:"+stream.
+func (r *RedisEvents) eventsBase(session string) string {
+	return r.prefix + "events:{" + session + "}:"
 }
 
 var (
@@ -78,17 +126,72 @@ if ARGV[3] ~= '' then
   redis.call('PEXPIRE', KEYS[5], ARGV[2])
 end
 return 1`)
-	// KEYS streams, entries, count, epoch, journal; ARGV[1] stream id,
-	// ARGV[2] ttl ms, ARGV[3] max length, ARGV[4] data, ARGV[5] the
-	// writer's epoch ("0": unfenced). Returns the entry's number, -1 for a
-	// stream never opened, -2 when fenced.
+	// KEYS streams, entries, count, epoch, journal, bytes, order; ARGV[1]
+	// stream id, ARGV[2] ttl ms, ARGV[3] max length, ARGV[4] data, ARGV[5]
+	// the writer's epoch ("0": unfenced), ARGV[6] the session's byte
+	// budget, ARGV[7] the session's key base, ARGV[8] EventOverhead.
+	// Returns {n, events and bytes dropped for the count bound, events and
+	// bytes dropped for the byte bound}, or {-1} for a stream never opened,
+	// {-2} when fenced.
+	//
+	// Every kept event has its data in field d and its session sequence
+	// number in q, and a member "q|size|n|stream" in the order set scored
+	// by q; the bytes hash counts their sizes (field b) and the sequence
+	// (field q). Dropping the session's oldest event pops the order set's
+	// first member: O(log N) per event, no scan. A member whose entry is
+	// gone (its stream expired) only gives its bytes back; an entry is
+	// deleted only if its q matches, since an expired stream's id may have
+	// been opened again since.
 	appendScript = redis.NewScript(`
-if ARGV[5] ~= '0' and tonumber(redis.call('GET', KEYS[4]) or '0') ~= tonumber(ARGV[5]) then return -2 end
-if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
+if ARGV[5] ~= '0' and tonumber(redis.call('GET', KEYS[4]) or '0') ~= tonumber(ARGV[5]) then return {-2} end
+if redis.call('EXISTS', KEYS[3]) == 0 then return {-1} end
+local overhead = tonumber(ARGV[8])
+local budget = tonumber(ARGV[6])
+local size = string.len(ARGV[4]) + overhead
+local dropped = {0, 0, 0, 0}
+local function forget(entries, stream, e, why)
+  local seq = e[2][4]
+  redis.call('XDEL', entries, e[1])
+  if seq then
+    local sz = string.len(e[2][2]) + overhead
+    redis.call('ZREM', KEYS[7], seq .. '|' .. sz .. '|' .. string.match(e[1], '-(%d+)$') .. '|' .. stream)
+    redis.call('HINCRBY', KEYS[6], 'b', -sz)
+    dropped[why] = dropped[why] + 1
+    dropped[why + 1] = dropped[why + 1] + sz
+  end
+end
 local n = redis.call('INCR', KEYS[3])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '0-' .. n, 'd', ARGV[4])
-for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[2]) end
-return n`)
+if size > budget then
+  for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do forget(KEYS[2], ARGV[1], e, 3) end
+  dropped[3] = dropped[3] + 1
+  dropped[4] = dropped[4] + size
+else
+  local total = redis.call('HINCRBY', KEYS[6], 'b', size)
+  while total > budget do
+    local m = redis.call('ZPOPMIN', KEYS[7])
+    if #m == 0 then
+      redis.call('HSET', KEYS[6], 'b', size)
+      break
+    end
+    local seq, sz, en, stream = string.match(m[1], '^(%d+)|(%d+)|(%d+)|(.*)$')
+    local entries = ARGV[7] .. 's:' .. stream
+    local e = redis.call('XRANGE', entries, '0-' .. en, '0-' .. en)
+    if #e > 0 and e[1][2][4] == seq then
+      redis.call('XDEL', entries, '0-' .. en)
+      dropped[3] = dropped[3] + 1
+      dropped[4] = dropped[4] + tonumber(sz)
+    end
+    total = redis.call('HINCRBY', KEYS[6], 'b', -tonumber(sz))
+  end
+  local seq = redis.call('HINCRBY', KEYS[6], 'q', 1)
+  redis.call('XADD', KEYS[2], '0-' .. n, 'd', ARGV[4], 'q', seq)
+  redis.call('ZADD', KEYS[7], seq, seq .. '|' .. size .. '|' .. n .. '|' .. ARGV[1])
+  if redis.call('XLEN', KEYS[2]) > tonumber(ARGV[3]) then
+    forget(KEYS[2], ARGV[1], redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1], 1)
+  end
+end
+for _, k in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7]}) do redis.call('PEXPIRE', k, ARGV[2]) end
+return {n, dropped[1], dropped[2], dropped[3], dropped[4]}`)
 	// KEYS streams, entries, count; ARGV[1] index. Returns {count, first
 	// retained n or 0, data...}, or -1 for an unknown stream.
 	afterScript = redis.NewScript(`
@@ -132,19 +235,34 @@ func (r *RedisEvents) Append(ctx context.Context, session, stream string, data [
 }
 
 // AppendAt appends as the activation epoch of the session, and fails with
-// ErrFenced if a newer activation exists. Epoch 0 appends unfenced.
+// ErrFenced if a newer activation exists. Epoch 0 appends unfenced. Events
+// dropped to keep the stream and the session within their bounds are
+// counted in metrics.EventsTrimmed.
 func (r *RedisEvents) AppendAt(ctx context.Context, session, stream string, epoch int64, data []byte) error {
-	n, err := appendScript.Run(ctx, r.client, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), r.opts.MaxLen, data, epoch).Int64()
+	res, err := appendScript.Run(ctx, r.client, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), r.opts.MaxLen,
+		data, epoch, r.opts.MaxBytes, r.eventsBase(session), EventOverhead).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("append event: %w", err)
 	}
-	switch n {
+	switch res[0] {
 	case -1:
 		return fmt.Errorf("append event to stream %q: %w", stream, ErrStreamGone)
 	case -2:
 		return fmt.Errorf("append event: %w", ErrFenced)
 	}
+	if len(res) == 5 {
+		trimmed("count", res[1], res[2])
+		trimmed("bytes", res[3], res[4])
+	}
 	return nil
+}
+
+// trimmed counts events dropped to keep within a bound.
+func trimmed(bound string, events, bytes int64) {
+	if events > 0 {
+		metrics.EventsTrimmed.WithLabelValues(bound).Add(float64(events))
+		metrics.EventsTrimmedBytes.WithLabelValues(bound).Add(float64(bytes))
+	}
 }
 
 // FinishRequests forgets the requests journalled for stream: they were
@@ -222,7 +340,7 @@ func (r *RedisEvents) SessionClosed(ctx context.Context, session string) error {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return fmt.Errorf("close session events: %w", err)
 	}
-	del := []string{keys[0], keys[4]}
+	del := []string{keys[0], keys[4], keys[5], keys[6]}
 	for _, s := range streams {
 		k := r.keys(session, s)
 		del = append(del, k[1], k[2])

@@ -9,12 +9,16 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/pingmcp/pingmcp/internal/redistest"
+	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/tools/conformance"
 )
 
@@ -206,4 +210,255 @@ func TestMemoryEventsJournal(t *testing.T) {
 func TestRedisEventsJournal(t *testing.T) {
 	client := redistest.Start(t)
 	testJournal(t, NewRedisSnapshots(client, "j:"), NewRedisEvents(client, "j:", EventOptions{}))
+}
+
+// testEventBytes is the byte bound of a store: a session's events, all its
+// streams together, stay within MaxBytes, the oldest going first whichever
+// stream they are in; replaying from before what was dropped fails with
+// the SDK's ErrEventsPurged; an event larger than the whole budget is not
+// kept; other sessions keep theirs.
+func testEventBytes(t *testing.T, s Events) {
+	ctx := context.Background()
+	const event = 2000 // 2064 with EventOverhead: four fit in 10 000 bytes, five do not
+	data := func(i int) []byte { return []byte(fmt.Sprintf("%04d%s", i, strings.Repeat("x", event-4))) }
+	s.Open(ctx, "other", "st")
+	s.Append(ctx, "other", "st", []byte("kept"))
+	for i := range 20 {
+		stream := "post" + strconv.Itoa(i)
+		if err := s.Open(ctx, "flood", stream); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Append(ctx, "flood", stream, data(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 20 {
+		got, err := collect(t, s, "flood", "post"+strconv.Itoa(i), -1)
+		if i < 16 && (!errors.Is(err, mcp.ErrEventsPurged) || len(got) != 0) {
+			t.Errorf("stream %d of 20, over the session's budget: %d events, %v; want ErrEventsPurged", i, len(got), err)
+		}
+		if i >= 16 && (err != nil || len(got) != 1 || got[0] != string(data(i))) {
+			t.Errorf("stream %d of 20, within the budget: %d events, %v", i, len(got), err)
+		}
+	}
+	if got, err := collect(t, s, "other", "st", -1); err != nil || !slices.Equal(got, []string{"kept"}) {
+		t.Errorf("another session's events: %v, %v", got, err)
+	}
+	// One long stream: its oldest events go, its tail replays.
+	s.Open(ctx, "flood", "long")
+	for i := range 50 {
+		if err := s.Append(ctx, "flood", "long", data(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := collect(t, s, "flood", "long", 40); !errors.Is(err, mcp.ErrEventsPurged) {
+		t.Errorf("replay of a long stream from before its kept tail: %v", err)
+	}
+	if got, err := collect(t, s, "flood", "long", 45); err != nil || len(got) != 4 || got[3] != string(data(49)) {
+		t.Errorf("replay of a long stream's tail: %d events, %v", len(got), err)
+	}
+	// An event larger than the budget is delivered live, never kept, and
+	// nothing before it in its stream is replayed partially.
+	s.Open(ctx, "flood", "huge")
+	s.Append(ctx, "flood", "huge", []byte("small"))
+	if err := s.Append(ctx, "flood", "huge", []byte(strings.Repeat("h", 20000))); err != nil {
+		t.Fatal(err)
+	}
+	s.Append(ctx, "flood", "huge", []byte("after"))
+	if _, err := collect(t, s, "flood", "huge", -1); !errors.Is(err, mcp.ErrEventsPurged) {
+		t.Errorf("replay from before an event over the budget: %v", err)
+	}
+	if got, err := collect(t, s, "flood", "huge", 1); err != nil || !slices.Equal(got, []string{"after"}) {
+		t.Errorf("replay after an event over the budget: %v, %v", got, err)
+	}
+}
+
+func TestRedisEventsByteBound(t *testing.T) {
+	client := redistest.Start(t)
+	ctx := context.Background()
+	s := NewRedisEvents(client, "bytes:", EventOptions{MaxBytes: 10000, TTL: time.Minute})
+	trimmed := counterValue(t, metrics.EventsTrimmed.WithLabelValues("bytes"))
+	testEventBytes(t, s)
+	if n := counterValue(t, metrics.EventsTrimmed.WithLabelValues("bytes")) - trimmed; n < 16+40 {
+		t.Errorf("events trimmed for the byte bound: %v counted", n)
+	}
+	// What Redis holds for the session is about the budget, whatever was
+	// appended (about 150 KB here).
+	keys, _ := client.Keys(ctx, "bytes:events:{flood}:*").Result()
+	var used int64
+	for _, k := range keys {
+		n, _ := client.MemoryUsage(ctx, k).Result()
+		used += n
+	}
+	if used == 0 || used > 3*10000 {
+		t.Errorf("Redis holds %d bytes for the session's events (%d keys); want about the budget of 10000", used, len(keys))
+	}
+	// The session's count agrees with what it keeps.
+	b, _ := client.HGet(ctx, "bytes:events:{flood}:bytes", "b").Int64()
+	if b > 10000 || b < 4*(2000+EventOverhead) {
+		t.Errorf("the session counts %d bytes kept", b)
+	}
+	// Its keys expire with its streams, and go when it is closed.
+	if ttl, _ := client.PTTL(ctx, "bytes:events:{flood}:order").Result(); ttl <= 0 || ttl > time.Minute {
+		t.Errorf("the session's event order expires in %v", ttl)
+	}
+	s.SessionClosed(ctx, "flood")
+	if keys, _ := client.Keys(ctx, "bytes:events:{flood}:*").Result(); len(keys) != 0 {
+		t.Errorf("keys left after the session closed: %v", keys)
+	}
+}
+
+// counterValue reads a counter.
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
+
+func TestMemoryEventsByteBound(t *testing.T) {
+	s := NewMemoryEvents(nil)
+	s.SetOptions(EventOptions{MaxBytes: 10000})
+	testEventBytes(t, s)
+	if b, _ := s.Bytes("flood"); b > 10000 || b < 4*(2000+EventOverhead) {
+		t.Errorf("the session counts %d bytes kept", b)
+	}
+	s.SessionClosed(context.Background(), "flood")
+	if b, total := s.Bytes("flood"); b != 0 || total != int64(len("kept")+EventOverhead) {
+		t.Errorf("after the session closed: %d bytes for it, %d in all", b, total)
+	}
+}
+
+// In memory, all sessions together are bounded too, and the sessions
+// keeping the most give way: one user's flood of large results never
+// drops another's resumable events (the SDK's store drops the oldest event
+// of every stream alike).
+func TestMemoryEventsFairness(t *testing.T) {
+	ctx := context.Background()
+	s := NewMemoryEvents(nil)
+	s.SetOptions(EventOptions{MaxBytes: 40000, MaxTotalBytes: 100000})
+	var quiet []string
+	for i := range 5 {
+		session := "quiet" + strconv.Itoa(i)
+		s.Open(ctx, session, "st")
+		for j := range 5 {
+			s.Append(ctx, session, "st", []byte(fmt.Sprintf("%s-%d-%s", session, j, strings.Repeat("q", 1000))))
+		}
+		quiet = append(quiet, session)
+	}
+	total := counterValue(t, metrics.EventsTrimmed.WithLabelValues("total"))
+	big := []byte(strings.Repeat("f", 2000))
+	for i := range 300 {
+		for _, flood := range []string{"flood1", "flood2"} {
+			stream := "post" + strconv.Itoa(i)
+			s.Open(ctx, flood, stream)
+			if err := s.Append(ctx, flood, stream, big); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, session := range quiet {
+		if got, err := collect(t, s, session, "st", -1); err != nil || len(got) != 5 {
+			t.Errorf("%s lost events to the floods: %d of 5 replayed, %v", session, len(got), err)
+		}
+	}
+	f1, all := s.Bytes("flood1")
+	f2, _ := s.Bytes("flood2")
+	if all > 100000 || f1 > 40000 || f2 > 40000 {
+		t.Errorf("kept %d bytes in all (flood1 %d, flood2 %d); bounds 100000 and 40000 per session", all, f1, f2)
+	}
+	if got, err := collect(t, s, "flood1", "post299", -1); err != nil || len(got) != 1 {
+		t.Errorf("a flood's newest event is not kept: %d, %v", len(got), err)
+	}
+	if counterValue(t, metrics.EventsTrimmed.WithLabelValues("total")) == total {
+		t.Error("no event trimmed for the total bound was counted")
+	}
+}
+
+// The memory store keeps --events-max events per stream, and forgets a
+// stream --events-ttl after its last event, as Redis does.
+func TestMemoryEventsCountAndTTL(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	s := NewMemoryEvents(nil)
+	s.SetOptions(EventOptions{MaxLen: 10, TTL: time.Minute})
+	s.Now = func() time.Time { return now }
+	s.Open(ctx, "sess", "st")
+	for i := range 500 {
+		if err := s.Append(ctx, "sess", "st", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := collect(t, s, "sess", "st", -1); !errors.Is(err, mcp.ErrEventsPurged) || len(got) != 0 {
+		t.Fatalf("replay from the start of a trimmed stream: %d events, %v", len(got), err)
+	}
+	if got, err := collect(t, s, "sess", "st", 495); err != nil || !slices.Equal(got, []string{"496", "497", "498", "499"}) {
+		t.Fatalf("replay of the tail: %v %v", got, err)
+	}
+	if err := s.Append(ctx, "sess", "never", []byte("x")); !errors.Is(err, ErrStreamGone) {
+		t.Errorf("append to an unopened stream: %v", err)
+	}
+	now = now.Add(2 * time.Minute)
+	s.Open(ctx, "other", "st") // any call may sweep
+	if _, err := collect(t, s, "sess", "st", 495); err == nil {
+		t.Error("a stream outlived its TTL")
+	}
+	if b, total := s.Bytes("sess"); b != 0 || total != 0 {
+		t.Errorf("an expired session still counts %d bytes (%d in all)", b, total)
+	}
+}
+
+// With the default bounds, a session flooding its streams with large
+// results (60 of 200 KB, a stream each, as a POST per tool call makes)
+// keeps about --events-max-bytes' 4 MiB, its oldest stream unresumable, and
+// another session keeps every event: in Redis, where nothing bounded a
+// session's bytes before, and in memory, where the go-sdk's store dropped
+// every session's oldest events alike once its 10 MiB were full.
+func TestEventsFloodWithDefaultBounds(t *testing.T) {
+	client := redistest.Start(t)
+	for name, s := range map[string]Events{
+		"memory": NewMemoryEvents(nil),
+		"redis":  NewRedisEvents(client, "flood:", EventOptions{}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			var quiet []string
+			s.Open(ctx, "quiet", "st")
+			for i := range 5 {
+				quiet = append(quiet, fmt.Sprintf(`{"jsonrpc":"2.0","method":"notifications/message","params":{"n":%d}}`, i))
+				s.Append(ctx, "quiet", "st", []byte(quiet[i]))
+			}
+			big := []byte(strings.Repeat("x", 200<<10))
+			for i := range 60 {
+				stream := "post" + strconv.Itoa(i)
+				s.Open(ctx, "flood", stream)
+				if err := s.Append(ctx, "flood", stream, big); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got, err := collect(t, s, "quiet", "st", -1); err != nil || !slices.Equal(got, quiet) {
+				t.Errorf("the quiet session's events after the flood: %d of 5, %v", len(got), err)
+			}
+			if _, err := collect(t, s, "flood", "post0", -1); !errors.Is(err, mcp.ErrEventsPurged) {
+				t.Errorf("the flood's oldest stream: %v, want ErrEventsPurged", err)
+			}
+			if got, err := collect(t, s, "flood", "post59", -1); err != nil || len(got) != 1 {
+				t.Errorf("the flood's newest stream: %d events, %v", len(got), err)
+			}
+			if name != "redis" {
+				return
+			}
+			keys, _ := client.Keys(ctx, "flood:events:{flood}:*").Result()
+			var used int64
+			for _, k := range keys {
+				n, _ := client.MemoryUsage(ctx, k, 0).Result()
+				used += n
+			}
+			if used > 5<<20 {
+				t.Errorf("Redis keeps %d bytes of the flooding session's events (12 MB appended); want about the default 4 MiB", used)
+			}
+		})
+	}
 }

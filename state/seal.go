@@ -1,8 +1,9 @@
 // Package state keeps what a session needs between activations of its actor:
-// snapshots (with the tokens in them sealed) and, later, the event logs that
-// SSE resumption replays, in Redis or in memory. It owns the encryption of
-// what it stores; what goes into a snapshot, and when, is the actors'
-// business.
+// snapshots (with the tokens in them sealed) and the event logs that SSE
+// resumption replays, in Redis or in memory. It owns the encryption of what
+// it stores and the bounds of the event logs (events per stream, bytes per
+// session, in memory bytes of all sessions); what goes into a snapshot, when,
+// and how large it may grow, is the actors' business.
 package state
 
 import (

@@ -250,6 +250,8 @@ func newDurability(cfg *config.Config, logger *slog.Logger) (*actors.Durability,
 	if cfg.RedisURL == "" {
 		d := actors.MemoryDurability(cfg.SessionIdleTimeout)
 		d.MaxSessionsPerUser = cfg.MaxSessionsPerUser
+		d.MaxSnapshotBytes = cfg.MaxSnapshotBytes
+		d.Events.(*state.MemoryEvents).SetOptions(eventOptions(cfg))
 		if sealer != nil {
 			d.Sealer = sealer
 		}
@@ -272,7 +274,7 @@ func newDurability(cfg *config.Config, logger *slog.Logger) (*actors.Durability,
 	client := redis.NewClient(opts)
 	d := &actors.Durability{
 		Snapshots:   state.NewRedisSnapshots(client, cfg.RedisPrefix),
-		Events:      state.NewRedisEvents(client, cfg.RedisPrefix, state.EventOptions{MaxLen: cfg.EventsMax, TTL: cfg.EventsTTL}),
+		Events:      state.NewRedisEvents(client, cfg.RedisPrefix, eventOptions(cfg)),
 		Sealer:      sealer,
 		SessionTTL:  cfg.SessionIdleTimeout,
 		Check:       func(ctx context.Context) error { return client.Ping(ctx).Err() },
@@ -280,9 +282,15 @@ func newDurability(cfg *config.Config, logger *slog.Logger) (*actors.Durability,
 
 		Users:              state.NewRedisUserSessions(client, cfg.RedisPrefix),
 		MaxSessionsPerUser: cfg.MaxSessionsPerUser,
+		MaxSnapshotBytes:   cfg.MaxSnapshotBytes,
 	}
 	logger.Info("sessions are kept in Redis", "redis", opts.Addr, "prefix", cfg.RedisPrefix, "state_keys", sealer.KeyIDs())
 	return d, func() { client.Close() }, nil
+}
+
+// eventOptions are the bounds of the SSE events kept for resumption.
+func eventOptions(cfg *config.Config) state.EventOptions {
+	return state.EventOptions{MaxLen: cfg.EventsMax, TTL: cfg.EventsTTL, MaxBytes: cfg.EventsMaxBytes, MaxTotalBytes: cfg.EventsMaxTotalBytes}
 }
 
 // revocationRefresh is how often a node reloads the revoked users: a
