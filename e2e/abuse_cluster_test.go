@@ -169,8 +169,11 @@ func TestAbuseClusterPortPlaintextRefused(t *testing.T) {
 		{"--cluster-provider", "automanaged"},
 		{"--cluster-seeds", "127.0.0.1:1"},
 	} {
-		cmd := exec.Command(binary, append([]string{"serve", "--auth", "none", "--addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0"}, args...)...)
+		// A node that starts after all is stopped, and fails the test.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		cmd := exec.CommandContext(ctx, binary, append([]string{"serve", "--auth", "none", "--addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0"}, args...)...)
 		out, err := cmd.CombinedOutput()
+		cancel()
 		if code := cmd.ProcessState.ExitCode(); err == nil || code != 2 ||
 			!strings.Contains(string(out), "without TLS") || !strings.Contains(string(out), "pingmcp certs --dir DIR --nodes N") {
 			t.Errorf("serve %v: exit %d, %s; want exit 2 pointing at pingmcp certs", args, code, out)
