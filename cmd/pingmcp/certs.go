@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/config"
@@ -31,7 +32,11 @@ func certs(cfg *config.Config, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "Issued with the CA already in %s.\n", cfg.CertsDir)
 	}
 	if len(files) > 0 {
-		fmt.Fprintf(stdout, "Node certificates (valid %s, names %s); start each node with its flags:\n", cfg.CertsValidity, strings.Join(cfg.CertsHosts, ", "))
+		valid := cfg.CertsValidity.String()
+		if day := 24 * time.Hour; cfg.CertsValidity%day == 0 {
+			valid = fmt.Sprintf("%d days", cfg.CertsValidity/day)
+		}
+		fmt.Fprintf(stdout, "Node certificates (valid %s, names %s); start each node with its flags:\n", valid, strings.Join(cfg.CertsHosts, ", "))
 		for _, f := range files {
 			fmt.Fprintf(stdout, "  %s: %s\n", f.Name, strings.Join(f.Args(), " "))
 		}
