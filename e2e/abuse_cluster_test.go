@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -35,13 +36,20 @@ var (
 
 // rogueResult is what e2e/rogue prints.
 type rogueResult struct {
-	Joined, Activated bool
-	Status            int
-	Body, Error       string
+	Joined, Activated      bool
+	Status, Hosted, Tokens int
+	Body, Error            string
 }
 
 // runRogue builds e2e/rogue once and runs it against a cluster address.
 func runRogue(t *testing.T, mode, target, session, body string, principal ...string) rogueResult {
+	t.Helper()
+	return <-startRogue(t, mode, target, session, body, principal...)
+}
+
+// startRogue runs e2e/rogue in the background; its result arrives on the
+// channel when it exits.
+func startRogue(t *testing.T, mode, target, session, body string, principal ...string) <-chan rogueResult {
 	t.Helper()
 	rogueOnce.Do(func() {
 		rogueBin = filepath.Join(filepath.Dir(binary), "rogue")
@@ -53,30 +61,40 @@ func runRogue(t *testing.T, mode, target, session, body string, principal ...str
 	if rogueErr != nil {
 		t.Fatal(rogueErr)
 	}
-	args := []string{"--mode", mode, "--target", target, "--session", session, "--body", body, "--timeout", "8s"}
+	timeout := "8s"
+	if mode == "member" {
+		timeout = "15s" // while the test opens sessions
+	}
+	args := []string{"--mode", mode, "--target", target, "--session", session, "--body", body, "--timeout", timeout}
 	if len(principal) == 3 {
 		args = append(args, "--issuer", principal[0], "--subject", principal[1], "--client-id", principal[2])
 	}
 	var stdout, stderr bytes.Buffer
 	cmd := exec.Command(rogueBin, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("rogue %s: %v\n%s", mode, err, stderr.String())
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
 	}
-	var r rogueResult
-	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
-		t.Fatalf("rogue %s printed %q: %v", mode, stdout.String(), err)
-	}
-	t.Logf("rogue %s → %s: %+v", mode, target, r)
-	return r
+	done := make(chan rogueResult, 1)
+	go func() {
+		var r rogueResult
+		if err := cmd.Wait(); err != nil {
+			r.Error = fmt.Sprintf("rogue %s: %v\n%s", mode, err, stderr.String())
+		} else if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+			r.Error = fmt.Sprintf("rogue %s printed %q: %v", mode, stdout.String(), err)
+		}
+		t.Logf("rogue %s → %s: %+v", mode, target, r)
+		done <- r
+	}()
+	return done
 }
 
 // refusedRogue checks that the rogue got nothing in either mode.
 func refusedRogue(t *testing.T, target, session, body, secret string, principal ...string) {
 	t.Helper()
-	for _, mode := range []string{"join", "direct"} {
+	for _, mode := range []string{"join", "direct", "member"} {
 		r := runRogue(t, mode, target, session, body, principal...)
-		if r.Joined || r.Activated || r.Status != 0 || strings.Contains(r.Body, secret) {
+		if r.Joined || r.Activated || r.Status != 0 || r.Hosted != 0 || strings.Contains(r.Body, secret) {
 			t.Errorf("rogue %s against %s got in: %+v", mode, target, r)
 		}
 	}
@@ -129,6 +147,15 @@ func TestAbuseClusterPortTLSCluster(t *testing.T) {
 	b := startNode(t, "certs-b", "--cluster-seeds", a.Cluster)
 	a.awaitMembers(ctx, 2)
 	b.awaitMembers(ctx, 2)
+	// A rogue member waits for sessions while new ones open: none is
+	// placed on it.
+	rogue := startRogue(t, "member", a.Cluster, "", "")
+	for range 12 {
+		rawInitialize(t, ctx, b.URL())
+	}
+	if r := <-rogue; r.Joined || r.Hosted != 0 {
+		t.Errorf("rogue member: %+v; want no membership and no session", r)
+	}
 	id := rawInitialize(t, ctx, a.URL())
 	for _, n := range []*node{a, b} {
 		refusedRogue(t, n.Cluster, id, fmt.Sprintf(rogueCall, "test_simple_text"), "test")
@@ -148,6 +175,25 @@ func TestAbuseClusterPortInsecureControl(t *testing.T) {
 	a := startNode(t, "insecure-a", "--cluster-provider", "automanaged", "--cluster-insecure")
 	b := startNode(t, "insecure-b", "--cluster-seeds", a.Cluster, "--cluster-insecure")
 	a.awaitMembers(ctx, 2)
+	b.awaitMembers(ctx, 2)
+	// A rogue member is placed some of the new sessions (first: the
+	// membership counted is then the rogue's, not that of one that left).
+	rogue := startRogue(t, "member", a.Cluster, "", "")
+	a.awaitMembers(ctx, 3)
+	b.awaitMembers(ctx, 3)
+	for range 30 { // none of 30 on the rogue: (2/3)^30, 5 in a million
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, b.URL(), strings.NewReader(
+			`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
+	if r := <-rogue; !r.Joined || r.Hosted == 0 {
+		t.Errorf("rogue member of a plaintext cluster: %+v; want sessions placed on it", r)
+	}
+	a.awaitMembers(ctx, 2) // the rogue left
 	b.awaitMembers(ctx, 2)
 	id := rawInitialize(t, ctx, a.URL())
 	host := a

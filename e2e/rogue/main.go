@@ -10,7 +10,11 @@
 //	rogue --mode direct --target ADDR --session ID --body JSON [--subject S ...]
 //	    joins nothing: with protoactor's remote alone it sends an
 //	    ActivationRequest to ADDR's placement actor and the forged request
-//	    to the activation it names, collecting the response parts.
+//	    to the activation it names, collecting the response parts;
+//	rogue --mode member --target ADDR
+//	    joins as a member hosting sessions, and counts, until --timeout, the
+//	    requests of new sessions the cluster places on it (and the bearer
+//	    tokens in them), answering each 503.
 //
 // It is not a test helper of the project's: nothing imports it.
 package main
@@ -40,6 +44,8 @@ type outcome struct {
 	Joined    bool   `json:"joined"`    // join: the target's cluster counted it a member
 	Activated bool   `json:"activated"` // direct: the placement actor named an activation
 	Status    int    `json:"status"`    // the forged request's HTTP status (0: no answer)
+	Hosted    int    `json:"hosted"`    // member: requests placed on it
+	Tokens    int    `json:"tokens"`    // member: of which with a bearer token
 	Body      string `json:"body"`
 	Error     string `json:"error,omitempty"`
 }
@@ -75,6 +81,8 @@ func main() {
 		err = join(ctx, *target, *session, req, &out)
 	case "direct":
 		err = direct(ctx, *target, *session, req, &out)
+	case "member":
+		err = member(ctx, *target, &out)
 	default:
 		err = fmt.Errorf("unknown mode %q", *mode)
 	}
@@ -162,6 +170,42 @@ func direct(ctx context.Context, target, session string, req *envelope.Request, 
 			if p.Final {
 				return nil
 			}
+		}
+	}
+}
+
+// member joins as a node hosting sessions and takes what is placed on it.
+func member(ctx context.Context, target string, out *outcome) error {
+	got := make(chan *envelope.Request, 256)
+	props := actor.PropsFromFunc(func(c actor.Context) {
+		e, ok := c.Message().(*envelope.Envelope)
+		if !ok || e.GetRequest() == nil {
+			return
+		}
+		r := e.GetRequest()
+		got <- r
+		c.Respond(&envelope.Envelope{Body: &envelope.Envelope_Part{Part: &envelope.ResponsePart{RequestId: r.Id, Status: http.StatusServiceUnavailable, Final: true}}})
+	})
+	n, err := cluster.Start(cluster.Config{Addr: "127.0.0.1:0", Provider: cluster.ProviderAutomanaged, Seeds: []string{target},
+		Role: cluster.RoleMember, Kinds: []*protocluster.Kind{protocluster.NewKind(cluster.SessionKind, props)},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		return err
+	}
+	defer n.Stop(false)
+	for {
+		select {
+		case r := <-got:
+			out.Hosted++
+			if r.Principal != nil && r.Principal.Token != "" {
+				out.Tokens++
+			}
+		case <-ctx.Done():
+			return nil
+		case <-time.After(50 * time.Millisecond):
+		}
+		if !out.Joined && len(n.Members()) > 1 {
+			out.Joined = true
 		}
 	}
 }
