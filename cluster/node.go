@@ -17,6 +17,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -75,8 +76,9 @@ type Config struct {
 	ProbeInterval time.Duration
 	ProbeFailures int
 	// TLS, when set, makes every connection of the node's remote (to it and
-	// from it) mutual TLS with the cluster's CA; nil is plaintext, for
-	// loopback (config refuses it elsewhere without --cluster-insecure).
+	// from it) mutual TLS with the cluster's CA; nil is plaintext (config
+	// refuses it without --cluster-insecure). A single node (ProviderSingle)
+	// ignores it: it accepts no connection at all.
 	TLS    *TLS
 	Logger *slog.Logger
 }
@@ -159,8 +161,17 @@ func Start(cfg Config) (*Node, error) {
 		grpc.UnaryInterceptor(func(context.Context, any, *grpc.UnaryServerInfo, grpc.UnaryHandler) (any, error) {
 			return nil, status.Error(codes.Unimplemented, "not served")
 		})}
-	dialCreds := insecure.NewCredentials()
-	if cfg.TLS != nil {
+	//
+	// A single node has no peers: its remote refuses every connection
+	// (noPeers), TLS files or not.
+	var dialCreds credentials.TransportCredentials = insecure.NewCredentials()
+	single := cfg.Provider == ProviderSingle || cfg.Provider == ""
+	switch {
+	case single:
+		refused := noPeers{log: &refusalLog{logger: cfg.Logger.With("component", "cluster"), msg: RefusedNoPeers}}
+		serverOpts = append(serverOpts, grpc.Creds(refused))
+		dialCreds = refused
+	case cfg.TLS != nil:
 		serverOpts = append(serverOpts, grpc.Creds(cfg.TLS.serverCredentials(cfg.Logger.With("component", "cluster-tls"))))
 		dialCreds = cfg.TLS.clientCredentials()
 	}
@@ -227,10 +238,15 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.logger = cfg.Logger.With("node", system.Address())
-	if cfg.TLS != nil {
+	switch {
+	case single:
+		n.logger.Info("single node: its cluster port accepts no connection")
+	case cfg.TLS != nil:
 		n.logger.Info("cluster connections use mutual TLS", "certificate", cfg.TLS.Subject(), "expires", cfg.TLS.NotAfter())
-	} else if !loopback(host) || (cfg.AdvertisedAddr != "" && !loopback(cfg.AdvertisedAddr)) {
+	case !loopback(host) || (cfg.AdvertisedAddr != "" && !loopback(cfg.AdvertisedAddr)):
 		n.logger.Warn("cluster connections are plaintext on a non-loopback address: forwarded requests, bearer tokens included, cross the network unencrypted, and anyone who reaches the cluster port can join")
+	default:
+		n.logger.Warn("cluster connections are plaintext and unauthenticated (--cluster-insecure): any process on this host can join the cluster, act as any user and receive users' bearer tokens")
 	}
 	// An activation that terminated is not asked again: the next request
 	// goes to the cluster for a new one instead of failing once first.

@@ -213,10 +213,48 @@ func (r *refusals) Clone() credentials.TransportCredentials {
 // connection.
 const RefusedConnection = "cluster connection refused: TLS handshake failed"
 
+// RefusedNoPeers is the message of the log line of a connection to a
+// single node's cluster port.
+const RefusedNoPeers = "cluster connection refused: a single node has no peers"
+
+// noPeers are the transport credentials of a node with the single
+// provider (pingmcp dev, serve --cluster-provider single): they complete no
+// handshake, either way.
+//
+// A cluster of one has no peer: every PID it uses is its own (placement,
+// its actors, its reply router), which protoactor delivers in process. But
+// protoactor's remote always listens (remote.Start calls net.Listen; there
+// is no option to run without it), and protoactor authenticates nothing: a
+// process that reached the port could activate actors and send them
+// envelopes with any Principal. Refusing every connection before gRPC reads
+// a byte closes that with nothing to configure or leak; mutual TLS with a
+// CA made in memory at start would do the same at the cost of key
+// generation and more code.
+type noPeers struct{ log *refusalLog }
+
+var errNoPeers = errors.New("a single node accepts no cluster connection and makes none")
+
+func (p noPeers) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	p.log.refused(conn.RemoteAddr(), errNoPeers)
+	return nil, nil, errNoPeers
+}
+
+func (noPeers) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, errNoPeers
+}
+
+func (noPeers) Info() credentials.ProtocolInfo {
+	return credentials.ProtocolInfo{SecurityProtocol: "none"}
+}
+
+func (p noPeers) Clone() credentials.TransportCredentials { return p }
+func (noPeers) OverrideServerName(string) error           { return nil }
+
 // refusalLog logs refused connections at Warn, at most refusalBurst a
 // second (a scanner must not flood the log), counting those it left out.
 type refusalLog struct {
 	logger *slog.Logger
+	msg    string // RefusedConnection when empty
 
 	mu         sync.Mutex
 	second     time.Time
@@ -249,5 +287,9 @@ func (l *refusalLog) refused(addr net.Addr, err error) {
 	if suppressed > 0 {
 		attrs = append(attrs, "suppressed", suppressed)
 	}
-	l.logger.Log(context.Background(), level, RefusedConnection, attrs...)
+	msg := l.msg
+	if msg == "" {
+		msg = RefusedConnection
+	}
+	l.logger.Log(context.Background(), level, msg, attrs...)
 }

@@ -254,7 +254,8 @@ func mustParse(t *testing.T, c tls.Certificate) *x509.Certificate {
 }
 
 // TestNodeRemoteIsMutualTLS starts a node with TLS (the one protoactor
-// cluster of this test binary) and talks to its cluster port the way
+// cluster of this test binary; automanaged without seeds, as a single node
+// would refuse every connection) and talks to its cluster port the way
 // protoactor's endpoint writer does: open the Receive stream and send a
 // ConnectRequest. Plaintext and a certificate of another CA get nothing,
 // no readable byte of the remote's protocol; a certificate of the
@@ -265,7 +266,7 @@ func TestNodeRemoteIsMutualTLS(t *testing.T) {
 	var logs logtest.Buffer
 	n, err := Start(Config{
 		Addr:     "127.0.0.1:0",
-		Provider: ProviderSingle,
+		Provider: ProviderAutomanaged,
 		Role:     RoleMember,
 		TLS:      loadTLS(t, ca.Node(t, "node")),
 		Logger:   slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -279,28 +280,7 @@ func TestNodeRemoteIsMutualTLS(t *testing.T) {
 	}
 
 	connect := func(creds credentials.TransportCredentials) (*remote.ConnectResponse, error) {
-		conn, err := grpc.NewClient(n.Address(), grpc.WithTransportCredentials(creds))
-		if err != nil {
-			return nil, err
-		}
-		defer conn.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		stream, err := remote.NewRemotingClient(conn).Receive(ctx)
-		if err != nil {
-			return nil, err
-		}
-		err = stream.Send(&remote.RemoteMessage{MessageType: &remote.RemoteMessage_ConnectRequest{ConnectRequest: &remote.ConnectRequest{
-			ConnectionType: &remote.ConnectRequest_ServerConnection{ServerConnection: &remote.ServerConnection{SystemId: "probe", Address: "127.0.0.1:1"}},
-		}}})
-		if err != nil {
-			return nil, err
-		}
-		msg, err := stream.Recv()
-		if err != nil {
-			return nil, err
-		}
-		return msg.GetConnectResponse(), nil
+		return connectRemote(n.Address(), creds)
 	}
 
 	good := loadTLS(t, ca.Node(t, "peer"))
@@ -369,5 +349,77 @@ func TestRefusalLogIsBounded(t *testing.T) {
 	l.refused(addr, errors.New("tls: bad"))
 	if !strings.Contains(logs.String(), "suppressed=95") {
 		t.Errorf("the next line does not count the suppressed ones:\n%s", logs.String())
+	}
+}
+
+// connectRemote opens protoactor's Receive stream to a cluster endpoint as
+// another node's endpoint writer does, sends a ConnectRequest and returns
+// the answer.
+func connectRemote(addr string, creds credentials.TransportCredentials) (*remote.ConnectResponse, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stream, err := remote.NewRemotingClient(conn).Receive(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = stream.Send(&remote.RemoteMessage{MessageType: &remote.RemoteMessage_ConnectRequest{ConnectRequest: &remote.ConnectRequest{
+		ConnectionType: &remote.ConnectRequest_ServerConnection{ServerConnection: &remote.ServerConnection{SystemId: "probe", Address: "127.0.0.1:1"}},
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	msg, err := stream.Recv()
+	if err != nil {
+		return nil, err
+	}
+	return msg.GetConnectResponse(), nil
+}
+
+// A single node's remote (noPeers) completes no connection, plaintext or
+// TLS with a certificate of any CA, and logs each refusal; the same gRPC
+// server in plaintext answers the stream (the control: Unimplemented, as
+// nothing is registered here, is an answer of gRPC's).
+func TestNoPeersRefusesEveryConnection(t *testing.T) {
+	serve := func(opts ...grpc.ServerOption) string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := grpc.NewServer(opts...)
+		go s.Serve(ln)
+		t.Cleanup(s.Stop)
+		return ln.Addr().String()
+	}
+	if _, err := connectRemote(serve(), insecure.NewCredentials()); status.Code(err) != codes.Unimplemented {
+		t.Fatalf("control, a plaintext gRPC server: %v, want Unimplemented", err)
+	}
+
+	var logs logtest.Buffer
+	refuse := noPeers{log: &refusalLog{logger: slog.New(slog.NewTextHandler(&logs, nil)), msg: RefusedNoPeers}}
+	addr := serve(grpc.Creds(refuse))
+	ca := certtest.NewCA(t, "any CA")
+	peer := loadTLS(t, ca.Node(t, "peer"))
+	open := peer.ClientConfig()
+	open.VerifyConnection = nil
+	for name, creds := range map[string]credentials.TransportCredentials{
+		"plaintext": insecure.NewCredentials(), "TLS": credentials.NewTLS(open),
+	} {
+		if resp, err := connectRemote(addr, creds); status.Code(err) != codes.Unavailable || resp != nil {
+			t.Errorf("%s: %v, %v; want no connection (Unavailable)", name, resp, err)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); strings.Count(logs.String(), RefusedNoPeers) < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("refusals not logged:\n%s", logs.String())
+		}
+	}
+	// It dials no one either.
+	if _, _, err := refuse.ClientHandshake(context.Background(), addr, nil); err == nil {
+		t.Error("ClientHandshake succeeded")
 	}
 }

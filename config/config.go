@@ -44,8 +44,9 @@ type Config struct {
 	ProbeFailures int
 	// ClusterTLSCert, ClusterTLSKey and ClusterTLSCA are the PEM files of
 	// the cluster's mutual TLS: this node's certificate and key, and the
-	// cluster CA's certificates. ClusterInsecure allows plaintext between
-	// nodes on a non-loopback cluster address.
+	// cluster CA's certificates. ClusterInsecure allows plaintext,
+	// unauthenticated connections between the nodes of a multi-node cluster
+	// (loopback included); a single node accepts none at all.
 	ClusterTLSCert     string
 	ClusterTLSKey      string
 	ClusterTLSCA       string
@@ -140,6 +141,16 @@ type Config struct {
 	// server (password: the name), for load tests.
 	TestUsers int
 
+	// pingmcp certs: the directory it writes to, the node certificates'
+	// names (CertsNodes of them, node-1 … node-N, unless named), the names
+	// and addresses they hold, and how long they and the CA are valid.
+	CertsDir        string
+	CertsNodes      int
+	CertsNames      []string
+	CertsHosts      []string
+	CertsValidity   time.Duration
+	CertsCAValidity time.Duration
+
 	explicit map[string]bool // flags set on the command line or environment
 }
 
@@ -152,6 +163,7 @@ var Commands = []struct{ Name, Summary string }{
 	{"sessions", "ls | show ID | kill ID: the cluster's sessions, through the admin API"},
 	{"nodes", "ls | drain ADDRESS: the cluster's nodes, through the admin API"},
 	{"users", "revoke SUBJECT [--for 1h]: end a user's sessions and refuse their current tokens"},
+	{"certs", "write a cluster CA and node certificates for the cluster's mutual TLS (--cluster-tls-*)"},
 }
 
 // Known values of enumerated flags.
@@ -236,9 +248,18 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 			fs.StringVar(&c.ClusterTLSCert, "cluster-tls-cert", "", "PEM file of this node's certificate for the cluster's mutual TLS (with --cluster-tls-key and --cluster-tls-ca; usages serverAuth and clientAuth; read at start: rotate by restarting)")
 			fs.StringVar(&c.ClusterTLSKey, "cluster-tls-key", "", "PEM file of the private key of --cluster-tls-cert")
 			fs.StringVar(&c.ClusterTLSCA, "cluster-tls-ca", "", "PEM file of the cluster CA's certificates: only nodes with a certificate it issued may connect to this one, and this one connects only to them")
-			fs.BoolVar(&c.ClusterInsecure, "cluster-insecure", false, "allow plaintext between nodes on a non-loopback cluster address (forwarded requests carry users' bearer tokens: only on a network you trust)")
+			fs.BoolVar(&c.ClusterInsecure, "cluster-insecure", false, "allow plaintext, unauthenticated connections between the nodes of a multi-node cluster, loopback included "+
+				"(any process that reaches a cluster port can join, act as any user and receive forwarded requests with users' bearer tokens: tests only, or hosts and a network you alone use); "+
+				"a single node accepts no cluster connection and needs neither this nor TLS")
 			fs.StringVar(&c.Role, "role", "both", "what this node does: both, edge (serves /mcp, hosts no actors), member (hosts actors, serves only health)")
 		}
+	case "certs":
+		fs.StringVar(&c.CertsDir, "dir", "", "directory to write to (made 0700 if missing): ca.crt and ca.key (unless it holds a CA already, which then issues), and NAME.crt and NAME.key of each node; no file is ever overwritten (required)")
+		fs.IntVar(&c.CertsNodes, "nodes", 1, "how many node certificates to issue: node-1 … node-N")
+		list("names", "", "comma-separated names of the node certificates to issue instead of node-1 … node-N (letters, digits, '.', '_', '-')")
+		list("hosts", "localhost,127.0.0.1,::1", "comma-separated DNS names and IP addresses every node certificate names (nodes trust any certificate of the CA whatever its names; other tools may check them)")
+		fs.DurationVar(&c.CertsValidity, "validity", 365*24*time.Hour, "how long the node certificates are valid (renew by issuing new ones with the same CA and restarting the nodes one at a time)")
+		fs.DurationVar(&c.CertsCAValidity, "ca-validity", 10*365*24*time.Hour, "how long a new CA is valid")
 	case "todo-api":
 		fs.StringVar(&c.Addr, "addr", "127.0.0.1:8081", "HTTP address of the Todo API")
 		fs.StringVar(&c.Issuer, "issuer", "", "issuer URL of the authorization server whose tokens the API accepts (required)")
@@ -292,6 +313,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 	}
 	c.Tools, c.AllowedOrigins, c.AllowedHosts, c.ClusterSeeds, c.Scopes =
 		get("tools"), get("allowed-origins"), get("allowed-hosts"), get("cluster-seeds"), get("scopes")
+	c.CertsNames, c.CertsHosts = get("names"), get("hosts")
 	c.derive()
 	return c, c.validate()
 }
@@ -444,6 +466,19 @@ func (c *Config) validate() error {
 		if c.ClientSecret == "" {
 			errs = append(errs, fmt.Errorf("--client-secret (or %s) is required", EnvName("client-secret")))
 		}
+	case "certs":
+		if c.CertsDir == "" {
+			errs = append(errs, errors.New("--dir is required: the directory to write the certificates to"))
+		}
+		if len(c.CertsNames) > 0 && c.explicit["nodes"] && c.CertsNodes != len(c.CertsNames) {
+			errs = append(errs, fmt.Errorf("--nodes %d and --names (%d names) disagree: give one of them", c.CertsNodes, len(c.CertsNames)))
+		}
+		if c.CertsNodes < 1 || c.CertsNodes > 1000 {
+			errs = append(errs, errors.New("--nodes must be between 1 and 1000"))
+		}
+		if c.CertsValidity <= 0 || c.CertsCAValidity <= 0 {
+			errs = append(errs, errors.New("--validity and --ca-validity must be positive"))
+		}
 	}
 	if (c.GrantsUser == "") != (c.GrantsPassword == "") {
 		errs = append(errs, fmt.Errorf("--grants-user and --grants-password (or %s) go together", EnvName("grants-password")))
@@ -528,8 +563,8 @@ func (c *Config) validateClusterTLS() []error {
 		return []error{fmt.Errorf("--cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca go together (this node's certificate, its key, and the CA that issues the cluster's certificates): %s given without %s",
 			strings.Join(given, ", "), strings.Join(missing, ", "))}
 	}
-	if c.ClusterInsecure {
-		return nil
+	if c.ClusterInsecure || c.ClusterProvider == cluster.ProviderSingle {
+		return nil // a single node accepts no cluster connection
 	}
 	var exposed []string
 	for flagName, a := range map[string]string{"cluster-addr": c.ClusterAddr, "cluster-advertised-addr": c.ClusterAdvertise} {
@@ -538,14 +573,21 @@ func (c *Config) validateClusterTLS() []error {
 		}
 	}
 	if len(exposed) == 0 {
-		return nil
+		// Loopback hides nothing from the host's other processes, and
+		// protoactor authenticates no peer.
+		return []error{fmt.Errorf("--cluster-provider %s without TLS: any process on this host could connect to the cluster port, join the cluster, "+
+			"act as any user and be given users' sessions with their bearer tokens. %s, or --cluster-insecure to accept plaintext (tests, on a host only you use)",
+			c.ClusterProvider, certsHint)}
 	}
 	slices.Sort(exposed)
 	return []error{fmt.Errorf("%s: not a loopback address, and the cluster has no TLS. Nodes forward requests to each other with the users' bearer tokens in them: "+
 		"in plaintext anyone on the network could read those tokens, and anyone who reaches the port could join the cluster and call its session actors. "+
-		"Give every node --cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca (mutual TLS with the cluster's own CA), "+
-		"or --cluster-insecure to accept plaintext on a network you trust", strings.Join(exposed, " and "))}
+		"%s, or --cluster-insecure to accept plaintext on a network you trust", strings.Join(exposed, " and "), certsHint)}
 }
+
+// certsHint tells how to give a cluster mutual TLS.
+const certsHint = "Make the cluster's CA and node certificates with `pingmcp certs --dir DIR --nodes N` " +
+	"and give every node --cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca (mutual TLS with the cluster's own CA)"
 
 // validateDurability checks the flags of session state: where it lives, the
 // keys that seal it, and how long sessions, actors and event logs last.

@@ -37,7 +37,7 @@ func TestDefaults(t *testing.T) {
 		c.TodoAPIURL != "http://127.0.0.1:8081" || c.ClusterProvider != "single" || c.Role != "both" {
 		t.Errorf("dev defaults: %+v", c)
 	}
-	c, err = Parse("serve", []string{"--auth", "none", "--addr", "127.0.0.1:0", "--cluster-seeds", "127.0.0.1:7001, 127.0.0.1:7002"}, env(nil), new(bytes.Buffer))
+	c, err = Parse("serve", []string{"--auth", "none", "--addr", "127.0.0.1:0", "--cluster-seeds", "127.0.0.1:7001, 127.0.0.1:7002", "--cluster-insecure"}, env(nil), new(bytes.Buffer))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +312,10 @@ func TestClusterTLS(t *testing.T) {
 		name string
 		args []string
 	}{
-		{"loopback, plaintext", serveArgs("--cluster-addr", "127.0.0.1:7000")},
+		{"single node, plaintext", serveArgs("--cluster-addr", "127.0.0.1:7000")},
+		{"single node, plaintext beyond loopback (it accepts no connection)", wide("--cluster-addr", "0.0.0.0:7000")},
+		{"loopback, plaintext, insecure asked for", serveArgs("--cluster-addr", "127.0.0.1:7000", "--cluster-seeds", "127.0.0.1:7001", "--cluster-insecure")},
+		{"loopback with TLS", serveArgs(append([]string{"--cluster-provider", "automanaged"}, node.Args()...)...)},
 		{"all interfaces with TLS", wide(append([]string{"--cluster-addr", "0.0.0.0:7000", "--cluster-advertised-addr", "10.1.2.3:7000"}, node.Args()...)...)},
 		{"plaintext beyond loopback, insecure asked for", wide("--cluster-addr", "10.1.2.3:0", "--cluster-insecure")},
 	}
@@ -335,11 +338,14 @@ func TestClusterTLS(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{"plaintext beyond loopback", serveArgs("--cluster-addr", "10.1.2.3:0"),
-			[]string{`--cluster-addr "10.1.2.3:0": not a loopback address, and the cluster has no TLS`, "bearer tokens", "--cluster-tls-cert", "--cluster-insecure"}},
-		{"plaintext on all interfaces", wide("--cluster-addr", ":7000"), []string{`--cluster-addr ":7000"`, "bearer tokens"}},
-		{"plaintext advertised beyond loopback", serveArgs("--cluster-advertised-addr", "10.1.2.3:7000"),
+		{"plaintext beyond loopback", wide("--cluster-addr", "10.1.2.3:0", "--cluster-provider", "automanaged"),
+			[]string{`--cluster-addr "10.1.2.3:0": not a loopback address, and the cluster has no TLS`, "bearer tokens", "pingmcp certs", "--cluster-tls-cert", "--cluster-insecure"}},
+		{"plaintext on all interfaces", wide("--cluster-addr", ":7000", "--cluster-seeds", "10.1.2.4:7000"), []string{`--cluster-addr ":7000"`, "bearer tokens"}},
+		{"plaintext advertised beyond loopback", serveArgs("--cluster-advertised-addr", "10.1.2.3:7000", "--cluster-provider", "k8s"),
 			[]string{`--cluster-advertised-addr "10.1.2.3:7000"`, "bearer tokens"}},
+		{"plaintext on loopback, automanaged", serveArgs("--cluster-provider", "automanaged"),
+			[]string{"--cluster-provider automanaged without TLS", "any process on this host", "pingmcp certs --dir DIR --nodes N", "--cluster-tls-cert", "--cluster-insecure"}},
+		{"plaintext on loopback, seeds", serveArgs("--cluster-seeds", "127.0.0.1:7001"), []string{"--cluster-provider automanaged without TLS", "pingmcp certs"}},
 		{"cert without key and CA", wide("--cluster-addr", "0.0.0.0:7000", "--cluster-tls-cert", node.Cert),
 			[]string{"go together", "--cluster-tls-cert given without --cluster-tls-key, --cluster-tls-ca"}},
 		{"TLS and insecure", wide(append(node.Args(), "--cluster-insecure")...), []string{"--cluster-insecure contradicts"}},
@@ -368,5 +374,42 @@ func TestClusterTLS(t *testing.T) {
 				t.Errorf("the error shows key material: %v", err)
 			}
 		})
+	}
+}
+
+func TestCertsFlags(t *testing.T) {
+	c, err := Parse("certs", []string{"--dir", "d"}, env(nil), new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.CertsDir != "d" || c.CertsNodes != 1 || len(c.CertsNames) != 0 || strings.Join(c.CertsHosts, ",") != "localhost,127.0.0.1,::1" ||
+		c.CertsValidity != 365*24*time.Hour || c.CertsCAValidity != 10*365*24*time.Hour {
+		t.Errorf("defaults: %+v", c)
+	}
+	c, err = Parse("certs", []string{"--names", "a, b"}, env(map[string]string{"PINGMCP_DIR": "e", "PINGMCP_HOSTS": "pingmcp.example"}), new(bytes.Buffer))
+	if err != nil || c.CertsDir != "e" || strings.Join(c.CertsNames, ",") != "a,b" || strings.Join(c.CertsHosts, ",") != "pingmcp.example" {
+		t.Errorf("names and environment: %+v %v", c, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "--dir is required"},
+		{[]string{"--dir", "d", "--nodes", "3", "--names", "a,b"}, "disagree"},
+		{[]string{"--dir", "d", "--nodes", "0"}, "--nodes must be between"},
+		{[]string{"--dir", "d", "--validity", "-1h"}, "must be positive"},
+	} {
+		if _, err := Parse("certs", tc.args, env(nil), new(bytes.Buffer)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.args, err, tc.want)
+		}
+	}
+	var out bytes.Buffer
+	if _, err := Parse("certs", []string{"--help"}, env(nil), &out); !errors.Is(err, flag.ErrHelp) {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"dir", "nodes", "names", "hosts", "validity", "ca-validity"} {
+		if !strings.Contains(out.String(), "--"+f+"\n") || !strings.Contains(out.String(), EnvName(f)) {
+			t.Errorf("certs --help does not document --%s", f)
+		}
 	}
 }

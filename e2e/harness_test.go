@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,11 @@ import (
 )
 
 var binary string
+
+// clusterTLS are the --cluster-tls-* flags of a node certificate that
+// `pingmcp certs` wrote in TestMain: every node startNode runs has it, so
+// the e2e clusters are mutual TLS, as production's are.
+var clusterTLS []string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "pingmcp-e2e")
@@ -39,6 +45,14 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build pingmcp:", err)
 		os.Exit(1)
 	}
+	certs := exec.Command(binary, "certs", "--dir", filepath.Join(dir, "cluster-certs"), "--names", "e2e-node")
+	certs.Stderr = os.Stderr
+	if err := certs.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "pingmcp certs:", err)
+		os.Exit(1)
+	}
+	clusterTLS = []string{"--cluster-tls-cert", filepath.Join(dir, "cluster-certs", "e2e-node.crt"),
+		"--cluster-tls-key", filepath.Join(dir, "cluster-certs", "e2e-node.key"), "--cluster-tls-ca", filepath.Join(dir, "cluster-certs", "ca.crt")}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -60,10 +74,20 @@ type node struct {
 
 // startNode runs `pingmcp serve` on loopback with free ports and returns once
 // it has logged that it started. Extra args follow the defaults, so they win.
+// Its cluster connections are mutual TLS with the certificate of TestMain's
+// CA (clusterTLS), unless args give other --cluster-tls-* files or
+// --cluster-insecure (a plaintext node); a single node (no seeds, no
+// provider) accepts no cluster connection either way.
 func startNode(t testing.TB, name string, args ...string) *node {
 	t.Helper()
-	all := append([]string{"serve", "--auth", "none", "--tools", "conformance", "--addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0",
-		"--log-format", "json", "--log-level", "debug"}, args...)
+	all := []string{"serve", "--auth", "none", "--tools", "conformance", "--addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0",
+		"--log-format", "json", "--log-level", "debug"}
+	if !slices.ContainsFunc(args, func(a string) bool {
+		return strings.HasPrefix(a, "--cluster-tls-") || strings.HasPrefix(a, "--cluster-insecure")
+	}) {
+		all = append(all, clusterTLS...)
+	}
+	all = append(all, args...)
 	return startProcess(t, name, `"msg":"node started"`, all...)
 }
 

@@ -100,7 +100,7 @@ func TestMTLSCluster(t *testing.T) {
 	rogueFiles := rogueCA.Node(t, "rogue")
 	rogueFiles.CA = bundle
 	rogue := startNode(t, "rogue-ca", append([]string{"--cluster-seeds", a.Cluster, "--cluster-addr", rogueAddr}, rogueFiles.Args()...)...)
-	plain := startNode(t, "rogue-plaintext", "--cluster-seeds", a.Cluster)
+	plain := startNode(t, "rogue-plaintext", "--cluster-seeds", a.Cluster, "--cluster-insecure")
 
 	// Sessions through both nodes, served on both.
 	const sessions = 16

@@ -16,7 +16,7 @@ import (
 // the same cluster address (a VM or StatefulSet restart) serves its sessions
 // again: the others must not keep the dead incarnation's connection.
 func TestRestartOnSameAddress(t *testing.T) {
-	t.Run("plaintext", func(t *testing.T) { restartOnSameAddress(t, nil) })
+	t.Run("plaintext", func(t *testing.T) { restartOnSameAddress(t, func() []string { return []string{"--cluster-insecure"} }) })
 	t.Run("mtls", func(t *testing.T) {
 		ca := certtest.NewCA(t, "cluster CA")
 		n := 0
@@ -25,9 +25,6 @@ func TestRestartOnSameAddress(t *testing.T) {
 }
 
 func restartOnSameAddress(t *testing.T, certs func() []string) {
-	if certs == nil {
-		certs = func() []string { return nil }
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
 	rdb := redistest.Start(t)

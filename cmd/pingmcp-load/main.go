@@ -95,6 +95,7 @@ type cluster struct {
 	bin      string
 	g        group
 	nodeArgs []string
+	certs    string // directory of the nodes' certificates, by pingmcp certs
 	nodes    []*proc
 	issuer   string
 	lb       balancer
@@ -109,7 +110,10 @@ func (c *cluster) urls() []string {
 }
 
 func (c *cluster) startNode(ctx context.Context, i int) (*proc, error) {
-	args := slices.Clone(c.nodeArgs)
+	// Node i (and whatever replaces it) has certificate node-(i+1).
+	name := "node-" + strconv.Itoa(i+1)
+	args := append(slices.Clone(c.nodeArgs), "--cluster-tls-cert", filepath.Join(c.certs, name+".crt"),
+		"--cluster-tls-key", filepath.Join(c.certs, name+".key"), "--cluster-tls-ca", filepath.Join(c.certs, "ca.crt"))
 	if i > 0 {
 		args = append(args, "--cluster-seeds", c.nodes[0].Cluster)
 	}
@@ -308,6 +312,15 @@ func (c *cluster) start(ctx context.Context) error {
 		return err
 	}
 	c.g.add(p)
+
+	// The cluster's mutual TLS, made as README says.
+	if c.certs, err = os.MkdirTemp(c.dir, "certs-"); err != nil {
+		return err
+	}
+	certs := exec.CommandContext(ctx, c.bin, "certs", "--dir", c.certs, "--nodes", strconv.Itoa(o.nodes))
+	if out, err := certs.CombinedOutput(); err != nil {
+		return fmt.Errorf("pingmcp certs: %w\n%s", err, out)
+	}
 
 	key := make([]byte, 32)
 	rand.Read(key)

@@ -4,6 +4,7 @@
 //	pingmcp serve     one node of a cluster
 //	pingmcp todo-api  the demo Todo API
 //	pingmcp idp       the development authorization server
+//	pingmcp certs     a cluster CA and node certificates for its mutual TLS
 //
 // Run `pingmcp <command> --help` for the flags; each is also read from the
 // environment as PINGMCP_<FLAG>.
@@ -64,7 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "sessions", "nodes", "users":
 		return adminCLI(context.Background(), cmd, args[1:], os.Getenv, stdout, stderr)
-	case "dev", "serve", "todo-api", "idp":
+	case "dev", "serve", "todo-api", "idp", "certs":
 	default:
 		fmt.Fprintf(stderr, "pingmcp: unknown command %q\n\n", cmd)
 		config.Usage(stderr)
@@ -90,6 +91,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		runErr = todoAPI(ctx, cfg, stderr)
 	case "idp":
 		runErr = idp(ctx, cfg, stderr)
+	case "certs":
+		runErr = certs(cfg, stdout)
 	}
 	if err := runErr; err != nil {
 		fmt.Fprintf(stderr, "pingmcp %s: %v\n", cmd, err)

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"flag"
 	"net"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 )
 
 func TestCommandLine(t *testing.T) {
+	dir := t.TempDir()
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -30,6 +32,11 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"dev", "--auth", "none", "--addr", taken.Addr().String()}, 1, "address already in use"},
 		{[]string{"idp", "--client-secret", "x", "--addr", "0.0.0.0:0"}, 1, "loopback"},
 		{[]string{"todo-api", "--help"}, 0, "PINGMCP_REDIS_URL"},
+		{[]string{"certs", "--help"}, 0, "PINGMCP_CA_VALIDITY"},
+		{[]string{"certs"}, 2, "--dir is required"},
+		{[]string{"certs", "--dir", dir, "--nodes", "2"}, 0, "node-2: --cluster-tls-cert " + filepath.Join(dir, "node-2.crt")},
+		{[]string{"certs", "--dir", dir, "--names", "node-2,node-3"}, 1, "not overwritten"},
+		{[]string{"serve", "--auth", "none", "--addr", "127.0.0.1:0", "--cluster-seeds", "127.0.0.1:1"}, 2, "pingmcp certs --dir DIR"},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer

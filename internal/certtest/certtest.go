@@ -1,29 +1,29 @@
 // Package certtest makes certificate authorities and the certificates they
 // issue, as PEM files in a test's temporary directory: the cluster's mutual
 // TLS is tested with them (good nodes, rogue nodes from another CA, expired
-// or wrongly used certificates). Nothing here is for production.
+// or wrongly used certificates). Keys and signatures are cluster/pki's, the
+// production code of `pingmcp certs`; what is here only writes files and
+// shapes odd certificates. Nothing here is for production.
 package certtest
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/pingmcp/pingmcp/cluster/pki"
 )
 
 // CA is a certificate authority of a test.
 type CA struct {
 	Name string
 	Cert *x509.Certificate
-	key  *ecdsa.PrivateKey
+	ca   *pki.CA
 	dir  string
 	// File is the CA's certificate, PEM: what --cluster-tls-ca names.
 	File string
@@ -51,31 +51,17 @@ type Options struct {
 	IsCA bool
 }
 
-// NewCA makes a CA in a directory of its own under t.TempDir().
+// NewCA makes a CA (pki.NewCA, valid for a day) in a directory of its own
+// under t.TempDir().
 func NewCA(t testing.TB, name string) *CA {
 	t.Helper()
-	key := newKey(t)
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
-		Subject:               pkix.Name{CommonName: name, Organization: []string{"pingmcp tests"}},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
+	c, err := pki.NewCA(name, 24*time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	ca := &CA{Name: name, Cert: cert, key: key, dir: dir, File: filepath.Join(dir, "ca.crt")}
-	writePEM(t, ca.File, "CERTIFICATE", der)
+	ca := &CA{Name: name, Cert: c.Cert, ca: c, dir: dir, File: filepath.Join(dir, "ca.crt")}
+	write(t, ca.File, c.CertPEM())
 	return ca
 }
 
@@ -89,14 +75,14 @@ func (ca *CA) Node(t testing.TB, name string) Files {
 // them as name.crt and name.key (0600) next to the CA's certificate.
 func (ca *CA) Issue(t testing.TB, name string, o Options) Files {
 	t.Helper()
-	cert, key := ca.issue(t, name, o)
+	issued := ca.issue(t, name, o)
 	f := Files{Cert: filepath.Join(ca.dir, name+".crt"), Key: filepath.Join(ca.dir, name+".key"), CA: ca.File}
-	writePEM(t, f.Cert, "CERTIFICATE", cert.Raw)
-	der, err := x509.MarshalPKCS8PrivateKey(key)
+	write(t, f.Cert, issued.CertPEM())
+	key, err := issued.KeyPEM()
 	if err != nil {
 		t.Fatal(err)
 	}
-	writePEM(t, f.Key, "PRIVATE KEY", der)
+	write(t, f.Key, key)
 	return f
 }
 
@@ -105,10 +91,8 @@ func (ca *CA) Issue(t testing.TB, name string, o Options) Files {
 // and their Files name the root as the CA.
 func (ca *CA) Intermediate(t testing.TB, name string) *CA {
 	t.Helper()
-	cert, key := ca.issue(t, name, Options{IsCA: true})
-	dir := t.TempDir()
-	in := &CA{Name: name, Cert: cert, key: key, dir: dir, File: ca.File}
-	return in
+	issued := ca.issue(t, name, Options{IsCA: true})
+	return &CA{Name: name, Cert: issued.Cert, ca: &pki.CA{Issued: issued}, dir: t.TempDir(), File: ca.File}
 }
 
 // Chain issues a node certificate under an intermediate CA and appends the
@@ -127,9 +111,8 @@ func (ca *CA) Chain(t testing.TB, name string) Files {
 	return f
 }
 
-func (ca *CA) issue(t testing.TB, name string, o Options) (*x509.Certificate, *ecdsa.PrivateKey) {
+func (ca *CA) issue(t testing.TB, name string, o Options) pki.Issued {
 	t.Helper()
-	key := newKey(t)
 	now := time.Now()
 	if o.NotBefore.IsZero() {
 		o.NotBefore = now.Add(-time.Hour)
@@ -141,7 +124,6 @@ func (ca *CA) issue(t testing.TB, name string, o Options) (*x509.Certificate, *e
 		o.Usages = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          serial(t),
 		Subject:               pkix.Name{CommonName: name, Organization: []string{"pingmcp tests"}},
 		NotBefore:             o.NotBefore,
 		NotAfter:              o.NotAfter,
@@ -157,36 +139,16 @@ func (ca *CA) issue(t testing.TB, name string, o Options) (*x509.Certificate, *e
 		tmpl.ExtKeyUsage = nil
 		tmpl.DNSNames, tmpl.IPAddresses = nil, nil
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
+	issued, err := ca.ca.Sign(tmpl)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, key
+	return issued
 }
 
-func newKey(t testing.TB) *ecdsa.PrivateKey {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
-}
-
-func serial(t testing.TB) *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-func writePEM(t testing.TB, path, typ string, der []byte) {
+func write(t testing.TB, path string, b []byte) {
 	t.Helper()
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -1,0 +1,142 @@
+package cluster
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/pingmcp/pingmcp/cluster/pki"
+)
+
+// CertsOptions say what WriteCerts makes.
+type CertsOptions struct {
+	// Nodes are the names of the node certificates (file names too).
+	Nodes []string
+	// Hosts are the DNS names and IP addresses each node certificate names.
+	Hosts []string
+	// Validity of the node certificates, and of the CA when one is made.
+	Validity, CAValidity time.Duration
+}
+
+// NodeFiles are one node's files, as --cluster-tls-cert, --cluster-tls-key
+// and --cluster-tls-ca take them.
+type NodeFiles struct {
+	Name, Cert, Key, CA string
+}
+
+// Args are the serve flags of these files.
+func (f NodeFiles) Args() []string {
+	return []string{"--cluster-tls-cert", f.Cert, "--cluster-tls-key", f.Key, "--cluster-tls-ca", f.CA}
+}
+
+// Files a certificates directory holds besides NAME.crt and NAME.key of
+// each node.
+const (
+	CACertFile = "ca.crt"
+	CAKeyFile  = "ca.key"
+)
+
+var nodeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// WriteCerts writes a cluster's certificates into dir (made 0700 if
+// missing): the CA (ca.crt, and ca.key 0600), unless dir has one already,
+// which then issues; and for each node NAME.crt and NAME.key (0600). It
+// never overwrites a file. It reports whether it made the CA.
+func WriteCerts(dir string, o CertsOptions) (files []NodeFiles, madeCA bool, err error) {
+	if len(o.Nodes) == 0 {
+		return nil, false, errors.New("no node to issue a certificate for")
+	}
+	seen := map[string]bool{}
+	for _, n := range o.Nodes {
+		if !nodeName.MatchString(n) || n == "ca" || seen[n] {
+			return nil, false, fmt.Errorf("node name %q: want letters, digits, '.', '_' or '-' (at most 64), each name once, and not \"ca\"", n)
+		}
+		seen[n] = true
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, false, err
+	}
+	caCert, caKey := filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile)
+	ca, err := loadCA(caCert, caKey)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if ca, err = pki.NewCA("pingmcp cluster CA", o.CAValidity); err != nil {
+			return nil, false, err
+		}
+		keyPEM, err := ca.KeyPEM()
+		if err != nil {
+			return nil, false, err
+		}
+		// The key first: a directory with ca.crt alone is one a later run
+		// refuses, not one it half-trusts.
+		if err := writeNew(caKey, keyPEM, 0o600); err != nil {
+			return nil, false, err
+		}
+		if err := writeNew(caCert, ca.CertPEM(), 0o644); err != nil {
+			return nil, false, err
+		}
+		madeCA = true
+	case err != nil:
+		return nil, false, fmt.Errorf("the CA in %s: %w", dir, err)
+	}
+	for _, n := range o.Nodes {
+		f := NodeFiles{Name: n, Cert: filepath.Join(dir, n+".crt"), Key: filepath.Join(dir, n+".key"), CA: caCert}
+		for _, p := range []string{f.Cert, f.Key} {
+			if _, err := os.Lstat(p); err == nil {
+				return files, madeCA, fmt.Errorf("%s exists: not overwritten (choose other node names for new certificates, or remove the old files)", p)
+			}
+		}
+		node, err := ca.IssueNode(n, o.Hosts, o.Validity)
+		if err != nil {
+			return files, madeCA, fmt.Errorf("node %s: %w", n, err)
+		}
+		keyPEM, err := node.KeyPEM()
+		if err != nil {
+			return files, madeCA, err
+		}
+		// What the nodes will check at start, checked now.
+		if _, err := ParseTLS(node.CertPEM(), keyPEM, ca.CertPEM()); err != nil {
+			return files, madeCA, fmt.Errorf("node %s: %w", n, err)
+		}
+		if err := writeNew(f.Key, keyPEM, 0o600); err != nil {
+			return files, madeCA, err
+		}
+		if err := writeNew(f.Cert, node.CertPEM(), 0o644); err != nil {
+			return files, madeCA, err
+		}
+		files = append(files, f)
+	}
+	return files, madeCA, nil
+}
+
+// loadCA reads the CA of a certificates directory; fs.ErrNotExist if it
+// has none at all.
+func loadCA(certFile, keyFile string) (*pki.CA, error) {
+	certPEM, cerr := os.ReadFile(certFile)
+	keyPEM, kerr := os.ReadFile(keyFile)
+	if errors.Is(cerr, fs.ErrNotExist) && errors.Is(kerr, fs.ErrNotExist) {
+		return nil, fs.ErrNotExist
+	}
+	if err := errors.Join(cerr, kerr); err != nil {
+		// %v, not %w: one file missing is no "no CA" to make one anew.
+		return nil, fmt.Errorf("%v (a CA needs both %s and %s)", err, CACertFile, CAKeyFile)
+	}
+	return pki.ParseCA(certPEM, keyPEM)
+}
+
+// writeNew writes a file that must not exist yet, with perm.
+func writeNew(path string, b []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
