@@ -62,10 +62,10 @@ const DefaultMaxTracked = 100_000
 // is still verified, and a valid one is served; one that cannot verify (not
 // a JWT, for a JWT verifier) is refused (429). An introspection call (or a
 // verifier that cannot tell) goes through a lane of overBudgetVerifications
-// at a time for the whole edge, refused (429) when the lane is full: one
-// flooding address can then cost the authorization server at most that
-// many calls at once, while a valid reference token from the same address
-// still gets through whenever the lane has room.
+// at a time for the whole edge, waiting its turn (refused, 429, only after
+// overBudgetWait): one flooding address can then cost the authorization
+// server at most that many calls at once, while a valid reference token
+// from the same address is delayed by the flood's calls, not refused.
 
 // overBudgetVerifications bounds the expensive verifications in flight for
 // addresses over their budget, at one edge.
@@ -352,13 +352,26 @@ func (e *Edge) overBudget(r *http.Request, raw string) (done func(), ref *refusa
 	case auth.CostNone:
 		return nil, ref
 	}
+	// A full lane is waited for, not refused at once: introspections take
+	// milliseconds, so a valid token from a flooded address is delayed, not
+	// refused, unless the authorization server is too slow to drain the
+	// lane within overBudgetWait. Waiting costs the caller its own
+	// connection, nothing more.
+	wait := time.NewTimer(overBudgetWait)
+	defer wait.Stop()
 	select {
 	case e.expensive <- struct{}{}:
 		return func() { <-e.expensive }, nil
-	default:
+	case <-wait.C:
+		return nil, ref
+	case <-r.Context().Done():
 		return nil, ref
 	}
 }
+
+// overBudgetWait is how long a request from an address over its budget
+// waits for room in the lane of expensive verifications.
+var overBudgetWait = 5 * time.Second
 
 // admit applies the principal's limits, then the user's, to a verified
 // request: both must admit it. The principal goes first so that a client

@@ -615,9 +615,9 @@ func TestEdgeUserLimits(t *testing.T) {
 
 // With introspection, an address over its budget still gets its valid
 // tokens checked: a cached answer at once, a new token through the edge's
-// lane of overBudgetVerifications calls at a time, refused (429) only while
-// that lane is full, so that one address cannot keep more calls than that
-// going to the authorization server.
+// lane of overBudgetVerifications calls at a time, waiting while that lane
+// is full (refused, 429, only when the wait runs out), so that one address
+// cannot keep more calls than that going to the authorization server.
 func TestEdgeAddressLimitIntrospection(t *testing.T) {
 	release := make(chan struct{})
 	var once sync.Once
@@ -664,12 +664,26 @@ func TestEdgeAddressLimitIntrospection(t *testing.T) {
 	for range overBudgetVerifications {
 		<-slow
 	}
-	resp, body := post("good2")
-	checkLimited(t, resp, body, "address")
 	if resp, body := post("good1"); resp.StatusCode != http.StatusOK {
 		t.Fatalf("cached valid token while the lane is full: %d %s, want 200", resp.StatusCode, body)
 	}
+	// A new token waits for the lane; refused only once its wait is over
+	// (the slow calls hold the lane until free).
+	wait := overBudgetWait
+	overBudgetWait = 50 * time.Millisecond
+	resp, body := post("good2")
+	overBudgetWait = wait
+	checkLimited(t, resp, body, "address")
+	// Waiting while the lane drains: served.
+	waited := make(chan int, 1)
+	go func() {
+		resp, _ := post("good3")
+		waited <- resp.StatusCode
+	}()
 	free()
+	if st := <-waited; st != http.StatusOK {
+		t.Errorf("new valid token waiting for the lane: %d, want 200", st)
+	}
 	for range overBudgetVerifications {
 		if st := <-done; st != http.StatusUnauthorized {
 			t.Errorf("slow bad token: %d, want 401", st)
