@@ -156,3 +156,33 @@ func TestEdgeIssuerDown(t *testing.T) {
 		t.Fatalf("issuer down: %d %s", resp.StatusCode, body)
 	}
 }
+
+// A refused token is logged with the reason it was refused for: a
+// well-signed token with a malformed claim names the claim, a token signed
+// by another key is called badly signed, and neither line holds the token.
+func TestEdgeLogsRefusalReason(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	url := authEdge(t, is)
+	mod := func(k string, v any) string {
+		c := is.Claims("alice", mcpResource, "mcp:tools")
+		c[k] = v
+		return is.Token(t, c)
+	}
+	for _, tt := range []struct{ token, reason string }{
+		{mod("exp", "4102444800"), `error=invalid_token reason=malformed claim "exp": a string`},
+		{mod("sub", map[string]any{"id": "alice"}), `error=invalid_token reason=malformed claim "sub": an object`},
+		{authtest.NewIssuer(t).Token(t, is.Claims("alice", mcpResource, "mcp:tools")), `error=invalid_token reason=signature does not verify`},
+	} {
+		before := records.count("bearer token refused " + tt.reason)
+		if resp, body := (call{http.MethodPost, bearer(tt.token, nil), initBody}).do(t, url); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("%d %s, want 401", resp.StatusCode, body)
+		}
+		// The line is written before the answer.
+		if got := records.count("bearer token refused " + tt.reason); got != before+1 {
+			t.Errorf("%d new log lines with %s, want 1", got-before, tt.reason)
+		}
+		if records.logged(tt.token[len(tt.token)-20:]) {
+			t.Error("the refused token was logged")
+		}
+	}
+}

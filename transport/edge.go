@@ -509,11 +509,15 @@ func (e *Edge) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Token
 
 // challenge answers 401 (or 403 for insufficient_scope) with an RFC 6750
 // challenge naming the resource metadata; aerr nil means no token was sent.
+// A refused credential is logged with the reason (a malformed claim, a bad
+// signature, an expiry: descriptions name claims, never values or tokens),
+// so that an operator sees why a client is refused.
 func (e *Edge) challenge(w http.ResponseWriter, aerr *auth.Error) {
 	status := http.StatusUnauthorized
 	scopes := e.opts.Scopes
 	msg := "authentication required"
 	if aerr != nil {
+		e.logger.Info("bearer token refused", "error", aerr.Code, "reason", aerr.Description)
 		msg = aerr.Error()
 		if aerr.Code == auth.CodeInsufficientScope {
 			status, scopes = http.StatusForbidden, aerr.Scopes
