@@ -11,10 +11,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc/credentials"
+
+	"github.com/pingmcp/pingmcp/telemetry"
 )
 
 // TLS is the mutual TLS of a node's cluster connections: what it presents
@@ -250,39 +251,23 @@ func (noPeers) Info() credentials.ProtocolInfo {
 func (p noPeers) Clone() credentials.TransportCredentials { return p }
 func (noPeers) OverrideServerName(string) error           { return nil }
 
-// refusalLog logs refused connections at Warn, at most refusalBurst a
+// refusalLog logs refused connections at Warn, at most a few a
 // second (a scanner must not flood the log), counting those it left out.
 type refusalLog struct {
-	logger *slog.Logger
-	msg    string // RefusedConnection when empty
-
-	mu         sync.Mutex
-	second     time.Time
-	n          int
-	suppressed int
+	logger   *slog.Logger
+	msg      string // RefusedConnection when empty
+	throttle telemetry.Throttle
 }
-
-const refusalBurst = 5
 
 func (l *refusalLog) refused(addr net.Addr, err error) {
 	level := slog.LevelWarn
 	if errors.Is(err, io.EOF) {
 		level = slog.LevelDebug // connected and left without a word: a port check
 	}
-	l.mu.Lock()
-	now := time.Now()
-	if now.Sub(l.second) >= time.Second {
-		l.second, l.n = now, 0
-	}
-	l.n++
-	if l.n > refusalBurst {
-		l.suppressed++
-		l.mu.Unlock()
+	ok, suppressed := l.throttle.Allow()
+	if !ok {
 		return
 	}
-	suppressed := l.suppressed
-	l.suppressed = 0
-	l.mu.Unlock()
 	attrs := []any{"peer", addr.String(), "err", err}
 	if suppressed > 0 {
 		attrs = append(attrs, "suppressed", suppressed)

@@ -336,16 +336,16 @@ func TestNodeRemoteIsMutualTLS(t *testing.T) {
 func TestRefusalLogIsBounded(t *testing.T) {
 	var logs logtest.Buffer
 	l := &refusalLog{logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	clock := time.Now()
+	l.throttle.Now = func() time.Time { return clock }
 	addr := &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 1234}
 	for range 100 {
 		l.refused(addr, errors.New("tls: bad"))
 	}
-	if got := strings.Count(logs.String(), RefusedConnection); got != refusalBurst {
-		t.Errorf("%d lines logged for 100 refusals in a burst, want %d", got, refusalBurst)
+	if got := strings.Count(logs.String(), RefusedConnection); got != 5 {
+		t.Errorf("%d lines logged for 100 refusals in a burst, want 5 (telemetry.Throttle's default)", got)
 	}
-	l.mu.Lock()
-	l.second = time.Now().Add(-2 * time.Second) // a second later
-	l.mu.Unlock()
+	clock = clock.Add(time.Second)
 	l.refused(addr, errors.New("tls: bad"))
 	if !strings.Contains(logs.String(), "suppressed=95") {
 		t.Errorf("the next line does not count the suppressed ones:\n%s", logs.String())

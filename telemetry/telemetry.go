@@ -11,6 +11,9 @@
 //
 // Spans never carry a token: no Authorization header, no request or
 // response body, no query string.
+//
+// Throttle (throttle.go) bounds the log lines an outsider can cause at will
+// (refused connections and tokens).
 package telemetry
 
 import (

@@ -112,6 +112,8 @@ type Edge struct {
 	seq     atomic.Uint64
 	limits  *limiter // per principal, and per address for refused credentials
 	users   *limiter // per user
+	// refusedLog throttles the log lines of refused tokens.
+	refusedLog telemetry.Throttle
 	// expensive bounds the verifications that call the authorization
 	// server for addresses over their budget (limits.go).
 	expensive chan struct{}
@@ -511,13 +513,20 @@ func (e *Edge) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Token
 // challenge naming the resource metadata; aerr nil means no token was sent.
 // A refused credential is logged with the reason (a malformed claim, a bad
 // signature, an expiry: descriptions name claims, never values or tokens),
-// so that an operator sees why a client is refused.
+// so that an operator sees why a client is refused; at most a few a
+// second, since anyone can send bad tokens.
 func (e *Edge) challenge(w http.ResponseWriter, aerr *auth.Error) {
 	status := http.StatusUnauthorized
 	scopes := e.opts.Scopes
 	msg := "authentication required"
 	if aerr != nil {
-		e.logger.Info("bearer token refused", "error", aerr.Code, "reason", aerr.Description)
+		if ok, suppressed := e.refusedLog.Allow(); ok {
+			attrs := []any{"error", aerr.Code, "reason", aerr.Description}
+			if suppressed > 0 {
+				attrs = append(attrs, "suppressed", suppressed)
+			}
+			e.logger.Info("bearer token refused", attrs...)
+		}
 		msg = aerr.Error()
 		if aerr.Code == auth.CodeInsufficientScope {
 			status, scopes = http.StatusForbidden, aerr.Scopes
