@@ -181,17 +181,7 @@ func readSSE(t *testing.T, resp *http.Response) []sseEvent {
 // rawCall posts a tools/call on session id and reads its whole SSE answer.
 func rawCall(t *testing.T, ctx context.Context, url, id, tool string) []sseEvent {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(
-		`{"jsonrpc":"2.0","id":"raw-1","method":"tools/call","params":{"name":"`+tool+`"}}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Mcp-Session-Id", id)
-	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("raw call: %v %v", err, resp)
-	}
-	return readSSE(t, resp)
+	return callEvents(t, ctx, url, id, `{"jsonrpc":"2.0","id":"raw-1","method":"tools/call","params":{"name":"`+tool+`"}}`)
 }
 
 // rawResume GETs session id's events after lastEventID.
