@@ -70,7 +70,7 @@ func (t *toolCallIDs) claim(tool string, args []byte) string {
 		if t.claimed[i] || m.Kind != rpcbody.Request || m.Method != "tools/call" || m.Tool != tool {
 			continue
 		}
-		if m.ArgsEnd <= len(t.body) && bytes.Equal(t.body[m.ArgsStart:m.ArgsEnd], args) {
+		if 0 <= m.ArgsStart && m.ArgsStart <= m.ArgsEnd && m.ArgsEnd <= len(t.body) && bytes.Equal(t.body[m.ArgsStart:m.ArgsEnd], args) {
 			t.claimed[i] = true
 			return string(m.ID)
 		}

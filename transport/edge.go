@@ -212,27 +212,30 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 		// Limits (limits.go): an address that keeps sending refused
 		// credentials gets no expensive verification (authenticate); a
 		// verified caller is held to its user's and its principal's rate
-		// and caps: a GET or DELETE here, a POST once its body says how
-		// many messages it holds.
+		// and caps. Every request is admitted as one message before its
+		// body is read, so that bodies being read count against the caps;
+		// a POST's other messages (a batch) once its body says how many.
 		var ok bool
 		if tok, principal, ok = e.authenticate(w, r); !ok {
 			e.authRefused(w, r)
 			return
 		}
-		if r.Method != http.MethodPost {
-			release, ref, who := e.admit(tok, 1, r.Method == http.MethodGet)
-			if ref != nil {
-				e.refuse(w, r, ref, who)
-				return
-			}
-			defer release()
+		release, ref, who := e.admit(tok, 0, 1, r.Method == http.MethodGet)
+		if ref != nil {
+			e.refuse(w, r, ref, who)
+			return
 		}
+		defer release()
 	}
 
 	var body []byte
 	if r.Method == http.MethodPost {
+		// A body that trickles in holds its slot: bound its time too.
+		rc := http.NewResponseController(w)
+		rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
 		var err error
 		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, e.opts.MaxBodyBytes))
+		rc.SetReadDeadline(time.Time{})
 		if err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
@@ -245,36 +248,32 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 	}
 
 	// The body is read here once (internal/rpcbody), and its reading goes
-	// with it to the actor.
+	// with it to the actor. A batch beyond MaxBatch is refused as soon as
+	// the reader meets its message beyond.
 	var rb *rpcbody.Body
 	var rerr error
 	if r.Method == http.MethodPost {
-		rb, rerr = rpcbody.Read(body)
+		rb, rerr = rpcbody.ReadAtMost(body, e.opts.MaxBatch)
 	}
 	r = r.WithContext(tr.begin(r, rb))
-	if tok != nil && r.Method == http.MethodPost {
-		// A POST costs one token of the principal's rate and one slot of its
-		// requests in flight for each message it holds: a batch of N is N
-		// requests. A body refused below costs one, as any request does.
-		// (Counted once the body is read: its size is bounded by
-		// MaxBodyBytes, and an address sending refused tokens never gets
-		// this far.)
-		n := 1
-		if rerr == nil && (!rb.Batch || len(rb.Messages) <= e.opts.MaxBatch) {
-			n = len(rb.Messages)
+	if rerr != nil {
+		var berr *rpcbody.Error
+		errors.As(rerr, &berr)
+		if berr.MaxMessages > 0 {
+			e.refuseBody(w, r, "batch", berr.Msg, berr.MaxMessages)
+			return
 		}
-		release, ref, who := e.admit(tok, n, false)
+		writeError(w, http.StatusBadRequest, nil, berr.Code, berr.Msg)
+		return
+	}
+	if tok != nil && rb != nil && len(rb.Messages) > 1 {
+		// A batch of N is N requests: its first was admitted above.
+		more, ref, who := e.admit(tok, 1, len(rb.Messages)-1, false)
 		if ref != nil {
 			e.refuse(w, r, ref, who)
 			return
 		}
-		defer release()
-	}
-	if rerr != nil {
-		var berr *rpcbody.Error
-		errors.As(rerr, &berr)
-		writeError(w, http.StatusBadRequest, nil, berr.Code, berr.Msg)
-		return
+		defer more()
 	}
 	if !e.bodyAllowed(w, r, rb) {
 		return
@@ -339,6 +338,9 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 		logger().Debug("mcp request", "method", r.Method, "status", status, "minted", rt.minted, "duration", time.Since(start))
 	}
 }
+
+// bodyReadTimeout bounds the time a POST body may take to arrive.
+const bodyReadTimeout = 30 * time.Second
 
 // getRetryWindow is how long the edge keeps retrying a GET whose actor is
 // gone or has no node: long enough for membership to notice a dead node and

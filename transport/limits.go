@@ -78,18 +78,13 @@ const (
 	DefaultMaxInitializeBytes = 64 << 10
 )
 
-// bodyAllowed refuses, before anything is forwarded, a body asking for more
-// than one request may: a batch of more than MaxBatch messages, or an
-// initialize whose params (what its session keeps, in memory and in its
-// snapshot, for its life) exceed MaxInitializeBytes. Both are 400: sending
-// the same again cannot succeed.
+// bodyAllowed refuses, before anything is forwarded, an initialize whose
+// params (what its session keeps, in memory and in its snapshot, for its
+// life) exceed MaxInitializeBytes: 400, since sending the same again cannot
+// succeed. (A batch beyond MaxBatch is refused the same way as it is read.)
 func (e *Edge) bodyAllowed(w http.ResponseWriter, r *http.Request, rb *rpcbody.Body) bool {
 	if rb == nil {
 		return true
-	}
-	if n := len(rb.Messages); rb.Batch && n > e.opts.MaxBatch {
-		e.refuseBody(w, r, "batch", fmt.Sprintf("a batch holds at most %d messages (--max-batch); this one holds %d", e.opts.MaxBatch, n), e.opts.MaxBatch)
-		return false
 	}
 	if m := rb.Initialize(); m != nil && m.ParamsBytes > e.opts.MaxInitializeBytes {
 		e.refuseBody(w, r, "initialize_bytes", fmt.Sprintf("initialize params may hold at most %d bytes (--max-initialize-bytes); these hold %d", e.opts.MaxInitializeBytes, m.ParamsBytes), e.opts.MaxInitializeBytes)
@@ -243,10 +238,18 @@ const busyRetry = time.Second
 // (stream: one among its GET streams). It takes all or nothing. On success
 // the caller must call release once the request ends.
 func (l *limiter) admit(key string, n int, stream bool) (release func(), ref *refusal) {
+	return l.admitMore(key, 0, n, stream)
+}
+
+// admitMore is admit for n more messages of a request that holds already
+// admitted ones (the first message of a POST is admitted before its body
+// is read): a batch is judged by its whole size, held + n.
+func (l *limiter) admitMore(key string, held, n int, stream bool) (release func(), ref *refusal) {
 	if !l.enabled() {
 		return func() {}, nil
 	}
 	n = max(n, 1)
+	total := held + n
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -254,14 +257,14 @@ func (l *limiter) admit(key string, n int, stream bool) (release func(), ref *re
 	if b == nil {
 		return nil, &refusal{"tracked", busyRetry, "too many clients at this server right now; retry"}
 	}
-	if l.lim.Rate > 0 && n > l.lim.Burst {
+	if l.lim.Rate > 0 && total > l.lim.Burst {
 		// Never admissible: said so, rather than a retry that cannot help.
-		return nil, &refusal{"rate", time.Duration(float64(n) / l.lim.Rate * float64(time.Second)),
-			fmt.Sprintf("a batch of %d messages costs %d requests, more than the burst of %d; send smaller batches", n, n, l.lim.Burst)}
+		return nil, &refusal{"rate", time.Duration(float64(total) / l.lim.Rate * float64(time.Second)),
+			fmt.Sprintf("a batch of %d messages costs %d requests, more than the burst of %d; send smaller batches", total, total, l.lim.Burst)}
 	}
-	if !stream && l.lim.MaxConcurrent > 0 && n > l.lim.MaxConcurrent {
+	if !stream && l.lim.MaxConcurrent > 0 && total > l.lim.MaxConcurrent {
 		return nil, &refusal{"concurrency", busyRetry,
-			fmt.Sprintf("a batch of %d messages needs as many of the %d requests a user may have in flight; send smaller batches", n, l.lim.MaxConcurrent)}
+			fmt.Sprintf("a batch of %d messages needs as many of the %d requests a user may have in flight; send smaller batches", total, l.lim.MaxConcurrent)}
 	}
 	if wait, ok := l.take(b, n); !ok {
 		return nil, &refusal{"rate", wait, fmt.Sprintf("rate limit exceeded: at most %g requests per second (burst %d; a batch counts each message); retry", l.lim.Rate, l.lim.Burst)}
@@ -377,15 +380,16 @@ var overBudgetWait = 5 * time.Second
 // request: both must admit it. The principal goes first so that a client
 // refused by its own limits (retrying in a loop, say) does not spend its
 // user's budget, which the user's other clients share. n is the JSON-RPC
-// messages the request holds (a batch costs each). who names the
+// messages to admit (a batch costs each), held those of the same request
+// already admitted. who names the
 // caller that was refused.
-func (e *Edge) admit(tok *auth.Token, n int, stream bool) (release func(), ref *refusal, who string) {
-	releasePrincipal, ref := e.limits.admit(tok.Principal.Key(), n, stream)
+func (e *Edge) admit(tok *auth.Token, held, n int, stream bool) (release func(), ref *refusal, who string) {
+	releasePrincipal, ref := e.limits.admitMore(tok.Principal.Key(), held, n, stream)
 	if ref != nil {
 		return nil, ref, tok.Principal.Key()
 	}
 	user := "user:" + tok.Principal.UserKey()
-	releaseUser, ref := e.users.admit(user, n, stream)
+	releaseUser, ref := e.users.admitMore(user, held, n, stream)
 	if ref != nil {
 		releasePrincipal()
 		ref.limit = "user_" + ref.limit

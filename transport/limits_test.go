@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -815,15 +816,45 @@ func TestEdgeRateLimitCountsMessages(t *testing.T) {
 	if resp, body := (call{http.MethodPost, bearer(alice, nil), `{"jsonrpc":"2.0","id":1.5,"method":"ping"}`}).do(t, url); resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("id 1.5: %d %s", resp.StatusCode, body)
 	}
-	// 4 tokens left: a batch of 5 is refused as a whole, one of 4 goes.
+	// 4 tokens left: a batch of 5 is refused (its first message, admitted
+	// before the body was read, is spent, as any refused request's); with 3
+	// left, one of 3 goes.
 	batch := func(n int) string {
 		return "[" + strings.TrimSuffix(strings.Repeat(initBody+",", n), ",") + "]"
 	}
 	resp, body := call{http.MethodPost, bearer(alice, nil), batch(5)}.do(t, url)
 	checkLimited(t, resp, body, "rate")
-	if resp, body := (call{http.MethodPost, bearer(alice, nil), batch(4)}).do(t, url); resp.StatusCode == http.StatusTooManyRequests {
-		t.Fatalf("a batch of 4 with 4 tokens: %d %s", resp.StatusCode, body)
+	if resp, body := (call{http.MethodPost, bearer(alice, nil), batch(3)}).do(t, url); resp.StatusCode == http.StatusTooManyRequests {
+		t.Fatalf("a batch of 3 with 3 tokens: %d %s", resp.StatusCode, body)
 	}
 	resp, body = call{http.MethodPost, bearer(alice, nil), initBody}.do(t, url)
 	checkLimited(t, resp, body, "rate")
+}
+
+// A POST holds its slot among the principal's requests in flight while its
+// body arrives: bodies being read count against --max-concurrent-requests,
+// so one token cannot hold many connections each buffering a body.
+func TestEdgeBodyBeingReadHoldsItsSlot(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	url := limitedEdge(t, is, Limits{MaxConcurrent: 1})
+	alice := is.Token(t, is.Claims("alice", mcpResource, "mcp:tools"))
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, _ := http.NewRequest(http.MethodPost, url, pr)
+	req.Header.Set("Authorization", "Bearer "+alice)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	go func() {
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	pw.Write([]byte(`{"jsonrpc":"2.0",`)) // and nothing more for now
+	var resp *http.Response
+	var body string
+	eventually(t, "a second request refused while the first one's body is read", func() bool {
+		resp, body = call{http.MethodPost, bearer(alice, nil), initBody}.do(t, url)
+		return resp.StatusCode == http.StatusTooManyRequests
+	})
+	checkLimited(t, resp, body, "concurrency")
 }

@@ -59,6 +59,9 @@ type Body struct {
 type Error struct {
 	Code int
 	Msg  string
+	// MaxMessages is set when a batch held more messages than ReadAtMost
+	// allowed: this many (the reading stopped at the one beyond).
+	MaxMessages int
 }
 
 func (e *Error) Error() string { return e.Msg }
@@ -85,7 +88,12 @@ var (
 
 // Read reads a request body: one JSON-RPC message, or a non-empty batch of
 // them. A body it returns an error for must not be served.
-func Read(body []byte) (*Body, error) {
+func Read(body []byte) (*Body, error) { return ReadAtMost(body, 0) }
+
+// ReadAtMost is Read refusing a batch of more than maxMessages messages
+// (no bound when zero) as soon as it meets the one beyond, so that the cost
+// of reading a body the edge refuses does not grow with what follows.
+func ReadAtMost(body []byte, maxMessages int) (*Body, error) {
 	r := &reader{dec: json.NewDecoder(bytes.NewReader(body))}
 	r.dec.UseNumber()
 	tok, err := r.dec.Token()
@@ -97,6 +105,9 @@ func Read(body []byte) (*Body, error) {
 	case json.Delim('['):
 		b.Batch = true
 		for r.dec.More() {
+			if maxMessages > 0 && len(b.Messages) == maxMessages {
+				return nil, &Error{Code: InvalidRequest, Msg: fmt.Sprintf("a batch holds at most %d messages (--max-batch)", maxMessages), MaxMessages: maxMessages}
+			}
 			m, err := r.message()
 			if err != nil {
 				return nil, err
@@ -107,7 +118,7 @@ func Read(body []byte) (*Body, error) {
 			return nil, parseError(err)
 		}
 		if len(b.Messages) == 0 {
-			return nil, &Error{InvalidRequest, "empty batch"}
+			return nil, &Error{Code: InvalidRequest, Msg: "empty batch"}
 		}
 	case json.Delim('{'):
 		m, err := r.object()
@@ -116,10 +127,10 @@ func Read(body []byte) (*Body, error) {
 		}
 		b.Messages = []Message{m}
 	default:
-		return nil, &Error{InvalidRequest, "a request body is a JSON-RPC message (an object) or a batch of them (an array)"}
+		return nil, &Error{Code: InvalidRequest, Msg: "a request body is a JSON-RPC message (an object) or a batch of them (an array)"}
 	}
 	if _, err := r.dec.Token(); err != io.EOF {
-		return nil, &Error{ParseError, "data after the JSON-RPC message"}
+		return nil, &Error{Code: ParseError, Msg: "data after the JSON-RPC message"}
 	}
 	return b, nil
 }
@@ -127,7 +138,7 @@ func Read(body []byte) (*Body, error) {
 type reader struct{ dec *json.Decoder }
 
 func parseError(err error) *Error {
-	return &Error{ParseError, fmt.Sprintf("not JSON: %v", err)}
+	return &Error{Code: ParseError, Msg: fmt.Sprintf("not JSON: %v", err)}
 }
 
 // message reads one element of a batch.
@@ -140,7 +151,7 @@ func (r *reader) message() (Message, error) {
 		if d, ok := tok.(json.Delim); ok {
 			r.skipRest(d)
 		}
-		return Message{}, &Error{InvalidRequest, "a batch element is not a JSON-RPC message (an object)"}
+		return Message{}, &Error{Code: InvalidRequest, Msg: "a batch element is not a JSON-RPC message (an object)"}
 	}
 	return r.object()
 }
@@ -165,10 +176,10 @@ func (r *reader) skipRest(d json.Delim) {
 // object reads a message whose '{' was read.
 func (r *reader) object() (Message, error) {
 	var m Message
-	var seen []string
+	seen := map[string]bool{}
 	hasMethod, hasID, hasVersion := false, false, false
 	for r.dec.More() {
-		key, err := r.key(&seen, messageKeys)
+		key, err := r.key(seen, messageKeys)
 		if err != nil {
 			return m, err
 		}
@@ -179,7 +190,7 @@ func (r *reader) object() (Message, error) {
 				return m, parseError(err)
 			}
 			if v != "2.0" {
-				return m, &Error{InvalidRequest, `"jsonrpc" must be "2.0"`}
+				return m, &Error{Code: InvalidRequest, Msg: `"jsonrpc" must be "2.0"`}
 			}
 			hasVersion = true
 		case "id":
@@ -198,7 +209,7 @@ func (r *reader) object() (Message, error) {
 			}
 			s, ok := v.(string)
 			if !ok && v != nil {
-				return m, &Error{InvalidRequest, `"method" must be a string`}
+				return m, &Error{Code: InvalidRequest, Msg: `"method" must be a string`}
 			}
 			m.Method, hasMethod = s, true
 		case "params":
@@ -215,7 +226,7 @@ func (r *reader) object() (Message, error) {
 		return m, parseError(err)
 	}
 	if !hasVersion {
-		return m, &Error{InvalidRequest, `"jsonrpc" must be "2.0"`}
+		return m, &Error{Code: InvalidRequest, Msg: `"jsonrpc" must be "2.0"`}
 	}
 	switch {
 	case hasMethod && hasID:
@@ -225,7 +236,7 @@ func (r *reader) object() (Message, error) {
 	case hasID:
 		m.Kind = Response
 	default:
-		return m, &Error{InvalidRequest, "a JSON-RPC message needs a method or an id"}
+		return m, &Error{Code: InvalidRequest, Msg: "a JSON-RPC message needs a method or an id"}
 	}
 	if m.Method != "tools/call" {
 		m.Tool, m.ArgsStart, m.ArgsEnd = "", 0, 0
@@ -233,25 +244,33 @@ func (r *reader) object() (Message, error) {
 	return m, nil
 }
 
+// MaxMembers bounds the members of each object the reader walks key by key
+// (a message, its params, their _meta): MCP defines a handful in each, and
+// walking keys one by one costs far more per byte than skipping a value
+// (arguments, capabilities), so that a body of a few MiB of keys would
+// otherwise cost the edge a CPU-second.
+const MaxMembers = 256
+
 // key reads an object's next key, refusing one that repeats or that
-// differs from one of known only in case.
-func (r *reader) key(seen *[]string, known []string) (string, error) {
+// differs from one of known only in case, or one beyond MaxMembers.
+func (r *reader) key(seen map[string]bool, known []string) (string, error) {
 	tok, err := r.dec.Token()
 	if err != nil {
 		return "", parseError(err)
 	}
 	key, _ := tok.(string)
-	for _, k := range *seen {
-		if k == key {
-			return "", &Error{InvalidRequest, fmt.Sprintf("key %q appears twice", key)}
-		}
+	if len(seen) >= MaxMembers {
+		return "", &Error{Code: InvalidRequest, Msg: fmt.Sprintf("an object of a JSON-RPC message (the message, its params, their _meta) has at most %d members", MaxMembers)}
+	}
+	if seen[key] {
+		return "", &Error{Code: InvalidRequest, Msg: fmt.Sprintf("key %q appears twice", key)}
 	}
 	for _, k := range known {
 		if key != k && strings.EqualFold(key, k) {
-			return "", &Error{InvalidRequest, fmt.Sprintf("key %q: did you mean %q?", key, k)}
+			return "", &Error{Code: InvalidRequest, Msg: fmt.Sprintf("key %q: did you mean %q?", key, k)}
 		}
 	}
-	*seen = append(*seen, key)
+	seen[key] = true
 	return key, nil
 }
 
@@ -281,9 +300,9 @@ func (r *reader) params(m *Message) error {
 		m.ParamsBytes = int(r.dec.InputOffset() - before)
 		return nil
 	}
-	var seen []string
+	seen := map[string]bool{}
 	for r.dec.More() {
-		key, err := r.key(&seen, paramsKeys)
+		key, err := r.key(seen, paramsKeys)
 		if err != nil {
 			return err
 		}
@@ -332,9 +351,9 @@ func (r *reader) meta(m *Message) error {
 	// refused like anywhere else this package reads.
 	sub := &reader{dec: json.NewDecoder(bytes.NewReader(raw))}
 	sub.dec.Token()
-	var seen []string
+	seen := map[string]bool{}
 	for sub.dec.More() {
-		key, err := sub.key(&seen, nil)
+		key, err := sub.key(seen, nil)
 		if err != nil {
 			return err
 		}
@@ -358,7 +377,7 @@ func (r *reader) meta(m *Message) error {
 }
 
 // errID refuses an id the SDK would answer under another one.
-var errID = &Error{InvalidRequest, fmt.Sprintf("a JSON-RPC id must be a string or an integer of magnitude at most %d (2^53)", int64(MaxExactID))}
+var errID = &Error{Code: InvalidRequest, Msg: fmt.Sprintf("a JSON-RPC id must be a string or an integer of magnitude at most %d (2^53)", int64(MaxExactID))}
 
 // canonicalID returns an id as the SDK writes it back: a string, or an
 // integer written as one (the SDK reads ids through float64: 1.5 would be
@@ -369,7 +388,7 @@ func canonicalID(raw json.RawMessage) (json.RawMessage, error) {
 		return nil, nil
 	case raw[0] == '"':
 		if !utf8.Valid(raw) {
-			return nil, &Error{InvalidRequest, "a JSON-RPC id must be valid UTF-8"}
+			return nil, &Error{Code: InvalidRequest, Msg: "a JSON-RPC id must be valid UTF-8"}
 		}
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
@@ -425,17 +444,19 @@ func (b *Body) FirstID() json.RawMessage {
 	return json.RawMessage("null")
 }
 
-// Initialize is the body's initialize request, or nil.
+// Initialize is the body's initialize request (of a batch holding several,
+// the one with the largest params), or nil.
 func (b *Body) Initialize() *Message {
 	if b == nil {
 		return nil
 	}
+	var init *Message
 	for i, m := range b.Messages {
-		if m.Method == "initialize" {
-			return &b.Messages[i]
+		if m.Method == "initialize" && (init == nil || m.ParamsBytes > init.ParamsBytes) {
+			init = &b.Messages[i]
 		}
 	}
-	return nil
+	return init
 }
 
 // First is the body's first message with a method (a request or a

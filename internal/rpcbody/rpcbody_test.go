@@ -3,6 +3,7 @@ package rpcbody
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -234,4 +235,76 @@ func FuzzRead(f *testing.F) {
 			t.Fatalf("initialize found in a body that does not name it: %q", body)
 		}
 	})
+}
+
+// ReadAtMost stops at the message beyond its bound: what follows is not
+// read (here, bytes that are not JSON), so refusing a huge batch costs what
+// the bound allows, not what was sent.
+func TestReadAtMostStops(t *testing.T) {
+	ping := `{"jsonrpc":"2.0","id":1,"method":"ping"}`
+	body := "[" + strings.Repeat(ping+",", 3) + ping + ", not json at all"
+	_, err := ReadAtMost([]byte(body), 3)
+	var e *Error
+	if !errors.As(err, &e) || e.MaxMessages != 3 || e.Code != InvalidRequest {
+		t.Fatalf("ReadAtMost(4+ messages, 3) = %v, want the batch bound", err)
+	}
+	if b, err := ReadAtMost([]byte("["+strings.Repeat(ping+",", 2)+ping+"]"), 3); err != nil || len(b.Messages) != 3 {
+		t.Fatalf("a batch at the bound: %v", err)
+	}
+}
+
+// An object of a message holds at most MaxMembers members: walking keys
+// one by one is the reader's slow path.
+func TestReadMaxMembers(t *testing.T) {
+	body := func(n int) []byte {
+		var sb strings.Builder
+		sb.WriteString(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"`)
+		for i := range n {
+			fmt.Fprintf(&sb, `,"k%d":0`, i)
+		}
+		sb.WriteString("}}")
+		return []byte(sb.String())
+	}
+	if _, err := Read(body(MaxMembers - 1)); err != nil {
+		t.Fatalf("params of %d members: %v", MaxMembers, err)
+	}
+	var e *Error
+	if _, err := Read(body(MaxMembers)); !errors.As(err, &e) || e.Code != InvalidRequest || !strings.Contains(e.Msg, "at most 256 members") {
+		t.Fatalf("params of %d members: %v", MaxMembers+1, err)
+	}
+}
+
+// What a maximal body costs the reader: the largest body /mcp takes by
+// default (4 MiB) as tool arguments of many keys (skipped as one value),
+// and as a batch of MaxMembers-key params (walked key by key).
+func BenchmarkReadLargeBody(b *testing.B) {
+	var args strings.Builder
+	args.WriteString(`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"k":0`)
+	for i := 0; args.Len() < 4<<20-32; i++ {
+		fmt.Fprintf(&args, `,"k%d":0`, i)
+	}
+	args.WriteString("}}}")
+	var batch strings.Builder
+	batch.WriteString("[")
+	for m := range 16 {
+		if m > 0 {
+			batch.WriteString(",")
+		}
+		fmt.Fprintf(&batch, `{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"t"`, m)
+		for i := range MaxMembers - 1 {
+			fmt.Fprintf(&batch, `,"k%d":0`, i)
+		}
+		batch.WriteString("}}")
+	}
+	batch.WriteString("]")
+	for name, body := range map[string][]byte{"arguments-4MiB": []byte(args.String()), "batch-16x256-keys": []byte(batch.String())} {
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if _, err := Read(body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
