@@ -453,6 +453,11 @@ const maxRevocation = 30 * 24 * time.Hour
 // revoked.
 func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
 	subject := r.PathValue("subject")
+	if subject == "." || subject == ".." {
+		// They survive url.PathEscape and would change the grants' path.
+		writeError(w, http.StatusBadRequest, `a subject "." or ".." cannot be revoked`)
+		return
+	}
 	q := r.URL.Query()
 	issuer := q.Get("issuer")
 	if issuer == "" {

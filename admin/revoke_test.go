@@ -184,3 +184,28 @@ func TestRevokeUserSurvivesSlowGrantsAndDisconnect(t *testing.T) {
 		t.Errorf("revocation after the grants' revocation returned at %v: %+v, want it taken after", released, final)
 	}
 }
+
+// A subject "." or ".." (escaped in the request's path) would name another
+// path of the grant service: it is refused, nothing revoked.
+func TestRevokeUserRefusesDotSubjects(t *testing.T) {
+	const staticToken = "static-admin-token-0123456789"
+	dur := actors.MemoryDurability(time.Minute)
+	var called []string
+	h, err := Handler(Options{Token: staticToken, Issuer: "https://idp.example.test", Durability: dur, Logger: slog.New(slog.DiscardHandler),
+		RevokeGrants: func(_ context.Context, subject string) error { called = append(called, subject); return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"%2E", "%2E%2E", "%2e%2E"} {
+		req := httptest.NewRequest(http.MethodPost, "/admin/v1/users/"+p+"/revoke", nil)
+		req.Header.Set("Authorization", "Bearer "+staticToken)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusBadRequest {
+			t.Errorf("%s: %d %s, want 400", p, rec.Code, rec.Body)
+		}
+	}
+	if all, _ := dur.Revocations.All(context.Background()); len(called) != 0 || len(all) != 0 {
+		t.Errorf("grants revoked for %q, revocations stored %v", called, all)
+	}
+}

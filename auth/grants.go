@@ -59,8 +59,9 @@ func NewGrantRevoker(opts GrantsOptions) *GrantRevoker {
 // Only 204 (PingFederate's answer) and 200 count as revoked; any other
 // answer, a redirect included, is an error saying what the server answered.
 func (g *GrantRevoker) RevokeUser(ctx context.Context, userKey string) error {
-	if userKey == "" {
-		return errors.New("revoke grants: no user")
+	if userKey == "" || userKey == "." || userKey == ".." {
+		// "." and ".." survive url.PathEscape and would change the path.
+		return fmt.Errorf("revoke grants: no user key %q is possible", userKey)
 	}
 	endpoint := g.opts.URL + "/" + url.PathEscape(userKey) + "/grants"
 	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, endpoint, nil)

@@ -61,4 +61,10 @@ func TestGrantRevokerRefusesRedirectsAndOther2xx(t *testing.T) {
 	if err := revoke("/ok"); err != nil {
 		t.Errorf("a 204: %v", err)
 	}
+	// "." and ".." survive path escaping: they would name another path.
+	for _, key := range []string{".", ".."} {
+		if err := auth.NewGrantRevoker(auth.GrantsOptions{URL: ts.URL + "/ok", User: "u", Password: "p"}).RevokeUser(ctx, key); err == nil {
+			t.Errorf("user key %q: no error", key)
+		}
+	}
 }
