@@ -440,15 +440,24 @@ const maxRevocation = 30 * 24 * time.Hour
 // time asked (default 1 h), every edge refuses their tokens issued until now,
 // within a second; every session of theirs ends and their live actors stop.
 //
-// The grants go first, and the revocation's time is taken after them: a
+// The revocation does not depend on the caller staying: an admin client
+// that gives up (or disconnects) does not cancel it. The edges' refusal is
+// stored first, so that a slow authorization server does not delay it, and
+// stored again with its time taken after the grants' revocation returns: a
 // refresh that raced the grants' revocation got a token issued before that
 // time, which the edges refuse. A failure to revoke the grants does not stop
 // the rest, but the answer is then 502 and names the failure: the user's
 // client may refresh once for= ends, so the operator must retry (revoking
-// again is harmless). Without a grant service configured the answer is 200
-// and says that the grants were not revoked.
+// again is harmless: it never shortens a revocation). Without a grant
+// service configured the answer is 200 and says that the grants were not
+// revoked.
 func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
 	subject := r.PathValue("subject")
+	if subject == "." || subject == ".." {
+		// They survive url.PathEscape and would change the grants' path.
+		writeError(w, http.StatusBadRequest, `a subject "." or ".." cannot be revoked`)
+		return
+	}
 	q := r.URL.Query()
 	issuer := q.Get("issuer")
 	if issuer == "" {
@@ -463,23 +472,31 @@ func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
 		}
 		span = d
 	}
-	grantsErr := a.revokeGrants(r.Context(), issuer, subject)
+	ctx := context.WithoutCancel(r.Context())
+	key := state.RevocationKey(issuer, subject)
 	now := time.Now()
 	rev := state.Revocation{At: now, Until: now.Add(span)}
-	if err := a.opts.Durability.Revocations.Revoke(r.Context(), state.RevocationKey(issuer, subject), rev); err != nil {
+	if err := a.opts.Durability.Revocations.Revoke(ctx, key, rev); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "the revocation could not be stored, nothing was revoked: "+err.Error())
+		return
+	}
+	grantsErr := a.revokeGrants(ctx, issuer, subject)
+	now = time.Now()
+	rev = state.Revocation{At: now, Until: now.Add(span)}
+	if err := a.opts.Durability.Revocations.Revoke(ctx, key, rev); err != nil {
 		grants := "the grants were revoked"
 		if grantsErr != nil {
-			grants = "the grants were not revoked either: " + grantsErr.Error()
+			grants = "the grants were not revoked: " + grantsErr.Error()
 		}
-		writeError(w, http.StatusServiceUnavailable, "the revocation could not be stored ("+grants+"): "+err.Error())
+		writeError(w, http.StatusServiceUnavailable, "the user's tokens until the grants' revocation began are refused, but a token refreshed during it may not be ("+grants+"); revoke again: "+err.Error())
 		return
 	}
 	ended, tokensRevoked := 0, 0
-	err := a.eachSession(r, func(info actors.SessionInfo, snap []byte) error {
+	err := a.eachSession(ctx, func(info actors.SessionInfo, snap []byte) error {
 		if info.Subject != subject || info.Issuer != issuer {
 			return nil
 		}
-		n, err := a.end(r.Context(), info.ID, snap)
+		n, err := a.end(ctx, info.ID, snap)
 		if err != nil {
 			return err
 		}
@@ -492,7 +509,7 @@ func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
 	}
 	// Every node stops the user's live actors, session and principal
 	// (stateless) ones, and with them the tokens they cached.
-	stopped, unreached := a.stopSubject(r.Context(), issuer, subject)
+	stopped, unreached := a.stopSubject(ctx, issuer, subject)
 	out := map[string]any{"issuer": issuer, "subject": subject, "revoked_at": rev.At, "until": rev.Until,
 		"sessions_ended": ended, "actors_stopped": stopped, "nodes_unreached": unreached, "tokens_revoked": tokensRevoked,
 		"grants_revoked": grantsErr == nil}
@@ -525,10 +542,10 @@ func (a *api) revokeGrants(ctx context.Context, issuer, subject string) error {
 
 // eachSession calls f with every stored session the node can read, page by
 // page, until f fails.
-func (a *api) eachSession(r *http.Request, f func(info actors.SessionInfo, snapshot []byte) error) error {
+func (a *api) eachSession(ctx context.Context, f func(info actors.SessionInfo, snapshot []byte) error) error {
 	cursor := ""
 	for {
-		page, next, err := a.opts.Durability.Snapshots.List(r.Context(), cursor, maxLimit)
+		page, next, err := a.opts.Durability.Snapshots.List(ctx, cursor, maxLimit)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -14,6 +15,8 @@ import (
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/devidp"
 	"github.com/pingmcp/pingmcp/internal/logtest"
+	"github.com/pingmcp/pingmcp/internal/redistest"
+	"github.com/pingmcp/pingmcp/state"
 )
 
 // Revoking a user revokes their persistent grants at the authorization
@@ -119,5 +122,90 @@ func TestRevokeUserRevokesGrants(t *testing.T) {
 	}
 	if !active(bob) {
 		t.Error("bob's token was revoked with alice")
+	}
+}
+
+// A revocation does not wait for the authorization server, nor depend on
+// the admin client staying: while the grant service hangs, the user's
+// tokens are already refused; the client disconnecting (the CLI's timeout)
+// cancels neither the stored revocation nor the grants' revocation, and
+// once that returns the revocation is stored again with a later time, so
+// that a token refreshed during it is refused too.
+func TestRevokeUserSurvivesSlowGrantsAndDisconnect(t *testing.T) {
+	const staticToken = "static-admin-token-0123456789"
+	arrived, release := make(chan struct{}), make(chan struct{})
+	grants := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		select {
+		case <-release:
+			w.WriteHeader(http.StatusNoContent)
+		case <-r.Context().Done(): // the request was cancelled
+		}
+	}))
+	defer grants.Close()
+	const issuer = "https://idp.example.test"
+	dur := actors.MemoryDurability(time.Minute)
+	dur.Revocations = state.NewRedisRevocations(redistest.Start(t), "t:")
+	h, err := Handler(Options{Token: staticToken, Issuer: issuer, Durability: dur, Logger: slog.New(slog.DiscardHandler),
+		RevokeGrants: auth.NewGrantRevoker(auth.GrantsOptions{URL: grants.URL, User: "grants", Password: "pw"}).RevokeUser})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, disconnect := context.WithCancel(context.Background())
+	req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/admin/v1/users/alice/revoke?for=1h", nil)
+	req.Header.Set("Authorization", "Bearer "+staticToken)
+	rec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() { defer close(done); h.ServeHTTP(rec, req) }()
+
+	key := state.RevocationKey(issuer, "alice")
+	stored := func() state.Revocation {
+		t.Helper()
+		all, err := dur.Revocations.All(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return all[key]
+	}
+	<-arrived
+	if first := stored(); first.At.IsZero() || !first.At.Before(time.Now()) {
+		t.Errorf("while the grant service hangs, alice's revocation is not stored: %+v", first)
+	}
+	disconnect()
+	released := time.Now()
+	close(release)
+	<-done
+	var out map[string]any
+	json.Unmarshal(rec.Body.Bytes(), &out)
+	if rec.Code != http.StatusOK || out["grants_revoked"] != true {
+		t.Fatalf("after the admin client disconnected: %d %s, want the grants revoked all the same", rec.Code, rec.Body)
+	}
+	if final := stored(); final.At.Before(released) || final.Until.Sub(final.At) != time.Hour {
+		t.Errorf("revocation after the grants' revocation returned at %v: %+v, want it taken after", released, final)
+	}
+}
+
+// A subject "." or ".." (escaped in the request's path) would name another
+// path of the grant service: it is refused, nothing revoked.
+func TestRevokeUserRefusesDotSubjects(t *testing.T) {
+	const staticToken = "static-admin-token-0123456789"
+	dur := actors.MemoryDurability(time.Minute)
+	var called []string
+	h, err := Handler(Options{Token: staticToken, Issuer: "https://idp.example.test", Durability: dur, Logger: slog.New(slog.DiscardHandler),
+		RevokeGrants: func(_ context.Context, subject string) error { called = append(called, subject); return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"%2E", "%2E%2E", "%2e%2E"} {
+		req := httptest.NewRequest(http.MethodPost, "/admin/v1/users/"+p+"/revoke", nil)
+		req.Header.Set("Authorization", "Bearer "+staticToken)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusBadRequest {
+			t.Errorf("%s: %d %s, want 400", p, rec.Code, rec.Body)
+		}
+	}
+	if all, _ := dur.Revocations.All(context.Background()); len(called) != 0 || len(all) != 0 {
+		t.Errorf("grants revoked for %q, revocations stored %v", called, all)
 	}
 }

@@ -27,6 +27,7 @@ type GrantsOptions struct {
 	// service (HTTP Basic). Never logged, never in an error.
 	User, Password string
 	// HTTPClient defaults to a client with a 10 s timeout.
+	// It is copied, never changed: the copy follows no redirect.
 	HTTPClient *http.Client
 }
 
@@ -40,7 +41,12 @@ func NewGrantRevoker(opts GrantsOptions) *GrantRevoker {
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
-	opts.HTTPClient = telemetry.Client(opts.HTTPClient, "oauth")
+	// No redirect is followed: Go would turn the DELETE into a GET on a
+	// 301/302/303, send the credentials again, and take the listing or
+	// login page it lands on for a revocation.
+	c := *opts.HTTPClient
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	opts.HTTPClient = telemetry.Client(&c, "oauth")
 	opts.URL = strings.TrimSuffix(opts.URL, "/")
 	return &GrantRevoker{opts: opts}
 }
@@ -50,10 +56,12 @@ func NewGrantRevoker(opts GrantsOptions) *GrantRevoker {
 // PingFederate requires against cross-site request forgery. PingFederate's
 // USER_KEY is whatever its grant mapping fills it with; pingmcp passes the
 // subject of the user's tokens, so the mapping must make them the same.
-// Any answer but 2xx is an error saying what the server answered.
+// Only 204 (PingFederate's answer) and 200 count as revoked; any other
+// answer, a redirect included, is an error saying what the server answered.
 func (g *GrantRevoker) RevokeUser(ctx context.Context, userKey string) error {
-	if userKey == "" {
-		return errors.New("revoke grants: no user")
+	if userKey == "" || userKey == "." || userKey == ".." {
+		// "." and ".." survive url.PathEscape and would change the path.
+		return fmt.Errorf("revoke grants: no user key %q is possible", userKey)
 	}
 	endpoint := g.opts.URL + "/" + url.PathEscape(userKey) + "/grants"
 	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, endpoint, nil)
@@ -74,8 +82,10 @@ func (g *GrantRevoker) RevokeUser(ctx context.Context, userKey string) error {
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+	case resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusOK:
 		return nil
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return fmt.Errorf("revoke grants at %s: HTTP %d redirecting to %q: not followed, nothing was revoked (is --grants-url right?)", endpoint, resp.StatusCode, resp.Header.Get("Location"))
 	case resp.StatusCode == http.StatusUnauthorized:
 		return fmt.Errorf("revoke grants at %s: HTTP 401: the grant management credentials (--grants-user, --grants-password) were refused", endpoint)
 	}

@@ -1,12 +1,15 @@
 package cluster
 
 import (
+	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/pingmcp/pingmcp/cluster/pki"
@@ -42,75 +45,129 @@ const (
 
 var nodeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 
+// CAInfo says which CA issued: made by this run or found, and its
+// fingerprint.
+type CAInfo struct {
+	Made bool
+	// Fingerprint is the SHA-256 of its certificate, as
+	// `openssl x509 -noout -fingerprint -sha256` writes it.
+	Fingerprint string
+}
+
 // WriteCerts writes a cluster's certificates into dir (made 0700 if
 // missing): the CA (ca.crt, and ca.key 0600), unless dir has one already,
 // which then issues; and for each node NAME.crt and NAME.key (0600). It
-// never overwrites a file. It reports whether it made the CA.
-func WriteCerts(dir string, o CertsOptions) (files []NodeFiles, madeCA bool, err error) {
+// never overwrites a file. It refuses a dir, or a CA in it, that someone
+// else may have planted or may change (checkPrivate): a CA found there is
+// trusted by every node.
+func WriteCerts(dir string, o CertsOptions) (files []NodeFiles, info CAInfo, err error) {
 	if len(o.Nodes) == 0 {
-		return nil, false, errors.New("no node to issue a certificate for")
+		return nil, info, errors.New("no node to issue a certificate for")
 	}
 	seen := map[string]bool{}
 	for _, n := range o.Nodes {
 		if !nodeName.MatchString(n) || n == "ca" || seen[n] {
-			return nil, false, fmt.Errorf("node name %q: want letters, digits, '.', '_' or '-' (at most 64), each name once, and not \"ca\"", n)
+			return nil, info, fmt.Errorf("node name %q: want letters, digits, '.', '_' or '-' (at most 64), each name once, and not \"ca\"", n)
 		}
 		seen[n] = true
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, false, err
+		return nil, info, err
 	}
 	caCert, caKey := filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile)
+	if err := checkPrivate(filepath.Clean(dir), false); err != nil {
+		return nil, info, err
+	}
+	for _, p := range []string{caCert, caKey} {
+		if err := checkPrivate(p, p == caKey); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, info, err
+		}
+	}
 	ca, err := loadCA(caCert, caKey)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if ca, err = pki.NewCA("pingmcp cluster CA", o.CAValidity); err != nil {
-			return nil, false, err
+			return nil, info, err
 		}
 		keyPEM, err := ca.KeyPEM()
 		if err != nil {
-			return nil, false, err
+			return nil, info, err
 		}
 		// The key first: a directory with ca.crt alone is one a later run
 		// refuses, not one it half-trusts.
 		if err := writeNew(caKey, keyPEM, 0o600); err != nil {
-			return nil, false, err
+			return nil, info, err
 		}
 		if err := writeNew(caCert, ca.CertPEM(), 0o644); err != nil {
-			return nil, false, err
+			return nil, info, err
 		}
-		madeCA = true
+		info.Made = true
 	case err != nil:
-		return nil, false, fmt.Errorf("the CA in %s: %w", dir, err)
+		return nil, info, fmt.Errorf("the CA in %s: %w", dir, err)
 	}
+	info.Fingerprint = Fingerprint(ca.Cert)
 	for _, n := range o.Nodes {
 		f := NodeFiles{Name: n, Cert: filepath.Join(dir, n+".crt"), Key: filepath.Join(dir, n+".key"), CA: caCert}
 		for _, p := range []string{f.Cert, f.Key} {
 			if _, err := os.Lstat(p); err == nil {
-				return files, madeCA, fmt.Errorf("%s exists: not overwritten (choose other node names for new certificates, or remove the old files)", p)
+				return files, info, fmt.Errorf("%s exists: not overwritten (choose other node names for new certificates, or remove the old files)", p)
 			}
 		}
 		node, err := ca.IssueNode(n, o.Hosts, o.Validity)
 		if err != nil {
-			return files, madeCA, fmt.Errorf("node %s: %w", n, err)
+			return files, info, fmt.Errorf("node %s: %w", n, err)
 		}
 		keyPEM, err := node.KeyPEM()
 		if err != nil {
-			return files, madeCA, err
+			return files, info, err
 		}
 		// What the nodes will check at start, checked now.
 		if _, err := ParseTLS(node.CertPEM(), keyPEM, ca.CertPEM()); err != nil {
-			return files, madeCA, fmt.Errorf("node %s: %w", n, err)
+			return files, info, fmt.Errorf("node %s: %w", n, err)
 		}
 		if err := writeNew(f.Key, keyPEM, 0o600); err != nil {
-			return files, madeCA, err
+			return files, info, err
 		}
 		if err := writeNew(f.Cert, node.CertPEM(), 0o644); err != nil {
-			return files, madeCA, err
+			return files, info, err
 		}
 		files = append(files, f)
 	}
-	return files, madeCA, nil
+	return files, info, nil
+}
+
+// checkPrivate refuses a certificates directory (or a CA file in it, a key
+// if key) that someone else may have planted or may change: a symbolic
+// link, another owner, one that group or others may write, a key they may
+// read. fs.ErrNotExist if path does not exist.
+func checkPrivate(path string, key bool) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	perm := fi.Mode().Perm()
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("%s is a symbolic link: refused (give the directory itself, holding its own files)", path)
+	case !ownedBySelf(fi):
+		return fmt.Errorf("%s belongs to another user: refused (a CA there could be anyone's)", path)
+	case perm&0o022 != 0:
+		return fmt.Errorf("%s is writable by group or others (%v): refused (chmod go-w)", path, perm)
+	case key && perm&0o077 != 0:
+		return fmt.Errorf("%s is readable by group or others (%v): refused (chmod 600, and make a new CA if others may have read it)", path, perm)
+	}
+	return nil
+}
+
+// Fingerprint is the SHA-256 of cert as `openssl x509 -noout -fingerprint
+// -sha256` writes it: upper-case hex bytes joined by ':'.
+func Fingerprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	hex := make([]string, len(sum))
+	for i, b := range sum {
+		hex[i] = fmt.Sprintf("%02X", b)
+	}
+	return strings.Join(hex, ":")
 }
 
 // loadCA reads the CA of a certificates directory; fs.ErrNotExist if it

@@ -18,9 +18,9 @@ func TestWriteCerts(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "certs")
 	opts := CertsOptions{Nodes: []string{"node-1", "node-2"}, Hosts: []string{"localhost", "127.0.0.1", "pingmcp-0.example"},
 		Validity: 30 * 24 * time.Hour, CAValidity: 365 * 24 * time.Hour}
-	files, madeCA, err := WriteCerts(dir, opts)
-	if err != nil || !madeCA || len(files) != 2 {
-		t.Fatalf("WriteCerts: %v, %v, %v", files, madeCA, err)
+	files, info, err := WriteCerts(dir, opts)
+	if err != nil || !info.Made || len(files) != 2 {
+		t.Fatalf("WriteCerts: %v, %v, %v", files, info, err)
 	}
 	for _, f := range files {
 		tl, err := LoadTLS(f.Cert, f.Key, f.CA)
@@ -52,9 +52,12 @@ func TestWriteCerts(t *testing.T) {
 
 	// Again: a node added with the same CA; an existing node refused.
 	ca, _ := os.ReadFile(filepath.Join(dir, "ca.crt"))
-	more, madeCA, err := WriteCerts(dir, CertsOptions{Nodes: []string{"node-3"}, Validity: time.Hour, CAValidity: time.Hour})
-	if err != nil || madeCA || len(more) != 1 {
-		t.Fatalf("second run: %v %v %v", more, madeCA, err)
+	more, again, err := WriteCerts(dir, CertsOptions{Nodes: []string{"node-3"}, Validity: time.Hour, CAValidity: time.Hour})
+	if err != nil || again.Made || len(more) != 1 {
+		t.Fatalf("second run: %v %v %v", more, again, err)
+	}
+	if again.Fingerprint != info.Fingerprint || len(info.Fingerprint) != 32*3-1 {
+		t.Errorf("fingerprints %q, then %q", info.Fingerprint, again.Fingerprint)
 	}
 	if again, _ := os.ReadFile(filepath.Join(dir, "ca.crt")); string(again) != string(ca) {
 		t.Error("the CA was replaced")
@@ -97,6 +100,95 @@ func TestWriteCertsRefusals(t *testing.T) {
 			dir := t.TempDir()
 			if _, _, err := WriteCerts(dir, tc.setup(dir)); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+type plantedCase struct {
+	name  string
+	setup func(t *testing.T, dir string) string // returns the --dir
+	want  string
+}
+
+// A CA found in the directory is trusted by every node: one that someone
+// else may have planted or may change is refused, and no node certificate
+// is issued with it (a local user pre-creating the directory, a link to
+// their files, a key others may read).
+func TestWriteCertsRefusesPlantedCA(t *testing.T) {
+	opts := CertsOptions{Nodes: []string{"node-1"}, Validity: time.Hour, CAValidity: 24 * time.Hour}
+	theirs := filepath.Join(t.TempDir(), "theirs")
+	if _, _, err := WriteCerts(theirs, CertsOptions{Nodes: []string{"x"}, Validity: time.Hour, CAValidity: 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	copyCA := func(t *testing.T, dir string) {
+		t.Helper()
+		for _, f := range []string{CACertFile, CAKeyFile} {
+			b, err := os.ReadFile(filepath.Join(theirs, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, f), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cases := []plantedCase{
+		{"the directory a link", func(t *testing.T, dir string) string {
+			link := dir + "-link"
+			if err := os.Symlink(theirs, link); err != nil {
+				t.Fatal(err)
+			}
+			return link
+		}, "symbolic link"},
+		{"the key a link", func(t *testing.T, dir string) string {
+			copyCA(t, dir)
+			os.Remove(filepath.Join(dir, CAKeyFile))
+			if err := os.Symlink(filepath.Join(theirs, CAKeyFile), filepath.Join(dir, CAKeyFile)); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}, "symbolic link"},
+		{"the directory writable by others", func(t *testing.T, dir string) string {
+			copyCA(t, dir)
+			os.Chmod(dir, 0o777)
+			return dir
+		}, "writable by group or others"},
+		{"the key readable by others", func(t *testing.T, dir string) string {
+			copyCA(t, dir)
+			os.Chmod(filepath.Join(dir, CAKeyFile), 0o644)
+			return dir
+		}, "readable by group or others"},
+	}
+	if os.Geteuid() == 0 { // only root can give files away
+		cases = append(cases,
+			plantedCase{"the directory another user's", func(t *testing.T, dir string) string {
+				copyCA(t, dir)
+				os.Chown(dir, 65534, 65534)
+				return dir
+			}, "another user"},
+			plantedCase{"the key another user's", func(t *testing.T, dir string) string {
+				copyCA(t, dir)
+				os.Chown(filepath.Join(dir, CAKeyFile), 65534, 65534)
+				return dir
+			}, "another user"})
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "certs")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			d := tc.setup(t, dir)
+			files, info, err := WriteCerts(d, opts)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v, want %q", err, tc.want)
+			}
+			if len(files) != 0 || info.Fingerprint != "" {
+				t.Errorf("issued %v with the CA %s", files, info.Fingerprint)
+			}
+			if _, err := os.Lstat(filepath.Join(d, "node-1.key")); err == nil {
+				t.Error("node-1.key was written")
 			}
 		})
 	}

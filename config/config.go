@@ -484,7 +484,11 @@ func (c *Config) validate() error {
 		errs = append(errs, fmt.Errorf("--grants-user and --grants-password (or %s) go together", EnvName("grants-password")))
 	}
 	if c.GrantsURL != "" {
-		if u, err := url.Parse(c.GrantsURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		switch u, err := url.Parse(c.GrantsURL); {
+		case err == nil && u.User != nil:
+			// Not quoted: it holds credentials.
+			errs = append(errs, errors.New("--grants-url: credentials in the URL are refused (errors would show them): give them as --grants-user and --grants-password"))
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "":
 			errs = append(errs, fmt.Errorf("--grants-url %q: want an absolute http(s) URL without query or fragment", c.GrantsURL))
 		}
 	}

@@ -90,12 +90,16 @@ func TestRefusals(t *testing.T) {
 		{"grants user without password", "serve", []string{"--issuer", "https://pf", "--grants-user", "g"}, nil, "--grants-password"},
 		{"grants password without user", "idp", []string{"--client-secret", "s"}, map[string]string{"PINGMCP_GRANTS_PASSWORD": "p"}, "--grants-user"},
 		{"bad grants url", "serve", []string{"--issuer", "https://pf", "--grants-url", "pf/pf-ws"}, nil, "--grants-url"},
+		{"grants url with credentials", "serve", []string{"--issuer", "https://pf", "--grants-url", "https://g:pw@pf/pf-ws/rest/oauth/users"}, nil, "credentials in the URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse(tt.cmd, tt.args, env(tt.env), new(bytes.Buffer))
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want mention of %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "g:pw@") {
+				t.Errorf("the refusal shows the URL's credentials: %v", err)
 			}
 		})
 	}

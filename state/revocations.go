@@ -19,9 +19,21 @@ type Revocation struct {
 // Revocations are the users an operator revoked, shared by every node.
 // Keys are "issuer\x00subject".
 type Revocations interface {
+	// Revoke records r for key, merged with the revocation already there:
+	// r's time, and the later end of the two, so that revoking again never
+	// shortens a revocation.
 	Revoke(ctx context.Context, key string, r Revocation) error
 	// All returns the revocations still in force.
 	All(ctx context.Context) (map[string]Revocation, error)
+}
+
+// merge is the revocation that holds once next is recorded over r: next's
+// time, and the later end of the two.
+func (r Revocation) merge(next Revocation) Revocation {
+	if r.Until.After(next.Until) {
+		next.Until = r.Until
+	}
+	return next
 }
 
 // RevocationKey is the key of a user's revocation.
@@ -41,9 +53,37 @@ func NewRedisRevocations(client *redis.Client, prefix string) *RedisRevocations 
 	return &RedisRevocations{client: client, key: prefix + "revocations"}
 }
 
+// redisRevocation is a revocation as Redis keeps it: its end in Unix
+// milliseconds too, which revokeScript compares.
+type redisRevocation struct {
+	Revocation
+	UntilMS int64 `json:"until_ms"`
+}
+
+// revokeScript records ARGV[2], a redisRevocation, in field ARGV[1] of hash
+// KEYS[1], keeping the end of the revocation already there if it is later
+// (Revocation.merge, in one step). A record without until_ms (written
+// before it existed) is replaced.
+var revokeScript = redis.NewScript(`
+local new = ARGV[2]
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+  local ok, o = pcall(cjson.decode, old)
+  if ok and type(o) == 'table' and tonumber(o.until_ms) and tonumber(o.until_ms) > tonumber(ARGV[3]) then
+    local n = cjson.decode(new)
+    n['until'] = o['until']
+    n['until_ms'] = o['until_ms']
+    new = cjson.encode(n)
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], new)
+return 1
+`)
+
 func (r *RedisRevocations) Revoke(ctx context.Context, key string, rev Revocation) error {
-	b, _ := json.Marshal(rev)
-	if err := r.client.HSet(ctx, r.key, key, b).Err(); err != nil {
+	ms := rev.Until.UnixMilli()
+	b, _ := json.Marshal(redisRevocation{Revocation: rev, UntilMS: ms})
+	if err := revokeScript.Run(ctx, r.client, []string{r.key}, key, b, ms).Err(); err != nil {
 		return fmt.Errorf("revoke: %w", err)
 	}
 	return nil
@@ -83,7 +123,7 @@ func (m *MemoryRevocations) Revoke(_ context.Context, key string, rev Revocation
 	if m.all == nil {
 		m.all = map[string]Revocation{}
 	}
-	m.all[key] = rev
+	m.all[key] = m.all[key].merge(rev)
 	return nil
 }
 

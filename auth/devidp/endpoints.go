@@ -235,8 +235,12 @@ func clientError(description string) error {
 }
 
 // unavailable answers a request the server cannot take now (a bound on
-// memory is reached) or could not complete.
+// memory is reached), whose grant was revoked while it ran, or that it
+// could not complete.
 func unavailable(err error) error {
+	if errors.Is(err, errGrantRevoked) {
+		return oidc.ErrInvalidGrant().WithDescription("the grant was revoked")
+	}
 	if errors.Is(err, errFull) {
 		return op.NewStatusError(&oidc.Error{ErrorType: "temporarily_unavailable", Description: err.Error()}, http.StatusServiceUnavailable)
 	}
@@ -277,6 +281,7 @@ func (e *endpoints) CodeExchange(_ context.Context, r *op.ClientRequest[oidc.Acc
 		resource: ar.resource,
 		scopes:   ar.scopes,
 		authTime: ar.authTime,
+		loginSeq: ar.loginSeq,
 	}
 	resp, err := s.userTokens(c, g, ar.scopes, ar.nonce)
 	if err != nil {
@@ -381,6 +386,7 @@ func (e *endpoints) TokenExchange(_ context.Context, r *op.ClientRequest[oidc.To
 		scopes:   scopes,
 		act:      act,
 		grant:    live.grant,
+		loginSeq: live.loginSeq,
 		notAfter: subject.Expiry.Time(),
 	})
 	if err != nil {

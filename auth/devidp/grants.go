@@ -39,7 +39,7 @@ func (s *Server) userGrants(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	userKey := r.PathValue("userKey")
-	n := s.state.revokeUser(userKey)
+	n := s.state.revokeUser(userKey, s.now())
 	s.log.Info("grants revoked", "user_key", userKey, "grants", n, "by", user)
 	w.WriteHeader(http.StatusNoContent)
 }

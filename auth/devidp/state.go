@@ -22,9 +22,17 @@ const (
 	codeTTL          = time.Minute
 	sweepEvery       = time.Minute
 	maxLoginFailures = 5
+	// revokedUserTTL is how long the record of a user's revocation is kept:
+	// longer than any request of theirs that was under way then (a refresh
+	// that spent its token before the revocation and adds the new one
+	// after it) can take.
+	revokedUserTTL = 10 * time.Minute
 )
 
-var errFull = errors.New("too many live entries, try again later")
+var (
+	errFull         = errors.New("too many live entries, try again later")
+	errGrantRevoked = errors.New("the grant was revoked")
+)
 
 // state is everything the server remembers, behind one lock.
 type state struct {
@@ -35,7 +43,14 @@ type state struct {
 	codes      map[string]string          // code → auth request id
 	refresh    map[[32]byte]*refreshGrant // by SHA-256 of the token
 	live       map[string]liveToken       // access tokens by jti
-	lastSweep  time.Time
+	// revokeSeq counts the revocations of users' grants; a login records
+	// it (loginSeq), and revokedUsers the count each user was last revoked
+	// at: a token of a grant whose login came before is refused
+	// (revokedLocked). A count, not a time: a clock that stands still or
+	// steps back does not confuse it.
+	revokeSeq    uint64
+	revokedUsers map[string]userRevocation
+	lastSweep    time.Time
 }
 
 func newState(maxClients int) *state {
@@ -46,6 +61,8 @@ func newState(maxClients int) *state {
 		codes:      map[string]string{},
 		refresh:    map[[32]byte]*refreshGrant{},
 		live:       map[string]liveToken{},
+
+		revokedUsers: map[string]userRevocation{},
 	}
 }
 
@@ -138,6 +155,7 @@ type authRequest struct {
 
 	subject     string // set by the login
 	authTime    time.Time
+	loginSeq    uint64
 	code        string
 	codeExpires time.Time
 }
@@ -151,6 +169,7 @@ type refreshGrant struct {
 	resource string
 	scopes   []string
 	authTime time.Time
+	loginSeq uint64 // state.revokeSeq at the login
 	expires  time.Time
 }
 
@@ -159,6 +178,7 @@ type refreshGrant struct {
 type liveToken struct {
 	expires  time.Time
 	grant    string
+	loginSeq uint64 // state.revokeSeq at the login grant descends from
 	subject  string // the user of a grant; for a client's own token, its id
 	clientID string
 	actor    string // act.sub, "" for a token that is not delegated
@@ -271,6 +291,7 @@ func (st *state) completeLogin(id, subject string, now time.Time, allowed func(s
 	ar.scopes = slices.DeleteFunc(slices.Clone(ar.scopes), func(sc string) bool { return !allowed(sc) })
 	ar.subject = subject
 	ar.authTime = now
+	ar.loginSeq = st.revokeSeq
 	ar.code = randomID(32)
 	ar.codeExpires = now.Add(codeTTL)
 	st.codes[ar.code] = id
@@ -304,6 +325,9 @@ func (st *state) addRefresh(token string, g refreshGrant, now time.Time) error {
 	if len(st.refresh) >= maxRefreshTokens {
 		return errFull
 	}
+	if st.revokedLocked(g.subject, g.loginSeq) {
+		return errGrantRevoked
+	}
 	st.refresh[refreshKey(token)] = &g
 	return nil
 }
@@ -336,6 +360,9 @@ func (st *state) addLive(jti string, t liveToken, now time.Time) error {
 	st.sweepLocked(now, len(st.live) >= maxLiveTokens)
 	if len(st.live) >= maxLiveTokens {
 		return errFull
+	}
+	if t.grant != "" && st.revokedLocked(t.subject, t.loginSeq) {
+		return errGrantRevoked
 	}
 	st.live[jti] = t
 	return nil
@@ -379,10 +406,15 @@ func (st *state) revokeGrant(grant string) {
 
 // revokeUser drops every grant of the user subject: its refresh tokens and
 // the access tokens descending from a login (a client's own tokens have no
-// grant). It returns how many grants it dropped.
-func (st *state) revokeUser(subject string) int {
+// grant). It returns how many grants it dropped. A token of the user's
+// grants that a request adds later (a refresh that spent its token before,
+// an exchange that checked its subject token before) is refused too: its
+// login came before.
+func (st *state) revokeUser(subject string, now time.Time) int {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.revokeSeq++
+	st.revokedUsers[subject] = userRevocation{seq: st.revokeSeq, at: now}
 	grants := map[string]bool{}
 	for k, g := range st.refresh {
 		if g.subject == subject {
@@ -397,6 +429,25 @@ func (st *state) revokeUser(subject string) int {
 		}
 	}
 	return len(grants)
+}
+
+// userRevocation is the last revocation of a user's grants.
+type userRevocation struct {
+	seq uint64 // state.revokeSeq it made
+	at  time.Time
+}
+
+// revokedLocked says whether a token of subject's grant whose login saw
+// loginSeq comes from a grant revoked since.
+func (st *state) revokedLocked(subject string, loginSeq uint64) bool {
+	return loginSeq < st.revokedUsers[subject].seq
+}
+
+// loginSeq is what a login now records (see state.revokeSeq).
+func (st *state) loginSeq() uint64 {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.revokeSeq
 }
 
 // sweepLocked drops expired entries at most every sweepEvery, or now when
@@ -420,6 +471,11 @@ func (st *state) sweepLocked(now time.Time, force bool) {
 	for jti, t := range st.live {
 		if !now.Before(t.expires) {
 			delete(st.live, jti)
+		}
+	}
+	for subject, r := range st.revokedUsers {
+		if now.Sub(r.at) > revokedUserTTL {
+			delete(st.revokedUsers, subject)
 		}
 	}
 }

@@ -52,6 +52,7 @@ type accessSpec struct {
 	scopes   []string
 	act      map[string]any
 	grant    string
+	loginSeq uint64 // state.revokeSeq at the login grant descends from
 	// notAfter caps the expiry (an exchanged token does not outlive its
 	// subject token); zero means no cap.
 	notAfter time.Time
@@ -81,7 +82,7 @@ func (s *Server) mintAccess(spec accessSpec) (token string, expires time.Time, e
 		return "", time.Time{}, fmt.Errorf("sign access token: %w", err)
 	}
 	actor, _ := spec.act["sub"].(string)
-	live := liveToken{expires: expires, grant: spec.grant, subject: spec.subject, clientID: spec.clientID, actor: actor}
+	live := liveToken{expires: expires, grant: spec.grant, loginSeq: spec.loginSeq, subject: spec.subject, clientID: spec.clientID, actor: actor}
 	if err := s.state.addLive(c.ID, live, now); err != nil {
 		return "", time.Time{}, err
 	}
@@ -152,6 +153,7 @@ func (s *Server) userTokens(c *client, g refreshGrant, scopes []string, nonce st
 		resource: g.resource,
 		scopes:   scopes,
 		grant:    g.grant,
+		loginSeq: g.loginSeq,
 	})
 	if err != nil {
 		return nil, err
@@ -211,6 +213,7 @@ func (s *Server) AccessToken(subject, clientID, resource string, scopes ...strin
 		resource: resource,
 		scopes:   asked,
 		grant:    randomID(16),
+		loginSeq: s.state.loginSeq(),
 	})
 	return token, err
 }

@@ -21,15 +21,18 @@ func certs(cfg *config.Config, stdout io.Writer) error {
 			names = append(names, "node-"+strconv.Itoa(i))
 		}
 	}
-	files, madeCA, err := cluster.WriteCerts(cfg.CertsDir, cluster.CertsOptions{
+	files, ca, err := cluster.WriteCerts(cfg.CertsDir, cluster.CertsOptions{
 		Nodes: names, Hosts: cfg.CertsHosts, Validity: cfg.CertsValidity, CAValidity: cfg.CertsCAValidity,
 	})
 	// Files written before a failure are reported too.
 	caKey := filepath.Join(cfg.CertsDir, cluster.CAKeyFile)
-	if madeCA {
+	if ca.Made {
 		fmt.Fprintf(stdout, "Made a cluster CA: %s, and its key %s.\n", filepath.Join(cfg.CertsDir, cluster.CACertFile), caKey)
 	} else if len(files) > 0 {
-		fmt.Fprintf(stdout, "Issued with the CA already in %s.\n", cfg.CertsDir)
+		fmt.Fprintf(stdout, "Issued with the CA already in %s: check that it is yours.\n", cfg.CertsDir)
+	}
+	if ca.Fingerprint != "" {
+		fmt.Fprintf(stdout, "The CA's SHA-256 fingerprint: %s\n", ca.Fingerprint)
 	}
 	if len(files) > 0 {
 		valid := cfg.CertsValidity.String()

@@ -21,9 +21,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -116,6 +118,17 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	}
 	slog.SetDefault(logger)
 	return logger
+}
+
+// grantsService is the grant management service's URL (--grants-url, or
+// the issuer's), with a warning when it is plain http beyond loopback: the
+// grant manager's password would cross the network in clear.
+func grantsService(cfg *config.Config) (endpoint, warning string) {
+	endpoint = cmp.Or(cfg.GrantsURL, strings.TrimSuffix(cfg.Issuer, "/")+auth.GrantsPath)
+	if u, err := url.Parse(endpoint); err == nil && u.Scheme == "http" && !config.IsLoopback(u.Host) {
+		warning = "the grant management service is plain http beyond loopback: its password (--grants-password) crosses the network in clear"
+	}
+	return endpoint, warning
 }
 
 // upstream is the client of calls to the authorization server and the Todo
@@ -343,7 +356,11 @@ func serveAdmin(ctx context.Context, cfg *config.Config, d *actors.Durability, n
 		opts.RevokeToken = x.Revoke
 	}
 	if cfg.Auth != "none" && cfg.GrantsUser != "" {
-		opts.RevokeGrants = auth.NewGrantRevoker(auth.GrantsOptions{URL: cmp.Or(cfg.GrantsURL, cfg.Issuer+auth.GrantsPath),
+		endpoint, warning := grantsService(cfg)
+		if warning != "" {
+			logger.Warn(warning, "grants_url", endpoint)
+		}
+		opts.RevokeGrants = auth.NewGrantRevoker(auth.GrantsOptions{URL: endpoint,
 			User: cfg.GrantsUser, Password: cfg.GrantsPassword, HTTPClient: upstream(cfg)}).RevokeUser
 	} else if cfg.Auth != "none" {
 		logger.Warn("no --grants-user: revoking a user ends their sessions but leaves their refresh tokens working at the authorization server")

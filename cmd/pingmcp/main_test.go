@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/pingmcp/pingmcp/config"
 )
 
 func TestCommandLine(t *testing.T) {
@@ -62,5 +64,28 @@ func TestSplitArgs(t *testing.T) {
 	}
 	if flags, pos := splitArgs(fs, []string{"-h", "ID"}); !slices.Equal(flags, []string{"-h"}) || !slices.Equal(pos, []string{"ID"}) {
 		t.Errorf("-h: flags %q, positional %q", flags, pos)
+	}
+}
+
+// The grant service's URL: --grants-url, else the issuer's without a
+// doubled slash; plain http beyond loopback is warned about.
+func TestGrantsService(t *testing.T) {
+	for _, tc := range []struct {
+		issuer, grantsURL, want string
+		warn                    bool
+	}{
+		{"https://pf.example", "", "https://pf.example/pf-ws/rest/oauth/users", false},
+		{"https://pf.example/", "", "https://pf.example/pf-ws/rest/oauth/users", false},
+		{"https://pf.example/", "https://admin.pf.example/pf-ws/rest/oauth/users", "https://admin.pf.example/pf-ws/rest/oauth/users", false},
+		{"http://127.0.0.1:9031/", "", "http://127.0.0.1:9031/pf-ws/rest/oauth/users", false},
+		{"http://localhost:9031", "", "http://localhost:9031/pf-ws/rest/oauth/users", false},
+		{"http://[::1]:9031", "", "http://[::1]:9031/pf-ws/rest/oauth/users", false},
+		{"https://pf.example", "http://pf.internal:9031/pf-ws/rest/oauth/users", "http://pf.internal:9031/pf-ws/rest/oauth/users", true},
+		{"http://10.0.0.4:9031", "", "http://10.0.0.4:9031/pf-ws/rest/oauth/users", true},
+	} {
+		got, warning := grantsService(&config.Config{Issuer: tc.issuer, GrantsURL: tc.grantsURL})
+		if got != tc.want || (warning != "") != tc.warn {
+			t.Errorf("issuer %q, --grants-url %q: %q, warning %q; want %q, warning %v", tc.issuer, tc.grantsURL, got, warning, tc.want, tc.warn)
+		}
 	}
 }

@@ -1,0 +1,58 @@
+package devidp
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+// A refresh under way while the user's grants are revoked (it spent its
+// refresh token before, adds the new tokens after) does not bring the
+// grant back: its new access and refresh tokens are refused. A login after
+// the revocation, and a client's own token, are not affected.
+func TestRevokeUserDuringRefresh(t *testing.T) {
+	st := newState(10)
+	login := time.Now()
+	g := refreshGrant{grant: "g1", clientID: "c", subject: "alice", resource: "r", authTime: login, loginSeq: st.loginSeq(), expires: login.Add(time.Hour)}
+	if err := st.addRefresh("old", g, login); err != nil {
+		t.Fatal(err)
+	}
+	// The refresh: peek, spend the old token ...
+	now := login.Add(time.Second)
+	if _, ok := st.peekRefresh("old", now); !ok || !st.consumeRefresh("old") {
+		t.Fatal("refresh token not usable")
+	}
+	// ... the revocation runs, finding nothing of alice's ...
+	revoked := now.Add(time.Millisecond)
+	st.revokeUser("alice", revoked)
+	// ... then the refresh adds its new tokens.
+	after := revoked.Add(time.Millisecond)
+	if err := st.addLive("jti1", liveToken{expires: after.Add(time.Hour), grant: "g1", loginSeq: g.loginSeq, subject: "alice", clientID: "c"}, after); !errors.Is(err, errGrantRevoked) {
+		t.Errorf("access token of the revoked grant added after the revocation: %v", err)
+	}
+	if _, ok := st.isLive("jti1", after); ok {
+		t.Error("the access token of the revoked grant is live")
+	}
+	if err := st.addRefresh("new", g, after); !errors.Is(err, errGrantRevoked) {
+		t.Errorf("refresh token of the revoked grant added after the revocation: %v", err)
+	}
+	if _, ok := st.peekRefresh("new", after); ok {
+		t.Error("the refresh token of the revoked grant works")
+	}
+
+	relogin := refreshGrant{grant: "g2", clientID: "c", subject: "alice", resource: "r", authTime: after, loginSeq: st.loginSeq(), expires: after.Add(time.Hour)}
+	if err := st.addRefresh("relogin", relogin, after); err != nil {
+		t.Errorf("a login after the revocation: %v", err)
+	}
+	if err := st.addLive("own", liveToken{expires: after.Add(time.Hour), subject: "alice", clientID: "alice"}, after); err != nil {
+		t.Errorf("a client's own token (no grant): %v", err)
+	}
+	if err := st.addLive("bob", liveToken{expires: after.Add(time.Hour), grant: "g3", loginSeq: g.loginSeq, subject: "bob", clientID: "c"}, after); err != nil {
+		t.Errorf("another user's token: %v", err)
+	}
+	// The revocation's time is forgotten once no request can be under way.
+	st.sweepLocked(revoked.Add(revokedUserTTL+time.Second), true)
+	if len(st.revokedUsers) != 0 {
+		t.Errorf("revocations kept after %v: %v", revokedUserTTL, st.revokedUsers)
+	}
+}
