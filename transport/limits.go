@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -36,7 +37,8 @@ type Limits struct {
 	MaxConcurrent int
 	// MaxStreams bounds a principal's GET (SSE) streams open at once.
 	MaxStreams int
-	// MaxTracked bounds the principals and addresses tracked at once
+	// MaxTracked bounds the principals tracked at once (and as many users,
+	// and as many addresses, each in a table of its own)
 	// (DefaultMaxTracked when zero). Idle entries whose bucket has refilled
 	// are dropped as new ones come; when every entry has requests in flight
 	// a newcomer is refused (429) rather than tracked.
@@ -48,8 +50,11 @@ type Limits struct {
 const DefaultMaxTracked = 100_000
 
 // Unauthenticated callers are tracked by client address (clientaddr.go:
-// the peer, or the client a trusted proxy names): a request whose token is
-// refused (401/403, not a 503 for an unreachable authorization server)
+// the peer, or the client a trusted proxy names; an IPv6 address by its
+// /64, addressBlock), in a table of their own (Edge.addrs, of MaxTracked
+// entries), so that addresses, which cost an attacker nothing to rotate,
+// cannot push principals' buckets out and erase their debt. A request
+// whose token is refused (401/403, not a 503 for an unreachable authorization server)
 // spends one of its address's tokens, at the principal Rate and Burst.
 // Valid tokens spend nothing there, so that users behind one proxy or NAT
 // do not share a budget.
@@ -328,9 +333,22 @@ func (l *limiter) len() int {
 	return len(l.entries)
 }
 
-// addressKey is the limiter key of a request's client address.
+// addressKey is the limiter key of a request's client address: an IPv4
+// address itself, an IPv6 address by its /64, the block a single host or
+// subscriber is usually given, so that a client rotating its source
+// addresses within its /64 still spends one budget.
 func (e *Edge) addressKey(r *http.Request) string {
-	return "ip:" + clientAddress(r, e.opts.TrustedProxies).String()
+	return "ip:" + addressBlock(clientAddress(r, e.opts.TrustedProxies)).String()
+}
+
+// addressBlock is the block of addresses one client is taken to hold: a /32
+// for IPv4 (IPv4-mapped IPv6 included), a /64 for IPv6.
+func addressBlock(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	if a.Is4() {
+		return netip.PrefixFrom(a, 32)
+	}
+	return netip.PrefixFrom(a, 64).Masked()
 }
 
 // overBudget decides whether a token from r's address may be verified: on
@@ -338,7 +356,7 @@ func (e *Edge) addressKey(r *http.Request) string {
 // worthless or expensive (see above); otherwise done must be called once
 // it is verified.
 func (e *Edge) overBudget(r *http.Request, raw string) (done func(), ref *refusal) {
-	ref = e.limits.blocked(e.addressKey(r))
+	ref = e.addrs.blocked(e.addressKey(r))
 	if ref == nil {
 		return func() {}, nil
 	}
@@ -419,7 +437,7 @@ func (e *Edge) authRefused(w http.ResponseWriter, r *http.Request) {
 	if s, ok := w.(interface{ Status() int }); ok && (s.Status() == http.StatusServiceUnavailable || s.Status() == http.StatusTooManyRequests) {
 		return
 	}
-	e.limits.charge(e.addressKey(r))
+	e.addrs.charge(e.addressKey(r))
 }
 
 // writeErrorData is writeError with the error's data member.

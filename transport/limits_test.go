@@ -827,3 +827,58 @@ func TestEdgeRateLimitCountsMessages(t *testing.T) {
 	resp, body = call{http.MethodPost, bearer(alice, nil), initBody}.do(t, url)
 	checkLimited(t, resp, body, "rate")
 }
+
+// An IPv6 client spends one budget for its whole /64: rotating its source
+// address within it gains nothing, while another /64 has its own. IPv4
+// addresses (IPv4-mapped too) are their own block.
+func TestEdgeAddressBlock(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	url := newEdge(t, Options{
+		Verifier: auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{mcpResource}}),
+		Limits:   Limits{Rate: 0.01, Burst: 2}, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+	}).URL
+	bad := func(xff string) (*http.Response, string) {
+		return call{http.MethodPost, bearer("not-a-jwt", map[string]string{"X-Forwarded-For": xff}), initBody}.do(t, url)
+	}
+	for _, a := range []string{"2001:db8:1:2::1", "2001:db8:1:2:ffff::9"} {
+		if resp, body := bad(a); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("bad token from %s: %d %s", a, resp.StatusCode, body)
+		}
+	}
+	resp, body := bad("2001:db8:1:2:abcd::77")
+	checkLimited(t, resp, body, "address")
+	if resp, body := bad("2001:db8:1:3::1"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("another /64: %d %s, want 401", resp.StatusCode, body)
+	}
+	for _, c := range []struct{ addr, want string }{
+		{"203.0.113.7", "203.0.113.7/32"},
+		{"::ffff:203.0.113.7", "203.0.113.7/32"},
+		{"2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"},
+	} {
+		if got := addressBlock(netip.MustParseAddr(c.addr)).String(); got != c.want {
+			t.Errorf("block of %s: %s, want %s", c.addr, got, c.want)
+		}
+	}
+}
+
+// Addresses are tracked apart from principals: however many addresses send
+// refused tokens, a principal's bucket stays, with what it has spent.
+func TestEdgeAddressesDoNotEvictPrincipals(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	url := newEdge(t, Options{
+		Verifier: auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{mcpResource}}),
+		Limits:   Limits{Rate: 0.01, Burst: 1, MaxTracked: 2}, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+	}).URL
+	alice := is.Token(t, is.Claims("alice", mcpResource, "mcp:tools"))
+	if resp, body := (call{http.MethodPost, bearer(alice, nil), initBody}).do(t, url); resp.StatusCode != http.StatusOK {
+		t.Fatalf("alice: %d %s", resp.StatusCode, body)
+	}
+	for i := range 4 {
+		xff := fmt.Sprintf("203.0.113.%d", i+1)
+		if resp, body := (call{http.MethodPost, bearer("not-a-jwt", map[string]string{"X-Forwarded-For": xff}), initBody}).do(t, url); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("bad token from %s: %d %s", xff, resp.StatusCode, body)
+		}
+	}
+	resp, body := call{http.MethodPost, bearer(alice, nil), initBody}.do(t, url)
+	checkLimited(t, resp, body, "rate")
+}
