@@ -135,7 +135,8 @@ func (c *Config) validateLimits() []error {
 }
 
 // ParsePrefixes reads comma-separated CIDRs (a bare address is a /32 or
-// /128).
+// /128); an IPv4-mapped one (::ffff:10.0.0.0/104) is read as the IPv4 CIDR
+// it maps (10.0.0.0/8).
 func ParsePrefixes(v string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, f := range splitList(v) {
@@ -150,6 +151,14 @@ func ParsePrefixes(v string) ([]netip.Prefix, error) {
 		p, err := netip.ParsePrefix(f)
 		if err != nil {
 			return nil, fmt.Errorf("%q is not a CIDR", f)
+		}
+		if p.Addr().Is4In6() {
+			// Peers are compared unmapped (an IPv4 client of a dual-stack
+			// listener is an IPv4 address), so the prefix must be too.
+			if p.Bits() < 96 {
+				return nil, fmt.Errorf("%q covers IPv6 addresses besides IPv4-mapped ones; give the IPv4 and the IPv6 CIDRs apart", f)
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		out = append(out, p.Masked())
 	}
