@@ -60,7 +60,7 @@ func limitFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.UserRateBurst, "user-rate-burst", DefaultUserRateBurst, "requests a user may make at once before --user-rate-limit paces it")
 	fs.IntVar(&c.UserMaxConcurrent, "user-max-concurrent-requests", DefaultUserMaxConcurrent, "POST and DELETE requests a user may have in flight at one edge, all clients together; beyond, 429 (0: no limit)")
 	fs.IntVar(&c.UserMaxStreams, "user-max-streams", DefaultUserMaxStreams, "GET (SSE) streams a user may hold open at one edge, all clients together; beyond, 429 (0: no limit)")
-	fs.IntVar(&c.MaxSessionsPerUser, "max-sessions-per-user", DefaultMaxSessionsPerUser, "sessions a user (issuer, subject) may have at once in the whole cluster, all clients together; a new initialize beyond gets 429 (0: no limit)")
+	fs.IntVar(&c.MaxSessionsPerUser, "max-sessions-per-user", DefaultMaxSessionsPerUser, "sessions a user (issuer, subject) may have at once in the whole cluster, all clients together; a new initialize beyond gets 429 (0: no limit; must be 0 with --session-idle-timeout 0)")
 	fs.Func("trusted-proxies", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For (else Forwarded) names the client, for the budget of invalid credentials per address; empty: the peer is the client", func(v string) error {
 		ps, err := ParsePrefixes(v)
 		c.TrustedProxies = ps
@@ -103,6 +103,12 @@ func (c *Config) validateLimits() []error {
 	}
 	if c.UserRateLimit > 0 && c.UserRateBurst < 1 {
 		errs = append(errs, errors.New("--user-rate-burst must be at least 1 with a --user-rate-limit"))
+	}
+	if c.SessionIdleTimeout == 0 && c.MaxSessionsPerUser > 0 {
+		// Sessions that never expire would count forever once abandoned
+		// (a client gone without its DELETE): the user would be locked out
+		// for good once --max-sessions-per-user of them pile up.
+		errs = append(errs, errors.New("--max-sessions-per-user needs a --session-idle-timeout: with sessions that never expire, those a client abandons without a DELETE would count forever and lock their user out; set --max-sessions-per-user 0 with --session-idle-timeout 0"))
 	}
 	if c.MaxBatch < 1 {
 		errs = append(errs, errors.New("--max-batch must be positive"))

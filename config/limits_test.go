@@ -42,6 +42,7 @@ func TestLimitFlags(t *testing.T) {
 		{"--upstream-timeout", "0s"}, {"--redis-timeout", "-1s"},
 		{"--user-rate-limit", "-1"}, {"--user-rate-burst", "0"}, {"--user-max-concurrent-requests", "-1"}, {"--user-max-streams", "-1"},
 		{"--max-sessions-per-user", "-1"}, {"--trusted-proxies", "10.0.0.0/33"}, {"--trusted-proxies", "proxy.example"}, {"--trusted-proxies", "::ffff:0.0.0.0/80"},
+		{"--session-idle-timeout", "0"}, // with the default --max-sessions-per-user
 	} {
 		_, err := Parse("serve", append([]string{"--auth", "none", "--addr", "127.0.0.1:0"}, bad...), env(nil), new(bytes.Buffer))
 		if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(bad[0], "-")) {
