@@ -54,8 +54,9 @@ const DefaultMaxTracked = 100_000
 // /64, addressBlock), in a table of their own (Edge.addrs, of MaxTracked
 // entries), so that addresses, which cost an attacker nothing to rotate,
 // cannot push principals' buckets out and erase their debt. A request
-// whose token is refused (401/403, not a 503 for an unreachable authorization server)
-// spends one of its address's tokens, at the principal Rate and Burst.
+// whose token is refused (401/403, not a 503 for an unreachable
+// authorization server) spends one of its address's tokens, at the
+// principal Rate and Burst.
 // Valid tokens spend nothing there, so that users behind one proxy or NAT
 // do not share a budget.
 //
@@ -68,9 +69,10 @@ const DefaultMaxTracked = 100_000
 // a JWT, for a JWT verifier) is refused (429). An introspection call (or a
 // verifier that cannot tell) goes through a lane of overBudgetVerifications
 // at a time for the whole edge, waiting its turn (refused, 429, only after
-// overBudgetWait): one flooding address can then cost the authorization
-// server at most that many calls at once, while a valid reference token
-// from the same address is delayed by the flood's calls, not refused.
+// overBudgetWait), among at most overBudgetWaiters of its address's
+// requests (beyond, refused at once): one flooding address can then cost
+// the authorization server at most that many calls at once, and cannot
+// queue more than a couple of them ahead of anyone's valid token.
 
 // overBudgetVerifications bounds the expensive verifications in flight for
 // addresses over their budget, at one edge.
@@ -326,6 +328,25 @@ func (l *limiter) charge(key string) {
 	}
 }
 
+// queue counts one more of key's requests waiting, unless max already
+// are; leave uncounts it. Waiting requests count as in flight, so that
+// their entry is not dropped while they wait.
+func (l *limiter) queue(key string, max int) (leave func(), ok bool) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.get(key, now)
+	if b == nil || b.inflight >= max {
+		return nil, false
+	}
+	b.inflight++
+	return func() {
+		l.mu.Lock()
+		b.inflight--
+		l.mu.Unlock()
+	}, true
+}
+
 // len is how many keys are tracked.
 func (l *limiter) len() int {
 	l.mu.Lock()
@@ -374,7 +395,15 @@ func (e *Edge) overBudget(r *http.Request, raw string) (done func(), ref *refusa
 	// milliseconds, so a valid token from a flooded address is delayed, not
 	// refused, unless the authorization server is too slow to drain the
 	// lane within overBudgetWait. Waiting costs the caller its own
-	// connection, nothing more.
+	// connection, nothing more. An address has at most overBudgetWaiters
+	// requests waiting; more are refused at once (a 429 spends nothing):
+	// a flood cannot build a queue that the valid tokens of its address,
+	// or of any other, would wait behind.
+	leave, ok := e.addrs.queue(e.addressKey(r), overBudgetWaiters)
+	if !ok {
+		return nil, ref
+	}
+	defer leave()
 	wait := time.NewTimer(overBudgetWait)
 	defer wait.Stop()
 	select {
@@ -386,6 +415,9 @@ func (e *Edge) overBudget(r *http.Request, raw string) (done func(), ref *refusa
 		return nil, ref
 	}
 }
+
+// overBudgetWaiters bounds the requests of one address waiting for the lane.
+const overBudgetWaiters = 2
 
 // overBudgetWait is how long a request from an address over its budget
 // waits for room in the lane of expensive verifications.

@@ -882,3 +882,87 @@ func TestEdgeAddressesDoNotEvictPrincipals(t *testing.T) {
 	resp, body := call{http.MethodPost, bearer(alice, nil), initBody}.do(t, url)
 	checkLimited(t, resp, body, "rate")
 }
+
+// A flooding address cannot queue for the lane of introspections: beyond
+// overBudgetWaiters of its requests waiting, the next are refused at once,
+// so a valid token from it waits behind a couple of the flood's calls, not
+// behind the whole flood.
+func TestEdgeAddressLimitIntrospectionQueue(t *testing.T) {
+	gate := make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(gate) }) }
+	slow := make(chan struct{}, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok := r.PostFormValue("token")
+		if strings.HasPrefix(tok, "slow") {
+			slow <- struct{}{}
+			<-gate
+		}
+		if !strings.HasPrefix(tok, "good") {
+			json.NewEncoder(w).Encode(map[string]any{"active": false})
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"active": true, "sub": tok, "client_id": "c", "scope": "mcp:tools",
+			"aud": mcpResource, "exp": time.Now().Add(time.Hour).Unix()})
+	}))
+	defer srv.Close()
+	defer open()
+	wait := overBudgetWait
+	overBudgetWait = time.Minute // only the lane draining ends a wait here
+	defer func() { overBudgetWait = wait }()
+	url := newEdge(t, Options{
+		Verifier: auth.NewIntrospectionVerifier(auth.IntrospectionOptions{Issuer: "https://idp", Endpoint: srv.URL,
+			ClientID: "pingmcp", ClientSecret: "s", Audiences: []string{mcpResource}}),
+		Limits: Limits{Rate: 0.01, Burst: 3},
+	}).URL
+	post := func(tok string) (*http.Response, string) {
+		return call{http.MethodPost, bearer(tok, nil), initBody}.do(t, url)
+	}
+	for range 3 {
+		if resp, body := post("bad"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("bad token: %d %s", resp.StatusCode, body)
+		}
+	}
+	const flood = 10
+	done := make(chan int, flood)
+	for i := range flood {
+		go func() {
+			resp, _ := post(fmt.Sprint("slow", i))
+			done <- resp.StatusCode
+		}()
+	}
+	for range overBudgetVerifications {
+		<-slow
+	}
+	// The lane is held; of the others, overBudgetWaiters wait and the rest
+	// are refused at once.
+	deadline := time.After(10 * time.Second)
+	for range flood - overBudgetVerifications - overBudgetWaiters {
+		select {
+		case st := <-done:
+			if st != http.StatusTooManyRequests {
+				t.Fatalf("flood beyond the address's waiters: %d, want 429", st)
+			}
+		case <-deadline:
+			t.Fatal("the flood's requests queue for the lane instead of being refused")
+		}
+	}
+	// One call of the lane ends, one waiter takes its place: the address
+	// has a waiting slot again, which a valid token takes.
+	gate <- struct{}{}
+	<-slow
+	good := make(chan int, 1)
+	go func() {
+		resp, _ := post("good1")
+		good <- resp.StatusCode
+	}()
+	open()
+	if st := <-good; st != http.StatusOK {
+		t.Errorf("valid token from the flooding address: %d, want 200", st)
+	}
+	for range overBudgetVerifications + overBudgetWaiters {
+		if st := <-done; st != http.StatusUnauthorized {
+			t.Errorf("slow bad token: %d, want 401", st)
+		}
+	}
+}
