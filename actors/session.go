@@ -693,6 +693,15 @@ func (a *SessionActor) settle(ctx actor.Context) {
 		a.finishDrain(ctx)
 		return
 	}
+	if !a.stateless && a.hasSession() && a.handshakeRefused() {
+		// The SDK accepted the initialize, then the snapshot refused it
+		// (recordChanges): the client got an error and no session, but the
+		// SDK keeps one, which would count against its user until the idle
+		// timeout. It goes, and the session ends here as a failed one does.
+		for s := range a.server.Sessions() {
+			s.Close()
+		}
+	}
 	if !a.stateless && !a.hasSession() {
 		// What still arrives is for a session that is no more: the actor
 		// answers it "not found" for a moment before it stops, rather than
@@ -711,6 +720,18 @@ func (a *SessionActor) settle(ctx actor.Context) {
 	if a.cfg.IdleTimeout > 0 {
 		ctx.SetReceiveTimeout(a.cfg.IdleTimeout)
 	}
+}
+
+// handshakeRefused says whether the session's snapshot lacks the
+// initialize the SDK took: recordChanges refused it after the SDK had.
+func (a *SessionActor) handshakeRefused() bool {
+	p := a.persist.Load()
+	if p == nil || a.fenced {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.rec.Initialize) == 0
 }
 
 func (a *SessionActor) hasSession() bool {

@@ -21,7 +21,9 @@ import (
 // A session is counted when its actor is activated to create it, before
 // anything of it is stored: beyond the cap, the initialize is answered 429
 // and the actor stops, leaving no snapshot, no epoch and no actor behind.
-// It stops counting when it ends: a DELETE or a failed initialize (settle),
+// It stops counting when it ends: a DELETE or a failed initialize (settle;
+// also one the SDK took and the snapshot's bound then refused, whose SDK
+// session settle closes),
 // an operator's kill or a user's revocation (Durability.End), or its idle
 // timeout (its entry ages out with its snapshot; each snapshot write marks
 // it active).

@@ -60,7 +60,7 @@ func limitFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.UserRateBurst, "user-rate-burst", DefaultUserRateBurst, "requests a user may make at once before --user-rate-limit paces it")
 	fs.IntVar(&c.UserMaxConcurrent, "user-max-concurrent-requests", DefaultUserMaxConcurrent, "POST and DELETE requests a user may have in flight at one edge, all clients together; beyond, 429 (0: no limit)")
 	fs.IntVar(&c.UserMaxStreams, "user-max-streams", DefaultUserMaxStreams, "GET (SSE) streams a user may hold open at one edge, all clients together; beyond, 429 (0: no limit)")
-	fs.IntVar(&c.MaxSessionsPerUser, "max-sessions-per-user", DefaultMaxSessionsPerUser, "sessions a user (issuer, subject) may have at once in the whole cluster, all clients together; a new initialize beyond gets 429 (0: no limit)")
+	fs.IntVar(&c.MaxSessionsPerUser, "max-sessions-per-user", DefaultMaxSessionsPerUser, "sessions a user (issuer, subject) may have at once in the whole cluster, all clients together; a new initialize beyond gets 429 (0: no limit; must be 0 with --session-idle-timeout 0)")
 	fs.Func("trusted-proxies", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For (else Forwarded) names the client, for the budget of invalid credentials per address; empty: the peer is the client", func(v string) error {
 		ps, err := ParsePrefixes(v)
 		c.TrustedProxies = ps
@@ -104,6 +104,12 @@ func (c *Config) validateLimits() []error {
 	if c.UserRateLimit > 0 && c.UserRateBurst < 1 {
 		errs = append(errs, errors.New("--user-rate-burst must be at least 1 with a --user-rate-limit"))
 	}
+	if c.SessionIdleTimeout == 0 && c.MaxSessionsPerUser > 0 {
+		// Sessions that never expire would count forever once abandoned
+		// (a client gone without its DELETE): the user would be locked out
+		// for good once --max-sessions-per-user of them pile up.
+		errs = append(errs, errors.New("--max-sessions-per-user needs a --session-idle-timeout: with sessions that never expire, those a client abandons without a DELETE would count forever and lock their user out; set --max-sessions-per-user 0 with --session-idle-timeout 0"))
+	}
 	if c.MaxBatch < 1 {
 		errs = append(errs, errors.New("--max-batch must be positive"))
 	}
@@ -135,7 +141,8 @@ func (c *Config) validateLimits() []error {
 }
 
 // ParsePrefixes reads comma-separated CIDRs (a bare address is a /32 or
-// /128).
+// /128); an IPv4-mapped one (::ffff:10.0.0.0/104) is read as the IPv4 CIDR
+// it maps (10.0.0.0/8).
 func ParsePrefixes(v string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, f := range splitList(v) {
@@ -150,6 +157,14 @@ func ParsePrefixes(v string) ([]netip.Prefix, error) {
 		p, err := netip.ParsePrefix(f)
 		if err != nil {
 			return nil, fmt.Errorf("%q is not a CIDR", f)
+		}
+		if p.Addr().Is4In6() {
+			// Peers are compared unmapped (an IPv4 client of a dual-stack
+			// listener is an IPv4 address), so the prefix must be too.
+			if p.Bits() < 96 {
+				return nil, fmt.Errorf("%q covers IPv6 addresses besides IPv4-mapped ones; give the IPv4 and the IPv6 CIDRs apart", f)
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 		}
 		out = append(out, p.Masked())
 	}

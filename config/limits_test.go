@@ -25,7 +25,7 @@ func TestLimitFlags(t *testing.T) {
 		}
 	}
 	c, err := Parse("serve", []string{"--auth", "none", "--addr", "127.0.0.1:0", "--rate-limit", "0", "--max-streams-per-session", "0"},
-		env(map[string]string{"PINGMCP_RATE_BURST": "7", "PINGMCP_UPSTREAM_TIMEOUT": "3s", "PINGMCP_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1,2001:db8::/32",
+		env(map[string]string{"PINGMCP_RATE_BURST": "7", "PINGMCP_UPSTREAM_TIMEOUT": "3s", "PINGMCP_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1,2001:db8::/32, ::ffff:172.16.0.0/108",
 			"PINGMCP_MAX_SESSIONS_PER_USER": "5"}), new(bytes.Buffer))
 	if err != nil {
 		t.Fatalf("zero turns a limit off: %v", err)
@@ -33,7 +33,7 @@ func TestLimitFlags(t *testing.T) {
 	if c.RateLimit != 0 || c.MaxStreamsPerSession != 0 || c.RateBurst != 7 || c.UpstreamTimeout != 3*time.Second {
 		t.Errorf("flags and environment not applied: %+v", c)
 	}
-	if fmt.Sprint(c.TrustedProxies) != "[10.0.0.0/8 192.0.2.1/32 2001:db8::/32]" || c.MaxSessionsPerUser != 5 {
+	if fmt.Sprint(c.TrustedProxies) != "[10.0.0.0/8 192.0.2.1/32 2001:db8::/32 172.16.0.0/12]" || c.MaxSessionsPerUser != 5 {
 		t.Errorf("trusted proxies %v, sessions per user %d", c.TrustedProxies, c.MaxSessionsPerUser)
 	}
 	for _, bad := range [][]string{
@@ -41,7 +41,8 @@ func TestLimitFlags(t *testing.T) {
 		{"--max-streams-per-session", "-1"}, {"--events-buffer", "0"}, {"--max-header-bytes", "100"},
 		{"--upstream-timeout", "0s"}, {"--redis-timeout", "-1s"},
 		{"--user-rate-limit", "-1"}, {"--user-rate-burst", "0"}, {"--user-max-concurrent-requests", "-1"}, {"--user-max-streams", "-1"},
-		{"--max-sessions-per-user", "-1"}, {"--trusted-proxies", "10.0.0.0/33"}, {"--trusted-proxies", "proxy.example"},
+		{"--max-sessions-per-user", "-1"}, {"--trusted-proxies", "10.0.0.0/33"}, {"--trusted-proxies", "proxy.example"}, {"--trusted-proxies", "::ffff:0.0.0.0/80"},
+		{"--session-idle-timeout", "0"}, // with the default --max-sessions-per-user
 	} {
 		_, err := Parse("serve", append([]string{"--auth", "none", "--addr", "127.0.0.1:0"}, bad...), env(nil), new(bytes.Buffer))
 		if err == nil || !strings.Contains(err.Error(), strings.TrimPrefix(bad[0], "-")) {

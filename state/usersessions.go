@@ -99,12 +99,30 @@ func (r *RedisUserSessions) Release(ctx context.Context, user, session string) e
 }
 
 // MemoryUserSessions count sessions in this process: the embedded default
-// of a single node.
+// of a single node. Sessions idle for the ttl are forgotten when their user
+// claims another, and all of them by a sweep of the whole table at most
+// once a ttl (on any Claim, Touch or Release), so that users who never come
+// back do not stay: the table holds the users active within two ttls.
 type MemoryUserSessions struct {
 	Now func() time.Time // default time.Now
 
 	mu    sync.Mutex
 	users map[string]map[string]time.Time // user → session → last active
+	ttl   time.Duration                   // the last one given (Release is given none)
+	swept time.Time                       // the last sweep
+}
+
+// sweep forgets every user's idle sessions, if the last sweep is a ttl
+// ago. Requires mu.
+func (m *MemoryUserSessions) sweep(ttl time.Duration, now time.Time) {
+	m.ttl = ttl
+	if ttl <= 0 || now.Sub(m.swept) < ttl {
+		return
+	}
+	m.swept = now
+	for user := range m.users {
+		m.live(user, ttl, now)
+	}
 }
 
 func (m *MemoryUserSessions) now() time.Time {
@@ -133,6 +151,7 @@ func (m *MemoryUserSessions) Claim(_ context.Context, user, session string, max 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
+	m.sweep(ttl, now)
 	s := m.live(user, ttl, now)
 	if _, ok := s[session]; ok || len(s) < max {
 		if s == nil {
@@ -157,11 +176,13 @@ func (m *MemoryUserSessions) Claim(_ context.Context, user, session string, max 
 	return false, oldest.Add(ttl).Sub(now), nil
 }
 
-func (m *MemoryUserSessions) Touch(_ context.Context, user, session string, _ time.Duration) error {
+func (m *MemoryUserSessions) Touch(_ context.Context, user, session string, ttl time.Duration) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	now := m.now()
+	m.sweep(ttl, now)
 	if _, ok := m.users[user][session]; ok {
-		m.users[user][session] = m.now()
+		m.users[user][session] = now
 	}
 	return nil
 }
@@ -169,6 +190,7 @@ func (m *MemoryUserSessions) Touch(_ context.Context, user, session string, _ ti
 func (m *MemoryUserSessions) Release(_ context.Context, user, session string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.sweep(m.ttl, m.now())
 	if s := m.users[user]; s != nil {
 		delete(s, session)
 		if len(s) == 0 {

@@ -99,3 +99,34 @@ func TestRedisUserSessions(t *testing.T) {
 		t.Errorf("set expires in %v, want within the idle timeout", ttl)
 	}
 }
+
+// Users who never come back are forgotten once their sessions are idle for
+// the ttl, whatever the others do: the table does not grow with every user
+// ever seen.
+func TestMemoryUserSessionsForgetsIdleUsers(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	m := &MemoryUserSessions{Now: func() time.Time { return now }}
+	ctx := context.Background()
+	for i := range 100 {
+		if ok, _, err := m.Claim(ctx, fmt.Sprint("user", i), "s", 5, time.Minute); !ok || err != nil {
+			t.Fatalf("claim: %v %v", ok, err)
+		}
+	}
+	now = now.Add(2 * time.Minute)
+	m.Touch(ctx, "alice", "s", time.Minute) // another user carries on
+	m.mu.Lock()
+	n := len(m.users)
+	m.mu.Unlock()
+	if n != 0 {
+		t.Errorf("%d users idle for twice the ttl still kept, want 0", n)
+	}
+	// An active session is kept by the sweep.
+	m.Claim(ctx, "bob", "s", 5, time.Minute)
+	now = now.Add(50 * time.Second)
+	m.Touch(ctx, "bob", "s", time.Minute)
+	now = now.Add(50 * time.Second) // a sweep is due
+	m.Release(ctx, "carol", "s")
+	if ok, _, _ := m.Claim(ctx, "bob", "t", 1, time.Minute); ok {
+		t.Error("bob's active session was forgotten")
+	}
+}

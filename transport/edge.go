@@ -110,8 +110,9 @@ type Edge struct {
 	hosts   map[string]bool
 	prefix  string // per-node prefix of request ids
 	seq     atomic.Uint64
-	limits  *limiter // per principal, and per address for refused credentials
+	limits  *limiter // per principal
 	users   *limiter // per user
+	addrs   *limiter // per address block, for refused credentials
 	// refusedLog throttles the log lines of refused tokens.
 	refusedLog telemetry.Throttle
 	// expensive bounds the verifications that call the authorization
@@ -154,6 +155,7 @@ func NewEdge(node *cluster.Node, opts Options) *Edge {
 	e.prefix = rand.Text()[:8]
 	e.limits = newLimiter(opts.Limits)
 	e.users = newLimiter(opts.UserLimits)
+	e.addrs = newLimiter(opts.Limits)
 	e.expensive = make(chan struct{}, overBudgetVerifications)
 	e.draining, e.stopStreams = context.WithCancel(context.Background())
 	return e

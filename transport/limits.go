@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -36,7 +37,8 @@ type Limits struct {
 	MaxConcurrent int
 	// MaxStreams bounds a principal's GET (SSE) streams open at once.
 	MaxStreams int
-	// MaxTracked bounds the principals and addresses tracked at once
+	// MaxTracked bounds the principals tracked at once (and as many users,
+	// and as many addresses, each in a table of its own)
 	// (DefaultMaxTracked when zero). Idle entries whose bucket has refilled
 	// are dropped as new ones come; when every entry has requests in flight
 	// a newcomer is refused (429) rather than tracked.
@@ -48,9 +50,13 @@ type Limits struct {
 const DefaultMaxTracked = 100_000
 
 // Unauthenticated callers are tracked by client address (clientaddr.go:
-// the peer, or the client a trusted proxy names): a request whose token is
-// refused (401/403, not a 503 for an unreachable authorization server)
-// spends one of its address's tokens, at the principal Rate and Burst.
+// the peer, or the client a trusted proxy names; an IPv6 address by its
+// /64, addressBlock), in a table of their own (Edge.addrs, of MaxTracked
+// entries), so that addresses, which cost an attacker nothing to rotate,
+// cannot push principals' buckets out and erase their debt. A request
+// whose token is refused (401/403, not a 503 for an unreachable
+// authorization server) spends one of its address's tokens, at the
+// principal Rate and Burst.
 // Valid tokens spend nothing there, so that users behind one proxy or NAT
 // do not share a budget.
 //
@@ -63,9 +69,10 @@ const DefaultMaxTracked = 100_000
 // a JWT, for a JWT verifier) is refused (429). An introspection call (or a
 // verifier that cannot tell) goes through a lane of overBudgetVerifications
 // at a time for the whole edge, waiting its turn (refused, 429, only after
-// overBudgetWait): one flooding address can then cost the authorization
-// server at most that many calls at once, while a valid reference token
-// from the same address is delayed by the flood's calls, not refused.
+// overBudgetWait), among at most overBudgetWaiters of its address's
+// requests (beyond, refused at once): one flooding address can then cost
+// the authorization server at most that many calls at once, and cannot
+// queue more than a couple of them ahead of anyone's valid token.
 
 // overBudgetVerifications bounds the expensive verifications in flight for
 // addresses over their budget, at one edge.
@@ -324,6 +331,25 @@ func (l *limiter) charge(key string) {
 	}
 }
 
+// queue counts one more of key's requests waiting, unless max already
+// are; leave uncounts it. Waiting requests count as in flight, so that
+// their entry is not dropped while they wait.
+func (l *limiter) queue(key string, max int) (leave func(), ok bool) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.get(key, now)
+	if b == nil || b.inflight >= max {
+		return nil, false
+	}
+	b.inflight++
+	return func() {
+		l.mu.Lock()
+		b.inflight--
+		l.mu.Unlock()
+	}, true
+}
+
 // len is how many keys are tracked.
 func (l *limiter) len() int {
 	l.mu.Lock()
@@ -331,9 +357,22 @@ func (l *limiter) len() int {
 	return len(l.entries)
 }
 
-// addressKey is the limiter key of a request's client address.
+// addressKey is the limiter key of a request's client address: an IPv4
+// address itself, an IPv6 address by its /64, the block a single host or
+// subscriber is usually given, so that a client rotating its source
+// addresses within its /64 still spends one budget.
 func (e *Edge) addressKey(r *http.Request) string {
-	return "ip:" + clientAddress(r, e.opts.TrustedProxies).String()
+	return "ip:" + addressBlock(clientAddress(r, e.opts.TrustedProxies)).String()
+}
+
+// addressBlock is the block of addresses one client is taken to hold: a /32
+// for IPv4 (IPv4-mapped IPv6 included), a /64 for IPv6.
+func addressBlock(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	if a.Is4() {
+		return netip.PrefixFrom(a, 32)
+	}
+	return netip.PrefixFrom(a, 64).Masked()
 }
 
 // overBudget decides whether a token from r's address may be verified: on
@@ -341,7 +380,7 @@ func (e *Edge) addressKey(r *http.Request) string {
 // worthless or expensive (see above); otherwise done must be called once
 // it is verified.
 func (e *Edge) overBudget(r *http.Request, raw string) (done func(), ref *refusal) {
-	ref = e.limits.blocked(e.addressKey(r))
+	ref = e.addrs.blocked(e.addressKey(r))
 	if ref == nil {
 		return func() {}, nil
 	}
@@ -359,7 +398,15 @@ func (e *Edge) overBudget(r *http.Request, raw string) (done func(), ref *refusa
 	// milliseconds, so a valid token from a flooded address is delayed, not
 	// refused, unless the authorization server is too slow to drain the
 	// lane within overBudgetWait. Waiting costs the caller its own
-	// connection, nothing more.
+	// connection, nothing more. An address has at most overBudgetWaiters
+	// requests waiting; more are refused at once (a 429 spends nothing):
+	// a flood cannot build a queue that the valid tokens of its address,
+	// or of any other, would wait behind.
+	leave, ok := e.addrs.queue(e.addressKey(r), overBudgetWaiters)
+	if !ok {
+		return nil, ref
+	}
+	defer leave()
 	wait := time.NewTimer(overBudgetWait)
 	defer wait.Stop()
 	select {
@@ -371,6 +418,9 @@ func (e *Edge) overBudget(r *http.Request, raw string) (done func(), ref *refusa
 		return nil, ref
 	}
 }
+
+// overBudgetWaiters bounds the requests of one address waiting for the lane.
+const overBudgetWaiters = 2
 
 // overBudgetWait is how long a request from an address over its budget
 // waits for room in the lane of expensive verifications.
@@ -423,7 +473,7 @@ func (e *Edge) authRefused(w http.ResponseWriter, r *http.Request) {
 	if s, ok := w.(interface{ Status() int }); ok && (s.Status() == http.StatusServiceUnavailable || s.Status() == http.StatusTooManyRequests) {
 		return
 	}
-	e.limits.charge(e.addressKey(r))
+	e.addrs.charge(e.addressKey(r))
 }
 
 // writeErrorData is writeError with the error's data member.

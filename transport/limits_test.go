@@ -858,3 +858,142 @@ func TestEdgeBodyBeingReadHoldsItsSlot(t *testing.T) {
 	})
 	checkLimited(t, resp, body, "concurrency")
 }
+
+// An IPv6 client spends one budget for its whole /64: rotating its source
+// address within it gains nothing, while another /64 has its own. IPv4
+// addresses (IPv4-mapped too) are their own block.
+func TestEdgeAddressBlock(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	url := newEdge(t, Options{
+		Verifier: auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{mcpResource}}),
+		Limits:   Limits{Rate: 0.01, Burst: 2}, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+	}).URL
+	bad := func(xff string) (*http.Response, string) {
+		return call{http.MethodPost, bearer("not-a-jwt", map[string]string{"X-Forwarded-For": xff}), initBody}.do(t, url)
+	}
+	for _, a := range []string{"2001:db8:1:2::1", "2001:db8:1:2:ffff::9"} {
+		if resp, body := bad(a); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("bad token from %s: %d %s", a, resp.StatusCode, body)
+		}
+	}
+	resp, body := bad("2001:db8:1:2:abcd::77")
+	checkLimited(t, resp, body, "address")
+	if resp, body := bad("2001:db8:1:3::1"); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("another /64: %d %s, want 401", resp.StatusCode, body)
+	}
+	for _, c := range []struct{ addr, want string }{
+		{"203.0.113.7", "203.0.113.7/32"},
+		{"::ffff:203.0.113.7", "203.0.113.7/32"},
+		{"2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"},
+	} {
+		if got := addressBlock(netip.MustParseAddr(c.addr)).String(); got != c.want {
+			t.Errorf("block of %s: %s, want %s", c.addr, got, c.want)
+		}
+	}
+}
+
+// Addresses are tracked apart from principals: however many addresses send
+// refused tokens, a principal's bucket stays, with what it has spent.
+func TestEdgeAddressesDoNotEvictPrincipals(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	url := newEdge(t, Options{
+		Verifier: auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{mcpResource}}),
+		Limits:   Limits{Rate: 0.01, Burst: 1, MaxTracked: 2}, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+	}).URL
+	alice := is.Token(t, is.Claims("alice", mcpResource, "mcp:tools"))
+	if resp, body := (call{http.MethodPost, bearer(alice, nil), initBody}).do(t, url); resp.StatusCode != http.StatusOK {
+		t.Fatalf("alice: %d %s", resp.StatusCode, body)
+	}
+	for i := range 4 {
+		xff := fmt.Sprintf("203.0.113.%d", i+1)
+		if resp, body := (call{http.MethodPost, bearer("not-a-jwt", map[string]string{"X-Forwarded-For": xff}), initBody}).do(t, url); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("bad token from %s: %d %s", xff, resp.StatusCode, body)
+		}
+	}
+	resp, body := call{http.MethodPost, bearer(alice, nil), initBody}.do(t, url)
+	checkLimited(t, resp, body, "rate")
+}
+
+// A flooding address cannot queue for the lane of introspections: beyond
+// overBudgetWaiters of its requests waiting, the next are refused at once,
+// so a valid token from it waits behind a couple of the flood's calls, not
+// behind the whole flood.
+func TestEdgeAddressLimitIntrospectionQueue(t *testing.T) {
+	gate := make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(gate) }) }
+	slow := make(chan struct{}, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok := r.PostFormValue("token")
+		if strings.HasPrefix(tok, "slow") {
+			slow <- struct{}{}
+			<-gate
+		}
+		if !strings.HasPrefix(tok, "good") {
+			json.NewEncoder(w).Encode(map[string]any{"active": false})
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"active": true, "sub": tok, "client_id": "c", "scope": "mcp:tools",
+			"aud": mcpResource, "exp": time.Now().Add(time.Hour).Unix()})
+	}))
+	defer srv.Close()
+	defer open()
+	wait := overBudgetWait
+	overBudgetWait = time.Minute // only the lane draining ends a wait here
+	defer func() { overBudgetWait = wait }()
+	url := newEdge(t, Options{
+		Verifier: auth.NewIntrospectionVerifier(auth.IntrospectionOptions{Issuer: "https://idp", Endpoint: srv.URL,
+			ClientID: "pingmcp", ClientSecret: "s", Audiences: []string{mcpResource}}),
+		Limits: Limits{Rate: 0.01, Burst: 3},
+	}).URL
+	post := func(tok string) (*http.Response, string) {
+		return call{http.MethodPost, bearer(tok, nil), initBody}.do(t, url)
+	}
+	for range 3 {
+		if resp, body := post("bad"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("bad token: %d %s", resp.StatusCode, body)
+		}
+	}
+	const flood = 10
+	done := make(chan int, flood)
+	for i := range flood {
+		go func() {
+			resp, _ := post(fmt.Sprint("slow", i))
+			done <- resp.StatusCode
+		}()
+	}
+	for range overBudgetVerifications {
+		<-slow
+	}
+	// The lane is held; of the others, overBudgetWaiters wait and the rest
+	// are refused at once.
+	deadline := time.After(10 * time.Second)
+	for range flood - overBudgetVerifications - overBudgetWaiters {
+		select {
+		case st := <-done:
+			if st != http.StatusTooManyRequests {
+				t.Fatalf("flood beyond the address's waiters: %d, want 429", st)
+			}
+		case <-deadline:
+			t.Fatal("the flood's requests queue for the lane instead of being refused")
+		}
+	}
+	// One call of the lane ends, one waiter takes its place: the address
+	// has a waiting slot again, which a valid token takes.
+	gate <- struct{}{}
+	<-slow
+	good := make(chan int, 1)
+	go func() {
+		resp, _ := post("good1")
+		good <- resp.StatusCode
+	}()
+	open()
+	if st := <-good; st != http.StatusOK {
+		t.Errorf("valid token from the flooding address: %d, want 200", st)
+	}
+	for range overBudgetVerifications + overBudgetWaiters {
+		if st := <-done; st != http.StatusUnauthorized {
+			t.Errorf("slow bad token: %d, want 401", st)
+		}
+	}
+}
