@@ -106,6 +106,8 @@ func TestAbuseClusterPortDev(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	d := runDev(t)
+	// The banner (stdout) can come before the start line (stderr) is read.
+	d.awaitLogged(t, ctx, `"msg":"node started"`)
 	var rec struct{ Cluster string }
 	if err := json.Unmarshal([]byte(d.line(`"msg":"node started"`)), &rec); err != nil || rec.Cluster == "" {
 		t.Fatalf("no cluster address in the start line: %v", err)
