@@ -271,14 +271,16 @@ return out`)
 
 // Open implements mcp.EventStore.
 func (r *RedisEvents) Open(ctx context.Context, session, stream string) error {
-	return r.OpenFor(ctx, session, stream, 0, nil)
+	return r.OpenFor(ctx, session, stream, "", 0, nil)
 }
 
 // OpenFor opens stream as activation epoch (0: unfenced) and journals the
 // requests it answers (JSON-RPC ids), in one round trip, until
 // FinishRequests. It fails with ErrFenced if a newer activation exists. A
-// new stream counts StreamOverhead against its session's MaxBytes.
-func (r *RedisEvents) OpenFor(ctx context.Context, session, stream string, epoch int64, ids []json.RawMessage) error {
+// new stream counts StreamOverhead against its session's MaxBytes. Redis
+// bounds each session, not users: user is not used (a user's bound is the
+// sessions it may have times MaxBytes).
+func (r *RedisEvents) OpenFor(ctx context.Context, session, stream, _ string, epoch int64, ids []json.RawMessage) error {
 	journal, err := encodeIDs(ids)
 	if err != nil {
 		return err

@@ -162,10 +162,10 @@ func TestRedisEventsResumeWithSDK(t *testing.T) {
 func testJournal(t *testing.T, snaps Snapshots, ev Events) {
 	ctx := context.Background()
 	old, _, _ := snaps.Activate(ctx, "j", true)
-	if err := ev.OpenFor(ctx, "j", "post1", old, []json.RawMessage{json.RawMessage(`1`), json.RawMessage(`"a"`)}); err != nil {
+	if err := ev.OpenFor(ctx, "j", "post1", "", old, []json.RawMessage{json.RawMessage(`1`), json.RawMessage(`"a"`)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := ev.OpenFor(ctx, "j", "post2", old, []json.RawMessage{json.RawMessage(`2`)}); err != nil {
+	if err := ev.OpenFor(ctx, "j", "post2", "", old, []json.RawMessage{json.RawMessage(`2`)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := ev.AppendAt(ctx, "j", "post1", old, []byte("e0")); err != nil {
@@ -183,7 +183,7 @@ func testJournal(t *testing.T, snaps Snapshots, ev Events) {
 	if err := ev.AppendAt(ctx, "j", "post1", old, []byte("stale")); !errors.Is(err, ErrFenced) {
 		t.Fatalf("stale append: %v", err)
 	}
-	if err := ev.OpenFor(ctx, "j", "post3", old, nil); !errors.Is(err, ErrFenced) {
+	if err := ev.OpenFor(ctx, "j", "post3", "", old, nil); !errors.Is(err, ErrFenced) {
 		t.Fatalf("stale open: %v", err)
 	}
 	if err := ev.AppendAt(ctx, "j", "post1", cur, []byte("e1")); err != nil {
@@ -483,14 +483,14 @@ func TestEventsManyStreamsBounded(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			s.OpenFor(ctx, "sess", "", 0, nil)
+			s.OpenFor(ctx, "sess", "", "", 0, nil)
 			s.Append(ctx, "sess", "", []byte(`{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}`))
 			// A slow call's stream, its request in flight and no event yet,
 			// outlives the flood.
-			s.OpenFor(ctx, "sess", "slow", 0, []json.RawMessage{json.RawMessage(`"slow"`)})
+			s.OpenFor(ctx, "sess", "slow", "", 0, []json.RawMessage{json.RawMessage(`"slow"`)})
 			for i := range posts {
 				stream := fmt.Sprintf("post%05d", i)
-				if err := s.OpenFor(ctx, "sess", stream, 0, []json.RawMessage{json.RawMessage(strconv.Itoa(i))}); err != nil {
+				if err := s.OpenFor(ctx, "sess", stream, "", 0, []json.RawMessage{json.RawMessage(strconv.Itoa(i))}); err != nil {
 					t.Fatal(err)
 				}
 				if err := s.Append(ctx, "sess", stream, []byte(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"result":{}}`, i))); err != nil {
@@ -542,5 +542,48 @@ func TestEventsManyStreamsBounded(t *testing.T) {
 				t.Errorf("the session counts %d bytes, budget %d", b, budget)
 			}
 		})
+	}
+}
+
+// In memory, beyond MaxTotalBytes the user keeping the most gives way, not
+// the largest session: one user's many sessions (up to
+// --max-sessions-per-user) cannot push out another user's session that is
+// larger than each of theirs.
+func TestMemoryEventsFairnessPerUser(t *testing.T) {
+	ctx := context.Background()
+	s := NewMemoryEvents(nil)
+	s.SetOptions(EventOptions{MaxBytes: 40000, MaxTotalBytes: 100000})
+	var kept []string
+	s.OpenFor(ctx, "b1", "st", "userB", 0, nil)
+	for i := range 10 {
+		kept = append(kept, fmt.Sprintf("%d%s", i, strings.Repeat("b", 3000)))
+		s.Append(ctx, "b1", "st", []byte(kept[i]))
+	}
+	small := []byte(strings.Repeat("a", 2000))
+	for i := range 100 {
+		session := "a" + strconv.Itoa(i)
+		for j := range 2 {
+			stream := "post" + strconv.Itoa(j)
+			s.OpenFor(ctx, session, stream, "userA", 0, nil)
+			if err := s.Append(ctx, session, stream, small); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if got, err := collect(t, s, "b1", "st", -1); err != nil || !slices.Equal(got, kept) {
+		t.Errorf("user B's session lost events to user A's sessions: %d of 10 replayed, %v", len(got), err)
+	}
+	a, b := s.UserBytes("userA"), s.UserBytes("userB")
+	if _, all := s.Bytes("b1"); all > 100000 || a+b != all || b < 10*3000 {
+		t.Errorf("kept %d bytes in all: user A %d, user B %d; bound 100000", all, a, b)
+	}
+	if got, err := collect(t, s, "a99", "post1", -1); err != nil || len(got) != 1 {
+		t.Errorf("user A's newest event is not kept: %d, %v", len(got), err)
+	}
+	// Sessions without an owner count as one user.
+	s.OpenFor(ctx, "anon", "st", "", 0, nil)
+	s.Append(ctx, "anon", "st", []byte("x"))
+	if got := s.UserBytes(""); got != StreamOverhead+1+EventOverhead {
+		t.Errorf("sessions without an owner count %d bytes", got)
 	}
 }

@@ -25,7 +25,10 @@ type Events interface {
 	mcp.EventStore
 	// OpenFor opens stream as activation epoch (0: unfenced), journalling
 	// ids as the requests it answers; ErrFenced if a newer activation exists.
-	OpenFor(ctx context.Context, session, stream string, epoch int64, ids []json.RawMessage) error
+	// user is the session's owner (auth.Principal.UserKey; "" when unknown
+	// or without authentication), whom a store shared by all sessions
+	// (MemoryEvents) bounds as a whole.
+	OpenFor(ctx context.Context, session, stream, user string, epoch int64, ids []json.RawMessage) error
 	// AppendAt appends as activation epoch (0: unfenced), failing with
 	// ErrFenced when a newer activation exists.
 	AppendAt(ctx context.Context, session, stream string, epoch int64, data []byte) error
@@ -45,10 +48,12 @@ var (
 // per session, streams included (its oldest events go first, whichever
 // stream they are in; a stream goes once its events went and its requests
 // were answered), streams forgotten TTL after their last event. All sessions
-// together keep at most MaxTotalBytes; beyond, the session keeping the most
-// gives way (its oldest events), never the others: one user's large results
-// cannot push other users' resumable events out. Appends are fenced by
-// Snapshots' epochs when it is set.
+// together keep at most MaxTotalBytes; beyond, the user keeping the most
+// gives way (the oldest events of that user's largest session), never the
+// others: one user's large results, in however many sessions, cannot push
+// other users' resumable events out. Sessions opened without a user
+// (OpenFor's user "") count as one user. Appends are fenced by Snapshots'
+// epochs when it is set.
 type MemoryEvents struct {
 	Snapshots *MemorySnapshots
 	// Now is the clock of stream expiry (default time.Now).
@@ -57,21 +62,31 @@ type MemoryEvents struct {
 	mu       sync.Mutex
 	opts     EventOptions
 	sessions map[string]*memSession
-	bySize   largest[*memSession]                    // the session keeping the most first
+	users    map[string]*memUser
+	byUser   largest[*memUser]                       // the user keeping the most first
 	total    int64                                   // bytes of all sessions
 	round    int                                     // of making room: a stream moved to the newest place in it is not looked at again
 	sweepAt  time.Time                               // when expired streams are next looked for
 	journal  map[string]map[string][]json.RawMessage // session → stream → ids
 }
 
+// memUser is the sessions of one user, the largest on top.
+type memUser struct {
+	key      string
+	sessions largest[*memSession]
+	bytes    int64 // of its sessions
+	index    int   // in MemoryEvents.byUser
+}
+
 // memSession is one session's streams, and its kept events and streams
 // oldest first.
 type memSession struct {
 	id      string
+	user    *memUser
 	streams map[string]*memStream
 	order   list.List // of *memEvent
 	bytes   int64     // sizes of what is in order
-	index   int       // in MemoryEvents.bySize
+	index   int       // in user.sessions
 }
 
 // memStream is one stream: its events from index first on.
@@ -104,12 +119,14 @@ func (e *memEvent) size() int64 {
 
 func (s *memSession) weight() int64 { return s.bytes }
 func (s *memSession) place(i int)   { s.index = i }
+func (u *memUser) weight() int64    { return u.bytes }
+func (u *memUser) place(i int)      { u.index = i }
 
 // NewMemoryEvents returns an empty store fenced by snapshots (may be nil),
 // with the default bounds (see SetOptions).
 func NewMemoryEvents(snapshots *MemorySnapshots) *MemoryEvents {
 	return &MemoryEvents{Snapshots: snapshots, opts: EventOptions{}.withDefaults(), sessions: map[string]*memSession{},
-		journal: map[string]map[string][]json.RawMessage{}}
+		users: map[string]*memUser{}, journal: map[string]map[string][]json.RawMessage{}}
 }
 
 // SetOptions changes the bounds (zero fields: the defaults); they apply
@@ -129,10 +146,10 @@ func (m *MemoryEvents) now() time.Time {
 
 // Open implements mcp.EventStore.
 func (m *MemoryEvents) Open(ctx context.Context, session, stream string) error {
-	return m.OpenFor(ctx, session, stream, 0, nil)
+	return m.OpenFor(ctx, session, stream, "", 0, nil)
 }
 
-func (m *MemoryEvents) OpenFor(_ context.Context, session, stream string, epoch int64, ids []json.RawMessage) error {
+func (m *MemoryEvents) OpenFor(_ context.Context, session, stream, user string, epoch int64, ids []json.RawMessage) error {
 	if epoch != 0 && m.Snapshots != nil && m.Snapshots.epoch(session) != epoch {
 		return fmt.Errorf("open event stream: %w", ErrFenced)
 	}
@@ -144,7 +161,12 @@ func (m *MemoryEvents) OpenFor(_ context.Context, session, stream string, epoch 
 	if s == nil {
 		s = &memSession{id: session, streams: map[string]*memStream{}}
 		m.sessions[session] = s
-		heap.Push(&m.bySize, s)
+		m.join(s, user)
+	} else if user != "" && s.user.key != user {
+		// Opened first without its owner (an activation's standalone
+		// stream): it joins its owner's.
+		m.leave(s)
+		m.join(s, user)
 	}
 	if len(ids) > 0 {
 		if m.journal[session] == nil {
@@ -164,6 +186,33 @@ func (m *MemoryEvents) OpenFor(_ context.Context, session, stream string, epoch 
 	}
 	st.last = now
 	return nil
+}
+
+// join counts s, without bytes yet, as user's. Requires m.mu.
+func (m *MemoryEvents) join(s *memSession, user string) {
+	u := m.users[user]
+	if u == nil {
+		u = &memUser{key: user}
+		m.users[user] = u
+		heap.Push(&m.byUser, u)
+	}
+	s.user = u
+	heap.Push(&u.sessions, s)
+	u.bytes += s.bytes
+	heap.Fix(&m.byUser, u.index)
+}
+
+// leave stops counting s as its user's. Requires m.mu.
+func (m *MemoryEvents) leave(s *memSession) {
+	u := s.user
+	heap.Remove(&u.sessions, s.index)
+	u.bytes -= s.bytes
+	if len(u.sessions) == 0 {
+		heap.Remove(&m.byUser, u.index)
+		delete(m.users, u.key)
+	} else {
+		heap.Fix(&m.byUser, u.index)
+	}
 }
 
 // Append implements mcp.EventStore.
@@ -228,12 +277,13 @@ func (m *MemoryEvents) room(s *memSession, keep *memStream, need int64) {
 }
 
 // fitTotal keeps all sessions within MaxTotalBytes after s added last: the
-// session keeping the most gives way, its oldest first. Requires m.mu.
+// user keeping the most gives way, its largest session's oldest first.
+// Requires m.mu.
 func (m *MemoryEvents) fitTotal(s *memSession, last *memEvent) {
 	m.round++
 	var n, b int64
 	for m.total > m.opts.MaxTotalBytes {
-		big := m.bySize[0]
+		big := m.byUser[0].sessions[0]
 		if front := big.order.Front(); front == nil || front.Value.(*memEvent) == last {
 			break // the adding session holds nothing else: it is within its own budget
 		}
@@ -311,8 +361,10 @@ func (m *MemoryEvents) drop(s *memSession, e *memEvent) int64 {
 // grow counts n more bytes (fewer if negative) for s. Requires m.mu.
 func (m *MemoryEvents) grow(s *memSession, n int64) {
 	s.bytes += n
+	s.user.bytes += n
 	m.total += n
-	heap.Fix(&m.bySize, s.index)
+	heap.Fix(&s.user.sessions, s.index)
+	heap.Fix(&m.byUser, s.user.index)
 }
 
 // sweep forgets, at most once every tenth of the TTL, the streams whose
@@ -338,7 +390,7 @@ func (m *MemoryEvents) sweep(now time.Time) {
 // forget drops a session's streams. Requires m.mu.
 func (m *MemoryEvents) forget(s *memSession) {
 	m.total -= s.bytes
-	heap.Remove(&m.bySize, s.index)
+	m.leave(s)
 	delete(m.sessions, s.id)
 }
 
@@ -416,7 +468,18 @@ func (m *MemoryEvents) Bytes(session string) (sessionBytes, total int64) {
 	return sessionBytes, m.total
 }
 
-// largest is a heap of sessions, the one keeping the most bytes
+// UserBytes is what the store keeps for the sessions of user (OpenFor's
+// user).
+func (m *MemoryEvents) UserBytes(user string) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if u := m.users[user]; u != nil {
+		return u.bytes
+	}
+	return 0
+}
+
+// largest is a heap of sessions or users, the one keeping the most bytes
 // on top.
 type largest[T interface {
 	weight() int64
