@@ -13,6 +13,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
 )
@@ -34,6 +35,9 @@ type sessionEvents struct {
 	max    int // bound of the backlog (DefaultEventsBuffer when zero)
 	logger *slog.Logger
 	epoch  atomic.Int64
+	// user is the session's owner's auth.Principal.UserKey ("" without
+	// one), by which the store bounds a user's sessions together.
+	user atomic.Pointer[string]
 	// replaying is set while the handshake is replayed.
 	replaying atomic.Bool
 	// keep is set when the actor stops but the session goes on.
@@ -89,7 +93,7 @@ func (e *sessionEvents) Open(ctx context.Context, session, stream string) error 
 	}
 	// Always tried at once, even while the store is failing: the fencing
 	// check and the journal entry must come before the request runs.
-	err := e.store.OpenFor(ctx, session, stream, e.epoch.Load(), ids)
+	err := e.store.OpenFor(ctx, session, stream, e.owner(), e.epoch.Load(), ids)
 	if errors.Is(err, state.ErrFenced) {
 		// Refused before anything ran: the request is answered as moved
 		// (serveHTTP), and this activation stops.
@@ -103,6 +107,27 @@ func (e *sessionEvents) Open(ctx context.Context, session, stream string) error 
 		return e.enqueue(w, err)
 	}
 	return nil
+}
+
+// setOwner tells the store, from the next stream on, whose session this
+// is: id is its owner (nil without one). Safe on a nil e (stateless).
+func (e *sessionEvents) setOwner(id *principalID) {
+	if e == nil {
+		return
+	}
+	user := ""
+	if id != nil {
+		user = auth.Principal{Issuer: id.issuer, Subject: id.subject}.UserKey()
+	}
+	e.user.Store(&user)
+}
+
+// owner is the session's owner's user key, "" when unknown.
+func (e *sessionEvents) owner() string {
+	if u := e.user.Load(); u != nil {
+		return *u
+	}
+	return ""
 }
 
 // Append implements mcp.EventStore. The event is stored before the SDK
@@ -200,7 +225,7 @@ func (e *sessionEvents) write() {
 		var err error
 		switch {
 		case w.open:
-			err = e.store.OpenFor(ctx, w.session, w.stream, e.epoch.Load(), w.ids)
+			err = e.store.OpenFor(ctx, w.session, w.stream, e.owner(), e.epoch.Load(), w.ids)
 		case w.finish:
 			err = e.store.FinishRequests(ctx, w.session, w.stream)
 		default:

@@ -58,8 +58,10 @@ func (a *SessionActor) activate(ctx actor.Context, create bool, owner *envelope.
 		if m.err == nil && m.snap != nil {
 			c, cancel := context.WithTimeout(context.Background(), saveTimeout)
 			// The standalone stream, opened here rather than by the
-			// replayed initialize, which runs on the actor's goroutine.
-			if err := d.Events.OpenFor(c, id, "", m.epoch, nil); err != nil {
+			// replayed initialize, which runs on the actor's goroutine;
+			// without its owner, which the snapshot vouches for only once
+			// restored (the session's next stream names it).
+			if err := d.Events.OpenFor(c, id, "", "", m.epoch, nil); err != nil {
 				logger.Warn("standalone stream not opened in the store", "err", err)
 			}
 			n, err := answerJournal(c, d.Events, id, m.epoch)
@@ -182,6 +184,7 @@ func (a *SessionActor) restore(snap []byte) (record, error) {
 	}
 	a.credential = cred
 	a.live.setOwner(a.owner)
+	a.events.setOwner(a.owner)
 	if a.creds != nil {
 		a.creds.set(cred)
 		a.creds.restore(delegations)

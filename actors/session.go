@@ -587,6 +587,7 @@ func (a *SessionActor) admit(req *envelope.Request) (bool, *envelope.ResponsePar
 	if a.owner == nil && a.credential == nil && (a.stateless || !a.hasSession()) {
 		a.owner, a.credential = id, p
 		a.live.setOwner(id)
+		a.events.setOwner(id)
 		if a.creds != nil {
 			a.creds.set(p)
 		}

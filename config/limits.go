@@ -72,8 +72,8 @@ func limitFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.MaxInitializeBytes, "max-initialize-bytes", DefaultMaxInitializeBytes, "largest params of an initialize (what a session keeps for its life); beyond, 400")
 	fs.IntVar(&c.EventsBuffer, "events-buffer", DefaultEventsBuffer, "event writes a session holds in memory while Redis is unreachable; once full, its new requests get 503 until the store takes them")
 	fs.IntVar(&c.MaxSnapshotBytes, "max-snapshot-bytes", DefaultMaxSnapshotBytes, "largest snapshot a session may have (its handshake, log level, subscriptions, sealed tokens); a change that would exceed it is refused with a JSON-RPC error (an initialize: no session) and the last snapshot stays")
-	fs.Int64Var(&c.EventsMaxBytes, "events-max-bytes", DefaultEventsMaxBytes, "bytes of SSE events one session keeps for resumption, all its streams together (each event counts its data and 64 bytes); beyond, its oldest events are dropped, and a stream is bounded by its session's budget. An event larger than the whole budget is delivered but not kept; a resumption from before a dropped event gets an error")
-	fs.Int64Var(&c.EventsMaxTotalBytes, "events-max-total-bytes", DefaultEventsMaxTotalBytes, "without --redis-url: bytes of SSE events all sessions keep in this process's memory; beyond, the session keeping the most drops its oldest events, never the others")
+	fs.Int64Var(&c.EventsMaxBytes, "events-max-bytes", DefaultEventsMaxBytes, "bytes of SSE events one session keeps for resumption, all its streams together (each event counts its data and 192 bytes, each stream 5 KiB); beyond, its oldest events are dropped, a stream going with its last one once its requests are answered, and a stream is bounded by its session's budget. An event larger than the whole budget is delivered but not kept; a resumption from before a dropped event gets an error")
+	fs.Int64Var(&c.EventsMaxTotalBytes, "events-max-total-bytes", DefaultEventsMaxTotalBytes, "without --redis-url: bytes of SSE events all sessions keep in this process's memory; beyond, the user keeping the most (all its sessions together) drops its oldest events, its largest session's first, never the others")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", DefaultMaxHeaderBytes, "largest request header section (431 beyond)")
 	fs.DurationVar(&c.UpstreamTimeout, "upstream-timeout", DefaultUpstreamTimeout, "bound on each call to the authorization server (discovery, keys, introspection, token exchange) and to the Todo API")
 	fs.DurationVar(&c.RedisTimeout, "redis-timeout", DefaultRedisTimeout, "bound on dialing Redis and on each read and write")
@@ -122,8 +122,8 @@ func (c *Config) validateLimits() []error {
 	if c.MaxSnapshotBytes < 4<<10 {
 		errs = append(errs, errors.New("--max-snapshot-bytes must be at least 4096"))
 	}
-	if c.EventsMaxBytes < 4<<10 {
-		errs = append(errs, errors.New("--events-max-bytes must be at least 4096"))
+	if c.EventsMaxBytes < 4*state.StreamOverhead {
+		errs = append(errs, fmt.Errorf("--events-max-bytes must be at least %d (four streams)", 4*state.StreamOverhead))
 	}
 	if c.EventsMaxTotalBytes < c.EventsMaxBytes {
 		errs = append(errs, errors.New("--events-max-total-bytes must be at least --events-max-bytes"))

@@ -76,6 +76,13 @@ var (
 	EventsTrimmedBytes = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pingmcp_events_trimmed_bytes_total", Help: "Bytes of the SSE events dropped from the event store to keep within a bound (data plus a fixed overhead per event), by bound.",
 	}, []string{"bound"}))
+	// EventStreamsTrimmed counts the event streams (one per POST carrying
+	// calls) a session's store dropped to keep within --events-max-bytes:
+	// each counts a fixed cost while kept, and goes once its events went and
+	// its requests were answered.
+	EventStreamsTrimmed = counter(prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pingmcp_event_streams_trimmed_total", Help: "Event streams dropped from the event store to keep a session within --events-max-bytes.",
+	}))
 	// Exchanges counts token exchanges by result, and cache hits.
 	Exchanges = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pingmcp_token_exchanges_total", Help: "Delegated tokens asked for, by result: exchanged, failed, cached.",

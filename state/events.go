@@ -58,10 +58,18 @@ const (
 	DefaultEventsMaxTotalBytes = 256 << 20
 )
 
-// EventOverhead is what each kept event counts besides its data: about
-// what Redis spends on its stream entry and its place in the session's
-// order, so that a flood of tiny events is bounded too.
-const EventOverhead = 64
+// EventOverhead is what each kept event counts besides its data, and
+// StreamOverhead what each stream a session keeps counts, so that a flood of
+// tiny events, or of POSTs (each opens a stream), is bounded too. They are
+// what Redis 7.0 spends (MEMORY USAGE, jemalloc): an entry of a stream ~56
+// bytes, its member of the session's order ~134; a stream ~4.7 KB as soon as
+// it holds an entry (a listpack node preallocates stream-node-max-bytes,
+// 4096), its count ~72, its members of the session's streams and order
+// ~200. The memory store, which spends less, counts the same.
+const (
+	EventOverhead  = 192
+	StreamOverhead = 5 << 10
+)
 
 // withDefaults fills the zero fields of o.
 func (o EventOptions) withDefaults() EventOptions {
@@ -111,44 +119,114 @@ func (r *RedisEvents) eventsBase(session string) string {
 }
 
 var (
-	// KEYS streams, entries, count, epoch, journal; ARGV[1] stream id,
-	// ARGV[2] ttl ms, ARGV[3] the requests answered on it (JSON) or "",
-	// ARGV[4] the opener's epoch ("0": unfenced). Returns 1, or -2 when
-	// fenced.
-	openScript = redis.NewScript(`
-if ARGV[4] ~= '0' and tonumber(redis.call('GET', KEYS[4]) or '0') ~= tonumber(ARGV[4]) then return -2 end
-redis.call('SADD', KEYS[1], ARGV[1])
+	// trimLua is shared by openScript and appendScript (same KEYS), with
+	// ARGV[1] the stream opened or appended to, which it never drops.
+	// make(need, budget, base, cost, dropped) drops the session's oldest
+	// until its count plus need fits in budget, and returns the count;
+	// dropped gets {events, bytes} at [3], [4] and the streams dropped at
+	// [5]; cost is StreamOverhead.
+	//
+	// Every kept event has its data in field d and its session sequence
+	// number in q, and a member "q|size|n|stream" in the order set scored
+	// by q; every kept stream a member "0|StreamOverhead|0|stream". The
+	// bytes hash counts their sizes (field b) and the sequence (field q).
+	// Dropping the session's oldest pops the order set's first member:
+	// O(log N), no scan. A member whose entry is gone (its stream expired)
+	// only gives its bytes back; an entry is deleted only if its q matches,
+	// since an expired stream's id may have been opened again since. A
+	// stream goes, its keys and its place in the streams set, once it has
+	// no events left and answers no request in flight (the journal), unless
+	// it is the session's standalone stream "": when its last event goes,
+	// or when its own member is the oldest (its member moves to the newest
+	// place if the stream is in use). Once the popped member is one moved in this run,
+	// nothing more can go: the session is then over its budget by the
+	// streams of its requests in flight at most.
+	trimLua = `
+local function unused(stream, entries)
+  return stream ~= '' and redis.call('XLEN', entries) == 0 and redis.call('HEXISTS', KEYS[5], stream) == 0
+end
+local function gone(stream, entries, count, cost, dropped)
+  redis.call('DEL', entries, count)
+  redis.call('SREM', KEYS[1], stream)
+  redis.call('ZREM', KEYS[7], '0|' .. cost .. '|0|' .. stream)
+  dropped[5] = dropped[5] + 1
+end
+local function make(need, budget, base, cost, dropped)
+  local total = tonumber(redis.call('HGET', KEYS[6], 'b') or '0')
+  local last = tonumber(redis.call('HGET', KEYS[6], 'q') or '0')
+  while total + need > budget do
+    local m = redis.call('ZPOPMIN', KEYS[7])
+    if #m == 0 then
+      total = 0
+      break
+    end
+    local seq, sz, en, stream = string.match(m[1], '^(%d+)|(%d+)|(%d+)|(.*)$')
+    if tonumber(m[2]) > last then
+      redis.call('ZADD', KEYS[7], m[2], m[1])
+      break
+    end
+    local entries, count = base .. 's:' .. stream, base .. 'n:' .. stream
+    if en == '0' then
+      if stream ~= ARGV[1] and (redis.call('EXISTS', count) == 0 or unused(stream, entries)) then
+        gone(stream, entries, count, sz, dropped)
+        total = total - tonumber(sz)
+      else
+        redis.call('ZADD', KEYS[7], redis.call('HINCRBY', KEYS[6], 'q', 1), m[1])
+      end
+    else
+      local e = redis.call('XRANGE', entries, '0-' .. en, '0-' .. en)
+      if #e > 0 and e[1][2][4] == seq then
+        redis.call('XDEL', entries, '0-' .. en)
+        dropped[3] = dropped[3] + 1
+        dropped[4] = dropped[4] + tonumber(sz)
+        if stream ~= ARGV[1] and unused(stream, entries) then
+          gone(stream, entries, count, cost, dropped)
+          total = total - cost
+        end
+      end
+      total = total - tonumber(sz)
+    end
+  end
+  return total
+end
+`
+	// KEYS streams, entries, count, epoch, journal, bytes, order; ARGV[1]
+	// stream id, ARGV[2] ttl ms, ARGV[3] the requests answered on it (JSON)
+	// or "", ARGV[4] the opener's epoch ("0": unfenced), ARGV[5] the
+	// session's byte budget, ARGV[6] the session's key base, ARGV[7]
+	// StreamOverhead. A new stream counts StreamOverhead against the
+	// budget, making room as an append does. Returns {1, 0, 0, events and
+	// bytes dropped, streams dropped}, or {-2} when fenced.
+	openScript = redis.NewScript(trimLua + `
+if ARGV[4] ~= '0' and tonumber(redis.call('GET', KEYS[4]) or '0') ~= tonumber(ARGV[4]) then return {-2} end
+local dropped = {0, 0, 0, 0, 0}
+if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
+  local cost = tonumber(ARGV[7])
+  local total = make(cost, tonumber(ARGV[5]), ARGV[6], cost, dropped)
+  redis.call('ZADD', KEYS[7], redis.call('HINCRBY', KEYS[6], 'q', 1), '0|' .. cost .. '|0|' .. ARGV[1])
+  redis.call('HSET', KEYS[6], 'b', total + cost)
+end
 redis.call('SET', KEYS[3], 0, 'NX')
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[3], ARGV[2])
+for _, k in ipairs({KEYS[1], KEYS[3], KEYS[6], KEYS[7]}) do redis.call('PEXPIRE', k, ARGV[2]) end
 if ARGV[3] ~= '' then
   redis.call('HSET', KEYS[5], ARGV[1], ARGV[3])
   redis.call('PEXPIRE', KEYS[5], ARGV[2])
 end
-return 1`)
+return {1, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
 	// KEYS streams, entries, count, epoch, journal, bytes, order; ARGV[1]
 	// stream id, ARGV[2] ttl ms, ARGV[3] max length, ARGV[4] data, ARGV[5]
 	// the writer's epoch ("0": unfenced), ARGV[6] the session's byte
-	// budget, ARGV[7] the session's key base, ARGV[8] EventOverhead.
-	// Returns {n, events and bytes dropped for the count bound, events and
-	// bytes dropped for the byte bound}, or {-1} for a stream never opened,
-	// {-2} when fenced.
-	//
-	// Every kept event has its data in field d and its session sequence
-	// number in q, and a member "q|size|n|stream" in the order set scored
-	// by q; the bytes hash counts their sizes (field b) and the sequence
-	// (field q). Dropping the session's oldest event pops the order set's
-	// first member: O(log N) per event, no scan. A member whose entry is
-	// gone (its stream expired) only gives its bytes back; an entry is
-	// deleted only if its q matches, since an expired stream's id may have
-	// been opened again since.
-	appendScript = redis.NewScript(`
+	// budget, ARGV[7] the session's key base, ARGV[8] EventOverhead,
+	// ARGV[9] StreamOverhead. Returns {n, events and bytes dropped for the count bound, events and
+	// bytes dropped for the byte bound, streams dropped}, or {-1} for a
+	// stream never opened, {-2} when fenced.
+	appendScript = redis.NewScript(trimLua + `
 if ARGV[5] ~= '0' and tonumber(redis.call('GET', KEYS[4]) or '0') ~= tonumber(ARGV[5]) then return {-2} end
 if redis.call('EXISTS', KEYS[3]) == 0 then return {-1} end
 local overhead = tonumber(ARGV[8])
 local budget = tonumber(ARGV[6])
 local size = string.len(ARGV[4]) + overhead
-local dropped = {0, 0, 0, 0}
+local dropped = {0, 0, 0, 0, 0}
 local function forget(entries, stream, e, why)
   local seq = e[2][4]
   redis.call('XDEL', entries, e[1])
@@ -166,32 +244,17 @@ if size > budget then
   dropped[3] = dropped[3] + 1
   dropped[4] = dropped[4] + size
 else
-  local total = redis.call('HINCRBY', KEYS[6], 'b', size)
-  while total > budget do
-    local m = redis.call('ZPOPMIN', KEYS[7])
-    if #m == 0 then
-      redis.call('HSET', KEYS[6], 'b', size)
-      break
-    end
-    local seq, sz, en, stream = string.match(m[1], '^(%d+)|(%d+)|(%d+)|(.*)$')
-    local entries = ARGV[7] .. 's:' .. stream
-    local e = redis.call('XRANGE', entries, '0-' .. en, '0-' .. en)
-    if #e > 0 and e[1][2][4] == seq then
-      redis.call('XDEL', entries, '0-' .. en)
-      dropped[3] = dropped[3] + 1
-      dropped[4] = dropped[4] + tonumber(sz)
-    end
-    total = redis.call('HINCRBY', KEYS[6], 'b', -tonumber(sz))
-  end
+  local total = make(size, budget, ARGV[7], tonumber(ARGV[9]), dropped)
   local seq = redis.call('HINCRBY', KEYS[6], 'q', 1)
   redis.call('XADD', KEYS[2], '0-' .. n, 'd', ARGV[4], 'q', seq)
   redis.call('ZADD', KEYS[7], seq, seq .. '|' .. size .. '|' .. n .. '|' .. ARGV[1])
+  redis.call('HSET', KEYS[6], 'b', total + size)
   if redis.call('XLEN', KEYS[2]) > tonumber(ARGV[3]) then
     forget(KEYS[2], ARGV[1], redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1], 1)
   end
 end
 for _, k in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7]}) do redis.call('PEXPIRE', k, ARGV[2]) end
-return {n, dropped[1], dropped[2], dropped[3], dropped[4]}`)
+return {n, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
 	// KEYS streams, entries, count; ARGV[1] index. Returns {count, first
 	// retained n or 0, data...}, or -1 for an unknown stream.
 	afterScript = redis.NewScript(`
@@ -208,25 +271,42 @@ return out`)
 
 // Open implements mcp.EventStore.
 func (r *RedisEvents) Open(ctx context.Context, session, stream string) error {
-	return r.OpenFor(ctx, session, stream, 0, nil)
+	return r.OpenFor(ctx, session, stream, "", 0, nil)
 }
 
 // OpenFor opens stream as activation epoch (0: unfenced) and journals the
 // requests it answers (JSON-RPC ids), in one round trip, until
-// FinishRequests. It fails with ErrFenced if a newer activation exists.
-func (r *RedisEvents) OpenFor(ctx context.Context, session, stream string, epoch int64, ids []json.RawMessage) error {
+// FinishRequests. It fails with ErrFenced if a newer activation exists. A
+// new stream counts StreamOverhead against its session's MaxBytes. Redis
+// bounds each session, not users: user is not used (a user's bound is the
+// sessions it may have times MaxBytes).
+func (r *RedisEvents) OpenFor(ctx context.Context, session, stream, _ string, epoch int64, ids []json.RawMessage) error {
 	journal, err := encodeIDs(ids)
 	if err != nil {
 		return err
 	}
-	n, err := openScript.Run(ctx, r.client, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), journal, epoch).Int()
+	res, err := openScript.Run(ctx, r.client, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), journal, epoch,
+		r.opts.MaxBytes, r.eventsBase(session), StreamOverhead).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("open event stream: %w", err)
 	}
-	if n == -2 {
+	if res[0] == -2 {
 		return fmt.Errorf("open event stream: %w", ErrFenced)
 	}
+	trimmedAll(res)
 	return nil
+}
+
+// trimmedAll counts what a script's result {n, count bound's events and
+// bytes, byte bound's events and bytes, streams} says it dropped.
+func trimmedAll(res []int64) {
+	if len(res) == 6 {
+		trimmed("count", res[1], res[2])
+		trimmed("bytes", res[3], res[4])
+		if res[5] > 0 {
+			metrics.EventStreamsTrimmed.Add(float64(res[5]))
+		}
+	}
 }
 
 // Append implements mcp.EventStore.
@@ -240,7 +320,7 @@ func (r *RedisEvents) Append(ctx context.Context, session, stream string, data [
 // counted in metrics.EventsTrimmed.
 func (r *RedisEvents) AppendAt(ctx context.Context, session, stream string, epoch int64, data []byte) error {
 	res, err := appendScript.Run(ctx, r.client, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), r.opts.MaxLen,
-		data, epoch, r.opts.MaxBytes, r.eventsBase(session), EventOverhead).Int64Slice()
+		data, epoch, r.opts.MaxBytes, r.eventsBase(session), EventOverhead, StreamOverhead).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("append event: %w", err)
 	}
@@ -250,10 +330,7 @@ func (r *RedisEvents) AppendAt(ctx context.Context, session, stream string, epoc
 	case -2:
 		return fmt.Errorf("append event: %w", ErrFenced)
 	}
-	if len(res) == 5 {
-		trimmed("count", res[1], res[2])
-		trimmed("bytes", res[3], res[4])
-	}
+	trimmedAll(res)
 	return nil
 }
 
@@ -313,7 +390,9 @@ func (r *RedisEvents) After(ctx context.Context, session, stream string, index i
 		}
 		out, ok := res.([]any)
 		if !ok {
-			yield(nil, fmt.Errorf("replay events: unknown stream %q of session %q", stream, session))
+			// Never opened, expired, or dropped to keep its session within
+			// its bytes: either way, its events are gone.
+			yield(nil, fmt.Errorf("replay events: stream %q of session %q is unknown or dropped: %w", stream, session, mcp.ErrEventsPurged))
 			return
 		}
 		count, _ := out[0].(int64)

@@ -162,10 +162,10 @@ func TestRedisEventsResumeWithSDK(t *testing.T) {
 func testJournal(t *testing.T, snaps Snapshots, ev Events) {
 	ctx := context.Background()
 	old, _, _ := snaps.Activate(ctx, "j", true)
-	if err := ev.OpenFor(ctx, "j", "post1", old, []json.RawMessage{json.RawMessage(`1`), json.RawMessage(`"a"`)}); err != nil {
+	if err := ev.OpenFor(ctx, "j", "post1", "", old, []json.RawMessage{json.RawMessage(`1`), json.RawMessage(`"a"`)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := ev.OpenFor(ctx, "j", "post2", old, []json.RawMessage{json.RawMessage(`2`)}); err != nil {
+	if err := ev.OpenFor(ctx, "j", "post2", "", old, []json.RawMessage{json.RawMessage(`2`)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := ev.AppendAt(ctx, "j", "post1", old, []byte("e0")); err != nil {
@@ -183,7 +183,7 @@ func testJournal(t *testing.T, snaps Snapshots, ev Events) {
 	if err := ev.AppendAt(ctx, "j", "post1", old, []byte("stale")); !errors.Is(err, ErrFenced) {
 		t.Fatalf("stale append: %v", err)
 	}
-	if err := ev.OpenFor(ctx, "j", "post3", old, nil); !errors.Is(err, ErrFenced) {
+	if err := ev.OpenFor(ctx, "j", "post3", "", old, nil); !errors.Is(err, ErrFenced) {
 		t.Fatalf("stale open: %v", err)
 	}
 	if err := ev.AppendAt(ctx, "j", "post1", cur, []byte("e1")); err != nil {
@@ -212,6 +212,10 @@ func TestRedisEventsJournal(t *testing.T) {
 	testJournal(t, NewRedisSnapshots(client, "j:"), NewRedisEvents(client, "j:", EventOptions{}))
 }
 
+// testBudget is the session budget of testEventBytes: four streams of one
+// 2000-byte event fit, five do not.
+const testBudget = 4*(2000+EventOverhead+StreamOverhead) + 1000
+
 // testEventBytes is the byte bound of a store: a session's events, all its
 // streams together, stay within MaxBytes, the oldest going first whichever
 // stream they are in; replaying from before what was dropped fails with
@@ -219,7 +223,7 @@ func TestRedisEventsJournal(t *testing.T) {
 // kept; other sessions keep theirs.
 func testEventBytes(t *testing.T, s Events) {
 	ctx := context.Background()
-	const event = 2000 // 2064 with EventOverhead: four fit in 10 000 bytes, five do not
+	const event = 2000
 	data := func(i int) []byte { return []byte(fmt.Sprintf("%04d%s", i, strings.Repeat("x", event-4))) }
 	s.Open(ctx, "other", "st")
 	s.Append(ctx, "other", "st", []byte("kept"))
@@ -251,7 +255,7 @@ func testEventBytes(t *testing.T, s Events) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := collect(t, s, "flood", "long", 40); !errors.Is(err, mcp.ErrEventsPurged) {
+	if _, err := collect(t, s, "flood", "long", 30); !errors.Is(err, mcp.ErrEventsPurged) {
 		t.Errorf("replay of a long stream from before its kept tail: %v", err)
 	}
 	if got, err := collect(t, s, "flood", "long", 45); err != nil || len(got) != 4 || got[3] != string(data(49)) {
@@ -261,7 +265,7 @@ func testEventBytes(t *testing.T, s Events) {
 	// nothing before it in its stream is replayed partially.
 	s.Open(ctx, "flood", "huge")
 	s.Append(ctx, "flood", "huge", []byte("small"))
-	if err := s.Append(ctx, "flood", "huge", []byte(strings.Repeat("h", 20000))); err != nil {
+	if err := s.Append(ctx, "flood", "huge", []byte(strings.Repeat("h", testBudget))); err != nil {
 		t.Fatal(err)
 	}
 	s.Append(ctx, "flood", "huge", []byte("after"))
@@ -276,7 +280,7 @@ func testEventBytes(t *testing.T, s Events) {
 func TestRedisEventsByteBound(t *testing.T) {
 	client := redistest.Start(t)
 	ctx := context.Background()
-	s := NewRedisEvents(client, "bytes:", EventOptions{MaxBytes: 10000, TTL: time.Minute})
+	s := NewRedisEvents(client, "bytes:", EventOptions{MaxBytes: testBudget, TTL: time.Minute})
 	trimmed := counterValue(t, metrics.EventsTrimmed.WithLabelValues("bytes"))
 	testEventBytes(t, s)
 	if n := counterValue(t, metrics.EventsTrimmed.WithLabelValues("bytes")) - trimmed; n < 16+40 {
@@ -290,12 +294,12 @@ func TestRedisEventsByteBound(t *testing.T) {
 		n, _ := client.MemoryUsage(ctx, k).Result()
 		used += n
 	}
-	if used == 0 || used > 3*10000 {
-		t.Errorf("Redis holds %d bytes for the session's events (%d keys); want about the budget of 10000", used, len(keys))
+	if used == 0 || used > testBudget+3*StreamOverhead {
+		t.Errorf("Redis holds %d bytes for the session's events (%d keys); want about the budget of %d", used, len(keys), testBudget)
 	}
 	// The session's count agrees with what it keeps.
 	b, _ := client.HGet(ctx, "bytes:events:{flood}:bytes", "b").Int64()
-	if b > 10000 || b < 4*(2000+EventOverhead) {
+	if b > testBudget || b < testBudget/2 {
 		t.Errorf("the session counts %d bytes kept", b)
 	}
 	// Its keys expire with its streams, and go when it is closed.
@@ -320,13 +324,13 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 
 func TestMemoryEventsByteBound(t *testing.T) {
 	s := NewMemoryEvents(nil)
-	s.SetOptions(EventOptions{MaxBytes: 10000})
+	s.SetOptions(EventOptions{MaxBytes: testBudget})
 	testEventBytes(t, s)
-	if b, _ := s.Bytes("flood"); b > 10000 || b < 4*(2000+EventOverhead) {
+	if b, _ := s.Bytes("flood"); b > testBudget || b < testBudget/2 {
 		t.Errorf("the session counts %d bytes kept", b)
 	}
 	s.SessionClosed(context.Background(), "flood")
-	if b, total := s.Bytes("flood"); b != 0 || total != int64(len("kept")+EventOverhead) {
+	if b, total := s.Bytes("flood"); b != 0 || total != int64(len("kept")+EventOverhead+StreamOverhead) {
 		t.Errorf("after the session closed: %d bytes for it, %d in all", b, total)
 	}
 }
@@ -405,7 +409,7 @@ func TestMemoryEventsCountAndTTL(t *testing.T) {
 	if _, err := collect(t, s, "sess", "st", 495); err == nil {
 		t.Error("a stream outlived its TTL")
 	}
-	if b, total := s.Bytes("sess"); b != 0 || total != 0 {
+	if b, total := s.Bytes("sess"); b != 0 || total != StreamOverhead { // the other session's stream
 		t.Errorf("an expired session still counts %d bytes (%d in all)", b, total)
 	}
 }
@@ -460,5 +464,126 @@ func TestEventsFloodWithDefaultBounds(t *testing.T) {
 				t.Errorf("Redis keeps %d bytes of the flooding session's events (12 MB appended); want about the default 4 MiB", used)
 			}
 		})
+	}
+}
+
+// A POST carrying calls opens a stream of its own, which Redis keeps as
+// keys of their own (its entries, its count, its place in the session's
+// set of streams) whether or not its events are still kept: each stream
+// counts StreamOverhead, and goes once its events went and its requests
+// were answered. However many POSTs a session makes, what Redis holds for
+// it stays within its budget and a constant, in bytes and in keys; its
+// newest streams replay, its oldest fail with ErrEventsPurged.
+func TestEventsManyStreamsBounded(t *testing.T) {
+	const budget, posts = 64 << 10, 20000
+	client := redistest.Start(t)
+	for name, s := range map[string]Events{
+		"memory": func() Events { m := NewMemoryEvents(nil); m.SetOptions(EventOptions{MaxBytes: budget}); return m }(),
+		"redis":  NewRedisEvents(client, "posts:", EventOptions{MaxBytes: budget}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			s.OpenFor(ctx, "sess", "", "", 0, nil)
+			s.Append(ctx, "sess", "", []byte(`{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}`))
+			// A slow call's stream, its request in flight and no event yet,
+			// outlives the flood.
+			s.OpenFor(ctx, "sess", "slow", "", 0, []json.RawMessage{json.RawMessage(`"slow"`)})
+			for i := range posts {
+				stream := fmt.Sprintf("post%05d", i)
+				if err := s.OpenFor(ctx, "sess", stream, "", 0, []json.RawMessage{json.RawMessage(strconv.Itoa(i))}); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.Append(ctx, "sess", stream, []byte(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"result":{}}`, i))); err != nil {
+					t.Fatal(err)
+				}
+				if err := s.FinishRequests(ctx, "sess", stream); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got, err := collect(t, s, "sess", fmt.Sprintf("post%05d", posts-1), -1); err != nil || len(got) != 1 {
+				t.Errorf("the newest stream: %d events, %v", len(got), err)
+			}
+			if _, err := collect(t, s, "sess", "post00000", -1); !errors.Is(err, mcp.ErrEventsPurged) {
+				t.Errorf("the oldest stream: %v, want ErrEventsPurged", err)
+			}
+			if err := s.Append(ctx, "sess", "slow", []byte("answer")); err != nil {
+				t.Errorf("the slow call's stream after the flood: %v", err)
+			}
+			if got, err := collect(t, s, "sess", "slow", -1); err != nil || !slices.Equal(got, []string{"answer"}) {
+				t.Errorf("the slow call's stream replays %v, %v", got, err)
+			}
+			// The standalone stream stays, its event dropped as the oldest.
+			if _, err := collect(t, s, "sess", "", -1); !errors.Is(err, mcp.ErrEventsPurged) {
+				t.Errorf("the standalone stream from its start: %v, want ErrEventsPurged", err)
+			}
+			if got, err := collect(t, s, "sess", "", 0); err != nil || len(got) != 0 {
+				t.Errorf("the standalone stream after its event: %d events, %v; want it kept, empty", len(got), err)
+			}
+			if m, ok := s.(*MemoryEvents); ok {
+				if b, _ := m.Bytes("sess"); b > budget {
+					t.Errorf("the session counts %d bytes, budget %d", b, budget)
+				}
+				if n := len(m.sessions["sess"].streams); n > budget/StreamOverhead+1 {
+					t.Errorf("the session keeps %d streams after %d POSTs", n, posts)
+				}
+				return
+			}
+			keys, _ := client.Keys(ctx, "posts:events:{sess}:*").Result()
+			var used int64
+			for _, k := range keys {
+				n, _ := client.MemoryUsage(ctx, k, 0).Result()
+				used += n
+			}
+			t.Logf("after %d POSTs: %d keys, %d bytes (MEMORY USAGE), budget %d", posts, len(keys), used, budget)
+			if used > budget+8<<10 || len(keys) > 2*(budget/StreamOverhead)+8 {
+				t.Errorf("Redis keeps %d bytes in %d keys for a session with a budget of %d bytes", used, len(keys), budget)
+			}
+			if b, _ := client.HGet(ctx, "posts:events:{sess}:bytes", "b").Int64(); b > budget {
+				t.Errorf("the session counts %d bytes, budget %d", b, budget)
+			}
+		})
+	}
+}
+
+// In memory, beyond MaxTotalBytes the user keeping the most gives way, not
+// the largest session: one user's many sessions (up to
+// --max-sessions-per-user) cannot push out another user's session that is
+// larger than each of theirs.
+func TestMemoryEventsFairnessPerUser(t *testing.T) {
+	ctx := context.Background()
+	s := NewMemoryEvents(nil)
+	s.SetOptions(EventOptions{MaxBytes: 40000, MaxTotalBytes: 100000})
+	var kept []string
+	s.OpenFor(ctx, "b1", "st", "userB", 0, nil)
+	for i := range 10 {
+		kept = append(kept, fmt.Sprintf("%d%s", i, strings.Repeat("b", 3000)))
+		s.Append(ctx, "b1", "st", []byte(kept[i]))
+	}
+	small := []byte(strings.Repeat("a", 2000))
+	for i := range 100 {
+		session := "a" + strconv.Itoa(i)
+		for j := range 2 {
+			stream := "post" + strconv.Itoa(j)
+			s.OpenFor(ctx, session, stream, "userA", 0, nil)
+			if err := s.Append(ctx, session, stream, small); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if got, err := collect(t, s, "b1", "st", -1); err != nil || !slices.Equal(got, kept) {
+		t.Errorf("user B's session lost events to user A's sessions: %d of 10 replayed, %v", len(got), err)
+	}
+	a, b := s.UserBytes("userA"), s.UserBytes("userB")
+	if _, all := s.Bytes("b1"); all > 100000 || a+b != all || b < 10*3000 {
+		t.Errorf("kept %d bytes in all: user A %d, user B %d; bound 100000", all, a, b)
+	}
+	if got, err := collect(t, s, "a99", "post1", -1); err != nil || len(got) != 1 {
+		t.Errorf("user A's newest event is not kept: %d, %v", len(got), err)
+	}
+	// Sessions without an owner count as one user.
+	s.OpenFor(ctx, "anon", "st", "", 0, nil)
+	s.Append(ctx, "anon", "st", []byte("x"))
+	if got := s.UserBytes(""); got != StreamOverhead+1+EventOverhead {
+		t.Errorf("sessions without an owner count %d bytes", got)
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pingmcp/pingmcp/metrics"
 )
 
 // Events is what a session actor needs of an event store: the go-sdk's
@@ -23,7 +25,10 @@ type Events interface {
 	mcp.EventStore
 	// OpenFor opens stream as activation epoch (0: unfenced), journalling
 	// ids as the requests it answers; ErrFenced if a newer activation exists.
-	OpenFor(ctx context.Context, session, stream string, epoch int64, ids []json.RawMessage) error
+	// user is the session's owner (auth.Principal.UserKey; "" when unknown
+	// or without authentication), whom a store shared by all sessions
+	// (MemoryEvents) bounds as a whole.
+	OpenFor(ctx context.Context, session, stream, user string, epoch int64, ids []json.RawMessage) error
 	// AppendAt appends as activation epoch (0: unfenced), failing with
 	// ErrFenced when a newer activation exists.
 	AppendAt(ctx context.Context, session, stream string, epoch int64, data []byte) error
@@ -40,12 +45,15 @@ var (
 
 // MemoryEvents keeps events in this process, for a single node without
 // Redis, with the bounds RedisEvents has: MaxLen events per stream, MaxBytes
-// per session (its oldest events go first, whichever stream they are in),
-// streams forgotten TTL after their last event. All sessions together keep
-// at most MaxTotalBytes; beyond, the session keeping the most gives way (its
-// oldest events), never the others: one user's large results cannot push
-// other users' resumable events out. Appends are fenced by Snapshots' epochs
-// when it is set.
+// per session, streams included (its oldest events go first, whichever
+// stream they are in; a stream goes once its events went and its requests
+// were answered), streams forgotten TTL after their last event. All sessions
+// together keep at most MaxTotalBytes; beyond, the user keeping the most
+// gives way (the oldest events of that user's largest session), never the
+// others: one user's large results, in however many sessions, cannot push
+// other users' resumable events out. Sessions opened without a user
+// (OpenFor's user "") count as one user. Appends are fenced by Snapshots'
+// epochs when it is set.
 type MemoryEvents struct {
 	Snapshots *MemorySnapshots
 	// Now is the clock of stream expiry (default time.Now).
@@ -54,19 +62,31 @@ type MemoryEvents struct {
 	mu       sync.Mutex
 	opts     EventOptions
 	sessions map[string]*memSession
-	bySize   sessionsBySize                          // largest first
+	users    map[string]*memUser
+	byUser   largest[*memUser]                       // the user keeping the most first
 	total    int64                                   // bytes of all sessions
+	round    int                                     // of making room: a stream moved to the newest place in it is not looked at again
 	sweepAt  time.Time                               // when expired streams are next looked for
 	journal  map[string]map[string][]json.RawMessage // session → stream → ids
 }
 
-// memSession is one session's streams, and its kept events oldest first.
+// memUser is the sessions of one user, the largest on top.
+type memUser struct {
+	key      string
+	sessions largest[*memSession]
+	bytes    int64 // of its sessions
+	index    int   // in MemoryEvents.byUser
+}
+
+// memSession is one session's streams, and its kept events and streams
+// oldest first.
 type memSession struct {
 	id      string
+	user    *memUser
 	streams map[string]*memStream
 	order   list.List // of *memEvent
-	bytes   int64     // sizes of the events in order
-	index   int       // in MemoryEvents.bySize
+	bytes   int64     // sizes of what is in order
+	index   int       // in user.sessions
 }
 
 // memStream is one stream: its events from index first on.
@@ -75,23 +95,38 @@ type memStream struct {
 	first  int         // SDK index of events[0]; events before it were dropped
 	events []*memEvent // oldest first
 	last   time.Time   // of the last open or append
+	self   *memEvent   // its own place in its session's order
 }
 
+// memEvent is an event in its session's order, or (stream set, data nil,
+// own set) a stream's own place there, which counts StreamOverhead.
 type memEvent struct {
 	data   []byte
 	stream *memStream
+	own    bool
+	moved  int           // the round of making room that moved it last
 	elem   *list.Element // in its session's order
 }
 
 // size is what an event counts against the bounds: its data and
-// EventOverhead, as in Redis.
-func (e *memEvent) size() int64 { return int64(len(e.data)) + EventOverhead }
+// EventOverhead, as in Redis; a stream counts StreamOverhead.
+func (e *memEvent) size() int64 {
+	if e.own {
+		return StreamOverhead
+	}
+	return int64(len(e.data)) + EventOverhead
+}
+
+func (s *memSession) weight() int64 { return s.bytes }
+func (s *memSession) place(i int)   { s.index = i }
+func (u *memUser) weight() int64    { return u.bytes }
+func (u *memUser) place(i int)      { u.index = i }
 
 // NewMemoryEvents returns an empty store fenced by snapshots (may be nil),
 // with the default bounds (see SetOptions).
 func NewMemoryEvents(snapshots *MemorySnapshots) *MemoryEvents {
 	return &MemoryEvents{Snapshots: snapshots, opts: EventOptions{}.withDefaults(), sessions: map[string]*memSession{},
-		journal: map[string]map[string][]json.RawMessage{}}
+		users: map[string]*memUser{}, journal: map[string]map[string][]json.RawMessage{}}
 }
 
 // SetOptions changes the bounds (zero fields: the defaults); they apply
@@ -110,7 +145,14 @@ func (m *MemoryEvents) now() time.Time {
 }
 
 // Open implements mcp.EventStore.
-func (m *MemoryEvents) Open(_ context.Context, session, stream string) error {
+func (m *MemoryEvents) Open(ctx context.Context, session, stream string) error {
+	return m.OpenFor(ctx, session, stream, "", 0, nil)
+}
+
+func (m *MemoryEvents) OpenFor(_ context.Context, session, stream, user string, epoch int64, ids []json.RawMessage) error {
+	if epoch != 0 && m.Snapshots != nil && m.Snapshots.epoch(session) != epoch {
+		return fmt.Errorf("open event stream: %w", ErrFenced)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
@@ -119,33 +161,58 @@ func (m *MemoryEvents) Open(_ context.Context, session, stream string) error {
 	if s == nil {
 		s = &memSession{id: session, streams: map[string]*memStream{}}
 		m.sessions[session] = s
-		heap.Push(&m.bySize, s)
+		m.join(s, user)
+	} else if user != "" && s.user.key != user {
+		// Opened first without its owner (an activation's standalone
+		// stream): it joins its owner's.
+		m.leave(s)
+		m.join(s, user)
+	}
+	if len(ids) > 0 {
+		if m.journal[session] == nil {
+			m.journal[session] = map[string][]json.RawMessage{}
+		}
+		m.journal[session][stream] = ids
 	}
 	st := s.streams[stream]
 	if st == nil {
 		st = &memStream{name: stream}
+		st.self = &memEvent{stream: st, own: true}
 		s.streams[stream] = st
+		m.room(s, st, st.self.size())
+		st.self.elem = s.order.PushBack(st.self)
+		m.grow(s, st.self.size())
+		m.fitTotal(s, st.self)
 	}
 	st.last = now
 	return nil
 }
 
-func (m *MemoryEvents) OpenFor(ctx context.Context, session, stream string, epoch int64, ids []json.RawMessage) error {
-	if epoch != 0 && m.Snapshots != nil && m.Snapshots.epoch(session) != epoch {
-		return fmt.Errorf("open event stream: %w", ErrFenced)
+// join counts s, without bytes yet, as user's. Requires m.mu.
+func (m *MemoryEvents) join(s *memSession, user string) {
+	u := m.users[user]
+	if u == nil {
+		u = &memUser{key: user}
+		m.users[user] = u
+		heap.Push(&m.byUser, u)
 	}
-	if err := m.Open(ctx, session, stream); err != nil {
-		return err
+	s.user = u
+	heap.Push(&u.sessions, s)
+	u.bytes += s.bytes
+	heap.Fix(&m.byUser, u.index)
+}
+
+// leave stops counting s as its user's. Requires m.mu.
+func (m *MemoryEvents) leave(s *memSession) {
+	u := s.user
+	heap.Remove(&u.sessions, s.index)
+	u.bytes -= s.bytes
+	if len(u.sessions) == 0 {
+		heap.Remove(&m.byUser, u.index)
+		delete(m.users, u.key)
+	} else {
+		heap.Fix(&m.byUser, u.index)
 	}
-	if len(ids) > 0 {
-		m.mu.Lock()
-		if m.journal[session] == nil {
-			m.journal[session] = map[string][]json.RawMessage{}
-		}
-		m.journal[session][stream] = ids
-		m.mu.Unlock()
-	}
-	return nil
 }
 
 // Append implements mcp.EventStore.
@@ -183,30 +250,100 @@ func (m *MemoryEvents) AppendAt(_ context.Context, session, stream string, epoch
 		trimmed("bytes", n, b)
 		return nil
 	}
+	m.room(s, st, e.size())
 	st.events = append(st.events, e)
 	e.elem = s.order.PushBack(e)
 	m.grow(s, e.size())
 	if int64(len(st.events)) > m.opts.MaxLen {
 		trimmed("count", 1, m.drop(s, st.events[0]))
 	}
+	m.fitTotal(s, e)
+	return nil
+}
+
+// room makes room for need more bytes in s, within MaxBytes, by dropping
+// its oldest, but never stream keep. Requires m.mu.
+func (m *MemoryEvents) room(s *memSession, keep *memStream, need int64) {
+	m.round++
 	var n, b int64
-	for s.bytes > m.opts.MaxBytes {
-		old := s.order.Front().Value.(*memEvent)
-		n, b = n+1, b+m.drop(s, old)
+	for s.bytes+need > m.opts.MaxBytes {
+		events, bytes, ok := m.dropOldest(s, keep)
+		if !ok {
+			break
+		}
+		n, b = n+events, b+bytes
 	}
 	trimmed("bytes", n, b)
-	n, b = 0, 0
+}
+
+// fitTotal keeps all sessions within MaxTotalBytes after s added last: the
+// user keeping the most gives way, its largest session's oldest first.
+// Requires m.mu.
+func (m *MemoryEvents) fitTotal(s *memSession, last *memEvent) {
+	m.round++
+	var n, b int64
 	for m.total > m.opts.MaxTotalBytes {
-		big := m.bySize[0]
-		front := big.order.Front()
-		if front == nil || front.Value.(*memEvent) == e {
-			break // the appending session holds nothing else: it is within its own budget
+		big := m.byUser[0].sessions[0]
+		if front := big.order.Front(); front == nil || front.Value.(*memEvent) == last {
+			break // the adding session holds nothing else: it is within its own budget
 		}
-		old := front.Value.(*memEvent)
-		n, b = n+1, b+m.drop(big, old)
+		events, bytes, ok := m.dropOldest(big, last.stream)
+		if !ok {
+			break
+		}
+		n, b = n+events, b+bytes
 	}
 	trimmed("total", n, b)
-	return nil
+}
+
+// dropOldest drops the oldest of what s keeps: an event, or a stream whose
+// events went and whose requests were answered (never keep, nor the
+// standalone stream ""); a stream still in use moves to the newest place.
+// It reports the events and bytes dropped, and false once nothing more can
+// go in this round (what is left is streams in use). Requires m.mu.
+func (m *MemoryEvents) dropOldest(s *memSession, keep *memStream) (events, bytes int64, ok bool) {
+	front := s.order.Front()
+	if front == nil {
+		return 0, 0, false
+	}
+	e := front.Value.(*memEvent)
+	st := e.stream
+	if !e.own {
+		bytes = m.drop(s, e)
+	}
+	if st != keep && m.unused(s, st) {
+		m.dropStream(s, st)
+		metrics.EventStreamsTrimmed.Inc()
+	}
+	if !e.own {
+		return 1, bytes, true
+	}
+	if st.self.elem == nil { // dropped
+		return 0, 0, true
+	}
+	if e.moved == m.round {
+		return 0, 0, false
+	}
+	e.moved = m.round
+	s.order.MoveToBack(front)
+	return 0, 0, true
+}
+
+// unused says st may go: it has no events and answers no request in
+// flight, and it is not the standalone stream. Requires m.mu.
+func (m *MemoryEvents) unused(s *memSession, st *memStream) bool {
+	return st.name != "" && len(st.events) == 0 && m.journal[s.id][st.name] == nil
+}
+
+// dropStream forgets st and its events. Requires m.mu.
+func (m *MemoryEvents) dropStream(s *memSession, st *memStream) {
+	for len(st.events) > 0 {
+		m.drop(s, st.events[0])
+	}
+	s.order.Remove(st.self.elem)
+	st.self.elem = nil
+	m.grow(s, -st.self.size())
+	delete(s.streams, st.name)
 }
 
 // drop forgets e, the oldest event of its stream, and returns its size.
@@ -224,8 +361,10 @@ func (m *MemoryEvents) drop(s *memSession, e *memEvent) int64 {
 // grow counts n more bytes (fewer if negative) for s. Requires m.mu.
 func (m *MemoryEvents) grow(s *memSession, n int64) {
 	s.bytes += n
+	s.user.bytes += n
 	m.total += n
-	heap.Fix(&m.bySize, s.index)
+	heap.Fix(&s.user.sessions, s.index)
+	heap.Fix(&m.byUser, s.user.index)
 }
 
 // sweep forgets, at most once every tenth of the TTL, the streams whose
@@ -237,12 +376,9 @@ func (m *MemoryEvents) sweep(now time.Time) {
 	}
 	m.sweepAt = now.Add(max(m.opts.TTL/10, time.Second))
 	for _, s := range m.sessions {
-		for name, st := range s.streams {
+		for _, st := range s.streams {
 			if now.Sub(st.last) > m.opts.TTL {
-				for len(st.events) > 0 {
-					m.drop(s, st.events[0])
-				}
-				delete(s.streams, name)
+				m.dropStream(s, st)
 			}
 		}
 		if len(s.streams) == 0 {
@@ -254,7 +390,7 @@ func (m *MemoryEvents) sweep(now time.Time) {
 // forget drops a session's streams. Requires m.mu.
 func (m *MemoryEvents) forget(s *memSession) {
 	m.total -= s.bytes
-	heap.Remove(&m.bySize, s.index)
+	m.leave(s)
 	delete(m.sessions, s.id)
 }
 
@@ -270,7 +406,9 @@ func (m *MemoryEvents) After(_ context.Context, session, stream string, index in
 	}
 	switch {
 	case st == nil:
-		err = fmt.Errorf("replay events: unknown stream %q of session %q", stream, session)
+		// Never opened, expired, or dropped to keep its session within its
+		// bytes: either way, its events are gone.
+		err = fmt.Errorf("replay events: stream %q of session %q is unknown or dropped: %w", stream, session, mcp.ErrEventsPurged)
 	case index+1 < st.first:
 		err = fmt.Errorf("replay events after %d of stream %q: %w", index, stream, mcp.ErrEventsPurged)
 	default:
@@ -330,26 +468,42 @@ func (m *MemoryEvents) Bytes(session string) (sessionBytes, total int64) {
 	return sessionBytes, m.total
 }
 
-// sessionsBySize is a heap of sessions, the one keeping the most bytes on
-// top.
-type sessionsBySize []*memSession
+// UserBytes is what the store keeps for the sessions of user (OpenFor's
+// user).
+func (m *MemoryEvents) UserBytes(user string) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if u := m.users[user]; u != nil {
+		return u.bytes
+	}
+	return 0
+}
 
-func (h sessionsBySize) Len() int           { return len(h) }
-func (h sessionsBySize) Less(i, j int) bool { return h[i].bytes > h[j].bytes }
-func (h sessionsBySize) Swap(i, j int) {
+// largest is a heap of sessions or users, the one keeping the most bytes
+// on top.
+type largest[T interface {
+	weight() int64
+	place(int)
+}] []T
+
+func (h largest[T]) Len() int           { return len(h) }
+func (h largest[T]) Less(i, j int) bool { return h[i].weight() > h[j].weight() }
+func (h largest[T]) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
+	h[i].place(i)
+	h[j].place(j)
 }
-func (h *sessionsBySize) Push(x any) {
-	s := x.(*memSession)
-	s.index = len(*h)
-	*h = append(*h, s)
+func (h *largest[T]) Push(x any) {
+	t := x.(T)
+	t.place(len(*h))
+	*h = append(*h, t)
 }
-func (h *sessionsBySize) Pop() any {
+func (h *largest[T]) Pop() any {
 	old := *h
-	s := old[len(old)-1]
-	old[len(old)-1] = nil
+	t := old[len(old)-1]
+	var zero T
+	old[len(old)-1] = zero
 	*h = old[:len(old)-1]
-	s.index = -1
-	return s
+	t.place(-1)
+	return t
 }
