@@ -71,7 +71,7 @@ func TestEventsBufferBound(t *testing.T) {
 	for !e.clean() {
 		select {
 		case <-store.took:
-		case <-time.After(10 * time.Second):
+		case <-time.After(30 * time.Second):
 			t.Fatal("queue not written once the store was back")
 		}
 	}
