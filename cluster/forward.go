@@ -78,11 +78,19 @@ func (n *Node) Forward(ctx context.Context, kind, identity string, req *envelope
 			return nil, err
 		}
 		first, err := s.await(ctx)
-		if err == nil && notServed(first) && attempt < maxNotServedRetries {
-			// The actor refused it unserved (it was stopping: passivated,
-			// drained, fenced): ask the cluster again.
+		// Not served: the actor refused it unserved (it was stopping:
+		// passivated, drained, fenced), or the PID was gone before the
+		// request could reach it (the cluster may hand out a stopping
+		// actor's PID for a moment after it refused one). Either way the
+		// cluster is asked again, backing off.
+		unserved := err == nil && notServed(first)
+		unreached := err != nil && errors.Is(err, ErrActorGone) && s.unreached
+		if (unserved || unreached) && attempt < maxNotServedRetries {
 			s.Close()
 			n.forget(kind, identity, pid)
+			if unreached && attempt == 0 {
+				continue // a PID cached from before: at once
+			}
 			select {
 			case <-ctx.Done():
 				return nil, ctx.Err()
@@ -96,10 +104,6 @@ func (n *Node) Forward(ctx context.Context, kind, identity string, req *envelope
 			return s, nil
 		}
 		s.Close()
-		if errors.Is(err, ErrActorGone) && s.unreached && attempt == 0 {
-			n.forget(kind, identity, pid)
-			continue
-		}
 		return nil, err
 	}
 }
