@@ -620,33 +620,8 @@ func TestEdgeUserLimits(t *testing.T) {
 // is full (refused, 429, only when the wait runs out), so that one address
 // cannot keep more calls than that going to the authorization server.
 func TestEdgeAddressLimitIntrospection(t *testing.T) {
-	release := make(chan struct{})
-	var once sync.Once
-	free := func() { once.Do(func() { close(release) }) }
-	slow := make(chan struct{}, 8)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok := r.PostFormValue("token")
-		if strings.HasPrefix(tok, "slow") {
-			slow <- struct{}{}
-			<-release
-		}
-		if !strings.HasPrefix(tok, "good") {
-			json.NewEncoder(w).Encode(map[string]any{"active": false})
-			return
-		}
-		json.NewEncoder(w).Encode(map[string]any{"active": true, "sub": tok, "client_id": "c", "scope": "mcp:tools",
-			"aud": mcpResource, "exp": time.Now().Add(time.Hour).Unix()})
-	}))
-	defer srv.Close()
-	defer free() // before the server closes: its handlers wait for it
-	url := newEdge(t, Options{
-		Verifier: auth.NewIntrospectionVerifier(auth.IntrospectionOptions{Issuer: "https://idp", Endpoint: srv.URL,
-			ClientID: "pingmcp", ClientSecret: "s", Audiences: []string{mcpResource}}),
-		Limits: Limits{Rate: 0.01, Burst: 3},
-	}).URL
-	post := func(tok string) (*http.Response, string) {
-		return call{http.MethodPost, bearer(tok, nil), initBody}.do(t, url)
-	}
+	post, slow, free, _ := overBudgetIntrospection(t)
+	defer free()
 	for range 3 {
 		if resp, body := post("bad"); resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("bad token: %d %s", resp.StatusCode, body)
@@ -919,36 +894,11 @@ func TestEdgeAddressesDoNotEvictPrincipals(t *testing.T) {
 // so a valid token from it waits behind a couple of the flood's calls, not
 // behind the whole flood.
 func TestEdgeAddressLimitIntrospectionQueue(t *testing.T) {
-	gate := make(chan struct{})
-	var once sync.Once
-	open := func() { once.Do(func() { close(gate) }) }
-	slow := make(chan struct{}, 16)
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok := r.PostFormValue("token")
-		if strings.HasPrefix(tok, "slow") {
-			slow <- struct{}{}
-			<-gate
-		}
-		if !strings.HasPrefix(tok, "good") {
-			json.NewEncoder(w).Encode(map[string]any{"active": false})
-			return
-		}
-		json.NewEncoder(w).Encode(map[string]any{"active": true, "sub": tok, "client_id": "c", "scope": "mcp:tools",
-			"aud": mcpResource, "exp": time.Now().Add(time.Hour).Unix()})
-	}))
-	defer srv.Close()
+	post, slow, open, openOne := overBudgetIntrospection(t)
 	defer open()
 	wait := overBudgetWait
 	overBudgetWait = time.Minute // only the lane draining ends a wait here
 	defer func() { overBudgetWait = wait }()
-	url := newEdge(t, Options{
-		Verifier: auth.NewIntrospectionVerifier(auth.IntrospectionOptions{Issuer: "https://idp", Endpoint: srv.URL,
-			ClientID: "pingmcp", ClientSecret: "s", Audiences: []string{mcpResource}}),
-		Limits: Limits{Rate: 0.01, Burst: 3},
-	}).URL
-	post := func(tok string) (*http.Response, string) {
-		return call{http.MethodPost, bearer(tok, nil), initBody}.do(t, url)
-	}
 	for range 3 {
 		if resp, body := post("bad"); resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("bad token: %d %s", resp.StatusCode, body)
@@ -980,7 +930,7 @@ func TestEdgeAddressLimitIntrospectionQueue(t *testing.T) {
 	}
 	// One call of the lane ends, one waiter takes its place: the address
 	// has a waiting slot again, which a valid token takes.
-	gate <- struct{}{}
+	openOne()
 	<-slow
 	good := make(chan int, 1)
 	go func() {
@@ -996,4 +946,39 @@ func TestEdgeAddressLimitIntrospectionQueue(t *testing.T) {
 			t.Errorf("slow bad token: %d, want 401", st)
 		}
 	}
+}
+
+// overBudgetIntrospection is an edge verifying by introspection (Rate 0.01,
+// Burst 3) against a server whose answers for tokens "slow…" wait until
+// release is called, or releaseOne lets one go on (each signals on slow
+// when it arrives): post sends an
+// initialize with a token. Tokens "good…" are active, any other inactive.
+func overBudgetIntrospection(t *testing.T) (post func(tok string) (*http.Response, string), slow <-chan struct{}, release, releaseOne func()) {
+	gate := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	arrived := make(chan struct{}, 16)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok := r.PostFormValue("token")
+		if strings.HasPrefix(tok, "slow") {
+			arrived <- struct{}{}
+			<-gate
+		}
+		if !strings.HasPrefix(tok, "good") {
+			json.NewEncoder(w).Encode(map[string]any{"active": false})
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"active": true, "sub": tok, "client_id": "c", "scope": "mcp:tools",
+			"aud": mcpResource, "exp": time.Now().Add(time.Hour).Unix()})
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(release) // runs first: the server's handlers wait for it
+	url := newEdge(t, Options{
+		Verifier: auth.NewIntrospectionVerifier(auth.IntrospectionOptions{Issuer: "https://idp", Endpoint: srv.URL,
+			ClientID: "pingmcp", ClientSecret: "s", Audiences: []string{mcpResource}}),
+		Limits: Limits{Rate: 0.01, Burst: 3},
+	}).URL
+	return func(tok string) (*http.Response, string) {
+		return call{http.MethodPost, bearer(tok, nil), initBody}.do(t, url)
+	}, arrived, release, func() { gate <- struct{}{} }
 }
