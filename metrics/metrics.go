@@ -59,9 +59,10 @@ var (
 	// many principals), sessions_per_user (a user's sessions in the
 	// cluster), session_streams (per session, at its actor),
 	// events_buffer (the session's event writes wait for an unreachable
-	// store), batch (a batch beyond --max-batch, 400), initialize_bytes (an
-	// initialize beyond --max-initialize-bytes, 400), snapshot_bytes (a change that
-	// would make a session's snapshot exceed its bound).
+	// store), batch (a batch beyond --max-batch, 400), members (an object
+	// of a message beyond rpcbody.MaxMembers, 400), initialize_bytes (an
+	// initialize beyond --max-initialize-bytes, 400), snapshot_bytes (a
+	// change that would make a session's snapshot exceed its bound).
 	Limited = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pingmcp_limited_requests_total", Help: "Requests refused by a limit (429; 503 for a full event buffer; 400 for a batch or an initialize too large), by limit.",
 	}, []string{"limit"}))

@@ -261,8 +261,8 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 	if rerr != nil {
 		var berr *rpcbody.Error
 		errors.As(rerr, &berr)
-		if berr.MaxMessages > 0 {
-			e.refuseBody(w, r, "batch", berr.Msg, berr.MaxMessages)
+		if berr.Limit != "" {
+			e.refuseBody(w, r, berr.Limit, berr.Msg, berr.Max)
 			return
 		}
 		writeError(w, http.StatusBadRequest, nil, berr.Code, berr.Msg)

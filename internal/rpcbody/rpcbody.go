@@ -59,9 +59,12 @@ type Body struct {
 type Error struct {
 	Code int
 	Msg  string
-	// MaxMessages is set when a batch held more messages than ReadAtMost
-	// allowed: this many (the reading stopped at the one beyond).
-	MaxMessages int
+	// Limit names the bound the body went beyond, when that is why it is
+	// refused: "batch" (more messages than ReadAtMost allowed; the reading
+	// stopped at the one beyond) or "members" (an object of more than
+	// MaxMembers members); Max is that bound.
+	Limit string
+	Max   int
 }
 
 func (e *Error) Error() string { return e.Msg }
@@ -106,7 +109,7 @@ func ReadAtMost(body []byte, maxMessages int) (*Body, error) {
 		b.Batch = true
 		for r.dec.More() {
 			if maxMessages > 0 && len(b.Messages) == maxMessages {
-				return nil, &Error{Code: InvalidRequest, Msg: fmt.Sprintf("a batch holds at most %d messages (--max-batch)", maxMessages), MaxMessages: maxMessages}
+				return nil, &Error{Code: InvalidRequest, Msg: fmt.Sprintf("a batch holds at most %d messages (--max-batch)", maxMessages), Limit: "batch", Max: maxMessages}
 			}
 			m, err := r.message()
 			if err != nil {
@@ -260,7 +263,7 @@ func (r *reader) key(seen map[string]bool, known []string) (string, error) {
 	}
 	key, _ := tok.(string)
 	if len(seen) >= MaxMembers {
-		return "", &Error{Code: InvalidRequest, Msg: fmt.Sprintf("an object of a JSON-RPC message (the message, its params, their _meta) has at most %d members", MaxMembers)}
+		return "", &Error{Code: InvalidRequest, Msg: fmt.Sprintf("an object of a JSON-RPC message (the message, its params, their _meta) has at most %d members", MaxMembers), Limit: "members", Max: MaxMembers}
 	}
 	if seen[key] {
 		return "", &Error{Code: InvalidRequest, Msg: fmt.Sprintf("key %q appears twice", key)}

@@ -245,7 +245,7 @@ func TestReadAtMostStops(t *testing.T) {
 	body := "[" + strings.Repeat(ping+",", 3) + ping + ", not json at all"
 	_, err := ReadAtMost([]byte(body), 3)
 	var e *Error
-	if !errors.As(err, &e) || e.MaxMessages != 3 || e.Code != InvalidRequest {
+	if !errors.As(err, &e) || e.Limit != "batch" || e.Max != 3 || e.Code != InvalidRequest {
 		t.Fatalf("ReadAtMost(4+ messages, 3) = %v, want the batch bound", err)
 	}
 	if b, err := ReadAtMost([]byte("["+strings.Repeat(ping+",", 2)+ping+"]"), 3); err != nil || len(b.Messages) != 3 {
@@ -269,7 +269,7 @@ func TestReadMaxMembers(t *testing.T) {
 		t.Fatalf("params of %d members: %v", MaxMembers, err)
 	}
 	var e *Error
-	if _, err := Read(body(MaxMembers)); !errors.As(err, &e) || e.Code != InvalidRequest || !strings.Contains(e.Msg, "at most 256 members") {
+	if _, err := Read(body(MaxMembers)); !errors.As(err, &e) || e.Code != InvalidRequest || e.Limit != "members" || !strings.Contains(e.Msg, "at most 256 members") {
 		t.Fatalf("params of %d members: %v", MaxMembers+1, err)
 	}
 }
