@@ -173,6 +173,14 @@ type route struct {
 // which it starts once the body is read.
 func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 	start := tr.start
+	if r.ContentLength != 0 {
+		// Refused before its body is read, a request's connection closes:
+		// net/http would otherwise wait, with no time limit, for the body
+		// it announced before it sends the refusal, so a client that never
+		// sends it would hold the connection for nothing. Kept open once
+		// the body is read.
+		w.Header().Set("Connection", "close")
+	}
 	if !e.hostAllowed(r.Host) {
 		writeError(w, http.StatusForbidden, nil, jsonrpcInvalidRequest, fmt.Sprintf("Host %q is not allowed", r.Host))
 		return
@@ -238,6 +246,9 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 		var err error
 		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, e.opts.MaxBodyBytes))
 		rc.SetReadDeadline(time.Time{})
+		if err == nil {
+			w.Header().Del("Connection")
+		}
 		if err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {

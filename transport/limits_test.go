@@ -5,8 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -812,26 +812,45 @@ func TestEdgeRateLimitCountsMessages(t *testing.T) {
 func TestEdgeBodyBeingReadHoldsItsSlot(t *testing.T) {
 	is := authtest.NewIssuer(t)
 	url := limitedEdge(t, is, Limits{MaxConcurrent: 1})
+	host := strings.TrimPrefix(url, "http://")
 	alice := is.Token(t, is.Claims("alice", mcpResource, "mcp:tools"))
-	pr, pw := io.Pipe()
-	defer pw.Close()
-	req, _ := http.NewRequest(http.MethodPost, url, pr)
-	req.Header.Set("Authorization", "Bearer "+alice)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	go func() {
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
+	// The held request, written by hand so that nothing buffers it: its
+	// headers, then a part of the body it announced, then nothing more.
+	hold := func() net.Conn {
+		conn, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}()
-	pw.Write([]byte(`{"jsonrpc":"2.0",`)) // and nothing more for now
+		fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\n"+
+			"Accept: application/json, text/event-stream\r\nContent-Length: %d\r\n\r\n%s", host, alice, len(initBody), initBody[:10])
+		return conn
+	}
+	conn := hold()
+	defer func() { conn.Close() }()
 	var resp *http.Response
 	var body string
 	eventually(t, "a second request refused while the first one's body is read", func() bool {
 		resp, body = call{http.MethodPost, bearer(alice, nil), initBody}.do(t, url)
-		return resp.StatusCode == http.StatusTooManyRequests
+		if resp.StatusCode == http.StatusTooManyRequests {
+			return true
+		}
+		// This request was admitted first, and the held one, if it came
+		// meanwhile, was refused for it (its 429 stays unsent while the
+		// server waits for the rest of its body): hold another.
+		conn.Close()
+		conn = hold()
+		return false
 	})
 	checkLimited(t, resp, body, "concurrency")
+	// A request refused before its body was read is answered at once, on a
+	// connection that then closes: not held waiting for the body.
+	refused := hold()
+	defer refused.Close()
+	refused.SetReadDeadline(time.Now().Add(10 * time.Second))
+	answer, err := http.ReadResponse(bufio.NewReader(refused), nil)
+	if err != nil || answer.StatusCode != http.StatusTooManyRequests || !answer.Close {
+		t.Fatalf("a request refused before its body arrived: %v %+v, want 429 and Connection: close", err, answer)
+	}
 }
 
 // An IPv6 client spends one budget for its whole /64: rotating its source
