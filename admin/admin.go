@@ -204,10 +204,7 @@ func (a *api) refuse(w http.ResponseWriter, why *refusal) {
 	}
 	status, msg, scopes := http.StatusUnauthorized, "an admin bearer token is required", []string{a.opts.Scope}
 	if why.err != nil {
-		msg = why.err.Error()
-		if why.err.Code == auth.CodeInsufficientScope {
-			status = http.StatusForbidden
-		}
+		msg, status = why.err.Error(), why.err.Status()
 	}
 	w.Header().Set("WWW-Authenticate", strings.Replace(auth.Challenge(why.err, "", scopes), "Bearer", `Bearer realm="pingmcp-admin",`, 1))
 	writeError(w, status, msg)
@@ -221,7 +218,7 @@ func (a *api) authenticate(next http.Handler) http.Handler {
 		if !present || err != nil {
 			why := &refusal{}
 			if err != nil {
-				why.err = &auth.Error{Code: auth.CodeInvalidToken, Description: "malformed Authorization header"}
+				why.err = &auth.Error{Code: auth.CodeInvalidRequest, Description: "malformed Authorization header"}
 			}
 			a.refuse(w, why)
 			return

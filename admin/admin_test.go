@@ -50,7 +50,7 @@ func TestAuthorization(t *testing.T) {
 	}{
 		{"no token", "", http.StatusUnauthorized, `Bearer realm="pingmcp-admin", scope="pingmcp:admin"`},
 		{"not bearer", "Basic b3BzOm9wcw==", http.StatusUnauthorized, `realm="pingmcp-admin"`},
-		{"malformed bearer", "Bearer a b", http.StatusUnauthorized, `error="invalid_token"`},
+		{"malformed bearer", "Bearer a b", http.StatusBadRequest, `error="invalid_request"`},
 		{"wrong static token", "Bearer static-admin-token-012345678X", http.StatusUnauthorized, `error="invalid_token"`},
 		{"static token", "Bearer static-admin-token-0123456789", http.StatusOK, ""},
 		{"admin access token", "Bearer " + admin, http.StatusOK, ""},

@@ -244,13 +244,14 @@ func TestBearerToken(t *testing.T) {
 		{nil, "", false, false},
 		{[]string{"Bearer abc.def-ghi_jkl~"}, "abc.def-ghi_jkl~", true, false},
 		{[]string{"bearer  abc=="}, "abc==", true, false},
-		{[]string{"Basic dXNlcjpwYXNz"}, "", true, true},
+		{[]string{"Basic dXNlcjpwYXNz"}, "", false, false}, // no bearer credential
 		{[]string{"Bearer"}, "", true, true},
 		{[]string{"Bearer "}, "", true, true},
 		{[]string{"Bearer a b"}, "", true, true},
 		{[]string{"Bearer ==="}, "", true, true},
 		{[]string{"Bearer a", "Bearer b"}, "", true, true},
-		{[]string{"abc"}, "", true, true},
+		{[]string{"abc"}, "", false, false}, // a scheme "abc"
+		{[]string{"Bearer-abc"}, "", false, false},
 	}
 	for _, tt := range tests {
 		tok, ok, err := BearerToken(tt.header)

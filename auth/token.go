@@ -16,6 +16,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -118,6 +119,19 @@ type Error struct {
 	Scopes []string
 }
 
+// Status is the HTTP status RFC 6750 §3.1 gives the error: 400 for
+// invalid_request, 403 for insufficient_scope, 401 for invalid_token (and
+// anything else). The edge, the admin API and the Todo API all answer so.
+func (e *Error) Status() int {
+	switch e.Code {
+	case CodeInvalidRequest:
+		return http.StatusBadRequest
+	case CodeInsufficientScope:
+		return http.StatusForbidden
+	}
+	return http.StatusUnauthorized
+}
+
 func (e *Error) Error() string {
 	if e.Description == "" {
 		return e.Code
@@ -170,9 +184,11 @@ func quoteEscape(v string) string {
 }
 
 // BearerToken extracts the token of an "Authorization: Bearer <token>" header
-// (RFC 6750 §2.1; the scheme is case-insensitive). ok is false when there is
-// no Authorization header at all; err is set when there is one that is not a
-// well-formed bearer credential.
+// (RFC 6750 §2.1; the scheme is case-insensitive). ok is false when the
+// request carries no bearer credential: no Authorization header, or one of
+// another scheme (RFC 6750 §3.1: a challenge without an error code). err is
+// set (invalid_request) for a malformed one: two headers, or a bearer value
+// that is not a b64token.
 func BearerToken(header []string) (token string, ok bool, err error) {
 	if len(header) == 0 {
 		return "", false, nil
@@ -180,9 +196,9 @@ func BearerToken(header []string) (token string, ok bool, err error) {
 	if len(header) > 1 {
 		return "", true, &Error{Code: CodeInvalidRequest, Description: "more than one Authorization header"}
 	}
-	scheme, value, found := strings.Cut(header[0], " ")
-	if !found || !strings.EqualFold(scheme, "Bearer") {
-		return "", true, &Error{Code: CodeInvalidRequest, Description: "Authorization must use the Bearer scheme"}
+	scheme, value, _ := strings.Cut(header[0], " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", false, nil
 	}
 	value = strings.TrimLeft(value, " ")
 	if value == "" || !isToken68(value) {

@@ -22,7 +22,7 @@ type caller struct {
 func (a *API) authenticate(w http.ResponseWriter, r *http.Request, scope string) (*caller, bool) {
 	raw, present, err := auth.BearerToken(r.Header.Values("Authorization"))
 	if err != nil {
-		a.refuse(w, r, http.StatusBadRequest, auth.CodeInvalidRequest, describe(err))
+		a.refuse(w, r, auth.CodeInvalidRequest, describe(err))
 		return nil, false
 	}
 	if !present {
@@ -40,43 +40,42 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request, scope string)
 			writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the token could not be verified now; retry later")
 			return nil, false
 		}
-		switch ae.Code {
-		case auth.CodeInvalidRequest:
-			a.refuse(w, r, http.StatusBadRequest, ae.Code, ae.Description)
-		case auth.CodeInsufficientScope:
-			a.refuse(w, r, http.StatusForbidden, ae.Code, ae.Description, ae.Scopes...)
-		default:
-			a.refuse(w, r, http.StatusUnauthorized, auth.CodeInvalidToken, ae.Description)
+		code := ae.Code
+		if code != auth.CodeInvalidRequest && code != auth.CodeInsufficientScope {
+			code = auth.CodeInvalidToken
 		}
+		a.refuse(w, r, code, ae.Description, ae.Scopes...)
 		return nil, false
 	}
 	if tok.Issuer == "" || tok.Subject == "" {
-		a.refuse(w, r, http.StatusUnauthorized, auth.CodeInvalidToken, "token names no issuer or subject")
+		a.refuse(w, r, auth.CodeInvalidToken, "token names no issuer or subject")
 		return nil, false
 	}
 	actor, _ := tok.Actor["sub"].(string)
 	switch {
 	case len(tok.Actor) == 0 && !a.opts.AllowUndelegated:
-		// A 403, not a 401: the token is genuine but of the wrong kind, and a
-		// fresh token of the same kind would not help.
-		a.refuse(w, r, http.StatusForbidden, auth.CodeInvalidToken,
+		// invalid_token, so 401 (RFC 6750 §3.1), as the edge answers: the
+		// token is genuine but "invalid for other reasons".
+		a.refuse(w, r, auth.CodeInvalidToken,
 			"token is not delegated: this API accepts only tokens obtained by token exchange for a delegate (RFC 8693 act claim)")
 		return nil, false
 	case len(tok.Actor) > 0 && len(a.opts.AllowedActors) > 0 && !slices.Contains(a.opts.AllowedActors, actor):
-		a.refuse(w, r, http.StatusForbidden, auth.CodeInvalidToken, "the token's actor (act.sub) is not allowed to call this API")
+		a.refuse(w, r, auth.CodeInvalidToken, "the token's actor (act.sub) is not allowed to call this API")
 		return nil, false
 	case !tok.HasScopes(scope):
-		a.refuse(w, r, http.StatusForbidden, auth.CodeInsufficientScope, "this request needs the "+scope+" scope", scope)
+		a.refuse(w, r, auth.CodeInsufficientScope, "this request needs the "+scope+" scope", scope)
 		return nil, false
 	}
 	return &caller{user: userKey(tok), actor: actor, mayRead: tok.HasScopes(ScopeRead)}, true
 }
 
-// refuse answers an RFC 6750 error: in WWW-Authenticate and in the body.
-func (a *API) refuse(w http.ResponseWriter, r *http.Request, status int, code, description string, scopes ...string) {
-	a.log.InfoContext(r.Context(), "token refused", "status", status, "error", code, "reason", description)
-	w.Header().Set("WWW-Authenticate", auth.Challenge(&auth.Error{Code: code, Description: description}, "", scopes))
-	writeError(w, status, code, description)
+// refuse answers an RFC 6750 error, with its status, in WWW-Authenticate
+// and in the body.
+func (a *API) refuse(w http.ResponseWriter, r *http.Request, code, description string, scopes ...string) {
+	aerr := &auth.Error{Code: code, Description: description}
+	a.log.InfoContext(r.Context(), "token refused", "status", aerr.Status(), "error", code, "reason", description)
+	w.Header().Set("WWW-Authenticate", auth.Challenge(aerr, "", scopes))
+	writeError(w, aerr.Status(), code, description)
 }
 
 func describe(err error) string {

@@ -90,10 +90,10 @@ func TestTokenRefusals(t *testing.T) {
 		descContains  string
 	}{
 		{name: "no token", status: unauthorized, wantScope: true},
-		{name: "basic scheme", authorization: "Basic YWxpY2U6c2VjcmV0", status: badRequest, code: "invalid_request"},
+		{name: "basic scheme", authorization: "Basic YWxpY2U6c2VjcmV0", status: unauthorized, wantScope: true}, // no bearer credential
 		{name: "bearer without token", authorization: "Bearer", status: badRequest, code: "invalid_request"},
 		{name: "bearer with two words", authorization: "Bearer " + aliceToken + " extra", status: badRequest, code: "invalid_request"},
-		{name: "token without scheme", authorization: aliceToken, status: badRequest, code: "invalid_request"},
+		{name: "token without scheme", authorization: aliceToken, status: unauthorized, wantScope: true}, // a scheme of that name
 		{name: "not a JWT", authorization: "Bearer opaque-reference-token", status: unauthorized, code: "invalid_token"},
 		{name: "expired", authorization: "Bearer " + with(func(c map[string]any) {
 			c["exp"] = time.Now().Add(-10 * time.Minute).Unix()
@@ -121,9 +121,9 @@ func TestTokenRefusals(t *testing.T) {
 			status: unauthorized, code: "invalid_token"},
 		{name: "tampered payload", authorization: "Bearer " + tampered, status: unauthorized, code: "invalid_token"},
 		{name: "missing act", authorization: "Bearer " + with(func(c map[string]any) { delete(c, "act") }),
-			status: forbidden, code: "invalid_token", descContains: "act claim"},
+			status: unauthorized, code: "invalid_token", descContains: "act claim"},
 		{name: "empty act", authorization: "Bearer " + with(func(c map[string]any) { c["act"] = map[string]any{} }),
-			status: forbidden, code: "invalid_token", descContains: "act claim"},
+			status: unauthorized, code: "invalid_token", descContains: "act claim"},
 		{name: "no scope", authorization: "Bearer " + with(func(c map[string]any) { delete(c, "scope") }),
 			status: forbidden, code: "insufficient_scope", wantScope: true},
 		{name: "read scope only", authorization: "Bearer " + with(func(c map[string]any) { c["scope"] = ScopeRead }),
@@ -268,13 +268,13 @@ func TestActors(t *testing.T) {
 	}{
 		{"delegated, any actor", Options{}, withAct(map[string]any{"sub": "some-agent"}), http.StatusOK},
 		{"delegated, allowed actor", Options{AllowedActors: []string{"x", testActor}}, withAct(map[string]any{"sub": testActor}), http.StatusOK},
-		{"delegated, actor not allowed", Options{AllowedActors: []string{testActor}}, withAct(map[string]any{"sub": "some-agent"}), http.StatusForbidden},
-		{"delegated, actor without sub", Options{AllowedActors: []string{testActor}}, withAct(map[string]any{"client_id": testActor}), http.StatusForbidden},
+		{"delegated, actor not allowed", Options{AllowedActors: []string{testActor}}, withAct(map[string]any{"sub": "some-agent"}), http.StatusUnauthorized},
+		{"delegated, actor without sub", Options{AllowedActors: []string{testActor}}, withAct(map[string]any{"client_id": testActor}), http.StatusUnauthorized},
 		// RFC 8693 §4.1: the outermost act is the current actor; nested ones
 		// are prior actors and do not count.
 		{"allowed actor only in the chain", Options{AllowedActors: []string{testActor}},
-			withAct(map[string]any{"sub": "some-agent", "act": map[string]any{"sub": testActor}}), http.StatusForbidden},
-		{"undelegated refused by default", Options{}, withAct(nil), http.StatusForbidden},
+			withAct(map[string]any{"sub": "some-agent", "act": map[string]any{"sub": testActor}}), http.StatusUnauthorized},
+		{"undelegated refused by default", Options{}, withAct(nil), http.StatusUnauthorized},
 		{"undelegated allowed", Options{AllowUndelegated: true}, withAct(nil), http.StatusOK},
 	}
 	for _, tc := range cases {
@@ -284,7 +284,7 @@ func TestActors(t *testing.T) {
 			if resp.status != tc.status {
 				t.Fatalf("status %d, want %d; body %s", resp.status, tc.status, resp.body)
 			}
-			if tc.status == http.StatusForbidden {
+			if tc.status == http.StatusUnauthorized {
 				attrs := parseChallenge(t, resp.header.Get("WWW-Authenticate"))
 				if attrs["error"] != "invalid_token" || attrs["error_description"] == "" {
 					t.Errorf("challenge %q", resp.header.Get("WWW-Authenticate"))

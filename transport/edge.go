@@ -485,14 +485,12 @@ func (e *Edge) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Token
 		return nil, nil, false
 	}
 	if err != nil {
-		// A malformed credential is a token that cannot be valid: 401, so
-		// that the client starts over with the authorization server.
-		desc := err.Error()
-		var aerr *auth.Error
-		if errors.As(err, &aerr) {
-			desc = aerr.Description
+		// A malformed credential: 400 invalid_request (RFC 6750 §3.1).
+		aerr, ok := err.(*auth.Error)
+		if !ok {
+			aerr = &auth.Error{Code: auth.CodeInvalidRequest, Description: err.Error()}
 		}
-		e.challenge(w, &auth.Error{Code: auth.CodeInvalidToken, Description: desc})
+		e.challenge(w, aerr)
 		return nil, nil, false
 	}
 	done, ref := e.overBudget(r, raw)
@@ -535,6 +533,7 @@ func (e *Edge) challenge(w http.ResponseWriter, aerr *auth.Error) {
 	scopes := e.opts.Scopes
 	msg := "authentication required"
 	if aerr != nil {
+		status = aerr.Status()
 		if ok, suppressed := e.refusedLog.Allow(); ok {
 			attrs := []any{"error", aerr.Code, "reason", aerr.Description}
 			if suppressed > 0 {
@@ -544,7 +543,7 @@ func (e *Edge) challenge(w http.ResponseWriter, aerr *auth.Error) {
 		}
 		msg = aerr.Error()
 		if aerr.Code == auth.CodeInsufficientScope {
-			status, scopes = http.StatusForbidden, aerr.Scopes
+			scopes = aerr.Scopes
 		}
 	}
 	w.Header().Set("WWW-Authenticate", auth.Challenge(aerr, e.opts.ResourceMetadataURL, scopes))
