@@ -370,9 +370,11 @@ func connectRemote(addr string, creds credentials.TransportCredentials) (*remote
 	err = stream.Send(&remote.RemoteMessage{MessageType: &remote.RemoteMessage_ConnectRequest{ConnectRequest: &remote.ConnectRequest{
 		ConnectionType: &remote.ConnectRequest_ServerConnection{ServerConnection: &remote.ServerConnection{SystemId: "probe", Address: "127.0.0.1:1"}},
 	}}})
-	if err != nil {
+	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
+	// On io.EOF from Send the server ended the stream first (gRPC's
+	// contract): Recv tells its status.
 	msg, err := stream.Recv()
 	if err != nil {
 		return nil, err
