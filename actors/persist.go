@@ -44,10 +44,8 @@ type Durability struct {
 }
 
 // DefaultMaxSnapshotBytes bounds a snapshot when Durability leaves
-// MaxSnapshotBytes zero: far above a normal session's (a few KiB, with an
-// initialize of at most --max-initialize-bytes), far below what a session
-// could otherwise make its node and Redis keep.
-const DefaultMaxSnapshotBytes = 256 << 10
+// MaxSnapshotBytes zero.
+const DefaultMaxSnapshotBytes = state.DefaultMaxSnapshotBytes
 
 func (d *Durability) maxSnapshotBytes() int {
 	if d.MaxSnapshotBytes > 0 {

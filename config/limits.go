@@ -40,9 +40,7 @@ const (
 	DefaultMaxHeaderBytes      = 64 << 10
 	DefaultUpstreamTimeout     = 10 * time.Second
 	DefaultRedisTimeout        = 2 * time.Second
-	// A session's snapshot is a few KiB; its initialize parameters, the
-	// largest part, are bounded at the edge far below this.
-	DefaultMaxSnapshotBytes = 256 << 10
+	DefaultMaxSnapshotBytes    = state.DefaultMaxSnapshotBytes
 	// What a session's SSE events may keep for resumption (all its
 	// streams), and all sessions' in a node's memory.
 	DefaultEventsMaxBytes      = state.DefaultEventsMaxBytes

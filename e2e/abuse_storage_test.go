@@ -199,12 +199,7 @@ func TestAbuseStorageSnapshot(t *testing.T) {
 // callEvents posts body on session id and reads its whole SSE answer.
 func callEvents(t *testing.T, ctx context.Context, url, id, body string) []sseEvent {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Mcp-Session-Id", id)
-	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := postOnSession(ctx, url, id, body)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("tool call: %v %v", err, resp)
 	}

@@ -436,15 +436,21 @@ func TestKillMember(t *testing.T) {
 	}
 }
 
-// rawPost posts body on session id at url and returns the status and body.
-func rawPost(t *testing.T, ctx context.Context, url, id, body string) (int, string) {
-	t.Helper()
+// postOnSession posts body (JSON-RPC) on session id at url, as a 2025-11-25
+// client does.
+func postOnSession(ctx context.Context, url, id, body string) (*http.Response, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	req.Header.Set("Mcp-Session-Id", id)
 	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
-	resp, err := http.DefaultClient.Do(req)
+	return http.DefaultClient.Do(req)
+}
+
+// rawPost posts body on session id at url and returns the status and body.
+func rawPost(t *testing.T, ctx context.Context, url, id, body string) (int, string) {
+	t.Helper()
+	resp, err := postOnSession(ctx, url, id, body)
 	if err != nil {
 		t.Fatalf("post: %v", err)
 	}

@@ -60,6 +60,12 @@ type Stored struct {
 // longer than any activation can go unfenced.
 const fenceTTL = 24 * time.Hour
 
+// DefaultMaxSnapshotBytes is the default bound of a session's snapshot
+// (--max-snapshot-bytes): far above a normal session's (a few KiB, with an
+// initialize of at most --max-initialize-bytes), far below what a session
+// could otherwise make its node and Redis keep.
+const DefaultMaxSnapshotBytes = 256 << 10
+
 // RedisSnapshots keeps snapshots in Redis: per session an epoch counter and
 // a snapshot, under one hash tag (one Redis Cluster slot), changed only by
 // the scripts below so that each check and write is atomic. The snapshot
