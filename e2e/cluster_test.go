@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -269,8 +270,16 @@ func rawInitialize(t *testing.T, ctx context.Context, url string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The answer comes on an SSE stream whose headers go first: a client
+	// that hangs up before the result cancels the initialize, and the
+	// session with it (the SDK closes a session whose initialize it did not
+	// finish).
+	result, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	id := resp.Header.Get("Mcp-Session-Id")
+	if err != nil || !strings.Contains(string(result), `"result"`) {
+		t.Fatalf("initialize: %d %q: %v", resp.StatusCode, result, err)
+	}
 	if resp.StatusCode != http.StatusOK || id == "" {
 		t.Fatalf("initialize: %d, session %q", resp.StatusCode, id)
 	}

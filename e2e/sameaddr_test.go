@@ -45,9 +45,18 @@ func restartOnSameAddress(t *testing.T, certs func() []string) {
 		}
 		clients = append(clients, dc)
 	}
+	// a counts 2 members throughout when it never saw b leave: what says
+	// it has taken in b's new incarnation is its membership line naming b
+	// as joined. Until then a request through a may be cut when a drops
+	// the dead incarnation's endpoint, which has b's address too.
+	rejoined := fmt.Sprintf(`"joined":[%q]`, bClust)
 	for round := range 2 {
+		joins := a.count(rejoined)
 		b.kill()
 		b = startNode(t, "same-b-again", append(append([]string{"--addr", bHTTP, "--cluster-addr", bClust, "--cluster-seeds", aClust}, certs()...), durable...)...)
+		if got := a.awaitCount(ctx, rejoined, joins+1); got <= joins {
+			t.Fatalf("round %d: a never saw b's new incarnation join", round)
+		}
 		a.awaitMembers(ctx, 2)
 		b.awaitMembers(ctx, 2)
 		for i, dc := range clients {
