@@ -397,6 +397,34 @@ func (c *Config) derive() {
 	}
 }
 
+// Resources are the URIs of the MCP resource (RFC 8707) clients may name,
+// one per Host the edge answers to; the first is Resource. With --resource
+// or --public-url given, or an edge listening beyond loopback, Resource
+// alone: a request for another Host is refused. Otherwise (a loopback
+// Resource derived from --addr) the resource as reached through each
+// loopback name (127.0.0.1, localhost, [::1]) on its port, since a person
+// may point a client at any of them, and clients check that the metadata
+// names the very URL they used. The idp command's --resource is the same.
+func (c *Config) Resources() []string {
+	u, err := url.Parse(c.Resource)
+	edgeBeyondLoopback := (c.Command == "dev" || c.Command == "serve") && !IsLoopback(c.Addr)
+	if err != nil || c.explicit["resource"] || c.explicit["public-url"] || edgeBeyondLoopback || !IsLoopback(u.Host) {
+		return []string{c.Resource}
+	}
+	out := []string{c.Resource}
+	for _, name := range []string{"127.0.0.1", "localhost", "[::1]"} {
+		alias := *u
+		alias.Host = name
+		if port := u.Port(); port != "" {
+			alias.Host = net.JoinHostPort(strings.Trim(name, "[]"), port)
+		}
+		if s := alias.String(); !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
 // hostForURL turns a listen address into a host[:port] a client can dial: an
 // unspecified host (":8080", "0.0.0.0:8080") becomes localhost.
 func hostForURL(addr string) string {
