@@ -397,18 +397,16 @@ func (c *Config) derive() {
 	}
 }
 
-// Resources are the URIs of the MCP resource (RFC 8707) clients may name,
-// one per Host the edge answers to; the first is Resource. With --resource
-// or --public-url given, or an edge listening beyond loopback, Resource
-// alone: a request for another Host is refused. Otherwise (a loopback
-// Resource derived from --addr) the resource as reached through each
-// loopback name (127.0.0.1, localhost, [::1]) on its port, since a person
-// may point a client at any of them, and clients check that the metadata
-// names the very URL they used. The idp command's --resource is the same.
+// Resources are the URIs of the MCP resource (RFC 8707) clients may name;
+// the first is Resource. From a loopback --addr (no --resource or
+// --public-url given), the resource as reached through each loopback name
+// (127.0.0.1, localhost, [::1]) on its port, since a person may point a
+// client at any of them, and clients check that the metadata names the
+// very URL they used; otherwise Resource alone. The idp command's
+// --resource is the same.
 func (c *Config) Resources() []string {
 	u, err := url.Parse(c.Resource)
-	edgeBeyondLoopback := (c.Command == "dev" || c.Command == "serve") && !IsLoopback(c.Addr)
-	if err != nil || c.explicit["resource"] || c.explicit["public-url"] || edgeBeyondLoopback || !IsLoopback(u.Host) {
+	if err != nil || c.explicit["resource"] || c.explicit["public-url"] || c.edgeBeyondLoopback() || !IsLoopback(u.Host) {
 		return []string{c.Resource}
 	}
 	out := []string{c.Resource}
@@ -423,6 +421,20 @@ func (c *Config) Resources() []string {
 		}
 	}
 	return out
+}
+
+// HostNamesResource reports whether the Host of a request names its
+// resource among Resources, a Host that names none being refused: when the
+// URLs clients use are known, from --public-url or a loopback --addr. With
+// --resource alone, or an edge beyond loopback without --public-url, they
+// are not (a proxy in front may rewrite Host): every request is for
+// Resource, whatever its Host.
+func (c *Config) HostNamesResource() bool {
+	return c.explicit["public-url"] || !(c.explicit["resource"] || c.edgeBeyondLoopback())
+}
+
+func (c *Config) edgeBeyondLoopback() bool {
+	return (c.Command == "dev" || c.Command == "serve") && !IsLoopback(c.Addr)
 }
 
 // hostForURL turns a listen address into a host[:port] a client can dial: an

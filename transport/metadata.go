@@ -20,6 +20,13 @@ import (
 type Resources struct {
 	uris   []string
 	byHost map[string]string // host:port, lower case, port explicit
+	fixed  string            // FixedResource's
+}
+
+// FixedResource is one resource named by every Host, for an edge that does
+// not know how clients reach it (a proxy in front may rewrite Host).
+func FixedResource(uri string) *Resources {
+	return &Resources{uris: []string{uri}, fixed: uri}
 }
 
 // NewResources indexes uris (absolute http(s) URIs) by host.
@@ -35,8 +42,8 @@ func NewResources(uris []string) *Resources {
 
 // For returns the resource a request whose Host header is host names.
 func (rs *Resources) For(host string) (string, bool) {
-	if rs == nil {
-		return "", true
+	if rs == nil || rs.fixed != "" {
+		return rs.fixedURI(), true
 	}
 	if _, _, err := net.SplitHostPort(host); err == nil {
 		r, ok := rs.byHost[hostKey(host, "")]
@@ -59,6 +66,13 @@ func (rs *Resources) For(host string) (string, bool) {
 // the client may well retry at the URL named.
 func (rs *Resources) misdirected(host string) string {
 	return fmt.Sprintf("this server does not serve Host %q: use %s", host, strings.Join(rs.uris, " or "))
+}
+
+func (rs *Resources) fixedURI() string {
+	if rs == nil {
+		return ""
+	}
+	return rs.fixed
 }
 
 func hostKey(hostport, port string) string {

@@ -152,8 +152,8 @@ func devIdPOptions(cfg *config.Config, logger *slog.Logger) *devidp.Options {
 		ScopeUsers:    map[string][]string{adminScope: {"admin"}},
 		Clients:       []devidp.Client{{ID: cfg.ClientID, Secret: cfg.ClientSecret}},
 		GrantManagers: grantManagers,
-		Resources: resources,
-		Logger: logger,
+		Resources:     resources,
+		Logger:        logger,
 	}
 }
 

@@ -422,16 +422,16 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 	}
 	defer auditLog.Close()
 	actorCfg := actors.Config{
-		Implementation:      &mcp.Implementation{Name: "pingmcp", Version: version()},
-		Toolsets:            toolsets(cfg),
-		IdleTimeout:         cfg.ActorIdleTimeout,
-		Durability:          durability,
-		Local:               actors.NewLocal(),
-		SchemaCache:         mcp.NewSchemaCache(),
-		Logger:              logger,
-		Authenticated:       cfg.Auth != "none",
-		Exchanger:           exchanger(cfg),
-		Audit:               auditLog,
+		Implementation: &mcp.Implementation{Name: "pingmcp", Version: version()},
+		Toolsets:       toolsets(cfg),
+		IdleTimeout:    cfg.ActorIdleTimeout,
+		Durability:     durability,
+		Local:          actors.NewLocal(),
+		SchemaCache:    mcp.NewSchemaCache(),
+		Logger:         logger,
+		Authenticated:  cfg.Auth != "none",
+		Exchanger:      exchanger(cfg),
+		Audit:          auditLog,
 
 		MaxStreamsPerSession: cfg.MaxStreamsPerSession,
 		MaxBatchConcurrency:  cfg.MaxBatchConcurrency,
@@ -516,7 +516,10 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 			// shared path; nothing at the root (transport/metadata.go), and
 			// no authorization server metadata: on this origin its issuer
 			// would not be the origin's (RFC 8414 §3.3).
-			edgeOpts.Resources = transport.NewResources(cfg.Resources())
+			edgeOpts.Resources = transport.FixedResource(cfg.Resource)
+			if cfg.HostNamesResource() {
+				edgeOpts.Resources = transport.NewResources(cfg.Resources())
+			}
 			mux.Handle(auth.MetadataPath(cfg.Resource), transport.ProtectedResourceMetadata(edgeOpts.Resources, cfg.Issuer, cfg.Scopes))
 		}
 		edge = transport.NewEdge(node, edgeOpts)
