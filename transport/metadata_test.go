@@ -37,6 +37,9 @@ func TestResourcesFor(t *testing.T) {
 	if r, ok := (*Resources)(nil).For("anything"); r != "" || !ok {
 		t.Errorf("nil Resources refused a host")
 	}
+	if r, ok := FixedResource("https://mcp.example.com/mcp").For("10.0.0.7:8080"); r != "https://mcp.example.com/mcp" || !ok {
+		t.Errorf("FixedResource: %q %v", r, ok)
+	}
 }
 
 // Each Host gets the metadata of its own resource; a Host that names none
