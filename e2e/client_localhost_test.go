@@ -9,6 +9,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	sdkauth "github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/modelcontextprotocol/go-sdk/oauthex"
 )
 
 // TestClientLocalhost points the official TypeScript SDK client at
@@ -143,4 +147,46 @@ func plainRequest(t *testing.T, ctx context.Context, method, u string, h map[str
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return limitsAnswer{resp.StatusCode, resp.Header, string(b)}
+}
+
+// TestGoSDKClientLocalhost: the Go SDK's client (its authorization code
+// handler: discovery from the challenge, registration, PKCE) logs in and
+// calls a tool at the localhost and at the 127.0.0.1 URL of pingmcp dev;
+// it too checks that the metadata names the URL it used.
+func TestGoSDKClientLocalhost(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d := runDev(t, "--tools", "conformance")
+	ipURL, err := url.Parse(d.MCP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.HTTP = ipURL.Host
+	d.awaitMembers(ctx, 1)
+	const redirect = "http://127.0.0.1:9/callback"
+	for _, mcpURL := range []string{"http://" + net.JoinHostPort("localhost", ipURL.Port()) + ipURL.Path, d.MCP} {
+		handler, err := sdkauth.NewAuthorizationCodeHandler(&sdkauth.AuthorizationCodeHandlerConfig{
+			DynamicClientRegistrationConfig: &sdkauth.DynamicClientRegistrationConfig{Metadata: &oauthex.ClientRegistrationMetadata{
+				RedirectURIs: []string{redirect}, TokenEndpointAuthMethod: "none", ClientName: "go-sdk e2e",
+				GrantTypes: []string{"authorization_code", "refresh_token"},
+			}},
+			AuthorizationCodeFetcher: func(_ context.Context, args *sdkauth.AuthorizationArgs) (*sdkauth.AuthorizationResult, error) {
+				cb := browserLogin(t, args.URL, redirect, "alice")
+				return &sdkauth.AuthorizationResult{Code: cb.Query().Get("code"), State: cb.Query().Get("state"), Iss: cb.Query().Get("iss")}, nil
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		client := mcp.NewClient(&mcp.Implementation{Name: "go-sdk-e2e", Version: "1"}, nil)
+		session, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: mcpURL, OAuthHandler: handler}, nil)
+		if err != nil {
+			t.Fatalf("Go SDK client at %s: %v", mcpURL, err)
+		}
+		res, err := session.CallTool(ctx, &mcp.CallToolParams{Name: "test_simple_text"})
+		if err != nil || res.IsError || len(res.Content) == 0 {
+			t.Errorf("Go SDK client at %s: test_simple_text: %v %+v", mcpURL, err, res)
+		}
+		session.Close()
+	}
 }
