@@ -190,3 +190,25 @@ func TestGoSDKClientLocalhost(t *testing.T) {
 		session.Close()
 	}
 }
+
+// TestInsufficientScopeNamesHostMetadata: the session actor's 403
+// insufficient_scope challenge names the metadata of the URL the client
+// used (the edge sends the request's resource with it), here localhost's.
+func TestInsufficientScopeNamesHostMetadata(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	d := runDev(t)
+	ipURL, err := url.Parse(d.MCP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + net.JoinHostPort("localhost", ipURL.Port())
+	localURL := base + ipURL.Path
+	writer := login(t, ctx, d.Issuer, localURL, "alice", "openid todo_api:write")
+	ws := connectAs(t, ctx, localURL, writer)
+	status, chal := rawToolCall(t, ctx, localURL, writer, ws.ID(), "get_my_todo_list", `{}`)
+	if status != http.StatusForbidden || !strings.Contains(chal, `error="insufficient_scope"`) ||
+		!strings.Contains(chal, `resource_metadata="`+base+`/.well-known/oauth-protected-resource/mcp"`) {
+		t.Errorf("get_my_todo_list with todo_api:write only at %s: %d %q, want 403 insufficient_scope naming localhost's metadata", localURL, status, chal)
+	}
+}
