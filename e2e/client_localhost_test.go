@@ -193,7 +193,9 @@ func TestGoSDKClientLocalhost(t *testing.T) {
 
 // TestInsufficientScopeNamesHostMetadata: the session actor's 403
 // insufficient_scope challenge names the metadata of the URL the client
-// used (the edge sends the request's resource with it), here localhost's.
+// used (the edge sends the request's resource with it), here localhost's;
+// a tool the token's scope allows works there, through a token exchange
+// whose subject token is for the localhost resource.
 func TestInsufficientScopeNamesHostMetadata(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -206,6 +208,9 @@ func TestInsufficientScopeNamesHostMetadata(t *testing.T) {
 	localURL := base + ipURL.Path
 	writer := login(t, ctx, d.Issuer, localURL, "alice", "openid todo_api:write")
 	ws := connectAs(t, ctx, localURL, writer)
+	if out, isErr := call(t, ctx, ws, "create_new_todo", map[string]any{"text": "buy milk"}); isErr || !strings.Contains(out, "buy milk") {
+		t.Errorf("create_new_todo with todo_api:write at %s: %s", localURL, out)
+	}
 	status, chal := rawToolCall(t, ctx, localURL, writer, ws.ID(), "get_my_todo_list", `{}`)
 	if status != http.StatusForbidden || !strings.Contains(chal, `error="insufficient_scope"`) ||
 		!strings.Contains(chal, `resource_metadata="`+base+`/.well-known/oauth-protected-resource/mcp"`) {
