@@ -56,8 +56,6 @@ type Config struct {
 	// Exchanger swaps the user's token for downstream ones (RFC 8693); nil
 	// when no exchange client is configured.
 	Exchanger *auth.Exchanger
-	// ResourceMetadataURL is named in insufficient_scope challenges.
-	ResourceMetadataURL string
 	// Durability keeps sessions beyond their actors; nil keeps them in this
 	// process's memory.
 	Durability *Durability
@@ -627,7 +625,8 @@ func (a *SessionActor) admit(req *envelope.Request) (bool, *envelope.ResponsePar
 
 // checkScopes refuses a tools/call whose tool needs a scope the request's
 // token lacks: 403 insufficient_scope naming the scope, so that the client
-// can step up (MCP authorization, RFC 6750 §3.1).
+// can step up (MCP authorization, RFC 6750 §3.1), and the metadata of the
+// resource the request was made to (the edge found it from the Host).
 func (a *SessionActor) checkScopes(req *envelope.Request, rb *rpcbody.Body) *envelope.ResponsePart {
 	if req.Principal == nil || len(a.scopes) == 0 || rb == nil {
 		return nil
@@ -664,7 +663,7 @@ func (a *SessionActor) checkScopes(req *envelope.Request, rb *rpcbody.Body) *env
 		Status:    http.StatusForbidden,
 		Headers: []*envelope.Header{
 			{Name: "Content-Type", Values: []string{"application/json"}},
-			{Name: "WWW-Authenticate", Values: []string{auth.Challenge(aerr, a.cfg.ResourceMetadataURL, needed)}},
+			{Name: "WWW-Authenticate", Values: []string{auth.Challenge(aerr, auth.MetadataURL(req.Resource), needed)}},
 		},
 		Body:  append(body, '\n'),
 		Final: true,

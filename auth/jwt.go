@@ -326,7 +326,6 @@ type Metadata struct {
 	RegistrationEndpoint  string   `json:"registration_endpoint,omitempty"`
 	JWKSURI               string   `json:"jwks_uri,omitempty"`
 	ScopesSupported       []string `json:"scopes_supported,omitempty"`
-	Raw                   map[string]any
 }
 
 // DiscoverMetadata fetches the issuer's metadata, from OpenID discovery or,
@@ -335,14 +334,8 @@ func DiscoverMetadata(ctx context.Context, client *http.Client, issuer string) (
 	base := strings.TrimSuffix(issuer, "/")
 	var errs []error
 	for _, path := range []string{"/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"} {
-		var raw map[string]any
-		if err := getJSON(ctx, client, base+path, &raw); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		b, _ := json.Marshal(raw)
-		md := &Metadata{Raw: raw}
-		if err := json.Unmarshal(b, md); err != nil {
+		md := &Metadata{}
+		if err := getJSON(ctx, client, base+path, md); err != nil {
 			errs = append(errs, err)
 			continue
 		}

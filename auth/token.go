@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -69,6 +70,18 @@ func (t *Token) HasScopes(scopes ...string) bool {
 		}
 	}
 	return true
+}
+
+// For checks that the token was issued for resource (RFC 8707), the one the
+// request it came with was made to: a verifier accepts a token for any of
+// the resources it serves, but a token for one is refused on another, since
+// each URL's metadata names its own resource and a client asks for a token
+// for exactly that one.
+func (t *Token) For(resource string) error {
+	if !slices.Contains(t.Audience, resource) {
+		return invalid("the token is for another resource (aud does not name %s)", resource)
+	}
+	return nil
 }
 
 // Verifier checks a bearer token and says what it establishes. Errors are
@@ -147,6 +160,27 @@ func invalid(format string, args ...any) error {
 func IsInvalidToken(err error) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Code == CodeInvalidToken
+}
+
+// MetadataPath is the path of resource's RFC 9728 protected-resource
+// metadata: the well-known prefix, then the resource's path (§3.1).
+func MetadataPath(resource string) string {
+	const prefix = "/.well-known/oauth-protected-resource"
+	u, err := url.Parse(resource)
+	if err != nil || u.Path == "/" {
+		return prefix
+	}
+	return prefix + u.Path
+}
+
+// MetadataURL is where resource's protected-resource metadata is published,
+// what a challenge's resource_metadata names; empty for an empty resource.
+func MetadataURL(resource string) string {
+	u, err := url.Parse(resource)
+	if err != nil || resource == "" {
+		return ""
+	}
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: MetadataPath(resource), RawQuery: u.RawQuery}).String()
 }
 
 // Challenge is the WWW-Authenticate value of a refusal (RFC 6750 §3, RFC

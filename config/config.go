@@ -397,6 +397,46 @@ func (c *Config) derive() {
 	}
 }
 
+// Resources are the URIs of the MCP resource (RFC 8707) clients may name;
+// the first is Resource. From a loopback --addr (no --resource or
+// --public-url given), the resource as reached through each loopback name
+// (127.0.0.1, localhost, [::1]) on its port, since a person may point a
+// client at any of them, and clients check that the metadata names the
+// very URL they used; otherwise Resource alone. The idp command's
+// --resource is the same.
+func (c *Config) Resources() []string {
+	u, err := url.Parse(c.Resource)
+	if err != nil || c.explicit["resource"] || c.explicit["public-url"] || c.edgeBeyondLoopback() || !IsLoopback(u.Host) {
+		return []string{c.Resource}
+	}
+	out := []string{c.Resource}
+	for _, name := range []string{"127.0.0.1", "localhost", "[::1]"} {
+		alias := *u
+		alias.Host = name
+		if port := u.Port(); port != "" {
+			alias.Host = net.JoinHostPort(strings.Trim(name, "[]"), port)
+		}
+		if s := alias.String(); !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// HostNamesResource reports whether the Host of a request names its
+// resource among Resources, a Host that names none being refused: when the
+// URLs clients use are known, from --public-url or a loopback --addr. With
+// --resource alone, or an edge beyond loopback without --public-url, they
+// are not (a proxy in front may rewrite Host): every request is for
+// Resource, whatever its Host.
+func (c *Config) HostNamesResource() bool {
+	return c.explicit["public-url"] || !(c.explicit["resource"] || c.edgeBeyondLoopback())
+}
+
+func (c *Config) edgeBeyondLoopback() bool {
+	return (c.Command == "dev" || c.Command == "serve") && !IsLoopback(c.Addr)
+}
+
 // hostForURL turns a listen address into a host[:port] a client can dial: an
 // unspecified host (":8080", "0.0.0.0:8080") becomes localhost.
 func hostForURL(addr string) string {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"flag"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -414,6 +415,44 @@ func TestCertsFlags(t *testing.T) {
 	for _, f := range []string{"dir", "nodes", "names", "hosts", "validity", "ca-validity"} {
 		if !strings.Contains(out.String(), "--"+f+"\n") || !strings.Contains(out.String(), EnvName(f)) {
 			t.Errorf("certs --help does not document --%s", f)
+		}
+	}
+}
+
+// A loopback edge whose resource is derived answers to every loopback name
+// (each its own resource); a resource or public URL given is the only one,
+// and so is the resource of an edge beyond loopback. The Host picks the
+// resource (and is refused when it names none) unless how clients reach
+// the edge is unknown: --resource alone, or beyond loopback without
+// --public-url.
+func TestResources(t *testing.T) {
+	loopback := []string{"http://127.0.0.1:8080/mcp", "http://localhost:8080/mcp", "http://[::1]:8080/mcp"}
+	for _, tc := range []struct {
+		command string
+		args    []string
+		env     map[string]string
+		want    []string
+		byHost  bool
+	}{
+		{"dev", nil, nil, loopback, true},
+		{"serve", []string{"--issuer", "http://127.0.0.1:9031", "--addr", "127.0.0.1:8080"}, nil, loopback, true},
+		{"serve", []string{"--issuer", "http://127.0.0.1:9031"}, nil, []string{"http://localhost:8080/mcp"}, false}, // :8080, every interface
+		{"dev", []string{"--addr", "localhost:8080"}, nil, []string{"http://localhost:8080/mcp", "http://127.0.0.1:8080/mcp", "http://[::1]:8080/mcp"}, true},
+		{"idp", []string{"--client-secret", "s"}, nil, loopback, true},
+		{"dev", []string{"--public-url", "http://localhost:8080"}, nil, []string{"http://localhost:8080/mcp"}, true},
+		{"dev", nil, map[string]string{"PINGMCP_PUBLIC_URL": "http://localhost:8080"}, []string{"http://localhost:8080/mcp"}, true},
+		{"dev", []string{"--resource", "http://127.0.0.1:8080/mcp"}, nil, []string{"http://127.0.0.1:8080/mcp"}, false},
+		{"serve", []string{"--issuer", "https://pf.example", "--public-url", "https://mcp.example"}, nil, []string{"https://mcp.example/mcp"}, true},
+		{"serve", []string{"--issuer", "https://pf.example", "--addr", "0.0.0.0:8080"}, nil, []string{"http://localhost:8080/mcp"}, false},
+		{"idp", []string{"--client-secret", "s", "--resource", "https://mcp.example/mcp"}, nil, []string{"https://mcp.example/mcp"}, false},
+		{"serve", []string{"--issuer", "https://pf.example", "--public-url", "https://mcp.example", "--resource", "https://mcp.example/api"}, nil, []string{"https://mcp.example/api"}, true},
+	} {
+		c, err := Parse(tc.command, tc.args, env(tc.env), new(bytes.Buffer))
+		if err != nil {
+			t.Fatalf("%s %v: %v", tc.command, tc.args, err)
+		}
+		if got := c.Resources(); !slices.Equal(got, tc.want) || c.HostNamesResource() != tc.byHost {
+			t.Errorf("%s %v %v: resources %v by host %v, want %v by host %v", tc.command, tc.args, tc.env, got, c.HostNamesResource(), tc.want, tc.byHost)
 		}
 	}
 }

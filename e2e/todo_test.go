@@ -103,6 +103,23 @@ func loginGrant(t testing.TB, ctx context.Context, issuer, resource, user, scope
 		"state": {"s1"}, "code_challenge": {base64.RawURLEncoding.EncodeToString(sum[:])}, "code_challenge_method": {"S256"},
 		"resource": {resource},
 	}
+	callback := browserLogin(t, issuer+"/as/authorization.oauth2?"+q.Encode(), redirect, user)
+	tok := map[string]any{}
+	postForm(t, ctx, issuer+"/as/token.oauth2", url.Values{
+		"grant_type": {"authorization_code"}, "code": {callback.Query().Get("code")}, "redirect_uri": {redirect},
+		"client_id": {reg.ClientID}, "code_verifier": {verifier}, "resource": {resource},
+	}, &tok)
+	if access, _ := tok["access_token"].(string); access == "" {
+		t.Fatalf("no access token for %s", user)
+	}
+	return tok, reg.ClientID
+}
+
+// browserLogin goes where a client sends the user (authURL, at the
+// development authorization server), logs in as user (the password is the
+// name) as a browser would, and returns the redirect URI with the code.
+func browserLogin(t testing.TB, authURL, redirect, user string) *url.URL {
+	t.Helper()
 	// A browser follows redirects until it lands on the callback.
 	var callback *url.URL
 	browser := &http.Client{CheckRedirect: func(req *http.Request, via []*http.Request) error {
@@ -112,7 +129,7 @@ func loginGrant(t testing.TB, ctx context.Context, issuer, resource, user, scope
 		}
 		return nil
 	}}
-	resp, err := browser.Get(issuer + "/as/authorization.oauth2?" + q.Encode())
+	resp, err := browser.Get(authURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,15 +149,7 @@ func loginGrant(t testing.TB, ctx context.Context, issuer, resource, user, scope
 	if callback == nil || callback.Query().Get("code") == "" {
 		t.Fatalf("login as %s did not come back with a code (status %d)", user, resp.StatusCode)
 	}
-	tok := map[string]any{}
-	postForm(t, ctx, issuer+"/as/token.oauth2", url.Values{
-		"grant_type": {"authorization_code"}, "code": {callback.Query().Get("code")}, "redirect_uri": {redirect},
-		"client_id": {reg.ClientID}, "code_verifier": {verifier}, "resource": {resource},
-	}, &tok)
-	if access, _ := tok["access_token"].(string); access == "" {
-		t.Fatalf("no access token for %s", user)
-	}
-	return tok, reg.ClientID
+	return callback
 }
 
 func postJSON(t testing.TB, ctx context.Context, u string, body, out any) {

@@ -15,10 +15,9 @@ import (
 const mcpResource = "http://mcp.test/mcp"
 
 func authEdge(t *testing.T, is *authtest.Issuer) string {
-	srv := newEdge(t, Options{
-		Verifier:            auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{mcpResource}}),
-		ResourceMetadataURL: "http://mcp.test/.well-known/oauth-protected-resource/mcp",
-		Scopes:              []string{"mcp:tools"},
+	srv := resourceEdge(t, mcpResource, Options{
+		Verifier: auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{mcpResource}}),
+		Scopes:   []string{"mcp:tools"},
 	})
 	return srv.URL
 }

@@ -76,9 +76,12 @@ type Options struct {
 	// Verifier authenticates callers by their bearer token; nil serves
 	// without authentication (--auth none, loopback only).
 	Verifier auth.Verifier
-	// ResourceMetadataURL is this resource's RFC 9728 metadata, named in
-	// every WWW-Authenticate challenge so that clients find the issuer.
-	ResourceMetadataURL string
+	// Resources are the MCP resource's URIs, one per Host the edge answers
+	// to (metadata.go): a request for another Host is refused with 421, and
+	// a request's challenges name the metadata of its own resource, whose
+	// URI its token's aud must name. Nil answers any Host hostAllowed
+	// admits, with challenges naming no metadata.
+	Resources *Resources
 	// Scopes are what a client should ask for (the challenge's scope).
 	Scopes []string
 	// Limits are the per-principal limits (limits.go); the zero value
@@ -185,6 +188,11 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 		writeError(w, http.StatusForbidden, nil, jsonrpcInvalidRequest, fmt.Sprintf("Host %q is not allowed", r.Host))
 		return
 	}
+	resource, ok := e.opts.Resources.For(r.Host)
+	if !ok {
+		writeError(w, http.StatusMisdirectedRequest, nil, jsonrpcInvalidRequest, e.opts.Resources.misdirected(r.Host))
+		return
+	}
 	origin := r.Header.Get("Origin")
 	if origin != "" {
 		if !e.originAllowed(origin, r.Host) {
@@ -226,7 +234,7 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 		// body is read, so that bodies being read count against the caps;
 		// a POST's other messages (a batch) once its body says how many.
 		var ok bool
-		if tok, principal, ok = e.authenticate(w, r); !ok {
+		if tok, principal, ok = e.authenticate(w, r, resource); !ok {
 			e.authRefused(w, r)
 			return
 		}
@@ -308,6 +316,7 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 		Body:      body,
 		Principal: principal,
 		Rpc:       rb.Proto(),
+		Resource:  resource,
 	}
 	// The actor's span is a child of this edge's: its context replaces
 	// the client's in the forwarded headers.
@@ -475,13 +484,14 @@ func principalKey(tok *auth.Token) string {
 	return tok.Principal.Key()
 }
 
-// authenticate verifies the caller's bearer token. On refusal it has written
-// the answer (401 with a WWW-Authenticate challenge, or 503 when the token
-// could not be checked) and returns ok false. The token is never logged.
-func (e *Edge) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Token, *envelope.Principal, bool) {
+// authenticate verifies the caller's bearer token, which must be for
+// resource, the one the request was made to. On refusal it has written the
+// answer (401 with a WWW-Authenticate challenge, or 503 when the token could
+// not be checked) and returns ok false. The token is never logged.
+func (e *Edge) authenticate(w http.ResponseWriter, r *http.Request, resource string) (*auth.Token, *envelope.Principal, bool) {
 	raw, present, err := auth.BearerToken(r.Header.Values("Authorization"))
 	if !present {
-		e.challenge(w, nil)
+		e.challenge(w, nil, resource)
 		return nil, nil, false
 	}
 	if err != nil {
@@ -490,7 +500,7 @@ func (e *Edge) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Token
 		if !ok {
 			aerr = &auth.Error{Code: auth.CodeInvalidRequest, Description: err.Error()}
 		}
-		e.challenge(w, aerr)
+		e.challenge(w, aerr, resource)
 		return nil, nil, false
 	}
 	done, ref := e.overBudget(r, raw)
@@ -500,13 +510,16 @@ func (e *Edge) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Token
 	}
 	tok, err := e.opts.Verifier.Verify(r.Context(), raw)
 	done()
+	if err == nil && e.opts.Resources != nil {
+		err = tok.For(resource)
+	}
 	if err == nil && e.opts.Revoked != nil && e.opts.Revoked(tok) {
 		err = &auth.Error{Code: auth.CodeInvalidToken, Description: "this user's tokens were revoked by an operator; sign in again"}
 	}
 	if err != nil {
 		var aerr *auth.Error
 		if errors.As(err, &aerr) {
-			e.challenge(w, aerr)
+			e.challenge(w, aerr, resource)
 			return nil, nil, false
 		}
 		e.logger.Warn("could not verify a bearer token", "err", err)
@@ -523,12 +536,13 @@ func (e *Edge) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Token
 }
 
 // challenge answers 401 (or 403 for insufficient_scope) with an RFC 6750
-// challenge naming the resource metadata; aerr nil means no token was sent.
+// challenge naming the metadata of resource, the one the request was made
+// to; aerr nil means no token was sent.
 // A refused credential is logged with the reason (a malformed claim, a bad
 // signature, an expiry: descriptions name claims, never values or tokens),
 // so that an operator sees why a client is refused; at most a few a
 // second, since anyone can send bad tokens.
-func (e *Edge) challenge(w http.ResponseWriter, aerr *auth.Error) {
+func (e *Edge) challenge(w http.ResponseWriter, aerr *auth.Error, resource string) {
 	status := http.StatusUnauthorized
 	scopes := e.opts.Scopes
 	msg := "authentication required"
@@ -546,7 +560,7 @@ func (e *Edge) challenge(w http.ResponseWriter, aerr *auth.Error) {
 			scopes = aerr.Scopes
 		}
 	}
-	w.Header().Set("WWW-Authenticate", auth.Challenge(aerr, e.opts.ResourceMetadataURL, scopes))
+	w.Header().Set("WWW-Authenticate", auth.Challenge(aerr, auth.MetadataURL(resource), scopes))
 	writeError(w, status, nil, jsonrpcInvalidRequest, msg)
 }
 

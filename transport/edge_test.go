@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -32,7 +33,40 @@ var (
 	records  = &recorder{}
 )
 
+// resourceHosts maps the address of a test edge that serves a resource
+// (resourceEdge) to that resource's host, which every request to the edge
+// names in its Host header, as a client pointed at the resource's URL does.
+var resourceHosts sync.Map
+
+type resourceHostTransport struct{ next http.RoundTripper }
+
+func (rt resourceHostTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if h, ok := resourceHosts.Load(r.URL.Host); ok && (r.Host == "" || r.Host == r.URL.Host) {
+		r = r.Clone(r.Context())
+		r.Host = h.(string)
+	}
+	return rt.next.RoundTrip(r)
+}
+
+// resourceEdge serves an edge for resource (its challenges name its
+// metadata, its tokens must be for it), reached by its Host.
+func resourceEdge(t *testing.T, resource string, opts Options) *httptest.Server {
+	t.Helper()
+	u, err := url.Parse(resource)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Resources = NewResources([]string{resource})
+	opts.AllowedHosts = append(opts.AllowedHosts, u.Hostname())
+	srv := newEdge(t, opts)
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	resourceHosts.Store(addr, u.Host)
+	t.Cleanup(func() { resourceHosts.Delete(addr) })
+	return srv
+}
+
 func TestMain(m *testing.M) {
+	http.DefaultClient.Transport = resourceHostTransport{http.DefaultTransport}
 	logger := slog.New(records)
 	cfg := actors.Config{
 		Implementation: &mcp.Implementation{Name: "pingmcp-test", Version: "0"},

@@ -95,16 +95,17 @@ const edgeTimeout = 10 * time.Second
 //     through, and no response echoes it.
 func FuzzEdgeRequest(f *testing.F) {
 	is := authtest.NewIssuer(f)
-	claims := is.Claims("alice", mcpResource, "mcp:tools")
+	const resource = "http://127.0.0.1:8080/mcp" // the requests' URL
+	claims := is.Claims("alice", resource, "mcp:tools")
 	claims["exp"] = time.Now().Add(24 * time.Hour).Unix() // outlives any fuzzing run
 	token := is.Token(f, claims)
 	discard := slog.New(slog.DiscardHandler)
 	open := NewEdge(testNode, Options{Loopback: true, AllowedOrigins: []string{"https://app.example"}, MaxBodyBytes: fuzzMaxBody, Logger: discard})
 	authed := NewEdge(testNode, Options{
 		Loopback: true, AllowedOrigins: []string{"https://app.example"}, MaxBodyBytes: fuzzMaxBody, Logger: discard,
-		Verifier:            auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{mcpResource}}),
-		ResourceMetadataURL: "http://mcp.test/.well-known/oauth-protected-resource/mcp",
-		Scopes:              []string{"mcp:tools"},
+		Verifier:  auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{resource}}),
+		Resources: NewResources([]string{resource}),
+		Scopes:    []string{"mcp:tools"},
 	})
 
 	const (

@@ -1,76 +1,153 @@
 package transport
 
 import (
-	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
 	"net/url"
-	"sync"
-	"time"
+	"strings"
 
-	sdkauth "github.com/modelcontextprotocol/go-sdk/auth"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
-
-	"github.com/pingmcp/pingmcp/auth"
 )
 
-// MetadataPaths are where the RFC 9728 protected-resource metadata of a
-// resource is served: the path-suffixed form for the resource's path (what
-// 2025-06-18+ clients derive) and the root form.
-func MetadataPaths(resource string) []string {
-	paths := []string{"/.well-known/oauth-protected-resource"}
-	if u, err := url.Parse(resource); err == nil && u.Path != "" && u.Path != "/" {
-		paths = append(paths, paths[0]+u.Path)
+// Resources are the URIs of the MCP resource (RFC 8707) the edge serves,
+// one per Host it answers to (config.Config.Resources): a request names the
+// resource whose host is its Host header. Discovery is exact for the URL the
+// client used: the metadata, the challenges and the token's audience are
+// that resource's. A nil *Resources names no resource and refuses no Host
+// (--auth none).
+type Resources struct {
+	uris   []string
+	byHost map[string]string // host:port, lower case, port explicit
+	fixed  string            // FixedResource's
+}
+
+// FixedResource is one resource named by every Host, for an edge that does
+// not know how clients reach it (a proxy in front may rewrite Host).
+func FixedResource(uri string) *Resources {
+	return &Resources{uris: []string{uri}, fixed: uri}
+}
+
+// NewResources indexes uris (absolute http(s) URIs) by host.
+func NewResources(uris []string) *Resources {
+	rs := &Resources{uris: uris, byHost: map[string]string{}}
+	for _, uri := range uris {
+		if u, err := url.Parse(uri); err == nil && u.Host != "" {
+			rs.byHost[hostKey(u.Host, defaultPort(u.Scheme))] = uri
+		}
 	}
-	return paths
+	return rs
 }
 
-// ProtectedResourceMetadata serves RFC 9728 metadata: PingFederate has none
-// of its own, so pingmcp names the issuer for its clients.
-func ProtectedResourceMetadata(resource, issuer string, scopes []string) http.Handler {
-	return sdkauth.ProtectedResourceMetadataHandler(&oauthex.ProtectedResourceMetadata{
-		Resource:               resource,
-		AuthorizationServers:   []string{issuer},
-		ScopesSupported:        scopes,
-		BearerMethodsSupported: []string{"header"},
-		ResourceName:           "pingmcp",
-	})
+// For returns the resource a request whose Host header is host names.
+func (rs *Resources) For(host string) (string, bool) {
+	if rs == nil || rs.fixed != "" {
+		return rs.fixedURI(), true
+	}
+	if _, _, err := net.SplitHostPort(host); err == nil {
+		r, ok := rs.byHost[hostKey(host, "")]
+		return r, ok
+	}
+	// No port: the default of the resource's scheme, which the edge cannot
+	// tell behind a proxy that ends TLS.
+	for _, port := range []string{"443", "80"} {
+		if r, ok := rs.byHost[hostKey(host, port)]; ok && defaultPort(scheme(r)) == port {
+			return r, true
+		}
+	}
+	return "", false
 }
 
-// AuthorizationServerMirror serves the issuer's metadata at this host's
-// /.well-known/oauth-authorization-server, for 2025-03-26 clients that look
-// for it on the MCP server. It is fetched from the issuer and cached.
-func AuthorizationServerMirror(issuer string, client *http.Client, ttl time.Duration) http.Handler {
-	var (
-		mu      sync.Mutex
-		body    []byte
-		fetched time.Time
-	)
+// misdirected answers a request whose Host names none of the resources: 421
+// Misdirected Request (RFC 9110 §15.5.20), the status of a request "directed
+// at a server that is unable or unwilling to produce an authoritative
+// response for the target URI"; the Host is well formed (so not 400) and
+// the client may well retry at the URL named.
+func (rs *Resources) misdirected(host string) string {
+	return fmt.Sprintf("this server does not serve Host %q: use %s", host, strings.Join(rs.uris, " or "))
+}
+
+func (rs *Resources) fixedURI() string {
+	if rs == nil {
+		return ""
+	}
+	return rs.fixed
+}
+
+func hostKey(hostport, port string) string {
+	h, p, err := net.SplitHostPort(hostport)
+	if err != nil {
+		h, p = strings.Trim(hostport, "[]"), port
+	}
+	return strings.ToLower(net.JoinHostPort(h, p))
+}
+
+func defaultPort(scheme string) string {
+	if scheme == "https" {
+		return "443"
+	}
+	return "80"
+}
+
+func scheme(uri string) string {
+	s, _, _ := strings.Cut(uri, "://")
+	return s
+}
+
+// ProtectedResourceMetadata serves RFC 9728 metadata of the resource the
+// request's Host names (PingFederate has none of its own, so pingmcp names
+// the issuer for its clients). Mount it at auth.MetadataPath of the
+// resources (they share their path). Only the path-suffixed form is
+// served: the root /.well-known/oauth-protected-resource would be the
+// metadata of the origin (§3.1), which is no resource of pingmcp, and a
+// client that took it would ask for tokens pingmcp refuses; the TypeScript
+// SDK and mcp-remote read the challenge's resource_metadata, then the
+// path-suffixed form, and the root only when that fails.
+//
+// It answers CORS preflights from any origin (the metadata is public and
+// holds no credentials), allowing the MCP-Protocol-Version header the
+// TypeScript SDK sends with its discovery requests.
+func ProtectedResourceMetadata(rs *Resources, issuer string, scopes []string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Access-Control-Allow-Origin", "*")
-		if r.Method != http.MethodGet {
-			w.Header().Set("Allow", "GET")
+		if publicCORS(w, r, "GET, HEAD") {
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD, OPTIONS")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		mu.Lock()
-		defer mu.Unlock()
-		if body == nil || time.Since(fetched) > ttl {
-			ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-			md, err := auth.DiscoverMetadata(ctx, client, issuer)
-			cancel()
-			if err != nil && body == nil {
-				w.Header().Set("Retry-After", "5")
-				http.Error(w, "authorization server metadata unavailable", http.StatusServiceUnavailable)
-				return
-			}
-			if err == nil {
-				body, _ = json.Marshal(md.Raw)
-				fetched = time.Now()
-			}
+		resource, ok := rs.For(r.Host)
+		if !ok {
+			http.Error(w, rs.misdirected(r.Host), http.StatusMisdirectedRequest)
+			return
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "max-age=300")
-		w.Write(body)
+		json.NewEncoder(w).Encode(&oauthex.ProtectedResourceMetadata{
+			Resource:               resource,
+			AuthorizationServers:   []string{issuer},
+			ScopesSupported:        scopes,
+			BearerMethodsSupported: []string{"header"},
+			ResourceName:           "pingmcp",
+		})
 	})
+}
+
+// publicCORS lets any origin read a public document (no credentials are
+// involved, so "*" is safe) and answers a preflight, in which case it
+// returns true. The allowed headers include MCP-Protocol-Version, which the
+// TypeScript SDK sends on discovery (a browser then preflights).
+func publicCORS(w http.ResponseWriter, r *http.Request, methods string) bool {
+	w.Header().Set("Access-Control-Allow-Origin", "*")
+	if r.Method != http.MethodOptions {
+		return false
+	}
+	w.Header().Set("Access-Control-Allow-Methods", methods+", OPTIONS")
+	w.Header().Set("Access-Control-Allow-Headers", "Mcp-Protocol-Version, Content-Type, Authorization")
+	w.Header().Set("Access-Control-Max-Age", "600")
+	w.Header().Set("Allow", methods+", OPTIONS")
+	w.WriteHeader(http.StatusNoContent)
+	return true
 }

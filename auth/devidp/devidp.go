@@ -36,6 +36,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/rs/cors"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 )
@@ -247,8 +248,8 @@ func (s *Server) routes() http.Handler {
 		Userinfo:      op.NewEndpoint(PathUserinfo),
 		Revocation:    op.NewEndpoint(PathRevoke),
 		JwksURI:       op.NewEndpoint(PathJWKS),
-	})
-	metadata := op.RegisterMetadataServer(metadataServer{s: s})
+	}, op.WithServerCORSOptions(corsOptions()))
+	metadata := op.RegisterMetadataServer(metadataServer{s: s}, op.WithServerCORSOptions(corsOptions()))
 
 	mux := http.NewServeMux()
 	mux.Handle(PathToken, postOnly(s.requireBasicFor(oauth, isClientGrant)))
@@ -265,6 +266,23 @@ func (s *Server) routes() http.Handler {
 		mux.ServeHTTP(w, r)
 	})
 }
+
+// corsOptions are op's defaults plus the MCP-Protocol-Version header, which
+// the TypeScript SDK sends with its discovery requests: a browser-based
+// client (the MCP Inspector) preflights them, and a preflight that does not
+// allow the header fails the discovery.
+func corsOptions() *cors.Options {
+	return &cors.Options{
+		AllowCredentials: true,
+		AllowOriginFunc:  func(string) bool { return true },
+		AllowedHeaders:   []string{"Origin", "Accept", "Accept-Language", "Authorization", "Content-Type", "X-Requested-With", mcpProtocolVersion},
+		AllowedMethods:   []string{http.MethodGet, http.MethodHead, http.MethodPost},
+		ExposedHeaders:   []string{"Location", "Content-Length"},
+	}
+}
+
+// mcpProtocolVersion is the header MCP clients add to their requests.
+const mcpProtocolVersion = "Mcp-Protocol-Version"
 
 // postOnly refuses what RFC 6749 requires be a POST (token values must not
 // travel in URLs), letting CORS preflights through to op.

@@ -139,15 +139,21 @@ func devIdPOptions(cfg *config.Config, logger *slog.Logger) *devidp.Options {
 	if cfg.GrantsUser != "" {
 		grantManagers = map[string]string{cfg.GrantsUser: cfg.GrantsPassword}
 	}
+	// Tokens for the MCP resource by any of the URIs it answers to: the
+	// resource (RFC 8707) a client asks for is the URL it was pointed at.
+	var resources []devidp.Resource
+	for _, uri := range cfg.Resources() {
+		resources = append(resources, devidp.Resource{URI: uri, Scopes: append(slices.Clip(mcpScopes), adminScope)})
+	}
+	resources = append(resources, devidp.Resource{URI: cfg.TodoAPIURL, Scopes: todoScopes})
 	return &devidp.Options{
 		Issuer:        cfg.Issuer,
 		Users:         users,
 		ScopeUsers:    map[string][]string{adminScope: {"admin"}},
 		Clients:       []devidp.Client{{ID: cfg.ClientID, Secret: cfg.ClientSecret}},
 		GrantManagers: grantManagers,
-		Resources: []devidp.Resource{{URI: cfg.Resource, Scopes: append(slices.Clip(mcpScopes), adminScope)},
-			{URI: cfg.TodoAPIURL, Scopes: todoScopes}},
-		Logger: logger,
+		Resources:     resources,
+		Logger:        logger,
 	}
 }
 

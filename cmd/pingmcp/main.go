@@ -138,15 +138,17 @@ func upstream(cfg *config.Config) *http.Client {
 	return &http.Client{Timeout: cmp.Or(cfg.UpstreamTimeout, config.DefaultUpstreamTimeout)}
 }
 
-// verifier builds the token verifier of --auth for the MCP resource.
+// verifier builds the token verifier of --auth for the MCP resource: it
+// accepts a token for any of the resource's URIs (cfg.Resources), and the
+// edge checks that it is for the one its request names (auth.Token.For).
 func verifier(cfg *config.Config) auth.Verifier {
 	if cfg.Auth == "introspection" {
 		return auth.NewIntrospectionVerifier(auth.IntrospectionOptions{
 			Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
-			Audiences: []string{cfg.Resource}, HTTPClient: upstream(cfg),
+			Audiences: cfg.Resources(), HTTPClient: upstream(cfg),
 		})
 	}
-	return auth.NewJWTVerifier(auth.JWTOptions{Issuer: cfg.Issuer, Audiences: []string{cfg.Resource}, HTTPClient: upstream(cfg)})
+	return auth.NewJWTVerifier(auth.JWTOptions{Issuer: cfg.Issuer, Audiences: cfg.Resources(), HTTPClient: upstream(cfg)})
 }
 
 func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
@@ -407,9 +409,6 @@ func nodeControl(node *cluster.Node, cfg *config.Config, httpAddr string, local 
 // serveNode runs a cluster node whose HTTP edge serves on ln.
 func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger *slog.Logger, stdout io.Writer) error {
 	httpAddr := ln.Addr().String()
-	paths := transport.MetadataPaths(cfg.Resource)
-	metadataURL := cfg.PublicURL + paths[len(paths)-1]
-
 	durability, closeStore, err := newDurability(cfg, logger)
 	if err != nil {
 		ln.Close()
@@ -423,17 +422,16 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 	}
 	defer auditLog.Close()
 	actorCfg := actors.Config{
-		Implementation:      &mcp.Implementation{Name: "pingmcp", Version: version()},
-		Toolsets:            toolsets(cfg),
-		IdleTimeout:         cfg.ActorIdleTimeout,
-		Durability:          durability,
-		Local:               actors.NewLocal(),
-		SchemaCache:         mcp.NewSchemaCache(),
-		Logger:              logger,
-		Authenticated:       cfg.Auth != "none",
-		Exchanger:           exchanger(cfg),
-		ResourceMetadataURL: metadataURL,
-		Audit:               auditLog,
+		Implementation: &mcp.Implementation{Name: "pingmcp", Version: version()},
+		Toolsets:       toolsets(cfg),
+		IdleTimeout:    cfg.ActorIdleTimeout,
+		Durability:     durability,
+		Local:          actors.NewLocal(),
+		SchemaCache:    mcp.NewSchemaCache(),
+		Logger:         logger,
+		Authenticated:  cfg.Auth != "none",
+		Exchanger:      exchanger(cfg),
+		Audit:          auditLog,
 
 		MaxStreamsPerSession: cfg.MaxStreamsPerSession,
 		MaxBatchConcurrency:  cfg.MaxBatchConcurrency,
@@ -514,12 +512,15 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 			edgeOpts.Revoked = revoked
 			edgeOpts.Verifier = v
 			edgeOpts.Scopes = cfg.Scopes
-			edgeOpts.ResourceMetadataURL = metadataURL
-			prm := transport.ProtectedResourceMetadata(cfg.Resource, cfg.Issuer, cfg.Scopes)
-			for _, p := range paths {
-				mux.Handle(p, prm)
+			// The metadata of each resource the edge answers to, at their
+			// shared path; nothing at the root (transport/metadata.go), and
+			// no authorization server metadata: on this origin its issuer
+			// would not be the origin's (RFC 8414 §3.3).
+			edgeOpts.Resources = transport.FixedResource(cfg.Resource)
+			if cfg.HostNamesResource() {
+				edgeOpts.Resources = transport.NewResources(cfg.Resources())
 			}
-			mux.Handle("/.well-known/oauth-authorization-server", transport.AuthorizationServerMirror(cfg.Issuer, upstream(cfg), 5*time.Minute))
+			mux.Handle(auth.MetadataPath(cfg.Resource), transport.ProtectedResourceMetadata(edgeOpts.Resources, cfg.Issuer, cfg.Scopes))
 		}
 		edge = transport.NewEdge(node, edgeOpts)
 		mux.Handle("/mcp", edge)

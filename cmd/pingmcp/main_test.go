@@ -89,3 +89,20 @@ func TestGrantsService(t *testing.T) {
 		}
 	}
 }
+
+// pingmcp dev's authorization server knows the MCP resource by each URI
+// the edge answers to, so that a token's aud is the URL the client used.
+func TestDevIdPResources(t *testing.T) {
+	cfg, err := config.Parse("dev", []string{"--addr", "127.0.0.1:8090"}, func(string) string { return "" }, new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var uris []string
+	for _, r := range devIdPOptions(cfg, nil).Resources {
+		uris = append(uris, r.URI)
+	}
+	want := []string{"http://127.0.0.1:8090/mcp", "http://localhost:8090/mcp", "http://[::1]:8090/mcp", cfg.TodoAPIURL}
+	if !slices.Equal(uris, want) {
+		t.Errorf("resources %v, want %v", uris, want)
+	}
+}

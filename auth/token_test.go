@@ -1,0 +1,30 @@
+package auth
+
+import "testing"
+
+func TestMetadataURL(t *testing.T) {
+	for resource, want := range map[string]string{
+		"https://mcp.example.com/mcp":   "https://mcp.example.com/.well-known/oauth-protected-resource/mcp",
+		"http://[::1]:8080/mcp":         "http://[::1]:8080/.well-known/oauth-protected-resource/mcp",
+		"https://mcp.example.com":       "https://mcp.example.com/.well-known/oauth-protected-resource",
+		"https://mcp.example.com/a/mcp": "https://mcp.example.com/.well-known/oauth-protected-resource/a/mcp",
+		"":                              "",
+	} {
+		if got := MetadataURL(resource); got != want {
+			t.Errorf("MetadataURL(%q) = %q, want %q", resource, got, want)
+		}
+	}
+}
+
+// A token is for the resources its aud names, exactly.
+func TestTokenFor(t *testing.T) {
+	tok := &Token{Audience: []string{"http://localhost:8080/mcp"}}
+	if err := tok.For("http://localhost:8080/mcp"); err != nil {
+		t.Errorf("its own resource: %v", err)
+	}
+	for _, other := range []string{"http://127.0.0.1:8080/mcp", "http://localhost:8080/mcp/", "http://localhost:8080", ""} {
+		if err := tok.For(other); !IsInvalidToken(err) {
+			t.Errorf("For(%q) = %v, want invalid_token", other, err)
+		}
+	}
+}
