@@ -5,10 +5,15 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/tools"
+	"github.com/pingmcp/pingmcp/tools/conformance"
 )
 
 // A tool call whose token lacks the tool's scope is refused 403 with a
@@ -122,5 +127,67 @@ func TestSessionFollowsItsUserAcrossClients(t *testing.T) {
 	older := token("https://idp", "alice", "c1", 1000, "todo_api:read")
 	if !admit(older) || a.credential != again.Principal {
 		t.Error("an older token of the same client replaced a newer one")
+	}
+}
+
+// A session used through a second client of its user keeps that client
+// when it moves: the snapshot names the client its sealed token is of (so
+// that the restore, which checks the two agree, accepts it), and the moved
+// session still admits its user through either client and nobody else.
+func TestClientSwitchSurvivesAMove(t *testing.T) {
+	d := MemoryDurability(time.Hour)
+	logger := slog.New(slog.DiscardHandler)
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
+	t.Cleanup(system.Shutdown)
+	props := SessionProps(Config{
+		Implementation: &mcp.Implementation{Name: "pingmcp", Version: "test"},
+		Toolsets:       []tools.Toolset{conformance.New()},
+		SchemaCache:    mcp.NewSchemaCache(),
+		Logger:         logger,
+		Durability:     d,
+		Authenticated:  true,
+	})
+	spawn := func() *actor.PID {
+		return system.Root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(fuzzSession, "session")))
+	}
+	alice := func(client string) *envelope.Principal {
+		return &envelope.Principal{Issuer: "https://idp", Subject: "alice", ClientId: client, ExpiresUnix: time.Now().Add(time.Hour).Unix(),
+			Token: "alice-token-of-" + client, Scopes: []string{"mcp:tools"}}
+	}
+	pid := spawn()
+	if body := postInitialize(t, system.Root, pid, alice("c1"), `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`); !strings.Contains(body, `"result"`) {
+		t.Fatalf("initialize: %s", body)
+	}
+	if status := fuzzForward(t, system.Root, pid, alice("c1"), `{"jsonrpc":"2.0","method":"notifications/initialized"}`); status != http.StatusAccepted {
+		t.Fatalf("initialized: %d", status)
+	}
+	ping := `{"jsonrpc":"2.0","id":1,"method":"ping"}`
+	if status := fuzzForward(t, system.Root, pid, alice("c2"), ping); status != http.StatusOK {
+		t.Fatalf("alice through c2: %d", status)
+	}
+	snap, err := d.Snapshots.Get(t.Context(), fuzzSession)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := decodeRecord(snap); err != nil || rec.ClientID != "c2" {
+		t.Fatalf("snapshot after the switch names client %q (%v), want c2", rec.ClientID, err)
+	}
+	if err := system.Root.StopFuture(pid).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	pid = spawn()
+	for _, c := range []struct {
+		who  string
+		p    *envelope.Principal
+		want int32
+	}{
+		{"mallory", fuzzMallory, http.StatusNotFound},
+		{"alice at another issuer", &envelope.Principal{Issuer: "https://other-idp", Subject: "alice", ClientId: "c2", Token: "t", ExpiresUnix: time.Now().Add(time.Hour).Unix()}, http.StatusNotFound},
+		{"alice through c2", alice("c2"), http.StatusOK},
+		{"alice through c1", alice("c1"), http.StatusOK},
+	} {
+		if status := fuzzForward(t, system.Root, pid, c.p, ping); status != c.want {
+			t.Errorf("%s on the moved session: %d, want %d", c.who, status, c.want)
+		}
 	}
 }
