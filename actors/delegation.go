@@ -108,6 +108,14 @@ func (c *credentials) set(p *envelope.Principal) {
 	c.mu.Unlock()
 }
 
+// forget drops the exchanged tokens: they were obtained for another
+// client's token (an exchange in flight completes for its waiters only).
+func (c *credentials) forget() {
+	c.mu.Lock()
+	clear(c.cache)
+	c.mu.Unlock()
+}
+
 // Claims are the verified claims of the user's current token.
 func (c *credentials) Claims() map[string]any {
 	c.mu.Lock()

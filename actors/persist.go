@@ -75,7 +75,8 @@ func MemoryDurability(ttl time.Duration) *Durability {
 // snapshot. Tokens in it are sealed, bound to the session and field.
 type record struct {
 	Version int `json:"v"`
-	// Owner is the principal the session belongs to (none without auth).
+	// Owner: the user the session belongs to (none without auth), and the
+	// client it was last used through.
 	Issuer   string `json:"iss,omitempty"`
 	Subject  string `json:"sub,omitempty"`
 	ClientID string `json:"client_id,omitempty"`

@@ -182,8 +182,15 @@ type endedNow struct{}
 // before it stops.
 const endedLinger = time.Second
 
-// principalID is who a session belongs to: (issuer, subject, client).
+// principalID is who uses a session: (issuer, subject, client). The session
+// belongs to the user (sameUser); the client is the one it is used through
+// now.
 type principalID struct{ issuer, subject, clientID string }
+
+// sameUser says whether p and q are the same user at the same issuer.
+func (p *principalID) sameUser(q *principalID) bool {
+	return p.issuer == q.issuer && p.subject == q.subject
+}
 
 func idOf(p *envelope.Principal) *principalID {
 	if p == nil {
@@ -574,11 +581,16 @@ func (a *SessionActor) watchEdge(ctx actor.Context, edge *actor.PID) {
 
 func keyOf(pid *actor.PID) string { return pid.Address + "/" + pid.Id }
 
-// admit binds a new session to the principal of its first request, and
-// admits later requests only from that principal, whose newer token then
-// replaces the one held. A newer token that would make the session's
-// snapshot exceed its bound is refused (the refusal to send), and the one
-// held stays.
+// admit binds a new session to the user (issuer, subject) of its first
+// request, and admits later requests only from that user, through whichever
+// client: a client that re-registers to step up (the Go SDK does) keeps its
+// session. The request's token then replaces the one held when it is newer,
+// or when it comes through another client (the session acts with the token
+// of the client now using it, never an older, narrower one; what was
+// exchanged for the other client's token is dropped). A token that would
+// make the session's snapshot exceed its bound is refused (the refusal to
+// send), and the one held stays. README ("Sessions and clients") says why
+// the user, not the client, is the owner.
 func (a *SessionActor) admit(req *envelope.Request) (bool, *envelope.ResponsePart) {
 	p := req.Principal
 	id := idOf(p)
@@ -603,16 +615,31 @@ func (a *SessionActor) admit(req *envelope.Request) (bool, *envelope.ResponsePar
 		}
 		return true, nil
 	}
-	if (a.owner == nil) != (id == nil) || (id != nil && *id != *a.owner) {
+	if (a.owner == nil) != (id == nil) || (id != nil && !id.sameUser(a.owner)) {
 		return false, nil
 	}
-	if p != nil && (a.credential == nil || p.ExpiresUnix >= a.credential.ExpiresUnix) {
+	switched := id != nil && id.clientID != a.owner.clientID
+	if p != nil && (a.credential == nil || switched || p.ExpiresUnix >= a.credential.ExpiresUnix) {
 		if ps := a.persist.Load(); ps != nil && (a.credential == nil || a.credential.Token != p.Token) {
 			if sealed, err := a.cfg.Durability.sealPrincipal(a.id, p); err == nil {
 				var big *SnapshotTooLarge
-				if err := ps.update(false, func(r *record) { r.Principal = sealed }); errors.As(err, &big) {
+				err := ps.update(false, func(r *record) {
+					r.Principal, r.ClientID = sealed, id.clientID
+					if switched {
+						r.Delegations = ""
+					}
+				})
+				if errors.As(err, &big) {
 					return true, tooLarge(req, big)
 				}
+			}
+		}
+		if switched {
+			a.logger.Info("session now used through another client of its user", "from_client_id", a.owner.clientID, "client_id", id.clientID)
+			a.owner = id
+			a.live.setOwner(id)
+			if a.creds != nil {
+				a.creds.forget()
 			}
 		}
 		a.credential = p
@@ -624,9 +651,10 @@ func (a *SessionActor) admit(req *envelope.Request) (bool, *envelope.ResponsePar
 }
 
 // checkScopes refuses a tools/call whose tool needs a scope the request's
-// token lacks: 403 insufficient_scope naming the scope, so that the client
-// can step up (MCP authorization, RFC 6750 §3.1), and the metadata of the
-// resource the request was made to (the edge found it from the Host).
+// token lacks: 403 insufficient_scope naming the scopes the token holds and
+// those needed, so that the client can step up without losing any (MCP
+// authorization, RFC 6750 §3.1), and the metadata of the resource the
+// request was made to (the edge found it from the Host).
 func (a *SessionActor) checkScopes(req *envelope.Request, rb *rpcbody.Body) *envelope.ResponsePart {
 	if req.Principal == nil || len(a.scopes) == 0 || rb == nil {
 		return nil
@@ -652,8 +680,7 @@ func (a *SessionActor) checkScopes(req *envelope.Request, rb *rpcbody.Body) *env
 	if len(missing) == 0 {
 		return nil
 	}
-	needed = slices.Compact(slices.Sorted(slices.Values(needed)))
-	aerr := &auth.Error{Code: auth.CodeInsufficientScope, Description: fmt.Sprintf("%s needs scope %s", tool, strings.Join(missing, " ")), Scopes: needed}
+	aerr := auth.InsufficientScope(req.Principal.Scopes, needed, fmt.Sprintf("%s needs scope %s", tool, strings.Join(missing, " ")))
 	if len(id) == 0 {
 		id = json.RawMessage("null")
 	}
@@ -663,7 +690,7 @@ func (a *SessionActor) checkScopes(req *envelope.Request, rb *rpcbody.Body) *env
 		Status:    http.StatusForbidden,
 		Headers: []*envelope.Header{
 			{Name: "Content-Type", Values: []string{"application/json"}},
-			{Name: "WWW-Authenticate", Values: []string{auth.Challenge(aerr, auth.MetadataURL(req.Resource), needed)}},
+			{Name: "WWW-Authenticate", Values: []string{auth.Challenge(aerr, auth.MetadataURL(req.Resource), aerr.Scopes)}},
 		},
 		Body:  append(body, '\n'),
 		Final: true,

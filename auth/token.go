@@ -145,6 +145,17 @@ func (e *Error) Status() int {
 	return http.StatusUnauthorized
 }
 
+// InsufficientScope is the refusal of a token that lacks some of needed.
+// Its Scopes, the challenge's scope, are those the token was granted plus
+// those needed, as the MCP authorization spec (2025-11-25, scope challenge
+// handling) recommends: a client that re-authorizes with exactly the
+// challenge's scope keeps what it could already do, instead of trading one
+// scope for another on every step-up.
+func InsufficientScope(granted, needed []string, description string) *Error {
+	all := slices.Concat(granted, needed)
+	return &Error{Code: CodeInsufficientScope, Description: description, Scopes: slices.Compact(slices.Sorted(slices.Values(all)))}
+}
+
 func (e *Error) Error() string {
 	if e.Description == "" {
 		return e.Code

@@ -231,8 +231,8 @@ func TestAbuseClusterPortPlaintextRefused(t *testing.T) {
 
 // jwtClaims reads a JWT's payload without verifying it.
 func jwtClaims(t *testing.T, token string) (c struct {
-	Iss, Sub string
-	ClientID string `json:"client_id"`
+	Iss, Sub, Scope string
+	ClientID        string `json:"client_id"`
 }) {
 	t.Helper()
 	parts := strings.Split(token, ".")

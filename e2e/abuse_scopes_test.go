@@ -81,8 +81,8 @@ func TestAbuseScopesWriteOnly(t *testing.T) {
 	}
 
 	status, chal := rawToolCall(t, ctx, d.MCP, writer, ws.ID(), "get_my_todo_list", `{}`)
-	if status != http.StatusForbidden || !strings.Contains(chal, `error="insufficient_scope"`) || !strings.Contains(chal, `scope="todo_api:read"`) {
-		t.Errorf("get_my_todo_list with todo_api:write only: %d %q, want 403 insufficient_scope naming todo_api:read", status, chal)
+	if status != http.StatusForbidden || !strings.Contains(chal, `error="insufficient_scope"`) || !strings.Contains(chal, `scope="openid todo_api:read todo_api:write"`) {
+		t.Errorf("get_my_todo_list with todo_api:write only: %d %q, want 403 insufficient_scope naming todo_api:read and the scope held", status, chal)
 	}
 	out, _ := call(t, ctx, rw, "get_my_todo_list", nil)
 	var all todoList

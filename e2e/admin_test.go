@@ -35,14 +35,14 @@ func adminCall(t testing.TB, ctx context.Context, method, url, token string) (in
 // runDevAdmin runs `pingmcp dev` with its admin API on a free port and a
 // static admin token of the test's, and returns the process, the admin
 // API's address and the token.
-func runDevAdmin(t *testing.T, ctx context.Context) (*devProcess, string, string) {
+func runDevAdmin(t *testing.T, ctx context.Context, args ...string) (*devProcess, string, string) {
 	t.Helper()
 	token := "admin-" + newStateKey(t)[3:27]
 	tokenFile := filepath.Join(t.TempDir(), "admin-token")
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := runDev(t, "--admin-addr", "127.0.0.1:0", "--admin-token-file", tokenFile)
+	d := runDev(t, append([]string{"--admin-addr", "127.0.0.1:0", "--admin-token-file", tokenFile}, args...)...)
 	d.awaitCount(ctx, `"msg":"admin API started"`, 1)
 	var rec struct{ Admin string }
 	if err := json.Unmarshal([]byte(d.line(`"msg":"admin API started"`)), &rec); err != nil || rec.Admin == "" {

@@ -342,6 +342,9 @@ type sdkEvent struct {
 		Text string `json:"text"`
 	} `json:"content"`
 	Message string `json:"message"`
+
+	// result: the Mcp-Session-Id the call was made on
+	SessionID string `json:"sessionId"`
 }
 
 // text joins a tool result's text contents.
@@ -356,8 +359,9 @@ func (e sdkEvent) text() string {
 }
 
 // startSDKClient starts the client as user and returns once it has
-// initialized and listed the tools (the OAuth flow done on the way).
-func startSDKClient(t *testing.T, ctx context.Context, nodeBin, mcpURL, user string) *sdkClient {
+// initialized and listed the tools (the OAuth flow done on the way). extra
+// are more options of client.mjs.
+func startSDKClient(t *testing.T, ctx context.Context, nodeBin, mcpURL, user string, extra ...string) *sdkClient {
 	t.Helper()
 	c := &sdkClient{
 		t:       t,
@@ -366,8 +370,8 @@ func startSDKClient(t *testing.T, ctx context.Context, nodeBin, mcpURL, user str
 		stderr:  &logtest.Buffer{},
 		tokFile: filepath.Join(t.TempDir(), "tokens.json"),
 	}
-	c.cmd = exec.CommandContext(ctx, nodeBin, filepath.Join("oauthclient", "client.mjs"),
-		"--url", mcpURL, "--user", user, "--tokens-file", c.tokFile)
+	c.cmd = exec.CommandContext(ctx, nodeBin, append([]string{filepath.Join("oauthclient", "client.mjs"),
+		"--url", mcpURL, "--user", user, "--tokens-file", c.tokFile}, extra...)...)
 	c.cmd.Env = append(os.Environ(), "OAUTHCLIENT_PASSWORD="+user) // the development users' passwords are their names
 	c.cmd.Stderr = c.stderr
 	var err error

@@ -347,7 +347,8 @@ func testTodoTools(t *testing.T, authMode string) {
 	}
 
 	// A token without todo_api:write gets 403 insufficient_scope on a write
-	// tool, naming the scope to step up to; reads still work.
+	// tool, naming the scopes it holds plus the one to step up to; reads
+	// still work.
 	reader := login(t, ctx, d.Issuer, d.MCP, "alice", "openid todo_api:read")
 	rs := connectAs(t, ctx, d.MCP, reader)
 	if _, isErr := call(t, ctx, rs, "get_my_todo_list", nil); isErr {
@@ -360,8 +361,8 @@ func testTodoTools(t *testing.T, authMode string) {
 		t.Errorf("first stateless request a tool call: %d %s", code, body)
 	}
 	status, chal := rawToolCall(t, ctx, d.MCP, reader, rs.ID(), "create_new_todo", `{"text":"x"}`)
-	if status != http.StatusForbidden || !strings.Contains(chal, `error="insufficient_scope"`) || !strings.Contains(chal, `scope="todo_api:write"`) {
-		t.Errorf("write with a read-only token: %d %q", status, chal)
+	if status != http.StatusForbidden || !strings.Contains(chal, `error="insufficient_scope"`) || !strings.Contains(chal, `scope="openid todo_api:read todo_api:write"`) {
+		t.Errorf("write with a read-only token: %d %q, want the scopes held and todo_api:write", status, chal)
 	}
 
 	// No token value anywhere in pingmcp's output.

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -96,17 +97,22 @@ func TestEdgeAuthRefusals(t *testing.T) {
 	}
 }
 
-// Sessions are bound to the principal that opened them.
+// Sessions are bound to the user that opened them, whatever client: another
+// user is refused as if the session did not exist, even through the same
+// client, while the same user through another client (one that re-registered
+// to step up) goes on with the session.
 func TestEdgeSessionBinding(t *testing.T) {
 	is := authtest.NewIssuer(t)
 	url := authEdge(t, is)
 	alice := is.Token(t, is.Claims("alice", mcpResource, "mcp:tools"))
 	bob := is.Token(t, is.Claims("bob", mcpResource, "mcp:tools"))
-	aliceOtherClient := func() string {
-		c := is.Claims("alice", mcpResource, "mcp:tools")
-		c["client_id"] = "another-client"
+	withClient := func(sub, client string) string {
+		c := is.Claims(sub, mcpResource, "mcp:tools")
+		c["client_id"] = client
 		return is.Token(t, c)
-	}()
+	}
+	aliceClient, _ := is.Claims("alice", mcpResource, "mcp:tools")["client_id"].(string)
+	bobViaAlicesClient := withClient("bob", aliceClient)
 
 	resp, body := call{http.MethodPost, bearer(alice, nil), initBody}.do(t, url)
 	sid := resp.Header.Get("Mcp-Session-Id")
@@ -119,7 +125,7 @@ func TestEdgeSessionBinding(t *testing.T) {
 	if resp, body := (call{http.MethodPost, h(alice), `{"jsonrpc":"2.0","method":"notifications/initialized"}`}).do(t, url); resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("initialized: %d %s", resp.StatusCode, body)
 	}
-	for name, tok := range map[string]string{"bob": bob, "alice via another client": aliceOtherClient} {
+	for name, tok := range map[string]string{"bob": bob, "bob via alice's client": bobViaAlicesClient} {
 		for _, c := range []call{
 			{http.MethodPost, h(tok), `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`},
 			{http.MethodGet, h(tok), ""},
@@ -131,13 +137,14 @@ func TestEdgeSessionBinding(t *testing.T) {
 			}
 		}
 	}
-	// Alice's session is untouched, and her refreshed token is accepted.
+	// Alice's session is untouched: her refreshed token is accepted, and
+	// so is her token through another client, then hers again.
 	newer := is.Claims("alice", mcpResource, "mcp:tools")
 	newer["exp"] = time.Now().Add(time.Hour).Unix()
-	for _, tok := range []string{alice, is.Token(t, newer)} {
-		resp, body := call{http.MethodPost, h(tok), `{"jsonrpc":"2.0","id":3,"method":"ping"}`}.do(t, url)
-		if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"id":3`) {
-			t.Fatalf("alice after the refusals: %d %s", resp.StatusCode, body)
+	for i, tok := range []string{alice, is.Token(t, newer), withClient("alice", "another-client"), alice} {
+		resp, body := call{http.MethodPost, h(tok), fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"ping"}`, 3+i)}.do(t, url)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, fmt.Sprintf(`"id":%d`, 3+i)) {
+			t.Fatalf("alice's token #%d after the refusals: %d %s", i, resp.StatusCode, body)
 		}
 	}
 }

@@ -144,11 +144,8 @@ func (e *endpoints) Authorize(_ context.Context, r *op.ClientRequest[oidc.AuthRe
 		return nil, err
 	}
 	scopes := intersect(cleanScopes(d.Scopes), res.Scopes)
-	if c.scopes != nil {
-		scopes = intersect(scopes, c.scopes)
-	}
 	if len(scopes) == 0 {
-		return nil, oidc.ErrInvalidScope().WithDescription("no requested scope is allowed for this client and resource")
+		return nil, oidc.ErrInvalidScope().WithDescription("no requested scope is allowed for this resource")
 	}
 	ar := &authRequest{
 		id:           randomID(24),

@@ -83,15 +83,22 @@ func TestRegisterNotJSON(t *testing.T) {
 	}
 }
 
-func TestRegisteredScopeRestrictsClient(t *testing.T) {
+// The scope a client registers with is echoed, and does not limit what it
+// may ask for later: a client registered at its first, read-only login can
+// step up to write (MCP authorization's step-up) without registering again.
+func TestRegisteredScopeAllowsStepUp(t *testing.T) {
 	f := newFixture(t, nil)
-	resp, body := f.postJSON(PathRegister, map[string]any{"redirect_uris": []string{callback}, "scope": "mcp:tools  offline_access"})
-	if resp.StatusCode != http.StatusCreated || body["scope"] != "mcp:tools offline_access" {
+	resp, body := f.postJSON(PathRegister, map[string]any{"redirect_uris": []string{callback}, "scope": "openid  todo_api:read"})
+	if resp.StatusCode != http.StatusCreated || body["scope"] != "openid todo_api:read" {
 		t.Fatalf("register: %d %v", resp.StatusCode, body)
 	}
-	tokens := f.login(body["client_id"].(string), nil)
-	if tokens["scope"] != "offline_access mcp:tools" {
-		t.Errorf("scope %v", tokens["scope"])
+	id := body["client_id"].(string)
+	if tokens := f.login(id, url.Values{"scope": {"openid todo_api:read"}}); tokens["scope"] != "openid todo_api:read" {
+		t.Errorf("first login: scope %v", tokens["scope"])
+	}
+	stepped := f.login(id, url.Values{"scope": {"openid todo_api:read todo_api:write"}})
+	if stepped["scope"] != "openid todo_api:read todo_api:write" || claims(t, stepped["access_token"].(string))["scope"] != "openid todo_api:read todo_api:write" {
+		t.Errorf("step-up: scope %v, want openid todo_api:read todo_api:write", stepped["scope"])
 	}
 }
 

@@ -76,7 +76,7 @@ type client struct {
 	name         string
 	redirectURIs []string
 	grantTypes   []oidc.GrantType
-	scopes       []string // registered scope restriction; nil allows any
+	scopes       []string // registered scope (RFC 7591 §2), echoed; never a limit, see IsScopeAllowed
 	issuedAt     time.Time
 	lastUsed     time.Time
 }
@@ -132,9 +132,17 @@ func (c *client) RestrictAdditionalIdTokenScopes() func([]string) []string {
 func (c *client) RestrictAdditionalAccessTokenScopes() func([]string) []string {
 	return func(s []string) []string { return s }
 }
+
+// IsScopeAllowed allows any scope: what a client gets is bounded by its
+// resource's scopes and its user's (ScopeUsers), not by the scope it
+// registered with. A client registers once, with the scope of its first
+// login, and must then be able to step up (MCP authorization: a 403
+// insufficient_scope asks it to re-authorize with more), as PingFederate's
+// dynamically registered clients can when "Restrict Common Scopes" is off.
 func (c *client) IsScopeAllowed(scope string) bool {
-	return scope != "" && (c.scopes == nil || slices.Contains(c.scopes, scope))
+	return scope != ""
 }
+
 func (c *client) IDTokenUserinfoClaimsAssertion() bool { return false }
 func (c *client) ClockSkew() time.Duration             { return 0 }
 

@@ -8,6 +8,7 @@
 // loopback redirect URI (no listener: the redirect is read, not followed).
 //
 // usage: node client.mjs --url MCP_URL --user NAME [--password PW] [--tokens-file F] [--steps JSON]
+//        [--grant-types authorization_code,refresh_token] (registered; without refresh_token, no refresh token is issued)
 //
 // The password defaults to OAUTHCLIENT_PASSWORD, then to the user name (the
 // development users are alice/alice and bob/bob). Steps are a JSON array
@@ -15,6 +16,7 @@
 // one line on stdout before the next is read:
 //
 //	{"call": "tool_name", "arguments": {...}, "allowError": false}
+//	                      (a step-up login the call needs is done, and the call made again)
 //	{"listTools": true}
 //	{"refresh": true}     refresh the tokens now (the SDK's auth() with the stored refresh token)
 //
@@ -210,8 +212,9 @@ async function browse(authorizationUrl, redirectUrl, user, password) {
 // HeadlessProvider keeps everything in memory for one run, as the SDK's
 // example provider does, and reports each step without its secrets.
 class HeadlessProvider {
-    constructor({ redirectUrl, user, password, tokensFile }) {
+    constructor({ redirectUrl, user, password, tokensFile, grantTypes }) {
         this._redirectUrl = redirectUrl;
+        this._grantTypes = grantTypes;
         this._user = user;
         this._password = password;
         this._tokensFile = tokensFile;
@@ -227,7 +230,7 @@ class HeadlessProvider {
         return {
             client_name: 'pingmcp e2e: official MCP TypeScript SDK client',
             redirect_uris: [this._redirectUrl],
-            grant_types: ['authorization_code', 'refresh_token'],
+            grant_types: this._grantTypes,
             response_types: ['code'],
             token_endpoint_auth_method: 'none',
             scope: SCOPE
@@ -377,7 +380,8 @@ async function main() {
             password: { type: 'string', default: process.env.OAUTHCLIENT_PASSWORD },
             'tokens-file': { type: 'string' },
             'redirect-url': { type: 'string', default: 'http://127.0.0.1:33418/oauth/callback' },
-            steps: { type: 'string' }
+            steps: { type: 'string' },
+            'grant-types': { type: 'string', default: 'authorization_code,refresh_token' }
         }
     });
     if (!values.url || !values.user) {
@@ -388,7 +392,8 @@ async function main() {
         redirectUrl: values['redirect-url'],
         user: values.user,
         password: values.password ?? values.user,
-        tokensFile: values['tokens-file']
+        tokensFile: values['tokens-file'],
+        grantTypes: values['grant-types'].split(',')
     });
     const client = new Client({ name: 'pingmcp-e2e-oauthclient', version: '1.0.0' }, { capabilities: {} });
     const fetchFn = loggingFetch(serverUrl);
@@ -433,8 +438,25 @@ async function main() {
             }
             emit('refreshed', { step: n });
         } else if (typeof step.call === 'string') {
-            const result = await client.callTool({ name: step.call, arguments: step.arguments ?? {} });
-            emit('result', { step: n, tool: step.call, ...toolResultFields(result) });
+            const call = () => client.callTool({ name: step.call, arguments: step.arguments ?? {} });
+            let result;
+            try {
+                result = await call();
+            } catch (err) {
+                // A step-up (403 insufficient_scope) that needed a login: the
+                // SDK sent the provider to the authorization URL; finish as
+                // after connect, on the same transport (the same session),
+                // and call again.
+                if (!(err instanceof UnauthorizedError) || !provider.authorizationCode) {
+                    throw err;
+                }
+                const code = provider.authorizationCode;
+                provider.authorizationCode = undefined;
+                await transport.finishAuth(code);
+                emit('oauth', { stage: 'finished', step: n });
+                result = await call();
+            }
+            emit('result', { step: n, tool: step.call, sessionId: transport.sessionId, ...toolResultFields(result) });
             if (result.isError && !step.allowError) {
                 throw new Error(`tool ${step.call} answered with an error`);
             }
