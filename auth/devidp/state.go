@@ -77,6 +77,9 @@ type client struct {
 	redirectURIs []string
 	grantTypes   []oidc.GrantType
 	scopes       []string // registered scope restriction; nil allows any
+	// fromDocument marks a client described by its metadata document
+	// (CIMD): its id is the document's URL, its redirect URIs match exactly.
+	fromDocument bool
 	issuedAt     time.Time
 	lastUsed     time.Time
 }
