@@ -140,6 +140,12 @@ type Config struct {
 	// TestUsers adds users user1 … userN to the development authorization
 	// server (password: the name), for load tests.
 	TestUsers int
+	// CIMD turns on Client ID Metadata Documents at the development
+	// authorization server; CIMDAllowLoopback (fetch documents from
+	// loopback) and CIMDCAFile (trust this CA for them) are for tests.
+	CIMD              bool
+	CIMDAllowLoopback bool
+	CIMDCAFile        string
 
 	// pingmcp certs: the directory it writes to, the node certificates'
 	// names (CertsNodes of them, node-1 … node-N, unless named), the names
@@ -238,6 +244,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		if dev {
 			fs.StringVar(&c.IdPAddr, "idp-addr", "127.0.0.1:9031", "address of the embedded development authorization server")
 			fs.StringVar(&c.TodoAPIAddr, "todo-api-addr", "127.0.0.1:8081", "address of the embedded Todo API")
+			cimdFlags(fs, c)
 		} else {
 			fs.StringVar(&c.ClusterAddr, "cluster-addr", "127.0.0.1:0", "host:port of this node's cluster endpoint (port 0 picks a free one)")
 			fs.StringVar(&c.ClusterAdvertise, "cluster-advertised-addr", "", "host:port other nodes dial to reach this one (a pod IP on Kubernetes); --cluster-addr when empty")
@@ -277,6 +284,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		fs.BoolVar(&c.ForceNonLoopback, "force-non-loopback", false, "listen on a non-loopback address anyway (it is still not for production)")
 		fs.IntVar(&c.TestUsers, "test-users", 0, "also create users user1 … userN, each with its name as password (load tests; at most 100000)")
 		grantsFlags(fs, c, "user name the grant management service (/pf-ws/rest/oauth/users/{userKey}/grants) admits; off when empty")
+		cimdFlags(fs, c)
 	default:
 		return nil, fmt.Errorf("unknown command %q", command)
 	}
@@ -322,6 +330,14 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 func grantsFlags(fs *flag.FlagSet, c *Config, userHelp string) {
 	fs.StringVar(&c.GrantsUser, "grants-user", "", userHelp)
 	fs.StringVar(&c.GrantsPassword, "grants-password", "", "that user's password (prefer the environment variable)")
+}
+
+// cimdFlags are the development authorization server's Client ID Metadata
+// Documents settings (dev and idp).
+func cimdFlags(fs *flag.FlagSet, c *Config) {
+	fs.BoolVar(&c.CIMD, "idp-cimd", true, "the development authorization server accepts Client ID Metadata Documents: an https client_id names the client's metadata, fetched, checked and cached (as PingFederate 13.1 with CIMD enabled)")
+	fs.BoolVar(&c.CIMDAllowLoopback, "idp-cimd-allow-loopback", false, "tests only: also fetch client metadata documents from loopback addresses (other private and special-use addresses are never fetched)")
+	fs.StringVar(&c.CIMDCAFile, "idp-cimd-ca", "", "tests only: PEM file of a CA to trust, besides the system's, when fetching client metadata documents")
 }
 
 // Rebind records the addresses the listeners really got (a port 0 resolved)
@@ -421,6 +437,14 @@ func (c *Config) validate() error {
 	check("log-format", c.LogFormat, []string{"text", "json"})
 	if c.TestUsers < 0 || c.TestUsers > 100000 {
 		errs = append(errs, errors.New("--test-users must be between 0 and 100000"))
+	}
+	if !c.CIMD && (c.CIMDAllowLoopback || c.CIMDCAFile != "") {
+		errs = append(errs, errors.New("--idp-cimd-allow-loopback and --idp-cimd-ca need --idp-cimd"))
+	}
+	if c.CIMDAllowLoopback && c.ForceNonLoopback {
+		// The draft allows fetching from loopback only to a server that is
+		// itself on loopback.
+		errs = append(errs, errors.New("--idp-cimd-allow-loopback: not with --force-non-loopback (documents may be fetched from loopback only by a server on loopback)"))
 	}
 	switch c.Command {
 	case "dev", "serve":
