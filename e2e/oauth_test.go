@@ -269,6 +269,8 @@ type asMetadata struct {
 	AuthorizationEndpoint string `json:"authorization_endpoint"`
 	TokenEndpoint         string `json:"token_endpoint"`
 	RegistrationEndpoint  string `json:"registration_endpoint"`
+	// ClientIDMetadataDocumentSupported: CIMD (e2e/cimd_test.go).
+	ClientIDMetadataDocumentSupported bool `json:"client_id_metadata_document_supported"`
 }
 
 func getWithToken(t *testing.T, ctx context.Context, u, token string) int {
@@ -355,9 +357,10 @@ func (e sdkEvent) text() string {
 	return strings.Join(parts, "\n")
 }
 
-// startSDKClient starts the client as user and returns once it has
-// initialized and listed the tools (the OAuth flow done on the way).
-func startSDKClient(t *testing.T, ctx context.Context, nodeBin, mcpURL, user string) *sdkClient {
+// startSDKClient starts the client as user, with client.mjs's extra
+// options, and returns once it has initialized and listed the tools (the
+// OAuth flow done on the way).
+func startSDKClient(t *testing.T, ctx context.Context, nodeBin, mcpURL, user string, extra ...string) *sdkClient {
 	t.Helper()
 	c := &sdkClient{
 		t:       t,
@@ -366,8 +369,8 @@ func startSDKClient(t *testing.T, ctx context.Context, nodeBin, mcpURL, user str
 		stderr:  &logtest.Buffer{},
 		tokFile: filepath.Join(t.TempDir(), "tokens.json"),
 	}
-	c.cmd = exec.CommandContext(ctx, nodeBin, filepath.Join("oauthclient", "client.mjs"),
-		"--url", mcpURL, "--user", user, "--tokens-file", c.tokFile)
+	c.cmd = exec.CommandContext(ctx, nodeBin, append([]string{filepath.Join("oauthclient", "client.mjs"),
+		"--url", mcpURL, "--user", user, "--tokens-file", c.tokFile}, extra...)...)
 	c.cmd.Env = append(os.Environ(), "OAUTHCLIENT_PASSWORD="+user) // the development users' passwords are their names
 	c.cmd.Stderr = c.stderr
 	var err error

@@ -8,6 +8,12 @@
 // loopback redirect URI (no listener: the redirect is read, not followed).
 //
 // usage: node client.mjs --url MCP_URL --user NAME [--password PW] [--tokens-file F] [--steps JSON]
+//        [--client-metadata-url URL]
+//
+// With --client-metadata-url the client identifies itself by that URL, its
+// Client ID Metadata Document, where the authorization server advertises
+// client_id_metadata_document_supported (the SDK's clientMetadataUrl), and
+// registers only where it does not.
 //
 // The password defaults to OAUTHCLIENT_PASSWORD, then to the user name (the
 // development users are alice/alice and bob/bob). Steps are a JSON array
@@ -210,8 +216,9 @@ async function browse(authorizationUrl, redirectUrl, user, password) {
 // HeadlessProvider keeps everything in memory for one run, as the SDK's
 // example provider does, and reports each step without its secrets.
 class HeadlessProvider {
-    constructor({ redirectUrl, user, password, tokensFile }) {
+    constructor({ redirectUrl, user, password, tokensFile, clientMetadataUrl }) {
         this._redirectUrl = redirectUrl;
+        this._clientMetadataUrl = clientMetadataUrl;
         this._user = user;
         this._password = password;
         this._tokensFile = tokensFile;
@@ -221,6 +228,12 @@ class HeadlessProvider {
 
     get redirectUrl() {
         return this._redirectUrl;
+    }
+
+    // The SDK uses this URL as the client_id instead of registering when
+    // the authorization server supports Client ID Metadata Documents.
+    get clientMetadataUrl() {
+        return this._clientMetadataUrl;
     }
 
     get clientMetadata() {
@@ -377,7 +390,8 @@ async function main() {
             password: { type: 'string', default: process.env.OAUTHCLIENT_PASSWORD },
             'tokens-file': { type: 'string' },
             'redirect-url': { type: 'string', default: 'http://127.0.0.1:33418/oauth/callback' },
-            steps: { type: 'string' }
+            steps: { type: 'string' },
+            'client-metadata-url': { type: 'string' }
         }
     });
     if (!values.url || !values.user) {
@@ -388,7 +402,8 @@ async function main() {
         redirectUrl: values['redirect-url'],
         user: values.user,
         password: values.password ?? values.user,
-        tokensFile: values['tokens-file']
+        tokensFile: values['tokens-file'],
+        clientMetadataUrl: values['client-metadata-url']
     });
     const client = new Client({ name: 'pingmcp-e2e-oauthclient', version: '1.0.0' }, { capabilities: {} });
     const fetchFn = loggingFetch(serverUrl);
