@@ -1,7 +1,8 @@
 // Package devidp is a development stand-in for PingFederate: an in-memory
 // OAuth 2.0 authorization server with PingFederate's endpoint paths and the
 // contract PingFederate has when configured for Ping's MCP demo (RFC 7591
-// registration of public clients, authorization code with PKCE, refresh
+// registration of public clients, Client ID Metadata Documents as
+// PingFederate 13.1 has them, authorization code with PKCE, refresh
 // token rotation, RFC 8693 token exchange, RFC 7662 introspection, RFC 7009
 // revocation, the OAuth Access Grant Management Service's revocation of a
 // user's grants, JWT access tokens). It lets pingmcp run and be tested end to
