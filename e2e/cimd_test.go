@@ -4,87 +4,26 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"encoding/pem"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/pingmcp/pingmcp/internal/cimdtest"
 )
 
 // clientRedirect is client.mjs's default redirect URI.
 const clientRedirect = "http://127.0.0.1:33418/oauth/callback"
 
-// metadataHost is a client's web site: it serves Client ID Metadata
-// Documents over HTTPS on loopback, with a certificate of its own test CA,
-// and counts the fetches of each.
-type metadataHost struct {
-	ts     *httptest.Server
-	caFile string
-
-	mu      sync.Mutex
-	docs    map[string][]byte
-	fetches map[string]int
-}
-
-func newMetadataHost(t *testing.T) *metadataHost {
-	t.Helper()
-	h := &metadataHost{docs: map[string][]byte{}, fetches: map[string]int{}}
-	h.ts = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.mu.Lock()
-		h.fetches[r.URL.Path]++
-		doc, ok := h.docs[r.URL.Path]
-		h.mu.Unlock()
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "max-age=300")
-		w.Write(doc)
-	}))
-	t.Cleanup(h.ts.Close)
-	h.caFile = filepath.Join(t.TempDir(), "metadata-ca.pem")
-	if err := os.WriteFile(h.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: h.ts.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
-// publish serves doc at path and returns path's URL. doc's client_id is
-// that URL unless it has one.
-func (h *metadataHost) publish(path string, doc map[string]any) string {
-	u := h.ts.URL + path
-	if _, ok := doc["client_id"]; !ok {
-		doc["client_id"] = u
-	}
-	b, _ := json.Marshal(doc)
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.docs[path] = b
-	return u
-}
-
-func (h *metadataHost) fetchCount(path string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.fetches[path]
-}
+// cached is how the documents are served: cacheable for 5 minutes.
+var cached = http.Header{"Cache-Control": {"max-age=300"}}
 
 // sdkClientDocument is the metadata the SDK client would publish.
 func sdkClientDocument() map[string]any {
-	return map[string]any{
-		"client_name":                "pingmcp e2e: official MCP TypeScript SDK client (CIMD)",
-		"redirect_uris":              []string{clientRedirect},
-		"grant_types":                []string{"authorization_code", "refresh_token"},
-		"response_types":             []string{"code"},
-		"token_endpoint_auth_method": "none",
-	}
+	return cimdtest.Document("pingmcp e2e: official MCP TypeScript SDK client (CIMD)", clientRedirect)
 }
 
 // TestCIMDOfficialSDKClient: the official TypeScript SDK client, given a
@@ -99,10 +38,10 @@ func TestCIMDOfficialSDKClient(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	nodeBin := installSDKClient(t, ctx)
-	host := newMetadataHost(t)
-	good := host.publish("/oauth/client.json", sdkClientDocument())
+	host := cimdtest.New(t)
+	good := host.Publish("/oauth/client.json", cached, sdkClientDocument())
 
-	d := runDev(t, "--idp-cimd-allow-loopback", "--idp-cimd-ca", host.caFile)
+	d := runDev(t, "--idp-cimd-allow-loopback", "--idp-cimd-ca", host.CAFile)
 	as := fetchASMetadata(t, ctx, d.Issuer)
 	if !as.ClientIDMetadataDocumentSupported {
 		t.Fatal("the development authorization server does not advertise client_id_metadata_document_supported")
@@ -141,7 +80,7 @@ func TestCIMDOfficialSDKClient(t *testing.T) {
 	alice.refresh(ctx)
 	alice.call(ctx, "get_my_todo_list", nil)
 	alice.finish(ctx)
-	if n := host.fetchCount("/oauth/client.json"); n != 1 {
+	if n := host.Fetches("/oauth/client.json"); n != 1 {
 		t.Errorf("the document was fetched %d times, want once (cached for its max-age)", n)
 	}
 	if !d.logged(`"msg":"client metadata document fetched"`, good) {
@@ -164,7 +103,7 @@ func TestCIMDOfficialSDKClient(t *testing.T) {
 		{"redirect_uris do not match", "/other/client.json", wrongRedirect, "invalid_request"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			u := host.publish(tt.path, tt.doc)
+			u := host.Publish(tt.path, cached, tt.doc)
 			events, out := runSDKClientToFailure(t, ctx, nodeBin, d.MCP, "--client-metadata-url", u)
 			var refused bool
 			for _, e := range events {
@@ -189,7 +128,7 @@ func TestCIMDOfficialSDKClient(t *testing.T) {
 			if strings.Contains(out, marker) {
 				t.Errorf("the refusal echoes the document's content")
 			}
-			if host.fetchCount(tt.path) == 0 {
+			if host.Fetches(tt.path) == 0 {
 				t.Errorf("the document was not fetched")
 			}
 		})
@@ -197,7 +136,7 @@ func TestCIMDOfficialSDKClient(t *testing.T) {
 
 	// A browser sent by the liar's document to the authorization endpoint
 	// is not redirected anywhere either.
-	q := url.Values{"response_type": {"code"}, "client_id": {host.ts.URL + "/evil/client.json"}, "redirect_uri": {clientRedirect},
+	q := url.Values{"response_type": {"code"}, "client_id": {host.URL + "/evil/client.json"}, "redirect_uri": {clientRedirect},
 		"state": {"s"}, "code_challenge": {strings.Repeat("a", 43)}, "code_challenge_method": {"S256"}, "resource": {d.MCP}}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, as.AuthorizationEndpoint+"?"+q.Encode(), nil)
 	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)

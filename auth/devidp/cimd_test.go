@@ -2,110 +2,26 @@ package devidp
 
 import (
 	"encoding/json"
-	"encoding/pem"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/pingmcp/pingmcp/internal/cimdtest"
 )
-
-// documentHost serves client metadata documents over HTTPS on loopback, as
-// a client's web site would, and counts the fetches of each.
-type documentHost struct {
-	t  *testing.T
-	ts *httptest.Server
-	// caFile is the PEM of the test server's certificate, the CA to trust.
-	caFile string
-
-	mu      sync.Mutex
-	routes  map[string]http.HandlerFunc
-	fetches map[string]int
-}
-
-func newDocumentHost(t *testing.T) *documentHost {
-	t.Helper()
-	h := &documentHost{t: t, routes: map[string]http.HandlerFunc{}, fetches: map[string]int{}}
-	h.ts = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.mu.Lock()
-		h.fetches[r.URL.Path]++
-		route := h.routes[r.URL.Path]
-		h.mu.Unlock()
-		if route == nil {
-			http.NotFound(w, r)
-			return
-		}
-		route(w, r)
-	}))
-	t.Cleanup(h.ts.Close)
-	h.caFile = filepath.Join(t.TempDir(), "ca.pem")
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: h.ts.Certificate().Raw})
-	if err := os.WriteFile(h.caFile, pemBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return h
-}
-
-// url is the https URL of path on this host.
-func (h *documentHost) url(path string) string { return h.ts.URL + path }
-
-// serve answers path with status, headers and body.
-func (h *documentHost) serve(path string, status int, header http.Header, body string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.routes[path] = func(w http.ResponseWriter, _ *http.Request) {
-		for k, vs := range header {
-			w.Header()[k] = vs
-		}
-		if w.Header().Get("Content-Type") == "" {
-			w.Header().Set("Content-Type", "application/json")
-		}
-		w.WriteHeader(status)
-		io.WriteString(w, body)
-	}
-}
-
-// serveDocument answers path with a document made from doc, whose
-// client_id is set to path's URL unless doc has one.
-func (h *documentHost) serveDocument(path string, header http.Header, doc map[string]any) string {
-	id := h.url(path)
-	if _, ok := doc["client_id"]; !ok {
-		doc["client_id"] = id
-	}
-	b, _ := json.Marshal(doc)
-	h.serve(path, http.StatusOK, header, string(b))
-	return id
-}
-
-func (h *documentHost) fetchCount(path string) int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.fetches[path]
-}
 
 // goodDocument is what the TypeScript SDK's client publishes, less its
 // client_id.
-func goodDocument() map[string]any {
-	return map[string]any{
-		"client_name":                "Test CIMD client",
-		"redirect_uris":              []string{callback},
-		"grant_types":                []string{"authorization_code", "refresh_token"},
-		"response_types":             []string{"code"},
-		"token_endpoint_auth_method": "none",
-	}
-}
+func goodDocument() map[string]any { return cimdtest.Document("Test CIMD client", callback) }
 
 // newCIMDFixture is a server supporting CIMD that trusts h's certificate
 // and fetches from loopback (as the draft allows a development server on
 // loopback), with changes made by mod.
-func newCIMDFixture(t *testing.T, h *documentHost, mod func(*ClientIDMetadata)) *fixture {
-	cimd := &ClientIDMetadata{AllowLoopback: true, CAFile: h.caFile}
+func newCIMDFixture(t *testing.T, h *cimdtest.Host, mod func(*ClientIDMetadata)) *fixture {
+	cimd := &ClientIDMetadata{AllowLoopback: true, CAFile: h.CAFile}
 	if mod != nil {
 		mod(cimd)
 	}
@@ -144,13 +60,13 @@ func TestCIMDAdvertised(t *testing.T) {
 // authorization, the code exchange and the refresh (cached), and the tokens
 // name the URL as client_id.
 func TestCIMDCodeFlow(t *testing.T) {
-	h := newDocumentHost(t)
-	id := h.serveDocument("/client.json", http.Header{"Cache-Control": {"max-age=600"}}, goodDocument())
+	h := cimdtest.New(t)
+	id := h.Publish("/client.json", http.Header{"Cache-Control": {"max-age=600"}}, goodDocument())
 	f := newCIMDFixture(t, h, nil)
 
 	resp, verifier := f.authorize(id, nil)
 	loginID, page := f.loginForm(resp)
-	if host := strings.TrimPrefix(h.ts.URL, "https://"); !strings.Contains(page, "Test CIMD client ("+host+")") {
+	if host := strings.TrimPrefix(h.URL, "https://"); !strings.Contains(page, "Test CIMD client ("+host+")") {
 		t.Errorf("the login form does not name the client and its host %s", host)
 	}
 	q := f.redirected(f.submitLogin(loginID, "alice", "alice"))
@@ -170,7 +86,7 @@ func TestCIMDCodeFlow(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || refreshed["access_token"] == nil {
 		t.Fatalf("refresh: %d %v", resp.StatusCode, refreshed)
 	}
-	if n := h.fetchCount("/client.json"); n != 1 {
+	if n := h.Fetches("/client.json"); n != 1 {
 		t.Errorf("the document was fetched %d times, want once (cached for its max-age)", n)
 	}
 	if !strings.Contains(f.logs.String(), "client metadata document fetched") {
@@ -184,24 +100,24 @@ func TestCIMDCodeFlow(t *testing.T) {
 // echoing what the document's server answered.
 func TestCIMDRefusals(t *testing.T) {
 	const marker = "BODY-MARKER-never-echoed"
-	withDoc := func(change func(doc map[string]any)) func(h *documentHost) string {
-		return func(h *documentHost) string {
+	withDoc := func(change func(doc map[string]any)) func(h *cimdtest.Host) string {
+		return func(h *cimdtest.Host) string {
 			doc := goodDocument()
 			change(doc)
 			doc["client_uri"] = "https://" + marker + ".example"
-			return h.serveDocument("/client.json", nil, doc)
+			return h.Publish("/client.json", nil, doc)
 		}
 	}
 	tests := []struct {
 		name  string
-		setup func(h *documentHost) string // returns the client_id
+		setup func(h *cimdtest.Host) string // returns the client_id
 		mod   func(*ClientIDMetadata)
 		want  string // in the error description
 	}{
 		{"client_id differs", withDoc(func(d map[string]any) { d["client_id"] = "https://other.example/client.json" }), nil, "client_id is not the URL"},
-		{"client_id differs by a default port", func(h *documentHost) string {
-			id := h.url("/client.json")
-			h.serveDocument("/client.json", nil, map[string]any{"client_id": strings.Replace(id, "https://127.0.0.1:", "https://127.0.0.1:0", 1),
+		{"client_id differs by a default port", func(h *cimdtest.Host) string {
+			id := h.URL + "/client.json"
+			h.Publish("/client.json", nil, map[string]any{"client_id": strings.Replace(id, "https://127.0.0.1:", "https://127.0.0.1:0", 1),
 				"redirect_uris": []string{callback}})
 			return id
 		}, nil, "client_id is not the URL"},
@@ -212,64 +128,60 @@ func TestCIMDRefusals(t *testing.T) {
 		{"a private key", withDoc(func(d map[string]any) {
 			d["jwks"] = map[string]any{"keys": []map[string]any{{"kty": "EC", "d": "private"}}}
 		}), nil, "private or symmetric keys"},
-		{"a redirect", func(h *documentHost) string {
-			h.serveDocument("/real.json", nil, goodDocument())
-			h.serve("/client.json", http.StatusFound, http.Header{"Location": {h.url("/real.json")}}, marker)
-			return h.url("/client.json")
+		{"a redirect", func(h *cimdtest.Host) string {
+			h.Publish("/real.json", nil, goodDocument())
+			h.Serve("/client.json", http.StatusFound, http.Header{"Location": {h.URL + "/real.json"}}, marker)
+			return h.URL + "/client.json"
 		}, nil, "redirects are not followed"},
-		{"not found", func(h *documentHost) string {
-			h.serve("/client.json", http.StatusNotFound, nil, marker)
-			return h.url("/client.json")
+		{"not found", func(h *cimdtest.Host) string {
+			h.Serve("/client.json", http.StatusNotFound, nil, marker)
+			return h.URL + "/client.json"
 		}, nil, "answered 404"},
-		{"not JSON", func(h *documentHost) string {
-			h.serve("/client.json", http.StatusOK, http.Header{"Content-Type": {"text/html"}}, "<p>"+marker+"</p>")
-			return h.url("/client.json")
+		{"not JSON", func(h *cimdtest.Host) string {
+			h.Serve("/client.json", http.StatusOK, http.Header{"Content-Type": {"text/html"}}, "<p>"+marker+"</p>")
+			return h.URL + "/client.json"
 		}, nil, "not served as application/json"},
-		{"malformed JSON", func(h *documentHost) string {
-			h.serve("/client.json", http.StatusOK, nil, `{"client_id": "`+marker)
-			return h.url("/client.json")
+		{"malformed JSON", func(h *cimdtest.Host) string {
+			h.Serve("/client.json", http.StatusOK, nil, `{"client_id": "`+marker)
+			return h.URL + "/client.json"
 		}, nil, "not a JSON object"},
 		{"too large", withDoc(func(d map[string]any) { d["client_name"] = strings.Repeat("x", 6<<10) }), nil, "larger than 5120 bytes"},
-		{"too large, streamed without a length", func(h *documentHost) string {
-			h.mu.Lock()
-			h.routes["/client.json"] = func(w http.ResponseWriter, _ *http.Request) {
+		{"too large, streamed without a length", func(h *cimdtest.Host) string {
+			h.Handle("/client.json", func(w http.ResponseWriter, _ *http.Request) {
 				w.Header().Set("Content-Type", "application/json")
 				for range 8 {
 					io.WriteString(w, strings.Repeat(" ", 1<<10))
 					w.(http.Flusher).Flush()
 				}
-			}
-			h.mu.Unlock()
-			return h.url("/client.json")
+			})
+			return h.URL + "/client.json"
 		}, nil, "larger than 5120 bytes"},
-		{"too slow", func(h *documentHost) string {
-			h.mu.Lock()
-			h.routes["/client.json"] = func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }
-			h.mu.Unlock()
-			return h.url("/client.json")
+		{"too slow", func(h *cimdtest.Host) string {
+			h.Handle("/client.json", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+			return h.URL + "/client.json"
 		}, func(c *ClientIDMetadata) { c.FetchTimeout = 300 * time.Millisecond }, "within 300ms"},
-		{"loopback not allowed", func(h *documentHost) string {
-			return h.serveDocument("/client.json", nil, goodDocument())
+		{"loopback not allowed", func(h *cimdtest.Host) string {
+			return h.Publish("/client.json", nil, goodDocument())
 		}, func(c *ClientIDMetadata) { c.AllowLoopback = false }, "could not be fetched"},
-		{"a name resolving to loopback, not allowed", func(h *documentHost) string {
-			id := strings.Replace(h.url("/client.json"), "127.0.0.1", "localhost", 1)
+		{"a name resolving to loopback, not allowed", func(h *cimdtest.Host) string {
+			id := strings.Replace(h.URL+"/client.json", "127.0.0.1", "localhost", 1)
 			doc := goodDocument()
 			doc["client_id"] = id
-			h.serveDocument("/client.json", nil, doc)
+			h.Publish("/client.json", nil, doc)
 			return id
 		}, func(c *ClientIDMetadata) { c.AllowLoopback = false }, "could not be fetched"},
-		{"an untrusted certificate", func(h *documentHost) string {
-			return h.serveDocument("/client.json", nil, goodDocument())
+		{"an untrusted certificate", func(h *cimdtest.Host) string {
+			return h.Publish("/client.json", nil, goodDocument())
 		}, func(c *ClientIDMetadata) { c.CAFile = "" }, "could not be fetched"},
-		{"dot segments", func(h *documentHost) string { return h.url("/a/../client.json") }, nil, ". or .. path segments"},
-		{"user info", func(h *documentHost) string {
-			return strings.Replace(h.url("/client.json"), "https://", "https://u:p@", 1)
+		{"dot segments", func(h *cimdtest.Host) string { return h.URL + "/a/../client.json" }, nil, ". or .. path segments"},
+		{"user info", func(h *cimdtest.Host) string {
+			return strings.Replace(h.URL+"/client.json", "https://", "https://u:p@", 1)
 		}, nil, "user info"},
-		{"no path", func(h *documentHost) string { return h.url("") }, nil, "must have a path"},
+		{"no path", func(h *cimdtest.Host) string { return h.URL }, nil, "must have a path"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newDocumentHost(t)
+			h := cimdtest.New(t)
 			id := tt.setup(h)
 			f := newCIMDFixture(t, h, tt.mod)
 			resp, _ := f.authorize(id, nil)
@@ -286,9 +198,9 @@ func TestCIMDRefusals(t *testing.T) {
 				t.Errorf("the answer echoes the document's server or its address: %s", b)
 			}
 			// Nothing was cached: the same request fetches again.
-			before := h.fetchCount("/client.json")
+			before := h.Fetches("/client.json")
 			f.authorize(id, nil)
-			if after := h.fetchCount("/client.json"); before > 0 && after != before+1 {
+			if after := h.Fetches("/client.json"); before > 0 && after != before+1 {
 				t.Errorf("fetches %d then %d: a refused document was cached", before, after)
 			}
 		})
@@ -299,8 +211,8 @@ func TestCIMDRefusals(t *testing.T) {
 // its document's exactly; a loopback one on another port is refused (a
 // registered native client's is not: RFC 8252 §7.3), without a redirect.
 func TestCIMDRedirectURIExact(t *testing.T) {
-	h := newDocumentHost(t)
-	id := h.serveDocument("/client.json", nil, goodDocument())
+	h := cimdtest.New(t)
+	id := h.Publish("/client.json", nil, goodDocument())
 	f := newCIMDFixture(t, h, nil)
 	for _, uri := range []string{"http://127.0.0.1:9998/callback", "http://127.0.0.1:9999/callback/", "http://localhost:9999/callback", "https://attacker.example/callback"} {
 		resp, _ := f.authorize(id, url.Values{"redirect_uri": {uri}})
@@ -335,14 +247,14 @@ func TestCIMDCache(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.cacheControl, func(t *testing.T) {
-			h := newDocumentHost(t)
-			id := h.serveDocument("/client.json", http.Header{"Cache-Control": {tt.cacheControl}}, goodDocument())
+			h := cimdtest.New(t)
+			id := h.Publish("/client.json", http.Header{"Cache-Control": {tt.cacheControl}}, goodDocument())
 			f := newCIMDFixture(t, h, bounds)
 			authorize := func(wantFetches int) {
 				t.Helper()
 				resp, _ := f.authorize(id, nil)
 				f.loginForm(resp)
-				if n := h.fetchCount("/client.json"); n != wantFetches {
+				if n := h.Fetches("/client.json"); n != wantFetches {
 					t.Fatalf("fetched %d times, want %d", n, wantFetches)
 				}
 			}
@@ -355,10 +267,10 @@ func TestCIMDCache(t *testing.T) {
 	}
 
 	t.Run("bounded", func(t *testing.T) {
-		h := newDocumentHost(t)
+		h := cimdtest.New(t)
 		var ids []string
 		for i, path := range []string{"/a.json", "/b.json", "/c.json"} {
-			ids = append(ids, h.serveDocument(path, http.Header{"Cache-Control": {"max-age=" + []string{"100", "200", "300"}[i]}}, goodDocument()))
+			ids = append(ids, h.Publish(path, http.Header{"Cache-Control": {"max-age=" + []string{"100", "200", "300"}[i]}}, goodDocument()))
 		}
 		f := newCIMDFixture(t, h, bounds)
 		for _, id := range ids {
@@ -370,19 +282,19 @@ func TestCIMDCache(t *testing.T) {
 			resp, _ := f.authorize(id, nil)
 			f.loginForm(resp)
 		}
-		if a, b := h.fetchCount("/a.json"), h.fetchCount("/b.json"); a != 2 || b != 1 {
+		if a, b := h.Fetches("/a.json"), h.Fetches("/b.json"); a != 2 || b != 1 {
 			t.Errorf("fetches: a.json %d, b.json %d; want a.json dropped (2), b.json kept (1)", a, b)
 		}
 	})
 
 	t.Run("failures not kept", func(t *testing.T) {
-		h := newDocumentHost(t)
-		h.serve("/client.json", http.StatusServiceUnavailable, nil, "")
+		h := cimdtest.New(t)
+		h.Serve("/client.json", http.StatusServiceUnavailable, nil, "")
 		f := newCIMDFixture(t, h, bounds)
-		id := h.url("/client.json")
+		id := h.URL + "/client.json"
 		resp, _ := f.authorize(id, nil)
 		wantError(t, resp, jsonBody(t, resp), http.StatusBadRequest, "invalid_client")
-		h.serveDocument("/client.json", nil, goodDocument())
+		h.Publish("/client.json", nil, goodDocument())
 		resp, _ = f.authorize(id, nil)
 		f.loginForm(resp)
 	})
@@ -392,11 +304,11 @@ func TestCIMDCache(t *testing.T) {
 // document too: once the cached one expired and the URL no longer serves
 // it, the client is refused (401 invalid_client), its refresh token with it.
 func TestCIMDTokenEndpoint(t *testing.T) {
-	h := newDocumentHost(t)
-	id := h.serveDocument("/client.json", http.Header{"Cache-Control": {"max-age=60"}}, goodDocument())
+	h := cimdtest.New(t)
+	id := h.Publish("/client.json", http.Header{"Cache-Control": {"max-age=60"}}, goodDocument())
 	f := newCIMDFixture(t, h, nil)
 	tokens := f.login(id, nil)
-	h.serve("/client.json", http.StatusNotFound, nil, "")
+	h.Serve("/client.json", http.StatusNotFound, nil, "")
 	f.clock.Advance(61 * time.Second)
 	resp, body := f.post(PathToken, url.Values{
 		"grant_type": {"refresh_token"}, "refresh_token": {tokens["refresh_token"].(string)}, "client_id": {id},
@@ -407,7 +319,7 @@ func TestCIMDTokenEndpoint(t *testing.T) {
 	g := newFixture(t, nil)
 	resp, body = g.post(PathToken, url.Values{"grant_type": {"authorization_code"}, "code": {"x"}, "client_id": {id}}, "", "")
 	wantError(t, resp, body, http.StatusUnauthorized, "invalid_client")
-	if n := h.fetchCount("/client.json"); n != 2 {
+	if n := h.Fetches("/client.json"); n != 2 {
 		t.Errorf("fetched %d times, want 2 (the server without CIMD fetches nothing)", n)
 	}
 }
