@@ -191,8 +191,9 @@ func (d *metadataDocuments) client(ctx context.Context, id string) (*client, err
 	if err != nil {
 		return nil, err
 	}
-	d.keep(id, c, now.Add(min(max(maxAge, d.opts.MinCache), d.opts.MaxCache)))
-	d.log.Info("client metadata document fetched", "client_id", id, "client_name", c.name, "redirect_uris", c.redirectURIs, "cache_seconds", int(maxAge.Seconds()))
+	lifetime := min(max(maxAge, d.opts.MinCache), d.opts.MaxCache)
+	d.keep(id, c, now.Add(lifetime))
+	d.log.Info("client metadata document fetched", "client_id", id, "client_name", c.name, "redirect_uris", c.redirectURIs, "cached_for", lifetime)
 	return c, nil
 }
 
