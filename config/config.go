@@ -335,9 +335,9 @@ func grantsFlags(fs *flag.FlagSet, c *Config, userHelp string) {
 // cimdFlags are the development authorization server's Client ID Metadata
 // Documents settings (dev and idp).
 func cimdFlags(fs *flag.FlagSet, c *Config) {
-	fs.BoolVar(&c.CIMD, "idp-cimd", true, "the development authorization server accepts Client ID Metadata Documents: an https client_id names the client's metadata, fetched, checked and cached (as PingFederate 13.1 with CIMD enabled)")
-	fs.BoolVar(&c.CIMDAllowLoopback, "idp-cimd-allow-loopback", false, "tests only: also fetch client metadata documents from loopback addresses (other private and special-use addresses are never fetched)")
-	fs.StringVar(&c.CIMDCAFile, "idp-cimd-ca", "", "tests only: PEM file of a CA to trust, besides the system's, when fetching client metadata documents")
+	fs.BoolVar(&c.CIMD, "dev-cimd", true, "the development authorization server accepts Client ID Metadata Documents: an https client_id names the client's metadata, fetched, checked and cached (as PingFederate 13.1 with CIMD enabled)")
+	fs.BoolVar(&c.CIMDAllowLoopback, "dev-cimd-allow-loopback", false, "tests only: also fetch client metadata documents from loopback addresses (other private and special-use addresses are never fetched)")
+	fs.StringVar(&c.CIMDCAFile, "dev-cimd-ca", "", "tests only: PEM file of a CA to trust, besides the system's, when fetching client metadata documents")
 }
 
 // Rebind records the addresses the listeners really got (a port 0 resolved)
@@ -439,12 +439,12 @@ func (c *Config) validate() error {
 		errs = append(errs, errors.New("--test-users must be between 0 and 100000"))
 	}
 	if !c.CIMD && (c.CIMDAllowLoopback || c.CIMDCAFile != "") {
-		errs = append(errs, errors.New("--idp-cimd-allow-loopback and --idp-cimd-ca need --idp-cimd"))
+		errs = append(errs, errors.New("--dev-cimd-allow-loopback and --dev-cimd-ca need --dev-cimd"))
 	}
 	if c.CIMDAllowLoopback && c.ForceNonLoopback {
 		// The draft allows fetching from loopback only to a server that is
 		// itself on loopback.
-		errs = append(errs, errors.New("--idp-cimd-allow-loopback: not with --force-non-loopback (documents may be fetched from loopback only by a server on loopback)"))
+		errs = append(errs, errors.New("--dev-cimd-allow-loopback: not with --force-non-loopback (documents may be fetched from loopback only by a server on loopback)"))
 	}
 	switch c.Command {
 	case "dev", "serve":

@@ -41,7 +41,7 @@ func TestCIMDOfficialSDKClient(t *testing.T) {
 	host := cimdtest.New(t)
 	good := host.Publish("/oauth/client.json", cached, sdkClientDocument())
 
-	d := runDev(t, "--idp-cimd-allow-loopback", "--idp-cimd-ca", host.CAFile)
+	d := runDev(t, "--dev-cimd-allow-loopback", "--dev-cimd-ca", host.CAFile)
 	as := fetchASMetadata(t, ctx, d.Issuer)
 	if !as.ClientIDMetadataDocumentSupported {
 		t.Fatal("the development authorization server does not advertise client_id_metadata_document_supported")
