@@ -233,7 +233,7 @@ var errUnknownClient = errors.New("unknown client_id")
 // describes (cached, or fetched now). Registered clients are the server's
 // state; clients of documents are a cache of what their URLs serve.
 // Errors: errUnknownClient, a *documentError (both invalid_client), or one
-// of errFull (try again later).
+// wrapping errFull (try again later).
 func (s *Server) client(ctx context.Context, id string) (*client, error) {
 	if c := s.state.client(id, s.now()); c != nil {
 		return c, nil

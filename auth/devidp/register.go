@@ -96,8 +96,8 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 
 // newPublicClient checks the metadata of a public client, registered
 // (RFC 7591) or described by its metadata document, and returns the client
-// id it is known by. On refusal it returns the RFC 7591 §3.2.2 error code
-// and description instead of a client.
+// known by id. On refusal it returns the RFC 7591 §3.2.2 error code and
+// description instead of a client.
 func newPublicClient(req *registrationRequest, id string, now time.Time) (c *client, resp *registrationResponse, code, desc string) {
 	refuse := func(code, format string, args ...any) (*client, *registrationResponse, string, string) {
 		return nil, nil, code, fmt.Sprintf(format, args...)

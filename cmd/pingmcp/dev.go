@@ -139,21 +139,20 @@ func devIdPOptions(cfg *config.Config, logger *slog.Logger) *devidp.Options {
 	if cfg.GrantsUser != "" {
 		grantManagers = map[string]string{cfg.GrantsUser: cfg.GrantsPassword}
 	}
-	var cimd *devidp.ClientIDMetadata
-	if cfg.CIMD {
-		cimd = &devidp.ClientIDMetadata{AllowLoopback: cfg.CIMDAllowLoopback, CAFile: cfg.CIMDCAFile}
-	}
-	return &devidp.Options{
-		ClientIDMetadata: cimd,
-		Issuer:           cfg.Issuer,
-		Users:            users,
-		ScopeUsers:       map[string][]string{adminScope: {"admin"}},
-		Clients:          []devidp.Client{{ID: cfg.ClientID, Secret: cfg.ClientSecret}},
-		GrantManagers:    grantManagers,
+	opts := &devidp.Options{
+		Issuer:        cfg.Issuer,
+		Users:         users,
+		ScopeUsers:    map[string][]string{adminScope: {"admin"}},
+		Clients:       []devidp.Client{{ID: cfg.ClientID, Secret: cfg.ClientSecret}},
+		GrantManagers: grantManagers,
 		Resources: []devidp.Resource{{URI: cfg.Resource, Scopes: append(slices.Clip(mcpScopes), adminScope)},
 			{URI: cfg.TodoAPIURL, Scopes: todoScopes}},
 		Logger: logger,
 	}
+	if cfg.CIMD {
+		opts.ClientIDMetadata = &devidp.ClientIDMetadata{AllowLoopback: cfg.CIMDAllowLoopback, CAFile: cfg.CIMDCAFile}
+	}
+	return opts
 }
 
 // idp runs the development authorization server alone.
