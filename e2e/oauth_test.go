@@ -357,9 +357,9 @@ func (e sdkEvent) text() string {
 	return strings.Join(parts, "\n")
 }
 
-// startSDKClient starts the client as user, with client.mjs's extra
-// options, and returns once it has initialized and listed the tools (the
-// OAuth flow done on the way).
+// startSDKClient starts the client as user and returns once it has
+// initialized and listed the tools (the OAuth flow done on the way). extra
+// are more options of client.mjs.
 func startSDKClient(t *testing.T, ctx context.Context, nodeBin, mcpURL, user string, extra ...string) *sdkClient {
 	t.Helper()
 	c := &sdkClient{

@@ -8,12 +8,6 @@
 // loopback redirect URI (no listener: the redirect is read, not followed).
 //
 // usage: node client.mjs --url MCP_URL --user NAME [--password PW] [--tokens-file F] [--steps JSON]
-//        [--client-metadata-url URL]
-//
-// With --client-metadata-url the client identifies itself by that URL, its
-// Client ID Metadata Document, where the authorization server advertises
-// client_id_metadata_document_supported (the SDK's clientMetadataUrl), and
-// registers only where it does not.
 //
 // The password defaults to OAUTHCLIENT_PASSWORD, then to the user name (the
 // development users are alice/alice and bob/bob). Steps are a JSON array
@@ -31,6 +25,11 @@
 // token value is ever printed: only whether tokens exist and the access
 // token's claims. The tokens themselves go to --tokens-file (mode 0600), for
 // a test to check that they appear nowhere else.
+//
+// --client-metadata-url URL makes URL the client's Client ID Metadata
+// Document (the SDK's clientMetadataUrl): where the authorization server
+// advertises client_id_metadata_document_supported, the client uses it as
+// its client_id instead of registering.
 
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -216,9 +215,8 @@ async function browse(authorizationUrl, redirectUrl, user, password) {
 // HeadlessProvider keeps everything in memory for one run, as the SDK's
 // example provider does, and reports each step without its secrets.
 class HeadlessProvider {
-    constructor({ redirectUrl, user, password, tokensFile, clientMetadataUrl }) {
+    constructor({ redirectUrl, user, password, tokensFile }) {
         this._redirectUrl = redirectUrl;
-        this._clientMetadataUrl = clientMetadataUrl;
         this._user = user;
         this._password = password;
         this._tokensFile = tokensFile;
@@ -228,12 +226,6 @@ class HeadlessProvider {
 
     get redirectUrl() {
         return this._redirectUrl;
-    }
-
-    // The SDK uses this URL as the client_id instead of registering when
-    // the authorization server supports Client ID Metadata Documents.
-    get clientMetadataUrl() {
-        return this._clientMetadataUrl;
     }
 
     get clientMetadata() {
@@ -389,9 +381,9 @@ async function main() {
             user: { type: 'string', default: process.env.OAUTHCLIENT_USER },
             password: { type: 'string', default: process.env.OAUTHCLIENT_PASSWORD },
             'tokens-file': { type: 'string' },
+            'client-metadata-url': { type: 'string' },
             'redirect-url': { type: 'string', default: 'http://127.0.0.1:33418/oauth/callback' },
-            steps: { type: 'string' },
-            'client-metadata-url': { type: 'string' }
+            steps: { type: 'string' }
         }
     });
     if (!values.url || !values.user) {
@@ -402,9 +394,10 @@ async function main() {
         redirectUrl: values['redirect-url'],
         user: values.user,
         password: values.password ?? values.user,
-        tokensFile: values['tokens-file'],
-        clientMetadataUrl: values['client-metadata-url']
+        tokensFile: values['tokens-file']
     });
+    // Read by the SDK's auth(), as a provider's clientMetadataUrl.
+    provider.clientMetadataUrl = values['client-metadata-url'];
     const client = new Client({ name: 'pingmcp-e2e-oauthclient', version: '1.0.0' }, { capabilities: {} });
     const fetchFn = loggingFetch(serverUrl);
     const newTransport = () => new StreamableHTTPClientTransport(serverUrl, { authProvider: provider, fetch: fetchFn });
