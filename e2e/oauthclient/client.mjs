@@ -18,6 +18,11 @@
 //	{"listTools": true}
 //	{"refresh": true}     refresh the tokens now (the SDK's auth() with the stored refresh token)
 //
+// --client-metadata-url URL makes URL the client's Client ID Metadata
+// Document (the SDK's clientMetadataUrl): where the authorization server
+// advertises client_id_metadata_document_supported, the client uses it as
+// its client_id instead of registering.
+//
 // Everything printed on stdout is one JSON object a line with an "event":
 // http (each request the SDK made: method, URL without query, status,
 // WWW-Authenticate), oauth (each stage of the flow), initialized, tools,
@@ -25,11 +30,6 @@
 // token value is ever printed: only whether tokens exist and the access
 // token's claims. The tokens themselves go to --tokens-file (mode 0600), for
 // a test to check that they appear nowhere else.
-//
-// --client-metadata-url URL makes URL the client's Client ID Metadata
-// Document (the SDK's clientMetadataUrl): where the authorization server
-// advertises client_id_metadata_document_supported, the client uses it as
-// its client_id instead of registering.
 
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -377,11 +377,11 @@ async function* stepsFrom(option) {
 async function main() {
     const { values } = parseArgs({
         options: {
+            'client-metadata-url': { type: 'string' },
             url: { type: 'string' },
             user: { type: 'string', default: process.env.OAUTHCLIENT_USER },
             password: { type: 'string', default: process.env.OAUTHCLIENT_PASSWORD },
             'tokens-file': { type: 'string' },
-            'client-metadata-url': { type: 'string' },
             'redirect-url': { type: 'string', default: 'http://127.0.0.1:33418/oauth/callback' },
             steps: { type: 'string' }
         }
