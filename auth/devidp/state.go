@@ -72,14 +72,12 @@ func newState(maxClients int) *state {
 type client struct {
 	id           string
 	public       bool
+	fromDocument bool // described by its metadata document (CIMD): the id is its URL; redirect URIs match exactly
 	secret       [32]byte // SHA-256 of the secret, compared in constant time
 	name         string
 	redirectURIs []string
 	grantTypes   []oidc.GrantType
 	scopes       []string // registered scope restriction; nil allows any
-	// fromDocument marks a client described by its metadata document
-	// (CIMD): its id is the document's URL, its redirect URIs match exactly.
-	fromDocument bool
 	issuedAt     time.Time
 	lastUsed     time.Time
 }
