@@ -137,15 +137,15 @@ type Config struct {
 	TodoAPIAddr      string
 	AllowUndelegated bool
 	ForceNonLoopback bool
-	// TestUsers adds users user1 … userN to the development authorization
-	// server (password: the name), for load tests.
-	TestUsers int
 	// CIMD turns on Client ID Metadata Documents at the development
 	// authorization server; CIMDAllowLoopback (fetch documents from
 	// loopback) and CIMDCAFile (trust this CA for them) are for tests.
 	CIMD              bool
 	CIMDAllowLoopback bool
 	CIMDCAFile        string
+	// TestUsers adds users user1 … userN to the development authorization
+	// server (password: the name), for load tests.
+	TestUsers int
 
 	// pingmcp certs: the directory it writes to, the node certificates'
 	// names (CertsNodes of them, node-1 … node-N, unless named), the names
@@ -242,9 +242,9 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		fs.StringVar(&c.AuditLog, "audit-log", "", "file to append audit records to (JSON lines, one per tool call and admin action; created 0600); empty: the process log, marked log=audit")
 		fs.BoolVar(&c.AuditToolArgs, "audit-tool-args", false, "also record each tool call's arguments in the audit log (they may hold personal data)")
 		if dev {
+			cimdFlags(fs, c)
 			fs.StringVar(&c.IdPAddr, "idp-addr", "127.0.0.1:9031", "address of the embedded development authorization server")
 			fs.StringVar(&c.TodoAPIAddr, "todo-api-addr", "127.0.0.1:8081", "address of the embedded Todo API")
-			cimdFlags(fs, c)
 		} else {
 			fs.StringVar(&c.ClusterAddr, "cluster-addr", "127.0.0.1:0", "host:port of this node's cluster endpoint (port 0 picks a free one)")
 			fs.StringVar(&c.ClusterAdvertise, "cluster-advertised-addr", "", "host:port other nodes dial to reach this one (a pod IP on Kubernetes); --cluster-addr when empty")
@@ -435,9 +435,6 @@ func (c *Config) validate() error {
 	}
 	check("log-level", c.LogLevel, []string{"debug", "info", "warn", "error"})
 	check("log-format", c.LogFormat, []string{"text", "json"})
-	if c.TestUsers < 0 || c.TestUsers > 100000 {
-		errs = append(errs, errors.New("--test-users must be between 0 and 100000"))
-	}
 	if !c.CIMD && (c.CIMDAllowLoopback || c.CIMDCAFile != "") {
 		errs = append(errs, errors.New("--dev-cimd-allow-loopback and --dev-cimd-ca need --dev-cimd"))
 	}
@@ -445,6 +442,9 @@ func (c *Config) validate() error {
 		// The draft allows fetching from loopback only to a server that is
 		// itself on loopback.
 		errs = append(errs, errors.New("--dev-cimd-allow-loopback: not with --force-non-loopback (documents may be fetched from loopback only by a server on loopback)"))
+	}
+	if c.TestUsers < 0 || c.TestUsers > 100000 {
+		errs = append(errs, errors.New("--test-users must be between 0 and 100000"))
 	}
 	switch c.Command {
 	case "dev", "serve":
