@@ -72,9 +72,9 @@ func newState(maxClients int) *state {
 type client struct {
 	id           string
 	public       bool
-	fromDocument bool     // described by its metadata document (CIMD): the id is its URL; redirect URIs match exactly
 	secret       [32]byte // SHA-256 of the secret, compared in constant time
 	name         string
+	fromDocument bool // described by its metadata document (CIMD): the id is its URL; redirect URIs match exactly
 	redirectURIs []string
 	grantTypes   []oidc.GrantType
 	scopes       []string // registered scope restriction; nil allows any
