@@ -137,6 +137,12 @@ type Config struct {
 	TodoAPIAddr      string
 	AllowUndelegated bool
 	ForceNonLoopback bool
+	// CIMD turns on Client ID Metadata Documents at the development
+	// authorization server; CIMDAllowLoopback (fetch documents from
+	// loopback) and CIMDCAFile (trust this CA for them) are for tests.
+	CIMD              bool
+	CIMDAllowLoopback bool
+	CIMDCAFile        string
 	// TestUsers adds users user1 … userN to the development authorization
 	// server (password: the name), for load tests.
 	TestUsers int
@@ -236,6 +242,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		fs.StringVar(&c.AuditLog, "audit-log", "", "file to append audit records to (JSON lines, one per tool call and admin action; created 0600); empty: the process log, marked log=audit")
 		fs.BoolVar(&c.AuditToolArgs, "audit-tool-args", false, "also record each tool call's arguments in the audit log (they may hold personal data)")
 		if dev {
+			cimdFlags(fs, c)
 			fs.StringVar(&c.IdPAddr, "idp-addr", "127.0.0.1:9031", "address of the embedded development authorization server")
 			fs.StringVar(&c.TodoAPIAddr, "todo-api-addr", "127.0.0.1:8081", "address of the embedded Todo API")
 		} else {
@@ -277,6 +284,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		fs.BoolVar(&c.ForceNonLoopback, "force-non-loopback", false, "listen on a non-loopback address anyway (it is still not for production)")
 		fs.IntVar(&c.TestUsers, "test-users", 0, "also create users user1 … userN, each with its name as password (load tests; at most 100000)")
 		grantsFlags(fs, c, "user name the grant management service (/pf-ws/rest/oauth/users/{userKey}/grants) admits; off when empty")
+		cimdFlags(fs, c)
 	default:
 		return nil, fmt.Errorf("unknown command %q", command)
 	}
@@ -322,6 +330,14 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 func grantsFlags(fs *flag.FlagSet, c *Config, userHelp string) {
 	fs.StringVar(&c.GrantsUser, "grants-user", "", userHelp)
 	fs.StringVar(&c.GrantsPassword, "grants-password", "", "that user's password (prefer the environment variable)")
+}
+
+// cimdFlags are the development authorization server's Client ID Metadata
+// Documents settings (dev and idp).
+func cimdFlags(fs *flag.FlagSet, c *Config) {
+	fs.BoolVar(&c.CIMD, "dev-cimd", true, "the development authorization server accepts Client ID Metadata Documents: an https client_id names the client's metadata, fetched, checked and cached (as PingFederate 13.1 with CIMD enabled)")
+	fs.BoolVar(&c.CIMDAllowLoopback, "dev-cimd-allow-loopback", false, "tests only: also fetch client metadata documents from loopback addresses (other private and special-use addresses are never fetched)")
+	fs.StringVar(&c.CIMDCAFile, "dev-cimd-ca", "", "tests only: PEM file of a CA to trust, besides the system's, when fetching client metadata documents")
 }
 
 // Rebind records the addresses the listeners really got (a port 0 resolved)
@@ -459,6 +475,14 @@ func (c *Config) validate() error {
 	}
 	check("log-level", c.LogLevel, []string{"debug", "info", "warn", "error"})
 	check("log-format", c.LogFormat, []string{"text", "json"})
+	if !c.CIMD && (c.CIMDAllowLoopback || c.CIMDCAFile != "") {
+		errs = append(errs, errors.New("--dev-cimd-allow-loopback and --dev-cimd-ca need --dev-cimd"))
+	}
+	if c.CIMDAllowLoopback && c.ForceNonLoopback {
+		// The draft allows fetching from loopback only to a server that is
+		// itself on loopback.
+		errs = append(errs, errors.New("--dev-cimd-allow-loopback: not with --force-non-loopback (documents may be fetched from loopback only by a server on loopback)"))
+	}
 	if c.TestUsers < 0 || c.TestUsers > 100000 {
 		errs = append(errs, errors.New("--test-users must be between 0 and 100000"))
 	}

@@ -47,6 +47,28 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// The development authorization server accepts client metadata documents
+// unless told not to; fetching from loopback and an extra CA are asked for.
+func TestCIMDFlags(t *testing.T) {
+	for _, cmd := range []string{"dev", "idp"} {
+		c, err := Parse(cmd, []string{"--client-secret", "s"}, env(nil), new(bytes.Buffer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !c.CIMD || c.CIMDAllowLoopback || c.CIMDCAFile != "" {
+			t.Errorf("%s CIMD defaults: on %v, loopback %v, CA %q; want on, no loopback, no CA", cmd, c.CIMD, c.CIMDAllowLoopback, c.CIMDCAFile)
+		}
+		c, err = Parse(cmd, []string{"--client-secret", "s", "--dev-cimd-allow-loopback"},
+			env(map[string]string{"PINGMCP_DEV_CIMD_CA": "/tmp/ca.pem"}), new(bytes.Buffer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !c.CIMD || !c.CIMDAllowLoopback || c.CIMDCAFile != "/tmp/ca.pem" {
+			t.Errorf("%s CIMD test settings not applied: %+v", cmd, c)
+		}
+	}
+}
+
 // dev makes a grant manager for its embedded authorization server, as it
 // makes the exchange client's secret; not when it is pointed elsewhere.
 func TestDevGrantManager(t *testing.T) {
@@ -91,6 +113,9 @@ func TestRefusals(t *testing.T) {
 		{"grants user without password", "serve", []string{"--issuer", "https://pf", "--grants-user", "g"}, nil, "--grants-password"},
 		{"grants password without user", "idp", []string{"--client-secret", "s"}, map[string]string{"PINGMCP_GRANTS_PASSWORD": "p"}, "--grants-user"},
 		{"bad grants url", "serve", []string{"--issuer", "https://pf", "--grants-url", "pf/pf-ws"}, nil, "--grants-url"},
+		{"CIMD test flags without CIMD", "dev", []string{"--dev-cimd=false", "--dev-cimd-allow-loopback"}, nil, "need --dev-cimd"},
+		{"CIMD CA without CIMD", "idp", []string{"--client-secret", "s"}, map[string]string{"PINGMCP_DEV_CIMD": "false", "PINGMCP_DEV_CIMD_CA": "/ca.pem"}, "need --dev-cimd"},
+		{"CIMD from loopback off loopback", "idp", []string{"--client-secret", "s", "--force-non-loopback", "--dev-cimd-allow-loopback"}, nil, "--dev-cimd-allow-loopback"},
 		{"grants url with credentials", "serve", []string{"--issuer", "https://pf", "--grants-url", "https://g:pw@pf/pf-ws/rest/oauth/users"}, nil, "credentials in the URL"},
 	}
 	for _, tt := range tests {

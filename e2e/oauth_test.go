@@ -269,6 +269,8 @@ type asMetadata struct {
 	AuthorizationEndpoint string `json:"authorization_endpoint"`
 	TokenEndpoint         string `json:"token_endpoint"`
 	RegistrationEndpoint  string `json:"registration_endpoint"`
+	// ClientIDMetadataDocumentSupported: CIMD (e2e/cimd_test.go).
+	ClientIDMetadataDocumentSupported bool `json:"client_id_metadata_document_supported"`
 }
 
 func getWithToken(t *testing.T, ctx context.Context, u, token string) int {

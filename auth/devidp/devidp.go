@@ -1,7 +1,8 @@
 // Package devidp is a development stand-in for PingFederate: an in-memory
 // OAuth 2.0 authorization server with PingFederate's endpoint paths and the
 // contract PingFederate has when configured for Ping's MCP demo (RFC 7591
-// registration of public clients, authorization code with PKCE, refresh
+// registration of public clients, Client ID Metadata Documents as
+// PingFederate 13.1 has them, authorization code with PKCE, refresh
 // token rotation, RFC 8693 token exchange, RFC 7662 introspection, RFC 7009
 // revocation, the OAuth Access Grant Management Service's revocation of a
 // user's grants, JWT access tokens). It lets pingmcp run and be tested end to
@@ -20,6 +21,7 @@
 package devidp
 
 import (
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -77,6 +79,10 @@ type Options struct {
 	// Clients are the confidential clients, authenticated with HTTP Basic.
 	// Public clients register themselves (RFC 7591).
 	Clients []Client
+	// ClientIDMetadata turns on Client ID Metadata Documents (CIMD): a
+	// client_id that is an https URL names the client's metadata document,
+	// fetched and cached as PingFederate 13.1 does. Nil: not supported.
+	ClientIDMetadata *ClientIDMetadata
 	// Resources are the resources (RFC 8707) tokens may be issued for,
 	// each with the scopes it allows. The first is the default of a request
 	// that names none. At least one is required.
@@ -135,6 +141,7 @@ type Server struct {
 	now           func() time.Time
 	log           *slog.Logger
 	state         *state
+	documents     *metadataDocuments // nil without CIMD
 	handler       http.Handler
 }
 
@@ -187,6 +194,11 @@ func New(opts *Options) (*Server, error) {
 	if s.resources, err = checkResources(opts.Resources); err != nil {
 		return nil, err
 	}
+	if opts.ClientIDMetadata != nil {
+		if s.documents, err = newMetadataDocuments(*opts.ClientIDMetadata, s.now, s.log); err != nil {
+			return nil, err
+		}
+	}
 	maxClients := opts.MaxClients
 	if maxClients <= 0 {
 		maxClients = defaultMaxClients
@@ -212,6 +224,46 @@ func New(opts *Options) (*Server, error) {
 	s.handler = s.routes()
 	s.log.Warn("development authorization server: not for production", "issuer", s.issuer)
 	return s, nil
+}
+
+// errUnknownClient answers a client_id that names no client.
+var errUnknownClient = errors.New("unknown client_id")
+
+// client finds the client a request names: one configured or registered,
+// or, with CIMD, the one the metadata document at an https client_id
+// describes (cached, or fetched now). Registered clients are the server's
+// state; clients of documents are a cache of what their URLs serve.
+// Errors: errUnknownClient, a *documentError (both invalid_client), or one
+// wrapping errFull (try again later).
+func (s *Server) client(ctx context.Context, id string) (*client, error) {
+	if c := s.state.client(id, s.now()); c != nil {
+		return c, nil
+	}
+	if s.documents != nil && isClientIDURL(id) {
+		return s.documents.client(ctx, id)
+	}
+	return nil, errUnknownClient
+}
+
+// clientName is how the login form names a client: by the name it gave,
+// and a client of a metadata document also by its URL's host (the draft
+// asks that the user see it), without fetching anything.
+func (s *Server) clientName(id string) string {
+	c := s.state.client(id, s.now())
+	if c == nil && s.documents != nil && isClientIDURL(id) {
+		host := id
+		if u, err := url.Parse(id); err == nil {
+			host = u.Host
+		}
+		if c = s.documents.cached(id); c != nil && c.name != "" {
+			return c.name + " (" + host + ")"
+		}
+		return host
+	}
+	if c != nil && c.name != "" {
+		return c.name
+	}
+	return id
 }
 
 // Issuer is the issuer URL, the "iss" of every token.

@@ -130,9 +130,8 @@ func (f *fixture) do(req *http.Request) (*http.Response, map[string]any) {
 		if err := json.Unmarshal(body, &out); err != nil {
 			f.t.Fatalf("%s %s: bad JSON %q: %v", req.Method, req.URL.Path, body, err)
 		}
-	} else {
-		resp.Body = io.NopCloser(bytes.NewReader(body))
 	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
 	return resp, out
 }
 

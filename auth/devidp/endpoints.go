@@ -100,17 +100,29 @@ func (s *Server) metadata() *oidc.DiscoveryConfiguration {
 			"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "act",
 			"auth_time", "nonce", "at_hash", "preferred_username", "name",
 		},
-		CodeChallengeMethodsSupported: []oidc.CodeChallengeMethod{oidc.CodeChallengeMethodS256},
+		CodeChallengeMethodsSupported:     []oidc.CodeChallengeMethod{oidc.CodeChallengeMethodS256},
+		ClientIDMetadataDocumentSupported: s.documents != nil,
 	}
 }
 
 // VerifyAuthRequest finds the client of an authorization request. A request
 // that names no scope is given every scope of its resource, as
 // PingFederate grants a client's default scopes.
-func (e *endpoints) VerifyAuthRequest(_ context.Context, r *op.Request[oidc.AuthRequest]) (*op.ClientRequest[oidc.AuthRequest], error) {
-	c := e.s.state.client(r.Data.ClientID, e.s.now())
-	if c == nil {
-		return nil, oidc.ErrInvalidClient().WithDescription("unknown client_id")
+//
+// Its errors are never redirected (RFC 6749 §4.1.2.1): the client, and so
+// its redirect URI, are not established. A client of a metadata document
+// must name one of the document's redirect URIs exactly (the draft, after
+// RFC 9700): op would let a loopback one differ in its port.
+func (e *endpoints) VerifyAuthRequest(ctx context.Context, r *op.Request[oidc.AuthRequest]) (*op.ClientRequest[oidc.AuthRequest], error) {
+	c, err := e.s.client(ctx, r.Data.ClientID)
+	if err != nil {
+		if errors.Is(err, errFull) {
+			return nil, unavailable(err)
+		}
+		return nil, oidc.ErrInvalidClient().WithDescription("%s", err.Error())
+	}
+	if c.fromDocument && r.Data.RedirectURI != "" && !slices.Contains(c.redirectURIs, r.Data.RedirectURI) {
+		return nil, oidc.ErrInvalidRequestRedirectURI().WithDescription("redirect_uri is not one of the redirect_uris of the client's metadata document (they must match exactly)")
 	}
 	if len(cleanScopes(r.Data.Scopes)) == 0 {
 		if res, err := e.s.target(r.Form["resource"], r.Form["aud"]); err == nil {
@@ -198,13 +210,18 @@ func isUnreserved(s string) bool {
 
 // VerifyClient authenticates the client of a token or revocation request:
 // a public client by its id alone, a confidential one by HTTP Basic only.
-func (e *endpoints) VerifyClient(_ context.Context, r *op.Request[op.ClientCredentials]) (op.Client, error) {
+func (e *endpoints) VerifyClient(ctx context.Context, r *op.Request[op.ClientCredentials]) (op.Client, error) {
 	if r.Data.ClientAssertion != "" {
 		return nil, clientError("client assertions are not supported")
 	}
-	c := e.s.state.client(r.Data.ClientID, e.s.now())
-	if c == nil {
+	c, err := e.s.client(ctx, r.Data.ClientID)
+	switch {
+	case errors.Is(err, errUnknownClient):
 		return nil, clientError("unknown client")
+	case errors.Is(err, errFull):
+		return nil, unavailable(err)
+	case err != nil:
+		return nil, clientError(err.Error())
 	}
 	if c.public {
 		if r.Data.ClientSecret != "" {

@@ -151,10 +151,7 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, ar *authRequest
 }
 
 func (s *Server) renderLogin(w http.ResponseWriter, status int, ar *authRequest, user, message string) {
-	name := ar.clientID
-	if c := s.state.client(ar.clientID, s.now()); c != nil && c.name != "" {
-		name = c.name
-	}
+	name := s.clientName(ar.clientID)
 	s.render(w, status, loginView{
 		Action:   s.issuer + PathLogin,
 		ID:       ar.id,

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -81,7 +82,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusBadRequest, "invalid_client_metadata", "the request body is not client metadata JSON")
 		return
 	}
-	c, resp, code, desc := s.newPublicClient(&req)
+	c, resp, code, desc := newPublicClient(&req, randomID(16), s.now())
 	if c == nil {
 		writeOAuthError(w, http.StatusBadRequest, code, desc)
 		return
@@ -93,9 +94,11 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, resp)
 }
 
-// newPublicClient checks a registration request. On refusal it returns
-// the RFC 7591 §3.2.2 error code and description instead of a client.
-func (s *Server) newPublicClient(req *registrationRequest) (c *client, resp *registrationResponse, code, desc string) {
+// newPublicClient checks the metadata of a public client, registered
+// (RFC 7591) or described by its metadata document, and returns the client
+// known by id. On refusal it returns the RFC 7591 §3.2.2 error code and
+// description instead of a client.
+func newPublicClient(req *registrationRequest, id string, now time.Time) (c *client, resp *registrationResponse, code, desc string) {
 	refuse := func(code, format string, args ...any) (*client, *registrationResponse, string, string) {
 		return nil, nil, code, fmt.Sprintf(format, args...)
 	}
@@ -143,9 +146,8 @@ func (s *Server) newPublicClient(req *registrationRequest) (c *client, resp *reg
 			return refuse("invalid_client_metadata", "client_uri must be an http(s) URL")
 		}
 	}
-	now := s.now()
 	c = &client{
-		id:           randomID(16),
+		id:           id,
 		public:       true,
 		name:         req.ClientName,
 		redirectURIs: slices.Clone(req.RedirectURIs),

@@ -74,6 +74,7 @@ type client struct {
 	public       bool
 	secret       [32]byte // SHA-256 of the secret, compared in constant time
 	name         string
+	fromDocument bool // described by its metadata document (CIMD): the id is its URL; redirect URIs match exactly
 	redirectURIs []string
 	grantTypes   []oidc.GrantType
 	scopes       []string // registered scope (RFC 7591 §2), echoed; never a limit, see IsScopeAllowed

@@ -146,7 +146,7 @@ func devIdPOptions(cfg *config.Config, logger *slog.Logger) *devidp.Options {
 		resources = append(resources, devidp.Resource{URI: uri, Scopes: append(slices.Clip(mcpScopes), adminScope)})
 	}
 	resources = append(resources, devidp.Resource{URI: cfg.TodoAPIURL, Scopes: todoScopes})
-	return &devidp.Options{
+	opts := &devidp.Options{
 		Issuer:        cfg.Issuer,
 		Users:         users,
 		ScopeUsers:    map[string][]string{adminScope: {"admin"}},
@@ -155,6 +155,10 @@ func devIdPOptions(cfg *config.Config, logger *slog.Logger) *devidp.Options {
 		Resources:     resources,
 		Logger:        logger,
 	}
+	if cfg.CIMD {
+		opts.ClientIDMetadata = &devidp.ClientIDMetadata{AllowLoopback: cfg.CIMDAllowLoopback, CAFile: cfg.CIMDCAFile}
+	}
+	return opts
 }
 
 // idp runs the development authorization server alone.

@@ -20,6 +20,11 @@
 //	{"listTools": true}
 //	{"refresh": true}     refresh the tokens now (the SDK's auth() with the stored refresh token)
 //
+// --client-metadata-url URL makes URL the client's Client ID Metadata
+// Document (the SDK's clientMetadataUrl): where the authorization server
+// advertises client_id_metadata_document_supported, the client uses it as
+// its client_id instead of registering.
+//
 // Everything printed on stdout is one JSON object a line with an "event":
 // http (each request the SDK made: method, URL without query, status,
 // WWW-Authenticate), oauth (each stage of the flow), initialized, tools,
@@ -375,6 +380,7 @@ async function* stepsFrom(option) {
 async function main() {
     const { values } = parseArgs({
         options: {
+            'client-metadata-url': { type: 'string' },
             url: { type: 'string' },
             user: { type: 'string', default: process.env.OAUTHCLIENT_USER },
             password: { type: 'string', default: process.env.OAUTHCLIENT_PASSWORD },
@@ -395,6 +401,8 @@ async function main() {
         tokensFile: values['tokens-file'],
         grantTypes: values['grant-types'].split(',')
     });
+    // Read by the SDK's auth(), as a provider's clientMetadataUrl.
+    provider.clientMetadataUrl = values['client-metadata-url'];
     const client = new Client({ name: 'pingmcp-e2e-oauthclient', version: '1.0.0' }, { capabilities: {} });
     const fetchFn = loggingFetch(serverUrl);
     const newTransport = () => new StreamableHTTPClientTransport(serverUrl, { authProvider: provider, fetch: fetchFn });
