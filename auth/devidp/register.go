@@ -147,6 +147,7 @@ func (s *Server) newPublicClient(req *registrationRequest) (c *client, resp *reg
 	c = &client{
 		id:           randomID(16),
 		public:       true,
+		registered:   true,
 		name:         req.ClientName,
 		redirectURIs: slices.Clone(req.RedirectURIs),
 		scopes:       cleanScopes([]string{req.Scope}),

@@ -51,6 +51,19 @@ type state struct {
 	revokeSeq    uint64
 	revokedUsers map[string]userRevocation
 	lastSweep    time.Time
+	// saver, when the server has a Store, records each change that must
+	// survive a restart; the methods making one call saved after unlocking.
+	saver *saver
+}
+
+// saved returns once the change just made is on record (see saver.save).
+func (st *state) saved() { st.saver.save() }
+
+// savedUnless is saved for a method that changed nothing when it failed.
+func (st *state) savedUnless(err *error) {
+	if *err == nil {
+		st.saved()
+	}
 }
 
 func newState(maxClients int) *state {
@@ -70,8 +83,13 @@ func newState(maxClients int) *state {
 // (dynamically registered). Its fields never change after registration
 // but lastUsed, which the state's lock guards.
 type client struct {
-	id           string
-	public       bool
+	id     string
+	public bool
+	// registered marks a client registered through RFC 7591: the only
+	// clients a Store keeps. Configured ones come from Options at each
+	// start; clients made from elsewhere (a cache of metadata fetched by
+	// client_id) are not registrations and are not saved.
+	registered   bool
 	secret       [32]byte // SHA-256 of the secret, compared in constant time
 	name         string
 	redirectURIs []string
@@ -198,6 +216,7 @@ func (st *state) addConfidential(c *client) bool {
 // client least recently used and returns its id, so that a long-running
 // development server keeps accepting registrations.
 func (st *state) register(c *client) (evicted string) {
+	defer st.saved()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	public := 0
@@ -318,7 +337,8 @@ func (st *state) redeemCode(code string, now time.Time) (authRequest, bool) {
 
 func refreshKey(token string) [32]byte { return sha256Sum(token) }
 
-func (st *state) addRefresh(token string, g refreshGrant, now time.Time) error {
+func (st *state) addRefresh(token string, g refreshGrant, now time.Time) (err error) {
+	defer st.savedUnless(&err)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.sweepLocked(now, len(st.refresh) >= maxRefreshTokens)
@@ -343,7 +363,12 @@ func (st *state) peekRefresh(token string, now time.Time) (refreshGrant, bool) {
 }
 
 // consumeRefresh forgets token; false means another request used it first.
-func (st *state) consumeRefresh(token string) bool {
+func (st *state) consumeRefresh(token string) (ok bool) {
+	defer func() {
+		if ok {
+			st.saved()
+		}
+	}()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	k := refreshKey(token)
@@ -354,7 +379,8 @@ func (st *state) consumeRefresh(token string) bool {
 	return true
 }
 
-func (st *state) addLive(jti string, t liveToken, now time.Time) error {
+func (st *state) addLive(jti string, t liveToken, now time.Time) (err error) {
+	defer st.savedUnless(&err)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.sweepLocked(now, len(st.live) >= maxLiveTokens)
@@ -379,6 +405,7 @@ func (st *state) isLive(jti string, now time.Time) (liveToken, bool) {
 }
 
 func (st *state) revokeAccess(jti string) {
+	defer st.saved()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	delete(st.live, jti)
@@ -390,6 +417,7 @@ func (st *state) revokeGrant(grant string) {
 	if grant == "" {
 		return
 	}
+	defer st.saved()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	for k, g := range st.refresh {
@@ -411,6 +439,7 @@ func (st *state) revokeGrant(grant string) {
 // an exchange that checked its subject token before) is refused too: its
 // login came before.
 func (st *state) revokeUser(subject string, now time.Time) int {
+	defer st.saved()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.revokeSeq++
