@@ -359,6 +359,13 @@ func (e sdkEvent) text() string {
 // initialized and listed the tools (the OAuth flow done on the way).
 func startSDKClient(t *testing.T, ctx context.Context, nodeBin, mcpURL, user string) *sdkClient {
 	t.Helper()
+	return startSDKClientWith(t, ctx, nodeBin, mcpURL, user)
+}
+
+// startSDKClientWith is startSDKClient with more options of client.mjs
+// (--client-file F, say).
+func startSDKClientWith(t *testing.T, ctx context.Context, nodeBin, mcpURL, user string, options ...string) *sdkClient {
+	t.Helper()
 	c := &sdkClient{
 		t:       t,
 		user:    user,
@@ -366,8 +373,8 @@ func startSDKClient(t *testing.T, ctx context.Context, nodeBin, mcpURL, user str
 		stderr:  &logtest.Buffer{},
 		tokFile: filepath.Join(t.TempDir(), "tokens.json"),
 	}
-	c.cmd = exec.CommandContext(ctx, nodeBin, filepath.Join("oauthclient", "client.mjs"),
-		"--url", mcpURL, "--user", user, "--tokens-file", c.tokFile)
+	c.cmd = exec.CommandContext(ctx, nodeBin, append([]string{filepath.Join("oauthclient", "client.mjs"),
+		"--url", mcpURL, "--user", user, "--tokens-file", c.tokFile}, options...)...)
 	c.cmd.Env = append(os.Environ(), "OAUTHCLIENT_PASSWORD="+user) // the development users' passwords are their names
 	c.cmd.Stderr = c.stderr
 	var err error

@@ -7,7 +7,7 @@
 // submits the login form, and takes the code from the redirect to our
 // loopback redirect URI (no listener: the redirect is read, not followed).
 //
-// usage: node client.mjs --url MCP_URL --user NAME [--password PW] [--tokens-file F] [--steps JSON]
+// usage: node client.mjs --url MCP_URL --user NAME [--password PW] [--tokens-file F] [--client-file F] [--steps JSON]
 //
 // The password defaults to OAUTHCLIENT_PASSWORD, then to the user name (the
 // development users are alice/alice and bob/bob). Steps are a JSON array
@@ -25,9 +25,14 @@
 // token value is ever printed: only whether tokens exist and the access
 // token's claims. The tokens themselves go to --tokens-file (mode 0600), for
 // a test to check that they appear nowhere else.
+//
+// --client-file keeps what a desktop client keeps between runs: its
+// registration (client information) and its current tokens, read at start
+// when the file exists (event "oauth" stage "loaded") and written (mode
+// 0600) whenever they change.
 
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 
@@ -210,13 +215,32 @@ async function browse(authorizationUrl, redirectUrl, user, password) {
 // HeadlessProvider keeps everything in memory for one run, as the SDK's
 // example provider does, and reports each step without its secrets.
 class HeadlessProvider {
-    constructor({ redirectUrl, user, password, tokensFile }) {
+    constructor({ redirectUrl, user, password, tokensFile, clientFile }) {
         this._redirectUrl = redirectUrl;
         this._user = user;
         this._password = password;
         this._tokensFile = tokensFile;
+        this._clientFile = clientFile;
         this._issued = [];
         this.authorizationCode = undefined;
+        if (clientFile && existsSync(clientFile)) {
+            const saved = JSON.parse(readFileSync(clientFile, 'utf8'));
+            this._client = saved.client;
+            this._tokens = saved.tokens;
+            emit('oauth', {
+                stage: 'loaded',
+                clientId: saved.client?.client_id,
+                hasAccessToken: Boolean(saved.tokens?.access_token),
+                hasRefreshToken: Boolean(saved.tokens?.refresh_token)
+            });
+        }
+    }
+
+    // _keep writes the client information and tokens to --client-file.
+    _keep() {
+        if (this._clientFile) {
+            writeFileSync(this._clientFile, JSON.stringify({ client: this._client, tokens: this._tokens }) + '\n', { mode: 0o600 });
+        }
     }
 
     get redirectUrl() {
@@ -246,6 +270,7 @@ class HeadlessProvider {
     saveClientInformation(info) {
         const fresh = !this._client;
         this._client = info;
+        this._keep();
         if (fresh) {
             emit('oauth', {
                 stage: 'registered',
@@ -266,6 +291,7 @@ class HeadlessProvider {
 
     saveTokens(tokens) {
         this._tokens = tokens;
+        this._keep();
         for (const kind of ['access_token', 'refresh_token', 'id_token']) {
             if (tokens[kind]) {
                 this._issued.push({ kind, value: tokens[kind] });
@@ -312,6 +338,7 @@ class HeadlessProvider {
         if (scope === 'all' || scope === 'client') this._client = undefined;
         if (scope === 'all' || scope === 'tokens') this._tokens = undefined;
         if (scope === 'all' || scope === 'verifier') this._verifier = undefined;
+        this._keep();
     }
 
     async redirectToAuthorization(authorizationUrl) {
@@ -376,19 +403,21 @@ async function main() {
             user: { type: 'string', default: process.env.OAUTHCLIENT_USER },
             password: { type: 'string', default: process.env.OAUTHCLIENT_PASSWORD },
             'tokens-file': { type: 'string' },
+            'client-file': { type: 'string' },
             'redirect-url': { type: 'string', default: 'http://127.0.0.1:33418/oauth/callback' },
             steps: { type: 'string' }
         }
     });
     if (!values.url || !values.user) {
-        throw new Error('usage: client.mjs --url MCP_URL --user NAME [--password PW] [--tokens-file F] [--steps JSON]');
+        throw new Error('usage: client.mjs --url MCP_URL --user NAME [--password PW] [--tokens-file F] [--client-file F] [--steps JSON]');
     }
     const serverUrl = new URL(values.url);
     const provider = new HeadlessProvider({
         redirectUrl: values['redirect-url'],
         user: values.user,
         password: values.password ?? values.user,
-        tokensFile: values['tokens-file']
+        tokensFile: values['tokens-file'],
+        clientFile: values['client-file']
     });
     const client = new Client({ name: 'pingmcp-e2e-oauthclient', version: '1.0.0' }, { capabilities: {} });
     const fetchFn = loggingFetch(serverUrl);
