@@ -165,7 +165,7 @@ type Config struct {
 
 // Commands lists the subcommands and what they do, for help.
 var Commands = []struct{ Name, Summary string }{
-	{"dev", "run everything in one process on loopback, state in memory (the embedded default)"},
+	{"dev", "run everything in one process on loopback, sessions in memory, logins kept across restarts (the embedded default)"},
 	{"serve", "run one node of a pingmcp cluster"},
 	{"todo-api", "run the demo Todo API (the downstream API the todo tools call)"},
 	{"idp", "run the development authorization server (a PingFederate stand-in; not for production)"},
