@@ -139,7 +139,8 @@ func TestDevRestartKeepsLogins(t *testing.T) {
 // was revoked by its client (RFC 7009) or its user's grants by an
 // administrator (pingmcp's admin API, through the grant management
 // service); a grant nobody revoked keeps working (the control: without the
-// state file, it would not either).
+// state file, it would not either). dev's --access-token-ttl sets the
+// access tokens' lifetime.
 func TestDevRestartKeepsRevocations(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -149,7 +150,7 @@ func TestDevRestartKeepsRevocations(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(adminToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := runDev(t, "--dev-state", state, "--admin-token-file", tokenFile)
+	d := runDev(t, "--dev-state", state, "--admin-token-file", tokenFile, "--access-token-ttl", "90s")
 	d.awaitCount(ctx, `"msg":"admin API started"`, 1)
 	var rec struct{ Admin string }
 	if err := json.Unmarshal([]byte(d.line(`"msg":"admin API started"`)), &rec); err != nil || rec.Admin == "" {
@@ -159,6 +160,9 @@ func TestDevRestartKeepsRevocations(t *testing.T) {
 	alice, aliceClient := loginGrant(t, ctx, d.Issuer, d.MCP, "alice", all)
 	bobRevoked, bobClient := loginGrant(t, ctx, d.Issuer, d.MCP, "bob", all)
 	bobKept, bobKeptClient := loginGrant(t, ctx, d.Issuer, d.MCP, "bob", all)
+	if in, _ := alice["expires_in"].(float64); in < 80 || in > 90 {
+		t.Errorf("--access-token-ttl 90s: the access token expires in %vs", alice["expires_in"])
+	}
 
 	if status, body, _ := adminCall(t, ctx, http.MethodPost, "http://"+rec.Admin+"/admin/v1/users/alice/revoke?for=1h", adminToken); status != http.StatusOK || !strings.Contains(body, `"grants_revoked":true`) {
 		t.Fatalf("revoke alice: %d %s", status, body)

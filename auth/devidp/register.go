@@ -86,6 +86,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusBadRequest, code, desc)
 		return
 	}
+	c.registered = true // kept by a Store
 	if evicted := s.state.register(c); evicted != "" {
 		s.log.Warn("registered clients at their bound: forgot the least recently used", "client_id", evicted)
 	}
@@ -147,7 +148,6 @@ func (s *Server) newPublicClient(req *registrationRequest) (c *client, resp *reg
 	c = &client{
 		id:           randomID(16),
 		public:       true,
-		registered:   true,
 		name:         req.ClientName,
 		redirectURIs: slices.Clone(req.RedirectURIs),
 		scopes:       cleanScopes([]string{req.Scope}),

@@ -96,13 +96,14 @@ func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 
 	if embeddedIdP {
 		opts := devIdPOptions(cfg, logger.With("component", "idp"))
+		opts.AccessTokenLifetime, opts.RefreshTokenLifetime = cfg.AccessTokenTTL, cfg.RefreshTokenTTL
 		if store != nil {
 			opts.Store = store
 		}
 		idp, err := devidp.New(opts)
 		if err != nil {
 			if store != nil {
-				return fmt.Errorf("--dev-state %s: %w. The file was left as it is: correct it as said, or move it away to start afresh "+
+				return fmt.Errorf("--dev-state %s: %w. The file was left as it is; to start afresh, move it away "+
 					"(every client then registers and logs in again), or run with --dev-state off", store.Path(), err)
 			}
 			return err
@@ -176,9 +177,7 @@ func devIdPOptions(cfg *config.Config, logger *slog.Logger) *devidp.Options {
 		GrantManagers: grantManagers,
 		Resources: []devidp.Resource{{URI: cfg.Resource, Scopes: append(slices.Clip(mcpScopes), adminScope)},
 			{URI: cfg.TodoAPIURL, Scopes: todoScopes}},
-		AccessTokenLifetime:  cfg.AccessTokenTTL,
-		RefreshTokenLifetime: cfg.RefreshTokenTTL,
-		Logger:               logger,
+		Logger: logger,
 	}
 }
 
@@ -188,7 +187,9 @@ func idp(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err := devidp.CheckAddr(cfg.Addr, cfg.ForceNonLoopback); err != nil {
 		return err
 	}
-	s, err := devidp.New(devIdPOptions(cfg, logger))
+	opts := devIdPOptions(cfg, logger)
+	opts.AccessTokenLifetime, opts.RefreshTokenLifetime = cfg.AccessTokenTTL, cfg.RefreshTokenTTL
+	s, err := devidp.New(opts)
 	if err != nil {
 		return err
 	}
