@@ -69,7 +69,7 @@ func TestDevRestartKeepsLogins(t *testing.T) {
 			clientFile := filepath.Join(t.TempDir(), "client.json")
 			d := runDev(t, "--dev-state", state)
 
-			first := startSDKClientWith(t, ctx, nodeBin, d.MCP, "alice", "--client-file", clientFile)
+			first := startSDKClient(t, ctx, nodeBin, d.MCP, "alice", "--client-file", clientFile)
 			if got := stages(first.seen); !slices.Contains(got, "registered") || !slices.Contains(got, "login form") {
 				t.Fatalf("first run: oauth stages %v, want a registration and a login", got)
 			}
@@ -100,7 +100,7 @@ func TestDevRestartKeepsLogins(t *testing.T) {
 			}
 
 			d = restartDev(t, d, "--dev-state", state)
-			second := startSDKClientWith(t, ctx, nodeBin, d.MCP, "alice", "--client-file", clientFile)
+			second := startSDKClient(t, ctx, nodeBin, d.MCP, "alice", "--client-file", clientFile)
 			got := stages(second.seen)
 			if !slices.Contains(got, "loaded") {
 				t.Fatalf("second run: oauth stages %v: the client did not load its registration", got)

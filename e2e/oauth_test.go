@@ -356,15 +356,9 @@ func (e sdkEvent) text() string {
 }
 
 // startSDKClient starts the client as user and returns once it has
-// initialized and listed the tools (the OAuth flow done on the way).
-func startSDKClient(t *testing.T, ctx context.Context, nodeBin, mcpURL, user string) *sdkClient {
-	t.Helper()
-	return startSDKClientWith(t, ctx, nodeBin, mcpURL, user)
-}
-
-// startSDKClientWith is startSDKClient with more options of client.mjs
-// (--client-file F, say).
-func startSDKClientWith(t *testing.T, ctx context.Context, nodeBin, mcpURL, user string, options ...string) *sdkClient {
+// initialized and listed the tools (the OAuth flow done on the way). extra
+// are more options of client.mjs.
+func startSDKClient(t *testing.T, ctx context.Context, nodeBin, mcpURL, user string, extra ...string) *sdkClient {
 	t.Helper()
 	c := &sdkClient{
 		t:       t,
@@ -374,7 +368,7 @@ func startSDKClientWith(t *testing.T, ctx context.Context, nodeBin, mcpURL, user
 		tokFile: filepath.Join(t.TempDir(), "tokens.json"),
 	}
 	c.cmd = exec.CommandContext(ctx, nodeBin, append([]string{filepath.Join("oauthclient", "client.mjs"),
-		"--url", mcpURL, "--user", user, "--tokens-file", c.tokFile}, options...)...)
+		"--url", mcpURL, "--user", user, "--tokens-file", c.tokFile}, extra...)...)
 	c.cmd.Env = append(os.Environ(), "OAUTHCLIENT_PASSWORD="+user) // the development users' passwords are their names
 	c.cmd.Stderr = c.stderr
 	var err error

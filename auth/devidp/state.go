@@ -83,13 +83,8 @@ func newState(maxClients int) *state {
 // (dynamically registered). Its fields never change after registration
 // but lastUsed, which the state's lock guards.
 type client struct {
-	id     string
-	public bool
-	// registered marks a client registered through RFC 7591: the only
-	// clients a Store keeps. Configured ones come from Options at each
-	// start; clients made from elsewhere (a cache of metadata fetched by
-	// client_id) are not registrations and are not saved.
-	registered   bool
+	id           string
+	public       bool
 	secret       [32]byte // SHA-256 of the secret, compared in constant time
 	name         string
 	redirectURIs []string
@@ -97,6 +92,7 @@ type client struct {
 	scopes       []string // registered scope restriction; nil allows any
 	issuedAt     time.Time
 	lastUsed     time.Time
+	registered   bool // through RFC 7591: the clients a Store keeps (configured ones come from Options, others are a cache)
 }
 
 func (c *client) secretMatches(secret string) bool {
