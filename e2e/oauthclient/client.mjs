@@ -7,7 +7,7 @@
 // submits the login form, and takes the code from the redirect to our
 // loopback redirect URI (no listener: the redirect is read, not followed).
 //
-// usage: node client.mjs --url MCP_URL --user NAME [--password PW] [--tokens-file F] [--client-file F] [--steps JSON]
+// usage: node client.mjs --url MCP_URL --user NAME [--password PW] [--tokens-file F] [--steps JSON]
 //
 // The password defaults to OAUTHCLIENT_PASSWORD, then to the user name (the
 // development users are alice/alice and bob/bob). Steps are a JSON array
@@ -26,7 +26,7 @@
 // token's claims. The tokens themselves go to --tokens-file (mode 0600), for
 // a test to check that they appear nowhere else.
 //
-// --client-file keeps what a desktop client keeps between runs: its
+// --client-file F keeps what a desktop client keeps between runs: its
 // registration (client information) and its current tokens, read at start
 // when the file exists (event "oauth" stage "loaded") and written (mode
 // 0600) whenever they change.
@@ -215,14 +215,19 @@ async function browse(authorizationUrl, redirectUrl, user, password) {
 // HeadlessProvider keeps everything in memory for one run, as the SDK's
 // example provider does, and reports each step without its secrets.
 class HeadlessProvider {
-    constructor({ redirectUrl, user, password, tokensFile, clientFile }) {
+    constructor({ redirectUrl, user, password, tokensFile }) {
         this._redirectUrl = redirectUrl;
         this._user = user;
         this._password = password;
         this._tokensFile = tokensFile;
-        this._clientFile = clientFile;
         this._issued = [];
         this.authorizationCode = undefined;
+    }
+
+    // keepIn makes clientFile (--client-file) where the client information
+    // and tokens are kept between runs, reading them when it exists.
+    keepIn(clientFile) {
+        this._clientFile = clientFile;
         if (clientFile && existsSync(clientFile)) {
             const saved = JSON.parse(readFileSync(clientFile, 'utf8'));
             this._client = saved.client;
@@ -409,19 +414,19 @@ async function main() {
         }
     });
     if (!values.url || !values.user) {
-        throw new Error('usage: client.mjs --url MCP_URL --user NAME [--password PW] [--tokens-file F] [--client-file F] [--steps JSON]');
+        throw new Error('usage: client.mjs --url MCP_URL --user NAME [--password PW] [--tokens-file F] [--steps JSON]');
     }
     const serverUrl = new URL(values.url);
     const provider = new HeadlessProvider({
         redirectUrl: values['redirect-url'],
         user: values.user,
         password: values.password ?? values.user,
-        tokensFile: values['tokens-file'],
-        clientFile: values['client-file']
+        tokensFile: values['tokens-file']
     });
     const client = new Client({ name: 'pingmcp-e2e-oauthclient', version: '1.0.0' }, { capabilities: {} });
     const fetchFn = loggingFetch(serverUrl);
     const newTransport = () => new StreamableHTTPClientTransport(serverUrl, { authProvider: provider, fetch: fetchFn });
+    provider.keepIn(values['client-file']);
 
     // As the SDK documents: connect; on UnauthorizedError the provider has
     // been sent to the authorization URL; finishAuth with the code it came
