@@ -10,7 +10,11 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -347,4 +351,74 @@ func (s *failingStore) Save([]byte) error {
 		return errors.New("disk full")
 	}
 	return nil
+}
+
+// Changes made at once are saved together (a group commit): each caller
+// returns once a write that holds its change is done, and writes never
+// overlap.
+func TestSaverGroupsChanges(t *testing.T) {
+	store := &countingStore{release: make(chan struct{})}
+	var changes atomic.Int64
+	s := newSaver(store, func() ([]byte, error) { return []byte(strconv.FormatInt(changes.Load(), 10)), nil }, slog.New(slog.DiscardHandler))
+	const n = 50
+	var wg sync.WaitGroup
+	saved := make([]int64, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			mine := changes.Add(1)
+			s.save()
+			saved[i] = mine
+			if last := store.lastSaved(); last < mine {
+				t.Errorf("save returned before its change %d was written (last write holds %d)", mine, last)
+			}
+		}()
+	}
+	// Once every change waits for its save, let the first write end: the
+	// next one holds all the others.
+	for waiting := false; !waiting; runtime.Gosched() {
+		s.mu.Lock()
+		waiting = s.asked == n
+		s.mu.Unlock()
+	}
+	close(store.release)
+	wg.Wait()
+	if w := store.writes.Load(); w < 1 || w > 2 {
+		t.Errorf("%d writes for %d changes made at once: want 1 or 2", w, n)
+	}
+	if store.overlapped.Load() {
+		t.Error("writes overlapped")
+	}
+}
+
+type countingStore struct {
+	release    chan struct{}
+	writing    atomic.Bool
+	overlapped atomic.Bool
+	writes     atomic.Int64
+	mu         sync.Mutex
+	last       int64
+}
+
+func (s *countingStore) Load() ([]byte, error) { return nil, nil }
+func (s *countingStore) Save(doc []byte) error {
+	if !s.writing.CompareAndSwap(false, true) {
+		s.overlapped.Store(true)
+	}
+	defer s.writing.Store(false)
+	<-s.release
+	time.Sleep(time.Millisecond)
+	v, _ := strconv.ParseInt(string(doc), 10, 64)
+	s.mu.Lock()
+	s.last = max(s.last, v)
+	s.mu.Unlock()
+	s.writes.Add(1)
+	return nil
+}
+
+func (s *countingStore) lastSaved() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
 }
