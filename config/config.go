@@ -331,14 +331,15 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 	return c, c.validate()
 }
 
-// DefaultDevState is dev's state file: dev-state.json in pingmcp's folder
-// of the user's cache directory, or "off" when there is none ($HOME unset).
+// DefaultDevState is dev's state file: state.json in pingmcp/dev in the
+// user's cache directory (a folder of its own, made 0700), or "off" when
+// there is none ($HOME unset).
 func DefaultDevState() string {
 	dir, err := os.UserCacheDir()
 	if err != nil {
 		return "off"
 	}
-	return filepath.Join(dir, "pingmcp", "dev-state.json")
+	return filepath.Join(dir, "pingmcp", "dev", "state.json")
 }
 
 // tokenTTLFlags are the lifetimes of the development authorization

@@ -35,7 +35,7 @@ func TestDevState(t *testing.T) {
 			t.Errorf("token lifetimes %s, %s", c.AccessTokenTTL, c.RefreshTokenTTL)
 		}
 	}
-	if dir, err := os.UserCacheDir(); err == nil && DefaultDevState() != filepath.Join(dir, "pingmcp", "dev-state.json") {
+	if dir, err := os.UserCacheDir(); err == nil && DefaultDevState() != filepath.Join(dir, "pingmcp", "dev", "state.json") {
 		t.Errorf("default dev state %q, not in %s", DefaultDevState(), dir)
 	}
 	c, err := Parse("dev", []string{"--dev-state", "rel.json"}, env(nil), new(bytes.Buffer))
