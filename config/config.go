@@ -17,6 +17,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -146,6 +147,14 @@ type Config struct {
 	// TestUsers adds users user1 … userN to the development authorization
 	// server (password: the name), for load tests.
 	TestUsers int
+	// DevState is the file where dev's embedded authorization server keeps
+	// its signing key, registered clients and grants across restarts; ""
+	// when off (in memory only). Given as "off" or "" on the command line.
+	DevState string
+	// AccessTokenTTL and RefreshTokenTTL are the lifetimes of the tokens
+	// the development authorization server issues (dev and idp).
+	AccessTokenTTL  time.Duration
+	RefreshTokenTTL time.Duration
 
 	// pingmcp certs: the directory it writes to, the node certificates'
 	// names (CertsNodes of them, node-1 … node-N, unless named), the names
@@ -162,7 +171,7 @@ type Config struct {
 
 // Commands lists the subcommands and what they do, for help.
 var Commands = []struct{ Name, Summary string }{
-	{"dev", "run everything in one process on loopback, state in memory (the embedded default)"},
+	{"dev", "run everything in one process on loopback, sessions in memory, logins kept across restarts (the embedded default)"},
 	{"serve", "run one node of a pingmcp cluster"},
 	{"todo-api", "run the demo Todo API (the downstream API the todo tools call)"},
 	{"idp", "run the development authorization server (a PingFederate stand-in; not for production)"},
@@ -245,6 +254,9 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 			cimdFlags(fs, c)
 			fs.StringVar(&c.IdPAddr, "idp-addr", "127.0.0.1:9031", "address of the embedded development authorization server")
 			fs.StringVar(&c.TodoAPIAddr, "todo-api-addr", "127.0.0.1:8081", "address of the embedded Todo API")
+			fs.StringVar(&c.DevState, "dev-state", DefaultDevState(), "file where the embedded authorization server keeps its signing key, registered clients and grants, "+
+				"so that clients refresh without a new login after a restart (made 0600; refused if others may read it; one dev process at a time); off or '' to keep them in memory only")
+			tokenTTLFlags(fs, c)
 		} else {
 			fs.StringVar(&c.ClusterAddr, "cluster-addr", "127.0.0.1:0", "host:port of this node's cluster endpoint (port 0 picks a free one)")
 			fs.StringVar(&c.ClusterAdvertise, "cluster-advertised-addr", "", "host:port other nodes dial to reach this one (a pod IP on Kubernetes); --cluster-addr when empty")
@@ -283,6 +295,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		fs.StringVar(&c.TodoAPIURL, "todo-api-url", "http://127.0.0.1:8081", "the Todo API's resource URI, the target of token exchange")
 		fs.BoolVar(&c.ForceNonLoopback, "force-non-loopback", false, "listen on a non-loopback address anyway (it is still not for production)")
 		fs.IntVar(&c.TestUsers, "test-users", 0, "also create users user1 … userN, each with its name as password (load tests; at most 100000)")
+		tokenTTLFlags(fs, c)
 		grantsFlags(fs, c, "user name the grant management service (/pf-ws/rest/oauth/users/{userKey}/grants) admits; off when empty")
 		cimdFlags(fs, c)
 	default:
@@ -324,6 +337,24 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 	c.CertsNames, c.CertsHosts = get("names"), get("hosts")
 	c.derive()
 	return c, c.validate()
+}
+
+// DefaultDevState is dev's state file: state.json in pingmcp/dev in the
+// user's cache directory (a folder of its own, made 0700), or "off" when
+// there is none ($HOME unset).
+func DefaultDevState() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return "off"
+	}
+	return filepath.Join(dir, "pingmcp", "dev", "state.json")
+}
+
+// tokenTTLFlags are the lifetimes of the development authorization
+// server's tokens.
+func tokenTTLFlags(fs *flag.FlagSet, c *Config) {
+	fs.DurationVar(&c.AccessTokenTTL, "access-token-ttl", 10*time.Minute, "lifetime of the access tokens the development authorization server issues")
+	fs.DurationVar(&c.RefreshTokenTTL, "refresh-token-ttl", 8*time.Hour, "lifetime of each refresh token it issues (rotation: every refresh issues a new one, so a client in use stays logged in)")
 }
 
 // grantsFlags are the grant management service's credentials.
@@ -379,6 +410,11 @@ func (c *Config) derive() {
 		}
 		if c.TodoAPIURL == "" {
 			c.TodoAPIURL = "http://" + c.TodoAPIAddr
+		}
+		if c.DevState == "off" {
+			c.DevState = ""
+		} else if abs, err := filepath.Abs(c.DevState); c.DevState != "" && err == nil {
+			c.DevState = abs
 		}
 	case "serve":
 		if c.ClusterProvider == "" {
@@ -485,6 +521,11 @@ func (c *Config) validate() error {
 	}
 	if c.TestUsers < 0 || c.TestUsers > 100000 {
 		errs = append(errs, errors.New("--test-users must be between 0 and 100000"))
+	}
+	if c.Command == "dev" || c.Command == "idp" {
+		if c.AccessTokenTTL < time.Second || c.RefreshTokenTTL < time.Second {
+			errs = append(errs, errors.New("--access-token-ttl and --refresh-token-ttl must be at least 1s"))
+		}
 	}
 	switch c.Command {
 	case "dev", "serve":

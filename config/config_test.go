@@ -143,7 +143,7 @@ func TestHelpListsEveryFlagAndVariable(t *testing.T) {
 			"public-url", "resource", "issuer", "client-id", "client-secret", "scopes", "todo-api-url",
 			"actor-idle-timeout", "drain-timeout", "redis-url", "redis-prefix", "state-keys", "events-max", "events-ttl"}
 		if cmd == "dev" {
-			flags = append(flags, "idp-addr", "todo-api-addr")
+			flags = append(flags, "idp-addr", "todo-api-addr", "dev-state", "access-token-ttl", "refresh-token-ttl")
 		}
 		if cmd == "serve" {
 			flags = append(flags, "cluster-addr", "cluster-advertised-addr", "cluster-seeds", "cluster-provider", "role",

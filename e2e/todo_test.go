@@ -31,8 +31,10 @@ type devProcess struct {
 // the banner it prints.
 func runDev(t *testing.T, args ...string) *devProcess {
 	t.Helper()
+	// No state file unless args name one: a test never writes to the
+	// user's cache directory.
 	all := append([]string{"dev", "--addr", "127.0.0.1:0", "--idp-addr", "127.0.0.1:0", "--todo-api-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-		"--log-format", "json", "--log-level", "debug"}, args...)
+		"--dev-state", "off", "--log-format", "json", "--log-level", "debug"}, args...)
 	n := &node{t: t, name: "dev", cmd: exec.Command(binary, all...)}
 	stderr, _ := n.cmd.StderrPipe()
 	stdout, _ := n.cmd.StdoutPipe()

@@ -87,6 +87,7 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		writeOAuthError(w, http.StatusBadRequest, code, desc)
 		return
 	}
+	c.registered = true // kept by a Store
 	if evicted := s.state.register(c); evicted != "" {
 		s.log.Warn("registered clients at their bound: forgot the least recently used", "client_id", evicted)
 	}

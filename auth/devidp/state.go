@@ -51,6 +51,19 @@ type state struct {
 	revokeSeq    uint64
 	revokedUsers map[string]userRevocation
 	lastSweep    time.Time
+	// saver, when the server has a Store, records each change that must
+	// survive a restart; the methods making one call saved after unlocking.
+	saver *saver
+}
+
+// saved returns once the change just made is on record (see saver.save).
+func (st *state) saved() { st.saver.save() }
+
+// savedUnless is saved for a method that changed nothing when it failed.
+func (st *state) savedUnless(err *error) {
+	if *err == nil {
+		st.saved()
+	}
 }
 
 func newState(maxClients int) *state {
@@ -80,6 +93,7 @@ type client struct {
 	scopes       []string // registered scope (RFC 7591 §2), echoed; never a limit, see IsScopeAllowed
 	issuedAt     time.Time
 	lastUsed     time.Time
+	registered   bool // through RFC 7591: the clients a Store keeps (configured ones come from Options, others are a cache)
 }
 
 func (c *client) secretMatches(secret string) bool {
@@ -207,6 +221,7 @@ func (st *state) addConfidential(c *client) bool {
 // client least recently used and returns its id, so that a long-running
 // development server keeps accepting registrations.
 func (st *state) register(c *client) (evicted string) {
+	defer st.saved()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	public := 0
@@ -327,7 +342,8 @@ func (st *state) redeemCode(code string, now time.Time) (authRequest, bool) {
 
 func refreshKey(token string) [32]byte { return sha256Sum(token) }
 
-func (st *state) addRefresh(token string, g refreshGrant, now time.Time) error {
+func (st *state) addRefresh(token string, g refreshGrant, now time.Time) (err error) {
+	defer st.savedUnless(&err)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.sweepLocked(now, len(st.refresh) >= maxRefreshTokens)
@@ -352,7 +368,12 @@ func (st *state) peekRefresh(token string, now time.Time) (refreshGrant, bool) {
 }
 
 // consumeRefresh forgets token; false means another request used it first.
-func (st *state) consumeRefresh(token string) bool {
+func (st *state) consumeRefresh(token string) (ok bool) {
+	defer func() {
+		if ok {
+			st.saved()
+		}
+	}()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	k := refreshKey(token)
@@ -363,7 +384,8 @@ func (st *state) consumeRefresh(token string) bool {
 	return true
 }
 
-func (st *state) addLive(jti string, t liveToken, now time.Time) error {
+func (st *state) addLive(jti string, t liveToken, now time.Time) (err error) {
+	defer st.savedUnless(&err)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.sweepLocked(now, len(st.live) >= maxLiveTokens)
@@ -388,6 +410,7 @@ func (st *state) isLive(jti string, now time.Time) (liveToken, bool) {
 }
 
 func (st *state) revokeAccess(jti string) {
+	defer st.saved()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	delete(st.live, jti)
@@ -399,6 +422,7 @@ func (st *state) revokeGrant(grant string) {
 	if grant == "" {
 		return
 	}
+	defer st.saved()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	for k, g := range st.refresh {
@@ -420,6 +444,7 @@ func (st *state) revokeGrant(grant string) {
 // an exchange that checked its subject token before) is refused too: its
 // login came before.
 func (st *state) revokeUser(subject string, now time.Time) int {
+	defer st.saved()
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.revokeSeq++

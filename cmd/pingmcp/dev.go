@@ -9,8 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -42,6 +46,20 @@ func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 		cfg.Rebind(mcpLn.Addr().String(), cfg.IdPAddr, cfg.TodoAPIAddr)
 		return serveNode(ctx, cfg, mcpLn, logger, stdout)
 	}
+	embeddedIdP := embeddedIdP(cfg)
+	var store *devidp.StateFile
+	if embeddedIdP && cfg.DevState != "" {
+		// Before any listener: a second dev on this file is told so, not
+		// that its ports are taken.
+		if store, err = devidp.OpenStateFile(cfg.DevState); err != nil {
+			mcpLn.Close()
+			if errors.Is(err, devidp.ErrStateInUse) {
+				return fmt.Errorf("--dev-state: %w. Is another pingmcp dev running? Stop it, or give this one another --dev-state FILE, or --dev-state off", err)
+			}
+			return fmt.Errorf("--dev-state: %w", err)
+		}
+		defer store.Close()
+	}
 	var servers []*http.Server
 	defer func() {
 		for _, s := range servers {
@@ -58,7 +76,6 @@ func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 		}()
 	}
 
-	embeddedIdP := cfg.Issuer == "http://"+cfg.IdPAddr // not pointed at a real PingFederate
 	var idpLn net.Listener
 	if embeddedIdP {
 		if idpLn, err = listen(cfg.IdPAddr); err != nil {
@@ -78,8 +95,17 @@ func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 	cfg.Rebind(mcpLn.Addr().String(), idpAddr, todoLn.Addr().String())
 
 	if embeddedIdP {
-		idp, err := devidp.New(devIdPOptions(cfg, logger.With("component", "idp")))
+		opts := devIdPOptions(cfg, logger.With("component", "idp"))
+		opts.AccessTokenLifetime, opts.RefreshTokenLifetime = cfg.AccessTokenTTL, cfg.RefreshTokenTTL
+		if store != nil {
+			opts.Store = store
+		}
+		idp, err := devidp.New(opts)
 		if err != nil {
+			if store != nil {
+				return fmt.Errorf("--dev-state %s: %w. The file was left as it is; to start afresh, move it away "+
+					"(every client then registers and logs in again), or run with --dev-state off", store.Path(), err)
+			}
 			return err
 		}
 		start(idpLn, idp)
@@ -91,6 +117,10 @@ func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 	start(todoLn, api)
 	return serveNode(ctx, cfg, mcpLn, logger, stdout)
 }
+
+// embeddedIdP says whether dev runs its own authorization server (it is not
+// pointed at a real PingFederate).
+func embeddedIdP(cfg *config.Config) bool { return cfg.Issuer == "http://"+cfg.IdPAddr }
 
 func newTodoAPI(cfg *config.Config, audience string, logger *slog.Logger) (http.Handler, error) {
 	opts := todoapi.Options{
@@ -167,7 +197,9 @@ func idp(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err := devidp.CheckAddr(cfg.Addr, cfg.ForceNonLoopback); err != nil {
 		return err
 	}
-	s, err := devidp.New(devIdPOptions(cfg, logger))
+	opts := devIdPOptions(cfg, logger)
+	opts.AccessTokenLifetime, opts.RefreshTokenLifetime = cfg.AccessTokenTTL, cfg.RefreshTokenTTL
+	s, err := devidp.New(opts)
 	if err != nil {
 		return err
 	}
@@ -192,13 +224,90 @@ func serveUntilDone(ctx context.Context, addr string, h http.Handler, logger *sl
 	}
 }
 
+// runAgain is the command that runs this program again from the working
+// directory: "pingmcp" for an installed binary, and for one that `go run`
+// built (in a temporary go-build directory, on no PATH) the go run command
+// of its source.
+func runAgain() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return "pingmcp"
+	}
+	wd, _ := os.Getwd()
+	_, file, _, _ := runtime.Caller(0)
+	return runCommand(exe, wd, filepath.Dir(file))
+}
+
+// runCommand is runAgain for the executable exe, run from wd, whose main
+// package's source is in srcDir ("" or missing: built with -trimpath).
+func runCommand(exe, wd, srcDir string) string {
+	if !builtByGoRun(exe) {
+		return "pingmcp"
+	}
+	if fi, err := os.Stat(filepath.Join(srcDir, "main.go")); srcDir == "" || err != nil || fi.IsDir() {
+		return "go run " + mainPackage // resolved in the module of the working directory
+	}
+	root := srcDir
+	for {
+		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+			break
+		}
+		if filepath.Dir(root) == root {
+			return "go run " + mainPackage
+		}
+		root = filepath.Dir(root)
+	}
+	if inModule, err := filepath.Rel(root, wd); err == nil && inModule != ".." && !strings.HasPrefix(inModule, ".."+string(filepath.Separator)) {
+		rel, _ := filepath.Rel(wd, srcDir)
+		if rel = filepath.ToSlash(rel); !strings.HasPrefix(rel, ".") {
+			rel = "./" + rel
+		}
+		return "go run " + shellQuote(rel)
+	}
+	// Outside the module: go -C runs from its root.
+	rel, _ := filepath.Rel(root, srcDir)
+	return "go -C " + shellQuote(root) + " run " + shellQuote("./"+filepath.ToSlash(rel))
+}
+
+// mainPackage is this program's import path.
+const mainPackage = "github.com/pingmcp/pingmcp/cmd/pingmcp"
+
+// builtByGoRun says whether exe is where `go run` puts what it builds:
+// $GOTMPDIR/go-buildNNN/bNNN/exe/NAME.
+func builtByGoRun(exe string) bool {
+	dir := filepath.Dir(exe)
+	return filepath.Base(dir) == "exe" && strings.HasPrefix(filepath.Base(filepath.Dir(filepath.Dir(dir))), "go-build")
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+:,=@", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
 func printDevBanner(w io.Writer, cfg *config.Config) {
-	fmt.Fprintf(w, "\npingmcp dev is running: everything in this one process, state in memory.\n\n  MCP URL:   %s\n", cfg.Resource)
+	fmt.Fprintf(w, "\npingmcp dev is running: everything in this one process, sessions in memory.\n\n  MCP URL:   %s\n", cfg.Resource)
 	if cfg.Auth != "none" {
 		fmt.Fprintf(w, "  Log in:    %s (development users alice/alice and bob/bob)\n  Todo API:  %s\n", cfg.Issuer, cfg.TodoAPIURL)
+		switch {
+		case !embeddedIdP(cfg):
+		case cfg.DevState != "":
+			fmt.Fprintf(w, "  Logins:    kept in %s (clients and grants survive a restart; --dev-state off for memory only)\n", cfg.DevState)
+		default:
+			fmt.Fprintf(w, "  Logins:    in memory only (--dev-state off): after a restart every client registers and logs in again\n")
+		}
 	}
 	if cfg.AdminAddr != "" {
-		fmt.Fprintf(w, "  Admin:     http://%s (token in %s), for example\n             pingmcp sessions ls --admin-url http://%[1]s --admin-token-file %[2]s\n", cfg.AdminAddr, cfg.AdminTokenFile)
+		tokenFile := cfg.AdminTokenFile
+		if abs, err := filepath.Abs(tokenFile); err == nil {
+			tokenFile = abs
+		}
+		fmt.Fprintf(w, "  Admin:     http://%s (token in %s), for example\n             %s sessions ls --admin-url http://%[1]s --admin-token-file %[4]s\n",
+			cfg.AdminAddr, tokenFile, runAgain(), shellQuote(tokenFile))
 	}
 	fmt.Fprintf(w, `  Health:    %[1]s/healthz   %[1]s/readyz
 

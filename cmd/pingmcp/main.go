@@ -1,6 +1,6 @@
 // Command pingmcp is a remote MCP server for APIs protected by PingFederate.
 //
-//	pingmcp dev       everything in one process on loopback, state in memory
+//	pingmcp dev       everything in one process on loopback, sessions in memory
 //	pingmcp serve     one node of a cluster
 //	pingmcp todo-api  the demo Todo API
 //	pingmcp idp       the development authorization server

@@ -32,9 +32,14 @@
 // token value is ever printed: only whether tokens exist and the access
 // token's claims. The tokens themselves go to --tokens-file (mode 0600), for
 // a test to check that they appear nowhere else.
+//
+// --client-file F keeps what a desktop client keeps between runs: its
+// registration (client information) and its current tokens, read at start
+// when the file exists (event "oauth" stage "loaded") and written (mode
+// 0600) whenever they change.
 
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 
@@ -227,6 +232,30 @@ class HeadlessProvider {
         this.authorizationCode = undefined;
     }
 
+    // keepIn makes clientFile (--client-file) where the client information
+    // and tokens are kept between runs, reading them when it exists.
+    keepIn(clientFile) {
+        this._clientFile = clientFile;
+        if (clientFile && existsSync(clientFile)) {
+            const saved = JSON.parse(readFileSync(clientFile, 'utf8'));
+            this._client = saved.client;
+            this._tokens = saved.tokens;
+            emit('oauth', {
+                stage: 'loaded',
+                clientId: saved.client?.client_id,
+                hasAccessToken: Boolean(saved.tokens?.access_token),
+                hasRefreshToken: Boolean(saved.tokens?.refresh_token)
+            });
+        }
+    }
+
+    // _keep writes the client information and tokens to --client-file.
+    _keep() {
+        if (this._clientFile) {
+            writeFileSync(this._clientFile, JSON.stringify({ client: this._client, tokens: this._tokens }) + '\n', { mode: 0o600 });
+        }
+    }
+
     get redirectUrl() {
         return this._redirectUrl;
     }
@@ -254,6 +283,7 @@ class HeadlessProvider {
     saveClientInformation(info) {
         const fresh = !this._client;
         this._client = info;
+        this._keep();
         if (fresh) {
             emit('oauth', {
                 stage: 'registered',
@@ -274,6 +304,7 @@ class HeadlessProvider {
 
     saveTokens(tokens) {
         this._tokens = tokens;
+        this._keep();
         for (const kind of ['access_token', 'refresh_token', 'id_token']) {
             if (tokens[kind]) {
                 this._issued.push({ kind, value: tokens[kind] });
@@ -320,6 +351,7 @@ class HeadlessProvider {
         if (scope === 'all' || scope === 'client') this._client = undefined;
         if (scope === 'all' || scope === 'tokens') this._tokens = undefined;
         if (scope === 'all' || scope === 'verifier') this._verifier = undefined;
+        this._keep();
     }
 
     async redirectToAuthorization(authorizationUrl) {
@@ -385,6 +417,7 @@ async function main() {
             user: { type: 'string', default: process.env.OAUTHCLIENT_USER },
             password: { type: 'string', default: process.env.OAUTHCLIENT_PASSWORD },
             'tokens-file': { type: 'string' },
+            'client-file': { type: 'string' },
             'redirect-url': { type: 'string', default: 'http://127.0.0.1:33418/oauth/callback' },
             steps: { type: 'string' },
             'grant-types': { type: 'string', default: 'authorization_code,refresh_token' }
@@ -406,6 +439,7 @@ async function main() {
     const client = new Client({ name: 'pingmcp-e2e-oauthclient', version: '1.0.0' }, { capabilities: {} });
     const fetchFn = loggingFetch(serverUrl);
     const newTransport = () => new StreamableHTTPClientTransport(serverUrl, { authProvider: provider, fetch: fetchFn });
+    provider.keepIn(values['client-file']);
 
     // As the SDK documents: connect; on UnauthorizedError the provider has
     // been sent to the authorization URL; finishAuth with the code it came

@@ -1,0 +1,116 @@
+package devidp
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// ErrStateInUse is returned by OpenStateFile when another process holds
+// the state file.
+var ErrStateInUse = errors.New("the state file is in use by another process")
+
+// StateFile is a Store in a file of this user's: written whole to a
+// temporary file beside it and renamed over it (mode 0600; a missing
+// directory is made 0700), and refused when someone else could have
+// written or read it. One process at a time uses it: OpenStateFile locks it
+// until Close. (Without file locks, outside Unix, the lock is not taken.)
+type StateFile struct {
+	path string
+	lock *os.File
+}
+
+// OpenStateFile locks the state file at path, making its directory if
+// needed. The file itself may not exist yet.
+func OpenStateFile(path string) (*StateFile, error) {
+	if path == "" {
+		return nil, errors.New("devidp: no state file path")
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("devidp: state file directory: %w", err)
+	}
+	lockPath := path + ".lock"
+	lock, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("devidp: state file lock: %w", err)
+	}
+	if err := lockFile(lock); err != nil {
+		lock.Close()
+		if !errors.Is(err, ErrStateInUse) {
+			return nil, fmt.Errorf("devidp: lock %s: %w", lockPath, err)
+		}
+		holder := "another process"
+		if b, rerr := os.ReadFile(lockPath); rerr == nil {
+			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
+				holder = "process " + strconv.Itoa(pid)
+			}
+		}
+		return nil, fmt.Errorf("devidp: state file %s: %w (%s holds %s)", path, ErrStateInUse, holder, lockPath)
+	}
+	// Who holds it, for the message above; the lock is what counts.
+	if err := lock.Truncate(0); err == nil {
+		lock.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return &StateFile{path: path, lock: lock}, nil
+}
+
+// Path is the state file's path.
+func (f *StateFile) Path() string { return f.path }
+
+// Close releases the lock.
+func (f *StateFile) Close() error { return f.lock.Close() }
+
+// Load reads the state file; nil when there is none yet. It refuses a file
+// that is a symbolic link or not a regular file, that another user owns,
+// or that group or others may read or write: it holds the signing key.
+func (f *StateFile) Load() ([]byte, error) {
+	fi, err := os.Lstat(f.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	perm := fi.Mode().Perm()
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return nil, fmt.Errorf("%s is a symbolic link: refused (give the file's own path)", f.path)
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("%s is not a regular file: refused", f.path)
+	case !ownedBySelf(fi):
+		return nil, fmt.Errorf("%s belongs to another user: refused (its signing key and clients could be anyone's)", f.path)
+	case perm&0o077 != 0:
+		return nil, fmt.Errorf("%s may be read or written by group or others (%v): refused, it holds the signing key. "+
+			"chmod 600 it; if others may have read it, delete it instead (a new key is made, and every client registers and logs in again)", f.path, perm)
+	}
+	return os.ReadFile(f.path)
+}
+
+// Save writes doc to a temporary file in the same directory, flushes it to
+// disk, and renames it over the state file.
+func (f *StateFile) Save(doc []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(f.path), "."+filepath.Base(f.path)+".*.tmp") // mode 0600
+	if err != nil {
+		return err
+	}
+	_, err = tmp.Write(doc)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), f.path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+		return fmt.Errorf("write %s: %w", f.path, err)
+	}
+	return nil
+}
