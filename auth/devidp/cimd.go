@@ -29,6 +29,10 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"github.com/pingmcp/pingmcp/telemetry"
 )
 
 // ClientIDMetadata configures Client ID Metadata Documents. Zero fields take
@@ -65,6 +69,16 @@ const (
 	// maxConcurrentFetches bounds the fetches under way: each authorization
 	// request may name a URL of anyone's choosing.
 	maxConcurrentFetches = 8
+	// maxFetchesPerHost bounds those to any one host, so that one slow
+	// host named in many client_ids cannot hold every slot.
+	maxFetchesPerHost = 2
+	// failureTTL is how long a refused document stays refused without
+	// being fetched again, and maxFailures bounds the refusals kept.
+	failureTTL  = 30 * time.Second
+	maxFailures = 1000
+	// maxLoggedIDLength bounds a client_id in a log line: a client chooses
+	// it, up to maxURILength.
+	maxLoggedIDLength = 200
 )
 
 // errFetchesBusy refuses a fetch while maxConcurrentFetches are under way.
@@ -76,14 +90,18 @@ func isClientIDURL(id string) bool { return strings.HasPrefix(id, "https://") }
 
 // metadataDocuments fetches, checks and caches clients' metadata documents.
 type metadataDocuments struct {
-	opts  ClientIDMetadata
-	http  *http.Client
-	now   func() time.Time
-	log   *slog.Logger
-	slots chan struct{} // one per fetch under way
+	opts     ClientIDMetadata
+	http     *http.Client
+	now      func() time.Time
+	log      *slog.Logger
+	logLimit telemetry.Throttle // lines about fetches, which anyone can cause
+	slots    chan struct{}      // one per fetch under way
+	inFlight singleflight.Group // one fetch of an id at a time, its result shared
 
-	mu      sync.Mutex
-	clients map[string]cachedClient
+	mu       sync.Mutex
+	clients  map[string]cachedClient
+	failures map[string]time.Time // id → until when it stays refused
+	perHost  map[string]int       // fetches under way by host
 }
 
 type cachedClient struct {
@@ -144,57 +162,197 @@ func newMetadataDocuments(opts ClientIDMetadata, now func() time.Time, log *slog
 			// the client's identity).
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		now:     now,
-		log:     log,
-		slots:   make(chan struct{}, maxConcurrentFetches),
-		clients: map[string]cachedClient{},
+		now:      now,
+		log:      log,
+		logLimit: telemetry.Throttle{Now: now},
+		slots:    make(chan struct{}, maxConcurrentFetches),
+		clients:  map[string]cachedClient{},
+		failures: map[string]time.Time{},
+		perHost:  map[string]int{},
 	}, nil
 }
 
-// documentError is why a client's metadata document was refused, worded
-// for the client: it never holds what the document's server answered
-// beyond its status, nor the address it resolved to.
-type documentError struct{ reason string }
+// documentError is why a client's metadata document was refused. What
+// the client is told is its reason when that says only what is wrong with
+// the client_id URL itself (nothing was fetched), and otherwise always the
+// same words, errDocumentRefused: the client_id is anyone's choice of URL,
+// and an answer that told a 404 from a timeout, a wrong content type or an
+// address refused would make this server a probe of what it reaches. The
+// detail goes to the (throttled) log.
+type documentError struct {
+	reason  string
+	fetched bool // refused after trying to fetch it: reason is for the log only
+}
 
-func (e *documentError) Error() string { return e.reason }
+func (e *documentError) Error() string {
+	if e.fetched {
+		return errDocumentRefused
+	}
+	return e.reason
+}
 
+// errDocumentRefused is what a client is told of any document that could
+// not be fetched or was not right.
+const errDocumentRefused = "the client metadata document could not be fetched or is invalid"
+
+// documentRefused refuses a client_id URL for what it is, before any fetch.
 func documentRefused(format string, args ...any) error {
 	return &documentError{reason: fmt.Sprintf(format, args...)}
 }
 
+// fetchRefused refuses a document once its fetch was tried.
+func fetchRefused(format string, args ...any) error {
+	return &documentError{reason: fmt.Sprintf(format, args...), fetched: true}
+}
+
 // client returns the client the metadata document at id describes, from
 // the cache or fetched now. Its errors are a *documentError (invalid_client)
-// or errFetchesBusy.
+// or errFetchesBusy. Concurrent requests for one id share one fetch, and a
+// refused document stays refused for failureTTL without another fetch.
 func (d *metadataDocuments) client(ctx context.Context, id string) (*client, error) {
+	if c, err, ok := d.lookup(id); ok {
+		return c, err
+	}
+	if err := checkClientIDURL(id, d.opts.AllowLoopback); err != nil {
+		return nil, err
+	}
+	// The fetch outlives a caller that gives up: others may wait on it.
+	ctx = context.WithoutCancel(ctx)
+	v, err, _ := d.inFlight.Do(id, func() (any, error) {
+		if c, err, ok := d.lookup(id); ok {
+			return c, err
+		}
+		return d.fetchClient(ctx, id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*client), nil
+}
+
+// lookup answers from the cache: a document's client, or the refusal of a
+// document refused less than failureTTL ago. ok is false for neither.
+func (d *metadataDocuments) lookup(id string) (c *client, err error, ok bool) {
 	now := d.now()
 	d.mu.Lock()
-	if e, ok := d.clients[id]; ok && now.Before(e.expires) {
-		d.mu.Unlock()
-		return e.c, nil
+	defer d.mu.Unlock()
+	if e, found := d.clients[id]; found && now.Before(e.expires) {
+		return e.c, nil, true
 	}
-	d.mu.Unlock()
+	if until, found := d.failures[id]; found {
+		if now.Before(until) {
+			return nil, &documentError{reason: "refused recently", fetched: true}, true
+		}
+		delete(d.failures, id)
+	}
+	return nil, nil, false
+}
 
-	if err := checkClientIDURL(id); err != nil {
-		return nil, err
-	}
-	select {
-	case d.slots <- struct{}{}:
-		defer func() { <-d.slots }()
-	default:
+// fetchClient fetches, checks and caches the document at id, within the
+// bounds on fetches under way.
+func (d *metadataDocuments) fetchClient(ctx context.Context, id string) (*client, error) {
+	host := urlHost(id)
+	if !d.takeSlot(host) {
 		return nil, errFetchesBusy
 	}
-	body, maxAge, err := d.fetch(ctx, id)
+	defer d.releaseSlot(host)
+	now := d.now()
+	c, maxAge, err := d.fetchAndParse(ctx, id)
 	if err != nil {
-		return nil, err
-	}
-	c, err := d.parse(id, body)
-	if err != nil {
+		d.refused(id, now)
+		d.logf(slog.LevelInfo, "client metadata document refused", "client_id", shortID(id), "reason", err.(*documentError).reason)
 		return nil, err
 	}
 	lifetime := min(max(maxAge, d.opts.MinCache), d.opts.MaxCache)
 	d.keep(id, c, now.Add(lifetime))
-	d.log.Info("client metadata document fetched", "client_id", id, "client_name", c.name, "redirect_uris", c.redirectURIs, "cached_for", lifetime)
+	d.logf(slog.LevelInfo, "client metadata document fetched", "client_id", shortID(id), "client_name", c.name, "redirect_uris", c.redirectURIs, "cached_for", lifetime)
 	return c, nil
+}
+
+func (d *metadataDocuments) fetchAndParse(ctx context.Context, id string) (*client, time.Duration, error) {
+	body, maxAge, err := d.fetch(ctx, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	c, err := d.parse(id, body)
+	return c, maxAge, err
+}
+
+// takeSlot takes one of the maxConcurrentFetches, and one of host's
+// maxFetchesPerHost; false when either is taken.
+func (d *metadataDocuments) takeSlot(host string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.perHost[host] >= maxFetchesPerHost {
+		return false
+	}
+	select {
+	case d.slots <- struct{}{}:
+	default:
+		return false
+	}
+	d.perHost[host]++
+	return true
+}
+
+func (d *metadataDocuments) releaseSlot(host string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	<-d.slots
+	if d.perHost[host]--; d.perHost[host] <= 0 {
+		delete(d.perHost, host)
+	}
+}
+
+// refused remembers that the document at id was refused at now. Past
+// maxFailures it drops the expired refusals, then any.
+func (d *metadataDocuments) refused(id string, now time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.failures) >= maxFailures {
+		for k, until := range d.failures {
+			if !now.Before(until) {
+				delete(d.failures, k)
+			}
+		}
+		for k := range d.failures {
+			if len(d.failures) < maxFailures {
+				break
+			}
+			delete(d.failures, k)
+		}
+	}
+	d.failures[id] = now.Add(failureTTL)
+}
+
+// logf logs a line about a fetch, throttled: any web page can make this
+// server fetch.
+func (d *metadataDocuments) logf(level slog.Level, msg string, attrs ...any) {
+	ok, suppressed := d.logLimit.Allow()
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		attrs = append(attrs, "suppressed", suppressed)
+	}
+	d.log.Log(context.Background(), level, msg, attrs...)
+}
+
+// shortID is a client_id as logged: at most maxLoggedIDLength bytes.
+func shortID(id string) string {
+	if len(id) <= maxLoggedIDLength {
+		return id
+	}
+	return id[:maxLoggedIDLength] + "…"
+}
+
+// urlHost is the host (and port) of a URL, "" when it has none.
+func urlHost(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(u.Host)
 }
 
 // cached returns the client of a cached document, without fetching; nil
@@ -227,8 +385,11 @@ func (d *metadataDocuments) keep(id string, c *client, expires time.Time) {
 	d.clients[id] = cachedClient{c: c, expires: expires}
 }
 
-// checkClientIDURL applies the draft's rules for a Client Identifier URL.
-func checkClientIDURL(id string) error {
+// checkClientIDURL applies the draft's rules for a Client Identifier URL,
+// and this server's: no port but https's own (443) unless anyPort (the
+// tests' loopback servers), so that a client_id cannot aim a fetch at
+// another service of a host.
+func checkClientIDURL(id string, anyPort bool) error {
 	if len(id) > maxURILength {
 		return documentRefused("the client_id URL is too long")
 	}
@@ -242,6 +403,8 @@ func checkClientIDURL(id string) error {
 		return documentRefused("the client_id URL must not have a fragment")
 	case u.Path == "":
 		return documentRefused("the client_id URL must have a path")
+	case !anyPort && u.Port() != "" && u.Port() != "443":
+		return documentRefused("the client_id URL must not name a port other than 443")
 	}
 	for _, seg := range strings.Split(u.EscapedPath(), "/") {
 		if s := strings.ToLower(seg); s == "." || s == ".." || s == "%2e" || s == "%2e%2e" || s == ".%2e" || s == "%2e." {
@@ -258,40 +421,36 @@ func (d *metadataDocuments) fetch(ctx context.Context, id string) ([]byte, time.
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, id, nil)
 	if err != nil {
-		return nil, 0, documentRefused("the client_id is not an https URL")
+		return nil, 0, fetchRefused("not a URL to fetch: %v", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	resp, err := d.http.Do(req)
 	if err != nil {
-		// Which of refusing the address, not resolving or not reaching it
-		// stays in the log: a client must not map what this server reaches.
-		d.log.Info("client metadata document not fetched", "client_id", id, "err", err)
 		if errors.Is(err, context.DeadlineExceeded) {
-			return nil, 0, documentRefused("the client metadata document could not be fetched within %v", d.opts.FetchTimeout)
+			return nil, 0, fetchRefused("not fetched within %v", d.opts.FetchTimeout)
 		}
-		return nil, 0, documentRefused("the client metadata document could not be fetched (its host unreachable, or at an address this server does not fetch from)")
+		return nil, 0, fetchRefused("not fetched: %v", err)
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode/100 == 3:
-		return nil, 0, documentRefused("the client metadata document's URL answered a redirect (%d); redirects are not followed", resp.StatusCode)
+		return nil, 0, fetchRefused("its URL answered a redirect (%d); redirects are not followed", resp.StatusCode)
 	case resp.StatusCode != http.StatusOK:
-		return nil, 0, documentRefused("the client metadata document's URL answered %d, not 200", resp.StatusCode)
+		return nil, 0, fetchRefused("its URL answered %d, not 200", resp.StatusCode)
 	}
 	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err != nil ||
 		!(mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json")) {
-		return nil, 0, documentRefused("the client metadata document is not served as application/json")
+		return nil, 0, fetchRefused("not served as application/json")
 	}
 	if resp.ContentLength > d.opts.MaxDocumentBytes {
-		return nil, 0, documentRefused("the client metadata document is larger than %d bytes", d.opts.MaxDocumentBytes)
+		return nil, 0, fetchRefused("larger than %d bytes", d.opts.MaxDocumentBytes)
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, d.opts.MaxDocumentBytes+1))
 	switch {
 	case err != nil:
-		d.log.Info("client metadata document not read", "client_id", id, "err", err)
-		return nil, 0, documentRefused("the client metadata document could not be read within %v", d.opts.FetchTimeout)
+		return nil, 0, fetchRefused("not read within %v: %v", d.opts.FetchTimeout, err)
 	case int64(len(body)) > d.opts.MaxDocumentBytes:
-		return nil, 0, documentRefused("the client metadata document is larger than %d bytes", d.opts.MaxDocumentBytes)
+		return nil, 0, fetchRefused("larger than %d bytes", d.opts.MaxDocumentBytes)
 	}
 	return body, cacheLifetime(resp.Header), nil
 }
@@ -332,34 +491,67 @@ type metadataDocument struct {
 func (d *metadataDocuments) parse(id string, body []byte) (*client, error) {
 	var doc metadataDocument
 	if err := json.Unmarshal(body, &doc); err != nil {
-		return nil, documentRefused("the client metadata document is not a JSON object of client metadata")
+		return nil, fetchRefused("the client metadata document is not a JSON object of client metadata")
 	}
 	switch {
 	case doc.ClientID != id:
-		return nil, documentRefused("the client metadata document's client_id is not the URL it was fetched from")
+		return nil, fetchRefused("the client metadata document's client_id is not the URL it was fetched from")
 	case doc.ClientSecret != nil || doc.ClientSecretExpiresAt != nil:
-		return nil, documentRefused("a client metadata document must not hold client_secret or client_secret_expires_at")
+		return nil, fetchRefused("a client metadata document must not hold client_secret or client_secret_expires_at")
 	}
 	if doc.JWKS != nil {
 		for _, k := range doc.JWKS.Keys {
 			if k["d"] != nil || k["k"] != nil {
-				return nil, documentRefused("a client metadata document must not hold private or symmetric keys")
+				return nil, fetchRefused("a client metadata document must not hold private or symmetric keys")
 			}
 		}
 	}
 	switch doc.TokenEndpointAuthMethod {
 	case "", "none":
 	case "private_key_jwt":
-		return nil, documentRefused("token_endpoint_auth_method private_key_jwt is not supported here: only public clients (none)")
+		return nil, fetchRefused("token_endpoint_auth_method private_key_jwt is not supported here: only public clients (none)")
 	default:
-		return nil, documentRefused("token_endpoint_auth_method %q cannot be used with a metadata document: only none", doc.TokenEndpointAuthMethod)
+		return nil, fetchRefused("token_endpoint_auth_method %q cannot be used with a metadata document: only none", doc.TokenEndpointAuthMethod)
 	}
 	c, _, code, desc := newPublicClient(&doc.registrationRequest, id, d.now())
 	if c == nil {
-		return nil, documentRefused("the client metadata document is refused (%s): %s", code, desc)
+		return nil, fetchRefused("the client metadata document is refused (%s): %s", code, desc)
+	}
+	for _, uri := range c.redirectURIs {
+		if err := sameOrigin(uri, id); err != nil {
+			return nil, fetchRefused("redirect_uri %q %v", uri, err)
+		}
 	}
 	c.fromDocument = true
 	return c, nil
+}
+
+// sameOrigin requires an https redirect URI of a document's client to be
+// at its client_id's origin (scheme, host and port), so that a document
+// cannot send codes to another site than the one that publishes it; a
+// loopback http one (a native client's, RFC 8252 §7.3) is exempt: it
+// reaches only the user's own machine. checkRedirectURI already admits
+// only these two kinds.
+func sameOrigin(redirectURI, clientID string) error {
+	r, err := url.Parse(redirectURI)
+	if err != nil {
+		return errors.New("is not a URL")
+	}
+	if r.Scheme == "http" {
+		return nil
+	}
+	c, err := url.Parse(clientID)
+	if err != nil || r.Scheme != c.Scheme || !strings.EqualFold(r.Hostname(), c.Hostname()) || portOr443(r) != portOr443(c) {
+		return errors.New("is not at the client_id's origin (an https redirect URI must be; a loopback http one may be anywhere)")
+	}
+	return nil
+}
+
+func portOr443(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	return "443"
 }
 
 // addressGuard refuses to connect to special-use addresses (RFC 6890), and
@@ -385,6 +577,12 @@ func (g addressGuard) control(_, address string, _ syscall.RawConn) error {
 
 var errForbiddenAddress = errors.New("a special-use address, not fetched from")
 
+// globalUnicast6 is the IPv6 global unicast space (RFC 4291 §2.4): no
+// other IPv6 address is fetched from (IPv4-compatible and -translated
+// ::/96, ::ffff:0:0/96 SIIT, site-local fec0::/10, and any block IANA has
+// not allocated as global unicast are all outside it).
+var globalUnicast6 = netip.MustParsePrefix("2000::/3")
+
 // specialUse are the special-use blocks of RFC 6890 and its successors that
 // netip's predicates do not name.
 var specialUse = []netip.Prefix{
@@ -392,22 +590,24 @@ var specialUse = []netip.Prefix{
 	netip.MustParsePrefix("100.64.0.0/10"),   // shared address space (CGN)
 	netip.MustParsePrefix("192.0.0.0/24"),    // IETF protocol assignments
 	netip.MustParsePrefix("192.0.2.0/24"),    // documentation
+	netip.MustParsePrefix("192.88.99.0/24"),  // 6to4 relay anycast (deprecated)
 	netip.MustParsePrefix("198.18.0.0/15"),   // benchmarking
 	netip.MustParsePrefix("198.51.100.0/24"), // documentation
 	netip.MustParsePrefix("203.0.113.0/24"),  // documentation
 	netip.MustParsePrefix("240.0.0.0/4"),     // reserved, and broadcast
-	netip.MustParsePrefix("64:ff9b::/96"),    // NAT64: would reach IPv4 addresses unchecked
-	netip.MustParsePrefix("64:ff9b:1::/48"),  // local-use NAT64
-	netip.MustParsePrefix("100::/64"),        // discard
 	netip.MustParsePrefix("2001::/23"),       // IETF protocol assignments (Teredo among them)
 	netip.MustParsePrefix("2001:db8::/32"),   // documentation
 	netip.MustParsePrefix("2002::/16"),       // 6to4: would reach IPv4 addresses unchecked
+	netip.MustParsePrefix("3fff::/20"),       // documentation (RFC 9637)
 }
 
 func (g addressGuard) allowed(ip netip.Addr) bool {
 	ip = ip.Unmap()
 	if ip.IsLoopback() {
 		return g.allowLoopback
+	}
+	if ip.Is6() && !globalUnicast6.Contains(ip) {
+		return false // NAT64 64:ff9b::/96, discard 100::/64, ULA, link-local, multicast, SRv6 5f00::/16 among others
 	}
 	if !ip.IsGlobalUnicast() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsMulticast() || ip.IsUnspecified() {
 		return false

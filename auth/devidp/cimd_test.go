@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -96,8 +97,12 @@ func TestCIMDCodeFlow(t *testing.T) {
 
 // TestCIMDRefusals: every document, or fetch, that is not right refuses
 // the authorization request with invalid_client, without redirecting
-// (RFC 6749 §4.1.2.1: the redirect URI is not established), and without
-// echoing what the document's server answered.
+// (RFC 6749 §4.1.2.1: the redirect URI is not established). Once a fetch
+// was tried, the client is told the same words whatever went wrong (a 404,
+// a timeout, a wrong content type, a refused address or a wrong document
+// alike: an answer that told them apart would make the server a probe of
+// what it reaches); why is logged. A client_id URL refused for what it is
+// is told why, and nothing is fetched. The refusal is kept failureTTL.
 func TestCIMDRefusals(t *testing.T) {
 	const marker = "BODY-MARKER-never-echoed"
 	withDoc := func(change func(doc map[string]any)) func(h *cimdtest.Host) string {
@@ -112,7 +117,7 @@ func TestCIMDRefusals(t *testing.T) {
 		name  string
 		setup func(h *cimdtest.Host) string // returns the client_id
 		mod   func(*ClientIDMetadata)
-		want  string // in the error description
+		want  string // in the error description if refused before a fetch, else in the log
 	}{
 		{"client_id differs", withDoc(func(d map[string]any) { d["client_id"] = "https://other.example/client.json" }), nil, "client_id is not the URL"},
 		{"client_id differs by a default port", func(h *cimdtest.Host) string {
@@ -160,25 +165,27 @@ func TestCIMDRefusals(t *testing.T) {
 			h.Handle("/client.json", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
 			return h.URL + "/client.json"
 		}, func(c *ClientIDMetadata) { c.FetchTimeout = 300 * time.Millisecond }, "within 300ms"},
-		{"loopback not allowed", func(h *cimdtest.Host) string {
+		{"a port other than 443", func(h *cimdtest.Host) string {
 			return h.Publish("/client.json", nil, goodDocument())
-		}, func(c *ClientIDMetadata) { c.AllowLoopback = false }, "could not be fetched"},
-		{"a name resolving to loopback, not allowed", func(h *cimdtest.Host) string {
-			id := strings.Replace(h.URL+"/client.json", "127.0.0.1", "localhost", 1)
-			doc := goodDocument()
-			doc["client_id"] = id
-			h.Publish("/client.json", nil, doc)
-			return id
-		}, func(c *ClientIDMetadata) { c.AllowLoopback = false }, "could not be fetched"},
+		}, func(c *ClientIDMetadata) { c.AllowLoopback = false }, "port other than 443"},
 		{"an untrusted certificate", func(h *cimdtest.Host) string {
 			return h.Publish("/client.json", nil, goodDocument())
-		}, func(c *ClientIDMetadata) { c.CAFile = "" }, "could not be fetched"},
+		}, func(c *ClientIDMetadata) { c.CAFile = "" }, "certificate"},
+		{"an https redirect URI at another origin", withDoc(func(d map[string]any) {
+			d["redirect_uris"] = []string{callback, "https://attacker.example/callback"}
+		}), nil, "not at the client_id's origin"},
+		{"an https redirect URI at another port of its host", func(h *cimdtest.Host) string {
+			doc := goodDocument()
+			doc["redirect_uris"] = []string{strings.Replace(h.URL, "https://127.0.0.1:", "https://127.0.0.1:1", 1) + "/callback"}
+			return h.Publish("/client.json", nil, doc)
+		}, nil, "not at the client_id's origin"},
 		{"dot segments", func(h *cimdtest.Host) string { return h.URL + "/a/../client.json" }, nil, ". or .. path segments"},
 		{"user info", func(h *cimdtest.Host) string {
 			return strings.Replace(h.URL+"/client.json", "https://", "https://u:p@", 1)
 		}, nil, "user info"},
 		{"no path", func(h *cimdtest.Host) string { return h.URL }, nil, "must have a path"},
 	}
+	beforeFetch := map[string]bool{"dot segments": true, "user info": true, "no path": true, "a port other than 443": true}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := cimdtest.New(t)
@@ -191,17 +198,32 @@ func TestCIMDRefusals(t *testing.T) {
 				t.Fatalf("authorize: %d Location %q %s; want 400 invalid_client, not redirected", resp.StatusCode, resp.Header.Get("Location"), b)
 			}
 			desc, _ := body["error_description"].(string)
-			if !strings.Contains(desc, tt.want) {
-				t.Errorf("error_description %q does not say %q", desc, tt.want)
+			fetched := h.Fetches("/client.json")
+			if beforeFetch[tt.name] {
+				if !strings.Contains(desc, tt.want) || fetched != 0 {
+					t.Errorf("error_description %q does not say %q, or the document was fetched (%d)", desc, tt.want, fetched)
+				}
+				return
+			}
+			if desc != errDocumentRefused {
+				t.Errorf("error_description %q, want the same words for every refused document: %q", desc, errDocumentRefused)
 			}
 			if strings.Contains(string(b), marker) || strings.Contains(string(b), "127.0.0.1:") {
 				t.Errorf("the answer echoes the document's server or its address: %s", b)
 			}
-			// Nothing was cached: the same request fetches again.
-			before := h.Fetches("/client.json")
+			if logs := f.logs.String(); !strings.Contains(logs, "client metadata document refused") || !strings.Contains(logs, tt.want) {
+				t.Errorf("the log does not say why (%q): %s", tt.want, logs)
+			}
+			// The refusal is kept a while: the same request is refused
+			// alike without fetching again, and fetches once it is past.
+			resp, _ = f.authorize(id, nil)
+			if body := jsonBody(t, resp); body["error_description"] != errDocumentRefused || h.Fetches("/client.json") != fetched {
+				t.Errorf("again at once: %v, fetches %d then %d; want the same refusal, not fetched again", body, fetched, h.Fetches("/client.json"))
+			}
+			f.clock.Advance(failureTTL)
 			f.authorize(id, nil)
-			if after := h.Fetches("/client.json"); before > 0 && after != before+1 {
-				t.Errorf("fetches %d then %d: a refused document was cached", before, after)
+			if fetched > 0 && h.Fetches("/client.json") != fetched+1 {
+				t.Errorf("fetches %d then %d past failureTTL: want one more", fetched, h.Fetches("/client.json"))
 			}
 		})
 	}
@@ -287,7 +309,7 @@ func TestCIMDCache(t *testing.T) {
 		}
 	})
 
-	t.Run("failures not kept", func(t *testing.T) {
+	t.Run("failures kept briefly", func(t *testing.T) {
 		h := cimdtest.New(t)
 		h.Serve("/client.json", http.StatusServiceUnavailable, nil, "")
 		f := newCIMDFixture(t, h, bounds)
@@ -295,8 +317,15 @@ func TestCIMDCache(t *testing.T) {
 		resp, _ := f.authorize(id, nil)
 		wantError(t, resp, jsonBody(t, resp), http.StatusBadRequest, "invalid_client")
 		h.Publish("/client.json", nil, goodDocument())
+		f.clock.Advance(failureTTL - time.Second)
+		resp, _ = f.authorize(id, nil)
+		wantError(t, resp, jsonBody(t, resp), http.StatusBadRequest, "invalid_client")
+		f.clock.Advance(time.Second)
 		resp, _ = f.authorize(id, nil)
 		f.loginForm(resp)
+		if n := h.Fetches("/client.json"); n != 2 {
+			t.Errorf("fetched %d times, want 2 (the failure kept %v, not fetched within it)", n, failureTTL)
+		}
 	})
 }
 
@@ -356,6 +385,15 @@ func TestAddressGuard(t *testing.T) {
 		{"2002:a00:1::1", false, false},
 		{"2001:db8::1", false, false},
 		{"2001::1", false, false},
+		{"192.88.99.1", false, false},     // 6to4 relay anycast
+		{"::a00:1", false, false},         // IPv4-compatible ::/96
+		{"::ffff:0:a00:1", false, false},  // SIIT ::ffff:0:0/96
+		{"fec0::1", false, false},         // site-local
+		{"3fff::1", false, false},         // documentation
+		{"5f00::1", false, false},         // SRv6 SIDs
+		{"4000::1", false, false},         // not global unicast space
+		{"100::1", false, false},          // discard
+		{"2a00:1450:4001::1", true, true}, // global unicast
 	}
 	for _, tt := range tests {
 		ip := netip.MustParseAddr(tt.addr)
@@ -392,5 +430,129 @@ func TestCacheLifetime(t *testing.T) {
 		if got := cacheLifetime(h); got != want {
 			t.Errorf("Cache-Control %q: %v, want %v", cc, got, want)
 		}
+	}
+}
+
+// TestCIMDConcurrentFetchesMerged: authorization requests naming one
+// client_id at once share one fetch, and all get the client; the bound on
+// fetches to one host refuses none of them.
+func TestCIMDConcurrentFetchesMerged(t *testing.T) {
+	h := cimdtest.New(t)
+	id := h.URL + "/client.json"
+	doc, _ := json.Marshal(map[string]any{"client_id": id, "client_name": "slow", "redirect_uris": []string{callback}})
+	second := make(chan struct{}, 8)
+	h.Handle("/client.json", func(w http.ResponseWriter, r *http.Request) {
+		second <- struct{}{}
+		// Hold the first fetch until a second one arrives (which merging
+		// prevents) or a while passes for the other requests to queue.
+		select {
+		case <-second:
+		case <-time.After(500 * time.Millisecond):
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(doc)
+	})
+	f := newCIMDFixture(t, h, nil)
+	const n = 5
+	statuses := make(chan int, n)
+	for range n {
+		go func() {
+			resp, _ := f.authorize(id, nil)
+			statuses <- resp.StatusCode
+		}()
+	}
+	for range n {
+		if status := <-statuses; status != http.StatusSeeOther && status != http.StatusFound {
+			t.Errorf("an authorization request: %d, want a redirect to the login", status)
+		}
+	}
+	if got := h.Fetches("/client.json"); got != 1 {
+		t.Errorf("%d requests at once fetched the document %d times, want once", n, got)
+	}
+}
+
+// TestCIMDLogThrottled: refusals anyone can cause are logged at most a
+// burst a second, and a long client_id is cut in the log.
+func TestCIMDLogThrottled(t *testing.T) {
+	h := cimdtest.New(t)
+	f := newCIMDFixture(t, h, nil)
+	long := h.URL + "/" + strings.Repeat("x", 1500)
+	for i := range 20 {
+		f.authorize(long+strconv.Itoa(i), nil)
+	}
+	logs := f.logs.String()
+	if n := strings.Count(logs, "client metadata document refused"); n < 1 || n > 5 {
+		t.Errorf("%d refusals in a second logged %d lines, want 1 to 5", 20, n)
+	}
+	if strings.Contains(logs, strings.Repeat("x", maxLoggedIDLength)) {
+		t.Errorf("a client_id of %d bytes is logged whole", len(long))
+	}
+	f.clock.Advance(time.Second)
+	f.authorize(long+"-later", nil)
+	if !strings.Contains(f.logs.String(), "suppressed=") {
+		t.Errorf("the next line logged does not count those suppressed: %s", f.logs.String())
+	}
+}
+
+func TestClientIDURLPort(t *testing.T) {
+	for id, ok := range map[string]bool{
+		"https://client.example/c.json":      true,
+		"https://client.example:443/c.json":  true,
+		"https://client.example:8443/c.json": false,
+		"https://client.example:22/c.json":   false,
+		"https://[2001:4860::1]:25/c.json":   false,
+	} {
+		if err := checkClientIDURL(id, false); (err == nil) != ok {
+			t.Errorf("%s: %v, want allowed %v", id, err, ok)
+		}
+		if err := checkClientIDURL(id, true); err != nil {
+			t.Errorf("%s with loopback (tests) allowed: %v", id, err)
+		}
+	}
+}
+
+func TestSameOrigin(t *testing.T) {
+	const id = "https://client.example/oauth/client.json"
+	for uri, ok := range map[string]bool{
+		"https://client.example/callback":         true,
+		"https://CLIENT.example:443/cb?x=1":       true,
+		"http://127.0.0.1:33418/oauth/callback":   true,
+		"http://localhost:9/cb":                   true,
+		"http://[::1]:9/cb":                       true,
+		"https://attacker.example/callback":       false,
+		"https://client.example:8443/callback":    false,
+		"https://sub.client.example/callback":     false,
+		"https://client.example.attacker.test/cb": false,
+	} {
+		if err := sameOrigin(uri, id); (err == nil) != ok {
+			t.Errorf("%s: %v, want allowed %v", uri, err, ok)
+		}
+	}
+}
+
+// TestAuthorizationEndpointNoCORS: the authorization endpoint is navigated
+// to, never read by a page of another origin (with CIMD its answers would
+// tell that page about the URLs it names); the token endpoint, which
+// browser-based clients call, keeps CORS.
+func TestAuthorizationEndpointNoCORS(t *testing.T) {
+	h := cimdtest.New(t)
+	f := newCIMDFixture(t, h, nil)
+	req, _ := http.NewRequest(http.MethodGet, f.issuer+PathAuthorize+"?"+url.Values{"client_id": {h.URL + "/nothing.json"}, "response_type": {"code"}}.Encode(), nil)
+	req.Header.Set("Origin", "https://evil.example")
+	resp, _ := f.do(req)
+	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "" {
+		t.Errorf("the authorization endpoint lets %q read its answer", got)
+	}
+	req, _ = http.NewRequest(http.MethodOptions, f.issuer+PathAuthorize, nil)
+	req.Header.Set("Origin", "https://evil.example")
+	req.Header.Set("Access-Control-Request-Method", http.MethodGet)
+	if resp, _ := f.do(req); resp.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Errorf("a preflight of the authorization endpoint is allowed")
+	}
+	req, _ = http.NewRequest(http.MethodOptions, f.issuer+PathToken, nil)
+	req.Header.Set("Origin", "http://localhost:6274")
+	req.Header.Set("Access-Control-Request-Method", http.MethodPost)
+	if resp, _ := f.do(req); resp.Header.Get("Access-Control-Allow-Origin") == "" {
+		t.Errorf("the token endpoint lost CORS")
 	}
 }

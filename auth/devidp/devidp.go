@@ -342,6 +342,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle(PathToken, postOnly(s.requireBasicFor(oauth, isClientGrant)))
 	mux.Handle(PathIntrospect, postOnly(s.requireBasicFor(oauth, func(*http.Request) bool { return true })))
 	mux.Handle(PathRevoke, postOnly(oauth))
+	mux.Handle(PathAuthorize, withoutCORS(oauth))
 	mux.Handle(PathRegister, http.HandlerFunc(s.register))
 	mux.Handle(PathLogin, http.HandlerFunc(s.login))
 	mux.Handle(PathUserGrants, http.HandlerFunc(s.userGrants))
@@ -366,6 +367,18 @@ func corsOptions() *cors.Options {
 		AllowedMethods:   []string{http.MethodGet, http.MethodHead, http.MethodPost},
 		ExposedHeaders:   []string{"Location", "Content-Length"},
 	}
+}
+
+// withoutCORS serves the authorization endpoint without CORS: a browser
+// navigates to it, and no page of another origin has any business reading
+// its answers (with CIMD, they would tell that page about the URLs it
+// names as client_ids). Without an Origin header, op's CORS handler adds
+// nothing, so a script's request is refused its answer by the browser.
+func withoutCORS(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Del("Origin")
+		next.ServeHTTP(w, r)
+	})
 }
 
 // mcpProtocolVersion is the header MCP clients add to their requests.
