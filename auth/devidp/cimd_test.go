@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -440,14 +441,18 @@ func TestCIMDConcurrentFetchesMerged(t *testing.T) {
 	h := cimdtest.New(t)
 	id := h.URL + "/client.json"
 	doc, _ := json.Marshal(map[string]any{"client_id": id, "client_name": "slow", "redirect_uris": []string{callback}})
+	var arrived atomic.Int32
 	second := make(chan struct{}, 8)
 	h.Handle("/client.json", func(w http.ResponseWriter, r *http.Request) {
-		second <- struct{}{}
 		// Hold the first fetch until a second one arrives (which merging
 		// prevents) or a while passes for the other requests to queue.
-		select {
-		case <-second:
-		case <-time.After(500 * time.Millisecond):
+		if arrived.Add(1) == 1 {
+			select {
+			case <-second:
+			case <-time.After(500 * time.Millisecond):
+			}
+		} else {
+			second <- struct{}{}
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(doc)
