@@ -72,7 +72,10 @@ type Options struct {
 	Users map[string]string
 	// ScopeUsers restricts scopes to users: a scope named here is granted
 	// only to the users listed for it (an admin scope, say); others leave
-	// it out of their grant.
+	// it out of their grant. Such a scope is also exclusive, as a
+	// PingFederate Exclusive Scope: granted only through configured
+	// Clients, never to registered (RFC 7591) or metadata document clients,
+	// and never given to a request that names no scope.
 	ScopeUsers map[string][]string
 	// GrantManagers are the user names and passwords of the Password
 	// Credential Validator that the grant management service

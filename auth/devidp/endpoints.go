@@ -106,8 +106,10 @@ func (s *Server) metadata() *oidc.DiscoveryConfiguration {
 }
 
 // VerifyAuthRequest finds the client of an authorization request. A request
-// that names no scope is given every scope of its resource, as
-// PingFederate grants a client's default scopes.
+// that names no scope is given every scope of its resource but those
+// restricted to some users (Options.ScopeUsers: the admin scope), as
+// PingFederate grants a client's default scopes, which never include an
+// exclusive scope.
 //
 // Its errors are never redirected (RFC 6749 §4.1.2.1): the client, and so
 // its redirect URI, are not established. A client of a metadata document
@@ -126,7 +128,7 @@ func (e *endpoints) VerifyAuthRequest(ctx context.Context, r *op.Request[oidc.Au
 	}
 	if len(cleanScopes(r.Data.Scopes)) == 0 {
 		if res, err := e.s.target(r.Form["resource"], r.Form["aud"]); err == nil {
-			r.Data.Scopes = res.Scopes
+			r.Data.Scopes = slices.DeleteFunc(slices.Clone(res.Scopes), e.s.restricted)
 		}
 	}
 	return &op.ClientRequest[oidc.AuthRequest]{Request: r, Client: c}, nil
@@ -156,6 +158,14 @@ func (e *endpoints) Authorize(_ context.Context, r *op.ClientRequest[oidc.AuthRe
 		return nil, err
 	}
 	scopes := intersect(cleanScopes(d.Scopes), res.Scopes)
+	if c.public {
+		// A restricted scope is exclusive (PingFederate's Exclusive Scopes):
+		// only configured clients may have it. Anyone can register a client
+		// or publish a metadata document, and so have any web page send an
+		// administrator to log in through it; the scope is left out, as a
+		// scope the user may not have is.
+		scopes = slices.DeleteFunc(scopes, s.restricted)
+	}
 	if len(scopes) == 0 {
 		return nil, oidc.ErrInvalidScope().WithDescription("no requested scope is allowed for this resource")
 	}

@@ -121,6 +121,13 @@ func (s *Server) userMay(user, scope string) bool {
 	return !restricted || slices.Contains(users, user)
 }
 
+// restricted reports a scope Options.ScopeUsers restricts to some users:
+// never a default scope, and granted only to configured clients.
+func (s *Server) restricted(scope string) bool {
+	_, ok := s.scopeUsers[scope]
+	return ok
+}
+
 // checkPassword compares in constant time, whether or not user exists.
 func (s *Server) checkPassword(user, password string) bool {
 	want, known := s.users[user]
