@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,6 +52,29 @@ func runDevAdmin(t *testing.T, ctx context.Context, args ...string) (*devProcess
 	return d, rec.Admin, token
 }
 
+// operatorLogin logs user in through pingmcp's configured client at the dev
+// IdP (secret: its --client-secret), the only kind of client granted the
+// admin scope, and returns the access token.
+func operatorLogin(t *testing.T, ctx context.Context, issuer, resource, secret, user, scope string) string {
+	t.Helper()
+	const redirect = "http://127.0.0.1/callback"
+	q := url.Values{"response_type": {"code"}, "client_id": {"pingmcp"}, "redirect_uri": {redirect}, "scope": {scope}, "state": {"s1"}, "resource": {resource}}
+	callback := browserLogin(t, issuer+"/as/authorization.oauth2?"+q.Encode(), redirect, user)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, issuer+"/as/token.oauth2", strings.NewReader(url.Values{
+		"grant_type": {"authorization_code"}, "code": {callback.Query().Get("code")}, "redirect_uri": {redirect}, "resource": {resource},
+	}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth("pingmcp", secret)
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	do(t, req, &tok)
+	if tok.AccessToken == "" {
+		t.Fatalf("no access token for %s", user)
+	}
+	return tok.AccessToken
+}
+
 // TestAdminSessions drives the admin API of pingmcp dev with two logged-in
 // users: it is refused without the token or with a wrong one, is not on the
 // /mcp listener, lists sessions by user, describes one with its exchanged
@@ -59,7 +83,8 @@ func runDevAdmin(t *testing.T, ctx context.Context, args ...string) (*devProcess
 func TestAdminSessions(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	d, adminAddr, token := runDevAdmin(t, ctx)
+	const clientSecret = "e2e-operators-client-secret"
+	d, adminAddr, token := runDevAdmin(t, ctx, "--client-secret", clientSecret)
 	base := "http://" + adminAddr + "/admin/v1"
 
 	// Never unauthenticated, never on /mcp's listener.
@@ -133,13 +158,19 @@ func TestAdminSessions(t *testing.T) {
 	}
 
 	// Access tokens of the authorization server are admin tokens when they
-	// carry the admin scope, which the dev IdP grants to user admin only:
-	// alice asking for it gets a token without it, refused 403.
-	opsToken := login(t, ctx, d.Issuer, d.MCP, "admin", "openid pingmcp:admin")
+	// carry the admin scope, which the dev IdP grants to user admin only,
+	// through a configured client only (an exclusive scope): alice asking
+	// for it gets a token without it, refused 403, and so does admin
+	// through a registered client (any web page can register one).
+	opsToken := operatorLogin(t, ctx, d.Issuer, d.MCP, clientSecret, "admin", "openid pingmcp:admin")
 	if status, body, _ := adminCall(t, ctx, http.MethodGet, base+"/sessions/"+as.ID(), opsToken); status != http.StatusOK {
 		t.Errorf("the admin user's access token: %d %s", status, body)
 	}
-	aliceAsAdmin := login(t, ctx, d.Issuer, d.MCP, "alice", "openid pingmcp:admin")
+	viaRegistered := login(t, ctx, d.Issuer, d.MCP, "admin", "openid pingmcp:admin")
+	if status, _, _ := adminCall(t, ctx, http.MethodGet, base+"/sessions", viaRegistered); status != http.StatusForbidden {
+		t.Errorf("the admin user's token through a registered client: %d, want 403 (no admin scope)", status)
+	}
+	aliceAsAdmin := operatorLogin(t, ctx, d.Issuer, d.MCP, clientSecret, "alice", "openid pingmcp:admin")
 	if status, _, h := adminCall(t, ctx, http.MethodGet, base+"/sessions", aliceAsAdmin); status != http.StatusForbidden ||
 		!strings.Contains(h.Get("WWW-Authenticate"), `error="insufficient_scope"`) || !strings.Contains(h.Get("WWW-Authenticate"), `scope="pingmcp:admin"`) {
 		t.Errorf("alice's token without the admin scope: %d %q", status, h.Get("WWW-Authenticate"))

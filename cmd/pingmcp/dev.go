@@ -155,9 +155,16 @@ func todoAPI(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	return serveUntilDone(ctx, cfg.Addr, api, logger, "todo api started", "resource", cfg.Resource, "issuer", cfg.Issuer)
 }
 
+// operatorRedirect is the redirect URI of pingmcp's configured client at the
+// development authorization server, through which an operator logs in for
+// an admin access token: the admin scope is exclusive, granted through
+// configured clients only (never registered or metadata document ones).
+const operatorRedirect = "http://127.0.0.1/callback"
+
 // devIdPOptions configure the development authorization server: users
 // alice, bob and admin (passwords as names), of whom only admin may be
-// granted the admin scope, and the grant manager --grants-user.
+// granted the admin scope (through the configured client alone), and the
+// grant manager --grants-user.
 func devIdPOptions(cfg *config.Config, logger *slog.Logger) *devidp.Options {
 	adminScope := cmp.Or(cfg.AdminScope, admin.DefaultScope)
 	users := map[string]string{"alice": "alice", "bob": "bob", "admin": "admin"}
@@ -177,10 +184,12 @@ func devIdPOptions(cfg *config.Config, logger *slog.Logger) *devidp.Options {
 	}
 	resources = append(resources, devidp.Resource{URI: cfg.TodoAPIURL, Scopes: todoScopes})
 	opts := &devidp.Options{
-		Issuer:        cfg.Issuer,
-		Users:         users,
-		ScopeUsers:    map[string][]string{adminScope: {"admin"}},
-		Clients:       []devidp.Client{{ID: cfg.ClientID, Secret: cfg.ClientSecret}},
+		Issuer:     cfg.Issuer,
+		Users:      users,
+		ScopeUsers: map[string][]string{adminScope: {"admin"}},
+		Clients: []devidp.Client{{ID: cfg.ClientID, Secret: cfg.ClientSecret,
+			GrantTypes:   []string{"client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange", "authorization_code", "refresh_token"},
+			RedirectURIs: []string{operatorRedirect}}},
 		GrantManagers: grantManagers,
 		Resources:     resources,
 		Logger:        logger,
