@@ -367,7 +367,7 @@ func grantsFlags(fs *flag.FlagSet, c *Config, userHelp string) {
 // Documents settings (dev and idp).
 func cimdFlags(fs *flag.FlagSet, c *Config) {
 	fs.BoolVar(&c.CIMD, "dev-cimd", true, "the development authorization server accepts Client ID Metadata Documents: an https client_id names the client's metadata, fetched, checked and cached (as PingFederate 13.1 with CIMD enabled)")
-	fs.BoolVar(&c.CIMDAllowLoopback, "dev-cimd-allow-loopback", false, "tests only: also fetch client metadata documents from loopback addresses (other private and special-use addresses are never fetched)")
+	fs.BoolVar(&c.CIMDAllowLoopback, "dev-cimd-allow-loopback", false, "tests only: also fetch client metadata documents from loopback addresses, and from ports other than 443 (other private and special-use addresses are never fetched)")
 	fs.StringVar(&c.CIMDCAFile, "dev-cimd-ca", "", "tests only: PEM file of a CA to trust, besides the system's, when fetching client metadata documents")
 }
 

@@ -40,7 +40,9 @@ import (
 type ClientIDMetadata struct {
 	// AllowLoopback lets documents be fetched from loopback addresses, as
 	// the draft allows an authorization server on loopback for development
-	// and tests (§ SSRF). Other special-use addresses are never fetched.
+	// and tests (§ SSRF), and from any port (tests' servers listen on
+	// random ones); without it, only port 443. Other special-use addresses
+	// are never fetched.
 	AllowLoopback bool
 	// CAFile is a PEM file of certificate authorities trusted for fetching
 	// documents besides the system's (tests).
