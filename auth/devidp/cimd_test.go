@@ -344,6 +344,9 @@ func TestCIMDTokenEndpoint(t *testing.T) {
 		"grant_type": {"refresh_token"}, "refresh_token": {tokens["refresh_token"].(string)}, "client_id": {id},
 	}, "", "")
 	wantError(t, resp, body, http.StatusUnauthorized, "invalid_client")
+	if body["error_description"] != errDocumentRefused {
+		t.Errorf("the token endpoint says %q of a document whose URL answered 404, want only %q", body["error_description"], errDocumentRefused)
+	}
 
 	// Without CIMD, a URL is just an unknown client.
 	g := newFixture(t, nil)
