@@ -1,8 +1,11 @@
 package devidp
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -562,5 +565,28 @@ func TestAuthorizationEndpointNoCORS(t *testing.T) {
 	req.Header.Set("Access-Control-Request-Method", http.MethodPost)
 	if resp, _ := f.do(req); resp.Header.Get("Access-Control-Allow-Origin") == "" {
 		t.Errorf("the token endpoint lost CORS")
+	}
+}
+
+// TestCIMDFetchGuarded: the address guard applies to the address dialed,
+// so a name that resolves to loopback is not fetched from without
+// AllowLoopback (the port rule would refuse a test server's URL first:
+// this calls the fetch itself).
+func TestCIMDFetchGuarded(t *testing.T) {
+	h := cimdtest.New(t)
+	h.Publish("/client.json", nil, goodDocument())
+	d, err := newMetadataDocuments(ClientIDMetadata{CAFile: h.CAFile}, time.Now, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{h.URL + "/client.json", strings.Replace(h.URL, "127.0.0.1", "localhost", 1) + "/client.json"} {
+		_, _, err := d.fetch(context.Background(), id)
+		var de *documentError
+		if !errors.As(err, &de) || !strings.Contains(de.reason, errForbiddenAddress.Error()) || err.Error() != errDocumentRefused {
+			t.Errorf("%s: %v (%+v), want refused for its address, told only %q", id, err, de, errDocumentRefused)
+		}
+	}
+	if n := h.Fetches("/client.json"); n != 0 {
+		t.Errorf("fetched %d times from loopback", n)
 	}
 }
