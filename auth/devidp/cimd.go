@@ -262,12 +262,16 @@ func (d *metadataDocuments) fetchClient(ctx context.Context, id string) (*client
 	c, maxAge, err := d.fetchAndParse(ctx, id)
 	if err != nil {
 		d.refused(id, now)
-		d.logf(slog.LevelInfo, "client metadata document refused", "client_id", shortID(id), "reason", err.(*documentError).reason)
+		reason := err.Error()
+		if de, ok := err.(*documentError); ok {
+			reason = de.reason
+		}
+		d.logThrottled("client metadata document refused", "client_id", shortID(id), "reason", reason)
 		return nil, err
 	}
 	lifetime := min(max(maxAge, d.opts.MinCache), d.opts.MaxCache)
 	d.keep(id, c, now.Add(lifetime))
-	d.logf(slog.LevelInfo, "client metadata document fetched", "client_id", shortID(id), "client_name", c.name, "redirect_uris", c.redirectURIs, "cached_for", lifetime)
+	d.logThrottled("client metadata document fetched", "client_id", shortID(id), "client_name", c.name, "redirect_uris", c.redirectURIs, "cached_for", lifetime)
 	return c, nil
 }
 
@@ -327,9 +331,9 @@ func (d *metadataDocuments) refused(id string, now time.Time) {
 	d.failures[id] = now.Add(failureTTL)
 }
 
-// logf logs a line about a fetch, throttled: any web page can make this
-// server fetch.
-func (d *metadataDocuments) logf(level slog.Level, msg string, attrs ...any) {
+// logThrottled logs a line about a fetch at Info, throttled: any web page
+// can make this server fetch.
+func (d *metadataDocuments) logThrottled(msg string, attrs ...any) {
 	ok, suppressed := d.logLimit.Allow()
 	if !ok {
 		return
@@ -337,7 +341,7 @@ func (d *metadataDocuments) logf(level slog.Level, msg string, attrs ...any) {
 	if suppressed > 0 {
 		attrs = append(attrs, "suppressed", suppressed)
 	}
-	d.log.Log(context.Background(), level, msg, attrs...)
+	d.log.Info(msg, attrs...)
 }
 
 // shortID is a client_id as logged: at most maxLoggedIDLength bytes.
