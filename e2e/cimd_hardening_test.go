@@ -31,7 +31,7 @@ func TestCIMDHardening(t *testing.T) {
 	host.Serve("/missing.json", http.StatusNotFound, nil, "secret intranet page")
 	host.Serve("/html.json", http.StatusOK, http.Header{"Content-Type": {"text/html"}}, "<p>secret intranet page</p>")
 	crossOrigin := sdkClientDocument()
-	crossOrigin["redirect_uris"] = []string{"https://attacker.example/callback"}
+	crossOrigin["redirect_uris"] = []string{clientRedirect, "https://attacker.example/callback"}
 	crossOrigin["client_id"] = host.URL + "/cross.json"
 	host.Publish("/cross.json", cached, crossOrigin)
 
