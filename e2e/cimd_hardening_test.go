@@ -61,6 +61,9 @@ func TestCIMDHardening(t *testing.T) {
 		if host.Fetches(path) != 1 {
 			t.Errorf("%s fetched %d times, want once", path, host.Fetches(path))
 		}
+		logCtx, stop := context.WithTimeout(ctx, 10*time.Second)
+		d.awaitCount(logCtx, reason, 1)
+		stop()
 		if !d.logged(`client metadata document refused`, reason) {
 			t.Errorf("%s: the log does not say why (%s)", path, reason)
 		}
