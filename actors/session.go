@@ -511,6 +511,7 @@ func (a *SessionActor) serveFrom(ctx actor.Context, replyTo *actor.PID, req *env
 		defer cancel()
 		defer drain()
 		w := newRelayWriter(rctx, req.Id, f.window, send)
+		w.keepAlive = time.Duration(req.KeepaliveMs) * time.Millisecond
 		if debug {
 			w.onStream = func() {
 				a.logger.Debug("stream open", "method", req.Method, "request", req.Id)
