@@ -27,7 +27,7 @@ func TestRelayWriterKeepAliveOnIdleStream(t *testing.T) {
 	const interval = 20 * time.Millisecond
 	s := newSink()
 	w := newRelayWriter(context.Background(), "r", newWindow(16), s.send)
-	w.keepAlive = interval
+	w.startKeepAlive(interval, false)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.WriteHeader(http.StatusOK)
 	w.Write([]byte(": ok\n\n"))
@@ -75,7 +75,7 @@ func TestRelayWriterKeepAliveNeverSplitsAnEvent(t *testing.T) {
 	const interval = 10 * time.Millisecond
 	s := newSink()
 	w := newRelayWriter(context.Background(), "r", newWindow(16), s.send)
-	w.keepAlive = interval
+	w.startKeepAlive(interval, false)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Write([]byte(": ok\n\n"))
 	w.Flush()
@@ -104,7 +104,7 @@ func TestRelayWriterKeepAliveOnlyWhereDue(t *testing.T) {
 	const interval = 10 * time.Millisecond
 	cases := map[string]func(w *relayWriter){
 		"json response": func(w *relayWriter) {
-			w.keepAlive = interval
+			w.startKeepAlive(interval, false)
 			w.Header().Set("Content-Type", "application/json")
 			w.Write([]byte("{"))
 			w.Flush()
@@ -131,7 +131,7 @@ func TestRelayWriterKeepAliveOnlyWhereDue(t *testing.T) {
 		s := newSink()
 		win := newWindow(2)
 		w := newRelayWriter(context.Background(), "r", win, s.send)
-		w.keepAlive = interval
+		w.startKeepAlive(interval, false)
 		w.Header().Set("Content-Type", "text/event-stream")
 		w.Write([]byte(": ok\n\n"))
 		w.Flush()
@@ -148,4 +148,46 @@ func TestRelayWriterKeepAliveOnlyWhereDue(t *testing.T) {
 		}
 		w.finish()
 	})
+}
+
+// A GET the handler holds open without writing a byte (the go-sdk resuming
+// a stream with nothing to replay) gets its headers, an event stream's,
+// with the first keep-alive; the handler's events follow. A GET answered
+// at once gets nothing more.
+func TestRelayWriterKeepAliveOpensAHeldGET(t *testing.T) {
+	const interval = 20 * time.Millisecond
+	s := newSink()
+	w := newRelayWriter(context.Background(), "r", newWindow(16), s.send)
+	w.startKeepAlive(interval, true)
+	w.Header().Set("Content-Type", "text/event-stream")
+	p := s.awaitPart(10 * time.Second)
+	if p == nil || p.Status != http.StatusOK || string(p.Body) != keepAliveComment || p.Final {
+		t.Fatalf("first part of a held GET = %+v", p)
+	}
+	h := http.Header{}
+	envelope.ToHTTP(p.Headers, h)
+	if h.Get("Content-Type") != "text/event-stream" || h.Get("Cache-Control") != "no-cache, no-transform" {
+		t.Errorf("headers of a held GET: %v", h)
+	}
+	w.Write([]byte("id: s_2\ndata: {}\n\n"))
+	w.Flush()
+	for p := s.awaitPart(10 * time.Second); p == nil || string(p.Body) != "id: s_2\ndata: {}\n\n"; p = s.awaitPart(10 * time.Second) {
+		if p == nil || p.Status != 0 || string(p.Body) != keepAliveComment {
+			t.Fatalf("part after the head = %+v", p)
+		}
+	}
+	w.finish()
+
+	s2 := newSink()
+	w2 := newRelayWriter(context.Background(), "r2", newWindow(16), s2.send)
+	w2.startKeepAlive(interval, true)
+	w2.WriteHeader(http.StatusNotFound)
+	w2.Write([]byte("session not found\n"))
+	w2.finish()
+	if p := s2.awaitPart(10 * time.Second); p == nil || p.Status != http.StatusNotFound || !p.Final {
+		t.Fatalf("refused GET = %+v", p)
+	}
+	if p := s2.awaitPart(10 * interval); p != nil {
+		t.Fatalf("a part after a refused GET: %+v", p)
+	}
 }

@@ -232,6 +232,27 @@ func (w *relayWriter) emit(final bool, errMsg string) {
 	w.armKeepAlive()
 }
 
+// startKeepAlive sets the keep-alive interval of the response (0: none)
+// before the handler runs. A GET's interval starts at once, not at its
+// first part: see sendKeepAlive.
+func (w *relayWriter) startKeepAlive(interval time.Duration, get bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.keepAlive = interval
+	if get && interval > 0 {
+		w.idle = time.AfterFunc(interval, w.sendKeepAlive)
+	}
+}
+
+// eventStreamHead is the head of an event stream the go-sdk opens (the
+// headers it sets on one, Connection aside, which is hop-by-hop).
+func eventStreamHead() []*envelope.Header {
+	return []*envelope.Header{
+		{Name: "Content-Type", Values: []string{"text/event-stream"}},
+		{Name: "Cache-Control", Values: []string{"no-cache, no-transform"}},
+	}
+}
+
 // armKeepAlive (re)starts the keep-alive interval of an open event stream
 // after a part went out, and stops it once the response is over. The
 // caller holds mu.
@@ -250,19 +271,33 @@ func (w *relayWriter) armKeepAlive() {
 }
 
 // sendKeepAlive writes a keep-alive comment as a part of its own, unless
-// the handler is in the middle of an event (it flushes soon, which re-arms
-// the interval) or the edge is a whole window behind (it has parts to
-// write, so the stream is not silent); then it tries again an interval
-// later.
+// the handler is in the middle of an event or its first part is on its
+// way (it flushes soon, which re-arms the interval) or the edge is a whole
+// window behind (it has parts to write, so the stream is not silent); then
+// it tries again an interval later.
+//
+// A GET the handler has neither answered nor written to for a whole
+// interval is an event stream it holds open with nothing to send yet: the
+// go-sdk answers every refusal of a GET at once, but it resumes a stream
+// (Last-Event-ID) without writing a byte when nothing is to be replayed,
+// and its client would wait for the response's headers until the next
+// event (Node's HTTP client gives up after 300 s). Its headers go out with
+// the comment then: those the go-sdk gives an event stream, since the
+// handler's own header map cannot be read while its goroutine may write
+// it; what the handler sets later is ignored, as net/http ignores header
+// changes after WriteHeader.
 func (w *relayWriter) sendKeepAlive() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.closed || w.ctx.Err() != nil {
+	if w.closed || w.ctx.Err() != nil || (w.status != 0 && !w.stream) {
 		return
 	}
-	if len(w.buf) > 0 || !w.window.open(w.seq) {
+	if len(w.buf) > 0 || w.held != nil || !w.window.open(w.seq) {
 		w.idle.Reset(w.keepAlive)
 		return
+	}
+	if w.status == 0 {
+		w.status, w.head, w.stream = http.StatusOK, eventStreamHead(), true
 	}
 	w.buf = append(w.buf, keepAliveComment...)
 	w.emit(false, "")

@@ -511,7 +511,7 @@ func (a *SessionActor) serveFrom(ctx actor.Context, replyTo *actor.PID, req *env
 		defer cancel()
 		defer drain()
 		w := newRelayWriter(rctx, req.Id, f.window, send)
-		w.keepAlive = time.Duration(req.KeepaliveMs) * time.Millisecond
+		w.startKeepAlive(time.Duration(req.KeepaliveMs)*time.Millisecond, f.get)
 		if debug {
 			w.onStream = func() {
 				a.logger.Debug("stream open", "method", req.Method, "request", req.Id)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -233,4 +234,34 @@ func TestEdgeEndsStreamsAtTokenExpiry(t *testing.T) {
 	resumed.await(t, 10*time.Second, "the tool's result on the resumed stream", func(l string) bool {
 		return strings.HasPrefix(l, "data: ") && strings.Contains(l, `"id":2`) && strings.Contains(l, "alice@example.com")
 	})
+}
+
+// A stream resumed with Last-Event-ID when nothing is left to replay (the
+// client lost its connection while a tool waits) gets its headers and
+// keep-alives at once, not only with the tool's next event: the go-sdk
+// writes nothing then, and the client would wait for headers.
+func TestEdgeKeepAliveOnResumedStream(t *testing.T) {
+	const interval = 50 * time.Millisecond
+	srv := newEdge(t, Options{SSEKeepAlive: interval})
+	sid := initializeWith(t, srv.URL, initElicitation, nil)
+	session := map[string]string{"Mcp-Session-Id": sid}
+	postCtx, disconnect := context.WithCancel(context.Background())
+	post := readStream(t, postCtx, http.MethodPost, srv.URL, session,
+		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`)
+	var lastID string
+	for _, l := range post.await(t, 10*time.Second, "the elicitation request", func(l string) bool { return strings.Contains(l, "elicitation/create") }) {
+		if v, ok := strings.CutPrefix(l, "id: "); ok {
+			lastID = v
+		}
+	}
+	released := records.await(func(r slog.Record) bool {
+		return r.Message == "request finished" && attr(r, "session") == sid && attr(r, "method") == "POST" && attr(r, "request") != ""
+	})
+	disconnect()
+	wait(t, released, "the actor let go of the cut POST stream")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resumed := readStream(t, ctx, http.MethodGet, srv.URL, map[string]string{"Mcp-Session-Id": sid, "Last-Event-ID": lastID}, "")
+	resumed.await(t, 10*time.Second, "a keep-alive on the resumed stream", isKeepAlive)
 }
