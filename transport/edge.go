@@ -12,7 +12,6 @@
 package transport
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -351,7 +350,7 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 		return
 	}
 	defer stream.Close()
-	status = e.relay(ctx, w, stream, relayed{get: r.Method == http.MethodGet, token: tok}, logger)
+	status = e.relay(ctx, w, stream, relayed{unbounded: unbounded(r.Method, rb), token: tok}, logger)
 	metrics.Requests.WithLabelValues(mcpMethod(r.Method, rb), strconv.Itoa(status)).Observe(time.Since(start).Seconds())
 	if e.draining.Err() != nil && r.Context().Err() == nil && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
 		io.WriteString(w, retryHint)
@@ -424,8 +423,18 @@ var (
 
 // relayed is what relay needs to know of the request.
 type relayed struct {
-	get   bool
-	token *auth.Token // nil without authentication
+	unbounded bool        // see unbounded
+	token     *auth.Token // nil without authentication
+}
+
+// unbounded reports whether a request's stream lasts as long as its client
+// keeps it: the GET stream, and a stateless subscriptions/listen (SEP-2575).
+// Any other stream is bounded by the request it answers.
+func unbounded(method string, rb *rpcbody.Body) bool {
+	if method == http.MethodGet {
+		return true
+	}
+	return rb != nil && !rb.Batch && rb.First() != nil && rb.First().Method == "subscriptions/listen"
 }
 
 // relay writes each part of the actor's response to the client as it
@@ -438,12 +447,15 @@ type relayed struct {
 //   - Nothing arrived from the actor for silentIntervals keep-alive
 //     intervals: the path to the actor is dead (a node that vanished
 //     without a word, a partition), even though no Terminated came.
-//   - The token that opened it is no longer accepted (auth.Token.ValidUntil):
-//     the stream was authorized by that token only, and the client's
-//     reconnection presents a fresh one (it refreshes on the 401). A POST's
-//     stream is ended so only once it can be resumed (an event id went
-//     out); until then its request was authorized, and its answer would be
-//     lost.
+//   - The token that opened an unbounded stream (the GET stream, a
+//     subscriptions/listen) is no longer accepted (auth.Token.ValidUntil):
+//     what the server sends there later was authorized by that token only,
+//     and the client's reconnection presents a fresh one (it refreshes on
+//     the 401). A stream that answers a request carries only that request's
+//     messages, authorized when it was made, and ends with its answer: it is
+//     left to finish, since ending it would lose that answer for clients
+//     that resume without Last-Event-ID after a refresh (the TypeScript
+//     SDK 1.32 does: after a 401 it opens a fresh GET stream).
 func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stream, req relayed, logger func() *slog.Logger) int {
 	rc := http.NewResponseController(w)
 	ctx, cut := context.WithCancelCause(ctx)
@@ -451,7 +463,6 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 	status := 0
 	streaming := false
 	var silent *time.Timer // runs while waiting for a part of an event stream
-	var expired, resumable atomic.Bool
 	for {
 		if limit := silentIntervals * e.opts.SSEKeepAlive; streaming && limit > 0 {
 			if silent == nil {
@@ -490,15 +501,9 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 				streaming = true
 				metrics.OpenStreams.Inc()
 				defer metrics.OpenStreams.Dec()
-				if req.token != nil {
-					resumable.Store(req.get)
+				if req.token != nil && req.unbounded {
 					until := cmp.Or(req.token.ValidUntil, req.token.Expiry)
-					expiry := time.AfterFunc(time.Until(until), func() {
-						expired.Store(true)
-						if resumable.Load() {
-							cut(errTokenExpired)
-						}
-					})
+					expiry := time.AfterFunc(time.Until(until), func() { cut(errTokenExpired) })
 					defer expiry.Stop()
 				}
 			}
@@ -506,12 +511,6 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 		if len(p.Body) > 0 {
 			if _, err := w.Write(p.Body); err != nil {
 				return status
-			}
-			if streaming && !resumable.Load() && hasEventID(p.Body) {
-				resumable.Store(true)
-				if expired.Load() {
-					cut(errTokenExpired)
-				}
 			}
 		}
 		if p.Final {
@@ -525,11 +524,6 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 		}
 		s.Written(p.Seq)
 	}
-}
-
-// hasEventID reports whether SSE text carries an event id (an "id:" line).
-func hasEventID(b []byte) bool {
-	return bytes.HasPrefix(b, []byte("id:")) || bytes.Contains(b, []byte("\nid:"))
 }
 
 // route decides which actor serves r. A non-zero status is a refusal.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/authtest"
+	"github.com/pingmcp/pingmcp/internal/rpcbody"
 )
 
 // sseStream is a response body read line by line on a goroutine of its own.
@@ -140,10 +141,11 @@ func TestEdgeKeepAliveOnIdleStreams(t *testing.T) {
 	}
 }
 
-// A stream ends when the token that opened it is no longer accepted, with a
-// retry hint; the client resumes it with a fresh token and Last-Event-ID,
-// and loses nothing: a POST's stream cut while its tool waits gets the
-// tool's result on the resumed stream.
+// The GET stream ends when the token that opened it is no longer
+// accepted, with a retry hint; the client, refused that token, resumes with
+// a fresh one and Last-Event-ID, and loses nothing: what the server sent
+// meanwhile is replayed. A POST's stream, which carries only its request's
+// messages, runs to its answer whatever its token's expiry.
 func TestEdgeEndsStreamsAtTokenExpiry(t *testing.T) {
 	is := authtest.NewIssuer(t)
 	srv := newEdge(t, Options{
@@ -162,7 +164,7 @@ func TestEdgeEndsStreamsAtTokenExpiry(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	with := func(h map[string]string, more ...string) map[string]string {
-		out := map[string]string{"Mcp-Session-Id": sid}
+		out := map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"}
 		for k, v := range h {
 			out[k] = v
 		}
@@ -171,55 +173,56 @@ func TestEdgeEndsStreamsAtTokenExpiry(t *testing.T) {
 		}
 		return out
 	}
+	// A server notification outside any request goes to the GET stream.
+	notify := func() {
+		t.Helper()
+		resp, b := call{method: http.MethodPost, headers: with(lasting),
+			body: `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"test_trigger_prompt_change","arguments":{}}}`}.do(t, srv.URL)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(b, `"result"`) {
+			t.Fatalf("test_trigger_prompt_change: %d %s", resp.StatusCode, b)
+		}
+	}
+	listChanged := func(l string) bool { return strings.Contains(l, "notifications/prompts/list_changed") }
 
 	short := token(2 * time.Second)
 	exp := time.Now().Add(2 * time.Second).Truncate(time.Second)
 	get := readStream(t, ctx, http.MethodGet, srv.URL, with(short), "")
 	post := readStream(t, ctx, http.MethodPost, srv.URL, with(short),
 		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`)
-	// A stream of a lasting token is left alone.
-	other := readStream(t, ctx, http.MethodPost, srv.URL, with(lasting),
-		`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"and you?"}}}`)
-	other.await(t, 10*time.Second, "the elicitation request", func(l string) bool { return strings.Contains(l, "elicitation/create") })
-	lines := post.await(t, 10*time.Second, "the elicitation request", func(l string) bool { return strings.Contains(l, "elicitation/create") })
-	var lastID, elicitData string
-	for _, l := range lines {
+	notify()
+	var lastID string
+	for _, l := range get.await(t, 10*time.Second, "the list_changed notification", listChanged) {
 		if v, ok := strings.CutPrefix(l, "id: "); ok {
 			lastID = v
 		}
+	}
+	if lastID == "" {
+		t.Fatal("the GET stream's event carried no id")
+	}
+	var elicitData string
+	for _, l := range post.await(t, 10*time.Second, "the elicitation request", func(l string) bool { return strings.Contains(l, "elicitation/create") }) {
 		if v, ok := strings.CutPrefix(l, "data: "); ok {
 			elicitData = v
 		}
 	}
-	if lastID == "" {
-		t.Fatalf("the POST stream carried no event id: %q", lines)
-	}
 
-	for name, s := range map[string]*sseStream{"GET": get, "POST": post} {
-		rest := s.end(t, 10*time.Second)
-		if time.Now().Before(exp) {
-			t.Errorf("%s: the stream ended before its token expired (%s)", name, exp)
-		}
-		if len(rest) < 2 || rest[len(rest)-2] != "retry: 500" {
-			t.Errorf("%s: the stream ended without a retry hint: %q", name, rest)
-		}
+	rest := get.end(t, 10*time.Second)
+	if time.Now().Before(exp) {
+		t.Errorf("the GET stream ended before its token expired (%s)", exp)
 	}
-	for more := true; more; {
-		select {
-		case l, ok := <-other.lines:
-			if !ok || l != "" {
-				t.Fatalf("the stream of a lasting token ended or carried %q", l)
-			}
-		default:
-			more = false
-		}
+	if len(rest) < 2 || rest[len(rest)-2] != "retry: 500" {
+		t.Errorf("the GET stream ended without a retry hint: %q", rest)
 	}
-	// The expired token is refused now: the client refreshes, answers the
-	// elicitation it got before the cut, and resumes the stream with the
-	// fresh token where it was.
+	notify() // while the client is away
+	// The expired token is refused now: the client refreshes, and resumes
+	// the stream with the fresh token where it was.
 	if resp, _ := (call{method: http.MethodGet, headers: with(short)}).do(t, srv.URL); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("GET with the expired token: %d, want 401", resp.StatusCode)
 	}
+	resumed := readStream(t, ctx, http.MethodGet, srv.URL, with(lasting, "Last-Event-ID", lastID), "")
+	resumed.await(t, 10*time.Second, "the notification sent while the client was away", listChanged)
+
+	// The POST's stream outlived its token, and carries its answer.
 	var elicit struct {
 		ID json.RawMessage `json:"id"`
 	}
@@ -227,11 +230,10 @@ func TestEdgeEndsStreamsAtTokenExpiry(t *testing.T) {
 		t.Fatalf("elicitation request %q: %v", elicitData, err)
 	}
 	answer := `{"jsonrpc":"2.0","id":` + string(elicit.ID) + `,"result":{"action":"accept","content":{"username":"alice","email":"alice@example.com"}}}`
-	if resp, b := (call{method: http.MethodPost, body: answer, headers: with(lasting, "Mcp-Protocol-Version", "2025-11-25")}).do(t, srv.URL); resp.StatusCode != http.StatusAccepted {
+	if resp, b := (call{method: http.MethodPost, body: answer, headers: with(lasting)}).do(t, srv.URL); resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("elicitation answer: %d %s", resp.StatusCode, b)
 	}
-	resumed := readStream(t, ctx, http.MethodGet, srv.URL, with(lasting, "Last-Event-ID", lastID), "")
-	resumed.await(t, 10*time.Second, "the tool's result on the resumed stream", func(l string) bool {
+	post.await(t, 10*time.Second, "the tool's result on the POST's stream, past its token's expiry", func(l string) bool {
 		return strings.HasPrefix(l, "data: ") && strings.Contains(l, `"id":2`) && strings.Contains(l, "alice@example.com")
 	})
 }
@@ -264,4 +266,30 @@ func TestEdgeKeepAliveOnResumedStream(t *testing.T) {
 	defer cancel()
 	resumed := readStream(t, ctx, http.MethodGet, srv.URL, map[string]string{"Mcp-Session-Id": sid, "Last-Event-ID": lastID}, "")
 	resumed.await(t, 10*time.Second, "a keep-alive on the resumed stream", isKeepAlive)
+}
+
+// Which streams end with their token: those no request bounds.
+func TestUnbounded(t *testing.T) {
+	tests := []struct {
+		method, body string
+		want         bool
+	}{
+		{http.MethodGet, "", true},
+		{http.MethodPost, `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{}}`, true},
+		{http.MethodPost, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}`, false},
+		{http.MethodPost, `[{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen"},{"jsonrpc":"2.0","id":2,"method":"ping"}]`, false},
+		{http.MethodDelete, "", false},
+	}
+	for _, tt := range tests {
+		var rb *rpcbody.Body
+		if tt.body != "" {
+			var err error
+			if rb, err = rpcbody.ReadAtMost([]byte(tt.body), 10); err != nil {
+				t.Fatalf("%s: %v", tt.body, err)
+			}
+		}
+		if got := unbounded(tt.method, rb); got != tt.want {
+			t.Errorf("unbounded(%s %s) = %v, want %v", tt.method, tt.body, got, tt.want)
+		}
+	}
 }
