@@ -441,9 +441,9 @@ func unbounded(method string, rb *rpcbody.Body) bool {
 // arrives, flushing after each, and returns the status sent.
 //
 // An event stream (a GET, or a POST answered with one) it also ends itself,
-// with a retry hint, in two cases; the client reconnects and resumes with
-// Last-Event-ID, losing nothing, since the actor stores every event before
-// it sends it, and a keep-alive comment carries no event id.
+// with a retry hint, in two cases. The client reconnects; resuming with
+// Last-Event-ID, it loses nothing, since the actor stores every event
+// before it sends it, and a keep-alive comment carries no event id.
 //   - Nothing arrived from the actor for silentIntervals keep-alive
 //     intervals: the path to the actor is dead (a node that vanished
 //     without a word, a partition), even though no Terminated came.
