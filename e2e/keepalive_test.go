@@ -25,19 +25,29 @@ type sseReader struct {
 // token; it fails the test unless the answer is an event stream.
 func openGET(t *testing.T, ctx context.Context, mcpURL, sid, token string) *sseReader {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, mcpURL, nil)
-	req.Header.Set("Accept", "text/event-stream")
+	return openSSE(t, ctx, http.MethodGet, mcpURL, sid, token, "")
+}
+
+// openSSE sends a request on session sid whose answer must be an event
+// stream.
+func openSSE(t *testing.T, ctx context.Context, method, mcpURL, sid, token, body string) *sseReader {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, method, mcpURL, strings.NewReader(body))
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Header.Set("Mcp-Session-Id", sid)
 	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("GET stream: %v", err)
+		t.Fatalf("%s stream: %v", method, err)
 	}
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		t.Fatalf("GET stream: %d %s", resp.StatusCode, b)
+		t.Fatalf("%s stream: %d %s", method, resp.StatusCode, b)
 	}
 	s := &sseReader{opened: time.Now(), lines: make(chan string, 256)}
 	go func() {
@@ -49,6 +59,28 @@ func openGET(t *testing.T, ctx context.Context, mcpURL, sid, token string) *sseR
 		}
 	}()
 	return s
+}
+
+// awaitLine waits for a line containing substr and returns the lines up
+// to it.
+func (s *sseReader) awaitLine(t *testing.T, substr string, d time.Duration) []string {
+	t.Helper()
+	var got []string
+	deadline := time.After(d)
+	for {
+		select {
+		case l, ok := <-s.lines:
+			if !ok {
+				t.Fatalf("the stream ended before %q; it carried %q", substr, got)
+			}
+			got = append(got, l)
+			if strings.Contains(l, substr) {
+				return got
+			}
+		case <-deadline:
+			t.Fatalf("no %q within %s; the stream carried %q", substr, d, got)
+		}
+	}
 }
 
 // awaitKeepAlives waits for n keep-alive comments and fails if the stream
@@ -91,21 +123,32 @@ func (s *sseReader) end(t *testing.T, d time.Duration) []string {
 	}
 }
 
-// initializeWithToken opens a session with token and returns its id.
+// initializeWithToken opens a session with token, for a client that
+// supports elicitation, and returns its id.
 func initializeWithToken(t *testing.T, ctx context.Context, mcpURL, token string) string {
 	t.Helper()
-	a := abuseInit(t, ctx, mcpURL, token, nil)
-	sid := a.header.Get("Mcp-Session-Id")
-	if a.status != http.StatusOK || sid == "" {
-		t.Fatalf("initialize: %d %s", a.status, a.body)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, mcpURL, strings.NewReader(
+		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{}},"clientInfo":{"name":"e2e","version":"1"}}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
 	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, mcpURL, strings.NewReader(`{"jsonrpc":"2.0","method":"notifications/initialized"}`))
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	sid := resp.Header.Get("Mcp-Session-Id")
+	if resp.StatusCode != http.StatusOK || sid == "" {
+		t.Fatalf("initialize: %d %s", resp.StatusCode, b)
+	}
+	req, _ = http.NewRequestWithContext(ctx, http.MethodPost, mcpURL, strings.NewReader(`{"jsonrpc":"2.0","method":"notifications/initialized"}`))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	req.Header.Set("Mcp-Session-Id", sid)
 	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +163,8 @@ func initializeWithToken(t *testing.T, ctx context.Context, mcpURL, token string
 // actors live on another process (so every byte crosses nodes), with
 // --sse-keepalive 1s:
 //   - an idle GET stream carries a keep-alive comment about every second
-//     and nothing else;
+//     and nothing else, and so does a POST's stream whose tool waits for
+//     the client (an elicitation nobody answers);
 //   - a stream opened with a token ends, with a retry hint, once the token
 //     is no longer accepted (its exp plus the verifier's 30 s of skew); the
 //     client is then refused that token (401) and reconnects with a fresh
@@ -160,6 +204,10 @@ func TestKeepAliveAcrossNodes(t *testing.T) {
 	if d := time.Since(idle.opened); d < 2*time.Second {
 		t.Errorf("three keep-alives within %s of an interval of 1s", d)
 	}
+	post := openSSE(t, ctx, http.MethodPost, edge.URL(), sid, lasting,
+		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`)
+	post.awaitLine(t, "elicitation/create", 20*time.Second)
+	post.awaitKeepAlives(t, 2, 20*time.Second)
 
 	// A token accepted for about three more seconds: its exp is 27 s ago,
 	// within the verifier's skew of 30 s.
@@ -197,7 +245,17 @@ func TestKeepAliveAcrossNodes(t *testing.T) {
 		t.Errorf("the silent stream ended without a retry hint: %q", last)
 	}
 	awaitLine(t, ctx, silent, sid)
+	// Back, the member cancels the cut stream (the edge told it to), and
+	// the client's reconnection is served.
+	finished := member.watch(`"msg":"request finished"`)
 	member.cmd.Process.Signal(syscall.SIGCONT)
+	for l := ""; !containsAll(l, sid, `"method":"GET"`); {
+		select {
+		case l = <-finished:
+		case <-ctx.Done():
+			t.Fatal("the member never let go of the cut GET stream")
+		}
+	}
 	openGET(t, ctx, edge.URL(), sid, lasting).awaitKeepAlives(t, 1, 30*time.Second)
 }
 
