@@ -10,9 +10,12 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/authtest"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
+	"github.com/pingmcp/pingmcp/metrics"
 )
 
 // sseStream is a response body read line by line on a goroutine of its own.
@@ -184,6 +187,7 @@ func TestEdgeEndsStreamsAtTokenExpiry(t *testing.T) {
 	}
 	listChanged := func(l string) bool { return strings.Contains(l, "notifications/prompts/list_changed") }
 
+	ended := streamsEnded("token_expired")
 	short := token(2 * time.Second)
 	exp := time.Now().Add(2 * time.Second).Truncate(time.Second)
 	get := readStream(t, ctx, http.MethodGet, srv.URL, with(short), "")
@@ -212,6 +216,9 @@ func TestEdgeEndsStreamsAtTokenExpiry(t *testing.T) {
 	}
 	if len(rest) < 2 || rest[len(rest)-2] != "retry: 500" {
 		t.Errorf("the GET stream ended without a retry hint: %q", rest)
+	}
+	if n := streamsEnded("token_expired") - ended; n != 1 {
+		t.Errorf("pingmcp_streams_ended_total{reason=\"token_expired\"} grew by %v, want 1", n)
 	}
 	notify() // while the client is away
 	// The expired token is refused now: the client refreshes, and resumes
@@ -292,4 +299,11 @@ func TestUnbounded(t *testing.T) {
 			t.Errorf("unbounded(%s %s) = %v, want %v", tt.method, tt.body, got, tt.want)
 		}
 	}
+}
+
+// streamsEnded reads pingmcp_streams_ended_total{reason}.
+func streamsEnded(reason string) float64 {
+	var m dto.Metric
+	metrics.StreamsEnded.WithLabelValues(reason).Write(&m)
+	return m.GetCounter().GetValue()
 }
