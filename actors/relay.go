@@ -232,9 +232,9 @@ func (w *relayWriter) emit(final bool, errMsg string) {
 	w.armKeepAlive()
 }
 
-// startKeepAlive sets the keep-alive interval of the response (0: none)
-// before the handler runs. A GET's interval starts at once, not at its
-// first part: see sendKeepAlive.
+// startKeepAlive sets the keep-alive interval of the response (0: none),
+// once onStream is set and before the handler runs. A GET's interval
+// starts at once, not at its first part: see sendKeepAlive.
 func (w *relayWriter) startKeepAlive(interval time.Duration, get bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
