@@ -60,6 +60,9 @@ type Config struct {
 	SessionIdleTimeout time.Duration // a session with no request for this long ends
 	ActorIdleTimeout   time.Duration // an idle session's actor leaves memory; ≤ SessionIdleTimeout
 	DrainTimeout       time.Duration // on SIGTERM, how long in-flight requests may take
+	// SSEKeepAlive is how long an open SSE stream may stay silent before it
+	// carries a keep-alive comment (0: never); see DefaultSSEKeepAlive.
+	SSEKeepAlive time.Duration
 	// AdminAddr is the admin API's listener (off when empty); AdminTokenFile
 	// holds its bearer token.
 	AdminAddr      string
@@ -189,6 +192,16 @@ var (
 	Toolsets  = []string{"todo", "conformance"}
 )
 
+// DefaultSSEKeepAlive is --sse-keepalive's default. An idle stream must
+// carry bytes more often than the shortest idle timeout on its way: Node.js's
+// HTTP client (undici, under the TypeScript SDK, mcp-remote and the
+// Inspector) drops a response body silent for 300 s, and common proxies and
+// load balancers do sooner (nginx's proxy_read_timeout and AWS ALB's idle
+// timeout are 60 s by default). 25 s is under half of the shortest of
+// those, so that one late comment cuts nothing; it costs a comment of 14
+// bytes per stream every 25 s.
+const DefaultSSEKeepAlive = 25 * time.Second
+
 // EnvName is the environment variable of a flag.
 func EnvName(flagName string) string {
 	return "PINGMCP_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
@@ -230,6 +243,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", tokenHelp)
 		fs.StringVar(&c.AdminScope, "admin-scope", "pingmcp:admin", "scope that makes an access token of the authorization server (for this resource) an admin token")
 		fs.DurationVar(&c.DrainTimeout, "drain-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish before their streams are ended with a retry hint")
+		fs.DurationVar(&c.SSEKeepAlive, "sse-keepalive", DefaultSSEKeepAlive, "write an SSE comment on every open stream (GET, and POST answered with a stream) silent for this long, so that clients and proxies keep it open; a stream silent for three times this long is ended as dead, for the client to resume (0: never)")
 		fs.StringVar(&c.RedisURL, "redis-url", "", "keep session snapshots and SSE events in Redis (redis://host:port/db, rediss:// for TLS); in this process's memory when empty (one node only)")
 		fs.StringVar(&c.RedisPrefix, "redis-prefix", "pingmcp:", "prefix of every Redis key this cluster writes")
 		fs.StringVar(&c.StateKeys, "state-keys", "", "keys sealing the tokens in session snapshots: keyid:base64-of-32-bytes, comma-separated, newest first (prefer the environment variable)")
@@ -726,6 +740,9 @@ func (c *Config) validateDurability() []error {
 	}
 	if c.DrainTimeout < 0 {
 		errs = append(errs, errors.New("--drain-timeout must not be negative"))
+	}
+	if c.SSEKeepAlive != 0 && (c.SSEKeepAlive < time.Second || c.SSEKeepAlive > time.Hour) {
+		errs = append(errs, fmt.Errorf("--sse-keepalive %s: want 0 (off) or between 1s and 1h", c.SSEKeepAlive))
 	}
 	if c.AdminAddr != "" {
 		if c.AdminTokenFile == "" {

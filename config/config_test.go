@@ -141,7 +141,7 @@ func TestHelpListsEveryFlagAndVariable(t *testing.T) {
 		}
 		flags := []string{"addr", "tools", "auth", "allowed-origins", "allowed-hosts", "session-idle-timeout", "max-body-bytes", "log-level", "log-format",
 			"public-url", "resource", "issuer", "client-id", "client-secret", "scopes", "todo-api-url",
-			"actor-idle-timeout", "drain-timeout", "redis-url", "redis-prefix", "state-keys", "events-max", "events-ttl"}
+			"actor-idle-timeout", "drain-timeout", "sse-keepalive", "redis-url", "redis-prefix", "state-keys", "events-max", "events-ttl"}
 		if cmd == "dev" {
 			flags = append(flags, "idp-addr", "todo-api-addr", "dev-state", "access-token-ttl", "refresh-token-ttl")
 		}
@@ -197,7 +197,8 @@ func TestDurabilityDefaults(t *testing.T) {
 			t.Fatalf("%s: %v", cmd, err)
 		}
 		if c.RedisURL != "" || c.StateKeys != "" || c.RedisPrefix != "pingmcp:" || c.SessionIdleTimeout != 30*time.Minute ||
-			c.ActorIdleTimeout != 5*time.Minute || c.DrainTimeout != 20*time.Second || c.EventsMax != 1000 || c.EventsTTL != time.Hour {
+			c.ActorIdleTimeout != 5*time.Minute || c.DrainTimeout != 20*time.Second || c.EventsMax != 1000 || c.EventsTTL != time.Hour ||
+			c.SSEKeepAlive != 25*time.Second {
 			t.Errorf("%s: redis %q, keys set %v, prefix %q, session idle %s, actor idle %s, drain %s, events %d for %s",
 				cmd, c.RedisURL, c.StateKeys != "", c.RedisPrefix, c.SessionIdleTimeout, c.ActorIdleTimeout, c.DrainTimeout, c.EventsMax, c.EventsTTL)
 		}
@@ -246,6 +247,9 @@ func TestDurabilityAccepted(t *testing.T) {
 			func(c *Config) bool {
 				return c.ActorIdleTimeout == time.Minute && c.DrainTimeout == 0 && c.EventsMax == 5 && c.EventsTTL == 10*time.Minute
 			}},
+		{"keep-alive from the environment", "serve", serveArgs(), map[string]string{"PINGMCP_SSE_KEEPALIVE": "40s"},
+			func(c *Config) bool { return c.SSEKeepAlive == 40*time.Second }},
+		{"keep-alive off", "dev", []string{"--sse-keepalive", "0"}, nil, func(c *Config) bool { return c.SSEKeepAlive == 0 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -298,6 +302,8 @@ func TestDurabilityRefusals(t *testing.T) {
 		{"negative actor timeout", "serve", serveArgs("--actor-idle-timeout", "-1s"), nil, []string{"--actor-idle-timeout must not be negative"}},
 		{"negative session timeout", "dev", []string{"--session-idle-timeout", "-1s"}, nil, []string{"--session-idle-timeout must not be negative"}},
 		{"negative drain timeout", "serve", serveArgs("--drain-timeout", "-1s"), nil, []string{"--drain-timeout must not be negative"}},
+		{"keep-alive too frequent", "serve", serveArgs("--sse-keepalive", "10ms"), nil, []string{"--sse-keepalive 10ms: want 0 (off) or between 1s and 1h"}},
+		{"negative keep-alive", "dev", nil, map[string]string{"PINGMCP_SSE_KEEPALIVE": "-5s"}, []string{"--sse-keepalive -5s"}},
 		{"admin without a token", "serve", serveArgs("--admin-addr", "127.0.0.1:9090"), nil, []string{"--admin-addr with --auth none needs --admin-token-file"}},
 		{"admin token file missing", "serve", serveArgs("--admin-addr", "127.0.0.1:9090", "--admin-token-file", "/nonexistent/token"), nil, []string{"--admin-token-file"}},
 		{"admin on the /mcp listener", "serve", serveArgs("--addr", "127.0.0.1:8080", "--admin-addr", "127.0.0.1:8080", "--admin-token-file", "/nonexistent/token"), nil, []string{"--admin-addr must differ from --addr"}},

@@ -501,6 +501,7 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 			MaxBodyBytes:       cfg.MaxBodyBytes,
 			MaxBatch:           cfg.MaxBatch,
 			MaxInitializeBytes: cfg.MaxInitializeBytes,
+			SSEKeepAlive:       cfg.SSEKeepAlive,
 			Logger:             logger,
 			Limits: transport.Limits{Rate: cfg.RateLimit, Burst: cfg.RateBurst, MaxConcurrent: cfg.MaxConcurrentRequests,
 				MaxStreams: cfg.MaxStreamsPerPrincipal},
