@@ -489,6 +489,23 @@ func (c *Config) edgeBeyondLoopback() bool {
 	return (c.Command == "dev" || c.Command == "serve") && !IsLoopback(c.Addr)
 }
 
+// sameOrigin reports whether two absolute URLs have the same scheme, host
+// and port (a port left out being its scheme's default).
+func sameOrigin(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	if errA != nil || errB != nil {
+		return true // refused as malformed already
+	}
+	port := func(u *url.URL) string {
+		if p := u.Port(); p != "" {
+			return p
+		}
+		return map[string]string{"http": "80", "https": "443"}[strings.ToLower(u.Scheme)]
+	}
+	return strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Hostname(), ub.Hostname()) && port(ua) == port(ub)
+}
+
 // hostForURL turns a listen address into a host[:port] a client can dial: an
 // unspecified host (":8080", "0.0.0.0:8080") becomes localhost.
 func hostForURL(addr string) string {
@@ -555,6 +572,12 @@ func (c *Config) validate() error {
 			if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || pu.Fragment != "" {
 				errs = append(errs, fmt.Errorf("--%s %q: want an absolute http(s) URL without fragment", name, u))
 			}
+		}
+		if c.explicit["public-url"] && c.explicit["resource"] && !sameOrigin(c.PublicURL, c.Resource) {
+			// The edge answers only the Host of --public-url, and a
+			// resource elsewhere names none it answers: every request
+			// would be refused (421).
+			errs = append(errs, fmt.Errorf("--resource %q and --public-url %q differ in scheme, host or port: the resource is the URL clients reach, so give it on --public-url's origin (or give only one of them)", c.Resource, c.PublicURL))
 		}
 		if c.Command == "dev" {
 			for flagName, a := range map[string]string{"addr": c.Addr, "idp-addr": c.IdPAddr, "todo-api-addr": c.TodoAPIAddr, "admin-addr": cmp.Or(c.AdminAddr, "127.0.0.1:0")} {

@@ -116,6 +116,9 @@ func TestRefusals(t *testing.T) {
 		{"CIMD test flags without CIMD", "dev", []string{"--dev-cimd=false", "--dev-cimd-allow-loopback"}, nil, "need --dev-cimd"},
 		{"CIMD CA without CIMD", "idp", []string{"--client-secret", "s"}, map[string]string{"PINGMCP_DEV_CIMD": "false", "PINGMCP_DEV_CIMD_CA": "/ca.pem"}, "need --dev-cimd"},
 		{"CIMD from loopback off loopback", "idp", []string{"--client-secret", "s", "--force-non-loopback", "--dev-cimd-allow-loopback"}, nil, "--dev-cimd-allow-loopback"},
+		{"resource beside public url, other host", "serve", []string{"--issuer", "https://pf", "--public-url", "https://mcp.example", "--resource", "https://other.example/mcp"}, nil, "differ in scheme, host or port"},
+		{"resource beside public url, other port", "dev", []string{"--public-url", "http://localhost:8080"}, map[string]string{"PINGMCP_RESOURCE": "http://localhost:8081/mcp"}, "differ in scheme, host or port"},
+		{"resource beside public url, other scheme", "serve", []string{"--issuer", "https://pf", "--public-url", "https://mcp.example", "--resource", "http://mcp.example/mcp"}, nil, "differ in scheme, host or port"},
 		{"grants url with credentials", "serve", []string{"--issuer", "https://pf", "--grants-url", "https://g:pw@pf/pf-ws/rest/oauth/users"}, nil, "credentials in the URL"},
 	}
 	for _, tt := range tests {
@@ -471,6 +474,7 @@ func TestResources(t *testing.T) {
 		{"serve", []string{"--issuer", "https://pf.example", "--addr", "0.0.0.0:8080"}, nil, []string{"http://localhost:8080/mcp"}, false},
 		{"idp", []string{"--client-secret", "s", "--resource", "https://mcp.example/mcp"}, nil, []string{"https://mcp.example/mcp"}, false},
 		{"serve", []string{"--issuer", "https://pf.example", "--public-url", "https://mcp.example", "--resource", "https://mcp.example/api"}, nil, []string{"https://mcp.example/api"}, true},
+		{"serve", []string{"--issuer", "https://pf.example", "--public-url", "https://mcp.example", "--resource", "HTTPS://MCP.example:443/api"}, nil, []string{"HTTPS://MCP.example:443/api"}, true}, // the same origin
 	} {
 		c, err := Parse(tc.command, tc.args, env(tc.env), new(bytes.Buffer))
 		if err != nil {
