@@ -485,3 +485,44 @@ func TestResources(t *testing.T) {
 		}
 	}
 }
+
+// The edge holds every loopback address Resources names, and a twin the
+// host lacks is no resource.
+func TestLoopbackTwins(t *testing.T) {
+	for _, tc := range []struct {
+		command string
+		args    []string
+		bound   string
+		want    []string
+	}{
+		{"dev", nil, "127.0.0.1:8080", []string{"[::1]:8080"}},
+		{"dev", []string{"--addr", "localhost:8080"}, "127.0.0.1:8080", []string{"[::1]:8080"}},
+		{"serve", []string{"--issuer", "http://127.0.0.1:9031", "--addr", "[::1]:8080"}, "[::1]:8080", []string{"127.0.0.1:8080"}},
+		{"serve", []string{"--issuer", "http://127.0.0.1:9031", "--addr", "127.0.0.2:8080"}, "127.0.0.2:8080", []string{"127.0.0.1:8080", "[::1]:8080"}},
+		{"dev", []string{"--public-url", "http://127.0.0.1:8080"}, "127.0.0.1:8080", nil},
+		{"dev", []string{"--resource", "http://127.0.0.1:8080/mcp"}, "127.0.0.1:8080", nil},
+		{"serve", []string{"--issuer", "http://127.0.0.1:9031"}, "[::]:8080", nil}, // every interface: no aliases
+		{"idp", []string{"--client-secret", "s"}, "127.0.0.1:9031", nil},           // no edge
+	} {
+		c, err := Parse(tc.command, tc.args, env(nil), new(bytes.Buffer))
+		if err != nil {
+			t.Fatalf("%s %v: %v", tc.command, tc.args, err)
+		}
+		if got := c.LoopbackTwins(tc.bound); !slices.Equal(got, tc.want) {
+			t.Errorf("%s %v bound to %s: twins %v, want %v", tc.command, tc.args, tc.bound, got, tc.want)
+		}
+	}
+
+	c, err := Parse("dev", nil, env(nil), new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Unheld("[::1]:8080")
+	if got, want := c.Resources(), []string{"http://127.0.0.1:8080/mcp", "http://localhost:8080/mcp"}; !slices.Equal(got, want) {
+		t.Errorf("without [::1]: resources %v, want %v", got, want)
+	}
+	c.Rebind("127.0.0.1:8080", c.IdPAddr, c.TodoAPIAddr)
+	if got := c.Resources(); slices.Contains(got, "http://[::1]:8080/mcp") {
+		t.Errorf("after Rebind, resources %v name the unheld [::1] again", got)
+	}
+}
