@@ -488,7 +488,7 @@ func (c *Config) loopbackResource() (*url.URL, bool) {
 
 // LoopbackTwins are the addresses the MCP edge must hold besides bound (its
 // own listen address, resolved) while Resources names the loopback
-// aliases: 127.0.0.1 and [::1] on bound's port, but bound. localhost
+// aliases: 127.0.0.1 and [::1] on bound's port, other than bound itself. localhost
 // resolves to both, and clients try them in their own order: a process
 // that took a twin would be reached by a client pointed at localhost, and
 // handed a token this server accepts.
