@@ -170,6 +170,7 @@ type Config struct {
 	CertsCAValidity time.Duration
 
 	explicit map[string]bool // flags set on the command line or environment
+	unheld   map[string]bool // loopback twins this host lacks (see Unheld)
 }
 
 // Commands lists the subcommands and what they do, for help.
@@ -468,11 +469,11 @@ func (c *Config) derive() {
 // --public-url given), the resource as reached through each loopback name
 // (127.0.0.1, localhost, [::1]) on its port, since a person may point a
 // client at any of them, and clients check that the metadata names the
-// very URL they used; otherwise Resource alone. The idp command's
-// --resource is the same.
+// very URL they used; an address the host lacks (Unheld) is left out.
+// Otherwise Resource alone. The idp command's --resource is the same.
 func (c *Config) Resources() []string {
-	u, err := url.Parse(c.Resource)
-	if err != nil || c.explicit["resource"] || c.explicit["public-url"] || c.edgeBeyondLoopback() || !IsLoopback(u.Host) {
+	u, ok := c.loopbackResource()
+	if !ok {
 		return []string{c.Resource}
 	}
 	out := []string{c.Resource}
@@ -482,11 +483,51 @@ func (c *Config) Resources() []string {
 		if port := u.Port(); port != "" {
 			alias.Host = net.JoinHostPort(strings.Trim(name, "[]"), port)
 		}
-		if s := alias.String(); !slices.Contains(out, s) {
+		if s := alias.String(); !slices.Contains(out, s) && !c.unheld[alias.Host] {
 			out = append(out, s)
 		}
 	}
 	return out
+}
+
+// loopbackResource returns Resource when Resources names its loopback
+// aliases.
+func (c *Config) loopbackResource() (*url.URL, bool) {
+	u, err := url.Parse(c.Resource)
+	if err != nil || c.explicit["resource"] || c.explicit["public-url"] || c.edgeBeyondLoopback() || !IsLoopback(u.Host) {
+		return nil, false
+	}
+	return u, true
+}
+
+// LoopbackTwins are the addresses the MCP edge must hold besides bound (its
+// own listen address, resolved) while Resources names the loopback
+// aliases: 127.0.0.1 and [::1] on bound's port, other than bound itself. localhost
+// resolves to both, and clients try them in their own order: a process
+// that took a twin would be reached by a client pointed at localhost, and
+// handed a token this server accepts.
+func (c *Config) LoopbackTwins(bound string) []string {
+	host, port, err := net.SplitHostPort(bound)
+	if _, ok := c.loopbackResource(); !ok || err != nil || (c.Command != "dev" && c.Command != "serve") {
+		return nil
+	}
+	var twins []string
+	for _, ip := range []string{"127.0.0.1", "::1"} {
+		if ip != host {
+			twins = append(twins, net.JoinHostPort(ip, port))
+		}
+	}
+	return twins
+}
+
+// Unheld records that a loopback twin (LoopbackTwins) cannot be bound on
+// this host (no IPv6 loopback, say): nobody can take it, and Resources no
+// longer names it.
+func (c *Config) Unheld(twin string) {
+	if c.unheld == nil {
+		c.unheld = map[string]bool{}
+	}
+	c.unheld[twin] = true
 }
 
 // HostNamesResource reports whether the Host of a request names its
@@ -501,6 +542,23 @@ func (c *Config) HostNamesResource() bool {
 
 func (c *Config) edgeBeyondLoopback() bool {
 	return (c.Command == "dev" || c.Command == "serve") && !IsLoopback(c.Addr)
+}
+
+// sameOrigin reports whether two absolute URLs have the same scheme, host
+// and port (a port left out being its scheme's default).
+func sameOrigin(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	if errA != nil || errB != nil {
+		return true // refused as malformed already
+	}
+	port := func(u *url.URL) string {
+		if p := u.Port(); p != "" {
+			return p
+		}
+		return map[string]string{"http": "80", "https": "443"}[strings.ToLower(u.Scheme)]
+	}
+	return strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Hostname(), ub.Hostname()) && port(ua) == port(ub)
 }
 
 // hostForURL turns a listen address into a host[:port] a client can dial: an
@@ -569,6 +627,12 @@ func (c *Config) validate() error {
 			if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || pu.Fragment != "" {
 				errs = append(errs, fmt.Errorf("--%s %q: want an absolute http(s) URL without fragment", name, u))
 			}
+		}
+		if c.explicit["public-url"] && c.explicit["resource"] && !sameOrigin(c.PublicURL, c.Resource) {
+			// The edge answers only the Host of --public-url, and a
+			// resource elsewhere names none it answers: every request
+			// would be refused (421).
+			errs = append(errs, fmt.Errorf("--resource %q and --public-url %q differ in scheme, host or port: the resource is the URL clients reach, so give it on --public-url's origin (or give only one of them)", c.Resource, c.PublicURL))
 		}
 		if c.Command == "dev" {
 			for flagName, a := range map[string]string{"addr": c.Addr, "idp-addr": c.IdPAddr, "todo-api-addr": c.TodoAPIAddr, "admin-addr": cmp.Or(c.AdminAddr, "127.0.0.1:0")} {

@@ -116,6 +116,9 @@ func TestRefusals(t *testing.T) {
 		{"CIMD test flags without CIMD", "dev", []string{"--dev-cimd=false", "--dev-cimd-allow-loopback"}, nil, "need --dev-cimd"},
 		{"CIMD CA without CIMD", "idp", []string{"--client-secret", "s"}, map[string]string{"PINGMCP_DEV_CIMD": "false", "PINGMCP_DEV_CIMD_CA": "/ca.pem"}, "need --dev-cimd"},
 		{"CIMD from loopback off loopback", "idp", []string{"--client-secret", "s", "--force-non-loopback", "--dev-cimd-allow-loopback"}, nil, "--dev-cimd-allow-loopback"},
+		{"resource beside public url, other host", "serve", []string{"--issuer", "https://pf", "--public-url", "https://mcp.example", "--resource", "https://other.example/mcp"}, nil, "differ in scheme, host or port"},
+		{"resource beside public url, other port", "dev", []string{"--public-url", "http://localhost:8080"}, map[string]string{"PINGMCP_RESOURCE": "http://localhost:8081/mcp"}, "differ in scheme, host or port"},
+		{"resource beside public url, other scheme", "serve", []string{"--issuer", "https://pf", "--public-url", "https://mcp.example", "--resource", "http://mcp.example/mcp"}, nil, "differ in scheme, host or port"},
 		{"grants url with credentials", "serve", []string{"--issuer", "https://pf", "--grants-url", "https://g:pw@pf/pf-ws/rest/oauth/users"}, nil, "credentials in the URL"},
 	}
 	for _, tt := range tests {
@@ -477,6 +480,7 @@ func TestResources(t *testing.T) {
 		{"serve", []string{"--issuer", "https://pf.example", "--addr", "0.0.0.0:8080"}, nil, []string{"http://localhost:8080/mcp"}, false},
 		{"idp", []string{"--client-secret", "s", "--resource", "https://mcp.example/mcp"}, nil, []string{"https://mcp.example/mcp"}, false},
 		{"serve", []string{"--issuer", "https://pf.example", "--public-url", "https://mcp.example", "--resource", "https://mcp.example/api"}, nil, []string{"https://mcp.example/api"}, true},
+		{"serve", []string{"--issuer", "https://pf.example", "--public-url", "https://mcp.example", "--resource", "HTTPS://MCP.example:443/api"}, nil, []string{"HTTPS://MCP.example:443/api"}, true}, // the same origin
 	} {
 		c, err := Parse(tc.command, tc.args, env(tc.env), new(bytes.Buffer))
 		if err != nil {
@@ -485,5 +489,46 @@ func TestResources(t *testing.T) {
 		if got := c.Resources(); !slices.Equal(got, tc.want) || c.HostNamesResource() != tc.byHost {
 			t.Errorf("%s %v %v: resources %v by host %v, want %v by host %v", tc.command, tc.args, tc.env, got, c.HostNamesResource(), tc.want, tc.byHost)
 		}
+	}
+}
+
+// The edge holds every loopback address Resources names, and a twin the
+// host lacks is no resource.
+func TestLoopbackTwins(t *testing.T) {
+	for _, tc := range []struct {
+		command string
+		args    []string
+		bound   string
+		want    []string
+	}{
+		{"dev", nil, "127.0.0.1:8080", []string{"[::1]:8080"}},
+		{"dev", []string{"--addr", "localhost:8080"}, "127.0.0.1:8080", []string{"[::1]:8080"}},
+		{"serve", []string{"--issuer", "http://127.0.0.1:9031", "--addr", "[::1]:8080"}, "[::1]:8080", []string{"127.0.0.1:8080"}},
+		{"serve", []string{"--issuer", "http://127.0.0.1:9031", "--addr", "127.0.0.2:8080"}, "127.0.0.2:8080", []string{"127.0.0.1:8080", "[::1]:8080"}},
+		{"dev", []string{"--public-url", "http://127.0.0.1:8080"}, "127.0.0.1:8080", nil},
+		{"dev", []string{"--resource", "http://127.0.0.1:8080/mcp"}, "127.0.0.1:8080", nil},
+		{"serve", []string{"--issuer", "http://127.0.0.1:9031"}, "[::]:8080", nil}, // every interface: no aliases
+		{"idp", []string{"--client-secret", "s"}, "127.0.0.1:9031", nil},           // no edge
+	} {
+		c, err := Parse(tc.command, tc.args, env(nil), new(bytes.Buffer))
+		if err != nil {
+			t.Fatalf("%s %v: %v", tc.command, tc.args, err)
+		}
+		if got := c.LoopbackTwins(tc.bound); !slices.Equal(got, tc.want) {
+			t.Errorf("%s %v bound to %s: twins %v, want %v", tc.command, tc.args, tc.bound, got, tc.want)
+		}
+	}
+
+	c, err := Parse("dev", nil, env(nil), new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Unheld("[::1]:8080")
+	if got, want := c.Resources(), []string{"http://127.0.0.1:8080/mcp", "http://localhost:8080/mcp"}; !slices.Equal(got, want) {
+		t.Errorf("without [::1]: resources %v, want %v", got, want)
+	}
+	c.Rebind("127.0.0.1:8080", c.IdPAddr, c.TodoAPIAddr)
+	if got := c.Resources(); slices.Contains(got, "http://[::1]:8080/mcp") {
+		t.Errorf("after Rebind, resources %v name the unheld [::1] again", got)
 	}
 }
