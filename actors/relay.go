@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +20,11 @@ import (
 // the edge). When the handler takes longer, the client gets the headers this
 // much later, never more; every flush after the first is sent at once.
 const firstPartDelay = time.Millisecond
+
+// keepAliveComment is what an idle event stream carries every keep-alive
+// interval: an SSE comment, which clients ignore and which has no event id,
+// so that it never moves the Last-Event-ID a client resumes from.
+const keepAliveComment = ": keepalive\n\n"
 
 // relayWriter is the http.ResponseWriter a forwarded request is served with.
 // Every flush ships what was written since the last one to the edge as a
@@ -37,17 +43,31 @@ type relayWriter struct {
 	// onStream, if set, is called when the first part of a streamed (not
 	// final) response goes out: the SDK has registered the stream by then.
 	onStream func()
+	// keepAlive, if not zero, is how long an event stream may stay silent
+	// before a keepAliveComment goes out (the request's keepalive_ms).
+	//
+	// The comment is written here, by the actor, rather than by the edge,
+	// so that it travels the whole way: a client, or the proxy or load
+	// balancer in front of pingmcp, sees bytes at least this often, and the
+	// edge sees parts arriving from the actor's node, which lets it tell a
+	// quiet stream from a dead path (transport.Edge ends a stream silent
+	// for several intervals). Here, too, it cannot split an event: the
+	// handler's writes and this one are ordered by mu, and it is written
+	// only when nothing of an event is buffered.
+	keepAlive time.Duration
 
 	header http.Header // the handler's
 
 	mu       sync.Mutex
 	status   int
 	head     []*envelope.Header // header as it was when the status was set
+	stream   bool               // head says text/event-stream
 	headSent bool
 	buf      []byte
 	seq      uint64
 	closed   bool
 	held     *time.Timer // ships the first flush unless something else does first
+	idle     *time.Timer // writes a keep-alive comment on a silent event stream
 }
 
 var errResponseClosed = errors.New("response already finished")
@@ -70,6 +90,7 @@ func (w *relayWriter) writeHeaderLocked(code int) {
 	if w.status == 0 && code >= 200 {
 		w.status = code
 		w.head = envelope.FromHTTP(w.header.Clone())
+		w.stream = strings.HasPrefix(w.header.Get("Content-Type"), "text/event-stream")
 	}
 }
 
@@ -139,6 +160,7 @@ func (w *relayWriter) replace(status int, header http.Header, body []byte) bool 
 		w.held = nil
 	}
 	w.status, w.head, w.buf = status, envelope.FromHTTP(header), append(w.buf[:0], body...)
+	w.stream = strings.HasPrefix(header.Get("Content-Type"), "text/event-stream")
 	return true
 }
 
@@ -207,6 +229,78 @@ func (w *relayWriter) emit(final bool, errMsg string) {
 	w.seq++
 	w.closed = final
 	w.send(p)
+	w.armKeepAlive()
+}
+
+// startKeepAlive sets the keep-alive interval of the response (0: none),
+// once onStream is set and before the handler runs. A GET's interval
+// starts at once, not at its first part: see sendKeepAlive.
+func (w *relayWriter) startKeepAlive(interval time.Duration, get bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.keepAlive = interval
+	if get && interval > 0 {
+		w.idle = time.AfterFunc(interval, w.sendKeepAlive)
+	}
+}
+
+// eventStreamHead is the head of an event stream the go-sdk opens (the
+// headers it sets on one, Connection aside, which is hop-by-hop).
+func eventStreamHead() []*envelope.Header {
+	return []*envelope.Header{
+		{Name: "Content-Type", Values: []string{"text/event-stream"}},
+		{Name: "Cache-Control", Values: []string{"no-cache, no-transform"}},
+	}
+}
+
+// armKeepAlive (re)starts the keep-alive interval of an open event stream
+// after a part went out, and stops it once the response is over. The
+// caller holds mu.
+func (w *relayWriter) armKeepAlive() {
+	switch {
+	case w.closed:
+		if w.idle != nil {
+			w.idle.Stop()
+		}
+	case w.keepAlive <= 0 || !w.stream:
+	case w.idle == nil:
+		w.idle = time.AfterFunc(w.keepAlive, w.sendKeepAlive)
+	default:
+		w.idle.Reset(w.keepAlive)
+	}
+}
+
+// sendKeepAlive writes a keep-alive comment as a part of its own, unless
+// the handler is in the middle of an event or its first part is on its
+// way (it flushes soon, which re-arms the interval) or the edge is a whole
+// window behind (it has parts to write, so the stream is not silent); then
+// it tries again an interval later.
+//
+// A GET the handler has neither answered nor written to for a whole
+// interval is an event stream it holds open with nothing to send yet: the
+// go-sdk answers every refusal of a GET at once, but it resumes a stream
+// (Last-Event-ID) without writing a byte when nothing is to be replayed,
+// and its client would wait for the response's headers until the next
+// event (Node's HTTP client gives up after 300 s). Its headers go out with
+// the comment then: those the go-sdk gives an event stream, since the
+// handler's own header map cannot be read while its goroutine may write
+// it; what the handler sets later is ignored, as net/http ignores header
+// changes after WriteHeader.
+func (w *relayWriter) sendKeepAlive() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed || w.ctx.Err() != nil || (w.status != 0 && !w.stream) {
+		return
+	}
+	if len(w.buf) > 0 || w.held != nil || !w.window.open(w.seq) {
+		w.idle.Reset(w.keepAlive)
+		return
+	}
+	if w.status == 0 {
+		w.status, w.head, w.stream = http.StatusOK, eventStreamHead(), true
+	}
+	w.buf = append(w.buf, keepAliveComment...)
+	w.emit(false, "")
 }
 
 // requestWorkers run the forwarded requests of every actor in the process.
@@ -278,6 +372,13 @@ func (w *window) acquire(ctx context.Context, seq uint64) error {
 		case <-ch:
 		}
 	}
+}
+
+// open reports whether part seq may be sent now, without waiting.
+func (w *window) open(seq uint64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return seq < w.acked+w.size
 }
 
 func (w *window) ack(seq uint64) {

@@ -521,6 +521,7 @@ func (a *SessionActor) serveFrom(ctx actor.Context, replyTo *actor.PID, req *env
 				a.logger.Debug("stream open", "method", req.Method, "request", req.Id)
 			}
 		}
+		w.startKeepAlive(time.Duration(req.KeepaliveMs)*time.Millisecond, f.get)
 		a.serveHTTP(hctx, w, req)
 		if a.events != nil && hctx.Err() == nil {
 			a.events.finish(a.id, f)

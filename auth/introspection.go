@@ -279,13 +279,14 @@ func (v *IntrospectionVerifier) check(in *introspection, raw map[string]any) (*T
 		return nil, invalid("%v", err)
 	}
 	t := &Token{
-		Principal: Principal{Issuer: issuer, Subject: subject, ClientID: in.ClientID},
-		Audience:  in.Audience,
-		Scopes:    scopes,
-		Expiry:    time.Unix(in.Expiry, 0),
-		ID:        in.ID,
-		Actor:     in.Act,
-		Claims:    raw,
+		Principal:  Principal{Issuer: issuer, Subject: subject, ClientID: in.ClientID},
+		Audience:   in.Audience,
+		Scopes:     scopes,
+		Expiry:     time.Unix(in.Expiry, 0),
+		ValidUntil: time.Unix(in.Expiry, 0),
+		ID:         in.ID,
+		Actor:      in.Act,
+		Claims:     raw,
 	}
 	if in.IssuedAt != 0 {
 		t.IssuedAt = time.Unix(in.IssuedAt, 0)

@@ -55,6 +55,9 @@ func TestIntrospectionVerifier(t *testing.T) {
 	if err != nil || tok.Subject != "alice" || tok.ClientID != "claude" || tok.Issuer != "https://idp" || !tok.HasScopes("todo_api:read") {
 		t.Fatalf("good: %+v %v", tok, err)
 	}
+	if exp := now.Add(30 * time.Second); !tok.ValidUntil.Equal(exp) {
+		t.Errorf("good: valid until %s, want its expiry %s (refused from then on)", tok.ValidUntil, exp)
+	}
 	if tok, err := v.Verify(ctx, "array"); err != nil || !tok.HasScopes("a", "b") {
 		t.Fatalf("array: %+v %v", tok, err)
 	}

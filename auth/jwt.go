@@ -191,13 +191,14 @@ func (v *JWTVerifier) check(c *claims, all map[string]any) (*Token, error) {
 		client = c.AZP
 	}
 	t := &Token{
-		Principal: Principal{Issuer: c.Issuer, Subject: c.Subject, ClientID: client},
-		Audience:  c.Audience,
-		Scopes:    scopes,
-		Expiry:    c.Expiry.Time(),
-		ID:        c.ID,
-		Actor:     c.Act,
-		Claims:    all,
+		Principal:  Principal{Issuer: c.Issuer, Subject: c.Subject, ClientID: client},
+		Audience:   c.Audience,
+		Scopes:     scopes,
+		Expiry:     c.Expiry.Time(),
+		ValidUntil: c.Expiry.Time().Add(leeway),
+		ID:         c.ID,
+		Actor:      c.Act,
+		Claims:     all,
 	}
 	if c.NotBefore != nil {
 		t.NotBefore = c.NotBefore.Time()

@@ -106,6 +106,11 @@ func TestJWTVerifierAccepts(t *testing.T) {
 			if tok.Principal != want || !tok.HasScopes("mcp:tools", "todo_api:read") || tok.HasScopes("todo_api:write") {
 				t.Errorf("token = %+v", tok)
 			}
+			// Accepted until its expiry plus the skew allowed: the edge
+			// ends the token's streams then.
+			if exp := time.Unix(c["exp"].(int64), 0); !tok.Expiry.Equal(exp) || !tok.ValidUntil.Equal(exp.Add(30*time.Second)) {
+				t.Errorf("expiry %s, valid until %s; want %s and 30s later", tok.Expiry, tok.ValidUntil, exp)
+			}
 		})
 	}
 }

@@ -50,12 +50,17 @@ func (p Principal) UserKey() string {
 // claims, never the token itself.
 type Token struct {
 	Principal
-	Audience  []string
-	Scopes    []string
-	Expiry    time.Time
-	NotBefore time.Time
-	IssuedAt  time.Time
-	ID        string // jti
+	Audience []string
+	Scopes   []string
+	Expiry   time.Time
+	// ValidUntil is the last instant at which the verifier accepts the
+	// token: its expiry plus the clock skew the verifier allows. A stream
+	// the token opened ends then: a client that reconnects with it is
+	// refused, and refreshes.
+	ValidUntil time.Time
+	NotBefore  time.Time
+	IssuedAt   time.Time
+	ID         string // jti
 	// Actor is the RFC 8693 "act" claim of a delegated token, nil otherwise.
 	Actor map[string]any
 	// Claims are all the verified claims, for display (who_am_I).

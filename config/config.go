@@ -60,6 +60,9 @@ type Config struct {
 	SessionIdleTimeout time.Duration // a session with no request for this long ends
 	ActorIdleTimeout   time.Duration // an idle session's actor leaves memory; ≤ SessionIdleTimeout
 	DrainTimeout       time.Duration // on SIGTERM, how long in-flight requests may take
+	// SSEKeepAlive is how long an open SSE stream may stay silent before it
+	// carries a keep-alive comment (0: never); see DefaultSSEKeepAlive.
+	SSEKeepAlive time.Duration
 	// AdminAddr is the admin API's listener (off when empty); AdminTokenFile
 	// holds its bearer token.
 	AdminAddr      string
@@ -167,6 +170,7 @@ type Config struct {
 	CertsCAValidity time.Duration
 
 	explicit map[string]bool // flags set on the command line or environment
+	unheld   map[string]bool // loopback twins this host lacks (see Unheld)
 }
 
 // Commands lists the subcommands and what they do, for help.
@@ -188,6 +192,16 @@ var (
 	AuthModes = []string{"none", "jwt", "introspection"}
 	Toolsets  = []string{"todo", "conformance"}
 )
+
+// DefaultSSEKeepAlive is --sse-keepalive's default. An idle stream must
+// carry bytes more often than the shortest idle timeout on its way: Node.js's
+// HTTP client (undici, under the TypeScript SDK, mcp-remote and the
+// Inspector) drops a response body silent for 300 s, and common proxies and
+// load balancers do sooner (nginx's proxy_read_timeout and AWS ALB's idle
+// timeout are 60 s by default). 25 s is under half of the shortest of
+// those, so that one late comment cuts nothing; it costs a comment of 14
+// bytes per stream every 25 s.
+const DefaultSSEKeepAlive = 25 * time.Second
 
 // EnvName is the environment variable of a flag.
 func EnvName(flagName string) string {
@@ -230,6 +244,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", tokenHelp)
 		fs.StringVar(&c.AdminScope, "admin-scope", "pingmcp:admin", "scope that makes an access token of the authorization server (for this resource) an admin token")
 		fs.DurationVar(&c.DrainTimeout, "drain-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish before their streams are ended with a retry hint")
+		fs.DurationVar(&c.SSEKeepAlive, "sse-keepalive", DefaultSSEKeepAlive, "write an SSE comment on every open stream (GET, and POST answered with a stream) silent for this long, so that clients and proxies keep it open; a stream silent for three times this long is ended as dead, for the client to resume (0: never)")
 		fs.StringVar(&c.RedisURL, "redis-url", "", "keep session snapshots and SSE events in Redis (redis://host:port/db, rediss:// for TLS); in this process's memory when empty (one node only)")
 		fs.StringVar(&c.RedisPrefix, "redis-prefix", "pingmcp:", "prefix of every Redis key this cluster writes")
 		fs.StringVar(&c.StateKeys, "state-keys", "", "keys sealing the tokens in session snapshots: keyid:base64-of-32-bytes, comma-separated, newest first (prefer the environment variable)")
@@ -454,11 +469,11 @@ func (c *Config) derive() {
 // --public-url given), the resource as reached through each loopback name
 // (127.0.0.1, localhost, [::1]) on its port, since a person may point a
 // client at any of them, and clients check that the metadata names the
-// very URL they used; otherwise Resource alone. The idp command's
-// --resource is the same.
+// very URL they used; an address the host lacks (Unheld) is left out.
+// Otherwise Resource alone. The idp command's --resource is the same.
 func (c *Config) Resources() []string {
-	u, err := url.Parse(c.Resource)
-	if err != nil || c.explicit["resource"] || c.explicit["public-url"] || c.edgeBeyondLoopback() || !IsLoopback(u.Host) {
+	u, ok := c.loopbackResource()
+	if !ok {
 		return []string{c.Resource}
 	}
 	out := []string{c.Resource}
@@ -468,11 +483,51 @@ func (c *Config) Resources() []string {
 		if port := u.Port(); port != "" {
 			alias.Host = net.JoinHostPort(strings.Trim(name, "[]"), port)
 		}
-		if s := alias.String(); !slices.Contains(out, s) {
+		if s := alias.String(); !slices.Contains(out, s) && !c.unheld[alias.Host] {
 			out = append(out, s)
 		}
 	}
 	return out
+}
+
+// loopbackResource returns Resource when Resources names its loopback
+// aliases.
+func (c *Config) loopbackResource() (*url.URL, bool) {
+	u, err := url.Parse(c.Resource)
+	if err != nil || c.explicit["resource"] || c.explicit["public-url"] || c.edgeBeyondLoopback() || !IsLoopback(u.Host) {
+		return nil, false
+	}
+	return u, true
+}
+
+// LoopbackTwins are the addresses the MCP edge must hold besides bound (its
+// own listen address, resolved) while Resources names the loopback
+// aliases: 127.0.0.1 and [::1] on bound's port, other than bound itself. localhost
+// resolves to both, and clients try them in their own order: a process
+// that took a twin would be reached by a client pointed at localhost, and
+// handed a token this server accepts.
+func (c *Config) LoopbackTwins(bound string) []string {
+	host, port, err := net.SplitHostPort(bound)
+	if _, ok := c.loopbackResource(); !ok || err != nil || (c.Command != "dev" && c.Command != "serve") {
+		return nil
+	}
+	var twins []string
+	for _, ip := range []string{"127.0.0.1", "::1"} {
+		if ip != host {
+			twins = append(twins, net.JoinHostPort(ip, port))
+		}
+	}
+	return twins
+}
+
+// Unheld records that a loopback twin (LoopbackTwins) cannot be bound on
+// this host (no IPv6 loopback, say): nobody can take it, and Resources no
+// longer names it.
+func (c *Config) Unheld(twin string) {
+	if c.unheld == nil {
+		c.unheld = map[string]bool{}
+	}
+	c.unheld[twin] = true
 }
 
 // HostNamesResource reports whether the Host of a request names its
@@ -487,6 +542,23 @@ func (c *Config) HostNamesResource() bool {
 
 func (c *Config) edgeBeyondLoopback() bool {
 	return (c.Command == "dev" || c.Command == "serve") && !IsLoopback(c.Addr)
+}
+
+// sameOrigin reports whether two absolute URLs have the same scheme, host
+// and port (a port left out being its scheme's default).
+func sameOrigin(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	if errA != nil || errB != nil {
+		return true // refused as malformed already
+	}
+	port := func(u *url.URL) string {
+		if p := u.Port(); p != "" {
+			return p
+		}
+		return map[string]string{"http": "80", "https": "443"}[strings.ToLower(u.Scheme)]
+	}
+	return strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Hostname(), ub.Hostname()) && port(ua) == port(ub)
 }
 
 // hostForURL turns a listen address into a host[:port] a client can dial: an
@@ -555,6 +627,12 @@ func (c *Config) validate() error {
 			if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || pu.Fragment != "" {
 				errs = append(errs, fmt.Errorf("--%s %q: want an absolute http(s) URL without fragment", name, u))
 			}
+		}
+		if c.explicit["public-url"] && c.explicit["resource"] && !sameOrigin(c.PublicURL, c.Resource) {
+			// The edge answers only the Host of --public-url, and a
+			// resource elsewhere names none it answers: every request
+			// would be refused (421).
+			errs = append(errs, fmt.Errorf("--resource %q and --public-url %q differ in scheme, host or port: the resource is the URL clients reach, so give it on --public-url's origin (or give only one of them)", c.Resource, c.PublicURL))
 		}
 		if c.Command == "dev" {
 			for flagName, a := range map[string]string{"addr": c.Addr, "idp-addr": c.IdPAddr, "todo-api-addr": c.TodoAPIAddr, "admin-addr": cmp.Or(c.AdminAddr, "127.0.0.1:0")} {
@@ -726,6 +804,9 @@ func (c *Config) validateDurability() []error {
 	}
 	if c.DrainTimeout < 0 {
 		errs = append(errs, errors.New("--drain-timeout must not be negative"))
+	}
+	if c.SSEKeepAlive != 0 && (c.SSEKeepAlive < time.Second || c.SSEKeepAlive > time.Hour) {
+		errs = append(errs, fmt.Errorf("--sse-keepalive %s: want 0 (off) or between 1s and 1h", c.SSEKeepAlive))
 	}
 	if c.AdminAddr != "" {
 		if c.AdminTokenFile == "" {

@@ -116,6 +116,9 @@ func TestRefusals(t *testing.T) {
 		{"CIMD test flags without CIMD", "dev", []string{"--dev-cimd=false", "--dev-cimd-allow-loopback"}, nil, "need --dev-cimd"},
 		{"CIMD CA without CIMD", "idp", []string{"--client-secret", "s"}, map[string]string{"PINGMCP_DEV_CIMD": "false", "PINGMCP_DEV_CIMD_CA": "/ca.pem"}, "need --dev-cimd"},
 		{"CIMD from loopback off loopback", "idp", []string{"--client-secret", "s", "--force-non-loopback", "--dev-cimd-allow-loopback"}, nil, "--dev-cimd-allow-loopback"},
+		{"resource beside public url, other host", "serve", []string{"--issuer", "https://pf", "--public-url", "https://mcp.example", "--resource", "https://other.example/mcp"}, nil, "differ in scheme, host or port"},
+		{"resource beside public url, other port", "dev", []string{"--public-url", "http://localhost:8080"}, map[string]string{"PINGMCP_RESOURCE": "http://localhost:8081/mcp"}, "differ in scheme, host or port"},
+		{"resource beside public url, other scheme", "serve", []string{"--issuer", "https://pf", "--public-url", "https://mcp.example", "--resource", "http://mcp.example/mcp"}, nil, "differ in scheme, host or port"},
 		{"grants url with credentials", "serve", []string{"--issuer", "https://pf", "--grants-url", "https://g:pw@pf/pf-ws/rest/oauth/users"}, nil, "credentials in the URL"},
 	}
 	for _, tt := range tests {
@@ -141,7 +144,7 @@ func TestHelpListsEveryFlagAndVariable(t *testing.T) {
 		}
 		flags := []string{"addr", "tools", "auth", "allowed-origins", "allowed-hosts", "session-idle-timeout", "max-body-bytes", "log-level", "log-format",
 			"public-url", "resource", "issuer", "client-id", "client-secret", "scopes", "todo-api-url",
-			"actor-idle-timeout", "drain-timeout", "redis-url", "redis-prefix", "state-keys", "events-max", "events-ttl"}
+			"actor-idle-timeout", "drain-timeout", "sse-keepalive", "redis-url", "redis-prefix", "state-keys", "events-max", "events-ttl"}
 		if cmd == "dev" {
 			flags = append(flags, "idp-addr", "todo-api-addr", "dev-state", "access-token-ttl", "refresh-token-ttl")
 		}
@@ -197,7 +200,8 @@ func TestDurabilityDefaults(t *testing.T) {
 			t.Fatalf("%s: %v", cmd, err)
 		}
 		if c.RedisURL != "" || c.StateKeys != "" || c.RedisPrefix != "pingmcp:" || c.SessionIdleTimeout != 30*time.Minute ||
-			c.ActorIdleTimeout != 5*time.Minute || c.DrainTimeout != 20*time.Second || c.EventsMax != 1000 || c.EventsTTL != time.Hour {
+			c.ActorIdleTimeout != 5*time.Minute || c.DrainTimeout != 20*time.Second || c.EventsMax != 1000 || c.EventsTTL != time.Hour ||
+			c.SSEKeepAlive != 25*time.Second {
 			t.Errorf("%s: redis %q, keys set %v, prefix %q, session idle %s, actor idle %s, drain %s, events %d for %s",
 				cmd, c.RedisURL, c.StateKeys != "", c.RedisPrefix, c.SessionIdleTimeout, c.ActorIdleTimeout, c.DrainTimeout, c.EventsMax, c.EventsTTL)
 		}
@@ -246,6 +250,9 @@ func TestDurabilityAccepted(t *testing.T) {
 			func(c *Config) bool {
 				return c.ActorIdleTimeout == time.Minute && c.DrainTimeout == 0 && c.EventsMax == 5 && c.EventsTTL == 10*time.Minute
 			}},
+		{"keep-alive from the environment", "serve", serveArgs(), map[string]string{"PINGMCP_SSE_KEEPALIVE": "40s"},
+			func(c *Config) bool { return c.SSEKeepAlive == 40*time.Second }},
+		{"keep-alive off", "dev", []string{"--sse-keepalive", "0"}, nil, func(c *Config) bool { return c.SSEKeepAlive == 0 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -298,6 +305,8 @@ func TestDurabilityRefusals(t *testing.T) {
 		{"negative actor timeout", "serve", serveArgs("--actor-idle-timeout", "-1s"), nil, []string{"--actor-idle-timeout must not be negative"}},
 		{"negative session timeout", "dev", []string{"--session-idle-timeout", "-1s"}, nil, []string{"--session-idle-timeout must not be negative"}},
 		{"negative drain timeout", "serve", serveArgs("--drain-timeout", "-1s"), nil, []string{"--drain-timeout must not be negative"}},
+		{"keep-alive too frequent", "serve", serveArgs("--sse-keepalive", "10ms"), nil, []string{"--sse-keepalive 10ms: want 0 (off) or between 1s and 1h"}},
+		{"negative keep-alive", "dev", nil, map[string]string{"PINGMCP_SSE_KEEPALIVE": "-5s"}, []string{"--sse-keepalive -5s"}},
 		{"admin without a token", "serve", serveArgs("--admin-addr", "127.0.0.1:9090"), nil, []string{"--admin-addr with --auth none needs --admin-token-file"}},
 		{"admin token file missing", "serve", serveArgs("--admin-addr", "127.0.0.1:9090", "--admin-token-file", "/nonexistent/token"), nil, []string{"--admin-token-file"}},
 		{"admin on the /mcp listener", "serve", serveArgs("--addr", "127.0.0.1:8080", "--admin-addr", "127.0.0.1:8080", "--admin-token-file", "/nonexistent/token"), nil, []string{"--admin-addr must differ from --addr"}},
@@ -471,6 +480,7 @@ func TestResources(t *testing.T) {
 		{"serve", []string{"--issuer", "https://pf.example", "--addr", "0.0.0.0:8080"}, nil, []string{"http://localhost:8080/mcp"}, false},
 		{"idp", []string{"--client-secret", "s", "--resource", "https://mcp.example/mcp"}, nil, []string{"https://mcp.example/mcp"}, false},
 		{"serve", []string{"--issuer", "https://pf.example", "--public-url", "https://mcp.example", "--resource", "https://mcp.example/api"}, nil, []string{"https://mcp.example/api"}, true},
+		{"serve", []string{"--issuer", "https://pf.example", "--public-url", "https://mcp.example", "--resource", "HTTPS://MCP.example:443/api"}, nil, []string{"HTTPS://MCP.example:443/api"}, true}, // the same origin
 	} {
 		c, err := Parse(tc.command, tc.args, env(tc.env), new(bytes.Buffer))
 		if err != nil {
@@ -479,5 +489,46 @@ func TestResources(t *testing.T) {
 		if got := c.Resources(); !slices.Equal(got, tc.want) || c.HostNamesResource() != tc.byHost {
 			t.Errorf("%s %v %v: resources %v by host %v, want %v by host %v", tc.command, tc.args, tc.env, got, c.HostNamesResource(), tc.want, tc.byHost)
 		}
+	}
+}
+
+// The edge holds every loopback address Resources names, and a twin the
+// host lacks is no resource.
+func TestLoopbackTwins(t *testing.T) {
+	for _, tc := range []struct {
+		command string
+		args    []string
+		bound   string
+		want    []string
+	}{
+		{"dev", nil, "127.0.0.1:8080", []string{"[::1]:8080"}},
+		{"dev", []string{"--addr", "localhost:8080"}, "127.0.0.1:8080", []string{"[::1]:8080"}},
+		{"serve", []string{"--issuer", "http://127.0.0.1:9031", "--addr", "[::1]:8080"}, "[::1]:8080", []string{"127.0.0.1:8080"}},
+		{"serve", []string{"--issuer", "http://127.0.0.1:9031", "--addr", "127.0.0.2:8080"}, "127.0.0.2:8080", []string{"127.0.0.1:8080", "[::1]:8080"}},
+		{"dev", []string{"--public-url", "http://127.0.0.1:8080"}, "127.0.0.1:8080", nil},
+		{"dev", []string{"--resource", "http://127.0.0.1:8080/mcp"}, "127.0.0.1:8080", nil},
+		{"serve", []string{"--issuer", "http://127.0.0.1:9031"}, "[::]:8080", nil}, // every interface: no aliases
+		{"idp", []string{"--client-secret", "s"}, "127.0.0.1:9031", nil},           // no edge
+	} {
+		c, err := Parse(tc.command, tc.args, env(nil), new(bytes.Buffer))
+		if err != nil {
+			t.Fatalf("%s %v: %v", tc.command, tc.args, err)
+		}
+		if got := c.LoopbackTwins(tc.bound); !slices.Equal(got, tc.want) {
+			t.Errorf("%s %v bound to %s: twins %v, want %v", tc.command, tc.args, tc.bound, got, tc.want)
+		}
+	}
+
+	c, err := Parse("dev", nil, env(nil), new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Unheld("[::1]:8080")
+	if got, want := c.Resources(), []string{"http://127.0.0.1:8080/mcp", "http://localhost:8080/mcp"}; !slices.Equal(got, want) {
+		t.Errorf("without [::1]: resources %v, want %v", got, want)
+	}
+	c.Rebind("127.0.0.1:8080", c.IdPAddr, c.TodoAPIAddr)
+	if got := c.Resources(); slices.Contains(got, "http://[::1]:8080/mcp") {
+		t.Errorf("after Rebind, resources %v name the unheld [::1] again", got)
 	}
 }

@@ -48,6 +48,14 @@ var (
 	OpenStreams = counter(prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "pingmcp_open_streams", Help: "SSE responses the edge is relaying now.",
 	}))
+	// StreamsEnded counts the SSE streams the edge ended itself, by reason:
+	// token_expired (the token that opened it is no longer accepted: the
+	// client reconnects with a fresh one and resumes), silent (nothing came
+	// from the actor for three keep-alive intervals: a dead path, which the
+	// client's reconnection replaces).
+	StreamsEnded = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pingmcp_streams_ended_total", Help: "SSE streams the edge ended itself, by reason (token_expired, silent); their clients resume them.",
+	}, []string{"reason"}))
 	// StoreErrors counts failed writes to the session store, by kind.
 	StoreErrors = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pingmcp_store_errors_total", Help: "Session store operations that failed (they are retried), by kind.",

@@ -12,6 +12,7 @@
 package transport
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -101,7 +102,13 @@ type Options struct {
 	// session keeps for its life (400 beyond); DefaultMaxInitializeBytes
 	// when zero.
 	MaxInitializeBytes int
-	Logger             *slog.Logger
+	// SSEKeepAlive is how long an open SSE stream may stay silent before
+	// its actor writes a keep-alive comment on it (the forwarded request
+	// says so); zero writes none. A stream from which nothing arrives for
+	// silentIntervals times this is ended as dead, for the client to
+	// resume.
+	SSEKeepAlive time.Duration
+	Logger       *slog.Logger
 }
 
 // Edge serves /mcp by forwarding each request to its actor.
@@ -317,6 +324,8 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 		Principal: principal,
 		Rpc:       rb.Proto(),
 		Resource:  resource,
+		// Produced by the actor, not here: see actors.relayWriter.keepAlive.
+		KeepaliveMs: uint32(e.opts.SSEKeepAlive.Milliseconds()),
 	}
 	// The actor's span is a child of this edge's: its context replaces
 	// the client's in the forwarded headers.
@@ -350,7 +359,7 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 		return
 	}
 	defer stream.Close()
-	status = e.relay(ctx, w, stream, logger)
+	status = e.relay(ctx, w, stream, relayed{unbounded: unbounded(r.Method, rb), token: tok}, logger)
 	metrics.Requests.WithLabelValues(mcpMethod(r.Method, rb), strconv.Itoa(status)).Observe(time.Since(start).Seconds())
 	if e.draining.Err() != nil && r.Context().Err() == nil && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
 		io.WriteString(w, retryHint)
@@ -409,15 +418,86 @@ func mcpMethod(httpMethod string, rb *rpcbody.Body) string {
 	return telemetry.MethodName(rb.First().Method)
 }
 
+// silentIntervals is how many keep-alive intervals a stream may go without
+// a part from its actor before the edge ends it as dead. More than one: a
+// keep-alive is skipped while the handler is in the middle of an event or
+// the edge a window behind, and parts take time to cross nodes.
+const silentIntervals = 3
+
+// Why the edge ends a stream itself (relay).
+var (
+	errStreamSilent = errors.New("nothing arrived from the session's actor for three keep-alive intervals")
+	errTokenExpired = errors.New("the token that opened the stream expired")
+)
+
+// relayed is what relay needs to know of the request.
+type relayed struct {
+	unbounded bool        // see unbounded
+	token     *auth.Token // nil without authentication
+}
+
+// unbounded reports whether a request's stream lasts as long as its client
+// keeps it: the GET stream, and a stateless subscriptions/listen (SEP-2575).
+// Any other stream is bounded by the request it answers.
+func unbounded(method string, rb *rpcbody.Body) bool {
+	if method == http.MethodGet {
+		return true
+	}
+	return rb != nil && !rb.Batch && rb.First() != nil && rb.First().Method == "subscriptions/listen"
+}
+
 // relay writes each part of the actor's response to the client as it
 // arrives, flushing after each, and returns the status sent.
-func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stream, logger func() *slog.Logger) int {
+//
+// An event stream (a GET, or a POST answered with one) it also ends itself,
+// with a retry hint, in two cases. The client reconnects; resuming with
+// Last-Event-ID, it loses nothing, since the actor stores every event
+// before it sends it, and a keep-alive comment carries no event id.
+//   - Nothing arrived from the actor for silentIntervals keep-alive
+//     intervals: the path to the actor is dead (a node that vanished
+//     without a word, a partition), even though no Terminated came.
+//   - The token that opened an unbounded stream (the GET stream, a
+//     subscriptions/listen) is no longer accepted (auth.Token.ValidUntil):
+//     what the server sends there later was authorized by that token only,
+//     and the client's reconnection presents a fresh one (it refreshes on
+//     the 401). A stream that answers a request carries only that request's
+//     messages, authorized when it was made, and ends with its answer: it is
+//     left to finish, since ending it would lose that answer for clients
+//     that resume without Last-Event-ID after a refresh (the TypeScript
+//     SDK 1.32 does: after a 401 it opens a fresh GET stream).
+func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stream, req relayed, logger func() *slog.Logger) int {
 	rc := http.NewResponseController(w)
+	ctx, cut := context.WithCancelCause(ctx)
+	defer cut(nil)
 	status := 0
+	streaming := false
+	var silent *time.Timer // runs while waiting for a part of an event stream
 	for {
+		if limit := silentIntervals * e.opts.SSEKeepAlive; streaming && limit > 0 {
+			if silent == nil {
+				silent = time.AfterFunc(limit, func() { cut(errStreamSilent) })
+				defer silent.Stop()
+			} else {
+				silent.Reset(limit)
+			}
+		}
 		p, err := s.Next(ctx)
+		if silent != nil {
+			silent.Stop()
+		}
 		if err != nil {
-			if ctx.Err() == nil {
+			switch cause := context.Cause(ctx); {
+			case errors.Is(cause, errStreamSilent), errors.Is(cause, errTokenExpired):
+				reason := "silent"
+				if errors.Is(cause, errTokenExpired) {
+					reason = "token_expired"
+				} else {
+					logger().Warn("stream ended: its actor went silent; the client resumes it", "keepalive", e.opts.SSEKeepAlive)
+				}
+				metrics.StreamsEnded.WithLabelValues(reason).Inc()
+				io.WriteString(w, retryHint)
+				rc.Flush()
+			case ctx.Err() == nil:
 				logger().Warn("response cut short", "err", err)
 			}
 			return status
@@ -427,8 +507,14 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 			envelope.ToHTTP(p.Headers, w.Header())
 			w.WriteHeader(status)
 			if !p.Final && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
+				streaming = true
 				metrics.OpenStreams.Inc()
 				defer metrics.OpenStreams.Dec()
+				if req.token != nil && req.unbounded {
+					until := cmp.Or(req.token.ValidUntil, req.token.Expiry)
+					expiry := time.AfterFunc(time.Until(until), func() { cut(errTokenExpired) })
+					defer expiry.Stop()
+				}
 			}
 		}
 		if len(p.Body) > 0 {

@@ -243,7 +243,12 @@ type Request struct {
 	// The resource (RFC 8707 URI) the request was made to, as the edge found
 	// it from the request's Host: what the actor's challenges name the
 	// metadata of. Empty without auth.
-	Resource      string `protobuf:"bytes,9,opt,name=resource,proto3" json:"resource,omitempty"`
+	Resource string `protobuf:"bytes,9,opt,name=resource,proto3" json:"resource,omitempty"`
+	// Milliseconds of silence after which the actor writes an SSE comment on
+	// an event-stream response, so that the stream carries bytes while idle;
+	// 0 writes none. Set by the edge (--sse-keepalive), which ends a stream
+	// silent for much longer than that as a dead path.
+	KeepaliveMs   uint32 `protobuf:"varint,10,opt,name=keepalive_ms,json=keepaliveMs,proto3" json:"keepalive_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -339,6 +344,13 @@ func (x *Request) GetResource() string {
 		return x.Resource
 	}
 	return ""
+}
+
+func (x *Request) GetKeepaliveMs() uint32 {
+	if x != nil {
+		return x.KeepaliveMs
+	}
+	return 0
 }
 
 // RpcBody is a POST body as the edge read it: one message, or a batch.
@@ -1386,7 +1398,7 @@ const file_envelope_proto_rawDesc = "" +
 	"node_query\x18\b \x01(\v2\x1e.pingmcp.envelope.v1.NodeQueryH\x00R\tnodeQuery\x12B\n" +
 	"\vnode_status\x18\t \x01(\v2\x1f.pingmcp.envelope.v1.NodeStatusH\x00R\n" +
 	"nodeStatusB\x06\n" +
-	"\x04body\"\xb2\x02\n" +
+	"\x04body\"\xd5\x02\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x12\n" +
@@ -1396,7 +1408,9 @@ const file_envelope_proto_rawDesc = "" +
 	"\tprincipal\x18\x06 \x01(\v2\x1e.pingmcp.envelope.v1.PrincipalR\tprincipal\x12\x16\n" +
 	"\x06window\x18\a \x01(\rR\x06window\x12.\n" +
 	"\x03rpc\x18\b \x01(\v2\x1c.pingmcp.envelope.v1.RpcBodyR\x03rpc\x12\x1a\n" +
-	"\bresource\x18\t \x01(\tR\bresource\"\\\n" +
+	"\bresource\x18\t \x01(\tR\bresource\x12!\n" +
+	"\fkeepalive_ms\x18\n" +
+	" \x01(\rR\vkeepaliveMs\"\\\n" +
 	"\aRpcBody\x12\x14\n" +
 	"\x05batch\x18\x01 \x01(\bR\x05batch\x12;\n" +
 	"\bmessages\x18\x02 \x03(\v2\x1f.pingmcp.envelope.v1.RpcMessageR\bmessages\"\x96\x01\n" +

@@ -38,7 +38,7 @@ var (
 // on loopback, URLs derived from their addresses.
 func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) error {
 	logger := newLogger(cfg, stderr)
-	mcpLn, err := listen(cfg.Addr)
+	mcpLn, err := listenEdge(cfg)
 	if err != nil {
 		return err
 	}

@@ -239,7 +239,7 @@ func version() string {
 func serve(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) error {
 	// Listen before joining, so that a taken port fails fast and port 0
 	// resolves to the address we report.
-	ln, err := listen(cfg.Addr)
+	ln, err := listenEdge(cfg)
 	if err != nil {
 		return err
 	}
@@ -501,6 +501,7 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 			MaxBodyBytes:       cfg.MaxBodyBytes,
 			MaxBatch:           cfg.MaxBatch,
 			MaxInitializeBytes: cfg.MaxInitializeBytes,
+			SSEKeepAlive:       cfg.SSEKeepAlive,
 			Logger:             logger,
 			Limits: transport.Limits{Rate: cfg.RateLimit, Burst: cfg.RateBurst, MaxConcurrent: cfg.MaxConcurrentRequests,
 				MaxStreams: cfg.MaxStreamsPerPrincipal},

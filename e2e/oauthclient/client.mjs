@@ -19,6 +19,14 @@
 //	                      (a step-up login the call needs is done, and the call made again)
 //	{"listTools": true}
 //	{"refresh": true}     refresh the tokens now (the SDK's auth() with the stored refresh token)
+//	{"idle": MS}          do nothing for MS milliseconds, then report (idled) what the server's
+//	                      GET streams did meanwhile: opened, ended, failed (with undici's error
+//	                      code), comments received, and whether one is open
+//
+// --stream-body-timeout MS (or OAUTHCLIENT_STREAM_BODY_TIMEOUT) reads the GET
+// streams with that body timeout instead of Node's 300 s: undici ends a
+// response whose body stays silent that long (UND_ERR_BODY_TIMEOUT), which
+// is how idle streams die under Node clients.
 //
 // --client-metadata-url URL makes URL the client's Client ID Metadata
 // Document (the SDK's clientMetadataUrl): where the authorization server
@@ -75,21 +83,70 @@ function jwtClaims(token) {
     }
 }
 
+// streams counts what the server's GET streams did (see watchStream).
+const streams = { opened: 0, ended: 0, comments: 0, failures: [] };
+
+// streamDispatcher is undici's Agent (the class of Node's global dispatcher,
+// which exists once fetch has run) with the body timeout of
+// --stream-body-timeout, or undefined for Node's own.
+let streamAgent;
+function streamDispatcher(bodyTimeout) {
+    const global = globalThis[Symbol.for('undici.globalDispatcher.1')];
+    if (!bodyTimeout || !global) {
+        return undefined;
+    }
+    streamAgent ??= new global.constructor({ bodyTimeout });
+    return streamAgent;
+}
+
+// watchStream passes a GET stream's body through unchanged, counting its
+// comment lines and noting how it ends.
+function watchStream(res) {
+    streams.opened++;
+    const reader = res.body.getReader();
+    const decoder = new TextDecoder();
+    let partial = '';
+    const body = new ReadableStream({
+        async pull(controller) {
+            try {
+                const { done, value } = await reader.read();
+                if (done) {
+                    streams.ended++;
+                    controller.close();
+                    return;
+                }
+                const lines = (partial + decoder.decode(value, { stream: true })).split('\n');
+                partial = lines.pop();
+                streams.comments += lines.filter(l => l.startsWith(':')).length;
+                controller.enqueue(value);
+            } catch (err) {
+                streams.failures.push(String(err?.cause?.code ?? err?.name ?? err));
+                controller.error(err);
+            }
+        },
+        cancel(reason) {
+            return reader.cancel(reason);
+        }
+    });
+    return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+}
+
 // loggingFetch returns the transport's fetch: every request the SDK makes,
 // the OAuth ones included, is reported (never a header or a body: they hold
 // tokens), and bounded in time except the GET of the server's SSE stream,
-// which stays open.
-function loggingFetch(serverUrl) {
+// which stays open (watched by watchStream, read with streamBodyTimeout).
+function loggingFetch(serverUrl, streamBodyTimeout) {
     return (input, init) => {
         const method = init?.method ?? (input instanceof Request ? input.method : 'GET');
         const url = input instanceof Request ? input.url : String(input);
         const stream = method === 'GET' && where(url) === where(serverUrl);
         const signals = [init?.signal, stream ? undefined : AbortSignal.timeout(REQUEST_TIMEOUT_MS)].filter(Boolean);
-        return fetch(input, { ...init, signal: AbortSignal.any(signals) }).then(
+        const dispatcher = stream ? streamDispatcher(streamBodyTimeout) : undefined;
+        return fetch(input, { ...init, signal: AbortSignal.any(signals), ...(dispatcher ? { dispatcher } : {}) }).then(
             res => {
                 const www = res.headers.get('www-authenticate');
                 emit('http', { method, url: where(url), status: res.status, ...(www ? { wwwAuthenticate: www } : {}) });
-                return res;
+                return stream && res.ok && res.body ? watchStream(res) : res;
             },
             err => {
                 emit('http', { method, url: where(url), failed: String(err?.message ?? err) });
@@ -420,7 +477,8 @@ async function main() {
             'client-file': { type: 'string' },
             'redirect-url': { type: 'string', default: 'http://127.0.0.1:33418/oauth/callback' },
             steps: { type: 'string' },
-            'grant-types': { type: 'string', default: 'authorization_code,refresh_token' }
+            'grant-types': { type: 'string', default: 'authorization_code,refresh_token' },
+            'stream-body-timeout': { type: 'string', default: process.env.OAUTHCLIENT_STREAM_BODY_TIMEOUT }
         }
     });
     if (!values.url || !values.user) {
@@ -437,7 +495,7 @@ async function main() {
     // Read by the SDK's auth(), as a provider's clientMetadataUrl.
     provider.clientMetadataUrl = values['client-metadata-url'];
     const client = new Client({ name: 'pingmcp-e2e-oauthclient', version: '1.0.0' }, { capabilities: {} });
-    const fetchFn = loggingFetch(serverUrl);
+    const fetchFn = loggingFetch(serverUrl, Number(values['stream-body-timeout'] ?? 0));
     const newTransport = () => new StreamableHTTPClientTransport(serverUrl, { authProvider: provider, fetch: fetchFn });
     provider.keepIn(values['client-file']);
 
@@ -479,6 +537,18 @@ async function main() {
                 throw new Error(`refresh: auth() answered ${result}`);
             }
             emit('refreshed', { step: n });
+        } else if (typeof step.idle === 'number') {
+            const before = { ...streams, failures: streams.failures.length };
+            await new Promise(resolve => setTimeout(resolve, step.idle));
+            emit('idled', {
+                step: n,
+                ms: step.idle,
+                streamsOpened: streams.opened - before.opened,
+                streamsEnded: streams.ended - before.ended,
+                streamFailures: streams.failures.slice(before.failures),
+                comments: streams.comments - before.comments,
+                streamOpen: streams.opened > streams.ended + streams.failures.length
+            });
         } else if (typeof step.call === 'string') {
             const call = () => client.callTool({ name: step.call, arguments: step.arguments ?? {} });
             let result;
@@ -503,7 +573,7 @@ async function main() {
                 throw new Error(`tool ${step.call} answered with an error`);
             }
         } else {
-            throw new Error(`step ${n}: want call, listTools or refresh: ${JSON.stringify(step)}`);
+            throw new Error(`step ${n}: want call, listTools, refresh or idle: ${JSON.stringify(step)}`);
         }
     }
     await transport.terminateSession();

@@ -1,0 +1,310 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pingmcp/pingmcp/auth/authtest"
+)
+
+// sseReader reads an event stream's lines on a goroutine of its own.
+type sseReader struct {
+	opened time.Time
+	lines  chan string // closed at the end of the body
+}
+
+// openGET opens the standalone GET stream of session sid at mcpURL with
+// token; it fails the test unless the answer is an event stream.
+func openGET(t *testing.T, ctx context.Context, mcpURL, sid, token string) *sseReader {
+	t.Helper()
+	return openSSE(t, ctx, http.MethodGet, mcpURL, sid, token, "")
+}
+
+// openSSE sends a request on session sid whose answer must be an event
+// stream.
+func openSSE(t *testing.T, ctx context.Context, method, mcpURL, sid, token, body string) *sseReader {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, method, mcpURL, strings.NewReader(body))
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Mcp-Session-Id", sid)
+	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s stream: %v", method, err)
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		t.Fatalf("%s stream: %d %s", method, resp.StatusCode, b)
+	}
+	s := &sseReader{opened: time.Now(), lines: make(chan string, 256)}
+	go func() {
+		defer close(s.lines)
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			s.lines <- sc.Text()
+		}
+	}()
+	return s
+}
+
+// awaitLine waits for a line containing substr and returns the lines up
+// to it.
+func (s *sseReader) awaitLine(t *testing.T, substr string, d time.Duration) []string {
+	t.Helper()
+	var got []string
+	deadline := time.After(d)
+	for {
+		select {
+		case l, ok := <-s.lines:
+			if !ok {
+				t.Fatalf("the stream ended before %q; it carried %q", substr, got)
+			}
+			got = append(got, l)
+			if strings.Contains(l, substr) {
+				return got
+			}
+		case <-deadline:
+			t.Fatalf("no %q within %s; the stream carried %q", substr, d, got)
+		}
+	}
+}
+
+// awaitKeepAlives waits for n keep-alive comments and fails if the stream
+// carries anything else but comments and blank lines, or ends, first.
+func (s *sseReader) awaitKeepAlives(t *testing.T, n int, d time.Duration) {
+	t.Helper()
+	deadline := time.After(d)
+	for got := 0; got < n; {
+		select {
+		case l, ok := <-s.lines:
+			switch {
+			case !ok:
+				t.Fatalf("the stream ended after %d of %d keep-alives", got, n)
+			case l == ": keepalive":
+				got++
+			case l != "" && !strings.HasPrefix(l, ":"):
+				t.Fatalf("an idle stream carried %q", l)
+			}
+		case <-deadline:
+			t.Fatalf("%d of %d keep-alives within %s", got, n, d)
+		}
+	}
+}
+
+// end waits for the end of the stream and returns its last lines.
+func (s *sseReader) end(t *testing.T, d time.Duration) []string {
+	t.Helper()
+	var got []string
+	deadline := time.After(d)
+	for {
+		select {
+		case l, ok := <-s.lines:
+			if !ok {
+				return got
+			}
+			got = append(got, l)
+		case <-deadline:
+			t.Fatalf("the stream did not end within %s; it carried %q", d, got)
+		}
+	}
+}
+
+// initializeWithToken opens a session with token, for a client that
+// supports elicitation, and returns its id.
+func initializeWithToken(t *testing.T, ctx context.Context, mcpURL, token string) string {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, mcpURL, strings.NewReader(
+		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{}},"clientInfo":{"name":"e2e","version":"1"}}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	sid := resp.Header.Get("Mcp-Session-Id")
+	if resp.StatusCode != http.StatusOK || sid == "" {
+		t.Fatalf("initialize: %d %s", resp.StatusCode, b)
+	}
+	req, _ = http.NewRequestWithContext(ctx, http.MethodPost, mcpURL, strings.NewReader(`{"jsonrpc":"2.0","method":"notifications/initialized"}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Mcp-Session-Id", sid)
+	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("initialized: %d", resp.StatusCode)
+	}
+	return sid
+}
+
+// TestKeepAliveAcrossNodes: through an edge-only node whose sessions'
+// actors live on another process (so every byte crosses nodes), with
+// --sse-keepalive 1s:
+//   - an idle GET stream carries a keep-alive comment about every second
+//     and nothing else, and so does a POST's stream whose tool waits for
+//     the client (an elicitation nobody answers);
+//   - a stream opened with a token ends, with a retry hint, once the token
+//     is no longer accepted (its exp plus the verifier's 30 s of skew); the
+//     client is then refused that token (401) and reconnects with a fresh
+//     one;
+//   - a stream whose member node freezes (SIGSTOP: its connections stay
+//     up, nothing says it died) is ended by the edge after three silent
+//     intervals, with a retry hint, and a new one works once the node is
+//     back.
+//
+// At the base of this branch, none of this holds: --sse-keepalive does not
+// exist, idle streams carry nothing, and a stream outlives its token.
+func TestKeepAliveAcrossNodes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	is := authtest.NewIssuer(t)
+	const resource = "https://pingmcp.example.test/mcp"
+	// The membership probes are slow here (5 s × 3), so that the frozen
+	// node is noticed by its silence, not by the membership.
+	common := []string{"--auth", "jwt", "--issuer", is.URL, "--resource", resource, "--tools", "conformance",
+		"--sse-keepalive", "1s", "--cluster-probe-interval", "5s"}
+	edge := startNode(t, "edge", append([]string{"--role", "edge", "--cluster-provider", "automanaged"}, common...)...)
+	member := startNode(t, "member", append([]string{"--role", "member", "--cluster-seeds", edge.Cluster}, common...)...)
+	edge.awaitMembers(ctx, 2)
+	member.awaitMembers(ctx, 2)
+	token := func(exp time.Time) string {
+		c := is.Claims("alice", resource, "todo_api:read")
+		c["exp"] = exp.Unix()
+		return is.Token(t, c)
+	}
+	lasting := token(time.Now().Add(time.Hour))
+
+	// Idle, across nodes: comments only, about one a second.
+	sid := initializeWithToken(t, ctx, edge.URL(), lasting)
+	idle := openGET(t, ctx, edge.URL(), sid, lasting)
+	awaitStandaloneStream(t, ctx, sid, member) // its actor is on the member
+	idle.awaitKeepAlives(t, 3, 20*time.Second)
+	if d := time.Since(idle.opened); d < 2*time.Second {
+		t.Errorf("three keep-alives within %s of an interval of 1s", d)
+	}
+	post := openSSE(t, ctx, http.MethodPost, edge.URL(), sid, lasting,
+		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`)
+	post.awaitLine(t, "elicitation/create", 20*time.Second)
+	post.awaitKeepAlives(t, 2, 20*time.Second)
+
+	// A token accepted for about three more seconds: its exp is 27 s ago,
+	// within the verifier's skew of 30 s.
+	expired := time.Now().Add(-27 * time.Second)
+	short := token(expired)
+	validUntil := time.Unix(expired.Unix(), 0).Add(30 * time.Second)
+	sid2 := initializeWithToken(t, ctx, edge.URL(), lasting)
+	cut := openGET(t, ctx, edge.URL(), sid2, short)
+	cut.awaitKeepAlives(t, 1, 20*time.Second) // it is served, and idle
+	last := cut.end(t, 20*time.Second)
+	if time.Now().Before(validUntil) {
+		t.Errorf("the stream ended before its token expired (%s)", validUntil)
+	}
+	if len(last) < 2 || last[len(last)-2] != "retry: 500" {
+		t.Errorf("the stream of an expired token ended without a retry hint: %q", last)
+	}
+	if status := getWithToken(t, ctx, edge.URL(), short); status != http.StatusUnauthorized {
+		t.Errorf("GET with the expired token: %d, want 401", status)
+	}
+	openGET(t, ctx, edge.URL(), sid2, lasting).awaitKeepAlives(t, 1, 20*time.Second)
+
+	// The member freezes: the edge hears nothing from it, not even a
+	// Terminated, and ends the stream after three silent intervals.
+	silent := edge.watch(`"msg":"stream ended: its actor went silent`)
+	if err := member.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { member.cmd.Process.Signal(syscall.SIGCONT) })
+	stopped := time.Now()
+	last = idle.end(t, 20*time.Second)
+	if d := time.Since(stopped); d < 2*time.Second {
+		t.Errorf("the stream ended %s after its node froze, before three keep-alive intervals", d)
+	}
+	if len(last) < 2 || last[len(last)-2] != "retry: 500" {
+		t.Errorf("the silent stream ended without a retry hint: %q", last)
+	}
+	awaitLine(t, ctx, silent, sid)
+	// Back, the member cancels the cut stream (the edge told it to), and
+	// the client's reconnection is served.
+	finished := member.watch(`"msg":"request finished"`)
+	member.cmd.Process.Signal(syscall.SIGCONT)
+	for l := ""; !containsAll(l, sid, `"method":"GET"`); {
+		select {
+		case l = <-finished:
+		case <-ctx.Done():
+			t.Fatal("the member never let go of the cut GET stream")
+		}
+	}
+	openGET(t, ctx, edge.URL(), sid, lasting).awaitKeepAlives(t, 1, 30*time.Second)
+}
+
+// TestKeepAliveOfficialSDKClient: the official TypeScript SDK client, with
+// Node's HTTP client set to drop a response body silent for 3 s (as it
+// does at 300 s by default: mcp-remote's "SSE stream disconnected" every 5
+// minutes), stays connected to pingmcp dev (--sse-keepalive 1s) through 8 s
+// of idleness: its GET stream neither ends nor fails, and carries comments;
+// the session then goes on. At the base of this branch the stream fails
+// with UND_ERR_BODY_TIMEOUT and the SDK reconnects.
+func TestKeepAliveOfficialSDKClient(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	nodeBin := installSDKClient(t, ctx)
+	d := runDev(t, "--tools", "conformance", "--sse-keepalive", "1s")
+	mcpURL, err := url.Parse(d.MCP)
+	if err != nil {
+		t.Fatalf("MCP URL %q: %v", d.MCP, err)
+	}
+	d.HTTP = mcpURL.Host
+	d.awaitMembers(ctx, 1)
+
+	t.Setenv("OAUTHCLIENT_STREAM_BODY_TIMEOUT", "3000")
+	c := startSDKClient(t, ctx, nodeBin, d.MCP, "alice")
+	c.send(map[string]any{"idle": 8000})
+	c.until(ctx, "idled")
+	var idled struct {
+		StreamsOpened, StreamsEnded, Comments int
+		StreamFailures                        []string
+		StreamOpen                            bool
+	}
+	lines := c.stdout()
+	for i := len(lines) - 1; i >= 0; i-- {
+		if strings.Contains(lines[i], `"event":"idled"`) {
+			json.Unmarshal([]byte(lines[i]), &idled)
+			break
+		}
+	}
+	// The SDK may open its GET stream during the wait (it does so after
+	// initialize, without waiting): once, then.
+	if !idled.StreamOpen || idled.StreamsEnded != 0 || len(idled.StreamFailures) != 0 || idled.StreamsOpened > 1 {
+		t.Errorf("during 8 s idle, the SDK's GET stream: %+v; want it open throughout", idled)
+	}
+	if idled.Comments < 4 {
+		t.Errorf("the GET stream carried %d comments in 8 s, with a keep-alive every second", idled.Comments)
+	}
+	const want = "This is a simple text response for testing."
+	if got := c.call(ctx, "test_simple_text", nil).text(); got != want {
+		t.Errorf("after idling: test_simple_text = %q, want %q", got, want)
+	}
+	c.finish(ctx)
+}

@@ -1,0 +1,308 @@
+package transport
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/auth/authtest"
+	"github.com/pingmcp/pingmcp/internal/rpcbody"
+	"github.com/pingmcp/pingmcp/metrics"
+)
+
+// sseStream is a response body read line by line on a goroutine of its own.
+type sseStream struct {
+	resp  *http.Response
+	lines chan string // closed at the end of the body
+}
+
+// readStream sends a request whose answer is an event stream.
+func readStream(t *testing.T, ctx context.Context, method, url string, headers map[string]string, body string) *sseStream {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	if method == http.MethodPost {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("%s: %d %v", method, resp.StatusCode, resp.Header)
+	}
+	s := &sseStream{resp: resp, lines: make(chan string, 256)}
+	go func() {
+		defer close(s.lines)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			s.lines <- sc.Text()
+		}
+	}()
+	return s
+}
+
+// await returns the lines up to the first that match accepts, failing
+// the test if the stream ends or d passes first.
+func (s *sseStream) await(t *testing.T, d time.Duration, what string, match func(string) bool) []string {
+	t.Helper()
+	var got []string
+	deadline := time.After(d)
+	for {
+		select {
+		case l, ok := <-s.lines:
+			if !ok {
+				t.Fatalf("the stream ended before %s; it carried %q", what, got)
+			}
+			got = append(got, l)
+			if match(l) {
+				return got
+			}
+		case <-deadline:
+			t.Fatalf("no %s within %s; the stream carried %q", what, d, got)
+		}
+	}
+}
+
+// end waits for the end of the stream and returns what it carried last.
+func (s *sseStream) end(t *testing.T, d time.Duration) []string {
+	t.Helper()
+	var got []string
+	deadline := time.After(d)
+	for {
+		select {
+		case l, ok := <-s.lines:
+			if !ok {
+				return got
+			}
+			got = append(got, l)
+		case <-deadline:
+			t.Fatalf("the stream did not end within %s; it carried %q", d, got)
+		}
+	}
+}
+
+func isKeepAlive(l string) bool { return l == ": keepalive" }
+
+const initElicitation = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{}},"clientInfo":{"name":"t","version":"1"}}}`
+
+// initializeWith opens a session with body and headers (a token).
+func initializeWith(t *testing.T, url, body string, headers map[string]string) string {
+	t.Helper()
+	resp, b := call{method: http.MethodPost, body: body, headers: headers}.do(t, url)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("initialize: %d %s", resp.StatusCode, b)
+	}
+	id := resp.Header.Get("Mcp-Session-Id")
+	h := map[string]string{"Mcp-Session-Id": id, "Mcp-Protocol-Version": "2025-11-25"}
+	for k, v := range headers {
+		h[k] = v
+	}
+	if resp, b := (call{method: http.MethodPost, body: `{"jsonrpc":"2.0","method":"notifications/initialized"}`, headers: h}).do(t, url); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("initialized: %d %s", resp.StatusCode, b)
+	}
+	return id
+}
+
+// Every open stream that stays silent carries keep-alive comments, one an
+// interval: the standalone GET stream, and a POST's stream waiting for the
+// client (a tool that asked for an elicitation nobody answers).
+func TestEdgeKeepAliveOnIdleStreams(t *testing.T) {
+	const interval = 50 * time.Millisecond
+	srv := newEdge(t, Options{SSEKeepAlive: interval})
+	sid := initializeWith(t, srv.URL, initElicitation, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	session := map[string]string{"Mcp-Session-Id": sid}
+
+	get := readStream(t, ctx, http.MethodGet, srv.URL, session, "")
+	post := readStream(t, ctx, http.MethodPost, srv.URL, session,
+		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`)
+	post.await(t, 10*time.Second, "the elicitation request", func(l string) bool { return strings.Contains(l, "elicitation/create") })
+	for name, s := range map[string]*sseStream{"GET": get, "POST": post} {
+		for i := range 3 {
+			lines := s.await(t, 10*time.Second, "a keep-alive", isKeepAlive)
+			for _, l := range lines[:len(lines)-1] {
+				if l != "" && !strings.HasPrefix(l, ":") {
+					t.Errorf("%s: keep-alive %d came after %q on an idle stream", name, i, l)
+				}
+			}
+		}
+	}
+}
+
+// The GET stream ends when the token that opened it is no longer
+// accepted, with a retry hint; the client, refused that token, resumes with
+// a fresh one and Last-Event-ID, and loses nothing: what the server sent
+// meanwhile is replayed. A POST's stream, which carries only its request's
+// messages, runs to its answer whatever its token's expiry.
+func TestEdgeEndsStreamsAtTokenExpiry(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	srv := resourceEdge(t, mcpResource, Options{
+		// A millisecond of skew: the token's exp is the end.
+		Verifier:     auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{mcpResource}, Leeway: time.Millisecond}),
+		SSEKeepAlive: time.Hour, // only the expiry ends streams here
+	})
+	token := func(life time.Duration) map[string]string {
+		c := is.Claims("alice", mcpResource, "mcp:tools")
+		c["exp"] = time.Now().Add(life).Unix()
+		return map[string]string{"Authorization": "Bearer " + is.Token(t, c)}
+	}
+	lasting := token(time.Hour)
+	sid := initializeWith(t, srv.URL, initElicitation, lasting)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	with := func(h map[string]string, more ...string) map[string]string {
+		out := map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"}
+		for k, v := range h {
+			out[k] = v
+		}
+		for i := 0; i+1 < len(more); i += 2 {
+			out[more[i]] = more[i+1]
+		}
+		return out
+	}
+	// A server notification outside any request goes to the GET stream.
+	notify := func() {
+		t.Helper()
+		resp, b := call{method: http.MethodPost, headers: with(lasting),
+			body: `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"test_trigger_prompt_change","arguments":{}}}`}.do(t, srv.URL)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(b, `"result"`) {
+			t.Fatalf("test_trigger_prompt_change: %d %s", resp.StatusCode, b)
+		}
+	}
+	listChanged := func(l string) bool { return strings.Contains(l, "notifications/prompts/list_changed") }
+
+	ended := streamsEnded("token_expired")
+	short := token(2 * time.Second)
+	exp := time.Now().Add(2 * time.Second).Truncate(time.Second)
+	get := readStream(t, ctx, http.MethodGet, srv.URL, with(short), "")
+	post := readStream(t, ctx, http.MethodPost, srv.URL, with(short),
+		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`)
+	notify()
+	var lastID string
+	for _, l := range get.await(t, 10*time.Second, "the list_changed notification", listChanged) {
+		if v, ok := strings.CutPrefix(l, "id: "); ok {
+			lastID = v
+		}
+	}
+	if lastID == "" {
+		t.Fatal("the GET stream's event carried no id")
+	}
+	var elicitData string
+	for _, l := range post.await(t, 10*time.Second, "the elicitation request", func(l string) bool { return strings.Contains(l, "elicitation/create") }) {
+		if v, ok := strings.CutPrefix(l, "data: "); ok {
+			elicitData = v
+		}
+	}
+
+	rest := get.end(t, 10*time.Second)
+	if time.Now().Before(exp) {
+		t.Errorf("the GET stream ended before its token expired (%s)", exp)
+	}
+	if len(rest) < 2 || rest[len(rest)-2] != "retry: 500" {
+		t.Errorf("the GET stream ended without a retry hint: %q", rest)
+	}
+	if n := streamsEnded("token_expired") - ended; n != 1 {
+		t.Errorf("pingmcp_streams_ended_total{reason=\"token_expired\"} grew by %v, want 1", n)
+	}
+	notify() // while the client is away
+	// The expired token is refused now: the client refreshes, and resumes
+	// the stream with the fresh token where it was.
+	if resp, _ := (call{method: http.MethodGet, headers: with(short)}).do(t, srv.URL); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET with the expired token: %d, want 401", resp.StatusCode)
+	}
+	resumed := readStream(t, ctx, http.MethodGet, srv.URL, with(lasting, "Last-Event-ID", lastID), "")
+	resumed.await(t, 10*time.Second, "the notification sent while the client was away", listChanged)
+
+	// The POST's stream outlived its token, and carries its answer.
+	var elicit struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if err := json.Unmarshal([]byte(elicitData), &elicit); err != nil || len(elicit.ID) == 0 {
+		t.Fatalf("elicitation request %q: %v", elicitData, err)
+	}
+	answer := `{"jsonrpc":"2.0","id":` + string(elicit.ID) + `,"result":{"action":"accept","content":{"username":"alice","email":"alice@example.com"}}}`
+	if resp, b := (call{method: http.MethodPost, body: answer, headers: with(lasting)}).do(t, srv.URL); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("elicitation answer: %d %s", resp.StatusCode, b)
+	}
+	post.await(t, 10*time.Second, "the tool's result on the POST's stream, past its token's expiry", func(l string) bool {
+		return strings.HasPrefix(l, "data: ") && strings.Contains(l, `"id":2`) && strings.Contains(l, "alice@example.com")
+	})
+}
+
+// A stream resumed with Last-Event-ID when nothing is left to replay (the
+// client lost its connection while a tool waits) gets its headers and
+// keep-alives at once, not only with the tool's next event: the go-sdk
+// writes nothing then, and the client would wait for headers.
+func TestEdgeKeepAliveOnResumedStream(t *testing.T) {
+	const interval = 50 * time.Millisecond
+	srv := newEdge(t, Options{SSEKeepAlive: interval})
+	sid := initializeWith(t, srv.URL, initElicitation, nil)
+	session := map[string]string{"Mcp-Session-Id": sid}
+	postCtx, disconnect := context.WithCancel(context.Background())
+	post := readStream(t, postCtx, http.MethodPost, srv.URL, session,
+		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`)
+	var lastID string
+	for _, l := range post.await(t, 10*time.Second, "the elicitation request", func(l string) bool { return strings.Contains(l, "elicitation/create") }) {
+		if v, ok := strings.CutPrefix(l, "id: "); ok {
+			lastID = v
+		}
+	}
+	released := records.await(func(r slog.Record) bool {
+		return r.Message == "request finished" && attr(r, "session") == sid && attr(r, "method") == "POST" && attr(r, "request") != ""
+	})
+	disconnect()
+	wait(t, released, "the actor let go of the cut POST stream")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resumed := readStream(t, ctx, http.MethodGet, srv.URL, map[string]string{"Mcp-Session-Id": sid, "Last-Event-ID": lastID}, "")
+	resumed.await(t, 10*time.Second, "a keep-alive on the resumed stream", isKeepAlive)
+}
+
+// Which streams end with their token: those no request bounds.
+func TestUnbounded(t *testing.T) {
+	tests := []struct {
+		method, body string
+		want         bool
+	}{
+		{http.MethodGet, "", true},
+		{http.MethodPost, `{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen","params":{}}`, true},
+		{http.MethodPost, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}`, false},
+		{http.MethodPost, `[{"jsonrpc":"2.0","id":1,"method":"subscriptions/listen"},{"jsonrpc":"2.0","id":2,"method":"ping"}]`, false},
+		{http.MethodDelete, "", false},
+	}
+	for _, tt := range tests {
+		var rb *rpcbody.Body
+		if tt.body != "" {
+			var err error
+			if rb, err = rpcbody.ReadAtMost([]byte(tt.body), 10); err != nil {
+				t.Fatalf("%s: %v", tt.body, err)
+			}
+		}
+		if got := unbounded(tt.method, rb); got != tt.want {
+			t.Errorf("unbounded(%s %s) = %v, want %v", tt.method, tt.body, got, tt.want)
+		}
+	}
+}
+
+// streamsEnded reads pingmcp_streams_ended_total{reason}.
+func streamsEnded(reason string) float64 {
+	var m dto.Metric
+	metrics.StreamsEnded.WithLabelValues(reason).Write(&m)
+	return m.GetCounter().GetValue()
+}
