@@ -79,7 +79,7 @@ func TestDelegateSharesOneExchange(t *testing.T) {
 	tokens := make(chan string, 20)
 	for range 20 {
 		wg.Go(func() {
-			d, err := c.Delegate(context.Background(), todoURI, []string{"todo_api:write", "todo_api:read"})
+			d, err := c.Delegate(asUser(c), todoURI, []string{"todo_api:write", "todo_api:read"})
 			if err != nil {
 				t.Error(err)
 				return
@@ -100,7 +100,7 @@ func TestDelegateSharesOneExchange(t *testing.T) {
 	if n := exchanges.Load(); n != 1 {
 		t.Fatalf("%d exchanges for 20 concurrent calls, want 1", n)
 	}
-	d, _ := c.Delegate(context.Background(), todoURI, []string{"todo_api:read", "todo_api:write"})
+	d, _ := c.Delegate(asUser(c), todoURI, []string{"todo_api:read", "todo_api:write"})
 	if exchanges.Load() != 1 || d.Token != first {
 		t.Error("a cached token was exchanged again")
 	}
@@ -114,14 +114,14 @@ func TestDelegateSharesOneExchange(t *testing.T) {
 func TestDelegateNarrowsScopes(t *testing.T) {
 	idp, exchanges := exchangeServer(t)
 	c := userCredentials(t, idp, "s3cret", "todo_api:read")
-	d, err := c.Delegate(context.Background(), todoURI, []string{"todo_api:read", "todo_api:write"})
+	d, err := c.Delegate(asUser(c), todoURI, []string{"todo_api:read", "todo_api:write"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(d.Scopes, " ") != "todo_api:read" {
 		t.Errorf("scopes = %v, want only todo_api:read", d.Scopes)
 	}
-	if _, err := c.Delegate(context.Background(), todoURI, []string{"admin"}); err == nil || exchanges.Load() != 1 {
+	if _, err := c.Delegate(asUser(c), todoURI, []string{"admin"}); err == nil || exchanges.Load() != 1 {
 		t.Errorf("a scope the user lacks: err %v, %d exchanges", err, exchanges.Load())
 	}
 }
@@ -131,7 +131,7 @@ func TestDelegateFailure(t *testing.T) {
 	idp, exchanges := exchangeServer(t)
 	c := userCredentials(t, idp, "wrong-secret", "todo_api:read")
 	for range 2 {
-		_, err := c.Delegate(context.Background(), todoURI, []string{"todo_api:read"})
+		_, err := c.Delegate(asUser(c), todoURI, []string{"todo_api:read"})
 		var xerr *auth.ExchangeError
 		if !errors.As(err, &xerr) || xerr.Code != "invalid_client" {
 			t.Fatalf("err = %v, want invalid_client", err)
@@ -174,7 +174,7 @@ func TestDelegateWithActorToken(t *testing.T) {
 	}
 	c := newCredentials(auth.NewExchanger(auth.ExchangeOptions{Issuer: idp.Issuer(), ClientID: "pingmcp", ClientSecret: "s3cret", ActorToken: true}), slog.New(slog.DiscardHandler))
 	c.set(&envelope.Principal{Subject: "alice", Token: tok, Scopes: []string{"todo_api:read"}})
-	d, err := c.Delegate(context.Background(), todoURI, []string{"todo_api:read"})
+	d, err := c.Delegate(asUser(c), todoURI, []string{"todo_api:read"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,4 +184,10 @@ func TestDelegateWithActorToken(t *testing.T) {
 	if actorTokens.Load() != 1 {
 		t.Errorf("%d exchanges carried an actor token, want 1", actorTokens.Load())
 	}
+}
+
+// asUser is the context of a tool call made by a request with the token c
+// holds.
+func asUser(c *credentials) context.Context {
+	return withRequestPrincipal(context.Background(), c.current)
 }
