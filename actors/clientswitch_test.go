@@ -1,0 +1,178 @@
+package actors
+
+import (
+	"crypto/rand"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/tools"
+	"github.com/pingmcp/pingmcp/tools/conformance"
+)
+
+// response is a forwarded request's answer as the edge reads it.
+type response struct {
+	head chan *envelope.ResponsePart // the first part
+	body chan string                 // the whole body, once the last part came
+}
+
+// forwardOn sends one request of fuzzSession's to the session actor at pid
+// as the edge does, acknowledging each part.
+func forwardOn(root *actor.RootContext, pid *actor.PID, p *envelope.Principal, method, body string) *response {
+	req := &envelope.Request{
+		Id: rand.Text(), Method: method, Path: "/mcp", Body: []byte(body), Window: 16, Principal: p,
+		Headers: []*envelope.Header{
+			{Name: "Accept", Values: []string{"application/json, text/event-stream"}},
+			{Name: "Mcp-Session-Id", Values: []string{fuzzSession}},
+			{Name: "Mcp-Protocol-Version", Values: []string{"2025-11-25"}},
+		},
+	}
+	if method == http.MethodPost {
+		req.Headers = append(req.Headers, &envelope.Header{Name: "Content-Type", Values: []string{"application/json"}})
+	}
+	r := &response{head: make(chan *envelope.ResponsePart, 1), body: make(chan string, 1)}
+	var out []byte
+	root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *actor.Started:
+			ctx.Request(pid, &envelope.Envelope{Body: &envelope.Envelope_Request{Request: req}})
+		case *envelope.Envelope:
+			part := m.GetPart()
+			if part.GetSeq() == 0 {
+				r.head <- part
+			}
+			out = append(out, part.GetBody()...)
+			if part.GetFinal() {
+				r.body <- string(out)
+				ctx.Stop(ctx.Self())
+			} else {
+				ctx.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Ack{Ack: &envelope.Ack{RequestId: req.Id, Seq: part.GetSeq()}}})
+			}
+		}
+	}))
+	return r
+}
+
+func await[T any](t *testing.T, c <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(forwardTimeout):
+		t.Fatalf("%s: nothing within %v", what, forwardTimeout)
+		var zero T
+		return zero
+	}
+}
+
+// Another client of the session's user uses the session only with a token
+// holding one of the resource's scopes: one for sign-in only (openid) is
+// refused 403 insufficient_scope and changes nothing. Once the session is
+// used through the other client, the GET streams of the one it was used
+// through end (with a retry hint: that client reconnects with its own
+// token), and streams of the client now using it stay.
+func TestClientSwitchNeedsAScopeAndEndsTheOtherClientsStreams(t *testing.T) {
+	d := MemoryDurability(time.Hour)
+	logger := slog.New(slog.DiscardHandler)
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
+	t.Cleanup(system.Shutdown)
+	pid := system.Root.Spawn(protocluster.WithClusterIdentity(SessionProps(Config{
+		Implementation: &mcp.Implementation{Name: "pingmcp", Version: "test"},
+		Toolsets:       []tools.Toolset{conformance.New()},
+		SchemaCache:    mcp.NewSchemaCache(),
+		Logger:         logger,
+		Durability:     d,
+		Authenticated:  true,
+		Scopes:         []string{"mcp:tools"},
+	}), protocluster.NewClusterIdentity(fuzzSession, "session")))
+	alice := func(client string, scopes ...string) *envelope.Principal {
+		return &envelope.Principal{Issuer: "https://idp", Subject: "alice", ClientId: client, ExpiresUnix: time.Now().Add(time.Hour).Unix(),
+			Token: "alice-token-of-" + client, Scopes: scopes}
+	}
+	root := system.Root
+	if body := postInitialize(t, root, pid, alice("c1", "mcp:tools"), `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{}},"clientInfo":{"name":"t","version":"1"}}}`); !strings.Contains(body, `"result"`) {
+		t.Fatalf("initialize: %s", body)
+	}
+	if status := fuzzForward(t, root, pid, alice("c1", "mcp:tools"), `{"jsonrpc":"2.0","method":"notifications/initialized"}`); status != http.StatusAccepted {
+		t.Fatalf("initialized: %d", status)
+	}
+	ping := `{"jsonrpc":"2.0","id":1,"method":"ping"}`
+	owner := func() string {
+		t.Helper()
+		snap, err := d.Snapshots.Get(t.Context(), fuzzSession)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := decodeRecord(snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec.ClientID
+	}
+
+	stream := forwardOn(root, pid, alice("c1", "mcp:tools"), http.MethodGet, "")
+	if head := await(t, stream.head, "c1's GET stream"); head.GetStatus() != http.StatusOK {
+		t.Fatalf("c1's GET stream: %d %s", head.GetStatus(), head.GetBody())
+	}
+
+	// c2 with a sign-in token only: refused, for any method.
+	for _, method := range []string{http.MethodPost, http.MethodGet} {
+		r := forwardOn(root, pid, alice("c2", "openid"), method, ping)
+		head := await(t, r.head, "c2's openid-only "+method)
+		h := http.Header{}
+		envelope.ToHTTP(head.GetHeaders(), h)
+		chal := h.Get("WWW-Authenticate")
+		if head.GetStatus() != http.StatusForbidden || !strings.Contains(chal, `error="insufficient_scope"`) || !strings.Contains(chal, `scope="mcp:tools openid"`) {
+			t.Errorf("c2's openid-only %s: %d %q, want 403 insufficient_scope naming mcp:tools", method, head.GetStatus(), chal)
+		}
+		if body := await(t, r.body, "c2's refusal"); !strings.Contains(body, `"error"`) || strings.Contains(body, "alice-token") {
+			t.Errorf("refusal body %s", body)
+		}
+	}
+	// The refusals changed nothing: c1 still uses the session, and its
+	// stream has not ended (an end is sent from the stream's goroutine: this
+	// catches one already delivered, not one still on its way).
+	if status := fuzzForward(t, root, pid, alice("c1", "mcp:tools"), ping); status != http.StatusOK {
+		t.Fatalf("c1 after the refusals: %d", status)
+	}
+	select {
+	case body := <-stream.body:
+		t.Fatalf("c1's stream ended by a refused request of c2: %q", body)
+	default:
+	}
+	if got := owner(); got != "c1" {
+		t.Fatalf("snapshot names client %q after refused requests of c2, want c1", got)
+	}
+
+	// c2 with one of the scopes: the session is used through c2, and c1's
+	// stream ends with a retry hint.
+	if status := fuzzForward(t, root, pid, alice("c2", "mcp:tools", "openid"), ping); status != http.StatusOK {
+		t.Fatalf("c2 with mcp:tools: %d", status)
+	}
+	if body := await(t, stream.body, "the end of c1's stream"); !strings.Contains(body, "retry:") {
+		t.Errorf("c1's stream ended without a retry hint: %q", body)
+	}
+	if got := owner(); got != "c2" {
+		t.Errorf("snapshot names client %q, want c2", got)
+	}
+	// c2's own stream stays when c2 goes on.
+	own := forwardOn(root, pid, alice("c2", "mcp:tools"), http.MethodGet, "")
+	if head := await(t, own.head, "c2's GET stream"); head.GetStatus() != http.StatusOK {
+		t.Fatalf("c2's GET stream: %d", head.GetStatus())
+	}
+	if status := fuzzForward(t, root, pid, alice("c2", "mcp:tools"), ping); status != http.StatusOK {
+		t.Fatalf("c2's ping: %d", status)
+	}
+	select {
+	case body := <-own.body:
+		t.Fatalf("c2's stream ended while c2 uses the session: %q", body)
+	default:
+	}
+}
