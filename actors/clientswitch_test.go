@@ -176,3 +176,27 @@ func TestClientSwitchNeedsAScopeAndEndsTheOtherClientsStreams(t *testing.T) {
 	default:
 	}
 }
+
+// The scopes that let a token take a session to another client are the
+// resource's: those clients are told to request, and those its tools need.
+func TestResourceScoped(t *testing.T) {
+	a := &SessionActor{cfg: Config{Scopes: []string{"todo_api:read"}}, scopes: map[string][]string{"add": {"todo_api:write"}}}
+	for _, c := range []struct {
+		scopes []string
+		want   bool
+	}{
+		{[]string{"openid", "todo_api:read"}, true},
+		{[]string{"todo_api:write"}, true},
+		{[]string{"openid", "profile", "offline_access"}, false},
+		{nil, false},
+	} {
+		if got := a.resourceScoped(&envelope.Principal{Scopes: c.scopes}); got != c.want {
+			t.Errorf("%v: %v, want %v", c.scopes, got, c.want)
+		}
+	}
+	h := http.Header{}
+	envelope.ToHTTP(a.switchRefused(&envelope.Request{Principal: &envelope.Principal{Scopes: []string{"openid"}}}).Headers, h)
+	if chal := h.Get("WWW-Authenticate"); !strings.Contains(chal, `scope="openid todo_api:read"`) {
+		t.Errorf("challenge %q, want the scope to request: openid todo_api:read", chal)
+	}
+}

@@ -72,9 +72,10 @@ type Config struct {
 	// EventsBuffer bounds the event writes a session holds while its store
 	// is unreachable (limits.go); DefaultEventsBuffer when zero.
 	EventsBuffer int
-	// Scopes are the MCP resource's scopes (--scopes): a token must hold
-	// one of them to use a session through another client of its user than
-	// the one the session is used through (admit). None: no such switch.
+	// Scopes are the scopes clients are told to request (--scopes): a token
+	// must hold one of them, or one a tool needs, to use a session through
+	// another client of its user than the one the session is used through
+	// (admit).
 	Scopes []string
 }
 
@@ -633,10 +634,10 @@ func (a *SessionActor) admit(req *envelope.Request) (bool, *envelope.ResponsePar
 		return false, nil
 	}
 	switched := id != nil && id.clientID != a.owner.clientID
-	if switched && !slices.ContainsFunc(p.Scopes, func(s string) bool { return slices.Contains(a.cfg.Scopes, s) }) {
+	if switched && !a.resourceScoped(p) {
 		a.logger.Warn("request refused: another client of the session's user, without any of the resource's scopes",
 			"request", req.Id, "client_id", id.clientID, "session_client_id", a.owner.clientID)
-		return true, switchRefused(req, a.cfg.Scopes)
+		return true, a.switchRefused(req)
 	}
 	if p != nil && (a.credential == nil || switched || p.ExpiresUnix >= a.credential.ExpiresUnix) {
 		if ps := a.persist.Load(); ps != nil && (a.credential == nil || a.credential.Token != p.Token) {
@@ -671,6 +672,22 @@ func (a *SessionActor) admit(req *envelope.Request) (bool, *envelope.ResponsePar
 	return true, nil
 }
 
+// resourceScoped says whether p holds one of the MCP resource's scopes: those
+// clients are told to request (--scopes) or one a tool needs.
+func (a *SessionActor) resourceScoped(p *envelope.Principal) bool {
+	return slices.ContainsFunc(p.Scopes, func(s string) bool {
+		if slices.Contains(a.cfg.Scopes, s) {
+			return true
+		}
+		for _, needed := range a.scopes {
+			if slices.Contains(needed, s) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 // endStreamsOf ends the GET streams opened through client, which the
 // session is no longer used through: what the server sends outside a
 // request's response (server→client requests such as elicitations,
@@ -688,9 +705,16 @@ func (a *SessionActor) endStreamsOf(client string) {
 
 // switchRefused answers a request through another client of the session's
 // user whose token holds none of the resource's scopes: 403
-// insufficient_scope naming them (RFC 6750 §3.1), and the resource's
-// metadata.
-func switchRefused(req *envelope.Request, scopes []string) *envelope.ResponsePart {
+// insufficient_scope naming those clients are told to request, or without
+// any, those the tools need (RFC 6750 §3.1), and the resource's metadata.
+func (a *SessionActor) switchRefused(req *envelope.Request) *envelope.ResponsePart {
+	scopes := a.cfg.Scopes
+	if len(scopes) == 0 {
+		for _, needed := range a.scopes {
+			scopes = append(scopes, needed...)
+		}
+		scopes = slices.Compact(slices.Sorted(slices.Values(scopes)))
+	}
 	aerr := auth.InsufficientScope(req.Principal.Scopes, scopes,
 		"this session is used through another client: a token for it must hold one of the scopes "+strings.Join(scopes, " "))
 	return scopeRefusal(req, aerr, firstID(req))
