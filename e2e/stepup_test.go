@@ -128,7 +128,11 @@ func TestStepUpGoSDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := mcp.NewClient(&mcp.Implementation{Name: "pingmcp-e2e-gosdk", Version: "1"}, nil)
-	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: d.MCP, OAuthHandler: h, MaxRetries: -1},
+	// Retries as the SDK does by default: the step-up's switch to the new
+	// client ends the GET stream opened with the first client's token, and
+	// the SDK opens it again with the new one (README, "Step-up and
+	// sessions").
+	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: d.MCP, OAuthHandler: h},
 		&mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"}) // a session (2026-07-28 has none)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
