@@ -72,6 +72,16 @@ func await[T any](t *testing.T, c <-chan T, what string) T {
 	}
 }
 
+// stillOpen fails t if the response r has ended.
+func stillOpen(t *testing.T, r *response, what string) {
+	t.Helper()
+	select {
+	case body := <-r.body:
+		t.Fatalf("%s ended: %q", what, body)
+	default:
+	}
+}
+
 // Another client of the session's user uses the session only with a token
 // holding one of the resource's scopes: one for sign-in only (openid) is
 // refused 403 insufficient_scope and changes nothing. Once the session is
@@ -142,11 +152,7 @@ func TestClientSwitchNeedsAScopeAndEndsTheOtherClientsStreams(t *testing.T) {
 	if status := fuzzForward(t, root, pid, alice("c1", "mcp:tools"), ping); status != http.StatusOK {
 		t.Fatalf("c1 after the refusals: %d", status)
 	}
-	select {
-	case body := <-stream.body:
-		t.Fatalf("c1's stream ended by a refused request of c2: %q", body)
-	default:
-	}
+	stillOpen(t, stream, "c1's stream, after refused requests of c2")
 	if got := owner(); got != "c1" {
 		t.Fatalf("snapshot names client %q after refused requests of c2, want c1", got)
 	}
@@ -170,11 +176,7 @@ func TestClientSwitchNeedsAScopeAndEndsTheOtherClientsStreams(t *testing.T) {
 	if status := fuzzForward(t, root, pid, alice("c2", "mcp:tools"), ping); status != http.StatusOK {
 		t.Fatalf("c2's ping: %d", status)
 	}
-	select {
-	case body := <-own.body:
-		t.Fatalf("c2's stream ended while c2 uses the session: %q", body)
-	default:
-	}
+	stillOpen(t, own, "c2's stream, while c2 uses the session")
 }
 
 // The scopes that let a token take a session to another client are the
