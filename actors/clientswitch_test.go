@@ -202,3 +202,56 @@ func TestResourceScoped(t *testing.T) {
 		t.Errorf("challenge %q, want the scope to request: openid todo_api:read", chal)
 	}
 }
+
+// The snapshot keeps only the tokens exchanged for the token of the client
+// it names: an exchange for the previous client that completes between the
+// switch's write (which names the new client and empties them) and the
+// switch in memory does not put its token back.
+func TestSnapshotKeepsTheCurrentClientsDelegations(t *testing.T) {
+	d := MemoryDurability(time.Hour)
+	epoch, _, err := d.Snapshots.Activate(t.Context(), "s", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPersister(d, "s", epoch, newRecord(nil), slog.New(slog.DiscardHandler), func() {})
+	defer p.close()
+	a := &SessionActor{id: "s", cfg: Config{Durability: d}, creds: newCredentials(nil, slog.New(slog.DiscardHandler))}
+	a.persist.Store(p)
+	desktop := &envelope.Principal{Subject: "alice", ClientId: "desktop", Token: "t-desktop"}
+	cli := &envelope.Principal{Subject: "alice", ClientId: "cli", Token: "t-cli"}
+	exchanged := func(client string) {
+		e := &delegation{client: client, ready: make(chan struct{}), fresh: time.Now().Add(time.Hour),
+			value: &tools.Delegation{Token: "x-" + client, Expiry: time.Now().Add(2 * time.Hour)}}
+		close(e.ready)
+		a.creds.mu.Lock()
+		a.creds.cache[cacheKey(client, "https://api", "read")] = e
+		a.creds.mu.Unlock()
+		a.delegationsChanged()
+	}
+	kept := func() []storedDelegation {
+		t.Helper()
+		ds, err := d.openDelegations("s", p.snapshot().Delegations)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ds
+	}
+	p.update(false, func(r *record) { r.ClientID = "desktop" })
+	a.creds.set(desktop)
+	exchanged("desktop")
+	if ds := kept(); len(ds) != 1 || ds[0].Client != "desktop" {
+		t.Fatalf("snapshot keeps %+v, want desktop's token", ds)
+	}
+
+	p.update(false, func(r *record) { r.ClientID, r.Delegations = "cli", "" }) // the switch's write (admit)
+	exchanged("desktop")                                                          // desktop's exchange completes
+	if ds := kept(); len(ds) != 0 {
+		t.Fatalf("after the switch's write, the snapshot naming cli keeps %+v", ds)
+	}
+	a.creds.replace(cli) // the switch in memory
+	exchanged("desktop") // a call of desktop still running
+	exchanged("cli")
+	if ds := kept(); len(ds) != 1 || ds[0].Client != "cli" || ds[0].Token != "x-cli" {
+		t.Errorf("snapshot keeps %+v, want cli's token alone", ds)
+	}
+}
