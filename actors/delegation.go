@@ -244,10 +244,10 @@ func (c *credentials) exchange(parent context.Context, d *delegation, key string
 		metrics.Exchanges.WithLabelValues("exchanged").Inc()
 	}
 	c.mu.Lock()
-	kept := c.cache[key] == d
+	kept := c.cache[key] == d // not dropped by a switch to another client (replace)
 	if err != nil {
 		d.err = err
-		if c.cache[key] == d {
+		if kept {
 			delete(c.cache, key) // the next call tries again
 		}
 		c.logger.Warn("token exchange failed", "audience", audience, "scopes", scopes, "err", err)
