@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"crypto/rand"
 	"log/slog"
 	"net/http"
@@ -260,5 +261,63 @@ func TestSnapshotKeepsTheCurrentClientsDelegations(t *testing.T) {
 	exchanged("cli")
 	if got := kept(); !slices.Equal(got, []string{"cli"}) {
 		t.Errorf("snapshot keeps the tokens of %v, want cli's alone", got)
+	}
+}
+
+// heldCaller is a toolset whose one tool, who, waits for release and then
+// answers the client_id of the token its call acts with.
+type heldCaller struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (heldCaller) Name() string                 { return "held" }
+func (heldCaller) Configure(*mcp.ServerOptions) {}
+func (heldCaller) Scopes() map[string][]string  { return nil }
+func (h heldCaller) Install(s *mcp.Server, caller tools.Caller) {
+	s.AddTool(&mcp.Tool{Name: "who", InputSchema: map[string]any{"type": "object"}},
+		func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			h.started <- struct{}{}
+			<-h.release
+			client, _ := caller.Claims(ctx)["client_id"].(string)
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "acting for " + client}}}, nil
+		})
+}
+
+// A tool call acts with the token of the request that made it, even when
+// another client's request switched the session while the call ran.
+func TestToolCallActsForItsOwnRequest(t *testing.T) {
+	logger := slog.New(slog.DiscardHandler)
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
+	t.Cleanup(system.Shutdown)
+	held := heldCaller{started: make(chan struct{}, 1), release: make(chan struct{})}
+	pid := system.Root.Spawn(protocluster.WithClusterIdentity(SessionProps(Config{
+		Implementation: &mcp.Implementation{Name: "pingmcp", Version: "test"},
+		Toolsets:       []tools.Toolset{held},
+		SchemaCache:    mcp.NewSchemaCache(),
+		Logger:         logger,
+		Durability:     MemoryDurability(time.Hour),
+		Authenticated:  true,
+		Scopes:         []string{"mcp:tools"},
+	}), protocluster.NewClusterIdentity(fuzzSession, "session")))
+	alice := func(client string) *envelope.Principal {
+		return &envelope.Principal{Issuer: "https://idp", Subject: "alice", ClientId: client, ExpiresUnix: time.Now().Add(time.Hour).Unix(),
+			Token: "alice-token-of-" + client, Scopes: []string{"mcp:tools"}, ClaimsJson: []byte(`{"sub":"alice","client_id":"` + client + `"}`)}
+	}
+	root := system.Root
+	if body := postInitialize(t, root, pid, alice("c1"), `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`); !strings.Contains(body, `"result"`) {
+		t.Fatalf("initialize: %s", body)
+	}
+	if status := fuzzForward(t, root, pid, alice("c1"), `{"jsonrpc":"2.0","method":"notifications/initialized"}`); status != http.StatusAccepted {
+		t.Fatalf("initialized: %d", status)
+	}
+	call := forwardOn(root, pid, alice("c1"), http.MethodPost, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"who","arguments":{}}}`)
+	await(t, held.started, "c1's call")
+	if status := fuzzForward(t, root, pid, alice("c2"), `{"jsonrpc":"2.0","id":2,"method":"ping"}`); status != http.StatusOK {
+		t.Fatalf("c2's ping: %d", status)
+	}
+	close(held.release)
+	if body := await(t, call.body, "c1's call's answer"); !strings.Contains(body, "acting for c1") {
+		t.Errorf("c1's call, while c2 switched the session: %s", body)
 	}
 }
