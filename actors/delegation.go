@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -22,8 +23,11 @@ import (
 )
 
 // credentials are the tokens an actor holds for its user: the newest token
-// they presented, and the tokens exchanged for it, per (audience, scopes). It
-// is the tools.Caller of the actor's toolsets.
+// of the client now using the session, and the tokens exchanged, per
+// (audience, scopes, client). It is the tools.Caller of the actor's
+// toolsets. A tool call acts with the token of the request that made it
+// (see requestPrincipal), never with another client's: the calls of two
+// clients of the user run at once.
 type credentials struct {
 	exchanger *auth.Exchanger // nil when no exchange client is configured
 	logger    *slog.Logger
@@ -41,6 +45,7 @@ type credentials struct {
 // (sealed).
 type storedDelegation struct {
 	Key    string         `json:"key"`
+	Client string         `json:"client_id,omitempty"` // of the token it was exchanged for
 	Token  string         `json:"token"`
 	Scopes []string       `json:"scopes,omitempty"`
 	Expiry time.Time      `json:"expiry"`
@@ -48,13 +53,18 @@ type storedDelegation struct {
 	Fresh  time.Time      `json:"fresh"`
 }
 
-// export returns the exchanged tokens still fresh.
-func (c *credentials) export() []storedDelegation {
+// export returns the exchanged tokens still fresh that were exchanged for
+// the token of the client now using the session, and that client: a
+// snapshot keeps only those (delegationsChanged).
+func (c *credentials) export() (client string, out []storedDelegation) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	client = c.client()
 	now := time.Now()
-	var out []storedDelegation
 	for k, d := range c.cache {
+		if d.client != client {
+			continue
+		}
 		select {
 		case <-d.ready:
 		default:
@@ -63,22 +73,24 @@ func (c *credentials) export() []storedDelegation {
 		if d.err != nil || d.value == nil || !now.Before(d.fresh) {
 			continue
 		}
-		out = append(out, storedDelegation{Key: k, Token: d.value.Token, Scopes: d.value.Scopes, Expiry: d.value.Expiry, Claims: d.value.Claims, Fresh: d.fresh})
+		out = append(out, storedDelegation{Key: k, Client: d.client, Token: d.value.Token, Scopes: d.value.Scopes, Expiry: d.value.Expiry, Claims: d.value.Claims, Fresh: d.fresh})
 	}
 	slices.SortFunc(out, func(a, b storedDelegation) int { return strings.Compare(a.Key, b.Key) })
-	return out
+	return client, out
 }
 
-// restore puts exported tokens back in the cache, but those no longer fresh.
+// restore puts exported tokens back in the cache, but those no longer
+// fresh and those exchanged for another client's token than the current
+// one's (set first).
 func (c *credentials) restore(ds []storedDelegation) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
 	for _, s := range ds {
-		if !now.Before(s.Fresh) {
+		if !now.Before(s.Fresh) || s.Client != c.client() {
 			continue
 		}
-		d := &delegation{ready: make(chan struct{}), fresh: s.Fresh,
+		d := &delegation{ready: make(chan struct{}), fresh: s.Fresh, client: s.Client,
 			value: &tools.Delegation{Token: s.Token, Scopes: s.Scopes, Expiry: s.Expiry, Claims: s.Claims}}
 		close(d.ready)
 		c.cache[s.Key] = d
@@ -88,10 +100,11 @@ func (c *credentials) restore(ds []storedDelegation) {
 // delegation is one exchanged token, or the exchange that will produce it:
 // callers that find it in flight wait on ready instead of exchanging again.
 type delegation struct {
-	ready chan struct{}
-	value *tools.Delegation
-	err   error
-	fresh time.Time // used until then; refreshed after
+	client string // the client_id of the token it is exchanged for
+	ready  chan struct{}
+	value  *tools.Delegation
+	err    error
+	fresh  time.Time // used until then; refreshed after
 }
 
 // exchangeTimeout bounds one exchange; it runs detached from the tool call
@@ -102,25 +115,60 @@ func newCredentials(x *auth.Exchanger, logger *slog.Logger) *credentials {
 	return &credentials{exchanger: x, logger: logger, cache: map[string]*delegation{}}
 }
 
+// set holds p, a newer token of the client now using the session.
 func (c *credentials) set(p *envelope.Principal) {
 	c.mu.Lock()
 	c.current = p
 	c.mu.Unlock()
 }
 
-// forget drops the exchanged tokens: they were obtained for another
-// client's token (an exchange in flight completes for its waiters only).
-func (c *credentials) forget() {
+// replace holds p, the token of a client other than the one the session was
+// used through, and drops in the same step the tokens exchanged for other
+// clients' tokens (an exchange in flight completes for its waiters only, and
+// is not kept): no Delegate sees the new client with the old client's
+// tokens, and no export the old client's tokens after the switch.
+func (c *credentials) replace(p *envelope.Principal) {
 	c.mu.Lock()
-	clear(c.cache)
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	c.current = p
+	client := c.client()
+	maps.DeleteFunc(c.cache, func(_ string, d *delegation) bool { return d.client != client })
 }
 
-// Claims are the verified claims of the user's current token.
-func (c *credentials) Claims() map[string]any {
-	c.mu.Lock()
-	cur := c.current
-	c.mu.Unlock()
+// client is the client_id of the current token; c.mu is held.
+func (c *credentials) client() string {
+	if c.current == nil {
+		return ""
+	}
+	return c.current.ClientId
+}
+
+// principalKey is the context key of the principal of the request a tool
+// call serves (auditToolCalls sets it).
+type principalKey struct{}
+
+func withRequestPrincipal(ctx context.Context, p *envelope.Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// requestPrincipal is the principal of the request the tool call of ctx
+// serves, nil if none.
+func requestPrincipal(ctx context.Context) *envelope.Principal {
+	p, _ := ctx.Value(principalKey{}).(*envelope.Principal)
+	return p
+}
+
+// cacheKey is the key of the token exchanged for the token of client, for
+// audience and scopes (sorted, see auth.ScopeKey). It names the client, not
+// the token: keys are not secret.
+func cacheKey(client, audience, scopes string) string {
+	return audience + "\x00" + scopes + "\x00" + client
+}
+
+// Claims are the verified claims of the token of the request the tool call
+// of ctx serves.
+func (c *credentials) Claims(ctx context.Context) map[string]any {
+	cur := requestPrincipal(ctx)
 	var claims map[string]any
 	if cur != nil {
 		json.Unmarshal(cur.ClaimsJson, &claims)
@@ -129,20 +177,20 @@ func (c *credentials) Claims() map[string]any {
 }
 
 // Delegate returns a token for audience with the requested scopes that the
-// user holds, exchanging the user's token once per (audience, scopes) and
-// reusing the result until shortly before it expires.
+// token of the request the tool call of ctx serves holds, exchanging that
+// token once per (audience, scopes, client) and reusing the result until
+// shortly before it expires.
 func (c *credentials) Delegate(ctx context.Context, audience string, scopes []string) (out *tools.Delegation, err error) {
 	ctx, span := telemetry.Start(ctx, "token exchange", trace.WithAttributes(
 		attribute.String("pingmcp.exchange.audience", audience),
 		attribute.StringSlice("pingmcp.exchange.scopes", scopes)))
 	var how string // "cached", "exchanged" or "shared" (waited for another call's exchange)
 	defer func() { delegated(ctx, span, audience, scopes, how, out, err) }()
-	c.mu.Lock()
-	cur := c.current
+	cur := requestPrincipal(ctx)
 	if cur == nil || cur.Token == "" {
-		c.mu.Unlock()
-		return nil, errors.New("this session has no user token to act with")
+		return nil, errors.New("this tool call has no user token to act with")
 	}
+	c.mu.Lock()
 	if c.exchanger == nil {
 		c.mu.Unlock()
 		return nil, errors.New("token exchange is not configured on this server (--client-id, --client-secret)")
@@ -152,7 +200,7 @@ func (c *credentials) Delegate(ctx context.Context, audience string, scopes []st
 		c.mu.Unlock()
 		return nil, fmt.Errorf("your token carries none of the scopes %v this needs", scopes)
 	}
-	key := audience + "\x00" + auth.ScopeKey(held)
+	key := cacheKey(cur.ClientId, audience, auth.ScopeKey(held))
 	d := c.cache[key]
 	if d != nil {
 		select {
@@ -169,7 +217,7 @@ func (c *credentials) Delegate(ctx context.Context, audience string, scopes []st
 	}
 	how = "shared"
 	if d == nil {
-		d = &delegation{ready: make(chan struct{})}
+		d = &delegation{ready: make(chan struct{}), client: cur.ClientId}
 		c.cache[key] = d
 		// The exchange outlives this call if need be, but its spans are
 		// this call's children.
@@ -196,9 +244,10 @@ func (c *credentials) exchange(parent context.Context, d *delegation, key string
 		metrics.Exchanges.WithLabelValues("exchanged").Inc()
 	}
 	c.mu.Lock()
+	kept := c.cache[key] == d // not dropped by a switch to another client (replace)
 	if err != nil {
 		d.err = err
-		if c.cache[key] == d {
+		if kept {
 			delete(c.cache, key) // the next call tries again
 		}
 		c.logger.Warn("token exchange failed", "audience", audience, "scopes", scopes, "err", err)
@@ -211,7 +260,7 @@ func (c *credentials) exchange(parent context.Context, d *delegation, key string
 	}
 	close(d.ready)
 	c.mu.Unlock()
-	if err == nil && c.changed != nil {
+	if err == nil && kept && c.changed != nil {
 		c.changed()
 	}
 }

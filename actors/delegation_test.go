@@ -79,7 +79,7 @@ func TestDelegateSharesOneExchange(t *testing.T) {
 	tokens := make(chan string, 20)
 	for range 20 {
 		wg.Go(func() {
-			d, err := c.Delegate(context.Background(), todoURI, []string{"todo_api:write", "todo_api:read"})
+			d, err := c.Delegate(asUser(c), todoURI, []string{"todo_api:write", "todo_api:read"})
 			if err != nil {
 				t.Error(err)
 				return
@@ -100,7 +100,7 @@ func TestDelegateSharesOneExchange(t *testing.T) {
 	if n := exchanges.Load(); n != 1 {
 		t.Fatalf("%d exchanges for 20 concurrent calls, want 1", n)
 	}
-	d, _ := c.Delegate(context.Background(), todoURI, []string{"todo_api:read", "todo_api:write"})
+	d, _ := c.Delegate(asUser(c), todoURI, []string{"todo_api:read", "todo_api:write"})
 	if exchanges.Load() != 1 || d.Token != first {
 		t.Error("a cached token was exchanged again")
 	}
@@ -114,14 +114,14 @@ func TestDelegateSharesOneExchange(t *testing.T) {
 func TestDelegateNarrowsScopes(t *testing.T) {
 	idp, exchanges := exchangeServer(t)
 	c := userCredentials(t, idp, "s3cret", "todo_api:read")
-	d, err := c.Delegate(context.Background(), todoURI, []string{"todo_api:read", "todo_api:write"})
+	d, err := c.Delegate(asUser(c), todoURI, []string{"todo_api:read", "todo_api:write"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(d.Scopes, " ") != "todo_api:read" {
 		t.Errorf("scopes = %v, want only todo_api:read", d.Scopes)
 	}
-	if _, err := c.Delegate(context.Background(), todoURI, []string{"admin"}); err == nil || exchanges.Load() != 1 {
+	if _, err := c.Delegate(asUser(c), todoURI, []string{"admin"}); err == nil || exchanges.Load() != 1 {
 		t.Errorf("a scope the user lacks: err %v, %d exchanges", err, exchanges.Load())
 	}
 }
@@ -131,7 +131,7 @@ func TestDelegateFailure(t *testing.T) {
 	idp, exchanges := exchangeServer(t)
 	c := userCredentials(t, idp, "wrong-secret", "todo_api:read")
 	for range 2 {
-		_, err := c.Delegate(context.Background(), todoURI, []string{"todo_api:read"})
+		_, err := c.Delegate(asUser(c), todoURI, []string{"todo_api:read"})
 		var xerr *auth.ExchangeError
 		if !errors.As(err, &xerr) || xerr.Code != "invalid_client" {
 			t.Fatalf("err = %v, want invalid_client", err)
@@ -174,7 +174,7 @@ func TestDelegateWithActorToken(t *testing.T) {
 	}
 	c := newCredentials(auth.NewExchanger(auth.ExchangeOptions{Issuer: idp.Issuer(), ClientID: "pingmcp", ClientSecret: "s3cret", ActorToken: true}), slog.New(slog.DiscardHandler))
 	c.set(&envelope.Principal{Subject: "alice", Token: tok, Scopes: []string{"todo_api:read"}})
-	d, err := c.Delegate(context.Background(), todoURI, []string{"todo_api:read"})
+	d, err := c.Delegate(asUser(c), todoURI, []string{"todo_api:read"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,5 +183,120 @@ func TestDelegateWithActorToken(t *testing.T) {
 	}
 	if actorTokens.Load() != 1 {
 		t.Errorf("%d exchanges carried an actor token, want 1", actorTokens.Load())
+	}
+}
+
+// asUser is the context of a tool call made by a request with the token c
+// holds.
+func asUser(c *credentials) context.Context {
+	return withRequestPrincipal(context.Background(), c.current)
+}
+
+// aliceThrough is alice's principal through client, holding a token of the
+// development server with scopes.
+func aliceThrough(t *testing.T, idp *devidp.Server, client string, scopes ...string) *envelope.Principal {
+	t.Helper()
+	tok, err := idp.AccessToken("alice", client, mcpURI, scopes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &envelope.Principal{Subject: "alice", ClientId: client, Token: tok, Scopes: scopes,
+		ClaimsJson: []byte(`{"sub":"alice","client_id":"` + client + `"}`)}
+}
+
+// Each tool call exchanges the token of the request that made it, whatever
+// client the session was last used through: two clients of the user run
+// calls at once, and neither acts with the other's token (nor gains its
+// scopes), nor reuses what was exchanged for the other's.
+func TestDelegateActsWithTheRequestsToken(t *testing.T) {
+	idp, exchanges := exchangeServer(t)
+	desktop := aliceThrough(t, idp, "desktop", "todo_api:read", "todo_api:write")
+	cli := aliceThrough(t, idp, "cli", "todo_api:read")
+	c := newCredentials(auth.NewExchanger(auth.ExchangeOptions{Issuer: idp.Issuer(), ClientID: "pingmcp", ClientSecret: "s3cret"}), slog.New(slog.DiscardHandler))
+	c.set(cli) // the session was last used through cli, read-only
+
+	asDesktop, asCLI := withRequestPrincipal(t.Context(), desktop), withRequestPrincipal(t.Context(), cli)
+	d, err := c.Delegate(asDesktop, todoURI, []string{"todo_api:write"})
+	if err != nil {
+		t.Fatalf("desktop's write call, while the session is used through cli: %v", err)
+	}
+	if d.Claims["client_id"] != "desktop" {
+		t.Errorf("desktop's call acted with the token of client %v", d.Claims["client_id"])
+	}
+	c.set(desktop) // and now through desktop
+	if d, err := c.Delegate(asCLI, todoURI, []string{"todo_api:write"}); err == nil {
+		t.Errorf("cli's read-only token obtained a write token (of client %v)", d.Claims["client_id"])
+	}
+	// The same audience and scopes for both clients: one exchange each.
+	dd, err := c.Delegate(asDesktop, todoURI, []string{"todo_api:read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc, err := c.Delegate(asCLI, todoURI, []string{"todo_api:read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dd.Claims["client_id"] != "desktop" || dc.Claims["client_id"] != "cli" || exchanges.Load() != 3 {
+		t.Errorf("read tokens of clients %v and %v after %d exchanges, want desktop's and cli's after 3",
+			dd.Claims["client_id"], dc.Claims["client_id"], exchanges.Load())
+	}
+	// A call without a request's token (none is made so) has nothing to act with.
+	if _, err := c.Delegate(t.Context(), todoURI, []string{"todo_api:read"}); err == nil {
+		t.Error("a call without a request's token delegated")
+	}
+	if claims := c.Claims(asCLI); claims["client_id"] != "cli" {
+		t.Errorf("cli's call sees the claims of client %v", claims["client_id"])
+	}
+}
+
+// A switch to another client replaces the token and drops what was
+// exchanged for the other client's in one step; a call of the other client
+// still running after it exchanges its own token again, and what it obtains
+// is not what the session keeps (export, the snapshot's).
+func TestReplaceDropsTheOtherClientsTokens(t *testing.T) {
+	idp, exchanges := exchangeServer(t)
+	desktop := aliceThrough(t, idp, "desktop", "todo_api:read")
+	cli := aliceThrough(t, idp, "cli", "todo_api:read")
+	c := newCredentials(auth.NewExchanger(auth.ExchangeOptions{Issuer: idp.Issuer(), ClientID: "pingmcp", ClientSecret: "s3cret"}), slog.New(slog.DiscardHandler))
+	var changes atomic.Int32
+	c.changed = func() { changes.Add(1) }
+	c.set(desktop)
+	asDesktop, asCLI := withRequestPrincipal(t.Context(), desktop), withRequestPrincipal(t.Context(), cli)
+	if _, err := c.Delegate(asDesktop, todoURI, []string{"todo_api:read"}); err != nil {
+		t.Fatal(err)
+	}
+	if client, ds := c.export(); client != "desktop" || len(ds) != 1 || ds[0].Client != "desktop" {
+		t.Fatalf("export %q %+v, want desktop's one token", client, ds)
+	}
+
+	c.replace(cli)
+	if client, ds := c.export(); client != "cli" || len(ds) != 0 || len(c.cache) != 0 {
+		t.Fatalf("after the switch to cli: export %q with %d tokens, %d cached; want cli's, none", client, len(ds), len(c.cache))
+	}
+	d, err := c.Delegate(asDesktop, todoURI, []string{"todo_api:read"})
+	if err != nil || d.Claims["client_id"] != "desktop" || exchanges.Load() != 2 {
+		t.Fatalf("desktop's call after the switch: %v, client %v, %d exchanges", err, d.Claims["client_id"], exchanges.Load())
+	}
+	if _, ds := c.export(); len(ds) != 0 {
+		t.Errorf("desktop's token exchanged after the switch to cli is exported: %+v", ds)
+	}
+	if _, err := c.Delegate(asCLI, todoURI, []string{"todo_api:read"}); err != nil {
+		t.Fatal(err)
+	}
+	client, ds := c.export()
+	if client != "cli" || len(ds) != 1 || ds[0].Client != "cli" || exchanges.Load() != 3 {
+		t.Errorf("export %q %+v after %d exchanges, want cli's one token after 3", client, ds, exchanges.Load())
+	}
+	// Restored into a session used through desktop, cli's tokens stay out.
+	r := newCredentials(nil, slog.New(slog.DiscardHandler))
+	r.set(desktop)
+	r.restore(ds)
+	if len(r.cache) != 0 {
+		t.Error("tokens exchanged for cli's token restored into a session used through desktop")
+	}
+	r.replace(cli)
+	r.restore(ds)
+	if len(r.cache) != 1 {
+		t.Error("cli's tokens not restored into a session used through cli")
 	}
 }

@@ -127,6 +127,12 @@ func (a *SessionActor) auditToolCalls(next mcp.MethodHandler) mcp.MethodHandler 
 		))
 		defer span.End()
 		ctx, used := audit.Collect(ctx)
+		if s != nil {
+			// The tool acts with the token of the request that made the
+			// call: another client of the user may be using the session at
+			// the same time (credentials.Delegate).
+			ctx = withRequestPrincipal(ctx, s.principal)
+		}
 
 		res, err := next(ctx, method, req)
 

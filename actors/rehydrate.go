@@ -372,15 +372,23 @@ func movedError() error {
 		Data: json.RawMessage(`{"retryable":true}`)}
 }
 
-// delegationsChanged writes the exchanged-token cache into the snapshot.
+// delegationsChanged writes the exchanged-token cache into the snapshot:
+// the tokens exchanged for the token of the client using the session, and
+// only while the snapshot still names that client (a switch to another
+// client, admit, empties them in the same write that names the new client).
 func (a *SessionActor) delegationsChanged() {
 	p := a.persist.Load()
 	if p == nil {
 		return
 	}
-	sealed, err := a.cfg.Durability.sealDelegations(a.id, a.creds.export())
+	client, ds := a.creds.export()
+	sealed, err := a.cfg.Durability.sealDelegations(a.id, ds)
 	if err != nil {
 		return
 	}
-	p.update(false, func(r *record) { r.Delegations = sealed })
+	p.update(false, func(r *record) {
+		if r.ClientID == client {
+			r.Delegations = sealed
+		}
+	})
 }

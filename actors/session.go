@@ -72,6 +72,11 @@ type Config struct {
 	// EventsBuffer bounds the event writes a session holds while its store
 	// is unreachable (limits.go); DefaultEventsBuffer when zero.
 	EventsBuffer int
+	// Scopes are the scopes clients are told to request (--scopes): a token
+	// must hold one of them, or one a tool needs, to use a session through
+	// another client of its user than the one the session is used through
+	// (admit).
+	Scopes []string
 }
 
 // toolScopes merges the scopes each toolset's tools need.
@@ -206,6 +211,7 @@ type flight struct {
 	replyTo *actor.PID         // the edge's reply router
 	rpc     *rpcbody.Body      // the edge's reading of a POST's body
 	get     bool               // a GET: a stream that never ends by itself
+	client  string             // the client_id of the request's token
 	moved   atomic.Bool        // refused: a newer activation owns the session
 	drain   context.CancelFunc // ends the handler, not the response
 
@@ -494,6 +500,9 @@ func (a *SessionActor) serveFrom(ctx actor.Context, replyTo *actor.PID, req *env
 	// its retry hint.
 	rctx, cancel := context.WithCancel(context.Background())
 	f := &flight{cancel: cancel, window: newWindow(uint64(req.Window)), replyTo: replyTo, rpc: rb, get: req.Method == http.MethodGet}
+	if req.Principal != nil {
+		f.client = req.Principal.ClientId
+	}
 	hctx, drain := context.WithCancel(context.WithValue(rctx, flightKey{}, f))
 	f.drain = drain
 	a.flights[req.Id] = f
@@ -585,13 +594,19 @@ func keyOf(pid *actor.PID) string { return pid.Address + "/" + pid.Id }
 // admit binds a new session to the user (issuer, subject) of its first
 // request, and admits later requests only from that user, through whichever
 // client: a client that re-registers to step up (the Go SDK does) keeps its
-// session. The request's token then replaces the one held when it is newer,
-// or when it comes through another client (the session acts with the token
-// of the client now using it, never an older, narrower one; what was
-// exchanged for the other client's token is dropped). A token that would
-// make the session's snapshot exceed its bound is refused (the refusal to
-// send), and the one held stays. README ("Sessions and clients") says why
-// the user, not the client, is the owner.
+// session. Through another client than the one the session is used through,
+// the token must hold one of the MCP resource's scopes (403
+// insufficient_scope otherwise): a token the user gave some other
+// application for sign-in only (openid) does not take the session over.
+// The request's token then replaces the one held when it is newer, or when
+// it comes through another client: the session is now used through that
+// client, what was exchanged for the other client's token is dropped, and
+// the other client's GET streams end (it reconnects, with its own token,
+// and resumes). Each tool call still acts with its own request's token
+// (credentials.Delegate). A token that would make the session's snapshot
+// exceed its bound is refused (the refusal to send), and the one held
+// stays. README ("Step-up and sessions") says why the user, not the client,
+// is the owner.
 func (a *SessionActor) admit(req *envelope.Request) (bool, *envelope.ResponsePart) {
 	p := req.Principal
 	id := idOf(p)
@@ -620,6 +635,11 @@ func (a *SessionActor) admit(req *envelope.Request) (bool, *envelope.ResponsePar
 		return false, nil
 	}
 	switched := id != nil && id.clientID != a.owner.clientID
+	if switched && !a.resourceScoped(p) {
+		a.logger.Warn("request refused: another client of the session's user, without any of the resource's scopes",
+			"request", req.Id, "client_id", id.clientID, "session_client_id", a.owner.clientID)
+		return true, a.switchRefused(req)
+	}
 	if p != nil && (a.credential == nil || switched || p.ExpiresUnix >= a.credential.ExpiresUnix) {
 		if ps := a.persist.Load(); ps != nil && (a.credential == nil || a.credential.Token != p.Token) {
 			if sealed, err := a.cfg.Durability.sealPrincipal(a.id, p); err == nil {
@@ -635,20 +655,70 @@ func (a *SessionActor) admit(req *envelope.Request) (bool, *envelope.ResponsePar
 				}
 			}
 		}
+		a.credential = p
 		if switched {
-			a.logger.Info("session now used through another client of its user", "from_client_id", a.owner.clientID, "client_id", id.clientID)
+			from := a.owner.clientID
+			a.logger.Info("session now used through another client of its user", "from_client_id", from, "client_id", id.clientID)
 			a.owner = id
 			a.live.setOwner(id)
 			if a.creds != nil {
-				a.creds.forget()
+				a.creds.replace(p)
 			}
+			a.endStreamsOf(from)
 		}
-		a.credential = p
 	}
 	if a.creds != nil {
 		a.creds.set(a.credential)
 	}
 	return true, nil
+}
+
+// resourceScoped says whether p holds one of the MCP resource's scopes: those
+// clients are told to request (--scopes) or one a tool needs.
+func (a *SessionActor) resourceScoped(p *envelope.Principal) bool {
+	return slices.ContainsFunc(p.Scopes, func(s string) bool {
+		if slices.Contains(a.cfg.Scopes, s) {
+			return true
+		}
+		for _, needed := range a.scopes {
+			if slices.Contains(needed, s) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+// endStreamsOf ends the GET streams opened through client, which the
+// session is no longer used through: what the server sends outside a
+// request's response (server→client requests such as elicitations,
+// notifications) then goes only to the client now using the session. A
+// client whose stream ends with the retry hint reconnects with its own
+// token and resumes from its last event.
+func (a *SessionActor) endStreamsOf(client string) {
+	for id, f := range a.flights {
+		if f.get && f.client == client {
+			a.logger.Info("stream of the client the session was used through ended", "request", id, "client_id", client)
+			f.drain()
+		}
+	}
+}
+
+// switchRefused answers a request through another client of the session's
+// user whose token holds none of the resource's scopes: 403
+// insufficient_scope naming those clients are told to request, or without
+// any, those the tools need (RFC 6750 §3.1), and the resource's metadata.
+func (a *SessionActor) switchRefused(req *envelope.Request) *envelope.ResponsePart {
+	scopes := a.cfg.Scopes
+	if len(scopes) == 0 {
+		for _, needed := range a.scopes {
+			scopes = append(scopes, needed...)
+		}
+		scopes = slices.Compact(slices.Sorted(slices.Values(scopes)))
+	}
+	aerr := auth.InsufficientScope(req.Principal.Scopes, scopes,
+		"this session is used through another client: a token for it must hold one of the scopes "+strings.Join(scopes, " "))
+	return scopeRefusal(req, aerr, firstID(req))
 }
 
 // checkScopes refuses a tools/call whose tool needs a scope the request's
@@ -682,6 +752,13 @@ func (a *SessionActor) checkScopes(req *envelope.Request, rb *rpcbody.Body) *env
 		return nil
 	}
 	aerr := auth.InsufficientScope(req.Principal.Scopes, needed, fmt.Sprintf("%s needs scope %s", tool, strings.Join(missing, " ")))
+	return scopeRefusal(req, aerr, id)
+}
+
+// scopeRefusal is the 403 insufficient_scope answer to req: the challenge
+// names the scopes to ask for and the metadata of the resource the request
+// was made to, the body is a JSON-RPC error (id: its first request's).
+func scopeRefusal(req *envelope.Request, aerr *auth.Error, id json.RawMessage) *envelope.ResponsePart {
 	if len(id) == 0 {
 		id = json.RawMessage("null")
 	}

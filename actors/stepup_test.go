@@ -65,6 +65,7 @@ func TestInsufficientScopeNamesGrantedAndNeeded(t *testing.T) {
 // as before, and changes nothing.
 func TestSessionFollowsItsUserAcrossClients(t *testing.T) {
 	a := &SessionActor{
+		cfg:    Config{Scopes: []string{"todo_api:read", "todo_api:write"}},
 		server: mcp.NewServer(&mcp.Implementation{Name: "t", Version: "1"}, nil),
 		logger: slog.New(slog.DiscardHandler),
 		creds:  newCredentials(nil, slog.New(slog.DiscardHandler)),
@@ -144,6 +145,7 @@ func TestClientSwitchSurvivesAMove(t *testing.T) {
 		Logger:         logger,
 		Durability:     d,
 		Authenticated:  true,
+		Scopes:         []string{"mcp:tools"},
 	})
 	spawn := func() *actor.PID {
 		return system.Root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(fuzzSession, "session")))

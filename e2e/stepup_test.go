@@ -128,7 +128,11 @@ func TestStepUpGoSDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := mcp.NewClient(&mcp.Implementation{Name: "pingmcp-e2e-gosdk", Version: "1"}, nil)
-	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: d.MCP, OAuthHandler: h, MaxRetries: -1},
+	// Retries as the SDK does by default: the step-up's switch to the new
+	// client ends the GET stream opened with the first client's token, and
+	// the SDK opens it again with the new one (README, "Step-up and
+	// sessions").
+	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: d.MCP, OAuthHandler: h},
 		&mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"}) // a session (2026-07-28 has none)
 	if err != nil {
 		t.Fatalf("connect: %v", err)
@@ -178,6 +182,9 @@ func TestStepUpGoSDK(t *testing.T) {
 	if got := d.awaitCount(ctx, `"msg":"session now used through another client of its user"`, 1); got != 1 {
 		t.Errorf("the client change was logged %d times, want once", got)
 	}
+	if got := d.awaitCount(ctx, `"msg":"stream of the client the session was used through ended"`, 1); got != 1 {
+		t.Errorf("the first client's GET stream was ended %d times, want once", got)
+	}
 	status, body, _ := adminCall(t, ctx, http.MethodGet, "http://"+adminAddr+"/admin/v1/sessions/"+session, adminToken)
 	var described struct {
 		ClientID string `json:"client_id"`
@@ -214,6 +221,13 @@ func TestStepUpSessionRefusesOthers(t *testing.T) {
 	status, chal := rawToolCall(t, ctx, d.MCP, foreign, as.ID(), "get_my_todo_list", `{}`)
 	if status != http.StatusUnauthorized || !strings.Contains(chal, `error="invalid_token"`) {
 		t.Errorf("alice's token of another issuer on her session: %d %q, want 401 invalid_token", status, chal)
+	}
+	// alice through another client with a sign-in token only (openid): it
+	// does not take her session over.
+	signin, signinClient := loginGrant(t, ctx, d.Issuer, d.MCP, "alice", "openid")
+	status, chal = rawToolCall(t, ctx, d.MCP, signin["access_token"].(string), as.ID(), "get_my_todo_list", `{}`)
+	if status != http.StatusForbidden || !strings.Contains(chal, `error="insufficient_scope"`) || !strings.Contains(chal, "todo_api:read") {
+		t.Errorf("alice's openid-only token through another client (%s) on her session: %d %q, want 403 insufficient_scope naming todo_api:read", signinClient, status, chal)
 	}
 	// Alice's session is untouched: her own token still works, and her
 	// token through a second client, with write, works on it too.

@@ -42,11 +42,13 @@ type Toolset interface {
 // the claims of their token, and tokens for downstream APIs obtained on their
 // behalf. Never the user's own token: a toolset cannot pass it through.
 type Caller interface {
-	// Claims are the verified claims of the user's current token.
-	Claims() map[string]any
+	// Claims are the verified claims of the token of the request the tool
+	// call of ctx serves.
+	Claims(ctx context.Context) map[string]any
 	// Delegate returns a token for the downstream API audience, obtained by
-	// RFC 8693 exchange of the user's token with scopes narrowed to those
-	// the user holds, and cached until shortly before it expires.
+	// RFC 8693 exchange of the token of the request the tool call of ctx
+	// serves (never another client's), with scopes narrowed to those that
+	// token holds, and cached until shortly before it expires.
 	Delegate(ctx context.Context, audience string, scopes []string) (*Delegation, error)
 }
 

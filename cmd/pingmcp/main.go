@@ -436,6 +436,7 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 		MaxStreamsPerSession: cfg.MaxStreamsPerSession,
 		MaxBatchConcurrency:  cfg.MaxBatchConcurrency,
 		EventsBuffer:         cfg.EventsBuffer,
+		Scopes:               cfg.Scopes,
 	}
 	var kinds []*protocluster.Kind
 	if cfg.Role != cluster.RoleEdge {

@@ -24,7 +24,7 @@ type scopedCaller struct {
 	scopes string
 }
 
-func (c scopedCaller) Claims() map[string]any { return nil }
+func (c scopedCaller) Claims(context.Context) map[string]any { return nil }
 func (c scopedCaller) Delegate(context.Context, string, []string) (*tools.Delegation, error) {
 	claims := c.is.Claims("alice", c.api, c.scopes)
 	claims["act"] = map[string]any{"sub": "pingmcp"}

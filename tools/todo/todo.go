@@ -112,11 +112,11 @@ type calls struct {
 
 var errNoUser = errors.New("this server runs without authentication: there is no user to act for")
 
-func (c *calls) whoAmI(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+func (c *calls) whoAmI(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 	if c.caller == nil {
 		return failure(errNoUser), nil
 	}
-	return jsonResult(describe(c.caller.Claims())), nil
+	return jsonResult(describe(c.caller.Claims(ctx))), nil
 }
 
 func (c *calls) peekAPIToken(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {

@@ -1,0 +1,323 @@
+package actors
+
+import (
+	"context"
+	"crypto/rand"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/tools"
+	"github.com/pingmcp/pingmcp/tools/conformance"
+)
+
+// response is a forwarded request's answer as the edge reads it.
+type response struct {
+	head chan *envelope.ResponsePart // the first part
+	body chan string                 // the whole body, once the last part came
+}
+
+// forwardOn sends one request of fuzzSession's to the session actor at pid
+// as the edge does, acknowledging each part.
+func forwardOn(root *actor.RootContext, pid *actor.PID, p *envelope.Principal, method, body string) *response {
+	req := &envelope.Request{
+		Id: rand.Text(), Method: method, Path: "/mcp", Body: []byte(body), Window: 16, Principal: p,
+		Headers: []*envelope.Header{
+			{Name: "Accept", Values: []string{"application/json, text/event-stream"}},
+			{Name: "Mcp-Session-Id", Values: []string{fuzzSession}},
+			{Name: "Mcp-Protocol-Version", Values: []string{"2025-11-25"}},
+		},
+	}
+	if method == http.MethodPost {
+		req.Headers = append(req.Headers, &envelope.Header{Name: "Content-Type", Values: []string{"application/json"}})
+	}
+	r := &response{head: make(chan *envelope.ResponsePart, 1), body: make(chan string, 1)}
+	var out []byte
+	root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *actor.Started:
+			ctx.Request(pid, &envelope.Envelope{Body: &envelope.Envelope_Request{Request: req}})
+		case *envelope.Envelope:
+			part := m.GetPart()
+			if part.GetSeq() == 0 {
+				r.head <- part
+			}
+			out = append(out, part.GetBody()...)
+			if part.GetFinal() {
+				r.body <- string(out)
+				ctx.Stop(ctx.Self())
+			} else {
+				ctx.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Ack{Ack: &envelope.Ack{RequestId: req.Id, Seq: part.GetSeq()}}})
+			}
+		}
+	}))
+	return r
+}
+
+func await[T any](t *testing.T, c <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-c:
+		return v
+	case <-time.After(forwardTimeout):
+		t.Fatalf("%s: nothing within %v", what, forwardTimeout)
+		var zero T
+		return zero
+	}
+}
+
+// stillOpen fails t if the response r has ended.
+func stillOpen(t *testing.T, r *response, what string) {
+	t.Helper()
+	select {
+	case body := <-r.body:
+		t.Fatalf("%s ended: %q", what, body)
+	default:
+	}
+}
+
+// Another client of the session's user uses the session only with a token
+// holding one of the resource's scopes: one for sign-in only (openid) is
+// refused 403 insufficient_scope and changes nothing. Once the session is
+// used through the other client, the GET streams of the one it was used
+// through end (with a retry hint: that client reconnects with its own
+// token), and streams of the client now using it stay.
+func TestClientSwitchNeedsAScopeAndEndsTheOtherClientsStreams(t *testing.T) {
+	d := MemoryDurability(time.Hour)
+	logger := slog.New(slog.DiscardHandler)
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
+	t.Cleanup(system.Shutdown)
+	pid := system.Root.Spawn(protocluster.WithClusterIdentity(SessionProps(Config{
+		Implementation: &mcp.Implementation{Name: "pingmcp", Version: "test"},
+		Toolsets:       []tools.Toolset{conformance.New()},
+		SchemaCache:    mcp.NewSchemaCache(),
+		Logger:         logger,
+		Durability:     d,
+		Authenticated:  true,
+		Scopes:         []string{"mcp:tools"},
+	}), protocluster.NewClusterIdentity(fuzzSession, "session")))
+	alice := func(client string, scopes ...string) *envelope.Principal {
+		return &envelope.Principal{Issuer: "https://idp", Subject: "alice", ClientId: client, ExpiresUnix: time.Now().Add(time.Hour).Unix(),
+			Token: "alice-token-of-" + client, Scopes: scopes}
+	}
+	root := system.Root
+	if body := postInitialize(t, root, pid, alice("c1", "mcp:tools"), `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{}},"clientInfo":{"name":"t","version":"1"}}}`); !strings.Contains(body, `"result"`) {
+		t.Fatalf("initialize: %s", body)
+	}
+	if status := fuzzForward(t, root, pid, alice("c1", "mcp:tools"), `{"jsonrpc":"2.0","method":"notifications/initialized"}`); status != http.StatusAccepted {
+		t.Fatalf("initialized: %d", status)
+	}
+	ping := `{"jsonrpc":"2.0","id":1,"method":"ping"}`
+	owner := func() string {
+		t.Helper()
+		snap, err := d.Snapshots.Get(t.Context(), fuzzSession)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := decodeRecord(snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec.ClientID
+	}
+
+	stream := forwardOn(root, pid, alice("c1", "mcp:tools"), http.MethodGet, "")
+	if head := await(t, stream.head, "c1's GET stream"); head.GetStatus() != http.StatusOK {
+		t.Fatalf("c1's GET stream: %d %s", head.GetStatus(), head.GetBody())
+	}
+
+	// c2 with a sign-in token only: refused, for any method.
+	for _, method := range []string{http.MethodPost, http.MethodGet} {
+		r := forwardOn(root, pid, alice("c2", "openid"), method, ping)
+		head := await(t, r.head, "c2's openid-only "+method)
+		h := http.Header{}
+		envelope.ToHTTP(head.GetHeaders(), h)
+		chal := h.Get("WWW-Authenticate")
+		if head.GetStatus() != http.StatusForbidden || !strings.Contains(chal, `error="insufficient_scope"`) || !strings.Contains(chal, `scope="mcp:tools openid"`) {
+			t.Errorf("c2's openid-only %s: %d %q, want 403 insufficient_scope naming mcp:tools", method, head.GetStatus(), chal)
+		}
+		if body := await(t, r.body, "c2's refusal"); !strings.Contains(body, `"error"`) || strings.Contains(body, "alice-token") {
+			t.Errorf("refusal body %s", body)
+		}
+	}
+	// The refusals changed nothing: c1 still uses the session, and its
+	// stream has not ended (an end is sent from the stream's goroutine: this
+	// catches one already delivered, not one still on its way).
+	if status := fuzzForward(t, root, pid, alice("c1", "mcp:tools"), ping); status != http.StatusOK {
+		t.Fatalf("c1 after the refusals: %d", status)
+	}
+	stillOpen(t, stream, "c1's stream, after refused requests of c2")
+	if got := owner(); got != "c1" {
+		t.Fatalf("snapshot names client %q after refused requests of c2, want c1", got)
+	}
+
+	// c2 with one of the scopes: the session is used through c2, and c1's
+	// stream ends with a retry hint.
+	if status := fuzzForward(t, root, pid, alice("c2", "mcp:tools", "openid"), ping); status != http.StatusOK {
+		t.Fatalf("c2 with mcp:tools: %d", status)
+	}
+	if body := await(t, stream.body, "the end of c1's stream"); !strings.Contains(body, "retry:") {
+		t.Errorf("c1's stream ended without a retry hint: %q", body)
+	}
+	if got := owner(); got != "c2" {
+		t.Errorf("snapshot names client %q, want c2", got)
+	}
+	// c2's own stream stays when c2 goes on.
+	own := forwardOn(root, pid, alice("c2", "mcp:tools"), http.MethodGet, "")
+	if head := await(t, own.head, "c2's GET stream"); head.GetStatus() != http.StatusOK {
+		t.Fatalf("c2's GET stream: %d", head.GetStatus())
+	}
+	if status := fuzzForward(t, root, pid, alice("c2", "mcp:tools"), ping); status != http.StatusOK {
+		t.Fatalf("c2's ping: %d", status)
+	}
+	stillOpen(t, own, "c2's stream, while c2 uses the session")
+}
+
+// The scopes that let a token take a session to another client are the
+// resource's: those clients are told to request, and those its tools need.
+func TestResourceScoped(t *testing.T) {
+	a := &SessionActor{cfg: Config{Scopes: []string{"todo_api:read"}}, scopes: map[string][]string{"add": {"todo_api:write"}}}
+	for _, c := range []struct {
+		scopes []string
+		want   bool
+	}{
+		{[]string{"openid", "todo_api:read"}, true},
+		{[]string{"todo_api:write"}, true},
+		{[]string{"openid", "profile", "offline_access"}, false},
+		{nil, false},
+	} {
+		if got := a.resourceScoped(&envelope.Principal{Scopes: c.scopes}); got != c.want {
+			t.Errorf("%v: %v, want %v", c.scopes, got, c.want)
+		}
+	}
+	h := http.Header{}
+	envelope.ToHTTP(a.switchRefused(&envelope.Request{Principal: &envelope.Principal{Scopes: []string{"openid"}}}).Headers, h)
+	if chal := h.Get("WWW-Authenticate"); !strings.Contains(chal, `scope="openid todo_api:read"`) {
+		t.Errorf("challenge %q, want the scope to request: openid todo_api:read", chal)
+	}
+}
+
+// The snapshot keeps only the tokens exchanged for the token of the client
+// it names: an exchange for the previous client that completes between the
+// switch's write (which names the new client and empties them) and the
+// switch in memory does not put its token back.
+func TestSnapshotKeepsTheCurrentClientsDelegations(t *testing.T) {
+	d := MemoryDurability(time.Hour)
+	epoch, _, err := d.Snapshots.Activate(t.Context(), "s", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPersister(d, "s", epoch, newRecord(nil), slog.New(slog.DiscardHandler), func() {})
+	defer p.close()
+	a := &SessionActor{id: "s", cfg: Config{Durability: d}, creds: newCredentials(nil, slog.New(slog.DiscardHandler))}
+	a.persist.Store(p)
+	desktop := &envelope.Principal{Subject: "alice", ClientId: "desktop", Token: "t-desktop"}
+	cli := &envelope.Principal{Subject: "alice", ClientId: "cli", Token: "t-cli"}
+	exchanged := func(client string) {
+		e := &delegation{client: client, ready: make(chan struct{}), fresh: time.Now().Add(time.Hour),
+			value: &tools.Delegation{Token: "x-" + client, Expiry: time.Now().Add(2 * time.Hour)}}
+		close(e.ready)
+		a.creds.mu.Lock()
+		a.creds.cache[cacheKey(client, "https://api", "read")] = e
+		a.creds.mu.Unlock()
+		a.delegationsChanged()
+	}
+	kept := func() (clients []string) {
+		t.Helper()
+		ds, err := d.openDelegations("s", p.snapshot().Delegations)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range ds {
+			if s.Token != "x-"+s.Client {
+				t.Errorf("the token kept for %s is not the one exchanged for it", s.Client)
+			}
+			clients = append(clients, s.Client)
+		}
+		return clients
+	}
+	p.update(false, func(r *record) { r.ClientID = "desktop" })
+	a.creds.set(desktop)
+	exchanged("desktop")
+	if got := kept(); !slices.Equal(got, []string{"desktop"}) {
+		t.Fatalf("snapshot keeps the tokens of %v, want desktop's", got)
+	}
+
+	p.update(false, func(r *record) { r.ClientID, r.Delegations = "cli", "" }) // the switch's write (admit)
+	exchanged("desktop")                                                       // desktop's exchange completes
+	if got := kept(); len(got) != 0 {
+		t.Fatalf("after the switch's write, the snapshot naming cli keeps the tokens of %v", got)
+	}
+	a.creds.replace(cli) // the switch in memory
+	exchanged("desktop") // a call of desktop still running
+	exchanged("cli")
+	if got := kept(); !slices.Equal(got, []string{"cli"}) {
+		t.Errorf("snapshot keeps the tokens of %v, want cli's alone", got)
+	}
+}
+
+// heldCaller is a toolset whose one tool, who, waits for release and then
+// answers the client_id of the token its call acts with.
+type heldCaller struct {
+	started chan struct{}
+	release chan struct{}
+}
+
+func (heldCaller) Name() string                 { return "held" }
+func (heldCaller) Configure(*mcp.ServerOptions) {}
+func (heldCaller) Scopes() map[string][]string  { return nil }
+func (h heldCaller) Install(s *mcp.Server, caller tools.Caller) {
+	s.AddTool(&mcp.Tool{Name: "who", InputSchema: map[string]any{"type": "object"}},
+		func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			h.started <- struct{}{}
+			<-h.release
+			client, _ := caller.Claims(ctx)["client_id"].(string)
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "acting for " + client}}}, nil
+		})
+}
+
+// A tool call acts with the token of the request that made it, even when
+// another client's request switched the session while the call ran.
+func TestToolCallActsForItsOwnRequest(t *testing.T) {
+	logger := slog.New(slog.DiscardHandler)
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
+	t.Cleanup(system.Shutdown)
+	held := heldCaller{started: make(chan struct{}, 1), release: make(chan struct{})}
+	pid := system.Root.Spawn(protocluster.WithClusterIdentity(SessionProps(Config{
+		Implementation: &mcp.Implementation{Name: "pingmcp", Version: "test"},
+		Toolsets:       []tools.Toolset{held},
+		SchemaCache:    mcp.NewSchemaCache(),
+		Logger:         logger,
+		Durability:     MemoryDurability(time.Hour),
+		Authenticated:  true,
+		Scopes:         []string{"mcp:tools"},
+	}), protocluster.NewClusterIdentity(fuzzSession, "session")))
+	alice := func(client string) *envelope.Principal {
+		return &envelope.Principal{Issuer: "https://idp", Subject: "alice", ClientId: client, ExpiresUnix: time.Now().Add(time.Hour).Unix(),
+			Token: "alice-token-of-" + client, Scopes: []string{"mcp:tools"}, ClaimsJson: []byte(`{"sub":"alice","client_id":"` + client + `"}`)}
+	}
+	root := system.Root
+	if body := postInitialize(t, root, pid, alice("c1"), `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`); !strings.Contains(body, `"result"`) {
+		t.Fatalf("initialize: %s", body)
+	}
+	if status := fuzzForward(t, root, pid, alice("c1"), `{"jsonrpc":"2.0","method":"notifications/initialized"}`); status != http.StatusAccepted {
+		t.Fatalf("initialized: %d", status)
+	}
+	call := forwardOn(root, pid, alice("c1"), http.MethodPost, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"who","arguments":{}}}`)
+	await(t, held.started, "c1's call")
+	if status := fuzzForward(t, root, pid, alice("c2"), `{"jsonrpc":"2.0","id":2,"method":"ping"}`); status != http.StatusOK {
+		t.Fatalf("c2's ping: %d", status)
+	}
+	close(held.release)
+	if body := await(t, call.body, "c1's call's answer"); !strings.Contains(body, "acting for c1") {
+		t.Errorf("c1's call, while c2 switched the session: %s", body)
+	}
+}
