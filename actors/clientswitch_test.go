@@ -203,6 +203,11 @@ func TestResourceScoped(t *testing.T) {
 	if chal := h.Get("WWW-Authenticate"); !strings.Contains(chal, `scope="openid todo_api:read"`) {
 		t.Errorf("challenge %q, want the scope to request: openid todo_api:read", chal)
 	}
+	// A resource that defines no scope (no --scopes, tools that need none)
+	// asks a token for nothing but its audience.
+	if none := (&SessionActor{scopes: map[string][]string{"ping": nil}}); !none.resourceScoped(&envelope.Principal{}) {
+		t.Error("a resource without scopes refused a token holding none")
+	}
 }
 
 // The snapshot keeps only the tokens exchanged for the token of the client

@@ -674,8 +674,17 @@ func (a *SessionActor) admit(req *envelope.Request) (bool, *envelope.ResponsePar
 }
 
 // resourceScoped says whether p holds one of the MCP resource's scopes: those
-// clients are told to request (--scopes) or one a tool needs.
+// clients are told to request (--scopes) or one a tool needs. A resource
+// that defines none asks nothing of a token but its audience, which the
+// edge checked.
 func (a *SessionActor) resourceScoped(p *envelope.Principal) bool {
+	defined := len(a.cfg.Scopes) > 0
+	for _, needed := range a.scopes {
+		defined = defined || len(needed) > 0
+	}
+	if !defined {
+		return true
+	}
 	return slices.ContainsFunc(p.Scopes, func(s string) bool {
 		if slices.Contains(a.cfg.Scopes, s) {
 			return true
