@@ -1,9 +1,9 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -13,13 +13,11 @@ import (
 	"time"
 
 	"github.com/pingmcp/pingmcp/auth/authtest"
+	"github.com/pingmcp/pingmcp/internal/ssetest"
 )
 
-// sseReader reads an event stream's lines on a goroutine of its own.
-type sseReader struct {
-	opened time.Time
-	lines  chan string // closed at the end of the body
-}
+// sseReader is an event stream read on a goroutine of its own.
+type sseReader struct{ *ssetest.Stream }
 
 // openGET opens the standalone GET stream of session sid at mcpURL with
 // token; it fails the test unless the answer is an event stream.
@@ -44,43 +42,14 @@ func openSSE(t *testing.T, ctx context.Context, method, mcpURL, sid, token, body
 	if err != nil {
 		t.Fatalf("%s stream: %v", method, err)
 	}
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		t.Fatalf("%s stream: %d %s", method, resp.StatusCode, b)
-	}
-	s := &sseReader{opened: time.Now(), lines: make(chan string, 256)}
-	go func() {
-		defer close(s.lines)
-		defer resp.Body.Close()
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			s.lines <- sc.Text()
-		}
-	}()
-	return s
+	return &sseReader{ssetest.Read(t, method+" stream", resp)}
 }
 
 // awaitLine waits for a line containing substr and returns the lines up
 // to it.
 func (s *sseReader) awaitLine(t *testing.T, substr string, d time.Duration) []string {
 	t.Helper()
-	var got []string
-	deadline := time.After(d)
-	for {
-		select {
-		case l, ok := <-s.lines:
-			if !ok {
-				t.Fatalf("the stream ended before %q; it carried %q", substr, got)
-			}
-			got = append(got, l)
-			if strings.Contains(l, substr) {
-				return got
-			}
-		case <-deadline:
-			t.Fatalf("no %q within %s; the stream carried %q", substr, d, got)
-		}
-	}
+	return s.Await(t, d, fmt.Sprintf("%q", substr), func(l string) bool { return strings.Contains(l, substr) })
 }
 
 // awaitKeepAlives waits for n keep-alive comments and fails if the stream
@@ -90,35 +59,17 @@ func (s *sseReader) awaitKeepAlives(t *testing.T, n int, d time.Duration) {
 	deadline := time.After(d)
 	for got := 0; got < n; {
 		select {
-		case l, ok := <-s.lines:
+		case l, ok := <-s.Lines:
 			switch {
 			case !ok:
 				t.Fatalf("the stream ended after %d of %d keep-alives", got, n)
-			case l == ": keepalive":
+			case ssetest.IsKeepAlive(l):
 				got++
 			case l != "" && !strings.HasPrefix(l, ":"):
 				t.Fatalf("an idle stream carried %q", l)
 			}
 		case <-deadline:
 			t.Fatalf("%d of %d keep-alives within %s", got, n, d)
-		}
-	}
-}
-
-// end waits for the end of the stream and returns its last lines.
-func (s *sseReader) end(t *testing.T, d time.Duration) []string {
-	t.Helper()
-	var got []string
-	deadline := time.After(d)
-	for {
-		select {
-		case l, ok := <-s.lines:
-			if !ok {
-				return got
-			}
-			got = append(got, l)
-		case <-deadline:
-			t.Fatalf("the stream did not end within %s; it carried %q", d, got)
 		}
 	}
 }
@@ -201,7 +152,7 @@ func TestKeepAliveAcrossNodes(t *testing.T) {
 	idle := openGET(t, ctx, edge.URL(), sid, lasting)
 	awaitStandaloneStream(t, ctx, sid, member) // its actor is on the member
 	idle.awaitKeepAlives(t, 3, 20*time.Second)
-	if d := time.Since(idle.opened); d < 2*time.Second {
+	if d := time.Since(idle.Opened); d < 2*time.Second {
 		t.Errorf("three keep-alives within %s of an interval of 1s", d)
 	}
 	post := openSSE(t, ctx, http.MethodPost, edge.URL(), sid, lasting,
@@ -217,7 +168,7 @@ func TestKeepAliveAcrossNodes(t *testing.T) {
 	sid2 := initializeWithToken(t, ctx, edge.URL(), lasting)
 	cut := openGET(t, ctx, edge.URL(), sid2, short)
 	cut.awaitKeepAlives(t, 1, 20*time.Second) // it is served, and idle
-	last := cut.end(t, 20*time.Second)
+	last := cut.End(t, 20*time.Second)
 	if time.Now().Before(validUntil) {
 		t.Errorf("the stream ended before its token expired (%s)", validUntil)
 	}
@@ -237,7 +188,7 @@ func TestKeepAliveAcrossNodes(t *testing.T) {
 	}
 	t.Cleanup(func() { member.cmd.Process.Signal(syscall.SIGCONT) })
 	stopped := time.Now()
-	last = idle.end(t, 20*time.Second)
+	last = idle.End(t, 20*time.Second)
 	if d := time.Since(stopped); d < 2*time.Second {
 		t.Errorf("the stream ended %s after its node froze, before three keep-alive intervals", d)
 	}

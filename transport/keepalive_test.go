@@ -1,7 +1,6 @@
 package transport
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -15,17 +14,12 @@ import (
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/authtest"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
+	"github.com/pingmcp/pingmcp/internal/ssetest"
 	"github.com/pingmcp/pingmcp/metrics"
 )
 
-// sseStream is a response body read line by line on a goroutine of its own.
-type sseStream struct {
-	resp  *http.Response
-	lines chan string // closed at the end of the body
-}
-
 // readStream sends a request whose answer is an event stream.
-func readStream(t *testing.T, ctx context.Context, method, url string, headers map[string]string, body string) *sseStream {
+func readStream(t *testing.T, ctx context.Context, method, url string, headers map[string]string, body string) *ssetest.Stream {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(ctx, method, url, strings.NewReader(body))
 	req.Header.Set("Accept", "application/json, text/event-stream")
@@ -40,62 +34,8 @@ func readStream(t *testing.T, ctx context.Context, method, url string, headers m
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { resp.Body.Close() })
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
-		t.Fatalf("%s: %d %v", method, resp.StatusCode, resp.Header)
-	}
-	s := &sseStream{resp: resp, lines: make(chan string, 256)}
-	go func() {
-		defer close(s.lines)
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			s.lines <- sc.Text()
-		}
-	}()
-	return s
+	return ssetest.Read(t, method, resp)
 }
-
-// await returns the lines up to the first that match accepts, failing
-// the test if the stream ends or d passes first.
-func (s *sseStream) await(t *testing.T, d time.Duration, what string, match func(string) bool) []string {
-	t.Helper()
-	var got []string
-	deadline := time.After(d)
-	for {
-		select {
-		case l, ok := <-s.lines:
-			if !ok {
-				t.Fatalf("the stream ended before %s; it carried %q", what, got)
-			}
-			got = append(got, l)
-			if match(l) {
-				return got
-			}
-		case <-deadline:
-			t.Fatalf("no %s within %s; the stream carried %q", what, d, got)
-		}
-	}
-}
-
-// end waits for the end of the stream and returns what it carried last.
-func (s *sseStream) end(t *testing.T, d time.Duration) []string {
-	t.Helper()
-	var got []string
-	deadline := time.After(d)
-	for {
-		select {
-		case l, ok := <-s.lines:
-			if !ok {
-				return got
-			}
-			got = append(got, l)
-		case <-deadline:
-			t.Fatalf("the stream did not end within %s; it carried %q", d, got)
-		}
-	}
-}
-
-func isKeepAlive(l string) bool { return l == ": keepalive" }
 
 const initElicitation = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{}},"clientInfo":{"name":"t","version":"1"}}}`
 
@@ -131,10 +71,10 @@ func TestEdgeKeepAliveOnIdleStreams(t *testing.T) {
 	get := readStream(t, ctx, http.MethodGet, srv.URL, session, "")
 	post := readStream(t, ctx, http.MethodPost, srv.URL, session,
 		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`)
-	post.await(t, 10*time.Second, "the elicitation request", func(l string) bool { return strings.Contains(l, "elicitation/create") })
-	for name, s := range map[string]*sseStream{"GET": get, "POST": post} {
+	post.Await(t, 10*time.Second, "the elicitation request", func(l string) bool { return strings.Contains(l, "elicitation/create") })
+	for name, s := range map[string]*ssetest.Stream{"GET": get, "POST": post} {
 		for i := range 3 {
-			lines := s.await(t, 10*time.Second, "a keep-alive", isKeepAlive)
+			lines := s.Await(t, 10*time.Second, "a keep-alive", ssetest.IsKeepAlive)
 			for _, l := range lines[:len(lines)-1] {
 				if l != "" && !strings.HasPrefix(l, ":") {
 					t.Errorf("%s: keep-alive %d came after %q on an idle stream", name, i, l)
@@ -194,7 +134,7 @@ func TestEdgeEndsStreamsAtTokenExpiry(t *testing.T) {
 		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`)
 	notify()
 	var lastID string
-	for _, l := range get.await(t, 10*time.Second, "the list_changed notification", listChanged) {
+	for _, l := range get.Await(t, 10*time.Second, "the list_changed notification", listChanged) {
 		if v, ok := strings.CutPrefix(l, "id: "); ok {
 			lastID = v
 		}
@@ -203,13 +143,13 @@ func TestEdgeEndsStreamsAtTokenExpiry(t *testing.T) {
 		t.Fatal("the GET stream's event carried no id")
 	}
 	var elicitData string
-	for _, l := range post.await(t, 10*time.Second, "the elicitation request", func(l string) bool { return strings.Contains(l, "elicitation/create") }) {
+	for _, l := range post.Await(t, 10*time.Second, "the elicitation request", func(l string) bool { return strings.Contains(l, "elicitation/create") }) {
 		if v, ok := strings.CutPrefix(l, "data: "); ok {
 			elicitData = v
 		}
 	}
 
-	rest := get.end(t, 10*time.Second)
+	rest := get.End(t, 10*time.Second)
 	if time.Now().Before(exp) {
 		t.Errorf("the GET stream ended before its token expired (%s)", exp)
 	}
@@ -226,7 +166,7 @@ func TestEdgeEndsStreamsAtTokenExpiry(t *testing.T) {
 		t.Errorf("GET with the expired token: %d, want 401", resp.StatusCode)
 	}
 	resumed := readStream(t, ctx, http.MethodGet, srv.URL, with(lasting, "Last-Event-ID", lastID), "")
-	resumed.await(t, 10*time.Second, "the notification sent while the client was away", listChanged)
+	resumed.Await(t, 10*time.Second, "the notification sent while the client was away", listChanged)
 
 	// The POST's stream outlived its token, and carries its answer.
 	var elicit struct {
@@ -239,7 +179,7 @@ func TestEdgeEndsStreamsAtTokenExpiry(t *testing.T) {
 	if resp, b := (call{method: http.MethodPost, body: answer, headers: with(lasting)}).do(t, srv.URL); resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("elicitation answer: %d %s", resp.StatusCode, b)
 	}
-	post.await(t, 10*time.Second, "the tool's result on the POST's stream, past its token's expiry", func(l string) bool {
+	post.Await(t, 10*time.Second, "the tool's result on the POST's stream, past its token's expiry", func(l string) bool {
 		return strings.HasPrefix(l, "data: ") && strings.Contains(l, `"id":2`) && strings.Contains(l, "alice@example.com")
 	})
 }
@@ -257,7 +197,7 @@ func TestEdgeKeepAliveOnResumedStream(t *testing.T) {
 	post := readStream(t, postCtx, http.MethodPost, srv.URL, session,
 		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`)
 	var lastID string
-	for _, l := range post.await(t, 10*time.Second, "the elicitation request", func(l string) bool { return strings.Contains(l, "elicitation/create") }) {
+	for _, l := range post.Await(t, 10*time.Second, "the elicitation request", func(l string) bool { return strings.Contains(l, "elicitation/create") }) {
 		if v, ok := strings.CutPrefix(l, "id: "); ok {
 			lastID = v
 		}
@@ -271,7 +211,7 @@ func TestEdgeKeepAliveOnResumedStream(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resumed := readStream(t, ctx, http.MethodGet, srv.URL, map[string]string{"Mcp-Session-Id": sid, "Last-Event-ID": lastID}, "")
-	resumed.await(t, 10*time.Second, "a keep-alive on the resumed stream", isKeepAlive)
+	resumed.Await(t, 10*time.Second, "a keep-alive on the resumed stream", ssetest.IsKeepAlive)
 }
 
 // Which streams end with their token: those no request bounds.
