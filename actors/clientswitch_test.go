@@ -15,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/tools"
 	"github.com/pingmcp/pingmcp/tools/conformance"
 )
@@ -91,7 +92,7 @@ func stillOpen(t *testing.T, r *response, what string) {
 // through end (with a retry hint: that client reconnects with its own
 // token), and streams of the client now using it stay.
 func TestClientSwitchNeedsAScopeAndEndsTheOtherClientsStreams(t *testing.T) {
-	d := MemoryDurability(time.Hour)
+	d := state.MemoryStores(time.Hour)
 	logger := slog.New(slog.DiscardHandler)
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
 	t.Cleanup(system.Shutdown)
@@ -100,7 +101,7 @@ func TestClientSwitchNeedsAScopeAndEndsTheOtherClientsStreams(t *testing.T) {
 		Toolsets:       []tools.Toolset{conformance.New()},
 		SchemaCache:    mcp.NewSchemaCache(),
 		Logger:         logger,
-		Durability:     d,
+		Stores:         d,
 		Authenticated:  true,
 		Scopes:         []string{"mcp:tools"},
 	}), protocluster.NewClusterIdentity(fuzzSession, "session")))
@@ -122,7 +123,7 @@ func TestClientSwitchNeedsAScopeAndEndsTheOtherClientsStreams(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		rec, err := decodeRecord(snap)
+		rec, err := state.DecodeSnapshot(snap)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -215,14 +216,14 @@ func TestResourceScoped(t *testing.T) {
 // switch's write (which names the new client and empties them) and the
 // switch in memory does not put its token back.
 func TestSnapshotKeepsTheCurrentClientsDelegations(t *testing.T) {
-	d := MemoryDurability(time.Hour)
+	d := state.MemoryStores(time.Hour)
 	epoch, _, err := d.Snapshots.Activate(t.Context(), "s", true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newPersister(d, "s", epoch, newRecord(nil), slog.New(slog.DiscardHandler), func() {})
+	p := newPersister(d, "s", epoch, newSnapshot(nil), slog.New(slog.DiscardHandler), func() {})
 	defer p.close()
-	a := &SessionActor{id: "s", cfg: Config{Durability: d}, creds: newCredentials(nil, slog.New(slog.DiscardHandler))}
+	a := &SessionActor{id: "s", cfg: Config{Stores: d}, creds: newCredentials(nil, slog.New(slog.DiscardHandler))}
 	a.persist.Store(p)
 	desktop := &envelope.Principal{Subject: "alice", ClientId: "desktop", Token: "t-desktop"}
 	cli := &envelope.Principal{Subject: "alice", ClientId: "cli", Token: "t-cli"}
@@ -237,7 +238,7 @@ func TestSnapshotKeepsTheCurrentClientsDelegations(t *testing.T) {
 	}
 	kept := func() (clients []string) {
 		t.Helper()
-		ds, err := d.openDelegations("s", p.snapshot().Delegations)
+		ds, err := d.OpenDelegations("s", p.snapshot().Delegations)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -249,15 +250,15 @@ func TestSnapshotKeepsTheCurrentClientsDelegations(t *testing.T) {
 		}
 		return clients
 	}
-	p.update(false, func(r *record) { r.ClientID = "desktop" })
+	p.update(false, func(r *state.Snapshot) { r.ClientID = "desktop" })
 	a.creds.set(desktop)
 	exchanged("desktop")
 	if got := kept(); !slices.Equal(got, []string{"desktop"}) {
 		t.Fatalf("snapshot keeps the tokens of %v, want desktop's", got)
 	}
 
-	p.update(false, func(r *record) { r.ClientID, r.Delegations = "cli", "" }) // the switch's write (admit)
-	exchanged("desktop")                                                       // desktop's exchange completes
+	p.update(false, func(r *state.Snapshot) { r.ClientID, r.Delegations = "cli", "" }) // the switch's write (admit)
+	exchanged("desktop")                                                               // desktop's exchange completes
 	if got := kept(); len(got) != 0 {
 		t.Fatalf("after the switch's write, the snapshot naming cli keeps the tokens of %v", got)
 	}
@@ -301,7 +302,7 @@ func TestToolCallActsForItsOwnRequest(t *testing.T) {
 		Toolsets:       []tools.Toolset{held},
 		SchemaCache:    mcp.NewSchemaCache(),
 		Logger:         logger,
-		Durability:     MemoryDurability(time.Hour),
+		Stores:         state.MemoryStores(time.Hour),
 		Authenticated:  true,
 		Scopes:         []string{"mcp:tools"},
 	}), protocluster.NewClusterIdentity(fuzzSession, "session")))

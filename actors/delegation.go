@@ -18,6 +18,7 @@ import (
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/metrics"
+	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/pingmcp/pingmcp/tools"
 )
@@ -56,7 +57,7 @@ type storedDelegation struct {
 // export returns the exchanged tokens still fresh that were exchanged for
 // the token of the client now using the session, and that client: a
 // snapshot keeps only those (delegationsChanged).
-func (c *credentials) export() (client string, out []storedDelegation) {
+func (c *credentials) export() (client string, out []state.Delegation) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	client = c.client()
@@ -73,16 +74,16 @@ func (c *credentials) export() (client string, out []storedDelegation) {
 		if d.err != nil || d.value == nil || !now.Before(d.fresh) {
 			continue
 		}
-		out = append(out, storedDelegation{Key: k, Client: d.client, Token: d.value.Token, Scopes: d.value.Scopes, Expiry: d.value.Expiry, Claims: d.value.Claims, Fresh: d.fresh})
+		out = append(out, state.Delegation{Key: k, Client: d.client, Token: d.value.Token, Scopes: d.value.Scopes, Expiry: d.value.Expiry, Claims: d.value.Claims, Fresh: d.fresh})
 	}
-	slices.SortFunc(out, func(a, b storedDelegation) int { return strings.Compare(a.Key, b.Key) })
+	slices.SortFunc(out, func(a, b state.Delegation) int { return strings.Compare(a.Key, b.Key) })
 	return client, out
 }
 
 // restore puts exported tokens back in the cache, but those no longer
 // fresh and those exchanged for another client's token than the current
 // one's (set first).
-func (c *credentials) restore(ds []storedDelegation) {
+func (c *credentials) restore(ds []state.Delegation) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()

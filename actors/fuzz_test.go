@@ -44,7 +44,7 @@ var (
 		Audience: []string{"https://mcp.fuzz.test/mcp"}, ClaimsJson: []byte(`{"sub":"alice"}`),
 	}
 	// fuzzDelegations are the exchanged tokens the session caches.
-	fuzzDelegations = []storedDelegation{{
+	fuzzDelegations = []state.Delegation{{
 		Key: "https://api.fuzz.test\x00todo_api:read", Token: "delegated-token", Scopes: []string{"todo_api:read"},
 		Expiry: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC), Fresh: time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC),
 		Claims: map[string]any{"jti": "jti-delegated", "act": map[string]any{"sub": "pingmcp"}},
@@ -54,28 +54,28 @@ var (
 		Scopes: []string{"mcp:tools"}, ExpiresUnix: 4102444800, Token: "mallory-access-token"}
 )
 
-func fuzzDurability(tb testing.TB) *Durability {
+func fuzzStores(tb testing.TB) *state.Stores {
 	sealer, err := state.ParseKeys(fuzzStateKey)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	snaps := &state.MemorySnapshots{}
-	return &Durability{Snapshots: snaps, Events: state.NewMemoryEvents(snaps), Sealer: sealer, SessionTTL: time.Hour,
+	return &state.Stores{Snapshots: snaps, Events: state.NewMemoryEvents(snaps), Sealer: sealer, SessionTTL: time.Hour,
 		Revocations: &state.MemoryRevocations{}}
 }
 
 // fuzzSnapshot is a snapshot of fuzzSession as an actor writes it: its owner
 // in clear, its principal and delegations sealed, its handshake.
-func fuzzSnapshot(tb testing.TB, d *Durability) []byte {
-	principal, err := d.sealPrincipal(fuzzSession, fuzzOwner)
+func fuzzSnapshot(tb testing.TB, d *state.Stores) []byte {
+	principal, err := d.SealPrincipal(fuzzSession, fuzzOwner)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	delegations, err := d.sealDelegations(fuzzSession, fuzzDelegations)
+	delegations, err := d.SealDelegations(fuzzSession, fuzzDelegations)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	rec := newRecord(idOf(fuzzOwner))
+	rec := newSnapshot(idOf(fuzzOwner))
 	rec.Principal, rec.Delegations = principal, delegations
 	rec.Initialize = json.RawMessage(`{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"fuzz","version":"1"}}`)
 	rec.ProtocolVersion, rec.Initialized, rec.LogLevel = "2025-11-25", true, "info"
@@ -89,7 +89,7 @@ func fuzzSnapshot(tb testing.TB, d *Durability) []byte {
 }
 
 // FuzzSnapshotDecode feeds mutated and truncated snapshots of a session to
-// what reads them: decodeRecord, the opening of the sealed principal and
+// what reads them: state.DecodeSnapshot, the opening of the sealed principal and
 // delegations, Describe and Delegated (the operators' readers), and the
 // actor's restore path (an activation of the session, asked by another user
 // and by its owner). It asserts:
@@ -104,7 +104,7 @@ func fuzzSnapshot(tb testing.TB, d *Durability) []byte {
 //   - a snapshot that is refused is left as it was (or, if it named no
 //     owner, written again still naming none).
 func FuzzSnapshotDecode(f *testing.F) {
-	d := fuzzDurability(f)
+	d := fuzzStores(f)
 	snap := fuzzSnapshot(f, d)
 	f.Add(snap)
 	f.Add(snap[:len(snap)/2])
@@ -151,7 +151,7 @@ func FuzzSnapshotDecode(f *testing.F) {
 		Toolsets:       []tools.Toolset{conformance.New()},
 		SchemaCache:    mcp.NewSchemaCache(),
 		Logger:         logger,
-		Durability:     d,
+		Stores:         d,
 		Authenticated:  true,
 	})
 	ctx := context.Background()
@@ -160,7 +160,7 @@ func FuzzSnapshotDecode(f *testing.F) {
 		owner, openErr := checkSnapshotReaders(t, d, b)
 		var decodeErr *decodeError
 		if errors.As(openErr, &decodeErr) {
-			return // restore stops at decodeRecord too: no actor needed to see it
+			return // restore stops at state.DecodeSnapshot too: no actor needed to see it
 		}
 
 		// Store b as the session's snapshot and activate the session.
@@ -209,8 +209,8 @@ func FuzzSnapshotDecode(f *testing.F) {
 // checkSnapshotReaders runs the readers of a snapshot on b. owner says
 // whether b names the sealed principal's owner in clear and its principal
 // opens; openErr is why its sealed values did not open.
-func checkSnapshotReaders(t *testing.T, d *Durability, b []byte) (owner bool, openErr error) {
-	rec, err := decodeRecord(b)
+func checkSnapshotReaders(t *testing.T, d *state.Stores, b []byte) (owner bool, openErr error) {
+	rec, err := state.DecodeSnapshot(b)
 	_, derr := d.Describe(fuzzSession, b, true)
 	_, gerr := d.Delegated(fuzzSession, b)
 	if err != nil {
@@ -219,19 +219,19 @@ func checkSnapshotReaders(t *testing.T, d *Durability, b []byte) (owner bool, op
 		}
 		return false, &decodeError{err}
 	}
-	p, perr := d.openPrincipal(fuzzSession, rec.Principal)
+	p, perr := d.OpenPrincipal(fuzzSession, rec.Principal)
 	if perr == nil && p != nil && !proto.Equal(p, fuzzOwner) {
 		t.Fatalf("the sealed principal opened as %v", p)
 	}
 	if rec.Principal != "" {
-		if _, err := d.openPrincipal("another-session", rec.Principal); err == nil {
+		if _, err := d.OpenPrincipal("another-session", rec.Principal); err == nil {
 			t.Fatal("a sealed principal opened in another session")
 		}
-		if _, err := d.openDelegations(fuzzSession, rec.Principal); err == nil {
+		if _, err := d.OpenDelegations(fuzzSession, rec.Principal); err == nil {
 			t.Fatal("a sealed principal opened as delegations")
 		}
 	}
-	ds, oerr := d.openDelegations(fuzzSession, rec.Delegations)
+	ds, oerr := d.OpenDelegations(fuzzSession, rec.Delegations)
 	if oerr == nil && len(ds) > 0 && !reflect.DeepEqual(ds, fuzzDelegationsOpened) {
 		t.Fatalf("the sealed delegations opened as %+v", ds)
 	}
@@ -263,18 +263,18 @@ func checkSnapshotReaders(t *testing.T, d *Durability, b []byte) (owner bool, op
 
 // ownerless says whether snapshot b names no owner and holds no principal.
 func ownerless(b []byte) bool {
-	rec, err := decodeRecord(b)
+	rec, err := state.DecodeSnapshot(b)
 	return err == nil && rec.Issuer == "" && rec.Subject == "" && rec.ClientID == "" && rec.Principal == ""
 }
 
-// decodeError is a snapshot decodeRecord refused.
+// decodeError is a snapshot state.DecodeSnapshot refused.
 type decodeError struct{ error }
 
 // fuzzDelegationsOpened is fuzzDelegations as a snapshot gives them back
 // (through JSON).
-var fuzzDelegationsOpened = func() []storedDelegation {
+var fuzzDelegationsOpened = func() []state.Delegation {
 	b, _ := json.Marshal(fuzzDelegations)
-	var ds []storedDelegation
+	var ds []state.Delegation
 	json.Unmarshal(b, &ds)
 	return ds
 }()

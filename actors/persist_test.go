@@ -23,9 +23,9 @@ import (
 func TestSnapshotBound(t *testing.T) {
 	ctx := context.Background()
 	snaps := &state.MemorySnapshots{}
-	d := &Durability{Snapshots: snaps, Events: state.NewMemoryEvents(snaps), Sealer: state.NewProcessSealer(), MaxSnapshotBytes: 4096}
+	d := &state.Stores{Snapshots: snaps, Events: state.NewMemoryEvents(snaps), Sealer: state.NewProcessSealer(), MaxSnapshotBytes: 4096}
 	epoch, _, _ := snaps.Activate(ctx, "s", true)
-	p := newPersister(d, "s", epoch, newRecord(nil), slog.New(slog.NewTextHandler(io.Discard, nil)), func() {})
+	p := newPersister(d, "s", epoch, newSnapshot(nil), slog.New(slog.NewTextHandler(io.Discard, nil)), func() {})
 	defer p.close()
 	refused := countOf(t, metrics.Limited.WithLabelValues("snapshot_bytes"))
 
@@ -33,7 +33,7 @@ func TestSnapshotBound(t *testing.T) {
 	var err error
 	for i := range 1000 {
 		uri := fmt.Sprintf("test://resource/%04d/%s", i, strings.Repeat("x", 100))
-		if err = p.update(true, func(r *record) { r.Subscriptions = append(r.Subscriptions, uri) }); err != nil {
+		if err = p.update(true, func(r *state.Snapshot) { r.Subscriptions = append(r.Subscriptions, uri) }); err != nil {
 			break
 		}
 		kept = append(kept, uri)
@@ -49,13 +49,13 @@ func TestSnapshotBound(t *testing.T) {
 		t.Errorf("record after the refusal has %d subscriptions, want the %d accepted", len(got), len(kept))
 	}
 	stored, _ := snaps.Get(ctx, "s")
-	rec, derr := decodeRecord(stored)
+	rec, derr := state.DecodeSnapshot(stored)
 	if derr != nil || len(stored) > 4096 || !slices.Equal(rec.Subscriptions, kept) {
 		t.Errorf("stored snapshot: %d bytes, %d subscriptions, %v; want the last good one", len(stored), len(rec.Subscriptions), derr)
 	}
 	// One change that is too large at once is refused the same way, and
 	// fits says so without changing anything.
-	huge := func(r *record) {
+	huge := func(r *state.Snapshot) {
 		r.Initialize = []byte(`{"capabilities":{"experimental":{"x":"` + strings.Repeat("y", 8000) + `"}}}`)
 	}
 	if err := p.fits(huge); !errors.As(err, &big) {
@@ -68,7 +68,7 @@ func TestSnapshotBound(t *testing.T) {
 		t.Error("a refused change was recorded")
 	}
 	// Shrinking is never refused, nor a refresh.
-	if err := p.update(true, func(r *record) { r.Subscriptions = r.Subscriptions[:1] }); err != nil {
+	if err := p.update(true, func(r *state.Snapshot) { r.Subscriptions = r.Subscriptions[:1] }); err != nil {
 		t.Errorf("unsubscribing: %v", err)
 	}
 	if err := p.update(true, nil); err != nil {

@@ -31,14 +31,14 @@ const activateTimeout = 5 * time.Second
 // user's cap (usersessions.go): refused, it is not activated at all.
 func (a *SessionActor) activate(ctx actor.Context, create bool, owner *envelope.Principal) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
-	d, id, logger := a.cfg.Durability, a.id, a.logger
+	d, id, logger := a.cfg.Stores, a.id, a.logger
 	go func() {
 		m := &activated{started: time.Now()}
 		deadline := m.started.Add(activateTimeout)
 		backoff := retryMin
 		if create {
 			c, cancel := context.WithTimeout(context.Background(), saveTimeout)
-			m.refused, m.err = d.claimSession(c, id, owner)
+			m.refused, m.err = claimSession(c, d, id, owner)
 			cancel()
 			if m.refused != nil || m.err != nil {
 				root.Send(self, m)
@@ -73,7 +73,7 @@ func (a *SessionActor) activate(ctx actor.Context, create bool, owner *envelope.
 			}
 		}
 		if m.err != nil && create && owner != nil {
-			d.releaseSession(id, owner.Issuer, owner.Subject, logger)
+			releaseSession(d, id, owner.Issuer, owner.Subject, logger)
 		}
 		root.Send(self, m)
 	}()
@@ -118,7 +118,7 @@ func (a *SessionActor) activated(ctx actor.Context, m *activated) {
 		a.epoch = m.epoch
 		a.live.setEpoch(m.epoch)
 		a.events.epoch.Store(m.epoch)
-		rec := newRecord(nil)
+		rec := newSnapshot(nil)
 		ok := true
 		if m.snap != nil {
 			var err error
@@ -142,7 +142,7 @@ func (a *SessionActor) activated(ctx actor.Context, m *activated) {
 				metrics.Failovers.Inc()
 			}
 			rec.Node, rec.Epoch = self.Address, m.epoch
-			p := newPersister(a.cfg.Durability, a.id, m.epoch, rec, a.logger, func() { root.Send(self, fencedOut{}) })
+			p := newPersister(a.cfg.Stores, a.id, m.epoch, rec, a.logger, func() { root.Send(self, fencedOut{}) })
 			a.persist.Store(p)
 			if moved {
 				p.update(false, nil)
@@ -156,20 +156,20 @@ func (a *SessionActor) activated(ctx actor.Context, m *activated) {
 
 // restore brings the session of a snapshot back: its owner and tokens, then
 // its MCP session, by replaying the handshake into this actor's server.
-func (a *SessionActor) restore(snap []byte) (record, error) {
-	d := a.cfg.Durability
-	rec, err := decodeRecord(snap)
+func (a *SessionActor) restore(snap []byte) (state.Snapshot, error) {
+	d := a.cfg.Stores
+	rec, err := state.DecodeSnapshot(snap)
 	if err != nil {
 		return rec, err
 	}
 	if len(rec.Initialize) == 0 {
 		return rec, errors.New("snapshot has no handshake")
 	}
-	cred, err := d.openPrincipal(a.id, rec.Principal)
+	cred, err := d.OpenPrincipal(a.id, rec.Principal)
 	if err != nil {
 		return rec, fmt.Errorf("principal: %w", err)
 	}
-	delegations, err := d.openDelegations(a.id, rec.Delegations)
+	delegations, err := d.OpenDelegations(a.id, rec.Delegations)
 	if err != nil {
 		return rec, fmt.Errorf("delegations: %w", err)
 	}
@@ -199,7 +199,7 @@ func (a *SessionActor) restore(snap []byte) (record, error) {
 // replay runs the recorded handshake through the SDK handler, answers
 // discarded: initialize (the session takes this actor's id), initialized,
 // the log level and the subscriptions.
-func (a *SessionActor) replay(rec record) error {
+func (a *SessionActor) replay(rec state.Snapshot) error {
 	a.events.replaying.Store(true)
 	defer a.events.replaying.Store(false)
 	ctx, cancel := context.WithTimeout(context.Background(), activateTimeout)
@@ -288,7 +288,7 @@ func (a *SessionActor) recordChanges(next mcp.MethodHandler) mcp.MethodHandler {
 		if p == nil || a.events.replaying.Load() {
 			return next(ctx, method, req)
 		}
-		var change func(r *record, res mcp.Result)
+		var change func(r *state.Snapshot, res mcp.Result)
 		switch method {
 		case "initialize":
 			params, merr := json.Marshal(req.GetParams())
@@ -299,21 +299,21 @@ func (a *SessionActor) recordChanges(next mcp.MethodHandler) mcp.MethodHandler {
 			if ip, ok := req.GetParams().(*mcp.InitializeParams); ok {
 				requested = ip.ProtocolVersion
 			}
-			change = func(r *record, res mcp.Result) {
+			change = func(r *state.Snapshot, res mcp.Result) {
 				r.Initialize, r.ProtocolVersion = params, requested
 				if ir, ok := res.(*mcp.InitializeResult); ok {
 					r.ProtocolVersion = ir.ProtocolVersion
 				}
 			}
 		case "notifications/initialized":
-			change = func(r *record, _ mcp.Result) { r.Initialized = true }
+			change = func(r *state.Snapshot, _ mcp.Result) { r.Initialized = true }
 		case "logging/setLevel":
 			if sp, ok := req.GetParams().(*mcp.SetLoggingLevelParams); ok {
-				change = func(r *record, _ mcp.Result) { r.LogLevel = string(sp.Level) }
+				change = func(r *state.Snapshot, _ mcp.Result) { r.LogLevel = string(sp.Level) }
 			}
 		case "resources/subscribe":
 			if sp, ok := req.GetParams().(*mcp.SubscribeParams); ok {
-				change = func(r *record, _ mcp.Result) {
+				change = func(r *state.Snapshot, _ mcp.Result) {
 					if !slices.Contains(r.Subscriptions, sp.URI) {
 						r.Subscriptions = append(r.Subscriptions, sp.URI)
 					}
@@ -321,7 +321,7 @@ func (a *SessionActor) recordChanges(next mcp.MethodHandler) mcp.MethodHandler {
 			}
 		case "resources/unsubscribe":
 			if sp, ok := req.GetParams().(*mcp.UnsubscribeParams); ok {
-				change = func(r *record, _ mcp.Result) {
+				change = func(r *state.Snapshot, _ mcp.Result) {
 					r.Subscriptions = slices.DeleteFunc(r.Subscriptions, func(u string) bool { return u == sp.URI })
 				}
 			}
@@ -331,14 +331,14 @@ func (a *SessionActor) recordChanges(next mcp.MethodHandler) mcp.MethodHandler {
 		}
 		a.changing.Lock()
 		defer a.changing.Unlock()
-		if err := p.fits(func(r *record) { change(r, nil) }); err != nil {
+		if err := p.fits(func(r *state.Snapshot) { change(r, nil) }); err != nil {
 			return nil, snapshotRefusal(err)
 		}
 		res, err := next(ctx, method, req)
 		if err != nil {
 			return res, err
 		}
-		if werr := p.update(true, func(r *record) { change(r, res) }); werr != nil {
+		if werr := p.update(true, func(r *state.Snapshot) { change(r, res) }); werr != nil {
 			if errors.Is(werr, state.ErrFenced) {
 				// This activation lost the session: the change did not
 				// take, and the client's retry reaches the current one.
@@ -382,11 +382,11 @@ func (a *SessionActor) delegationsChanged() {
 		return
 	}
 	client, ds := a.creds.export()
-	sealed, err := a.cfg.Durability.sealDelegations(a.id, ds)
+	sealed, err := a.cfg.Stores.SealDelegations(a.id, ds)
 	if err != nil {
 		return
 	}
-	p.update(false, func(r *record) {
+	p.update(false, func(r *state.Snapshot) {
 		if r.ClientID == client {
 			r.Delegations = sealed
 		}

@@ -24,10 +24,10 @@ import (
 )
 
 // stores are the two places sessions live: this process, and Redis.
-func stores(tb testing.TB) map[string]func() *actors.Durability {
-	return map[string]func() *actors.Durability{
-		"memory": func() *actors.Durability { return actors.MemoryDurability(time.Hour) },
-		"redis": func() *actors.Durability {
+func stores(tb testing.TB) map[string]func() *state.Stores {
+	return map[string]func() *state.Stores{
+		"memory": func() *state.Stores { return state.MemoryStores(time.Hour) },
+		"redis": func() *state.Stores {
 			client := redistest.Start(tb)
 			key := make([]byte, 32)
 			rand.Read(key)
@@ -35,7 +35,7 @@ func stores(tb testing.TB) map[string]func() *actors.Durability {
 			if err != nil {
 				tb.Fatal(err)
 			}
-			return &actors.Durability{
+			return &state.Stores{
 				Snapshots:  state.NewRedisSnapshots(client, ""),
 				Events:     state.NewRedisEvents(client, "", state.EventOptions{}),
 				Sealer:     sealer,
@@ -53,11 +53,11 @@ type sessionNode struct {
 	props  *actor.Props
 }
 
-func newSessionNode(tb testing.TB, d *actors.Durability) *sessionNode {
+func newSessionNode(tb testing.TB, d *state.Stores) *sessionNode {
 	return newLoggingSessionNode(tb, d, io.Discard)
 }
 
-func newLoggingSessionNode(tb testing.TB, d *actors.Durability, logs io.Writer) *sessionNode {
+func newLoggingSessionNode(tb testing.TB, d *state.Stores, logs io.Writer) *sessionNode {
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
 	tb.Cleanup(system.Shutdown)
@@ -66,7 +66,7 @@ func newLoggingSessionNode(tb testing.TB, d *actors.Durability, logs io.Writer) 
 		Toolsets:       []tools.Toolset{conformance.New()},
 		SchemaCache:    mcp.NewSchemaCache(),
 		Logger:         logger,
-		Durability:     d,
+		Stores:         d,
 	})}
 }
 
@@ -182,7 +182,7 @@ func BenchmarkRedisPerSession(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	n := newSessionNode(b, &actors.Durability{
+	n := newSessionNode(b, &state.Stores{
 		Snapshots:  state.NewRedisSnapshots(client, ""),
 		Events:     state.NewRedisEvents(client, "", state.EventOptions{}),
 		Sealer:     sealer,
@@ -207,7 +207,7 @@ func BenchmarkRedisPerSession(b *testing.B) {
 // the owner, and here there is none that does. The session is not found.
 func TestTamperedOwnerRefused(t *testing.T) {
 	ctx := t.Context()
-	d := actors.MemoryDurability(time.Hour)
+	d := state.MemoryStores(time.Hour)
 	logs := &logtest.Buffer{}
 	n := newLoggingSessionNode(t, d, logs)
 	id, pid := n.open(t)

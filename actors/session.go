@@ -34,6 +34,7 @@ import (
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/metrics"
+	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/tools"
 )
 
@@ -56,9 +57,9 @@ type Config struct {
 	// Exchanger swaps the user's token for downstream ones (RFC 8693); nil
 	// when no exchange client is configured.
 	Exchanger *auth.Exchanger
-	// Durability keeps sessions beyond their actors; nil keeps them in this
+	// Stores keep sessions beyond their actors; nil keeps them in this
 	// process's memory.
-	Durability *Durability
+	Stores *state.Stores
 	// Local, if set, tracks the node's live actors for draining.
 	Local *Local
 	// Audit records every tool call; nil records nothing.
@@ -92,8 +93,8 @@ func (c Config) toolScopes() map[string][]string {
 
 // SessionProps are the props of the session actor kind.
 func SessionProps(cfg Config) *actor.Props {
-	if cfg.Durability == nil {
-		cfg.Durability = MemoryDurability(0)
+	if cfg.Stores == nil {
+		cfg.Stores = state.MemoryStores(0)
 	}
 	scopes := cfg.toolScopes()
 	return actor.PropsFromProducer(func() actor.Actor { return &SessionActor{cfg: cfg, scopes: scopes} })
@@ -406,7 +407,7 @@ func (a *SessionActor) start(ctx actor.Context) {
 	if !a.stateless {
 		self, root := ctx.Self(), ctx.ActorSystem().Root
 		a.events = &sessionEvents{
-			store:  a.cfg.Durability.Events,
+			store:  a.cfg.Stores.Events,
 			max:    a.cfg.EventsBuffer,
 			logger: a.logger,
 			fenced: func() { root.Send(self, fencedOut{}) },
@@ -619,8 +620,8 @@ func (a *SessionActor) admit(req *envelope.Request) (bool, *envelope.ResponsePar
 		}
 		if ps := a.persist.Load(); ps != nil {
 			// Written with the handshake, once initialize succeeds.
-			sealed, err := a.cfg.Durability.sealPrincipal(a.id, p)
-			ps.stage(func(r *record) {
+			sealed, err := a.cfg.Stores.SealPrincipal(a.id, p)
+			ps.stage(func(r *state.Snapshot) {
 				if id != nil {
 					r.Issuer, r.Subject, r.ClientID = id.issuer, id.subject, id.clientID
 				}
@@ -642,9 +643,9 @@ func (a *SessionActor) admit(req *envelope.Request) (bool, *envelope.ResponsePar
 	}
 	if p != nil && (a.credential == nil || switched || p.ExpiresUnix >= a.credential.ExpiresUnix) {
 		if ps := a.persist.Load(); ps != nil && (a.credential == nil || a.credential.Token != p.Token) {
-			if sealed, err := a.cfg.Durability.sealPrincipal(a.id, p); err == nil {
+			if sealed, err := a.cfg.Stores.SealPrincipal(a.id, p); err == nil {
 				var big *SnapshotTooLarge
-				err := ps.update(false, func(r *record) {
+				err := ps.update(false, func(r *state.Snapshot) {
 					r.Principal, r.ClientID = sealed, id.clientID
 					if switched {
 						r.Delegations = ""
@@ -824,7 +825,7 @@ func (a *SessionActor) settle(ctx actor.Context) {
 		if !a.ended {
 			a.ended = true
 			if a.owner != nil {
-				a.cfg.Durability.releaseSession(a.id, a.owner.issuer, a.owner.subject, a.logger)
+				releaseSession(a.cfg.Stores, a.id, a.owner.issuer, a.owner.subject, a.logger)
 			}
 			self, root := ctx.Self(), ctx.ActorSystem().Root
 			time.AfterFunc(endedLinger, func() { root.Send(self, endedNow{}) })

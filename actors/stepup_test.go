@@ -12,6 +12,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/tools"
 	"github.com/pingmcp/pingmcp/tools/conformance"
 )
@@ -134,7 +135,7 @@ func TestSessionFollowsItsUserAcrossClients(t *testing.T) {
 // that the restore, which checks the two agree, accepts it), and the moved
 // session still admits its user through either client and nobody else.
 func TestClientSwitchSurvivesAMove(t *testing.T) {
-	d := MemoryDurability(time.Hour)
+	d := state.MemoryStores(time.Hour)
 	logger := slog.New(slog.DiscardHandler)
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
 	t.Cleanup(system.Shutdown)
@@ -143,7 +144,7 @@ func TestClientSwitchSurvivesAMove(t *testing.T) {
 		Toolsets:       []tools.Toolset{conformance.New()},
 		SchemaCache:    mcp.NewSchemaCache(),
 		Logger:         logger,
-		Durability:     d,
+		Stores:         d,
 		Authenticated:  true,
 		Scopes:         []string{"mcp:tools"},
 	})
@@ -169,7 +170,7 @@ func TestClientSwitchSurvivesAMove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec, err := decodeRecord(snap); err != nil || rec.ClientID != "c2" {
+	if rec, err := state.DecodeSnapshot(snap); err != nil || rec.ClientID != "c2" {
 		t.Fatalf("snapshot after the switch names client %q (%v), want c2", rec.ClientID, err)
 	}
 	if err := system.Root.StopFuture(pid).Wait(); err != nil {

@@ -8,12 +8,12 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/metrics"
+	"github.com/pingmcp/pingmcp/state"
 )
 
-// Sessions per user (Durability.MaxSessionsPerUser) are counted in the
+// Sessions per user (state.Stores.MaxSessionsPerUser) are counted in the
 // shared store (state.UserSessions), per (issuer, subject) whatever client
 // opened them, so that the cap holds across edges and nodes and does not
 // multiply with the clients a user registers.
@@ -24,7 +24,7 @@ import (
 // It stops counting when it ends: a DELETE or a failed initialize (settle;
 // also one the SDK took and the snapshot's bound then refused, whose SDK
 // session settle closes),
-// an operator's kill or a user's revocation (Durability.End), or its idle
+// an operator's kill or a user's revocation (state.Stores.End), or its idle
 // timeout (its entry ages out with its snapshot; each snapshot write marks
 // it active).
 //
@@ -36,22 +36,13 @@ import (
 // the client what happened and when a slot frees up; the user's idle
 // sessions free theirs within the idle timeout, and a DELETE at once.
 
-// userOf is the key sessions are counted under; "" when they are not
-// (no cap, or no authenticated owner).
-func (d *Durability) userOf(issuer, subject string) string {
-	if d.Users == nil || d.MaxSessionsPerUser <= 0 || (issuer == "" && subject == "") {
-		return ""
-	}
-	return auth.Principal{Issuer: issuer, Subject: subject}.UserKey()
-}
-
 // claimSession counts a new session of p's user; refused is set when the
 // user is at the cap.
-func (d *Durability) claimSession(ctx context.Context, session string, p *envelope.Principal) (refused *sessionCap, err error) {
+func claimSession(ctx context.Context, d *state.Stores, session string, p *envelope.Principal) (refused *sessionCap, err error) {
 	if p == nil {
 		return nil, nil
 	}
-	user := d.userOf(p.Issuer, p.Subject)
+	user := d.UserKey(p.Issuer, p.Subject)
 	if user == "" {
 		return nil, nil
 	}
@@ -64,8 +55,8 @@ func (d *Durability) claimSession(ctx context.Context, session string, p *envelo
 
 // releaseSession stops counting a session that ended, off the caller's
 // goroutine: a failure leaves its entry to age out with the idle timeout.
-func (d *Durability) releaseSession(session, issuer, subject string, logger *slog.Logger) {
-	user := d.userOf(issuer, subject)
+func releaseSession(d *state.Stores, session, issuer, subject string, logger *slog.Logger) {
+	user := d.UserKey(issuer, subject)
 	if user == "" {
 		return
 	}
@@ -80,8 +71,8 @@ func (d *Durability) releaseSession(session, issuer, subject string, logger *slo
 }
 
 // touchSession marks a counted session active, with its snapshot's write.
-func (d *Durability) touchSession(ctx context.Context, session string, rec *record) {
-	if user := d.userOf(rec.Issuer, rec.Subject); user != "" {
+func touchSession(ctx context.Context, d *state.Stores, session string, snap *state.Snapshot) {
+	if user := d.UserKey(snap.Issuer, snap.Subject); user != "" {
 		if err := d.Users.Touch(ctx, user, session, d.SessionTTL); err != nil {
 			metrics.StoreErrors.WithLabelValues("user_sessions").Inc()
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/tools"
 	"github.com/pingmcp/pingmcp/tools/conformance"
 )
@@ -23,7 +24,7 @@ import (
 // negotiated) leaves no session behind: its slot among its user's sessions
 // is freed at once, not at the idle timeout.
 func TestRefusedInitializeFreesItsSlot(t *testing.T) {
-	d := MemoryDurability(time.Hour)
+	d := state.MemoryStores(time.Hour)
 	d.MaxSessionsPerUser = 1
 	d.MaxSnapshotBytes = 8 << 10
 	logger := slog.New(slog.DiscardHandler)
@@ -34,7 +35,7 @@ func TestRefusedInitializeFreesItsSlot(t *testing.T) {
 		Toolsets:       []tools.Toolset{conformance.New()},
 		SchemaCache:    mcp.NewSchemaCache(),
 		Logger:         logger,
-		Durability:     d,
+		Stores:         d,
 		Authenticated:  true,
 	})
 	alice := &envelope.Principal{Issuer: "https://idp", Subject: "alice", ClientId: "c"}
@@ -45,7 +46,7 @@ func TestRefusedInitializeFreesItsSlot(t *testing.T) {
 			version, strings.Repeat("x", pad))
 		return id, postInitialize(t, system.Root, pid, alice, body)
 	}
-	user := d.userOf(alice.Issuer, alice.Subject)
+	user := d.UserKey(alice.Issuer, alice.Subject)
 	freed := func() bool {
 		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 			if ok, _, _ := d.Users.Claim(t.Context(), user, "probe", 1, time.Hour); ok {

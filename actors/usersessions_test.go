@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/state"
 )
 
 // A user's sessions are capped whatever client opens them; the refusal is
@@ -16,14 +17,14 @@ import (
 // is counted.
 func TestSessionsPerUser(t *testing.T) {
 	ctx := context.Background()
-	d := MemoryDurability(30 * time.Minute)
+	d := state.MemoryStores(30 * time.Minute)
 	d.MaxSessionsPerUser = 2
 	alice := func(client string) *envelope.Principal {
 		return &envelope.Principal{Issuer: "https://idp", Subject: "alice", ClientId: client}
 	}
 	claim := func(session string, p *envelope.Principal) *sessionCap {
 		t.Helper()
-		refused, err := d.claimSession(ctx, session, p)
+		refused, err := claimSession(ctx, d, session, p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -59,7 +60,7 @@ func TestSessionsPerUser(t *testing.T) {
 
 	// An operator ends s1: its slot is free.
 	epoch, _, _ := d.Snapshots.Activate(ctx, "s1", true)
-	rec := newRecord(idOf(alice("c1")))
+	rec := newSnapshot(idOf(alice("c1")))
 	b, _ := json.Marshal(rec)
 	if err := d.Snapshots.Save(ctx, "s1", epoch, b, time.Minute); err != nil {
 		t.Fatal(err)

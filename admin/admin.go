@@ -27,7 +27,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pingmcp/pingmcp/actors"
 	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
@@ -62,9 +61,9 @@ type Options struct {
 	// revocation answer says so.
 	RevokeGrants func(ctx context.Context, subject string) error
 	// Audit records every admin request, refused ones included (nil: none).
-	Audit      *audit.Logger
-	Durability *actors.Durability
-	Node       *cluster.Node
+	Audit  *audit.Logger
+	Stores *state.Stores
+	Node   *cluster.Node
 	// Issuer is the authorization server whose users are revoked when a
 	// revocation names none.
 	Issuer string
@@ -355,7 +354,7 @@ func (a *api) listSessions(w http.ResponseWriter, r *http.Request) {
 }
 
 // find reads the session named in the path, or writes 404.
-func (a *api) find(w http.ResponseWriter, r *http.Request) (actors.SessionInfo, bool) {
+func (a *api) find(w http.ResponseWriter, r *http.Request) (state.SessionInfo, bool) {
 	info, found, err := a.describeSession(r.Context(), r.PathValue("id"))
 	switch {
 	case err != nil && !found:
@@ -392,7 +391,7 @@ func (a *api) endSession(w http.ResponseWriter, r *http.Request) {
 // terminate ends a session now: its stored state goes, the tokens
 // exchanged for it are revoked, and its live actor is told to stop.
 func (a *api) terminate(r *http.Request, id string) (tokensRevoked int, err error) {
-	snap, err := a.opts.Durability.Snapshots.Get(r.Context(), id)
+	snap, err := a.opts.Stores.Snapshots.Get(r.Context(), id)
 	if err != nil {
 		return 0, err
 	}
@@ -411,11 +410,11 @@ func (a *api) end(ctx context.Context, id string, snap []byte) (int, error) {
 	var tokens []string
 	if a.opts.RevokeToken != nil && snap != nil {
 		var err error
-		if tokens, err = a.opts.Durability.Delegated(id, snap); err != nil {
+		if tokens, err = a.opts.Stores.Delegated(id, snap); err != nil {
 			a.opts.Logger.Warn("admin: the session's exchanged tokens cannot be read to revoke them", "session", id, "err", err)
 		}
 	}
-	if err := a.opts.Durability.End(ctx, id); err != nil {
+	if err := a.opts.Stores.End(ctx, id); err != nil {
 		return 0, err
 	}
 	revoked := 0
@@ -473,14 +472,14 @@ func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
 	key := state.RevocationKey(issuer, subject)
 	now := time.Now()
 	rev := state.Revocation{At: now, Until: now.Add(span)}
-	if err := a.opts.Durability.Revocations.Revoke(ctx, key, rev); err != nil {
+	if err := a.opts.Stores.Revocations.Revoke(ctx, key, rev); err != nil {
 		writeError(w, http.StatusServiceUnavailable, "the revocation could not be stored, nothing was revoked: "+err.Error())
 		return
 	}
 	grantsErr := a.revokeGrants(ctx, issuer, subject)
 	now = time.Now()
 	rev = state.Revocation{At: now, Until: now.Add(span)}
-	if err := a.opts.Durability.Revocations.Revoke(ctx, key, rev); err != nil {
+	if err := a.opts.Stores.Revocations.Revoke(ctx, key, rev); err != nil {
 		grants := "the grants were revoked"
 		if grantsErr != nil {
 			grants = "the grants were not revoked: " + grantsErr.Error()
@@ -489,7 +488,7 @@ func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ended, tokensRevoked := 0, 0
-	err := a.eachSession(ctx, func(info actors.SessionInfo, snap []byte) error {
+	err := a.eachSession(ctx, func(info state.SessionInfo, snap []byte) error {
 		if info.Subject != subject || info.Issuer != issuer {
 			return nil
 		}
@@ -539,15 +538,15 @@ func (a *api) revokeGrants(ctx context.Context, issuer, subject string) error {
 
 // eachSession calls f with every stored session the node can read, page by
 // page, until f fails.
-func (a *api) eachSession(ctx context.Context, f func(info actors.SessionInfo, snapshot []byte) error) error {
+func (a *api) eachSession(ctx context.Context, f func(info state.SessionInfo, snapshot []byte) error) error {
 	cursor := ""
 	for {
-		page, next, err := a.opts.Durability.Snapshots.List(ctx, cursor, maxLimit)
+		page, next, err := a.opts.Stores.Snapshots.List(ctx, cursor, maxLimit)
 		if err != nil {
 			return err
 		}
 		for _, st := range page {
-			info, err := a.opts.Durability.Describe(st.Session, st.Snapshot, false)
+			info, err := a.opts.Stores.Describe(st.Session, st.Snapshot, false)
 			if err != nil {
 				continue // a snapshot of another version, or unreadable
 			}

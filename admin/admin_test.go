@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pingmcp/pingmcp/actors"
 	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/authtest"
 	"github.com/pingmcp/pingmcp/internal/logtest"
+	"github.com/pingmcp/pingmcp/state"
 )
 
 const resource = "https://mcp.example.test/mcp"
@@ -28,12 +28,12 @@ func TestAuthorization(t *testing.T) {
 	logs, audits := &logtest.Buffer{}, &logtest.Buffer{}
 	revokedSub := "mallory"
 	h, err := Handler(Options{
-		Token:      "static-admin-token-0123456789",
-		Verifier:   auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{resource}}),
-		Revoked:    func(t *auth.Token) bool { return t.Subject == revokedSub },
-		Durability: actors.MemoryDurability(time.Minute),
-		Logger:     slog.New(slog.NewJSONHandler(logs, nil)),
-		Audit:      audit.New(audits, false),
+		Token:    "static-admin-token-0123456789",
+		Verifier: auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{resource}}),
+		Revoked:  func(t *auth.Token) bool { return t.Subject == revokedSub },
+		Stores:   state.MemoryStores(time.Minute),
+		Logger:   slog.New(slog.NewJSONHandler(logs, nil)),
+		Audit:    audit.New(audits, false),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -127,7 +127,7 @@ func TestAuthorization(t *testing.T) {
 
 	// Without a static token, only access tokens are admitted; with
 	// neither, no admin API.
-	if _, err := Handler(Options{Durability: actors.MemoryDurability(time.Minute)}); err == nil {
+	if _, err := Handler(Options{Stores: state.MemoryStores(time.Minute)}); err == nil {
 		t.Error("an admin API without any credential was made")
 	}
 }

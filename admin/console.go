@@ -38,8 +38,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pingmcp/pingmcp/actors"
 	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/state"
 )
 
 const (
@@ -101,10 +101,10 @@ type consoleView struct {
 	User, Client, Node string
 	Cursor             string
 	NextURL            string
-	Sessions           []actors.SessionInfo
+	Sessions           []state.SessionInfo
 
 	// One session.
-	Session *actors.SessionInfo
+	Session *state.SessionInfo
 }
 
 // console returns the console's handler. It does its own authentication:
@@ -353,7 +353,7 @@ func (c *console) end(w http.ResponseWriter, r *http.Request, s *consoleSignIn) 
 
 // find reads the session named in the path, or writes the page that says
 // why not.
-func (c *console) find(w http.ResponseWriter, r *http.Request, s *consoleSignIn) (actors.SessionInfo, bool) {
+func (c *console) find(w http.ResponseWriter, r *http.Request, s *consoleSignIn) (state.SessionInfo, bool) {
 	info, found, err := c.a.describeSession(r.Context(), r.PathValue("id"))
 	switch {
 	case err != nil && !found:
@@ -398,14 +398,14 @@ func (c *console) render(w http.ResponseWriter, status int, name string, v *cons
 // keeping those of user, client and node (each empty: any), marked live or
 // not, and returns the cursor of the next page ("" at the end). A page may
 // thus hold fewer than limit sessions with more to come.
-func (a *api) sessionPage(ctx context.Context, user, client, node, cursor string, limit int) ([]actors.SessionInfo, string, error) {
-	page, next, err := a.opts.Durability.Snapshots.List(ctx, cursor, limit)
+func (a *api) sessionPage(ctx context.Context, user, client, node, cursor string, limit int) ([]state.SessionInfo, string, error) {
+	page, next, err := a.opts.Stores.Snapshots.List(ctx, cursor, limit)
 	if err != nil {
 		return nil, "", err
 	}
-	out := []actors.SessionInfo{}
+	out := []state.SessionInfo{}
 	for _, st := range page {
-		info, err := a.opts.Durability.Describe(st.Session, st.Snapshot, false)
+		info, err := a.opts.Stores.Describe(st.Session, st.Snapshot, false)
 		if err != nil {
 			continue // a snapshot of another version, or unreadable
 		}
@@ -421,16 +421,16 @@ func (a *api) sessionPage(ctx context.Context, user, client, node, cursor string
 // describeSession reads one stored session with its cached tokens
 // described. found is false if there is none; an error with found set
 // means its snapshot cannot be read, without it that the store cannot.
-func (a *api) describeSession(ctx context.Context, id string) (info actors.SessionInfo, found bool, err error) {
-	snap, err := a.opts.Durability.Snapshots.Get(ctx, id)
+func (a *api) describeSession(ctx context.Context, id string) (info state.SessionInfo, found bool, err error) {
+	snap, err := a.opts.Stores.Snapshots.Get(ctx, id)
 	if err != nil || snap == nil {
 		return info, false, err
 	}
-	info, err = a.opts.Durability.Describe(id, snap, true)
+	info, err = a.opts.Stores.Describe(id, snap, true)
 	if err != nil {
 		return info, true, err
 	}
-	one := []actors.SessionInfo{info}
+	one := []state.SessionInfo{info}
 	a.markLive(ctx, one)
 	return one[0], true, nil
 }

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pingmcp/pingmcp/actors"
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/authtest"
 	"github.com/pingmcp/pingmcp/internal/logtest"
@@ -37,18 +36,18 @@ type consoleClient struct {
 
 type consoleFixture struct {
 	*consoleClient
-	d    *actors.Durability
+	d    *state.Stores
 	logs *logtest.Buffer
 }
 
 func newConsoleFixture(t *testing.T, snaps state.Snapshots) *consoleFixture {
 	t.Helper()
-	d := actors.MemoryDurability(time.Hour)
+	d := state.MemoryStores(time.Hour)
 	if snaps != nil {
 		d.Snapshots = snaps
 	}
 	logs := &logtest.Buffer{}
-	h, err := Handler(Options{Token: consoleTestToken, Durability: d, Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	h, err := Handler(Options{Token: consoleTestToken, Stores: d, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +124,7 @@ func (c *consoleClient) csrf() string {
 }
 
 // storeSession writes the snapshot of a session as a session actor would.
-func storeSession(t *testing.T, d *actors.Durability, id, subject, clientID string) {
+func storeSession(t *testing.T, d *state.Stores, id, subject, clientID string) {
 	t.Helper()
 	ctx := context.Background()
 	epoch, _, err := d.Snapshots.Activate(ctx, id, true)
@@ -145,7 +144,7 @@ func storeSession(t *testing.T, d *actors.Durability, id, subject, clientID stri
 	}
 }
 
-func stored(t *testing.T, d *actors.Durability, id string) bool {
+func stored(t *testing.T, d *state.Stores, id string) bool {
 	t.Helper()
 	snap, err := d.Snapshots.Get(context.Background(), id)
 	if err != nil {
@@ -383,7 +382,7 @@ func TestConsoleStoreDown(t *testing.T) {
 }
 
 func TestConsoleSecureCookie(t *testing.T) {
-	h, err := Handler(Options{Token: consoleTestToken, Durability: actors.MemoryDurability(time.Hour), Logger: slog.New(slog.DiscardHandler)})
+	h, err := Handler(Options{Token: consoleTestToken, Stores: state.MemoryStores(time.Hour), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -428,8 +427,8 @@ func TestConsoleAccessTokenSignIn(t *testing.T) {
 	var revokedMu sync.Mutex
 	revoked := ""
 	h, err := Handler(Options{
-		Verifier:   auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{resource}}),
-		Durability: actors.MemoryDurability(time.Hour),
+		Verifier: auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{resource}}),
+		Stores:   state.MemoryStores(time.Hour),
 		Revoked: func(t *auth.Token) bool {
 			revokedMu.Lock()
 			defer revokedMu.Unlock()

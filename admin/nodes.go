@@ -7,9 +7,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/pingmcp/pingmcp/actors"
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/state"
 )
 
 // nodeTimeout bounds how long the admin API waits for one node's answer.
@@ -100,7 +100,7 @@ func (a *api) drainNode(w http.ResponseWriter, r *http.Request) {
 // markLive tells which of the sessions have a live actor, on the node that
 // last activated them (one question per node), with its epoch, open streams
 // and requests in flight. A session whose node left is passivated.
-func (a *api) markLive(ctx context.Context, sessions []actors.SessionInfo) {
+func (a *api) markLive(ctx context.Context, sessions []state.SessionInfo) {
 	if a.opts.Node == nil {
 		return
 	}

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pingmcp/pingmcp/actors"
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/devidp"
 	"github.com/pingmcp/pingmcp/internal/logtest"
@@ -60,7 +59,7 @@ func TestRevokeUserRevokesGrants(t *testing.T) {
 	revoke := func(password, subject, query string) (int, map[string]any, string) {
 		t.Helper()
 		logs := &logtest.Buffer{}
-		opts := Options{Token: staticToken, Issuer: issuer, Durability: actors.MemoryDurability(time.Minute),
+		opts := Options{Token: staticToken, Issuer: issuer, Stores: state.MemoryStores(time.Minute),
 			Logger: slog.New(slog.NewJSONHandler(logs, nil))}
 		if password != "" {
 			opts.RevokeGrants = auth.NewGrantRevoker(auth.GrantsOptions{URL: issuer + auth.GrantsPath, User: "grants", Password: password}).RevokeUser
@@ -144,9 +143,9 @@ func TestRevokeUserSurvivesSlowGrantsAndDisconnect(t *testing.T) {
 	}))
 	defer grants.Close()
 	const issuer = "https://idp.example.test"
-	dur := actors.MemoryDurability(time.Minute)
+	dur := state.MemoryStores(time.Minute)
 	dur.Revocations = state.NewRedisRevocations(redistest.Start(t), "t:")
-	h, err := Handler(Options{Token: staticToken, Issuer: issuer, Durability: dur, Logger: slog.New(slog.DiscardHandler),
+	h, err := Handler(Options{Token: staticToken, Issuer: issuer, Stores: dur, Logger: slog.New(slog.DiscardHandler),
 		RevokeGrants: auth.NewGrantRevoker(auth.GrantsOptions{URL: grants.URL, User: "grants", Password: "pw"}).RevokeUser})
 	if err != nil {
 		t.Fatal(err)
@@ -189,9 +188,9 @@ func TestRevokeUserSurvivesSlowGrantsAndDisconnect(t *testing.T) {
 // path of the grant service: it is refused, nothing revoked.
 func TestRevokeUserRefusesDotSubjects(t *testing.T) {
 	const staticToken = "static-admin-token-0123456789"
-	dur := actors.MemoryDurability(time.Minute)
+	dur := state.MemoryStores(time.Minute)
 	var called []string
-	h, err := Handler(Options{Token: staticToken, Issuer: "https://idp.example.test", Durability: dur, Logger: slog.New(slog.DiscardHandler),
+	h, err := Handler(Options{Token: staticToken, Issuer: "https://idp.example.test", Stores: dur, Logger: slog.New(slog.DiscardHandler),
 		RevokeGrants: func(_ context.Context, subject string) error { called = append(called, subject); return nil }})
 	if err != nil {
 		t.Fatal(err)

@@ -2,8 +2,10 @@
 // snapshots (with the tokens in them sealed) and the event logs that SSE
 // resumption replays, in Redis or in memory. It owns the encryption of what
 // it stores and the bounds of the event logs (events per stream, bytes per
-// session, in memory bytes of all sessions); what goes into a snapshot, when,
-// and how large it may grow, is the actors' business.
+// session, in memory bytes of all sessions) and the snapshot's schema
+// (Snapshot) with what operators may read of it (SessionInfo); when a
+// snapshot is written and what a change to it may cost is the actors'
+// business.
 package state
 
 import (

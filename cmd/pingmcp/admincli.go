@@ -16,8 +16,8 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/pingmcp/pingmcp/actors"
 	"github.com/pingmcp/pingmcp/admin"
+	"github.com/pingmcp/pingmcp/state"
 )
 
 // adminCLI runs `pingmcp sessions …` and `pingmcp nodes …`: the operator
@@ -252,7 +252,7 @@ func (c *adminClient) listSessions(ctx context.Context, q url.Values, limit int,
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tUSER\tCLIENT\tCLIENT APP\tPROTOCOL\tNODE\tSTATE\tCREATED\tLAST ACTIVE")
 	for _, raw := range all {
-		var s actors.SessionInfo
+		var s state.SessionInfo
 		json.Unmarshal(raw, &s)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, dash(s.Subject), dash(s.ClientID),
 			dash(strings.TrimSpace(s.ClientName+" "+s.ClientVersion)), dash(s.ProtocolVersion), dash(s.Node), liveness(s),
@@ -262,7 +262,7 @@ func (c *adminClient) listSessions(ctx context.Context, q url.Values, limit int,
 }
 
 func (c *adminClient) showSession(ctx context.Context, id, output string, w io.Writer) error {
-	var s actors.SessionInfo
+	var s state.SessionInfo
 	var raw json.RawMessage
 	if err := c.do(ctx, http.MethodGet, "/sessions/"+url.PathEscape(id), &raw); err != nil {
 		return err
@@ -325,7 +325,7 @@ func (c *adminClient) listNodes(ctx context.Context, output string, w io.Writer)
 
 // liveness says whether a session's actor is running or only its snapshot
 // is left.
-func liveness(s actors.SessionInfo) string {
+func liveness(s state.SessionInfo) string {
 	if s.Live {
 		return "live"
 	}

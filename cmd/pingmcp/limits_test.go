@@ -53,7 +53,7 @@ func TestRedisTimeout(t *testing.T) {
 	const timeout = 200 * time.Millisecond
 	cfg := &config.Config{Command: "dev", RedisURL: "redis://" + ln.Addr().String() + "/0", RedisPrefix: "t:", RedisTimeout: timeout,
 		EventsMax: 10, EventsTTL: time.Minute, SessionIdleTimeout: time.Minute}
-	d, closeStore, err := newDurability(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	d, closeStore, err := newStores(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

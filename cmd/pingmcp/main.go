@@ -255,9 +255,9 @@ func listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// newDurability is where the node keeps sessions: Redis when --redis-url is
+// newStores is where the node keeps sessions: Redis when --redis-url is
 // set, else this process's memory.
-func newDurability(cfg *config.Config, logger *slog.Logger) (*actors.Durability, func(), error) {
+func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), error) {
 	var sealer *state.Sealer
 	if cfg.StateKeys != "" {
 		var err error
@@ -266,7 +266,7 @@ func newDurability(cfg *config.Config, logger *slog.Logger) (*actors.Durability,
 		}
 	}
 	if cfg.RedisURL == "" {
-		d := actors.MemoryDurability(cfg.SessionIdleTimeout)
+		d := state.MemoryStores(cfg.SessionIdleTimeout)
 		d.MaxSessionsPerUser = cfg.MaxSessionsPerUser
 		d.MaxSnapshotBytes = cfg.MaxSnapshotBytes
 		d.Events.(*state.MemoryEvents).SetOptions(eventOptions(cfg))
@@ -290,7 +290,7 @@ func newDurability(cfg *config.Config, logger *slog.Logger) (*actors.Durability,
 	t := cmp.Or(cfg.RedisTimeout, config.DefaultRedisTimeout)
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = t, t, t, t
 	client := redis.NewClient(opts)
-	d := &actors.Durability{
+	d := &state.Stores{
 		Snapshots:   state.NewRedisSnapshots(client, cfg.RedisPrefix),
 		Events:      state.NewRedisEvents(client, cfg.RedisPrefix, eventOptions(cfg)),
 		Sealer:      sealer,
@@ -317,7 +317,7 @@ const revocationRefresh = 500 * time.Millisecond
 
 // serveAdmin starts the admin API on its own listener, when --admin-addr
 // is set.
-func serveAdmin(ctx context.Context, cfg *config.Config, d *actors.Durability, node *cluster.Node, v auth.Verifier, x *auth.Exchanger,
+func serveAdmin(ctx context.Context, cfg *config.Config, d *state.Stores, node *cluster.Node, v auth.Verifier, x *auth.Exchanger,
 	revoked func(*auth.Token) bool, auditLog *audit.Logger, logger *slog.Logger) (srv *http.Server, err error) {
 	if cfg.AdminAddr == "" {
 		return nil, nil
@@ -345,7 +345,7 @@ func serveAdmin(ctx context.Context, cfg *config.Config, d *actors.Durability, n
 		}()
 		context.AfterFunc(ctx, func() { os.Remove(f.Name()) })
 	}
-	opts := admin.Options{Durability: d, Node: node, Logger: logger, Issuer: cfg.Issuer, Scope: cfg.AdminScope, Revoked: revoked, Audit: auditLog}
+	opts := admin.Options{Stores: d, Node: node, Logger: logger, Issuer: cfg.Issuer, Scope: cfg.AdminScope, Revoked: revoked, Audit: auditLog}
 	if cfg.AdminTokenFile != "" {
 		token, err := os.ReadFile(cfg.AdminTokenFile)
 		if err != nil {
@@ -409,7 +409,7 @@ func nodeControl(node *cluster.Node, cfg *config.Config, httpAddr string, local 
 // serveNode runs a cluster node whose HTTP edge serves on ln.
 func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger *slog.Logger, stdout io.Writer) error {
 	httpAddr := ln.Addr().String()
-	durability, closeStore, err := newDurability(cfg, logger)
+	stores, closeStore, err := newStores(cfg, logger)
 	if err != nil {
 		ln.Close()
 		return err
@@ -425,7 +425,7 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 		Implementation: &mcp.Implementation{Name: "pingmcp", Version: version()},
 		Toolsets:       toolsets(cfg),
 		IdleTimeout:    cfg.ActorIdleTimeout,
-		Durability:     durability,
+		Stores:         stores,
 		Local:          actors.NewLocal(),
 		SchemaCache:    mcp.NewSchemaCache(),
 		Logger:         logger,
@@ -484,13 +484,13 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 	var revoked func(*auth.Token) bool
 	if cfg.Auth != "none" {
 		v = verifier(cfg)
-		cache := state.NewRevocationCache(durability.Revocations, revocationRefresh)
+		cache := state.NewRevocationCache(stores.Revocations, revocationRefresh)
 		go cache.Run(ctx)
 		revoked = func(t *auth.Token) bool { return cache.Revoked(t.Issuer, t.Subject, t.IssuedAt) }
 	}
 	mux := http.NewServeMux()
 	var draining atomic.Bool
-	health := transport.Health(node, cfg.Role, &draining, durability.Check)
+	health := transport.Health(node, cfg.Role, &draining, stores.Check)
 	mux.Handle("/healthz", health)
 	mux.Handle("/readyz", health)
 	var edge *transport.Edge
@@ -533,7 +533,7 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 	go func() { served <- srv.Serve(ln) }()
 
 	metrics.LiveActors(actorCfg.Local.Counts)
-	metrics.StoredSessions(durability.Snapshots.Count, 15*time.Second)
+	metrics.StoredSessions(stores.Snapshots.Count, 15*time.Second)
 	drainAsked := make(chan struct{})
 	var askDrain sync.Once
 	control := nodeControl(node, cfg, httpAddr, actorCfg.Local, &draining, func() {
@@ -544,7 +544,7 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 		node.Stop(false)
 		return fmt.Errorf("start the node's control actor: %w", err)
 	}
-	adminSrv, err := serveAdmin(ctx, cfg, durability, node, v, actorCfg.Exchanger, revoked, auditLog, logger)
+	adminSrv, err := serveAdmin(ctx, cfg, stores, node, v, actorCfg.Exchanger, revoked, auditLog, logger)
 	if err != nil {
 		shutdownWithin(time.Second, srv)
 		node.Stop(false)
