@@ -14,7 +14,12 @@ import (
 // with nothing after it, and reports its answer, the facts it noted and
 // whether it passed r on.
 func runStage(stage func(http.Handler) http.Handler, r *http.Request) (*httptest.ResponseRecorder, *facts, bool) {
-	f := &facts{span: &edgeSpan{start: time.Now()}}
+	return runStageWith(stage, r, &facts{})
+}
+
+// runStageWith is runStage with the facts the stages before it noted.
+func runStageWith(stage func(http.Handler) http.Handler, r *http.Request, f *facts) (*httptest.ResponseRecorder, *facts, bool) {
+	f.span = &edgeSpan{start: time.Now()}
 	rec := httptest.NewRecorder()
 	passed := false
 	stage(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { passed = true })).ServeHTTP(rec, withFacts(r, f))
@@ -229,11 +234,7 @@ func TestParseBody(t *testing.T) {
 		{`[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","id":2,"method":"ping"},{"jsonrpc":"2.0","id":3,"method":"ping"}]`, false, http.StatusBadRequest},
 		{`{not json`, false, http.StatusBadRequest},
 	} {
-		r := stageRequest(http.MethodPost, "localhost", nil, "")
-		f := &facts{span: &edgeSpan{start: time.Now()}, body: []byte(tc.body)}
-		rec := httptest.NewRecorder()
-		passed := false
-		e.parseBody(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { passed = true })).ServeHTTP(rec, withFacts(r, f))
+		rec, f, passed := runStageWith(e.parseBody, stageRequest(http.MethodPost, "localhost", nil, ""), &facts{body: []byte(tc.body)})
 		if passed != tc.pass || !passed && rec.Code != tc.status {
 			t.Errorf("%s: passed %v, status %d; want %v, %d", tc.body, passed, rec.Code, tc.pass, tc.status)
 		}
