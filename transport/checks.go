@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
 )
@@ -107,6 +108,18 @@ func checkHeaders(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// headersValid reports the first header whose value is not valid UTF-8.
+func headersValid(h http.Header) (string, bool) {
+	for name, values := range h {
+		for _, v := range values {
+			if !utf8.ValidString(v) {
+				return name, false
+			}
+		}
+	}
+	return "", true
 }
 
 // checkToken authenticates the caller (authenticate) and admits the request

@@ -28,7 +28,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
@@ -646,18 +645,6 @@ func classify(rb *rpcbody.Body) bodyKind {
 // forwardHeaders keeps what the MCP handler needs and drops hop-by-hop
 // headers and credentials: the verified principal travels in the envelope,
 // never the raw token.
-// headersValid reports the first header whose value is not valid UTF-8.
-func headersValid(h http.Header) (string, bool) {
-	for name, values := range h {
-		for _, v := range values {
-			if !utf8.ValidString(v) {
-				return name, false
-			}
-		}
-	}
-	return "", true
-}
-
 func forwardHeaders(h http.Header) []*envelope.Header {
 	out := make([]*envelope.Header, 0, 6)
 	for name, values := range h {
