@@ -18,7 +18,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -29,7 +28,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
@@ -132,6 +130,8 @@ type Edge struct {
 	// with a retry hint, since the client resumes them through another node.
 	draining    context.Context
 	stopStreams context.CancelFunc
+	// handler is the chain of stages NewEdge composes.
+	handler http.Handler
 }
 
 // Drain ends the GET streams the edge relays, each with an SSE retry hint,
@@ -168,7 +168,71 @@ func NewEdge(node *cluster.Node, opts Options) *Edge {
 	e.addrs = newLimiter(opts.Limits)
 	e.expensive = make(chan struct{}, overBudgetVerifications)
 	e.draining, e.stopStreams = context.WithCancel(context.Background())
+	// A request meets the stages (checks.go) in this order, and the first
+	// that refuses it answers, so the order decides which refusal a client
+	// sees: a Host that is not allowed is 403 before one without a resource
+	// is 421, a missing token 401 before any limit, and every request holds
+	// its limits' slot while its body is read.
+	e.handler = chain(http.HandlerFunc(e.forwardRequest),
+		closeUnread,       // Connection: close until the body is read
+		e.checkHost,       // 403: DNS rebinding
+		e.checkResource,   // 421: no resource for this Host
+		e.checkOrigin,     // 403; CORS headers
+		e.checkMethod,     // 405; OPTIONS answered here
+		checkHeaders,      // 400: a header value that is not UTF-8
+		e.checkToken,      // 401, 403, 503; 429 by address, principal, user
+		e.readBody,        // 413, 400
+		e.parseBody,       // 400; the request's span starts here
+		e.admitBatch,      // 429: a batch's other messages
+		e.checkInitialize, // 400: initialize params beyond their limit
+		e.routeRequest,    // 404, 400: which actor serves it
+	)
 	return e
+}
+
+// chain wraps h in stages, the first outermost: a request meets them in
+// the order given.
+func chain(h http.Handler, stages ...func(http.Handler) http.Handler) http.Handler {
+	for i := len(stages) - 1; i >= 0; i-- {
+		h = stages[i](h)
+	}
+	return h
+}
+
+// ServeHTTP serves one /mcp request inside a server span ("mcp " + the
+// JSON-RPC method; tracing.go). Its parent is the request's traceparent
+// header, else the body's params._meta.traceparent; the forwarded request
+// carries the span's own context to the actor. The span holds the method,
+// the session id and the status: never a token, never the body.
+func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	tr := &edgeSpan{start: time.Now()}
+	rw := telemetry.NewResponseWriter(w)
+	defer tr.end(r, rw)
+	e.handler.ServeHTTP(rw, withFacts(r, &facts{span: tr}))
+}
+
+// facts are what the edge's stages learn of one request, for the stages
+// after them. Each field is set by one stage (named) and zero before it.
+type facts struct {
+	span      *edgeSpan           // ServeHTTP; begun by parseBody
+	resource  string              // checkResource: the resource r.Host names
+	token     *auth.Token         // checkToken; nil without authentication
+	principal *envelope.Principal // checkToken
+	body      []byte              // readBody; nil but for a POST
+	rpc       *rpcbody.Body       // parseBody: the body's one reading
+	route     route               // routeRequest
+}
+
+type factsKey struct{}
+
+// withFacts returns r carrying f for the stages.
+func withFacts(r *http.Request, f *facts) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), factsKey{}, f))
+}
+
+// factsOf returns the facts ServeHTTP attached to r.
+func factsOf(r *http.Request) *facts {
+	return r.Context().Value(factsKey{}).(*facts)
 }
 
 // route is where a request goes.
@@ -179,139 +243,11 @@ type route struct {
 	minted bool
 }
 
-// serve is ServeHTTP inside the request's server span (see tracing.go),
-// which it starts once the body is read.
-func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
-	start := tr.start
-	if r.ContentLength != 0 {
-		// Refused before its body is read, a request's connection closes:
-		// net/http would otherwise wait, with no time limit, for the body
-		// it announced before it sends the refusal, so a client that never
-		// sends it would hold the connection for nothing. Kept open once
-		// the body is read.
-		w.Header().Set("Connection", "close")
-	}
-	if !e.hostAllowed(r.Host) {
-		writeError(w, http.StatusForbidden, nil, jsonrpcInvalidRequest, fmt.Sprintf("Host %q is not allowed", r.Host))
-		return
-	}
-	resource, ok := e.opts.Resources.For(r.Host)
-	if !ok {
-		writeError(w, http.StatusMisdirectedRequest, nil, jsonrpcInvalidRequest, e.opts.Resources.misdirected(r.Host))
-		return
-	}
-	origin := r.Header.Get("Origin")
-	if origin != "" {
-		if !e.originAllowed(origin, r.Host) {
-			writeError(w, http.StatusForbidden, nil, jsonrpcInvalidRequest, fmt.Sprintf("Origin %q is not allowed", origin))
-			return
-		}
-		setCORS(w.Header(), origin)
-	}
-	switch r.Method {
-	case http.MethodPost, http.MethodGet, http.MethodDelete:
-	case http.MethodOptions:
-		if origin != "" {
-			w.Header().Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
-			w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID")
-			w.Header().Set("Access-Control-Max-Age", "600")
-		}
-		w.Header().Set("Allow", "GET, POST, DELETE, OPTIONS")
-		w.WriteHeader(http.StatusNoContent)
-		return
-	default:
-		w.Header().Set("Allow", "GET, POST, DELETE, OPTIONS")
-		writeError(w, http.StatusMethodNotAllowed, nil, jsonrpcInvalidRequest, "method not allowed")
-		return
-	}
-
-	// The envelope is protobuf, whose strings must be UTF-8: refuse here
-	// what could not be forwarded, rather than fail on the wire.
-	if name, ok := headersValid(r.Header); !ok {
-		writeError(w, http.StatusBadRequest, nil, jsonrpcInvalidRequest, fmt.Sprintf("header %q is not valid UTF-8", name))
-		return
-	}
-	var principal *envelope.Principal
-	var tok *auth.Token
-	if e.opts.Verifier != nil {
-		// Limits (limits.go): an address that keeps sending refused
-		// credentials gets no expensive verification (authenticate); a
-		// verified caller is held to its user's and its principal's rate
-		// and caps. Every request is admitted as one message before its
-		// body is read, so that bodies being read count against the caps;
-		// a POST's other messages (a batch) once its body says how many.
-		var ok bool
-		if tok, principal, ok = e.authenticate(w, r, resource); !ok {
-			e.authRefused(w, r)
-			return
-		}
-		release, ref, who := e.admit(tok, 0, 1, r.Method == http.MethodGet)
-		if ref != nil {
-			e.refuse(w, r, ref, who)
-			return
-		}
-		defer release()
-	}
-
-	var body []byte
-	if r.Method == http.MethodPost {
-		// A body that trickles in holds its slot: bound its time too.
-		rc := http.NewResponseController(w)
-		rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
-		var err error
-		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, e.opts.MaxBodyBytes))
-		rc.SetReadDeadline(time.Time{})
-		if err == nil {
-			w.Header().Del("Connection")
-		}
-		if err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				writeError(w, http.StatusRequestEntityTooLarge, nil, jsonrpcInvalidRequest, fmt.Sprintf("request body exceeds %d bytes", mbe.Limit))
-				return
-			}
-			writeError(w, http.StatusBadRequest, nil, jsonrpcParseError, "could not read request body")
-			return
-		}
-	}
-
-	// The body is read here once (internal/rpcbody), and its reading goes
-	// with it to the actor. A batch beyond MaxBatch is refused as soon as
-	// the reader meets its message beyond.
-	var rb *rpcbody.Body
-	var rerr error
-	if r.Method == http.MethodPost {
-		rb, rerr = rpcbody.ReadAtMost(body, e.opts.MaxBatch)
-	}
-	r = r.WithContext(tr.begin(r, rb))
-	if rerr != nil {
-		var berr *rpcbody.Error
-		errors.As(rerr, &berr)
-		if berr.Limit != "" {
-			e.refuseBody(w, r, berr.Limit, berr.Msg, berr.Max)
-			return
-		}
-		writeError(w, http.StatusBadRequest, nil, berr.Code, berr.Msg)
-		return
-	}
-	if tok != nil && rb != nil && len(rb.Messages) > 1 {
-		// A batch of N is N requests: its first was admitted above.
-		more, ref, who := e.admit(tok, 1, len(rb.Messages)-1, false)
-		if ref != nil {
-			e.refuse(w, r, ref, who)
-			return
-		}
-		defer more()
-	}
-	if !e.bodyAllowed(w, r, rb) {
-		return
-	}
-	rt, status, msg := e.route(r, rb, tok)
-	tr.routed(rt)
-	if status != 0 {
-		writeError(w, status, rb.FirstID(), jsonrpcInvalidRequest, msg)
-		return
-	}
+// forwardRequest, the last stage, forwards a request every check admitted
+// to its actor and relays the answer.
+func (e *Edge) forwardRequest(w http.ResponseWriter, r *http.Request) {
+	f := factsOf(r)
+	rt, rb := f.route, f.rpc
 	// Built only when a line is logged: most requests log nothing.
 	logger := func() *slog.Logger { return e.logger.With(rt.kind, rt.identity) }
 
@@ -320,10 +256,10 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 		Method:    r.Method,
 		Path:      r.URL.RequestURI(),
 		Headers:   forwardHeaders(r.Header),
-		Body:      body,
-		Principal: principal,
+		Body:      f.body,
+		Principal: f.principal,
 		Rpc:       rb.Proto(),
-		Resource:  resource,
+		Resource:  f.resource,
 		// Produced by the actor, not here: see actors.relayWriter.keepAlive.
 		KeepaliveMs: uint32(e.opts.SSEKeepAlive.Milliseconds()),
 	}
@@ -339,34 +275,40 @@ func (e *Edge) serve(w http.ResponseWriter, r *http.Request, tr *edgeSpan) {
 	}
 	stream, err := e.forward(ctx, rt, req)
 	if err != nil {
-		switch {
-		case errors.Is(err, cluster.ErrNoMember), errors.Is(err, cluster.ErrActorGone):
-			// The actor went away before it answered (its node died, was
-			// drained, or the session moved): the session lives on in its
-			// snapshot, and the retry reaches its next activation.
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, rb.FirstID(), jsonrpcInternalError, "no node can serve this request right now; retry")
-		case r.Context().Err() != nil:
-			// The client went away; nobody is left to answer.
-		case ctx.Err() != nil:
-			// Drained before its actor answered.
-			w.Header().Set("Retry-After", "1")
-			writeError(w, http.StatusServiceUnavailable, rb.FirstID(), jsonrpcInternalError, "this node is shutting down; retry")
-		default:
-			logger().Error("forward request", "err", err)
-			writeError(w, http.StatusBadGateway, rb.FirstID(), jsonrpcInternalError, "could not reach the session's node")
-		}
+		e.forwardFailed(ctx, w, r, rb, err, logger)
 		return
 	}
 	defer stream.Close()
-	status = e.relay(ctx, w, stream, relayed{unbounded: unbounded(r.Method, rb), token: tok}, logger)
-	metrics.Requests.WithLabelValues(mcpMethod(r.Method, rb), strconv.Itoa(status)).Observe(time.Since(start).Seconds())
+	status := e.relay(ctx, w, stream, relayed{unbounded: unbounded(r.Method, rb), token: f.token}, logger)
+	metrics.Requests.WithLabelValues(mcpMethod(r.Method, rb), strconv.Itoa(status)).Observe(time.Since(f.span.start).Seconds())
 	if e.draining.Err() != nil && r.Context().Err() == nil && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
 		io.WriteString(w, retryHint)
 		http.NewResponseController(w).Flush()
 	}
 	if e.logger.Enabled(r.Context(), slog.LevelDebug) {
-		logger().Debug("mcp request", "method", r.Method, "status", status, "minted", rt.minted, "duration", time.Since(start))
+		logger().Debug("mcp request", "method", r.Method, "status", status, "minted", rt.minted, "duration", time.Since(f.span.start))
+	}
+}
+
+// forwardFailed answers a request that could not be forwarded (err), ctx
+// being the forward's context (cancelled by a drain for a GET).
+func (e *Edge) forwardFailed(ctx context.Context, w http.ResponseWriter, r *http.Request, rb *rpcbody.Body, err error, logger func() *slog.Logger) {
+	switch {
+	case errors.Is(err, cluster.ErrNoMember), errors.Is(err, cluster.ErrActorGone):
+		// The actor went away before it answered (its node died, was
+		// drained, or the session moved): the session lives on in its
+		// snapshot, and the retry reaches its next activation.
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, rb.FirstID(), jsonrpcInternalError, "no node can serve this request right now; retry")
+	case r.Context().Err() != nil:
+		// The client went away; nobody is left to answer.
+	case ctx.Err() != nil:
+		// Drained before its actor answered.
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, rb.FirstID(), jsonrpcInternalError, "this node is shutting down; retry")
+	default:
+		logger().Error("forward request", "err", err)
+		writeError(w, http.StatusBadGateway, rb.FirstID(), jsonrpcInternalError, "could not reach the session's node")
 	}
 }
 
@@ -703,18 +645,6 @@ func classify(rb *rpcbody.Body) bodyKind {
 // forwardHeaders keeps what the MCP handler needs and drops hop-by-hop
 // headers and credentials: the verified principal travels in the envelope,
 // never the raw token.
-// headersValid reports the first header whose value is not valid UTF-8.
-func headersValid(h http.Header) (string, bool) {
-	for name, values := range h {
-		for _, v := range values {
-			if !utf8.ValidString(v) {
-				return name, false
-			}
-		}
-	}
-	return "", true
-}
-
 func forwardHeaders(h http.Header) []*envelope.Header {
 	out := make([]*envelope.Header, 0, 6)
 	for name, values := range h {

@@ -15,18 +15,6 @@ import (
 	"github.com/pingmcp/pingmcp/telemetry"
 )
 
-// ServeHTTP serves one /mcp request inside a server span ("mcp " + the
-// JSON-RPC method). Its parent is the request's traceparent header, else
-// the body's params._meta.traceparent; the forwarded request carries the
-// span's own context to the actor. The span holds the method, the session
-// id and the status: never a token, never the body.
-func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	tr := &edgeSpan{start: time.Now()}
-	rw := telemetry.NewResponseWriter(w)
-	defer tr.end(r, rw)
-	e.serve(rw, r, tr)
-}
-
 // edgeSpan is the span of one /mcp request: started once the body is read
 // (its _meta may name the parent), or at the end for a request refused
 // before that.

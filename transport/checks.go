@@ -1,0 +1,255 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pingmcp/pingmcp/internal/rpcbody"
+)
+
+// The stages of the edge, in the order NewEdge composes them. Each is a
+// func(http.Handler) http.Handler that either answers the request itself (a
+// refusal, or the answer to an OPTIONS) or passes it on; what it learns for
+// the later stages it notes in the request's facts.
+
+// closeUnread closes the connection of a request refused before its body
+// is read: net/http would otherwise wait, with no time limit, for the body
+// it announced before it sends the refusal, so a client that never sends it
+// would hold the connection for nothing. readBody keeps the connection open
+// once the body is read.
+func closeUnread(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength != 0 {
+			w.Header().Set("Connection", "close")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// checkHost refuses a Host the edge does not answer to (403: DNS-rebinding
+// protection; see Options.AllowedHosts).
+func (e *Edge) checkHost(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !e.hostAllowed(r.Host) {
+			writeError(w, http.StatusForbidden, nil, jsonrpcInvalidRequest, fmt.Sprintf("Host %q is not allowed", r.Host))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// checkResource notes the resource the request's Host names (facts.resource),
+// and refuses a Host that names none (421).
+func (e *Edge) checkResource(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		resource, ok := e.opts.Resources.For(r.Host)
+		if !ok {
+			writeError(w, http.StatusMisdirectedRequest, nil, jsonrpcInvalidRequest, e.opts.Resources.misdirected(r.Host))
+			return
+		}
+		factsOf(r).resource = resource
+		next.ServeHTTP(w, r)
+	})
+}
+
+// checkOrigin refuses a browser's Origin that is not allowed (403) and
+// answers an allowed one's with CORS headers.
+func (e *Edge) checkOrigin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if origin := r.Header.Get("Origin"); origin != "" {
+			if !e.originAllowed(origin, r.Host) {
+				writeError(w, http.StatusForbidden, nil, jsonrpcInvalidRequest, fmt.Sprintf("Origin %q is not allowed", origin))
+				return
+			}
+			setCORS(w.Header(), origin)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// allowedMethods are the methods of /mcp.
+const allowedMethods = "GET, POST, DELETE, OPTIONS"
+
+// checkMethod passes on GET, POST and DELETE, answers OPTIONS (a CORS
+// preflight when the request has an Origin, which checkOrigin allowed), and
+// refuses any other method (405).
+func (e *Edge) checkMethod(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodPost, http.MethodGet, http.MethodDelete:
+			next.ServeHTTP(w, r)
+		case http.MethodOptions:
+			if r.Header.Get("Origin") != "" {
+				w.Header().Set("Access-Control-Allow-Methods", allowedMethods)
+				w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID")
+				w.Header().Set("Access-Control-Max-Age", "600")
+			}
+			w.Header().Set("Allow", allowedMethods)
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			w.Header().Set("Allow", allowedMethods)
+			writeError(w, http.StatusMethodNotAllowed, nil, jsonrpcInvalidRequest, "method not allowed")
+		}
+	})
+}
+
+// checkHeaders refuses a request with a header value that is not UTF-8
+// (400). The envelope is protobuf, whose strings must be UTF-8: the edge
+// refuses what could not be forwarded, rather than fail on the wire.
+func checkHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if name, ok := headersValid(r.Header); !ok {
+			writeError(w, http.StatusBadRequest, nil, jsonrpcInvalidRequest, fmt.Sprintf("header %q is not valid UTF-8", name))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// headersValid reports the first header whose value is not valid UTF-8.
+func headersValid(h http.Header) (string, bool) {
+	for name, values := range h {
+		for _, v := range values {
+			if !utf8.ValidString(v) {
+				return name, false
+			}
+		}
+	}
+	return "", true
+}
+
+// checkToken authenticates the caller (authenticate) and admits the request
+// as one message under its principal's and its user's limits (limits.go),
+// notes the token and the principal it carries (facts.token,
+// facts.principal), and holds the admission until the later stages return.
+// It is admitted before its body is read, so that bodies being read count
+// against the caps; a batch's other messages are admitted by admitBatch.
+// An address that keeps sending refused credentials gets no expensive
+// verification. Without a Verifier it passes every request on.
+func (e *Edge) checkToken(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if e.opts.Verifier == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		f := factsOf(r)
+		tok, principal, ok := e.authenticate(w, r, f.resource)
+		if !ok {
+			e.authRefused(w, r)
+			return
+		}
+		release, ref, who := e.admit(tok, 0, 1, r.Method == http.MethodGet)
+		if ref != nil {
+			e.refuse(w, r, ref, who)
+			return
+		}
+		defer release()
+		f.token, f.principal = tok, principal
+		next.ServeHTTP(w, r)
+	})
+}
+
+// readBody reads a POST's body (facts.body), at most MaxBodyBytes (413
+// beyond) within bodyReadTimeout (400 when it cannot be read).
+func (e *Edge) readBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			next.ServeHTTP(w, r)
+			return
+		}
+		// A body that trickles in holds its slot: bound its time too.
+		rc := http.NewResponseController(w)
+		rc.SetReadDeadline(time.Now().Add(bodyReadTimeout))
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, e.opts.MaxBodyBytes))
+		rc.SetReadDeadline(time.Time{})
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				writeError(w, http.StatusRequestEntityTooLarge, nil, jsonrpcInvalidRequest, fmt.Sprintf("request body exceeds %d bytes", mbe.Limit))
+				return
+			}
+			writeError(w, http.StatusBadRequest, nil, jsonrpcParseError, "could not read request body")
+			return
+		}
+		w.Header().Del("Connection")
+		factsOf(r).body = body
+		next.ServeHTTP(w, r)
+	})
+}
+
+// parseBody reads a POST's body as JSON-RPC, once (internal/rpcbody): that
+// reading (facts.rpc) goes with the request to its actor. It refuses a body
+// that is not JSON-RPC (400), and a batch beyond MaxBatch as soon as the
+// reader meets its message beyond (400). It starts the request's span,
+// whose parent the body's _meta may name.
+func (e *Edge) parseBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f := factsOf(r)
+		var err error
+		if r.Method == http.MethodPost {
+			f.rpc, err = rpcbody.ReadAtMost(f.body, e.opts.MaxBatch)
+		}
+		r = r.WithContext(f.span.begin(r, f.rpc))
+		if err != nil {
+			var berr *rpcbody.Error
+			errors.As(err, &berr)
+			if berr.Limit != "" {
+				e.refuseBody(w, r, berr.Limit, berr.Msg, berr.Max)
+				return
+			}
+			writeError(w, http.StatusBadRequest, nil, berr.Code, berr.Msg)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// admitBatch admits the other messages of an authenticated batch (a batch
+// of N is N requests, its first admitted by checkToken), and holds them
+// until the later stages return.
+func (e *Edge) admitBatch(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f := factsOf(r)
+		if f.token != nil && f.rpc != nil && len(f.rpc.Messages) > 1 {
+			more, ref, who := e.admit(f.token, 1, len(f.rpc.Messages)-1, false)
+			if ref != nil {
+				e.refuse(w, r, ref, who)
+				return
+			}
+			defer more()
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// checkInitialize refuses an initialize whose params exceed
+// MaxInitializeBytes (bodyAllowed).
+func (e *Edge) checkInitialize(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !e.bodyAllowed(w, r, factsOf(r).rpc) {
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// routeRequest decides which actor serves the request (route; facts.route)
+// and refuses one that names no actor (404 for a malformed session id, 400
+// for a request without one that is no initialize).
+func (e *Edge) routeRequest(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f := factsOf(r)
+		rt, status, msg := e.route(r, f.rpc, f.token)
+		f.span.routed(rt)
+		if status != 0 {
+			writeError(w, status, f.rpc.FirstID(), jsonrpcInvalidRequest, msg)
+			return
+		}
+		f.route = rt
+		next.ServeHTTP(w, r)
+	})
+}
