@@ -34,6 +34,7 @@ import (
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/internal/loopback"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/telemetry"
@@ -733,7 +734,7 @@ func (e *Edge) hostAllowed(host string) bool {
 	if len(e.hosts) > 0 {
 		return e.hosts[name] || e.hosts[strings.ToLower(host)]
 	}
-	return !e.opts.Loopback || isLoopbackName(name)
+	return !e.opts.Loopback || loopback.Is(name)
 }
 
 func (e *Edge) originAllowed(origin, host string) bool {
@@ -748,7 +749,7 @@ func (e *Edge) originAllowed(origin, host string) bool {
 	if strings.EqualFold(u.Host, host) {
 		return true // same origin
 	}
-	return e.opts.Loopback && isLoopbackName(u.Hostname())
+	return e.opts.Loopback && loopback.Is(u.Hostname())
 }
 
 func hostname(hostport string) string {
@@ -756,14 +757,6 @@ func hostname(hostport string) string {
 		return strings.ToLower(strings.Trim(h, "[]"))
 	}
 	return strings.ToLower(strings.Trim(hostport, "[]"))
-}
-
-func isLoopbackName(name string) bool {
-	if name == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(name)
-	return ip != nil && ip.IsLoopback()
 }
 
 func setCORS(h http.Header, origin string) {
