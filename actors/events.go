@@ -14,6 +14,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/internal/retry"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
 )
@@ -48,12 +49,14 @@ type sessionEvents struct {
 	// fenced is called when an append finds a newer activation.
 	fenced func()
 
-	mu       sync.Mutex
-	skipped  map[string]bool // streams of the replayed handshake
-	backlog  []pendingWrite  // writes not stored yet, oldest first
-	retrying bool            // the writer goroutine runs
-	failing  bool            // the store refused a write (its warning is logged once)
-	closed   bool            // the actor stopped: the writer gives up at its next failure
+	mu      sync.Mutex
+	skipped map[string]bool // streams of the replayed handshake
+	backlog []pendingWrite  // writes not stored yet, oldest first
+	// writer is set while the writer goroutine runs; cancelling it cuts
+	// the writer's wait between retries short (close).
+	writer  context.CancelFunc
+	failing bool // the store refused a write (its warning is logged once)
+	closed  bool // the actor stopped: the writer gives up at its next failure
 }
 
 // pendingWrite is an open or an append the store could not take yet.
@@ -196,22 +199,27 @@ func (e *sessionEvents) enqueue(w pendingWrite, err error) error {
 		e.logger.Warn("event store unreachable; serving from memory and retrying its writes", "err", err)
 	}
 	e.backlog = append(e.backlog, w)
-	if !e.retrying {
-		e.retrying = true
-		go e.write()
+	if e.writer == nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		e.writer = cancel
+		if e.closed {
+			cancel()
+		}
+		go e.write(ctx)
 	}
 	return nil
 }
 
 // write stores the queue, oldest first, until it is empty, the actor
 // stopped, or a newer activation fenced this one; a write that fails is
-// retried, paced, and those behind it wait.
-func (e *sessionEvents) write() {
-	backoff := retryMin
+// retried, paced, and those behind it wait. ctx cancelled (close) ends a
+// wait between retries at once.
+func (e *sessionEvents) write(ctx context.Context) {
+	pace := retry.Backoff{Min: retryMin, Max: retryMax}
 	for {
 		e.mu.Lock()
 		if len(e.backlog) == 0 {
-			e.retrying = false
+			e.writer = nil
 			if e.failing && len(e.backlog) == 0 {
 				e.failing = false
 				e.logger.Info("event store reachable again; held events written")
@@ -221,15 +229,17 @@ func (e *sessionEvents) write() {
 		}
 		w := e.backlog[0]
 		e.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), saveTimeout)
+		// A write under way is not cut short by close: it finishes the
+		// queue while the store takes it.
+		c, cancel := context.WithTimeout(context.Background(), saveTimeout)
 		var err error
 		switch {
 		case w.open:
-			err = e.store.OpenFor(ctx, w.session, w.stream, e.owner(), e.epoch.Load(), w.ids)
+			err = e.store.OpenFor(c, w.session, w.stream, e.owner(), e.epoch.Load(), w.ids)
 		case w.finish:
-			err = e.store.FinishRequests(ctx, w.session, w.stream)
+			err = e.store.FinishRequests(c, w.session, w.stream)
 		default:
-			err = e.store.AppendAt(ctx, w.session, w.stream, e.epoch.Load(), w.data)
+			err = e.store.AppendAt(c, w.session, w.stream, e.epoch.Load(), w.data)
 		}
 		cancel()
 		switch {
@@ -239,10 +249,10 @@ func (e *sessionEvents) write() {
 				e.backlog = e.backlog[1:]
 			}
 			e.mu.Unlock()
-			backoff = retryMin
+			pace.Reset()
 		case errors.Is(err, state.ErrFenced):
 			e.mu.Lock()
-			e.backlog, e.retrying = nil, false
+			e.backlog, e.writer = nil, nil
 			e.mu.Unlock()
 			e.fenced()
 			return
@@ -260,7 +270,7 @@ func (e *sessionEvents) write() {
 				// The actor is gone and the store is away: what is left
 				// cannot be resumed.
 				e.logger.Warn("actor stopped with event writes the store never took; those events cannot be resumed", "writes", len(e.backlog))
-				e.backlog, e.retrying = nil, false
+				e.backlog, e.writer = nil, nil
 				e.mu.Unlock()
 				return
 			}
@@ -269,8 +279,9 @@ func (e *sessionEvents) write() {
 				e.logger.Warn("event store unreachable; serving from memory and retrying its writes", "err", err)
 			}
 			e.mu.Unlock()
-			time.Sleep(backoff) // paced retries of an unreachable store
-			backoff = min(backoff*2, retryMax)
+			// Paced retries of an unreachable store. Cut short by close,
+			// the next attempt is the last if it fails.
+			_ = pace.Wait(ctx)
 		}
 	}
 }
@@ -300,6 +311,9 @@ func (e *sessionEvents) close() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.closed = true
+	if e.writer != nil {
+		e.writer()
+	}
 }
 
 func (e *sessionEvents) After(ctx context.Context, session, stream string, index int) iter.Seq2[[]byte, error] {

@@ -15,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/internal/retry"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
 )
@@ -35,7 +36,10 @@ func (a *SessionActor) activate(ctx actor.Context, create bool, owner *envelope.
 	go func() {
 		m := &activated{started: time.Now()}
 		deadline := m.started.Add(activateTimeout)
-		backoff := retryMin
+		pace := retry.Backoff{Min: retryMin, Max: retryMax}
+		// Paced retries of an unreachable store, none after the deadline.
+		retries, stop := context.WithDeadline(context.Background(), deadline)
+		defer stop()
 		if create {
 			c, cancel := context.WithTimeout(context.Background(), saveTimeout)
 			m.refused, m.err = claimSession(c, d, id, owner)
@@ -49,11 +53,9 @@ func (a *SessionActor) activate(ctx actor.Context, create bool, owner *envelope.
 			c, cancel := context.WithTimeout(context.Background(), saveTimeout)
 			m.epoch, m.snap, m.err = d.Snapshots.Activate(c, id, create)
 			cancel()
-			if m.err == nil || time.Now().Add(backoff).After(deadline) {
+			if m.err == nil || pace.Wait(retries) != nil {
 				break
 			}
-			time.Sleep(backoff) // paced retries of an unreachable store
-			backoff = min(backoff*2, retryMax)
 		}
 		if m.err == nil && m.snap != nil {
 			c, cancel := context.WithTimeout(context.Background(), saveTimeout)

@@ -1,9 +1,12 @@
-// Package auth verifies the bearer tokens PingFederate issues and describes
-// who they speak for. It owns token verification (JWTs by discovered JWKS,
-// reference tokens by introspection), the OAuth error semantics a resource
-// server answers with (RFC 6750 WWW-Authenticate), and the caller identity
-// ([Principal]) that sessions are bound to. Where a token is presented (the
-// edge, the Todo API) and what is done with it (token exchange in the actor)
+// Package auth is pingmcp's OAuth client side towards the authorization
+// server (PingFederate; auth/devidp is a development stand-in). It verifies
+// bearer tokens (JWTs by discovered JWKS, reference tokens by
+// introspection), answers with the OAuth error semantics of a resource
+// server (RFC 6750 WWW-Authenticate), and names the caller identity
+// ([Principal]) that sessions are bound to. It exchanges a user's token for
+// one meant for a downstream API (RFC 8693, [Exchanger]) and revokes a
+// user's persistent grants ([GrantRevoker]). Where a token is presented (the
+// edge, the Todo API) and when one is exchanged (the actor, per tool call)
 // is left to those packages.
 //
 // A token's value never leaves this package in an error or a log line: errors

@@ -15,6 +15,7 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/k8s"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
+	"github.com/pingmcp/pingmcp/internal/loopback"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -243,7 +244,7 @@ func Start(cfg Config) (*Node, error) {
 		n.logger.Info("single node: its cluster port accepts no connection")
 	case cfg.TLS != nil:
 		n.logger.Info("cluster connections use mutual TLS", "certificate", cfg.TLS.Subject(), "expires", cfg.TLS.NotAfter())
-	case !loopback(host) || (cfg.AdvertisedAddr != "" && !loopback(cfg.AdvertisedAddr)):
+	case !loopback.Is(host) || (cfg.AdvertisedAddr != "" && !loopback.Is(cfg.AdvertisedAddr)):
 		n.logger.Warn("cluster connections are plaintext on a non-loopback address: forwarded requests, bearer tokens included, cross the network unencrypted, and anyone who reaches the cluster port can join")
 	default:
 		n.logger.Warn("cluster connections are plaintext and unauthenticated (--cluster-insecure): any process on this host can join the cluster, act as any user and receive users' bearer tokens")
@@ -256,16 +257,6 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	return n, nil
-}
-
-// loopback reports whether a host, or host:port, is a loopback address.
-func loopback(hostport string) bool {
-	host, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		host = hostport
-	}
-	ip := net.ParseIP(host)
-	return host == "localhost" || (ip != nil && ip.IsLoopback())
 }
 
 // startMember turns protoactor's panics on a failed start (a port in use,

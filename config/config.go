@@ -26,6 +26,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pingmcp/pingmcp/cluster"
+	"github.com/pingmcp/pingmcp/internal/loopback"
 	"github.com/pingmcp/pingmcp/state"
 )
 
@@ -494,7 +495,7 @@ func (c *Config) Resources() []string {
 // aliases.
 func (c *Config) loopbackResource() (*url.URL, bool) {
 	u, err := url.Parse(c.Resource)
-	if err != nil || c.explicit["resource"] || c.explicit["public-url"] || c.edgeBeyondLoopback() || !IsLoopback(u.Host) {
+	if err != nil || c.explicit["resource"] || c.explicit["public-url"] || c.edgeBeyondLoopback() || !loopback.Is(u.Host) {
 		return nil, false
 	}
 	return u, true
@@ -541,7 +542,7 @@ func (c *Config) HostNamesResource() bool {
 }
 
 func (c *Config) edgeBeyondLoopback() bool {
-	return (c.Command == "dev" || c.Command == "serve") && !IsLoopback(c.Addr)
+	return (c.Command == "dev" || c.Command == "serve") && !loopback.Is(c.Addr)
 }
 
 // sameOrigin reports whether two absolute URLs have the same scheme, host
@@ -613,7 +614,7 @@ func (c *Config) validate() error {
 		}
 		if c.Auth == "none" {
 			for _, a := range []string{c.Addr, c.ClusterAddr} {
-				if a != "" && !IsLoopback(a) {
+				if a != "" && !loopback.Is(a) {
 					errs = append(errs, fmt.Errorf("--auth none is refused: %q is not a loopback address (anyone who reaches it could act as any user)", a))
 				}
 			}
@@ -636,7 +637,7 @@ func (c *Config) validate() error {
 		}
 		if c.Command == "dev" {
 			for flagName, a := range map[string]string{"addr": c.Addr, "idp-addr": c.IdPAddr, "todo-api-addr": c.TodoAPIAddr, "admin-addr": cmp.Or(c.AdminAddr, "127.0.0.1:0")} {
-				if !IsLoopback(a) {
+				if !loopback.Is(a) {
 					errs = append(errs, fmt.Errorf("--%s %q: pingmcp dev listens on loopback only (use pingmcp serve, todo-api and a real PingFederate beyond it)", flagName, a))
 				}
 			}
@@ -755,7 +756,7 @@ func (c *Config) validateClusterTLS() []error {
 	}
 	var exposed []string
 	for flagName, a := range map[string]string{"cluster-addr": c.ClusterAddr, "cluster-advertised-addr": c.ClusterAdvertise} {
-		if a != "" && !IsLoopback(a) {
+		if a != "" && !loopback.Is(a) {
 			exposed = append(exposed, fmt.Sprintf("--%s %q", flagName, a))
 		}
 	}
@@ -871,20 +872,6 @@ func checkOTLPEndpoint(raw string) error {
 		return errors.New("--otlp-endpoint: want http(s)://host:port[/path]")
 	}
 	return nil
-}
-
-// IsLoopback reports whether a listen address host:port binds loopback only.
-// An empty host (":8080") binds every interface.
-func IsLoopback(hostport string) bool {
-	host, _, err := net.SplitHostPort(hostport)
-	if err != nil {
-		host = hostport
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(strings.Trim(host, "[]"))
-	return ip != nil && ip.IsLoopback()
 }
 
 // splitList splits a list given with commas, spaces or both.

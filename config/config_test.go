@@ -166,17 +166,6 @@ func TestHelpListsEveryFlagAndVariable(t *testing.T) {
 	}
 }
 
-func TestIsLoopback(t *testing.T) {
-	for addr, want := range map[string]bool{
-		"127.0.0.1:8080": true, "localhost:1": true, "[::1]:80": true, "127.9.9.9:1": true,
-		":8080": false, "0.0.0.0:80": false, "10.0.0.1:80": false, "[::]:80": false, "example.com:80": false,
-	} {
-		if got := IsLoopback(addr); got != want {
-			t.Errorf("IsLoopback(%q) = %v, want %v", addr, got, want)
-		}
-	}
-}
-
 // A valid --state-keys value: two keys, newest first.
 var (
 	key1      = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{1}, 32))

@@ -7,9 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pingmcp/pingmcp/internal/loopback"
 	corev1 "k8s.io/api/core/v1"
-
-	"github.com/pingmcp/pingmcp/config"
 )
 
 // clusterTLSProblems says what keeps a pingmcp serve container from mutual
@@ -24,7 +23,7 @@ func clusterTLSProblems(b binaryContainer) []string {
 	if c.ClusterInsecure {
 		out = append(out, "--cluster-insecure: the cluster port would be plaintext, forwarded requests and their bearer tokens readable on the pod network")
 	}
-	if config.IsLoopback(c.ClusterAddr) {
+	if loopback.Is(c.ClusterAddr) {
 		out = append(out, fmt.Sprintf("--cluster-addr %q is loopback: other pods cannot reach it", c.ClusterAddr))
 	}
 	spec := &b.deployment.Spec.Template.Spec

@@ -1,11 +1,14 @@
-// Package state keeps what a session needs between activations of its actor:
-// snapshots (with the tokens in them sealed) and the event logs that SSE
-// resumption replays, in Redis or in memory. It owns the encryption of what
-// it stores and the bounds of the event logs (events per stream, bytes per
-// session, in memory bytes of all sessions) and the snapshot's schema
-// (Snapshot) with what operators may read of it (SessionInfo); when a
-// snapshot is written and what a change to it may cost is the actors'
-// business.
+// Package state keeps what outlives one activation of a session's actor, in
+// Redis (shared by every node) or in memory (one process): the stores bundle
+// (Stores); snapshots, fenced by activation epochs (Snapshots, ErrFenced),
+// with their schema (Snapshot, its sealed principal and delegations) and
+// what operators may read of them (SessionInfo); the event logs that SSE
+// resumption replays, with the journal of requests in flight (Events); each
+// user's count of sessions (UserSessions); and the operators' revocations
+// (Revocations). It bounds the event logs (events per stream, bytes per
+// session, in-memory bytes of all sessions) and provides the Sealer, which
+// encrypts under rotating keys. When a snapshot is written and how large it
+// may grow is the actors' business.
 package state
 
 import (

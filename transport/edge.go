@@ -1,14 +1,17 @@
 // Package transport is pingmcp's HTTP edge: the /mcp endpoint every client
-// talks to, on any node.
+// talks to, served by every node whose --role is both or edge, with the
+// resource's protected-resource metadata (RFC 9728, metadata.go) and the
+// /healthz and /readyz probes (health.go).
 //
-// The edge checks what can be checked without the session (Host, Origin,
-// method, body size, and later the bearer token), decides which actor serves
-// the request (the session's, by Mcp-Session-Id; a new one for an initialize;
-// the principal's for the stateless 2026-07-28 protocol), forwards it through
-// the cluster and relays the actor's response, flushing each part to the
-// client as it arrives. It reads a POST body once (internal/rpcbody) and
-// forwards that reading with it; the MCP protocol itself is the actor's
-// business.
+// The edge checks what can be checked without the session: Host, Origin,
+// the method, the bearer token (verified by auth; refused with its
+// challenge), the caller's rates and caps (limits.go), and the body, read
+// once (internal/rpcbody) and bounded in size and batch length. It then
+// decides which actor serves the request (the session's, by Mcp-Session-Id;
+// a new one for an initialize; the principal's for the stateless 2026-07-28
+// protocol), forwards it through the cluster with the body's reading, and
+// relays the actor's response, flushing each part to the client as it
+// arrives. The MCP protocol itself is the actor's business.
 package transport
 
 import (
@@ -32,6 +35,7 @@ import (
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/internal/loopback"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/telemetry"
@@ -405,8 +409,8 @@ func unbounded(method string, rb *rpcbody.Body) bool {
 //     the 401). A stream that answers a request carries only that request's
 //     messages, authorized when it was made, and ends with its answer: it is
 //     left to finish, since ending it would lose that answer for clients
-//     that resume without Last-Event-ID after a refresh (the TypeScript
-//     SDK 1.32 does: after a 401 it opens a fresh GET stream).
+//     that resume without Last-Event-ID after a refresh (opening a fresh
+//     GET stream after the 401).
 func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stream, req relayed, logger func() *slog.Logger) int {
 	rc := http.NewResponseController(w)
 	ctx, cut := context.WithCancelCause(ctx)
@@ -606,7 +610,7 @@ func validSessionID(s string) bool {
 		return false
 	}
 	// The base64url alphabet exactly: the decoder alone also takes CR and
-	// LF, which it skips (found by FuzzValidSessionID).
+	// LF, which it skips, so one id would have several spellings.
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
@@ -663,7 +667,7 @@ func (e *Edge) hostAllowed(host string) bool {
 	if len(e.hosts) > 0 {
 		return e.hosts[name] || e.hosts[strings.ToLower(host)]
 	}
-	return !e.opts.Loopback || isLoopbackName(name)
+	return !e.opts.Loopback || loopback.Is(name)
 }
 
 func (e *Edge) originAllowed(origin, host string) bool {
@@ -678,7 +682,7 @@ func (e *Edge) originAllowed(origin, host string) bool {
 	if strings.EqualFold(u.Host, host) {
 		return true // same origin
 	}
-	return e.opts.Loopback && isLoopbackName(u.Hostname())
+	return e.opts.Loopback && loopback.Is(u.Hostname())
 }
 
 func hostname(hostport string) string {
@@ -686,14 +690,6 @@ func hostname(hostport string) string {
 		return strings.ToLower(strings.Trim(h, "[]"))
 	}
 	return strings.ToLower(strings.Trim(hostport, "[]"))
-}
-
-func isLoopbackName(name string) bool {
-	if name == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(name)
-	return ip != nil && ip.IsLoopback()
 }
 
 func setCORS(h http.Header, origin string) {

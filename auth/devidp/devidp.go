@@ -40,6 +40,7 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/pingmcp/pingmcp/internal/loopback"
 	"github.com/rs/cors"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
@@ -506,14 +507,10 @@ func CheckAddr(addr string, force bool) error {
 	if force {
 		return nil
 	}
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
+	if _, _, err := net.SplitHostPort(addr); err != nil {
 		return fmt.Errorf("devidp: listen address %q: %w", addr, err)
 	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+	if loopback.Is(addr) {
 		return nil
 	}
 	return fmt.Errorf("devidp: listen address %q is not a loopback address; the development authorization server must not be reachable from other hosts (force to override)", addr)

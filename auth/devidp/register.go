@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"mime"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -12,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/pingmcp/pingmcp/internal/loopback"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 )
 
@@ -198,11 +198,7 @@ func checkRedirectURI(raw string) error {
 	case "https":
 		return nil
 	case "http":
-		host := u.Hostname()
-		if host == "localhost" {
-			return nil
-		}
-		if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		if loopback.Is(u.Hostname()) {
 			return nil
 		}
 	}

@@ -41,6 +41,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/pingmcp/pingmcp/internal/retry"
 )
 
 type options struct {
@@ -223,7 +225,7 @@ func run(ctx context.Context, o options, out io.Writer) (bool, error) {
 	verifyCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	parallel(verifyCtx, o.sessions, 32, func(i int) error {
-		text, err := retry(verifyCtx, func() (string, error) { return clients[i].callTool(verifyCtx, "get_my_todo_list", nil) }, nil)
+		text, err := untilDone(verifyCtx, func() (string, error) { return clients[i].callTool(verifyCtx, "get_my_todo_list", nil) }, nil)
 		if err != nil {
 			st.mu.Lock()
 			unchecked++
@@ -400,12 +402,12 @@ func session(ctx, outer context.Context, o options, i int, cl *mcpClient, st *st
 			args := map[string]any{"text": text, "requestKey": fmt.Sprintf("s%d-%d", i+1, n)}
 			// A create is finished even past the deadline: it may have
 			// been stored, and only its retries can tell.
-			_, err = retry(outer, func() (string, error) { return cl.callTool(outer, "create_new_todo", args) }, st)
+			_, err = untilDone(outer, func() (string, error) { return cl.callTool(outer, "create_new_todo", args) }, st)
 			if err == nil {
 				created = append(created, text)
 			}
 		} else {
-			_, err = retry(ctx, func() (string, error) { return cl.callTool(ctx, "get_my_todo_list", nil) }, st)
+			_, err = untilDone(ctx, func() (string, error) { return cl.callTool(ctx, "get_my_todo_list", nil) }, st)
 		}
 		if err == nil {
 			st.ok(time.Since(began))
@@ -419,10 +421,10 @@ func session(ctx, outer context.Context, o options, i int, cl *mcpClient, st *st
 	return created
 }
 
-// retry runs call until it succeeds, fails for good, or ctx ends; each
+// untilDone runs call until it succeeds, fails for good, or ctx ends; each
 // retryable failure is counted in st (if set) and waited out.
-func retry(ctx context.Context, call func() (string, error), st *stats) (string, error) {
-	backoff := 100 * time.Millisecond
+func untilDone(ctx context.Context, call func() (string, error), st *stats) (string, error) {
+	pace := retry.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
 	for {
 		out, err := call()
 		var f *failure
@@ -432,10 +434,9 @@ func retry(ctx context.Context, call func() (string, error), st *stats) (string,
 		if st != nil {
 			st.fail(err)
 		}
-		if !sleepUntil(ctx, time.Now().Add(backoff)) {
+		if pace.Wait(ctx) != nil {
 			return "", err
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 

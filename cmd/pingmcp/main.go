@@ -42,6 +42,7 @@ import (
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/config"
+	"github.com/pingmcp/pingmcp/internal/loopback"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/telemetry"
@@ -125,7 +126,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 // grant manager's password would cross the network in clear.
 func grantsService(cfg *config.Config) (endpoint, warning string) {
 	endpoint = cmp.Or(cfg.GrantsURL, strings.TrimSuffix(cfg.Issuer, "/")+auth.GrantsPath)
-	if u, err := url.Parse(endpoint); err == nil && u.Scheme == "http" && !config.IsLoopback(u.Host) {
+	if u, err := url.Parse(endpoint); err == nil && u.Scheme == "http" && !loopback.Is(u.Host) {
 		warning = "the grant management service is plain http beyond loopback: its password (--grants-password) crosses the network in clear"
 	}
 	return endpoint, warning
@@ -498,7 +499,7 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 		edgeOpts := transport.Options{
 			AllowedOrigins:     cfg.AllowedOrigins,
 			AllowedHosts:       cfg.AllowedHosts,
-			Loopback:           config.IsLoopback(httpAddr),
+			Loopback:           loopback.Is(httpAddr),
 			MaxBodyBytes:       cfg.MaxBodyBytes,
 			MaxBatch:           cfg.MaxBatch,
 			MaxInitializeBytes: cfg.MaxInitializeBytes,
