@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pingmcp/pingmcp/internal/retry"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
 )
@@ -244,7 +245,7 @@ func (p *persister) remove(ctx context.Context) error {
 }
 
 func (p *persister) run() {
-	backoff := retryMin
+	backoff := retry.Backoff{Min: retryMin, Max: retryMax}
 	for {
 		select {
 		case <-p.quit:
@@ -280,7 +281,7 @@ func (p *persister) run() {
 					p.logger.Info("session snapshot written again", "session", p.session)
 				}
 				p.mu.Unlock()
-				backoff = retryMin
+				backoff.Reset()
 				continue
 			}
 			if errors.Is(err, state.ErrFenced) {
@@ -302,9 +303,8 @@ func (p *persister) run() {
 			select {
 			case <-p.quit:
 				return
-			case <-time.After(backoff):
+			case <-time.After(backoff.Next()):
 			}
-			backoff = min(backoff*2, retryMax)
 		}
 	}
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/internal/loopback"
+	"github.com/pingmcp/pingmcp/internal/retry"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/telemetry"
@@ -334,15 +335,16 @@ func (e *Edge) forward(ctx context.Context, rt route, req *envelope.Request) (*c
 	if req.Method != http.MethodGet {
 		return stream, err
 	}
-	deadline := time.Now().Add(getRetryWindow)
-	backoff := 50 * time.Millisecond
-	for err != nil && (errors.Is(err, cluster.ErrActorGone) || errors.Is(err, cluster.ErrNoMember)) && time.Now().Add(backoff).Before(deadline) {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(backoff):
+	wait, cancel := context.WithTimeout(ctx, getRetryWindow)
+	defer cancel()
+	backoff := retry.Backoff{Min: 50 * time.Millisecond, Max: time.Second}
+	for err != nil && (errors.Is(err, cluster.ErrActorGone) || errors.Is(err, cluster.ErrNoMember)) {
+		if werr := backoff.Wait(wait); werr != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			break // the window is spent: the last answer stands
 		}
-		backoff = min(backoff*2, time.Second)
 		stream, err = e.node.Forward(ctx, rt.kind, rt.identity, req)
 	}
 	return stream, err
