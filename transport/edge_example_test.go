@@ -1,3 +1,10 @@
+// This example starts a node of its own, while edge_test.go's TestMain keeps
+// the package's test node running: protoactor's remote sets gRPC's global
+// logger when a node starts, which the race detector reports against the
+// running node's server. It is left out of -race builds for that reason.
+
+//go:build !race
+
 package transport_test
 
 import (
