@@ -56,16 +56,8 @@ func (a *SessionActor) checkLimits(req *envelope.Request) *envelope.ResponsePart
 // limited is the answer to a request a limit refused: status with
 // Retry-After and a retryable rpcerr.Limited error, as the edge's.
 func limited(req *envelope.Request, status, retryAfter int, limit, msg string) *envelope.ResponsePart {
-	return &envelope.ResponsePart{
-		RequestId: req.Id,
-		Status:    int32(status),
-		Headers: []*envelope.Header{
-			{Name: "Content-Type", Values: []string{"application/json"}},
-			{Name: "Retry-After", Values: []string{strconv.Itoa(retryAfter)}},
-		},
-		Body:  rpcerr.RetryLater(limit, retryAfter, msg).Body(firstID(req)),
-		Final: true,
-	}
+	return errorPart(req.Id, status, firstID(req), rpcerr.RetryLater(limit, retryAfter, msg),
+		&envelope.Header{Name: "Retry-After", Values: []string{strconv.Itoa(retryAfter)}})
 }
 
 // limit is the bound of the write queue.
@@ -86,13 +78,7 @@ func (e *sessionEvents) full() bool {
 // tooLarge is the answer to a request refused because what the session
 // would store exceeds its bound: 413 and big's rpcerr error.
 func tooLarge(req *envelope.Request, big *SnapshotTooLarge) *envelope.ResponsePart {
-	return &envelope.ResponsePart{
-		RequestId: req.Id,
-		Status:    http.StatusRequestEntityTooLarge,
-		Headers:   []*envelope.Header{{Name: "Content-Type", Values: []string{"application/json"}}},
-		Body:      big.rpcError().Body(firstID(req)),
-		Final:     true,
-	}
+	return errorPart(req.Id, http.StatusRequestEntityTooLarge, firstID(req), big.rpcError())
 }
 
 // rpcError is the JSON-RPC error of a change refused because the snapshot

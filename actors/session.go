@@ -769,27 +769,13 @@ func (a *SessionActor) checkScopes(req *envelope.Request, rb *rpcbody.Body) *env
 // names the scopes to ask for and the metadata of the resource the request
 // was made to, the body is a JSON-RPC error (id: its first request's).
 func scopeRefusal(req *envelope.Request, aerr *auth.Error, id json.RawMessage) *envelope.ResponsePart {
-	return &envelope.ResponsePart{
-		RequestId: req.Id,
-		Status:    http.StatusForbidden,
-		Headers: []*envelope.Header{
-			{Name: "Content-Type", Values: []string{"application/json"}},
-			{Name: "WWW-Authenticate", Values: []string{auth.Challenge(aerr, auth.MetadataURL(req.Resource), aerr.Scopes)}},
-		},
-		Body:  rpcerr.New(rpcerr.InvalidRequest, aerr.Error()).Body(id),
-		Final: true,
-	}
+	return errorPart(req.Id, http.StatusForbidden, id, rpcerr.New(rpcerr.InvalidRequest, aerr.Error()),
+		&envelope.Header{Name: "WWW-Authenticate", Values: []string{auth.Challenge(aerr, auth.MetadataURL(req.Resource), aerr.Scopes)}})
 }
 
 // badRequest refuses a request before the MCP handler sees it.
 func badRequest(requestID, msg string) *envelope.ResponsePart {
-	return &envelope.ResponsePart{
-		RequestId: requestID,
-		Status:    http.StatusBadRequest,
-		Headers:   []*envelope.Header{{Name: "Content-Type", Values: []string{"application/json"}}},
-		Body:      rpcerr.New(rpcerr.InvalidRequest, msg).Body(nil),
-		Final:     true,
-	}
+	return errorPart(requestID, http.StatusBadRequest, nil, rpcerr.New(rpcerr.InvalidRequest, msg))
 }
 
 // settle decides, once no request is in flight, whether the actor stays: a
@@ -885,11 +871,18 @@ func unavailable(requestID string) *envelope.ResponsePart {
 
 // notFound is the answer for a session this actor does not serve.
 func notFound(requestID string) *envelope.ResponsePart {
+	return errorPart(requestID, http.StatusNotFound, nil, rpcerr.NotFound())
+}
+
+// errorPart is the whole answer to request requestID when the actor refuses
+// it itself: status, err answering id (null when empty) as a JSON body, and
+// headers besides Content-Type.
+func errorPart(requestID string, status int, id json.RawMessage, err *rpcerr.Error, headers ...*envelope.Header) *envelope.ResponsePart {
 	return &envelope.ResponsePart{
 		RequestId: requestID,
-		Status:    http.StatusNotFound,
-		Headers:   []*envelope.Header{{Name: "Content-Type", Values: []string{"application/json"}}},
-		Body:      rpcerr.NotFound().Body(nil),
+		Status:    int32(status),
+		Headers:   append([]*envelope.Header{{Name: "Content-Type", Values: []string{"application/json"}}}, headers...),
+		Body:      err.Body(id),
 		Final:     true,
 	}
 }
