@@ -15,6 +15,7 @@ import (
 
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/internal/retry"
+	"github.com/pingmcp/pingmcp/internal/rpcerr"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
 )
@@ -345,23 +346,11 @@ func (e *sessionEvents) finish(session string, f *flight) {
 	}
 }
 
-// codeInterrupted is the JSON-RPC error (implementation-defined server error
-// range) of a request whose activation ended before answering it.
-const codeInterrupted = -32003
-
 // interruptedError is the answer the next activation gives a journalled
-// request: retryable, since the request may or may not have taken effect.
+// request (an event): rpcerr.Interrupted, retryable,
+// since the request may or may not have taken effect.
 func interruptedError(id json.RawMessage) []byte {
-	b, _ := json.Marshal(map[string]any{
-		"jsonrpc": "2.0",
-		"id":      json.RawMessage(id),
-		"error": map[string]any{
-			"code":    codeInterrupted,
-			"message": "request interrupted: the node serving this session stopped before answering; it may or may not have taken effect, retry if that is safe",
-			"data":    map[string]any{"retryable": true},
-		},
-	})
-	return b
+	return rpcerr.Interruption().Response(id)
 }
 
 // answerJournal answers, in their streams, the requests an earlier

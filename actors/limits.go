@@ -2,23 +2,19 @@ package actors
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/internal/rpcerr"
 	"github.com/pingmcp/pingmcp/metrics"
 )
 
 // DefaultEventsBuffer bounds the event writes a session holds while its
 // store is unreachable, when Config leaves EventsBuffer zero.
 const DefaultEventsBuffer = 10000
-
-// codeLimited is the JSON-RPC error (implementation-defined server error
-// range) of a request refused by a limit, as the edge's (transport).
-const codeLimited = -32005
 
 // checkLimits refuses, before it runs, a request the session cannot take
 // now:
@@ -58,22 +54,10 @@ func (a *SessionActor) checkLimits(req *envelope.Request) *envelope.ResponsePart
 }
 
 // limited is the answer to a request a limit refused: status with
-// Retry-After and a JSON-RPC error marked retryable.
+// Retry-After and a retryable rpcerr.Limited error, as the edge's.
 func limited(req *envelope.Request, status, retryAfter int, limit, msg string) *envelope.ResponsePart {
-	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": firstID(req), "error": map[string]any{
-		"code": codeLimited, "message": msg,
-		"data": map[string]any{"retryable": true, "retryAfter": retryAfter, "limit": limit},
-	}})
-	return &envelope.ResponsePart{
-		RequestId: req.Id,
-		Status:    int32(status),
-		Headers: []*envelope.Header{
-			{Name: "Content-Type", Values: []string{"application/json"}},
-			{Name: "Retry-After", Values: []string{strconv.Itoa(retryAfter)}},
-		},
-		Body:  append(body, '\n'),
-		Final: true,
-	}
+	return errorPart(req.Id, status, firstID(req), rpcerr.RetryLater(limit, retryAfter, msg),
+		&envelope.Header{Name: "Retry-After", Values: []string{strconv.Itoa(retryAfter)}})
 }
 
 // limit is the bound of the write queue.
@@ -92,23 +76,14 @@ func (e *sessionEvents) full() bool {
 }
 
 // tooLarge is the answer to a request refused because what the session
-// would store exceeds its bound: 413, a JSON-RPC error, not retryable (the
-// same request would be refused again).
+// would store exceeds its bound: 413 and big's rpcerr error.
 func tooLarge(req *envelope.Request, big *SnapshotTooLarge) *envelope.ResponsePart {
-	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": firstID(req), "error": map[string]any{
-		"code": codeLimited, "message": big.Error(), "data": big.data(),
-	}})
-	return &envelope.ResponsePart{
-		RequestId: req.Id,
-		Status:    http.StatusRequestEntityTooLarge,
-		Headers:   []*envelope.Header{{Name: "Content-Type", Values: []string{"application/json"}}},
-		Body:      append(body, '\n'),
-		Final:     true,
-	}
+	return errorPart(req.Id, http.StatusRequestEntityTooLarge, firstID(req), big.rpcError())
 }
 
-// data is the JSON-RPC error data of a refusal: not retryable, since the
-// same change would be refused again.
-func (e *SnapshotTooLarge) data() map[string]any {
-	return map[string]any{"retryable": false, "limit": "snapshot_bytes", "size": e.Size, "max": e.Limit}
+// rpcError is the JSON-RPC error of a change refused because the snapshot
+// would exceed its bound: not retryable, since the same change would be
+// refused again.
+func (e *SnapshotTooLarge) rpcError() *rpcerr.Error {
+	return rpcerr.TooLarge("snapshot_bytes", e.Size, e.Limit, e.Error())
 }

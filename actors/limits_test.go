@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/internal/rpcerr"
 	"github.com/pingmcp/pingmcp/state"
 )
 
@@ -119,7 +120,7 @@ func TestCheckLimits(t *testing.T) {
 			}
 		}
 		if err := json.Unmarshal(p.Body, &body); err != nil || p.RequestId != req.Id || int(p.Status) != status || !p.Final ||
-			h.Get("Retry-After") != retry || body.Error.Code != codeLimited || !body.Error.Data.Retryable || body.Error.Data.Limit != limit || body.ID != id {
+			h.Get("Retry-After") != retry || body.Error.Code != rpcerr.Limited || !body.Error.Data.Retryable || body.Error.Data.Limit != limit || body.ID != id {
 			t.Errorf("%s refused with %d %v %s, want %d, Retry-After %s, limit %s", req.Method, p.Status, h, p.Body, status, retry, limit)
 		}
 	}

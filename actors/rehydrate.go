@@ -11,11 +11,11 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/internal/retry"
+	"github.com/pingmcp/pingmcp/internal/rpcerr"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
 )
@@ -361,18 +361,12 @@ func snapshotRefusal(err error) error {
 	if !errors.As(err, &big) {
 		return err
 	}
-	data, _ := json.Marshal(big.data())
-	return &jsonrpc.Error{Code: codeLimited, Message: big.Error(), Data: data}
+	return big.rpcError().SDK()
 }
 
-// codeMoved is the JSON-RPC error (implementation-defined server error
-// range) of a request that reached an activation a newer one replaced.
-const codeMoved = -32004
-
-func movedError() error {
-	return &jsonrpc.Error{Code: codeMoved, Message: "session moved to another node; retry",
-		Data: json.RawMessage(`{"retryable":true}`)}
-}
+// movedError is the answer, through the SDK, to a request that reached an
+// activation a newer one replaced.
+func movedError() error { return rpcerr.Replaced().SDK() }
 
 // delegationsChanged writes the exchanged-token cache into the snapshot:
 // the tokens exchanged for the token of the client using the session, and

@@ -33,6 +33,7 @@ import (
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
+	"github.com/pingmcp/pingmcp/internal/rpcerr"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/tools"
@@ -568,8 +569,7 @@ func (a *SessionActor) serveHTTP(ctx context.Context, w *relayWriter, req *envel
 	}
 	if f, _ := ctx.Value(flightKey{}).(*flight); f != nil && f.moved.Load() {
 		h := http.Header{"Content-Type": {"application/json"}, "Retry-After": {"1"}}
-		body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": f.rpc.FirstID(), "error": movedError()})
-		w.replace(http.StatusServiceUnavailable, h, append(body, '\n'))
+		w.replace(http.StatusServiceUnavailable, h, rpcerr.Replaced().Body(f.rpc.FirstID()))
 	}
 	if ctx.Err() != nil && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
 		// Cut by a drain: tell the client when to reconnect.
@@ -769,32 +769,13 @@ func (a *SessionActor) checkScopes(req *envelope.Request, rb *rpcbody.Body) *env
 // names the scopes to ask for and the metadata of the resource the request
 // was made to, the body is a JSON-RPC error (id: its first request's).
 func scopeRefusal(req *envelope.Request, aerr *auth.Error, id json.RawMessage) *envelope.ResponsePart {
-	if len(id) == 0 {
-		id = json.RawMessage("null")
-	}
-	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": id, "error": map[string]any{"code": jsonrpc.CodeInvalidRequest, "message": aerr.Error()}})
-	return &envelope.ResponsePart{
-		RequestId: req.Id,
-		Status:    http.StatusForbidden,
-		Headers: []*envelope.Header{
-			{Name: "Content-Type", Values: []string{"application/json"}},
-			{Name: "WWW-Authenticate", Values: []string{auth.Challenge(aerr, auth.MetadataURL(req.Resource), aerr.Scopes)}},
-		},
-		Body:  append(body, '\n'),
-		Final: true,
-	}
+	return errorPart(req.Id, http.StatusForbidden, id, rpcerr.New(rpcerr.InvalidRequest, aerr.Error()),
+		&envelope.Header{Name: "WWW-Authenticate", Values: []string{auth.Challenge(aerr, auth.MetadataURL(req.Resource), aerr.Scopes)}})
 }
 
 // badRequest refuses a request before the MCP handler sees it.
 func badRequest(requestID, msg string) *envelope.ResponsePart {
-	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": nil, "error": map[string]any{"code": jsonrpc.CodeInvalidRequest, "message": msg}})
-	return &envelope.ResponsePart{
-		RequestId: requestID,
-		Status:    http.StatusBadRequest,
-		Headers:   []*envelope.Header{{Name: "Content-Type", Values: []string{"application/json"}}},
-		Body:      append(body, '\n'),
-		Final:     true,
-	}
+	return errorPart(requestID, http.StatusBadRequest, nil, rpcerr.New(rpcerr.InvalidRequest, msg))
 }
 
 // settle decides, once no request is in flight, whether the actor stays: a
@@ -890,11 +871,18 @@ func unavailable(requestID string) *envelope.ResponsePart {
 
 // notFound is the answer for a session this actor does not serve.
 func notFound(requestID string) *envelope.ResponsePart {
+	return errorPart(requestID, http.StatusNotFound, nil, rpcerr.NotFound())
+}
+
+// errorPart is the whole answer to request requestID when the actor refuses
+// it itself: status, err answering id (null when empty) as a JSON body, and
+// headers besides Content-Type.
+func errorPart(requestID string, status int, id json.RawMessage, err *rpcerr.Error, headers ...*envelope.Header) *envelope.ResponsePart {
 	return &envelope.ResponsePart{
 		RequestId: requestID,
-		Status:    http.StatusNotFound,
-		Headers:   []*envelope.Header{{Name: "Content-Type", Values: []string{"application/json"}}},
-		Body:      []byte(`{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"session not found"}}` + "\n"),
+		Status:    int32(status),
+		Headers:   append([]*envelope.Header{{Name: "Content-Type", Values: []string{"application/json"}}}, headers...),
+		Body:      err.Body(id),
 		Final:     true,
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/internal/rpcerr"
 	"github.com/pingmcp/pingmcp/state"
 )
 
@@ -53,7 +54,7 @@ func TestSessionsPerUser(t *testing.T) {
 			Data struct{ Limit string }
 		}
 	}
-	if err := json.Unmarshal(p.Body, &body); err != nil || p.Status != http.StatusTooManyRequests || body.Error.Code != codeLimited ||
+	if err := json.Unmarshal(p.Body, &body); err != nil || p.Status != http.StatusTooManyRequests || body.Error.Code != rpcerr.Limited ||
 		body.Error.Data.Limit != "sessions_per_user" || h.Get("Retry-After") != "1800" {
 		t.Errorf("refusal: %d %v %s", p.Status, h, p.Body)
 	}

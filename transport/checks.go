@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
+	"github.com/pingmcp/pingmcp/internal/rpcerr"
 )
 
 // The stages of the edge, in the order NewEdge composes them. Each is a
@@ -35,7 +36,7 @@ func closeUnread(next http.Handler) http.Handler {
 func (e *Edge) checkHost(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !e.hostAllowed(r.Host) {
-			writeError(w, http.StatusForbidden, nil, jsonrpcInvalidRequest, fmt.Sprintf("Host %q is not allowed", r.Host))
+			writeError(w, http.StatusForbidden, nil, rpcerr.New(rpcerr.InvalidRequest, fmt.Sprintf("Host %q is not allowed", r.Host)))
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -48,7 +49,7 @@ func (e *Edge) checkResource(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		resource, ok := e.opts.Resources.For(r.Host)
 		if !ok {
-			writeError(w, http.StatusMisdirectedRequest, nil, jsonrpcInvalidRequest, e.opts.Resources.misdirected(r.Host))
+			writeError(w, http.StatusMisdirectedRequest, nil, rpcerr.New(rpcerr.InvalidRequest, e.opts.Resources.misdirected(r.Host)))
 			return
 		}
 		factsOf(r).resource = resource
@@ -62,7 +63,7 @@ func (e *Edge) checkOrigin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if origin := r.Header.Get("Origin"); origin != "" {
 			if !e.originAllowed(origin, r.Host) {
-				writeError(w, http.StatusForbidden, nil, jsonrpcInvalidRequest, fmt.Sprintf("Origin %q is not allowed", origin))
+				writeError(w, http.StatusForbidden, nil, rpcerr.New(rpcerr.InvalidRequest, fmt.Sprintf("Origin %q is not allowed", origin)))
 				return
 			}
 			setCORS(w.Header(), origin)
@@ -92,7 +93,7 @@ func (e *Edge) checkMethod(next http.Handler) http.Handler {
 			w.WriteHeader(http.StatusNoContent)
 		default:
 			w.Header().Set("Allow", allowedMethods)
-			writeError(w, http.StatusMethodNotAllowed, nil, jsonrpcInvalidRequest, "method not allowed")
+			writeError(w, http.StatusMethodNotAllowed, nil, rpcerr.New(rpcerr.InvalidRequest, "method not allowed"))
 		}
 	})
 }
@@ -103,7 +104,7 @@ func (e *Edge) checkMethod(next http.Handler) http.Handler {
 func checkHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if name, ok := headersValid(r.Header); !ok {
-			writeError(w, http.StatusBadRequest, nil, jsonrpcInvalidRequest, fmt.Sprintf("header %q is not valid UTF-8", name))
+			writeError(w, http.StatusBadRequest, nil, rpcerr.New(rpcerr.InvalidRequest, fmt.Sprintf("header %q is not valid UTF-8", name)))
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -169,10 +170,10 @@ func (e *Edge) readBody(next http.Handler) http.Handler {
 		if err != nil {
 			var mbe *http.MaxBytesError
 			if errors.As(err, &mbe) {
-				writeError(w, http.StatusRequestEntityTooLarge, nil, jsonrpcInvalidRequest, fmt.Sprintf("request body exceeds %d bytes", mbe.Limit))
+				writeError(w, http.StatusRequestEntityTooLarge, nil, rpcerr.New(rpcerr.InvalidRequest, fmt.Sprintf("request body exceeds %d bytes", mbe.Limit)))
 				return
 			}
-			writeError(w, http.StatusBadRequest, nil, jsonrpcParseError, "could not read request body")
+			writeError(w, http.StatusBadRequest, nil, rpcerr.New(rpcerr.ParseError, "could not read request body"))
 			return
 		}
 		w.Header().Del("Connection")
@@ -201,7 +202,7 @@ func (e *Edge) parseBody(next http.Handler) http.Handler {
 				e.refuseBody(w, r, berr.Limit, berr.Msg, berr.Max)
 				return
 			}
-			writeError(w, http.StatusBadRequest, nil, berr.Code, berr.Msg)
+			writeError(w, http.StatusBadRequest, nil, rpcerr.New(berr.Code, berr.Msg))
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -243,10 +244,10 @@ func (e *Edge) checkInitialize(next http.Handler) http.Handler {
 func (e *Edge) routeRequest(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f := factsOf(r)
-		rt, status, msg := e.route(r, f.rpc, f.token)
+		rt, status, rerr := e.route(r, f.rpc, f.token)
 		f.span.routed(rt)
 		if status != 0 {
-			writeError(w, status, f.rpc.FirstID(), jsonrpcInvalidRequest, msg)
+			writeError(w, status, f.rpc.FirstID(), rerr)
 			return
 		}
 		f.route = rt

@@ -38,6 +38,7 @@ import (
 	"github.com/pingmcp/pingmcp/internal/loopback"
 	"github.com/pingmcp/pingmcp/internal/retry"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
+	"github.com/pingmcp/pingmcp/internal/rpcerr"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/telemetry"
 )
@@ -304,16 +305,16 @@ func (e *Edge) forwardFailed(ctx context.Context, w http.ResponseWriter, r *http
 		// drained, or the session moved): the session lives on in its
 		// snapshot, and the retry reaches its next activation.
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, rb.FirstID(), jsonrpcInternalError, "no node can serve this request right now; retry")
+		writeError(w, http.StatusServiceUnavailable, rb.FirstID(), rpcerr.New(rpcerr.InternalError, "no node can serve this request right now; retry"))
 	case r.Context().Err() != nil:
 		// The client went away; nobody is left to answer.
 	case ctx.Err() != nil:
 		// Drained before its actor answered.
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusServiceUnavailable, rb.FirstID(), jsonrpcInternalError, "this node is shutting down; retry")
+		writeError(w, http.StatusServiceUnavailable, rb.FirstID(), rpcerr.New(rpcerr.InternalError, "this node is shutting down; retry"))
 	default:
 		logger().Error("forward request", "err", err)
-		writeError(w, http.StatusBadGateway, rb.FirstID(), jsonrpcInternalError, "could not reach the session's node")
+		writeError(w, http.StatusBadGateway, rb.FirstID(), rpcerr.New(rpcerr.InternalError, "could not reach the session's node"))
 	}
 }
 
@@ -483,29 +484,30 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 	}
 }
 
-// route decides which actor serves r. A non-zero status is a refusal.
-func (e *Edge) route(r *http.Request, rb *rpcbody.Body, tok *auth.Token) (route, int, string) {
+// route decides which actor serves r. A non-zero status is a refusal, with
+// its error.
+func (e *Edge) route(r *http.Request, rb *rpcbody.Body, tok *auth.Token) (route, int, *rpcerr.Error) {
 	if v := r.Header.Get(headerProtocolVersion); v != "" && !sessionVersions[v] {
-		return route{kind: cluster.PrincipalKind, identity: principalKey(tok)}, 0, ""
+		return route{kind: cluster.PrincipalKind, identity: principalKey(tok)}, 0, nil
 	}
 	if sid := r.Header.Get(headerSessionID); sid != "" {
 		if !validSessionID(sid) {
-			return route{}, http.StatusNotFound, "session not found"
+			return route{}, http.StatusNotFound, rpcerr.NotFound()
 		}
-		return route{kind: cluster.SessionKind, identity: sid}, 0, ""
+		return route{kind: cluster.SessionKind, identity: sid}, 0, nil
 	}
 	if r.Method != http.MethodPost {
-		return route{}, http.StatusBadRequest, "Mcp-Session-Id header is required"
+		return route{}, http.StatusBadRequest, rpcerr.New(rpcerr.InvalidRequest, "Mcp-Session-Id header is required")
 	}
 	switch classify(rb) {
 	case bodyInitialize:
-		return route{kind: cluster.SessionKind, identity: newSessionID(), minted: true}, 0, ""
+		return route{kind: cluster.SessionKind, identity: newSessionID(), minted: true}, 0, nil
 	case bodyStateless:
 		// A 2026-07-28 request that forgot its header: the stateless
 		// handler answers it with the protocol's own error.
-		return route{kind: cluster.PrincipalKind, identity: principalKey(tok)}, 0, ""
+		return route{kind: cluster.PrincipalKind, identity: principalKey(tok)}, 0, nil
 	}
-	return route{}, http.StatusBadRequest, "Mcp-Session-Id header is required (only initialize may omit it)"
+	return route{}, http.StatusBadRequest, rpcerr.New(rpcerr.InvalidRequest, "Mcp-Session-Id header is required (only initialize may omit it)")
 }
 
 // principalKey names the actor of the caller for stateless requests: a hash
@@ -558,7 +560,7 @@ func (e *Edge) authenticate(w http.ResponseWriter, r *http.Request, resource str
 		}
 		e.logger.Warn("could not verify a bearer token", "err", err)
 		w.Header().Set("Retry-After", "5")
-		writeError(w, http.StatusServiceUnavailable, nil, jsonrpcInternalError, "the authorization server could not be reached; retry")
+		writeError(w, http.StatusServiceUnavailable, nil, rpcerr.New(rpcerr.InternalError, "the authorization server could not be reached; retry"))
 		return nil, nil, false
 	}
 	claims, _ := json.Marshal(tok.Claims)
@@ -595,7 +597,7 @@ func (e *Edge) challenge(w http.ResponseWriter, aerr *auth.Error, resource strin
 		}
 	}
 	w.Header().Set("WWW-Authenticate", auth.Challenge(aerr, auth.MetadataURL(resource), scopes))
-	writeError(w, status, nil, jsonrpcInvalidRequest, msg)
+	writeError(w, status, nil, rpcerr.New(rpcerr.InvalidRequest, msg))
 }
 
 // Session ids are 128 bits from crypto/rand, base64url without padding.
@@ -700,16 +702,11 @@ func setCORS(h http.Header, origin string) {
 	h.Set("Access-Control-Expose-Headers", "Mcp-Session-Id, WWW-Authenticate")
 }
 
-// JSON-RPC error codes the edge answers with.
-const (
-	jsonrpcParseError      = -32700
-	jsonrpcInvalidRequest  = -32600
-	jsonrpcInternalError   = -32603
-	jsonrpcSessionNotFound = -32001
-)
-
-// writeError answers with a JSON-RPC error object, as MCP clients expect
-// from the transport whatever the status.
-func writeError(w http.ResponseWriter, status int, id json.RawMessage, code int, msg string) {
-	writeErrorData(w, status, id, code, msg, nil)
+// writeError answers id with err, a JSON-RPC error response, as MCP
+// clients expect from the transport whatever the status.
+func writeError(w http.ResponseWriter, status int, id json.RawMessage, err *rpcerr.Error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(err.Body(id))
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/pingmcp/pingmcp/actors"
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
+	"github.com/pingmcp/pingmcp/internal/rpcerr"
 	"github.com/pingmcp/pingmcp/tools"
 	"github.com/pingmcp/pingmcp/tools/conformance"
 )
@@ -221,6 +222,20 @@ func TestEdgeErrorsAreJSONRPC(t *testing.T) {
 	}
 	if msg.JSONRPC != "2.0" || msg.ID != "abc" || msg.Error.Code != -32600 {
 		t.Errorf("got %+v", msg)
+	}
+}
+
+// A session id the edge refuses unread (malformed) and one no actor serves
+// (unknown) answer alike: 404 with rpcerr.SessionNotFound, so that a client
+// tells "start a new session" from a refused request by the code alone.
+func TestEdgeSessionNotFoundCode(t *testing.T) {
+	srv := newEdge(t, Options{})
+	for _, sid := range []string{"../../etc/passwd", "AAAAAAAAAAAAAAAAAAAAAA"} {
+		resp, body := call{http.MethodPost, map[string]string{"Mcp-Session-Id": sid}, `{"jsonrpc":"2.0","id":1,"method":"ping"}`}.do(t, srv.URL)
+		var msg struct{ Error struct{ Code int } }
+		if err := json.Unmarshal([]byte(body), &msg); err != nil || resp.StatusCode != http.StatusNotFound || msg.Error.Code != rpcerr.SessionNotFound {
+			t.Errorf("session %q: %d %s, want 404 with code %d", sid, resp.StatusCode, body, rpcerr.SessionNotFound)
+		}
 	}
 }
 

@@ -2,7 +2,6 @@ package transport
 
 import (
 	"container/list"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
+	"github.com/pingmcp/pingmcp/internal/rpcerr"
 	"github.com/pingmcp/pingmcp/metrics"
 )
 
@@ -107,13 +107,8 @@ func (e *Edge) refuseBody(w http.ResponseWriter, r *http.Request, limit, msg str
 	if e.logger.Enabled(r.Context(), slog.LevelDebug) {
 		e.logger.Debug("request refused by a limit", "limit", limit, "max", max)
 	}
-	writeErrorData(w, http.StatusBadRequest, nil, jsonrpcInvalidRequest, msg, map[string]any{"retryable": false, "limit": limit, "max": max})
+	writeError(w, http.StatusBadRequest, nil, rpcerr.OverLimit(limit, max, msg))
 }
-
-// jsonrpcLimited is the JSON-RPC error (implementation-defined server
-// error range) of a request refused by a limit; its data says it is
-// retryable and after how long.
-const jsonrpcLimited = -32005
 
 // refusal is why a limit refused a request.
 type refusal struct {
@@ -463,7 +458,7 @@ func (e *Edge) refuse(w http.ResponseWriter, r *http.Request, ref *refusal, who 
 		e.logger.Debug("request refused by a limit", "limit", ref.limit, "principal", who, "method", r.Method, "retry_after", secs)
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	writeErrorData(w, http.StatusTooManyRequests, nil, jsonrpcLimited, ref.msg, map[string]any{"retryable": true, "retryAfter": secs, "limit": ref.limit})
+	writeError(w, http.StatusTooManyRequests, nil, rpcerr.RetryLater(ref.limit, secs, ref.msg))
 }
 
 // authRefused spends a token of the address of a request whose credential
@@ -474,25 +469,4 @@ func (e *Edge) authRefused(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.addrs.charge(e.addressKey(r))
-}
-
-// writeErrorData is writeError with the error's data member.
-func writeErrorData(w http.ResponseWriter, status int, id json.RawMessage, code int, msg string, data any) {
-	if len(id) == 0 {
-		id = json.RawMessage("null")
-	}
-	type rpcError struct {
-		Code    int    `json:"code"`
-		Message string `json:"message"`
-		Data    any    `json:"data,omitempty"`
-	}
-	body, _ := json.Marshal(struct {
-		JSONRPC string          `json:"jsonrpc"`
-		ID      json.RawMessage `json:"id"`
-		Error   rpcError        `json:"error"`
-	}{"2.0", id, rpcError{code, msg, data}})
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	w.Write(append(body, '\n'))
 }

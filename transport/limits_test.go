@@ -21,6 +21,7 @@ import (
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/authtest"
 	"github.com/pingmcp/pingmcp/internal/hangtest"
+	"github.com/pingmcp/pingmcp/internal/rpcerr"
 	"github.com/pingmcp/pingmcp/metrics"
 )
 
@@ -238,7 +239,7 @@ func checkLimited(t *testing.T, resp *http.Response, body, limit string) int {
 			}
 		}
 	}
-	if err := json.Unmarshal([]byte(body), &m); err != nil || m.JSONRPC != "2.0" || m.Error.Code != jsonrpcLimited ||
+	if err := json.Unmarshal([]byte(body), &m); err != nil || m.JSONRPC != "2.0" || m.Error.Code != rpcerr.Limited ||
 		!m.Error.Data.Retryable || m.Error.Data.Limit != limit || m.Error.Data.RetryAfter != secs || m.Error.Message == "" {
 		t.Fatalf("429 body %s (%v), want a retryable JSON-RPC error of limit %s", body, err, limit)
 	}

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/pingmcp/pingmcp/internal/rpcerr"
 )
 
 // Kind is what a JSON-RPC message is.
@@ -54,8 +56,8 @@ type Body struct {
 }
 
 // Error is a body the edge refuses, with the JSON-RPC error code of its
-// answer: ParseError for what is not JSON, InvalidRequest for JSON that is
-// not a request the go-sdk would read as sent.
+// answer: [rpcerr.ParseError] for what is not JSON, [rpcerr.InvalidRequest]
+// for JSON that is not a request the go-sdk would read as sent.
 type Error struct {
 	Code int
 	Msg  string
@@ -68,12 +70,6 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Msg }
-
-// JSON-RPC error codes of a refused body.
-const (
-	ParseError     = -32700
-	InvalidRequest = -32600
-)
 
 // MaxExactID is the largest integer id (in magnitude) the go-sdk answers
 // under the same id: it reads ids through float64.
@@ -109,7 +105,7 @@ func ReadAtMost(body []byte, maxMessages int) (*Body, error) {
 		b.Batch = true
 		for r.dec.More() {
 			if maxMessages > 0 && len(b.Messages) == maxMessages {
-				return nil, &Error{Code: InvalidRequest, Msg: fmt.Sprintf("a batch holds at most %d messages (--max-batch)", maxMessages), Limit: "batch", Max: maxMessages}
+				return nil, &Error{Code: rpcerr.InvalidRequest, Msg: fmt.Sprintf("a batch holds at most %d messages (--max-batch)", maxMessages), Limit: "batch", Max: maxMessages}
 			}
 			m, err := r.message()
 			if err != nil {
@@ -121,7 +117,7 @@ func ReadAtMost(body []byte, maxMessages int) (*Body, error) {
 			return nil, parseError(err)
 		}
 		if len(b.Messages) == 0 {
-			return nil, &Error{Code: InvalidRequest, Msg: "empty batch"}
+			return nil, &Error{Code: rpcerr.InvalidRequest, Msg: "empty batch"}
 		}
 	case json.Delim('{'):
 		m, err := r.object()
@@ -130,10 +126,10 @@ func ReadAtMost(body []byte, maxMessages int) (*Body, error) {
 		}
 		b.Messages = []Message{m}
 	default:
-		return nil, &Error{Code: InvalidRequest, Msg: "a request body is a JSON-RPC message (an object) or a batch of them (an array)"}
+		return nil, &Error{Code: rpcerr.InvalidRequest, Msg: "a request body is a JSON-RPC message (an object) or a batch of them (an array)"}
 	}
 	if _, err := r.dec.Token(); err != io.EOF {
-		return nil, &Error{Code: ParseError, Msg: "data after the JSON-RPC message"}
+		return nil, &Error{Code: rpcerr.ParseError, Msg: "data after the JSON-RPC message"}
 	}
 	return b, nil
 }
@@ -141,7 +137,7 @@ func ReadAtMost(body []byte, maxMessages int) (*Body, error) {
 type reader struct{ dec *json.Decoder }
 
 func parseError(err error) *Error {
-	return &Error{Code: ParseError, Msg: fmt.Sprintf("not JSON: %v", err)}
+	return &Error{Code: rpcerr.ParseError, Msg: fmt.Sprintf("not JSON: %v", err)}
 }
 
 // message reads one element of a batch.
@@ -154,7 +150,7 @@ func (r *reader) message() (Message, error) {
 		if d, ok := tok.(json.Delim); ok {
 			r.skipRest(d)
 		}
-		return Message{}, &Error{Code: InvalidRequest, Msg: "a batch element is not a JSON-RPC message (an object)"}
+		return Message{}, &Error{Code: rpcerr.InvalidRequest, Msg: "a batch element is not a JSON-RPC message (an object)"}
 	}
 	return r.object()
 }
@@ -193,7 +189,7 @@ func (r *reader) object() (Message, error) {
 				return m, parseError(err)
 			}
 			if v != "2.0" {
-				return m, &Error{Code: InvalidRequest, Msg: `"jsonrpc" must be "2.0"`}
+				return m, &Error{Code: rpcerr.InvalidRequest, Msg: `"jsonrpc" must be "2.0"`}
 			}
 			hasVersion = true
 		case "id":
@@ -212,7 +208,7 @@ func (r *reader) object() (Message, error) {
 			}
 			s, ok := v.(string)
 			if !ok && v != nil {
-				return m, &Error{Code: InvalidRequest, Msg: `"method" must be a string`}
+				return m, &Error{Code: rpcerr.InvalidRequest, Msg: `"method" must be a string`}
 			}
 			m.Method, hasMethod = s, true
 		case "params":
@@ -229,7 +225,7 @@ func (r *reader) object() (Message, error) {
 		return m, parseError(err)
 	}
 	if !hasVersion {
-		return m, &Error{Code: InvalidRequest, Msg: `"jsonrpc" must be "2.0"`}
+		return m, &Error{Code: rpcerr.InvalidRequest, Msg: `"jsonrpc" must be "2.0"`}
 	}
 	switch {
 	case hasMethod && hasID:
@@ -239,7 +235,7 @@ func (r *reader) object() (Message, error) {
 	case hasID:
 		m.Kind = Response
 	default:
-		return m, &Error{Code: InvalidRequest, Msg: "a JSON-RPC message needs a method or an id"}
+		return m, &Error{Code: rpcerr.InvalidRequest, Msg: "a JSON-RPC message needs a method or an id"}
 	}
 	if m.Method != "tools/call" {
 		m.Tool, m.ArgsStart, m.ArgsEnd = "", 0, 0
@@ -263,14 +259,14 @@ func (r *reader) key(seen map[string]bool, known []string) (string, error) {
 	}
 	key, _ := tok.(string)
 	if len(seen) >= MaxMembers {
-		return "", &Error{Code: InvalidRequest, Msg: fmt.Sprintf("an object of a JSON-RPC message (the message, its params, their _meta) has at most %d members", MaxMembers), Limit: "members", Max: MaxMembers}
+		return "", &Error{Code: rpcerr.InvalidRequest, Msg: fmt.Sprintf("an object of a JSON-RPC message (the message, its params, their _meta) has at most %d members", MaxMembers), Limit: "members", Max: MaxMembers}
 	}
 	if seen[key] {
-		return "", &Error{Code: InvalidRequest, Msg: fmt.Sprintf("key %q appears twice", key)}
+		return "", &Error{Code: rpcerr.InvalidRequest, Msg: fmt.Sprintf("key %q appears twice", key)}
 	}
 	for _, k := range known {
 		if key != k && strings.EqualFold(key, k) {
-			return "", &Error{Code: InvalidRequest, Msg: fmt.Sprintf("key %q: did you mean %q?", key, k)}
+			return "", &Error{Code: rpcerr.InvalidRequest, Msg: fmt.Sprintf("key %q: did you mean %q?", key, k)}
 		}
 	}
 	seen[key] = true
@@ -380,7 +376,7 @@ func (r *reader) meta(m *Message) error {
 }
 
 // errID refuses an id the SDK would answer under another one.
-var errID = &Error{Code: InvalidRequest, Msg: fmt.Sprintf("a JSON-RPC id must be a string or an integer of magnitude at most %d (2^53)", int64(MaxExactID))}
+var errID = &Error{Code: rpcerr.InvalidRequest, Msg: fmt.Sprintf("a JSON-RPC id must be a string or an integer of magnitude at most %d (2^53)", int64(MaxExactID))}
 
 // canonicalID returns an id as the SDK writes it back: a string, or an
 // integer written as one (the SDK reads ids through float64: 1.5 would be
@@ -391,7 +387,7 @@ func canonicalID(raw json.RawMessage) (json.RawMessage, error) {
 		return nil, nil
 	case raw[0] == '"':
 		if !utf8.Valid(raw) {
-			return nil, &Error{Code: InvalidRequest, Msg: "a JSON-RPC id must be valid UTF-8"}
+			return nil, &Error{Code: rpcerr.InvalidRequest, Msg: "a JSON-RPC id must be valid UTF-8"}
 		}
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/pingmcp/pingmcp/internal/rpcerr"
 )
 
 const initBody = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
@@ -39,38 +40,38 @@ func TestRead(t *testing.T) {
 		{"negative id", call("-9007199254740992", "a"), false, []string{"-9007199254740992"}, []string{"a"}, []Kind{Request}, 0},
 		{"tool of another method is none", `{"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p"}}`, false, []string{"1"}, nil, []Kind{Request}, 0},
 
-		{"id 1.5", call("1.5", "a"), false, nil, nil, nil, InvalidRequest},
-		{"id 1.0", call("1.0", "a"), false, nil, nil, nil, InvalidRequest},
-		{"id 1e2", call("1e2", "a"), false, nil, nil, nil, InvalidRequest},
-		{"id 2^53+1", call("9007199254740993", "a"), false, nil, nil, nil, InvalidRequest},
-		{"id -2^53-1", call("-9007199254740993", "a"), false, nil, nil, nil, InvalidRequest},
-		{"id beyond int64", call("99999999999999999999999", "a"), false, nil, nil, nil, InvalidRequest},
-		{"id object", `{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}`, false, nil, nil, nil, InvalidRequest},
-		{"id array", `{"jsonrpc":"2.0","id":[1],"method":"ping"}`, false, nil, nil, nil, InvalidRequest},
-		{"id true", `{"jsonrpc":"2.0","id":true,"method":"ping"}`, false, nil, nil, nil, InvalidRequest},
-		{"id not UTF-8", "{\"jsonrpc\":\"2.0\",\"id\":\"\xff\",\"method\":\"ping\"}", false, nil, nil, nil, InvalidRequest},
-		{"a batch element's id 1.5", `[` + call("1", "a") + `,` + call("1.5", "a") + `]`, true, nil, nil, nil, InvalidRequest},
-		{"method twice", `{"jsonrpc":"2.0","id":1,"method":"x","method":"tools/call","params":{"name":"delete_todo"}}`, false, nil, nil, nil, InvalidRequest},
-		{"method in another case", `{"jsonrpc":"2.0","id":1,"method":"tools/call","METHOD":"x","params":{"name":"delete_todo"}}`, false, nil, nil, nil, InvalidRequest},
-		{"id in another case", `{"jsonrpc":"2.0","id":1,"ID":2,"method":"ping"}`, false, nil, nil, nil, InvalidRequest},
-		{"params twice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"},"params":{"name":"b"}}`, false, nil, nil, nil, InvalidRequest},
-		{"name in another case", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_todo","Name":"who_am_I"}}`, false, nil, nil, nil, InvalidRequest},
-		{"name twice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}`, false, nil, nil, nil, InvalidRequest},
-		{"arguments in another case", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","Arguments":{}}}`, false, nil, nil, nil, InvalidRequest},
-		{"_meta key twice", `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"k":1,"k":2}}}`, false, nil, nil, nil, InvalidRequest},
-		{"no jsonrpc", `{"id":1,"method":"ping"}`, false, nil, nil, nil, InvalidRequest},
-		{"jsonrpc 1.0", `{"jsonrpc":"1.0","id":1,"method":"ping"}`, false, nil, nil, nil, InvalidRequest},
-		{"method a number", `{"jsonrpc":"2.0","id":1,"method":5}`, false, nil, nil, nil, InvalidRequest},
-		{"neither method nor id", `{"jsonrpc":"2.0"}`, false, nil, nil, nil, InvalidRequest},
-		{"empty batch", `[]`, true, nil, nil, nil, InvalidRequest},
-		{"batch of numbers", `[1,2]`, true, nil, nil, nil, InvalidRequest},
-		{"nested batch", `[[` + initBody + `]]`, true, nil, nil, nil, InvalidRequest},
-		{"a string", `"x"`, false, nil, nil, nil, InvalidRequest},
-		{"null", `null`, false, nil, nil, nil, InvalidRequest},
-		{"not JSON", `not json`, false, nil, nil, nil, ParseError},
-		{"empty", ``, false, nil, nil, nil, ParseError},
-		{"cut short", `{"jsonrpc":"2.0","id":1,`, false, nil, nil, nil, ParseError},
-		{"two messages", initBody + initBody, false, nil, nil, nil, ParseError},
+		{"id 1.5", call("1.5", "a"), false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"id 1.0", call("1.0", "a"), false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"id 1e2", call("1e2", "a"), false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"id 2^53+1", call("9007199254740993", "a"), false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"id -2^53-1", call("-9007199254740993", "a"), false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"id beyond int64", call("99999999999999999999999", "a"), false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"id object", `{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}`, false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"id array", `{"jsonrpc":"2.0","id":[1],"method":"ping"}`, false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"id true", `{"jsonrpc":"2.0","id":true,"method":"ping"}`, false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"id not UTF-8", "{\"jsonrpc\":\"2.0\",\"id\":\"\xff\",\"method\":\"ping\"}", false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"a batch element's id 1.5", `[` + call("1", "a") + `,` + call("1.5", "a") + `]`, true, nil, nil, nil, rpcerr.InvalidRequest},
+		{"method twice", `{"jsonrpc":"2.0","id":1,"method":"x","method":"tools/call","params":{"name":"delete_todo"}}`, false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"method in another case", `{"jsonrpc":"2.0","id":1,"method":"tools/call","METHOD":"x","params":{"name":"delete_todo"}}`, false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"id in another case", `{"jsonrpc":"2.0","id":1,"ID":2,"method":"ping"}`, false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"params twice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"},"params":{"name":"b"}}`, false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"name in another case", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_todo","Name":"who_am_I"}}`, false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"name twice", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","name":"b"}}`, false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"arguments in another case", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","Arguments":{}}}`, false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"_meta key twice", `{"jsonrpc":"2.0","id":1,"method":"ping","params":{"_meta":{"k":1,"k":2}}}`, false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"no jsonrpc", `{"id":1,"method":"ping"}`, false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"jsonrpc 1.0", `{"jsonrpc":"1.0","id":1,"method":"ping"}`, false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"method a number", `{"jsonrpc":"2.0","id":1,"method":5}`, false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"neither method nor id", `{"jsonrpc":"2.0"}`, false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"empty batch", `[]`, true, nil, nil, nil, rpcerr.InvalidRequest},
+		{"batch of numbers", `[1,2]`, true, nil, nil, nil, rpcerr.InvalidRequest},
+		{"nested batch", `[[` + initBody + `]]`, true, nil, nil, nil, rpcerr.InvalidRequest},
+		{"a string", `"x"`, false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"null", `null`, false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"not JSON", `not json`, false, nil, nil, nil, rpcerr.ParseError},
+		{"empty", ``, false, nil, nil, nil, rpcerr.ParseError},
+		{"cut short", `{"jsonrpc":"2.0","id":1,`, false, nil, nil, nil, rpcerr.ParseError},
+		{"two messages", initBody + initBody, false, nil, nil, nil, rpcerr.ParseError},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -201,7 +202,7 @@ func FuzzRead(f *testing.F) {
 		b, err := Read(body)
 		if err != nil {
 			var e *Error
-			if !errors.As(err, &e) || (e.Code != ParseError && e.Code != InvalidRequest) {
+			if !errors.As(err, &e) || (e.Code != rpcerr.ParseError && e.Code != rpcerr.InvalidRequest) {
 				t.Fatalf("Read error %v", err)
 			}
 			return
@@ -245,7 +246,7 @@ func TestReadAtMostStops(t *testing.T) {
 	body := "[" + strings.Repeat(ping+",", 3) + ping + ", not json at all"
 	_, err := ReadAtMost([]byte(body), 3)
 	var e *Error
-	if !errors.As(err, &e) || e.Limit != "batch" || e.Max != 3 || e.Code != InvalidRequest {
+	if !errors.As(err, &e) || e.Limit != "batch" || e.Max != 3 || e.Code != rpcerr.InvalidRequest {
 		t.Fatalf("ReadAtMost(4+ messages, 3) = %v, want the batch bound", err)
 	}
 	if b, err := ReadAtMost([]byte("["+strings.Repeat(ping+",", 2)+ping+"]"), 3); err != nil || len(b.Messages) != 3 {
@@ -269,7 +270,7 @@ func TestReadMaxMembers(t *testing.T) {
 		t.Fatalf("params of %d members: %v", MaxMembers, err)
 	}
 	var e *Error
-	if _, err := Read(body(MaxMembers)); !errors.As(err, &e) || e.Code != InvalidRequest || e.Limit != "members" || !strings.Contains(e.Msg, "at most 256 members") {
+	if _, err := Read(body(MaxMembers)); !errors.As(err, &e) || e.Code != rpcerr.InvalidRequest || e.Limit != "members" || !strings.Contains(e.Msg, "at most 256 members") {
 		t.Fatalf("params of %d members: %v", MaxMembers+1, err)
 	}
 }
