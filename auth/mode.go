@@ -1,9 +1,6 @@
 package auth
 
-import (
-	"fmt"
-	"strings"
-)
+import "github.com/pingmcp/pingmcp/internal/enum"
 
 // Mode is how /mcp authenticates callers (--auth).
 type Mode string
@@ -27,13 +24,4 @@ func (m Mode) String() string { return string(m) }
 
 // ParseMode returns the Mode named s, or an error of the form
 // `"s": want one of none, jwt, introspection`.
-func ParseMode(s string) (Mode, error) {
-	names := make([]string, len(Modes))
-	for i, m := range Modes {
-		if string(m) == s {
-			return m, nil
-		}
-		names[i] = string(m)
-	}
-	return "", fmt.Errorf("%q: want one of %s", s, strings.Join(names, ", "))
-}
+func ParseMode(s string) (Mode, error) { return enum.Parse(s, Modes) }

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/k8s"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
+	"github.com/pingmcp/pingmcp/internal/enum"
 	"github.com/pingmcp/pingmcp/internal/loopback"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -51,7 +51,7 @@ var Roles = []Role{RoleBoth, RoleEdge, RoleMember}
 func (r Role) String() string { return string(r) }
 
 // ParseRole returns the Role named s, or an error listing the roles.
-func ParseRole(s string) (Role, error) { return parseEnum(s, Roles) }
+func ParseRole(s string) (Role, error) { return enum.Parse(s, Roles) }
 
 // Provider is how a node learns the cluster's members (--cluster-provider).
 type Provider string
@@ -70,20 +70,7 @@ func (p Provider) String() string { return string(p) }
 
 // ParseProvider returns the Provider named s, or an error listing the
 // providers.
-func ParseProvider(s string) (Provider, error) { return parseEnum(s, Providers) }
-
-// parseEnum returns s as one of allowed, or an error of the form
-// `"s": want one of a, b, c` (config prefixes the flag's name).
-func parseEnum[T ~string](s string, allowed []T) (T, error) {
-	names := make([]string, len(allowed))
-	for i, a := range allowed {
-		if string(a) == s {
-			return a, nil
-		}
-		names[i] = string(a)
-	}
-	return "", fmt.Errorf("%q: want one of %s", s, strings.Join(names, ", "))
-}
+func ParseProvider(s string) (Provider, error) { return enum.Parse(s, Providers) }
 
 // ErrNoMember means no member of the cluster can host the actor right now
 // (none has joined yet, or all have left). It is transient: the edge answers

@@ -27,6 +27,7 @@ import (
 
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
+	"github.com/pingmcp/pingmcp/internal/enum"
 	"github.com/pingmcp/pingmcp/internal/loopback"
 	"github.com/pingmcp/pingmcp/state"
 )
@@ -230,7 +231,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		}
 		fs.StringVar(&c.Addr, "addr", defAddr, "HTTP address of the edge (/mcp, /healthz, /readyz, /.well-known/...)")
 		list("tools", "todo", "comma-separated toolsets the MCP server offers: "+strings.Join(Toolsets, ", "))
-		fs.StringVar((*string)(&c.Auth), "auth", string(auth.ModeJWT), "how /mcp authenticates callers: "+names(auth.Modes)+` ("none" only when every listen address is loopback)`)
+		fs.StringVar((*string)(&c.Auth), "auth", string(auth.ModeJWT), "how /mcp authenticates callers: "+enum.Names(auth.Modes)+` ("none" only when every listen address is loopback)`)
 		list("allowed-origins", "", "comma-separated browser origins allowed to call /mcp besides same-origin (and loopback origins on a loopback listener)")
 		list("allowed-hosts", "", "comma-separated Host values /mcp answers to (DNS-rebinding protection); empty: loopback names on a loopback listener, any otherwise")
 		fs.DurationVar(&c.SessionIdleTimeout, "session-idle-timeout", 30*time.Minute, "end a session with no request for this long; its snapshot and events expire then (0: never)")
@@ -275,7 +276,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 			fs.StringVar(&c.ClusterAddr, "cluster-addr", "127.0.0.1:0", "host:port of this node's cluster endpoint (port 0 picks a free one)")
 			fs.StringVar(&c.ClusterAdvertise, "cluster-advertised-addr", "", "host:port other nodes dial to reach this one (a pod IP on Kubernetes); --cluster-addr when empty")
 			list("cluster-seeds", "", "comma-separated cluster addresses of other nodes to join (the automanaged provider; the first node of a cluster may have none)")
-			fs.StringVar((*string)(&c.ClusterProvider), "cluster-provider", "", "membership: "+names(cluster.Providers)+" (default: single without seeds, automanaged with them)")
+			fs.StringVar((*string)(&c.ClusterProvider), "cluster-provider", "", "membership: "+enum.Names(cluster.Providers)+" (default: single without seeds, automanaged with them)")
 			fs.DurationVar(&c.ProbeInterval, "cluster-probe-interval", 500*time.Millisecond, "automanaged provider: how often each node probes the others")
 			fs.IntVar(&c.ProbeFailures, "cluster-probe-failures", 3, "automanaged provider: probes a node may miss in a row before it counts as gone (failover takes about interval × failures)")
 			fs.StringVar(&c.ClusterTLSCert, "cluster-tls-cert", "", "PEM file of this node's certificate for the cluster's mutual TLS (with --cluster-tls-key and --cluster-tls-ca; usages serverAuth and clientAuth; read at start: rotate by restarting)")
@@ -879,15 +880,6 @@ func checkOTLPEndpoint(raw string) error {
 }
 
 // splitList splits a list given with commas, spaces or both.
-// names joins the values of an enumerated flag for its help.
-func names[T ~string](vs []T) string {
-	s := make([]string, len(vs))
-	for i, v := range vs {
-		s[i] = string(v)
-	}
-	return strings.Join(s, ", ")
-}
-
 func splitList(s string) []string {
 	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
 }
