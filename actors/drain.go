@@ -8,6 +8,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 
+	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 )
 
@@ -32,10 +33,10 @@ type liveActor struct {
 	epoch     atomic.Int64
 	streams   atomic.Int32 // open GET streams
 	inFlight  atomic.Int32 // other requests being served
-	owner     atomic.Pointer[principalID]
+	owner     atomic.Pointer[auth.Principal]
 }
 
-func (la *liveActor) setOwner(p *principalID) {
+func (la *liveActor) setOwner(p *auth.Principal) {
 	if la != nil {
 		la.owner.Store(p)
 	}
@@ -125,7 +126,7 @@ func (l *Local) StopSubject(system *actor.ActorSystem, issuer, subject, reason s
 	l.mu.Lock()
 	var pids []*actor.PID
 	for _, la := range l.pids {
-		if o := la.owner.Load(); o != nil && o.issuer == issuer && o.subject == subject {
+		if o := la.owner.Load(); o != nil && o.Issuer == issuer && o.Subject == subject {
 			pids = append(pids, la.pid)
 		}
 	}

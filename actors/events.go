@@ -115,13 +115,13 @@ func (e *sessionEvents) Open(ctx context.Context, session, stream string) error 
 
 // setOwner tells the store, from the next stream on, whose session this
 // is: id is its owner (nil without one). Safe on a nil e (stateless).
-func (e *sessionEvents) setOwner(id *principalID) {
+func (e *sessionEvents) setOwner(id *auth.Principal) {
 	if e == nil {
 		return
 	}
 	user := ""
 	if id != nil {
-		user = auth.Principal{Issuer: id.issuer, Subject: id.subject}.UserKey()
+		user = id.UserKey()
 	}
 	e.user.Store(&user)
 }

@@ -18,7 +18,7 @@ func TestEventsOpenedAsTheOwners(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	ctx := context.Background()
 	alice := &sessionEvents{store: store, logger: logger}
-	alice.setOwner(&principalID{"https://idp", "alice", "client1"})
+	alice.setOwner(&auth.Principal{Issuer: "https://idp", Subject: "alice", ClientID: "client1"})
 	if err := alice.Open(ctx, "s1", "post1"); err != nil {
 		t.Fatal(err)
 	}

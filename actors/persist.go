@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/internal/retry"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
@@ -310,11 +311,11 @@ func (p *persister) run() {
 }
 
 // newSnapshot starts the snapshot of a session created now.
-func newSnapshot(owner *principalID) state.Snapshot {
+func newSnapshot(owner *auth.Principal) state.Snapshot {
 	now := time.Now()
 	r := state.Snapshot{Version: state.SnapshotVersion, Created: now, Active: now}
 	if owner != nil {
-		r.Issuer, r.Subject, r.ClientID = owner.issuer, owner.subject, owner.clientID
+		r.Issuer, r.Subject, r.ClientID = owner.Issuer, owner.Subject, owner.ClientID
 	}
 	return r
 }

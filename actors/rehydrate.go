@@ -13,6 +13,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/internal/retry"
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
@@ -176,7 +177,7 @@ func (a *SessionActor) restore(snap []byte) (state.Snapshot, error) {
 		return rec, fmt.Errorf("delegations: %w", err)
 	}
 	if rec.Issuer != "" || rec.Subject != "" || rec.ClientID != "" {
-		a.owner = &principalID{rec.Issuer, rec.Subject, rec.ClientID}
+		a.owner = &auth.Principal{Issuer: rec.Issuer, Subject: rec.Subject, ClientID: rec.ClientID}
 	}
 	// The owner is stored in clear; the sealed principal is what vouches
 	// for it. A snapshot whose owner is not its principal's is refused.

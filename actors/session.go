@@ -122,7 +122,7 @@ type SessionActor struct {
 	// owner is the principal the session was opened by (nil without auth);
 	// credential is the newest token it presented; creds hands it, and the
 	// tokens exchanged for it, to the tools.
-	owner      *principalID
+	owner      *auth.Principal
 	credential *envelope.Principal
 	creds      *credentials
 	scopes     map[string][]string // tool → scopes it needs
@@ -189,21 +189,13 @@ type endedNow struct{}
 // before it stops.
 const endedLinger = time.Second
 
-// principalID is who uses a session: (issuer, subject, client). The session
-// belongs to the user (sameUser); the client is the one it is used through
-// now.
-type principalID struct{ issuer, subject, clientID string }
-
-// sameUser says whether p and q are the same user at the same issuer.
-func (p *principalID) sameUser(q *principalID) bool {
-	return p.issuer == q.issuer && p.subject == q.subject
-}
-
-func idOf(p *envelope.Principal) *principalID {
+// idOf is who a forwarded credential speaks for: the session's owner is
+// the user (SameUser); the client is the one it is used through now.
+func idOf(p *envelope.Principal) *auth.Principal {
 	if p == nil {
 		return nil
 	}
-	return &principalID{p.Issuer, p.Subject, p.ClientId}
+	return &auth.Principal{Issuer: p.Issuer, Subject: p.Subject, ClientID: p.ClientId}
 }
 
 // flight is one request being served.
@@ -623,7 +615,7 @@ func (a *SessionActor) admit(req *envelope.Request) (bool, *envelope.ResponsePar
 			sealed, err := a.cfg.Stores.SealPrincipal(a.id, p)
 			ps.stage(func(r *state.Snapshot) {
 				if id != nil {
-					r.Issuer, r.Subject, r.ClientID = id.issuer, id.subject, id.clientID
+					r.Issuer, r.Subject, r.ClientID = id.Issuer, id.Subject, id.ClientID
 				}
 				if err == nil {
 					r.Principal = sealed
@@ -632,13 +624,13 @@ func (a *SessionActor) admit(req *envelope.Request) (bool, *envelope.ResponsePar
 		}
 		return true, nil
 	}
-	if (a.owner == nil) != (id == nil) || (id != nil && !id.sameUser(a.owner)) {
+	if (a.owner == nil) != (id == nil) || (id != nil && !id.SameUser(*a.owner)) {
 		return false, nil
 	}
-	switched := id != nil && id.clientID != a.owner.clientID
+	switched := id != nil && id.ClientID != a.owner.ClientID
 	if switched && !a.resourceScoped(p) {
 		a.logger.Warn("request refused: another client of the session's user, without any of the resource's scopes",
-			"request", req.Id, "client_id", id.clientID, "session_client_id", a.owner.clientID)
+			"request", req.Id, "client_id", id.ClientID, "session_client_id", a.owner.ClientID)
 		return true, a.switchRefused(req)
 	}
 	if p != nil && (a.credential == nil || switched || p.ExpiresUnix >= a.credential.ExpiresUnix) {
@@ -646,7 +638,7 @@ func (a *SessionActor) admit(req *envelope.Request) (bool, *envelope.ResponsePar
 			if sealed, err := a.cfg.Stores.SealPrincipal(a.id, p); err == nil {
 				var big *SnapshotTooLarge
 				err := ps.update(false, func(r *state.Snapshot) {
-					r.Principal, r.ClientID = sealed, id.clientID
+					r.Principal, r.ClientID = sealed, id.ClientID
 					if switched {
 						r.Delegations = ""
 					}
@@ -658,8 +650,8 @@ func (a *SessionActor) admit(req *envelope.Request) (bool, *envelope.ResponsePar
 		}
 		a.credential = p
 		if switched {
-			from := a.owner.clientID
-			a.logger.Info("session now used through another client of its user", "from_client_id", from, "client_id", id.clientID)
+			from := a.owner.ClientID
+			a.logger.Info("session now used through another client of its user", "from_client_id", from, "client_id", id.ClientID)
 			a.owner = id
 			a.live.setOwner(id)
 			if a.creds != nil {
@@ -806,7 +798,7 @@ func (a *SessionActor) settle(ctx actor.Context) {
 		if !a.ended {
 			a.ended = true
 			if a.owner != nil {
-				releaseSession(a.cfg.Stores, a.id, a.owner.issuer, a.owner.subject, a.logger)
+				releaseSession(a.cfg.Stores, a.id, a.owner.Issuer, a.owner.Subject, a.logger)
 			}
 			self, root := ctx.Self(), ctx.ActorSystem().Root
 			time.AfterFunc(endedLinger, func() { root.Send(self, endedNow{}) })

@@ -11,6 +11,7 @@ import (
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/tools"
@@ -100,7 +101,7 @@ func TestSessionFollowsItsUserAcrossClients(t *testing.T) {
 			t.Errorf("%+v admitted on alice's session", req.Principal)
 		}
 	}
-	if a.credential != first.Principal || *a.owner != (principalID{"https://idp", "alice", "c1"}) || len(a.creds.cache) != 1 {
+	if a.credential != first.Principal || *a.owner != (auth.Principal{Issuer: "https://idp", Subject: "alice", ClientID: "c1"}) || len(a.creds.cache) != 1 {
 		t.Fatalf("a refused request changed the session: owner %+v", a.owner)
 	}
 
@@ -112,7 +113,7 @@ func TestSessionFollowsItsUserAcrossClients(t *testing.T) {
 	if a.credential != stepped.Principal || a.creds.current != stepped.Principal {
 		t.Error("the session does not act with the token of the client now using it")
 	}
-	if a.owner.clientID != "c2" {
+	if a.owner.ClientID != "c2" {
 		t.Errorf("owner %+v, want client c2", a.owner)
 	}
 	if len(a.creds.cache) != 0 {

@@ -41,6 +41,12 @@ func (p Principal) Key() string {
 	return base64.RawURLEncoding.EncodeToString(sum[:16])
 }
 
+// SameUser says whether p and q are the same user at the same issuer,
+// through whichever clients.
+func (p Principal) SameUser(q Principal) bool {
+	return p.Issuer == q.Issuer && p.Subject == q.Subject
+}
+
 // UserKey names the user (issuer, subject) without revealing it, whatever
 // client the token came through: limits that must not multiply with the
 // clients a user registers are counted under it.

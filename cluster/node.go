@@ -15,6 +15,7 @@ import (
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/k8s"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
+	"github.com/pingmcp/pingmcp/internal/enum"
 	"github.com/pingmcp/pingmcp/internal/loopback"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -34,19 +35,42 @@ const (
 	PrincipalKind = "principal"
 )
 
-// Roles a node can take.
+// Role is what a node does in the cluster (--role).
+type Role string
+
+// Roles a node can take, in the order help and errors list them.
 const (
-	RoleBoth   = "both"   // serves /mcp and hosts actors
-	RoleEdge   = "edge"   // serves /mcp, hosts no actors
-	RoleMember = "member" // hosts actors, serves no /mcp
+	RoleBoth   Role = "both"   // serves /mcp and hosts actors
+	RoleEdge   Role = "edge"   // serves /mcp, hosts no actors
+	RoleMember Role = "member" // hosts actors, serves no /mcp
 )
 
-// Providers of membership.
+// Roles lists every Role.
+var Roles = []Role{RoleBoth, RoleEdge, RoleMember}
+
+func (r Role) String() string { return string(r) }
+
+// ParseRole returns the Role named s, or an error listing the roles.
+func ParseRole(s string) (Role, error) { return enum.Parse(s, Roles) }
+
+// Provider is how a node learns the cluster's members (--cluster-provider).
+type Provider string
+
+// Providers of membership, in the order help and errors list them.
 const (
-	ProviderSingle      = "single"
-	ProviderAutomanaged = "automanaged"
-	ProviderK8s         = "k8s"
+	ProviderSingle      Provider = "single"      // a cluster of this node alone
+	ProviderAutomanaged Provider = "automanaged" // seed addresses, probed (seeds.go)
+	ProviderK8s         Provider = "k8s"         // the Kubernetes API (protoactor's k8s provider)
 )
+
+// Providers lists every Provider.
+var Providers = []Provider{ProviderSingle, ProviderAutomanaged, ProviderK8s}
+
+func (p Provider) String() string { return string(p) }
+
+// ParseProvider returns the Provider named s, or an error listing the
+// providers.
+func ParseProvider(s string) (Provider, error) { return enum.Parse(s, Providers) }
 
 // ErrNoMember means no member of the cluster can host the actor right now
 // (none has joined yet, or all have left). It is transient: the edge answers
@@ -62,12 +86,12 @@ type Config struct {
 	// AdvertisedAddr is the host:port other nodes dial (a pod IP on
 	// Kubernetes); Addr when empty.
 	AdvertisedAddr string
-	// Provider is one of ProviderSingle, ProviderAutomanaged, ProviderK8s.
-	Provider string
+	// Provider is how the node finds the others; empty is ProviderSingle.
+	Provider Provider
 	// Seeds are the cluster addresses of other nodes (ProviderAutomanaged).
 	Seeds []string
-	// Role is RoleBoth, RoleEdge or RoleMember.
-	Role string
+	// Role is what the node does; empty is RoleBoth.
+	Role Role
 	// Kinds are the actor kinds this node hosts; empty for an edge.
 	Kinds []*cluster.Kind
 	// HTTPAddr is the node's HTTP listen address, reported to other nodes.

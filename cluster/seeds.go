@@ -201,7 +201,7 @@ func (p *seedsProvider) info() *envelope.MemberInfo {
 	for _, m := range p.alive() {
 		em := fromMember(m)
 		if m.Id == p.self.Id {
-			em.Role = p.cfg.Role
+			em.Role = string(p.cfg.Role)
 			em.HttpAddr = p.cfg.HTTPAddr
 			info.Self = em
 		}

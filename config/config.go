@@ -25,7 +25,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
+	"github.com/pingmcp/pingmcp/internal/enum"
 	"github.com/pingmcp/pingmcp/internal/loopback"
 	"github.com/pingmcp/pingmcp/state"
 )
@@ -38,7 +40,7 @@ type Config struct {
 	ClusterAddr      string
 	ClusterAdvertise string
 	ClusterSeeds     []string
-	ClusterProvider  string
+	ClusterProvider  cluster.Provider
 	// ProbeInterval and ProbeFailures pace the automanaged provider's
 	// failure detection: a node that misses ProbeFailures probes in a row,
 	// one every ProbeInterval, has left.
@@ -53,9 +55,9 @@ type Config struct {
 	ClusterTLSKey      string
 	ClusterTLSCA       string
 	ClusterInsecure    bool
-	Role               string
+	Role               cluster.Role
 	Tools              []string
-	Auth               string
+	Auth               auth.Mode
 	AllowedOrigins     []string
 	AllowedHosts       []string
 	SessionIdleTimeout time.Duration // a session with no request for this long ends
@@ -186,13 +188,10 @@ var Commands = []struct{ Name, Summary string }{
 	{"certs", "write a cluster CA and node certificates for the cluster's mutual TLS (--cluster-tls-*)"},
 }
 
-// Known values of enumerated flags.
-var (
-	Providers = []string{"single", "automanaged", "k8s"}
-	Roles     = []string{"both", "edge", "member"}
-	AuthModes = []string{"none", "jwt", "introspection"}
-	Toolsets  = []string{"todo", "conformance"}
-)
+// Toolsets are the values of --tools. The values of --auth, --role and
+// --cluster-provider are the packages' own: auth.Modes, cluster.Roles and
+// cluster.Providers.
+var Toolsets = []string{"todo", "conformance"}
 
 // DefaultSSEKeepAlive is --sse-keepalive's default. An idle stream must
 // carry bytes more often than the shortest idle timeout on its way: Node.js's
@@ -226,13 +225,13 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 	switch command {
 	case "dev", "serve":
 		dev := command == "dev"
-		defAddr, defAuth := ":8080", "jwt"
+		defAddr := ":8080"
 		if dev {
-			defAddr, defAuth = "127.0.0.1:8080", "jwt"
+			defAddr = "127.0.0.1:8080"
 		}
 		fs.StringVar(&c.Addr, "addr", defAddr, "HTTP address of the edge (/mcp, /healthz, /readyz, /.well-known/...)")
 		list("tools", "todo", "comma-separated toolsets the MCP server offers: "+strings.Join(Toolsets, ", "))
-		fs.StringVar(&c.Auth, "auth", defAuth, "how /mcp authenticates callers: "+strings.Join(AuthModes, ", ")+` ("none" only when every listen address is loopback)`)
+		fs.StringVar((*string)(&c.Auth), "auth", string(auth.ModeJWT), "how /mcp authenticates callers: "+enum.Names(auth.Modes)+` ("none" only when every listen address is loopback)`)
 		list("allowed-origins", "", "comma-separated browser origins allowed to call /mcp besides same-origin (and loopback origins on a loopback listener)")
 		list("allowed-hosts", "", "comma-separated Host values /mcp answers to (DNS-rebinding protection); empty: loopback names on a loopback listener, any otherwise")
 		fs.DurationVar(&c.SessionIdleTimeout, "session-idle-timeout", 30*time.Minute, "end a session with no request for this long; its snapshot and events expire then (0: never)")
@@ -277,7 +276,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 			fs.StringVar(&c.ClusterAddr, "cluster-addr", "127.0.0.1:0", "host:port of this node's cluster endpoint (port 0 picks a free one)")
 			fs.StringVar(&c.ClusterAdvertise, "cluster-advertised-addr", "", "host:port other nodes dial to reach this one (a pod IP on Kubernetes); --cluster-addr when empty")
 			list("cluster-seeds", "", "comma-separated cluster addresses of other nodes to join (the automanaged provider; the first node of a cluster may have none)")
-			fs.StringVar(&c.ClusterProvider, "cluster-provider", "", "membership: "+strings.Join(Providers, ", ")+" (default: single without seeds, automanaged with them)")
+			fs.StringVar((*string)(&c.ClusterProvider), "cluster-provider", "", "membership: "+enum.Names(cluster.Providers)+" (default: single without seeds, automanaged with them)")
 			fs.DurationVar(&c.ProbeInterval, "cluster-probe-interval", 500*time.Millisecond, "automanaged provider: how often each node probes the others")
 			fs.IntVar(&c.ProbeFailures, "cluster-probe-failures", 3, "automanaged provider: probes a node may miss in a row before it counts as gone (failover takes about interval × failures)")
 			fs.StringVar(&c.ClusterTLSCert, "cluster-tls-cert", "", "PEM file of this node's certificate for the cluster's mutual TLS (with --cluster-tls-key and --cluster-tls-ca; usages serverAuth and clientAuth; read at start: rotate by restarting)")
@@ -286,7 +285,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 			fs.BoolVar(&c.ClusterInsecure, "cluster-insecure", false, "allow plaintext, unauthenticated connections between the nodes of a multi-node cluster, loopback included "+
 				"(any process that reaches a cluster port can join, act as any user and receive forwarded requests with users' bearer tokens: tests only, or hosts and a network you alone use); "+
 				"a single node accepts no cluster connection and needs neither this nor TLS")
-			fs.StringVar(&c.Role, "role", "both", "what this node does: both, edge (serves /mcp, hosts no actors), member (hosts actors, serves only health)")
+			fs.StringVar((*string)(&c.Role), "role", string(cluster.RoleBoth), "what this node does: both, edge (serves /mcp, hosts no actors), member (hosts actors, serves only health)")
 		}
 	case "certs":
 		fs.StringVar(&c.CertsDir, "dir", "", "directory to write to (made 0700 if missing): ca.crt and ca.key (unless it holds a CA already, which then issues), and NAME.crt and NAME.key of each node; no file is ever overwritten (required)")
@@ -405,8 +404,8 @@ func (c *Config) Rebind(addr, idpAddr, todoAPIAddr string) {
 func (c *Config) derive() {
 	switch c.Command {
 	case "dev":
-		c.ClusterAddr, c.ClusterProvider, c.Role = "127.0.0.1:0", "single", "both"
-		if c.Auth != "none" {
+		c.ClusterAddr, c.ClusterProvider, c.Role = "127.0.0.1:0", cluster.ProviderSingle, cluster.RoleBoth
+		if c.Auth != auth.ModeNone {
 			if c.Issuer == "" {
 				c.Issuer = "http://" + c.IdPAddr
 			}
@@ -434,9 +433,9 @@ func (c *Config) derive() {
 		}
 	case "serve":
 		if c.ClusterProvider == "" {
-			c.ClusterProvider = "single"
+			c.ClusterProvider = cluster.ProviderSingle
 			if len(c.ClusterSeeds) > 0 {
-				c.ClusterProvider = "automanaged"
+				c.ClusterProvider = cluster.ProviderAutomanaged
 			}
 		}
 	case "todo-api":
@@ -602,7 +601,9 @@ func (c *Config) validate() error {
 	}
 	switch c.Command {
 	case "dev", "serve":
-		check("auth", c.Auth, AuthModes)
+		if _, err := auth.ParseMode(string(c.Auth)); err != nil {
+			errs = append(errs, fmt.Errorf("--auth %w", err))
+		}
 		for _, t := range c.Tools {
 			check("tools", t, Toolsets)
 		}
@@ -612,7 +613,7 @@ func (c *Config) validate() error {
 		if c.Command == "serve" && (c.ProbeInterval < 50*time.Millisecond || c.ProbeFailures < 1) {
 			errs = append(errs, errors.New("--cluster-probe-interval must be at least 50ms and --cluster-probe-failures at least 1"))
 		}
-		if c.Auth == "none" {
+		if c.Auth == auth.ModeNone {
 			for _, a := range []string{c.Addr, c.ClusterAddr} {
 				if a != "" && !loopback.Is(a) {
 					errs = append(errs, fmt.Errorf("--auth none is refused: %q is not a loopback address (anyone who reaches it could act as any user)", a))
@@ -621,7 +622,7 @@ func (c *Config) validate() error {
 		} else if c.Issuer == "" {
 			errs = append(errs, fmt.Errorf("--auth %s needs --issuer", c.Auth))
 		}
-		if c.Auth == "introspection" && (c.ClientID == "" || c.ClientSecret == "") {
+		if c.Auth == auth.ModeIntrospection && (c.ClientID == "" || c.ClientSecret == "") {
 			errs = append(errs, errors.New("--auth introspection needs --client-id and --client-secret"))
 		}
 		for name, u := range map[string]string{"public-url": c.PublicURL, "resource": c.Resource} {
@@ -677,8 +678,12 @@ func (c *Config) validate() error {
 		}
 	}
 	if c.Command == "serve" {
-		check("cluster-provider", c.ClusterProvider, Providers)
-		check("role", c.Role, Roles)
+		if _, err := cluster.ParseProvider(string(c.ClusterProvider)); err != nil {
+			errs = append(errs, fmt.Errorf("--cluster-provider %w", err))
+		}
+		if _, err := cluster.ParseRole(string(c.Role)); err != nil {
+			errs = append(errs, fmt.Errorf("--role %w", err))
+		}
 		errs = append(errs, c.validateClusterTLS()...)
 	}
 	if c.OTLPEndpoint != "" {
@@ -811,7 +816,7 @@ func (c *Config) validateDurability() []error {
 	}
 	if c.AdminAddr != "" {
 		if c.AdminTokenFile == "" {
-			if c.Command != "dev" && c.Auth == "none" { // dev makes one; with auth, access tokens with --admin-scope
+			if c.Command != "dev" && c.Auth == auth.ModeNone { // dev makes one; with auth, access tokens with --admin-scope
 				errs = append(errs, errors.New("--admin-addr with --auth none needs --admin-token-file: the admin API is never unauthenticated"))
 			}
 		} else if b, err := os.ReadFile(c.AdminTokenFile); err != nil {

@@ -16,7 +16,7 @@ import (
 // JSON. draining, if set, reports a node on its way out. store, if set,
 // checks the session store: a node whose store is unreachable stays ready,
 // since its live sessions go on from memory, and says "degraded".
-func Health(node *cluster.Node, role string, draining *atomic.Bool, store func(context.Context) error) http.Handler {
+func Health(node *cluster.Node, role cluster.Role, draining *atomic.Bool, store func(context.Context) error) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ok"})

@@ -42,7 +42,7 @@ func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if cfg.Auth == "none" {
+	if cfg.Auth == auth.ModeNone {
 		cfg.Rebind(mcpLn.Addr().String(), cfg.IdPAddr, cfg.TodoAPIAddr)
 		return serveNode(ctx, cfg, mcpLn, logger, stdout)
 	}
@@ -300,7 +300,7 @@ func shellQuote(s string) string {
 
 func printDevBanner(w io.Writer, cfg *config.Config) {
 	fmt.Fprintf(w, "\npingmcp dev is running: everything in this one process, sessions in memory.\n\n  MCP URL:   %s\n", cfg.Resource)
-	if cfg.Auth != "none" {
+	if cfg.Auth != auth.ModeNone {
 		fmt.Fprintf(w, "  Log in:    %s (development users alice/alice and bob/bob)\n  Todo API:  %s\n", cfg.Issuer, cfg.TodoAPIURL)
 		switch {
 		case !embeddedIdP(cfg):

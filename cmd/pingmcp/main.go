@@ -143,7 +143,7 @@ func upstream(cfg *config.Config) *http.Client {
 // accepts a token for any of the resource's URIs (cfg.Resources), and the
 // edge checks that it is for the one its request names (auth.Token.For).
 func verifier(cfg *config.Config) auth.Verifier {
-	if cfg.Auth == "introspection" {
+	if cfg.Auth == auth.ModeIntrospection {
 		return auth.NewIntrospectionVerifier(auth.IntrospectionOptions{
 			Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
 			Audiences: cfg.Resources(), HTTPClient: upstream(cfg),
@@ -200,7 +200,7 @@ func toolsets(cfg *config.Config) []tools.Toolset {
 
 // exchanger is the token exchange client, when one is configured.
 func exchanger(cfg *config.Config) *auth.Exchanger {
-	if cfg.Auth == "none" || cfg.ClientID == "" || cfg.ClientSecret == "" {
+	if cfg.Auth == auth.ModeNone || cfg.ClientID == "" || cfg.ClientSecret == "" {
 		return nil
 	}
 	return auth.NewExchanger(auth.ExchangeOptions{Issuer: cfg.Issuer, ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret, ActorToken: cfg.ActorToken, HTTPClient: upstream(cfg)})
@@ -358,14 +358,14 @@ func serveAdmin(ctx context.Context, cfg *config.Config, d *state.Stores, node *
 	if x != nil {
 		opts.RevokeToken = x.Revoke
 	}
-	if cfg.Auth != "none" && cfg.GrantsUser != "" {
+	if cfg.Auth != auth.ModeNone && cfg.GrantsUser != "" {
 		endpoint, warning := grantsService(cfg)
 		if warning != "" {
 			logger.Warn(warning, "grants_url", endpoint)
 		}
 		opts.RevokeGrants = auth.NewGrantRevoker(auth.GrantsOptions{URL: endpoint,
 			User: cfg.GrantsUser, Password: cfg.GrantsPassword, HTTPClient: upstream(cfg)}).RevokeUser
-	} else if cfg.Auth != "none" {
+	} else if cfg.Auth != auth.ModeNone {
 		logger.Warn("no --grants-user: revoking a user ends their sessions but leaves their refresh tokens working at the authorization server")
 	}
 	h, err := admin.Handler(opts)
@@ -389,7 +389,7 @@ func serveAdmin(ctx context.Context, cfg *config.Config, d *state.Stores, node *
 func nodeControl(node *cluster.Node, cfg *config.Config, httpAddr string, local *actors.Local, draining *atomic.Bool, drain func()) cluster.ControlFunc {
 	started, v := time.Now(), version()
 	return func(_ context.Context, q *envelope.NodeQuery) *envelope.NodeStatus {
-		st := &envelope.NodeStatus{Address: node.Address(), Role: cfg.Role, Version: v, HttpAddr: httpAddr,
+		st := &envelope.NodeStatus{Address: node.Address(), Role: cfg.Role.String(), Version: v, HttpAddr: httpAddr,
 			StartedUnix: started.Unix()}
 		if s := q.GetStopSubject(); s != nil {
 			st.Stopped = int32(local.StopSubject(node.System, s.Issuer, s.Subject, "user revoked by an operator"))
@@ -430,7 +430,7 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 		Local:          actors.NewLocal(),
 		SchemaCache:    mcp.NewSchemaCache(),
 		Logger:         logger,
-		Authenticated:  cfg.Auth != "none",
+		Authenticated:  cfg.Auth != auth.ModeNone,
 		Exchanger:      exchanger(cfg),
 		Audit:          auditLog,
 
@@ -483,7 +483,7 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 	// admin API.
 	var v auth.Verifier
 	var revoked func(*auth.Token) bool
-	if cfg.Auth != "none" {
+	if cfg.Auth != auth.ModeNone {
 		v = verifier(cfg)
 		cache := state.NewRevocationCache(stores.Revocations, revocationRefresh)
 		go cache.Run(ctx)
@@ -511,7 +511,7 @@ func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger 
 				MaxStreams: cfg.UserMaxStreams},
 			TrustedProxies: cfg.TrustedProxies,
 		}
-		if cfg.Auth != "none" {
+		if cfg.Auth != auth.ModeNone {
 			edgeOpts.Revoked = revoked
 			edgeOpts.Verifier = v
 			edgeOpts.Scopes = cfg.Scopes
