@@ -36,6 +36,7 @@ import (
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
+	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/pingmcp/pingmcp/tools"
 )
 
@@ -362,8 +363,14 @@ func (a *SessionActor) start(ctx actor.Context) {
 	a.node = ctx.ActorSystem().Address()
 	a.logger = a.cfg.Logger.With("node", a.node, kind, a.id)
 
+	sdkLogger := a.logger
+	if a.stateless {
+		// Every stateless request is a session of its own to the go-sdk,
+		// which logs each one's start and end at info.
+		sdkLogger = slog.New(telemetry.Floor(a.logger.Handler(), slog.LevelWarn))
+	}
 	opts := &mcp.ServerOptions{
-		Logger:      a.logger,
+		Logger:      sdkLogger,
 		SchemaCache: a.cfg.SchemaCache,
 		// The edge minted this actor's identity for the session it is
 		// initializing: the session takes that id, so the next request

@@ -17,6 +17,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/pingmcp/pingmcp/internal/enum"
 	"github.com/pingmcp/pingmcp/internal/loopback"
+	"github.com/pingmcp/pingmcp/telemetry"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -164,7 +165,7 @@ func Start(cfg Config) (*Node, error) {
 
 	// protoactor logs every topology change and activation at Info; keep
 	// only its warnings, under our node's attributes.
-	internal := slog.New(levelFloor{cfg.Logger.Handler(), slog.LevelWarn}).With("component", "protoactor")
+	internal := slog.New(telemetry.Floor(cfg.Logger.Handler(), slog.LevelWarn)).With("component", "protoactor")
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return internal }))
 
 	// A forwarded request carries a body of up to 4 MiB, and protoactor
@@ -422,45 +423,6 @@ func (n *Node) forgetNodes(left []*cluster.Member) {
 		}
 	}
 	n.mu.Unlock()
-}
-
-// levelFloor is protoactor's log handler: it drops records below a level,
-// whatever the wrapped handler allows, and never lets a message's content
-// through. protoactor logs whole messages ("message" attributes) when it
-// cannot deliver or serialize one, and ours carry bearer tokens.
-type levelFloor struct {
-	slog.Handler
-	floor slog.Level
-}
-
-func (h levelFloor) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.floor && h.Handler.Enabled(ctx, l)
-}
-func (h levelFloor) Handle(ctx context.Context, r slog.Record) error {
-	clean := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
-	r.Attrs(func(a slog.Attr) bool {
-		clean.AddAttrs(redactMessage(a))
-		return true
-	})
-	return h.Handler.Handle(ctx, clean)
-}
-func (h levelFloor) WithAttrs(as []slog.Attr) slog.Handler {
-	for i := range as {
-		as[i] = redactMessage(as[i])
-	}
-	return levelFloor{h.Handler.WithAttrs(as), h.floor}
-}
-
-// redactMessage replaces a message's content by its type.
-func redactMessage(a slog.Attr) slog.Attr {
-	switch a.Key {
-	case "message", "msg", "envelope":
-		return slog.String(a.Key, fmt.Sprintf("%T (content not logged)", a.Value.Any()))
-	}
-	return a
-}
-func (h levelFloor) WithGroup(g string) slog.Handler {
-	return levelFloor{h.Handler.WithGroup(g), h.floor}
 }
 
 // memberOf describes this node as a cluster member.

@@ -7,12 +7,13 @@ import (
 	"testing"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/telemetry"
 )
 
 // protoactor logs undeliverable messages whole; ours carry bearer tokens.
 func TestProtoactorLogsNoMessageContent(t *testing.T) {
 	var out bytes.Buffer
-	logger := slog.New(levelFloor{slog.NewTextHandler(&out, nil), slog.LevelWarn})
+	logger := slog.New(telemetry.Floor(slog.NewTextHandler(&out, nil), slog.LevelWarn))
 	env := &envelope.Envelope{Body: &envelope.Envelope_Request{Request: &envelope.Request{
 		Principal: &envelope.Principal{Token: "eyJsecret.token.value"},
 	}}}
