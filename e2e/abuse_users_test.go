@@ -23,20 +23,12 @@ const abuseInitialize = `{"jsonrpc":"2.0","id":1,"method":"initialize","params":
 // returns the answer.
 func abuseInit(t testing.TB, ctx context.Context, url, token string, header map[string]string) limitsAnswer {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(abuseInitialize))
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
+	h := map[string]string{"Authorization": "Bearer " + token, "Content-Type": "application/json",
+		"Accept": "application/json, text/event-stream"}
 	for k, v := range header {
-		req.Header.Set(k, v)
+		h[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return limitsAnswer{resp.StatusCode, resp.Header, string(b)}
+	return askHTTP(t, ctx, http.MethodPost, url, abuseInitialize, h)
 }
 
 // TestSessionsPerUserCluster: one user signs in through three registered

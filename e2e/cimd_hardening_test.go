@@ -46,7 +46,7 @@ func TestCIMDHardening(t *testing.T) {
 	} {
 		q := url.Values{"response_type": {"code"}, "client_id": {host.URL + path}, "redirect_uri": {clientRedirect},
 			"state": {"s"}, "code_challenge": {strings.Repeat("a", 43)}, "code_challenge_method": {"S256"}, "resource": {d.MCP}}
-		a := plainRequest(t, ctx, http.MethodGet, as.AuthorizationEndpoint+"?"+q.Encode(), map[string]string{"Origin": "https://evil.example"})
+		a := askHTTP(t, ctx, http.MethodGet, as.AuthorizationEndpoint+"?"+q.Encode(), "", map[string]string{"Origin": "https://evil.example"})
 		var body struct {
 			Error       string `json:"error"`
 			Description string `json:"error_description"`

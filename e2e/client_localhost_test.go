@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -69,7 +68,7 @@ func TestClientLocalhost(t *testing.T) {
 	// origin, and the authorization server's document has another issuer.
 	for _, path := range []string{"/.well-known/oauth-protected-resource", "/.well-known/oauth-authorization-server"} {
 		for _, base := range []string{"http://" + ipURL.Host, "http://localhost:" + ipURL.Port()} {
-			if a := plainRequest(t, ctx, http.MethodGet, base+path, nil); a.status != http.StatusNotFound {
+			if a := askHTTP(t, ctx, http.MethodGet, base+path, "", nil); a.status != http.StatusNotFound {
 				t.Errorf("GET %s%s: %d, want 404", base, path, a.status)
 			}
 		}
@@ -88,7 +87,7 @@ func TestClientLocalhost(t *testing.T) {
 		{as.TokenEndpoint, http.MethodPost, "authorization,content-type,mcp-protocol-version"},
 	}
 	for _, p := range preflights {
-		a := plainRequest(t, ctx, http.MethodOptions, p.url, map[string]string{
+		a := askHTTP(t, ctx, http.MethodOptions, p.url, "", map[string]string{
 			"Origin": "http://localhost:6274", "Access-Control-Request-Method": p.method, "Access-Control-Request-Headers": p.headers,
 		})
 		status, h := a.status, a.header
@@ -118,7 +117,7 @@ func TestPublicURLRefusesOtherHosts(t *testing.T) {
 	d.awaitMembers(ctx, 1)
 
 	for _, u := range []string{"http://" + addr + "/mcp", "http://" + addr + "/.well-known/oauth-protected-resource/mcp"} {
-		if a := plainRequest(t, ctx, http.MethodGet, u, nil); a.status != http.StatusMisdirectedRequest || !strings.Contains(a.body, d.MCP) {
+		if a := askHTTP(t, ctx, http.MethodGet, u, "", nil); a.status != http.StatusMisdirectedRequest || !strings.Contains(a.body, d.MCP) {
 			t.Errorf("GET %s: %d %s, want 421 naming %s", u, a.status, a.body, d.MCP)
 		}
 	}
@@ -131,22 +130,6 @@ func TestPublicURLRefusesOtherHosts(t *testing.T) {
 	c.checkOAuth(d.MCP, d.Issuer, as)
 	c.call(ctx, "test_simple_text", nil)
 	c.finish(ctx)
-}
-
-// plainRequest sends a request without a body, with headers h.
-func plainRequest(t *testing.T, ctx context.Context, method, u string, h map[string]string) limitsAnswer {
-	t.Helper()
-	req, _ := http.NewRequestWithContext(ctx, method, u, nil)
-	for k, v := range h {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return limitsAnswer{resp.StatusCode, resp.Header, string(b)}
 }
 
 // TestGoSDKClientLocalhost: the Go SDK's client (its authorization code

@@ -34,21 +34,29 @@ type limitsAnswer struct {
 
 func (c *limitsClient) do(method, body string) limitsAnswer {
 	c.t.Helper()
+	h := map[string]string{"Authorization": "Bearer " + c.token, "Content-Type": "application/json",
+		"Accept": "application/json, text/event-stream"}
+	if c.sid != "" {
+		h["Mcp-Session-Id"], h["Mcp-Protocol-Version"] = c.sid, c.protocolVersion()
+	}
+	return askHTTP(c.t, c.ctx, method, c.url, body, h)
+}
+
+// askHTTP sends a request (no body when body is "") with headers h and
+// returns the whole answer.
+func askHTTP(t testing.TB, ctx context.Context, method, url, body string, h map[string]string) limitsAnswer {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	req, _ := http.NewRequestWithContext(c.ctx, method, c.url, rd)
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	if c.sid != "" {
-		req.Header.Set("Mcp-Session-Id", c.sid)
-		req.Header.Set("Mcp-Protocol-Version", c.protocolVersion())
+	req, _ := http.NewRequestWithContext(ctx, method, url, rd)
+	for k, v := range h {
+		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)

@@ -74,7 +74,7 @@ func TestLoopbackSquat(t *testing.T) {
 	}
 	c.finish(ctx)
 	for _, base := range []string{"http://" + addr, "http://[::1]:" + port} {
-		if a := plainRequest(t, ctx, http.MethodGet, base+"/.well-known/oauth-protected-resource/mcp", nil); a.status != http.StatusOK ||
+		if a := askHTTP(t, ctx, http.MethodGet, base+"/.well-known/oauth-protected-resource/mcp", "", nil); a.status != http.StatusOK ||
 			!strings.Contains(a.body, `"resource":"`+base+`/mcp"`) {
 			t.Errorf("metadata at %s: %d %s, want 200 naming %s/mcp", base, a.status, a.body, base)
 		}
