@@ -17,7 +17,6 @@ import (
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/tools"
-	"github.com/pingmcp/pingmcp/tools/conformance"
 )
 
 // response is a forwarded request's answer as the edge reads it.
@@ -93,18 +92,8 @@ func stillOpen(t *testing.T, r *response, what string) {
 // token), and streams of the client now using it stay.
 func TestClientSwitchNeedsAScopeAndEndsTheOtherClientsStreams(t *testing.T) {
 	d := state.MemoryStores(time.Hour)
-	logger := slog.New(slog.DiscardHandler)
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
-	t.Cleanup(system.Shutdown)
-	pid := system.Root.Spawn(protocluster.WithClusterIdentity(SessionProps(Config{
-		Implementation: &mcp.Implementation{Name: "pingmcp", Version: "test"},
-		Toolsets:       []tools.Toolset{conformance.New()},
-		SchemaCache:    mcp.NewSchemaCache(),
-		Logger:         logger,
-		Stores:         d,
-		Authenticated:  true,
-		Scopes:         []string{"mcp:tools"},
-	}), protocluster.NewClusterIdentity(fuzzSession, "session")))
+	system, props := testSessions(t, Config{Stores: d, Authenticated: true, Scopes: []string{"mcp:tools"}})
+	pid := system.Root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(fuzzSession, "session")))
 	alice := func(client string, scopes ...string) *envelope.Principal {
 		return &envelope.Principal{Issuer: "https://idp", Subject: "alice", ClientId: client, ExpiresUnix: time.Now().Add(time.Hour).Unix(),
 			Token: "alice-token-of-" + client, Scopes: scopes}
@@ -293,19 +282,10 @@ func (h heldCaller) Install(s *mcp.Server, caller tools.Caller) {
 // A tool call acts with the token of the request that made it, even when
 // another client's request switched the session while the call ran.
 func TestToolCallActsForItsOwnRequest(t *testing.T) {
-	logger := slog.New(slog.DiscardHandler)
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
-	t.Cleanup(system.Shutdown)
 	held := heldCaller{started: make(chan struct{}, 1), release: make(chan struct{})}
-	pid := system.Root.Spawn(protocluster.WithClusterIdentity(SessionProps(Config{
-		Implementation: &mcp.Implementation{Name: "pingmcp", Version: "test"},
-		Toolsets:       []tools.Toolset{held},
-		SchemaCache:    mcp.NewSchemaCache(),
-		Logger:         logger,
-		Stores:         state.MemoryStores(time.Hour),
-		Authenticated:  true,
-		Scopes:         []string{"mcp:tools"},
-	}), protocluster.NewClusterIdentity(fuzzSession, "session")))
+	system, props := testSessions(t, Config{Toolsets: []tools.Toolset{held}, Stores: state.MemoryStores(time.Hour),
+		Authenticated: true, Scopes: []string{"mcp:tools"}})
+	pid := system.Root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(fuzzSession, "session")))
 	alice := func(client string) *envelope.Principal {
 		return &envelope.Principal{Issuer: "https://idp", Subject: "alice", ClientId: client, ExpiresUnix: time.Now().Add(time.Hour).Unix(),
 			Token: "alice-token-of-" + client, Scopes: []string{"mcp:tools"}, ClaimsJson: []byte(`{"sub":"alice","client_id":"` + client + `"}`)}

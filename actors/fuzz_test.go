@@ -10,7 +10,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 	"reflect"
 	"strings"
@@ -24,8 +23,6 @@ import (
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/state"
-	"github.com/pingmcp/pingmcp/tools"
-	"github.com/pingmcp/pingmcp/tools/conformance"
 )
 
 // The fuzzed snapshots' session, and the key their tokens are sealed under:
@@ -143,17 +140,7 @@ func FuzzSnapshotDecode(f *testing.F) {
 
 	// The restore path: session actors on a plain actor system, as
 	// rehydrate_test.go runs them.
-	logger := slog.New(slog.DiscardHandler)
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
-	f.Cleanup(system.Shutdown)
-	props := SessionProps(Config{
-		Implementation: &mcp.Implementation{Name: "pingmcp", Version: "fuzz"},
-		Toolsets:       []tools.Toolset{conformance.New()},
-		SchemaCache:    mcp.NewSchemaCache(),
-		Logger:         logger,
-		Stores:         d,
-		Authenticated:  true,
-	})
+	system, props := testSessions(f, Config{Implementation: &mcp.Implementation{Name: "pingmcp", Version: "fuzz"}, Stores: d, Authenticated: true})
 	ctx := context.Background()
 
 	f.Fuzz(func(t *testing.T, b []byte) {

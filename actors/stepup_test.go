@@ -14,8 +14,6 @@ import (
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/state"
-	"github.com/pingmcp/pingmcp/tools"
-	"github.com/pingmcp/pingmcp/tools/conformance"
 )
 
 // A tool call whose token lacks the tool's scope is refused 403 with a
@@ -137,18 +135,7 @@ func TestSessionFollowsItsUserAcrossClients(t *testing.T) {
 // session still admits its user through either client and nobody else.
 func TestClientSwitchSurvivesAMove(t *testing.T) {
 	d := state.MemoryStores(time.Hour)
-	logger := slog.New(slog.DiscardHandler)
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
-	t.Cleanup(system.Shutdown)
-	props := SessionProps(Config{
-		Implementation: &mcp.Implementation{Name: "pingmcp", Version: "test"},
-		Toolsets:       []tools.Toolset{conformance.New()},
-		SchemaCache:    mcp.NewSchemaCache(),
-		Logger:         logger,
-		Stores:         d,
-		Authenticated:  true,
-		Scopes:         []string{"mcp:tools"},
-	})
+	system, props := testSessions(t, Config{Stores: d, Authenticated: true, Scopes: []string{"mcp:tools"}})
 	spawn := func() *actor.PID {
 		return system.Root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(fuzzSession, "session")))
 	}

@@ -3,7 +3,6 @@ package actors
 import (
 	"crypto/rand"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -11,12 +10,9 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	protocluster "github.com/asynkron/protoactor-go/cluster"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/state"
-	"github.com/pingmcp/pingmcp/tools"
-	"github.com/pingmcp/pingmcp/tools/conformance"
 )
 
 // An initialize the SDK accepts and the snapshot then refuses (its result
@@ -27,17 +23,7 @@ func TestRefusedInitializeFreesItsSlot(t *testing.T) {
 	d := state.MemoryStores(time.Hour)
 	d.MaxSessionsPerUser = 1
 	d.MaxSnapshotBytes = 8 << 10
-	logger := slog.New(slog.DiscardHandler)
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
-	t.Cleanup(system.Shutdown)
-	props := SessionProps(Config{
-		Implementation: &mcp.Implementation{Name: "pingmcp", Version: "test"},
-		Toolsets:       []tools.Toolset{conformance.New()},
-		SchemaCache:    mcp.NewSchemaCache(),
-		Logger:         logger,
-		Stores:         d,
-		Authenticated:  true,
-	})
+	system, props := testSessions(t, Config{Stores: d, Authenticated: true})
 	alice := &envelope.Principal{Issuer: "https://idp", Subject: "alice", ClientId: "c"}
 	initialize := func(version string, pad int) (string, string) {
 		id := rand.Text()
