@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,16 +29,32 @@ type authCluster struct {
 }
 
 // freeAddr returns a loopback address free now, for servers whose URL must
-// be known before they start (an issuer names itself).
+// be known before they start (an issuer names itself). The kernel may hand
+// a closed port out again at once, so it never returns one it returned
+// before in this test binary: two servers of one test cannot be given the
+// same address.
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !handedOut.addrs[addr] {
+			handedOut.addrs[addr] = true
+			return addr
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
+
+var handedOut = struct {
+	sync.Mutex
+	addrs map[string]bool
+}{addrs: map[string]bool{}}
 
 // startAuthCluster starts the authorization server, the Todo API and n
 // nodes joined through the first one's cluster address.
