@@ -174,7 +174,7 @@ func TestClientSwitchNeedsAScopeAndEndsTheOtherClientsStreams(t *testing.T) {
 // The scopes that let a token take a session to another client are the
 // resource's: those clients are told to request, and those its tools need.
 func TestResourceScoped(t *testing.T) {
-	a := &SessionActor{cfg: Config{Scopes: []string{"todo_api:read"}}, scopes: map[string][]string{"add": {"todo_api:write"}}}
+	a := &core{cfg: Config{Scopes: []string{"todo_api:read"}}, scopes: map[string][]string{"add": {"todo_api:write"}}}
 	for _, c := range []struct {
 		scopes []string
 		want   bool
@@ -195,7 +195,7 @@ func TestResourceScoped(t *testing.T) {
 	}
 	// A resource that defines no scope (no --scopes, tools that need none)
 	// asks a token for nothing but its audience.
-	if none := (&SessionActor{scopes: map[string][]string{"ping": nil}}); !none.resourceScoped(&envelope.Principal{}) {
+	if none := (&core{scopes: map[string][]string{"ping": nil}}); !none.resourceScoped(&envelope.Principal{}) {
 		t.Error("a resource without scopes refused a token holding none")
 	}
 }
@@ -212,7 +212,8 @@ func TestSnapshotKeepsTheCurrentClientsDelegations(t *testing.T) {
 	}
 	p := newPersister(d, "s", epoch, newSnapshot(nil), slog.New(slog.DiscardHandler), func() {})
 	defer p.close()
-	a := &SessionActor{id: "s", cfg: Config{Stores: d}, creds: newCredentials(nil, slog.New(slog.DiscardHandler))}
+	a := newSessionActor(Config{Stores: d}, nil)
+	a.id, a.creds = "s", newCredentials(nil, slog.New(slog.DiscardHandler))
 	a.persist.Store(p)
 	desktop := &envelope.Principal{Subject: "alice", ClientId: "desktop", Token: "t-desktop"}
 	cli := &envelope.Principal{Subject: "alice", ClientId: "cli", Token: "t-cli"}

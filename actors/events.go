@@ -114,7 +114,7 @@ func (e *sessionEvents) Open(ctx context.Context, session, stream string) error 
 }
 
 // setOwner tells the store, from the next stream on, whose session this
-// is: id is its owner (nil without one). Safe on a nil e (stateless).
+// is: id is its owner (nil without one). Safe on a nil e (a principal actor has none).
 func (e *sessionEvents) setOwner(id *auth.Principal) {
 	if e == nil {
 		return

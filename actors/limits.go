@@ -25,9 +25,6 @@ const DefaultEventsBuffer = 10000
 //     unreachable store and their queue is full (EventsBuffer): 503, rather
 //     than hold more. DELETE still ends the session.
 func (a *SessionActor) checkLimits(req *envelope.Request) *envelope.ResponsePart {
-	if a.stateless {
-		return nil
-	}
 	if req.Method == http.MethodGet && a.cfg.MaxStreamsPerSession > 0 {
 		open := 0
 		for _, f := range a.flights {

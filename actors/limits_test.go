@@ -93,12 +93,10 @@ func TestEventsBufferBound(t *testing.T) {
 // Retry-After and a retryable JSON-RPC error; principal actors have
 // neither limit.
 func TestCheckLimits(t *testing.T) {
-	a := &SessionActor{
-		cfg:     Config{MaxStreamsPerSession: 2},
-		logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-		flights: map[string]*flight{"g1": {get: true}, "p1": {}, "g2": {get: true}},
-		events:  &sessionEvents{max: 1},
-	}
+	a := newSessionActor(Config{MaxStreamsPerSession: 2}, nil)
+	a.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	a.flights = map[string]*flight{"g1": {get: true}, "p1": {}, "g2": {get: true}}
+	a.events = &sessionEvents{max: 1}
 	get := &envelope.Request{Id: "r1", Method: http.MethodGet}
 	post := &envelope.Request{Id: "r2", Method: http.MethodPost, Body: []byte(`{"jsonrpc":"2.0","id":7,"method":"ping"}`)}
 	del := &envelope.Request{Id: "r3", Method: http.MethodDelete}
@@ -140,9 +138,9 @@ func TestCheckLimits(t *testing.T) {
 		t.Errorf("DELETE refused: %s", p.Body)
 	}
 
-	a.stateless = true
-	a.flights["g2"] = &flight{get: true}
-	if a.checkLimits(get) != nil || a.checkLimits(post) != nil {
+	pa := newPrincipalActor(Config{MaxStreamsPerSession: 2}, nil)
+	pa.flights = map[string]*flight{"g1": {get: true}, "g2": {get: true}}
+	if pa.checkLimits(get) != nil || pa.checkLimits(post) != nil {
 		t.Error("a principal actor refused")
 	}
 }

@@ -46,16 +46,16 @@ type requestsOf struct{ m sync.Map } // forwarded id → *served
 // JSON-RPC method), a child of the edge's, and prepares hr for the MCP
 // handler: the span's context in its traceparent, the forwarded id in its
 // headers. end finishes the span with the response's status.
-func (a *SessionActor) observe(hr *http.Request, req *envelope.Request, rb *rpcbody.Body) (*http.Request, func(w *relayWriter)) {
+func (a *core) observe(hr *http.Request, req *envelope.Request, rb *rpcbody.Body) (*http.Request, func(w *relayWriter)) {
 	ctx := telemetry.Extract(hr.Context(), hr.Header)
 	attrs := []attribute.KeyValue{
 		attribute.String("http.request.method", req.Method),
 		attribute.String("pingmcp.node", a.node),
 	}
-	if a.stateless {
+	if a.sessionID == "" {
 		attrs = append(attrs, attribute.String("pingmcp.actor.kind", "principal"))
 	} else {
-		attrs = append(attrs, attribute.String("mcp.session.id", a.id), attribute.String("pingmcp.actor.kind", "session"))
+		attrs = append(attrs, attribute.String("mcp.session.id", a.sessionID), attribute.String("pingmcp.actor.kind", "session"))
 	}
 	ctx, span := telemetry.Start(ctx, "actor "+req.Method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
 
@@ -84,7 +84,7 @@ func (a *SessionActor) observe(hr *http.Request, req *envelope.Request, rb *rpcb
 // auditToolCalls is the middleware around each tools/call: a span for the
 // call (a child of the actor's request span), and its audit record, with the
 // delegations the tool used (see credentials.Delegate).
-func (a *SessionActor) auditToolCalls(next mcp.MethodHandler) mcp.MethodHandler {
+func (a *core) auditToolCalls(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 		params, ok := req.GetParams().(*mcp.CallToolParamsRaw)
 		if method != "tools/call" || !ok || (a.events != nil && a.events.replaying.Load()) {
@@ -143,9 +143,7 @@ func (a *SessionActor) auditToolCalls(next mcp.MethodHandler) mcp.MethodHandler 
 			Duration:    time.Since(start),
 			TraceID:     traceIDOf(span),
 		}
-		if !a.stateless {
-			rec.Session = a.id
-		}
+		rec.Session = a.sessionID
 		if s != nil {
 			if p := s.principal; p != nil {
 				rec.Principal = audit.Principal{Issuer: p.Issuer, Subject: p.Subject, ClientID: p.ClientId}

@@ -10,8 +10,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/internal/retry"
+	"github.com/pingmcp/pingmcp/internal/rpcerr"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
 )
@@ -318,4 +320,116 @@ func newSnapshot(owner *auth.Principal) state.Snapshot {
 		r.Issuer, r.Subject, r.ClientID = owner.Issuer, owner.Subject, owner.ClientID
 	}
 	return r
+}
+
+// recordChanges is the middleware that keeps the snapshot up to date with
+// the session's handshake, log level and subscriptions. These are written
+// before the client hears they were accepted (bounded by saveWait). A change
+// that would make the snapshot exceed its bound is refused before the SDK
+// sees it (an initialize refused so leaves no session), with a JSON-RPC
+// error saying so; changes are checked and made one at a time, so that two
+// subscriptions cannot both fit the room left for one.
+func (a *SessionActor) recordChanges(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		p := a.persist.Load()
+		if p == nil || a.events.replaying.Load() {
+			return next(ctx, method, req)
+		}
+		var change func(r *state.Snapshot, res mcp.Result)
+		switch method {
+		case "initialize":
+			params, merr := json.Marshal(req.GetParams())
+			if merr != nil {
+				return next(ctx, method, req)
+			}
+			var requested string
+			if ip, ok := req.GetParams().(*mcp.InitializeParams); ok {
+				requested = ip.ProtocolVersion
+			}
+			change = func(r *state.Snapshot, res mcp.Result) {
+				r.Initialize, r.ProtocolVersion = params, requested
+				if ir, ok := res.(*mcp.InitializeResult); ok {
+					r.ProtocolVersion = ir.ProtocolVersion
+				}
+			}
+		case "notifications/initialized":
+			change = func(r *state.Snapshot, _ mcp.Result) { r.Initialized = true }
+		case "logging/setLevel":
+			if sp, ok := req.GetParams().(*mcp.SetLoggingLevelParams); ok {
+				change = func(r *state.Snapshot, _ mcp.Result) { r.LogLevel = string(sp.Level) }
+			}
+		case "resources/subscribe":
+			if sp, ok := req.GetParams().(*mcp.SubscribeParams); ok {
+				change = func(r *state.Snapshot, _ mcp.Result) {
+					if !slices.Contains(r.Subscriptions, sp.URI) {
+						r.Subscriptions = append(r.Subscriptions, sp.URI)
+					}
+				}
+			}
+		case "resources/unsubscribe":
+			if sp, ok := req.GetParams().(*mcp.UnsubscribeParams); ok {
+				change = func(r *state.Snapshot, _ mcp.Result) {
+					r.Subscriptions = slices.DeleteFunc(r.Subscriptions, func(u string) bool { return u == sp.URI })
+				}
+			}
+		}
+		if change == nil {
+			return next(ctx, method, req)
+		}
+		a.changing.Lock()
+		defer a.changing.Unlock()
+		if err := p.fits(func(r *state.Snapshot) { change(r, nil) }); err != nil {
+			return nil, snapshotRefusal(err)
+		}
+		res, err := next(ctx, method, req)
+		if err != nil {
+			return res, err
+		}
+		if werr := p.update(true, func(r *state.Snapshot) { change(r, res) }); werr != nil {
+			if errors.Is(werr, state.ErrFenced) {
+				// This activation lost the session: the change did not
+				// take, and the client's retry reaches the current one.
+				return nil, movedError()
+			}
+			// Another change (a refreshed token) took the room meanwhile:
+			// the SDK took this one, the snapshot does not have it.
+			return nil, snapshotRefusal(werr)
+		}
+		return res, nil
+	}
+}
+
+// snapshotRefusal is the JSON-RPC error of a change refused because the
+// session's snapshot would exceed its bound.
+func snapshotRefusal(err error) error {
+	var big *SnapshotTooLarge
+	if !errors.As(err, &big) {
+		return err
+	}
+	return big.rpcError().SDK()
+}
+
+// movedError is the answer, through the SDK, to a request that reached an
+// activation a newer one replaced.
+func movedError() error { return rpcerr.Replaced().SDK() }
+
+// delegationsChanged writes the exchanged-token cache into the snapshot:
+// the tokens exchanged for the token of the client using the session, and
+// only while the snapshot still names that client (a switch to another
+// client, admit, empties them in the same write that names the new client).
+func (a *SessionActor) delegationsChanged() {
+	p := a.persist.Load()
+	if p == nil {
+		return
+	}
+	client, ds := a.creds.export()
+	sealed, err := a.cfg.Stores.SealDelegations(a.id, ds)
+	if err != nil {
+		return
+	}
+	p.update(false, func(r *state.Snapshot) {
+		if r.ClientID == client {
+			r.Delegations = sealed
+		}
+	})
 }

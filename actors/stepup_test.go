@@ -20,7 +20,7 @@ import (
 // challenge naming the scopes the token holds plus those needed: a client
 // re-authorizing with exactly that scope can still do what it did before.
 func TestInsufficientScopeNamesGrantedAndNeeded(t *testing.T) {
-	a := &SessionActor{scopes: map[string][]string{"add": {"todo_api:write"}, "list": {"todo_api:read"}}}
+	a := &core{scopes: map[string][]string{"add": {"todo_api:write"}, "list": {"todo_api:read"}}}
 	const resource, metadata = "https://mcp.example/mcp", "https://mcp.example/.well-known/oauth-protected-resource/mcp"
 	for _, c := range []struct {
 		name, tool string
@@ -64,12 +64,10 @@ func TestInsufficientScopeNamesGrantedAndNeeded(t *testing.T) {
 // the other. Another user, or the same subject at another issuer, is refused
 // as before, and changes nothing.
 func TestSessionFollowsItsUserAcrossClients(t *testing.T) {
-	a := &SessionActor{
-		cfg:    Config{Scopes: []string{"todo_api:read", "todo_api:write"}},
-		server: mcp.NewServer(&mcp.Implementation{Name: "t", Version: "1"}, nil),
-		logger: slog.New(slog.DiscardHandler),
-		creds:  newCredentials(nil, slog.New(slog.DiscardHandler)),
-	}
+	a := newSessionActor(Config{Scopes: []string{"todo_api:read", "todo_api:write"}}, nil)
+	a.server = mcp.NewServer(&mcp.Implementation{Name: "t", Version: "1"}, nil)
+	a.logger = slog.New(slog.DiscardHandler)
+	a.creds = newCredentials(nil, slog.New(slog.DiscardHandler))
 	token := func(iss, sub, client string, expires int64, scopes ...string) *envelope.Request {
 		return &envelope.Request{Id: "r", Method: http.MethodPost, Principal: &envelope.Principal{
 			Issuer: iss, Subject: sub, ClientId: client, ExpiresUnix: expires, Scopes: scopes, Token: client + "-token"}}

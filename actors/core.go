@@ -1,0 +1,549 @@
+package actors
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/internal/rpcbody"
+	"github.com/pingmcp/pingmcp/internal/rpcerr"
+	"github.com/pingmcp/pingmcp/telemetry"
+	"github.com/pingmcp/pingmcp/tools"
+)
+
+// core is the request-serving core both actor kinds share (the session
+// actor, session.go; the principal actor, principal.go). It takes forwarded
+// requests, admits them (admission.go), runs each through the MCP handler
+// on a worker (workers.go) and streams the answer back to the edge
+// (relay.go). It keeps the actor's lifecycle (lifecycle.go), and handles
+// the messages every actor kind takes the same way (receive).
+type core struct {
+	cfg  Config
+	kind kind
+	life life
+	// id is the actor's cluster identity: the session's Mcp-Session-Id, or
+	// the principal's key; sessionID is the Mcp-Session-Id served (empty
+	// for a principal actor).
+	id, sessionID string
+	logger        *slog.Logger
+	server        *mcp.Server
+	handler       http.Handler
+	flights       map[string]*flight // in-flight requests by request id
+	// owner is the principal the actor serves (nil without auth);
+	// credential is the newest token it presented; creds hands it, and the
+	// tokens exchanged for it, to the tools.
+	owner      *auth.Principal
+	credential *envelope.Principal
+	creds      *credentials
+	scopes     map[string][]string // tool → scopes it needs
+	edges      map[string]bool     // reply routers watched, by address/id
+	node       string              // this node's cluster address
+	requests   requestsOf          // being served, for the middleware (observe.go)
+	// live is this actor's entry in the node's Local set (nil without one).
+	live *liveActor
+
+	// What a session keeps beyond its actor (persist.go, events.go): nil
+	// for a principal actor; persist also until the session is activated.
+	// persist is set on the actor's goroutine, read by the SDK's too.
+	events  *sessionEvents
+	persist atomic.Pointer[persister]
+
+	// stopQueued says the actor asked itself to stop (stop): a Stopping it
+	// did not ask for is the cluster's.
+	stopQueued bool
+	drainTimer *time.Timer
+}
+
+// kind is what an actor kind adds to the core.
+type kind interface {
+	// bindable says whether a request may bind the actor to its principal
+	// now, when none is bound yet (admit).
+	bindable() bool
+	// checkLimits refuses, once admitted, a request the actor cannot take
+	// now (nil: take it).
+	checkLimits(req *envelope.Request) *envelope.ResponsePart
+	// settled is called when the actor serves and has no request in
+	// flight: it decides whether the actor stays.
+	settled(ctx actor.Context)
+}
+
+// serverOptions are how a kind's MCP server differs from the others.
+type serverOptions struct {
+	// stateless is the SDK's stateless mode: every request is a session
+	// of its own.
+	stateless bool
+	// middleware runs inside the core's (audit, panic recovery).
+	middleware []mcp.Middleware
+	// changed is told when the tokens exchanged for the owner change.
+	changed func()
+}
+
+// begin starts the actor: its identity, its entry in the node's Local set,
+// its logger (name is the kind, the logger's key for the identity).
+func (a *core) begin(ctx actor.Context, name string, session bool) {
+	a.id = protocluster.GetClusterIdentity(ctx).Identity
+	if session {
+		a.sessionID = a.id
+	}
+	a.flights = map[string]*flight{}
+	a.live = a.cfg.Local.add(ctx.Self(), !session, a.id)
+	if a.cfg.Local != nil && a.cfg.Local.draining.Load() {
+		// Activated on a node on its way out: refuse (retryably) and go.
+		ctx.Send(ctx.Self(), &drainActor{deadline: time.Now().Add(time.Second)})
+	}
+	a.node = ctx.ActorSystem().Address()
+	a.logger = a.cfg.Logger.With("node", a.node, name, a.id)
+}
+
+// build makes the actor's MCP server and its HTTP handler.
+func (a *core) build(ctx actor.Context, o serverOptions) {
+	sdkLogger := a.logger
+	if o.stateless {
+		// Every stateless request is a session of its own to the go-sdk,
+		// which logs each one's start and end at info.
+		sdkLogger = slog.New(telemetry.Floor(a.logger.Handler(), slog.LevelWarn))
+	}
+	opts := &mcp.ServerOptions{
+		Logger:      sdkLogger,
+		SchemaCache: a.cfg.SchemaCache,
+		// The edge minted this actor's identity for the session it is
+		// initializing: the session takes that id, so the next request
+		// finds its way back here.
+		GetSessionID: func() string { return a.id },
+	}
+	for _, ts := range a.cfg.Toolsets {
+		ts.Configure(opts)
+	}
+	a.server = mcp.NewServer(a.cfg.Implementation, opts)
+	a.server.AddReceivingMiddleware(a.auditToolCalls, recoverPanics(a.logger))
+	if len(o.middleware) > 0 {
+		a.server.AddReceivingMiddleware(o.middleware...)
+	}
+	var caller tools.Caller
+	if a.cfg.Authenticated {
+		a.creds = newCredentials(a.cfg.Exchanger, a.logger)
+		a.creds.changed = o.changed
+		caller = a.creds
+	}
+	for _, ts := range a.cfg.Toolsets {
+		ts.Install(a.server, caller)
+	}
+	hopts := &mcp.StreamableHTTPOptions{
+		Stateless: o.stateless,
+		Logger:    a.logger,
+		// The edge has checked Host and Origin against its own listener.
+		DisableLocalhostProtection: true,
+		// Body size is the edge's to limit; it sends at most this much.
+		MaxRequestBodyBytes: -1,
+	}
+	if a.events != nil {
+		hopts.EventStore = a.events
+	}
+	a.handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return a.server }, hopts)
+	if a.cfg.IdleTimeout > 0 {
+		ctx.SetReceiveTimeout(a.cfg.IdleTimeout)
+	}
+}
+
+// receive handles the messages every actor kind takes the same way; a
+// kind's Receive handles the others and passes these on.
+func (a *core) receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case *envelope.Envelope:
+		switch {
+		case m.GetAck() != nil:
+			if f := a.flights[m.GetAck().RequestId]; f != nil {
+				f.window.ack(m.GetAck().Seq)
+			}
+		case m.GetCancel() != nil:
+			if f := a.flights[m.GetCancel().RequestId]; f != nil {
+				f.cancel()
+			}
+		case m.GetStop() != nil:
+			// An operator ended the session: its state is already gone
+			// from the store; what is left here goes now.
+			a.logger.Info("session stopped by an operator", "reason", m.GetStop().Reason)
+			a.to(lifeEnded)
+			a.keepEvents()
+			a.stop(ctx)
+		}
+	case requestDone:
+		if f := a.flights[m.id]; f != nil {
+			a.live.flight(f.get, -1)
+		}
+		delete(a.flights, m.id)
+		a.settle(ctx)
+	case *drainActor:
+		a.drain(ctx, m)
+	case drainDeadline:
+		for _, f := range a.flights {
+			f.drain()
+		}
+	case drained:
+		a.to(lifeStopping)
+		a.keepEvents()
+		a.stop(ctx)
+	case endedNow:
+		a.stop(ctx)
+	case stopNow:
+		ctx.Stop(ctx.Self())
+	case *actor.ReceiveTimeout:
+		a.idle(ctx)
+	case *actor.Terminated:
+		// An edge's node went away: nobody is left to read its requests'
+		// answers, and a stream a window ahead would wait forever.
+		delete(a.edges, keyOf(m.Who))
+		for _, f := range a.flights {
+			if f.replyTo.Equal(m.Who) {
+				f.cancel()
+			}
+		}
+	case *actor.Stopping:
+		a.stopping()
+	case *actor.Stopped:
+		a.cfg.Local.remove(ctx.Self(), a.id)
+		if a.drainTimer != nil {
+			a.drainTimer.Stop()
+		}
+	}
+}
+
+// keepEvents keeps the session's events in the store when the actor stops:
+// the session goes on (elsewhere, or until an operator's end removed them).
+func (a *core) keepEvents() {
+	if a.events != nil {
+		a.events.keep.Store(true)
+	}
+}
+
+// idle passivates an actor that had no request for its idle timeout.
+func (a *core) idle(ctx actor.Context) {
+	if len(a.flights) > 0 {
+		return
+	}
+	if !a.persist.Load().clean() || (a.events != nil && !a.events.clean()) {
+		// The snapshot has changes not written yet (Redis is down):
+		// this actor is all there is of them, so it stays.
+		a.logger.Info("idle actor kept: its snapshot is not written yet")
+		ctx.SetReceiveTimeout(a.cfg.IdleTimeout) // protoactor cancelled it
+		return
+	}
+	a.logger.Info("passivating idle actor", "idle", a.cfg.IdleTimeout)
+	a.to(lifeStopping)
+	a.stop(ctx)
+}
+
+// stopping lets go of what the actor holds as it stops, whoever stopped it.
+func (a *core) stopping() {
+	if !a.stopQueued {
+		// Not one of ours (passivation, drain, fencing, an operator):
+		// protoactor stops activations whose placement moved to
+		// another member when membership changes.
+		a.logger.Info("actor stopped by the cluster: its placement moved", "in_flight", len(a.flights))
+	}
+	a.stopQueued = true
+	a.to(lifeStopping)
+	for _, f := range a.flights {
+		f.cancel()
+	}
+	// The actor stops, the session goes on (unless it already ended):
+	// closing the SDK's sessions must not delete their events.
+	a.keepEvents()
+	for s := range a.server.Sessions() {
+		s.Close()
+	}
+	a.persist.Load().close()
+	if a.events != nil {
+		a.events.close()
+	}
+}
+
+// replyAddress is where the answer to a forwarded request goes: nil, after
+// a warning, for a request that names none.
+func replyAddress(ctx actor.Context, logger *slog.Logger, req *envelope.Request) *actor.PID {
+	replyTo := ctx.Sender()
+	if replyTo == nil {
+		logger.Warn("request without a reply address dropped", "request", req.Id)
+	}
+	return replyTo
+}
+
+// flight is one request being served.
+type flight struct {
+	cancel  context.CancelFunc
+	window  *window
+	replyTo *actor.PID         // the edge's reply router
+	rpc     *rpcbody.Body      // the edge's reading of a POST's body
+	get     bool               // a GET: a stream that never ends by itself
+	client  string             // the client_id of the request's token
+	moved   atomic.Bool        // refused: a newer activation owns the session
+	drain   context.CancelFunc // ends the handler, not the response
+
+	mu     sync.Mutex
+	stream string // the event stream its requests were journalled on
+}
+
+func (f *flight) setStream(s string) {
+	f.mu.Lock()
+	f.stream = s
+	f.mu.Unlock()
+}
+
+func (f *flight) journalled() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stream
+}
+
+// requestDone is sent by a request's goroutine to its actor when it ends.
+// It never leaves the node, so it need not be an envelope.
+type requestDone struct{ id string }
+
+func (a *core) reply(ctx actor.Context, to *actor.PID, p *envelope.ResponsePart) {
+	ctx.ActorSystem().Root.Send(to, &envelope.Envelope{Body: &envelope.Envelope_Part{Part: p}})
+}
+
+// serveFrom starts one request on a goroutine of its own (a worker's, see
+// requestWorkers), answering replyTo.
+func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Request) {
+	root := ctx.ActorSystem().Root
+	send := func(p *envelope.ResponsePart) {
+		root.Send(replyTo, &envelope.Envelope{Body: &envelope.Envelope_Part{Part: p}})
+	}
+	switch a.life {
+	case lifeServing:
+	case lifeEnded:
+		send(notFound(req.Id))
+		return
+	default:
+		send(unavailable(req.Id))
+		return
+	}
+	if ok, refusal := a.admit(req); !ok {
+		// Another user's request on this session: answered exactly like an
+		// unknown session, so that ids cannot be probed, and nothing of the
+		// session is touched.
+		a.logger.Warn("request refused: session belongs to another principal", "request", req.Id)
+		send(notFound(req.Id))
+		return
+	} else if refusal != nil {
+		send(refusal)
+		return
+	}
+	rb, err := reading(req)
+	if err != nil {
+		send(badRequest(req.Id, err.Error()))
+		return
+	}
+	if refusal := a.checkScopes(req, rb); refusal != nil {
+		send(refusal)
+		return
+	}
+	if refusal := a.kind.checkLimits(req); refusal != nil {
+		send(refusal)
+		return
+	}
+	a.persist.Load().touch()
+	// rctx is the response's (the edge's) context; hctx, the handler's,
+	// also ends when a drain cuts the request, leaving the response open for
+	// its retry hint.
+	rctx, cancel := context.WithCancel(context.Background())
+	f := &flight{cancel: cancel, window: newWindow(uint64(req.Window)), replyTo: replyTo, rpc: rb, get: req.Method == http.MethodGet}
+	if req.Principal != nil {
+		f.client = req.Principal.ClientId
+	}
+	hctx, drain := context.WithCancel(context.WithValue(rctx, flightKey{}, f))
+	f.drain = drain
+	a.flights[req.Id] = f
+	a.live.flight(f.get, 1)
+	a.watchEdge(ctx, replyTo)
+	ctx.CancelReceiveTimeout()
+	self := ctx.Self()
+	start := time.Now()
+	debug := a.logger.Enabled(rctx, slog.LevelDebug)
+	if debug {
+		a.logger.Debug("request started", "method", req.Method, "request", req.Id)
+	}
+	requestWorkers.run(func() {
+		defer func() {
+			if debug {
+				a.logger.Debug("request finished", "method", req.Method, "request", req.Id, "duration", time.Since(start))
+			}
+			root.Send(self, requestDone{req.Id})
+		}()
+		defer cancel()
+		defer drain()
+		w := newRelayWriter(rctx, req.Id, f.window, send)
+		if debug {
+			w.onStream = func() {
+				a.logger.Debug("stream open", "method", req.Method, "request", req.Id)
+			}
+		}
+		w.startKeepAlive(time.Duration(req.KeepaliveMs)*time.Millisecond, f.get)
+		a.serveHTTP(hctx, w, req)
+		if a.events != nil && hctx.Err() == nil {
+			a.events.finish(a.id, f)
+		}
+	})
+}
+
+// serveHTTP runs one request through the MCP handler. A panic here (the
+// handler's, not a tool's: those are caught by recoverPanics) ends this
+// request with a 500 and leaves the actor serving.
+func (a *core) serveHTTP(ctx context.Context, w *relayWriter, req *envelope.Request) {
+	defer func() {
+		if r := recover(); r != nil {
+			a.logger.Error("panic serving request", "request", req.Id, "panic", r, "stack", string(debug.Stack()))
+			w.fail(fmt.Sprintf("internal error: %v", r))
+		}
+	}()
+	hr, err := http.NewRequestWithContext(ctx, req.Method, "http://pingmcp"+req.Path, bytes.NewReader(req.Body))
+	if err != nil {
+		w.fail(err.Error())
+		return
+	}
+	envelope.ToHTTP(req.Headers, hr.Header)
+	hr.ContentLength = int64(len(req.Body))
+	var rb *rpcbody.Body
+	if f, _ := ctx.Value(flightKey{}).(*flight); f != nil {
+		rb = f.rpc
+	}
+	hr, end := a.observe(hr, req, rb)
+	defer end(w)
+	a.handler.ServeHTTP(w, hr)
+	if w.unservedIfCut(req.Id) {
+		a.logger.Info("request cut before it was dispatched; the edge sends it again", "request", req.Id)
+	}
+	if f, _ := ctx.Value(flightKey{}).(*flight); f != nil && f.moved.Load() {
+		h := http.Header{"Content-Type": {"application/json"}, "Retry-After": {"1"}}
+		w.replace(http.StatusServiceUnavailable, h, rpcerr.Replaced().Body(f.rpc.FirstID()))
+	}
+	if ctx.Err() != nil && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
+		// Cut by a drain: tell the client when to reconnect.
+		w.Write([]byte(retryHint))
+	}
+	w.finish()
+}
+
+// watchEdge watches the reply router of an edge once, so that the requests
+// it forwarded are cancelled if its node goes away.
+func (a *core) watchEdge(ctx actor.Context, edge *actor.PID) {
+	if a.edges == nil {
+		a.edges = map[string]bool{}
+	}
+	if k := keyOf(edge); !a.edges[k] {
+		a.edges[k] = true
+		ctx.Watch(edge)
+	}
+}
+
+func keyOf(pid *actor.PID) string { return pid.Address + "/" + pid.Id }
+
+// badRequest refuses a request before the MCP handler sees it.
+func badRequest(requestID, msg string) *envelope.ResponsePart {
+	return errorPart(requestID, http.StatusBadRequest, nil, rpcerr.New(rpcerr.InvalidRequest, msg))
+}
+
+// settle decides, once no request is in flight, whether the actor stays:
+// a draining one writes what it keeps and stops; a serving one is its
+// kind's to decide (settled).
+func (a *core) settle(ctx actor.Context) {
+	if len(a.flights) > 0 {
+		return
+	}
+	switch a.life {
+	case lifeDraining:
+		a.finishDrain(ctx)
+	case lifeServing:
+		a.kind.settled(ctx)
+	}
+}
+
+// stayIdle lets an actor with nothing in flight wait for its idle timeout.
+func (a *core) stayIdle(ctx actor.Context) {
+	if a.cfg.IdleTimeout > 0 {
+		ctx.SetReceiveTimeout(a.cfg.IdleTimeout)
+	}
+}
+
+// stop stops the actor once; its caller has moved it to the state it stops
+// in (or found it there).
+func (a *core) stop(ctx actor.Context) {
+	if !a.stopQueued {
+		a.stopQueued = true
+		// Stop only once the requests already in the mailbox were answered
+		// "not served" (serve refuses them while stopping): protoactor
+		// drops what is left in a stopped actor's mailbox, and the edge
+		// cannot tell such a request from one lost half-way, which it may
+		// not send again.
+		ctx.Send(ctx.Self(), stopNow{})
+	}
+}
+
+// stopNow stops the actor, after the requests queued before it.
+type stopNow struct{}
+
+// unavailable is the answer to a request that reached an actor on its way
+// out: 503 with Retry-After, which clients and the edge retry.
+func unavailable(requestID string) *envelope.ResponsePart {
+	return &envelope.ResponsePart{
+		RequestId: requestID,
+		Status:    http.StatusServiceUnavailable,
+		Headers: []*envelope.Header{
+			{Name: "Content-Type", Values: []string{"text/plain; charset=utf-8"}},
+			{Name: "Retry-After", Values: []string{"1"}},
+			// The request was not served: the edge may send it again.
+			{Name: envelope.NotServedHeader, Values: []string{"1"}},
+		},
+		Body:  []byte("actor is stopping; retry\n"),
+		Final: true,
+	}
+}
+
+// notFound is the answer for a session this actor does not serve.
+func notFound(requestID string) *envelope.ResponsePart {
+	return errorPart(requestID, http.StatusNotFound, nil, rpcerr.NotFound())
+}
+
+// errorPart is the whole answer to request requestID when the actor refuses
+// it itself: status, err answering id (null when empty) as a JSON body, and
+// headers besides Content-Type.
+func errorPart(requestID string, status int, id json.RawMessage, err *rpcerr.Error, headers ...*envelope.Header) *envelope.ResponsePart {
+	return &envelope.ResponsePart{
+		RequestId: requestID,
+		Status:    int32(status),
+		Headers:   append([]*envelope.Header{{Name: "Content-Type", Values: []string{"application/json"}}}, headers...),
+		Body:      err.Body(id),
+		Final:     true,
+	}
+}
+
+// recoverPanics turns a panic in a method handler (a tool, say) into a
+// JSON-RPC internal error for that request alone.
+func recoverPanics(logger *slog.Logger) mcp.Middleware {
+	return func(next mcp.MethodHandler) mcp.MethodHandler {
+		return func(ctx context.Context, method string, req mcp.Request) (res mcp.Result, err error) {
+			defer func() {
+				if r := recover(); r != nil {
+					logger.Error("panic in MCP handler", "method", method, "panic", r, "stack", string(debug.Stack()))
+					res, err = nil, &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: fmt.Sprintf("internal error in %s", method)}
+				}
+			}()
+			return next(ctx, method, req)
+		}
+	}
+}
