@@ -4,16 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
-	protocluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pingmcp/pingmcp/actors"
@@ -54,20 +50,15 @@ func (s *slowTools) Install(srv *mcp.Server, _ tools.Caller) {
 // (the batch calls one tool with the same arguments under distinct ids), and
 // no more than MaxBatchConcurrency of its calls run at once.
 func TestBatchToolCalls(t *testing.T) {
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
-	t.Cleanup(system.Shutdown)
 	var auditLog logtest.Buffer
 	slow := &slowTools{started: make(chan struct{}, 100), release: make(chan struct{})}
-	props := actors.SessionProps(actors.Config{
-		Implementation:      &mcp.Implementation{Name: "pingmcp", Version: "test"},
+	system, props := actors.SessionsForTest(t, actors.Config{
 		Toolsets:            []tools.Toolset{slow},
-		Logger:              logger,
 		Audit:               audit.New(&auditLog, false),
 		MaxBatchConcurrency: 2,
 	})
 	id := "AAAAAAAAAAAAAAAAAAAAAA"
-	pid := system.Root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(id, "session")))
+	pid := (&sessionNode{system: system, props: props}).spawn(id)
 	for _, step := range []struct{ session, body string }{
 		{"", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`},
 		{id, `{"jsonrpc":"2.0","method":"notifications/initialized"}`},

@@ -3,20 +3,13 @@ package actors_test
 import (
 	"crypto/rand"
 	"fmt"
-	"io"
-	"log/slog"
 	"runtime"
 	"testing"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	protocluster "github.com/asynkron/protoactor-go/cluster"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/pingmcp/pingmcp/actors"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
-	"github.com/pingmcp/pingmcp/tools"
-	"github.com/pingmcp/pingmcp/tools/conformance"
 )
 
 // BenchmarkIdleSession measures what one idle session actor holds: the actor
@@ -31,34 +24,8 @@ import (
 // cluster keeps per actor (its placement entry, the edge's PID cache entry)
 // is not counted; e2e's BenchmarkIdleSession sees that in the nodes' RSS.
 func BenchmarkIdleSession(b *testing.B) {
-	logger := slog.New(slog.NewJSONHandler(io.Discard, nil)) // a node logs JSON at info
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
-	b.Cleanup(system.Shutdown)
-	props := actors.SessionProps(actors.Config{
-		Implementation: &mcp.Implementation{Name: "pingmcp", Version: "bench"},
-		Toolsets:       []tools.Toolset{conformance.New()},
-		SchemaCache:    mcp.NewSchemaCache(),
-		Logger:         logger,
-	})
-	open := func() {
-		id := rand.Text()
-		pid := system.Root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(id, "session")))
-		for _, step := range []struct {
-			session, body string
-			want          int32
-		}{
-			{"", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}`, 200},
-			{id, `{"jsonrpc":"2.0","method":"notifications/initialized"}`, 202},
-		} {
-			status, err := forward(system.Root, pid, step.session, step.body)
-			if err == nil && status != step.want {
-				err = fmt.Errorf("status %d, want %d", status, step.want)
-			}
-			if err != nil {
-				b.Fatalf("session %s: %v", id, err)
-			}
-		}
-	}
+	node := newSessionNode(b, nil) // a node logs JSON at info
+	open := func() { node.open(b) }
 	open() // fills what all sessions share: the schema cache, pools
 	before := memory()
 	for b.Loop() {

@@ -13,14 +13,11 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	protocluster "github.com/asynkron/protoactor-go/cluster"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pingmcp/pingmcp/actors"
 	"github.com/pingmcp/pingmcp/internal/logtest"
 	"github.com/pingmcp/pingmcp/internal/redistest"
 	"github.com/pingmcp/pingmcp/state"
-	"github.com/pingmcp/pingmcp/tools"
-	"github.com/pingmcp/pingmcp/tools/conformance"
 )
 
 // stores are the two places sessions live: this process, and Redis.
@@ -58,16 +55,8 @@ func newSessionNode(tb testing.TB, d *state.Stores) *sessionNode {
 }
 
 func newLoggingSessionNode(tb testing.TB, d *state.Stores, logs io.Writer) *sessionNode {
-	logger := slog.New(slog.NewJSONHandler(logs, nil))
-	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return logger }))
-	tb.Cleanup(system.Shutdown)
-	return &sessionNode{system: system, props: actors.SessionProps(actors.Config{
-		Implementation: &mcp.Implementation{Name: "pingmcp", Version: "test"},
-		Toolsets:       []tools.Toolset{conformance.New()},
-		SchemaCache:    mcp.NewSchemaCache(),
-		Logger:         logger,
-		Stores:         d,
-	})}
+	system, props := actors.SessionsForTest(tb, actors.Config{Logger: slog.New(slog.NewJSONHandler(logs, nil)), Stores: d})
+	return &sessionNode{system: system, props: props}
 }
 
 func (n *sessionNode) spawn(id string) *actor.PID {
