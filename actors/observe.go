@@ -146,7 +146,7 @@ func (a *core) auditToolCalls(next mcp.MethodHandler) mcp.MethodHandler {
 		rec.Session = a.sessionID
 		if s != nil {
 			if p := s.principal; p != nil {
-				rec.Principal = audit.Principal{Issuer: p.Issuer, Subject: p.Subject, ClientID: p.ClientId}
+				rec.Principal = *idOf(p)
 			}
 			rec.RequestID = s.calls.claim(params.Name, params.Arguments)
 		}

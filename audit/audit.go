@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pingmcp/pingmcp/auth"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -31,13 +32,6 @@ const (
 	OutcomeCancelled = "cancelled"  // the request was cancelled or cut
 	OutcomeDenied    = "denied"     // admin: refused (e.g. not found, bad input)
 )
-
-// Principal is who a request speaks for.
-type Principal struct {
-	Issuer   string `json:"iss,omitempty"`
-	Subject  string `json:"sub,omitempty"`
-	ClientID string `json:"client_id,omitempty"`
-}
 
 // Delegation describes a downstream token a tool call used: never the token
 // itself.
@@ -58,7 +52,7 @@ type Delegation struct {
 
 // ToolCallRecord is one tools/call.
 type ToolCallRecord struct {
-	Principal Principal
+	Principal auth.Principal
 	Session   string // Mcp-Session-Id; empty for stateless requests
 	Node      string // the cluster address of the node that ran it
 	Tool      string
@@ -218,7 +212,7 @@ func (l *Logger) write(ctx context.Context, msg string, attrs []slog.Attr) {
 	_ = l.h.Handle(context.WithoutCancel(ctx), rec)
 }
 
-func principalAttr(p Principal) slog.Attr {
+func principalAttr(p auth.Principal) slog.Attr {
 	return slog.Group("principal", slog.String("iss", p.Issuer), slog.String("sub", p.Subject), slog.String("client_id", p.ClientID))
 }
 

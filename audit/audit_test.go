@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pingmcp/pingmcp/auth"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -41,7 +42,7 @@ func TestToolCallRecord(t *testing.T) {
 	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: 1})
 	ctx := trace.ContextWithSpanContext(context.Background(), sc)
 	rec := ToolCallRecord{
-		Principal: Principal{Issuer: "https://pf", Subject: "alice", ClientID: "claude"},
+		Principal: auth.Principal{Issuer: "https://pf", Subject: "alice", ClientID: "claude"},
 		Session:   "s1", Node: "10.0.0.1:7001", Tool: "create_new_todo", RequestID: "7",
 		Delegations: []Delegation{DelegationOf("https://api", []string{"todo_api:write"},
 			map[string]any{"jti": "j1", "act": map[string]any{"sub": "pingmcp", "act": map[string]any{"client_id": "gw"}}}, true)},
