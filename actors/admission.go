@@ -44,24 +44,7 @@ func (a *core) admit(req *envelope.Request) (bool, *envelope.ResponsePart) {
 	p := req.Principal
 	id := idOf(p)
 	if a.owner == nil && a.credential == nil && a.kind.bindable() {
-		a.owner, a.credential = id, p
-		a.live.setOwner(id)
-		a.events.setOwner(id)
-		if a.creds != nil {
-			a.creds.set(p)
-		}
-		if ps := a.persist.Load(); ps != nil {
-			// Written with the handshake, once initialize succeeds.
-			sealed, err := a.cfg.Stores.SealPrincipal(a.id, p)
-			ps.stage(func(r *state.Snapshot) {
-				if id != nil {
-					r.Issuer, r.Subject, r.ClientID = id.Issuer, id.Subject, id.ClientID
-				}
-				if err == nil {
-					r.Principal = sealed
-				}
-			})
-		}
+		a.bind(p, id)
 		return true, nil
 	}
 	if (a.owner == nil) != (id == nil) || (id != nil && !id.SameUser(*a.owner)) {
@@ -74,36 +57,70 @@ func (a *core) admit(req *envelope.Request) (bool, *envelope.ResponsePart) {
 		return true, a.switchRefused(req)
 	}
 	if p != nil && (a.credential == nil || switched || p.ExpiresUnix >= a.credential.ExpiresUnix) {
-		if ps := a.persist.Load(); ps != nil && (a.credential == nil || a.credential.Token != p.Token) {
-			if sealed, err := a.cfg.Stores.SealPrincipal(a.id, p); err == nil {
-				var big *SnapshotTooLarge
-				err := ps.update(false, func(r *state.Snapshot) {
-					r.Principal, r.ClientID = sealed, id.ClientID
-					if switched {
-						r.Delegations = ""
-					}
-				})
-				if errors.As(err, &big) {
-					return true, tooLarge(req, big)
-				}
-			}
-		}
-		a.credential = p
-		if switched {
-			from := a.owner.ClientID
-			a.logger.Info("session now used through another client of its user", "from_client_id", from, "client_id", id.ClientID)
-			a.owner = id
-			a.live.setOwner(id)
-			if a.creds != nil {
-				a.creds.replace(p)
-			}
-			a.endStreamsOf(from)
+		if refusal := a.takeToken(req, id, switched); refusal != nil {
+			return true, refusal
 		}
 	}
 	if a.creds != nil {
 		a.creds.set(a.credential)
 	}
 	return true, nil
+}
+
+// bind binds the actor to the principal p (id) of its first request.
+func (a *core) bind(p *envelope.Principal, id *auth.Principal) {
+	a.owner, a.credential = id, p
+	a.live.setOwner(id)
+	a.events.setOwner(id)
+	if a.creds != nil {
+		a.creds.set(p)
+	}
+	if ps := a.persist.Load(); ps != nil {
+		// Written with the handshake, once initialize succeeds.
+		sealed, err := a.cfg.Stores.SealPrincipal(a.id, p)
+		ps.stage(func(r *state.Snapshot) {
+			if id != nil {
+				r.Issuer, r.Subject, r.ClientID = id.Issuer, id.Subject, id.ClientID
+			}
+			if err == nil {
+				r.Principal = sealed
+			}
+		})
+	}
+}
+
+// takeToken makes req's token (of id, its user's; through another client
+// when switched) the one the actor holds, writing it into the snapshot
+// first; it returns the refusal to send when the snapshot would exceed its
+// bound, and then changes nothing.
+func (a *core) takeToken(req *envelope.Request, id *auth.Principal, switched bool) *envelope.ResponsePart {
+	p := req.Principal
+	if ps := a.persist.Load(); ps != nil && (a.credential == nil || a.credential.Token != p.Token) {
+		if sealed, err := a.cfg.Stores.SealPrincipal(a.id, p); err == nil {
+			var big *SnapshotTooLarge
+			err := ps.update(false, func(r *state.Snapshot) {
+				r.Principal, r.ClientID = sealed, id.ClientID
+				if switched {
+					r.Delegations = ""
+				}
+			})
+			if errors.As(err, &big) {
+				return tooLarge(req, big)
+			}
+		}
+	}
+	a.credential = p
+	if switched {
+		from := a.owner.ClientID
+		a.logger.Info("session now used through another client of its user", "from_client_id", from, "client_id", id.ClientID)
+		a.owner = id
+		a.live.setOwner(id)
+		if a.creds != nil {
+			a.creds.replace(p)
+		}
+		a.endStreamsOf(from)
+	}
+	return nil
 }
 
 // resourceScoped says whether p holds one of the MCP resource's scopes: those

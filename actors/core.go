@@ -164,29 +164,9 @@ func (a *core) build(ctx actor.Context, o serverOptions) {
 func (a *core) receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
 	case *envelope.Envelope:
-		switch {
-		case m.GetAck() != nil:
-			if f := a.flights[m.GetAck().RequestId]; f != nil {
-				f.window.ack(m.GetAck().Seq)
-			}
-		case m.GetCancel() != nil:
-			if f := a.flights[m.GetCancel().RequestId]; f != nil {
-				f.cancel()
-			}
-		case m.GetStop() != nil:
-			// An operator ended the session: its state is already gone
-			// from the store; what is left here goes now.
-			a.logger.Info("session stopped by an operator", "reason", m.GetStop().Reason)
-			a.to(lifeEnded)
-			a.keepEvents()
-			a.stop(ctx)
-		}
+		a.control(ctx, m)
 	case requestDone:
-		if f := a.flights[m.id]; f != nil {
-			a.live.flight(f.get, -1)
-		}
-		delete(a.flights, m.id)
-		a.settle(ctx)
+		a.requestDone(ctx, m.id)
 	case *drainActor:
 		a.drain(ctx, m)
 	case drainDeadline:
@@ -204,20 +184,56 @@ func (a *core) receive(ctx actor.Context) {
 	case *actor.ReceiveTimeout:
 		a.idle(ctx)
 	case *actor.Terminated:
-		// An edge's node went away: nobody is left to read its requests'
-		// answers, and a stream a window ahead would wait forever.
-		delete(a.edges, keyOf(m.Who))
-		for _, f := range a.flights {
-			if f.replyTo.Equal(m.Who) {
-				f.cancel()
-			}
-		}
+		a.edgeGone(m.Who)
 	case *actor.Stopping:
 		a.stopping()
 	case *actor.Stopped:
 		a.cfg.Local.remove(ctx.Self(), a.id)
 		if a.drainTimer != nil {
 			a.drainTimer.Stop()
+		}
+	}
+}
+
+// control takes an edge's word on its requests (acknowledged parts, a
+// cancellation) or an operator's end of the session.
+func (a *core) control(ctx actor.Context, m *envelope.Envelope) {
+	switch {
+	case m.GetAck() != nil:
+		if f := a.flights[m.GetAck().RequestId]; f != nil {
+			f.window.ack(m.GetAck().Seq)
+		}
+	case m.GetCancel() != nil:
+		if f := a.flights[m.GetCancel().RequestId]; f != nil {
+			f.cancel()
+		}
+	case m.GetStop() != nil:
+		// An operator ended the session: its state is already gone from
+		// the store; what is left here goes now.
+		a.logger.Info("session stopped by an operator", "reason", m.GetStop().Reason)
+		a.to(lifeEnded)
+		a.keepEvents()
+		a.stop(ctx)
+	}
+}
+
+// requestDone forgets a request that ended, and settles the actor.
+func (a *core) requestDone(ctx actor.Context, id string) {
+	if f := a.flights[id]; f != nil {
+		a.live.flight(f.get, -1)
+	}
+	delete(a.flights, id)
+	a.settle(ctx)
+}
+
+// edgeGone cancels the requests an edge's reply router forwarded, when its
+// node went away: nobody is left to read their answers, and a stream a
+// window ahead would wait forever.
+func (a *core) edgeGone(edge *actor.PID) {
+	delete(a.edges, keyOf(edge))
+	for _, f := range a.flights {
+		if f.replyTo.Equal(edge) {
+			f.cancel()
 		}
 	}
 }
