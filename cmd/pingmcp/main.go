@@ -26,18 +26,15 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/pingmcp/pingmcp/actors"
 	"github.com/pingmcp/pingmcp/admin"
 	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
-	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/config"
 	"github.com/pingmcp/pingmcp/internal/loopback"
 	"github.com/pingmcp/pingmcp/state"
@@ -375,28 +372,4 @@ func serveAdmin(ctx context.Context, cfg *config.Config, d *state.Stores, node *
 	cfg.AdminAddr = ln.Addr().String() // port 0 resolved, for the banner
 	logger.Info("admin API started", "admin", cfg.AdminAddr)
 	return srv, nil
-}
-
-// nodeControl answers operators' questions to this node (cluster.Control):
-// what it is and hosts, which of some sessions are live here; and it stops
-// a revoked user's actors, or starts the node's drain.
-func nodeControl(node *cluster.Node, cfg *config.Config, httpAddr string, local *actors.Local, draining *atomic.Bool, drain func()) cluster.ControlFunc {
-	started, v := time.Now(), version()
-	return func(_ context.Context, q *envelope.NodeQuery) *envelope.NodeStatus {
-		st := &envelope.NodeStatus{Address: node.Address(), Role: cfg.Role.String(), Version: v, HttpAddr: httpAddr,
-			StartedUnix: started.Unix()}
-		if s := q.GetStopSubject(); s != nil {
-			st.Stopped = int32(local.StopSubject(node.System, s.Issuer, s.Subject, "user revoked by an operator"))
-		}
-		if q.Drain {
-			drain()
-		}
-		st.Draining = q.Drain || draining.Load()
-		sessions, principals := local.Counts()
-		st.Sessions, st.Principals = int32(sessions), int32(principals)
-		if len(q.Sessions) > 0 {
-			st.Live = local.Live(q.Sessions)
-		}
-		return st
-	}
 }

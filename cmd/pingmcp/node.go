@@ -20,6 +20,7 @@ import (
 	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
+	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/config"
 	"github.com/pingmcp/pingmcp/internal/loopback"
 	"github.com/pingmcp/pingmcp/metrics"
@@ -209,10 +210,7 @@ func (n *nodeAssembly) build(ctx context.Context) error {
 
 	metrics.LiveActors(n.local.Counts)
 	metrics.StoredSessions(stores.Snapshots.Count, 15*time.Second)
-	control := nodeControl(n.node, cfg, n.httpAddr, n.local, &n.draining, func() {
-		n.askDrain.Do(func() { close(n.drainAsked) })
-	})
-	if err := n.node.ServeControl(control); err != nil {
+	if err := n.node.ServeControl(n.control()); err != nil {
 		return fmt.Errorf("start the node's control actor: %w", err)
 	}
 	n.adminSrv, err = serveAdmin(ctx, cfg, stores, n.node, v, actorCfg.Exchanger, revoked, auditLog, n.logger)
@@ -270,6 +268,31 @@ func (n *nodeAssembly) serveHTTP(stores *state.Stores, v auth.Verifier, revoked 
 			shutdownWithin(time.Second, srv)
 		}
 	})
+}
+
+// control answers operators' questions to this node (cluster.Control):
+// what it is and hosts, which of some sessions are live here; and it stops
+// a revoked user's actors, or asks run to end and the node to drain.
+func (n *nodeAssembly) control() cluster.ControlFunc {
+	started, v := time.Now(), version()
+	return func(_ context.Context, q *envelope.NodeQuery) *envelope.NodeStatus {
+		node := n.node
+		st := &envelope.NodeStatus{Address: node.Address(), Role: n.cfg.Role.String(), Version: v, HttpAddr: n.httpAddr,
+			StartedUnix: started.Unix()}
+		if s := q.GetStopSubject(); s != nil {
+			st.Stopped = int32(n.local.StopSubject(node.System, s.Issuer, s.Subject, "user revoked by an operator"))
+		}
+		if q.Drain {
+			n.askDrain.Do(func() { close(n.drainAsked) })
+		}
+		st.Draining = q.Drain || n.draining.Load()
+		sessions, principals := n.local.Counts()
+		st.Sessions, st.Principals = int32(sessions), int32(principals)
+		if len(q.Sessions) > 0 {
+			st.Live = n.local.Live(q.Sessions)
+		}
+		return st
+	}
 }
 
 // run serves until ctx is done, an operator asks the node to drain, or the
