@@ -91,7 +91,7 @@ func newNodeAssembly(cfg *config.Config, ln net.Listener, logger *slog.Logger) *
 	return n
 }
 
-// close releases what build started, in reverse order.
+// close releases everything on the cleanup stack, last pushed first.
 func (n *nodeAssembly) close() { n.cleanup.run() }
 
 // serve builds the node, runs it and drains it. It returns the build's
