@@ -42,9 +42,13 @@ func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	// What dev starts beside the node goes on the node's cleanup stack
+	// below the node's own parts: it stops after the node has drained.
+	n := newNodeAssembly(cfg, mcpLn, logger)
+	defer n.close()
 	if cfg.Auth == auth.ModeNone {
 		cfg.Rebind(mcpLn.Addr().String(), cfg.IdPAddr, cfg.TodoAPIAddr)
-		return serveNode(ctx, cfg, mcpLn, logger, stdout)
+		return n.serve(ctx, stdout)
 	}
 	embeddedIdP := embeddedIdP(cfg)
 	var store *devidp.StateFile
@@ -52,23 +56,16 @@ func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 		// Before any listener: a second dev on this file is told so, not
 		// that its ports are taken.
 		if store, err = devidp.OpenStateFile(cfg.DevState); err != nil {
-			mcpLn.Close()
 			if errors.Is(err, devidp.ErrStateInUse) {
 				return fmt.Errorf("--dev-state: %w. Is another pingmcp dev running? Stop it, or give this one another --dev-state FILE, or --dev-state off", err)
 			}
 			return fmt.Errorf("--dev-state: %w", err)
 		}
-		defer store.Close()
+		n.cleanup.push(func() { store.Close() })
 	}
-	var servers []*http.Server
-	defer func() {
-		for _, s := range servers {
-			shutdownWithin(10*time.Second, s)
-		}
-	}()
 	start := func(ln net.Listener, h http.Handler) {
 		s := newHTTPServer(h, logger)
-		servers = append(servers, s)
+		n.cleanup.push(func() { shutdownWithin(10*time.Second, s) })
 		go func() {
 			if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				logger.Error("embedded server stopped", "addr", ln.Addr().String(), "err", err)
@@ -79,13 +76,11 @@ func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 	var idpLn net.Listener
 	if embeddedIdP {
 		if idpLn, err = listen(cfg.IdPAddr); err != nil {
-			mcpLn.Close()
 			return err
 		}
 	}
 	todoLn, err := listen(cfg.TodoAPIAddr)
 	if err != nil {
-		mcpLn.Close()
 		return err
 	}
 	idpAddr := cfg.IdPAddr
@@ -115,7 +110,7 @@ func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 		return err
 	}
 	start(todoLn, api)
-	return serveNode(ctx, cfg, mcpLn, logger, stdout)
+	return n.serve(ctx, stdout)
 }
 
 // embeddedIdP says whether dev runs its own authorization server (it is not

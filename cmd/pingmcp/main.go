@@ -26,30 +26,21 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
-	protocluster "github.com/asynkron/protoactor-go/cluster"
-	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/pingmcp/pingmcp/actors"
 	"github.com/pingmcp/pingmcp/admin"
 	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
-	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/config"
 	"github.com/pingmcp/pingmcp/internal/loopback"
-	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
-	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/pingmcp/pingmcp/tools"
 	"github.com/pingmcp/pingmcp/tools/conformance"
 	"github.com/pingmcp/pingmcp/tools/todo"
-	"github.com/pingmcp/pingmcp/transport"
 )
 
 func main() {
@@ -381,215 +372,4 @@ func serveAdmin(ctx context.Context, cfg *config.Config, d *state.Stores, node *
 	cfg.AdminAddr = ln.Addr().String() // port 0 resolved, for the banner
 	logger.Info("admin API started", "admin", cfg.AdminAddr)
 	return srv, nil
-}
-
-// nodeControl answers operators' questions to this node (cluster.Control):
-// what it is and hosts, which of some sessions are live here; and it stops
-// a revoked user's actors, or starts the node's drain.
-func nodeControl(node *cluster.Node, cfg *config.Config, httpAddr string, local *actors.Local, draining *atomic.Bool, drain func()) cluster.ControlFunc {
-	started, v := time.Now(), version()
-	return func(_ context.Context, q *envelope.NodeQuery) *envelope.NodeStatus {
-		st := &envelope.NodeStatus{Address: node.Address(), Role: cfg.Role.String(), Version: v, HttpAddr: httpAddr,
-			StartedUnix: started.Unix()}
-		if s := q.GetStopSubject(); s != nil {
-			st.Stopped = int32(local.StopSubject(node.System, s.Issuer, s.Subject, "user revoked by an operator"))
-		}
-		if q.Drain {
-			drain()
-		}
-		st.Draining = q.Drain || draining.Load()
-		sessions, principals := local.Counts()
-		st.Sessions, st.Principals = int32(sessions), int32(principals)
-		if len(q.Sessions) > 0 {
-			st.Live = local.Live(q.Sessions)
-		}
-		return st
-	}
-}
-
-// serveNode runs a cluster node whose HTTP edge serves on ln.
-func serveNode(ctx context.Context, cfg *config.Config, ln net.Listener, logger *slog.Logger, stdout io.Writer) error {
-	httpAddr := ln.Addr().String()
-	stores, closeStore, err := newStores(cfg, logger)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	defer closeStore()
-	auditLog, err := audit.Open(audit.Options{Path: cfg.AuditLog, ToolArgs: cfg.AuditToolArgs}, logger)
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	defer auditLog.Close()
-	actorCfg := actors.Config{
-		Implementation: &mcp.Implementation{Name: "pingmcp", Version: version()},
-		Toolsets:       toolsets(cfg),
-		IdleTimeout:    cfg.ActorIdleTimeout,
-		Stores:         stores,
-		Local:          actors.NewLocal(),
-		SchemaCache:    mcp.NewSchemaCache(),
-		Logger:         logger,
-		Authenticated:  cfg.Auth != auth.ModeNone,
-		Exchanger:      exchanger(cfg),
-		Audit:          auditLog,
-
-		MaxStreamsPerSession: cfg.MaxStreamsPerSession,
-		MaxBatchConcurrency:  cfg.MaxBatchConcurrency,
-		EventsBuffer:         cfg.EventsBuffer,
-		Scopes:               cfg.Scopes,
-	}
-	var kinds []*protocluster.Kind
-	if cfg.Role != cluster.RoleEdge {
-		kinds = append(kinds,
-			protocluster.NewKind(cluster.SessionKind, actors.SessionProps(actorCfg)),
-			protocluster.NewKind(cluster.PrincipalKind, actors.PrincipalProps(actorCfg)))
-	}
-	var clusterTLS *cluster.TLS
-	if cfg.ClusterTLSCert != "" {
-		// Read once, here: rotating the certificates means restarting.
-		if clusterTLS, err = cluster.LoadTLS(cfg.ClusterTLSCert, cfg.ClusterTLSKey, cfg.ClusterTLSCA); err != nil {
-			ln.Close()
-			return err
-		}
-	}
-	node, err := cluster.Start(cluster.Config{
-		TLS:            clusterTLS,
-		Addr:           cfg.ClusterAddr,
-		AdvertisedAddr: cfg.ClusterAdvertise,
-		Provider:       cfg.ClusterProvider,
-		Seeds:          cfg.ClusterSeeds,
-		ProbeInterval:  cfg.ProbeInterval,
-		ProbeFailures:  cfg.ProbeFailures,
-		Role:           cfg.Role,
-		Kinds:          kinds,
-		HTTPAddr:       httpAddr,
-		Logger:         logger,
-	})
-	if err != nil {
-		ln.Close()
-		return err
-	}
-	logger = node.Logger() // actors add the node address themselves
-	stopTracing, err := telemetry.Setup(ctx, telemetry.Config{OTLPEndpoint: cfg.OTLPEndpoint, Node: node.Address(), Version: version(), Logger: logger})
-	if err != nil {
-		ln.Close()
-		node.Stop(false)
-		return err
-	}
-	defer flushTraces(stopTracing, logger)
-
-	// One verifier (its keys and introspection cache) for /mcp and the
-	// admin API.
-	var v auth.Verifier
-	var revoked func(*auth.Token) bool
-	if cfg.Auth != auth.ModeNone {
-		v = verifier(cfg)
-		cache := state.NewRevocationCache(stores.Revocations, revocationRefresh)
-		go cache.Run(ctx)
-		revoked = func(t *auth.Token) bool { return cache.Revoked(t.Issuer, t.Subject, t.IssuedAt) }
-	}
-	mux := http.NewServeMux()
-	var draining atomic.Bool
-	health := transport.Health(node, cfg.Role, &draining, stores.Check)
-	mux.Handle("/healthz", health)
-	mux.Handle("/readyz", health)
-	var edge *transport.Edge
-	if cfg.Role != cluster.RoleMember {
-		edgeOpts := transport.Options{
-			AllowedOrigins:     cfg.AllowedOrigins,
-			AllowedHosts:       cfg.AllowedHosts,
-			Loopback:           loopback.Is(httpAddr),
-			MaxBodyBytes:       cfg.MaxBodyBytes,
-			MaxBatch:           cfg.MaxBatch,
-			MaxInitializeBytes: cfg.MaxInitializeBytes,
-			SSEKeepAlive:       cfg.SSEKeepAlive,
-			Logger:             logger,
-			Limits: transport.Limits{Rate: cfg.RateLimit, Burst: cfg.RateBurst, MaxConcurrent: cfg.MaxConcurrentRequests,
-				MaxStreams: cfg.MaxStreamsPerPrincipal},
-			UserLimits: transport.Limits{Rate: cfg.UserRateLimit, Burst: cfg.UserRateBurst, MaxConcurrent: cfg.UserMaxConcurrent,
-				MaxStreams: cfg.UserMaxStreams},
-			TrustedProxies: cfg.TrustedProxies,
-		}
-		if cfg.Auth != auth.ModeNone {
-			edgeOpts.Revoked = revoked
-			edgeOpts.Verifier = v
-			edgeOpts.Scopes = cfg.Scopes
-			// The metadata of each resource the edge answers to, at their
-			// shared path; nothing at the root (transport/metadata.go), and
-			// no authorization server metadata: on this origin its issuer
-			// would not be the origin's (RFC 8414 §3.3).
-			edgeOpts.Resources = transport.FixedResource(cfg.Resource)
-			if cfg.HostNamesResource() {
-				edgeOpts.Resources = transport.NewResources(cfg.Resources())
-			}
-			mux.Handle(auth.MetadataPath(cfg.Resource), transport.ProtectedResourceMetadata(edgeOpts.Resources, cfg.Issuer, cfg.Scopes))
-		}
-		edge = transport.NewEdge(node, edgeOpts)
-		mux.Handle("/mcp", edge)
-	}
-	srv := newHTTPServer(mux, logger)
-	srv.MaxHeaderBytes = cmp.Or(cfg.MaxHeaderBytes, config.DefaultMaxHeaderBytes)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-
-	metrics.LiveActors(actorCfg.Local.Counts)
-	metrics.StoredSessions(stores.Snapshots.Count, 15*time.Second)
-	drainAsked := make(chan struct{})
-	var askDrain sync.Once
-	control := nodeControl(node, cfg, httpAddr, actorCfg.Local, &draining, func() {
-		askDrain.Do(func() { close(drainAsked) })
-	})
-	if err := node.ServeControl(control); err != nil {
-		shutdownWithin(time.Second, srv)
-		node.Stop(false)
-		return fmt.Errorf("start the node's control actor: %w", err)
-	}
-	adminSrv, err := serveAdmin(ctx, cfg, stores, node, v, actorCfg.Exchanger, revoked, auditLog, logger)
-	if err != nil {
-		shutdownWithin(time.Second, srv)
-		node.Stop(false)
-		return err
-	}
-
-	logger.Info("node started", "http", httpAddr, "cluster", node.Address(), "role", cfg.Role,
-		"provider", cfg.ClusterProvider, "tools", cfg.Tools, "auth", cfg.Auth)
-	if cfg.Command == "dev" {
-		printDevBanner(stdout, cfg)
-	}
-
-	var serveErr error
-	select {
-	case <-ctx.Done():
-		logger.Info("shutting down")
-	case <-drainAsked:
-		logger.Info("shutting down: an operator asked this node to drain")
-	case serveErr = <-served:
-	}
-	// Drain: report not ready, let the actors here finish their requests,
-	// end their streams with a retry hint and write their snapshots, stop
-	// serving HTTP, then leave the cluster; the sessions continue on the
-	// other nodes.
-	draining.Store(true)
-	if edge != nil {
-		edge.Drain()
-	}
-	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
-	if n := actorCfg.Local.Len(); n > 0 {
-		logger.Info("draining actors", "actors", n, "timeout", cfg.DrainTimeout)
-		if left := actorCfg.Local.Drain(drainCtx, node.System); left > 0 {
-			logger.Warn("drain timed out; actors left", "actors", left)
-		}
-	}
-	shutdown(drainCtx, srv)
-	if adminSrv != nil {
-		shutdownWithin(time.Second, adminSrv)
-	}
-	cancel()
-	node.Stop(true)
-	logger.Info("node left the cluster")
-	if errors.Is(serveErr, http.ErrServerClosed) {
-		serveErr = nil
-	}
-	return serveErr
 }
