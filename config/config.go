@@ -23,8 +23,6 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/internal/enum"
@@ -96,11 +94,14 @@ type Config struct {
 
 	// Durability (serve and dev): snapshots and SSE events in Redis, or in
 	// this process's memory when RedisURL is empty.
-	RedisURL    string // also todo-api's store
-	RedisPrefix string
-	StateKeys   string // keyid:base64-of-32-bytes,...; secret, never print it
-	EventsMax   int64
-	EventsTTL   time.Duration
+	RedisURL string // also todo-api's store
+	// RedisCluster says RedisURL names a Redis Cluster by one address (a
+	// URL naming several, with addr= parameters, is one anyway).
+	RedisCluster bool
+	RedisPrefix  string
+	StateKeys    string // keyid:base64-of-32-bytes,...; secret, never print it
+	EventsMax    int64
+	EventsTTL    time.Duration
 
 	// Tracing and audit (serve and dev; todo-api traces too).
 	OTLPEndpoint  string // OTLP/HTTP collector; tracing off when empty (and no OTEL_EXPORTER_OTLP_* set)
@@ -245,7 +246,8 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		fs.StringVar(&c.AdminScope, "admin-scope", "pingmcp:admin", "scope that makes an access token of the authorization server (for this resource) an admin token")
 		fs.DurationVar(&c.DrainTimeout, "drain-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish before their streams are ended with a retry hint")
 		fs.DurationVar(&c.SSEKeepAlive, "sse-keepalive", DefaultSSEKeepAlive, "write an SSE comment on every open stream (GET, and POST answered with a stream) silent for this long, so that clients and proxies keep it open; a stream silent for three times this long is ended as dead, for the client to resume (0: never)")
-		fs.StringVar(&c.RedisURL, "redis-url", "", "keep session snapshots and SSE events in Redis (redis://host:port/db, rediss:// for TLS); in this process's memory when empty (one node only)")
+		fs.StringVar(&c.RedisURL, "redis-url", "", "keep session snapshots and SSE events in Redis (redis://host:port/db, rediss:// for TLS; a Redis Cluster: redis://host1:port1?addr=host2:port2&addr=…); in this process's memory when empty (one node only)")
+		fs.BoolVar(&c.RedisCluster, "redis-cluster", false, "--redis-url is a Redis Cluster, named by one of its nodes")
 		fs.StringVar(&c.RedisPrefix, "redis-prefix", "pingmcp:", "prefix of every Redis key this cluster writes")
 		fs.StringVar(&c.StateKeys, "state-keys", "", "keys sealing the tokens in session snapshots: keyid:base64-of-32-bytes, comma-separated, newest first (prefer the environment variable)")
 		fs.Int64Var(&c.EventsMax, "events-max", 1000, "SSE events kept per stream for resumption")
@@ -704,7 +706,7 @@ func (c *Config) validate() error {
 		errs = append(errs, c.validateDurability()...)
 	}
 	if c.Command == "todo-api" && c.RedisURL != "" {
-		if err := checkRedisURL(c.RedisURL); err != nil {
+		if err := checkRedisURL(c.RedisURL, c.RedisCluster); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -787,7 +789,7 @@ const certsHint = "Make the cluster's CA and node certificates with `pingmcp cer
 func (c *Config) validateDurability() []error {
 	var errs []error
 	if c.RedisURL != "" {
-		if err := checkRedisURL(c.RedisURL); err != nil {
+		if err := checkRedisURL(c.RedisURL, c.RedisCluster); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -837,17 +839,14 @@ func (c *Config) validateDurability() []error {
 	return errs
 }
 
-// checkRedisURL checks that go-redis accepts a Redis URL. The message shows
-// the URL without its password and query, and never url.Parse's error, which
-// quotes the URL whole: it may hold a password.
-func checkRedisURL(raw string) error {
-	_, err := redis.ParseURL(raw)
+// checkRedisURL checks that go-redis accepts a Redis URL (of a cluster, if
+// cluster). The message shows the URL without its password and query, and
+// never url.Parse's error, which quotes the URL whole: it may hold a
+// password.
+func checkRedisURL(raw string, cluster bool) error {
+	err := state.CheckRedisURL(raw, cluster)
 	if err == nil {
 		return nil
-	}
-	var uerr *url.Error
-	if errors.As(err, &uerr) {
-		err = uerr.Err
 	}
 	shown := "(unparsable)"
 	if u, perr := url.Parse(raw); perr == nil {
@@ -857,7 +856,7 @@ func checkRedisURL(raw string) error {
 		u.Fragment, u.RawFragment = "", ""
 		shown = u.Redacted()
 	}
-	return fmt.Errorf("--redis-url %s: %v; want redis://[user:password@]host:port/db, rediss://... for TLS, or unix:///path", shown, err)
+	return fmt.Errorf("--redis-url %s: %v; want redis://[user:password@]host:port/db, rediss://... for TLS, unix:///path, or a cluster's redis://host1:port1?addr=host2:port2", shown, err)
 }
 
 func otlpFlag(fs *flag.FlagSet, c *Config) {

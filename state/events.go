@@ -22,7 +22,7 @@ import (
 // together are bounded to MaxBytes: the oldest go first, whichever stream
 // they are in (see appendScript). A session's keys share one hash tag.
 type RedisEvents struct {
-	client *redis.Client
+	client redis.UniversalClient
 	prefix string
 	opts   EventOptions
 }
@@ -95,7 +95,7 @@ var _ mcp.EventStore = (*RedisEvents)(nil)
 var ErrStreamGone = errors.New("event stream was never opened or has expired")
 
 // NewRedisEvents keeps event streams under keys prefix+"events:{session}:…".
-func NewRedisEvents(client *redis.Client, prefix string, opts EventOptions) *RedisEvents {
+func NewRedisEvents(client redis.UniversalClient, prefix string, opts EventOptions) *RedisEvents {
 	if prefix == "" {
 		prefix = "pingmcp:"
 	}

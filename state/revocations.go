@@ -41,12 +41,12 @@ func RevocationKey(issuer, subject string) string { return issuer + "\x00" + sub
 
 // RedisRevocations keeps revocations in one Redis hash.
 type RedisRevocations struct {
-	client *redis.Client
+	client redis.UniversalClient
 	key    string
 }
 
 // NewRedisRevocations keeps revocations under prefix+"revocations".
-func NewRedisRevocations(client *redis.Client, prefix string) *RedisRevocations {
+func NewRedisRevocations(client redis.UniversalClient, prefix string) *RedisRevocations {
 	if prefix == "" {
 		prefix = "pingmcp:"
 	}

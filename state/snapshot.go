@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -72,12 +71,12 @@ const DefaultMaxSnapshotBytes = 256 << 10
 // expires with the session's idle timeout; the counter lives on, so that a
 // stale activation cannot write even after the snapshot is gone.
 type RedisSnapshots struct {
-	client *redis.Client
+	client redis.UniversalClient
 	prefix string
 }
 
 // NewRedisSnapshots keeps snapshots under keys prefix+"session:{id}:…".
-func NewRedisSnapshots(client *redis.Client, prefix string) *RedisSnapshots {
+func NewRedisSnapshots(client redis.UniversalClient, prefix string) *RedisSnapshots {
 	if prefix == "" {
 		prefix = "pingmcp:"
 	}
@@ -179,50 +178,64 @@ func (r *RedisSnapshots) End(ctx context.Context, session string) error {
 	return nil
 }
 
-// Count scans the snapshot keys, as List does.
+// Count scans the snapshot keys, as List does, on every shard.
 func (r *RedisSnapshots) Count(ctx context.Context) (int, error) {
-	n := 0
-	iter := r.client.Scan(ctx, 0, r.prefix+"session:{*}:snap", 1000).Iterator()
-	for iter.Next(ctx) {
-		n++
-	}
-	if err := iter.Err(); err != nil {
+	shards, err := shardsOf(ctx, r.client)
+	if err != nil {
 		return 0, fmt.Errorf("count sessions: %w", err)
+	}
+	n := 0
+	for _, shard := range shards {
+		iter := shard.Scan(ctx, 0, r.prefix+"session:{*}:snap", 1000).Iterator()
+		for iter.Next(ctx) {
+			n++
+		}
+		if err := iter.Err(); err != nil {
+			return 0, fmt.Errorf("count sessions: %w", err)
+		}
 	}
 	return n, nil
 }
 
-// List scans the snapshot keys (SCAN: a session may be missed or listed
-// twice if keys change meanwhile, as SCAN allows).
+// List scans the snapshot keys, shard after shard of a Redis Cluster (SCAN:
+// a session may be missed or listed twice if keys change meanwhile, or the
+// cluster's masters change between two pages).
 func (r *RedisSnapshots) List(ctx context.Context, cursor string, limit int) ([]Stored, string, error) {
-	var c uint64
-	if cursor != "" {
-		var err error
-		if c, err = strconv.ParseUint(cursor, 10, 64); err != nil {
-			return nil, "", fmt.Errorf("bad cursor %q", cursor)
-		}
+	shards, err := shardsOf(ctx, r.client)
+	if err != nil {
+		return nil, "", fmt.Errorf("list sessions: %w", err)
+	}
+	shard, c, err := parseCursor(cursor, len(shards))
+	if err != nil {
+		return nil, "", err
 	}
 	pattern := r.prefix + "session:{*}:snap"
 	var keys []string
-	for {
-		batch, next, err := r.client.Scan(ctx, c, pattern, int64(limit)).Result()
+	for shard < len(shards) && len(keys) < limit {
+		batch, next, err := shards[shard].Scan(ctx, c, pattern, int64(limit)).Result()
 		if err != nil {
 			return nil, "", fmt.Errorf("list sessions: %w", err)
 		}
 		keys, c = append(keys, batch...), next
-		if len(keys) >= limit || c == 0 {
-			break
+		if c == 0 {
+			shard++
 		}
 	}
 	var out []Stored
 	if len(keys) > 0 {
-		vals, err := r.client.MGet(ctx, keys...).Result()
-		if err != nil {
+		// One GET per key, pipelined: a cluster's pipeline goes to each
+		// key's shard (an MGET of keys in several slots is refused).
+		pipe := r.client.Pipeline()
+		gets := make([]*redis.StringCmd, len(keys))
+		for i, k := range keys {
+			gets[i] = pipe.Get(ctx, k)
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return nil, "", fmt.Errorf("list sessions: %w", err)
 		}
 		for i, k := range keys {
-			v, ok := vals[i].(string)
-			if !ok {
+			v, err := gets[i].Result()
+			if err != nil {
 				continue // expired since
 			}
 			id := strings.TrimSuffix(strings.TrimPrefix(k, r.prefix+"session:{"), "}:snap")
@@ -230,8 +243,8 @@ func (r *RedisSnapshots) List(ctx context.Context, cursor string, limit int) ([]
 		}
 	}
 	next := ""
-	if c != 0 {
-		next = strconv.FormatUint(c, 10)
+	if shard < len(shards) {
+		next = formatCursor(shard, c, len(shards))
 	}
 	return out, next, nil
 }

@@ -34,12 +34,12 @@ type UserSessions interface {
 // their last activity (Redis server time, in ms, so that nodes' clocks do
 // not matter), expiring with the newest of them.
 type RedisUserSessions struct {
-	client *redis.Client
+	client redis.UniversalClient
 	prefix string
 }
 
 // NewRedisUserSessions keeps the sets under prefix+"user:{key}:sessions".
-func NewRedisUserSessions(client *redis.Client, prefix string) *RedisUserSessions {
+func NewRedisUserSessions(client redis.UniversalClient, prefix string) *RedisUserSessions {
 	if prefix == "" {
 		prefix = "pingmcp:"
 	}

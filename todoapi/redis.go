@@ -15,14 +15,14 @@ import (
 // (field: todo id, value: the todo as JSON). Every mutation is one Lua script,
 // so it is atomic in Redis and no read-modify-write happens in Go.
 type RedisStore struct {
-	client *redis.Client
+	client redis.UniversalClient
 	prefix string
 }
 
 // NewRedisStore returns a store keeping its hashes under prefix (default
 // "todoapi:"). A user's key is prefix + "user:" + a SHA-256 of the user key,
 // so user keys of any content can neither collide nor inject key syntax.
-func NewRedisStore(client *redis.Client, prefix string) *RedisStore {
+func NewRedisStore(client redis.UniversalClient, prefix string) *RedisStore {
 	if prefix == "" {
 		prefix = "todoapi:"
 	}

@@ -17,12 +17,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/pingmcp/pingmcp/admin"
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/devidp"
 	"github.com/pingmcp/pingmcp/config"
+	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/pingmcp/pingmcp/todoapi"
 )
@@ -124,13 +123,11 @@ func newTodoAPI(cfg *config.Config, audience string, logger *slog.Logger) (http.
 		Logger:           logger.With("component", "todo-api"),
 	}
 	if cfg.RedisURL != "" {
-		ropts, err := redis.ParseURL(cfg.RedisURL)
+		client, _, err := state.OpenRedis(cfg.RedisURL, cfg.RedisCluster, cmp.Or(cfg.RedisTimeout, config.DefaultRedisTimeout))
 		if err != nil {
 			return nil, fmt.Errorf("--redis-url: %w", err)
 		}
-		t := cmp.Or(cfg.RedisTimeout, config.DefaultRedisTimeout)
-		ropts.DialTimeout, ropts.ReadTimeout, ropts.WriteTimeout, ropts.PoolTimeout = t, t, t, t
-		opts.Store = todoapi.NewRedisStore(redis.NewClient(ropts), "")
+		opts.Store = todoapi.NewRedisStore(client, "")
 	}
 	return todoapi.New(opts)
 }

@@ -29,8 +29,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/pingmcp/pingmcp/admin"
 	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/auth"
@@ -273,15 +271,10 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 		sealer = state.NewProcessSealer()
 		logger.Warn("no --state-keys: session tokens in Redis are sealed with a key of this process alone; sessions will not survive its restart")
 	}
-	opts, err := redis.ParseURL(cfg.RedisURL)
+	client, where, err := state.OpenRedis(cfg.RedisURL, cfg.RedisCluster, cmp.Or(cfg.RedisTimeout, config.DefaultRedisTimeout))
 	if err != nil {
 		return nil, nil, fmt.Errorf("--redis-url: %w", err)
 	}
-	// Every Redis call is bounded: dial, each read and write, and the wait
-	// for a pooled connection.
-	t := cmp.Or(cfg.RedisTimeout, config.DefaultRedisTimeout)
-	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = t, t, t, t
-	client := redis.NewClient(opts)
 	d := &state.Stores{
 		Snapshots:   state.NewRedisSnapshots(client, cfg.RedisPrefix),
 		Events:      state.NewRedisEvents(client, cfg.RedisPrefix, eventOptions(cfg)),
@@ -294,7 +287,7 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 		MaxSessionsPerUser: cfg.MaxSessionsPerUser,
 		MaxSnapshotBytes:   cfg.MaxSnapshotBytes,
 	}
-	logger.Info("sessions are kept in Redis", "redis", opts.Addr, "prefix", cfg.RedisPrefix, "state_keys", sealer.KeyIDs())
+	logger.Info("sessions are kept in Redis", "redis", where, "prefix", cfg.RedisPrefix, "state_keys", sealer.KeyIDs())
 	return d, func() { client.Close() }, nil
 }
 

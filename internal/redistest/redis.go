@@ -74,7 +74,7 @@ func (p *process) kill() {
 // run starts redis-server on port with its files in dir (persisting every
 // write to an append-only file if persist is set) and waits until it
 // accepts connections.
-func run(t testing.TB, bin string, port int, dir string, persist bool) (*process, string, bool) {
+func run(t testing.TB, bin string, port int, dir string, persist bool, extra ...string) (*process, string, bool) {
 	out := &readyWriter{ready: make(chan struct{})}
 	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--dir", dir,
 		"--daemonize", "no", "--logfile", ""}
@@ -83,6 +83,7 @@ func run(t testing.TB, bin string, port int, dir string, persist bool) (*process
 	} else {
 		args = append(args, "--appendonly", "no")
 	}
+	args = append(args, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
