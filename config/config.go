@@ -98,10 +98,13 @@ type Config struct {
 	// RedisCluster says RedisURL names a Redis Cluster by one address (a
 	// URL naming several, with addr= parameters, is one anyway).
 	RedisCluster bool
-	RedisPrefix  string
-	StateKeys    string // keyid:base64-of-32-bytes,...; secret, never print it
-	EventsMax    int64
-	EventsTTL    time.Duration
+	// RedisReplicas is how many replicas must hold each write of session
+	// state before it is confirmed (WAIT).
+	RedisReplicas int
+	RedisPrefix   string
+	StateKeys     string // keyid:base64-of-32-bytes,...; secret, never print it
+	EventsMax     int64
+	EventsTTL     time.Duration
 
 	// Tracing and audit (serve and dev; todo-api traces too).
 	OTLPEndpoint  string // OTLP/HTTP collector; tracing off when empty (and no OTEL_EXPORTER_OTLP_* set)
@@ -248,6 +251,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		fs.DurationVar(&c.SSEKeepAlive, "sse-keepalive", DefaultSSEKeepAlive, "write an SSE comment on every open stream (GET, and POST answered with a stream) silent for this long, so that clients and proxies keep it open; a stream silent for three times this long is ended as dead, for the client to resume (0: never)")
 		fs.StringVar(&c.RedisURL, "redis-url", "", "keep session snapshots and SSE events in Redis (redis://host:port/db, rediss:// for TLS; a Redis Cluster: redis://host1:port1?addr=host2:port2&addr=…); in this process's memory when empty (one node only)")
 		fs.BoolVar(&c.RedisCluster, "redis-cluster", false, "--redis-url is a Redis Cluster, named by one of its nodes")
+		fs.IntVar(&c.RedisReplicas, "redis-replicas", 0, "confirm a write of session state (snapshot, event, session count, revocation) only once this many replicas of its Redis master hold it (WAIT, bounded by --redis-timeout), so that a failover loses none; 0: once the master has it")
 		fs.StringVar(&c.RedisPrefix, "redis-prefix", "pingmcp:", "prefix of every Redis key this cluster writes")
 		fs.StringVar(&c.StateKeys, "state-keys", "", "keys sealing the tokens in session snapshots: keyid:base64-of-32-bytes, comma-separated, newest first (prefer the environment variable)")
 		fs.Int64Var(&c.EventsMax, "events-max", 1000, "SSE events kept per stream for resumption")
@@ -792,6 +796,9 @@ func (c *Config) validateDurability() []error {
 		if err := checkRedisURL(c.RedisURL, c.RedisCluster); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if c.RedisReplicas < 0 {
+		errs = append(errs, errors.New("--redis-replicas must not be negative"))
 	}
 	if c.StateKeys != "" {
 		// state.ParseKeys never puts key material in its errors.

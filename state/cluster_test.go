@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pingmcp/pingmcp/internal/redistest"
+	"github.com/pingmcp/pingmcp/internal/retry"
 )
 
 // The Redis stores keep their contracts on a Redis Cluster of three
@@ -19,7 +21,7 @@ import (
 // hash tag, so one slot, and List and Count visit every master.
 func TestRedisClusterStores(t *testing.T) {
 	c := redistest.StartCluster(t, 3, 0)
-	client := c.Client()
+	client := openCluster(t, c)
 	t.Run("snapshots", func(t *testing.T) {
 		n := 0
 		testSnapshots(t, func(*testing.T) Snapshots {
@@ -96,4 +98,100 @@ func TestRedisClusterStores(t *testing.T) {
 			t.Error("a cursor naming a fourth shard was taken")
 		}
 	})
+}
+
+// With Replication, a snapshot is confirmed only once a replica holds it:
+// when the master holding some sessions dies, its replica takes over with
+// every confirmed snapshot and epoch, and the sessions activate there with a
+// newer epoch. The promoted replica has no replica of its own: a write to
+// its slots is then refused (ErrNotReplicated), not confirmed.
+func TestRedisClusterFailoverKeepsConfirmedWrites(t *testing.T) {
+	c := redistest.StartCluster(t, 3, 1)
+	client := openCluster(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s := NewRedisSnapshots(client, "f:")
+	s.SetReplication(Replication{Replicas: 1, Timeout: time.Second})
+	epochs := map[string]int64{}
+	for i := range 100 {
+		id := fmt.Sprintf("session-%03d", i)
+		e, _, err := s.Activate(ctx, id, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Save(ctx, id, e, []byte("v"+id), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		epochs[id] = e
+	}
+	victim := "session-000"
+	dead := c.KillMasterOf(ctx, s.keys(victim)[1])
+	t.Logf("killed master %s", dead)
+
+	// A node the client knew is gone: the first calls after a failover may
+	// fail while the client reloads the cluster's layout; they are retried
+	// as the actors retry them.
+	again := func(what string, f func() error) {
+		t.Helper()
+		pace := retry.Backoff{Min: 10 * time.Millisecond, Max: 200 * time.Millisecond}
+		for {
+			err := f()
+			if err == nil {
+				return
+			}
+			if pace.Wait(ctx) != nil {
+				t.Fatalf("%s: %v", what, err)
+			}
+		}
+	}
+	var promoted string
+	again("find the victim's new master", func() error {
+		m, err := client.MasterForKey(ctx, s.keys(victim)[1])
+		if err == nil && m.Options().Addr == dead {
+			err = errors.New("the client still names the dead master")
+		}
+		if err == nil {
+			promoted = m.Options().Addr
+		}
+		return err
+	})
+	// What waits in vain for a replica need not wait long here.
+	s.SetReplication(Replication{Replicas: 1, Timeout: 100 * time.Millisecond})
+	orphaned := 0
+	for id, e := range epochs {
+		var snap []byte
+		again("get "+id, func() (err error) { snap, err = s.Get(ctx, id); return err })
+		if string(snap) != "v"+id {
+			t.Fatalf("%s after the failover: snapshot %q, want the one confirmed", id, snap)
+		}
+		m, err := client.MasterForKey(ctx, s.keys(id)[1])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Options().Addr == promoted {
+			orphaned++
+			if _, _, err := s.Activate(ctx, id, false); !errors.Is(err, ErrNotReplicated) {
+				t.Fatalf("%s activated on the promoted replica, which has no replica: %v, want ErrNotReplicated", id, err)
+			}
+			continue
+		}
+		var next int64
+		again("activate "+id, func() (err error) { next, _, err = s.Activate(ctx, id, false); return err })
+		if next <= e {
+			t.Fatalf("%s activated with epoch %d after the failover, want more than %d", id, next, e)
+		}
+	}
+	if orphaned == 0 || orphaned == len(epochs) {
+		t.Fatalf("%d of %d sessions on the promoted replica, want some", orphaned, len(epochs))
+	}
+}
+
+// openCluster is the client pingmcp makes of the cluster's URL.
+func openCluster(t *testing.T, c *redistest.Cluster) *redis.ClusterClient {
+	client, _, err := OpenRedis(c.URL(), false, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	return client.(*redis.ClusterClient)
 }

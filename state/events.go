@@ -23,6 +23,7 @@ import (
 // they are in (see appendScript). A session's keys share one hash tag.
 type RedisEvents struct {
 	client redis.UniversalClient
+	w      writer
 	prefix string
 	opts   EventOptions
 }
@@ -99,7 +100,7 @@ func NewRedisEvents(client redis.UniversalClient, prefix string, opts EventOptio
 	if prefix == "" {
 		prefix = "pingmcp:"
 	}
-	return &RedisEvents{client: client, prefix: prefix, opts: opts.withDefaults()}
+	return &RedisEvents{client: client, w: writer{client: client}, prefix: prefix, opts: opts.withDefaults()}
 }
 
 // keys are the session's set of streams, the stream's entries and count,
@@ -285,7 +286,7 @@ func (r *RedisEvents) OpenFor(ctx context.Context, session, stream, _ string, ep
 	if err != nil {
 		return err
 	}
-	res, err := openScript.Run(ctx, r.client, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), journal, epoch,
+	res, err := r.w.run(ctx, openScript, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), journal, epoch,
 		r.opts.MaxBytes, r.eventsBase(session), StreamOverhead).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("open event stream: %w", err)
@@ -319,7 +320,7 @@ func (r *RedisEvents) Append(ctx context.Context, session, stream string, data [
 // dropped to keep the stream and the session within their bounds are
 // counted in metrics.EventsTrimmed.
 func (r *RedisEvents) AppendAt(ctx context.Context, session, stream string, epoch int64, data []byte) error {
-	res, err := appendScript.Run(ctx, r.client, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), r.opts.MaxLen,
+	res, err := r.w.run(ctx, appendScript, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), r.opts.MaxLen,
 		data, epoch, r.opts.MaxBytes, r.eventsBase(session), EventOverhead, StreamOverhead).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("append event: %w", err)
@@ -429,3 +430,7 @@ func (r *RedisEvents) SessionClosed(ctx context.Context, session string) error {
 	}
 	return nil
 }
+
+// SetReplication makes every write of the store wait for rep's replicas
+// before it is confirmed (Replication).
+func (r *RedisEvents) SetReplication(rep Replication) { r.w.Replication = rep }

@@ -36,8 +36,19 @@ func OpenRedis(raw string, cluster bool, timeout time.Duration) (client redis.Un
 		return nil, "", err
 	}
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout, opts.PoolTimeout = timeout, timeout, timeout, timeout
+	if opts.ClusterStateReloadInterval == 0 {
+		// go-redis learns that a master died (a replica took its slots)
+		// only from this reload: a command to the dead one fails to dial,
+		// which reloads nothing. Its default is a minute of failures.
+		opts.ClusterStateReloadInterval = ClusterReload
+	}
 	return redis.NewClusterClient(opts), "cluster " + strings.Join(opts.Addrs, ","), nil
 }
+
+// ClusterReload is how often a Redis Cluster client reloads the cluster's
+// layout while it is used (CLUSTER SLOTS on one node): after a failover,
+// calls to the slots of the dead master fail for about this long.
+const ClusterReload = time.Second
 
 // isClusterURL says whether a Redis URL names more than one address.
 func isClusterURL(raw string) bool {
@@ -114,4 +125,88 @@ func parseCursor(cursor string, shards int) (int, uint64, error) {
 		return 0, 0, fmt.Errorf("bad cursor %q", cursor)
 	}
 	return i, n, nil
+}
+
+// ErrNotReplicated is the error of a write that Redis made but fewer
+// replicas than asked acknowledged within the timeout: it is not
+// confirmed, and a failover may lose it.
+var ErrNotReplicated = errors.New("redis: the write was not acknowledged by enough replicas")
+
+// Replication is how many replicas must hold a write before the stores
+// confirm it (WAIT), and how long to wait for them. Zero replicas confirm a
+// write once its master made it (Redis replicates asynchronously: a master
+// that dies may take its last writes with it).
+type Replication struct {
+	Replicas int
+	Timeout  time.Duration
+}
+
+// writer runs the stores' writes.
+type writer struct {
+	client redis.UniversalClient
+	Replication
+}
+
+// run runs script s on keys (one slot) and, when Replicas is set, WAIT on
+// the same connection in the same round trip: the write is confirmed only
+// once that many replicas have it (ErrNotReplicated otherwise). On a
+// Redis Cluster it goes to the master of the keys' slot; a refusal that
+// says the slot moved (a failover) makes the client reload the cluster's
+// layout, and the write is tried once more there.
+func (w writer) run(ctx context.Context, s *redis.Script, keys []string, args ...any) *redis.Cmd {
+	if w.Replicas <= 0 {
+		return s.Run(ctx, w.client, keys, args...)
+	}
+	cc, cluster := w.client.(*redis.ClusterClient)
+	for attempt := 0; ; attempt++ {
+		var node redis.UniversalClient = w.client
+		if cluster {
+			m, err := cc.MasterForKey(ctx, keys[0])
+			if err != nil {
+				return failed(ctx, err)
+			}
+			node = m
+		}
+		pipe := node.Pipeline()
+		cmd := s.Eval(ctx, pipe, keys, args...)
+		wait := pipe.Do(ctx, "wait", w.Replicas, w.Timeout.Milliseconds())
+		_, err := pipe.Exec(ctx)
+		if err != nil && cluster {
+			cc.ReloadState(ctx)
+			if attempt == 0 && moved(cmd.Err()) {
+				continue
+			}
+		}
+		if cmd.Err() != nil {
+			return cmd
+		}
+		acked, err := wait.Int64()
+		switch {
+		case err != nil:
+			return failed(ctx, err)
+		case acked < int64(w.Replicas):
+			return failed(ctx, fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, acked, w.Replicas, w.Timeout))
+		}
+		return cmd
+	}
+}
+
+// moved says a cluster node refused a command for a slot it does not serve
+// (it was not run).
+func moved(err error) bool {
+	if err == nil {
+		return false
+	}
+	for _, p := range []string{"MOVED ", "ASK ", "CLUSTERDOWN ", "TRYAGAIN ", "READONLY "} {
+		if strings.HasPrefix(err.Error(), p) {
+			return true
+		}
+	}
+	return false
+}
+
+func failed(ctx context.Context, err error) *redis.Cmd {
+	cmd := redis.NewCmd(ctx)
+	cmd.SetErr(err)
+	return cmd
 }

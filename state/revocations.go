@@ -42,6 +42,7 @@ func RevocationKey(issuer, subject string) string { return issuer + "\x00" + sub
 // RedisRevocations keeps revocations in one Redis hash.
 type RedisRevocations struct {
 	client redis.UniversalClient
+	w      writer
 	key    string
 }
 
@@ -50,7 +51,7 @@ func NewRedisRevocations(client redis.UniversalClient, prefix string) *RedisRevo
 	if prefix == "" {
 		prefix = "pingmcp:"
 	}
-	return &RedisRevocations{client: client, key: prefix + "revocations"}
+	return &RedisRevocations{client: client, w: writer{client: client}, key: prefix + "revocations"}
 }
 
 // redisRevocation is a revocation as Redis keeps it: its end in Unix
@@ -83,7 +84,7 @@ return 1
 func (r *RedisRevocations) Revoke(ctx context.Context, key string, rev Revocation) error {
 	ms := rev.Until.UnixMilli()
 	b, _ := json.Marshal(redisRevocation{Revocation: rev, UntilMS: ms})
-	if err := revokeScript.Run(ctx, r.client, []string{r.key}, key, b, ms).Err(); err != nil {
+	if err := r.w.run(ctx, revokeScript, []string{r.key}, key, b, ms).Err(); err != nil {
 		return fmt.Errorf("revoke: %w", err)
 	}
 	return nil
@@ -191,3 +192,7 @@ func (c *RevocationCache) Revoked(issuer, subject string, iat time.Time) bool {
 	c.mu.RUnlock()
 	return ok && time.Now().Before(rev.Until) && !iat.After(rev.At)
 }
+
+// SetReplication makes every write of the store wait for rep's replicas
+// before it is confirmed (Replication).
+func (r *RedisRevocations) SetReplication(rep Replication) { r.w.Replication = rep }

@@ -72,6 +72,7 @@ const DefaultMaxSnapshotBytes = 256 << 10
 // stale activation cannot write even after the snapshot is gone.
 type RedisSnapshots struct {
 	client redis.UniversalClient
+	w      writer
 	prefix string
 }
 
@@ -80,7 +81,7 @@ func NewRedisSnapshots(client redis.UniversalClient, prefix string) *RedisSnapsh
 	if prefix == "" {
 		prefix = "pingmcp:"
 	}
-	return &RedisSnapshots{client: client, prefix: prefix}
+	return &RedisSnapshots{client: client, w: writer{client: client}, prefix: prefix}
 }
 
 func (r *RedisSnapshots) keys(session string) []string {
@@ -129,7 +130,7 @@ func (r *RedisSnapshots) Activate(ctx context.Context, session string, create bo
 	if create {
 		c = "1"
 	}
-	res, err := activateScript.Run(ctx, r.client, r.keys(session), fenceTTL.Milliseconds(), c).Slice()
+	res, err := r.w.run(ctx, activateScript, r.keys(session), fenceTTL.Milliseconds(), c).Slice()
 	if err != nil {
 		return 0, nil, fmt.Errorf("activate session %s: %w", session, err)
 	}
@@ -143,7 +144,7 @@ func (r *RedisSnapshots) Activate(ctx context.Context, session string, create bo
 
 func (r *RedisSnapshots) Save(ctx context.Context, session string, epoch int64, snapshot []byte, ttl time.Duration) error {
 	fence := max(ttl, fenceTTL)
-	ok, err := saveScript.Run(ctx, r.client, r.keys(session), epoch, snapshot, ttl.Milliseconds(), fence.Milliseconds()).Int()
+	ok, err := r.w.run(ctx, saveScript, r.keys(session), epoch, snapshot, ttl.Milliseconds(), fence.Milliseconds()).Int()
 	if err != nil {
 		return fmt.Errorf("save session %s: %w", session, err)
 	}
@@ -172,7 +173,7 @@ func (r *RedisSnapshots) Get(ctx context.Context, session string) ([]byte, error
 }
 
 func (r *RedisSnapshots) End(ctx context.Context, session string) error {
-	if err := endScript.Run(ctx, r.client, r.keys(session), fenceTTL.Milliseconds()).Err(); err != nil {
+	if err := r.w.run(ctx, endScript, r.keys(session), fenceTTL.Milliseconds()).Err(); err != nil {
 		return fmt.Errorf("end session %s: %w", session, err)
 	}
 	return nil
@@ -250,7 +251,7 @@ func (r *RedisSnapshots) List(ctx context.Context, cursor string, limit int) ([]
 }
 
 func (r *RedisSnapshots) Delete(ctx context.Context, session string, epoch int64) error {
-	ok, err := deleteScript.Run(ctx, r.client, r.keys(session), epoch).Int()
+	ok, err := r.w.run(ctx, deleteScript, r.keys(session), epoch).Int()
 	if err != nil {
 		return fmt.Errorf("delete session %s: %w", session, err)
 	}
@@ -413,3 +414,7 @@ func (m *MemorySnapshots) Delete(_ context.Context, session string, epoch int64)
 	e.epoch++
 	return nil
 }
+
+// SetReplication makes every write of the store wait for rep's replicas
+// before it is confirmed (Replication).
+func (r *RedisSnapshots) SetReplication(rep Replication) { r.w.Replication = rep }

@@ -35,6 +35,7 @@ type UserSessions interface {
 // not matter), expiring with the newest of them.
 type RedisUserSessions struct {
 	client redis.UniversalClient
+	w      writer
 	prefix string
 }
 
@@ -43,7 +44,7 @@ func NewRedisUserSessions(client redis.UniversalClient, prefix string) *RedisUse
 	if prefix == "" {
 		prefix = "pingmcp:"
 	}
-	return &RedisUserSessions{client: client, prefix: prefix}
+	return &RedisUserSessions{client: client, w: writer{client: client}, prefix: prefix}
 }
 
 func (r *RedisUserSessions) key(user string) string {
@@ -77,7 +78,7 @@ return 1`)
 )
 
 func (r *RedisUserSessions) Claim(ctx context.Context, user, session string, max int, ttl time.Duration) (bool, time.Duration, error) {
-	res, err := claimScript.Run(ctx, r.client, []string{r.key(user)}, session, max, ttl.Milliseconds()).Int64Slice()
+	res, err := r.w.run(ctx, claimScript, []string{r.key(user)}, session, max, ttl.Milliseconds()).Int64Slice()
 	if err != nil {
 		return false, 0, fmt.Errorf("count the user's sessions: %w", err)
 	}
@@ -85,7 +86,7 @@ func (r *RedisUserSessions) Claim(ctx context.Context, user, session string, max
 }
 
 func (r *RedisUserSessions) Touch(ctx context.Context, user, session string, ttl time.Duration) error {
-	if err := touchScript.Run(ctx, r.client, []string{r.key(user)}, session, ttl.Milliseconds()).Err(); err != nil {
+	if err := r.w.run(ctx, touchScript, []string{r.key(user)}, session, ttl.Milliseconds()).Err(); err != nil {
 		return fmt.Errorf("mark the user's session active: %w", err)
 	}
 	return nil
@@ -199,3 +200,7 @@ func (m *MemoryUserSessions) Release(_ context.Context, user, session string) er
 	}
 	return nil
 }
+
+// SetReplication makes every write of the store wait for rep's replicas
+// before it is confirmed (Replication).
+func (r *RedisUserSessions) SetReplication(rep Replication) { r.w.Replication = rep }

@@ -271,23 +271,31 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 		sealer = state.NewProcessSealer()
 		logger.Warn("no --state-keys: session tokens in Redis are sealed with a key of this process alone; sessions will not survive its restart")
 	}
-	client, where, err := state.OpenRedis(cfg.RedisURL, cfg.RedisCluster, cmp.Or(cfg.RedisTimeout, config.DefaultRedisTimeout))
+	timeout := cmp.Or(cfg.RedisTimeout, config.DefaultRedisTimeout)
+	client, where, err := state.OpenRedis(cfg.RedisURL, cfg.RedisCluster, timeout)
 	if err != nil {
 		return nil, nil, fmt.Errorf("--redis-url: %w", err)
 	}
+	rep := state.Replication{Replicas: cfg.RedisReplicas, Timeout: timeout}
+	snapshots, events := state.NewRedisSnapshots(client, cfg.RedisPrefix), state.NewRedisEvents(client, cfg.RedisPrefix, eventOptions(cfg))
+	revocations, users := state.NewRedisRevocations(client, cfg.RedisPrefix), state.NewRedisUserSessions(client, cfg.RedisPrefix)
+	snapshots.SetReplication(rep)
+	events.SetReplication(rep)
+	revocations.SetReplication(rep)
+	users.SetReplication(rep)
 	d := &state.Stores{
-		Snapshots:   state.NewRedisSnapshots(client, cfg.RedisPrefix),
-		Events:      state.NewRedisEvents(client, cfg.RedisPrefix, eventOptions(cfg)),
+		Snapshots:   snapshots,
+		Events:      events,
 		Sealer:      sealer,
 		SessionTTL:  cfg.SessionIdleTimeout,
 		Check:       func(ctx context.Context) error { return client.Ping(ctx).Err() },
-		Revocations: state.NewRedisRevocations(client, cfg.RedisPrefix),
+		Revocations: revocations,
 
-		Users:              state.NewRedisUserSessions(client, cfg.RedisPrefix),
+		Users:              users,
 		MaxSessionsPerUser: cfg.MaxSessionsPerUser,
 		MaxSnapshotBytes:   cfg.MaxSnapshotBytes,
 	}
-	logger.Info("sessions are kept in Redis", "redis", where, "prefix", cfg.RedisPrefix, "state_keys", sealer.KeyIDs())
+	logger.Info("sessions are kept in Redis", "redis", where, "replicas", cfg.RedisReplicas, "prefix", cfg.RedisPrefix, "state_keys", sealer.KeyIDs())
 	return d, func() { client.Close() }, nil
 }
 
