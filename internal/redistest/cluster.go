@@ -24,6 +24,9 @@ type Cluster struct {
 
 type clusterNode struct {
 	addr string
+	port int
+	dir  string
+	bin  string
 	proc *process
 }
 
@@ -119,11 +122,10 @@ func startClusterNode(t testing.TB, bin string) *clusterNode {
 		if !free(port) || !free(port+10000) {
 			continue
 		}
-		dir := t.TempDir()
-		p, log, ok := run(t, bin, port, dir, false, "--cluster-enabled", "yes", "--cluster-config-file", dir+"/nodes.conf",
-			"--cluster-node-timeout", strconv.Itoa(int(NodeTimeout.Milliseconds())))
+		n := &clusterNode{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), port: port, dir: t.TempDir(), bin: bin}
+		p, log, ok := n.run(t)
 		if ok {
-			n := &clusterNode{addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), proc: p}
+			n.proc = p
 			t.Cleanup(func() {
 				if n.proc != nil {
 					n.proc.kill()
@@ -135,6 +137,39 @@ func startClusterNode(t testing.TB, bin string) *clusterNode {
 	}
 	t.Fatalf("cluster redis-server did not start; its output:\n%s", lastLog)
 	return nil
+}
+
+// run starts the node's redis-server, from its cluster configuration file
+// if it ran before.
+func (n *clusterNode) run(t testing.TB) (*process, string, bool) {
+	return run(t, n.bin, n.port, n.dir, false, "--cluster-enabled", "yes", "--cluster-config-file", n.dir+"/nodes.conf",
+		"--cluster-node-timeout", strconv.Itoa(int(NodeTimeout.Milliseconds())))
+}
+
+// Restart starts a node that was killed again, on its address: it rejoins
+// the cluster from its configuration file (a master that lost its slots
+// meanwhile as a replica of the one that took them), and Restart waits
+// until it is in sync with its master.
+func (c *Cluster) Restart(ctx context.Context, addr string) {
+	c.t.Helper()
+	for _, n := range c.nodes {
+		if n.addr != addr || n.proc != nil {
+			continue
+		}
+		p, log, ok := n.run(c.t)
+		if !ok {
+			c.t.Fatalf("cluster node %s did not start again:\n%s", addr, log)
+		}
+		n.proc = p
+		cl := redis.NewClient(&redis.Options{Addr: addr})
+		defer cl.Close()
+		await(c.t, ctx, addr+" to be a replica in sync again", func() bool {
+			info, err := cl.Info(ctx, "replication").Result()
+			return err == nil && strings.Contains(info, "role:slave") && strings.Contains(info, "master_link_status:up")
+		})
+		return
+	}
+	c.t.Fatalf("no stopped cluster node at %s", addr)
 }
 
 func free(port int) bool {
