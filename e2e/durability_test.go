@@ -584,29 +584,7 @@ func TestRedisRestart(t *testing.T) {
 	}
 
 	// Load: every session calls a tool over and over.
-	stop := make(chan struct{})
-	var load sync.WaitGroup
-	var mu sync.Mutex
-	calls := 0
-	var failures []error
-	for _, dc := range clients[1:] {
-		load.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				_, err := dc.callLogging(t, ctx)
-				mu.Lock()
-				calls++
-				if err != nil {
-					failures = append(failures, err)
-				}
-				mu.Unlock()
-			}
-		})
-	}
+	load := startLoad(t, ctx, clients[1:])
 
 	srv.Stop()
 	if _, body := readyz(t, m1); body["status"] != "degraded" || !strings.Contains(fmt.Sprint(body["store"]), "unreachable") {
@@ -626,14 +604,9 @@ func TestRedisRestart(t *testing.T) {
 	srv.Start()
 	awaitLine(t, ctx, written, changed.cs.ID())
 	awaitLine(t, ctx, flushed, changed.cs.ID())
-	close(stop)
-	load.Wait()
+	load.stop(t, "the Redis restart")
 	if _, body := readyz(t, m1); body["store"] != "ok" {
 		t.Errorf("member1's /readyz after Redis returned: %v", body)
-	}
-	t.Logf("%d calls under load across the restart, %d failed", calls, len(failures))
-	for _, err := range failures {
-		t.Errorf("call failed across the Redis restart: %v", err)
 	}
 
 	// Nothing was lost: with every member gone, a new one serves the
@@ -756,5 +729,51 @@ func TestTodoSessionRehydrated(t *testing.T) {
 		if d.logged(tok) {
 			t.Error("a bearer token appears in the logs")
 		}
+	}
+}
+
+// load is sessions calling a tool over and over, each call awaited.
+type load struct {
+	done  chan struct{}
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	calls int
+	fails []error
+}
+
+// startLoad makes every client call test_tool_with_logging over and over
+// until stop.
+func startLoad(t *testing.T, ctx context.Context, clients []*durableClient) *load {
+	l := &load{done: make(chan struct{})}
+	for _, dc := range clients {
+		l.wg.Go(func() {
+			for {
+				select {
+				case <-l.done:
+					return
+				default:
+				}
+				_, err := dc.callLogging(t, ctx)
+				l.mu.Lock()
+				l.calls++
+				if err != nil {
+					l.fails = append(l.fails, err)
+				}
+				l.mu.Unlock()
+			}
+		})
+	}
+	return l
+}
+
+// stop ends the load and fails the test for every call that failed across
+// what happened meanwhile (across).
+func (l *load) stop(t *testing.T, across string) {
+	t.Helper()
+	close(l.done)
+	l.wg.Wait()
+	t.Logf("%d calls under load across %s, %d failed", l.calls, across, len(l.fails))
+	for _, err := range l.fails {
+		t.Errorf("call failed across %s: %v", across, err)
 	}
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -38,29 +37,7 @@ func TestRedisClusterFailover(t *testing.T) {
 		clients = append(clients, dc)
 	}
 
-	stop := make(chan struct{})
-	var load sync.WaitGroup
-	var mu sync.Mutex
-	calls := 0
-	var failures []error
-	for _, dc := range clients {
-		load.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				_, err := dc.callLogging(t, ctx)
-				mu.Lock()
-				calls++
-				if err != nil {
-					failures = append(failures, err)
-				}
-				mu.Unlock()
-			}
-		})
-	}
+	load := startLoad(t, ctx, clients)
 	dead := rc.KillMasterOf(ctx, "pingmcp:session:{"+clients[0].cs.ID()+"}:snap")
 	rc.Restart(ctx, dead)
 	// Calls after the cluster healed: each session is served again.
@@ -69,12 +46,7 @@ func TestRedisClusterFailover(t *testing.T) {
 			t.Fatalf("session %d after the failover: %v", i, err)
 		}
 	}
-	close(stop)
-	load.Wait()
-	t.Logf("%d calls under load across the failover of %s, %d failed", calls, dead, len(failures))
-	for _, err := range failures {
-		t.Errorf("call failed across the Redis failover: %v", err)
-	}
+	load.stop(t, "the failover of "+dead)
 
 	m1.kill()
 	m2 := startNode(t, "member2", append([]string{"--role", "member", "--cluster-seeds", edge.Cluster}, durable...)...)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -45,18 +46,7 @@ func TestRedisClusterStores(t *testing.T) {
 	t.Run("list and count every shard", func(t *testing.T) {
 		ctx := context.Background()
 		s := NewRedisSnapshots(client, "list:")
-		var want []string
-		for i := range 200 {
-			id := fmt.Sprintf("session-%03d", i)
-			e, _, err := s.Activate(ctx, id, true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Save(ctx, id, e, []byte("v"+id), time.Hour); err != nil {
-				t.Fatal(err)
-			}
-			want = append(want, id)
-		}
+		want := slices.Sorted(maps.Keys(saveSessions(t, ctx, s, 200)))
 		holding := 0
 		if err := client.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
 			if keys, _ := m.Keys(ctx, "list:session:*:snap").Result(); len(keys) > 0 {
@@ -112,18 +102,7 @@ func TestRedisClusterFailoverKeepsConfirmedWrites(t *testing.T) {
 	defer cancel()
 	s := NewRedisSnapshots(client, "f:")
 	s.SetReplication(Replication{Replicas: 1, Timeout: time.Second})
-	epochs := map[string]int64{}
-	for i := range 100 {
-		id := fmt.Sprintf("session-%03d", i)
-		e, _, err := s.Activate(ctx, id, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := s.Save(ctx, id, e, []byte("v"+id), time.Hour); err != nil {
-			t.Fatal(err)
-		}
-		epochs[id] = e
-	}
+	epochs := saveSessions(t, ctx, s, 100)
 	victim := "session-000"
 	dead := c.KillMasterOf(ctx, s.keys(victim)[1])
 	t.Logf("killed master %s", dead)
@@ -194,4 +173,23 @@ func openCluster(t *testing.T, c *redistest.Cluster) *redis.ClusterClient {
 	}
 	t.Cleanup(func() { client.Close() })
 	return client.(*redis.ClusterClient)
+}
+
+// saveSessions creates n sessions, each with the snapshot "v" + its id, and
+// returns their epochs.
+func saveSessions(t *testing.T, ctx context.Context, s *RedisSnapshots, n int) map[string]int64 {
+	t.Helper()
+	epochs := map[string]int64{}
+	for i := range n {
+		id := fmt.Sprintf("session-%03d", i)
+		e, _, err := s.Activate(ctx, id, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Save(ctx, id, e, []byte("v"+id), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		epochs[id] = e
+	}
+	return epochs
 }
