@@ -19,6 +19,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pingmcp/pingmcp/internal/redistest"
+	"github.com/pingmcp/pingmcp/state"
 )
 
 // durableArgs are the flags of a node keeping sessions in Redis at addr,
@@ -132,15 +133,15 @@ func TestSessionOutlivesItsActor(t *testing.T) {
 	if err := dc.cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "info"}); err != nil {
 		t.Fatal(err)
 	}
-	passivated := n.watch(`"msg":"passivating idle actor"`)
-	awaitLine(t, ctx, passivated, dc.cs.ID())
-	rehydrated := n.watch(`"msg":"session rehydrated"`)
+	n.awaitSession(ctx, dc.cs.ID(), "passivated", func(s state.SessionInfo, found bool) bool { return found && !s.Live })
 	if _, err := dc.callLogging(t, ctx); err != nil {
 		t.Fatalf("call after passivation: %v", err)
 	}
-	awaitLine(t, ctx, rehydrated, dc.cs.ID()) // log lines trail responses
-	if got := n.count(`"msg":"server session connected"`); got != 2 {
-		t.Fatalf("%d server sessions connected, want 2 (the initialize, the replay)", got)
+	if got := n.awaitMetric(ctx, `pingmcp_activations_total{outcome="rehydrated"}`, 1); got != 1 {
+		t.Fatalf("%v activations rehydrated a session, want 1 (the call after passivation)", got)
+	}
+	if got := n.metric(ctx, `pingmcp_activations_total{outcome="new"}`); got != 1 {
+		t.Fatalf("%v activations were initializes, want 1", got)
 	}
 	// Ending the session ends it for good: the snapshot goes too.
 	if err := dc.cs.Close(); err != nil {
@@ -509,13 +510,14 @@ func TestFencing(t *testing.T) {
 	// a's activation (epoch 1) is live, and stale. It refuses the change
 	// (-32004), or, if a write of its own still queued (events are stored
 	// behind the response) told it first, it has stopped and the edge
-	// answers "retry": both are a retryable 503, and both log the fencing.
-	fenced := a.watch(`"msg":"session moved to a newer activation; this one stops serving"`)
+	// answers "retry": both are a retryable 503, and both count the fencing.
 	status, body := setLevel(a, "error")
 	if status != http.StatusServiceUnavailable || !strings.Contains(body, `"code":-32004`) && !strings.Contains(body, "retry") {
 		t.Fatalf("the stale activation answered %d %s; want a retryable 503 ('session moved')", status, body)
 	}
-	awaitLine(t, ctx, fenced, id)
+	if got := a.awaitMetric(ctx, "pingmcp_fencing_rejections_total", 1); got < 1 {
+		t.Fatal("a never counted its activation fenced")
+	}
 	if snap := rdb.Get(ctx, snapKey).Val(); !strings.Contains(snap, `"log_level":"debug"`) {
 		t.Fatalf("the stale activation changed the snapshot: %s", snap)
 	}

@@ -7,6 +7,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pingmcp/pingmcp/state"
 )
 
 var binary string
@@ -27,6 +30,11 @@ var binary string
 // `pingmcp certs` wrote in TestMain: every node startNode runs has it, so
 // the e2e clusters are mutual TLS, as production's are.
 var clusterTLS []string
+
+// adminTokenFile holds the static admin token of the admin API that every
+// node startNode runs, and every runDev, has: its /metrics and sessions are
+// what the tests observe of a node, as an operator would.
+var adminTokenFile string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "pingmcp-e2e")
@@ -53,6 +61,11 @@ func TestMain(m *testing.M) {
 	}
 	clusterTLS = []string{"--cluster-tls-cert", filepath.Join(dir, "cluster-certs", "e2e-node.crt"),
 		"--cluster-tls-key", filepath.Join(dir, "cluster-certs", "e2e-node.key"), "--cluster-tls-ca", filepath.Join(dir, "cluster-certs", "ca.crt")}
+	adminTokenFile = filepath.Join(dir, "admin-token")
+	if err := os.WriteFile(adminTokenFile, []byte("e2e-admin-token-"+rand.Text()), 0o600); err != nil {
+		fmt.Fprintln(os.Stderr, "admin token:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -64,8 +77,12 @@ type node struct {
 	name    string
 	HTTP    string // host:port of its HTTP listener
 	Cluster string // host:port of its cluster endpoint
-	cmd     *exec.Cmd
-	done    chan struct{} // closed when the process has exited
+	// Admin is the host:port of its admin API ("" without one) and
+	// adminToken the static token its --admin-token-file holds.
+	Admin      string
+	adminToken string
+	cmd        *exec.Cmd
+	done       chan struct{} // closed when the process has exited
 
 	mu    sync.Mutex
 	lines []string
@@ -81,7 +98,7 @@ type node struct {
 func startNode(t testing.TB, name string, args ...string) *node {
 	t.Helper()
 	all := []string{"serve", "--auth", "none", "--tools", "conformance", "--addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0",
-		"--log-format", "json", "--log-level", "debug"}
+		"--log-format", "json", "--log-level", "debug", "--admin-addr", "127.0.0.1:0", "--admin-token-file", adminTokenFile}
 	if !slices.ContainsFunc(args, func(a string) bool {
 		return strings.HasPrefix(a, "--cluster-tls-") || strings.HasPrefix(a, "--cluster-insecure")
 	}) {
@@ -92,7 +109,8 @@ func startNode(t testing.TB, name string, args ...string) *node {
 }
 
 // startProcess runs the pingmcp binary with args and returns once it has
-// logged ready (a node's start line carries its addresses).
+// logged ready (a node's start line carries its addresses, and its admin
+// API's start line comes before).
 func startProcess(t testing.TB, name, ready string, args ...string) *node {
 	t.Helper()
 	n := &node{t: t, name: name, cmd: exec.Command(binary, args...)}
@@ -120,6 +138,7 @@ func startProcess(t testing.TB, name, ready string, args ...string) *node {
 			t.Fatalf("%s: parse start line %q: %v", name, line, err)
 		}
 		n.HTTP, n.Cluster = rec.HTTP, rec.Cluster
+		n.noteAdmin(args)
 	case <-n.done:
 		t.Fatalf("%s exited: %v", name, n.cmd.ProcessState)
 	case <-time.After(30 * time.Second):
@@ -321,29 +340,121 @@ func (n *node) URL() string { return "http://" + n.HTTP + "/mcp" }
 // members. Membership is converged by periodic probes, so this polls.
 func (n *node) awaitMembers(ctx context.Context, want int) {
 	n.t.Helper()
+	var last string
+	if !poll(ctx, func() bool {
+		resp, err := http.Get("http://" + n.HTTP + "/readyz")
+		if err != nil {
+			return false
+		}
+		var body struct {
+			Status  string
+			Members int
+		}
+		json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		last = fmt.Sprintf("%d %+v", resp.StatusCode, body)
+		return resp.StatusCode == 200 && body.Members == want
+	}) {
+		n.t.Fatalf("%s: never saw %d members ready (last: %s)", n.name, want, last)
+	}
+}
+
+// poll calls done every 50 ms until it returns true (then poll does) or
+// ctx ends (then false): for a state the tests can observe but not be
+// told of, as an operator's dashboard polls.
+func poll(ctx context.Context, done func() bool) bool {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	var last string
-	for {
-		resp, err := http.Get("http://" + n.HTTP + "/readyz")
-		if err == nil {
-			var body struct {
-				Status  string
-				Members int
-			}
-			json.NewDecoder(resp.Body).Decode(&body)
-			resp.Body.Close()
-			last = fmt.Sprintf("%d %+v", resp.StatusCode, body)
-			if resp.StatusCode == 200 && body.Members == want {
-				return
-			}
-		}
+	for !done() {
 		select {
 		case <-ctx.Done():
-			n.t.Fatalf("%s: never saw %d members ready (last: %s)", n.name, want, last)
+			return false
 		case <-tick.C:
 		}
 	}
+	return true
+}
+
+// noteAdmin records the node's admin API: the address its start line
+// gives, and the token of the last --admin-token-file of args.
+func (n *node) noteAdmin(args []string) {
+	var rec struct{ Admin string }
+	if json.Unmarshal([]byte(n.line(`"msg":"admin API started"`)), &rec) != nil || rec.Admin == "" {
+		return
+	}
+	n.Admin = rec.Admin
+	for i := len(args) - 2; i >= 0; i-- {
+		if args[i] == "--admin-token-file" {
+			b, err := os.ReadFile(args[i+1])
+			if err != nil {
+				n.t.Fatalf("%s: admin token: %v", n.name, err)
+			}
+			n.adminToken = strings.TrimSpace(string(b))
+			return
+		}
+	}
+}
+
+// metric reads one sample of the node's /metrics, named as Prometheus'
+// text format writes it (`pingmcp_activations_total{outcome="new"}`); 0
+// when absent.
+func (n *node) metric(ctx context.Context, name string) float64 {
+	n.t.Helper()
+	if n.Admin == "" {
+		n.t.Fatalf("%s has no admin API to read %s from", n.name, name)
+	}
+	return scrape(n.t, ctx, "http://"+n.Admin+"/metrics", n.adminToken, name)
+}
+
+// awaitMetric waits until the node's metric is at least want, and returns
+// its value then (less than want if ctx ended first): a metric may be
+// counted just after the response that a test saw.
+func (n *node) awaitMetric(ctx context.Context, name string, want float64) float64 {
+	n.t.Helper()
+	var got float64
+	poll(ctx, func() bool {
+		got = n.metric(ctx, name)
+		return got >= want
+	})
+	return got
+}
+
+// session is what the node's admin API says of session id (found false
+// for a 404): its owner, its node and epoch, whether it is live and its
+// open GET streams.
+func (n *node) session(ctx context.Context, id string) (info state.SessionInfo, found bool) {
+	n.t.Helper()
+	if n.Admin == "" {
+		n.t.Fatalf("%s has no admin API to describe session %s", n.name, id)
+	}
+	status, body, _ := adminCall(n.t, ctx, http.MethodGet, "http://"+n.Admin+"/admin/v1/sessions/"+id, n.adminToken)
+	switch status {
+	case http.StatusNotFound:
+		return info, false
+	case http.StatusOK:
+		if err := json.Unmarshal([]byte(body), &info); err != nil {
+			n.t.Fatalf("%s: session %s: %v", n.name, id, err)
+		}
+		return info, true
+	}
+	n.t.Fatalf("%s: session %s: %d %s", n.name, id, status, body)
+	return info, false
+}
+
+// awaitSession waits until what the node's admin API says of session id
+// satisfies cond, and returns it then; it fails the test, saying what,
+// if ctx ends first.
+func (n *node) awaitSession(ctx context.Context, id, what string, cond func(info state.SessionInfo, found bool) bool) state.SessionInfo {
+	n.t.Helper()
+	var info state.SessionInfo
+	var found bool
+	if !poll(ctx, func() bool {
+		info, found = n.session(ctx, id)
+		return cond(info, found)
+	}) {
+		n.t.Fatalf("%s: session %s never %s (last: found %v, %+v)", n.name, id, what, found, info)
+	}
+	return info
 }
 
 // The race filter counts a report unless both accesses are protoactor's.

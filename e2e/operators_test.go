@@ -83,12 +83,7 @@ func startAuthCluster(t testing.TB, ctx context.Context, n int, extra ...string)
 			nodeArgs = append(nodeArgs, "--cluster-seeds", c.Nodes[0].Cluster)
 		}
 		nd := startNode(t, fmt.Sprintf("node%d", i+1), nodeArgs...)
-		var rec struct{ Admin string }
-		json.Unmarshal([]byte(nd.line(`"msg":"admin API started"`)), &rec)
-		if rec.Admin == "" {
-			t.Fatalf("node%d: no admin API", i+1)
-		}
-		c.Nodes, c.Admin = append(c.Nodes, nd), append(c.Admin, "http://"+rec.Admin+"/admin/v1")
+		c.Nodes, c.Admin = append(c.Nodes, nd), append(c.Admin, "http://"+nd.Admin+"/admin/v1")
 	}
 	for _, nd := range c.Nodes {
 		nd.awaitMembers(ctx, n)

@@ -34,7 +34,7 @@ func runDev(t *testing.T, args ...string) *devProcess {
 	// No state file unless args name one: a test never writes to the
 	// user's cache directory.
 	all := append([]string{"dev", "--addr", "127.0.0.1:0", "--idp-addr", "127.0.0.1:0", "--todo-api-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-		"--dev-state", "off", "--log-format", "json", "--log-level", "debug"}, args...)
+		"--admin-token-file", adminTokenFile, "--dev-state", "off", "--log-format", "json", "--log-level", "debug"}, args...)
 	n := &node{t: t, name: "dev", cmd: exec.Command(binary, all...)}
 	stderr, _ := n.cmd.StderrPipe()
 	stdout, _ := n.cmd.StdoutPipe()
@@ -74,6 +74,12 @@ func runDev(t *testing.T, args ...string) *devProcess {
 	case <-time.After(30 * time.Second):
 		t.Fatal("pingmcp dev printed no banner")
 	}
+	// The banner (stdout) can come before the admin API's start line
+	// (stderr) is read.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n.awaitCount(ctx, `"msg":"admin API started"`, 1)
+	n.noteAdmin(all)
 	return d
 }
 
