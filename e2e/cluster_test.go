@@ -235,9 +235,8 @@ func TestIdleSessionsPassivate(t *testing.T) {
 	idle := connectRaw(t, n.URL(), rawInitialize(t, ctx, n.URL()))
 	// One of the two live actors passivates (the streaming one, a ping
 	// below shows, does not).
-	const live = `pingmcp_live_actors{kind="session"}`
-	if !poll(ctx, func() bool { return n.metric(ctx, live) == 1 }) {
-		t.Fatalf("%v sessions live, want 1 (the streaming one)", n.metric(ctx, live))
+	if !poll(ctx, func() bool { return n.metric(ctx, liveSessions) == 1 }) {
+		t.Fatalf("%v sessions live, want 1 (the streaming one)", n.metric(ctx, liveSessions))
 	}
 
 	// The session's idle timeout is the actor's here: the session is over.
@@ -317,17 +316,9 @@ func TestEdgeLossCancelsRequests(t *testing.T) {
 	member.awaitMembers(ctx, 2)
 
 	cs := connect(t, ctx, edge.URL(), nil) // opens the standalone GET stream
-	awaitStandaloneStream(t, ctx, cs.ID(), member)
-	finished := member.watch(`"msg":"request finished"`)
+	member.awaitSession(ctx, cs.ID(), "had its GET stream open", func(s state.SessionInfo, _ bool) bool { return s.Streams == 1 })
 	edge.kill()
-	for {
-		select {
-		case l := <-finished:
-			if containsAll(l, `"method":"GET"`, fmt.Sprintf(`"session":"%s"`, cs.ID())) {
-				return
-			}
-		case <-ctx.Done():
-			t.Fatal("the member kept the dead edge's GET stream open")
-		}
-	}
+	member.awaitSession(ctx, cs.ID(), "let go of the dead edge's GET stream", func(s state.SessionInfo, found bool) bool {
+		return found && s.Live && s.Streams == 0
+	})
 }

@@ -137,7 +137,7 @@ func TestSessionOutlivesItsActor(t *testing.T) {
 	if _, err := dc.callLogging(t, ctx); err != nil {
 		t.Fatalf("call after passivation: %v", err)
 	}
-	if got := n.awaitMetric(ctx, `pingmcp_activations_total{outcome="rehydrated"}`, 1); got != 1 {
+	if got := n.awaitMetric(ctx, rehydrated, 1); got != 1 {
 		t.Fatalf("%v activations rehydrated a session, want 1 (the call after passivation)", got)
 	}
 	if got := n.metric(ctx, `pingmcp_activations_total{outcome="new"}`); got != 1 {
@@ -252,19 +252,19 @@ func TestKillMember(t *testing.T) {
 		clients = append(clients, dc)
 	}
 	t.Logf("%d sessions open", sessions)
-	initializes := edge.count(`"minted":true`)
+	const initialize = `pingmcp_request_duration_seconds_count{method="initialize",status="200"}`
+	initializes := edge.metric(ctx, initialize)
 	members := []*node{m1, m2}
 
-	// hosted returns the sessions whose latest request was served by n.
+	// hosted returns the sessions whose last activation is n's, as the
+	// admin API lists them.
 	hosted := func(n *node) (out []*durableClient, streaming []*durableClient) {
+		node := map[string]string{}
+		for _, s := range edge.sessions(ctx) {
+			node[s.ID] = s.Node
+		}
 		for i, dc := range clients {
-			host, latest := (*node)(nil), time.Time{}
-			for _, m := range members {
-				if ts := m.lastSeen(dc.cs.ID()); ts.After(latest) {
-					host, latest = m, ts
-				}
-			}
-			if host == n {
+			if node[dc.cs.ID()] == n.Cluster {
 				out = append(out, dc)
 				if i%2 == 0 {
 					streaming = append(streaming, dc)
@@ -329,10 +329,10 @@ func TestKillMember(t *testing.T) {
 		}
 		rig.entered.Wait()
 
-		rehydratedBefore := 0 // on the members that survive
+		rehydratedBefore := 0.0 // on the members that survive
 		for _, m := range members {
 			if m != victim {
-				rehydratedBefore += m.count(`"msg":"session rehydrated"`)
+				rehydratedBefore += m.metric(ctx, rehydrated)
 			}
 		}
 		killed := time.Now()
@@ -371,12 +371,12 @@ func TestKillMember(t *testing.T) {
 		if interrupted != len(inflight) {
 			t.Errorf("%s: %d of %d in-flight calls were answered as interrupted by the next activation", round, interrupted, len(inflight))
 		}
-		rehydrated := -rehydratedBefore
+		moved := -rehydratedBefore
 		for _, m := range members {
-			rehydrated += m.count(`"msg":"session rehydrated"`)
+			moved += m.metric(ctx, rehydrated)
 		}
-		if rehydrated < len(victims) {
-			t.Errorf("%s: %d sessions rehydrated, want at least the %d of %s", round, rehydrated, len(victims), victim.name)
+		if moved < float64(len(victims)) {
+			t.Errorf("%s: %v sessions rehydrated, want at least the %d of %s", round, moved, len(victims), victim.name)
 		}
 		triggerToolChange("after the kill")
 		// The stream answered on the victim resumes, from Redis.
@@ -398,7 +398,7 @@ func TestKillMember(t *testing.T) {
 			t.Fatalf("session %s after scale-out: %v", dc.cs.ID(), err)
 		}
 	}
-	if m3.count(`"msg":"session rehydrated"`)+m4.count(`"msg":"session rehydrated"`) == 0 {
+	if m3.metric(ctx, rehydrated)+m4.metric(ctx, rehydrated) == 0 {
 		t.Error("no session moved to the nodes that joined")
 	}
 
@@ -406,34 +406,38 @@ func TestKillMember(t *testing.T) {
 	kill("round 2", m2, 3)
 
 	// Drain member3: its sessions go on on member4.
-	left := m3.watch(`"msg":"node left the cluster"`)
 	m3.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-left:
+	case <-m3.done:
 	case <-ctx.Done():
-		t.Fatal("member3 did not leave after SIGTERM")
+		t.Fatal("member3 did not exit after SIGTERM")
 	}
-	<-m3.done
 	edge.awaitMembers(ctx, 2)
 	for _, dc := range clients {
 		if _, err := dc.callLogging(t, ctx); err != nil {
 			t.Fatalf("session %s after the drain: %v", dc.cs.ID(), err)
 		}
 	}
-	if got := edge.count(`"minted":true`); got != initializes {
-		t.Errorf("%d new sessions were initialized; want none", got-initializes)
+	if got := edge.metric(ctx, initialize); got != initializes {
+		t.Errorf("%v new sessions were initialized; want none", got-initializes)
 	}
 	if m3.logged(`"msg":"drain timed out`) {
 		t.Error("member3's drain timed out")
 	}
 	// Sessions end where they now live.
+	if m4.metric(ctx, liveSessions) == 0 {
+		t.Fatal("member4 hosts no session")
+	}
 	for _, dc := range clients {
 		if err := dc.cs.Close(); err != nil {
 			t.Errorf("closing session %s: %v", dc.cs.ID(), err)
 		}
 	}
-	if n := m4.count(`"method":"DELETE"`); n == 0 {
-		t.Error("no DELETE reached the sessions on member4")
+	if !poll(ctx, func() bool { return m4.metric(ctx, liveSessions) == 0 }) {
+		t.Errorf("%v sessions still live on member4 after every session was closed", m4.metric(ctx, liveSessions))
+	}
+	if left := edge.sessions(ctx); len(left) != 0 {
+		t.Errorf("%d sessions stored after every session was closed", len(left))
 	}
 }
 
@@ -738,17 +742,17 @@ func TestTodoSessionRehydrated(t *testing.T) {
 	if out, isErr := call(t, ctx, as, "create_new_todo", map[string]any{"text": "survives"}); isErr {
 		t.Fatalf("create_new_todo: %s", out)
 	}
-	exchanges := d.count(`"msg":"delegated token obtained"`)
-	passivated := d.watch(`"msg":"passivating idle actor"`)
-	awaitLine(t, ctx, passivated, as.ID())
-	rehydrated := d.watch(`"msg":"session rehydrated"`)
+	exchanges := d.awaitMetric(ctx, exchanged, 1)
+	d.awaitSession(ctx, as.ID(), "passivated", func(s state.SessionInfo, found bool) bool { return found && !s.Live })
 
 	if out, isErr := call(t, ctx, as, "get_my_todo_list", nil); isErr || !strings.Contains(out, "survives") {
 		t.Fatalf("get_my_todo_list after the actor was unloaded: %s", out)
 	}
-	awaitLine(t, ctx, rehydrated, as.ID()) // log lines trail responses
-	if got := d.count(`"msg":"delegated token obtained"`); got != exchanges {
-		t.Errorf("%d token exchanges after rehydration; want none (the exchanged token is in the snapshot)", got-exchanges)
+	if got := d.awaitMetric(ctx, rehydrated, 1); got != 1 {
+		t.Errorf("%v activations rehydrated a session, want 1 (the call after the actor was unloaded)", got)
+	}
+	if got := d.metric(ctx, exchanged); got != exchanges {
+		t.Errorf("%v token exchanges after rehydration; want none (the exchanged token is in the snapshot)", got-exchanges)
 	}
 	// Bob's token on alice's rehydrated session: not found, nothing changed.
 	if status, body := rawToolCall(t, ctx, d.MCP, bob, as.ID(), "get_my_todo_list", `{}`); status != http.StatusNotFound {

@@ -220,22 +220,6 @@ func (n *node) races() []string {
 	return races
 }
 
-// lastSeen is the time of the node's latest log line that mentions substr
-// (zero if none).
-func (n *node) lastSeen(substr string) time.Time {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for i := len(n.lines) - 1; i >= 0; i-- {
-		if strings.Contains(n.lines[i], substr) {
-			var rec struct{ Time time.Time }
-			if json.Unmarshal([]byte(n.lines[i]), &rec) == nil && !rec.Time.IsZero() {
-				return rec.Time
-			}
-		}
-	}
-	return time.Time{}
-}
-
 // line returns the first log line that contains substr, or "".
 func (n *node) line(substr string) string {
 	n.mu.Lock()
@@ -440,6 +424,26 @@ func (n *node) session(ctx context.Context, id string) (info state.SessionInfo, 
 	n.t.Fatalf("%s: session %s: %d %s", n.name, id, status, body)
 	return info, false
 }
+
+// sessions lists every session the node's admin API lists (at most 500).
+func (n *node) sessions(ctx context.Context) []state.SessionInfo {
+	n.t.Helper()
+	status, body, _ := adminCall(n.t, ctx, http.MethodGet, "http://"+n.Admin+"/admin/v1/sessions?limit=500", n.adminToken)
+	var page struct{ Sessions []state.SessionInfo }
+	if err := json.Unmarshal([]byte(body), &page); status != http.StatusOK || err != nil {
+		n.t.Fatalf("%s: sessions: %d %s", n.name, status, body)
+	}
+	return page.Sessions
+}
+
+// Metrics the tests read.
+const (
+	// rehydrated counts the activations that rehydrated a session from
+	// its snapshot.
+	rehydrated = `pingmcp_activations_total{outcome="rehydrated"}`
+	// liveSessions is the number of session actors live on a node.
+	liveSessions = `pingmcp_live_actors{kind="session"}`
+)
 
 // awaitSession waits until what the node's admin API says of session id
 // satisfies cond, and returns it then; it fails the test, saying what,

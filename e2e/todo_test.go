@@ -83,6 +83,9 @@ func runDev(t *testing.T, args ...string) *devProcess {
 	return d
 }
 
+// exchanged counts the token exchanges of a node's actors.
+const exchanged = `pingmcp_token_exchanges_total{result="exchanged"}`
+
 // login runs the authorization code flow with PKCE as a browser and a public
 // client would: dynamic registration, the login form, the code exchange. It
 // returns the access token.
@@ -350,8 +353,8 @@ func testTodoTools(t *testing.T, authMode string) {
 
 	// One exchange per session (and per principal actor) served every call
 	// above: the cache works.
-	if got := d.awaitCount(ctx, `"msg":"delegated token obtained"`, 4); got != 4 {
-		t.Errorf("%d token exchanges for two sessions and two principals, want 4", got)
+	if got := d.awaitMetric(ctx, exchanged, 4); got != 4 {
+		t.Errorf("%v token exchanges for two sessions and two principals, want 4", got)
 	}
 
 	// A token without todo_api:write gets 403 insufficient_scope on a write
