@@ -627,10 +627,10 @@ func TestRedisRestart(t *testing.T) {
 	if len(during) < 4 {
 		t.Fatalf("call while Redis is down answered %+v", during)
 	}
-	written := m1.watch(`"msg":"session snapshot written again"`)
 	flushed := m1.watch(`"msg":"event store reachable again; held events written"`)
 	srv.Start()
-	awaitLine(t, ctx, written, changed.cs.ID())
+	edge.awaitSession(ctx, changed.cs.ID(), "stored with the log level set while Redis was down",
+		func(s state.SessionInfo, found bool) bool { return s.LogLevel == "debug" })
 	awaitLine(t, ctx, flushed, changed.cs.ID())
 	close(stop)
 	load.Wait()
@@ -658,8 +658,8 @@ func TestRedisRestart(t *testing.T) {
 			t.Fatalf("session %s on the new member: %v", dc.cs.ID(), err)
 		}
 	}
-	if !m2.logged(`"msg":"client log level set"`, changed.cs.ID(), `"level":"debug"`) {
-		t.Error("the log level set while Redis was down did not survive")
+	if s, _ := edge.session(ctx, changed.cs.ID()); s.Node != m2.Cluster || s.LogLevel != "debug" {
+		t.Errorf("the log level set while Redis was down did not survive on the new member: %+v", s)
 	}
 	for _, dc := range clients {
 		if err := dc.cs.Close(); err != nil {

@@ -408,21 +408,27 @@ func (n *node) awaitMetric(ctx context.Context, name string, want float64) float
 // open GET streams.
 func (n *node) session(ctx context.Context, id string) (info state.SessionInfo, found bool) {
 	n.t.Helper()
+	info, status, body := n.describe(ctx, id)
+	if status != http.StatusOK && status != http.StatusNotFound {
+		n.t.Fatalf("%s: session %s: %d %s", n.name, id, status, body)
+	}
+	return info, status == http.StatusOK
+}
+
+// describe asks the node's admin API for session id, and returns its
+// answer.
+func (n *node) describe(ctx context.Context, id string) (info state.SessionInfo, status int, body string) {
+	n.t.Helper()
 	if n.Admin == "" {
 		n.t.Fatalf("%s has no admin API to describe session %s", n.name, id)
 	}
-	status, body, _ := adminCall(n.t, ctx, http.MethodGet, "http://"+n.Admin+"/admin/v1/sessions/"+id, n.adminToken)
-	switch status {
-	case http.StatusNotFound:
-		return info, false
-	case http.StatusOK:
+	status, body, _ = adminCall(n.t, ctx, http.MethodGet, "http://"+n.Admin+"/admin/v1/sessions/"+id, n.adminToken)
+	if status == http.StatusOK {
 		if err := json.Unmarshal([]byte(body), &info); err != nil {
 			n.t.Fatalf("%s: session %s: %v", n.name, id, err)
 		}
-		return info, true
 	}
-	n.t.Fatalf("%s: session %s: %d %s", n.name, id, status, body)
-	return info, false
+	return info, status, body
 }
 
 // sessions lists every session the node's admin API lists (at most 500).
@@ -446,17 +452,19 @@ const (
 )
 
 // awaitSession waits until what the node's admin API says of session id
-// satisfies cond, and returns it then; it fails the test, saying what,
-// if ctx ends first.
+// satisfies cond (found false for a 404; an answer that is neither, such
+// as a 503 while the store is unreachable, is waited out), and returns it
+// then; it fails the test, saying what, if ctx ends first.
 func (n *node) awaitSession(ctx context.Context, id, what string, cond func(info state.SessionInfo, found bool) bool) state.SessionInfo {
 	n.t.Helper()
 	var info state.SessionInfo
-	var found bool
+	var status int
+	var body string
 	if !poll(ctx, func() bool {
-		info, found = n.session(ctx, id)
-		return cond(info, found)
+		info, status, body = n.describe(ctx, id)
+		return (status == http.StatusOK || status == http.StatusNotFound) && cond(info, status == http.StatusOK)
 	}) {
-		n.t.Fatalf("%s: session %s never %s (last: found %v, %+v)", n.name, id, what, found, info)
+		n.t.Fatalf("%s: session %s never %s (last: %d %s)", n.name, id, what, status, body)
 	}
 	return info
 }
