@@ -198,12 +198,12 @@ func TestAbuseClusterPortInsecureControl(t *testing.T) {
 	a.awaitMembers(ctx, 2) // the rogue left
 	b.awaitMembers(ctx, 2)
 	id := rawInitialize(t, ctx, a.URL())
-	host := a
-	if b.logged(fmt.Sprintf(`"session":"%s"`, id), "server session connected") {
-		host = b
+	owner := host(t, ctx, id, a, b)
+	if owner == nil {
+		t.Fatalf("session %s is live on neither node", id)
 	}
 	for _, mode := range []string{"join", "direct"} {
-		r := runRogue(t, mode, host.Cluster, id, fmt.Sprintf(rogueCall, "test_simple_text"))
+		r := runRogue(t, mode, owner.Cluster, id, fmt.Sprintf(rogueCall, "test_simple_text"))
 		if r.Status != 200 || !strings.Contains(r.Body, "test") {
 			t.Errorf("rogue %s against a plaintext cluster: %+v; want the tool's answer (the rogue must work for its refusals to mean anything)", mode, r)
 		}

@@ -66,16 +66,7 @@ func TestSessionsCrossNodes(t *testing.T) {
 	// and both members host some.
 	hosted := map[*node]int{}
 	for _, cs := range clients {
-		id := fmt.Sprintf(`"session":"%s"`, cs.ID())
-		var owner *node
-		for _, n := range []*node{edge, m1, m2} {
-			if n.logged(id, "server session connected") {
-				if owner != nil {
-					t.Errorf("session %s connected on both %s and %s", cs.ID(), owner.name, n.name)
-				}
-				owner = n
-			}
-		}
+		owner := host(t, ctx, cs.ID(), edge, m1, m2)
 		if owner == nil || owner == edge {
 			t.Fatalf("session %s: served by %v, want a member", cs.ID(), owner)
 		}

@@ -708,7 +708,7 @@ func failoverOnce(b *testing.B, probe []string) time.Duration {
 		if err := dc.cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "info"}); err != nil {
 			b.Fatal(err)
 		}
-		if m1.logged(dc.cs.ID()) {
+		if host(b, ctx, dc.cs.ID(), m1, m2) == m1 {
 			victim = dc
 			break
 		}

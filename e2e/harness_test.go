@@ -442,6 +442,32 @@ func (n *node) sessions(ctx context.Context) []state.SessionInfo {
 	return page.Sessions
 }
 
+// host returns the one of nodes whose admin API shows session id live on
+// itself: its actor is there. A session's snapshot may be written just
+// after the answer a test saw, so it waits for one; nil if ctx ends first.
+// It fails the test if several show it.
+func host(t testing.TB, ctx context.Context, id string, nodes ...*node) *node {
+	t.Helper()
+	var found []*node
+	poll(ctx, func() bool {
+		found = nil
+		for _, n := range nodes {
+			if s, ok := n.session(ctx, id); ok && s.Live && s.Node == n.Cluster {
+				found = append(found, n)
+			}
+		}
+		return len(found) > 0
+	})
+	switch len(found) {
+	case 0:
+		return nil
+	case 1:
+		return found[0]
+	}
+	t.Errorf("session %s is live on both %s and %s", id, found[0].name, found[1].name)
+	return found[0]
+}
+
 // Metrics the tests read.
 const (
 	// rehydrated counts the activations that rehydrated a session from
