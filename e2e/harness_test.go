@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pingmcp/pingmcp/admin"
 	"github.com/pingmcp/pingmcp/state"
 )
 
@@ -440,6 +441,36 @@ func (n *node) sessions(ctx context.Context) []state.SessionInfo {
 		n.t.Fatalf("%s: sessions: %d %s", n.name, status, body)
 	}
 	return page.Sessions
+}
+
+// nodes lists the cluster's members as the node's admin API shows them.
+func (n *node) nodes(ctx context.Context) []admin.NodeInfo {
+	n.t.Helper()
+	status, body, _ := adminCall(n.t, ctx, http.MethodGet, "http://"+n.Admin+"/admin/v1/nodes", n.adminToken)
+	var page struct{ Nodes []admin.NodeInfo }
+	if err := json.Unmarshal([]byte(body), &page); status != http.StatusOK || err != nil {
+		n.t.Fatalf("%s: nodes: %d %s", n.name, status, body)
+	}
+	return page.Nodes
+}
+
+// id is the node's member id in the cluster: one per process, so a node
+// restarted on the same address has a new one. It waits for the node to
+// be a member of its cluster.
+func (n *node) id(ctx context.Context) string {
+	n.t.Helper()
+	var id string
+	if !poll(ctx, func() bool {
+		for _, m := range n.nodes(ctx) {
+			if m.Self {
+				id = m.ID
+			}
+		}
+		return id != ""
+	}) {
+		n.t.Fatalf("%s never was a member of its cluster", n.name)
+	}
+	return id
 }
 
 // host returns the one of nodes whose admin API shows session id live on
