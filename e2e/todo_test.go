@@ -28,7 +28,7 @@ type devProcess struct {
 }
 
 // runDev starts `pingmcp dev` on free loopback ports and reads its URLs from
-// the banner it prints.
+// the banner it prints, and its addresses from its start line.
 func runDev(t *testing.T, args ...string) *devProcess {
 	t.Helper()
 	// No state file unless args name one: a test never writes to the
@@ -74,11 +74,16 @@ func runDev(t *testing.T, args ...string) *devProcess {
 	case <-time.After(30 * time.Second):
 		t.Fatal("pingmcp dev printed no banner")
 	}
-	// The banner (stdout) can come before the admin API's start line
-	// (stderr) is read.
+	// The banner (stdout) can come before the start line (stderr), which
+	// follows the admin API's, is read.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n.awaitCount(ctx, `"msg":"admin API started"`, 1)
+	n.awaitCount(ctx, `"msg":"node started"`, 1)
+	var rec struct{ HTTP, Cluster string }
+	if err := json.Unmarshal([]byte(n.line(`"msg":"node started"`)), &rec); err != nil {
+		t.Fatalf("pingmcp dev: no start line: %v", err)
+	}
+	n.HTTP, n.Cluster = rec.HTTP, rec.Cluster
 	n.noteAdmin(all)
 	return d
 }
