@@ -150,7 +150,9 @@ func TestSessionsCrossNodes(t *testing.T) {
 
 // awaitStandaloneStream waits until the actor owning session has the
 // client's GET stream open: until then a notification sent outside a request
-// could not reach the client.
+// could not reach the client. The admin API counts a GET stream from its
+// arrival at the actor, a moment before the SDK has it; the actor's "stream
+// open" line comes once the SDK wrote the stream's first bytes.
 func awaitStandaloneStream(t *testing.T, ctx context.Context, session string, members ...*node) {
 	t.Helper()
 	want := []string{`"msg":"stream open"`, `"method":"GET"`, fmt.Sprintf(`"session":"%s"`, session)}
