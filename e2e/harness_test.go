@@ -435,23 +435,28 @@ func (n *node) describe(ctx context.Context, id string) (info state.SessionInfo,
 // sessions lists every session the node's admin API lists (at most 500).
 func (n *node) sessions(ctx context.Context) []state.SessionInfo {
 	n.t.Helper()
-	status, body, _ := adminCall(n.t, ctx, http.MethodGet, "http://"+n.Admin+"/admin/v1/sessions?limit=500", n.adminToken)
-	var page struct{ Sessions []state.SessionInfo }
-	if err := json.Unmarshal([]byte(body), &page); status != http.StatusOK || err != nil {
-		n.t.Fatalf("%s: sessions: %d %s", n.name, status, body)
-	}
-	return page.Sessions
+	return adminGet[struct{ Sessions []state.SessionInfo }](ctx, n, "/admin/v1/sessions?limit=500").Sessions
 }
 
 // nodes lists the cluster's members as the node's admin API shows them.
 func (n *node) nodes(ctx context.Context) []admin.NodeInfo {
 	n.t.Helper()
-	status, body, _ := adminCall(n.t, ctx, http.MethodGet, "http://"+n.Admin+"/admin/v1/nodes", n.adminToken)
-	var page struct{ Nodes []admin.NodeInfo }
-	if err := json.Unmarshal([]byte(body), &page); status != http.StatusOK || err != nil {
-		n.t.Fatalf("%s: nodes: %d %s", n.name, status, body)
+	return adminGet[struct{ Nodes []admin.NodeInfo }](ctx, n, "/admin/v1/nodes").Nodes
+}
+
+// adminGet reads the JSON answer to GET path of the node's admin API; an
+// answer other than 200 fails the test.
+func adminGet[T any](ctx context.Context, n *node, path string) T {
+	n.t.Helper()
+	if n.Admin == "" {
+		n.t.Fatalf("%s has no admin API to GET %s from", n.name, path)
 	}
-	return page.Nodes
+	status, body, _ := adminCall(n.t, ctx, http.MethodGet, "http://"+n.Admin+path, n.adminToken)
+	var out T
+	if err := json.Unmarshal([]byte(body), &out); status != http.StatusOK || err != nil {
+		n.t.Fatalf("%s: GET %s: %d %s", n.name, path, status, body)
+	}
+	return out
 }
 
 // id is the node's member id in the cluster: one per process, so a node
