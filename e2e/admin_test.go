@@ -239,8 +239,9 @@ func TestAdminSessions(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("alice's standalone stream stayed open after her session was ended")
 	}
-	if !poll(ctx, func() bool { return metric(liveSessions) == 1 }) {
-		t.Errorf("live session actors after alice's session was ended: %v, want 1 (bob's)", metric(liveSessions))
+	var live float64
+	if !poll(ctx, func() bool { live = metric(liveSessions); return live == 1 }) {
+		t.Errorf("live session actors after alice's session was ended: %v, want 1 (bob's)", live)
 	}
 	// The token exchanged for alice's session is revoked at the
 	// authorization server.

@@ -228,8 +228,9 @@ func TestIdleSessionsPassivate(t *testing.T) {
 	idle := connectRaw(t, n.URL(), rawInitialize(t, ctx, n.URL()))
 	// One of the two live actors passivates (the streaming one, a ping
 	// below shows, does not).
-	if !poll(ctx, func() bool { return n.metric(ctx, liveSessions) == 1 }) {
-		t.Fatalf("%v sessions live, want 1 (the streaming one)", n.metric(ctx, liveSessions))
+	var live float64
+	if !poll(ctx, func() bool { live = n.metric(ctx, liveSessions); return live == 1 }) {
+		t.Fatalf("%v sessions live, want 1 (the streaming one)", live)
 	}
 
 	// The session's idle timeout is the actor's here: the session is over.

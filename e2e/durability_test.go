@@ -433,8 +433,9 @@ func TestKillMember(t *testing.T) {
 			t.Errorf("closing session %s: %v", dc.cs.ID(), err)
 		}
 	}
-	if !poll(ctx, func() bool { return m4.metric(ctx, liveSessions) == 0 }) {
-		t.Errorf("%v sessions still live on member4 after every session was closed", m4.metric(ctx, liveSessions))
+	var live float64
+	if !poll(ctx, func() bool { live = m4.metric(ctx, liveSessions); return live == 0 }) {
+		t.Errorf("%v sessions still live on member4 after every session was closed", live)
 	}
 	if left := edge.sessions(ctx); len(left) != 0 {
 		t.Errorf("%d sessions stored after every session was closed", len(left))

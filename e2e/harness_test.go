@@ -355,6 +355,9 @@ func poll(ctx context.Context, done func() bool) bool {
 		case <-ctx.Done():
 			return false
 		case <-tick.C:
+			if ctx.Err() != nil {
+				return false
+			}
 		}
 	}
 	return true
