@@ -91,20 +91,6 @@ func startAuthCluster(t testing.TB, ctx context.Context, n int, extra ...string)
 	return c
 }
 
-// scrape reads one sample of a node's /metrics (0 when absent).
-func scrape(t testing.TB, ctx context.Context, url, token, name string) float64 {
-	t.Helper()
-	_, body, _ := adminCall(t, ctx, http.MethodGet, url, token)
-	for _, l := range strings.Split(body, "\n") {
-		if v, ok := strings.CutPrefix(l, name+" "); ok {
-			var f float64
-			fmt.Sscan(v, &f)
-			return f
-		}
-	}
-	return 0
-}
-
 const allScopes = "openid offline_access todo_api:read todo_api:write"
 
 // revokeAndMeasure revokes user through the first node's admin API and
