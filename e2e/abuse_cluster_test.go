@@ -106,11 +106,8 @@ func TestAbuseClusterPortDev(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	d := runDev(t)
-	// The banner (stdout) can come before the start line (stderr) is read.
-	d.awaitLogged(t, ctx, `"msg":"node started"`)
-	var rec struct{ Cluster string }
-	if err := json.Unmarshal([]byte(d.line(`"msg":"node started"`)), &rec); err != nil || rec.Cluster == "" {
-		t.Fatalf("no cluster address in the start line: %v", err)
+	if d.Cluster == "" {
+		t.Fatal("no cluster address in the start line")
 	}
 	alice := login(t, ctx, d.Issuer, d.MCP, "alice", "openid todo_api:read todo_api:write")
 	as := connectAs(t, ctx, d.MCP, alice)
@@ -121,7 +118,7 @@ func TestAbuseClusterPortDev(t *testing.T) {
 	// Alice's Principal, as a local process could learn it (the token's
 	// claims are no secret to her own processes, nor its issuer to anyone).
 	claims := jwtClaims(t, alice)
-	refusedRogue(t, rec.Cluster, as.ID(), fmt.Sprintf(rogueCall, "get_my_todo_list"), secret, claims.Iss, claims.Sub, claims.ClientID)
+	refusedRogue(t, d.Cluster, as.ID(), fmt.Sprintf(rogueCall, "get_my_todo_list"), secret, claims.Iss, claims.Sub, claims.ClientID)
 	d.awaitLogged(t, ctx, fmt.Sprintf(`"msg":%q`, cluster.RefusedNoPeers))
 	// Alice's session is unharmed.
 	if list, isErr := call(t, ctx, as, "get_my_todo_list", nil); isErr || !strings.Contains(list, secret) {
@@ -198,12 +195,12 @@ func TestAbuseClusterPortInsecureControl(t *testing.T) {
 	a.awaitMembers(ctx, 2) // the rogue left
 	b.awaitMembers(ctx, 2)
 	id := rawInitialize(t, ctx, a.URL())
-	host := a
-	if b.logged(fmt.Sprintf(`"session":"%s"`, id), "server session connected") {
-		host = b
+	owner := host(t, ctx, id, a, b)
+	if owner == nil {
+		t.Fatalf("session %s is live on neither node", id)
 	}
 	for _, mode := range []string{"join", "direct"} {
-		r := runRogue(t, mode, host.Cluster, id, fmt.Sprintf(rogueCall, "test_simple_text"))
+		r := runRogue(t, mode, owner.Cluster, id, fmt.Sprintf(rogueCall, "test_simple_text"))
 		if r.Status != 200 || !strings.Contains(r.Body, "test") {
 			t.Errorf("rogue %s against a plaintext cluster: %+v; want the tool's answer (the rogue must work for its refusals to mean anything)", mode, r)
 		}

@@ -46,7 +46,7 @@ func oauthError(answer map[string]any) string {
 func TestAbuseRevokeSticks(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	d, adminAddr, adminToken := runDevAdmin(t, ctx)
+	d, adminAddr, adminToken := runDevAdmin(t)
 	const all = "openid offline_access todo_api:read todo_api:write"
 
 	alice, aliceClient := loginGrant(t, ctx, d.Issuer, d.MCP, "alice", all)

@@ -31,7 +31,7 @@ func TestConsole(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	d, adminAddr, token := runDevAdmin(t, ctx)
+	d, adminAddr, token := runDevAdmin(t)
 	console := "http://" + adminAddr + "/console/"
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.DisableGPU, chromedp.WindowSize(1400, 900))

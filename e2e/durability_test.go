@@ -19,6 +19,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pingmcp/pingmcp/internal/redistest"
+	"github.com/pingmcp/pingmcp/state"
 )
 
 // durableArgs are the flags of a node keeping sessions in Redis at addr,
@@ -132,15 +133,15 @@ func TestSessionOutlivesItsActor(t *testing.T) {
 	if err := dc.cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "info"}); err != nil {
 		t.Fatal(err)
 	}
-	passivated := n.watch(`"msg":"passivating idle actor"`)
-	awaitLine(t, ctx, passivated, dc.cs.ID())
-	rehydrated := n.watch(`"msg":"session rehydrated"`)
+	n.awaitSession(ctx, dc.cs.ID(), "passivated", func(s state.SessionInfo, found bool) bool { return found && !s.Live })
 	if _, err := dc.callLogging(t, ctx); err != nil {
 		t.Fatalf("call after passivation: %v", err)
 	}
-	awaitLine(t, ctx, rehydrated, dc.cs.ID()) // log lines trail responses
-	if got := n.count(`"msg":"server session connected"`); got != 2 {
-		t.Fatalf("%d server sessions connected, want 2 (the initialize, the replay)", got)
+	if got := n.awaitMetric(ctx, rehydrated, 1); got != 1 {
+		t.Fatalf("%v activations rehydrated a session, want 1 (the call after passivation)", got)
+	}
+	if got := n.metric(ctx, `pingmcp_activations_total{outcome="new"}`); got != 1 {
+		t.Fatalf("%v activations were initializes, want 1", got)
 	}
 	// Ending the session ends it for good: the snapshot goes too.
 	if err := dc.cs.Close(); err != nil {
@@ -251,19 +252,19 @@ func TestKillMember(t *testing.T) {
 		clients = append(clients, dc)
 	}
 	t.Logf("%d sessions open", sessions)
-	initializes := edge.count(`"minted":true`)
+	const initialize = `pingmcp_request_duration_seconds_count{method="initialize",status="200"}`
+	initializes := edge.metric(ctx, initialize)
 	members := []*node{m1, m2}
 
-	// hosted returns the sessions whose latest request was served by n.
+	// hosted returns the sessions whose last activation is n's, as the
+	// admin API lists them.
 	hosted := func(n *node) (out []*durableClient, streaming []*durableClient) {
+		node := map[string]string{}
+		for _, s := range edge.sessions(ctx) {
+			node[s.ID] = s.Node
+		}
 		for i, dc := range clients {
-			host, latest := (*node)(nil), time.Time{}
-			for _, m := range members {
-				if ts := m.lastSeen(dc.cs.ID()); ts.After(latest) {
-					host, latest = m, ts
-				}
-			}
-			if host == n {
+			if node[dc.cs.ID()] == n.Cluster {
 				out = append(out, dc)
 				if i%2 == 0 {
 					streaming = append(streaming, dc)
@@ -328,10 +329,10 @@ func TestKillMember(t *testing.T) {
 		}
 		rig.entered.Wait()
 
-		rehydratedBefore := 0 // on the members that survive
+		rehydratedBefore := 0.0 // on the members that survive
 		for _, m := range members {
 			if m != victim {
-				rehydratedBefore += m.count(`"msg":"session rehydrated"`)
+				rehydratedBefore += m.metric(ctx, rehydrated)
 			}
 		}
 		killed := time.Now()
@@ -370,12 +371,12 @@ func TestKillMember(t *testing.T) {
 		if interrupted != len(inflight) {
 			t.Errorf("%s: %d of %d in-flight calls were answered as interrupted by the next activation", round, interrupted, len(inflight))
 		}
-		rehydrated := -rehydratedBefore
+		moved := -rehydratedBefore
 		for _, m := range members {
-			rehydrated += m.count(`"msg":"session rehydrated"`)
+			moved += m.metric(ctx, rehydrated)
 		}
-		if rehydrated < len(victims) {
-			t.Errorf("%s: %d sessions rehydrated, want at least the %d of %s", round, rehydrated, len(victims), victim.name)
+		if moved < float64(len(victims)) {
+			t.Errorf("%s: %v sessions rehydrated, want at least the %d of %s", round, moved, len(victims), victim.name)
 		}
 		triggerToolChange("after the kill")
 		// The stream answered on the victim resumes, from Redis.
@@ -397,7 +398,7 @@ func TestKillMember(t *testing.T) {
 			t.Fatalf("session %s after scale-out: %v", dc.cs.ID(), err)
 		}
 	}
-	if m3.count(`"msg":"session rehydrated"`)+m4.count(`"msg":"session rehydrated"`) == 0 {
+	if m3.metric(ctx, rehydrated)+m4.metric(ctx, rehydrated) == 0 {
 		t.Error("no session moved to the nodes that joined")
 	}
 
@@ -405,34 +406,39 @@ func TestKillMember(t *testing.T) {
 	kill("round 2", m2, 3)
 
 	// Drain member3: its sessions go on on member4.
-	left := m3.watch(`"msg":"node left the cluster"`)
 	m3.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-left:
+	case <-m3.done:
 	case <-ctx.Done():
-		t.Fatal("member3 did not leave after SIGTERM")
+		t.Fatal("member3 did not exit after SIGTERM")
 	}
-	<-m3.done
 	edge.awaitMembers(ctx, 2)
 	for _, dc := range clients {
 		if _, err := dc.callLogging(t, ctx); err != nil {
 			t.Fatalf("session %s after the drain: %v", dc.cs.ID(), err)
 		}
 	}
-	if got := edge.count(`"minted":true`); got != initializes {
-		t.Errorf("%d new sessions were initialized; want none", got-initializes)
+	if got := edge.metric(ctx, initialize); got != initializes {
+		t.Errorf("%v new sessions were initialized; want none", got-initializes)
 	}
 	if m3.logged(`"msg":"drain timed out`) {
 		t.Error("member3's drain timed out")
 	}
 	// Sessions end where they now live.
+	if m4.metric(ctx, liveSessions) == 0 {
+		t.Fatal("member4 hosts no session")
+	}
 	for _, dc := range clients {
 		if err := dc.cs.Close(); err != nil {
 			t.Errorf("closing session %s: %v", dc.cs.ID(), err)
 		}
 	}
-	if n := m4.count(`"method":"DELETE"`); n == 0 {
-		t.Error("no DELETE reached the sessions on member4")
+	var live float64
+	if !poll(ctx, func() bool { live = m4.metric(ctx, liveSessions); return live == 0 }) {
+		t.Errorf("%v sessions still live on member4 after every session was closed", live)
+	}
+	if left := edge.sessions(ctx); len(left) != 0 {
+		t.Errorf("%d sessions stored after every session was closed", len(left))
 	}
 }
 
@@ -509,13 +515,14 @@ func TestFencing(t *testing.T) {
 	// a's activation (epoch 1) is live, and stale. It refuses the change
 	// (-32004), or, if a write of its own still queued (events are stored
 	// behind the response) told it first, it has stopped and the edge
-	// answers "retry": both are a retryable 503, and both log the fencing.
-	fenced := a.watch(`"msg":"session moved to a newer activation; this one stops serving"`)
+	// answers "retry": both are a retryable 503, and both count the fencing.
 	status, body := setLevel(a, "error")
 	if status != http.StatusServiceUnavailable || !strings.Contains(body, `"code":-32004`) && !strings.Contains(body, "retry") {
 		t.Fatalf("the stale activation answered %d %s; want a retryable 503 ('session moved')", status, body)
 	}
-	awaitLine(t, ctx, fenced, id)
+	if got := a.awaitMetric(ctx, "pingmcp_fencing_rejections_total", 1); got < 1 {
+		t.Fatal("a never counted its activation fenced")
+	}
 	if snap := rdb.Get(ctx, snapKey).Val(); !strings.Contains(snap, `"log_level":"debug"`) {
 		t.Fatalf("the stale activation changed the snapshot: %s", snap)
 	}
@@ -599,10 +606,10 @@ func TestRedisRestart(t *testing.T) {
 	if len(during) < 4 {
 		t.Fatalf("call while Redis is down answered %+v", during)
 	}
-	written := m1.watch(`"msg":"session snapshot written again"`)
 	flushed := m1.watch(`"msg":"event store reachable again; held events written"`)
 	srv.Start()
-	awaitLine(t, ctx, written, changed.cs.ID())
+	edge.awaitSession(ctx, changed.cs.ID(), "stored with the log level set while Redis was down",
+		func(s state.SessionInfo, found bool) bool { return s.LogLevel == "debug" })
 	awaitLine(t, ctx, flushed, changed.cs.ID())
 	load.stop(t, "the Redis restart")
 	if _, body := readyz(t, m1); body["store"] != "ok" {
@@ -625,8 +632,8 @@ func TestRedisRestart(t *testing.T) {
 			t.Fatalf("session %s on the new member: %v", dc.cs.ID(), err)
 		}
 	}
-	if !m2.logged(`"msg":"client log level set"`, changed.cs.ID(), `"level":"debug"`) {
-		t.Error("the log level set while Redis was down did not survive")
+	if s, _ := edge.session(ctx, changed.cs.ID()); s.Node != m2.Cluster || s.LogLevel != "debug" {
+		t.Errorf("the log level set while Redis was down did not survive on the new member: %+v", s)
 	}
 	for _, dc := range clients {
 		if err := dc.cs.Close(); err != nil {
@@ -675,7 +682,7 @@ func failoverOnce(b *testing.B, probe []string) time.Duration {
 		if err := dc.cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "info"}); err != nil {
 			b.Fatal(err)
 		}
-		if m1.logged(dc.cs.ID()) {
+		if host(b, ctx, dc.cs.ID(), m1, m2) == m1 {
 			victim = dc
 			break
 		}
@@ -709,17 +716,17 @@ func TestTodoSessionRehydrated(t *testing.T) {
 	if out, isErr := call(t, ctx, as, "create_new_todo", map[string]any{"text": "survives"}); isErr {
 		t.Fatalf("create_new_todo: %s", out)
 	}
-	exchanges := d.count(`"msg":"delegated token obtained"`)
-	passivated := d.watch(`"msg":"passivating idle actor"`)
-	awaitLine(t, ctx, passivated, as.ID())
-	rehydrated := d.watch(`"msg":"session rehydrated"`)
+	exchanges := d.awaitMetric(ctx, exchanged, 1)
+	d.awaitSession(ctx, as.ID(), "passivated", func(s state.SessionInfo, found bool) bool { return found && !s.Live })
 
 	if out, isErr := call(t, ctx, as, "get_my_todo_list", nil); isErr || !strings.Contains(out, "survives") {
 		t.Fatalf("get_my_todo_list after the actor was unloaded: %s", out)
 	}
-	awaitLine(t, ctx, rehydrated, as.ID()) // log lines trail responses
-	if got := d.count(`"msg":"delegated token obtained"`); got != exchanges {
-		t.Errorf("%d token exchanges after rehydration; want none (the exchanged token is in the snapshot)", got-exchanges)
+	if got := d.awaitMetric(ctx, rehydrated, 1); got != 1 {
+		t.Errorf("%v activations rehydrated a session, want 1 (the call after the actor was unloaded)", got)
+	}
+	if got := d.metric(ctx, exchanged); got != exchanges {
+		t.Errorf("%v token exchanges after rehydration; want none (the exchanged token is in the snapshot)", got-exchanges)
 	}
 	// Bob's token on alice's rehydrated session: not found, nothing changed.
 	if status, body := rawToolCall(t, ctx, d.MCP, bob, as.ID(), "get_my_todo_list", `{}`); status != http.StatusNotFound {

@@ -7,6 +7,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,6 +28,11 @@ var binary string
 // `pingmcp certs` wrote in TestMain: every node startNode runs has it, so
 // the e2e clusters are mutual TLS, as production's are.
 var clusterTLS []string
+
+// adminTokenFile holds the static admin token of the admin API that every
+// node startNode runs, and every runDev, has: its /metrics and sessions are
+// what the tests observe of a node, as an operator would.
+var adminTokenFile string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "pingmcp-e2e")
@@ -53,6 +59,11 @@ func TestMain(m *testing.M) {
 	}
 	clusterTLS = []string{"--cluster-tls-cert", filepath.Join(dir, "cluster-certs", "e2e-node.crt"),
 		"--cluster-tls-key", filepath.Join(dir, "cluster-certs", "e2e-node.key"), "--cluster-tls-ca", filepath.Join(dir, "cluster-certs", "ca.crt")}
+	adminTokenFile = filepath.Join(dir, "admin-token")
+	if err := os.WriteFile(adminTokenFile, []byte("e2e-admin-token-"+rand.Text()), 0o600); err != nil {
+		fmt.Fprintln(os.Stderr, "admin token:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -64,8 +75,12 @@ type node struct {
 	name    string
 	HTTP    string // host:port of its HTTP listener
 	Cluster string // host:port of its cluster endpoint
-	cmd     *exec.Cmd
-	done    chan struct{} // closed when the process has exited
+	// Admin is the host:port of its admin API ("" without one) and
+	// adminToken the static token its --admin-token-file holds.
+	Admin      string
+	adminToken string
+	cmd        *exec.Cmd
+	done       chan struct{} // closed when the process has exited
 
 	mu    sync.Mutex
 	lines []string
@@ -81,7 +96,7 @@ type node struct {
 func startNode(t testing.TB, name string, args ...string) *node {
 	t.Helper()
 	all := []string{"serve", "--auth", "none", "--tools", "conformance", "--addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0",
-		"--log-format", "json", "--log-level", "debug"}
+		"--log-format", "json", "--log-level", "debug", "--admin-addr", "127.0.0.1:0", "--admin-token-file", adminTokenFile}
 	if !slices.ContainsFunc(args, func(a string) bool {
 		return strings.HasPrefix(a, "--cluster-tls-") || strings.HasPrefix(a, "--cluster-insecure")
 	}) {
@@ -92,7 +107,8 @@ func startNode(t testing.TB, name string, args ...string) *node {
 }
 
 // startProcess runs the pingmcp binary with args and returns once it has
-// logged ready (a node's start line carries its addresses).
+// logged ready (a node's start line carries its addresses, and its admin
+// API's start line comes before).
 func startProcess(t testing.TB, name, ready string, args ...string) *node {
 	t.Helper()
 	n := &node{t: t, name: name, cmd: exec.Command(binary, args...)}
@@ -120,6 +136,7 @@ func startProcess(t testing.TB, name, ready string, args ...string) *node {
 			t.Fatalf("%s: parse start line %q: %v", name, line, err)
 		}
 		n.HTTP, n.Cluster = rec.HTTP, rec.Cluster
+		n.noteAdmin(args)
 	case <-n.done:
 		t.Fatalf("%s exited: %v", name, n.cmd.ProcessState)
 	case <-time.After(30 * time.Second):
@@ -199,22 +216,6 @@ func (n *node) races() []string {
 		}
 	}
 	return races
-}
-
-// lastSeen is the time of the node's latest log line that mentions substr
-// (zero if none).
-func (n *node) lastSeen(substr string) time.Time {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for i := len(n.lines) - 1; i >= 0; i-- {
-		if strings.Contains(n.lines[i], substr) {
-			var rec struct{ Time time.Time }
-			if json.Unmarshal([]byte(n.lines[i]), &rec) == nil && !rec.Time.IsZero() {
-				return rec.Time
-			}
-		}
-	}
-	return time.Time{}
 }
 
 // line returns the first log line that contains substr, or "".
@@ -321,29 +322,42 @@ func (n *node) URL() string { return "http://" + n.HTTP + "/mcp" }
 // members. Membership is converged by periodic probes, so this polls.
 func (n *node) awaitMembers(ctx context.Context, want int) {
 	n.t.Helper()
+	var last string
+	if !poll(ctx, func() bool {
+		resp, err := http.Get("http://" + n.HTTP + "/readyz")
+		if err != nil {
+			return false
+		}
+		var body struct {
+			Status  string
+			Members int
+		}
+		json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		last = fmt.Sprintf("%d %+v", resp.StatusCode, body)
+		return resp.StatusCode == 200 && body.Members == want
+	}) {
+		n.t.Fatalf("%s: never saw %d members ready (last: %s)", n.name, want, last)
+	}
+}
+
+// poll calls done every 50 ms until it returns true (then poll does) or
+// ctx ends (then false): for a state the tests can observe but not be
+// told of, as an operator's dashboard polls.
+func poll(ctx context.Context, done func() bool) bool {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	var last string
-	for {
-		resp, err := http.Get("http://" + n.HTTP + "/readyz")
-		if err == nil {
-			var body struct {
-				Status  string
-				Members int
-			}
-			json.NewDecoder(resp.Body).Decode(&body)
-			resp.Body.Close()
-			last = fmt.Sprintf("%d %+v", resp.StatusCode, body)
-			if resp.StatusCode == 200 && body.Members == want {
-				return
-			}
-		}
+	for !done() {
 		select {
 		case <-ctx.Done():
-			n.t.Fatalf("%s: never saw %d members ready (last: %s)", n.name, want, last)
+			return false
 		case <-tick.C:
+			if ctx.Err() != nil {
+				return false
+			}
 		}
 	}
+	return true
 }
 
 // The race filter counts a report unless both accesses are protoactor's.

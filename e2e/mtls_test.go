@@ -117,10 +117,8 @@ func TestMTLSCluster(t *testing.T) {
 		ids = append(ids, cs.ID())
 	}
 	for _, id := range ids {
-		for _, n := range []*node{a, b} {
-			if n.logged(fmt.Sprintf(`"session":"%s"`, id), "server session connected") {
-				hosted[n]++
-			}
+		if n := host(t, ctx, id, a, b); n != nil {
+			hosted[n]++
 		}
 	}
 	if hosted[a] == 0 || hosted[b] == 0 || hosted[a]+hosted[b] != sessions {
@@ -339,7 +337,7 @@ func TestMTLSRotation(t *testing.T) {
 	}
 	// Sessions moved on the way: those of the node restarted last came
 	// back from their snapshots on the renewed nodes.
-	if a.n.count(`"msg":"session rehydrated"`)+b.n.count(`"msg":"session rehydrated"`) == 0 {
+	if a.n.metric(ctx, rehydrated)+b.n.metric(ctx, rehydrated) == 0 {
 		t.Error("no session was rehydrated on a renewed node")
 	}
 }

@@ -83,31 +83,12 @@ func startAuthCluster(t testing.TB, ctx context.Context, n int, extra ...string)
 			nodeArgs = append(nodeArgs, "--cluster-seeds", c.Nodes[0].Cluster)
 		}
 		nd := startNode(t, fmt.Sprintf("node%d", i+1), nodeArgs...)
-		var rec struct{ Admin string }
-		json.Unmarshal([]byte(nd.line(`"msg":"admin API started"`)), &rec)
-		if rec.Admin == "" {
-			t.Fatalf("node%d: no admin API", i+1)
-		}
-		c.Nodes, c.Admin = append(c.Nodes, nd), append(c.Admin, "http://"+rec.Admin+"/admin/v1")
+		c.Nodes, c.Admin = append(c.Nodes, nd), append(c.Admin, "http://"+nd.Admin+"/admin/v1")
 	}
 	for _, nd := range c.Nodes {
 		nd.awaitMembers(ctx, n)
 	}
 	return c
-}
-
-// scrape reads one sample of a node's /metrics (0 when absent).
-func scrape(t testing.TB, ctx context.Context, url, token, name string) float64 {
-	t.Helper()
-	_, body, _ := adminCall(t, ctx, http.MethodGet, url, token)
-	for _, l := range strings.Split(body, "\n") {
-		if v, ok := strings.CutPrefix(l, name+" "); ok {
-			var f float64
-			fmt.Sscan(v, &f)
-			return f
-		}
-	}
-	return 0
 }
 
 const allScopes = "openid offline_access todo_api:read todo_api:write"

@@ -3,11 +3,13 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pingmcp/pingmcp/admin"
 	"github.com/pingmcp/pingmcp/internal/certtest"
 	"github.com/pingmcp/pingmcp/internal/redistest"
 )
@@ -46,15 +48,16 @@ func restartOnSameAddress(t *testing.T, certs func() []string) {
 		clients = append(clients, dc)
 	}
 	// a counts 2 members throughout when it never saw b leave: what says
-	// it has taken in b's new incarnation is its membership line naming b
-	// as joined. Until then a request through a may be cut when a drops
-	// the dead incarnation's endpoint, which has b's address too.
-	rejoined := fmt.Sprintf(`"joined":[%q]`, bClust)
+	// it has taken in b's new incarnation is its list of nodes naming b's
+	// new member id. Until then a request through a may be cut when a
+	// drops the dead incarnation's endpoint, which has b's address too.
 	for round := range 2 {
-		joins := a.count(rejoined)
 		b.kill()
 		b = startNode(t, "same-b-again", append(append([]string{"--addr", bHTTP, "--cluster-addr", bClust, "--cluster-seeds", aClust}, certs()...), durable...)...)
-		if got := a.awaitCount(ctx, rejoined, joins+1); got <= joins {
+		incarnation := b.id(ctx)
+		if !poll(ctx, func() bool {
+			return slices.ContainsFunc(a.nodes(ctx), func(m admin.NodeInfo) bool { return m.ID == incarnation })
+		}) {
 			t.Fatalf("round %d: a never saw b's new incarnation join", round)
 		}
 		a.awaitMembers(ctx, 2)

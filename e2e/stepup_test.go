@@ -112,7 +112,7 @@ func lastTokens(evs []sdkEvent) *sdkEvent {
 func TestStepUpGoSDK(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	d, adminAddr, adminToken := runDevAdmin(t, ctx, "--scopes", "todo_api:read")
+	d, adminAddr, adminToken := runDevAdmin(t, "--scopes", "todo_api:read")
 	var browser goSDKBrowser
 	const redirect = "http://127.0.0.1:9/callback"
 	h, err := auth.NewAuthorizationCodeHandler(&auth.AuthorizationCodeHandlerConfig{

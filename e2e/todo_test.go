@@ -28,13 +28,13 @@ type devProcess struct {
 }
 
 // runDev starts `pingmcp dev` on free loopback ports and reads its URLs from
-// the banner it prints.
+// the banner it prints, and its addresses from its start line.
 func runDev(t *testing.T, args ...string) *devProcess {
 	t.Helper()
 	// No state file unless args name one: a test never writes to the
 	// user's cache directory.
 	all := append([]string{"dev", "--addr", "127.0.0.1:0", "--idp-addr", "127.0.0.1:0", "--todo-api-addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0",
-		"--dev-state", "off", "--log-format", "json", "--log-level", "debug"}, args...)
+		"--admin-token-file", adminTokenFile, "--dev-state", "off", "--log-format", "json", "--log-level", "debug"}, args...)
 	n := &node{t: t, name: "dev", cmd: exec.Command(binary, all...)}
 	stderr, _ := n.cmd.StderrPipe()
 	stdout, _ := n.cmd.StdoutPipe()
@@ -74,8 +74,22 @@ func runDev(t *testing.T, args ...string) *devProcess {
 	case <-time.After(30 * time.Second):
 		t.Fatal("pingmcp dev printed no banner")
 	}
+	// The banner (stdout) can come before the start line (stderr), which
+	// follows the admin API's, is read.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n.awaitCount(ctx, `"msg":"node started"`, 1)
+	var rec struct{ HTTP, Cluster string }
+	if err := json.Unmarshal([]byte(n.line(`"msg":"node started"`)), &rec); err != nil {
+		t.Fatalf("pingmcp dev: no start line: %v", err)
+	}
+	n.HTTP, n.Cluster = rec.HTTP, rec.Cluster
+	n.noteAdmin(all)
 	return d
 }
+
+// exchanged counts the token exchanges of a node's actors.
+const exchanged = `pingmcp_token_exchanges_total{result="exchanged"}`
 
 // login runs the authorization code flow with PKCE as a browser and a public
 // client would: dynamic registration, the login form, the code exchange. It
@@ -344,8 +358,8 @@ func testTodoTools(t *testing.T, authMode string) {
 
 	// One exchange per session (and per principal actor) served every call
 	// above: the cache works.
-	if got := d.awaitCount(ctx, `"msg":"delegated token obtained"`, 4); got != 4 {
-		t.Errorf("%d token exchanges for two sessions and two principals, want 4", got)
+	if got := d.awaitMetric(ctx, exchanged, 4); got != 4 {
+		t.Errorf("%v token exchanges for two sessions and two principals, want 4", got)
 	}
 
 	// A token without todo_api:write gets 403 insufficient_scope on a write

@@ -33,6 +33,9 @@ import (
 var (
 	testNode *cluster.Node
 	records  = &recorder{}
+	// live is the node's registry of live actors, which the admin API
+	// reads: their open GET streams and requests in flight.
+	live = actors.NewLocal()
 )
 
 // resourceHosts maps the address of a test edge that serves a resource
@@ -76,6 +79,7 @@ func TestMain(m *testing.M) {
 		IdleTimeout:    time.Minute,
 		SchemaCache:    mcp.NewSchemaCache(),
 		Logger:         logger,
+		Local:          live,
 	}
 	var err error
 	testNode, err = cluster.Start(cluster.Config{
@@ -303,11 +307,6 @@ func TestEdgeStatelessRoute(t *testing.T) {
 func TestEdgeDisconnectCancels(t *testing.T) {
 	srv := newEdge(t, Options{})
 	sid := initialize(t, srv.URL)
-	started := records.await(func(r slog.Record) bool { return r.Message == "stream open" && attr(r, "session") == sid })
-	finished := records.await(func(r slog.Record) bool {
-		return r.Message == "request finished" && attr(r, "session") == sid && attr(r, "method") == "GET"
-	})
-
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
 	req.Header.Set("Accept", "text/event-stream")
@@ -317,13 +316,28 @@ func TestEdgeDisconnectCancels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Its headers come from the actor: it serves the stream.
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
 		t.Fatalf("GET stream: %d %v", resp.StatusCode, resp.Header)
 	}
-	wait(t, started, "stream open")
+	if s := live.Live([]string{sid})[sid]; s.GetStreams() != 1 {
+		t.Fatalf("the session's actor serves %d GET streams, want 1", s.GetStreams())
+	}
 	cancel()
 	resp.Body.Close()
-	wait(t, finished, "actor request finished after the client went away")
+	awaitServing(t, sid, "the actor let go of the GET stream after the client went away", 0, 0)
+}
+
+// awaitServing waits until session sid's actor serves streams GET streams
+// and inFlight other requests (as the node's registry of live actors
+// counts them), for effects of a client's disconnect, which nothing
+// signals to it.
+func awaitServing(t *testing.T, sid, what string, streams, inFlight int32) {
+	t.Helper()
+	eventually(t, what, func() bool {
+		s := live.Live([]string{sid})[sid]
+		return s != nil && s.Streams == streams && s.InFlight == inFlight
+	})
 }
 
 // TestToolPanicIsContained: a panicking tool answers its call with an error;
@@ -397,20 +411,13 @@ func (panicky) Install(s *mcp.Server, _ tools.Caller) {
 		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) { panic("boom") })
 }
 
-// recorder is a slog handler that lets tests await log records: the actors'
-// log lines are the events a test can wait on.
+// recorder is a slog handler that keeps every record, rendered, for the
+// tests that check what was logged (or that nothing was).
 type recorder struct {
-	mu      sync.Mutex
-	attrs   []slog.Attr
-	waiters []*waiter
-	parent  *recorder
-	lines   []string // every record, rendered, to check what was logged
-}
-
-type waiter struct {
-	match func(slog.Record) bool
-	ch    chan struct{}
-	done  bool
+	mu     sync.Mutex
+	attrs  []slog.Attr
+	parent *recorder
+	lines  []string
 }
 
 func (r *recorder) root() *recorder {
@@ -434,28 +441,12 @@ func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
 	root.mu.Lock()
 	defer root.mu.Unlock()
 	root.lines = append(root.lines, line.String())
-	for _, w := range root.waiters {
-		if !w.done && w.match(rec) {
-			w.done = true
-			close(w.ch)
-		}
-	}
 	return nil
 }
 func (r *recorder) WithAttrs(as []slog.Attr) slog.Handler {
 	return &recorder{attrs: append(append([]slog.Attr{}, r.attrs...), as...), parent: r.root()}
 }
 func (r *recorder) WithGroup(string) slog.Handler { return r }
-
-// await registers interest in the first record matching, from now on.
-func (r *recorder) await(match func(slog.Record) bool) <-chan struct{} {
-	w := &waiter{match: match, ch: make(chan struct{})}
-	root := r.root()
-	root.mu.Lock()
-	root.waiters = append(root.waiters, w)
-	root.mu.Unlock()
-	return w.ch
-}
 
 // count is how many records so far contain every one of ss.
 func (r *recorder) count(ss ...string) int {
@@ -482,25 +473,4 @@ func (r *recorder) logged(s string) bool {
 		}
 	}
 	return false
-}
-
-func attr(r slog.Record, key string) string {
-	var v string
-	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == key {
-			v = a.Value.String()
-			return false
-		}
-		return true
-	})
-	return v
-}
-
-func wait(t *testing.T, ch <-chan struct{}, what string) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("timed out waiting for: %s", what)
-	}
 }
