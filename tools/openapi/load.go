@@ -1,0 +1,77 @@
+package openapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+
+	"github.com/getkin/kin-openapi/openapi3"
+)
+
+// load reads an OpenAPI document, resolves its $refs and validates it. A
+// file's document may refer to other files; a fetched one may not refer to
+// anything outside itself (no fetch is made on a document's say-so).
+func load(ctx context.Context, location string, opts Options) (*openapi3.T, error) {
+	loader := openapi3.NewLoader()
+	loader.Context = ctx
+	var doc *openapi3.T
+	var err error
+	if isURL(location) {
+		var b []byte
+		if b, err = fetch(ctx, location, opts); err != nil {
+			return nil, err
+		}
+		doc, err = loader.LoadFromData(b)
+	} else {
+		loader.IsExternalRefsAllowed = true
+		doc, err = loader.LoadFromFile(location)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("document %s: %w", location, err)
+	}
+	if !doc.IsOpenAPI30() && !doc.IsOpenAPI31OrLater() {
+		return nil, fmt.Errorf("document %s: openapi %q: want 3.0 or 3.1", location, doc.OpenAPI)
+	}
+	// Examples and patterns are left to the API: examples do not shape
+	// the tools, and patterns are ECMAScript regular expressions that Go's
+	// cannot always compile (schema.go leaves those out).
+	if err := doc.Validate(ctx, openapi3.DisableExamplesValidation(), openapi3.DisableSchemaPatternValidation()); err != nil {
+		return nil, fmt.Errorf("document %s is not valid OpenAPI: %w", location, err)
+	}
+	return doc, nil
+}
+
+// fetch gets a document, at most MaxDocumentBytes of it, without following
+// redirects.
+func fetch(ctx context.Context, location string, opts Options) ([]byte, error) {
+	client := *opts.HTTPClient
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, location, nil)
+	if err != nil {
+		return nil, fmt.Errorf("document %s: %w", location, err)
+	}
+	req.Header.Set("Accept", "application/yaml, application/json;q=0.9, */*;q=0.1")
+	resp, err := client.Do(req)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return nil, fmt.Errorf("document %s could not be fetched: %w", location, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("document %s: answered %s", location, resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, opts.MaxDocumentBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("document %s: %w", location, err)
+	}
+	if int64(len(b)) > opts.MaxDocumentBytes {
+		return nil, fmt.Errorf("document %s is larger than %d bytes", location, opts.MaxDocumentBytes)
+	}
+	return b, nil
+}
