@@ -49,12 +49,15 @@ type param struct {
 	required bool
 	style    string
 	explode  bool
+	spec     *openapi3.Parameter
 }
 
 // A body is the JSON request body the body argument fills.
 type body struct {
-	mediaType string
-	required  bool
+	mediaType   string
+	required    bool
+	schema      *openapi3.SchemaRef
+	description string
 }
 
 // build makes the tools of api's selected operations. An operation named
@@ -133,50 +136,33 @@ func newTool(api API, doc *openapi3.T, path, method string, item *openapi3.PathI
 	}
 	t.scopes = scopes
 
-	var schemas []map[string]any
 	for _, p := range mergedParams(item, op) {
-		pp, schema, err := newParam(p)
+		pp, err := newParam(p)
 		if err != nil {
 			return nil, err
 		}
-		if pp == nil {
-			continue // optional and not offered (see newParam)
+		if pp != nil { // else optional and not offered (see newParam)
+			t.params = append(t.params, pp)
 		}
-		t.params = append(t.params, pp)
-		schemas = append(schemas, schema)
 	}
 	if err := nameArguments(t.params); err != nil {
 		return nil, err
 	}
-	props := map[string]any{}
-	var required []string
-	for i, pp := range t.params {
-		props[pp.argument] = schemas[i]
-		if pp.required {
-			required = append(required, pp.argument)
-		}
-	}
 	if rb := op.RequestBody; rb != nil && rb.Value != nil {
-		b, schema, err := newBody(rb.Value)
-		if err != nil {
+		if t.body, err = newBody(rb.Value); err != nil {
 			return nil, err
 		}
-		if b != nil {
-			t.body = b
-			props[bodyArgument] = schema
-			if b.required {
-				required = append(required, bodyArgument)
-			}
+	}
+	// A schema may appear twice on a path through the input schema, then
+	// once if that makes it too large.
+	var raw []byte
+	for _, repeat := range []int{2, 1} {
+		if raw, err = json.Marshal(t.inputSchema(&jsonSchema{request: true, repeat: repeat})); err != nil {
+			return nil, fmt.Errorf("input schema: %w", err)
 		}
-	}
-	slices.Sort(required)
-	input := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
-	if len(required) > 0 {
-		input["required"] = required
-	}
-	raw, err := json.Marshal(input)
-	if err != nil {
-		return nil, fmt.Errorf("input schema: %w", err)
+		if len(raw) <= maxInputSchemaLen {
+			break
+		}
 	}
 	if len(raw) > maxInputSchemaLen {
 		return nil, fmt.Errorf("its input schema is %d bytes, more than %d: exclude it (exclude: operations: in the APIs file)", len(raw), maxInputSchemaLen)
@@ -206,6 +192,45 @@ func newTool(api API, doc *openapi3.T, path, method string, item *openapi3.PathI
 		Annotations: annotations(method),
 	}
 	return t, nil
+}
+
+// inputSchema is the JSON Schema of the tool's arguments: one per
+// parameter offered, and the body; nothing else.
+func (t *operationTool) inputSchema(conv *jsonSchema) map[string]any {
+	props := map[string]any{}
+	required := []string{}
+	for _, p := range t.params {
+		schema := conv.ref(p.spec.Schema)
+		if p.spec.Description != "" {
+			schema["description"] = p.spec.Description
+		}
+		if p.in == openapi3.ParameterInPath && schema["type"] == nil {
+			schema["type"] = "string"
+		}
+		props[p.argument] = schema
+		if p.required {
+			required = append(required, p.argument)
+		}
+	}
+	if b := t.body; b != nil {
+		schema := map[string]any{}
+		if b.schema != nil {
+			schema = conv.ref(b.schema)
+		}
+		if b.description != "" && schema["description"] == nil {
+			schema["description"] = b.description
+		}
+		props[bodyArgument] = schema
+		if b.required {
+			required = append(required, bodyArgument)
+		}
+	}
+	input := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
+	if len(required) > 0 {
+		slices.Sort(required)
+		input["required"] = required
+	}
+	return input
 }
 
 // operationScopes are the scopes of an operation's security requirement
@@ -274,12 +299,12 @@ var reservedHeaders = []string{"Accept", "Authorization", "Connection", "Content
 // newParam makes the argument of a parameter, or nil for an optional one
 // that is not offered (a cookie, a reserved header, a serialization pingmcp
 // does not write); a required one of those makes the operation impossible.
-func newParam(p *openapi3.Parameter) (*param, map[string]any, error) {
-	skip := func(why string) (*param, map[string]any, error) {
+func newParam(p *openapi3.Parameter) (*param, error) {
+	skip := func(why string) (*param, error) {
 		if p.Required || p.In == openapi3.ParameterInPath {
-			return nil, nil, fmt.Errorf("%s parameter %q: %s", p.In, p.Name, why)
+			return nil, fmt.Errorf("%s parameter %q: %s", p.In, p.Name, why)
 		}
-		return nil, nil, nil
+		return nil, nil
 	}
 	switch {
 	case p.In == openapi3.ParameterInCookie:
@@ -315,14 +340,7 @@ func newParam(p *openapi3.Parameter) (*param, map[string]any, error) {
 	if !ok {
 		return skip(fmt.Sprintf("style %s (explode %t) of a%s value is not supported", sm.Style, sm.Explode, map[string]string{"scalar": " scalar", "array": "n array", "object": "n object", "any": "ny"}[kind]))
 	}
-	schema := (&jsonSchema{request: true}).schema(p.Schema.Value)
-	if p.Description != "" {
-		schema["description"] = p.Description
-	}
-	if p.In == openapi3.ParameterInPath && schema["type"] == nil {
-		schema["type"] = "string"
-	}
-	return &param{name: p.Name, in: p.In, required: p.Required || p.In == openapi3.ParameterInPath, style: sm.Style, explode: sm.Explode}, schema, nil
+	return &param{name: p.Name, in: p.In, required: p.Required || p.In == openapi3.ParameterInPath, style: sm.Style, explode: sm.Explode, spec: p}, nil
 }
 
 // nameArguments names each parameter's argument: its name, or, when two
@@ -349,26 +367,21 @@ func nameArguments(params []*param) error {
 
 // newBody makes the body argument of a JSON request body, nil for an
 // optional body pingmcp does not write (not JSON).
-func newBody(rb *openapi3.RequestBody) (*body, map[string]any, error) {
+func newBody(rb *openapi3.RequestBody) (*body, error) {
 	for _, mt := range sortedKeys(rb.Content) {
 		if !isJSON(mt) {
 			continue
 		}
-		var schema map[string]any
-		if m := rb.Content[mt]; m != nil && m.Schema != nil {
-			schema = (&jsonSchema{request: true}).ref(m.Schema)
-		} else {
-			schema = map[string]any{}
+		b := &body{mediaType: mt, required: rb.Required, description: rb.Description}
+		if m := rb.Content[mt]; m != nil {
+			b.schema = m.Schema
 		}
-		if rb.Description != "" && schema["description"] == nil {
-			schema["description"] = rb.Description
-		}
-		return &body{mediaType: mt, required: rb.Required}, schema, nil
+		return b, nil
 	}
 	if rb.Required {
-		return nil, nil, fmt.Errorf("its request body is %s: only JSON bodies are supported", strings.Join(sortedKeys(rb.Content), ", "))
+		return nil, fmt.Errorf("its request body is %s: only JSON bodies are supported", strings.Join(sortedKeys(rb.Content), ", "))
 	}
-	return nil, nil, nil
+	return nil, nil
 }
 
 // isJSON reports whether a media type is JSON (application/json, or a
@@ -419,7 +432,7 @@ var invalidNameRunes = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
 func toolName(apiName, operationID, method, path string) string {
 	base := operationID
 	if base == "" {
-		base = strings.ToLower(method) + "_" + path
+		base = strings.ToLower(method) + path
 	}
 	name := apiName + "_" + strings.Trim(invalidNameRunes.ReplaceAllString(base, "_"), "_")
 	if len(name) > maxToolName {

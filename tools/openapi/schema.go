@@ -9,11 +9,12 @@ import (
 
 // maxSchemaDepth bounds how deep a converted schema nests: a schema that
 // refers to itself ($ref cycles, kin-openapi gives them as pointer cycles)
-// stops at its second appearance on a path, and any path at this depth.
+// stops once it appeared jsonSchema.repeat times on a path, and any path at
+// this depth.
 const maxSchemaDepth = 16
 
-// recursive is what stands for a schema met again within itself, or too
-// deep: any value, which the API checks.
+// recursive describes what stands for a schema met again within itself,
+// or too deep: any value, which the API checks.
 const recursive = "(nested deeper: any value, checked by the API)"
 
 // jsonSchema converts OpenAPI schemas (3.0's dialect or 3.1's JSON Schema
@@ -26,6 +27,8 @@ type jsonSchema struct {
 	stack []*openapi3.Schema
 	// request leaves readOnly properties out: a request does not send them.
 	request bool
+	// repeat is how many times a schema may appear on one path (at least 1).
+	repeat int
 }
 
 func (c *jsonSchema) ref(sr *openapi3.SchemaRef) map[string]any {
@@ -50,7 +53,13 @@ func (c *jsonSchema) schema(s *openapi3.Schema) map[string]any {
 		}
 		return map[string]any{"not": map[string]any{}}
 	}
-	if slices.Contains(c.stack, s) || len(c.stack) >= maxSchemaDepth {
+	seen := 0
+	for _, on := range c.stack {
+		if on == s {
+			seen++
+		}
+	}
+	if seen >= max(c.repeat, 1) || len(c.stack) >= maxSchemaDepth {
 		return map[string]any{"description": recursive}
 	}
 	c.stack = append(c.stack, s)
