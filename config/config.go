@@ -52,16 +52,14 @@ type Config struct {
 	// cluster CA's certificates. ClusterInsecure allows plaintext,
 	// unauthenticated connections between the nodes of a multi-node cluster
 	// (loopback included); a single node accepts none at all.
-	ClusterTLSCert  string
-	ClusterTLSKey   string
-	ClusterTLSCA    string
-	ClusterInsecure bool
-	Role            cluster.Role
-	Tools           []string
-	// APIsFile is --apis, the file declaring APIs whose OpenAPI operations
-	// become tools; APIs is what it declares (documents not loaded yet).
-	APIsFile           string
-	APIs               []openapi.API
+	ClusterTLSCert     string
+	ClusterTLSKey      string
+	ClusterTLSCA       string
+	ClusterInsecure    bool
+	Role               cluster.Role
+	Tools              []string
+	APIsFile           string        // --apis: APIs whose OpenAPI operations become tools
+	APIs               []openapi.API // what APIsFile declares (documents not loaded yet)
 	Auth               auth.Mode
 	AllowedOrigins     []string
 	AllowedHosts       []string
