@@ -35,13 +35,60 @@ func load(ctx context.Context, location string, opts Options) (*openapi3.T, erro
 	if !doc.IsOpenAPI30() && !doc.IsOpenAPI31OrLater() {
 		return nil, fmt.Errorf("document %s: openapi %q: want 3.0 or 3.1", location, doc.OpenAPI)
 	}
-	// Examples and patterns are left to the API: examples do not shape
-	// the tools, and patterns are ECMAScript regular expressions that Go's
-	// cannot always compile (schema.go leaves those out).
-	if err := doc.Validate(ctx, openapi3.DisableExamplesValidation(), openapi3.DisableSchemaPatternValidation()); err != nil {
+	if err := validate(ctx, doc); err != nil {
 		return nil, fmt.Errorf("document %s is not valid OpenAPI: %w", location, err)
 	}
 	return doc, nil
+}
+
+// validate checks a document as kin-openapi does, but for what matters
+// only to a server routing requests: examples do not shape the tools;
+// patterns are ECMAScript regular expressions that Go's cannot always
+// compile (schema.go leaves those out); and two paths that differ only in
+// their parameters' names ("conflicting paths": GitHub's description has
+// two such pairs) are called each as written, so each is checked on its own.
+func validate(ctx context.Context, doc *openapi3.T) error {
+	opts := []openapi3.ValidationOption{openapi3.DisableExamplesValidation(), openapi3.DisableSchemaPatternValidation()}
+	err := doc.Validate(ctx, append(opts, openapi3.EnableMultiError())...)
+	if err == nil {
+		return nil
+	}
+	var conflicts []error
+	for _, e := range leaves(err) {
+		var cp *openapi3.ConflictingPathsError
+		if !errors.As(e, &cp) {
+			return err
+		}
+		// Validate skipped the later path of the two.
+		if item := doc.Paths.Value(cp.Path1); item != nil {
+			if ierr := item.Validate(ctx, opts...); ierr != nil {
+				conflicts = append(conflicts, fmt.Errorf("path %s: %w", cp.Path1, ierr))
+			}
+		}
+	}
+	return errors.Join(conflicts...)
+}
+
+// leaves are the errors a validation error is made of, unwrapped.
+func leaves(err error) []error {
+	switch e := err.(type) {
+	case openapi3.MultiError:
+		var out []error
+		for _, c := range e {
+			out = append(out, leaves(c)...)
+		}
+		return out
+	case interface{ Unwrap() []error }:
+		var out []error
+		for _, c := range e.Unwrap() {
+			out = append(out, leaves(c)...)
+		}
+		return out
+	}
+	if u := errors.Unwrap(err); u != nil {
+		return leaves(u)
+	}
+	return []error{err}
 }
 
 // fetch gets a document, at most MaxDocumentBytes of it, without following

@@ -324,7 +324,9 @@ func newParam(p *openapi3.Parameter) (*param, error) {
 	ok := false
 	switch p.In {
 	case openapi3.ParameterInPath:
-		ok = sm.Style == openapi3.SerializationSimple && kind == "scalar"
+		// A schema of no one type (oneOf integer or string, say) is
+		// taken: a call with anything but a scalar is refused (scalar).
+		ok = sm.Style == openapi3.SerializationSimple && (kind == "scalar" || kind == "any")
 	case openapi3.ParameterInHeader:
 		ok = sm.Style == openapi3.SerializationSimple && kind != "object"
 	case openapi3.ParameterInQuery:
