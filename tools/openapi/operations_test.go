@@ -308,3 +308,25 @@ apis:
 		}
 	}
 }
+
+// Two paths that differ only in their parameters' names are both tools
+// (each is called as written); the later one, which kin-openapi's
+// validation passes over, is still checked.
+func TestConflictingPaths(t *testing.T) {
+	paths := `
+  /a/{x}:
+    get: {operationId: byX, parameters: [{name: x, in: path, required: true, schema: {type: string}}], responses: {"200": {description: ok}}}
+  /a/{y}:
+    get: {operationId: byY, parameters: [{name: y, in: path, required: true, schema: {type: string}}], responses: {"200": {description: ok}}}`
+	ts, err := newAPI(t, API{Scopes: []string{"a"}}, docWith("3.0.3", paths, "  schemas: {}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := toolNames(ts); !slices.Equal(got, []string{"t_byX", "t_byY"}) {
+		t.Errorf("tools %v", got)
+	}
+	broken := paths[:strings.LastIndex(paths, "responses:")] + "responses: {}}" // no response: invalid
+	if _, err := newAPI(t, API{Scopes: []string{"a"}}, docWith("3.0.3", broken, "  schemas: {}")); err == nil || !strings.Contains(err.Error(), "/a/{y}") {
+		t.Errorf("an invalid operation under the later path: %v", err)
+	}
+}
