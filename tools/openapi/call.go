@@ -271,7 +271,11 @@ func headerValue(v any) (string, error) {
 func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.CallToolResult {
 	cut := len(b) > a.maxResult
 	if cut {
-		b = b[:a.maxResult]
+		n := a.maxResult
+		for n > 0 && !utf8.RuneStart(b[n]) {
+			n-- // not within a character
+		}
+		b = b[:n]
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		msg := fmt.Sprintf("the %s API answered %s", a.name, resp.Status)
@@ -287,10 +291,7 @@ func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.Call
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: resp.Status}}}
 	}
 	if cut {
-		text := strings.ToValidUTF8(string(b), "")
-		for len(text) > 0 && !utf8.ValidString(text[len(text)-1:]) {
-			text = text[:len(text)-1]
-		}
+		text := strings.ToValidUTF8(string(b), "\uFFFD")
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{
 			Text: text + fmt.Sprintf("\n…(cut: the answer is longer than %d bytes)", a.maxResult)}}}
 	}

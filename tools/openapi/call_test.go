@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pingmcp/pingmcp/internal/hangtest"
 	"github.com/pingmcp/pingmcp/tools"
@@ -223,8 +224,13 @@ func TestResultBounded(t *testing.T) {
 	big := `{"items":["` + strings.Repeat("x", 4096) + `"]}`
 	api := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		if r.URL.Path == "/items/big" {
+		switch r.URL.Path {
+		case "/items/big":
 			w.Write([]byte(big))
+			return
+		case "/items/wide":
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Write([]byte("x" + strings.Repeat("é", 1000))) // 2 bytes each: byte 1024 is within one
 			return
 		}
 		w.Write([]byte(`{"id":"small"}`))
@@ -233,6 +239,10 @@ func TestResultBounded(t *testing.T) {
 	res := callTool(t, cs, "items_getItem", `{"id":"big"}`)
 	if res.IsError || res.StructuredContent != nil || len(text(res)) > 1200 || !strings.Contains(text(res), "cut") {
 		t.Errorf("big answer: structured %v, %d bytes of text", res.StructuredContent, len(text(res)))
+	}
+	res = callTool(t, cs, "items_getItem", `{"id":"wide"}`)
+	if got := text(res); !utf8.ValidString(got) || strings.ContainsRune(got, utf8.RuneError) || !strings.HasPrefix(got, "x"+strings.Repeat("é", 511)+"\n") {
+		t.Errorf("a text cut within a character: %q", got[:min(len(got), 40)])
 	}
 	res = callTool(t, cs, "items_getItem", `{"id":"small"}`)
 	if m, ok := res.StructuredContent.(map[string]any); res.IsError || !ok || m["id"] != "small" {

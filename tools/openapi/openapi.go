@@ -37,8 +37,9 @@ const (
 // Options configure the toolset; nil or zero fields mean the defaults.
 type Options struct {
 	// HTTPClient calls the APIs and fetches documents given as URLs. Its
-	// Timeout bounds each call (--upstream-timeout; default 10 s). It is
-	// copied: redirects are never followed, the token could follow them.
+	// Timeout bounds each call (--upstream-timeout; 10 s when it has none).
+	// It is copied: redirects are never followed, the token could follow
+	// them.
 	HTTPClient *http.Client
 	// MaxResultBytes bounds what a call keeps of an answer (default 256
 	// KiB): more is cut, and said to be cut.
@@ -82,6 +83,9 @@ func New(ctx context.Context, apis []API, opts Options) (*Toolset, error) {
 			continue
 		}
 		client := *opts.HTTPClient
+		if client.Timeout <= 0 {
+			client.Timeout = DefaultTimeout // every call is bounded
+		}
 		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 		target := &upstream{name: api.Name, resource: api.resource(), client: telemetry.Client(&client, "api "+api.Name), maxResult: opts.MaxResultBytes}
 		target.base, _ = parseBaseURL(api.BaseURL) // checked by api.check
