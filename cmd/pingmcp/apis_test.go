@@ -2,36 +2,29 @@ package main
 
 import (
 	"bytes"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/authtest"
 	"github.com/pingmcp/pingmcp/config"
 	"github.com/pingmcp/pingmcp/todoapi"
 	"github.com/pingmcp/pingmcp/tools/openapi"
+	"github.com/pingmcp/pingmcp/tools/toolstest"
 )
 
 // The example APIs file of README offers the Todo API's four operations as
 // tools, besides --tools' toolsets; a document that cannot be loaded stops
 // the node from starting, naming --apis.
 func TestAPIsToolsets(t *testing.T) {
-	is := authtest.NewIssuer(t)
-	api, err := todoapi.New(todoapi.Options{Verifier: auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api)
-	t.Cleanup(srv.Close)
+	apiURL := toolstest.TodoAPI(t, authtest.NewIssuer(t))
 
 	cfg, err := config.Parse("dev", []string{"--apis", "../../tools/openapi/apis.example.yaml"}, func(string) string { return "" }, new(bytes.Buffer))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The example names dev's Todo API; this test's runs elsewhere.
-	cfg.APIs[0].BaseURL, cfg.APIs[0].Document = srv.URL, srv.URL+todoapi.DocumentPath
+	cfg.APIs[0].BaseURL, cfg.APIs[0].Document = apiURL, apiURL+todoapi.DocumentPath
 	sets, err := toolsets(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -48,7 +41,7 @@ func TestAPIsToolsets(t *testing.T) {
 		t.Errorf("tools %v, want %v", names, want)
 	}
 
-	cfg.APIs[0].Document = srv.URL + "/missing.yaml"
+	cfg.APIs[0].Document = apiURL + "/missing.yaml"
 	if _, err := toolsets(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "--apis") || !strings.Contains(err.Error(), "404") {
 		t.Errorf("a document that does not load: %v", err)
 	}

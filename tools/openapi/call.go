@@ -269,13 +269,9 @@ func headerValue(v any) (string, error) {
 // bounded excerpt for anything but 2xx; else the JSON object as structured
 // content (and its text), or the text, cut at maxResult.
 func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.CallToolResult {
-	cut := len(b) > a.maxResult
-	if cut {
-		n := a.maxResult
-		for n > 0 && !utf8.RuneStart(b[n]) {
-			n-- // not within a character
-		}
-		b = b[:n]
+	long := len(b) > a.maxResult
+	if long {
+		b = []byte(cut(string(b), a.maxResult))
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		msg := fmt.Sprintf("the %s API answered %s", a.name, resp.Status)
@@ -290,7 +286,7 @@ func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.Call
 	if len(b) == 0 {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: resp.Status}}}
 	}
-	if cut {
+	if long {
 		text := strings.ToValidUTF8(string(b), "\uFFFD")
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{
 			Text: text + fmt.Sprintf("\n…(cut: the answer is longer than %d bytes)", a.maxResult)}}}
@@ -315,13 +311,21 @@ func excerpt(b []byte, token string) string {
 	}
 	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }), " ")
 	if len(s) > maxExcerpt {
-		cut := maxExcerpt
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "…"
+		s = cut(s, maxExcerpt) + "…"
 	}
 	return s
+}
+
+// cut returns the longest start of s of at most n bytes that ends between
+// two characters.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 func failure(err error) *mcp.CallToolResult {

@@ -1,7 +1,6 @@
 package openapi
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -11,61 +10,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/pingmcp/pingmcp/auth"
-	"github.com/pingmcp/pingmcp/auth/authtest"
-	"github.com/pingmcp/pingmcp/todoapi"
 	"github.com/pingmcp/pingmcp/tools"
 )
-
-// issuerCaller is a user of the test issuer: Delegate signs a delegated
-// token (act) for the audience asked, with the scopes asked that the user
-// holds, as the actor's exchange would, and records what was asked.
-type issuerCaller struct {
-	t       *testing.T
-	is      *authtest.Issuer
-	subject string
-	scopes  []string
-
-	mu    sync.Mutex
-	asked []delegation
-}
-
-type delegation struct {
-	audience string
-	scopes   []string
-}
-
-func (c *issuerCaller) Claims(context.Context) map[string]any { return nil }
-
-func (c *issuerCaller) Delegate(_ context.Context, audience string, scopes []string) (*tools.Delegation, error) {
-	c.mu.Lock()
-	c.asked = append(c.asked, delegation{audience, scopes})
-	c.mu.Unlock()
-	held := slices.DeleteFunc(slices.Clone(scopes), func(s string) bool { return !slices.Contains(c.scopes, s) })
-	claims := c.is.Claims(c.subject, audience, strings.Join(held, " "))
-	claims["act"] = map[string]any{"sub": "pingmcp"}
-	return &tools.Delegation{Token: c.is.Token(c.t, claims), Scopes: held, Expiry: time.Now().Add(time.Minute)}, nil
-}
-
-// todoServer runs the Todo API, trusting the issuer, and returns its URL
-// (its resource too).
-func todoServer(t *testing.T, is *authtest.Issuer) string {
-	t.Helper()
-	srv := httptest.NewUnstartedServer(nil)
-	apiURL := "http://" + srv.Listener.Addr().String()
-	api, err := todoapi.New(todoapi.Options{Verifier: auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{apiURL}})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Config.Handler = api
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return apiURL
-}
 
 // recorder is an API that answers every request with answer (200 {} when
 // nil) and records them.

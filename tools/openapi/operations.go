@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/google/jsonschema-go/jsonschema"
@@ -459,11 +458,7 @@ func description(apiName, method, path string, op *openapi3.Operation) string {
 		d = "Deprecated. " + d
 	}
 	if len(d) > maxDescription {
-		cut := maxDescription
-		for cut > 0 && !utf8.RuneStart(d[cut]) {
-			cut--
-		}
-		d = d[:cut] + "…"
+		d = cut(d, maxDescription) + "…"
 	}
 	return d
 }

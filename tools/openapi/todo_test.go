@@ -11,6 +11,7 @@ import (
 
 	"github.com/pingmcp/pingmcp/auth/authtest"
 	"github.com/pingmcp/pingmcp/todoapi"
+	"github.com/pingmcp/pingmcp/tools/toolstest"
 )
 
 // todoTools are the Todo API's tools from the document it serves itself,
@@ -33,7 +34,7 @@ func todoTools(t *testing.T, apiURL string) *Toolset {
 // token for the API's resource and its operation's scopes.
 func TestTodoAPIThroughItsDocument(t *testing.T) {
 	is := authtest.NewIssuer(t)
-	apiURL := todoServer(t, is)
+	apiURL := toolstest.TodoAPI(t, is)
 	ts := todoTools(t, apiURL)
 
 	wantScopes := map[string][]string{
@@ -46,7 +47,7 @@ func TestTodoAPIThroughItsDocument(t *testing.T) {
 		t.Errorf("Scopes() = %v, want %v", got, wantScopes)
 	}
 
-	alice := &issuerCaller{t: t, is: is, subject: "alice", scopes: []string{todoapi.ScopeRead, todoapi.ScopeWrite}}
+	alice := &toolstest.Caller{T: t, Issuer: is, Subject: "alice", Scopes: []string{todoapi.ScopeRead, todoapi.ScopeWrite}}
 	cs := connect(t, ts, alice)
 	lt, err := cs.ListTools(t.Context(), nil)
 	if err != nil {
@@ -104,20 +105,21 @@ func TestTodoAPIThroughItsDocument(t *testing.T) {
 	if l = list(cs, "todo_listTodos", `{}`); len(l.Todos) != 1 || l.Todos[0].Text != "call mum" {
 		t.Fatalf("after the delete the list holds %+v", l.Todos)
 	}
-	for _, d := range alice.asked {
-		if d.audience != apiURL {
-			t.Errorf("a token was asked for audience %q, want the API's resource %q", d.audience, apiURL)
+	asked := alice.Asked()
+	for _, d := range asked {
+		if d.Audience != apiURL {
+			t.Errorf("a token was asked for audience %q, want the API's resource %q", d.Audience, apiURL)
 		}
 	}
-	if got := alice.asked[0].scopes; !slices.Equal(got, []string{todoapi.ScopeRead}) {
+	if got := asked[0].Scopes; !slices.Equal(got, []string{todoapi.ScopeRead}) {
 		t.Errorf("listTodos asked for scopes %v, want its operation's", got)
 	}
-	if got := alice.asked[1].scopes; !slices.Equal(got, []string{todoapi.ScopeWrite}) {
+	if got := asked[1].Scopes; !slices.Equal(got, []string{todoapi.ScopeWrite}) {
 		t.Errorf("createTodo asked for scopes %v, want its operation's", got)
 	}
 
 	// Another user sees none of alice's todos, and cannot touch them.
-	bob := connect(t, ts, &issuerCaller{t: t, is: is, subject: "bob", scopes: []string{todoapi.ScopeRead, todoapi.ScopeWrite}})
+	bob := connect(t, ts, &toolstest.Caller{T: t, Issuer: is, Subject: "bob", Scopes: []string{todoapi.ScopeRead, todoapi.ScopeWrite}})
 	if l := list(bob, "todo_listTodos", `{}`); len(l.Todos) != 0 {
 		t.Errorf("bob sees %+v", l.Todos)
 	}
@@ -127,7 +129,7 @@ func TestTodoAPIThroughItsDocument(t *testing.T) {
 	}
 
 	// Write alone does not read the list, as with the built-in tools.
-	writer := connect(t, ts, &issuerCaller{t: t, is: is, subject: "alice", scopes: []string{todoapi.ScopeWrite}})
+	writer := connect(t, ts, &toolstest.Caller{T: t, Issuer: is, Subject: "alice", Scopes: []string{todoapi.ScopeWrite}})
 	if l := list(writer, "todo_createTodo", `{"body":{"todoText":"third"}}`); len(l.Todos) != 1 || l.Todos[0].Text != "third" {
 		t.Errorf("create with write alone answered %+v, want only the created todo", l.Todos)
 	}
@@ -138,7 +140,7 @@ func TestTodoAPIThroughItsDocument(t *testing.T) {
 
 // The API serves its document without a token, and it loads.
 func TestTodoAPIServesItsDocument(t *testing.T) {
-	apiURL := todoServer(t, authtest.NewIssuer(t))
+	apiURL := toolstest.TodoAPI(t, authtest.NewIssuer(t))
 	resp, err := http.Get(apiURL + todoapi.DocumentPath)
 	if err != nil {
 		t.Fatal(err)
