@@ -17,6 +17,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/tools"
 )
 
@@ -73,6 +74,11 @@ func (t *operationTool) call(ctx context.Context, caller tools.Caller, req *mcp.
 	}
 	hr.Header.Set("Authorization", "Bearer "+d.Token)
 	resp, err := t.api.client.Do(hr)
+	call := audit.Call{API: t.api.name, Operation: t.operation, Method: t.method}
+	if resp != nil {
+		call.Status = resp.StatusCode
+	}
+	audit.RecordCall(ctx, call)
 	if err != nil {
 		var uerr *url.Error
 		if errors.As(err, &uerr) {

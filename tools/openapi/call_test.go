@@ -2,6 +2,7 @@ package openapi
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -10,6 +11,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/internal/hangtest"
 	"github.com/pingmcp/pingmcp/tools"
 )
@@ -274,5 +278,28 @@ func TestNoCaller(t *testing.T) {
 	}
 	if len(api.requests()) != 0 {
 		t.Error("called the API without a user")
+	}
+}
+
+// Each call to the API is recorded for the audit log: the API, the
+// operation and the status; a refused call made none.
+func TestCallsAudited(t *testing.T) {
+	api := newRecorder(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNotFound) })
+	ts := itemsTools(t, api.URL, Options{})
+	var get *operationTool
+	for _, tool := range ts.tools {
+		if tool.def.Name == "items_getItem" {
+			get = tool
+		}
+	}
+	ctx, _ := audit.Collect(t.Context())
+	args := func(s string) *mcp.CallToolRequest {
+		return &mcp.CallToolRequest{Params: &mcp.CallToolParamsRaw{Arguments: json.RawMessage(s)}}
+	}
+	get.call(ctx, &countingCaller{}, args(`{"id":"../x"}`))
+	get.call(ctx, &countingCaller{}, args(`{"id":"a"}`))
+	calls := audit.Calls(ctx)
+	if len(calls) != 1 || calls[0] != (audit.Call{API: "items", Operation: "getItem", Method: "GET", Status: 404}) {
+		t.Errorf("audited %+v", calls)
 	}
 }
