@@ -100,12 +100,10 @@ func build(api API, doc *openapi3.T, target *upstream) ([]*operationTool, error)
 
 // selects reports whether an operation becomes a tool (see API.Include).
 func (api *API) selects(method string, op *openapi3.Operation) bool {
-	matches := func(s Selector, tagsToo bool) bool {
-		return slices.Contains(s.Operations, op.OperationID) && op.OperationID != "" ||
-			slices.ContainsFunc(s.Methods, func(m string) bool { return strings.EqualFold(m, method) }) ||
-			tagsToo && slices.ContainsFunc(op.Tags, func(t string) bool { return slices.Contains(s.Tags, t) })
-	}
-	if matches(api.Exclude, true) {
+	ex := api.Exclude
+	if slices.Contains(ex.Operations, op.OperationID) && op.OperationID != "" ||
+		slices.ContainsFunc(ex.Methods, func(m string) bool { return strings.EqualFold(m, method) }) ||
+		slices.ContainsFunc(op.Tags, func(t string) bool { return slices.Contains(ex.Tags, t) }) {
 		return false
 	}
 	if slices.Contains(api.Include.Operations, op.OperationID) && op.OperationID != "" {
