@@ -306,35 +306,27 @@ func Collect(ctx context.Context) (context.Context, func() []Delegation) {
 // Record notes a delegation used under ctx, if ctx is collecting (see
 // Collect); otherwise it does nothing.
 func Record(ctx context.Context, d Delegation) {
-	c, _ := ctx.Value(collectorKey{}).(*collector)
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	c.ds = append(c.ds, d)
-	c.mu.Unlock()
+	collecting(ctx, func(c *collector) { c.ds = append(c.ds, d) })
 }
 
 // RecordCall notes a downstream call made under ctx, if ctx is collecting
 // (see Collect); otherwise it does nothing.
 func RecordCall(ctx context.Context, call Call) {
-	c, _ := ctx.Value(collectorKey{}).(*collector)
-	if c == nil {
-		return
-	}
-	c.mu.Lock()
-	c.calls = append(c.calls, call)
-	c.mu.Unlock()
+	collecting(ctx, func(c *collector) { c.calls = append(c.calls, call) })
 }
 
 // Calls are the downstream calls recorded under ctx (a context of
 // Collect) so far.
-func Calls(ctx context.Context) []Call {
-	c, _ := ctx.Value(collectorKey{}).(*collector)
-	if c == nil {
-		return nil
+func Calls(ctx context.Context) (out []Call) {
+	collecting(ctx, func(c *collector) { out = append(out, c.calls...) })
+	return out
+}
+
+// collecting runs f on ctx's collector, locked, if ctx has one.
+func collecting(ctx context.Context, f func(*collector)) {
+	if c, _ := ctx.Value(collectorKey{}).(*collector); c != nil {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		f(c)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]Call(nil), c.calls...)
 }
