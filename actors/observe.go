@@ -140,6 +140,7 @@ func (a *core) auditToolCalls(next mcp.MethodHandler) mcp.MethodHandler {
 			Node:        a.node,
 			Tool:        params.Name,
 			Delegations: used(),
+			Calls:       audit.Calls(ctx),
 			Duration:    time.Since(start),
 			TraceID:     traceIDOf(span),
 		}

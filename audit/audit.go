@@ -60,7 +60,10 @@ type ToolCallRecord struct {
 	// Delegations the call used; filled from the context by Middleware
 	// users through Collect.
 	Delegations []Delegation
-	Outcome     string
+	// Calls the tool made to downstream APIs (--apis), from the context
+	// too (Calls).
+	Calls   []Call
+	Outcome string
 	// ErrorCode is the JSON-RPC error code when Outcome is OutcomeError.
 	ErrorCode int64
 	// Error is a short description of a protocol error (never arguments).
@@ -161,6 +164,9 @@ func (l *Logger) ToolCall(ctx context.Context, r ToolCallRecord) {
 	}
 	if len(r.Delegations) > 0 {
 		attrs = append(attrs, slog.Any("delegations", r.Delegations))
+	}
+	if len(r.Calls) > 0 {
+		attrs = append(attrs, slog.Any("calls", r.Calls))
 	}
 	attrs = append(attrs, slog.String("outcome", r.Outcome))
 	if r.ErrorCode != 0 {
@@ -266,10 +272,22 @@ func DelegationOf(audience string, scopes []string, claims map[string]any, cache
 	return Delegation{Audience: audience, Scopes: scopes, Act: ActChain(claims), JTI: jti, Cached: cached}
 }
 
-// collector gathers the delegations of one tool call.
+// A Call is one call a tool made to a downstream API described by an
+// OpenAPI document (--apis): which API and operation, and the answer's
+// status; never its arguments or its answer.
+type Call struct {
+	API       string `json:"api"`
+	Operation string `json:"operation"` // its operationId, else "METHOD /path"
+	Method    string `json:"method"`
+	// Status is the answer's HTTP status; 0 when none came.
+	Status int `json:"status"`
+}
+
+// collector gathers the delegations and downstream calls of one tool call.
 type collector struct {
-	mu sync.Mutex
-	ds []Delegation
+	mu    sync.Mutex
+	ds    []Delegation
+	calls []Call
 }
 
 type collectorKey struct{}
@@ -288,11 +306,27 @@ func Collect(ctx context.Context) (context.Context, func() []Delegation) {
 // Record notes a delegation used under ctx, if ctx is collecting (see
 // Collect); otherwise it does nothing.
 func Record(ctx context.Context, d Delegation) {
-	c, _ := ctx.Value(collectorKey{}).(*collector)
-	if c == nil {
-		return
+	collecting(ctx, func(c *collector) { c.ds = append(c.ds, d) })
+}
+
+// RecordCall notes a downstream call made under ctx, if ctx is collecting
+// (see Collect); otherwise it does nothing.
+func RecordCall(ctx context.Context, call Call) {
+	collecting(ctx, func(c *collector) { c.calls = append(c.calls, call) })
+}
+
+// Calls are the downstream calls recorded under ctx (a context of
+// Collect) so far.
+func Calls(ctx context.Context) (out []Call) {
+	collecting(ctx, func(c *collector) { out = append(out, c.calls...) })
+	return out
+}
+
+// collecting runs f on ctx's collector, locked, if ctx has one.
+func collecting(ctx context.Context, f func(*collector)) {
+	if c, _ := ctx.Value(collectorKey{}).(*collector); c != nil {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		f(c)
 	}
-	c.mu.Lock()
-	c.ds = append(c.ds, d)
-	c.mu.Unlock()
 }

@@ -151,3 +151,21 @@ func TestActChain(t *testing.T) {
 		t.Errorf("chain %v", got)
 	}
 }
+
+// A tool's downstream calls (--apis) are collected with its delegations and
+// written as calls: the API, the operation, the status.
+func TestCalls(t *testing.T) {
+	RecordCall(context.Background(), Call{API: "x"}) // not collecting: nothing happens
+	ctx, _ := Collect(context.Background())
+	RecordCall(ctx, Call{API: "todo", Operation: "createTodo", Method: "POST", Status: 200})
+	calls := Calls(ctx)
+	if len(calls) != 1 || calls[0].Operation != "createTodo" {
+		t.Fatalf("collected %v", calls)
+	}
+	var b bytes.Buffer
+	New(&b, false).ToolCall(ctx, ToolCallRecord{Tool: "todo_createTodo", Calls: calls, Outcome: OutcomeOK})
+	c := decode(t, b.Bytes())[0]["calls"].([]any)[0].(map[string]any)
+	if c["api"] != "todo" || c["operation"] != "createTodo" || c["method"] != "POST" || c["status"] != 200.0 {
+		t.Errorf("call %v", c)
+	}
+}

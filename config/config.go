@@ -28,6 +28,7 @@ import (
 	"github.com/pingmcp/pingmcp/internal/enum"
 	"github.com/pingmcp/pingmcp/internal/loopback"
 	"github.com/pingmcp/pingmcp/state"
+	"github.com/pingmcp/pingmcp/tools/openapi"
 )
 
 // Config is everything a pingmcp command is told.
@@ -55,6 +56,8 @@ type Config struct {
 	ClusterInsecure    bool
 	Role               cluster.Role
 	Tools              []string
+	APIsFile           string        // --apis: APIs whose OpenAPI operations become tools
+	APIs               []openapi.API // what APIsFile declares (documents not loaded yet)
 	Auth               auth.Mode
 	AllowedOrigins     []string
 	AllowedHosts       []string
@@ -235,6 +238,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		}
 		fs.StringVar(&c.Addr, "addr", defAddr, "HTTP address of the edge (/mcp, /healthz, /readyz, /.well-known/...)")
 		list("tools", "todo", "comma-separated toolsets the MCP server offers: "+strings.Join(Toolsets, ", "))
+		fs.StringVar(&c.APIsFile, "apis", "", "YAML file declaring APIs whose OpenAPI operations become tools besides --tools' (each called with a token exchanged for its resource; documents given as URLs are fetched at start)")
 		fs.StringVar((*string)(&c.Auth), "auth", string(auth.ModeJWT), "how /mcp authenticates callers: "+enum.Names(auth.Modes)+` ("none" only when every listen address is loopback)`)
 		list("allowed-origins", "", "comma-separated browser origins allowed to call /mcp besides same-origin (and loopback origins on a loopback listener)")
 		list("allowed-hosts", "", "comma-separated Host values /mcp answers to (DNS-rebinding protection); empty: loopback names on a loopback listener, any otherwise")
@@ -357,7 +361,15 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		get("tools"), get("allowed-origins"), get("allowed-hosts"), get("cluster-seeds"), get("scopes")
 	c.CertsNames, c.CertsHosts = get("names"), get("hosts")
 	c.derive()
-	return c, c.validate()
+	err := c.validate()
+	if c.APIsFile != "" {
+		apis, aerr := openapi.ReadFile(c.APIsFile)
+		if aerr != nil {
+			err = errors.Join(err, fmt.Errorf("--apis: %w", aerr))
+		}
+		c.APIs = apis
+	}
+	return c, err
 }
 
 // DefaultDevState is dev's state file: state.json in pingmcp/dev in the

@@ -2,7 +2,8 @@
 // Cloudflare demo, made safe. It owns the HTTP contract (GET/POST
 // /api/todos, PATCH/DELETE /api/todos/{id}, each answering the caller's list
 // as far as the token may read it: whole with todo_api:read, else only the
-// todo written), the checks a resource server makes on the token presented to it
+// todo written), its OpenAPI document (openapi.yaml, served at
+// /openapi.yaml), the checks a resource server makes on the token presented to it
 // (audience, scope per route, the RFC 8693 "act" claim of a delegated token),
 // input validation, and the per-user stores (memory, Redis). Verifying a
 // token's signature and claims is left to package auth; running it as a
@@ -67,7 +68,8 @@ type Options struct {
 }
 
 // API serves the Todo API. It is an http.Handler for the paths /api/todos
-// and /api/todos/{id}; anything else is 404.
+// and /api/todos/{id}, and its OpenAPI document at DocumentPath; anything
+// else is 404.
 type API struct {
 	opts Options
 	log  *slog.Logger
@@ -126,6 +128,8 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 	// The escaped path, so that an id cannot smuggle "/" or ".." as %2F.
 	path := r.URL.EscapedPath()
 	switch {
+	case path == DocumentPath:
+		serveDocument(w, r)
 	case path == collectionPath:
 		switch r.Method {
 		case http.MethodGet, http.MethodHead:

@@ -38,6 +38,7 @@ import (
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/tools"
 	"github.com/pingmcp/pingmcp/tools/conformance"
+	"github.com/pingmcp/pingmcp/tools/openapi"
 	"github.com/pingmcp/pingmcp/tools/todo"
 )
 
@@ -174,7 +175,9 @@ func shutdown(ctx context.Context, srv *http.Server) {
 	}
 }
 
-func toolsets(cfg *config.Config) []tools.Toolset {
+// toolsets are those of --tools, and the tools of --apis' APIs, whose
+// documents are loaded (a URL fetched) now.
+func toolsets(ctx context.Context, cfg *config.Config) ([]tools.Toolset, error) {
 	var out []tools.Toolset
 	for _, n := range cfg.Tools {
 		switch n {
@@ -184,7 +187,14 @@ func toolsets(cfg *config.Config) []tools.Toolset {
 			out = append(out, todo.New(todo.Options{APIURL: cfg.TodoAPIURL, HTTPClient: upstream(cfg)}))
 		}
 	}
-	return out
+	if len(cfg.APIs) > 0 {
+		apis, err := openapi.New(ctx, cfg.APIs, openapi.Options{HTTPClient: upstream(cfg)})
+		if err != nil {
+			return nil, fmt.Errorf("--apis %s: %w", cfg.APIsFile, err)
+		}
+		out = append(out, apis)
+	}
+	return out, nil
 }
 
 // exchanger is the token exchange client, when one is configured.

@@ -129,10 +129,14 @@ func (n *nodeAssembly) build(ctx context.Context) error {
 		return err
 	}
 	n.cleanup.push(func() { auditLog.Close() })
+	toolsets, err := toolsets(ctx, cfg)
+	if err != nil {
+		return err
+	}
 	n.local = actors.NewLocal()
 	actorCfg := actors.Config{
 		Implementation: &mcp.Implementation{Name: "pingmcp", Version: version()},
-		Toolsets:       toolsets(cfg),
+		Toolsets:       toolsets,
 		IdleTimeout:    cfg.ActorIdleTimeout,
 		Stores:         stores,
 		Local:          n.local,

@@ -3,33 +3,15 @@ package todo
 import (
 	"context"
 	"encoding/json"
-	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/authtest"
 	"github.com/pingmcp/pingmcp/todoapi"
-	"github.com/pingmcp/pingmcp/tools"
+	"github.com/pingmcp/pingmcp/tools/toolstest"
 )
-
-// scopedCaller delegates a token of the issuer for alice with scopes only.
-type scopedCaller struct {
-	t      *testing.T
-	is     *authtest.Issuer
-	api    string
-	scopes string
-}
-
-func (c scopedCaller) Claims(context.Context) map[string]any { return nil }
-func (c scopedCaller) Delegate(context.Context, string, []string) (*tools.Delegation, error) {
-	claims := c.is.Claims("alice", c.api, c.scopes)
-	claims["act"] = map[string]any{"sub": "pingmcp"}
-	return &tools.Delegation{Token: c.is.Token(c.t, claims), Scopes: strings.Fields(c.scopes), Expiry: time.Now().Add(time.Minute)}, nil
-}
 
 // A write returns what it wrote, nothing more: with todo_api:write only,
 // create_new_todo, toggle_todo_status and delete_todo show the todo they
@@ -37,19 +19,11 @@ func (c scopedCaller) Delegate(context.Context, string, []string) (*tools.Delega
 // show (it needs todo_api:read). With both scopes the list comes back.
 func TestWriteScopeDoesNotReadTheList(t *testing.T) {
 	is := authtest.NewIssuer(t)
-	srv := httptest.NewUnstartedServer(nil)
-	apiURL := "http://" + srv.Listener.Addr().String()
-	api, err := todoapi.New(todoapi.Options{Verifier: auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{apiURL}})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Config.Handler = api
-	srv.Start()
-	t.Cleanup(srv.Close)
+	apiURL := toolstest.TodoAPI(t, is)
 
 	opts := New(Options{APIURL: apiURL}).(*toolset).opts
-	rw := &calls{opts: opts, caller: scopedCaller{t, is, apiURL, "todo_api:read todo_api:write"}}
-	w := &calls{opts: opts, caller: scopedCaller{t, is, apiURL, "todo_api:write"}}
+	rw := &calls{opts: opts, caller: &toolstest.Caller{T: t, Issuer: is, Subject: "alice", Scopes: []string{todoapi.ScopeRead, todoapi.ScopeWrite}}}
+	w := &calls{opts: opts, caller: &toolstest.Caller{T: t, Issuer: is, Subject: "alice", Scopes: []string{todoapi.ScopeWrite}}}
 	ctx := context.Background()
 	call := func(c *calls, h func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error), args string) todoapi.List {
 		t.Helper()

@@ -1,0 +1,48 @@
+package main
+
+import (
+	"bytes"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/pingmcp/pingmcp/auth/authtest"
+	"github.com/pingmcp/pingmcp/config"
+	"github.com/pingmcp/pingmcp/todoapi"
+	"github.com/pingmcp/pingmcp/tools/openapi"
+	"github.com/pingmcp/pingmcp/tools/toolstest"
+)
+
+// The example APIs file of README offers the Todo API's four operations as
+// tools, besides --tools' toolsets; a document that cannot be loaded stops
+// the node from starting, naming --apis.
+func TestAPIsToolsets(t *testing.T) {
+	apiURL := toolstest.TodoAPI(t, authtest.NewIssuer(t))
+
+	cfg, err := config.Parse("dev", []string{"--apis", "../../tools/openapi/apis.example.yaml"}, func(string) string { return "" }, new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The example names dev's Todo API; this test's runs elsewhere.
+	cfg.APIs[0].BaseURL, cfg.APIs[0].Document = apiURL, apiURL+todoapi.DocumentPath
+	sets, err := toolsets(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sets) != 2 || sets[0].Name() != "todo" || sets[1].Name() != "apis" {
+		t.Fatalf("toolsets %v", sets)
+	}
+	var names []string
+	for _, tool := range sets[1].(*openapi.Toolset).Tools() {
+		names = append(names, tool.Name)
+	}
+	slices.Sort(names)
+	if want := []string{"todo_createTodo", "todo_deleteTodo", "todo_listTodos", "todo_updateTodo"}; !slices.Equal(names, want) {
+		t.Errorf("tools %v, want %v", names, want)
+	}
+
+	cfg.APIs[0].Document = apiURL + "/missing.yaml"
+	if _, err := toolsets(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "--apis") || !strings.Contains(err.Error(), "404") {
+		t.Errorf("a document that does not load: %v", err)
+	}
+}

@@ -1,0 +1,339 @@
+package openapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pingmcp/pingmcp/audit"
+	"github.com/pingmcp/pingmcp/tools"
+)
+
+// upstream is an API the tools call.
+type upstream struct {
+	name      string
+	base      *url.URL
+	resource  string
+	client    *http.Client
+	maxResult int
+}
+
+// maxExcerpt bounds what an error shows of the API's answer.
+const maxExcerpt = 512
+
+var errNoUser = errors.New("this server runs without authentication: there is no user to act for")
+
+// call checks the arguments, builds the request, and only then asks for a
+// token and calls the API. Every failure is a tool error saying what went
+// wrong, never with a token in it.
+func (t *operationTool) call(ctx context.Context, caller tools.Caller, req *mcp.CallToolRequest) *mcp.CallToolResult {
+	var raw json.RawMessage
+	if req != nil && req.Params != nil {
+		raw = req.Params.Arguments
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		raw = json.RawMessage("{}")
+	}
+	var inst any
+	if err := json.Unmarshal(raw, &inst); err != nil {
+		return failure(fmt.Errorf("invalid arguments: %w", err))
+	}
+	if err := t.schema.Validate(inst); err != nil {
+		return failure(fmt.Errorf("invalid arguments: %w", err))
+	}
+	// Again with numbers as written, so that 12345678901234567890 reaches
+	// the API as such.
+	var args map[string]any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&args); err != nil {
+		return failure(fmt.Errorf("invalid arguments: %w", err))
+	}
+	hr, err := t.request(ctx, args)
+	if err != nil {
+		return failure(fmt.Errorf("invalid arguments: %w", err))
+	}
+	if caller == nil {
+		return failure(errNoUser)
+	}
+	d, err := caller.Delegate(ctx, t.api.resource, t.scopes)
+	if err != nil {
+		return failure(fmt.Errorf("could not get a token for the %s API: %w", t.api.name, err))
+	}
+	hr.Header.Set("Authorization", "Bearer "+d.Token)
+	resp, err := t.api.client.Do(hr)
+	call := audit.Call{API: t.api.name, Operation: t.operation, Method: t.method}
+	if resp != nil {
+		call.Status = resp.StatusCode
+	}
+	audit.RecordCall(ctx, call)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // the URL is ours; the error needs no more
+		}
+		return failure(fmt.Errorf("the %s API could not be reached: %w", t.api.name, err))
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, int64(t.api.maxResult)+1))
+	if err != nil {
+		return failure(fmt.Errorf("reading the %s API's answer: %w", t.api.name, err))
+	}
+	return t.api.result(resp, b, d.Token)
+}
+
+// request builds the HTTP request of the arguments (already checked against
+// the input schema): to the configured base URL and the operation's path
+// only, each path parameter one segment.
+func (t *operationTool) request(ctx context.Context, args map[string]any) (*http.Request, error) {
+	path := t.path
+	query := url.Values{}
+	header := http.Header{}
+	for _, p := range t.params {
+		v, ok := args[p.argument]
+		if !ok || v == nil {
+			continue
+		}
+		switch p.in {
+		case "path":
+			s, err := scalar(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", p.argument, err)
+			}
+			if err := checkSegment(s); err != nil {
+				return nil, fmt.Errorf("%s %q: %w", p.argument, s, err)
+			}
+			path = strings.ReplaceAll(path, "{"+p.name+"}", url.PathEscape(s))
+		case "query":
+			if err := addQuery(query, p, v); err != nil {
+				return nil, fmt.Errorf("%s: %w", p.argument, err)
+			}
+		case "header":
+			s, err := headerValue(v)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", p.argument, err)
+			}
+			header.Set(p.name, s)
+		}
+	}
+	if strings.ContainsAny(path, "{}") {
+		return nil, fmt.Errorf("path %s: a path parameter has no value", t.path)
+	}
+	u, err := url.Parse(t.api.base.String() + path)
+	if err != nil {
+		return nil, err
+	}
+	// What the escaping above guarantees, checked once more: the request
+	// goes where the file says, under the base URL's path.
+	if u.Scheme != t.api.base.Scheme || u.Host != t.api.base.Host || u.User != nil ||
+		!strings.HasPrefix(u.EscapedPath(), t.api.base.EscapedPath()+"/") {
+		return nil, fmt.Errorf("the request would leave %s", t.api.base)
+	}
+	u.RawQuery = query.Encode()
+	var rd io.Reader
+	if t.body != nil {
+		if v, ok := args[bodyArgument]; ok {
+			b, err := json.Marshal(v)
+			if err != nil {
+				return nil, fmt.Errorf("body: %w", err)
+			}
+			rd = bytes.NewReader(b)
+			header.Set("Content-Type", t.body.mediaType)
+		}
+	}
+	hr, err := http.NewRequestWithContext(ctx, t.method, u.String(), rd)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range header {
+		hr.Header[k] = v
+	}
+	hr.Header.Set("Accept", "application/json, */*;q=0.5")
+	return hr, nil
+}
+
+// checkSegment refuses a path parameter that could name another resource
+// than the one its segment stands for: empty, a dot segment, or holding a
+// slash or backslash, also once (or twice) percent-decoded, in case the
+// API decodes what it is sent again.
+func checkSegment(s string) error {
+	for range 3 {
+		if s == "" || s == "." || s == ".." || strings.ContainsAny(s, "/\\") {
+			return errors.New("not a single path segment (empty, '.', '..', or holding '/' or '\\')")
+		}
+		if strings.ContainsFunc(s, unicode.IsControl) {
+			return errors.New("holds control characters")
+		}
+		d, err := url.PathUnescape(s)
+		if err != nil || d == s {
+			return nil
+		}
+		s = d
+	}
+	return errors.New("percent-encoded more than twice")
+}
+
+// scalar writes a string, number or boolean as a parameter value.
+func scalar(v any) (string, error) {
+	switch v := v.(type) {
+	case string:
+		return v, nil
+	case json.Number:
+		return v.String(), nil
+	case bool:
+		return strconv.FormatBool(v), nil
+	}
+	return "", fmt.Errorf("want a string, number or boolean, not %T", v)
+}
+
+// addQuery writes a query parameter in its style: form (arrays repeated
+// when exploded, else comma-separated; objects exploded into their
+// members), spaceDelimited, pipeDelimited, deepObject.
+func addQuery(q url.Values, p *param, v any) error {
+	switch v := v.(type) {
+	case []any:
+		vals := make([]string, len(v))
+		for i, e := range v {
+			s, err := scalar(e)
+			if err != nil {
+				return err
+			}
+			vals[i] = s
+		}
+		switch {
+		case p.style == "form" && p.explode:
+			q[p.name] = append(q[p.name], vals...)
+		case p.style == "spaceDelimited":
+			q.Add(p.name, strings.Join(vals, " "))
+		case p.style == "pipeDelimited":
+			q.Add(p.name, strings.Join(vals, "|"))
+		default:
+			q.Add(p.name, strings.Join(vals, ","))
+		}
+	case map[string]any:
+		for _, k := range sortedKeys(v) {
+			s, err := scalar(v[k])
+			if err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+			if p.style == "deepObject" {
+				q.Add(p.name+"["+k+"]", s)
+			} else {
+				q.Add(k, s)
+			}
+		}
+	default:
+		s, err := scalar(v)
+		if err != nil {
+			return err
+		}
+		q.Add(p.name, s)
+	}
+	return nil
+}
+
+// headerValue writes a header parameter (simple style: arrays
+// comma-separated); no value can add a header or a line.
+func headerValue(v any) (string, error) {
+	var s string
+	if arr, ok := v.([]any); ok {
+		vals := make([]string, len(arr))
+		for i, e := range arr {
+			x, err := scalar(e)
+			if err != nil {
+				return "", err
+			}
+			vals[i] = x
+		}
+		s = strings.Join(vals, ",")
+	} else {
+		x, err := scalar(v)
+		if err != nil {
+			return "", err
+		}
+		s = x
+	}
+	if strings.ContainsFunc(s, func(r rune) bool { return r != '\t' && (r < ' ' || r == 0x7f) }) {
+		return "", errors.New("a header value may not hold control characters")
+	}
+	return s, nil
+}
+
+// result turns an answer into a tool result: an error with the status and a
+// bounded excerpt for anything but 2xx; else the JSON object as structured
+// content (and its text), or the text, cut at maxResult.
+func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.CallToolResult {
+	long := len(b) > a.maxResult
+	if long {
+		b = []byte(cut(string(b), a.maxResult))
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		msg := fmt.Sprintf("the %s API answered %s", a.name, resp.Status)
+		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+			msg += " (redirects are not followed)"
+		}
+		if e := excerpt(b, token); e != "" {
+			msg += ": " + e
+		}
+		return failure(errors.New(msg))
+	}
+	if len(b) == 0 {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: resp.Status}}}
+	}
+	if long {
+		text := strings.ToValidUTF8(string(b), "\uFFFD")
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{
+			Text: text + fmt.Sprintf("\n…(cut: the answer is longer than %d bytes)", a.maxResult)}}}
+	}
+	text := strings.ToValidUTF8(string(b), "\uFFFD")
+	res := &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}}
+	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err == nil && isJSON(mt) {
+		var obj map[string]any
+		if json.Unmarshal(b, &obj) == nil && obj != nil {
+			res.StructuredContent = obj
+		}
+	}
+	return res
+}
+
+// excerpt is the start of an error answer as one line of text, never with
+// the token in it (an API that echoes the request would show it).
+func excerpt(b []byte, token string) string {
+	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	if token != "" {
+		s = strings.ReplaceAll(s, token, "[token]")
+	}
+	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }), " ")
+	if len(s) > maxExcerpt {
+		s = cut(s, maxExcerpt) + "…"
+	}
+	return s
+}
+
+// cut returns the longest start of s of at most n bytes that ends between
+// two characters.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+func failure(err error) *mcp.CallToolResult {
+	return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: err.Error()}}}
+}

@@ -1,0 +1,305 @@
+package openapi
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pingmcp/pingmcp/audit"
+	"github.com/pingmcp/pingmcp/internal/hangtest"
+	"github.com/pingmcp/pingmcp/tools"
+)
+
+// itemsDoc is an API of items: get and delete one by id, search with
+// query and header parameters, and create one with a JSON body.
+const itemsDoc = `
+openapi: 3.0.3
+info: {title: items, version: "1"}
+security: [{oauth: [items:read]}]
+paths:
+  /items/{id}:
+    parameters:
+      - {name: id, in: path, required: true, schema: {type: string}}
+    get:
+      operationId: getItem
+      responses: {"200": {description: ok}}
+    delete:
+      operationId: deleteItem
+      security: [{oauth: [items:write]}]
+      responses: {"200": {description: ok}}
+  /items:
+    get:
+      operationId: searchItems
+      parameters:
+        - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 100}}
+        - {name: tag, in: query, schema: {type: array, items: {type: string}}}
+        - {name: X-Request-Label, in: header, schema: {type: string}}
+      responses: {"200": {description: ok}}
+    post:
+      operationId: createItem
+      security: [{oauth: [items:write]}]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              type: object
+              required: [name]
+              additionalProperties: false
+              properties:
+                name: {type: string, maxLength: 20}
+                id: {type: string, readOnly: true}
+      responses: {"200": {description: ok}}
+components:
+  securitySchemes:
+    oauth:
+      type: oauth2
+      flows: {clientCredentials: {tokenUrl: /token, scopes: {items:read: r, items:write: w}}}
+`
+
+// countingCaller hands out a fixed token and counts how often.
+type countingCaller struct{ n atomic.Int32 }
+
+const testToken = "tok-secret-value"
+
+func (*countingCaller) Claims(context.Context) map[string]any { return nil }
+func (c *countingCaller) Delegate(context.Context, string, []string) (*tools.Delegation, error) {
+	c.n.Add(1)
+	return &tools.Delegation{Token: testToken, Expiry: time.Now().Add(time.Hour)}, nil
+}
+
+// itemsTools are itemsDoc's tools, every method, calling base.
+func itemsTools(t *testing.T, base string, opts Options) *Toolset {
+	t.Helper()
+	ts, err := New(t.Context(), []API{{Name: "items", BaseURL: base, Document: writeDoc(t, itemsDoc),
+		Include: Selector{Methods: []string{"GET", "POST", "DELETE"}}}}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
+}
+
+// A path argument is one segment of the operation's path under the base
+// URL, whatever it holds: dot segments, slashes, and their percent-encoded
+// forms (once or twice) are refused before any request; anything else is
+// escaped, and the API sees exactly one segment.
+func TestHostilePathArguments(t *testing.T) {
+	api := newRecorder(t, nil)
+	cs := connect(t, itemsTools(t, api.URL+"/v1", Options{}), &countingCaller{})
+	for _, id := range []string{"../admin", "a/b", "..", ".", "%2e%2e", "%2E%2E", "%2F", "a%2Fb", "%252e%252e", "%25252e", `a\b`, "", "a\nb"} {
+		for _, tool := range []string{"items_getItem", "items_deleteItem"} {
+			res := callTool(t, cs, tool, `{"id":`+quote(id)+`}`)
+			if !res.IsError || !strings.Contains(text(res), "invalid arguments") {
+				t.Errorf("%s %q: %s, want refused", tool, id, text(res))
+			}
+		}
+	}
+	if reqs := api.requests(); len(reqs) != 0 {
+		t.Fatalf("hostile ids reached the API: %s", reqs[0].URL)
+	}
+	for _, id := range []string{"a b?x=1#f", "ünï", "%41", "..a", "a.."} {
+		if res := callTool(t, cs, "items_getItem", `{"id":`+quote(id)+`}`); res.IsError {
+			t.Errorf("id %q refused: %s", id, text(res))
+			continue
+		}
+		reqs := api.requests()
+		r := reqs[len(reqs)-1]
+		if want := "/v1/items/" + url.PathEscape(id); r.URL.EscapedPath() != want || r.URL.RawQuery != "" {
+			t.Errorf("id %q reached %s?%s, want %s", id, r.URL.EscapedPath(), r.URL.RawQuery, want)
+		}
+	}
+}
+
+func quote(s string) string {
+	b := new(strings.Builder)
+	b.WriteByte('"')
+	for _, r := range s {
+		switch {
+		case r == '"' || r == '\\':
+			b.WriteString(`\` + string(r))
+		case r < ' ':
+			b.WriteString(`\u00` + string("0123456789abcdef"[r>>4]) + string("0123456789abcdef"[r&15]))
+		default:
+			b.WriteRune(r)
+		}
+	}
+	b.WriteByte('"')
+	return b.String()
+}
+
+// Arguments the input schema refuses never reach the API, nor ask for a
+// token: an unknown argument, a wrong type, a missing required one, a
+// body member that is not in its schema, a value out of bounds.
+func TestInvalidArgumentsRefusedBeforeAnyCall(t *testing.T) {
+	api := newRecorder(t, nil)
+	caller := &countingCaller{}
+	cs := connect(t, itemsTools(t, api.URL, Options{}), caller)
+	for _, c := range []struct{ tool, args string }{
+		{"items_getItem", `{"id":"a","extra":1}`},
+		{"items_getItem", `{"id":5}`},
+		{"items_getItem", `{}`},
+		{"items_searchItems", `{"limit":"ten"}`},
+		{"items_searchItems", `{"limit":0}`},
+		{"items_searchItems", `{"tag":"one"}`},
+		{"items_searchItems", `{"X-Request-Label":"a\r\nX-Evil: 1"}`},
+		{"items_createItem", `{}`},
+		{"items_createItem", `{"body":{"name":"a","admin":true}}`},
+		{"items_createItem", `{"body":{"name":"a","id":"set-by-the-server"}}`},
+		{"items_createItem", `{"body":{"name":"much longer than twenty characters"}}`},
+		{"items_createItem", `{"body":"name"}`},
+	} {
+		res := callTool(t, cs, c.tool, c.args)
+		if !res.IsError || !strings.Contains(text(res), "invalid arguments") {
+			t.Errorf("%s %s: %s, want refused", c.tool, c.args, text(res))
+		}
+	}
+	if n := len(api.requests()); n != 0 {
+		t.Errorf("%d invalid calls reached the API", n)
+	}
+	if n := caller.n.Load(); n != 0 {
+		t.Errorf("invalid calls asked for %d tokens", n)
+	}
+
+	// Valid ones go through, written as the document says.
+	for _, c := range []struct{ tool, args string }{
+		{"items_searchItems", `{"limit":10,"tag":["a","b c"],"X-Request-Label":"mine"}`},
+		{"items_createItem", `{"body":{"name":"a"}}`},
+	} {
+		if res := callTool(t, cs, c.tool, c.args); res.IsError {
+			t.Fatalf("%s %s: %s", c.tool, c.args, text(res))
+		}
+	}
+	reqs := api.requests()
+	if q := reqs[0].URL.Query(); q.Get("limit") != "10" || strings.Join(q["tag"], "|") != "a|b c" || reqs[0].Header.Get("X-Request-Label") != "mine" {
+		t.Errorf("search reached %s with label %q", reqs[0].URL, reqs[0].Header.Get("X-Request-Label"))
+	}
+	if got := reqs[1].Header.Get("Authorization"); got != "Bearer "+testToken {
+		t.Errorf("Authorization %q", got)
+	}
+	if reqs[1].Method != http.MethodPost || reqs[1].Header.Get("Content-Type") != "application/json" {
+		t.Errorf("create reached the API as %s %s", reqs[1].Method, reqs[1].Header.Get("Content-Type"))
+	}
+}
+
+// An error answer becomes a tool error with the status and the start of
+// the body, on one line, without the token even when the API echoes it.
+func TestUpstreamErrorExcerpt(t *testing.T) {
+	api := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		w.Write([]byte("failed for " + r.Header.Get("Authorization") + "\n" + strings.Repeat("x", 5000)))
+	})
+	cs := connect(t, itemsTools(t, api.URL, Options{}), &countingCaller{})
+	res := callTool(t, cs, "items_getItem", `{"id":"a"}`)
+	got := text(res)
+	if !res.IsError || !strings.Contains(got, "500 Internal Server Error") || !strings.Contains(got, "failed for Bearer [token]") {
+		t.Errorf("error %q: want the status and the excerpt", got)
+	}
+	if strings.Contains(got, testToken) || strings.Contains(got, "\n") || len(got) > maxExcerpt+200 {
+		t.Errorf("error %q: shows the token, several lines or too much", got)
+	}
+}
+
+// Redirects are not followed: the token would go with them.
+func TestRedirectNotFollowed(t *testing.T) {
+	elsewhere := newRecorder(t, nil)
+	api := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+"/steal", http.StatusFound)
+	})
+	cs := connect(t, itemsTools(t, api.URL, Options{}), &countingCaller{})
+	if res := callTool(t, cs, "items_getItem", `{"id":"a"}`); !res.IsError || !strings.Contains(text(res), "302") {
+		t.Errorf("redirect: %s", text(res))
+	}
+	if n := len(elsewhere.requests()); n != 0 {
+		t.Error("the redirect was followed")
+	}
+}
+
+// An answer is kept up to MaxResultBytes; beyond, it is cut and says so.
+// A JSON object is structured content.
+func TestResultBounded(t *testing.T) {
+	big := `{"items":["` + strings.Repeat("x", 4096) + `"]}`
+	api := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/items/big":
+			w.Write([]byte(big))
+			return
+		case "/items/wide":
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.Write([]byte("x" + strings.Repeat("é", 1000))) // 2 bytes each: byte 1024 is within one
+			return
+		}
+		w.Write([]byte(`{"id":"small"}`))
+	})
+	cs := connect(t, itemsTools(t, api.URL, Options{MaxResultBytes: 1024}), &countingCaller{})
+	res := callTool(t, cs, "items_getItem", `{"id":"big"}`)
+	if res.IsError || res.StructuredContent != nil || len(text(res)) > 1200 || !strings.Contains(text(res), "cut") {
+		t.Errorf("big answer: structured %v, %d bytes of text", res.StructuredContent, len(text(res)))
+	}
+	res = callTool(t, cs, "items_getItem", `{"id":"wide"}`)
+	if got := text(res); !utf8.ValidString(got) || strings.ContainsRune(got, utf8.RuneError) || !strings.HasPrefix(got, "x"+strings.Repeat("é", 511)+"\n") {
+		t.Errorf("a text cut within a character: %q", got[:min(len(got), 40)])
+	}
+	res = callTool(t, cs, "items_getItem", `{"id":"small"}`)
+	if m, ok := res.StructuredContent.(map[string]any); res.IsError || !ok || m["id"] != "small" {
+		t.Errorf("small answer: structured %v", res.StructuredContent)
+	}
+}
+
+// A hung API fails the call within the client's timeout.
+func TestHungAPI(t *testing.T) {
+	api := hangtest.New(t, nil)
+	const timeout = 200 * time.Millisecond
+	cs := connect(t, itemsTools(t, api.URL, Options{HTTPClient: &http.Client{Timeout: timeout}}), &countingCaller{})
+	start := time.Now()
+	res := callTool(t, cs, "items_getItem", `{"id":"a"}`)
+	if took := time.Since(start); !res.IsError || !strings.Contains(text(res), "could not be reached") || took > 10*timeout {
+		t.Errorf("hung API: %s after %v", text(res), took)
+	}
+	if strings.Contains(text(res), testToken) {
+		t.Error("the error shows the token")
+	}
+}
+
+// Without authentication there is no user: nothing is called.
+func TestNoCaller(t *testing.T) {
+	api := newRecorder(t, nil)
+	cs := connect(t, itemsTools(t, api.URL, Options{}), nil)
+	if res := callTool(t, cs, "items_getItem", `{"id":"a"}`); !res.IsError || !strings.Contains(text(res), "without authentication") {
+		t.Errorf("no caller: %s", text(res))
+	}
+	if len(api.requests()) != 0 {
+		t.Error("called the API without a user")
+	}
+}
+
+// Each call to the API is recorded for the audit log: the API, the
+// operation and the status; a refused call made none.
+func TestCallsAudited(t *testing.T) {
+	api := newRecorder(t, func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNotFound) })
+	ts := itemsTools(t, api.URL, Options{})
+	var get *operationTool
+	for _, tool := range ts.tools {
+		if tool.def.Name == "items_getItem" {
+			get = tool
+		}
+	}
+	ctx, _ := audit.Collect(t.Context())
+	args := func(s string) *mcp.CallToolRequest {
+		return &mcp.CallToolRequest{Params: &mcp.CallToolParamsRaw{Arguments: json.RawMessage(s)}}
+	}
+	get.call(ctx, &countingCaller{}, args(`{"id":"../x"}`))
+	get.call(ctx, &countingCaller{}, args(`{"id":"a"}`))
+	calls := audit.Calls(ctx)
+	if len(calls) != 1 || calls[0] != (audit.Call{API: "items", Operation: "getItem", Method: "GET", Status: 404}) {
+		t.Errorf("audited %+v", calls)
+	}
+}

@@ -1,0 +1,124 @@
+package openapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+
+	"github.com/getkin/kin-openapi/openapi3"
+)
+
+// load reads an OpenAPI document, resolves its $refs and validates it. A
+// file's document may refer to other files; a fetched one may not refer to
+// anything outside itself (no fetch is made on a document's say-so).
+func load(ctx context.Context, location string, opts Options) (*openapi3.T, error) {
+	loader := openapi3.NewLoader()
+	loader.Context = ctx
+	var doc *openapi3.T
+	var err error
+	if isURL(location) {
+		var b []byte
+		if b, err = fetch(ctx, location, opts); err != nil {
+			return nil, err
+		}
+		doc, err = loader.LoadFromData(b)
+	} else {
+		loader.IsExternalRefsAllowed = true
+		doc, err = loader.LoadFromFile(location)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("document %s: %w", location, err)
+	}
+	if !doc.IsOpenAPI30() && !doc.IsOpenAPI31OrLater() {
+		return nil, fmt.Errorf("document %s: openapi %q: want 3.0 or 3.1", location, doc.OpenAPI)
+	}
+	if err := validate(ctx, doc); err != nil {
+		return nil, fmt.Errorf("document %s is not valid OpenAPI: %w", location, err)
+	}
+	return doc, nil
+}
+
+// validate checks a document as kin-openapi does, but for what matters
+// only to a server routing requests: examples do not shape the tools;
+// patterns are ECMAScript regular expressions that Go's cannot always
+// compile (schema.go leaves those out); and two paths that differ only in
+// their parameters' names ("conflicting paths": GitHub's description has
+// two such pairs) are called each as written, so each is checked on its own.
+func validate(ctx context.Context, doc *openapi3.T) error {
+	opts := []openapi3.ValidationOption{openapi3.DisableExamplesValidation(), openapi3.DisableSchemaPatternValidation()}
+	err := doc.Validate(ctx, append(opts, openapi3.EnableMultiError())...)
+	if err == nil {
+		return nil
+	}
+	var conflicts []error
+	for _, e := range leaves(err) {
+		var cp *openapi3.ConflictingPathsError
+		if !errors.As(e, &cp) {
+			return err
+		}
+		// Validate skipped the later path of the two.
+		if item := doc.Paths.Value(cp.Path1); item != nil {
+			if ierr := item.Validate(ctx, opts...); ierr != nil {
+				conflicts = append(conflicts, fmt.Errorf("path %s: %w", cp.Path1, ierr))
+			}
+		}
+	}
+	return errors.Join(conflicts...)
+}
+
+// leaves are the errors a validation error is made of, unwrapped.
+func leaves(err error) []error {
+	switch e := err.(type) {
+	case openapi3.MultiError:
+		var out []error
+		for _, c := range e {
+			out = append(out, leaves(c)...)
+		}
+		return out
+	case interface{ Unwrap() []error }:
+		var out []error
+		for _, c := range e.Unwrap() {
+			out = append(out, leaves(c)...)
+		}
+		return out
+	}
+	if u := errors.Unwrap(err); u != nil {
+		return leaves(u)
+	}
+	return []error{err}
+}
+
+// fetch gets a document, at most MaxDocumentBytes of it, without following
+// redirects.
+func fetch(ctx context.Context, location string, opts Options) ([]byte, error) {
+	client := *opts.HTTPClient
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, location, nil)
+	if err != nil {
+		return nil, fmt.Errorf("document %s: %w", location, err)
+	}
+	req.Header.Set("Accept", "application/yaml, application/json;q=0.9, */*;q=0.1")
+	resp, err := client.Do(req)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err
+		}
+		return nil, fmt.Errorf("document %s could not be fetched: %w", location, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("document %s: answered %s", location, resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, opts.MaxDocumentBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("document %s: %w", location, err)
+	}
+	if int64(len(b)) > opts.MaxDocumentBytes {
+		return nil, fmt.Errorf("document %s is larger than %d bytes", location, opts.MaxDocumentBytes)
+	}
+	return b, nil
+}

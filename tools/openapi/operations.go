@@ -1,0 +1,505 @@
+package openapi
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/google/jsonschema-go/jsonschema"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// Bounds of a tool's definition.
+const (
+	maxToolName       = 128 // the MCP SDKs' bound
+	maxDescription    = 4096
+	maxInputSchemaLen = 128 << 10
+)
+
+// bodyArgument is the argument holding a request body.
+const bodyArgument = "body"
+
+// An operationTool is an operation made a tool: its definition, and what
+// its calls need.
+type operationTool struct {
+	def       *mcp.Tool
+	operation string // operationId, else "METHOD /path", for messages
+	method    string
+	path      string // the document's path template
+	params    []*param
+	body      *body
+	scopes    []string
+	schema    *jsonschema.Resolved
+	api       *upstream
+}
+
+// A param is one parameter an argument fills.
+type param struct {
+	name, in string
+	argument string // its property in the input schema
+	required bool
+	style    string
+	explode  bool
+	spec     *openapi3.Parameter
+}
+
+// A body is the JSON request body the body argument fills.
+type body struct {
+	mediaType   string
+	required    bool
+	schema      *openapi3.SchemaRef
+	description string
+}
+
+// build makes the tools of api's selected operations. An operation named
+// in the file but absent from the document, or selected and impossible to
+// call safely, is an error.
+func build(api API, doc *openapi3.T, target *upstream) ([]*operationTool, error) {
+	var out []*operationTool
+	var errs []error
+	seen := map[string]bool{}
+	for _, path := range sortedPaths(doc) {
+		item := doc.Paths.Value(path)
+		for _, method := range sortedMethods(item) {
+			op := item.GetOperation(method)
+			if op.OperationID != "" {
+				seen[op.OperationID] = true
+			}
+			if !api.selects(method, op) {
+				continue
+			}
+			t, err := newTool(api, doc, path, method, item, op, target)
+			if err != nil {
+				name := method + " " + path
+				if op.OperationID != "" {
+					name = op.OperationID + " (" + name + ")"
+				}
+				errs = append(errs, fmt.Errorf("api %q: operation %s: %w", api.Name, name, err))
+				continue
+			}
+			out = append(out, t)
+		}
+	}
+	for _, named := range [][]string{api.Include.Operations, api.Exclude.Operations, sortedKeys(api.Tools)} {
+		for _, id := range named {
+			if !seen[id] {
+				errs = append(errs, fmt.Errorf("api %q: no operation %q in the document", api.Name, id))
+			}
+		}
+	}
+	return out, errors.Join(errs...)
+}
+
+// selects reports whether an operation becomes a tool (see API.Include).
+func (api *API) selects(method string, op *openapi3.Operation) bool {
+	ex := api.Exclude
+	if slices.Contains(ex.Operations, op.OperationID) && op.OperationID != "" ||
+		slices.ContainsFunc(ex.Methods, func(m string) bool { return strings.EqualFold(m, method) }) ||
+		slices.ContainsFunc(op.Tags, func(t string) bool { return slices.Contains(ex.Tags, t) }) {
+		return false
+	}
+	if slices.Contains(api.Include.Operations, op.OperationID) && op.OperationID != "" {
+		return true
+	}
+	ms := api.Include.Methods
+	if len(ms) == 0 {
+		ms = []string{http.MethodGet, http.MethodHead}
+	}
+	if !slices.ContainsFunc(ms, func(m string) bool { return strings.EqualFold(m, method) }) {
+		return false
+	}
+	return len(api.Include.Tags) == 0 || slices.ContainsFunc(op.Tags, func(t string) bool { return slices.Contains(api.Include.Tags, t) })
+}
+
+func newTool(api API, doc *openapi3.T, path, method string, item *openapi3.PathItem, op *openapi3.Operation, target *upstream) (*operationTool, error) {
+	t := &operationTool{operation: op.OperationID, method: method, path: path, api: target}
+	if t.operation == "" {
+		t.operation = method + " " + path
+	}
+	if err := checkPathTemplate(path); err != nil {
+		return nil, err
+	}
+	scopes, err := operationScopes(api, doc, op)
+	if err != nil {
+		return nil, err
+	}
+	t.scopes = scopes
+
+	for _, p := range mergedParams(item, op) {
+		pp, err := newParam(p)
+		if err != nil {
+			return nil, err
+		}
+		if pp != nil { // else optional and not offered (see newParam)
+			t.params = append(t.params, pp)
+		}
+	}
+	if err := nameArguments(t.params); err != nil {
+		return nil, err
+	}
+	if rb := op.RequestBody; rb != nil && rb.Value != nil {
+		if t.body, err = newBody(rb.Value); err != nil {
+			return nil, err
+		}
+	}
+	// A schema may appear twice on a path through the input schema, then
+	// once if that makes it too large.
+	var raw []byte
+	for _, repeat := range []int{2, 1} {
+		if raw, err = json.Marshal(t.inputSchema(&jsonSchema{request: true, repeat: repeat})); err != nil {
+			return nil, fmt.Errorf("input schema: %w", err)
+		}
+		if len(raw) <= maxInputSchemaLen {
+			break
+		}
+	}
+	if len(raw) > maxInputSchemaLen {
+		return nil, fmt.Errorf("its input schema is %d bytes, more than %d: exclude it (exclude: operations: in the APIs file)", len(raw), maxInputSchemaLen)
+	}
+	var js jsonschema.Schema
+	if err := json.Unmarshal(raw, &js); err != nil {
+		return nil, fmt.Errorf("input schema: %w", err)
+	}
+	if t.schema, err = js.Resolve(nil); err != nil {
+		return nil, fmt.Errorf("input schema: %w", err)
+	}
+
+	o := api.Tools[op.OperationID]
+	name := o.Name
+	if name == "" {
+		name = toolName(api.Name, op.OperationID, method, path)
+	}
+	desc := o.Description
+	if desc == "" {
+		desc = description(api.Name, method, path, op)
+	}
+	t.def = &mcp.Tool{
+		Name:        name,
+		Title:       op.Summary,
+		Description: desc,
+		InputSchema: json.RawMessage(raw),
+		Annotations: annotations(method),
+	}
+	return t, nil
+}
+
+// inputSchema is the JSON Schema of the tool's arguments: one per
+// parameter offered, and the body; nothing else.
+func (t *operationTool) inputSchema(conv *jsonSchema) map[string]any {
+	props := map[string]any{}
+	required := []string{}
+	for _, p := range t.params {
+		schema := conv.ref(p.spec.Schema)
+		if p.spec.Description != "" {
+			schema["description"] = p.spec.Description
+		}
+		if p.in == openapi3.ParameterInPath && schema["type"] == nil {
+			schema["type"] = "string"
+		}
+		props[p.argument] = schema
+		if p.required {
+			required = append(required, p.argument)
+		}
+	}
+	if b := t.body; b != nil {
+		schema := map[string]any{}
+		if b.schema != nil {
+			schema = conv.ref(b.schema)
+		}
+		if b.description != "" && schema["description"] == nil {
+			schema["description"] = b.description
+		}
+		props[bodyArgument] = schema
+		if b.required {
+			required = append(required, bodyArgument)
+		}
+	}
+	input := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
+	if len(required) > 0 {
+		slices.Sort(required)
+		input["required"] = required
+	}
+	return input
+}
+
+// operationScopes are the scopes of an operation's security requirement
+// (the document's when the operation has none): those a token for it must
+// carry. Requirements are alternatives; those naming no scope (an API key,
+// say) are not pingmcp's way in and are passed over, and alternatives
+// with different scopes are refused, since a tool needs one set. An
+// operation without scopes takes the API's from the file.
+func operationScopes(api API, doc *openapi3.T, op *openapi3.Operation) ([]string, error) {
+	reqs := doc.Security
+	if op.Security != nil {
+		reqs = *op.Security
+	}
+	sets := map[string][]string{}
+	for _, req := range reqs {
+		var s []string
+		for _, scopes := range req {
+			s = append(s, scopes...)
+		}
+		slices.Sort(s)
+		s = slices.Compact(s)
+		if len(s) > 0 {
+			sets[strings.Join(s, " ")] = s
+		}
+	}
+	switch len(sets) {
+	case 0:
+		if len(api.Scopes) == 0 {
+			return nil, errors.New("it declares no OAuth scopes (security) and the API names none (scopes: in the APIs file): there is nothing to ask a token for")
+		}
+		return slices.Clone(api.Scopes), nil
+	case 1:
+		for _, s := range sets {
+			return s, nil
+		}
+	}
+	return nil, fmt.Errorf("its security requirements are alternatives with different scopes (%s): a tool needs one set", strings.Join(sortedKeys(sets), "; "))
+}
+
+// mergedParams are the path item's parameters, overridden by the
+// operation's of the same name and location.
+func mergedParams(item *openapi3.PathItem, op *openapi3.Operation) []*openapi3.Parameter {
+	var out []*openapi3.Parameter
+	for _, ps := range []openapi3.Parameters{item.Parameters, op.Parameters} {
+		for _, pr := range ps {
+			if pr == nil || pr.Value == nil {
+				continue
+			}
+			p := pr.Value
+			out = slices.DeleteFunc(out, func(q *openapi3.Parameter) bool {
+				return q.In == p.In && (q.Name == p.Name || p.In == openapi3.ParameterInHeader && strings.EqualFold(q.Name, p.Name))
+			})
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// reservedHeaders are headers a parameter may not set: pingmcp sets them,
+// or they frame the request. OpenAPI ignores Accept, Content-Type and
+// Authorization parameters; the others would let a model reshape the
+// request.
+var reservedHeaders = []string{"Accept", "Authorization", "Connection", "Content-Length", "Content-Type", "Cookie", "Expect",
+	"Host", "Keep-Alive", "Proxy-Authorization", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Traceparent", "Tracestate"}
+
+// newParam makes the argument of a parameter, or nil for an optional one
+// that is not offered (a cookie, a reserved header, a serialization pingmcp
+// does not write); a required one of those makes the operation impossible.
+func newParam(p *openapi3.Parameter) (*param, error) {
+	skip := func(why string) (*param, error) {
+		if p.Required || p.In == openapi3.ParameterInPath {
+			return nil, fmt.Errorf("%s parameter %q: %s", p.In, p.Name, why)
+		}
+		return nil, nil
+	}
+	switch {
+	case p.In == openapi3.ParameterInCookie:
+		return skip("cookie parameters are not supported")
+	case p.In == openapi3.ParameterInHeader && slices.ContainsFunc(reservedHeaders, func(h string) bool { return strings.EqualFold(h, p.Name) }):
+		return skip("this header is pingmcp's to set")
+	case p.In == openapi3.ParameterInHeader && !validHeaderName(p.Name):
+		return skip("not a valid header name")
+	case p.Schema == nil || p.Schema.Value == nil:
+		return skip("only parameters described by a schema are supported, not by content")
+	}
+	sm, err := p.SerializationMethod()
+	if err != nil {
+		return skip(err.Error())
+	}
+	kind := valueKind(p.Schema.Value)
+	ok := false
+	switch p.In {
+	case openapi3.ParameterInPath:
+		// A schema of no one type (oneOf integer or string, say) is
+		// taken: a call with anything but a scalar is refused (scalar).
+		ok = sm.Style == openapi3.SerializationSimple && (kind == "scalar" || kind == "any")
+	case openapi3.ParameterInHeader:
+		ok = sm.Style == openapi3.SerializationSimple && kind != "object"
+	case openapi3.ParameterInQuery:
+		switch sm.Style {
+		case openapi3.SerializationForm:
+			ok = kind != "object" || sm.Explode
+		case openapi3.SerializationSpaceDelimited, openapi3.SerializationPipeDelimited:
+			ok = kind == "array"
+		case openapi3.SerializationDeepObject:
+			ok = kind == "object"
+		}
+	}
+	if !ok {
+		return skip(fmt.Sprintf("style %s (explode %t) of a%s value is not supported", sm.Style, sm.Explode, map[string]string{"scalar": " scalar", "array": "n array", "object": "n object", "any": "ny"}[kind]))
+	}
+	return &param{name: p.Name, in: p.In, required: p.Required || p.In == openapi3.ParameterInPath, style: sm.Style, explode: sm.Explode, spec: p}, nil
+}
+
+// nameArguments names each parameter's argument: its name, or, when two
+// locations share a name (or a parameter is called "body"), its location
+// and name (query_id, header_id).
+func nameArguments(params []*param) error {
+	count := map[string]int{bodyArgument: 1}
+	for _, p := range params {
+		count[p.name]++
+	}
+	taken := map[string]bool{}
+	for _, p := range params {
+		p.argument = p.name
+		if count[p.name] > 1 {
+			p.argument = p.in + "_" + p.name
+		}
+		if taken[p.argument] {
+			return fmt.Errorf("two parameters would both be the argument %q", p.argument)
+		}
+		taken[p.argument] = true
+	}
+	return nil
+}
+
+// newBody makes the body argument of a JSON request body, nil for an
+// optional body pingmcp does not write (not JSON).
+func newBody(rb *openapi3.RequestBody) (*body, error) {
+	for _, mt := range sortedKeys(rb.Content) {
+		if !isJSON(mt) {
+			continue
+		}
+		b := &body{mediaType: mt, required: rb.Required, description: rb.Description}
+		if m := rb.Content[mt]; m != nil {
+			b.schema = m.Schema
+		}
+		return b, nil
+	}
+	if rb.Required {
+		return nil, fmt.Errorf("its request body is %s: only JSON bodies are supported", strings.Join(sortedKeys(rb.Content), ", "))
+	}
+	return nil, nil
+}
+
+// isJSON reports whether a media type is JSON (application/json, or a
+// +json suffix).
+func isJSON(mediaType string) bool {
+	mt, _, err := mime.ParseMediaType(mediaType)
+	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
+}
+
+// valueKind is "scalar", "array", "object" or "any" for a schema's type.
+func valueKind(s *openapi3.Schema) string {
+	types := slices.DeleteFunc(slices.Clone(s.Type.Slice()), func(t string) bool { return t == "null" })
+	if len(types) != 1 {
+		if len(types) > 1 && !slices.Contains(types, "array") && !slices.Contains(types, "object") {
+			return "scalar"
+		}
+		return "any"
+	}
+	switch types[0] {
+	case "array":
+		return "array"
+	case "object":
+		return "object"
+	}
+	return "scalar"
+}
+
+// checkPathTemplate refuses a document path that would leave its place:
+// dot segments, a query or fragment.
+func checkPathTemplate(path string) error {
+	if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, "?#\\") {
+		return fmt.Errorf("path %q: want an absolute path without query or fragment", path)
+	}
+	for _, seg := range strings.Split(path, "/") {
+		if seg == "." || seg == ".." {
+			return fmt.Errorf("path %q has a dot segment", path)
+		}
+	}
+	return nil
+}
+
+var invalidNameRunes = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
+
+// toolName is apiName_operationId (else apiName_method_path) with every run
+// of characters MCP does not allow in a name made '_'; beyond 128
+// characters it is cut and ends with a hash of the whole, so that it stays
+// unique.
+func toolName(apiName, operationID, method, path string) string {
+	base := operationID
+	if base == "" {
+		base = strings.ToLower(method) + path
+	}
+	name := apiName + "_" + strings.Trim(invalidNameRunes.ReplaceAllString(base, "_"), "_")
+	if len(name) > maxToolName {
+		sum := sha256.Sum256([]byte(name))
+		name = name[:maxToolName-9] + "_" + hex.EncodeToString(sum[:4])
+	}
+	return name
+}
+
+func validToolName(name string) bool {
+	return name != "" && len(name) <= maxToolName && !invalidNameRunes.MatchString(name)
+}
+
+// description is the operation's summary and description, bounded, or
+// what the tool calls when the document says nothing.
+func description(apiName, method, path string, op *openapi3.Operation) string {
+	d := strings.TrimSpace(strings.Join(slices.DeleteFunc([]string{op.Summary, op.Description}, func(s string) bool { return s == "" }), "\n\n"))
+	if d == "" {
+		d = fmt.Sprintf("%s %s of the %s API.", method, path, apiName)
+	}
+	if op.Deprecated {
+		d = "Deprecated. " + d
+	}
+	if len(d) > maxDescription {
+		d = cut(d, maxDescription) + "…"
+	}
+	return d
+}
+
+// annotations say what a method does to the API: GET, HEAD and OPTIONS
+// read; PUT and DELETE replace or remove (destructive, idempotent); PATCH
+// changes (destructive); POST adds (not idempotent). Every tool touches
+// its one API only.
+func annotations(method string) *mcp.ToolAnnotations {
+	closed := new(bool)
+	yes := func() *bool { b := true; return &b }
+	no := func() *bool { return new(bool) }
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, "QUERY":
+		return &mcp.ToolAnnotations{ReadOnlyHint: true, IdempotentHint: true, OpenWorldHint: closed}
+	case http.MethodPut, http.MethodDelete:
+		return &mcp.ToolAnnotations{DestructiveHint: yes(), IdempotentHint: true, OpenWorldHint: closed}
+	case http.MethodPost:
+		return &mcp.ToolAnnotations{DestructiveHint: no(), OpenWorldHint: closed}
+	}
+	return &mcp.ToolAnnotations{DestructiveHint: yes(), OpenWorldHint: closed}
+}
+
+func sortedPaths(doc *openapi3.T) []string {
+	if doc.Paths == nil {
+		return nil
+	}
+	return sortedKeys(doc.Paths.Map())
+}
+
+func sortedMethods(item *openapi3.PathItem) []string {
+	return sortedKeys(item.Operations())
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+var headerName = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+func validHeaderName(s string) bool { return headerName.MatchString(s) }
