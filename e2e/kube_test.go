@@ -1,0 +1,174 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pingmcp/pingmcp/internal/kubetest"
+)
+
+// The Kubernetes tests (issue 14) run a real API server (internal/kubetest:
+// etcd and kube-apiserver on loopback, RBAC and PodSecurity admission on)
+// and apply deploy/ to it as a user would.
+
+const kubeNamespace = "pingmcp"
+
+// applyDeploy runs kubectl apply -k deploy/ against kc: server-side apply,
+// so the API server validates every field (unknown ones included) and the
+// admission plugins judge each object. Any warning fails the test:
+// PodSecurity warns (does not refuse) when a Deployment's pod template would
+// violate its namespace's policy, and an unknown or deprecated field is a
+// warning too.
+func applyDeploy(t *testing.T, ctx context.Context, kc *kubetest.Cluster) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd := kc.KubectlCmd(ctx, "apply", "--server-side", "--field-manager", "pingmcp-e2e", "--field-validation", "Strict", "-k", "../deploy")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kubectl apply -k deploy/: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+	t.Logf("kubectl apply -k deploy/ (%s):\n%s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(stdout.String()))
+	if w := strings.TrimSpace(stderr.String()); w != "" {
+		t.Errorf("kubectl apply -k deploy/ warned:\n%s", w)
+	}
+}
+
+// TestKubeDeploy applies deploy/ to a real API server and checks what
+// pingmcp's service account may do, first by SubjectAccessReview, then with
+// a token of its own, as a pod would hold.
+func TestKubeDeploy(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	start := time.Now()
+	kc := kubetest.Start(t)
+	t.Logf("API server ready in %s", time.Since(start).Round(time.Millisecond))
+	applyDeploy(t, ctx, kc)
+
+	// Everything the kustomization names is there.
+	for _, path := range []string{
+		"/api/v1/namespaces/pingmcp",
+		"/api/v1/namespaces/pingmcp/serviceaccounts/pingmcp",
+		"/apis/rbac.authorization.k8s.io/v1/namespaces/pingmcp/roles/pingmcp-cluster-membership",
+		"/apis/rbac.authorization.k8s.io/v1/namespaces/pingmcp/rolebindings/pingmcp-cluster-membership",
+		"/apis/apps/v1/namespaces/pingmcp/deployments/pingmcp",
+		"/apis/apps/v1/namespaces/pingmcp/deployments/todo-api",
+		"/apis/apps/v1/namespaces/pingmcp/deployments/redis",
+		"/api/v1/namespaces/pingmcp/services/pingmcp",
+		"/api/v1/namespaces/pingmcp/secrets/pingmcp-cluster-tls",
+		"/apis/policy/v1/namespaces/pingmcp/poddisruptionbudgets/pingmcp",
+		"/apis/autoscaling/v2/namespaces/pingmcp/horizontalpodautoscalers/pingmcp",
+	} {
+		if status, body, err := kc.Do(ctx, http.MethodGet, path, nil); err != nil || status != http.StatusOK {
+			t.Errorf("GET %s after apply: %d %v %s", path, status, err, body)
+		}
+	}
+
+	// Applying again changes nothing and is accepted (what a user's second
+	// apply, or a CI pipeline's, does).
+	applyDeploy(t, ctx, kc)
+
+	user, groups := kubetest.ServiceAccountUser(kubeNamespace, "pingmcp"), kubetest.ServiceAccountGroups(kubeNamespace)
+	pods := func(verb, ns string) kubetest.Access {
+		return kubetest.Access{Verb: verb, Resource: "pods", Namespace: ns}
+	}
+	allowed := []kubetest.Access{
+		pods("get", kubeNamespace), pods("list", kubeNamespace), pods("watch", kubeNamespace), pods("patch", kubeNamespace),
+		{Verb: "patch", Resource: "pods", Namespace: kubeNamespace, Name: "pingmcp-abc"},
+	}
+	denied := []kubetest.Access{
+		// Other verbs on pods in its namespace.
+		pods("create", kubeNamespace), pods("update", kubeNamespace), pods("delete", kubeNamespace), pods("deletecollection", kubeNamespace),
+		{Verb: "patch", Resource: "pods", Subresource: "status", Namespace: kubeNamespace},
+		{Verb: "create", Resource: "pods", Subresource: "exec", Namespace: kubeNamespace},
+		{Verb: "get", Resource: "pods", Subresource: "log", Namespace: kubeNamespace},
+		{Verb: "create", Resource: "pods", Subresource: "eviction", Namespace: kubeNamespace},
+		// Pods elsewhere, and in all namespaces.
+		pods("get", "default"), pods("list", "default"), pods("watch", "kube-system"), pods("patch", "default"),
+		pods("list", ""), pods("watch", ""),
+		// Other resources in its namespace.
+		{Verb: "get", Resource: "secrets", Namespace: kubeNamespace, Name: "pingmcp-state-keys"},
+		{Verb: "list", Resource: "secrets", Namespace: kubeNamespace},
+		{Verb: "get", Resource: "configmaps", Namespace: kubeNamespace},
+		{Verb: "list", Resource: "services", Namespace: kubeNamespace},
+		{Verb: "list", Resource: "endpoints", Namespace: kubeNamespace},
+		{Verb: "create", Resource: "serviceaccounts", Subresource: "token", Namespace: kubeNamespace, Name: "pingmcp"},
+		{Verb: "patch", Group: "apps", Resource: "deployments", Namespace: kubeNamespace, Name: "pingmcp"},
+		{Verb: "update", Group: "apps", Resource: "deployments", Subresource: "scale", Namespace: kubeNamespace, Name: "pingmcp"},
+		{Verb: "create", Group: "rbac.authorization.k8s.io", Resource: "rolebindings", Namespace: kubeNamespace},
+		{Verb: "list", Group: "discovery.k8s.io", Resource: "endpointslices", Namespace: kubeNamespace},
+		{Verb: "create", Group: "coordination.k8s.io", Resource: "leases", Namespace: kubeNamespace},
+		// Cluster-scoped resources.
+		{Verb: "list", Resource: "nodes"},
+		{Verb: "get", Resource: "namespaces", Name: kubeNamespace},
+	}
+	for _, a := range allowed {
+		ok, reason, err := kc.Allowed(ctx, user, groups, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			t.Errorf("%s may not %s (%s); rbac.yaml grants it", user, a, reason)
+		}
+	}
+	for _, a := range denied {
+		ok, reason, err := kc.Allowed(ctx, user, groups, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			t.Errorf("%s may %s (%s): it needs get, list, watch and patch of pods in %s, nothing else", user, a, reason, kubeNamespace)
+		}
+	}
+
+	// The same with a real token of the service account (TokenRequest, as
+	// the kubelet gets the one it mounts into a pod): it authenticates, and
+	// the API server itself refuses what RBAC does not grant.
+	token := serviceAccountToken(t, ctx, kc, kubeNamespace, "pingmcp")
+	for _, c := range []struct {
+		method, path string
+		want         int
+	}{
+		{http.MethodGet, "/api/v1/namespaces/pingmcp/pods", http.StatusOK},
+		{http.MethodGet, "/api/v1/namespaces/pingmcp/pods?watch=1&timeoutSeconds=1", http.StatusOK},
+		{http.MethodGet, "/api/v1/namespaces/default/pods", http.StatusForbidden},
+		{http.MethodGet, "/api/v1/pods", http.StatusForbidden},
+		{http.MethodGet, "/api/v1/namespaces/pingmcp/secrets", http.StatusForbidden},
+		{http.MethodGet, "/api/v1/namespaces/pingmcp/secrets/pingmcp-state-keys", http.StatusForbidden},
+		{http.MethodDelete, "/api/v1/namespaces/pingmcp/pods/pingmcp-abc", http.StatusForbidden},
+	} {
+		status, body, err := kc.DoAs(ctx, token, c.method, c.path, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if status != c.want {
+			t.Errorf("%s %s with pingmcp's service account token: %d, want %d: %s", c.method, c.path, status, c.want, body)
+		}
+	}
+}
+
+// serviceAccountToken makes a token of the service account ns/name with a
+// TokenRequest.
+func serviceAccountToken(t *testing.T, ctx context.Context, kc *kubetest.Cluster, ns, name string) string {
+	t.Helper()
+	status, body, err := kc.Do(ctx, http.MethodPost, "/api/v1/namespaces/"+ns+"/serviceaccounts/"+name+"/token", map[string]any{
+		"apiVersion": "authentication.k8s.io/v1",
+		"kind":       "TokenRequest",
+		"spec":       map[string]any{"expirationSeconds": 3600},
+	})
+	if err != nil || status != http.StatusCreated {
+		t.Fatalf("TokenRequest for %s/%s: %d %v %s", ns, name, status, err, body)
+	}
+	var tr struct {
+		Status struct{ Token string }
+	}
+	if err := json.Unmarshal(body, &tr); err != nil || tr.Status.Token == "" {
+		t.Fatalf("TokenRequest for %s/%s: %v %s", ns, name, err, body)
+	}
+	return tr.Status.Token
+}
