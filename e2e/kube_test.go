@@ -3,13 +3,19 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/pingmcp/pingmcp/internal/certtest"
 	"github.com/pingmcp/pingmcp/internal/kubetest"
+	"github.com/pingmcp/pingmcp/internal/redistest"
 )
 
 // The Kubernetes tests (issue 14) run a real API server (internal/kubetest:
@@ -171,4 +177,47 @@ func serviceAccountToken(t *testing.T, ctx context.Context, kc *kubetest.Cluster
 		t.Fatalf("TokenRequest for %s/%s: %v %s", ns, name, err, body)
 	}
 	return tr.Status.Token
+}
+
+// TestKubeNodesJoin plays kubelet (e2e/kubelet_test.go) for two pods of the
+// pingmcp Deployment, each a `pingmcp serve --cluster-provider=k8s`
+// process given what its pod would give it, and proves through the API
+// server that they find each other: each registers itself by labelling its
+// own pod, and both see two members.
+func TestKubeNodesJoin(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	kc := kubetest.Start(t)
+	applyDeploy(t, ctx, kc)
+
+	// The Secrets' placeholders replaced, as an operator does before a real
+	// install: state keys, and the cluster's mutual TLS.
+	key := make([]byte, 32)
+	rand.Read(key)
+	setSecret(t, ctx, kc, kubeNamespace, "pingmcp-state-keys", map[string][]byte{"state-keys": []byte("k1:" + base64.StdEncoding.EncodeToString(key))})
+	tlsFiles := certtest.NewCA(t, "kube-e2e").Node(t, "pingmcp-node")
+	setSecret(t, ctx, kc, kubeNamespace, "pingmcp-cluster-tls", map[string][]byte{
+		"tls.crt": mustRead(t, tlsFiles.Cert), "tls.key": mustRead(t, tlsFiles.Key), "ca.crt": mustRead(t, tlsFiles.CA),
+	})
+	rdb := redistest.Start(t)
+
+	k := newKubelet(t, kc, kubeNamespace, map[string]string{"PINGMCP_REDIS_URL": "redis://" + rdb.Options().Addr + "/0"})
+	tmpl := k.template(ctx, "pingmcp")
+	start := time.Now()
+	a := k.run(ctx, "pingmcp-a", tmpl)
+	b := k.run(ctx, "pingmcp-b", tmpl)
+	a.Node.awaitMembers(ctx, 2)
+	b.Node.awaitMembers(ctx, 2)
+	t.Logf("two pods ran and joined in %s", time.Since(start).Round(time.Millisecond))
+
+	// Each node labelled its own pod (protoactor's k8s provider: a patch
+	// with pingmcp's service account token).
+	for _, p := range []*kubePod{a, b} {
+		var pod corev1.Pod
+		k.get(ctx, "/api/v1/namespaces/"+kubeNamespace+"/pods/"+p.Pod.Name, &pod)
+		l := pod.Labels
+		if l["cluster.proto.actor/cluster"] == "" || l["cluster.proto.actor/member-id"] == "" || l["cluster.proto.actor/port"] != "7000" {
+			t.Errorf("pod %s: labels %v, want protoactor's cluster, member-id and port 7000", p.Pod.Name, l)
+		}
+	}
 }

@@ -36,8 +36,9 @@ if ! command -v etcd >/dev/null; then
 	sudo=""
 	[[ $(id -u) -eq 0 ]] || sudo=sudo
 	say "installing etcd-server from Debian"
-	$sudo apt-get update
-	$sudo apt-get install -y etcd-server
+	# (stdout is for the folder's name: apt's output goes to stderr)
+	$sudo apt-get update >&2
+	$sudo apt-get install -y etcd-server >&2
 	# Debian starts an etcd service on install; the test runs its own.
 	$sudo systemctl disable --now etcd >/dev/null 2>&1 || true
 	command -v etcd >/dev/null || die "etcd-server installed but no etcd on PATH"
