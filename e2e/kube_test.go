@@ -33,7 +33,7 @@ const kubeNamespace = "pingmcp"
 func applyDeploy(t *testing.T, ctx context.Context, kc *kubetest.Cluster) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	cmd := kc.KubectlCmd(ctx, "apply", "--server-side", "--field-manager", "pingmcp-e2e", "--field-validation", "Strict", "-k", "../deploy")
+	cmd := kc.KubectlCmd(ctx, "apply", "--server-side", "--field-manager", "pingmcp-e2e", "--validate=strict", "-k", "../deploy")
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
 	if err := cmd.Run(); err != nil {

@@ -127,7 +127,9 @@ func Start(t testing.TB) *Cluster {
 		"--initial-advertise-peer-urls", "http://127.0.0.1:"+etcdPeer,
 		"--initial-cluster", "kubetest=http://127.0.0.1:"+etcdPeer,
 		"--logger", "zap", "--log-outputs", "stderr")
-	if err := etcd.await("ready to serve client requests", 30*time.Second); err != nil {
+	// etcd 3.4 (Debian 12's) logs the second once its client listener
+	// serves, after it elected itself leader; later ones log the first too.
+	if err := etcd.await(30*time.Second, "ready to serve client requests", "serving client traffic"); err != nil {
 		t.Fatalf("etcd: %v", err)
 	}
 
@@ -375,12 +377,21 @@ func (p *process) tail(n int) string {
 	return strings.Join(p.lines[max(0, len(p.lines)-n):], "\n")
 }
 
-// await waits for a line containing s (already written or to come).
-func (p *process) await(s string, timeout time.Duration) error {
+// await waits for a line containing one of ss (already written or to
+// come).
+func (p *process) await(timeout time.Duration, ss ...string) error {
+	has := func(l string) bool {
+		for _, s := range ss {
+			if strings.Contains(l, s) {
+				return true
+			}
+		}
+		return false
+	}
 	ch := make(chan string, 256)
 	p.mu.Lock()
 	for _, l := range p.lines {
-		if strings.Contains(l, s) {
+		if has(l) {
 			p.mu.Unlock()
 			return nil
 		}
@@ -392,13 +403,13 @@ func (p *process) await(s string, timeout time.Duration) error {
 	for {
 		select {
 		case l := <-ch:
-			if strings.Contains(l, s) {
+			if has(l) {
 				return nil
 			}
 		case <-p.done:
-			return fmt.Errorf("exited (%v) before logging %q:\n%s", p.cmd.ProcessState, s, p.tail(20))
+			return fmt.Errorf("exited (%v) before logging %q:\n%s", p.cmd.ProcessState, ss, p.tail(20))
 		case <-timer.C:
-			return fmt.Errorf("did not log %q within %s:\n%s", s, timeout, p.tail(20))
+			return fmt.Errorf("did not log %q within %s:\n%s", ss, timeout, p.tail(20))
 		}
 	}
 }
