@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/pingmcp/pingmcp/internal/certtest"
 	"github.com/pingmcp/pingmcp/internal/kubetest"
@@ -78,6 +80,31 @@ func TestKubeDeploy(t *testing.T) {
 	// Applying again changes nothing and is accepted (what a user's second
 	// apply, or a CI pipeline's, does).
 	applyDeploy(t, ctx, kc)
+
+	// PodSecurity admission judges pods in the namespace ("restricted"): a
+	// pod from the Deployment's own template is admitted (created for real:
+	// nothing runs it here), and the same pod made privileged is refused.
+	var d appsv1.Deployment
+	if status, body, err := kc.Do(ctx, http.MethodGet, "/apis/apps/v1/namespaces/pingmcp/deployments/pingmcp", nil); err != nil || status != http.StatusOK {
+		t.Fatalf("GET the pingmcp Deployment: %d %v %s", status, err, body)
+	} else if err := json.Unmarshal(body, &d); err != nil {
+		t.Fatal(err)
+	}
+	pod := corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Name: "pingmcp-template", Namespace: kubeNamespace, Labels: d.Spec.Template.Labels},
+		Spec:       d.Spec.Template.Spec,
+	}
+	if status, body, err := kc.Do(ctx, http.MethodPost, "/api/v1/namespaces/pingmcp/pods", pod); err != nil || status != http.StatusCreated {
+		t.Errorf("a pod from the pingmcp Deployment's template was refused: %d %v %s", status, err, body)
+	}
+	pod.Name = "pingmcp-privileged"
+	pod.Spec.Containers[0].SecurityContext.Privileged = &[]bool{true}[0]
+	pod.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = &[]bool{true}[0]
+	if status, body, err := kc.Do(ctx, http.MethodPost, "/api/v1/namespaces/pingmcp/pods", pod); err != nil || status != http.StatusForbidden ||
+		!strings.Contains(string(body), "PodSecurity") {
+		t.Errorf("a privileged pod in the pingmcp namespace: %d %v %s; want 403 from PodSecurity", status, err, body)
+	}
 
 	user, groups := kubetest.ServiceAccountUser(kubeNamespace, "pingmcp"), kubetest.ServiceAccountGroups(kubeNamespace)
 	pods := func(verb, ns string) kubetest.Access {

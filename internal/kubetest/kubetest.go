@@ -183,6 +183,9 @@ func Start(t testing.TB) *Cluster {
 		"--token-auth-file", filepath.Join(dir, "tokens.csv"),
 		"--anonymous-auth=false",
 		"--authorization-mode", "Node,RBAC",
+		// As kubeadm's and managed clusters' API servers: privileged pods
+		// are for PodSecurity to refuse, namespace by namespace.
+		"--allow-privileged=true",
 		// The default admission plugins (PodSecurity, ServiceAccount,
 		// NamespaceLifecycle, LimitRanger, Priority, ... ) stay on; nothing
 		// is added or removed.
