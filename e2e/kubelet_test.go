@@ -100,6 +100,7 @@ func (k *kubelet) get(ctx context.Context, path string, v any) {
 func (k *kubelet) run(ctx context.Context, name string, tmpl corev1.PodTemplateSpec) *kubePod {
 	k.t.Helper()
 	t := k.t
+	tmpl = *tmpl.DeepCopy() // the API server's answer is decoded into the pod below
 	pod := corev1.Pod{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: k.namespace, Labels: tmpl.Labels, Annotations: tmpl.Annotations},
@@ -165,7 +166,10 @@ func (k *kubelet) run(ctx context.Context, name string, tmpl corev1.PodTemplateS
 	go n.read(stderr)
 	t.Cleanup(func() {
 		n.kill()
-		if t.Failed() {
+		// The race detector reports in the node's output and lets it run.
+		if races := n.races(); len(races) > 0 {
+			t.Errorf("%s: the race detector found %d data races:\n%s", name, len(races), strings.Join(races, "\n"))
+		} else if t.Failed() {
 			n.dump(60)
 		}
 	})
