@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -210,7 +211,9 @@ func serviceAccountToken(t *testing.T, ctx context.Context, kc *kubetest.Cluster
 // pingmcp Deployment, each a `pingmcp serve --cluster-provider=k8s`
 // process given what its pod would give it, and proves through the API
 // server that they find each other: each registers itself by labelling its
-// own pod, and both see two members.
+// own pod, and both see two members. Then one pod is stopped as the kubelet
+// stops a deleted pod's container (SIGTERM): it drains, removes its labels
+// and leaves, and the other sees one member.
 func TestKubeNodesJoin(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -247,4 +250,36 @@ func TestKubeNodesJoin(t *testing.T) {
 			t.Errorf("pod %s: labels %v, want protoactor's cluster, member-id and port 7000", p.Pod.Name, l)
 		}
 	}
+
+	// SIGTERM: pod a drains and leaves, and its pod loses protoactor's
+	// labels (the kubelet would next remove the pod; its labels must not
+	// outlive the process in the meantime).
+	stopped := time.Now()
+	left := a.Node.watch(`"msg":"node left the cluster"`)
+	a.Node.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-left:
+	case <-ctx.Done():
+		t.Fatal("pingmcp-a did not leave the cluster after SIGTERM")
+	}
+	select {
+	case <-a.Node.done:
+	case <-ctx.Done():
+		t.Fatal("pingmcp-a did not exit after SIGTERM")
+	}
+	if code := a.Node.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("pingmcp-a exited with %d after SIGTERM, want 0", code)
+	}
+	var pod corev1.Pod
+	k.get(ctx, "/api/v1/namespaces/"+kubeNamespace+"/pods/pingmcp-a", &pod)
+	for l := range pod.Labels {
+		if strings.HasPrefix(l, "cluster.proto.actor/") {
+			t.Errorf("pod pingmcp-a still has label %s after its node left", l)
+		}
+	}
+	if pod.Labels["app.kubernetes.io/name"] != "pingmcp" {
+		t.Errorf("pod pingmcp-a lost its own labels: %v", pod.Labels)
+	}
+	b.Node.awaitMembers(ctx, 1)
+	t.Logf("pingmcp-a drained and left in %s", time.Since(stopped).Round(time.Millisecond))
 }
