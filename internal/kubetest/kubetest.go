@@ -76,7 +76,7 @@ func binaries() (etcd, apiserver, kubectl string, err error) {
 	}
 	if len(missing) > 0 {
 		return "", "", "", fmt.Errorf("the Kubernetes test needs %s: run scripts/kube.sh (the test command, scripts/test.sh, runs it first; "+
-			"its first run builds kube-apiserver %s, about 12 minutes on 2 cores)", strings.Join(missing, ", "), Version)
+			"its first run builds kube-apiserver %s, about 11 minutes on 2 cores)", strings.Join(missing, ", "), Version)
 	}
 	return etcd, apiserver, kubectl, nil
 }
