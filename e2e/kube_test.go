@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"syscall"
@@ -16,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/pingmcp/pingmcp/auth/authtest"
 	"github.com/pingmcp/pingmcp/internal/certtest"
 	"github.com/pingmcp/pingmcp/internal/kubetest"
 	"github.com/pingmcp/pingmcp/internal/redistest"
@@ -207,14 +210,16 @@ func serviceAccountToken(t *testing.T, ctx context.Context, kc *kubetest.Cluster
 	return tr.Status.Token
 }
 
-// TestKubeNodesJoin plays kubelet (e2e/kubelet_test.go) for two pods of the
+// TestKubeCluster plays kubelet (e2e/kubelet_test.go) for two pods of the
 // pingmcp Deployment, each a `pingmcp serve --cluster-provider=k8s`
 // process given what its pod would give it, and proves through the API
 // server that they find each other: each registers itself by labelling its
-// own pod, and both see two members. Then one pod is stopped as the kubelet
-// stops a deleted pod's container (SIGTERM): it drains, removes its labels
-// and leaves, and the other sees one member.
-func TestKubeNodesJoin(t *testing.T) {
+// own pod, and both see two members. Sessions opened through one pod are
+// served through the other. Then one pod is stopped as the kubelet stops a
+// deleted pod's container (SIGTERM): it drains, removes its labels and
+// leaves, the other sees one member, and every session goes on through it
+// (those that lived on the stopped pod rehydrated from Redis).
+func TestKubeCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	kc := kubetest.Start(t)
@@ -231,7 +236,13 @@ func TestKubeNodesJoin(t *testing.T) {
 	})
 	rdb := redistest.Start(t)
 
-	k := newKubelet(t, kc, kubeNamespace, map[string]string{"PINGMCP_REDIS_URL": "redis://" + rdb.Options().Addr + "/0"})
+	// The operator's own issuer in the Deployment's args, as an overlay of
+	// deploy/ sets it: here a test issuer on loopback.
+	is := authtest.NewIssuer(t)
+	setContainerArg(t, ctx, kc, "pingmcp", "--issuer=", is.URL)
+
+	// Debug logs tell which node serves each session's requests.
+	k := newKubelet(t, kc, kubeNamespace, map[string]string{"PINGMCP_REDIS_URL": "redis://" + rdb.Options().Addr + "/0", "PINGMCP_LOG_LEVEL": "debug"})
 	tmpl := k.template(ctx, "pingmcp")
 	start := time.Now()
 	a := k.run(ctx, "pingmcp-a", tmpl)
@@ -249,6 +260,32 @@ func TestKubeNodesJoin(t *testing.T) {
 		if l["cluster.proto.actor/cluster"] == "" || l["cluster.proto.actor/member-id"] == "" || l["cluster.proto.actor/port"] != "7000" {
 			t.Errorf("pod %s: labels %v, want protoactor's cluster, member-id and port 7000", p.Pod.Name, l)
 		}
+	}
+
+	// Sessions opened through pod a continue through pod b, wherever their
+	// actors live (one node forwards to the other over the cluster's mutual
+	// TLS). Rendezvous hashing places about half on each: sessions are
+	// opened until at least two live on each pod.
+	token := is.Token(t, is.Claims("alice", kubeResource, "todo_api:read todo_api:write"))
+	var sessions []string
+	onA, onB := 0, 0
+	for len(sessions) < 40 && (onA < 2 || onB < 2) {
+		sid := podInitialize(t, ctx, a, token)
+		sessions = append(sessions, sid)
+		if status, body := podCall(t, ctx, b, token, sid, `{"jsonrpc":"2.0","id":2,"method":"tools/list"}`); status != http.StatusOK || !strings.Contains(body, `"tools"`) {
+			t.Fatalf("session %s, opened through pingmcp-a, through pingmcp-b: %d %s", sid, status, body)
+		}
+		switch served := `"session":"` + sid + `"`; {
+		case a.Node.logged(`"msg":"request started"`, served):
+			onA++
+		case b.Node.logged(`"msg":"request started"`, served):
+			onB++
+		default:
+			t.Fatalf("session %s: neither pod logged serving it", sid)
+		}
+	}
+	if onA < 2 || onB < 2 {
+		t.Fatalf("%d sessions: %d on pingmcp-a, %d on pingmcp-b; want at least two on each", len(sessions), onA, onB)
 	}
 
 	// SIGTERM: pod a drains and leaves, and its pod loses protoactor's
@@ -282,4 +319,96 @@ func TestKubeNodesJoin(t *testing.T) {
 	}
 	b.Node.awaitMembers(ctx, 1)
 	t.Logf("pingmcp-a drained and left in %s", time.Since(stopped).Round(time.Millisecond))
+
+	// Every session goes on through pod b alone: those whose actors were
+	// on pod a are rehydrated from Redis.
+	for _, sid := range sessions {
+		if status, body := podCall(t, ctx, b, token, sid, `{"jsonrpc":"2.0","id":3,"method":"tools/list"}`); status != http.StatusOK || !strings.Contains(body, `"tools"`) {
+			t.Errorf("session %s after pingmcp-a left: %d %s", sid, status, body)
+		}
+	}
+	if n := b.Node.count(`"msg":"session rehydrated"`); n < onA {
+		t.Errorf("%d sessions rehydrated on pingmcp-b, want the %d that lived on pingmcp-a", n, onA)
+	}
+	t.Logf("%d sessions (%d had lived on pingmcp-a) continued through pingmcp-b", len(sessions), onA)
+}
+
+// kubeResource is the MCP resource of deploy/'s --public-url: the audience
+// of the tokens its pods accept.
+const (
+	kubePublicHost = "mcp.example.com"
+	kubeResource   = "https://" + kubePublicHost + "/mcp"
+)
+
+// setContainerArg replaces the value of the arg with prefix (e.g.
+// "--issuer=") of the Deployment name's first container, with a JSON patch.
+func setContainerArg(t *testing.T, ctx context.Context, kc *kubetest.Cluster, name, prefix, value string) {
+	t.Helper()
+	path := "/apis/apps/v1/namespaces/" + kubeNamespace + "/deployments/" + name
+	var d appsv1.Deployment
+	status, body, err := kc.Do(ctx, http.MethodGet, path, nil)
+	if err != nil || status != http.StatusOK {
+		t.Fatalf("GET %s: %d %v %s", path, status, err, body)
+	}
+	if err := json.Unmarshal(body, &d); err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range d.Spec.Template.Spec.Containers[0].Args {
+		if strings.HasPrefix(a, prefix) {
+			patch := []map[string]any{{"op": "replace", "path": fmt.Sprintf("/spec/template/spec/containers/0/args/%d", i), "value": prefix + value}}
+			status, body, err := kc.DoAs(ctx, kc.AdminToken, http.MethodPatch, path, "application/json-patch+json", patch)
+			if err != nil || status != http.StatusOK {
+				t.Fatalf("PATCH %s: %d %v %s", path, status, err, body)
+			}
+			return
+		}
+	}
+	t.Fatalf("deployment %s has no arg %s...", name, prefix)
+}
+
+// podCall sends one JSON-RPC message to a pod's /mcp as a client of
+// deploy/'s public URL reaches it (its Ingress passes the Host through), in
+// session sid ("" for none), and returns the status and the whole answer.
+func podCall(t *testing.T, ctx context.Context, p *kubePod, token, sid, body string) (int, string) {
+	t.Helper()
+	status, _, answer := podPost(t, ctx, p, token, sid, body)
+	return status, answer
+}
+
+func podPost(t *testing.T, ctx context.Context, p *kubePod, token, sid, body string) (int, http.Header, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+p.Node.HTTP+"/mcp", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = kubePublicHost
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("Authorization", "Bearer "+token)
+	if sid != "" {
+		req.Header.Set("Mcp-Session-Id", sid)
+		req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST to %s: %v", p.Pod.Name, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+// podInitialize opens a session through pod p.
+func podInitialize(t *testing.T, ctx context.Context, p *kubePod, token string) string {
+	t.Helper()
+	status, h, body := podPost(t, ctx, p, token, "",
+		`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"e2e","version":"1"}}}`)
+	sid := h.Get("Mcp-Session-Id")
+	if status != http.StatusOK || sid == "" {
+		t.Fatalf("initialize through %s: %d %s", p.Pod.Name, status, body)
+	}
+	if status, body := podCall(t, ctx, p, token, sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`); status != http.StatusAccepted {
+		t.Fatalf("initialized through %s: %d %s", p.Pod.Name, status, body)
+	}
+	return sid
 }

@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -52,14 +54,14 @@ import (
 //     "0.0.0.0:7000") is bound to the pod's IP instead;
 //   - a volume mount's path in the args (/etc/pingmcp/cluster-tls) names the
 //     folder the test wrote that volume's files to;
-//   - env the test overrides (Redis's URL: the manifests' Service name does
-//     not resolve here).
+//   - env the test sets or overrides (Redis's URL: the manifests' Service
+//     name does not resolve here; the log level).
 type kubelet struct {
 	t         *testing.T
 	kc        *kubetest.Cluster
 	namespace string
 	dir       string
-	override  map[string]string // env values replaced in every pod
+	override  map[string]string // env set in every pod, replacing the template's
 	nextIP    int
 }
 
@@ -371,6 +373,12 @@ func (k *kubelet) env(ctx context.Context, pod *corev1.Pod, c corev1.Container, 
 			order = append(order, e.Name)
 		}
 		vars[e.Name] = v
+	}
+	for _, name := range slices.Sorted(maps.Keys(k.override)) {
+		if _, seen := vars[name]; !seen {
+			order = append(order, name)
+			vars[name] = k.override[name]
+		}
 	}
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOSTNAME=" + pod.Name}
 	for _, name := range order {
