@@ -304,7 +304,9 @@ func TestKubeCluster(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("pingmcp-a did not exit after SIGTERM")
 	}
-	if code := a.Node.cmd.ProcessState.ExitCode(); code != 0 {
+	// Under the race detector a process that saw a race exits 66; the races
+	// it saw are checked at cleanup (only protoactor's own pass).
+	if code := a.Node.cmd.ProcessState.ExitCode(); code != 0 && (!raceEnabled || code != 66) {
 		t.Errorf("pingmcp-a exited with %d after SIGTERM, want 0", code)
 	}
 	var pod corev1.Pod
