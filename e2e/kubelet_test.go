@@ -272,6 +272,17 @@ func (k *kubelet) writeStatus(ctx context.Context, kp *kubePod, ready bool) {
 	}
 }
 
+// delete deletes the pod at once (grace period 0), as after its node
+// controller gave up on it or as kubectl delete --force does.
+func (k *kubelet) delete(ctx context.Context, kp *kubePod) {
+	k.t.Helper()
+	path := "/api/v1/namespaces/" + k.namespace + "/pods/" + kp.Pod.Name + "?gracePeriodSeconds=0"
+	status, body, err := k.kc.Do(ctx, http.MethodDelete, path, nil)
+	if err != nil || status != http.StatusOK {
+		k.t.Fatalf("DELETE %s: %d %v %s", path, status, err, body)
+	}
+}
+
 // token is a token of the pod's service account bound to the pod, as the
 // kubelet requests for the projected volume it mounts.
 func (k *kubelet) token(ctx context.Context, pod *corev1.Pod) string {
