@@ -33,6 +33,9 @@ import (
 // with what the kubelet would give it; and writes the pod's status.
 //
 // What a pod gets, as in a real one:
+//   - its securityContext: its user, its groups (fsGroup among them, which
+//     owns its Secret volumes' files), no new privileges, no capabilities,
+//     a read-only root file system (setpriv(1) and a read-only remount);
 //   - its name as hostname, and its service account's token, the API
 //     server's CA and its namespace in /var/run/secrets/kubernetes.io/
 //     serviceaccount/: the process runs in a mount and UTS namespace of its
@@ -66,7 +69,72 @@ type kubelet struct {
 }
 
 func newKubelet(t *testing.T, kc *kubetest.Cluster, namespace string, override map[string]string) *kubelet {
-	return &kubelet{t: t, kc: kc, namespace: namespace, dir: t.TempDir(), override: override, nextIP: 11}
+	t.Helper()
+	dir := t.TempDir()
+	// Pods run as their own non-root users: they must reach their files
+	// (the folders on the way are made 0700 by the testing package and
+	// os.MkdirTemp) and the binary.
+	for _, d := range []string{dir, filepath.Dir(dir), filepath.Dir(binary)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &kubelet{t: t, kc: kc, namespace: namespace, dir: dir, override: override, nextIP: 11}
+}
+
+// runAs is how the container runs, from its pod's and its own
+// securityContext.
+type runAs struct {
+	uid, gid, fsGroup    int64 // fsGroup -1: none
+	readOnlyRoot         bool
+	noNewPrivs, dropCaps bool
+}
+
+func securityOf(t *testing.T, pod *corev1.Pod, c corev1.Container) runAs {
+	t.Helper()
+	r := runAs{uid: -1, gid: -1, fsGroup: -1}
+	if ps := pod.Spec.SecurityContext; ps != nil {
+		if ps.RunAsUser != nil {
+			r.uid = *ps.RunAsUser
+		}
+		if ps.RunAsGroup != nil {
+			r.gid = *ps.RunAsGroup
+		}
+		if ps.FSGroup != nil {
+			r.fsGroup = *ps.FSGroup
+		}
+	}
+	if cs := c.SecurityContext; cs != nil {
+		if cs.RunAsUser != nil {
+			r.uid = *cs.RunAsUser
+		}
+		if cs.RunAsGroup != nil {
+			r.gid = *cs.RunAsGroup
+		}
+		r.readOnlyRoot = cs.ReadOnlyRootFilesystem != nil && *cs.ReadOnlyRootFilesystem
+		r.noNewPrivs = cs.AllowPrivilegeEscalation != nil && !*cs.AllowPrivilegeEscalation
+		r.dropCaps = cs.Capabilities != nil && slices.Contains(cs.Capabilities.Drop, "ALL")
+	}
+	if r.uid < 0 || r.gid < 0 {
+		t.Fatalf("pod %s: no runAsUser and runAsGroup (the image's USER is not known to this kubelet)", pod.Name)
+	}
+	return r
+}
+
+// setpriv is the command (and its options) that makes a process run as r.
+func (r runAs) setpriv() []string {
+	groups := fmt.Sprint(r.gid)
+	if r.fsGroup >= 0 && r.fsGroup != r.gid {
+		groups += fmt.Sprintf(",%d", r.fsGroup)
+	}
+	args := []string{"setpriv", fmt.Sprintf("--reuid=%d", r.uid), fmt.Sprintf("--regid=%d", r.gid), "--groups=" + groups}
+	if r.noNewPrivs {
+		args = append(args, "--no-new-privs")
+	}
+	if r.dropCaps {
+		args = append(args, "--inh-caps=-all", "--bounding-set=-all")
+	}
+	return args
 }
 
 // kubePod is a pod the kubelet runs.
@@ -127,15 +195,16 @@ func (k *kubelet) run(ctx context.Context, name string, tmpl corev1.PodTemplateS
 	// The sandbox is up: the pod has its IP, its container is starting.
 	k.writeStatus(ctx, kp, false)
 
+	sec := securityOf(t, &pod, c)
 	podDir := filepath.Join(k.dir, name)
 	runDir := filepath.Join(podDir, "run")
-	mounts := k.volumes(ctx, &pod, podDir)
+	mounts := k.volumes(ctx, &pod, podDir, sec.fsGroup)
 	saDir := filepath.Join(runDir, "secrets", "kubernetes.io", "serviceaccount")
 	writeAll(t, saDir, map[string][]byte{
 		"token":     []byte(k.token(ctx, &pod)),
 		"ca.crt":    mustRead(t, k.kc.CAFile),
 		"namespace": []byte(k.namespace),
-	}, 0o644)
+	}, 0o644, sec.fsGroup)
 
 	env, vars := k.env(ctx, &pod, c, ip)
 	args := make([]string, 0, len(c.Args))
@@ -152,12 +221,23 @@ func (k *kubelet) run(ctx context.Context, name string, tmpl corev1.PodTemplateS
 	}
 
 	// A mount and UTS namespace of its own: /run holds the service
-	// account's files, the hostname is the pod's name.
-	script := `mount --bind "$1" /run && hostname "$2" && shift 2 && exec "$@"`
-	cmdArgs := append([]string{"--mount", "--uts", "sh", "-c", script, "sh", runDir, name, binary}, args...)
+	// account's files (read-only, as the kubelet mounts them), the root
+	// file system is read-only when the container's is, the hostname is the
+	// pod's name; then the process takes the container's user, groups
+	// (fsGroup among them) and restrictions (setpriv(1)).
+	script := `set -e
+mount --bind "$1" /run
+mount -o remount,bind,ro /run
+if [ "$3" = true ]; then mount -o remount,bind,ro /; fi
+hostname "$2"
+shift 3
+exec "$@"`
+	cmdArgs := []string{"--mount", "--uts", "sh", "-c", script, "sh", runDir, name, fmt.Sprint(sec.readOnlyRoot)}
+	cmdArgs = append(cmdArgs, sec.setpriv()...)
+	cmdArgs = append(append(cmdArgs, binary), args...)
 	n := &node{t: t, name: name, cmd: exec.Command("unshare", cmdArgs...)}
 	n.cmd.Env = env
-	n.cmd.Dir = podDir
+	n.cmd.Dir = "/"
 	stderr, err := n.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -189,6 +269,15 @@ func (k *kubelet) run(ctx context.Context, name string, tmpl corev1.PodTemplateS
 	case <-ctx.Done():
 		n.dump(60)
 		t.Fatalf("%s did not start", name)
+	}
+
+	// The process is the container's user, as the kubelet would start it.
+	procStatus := string(mustRead(t, fmt.Sprintf("/proc/%d/status", n.cmd.Process.Pid)))
+	if !strings.Contains(procStatus, fmt.Sprintf("\nUid:\t%d\t%d\t", sec.uid, sec.uid)) ||
+		!strings.Contains(procStatus, fmt.Sprintf("\nGid:\t%d\t%d\t", sec.gid, sec.gid)) ||
+		(sec.noNewPrivs && !strings.Contains(procStatus, "\nNoNewPrivs:\t1")) ||
+		(sec.dropCaps && !strings.Contains(procStatus, "\nCapBnd:\t0000000000000000")) {
+		t.Fatalf("pod %s: its process does not run as its securityContext says (%+v):\n%s", name, sec, procStatus)
 	}
 
 	k.awaitReadiness(ctx, kp, c)
@@ -309,7 +398,7 @@ func (k *kubelet) token(ctx context.Context, pod *corev1.Pod) string {
 // volumes writes the files of the pod's Secret volumes under podDir and
 // returns each mount path (of the one container) with the folder holding
 // it. The service account's projected volume is /run's (see run).
-func (k *kubelet) volumes(ctx context.Context, pod *corev1.Pod, podDir string) map[string]string {
+func (k *kubelet) volumes(ctx context.Context, pod *corev1.Pod, podDir string, fsGroup int64) map[string]string {
 	k.t.Helper()
 	mounts := map[string]string{}
 	for _, m := range pod.Spec.Containers[0].VolumeMounts {
@@ -330,7 +419,7 @@ func (k *kubelet) volumes(ctx context.Context, pod *corev1.Pod, podDir string) m
 			mode = os.FileMode(*vol.Secret.DefaultMode)
 		}
 		dir := filepath.Join(podDir, "volumes", m.Name)
-		writeAll(k.t, dir, k.secret(ctx, vol.Secret.SecretName), mode)
+		writeAll(k.t, dir, k.secret(ctx, vol.Secret.SecretName), mode, fsGroup)
 		mounts[m.MountPath] = dir
 	}
 	return mounts
@@ -426,13 +515,22 @@ func bindToPodIP(arg, ip string) string {
 	return flag + "=" + net.JoinHostPort(ip, port)
 }
 
-func writeAll(t *testing.T, dir string, files map[string][]byte, mode os.FileMode) {
+// writeAll writes files into dir with mode, owned by root and group gid
+// (the pod's fsGroup, as the kubelet does; -1: root's).
+func writeAll(t *testing.T, dir string, files map[string][]byte, mode os.FileMode, gid int64) {
 	t.Helper()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), b, mode); err != nil {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(path, 0, int(gid)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, mode); err != nil {
 			t.Fatal(err)
 		}
 	}
