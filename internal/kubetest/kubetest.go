@@ -177,6 +177,10 @@ func Start(t testing.TB) *Cluster {
 	c.apiserver = startProcess(t, "kube-apiserver", apiserverBin,
 		"--etcd-servers", etcdURL,
 		"--bind-address", c.Host, "--advertise-address", c.Host, "--secure-port", c.Port,
+		// The kubernetes Service's endpoints would be the loopback address,
+		// which kube-apiserver 1.35 and later refuse to reconcile; nothing
+		// here goes through that Service (pods are given the address).
+		"--endpoint-reconciler-type", "none",
 		"--cert-dir", filepath.Join(dir, "apiserver-certs"),
 		"--tls-cert-file", filepath.Join(dir, "apiserver.crt"),
 		"--tls-private-key-file", filepath.Join(dir, "apiserver.key"),
