@@ -7,6 +7,9 @@
 # test drives headless Chromium); Node.js 22 and
 # the official MCP conformance suite are installed from npm into
 # ${PINGMCP_CACHE:-$HOME/.cache/pingmcp} by scripts/conformance.sh on first use.
+# scripts/kube.sh installs etcd-server from Debian and builds kube-apiserver
+# and kubectl into the same cache (the Kubernetes e2e test, e2e/kube_test.go):
+# about 12 minutes, the first time only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +24,9 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 	$sudo apt-get update
 	$sudo apt-get install -y "${missing[@]}"
 fi
+
+echo "test: Kubernetes API server binaries (scripts/kube.sh)" >&2
+scripts/kube.sh >/dev/null
 
 echo "test: go vet" >&2
 go vet ./...

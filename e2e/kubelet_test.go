@@ -1,0 +1,561 @@
+package e2e
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pingmcp/pingmcp/internal/kubetest"
+)
+
+// kubelet plays the kubelet (and the scheduler and the Deployment
+// controller, none of which runs here) for pods of a Deployment in a
+// kubetest API server: it creates each pod from the Deployment's own pod
+// template, so that admission (PodSecurity "restricted", ServiceAccount)
+// judges the real spec; runs its container, the pingmcp binary, as a process
+// with what the kubelet would give it; and writes the pod's status.
+//
+// What a pod gets, as in a real one:
+//   - its securityContext: its user, its groups (fsGroup among them, which
+//     owns its Secret volumes' files), no new privileges, no capabilities,
+//     a read-only root file system (setpriv(1) and a read-only remount);
+//   - its name as hostname, and its service account's token, the API
+//     server's CA and its namespace in /var/run/secrets/kubernetes.io/
+//     serviceaccount/: the process runs in a mount and UTS namespace of its
+//     own (unshare(1), as root), where a folder of the test is bind-mounted
+//     on /run (/var/run's target). protoactor's k8s provider reads exactly
+//     these (rest.InClusterConfig, its retrieveNamespace, os.Hostname), and
+//     offers no other way to be told them;
+//   - KUBERNETES_SERVICE_HOST and _PORT: the API server's loopback address;
+//   - its env, from the template: values, $(VAR) references, the fieldRefs
+//     the kubelet resolves (status.podIP, metadata.name, metadata.namespace)
+//     and secretKeyRefs read from the API server's Secrets;
+//   - its args, from the template, with $(VAR) expanded.
+//
+// What differs, because all pods share the host's network namespace and
+// file system (each difference is a rewrite of the template's args or env,
+// made here and nowhere else):
+//   - each pod's IP is its own loopback address (127.0.0.11, .12, ...), and a
+//     listen address of the args on all interfaces (":8080",
+//     "0.0.0.0:7000") is bound to the pod's IP instead;
+//   - a volume mount's path in the args (/etc/pingmcp/cluster-tls) names the
+//     folder the test wrote that volume's files to;
+//   - env the test sets or overrides (Redis's URL: the manifests' Service
+//     name does not resolve here; the log level).
+type kubelet struct {
+	t         *testing.T
+	kc        *kubetest.Cluster
+	namespace string
+	dir       string
+	override  map[string]string // env set in every pod, replacing the template's
+	nextIP    int
+}
+
+func newKubelet(t *testing.T, kc *kubetest.Cluster, namespace string, override map[string]string) *kubelet {
+	t.Helper()
+	dir := t.TempDir()
+	// Pods run as their own non-root users: they must reach their files
+	// (the folders on the way are made 0700 by the testing package and
+	// os.MkdirTemp) and the binary.
+	for _, d := range []string{dir, filepath.Dir(dir), filepath.Dir(binary)} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &kubelet{t: t, kc: kc, namespace: namespace, dir: dir, override: override, nextIP: 11}
+}
+
+// runAs is how the container runs, from its pod's and its own
+// securityContext.
+type runAs struct {
+	uid, gid, fsGroup    int64 // fsGroup -1: none
+	readOnlyRoot         bool
+	noNewPrivs, dropCaps bool
+}
+
+func securityOf(t *testing.T, pod *corev1.Pod, c corev1.Container) runAs {
+	t.Helper()
+	r := runAs{uid: -1, gid: -1, fsGroup: -1}
+	if ps := pod.Spec.SecurityContext; ps != nil {
+		if ps.RunAsUser != nil {
+			r.uid = *ps.RunAsUser
+		}
+		if ps.RunAsGroup != nil {
+			r.gid = *ps.RunAsGroup
+		}
+		if ps.FSGroup != nil {
+			r.fsGroup = *ps.FSGroup
+		}
+	}
+	if cs := c.SecurityContext; cs != nil {
+		if cs.RunAsUser != nil {
+			r.uid = *cs.RunAsUser
+		}
+		if cs.RunAsGroup != nil {
+			r.gid = *cs.RunAsGroup
+		}
+		r.readOnlyRoot = cs.ReadOnlyRootFilesystem != nil && *cs.ReadOnlyRootFilesystem
+		r.noNewPrivs = cs.AllowPrivilegeEscalation != nil && !*cs.AllowPrivilegeEscalation
+		r.dropCaps = cs.Capabilities != nil && slices.Contains(cs.Capabilities.Drop, "ALL")
+	}
+	if r.uid < 0 || r.gid < 0 {
+		t.Fatalf("pod %s: no runAsUser and runAsGroup (the image's USER is not known to this kubelet)", pod.Name)
+	}
+	return r
+}
+
+// setpriv is the command (and its options) that makes a process run as r.
+func (r runAs) setpriv() []string {
+	groups := fmt.Sprint(r.gid)
+	if r.fsGroup >= 0 && r.fsGroup != r.gid {
+		groups += fmt.Sprintf(",%d", r.fsGroup)
+	}
+	args := []string{"setpriv", fmt.Sprintf("--reuid=%d", r.uid), fmt.Sprintf("--regid=%d", r.gid), "--groups=" + groups}
+	if r.noNewPrivs {
+		args = append(args, "--no-new-privs")
+	}
+	if r.dropCaps {
+		args = append(args, "--inh-caps=-all", "--bounding-set=-all")
+	}
+	return args
+}
+
+// kubePod is a pod the kubelet runs.
+type kubePod struct {
+	Pod  corev1.Pod
+	IP   string
+	Node *node // the container's process
+}
+
+// template is the pod template of the Deployment name.
+func (k *kubelet) template(ctx context.Context, name string) corev1.PodTemplateSpec {
+	k.t.Helper()
+	var d appsv1.Deployment
+	k.get(ctx, "/apis/apps/v1/namespaces/"+k.namespace+"/deployments/"+name, &d)
+	return d.Spec.Template
+}
+
+// get decodes the API server's answer to GET path into v.
+func (k *kubelet) get(ctx context.Context, path string, v any) {
+	k.t.Helper()
+	status, body, err := k.kc.Do(ctx, http.MethodGet, path, nil)
+	if err != nil || status != http.StatusOK {
+		k.t.Fatalf("GET %s: %d %v %s", path, status, err, body)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		k.t.Fatalf("GET %s: %v", path, err)
+	}
+}
+
+// run creates the pod name from tmpl (scheduled to node "kubetest"),
+// starts its one container and returns once the node has started and the
+// pod is Running and Ready, with its IP, in the API server.
+func (k *kubelet) run(ctx context.Context, name string, tmpl corev1.PodTemplateSpec) *kubePod {
+	k.t.Helper()
+	t := k.t
+	tmpl = *tmpl.DeepCopy() // the API server's answer is decoded into the pod below
+	pod := corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: k.namespace, Labels: tmpl.Labels, Annotations: tmpl.Annotations},
+		Spec:       tmpl.Spec,
+	}
+	pod.Spec.NodeName = "kubetest"
+	status, body, err := k.kc.Do(ctx, http.MethodPost, "/api/v1/namespaces/"+k.namespace+"/pods", pod)
+	if err != nil || status != http.StatusCreated {
+		t.Fatalf("create pod %s from the template: %d %v %s", name, status, err, body)
+	}
+	if err := json.Unmarshal(body, &pod); err != nil {
+		t.Fatal(err)
+	}
+	if len(pod.Spec.Containers) != 1 {
+		t.Fatalf("pod %s has %d containers; this kubelet runs one", name, len(pod.Spec.Containers))
+	}
+	c := pod.Spec.Containers[0]
+	ip := fmt.Sprintf("127.0.0.%d", k.nextIP)
+	k.nextIP++
+	kp := &kubePod{Pod: pod, IP: ip}
+
+	// The sandbox is up: the pod has its IP, its container is starting.
+	k.writeStatus(ctx, kp, false)
+
+	sec := securityOf(t, &pod, c)
+	podDir := filepath.Join(k.dir, name)
+	runDir := filepath.Join(podDir, "run")
+	mounts := k.volumes(ctx, &pod, podDir, sec.fsGroup)
+	saDir := filepath.Join(runDir, "secrets", "kubernetes.io", "serviceaccount")
+	writeAll(t, saDir, map[string][]byte{
+		"token":     []byte(k.token(ctx, &pod)),
+		"ca.crt":    mustRead(t, k.kc.CAFile),
+		"namespace": []byte(k.namespace),
+	}, 0o644, sec.fsGroup)
+
+	env, vars := k.env(ctx, &pod, c, ip)
+	args := make([]string, 0, len(c.Args))
+	for _, a := range c.Args {
+		a = expand(a, vars)
+		for mountPath, dir := range mounts {
+			a = strings.ReplaceAll(a, mountPath, dir)
+		}
+		a = bindToPodIP(a, ip)
+		args = append(args, a)
+	}
+	if len(c.Command) > 0 {
+		t.Fatalf("pod %s: container %s has a command; this kubelet runs the pingmcp binary (the image's entrypoint)", name, c.Name)
+	}
+
+	// A mount and UTS namespace of its own: /run holds the service
+	// account's files (read-only, as the kubelet mounts them), the root
+	// file system is read-only when the container's is, the hostname is the
+	// pod's name; then the process takes the container's user, groups
+	// (fsGroup among them) and restrictions (setpriv(1)).
+	script := `set -e
+mount --bind "$1" /run
+mount -o remount,bind,ro /run
+if [ "$3" = true ]; then mount -o remount,bind,ro /; fi
+hostname "$2"
+shift 3
+exec "$@"`
+	cmdArgs := []string{"--mount", "--uts", "sh", "-c", script, "sh", runDir, name, fmt.Sprint(sec.readOnlyRoot)}
+	cmdArgs = append(cmdArgs, sec.setpriv()...)
+	cmdArgs = append(append(cmdArgs, binary), args...)
+	n := &node{t: t, name: name, cmd: exec.Command("unshare", cmdArgs...)}
+	n.cmd.Env = env
+	n.cmd.Dir = "/"
+	stderr, err := n.cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.cmd.Stdout = io.Discard
+	started := n.watch(`"msg":"node started"`)
+	n.start()
+	go n.read(stderr)
+	t.Cleanup(func() {
+		n.kill()
+		// The race detector reports in the node's output and lets it run.
+		if races := n.races(); len(races) > 0 {
+			t.Errorf("%s: the race detector found %d data races:\n%s", name, len(races), strings.Join(races, "\n"))
+		} else if t.Failed() {
+			n.dump(60)
+		}
+	})
+	kp.Node = n
+	select {
+	case line := <-started:
+		var rec struct{ HTTP, Cluster string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("%s: parse start line %q: %v", name, line, err)
+		}
+		n.HTTP, n.Cluster = rec.HTTP, rec.Cluster
+	case <-n.done:
+		n.dump(60)
+		t.Fatalf("%s exited: %v", name, n.cmd.ProcessState)
+	case <-ctx.Done():
+		n.dump(60)
+		t.Fatalf("%s did not start", name)
+	}
+
+	// The process is the container's user, as the kubelet would start it.
+	procStatus := string(mustRead(t, fmt.Sprintf("/proc/%d/status", n.cmd.Process.Pid)))
+	if !strings.Contains(procStatus, fmt.Sprintf("\nUid:\t%d\t%d\t", sec.uid, sec.uid)) ||
+		!strings.Contains(procStatus, fmt.Sprintf("\nGid:\t%d\t%d\t", sec.gid, sec.gid)) ||
+		(sec.noNewPrivs && !strings.Contains(procStatus, "\nNoNewPrivs:\t1")) ||
+		(sec.dropCaps && !strings.Contains(procStatus, "\nCapBnd:\t0000000000000000")) {
+		t.Fatalf("pod %s: its process does not run as its securityContext says (%+v):\n%s", name, sec, procStatus)
+	}
+
+	k.awaitReadiness(ctx, kp, c)
+	k.writeStatus(ctx, kp, true)
+	return kp
+}
+
+// awaitReadiness runs the container's readiness probe (an HTTP GET), every
+// periodSeconds as the kubelet does, until it succeeds.
+func (k *kubelet) awaitReadiness(ctx context.Context, kp *kubePod, c corev1.Container) {
+	k.t.Helper()
+	probe := c.ReadinessProbe
+	if probe == nil || probe.HTTPGet == nil {
+		k.t.Fatalf("pod %s: container %s has no HTTP readiness probe", kp.Pod.Name, c.Name)
+	}
+	port := probe.HTTPGet.Port.String()
+	for _, p := range c.Ports {
+		if p.Name == port {
+			port = fmt.Sprint(p.ContainerPort)
+		}
+	}
+	url := "http://" + net.JoinHostPort(kp.IP, port) + probe.HTTPGet.Path
+	period := time.Duration(max(probe.PeriodSeconds, 1)) * time.Second
+	tick := time.NewTicker(period / 10) // faster than the kubelet: the test waits on it
+	defer tick.Stop()
+	last := ""
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode >= 200 && resp.StatusCode < 400 {
+				return
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			k.t.Fatalf("pod %s: readiness probe %s never succeeded: %s", kp.Pod.Name, url, last)
+		case <-kp.Node.done:
+			k.t.Fatalf("pod %s: exited (%v) before it was ready", kp.Pod.Name, kp.Node.cmd.ProcessState)
+		case <-tick.C:
+		}
+	}
+}
+
+// writeStatus writes the pod's status as the kubelet does: Running, with
+// its IP, and its container ready or not.
+func (k *kubelet) writeStatus(ctx context.Context, kp *kubePod, ready bool) {
+	k.t.Helper()
+	now := metav1.Now()
+	cond := func(typ corev1.PodConditionType, ok bool) corev1.PodCondition {
+		s := corev1.ConditionFalse
+		if ok {
+			s = corev1.ConditionTrue
+		}
+		return corev1.PodCondition{Type: typ, Status: s, LastTransitionTime: now}
+	}
+	c := kp.Pod.Spec.Containers[0]
+	patch := map[string]any{"status": corev1.PodStatus{
+		Phase:   corev1.PodRunning,
+		HostIP:  "127.0.0.1",
+		HostIPs: []corev1.HostIP{{IP: "127.0.0.1"}},
+		PodIP:   kp.IP,
+		PodIPs:  []corev1.PodIP{{IP: kp.IP}},
+		Conditions: []corev1.PodCondition{
+			cond(corev1.PodScheduled, true), cond(corev1.PodInitialized, true),
+			cond(corev1.ContainersReady, ready), cond(corev1.PodReady, ready),
+		},
+		StartTime: &now,
+		ContainerStatuses: []corev1.ContainerStatus{{
+			Name: c.Name, Image: c.Image, ImageID: "", Ready: ready, Started: &[]bool{true}[0],
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
+		}},
+	}}
+	path := "/api/v1/namespaces/" + k.namespace + "/pods/" + kp.Pod.Name + "/status"
+	status, body, err := k.kc.DoAs(ctx, k.kc.AdminToken, http.MethodPatch, path, "application/merge-patch+json", patch)
+	if err != nil || status != http.StatusOK {
+		k.t.Fatalf("PATCH %s: %d %v %s", path, status, err, body)
+	}
+}
+
+// delete deletes the pod at once (grace period 0), as after its node
+// controller gave up on it or as kubectl delete --force does.
+func (k *kubelet) delete(ctx context.Context, kp *kubePod) {
+	k.t.Helper()
+	path := "/api/v1/namespaces/" + k.namespace + "/pods/" + kp.Pod.Name + "?gracePeriodSeconds=0"
+	status, body, err := k.kc.Do(ctx, http.MethodDelete, path, nil)
+	if err != nil || status != http.StatusOK {
+		k.t.Fatalf("DELETE %s: %d %v %s", path, status, err, body)
+	}
+}
+
+// token is a token of the pod's service account bound to the pod, as the
+// kubelet requests for the projected volume it mounts.
+func (k *kubelet) token(ctx context.Context, pod *corev1.Pod) string {
+	k.t.Helper()
+	path := "/api/v1/namespaces/" + k.namespace + "/serviceaccounts/" + pod.Spec.ServiceAccountName + "/token"
+	status, body, err := k.kc.Do(ctx, http.MethodPost, path, map[string]any{
+		"apiVersion": "authentication.k8s.io/v1",
+		"kind":       "TokenRequest",
+		"spec": map[string]any{
+			"expirationSeconds": 3607,
+			"boundObjectRef":    map[string]any{"apiVersion": "v1", "kind": "Pod", "name": pod.Name, "uid": string(pod.UID)},
+		},
+	})
+	if err != nil || status != http.StatusCreated {
+		k.t.Fatalf("TokenRequest for pod %s: %d %v %s", pod.Name, status, err, body)
+	}
+	var tr struct{ Status struct{ Token string } }
+	if err := json.Unmarshal(body, &tr); err != nil || tr.Status.Token == "" {
+		k.t.Fatalf("TokenRequest for pod %s: %v %s", pod.Name, err, body)
+	}
+	return tr.Status.Token
+}
+
+// volumes writes the files of the pod's Secret volumes under podDir and
+// returns each mount path (of the one container) with the folder holding
+// it. The service account's projected volume is /run's (see run).
+func (k *kubelet) volumes(ctx context.Context, pod *corev1.Pod, podDir string, fsGroup int64) map[string]string {
+	k.t.Helper()
+	mounts := map[string]string{}
+	for _, m := range pod.Spec.Containers[0].VolumeMounts {
+		if m.MountPath == "/var/run/secrets/kubernetes.io/serviceaccount" {
+			continue
+		}
+		var vol *corev1.Volume
+		for i := range pod.Spec.Volumes {
+			if pod.Spec.Volumes[i].Name == m.Name {
+				vol = &pod.Spec.Volumes[i]
+			}
+		}
+		if vol == nil || vol.Secret == nil {
+			k.t.Fatalf("pod %s: volume %s is not a Secret; this kubelet mounts Secrets only", pod.Name, m.Name)
+		}
+		mode := os.FileMode(0o644)
+		if vol.Secret.DefaultMode != nil {
+			mode = os.FileMode(*vol.Secret.DefaultMode)
+		}
+		dir := filepath.Join(podDir, "volumes", m.Name)
+		writeAll(k.t, dir, k.secret(ctx, vol.Secret.SecretName), mode, fsGroup)
+		mounts[m.MountPath] = dir
+	}
+	return mounts
+}
+
+// secret is the data of the Secret name.
+func (k *kubelet) secret(ctx context.Context, name string) map[string][]byte {
+	k.t.Helper()
+	var s corev1.Secret
+	k.get(ctx, "/api/v1/namespaces/"+k.namespace+"/secrets/"+name, &s)
+	return s.Data
+}
+
+// env is the container's environment as the kubelet gives it, and its
+// variables by name (for $(VAR) in args).
+func (k *kubelet) env(ctx context.Context, pod *corev1.Pod, c corev1.Container, ip string) ([]string, map[string]string) {
+	k.t.Helper()
+	vars := map[string]string{
+		"KUBERNETES_SERVICE_HOST": k.kc.Host,
+		"KUBERNETES_SERVICE_PORT": k.kc.Port,
+	}
+	order := []string{"KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"}
+	for _, e := range c.Env {
+		v := expand(e.Value, vars)
+		switch from := e.ValueFrom; {
+		case from == nil:
+		case from.FieldRef != nil:
+			switch from.FieldRef.FieldPath {
+			case "status.podIP":
+				v = ip
+			case "metadata.name":
+				v = pod.Name
+			case "metadata.namespace":
+				v = pod.Namespace
+			default:
+				k.t.Fatalf("pod %s: env %s: fieldRef %s is not resolved by this kubelet", pod.Name, e.Name, from.FieldRef.FieldPath)
+			}
+		case from.SecretKeyRef != nil:
+			data, ok := k.secret(ctx, from.SecretKeyRef.Name)[from.SecretKeyRef.Key]
+			if !ok {
+				k.t.Fatalf("pod %s: env %s: Secret %s has no key %s", pod.Name, e.Name, from.SecretKeyRef.Name, from.SecretKeyRef.Key)
+			}
+			v = string(data)
+		default:
+			k.t.Fatalf("pod %s: env %s: valueFrom not resolved by this kubelet", pod.Name, e.Name)
+		}
+		if o, ok := k.override[e.Name]; ok {
+			v = o
+		}
+		if _, seen := vars[e.Name]; !seen {
+			order = append(order, e.Name)
+		}
+		vars[e.Name] = v
+	}
+	for _, name := range slices.Sorted(maps.Keys(k.override)) {
+		if _, seen := vars[name]; !seen {
+			order = append(order, name)
+			vars[name] = k.override[name]
+		}
+	}
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOSTNAME=" + pod.Name}
+	for _, name := range order {
+		env = append(env, name+"="+vars[name])
+	}
+	return env, vars
+}
+
+var varRef = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+
+// expand replaces $(VAR) by the variable's value, leaving unknown ones as
+// they are, as the kubelet does.
+func expand(s string, vars map[string]string) string {
+	return varRef.ReplaceAllStringFunc(s, func(ref string) string {
+		if v, ok := vars[ref[2:len(ref)-1]]; ok {
+			return v
+		}
+		return ref
+	})
+}
+
+// bindToPodIP rewrites a listen address on all interfaces (--flag=:port,
+// --flag=0.0.0.0:port) to the pod's IP: in a real pod all interfaces are the
+// pod's; here they are the host's, shared by every pod.
+func bindToPodIP(arg, ip string) string {
+	flag, value, ok := strings.Cut(arg, "=")
+	if !ok || !strings.HasPrefix(flag, "--") || !strings.HasSuffix(flag, "addr") {
+		return arg
+	}
+	host, port, err := net.SplitHostPort(value)
+	if err != nil || (host != "" && host != "0.0.0.0" && host != "::") {
+		return arg
+	}
+	return flag + "=" + net.JoinHostPort(ip, port)
+}
+
+// writeAll writes files into dir with mode, owned by root and group gid
+// (the pod's fsGroup, as the kubelet does; -1: root's).
+func writeAll(t *testing.T, dir string, files map[string][]byte, mode os.FileMode, gid int64) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range files {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(path, 0, int(gid)); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// setSecret replaces the data of the Secret name (what an operator does to
+// deploy/secrets.yaml's placeholders before a real install).
+func setSecret(t *testing.T, ctx context.Context, kc *kubetest.Cluster, ns, name string, data map[string][]byte) {
+	t.Helper()
+	enc := map[string]string{}
+	for k, v := range data {
+		enc[k] = base64.StdEncoding.EncodeToString(v)
+	}
+	path := "/api/v1/namespaces/" + ns + "/secrets/" + name
+	status, body, err := kc.DoAs(ctx, kc.AdminToken, http.MethodPatch, path, "application/merge-patch+json", map[string]any{"data": enc})
+	if err != nil || status != http.StatusOK {
+		t.Fatalf("PATCH %s: %d %v %s", path, status, err, body)
+	}
+}
