@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -49,6 +50,9 @@ type sessionEvents struct {
 	ended func(context.Context) error
 	// fenced is called when an append finds a newer activation.
 	fenced func()
+	// retryMin, retryMax pace the writer's retries of a failed write
+	// (the package's retryMin and retryMax when zero).
+	retryMin, retryMax time.Duration
 
 	mu      sync.Mutex
 	skipped map[string]bool // streams of the replayed handshake
@@ -216,7 +220,7 @@ func (e *sessionEvents) enqueue(w pendingWrite, err error) error {
 // retried, paced, and those behind it wait. ctx cancelled (close) ends a
 // wait between retries at once.
 func (e *sessionEvents) write(ctx context.Context) {
-	pace := retry.Backoff{Min: retryMin, Max: retryMax}
+	pace := retry.Backoff{Min: cmp.Or(e.retryMin, retryMin), Max: cmp.Or(e.retryMax, retryMax)}
 	for {
 		e.mu.Lock()
 		if len(e.backlog) == 0 {
