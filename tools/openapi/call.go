@@ -273,12 +273,12 @@ func headerValue(v any) (string, error) {
 
 // result turns an answer into a tool result: an error with the status and a
 // bounded excerpt for anything but 2xx; else the JSON object as structured
-// content (and its text), or the text, cut at maxResult.
+// content (and its text), or the text, cut at maxResult. The token is
+// blanked out of every path (an API that echoes the request would show it):
+// of the text, and of every string of a JSON answer, whose text is then
+// that of the cleaned value.
 func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.CallToolResult {
 	long := len(b) > a.maxResult
-	if long {
-		b = []byte(cut(string(b), a.maxResult))
-	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		msg := fmt.Sprintf("the %s API answered %s", a.name, resp.Status)
 		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
@@ -293,28 +293,92 @@ func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.Call
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: resp.Status}}}
 	}
 	if long {
-		text := strings.ToValidUTF8(string(b), "\uFFFD")
+		text := cut(blank(strings.ToValidUTF8(string(b), "\uFFFD"), token), a.maxResult)
+		text = trimTokenPrefix(text, token)
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{
 			Text: text + fmt.Sprintf("\n…(cut: the answer is longer than %d bytes)", a.maxResult)}}}
 	}
-	text := strings.ToValidUTF8(string(b), "\uFFFD")
+	text := blank(strings.ToValidUTF8(string(b), "\uFFFD"), token)
 	res := &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}}
 	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err == nil && isJSON(mt) {
-		var obj map[string]any
-		if json.Unmarshal(b, &obj) == nil && obj != nil {
-			res.StructuredContent = obj
+		var v any
+		if json.Unmarshal(b, &v) == nil {
+			// Strings decoded: an escaped token (\u0074ok…) is found too.
+			var changed bool
+			if v, changed = blankValue(v, token); changed {
+				clean, err := json.Marshal(v)
+				if err != nil {
+					return failure(fmt.Errorf("the %s API's answer could not be cleaned: %w", a.name, err))
+				}
+				res.Content = []mcp.Content{&mcp.TextContent{Text: string(clean)}}
+			}
+			if obj, ok := v.(map[string]any); ok && obj != nil {
+				res.StructuredContent = obj
+			}
 		}
 	}
 	return res
 }
 
+// blank replaces the token in s.
+func blank(s, token string) string {
+	if token == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, token, "[token]")
+}
+
+// blankValue blanks the token out of every string (keys too) of a decoded
+// JSON value, and reports whether there was one.
+func blankValue(v any, token string) (any, bool) {
+	if token == "" {
+		return v, false
+	}
+	switch v := v.(type) {
+	case string:
+		if strings.Contains(v, token) {
+			return blank(v, token), true
+		}
+		return v, false
+	case []any:
+		changed := false
+		for i, e := range v {
+			var c bool
+			v[i], c = blankValue(e, token)
+			changed = changed || c
+		}
+		return v, changed
+	case map[string]any:
+		changed := false
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			e, c := blankValue(e, token)
+			if strings.Contains(k, token) {
+				k, c = blank(k, token), true
+			}
+			out[k] = e
+			changed = changed || c
+		}
+		return out, changed
+	}
+	return v, false
+}
+
+// trimTokenPrefix drops the end of a cut text when it is the start of the
+// token (4 bytes of it or more): the cut fell within it.
+func trimTokenPrefix(s, token string) string {
+	for n := min(len(token)-1, len(s)); n >= 4; n-- {
+		if strings.HasSuffix(s, token[:n]) {
+			return s[:len(s)-n]
+		}
+	}
+	return s
+}
+
 // excerpt is the start of an error answer as one line of text, never with
 // the token in it (an API that echoes the request would show it).
 func excerpt(b []byte, token string) string {
-	s := strings.ToValidUTF8(string(b), "\uFFFD")
-	if token != "" {
-		s = strings.ReplaceAll(s, token, "[token]")
-	}
+	s := blank(strings.ToValidUTF8(string(b), "\uFFFD"), token)
 	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }), " ")
 	if len(s) > maxExcerpt {
 		s = cut(s, maxExcerpt) + "…"

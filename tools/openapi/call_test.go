@@ -303,3 +303,36 @@ func TestCallsAudited(t *testing.T) {
 		t.Errorf("audited %+v", calls)
 	}
 }
+
+// A 2xx answer that echoes the request (headers and all) never shows the
+// token: not in the text, not in the structured content, not when
+// JSON-escaped, not when the answer is cut within it.
+func TestTokenBlankedFromSuccess(t *testing.T) {
+	escaped := strings.ReplaceAll(testToken, "t", `\u0074`)
+	api := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		auth := r.Header.Get("Authorization")
+		switch r.URL.Path {
+		case "/items/json":
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"headers":{"Authorization":"` + auth + `"},"list":["` + escaped + `"],"` + testToken + `":1}`))
+		case "/items/text":
+			w.Write([]byte("echo " + auth))
+		case "/items/cut":
+			w.Write([]byte(strings.Repeat("x", 1024-7) + testToken))
+		}
+	})
+	cs := connect(t, itemsTools(t, api.URL, Options{MaxResultBytes: 1024}), &countingCaller{})
+	for _, id := range []string{"json", "text", "cut"} {
+		res := callTool(t, cs, "items_getItem", `{"id":"`+id+`"}`)
+		b, _ := json.Marshal(res)
+		if res.IsError || strings.Contains(string(b), testToken) || strings.Contains(string(b), escaped) || strings.Contains(string(b), testToken[:7]) {
+			t.Errorf("%s: the token reached the result: %s", id, b)
+		}
+		if id == "json" {
+			m, _ := res.StructuredContent.(map[string]any)
+			if h, _ := m["headers"].(map[string]any); h["Authorization"] != "Bearer [token]" {
+				t.Errorf("structured content %v", res.StructuredContent)
+			}
+		}
+	}
+}
