@@ -280,7 +280,7 @@ func headerValue(v any) (string, error) {
 func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.CallToolResult {
 	long := len(b) > a.maxResult
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		msg := fmt.Sprintf("the %s API answered %s", a.name, resp.Status)
+		msg := fmt.Sprintf("the %s API answered %s", a.name, status(resp.StatusCode))
 		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 			msg += " (redirects are not followed)"
 		}
@@ -290,7 +290,7 @@ func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.Call
 		return failure(errors.New(msg))
 	}
 	if len(b) == 0 {
-		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: resp.Status}}}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: status(resp.StatusCode)}}}
 	}
 	if long {
 		text := cut(blank(strings.ToValidUTF8(string(b), "\uFFFD"), token), a.maxResult)
@@ -318,6 +318,15 @@ func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.Call
 		}
 	}
 	return res
+}
+
+// status is a status code and its standard text: never the API's reason
+// phrase, which is the API's to choose and as long as its headers may be.
+func status(code int) string {
+	if t := http.StatusText(code); t != "" {
+		return strconv.Itoa(code) + " " + t
+	}
+	return strconv.Itoa(code)
 }
 
 // blank replaces the token in s.
