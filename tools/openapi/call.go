@@ -117,7 +117,7 @@ func (t *operationTool) request(ctx context.Context, args map[string]any) (*http
 			}
 			path = strings.ReplaceAll(path, "{"+p.name+"}", url.PathEscape(s))
 		case "query":
-			if err := addQuery(query, p, v); err != nil {
+			if err := t.addQuery(query, p, v); err != nil {
 				return nil, fmt.Errorf("%s: %w", p.argument, err)
 			}
 		case "header":
@@ -201,7 +201,7 @@ func scalar(v any) (string, error) {
 // addQuery writes a query parameter in its style: form (arrays repeated
 // when exploded, else comma-separated; objects exploded into their
 // members), spaceDelimited, pipeDelimited, deepObject.
-func addQuery(q url.Values, p *param, v any) error {
+func (t *operationTool) addQuery(q url.Values, p *param, v any) error {
 	switch v := v.(type) {
 	case []any:
 		vals := make([]string, len(v))
@@ -224,15 +224,15 @@ func addQuery(q url.Values, p *param, v any) error {
 		}
 	case map[string]any:
 		for _, k := range sortedKeys(v) {
+			name, err := t.memberName(p, k)
+			if err != nil {
+				return err
+			}
 			s, err := scalar(v[k])
 			if err != nil {
 				return fmt.Errorf("%s: %w", k, err)
 			}
-			if p.style == "deepObject" {
-				q.Add(p.name+"["+k+"]", s)
-			} else {
-				q.Add(k, s)
-			}
+			q.Add(name, s)
 		}
 	default:
 		s, err := scalar(v)
@@ -242,6 +242,36 @@ func addQuery(q url.Values, p *param, v any) error {
 		q.Add(p.name, s)
 	}
 	return nil
+}
+
+// memberName is the query name a member k of an object parameter is sent
+// as: k (form, exploded) or name[k] (deepObject). Only the members the
+// schema's properties name are sent; others only when the schema declares
+// additionalProperties, and then never one that is (or, deepObject, one
+// that could be read as) another query parameter: a member may not add a
+// parameter nor repeat a declared one past its schema.
+func (t *operationTool) memberName(p *param, k string) (string, error) {
+	sch := p.spec.Schema.Value
+	_, declared := sch.Properties[k]
+	if !declared {
+		ap := sch.AdditionalProperties
+		if !(ap.Has != nil && *ap.Has || ap.Schema != nil) {
+			return "", fmt.Errorf("member %q is not one of the schema's properties", k)
+		}
+		if k == "" || p.style == "deepObject" && strings.ContainsAny(k, "[]") {
+			return "", fmt.Errorf("member %q: not a name this parameter can send", k)
+		}
+	}
+	name := k
+	if p.style == "deepObject" {
+		name = p.name + "[" + k + "]"
+	}
+	for _, o := range t.params {
+		if o.in == "query" && o != p && o.name == name {
+			return "", fmt.Errorf("member %q would be the query parameter %q", k, o.name)
+		}
+	}
+	return name, nil
 }
 
 // headerValue writes a header parameter (simple style: arrays

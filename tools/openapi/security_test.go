@@ -1,0 +1,54 @@
+package openapi
+
+import (
+	"strings"
+	"testing"
+)
+
+// queryDoc has object query parameters: filter (form, exploded, its
+// properties only), free (form, exploded, additionalProperties), sort
+// (deepObject, additionalProperties), beside limit (at most 10).
+const queryDoc = `
+  /q:
+    get:
+      operationId: q
+      parameters:
+        - {name: limit, in: query, schema: {type: integer, maximum: 10}}
+        - {name: filter, in: query, style: form, explode: true, schema: {type: object, properties: {state: {type: string, enum: [open, closed]}}}}
+        - {name: free, in: query, style: form, explode: true, schema: {type: object, additionalProperties: {type: string}}}
+        - {name: sort, in: query, style: deepObject, explode: true, schema: {type: object, additionalProperties: true}}
+      responses: {"200": {description: ok}}`
+
+// An object query parameter sends only the members its schema declares:
+// an undeclared member is no new query parameter, and no member repeats a
+// declared one past its schema.
+func TestObjectQueryMembers(t *testing.T) {
+	api := newRecorder(t, nil)
+	ts, err := newAPI(t, API{BaseURL: api.URL, Scopes: []string{"a"}}, docWith("3.0.3", queryDoc, "  schemas: {}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := connect(t, ts, &countingCaller{})
+	for _, args := range []string{
+		`{"filter":{"state":"open","admin":"1"}}`,
+		`{"filter":{"limit":"1000"}}`,
+		`{"free":{"limit":"1000"}}`,
+		`{"free":{"filter":"x"}}`,
+		`{"free":{"":"x"}}`,
+		`{"sort":{"a][x":"1"}}`,
+		`{"sort":{"a[b]":"1"}}`,
+	} {
+		if res := callTool(t, cs, "t_q", args); !res.IsError || !strings.Contains(text(res), "invalid arguments") {
+			t.Errorf("%s: %s, want refused", args, text(res))
+		}
+	}
+	if reqs := api.requests(); len(reqs) != 0 {
+		t.Fatalf("reached the API: %s", reqs[0].URL)
+	}
+	if res := callTool(t, cs, "t_q", `{"limit":5,"filter":{"state":"open"},"free":{"color":"red"},"sort":{"name":"asc"}}`); res.IsError {
+		t.Fatal(text(res))
+	}
+	if got, want := api.requests()[0].URL.Query().Encode(), "color=red&limit=5&sort%5Bname%5D=asc&state=open"; got != want {
+		t.Errorf("query %s, want %s", got, want)
+	}
+}
