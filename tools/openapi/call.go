@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"mime"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode"
@@ -53,12 +55,16 @@ func (t *operationTool) call(ctx context.Context, caller tools.Caller, req *mcp.
 	if err := t.schema.Validate(inst); err != nil {
 		return failure(fmt.Errorf("invalid arguments: %w", err))
 	}
-	// Again with numbers as written, so that 12345678901234567890 reaches
-	// the API as such.
+	// Again with numbers as written, which go to the API as such: so each
+	// must be exactly the number the schema checked (1e2, 100.0 or
+	// 100.0000000000000000001 would pass an integer's bounds as 100).
 	var args map[string]any
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	if err := dec.Decode(&args); err != nil {
+		return failure(fmt.Errorf("invalid arguments: %w", err))
+	}
+	if err := checkNumbers(args); err != nil {
 		return failure(fmt.Errorf("invalid arguments: %w", err))
 	}
 	hr, err := t.request(ctx, args)
@@ -92,6 +98,46 @@ func (t *operationTool) call(ctx context.Context, caller tools.Caller, req *mcp.
 		return failure(fmt.Errorf("reading the %s API's answer: %w", t.api.name, err))
 	}
 	return t.api.result(resp, b, d.Token)
+}
+
+var plainInteger = regexp.MustCompile(`^-?(0|[1-9][0-9]*)$`)
+
+// checkNumbers refuses a number whose text is not exactly the float64 the
+// input schema was checked with: an integer must be written plainly and be
+// exact in a float64 (every integer up to 2^53 is); any other number in
+// its shortest form (0.5, not 5e-1 nor 0.50).
+func checkNumbers(v any) error {
+	switch v := v.(type) {
+	case json.Number:
+		t := v.String()
+		f, err := strconv.ParseFloat(t, 64)
+		if err != nil {
+			return fmt.Errorf("number %s: %w", t, err)
+		}
+		if plainInteger.MatchString(t) {
+			n, ok := new(big.Int).SetString(t, 10)
+			if exact, acc := new(big.Float).SetFloat64(f).Int(nil); !ok || acc != big.Exact || exact.Cmp(n) != 0 {
+				return fmt.Errorf("number %s: not exactly representable: the API would be sent another number than the one checked", t)
+			}
+			return nil
+		}
+		if canon := strconv.FormatFloat(f, 'f', -1, 64); canon != t {
+			return fmt.Errorf("number %s: write it as %s", t, canon)
+		}
+	case []any:
+		for _, e := range v {
+			if err := checkNumbers(e); err != nil {
+				return err
+			}
+		}
+	case map[string]any:
+		for _, e := range v {
+			if err := checkNumbers(e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // request builds the HTTP request of the arguments (already checked against

@@ -100,3 +100,13 @@ func text(res *mcp.CallToolResult) string {
 	}
 	return b.String()
 }
+
+// callRaw calls a tool with arguments sent as written (numbers too).
+func callRaw(t *testing.T, cs *mcp.ClientSession, name, args string) *mcp.CallToolResult {
+	t.Helper()
+	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: name, Arguments: json.RawMessage(args)})
+	if err != nil {
+		t.Fatalf("call %s %s: %v", name, args, err)
+	}
+	return res
+}

@@ -52,3 +52,24 @@ func TestObjectQueryMembers(t *testing.T) {
 		t.Errorf("query %s, want %s", got, want)
 	}
 }
+
+// A number goes to the API as written, so it must be exactly the number
+// the schema checked: 1e2, 100.0, 100.0000000000000000001 or 2^53+1 would
+// pass limit's bounds as another number than the API is sent.
+func TestNumbersAsChecked(t *testing.T) {
+	api := newRecorder(t, nil)
+	cs := connect(t, itemsTools(t, api.URL, Options{}), &countingCaller{})
+	for _, n := range []string{"1e1", "10.0", "100.0000000000000000001", "1.00000000000000000001", "9007199254740993", "-0.0"} {
+		if res := callRaw(t, cs, "items_searchItems", `{"limit":`+n+`}`); !res.IsError || !strings.Contains(text(res), "invalid arguments") {
+			t.Errorf("limit %s: %s, want refused", n, text(res))
+		}
+	}
+	if reqs := api.requests(); len(reqs) != 0 {
+		t.Fatalf("reached the API: %s", reqs[0].URL)
+	}
+	for _, n := range []string{"1", "100"} {
+		if res := callRaw(t, cs, "items_searchItems", `{"limit":`+n+`}`); res.IsError {
+			t.Errorf("limit %s: %s", n, text(res))
+		}
+	}
+}
