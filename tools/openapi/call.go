@@ -258,16 +258,21 @@ func (t *operationTool) addQuery(q url.Values, p *param, v any) error {
 			}
 			vals[i] = s
 		}
+		sep := ","
 		switch {
 		case p.style == "form" && p.explode:
 			q[p.name] = append(q[p.name], vals...)
+			return nil
 		case p.style == "spaceDelimited":
-			q.Add(p.name, strings.Join(vals, " "))
+			sep = " "
 		case p.style == "pipeDelimited":
-			q.Add(p.name, strings.Join(vals, "|"))
-		default:
-			q.Add(p.name, strings.Join(vals, ","))
+			sep = "|"
 		}
+		s, err := join(vals, sep)
+		if err != nil {
+			return err
+		}
+		q.Add(p.name, s)
 	case map[string]any:
 		for _, k := range sortedKeys(v) {
 			name, err := t.memberName(p, k)
@@ -288,6 +293,17 @@ func (t *operationTool) addQuery(q url.Values, p *param, v any) error {
 		q.Add(p.name, s)
 	}
 	return nil
+}
+
+// join joins the elements of an array with sep, which none may hold: the
+// API would read more elements than were checked.
+func join(vals []string, sep string) (string, error) {
+	for _, v := range vals {
+		if strings.Contains(v, sep) {
+			return "", fmt.Errorf("element %q holds %q, which separates the elements", v, sep)
+		}
+	}
+	return strings.Join(vals, sep), nil
 }
 
 // memberName is the query name a member k of an object parameter is sent
@@ -333,7 +349,10 @@ func headerValue(v any) (string, error) {
 			}
 			vals[i] = x
 		}
-		s = strings.Join(vals, ",")
+		var err error
+		if s, err = join(vals, ","); err != nil {
+			return "", err
+		}
 	} else {
 		x, err := scalar(v)
 		if err != nil {

@@ -73,3 +73,38 @@ func TestNumbersAsChecked(t *testing.T) {
 		}
 	}
 }
+
+// Array elements joined by a separator may not hold it: the API would
+// read more (or other) elements than the schema checked.
+func TestArraySeparators(t *testing.T) {
+	api := newRecorder(t, nil)
+	ts, err := newAPI(t, API{BaseURL: api.URL, Scopes: []string{"a"}}, docWith("3.0.3", `
+  /s:
+    get:
+      operationId: s
+      parameters:
+        - {name: c, in: query, explode: false, schema: {type: array, maxItems: 2, items: {type: string}}}
+        - {name: sp, in: query, style: spaceDelimited, explode: false, schema: {type: array, maxItems: 2, items: {type: string}}}
+        - {name: p, in: query, style: pipeDelimited, explode: false, schema: {type: array, maxItems: 2, items: {type: string}}}
+        - {name: X-H, in: header, schema: {type: array, maxItems: 2, items: {type: string}}}
+      responses: {"200": {description: ok}}`, "  schemas: {}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := connect(t, ts, &countingCaller{})
+	for _, args := range []string{`{"c":["a","b,c,d"]}`, `{"sp":["a b"]}`, `{"p":["a|b|c"]}`, `{"X-H":["a,b","c"]}`} {
+		if res := callTool(t, cs, "t_s", args); !res.IsError || !strings.Contains(text(res), "invalid arguments") {
+			t.Errorf("%s: %s, want refused", args, text(res))
+		}
+	}
+	if reqs := api.requests(); len(reqs) != 0 {
+		t.Fatalf("reached the API: %s", reqs[0].URL)
+	}
+	if res := callTool(t, cs, "t_s", `{"c":["a b","c|d"],"sp":["a,b","c"],"p":["a b"],"X-H":["a b","c"]}`); res.IsError {
+		t.Fatal(text(res))
+	}
+	r := api.requests()[0]
+	if q := r.URL.Query(); q.Get("c") != "a b,c|d" || q.Get("sp") != "a,b c" || q.Get("p") != "a b" || r.Header.Get("X-H") != "a b,c" {
+		t.Errorf("sent %s with X-H %q", r.URL, r.Header.Get("X-H"))
+	}
+}
