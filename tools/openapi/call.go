@@ -222,6 +222,15 @@ func checkSegment(s string) error {
 		if strings.ContainsFunc(s, unicode.IsControl) {
 			return errors.New("holds control characters")
 		}
+		// An API that decodes further, or normalizes Unicode (NFKC makes
+		// U+FF0E '.'), could read these as a dot or a slash; overlong
+		// encodings (%C0%AE) are not UTF-8.
+		if !utf8.ValidString(s) {
+			return errors.New("not UTF-8 once percent-decoded")
+		}
+		if strings.ContainsAny(s, lookAlikes) {
+			return errors.New("holds a look-alike of '.', '/' or '\\'")
+		}
 		d, err := url.PathUnescape(s)
 		if err != nil || d == s {
 			return nil
@@ -230,6 +239,10 @@ func checkSegment(s string) error {
 	}
 	return errors.New("percent-encoded more than twice")
 }
+
+// lookAlikes are characters that Unicode normalization, or a lax decoder,
+// could turn into '.', '/' or '\'.
+const lookAlikes = "\uFF0E\u2024\uFE52\u2215\u2044\uFF0F\u29F8\uFF3C\uFE68\u29F5\u2216"
 
 // scalar writes a string, number or boolean as a parameter value.
 func scalar(v any) (string, error) {

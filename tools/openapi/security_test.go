@@ -108,3 +108,18 @@ func TestArraySeparators(t *testing.T) {
 		t.Errorf("sent %s with X-H %q", r.URL, r.Header.Get("X-H"))
 	}
 }
+
+// A path argument is refused when, decoded, it is not UTF-8 (an overlong
+// '.' or '/') or holds a character normalization makes '.' or '/'.
+func TestPathLookAlikes(t *testing.T) {
+	api := newRecorder(t, nil)
+	cs := connect(t, itemsTools(t, api.URL, Options{}), &countingCaller{})
+	for _, id := range []string{"\uFF0E\uFF0E", "a\u2215b", "a\u2044b", "a\uFF0Fb", "%EF%BC%8E%EF%BC%8E", "%c0%ae%c0%ae", "%c0%af", "%e0%80%ae", "%ff"} {
+		if res := callTool(t, cs, "items_getItem", `{"id":`+quote(id)+`}`); !res.IsError || !strings.Contains(text(res), "invalid arguments") {
+			t.Errorf("%q: %s, want refused", id, text(res))
+		}
+	}
+	if reqs := api.requests(); len(reqs) != 0 {
+		t.Fatalf("reached the API: %s", reqs[0].URL)
+	}
+}
