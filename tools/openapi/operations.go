@@ -232,8 +232,12 @@ func (t *operationTool) inputSchema(conv *jsonSchema) map[string]any {
 
 // operationScopes are the scopes of an operation's security requirement
 // (the document's when the operation has none): those a token for it must
-// carry. Requirements are alternatives; those naming no scope (an API key,
-// say) are not pingmcp's way in and are passed over, and alternatives
+// carry. Only the scopes of oauth2 schemes count: an openIdConnect
+// scheme's (openid, profile) are sign-in scopes, no access to the API,
+// and a tool's scopes also let a token use a session (actors' admission).
+// Requirements are alternatives; those naming no OAuth 2 scope (an API
+// key, OpenID Connect alone) are not pingmcp's way in and are passed
+// over, and alternatives
 // with different scopes are refused, since a tool needs one set. An
 // operation without scopes takes the API's from the file.
 func operationScopes(api API, doc *openapi3.T, op *openapi3.Operation) ([]string, error) {
@@ -244,8 +248,10 @@ func operationScopes(api API, doc *openapi3.T, op *openapi3.Operation) ([]string
 	sets := map[string][]string{}
 	for _, req := range reqs {
 		var s []string
-		for _, scopes := range req {
-			s = append(s, scopes...)
+		for name, scopes := range req {
+			if isOAuth2(doc, name) {
+				s = append(s, scopes...)
+			}
 		}
 		slices.Sort(s)
 		s = slices.Compact(s)
@@ -265,6 +271,16 @@ func operationScopes(api API, doc *openapi3.T, op *openapi3.Operation) ([]string
 		}
 	}
 	return nil, fmt.Errorf("its security requirements are alternatives with different scopes (%s): a tool needs one set", strings.Join(sortedKeys(sets), "; "))
+}
+
+// isOAuth2 reports whether the document's security scheme name is of
+// type oauth2.
+func isOAuth2(doc *openapi3.T, name string) bool {
+	if doc.Components == nil {
+		return false
+	}
+	sr := doc.Components.SecuritySchemes[name]
+	return sr != nil && sr.Value != nil && sr.Value.Type == "oauth2"
 }
 
 // mergedParams are the path item's parameters, overridden by the

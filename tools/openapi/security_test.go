@@ -123,3 +123,30 @@ func TestPathLookAlikes(t *testing.T) {
 		t.Fatalf("reached the API: %s", reqs[0].URL)
 	}
 }
+
+// Scopes come from oauth2 schemes only: an openIdConnect requirement's
+// (openid, profile) are sign-in scopes, never a tool's.
+func TestScopesFromOAuth2Only(t *testing.T) {
+	doc := "openapi: 3.1.0\ninfo: {title: t, version: \"1\"}\npaths:\n" + `
+  /one:
+    get: {operationId: both, security: [{oauth: [a], oidc: [openid, profile]}], responses: {"200": {description: ok}}}
+  /two:
+    get: {operationId: orOIDC, security: [{oidc: [openid]}, {oauth: [b]}], responses: {"200": {description: ok}}}
+  /three:
+    get: {operationId: oidcOnly, security: [{oidc: [openid, profile]}], responses: {"200": {description: ok}}}
+components:
+  securitySchemes:
+    oauth:
+      type: oauth2
+      flows: {clientCredentials: {tokenUrl: /token, scopes: {a: a, b: b}}}
+    oidc: {type: openIdConnect, openIdConnectUrl: https://idp.example.com/.well-known/openid-configuration}
+`
+	ts, err := newAPI(t, API{Scopes: []string{"fallback"}}, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{"t_both": {"a"}, "t_orOIDC": {"b"}, "t_oidcOnly": {"fallback"}}
+	if got := ts.Scopes(); !equalScopes(got, want) {
+		t.Errorf("Scopes() = %v, want %v", got, want)
+	}
+}
