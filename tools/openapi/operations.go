@@ -150,22 +150,17 @@ func newTool(api API, doc *openapi3.T, path, method string, item *openapi3.PathI
 			return nil, err
 		}
 	}
-	// A schema may appear twice on a path through the input schema, then
-	// once if that makes it too large.
-	var raw []byte
-	for _, repeat := range []int{2, 1} {
-		if raw, err = json.Marshal(t.inputSchema(&jsonSchema{request: true, repeat: repeat})); err != nil {
-			return nil, fmt.Errorf("input schema: %w", err)
-		}
-		if len(raw) <= maxInputSchemaLen {
-			break
-		}
+	raw, err := t.schemaJSON()
+	if err != nil {
+		return nil, err
 	}
-	if len(raw) > maxInputSchemaLen {
-		return nil, fmt.Errorf("its input schema is %d bytes, more than %d: exclude it (exclude: operations: in the APIs file)", len(raw), maxInputSchemaLen)
-	}
-	var js jsonschema.Schema
-	if err := json.Unmarshal(raw, &js); err != nil {
+	// The definition keeps the JSON, not the parsed schema: go-sdk 1.8's
+	// AddTool marshals and parses a tool's input schema on every Install
+	// whatever its type (validateParamHeaderAnnotations), and marshalling
+	// a *jsonschema.Schema costs more than the parse of the JSON it saves
+	// (BenchmarkInstall, BenchmarkInstallGitHub; BENCHMARKS.md).
+	js := new(jsonschema.Schema)
+	if err := json.Unmarshal(raw, js); err != nil {
 		return nil, fmt.Errorf("input schema: %w", err)
 	}
 	if t.schema, err = js.Resolve(nil); err != nil {
@@ -189,6 +184,26 @@ func newTool(api API, doc *openapi3.T, path, method string, item *openapi3.PathI
 		Annotations: annotations(method),
 	}
 	return t, nil
+}
+
+// schemaJSON is the input schema as JSON: a schema may appear twice on a
+// path through it, then once if that makes it too large; larger still, it
+// is refused.
+func (t *operationTool) schemaJSON() ([]byte, error) {
+	var raw []byte
+	var err error
+	for _, repeat := range []int{2, 1} {
+		if raw, err = json.Marshal(t.inputSchema(&jsonSchema{request: true, repeat: repeat})); err != nil {
+			return nil, fmt.Errorf("input schema: %w", err)
+		}
+		if len(raw) <= maxInputSchemaLen {
+			break
+		}
+	}
+	if len(raw) > maxInputSchemaLen {
+		return nil, fmt.Errorf("its input schema is %d bytes, more than %d: exclude it (exclude: operations: in the APIs file)", len(raw), maxInputSchemaLen)
+	}
+	return raw, nil
 }
 
 // inputSchema is the JSON Schema of the tool's arguments: one per
