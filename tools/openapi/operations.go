@@ -193,7 +193,15 @@ func (t *operationTool) schemaJSON() ([]byte, error) {
 	var raw []byte
 	var err error
 	for _, repeat := range []int{2, 1} {
-		if raw, err = json.Marshal(t.inputSchema(&jsonSchema{request: true, repeat: repeat})); err != nil {
+		conv := &jsonSchema{request: true, repeat: repeat, limit: maxInputSchemaLen}
+		input := t.inputSchema(conv)
+		if conv.over() {
+			if repeat == 1 {
+				return nil, fmt.Errorf("its input schema grows past %d bytes as its $refs are inlined: exclude it (exclude: operations: in the APIs file)", maxInputSchemaLen)
+			}
+			continue
+		}
+		if raw, err = json.Marshal(input); err != nil {
 			return nil, fmt.Errorf("input schema: %w", err)
 		}
 		if len(raw) <= maxInputSchemaLen {

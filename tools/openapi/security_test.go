@@ -1,8 +1,10 @@
 package openapi
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // queryDoc has object query parameters: filter (form, exploded, its
@@ -148,5 +150,36 @@ components:
 	want := map[string][]string{"t_both": {"a"}, "t_orOIDC": {"b"}, "t_oidcOnly": {"fallback"}}
 	if got := ts.Scopes(); !equalScopes(got, want) {
 		t.Errorf("Scopes() = %v, want %v", got, want)
+	}
+}
+
+// A schema whose $refs inline into millions of nodes is refused while it
+// is converted, at the input schema's bound, not after it was built.
+func TestSchemaExpansionBounded(t *testing.T) {
+	var comps strings.Builder
+	comps.WriteString("  schemas:\n")
+	const levels, fanout = 8, 6 // 6^8: 1.7 million schemas inlined
+	for l := range levels {
+		fmt.Fprintf(&comps, "    S%d:\n      type: object\n      properties:\n", l)
+		for f := range fanout {
+			if l == levels-1 {
+				fmt.Fprintf(&comps, "        p%d: {type: string}\n", f)
+			} else {
+				fmt.Fprintf(&comps, "        p%d: {$ref: \"#/components/schemas/S%d\"}\n", f, l+1)
+			}
+		}
+	}
+	start := time.Now()
+	_, err := newAPI(t, API{Scopes: []string{"a"}, Include: Selector{Methods: []string{"POST"}}}, docWith("3.0.3", `
+  /big:
+    post:
+      operationId: big
+      requestBody: {required: true, content: {application/json: {schema: {$ref: "#/components/schemas/S0"}}}}
+      responses: {"200": {description: ok}}`, comps.String()))
+	if err == nil || !strings.Contains(err.Error(), "operation big") || !strings.Contains(err.Error(), "grows past") {
+		t.Errorf("an exploding schema: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("refused after %v", took)
 	}
 }
