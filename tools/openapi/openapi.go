@@ -77,7 +77,7 @@ func New(ctx context.Context, apis []API, opts Options) (*Toolset, error) {
 			errs = append(errs, err)
 			continue
 		}
-		doc, err := load(ctx, api.Document, opts)
+		doc, err := load(ctx, api.Document, api.dir, opts)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("api %q: %w", api.Name, err))
 			continue

@@ -2,6 +2,9 @@ package openapi
 
 import (
 	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -181,5 +184,48 @@ func TestSchemaExpansionBounded(t *testing.T) {
 	}
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("refused after %v", took)
+	}
+}
+
+// A document file's $refs read files under its folder (or the APIs
+// file's) only: no URL is fetched, no file elsewhere is read, not through
+// a symbolic link either.
+func TestExternalRefsConfined(t *testing.T) {
+	remote := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("type: object\n"))
+	})
+	root, outside := t.TempDir(), t.TempDir()
+	write := func(p, s string) {
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(root, "common.yaml"), "type: object\nproperties: {name: {type: string}}\n")
+	write(filepath.Join(outside, "secret.yaml"), "type: object\n")
+	if err := os.Symlink(filepath.Join(outside, "secret.yaml"), filepath.Join(root, "link.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	for ref, ok := range map[string]bool{
+		"common.yaml":               true,
+		remote.URL + "/schema.yaml": false,
+		"../" + filepath.Base(outside) + "/secret.yaml": false,
+		filepath.Join(outside, "secret.yaml"):           false,
+		"link.yaml":                                     false,
+	} {
+		doc := filepath.Join(root, "openapi.yaml")
+		write(doc, docWith("3.0.3", `
+  /a:
+    post:
+      operationId: a
+      requestBody: {content: {application/json: {schema: {$ref: "`+ref+`"}}}}
+      responses: {"200": {description: ok}}`, "  schemas: {}"))
+		_, err := New(t.Context(), []API{{Name: "t", BaseURL: "https://api.example.com", Document: doc, Scopes: []string{"a"},
+			Include: Selector{Methods: []string{"POST"}}}}, Options{})
+		if ok != (err == nil) {
+			t.Errorf("$ref %s: %v", ref, err)
+		}
+	}
+	if n := len(remote.requests()); n != 0 {
+		t.Errorf("a $ref was fetched %d times", n)
 	}
 }
