@@ -46,3 +46,19 @@ func TestAPIsToolsets(t *testing.T) {
 		t.Errorf("a document that does not load: %v", err)
 	}
 }
+
+// A tool of --apis named as one of --tools' refuses the start, naming
+// both toolsets: go-sdk would keep one of them, silently.
+func TestToolNamesAcrossToolsets(t *testing.T) {
+	apiURL := toolstest.TodoAPI(t, authtest.NewIssuer(t))
+	cfg, err := config.Parse("dev", []string{"--apis", "../../tools/openapi/apis.example.yaml"}, func(string) string { return "" }, new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.APIs[0].BaseURL, cfg.APIs[0].Document = apiURL, apiURL+todoapi.DocumentPath
+	cfg.APIs[0].Tools["listTodos"] = openapi.Override{Name: "get_my_todo_list"}
+	_, err = toolsets(t.Context(), cfg)
+	if err == nil || !strings.Contains(err.Error(), `"get_my_todo_list"`) || !strings.Contains(err.Error(), "todo") || !strings.Contains(err.Error(), "apis") {
+		t.Errorf("a tool name in two toolsets: %v", err)
+	}
+}
