@@ -392,6 +392,9 @@ func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.Call
 		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 			msg += " (redirects are not followed)"
 		}
+		if v, changed := blankJSON(b, token); changed {
+			b = v
+		}
 		if e := excerpt(b, token); e != "" {
 			msg += ": " + e
 		}
@@ -443,6 +446,25 @@ func blank(s, token string) string {
 		return s
 	}
 	return strings.ReplaceAll(s, token, "[token]")
+}
+
+// blankJSON is a JSON answer with the token blanked out of its decoded
+// strings (an escaped token, \u0074ok…, is found too), re-marshalled, when
+// there was one.
+func blankJSON(b []byte, token string) ([]byte, bool) {
+	var v any
+	if token == "" || json.Unmarshal(b, &v) != nil {
+		return b, false
+	}
+	v, changed := blankValue(v, token)
+	if !changed {
+		return b, false
+	}
+	clean, err := json.Marshal(v)
+	if err != nil {
+		return []byte("[an answer holding the token]"), true
+	}
+	return clean, true
 }
 
 // blankValue blanks the token out of every string (keys too) of a decoded

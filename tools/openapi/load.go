@@ -151,6 +151,7 @@ func leaves(err error) []error {
 func fetch(ctx context.Context, location string, opts Options) ([]byte, error) {
 	client := *opts.HTTPClient
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	client.Transport = boundHeaders(client.Transport)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, location, nil)
 	if err != nil {
 		return nil, fmt.Errorf("document %s: %w", location, err)
@@ -166,7 +167,7 @@ func fetch(ctx context.Context, location string, opts Options) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("document %s: answered %s", location, resp.Status)
+		return nil, fmt.Errorf("document %s: answered %s", location, status(resp.StatusCode))
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, opts.MaxDocumentBytes+1))
 	if err != nil {
