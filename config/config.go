@@ -368,8 +368,30 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 			err = errors.Join(err, fmt.Errorf("--apis: %w", aerr))
 		}
 		c.APIs = apis
+		// Its tools call each API with a token exchanged for the user's:
+		// without a user, or without the exchange client, every call
+		// would fail; refused at start instead.
+		if c.Auth == auth.ModeNone {
+			err = errors.Join(err, errors.New("--apis needs authentication: its tools call each API with a token exchanged for the user's, and with --auth none there is no user"))
+		} else if c.ClientID == "" || c.ClientSecret == "" {
+			err = errors.Join(err, fmt.Errorf("--apis needs the token exchange client: --client-id and --client-secret (or %s)", EnvName("client-secret")))
+		}
 	}
 	return c, err
+}
+
+// APIWarnings are what the node logs at start about the APIs of --apis:
+// a base_url of http:// beyond loopback, over which each call's bearer
+// token travels in clear.
+func (c *Config) APIWarnings() []string {
+	var out []string
+	for _, api := range c.APIs {
+		u, err := url.Parse(api.BaseURL)
+		if err == nil && u.Scheme == "http" && !loopback.Is(u.Hostname()) {
+			out = append(out, fmt.Sprintf("--apis: api %q: base_url %s is http:// beyond loopback: each call's bearer token travels in clear; use https://", api.Name, api.BaseURL))
+		}
+	}
+	return out
 }
 
 // DefaultDevState is dev's state file: state.json in pingmcp/dev in the

@@ -17,14 +17,7 @@ import (
 // tools, besides --tools' toolsets; a document that cannot be loaded stops
 // the node from starting, naming --apis.
 func TestAPIsToolsets(t *testing.T) {
-	apiURL := toolstest.TodoAPI(t, authtest.NewIssuer(t))
-
-	cfg, err := config.Parse("dev", []string{"--apis", "../../tools/openapi/apis.example.yaml"}, func(string) string { return "" }, new(bytes.Buffer))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The example names dev's Todo API; this test's runs elsewhere.
-	cfg.APIs[0].BaseURL, cfg.APIs[0].Document = apiURL, apiURL+todoapi.DocumentPath
+	cfg, apiURL := exampleConfig(t)
 	sets, err := toolsets(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -45,4 +38,28 @@ func TestAPIsToolsets(t *testing.T) {
 	if _, err := toolsets(t.Context(), cfg); err == nil || !strings.Contains(err.Error(), "--apis") || !strings.Contains(err.Error(), "404") {
 		t.Errorf("a document that does not load: %v", err)
 	}
+}
+
+// A tool of --apis named as one of --tools' refuses the start, naming
+// both toolsets: go-sdk would keep one of them, silently.
+func TestToolNamesAcrossToolsets(t *testing.T) {
+	cfg, _ := exampleConfig(t)
+	cfg.APIs[0].Tools["listTodos"] = openapi.Override{Name: "get_my_todo_list"}
+	_, err := toolsets(t.Context(), cfg)
+	if err == nil || !strings.Contains(err.Error(), `"get_my_todo_list"`) || !strings.Contains(err.Error(), "todo") || !strings.Contains(err.Error(), "apis") {
+		t.Errorf("a tool name in two toolsets: %v", err)
+	}
+}
+
+// exampleConfig is dev's configuration with README's example APIs file,
+// naming a Todo API of the test's (the example names dev's), and its URL.
+func exampleConfig(t *testing.T) (*config.Config, string) {
+	t.Helper()
+	apiURL := toolstest.TodoAPI(t, authtest.NewIssuer(t))
+	cfg, err := config.Parse("dev", []string{"--apis", "../../tools/openapi/apis.example.yaml"}, func(string) string { return "" }, new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.APIs[0].BaseURL, cfg.APIs[0].Document = apiURL, apiURL+todoapi.DocumentPath
+	return cfg, apiURL
 }

@@ -129,6 +129,9 @@ func (n *nodeAssembly) build(ctx context.Context) error {
 		return err
 	}
 	n.cleanup.push(func() { auditLog.Close() })
+	for _, w := range cfg.APIWarnings() {
+		n.logger.Warn(w)
+	}
 	toolsets, err := toolsets(ctx, cfg)
 	if err != nil {
 		return err

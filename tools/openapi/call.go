@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"mime"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode"
@@ -53,12 +55,16 @@ func (t *operationTool) call(ctx context.Context, caller tools.Caller, req *mcp.
 	if err := t.schema.Validate(inst); err != nil {
 		return failure(fmt.Errorf("invalid arguments: %w", err))
 	}
-	// Again with numbers as written, so that 12345678901234567890 reaches
-	// the API as such.
+	// Again with numbers as written, which go to the API as such: so each
+	// must be exactly the number the schema checked (1e2, 100.0 or
+	// 100.0000000000000000001 would pass an integer's bounds as 100).
 	var args map[string]any
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	if err := dec.Decode(&args); err != nil {
+		return failure(fmt.Errorf("invalid arguments: %w", err))
+	}
+	if err := checkNumbers(args); err != nil {
 		return failure(fmt.Errorf("invalid arguments: %w", err))
 	}
 	hr, err := t.request(ctx, args)
@@ -94,6 +100,46 @@ func (t *operationTool) call(ctx context.Context, caller tools.Caller, req *mcp.
 	return t.api.result(resp, b, d.Token)
 }
 
+var plainInteger = regexp.MustCompile(`^-?(0|[1-9][0-9]*)$`)
+
+// checkNumbers refuses a number whose text is not exactly the float64 the
+// input schema was checked with: an integer must be written plainly and be
+// exact in a float64 (every integer up to 2^53 is); any other number in
+// its shortest form (0.5, not 5e-1 nor 0.50).
+func checkNumbers(v any) error {
+	switch v := v.(type) {
+	case json.Number:
+		t := v.String()
+		f, err := strconv.ParseFloat(t, 64)
+		if err != nil {
+			return fmt.Errorf("number %s: %w", t, err)
+		}
+		if plainInteger.MatchString(t) {
+			n, ok := new(big.Int).SetString(t, 10)
+			if exact, acc := new(big.Float).SetFloat64(f).Int(nil); !ok || acc != big.Exact || exact.Cmp(n) != 0 {
+				return fmt.Errorf("number %s: not exactly representable: the API would be sent another number than the one checked", t)
+			}
+			return nil
+		}
+		if canon := strconv.FormatFloat(f, 'f', -1, 64); canon != t {
+			return fmt.Errorf("number %s: write it as %s", t, canon)
+		}
+	case []any:
+		for _, e := range v {
+			if err := checkNumbers(e); err != nil {
+				return err
+			}
+		}
+	case map[string]any:
+		for _, e := range v {
+			if err := checkNumbers(e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // request builds the HTTP request of the arguments (already checked against
 // the input schema): to the configured base URL and the operation's path
 // only, each path parameter one segment.
@@ -117,7 +163,7 @@ func (t *operationTool) request(ctx context.Context, args map[string]any) (*http
 			}
 			path = strings.ReplaceAll(path, "{"+p.name+"}", url.PathEscape(s))
 		case "query":
-			if err := addQuery(query, p, v); err != nil {
+			if err := t.addQuery(query, p, v); err != nil {
 				return nil, fmt.Errorf("%s: %w", p.argument, err)
 			}
 		case "header":
@@ -176,6 +222,15 @@ func checkSegment(s string) error {
 		if strings.ContainsFunc(s, unicode.IsControl) {
 			return errors.New("holds control characters")
 		}
+		// An API that decodes further, or normalizes Unicode (NFKC makes
+		// U+FF0E '.'), could read these as a dot or a slash; overlong
+		// encodings (%C0%AE) are not UTF-8.
+		if !utf8.ValidString(s) {
+			return errors.New("not UTF-8 once percent-decoded")
+		}
+		if strings.ContainsAny(s, lookAlikes) {
+			return errors.New("holds a look-alike of '.', '/' or '\\'")
+		}
 		d, err := url.PathUnescape(s)
 		if err != nil || d == s {
 			return nil
@@ -184,6 +239,10 @@ func checkSegment(s string) error {
 	}
 	return errors.New("percent-encoded more than twice")
 }
+
+// lookAlikes are characters that Unicode normalization, or a lax decoder,
+// could turn into '.', '/' or '\'.
+const lookAlikes = "\uFF0E\u2024\uFE52\u2215\u2044\uFF0F\u29F8\uFF3C\uFE68\u29F5\u2216"
 
 // scalar writes a string, number or boolean as a parameter value.
 func scalar(v any) (string, error) {
@@ -201,7 +260,7 @@ func scalar(v any) (string, error) {
 // addQuery writes a query parameter in its style: form (arrays repeated
 // when exploded, else comma-separated; objects exploded into their
 // members), spaceDelimited, pipeDelimited, deepObject.
-func addQuery(q url.Values, p *param, v any) error {
+func (t *operationTool) addQuery(q url.Values, p *param, v any) error {
 	switch v := v.(type) {
 	case []any:
 		vals := make([]string, len(v))
@@ -212,27 +271,32 @@ func addQuery(q url.Values, p *param, v any) error {
 			}
 			vals[i] = s
 		}
+		sep := ","
 		switch {
 		case p.style == "form" && p.explode:
 			q[p.name] = append(q[p.name], vals...)
+			return nil
 		case p.style == "spaceDelimited":
-			q.Add(p.name, strings.Join(vals, " "))
+			sep = " "
 		case p.style == "pipeDelimited":
-			q.Add(p.name, strings.Join(vals, "|"))
-		default:
-			q.Add(p.name, strings.Join(vals, ","))
+			sep = "|"
 		}
+		s, err := join(vals, sep)
+		if err != nil {
+			return err
+		}
+		q.Add(p.name, s)
 	case map[string]any:
 		for _, k := range sortedKeys(v) {
+			name, err := t.memberName(p, k)
+			if err != nil {
+				return err
+			}
 			s, err := scalar(v[k])
 			if err != nil {
 				return fmt.Errorf("%s: %w", k, err)
 			}
-			if p.style == "deepObject" {
-				q.Add(p.name+"["+k+"]", s)
-			} else {
-				q.Add(k, s)
-			}
+			q.Add(name, s)
 		}
 	default:
 		s, err := scalar(v)
@@ -242,6 +306,47 @@ func addQuery(q url.Values, p *param, v any) error {
 		q.Add(p.name, s)
 	}
 	return nil
+}
+
+// join joins the elements of an array with sep, which none may hold: the
+// API would read more elements than were checked.
+func join(vals []string, sep string) (string, error) {
+	for _, v := range vals {
+		if strings.Contains(v, sep) {
+			return "", fmt.Errorf("element %q holds %q, which separates the elements", v, sep)
+		}
+	}
+	return strings.Join(vals, sep), nil
+}
+
+// memberName is the query name a member k of an object parameter is sent
+// as: k (form, exploded) or name[k] (deepObject). Only the members the
+// schema's properties name are sent; others only when the schema declares
+// additionalProperties, and then never one that is (or, deepObject, one
+// that could be read as) another query parameter: a member may not add a
+// parameter nor repeat a declared one past its schema.
+func (t *operationTool) memberName(p *param, k string) (string, error) {
+	sch := p.spec.Schema.Value
+	_, declared := sch.Properties[k]
+	if !declared {
+		ap := sch.AdditionalProperties
+		if !(ap.Has != nil && *ap.Has || ap.Schema != nil) {
+			return "", fmt.Errorf("member %q is not one of the schema's properties", k)
+		}
+		if k == "" || p.style == "deepObject" && strings.ContainsAny(k, "[]") {
+			return "", fmt.Errorf("member %q: not a name this parameter can send", k)
+		}
+	}
+	name := k
+	if p.style == "deepObject" {
+		name = p.name + "[" + k + "]"
+	}
+	for _, o := range t.params {
+		if o.in == "query" && o != p && o.name == name {
+			return "", fmt.Errorf("member %q would be the query parameter %q", k, o.name)
+		}
+	}
+	return name, nil
 }
 
 // headerValue writes a header parameter (simple style: arrays
@@ -257,7 +362,10 @@ func headerValue(v any) (string, error) {
 			}
 			vals[i] = x
 		}
-		s = strings.Join(vals, ",")
+		var err error
+		if s, err = join(vals, ","); err != nil {
+			return "", err
+		}
 	} else {
 		x, err := scalar(v)
 		if err != nil {
@@ -273,16 +381,19 @@ func headerValue(v any) (string, error) {
 
 // result turns an answer into a tool result: an error with the status and a
 // bounded excerpt for anything but 2xx; else the JSON object as structured
-// content (and its text), or the text, cut at maxResult.
+// content (and its text), or the text, cut at maxResult. The token is
+// blanked out of every path (an API that echoes the request would show it):
+// of the text, and of every string of a JSON answer, whose text is then
+// that of the cleaned value.
 func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.CallToolResult {
 	long := len(b) > a.maxResult
-	if long {
-		b = []byte(cut(string(b), a.maxResult))
-	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		msg := fmt.Sprintf("the %s API answered %s", a.name, resp.Status)
+		msg := fmt.Sprintf("the %s API answered %s", a.name, status(resp.StatusCode))
 		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 			msg += " (redirects are not followed)"
+		}
+		if v, changed := blankJSON(b, token); changed {
+			b = v
 		}
 		if e := excerpt(b, token); e != "" {
 			msg += ": " + e
@@ -290,31 +401,123 @@ func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.Call
 		return failure(errors.New(msg))
 	}
 	if len(b) == 0 {
-		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: resp.Status}}}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: status(resp.StatusCode)}}}
 	}
 	if long {
-		text := strings.ToValidUTF8(string(b), "\uFFFD")
+		text := cut(blank(strings.ToValidUTF8(string(b), "\uFFFD"), token), a.maxResult)
+		text = trimTokenPrefix(text, token)
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{
 			Text: text + fmt.Sprintf("\n…(cut: the answer is longer than %d bytes)", a.maxResult)}}}
 	}
-	text := strings.ToValidUTF8(string(b), "\uFFFD")
+	text := blank(strings.ToValidUTF8(string(b), "\uFFFD"), token)
 	res := &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}}
 	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err == nil && isJSON(mt) {
-		var obj map[string]any
-		if json.Unmarshal(b, &obj) == nil && obj != nil {
-			res.StructuredContent = obj
+		var v any
+		if json.Unmarshal(b, &v) == nil {
+			// Strings decoded: an escaped token (\u0074ok…) is found too.
+			var changed bool
+			if v, changed = blankValue(v, token); changed {
+				clean, err := json.Marshal(v)
+				if err != nil {
+					return failure(fmt.Errorf("the %s API's answer could not be cleaned: %w", a.name, err))
+				}
+				res.Content = []mcp.Content{&mcp.TextContent{Text: string(clean)}}
+			}
+			if obj, ok := v.(map[string]any); ok && obj != nil {
+				res.StructuredContent = obj
+			}
 		}
 	}
 	return res
 }
 
+// status is a status code and its standard text: never the API's reason
+// phrase, which is the API's to choose and as long as its headers may be.
+func status(code int) string {
+	if t := http.StatusText(code); t != "" {
+		return strconv.Itoa(code) + " " + t
+	}
+	return strconv.Itoa(code)
+}
+
+// blank replaces the token in s.
+func blank(s, token string) string {
+	if token == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, token, "[token]")
+}
+
+// blankJSON is a JSON answer with the token blanked out of its decoded
+// strings (an escaped token, \u0074ok…, is found too), re-marshalled, when
+// there was one.
+func blankJSON(b []byte, token string) ([]byte, bool) {
+	var v any
+	if token == "" || json.Unmarshal(b, &v) != nil {
+		return b, false
+	}
+	v, changed := blankValue(v, token)
+	if !changed {
+		return b, false
+	}
+	clean, err := json.Marshal(v)
+	if err != nil {
+		return []byte("[an answer holding the token]"), true
+	}
+	return clean, true
+}
+
+// blankValue blanks the token out of every string (keys too) of a decoded
+// JSON value, and reports whether there was one.
+func blankValue(v any, token string) (any, bool) {
+	if token == "" {
+		return v, false
+	}
+	switch v := v.(type) {
+	case string:
+		if strings.Contains(v, token) {
+			return blank(v, token), true
+		}
+		return v, false
+	case []any:
+		changed := false
+		for i, e := range v {
+			var c bool
+			v[i], c = blankValue(e, token)
+			changed = changed || c
+		}
+		return v, changed
+	case map[string]any:
+		changed := false
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			e, c := blankValue(e, token)
+			if strings.Contains(k, token) {
+				k, c = blank(k, token), true
+			}
+			out[k] = e
+			changed = changed || c
+		}
+		return out, changed
+	}
+	return v, false
+}
+
+// trimTokenPrefix drops the end of a cut text when it is the start of the
+// token (4 bytes of it or more): the cut fell within it.
+func trimTokenPrefix(s, token string) string {
+	for n := min(len(token)-1, len(s)); n >= 4; n-- {
+		if strings.HasSuffix(s, token[:n]) {
+			return s[:len(s)-n]
+		}
+	}
+	return s
+}
+
 // excerpt is the start of an error answer as one line of text, never with
 // the token in it (an API that echoes the request would show it).
 func excerpt(b []byte, token string) string {
-	s := strings.ToValidUTF8(string(b), "\uFFFD")
-	if token != "" {
-		s = strings.ReplaceAll(s, token, "[token]")
-	}
+	s := blank(strings.ToValidUTF8(string(b), "\uFFFD"), token)
 	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }), " ")
 	if len(s) > maxExcerpt {
 		s = cut(s, maxExcerpt) + "…"

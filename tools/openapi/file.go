@@ -54,6 +54,10 @@ type API struct {
 	// Tools override the name or description of an operation's tool, by
 	// operationId.
 	Tools map[string]Override `json:"tools,omitempty"`
+
+	// dir is the APIs file's folder (ReadFile): a document file's $refs
+	// may read files under it, or under the document's own folder.
+	dir string
 }
 
 // A Selector matches operations by operationId, tag or HTTP method.
@@ -87,6 +91,7 @@ func ReadFile(path string) ([]API, error) {
 	names := map[string]bool{}
 	for i := range f.APIs {
 		api := &f.APIs[i]
+		api.dir = filepath.Dir(path)
 		if !isURL(api.Document) && api.Document != "" && !filepath.IsAbs(api.Document) {
 			api.Document = filepath.Join(filepath.Dir(path), api.Document)
 		}

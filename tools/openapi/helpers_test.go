@@ -49,7 +49,9 @@ func (r *recorder) requests() []*http.Request {
 }
 
 // writeDoc writes a document to a file of the test's.
-func writeDoc(t *testing.T, doc string) string {
+func writeDoc(t *testing.T, doc string) string { return writeDocB(t, doc) }
+
+func writeDocB(t testing.TB, doc string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "openapi.yaml")
 	if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
@@ -99,4 +101,24 @@ func text(res *mcp.CallToolResult) string {
 		}
 	}
 	return b.String()
+}
+
+// callRaw calls a tool with arguments sent as written (numbers too).
+func callRaw(t *testing.T, cs *mcp.ClientSession, name, args string) *mcp.CallToolResult {
+	t.Helper()
+	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: name, Arguments: json.RawMessage(args)})
+	if err != nil {
+		t.Fatalf("call %s %s: %v", name, args, err)
+	}
+	return res
+}
+
+// schemaBytes is a tool's input schema as JSON, as tools/list shows it.
+func schemaBytes(t testing.TB, tool *mcp.Tool) []byte {
+	t.Helper()
+	b, err := json.Marshal(tool.InputSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

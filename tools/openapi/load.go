@@ -7,14 +7,21 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
 )
 
 // load reads an OpenAPI document, resolves its $refs and validates it. A
-// file's document may refer to other files; a fetched one may not refer to
-// anything outside itself (no fetch is made on a document's say-so).
-func load(ctx context.Context, location string, opts Options) (*openapi3.T, error) {
+// file's document may refer to other files, under its own folder or the
+// APIs file's (dir), and to nothing else: no URL, no file elsewhere (a
+// symbolic link leading out included), none larger than
+// MaxDocumentBytes; a fetched one may not refer to anything outside
+// itself (no fetch is made on a document's say-so).
+func load(ctx context.Context, location, dir string, opts Options) (*openapi3.T, error) {
 	loader := openapi3.NewLoader()
 	loader.Context = ctx
 	var doc *openapi3.T
@@ -27,6 +34,7 @@ func load(ctx context.Context, location string, opts Options) (*openapi3.T, erro
 		doc, err = loader.LoadFromData(b)
 	} else {
 		loader.IsExternalRefsAllowed = true
+		loader.ReadFromURIFunc = readUnder(append([]string{filepath.Dir(location)}, dir), opts.MaxDocumentBytes)
 		doc, err = loader.LoadFromFile(location)
 	}
 	if err != nil {
@@ -39,6 +47,53 @@ func load(ctx context.Context, location string, opts Options) (*openapi3.T, erro
 		return nil, fmt.Errorf("document %s is not valid OpenAPI: %w", location, err)
 	}
 	return doc, nil
+}
+
+// readUnder reads files under one of the folders roots (an empty one is
+// none), at most max bytes of each; anything else is refused.
+func readUnder(roots []string, max int64) openapi3.ReadFromURIFunc {
+	var real []string
+	for _, r := range roots {
+		if r == "" {
+			continue
+		}
+		if abs, err := filepath.Abs(r); err == nil {
+			if ev, err := filepath.EvalSymlinks(abs); err == nil {
+				real = append(real, ev)
+			}
+		}
+	}
+	return func(_ *openapi3.Loader, u *url.URL) ([]byte, error) {
+		if u.Scheme != "" && u.Scheme != "file" || u.Host != "" {
+			return nil, fmt.Errorf("$ref %s: only files beside the document are read, not URLs", u.Redacted())
+		}
+		p, err := filepath.Abs(filepath.FromSlash(u.Path))
+		if err == nil {
+			p, err = filepath.EvalSymlinks(p)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("$ref %s: %w", u.Path, err)
+		}
+		if !slices.ContainsFunc(real, func(root string) bool {
+			rel, err := filepath.Rel(root, p)
+			return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
+		}) {
+			return nil, fmt.Errorf("$ref %s: not under the document's folder or the APIs file's", u.Path)
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, max+1))
+		if err != nil {
+			return nil, err
+		}
+		if int64(len(b)) > max {
+			return nil, fmt.Errorf("%s is larger than %d bytes", u.Path, max)
+		}
+		return b, nil
+	}
 }
 
 // validate checks a document as kin-openapi does, but for what matters
@@ -96,6 +151,7 @@ func leaves(err error) []error {
 func fetch(ctx context.Context, location string, opts Options) ([]byte, error) {
 	client := *opts.HTTPClient
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	client.Transport = boundHeaders(client.Transport)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, location, nil)
 	if err != nil {
 		return nil, fmt.Errorf("document %s: %w", location, err)
@@ -111,7 +167,7 @@ func fetch(ctx context.Context, location string, opts Options) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("document %s: answered %s", location, resp.Status)
+		return nil, fmt.Errorf("document %s: answered %s", location, status(resp.StatusCode))
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, opts.MaxDocumentBytes+1))
 	if err != nil {

@@ -77,7 +77,7 @@ func New(ctx context.Context, apis []API, opts Options) (*Toolset, error) {
 			errs = append(errs, err)
 			continue
 		}
-		doc, err := load(ctx, api.Document, opts)
+		doc, err := load(ctx, api.Document, api.dir, opts)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("api %q: %w", api.Name, err))
 			continue
@@ -87,6 +87,7 @@ func New(ctx context.Context, apis []API, opts Options) (*Toolset, error) {
 			client.Timeout = DefaultTimeout // every call is bounded
 		}
 		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		client.Transport = boundHeaders(client.Transport)
 		target := &upstream{name: api.Name, resource: api.resource(), client: telemetry.Client(&client, "api "+api.Name), maxResult: opts.MaxResultBytes}
 		target.base, _ = parseBaseURL(api.BaseURL) // checked by api.check
 		built, err := build(api, doc, target)
@@ -109,6 +110,28 @@ func New(ctx context.Context, apis []API, opts Options) (*Toolset, error) {
 		return nil, err
 	}
 	return ts, nil
+}
+
+// maxResponseHeaderBytes bounds the headers of an API's answer (Go's
+// default is 1 MiB; its reason phrase alone could be most of it).
+const maxResponseHeaderBytes = 64 << 10
+
+// boundHeaders is rt (the default transport when nil) with the answer's
+// headers bounded; a RoundTripper that is not an *http.Transport is the
+// caller's to bound.
+func boundHeaders(rt http.RoundTripper) http.RoundTripper {
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	tr, ok := rt.(*http.Transport)
+	if !ok {
+		return rt
+	}
+	tr = tr.Clone()
+	if tr.MaxResponseHeaderBytes <= 0 || tr.MaxResponseHeaderBytes > maxResponseHeaderBytes {
+		tr.MaxResponseHeaderBytes = maxResponseHeaderBytes
+	}
+	return tr
 }
 
 // Name is "apis": the toolset comes with --apis, not --tools.

@@ -150,22 +150,17 @@ func newTool(api API, doc *openapi3.T, path, method string, item *openapi3.PathI
 			return nil, err
 		}
 	}
-	// A schema may appear twice on a path through the input schema, then
-	// once if that makes it too large.
-	var raw []byte
-	for _, repeat := range []int{2, 1} {
-		if raw, err = json.Marshal(t.inputSchema(&jsonSchema{request: true, repeat: repeat})); err != nil {
-			return nil, fmt.Errorf("input schema: %w", err)
-		}
-		if len(raw) <= maxInputSchemaLen {
-			break
-		}
+	raw, err := t.schemaJSON()
+	if err != nil {
+		return nil, err
 	}
-	if len(raw) > maxInputSchemaLen {
-		return nil, fmt.Errorf("its input schema is %d bytes, more than %d: exclude it (exclude: operations: in the APIs file)", len(raw), maxInputSchemaLen)
-	}
-	var js jsonschema.Schema
-	if err := json.Unmarshal(raw, &js); err != nil {
+	// The definition keeps the JSON, not the parsed schema: go-sdk 1.8's
+	// AddTool marshals and parses a tool's input schema on every Install
+	// whatever its type (validateParamHeaderAnnotations), and marshalling
+	// a *jsonschema.Schema costs more than the parse of the JSON it saves
+	// (BenchmarkInstall, BenchmarkInstallGitHub; BENCHMARKS.md).
+	js := new(jsonschema.Schema)
+	if err := json.Unmarshal(raw, js); err != nil {
 		return nil, fmt.Errorf("input schema: %w", err)
 	}
 	if t.schema, err = js.Resolve(nil); err != nil {
@@ -189,6 +184,34 @@ func newTool(api API, doc *openapi3.T, path, method string, item *openapi3.PathI
 		Annotations: annotations(method),
 	}
 	return t, nil
+}
+
+// schemaJSON is the input schema as JSON: a schema may appear twice on a
+// path through it, then once if that makes it too large; larger still, it
+// is refused.
+func (t *operationTool) schemaJSON() ([]byte, error) {
+	var raw []byte
+	var err error
+	for _, repeat := range []int{2, 1} {
+		conv := &jsonSchema{request: true, repeat: repeat, limit: maxInputSchemaLen}
+		input := t.inputSchema(conv)
+		if conv.over() {
+			if repeat == 1 {
+				return nil, fmt.Errorf("its input schema grows past %d bytes as its $refs are inlined: exclude it (exclude: operations: in the APIs file)", maxInputSchemaLen)
+			}
+			continue
+		}
+		if raw, err = json.Marshal(input); err != nil {
+			return nil, fmt.Errorf("input schema: %w", err)
+		}
+		if len(raw) <= maxInputSchemaLen {
+			break
+		}
+	}
+	if len(raw) > maxInputSchemaLen {
+		return nil, fmt.Errorf("its input schema is %d bytes, more than %d: exclude it (exclude: operations: in the APIs file)", len(raw), maxInputSchemaLen)
+	}
+	return raw, nil
 }
 
 // inputSchema is the JSON Schema of the tool's arguments: one per
@@ -232,8 +255,12 @@ func (t *operationTool) inputSchema(conv *jsonSchema) map[string]any {
 
 // operationScopes are the scopes of an operation's security requirement
 // (the document's when the operation has none): those a token for it must
-// carry. Requirements are alternatives; those naming no scope (an API key,
-// say) are not pingmcp's way in and are passed over, and alternatives
+// carry. Only the scopes of oauth2 schemes count: an openIdConnect
+// scheme's (openid, profile) are sign-in scopes, no access to the API,
+// and a tool's scopes also let a token use a session (actors' admission).
+// Requirements are alternatives; those naming no OAuth 2 scope (an API
+// key, OpenID Connect alone) are not pingmcp's way in and are passed
+// over, and alternatives
 // with different scopes are refused, since a tool needs one set. An
 // operation without scopes takes the API's from the file.
 func operationScopes(api API, doc *openapi3.T, op *openapi3.Operation) ([]string, error) {
@@ -244,8 +271,10 @@ func operationScopes(api API, doc *openapi3.T, op *openapi3.Operation) ([]string
 	sets := map[string][]string{}
 	for _, req := range reqs {
 		var s []string
-		for _, scopes := range req {
-			s = append(s, scopes...)
+		for name, scopes := range req {
+			if isOAuth2(doc, name) {
+				s = append(s, scopes...)
+			}
 		}
 		slices.Sort(s)
 		s = slices.Compact(s)
@@ -265,6 +294,16 @@ func operationScopes(api API, doc *openapi3.T, op *openapi3.Operation) ([]string
 		}
 	}
 	return nil, fmt.Errorf("its security requirements are alternatives with different scopes (%s): a tool needs one set", strings.Join(sortedKeys(sets), "; "))
+}
+
+// isOAuth2 reports whether the document's security scheme name is of
+// type oauth2.
+func isOAuth2(doc *openapi3.T, name string) bool {
+	if doc.Components == nil {
+		return false
+	}
+	sr := doc.Components.SecuritySchemes[name]
+	return sr != nil && sr.Value != nil && sr.Value.Type == "oauth2"
 }
 
 // mergedParams are the path item's parameters, overridden by the

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -29,7 +30,7 @@ const (
 // else the copy in pingmcp's cache (${PINGMCP_CACHE:-~/.cache/pingmcp}),
 // fetched there with npm the first time (scripts/test.sh installs npm;
 // without it the test fails). With -short, the test is skipped.
-func githubDoc(t *testing.T) string {
+func githubDoc(t testing.TB) string {
 	t.Helper()
 	if p := os.Getenv("PINGMCP_GITHUB_OPENAPI"); p != "" {
 		return p
@@ -66,7 +67,7 @@ func githubDoc(t *testing.T) string {
 
 // extract writes one file of a .tgz to dst (through a temporary file, so
 // that a cut run leaves nothing half written).
-func extract(t *testing.T, tgz, name, dst string) {
+func extract(t testing.TB, tgz, name, dst string) {
 	t.Helper()
 	f, err := os.Open(tgz)
 	if err != nil {
@@ -142,8 +143,20 @@ func TestGitHubDocument(t *testing.T) {
 	compiler := metaschema.NewCompiler()
 	compiler.DefaultDraft(metaschema.Draft2020)
 	var largest int
-	for _, tool := range all.Tools() {
-		raw := tool.InputSchema.(json.RawMessage)
+	for _, ot := range all.tools {
+		tool := ot.def
+		raw := schemaBytes(t, tool)
+		// What tools/list shows is the conversion's JSON, value for value.
+		converted, err := ot.schemaJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got, want any
+		json.Unmarshal(raw, &got)
+		json.Unmarshal(converted, &want)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: input schema\n%s\nwant\n%s", tool.Name, raw, converted)
+		}
 		largest = max(largest, len(raw))
 		doc, err := metaschema.UnmarshalJSON(bytes.NewReader(raw))
 		if err != nil {
@@ -191,5 +204,19 @@ func TestGitHubDocument(t *testing.T) {
 	t.Logf("tools/list: %d bytes", listed)
 	if listed > 16<<20 {
 		t.Errorf("tools/list is %d bytes", listed)
+	}
+}
+
+// BenchmarkInstallGitHub is Install of every operation of GitHub's
+// document (1000-odd tools), what each session actor's activation pays.
+func BenchmarkInstallGitHub(b *testing.B) {
+	ts, err := New(b.Context(), []API{{Name: "github", BaseURL: "https://api.github.com", Document: githubDoc(b), Scopes: []string{"repo"},
+		Include: Selector{Methods: []string{"GET", "POST", "PATCH", "PUT", "DELETE"}}}}, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		ts.Install(mcp.NewServer(&mcp.Implementation{Name: "bench"}, nil), nil)
 	}
 }

@@ -29,6 +29,32 @@ type jsonSchema struct {
 	request bool
 	// repeat is how many times a schema may appear on one path (at least 1).
 	repeat int
+	// limit bounds size, a lower bound of the JSON made so far: past it
+	// the conversion stops (every schema then converts to {}) and over
+	// says so, for a schema whose $refs would inline into millions of
+	// nodes is refused before it is built. Zero is no limit.
+	limit, size int
+}
+
+// over reports whether the conversion passed its limit.
+func (c *jsonSchema) over() bool { return c.limit > 0 && c.size > c.limit }
+
+// count adds what a converted schema's keywords and names will take in
+// JSON at least.
+func (c *jsonSchema) count(s *openapi3.Schema) {
+	c.size += 2 + len(s.Title) + len(s.Description) + len(s.Format) + len(s.Pattern)
+	for _, e := range s.Enum {
+		c.size += 2
+		if str, ok := e.(string); ok {
+			c.size += len(str)
+		}
+	}
+	for name := range s.Properties {
+		c.size += len(name) + 4
+	}
+	for _, name := range s.Required {
+		c.size += len(name) + 3
+	}
 }
 
 func (c *jsonSchema) ref(sr *openapi3.SchemaRef) map[string]any {
@@ -53,6 +79,10 @@ func (c *jsonSchema) schema(s *openapi3.Schema) map[string]any {
 		}
 		return map[string]any{"not": map[string]any{}}
 	}
+	if c.over() {
+		return map[string]any{}
+	}
+	c.count(s)
 	seen := 0
 	for _, on := range c.stack {
 		if on == s {

@@ -1,0 +1,231 @@
+package openapi
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// queryDoc has object query parameters: filter (form, exploded, its
+// properties only), free (form, exploded, additionalProperties), sort
+// (deepObject, additionalProperties), beside limit (at most 10).
+const queryDoc = `
+  /q:
+    get:
+      operationId: q
+      parameters:
+        - {name: limit, in: query, schema: {type: integer, maximum: 10}}
+        - {name: filter, in: query, style: form, explode: true, schema: {type: object, properties: {state: {type: string, enum: [open, closed]}}}}
+        - {name: free, in: query, style: form, explode: true, schema: {type: object, additionalProperties: {type: string}}}
+        - {name: sort, in: query, style: deepObject, explode: true, schema: {type: object, additionalProperties: true}}
+      responses: {"200": {description: ok}}`
+
+// An object query parameter sends only the members its schema declares:
+// an undeclared member is no new query parameter, and no member repeats a
+// declared one past its schema.
+func TestObjectQueryMembers(t *testing.T) {
+	api := newRecorder(t, nil)
+	ts, err := newAPI(t, API{BaseURL: api.URL, Scopes: []string{"a"}}, docWith("3.0.3", queryDoc, "  schemas: {}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := connect(t, ts, &countingCaller{})
+	for _, args := range []string{
+		`{"filter":{"state":"open","admin":"1"}}`,
+		`{"filter":{"limit":"1000"}}`,
+		`{"free":{"limit":"1000"}}`,
+		`{"free":{"filter":"x"}}`,
+		`{"free":{"":"x"}}`,
+		`{"sort":{"a][x":"1"}}`,
+		`{"sort":{"a[b]":"1"}}`,
+	} {
+		if res := callTool(t, cs, "t_q", args); !res.IsError || !strings.Contains(text(res), "invalid arguments") {
+			t.Errorf("%s: %s, want refused", args, text(res))
+		}
+	}
+	if reqs := api.requests(); len(reqs) != 0 {
+		t.Fatalf("reached the API: %s", reqs[0].URL)
+	}
+	if res := callTool(t, cs, "t_q", `{"limit":5,"filter":{"state":"open"},"free":{"color":"red"},"sort":{"name":"asc"}}`); res.IsError {
+		t.Fatal(text(res))
+	}
+	if got, want := api.requests()[0].URL.Query().Encode(), "color=red&limit=5&sort%5Bname%5D=asc&state=open"; got != want {
+		t.Errorf("query %s, want %s", got, want)
+	}
+}
+
+// A number goes to the API as written, so it must be exactly the number
+// the schema checked: 1e2, 100.0, 100.0000000000000000001 or 2^53+1 would
+// pass limit's bounds as another number than the API is sent.
+func TestNumbersAsChecked(t *testing.T) {
+	api := newRecorder(t, nil)
+	cs := connect(t, itemsTools(t, api.URL, Options{}), &countingCaller{})
+	for _, n := range []string{"1e1", "10.0", "100.0000000000000000001", "1.00000000000000000001", "9007199254740993", "-0.0"} {
+		if res := callRaw(t, cs, "items_searchItems", `{"limit":`+n+`}`); !res.IsError || !strings.Contains(text(res), "invalid arguments") {
+			t.Errorf("limit %s: %s, want refused", n, text(res))
+		}
+	}
+	if reqs := api.requests(); len(reqs) != 0 {
+		t.Fatalf("reached the API: %s", reqs[0].URL)
+	}
+	for _, n := range []string{"1", "100"} {
+		if res := callRaw(t, cs, "items_searchItems", `{"limit":`+n+`}`); res.IsError {
+			t.Errorf("limit %s: %s", n, text(res))
+		}
+	}
+}
+
+// Array elements joined by a separator may not hold it: the API would
+// read more (or other) elements than the schema checked.
+func TestArraySeparators(t *testing.T) {
+	api := newRecorder(t, nil)
+	ts, err := newAPI(t, API{BaseURL: api.URL, Scopes: []string{"a"}}, docWith("3.0.3", `
+  /s:
+    get:
+      operationId: s
+      parameters:
+        - {name: c, in: query, explode: false, schema: {type: array, maxItems: 2, items: {type: string}}}
+        - {name: sp, in: query, style: spaceDelimited, explode: false, schema: {type: array, maxItems: 2, items: {type: string}}}
+        - {name: p, in: query, style: pipeDelimited, explode: false, schema: {type: array, maxItems: 2, items: {type: string}}}
+        - {name: X-H, in: header, schema: {type: array, maxItems: 2, items: {type: string}}}
+      responses: {"200": {description: ok}}`, "  schemas: {}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := connect(t, ts, &countingCaller{})
+	for _, args := range []string{`{"c":["a","b,c,d"]}`, `{"sp":["a b"]}`, `{"p":["a|b|c"]}`, `{"X-H":["a,b","c"]}`} {
+		if res := callTool(t, cs, "t_s", args); !res.IsError || !strings.Contains(text(res), "invalid arguments") {
+			t.Errorf("%s: %s, want refused", args, text(res))
+		}
+	}
+	if reqs := api.requests(); len(reqs) != 0 {
+		t.Fatalf("reached the API: %s", reqs[0].URL)
+	}
+	if res := callTool(t, cs, "t_s", `{"c":["a b","c|d"],"sp":["a,b","c"],"p":["a b"],"X-H":["a b","c"]}`); res.IsError {
+		t.Fatal(text(res))
+	}
+	r := api.requests()[0]
+	if q := r.URL.Query(); q.Get("c") != "a b,c|d" || q.Get("sp") != "a,b c" || q.Get("p") != "a b" || r.Header.Get("X-H") != "a b,c" {
+		t.Errorf("sent %s with X-H %q", r.URL, r.Header.Get("X-H"))
+	}
+}
+
+// A path argument is refused when, decoded, it is not UTF-8 (an overlong
+// '.' or '/') or holds a character normalization makes '.' or '/'.
+func TestPathLookAlikes(t *testing.T) {
+	api := newRecorder(t, nil)
+	cs := connect(t, itemsTools(t, api.URL, Options{}), &countingCaller{})
+	for _, id := range []string{"\uFF0E\uFF0E", "a\u2215b", "a\u2044b", "a\uFF0Fb", "%EF%BC%8E%EF%BC%8E", "%c0%ae%c0%ae", "%c0%af", "%e0%80%ae", "%ff"} {
+		if res := callTool(t, cs, "items_getItem", `{"id":`+quote(id)+`}`); !res.IsError || !strings.Contains(text(res), "invalid arguments") {
+			t.Errorf("%q: %s, want refused", id, text(res))
+		}
+	}
+	if reqs := api.requests(); len(reqs) != 0 {
+		t.Fatalf("reached the API: %s", reqs[0].URL)
+	}
+}
+
+// Scopes come from oauth2 schemes only: an openIdConnect requirement's
+// (openid, profile) are sign-in scopes, never a tool's.
+func TestScopesFromOAuth2Only(t *testing.T) {
+	doc := "openapi: 3.1.0\ninfo: {title: t, version: \"1\"}\npaths:\n" + `
+  /one:
+    get: {operationId: both, security: [{oauth: [a], oidc: [openid, profile]}], responses: {"200": {description: ok}}}
+  /two:
+    get: {operationId: orOIDC, security: [{oidc: [openid]}, {oauth: [b]}], responses: {"200": {description: ok}}}
+  /three:
+    get: {operationId: oidcOnly, security: [{oidc: [openid, profile]}], responses: {"200": {description: ok}}}
+components:
+  securitySchemes:
+    oauth:
+      type: oauth2
+      flows: {clientCredentials: {tokenUrl: /token, scopes: {a: a, b: b}}}
+    oidc: {type: openIdConnect, openIdConnectUrl: https://idp.example.com/.well-known/openid-configuration}
+`
+	ts, err := newAPI(t, API{Scopes: []string{"fallback"}}, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{"t_both": {"a"}, "t_orOIDC": {"b"}, "t_oidcOnly": {"fallback"}}
+	if got := ts.Scopes(); !equalScopes(got, want) {
+		t.Errorf("Scopes() = %v, want %v", got, want)
+	}
+}
+
+// A schema whose $refs inline into millions of nodes is refused while it
+// is converted, at the input schema's bound, not after it was built.
+func TestSchemaExpansionBounded(t *testing.T) {
+	var comps strings.Builder
+	comps.WriteString("  schemas:\n")
+	const levels, fanout = 8, 6 // 6^8: 1.7 million schemas inlined
+	for l := range levels {
+		fmt.Fprintf(&comps, "    S%d:\n      type: object\n      properties:\n", l)
+		for f := range fanout {
+			if l == levels-1 {
+				fmt.Fprintf(&comps, "        p%d: {type: string}\n", f)
+			} else {
+				fmt.Fprintf(&comps, "        p%d: {$ref: \"#/components/schemas/S%d\"}\n", f, l+1)
+			}
+		}
+	}
+	start := time.Now()
+	_, err := newAPI(t, API{Scopes: []string{"a"}, Include: Selector{Methods: []string{"POST"}}}, docWith("3.0.3", `
+  /big:
+    post:
+      operationId: big
+      requestBody: {required: true, content: {application/json: {schema: {$ref: "#/components/schemas/S0"}}}}
+      responses: {"200": {description: ok}}`, comps.String()))
+	if err == nil || !strings.Contains(err.Error(), "operation big") || !strings.Contains(err.Error(), "grows past") {
+		t.Errorf("an exploding schema: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("refused after %v", took)
+	}
+}
+
+// A document file's $refs read files under its folder (or the APIs
+// file's) only: no URL is fetched, no file elsewhere is read, not through
+// a symbolic link either.
+func TestExternalRefsConfined(t *testing.T) {
+	remote := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("type: object\n"))
+	})
+	root, outside := t.TempDir(), t.TempDir()
+	write := func(p, s string) {
+		if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(root, "common.yaml"), "type: object\nproperties: {name: {type: string}}\n")
+	write(filepath.Join(outside, "secret.yaml"), "type: object\n")
+	if err := os.Symlink(filepath.Join(outside, "secret.yaml"), filepath.Join(root, "link.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	for ref, ok := range map[string]bool{
+		"common.yaml":               true,
+		remote.URL + "/schema.yaml": false,
+		"../" + filepath.Base(outside) + "/secret.yaml": false,
+		filepath.Join(outside, "secret.yaml"):           false,
+		"link.yaml":                                     false,
+	} {
+		doc := filepath.Join(root, "openapi.yaml")
+		write(doc, docWith("3.0.3", `
+  /a:
+    post:
+      operationId: a
+      requestBody: {content: {application/json: {schema: {$ref: "`+ref+`"}}}}
+      responses: {"200": {description: ok}}`, "  schemas: {}"))
+		_, err := New(t.Context(), []API{{Name: "t", BaseURL: "https://api.example.com", Document: doc, Scopes: []string{"a"},
+			Include: Selector{Methods: []string{"POST"}}}}, Options{})
+		if ok != (err == nil) {
+			t.Errorf("$ref %s: %v", ref, err)
+		}
+	}
+	if n := len(remote.requests()); n != 0 {
+		t.Errorf("a $ref was fetched %d times", n)
+	}
+}
