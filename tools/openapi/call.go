@@ -45,7 +45,9 @@ func (t *operationTool) call(ctx context.Context, caller tools.Caller, req *mcp.
 	if req != nil && req.Params != nil {
 		raw = req.Params.Arguments
 	}
-	if len(bytes.TrimSpace(raw)) == 0 {
+	if t := bytes.TrimSpace(raw); len(t) == 0 || string(t) == "null" {
+		// No arguments: MCP's arguments are optional, and clients send
+		// null for none (the Go SDK does).
 		raw = json.RawMessage("{}")
 	}
 	var inst any

@@ -83,6 +83,7 @@ func TestTodoAPIThroughItsDocument(t *testing.T) {
 	if l := list(cs, "todo_listTodos", `{}`); len(l.Todos) != 0 {
 		t.Fatalf("a new list holds %v", l.Todos)
 	}
+
 	// Each call's token has its operation's scopes alone: a write, with
 	// todo_api:write only, answers what it wrote (the Todo API's rule).
 	l := list(cs, "todo_createTodo", `{"body":{"todoText":"buy milk"}}`)
@@ -118,9 +119,10 @@ func TestTodoAPIThroughItsDocument(t *testing.T) {
 		t.Errorf("createTodo asked for scopes %v, want its operation's", got)
 	}
 
-	// Another user sees none of alice's todos, and cannot touch them.
+	// Another user sees none of alice's todos, and cannot touch them. No
+	// arguments at all (null, as the Go SDK sends for none) are none.
 	bob := connect(t, ts, &toolstest.Caller{T: t, Issuer: is, Subject: "bob", Scopes: []string{todoapi.ScopeRead, todoapi.ScopeWrite}})
-	if l := list(bob, "todo_listTodos", `{}`); len(l.Todos) != 0 {
+	if l := list(bob, "todo_listTodos", `null`); len(l.Todos) != 0 {
 		t.Errorf("bob sees %+v", l.Todos)
 	}
 	other := list(cs, "todo_listTodos", `{}`).Todos[0].ID
