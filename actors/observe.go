@@ -134,6 +134,14 @@ func (a *core) auditToolCalls(next mcp.MethodHandler) mcp.MethodHandler {
 			ctx = withRequestPrincipal(ctx, s.principal)
 		}
 
+		var rpcID string
+		if s != nil {
+			rpcID = s.calls.claim(params.Name, params.Arguments)
+			if a.sessionID != "" && rpcID != "" {
+				ctx = tools.WithCallKey(ctx, a.sessionID+" "+rpcID)
+			}
+		}
+
 		res, err := next(ctx, method, req)
 
 		rec := audit.ToolCallRecord{
@@ -149,7 +157,7 @@ func (a *core) auditToolCalls(next mcp.MethodHandler) mcp.MethodHandler {
 			if p := s.principal; p != nil {
 				rec.Principal = *idOf(p)
 			}
-			rec.RequestID = s.calls.claim(params.Name, params.Arguments)
+			rec.RequestID = rpcID
 		}
 		if a.cfg.Audit.ToolArgs() {
 			rec.Arguments = params.Arguments

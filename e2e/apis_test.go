@@ -42,7 +42,8 @@ func TestGeneratedToolsDelegated(t *testing.T) {
 	}
 	d := runDev(t, "--todo-api-addr", todoAddr, "--apis", apis, "--audit-log", auditPath)
 	const all = "openid offline_access todo_api:read todo_api:write"
-	alice := connectAs(t, ctx, d.MCP, login(t, ctx, d.Issuer, d.MCP, "alice", all))
+	aliceToken := login(t, ctx, d.Issuer, d.MCP, "alice", all)
+	alice := connectAs(t, ctx, d.MCP, aliceToken)
 	bob := connectAs(t, ctx, d.MCP, login(t, ctx, d.Issuer, d.MCP, "bob", all))
 
 	tools, err := alice.ListTools(ctx, nil)
@@ -87,8 +88,23 @@ func TestGeneratedToolsDelegated(t *testing.T) {
 		t.Errorf("alice's todo gone after the hostile deletes: %s", out)
 	}
 
+	// A call the client sends again (the same JSON-RPC id in the same
+	// session: its answer was lost) lands once: pingmcp gives createTodo,
+	// which declares Idempotency-Key, a key derived from the call.
+	retried := `{"jsonrpc":"2.0","id":"retried-1","method":"tools/call","params":{"name":"todo_createTodo","arguments":{"body":{"todoText":"exactly once"}}}}`
+	for range 2 {
+		if a := askHTTP(t, ctx, http.MethodPost, d.MCP, retried, map[string]string{"Authorization": "Bearer " + aliceToken,
+			"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+			"Mcp-Session-Id": alice.ID(), "Mcp-Protocol-Version": "2025-11-25"}); a.status != http.StatusOK || !strings.Contains(a.body, "exactly once") {
+			t.Fatalf("the retried create: %d %s", a.status, a.body)
+		}
+	}
+	if out, _ := call(t, ctx, alice, "todo_listTodos", nil); strings.Count(out, "exactly once") != 1 {
+		t.Errorf("a create sent twice as one call is in the list %d times, want once: %s", strings.Count(out, "exactly once"), out)
+	}
+
 	// Each call's token: the API's resource, the operation's scope alone.
-	recs := auditRecords(t, ctx, auditPath, 6)
+	recs := auditRecords(t, ctx, auditPath, 8)
 	for _, c := range []struct{ tool, scope, op string }{
 		{"todo_createTodo", "todo_api:write", "createTodo"},
 		{"todo_updateTodo", "todo_api:write", "updateTodo"},

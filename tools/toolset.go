@@ -62,3 +62,20 @@ type Delegation struct {
 	// Claims of the token (read, not verified: for display).
 	Claims map[string]any
 }
+
+type callKey struct{}
+
+// WithCallKey is ctx naming the tool call it serves by key (see CallKey).
+func WithCallKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, callKey{}, key)
+}
+
+// CallKey names the tool call of ctx, the same when the client sends that
+// call again: its MCP session and its JSON-RPC id, which a client may not
+// reuse within a session. It is empty outside a session (the ids of
+// stateless requests repeat). A tool uses it to make a retried call land
+// once (an Idempotency-Key derived from it), never as a secret.
+func CallKey(ctx context.Context) string {
+	k, _ := ctx.Value(callKey{}).(string)
+	return k
+}

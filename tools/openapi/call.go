@@ -3,6 +3,8 @@ package openapi
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -73,6 +76,7 @@ func (t *operationTool) call(ctx context.Context, caller tools.Caller, req *mcp.
 	if err != nil {
 		return failure(fmt.Errorf("invalid arguments: %w", err))
 	}
+	t.idempotent(ctx, hr, raw)
 	if caller == nil {
 		return failure(errNoUser)
 	}
@@ -541,4 +545,29 @@ func cut(s string, n int) string {
 
 func failure(err error) *mcp.CallToolResult {
 	return &mcp.CallToolResult{IsError: true, Content: []mcp.Content{&mcp.TextContent{Text: err.Error()}}}
+}
+
+// idempotencyHeader is the header an operation declares to make a write
+// land once when it is sent again.
+const idempotencyHeader = "Idempotency-Key"
+
+// idempotent gives a POST or PATCH whose operation declares an
+// Idempotency-Key header, and whose arguments set none, a key of its own:
+// derived from the tool call's key (its session and JSON-RPC id, which the
+// client keeps when it sends the call again), the operation and the
+// arguments, so that a retried call lands once and any other call is new.
+// Outside a session there is no such key, and none is sent.
+func (t *operationTool) idempotent(ctx context.Context, hr *http.Request, args []byte) {
+	if (t.method != http.MethodPost && t.method != http.MethodPatch) || hr.Header.Get(idempotencyHeader) != "" {
+		return
+	}
+	declared := slices.ContainsFunc(t.params, func(p *param) bool {
+		return p.in == "header" && strings.EqualFold(p.name, idempotencyHeader)
+	})
+	key := tools.CallKey(ctx)
+	if !declared || key == "" {
+		return
+	}
+	sum := sha256.Sum256([]byte(key + "\x00" + t.api.name + "\x00" + t.operation + "\x00" + string(args)))
+	hr.Header.Set(idempotencyHeader, "pingmcp-"+base64.RawURLEncoding.EncodeToString(sum[:18]))
 }
