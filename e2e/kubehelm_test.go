@@ -1,0 +1,204 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pingmcp/pingmcp/auth/authtest"
+	"github.com/pingmcp/pingmcp/internal/helmtest"
+	"github.com/pingmcp/pingmcp/internal/kubetest"
+	"github.com/pingmcp/pingmcp/internal/redistest"
+)
+
+// helmNamespace is where TestKubeHelm installs the chart: a namespace of its
+// own, labelled for PodSecurity "restricted" as README tells users to.
+const helmNamespace = "mcp"
+
+// applyManifest applies a YAML stream with kubectl apply --server-side
+// --validate=strict in namespace ns; any warning (PodSecurity's among them)
+// fails the test, as in applyDeploy.
+func applyManifest(t *testing.T, ctx context.Context, kc *kubetest.Cluster, ns, manifest string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "chart.yaml")
+	if err := os.WriteFile(file, []byte(manifest), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := kc.KubectlCmd(ctx, "apply", "--server-side", "--field-manager", "pingmcp-e2e", "--validate=strict", "-n", ns, "-f", file)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kubectl apply of the chart: %v\n%s%s", err, stdout.String(), stderr.String())
+	}
+	t.Logf("kubectl apply of the chart (%s):\n%s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(stdout.String()))
+	if w := strings.TrimSpace(stderr.String()); w != "" {
+		t.Errorf("kubectl apply of the chart warned:\n%s", w)
+	}
+}
+
+// TestKubeHelm renders deploy/helm/pingmcp with Helm (as a library: helm
+// install --dry-run=client) for a trial install (generated Secrets, the
+// chart's Redis), applies it to a real API server, lets PodSecurity
+// "restricted" judge pods made from its Deployments' templates, checks what
+// its service account may do, and plays kubelet for two pods of its
+// pingmcp Deployment: they join over the generated cluster TLS and a session
+// opened through one continues through the other.
+func TestKubeHelm(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	start := time.Now()
+	kc := kubetest.Start(t)
+	t.Logf("API server ready in %s", time.Since(start).Round(time.Millisecond))
+
+	if status, body, err := kc.Do(ctx, http.MethodPost, "/api/v1/namespaces", corev1.Namespace{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
+		ObjectMeta: metav1.ObjectMeta{Name: helmNamespace, Labels: map[string]string{
+			"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest",
+		}},
+	}); err != nil || status != http.StatusCreated {
+		t.Fatalf("create namespace %s: %d %v %s", helmNamespace, status, err, body)
+	}
+
+	// The default service account, which the controller manager (not
+	// running here) makes in every namespace: the chart's Redis pods use it.
+	if status, body, err := kc.Do(ctx, http.MethodPost, "/api/v1/namespaces/"+helmNamespace+"/serviceaccounts", corev1.ServiceAccount{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
+		ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: helmNamespace},
+	}); err != nil || status != http.StatusCreated {
+		t.Fatalf("create the default service account: %d %v %s", status, err, body)
+	}
+
+	is := authtest.NewIssuer(t)
+	rendered, err := helmtest.Render("../deploy/helm/pingmcp", helmtest.Options{
+		Name: "pingmcp", Namespace: helmNamespace, KubeVersion: kubetest.Version,
+		Values: map[string]any{
+			"issuer":    is.URL,
+			"publicURL": "https://" + kubePublicHost,
+			"redis":     map[string]any{"trial": map[string]any{"enabled": true}},
+			"secrets":   map[string]any{"generate": true},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The exchange client's Secret is the operator's to create, by reference.
+	for name, data := range map[string]map[string][]byte{
+		"pingmcp-exchange-client": {"client-secret": []byte("e2e-client-secret")},
+		"pingmcp-grant-manager":   {"grants-password": []byte("e2e-grants-password")},
+	} {
+		if status, body, err := kc.Do(ctx, http.MethodPost, "/api/v1/namespaces/"+helmNamespace+"/secrets", corev1.Secret{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: helmNamespace},
+			Data:       data,
+		}); err != nil || status != http.StatusCreated {
+			t.Fatalf("create Secret %s: %d %v %s", name, status, err, body)
+		}
+	}
+	applyManifest(t, ctx, kc, helmNamespace, rendered.Manifest)
+	applyManifest(t, ctx, kc, helmNamespace, rendered.Manifest) // a second apply is accepted and changes nothing
+
+	for _, path := range []string{
+		"/api/v1/namespaces/mcp/serviceaccounts/pingmcp",
+		"/apis/rbac.authorization.k8s.io/v1/namespaces/mcp/roles/pingmcp-cluster-membership",
+		"/apis/rbac.authorization.k8s.io/v1/namespaces/mcp/rolebindings/pingmcp-cluster-membership",
+		"/apis/apps/v1/namespaces/mcp/deployments/pingmcp",
+		"/apis/apps/v1/namespaces/mcp/deployments/pingmcp-redis",
+		"/api/v1/namespaces/mcp/services/pingmcp",
+		"/api/v1/namespaces/mcp/secrets/pingmcp-trial-cluster-tls",
+		"/api/v1/namespaces/mcp/secrets/pingmcp-trial-state-keys",
+		"/apis/policy/v1/namespaces/mcp/poddisruptionbudgets/pingmcp",
+		"/apis/autoscaling/v2/namespaces/mcp/horizontalpodautoscalers/pingmcp",
+		"/apis/networking.k8s.io/v1/namespaces/mcp/networkpolicies/pingmcp",
+	} {
+		if status, body, err := kc.Do(ctx, http.MethodGet, path, nil); err != nil || status != http.StatusOK {
+			t.Errorf("GET %s after apply: %d %v %s", path, status, err, body)
+		}
+	}
+
+	// PodSecurity "restricted" judges a pod from each Deployment's template.
+	for _, name := range []string{"pingmcp", "pingmcp-redis"} {
+		var d appsv1.Deployment
+		if status, body, err := kc.Do(ctx, http.MethodGet, "/apis/apps/v1/namespaces/mcp/deployments/"+name, nil); err != nil || status != http.StatusOK {
+			t.Fatalf("GET deployment %s: %d %v %s", name, status, err, body)
+		} else if err := json.Unmarshal(body, &d); err != nil {
+			t.Fatal(err)
+		}
+		pod := corev1.Pod{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+			ObjectMeta: metav1.ObjectMeta{Name: name + "-template", Namespace: helmNamespace, Labels: map[string]string{"e2e": "template"}},
+			Spec:       d.Spec.Template.Spec,
+		}
+		if status, body, err := kc.Do(ctx, http.MethodPost, "/api/v1/namespaces/mcp/pods", pod); err != nil || status != http.StatusCreated {
+			t.Errorf("a pod from the chart's %s template was refused: %d %v %s", name, status, err, body)
+		}
+		pod.Name = name + "-privileged"
+		pod.Spec.Containers[0].SecurityContext.Privileged = &[]bool{true}[0]
+		pod.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = &[]bool{true}[0]
+		if status, body, err := kc.Do(ctx, http.MethodPost, "/api/v1/namespaces/mcp/pods", pod); err != nil || status != http.StatusForbidden ||
+			!strings.Contains(string(body), "PodSecurity") {
+			t.Errorf("a privileged %s pod in %s: %d %v %s; want 403 from PodSecurity", name, helmNamespace, status, err, body)
+		}
+	}
+
+	// The chart's service account may do what protoactor's provider needs,
+	// in its namespace, and nothing else.
+	user, groups := kubetest.ServiceAccountUser(helmNamespace, "pingmcp"), kubetest.ServiceAccountGroups(helmNamespace)
+	for _, c := range []struct {
+		a    kubetest.Access
+		want bool
+	}{
+		{kubetest.Access{Verb: "get", Resource: "pods", Namespace: helmNamespace}, true},
+		{kubetest.Access{Verb: "list", Resource: "pods", Namespace: helmNamespace}, true},
+		{kubetest.Access{Verb: "watch", Resource: "pods", Namespace: helmNamespace}, true},
+		{kubetest.Access{Verb: "patch", Resource: "pods", Namespace: helmNamespace}, true},
+		{kubetest.Access{Verb: "delete", Resource: "pods", Namespace: helmNamespace}, false},
+		{kubetest.Access{Verb: "create", Resource: "pods", Namespace: helmNamespace}, false},
+		{kubetest.Access{Verb: "list", Resource: "pods", Namespace: "default"}, false},
+		{kubetest.Access{Verb: "list", Resource: "pods"}, false},
+		{kubetest.Access{Verb: "get", Resource: "secrets", Namespace: helmNamespace, Name: "pingmcp-trial-state-keys"}, false},
+		{kubetest.Access{Verb: "patch", Group: "apps", Resource: "deployments", Namespace: helmNamespace, Name: "pingmcp"}, false},
+	} {
+		ok, reason, err := kc.Allowed(ctx, user, groups, c.a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok != c.want {
+			t.Errorf("%s may %s: %v (%s), want %v", user, c.a, ok, reason, c.want)
+		}
+	}
+
+	// Two pods of the chart's Deployment, run as the kubelet would, with the
+	// Secrets the chart generated: they join as two members (mutual TLS with
+	// the generated CA), and a session opened through one goes on through
+	// the other. Redis is the test's (the chart's Redis Service name does not
+	// resolve here).
+	rdb := redistest.Start(t)
+	k := newKubelet(t, kc, helmNamespace, map[string]string{"PINGMCP_REDIS_URL": "redis://" + rdb.Options().Addr + "/0", "PINGMCP_LOG_LEVEL": "debug"})
+	tmpl := k.template(ctx, "pingmcp")
+	start = time.Now()
+	a := k.run(ctx, "pingmcp-a", tmpl)
+	b := k.run(ctx, "pingmcp-b", tmpl)
+	a.Node.awaitMembers(ctx, 2)
+	b.Node.awaitMembers(ctx, 2)
+	t.Logf("two pods of the chart ran and joined in %s", time.Since(start).Round(time.Millisecond))
+	for i := range 6 {
+		claims := is.Claims("helm-user-"+string(rune('a'+i)), kubeResource, "todo_api:read todo_api:write")
+		claims["client_id"] = "helm-client-" + string(rune('a'+i))
+		token := is.Token(t, claims)
+		sid := podInitialize(t, ctx, a, token)
+		if status, body := podCall(t, ctx, b, token, sid, toolsList); status != http.StatusOK || !strings.Contains(body, `"tools"`) {
+			t.Fatalf("session %s, opened through pingmcp-a, through pingmcp-b: %d %s", sid, status, body)
+		}
+	}
+}
