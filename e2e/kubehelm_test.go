@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -192,6 +193,11 @@ func TestKubeHelm(t *testing.T) {
 	a.Node.awaitMembers(ctx, 2)
 	b.Node.awaitMembers(ctx, 2)
 	t.Logf("two pods of the chart ran and joined in %s", time.Since(start).Round(time.Millisecond))
+	// GOMEMLIMIT is the container's memory limit in bytes (the chart's
+	// default 512Mi), and the Go runtime started with it.
+	if !slices.Contains(a.Node.cmd.Env, "GOMEMLIMIT=536870912") {
+		t.Errorf("pingmcp-a's environment has no GOMEMLIMIT=536870912 (512Mi): %v", a.Node.cmd.Env)
+	}
 	for i := range 6 {
 		claims := is.Claims("helm-user-"+string(rune('a'+i)), kubeResource, "todo_api:read todo_api:write")
 		claims["client_id"] = "helm-client-" + string(rune('a'+i))
