@@ -12,6 +12,8 @@ import (
 
 	"helm.sh/helm/v4/pkg/action"
 	"helm.sh/helm/v4/pkg/chart/common"
+	"helm.sh/helm/v4/pkg/chart/v2/lint"
+	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
 	"helm.sh/helm/v4/pkg/chart/v2/loader"
 	release "helm.sh/helm/v4/pkg/release/v1"
 )
@@ -69,6 +71,24 @@ func Render(dir string, o Options) (Rendered, error) {
 	out := Rendered{Manifest: rel.Manifest}
 	if rel.Info != nil {
 		out.Notes = rel.Info.Notes
+	}
+	return out, nil
+}
+
+// Lint runs `helm lint` on the chart in dir with values and returns its
+// messages of at least severity warning (lint's "info" is left out: a
+// missing icon, say).
+func Lint(dir, namespace string, values map[string]any) ([]string, error) {
+	kv, err := common.ParseKubeVersion(DefaultKubeVersion)
+	if err != nil {
+		return nil, err
+	}
+	l := lint.RunAll(dir, values, namespace, lint.WithKubeVersion(kv))
+	var out []string
+	for _, m := range l.Messages {
+		if m.Severity >= support.WarningSev {
+			out = append(out, m.Error())
+		}
 	}
 	return out, nil
 }

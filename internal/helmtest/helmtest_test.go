@@ -18,3 +18,24 @@ func TestRenderNeedsRedis(t *testing.T) {
 		t.Errorf("manifest %q, notes %q", r.Manifest, r.Notes)
 	}
 }
+
+// TestLint: helm lint finds nothing to warn of, for a production install
+// and a trial one.
+func TestLint(t *testing.T) {
+	for name, values := range map[string]map[string]any{
+		"redis.url": {"redis": map[string]any{"url": "rediss://redis.example.com:6380/0"}},
+		"trial": {
+			"redis":   map[string]any{"trial": map[string]any{"enabled": true}},
+			"secrets": map[string]any{"generate": true},
+			"metrics": map[string]any{"enabled": true},
+		},
+	} {
+		msgs, err := Lint("../../deploy/helm/pingmcp", "pingmcp", values)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range msgs {
+			t.Errorf("%s: helm lint: %s", name, m)
+		}
+	}
+}
