@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -26,26 +23,14 @@ import (
 // own, labelled for PodSecurity "restricted" as README tells users to.
 const helmNamespace = "mcp"
 
-// applyManifest applies a YAML stream with kubectl apply --server-side
-// --validate=strict in namespace ns; any warning (PodSecurity's among them)
-// fails the test, as in applyDeploy.
+// applyManifest applies a YAML stream in namespace ns as applyDeploy does.
 func applyManifest(t *testing.T, ctx context.Context, kc *kubetest.Cluster, ns, manifest string) {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "chart.yaml")
 	if err := os.WriteFile(file, []byte(manifest), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var stdout, stderr bytes.Buffer
-	cmd := kc.KubectlCmd(ctx, "apply", "--server-side", "--field-manager", "pingmcp-e2e", "--validate=strict", "-n", ns, "-f", file)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("kubectl apply of the chart: %v\n%s%s", err, stdout.String(), stderr.String())
-	}
-	t.Logf("kubectl apply of the chart (%s):\n%s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(stdout.String()))
-	if w := strings.TrimSpace(stderr.String()); w != "" {
-		t.Errorf("kubectl apply of the chart warned:\n%s", w)
-	}
+	kubectlApply(t, ctx, kc, "kubectl apply of the chart", "-n", ns, "-f", file)
 }
 
 // TestKubeHelm renders deploy/helm/pingmcp with Helm (as a library: helm
@@ -129,27 +114,7 @@ func TestKubeHelm(t *testing.T) {
 
 	// PodSecurity "restricted" judges a pod from each Deployment's template.
 	for _, name := range []string{"pingmcp", "pingmcp-redis"} {
-		var d appsv1.Deployment
-		if status, body, err := kc.Do(ctx, http.MethodGet, "/apis/apps/v1/namespaces/mcp/deployments/"+name, nil); err != nil || status != http.StatusOK {
-			t.Fatalf("GET deployment %s: %d %v %s", name, status, err, body)
-		} else if err := json.Unmarshal(body, &d); err != nil {
-			t.Fatal(err)
-		}
-		pod := corev1.Pod{
-			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-			ObjectMeta: metav1.ObjectMeta{Name: name + "-template", Namespace: helmNamespace, Labels: map[string]string{"e2e": "template"}},
-			Spec:       d.Spec.Template.Spec,
-		}
-		if status, body, err := kc.Do(ctx, http.MethodPost, "/api/v1/namespaces/mcp/pods", pod); err != nil || status != http.StatusCreated {
-			t.Errorf("a pod from the chart's %s template was refused: %d %v %s", name, status, err, body)
-		}
-		pod.Name = name + "-privileged"
-		pod.Spec.Containers[0].SecurityContext.Privileged = &[]bool{true}[0]
-		pod.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = &[]bool{true}[0]
-		if status, body, err := kc.Do(ctx, http.MethodPost, "/api/v1/namespaces/mcp/pods", pod); err != nil || status != http.StatusForbidden ||
-			!strings.Contains(string(body), "PodSecurity") {
-			t.Errorf("a privileged %s pod in %s: %d %v %s; want 403 from PodSecurity", name, helmNamespace, status, err, body)
-		}
+		judgePodSecurity(t, ctx, kc, helmNamespace, name)
 	}
 
 	// The chart's service account may do what protoactor's provider needs,
