@@ -39,3 +39,17 @@ func TestLint(t *testing.T) {
 		}
 	}
 }
+
+// TestSchemaRefusesMisspeltValues: values.schema.json makes a misspelt key
+// an error rather than a setting silently ignored.
+func TestSchemaRefusesMisspeltValues(t *testing.T) {
+	for name, values := range map[string]map[string]any{
+		"redis.URL":        {"redis": map[string]any{"URL": "redis://r:6379/0"}},
+		"secret.generate":  {"secret": map[string]any{"generate": true}, "redis": map[string]any{"url": "redis://r:6379/0"}},
+		"replicaCount: -1": {"replicaCount": -1, "redis": map[string]any{"url": "redis://r:6379/0"}},
+	} {
+		if _, err := Render("../../deploy/helm/pingmcp", Options{Name: "pingmcp", Namespace: "pingmcp", Values: values}); err == nil || !strings.Contains(err.Error(), "schema") {
+			t.Errorf("%s: rendered, or failed for another reason: %v", name, err)
+		}
+	}
+}
