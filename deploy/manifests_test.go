@@ -13,6 +13,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -754,4 +755,86 @@ func TestDraining(t *testing.T) {
 			t.Errorf("deployment %s: nothing spreads its pods over nodes or zones", d.Name)
 		}
 	}
+}
+
+// TestMemoryLimit: every pingmcp serve container has a memory limit and
+// takes GOMEMLIMIT from it (the downward API, its own container's
+// limits.memory, in bytes: GOMEMLIMIT reads a bare number as bytes), so that
+// the garbage collector works harder before the kernel kills the pod.
+func TestMemoryLimit(t *testing.T) {
+	m := load(t)
+	for _, b := range binaries(t, m) {
+		if b.command != "serve" {
+			continue
+		}
+		c := b.container
+		if _, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok {
+			t.Errorf("%s: no memory limit", b)
+		}
+		i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "GOMEMLIMIT" })
+		if i < 0 {
+			t.Errorf("%s: no GOMEMLIMIT", b)
+			continue
+		}
+		r := c.Env[i].ValueFrom
+		if r == nil || r.ResourceFieldRef == nil || r.ResourceFieldRef.Resource != "limits.memory" ||
+			(r.ResourceFieldRef.ContainerName != "" && r.ResourceFieldRef.ContainerName != c.Name) ||
+			(!r.ResourceFieldRef.Divisor.IsZero() && r.ResourceFieldRef.Divisor.Value() != 1) {
+			t.Errorf("%s: GOMEMLIMIT %+v: want resourceFieldRef limits.memory of this container, in bytes", b, c.Env[i])
+		}
+	}
+}
+
+// TestClusterPortPolicy: a NetworkPolicy keeps the cluster port (forwarded
+// requests, users' tokens in them) to the pods of the same Deployment: every
+// ingress rule of a policy selecting a node's pods that admits that port
+// admits only pods its own selector selects.
+func TestClusterPortPolicy(t *testing.T) {
+	m := load(t)
+	for _, b := range binaries(t, m) {
+		if b.command != "serve" || b.cfg.ClusterProvider != "k8s" {
+			continue
+		}
+		d := b.deployment
+		guarded := false
+		for _, np := range m.networkPolicies {
+			if np.Namespace != d.Namespace || !selects(&np.Spec.PodSelector, d.Spec.Template.Labels) || !slices.Contains(np.Spec.PolicyTypes, "Ingress") {
+				continue
+			}
+			guarded = true
+			for i, rule := range np.Spec.Ingress {
+				admitsCluster := len(rule.Ports) == 0 || slices.ContainsFunc(rule.Ports, func(p networkingv1.NetworkPolicyPort) bool {
+					return p.Port == nil || p.Port.String() == "cluster" || p.Port.String() == strconv.Itoa(int(clusterPortNumber(d)))
+				})
+				if !admitsCluster {
+					continue
+				}
+				if len(rule.From) == 0 {
+					t.Errorf("networkpolicy %s, rule %d: admits the cluster port from anywhere", np.Name, i)
+				}
+				for _, peer := range rule.From {
+					if peer.IPBlock != nil || peer.NamespaceSelector != nil || peer.PodSelector == nil {
+						t.Errorf("networkpolicy %s, rule %d: admits the cluster port from %+v, not only pods of %s", np.Name, i, peer, d.Name)
+						continue
+					}
+					for k, v := range d.Spec.Selector.MatchLabels {
+						if peer.PodSelector.MatchLabels[k] != v {
+							t.Errorf("networkpolicy %s, rule %d: admits the cluster port from pods %v, which need not be %s's (%v)", np.Name, i, peer.PodSelector.MatchLabels, d.Name, d.Spec.Selector.MatchLabels)
+						}
+					}
+				}
+			}
+		}
+		if !guarded {
+			t.Errorf("deployment %s: no NetworkPolicy guards its cluster port", d.Name)
+		}
+	}
+}
+
+// clusterPortNumber is the number of the container port named "cluster".
+func clusterPortNumber(d *appsv1.Deployment) int32 {
+	if _, p := containerPort(&d.Spec.Template.Spec, "cluster"); p != nil {
+		return p.ContainerPort
+	}
+	return -1
 }

@@ -38,16 +38,52 @@ const kubeNamespace = "pingmcp"
 // warning too.
 func applyDeploy(t *testing.T, ctx context.Context, kc *kubetest.Cluster) {
 	t.Helper()
+	kubectlApply(t, ctx, kc, "kubectl apply -k deploy/", "-k", "../deploy")
+}
+
+// kubectlApply runs kubectl apply --server-side --validate=strict with args;
+// any warning fails the test (see applyDeploy).
+func kubectlApply(t *testing.T, ctx context.Context, kc *kubetest.Cluster, what string, args ...string) {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
-	cmd := kc.KubectlCmd(ctx, "apply", "--server-side", "--field-manager", "pingmcp-e2e", "--validate=strict", "-k", "../deploy")
+	cmd := kc.KubectlCmd(ctx, append([]string{"apply", "--server-side", "--field-manager", "pingmcp-e2e", "--validate=strict"}, args...)...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("kubectl apply -k deploy/: %v\n%s%s", err, stdout.String(), stderr.String())
+		t.Fatalf("%s: %v\n%s%s", what, err, stdout.String(), stderr.String())
 	}
-	t.Logf("kubectl apply -k deploy/ (%s):\n%s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(stdout.String()))
+	t.Logf("%s (%s):\n%s", what, time.Since(start).Round(time.Millisecond), strings.TrimSpace(stdout.String()))
 	if w := strings.TrimSpace(stderr.String()); w != "" {
-		t.Errorf("kubectl apply -k deploy/ warned:\n%s", w)
+		t.Errorf("%s warned:\n%s", what, w)
+	}
+}
+
+// judgePodSecurity has PodSecurity admission judge pods in namespace ns
+// (labelled "restricted"): a pod from the Deployment's own template is
+// admitted (created for real: nothing runs it here), and the same pod made
+// privileged is refused.
+func judgePodSecurity(t *testing.T, ctx context.Context, kc *kubetest.Cluster, ns, deployment string) {
+	t.Helper()
+	var d appsv1.Deployment
+	if status, body, err := kc.Do(ctx, http.MethodGet, "/apis/apps/v1/namespaces/"+ns+"/deployments/"+deployment, nil); err != nil || status != http.StatusOK {
+		t.Fatalf("GET the %s Deployment: %d %v %s", deployment, status, err, body)
+	} else if err := json.Unmarshal(body, &d); err != nil {
+		t.Fatal(err)
+	}
+	pod := corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Name: deployment + "-template", Namespace: ns, Labels: d.Spec.Template.Labels},
+		Spec:       d.Spec.Template.Spec,
+	}
+	if status, body, err := kc.Do(ctx, http.MethodPost, "/api/v1/namespaces/"+ns+"/pods", pod); err != nil || status != http.StatusCreated {
+		t.Errorf("a pod from the %s Deployment's template was refused: %d %v %s", deployment, status, err, body)
+	}
+	pod.Name = deployment + "-privileged"
+	pod.Spec.Containers[0].SecurityContext.Privileged = &[]bool{true}[0]
+	pod.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = &[]bool{true}[0]
+	if status, body, err := kc.Do(ctx, http.MethodPost, "/api/v1/namespaces/"+ns+"/pods", pod); err != nil || status != http.StatusForbidden ||
+		!strings.Contains(string(body), "PodSecurity") {
+		t.Errorf("a privileged %s pod in the %s namespace: %d %v %s; want 403 from PodSecurity", deployment, ns, status, err, body)
 	}
 }
 
@@ -85,30 +121,8 @@ func TestKubeDeploy(t *testing.T) {
 	// apply, or a CI pipeline's, does).
 	applyDeploy(t, ctx, kc)
 
-	// PodSecurity admission judges pods in the namespace ("restricted"): a
-	// pod from the Deployment's own template is admitted (created for real:
-	// nothing runs it here), and the same pod made privileged is refused.
-	var d appsv1.Deployment
-	if status, body, err := kc.Do(ctx, http.MethodGet, "/apis/apps/v1/namespaces/pingmcp/deployments/pingmcp", nil); err != nil || status != http.StatusOK {
-		t.Fatalf("GET the pingmcp Deployment: %d %v %s", status, err, body)
-	} else if err := json.Unmarshal(body, &d); err != nil {
-		t.Fatal(err)
-	}
-	pod := corev1.Pod{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
-		ObjectMeta: metav1.ObjectMeta{Name: "pingmcp-template", Namespace: kubeNamespace, Labels: d.Spec.Template.Labels},
-		Spec:       d.Spec.Template.Spec,
-	}
-	if status, body, err := kc.Do(ctx, http.MethodPost, "/api/v1/namespaces/pingmcp/pods", pod); err != nil || status != http.StatusCreated {
-		t.Errorf("a pod from the pingmcp Deployment's template was refused: %d %v %s", status, err, body)
-	}
-	pod.Name = "pingmcp-privileged"
-	pod.Spec.Containers[0].SecurityContext.Privileged = &[]bool{true}[0]
-	pod.Spec.Containers[0].SecurityContext.AllowPrivilegeEscalation = &[]bool{true}[0]
-	if status, body, err := kc.Do(ctx, http.MethodPost, "/api/v1/namespaces/pingmcp/pods", pod); err != nil || status != http.StatusForbidden ||
-		!strings.Contains(string(body), "PodSecurity") {
-		t.Errorf("a privileged pod in the pingmcp namespace: %d %v %s; want 403 from PodSecurity", status, err, body)
-	}
+	// PodSecurity "restricted" judges pods of the Deployment's template.
+	judgePodSecurity(t, ctx, kc, kubeNamespace, "pingmcp")
 
 	user, groups := kubetest.ServiceAccountUser(kubeNamespace, "pingmcp"), kubetest.ServiceAccountGroups(kubeNamespace)
 	pods := func(verb, ns string) kubetest.Access {

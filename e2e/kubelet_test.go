@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -457,6 +458,26 @@ func (k *kubelet) env(ctx context.Context, pod *corev1.Pod, c corev1.Container, 
 			default:
 				k.t.Fatalf("pod %s: env %s: fieldRef %s is not resolved by this kubelet", pod.Name, e.Name, from.FieldRef.FieldPath)
 			}
+		case from.ResourceFieldRef != nil:
+			// What the kubelet gives: the container's limit or request,
+			// divided by the divisor (1 when unset), rounded up.
+			r := from.ResourceFieldRef
+			name, limit := strings.CutPrefix(r.Resource, "limits.")
+			if !limit {
+				name, _ = strings.CutPrefix(r.Resource, "requests.")
+			}
+			q, ok := c.Resources.Requests[corev1.ResourceName(name)]
+			if limit {
+				q, ok = c.Resources.Limits[corev1.ResourceName(name)]
+			}
+			if !ok || (r.ContainerName != "" && r.ContainerName != c.Name) {
+				k.t.Fatalf("pod %s: env %s: resourceFieldRef %s of container %q is not resolved by this kubelet", pod.Name, e.Name, r.Resource, r.ContainerName)
+			}
+			divisor := int64(1)
+			if !r.Divisor.IsZero() {
+				divisor = r.Divisor.Value()
+			}
+			v = strconv.FormatInt((q.Value()+divisor-1)/divisor, 10)
 		case from.SecretKeyRef != nil:
 			data, ok := k.secret(ctx, from.SecretKeyRef.Name)[from.SecretKeyRef.Key]
 			if !ok {

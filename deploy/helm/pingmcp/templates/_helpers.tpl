@@ -1,0 +1,59 @@
+{{/* The name of this release's objects: the release name if it says pingmcp, else <release>-pingmcp. */}}
+{{- define "pingmcp.fullname" -}}
+{{- if contains "pingmcp" .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-pingmcp" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* What selects this release's pingmcp pods. protoactor adds its own cluster.proto.actor/* labels at run time: nothing selects on them. */}}
+{{- define "pingmcp.selectorLabels" -}}
+app.kubernetes.io/name: pingmcp
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: mcp-server
+{{- end -}}
+
+{{- define "pingmcp.labels" -}}
+{{ include "pingmcp.selectorLabels" . }}
+app.kubernetes.io/part-of: pingmcp
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "pingmcp.redisSelectorLabels" -}}
+app.kubernetes.io/name: redis
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: store
+{{- end -}}
+
+{{- define "pingmcp.redisLabels" -}}
+{{ include "pingmcp.redisSelectorLabels" . }}
+app.kubernetes.io/part-of: pingmcp
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* Secret names: generated ones are the release's own. */}}
+{{- define "pingmcp.stateKeysSecret" -}}
+{{- if .Values.secrets.generate -}}{{ include "pingmcp.fullname" . }}-trial-state-keys{{- else -}}{{ .Values.secrets.stateKeys.name }}{{- end -}}
+{{- end -}}
+{{- define "pingmcp.stateKeysKey" -}}
+{{- if .Values.secrets.generate -}}state-keys{{- else -}}{{ .Values.secrets.stateKeys.key }}{{- end -}}
+{{- end -}}
+{{- define "pingmcp.clusterTLSSecret" -}}
+{{- if .Values.secrets.generate -}}{{ include "pingmcp.fullname" . }}-trial-cluster-tls{{- else -}}{{ .Values.secrets.clusterTLS.name }}{{- end -}}
+{{- end -}}
+
+{{- define "pingmcp.redisURL" -}}
+{{- if .Values.redis.trial.enabled -}}
+{{- printf "redis://%s-redis.%s.svc.cluster.local:6379/0" (include "pingmcp.fullname" .) .Release.Namespace -}}
+{{- else -}}
+{{- required "redis.url is required (rediss://... in production), or set redis.trial.enabled=true to try pingmcp out with a Redis of the chart's own" .Values.redis.url -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "pingmcp.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}

@@ -1,0 +1,175 @@
+package e2e
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/pingmcp/pingmcp/auth/authtest"
+	"github.com/pingmcp/pingmcp/internal/helmtest"
+	"github.com/pingmcp/pingmcp/internal/kubetest"
+	"github.com/pingmcp/pingmcp/internal/redistest"
+)
+
+// helmNamespace is where TestKubeHelm installs the chart: a namespace of its
+// own, labelled for PodSecurity "restricted" as README tells users to.
+const helmNamespace = "mcp"
+
+// applyManifest applies a YAML stream in namespace ns as applyDeploy does.
+func applyManifest(t *testing.T, ctx context.Context, kc *kubetest.Cluster, ns, manifest string) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "chart.yaml")
+	if err := os.WriteFile(file, []byte(manifest), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	kubectlApply(t, ctx, kc, "kubectl apply of the chart", "-n", ns, "-f", file)
+}
+
+// TestKubeHelm renders deploy/helm/pingmcp with Helm (as a library: helm
+// install --dry-run=client) for a trial install (generated Secrets, the
+// chart's Redis), applies it to a real API server, lets PodSecurity
+// "restricted" judge pods made from its Deployments' templates, checks what
+// its service account may do, and plays kubelet for two pods of its
+// pingmcp Deployment: they join over the generated cluster TLS and a session
+// opened through one continues through the other.
+func TestKubeHelm(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	start := time.Now()
+	kc := kubetest.Start(t)
+	t.Logf("API server ready in %s", time.Since(start).Round(time.Millisecond))
+
+	if status, body, err := kc.Do(ctx, http.MethodPost, "/api/v1/namespaces", corev1.Namespace{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
+		ObjectMeta: metav1.ObjectMeta{Name: helmNamespace, Labels: map[string]string{
+			"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest",
+		}},
+	}); err != nil || status != http.StatusCreated {
+		t.Fatalf("create namespace %s: %d %v %s", helmNamespace, status, err, body)
+	}
+
+	// The default service account, which the controller manager (not
+	// running here) makes in every namespace: the chart's Redis pods use it.
+	if status, body, err := kc.Do(ctx, http.MethodPost, "/api/v1/namespaces/"+helmNamespace+"/serviceaccounts", corev1.ServiceAccount{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
+		ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: helmNamespace},
+	}); err != nil || status != http.StatusCreated {
+		t.Fatalf("create the default service account: %d %v %s", status, err, body)
+	}
+
+	is := authtest.NewIssuer(t)
+	rendered, err := helmtest.Render("../deploy/helm/pingmcp", helmtest.Options{
+		Name: "pingmcp", Namespace: helmNamespace, KubeVersion: kubetest.Version,
+		Values: map[string]any{
+			"issuer":    is.URL,
+			"publicURL": "https://" + kubePublicHost,
+			"redis":     map[string]any{"trial": map[string]any{"enabled": true}},
+			"secrets":   map[string]any{"generate": true},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The exchange client's Secret is the operator's to create, by reference.
+	for name, data := range map[string]map[string][]byte{
+		"pingmcp-exchange-client": {"client-secret": []byte("e2e-client-secret")},
+		"pingmcp-grant-manager":   {"grants-password": []byte("e2e-grants-password")},
+	} {
+		if status, body, err := kc.Do(ctx, http.MethodPost, "/api/v1/namespaces/"+helmNamespace+"/secrets", corev1.Secret{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: helmNamespace},
+			Data:       data,
+		}); err != nil || status != http.StatusCreated {
+			t.Fatalf("create Secret %s: %d %v %s", name, status, err, body)
+		}
+	}
+	applyManifest(t, ctx, kc, helmNamespace, rendered.Manifest)
+	applyManifest(t, ctx, kc, helmNamespace, rendered.Manifest) // a second apply is accepted and changes nothing
+
+	for _, path := range []string{
+		"/api/v1/namespaces/mcp/serviceaccounts/pingmcp",
+		"/apis/rbac.authorization.k8s.io/v1/namespaces/mcp/roles/pingmcp-cluster-membership",
+		"/apis/rbac.authorization.k8s.io/v1/namespaces/mcp/rolebindings/pingmcp-cluster-membership",
+		"/apis/apps/v1/namespaces/mcp/deployments/pingmcp",
+		"/apis/apps/v1/namespaces/mcp/deployments/pingmcp-redis",
+		"/api/v1/namespaces/mcp/services/pingmcp",
+		"/api/v1/namespaces/mcp/secrets/pingmcp-trial-cluster-tls",
+		"/api/v1/namespaces/mcp/secrets/pingmcp-trial-state-keys",
+		"/apis/policy/v1/namespaces/mcp/poddisruptionbudgets/pingmcp",
+		"/apis/autoscaling/v2/namespaces/mcp/horizontalpodautoscalers/pingmcp",
+		"/apis/networking.k8s.io/v1/namespaces/mcp/networkpolicies/pingmcp",
+	} {
+		if status, body, err := kc.Do(ctx, http.MethodGet, path, nil); err != nil || status != http.StatusOK {
+			t.Errorf("GET %s after apply: %d %v %s", path, status, err, body)
+		}
+	}
+
+	// PodSecurity "restricted" judges a pod from each Deployment's template.
+	for _, name := range []string{"pingmcp", "pingmcp-redis"} {
+		judgePodSecurity(t, ctx, kc, helmNamespace, name)
+	}
+
+	// The chart's service account may do what protoactor's provider needs,
+	// in its namespace, and nothing else.
+	user, groups := kubetest.ServiceAccountUser(helmNamespace, "pingmcp"), kubetest.ServiceAccountGroups(helmNamespace)
+	for _, c := range []struct {
+		a    kubetest.Access
+		want bool
+	}{
+		{kubetest.Access{Verb: "get", Resource: "pods", Namespace: helmNamespace}, true},
+		{kubetest.Access{Verb: "list", Resource: "pods", Namespace: helmNamespace}, true},
+		{kubetest.Access{Verb: "watch", Resource: "pods", Namespace: helmNamespace}, true},
+		{kubetest.Access{Verb: "patch", Resource: "pods", Namespace: helmNamespace}, true},
+		{kubetest.Access{Verb: "delete", Resource: "pods", Namespace: helmNamespace}, false},
+		{kubetest.Access{Verb: "create", Resource: "pods", Namespace: helmNamespace}, false},
+		{kubetest.Access{Verb: "list", Resource: "pods", Namespace: "default"}, false},
+		{kubetest.Access{Verb: "list", Resource: "pods"}, false},
+		{kubetest.Access{Verb: "get", Resource: "secrets", Namespace: helmNamespace, Name: "pingmcp-trial-state-keys"}, false},
+		{kubetest.Access{Verb: "patch", Group: "apps", Resource: "deployments", Namespace: helmNamespace, Name: "pingmcp"}, false},
+	} {
+		ok, reason, err := kc.Allowed(ctx, user, groups, c.a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok != c.want {
+			t.Errorf("%s may %s: %v (%s), want %v", user, c.a, ok, reason, c.want)
+		}
+	}
+
+	// Two pods of the chart's Deployment, run as the kubelet would, with the
+	// Secrets the chart generated: they join as two members (mutual TLS with
+	// the generated CA), and a session opened through one goes on through
+	// the other. Redis is the test's (the chart's Redis Service name does not
+	// resolve here).
+	rdb := redistest.Start(t)
+	k := newKubelet(t, kc, helmNamespace, map[string]string{"PINGMCP_REDIS_URL": "redis://" + rdb.Options().Addr + "/0", "PINGMCP_LOG_LEVEL": "debug"})
+	tmpl := k.template(ctx, "pingmcp")
+	start = time.Now()
+	a := k.run(ctx, "pingmcp-a", tmpl)
+	b := k.run(ctx, "pingmcp-b", tmpl)
+	a.Node.awaitMembers(ctx, 2)
+	b.Node.awaitMembers(ctx, 2)
+	t.Logf("two pods of the chart ran and joined in %s", time.Since(start).Round(time.Millisecond))
+	// GOMEMLIMIT is the container's memory limit in bytes (the chart's
+	// default 512Mi), and the Go runtime started with it.
+	if !slices.Contains(a.Node.cmd.Env, "GOMEMLIMIT=536870912") {
+		t.Errorf("pingmcp-a's environment has no GOMEMLIMIT=536870912 (512Mi): %v", a.Node.cmd.Env)
+	}
+	for i := range 6 {
+		claims := is.Claims("helm-user-"+string(rune('a'+i)), kubeResource, "todo_api:read todo_api:write")
+		claims["client_id"] = "helm-client-" + string(rune('a'+i))
+		token := is.Token(t, claims)
+		sid := podInitialize(t, ctx, a, token)
+		if status, body := podCall(t, ctx, b, token, sid, toolsList); status != http.StatusOK || !strings.Contains(body, `"tools"`) {
+			t.Fatalf("session %s, opened through pingmcp-a, through pingmcp-b: %d %s", sid, status, body)
+		}
+	}
+}
