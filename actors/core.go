@@ -181,7 +181,7 @@ func (a *core) receive(ctx actor.Context) {
 		a.stop(ctx)
 	case stopNow:
 		ctx.Stop(ctx.Self())
-	case *actor.ReceiveTimeout:
+	case *actor.ReceiveTimeout, passivateNow:
 		a.idle(ctx)
 	case *actor.Terminated:
 		a.edgeGone(m.Who)
@@ -255,10 +255,10 @@ func (a *core) idle(ctx actor.Context) {
 		// The snapshot has changes not written yet (Redis is down):
 		// this actor is all there is of them, so it stays.
 		a.logger.Info("idle actor kept: its snapshot is not written yet")
-		ctx.SetReceiveTimeout(a.cfg.IdleTimeout) // protoactor cancelled it
+		a.stayIdle(ctx) // protoactor cancelled it
 		return
 	}
-	a.logger.Info("passivating idle actor", "idle", a.cfg.IdleTimeout)
+	a.logger.Info("passivating idle actor", "idle", a.cfg.IdleTimeout, "memory_pressure", ctx.Message() == passivateNow{})
 	a.to(lifeStopping)
 	a.stop(ctx)
 }

@@ -33,6 +33,8 @@ type liveActor struct {
 	streams   atomic.Int32 // open GET streams
 	inFlight  atomic.Int32 // other requests being served
 	owner     atomic.Pointer[auth.Principal]
+	// active is when a request last started or ended (Unix nanoseconds).
+	active atomic.Int64
 }
 
 func (la *liveActor) setOwner(p *auth.Principal) {
@@ -49,6 +51,9 @@ func (la *liveActor) setEpoch(e int64) {
 
 // flight counts a request starting (delta 1) or ending (-1).
 func (la *liveActor) flight(get bool, delta int32) {
+	if la != nil {
+		la.active.Store(time.Now().UnixNano())
+	}
 	switch {
 	case la == nil:
 	case get:
@@ -69,6 +74,7 @@ func (l *Local) add(pid *actor.PID, principal bool, id string) *liveActor {
 		return nil
 	}
 	la := &liveActor{pid: pid, principal: principal}
+	la.active.Store(time.Now().UnixNano())
 	l.mu.Lock()
 	l.pids[pid.Id] = la
 	if !principal {

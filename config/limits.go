@@ -36,6 +36,9 @@ const (
 	// --max-concurrent-requests: a larger default batch could never pass.
 	DefaultMaxBatch            = DefaultMaxConcurrentRequests
 	DefaultMaxBatchConcurrency = 4
+	// DefaultPassivateAbove is the share of the memory limit (GOMEMLIMIT)
+	// the live heap may reach before idle actors passivate.
+	DefaultPassivateAbove = 0.85
 	DefaultMaxInitializeBytes  = 64 << 10
 	DefaultMaxHeaderBytes      = 64 << 10
 	DefaultUpstreamTimeout     = 10 * time.Second
@@ -67,6 +70,7 @@ func limitFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.MaxStreamsPerSession, "max-streams-per-session", DefaultMaxStreamsPerSession, "GET (SSE) streams one session may hold open, wherever they arrive; beyond, 429 (0: no limit)")
 	fs.IntVar(&c.MaxBatch, "max-batch", DefaultMaxBatch, "JSON-RPC messages one batch (protocol 2025-03-26 and older) may hold; beyond, 400. Each counts against --rate-burst and --max-concurrent-requests")
 	fs.IntVar(&c.MaxBatchConcurrency, "max-batch-concurrency", DefaultMaxBatchConcurrency, "tool calls of one batch that run at once; the others wait their turn (0: no bound)")
+	fs.Float64Var(&c.PassivateAbove, "passivate-above", DefaultPassivateAbove, "when the live heap passes this share of the memory limit (GOMEMLIMIT), passivate a tenth of the idle actors, least recently active first, every second until it is below (0: never; without GOMEMLIMIT: never)")
 	fs.IntVar(&c.MaxInitializeBytes, "max-initialize-bytes", DefaultMaxInitializeBytes, "largest params of an initialize (what a session keeps for its life); beyond, 400")
 	fs.IntVar(&c.EventsBuffer, "events-buffer", DefaultEventsBuffer, "event writes a session holds in memory while Redis is unreachable; once full, its new requests get 503 until the store takes them")
 	fs.IntVar(&c.MaxSnapshotBytes, "max-snapshot-bytes", DefaultMaxSnapshotBytes, "largest snapshot a session may have (its handshake, log level, subscriptions, sealed tokens); a change that would exceed it is refused with a JSON-RPC error (an initialize: no session) and the last snapshot stays")
@@ -92,6 +96,9 @@ func (c *Config) validateLimits() []error {
 	}
 	if c.RateLimit < 0 {
 		errs = append(errs, errors.New("--rate-limit must not be negative (0: no limit)"))
+	}
+	if c.PassivateAbove < 0 || c.PassivateAbove > 1 {
+		errs = append(errs, errors.New("--passivate-above is a share of the memory limit: between 0 (never) and 1"))
 	}
 	if c.RateLimit > 0 && c.RateBurst < 1 {
 		errs = append(errs, errors.New("--rate-burst must be at least 1 with a --rate-limit"))

@@ -92,6 +92,11 @@ var (
 	EventStreamsTrimmed = counter(prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "pingmcp_event_streams_trimmed_total", Help: "Event streams dropped from the event store to keep a session within --events-max-bytes.",
 	}))
+	// Passivated counts idle actors passivated because the node's heap
+	// neared its memory limit (actors.Pressure).
+	Passivated = counter(prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pingmcp_memory_passivations_total", Help: "Idle actors passivated because the node's heap neared its memory limit (GOMEMLIMIT).",
+	}))
 	// Exchanges counts token exchanges by result, and cache hits.
 	Exchanges = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pingmcp_token_exchanges_total", Help: "Delegated tokens asked for, by result: exchanged, failed, cached.",

@@ -216,6 +216,10 @@ func (n *nodeAssembly) build(ctx context.Context) error {
 	n.serveHTTP(stores, v, revoked)
 
 	metrics.LiveActors(n.local.Counts)
+	if cfg.Role != cluster.RoleEdge && cfg.PassivateAbove > 0 {
+		p := &actors.Pressure{Local: n.local, System: n.node.System, Above: cfg.PassivateAbove, Logger: n.logger}
+		go p.Run(ctx, time.Second)
+	}
 	metrics.StoredSessions(stores.Snapshots.Count, 15*time.Second)
 	if err := n.node.ServeControl(n.control()); err != nil {
 		return fmt.Errorf("start the node's control actor: %w", err)

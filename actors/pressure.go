@@ -1,0 +1,114 @@
+package actors
+
+import (
+	"cmp"
+	"context"
+	"log/slog"
+	"math"
+	"runtime/debug"
+	"runtime/metrics"
+	"slices"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	pmetrics "github.com/pingmcp/pingmcp/metrics"
+)
+
+// Pressure passivates idle actors when the node's live heap nears its
+// memory limit (GOMEMLIMIT, which the Kubernetes manifests set from the
+// container's), so that a node at its limit keeps serving rather than
+// spending itself on garbage collection until it is killed for memory. An
+// actor with a request in flight or a stream open is never chosen, nor one
+// whose snapshot is not written yet (it is all there is of its session);
+// the least recently active go first. A passivated session goes on from
+// its snapshot at its next request, on whichever node.
+type Pressure struct {
+	Local  *Local
+	System *actor.ActorSystem
+	// Above is the fraction of the memory limit above which the live heap
+	// makes actors passivate (0 < Above ≤ 1).
+	Above  float64
+	Logger *slog.Logger
+	// Limit and Heap read the memory limit and the live heap (bytes); nil:
+	// the runtime's (debug.SetMemoryLimit, /gc/heap/live:bytes).
+	Limit, Heap func() uint64
+}
+
+// Share is the fraction of the idle actors one check passivates.
+const pressureShare = 0.1
+
+// Run checks every interval until ctx ends.
+func (p *Pressure) Run(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p.Check()
+		}
+	}
+}
+
+// Check passivates a tenth of the idle actors (rounded up), least
+// recently active first, when the live heap is above Above of the limit,
+// and returns how many it asked to passivate. With no limit set it does
+// nothing.
+func (p *Pressure) Check() int {
+	limitOf, heapOf := p.Limit, p.Heap
+	if limitOf == nil {
+		limitOf = memoryLimit
+	}
+	if heapOf == nil {
+		heapOf = liveHeap
+	}
+	limit, heap := limitOf(), heapOf()
+	if limit == 0 || limit >= math.MaxInt64 || float64(heap) < p.Above*float64(limit) {
+		return 0
+	}
+	idle := p.Local.idle()
+	n := int(math.Ceil(float64(len(idle)) * pressureShare))
+	for _, pid := range idle[:n] {
+		p.System.Root.Send(pid, passivateNow{})
+	}
+	if n > 0 {
+		pmetrics.Passivated.Add(float64(n))
+		p.Logger.Warn("memory pressure: passivating idle actors", "heap", heap, "limit", limit, "passivating", n, "idle", len(idle))
+	}
+	return n
+}
+
+// passivateNow asks an actor to passivate if it is idle (core.idle).
+type passivateNow struct{}
+
+func memoryLimit() uint64 { return uint64(debug.SetMemoryLimit(-1)) }
+
+func liveHeap() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
+}
+
+// idle is the live actors with no request in flight and no stream open,
+// least recently active first.
+func (l *Local) idle() []*actor.PID {
+	l.mu.Lock()
+	var out []*liveActor
+	for _, la := range l.pids {
+		if la.streams.Load() == 0 && la.inFlight.Load() == 0 {
+			out = append(out, la)
+		}
+	}
+	l.mu.Unlock()
+	slices.SortFunc(out, func(a, b *liveActor) int { return cmp.Compare(a.active.Load(), b.active.Load()) })
+	pids := make([]*actor.PID, len(out))
+	for i, la := range out {
+		pids[i] = la.pid
+	}
+	return pids
+}

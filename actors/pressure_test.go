@@ -1,0 +1,83 @@
+package actors_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"math"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/pingmcp/pingmcp/actors"
+	"github.com/pingmcp/pingmcp/state"
+)
+
+// Near its memory limit a node passivates a tenth of its idle actors, the
+// least recently active first, and nothing below it or without a limit;
+// a passivated session goes on from its snapshot.
+func TestPressurePassivatesTheIdlest(t *testing.T) {
+	local := actors.NewLocal()
+	system, props := actors.SessionsForTest(t, actors.Config{Local: local, Stores: state.MemoryStores(time.Hour),
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	n := &sessionNode{system: system, props: props}
+	var ids []string
+	var pids []*actor.PID
+	for range 20 {
+		id, pid := n.open(t)
+		ids, pids = append(ids, id), append(pids, pid)
+	}
+	// The first ten are active again: the other ten are the idlest,
+	// the earliest opened first.
+	for i, id := range ids[:10] {
+		n.post(t, pids[i], id, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, 200)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// An actor counts its request done a moment after its answer left.
+	for settled := false; !settled; {
+		settled = true
+		for _, st := range local.Live(ids) {
+			settled = settled && st.InFlight == 0 && st.Streams == 0
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the sessions' requests never all ended")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	var heap atomic.Uint64
+	limit := uint64(1000)
+	p := &actors.Pressure{Local: local, System: system, Above: 0.9, Logger: slog.New(slog.DiscardHandler),
+		Limit: func() uint64 { return limit }, Heap: heap.Load}
+	heap.Store(899)
+	if got := p.Check(); got != 0 {
+		t.Fatalf("below the threshold, %d actors were asked to passivate", got)
+	}
+	heap.Store(950)
+	if got := p.Check(); got != 2 {
+		t.Fatalf("above the threshold, %d of 20 idle actors were asked to passivate, want a tenth", got)
+	}
+	for local.Len() != 18 {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d actors live, want 18", local.Len())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	live := local.Live(ids)
+	for i, id := range ids {
+		if _, ok := live[id]; ok == (i == 10 || i == 11) {
+			t.Errorf("session %d live: %v; want the two idlest (10 and 11) passivated, every other live", i, ok)
+		}
+	}
+	// A passivated session goes on: its next request activates it again.
+	n.post(t, n.spawn(ids[10]), ids[10], `{"jsonrpc":"2.0","id":2,"method":"ping"}`, 200)
+
+	limit = math.MaxInt64 // no GOMEMLIMIT
+	if got := p.Check(); got != 0 {
+		t.Errorf("without a memory limit, %d actors were asked to passivate", got)
+	}
+}
