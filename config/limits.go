@@ -38,12 +38,12 @@ const (
 	DefaultMaxBatchConcurrency = 4
 	// DefaultPassivateAbove is the share of the memory limit (GOMEMLIMIT)
 	// the live heap may reach before idle actors passivate.
-	DefaultPassivateAbove = 0.85
-	DefaultMaxInitializeBytes  = 64 << 10
-	DefaultMaxHeaderBytes      = 64 << 10
-	DefaultUpstreamTimeout     = 10 * time.Second
-	DefaultRedisTimeout        = 2 * time.Second
-	DefaultMaxSnapshotBytes    = state.DefaultMaxSnapshotBytes
+	DefaultPassivateAbove     = 0.85
+	DefaultMaxInitializeBytes = 64 << 10
+	DefaultMaxHeaderBytes     = 64 << 10
+	DefaultUpstreamTimeout    = 10 * time.Second
+	DefaultRedisTimeout       = 2 * time.Second
+	DefaultMaxSnapshotBytes   = state.DefaultMaxSnapshotBytes
 	// What a session's SSE events may keep for resumption (all its
 	// streams), and all sessions' in a node's memory.
 	DefaultEventsMaxBytes      = state.DefaultEventsMaxBytes
