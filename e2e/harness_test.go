@@ -112,6 +112,17 @@ func startNode(t testing.TB, name string, args ...string) *node {
 func startProcess(t testing.TB, name, ready string, args ...string) *node {
 	t.Helper()
 	n := &node{t: t, name: name, cmd: exec.Command(binary, args...)}
+	n.launch(ready, args, 30*time.Second)
+	return n
+}
+
+// launch starts n's command (the pingmcp binary, perhaps wrapped), stops it
+// when the test ends (failing the test for the data races the detector
+// reported), and returns once it has logged ready, reading its addresses
+// from that line; args are the binary's, for its admin API's token file.
+func (n *node) launch(ready string, args []string, within time.Duration) {
+	t := n.t
+	t.Helper()
 	stderr, err := n.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +135,7 @@ func startProcess(t testing.TB, name, ready string, args ...string) *node {
 		n.kill()
 		// The race detector reports in the node's output and lets it run.
 		if races := n.races(); len(races) > 0 {
-			t.Errorf("%s: the race detector found %d data races:\n%s", name, len(races), strings.Join(races, "\n"))
+			t.Errorf("%s: the race detector found %d data races:\n%s", n.name, len(races), strings.Join(races, "\n"))
 		} else if t.Failed() {
 			n.dump(60)
 		}
@@ -133,16 +144,17 @@ func startProcess(t testing.TB, name, ready string, args ...string) *node {
 	case line := <-started:
 		var rec struct{ HTTP, Cluster string }
 		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatalf("%s: parse start line %q: %v", name, line, err)
+			t.Fatalf("%s: parse start line %q: %v", n.name, line, err)
 		}
 		n.HTTP, n.Cluster = rec.HTTP, rec.Cluster
 		n.noteAdmin(args)
 	case <-n.done:
-		t.Fatalf("%s exited: %v", name, n.cmd.ProcessState)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("%s did not start", name)
+		n.dump(60)
+		t.Fatalf("%s exited: %v", n.name, n.cmd.ProcessState)
+	case <-time.After(within):
+		n.dump(60)
+		t.Fatalf("%s did not start in %v", n.name, within)
 	}
-	return n
 }
 
 // start runs the process and notes when it exits.

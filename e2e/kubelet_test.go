@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -239,38 +238,12 @@ exec "$@"`
 	n := &node{t: t, name: name, cmd: exec.Command("unshare", cmdArgs...)}
 	n.cmd.Env = env
 	n.cmd.Dir = "/"
-	stderr, err := n.cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.cmd.Stdout = io.Discard
-	started := n.watch(`"msg":"node started"`)
-	n.start()
-	go n.read(stderr)
-	t.Cleanup(func() {
-		n.kill()
-		// The race detector reports in the node's output and lets it run.
-		if races := n.races(); len(races) > 0 {
-			t.Errorf("%s: the race detector found %d data races:\n%s", name, len(races), strings.Join(races, "\n"))
-		} else if t.Failed() {
-			n.dump(60)
-		}
-	})
 	kp.Node = n
-	select {
-	case line := <-started:
-		var rec struct{ HTTP, Cluster string }
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatalf("%s: parse start line %q: %v", name, line, err)
-		}
-		n.HTTP, n.Cluster = rec.HTTP, rec.Cluster
-	case <-n.done:
-		n.dump(60)
-		t.Fatalf("%s exited: %v", name, n.cmd.ProcessState)
-	case <-ctx.Done():
-		n.dump(60)
-		t.Fatalf("%s did not start", name)
+	within := time.Minute
+	if d, ok := ctx.Deadline(); ok {
+		within = time.Until(d)
 	}
+	n.launch(`"msg":"node started"`, args, within)
 
 	// The process is the container's user, as the kubelet would start it.
 	procStatus := string(mustRead(t, fmt.Sprintf("/proc/%d/status", n.cmd.Process.Pid)))
