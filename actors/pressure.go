@@ -35,7 +35,7 @@ type Pressure struct {
 	Limit, Heap func() uint64
 }
 
-// Share is the fraction of the idle actors one check passivates.
+// pressureShare is the fraction of the idle actors one check passivates.
 const pressureShare = 0.1
 
 // Run checks every interval until ctx ends.

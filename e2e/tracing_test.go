@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -167,25 +166,9 @@ func TestTracingAndAudit(t *testing.T) {
 	col.mu.Unlock()
 
 	// The audit record, written when the call ended.
-	var rec map[string]any
-	for rec == nil {
-		b, _ := os.ReadFile(auditPath)
-		if strings.Contains(string(b), token) {
-			t.Fatal("the audit log holds the user's token")
-		}
-		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
-			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["tool"] == "create_new_todo" {
-				rec = m
-			}
-		}
-		if rec == nil {
-			select {
-			case <-ctx.Done():
-				t.Fatalf("no audit record for the call: %q", b)
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
+	rec := auditRecords(t, ctx, auditPath, "create_new_todo")["create_new_todo"]
+	if b, _ := os.ReadFile(auditPath); strings.Contains(string(b), token) {
+		t.Fatal("the audit log holds the user's token")
 	}
 	p, _ := rec["principal"].(map[string]any)
 	ds, _ := rec["delegations"].([]any)
