@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"crypto/rand"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -105,7 +106,14 @@ func TestClientSwitchNeedsAScopeAndEndsTheOtherClientsStreams(t *testing.T) {
 	if status := fuzzForward(t, root, pid, alice("c1", "mcp:tools"), `{"jsonrpc":"2.0","method":"notifications/initialized"}`); status != http.StatusAccepted {
 		t.Fatalf("initialized: %d", status)
 	}
-	ping := `{"jsonrpc":"2.0","id":1,"method":"ping"}`
+	// Each ping has an id of its own: MCP forbids reusing one within a
+	// session, and the SDK refuses an id still in flight (its stream is
+	// released just after the response is sent) with 400.
+	next := 0
+	ping := func() string {
+		next++
+		return fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"ping"}`, next)
+	}
 	owner := func() string {
 		t.Helper()
 		snap, err := d.Snapshots.Get(t.Context(), fuzzSession)
@@ -126,7 +134,7 @@ func TestClientSwitchNeedsAScopeAndEndsTheOtherClientsStreams(t *testing.T) {
 
 	// c2 with a sign-in token only: refused, for any method.
 	for _, method := range []string{http.MethodPost, http.MethodGet} {
-		r := forwardOn(root, pid, alice("c2", "openid"), method, ping)
+		r := forwardOn(root, pid, alice("c2", "openid"), method, ping())
 		head := await(t, r.head, "c2's openid-only "+method)
 		h := http.Header{}
 		envelope.ToHTTP(head.GetHeaders(), h)
@@ -141,7 +149,7 @@ func TestClientSwitchNeedsAScopeAndEndsTheOtherClientsStreams(t *testing.T) {
 	// The refusals changed nothing: c1 still uses the session, and its
 	// stream has not ended (an end is sent from the stream's goroutine: this
 	// catches one already delivered, not one still on its way).
-	if status := fuzzForward(t, root, pid, alice("c1", "mcp:tools"), ping); status != http.StatusOK {
+	if status := fuzzForward(t, root, pid, alice("c1", "mcp:tools"), ping()); status != http.StatusOK {
 		t.Fatalf("c1 after the refusals: %d", status)
 	}
 	stillOpen(t, stream, "c1's stream, after refused requests of c2")
@@ -151,7 +159,7 @@ func TestClientSwitchNeedsAScopeAndEndsTheOtherClientsStreams(t *testing.T) {
 
 	// c2 with one of the scopes: the session is used through c2, and c1's
 	// stream ends with a retry hint.
-	if status := fuzzForward(t, root, pid, alice("c2", "mcp:tools", "openid"), ping); status != http.StatusOK {
+	if status := fuzzForward(t, root, pid, alice("c2", "mcp:tools", "openid"), ping()); status != http.StatusOK {
 		t.Fatalf("c2 with mcp:tools: %d", status)
 	}
 	if body := await(t, stream.body, "the end of c1's stream"); !strings.Contains(body, "retry:") {
@@ -165,7 +173,7 @@ func TestClientSwitchNeedsAScopeAndEndsTheOtherClientsStreams(t *testing.T) {
 	if head := await(t, own.head, "c2's GET stream"); head.GetStatus() != http.StatusOK {
 		t.Fatalf("c2's GET stream: %d", head.GetStatus())
 	}
-	if status := fuzzForward(t, root, pid, alice("c2", "mcp:tools"), ping); status != http.StatusOK {
+	if status := fuzzForward(t, root, pid, alice("c2", "mcp:tools"), ping()); status != http.StatusOK {
 		t.Fatalf("c2's ping: %d", status)
 	}
 	stillOpen(t, own, "c2's stream, while c2 uses the session")
