@@ -80,6 +80,7 @@ type node struct {
 	Admin      string
 	adminToken string
 	cmd        *exec.Cmd
+	logStdout  bool          // its standard output is logged too (see startLogged)
 	done       chan struct{} // closed when the process has exited
 
 	mu    sync.Mutex
@@ -123,12 +124,35 @@ func startProcess(t testing.TB, name, ready string, args ...string) *node {
 func (n *node) launch(ready string, args []string, within time.Duration) {
 	t := n.t
 	t.Helper()
+	line := n.startLogged(ready, within)
+	var rec struct{ HTTP, Cluster string }
+	if err := json.Unmarshal([]byte(line), &rec); err != nil {
+		t.Fatalf("%s: parse start line %q: %v", n.name, line, err)
+	}
+	n.HTTP, n.Cluster = rec.HTTP, rec.Cluster
+	n.noteAdmin(args)
+}
+
+// startLogged starts n's command, stops it when the test ends (failing the
+// test for the data races the detector reported), and returns once it has
+// logged a line containing ready (at once when ready is ""), with that line.
+// Its standard error is its log, and its standard output too when
+// n.logStdout (a container's log holds both).
+func (n *node) startLogged(ready string, within time.Duration) string {
+	t := n.t
+	t.Helper()
 	stderr, err := n.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.cmd.Stdout = io.Discard
-	started := n.watch(ready)
+	if n.logStdout {
+		n.cmd.Stdout = n.cmd.Stderr // the pipe's writing end
+	}
+	var started <-chan string
+	if ready != "" {
+		started = n.watch(ready)
+	}
 	n.start()
 	go n.read(stderr)
 	t.Cleanup(func() {
@@ -140,14 +164,12 @@ func (n *node) launch(ready string, args []string, within time.Duration) {
 			n.dump(60)
 		}
 	})
+	if ready == "" {
+		return ""
+	}
 	select {
 	case line := <-started:
-		var rec struct{ HTTP, Cluster string }
-		if err := json.Unmarshal([]byte(line), &rec); err != nil {
-			t.Fatalf("%s: parse start line %q: %v", n.name, line, err)
-		}
-		n.HTTP, n.Cluster = rec.HTTP, rec.Cluster
-		n.noteAdmin(args)
+		return line
 	case <-n.done:
 		n.dump(60)
 		t.Fatalf("%s exited: %v", n.name, n.cmd.ProcessState)
@@ -155,6 +177,7 @@ func (n *node) launch(ready string, args []string, within time.Duration) {
 		n.dump(60)
 		t.Fatalf("%s did not start in %v", n.name, within)
 	}
+	return ""
 }
 
 // start runs the process and notes when it exits.

@@ -8,7 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -18,10 +21,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/pingmcp/pingmcp/auth/authtest"
 	"github.com/pingmcp/pingmcp/internal/certtest"
 	"github.com/pingmcp/pingmcp/internal/kubetest"
-	"github.com/pingmcp/pingmcp/internal/redistest"
 )
 
 // The Kubernetes tests (issue 14) run a real API server (internal/kubetest:
@@ -84,6 +88,19 @@ func judgePodSecurity(t *testing.T, ctx context.Context, kc *kubetest.Cluster, n
 	if status, body, err := kc.Do(ctx, http.MethodPost, "/api/v1/namespaces/"+ns+"/pods", pod); err != nil || status != http.StatusForbidden ||
 		!strings.Contains(string(body), "PodSecurity") {
 		t.Errorf("a privileged %s pod in the %s namespace: %d %v %s; want 403 from PodSecurity", deployment, ns, status, err, body)
+	}
+}
+
+// createDefaultServiceAccount creates the service account "default" of
+// namespace ns, which the controller manager (not running here) makes in
+// every namespace: pods that name no other use it (Redis's).
+func createDefaultServiceAccount(t *testing.T, ctx context.Context, kc *kubetest.Cluster, ns string) {
+	t.Helper()
+	if status, body, err := kc.Do(ctx, http.MethodPost, "/api/v1/namespaces/"+ns+"/serviceaccounts", corev1.ServiceAccount{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
+		ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns},
+	}); err != nil || status != http.StatusCreated {
+		t.Fatalf("create the default service account of %s: %d %v %s", ns, status, err, body)
 	}
 }
 
@@ -251,7 +268,6 @@ func TestKubeCluster(t *testing.T) {
 	setSecret(t, ctx, kc, kubeNamespace, "pingmcp-cluster-tls", map[string][]byte{
 		"tls.crt": mustRead(t, tlsFiles.Cert), "tls.key": mustRead(t, tlsFiles.Key), "ca.crt": mustRead(t, tlsFiles.CA),
 	})
-	rdb := redistest.Start(t)
 
 	// The operator's own issuer in the Deployment's args, as an overlay of
 	// deploy/ sets it: here a test issuer on loopback.
@@ -259,14 +275,47 @@ func TestKubeCluster(t *testing.T) {
 	setContainerArg(t, ctx, kc, "pingmcp", "--issuer=", is.URL)
 
 	// Debug logs tell which node serves each session's requests.
-	k := newKubelet(t, kc, kubeNamespace, map[string]string{"PINGMCP_REDIS_URL": "redis://" + rdb.Options().Addr + "/0", "PINGMCP_LOG_LEVEL": "debug"})
-	tmpl := k.template(ctx, "pingmcp")
+	k := newKubelet(t, kc, kubeNamespace, map[string]string{"PINGMCP_LOG_LEVEL": "debug"})
 	start := time.Now()
+
+	// The manifest's Redis first, a pod of deploy/redis.yaml's Deployment:
+	// the pingmcp pods reach it by its Service's name, from their
+	// manifest's PINGMCP_REDIS_URL.
+	createDefaultServiceAccount(t, ctx, kc, kubeNamespace)
+	rp := k.run(ctx, "redis-a", k.template(ctx, "redis"))
+	store := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(rp.IP, "6379")})
+	defer store.Close()
+	// It runs with the manifest's args: its data in the pod's emptyDir
+	// (/data), no snapshots, no append-only file.
+	for param, want := range map[string]string{"dir": filepath.Join(k.dir, "redis-a", "volumes", "data"), "save": "", "appendonly": "no"} {
+		if got, err := store.ConfigGet(ctx, param).Result(); err != nil || got[param] != want {
+			t.Errorf("the Redis pod's %s: %v %v, want %q", param, got, err, want)
+		}
+	}
+
+	tmpl := k.template(ctx, "pingmcp")
 	a := k.run(ctx, "pingmcp-a", tmpl)
 	b := k.run(ctx, "pingmcp-b", tmpl)
 	a.Node.awaitMembers(ctx, 2)
 	b.Node.awaitMembers(ctx, 2)
-	t.Logf("two pods ran and joined in %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("the Redis pod and two pingmcp pods ran, and these joined, in %s", time.Since(start).Round(time.Millisecond))
+
+	// Their Redis URL is the manifest's, the Service's name, which their
+	// /etc/hosts resolves to the Redis pod (the cluster DNS's and
+	// kube-proxy's part).
+	var redisURL string
+	for _, e := range tmpl.Spec.Containers[0].Env {
+		if e.Name == "PINGMCP_REDIS_URL" {
+			redisURL = e.Value
+		}
+	}
+	if !strings.Contains(redisURL, "://redis.") || !slices.Contains(a.Node.cmd.Env, "PINGMCP_REDIS_URL="+redisURL) {
+		t.Errorf("pingmcp-a's PINGMCP_REDIS_URL is not the manifest's Service name %q: %v", redisURL, a.Node.cmd.Env)
+	}
+	hosts := string(mustRead(t, fmt.Sprintf("/proc/%d/root/etc/hosts", a.Node.cmd.Process.Pid)))
+	if !strings.Contains(hosts, rp.IP+"\tredis.pingmcp.svc.cluster.local ") {
+		t.Errorf("pingmcp-a's /etc/hosts does not map the Redis Service's name to the Redis pod's IP %s:\n%s", rp.IP, hosts)
+	}
 
 	// Each node labelled its own pod (protoactor's k8s provider: a patch
 	// with pingmcp's service account token).
@@ -402,6 +451,13 @@ func TestKubeCluster(t *testing.T) {
 		slowest = max(slowest, time.Since(notReady))
 	}
 	c.Node.awaitMembers(ctx, 1)
+
+	// They lived in the Redis pod: every session's snapshot is there.
+	for _, sid := range sessions {
+		if n, err := store.Exists(ctx, "pingmcp:session:{"+sid+"}:snap").Result(); err != nil || n != 1 {
+			t.Errorf("session %s has no snapshot in the Redis pod: %d %v", sid, n, err)
+		}
+	}
 	t.Logf("kill -9 of pingmcp-b: every session continued through pingmcp-c within %s of the pod turning not ready", slowest.Round(time.Millisecond))
 	if slowest > 5*time.Second {
 		t.Errorf("sessions continued %s after pingmcp-b turned not ready; BENCHMARKS.md's failover bound is 5 s", slowest.Round(time.Millisecond))

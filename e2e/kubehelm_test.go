@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,7 +17,7 @@ import (
 	"github.com/pingmcp/pingmcp/auth/authtest"
 	"github.com/pingmcp/pingmcp/internal/helmtest"
 	"github.com/pingmcp/pingmcp/internal/kubetest"
-	"github.com/pingmcp/pingmcp/internal/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // helmNamespace is where TestKubeHelm installs the chart: a namespace of its
@@ -56,14 +57,8 @@ func TestKubeHelm(t *testing.T) {
 		t.Fatalf("create namespace %s: %d %v %s", helmNamespace, status, err, body)
 	}
 
-	// The default service account, which the controller manager (not
-	// running here) makes in every namespace: the chart's Redis pods use it.
-	if status, body, err := kc.Do(ctx, http.MethodPost, "/api/v1/namespaces/"+helmNamespace+"/serviceaccounts", corev1.ServiceAccount{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
-		ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: helmNamespace},
-	}); err != nil || status != http.StatusCreated {
-		t.Fatalf("create the default service account: %d %v %s", status, err, body)
-	}
+	// The chart's Redis pods use the default service account.
+	createDefaultServiceAccount(t, ctx, kc, helmNamespace)
 
 	is := authtest.NewIssuer(t)
 	rendered, err := helmtest.Render("../deploy/helm/pingmcp", helmtest.Options{
@@ -147,12 +142,12 @@ func TestKubeHelm(t *testing.T) {
 	// Two pods of the chart's Deployment, run as the kubelet would, with the
 	// Secrets the chart generated: they join as two members (mutual TLS with
 	// the generated CA), and a session opened through one goes on through
-	// the other. Redis is the test's (the chart's Redis Service name does not
-	// resolve here).
-	rdb := redistest.Start(t)
-	k := newKubelet(t, kc, helmNamespace, map[string]string{"PINGMCP_REDIS_URL": "redis://" + rdb.Options().Addr + "/0", "PINGMCP_LOG_LEVEL": "debug"})
-	tmpl := k.template(ctx, "pingmcp")
+	// the other. Redis is the chart's trial Redis, a pod of its Deployment
+	// run first, which they reach by its Service's name.
+	k := newKubelet(t, kc, helmNamespace, map[string]string{"PINGMCP_LOG_LEVEL": "debug"})
 	start = time.Now()
+	rp := k.run(ctx, "pingmcp-redis-a", k.template(ctx, "pingmcp-redis"))
+	tmpl := k.template(ctx, "pingmcp")
 	a := k.run(ctx, "pingmcp-a", tmpl)
 	b := k.run(ctx, "pingmcp-b", tmpl)
 	a.Node.awaitMembers(ctx, 2)
@@ -163,6 +158,7 @@ func TestKubeHelm(t *testing.T) {
 	if !slices.Contains(a.Node.cmd.Env, "GOMEMLIMIT=536870912") {
 		t.Errorf("pingmcp-a's environment has no GOMEMLIMIT=536870912 (512Mi): %v", a.Node.cmd.Env)
 	}
+	var sessions []string
 	for i := range 6 {
 		claims := is.Claims("helm-user-"+string(rune('a'+i)), kubeResource, "todo_api:read todo_api:write")
 		claims["client_id"] = "helm-client-" + string(rune('a'+i))
@@ -170,6 +166,15 @@ func TestKubeHelm(t *testing.T) {
 		sid := podInitialize(t, ctx, a, token)
 		if status, body := podCall(t, ctx, b, token, sid, toolsList); status != http.StatusOK || !strings.Contains(body, `"tools"`) {
 			t.Fatalf("session %s, opened through pingmcp-a, through pingmcp-b: %d %s", sid, status, body)
+		}
+		sessions = append(sessions, sid)
+	}
+	// Their snapshots are in the chart's Redis pod.
+	store := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(rp.IP, "6379")})
+	defer store.Close()
+	for _, sid := range sessions {
+		if n, err := store.Exists(ctx, "pingmcp:session:{"+sid+"}:snap").Result(); err != nil || n != 1 {
+			t.Errorf("session %s has no snapshot in the chart's Redis pod: %d %v", sid, n, err)
 		}
 	}
 }

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -21,6 +23,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/pingmcp/pingmcp/internal/kubetest"
 )
@@ -29,13 +33,17 @@ import (
 // controller, none of which runs here) for pods of a Deployment in a
 // kubetest API server: it creates each pod from the Deployment's own pod
 // template, so that admission (PodSecurity "restricted", ServiceAccount)
-// judges the real spec; runs its container, the pingmcp binary, as a process
-// with what the kubelet would give it; and writes the pod's status.
+// judges the real spec; runs its container as a process with what the
+// kubelet would give it; and writes the pod's status. It knows two images
+// (see imageOf): pingmcp's, whose entrypoint is the pingmcp binary, and
+// Redis's, whose entrypoint runs args starting with redis-server as they
+// are (Debian's redis-server is the program the image runs).
 //
 // What a pod gets, as in a real one:
 //   - its securityContext: its user, its groups (fsGroup among them, which
-//     owns its Secret volumes' files), no new privileges, no capabilities,
-//     a read-only root file system (setpriv(1) and a read-only remount);
+//     owns its Secret volumes' files and its emptyDir volumes), no new
+//     privileges, no capabilities, a read-only root file system (setpriv(1)
+//     and a read-only remount);
 //   - its name as hostname, and its service account's token, the API
 //     server's CA and its namespace in /var/run/secrets/kubernetes.io/
 //     serviceaccount/: the process runs in a mount and UTS namespace of its
@@ -43,29 +51,74 @@ import (
 //     on /run (/var/run's target). protoactor's k8s provider reads exactly
 //     these (rest.InClusterConfig, its retrieveNamespace, os.Hostname), and
 //     offers no other way to be told them;
+//   - its /etc/hosts, which the kubelet manages (localhost, the pod's IP and
+//     name), bind-mounted there in the same namespace; see hosts for the
+//     Services' names it holds as well;
 //   - KUBERNETES_SERVICE_HOST and _PORT: the API server's loopback address;
 //   - its env, from the template: values, $(VAR) references, the fieldRefs
 //     the kubelet resolves (status.podIP, metadata.name, metadata.namespace)
 //     and secretKeyRefs read from the API server's Secrets;
-//   - its args, from the template, with $(VAR) expanded.
+//   - its args, from the template, with $(VAR) expanded;
+//   - its readiness probe, run as the kubelet does (an HTTP GET, or a
+//     command run in the container's namespaces, as its user).
 //
 // What differs, because all pods share the host's network namespace and
-// file system (each difference is a rewrite of the template's args or env,
-// made here and nowhere else):
+// file system (each difference is a rewrite of the template's args, env or
+// probe, or an entry of /etc/hosts, made here and nowhere else):
 //   - each pod's IP is its own loopback address (127.0.0.11, .12, ...), and a
-//     listen address of the args on all interfaces (":8080",
-//     "0.0.0.0:7000") is bound to the pod's IP instead;
-//   - a volume mount's path in the args (/etc/pingmcp/cluster-tls) names the
-//     folder the test wrote that volume's files to;
-//   - env the test sets or overrides (Redis's URL: the manifests' Service
-//     name does not resolve here; the log level).
+//     listen address of the args on all interfaces (pingmcp's ":8080",
+//     "0.0.0.0:7000"; Redis's default, all of them) is bound to the pod's
+//     IP instead (redis-server: --bind <pod IP> added);
+//   - for the same reason a probe command's loopback is not the pod's:
+//     redis-cli is given the pod's IP (-h);
+//   - a volume mount's path in the args (/etc/pingmcp/cluster-tls, /data)
+//     names the folder the test wrote that volume's files to (an emptyDir:
+//     an empty folder of the pod's);
+//   - no cluster DNS nor kube-proxy runs: /etc/hosts names each Service's
+//     ready endpoints (see hosts);
+//   - env the test sets or overrides in pingmcp's pods (the log level).
 type kubelet struct {
 	t         *testing.T
 	kc        *kubetest.Cluster
 	namespace string
 	dir       string
-	override  map[string]string // env set in every pod, replacing the template's
+	override  map[string]string // env set in every pingmcp pod, replacing the template's
 	nextIP    int
+}
+
+// image is an image this kubelet runs, on the host's programs.
+type image int
+
+const (
+	// pingmcpImage's entrypoint is the pingmcp binary: args are its.
+	pingmcpImage image = iota
+	// redisImage's entrypoint (docker-entrypoint.sh, started as non-root)
+	// runs args that start with redis-server as they are: here Debian's
+	// redis-server, the same program.
+	redisImage
+)
+
+// imageOf is the image of the pod's container c, by its repository's last
+// path element; any other image fails the test.
+func imageOf(t *testing.T, pod *corev1.Pod, c corev1.Container) image {
+	t.Helper()
+	ref, _, _ := strings.Cut(c.Image, "@")
+	name := ref[strings.LastIndex(ref, "/")+1:]
+	name, _, _ = strings.Cut(name, ":")
+	switch name {
+	case "pingmcp":
+		return pingmcpImage
+	case "redis":
+		if len(c.Args) == 0 || c.Args[0] != "redis-server" {
+			t.Fatalf("pod %s: container %s's args %q do not start with redis-server; this kubelet runs only that of the Redis image", pod.Name, c.Name, c.Args)
+		}
+		if _, err := exec.LookPath("redis-server"); err != nil {
+			t.Fatalf("pod %s: redis-server is not installed (Debian: apt-get install -y redis-server): %v", pod.Name, err)
+		}
+		return redisImage
+	}
+	t.Fatalf("pod %s: container %s's image %s is neither pingmcp's nor Redis's; this kubelet runs no other", pod.Name, c.Name, c.Image)
+	return 0
 }
 
 func newKubelet(t *testing.T, kc *kubetest.Cluster, namespace string, override map[string]string) *kubelet {
@@ -188,6 +241,7 @@ func (k *kubelet) run(ctx context.Context, name string, tmpl corev1.PodTemplateS
 		t.Fatalf("pod %s has %d containers; this kubelet runs one", name, len(pod.Spec.Containers))
 	}
 	c := pod.Spec.Containers[0]
+	img := imageOf(t, &pod, c)
 	ip := fmt.Sprintf("127.0.0.%d", k.nextIP)
 	k.nextIP++
 	kp := &kubePod{Pod: pod, IP: ip}
@@ -199,43 +253,69 @@ func (k *kubelet) run(ctx context.Context, name string, tmpl corev1.PodTemplateS
 	podDir := filepath.Join(k.dir, name)
 	runDir := filepath.Join(podDir, "run")
 	mounts := k.volumes(ctx, &pod, podDir, sec.fsGroup)
-	saDir := filepath.Join(runDir, "secrets", "kubernetes.io", "serviceaccount")
-	writeAll(t, saDir, map[string][]byte{
-		"token":     []byte(k.token(ctx, &pod)),
-		"ca.crt":    mustRead(t, k.kc.CAFile),
-		"namespace": []byte(k.namespace),
-	}, 0o644, sec.fsGroup)
+	// The service account's projected volume, where admission mounted it
+	// (not with automountServiceAccountToken: false, as Redis's).
+	if slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool { return m.MountPath == serviceAccountDir }) {
+		writeAll(t, filepath.Join(runDir, "secrets", "kubernetes.io", "serviceaccount"), map[string][]byte{
+			"token":     []byte(k.token(ctx, &pod)),
+			"ca.crt":    mustRead(t, k.kc.CAFile),
+			"namespace": []byte(k.namespace),
+		}, 0o644, sec.fsGroup)
+	} else if err := os.MkdirAll(runDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 
-	env, vars := k.env(ctx, &pod, c, ip)
+	hostsFile := filepath.Join(podDir, "etc-hosts")
+	if err := os.WriteFile(hostsFile, k.hosts(ctx, &pod, ip), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	override := k.override
+	if img != pingmcpImage {
+		override = nil
+	}
+	env, vars := k.env(ctx, &pod, c, ip, override)
 	args := make([]string, 0, len(c.Args))
 	for _, a := range c.Args {
 		a = expand(a, vars)
 		for mountPath, dir := range mounts {
 			a = strings.ReplaceAll(a, mountPath, dir)
 		}
-		a = bindToPodIP(a, ip)
+		if img == pingmcpImage {
+			a = bindToPodIP(a, ip)
+		}
 		args = append(args, a)
 	}
 	if len(c.Command) > 0 {
-		t.Fatalf("pod %s: container %s has a command; this kubelet runs the pingmcp binary (the image's entrypoint)", name, c.Name)
+		t.Fatalf("pod %s: container %s has a command; this kubelet runs the image's entrypoint with its args", name, c.Name)
+	}
+	argv := append([]string{binary}, args...)
+	if img == redisImage {
+		// redis-server listens on all interfaces unless told where.
+		if slices.Contains(args, "--bind") {
+			t.Fatalf("pod %s: redis-server's args have a --bind; this kubelet binds it to the pod's IP", name)
+		}
+		argv = append(slices.Clone(args), "--bind", ip)
 	}
 
 	// A mount and UTS namespace of its own: /run holds the service
-	// account's files (read-only, as the kubelet mounts them), the root
-	// file system is read-only when the container's is, the hostname is the
-	// pod's name; then the process takes the container's user, groups
-	// (fsGroup among them) and restrictions (setpriv(1)).
+	// account's files (read-only, as the kubelet mounts them), /etc/hosts
+	// is the pod's, the root file system is read-only when the container's
+	// is, the hostname is the pod's name; then the process takes the
+	// container's user, groups (fsGroup among them) and restrictions
+	// (setpriv(1)).
 	script := `set -e
 mount --bind "$1" /run
 mount -o remount,bind,ro /run
-if [ "$3" = true ]; then mount -o remount,bind,ro /; fi
-hostname "$2"
-shift 3
+mount --bind "$2" /etc/hosts
+if [ "$4" = true ]; then mount -o remount,bind,ro /; fi
+hostname "$3"
+shift 4
 exec "$@"`
-	cmdArgs := []string{"--mount", "--uts", "sh", "-c", script, "sh", runDir, name, fmt.Sprint(sec.readOnlyRoot)}
+	cmdArgs := []string{"--mount", "--uts", "sh", "-c", script, "sh", runDir, hostsFile, name, fmt.Sprint(sec.readOnlyRoot)}
 	cmdArgs = append(cmdArgs, sec.setpriv()...)
-	cmdArgs = append(append(cmdArgs, binary), args...)
-	n := &node{t: t, name: name, cmd: exec.Command("unshare", cmdArgs...)}
+	cmdArgs = append(cmdArgs, argv...)
+	n := &node{t: t, name: name, cmd: exec.Command("unshare", cmdArgs...), logStdout: true}
 	n.cmd.Env = env
 	n.cmd.Dir = "/"
 	kp.Node = n
@@ -243,7 +323,13 @@ exec "$@"`
 	if d, ok := ctx.Deadline(); ok {
 		within = time.Until(d)
 	}
-	n.launch(`"msg":"node started"`, args, within)
+	if img == pingmcpImage {
+		n.launch(`"msg":"node started"`, args, within)
+	} else {
+		n.startLogged("", within) // its readiness probe tells
+	}
+
+	k.awaitReadiness(ctx, kp, c, sec)
 
 	// The process is the container's user, as the kubelet would start it.
 	procStatus := string(mustRead(t, fmt.Sprintf("/proc/%d/status", n.cmd.Process.Pid)))
@@ -254,19 +340,49 @@ exec "$@"`
 		t.Fatalf("pod %s: its process does not run as its securityContext says (%+v):\n%s", name, sec, procStatus)
 	}
 
-	k.awaitReadiness(ctx, kp, c)
 	k.writeStatus(ctx, kp, true)
 	return kp
 }
 
-// awaitReadiness runs the container's readiness probe (an HTTP GET), every
-// periodSeconds as the kubelet does, until it succeeds.
-func (k *kubelet) awaitReadiness(ctx context.Context, kp *kubePod, c corev1.Container) {
+// awaitReadiness runs the container's readiness probe, every periodSeconds
+// as the kubelet does (faster: the test waits on it), until it succeeds.
+func (k *kubelet) awaitReadiness(ctx context.Context, kp *kubePod, c corev1.Container, sec runAs) {
 	k.t.Helper()
 	probe := c.ReadinessProbe
-	if probe == nil || probe.HTTPGet == nil {
-		k.t.Fatalf("pod %s: container %s has no HTTP readiness probe", kp.Pod.Name, c.Name)
+	if probe == nil || (probe.HTTPGet == nil && probe.Exec == nil) {
+		k.t.Fatalf("pod %s: container %s has no HTTP or exec readiness probe", kp.Pod.Name, c.Name)
 	}
+	var what string
+	var try func() (bool, string)
+	if probe.HTTPGet != nil {
+		what, try = k.httpProbe(kp, c, probe)
+	} else {
+		what, try = k.execProbe(ctx, kp, probe, sec)
+	}
+	period := time.Duration(max(probe.PeriodSeconds, 1)) * time.Second
+	tick := time.NewTicker(period / 10)
+	defer tick.Stop()
+	last := ""
+	for {
+		ok, detail := try()
+		if ok {
+			k.t.Logf("pod %s: ready: %s", kp.Pod.Name, what)
+			return
+		}
+		last = detail
+		select {
+		case <-ctx.Done():
+			k.t.Fatalf("pod %s: readiness probe %s never succeeded: %s", kp.Pod.Name, what, last)
+		case <-kp.Node.done:
+			k.t.Fatalf("pod %s: exited (%v) before it was ready", kp.Pod.Name, kp.Node.cmd.ProcessState)
+		case <-tick.C:
+		}
+	}
+}
+
+// httpProbe is an HTTP GET probe of the container: what it is, and one try
+// of it (a status from 200 to 399 passes).
+func (k *kubelet) httpProbe(kp *kubePod, c corev1.Container, probe *corev1.Probe) (string, func() (bool, string)) {
 	port := probe.HTTPGet.Port.String()
 	for _, p := range c.Ports {
 		if p.Name == port {
@@ -274,28 +390,60 @@ func (k *kubelet) awaitReadiness(ctx context.Context, kp *kubePod, c corev1.Cont
 		}
 	}
 	url := "http://" + net.JoinHostPort(kp.IP, port) + probe.HTTPGet.Path
-	period := time.Duration(max(probe.PeriodSeconds, 1)) * time.Second
-	tick := time.NewTicker(period / 10) // faster than the kubelet: the test waits on it
-	defer tick.Stop()
-	last := ""
-	for {
+	return "GET " + url, func() (bool, string) {
 		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode >= 200 && resp.StatusCode < 400 {
-				return
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode >= 200 && resp.StatusCode < 400, resp.Status
+	}
+}
+
+// execProbe is an exec probe of the container: what it is, and one try of
+// it. The kubelet runs the command in the container, as its user, and
+// passes it when it exits 0; here it runs in the process's mount and UTS
+// namespaces (nsenter(1)) with the container's env, user and restrictions
+// (setpriv(1)). The one command known is redis-cli's (the Redis image's
+// probe), given the pod's IP (-h): its default, 127.0.0.1, is the pod's own
+// address in a pod but not here. Without redis-cli (Debian's redis-tools)
+// the probe is its equivalent, a PING over TCP answered +PONG.
+func (k *kubelet) execProbe(ctx context.Context, kp *kubePod, probe *corev1.Probe, sec runAs) (string, func() (bool, string)) {
+	k.t.Helper()
+	command := probe.Exec.Command
+	if len(command) == 0 || command[0] != "redis-cli" {
+		k.t.Fatalf("pod %s: exec probe %q: this kubelet runs redis-cli's only", kp.Pod.Name, command)
+	}
+	timeout := time.Duration(max(probe.TimeoutSeconds, 1)) * time.Second
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		if len(command) != 2 || !strings.EqualFold(command[1], "ping") {
+			k.t.Fatalf("pod %s: exec probe %q with no redis-cli installed (Debian: redis-tools); this kubelet plays `redis-cli ping` only", kp.Pod.Name, command)
+		}
+		addr := net.JoinHostPort(kp.IP, "6379") // redis-cli's default port
+		return fmt.Sprintf("%q (no redis-cli: PING over TCP to %s)", command, addr), func() (bool, string) {
+			conn, err := net.DialTimeout("tcp", addr, timeout)
+			if err != nil {
+				return false, err.Error()
 			}
-			last = resp.Status
-		} else {
-			last = err.Error()
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(timeout))
+			if _, err := conn.Write([]byte("PING\r\n")); err != nil {
+				return false, err.Error()
+			}
+			line, err := bufio.NewReader(conn).ReadString('\n')
+			return err == nil && line == "+PONG\r\n", fmt.Sprintf("%q %v", line, err)
 		}
-		select {
-		case <-ctx.Done():
-			k.t.Fatalf("pod %s: readiness probe %s never succeeded: %s", kp.Pod.Name, url, last)
-		case <-kp.Node.done:
-			k.t.Fatalf("pod %s: exited (%v) before it was ready", kp.Pod.Name, kp.Node.cmd.ProcessState)
-		case <-tick.C:
-		}
+	}
+	command = append([]string{command[0], "-h", kp.IP}, command[1:]...)
+	return fmt.Sprintf("%q in the container", command), func() (bool, string) {
+		args := append([]string{"--target", fmt.Sprint(kp.Node.cmd.Process.Pid), "--mount", "--uts", "--"}, sec.setpriv()...)
+		probeCtx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		cmd := exec.CommandContext(probeCtx, "nsenter", append(args, command...)...)
+		cmd.Env = kp.Node.cmd.Env
+		cmd.Dir = "/"
+		out, err := cmd.CombinedOutput()
+		return err == nil, fmt.Sprintf("%v: %s", err, bytes.TrimSpace(out))
 	}
 }
 
@@ -369,14 +517,14 @@ func (k *kubelet) token(ctx context.Context, pod *corev1.Pod) string {
 	return tr.Status.Token
 }
 
-// volumes writes the files of the pod's Secret volumes under podDir and
-// returns each mount path (of the one container) with the folder holding
-// it. The service account's projected volume is /run's (see run).
+// volumes writes the files of the pod's Secret volumes, and makes its
+// emptyDir volumes, under podDir and returns each mount path (of the one
+// container) with the folder holding it. The service account's projected volume is /run's (see run).
 func (k *kubelet) volumes(ctx context.Context, pod *corev1.Pod, podDir string, fsGroup int64) map[string]string {
 	k.t.Helper()
 	mounts := map[string]string{}
 	for _, m := range pod.Spec.Containers[0].VolumeMounts {
-		if m.MountPath == "/var/run/secrets/kubernetes.io/serviceaccount" {
+		if m.MountPath == serviceAccountDir {
 			continue
 		}
 		var vol *corev1.Volume
@@ -385,8 +533,28 @@ func (k *kubelet) volumes(ctx context.Context, pod *corev1.Pod, podDir string, f
 				vol = &pod.Spec.Volumes[i]
 			}
 		}
+		if vol != nil && vol.EmptyDir != nil {
+			// As the kubelet makes it: empty, mode 0777, and with an
+			// fsGroup owned by that group, set-group-ID.
+			dir := filepath.Join(podDir, "volumes", m.Name)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				k.t.Fatal(err)
+			}
+			mode := os.FileMode(0o777)
+			if fsGroup >= 0 {
+				mode |= os.ModeSetgid
+				if err := os.Chown(dir, 0, int(fsGroup)); err != nil {
+					k.t.Fatal(err)
+				}
+			}
+			if err := os.Chmod(dir, mode); err != nil {
+				k.t.Fatal(err)
+			}
+			mounts[m.MountPath] = dir
+			continue
+		}
 		if vol == nil || vol.Secret == nil {
-			k.t.Fatalf("pod %s: volume %s is not a Secret; this kubelet mounts Secrets only", pod.Name, m.Name)
+			k.t.Fatalf("pod %s: volume %s is neither a Secret nor an emptyDir; this kubelet mounts no other", pod.Name, m.Name)
 		}
 		mode := os.FileMode(0o644)
 		if vol.Secret.DefaultMode != nil {
@@ -407,9 +575,10 @@ func (k *kubelet) secret(ctx context.Context, name string) map[string][]byte {
 	return s.Data
 }
 
-// env is the container's environment as the kubelet gives it, and its
-// variables by name (for $(VAR) in args).
-func (k *kubelet) env(ctx context.Context, pod *corev1.Pod, c corev1.Container, ip string) ([]string, map[string]string) {
+// env is the container's environment as the kubelet gives it, with
+// override's variables set or replaced, and its variables by name (for
+// $(VAR) in args).
+func (k *kubelet) env(ctx context.Context, pod *corev1.Pod, c corev1.Container, ip string, override map[string]string) ([]string, map[string]string) {
 	k.t.Helper()
 	vars := map[string]string{
 		"KUBERNETES_SERVICE_HOST": k.kc.Host,
@@ -460,7 +629,7 @@ func (k *kubelet) env(ctx context.Context, pod *corev1.Pod, c corev1.Container, 
 		default:
 			k.t.Fatalf("pod %s: env %s: valueFrom not resolved by this kubelet", pod.Name, e.Name)
 		}
-		if o, ok := k.override[e.Name]; ok {
+		if o, ok := override[e.Name]; ok {
 			v = o
 		}
 		if _, seen := vars[e.Name]; !seen {
@@ -468,10 +637,10 @@ func (k *kubelet) env(ctx context.Context, pod *corev1.Pod, c corev1.Container, 
 		}
 		vars[e.Name] = v
 	}
-	for _, name := range slices.Sorted(maps.Keys(k.override)) {
+	for _, name := range slices.Sorted(maps.Keys(override)) {
 		if _, seen := vars[name]; !seen {
 			order = append(order, name)
-			vars[name] = k.override[name]
+			vars[name] = override[name]
 		}
 	}
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOSTNAME=" + pod.Name}
@@ -552,4 +721,97 @@ func setSecret(t *testing.T, ctx context.Context, kc *kubetest.Cluster, ns, name
 	if err != nil || status != http.StatusOK {
 		t.Fatalf("PATCH %s: %d %v %s", path, status, err, body)
 	}
+}
+
+// serviceAccountDir is where a pod's service account token is mounted.
+const serviceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+// clusterDomain is the cluster's DNS domain (the kubelet's --cluster-domain).
+const clusterDomain = "cluster.local"
+
+// hosts is the pod's /etc/hosts. The kubelet writes localhost's and the
+// pod's own lines (its IP, its name). Then, as no cluster DNS nor kube-proxy
+// runs here, the names the cluster's DNS gives each Service of the namespace
+// that has a selector (name.namespace.svc.cluster.local, and the short
+// names its search path completes: name.namespace.svc, name.namespace,
+// name) with the IPs of its ready endpoints: the pods the Service selects
+// that are Ready with an IP in the API server, which is what the endpoints
+// controller would list and kube-proxy forward the Service's address to. A
+// name resolved that way reaches a pod directly, on the port the client
+// dials, so a Service whose port is not its pods' (pingmcp's: 80 to 8080) is
+// left out, with a comment saying why, as is one with no ready endpoint.
+func (k *kubelet) hosts(ctx context.Context, pod *corev1.Pod, ip string) []byte {
+	k.t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+	fmt.Fprintf(&b, "%s\t%s\n", ip, pod.Name)
+	fmt.Fprintf(&b, "# The cluster's DNS and kube-proxy, played by the test's kubelet: each Service's ready endpoints.\n")
+	var services corev1.ServiceList
+	k.get(ctx, "/api/v1/namespaces/"+k.namespace+"/services", &services)
+	var pods corev1.PodList
+	k.get(ctx, "/api/v1/namespaces/"+k.namespace+"/pods", &pods)
+	for _, svc := range services.Items {
+		if len(svc.Spec.Selector) == 0 {
+			continue
+		}
+		selector := labels.SelectorFromSet(svc.Spec.Selector)
+		var endpoints []corev1.Pod
+		for _, p := range pods.Items {
+			if selector.Matches(labels.Set(p.Labels)) && p.DeletionTimestamp == nil && p.Status.PodIP != "" && podReady(&p) {
+				endpoints = append(endpoints, p)
+			}
+		}
+		if len(endpoints) == 0 {
+			fmt.Fprintf(&b, "# %s: no ready endpoint\n", svc.Name)
+			continue
+		}
+		if why := portMismatch(&svc, &endpoints[0]); why != "" {
+			fmt.Fprintf(&b, "# %s: %s, which only kube-proxy would translate\n", svc.Name, why)
+			continue
+		}
+		ns := svc.Namespace
+		names := fmt.Sprintf("%s.%s.svc.%s %s.%s.svc %s.%s %s", svc.Name, ns, clusterDomain, svc.Name, ns, svc.Name, ns, svc.Name)
+		for _, p := range endpoints {
+			fmt.Fprintf(&b, "%s\t%s\n", p.Status.PodIP, names)
+		}
+	}
+	return []byte(b.String())
+}
+
+// podReady reports whether the pod's Ready condition is true.
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// portMismatch says which port of the Service is another on pod p (its
+// targetPort, by number or by the name of a container port), or "".
+func portMismatch(svc *corev1.Service, p *corev1.Pod) string {
+	for _, sp := range svc.Spec.Ports {
+		target := sp.Port
+		switch tp := sp.TargetPort; {
+		case tp.Type == intstr.String:
+			target = -1
+			for _, c := range p.Spec.Containers {
+				for _, cp := range c.Ports {
+					if cp.Name == tp.StrVal {
+						target = cp.ContainerPort
+					}
+				}
+			}
+			if target < 0 {
+				return fmt.Sprintf("port %d targets %q, which pod %s does not name", sp.Port, tp.StrVal, p.Name)
+			}
+		case tp.IntVal != 0:
+			target = tp.IntVal
+		}
+		if target != sp.Port {
+			return fmt.Sprintf("port %d is %d on its pods", sp.Port, target)
+		}
+	}
+	return ""
 }
