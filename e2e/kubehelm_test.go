@@ -38,9 +38,10 @@ func applyManifest(t *testing.T, ctx context.Context, kc *kubetest.Cluster, ns, 
 // install --dry-run=client) for a trial install (generated Secrets, the
 // chart's Redis), applies it to a real API server, lets PodSecurity
 // "restricted" judge pods made from its Deployments' templates, checks what
-// its service account may do, and plays kubelet for two pods of its
-// pingmcp Deployment: they join over the generated cluster TLS and a session
-// opened through one continues through the other.
+// its service account may do, and plays kubelet for a pod of its Redis and
+// two of its pingmcp Deployment: they join over the generated cluster TLS,
+// a session opened through one continues through the other, and the
+// sessions' snapshots are in the chart's Redis pod.
 func TestKubeHelm(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
