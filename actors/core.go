@@ -52,11 +52,11 @@ type core struct {
 	scopes     map[string][]string // tool → scopes it needs (toolsOf's)
 	// toolsOf are the toolsets installed on server; caller is the user
 	// they act for (refreshTools).
-	toolsOf *toolsVersion
-	caller  tools.Caller
-	edges      map[string]bool     // reply routers watched, by address/id
-	node       string              // this node's cluster address
-	requests   requestsOf          // being served, for the middleware (observe.go)
+	toolsOf  *toolsVersion
+	caller   tools.Caller
+	edges    map[string]bool // reply routers watched, by address/id
+	node     string          // this node's cluster address
+	requests requestsOf      // being served, for the middleware (observe.go)
 	// live is this actor's entry in the node's Local set (nil without one).
 	live *liveActor
 
