@@ -81,7 +81,8 @@ type reloadAnswer struct {
 // the new tool, and so does a stateless (2026-07-28) client. A document
 // that cannot become tools is refused on every node, 422 naming the API,
 // the operation and why, and the tools stay. SIGHUP to each node reloads
-// as well. The reloads are counted in pingmcp_apis_reloads_total.
+// as well, and so does pingmcp apis reload. The reloads are counted in
+// pingmcp_apis_reloads_total.
 func TestReloadAPIsAcrossNodes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -192,8 +193,14 @@ func TestReloadAPIsAcrossNodes(t *testing.T) {
 		t.Errorf("the live session's tools after SIGHUP: %v, want api_listD and no api_listC", names)
 	}
 
+	// pingmcp apis reload, through the other node's admin API.
+	out, errOut, code := runCLI(t, []string{"PINGMCP_ADMIN_URL=http://" + c.Nodes[1].Admin, "PINGMCP_ADMIN_TOKEN=" + c.Token}, "apis", "reload")
+	if code != 0 || strings.Count(out, "reloaded") != len(c.Nodes) {
+		t.Errorf("pingmcp apis reload: exit %d, %q %q: want every node reloaded", code, out, errOut)
+	}
+
 	_, metrics, _ := adminCall(t, ctx, http.MethodGet, "http://"+c.Nodes[0].Admin+"/metrics", c.Token)
-	for _, want := range []string{`pingmcp_apis_reloads_total{result="reloaded"} 2`, `pingmcp_apis_reloads_total{result="refused"} 1`} {
+	for _, want := range []string{`pingmcp_apis_reloads_total{result="reloaded"} 3`, `pingmcp_apis_reloads_total{result="refused"} 1`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
 		}
