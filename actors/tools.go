@@ -80,8 +80,15 @@ func newToolsVersion(ctx context.Context, gen uint64, sets []tools.Toolset) (*to
 	return v, nil
 }
 
-// toolNames are the tools a toolset offers a new session.
-func toolNames(ctx context.Context, ts tools.Toolset) ([]string, error) {
+// toolNames are the tools a toolset offers a new session. A toolset whose
+// Install panics (go-sdk's AddTool does on a schema it cannot take) is an
+// error here, not a node brought down by a reload.
+func toolNames(ctx context.Context, ts tools.Toolset) (names []string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			names, err = nil, fmt.Errorf("installing its tools: %v", r)
+		}
+	}()
 	opts := &mcp.ServerOptions{}
 	ts.Configure(opts)
 	s := mcp.NewServer(&mcp.Implementation{Name: "pingmcp-names"}, opts)
@@ -97,7 +104,6 @@ func toolNames(ctx context.Context, ts tools.Toolset) ([]string, error) {
 		return nil, err
 	}
 	defer cs.Close()
-	var names []string
 	for tool, err := range cs.Tools(ctx, nil) {
 		if err != nil {
 			return nil, err

@@ -99,9 +99,28 @@ func TestReloadToolsReplace(t *testing.T) {
 		t.Errorf("after a refused replacement: generation %d, toolsets %v: want 2 and the same", g, sets)
 	}
 
+	// A toolset whose tools the SDK refuses (it panics): an error, not a
+	// crash, and nothing changes.
+	if _, err := ts.Replace(t.Context(), badTools{}); err == nil || !strings.Contains(err.Error(), "bad") {
+		t.Errorf("a toolset whose Install panics: %v", err)
+	}
+	if g := ts.Generation(); g != 2 {
+		t.Errorf("generation %d after a refused replacement, want 2", g)
+	}
+
 	if _, err := StaticTools(v1).Replace(t.Context(), v2); err == nil {
 		t.Error("static toolsets replaced")
 	}
+}
+
+// badTools has a tool whose input schema is not an object.
+type badTools struct{}
+
+func (badTools) Name() string                 { return "bad" }
+func (badTools) Configure(*mcp.ServerOptions) {}
+func (badTools) Scopes() map[string][]string  { return nil }
+func (badTools) Install(s *mcp.Server, _ tools.Caller) {
+	s.AddTool(&mcp.Tool{Name: "bad_one", InputSchema: map[string]any{"type": "string"}}, nil)
 }
 
 func writeFile(t *testing.T, doc string) string {

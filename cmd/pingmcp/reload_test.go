@@ -161,6 +161,47 @@ func TestReloadAPIs(t *testing.T) {
 	}
 }
 
+// Reloads asked at once (SIGHUP and operators) take turns: each builds on
+// the last, and every one gets a generation of its own.
+func TestReloadsTakeTurns(t *testing.T) {
+	docs := newDocServer(t, getDoc("", "listA"))
+	file := filepath.Join(t.TempDir(), "apis.yaml")
+	if err := os.WriteFile(file, []byte("apis:\n  - name: api\n    base_url: "+docs.URL+"\n    document: "+docs.URL+"/openapi.yaml\n    scopes: [r]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse("dev", []string{"--apis", file}, func(string) string { return "" }, new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tools, err := toolsets(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &apisReloader{cfg: cfg, tools: tools, local: actors.NewLocal(), logger: slog.New(slog.DiscardHandler)}
+	const n = 4
+	gens := make(chan uint64, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			res := r.reload(t.Context(), "a test")
+			if !res.Reloaded {
+				t.Errorf("a concurrent reload: %+v", res)
+			}
+			gens <- res.Generation
+		})
+	}
+	wg.Wait()
+	close(gens)
+	var got []uint64
+	for g := range gens {
+		got = append(got, g)
+	}
+	slices.Sort(got)
+	if want := []uint64{2, 3, 4, 5}; !slices.Equal(got, want) {
+		t.Errorf("generations of %d concurrent reloads %v, want %v", n, got, want)
+	}
+}
+
 // A node started without --apis has nothing to reload, and says so.
 func TestReloadWithoutAPIs(t *testing.T) {
 	cfg, err := config.Parse("dev", nil, func(string) string { return "" }, new(bytes.Buffer))
