@@ -13,6 +13,7 @@ func PrincipalProps(cfg Config) *actor.Props {
 }
 
 func newPrincipalActor(cfg Config) *PrincipalActor {
+	cfg = cfg.withTools()
 	a := &PrincipalActor{core: core{cfg: cfg, life: lifeServing}}
 	a.kind = a
 	return a

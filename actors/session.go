@@ -93,6 +93,7 @@ func SessionProps(cfg Config) *actor.Props {
 }
 
 func newSessionActor(cfg Config) *SessionActor {
+	cfg = cfg.withTools()
 	a := &SessionActor{core: core{cfg: cfg, life: lifeNew}}
 	a.kind = a
 	return a
