@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -59,7 +60,7 @@ func (r *apisReloader) reload(ctx context.Context, why string) *envelope.ApisRel
 		metrics.APIsReloads.WithLabelValues("refused").Inc()
 		r.logger.Error("--apis reload refused: the tools stay as they were", "asked_by", why, "file", r.cfg.APIsFile,
 			"generation", r.tools.Generation(), "err", err)
-		return &envelope.ApisReload{Error: err.Error(), Generation: r.tools.Generation()}
+		return &envelope.ApisReload{Error: bounded(err.Error()), Generation: r.tools.Generation()}
 	}
 	metrics.APIsReloads.WithLabelValues("reloaded").Inc()
 	if r.system != nil {
@@ -71,6 +72,19 @@ func (r *apisReloader) reload(ctx context.Context, why string) *envelope.ApisRel
 		"tools", change.Tools, "added", change.Added, "removed", change.Removed, "took", time.Since(start).Round(time.Millisecond))
 	return &envelope.ApisReload{Reloaded: true, Generation: change.Generation, Tools: int32(change.Tools),
 		Added: change.Added, Removed: change.Removed}
+}
+
+// maxReloadError bounds the error a reload answers the operator with (a
+// document with a thousand refused operations says so at length); the
+// node's log has all of it.
+const maxReloadError = 32 << 10
+
+func bounded(msg string) string {
+	if len(msg) <= maxReloadError {
+		return msg
+	}
+	cut := strings.ToValidUTF8(msg[:maxReloadError], "")
+	return cut + fmt.Sprintf("… (%d more bytes: see the node's log)", len(msg)-len(cut))
 }
 
 // replace builds the toolset anew and puts it in the old one's place.

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -199,6 +200,18 @@ func TestReloadsTakeTurns(t *testing.T) {
 	slices.Sort(got)
 	if want := []uint64{2, 3, 4, 5}; !slices.Equal(got, want) {
 		t.Errorf("generations of %d concurrent reloads %v, want %v", n, got, want)
+	}
+}
+
+// The error a reload answers with is bounded; the log has all of it.
+func TestReloadErrorBounded(t *testing.T) {
+	if got := bounded("short"); got != "short" {
+		t.Errorf("bounded(short) = %q", got)
+	}
+	long := strings.Repeat("é", maxReloadError) // 2 bytes each
+	got := bounded(long)
+	if len(got) > maxReloadError+64 || !strings.HasSuffix(got, "more bytes: see the node's log)") || !utf8.ValidString(got) {
+		t.Errorf("bounded(%d bytes) = %d bytes ending %q", len(long), len(got), got[len(got)-40:])
 	}
 }
 
