@@ -78,7 +78,8 @@ type reloadAnswer struct {
 // document the test serves over HTTP, the document gains an operation and
 // an operator reloads through one node's admin API: every node answers
 // that it reloaded, a live session is told its tool list changed and lists
-// the new tool, and so does a stateless (2026-07-28) client. A document
+// the new tool, and so does a stateless (2026-07-28) client at its next
+// request. A document
 // that cannot become tools is refused on every node, 422 naming the API,
 // the operation and why, and the tools stay. SIGHUP to each node reloads
 // as well, and so does pingmcp apis reload. The reloads are counted in
@@ -111,6 +112,12 @@ func TestReloadAPIsAcrossNodes(t *testing.T) {
 	}
 	if names := toolNamesOf(t, ctx, session); !slices.Contains(names, "api_listA") || slices.Contains(names, "api_listC") {
 		t.Fatalf("tools at start: %v", names)
+	}
+	// A stateless client of the same user: its principal actor lives on
+	// from before the reload.
+	stateless := connectVersion(t, ctx, c.Nodes[0].URL(), token, "2026-07-28")
+	if names := toolNamesOf(t, ctx, stateless); !slices.Contains(names, "api_listA") || slices.Contains(names, "api_listC") {
+		t.Fatalf("a stateless client's tools at start: %v", names)
 	}
 	awaitStandaloneStream(t, ctx, session.ID(), c.Nodes...)
 	awaitChange := func(what string) {
@@ -149,7 +156,6 @@ func TestReloadAPIsAcrossNodes(t *testing.T) {
 	if names := toolNamesOf(t, ctx, session); !slices.Contains(names, "api_listC") {
 		t.Errorf("the live session's tools after the reload: %v, want api_listC", names)
 	}
-	stateless := connectVersion(t, ctx, c.Nodes[0].URL(), token, "2026-07-28")
 	if names := toolNamesOf(t, ctx, stateless); !slices.Contains(names, "api_listC") {
 		t.Errorf("a stateless client's tools after the reload: %v, want api_listC", names)
 	}
