@@ -180,18 +180,26 @@ func (t *Tools) Replace(ctx context.Context, ts tools.Toolset) (*ToolsChange, er
 // never leaves the node.
 type toolsChanged struct{}
 
-// ToolsChanged tells every live actor that the toolsets changed, for it to
-// apply the change to its server on its own goroutine.
-func (l *Local) ToolsChanged(system *actor.ActorSystem) {
+// ToolsChanged tells the live actors that have a stream open or a request
+// in flight that the toolsets changed, for each to apply the change to its
+// server on its own goroutine, and returns how many it told: their clients
+// are told in turn (notifications/tools/list_changed, which reach a client
+// only on a stream). The other actors apply it before their next request
+// (serveFrom): a node with many idle sessions does not rebuild them all at
+// once.
+func (l *Local) ToolsChanged(system *actor.ActorSystem) int {
 	l.mu.Lock()
-	pids := make([]*actor.PID, 0, len(l.pids))
+	var pids []*actor.PID
 	for _, la := range l.pids {
-		pids = append(pids, la.pid)
+		if la.streams.Load() > 0 || la.inFlight.Load() > 0 {
+			pids = append(pids, la.pid)
+		}
 	}
 	l.mu.Unlock()
 	for _, pid := range pids {
 		system.Root.Send(pid, toolsChanged{})
 	}
+	return len(pids)
 }
 
 // refreshTools brings the actor's server to the current toolsets, on the

@@ -211,7 +211,9 @@ func TestReloadLiveSessionTools(t *testing.T) {
 	if _, err := ts.Replace(t.Context(), mustToolset(t, "r", apiDoc("listA", "listC"))); err != nil {
 		t.Fatal(err)
 	}
-	local.ToolsChanged(system)
+	if told := local.ToolsChanged(system); told != 1 {
+		t.Errorf("ToolsChanged told %d actors, want the one with a stream open", told)
+	}
 	deadline := time.After(forwardTimeout)
 	for got := ""; !strings.Contains(got, "notifications/tools/list_changed"); {
 		select {

@@ -63,13 +63,15 @@ func (r *apisReloader) reload(ctx context.Context, why string) *envelope.ApisRel
 		return &envelope.ApisReload{Error: bounded(err.Error()), Generation: r.tools.Generation()}
 	}
 	metrics.APIsReloads.WithLabelValues("reloaded").Inc()
+	told := 0
 	if r.system != nil {
 		if system := r.system(); system != nil {
-			r.local.ToolsChanged(system)
+			told = r.local.ToolsChanged(system)
 		}
 	}
 	r.logger.Info("--apis reloaded", "asked_by", why, "file", r.cfg.APIsFile, "generation", change.Generation,
-		"tools", change.Tools, "added", change.Added, "removed", change.Removed, "took", time.Since(start).Round(time.Millisecond))
+		"tools", change.Tools, "added", change.Added, "removed", change.Removed, "actors_told", told,
+		"took", time.Since(start).Round(time.Millisecond))
 	return &envelope.ApisReload{Reloaded: true, Generation: change.Generation, Tools: int32(change.Tools),
 		Added: change.Added, Removed: change.Removed}
 }
