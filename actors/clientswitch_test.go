@@ -220,7 +220,7 @@ func TestSnapshotKeepsTheCurrentClientsDelegations(t *testing.T) {
 	}
 	p := newPersister(d, "s", epoch, newSnapshot(nil), slog.New(slog.DiscardHandler), func() {})
 	defer p.close()
-	a := newSessionActor(Config{Stores: d}, nil)
+	a := newSessionActor(Config{Stores: d})
 	a.id, a.creds = "s", newCredentials(nil, slog.New(slog.DiscardHandler))
 	a.persist.Store(p)
 	desktop := &envelope.Principal{Subject: "alice", ClientId: "desktop", Token: "t-desktop"}

@@ -49,10 +49,14 @@ type core struct {
 	owner      *auth.Principal
 	credential *envelope.Principal
 	creds      *credentials
-	scopes     map[string][]string // tool → scopes it needs
-	edges      map[string]bool     // reply routers watched, by address/id
-	node       string              // this node's cluster address
-	requests   requestsOf          // being served, for the middleware (observe.go)
+	scopes     map[string][]string // tool → scopes it needs (toolsOf's)
+	// toolsOf are the toolsets installed on server; caller is the user
+	// they act for (refreshTools).
+	toolsOf  *toolsVersion
+	caller   tools.Caller
+	edges    map[string]bool // reply routers watched, by address/id
+	node     string          // this node's cluster address
+	requests requestsOf      // being served, for the middleware (observe.go)
 	// live is this actor's entry in the node's Local set (nil without one).
 	live *liveActor
 
@@ -125,23 +129,34 @@ func (a *core) build(ctx actor.Context, o serverOptions) {
 		// finds its way back here.
 		GetSessionID: func() string { return a.id },
 	}
-	for _, ts := range a.cfg.Toolsets {
+	v := a.cfg.Tools.cur.Load()
+	for _, ts := range v.sets {
 		ts.Configure(opts)
+	}
+	if v.names != nil {
+		// The tools may change (a reload of --apis): the client is told
+		// (notifications/tools/list_changed), whatever tools there are now.
+		if opts.Capabilities == nil {
+			opts.Capabilities = &mcp.ServerCapabilities{Logging: &mcp.LoggingCapabilities{}}
+		}
+		if opts.Capabilities.Tools == nil {
+			opts.Capabilities.Tools = &mcp.ToolCapabilities{ListChanged: true}
+		}
 	}
 	a.server = mcp.NewServer(a.cfg.Implementation, opts)
 	a.server.AddReceivingMiddleware(a.auditToolCalls, recoverPanics(a.logger))
 	if len(o.middleware) > 0 {
 		a.server.AddReceivingMiddleware(o.middleware...)
 	}
-	var caller tools.Caller
 	if a.cfg.Authenticated {
 		a.creds = newCredentials(a.cfg.Exchanger, a.logger)
 		a.creds.changed = o.changed
-		caller = a.creds
+		a.caller = a.creds
 	}
-	for _, ts := range a.cfg.Toolsets {
-		ts.Install(a.server, caller)
+	for _, ts := range v.sets {
+		ts.Install(a.server, a.caller)
 	}
+	a.toolsOf, a.scopes = v, v.scopes
 	hopts := &mcp.StreamableHTTPOptions{
 		Stateless: o.stateless,
 		Logger:    a.logger,
@@ -167,6 +182,8 @@ func (a *core) receive(ctx actor.Context) {
 		a.control(ctx, m)
 	case requestDone:
 		a.requestDone(ctx, m.id)
+	case toolsChanged:
+		a.refreshTools()
 	case *drainActor:
 		a.drain(ctx, m)
 	case drainDeadline:
@@ -340,6 +357,9 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 	send := func(p *envelope.ResponsePart) {
 		root.Send(replyTo, &envelope.Envelope{Body: &envelope.Envelope_Part{Part: p}})
 	}
+	// The tools this request sees are the node's current ones, even if
+	// the word that they changed is still on its way.
+	a.refreshTools()
 	switch a.life {
 	case lifeServing:
 	case lifeEnded:

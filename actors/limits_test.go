@@ -93,7 +93,7 @@ func TestEventsBufferBound(t *testing.T) {
 // Retry-After and a retryable JSON-RPC error; principal actors have
 // neither limit.
 func TestCheckLimits(t *testing.T) {
-	a := newSessionActor(Config{MaxStreamsPerSession: 2}, nil)
+	a := newSessionActor(Config{MaxStreamsPerSession: 2})
 	a.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	a.flights = map[string]*flight{"g1": {get: true}, "p1": {}, "g2": {get: true}}
 	a.events = &sessionEvents{max: 1}
@@ -138,7 +138,7 @@ func TestCheckLimits(t *testing.T) {
 		t.Errorf("DELETE refused: %s", p.Body)
 	}
 
-	pa := newPrincipalActor(Config{MaxStreamsPerSession: 2}, nil)
+	pa := newPrincipalActor(Config{MaxStreamsPerSession: 2})
 	pa.flights = map[string]*flight{"g1": {get: true}, "g2": {get: true}}
 	if pa.checkLimits(get) != nil || pa.checkLimits(post) != nil {
 		t.Error("a principal actor refused")

@@ -8,12 +8,13 @@ import (
 
 // PrincipalProps are the props of the principal actor kind.
 func PrincipalProps(cfg Config) *actor.Props {
-	scopes := cfg.toolScopes()
-	return actor.PropsFromProducer(func() actor.Actor { return newPrincipalActor(cfg, scopes) })
+	cfg = cfg.withTools()
+	return actor.PropsFromProducer(func() actor.Actor { return newPrincipalActor(cfg) })
 }
 
-func newPrincipalActor(cfg Config, scopes map[string][]string) *PrincipalActor {
-	a := &PrincipalActor{core: core{cfg: cfg, scopes: scopes, life: lifeServing}}
+func newPrincipalActor(cfg Config) *PrincipalActor {
+	cfg = cfg.withTools()
+	a := &PrincipalActor{core: core{cfg: cfg, life: lifeServing}}
 	a.kind = a
 	return a
 }

@@ -31,8 +31,11 @@ import (
 type Config struct {
 	// Implementation names the server in initialize results.
 	Implementation *mcp.Implementation
-	// Toolsets are installed into every MCP server.
+	// Toolsets are installed into every MCP server, when Tools is nil.
 	Toolsets []tools.Toolset
+	// Tools, if set, are the toolsets installed into every MCP server,
+	// which a reload may replace (tools.go); Toolsets are then ignored.
+	Tools *Tools
 	// IdleTimeout passivates an actor that has had no request for this long
 	// and has no stream open. Zero means never.
 	IdleTimeout time.Duration
@@ -70,14 +73,14 @@ type Config struct {
 }
 
 // toolScopes merges the scopes each toolset's tools need.
-func (c Config) toolScopes() map[string][]string {
-	out := map[string][]string{}
-	for _, ts := range c.Toolsets {
-		for tool, scopes := range ts.Scopes() {
-			out[tool] = scopes
-		}
+func (c Config) toolScopes() map[string][]string { return scopesOf(c.Toolsets) }
+
+// withTools is c with its Tools set (StaticTools of Toolsets if unset).
+func (c Config) withTools() Config {
+	if c.Tools == nil {
+		c.Tools = StaticTools(c.Toolsets...)
 	}
-	return out
+	return c
 }
 
 // SessionProps are the props of the session actor kind.
@@ -85,12 +88,13 @@ func SessionProps(cfg Config) *actor.Props {
 	if cfg.Stores == nil {
 		cfg.Stores = state.MemoryStores(0)
 	}
-	scopes := cfg.toolScopes()
-	return actor.PropsFromProducer(func() actor.Actor { return newSessionActor(cfg, scopes) })
+	cfg = cfg.withTools()
+	return actor.PropsFromProducer(func() actor.Actor { return newSessionActor(cfg) })
 }
 
-func newSessionActor(cfg Config, scopes map[string][]string) *SessionActor {
-	a := &SessionActor{core: core{cfg: cfg, scopes: scopes, life: lifeNew}}
+func newSessionActor(cfg Config) *SessionActor {
+	cfg = cfg.withTools()
+	a := &SessionActor{core: core{cfg: cfg, life: lifeNew}}
 	a.kind = a
 	return a
 }

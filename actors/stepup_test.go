@@ -65,7 +65,7 @@ func TestInsufficientScopeNamesGrantedAndNeeded(t *testing.T) {
 // the other. Another user, or the same subject at another issuer, is refused
 // as before, and changes nothing.
 func TestSessionFollowsItsUserAcrossClients(t *testing.T) {
-	a := newSessionActor(Config{Scopes: []string{"todo_api:read", "todo_api:write"}}, nil)
+	a := newSessionActor(Config{Scopes: []string{"todo_api:read", "todo_api:write"}})
 	a.server = mcp.NewServer(&mcp.Implementation{Name: "t", Version: "1"}, nil)
 	a.logger = slog.New(slog.DiscardHandler)
 	a.creds = newCredentials(nil, slog.New(slog.DiscardHandler))

@@ -7,6 +7,7 @@
 //	POST   /admin/v1/users/{subject}/revoke?for=&issuer=     revoke a user's grants, end their sessions, refuse their current tokens
 //	GET    /admin/v1/nodes                                   the cluster's nodes: role, version, actors hosted
 //	POST   /admin/v1/nodes/{address}/drain                   drain a node: its sessions move, then it exits
+//	POST   /admin/v1/apis/reload                             every node reads its --apis file and documents again (as on SIGHUP)
 //	GET    /metrics                                          Prometheus metrics of this node
 //
 // Sessions are read from the session store that every node shares (Redis),
@@ -87,6 +88,7 @@ func Handler(opts Options) (http.Handler, error) {
 	mux.HandleFunc("GET /admin/v1/nodes", a.listNodes)
 	mux.HandleFunc("POST /admin/v1/nodes/{address}/drain", a.drainNode)
 	mux.HandleFunc("POST /admin/v1/users/{subject}/revoke", a.revokeUser)
+	mux.HandleFunc("POST /admin/v1/apis/reload", a.reloadAPIs)
 	mux.Handle("GET /metrics", metrics.Handler())
 	// The console (console.go) signs its operators in itself.
 	console, root := a.console(), http.NewServeMux()
@@ -241,6 +243,7 @@ var actions = map[string]string{
 	"POST /admin/v1/users/{subject}/revoke": "users.revoke",
 	"GET /admin/v1/nodes":                   "nodes.list",
 	"POST /admin/v1/nodes/{address}/drain":  "nodes.drain",
+	"POST /admin/v1/apis/reload":            "apis.reload",
 	"POST /console/login":                   "console.login",
 	"POST /console/logout":                  "console.logout",
 	"POST /console/sessions/{id}/end":       "sessions.kill",

@@ -33,9 +33,9 @@ type NodeInfo struct {
 }
 
 // ask sends q to every member at once and returns their answers (or
-// errors) by address.
-func (a *api) ask(ctx context.Context, addrs []string, q func(addr string) *envelope.NodeQuery) (map[string]*envelope.NodeStatus, map[string]error) {
-	ctx, cancel := context.WithTimeout(ctx, nodeTimeout)
+// errors) by address, waiting for them at most within.
+func (a *api) ask(ctx context.Context, within time.Duration, addrs []string, q func(addr string) *envelope.NodeQuery) (map[string]*envelope.NodeStatus, map[string]error) {
+	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -61,7 +61,7 @@ func (a *api) memberAddrs() []string { return cluster.Addresses(a.opts.Node.Memb
 
 func (a *api) listNodes(w http.ResponseWriter, r *http.Request) {
 	members := a.opts.Node.Members()
-	answers, errs := a.ask(r.Context(), cluster.Addresses(members), func(string) *envelope.NodeQuery { return &envelope.NodeQuery{} })
+	answers, errs := a.ask(r.Context(), nodeTimeout, cluster.Addresses(members), func(string) *envelope.NodeQuery { return &envelope.NodeQuery{} })
 	out := []NodeInfo{}
 	for _, m := range members {
 		addr := m.Address()
@@ -119,7 +119,7 @@ func (a *api) markLive(ctx context.Context, sessions []state.SessionInfo) {
 	if len(addrs) == 0 {
 		return
 	}
-	answers, errs := a.ask(ctx, addrs, func(addr string) *envelope.NodeQuery { return &envelope.NodeQuery{Sessions: byNode[addr]} })
+	answers, errs := a.ask(ctx, nodeTimeout, addrs, func(addr string) *envelope.NodeQuery { return &envelope.NodeQuery{Sessions: byNode[addr]} })
 	for addr, err := range errs {
 		a.opts.Logger.Warn("admin: a node did not say which sessions it hosts", "node", addr, "err", err)
 	}
@@ -138,7 +138,7 @@ func (a *api) stopSubject(ctx context.Context, issuer, subject string) (stopped 
 		return 0, nil
 	}
 	q := &envelope.NodeQuery{StopSubject: &envelope.Subject{Issuer: issuer, Subject: subject}}
-	answers, errs := a.ask(ctx, a.memberAddrs(), func(string) *envelope.NodeQuery { return q })
+	answers, errs := a.ask(ctx, nodeTimeout, a.memberAddrs(), func(string) *envelope.NodeQuery { return q })
 	for _, st := range answers {
 		stopped += int(st.Stopped)
 	}

@@ -193,6 +193,7 @@ var Commands = []struct{ Name, Summary string }{
 	{"sessions", "ls | show ID | kill ID: the cluster's sessions, through the admin API"},
 	{"nodes", "ls | drain ADDRESS: the cluster's nodes, through the admin API"},
 	{"users", "revoke SUBJECT [--for 1h]: end a user's sessions and refuse their current tokens"},
+	{"apis", "reload: every node reads its --apis file and fetches its documents again (as on SIGHUP), through the admin API"},
 	{"certs", "write a cluster CA and node certificates for the cluster's mutual TLS (--cluster-tls-*)"},
 }
 
@@ -239,7 +240,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		}
 		fs.StringVar(&c.Addr, "addr", defAddr, "HTTP address of the edge (/mcp, /healthz, /readyz, /.well-known/...)")
 		list("tools", "todo", "comma-separated toolsets the MCP server offers: "+strings.Join(Toolsets, ", "))
-		fs.StringVar(&c.APIsFile, "apis", "", "YAML file declaring APIs whose OpenAPI operations become tools besides --tools' (each called with a token exchanged for its resource; documents given as URLs are fetched at start)")
+		fs.StringVar(&c.APIsFile, "apis", "", "YAML file declaring APIs whose OpenAPI operations become tools besides --tools' (each called with a token exchanged for its resource; documents given as URLs are fetched at start and on a reload: SIGHUP, pingmcp apis reload)")
 		fs.StringVar((*string)(&c.Auth), "auth", string(auth.ModeJWT), "how /mcp authenticates callers: "+enum.Names(auth.Modes)+` ("none" only when every listen address is loopback)`)
 		list("allowed-origins", "", "comma-separated browser origins allowed to call /mcp besides same-origin (and loopback origins on a loopback listener)")
 		list("allowed-hosts", "", "comma-separated Host values /mcp answers to (DNS-rebinding protection); empty: loopback names on a loopback listener, any otherwise")

@@ -101,6 +101,13 @@ var (
 	Exchanges = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pingmcp_token_exchanges_total", Help: "Delegated tokens asked for, by result: exchanged, failed, cached.",
 	}, []string{"result"}))
+	// APIsReloads counts reloads of the --apis toolset (SIGHUP, or an
+	// operator's POST /admin/v1/apis/reload), by result: reloaded (the new
+	// tools are offered), refused (a document or an operation could not
+	// become tools, or a tool name is taken: the tools stay as they were).
+	APIsReloads = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pingmcp_apis_reloads_total", Help: "Reloads of the --apis file and its documents, by result: reloaded, refused (the tools stay as they were).",
+	}, []string{"result"}))
 )
 
 func counter[C prometheus.Collector](c C) C {

@@ -1093,7 +1093,10 @@ type NodeQuery struct {
 	// Drain asks the node to drain and leave, as on SIGTERM.
 	Drain bool `protobuf:"varint,2,opt,name=drain,proto3" json:"drain,omitempty"`
 	// StopSubject, when set, stops every actor of that user on the node.
-	StopSubject   *Subject `protobuf:"bytes,3,opt,name=stop_subject,json=stopSubject,proto3" json:"stop_subject,omitempty"`
+	StopSubject *Subject `protobuf:"bytes,3,opt,name=stop_subject,json=stopSubject,proto3" json:"stop_subject,omitempty"`
+	// ReloadApis asks the node to read its --apis file and the documents it
+	// names again, as on SIGHUP; the answer says what happened (apis_reload).
+	ReloadApis    bool `protobuf:"varint,4,opt,name=reload_apis,json=reloadApis,proto3" json:"reload_apis,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1147,6 +1150,13 @@ func (x *NodeQuery) GetStopSubject() *Subject {
 		return x.StopSubject
 	}
 	return nil
+}
+
+func (x *NodeQuery) GetReloadApis() bool {
+	if x != nil {
+		return x.ReloadApis
+	}
+	return false
 }
 
 type Subject struct {
@@ -1215,7 +1225,10 @@ type NodeStatus struct {
 	// The sessions asked about that are live here, by id.
 	Live map[string]*SessionStatus `protobuf:"bytes,9,rep,name=live,proto3" json:"live,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Actors stopped for a StopSubject.
-	Stopped       int32 `protobuf:"varint,10,opt,name=stopped,proto3" json:"stopped,omitempty"`
+	Stopped int32 `protobuf:"varint,10,opt,name=stopped,proto3" json:"stopped,omitempty"`
+	// What a ReloadApis did; unset when the query asked for none (or the
+	// node's build knows of none).
+	ApisReload    *ApisReload `protobuf:"bytes,11,opt,name=apis_reload,json=apisReload,proto3" json:"apis_reload,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1320,6 +1333,103 @@ func (x *NodeStatus) GetStopped() int32 {
 	return 0
 }
 
+func (x *NodeStatus) GetApisReload() *ApisReload {
+	if x != nil {
+		return x.ApisReload
+	}
+	return nil
+}
+
+// ApisReload is the outcome of a reload of the --apis toolset on one node.
+type ApisReload struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Reloaded says the new tools are offered; otherwise error says why (each
+	// API, operation and reason refused) and the tools are those before.
+	Reloaded bool   `protobuf:"varint,1,opt,name=reloaded,proto3" json:"reloaded,omitempty"`
+	Error    string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// Generation numbers the node's toolsets (1 at start).
+	Generation uint64 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	// Tools offered after the reload, every toolset's; the names added and
+	// removed by it.
+	Tools         int32    `protobuf:"varint,4,opt,name=tools,proto3" json:"tools,omitempty"`
+	Added         []string `protobuf:"bytes,5,rep,name=added,proto3" json:"added,omitempty"`
+	Removed       []string `protobuf:"bytes,6,rep,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApisReload) Reset() {
+	*x = ApisReload{}
+	mi := &file_envelope_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApisReload) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApisReload) ProtoMessage() {}
+
+func (x *ApisReload) ProtoReflect() protoreflect.Message {
+	mi := &file_envelope_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApisReload.ProtoReflect.Descriptor instead.
+func (*ApisReload) Descriptor() ([]byte, []int) {
+	return file_envelope_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ApisReload) GetReloaded() bool {
+	if x != nil {
+		return x.Reloaded
+	}
+	return false
+}
+
+func (x *ApisReload) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *ApisReload) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *ApisReload) GetTools() int32 {
+	if x != nil {
+		return x.Tools
+	}
+	return 0
+}
+
+func (x *ApisReload) GetAdded() []string {
+	if x != nil {
+		return x.Added
+	}
+	return nil
+}
+
+func (x *ApisReload) GetRemoved() []string {
+	if x != nil {
+		return x.Removed
+	}
+	return nil
+}
+
 type SessionStatus struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Epoch         int64                  `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
@@ -1331,7 +1441,7 @@ type SessionStatus struct {
 
 func (x *SessionStatus) Reset() {
 	*x = SessionStatus{}
-	mi := &file_envelope_proto_msgTypes[16]
+	mi := &file_envelope_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1343,7 +1453,7 @@ func (x *SessionStatus) String() string {
 func (*SessionStatus) ProtoMessage() {}
 
 func (x *SessionStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_envelope_proto_msgTypes[16]
+	mi := &file_envelope_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1356,7 +1466,7 @@ func (x *SessionStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionStatus.ProtoReflect.Descriptor instead.
 func (*SessionStatus) Descriptor() ([]byte, []int) {
-	return file_envelope_proto_rawDescGZIP(), []int{16}
+	return file_envelope_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SessionStatus) GetEpoch() int64 {
@@ -1467,14 +1577,16 @@ const file_envelope_proto_rawDesc = "" +
 	"\x04role\x18\x05 \x01(\tR\x04role\x12\x1b\n" +
 	"\thttp_addr\x18\x06 \x01(\tR\bhttpAddr\"\x1e\n" +
 	"\x04Stop\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason\"~\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason\"\x9f\x01\n" +
 	"\tNodeQuery\x12\x1a\n" +
 	"\bsessions\x18\x01 \x03(\tR\bsessions\x12\x14\n" +
 	"\x05drain\x18\x02 \x01(\bR\x05drain\x12?\n" +
-	"\fstop_subject\x18\x03 \x01(\v2\x1c.pingmcp.envelope.v1.SubjectR\vstopSubject\";\n" +
+	"\fstop_subject\x18\x03 \x01(\v2\x1c.pingmcp.envelope.v1.SubjectR\vstopSubject\x12\x1f\n" +
+	"\vreload_apis\x18\x04 \x01(\bR\n" +
+	"reloadApis\";\n" +
 	"\aSubject\x12\x16\n" +
 	"\x06issuer\x18\x01 \x01(\tR\x06issuer\x12\x18\n" +
-	"\asubject\x18\x02 \x01(\tR\asubject\"\xa2\x03\n" +
+	"\asubject\x18\x02 \x01(\tR\asubject\"\xe4\x03\n" +
 	"\n" +
 	"NodeStatus\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x12\n" +
@@ -1489,10 +1601,22 @@ const file_envelope_proto_rawDesc = "" +
 	"\fstarted_unix\x18\b \x01(\x03R\vstartedUnix\x12=\n" +
 	"\x04live\x18\t \x03(\v2).pingmcp.envelope.v1.NodeStatus.LiveEntryR\x04live\x12\x18\n" +
 	"\astopped\x18\n" +
-	" \x01(\x05R\astopped\x1a[\n" +
+	" \x01(\x05R\astopped\x12@\n" +
+	"\vapis_reload\x18\v \x01(\v2\x1f.pingmcp.envelope.v1.ApisReloadR\n" +
+	"apisReload\x1a[\n" +
 	"\tLiveEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x128\n" +
-	"\x05value\x18\x02 \x01(\v2\".pingmcp.envelope.v1.SessionStatusR\x05value:\x028\x01\"\\\n" +
+	"\x05value\x18\x02 \x01(\v2\".pingmcp.envelope.v1.SessionStatusR\x05value:\x028\x01\"\xa4\x01\n" +
+	"\n" +
+	"ApisReload\x12\x1a\n" +
+	"\breloaded\x18\x01 \x01(\bR\breloaded\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x04R\n" +
+	"generation\x12\x14\n" +
+	"\x05tools\x18\x04 \x01(\x05R\x05tools\x12\x14\n" +
+	"\x05added\x18\x05 \x03(\tR\x05added\x12\x18\n" +
+	"\aremoved\x18\x06 \x03(\tR\aremoved\"\\\n" +
 	"\rSessionStatus\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x03R\x05epoch\x12\x18\n" +
 	"\astreams\x18\x02 \x01(\x05R\astreams\x12\x1b\n" +
@@ -1510,7 +1634,7 @@ func file_envelope_proto_rawDescGZIP() []byte {
 	return file_envelope_proto_rawDescData
 }
 
-var file_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_envelope_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_envelope_proto_goTypes = []any{
 	(*Envelope)(nil),      // 0: pingmcp.envelope.v1.Envelope
 	(*Request)(nil),       // 1: pingmcp.envelope.v1.Request
@@ -1528,8 +1652,9 @@ var file_envelope_proto_goTypes = []any{
 	(*NodeQuery)(nil),     // 13: pingmcp.envelope.v1.NodeQuery
 	(*Subject)(nil),       // 14: pingmcp.envelope.v1.Subject
 	(*NodeStatus)(nil),    // 15: pingmcp.envelope.v1.NodeStatus
-	(*SessionStatus)(nil), // 16: pingmcp.envelope.v1.SessionStatus
-	nil,                   // 17: pingmcp.envelope.v1.NodeStatus.LiveEntry
+	(*ApisReload)(nil),    // 16: pingmcp.envelope.v1.ApisReload
+	(*SessionStatus)(nil), // 17: pingmcp.envelope.v1.SessionStatus
+	nil,                   // 18: pingmcp.envelope.v1.NodeStatus.LiveEntry
 }
 var file_envelope_proto_depIdxs = []int32{
 	1,  // 0: pingmcp.envelope.v1.Envelope.request:type_name -> pingmcp.envelope.v1.Request
@@ -1550,13 +1675,14 @@ var file_envelope_proto_depIdxs = []int32{
 	11, // 15: pingmcp.envelope.v1.MemberInfo.self:type_name -> pingmcp.envelope.v1.Member
 	11, // 16: pingmcp.envelope.v1.MemberInfo.members:type_name -> pingmcp.envelope.v1.Member
 	14, // 17: pingmcp.envelope.v1.NodeQuery.stop_subject:type_name -> pingmcp.envelope.v1.Subject
-	17, // 18: pingmcp.envelope.v1.NodeStatus.live:type_name -> pingmcp.envelope.v1.NodeStatus.LiveEntry
-	16, // 19: pingmcp.envelope.v1.NodeStatus.LiveEntry.value:type_name -> pingmcp.envelope.v1.SessionStatus
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	18, // 18: pingmcp.envelope.v1.NodeStatus.live:type_name -> pingmcp.envelope.v1.NodeStatus.LiveEntry
+	16, // 19: pingmcp.envelope.v1.NodeStatus.apis_reload:type_name -> pingmcp.envelope.v1.ApisReload
+	17, // 20: pingmcp.envelope.v1.NodeStatus.LiveEntry.value:type_name -> pingmcp.envelope.v1.SessionStatus
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_envelope_proto_init() }
@@ -1581,7 +1707,7 @@ func file_envelope_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_envelope_proto_rawDesc), len(file_envelope_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -29,13 +29,14 @@ import (
 //	pingmcp nodes ls
 //	pingmcp nodes drain ADDRESS
 //	pingmcp users revoke SUBJECT [--for 1h] [--issuer URL]
+//	pingmcp apis reload
 //
 // --admin-url (PINGMCP_ADMIN_URL) names the admin API; the token comes from
 // --admin-token-file (PINGMCP_ADMIN_TOKEN_FILE) or PINGMCP_ADMIN_TOKEN.
 // -o json prints the API's JSON instead of a table.
 func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintf(stderr, "pingmcp %s: which one? (%s)\n", cmd, map[string]string{"sessions": "ls, show ID, kill ID", "nodes": "ls, drain ADDRESS", "users": "revoke SUBJECT"}[cmd])
+		fmt.Fprintf(stderr, "pingmcp %s: which one? (%s)\n", cmd, map[string]string{"sessions": "ls, show ID, kill ID", "nodes": "ls, drain ADDRESS", "users": "revoke SUBJECT", "apis": "reload"}[cmd])
 		return 2
 	}
 	verb := args[0]
@@ -151,6 +152,10 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 				err = fmt.Errorf("the user's grants could not be revoked; run this again (%w)", err)
 			}
 		}
+	case "apis reload":
+		// Each node fetches its documents again: give them the time.
+		c.http.Timeout = 90 * time.Second
+		err = c.reloadAPIs(ctx, *output, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "pingmcp: unknown command %q\n", cmd+" "+verb)
 		return 2
@@ -321,6 +326,43 @@ func (c *adminClient) listNodes(ctx context.Context, output string, w io.Writer)
 			state, dash(n.HTTPAddr), self)
 	}
 	return tw.Flush()
+}
+
+// reloadAPIs asks every node to reload its --apis file and documents, and
+// prints what each did; an error when a node did not reload.
+func (c *adminClient) reloadAPIs(ctx context.Context, output string, w, errw io.Writer) error {
+	var out struct {
+		Reloaded bool
+		Nodes    []admin.APIsReload
+	}
+	err := c.do(ctx, http.MethodPost, "/apis/reload", &out)
+	if len(out.Nodes) == 0 {
+		return err
+	}
+	if output == "json" {
+		if jerr := json.NewEncoder(w).Encode(out); err == nil {
+			err = jerr
+		}
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ADDRESS\tRESULT\tGENERATION\tTOOLS\tADDED\tREMOVED")
+	for _, n := range out.Nodes {
+		result := "reloaded"
+		if !n.Reloaded {
+			result = "refused: tools unchanged"
+			fmt.Fprintf(errw, "node %s: %s\n", n.Address, n.Error)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%s\n", n.Address, result, n.Generation, n.Tools,
+			dash(strings.Join(n.Added, " ")), dash(strings.Join(n.Removed, " ")))
+	}
+	if ferr := tw.Flush(); err == nil {
+		err = ferr
+	}
+	if err != nil && !out.Reloaded {
+		err = fmt.Errorf("not every node reloaded (%w)", err)
+	}
+	return err
 }
 
 // liveness says whether a session's actor is running or only its snapshot

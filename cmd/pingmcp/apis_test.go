@@ -18,10 +18,11 @@ import (
 // the node from starting, naming --apis.
 func TestAPIsToolsets(t *testing.T) {
 	cfg, apiURL := exampleConfig(t)
-	sets, err := toolsets(t.Context(), cfg)
+	all, err := toolsets(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	sets := all.Toolsets()
 	if len(sets) != 2 || sets[0].Name() != "todo" || sets[1].Name() != "apis" {
 		t.Fatalf("toolsets %v", sets)
 	}

@@ -29,8 +29,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/modelcontextprotocol/go-sdk/mcp"
-
+	"github.com/pingmcp/pingmcp/actors"
 	"github.com/pingmcp/pingmcp/admin"
 	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/auth"
@@ -58,7 +57,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmd := args[0]
 	switch cmd {
-	case "sessions", "nodes", "users":
+	case "sessions", "nodes", "users", "apis":
 		return adminCLI(context.Background(), cmd, args[1:], os.Getenv, stdout, stderr)
 	case "dev", "serve", "todo-api", "idp", "certs":
 	default:
@@ -178,8 +177,10 @@ func shutdown(ctx context.Context, srv *http.Server) {
 }
 
 // toolsets are those of --tools, and the tools of --apis' APIs, whose
-// documents are loaded (a URL fetched) now.
-func toolsets(ctx context.Context, cfg *config.Config) ([]tools.Toolset, error) {
+// documents are loaded (a URL fetched) now; no two of them may offer a tool
+// of the same name (actors.NewTools). A reload replaces the --apis toolset
+// (reload.go).
+func toolsets(ctx context.Context, cfg *config.Config) (*actors.Tools, error) {
 	var out []tools.Toolset
 	for _, n := range cfg.Tools {
 		switch n {
@@ -196,60 +197,7 @@ func toolsets(ctx context.Context, cfg *config.Config) ([]tools.Toolset, error) 
 		}
 		out = append(out, apis)
 	}
-	if err := distinctToolNames(ctx, out); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// distinctToolNames refuses toolsets that offer a tool of the same name:
-// go-sdk would keep the one installed last, silently, and a call meant
-// for one would run the other (with its scopes). Each toolset is
-// installed on a scratch server and its tools listed, as a client would.
-func distinctToolNames(ctx context.Context, sets []tools.Toolset) error {
-	owner := map[string]string{} // tool name → toolset
-	var errs []error
-	for _, ts := range sets {
-		names, err := toolNames(ctx, ts)
-		if err != nil {
-			return fmt.Errorf("listing the tools of %s: %w", ts.Name(), err)
-		}
-		for _, n := range names {
-			if other, dup := owner[n]; dup && other != ts.Name() {
-				errs = append(errs, fmt.Errorf("tool %q is offered by both the %s and the %s toolsets: rename one (tools: <operationId>: name: in the --apis file) or leave one out", n, other, ts.Name()))
-				continue
-			}
-			owner[n] = ts.Name()
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// toolNames are the tools a toolset offers a new session.
-func toolNames(ctx context.Context, ts tools.Toolset) ([]string, error) {
-	opts := &mcp.ServerOptions{}
-	ts.Configure(opts)
-	s := mcp.NewServer(&mcp.Implementation{Name: "pingmcp-names"}, opts)
-	ts.Install(s, nil)
-	st, ct := mcp.NewInMemoryTransports()
-	ss, err := s.Connect(ctx, st, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer ss.Close()
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "pingmcp-names"}, nil).Connect(ctx, ct, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer cs.Close()
-	var names []string
-	for tool, err := range cs.Tools(ctx, nil) {
-		if err != nil {
-			return nil, err
-		}
-		names = append(names, tool.Name)
-	}
-	return names, nil
+	return actors.NewTools(ctx, out...)
 }
 
 // exchanger is the token exchange client, when one is configured.

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -70,6 +71,7 @@ type nodeAssembly struct {
 
 	node     *cluster.Node
 	local    *actors.Local   // the actors live here
+	apis     *apisReloader   // reloads --apis (SIGHUP, an operator)
 	edge     *transport.Edge // nil on a member
 	srv      *http.Server    // /mcp, /healthz, /readyz on ln; nil until it serves
 	served   chan error      // srv.Serve's return
@@ -132,14 +134,20 @@ func (n *nodeAssembly) build(ctx context.Context) error {
 	for _, w := range cfg.APIWarnings() {
 		n.logger.Warn(w)
 	}
-	toolsets, err := toolsets(ctx, cfg)
+	tools, err := toolsets(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	n.local = actors.NewLocal()
+	n.apis = &apisReloader{cfg: cfg, tools: tools, local: n.local, logger: n.logger, system: func() *actor.ActorSystem {
+		if n.node == nil {
+			return nil
+		}
+		return n.node.System
+	}}
 	actorCfg := actors.Config{
 		Implementation: &mcp.Implementation{Name: "pingmcp", Version: version()},
-		Toolsets:       toolsets,
+		Tools:          tools,
 		IdleTimeout:    cfg.ActorIdleTimeout,
 		Stores:         stores,
 		Local:          n.local,
@@ -197,6 +205,8 @@ func (n *nodeAssembly) build(ctx context.Context) error {
 		}
 	})
 	n.logger = n.node.Logger() // actors add the node address themselves
+	n.apis.logger = n.logger
+	n.apis.onHangup(ctx)
 	stop, err := telemetry.Setup(ctx, telemetry.Config{OTLPEndpoint: cfg.OTLPEndpoint, Node: n.node.Address(), Version: version(), Logger: n.logger})
 	if err != nil {
 		return err
@@ -286,7 +296,7 @@ func (n *nodeAssembly) serveHTTP(stores *state.Stores, v auth.Verifier, revoked 
 // a revoked user's actors, or asks run to end and the node to drain.
 func (n *nodeAssembly) control() cluster.ControlFunc {
 	started, v := time.Now(), version()
-	return func(_ context.Context, q *envelope.NodeQuery) *envelope.NodeStatus {
+	return func(ctx context.Context, q *envelope.NodeQuery) *envelope.NodeStatus {
 		node := n.node
 		st := &envelope.NodeStatus{Address: node.Address(), Role: n.cfg.Role.String(), Version: v, HttpAddr: n.httpAddr,
 			StartedUnix: started.Unix()}
@@ -295,6 +305,9 @@ func (n *nodeAssembly) control() cluster.ControlFunc {
 		}
 		if q.Drain {
 			n.askDrain.Do(func() { close(n.drainAsked) })
+		}
+		if q.ReloadApis {
+			st.ApisReload = n.apis.reload(ctx, "an operator (admin API)")
 		}
 		st.Draining = q.Drain || n.draining.Load()
 		sessions, principals := n.local.Counts()

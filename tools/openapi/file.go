@@ -38,7 +38,8 @@ type API struct {
 	// ignored, and nothing a model sends changes scheme, host or port.
 	BaseURL string `json:"base_url"`
 	// Document is the OpenAPI 3.0 or 3.1 document: an http(s) URL fetched
-	// at start, or a file (relative to the APIs file).
+	// at start and on each reload, or a file (relative to the APIs file)
+	// read then.
 	Document string `json:"document"`
 	// Resource is the API's resource URI, the audience of the token
 	// exchanged for its calls (default: BaseURL).

@@ -7,6 +7,11 @@
 // request to the configured base URL only, path parameters as single
 // segments, the answer bounded.
 //
+// A reload (SIGHUP, or an operator's POST /admin/v1/apis/reload) calls New
+// again with the file read again: the node swaps the toolset for the new one
+// only if New succeeded (actors.Tools.Replace), so that a refused reload
+// leaves the tools as they were.
+//
 // Tokens are the caller's business (tools.Caller.Delegate): each call asks
 // for a token for the API's resource with its operation's scopes, which the
 // session's actor obtains by RFC 8693 exchange, caches and narrows to the
