@@ -22,6 +22,7 @@ import (
 // MaxDocumentBytes; a fetched one may not refer to anything outside
 // itself (no fetch is made on a document's say-so).
 func load(ctx context.Context, location, dir string, opts Options) (*openapi3.T, error) {
+	shown := shownLocation(location)
 	loader := openapi3.NewLoader()
 	loader.Context = ctx
 	var doc *openapi3.T
@@ -38,13 +39,13 @@ func load(ctx context.Context, location, dir string, opts Options) (*openapi3.T,
 		doc, err = loader.LoadFromFile(location)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("document %s: %w", location, err)
+		return nil, fmt.Errorf("document %s: %w", shown, err)
 	}
 	if !doc.IsOpenAPI30() && !doc.IsOpenAPI31OrLater() {
-		return nil, fmt.Errorf("document %s: openapi %q: want 3.0 or 3.1", location, doc.OpenAPI)
+		return nil, fmt.Errorf("document %s: openapi %q: want 3.0 or 3.1", shown, doc.OpenAPI)
 	}
 	if err := validate(ctx, doc); err != nil {
-		return nil, fmt.Errorf("document %s is not valid OpenAPI: %w", location, err)
+		return nil, fmt.Errorf("document %s is not valid OpenAPI: %w", shown, err)
 	}
 	return doc, nil
 }
@@ -149,12 +150,13 @@ func leaves(err error) []error {
 // fetch gets a document, at most MaxDocumentBytes of it, without following
 // redirects.
 func fetch(ctx context.Context, location string, opts Options) ([]byte, error) {
+	shown := shownLocation(location)
 	client := *opts.HTTPClient
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	client.Transport = boundHeaders(client.Transport)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, location, nil)
 	if err != nil {
-		return nil, fmt.Errorf("document %s: %w", location, err)
+		return nil, fmt.Errorf("document %s: %w", shown, err)
 	}
 	req.Header.Set("Accept", "application/yaml, application/json;q=0.9, */*;q=0.1")
 	resp, err := client.Do(req)
@@ -163,18 +165,40 @@ func fetch(ctx context.Context, location string, opts Options) ([]byte, error) {
 		if errors.As(err, &uerr) {
 			err = uerr.Err
 		}
-		return nil, fmt.Errorf("document %s could not be fetched: %w", location, err)
+		return nil, fmt.Errorf("document %s could not be fetched: %w", shown, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("document %s: answered %s", location, status(resp.StatusCode))
+		return nil, fmt.Errorf("document %s: answered %s", shown, status(resp.StatusCode))
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, opts.MaxDocumentBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("document %s: %w", location, err)
+		return nil, fmt.Errorf("document %s: %w", shown, err)
 	}
 	if int64(len(b)) > opts.MaxDocumentBytes {
-		return nil, fmt.Errorf("document %s is larger than %d bytes", location, opts.MaxDocumentBytes)
+		return nil, fmt.Errorf("document %s is larger than %d bytes", shown, opts.MaxDocumentBytes)
 	}
 	return b, nil
+}
+
+// shownLocation is a document's location as errors and logs name it: a
+// URL without its user information and query, either of which may carry a
+// credential (a signed URL's signature, an API key); a file as it is.
+func shownLocation(location string) string {
+	if !isURL(location) {
+		return location
+	}
+	u, err := url.Parse(location)
+	if err != nil {
+		return "(an unparsable URL)"
+	}
+	shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}
+	s := shown.String()
+	if u.User != nil {
+		s = strings.Replace(s, "://", "://…@", 1)
+	}
+	if u.RawQuery != "" || u.ForceQuery {
+		s += "?…"
+	}
+	return s
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -227,5 +228,35 @@ func TestExternalRefsConfined(t *testing.T) {
 	}
 	if n := len(remote.requests()); n != 0 {
 		t.Errorf("a $ref was fetched %d times", n)
+	}
+}
+
+// A document's URL may carry a credential (a signed URL's signature, an
+// API key, a password): an error naming the document names it without.
+func TestDocumentURLCredentialsNotShown(t *testing.T) {
+	var answer atomic.Int64
+	remote := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
+		if code := int(answer.Load()); code != http.StatusOK {
+			w.WriteHeader(code)
+			return
+		}
+		w.Write([]byte("openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths: {/a: {get: {responses: {}}}}\n"))
+	})
+	u := strings.Replace(remote.URL, "://", "://user:pa55word@", 1) + "/openapi.yaml?sig=s3cr3t-signature&key=k3y"
+	for _, code := range []int{http.StatusNotFound, http.StatusOK} {
+		answer.Store(int64(code))
+		_, err := New(t.Context(), []API{{Name: "t", BaseURL: "https://api.example.com", Document: u, Scopes: []string{"a"}}}, Options{})
+		if err == nil {
+			t.Fatalf("answer %d: a document that cannot become tools was accepted", code)
+		}
+		msg := err.Error()
+		for _, secret := range []string{"pa55word", "user", "s3cr3t-signature", "k3y"} {
+			if strings.Contains(msg, secret) {
+				t.Errorf("answer %d: the error shows %q of the document's URL: %s", code, secret, msg)
+			}
+		}
+		if !strings.Contains(msg, "/openapi.yaml?…") {
+			t.Errorf("answer %d: the error does not name the document: %s", code, msg)
+		}
 	}
 }
