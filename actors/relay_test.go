@@ -12,7 +12,10 @@ import (
 
 type sink struct{ parts chan *envelope.ResponsePart }
 
-func newSink() *sink { return &sink{parts: make(chan *envelope.ResponsePart, 64)} }
+// newSink holds what a writer sends until the test reads it: room for the
+// keep-alives of a stream the test reads late (a writer blocked on a full
+// sink holds its lock, and the test's next write waits for it).
+func newSink() *sink { return &sink{parts: make(chan *envelope.ResponsePart, 1<<12)} }
 
 func (s *sink) send(p *envelope.ResponsePart) { s.parts <- p }
 
