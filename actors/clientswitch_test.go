@@ -75,6 +75,28 @@ func await[T any](t *testing.T, c <-chan T, what string) T {
 	}
 }
 
+// awaitSnapshotClient waits until the session's snapshot names client
+// want, and returns the client it names then (another one after
+// forwardTimeout): the actor writes its snapshot off its goroutine, and an
+// answer may reach the test first.
+func awaitSnapshotClient(t *testing.T, d *state.Stores, session, want string) string {
+	t.Helper()
+	var got string
+	for deadline := time.Now().Add(forwardTimeout); ; time.Sleep(10 * time.Millisecond) {
+		snap, err := d.Snapshots.Get(t.Context(), session)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec, err := state.DecodeSnapshot(snap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got = rec.ClientID; got == want || time.Now().After(deadline) {
+			return got
+		}
+	}
+}
+
 // stillOpen fails t if the response r has ended.
 func stillOpen(t *testing.T, r *response, what string) {
 	t.Helper()
@@ -165,7 +187,7 @@ func TestClientSwitchNeedsAScopeAndEndsTheOtherClientsStreams(t *testing.T) {
 	if body := await(t, stream.body, "the end of c1's stream"); !strings.Contains(body, "retry:") {
 		t.Errorf("c1's stream ended without a retry hint: %q", body)
 	}
-	if got := owner(); got != "c2" {
+	if got := awaitSnapshotClient(t, d, fuzzSession, "c2"); got != "c2" {
 		t.Errorf("snapshot names client %q, want c2", got)
 	}
 	// c2's own stream stays when c2 goes on.

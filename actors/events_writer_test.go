@@ -32,9 +32,11 @@ func TestEventsWriterCloseCutsWait(t *testing.T) {
 		}
 	}
 	e.close()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	// Without close the wait is an hour: 10 s tells the two apart, and
+	// leaves a loaded machine time to schedule the writer.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := e.flush(ctx); err != nil {
-		t.Fatalf("writer still holds its queue a second after close: %v", err)
+		t.Fatalf("writer still holds its queue 10 s after close: %v", err)
 	}
 }

@@ -10,6 +10,13 @@ import (
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 )
 
+// unacked is the window of a stream whose parts nobody acknowledges here:
+// one that keep-alives, every interval, never fill. (They would fill a
+// window of 16 in 16 intervals, a fraction of a second, and the test's next
+// flush would then wait for an ack forever: a test delayed that long, on a
+// loaded machine, would hang.)
+const unacked = 1 << 20
+
 // awaitPart returns the next part the writer sends within d, or nil.
 func (s *sink) awaitPart(d time.Duration) *envelope.ResponsePart {
 	select {
@@ -26,7 +33,7 @@ func (s *sink) awaitPart(d time.Duration) *envelope.ResponsePart {
 func TestRelayWriterKeepAliveOnIdleStream(t *testing.T) {
 	const interval = 20 * time.Millisecond
 	s := newSink()
-	w := newRelayWriter(context.Background(), "r", newWindow(16), s.send)
+	w := newRelayWriter(context.Background(), "r", newWindow(unacked), s.send)
 	w.startKeepAlive(interval, false)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.WriteHeader(http.StatusOK)
@@ -74,7 +81,7 @@ func TestRelayWriterKeepAliveOnIdleStream(t *testing.T) {
 func TestRelayWriterKeepAliveNeverSplitsAnEvent(t *testing.T) {
 	const interval = 10 * time.Millisecond
 	s := newSink()
-	w := newRelayWriter(context.Background(), "r", newWindow(16), s.send)
+	w := newRelayWriter(context.Background(), "r", newWindow(unacked), s.send)
 	w.startKeepAlive(interval, false)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Write([]byte(": ok\n\n"))
@@ -157,7 +164,7 @@ func TestRelayWriterKeepAliveOnlyWhereDue(t *testing.T) {
 func TestRelayWriterKeepAliveOpensAHeldGET(t *testing.T) {
 	const interval = 20 * time.Millisecond
 	s := newSink()
-	w := newRelayWriter(context.Background(), "r", newWindow(16), s.send)
+	w := newRelayWriter(context.Background(), "r", newWindow(unacked), s.send)
 	w.startKeepAlive(interval, true)
 	w.Header().Set("Content-Type", "text/event-stream")
 	p := s.awaitPart(10 * time.Second)

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net/http"
@@ -55,6 +56,10 @@ type relayWriter struct {
 	// handler's writes and this one are ordered by mu, and it is written
 	// only when nothing of an event is buffered.
 	keepAlive time.Duration
+	// hold is how long the first flush is held (firstPartDelay when zero):
+	// tests of the merging set a longer one, which a stalled test cannot
+	// outlast.
+	hold time.Duration
 
 	header http.Header // the handler's
 
@@ -122,7 +127,7 @@ func (w *relayWriter) FlushError() error {
 	}
 	if !w.headSent && w.held == nil {
 		w.writeHeaderLocked(http.StatusOK) // a flush before any write sends 200, as net/http does
-		w.held = time.AfterFunc(firstPartDelay, w.shipHeld)
+		w.held = time.AfterFunc(cmp.Or(w.hold, firstPartDelay), w.shipHeld)
 		return nil
 	}
 	if w.headSent && len(w.buf) == 0 {

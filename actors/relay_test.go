@@ -12,7 +12,10 @@ import (
 
 type sink struct{ parts chan *envelope.ResponsePart }
 
-func newSink() *sink { return &sink{parts: make(chan *envelope.ResponsePart, 64)} }
+// newSink holds what a writer sends until the test reads it: room for the
+// keep-alives of a stream the test reads late (a writer blocked on a full
+// sink holds its lock, and the test's next write waits for it).
+func newSink() *sink { return &sink{parts: make(chan *envelope.ResponsePart, 1<<12)} }
 
 func (s *sink) send(p *envelope.ResponsePart) { s.parts <- p }
 
@@ -54,6 +57,7 @@ func TestRelayWriterJSONIsOnePart(t *testing.T) {
 func TestRelayWriterStreamsInOrder(t *testing.T) {
 	s := newSink()
 	w := newRelayWriter(context.Background(), "r", newWindow(8), s.send)
+	w.hold = time.Hour // the merging, not the timer (a stall of firstPartDelay would ship the first part alone)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Flush() // headers alone, as the SDK does when it opens a stream
 	for _, ev := range []string{"data: 1\n\n", "data: 2\n\n"} {
@@ -83,6 +87,7 @@ func TestRelayWriterStreamsInOrder(t *testing.T) {
 func TestRelayWriterFlushThenReturnIsOnePart(t *testing.T) {
 	s := newSink()
 	w := newRelayWriter(context.Background(), "r", newWindow(8), s.send)
+	w.hold = time.Hour // the merging, not the timer
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Write([]byte("event: prime\n\n"))
 	w.Flush()
@@ -191,6 +196,7 @@ func TestRelayWriterFail(t *testing.T) {
 	// After a stream began, fail just ends it.
 	s2 := newSink()
 	w2 := newRelayWriter(context.Background(), "r", newWindow(4), s2.send)
+	w2.hold = time.Hour // x and y in one part, whatever the timer
 	w2.Write([]byte("data: x\n\n"))
 	w2.Flush()
 	w2.Write([]byte("data: y\n\n"))

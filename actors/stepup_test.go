@@ -153,12 +153,8 @@ func TestClientSwitchSurvivesAMove(t *testing.T) {
 	if status := fuzzForward(t, system.Root, pid, alice("c2"), ping); status != http.StatusOK {
 		t.Fatalf("alice through c2: %d", status)
 	}
-	snap, err := d.Snapshots.Get(t.Context(), fuzzSession)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rec, err := state.DecodeSnapshot(snap); err != nil || rec.ClientID != "c2" {
-		t.Fatalf("snapshot after the switch names client %q (%v), want c2", rec.ClientID, err)
+	if got := awaitSnapshotClient(t, d, fuzzSession, "c2"); got != "c2" {
+		t.Fatalf("snapshot after the switch names client %q, want c2", got)
 	}
 	if err := system.Root.StopFuture(pid).Wait(); err != nil {
 		t.Fatal(err)

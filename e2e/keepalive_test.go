@@ -163,12 +163,14 @@ func TestKeepAliveAcrossNodes(t *testing.T) {
 	post.awaitLine(t, "elicitation/create", 20*time.Second)
 	post.awaitKeepAlives(t, 2, 20*time.Second)
 
-	// A token accepted for about three more seconds: its exp is 27 s ago,
-	// within the verifier's skew of 30 s.
-	expired := time.Now().Add(-27 * time.Second)
+	// A token accepted for 4 to 5 more seconds: its exp is 25 s ago, within
+	// the verifier's skew of 30 s. (The stream must open, and carry a
+	// keep-alive a second later, before then: under load that can take
+	// more than the second or two a shorter life left.)
+	sid2 := initializeWithToken(t, ctx, edge.URL(), lasting)
+	expired := time.Now().Add(-25 * time.Second)
 	short := token(expired)
 	validUntil := time.Unix(expired.Unix(), 0).Add(30 * time.Second)
-	sid2 := initializeWithToken(t, ctx, edge.URL(), lasting)
 	cut := openGET(t, ctx, edge.URL(), sid2, short)
 	cut.awaitKeepAlives(t, 1, 20*time.Second) // it is served, and idle
 	last := cut.End(t, 20*time.Second)

@@ -156,7 +156,16 @@ func TestLimits(t *testing.T) {
 		if text, isErr := call(t, ctx, bs, "get_my_todo_list", nil); isErr {
 			t.Fatalf("bob's tool call while alice is limited: %s", text)
 		}
-		checkRefusal(t, a.do(http.MethodPost, `{"jsonrpc":"2.0","id":99,"method":"ping"}`), "rate")
+		// Alice is still limited. Her bucket refilled a little while bob
+		// worked (2 a second): a quick few pings spend that, then one is
+		// refused.
+		for i := 0; ; i++ {
+			ans := a.do(http.MethodPost, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"ping"}`, 100+i))
+			if ans.status != http.StatusOK || i == 10 {
+				checkRefusal(t, ans, "rate")
+				break
+			}
+		}
 		// Refusals are logged at debug with the principal's key, never a token.
 		if line := d.line("request refused by a limit"); !strings.Contains(line, `"principal":"`) {
 			t.Errorf("refusal log line: %q", line)

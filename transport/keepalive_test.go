@@ -95,12 +95,12 @@ func TestEdgeEndsStreamsAtTokenExpiry(t *testing.T) {
 		Verifier:     auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{mcpResource}, Leeway: time.Millisecond}),
 		SSEKeepAlive: time.Hour, // only the expiry ends streams here
 	})
-	token := func(life time.Duration) map[string]string {
+	token := func(exp time.Time) map[string]string {
 		c := is.Claims("alice", mcpResource, "mcp:tools")
-		c["exp"] = time.Now().Add(life).Unix()
+		c["exp"] = exp.Unix()
 		return map[string]string{"Authorization": "Bearer " + is.Token(t, c)}
 	}
-	lasting := token(time.Hour)
+	lasting := token(time.Now().Add(time.Hour))
 	sid := initializeWith(t, srv.URL, initElicitation, lasting)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -126,8 +126,11 @@ func TestEdgeEndsStreamsAtTokenExpiry(t *testing.T) {
 	listChanged := func(l string) bool { return strings.Contains(l, "notifications/prompts/list_changed") }
 
 	ended := streamsEnded("token_expired")
-	short := token(2 * time.Second)
-	exp := time.Now().Add(2 * time.Second).Truncate(time.Second)
+	// The short token's exp is the very time the test checks against (one
+	// computed apart could be a second later), and leaves the streams'
+	// opening and the notification 3 s at least, under load too.
+	exp := time.Now().Add(4 * time.Second).Truncate(time.Second)
+	short := token(exp)
 	get := readStream(t, ctx, http.MethodGet, srv.URL, with(short), "")
 	post := readStream(t, ctx, http.MethodPost, srv.URL, with(short),
 		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`)

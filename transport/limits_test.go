@@ -431,9 +431,11 @@ func TestEdgeHungIssuer(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("took %v", took)
 	}
+	// The client may give up before the server's goroutine has read the
+	// request it sent: that one comes, if late.
 	select {
 	case <-hung.Reached:
-	default:
+	case <-time.After(10 * time.Second):
 		t.Error("the issuer was never asked")
 	}
 }

@@ -140,15 +140,32 @@ func awaitMembers(ctx context.Context, want int, nodes ...*proc) error {
 	}
 }
 
-// freeAddr returns a loopback address free now.
+// freeAddr returns a loopback address free now. The kernel may hand a
+// closed port out again at once, so it never returns one it returned
+// before: two servers started one after the other (the IdP and the Todo
+// API) are not given the same address.
 func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if !handedOut.addrs[addr] {
+			handedOut.addrs[addr] = true
+			return addr, nil
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
+	return "", fmt.Errorf("no free loopback address")
 }
+
+var handedOut = struct {
+	sync.Mutex
+	addrs map[string]bool
+}{addrs: map[string]bool{}}
 
 // group tracks the cluster's processes so that all are killed at exit.
 type group struct {
