@@ -3,6 +3,8 @@ package actors
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -21,6 +23,8 @@ import (
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
+	"github.com/pingmcp/pingmcp/state"
+	"github.com/pingmcp/pingmcp/tasks"
 	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/pingmcp/pingmcp/tools"
 )
@@ -42,7 +46,10 @@ type core struct {
 	logger        *slog.Logger
 	server        *mcp.Server
 	handler       http.Handler
-	flights       map[string]*flight // in-flight requests by request id
+	// tasks serves the tasks extension in front of handler (a principal
+	// actor's: the 2026-07-28 protocol); nil for a session actor.
+	tasks   *tasks.Layer
+	flights map[string]*flight // in-flight requests by request id
 	// owner is the principal the actor serves (nil without auth);
 	// credential is the newest token it presented; creds hands it, and the
 	// tokens exchanged for it, to the tools.
@@ -128,6 +135,9 @@ func (a *core) build(ctx actor.Context, o serverOptions) {
 	for _, ts := range a.cfg.Toolsets {
 		ts.Configure(opts)
 	}
+	if o.stateless {
+		tasks.Advertise(opts)
+	}
 	a.server = mcp.NewServer(a.cfg.Implementation, opts)
 	a.server.AddReceivingMiddleware(a.auditToolCalls, recoverPanics(a.logger))
 	if len(o.middleware) > 0 {
@@ -154,6 +164,11 @@ func (a *core) build(ctx actor.Context, o serverOptions) {
 		hopts.EventStore = a.events
 	}
 	a.handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return a.server }, hopts)
+	if o.stateless {
+		// The principal actor owns its principal's tasks (package tasks).
+		a.tasks = tasks.New(a.handler, tasks.Options{Store: a.cfg.taskStore(), Owner: a.id, Runner: a.node + "/" + activationID(), Logger: a.logger})
+		a.handler = a.tasks
+	}
 	if a.cfg.IdleTimeout > 0 {
 		ctx.SetReceiveTimeout(a.cfg.IdleTimeout)
 	}
@@ -251,6 +266,11 @@ func (a *core) idle(ctx actor.Context) {
 	if len(a.flights) > 0 {
 		return
 	}
+	if a.tasks != nil && a.tasks.Running() > 0 {
+		// It runs tasks' rounds: it stays until they end.
+		a.stayIdle(ctx)
+		return
+	}
 	if !a.persist.Load().clean() || (a.events != nil && !a.events.clean()) {
 		// The snapshot has changes not written yet (Redis is down):
 		// this actor is all there is of them, so it stays.
@@ -285,6 +305,10 @@ func (a *core) stopping() {
 	a.persist.Load().close()
 	if a.events != nil {
 		a.events.close()
+	}
+	if a.tasks != nil {
+		// Their tasks fail, retryably: nobody runs them any more.
+		a.tasks.Close()
 	}
 }
 
@@ -562,4 +586,24 @@ func recoverPanics(logger *slog.Logger) mcp.Middleware {
 			return next(ctx, method, req)
 		}
 	}
+}
+
+// processTasks keeps the tasks of actors configured without stores (tests,
+// an embedded node): in this process, shared by its actors.
+var processTasks = &state.MemoryTasks{}
+
+// taskStore is where the principal actors keep their tasks.
+func (c Config) taskStore() state.Tasks {
+	if c.Stores != nil && c.Stores.Tasks != nil {
+		return c.Stores.Tasks
+	}
+	return processTasks
+}
+
+// activationID is a random name of one activation, for the leases of the
+// tasks it runs.
+func activationID() string {
+	b := make([]byte, 8)
+	rand.Read(b) // never fails since Go 1.24
+	return hex.EncodeToString(b)
 }

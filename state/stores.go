@@ -26,6 +26,9 @@ type Stores struct {
 	Check func(context.Context) error
 	// Revocations are the users an operator revoked.
 	Revocations Revocations
+	// Tasks are the durable tasks of the MCP tasks extension (see package
+	// tasks), under their owners.
+	Tasks Tasks
 	// Users count each user's sessions, at most MaxSessionsPerUser of them
 	// (zero: no cap, nothing counted).
 	Users              UserSessions
@@ -42,7 +45,7 @@ type Stores struct {
 func MemoryStores(ttl time.Duration) *Stores {
 	snaps := &MemorySnapshots{}
 	return &Stores{Snapshots: snaps, Events: NewMemoryEvents(snaps), Sealer: NewProcessSealer(), SessionTTL: ttl,
-		Revocations: &MemoryRevocations{}, Users: &MemoryUserSessions{}}
+		Revocations: &MemoryRevocations{}, Users: &MemoryUserSessions{}, Tasks: &MemoryTasks{}}
 }
 
 // SnapshotLimit is the bound of a session's snapshot in bytes:

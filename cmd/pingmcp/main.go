@@ -355,6 +355,7 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 		SessionTTL:  cfg.SessionIdleTimeout,
 		Check:       func(ctx context.Context) error { return client.Ping(ctx).Err() },
 		Revocations: revocations,
+		Tasks:       state.NewRedisTasks(client, cfg.RedisPrefix),
 
 		Users:              users,
 		MaxSessionsPerUser: cfg.MaxSessionsPerUser,
