@@ -21,10 +21,10 @@ type Task struct {
 	Owner string `json:"owner"`
 	// Status is working, input_required, completed, failed or cancelled;
 	// the last three are terminal: a terminal task never changes again.
-	Status        string    `json:"status"`
-	StatusMessage string    `json:"statusMessage,omitempty"`
-	CreatedAt     time.Time `json:"createdAt"`
-	UpdatedAt     time.Time `json:"updatedAt"`
+	Status        string        `json:"status"`
+	StatusMessage string        `json:"statusMessage,omitempty"`
+	CreatedAt     time.Time     `json:"createdAt"`
+	UpdatedAt     time.Time     `json:"updatedAt"`
 	TTL           time.Duration `json:"-"` // ttlMs when encoded
 	PollInterval  time.Duration `json:"-"` // pollIntervalMs
 	// Result is the tools/call result of a completed task; Error the
