@@ -23,7 +23,7 @@ import (
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
-	"github.com/pingmcp/pingmcp/state"
+	"github.com/pingmcp/pingmcp/state/taskstore"
 	"github.com/pingmcp/pingmcp/tasks"
 	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/pingmcp/pingmcp/tools"
@@ -590,10 +590,10 @@ func recoverPanics(logger *slog.Logger) mcp.Middleware {
 
 // processTasks keeps the tasks of actors configured without stores (tests,
 // an embedded node): in this process, shared by its actors.
-var processTasks = &state.MemoryTasks{}
+var processTasks = &taskstore.Memory{}
 
 // taskStore is where the principal actors keep their tasks.
-func (c Config) taskStore() state.Tasks {
+func (c Config) taskStore() taskstore.Store {
 	if c.Stores != nil && c.Stores.Tasks != nil {
 		return c.Stores.Tasks
 	}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/state/taskstore"
 )
 
 // Stores bundles where sessions outlive their actors: the snapshot of each
@@ -28,7 +29,7 @@ type Stores struct {
 	Revocations Revocations
 	// Tasks are the durable tasks of the MCP tasks extension (see package
 	// tasks), under their owners.
-	Tasks Tasks
+	Tasks taskstore.Store
 	// Users count each user's sessions, at most MaxSessionsPerUser of them
 	// (zero: no cap, nothing counted).
 	Users              UserSessions
@@ -45,7 +46,7 @@ type Stores struct {
 func MemoryStores(ttl time.Duration) *Stores {
 	snaps := &MemorySnapshots{}
 	return &Stores{Snapshots: snaps, Events: NewMemoryEvents(snaps), Sealer: NewProcessSealer(), SessionTTL: ttl,
-		Revocations: &MemoryRevocations{}, Users: &MemoryUserSessions{}, Tasks: &MemoryTasks{}}
+		Revocations: &MemoryRevocations{}, Users: &MemoryUserSessions{}, Tasks: &taskstore.Memory{}}
 }
 
 // SnapshotLimit is the bound of a session's snapshot in bytes:

@@ -15,7 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
-	"github.com/pingmcp/pingmcp/state"
+	"github.com/pingmcp/pingmcp/state/taskstore"
 )
 
 // run is one round of a task-capable tools/call: the tool's handler, run
@@ -35,7 +35,7 @@ type run struct {
 	once      sync.Once
 	escalated chan struct{} // closed once the call is a task, or creating it failed
 	createErr error
-	task      *state.Task // as created (first rounds)
+	task      *taskstore.Task // as created (first rounds)
 	taskID    string
 	tag       string // the round's name in the task's lease
 
@@ -82,7 +82,7 @@ func (r *run) escalate() error {
 		l := r.l
 		if r.taskID == "" {
 			now := time.Now()
-			t := &state.Task{ID: newID(), Owner: l.o.Owner, Status: "working", CreatedAt: now, UpdatedAt: now,
+			t := &taskstore.Task{ID: newID(), Owner: l.o.Owner, Status: "working", CreatedAt: now, UpdatedAt: now,
 				TTL: l.o.TTL, PollInterval: l.o.PollInterval, Request: r.params,
 				Runner: l.tag(), LeaseUntil: now.Add(l.o.Lease)}
 			ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
@@ -127,7 +127,7 @@ func (r *run) renew() {
 		case <-tick.C:
 		}
 		ctx, cancel := context.WithTimeout(r.ctx, l.o.Lease/3)
-		t, err := l.o.Store.Update(ctx, l.o.Owner, r.taskID, func(t *state.Task) error {
+		t, err := l.o.Store.Update(ctx, l.o.Owner, r.taskID, func(t *taskstore.Task) error {
 			if t.Runner != r.tag {
 				return errTerminal
 			}
@@ -221,7 +221,7 @@ func (l *Layer) runRound(r *run, req *http.Request) {
 func (l *Layer) finish(id, tag string, result, rpcErr json.RawMessage, ok bool, cause error, interrupted bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := l.o.Store.Update(ctx, l.o.Owner, id, func(t *state.Task) error {
+	_, err := l.o.Store.Update(ctx, l.o.Owner, id, func(t *taskstore.Task) error {
 		if t.Terminal() || t.Runner != tag {
 			return errTerminal
 		}

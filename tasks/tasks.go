@@ -1,6 +1,6 @@
 // Package tasks serves the MCP tasks extension (io.modelcontextprotocol/tasks,
 // SEP-2663, "tasks v2") on the stateless 2026-07-28 protocol: durable tasks,
-// kept in the shared store (state.Tasks) under their owner, run by the actor
+// kept in the shared store (taskstore.Store) under their owner, run by the actor
 // that owns them.
 //
 // # What the extension is (as the conformance suite 0.2.0-alpha.12 checks it)
@@ -82,7 +82,7 @@
 // On the 2026-07-28 protocol every request of a principal (issuer, subject,
 // client_id) goes to that principal's actor (actors/principal.go), which
 // serves it through a Layer: the actor owns its principal's tasks. A task
-// is stored under the actor's key (state.Task.Owner), so another user's, or
+// is stored under the actor's key (taskstore.Task.Owner), so another user's, or
 // another client's, tasks/get finds nothing (-32602, as for an id that never
 // existed). The store keeps the task's status, result or error, pending
 // input, the tools/call it runs, and its runner's lease; a task expires its
@@ -120,7 +120,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
-	"github.com/pingmcp/pingmcp/state"
+	"github.com/pingmcp/pingmcp/state/taskstore"
 )
 
 // Extension is the extension's identifier.
@@ -149,7 +149,7 @@ func Advertise(opts *mcp.ServerOptions) {
 type Options struct {
 	// Store keeps the tasks; Owner is the key they are kept under (the
 	// owning actor's).
-	Store state.Tasks
+	Store taskstore.Store
 	Owner string
 	// Runner names this activation (node and a random id) in the leases
 	// of its rounds.
@@ -341,12 +341,12 @@ var errTerminal = errors.New("task is terminal")
 
 // reap fails t, retryably, if it is working and its runner's lease ran out:
 // the node running it died.
-func (l *Layer) reap(ctx context.Context, t *state.Task) (*state.Task, error) {
+func (l *Layer) reap(ctx context.Context, t *taskstore.Task) (*taskstore.Task, error) {
 	if t.Status != "working" || t.Runner == "" || time.Now().Before(t.LeaseUntil) {
 		return t, nil
 	}
 	lost := t.Runner
-	u, err := l.o.Store.Update(ctx, l.o.Owner, t.ID, func(t *state.Task) error {
+	u, err := l.o.Store.Update(ctx, l.o.Owner, t.ID, func(t *taskstore.Task) error {
 		if t.Status != "working" || t.Runner != lost || time.Now().Before(t.LeaseUntil) {
 			return errTerminal // changed meanwhile: keep it
 		}
@@ -365,7 +365,7 @@ func (l *Layer) reap(ctx context.Context, t *state.Task) (*state.Task, error) {
 
 // interrupt fails t with the retryable -32003: the activation running it
 // ended before it finished.
-func interrupt(t *state.Task) {
+func interrupt(t *taskstore.Task) {
 	e := rpcerr.Interruption()
 	e.Message = "task interrupted: the node running it stopped before it finished; it may or may not have taken effect, retry the call if that is safe"
 	t.Status, t.StatusMessage = "failed", "interrupted"
@@ -379,7 +379,7 @@ func interrupt(t *state.Task) {
 // and cancels the round if it runs here; a round elsewhere sees it at its
 // next renewal.
 func (l *Layer) cancelTask(ctx context.Context, id string) error {
-	_, err := l.o.Store.Update(ctx, l.o.Owner, id, func(t *state.Task) error {
+	_, err := l.o.Store.Update(ctx, l.o.Owner, id, func(t *taskstore.Task) error {
 		if t.Terminal() {
 			return errTerminal
 		}
@@ -406,7 +406,7 @@ func (l *Layer) cancelTask(ctx context.Context, id string) error {
 func (l *Layer) update(ctx context.Context, id string, responses map[string]json.RawMessage) error {
 	tag := l.tag()
 	var next bool
-	t, err := l.o.Store.Update(ctx, l.o.Owner, id, func(t *state.Task) error {
+	t, err := l.o.Store.Update(ctx, l.o.Owner, id, func(t *taskstore.Task) error {
 		next = false
 		if t.Status != "input_required" {
 			return errTerminal // nothing asked: the answer changes nothing

@@ -11,7 +11,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/pingmcp/pingmcp/state"
+	"github.com/pingmcp/pingmcp/state/taskstore"
 )
 
 // message is one JSON-RPC request as the layer reads it.
@@ -75,14 +75,14 @@ type task struct {
 func wireTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 // created is t's CreateTaskResult.
-func created(t *state.Task) task {
+func created(t *taskstore.Task) task {
 	return task{ResultType: "task", TaskID: t.ID, Status: t.Status, StatusMessage: t.StatusMessage,
 		CreatedAt: wireTime(t.CreatedAt), LastUpdatedAt: wireTime(t.UpdatedAt),
 		TTLMs: t.TTL.Milliseconds(), PollIntervalMs: t.PollInterval.Milliseconds()}
 }
 
 // detailed is t's DetailedTask, the answer to tasks/get.
-func detailed(t *state.Task) task {
+func detailed(t *taskstore.Task) task {
 	w := created(t)
 	w.ResultType = "complete"
 	switch t.Status {

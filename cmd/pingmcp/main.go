@@ -38,6 +38,7 @@ import (
 	"github.com/pingmcp/pingmcp/config"
 	"github.com/pingmcp/pingmcp/internal/loopback"
 	"github.com/pingmcp/pingmcp/state"
+	"github.com/pingmcp/pingmcp/state/taskstore"
 	"github.com/pingmcp/pingmcp/tools"
 	"github.com/pingmcp/pingmcp/tools/conformance"
 	"github.com/pingmcp/pingmcp/tools/openapi"
@@ -355,7 +356,7 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 		SessionTTL:  cfg.SessionIdleTimeout,
 		Check:       func(ctx context.Context) error { return client.Ping(ctx).Err() },
 		Revocations: revocations,
-		Tasks:       state.NewRedisTasks(client, cfg.RedisPrefix),
+		Tasks:       taskstore.NewRedis(client, cfg.RedisPrefix),
 
 		Users:              users,
 		MaxSessionsPerUser: cfg.MaxSessionsPerUser,

@@ -1,4 +1,9 @@
-package state
+// Package taskstore keeps the durable tasks of the MCP tasks extension (see
+// package tasks) where they outlive the node running them: in Redis for a
+// cluster, in this process's memory for a single node. A package of its own
+// (not state's) so that the tasks package and the toolsets using it stay
+// free of state's other dependencies.
+package taskstore
 
 import (
 	"context"
@@ -81,13 +86,13 @@ func decodeTask(b []byte) (*Task, error) {
 	return t, nil
 }
 
-// ErrTaskExists is Create's error for an id already taken.
-var ErrTaskExists = errors.New("task id already taken")
+// ErrExists is Create's error for an id already taken.
+var ErrExists = errors.New("task id already taken")
 
-// Tasks keeps durable tasks, shared by every node (Redis) or in this
+// Store keeps durable tasks, shared by every node (Redis) or in this
 // process (memory).
-type Tasks interface {
-	// Create stores a new task; ErrTaskExists if its id is taken.
+type Store interface {
+	// Create stores a new task; ErrExists if its id is taken.
 	Create(ctx context.Context, t *Task) error
 	// Get returns the task owner's id names, nil if there is none (never
 	// was, expired, or another owner's).
@@ -98,8 +103,8 @@ type Tasks interface {
 	Update(ctx context.Context, owner, id string, change func(*Task) error) (*Task, error)
 }
 
-// MemoryTasks keeps tasks in this process.
-type MemoryTasks struct {
+// Memory keeps tasks in this process.
+type Memory struct {
 	mu sync.Mutex
 	m  map[string][]byte // owner\x00id → encoded task
 	// expiry by the same key
@@ -108,7 +113,7 @@ type MemoryTasks struct {
 
 func memKey(owner, id string) string { return owner + "\x00" + id }
 
-func (m *MemoryTasks) Create(_ context.Context, t *Task) error {
+func (m *Memory) Create(_ context.Context, t *Task) error {
 	b, err := encodeTask(t)
 	if err != nil {
 		return err
@@ -120,14 +125,14 @@ func (m *MemoryTasks) Create(_ context.Context, t *Task) error {
 	}
 	k := memKey(t.Owner, t.ID)
 	if _, ok := m.getLocked(k); ok {
-		return ErrTaskExists
+		return ErrExists
 	}
 	m.m[k], m.exp[k] = b, time.Now().Add(t.TTL)
 	m.sweepLocked()
 	return nil
 }
 
-func (m *MemoryTasks) getLocked(k string) ([]byte, bool) {
+func (m *Memory) getLocked(k string) ([]byte, bool) {
 	b, ok := m.m[k]
 	if ok && time.Now().After(m.exp[k]) {
 		delete(m.m, k)
@@ -138,7 +143,7 @@ func (m *MemoryTasks) getLocked(k string) ([]byte, bool) {
 }
 
 // sweepLocked drops expired tasks, so that memory holds only live ones.
-func (m *MemoryTasks) sweepLocked() {
+func (m *Memory) sweepLocked() {
 	now := time.Now()
 	for k, e := range m.exp {
 		if now.After(e) {
@@ -148,7 +153,7 @@ func (m *MemoryTasks) sweepLocked() {
 	}
 }
 
-func (m *MemoryTasks) Get(_ context.Context, owner, id string) (*Task, error) {
+func (m *Memory) Get(_ context.Context, owner, id string) (*Task, error) {
 	m.mu.Lock()
 	b, ok := m.getLocked(memKey(owner, id))
 	m.mu.Unlock()
@@ -158,7 +163,7 @@ func (m *MemoryTasks) Get(_ context.Context, owner, id string) (*Task, error) {
 	return decodeTask(b)
 }
 
-func (m *MemoryTasks) Update(_ context.Context, owner, id string, change func(*Task) error) (*Task, error) {
+func (m *Memory) Update(_ context.Context, owner, id string, change func(*Task) error) (*Task, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k := memKey(owner, id)
@@ -180,27 +185,27 @@ func (m *MemoryTasks) Update(_ context.Context, owner, id string, change func(*T
 	return t, nil
 }
 
-// RedisTasks keeps each task as one JSON string under
+// Redis keeps each task as one JSON string under
 // prefix+"task:{"+owner+"}:"+id, expiring TTL after its last change; the
 // owner in braces keeps an owner's tasks in one Redis Cluster slot.
-type RedisTasks struct {
+type Redis struct {
 	client redis.UniversalClient
 	prefix string
 }
 
-// NewRedisTasks keeps tasks in client under prefix ("pingmcp:" when empty).
-func NewRedisTasks(client redis.UniversalClient, prefix string) *RedisTasks {
+// NewRedis keeps tasks in client under prefix ("pingmcp:" when empty).
+func NewRedis(client redis.UniversalClient, prefix string) *Redis {
 	if prefix == "" {
 		prefix = "pingmcp:"
 	}
-	return &RedisTasks{client: client, prefix: prefix}
+	return &Redis{client: client, prefix: prefix}
 }
 
-func (r *RedisTasks) key(owner, id string) string {
+func (r *Redis) key(owner, id string) string {
 	return r.prefix + "task:{" + owner + "}:" + id
 }
 
-func (r *RedisTasks) Create(ctx context.Context, t *Task) error {
+func (r *Redis) Create(ctx context.Context, t *Task) error {
 	b, err := encodeTask(t)
 	if err != nil {
 		return err
@@ -210,12 +215,12 @@ func (r *RedisTasks) Create(ctx context.Context, t *Task) error {
 		return fmt.Errorf("create task: %w", err)
 	}
 	if !ok {
-		return ErrTaskExists
+		return ErrExists
 	}
 	return nil
 }
 
-func (r *RedisTasks) Get(ctx context.Context, owner, id string) (*Task, error) {
+func (r *Redis) Get(ctx context.Context, owner, id string) (*Task, error) {
 	b, err := r.client.Get(ctx, r.key(owner, id)).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
@@ -228,7 +233,7 @@ func (r *RedisTasks) Get(ctx context.Context, owner, id string) (*Task, error) {
 
 // Update is optimistic: WATCH the key, change, MULTI/SET; a concurrent
 // change makes it start again (at most a few times).
-func (r *RedisTasks) Update(ctx context.Context, owner, id string, change func(*Task) error) (*Task, error) {
+func (r *Redis) Update(ctx context.Context, owner, id string, change func(*Task) error) (*Task, error) {
 	key := r.key(owner, id)
 	var out *Task
 	for range 16 {
