@@ -75,7 +75,11 @@ func add(s *mcp.Server, t *mcp.Tool, support Support, h mcp.ToolHandler, auto bo
 			}
 			return h(ctx, req)
 		}
-		ctx = context.WithValue(ctx, runKey{}, r)
+		// The SDK does not end a handler's context with its HTTP request's:
+		// the round's (a cancel, the activation's end) ends it here.
+		ctx, cancel := context.WithCancel(context.WithValue(ctx, runKey{}, r))
+		defer cancel()
+		defer context.AfterFunc(r.ctx, cancel)()
 		if auto {
 			if err := r.escalate(); err != nil {
 				return nil, err
