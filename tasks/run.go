@@ -93,6 +93,9 @@ func (r *run) escalate() error {
 				r.createErr = storeError()
 				return
 			}
+			var c common
+			json.Unmarshal(r.params, &c)
+			l.o.Logger.Info("task created", "task", t.ID, "tool", c.Name)
 			l.mu.Lock()
 			r.task, r.taskID, r.tag = t, t.ID, t.Runner
 			l.rounds[t.ID] = r
