@@ -166,7 +166,7 @@ func (a *core) build(ctx actor.Context, o serverOptions) {
 	a.handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return a.server }, hopts)
 	if o.stateless {
 		// The principal actor owns its principal's tasks (package tasks).
-		a.tasks = tasks.New(a.handler, tasks.Options{Store: a.cfg.taskStore(), Owner: a.id, Runner: a.node + "/" + activationID(), Logger: a.logger})
+		a.tasks = tasks.New(a.handler, tasks.Options{Store: a.cfg.taskStore(), Owner: a.id, Runner: a.node + "/" + activationID(), Logger: a.logger, Bind: a.bindRound})
 		a.handler = a.tasks
 	}
 	if a.cfg.IdleTimeout > 0 {
@@ -606,4 +606,20 @@ func activationID() string {
 	b := make([]byte, 8)
 	rand.Read(b) // never fails since Go 1.24
 	return hex.EncodeToString(b)
+}
+
+// bindRound lets a round of a task act for the caller of the request that
+// started it (tasks.Options.Bind): the middleware finds that request's
+// principal under a forwarded id of the round's own, for as long as the
+// round runs, which may be long after the request was answered.
+func (a *core) bindRound(from, round *http.Request) func() {
+	v, ok := a.requests.m.Load(from.Header.Get(forwardedHeader))
+	if !ok {
+		round.Header.Del(forwardedHeader)
+		return func() {}
+	}
+	id := "task-round-" + activationID()
+	a.requests.m.Store(id, &served{principal: v.(*served).principal})
+	round.Header.Set(forwardedHeader, id)
+	return func() { a.requests.m.Delete(id) }
 }

@@ -41,6 +41,8 @@ type run struct {
 
 	done chan struct{} // closed once rec holds the round's answer
 	rec  *recorder
+	// release ends what Options.Bind prepared for the round.
+	release func()
 }
 
 // newRun registers a round (of task taskID, tagged tag; both empty for a
@@ -66,6 +68,9 @@ func (l *Layer) newRun(taskID, tag string) *run {
 func (l *Layer) endRun(r *run) {
 	runs.Delete(r.id)
 	r.cancel()
+	if r.release != nil {
+		r.release()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.live--
@@ -162,6 +167,7 @@ func (l *Layer) call(w http.ResponseWriter, hr *http.Request, m *message, body [
 	req := hr.Clone(r.ctx)
 	req.Body = io.NopCloser(bytes.NewReader(body))
 	req.Header.Set(runHeader, r.id)
+	r.release = l.bind(hr, req)
 	go l.runRound(r, req)
 	select {
 	case <-r.escalated:
@@ -227,6 +233,17 @@ func (l *Layer) finish(id, tag string, result, rpcErr json.RawMessage, ok bool, 
 	_, err := l.o.Store.Update(ctx, l.o.Owner, id, func(t *taskstore.Task) error {
 		if t.Terminal() || t.Runner != tag {
 			return errTerminal
+		}
+		if interrupted {
+			var c common
+			json.Unmarshal(t.Request, &c)
+			if resumable(c.Name) && t.Resumes < maxResumes {
+				// Its lease lapses now: the next activation to read it
+				// resumes it (reap), without waiting for the lease.
+				t.LeaseUntil = time.Now().Add(-time.Millisecond)
+				t.UpdatedAt = time.Now()
+				return nil
+			}
 		}
 		t.Runner, t.LeaseUntil = "", time.Time{}
 		t.Responses = nil

@@ -93,13 +93,18 @@
 // status as it does: a cancel recorded by any node (the record says
 // cancelled) cancels the round's context within a third of the lease. When
 // the activation stops (drain, passivation, placement moved), its rounds
-// are cancelled and their tasks failed with -32003 (retryable). When its
-// node dies, nobody renews the lease: whoever reads the task after it ran
-// out fails it the same way. A task is never "working" forever.
+// are cancelled. When its node dies, nobody renews the lease. Whoever reads
+// a working task whose lease ran out takes it over (reap): a Resumable
+// tool's round runs again from its start on the reader's activation (at
+// most maxResumes times); any other task fails with -32003 (retryable).
+// An activation that stops lets the leases of its resumable rounds lapse at
+// once, and fails the others. A task is never "working" forever.
 //
-// Not yet: resuming a task's round on another node instead of failing it;
-// notifications/tasks; tasks on the 2025-11-25 session protocol; operators'
-// views (admin API, CLI, console, metrics).
+// Not yet: notifications/tasks; tasks on the 2025-11-25 session protocol;
+// the principal's token for rounds after the first (a round run by
+// tasks/update or a resume has no forwarded request: tools that call a
+// downstream API need it); operators' views (admin API, CLI, console,
+// metrics).
 package tasks
 
 import (
@@ -158,6 +163,13 @@ type Options struct {
 	// DefaultPollInterval, DefaultLease.
 	TTL, PollInterval, Lease time.Duration
 	Logger                   *slog.Logger
+	// Bind, if set, prepares the request of a round for the MCP handler:
+	// from is the client's request that starts it (the tools/call, the
+	// tasks/update that answered its last input, the tasks/get that
+	// resumed it), round the layer's own; the round acts for from's caller
+	// (its token, for the tools that call downstream APIs). release is
+	// called when the round ends.
+	Bind func(from, round *http.Request) (release func())
 }
 
 // Layer serves the extension in front of an MCP handler (the SDK's
@@ -289,7 +301,7 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 	}
 	switch m.Method {
 	case "tasks/get":
-		if t, err = l.reap(ctx, t); err != nil {
+		if t, err = l.reap(r, t); err != nil {
 			writeError(w, m.ID, storeError())
 			return
 		}
@@ -302,7 +314,7 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 			writeError(w, m.ID, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "params.inputResponses must be an object of responses by input request key"})
 			return
 		}
-		if err := l.update(ctx, id, p.InputResponses); err != nil {
+		if err := l.update(r, id, p.InputResponses); err != nil {
 			writeError(w, m.ID, storeError())
 			return
 		}
@@ -339,28 +351,56 @@ func storeError() *jsonrpc.Error {
 // errTerminal leaves a terminal task as it is.
 var errTerminal = errors.New("task is terminal")
 
-// reap fails t, retryably, if it is working and its runner's lease ran out:
-// the node running it died.
-func (l *Layer) reap(ctx context.Context, t *taskstore.Task) (*taskstore.Task, error) {
+// maxResumes bounds how many times a task is resumed after losing its
+// runner: a tool that takes its node down each time fails in the end.
+const maxResumes = 3
+
+// reap takes over a working task whose runner's lease ran out (its node
+// died): a resumable tool's round runs again here, from its start; any
+// other task fails, retryably.
+func (l *Layer) reap(from *http.Request, t *taskstore.Task) (*taskstore.Task, error) {
+	ctx := from.Context()
 	if t.Status != "working" || t.Runner == "" || time.Now().Before(t.LeaseUntil) {
 		return t, nil
 	}
-	lost := t.Runner
+	lost, tag := t.Runner, l.tag()
+	var c common
+	json.Unmarshal(t.Request, &c)
+	var resumed bool
 	u, err := l.o.Store.Update(ctx, l.o.Owner, t.ID, func(t *taskstore.Task) error {
 		if t.Status != "working" || t.Runner != lost || time.Now().Before(t.LeaseUntil) {
 			return errTerminal // changed meanwhile: keep it
 		}
-		interrupt(t)
+		resumed = resumable(c.Name) && t.Resumes < maxResumes && !l.isClosed()
+		if !resumed {
+			interrupt(t)
+			return nil
+		}
+		t.Resumes++
+		t.Runner, t.LeaseUntil = tag, time.Now().Add(l.o.Lease)
+		t.StatusMessage = "resumed: the node running it stopped"
+		t.UpdatedAt = time.Now()
 		return nil
 	})
 	if errors.Is(err, errTerminal) {
 		return l.o.Store.Get(ctx, l.o.Owner, t.ID)
 	}
-	if err == nil && u != nil {
-		l.o.Logger.Warn("tasks: task failed: its runner stopped renewing its lease", "task", t.ID, "runner", lost)
-		return u, nil
+	if err != nil || u == nil {
+		return t, err
 	}
-	return t, err
+	if resumed {
+		l.o.Logger.Warn("tasks: task resumed: its runner stopped renewing its lease", "task", t.ID, "runner", lost, "resumes", u.Resumes)
+		l.startRound(u, tag, from)
+	} else {
+		l.o.Logger.Warn("tasks: task failed: its runner stopped renewing its lease", "task", t.ID, "runner", lost)
+	}
+	return u, nil
+}
+
+func (l *Layer) isClosed() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.closed
 }
 
 // interrupt fails t with the retryable -32003: the activation running it
@@ -403,7 +443,8 @@ func (l *Layer) cancelTask(ctx context.Context, id string) error {
 
 // update records answers to a task's pending input requests; once none is
 // pending, the task runs its next round here.
-func (l *Layer) update(ctx context.Context, id string, responses map[string]json.RawMessage) error {
+func (l *Layer) update(from *http.Request, id string, responses map[string]json.RawMessage) error {
+	ctx := from.Context()
 	tag := l.tag()
 	var next bool
 	t, err := l.o.Store.Update(ctx, l.o.Owner, id, func(t *taskstore.Task) error {
@@ -435,10 +476,18 @@ func (l *Layer) update(ctx context.Context, id string, responses map[string]json
 	if err != nil || t == nil || !next {
 		return err
 	}
+	l.startRound(t, tag, from)
+	return nil
+}
+
+// startRound runs a round of task t, tagged tag (its lease is the round's
+// already): its call again, with the round's answers and request state, for
+// the caller of request from (see Options.Bind).
+func (l *Layer) startRound(t *taskstore.Task, tag string, from *http.Request) {
 	params, err := nextRound(t.Request, t.Responses, t.RequestState)
 	if err != nil {
 		l.finish(t.ID, tag, nil, nil, false, err, false)
-		return nil
+		return
 	}
 	body, _ := json.Marshal(struct {
 		JSONRPC string          `json:"jsonrpc"`
@@ -448,25 +497,21 @@ func (l *Layer) update(ctx context.Context, id string, responses map[string]json
 	}{"2.0", 1, "tools/call", params})
 	var c common
 	json.Unmarshal(params, &c)
-	hr, err := http.NewRequest(http.MethodPost, "http://pingmcp/mcp", bytes.NewReader(body))
-	if err != nil {
-		return err
+	r := l.newRun(t.ID, tag)
+	if r == nil {
+		l.finish(t.ID, tag, nil, nil, false, nil, true)
+		return
 	}
+	hr, _ := http.NewRequestWithContext(r.ctx, http.MethodPost, "http://pingmcp/mcp", bytes.NewReader(body)) // a constant URL
 	hr.Header.Set("Content-Type", "application/json")
 	hr.Header.Set("Accept", "application/json, text/event-stream")
 	hr.Header.Set("MCP-Protocol-Version", protocolOf(&c))
 	hr.Header.Set("Mcp-Method", "tools/call")
 	hr.Header.Set("Mcp-Name", c.Name)
-	r := l.newRun(t.ID, tag)
-	if r == nil {
-		l.finish(t.ID, tag, nil, nil, false, nil, true)
-		return nil
-	}
-	hr = hr.WithContext(r.ctx)
 	hr.Header.Set(runHeader, r.id)
+	r.release = l.bind(from, hr)
 	r.escalate() // a task already: renews its lease
 	go l.runRound(r, hr)
-	return nil
 }
 
 func protocolOf(c *common) string {
@@ -496,6 +541,14 @@ func nextRound(first json.RawMessage, responses map[string]json.RawMessage, requ
 		p["requestState"] = b
 	}
 	return json.Marshal(p)
+}
+
+// bind prepares round for the MCP handler (Options.Bind).
+func (l *Layer) bind(from, round *http.Request) func() {
+	if l.o.Bind == nil {
+		return func() {}
+	}
+	return l.o.Bind(from, round)
 }
 
 // tag names a new round of this activation in a lease.

@@ -44,15 +44,31 @@ func twoQuestions(_ context.Context, req *mcp.CallToolRequest) (*mcp.CallToolRes
 	return &mcp.CallToolResult{InputRequests: mcp.InputRequestMap{"a": ask, "b": ask}}, nil
 }
 
+// caller asks one question, then answers with the caller its round acts
+// for (the header Bind set).
+func caller(_ context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	if _, ok := req.Params.InputResponses["q"]; !ok {
+		return &mcp.CallToolResult{InputRequests: mcp.InputRequestMap{"q": &mcp.ElicitParams{Message: "?", RequestedSchema: json.RawMessage(`{"type":"object","properties":{}}`)}}}, nil
+	}
+	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: req.GetExtra().Header.Get("X-Round-Caller")}}}, nil
+}
+
 // node is one activation serving owner's tasks from store: an MCP server
 // with the test tools behind a Layer.
 func node(t *testing.T, store taskstore.Store, owner, runner string) (*httptest.Server, *Layer) {
+	return nodeWith(t, Options{Store: store, Owner: owner, Runner: runner})
+}
+
+func nodeWith(t *testing.T, o Options) (*httptest.Server, *Layer) {
 	s := mcp.NewServer(&mcp.Implementation{Name: "t", Version: "1"}, nil)
 	Add(s, &mcp.Tool{Name: "test_slow", InputSchema: slowArgs}, Optional, slow)
 	Add(s, &mcp.Tool{Name: "test_required", InputSchema: slowArgs}, Required, slow)
+	Add(s, &mcp.Tool{Name: "test_resumable", InputSchema: slowArgs}, Optional, slow, Resumable())
 	Add(s, &mcp.Tool{Name: "test_two_questions", InputSchema: json.RawMessage(`{"type":"object"}`)}, Optional, twoQuestions)
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{Stateless: true, DisableLocalhostProtection: true})
-	l := New(h, Options{Store: store, Owner: owner, Runner: runner, Lease: 300 * time.Millisecond})
+	Add(s, &mcp.Tool{Name: "test_caller", InputSchema: json.RawMessage(`{"type":"object"}`)}, Optional, caller)
+	o.Lease = 300 * time.Millisecond
+	l := New(h, o)
 	srv := httptest.NewServer(l)
 	t.Cleanup(func() { l.Close(); srv.Close() })
 	return srv, l
@@ -231,6 +247,35 @@ func TestLapsedLeaseFailsRetryably(t *testing.T) {
 	}
 }
 
+// A working task of a resumable tool whose runner was lost runs again, from
+// its start, on the activation that reads it; at most maxResumes times.
+func TestLapsedLeaseResumesAResumableTool(t *testing.T) {
+	store := &taskstore.Memory{}
+	srv, _ := node(t, store, "alice", "n2")
+	now := time.Now()
+	call := json.RawMessage(`{"name":"test_resumable","arguments":{"ms":50},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},"io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}}}}`)
+	orphan := func(id string, resumes int) {
+		store.Create(context.Background(), &taskstore.Task{ID: id, Owner: "alice", Status: "working", CreatedAt: now, UpdatedAt: now,
+			TTL: time.Hour, Request: call, Runner: "dead-node/x", LeaseUntil: now.Add(-time.Second), Resumes: resumes})
+	}
+	orphan("lost", 0)
+	if r := rpc(t, srv, "tasks/get", map[string]any{"taskId": "lost"}, true); r.Result["status"] != "working" {
+		t.Fatalf("orphaned resumable task: %+v, want working again", r.Result)
+	}
+	r := await(t, srv, "lost", "completed")
+	if res, _ := r.Result["result"].(map[string]any); res["content"] == nil {
+		t.Fatalf("resumed task's result: %+v", r.Result)
+	}
+	if got, _ := store.Get(context.Background(), "alice", "lost"); got.Resumes != 1 {
+		t.Errorf("resumes recorded: %d, want 1", got.Resumes)
+	}
+	orphan("lost-too-often", maxResumes)
+	r = rpc(t, srv, "tasks/get", map[string]any{"taskId": "lost-too-often"}, true)
+	if e, _ := r.Result["error"].(map[string]any); r.Result["status"] != "failed" || e["code"] != float64(-32003) {
+		t.Fatalf("a task resumed %d times already: %+v, want failed with -32003", maxResumes, r.Result)
+	}
+}
+
 // An activation that stops fails its running tasks retryably.
 func TestCloseInterruptsRetryably(t *testing.T) {
 	store := &taskstore.Memory{}
@@ -244,6 +289,25 @@ func TestCloseInterruptsRetryably(t *testing.T) {
 	}
 	if r := rpc(t, a, "tools/call", map[string]any{"name": "test_slow", "arguments": map[string]any{"ms": 1}}, true); r.Error == nil || r.Error.Code != -32003 {
 		t.Fatalf("a task started on a closed layer: %+v, want -32003", r)
+	}
+}
+
+// An activation that stops hands a resumable tool's task on at once: the
+// next activation to read it runs it again.
+func TestCloseHandsOnAResumableTask(t *testing.T) {
+	store := &taskstore.Memory{}
+	a, la := node(t, store, "alice", "n1")
+	b, _ := node(t, store, "alice", "n2")
+	id := start(t, a, "test_resumable", map[string]any{"ms": 1500})
+	la.Close()
+	waitFor(t, "n1's round to end", func() bool { return la.Running() == 0 })
+	r := rpc(t, b, "tasks/get", map[string]any{"taskId": id}, true)
+	if r.Result["status"] != "working" {
+		t.Fatalf("a resumable task after its activation closed: %+v, want working (resumed)", r.Result)
+	}
+	await(t, b, id, "completed")
+	if got, _ := store.Get(context.Background(), "alice", id); got.Resumes != 1 || got.Runner != "" {
+		t.Errorf("resumes %d, runner %q; want 1 resume, no runner once completed", got.Resumes, got.Runner)
 	}
 }
 
@@ -265,6 +329,29 @@ func TestInputRounds(t *testing.T) {
 	}
 	rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"b": answer}}, true)
 	await(t, srv, id, "completed")
+}
+
+// Each round acts for the caller of the request that started it (Bind),
+// and what Bind prepared is released when the round ends.
+func TestRoundsActForTheirCaller(t *testing.T) {
+	var bound, released atomic.Int32
+	srv, _ := nodeWith(t, Options{Store: &taskstore.Memory{}, Owner: "alice", Runner: "n1",
+		Bind: func(from, round *http.Request) func() {
+			bound.Add(1)
+			round.Header.Set("X-Round-Caller", from.Header.Get("X-Caller"))
+			return func() { released.Add(1) }
+		}})
+	r := rpc(t, srv, "tools/call", map[string]any{"name": "test_caller", "arguments": map[string]any{}}, true, "X-Caller", "first")
+	id, _ := r.Result["taskId"].(string)
+	await(t, srv, id, "input_required")
+	rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"q": map[string]any{"action": "accept", "content": map[string]any{}}}}, true, "X-Caller", "second")
+	r = await(t, srv, id, "completed")
+	res, _ := r.Result["result"].(map[string]any)
+	content, _ := res["content"].([]any)
+	if len(content) != 1 || content[0].(map[string]any)["text"] != "second" {
+		t.Fatalf("second round's caller: %+v, want the tasks/update's", r.Result)
+	}
+	waitFor(t, "both rounds released", func() bool { return bound.Load() == 2 && released.Load() == 2 })
 }
 
 func TestRefusals(t *testing.T) {

@@ -27,15 +27,36 @@ const (
 // by name. Tool names are unique across a process's toolsets (the command
 // refuses two toolsets offering one name), and every server of the process
 // installs the same toolsets, so one table serves them all.
-var supports sync.Map // string → Support
+var supports sync.Map // string → declared
+
+type declared struct {
+	support   Support
+	resumable bool
+}
 
 func supportOf(tool string) (Support, bool) {
-	s, ok := supports.Load(tool)
+	d, ok := supports.Load(tool)
 	if !ok {
 		return "", false
 	}
-	return s.(Support), true
+	return d.(declared).support, true
 }
+
+// resumable says whether tool's rounds may run again after their runner
+// was lost.
+func resumable(tool string) bool {
+	d, ok := supports.Load(tool)
+	return ok && d.(declared).resumable
+}
+
+// An Option qualifies a task-capable tool.
+type Option func(*declared)
+
+// Resumable says the tool's rounds may run again, from their start, when
+// the node running one dies: they are idempotent (pure, or they make each
+// effect once, say by an idempotency key). A task of another tool fails,
+// retryably, instead. At most maxResumes times.
+func Resumable() Option { return func(d *declared) { d.resumable = true } }
 
 // Add adds a task-capable tool to s. A call of it from a client that
 // negotiated the extension becomes a task before h runs: the client gets a
@@ -46,8 +67,8 @@ func supportOf(tool string) (Support, bool) {
 // The tool's task support is declared in its _meta under the extension's
 // id ({"taskSupport": ...}): the SDK's Tool has no execution member, and
 // SEP-2663 puts no other declaration on the 2026-07-28 wire the suite reads.
-func Add(s *mcp.Server, t *mcp.Tool, support Support, h mcp.ToolHandler) {
-	add(s, t, support, h, true)
+func Add(s *mcp.Server, t *mcp.Tool, support Support, h mcp.ToolHandler, opts ...Option) {
+	add(s, t, support, h, true, opts)
 }
 
 // AddDeferred is Add for a tool that decides itself when its call becomes a
@@ -55,19 +76,23 @@ func Add(s *mcp.Server, t *mcp.Tool, support Support, h mcp.ToolHandler) {
 // SEP-2322, say) and call Start once it is about to do the long work; the
 // client gets the CreateTaskResult then. A call that returns without Start
 // is answered as a synchronous call.
-func AddDeferred(s *mcp.Server, t *mcp.Tool, support Support, h mcp.ToolHandler) {
-	add(s, t, support, h, false)
+func AddDeferred(s *mcp.Server, t *mcp.Tool, support Support, h mcp.ToolHandler, opts ...Option) {
+	add(s, t, support, h, false, opts)
 }
 
-func add(s *mcp.Server, t *mcp.Tool, support Support, h mcp.ToolHandler, auto bool) {
-	declared := *t
-	declared.Meta = maps.Clone(t.Meta)
-	if declared.Meta == nil {
-		declared.Meta = mcp.Meta{}
+func add(s *mcp.Server, t *mcp.Tool, support Support, h mcp.ToolHandler, auto bool, opts []Option) {
+	def := *t
+	def.Meta = maps.Clone(t.Meta)
+	if def.Meta == nil {
+		def.Meta = mcp.Meta{}
 	}
-	declared.Meta[Extension] = map[string]any{"taskSupport": string(support)}
-	supports.Store(t.Name, support)
-	s.AddTool(&declared, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	def.Meta[Extension] = map[string]any{"taskSupport": string(support)}
+	d := declared{support: support}
+	for _, o := range opts {
+		o(&d)
+	}
+	supports.Store(t.Name, d)
+	s.AddTool(&def, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		r := runOf(req)
 		if r == nil {
 			if support == Required {

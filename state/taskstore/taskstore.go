@@ -49,9 +49,11 @@ type Task struct {
 	// Runner names the activation running the task's current round (node
 	// and a random id), LeaseUntil how long it answers for it: a working
 	// task whose lease ran out lost its runner (its node died) and is
-	// failed, retryably, by whoever reads it next.
+	// resumed or failed, retryably, by whoever reads it next.
 	Runner     string    `json:"runner,omitempty"`
 	LeaseUntil time.Time `json:"leaseUntil"`
+	// Resumes counts the rounds run again after their runner was lost.
+	Resumes int `json:"resumes,omitempty"`
 }
 
 // Terminal says whether the task reached its final status.

@@ -29,7 +29,7 @@ var greetTool = &mcp.Tool{Name: "greet", Description: "Says hello to name (synch
 // installTasks adds the fixtures to s.
 func installTasks(s *mcp.Server) {
 	s.AddTool(greetTool, greet)
-	tasks.Add(s, &mcp.Tool{Name: "slow_compute", Description: "Works for seconds seconds (a task), then answers; cancellable", InputSchema: computeArgs}, tasks.Optional, slowCompute)
+	tasks.Add(s, &mcp.Tool{Name: "slow_compute", Description: "Works for seconds seconds (a task), then answers; cancellable; resumed from its start if its node dies", InputSchema: computeArgs}, tasks.Optional, slowCompute, tasks.Resumable())
 	tasks.Add(s, &mcp.Tool{Name: "failing_job", Description: "A task that ends in a tool error after about a second; task support required", InputSchema: noArgs}, tasks.Required, failingJob)
 	tasks.Add(s, &mcp.Tool{Name: "protocol_error_job", Description: "A task whose handler panics: a protocol error, the task fails", InputSchema: noArgs}, tasks.Optional, protocolErrorJob)
 	tasks.Add(s, &mcp.Tool{Name: "confirm_delete", Description: "A task that asks the user to confirm (elicitation) before deleting filename", InputSchema: deleteArgs}, tasks.Optional, confirmDelete)
