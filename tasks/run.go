@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"runtime/debug"
@@ -15,6 +16,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
+	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state/taskstore"
 )
 
@@ -101,6 +103,7 @@ func (r *run) escalate() error {
 			var c common
 			json.Unmarshal(r.params, &c)
 			l.o.Logger.Info("task created", "task", t.ID, "tool", c.Name)
+			metrics.Tasks.WithLabelValues("created").Inc()
 			l.mu.Lock()
 			r.task, r.taskID, r.tag = t, t.ID, t.Runner
 			l.rounds[t.ID] = r
@@ -230,7 +233,7 @@ func (l *Layer) runRound(r *run, req *http.Request) {
 func (l *Layer) finish(id, tag string, result, rpcErr json.RawMessage, ok bool, cause error, interrupted bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := l.o.Store.Update(ctx, l.o.Owner, id, func(t *taskstore.Task) error {
+	u, err := l.o.Store.Update(ctx, l.o.Owner, id, func(t *taskstore.Task) error {
 		if t.Terminal() || t.Runner != tag {
 			return errTerminal
 		}
@@ -255,6 +258,8 @@ func (l *Layer) finish(id, tag string, result, rpcErr json.RawMessage, ok bool, 
 			t.Status, t.Error = "failed", errorObject(jsonrpc.CodeInternalError, "the task's next round could not be built: "+cause.Error(), nil)
 		case !ok:
 			t.Status, t.Error = "failed", errorObject(jsonrpc.CodeInternalError, "the tool's round ended without a response", nil)
+		case len(result)+len(rpcErr) > MaxResultBytes:
+			t.Status, t.Error = "failed", errorObject(jsonrpc.CodeInternalError, fmt.Sprintf("the tool's answer is %d bytes; a task keeps at most %d", len(result)+len(rpcErr), MaxResultBytes), nil)
 		case len(rpcErr) > 0:
 			t.Status, t.Error = "failed", rpcErr
 		default:
@@ -282,5 +287,8 @@ func (l *Layer) finish(id, tag string, result, rpcErr json.RawMessage, ok bool, 
 	})
 	if err != nil && !errors.Is(err, errTerminal) {
 		l.o.Logger.Error("tasks: recording a round's outcome", "task", id, "err", err)
+	}
+	if err == nil && u != nil && u.Runner == "" {
+		metrics.Tasks.WithLabelValues(u.Status).Inc()
 	}
 }

@@ -125,6 +125,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
+	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state/taskstore"
 )
 
@@ -139,6 +140,9 @@ const (
 	// DefaultLease is how long a round's runner answers for it without
 	// renewing.
 	DefaultLease = 6 * time.Second
+	// MaxResultBytes bounds what a task keeps of its tool's answer (its
+	// result, input requests or error): a larger answer fails the task.
+	MaxResultBytes = 1 << 20
 )
 
 // Advertise declares the extension in the server's capabilities, keeping
@@ -389,9 +393,11 @@ func (l *Layer) reap(from *http.Request, t *taskstore.Task) (*taskstore.Task, er
 		return t, err
 	}
 	if resumed {
+		metrics.Tasks.WithLabelValues("resumed").Inc()
 		l.o.Logger.Warn("tasks: task resumed: its runner stopped renewing its lease", "task", t.ID, "runner", lost, "resumes", u.Resumes)
 		l.startRound(u, tag, from)
 	} else {
+		metrics.Tasks.WithLabelValues("failed").Inc()
 		l.o.Logger.Warn("tasks: task failed: its runner stopped renewing its lease", "task", t.ID, "runner", lost)
 	}
 	return u, nil
@@ -431,6 +437,9 @@ func (l *Layer) cancelTask(ctx context.Context, id string) error {
 	})
 	if err != nil && !errors.Is(err, errTerminal) {
 		return err
+	}
+	if err == nil {
+		metrics.Tasks.WithLabelValues("cancelled").Inc()
 	}
 	l.mu.Lock()
 	r := l.rounds[id]
@@ -476,6 +485,7 @@ func (l *Layer) update(from *http.Request, id string, responses map[string]json.
 	if err != nil || t == nil || !next {
 		return err
 	}
+	metrics.Tasks.WithLabelValues("working").Inc()
 	l.startRound(t, tag, from)
 	return nil
 }

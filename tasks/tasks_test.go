@@ -6,12 +6,15 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	dto "github.com/prometheus/client_model/go"
 
+	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state/taskstore"
 )
 
@@ -66,6 +69,9 @@ func nodeWith(t *testing.T, o Options) (*httptest.Server, *Layer) {
 	Add(s, &mcp.Tool{Name: "test_resumable", InputSchema: slowArgs}, Optional, slow, Resumable())
 	Add(s, &mcp.Tool{Name: "test_two_questions", InputSchema: json.RawMessage(`{"type":"object"}`)}, Optional, twoQuestions)
 	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{Stateless: true, DisableLocalhostProtection: true})
+	Add(s, &mcp.Tool{Name: "test_huge", InputSchema: json.RawMessage(`{"type":"object"}`)}, Optional, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: strings.Repeat("x", MaxResultBytes)}}}, nil
+	})
 	Add(s, &mcp.Tool{Name: "test_caller", InputSchema: json.RawMessage(`{"type":"object"}`)}, Optional, caller)
 	o.Lease = 300 * time.Millisecond
 	l := New(h, o)
@@ -171,6 +177,16 @@ func await(t *testing.T, srv *httptest.Server, id, want string) reply {
 
 func TestTaskRunsToItsResult(t *testing.T) {
 	srv, _ := node(t, &taskstore.Memory{}, "alice", "n1")
+	createdBefore := tasksTotal("created")
+	completedBefore := tasksTotal("completed")
+	defer func() {
+		if d := tasksTotal("created") - createdBefore; d != 1 {
+			t.Errorf("pingmcp_tasks_total{status=created} grew by %v, want 1", d)
+		}
+		if d := tasksTotal("completed") - completedBefore; d != 1 {
+			t.Errorf("pingmcp_tasks_total{status=completed} grew by %v, want 1", d)
+		}
+	}()
 	id := start(t, srv, "test_slow", map[string]any{"ms": 200})
 	// Durable before the answer: an immediate tasks/get finds it.
 	if r := rpc(t, srv, "tasks/get", map[string]any{"taskId": id}, true); r.Result["taskId"] != id || r.Result["resultType"] != "complete" {
@@ -331,6 +347,17 @@ func TestInputRounds(t *testing.T) {
 	await(t, srv, id, "completed")
 }
 
+// A tool's answer beyond MaxResultBytes fails its task: the store keeps
+// bounded tasks.
+func TestHugeResultFailsTheTask(t *testing.T) {
+	srv, _ := node(t, &taskstore.Memory{}, "alice", "n1")
+	id := start(t, srv, "test_huge", nil)
+	r := await(t, srv, id, "failed")
+	if e, _ := r.Result["error"].(map[string]any); e["code"] != float64(-32603) || !strings.Contains(e["message"].(string), "at most") {
+		t.Fatalf("huge result: %+v", r.Result)
+	}
+}
+
 // Each round acts for the caller of the request that started it (Bind),
 // and what Bind prepared is released when the round ends.
 func TestRoundsActForTheirCaller(t *testing.T) {
@@ -414,4 +441,11 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// tasksTotal is pingmcp_tasks_total{status}.
+func tasksTotal(status string) float64 {
+	var m dto.Metric
+	metrics.Tasks.WithLabelValues(status).Write(&m)
+	return m.GetCounter().GetValue()
 }
