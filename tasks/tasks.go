@@ -244,7 +244,11 @@ func (l *Layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
 	r.Body.Close()
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	if err != nil || !(bytes.Contains(body, []byte(`"tasks/`)) || bytes.Contains(body, []byte(`"tools/call"`))) {
+	// Only tasks/* and the tools/calls of clients that declared the
+	// extension are the layer's: the others pass without being parsed
+	// again (the edge parsed them once).
+	if err != nil || !(bytes.Contains(body, []byte(`"tasks/`)) ||
+		bytes.Contains(body, []byte(`"tools/call"`)) && bytes.Contains(body, []byte(`"`+Extension+`"`))) {
 		l.inner.ServeHTTP(w, r)
 		return
 	}
