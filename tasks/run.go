@@ -292,3 +292,20 @@ func (l *Layer) finish(id, tag string, result, rpcErr json.RawMessage, ok bool, 
 		metrics.Tasks.WithLabelValues(u.Status).Inc()
 	}
 }
+
+// progress sets the statusMessage of r's task while r still runs it.
+func (l *Layer) progress(ctx context.Context, r *run, msg string) {
+	if len(msg) > 1024 {
+		msg = msg[:1024]
+	}
+	_, err := l.o.Store.Update(ctx, l.o.Owner, r.taskID, func(t *taskstore.Task) error {
+		if t.Runner != r.tag {
+			return errTerminal
+		}
+		t.StatusMessage, t.UpdatedAt = msg, time.Now()
+		return nil
+	})
+	if err != nil && !errors.Is(err, errTerminal) && ctx.Err() == nil {
+		l.o.Logger.Warn("tasks: recording progress", "task", r.taskID, "err", err)
+	}
+}

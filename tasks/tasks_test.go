@@ -72,6 +72,13 @@ func nodeWith(t *testing.T, o Options) (*httptest.Server, *Layer) {
 	Add(s, &mcp.Tool{Name: "test_huge", InputSchema: json.RawMessage(`{"type":"object"}`)}, Optional, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: strings.Repeat("x", MaxResultBytes)}}}, nil
 	})
+	Add(s, &mcp.Tool{Name: "test_progress", InputSchema: slowArgs}, Optional, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Progress(ctx, "halfway")
+		if _, err := slow(ctx, req); err != nil {
+			return nil, err
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: ID(ctx)}}}, nil
+	})
 	Add(s, &mcp.Tool{Name: "test_caller", InputSchema: json.RawMessage(`{"type":"object"}`)}, Optional, caller)
 	// Short enough for a cancel elsewhere to arrive soon (a third of it),
 	// long enough for renewals on a loaded machine under the race detector.
@@ -347,6 +354,29 @@ func TestInputRounds(t *testing.T) {
 	}
 	rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"b": answer}}, true)
 	await(t, srv, id, "completed")
+}
+
+// A tool reports progress in its task's statusMessage, and knows its
+// task's id; a synchronous call has none.
+func TestProgressAndID(t *testing.T) {
+	srv, _ := node(t, &taskstore.Memory{}, "alice", "n1")
+	id := start(t, srv, "test_progress", map[string]any{"ms": 1000})
+	waitFor(t, "the progress message", func() bool {
+		return rpc(t, srv, "tasks/get", map[string]any{"taskId": id}, true).Result["statusMessage"] == "halfway"
+	})
+	r := await(t, srv, id, "completed")
+	res, _ := r.Result["result"].(map[string]any)
+	content, _ := res["content"].([]any)
+	if len(content) != 1 || content[0].(map[string]any)["text"] != id {
+		t.Fatalf("the tool's view of its task id: %+v, want %s", r.Result, id)
+	}
+	if _, ok := r.Result["statusMessage"]; ok {
+		t.Errorf("a completed task keeps its progress message: %+v", r.Result)
+	}
+	r = rpc(t, srv, "tools/call", map[string]any{"name": "test_progress", "arguments": map[string]any{"ms": 1}}, false)
+	if content, _ := r.Result["content"].([]any); len(content) != 1 || content[0].(map[string]any)["text"] != "" {
+		t.Fatalf("a synchronous call's task id: %+v, want none", r.Result)
+	}
 }
 
 // A tool's answer beyond MaxResultBytes fails its task: the store keeps

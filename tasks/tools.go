@@ -164,3 +164,27 @@ var missingExtensionData = json.RawMessage(`{"requiredCapabilities":{"extensions
 // stripRunHeader removes a run header a client sent: only the layer names
 // its rounds.
 func stripRunHeader(h http.Header) { h.Del(runHeader) }
+
+// ID is the id of the task the tool call of ctx runs as, "" when it runs
+// synchronously (or has not become a task yet). It is the same in every
+// round of the task, a resumed one included: a resumable tool derives the
+// idempotency keys of its effects from it, so that a round run again makes
+// each effect once.
+func ID(ctx context.Context) string {
+	r, _ := ctx.Value(runKey{}).(*run)
+	if r == nil || !r.isTask() {
+		return ""
+	}
+	return r.taskID
+}
+
+// Progress records msg as the statusMessage of the task the tool call of
+// ctx runs as (tasks/get shows it while it works); nothing for a
+// synchronous call. Best effort: a store error is logged, not returned.
+func Progress(ctx context.Context, msg string) {
+	r, _ := ctx.Value(runKey{}).(*run)
+	if r == nil || !r.isTask() {
+		return
+	}
+	r.l.progress(ctx, r, msg)
+}
