@@ -100,11 +100,14 @@
 // An activation that stops lets the leases of its resumable rounds lapse at
 // once, and fails the others. A task is never "working" forever.
 //
+// Each round acts for the caller of the request that started it (the
+// tools/call, the tasks/update that answered its input, the tasks/get that
+// resumed it): Options.Bind, through which the actor hands the round that
+// request's principal and token, in memory only.
+//
 // Not yet: notifications/tasks; tasks on the 2025-11-25 session protocol;
-// the principal's token for rounds after the first (a round run by
-// tasks/update or a resume has no forwarded request: tools that call a
-// downstream API need it); operators' views (admin API, CLI, console,
-// metrics).
+// operators' views (admin API, CLI, console); a background sweep of lapsed
+// leases (a task is taken over when read, and clients poll).
 package tasks
 
 import (
