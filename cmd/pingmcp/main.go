@@ -345,6 +345,8 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 	rep := state.Replication{Replicas: cfg.RedisReplicas, Timeout: timeout}
 	snapshots, events := state.NewRedisSnapshots(client, cfg.RedisPrefix), state.NewRedisEvents(client, cfg.RedisPrefix, eventOptions(cfg))
 	revocations, users := state.NewRedisRevocations(client, cfg.RedisPrefix), state.NewRedisUserSessions(client, cfg.RedisPrefix)
+	tasks := taskstore.NewRedis(client, cfg.RedisPrefix)
+	tasks.SetReplication(rep.Replicas, rep.Timeout)
 	snapshots.SetReplication(rep)
 	events.SetReplication(rep)
 	revocations.SetReplication(rep)
@@ -356,7 +358,7 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 		SessionTTL:  cfg.SessionIdleTimeout,
 		Check:       func(ctx context.Context) error { return client.Ping(ctx).Err() },
 		Revocations: revocations,
-		Tasks:       taskstore.NewRedis(client, cfg.RedisPrefix),
+		Tasks:       tasks,
 
 		Users:              users,
 		MaxSessionsPerUser: cfg.MaxSessionsPerUser,

@@ -193,6 +193,32 @@ func (m *Memory) Update(_ context.Context, owner, id string, change func(*Task) 
 type Redis struct {
 	client redis.UniversalClient
 	prefix string
+	// replicas must hold each write before it is confirmed (WAIT, on the
+	// connection that wrote it), within timeout; none: the master's word.
+	replicas int
+	timeout  time.Duration
+}
+
+// ErrNotReplicated is a write the replicas did not acknowledge in time: it
+// may be lost if its master dies, so it is not confirmed.
+var ErrNotReplicated = errors.New("redis: the task write was not acknowledged by enough replicas")
+
+// SetReplication makes every write wait for replicas replicas, at most
+// timeout (--redis-replicas, as for the session stores).
+func (r *Redis) SetReplication(replicas int, timeout time.Duration) {
+	r.replicas, r.timeout = replicas, timeout
+}
+
+// waited checks a WAIT's answer.
+func (r *Redis) waited(cmd *redis.IntCmd) error {
+	acked, err := cmd.Result()
+	if err != nil {
+		return fmt.Errorf("wait for replicas: %w", err)
+	}
+	if acked < int64(r.replicas) {
+		return fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, acked, r.replicas, r.timeout)
+	}
+	return nil
 }
 
 // NewRedis keeps tasks in client under prefix ("pingmcp:" when empty).
@@ -212,14 +238,37 @@ func (r *Redis) Create(ctx context.Context, t *Task) error {
 	if err != nil {
 		return err
 	}
-	ok, err := r.client.SetNX(ctx, r.key(t.Owner, t.ID), b, t.TTL).Result()
-	if err != nil {
+	key := r.key(t.Owner, t.ID)
+	if r.replicas <= 0 {
+		ok, err := r.client.SetNX(ctx, key, b, t.TTL).Result()
+		if err != nil {
+			return fmt.Errorf("create task: %w", err)
+		}
+		if !ok {
+			return ErrExists
+		}
+		return nil
+	}
+	// SETNX and WAIT on one connection, to the key's master.
+	var node redis.UniversalClient = r.client
+	if cc, ok := r.client.(*redis.ClusterClient); ok {
+		m, err := cc.MasterForKey(ctx, key)
+		if err != nil {
+			return fmt.Errorf("create task: %w", err)
+		}
+		node = m
+	}
+	pipe := node.Pipeline()
+	set := pipe.SetNX(ctx, key, b, t.TTL)
+	wait := redis.NewIntCmd(ctx, "wait", r.replicas, r.timeout.Milliseconds())
+	pipe.Process(ctx, wait)
+	if _, err := pipe.Exec(ctx); err != nil && set.Err() != nil {
 		return fmt.Errorf("create task: %w", err)
 	}
-	if !ok {
+	if !set.Val() {
 		return ErrExists
 	}
-	return nil
+	return r.waited(wait)
 }
 
 func (r *Redis) Get(ctx context.Context, owner, id string) (*Task, error) {
@@ -262,10 +311,16 @@ func (r *Redis) Update(ctx context.Context, owner, id string, change func(*Task)
 				p.Set(ctx, key, b, t.TTL)
 				return nil
 			})
-			if err == nil {
-				out = t
+			if err != nil {
+				return err
 			}
-			return err
+			if r.replicas > 0 {
+				if err := r.waited(tx.Wait(ctx, r.replicas, r.timeout)); err != nil {
+					return err
+				}
+			}
+			out = t
+			return nil
 		}, key)
 		if errors.Is(err, redis.TxFailedErr) {
 			continue

@@ -98,3 +98,37 @@ func TestTerminal(t *testing.T) {
 		}
 	}
 }
+
+// With replication asked for, a write is confirmed once a replica holds
+// it (a Redis Cluster of one master and its replica), and refused
+// (ErrNotReplicated) where no replica can acknowledge it.
+func TestRedisReplication(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	task := func(id string) *Task {
+		return &Task{ID: id, Owner: "alice", Status: "working", CreatedAt: now, UpdatedAt: now, TTL: time.Hour}
+	}
+	touch := func(t *Task) error { t.StatusMessage = "touched"; return nil }
+
+	lone := NewRedis(redistest.Start(t), "r:")
+	lone.SetReplication(1, 100*time.Millisecond)
+	if err := lone.Create(ctx, task("t1")); !errors.Is(err, ErrNotReplicated) {
+		t.Fatalf("create without a replica: %v, want ErrNotReplicated", err)
+	}
+	if _, err := lone.Update(ctx, "alice", "t1", touch); !errors.Is(err, ErrNotReplicated) {
+		t.Fatalf("update without a replica: %v, want ErrNotReplicated", err)
+	}
+
+	c := redistest.StartCluster(t, 1, 1)
+	replicated := NewRedis(c.Client(), "r:")
+	replicated.SetReplication(1, 5*time.Second)
+	if err := replicated.Create(ctx, task("t2")); err != nil {
+		t.Fatalf("create with a replica: %v", err)
+	}
+	if err := replicated.Create(ctx, task("t2")); !errors.Is(err, ErrExists) {
+		t.Fatalf("second create with a replica: %v, want ErrExists", err)
+	}
+	if u, err := replicated.Update(ctx, "alice", "t2", touch); err != nil || u.StatusMessage != "touched" {
+		t.Fatalf("update with a replica: %+v, %v", u, err)
+	}
+}
