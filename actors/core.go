@@ -3,6 +3,8 @@ package actors
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -21,6 +23,8 @@ import (
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
+	"github.com/pingmcp/pingmcp/state/taskstore"
+	"github.com/pingmcp/pingmcp/tasks"
 	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/pingmcp/pingmcp/tools"
 )
@@ -42,7 +46,10 @@ type core struct {
 	logger        *slog.Logger
 	server        *mcp.Server
 	handler       http.Handler
-	flights       map[string]*flight // in-flight requests by request id
+	// tasks serves the tasks extension in front of handler (a principal
+	// actor's: the 2026-07-28 protocol); nil for a session actor.
+	tasks   *tasks.Layer
+	flights map[string]*flight // in-flight requests by request id
 	// owner is the principal the actor serves (nil without auth);
 	// credential is the newest token it presented; creds hands it, and the
 	// tokens exchanged for it, to the tools.
@@ -143,6 +150,9 @@ func (a *core) build(ctx actor.Context, o serverOptions) {
 			opts.Capabilities.Tools = &mcp.ToolCapabilities{ListChanged: true}
 		}
 	}
+	if o.stateless {
+		tasks.Advertise(opts)
+	}
 	a.server = mcp.NewServer(a.cfg.Implementation, opts)
 	a.server.AddReceivingMiddleware(a.auditToolCalls, recoverPanics(a.logger))
 	if len(o.middleware) > 0 {
@@ -169,6 +179,11 @@ func (a *core) build(ctx actor.Context, o serverOptions) {
 		hopts.EventStore = a.events
 	}
 	a.handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return a.server }, hopts)
+	if o.stateless {
+		// The principal actor owns its principal's tasks (package tasks).
+		a.tasks = tasks.New(a.handler, tasks.Options{Store: a.cfg.taskStore(), Owner: a.id, Runner: a.node + "/" + activationID(), Logger: a.logger, Bind: a.bindRound})
+		a.handler = a.tasks
+	}
 	if a.cfg.IdleTimeout > 0 {
 		ctx.SetReceiveTimeout(a.cfg.IdleTimeout)
 	}
@@ -268,6 +283,11 @@ func (a *core) idle(ctx actor.Context) {
 	if len(a.flights) > 0 {
 		return
 	}
+	if a.tasks != nil && a.tasks.Running() > 0 {
+		// It runs tasks' rounds: it stays until they end.
+		a.stayIdle(ctx)
+		return
+	}
 	if !a.persist.Load().clean() || (a.events != nil && !a.events.clean()) {
 		// The snapshot has changes not written yet (Redis is down):
 		// this actor is all there is of them, so it stays.
@@ -302,6 +322,10 @@ func (a *core) stopping() {
 	a.persist.Load().close()
 	if a.events != nil {
 		a.events.close()
+	}
+	if a.tasks != nil {
+		// Their tasks fail, retryably: nobody runs them any more.
+		a.tasks.Close()
 	}
 }
 
@@ -582,4 +606,40 @@ func recoverPanics(logger *slog.Logger) mcp.Middleware {
 			return next(ctx, method, req)
 		}
 	}
+}
+
+// processTasks keeps the tasks of actors configured without stores (tests,
+// an embedded node): in this process, shared by its actors.
+var processTasks = &taskstore.Memory{}
+
+// taskStore is where the principal actors keep their tasks.
+func (c Config) taskStore() taskstore.Store {
+	if c.Stores != nil && c.Stores.Tasks != nil {
+		return c.Stores.Tasks
+	}
+	return processTasks
+}
+
+// activationID is a random name of one activation, for the leases of the
+// tasks it runs.
+func activationID() string {
+	b := make([]byte, 8)
+	rand.Read(b) // never fails since Go 1.24
+	return hex.EncodeToString(b)
+}
+
+// bindRound lets a round of a task act for the caller of the request that
+// started it (tasks.Options.Bind): the middleware finds that request's
+// principal under a forwarded id of the round's own, for as long as the
+// round runs, which may be long after the request was answered.
+func (a *core) bindRound(from, round *http.Request) func() {
+	v, ok := a.requests.m.Load(from.Header.Get(forwardedHeader))
+	if !ok {
+		round.Header.Del(forwardedHeader)
+		return func() {}
+	}
+	id := "task-round-" + activationID()
+	a.requests.m.Store(id, &served{principal: v.(*served).principal})
+	round.Header.Set(forwardedHeader, id)
+	return func() { a.requests.m.Delete(id) }
 }

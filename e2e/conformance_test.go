@@ -16,7 +16,9 @@ import (
 // 2026-07-28) against an edge-only node whose actors all live on another
 // process, so that every request crosses nodes, with sessions and their
 // events kept in Redis as in production (resumption replays from Redis). One
-// URL serves both the session revisions and the stateless one.
+// URL serves both the session revisions and the stateless one. The tasks
+// extension's scenarios (tasks-*), which the suite runs unscored, must pass
+// too (scripts/conformance.sh).
 func TestConformanceThroughCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

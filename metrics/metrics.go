@@ -97,6 +97,13 @@ var (
 	Passivated = counter(prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "pingmcp_memory_passivations_total", Help: "Idle actors passivated because the node's heap neared its memory limit (GOMEMLIMIT).",
 	}))
+	// Tasks counts the changes of tasks (the tasks extension, package
+	// tasks) by the status they moved to: created (working),
+	// input_required, working (answered, resumed), completed, failed,
+	// cancelled; and resumed (taken over after their node was lost).
+	Tasks = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pingmcp_tasks_total", Help: "Task status changes, by the status moved to (created, working, input_required, completed, failed, cancelled) and resumed.",
+	}, []string{"status"}))
 	// Exchanges counts token exchanges by result, and cache hits.
 	Exchanges = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pingmcp_token_exchanges_total", Help: "Delegated tokens asked for, by result: exchanged, failed, cached.",

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/state/taskstore"
 )
 
 // Stores bundles where sessions outlive their actors: the snapshot of each
@@ -26,6 +27,9 @@ type Stores struct {
 	Check func(context.Context) error
 	// Revocations are the users an operator revoked.
 	Revocations Revocations
+	// Tasks are the durable tasks of the MCP tasks extension (see package
+	// tasks), under their owners.
+	Tasks taskstore.Store
 	// Users count each user's sessions, at most MaxSessionsPerUser of them
 	// (zero: no cap, nothing counted).
 	Users              UserSessions
@@ -42,7 +46,7 @@ type Stores struct {
 func MemoryStores(ttl time.Duration) *Stores {
 	snaps := &MemorySnapshots{}
 	return &Stores{Snapshots: snaps, Events: NewMemoryEvents(snaps), Sealer: NewProcessSealer(), SessionTTL: ttl,
-		Revocations: &MemoryRevocations{}, Users: &MemoryUserSessions{}}
+		Revocations: &MemoryRevocations{}, Users: &MemoryUserSessions{}, Tasks: &taskstore.Memory{}}
 }
 
 // SnapshotLimit is the bound of a session's snapshot in bytes:

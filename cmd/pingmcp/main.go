@@ -37,6 +37,7 @@ import (
 	"github.com/pingmcp/pingmcp/config"
 	"github.com/pingmcp/pingmcp/internal/loopback"
 	"github.com/pingmcp/pingmcp/state"
+	"github.com/pingmcp/pingmcp/state/taskstore"
 	"github.com/pingmcp/pingmcp/tools"
 	"github.com/pingmcp/pingmcp/tools/conformance"
 	"github.com/pingmcp/pingmcp/tools/openapi"
@@ -292,6 +293,8 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 	rep := state.Replication{Replicas: cfg.RedisReplicas, Timeout: timeout}
 	snapshots, events := state.NewRedisSnapshots(client, cfg.RedisPrefix), state.NewRedisEvents(client, cfg.RedisPrefix, eventOptions(cfg))
 	revocations, users := state.NewRedisRevocations(client, cfg.RedisPrefix), state.NewRedisUserSessions(client, cfg.RedisPrefix)
+	tasks := taskstore.NewRedis(client, cfg.RedisPrefix)
+	tasks.SetReplication(rep.Replicas, rep.Timeout)
 	snapshots.SetReplication(rep)
 	events.SetReplication(rep)
 	revocations.SetReplication(rep)
@@ -303,6 +306,7 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 		SessionTTL:  cfg.SessionIdleTimeout,
 		Check:       func(ctx context.Context) error { return client.Ping(ctx).Err() },
 		Revocations: revocations,
+		Tasks:       tasks,
 
 		Users:              users,
 		MaxSessionsPerUser: cfg.MaxSessionsPerUser,

@@ -53,6 +53,7 @@ func (toolset) Install(s *mcp.Server, _ tools.Caller) {
 	for _, t := range catalogue {
 		s.AddTool(t.def, t.handle)
 	}
+	installTasks(s)
 	// These two mutate the server they run on, so their handlers close over it.
 	s.AddTool(triggerToolChange, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		s.AddTool(transientTool, noop)

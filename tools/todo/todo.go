@@ -1,5 +1,5 @@
 // Package todo is the Todo toolset: the six tools of Ping's MCP demo, made
-// safe. The model reads and edits the user's todo list through the Todo API
+// safe, and import_todos, a long one that runs as a task (package tasks). The model reads and edits the user's todo list through the Todo API
 // with a token obtained for that API by exchanging the user's token (RFC
 // 8693), never with the user's own token, and no tool ever returns a token:
 // who_am_I and peek_api_token show claims only.
@@ -19,11 +19,13 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pingmcp/pingmcp/tasks"
 	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/pingmcp/pingmcp/todoapi"
 	"github.com/pingmcp/pingmcp/tools"
@@ -65,6 +67,7 @@ var scopes = map[string][]string{
 	"create_new_todo":    {todoapi.ScopeWrite},
 	"toggle_todo_status": {todoapi.ScopeWrite},
 	"delete_todo":        {todoapi.ScopeWrite},
+	"import_todos":       {todoapi.ScopeWrite},
 }
 
 func (*toolset) Scopes() map[string][]string { return scopes }
@@ -74,6 +77,7 @@ var (
 	noArgs     = json.RawMessage(`{"type":"object","properties":{},"additionalProperties":false}`)
 	createArgs = json.RawMessage(`{"type":"object","properties":{"text":{"type":"string","minLength":1,"maxLength":500,"description":"What to do"},"requestKey":{"type":"string","minLength":1,"maxLength":128,"pattern":"^[!-~]+$","description":"Optional idempotency key: creates retried with the same key add the todo once"}},"required":["text"],"additionalProperties":false}`)
 	toggleArgs = json.RawMessage(`{"type":"object","properties":{"todoId":{"type":"string","description":"The todo's id, from get_my_todo_list"},"completed":{"type":"boolean","description":"The new status"}},"required":["todoId","completed"],"additionalProperties":false}`)
+	importArgs = json.RawMessage(`{"type":"object","properties":{"items":{"type":"array","minItems":1,"maxItems":` + strconv.Itoa(maxImport) + `,"items":{"type":"string","minLength":1,"maxLength":500},"description":"The todos to add, in order"}},"required":["items"],"additionalProperties":false}`)
 	deleteArgs = json.RawMessage(`{"type":"object","properties":{"todoId":{"type":"string","description":"The todo's id, from get_my_todo_list"}},"required":["todoId"],"additionalProperties":false}`)
 
 	readOnly = &mcp.ToolAnnotations{ReadOnlyHint: true, OpenWorldHint: ptr(false)}
@@ -84,6 +88,7 @@ var (
 		"get_my_todo_list":   {Name: "get_my_todo_list", Description: "Lists your todos, incomplete first.", InputSchema: noArgs, Annotations: readOnly},
 		"create_new_todo":    {Name: "create_new_todo", Description: "Adds a todo to your list.", InputSchema: createArgs},
 		"toggle_todo_status": {Name: "toggle_todo_status", Description: "Marks one of your todos completed or not.", InputSchema: toggleArgs, Annotations: &mcp.ToolAnnotations{IdempotentHint: true}},
+		"import_todos":       {Name: "import_todos", Description: "Adds many todos to your list, one by one. For a client of the tasks extension it runs as a task: its progress shows in the task's status, and if the server running it fails, another one finishes it, adding each todo once.", InputSchema: importArgs},
 		"delete_todo":        {Name: "delete_todo", Description: "Deletes one of your todos.", InputSchema: deleteArgs, Annotations: &mcp.ToolAnnotations{DestructiveHint: ptr(true), IdempotentHint: true}},
 	}
 )
@@ -102,6 +107,55 @@ func (t *toolset) Install(s *mcp.Server, caller tools.Caller) {
 	} {
 		s.AddTool(defs[name], h)
 	}
+	// Each todo is created under an idempotency key of the task's, so a
+	// round run again after its node died adds each once: resumable.
+	tasks.Add(s, defs["import_todos"], tasks.Optional, c.importTodos, tasks.Resumable())
+}
+
+// maxImport bounds the todos one import_todos adds.
+const maxImport = 200
+
+// importTodos adds the items one by one. As a task, each create carries
+// the Idempotency-Key "<task id>/<index>", the same in every round of the
+// task, and the task's status says how far it got; synchronously, nothing
+// makes a retried call idempotent (the client's retry adds again).
+func (c *calls) importTodos(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	var in struct {
+		Items []string `json:"items"`
+	}
+	if err := decode(req, &in); err != nil {
+		return failure(err), nil
+	}
+	if len(in.Items) == 0 || len(in.Items) > maxImport {
+		return failure(fmt.Errorf("items must hold 1 to %d todos", maxImport)), nil
+	}
+	for i, text := range in.Items {
+		if text == "" || len(text) > 500 {
+			return failure(fmt.Errorf("item %d must be 1 to 500 characters", i)), nil
+		}
+	}
+	task := tasks.ID(ctx)
+	var last *mcp.CallToolResult
+	for i, text := range in.Items {
+		if err := ctx.Err(); err != nil {
+			return nil, err // cancelled
+		}
+		var h http.Header
+		if task != "" {
+			h = http.Header{"Idempotency-Key": {task + "/" + strconv.Itoa(i)}}
+		}
+		res, err := c.api(ctx, http.MethodPost, "/api/todos", map[string]any{"todoText": text}, h)
+		if err != nil {
+			return nil, err
+		}
+		if res.IsError {
+			res.Content = append([]mcp.Content{&mcp.TextContent{Text: fmt.Sprintf("added %d of %d todos, then:", i, len(in.Items))}}, res.Content...)
+			return res, nil
+		}
+		last = res
+		tasks.Progress(ctx, fmt.Sprintf("added %d of %d todos", i+1, len(in.Items)))
+	}
+	return last, nil
 }
 
 // calls are the handlers of one server, bound to its session's caller.

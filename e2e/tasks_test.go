@@ -1,0 +1,138 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/pingmcp/pingmcp/internal/redistest"
+)
+
+// taskRPC sends one request of the stateless 2026-07-28 protocol, declaring
+// the tasks extension, and returns its result or error object (nil, nil
+// when the cluster answered no JSON-RPC response: a node going away).
+func taskRPC(ctx context.Context, url, method string, params map[string]any, name string) (result, rpcErr map[string]any) {
+	params["_meta"] = map[string]any{
+		"io.modelcontextprotocol/protocolVersion":    "2026-07-28",
+		"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "e2e", "version": "1"},
+		"io.modelcontextprotocol/clientCapabilities": map[string]any{"extensions": map[string]any{"io.modelcontextprotocol/tasks": map[string]any{}}},
+	}
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("MCP-Protocol-Version", "2026-07-28")
+	req.Header.Set("Mcp-Method", method)
+	req.Header.Set("Mcp-Name", name)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, nil
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Result map[string]any `json:"result"`
+		Error  map[string]any `json:"error"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&out) != nil {
+		return nil, nil
+	}
+	return out.Result, out.Error
+}
+
+// TestTaskSurvivesKilledNode: tasks live in Redis under their owner, run by
+// the principal actor. The member running a task is killed with SIGKILL;
+// through the edge, once the runner's lease lapsed, the task is resumed on
+// the surviving member (slow_compute is resumable: pure work) and reaches
+// its result there, never left working; a task that completed before the
+// kill keeps its result.
+func TestTaskSurvivesKilledNode(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rdb := redistest.Start(t)
+	durable := durableArgs(rdb.Options().Addr, newStateKey(t))
+	common := []string{"--tools", "conformance", "--log-level", "info"}
+	edge := startNode(t, "edge", append(append([]string{"--role", "edge", "--cluster-provider", "automanaged"}, common...), durable...)...)
+	m1 := startNode(t, "member1", append(append([]string{"--role", "member", "--cluster-seeds", edge.Cluster}, common...), durable...)...)
+	m2 := startNode(t, "member2", append(append([]string{"--role", "member", "--cluster-seeds", edge.Cluster}, common...), durable...)...)
+	for _, n := range []*node{edge, m1, m2} {
+		n.awaitMembers(ctx, 3)
+	}
+
+	start := func(seconds int) string {
+		res, e := taskRPC(ctx, edge.URL(), "tools/call", map[string]any{"name": "slow_compute", "arguments": map[string]any{"seconds": seconds, "label": "e2e"}}, "slow_compute")
+		id, _ := res["taskId"].(string)
+		if res["resultType"] != "task" || id == "" {
+			t.Fatalf("slow_compute: %v %v, want a CreateTaskResult", res, e)
+		}
+		return id
+	}
+	get := func(id string) (map[string]any, map[string]any) {
+		return taskRPC(ctx, edge.URL(), "tasks/get", map[string]any{"taskId": id}, id)
+	}
+	// awaitStatus polls tasks/get through the edge (clients poll tasks).
+	awaitStatus := func(id, want string, within time.Duration) map[string]any {
+		deadline := time.Now().Add(within)
+		var last, lastErr map[string]any
+		for time.Now().Before(deadline) {
+			if last, lastErr = get(id); last["status"] == want {
+				return last
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Fatalf("task %s: %v %v, want status %s within %s", id, last, lastErr, want, within)
+		return nil
+	}
+
+	// Task creation through the edge: the CreateTaskResult comes once the
+	// task is in Redis.
+	const creations = 50
+	took := make([]time.Duration, 0, creations)
+	for range creations {
+		t0 := time.Now()
+		start(0)
+		took = append(took, time.Since(t0))
+	}
+	slices.Sort(took)
+	t.Logf("task creation through the edge (%d, sequential): p50 %s, p90 %s, max %s", creations,
+		took[creations/2].Round(time.Microsecond), took[creations*9/10].Round(time.Microsecond), took[creations-1].Round(time.Microsecond))
+
+	done := start(1)
+	awaitStatus(done, "completed", 30*time.Second)
+	const work = 8 // seconds: longer than it takes to kill the member
+	running := start(work)
+	if res, _ := get(running); res["status"] != "working" {
+		t.Fatalf("the %d s task: %v, want working", work, res)
+	}
+	victim, survivor := m1, m2
+	if !m1.logged("task created", running) {
+		victim, survivor = m2, m1
+	}
+	if !victim.logged("task created", running) {
+		t.Fatal("neither member logged the task's creation")
+	}
+	t.Logf("killing %s, which runs task %s", victim.name, running)
+	killed := time.Now()
+	victim.kill()
+	edge.awaitMembers(ctx, 2)
+	survivor.awaitMembers(ctx, 2)
+
+	res := awaitStatus(running, "completed", 2*time.Minute)
+	t.Logf("task completed %s after the kill", time.Since(killed).Round(time.Millisecond))
+	if r, _ := res["result"].(map[string]any); r["content"] == nil {
+		t.Fatalf("the resumed task: %v, want its result", res)
+	}
+	if !survivor.logged("task resumed", running) {
+		t.Errorf("%s did not log resuming task %s", survivor.name, running)
+	}
+	res, _ = get(done)
+	if r, _ := res["result"].(map[string]any); res["status"] != "completed" || r["content"] == nil {
+		t.Fatalf("the task completed before the kill: %v, want its result", res)
+	}
+	// A new task runs on the survivor.
+	again := start(1)
+	awaitStatus(again, "completed", 30*time.Second)
+}

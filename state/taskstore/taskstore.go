@@ -1,0 +1,334 @@
+// Package taskstore keeps the durable tasks of the MCP tasks extension (see
+// package tasks) where they outlive the node running them: in Redis for a
+// cluster, in this process's memory for a single node. A package of its own
+// (not state's) so that the tasks package and the toolsets using it stay
+// free of state's other dependencies.
+package taskstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Task is a durable task (the MCP tasks extension, SEP-2663: see the tasks
+// package) as the shared store keeps it, under its owner and its id. The
+// owner is the key of the actor that serves the task's caller (the
+// principal actor of (issuer, subject, client_id)); another owner never
+// finds it. A Task expires TTL after its last change.
+type Task struct {
+	ID    string `json:"id"`
+	Owner string `json:"owner"`
+	// Status is working, input_required, completed, failed or cancelled;
+	// the last three are terminal: a terminal task never changes again.
+	Status        string        `json:"status"`
+	StatusMessage string        `json:"statusMessage,omitempty"`
+	CreatedAt     time.Time     `json:"createdAt"`
+	UpdatedAt     time.Time     `json:"updatedAt"`
+	TTL           time.Duration `json:"-"` // ttlMs when encoded
+	PollInterval  time.Duration `json:"-"` // pollIntervalMs
+	// Result is the tools/call result of a completed task; Error the
+	// JSON-RPC error object of a failed one.
+	Result json.RawMessage `json:"result,omitempty"`
+	Error  json.RawMessage `json:"error,omitempty"`
+	// InputRequests are the requests of an input_required task still
+	// unanswered, by the keys the tool gave them; Responses the answers
+	// received so far in this round, RequestState the tool's state of the
+	// round (SEP-2322), echoed when the tool runs again.
+	InputRequests map[string]json.RawMessage `json:"inputRequests,omitempty"`
+	Responses     map[string]json.RawMessage `json:"responses,omitempty"`
+	RequestState  string                     `json:"requestState,omitempty"`
+	// Request is the tools/call params the task runs (each round runs
+	// them again with the round's responses).
+	Request json.RawMessage `json:"request,omitempty"`
+	// Runner names the activation running the task's current round (node
+	// and a random id), LeaseUntil how long it answers for it: a working
+	// task whose lease ran out lost its runner (its node died) and is
+	// resumed or failed, retryably, by whoever reads it next.
+	Runner     string    `json:"runner,omitempty"`
+	LeaseUntil time.Time `json:"leaseUntil"`
+	// Resumes counts the rounds run again after their runner was lost.
+	Resumes int `json:"resumes,omitempty"`
+}
+
+// Terminal says whether the task reached its final status.
+func (t *Task) Terminal() bool {
+	switch t.Status {
+	case "completed", "failed", "cancelled":
+		return true
+	}
+	return false
+}
+
+// taskJSON carries the durations in milliseconds.
+type taskJSON struct {
+	*taskAlias
+	TTLMs          int64 `json:"ttlMs"`
+	PollIntervalMs int64 `json:"pollIntervalMs"`
+}
+
+type taskAlias Task
+
+func encodeTask(t *Task) ([]byte, error) {
+	return json.Marshal(taskJSON{(*taskAlias)(t), t.TTL.Milliseconds(), t.PollInterval.Milliseconds()})
+}
+
+func decodeTask(b []byte) (*Task, error) {
+	t := &Task{}
+	j := taskJSON{taskAlias: (*taskAlias)(t)}
+	if err := json.Unmarshal(b, &j); err != nil {
+		return nil, fmt.Errorf("decode task: %w", err)
+	}
+	t.TTL, t.PollInterval = time.Duration(j.TTLMs)*time.Millisecond, time.Duration(j.PollIntervalMs)*time.Millisecond
+	return t, nil
+}
+
+// ErrExists is Create's error for an id already taken.
+var ErrExists = errors.New("task id already taken")
+
+// Store keeps durable tasks, shared by every node (Redis) or in this
+// process (memory).
+type Store interface {
+	// Create stores a new task; ErrExists if its id is taken.
+	Create(ctx context.Context, t *Task) error
+	// Get returns the task owner's id names, nil if there is none (never
+	// was, expired, or another owner's).
+	Get(ctx context.Context, owner, id string) (*Task, error)
+	// Update applies change to the task atomically (compare and set) and
+	// stores the result, refreshing its TTL. change may return an error to
+	// leave the task as it is. nil, nil if there is no such task.
+	Update(ctx context.Context, owner, id string, change func(*Task) error) (*Task, error)
+}
+
+// Memory keeps tasks in this process.
+type Memory struct {
+	mu sync.Mutex
+	m  map[string][]byte // owner\x00id → encoded task
+	// expiry by the same key
+	exp map[string]time.Time
+}
+
+func memKey(owner, id string) string { return owner + "\x00" + id }
+
+func (m *Memory) Create(_ context.Context, t *Task) error {
+	b, err := encodeTask(t)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.m == nil {
+		m.m, m.exp = map[string][]byte{}, map[string]time.Time{}
+	}
+	k := memKey(t.Owner, t.ID)
+	if _, ok := m.getLocked(k); ok {
+		return ErrExists
+	}
+	m.m[k], m.exp[k] = b, time.Now().Add(t.TTL)
+	m.sweepLocked()
+	return nil
+}
+
+func (m *Memory) getLocked(k string) ([]byte, bool) {
+	b, ok := m.m[k]
+	if ok && time.Now().After(m.exp[k]) {
+		delete(m.m, k)
+		delete(m.exp, k)
+		return nil, false
+	}
+	return b, ok
+}
+
+// sweepLocked drops expired tasks, so that memory holds only live ones.
+func (m *Memory) sweepLocked() {
+	now := time.Now()
+	for k, e := range m.exp {
+		if now.After(e) {
+			delete(m.m, k)
+			delete(m.exp, k)
+		}
+	}
+}
+
+func (m *Memory) Get(_ context.Context, owner, id string) (*Task, error) {
+	m.mu.Lock()
+	b, ok := m.getLocked(memKey(owner, id))
+	m.mu.Unlock()
+	if !ok {
+		return nil, nil
+	}
+	return decodeTask(b)
+}
+
+func (m *Memory) Update(_ context.Context, owner, id string, change func(*Task) error) (*Task, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := memKey(owner, id)
+	b, ok := m.getLocked(k)
+	if !ok {
+		return nil, nil
+	}
+	t, err := decodeTask(b)
+	if err != nil {
+		return nil, err
+	}
+	if err := change(t); err != nil {
+		return nil, err
+	}
+	if b, err = encodeTask(t); err != nil {
+		return nil, err
+	}
+	m.m[k], m.exp[k] = b, time.Now().Add(t.TTL)
+	return t, nil
+}
+
+// Redis keeps each task as one JSON string under
+// prefix+"task:{"+owner+"}:"+id, expiring TTL after its last change; the
+// owner in braces keeps an owner's tasks in one Redis Cluster slot.
+type Redis struct {
+	client redis.UniversalClient
+	prefix string
+	// replicas must hold each write before it is confirmed (WAIT, on the
+	// connection that wrote it), within timeout; none: the master's word.
+	replicas int
+	timeout  time.Duration
+}
+
+// ErrNotReplicated is a write the replicas did not acknowledge in time: it
+// may be lost if its master dies, so it is not confirmed.
+var ErrNotReplicated = errors.New("redis: the task write was not acknowledged by enough replicas")
+
+// SetReplication makes every write wait for replicas replicas, at most
+// timeout (--redis-replicas, as for the session stores).
+func (r *Redis) SetReplication(replicas int, timeout time.Duration) {
+	r.replicas, r.timeout = replicas, timeout
+}
+
+// waited checks a WAIT's answer.
+func (r *Redis) waited(cmd *redis.IntCmd) error {
+	acked, err := cmd.Result()
+	if err != nil {
+		return fmt.Errorf("wait for replicas: %w", err)
+	}
+	if acked < int64(r.replicas) {
+		return fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, acked, r.replicas, r.timeout)
+	}
+	return nil
+}
+
+// NewRedis keeps tasks in client under prefix ("pingmcp:" when empty).
+func NewRedis(client redis.UniversalClient, prefix string) *Redis {
+	if prefix == "" {
+		prefix = "pingmcp:"
+	}
+	return &Redis{client: client, prefix: prefix}
+}
+
+func (r *Redis) key(owner, id string) string {
+	return r.prefix + "task:{" + owner + "}:" + id
+}
+
+func (r *Redis) Create(ctx context.Context, t *Task) error {
+	b, err := encodeTask(t)
+	if err != nil {
+		return err
+	}
+	key := r.key(t.Owner, t.ID)
+	if r.replicas <= 0 {
+		ok, err := r.client.SetNX(ctx, key, b, t.TTL).Result()
+		if err != nil {
+			return fmt.Errorf("create task: %w", err)
+		}
+		if !ok {
+			return ErrExists
+		}
+		return nil
+	}
+	// SETNX and WAIT on one connection, to the key's master.
+	var node redis.UniversalClient = r.client
+	if cc, ok := r.client.(*redis.ClusterClient); ok {
+		m, err := cc.MasterForKey(ctx, key)
+		if err != nil {
+			return fmt.Errorf("create task: %w", err)
+		}
+		node = m
+	}
+	pipe := node.Pipeline()
+	set := pipe.SetNX(ctx, key, b, t.TTL)
+	wait := redis.NewIntCmd(ctx, "wait", r.replicas, r.timeout.Milliseconds())
+	pipe.Process(ctx, wait)
+	if _, err := pipe.Exec(ctx); err != nil && set.Err() != nil {
+		return fmt.Errorf("create task: %w", err)
+	}
+	if !set.Val() {
+		return ErrExists
+	}
+	return r.waited(wait)
+}
+
+func (r *Redis) Get(ctx context.Context, owner, id string) (*Task, error) {
+	b, err := r.client.Get(ctx, r.key(owner, id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get task: %w", err)
+	}
+	return decodeTask(b)
+}
+
+// Update is optimistic: WATCH the key, change, MULTI/SET; a concurrent
+// change makes it start again (at most a few times).
+func (r *Redis) Update(ctx context.Context, owner, id string, change func(*Task) error) (*Task, error) {
+	key := r.key(owner, id)
+	var out *Task
+	for range 16 {
+		out = nil
+		err := r.client.Watch(ctx, func(tx *redis.Tx) error {
+			b, err := tx.Get(ctx, key).Bytes()
+			if errors.Is(err, redis.Nil) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			t, err := decodeTask(b)
+			if err != nil {
+				return err
+			}
+			if err := change(t); err != nil {
+				return err
+			}
+			if b, err = encodeTask(t); err != nil {
+				return err
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.Set(ctx, key, b, t.TTL)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if r.replicas > 0 {
+				if err := r.waited(tx.Wait(ctx, r.replicas, r.timeout)); err != nil {
+					return err
+				}
+			}
+			out = t
+			return nil
+		}, key)
+		if errors.Is(err, redis.TxFailedErr) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("update task %s: too many concurrent changes", id)
+}

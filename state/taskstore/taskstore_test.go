@@ -1,0 +1,134 @@
+package taskstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pingmcp/pingmcp/internal/redistest"
+)
+
+func testStore(t *testing.T, s Store) {
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	task := &Task{ID: "t1", Owner: "alice", Status: "working", CreatedAt: now, UpdatedAt: now,
+		TTL: time.Hour, PollInterval: time.Second, Request: json.RawMessage(`{"name":"slow"}`), Runner: "node/a", LeaseUntil: now.Add(time.Minute)}
+	if err := s.Create(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Create(ctx, task); !errors.Is(err, ErrExists) {
+		t.Fatalf("second create of t1: %v, want ErrExists", err)
+	}
+	got, err := s.Get(ctx, "alice", "t1")
+	if err != nil || got == nil {
+		t.Fatalf("get: %v, %v", got, err)
+	}
+	if got.Status != "working" || got.TTL != time.Hour || got.PollInterval != time.Second || !got.CreatedAt.Equal(now) || string(got.Request) != `{"name":"slow"}` || got.Runner != "node/a" {
+		t.Fatalf("stored task reads back as %+v", got)
+	}
+	// Another owner's view of the same id: nothing.
+	if other, err := s.Get(ctx, "mallory", "t1"); err != nil || other != nil {
+		t.Fatalf("another owner's get: %+v, %v; want nothing", other, err)
+	}
+	if u, err := s.Update(ctx, "mallory", "t1", func(*Task) error { return nil }); err != nil || u != nil {
+		t.Fatalf("another owner's update: %+v, %v; want nothing", u, err)
+	}
+
+	// Concurrent updates all land (compare and set).
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			if _, err := s.Update(ctx, "alice", "t1", func(t *Task) error {
+				if t.Responses == nil {
+					t.Responses = map[string]json.RawMessage{}
+				}
+				t.Responses[time.Now().String()+string(rune('a'+len(t.Responses)))] = json.RawMessage(`1`)
+				return nil
+			}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	got, _ = s.Get(ctx, "alice", "t1")
+	if len(got.Responses) != 8 {
+		t.Fatalf("8 concurrent updates left %d responses", len(got.Responses))
+	}
+	// A change that refuses leaves the task as it was.
+	refused := errors.New("no")
+	if _, err := s.Update(ctx, "alice", "t1", func(t *Task) error { t.Status = "failed"; return refused }); !errors.Is(err, refused) {
+		t.Fatalf("refused update: %v", err)
+	}
+	if got, _ = s.Get(ctx, "alice", "t1"); got.Status != "working" {
+		t.Fatalf("refused update changed the status to %q", got.Status)
+	}
+
+	// A task expires its TTL after its last change.
+	short := &Task{ID: "t2", Owner: "alice", Status: "completed", CreatedAt: now, UpdatedAt: now, TTL: 300 * time.Millisecond}
+	if err := s.Create(ctx, short); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, err := s.Get(ctx, "alice", "t2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a task with a 300ms TTL is still there after 5s")
+		}
+		time.Sleep(50 * time.Millisecond) // polling an expiry: no event to await
+	}
+}
+
+func TestMemory(t *testing.T) { testStore(t, &Memory{}) }
+
+func TestRedis(t *testing.T) { testStore(t, NewRedis(redistest.Start(t), "test:")) }
+
+func TestTerminal(t *testing.T) {
+	for status, want := range map[string]bool{"working": false, "input_required": false, "completed": true, "failed": true, "cancelled": true} {
+		if got := (&Task{Status: status}).Terminal(); got != want {
+			t.Errorf("%s: terminal %v, want %v", status, got, want)
+		}
+	}
+}
+
+// With replication asked for, a write is confirmed once a replica holds
+// it (a Redis Cluster of one master and its replica), and refused
+// (ErrNotReplicated) where no replica can acknowledge it.
+func TestRedisReplication(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	task := func(id string) *Task {
+		return &Task{ID: id, Owner: "alice", Status: "working", CreatedAt: now, UpdatedAt: now, TTL: time.Hour}
+	}
+	touch := func(t *Task) error { t.StatusMessage = "touched"; return nil }
+
+	lone := NewRedis(redistest.Start(t), "r:")
+	lone.SetReplication(1, 100*time.Millisecond)
+	if err := lone.Create(ctx, task("t1")); !errors.Is(err, ErrNotReplicated) {
+		t.Fatalf("create without a replica: %v, want ErrNotReplicated", err)
+	}
+	if _, err := lone.Update(ctx, "alice", "t1", touch); !errors.Is(err, ErrNotReplicated) {
+		t.Fatalf("update without a replica: %v, want ErrNotReplicated", err)
+	}
+
+	c := redistest.StartCluster(t, 1, 1)
+	replicated := NewRedis(c.Client(), "r:")
+	replicated.SetReplication(1, 5*time.Second)
+	if err := replicated.Create(ctx, task("t2")); err != nil {
+		t.Fatalf("create with a replica: %v", err)
+	}
+	if err := replicated.Create(ctx, task("t2")); !errors.Is(err, ErrExists) {
+		t.Fatalf("second create with a replica: %v, want ErrExists", err)
+	}
+	if u, err := replicated.Update(ctx, "alice", "t2", touch); err != nil || u.StatusMessage != "touched" {
+		t.Fatalf("update with a replica: %+v, %v", u, err)
+	}
+}

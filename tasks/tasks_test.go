@@ -1,0 +1,483 @@
+package tasks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pingmcp/pingmcp/metrics"
+	"github.com/pingmcp/pingmcp/state/taskstore"
+)
+
+// cancelled counts the rounds of test_slow whose context ended before they
+// finished: what a cancel must reach.
+var cancelled atomic.Int32
+
+var slowArgs = json.RawMessage(`{"type":"object","properties":{"ms":{"type":"number"}}}`)
+
+func slow(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	var args struct{ Ms int }
+	json.Unmarshal(req.Params.Arguments, &args)
+	select {
+	case <-time.After(time.Duration(args.Ms) * time.Millisecond):
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "done"}}}, nil
+	case <-ctx.Done():
+		cancelled.Add(1)
+		return nil, ctx.Err()
+	}
+}
+
+func twoQuestions(_ context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	in := req.Params.InputResponses
+	_, a := in["a"].(*mcp.ElicitResult)
+	_, b := in["b"].(*mcp.ElicitResult)
+	if a && b {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "both"}}}, nil
+	}
+	ask := &mcp.ElicitParams{Message: "?", RequestedSchema: json.RawMessage(`{"type":"object","properties":{}}`)}
+	return &mcp.CallToolResult{InputRequests: mcp.InputRequestMap{"a": ask, "b": ask}}, nil
+}
+
+// caller asks one question, then answers with the caller its round acts
+// for (the header Bind set).
+func caller(_ context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	if _, ok := req.Params.InputResponses["q"]; !ok {
+		return &mcp.CallToolResult{InputRequests: mcp.InputRequestMap{"q": &mcp.ElicitParams{Message: "?", RequestedSchema: json.RawMessage(`{"type":"object","properties":{}}`)}}}, nil
+	}
+	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: req.GetExtra().Header.Get("X-Round-Caller")}}}, nil
+}
+
+// node is one activation serving owner's tasks from store: an MCP server
+// with the test tools behind a Layer.
+func node(t *testing.T, store taskstore.Store, owner, runner string) (*httptest.Server, *Layer) {
+	return nodeWith(t, Options{Store: store, Owner: owner, Runner: runner})
+}
+
+func nodeWith(t *testing.T, o Options) (*httptest.Server, *Layer) {
+	s := mcp.NewServer(&mcp.Implementation{Name: "t", Version: "1"}, nil)
+	Add(s, &mcp.Tool{Name: "test_slow", InputSchema: slowArgs}, Optional, slow)
+	Add(s, &mcp.Tool{Name: "test_required", InputSchema: slowArgs}, Required, slow)
+	Add(s, &mcp.Tool{Name: "test_resumable", InputSchema: slowArgs}, Optional, slow, Resumable())
+	Add(s, &mcp.Tool{Name: "test_two_questions", InputSchema: json.RawMessage(`{"type":"object"}`)}, Optional, twoQuestions)
+	h := mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s }, &mcp.StreamableHTTPOptions{Stateless: true, DisableLocalhostProtection: true})
+	Add(s, &mcp.Tool{Name: "test_huge", InputSchema: json.RawMessage(`{"type":"object"}`)}, Optional, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: strings.Repeat("x", MaxResultBytes)}}}, nil
+	})
+	Add(s, &mcp.Tool{Name: "test_progress", InputSchema: slowArgs}, Optional, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		Progress(ctx, "halfway")
+		if _, err := slow(ctx, req); err != nil {
+			return nil, err
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: ID(ctx)}}}, nil
+	})
+	Add(s, &mcp.Tool{Name: "test_caller", InputSchema: json.RawMessage(`{"type":"object"}`)}, Optional, caller)
+	// Short enough for a cancel elsewhere to arrive soon (a third of it),
+	// long enough for renewals on a loaded machine under the race detector.
+	o.Lease = 2 * time.Second
+	l := New(h, o)
+	srv := httptest.NewServer(l)
+	t.Cleanup(func() { l.Close(); srv.Close() })
+	return srv, l
+}
+
+// reply is a JSON-RPC response as the tests read it.
+type reply struct {
+	status int
+	Result map[string]any `json:"result"`
+	Error  *struct {
+		Code    int            `json:"code"`
+		Message string         `json:"message"`
+		Data    map[string]any `json:"data"`
+	} `json:"error"`
+}
+
+// rpc sends one 2026-07-28 request; withExt declares the extension.
+func rpc(t *testing.T, srv *httptest.Server, method string, params map[string]any, withExt bool, headers ...string) reply {
+	t.Helper()
+	caps := map[string]any{}
+	if withExt {
+		caps["extensions"] = map[string]any{Extension: map[string]any{}}
+	}
+	if params == nil {
+		params = map[string]any{}
+	}
+	params["_meta"] = map[string]any{metaProtocol: "2026-07-28", metaCapabilities: caps,
+		"io.modelcontextprotocol/clientInfo": map[string]any{"name": "test", "version": "1"}}
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 7, "method": method, "params": params})
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("MCP-Protocol-Version", "2026-07-28")
+	req.Header.Set("Mcp-Method", method)
+	if id, ok := params["taskId"].(string); ok {
+		req.Header.Set("Mcp-Name", id)
+	}
+	if n, ok := params["name"].(string); ok {
+		req.Header.Set("Mcp-Name", n)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	rec := newRecorder()
+	rec.header = resp.Header
+	rec.body.ReadFrom(resp.Body)
+	result, rpcErr, ok := rec.outcome()
+	if !ok {
+		t.Fatalf("%s: HTTP %d, no JSON-RPC response: %s", method, resp.StatusCode, rec.body.String())
+	}
+	r := reply{status: resp.StatusCode}
+	raw, _ := json.Marshal(map[string]json.RawMessage{"result": result, "error": rpcErr})
+	if len(result) == 0 {
+		raw, _ = json.Marshal(map[string]json.RawMessage{"error": rpcErr})
+	} else if len(rpcErr) == 0 {
+		raw, _ = json.Marshal(map[string]json.RawMessage{"result": result})
+	}
+	if err := json.Unmarshal(raw, &r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func start(t *testing.T, srv *httptest.Server, tool string, args map[string]any) string {
+	t.Helper()
+	r := rpc(t, srv, "tools/call", map[string]any{"name": tool, "arguments": args}, true)
+	if r.Result["resultType"] != "task" {
+		t.Fatalf("tools/call %s: %+v, want a CreateTaskResult", tool, r)
+	}
+	for _, k := range []string{"result", "error", "inputRequests", "requestState", "ttl", "pollInterval", "task"} {
+		if _, ok := r.Result[k]; ok {
+			t.Errorf("CreateTaskResult carries %q: %v", k, r.Result)
+		}
+	}
+	id, _ := r.Result["taskId"].(string)
+	return id
+}
+
+// await polls tasks/get until the task's status is want (a task's status
+// changes with no event a client can await: clients poll).
+func await(t *testing.T, srv *httptest.Server, id, want string) reply {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r := rpc(t, srv, "tasks/get", map[string]any{"taskId": id}, true)
+		if r.Result["status"] == want {
+			return r
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %s: %+v, want status %s", id, r, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestTaskRunsToItsResult(t *testing.T) {
+	srv, _ := node(t, &taskstore.Memory{}, "alice", "n1")
+	createdBefore := tasksTotal("created")
+	completedBefore := tasksTotal("completed")
+	defer func() {
+		if d := tasksTotal("created") - createdBefore; d != 1 {
+			t.Errorf("pingmcp_tasks_total{status=created} grew by %v, want 1", d)
+		}
+		if d := tasksTotal("completed") - completedBefore; d != 1 {
+			t.Errorf("pingmcp_tasks_total{status=completed} grew by %v, want 1", d)
+		}
+	}()
+	id := start(t, srv, "test_slow", map[string]any{"ms": 200})
+	// Durable before the answer: an immediate tasks/get finds it.
+	if r := rpc(t, srv, "tasks/get", map[string]any{"taskId": id}, true); r.Result["taskId"] != id || r.Result["resultType"] != "complete" {
+		t.Fatalf("immediate tasks/get: %+v", r)
+	}
+	r := await(t, srv, id, "completed")
+	res, _ := r.Result["result"].(map[string]any)
+	if content, _ := res["content"].([]any); len(content) != 1 {
+		t.Fatalf("completed task's result: %+v", r.Result)
+	}
+	if _, ok := r.Result["error"]; ok {
+		t.Errorf("completed task carries an error: %+v", r.Result)
+	}
+}
+
+func TestCancelReachesTheRound(t *testing.T) {
+	srv, l := node(t, &taskstore.Memory{}, "alice", "n1")
+	before := cancelled.Load()
+	id := start(t, srv, "test_slow", map[string]any{"ms": 60000})
+	r := rpc(t, srv, "tasks/cancel", map[string]any{"taskId": id}, true)
+	if len(r.Result) != 1 || r.Result["resultType"] != "complete" {
+		t.Fatalf("cancel ack: %+v, want only resultType complete", r)
+	}
+	await(t, srv, id, "cancelled")
+	waitFor(t, "the round's context to end", func() bool { return cancelled.Load() > before && l.Running() == 0 })
+	// Idempotent on a terminal task.
+	if r := rpc(t, srv, "tasks/cancel", map[string]any{"taskId": id}, true); r.Result["resultType"] != "complete" {
+		t.Fatalf("second cancel: %+v", r)
+	}
+}
+
+// A cancel taken by another activation (another node) reaches the round
+// through the store, at the round's next lease renewal.
+func TestCancelReachesARoundElsewhere(t *testing.T) {
+	store := &taskstore.Memory{}
+	a, la := node(t, store, "alice", "n1")
+	b, _ := node(t, store, "alice", "n2")
+	id := start(t, a, "test_slow", map[string]any{"ms": 60000})
+	if r := rpc(t, b, "tasks/cancel", map[string]any{"taskId": id}, true); r.Result["resultType"] != "complete" {
+		t.Fatalf("cancel through n2: %+v", r)
+	}
+	waitFor(t, "n1's round to end", func() bool { return la.Running() == 0 })
+	await(t, a, id, "cancelled")
+}
+
+func TestAnotherOwnerFindsNothing(t *testing.T) {
+	store := &taskstore.Memory{}
+	a, _ := node(t, store, "alice", "n1")
+	m, _ := node(t, store, "mallory", "n1")
+	id := start(t, a, "test_slow", map[string]any{"ms": 60000})
+	for _, method := range []string{"tasks/get", "tasks/cancel"} {
+		if r := rpc(t, m, method, map[string]any{"taskId": id}, true); r.Error == nil || r.Error.Code != -32602 || r.status != 400 {
+			t.Errorf("%s of alice's task by mallory: %+v, want -32602", method, r)
+		}
+	}
+	if r := rpc(t, a, "tasks/get", map[string]any{"taskId": id}, true); r.Result["status"] != "working" {
+		t.Errorf("alice's task after mallory's cancel: %+v", r)
+	}
+}
+
+// A working task whose runner stopped renewing its lease (its node died)
+// is failed, retryably, by the next read: never working forever.
+func TestLapsedLeaseFailsRetryably(t *testing.T) {
+	store := &taskstore.Memory{}
+	srv, _ := node(t, store, "alice", "n2")
+	now := time.Now()
+	store.Create(context.Background(), &taskstore.Task{ID: "orphan", Owner: "alice", Status: "working", CreatedAt: now, UpdatedAt: now,
+		TTL: time.Hour, Runner: "dead-node/x", LeaseUntil: now.Add(-time.Second)})
+	r := rpc(t, srv, "tasks/get", map[string]any{"taskId": "orphan"}, true)
+	e, _ := r.Result["error"].(map[string]any)
+	data, _ := e["data"].(map[string]any)
+	if r.Result["status"] != "failed" || e["code"] != float64(-32003) || data["retryable"] != true {
+		t.Fatalf("orphaned task: %+v, want failed with retryable -32003", r.Result)
+	}
+}
+
+// A working task of a resumable tool whose runner was lost runs again, from
+// its start, on the activation that reads it; at most maxResumes times.
+func TestLapsedLeaseResumesAResumableTool(t *testing.T) {
+	store := &taskstore.Memory{}
+	srv, _ := node(t, store, "alice", "n2")
+	now := time.Now()
+	call := json.RawMessage(`{"name":"test_resumable","arguments":{"ms":50},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},"io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}}}}`)
+	orphan := func(id string, resumes int) {
+		store.Create(context.Background(), &taskstore.Task{ID: id, Owner: "alice", Status: "working", CreatedAt: now, UpdatedAt: now,
+			TTL: time.Hour, Request: call, Runner: "dead-node/x", LeaseUntil: now.Add(-time.Second), Resumes: resumes})
+	}
+	orphan("lost", 0)
+	if r := rpc(t, srv, "tasks/get", map[string]any{"taskId": "lost"}, true); r.Result["status"] != "working" {
+		t.Fatalf("orphaned resumable task: %+v, want working again", r.Result)
+	}
+	r := await(t, srv, "lost", "completed")
+	if res, _ := r.Result["result"].(map[string]any); res["content"] == nil {
+		t.Fatalf("resumed task's result: %+v", r.Result)
+	}
+	if got, _ := store.Get(context.Background(), "alice", "lost"); got.Resumes != 1 {
+		t.Errorf("resumes recorded: %d, want 1", got.Resumes)
+	}
+	orphan("lost-too-often", maxResumes)
+	r = rpc(t, srv, "tasks/get", map[string]any{"taskId": "lost-too-often"}, true)
+	if e, _ := r.Result["error"].(map[string]any); r.Result["status"] != "failed" || e["code"] != float64(-32003) {
+		t.Fatalf("a task resumed %d times already: %+v, want failed with -32003", maxResumes, r.Result)
+	}
+}
+
+// An activation that stops fails its running tasks retryably.
+func TestCloseInterruptsRetryably(t *testing.T) {
+	store := &taskstore.Memory{}
+	a, la := node(t, store, "alice", "n1")
+	b, _ := node(t, store, "alice", "n2")
+	id := start(t, a, "test_slow", map[string]any{"ms": 60000})
+	la.Close()
+	r := await(t, b, id, "failed")
+	if e, _ := r.Result["error"].(map[string]any); e["code"] != float64(-32003) {
+		t.Fatalf("interrupted task: %+v", r.Result)
+	}
+	if r := rpc(t, a, "tools/call", map[string]any{"name": "test_slow", "arguments": map[string]any{"ms": 1}}, true); r.Error == nil || r.Error.Code != -32003 {
+		t.Fatalf("a task started on a closed layer: %+v, want -32003", r)
+	}
+}
+
+// An activation that stops hands a resumable tool's task on at once: the
+// next activation to read it runs it again.
+func TestCloseHandsOnAResumableTask(t *testing.T) {
+	store := &taskstore.Memory{}
+	a, la := node(t, store, "alice", "n1")
+	b, _ := node(t, store, "alice", "n2")
+	id := start(t, a, "test_resumable", map[string]any{"ms": 1500})
+	la.Close()
+	waitFor(t, "n1's round to end", func() bool { return la.Running() == 0 })
+	r := rpc(t, b, "tasks/get", map[string]any{"taskId": id}, true)
+	if r.Result["status"] != "working" {
+		t.Fatalf("a resumable task after its activation closed: %+v, want working (resumed)", r.Result)
+	}
+	await(t, b, id, "completed")
+	if got, _ := store.Get(context.Background(), "alice", id); got.Resumes != 1 || got.Runner != "" {
+		t.Errorf("resumes %d, runner %q; want 1 resume, no runner once completed", got.Resumes, got.Runner)
+	}
+}
+
+func TestInputRounds(t *testing.T) {
+	srv, _ := node(t, &taskstore.Memory{}, "alice", "n1")
+	id := start(t, srv, "test_two_questions", nil)
+	r := await(t, srv, id, "input_required")
+	if asks, _ := r.Result["inputRequests"].(map[string]any); len(asks) != 2 {
+		t.Fatalf("input_required task: %+v", r.Result)
+	}
+	answer := map[string]any{"action": "accept", "content": map[string]any{}}
+	if r := rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"a": answer, "zz": answer}}, true); len(r.Result) != 1 || r.Result["resultType"] != "complete" {
+		t.Fatalf("update ack: %+v", r)
+	}
+	r = rpc(t, srv, "tasks/get", map[string]any{"taskId": id}, true)
+	asks, _ := r.Result["inputRequests"].(map[string]any)
+	if _, ok := asks["b"]; r.Result["status"] != "input_required" || len(asks) != 1 || !ok {
+		t.Fatalf("after answering a: %+v, want input_required with b alone", r.Result)
+	}
+	rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"b": answer}}, true)
+	await(t, srv, id, "completed")
+}
+
+// A tool reports progress in its task's statusMessage, and knows its
+// task's id; a synchronous call has none.
+func TestProgressAndID(t *testing.T) {
+	srv, _ := node(t, &taskstore.Memory{}, "alice", "n1")
+	id := start(t, srv, "test_progress", map[string]any{"ms": 1000})
+	waitFor(t, "the progress message", func() bool {
+		return rpc(t, srv, "tasks/get", map[string]any{"taskId": id}, true).Result["statusMessage"] == "halfway"
+	})
+	r := await(t, srv, id, "completed")
+	res, _ := r.Result["result"].(map[string]any)
+	content, _ := res["content"].([]any)
+	if len(content) != 1 || content[0].(map[string]any)["text"] != id {
+		t.Fatalf("the tool's view of its task id: %+v, want %s", r.Result, id)
+	}
+	if _, ok := r.Result["statusMessage"]; ok {
+		t.Errorf("a completed task keeps its progress message: %+v", r.Result)
+	}
+	r = rpc(t, srv, "tools/call", map[string]any{"name": "test_progress", "arguments": map[string]any{"ms": 1}}, false)
+	if content, _ := r.Result["content"].([]any); len(content) != 1 || content[0].(map[string]any)["text"] != "" {
+		t.Fatalf("a synchronous call's task id: %+v, want none", r.Result)
+	}
+}
+
+// A tool's answer beyond MaxResultBytes fails its task: the store keeps
+// bounded tasks.
+func TestHugeResultFailsTheTask(t *testing.T) {
+	srv, _ := node(t, &taskstore.Memory{}, "alice", "n1")
+	id := start(t, srv, "test_huge", nil)
+	r := await(t, srv, id, "failed")
+	if e, _ := r.Result["error"].(map[string]any); e["code"] != float64(-32603) || !strings.Contains(e["message"].(string), "at most") {
+		t.Fatalf("huge result: %+v", r.Result)
+	}
+}
+
+// Each round acts for the caller of the request that started it (Bind),
+// and what Bind prepared is released when the round ends.
+func TestRoundsActForTheirCaller(t *testing.T) {
+	var bound, released atomic.Int32
+	srv, _ := nodeWith(t, Options{Store: &taskstore.Memory{}, Owner: "alice", Runner: "n1",
+		Bind: func(from, round *http.Request) func() {
+			bound.Add(1)
+			round.Header.Set("X-Round-Caller", from.Header.Get("X-Caller"))
+			return func() { released.Add(1) }
+		}})
+	r := rpc(t, srv, "tools/call", map[string]any{"name": "test_caller", "arguments": map[string]any{}}, true, "X-Caller", "first")
+	id, _ := r.Result["taskId"].(string)
+	await(t, srv, id, "input_required")
+	rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"q": map[string]any{"action": "accept", "content": map[string]any{}}}}, true, "X-Caller", "second")
+	r = await(t, srv, id, "completed")
+	res, _ := r.Result["result"].(map[string]any)
+	content, _ := res["content"].([]any)
+	if len(content) != 1 || content[0].(map[string]any)["text"] != "second" {
+		t.Fatalf("second round's caller: %+v, want the tasks/update's", r.Result)
+	}
+	waitFor(t, "both rounds released", func() bool { return bound.Load() == 2 && released.Load() == 2 })
+}
+
+func TestRefusals(t *testing.T) {
+	srv, _ := node(t, &taskstore.Memory{}, "alice", "n1")
+	id := start(t, srv, "test_slow", map[string]any{"ms": 60000})
+	defer rpc(t, srv, "tasks/cancel", map[string]any{"taskId": id}, true)
+	for _, tc := range []struct {
+		name    string
+		method  string
+		params  map[string]any
+		ext     bool
+		headers []string
+		code    int
+		status  int
+	}{
+		{"get without the extension", "tasks/get", map[string]any{"taskId": id}, false, nil, -32021, 400},
+		{"update without the extension", "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{}}, false, nil, -32021, 400},
+		{"cancel without the extension", "tasks/cancel", map[string]any{"taskId": id}, false, nil, -32021, 400},
+		{"required tool without the extension", "tools/call", map[string]any{"name": "test_required", "arguments": map[string]any{}}, false, nil, -32021, 400},
+		{"unknown task", "tasks/get", map[string]any{"taskId": "nope"}, true, nil, -32602, 400},
+		{"no taskId", "tasks/get", map[string]any{}, true, nil, -32602, 400},
+		{"mismatched Mcp-Name", "tasks/get", map[string]any{"taskId": id}, true, []string{"Mcp-Name", "other"}, -32020, 400},
+		{"tasks/list", "tasks/list", nil, true, nil, -32601, 404},
+		{"tasks/result", "tasks/result", map[string]any{"taskId": id}, true, nil, -32601, 404},
+	} {
+		r := rpc(t, srv, tc.method, tc.params, tc.ext, tc.headers...)
+		if r.Error == nil || r.Error.Code != tc.code || r.status != tc.status {
+			t.Errorf("%s: %+v, want %d (HTTP %d)", tc.name, r, tc.code, tc.status)
+			continue
+		}
+		if tc.code == -32021 {
+			rc, _ := r.Error.Data["requiredCapabilities"].(map[string]any)
+			if ext, _ := rc["extensions"].(map[string]any); ext[Extension] == nil {
+				t.Errorf("%s: data %v does not name the extension", tc.name, r.Error.Data)
+			}
+		}
+	}
+	// Without the extension, an optional tool runs synchronously.
+	r := rpc(t, srv, "tools/call", map[string]any{"name": "test_slow", "arguments": map[string]any{"ms": 1}}, false)
+	if r.Result["resultType"] == "task" || r.Result["content"] == nil {
+		t.Fatalf("optional tool without the extension: %+v, want a synchronous result", r)
+	}
+}
+
+// A client cannot name a round of the layer's.
+func TestRunHeaderIsTheLayers(t *testing.T) {
+	srv, _ := node(t, &taskstore.Memory{}, "alice", "n1")
+	r := rpc(t, srv, "tools/call", map[string]any{"name": "test_required", "arguments": map[string]any{}}, false, runHeader, "forged")
+	if r.Error == nil || r.Error.Code != -32021 {
+		t.Fatalf("forged run header: %+v", r)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// tasksTotal is pingmcp_tasks_total{status}.
+func tasksTotal(status string) float64 {
+	var m dto.Metric
+	metrics.Tasks.WithLabelValues(status).Write(&m)
+	return m.GetCounter().GetValue()
+}
