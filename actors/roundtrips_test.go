@@ -13,6 +13,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/pingmcp/pingmcp/actors"
+	"github.com/pingmcp/pingmcp/audit"
+	"github.com/pingmcp/pingmcp/internal/logtest"
 	"github.com/pingmcp/pingmcp/internal/redistest"
 	"github.com/pingmcp/pingmcp/state"
 )
@@ -100,21 +103,31 @@ func redisStoresCounted(t *testing.T, replicas int) (*state.Stores, *roundTrips,
 }
 
 // A tools/call answered with one event costs the session two Redis round
-// trips, whether writes wait for a replica or not: opening its stream with
-// the journal entry, the fencing check and the priming event in one script,
-// then the answer with the fencing check and the journal entry's removal in
-// another (see sessionEvents). Nothing is left in the journal.
+// trips, whether writes wait for a replica or not, with a priming event
+// (2025-11-25) or without (2025-06-18): opening its stream with the journal
+// entry, the fencing check and the priming event in one script (without a
+// priming event, just before the dispatch), then the answer with the fencing
+// check and the journal entry's removal in another (see requestStream).
+// Nothing is left in the journal.
 func TestRedisRoundTripsPerToolCall(t *testing.T) {
-	for _, replicas := range []int{0, 1} {
-		t.Run(fmt.Sprintf("replicas=%d", replicas), func(t *testing.T) {
-			d, rt, watch := redisStoresCounted(t, replicas)
+	for _, c := range []struct {
+		replicas int
+		version  string
+	}{{0, "2025-11-25"}, {1, "2025-11-25"}, {0, "2025-06-18"}} {
+		t.Run(fmt.Sprintf("replicas=%d/%s", c.replicas, c.version), func(t *testing.T) {
+			d, rt, watch := redisStoresCounted(t, c.replicas)
 			n := newSessionNode(t, d)
 			id, pid := n.open(t)
 			journal := "pingmcp:events:{" + id + "}:inflight"
 			toolCall := func(i int) {
-				body := call(t, n, pid, id, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"test_simple_text"}}`, 100+i))
-				if !strings.Contains(body, "simple text response") || !strings.Contains(body, "event: prime") {
-					t.Fatalf("call %d: no priming event and answer in\n%s", i, body)
+				t.Helper()
+				status, body, err := exchangeVersion(n.system.Root, pid, id, c.version,
+					fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"test_simple_text"}}`, 100+i))
+				if err != nil || status != 200 || !strings.Contains(body, "simple text response") {
+					t.Fatalf("call %d: %d %s %v", i, status, body, err)
+				}
+				if primed := strings.Contains(body, "event: prime"); primed != (c.version >= "2025-11-25") {
+					t.Fatalf("call %d: priming event %v in\n%s", i, primed, body)
 				}
 			}
 			// The first call after initialize may meet the snapshot's
@@ -154,5 +167,45 @@ func awaitJournalEmpty(t *testing.T, watch *redis.Client, journal string) {
 			t.Fatalf("the journal %s still holds %d entries: %v", journal, n, all)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A live activation a newer one fenced runs nothing: a tools/call to it is
+// answered 503 "session moved" (-32004), its tool never runs (no audit
+// record), and nothing of it is stored (no journal entry, no event), whether
+// its stream's open travels with the priming event (2025-11-25) or, with no
+// priming event, goes just before the dispatch (2025-06-18).
+func TestStaleActivationRunsNothing(t *testing.T) {
+	for name, newStore := range stores(t) {
+		for _, version := range []string{"2025-11-25", "2025-06-18"} {
+			t.Run(name+"/"+version, func(t *testing.T) {
+				var auditLog logtest.Buffer
+				d := newStore()
+				system, props := actors.SessionsForTest(t, actors.Config{Stores: d, Audit: audit.New(&auditLog, false)})
+				n := &sessionNode{system: system, props: props}
+				id, stale := n.open(t)
+				// A second activation of the session takes a newer epoch.
+				current := n.spawn(id)
+				n.post(t, current, id, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, 200)
+
+				status, body, err := exchangeVersion(system.Root, stale, id, version,
+					`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_simple_text"}}`)
+				if err != nil || status != 503 || !strings.Contains(body, `"code":-32004`) {
+					t.Fatalf("tools/call on the stale activation: %d %s %v; want 503 with -32004", status, body, err)
+				}
+				if strings.Contains(auditLog.String(), "test_simple_text") {
+					t.Fatalf("the stale activation ran the tool:\n%s", auditLog.String())
+				}
+				pending, err := d.Events.PendingRequests(context.Background(), id)
+				if err != nil || len(pending) != 0 {
+					t.Fatalf("the stale activation journalled %v (%v)", pending, err)
+				}
+				// The current activation serves the same call.
+				body = call(t, n, current, id, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"test_simple_text"}}`)
+				if !strings.Contains(body, "simple text response") {
+					t.Fatalf("the current activation answered %s", body)
+				}
+			})
+		}
 	}
 }
