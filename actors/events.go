@@ -60,7 +60,7 @@ type sessionEvents struct {
 	// requests are the streams opened for requests (POSTs), from their
 	// Open until their journal entry goes (finish).
 	requests map[string]*requestStream
-	backlog []pendingWrite  // writes not stored yet, oldest first
+	backlog  []pendingWrite // writes not stored yet, oldest first
 	// writer is set while the writer goroutine runs; cancelling it cuts
 	// the writer's wait between retries short (close).
 	writer  context.CancelFunc
@@ -95,9 +95,9 @@ type requestStream struct {
 	// mu is held by whoever stores the deferred open, until it is stored:
 	// a request dispatched meanwhile waits for it.
 	mu      sync.Mutex
-	pending bool             // the open is not stored yet
-	left    map[string]bool  // the requests not answered yet (canonical ids)
-	done    bool             // the journal entry went with the last answer
+	pending bool            // the open is not stored yet
+	left    map[string]bool // the requests not answered yet (canonical ids)
+	done    bool            // the journal entry went with the last answer
 	ids     []json.RawMessage
 }
 
