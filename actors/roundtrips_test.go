@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pingmcp/pingmcp/actors"
@@ -207,5 +208,68 @@ func TestStaleActivationRunsNothing(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkToolCallStores times tools/call of test_simple_text on live
+// session actors in this process (no edge, no cluster hop), with sessions
+// in memory and in Redis, at 1 and 32 sessions calling at once: what the
+// store costs the request path, without the rest of the path's noise.
+func BenchmarkToolCallStores(b *testing.B) {
+	for _, name := range []string{"memory", "redis"} {
+		newStore := stores(b)[name]
+		b.Run(name, func(b *testing.B) {
+			n := newSessionNode(b, newStore())
+			type session struct {
+				id   string
+				pid  *actor.PID
+				next int
+			}
+			sessions := make([]*session, 32)
+			for i := range sessions {
+				id, pid := n.open(b)
+				sessions[i] = &session{id: id, pid: pid}
+			}
+			for _, c := range []int{1, 32} {
+				b.Run(fmt.Sprintf("c%d", c), func(b *testing.B) {
+					work := make(chan struct{}, b.N)
+					for range b.N {
+						work <- struct{}{}
+					}
+					close(work)
+					var mu sync.Mutex
+					var lat []time.Duration
+					var wg sync.WaitGroup
+					b.ResetTimer()
+					for _, s := range sessions[:c] {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							for range work {
+								s.next++
+								start := time.Now()
+								body, err := forwardBody(n.system.Root, s.pid, s.id,
+									fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"test_simple_text"}}`, s.next))
+								d := time.Since(start)
+								if err != nil || !strings.Contains(body, "simple text response") {
+									b.Errorf("tools/call: %s %v", body, err)
+									return
+								}
+								mu.Lock()
+								lat = append(lat, d)
+								mu.Unlock()
+							}
+						}()
+					}
+					wg.Wait()
+					b.StopTimer()
+					slices.Sort(lat)
+					if len(lat) > 0 {
+						b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+					}
+					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")
+				})
+			}
+		})
 	}
 }
