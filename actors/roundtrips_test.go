@@ -266,6 +266,8 @@ func BenchmarkToolCallStores(b *testing.B) {
 					slices.Sort(lat)
 					if len(lat) > 0 {
 						b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+						b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+						b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-µs")
 					}
 					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")
 				})
