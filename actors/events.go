@@ -274,7 +274,11 @@ func (e *sessionEvents) Append(ctx context.Context, session, stream string, data
 		return err
 	case errors.Is(err, state.ErrStreamGone):
 		// Expired (an idle stream outlived --events-ttl): the event is
-		// delivered live, not kept; retrying cannot help.
+		// delivered live, not kept; retrying cannot help. The journal
+		// entry it was to take along still goes.
+		if w.finish {
+			e.enqueue(pendingWrite{session: session, stream: stream, finish: true}, nil)
+		}
 		return err
 	}
 	return e.enqueue(w, err)
@@ -409,7 +413,11 @@ func (e *sessionEvents) write(ctx context.Context) {
 			// Final: the stream expired. Drop this write, go on.
 			e.logger.Warn("event for an expired stream dropped", "stream", w.stream)
 			e.mu.Lock()
-			if len(e.backlog) > 0 {
+			switch {
+			case len(e.backlog) > 0 && w.event && w.finish:
+				// The journal entry it was to take along still goes.
+				e.backlog[0] = pendingWrite{session: w.session, stream: w.stream, finish: true}
+			case len(e.backlog) > 0:
 				e.backlog = e.backlog[1:]
 			}
 			e.mu.Unlock()
