@@ -414,6 +414,10 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		a.serveHTTP(hctx, w, req)
 		if a.events != nil {
 			a.events.finish(a.id, f, hctx.Err() == nil)
+			if f.moved.Load() {
+				// Refused, and answered so: now the activation stops.
+				a.events.fence()
+			}
 		}
 	})
 }

@@ -51,6 +51,9 @@ type sessionEvents struct {
 	ended func(context.Context) error
 	// fenced is called when an append finds a newer activation.
 	fenced func()
+	// stale is set once a write found a newer activation: no request is
+	// dispatched any more (ready).
+	stale atomic.Bool
 	// retryMin, retryMax pace the writer's retries of a failed write
 	// (the package's retryMin and retryMax when zero).
 	retryMin, retryMax time.Duration
@@ -174,10 +177,16 @@ func (e *sessionEvents) open(ctx context.Context, w pendingWrite, f *flight) err
 		err = e.store.OpenFor(ctx, w.session, w.stream, e.owner(), e.epoch.Load(), w.ids)
 	}
 	if errors.Is(err, state.ErrFenced) {
-		if f != nil {
-			f.moved.Store(true)
+		e.stale.Store(true)
+		if f == nil {
+			e.fence()
+			return err
 		}
-		e.fenced()
+		// The activation stops once this request is answered (serveFrom):
+		// stopped now, it would cut the request, whose answer the SDK
+		// still has to give (it dispatches a request whose priming event
+		// failed; ready refuses it).
+		f.moved.Store(true)
 		return err
 	}
 	if err != nil {
@@ -190,6 +199,13 @@ func (e *sessionEvents) open(ctx context.Context, w pendingWrite, f *flight) err
 // stream if no event took it along yet; it fails if a newer activation owns
 // the session (nothing of the request may run then).
 func (e *sessionEvents) ready(ctx context.Context, session string, f *flight) error {
+	if f == nil {
+		// Not a request being served (its response already ended).
+		if e.stale.Load() {
+			return rpcerr.Replaced().SDK()
+		}
+		return nil
+	}
 	if stream := f.journalled(); stream != "" {
 		e.mu.Lock()
 		rs := e.requests[stream]
@@ -202,10 +218,17 @@ func (e *sessionEvents) ready(ctx context.Context, session string, f *flight) er
 			}
 		}
 	}
-	if f.moved.Load() {
+	if f.moved.Load() || e.stale.Load() {
 		return rpcerr.Replaced().SDK()
 	}
 	return nil
+}
+
+// fence tells the actor a newer activation exists (it stops), and refuses
+// every request from now on (ready).
+func (e *sessionEvents) fence() {
+	e.stale.Store(true)
+	e.fenced()
 }
 
 // setOwner tells the store, from the next stream on, whose session this
@@ -270,7 +293,7 @@ func (e *sessionEvents) Append(ctx context.Context, session, stream string, data
 	case err == nil:
 		return nil
 	case errors.Is(err, state.ErrFenced):
-		e.fenced()
+		e.fence()
 		return err
 	case errors.Is(err, state.ErrStreamGone):
 		// Expired (an idle stream outlived --events-ttl): the event is
@@ -407,7 +430,7 @@ func (e *sessionEvents) write(ctx context.Context) {
 			e.mu.Lock()
 			e.backlog, e.writer = nil, nil
 			e.mu.Unlock()
-			e.fenced()
+			e.fence()
 			return
 		case errors.Is(err, state.ErrStreamGone):
 			// Final: the stream expired. Drop this write, go on.
@@ -485,7 +508,7 @@ func (e *sessionEvents) SessionClosed(ctx context.Context, session string) error
 	// end the session deletes nothing of the current one's.
 	if e.ended != nil {
 		if err := e.ended(ctx); errors.Is(err, state.ErrFenced) {
-			e.fenced()
+			e.fence()
 			return err
 		} else if err != nil {
 			e.logger.Warn("session ended but its snapshot could not be removed; it expires by itself", "err", err)

@@ -93,14 +93,14 @@ func (a *core) ready(next mcp.MethodHandler) mcp.MethodHandler {
 		if a.events == nil || a.events.replaying.Load() {
 			return next(ctx, method, req)
 		}
+		var f *flight
 		if extra := req.GetExtra(); extra != nil && extra.Header != nil {
 			if v, ok := a.requests.m.Load(extra.Header.Get(forwardedHeader)); ok {
-				if f := v.(*served).flight; f != nil {
-					if err := a.events.ready(ctx, a.id, f); err != nil {
-						return nil, err
-					}
-				}
+				f = v.(*served).flight
 			}
+		}
+		if err := a.events.ready(ctx, a.id, f); err != nil {
+			return nil, err
 		}
 		return next(ctx, method, req)
 	}

@@ -185,9 +185,13 @@ func TestStaleActivationRunsNothing(t *testing.T) {
 				system, props := actors.SessionsForTest(t, actors.Config{Stores: d, Audit: audit.New(&auditLog, false)})
 				n := &sessionNode{system: system, props: props}
 				id, stale := n.open(t)
+				// setLevel answers once its snapshot is written, and the
+				// handshake's before it: the stale activation has no write
+				// of its own left that would tell it first.
+				n.post(t, stale, id, `{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"info"}}`, 200)
 				// A second activation of the session takes a newer epoch.
 				current := n.spawn(id)
-				n.post(t, current, id, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, 200)
+				n.post(t, current, id, `{"jsonrpc":"2.0","id":11,"method":"ping"}`, 200)
 
 				status, body, err := exchangeVersion(system.Root, stale, id, version,
 					`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_simple_text"}}`)
