@@ -154,7 +154,7 @@ func (e *sessionEvents) Open(ctx context.Context, session, stream string) error 
 		e.requests[stream] = rs
 		// While writes wait for the store, the open is tried at once, as
 		// below (the fencing check cannot wait behind them).
-		rs.pending = len(e.backlog) == 0
+		rs.pending = !e.blockedLocked(stream)
 		e.mu.Unlock()
 		if rs.pending {
 			return nil // stored with the first event, or by ready
@@ -336,13 +336,31 @@ func (rs *requestStream) answers(data []byte) bool {
 	return true
 }
 
+// blockedLocked says whether a write to stream must wait in the queue:
+// the store is failing, or a write waits that must land before it. A
+// journal entry's removal for another stream need not (it follows its own
+// stream's events, not the others'): were it to hold up the next
+// request's events, they would be stored after the SDK delivered them.
+// Requires e.mu.
+func (e *sessionEvents) blockedLocked(stream string) bool {
+	if e.failing {
+		return true
+	}
+	for _, q := range e.backlog {
+		if !(q.finish && !q.event && !q.open) || q.stream == stream {
+			return true
+		}
+	}
+	return false
+}
+
 // queued puts w in the queue if writes are waiting there, so that writes
 // land in order once the store is back; it reports whether writes were
 // waiting, and the queue's refusal when it is full (w is then not written
 // at all: written now, it would land ahead of those waiting).
 func (e *sessionEvents) queued(w pendingWrite) (bool, error) {
 	e.mu.Lock()
-	waiting := len(e.backlog) > 0
+	waiting := e.blockedLocked(w.stream)
 	e.mu.Unlock()
 	if !waiting {
 		return false, nil
