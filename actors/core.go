@@ -154,7 +154,7 @@ func (a *core) build(ctx actor.Context, o serverOptions) {
 		tasks.Advertise(opts)
 	}
 	a.server = mcp.NewServer(a.cfg.Implementation, opts)
-	a.server.AddReceivingMiddleware(a.auditToolCalls, recoverPanics(a.logger))
+	a.server.AddReceivingMiddleware(a.ready, a.auditToolCalls, recoverPanics(a.logger))
 	if len(o.middleware) > 0 {
 		a.server.AddReceivingMiddleware(o.middleware...)
 	}
@@ -448,6 +448,7 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		defer cancel()
 		defer drain()
 		w := newRelayWriter(rctx, req.Id, f.window, send)
+		w.refused = f.moved.Load
 		if debug {
 			w.onStream = func() {
 				a.logger.Debug("stream open", "method", req.Method, "request", req.Id)
@@ -455,8 +456,12 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		}
 		w.startKeepAlive(time.Duration(req.KeepaliveMs)*time.Millisecond, f.get)
 		a.serveHTTP(hctx, w, req)
-		if a.events != nil && hctx.Err() == nil {
-			a.events.finish(a.id, f)
+		if a.events != nil {
+			a.events.finish(a.id, f, hctx.Err() == nil)
+			if f.moved.Load() {
+				// Refused, and answered so: now the activation stops.
+				a.events.fence()
+			}
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -50,13 +51,19 @@ type sessionEvents struct {
 	ended func(context.Context) error
 	// fenced is called when an append finds a newer activation.
 	fenced func()
+	// stale is set once a write found a newer activation: no request is
+	// dispatched any more (ready).
+	stale atomic.Bool
 	// retryMin, retryMax pace the writer's retries of a failed write
 	// (the package's retryMin and retryMax when zero).
 	retryMin, retryMax time.Duration
 
 	mu      sync.Mutex
 	skipped map[string]bool // streams of the replayed handshake
-	backlog []pendingWrite  // writes not stored yet, oldest first
+	// requests are the streams opened for requests (POSTs), from their
+	// Open until their journal entry goes (finish).
+	requests map[string]*requestStream
+	backlog  []pendingWrite // writes not stored yet, oldest first
 	// writer is set while the writer goroutine runs; cancelling it cuts
 	// the writer's wait between retries short (close).
 	writer  context.CancelFunc
@@ -64,12 +71,50 @@ type sessionEvents struct {
 	closed  bool // the actor stopped: the writer gives up at its next failure
 }
 
-// pendingWrite is an open or an append the store could not take yet.
+// pendingWrite is an open, an append, a journal entry's removal, or an
+// append with the open before it or the removal after it, that the store
+// could not take yet.
 type pendingWrite struct {
 	session, stream string
 	open, finish    bool
+	event           bool // data is an event to append
 	ids             []json.RawMessage
 	data            []byte
+}
+
+// requestStream is the stream a POST's requests are answered on.
+//
+// Its open (the fencing check and the journal entry) is stored with its
+// first event, the SDK's priming event, which the SDK appends right after
+// it, before it dispatches anything; or alone, if no event came first, just
+// before the first request is dispatched (ready). Either way it is stored
+// before any request runs and before the client sees any event id to resume
+// from. The answer to its last request is stored with the removal of the
+// journal entry. A tools/call answered with one event thus costs two
+// round trips to Redis instead of four (open, priming event, answer,
+// removal).
+type requestStream struct {
+	f *flight
+	// mu is held by whoever stores the deferred open, until it is stored:
+	// a request dispatched meanwhile waits for it.
+	mu      sync.Mutex
+	pending bool            // the open is not stored yet
+	left    map[string]bool // the requests not answered yet (canonical ids)
+	done    bool            // the journal entry went with the last answer
+	ids     []json.RawMessage
+}
+
+// takeOpen reports whether rs's open is still to be stored; if so, the
+// caller stores it and then calls rs.mu.Unlock. Otherwise it returns once
+// whoever stores it is done.
+func (rs *requestStream) takeOpen() bool {
+	rs.mu.Lock()
+	if rs.pending {
+		rs.pending = false
+		return true
+	}
+	rs.mu.Unlock()
+	return false
 }
 
 var _ mcp.EventStore = (*sessionEvents)(nil)
@@ -98,23 +143,92 @@ func (e *sessionEvents) Open(ctx context.Context, session, stream string) error 
 	w := pendingWrite{session: session, stream: stream, open: true, ids: ids}
 	if len(ids) > 0 {
 		f.setStream(stream)
+		rs := &requestStream{f: f, ids: ids, left: make(map[string]bool, len(ids))}
+		for _, id := range ids {
+			rs.left[string(id)] = true
+		}
+		e.mu.Lock()
+		if e.requests == nil {
+			e.requests = map[string]*requestStream{}
+		}
+		e.requests[stream] = rs
+		// While writes wait for the store, the open is tried at once, as
+		// below (the fencing check cannot wait behind them).
+		rs.pending = !e.blockedLocked(stream)
+		e.mu.Unlock()
+		if rs.pending {
+			return nil // stored with the first event, or by ready
+		}
 	}
 	// Always tried at once, even while the store is failing: the fencing
 	// check and the journal entry must come before the request runs.
-	err := e.store.OpenFor(ctx, session, stream, e.owner(), e.epoch.Load(), ids)
+	return e.open(ctx, w, f)
+}
+
+// open stores w, an open (with an event if w.event), now: refused by a
+// newer activation, it marks f moved (the request is answered as such by
+// serveHTTP, and nothing of it runs: ready) and stops this activation; the
+// store failing, w waits in the queue.
+func (e *sessionEvents) open(ctx context.Context, w pendingWrite, f *flight) error {
+	var err error
+	if w.event {
+		err = e.store.OpenAppend(ctx, w.session, w.stream, e.owner(), e.epoch.Load(), w.ids, w.data)
+	} else {
+		err = e.store.OpenFor(ctx, w.session, w.stream, e.owner(), e.epoch.Load(), w.ids)
+	}
 	if errors.Is(err, state.ErrFenced) {
-		// Refused before anything ran: the request is answered as moved
-		// (serveHTTP), and this activation stops.
-		if f != nil {
-			f.moved.Store(true)
+		e.stale.Store(true)
+		if f == nil {
+			e.fence()
+			return err
 		}
-		e.fenced()
+		// The activation stops once this request is answered (serveFrom):
+		// stopped now, it would cut the request, whose answer the SDK
+		// still has to give (it dispatches a request whose priming event
+		// failed; ready refuses it).
+		f.moved.Store(true)
 		return err
 	}
 	if err != nil {
 		return e.enqueue(w, err)
 	}
 	return nil
+}
+
+// ready stores, before one of f's requests is dispatched, the open of its
+// stream if no event took it along yet; it fails if a newer activation owns
+// the session (nothing of the request may run then).
+func (e *sessionEvents) ready(ctx context.Context, session string, f *flight) error {
+	if f == nil {
+		// Not a request being served (its response already ended).
+		if e.stale.Load() {
+			return rpcerr.Replaced().SDK()
+		}
+		return nil
+	}
+	if stream := f.journalled(); stream != "" {
+		e.mu.Lock()
+		rs := e.requests[stream]
+		e.mu.Unlock()
+		if rs != nil && rs.takeOpen() {
+			err := e.open(ctx, pendingWrite{session: session, stream: stream, open: true, ids: rs.ids}, f)
+			rs.mu.Unlock()
+			if err != nil && !errors.Is(err, state.ErrFenced) {
+				return err
+			}
+		}
+	}
+	if f.moved.Load() || e.stale.Load() {
+		return rpcerr.Replaced().SDK()
+	}
+	return nil
+}
+
+// fence tells the actor a newer activation exists (it stops), and refuses
+// every request from now on (ready).
+func (e *sessionEvents) fence() {
+	e.stale.Store(true)
+	e.fenced()
 }
 
 // setOwner tells the store, from the next stream on, whose session this
@@ -146,27 +260,98 @@ func (e *sessionEvents) owner() string {
 func (e *sessionEvents) Append(ctx context.Context, session, stream string, data []byte) error {
 	e.mu.Lock()
 	skip := e.skipped[stream]
+	rs := e.requests[stream]
 	e.mu.Unlock()
 	if skip {
 		return nil
 	}
-	w := pendingWrite{session: session, stream: stream, data: data}
+	w := pendingWrite{session: session, stream: stream, event: true, data: data}
+	if rs != nil {
+		if rs.f.moved.Load() {
+			return state.ErrFenced // refused: nothing more is stored
+		}
+		if rs.takeOpen() {
+			// The first event of a request stream (the priming event):
+			// stored with the stream's open, in one round trip.
+			w.open, w.ids = true, rs.ids
+			err := e.open(ctx, w, rs.f)
+			rs.mu.Unlock()
+			return err
+		}
+		w.finish = rs.answers(data)
+	}
 	if waiting, err := e.queued(w); waiting {
 		return err
 	}
-	err := e.store.AppendAt(ctx, session, stream, e.epoch.Load(), data)
+	var err error
+	if w.finish {
+		err = e.store.AppendFinish(ctx, session, stream, e.epoch.Load(), data)
+	} else {
+		err = e.store.AppendAt(ctx, session, stream, e.epoch.Load(), data)
+	}
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, state.ErrFenced):
-		e.fenced()
+		e.fence()
 		return err
 	case errors.Is(err, state.ErrStreamGone):
 		// Expired (an idle stream outlived --events-ttl): the event is
-		// delivered live, not kept; retrying cannot help.
+		// delivered live, not kept; retrying cannot help. The journal
+		// entry it was to take along still goes.
+		if w.finish {
+			e.enqueue(pendingWrite{session: session, stream: stream, finish: true}, nil)
+		}
 		return err
 	}
 	return e.enqueue(w, err)
+}
+
+// answers says whether data answers the last of rs's requests not answered
+// yet: its journal entry can then go with it. Appends to one stream come
+// one at a time (the SDK holds the stream's lock).
+func (rs *requestStream) answers(data []byte) bool {
+	if !bytes.HasPrefix(data, []byte("{")) {
+		return false
+	}
+	var m struct {
+		ID     any             `json:"id"`
+		Result json.RawMessage `json:"result"`
+		Error  json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(data, &m) != nil || (m.Result == nil && m.Error == nil) {
+		return false
+	}
+	id := canonicalID(m.ID)
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if id == nil || !rs.left[string(id)] {
+		return false
+	}
+	delete(rs.left, string(id))
+	if len(rs.left) > 0 {
+		return false
+	}
+	rs.done = true
+	return true
+}
+
+// blockedLocked says whether a write to stream must wait in the queue:
+// the store is failing, or a write waits that must land before it. A
+// journal entry's removal for another stream need not (it follows its own
+// stream's events, not the others'): were it to hold up the next
+// request's events, they would be stored after the SDK delivered them.
+// Requires e.mu.
+func (e *sessionEvents) blockedLocked(stream string) bool {
+	if e.failing {
+		return true
+	}
+	for _, q := range e.backlog {
+		if !(q.finish && !q.event && !q.open) || q.stream == stream {
+			return true
+		}
+	}
+	return false
 }
 
 // queued puts w in the queue if writes are waiting there, so that writes
@@ -175,7 +360,7 @@ func (e *sessionEvents) Append(ctx context.Context, session, stream string, data
 // at all: written now, it would land ahead of those waiting).
 func (e *sessionEvents) queued(w pendingWrite) (bool, error) {
 	e.mu.Lock()
-	waiting := len(e.backlog) > 0
+	waiting := e.blockedLocked(w.stream)
 	e.mu.Unlock()
 	if !waiting {
 		return false, nil
@@ -239,12 +424,16 @@ func (e *sessionEvents) write(ctx context.Context) {
 		c, cancel := context.WithTimeout(context.Background(), saveTimeout)
 		var err error
 		switch {
+		case w.open && w.event:
+			err = e.store.OpenAppend(c, w.session, w.stream, e.owner(), e.epoch.Load(), w.ids, w.data)
 		case w.open:
 			err = e.store.OpenFor(c, w.session, w.stream, e.owner(), e.epoch.Load(), w.ids)
-		case w.finish:
-			err = e.store.FinishRequests(c, w.session, w.stream)
-		default:
+		case w.event && w.finish:
+			err = e.store.AppendFinish(c, w.session, w.stream, e.epoch.Load(), w.data)
+		case w.event:
 			err = e.store.AppendAt(c, w.session, w.stream, e.epoch.Load(), w.data)
+		default:
+			err = e.store.FinishRequests(c, w.session, w.stream)
 		}
 		cancel()
 		switch {
@@ -259,13 +448,17 @@ func (e *sessionEvents) write(ctx context.Context) {
 			e.mu.Lock()
 			e.backlog, e.writer = nil, nil
 			e.mu.Unlock()
-			e.fenced()
+			e.fence()
 			return
 		case errors.Is(err, state.ErrStreamGone):
 			// Final: the stream expired. Drop this write, go on.
 			e.logger.Warn("event for an expired stream dropped", "stream", w.stream)
 			e.mu.Lock()
-			if len(e.backlog) > 0 {
+			switch {
+			case len(e.backlog) > 0 && w.event && w.finish:
+				// The journal entry it was to take along still goes.
+				e.backlog[0] = pendingWrite{session: w.session, stream: w.stream, finish: true}
+			case len(e.backlog) > 0:
 				e.backlog = e.backlog[1:]
 			}
 			e.mu.Unlock()
@@ -333,7 +526,7 @@ func (e *sessionEvents) SessionClosed(ctx context.Context, session string) error
 	// end the session deletes nothing of the current one's.
 	if e.ended != nil {
 		if err := e.ended(ctx); errors.Is(err, state.ErrFenced) {
-			e.fenced()
+			e.fence()
 			return err
 		} else if err != nil {
 			e.logger.Warn("session ended but its snapshot could not be removed; it expires by itself", "err", err)
@@ -342,12 +535,33 @@ func (e *sessionEvents) SessionClosed(ctx context.Context, session string) error
 	return e.store.SessionClosed(ctx, session)
 }
 
-// finish drops f's journal entry once its response is complete: queued
-// behind the response's events, so that it never lands before them.
-func (e *sessionEvents) finish(session string, f *flight) {
-	if stream := f.journalled(); stream != "" {
-		e.enqueue(pendingWrite{session: session, stream: stream, finish: true}, nil)
+// finish forgets f's stream once its request ended; if answered (the
+// handler was not cut: a cut request stays journalled for the next
+// activation), it drops the stream's journal entry: queued behind the
+// response's events, so that it never lands before them. Not needed when
+// the entry went with the last answer (Append), nor when the stream's open
+// was never stored (no request of it was dispatched).
+func (e *sessionEvents) finish(session string, f *flight, answered bool) {
+	stream := f.journalled()
+	if stream == "" {
+		return
 	}
+	e.mu.Lock()
+	rs := e.requests[stream]
+	delete(e.requests, stream)
+	e.mu.Unlock()
+	if !answered {
+		return
+	}
+	if rs != nil {
+		rs.mu.Lock()
+		skip := rs.done || rs.pending
+		rs.mu.Unlock()
+		if skip {
+			return
+		}
+	}
+	e.enqueue(pendingWrite{session: session, stream: stream, finish: true}, nil)
 }
 
 // interruptedError is the answer the next activation gives a journalled

@@ -30,6 +30,8 @@ const forwardedHeader = "X-Pingmcp-Forwarded"
 type served struct {
 	principal *envelope.Principal
 	calls     *toolCallIDs // the JSON-RPC ids of its tool calls, for their audit records
+	// flight is the request's (nil for a request not forwarded here).
+	flight *flight
 	// batch bounds the tool calls of the request running at once (nil: no
 	// bound). The SDK runs each call of a batch on a goroutine of its own as
 	// soon as it reads it, all of a batch at once (jsonrpc2.Async in
@@ -60,6 +62,7 @@ func (a *core) observe(hr *http.Request, req *envelope.Request, rb *rpcbody.Body
 	ctx, span := telemetry.Start(ctx, "actor "+req.Method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
 
 	s := &served{principal: req.Principal, calls: newToolCallIDs(rb, req.Body)}
+	s.flight, _ = hr.Context().Value(flightKey{}).(*flight)
 	if rb != nil && rb.Batch && a.cfg.MaxBatchConcurrency > 0 {
 		s.batch = make(chan struct{}, a.cfg.MaxBatchConcurrency)
 	}
@@ -78,6 +81,28 @@ func (a *core) observe(hr *http.Request, req *envelope.Request, rb *rpcbody.Body
 		w.mu.Unlock()
 		telemetry.StatusOf(span, status, false)
 		span.End()
+	}
+}
+
+// ready is the outermost middleware: before a request is dispatched, the
+// open of its stream is stored (the fencing check and the journal entry),
+// unless an event took it along already; a request of an activation a newer
+// one fenced is refused, not run (see sessionEvents.ready).
+func (a *core) ready(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		if a.events == nil || a.events.replaying.Load() {
+			return next(ctx, method, req)
+		}
+		var f *flight
+		if extra := req.GetExtra(); extra != nil && extra.Header != nil {
+			if v, ok := a.requests.m.Load(extra.Header.Get(forwardedHeader)); ok {
+				f = v.(*served).flight
+			}
+		}
+		if err := a.events.ready(ctx, a.id, f); err != nil {
+			return nil, err
+		}
+		return next(ctx, method, req)
 	}
 }
 

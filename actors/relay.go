@@ -62,6 +62,10 @@ type relayWriter struct {
 	hold time.Duration
 
 	header http.Header // the handler's
+	// refused, if set and true, says the request was refused (a newer
+	// activation owns the session): what the handler writes is dropped
+	// until something replaces the response (replace).
+	refused func() bool
 
 	mu       sync.Mutex
 	status   int
@@ -109,6 +113,9 @@ func (w *relayWriter) Write(p []byte) (int, error) {
 		return 0, w.ctx.Err()
 	}
 	w.writeHeaderLocked(http.StatusOK)
+	if w.dropping() {
+		return len(p), nil
+	}
 	w.buf = append(w.buf, p...)
 	return len(p), nil
 }
@@ -124,6 +131,9 @@ func (w *relayWriter) FlushError() error {
 	}
 	if err := w.ctx.Err(); err != nil {
 		return err
+	}
+	if w.dropping() {
+		return nil
 	}
 	if !w.headSent && w.held == nil {
 		w.writeHeaderLocked(http.StatusOK) // a flush before any write sends 200, as net/http does
@@ -141,6 +151,12 @@ func (w *relayWriter) FlushError() error {
 }
 
 func (w *relayWriter) Flush() { _ = w.FlushError() }
+
+// dropping says the handler's writes are dropped: the request was refused
+// before anything of its response was sent. Requires w.mu.
+func (w *relayWriter) dropping() bool {
+	return !w.headSent && w.refused != nil && w.refused()
+}
 
 // shipHeld sends the first flush once firstPartDelay is over, unless a later
 // flush or the end of the response has taken it along.

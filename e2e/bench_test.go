@@ -55,6 +55,7 @@ var benchTargets = []struct {
 	{"single", singleServer},
 	{"cross", crossServer},
 	{"cross-redis", crossRedisServer},
+	{"cross-redis-baseline", crossRedisBaseline},
 }
 
 // BenchmarkToolsCall times tools/call of test_simple_text, each client on a
@@ -273,6 +274,21 @@ func crossRedisServer(b *testing.B) *benchServer {
 	edge.awaitMembers(ctx, 2)
 	member.awaitMembers(ctx, 2)
 	return &benchServer{url: edge.URL(), nodes: []*node{edge, member}, roles: []string{"edge", "member"}}
+}
+
+// crossRedisBaseline is crossRedisServer run by another pingmcp binary,
+// named by PINGMCP_BENCH_BASELINE (say, main's before a change): its figures
+// and this tree's come from one run. Skipped without it.
+func crossRedisBaseline(b *testing.B) *benchServer {
+	bin := os.Getenv("PINGMCP_BENCH_BASELINE")
+	if bin == "" {
+		b.Skip("PINGMCP_BENCH_BASELINE names no baseline binary")
+	}
+	// startNode runs binary; benchmarks run one at a time.
+	mine := binary
+	binary = bin
+	defer func() { binary = mine }()
+	return crossRedisServer(b)
 }
 
 // benchNodes starts pingmcp nodes with the e2e harness and stops them when b

@@ -38,6 +38,9 @@ func TestRedisClusterStores(t *testing.T) {
 			return NewRedisEvents(client, fmt.Sprintf("e%d:", n), EventOptions{})
 		})
 	})
+	t.Run("journal", func(t *testing.T) {
+		testJournal(t, NewRedisSnapshots(client, "j:"), NewRedisEvents(client, "j:", EventOptions{}))
+	})
 	t.Run("user sessions", func(t *testing.T) {
 		testUserSessions(t, NewRedisUserSessions(client, "u:"), time.Sleep)
 	})

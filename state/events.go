@@ -191,70 +191,101 @@ local function make(need, budget, base, cost, dropped)
   return total
 end
 `
+	// streamLua is shared by the scripts that open and append (same KEYS,
+	// ARGV[1] the stream), after trimLua. fenced(epoch) says a newer
+	// activation than epoch ("0": unfenced) exists. open(ttl, journal,
+	// budget, base, cost, dropped) opens the stream, journalling the
+	// requests answered on it (JSON, or "" for none); a new stream counts
+	// cost (StreamOverhead) against the budget, making room as an append
+	// does. append(ttl, maxlen, data, budget, base, overhead, cost, dropped)
+	// appends data as the stream's next event and returns its number n, or
+	// -1 for a stream never opened; overhead is EventOverhead. dropped
+	// counts what they dropped, as make's.
+	streamLua = `
+local function fenced(epoch)
+  return epoch ~= '0' and tonumber(redis.call('GET', KEYS[4]) or '0') ~= tonumber(epoch)
+end
+local function open(ttl, journal, budget, base, cost, dropped)
+  if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
+    local total = make(cost, budget, base, cost, dropped)
+    redis.call('ZADD', KEYS[7], redis.call('HINCRBY', KEYS[6], 'q', 1), '0|' .. cost .. '|0|' .. ARGV[1])
+    redis.call('HSET', KEYS[6], 'b', total + cost)
+  end
+  redis.call('SET', KEYS[3], 0, 'NX')
+  for _, k in ipairs({KEYS[1], KEYS[3], KEYS[6], KEYS[7]}) do redis.call('PEXPIRE', k, ttl) end
+  if journal ~= '' then
+    redis.call('HSET', KEYS[5], ARGV[1], journal)
+    redis.call('PEXPIRE', KEYS[5], ttl)
+  end
+end
+local function append(ttl, maxlen, data, budget, base, overhead, cost, dropped)
+  if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
+  local size = string.len(data) + overhead
+  local function forget(entries, stream, e, why)
+    local seq = e[2][4]
+    redis.call('XDEL', entries, e[1])
+    if seq then
+      local sz = string.len(e[2][2]) + overhead
+      redis.call('ZREM', KEYS[7], seq .. '|' .. sz .. '|' .. string.match(e[1], '-(%d+)$') .. '|' .. stream)
+      redis.call('HINCRBY', KEYS[6], 'b', -sz)
+      dropped[why] = dropped[why] + 1
+      dropped[why + 1] = dropped[why + 1] + sz
+    end
+  end
+  local n = redis.call('INCR', KEYS[3])
+  if size > budget then
+    for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do forget(KEYS[2], ARGV[1], e, 3) end
+    dropped[3] = dropped[3] + 1
+    dropped[4] = dropped[4] + size
+  else
+    local total = make(size, budget, base, cost, dropped)
+    local seq = redis.call('HINCRBY', KEYS[6], 'q', 1)
+    redis.call('XADD', KEYS[2], '0-' .. n, 'd', data, 'q', seq)
+    redis.call('ZADD', KEYS[7], seq, seq .. '|' .. size .. '|' .. n .. '|' .. ARGV[1])
+    redis.call('HSET', KEYS[6], 'b', total + size)
+    if redis.call('XLEN', KEYS[2]) > maxlen then
+      forget(KEYS[2], ARGV[1], redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1], 1)
+    end
+  end
+  for _, k in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7]}) do redis.call('PEXPIRE', k, ttl) end
+  return n
+end
+`
 	// KEYS streams, entries, count, epoch, journal, bytes, order; ARGV[1]
 	// stream id, ARGV[2] ttl ms, ARGV[3] the requests answered on it (JSON)
 	// or "", ARGV[4] the opener's epoch ("0": unfenced), ARGV[5] the
 	// session's byte budget, ARGV[6] the session's key base, ARGV[7]
-	// StreamOverhead. A new stream counts StreamOverhead against the
-	// budget, making room as an append does. Returns {1, 0, 0, events and
-	// bytes dropped, streams dropped}, or {-2} when fenced.
-	openScript = redis.NewScript(trimLua + `
-if ARGV[4] ~= '0' and tonumber(redis.call('GET', KEYS[4]) or '0') ~= tonumber(ARGV[4]) then return {-2} end
+	// StreamOverhead. Returns {1, 0, 0, events and bytes dropped, streams
+	// dropped}, or {-2} when fenced.
+	openScript = redis.NewScript(trimLua + streamLua + `
+if fenced(ARGV[4]) then return {-2} end
 local dropped = {0, 0, 0, 0, 0}
-if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
-  local cost = tonumber(ARGV[7])
-  local total = make(cost, tonumber(ARGV[5]), ARGV[6], cost, dropped)
-  redis.call('ZADD', KEYS[7], redis.call('HINCRBY', KEYS[6], 'q', 1), '0|' .. cost .. '|0|' .. ARGV[1])
-  redis.call('HSET', KEYS[6], 'b', total + cost)
-end
-redis.call('SET', KEYS[3], 0, 'NX')
-for _, k in ipairs({KEYS[1], KEYS[3], KEYS[6], KEYS[7]}) do redis.call('PEXPIRE', k, ARGV[2]) end
-if ARGV[3] ~= '' then
-  redis.call('HSET', KEYS[5], ARGV[1], ARGV[3])
-  redis.call('PEXPIRE', KEYS[5], ARGV[2])
-end
+open(ARGV[2], ARGV[3], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), dropped)
 return {1, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
-	// KEYS streams, entries, count, epoch, journal, bytes, order; ARGV[1]
-	// stream id, ARGV[2] ttl ms, ARGV[3] max length, ARGV[4] data, ARGV[5]
-	// the writer's epoch ("0": unfenced), ARGV[6] the session's byte
-	// budget, ARGV[7] the session's key base, ARGV[8] EventOverhead,
-	// ARGV[9] StreamOverhead. Returns {n, events and bytes dropped for the count bound, events and
-	// bytes dropped for the byte bound, streams dropped}, or {-1} for a
-	// stream never opened, {-2} when fenced.
-	appendScript = redis.NewScript(trimLua + `
-if ARGV[5] ~= '0' and tonumber(redis.call('GET', KEYS[4]) or '0') ~= tonumber(ARGV[5]) then return {-2} end
-if redis.call('EXISTS', KEYS[3]) == 0 then return {-1} end
-local overhead = tonumber(ARGV[8])
-local budget = tonumber(ARGV[6])
-local size = string.len(ARGV[4]) + overhead
+	// KEYS as openScript's; ARGV[1] to [7] as openScript's, ARGV[8] max
+	// length, ARGV[9] data, ARGV[10] EventOverhead: opens the stream and
+	// appends data as its first event. Returns appendScript's result.
+	openAppendScript = redis.NewScript(trimLua + streamLua + `
+if fenced(ARGV[4]) then return {-2} end
 local dropped = {0, 0, 0, 0, 0}
-local function forget(entries, stream, e, why)
-  local seq = e[2][4]
-  redis.call('XDEL', entries, e[1])
-  if seq then
-    local sz = string.len(e[2][2]) + overhead
-    redis.call('ZREM', KEYS[7], seq .. '|' .. sz .. '|' .. string.match(e[1], '-(%d+)$') .. '|' .. stream)
-    redis.call('HINCRBY', KEYS[6], 'b', -sz)
-    dropped[why] = dropped[why] + 1
-    dropped[why + 1] = dropped[why + 1] + sz
-  end
-end
-local n = redis.call('INCR', KEYS[3])
-if size > budget then
-  for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do forget(KEYS[2], ARGV[1], e, 3) end
-  dropped[3] = dropped[3] + 1
-  dropped[4] = dropped[4] + size
-else
-  local total = make(size, budget, ARGV[7], tonumber(ARGV[9]), dropped)
-  local seq = redis.call('HINCRBY', KEYS[6], 'q', 1)
-  redis.call('XADD', KEYS[2], '0-' .. n, 'd', ARGV[4], 'q', seq)
-  redis.call('ZADD', KEYS[7], seq, seq .. '|' .. size .. '|' .. n .. '|' .. ARGV[1])
-  redis.call('HSET', KEYS[6], 'b', total + size)
-  if redis.call('XLEN', KEYS[2]) > tonumber(ARGV[3]) then
-    forget(KEYS[2], ARGV[1], redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1], 1)
-  end
-end
-for _, k in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7]}) do redis.call('PEXPIRE', k, ARGV[2]) end
+local cost = tonumber(ARGV[7])
+open(ARGV[2], ARGV[3], tonumber(ARGV[5]), ARGV[6], cost, dropped)
+local n = append(ARGV[2], tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[10]), cost, dropped)
+return {n, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
+	// KEYS as openScript's; ARGV[1] stream id, ARGV[2] ttl ms, ARGV[3] max
+	// length, ARGV[4] data, ARGV[5] the writer's epoch ("0": unfenced),
+	// ARGV[6] the session's byte budget, ARGV[7] the session's key base,
+	// ARGV[8] EventOverhead, ARGV[9] StreamOverhead, ARGV[10] "1" to drop
+	// the stream's journal entry once data is in (its requests are all
+	// answered). Returns {n, events and bytes dropped for the count bound,
+	// events and bytes dropped for the byte bound, streams dropped}, or
+	// {-1} for a stream never opened, {-2} when fenced.
+	appendScript = redis.NewScript(trimLua + streamLua + `
+if fenced(ARGV[5]) then return {-2} end
+local dropped = {0, 0, 0, 0, 0}
+local n = append(ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), dropped)
+if n < 0 then return {-1} end
+if ARGV[10] == '1' then redis.call('HDEL', KEYS[5], ARGV[1]) end
 return {n, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
 	// KEYS streams, entries, count; ARGV[1] index. Returns {count, first
 	// retained n or 0, data...}, or -1 for an unknown stream.
@@ -320,11 +351,46 @@ func (r *RedisEvents) Append(ctx context.Context, session, stream string, data [
 // dropped to keep the stream and the session within their bounds are
 // counted in metrics.EventsTrimmed.
 func (r *RedisEvents) AppendAt(ctx context.Context, session, stream string, epoch int64, data []byte) error {
+	return r.append(ctx, session, stream, epoch, data, false)
+}
+
+// AppendFinish is AppendAt then FinishRequests, in one script: data
+// answers the last request journalled for stream.
+func (r *RedisEvents) AppendFinish(ctx context.Context, session, stream string, epoch int64, data []byte) error {
+	return r.append(ctx, session, stream, epoch, data, true)
+}
+
+func (r *RedisEvents) append(ctx context.Context, session, stream string, epoch int64, data []byte, finish bool) error {
+	flag := "0"
+	if finish {
+		flag = "1"
+	}
 	res, err := r.w.run(ctx, appendScript, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), r.opts.MaxLen,
-		data, epoch, r.opts.MaxBytes, r.eventsBase(session), EventOverhead, StreamOverhead).Int64Slice()
+		data, epoch, r.opts.MaxBytes, r.eventsBase(session), EventOverhead, StreamOverhead, flag).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("append event: %w", err)
 	}
+	return appended(res, stream)
+}
+
+// OpenAppend is OpenFor then AppendAt, in one script: data is the
+// stream's first event (the SDK's priming event), stored with the fencing
+// check and the journal entry.
+func (r *RedisEvents) OpenAppend(ctx context.Context, session, stream, _ string, epoch int64, ids []json.RawMessage, data []byte) error {
+	journal, err := encodeIDs(ids)
+	if err != nil {
+		return err
+	}
+	res, err := r.w.run(ctx, openAppendScript, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), journal, epoch,
+		r.opts.MaxBytes, r.eventsBase(session), StreamOverhead, r.opts.MaxLen, data, EventOverhead).Int64Slice()
+	if err != nil {
+		return fmt.Errorf("open event stream: %w", err)
+	}
+	return appended(res, stream)
+}
+
+// appended reads an append script's result.
+func appended(res []int64, stream string) error {
 	switch res[0] {
 	case -1:
 		return fmt.Errorf("append event to stream %q: %w", stream, ErrStreamGone)

@@ -198,6 +198,93 @@ func testJournal(t *testing.T, snaps Snapshots, ev Events) {
 	if pending, _ := ev.PendingRequests(ctx, "j"); len(pending) != 0 {
 		t.Fatalf("journal outlived its session: %v", pending)
 	}
+	testJournalAtOnce(t, snaps, ev)
+}
+
+// testJournalAtOnce is the contract of the writes that do two things at
+// once: OpenAppend (open, journal, priming event) and AppendFinish (the last
+// answer, the journal entry's removal). Each is fenced as a whole: a stale
+// activation's stores nothing.
+func testJournalAtOnce(t *testing.T, snaps Snapshots, ev Events) {
+	ctx := context.Background()
+	pending := func(stream string) []json.RawMessage {
+		t.Helper()
+		p, err := ev.PendingRequests(ctx, "k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p[stream]
+	}
+	ids := []json.RawMessage{json.RawMessage(`7`)}
+	old, _, _ := snaps.Activate(ctx, "k", true)
+	if err := ev.OpenAppend(ctx, "k", "p", "", old, ids, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := pending("p"); len(got) != 1 || string(got[0]) != "7" {
+		t.Fatalf("journal of p after OpenAppend: %s, want [7]", got)
+	}
+	// The priming event is event 0: a client that saw it and resumes finds
+	// the stream, with nothing after it yet.
+	if got, err := collect(t, ev, "k", "p", -1); err != nil || !slices.Equal(got, []string{""}) {
+		t.Fatalf("replay of p from the start: %q, %v; want the priming event", got, err)
+	}
+	if got, err := collect(t, ev, "k", "p", 0); err != nil || len(got) != 0 {
+		t.Fatalf("replay of p after the priming event: %q, %v; want nothing yet", got, err)
+	}
+	if err := ev.AppendFinish(ctx, "k", "p", old, []byte("answer")); err != nil {
+		t.Fatal(err)
+	}
+	if got := pending("p"); got != nil {
+		t.Fatalf("journal of p after AppendFinish: %s, want none", got)
+	}
+	if got, err := collect(t, ev, "k", "p", 0); err != nil || !slices.Equal(got, []string{"answer"}) {
+		t.Fatalf("replay of p after the priming event: %q, %v; want the answer", got, err)
+	}
+
+	// A newer activation: the old one's open stores nothing, neither the
+	// journal entry nor the event; its last answer neither lands nor drops
+	// the journal entry of the stream the new one opened.
+	cur, _, _ := snaps.Activate(ctx, "k", true)
+	if err := ev.OpenAppend(ctx, "k", "q", "", old, ids, nil); !errors.Is(err, ErrFenced) {
+		t.Fatalf("stale OpenAppend: %v, want ErrFenced", err)
+	}
+	if got := pending("q"); got != nil {
+		t.Fatalf("a stale OpenAppend journalled %s", got)
+	}
+	if got, err := collect(t, ev, "k", "q", -1); len(got) != 0 || !errors.Is(err, mcp.ErrEventsPurged) {
+		t.Fatalf("a stale OpenAppend's stream replays %q, %v; want an unknown stream", got, err)
+	}
+	if err := ev.OpenAppend(ctx, "k", "r", "", cur, ids, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := ev.AppendFinish(ctx, "k", "r", old, []byte("stale")); !errors.Is(err, ErrFenced) {
+		t.Fatalf("stale AppendFinish: %v, want ErrFenced", err)
+	}
+	if got := pending("r"); len(got) != 1 {
+		t.Fatalf("a stale AppendFinish dropped the journal entry: %s", got)
+	}
+	if err := ev.AppendFinish(ctx, "k", "r", cur, []byte("fresh")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := collect(t, ev, "k", "r", -1); err != nil || !slices.Equal(got, []string{"", "fresh"}) {
+		t.Fatalf("replay of r: %q, %v; want the priming event and the current answer", got, err)
+	}
+	if got := pending("r"); got != nil {
+		t.Fatalf("journal of r after AppendFinish: %s, want none", got)
+	}
+	// A stream never opened takes no answer, and its journal entry stays.
+	if err := ev.OpenFor(ctx, "k", "s", "", cur, ids); err != nil {
+		t.Fatal(err)
+	}
+	if err := ev.AppendFinish(ctx, "k", "never", cur, []byte("x")); err == nil {
+		t.Fatal("AppendFinish to a stream never opened succeeded")
+	}
+	if got := pending("s"); len(got) != 1 {
+		t.Fatalf("journal of s: %s, want [7]", got)
+	}
+	if err := ev.SessionClosed(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func TestMemoryEventsJournal(t *testing.T) {

@@ -34,6 +34,14 @@ type Events interface {
 	AppendAt(ctx context.Context, session, stream string, epoch int64, data []byte) error
 	// FinishRequests drops stream's journal entry.
 	FinishRequests(ctx context.Context, session, stream string) error
+	// OpenAppend is OpenFor then AppendAt of data as the stream's first
+	// event, at once (Redis: one round trip, one script): the SDK's priming
+	// event travels with the fencing check and the journal entry.
+	OpenAppend(ctx context.Context, session, stream, user string, epoch int64, ids []json.RawMessage, data []byte) error
+	// AppendFinish is AppendAt then FinishRequests, at once (Redis: one
+	// round trip, one script): data answers the stream's last journalled
+	// request, and the journal entry goes only once the answer is stored.
+	AppendFinish(ctx context.Context, session, stream string, epoch int64, data []byte) error
 	// PendingRequests lists the journal: stream → request ids.
 	PendingRequests(ctx context.Context, session string) (map[string][]json.RawMessage, error)
 }
@@ -428,6 +436,22 @@ func (m *MemoryEvents) After(_ context.Context, session, stream string, index in
 			}
 		}
 	}
+}
+
+// OpenAppend implements Events.
+func (m *MemoryEvents) OpenAppend(ctx context.Context, session, stream, user string, epoch int64, ids []json.RawMessage, data []byte) error {
+	if err := m.OpenFor(ctx, session, stream, user, epoch, ids); err != nil {
+		return err
+	}
+	return m.AppendAt(ctx, session, stream, epoch, data)
+}
+
+// AppendFinish implements Events.
+func (m *MemoryEvents) AppendFinish(ctx context.Context, session, stream string, epoch int64, data []byte) error {
+	if err := m.AppendAt(ctx, session, stream, epoch, data); err != nil {
+		return err
+	}
+	return m.FinishRequests(ctx, session, stream)
 }
 
 func (m *MemoryEvents) FinishRequests(_ context.Context, session, stream string) error {

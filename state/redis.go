@@ -158,6 +158,7 @@ func (w writer) run(ctx context.Context, s *redis.Script, keys []string, args ..
 		return s.Run(ctx, w.client, keys, args...)
 	}
 	cc, cluster := w.client.(*redis.ClusterClient)
+	loaded := true
 	for attempt := 0; ; attempt++ {
 		var node redis.UniversalClient = w.client
 		if cluster {
@@ -167,10 +168,22 @@ func (w writer) run(ctx context.Context, s *redis.Script, keys []string, args ..
 			}
 			node = m
 		}
+		// The script by its digest, as Script.Run sends it; all of it
+		// only when the server does not know it yet.
 		pipe := node.Pipeline()
-		cmd := s.Eval(ctx, pipe, keys, args...)
+		var cmd *redis.Cmd
+		if loaded {
+			cmd = s.EvalSha(ctx, pipe, keys, args...)
+		} else {
+			cmd = s.Eval(ctx, pipe, keys, args...)
+		}
 		wait := pipe.Do(ctx, "wait", w.Replicas, w.Timeout.Milliseconds())
 		_, err := pipe.Exec(ctx)
+		if loaded && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			loaded = false
+			attempt--
+			continue
+		}
 		if err != nil && cluster {
 			cc.ReloadState(ctx)
 			if attempt == 0 && moved(cmd.Err()) {

@@ -196,3 +196,54 @@ func (w *readyWriter) String() string {
 	defer w.mu.Unlock()
 	return w.buf.String()
 }
+
+// StartReplica runs a private redis-server replicating the one at master
+// (host:port) for the test, and waits until it is in sync: a write WAITing
+// for one replica is then acknowledged.
+func StartReplica(t testing.TB, master string) *redis.Client {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server is not installed; the Redis store tests run a real one. Install it (Debian: apt-get install -y redis-server). %v", err)
+	}
+	host, port, err := net.SplitHostPort(master)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The master waits 5 s (repl-diskless-sync-delay) for more replicas
+	// before it sends the first one its data.
+	m := redis.NewClient(&redis.Options{Addr: master})
+	err = m.ConfigSet(context.Background(), "repl-diskless-sync-delay", "0").Err()
+	m.Close()
+	if err != nil {
+		t.Fatalf("configure the master %s: %v", master, err)
+	}
+	for range 3 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		mine := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		p, _, ok := run(t, bin, mine, t.TempDir(), false, "--replicaof", host, port)
+		if !ok {
+			continue
+		}
+		t.Cleanup(p.kill)
+		client := redis.NewClient(&redis.Options{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(mine))})
+		t.Cleanup(func() { client.Close() })
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			info, err := client.Info(context.Background(), "replication").Result()
+			if err == nil && strings.Contains(info, "master_link_status:up") {
+				return client
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("replica of %s not in sync after 20 s: %v\n%s", master, err, info)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	t.Fatal("redis-server (replica) did not start")
+	return nil
+}
