@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,8 +49,10 @@ type core struct {
 	handler       http.Handler
 	// tasks serves the tasks extension in front of handler (a principal
 	// actor's: the 2026-07-28 protocol); nil for a session actor.
-	tasks   *tasks.Layer
-	flights map[string]*flight // in-flight requests by request id
+	tasks *tasks.Layer
+	// flights are the requests in flight by request id; nil while there
+	// are none (an idle actor keeps no map).
+	flights map[string]*flight
 	// owner is the principal the actor serves (nil without auth);
 	// credential is the newest token it presented; creds hands it, and the
 	// tokens exchanged for it, to the tools.
@@ -61,9 +64,9 @@ type core struct {
 	// they act for (refreshTools).
 	toolsOf  *toolsVersion
 	caller   tools.Caller
-	edges    map[string]bool // reply routers watched, by address/id
-	node     string          // this node's cluster address
-	requests requestsOf      // being served, for the middleware (observe.go)
+	edges    []string   // reply routers watched, by address/id (keyOf): a few per node
+	node     string     // this node's cluster address
+	requests requestsOf // being served, for the middleware (observe.go)
 	// live is this actor's entry in the node's Local set (nil without one).
 	live *liveActor
 
@@ -110,7 +113,6 @@ func (a *core) begin(ctx actor.Context, name string, session bool) {
 	if session {
 		a.sessionID = a.id
 	}
-	a.flights = map[string]*flight{}
 	a.live = a.cfg.Local.add(ctx.Self(), !session, a.id)
 	if a.cfg.Local != nil && a.cfg.Local.draining.Load() {
 		// Activated on a node on its way out: refuse (retryably) and go.
@@ -255,6 +257,9 @@ func (a *core) requestDone(ctx actor.Context, id string) {
 		a.live.flight(f.get, -1)
 	}
 	delete(a.flights, id)
+	if len(a.flights) == 0 {
+		a.flights = nil // a map keeps its room once grown
+	}
 	a.settle(ctx)
 }
 
@@ -262,7 +267,7 @@ func (a *core) requestDone(ctx actor.Context, id string) {
 // node went away: nobody is left to read their answers, and a stream a
 // window ahead would wait forever.
 func (a *core) edgeGone(edge *actor.PID) {
-	delete(a.edges, keyOf(edge))
+	a.edges = slices.DeleteFunc(a.edges, func(k string) bool { return k == keyOf(edge) })
 	for _, f := range a.flights {
 		if f.replyTo.Equal(edge) {
 			f.cancel()
@@ -428,6 +433,9 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 	}
 	hctx, drain := context.WithCancel(context.WithValue(rctx, flightKey{}, f))
 	f.drain = drain
+	if a.flights == nil {
+		a.flights = map[string]*flight{}
+	}
 	a.flights[req.Id] = f
 	a.live.flight(f.get, 1)
 	a.watchEdge(ctx, replyTo)
@@ -489,7 +497,11 @@ func (a *core) serveHTTP(ctx context.Context, w *relayWriter, req *envelope.Requ
 	}
 	hr, end := a.observe(hr, req, rb)
 	defer end(w)
-	a.handler.ServeHTTP(w, hr)
+	// The SDK keeps the context of a request that creates a session for
+	// the session's life: it gets one it lets go of (releasable).
+	rctx := releasing(hr.Context())
+	defer rctx.release()
+	a.handler.ServeHTTP(w, hr.WithContext(rctx))
 	if w.unservedIfCut(req.Id) {
 		a.logger.Info("request cut before it was dispatched; the edge sends it again", "request", req.Id)
 	}
@@ -507,11 +519,8 @@ func (a *core) serveHTTP(ctx context.Context, w *relayWriter, req *envelope.Requ
 // watchEdge watches the reply router of an edge once, so that the requests
 // it forwarded are cancelled if its node goes away.
 func (a *core) watchEdge(ctx actor.Context, edge *actor.PID) {
-	if a.edges == nil {
-		a.edges = map[string]bool{}
-	}
-	if k := keyOf(edge); !a.edges[k] {
-		a.edges[k] = true
+	if k := keyOf(edge); !slices.Contains(a.edges, k) {
+		a.edges = append(a.edges, k)
 		ctx.Watch(edge)
 	}
 }
@@ -638,13 +647,13 @@ func activationID() string {
 // principal under a forwarded id of the round's own, for as long as the
 // round runs, which may be long after the request was answered.
 func (a *core) bindRound(from, round *http.Request) func() {
-	v, ok := a.requests.m.Load(from.Header.Get(forwardedHeader))
-	if !ok {
+	v := a.requests.load(from.Header.Get(forwardedHeader))
+	if v == nil {
 		round.Header.Del(forwardedHeader)
 		return func() {}
 	}
 	id := "task-round-" + activationID()
-	a.requests.m.Store(id, &served{principal: v.(*served).principal})
+	a.requests.store(id, &served{principal: v.principal})
 	round.Header.Set(forwardedHeader, id)
-	return func() { a.requests.m.Delete(id) }
+	return func() { a.requests.remove(id) }
 }

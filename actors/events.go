@@ -409,7 +409,9 @@ func (e *sessionEvents) write(ctx context.Context) {
 	for {
 		e.mu.Lock()
 		if len(e.backlog) == 0 {
-			e.writer = nil
+			// nil, not an empty slice of the old array: that would keep
+			// the last write's data for as long as the session lives.
+			e.backlog, e.writer = nil, nil
 			if e.failing && len(e.backlog) == 0 {
 				e.failing = false
 				e.logger.Info("event store reachable again; held events written")
@@ -439,9 +441,7 @@ func (e *sessionEvents) write(ctx context.Context) {
 		switch {
 		case err == nil:
 			e.mu.Lock()
-			if len(e.backlog) > 0 {
-				e.backlog = e.backlog[1:]
-			}
+			e.dropFirst()
 			e.mu.Unlock()
 			pace.Reset()
 		case errors.Is(err, state.ErrFenced):
@@ -454,12 +454,11 @@ func (e *sessionEvents) write(ctx context.Context) {
 			// Final: the stream expired. Drop this write, go on.
 			e.logger.Warn("event for an expired stream dropped", "stream", w.stream)
 			e.mu.Lock()
-			switch {
-			case len(e.backlog) > 0 && w.event && w.finish:
+			if len(e.backlog) > 0 && w.event && w.finish {
 				// The journal entry it was to take along still goes.
 				e.backlog[0] = pendingWrite{session: w.session, stream: w.stream, finish: true}
-			case len(e.backlog) > 0:
-				e.backlog = e.backlog[1:]
+			} else {
+				e.dropFirst()
 			}
 			e.mu.Unlock()
 		default:
@@ -481,6 +480,15 @@ func (e *sessionEvents) write(ctx context.Context) {
 			// the next attempt is the last if it fails.
 			_ = pace.Wait(ctx)
 		}
+	}
+}
+
+// dropFirst removes the oldest write from the backlog, letting go of it.
+// Requires e.mu.
+func (e *sessionEvents) dropFirst() {
+	if len(e.backlog) > 0 {
+		e.backlog[0] = pendingWrite{}
+		e.backlog = e.backlog[1:]
 	}
 }
 

@@ -3,7 +3,9 @@ package actors_test
 import (
 	"crypto/rand"
 	"fmt"
+	"os"
 	"runtime"
+	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -32,10 +34,34 @@ func BenchmarkIdleSession(b *testing.B) {
 		open()
 	}
 	after := memory()
+	if path := os.Getenv("IDLE_SESSION_HEAP_PROFILE"); path != "" {
+		writeHeapProfile(b, path) // what the b.N idle sessions hold, by owner
+	}
 	n := float64(b.N)
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "heap-B/session")
 	b.ReportMetric(float64(after.StackInuse-before.StackInuse)/n, "stack-B/session")
 	b.ReportMetric(float64(after.goroutines-before.goroutines)/n, "goroutines/session")
+}
+
+// writeHeapProfile writes the heap profile (after a collection) to path;
+// run with -memprofilerate 512 for a precise one.
+func writeHeapProfile(b *testing.B, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
+	}
+	g, err := os.Create(path + ".goroutines")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer g.Close()
+	if err := pprof.Lookup("goroutine").WriteTo(g, 1); err != nil {
+		b.Fatal(err)
+	}
 }
 
 type memStats struct {

@@ -41,8 +41,36 @@ type served struct {
 }
 
 // requestsOf is the table of an actor's requests being served, for the
-// middleware; it is used off the actor's goroutine.
-type requestsOf struct{ m sync.Map } // forwarded id → *served
+// middleware; it is used off the actor's goroutine. An idle actor keeps no
+// map (a map, like a sync.Map, keeps its room once grown).
+type requestsOf struct {
+	mu sync.Mutex
+	m  map[string]*served // forwarded id → what it carries
+}
+
+func (r *requestsOf) store(id string, s *served) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[string]*served{}
+	}
+	r.m[id] = s
+}
+
+func (r *requestsOf) remove(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.m, id)
+	if len(r.m) == 0 {
+		r.m = nil
+	}
+}
+
+func (r *requestsOf) load(id string) *served {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.m[id]
+}
 
 // observe starts the actor's span of one forwarded request ("actor " + the
 // JSON-RPC method), a child of the edge's, and prepares hr for the MCP
@@ -70,12 +98,12 @@ func (a *core) observe(hr *http.Request, req *envelope.Request, rb *rpcbody.Body
 		span.SetName("actor " + telemetry.MethodName(m.Method))
 		span.SetAttributes(attribute.String("mcp.method.name", telemetry.Clip(m.Method)))
 	}
-	a.requests.m.Store(req.Id, s)
+	a.requests.store(req.Id, s)
 	hr = hr.WithContext(ctx)
 	hr.Header.Set(forwardedHeader, req.Id)
 	telemetry.Inject(ctx, hr.Header)
 	return hr, func(w *relayWriter) {
-		a.requests.m.Delete(req.Id)
+		a.requests.remove(req.Id)
 		w.mu.Lock()
 		status := w.status
 		w.mu.Unlock()
@@ -95,8 +123,8 @@ func (a *core) ready(next mcp.MethodHandler) mcp.MethodHandler {
 		}
 		var f *flight
 		if extra := req.GetExtra(); extra != nil && extra.Header != nil {
-			if v, ok := a.requests.m.Load(extra.Header.Get(forwardedHeader)); ok {
-				f = v.(*served).flight
+			if v := a.requests.load(extra.Header.Get(forwardedHeader)); v != nil {
+				f = v.flight
 			}
 		}
 		if err := a.events.ready(ctx, a.id, f); err != nil {
@@ -121,9 +149,7 @@ func (a *core) auditToolCalls(next mcp.MethodHandler) mcp.MethodHandler {
 		}
 		var s *served
 		if hdr != nil {
-			if v, ok := a.requests.m.Load(hdr.Get(forwardedHeader)); ok {
-				s = v.(*served)
-			}
+			s = a.requests.load(hdr.Get(forwardedHeader))
 		}
 		if s != nil && s.batch != nil {
 			select {

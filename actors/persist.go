@@ -44,7 +44,8 @@ const (
 
 // persister writes one activation's snapshot: every change bumps a version,
 // and a single writer saves the newest version, retrying failed writes
-// until they land or the activation is fenced.
+// until they land or the activation is fenced. The writer runs only while
+// a version is unwritten: an idle session has no goroutine of its own here.
 type persister struct {
 	d       *state.Stores
 	session string
@@ -60,7 +61,7 @@ type persister struct {
 	savedAt time.Time     // when
 	landed  chan struct{} // closed (and replaced) on every write
 	failing bool          // the last write failed
-	kick    chan struct{}
+	writing bool          // the writer runs (write)
 	quit    chan struct{}
 	closed  bool
 	stopped bool // fenced or closed: the writer is gone
@@ -68,8 +69,7 @@ type persister struct {
 
 func newPersister(d *state.Stores, session string, epoch int64, rec state.Snapshot, logger *slog.Logger, fenced func()) *persister {
 	p := &persister{d: d, session: session, epoch: epoch, logger: logger, fenced: fenced,
-		rec: rec, landed: make(chan struct{}), kick: make(chan struct{}, 1), quit: make(chan struct{}), savedAt: rec.Active}
-	go p.run()
+		rec: rec, landed: make(chan struct{}), quit: make(chan struct{}), savedAt: rec.Active}
 	return p
 }
 
@@ -99,10 +99,11 @@ func (p *persister) update(wait bool, change func(*state.Snapshot)) error {
 	p.rec.Active = time.Now()
 	p.want++
 	v, landed := p.want, p.landed
+	start := !p.writing && !p.closed
+	p.writing = p.writing || start
 	p.mu.Unlock()
-	select {
-	case p.kick <- struct{}{}:
-	default:
+	if start {
+		go p.write()
 	}
 	if !wait {
 		return nil
@@ -247,67 +248,68 @@ func (p *persister) remove(ctx context.Context) error {
 	return p.d.Snapshots.Delete(ctx, p.session, p.epoch)
 }
 
-func (p *persister) run() {
+// write saves the newest version until it is the one saved, then ends
+// (update starts it again at the next change); it retries a failed write
+// until it lands, the activation is fenced or the persister is closed.
+func (p *persister) write() {
 	backoff := retry.Backoff{Min: retryMin, Max: retryMax}
 	for {
+		p.mu.Lock()
+		v := p.want
+		if p.saved == v {
+			p.writing = false
+			p.mu.Unlock()
+			return
+		}
+		b, err := json.Marshal(p.rec)
+		owner := state.Snapshot{Issuer: p.rec.Issuer, Subject: p.rec.Subject}
+		p.mu.Unlock()
+		if err == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), saveTimeout)
+			if err = p.d.Snapshots.Save(ctx, p.session, p.epoch, b, p.d.SessionTTL); err == nil {
+				// The session stays counted against its user as long
+				// as its snapshot lives.
+				touchSession(ctx, p.d, p.session, &owner)
+			}
+			cancel()
+		}
+		if err == nil {
+			p.mu.Lock()
+			p.saved, p.savedAt = v, time.Now()
+			close(p.landed)
+			p.landed = make(chan struct{})
+			if p.failing {
+				p.failing = false
+				p.logger.Info("session snapshot written again", "session", p.session)
+			}
+			p.mu.Unlock()
+			backoff.Reset()
+			continue
+		}
+		if errors.Is(err, state.ErrFenced) {
+			p.mu.Lock()
+			p.stopped = true
+			p.writing = false
+			close(p.landed)
+			p.landed = make(chan struct{})
+			p.mu.Unlock()
+			p.fenced()
+			return
+		}
+		metrics.StoreErrors.WithLabelValues("snapshot").Inc()
+		p.mu.Lock()
+		if !p.failing {
+			p.failing = true
+			p.logger.Warn("session snapshot write failed; retrying", "session", p.session, "err", err)
+		}
+		p.mu.Unlock()
 		select {
 		case <-p.quit:
+			p.mu.Lock()
+			p.writing = false
+			p.mu.Unlock()
 			return
-		case <-p.kick:
-		}
-		for {
-			p.mu.Lock()
-			v := p.want
-			if p.saved == v {
-				p.mu.Unlock()
-				break
-			}
-			b, err := json.Marshal(p.rec)
-			owner := state.Snapshot{Issuer: p.rec.Issuer, Subject: p.rec.Subject}
-			p.mu.Unlock()
-			if err == nil {
-				ctx, cancel := context.WithTimeout(context.Background(), saveTimeout)
-				if err = p.d.Snapshots.Save(ctx, p.session, p.epoch, b, p.d.SessionTTL); err == nil {
-					// The session stays counted against its user as long
-					// as its snapshot lives.
-					touchSession(ctx, p.d, p.session, &owner)
-				}
-				cancel()
-			}
-			if err == nil {
-				p.mu.Lock()
-				p.saved, p.savedAt = v, time.Now()
-				close(p.landed)
-				p.landed = make(chan struct{})
-				if p.failing {
-					p.failing = false
-					p.logger.Info("session snapshot written again", "session", p.session)
-				}
-				p.mu.Unlock()
-				backoff.Reset()
-				continue
-			}
-			if errors.Is(err, state.ErrFenced) {
-				p.mu.Lock()
-				p.stopped = true
-				close(p.landed)
-				p.landed = make(chan struct{})
-				p.mu.Unlock()
-				p.fenced()
-				return
-			}
-			metrics.StoreErrors.WithLabelValues("snapshot").Inc()
-			p.mu.Lock()
-			if !p.failing {
-				p.failing = true
-				p.logger.Warn("session snapshot write failed; retrying", "session", p.session, "err", err)
-			}
-			p.mu.Unlock()
-			select {
-			case <-p.quit:
-				return
-			case <-time.After(backoff.Next()):
-			}
+		case <-time.After(backoff.Next()):
 		}
 	}
 }

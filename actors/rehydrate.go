@@ -67,7 +67,11 @@ func (a *SessionActor) replay(rec state.Snapshot) error {
 		if err != nil {
 			return err
 		}
-		hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://pingmcp/mcp", bytes.NewReader(body))
+		// The replayed initialize's context becomes the session's
+		// connection's (releasable).
+		rctx := releasing(ctx)
+		defer rctx.release()
+		hr, err := http.NewRequestWithContext(rctx, http.MethodPost, "http://pingmcp/mcp", bytes.NewReader(body))
 		if err != nil {
 			return err
 		}
