@@ -302,8 +302,7 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 	ctx := r.Context()
 	t, err := l.o.Store.Get(ctx, l.o.Owner, id)
 	if err != nil {
-		l.o.Logger.Error("tasks: reading a task", "task", id, "err", err)
-		writeError(w, m.ID, storeError())
+		writeError(w, m.ID, l.storeFailure(id, err))
 		return
 	}
 	if t == nil {
@@ -313,7 +312,11 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 	switch m.Method {
 	case "tasks/get":
 		if t, err = l.reap(r, t); err != nil {
-			writeError(w, m.ID, storeError())
+			writeError(w, m.ID, l.storeFailure(id, err))
+			return
+		}
+		if t == nil {
+			writeError(w, m.ID, unknownTask())
 			return
 		}
 		writeResult(w, m.ID, detailed(t))
@@ -326,13 +329,13 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 			return
 		}
 		if err := l.update(r, id, p.InputResponses); err != nil {
-			writeError(w, m.ID, storeError())
+			writeError(w, m.ID, l.storeFailure(id, err))
 			return
 		}
 		writeResult(w, m.ID, ack)
 	case "tasks/cancel":
 		if err := l.cancelTask(ctx, id); err != nil {
-			writeError(w, m.ID, storeError())
+			writeError(w, m.ID, l.storeFailure(id, err))
 			return
 		}
 		writeResult(w, m.ID, ack)
@@ -353,6 +356,19 @@ func quote(s string) string { b, _ := json.Marshal(s); return string(b) }
 
 func unknownTask() *jsonrpc.Error {
 	return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unknown taskId"}
+}
+
+// storeFailure answers a store's error about task id: a record that does
+// not open (sealed under a key no longer configured, or moved from another
+// owner's key) is an unknown task, as one that never existed; any other
+// error is the store's, retryable.
+func (l *Layer) storeFailure(id string, err error) *jsonrpc.Error {
+	if errors.Is(err, taskstore.ErrUnreadable) {
+		l.o.Logger.Warn("tasks: a stored task does not open; answered as unknown", "task", id, "err", err)
+		return unknownTask()
+	}
+	l.o.Logger.Error("tasks: the task store failed", "task", id, "err", err)
+	return storeError()
 }
 
 func storeError() *jsonrpc.Error {

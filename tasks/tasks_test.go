@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -480,4 +482,90 @@ func tasksTotal(status string) float64 {
 	var m dto.Metric
 	metrics.Tasks.WithLabelValues(status).Write(&m)
 	return m.GetCounter().GetValue()
+}
+
+// unreadable is a store whose records do not open (moved from another
+// owner's key, sealed under a retired key).
+type unreadable struct{ taskstore.Store }
+
+func (unreadable) Get(context.Context, string, string) (*taskstore.Task, error) {
+	return nil, fmt.Errorf("%w: test", taskstore.ErrUnreadable)
+}
+
+func (unreadable) Update(context.Context, string, string, func(*taskstore.Task) error) (*taskstore.Task, error) {
+	return nil, fmt.Errorf("%w: test", taskstore.ErrUnreadable)
+}
+
+// A record that does not open is answered as an unknown task, by every
+// method, not as the store's (retryable) failure.
+func TestUnreadableRecordIsUnknown(t *testing.T) {
+	srv, _ := node(t, unreadable{&taskstore.Memory{}}, "alice", "n1")
+	for _, method := range []string{"tasks/get", "tasks/update", "tasks/cancel"} {
+		r := rpc(t, srv, method, map[string]any{"taskId": "moved", "inputResponses": map[string]any{}}, true)
+		if r.Error == nil || r.Error.Code != -32602 || r.Error.Message != "unknown taskId" {
+			t.Errorf("%s of an unreadable record: %+v, want -32602 unknown taskId", method, r)
+		}
+	}
+}
+
+// recording keeps every task record written, as the store would encode it.
+type recording struct {
+	taskstore.Store
+	mu      sync.Mutex
+	written [][]byte
+}
+
+func (s *recording) keep(t *taskstore.Task) {
+	b, _ := json.Marshal(t)
+	s.mu.Lock()
+	s.written = append(s.written, b)
+	s.mu.Unlock()
+}
+
+func (s *recording) Create(ctx context.Context, t *taskstore.Task) error {
+	s.keep(t)
+	return s.Store.Create(ctx, t)
+}
+
+func (s *recording) Update(ctx context.Context, owner, id string, change func(*taskstore.Task) error) (*taskstore.Task, error) {
+	return s.Store.Update(ctx, owner, id, func(t *taskstore.Task) error {
+		if err := change(t); err != nil {
+			return err
+		}
+		s.keep(t)
+		return nil
+	})
+}
+
+// The token a round acts with reaches it in memory (Bind), never a task
+// record: not from the tools/call, the tasks/update or a resuming tasks/get.
+func TestNoTokenInTaskRecords(t *testing.T) {
+	const first, second = "tok-first-SECRET-1", "tok-second-SECRET-2"
+	store := &recording{Store: &taskstore.Memory{}}
+	srv, _ := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n1",
+		Bind: func(from, round *http.Request) func() {
+			// As the actor does: the round gets its caller's token, in memory.
+			tok := strings.TrimPrefix(from.Header.Get("Authorization"), "Bearer ")
+			round.Header.Set("Authorization", "Bearer "+tok)
+			round.Header.Set("X-Round-Caller", map[string]string{first: "first", second: "second"}[tok])
+			return func() {}
+		}})
+	r := rpc(t, srv, "tools/call", map[string]any{"name": "test_caller", "arguments": map[string]any{}}, true, "Authorization", "Bearer "+first)
+	id, _ := r.Result["taskId"].(string)
+	await(t, srv, id, "input_required")
+	rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"q": map[string]any{"action": "accept", "content": map[string]any{}}}}, true, "Authorization", "Bearer "+second)
+	r = await(t, srv, id, "completed")
+	if res, _ := json.Marshal(r.Result["result"]); !strings.Contains(string(res), `"second"`) {
+		t.Fatalf("the round did not act with the update's token: %s", res)
+	}
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if len(store.written) < 3 {
+		t.Fatalf("%d records written, want the task's rounds", len(store.written))
+	}
+	for _, b := range store.written {
+		if bytes.Contains(b, []byte("SECRET")) {
+			t.Fatalf("a task record holds a token: %s", b)
+		}
+	}
 }

@@ -295,6 +295,7 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 	revocations, users := state.NewRedisRevocations(client, cfg.RedisPrefix), state.NewRedisUserSessions(client, cfg.RedisPrefix)
 	tasks := taskstore.NewRedis(client, cfg.RedisPrefix)
 	tasks.SetReplication(rep.Replicas, rep.Timeout)
+	tasks.SetSealer(sealer) // a task's arguments and results may hold users' data
 	snapshots.SetReplication(rep)
 	events.SetReplication(rep)
 	revocations.SetReplication(rep)
