@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	dto "github.com/prometheus/client_model/go"
 
@@ -94,6 +95,7 @@ func nodeWith(t *testing.T, o Options) (*httptest.Server, *Layer) {
 // reply is a JSON-RPC response as the tests read it.
 type reply struct {
 	status int
+	header http.Header
 	Result map[string]any `json:"result"`
 	Error  *struct {
 		Code    int            `json:"code"`
@@ -141,7 +143,7 @@ func rpc(t *testing.T, srv *httptest.Server, method string, params map[string]an
 	if !ok {
 		t.Fatalf("%s: HTTP %d, no JSON-RPC response: %s", method, resp.StatusCode, rec.body.String())
 	}
-	r := reply{status: resp.StatusCode}
+	r := reply{status: resp.StatusCode, header: resp.Header}
 	raw, _ := json.Marshal(map[string]json.RawMessage{"result": result, "error": rpcErr})
 	if len(result) == 0 {
 		raw, _ = json.Marshal(map[string]json.RawMessage{"error": rpcErr})
@@ -567,5 +569,123 @@ func TestNoTokenInTaskRecords(t *testing.T) {
 		if bytes.Contains(b, []byte("SECRET")) {
 			t.Fatalf("a task record holds a token: %s", b)
 		}
+	}
+}
+
+// scoped refuses a round to a caller whose X-Scopes lack "write", as the
+// actor's Authorize does for a token without a tool's scopes.
+func scoped(from *http.Request, tool string) *Refusal {
+	if strings.Contains(from.Header.Get("X-Scopes"), "write") {
+		return nil
+	}
+	return &Refusal{Status: http.StatusForbidden,
+		Header: http.Header{"Www-Authenticate": {`Bearer error="insufficient_scope", scope="write"`}},
+		Error:  &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: tool + " needs scope write"}}
+}
+
+// The answers to a task's input start a round of its tool: a tasks/update
+// whose token lacks the tool's scopes is refused (403 insufficient_scope)
+// and records nothing; one whose token holds them runs the round.
+func TestUpdateChecksTheToolsScopes(t *testing.T) {
+	store := &taskstore.Memory{}
+	srv, _ := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n1", Authorize: scoped})
+	id := start(t, srv, "test_two_questions", nil)
+	await(t, srv, id, "input_required")
+	answer := map[string]any{"action": "accept", "content": map[string]any{}}
+	r := rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"a": answer, "b": answer}}, true, "X-Scopes", "read")
+	if r.status != http.StatusForbidden || r.Error == nil || !strings.Contains(r.header.Get("WWW-Authenticate"), "insufficient_scope") {
+		t.Fatalf("update with a token lacking the tool's scope: HTTP %d %+v %v, want 403 insufficient_scope", r.status, r.Error, r.header)
+	}
+	if got, _ := store.Get(context.Background(), "alice", id); got.Status != "input_required" || len(got.InputRequests) != 2 || len(got.Responses) != 0 {
+		t.Fatalf("a refused update changed the task: %+v", got)
+	}
+	r = rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"a": answer, "b": answer}}, true, "X-Scopes", "read write")
+	if r.Error != nil {
+		t.Fatalf("update with the scopes: %+v", r)
+	}
+	await(t, srv, id, "completed")
+}
+
+// A tasks/get that would resume a task whose runner was lost runs its
+// tool: refused to a token lacking the tool's scopes, leaving the task as
+// it is; a token holding them resumes it.
+func TestResumeChecksTheToolsScopes(t *testing.T) {
+	store := &taskstore.Memory{}
+	srv, _ := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n2", Authorize: scoped})
+	now := time.Now()
+	store.Create(context.Background(), &taskstore.Task{ID: "lost", Owner: "alice", Status: "working", CreatedAt: now, UpdatedAt: now,
+		TTL: time.Hour, Request: resumableCall, Runner: "dead-node/x", LeaseUntil: now.Add(-time.Second)})
+	r := rpc(t, srv, "tasks/get", map[string]any{"taskId": "lost"}, true, "X-Scopes", "read")
+	if r.status != http.StatusForbidden || r.Error == nil || r.header.Get("WWW-Authenticate") == "" {
+		t.Fatalf("resuming read with a token lacking the tool's scope: HTTP %d %+v, want 403", r.status, r.Error)
+	}
+	if got, _ := store.Get(context.Background(), "alice", "lost"); got.Runner != "dead-node/x" || got.Resumes != 0 {
+		t.Fatalf("a refused read changed the task: %+v", got)
+	}
+	if r := rpc(t, srv, "tasks/get", map[string]any{"taskId": "lost"}, true, "X-Scopes", "write"); r.Result["status"] != "working" {
+		t.Fatalf("resuming read with the scopes: %+v", r)
+	}
+	await(t, srv, "lost", "completed")
+}
+
+// resumableCall is a task's stored tools/call of test_resumable.
+var resumableCall = json.RawMessage(`{"name":"test_resumable","arguments":{"ms":50},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},"io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}}}}`)
+
+// A sweep takes over the owner's lapsed tasks without anyone reading them:
+// a resumable one runs again here, another fails retryably; it names when
+// the next lease of a task not run here ends, and a sweep then takes that
+// one over too. Another owner's tasks are not its business.
+func TestSweepTakesOverLapsedTasks(t *testing.T) {
+	ctx := context.Background()
+	store := &taskstore.Memory{}
+	_, l := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n2", Authorize: scoped})
+	now := time.Now()
+	orphan := func(owner, id string, call json.RawMessage, lease time.Time) {
+		store.Create(ctx, &taskstore.Task{ID: id, Owner: owner, Status: "working", CreatedAt: now, UpdatedAt: now,
+			TTL: time.Hour, Request: call, Runner: "dead-node/x", LeaseUntil: lease})
+	}
+	orphan("alice", "resumable", resumableCall, now.Add(-time.Second))
+	orphan("alice", "other", json.RawMessage(`{"name":"test_slow","arguments":{"ms":50}}`), now.Add(-time.Second))
+	soon := now.Add(300 * time.Millisecond)
+	orphan("alice", "later", resumableCall, soon)
+	orphan("bob", "bobs", resumableCall, now.Add(-time.Second))
+	from, _ := http.NewRequest(http.MethodPost, "http://pingmcp/mcp", nil)
+	from.Header.Set("X-Scopes", "write")
+	next, err := l.Sweep(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !next.Equal(soon) {
+		t.Errorf("next sweep at %v, want %v (the lease of 'later')", next, soon)
+	}
+	if got, _ := store.Get(ctx, "alice", "other"); got.Status != "failed" {
+		t.Errorf("swept non-resumable task: %+v, want failed", got)
+	}
+	waitFor(t, "the resumed task to complete", func() bool {
+		got, _ := store.Get(ctx, "alice", "resumable")
+		return got.Status == "completed" && got.Resumes == 1
+	})
+	if got, _ := store.Get(ctx, "alice", "later"); got.Runner != "dead-node/x" {
+		t.Errorf("a task still leased was taken over: %+v", got)
+	}
+	if got, _ := store.Get(ctx, "bob", "bobs"); got.Runner != "dead-node/x" {
+		t.Errorf("another owner's task was swept: %+v", got)
+	}
+	time.Sleep(time.Until(next)) // the sweep's own schedule: it sleeps until then too
+	if _, err := l.Sweep(from); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the later task to complete", func() bool {
+		got, _ := store.Get(ctx, "alice", "later")
+		return got.Status == "completed"
+	})
+	// A sweep for a caller without the tool's scopes leaves a resumable task.
+	orphan("alice", "unallowed", resumableCall, time.Now().Add(-time.Second))
+	from.Header.Set("X-Scopes", "read")
+	if _, err := l.Sweep(from); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := store.Get(ctx, "alice", "unallowed"); got.Runner != "dead-node/x" {
+		t.Errorf("a sweep without the scopes took the task over: %+v", got)
 	}
 }

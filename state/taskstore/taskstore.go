@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -151,7 +152,15 @@ type Store interface {
 	// leave the task as it is. nil, nil if there is no such task;
 	// ErrUnreadable as for Get.
 	Update(ctx context.Context, owner, id string, change func(*Task) error) (*Task, error)
+	// Leases lists the owner's tasks that were working, with a runner, at
+	// their last change, and the leases they had then: what a sweep reads
+	// to find the tasks whose runner was lost without reading them all.
+	// It may name a task that has since expired or ended (Get tells).
+	Leases(ctx context.Context, owner string) (map[string]time.Time, error)
 }
+
+// leased says whether t has a runner answering for it (a lease).
+func leased(t *Task) bool { return t.Status == "working" && t.Runner != "" }
 
 // Memory keeps tasks in this process. Sealer, if set, seals them as Redis
 // does (nothing leaves the process, so the actors' default store does
@@ -239,9 +248,29 @@ func (m *Memory) Update(_ context.Context, owner, id string, change func(*Task) 
 	return t, nil
 }
 
+func (m *Memory) Leases(_ context.Context, owner string) (map[string]time.Time, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweepLocked()
+	out := map[string]time.Time{}
+	for k, b := range m.m {
+		o, id, _ := strings.Cut(k, "\x00")
+		if o != owner {
+			continue
+		}
+		if t, err := open(m.Sealer, owner, id, b); err == nil && leased(t) {
+			out[id] = t.LeaseUntil
+		}
+	}
+	return out, nil
+}
+
 // Redis keeps each task as one JSON string, sealed (SetSealer), under
 // prefix+"task:{"+owner+"}:"+id, expiring TTL after its last change; the
-// owner in braces keeps an owner's tasks in one Redis Cluster slot.
+// owner in braces keeps an owner's tasks in one Redis Cluster slot. The
+// owner's leased tasks are indexed in the sorted set
+// prefix+"tasks:{"+owner+"}" (id → lease end, ms), written with each task
+// (Leases).
 type Redis struct {
 	client redis.UniversalClient
 	prefix string
@@ -294,6 +323,34 @@ func (r *Redis) key(owner, id string) string {
 	return r.prefix + "task:{" + owner + "}:" + id
 }
 
+func (r *Redis) leasesKey(owner string) string { return r.prefix + "tasks:{" + owner + "}" }
+
+// index records t's lease in its owner's index, or takes t out of it, and
+// keeps the index a TTL.
+func (r *Redis) index(ctx context.Context, p redis.Pipeliner, t *Task) {
+	k := r.leasesKey(t.Owner)
+	if leased(t) {
+		p.ZAdd(ctx, k, redis.Z{Score: float64(t.LeaseUntil.UnixMilli()), Member: t.ID})
+	} else {
+		p.ZRem(ctx, k, t.ID)
+	}
+	p.Expire(ctx, k, t.TTL)
+}
+
+func (r *Redis) Leases(ctx context.Context, owner string) (map[string]time.Time, error) {
+	zs, err := r.client.ZRangeWithScores(ctx, r.leasesKey(owner), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("task leases: %w", err)
+	}
+	out := make(map[string]time.Time, len(zs))
+	for _, z := range zs {
+		if id, ok := z.Member.(string); ok {
+			out[id] = time.UnixMilli(int64(z.Score))
+		}
+	}
+	return out, nil
+}
+
 func (r *Redis) Create(ctx context.Context, t *Task) error {
 	b, err := seal(r.sealer, t)
 	if err != nil {
@@ -308,6 +365,7 @@ func (r *Redis) Create(ctx context.Context, t *Task) error {
 		if !ok {
 			return ErrExists
 		}
+		r.indexCreated(ctx, t)
 		return nil
 	}
 	// SETNX and WAIT on one connection, to the key's master.
@@ -329,7 +387,19 @@ func (r *Redis) Create(ctx context.Context, t *Task) error {
 	if !set.Val() {
 		return ErrExists
 	}
-	return r.waited(wait)
+	if err := r.waited(wait); err != nil {
+		return err
+	}
+	r.indexCreated(ctx, t)
+	return nil
+}
+
+// indexCreated indexes a task just created. The index serves the sweep
+// alone: a task it misses is still taken over when read.
+func (r *Redis) indexCreated(ctx context.Context, t *Task) {
+	p := r.client.Pipeline()
+	r.index(ctx, p, t)
+	p.Exec(ctx)
 }
 
 func (r *Redis) Get(ctx context.Context, owner, id string) (*Task, error) {
@@ -353,7 +423,9 @@ func (r *Redis) Update(ctx context.Context, owner, id string, change func(*Task)
 		err := r.client.Watch(ctx, func(tx *redis.Tx) error {
 			b, err := tx.Get(ctx, key).Bytes()
 			if errors.Is(err, redis.Nil) {
-				return nil
+				// Expired: out of the index too (what a sweep finds there
+				// it updates).
+				return tx.ZRem(ctx, r.leasesKey(owner), id).Err()
 			}
 			if err != nil {
 				return err
@@ -370,6 +442,7 @@ func (r *Redis) Update(ctx context.Context, owner, id string, change func(*Task)
 			}
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				p.Set(ctx, key, b, t.TTL)
+				r.index(ctx, p, t)
 				return nil
 			})
 			if err != nil {
