@@ -359,13 +359,13 @@ func replyAddress(ctx actor.Context, logger *slog.Logger, req *envelope.Request)
 type flight struct {
 	cancel  context.CancelFunc
 	window  *window
-	replyTo *actor.PID         // the edge's reply router
-	rpc     *rpcbody.Body      // the edge's reading of a POST's body
-	get     bool               // a GET: a stream that never ends by itself
-	client  string             // the client_id of the request's token
+	replyTo *actor.PID          // the edge's reply router
+	rpc     *rpcbody.Body       // the edge's reading of a POST's body
+	get     bool                // a GET: a stream that never ends by itself
+	client  string              // the client_id of the request's token
 	scopes  map[string][]string // the tools' scopes when it was taken (served.scopes)
-	moved   atomic.Bool        // refused: a newer activation owns the session
-	drain   context.CancelFunc // ends the handler, not the response
+	moved   atomic.Bool         // refused: a newer activation owns the session
+	drain   context.CancelFunc  // ends the handler, not the response
 
 	mu     sync.Mutex
 	stream string // the event stream its requests were journalled on

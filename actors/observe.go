@@ -35,7 +35,7 @@ type served struct {
 	// request checks them (authorizeRound).
 	scopes   map[string][]string
 	resource string
-	calls     *toolCallIDs // the JSON-RPC ids of its tool calls, for their audit records
+	calls    *toolCallIDs // the JSON-RPC ids of its tool calls, for their audit records
 	// batch bounds the tool calls of the request running at once (nil: no
 	// bound). The SDK runs each call of a batch on a goroutine of its own as
 	// soon as it reads it, all of a batch at once (jsonrpc2.Async in
