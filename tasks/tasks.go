@@ -97,17 +97,23 @@
 // a working task whose lease ran out takes it over (reap): a Resumable
 // tool's round runs again from its start on the reader's activation (at
 // most maxResumes times); any other task fails with -32003 (retryable).
-// An activation that stops lets the leases of its resumable rounds lapse at
-// once, and fails the others. A task is never "working" forever.
+// So does the owner's Sweep, without a read: the actor runs it when it
+// takes its first request, and when the next lease held elsewhere ends
+// (actors/core.go, sweepTasks). An activation that stops lets the leases
+// of its resumable rounds lapse at once, and fails the others. A task is
+// never "working" forever: a lapsed one that nobody reads or sweeps
+// expires its TTL after its last change.
 //
 // Each round acts for the caller of the request that started it (the
-// tools/call, the tasks/update that answered its input, the tasks/get that
-// resumed it): Options.Bind, through which the actor hands the round that
-// request's principal and token, in memory only.
+// tools/call, the tasks/update that answered its input, the tasks/get or
+// the sweep that resumed it): Options.Bind, through which the actor hands
+// the round that request's principal and token, in memory only; and
+// Options.Authorize first checks that this caller's token holds the
+// tool's scopes. In Redis the records are sealed (taskstore.Sealer),
+// bound to their owner and id; one that does not open is an unknown task.
 //
 // Not yet: notifications/tasks; tasks on the 2025-11-25 session protocol;
-// operators' views (admin API, CLI, console); a background sweep of lapsed
-// leases (a task is taken over when read, and clients poll).
+// operators' views (admin API, CLI, console).
 package tasks
 
 import (
