@@ -334,7 +334,9 @@ func (r *Redis) index(ctx context.Context, p redis.Pipeliner, t *Task) {
 	} else {
 		p.ZRem(ctx, k, t.ID)
 	}
-	p.Expire(ctx, k, t.TTL)
+	if t.TTL > 0 {
+		p.Expire(ctx, k, t.TTL)
+	}
 }
 
 func (r *Redis) Leases(ctx context.Context, owner string) (map[string]time.Time, error) {
