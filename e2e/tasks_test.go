@@ -122,11 +122,19 @@ func TestTaskSurvivesKilledNode(t *testing.T) {
 	edge.awaitMembers(ctx, 2)
 	survivor.awaitMembers(ctx, 2)
 
-	// Nobody reads the task: a request of its principal activates the
-	// principal's actor on the survivor, which sweeps its lapsed tasks (at
-	// once, or when the dead runner's lease ends) and resumes it.
-	if res, e := taskRPC(ctx, edge.URL(), "tools/list", map[string]any{}, ""); res == nil {
-		t.Fatalf("tools/list after the kill: %v", e)
+	// Nobody reads the task: another request of its principal (a
+	// tasks/get of an id that never was) activates the principal's actor
+	// on the survivor, which sweeps its lapsed tasks (at once, or when the
+	// dead runner's lease ends) and resumes it. (Right after the kill, a
+	// request may still be refused, retryably: poll, as for tasks/get.)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		_, e := taskRPC(ctx, edge.URL(), "tasks/get", map[string]any{"taskId": "no-such-task"}, "no-such-task")
+		if e["code"] == float64(-32602) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tasks/get of an unknown task after the kill: %v, want -32602", e)
+		}
 	}
 	sweep, cancelSweep := context.WithTimeout(ctx, time.Minute)
 	survivor.awaitCount(sweep, "task resumed", 1)
