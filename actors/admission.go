@@ -199,8 +199,8 @@ func (a *core) checkScopes(req *envelope.Request, rb *rpcbody.Body) *envelope.Re
 		if c.Method != "tools/call" {
 			continue
 		}
-		for _, s := range a.scopes[c.Tool] {
-			if !slices.Contains(req.Principal.Scopes, s) && !slices.Contains(missing, s) {
+		for _, s := range missingScopes(req.Principal.Scopes, a.scopes[c.Tool]) {
+			if !slices.Contains(missing, s) {
 				missing = append(missing, s)
 				tool, id = c.Tool, c.ID
 			}

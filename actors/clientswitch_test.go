@@ -40,6 +40,12 @@ func forwardOn(root *actor.RootContext, pid *actor.PID, p *envelope.Principal, m
 	if method == http.MethodPost {
 		req.Headers = append(req.Headers, &envelope.Header{Name: "Content-Type", Values: []string{"application/json"}})
 	}
+	return forwardRequest(root, pid, req)
+}
+
+// forwardRequest sends req to the actor at pid as the edge does,
+// acknowledging each part.
+func forwardRequest(root *actor.RootContext, pid *actor.PID, req *envelope.Request) *response {
 	r := &response{head: make(chan *envelope.ResponsePart, 1), body: make(chan string, 1)}
 	var out []byte
 	root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {

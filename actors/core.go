@@ -2,6 +2,7 @@ package actors
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -80,6 +81,12 @@ type core struct {
 	// did not ask for is the cluster's.
 	stopQueued bool
 	drainTimer *time.Timer
+
+	// The sweep of the principal's lapsed tasks (sweepTasks): swept once
+	// it ran for this activation, sweeping while it runs, sweepTimer for
+	// the next one.
+	swept, sweeping bool
+	sweepTimer      *time.Timer
 }
 
 // kind is what an actor kind adds to the core.
@@ -183,7 +190,8 @@ func (a *core) build(ctx actor.Context, o serverOptions) {
 	a.handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return a.server }, hopts)
 	if o.stateless {
 		// The principal actor owns its principal's tasks (package tasks).
-		a.tasks = tasks.New(a.handler, tasks.Options{Store: a.cfg.taskStore(), Owner: a.id, Runner: a.node + "/" + activationID(), Logger: a.logger, Bind: a.bindRound})
+		a.tasks = tasks.New(a.handler, tasks.Options{Store: a.cfg.taskStore(), Owner: a.id, Runner: a.node + "/" + activationID(), Logger: a.logger,
+			TTL: a.cfg.TaskTTL, Lease: a.cfg.TaskLease, Bind: a.bindRound, Authorize: a.authorizeRound})
 		a.handler = a.tasks
 	}
 	if a.cfg.IdleTimeout > 0 {
@@ -215,6 +223,10 @@ func (a *core) receive(ctx actor.Context) {
 		a.stop(ctx)
 	case stopNow:
 		ctx.Stop(ctx.Self())
+	case sweepTasks:
+		a.sweepTasks(ctx)
+	case tasksSwept:
+		a.tasksSwept(ctx, m)
 	case *actor.ReceiveTimeout, passivateNow:
 		a.idle(ctx)
 	case *actor.Terminated:
@@ -225,6 +237,9 @@ func (a *core) receive(ctx actor.Context) {
 		a.cfg.Local.remove(ctx.Self(), a.id)
 		if a.drainTimer != nil {
 			a.drainTimer.Stop()
+		}
+		if a.sweepTimer != nil {
+			a.sweepTimer.Stop()
 		}
 	}
 }
@@ -348,12 +363,13 @@ func replyAddress(ctx actor.Context, logger *slog.Logger, req *envelope.Request)
 type flight struct {
 	cancel  context.CancelFunc
 	window  *window
-	replyTo *actor.PID         // the edge's reply router
-	rpc     *rpcbody.Body      // the edge's reading of a POST's body
-	get     bool               // a GET: a stream that never ends by itself
-	client  string             // the client_id of the request's token
-	moved   atomic.Bool        // refused: a newer activation owns the session
-	drain   context.CancelFunc // ends the handler, not the response
+	replyTo *actor.PID          // the edge's reply router
+	rpc     *rpcbody.Body       // the edge's reading of a POST's body
+	get     bool                // a GET: a stream that never ends by itself
+	client  string              // the client_id of the request's token
+	scopes  map[string][]string // the tools' scopes when it was taken (served.scopes)
+	moved   atomic.Bool         // refused: a newer activation owns the session
+	drain   context.CancelFunc  // ends the handler, not the response
 
 	mu     sync.Mutex
 	stream string // the event stream its requests were journalled on
@@ -422,12 +438,18 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		send(refusal)
 		return
 	}
+	if a.tasks != nil && !a.swept {
+		// The principal is known now: take over what its tasks' runners
+		// left (their node died, their activation stopped).
+		a.swept = true
+		a.sweepTasks(ctx)
+	}
 	a.persist.Load().touch()
 	// rctx is the response's (the edge's) context; hctx, the handler's,
 	// also ends when a drain cuts the request, leaving the response open for
 	// its retry hint.
 	rctx, cancel := context.WithCancel(context.Background())
-	f := &flight{cancel: cancel, window: newWindow(uint64(req.Window)), replyTo: replyTo, rpc: rb, get: req.Method == http.MethodGet}
+	f := &flight{cancel: cancel, window: newWindow(uint64(req.Window)), replyTo: replyTo, rpc: rb, get: req.Method == http.MethodGet, scopes: a.scopes}
 	if req.Principal != nil {
 		f.client = req.Principal.ClientId
 	}
@@ -653,7 +675,101 @@ func (a *core) bindRound(from, round *http.Request) func() {
 		return func() {}
 	}
 	id := "task-round-" + activationID()
-	a.requests.store(id, &served{principal: v.principal})
+	a.requests.store(id, &served{principal: v.principal, scopes: v.scopes, resource: v.resource})
 	round.Header.Set(forwardedHeader, id)
 	return func() { a.requests.remove(id) }
+}
+
+// authorizeRound refuses a round of a task (tasks.Options.Authorize) to the
+// caller of request from whose token lacks a scope tool needs, as
+// checkScopes refuses a tools/call: 403 insufficient_scope naming the
+// scopes the token holds and those needed, so that the client steps up and
+// sends the tasks/update (or tasks/get) again.
+func (a *core) authorizeRound(from *http.Request, tool string) *tasks.Refusal {
+	s := a.requests.load(from.Header.Get(forwardedHeader))
+	if s == nil || s.principal == nil {
+		return nil
+	}
+	needed := s.scopes[tool]
+	missing := missingScopes(s.principal.Scopes, needed)
+	if len(missing) == 0 {
+		return nil
+	}
+	aerr := auth.InsufficientScope(s.principal.Scopes, needed, fmt.Sprintf("%s needs scope %s", tool, strings.Join(missing, " ")))
+	return &tasks.Refusal{Status: http.StatusForbidden,
+		Header: http.Header{"Www-Authenticate": {auth.Challenge(aerr, auth.MetadataURL(s.resource), aerr.Scopes)}},
+		Error:  rpcerr.New(rpcerr.InvalidRequest, aerr.Error()).SDK()}
+}
+
+// missingScopes are the needed scopes a token holding held lacks.
+func missingScopes(held, needed []string) []string {
+	var missing []string
+	for _, s := range needed {
+		if !slices.Contains(held, s) && !slices.Contains(missing, s) {
+			missing = append(missing, s)
+		}
+	}
+	return missing
+}
+
+// sweepTasks and tasksSwept are the principal actor's messages to itself
+// about the sweep of its lapsed tasks.
+type (
+	sweepTasks struct{}
+	tasksSwept struct {
+		next time.Time
+		err  error
+	}
+)
+
+// sweepTimeout bounds one sweep of the store.
+const sweepTimeout = 30 * time.Second
+
+// sweepTasks takes over the principal's tasks whose runner was lost
+// (tasks.Layer.Sweep), off the actor's goroutine, for the principal's
+// newest token and the tools' current scopes: once when the activation
+// takes its first request (the principal is known then), and again when
+// the next lease of a task run elsewhere ends (a runner on a node that
+// died just before). Cheap: one read of the principal's index of leases,
+// and one of each task whose lease ran out. It does not keep an idle actor
+// alive: a task left to lapse after it passivates is taken over at the
+// principal's next request (this sweep) or read, or expires its TTL after
+// its last change; it is never reported working forever.
+func (a *core) sweepTasks(ctx actor.Context) {
+	if a.tasks == nil || a.sweeping || a.life != lifeServing {
+		return
+	}
+	a.sweeping = true
+	id := "task-sweep-" + activationID()
+	a.requests.store(id, &served{principal: a.credential, scopes: a.scopes})
+	sctx, cancel := context.WithTimeout(context.Background(), sweepTimeout)
+	from, _ := http.NewRequestWithContext(sctx, http.MethodPost, "http://pingmcp/mcp", nil) // a constant URL
+	from.Header.Set(forwardedHeader, id)
+	l, root, self := a.tasks, ctx.ActorSystem().Root, ctx.Self()
+	go func() {
+		defer cancel()
+		defer a.requests.remove(id)
+		next, err := l.Sweep(from)
+		root.Send(self, tasksSwept{next, err})
+	}()
+}
+
+// tasksSwept schedules the next sweep, if a lease is to end (or the store
+// failed: a lease later).
+func (a *core) tasksSwept(ctx actor.Context, m tasksSwept) {
+	a.sweeping = false
+	next := m.next
+	if m.err != nil {
+		a.logger.Warn("tasks: sweeping lapsed tasks", "err", m.err)
+		next = time.Now().Add(cmp.Or(a.cfg.TaskLease, tasks.DefaultLease))
+	}
+	if next.IsZero() || a.life != lifeServing {
+		return
+	}
+	if a.sweepTimer != nil {
+		a.sweepTimer.Stop()
+	}
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	// A little after the lease ends, so that its end has passed.
+	a.sweepTimer = time.AfterFunc(time.Until(next)+50*time.Millisecond, func() { root.Send(self, sweepTasks{}) })
 }

@@ -29,7 +29,13 @@ const forwardedHeader = "X-Pingmcp-Forwarded"
 // served is what the middleware may know of a forwarded request.
 type served struct {
 	principal *envelope.Principal
-	calls     *toolCallIDs // the JSON-RPC ids of its tool calls, for their audit records
+	// scopes are the scopes each tool needs, as the actor knew them when
+	// it took the request; resource the MCP resource the request was made
+	// to (for the challenge of a refusal): a task's round started by the
+	// request checks them (authorizeRound).
+	scopes   map[string][]string
+	resource string
+	calls    *toolCallIDs // the JSON-RPC ids of its tool calls, for their audit records
 	// flight is the request's (nil for a request not forwarded here).
 	flight *flight
 	// batch bounds the tool calls of the request running at once (nil: no
@@ -89,8 +95,11 @@ func (a *core) observe(hr *http.Request, req *envelope.Request, rb *rpcbody.Body
 	}
 	ctx, span := telemetry.Start(ctx, "actor "+req.Method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
 
-	s := &served{principal: req.Principal, calls: newToolCallIDs(rb, req.Body)}
+	s := &served{principal: req.Principal, calls: newToolCallIDs(rb, req.Body), resource: req.Resource}
 	s.flight, _ = hr.Context().Value(flightKey{}).(*flight)
+	if s.flight != nil {
+		s.scopes = s.flight.scopes
+	}
 	if rb != nil && rb.Batch && a.cfg.MaxBatchConcurrency > 0 {
 		s.batch = make(chan struct{}, a.cfg.MaxBatchConcurrency)
 	}

@@ -39,6 +39,11 @@ type Config struct {
 	// IdleTimeout passivates an actor that has had no request for this long
 	// and has no stream open. Zero means never.
 	IdleTimeout time.Duration
+	// TaskTTL is how long a task stays readable after its last change,
+	// TaskLease how long a round's runner answers for it without renewing
+	// (renewed every third of it); zero: tasks.DefaultTTL,
+	// tasks.DefaultLease (--task-ttl, --task-lease).
+	TaskTTL, TaskLease time.Duration
 	// SchemaCache is shared by every server of the node, so that tool
 	// schemas are reflected once, not per session.
 	SchemaCache *mcp.SchemaCache

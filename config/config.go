@@ -108,6 +108,10 @@ type Config struct {
 	StateKeys     string // keyid:base64-of-32-bytes,...; secret, never print it
 	EventsMax     int64
 	EventsTTL     time.Duration
+	// TaskTTL is how long a task (the MCP tasks extension) stays readable
+	// after its last change; TaskLease how long the runner of a task's
+	// round answers for it without renewing (it renews every third).
+	TaskTTL, TaskLease time.Duration
 
 	// Tracing and audit (serve and dev; todo-api traces too).
 	OTLPEndpoint  string // OTLP/HTTP collector; tracing off when empty (and no OTEL_EXPORTER_OTLP_* set)
@@ -259,9 +263,11 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		fs.BoolVar(&c.RedisCluster, "redis-cluster", false, "--redis-url is a Redis Cluster, named by one of its nodes")
 		fs.IntVar(&c.RedisReplicas, "redis-replicas", 0, "confirm a write of session state (snapshot, event, session count, revocation) only once this many replicas of its Redis master hold it (WAIT, bounded by --redis-timeout), so that a failover loses none; 0: once the master has it")
 		fs.StringVar(&c.RedisPrefix, "redis-prefix", "pingmcp:", "prefix of every Redis key this cluster writes")
-		fs.StringVar(&c.StateKeys, "state-keys", "", "keys sealing the tokens in session snapshots: keyid:base64-of-32-bytes, comma-separated, newest first (prefer the environment variable)")
+		fs.StringVar(&c.StateKeys, "state-keys", "", "keys sealing the tokens in session snapshots and the task records in Redis: keyid:base64-of-32-bytes, comma-separated, newest first (prefer the environment variable)")
 		fs.Int64Var(&c.EventsMax, "events-max", 1000, "SSE events kept per stream for resumption")
 		fs.DurationVar(&c.EventsTTL, "events-ttl", time.Hour, "how long an SSE stream's events outlive its last event")
+		fs.DurationVar(&c.TaskTTL, "task-ttl", DefaultTaskTTL, "how long a task (MCP tasks extension) stays readable after its last change: its result, its pending input; more than --task-lease")
+		fs.DurationVar(&c.TaskLease, "task-lease", DefaultTaskLease, "how long the node running a task's round answers for it without renewing (it renews every third of it): a task whose node died is taken over this long after its last renewal ("+MinTaskLease.String()+" to "+MaxTaskLease.String()+")")
 		fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 4<<20, "largest request body /mcp accepts (413 beyond)")
 		limitFlags(fs, c)
 		fs.StringVar(&c.PublicURL, "public-url", "", "scheme://host[:port] clients use to reach this edge (default: http:// and --addr)")
@@ -878,6 +884,34 @@ func (c *Config) validateDurability() []error {
 	}
 	if c.EventsTTL <= 0 {
 		errs = append(errs, errors.New("--events-ttl must be positive"))
+	}
+	errs = append(errs, c.checkTasks()...)
+	return errs
+}
+
+// The tasks' defaults and bounds (tasks.DefaultTTL, tasks.DefaultLease).
+const (
+	DefaultTaskTTL   = time.Hour
+	DefaultTaskLease = 6 * time.Second
+	// MinTaskLease: renewed every third of it, a shorter lease would
+	// write each running task to the store more than ten times a second.
+	MinTaskLease = 300 * time.Millisecond
+	// MaxTaskLease: a task whose node died waits this long to be taken
+	// over.
+	MaxTaskLease = 10 * time.Minute
+)
+
+// checkTasks checks --task-ttl and --task-lease: the lease long enough to
+// renew (every third of it), and the TTL longer than the lease, so that a
+// running task's record, refreshed at each renewal, never expires under
+// its runner.
+func (c *Config) checkTasks() []error {
+	var errs []error
+	if c.TaskLease < MinTaskLease || c.TaskLease > MaxTaskLease {
+		errs = append(errs, fmt.Errorf("--task-lease %v: must be from %v to %v (renewed every third of it)", c.TaskLease, MinTaskLease, MaxTaskLease))
+	}
+	if c.TaskTTL <= c.TaskLease {
+		errs = append(errs, fmt.Errorf("--task-ttl %v must be longer than --task-lease %v: a running task's record would expire between renewals", c.TaskTTL, c.TaskLease))
 	}
 	return errs
 }

@@ -242,6 +242,11 @@ func TestDurabilityAccepted(t *testing.T) {
 		{"keep-alive from the environment", "serve", serveArgs(), map[string]string{"PINGMCP_SSE_KEEPALIVE": "40s"},
 			func(c *Config) bool { return c.SSEKeepAlive == 40*time.Second }},
 		{"keep-alive off", "dev", []string{"--sse-keepalive", "0"}, nil, func(c *Config) bool { return c.SSEKeepAlive == 0 }},
+		{"task defaults", "serve", serveArgs(), nil,
+			func(c *Config) bool { return c.TaskTTL == time.Hour && c.TaskLease == 6*time.Second }},
+		{"task TTL and lease from the environment", "serve", serveArgs(),
+			map[string]string{"PINGMCP_TASK_TTL": "10m", "PINGMCP_TASK_LEASE": "2s"},
+			func(c *Config) bool { return c.TaskTTL == 10*time.Minute && c.TaskLease == 2*time.Second }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -302,6 +307,11 @@ func TestDurabilityRefusals(t *testing.T) {
 		{"probe interval too short", "serve", serveArgs("--cluster-probe-interval", "1ms"), nil, []string{"--cluster-probe-interval must be at least 50ms"}},
 		{"no probe failures", "serve", serveArgs("--cluster-probe-failures", "0"), nil, []string{"--cluster-probe-failures at least 1"}},
 		{"no events kept", "serve", serveArgs("--events-max", "0"), nil, []string{"--events-max must be positive"}},
+		{"task lease too short to renew", "serve", serveArgs("--task-lease", "100ms"), nil, []string{"--task-lease 100ms: must be from 300ms to 10m0s"}},
+		{"task lease too long", "dev", nil, map[string]string{"PINGMCP_TASK_LEASE": "1h"}, []string{"--task-lease 1h0m0s: must be from"}},
+		{"task TTL within the lease", "serve", serveArgs("--task-ttl", "5s"), nil, []string{"--task-ttl 5s must be longer than --task-lease 6s"}},
+		{"task TTL within the lease, from the environment", "dev", []string{"--task-lease", "1m"}, map[string]string{"PINGMCP_TASK_TTL": "1m"},
+			[]string{"--task-ttl 1m0s must be longer than --task-lease 1m0s"}},
 		{"events expire at once", "dev", []string{"--events-ttl", "0"}, nil, []string{"--events-ttl must be positive"}},
 	}
 	for _, tt := range tests {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -47,8 +48,9 @@ func taskRPC(ctx context.Context, url, method string, params map[string]any, nam
 // the principal actor. The member running a task is killed with SIGKILL;
 // through the edge, once the runner's lease lapsed, the task is resumed on
 // the surviving member (slow_compute is resumable: pure work) and reaches
-// its result there, never left working; a task that completed before the
-// kill keeps its result.
+// its result there, never left working (the survivor's sweep takes it over
+// before anyone reads it); a task that completed before the kill keeps its
+// result; the records in Redis are sealed.
 func TestTaskSurvivesKilledNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -120,8 +122,41 @@ func TestTaskSurvivesKilledNode(t *testing.T) {
 	edge.awaitMembers(ctx, 2)
 	survivor.awaitMembers(ctx, 2)
 
+	// Nobody reads the task: another request of its principal (a
+	// tasks/get of an id that never was) activates the principal's actor
+	// on the survivor, which sweeps its lapsed tasks (at once, or when the
+	// dead runner's lease ends) and resumes it. (Right after the kill, a
+	// request may still be refused, retryably: poll, as for tasks/get.)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		_, e := taskRPC(ctx, edge.URL(), "tasks/get", map[string]any{"taskId": "no-such-task"}, "no-such-task")
+		if e["code"] == float64(-32602) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tasks/get of an unknown task after the kill: %v, want -32602", e)
+		}
+	}
+	sweep, cancelSweep := context.WithTimeout(ctx, time.Minute)
+	survivor.awaitCount(sweep, "task resumed", 1)
+	cancelSweep()
+	if !survivor.logged("task resumed", running) {
+		t.Fatalf("%s did not resume task %s without a read of it", survivor.name, running)
+	}
+	t.Logf("task resumed by the sweep %s after the kill", time.Since(killed).Round(time.Millisecond))
 	res := awaitStatus(running, "completed", 2*time.Minute)
 	t.Logf("task completed %s after the kill", time.Since(killed).Round(time.Millisecond))
+	// In Redis, the records are sealed: neither the call nor its result in
+	// the clear.
+	keys, err := rdb.Keys(ctx, "*task:*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("task keys in Redis: %v, %v", keys, err)
+	}
+	for _, k := range keys {
+		raw, _ := rdb.Get(ctx, k).Result()
+		if strings.Contains(raw, "slow_compute") || strings.Contains(raw, "computed") || strings.Contains(raw, `"status"`) {
+			t.Fatalf("task record %s in the clear: %.80s", k, raw)
+		}
+	}
 	if r, _ := res["result"].(map[string]any); r["content"] == nil {
 		t.Fatalf("the resumed task: %v, want its result", res)
 	}

@@ -147,7 +147,7 @@ func (r *run) renew() {
 		})
 		cancel()
 		switch {
-		case errors.Is(err, errTerminal) || (err == nil && t == nil):
+		case errors.Is(err, errTerminal) || errors.Is(err, taskstore.ErrUnreadable) || (err == nil && t == nil):
 			r.cancel()
 			return
 		case err != nil && r.ctx.Err() == nil:

@@ -97,17 +97,23 @@
 // a working task whose lease ran out takes it over (reap): a Resumable
 // tool's round runs again from its start on the reader's activation (at
 // most maxResumes times); any other task fails with -32003 (retryable).
-// An activation that stops lets the leases of its resumable rounds lapse at
-// once, and fails the others. A task is never "working" forever.
+// So does the owner's Sweep, without a read: the actor runs it when it
+// takes its first request, and when the next lease held elsewhere ends
+// (actors/core.go, sweepTasks). An activation that stops lets the leases
+// of its resumable rounds lapse at once, and fails the others. A task is
+// never "working" forever: a lapsed one that nobody reads or sweeps
+// expires its TTL after its last change.
 //
 // Each round acts for the caller of the request that started it (the
-// tools/call, the tasks/update that answered its input, the tasks/get that
-// resumed it): Options.Bind, through which the actor hands the round that
-// request's principal and token, in memory only.
+// tools/call, the tasks/update that answered its input, the tasks/get or
+// the sweep that resumed it): Options.Bind, through which the actor hands
+// the round that request's principal and token, in memory only; and
+// Options.Authorize first checks that this caller's token holds the
+// tool's scopes. In Redis the records are sealed (taskstore.Sealer),
+// bound to their owner and id; one that does not open is an unknown task.
 //
 // Not yet: notifications/tasks; tasks on the 2025-11-25 session protocol;
-// operators' views (admin API, CLI, console); a background sweep of lapsed
-// leases (a task is taken over when read, and clients poll).
+// operators' views (admin API, CLI, console).
 package tasks
 
 import (
@@ -177,6 +183,31 @@ type Options struct {
 	// (its token, for the tools that call downstream APIs). release is
 	// called when the round ends.
 	Bind func(from, round *http.Request) (release func())
+	// Authorize, if set, says whether the caller of request from may run
+	// tool now (its token holds the scopes the tool needs, as checked for a
+	// tools/call), before a round of a task starts for it: the tasks/update
+	// that answers the task's input, the tasks/get (or Sweep) that resumes
+	// it. A refusal is the answer to from, and changes nothing: the task
+	// stays as it was (input_required; working with its lease run out) for
+	// a request whose token may.
+	Authorize func(from *http.Request, tool string) *Refusal
+}
+
+// Refusal is Authorize's answer to a request that may not start a round:
+// its HTTP status and headers (403 and the insufficient_scope challenge)
+// and its JSON-RPC error.
+type Refusal struct {
+	Status int
+	Header http.Header
+	Error  *jsonrpc.Error
+}
+
+// authorize asks Options.Authorize whether from's caller may run tool.
+func (l *Layer) authorize(from *http.Request, tool string) *Refusal {
+	if l.o.Authorize == nil {
+		return nil
+	}
+	return l.o.Authorize(from, tool)
 }
 
 // Layer serves the extension in front of an MCP handler (the SDK's
@@ -302,8 +333,7 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 	ctx := r.Context()
 	t, err := l.o.Store.Get(ctx, l.o.Owner, id)
 	if err != nil {
-		l.o.Logger.Error("tasks: reading a task", "task", id, "err", err)
-		writeError(w, m.ID, storeError())
+		writeError(w, m.ID, l.storeFailure(id, err))
 		return
 	}
 	if t == nil {
@@ -312,8 +342,17 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 	}
 	switch m.Method {
 	case "tasks/get":
-		if t, err = l.reap(r, t); err != nil {
-			writeError(w, m.ID, storeError())
+		var refusal *Refusal
+		if t, refusal, err = l.reap(r, t); err != nil {
+			writeError(w, m.ID, l.storeFailure(id, err))
+			return
+		}
+		if refusal != nil {
+			writeRefusal(w, m.ID, refusal)
+			return
+		}
+		if t == nil {
+			writeError(w, m.ID, unknownTask())
 			return
 		}
 		writeResult(w, m.ID, detailed(t))
@@ -325,14 +364,21 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 			writeError(w, m.ID, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "params.inputResponses must be an object of responses by input request key"})
 			return
 		}
+		if t.Status == "input_required" {
+			// The answers would start a round of the tool, for this caller.
+			if refusal := l.authorize(r, toolOf(t)); refusal != nil {
+				writeRefusal(w, m.ID, refusal)
+				return
+			}
+		}
 		if err := l.update(r, id, p.InputResponses); err != nil {
-			writeError(w, m.ID, storeError())
+			writeError(w, m.ID, l.storeFailure(id, err))
 			return
 		}
 		writeResult(w, m.ID, ack)
 	case "tasks/cancel":
 		if err := l.cancelTask(ctx, id); err != nil {
-			writeError(w, m.ID, storeError())
+			writeError(w, m.ID, l.storeFailure(id, err))
 			return
 		}
 		writeResult(w, m.ID, ack)
@@ -355,6 +401,19 @@ func unknownTask() *jsonrpc.Error {
 	return &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "unknown taskId"}
 }
 
+// storeFailure answers a store's error about task id: a record that does
+// not open (sealed under a key no longer configured, or moved from another
+// owner's key) is an unknown task, as one that never existed; any other
+// error is the store's, retryable.
+func (l *Layer) storeFailure(id string, err error) *jsonrpc.Error {
+	if errors.Is(err, taskstore.ErrUnreadable) {
+		l.o.Logger.Warn("tasks: a stored task does not open; answered as unknown", "task", id, "err", err)
+		return unknownTask()
+	}
+	l.o.Logger.Error("tasks: the task store failed", "task", id, "err", err)
+	return storeError()
+}
+
 func storeError() *jsonrpc.Error {
 	return rpcerr.RetryLater("tasks", 1, "the task store is unavailable; retry").SDK()
 }
@@ -369,14 +428,21 @@ const maxResumes = 3
 // reap takes over a working task whose runner's lease ran out (its node
 // died): a resumable tool's round runs again here, from its start; any
 // other task fails, retryably.
-func (l *Layer) reap(from *http.Request, t *taskstore.Task) (*taskstore.Task, error) {
+// A resume needs from's caller to be allowed the tool (Options.Authorize):
+// the refusal is returned, and the task left as it is.
+func (l *Layer) reap(from *http.Request, t *taskstore.Task) (*taskstore.Task, *Refusal, error) {
 	ctx := from.Context()
 	if t.Status != "working" || t.Runner == "" || time.Now().Before(t.LeaseUntil) {
-		return t, nil
+		return t, nil, nil
 	}
 	lost, tag := t.Runner, l.tag()
 	var c common
 	json.Unmarshal(t.Request, &c)
+	if resumable(c.Name) && t.Resumes < maxResumes && !l.isClosed() {
+		if refusal := l.authorize(from, c.Name); refusal != nil {
+			return t, refusal, nil
+		}
+	}
 	var resumed bool
 	u, err := l.o.Store.Update(ctx, l.o.Owner, t.ID, func(t *taskstore.Task) error {
 		if t.Status != "working" || t.Runner != lost || time.Now().Before(t.LeaseUntil) {
@@ -394,10 +460,11 @@ func (l *Layer) reap(from *http.Request, t *taskstore.Task) (*taskstore.Task, er
 		return nil
 	})
 	if errors.Is(err, errTerminal) {
-		return l.o.Store.Get(ctx, l.o.Owner, t.ID)
+		u, err := l.o.Store.Get(ctx, l.o.Owner, t.ID)
+		return u, nil, err
 	}
 	if err != nil || u == nil {
-		return t, err
+		return u, nil, err
 	}
 	if resumed {
 		metrics.Tasks.WithLabelValues("resumed").Inc()
@@ -407,7 +474,76 @@ func (l *Layer) reap(from *http.Request, t *taskstore.Task) (*taskstore.Task, er
 		metrics.Tasks.WithLabelValues("failed").Inc()
 		l.o.Logger.Warn("tasks: task failed: its runner stopped renewing its lease", "task", t.ID, "runner", lost)
 	}
-	return u, nil
+	return u, nil, nil
+}
+
+// toolOf is the tool a task calls.
+func toolOf(t *taskstore.Task) string {
+	var c common
+	json.Unmarshal(t.Request, &c)
+	return c.Name
+}
+
+// Sweep takes over the owner's tasks whose runner was lost (their lease
+// ran out: its node died, or its activation stopped) as a read would
+// (reap), for the caller of request from: the actor's principal, with the
+// newest token it presented. It reads the owner's index of leases
+// (Store.Leases), and each task whose lease there ran out. It returns when
+// the next lease of a task not run here ends (zero: none is left), when
+// the owner should sweep again. A resume the caller's token may not run
+// (Authorize) is left to a read by one that may.
+func (l *Layer) Sweep(from *http.Request) (next time.Time, err error) {
+	ctx := from.Context()
+	leases, err := l.o.Store.Leases(ctx, l.o.Owner)
+	if err != nil {
+		return time.Time{}, err
+	}
+	later := func(until time.Time) {
+		if next.IsZero() || until.Before(next) {
+			next = until
+		}
+	}
+	for id, until := range leases {
+		if l.runsHere(id) {
+			continue
+		}
+		if time.Now().Before(until) {
+			later(until)
+			continue
+		}
+		t, err := l.o.Store.Get(ctx, l.o.Owner, id)
+		if errors.Is(err, taskstore.ErrUnreadable) {
+			continue
+		}
+		if err != nil {
+			return next, err
+		}
+		if t == nil {
+			// Expired: Update takes it out of the index.
+			l.o.Store.Update(ctx, l.o.Owner, id, func(*taskstore.Task) error { return errTerminal })
+			continue
+		}
+		u, refusal, err := l.reap(from, t)
+		if err != nil {
+			return next, err
+		}
+		if refusal != nil {
+			l.o.Logger.Info("tasks: a lapsed task is left for a caller allowed its tool", "task", id, "tool", toolOf(t))
+			continue
+		}
+		if u != nil && u.Status == "working" && u.Runner != "" && !l.runsHere(id) {
+			later(u.LeaseUntil)
+		}
+	}
+	return next, nil
+}
+
+// runsHere says whether a round of task id runs on this activation.
+func (l *Layer) runsHere(id string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.rounds[id]
+	return ok
 }
 
 func (l *Layer) isClosed() bool {

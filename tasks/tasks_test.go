@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	dto "github.com/prometheus/client_model/go"
 
@@ -92,6 +95,7 @@ func nodeWith(t *testing.T, o Options) (*httptest.Server, *Layer) {
 // reply is a JSON-RPC response as the tests read it.
 type reply struct {
 	status int
+	header http.Header
 	Result map[string]any `json:"result"`
 	Error  *struct {
 		Code    int            `json:"code"`
@@ -139,7 +143,7 @@ func rpc(t *testing.T, srv *httptest.Server, method string, params map[string]an
 	if !ok {
 		t.Fatalf("%s: HTTP %d, no JSON-RPC response: %s", method, resp.StatusCode, rec.body.String())
 	}
-	r := reply{status: resp.StatusCode}
+	r := reply{status: resp.StatusCode, header: resp.Header}
 	raw, _ := json.Marshal(map[string]json.RawMessage{"result": result, "error": rpcErr})
 	if len(result) == 0 {
 		raw, _ = json.Marshal(map[string]json.RawMessage{"error": rpcErr})
@@ -480,4 +484,208 @@ func tasksTotal(status string) float64 {
 	var m dto.Metric
 	metrics.Tasks.WithLabelValues(status).Write(&m)
 	return m.GetCounter().GetValue()
+}
+
+// unreadable is a store whose records do not open (moved from another
+// owner's key, sealed under a retired key).
+type unreadable struct{ taskstore.Store }
+
+func (unreadable) Get(context.Context, string, string) (*taskstore.Task, error) {
+	return nil, fmt.Errorf("%w: test", taskstore.ErrUnreadable)
+}
+
+func (unreadable) Update(context.Context, string, string, func(*taskstore.Task) error) (*taskstore.Task, error) {
+	return nil, fmt.Errorf("%w: test", taskstore.ErrUnreadable)
+}
+
+// A record that does not open is answered as an unknown task, by every
+// method, not as the store's (retryable) failure.
+func TestUnreadableRecordIsUnknown(t *testing.T) {
+	srv, _ := node(t, unreadable{&taskstore.Memory{}}, "alice", "n1")
+	for _, method := range []string{"tasks/get", "tasks/update", "tasks/cancel"} {
+		r := rpc(t, srv, method, map[string]any{"taskId": "moved", "inputResponses": map[string]any{}}, true)
+		if r.Error == nil || r.Error.Code != -32602 || r.Error.Message != "unknown taskId" {
+			t.Errorf("%s of an unreadable record: %+v, want -32602 unknown taskId", method, r)
+		}
+	}
+}
+
+// recording keeps every task record written, as the store would encode it.
+type recording struct {
+	taskstore.Store
+	mu      sync.Mutex
+	written [][]byte
+}
+
+func (s *recording) keep(t *taskstore.Task) {
+	b, _ := json.Marshal(t)
+	s.mu.Lock()
+	s.written = append(s.written, b)
+	s.mu.Unlock()
+}
+
+func (s *recording) Create(ctx context.Context, t *taskstore.Task) error {
+	s.keep(t)
+	return s.Store.Create(ctx, t)
+}
+
+func (s *recording) Update(ctx context.Context, owner, id string, change func(*taskstore.Task) error) (*taskstore.Task, error) {
+	return s.Store.Update(ctx, owner, id, func(t *taskstore.Task) error {
+		if err := change(t); err != nil {
+			return err
+		}
+		s.keep(t)
+		return nil
+	})
+}
+
+// The token a round acts with reaches it in memory (Bind), never a task
+// record: not from the tools/call, the tasks/update or a resuming tasks/get.
+func TestNoTokenInTaskRecords(t *testing.T) {
+	const first, second = "tok-first-SECRET-1", "tok-second-SECRET-2"
+	store := &recording{Store: &taskstore.Memory{}}
+	srv, _ := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n1",
+		Bind: func(from, round *http.Request) func() {
+			// As the actor does: the round gets its caller's token, in memory.
+			tok := strings.TrimPrefix(from.Header.Get("Authorization"), "Bearer ")
+			round.Header.Set("Authorization", "Bearer "+tok)
+			round.Header.Set("X-Round-Caller", map[string]string{first: "first", second: "second"}[tok])
+			return func() {}
+		}})
+	r := rpc(t, srv, "tools/call", map[string]any{"name": "test_caller", "arguments": map[string]any{}}, true, "Authorization", "Bearer "+first)
+	id, _ := r.Result["taskId"].(string)
+	await(t, srv, id, "input_required")
+	rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"q": map[string]any{"action": "accept", "content": map[string]any{}}}}, true, "Authorization", "Bearer "+second)
+	r = await(t, srv, id, "completed")
+	if res, _ := json.Marshal(r.Result["result"]); !strings.Contains(string(res), `"second"`) {
+		t.Fatalf("the round did not act with the update's token: %s", res)
+	}
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if len(store.written) < 3 {
+		t.Fatalf("%d records written, want the task's rounds", len(store.written))
+	}
+	for _, b := range store.written {
+		if bytes.Contains(b, []byte("SECRET")) {
+			t.Fatalf("a task record holds a token: %s", b)
+		}
+	}
+}
+
+// scoped refuses a round to a caller whose X-Scopes lack "write", as the
+// actor's Authorize does for a token without a tool's scopes.
+func scoped(from *http.Request, tool string) *Refusal {
+	if strings.Contains(from.Header.Get("X-Scopes"), "write") {
+		return nil
+	}
+	return &Refusal{Status: http.StatusForbidden,
+		Header: http.Header{"Www-Authenticate": {`Bearer error="insufficient_scope", scope="write"`}},
+		Error:  &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: tool + " needs scope write"}}
+}
+
+// The answers to a task's input start a round of its tool: a tasks/update
+// whose token lacks the tool's scopes is refused (403 insufficient_scope)
+// and records nothing; one whose token holds them runs the round.
+func TestUpdateChecksTheToolsScopes(t *testing.T) {
+	store := &taskstore.Memory{}
+	srv, _ := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n1", Authorize: scoped})
+	id := start(t, srv, "test_two_questions", nil)
+	await(t, srv, id, "input_required")
+	answer := map[string]any{"action": "accept", "content": map[string]any{}}
+	r := rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"a": answer, "b": answer}}, true, "X-Scopes", "read")
+	if r.status != http.StatusForbidden || r.Error == nil || !strings.Contains(r.header.Get("WWW-Authenticate"), "insufficient_scope") {
+		t.Fatalf("update with a token lacking the tool's scope: HTTP %d %+v %v, want 403 insufficient_scope", r.status, r.Error, r.header)
+	}
+	if got, _ := store.Get(context.Background(), "alice", id); got.Status != "input_required" || len(got.InputRequests) != 2 || len(got.Responses) != 0 {
+		t.Fatalf("a refused update changed the task: %+v", got)
+	}
+	r = rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"a": answer, "b": answer}}, true, "X-Scopes", "read write")
+	if r.Error != nil {
+		t.Fatalf("update with the scopes: %+v", r)
+	}
+	await(t, srv, id, "completed")
+}
+
+// A tasks/get that would resume a task whose runner was lost runs its
+// tool: refused to a token lacking the tool's scopes, leaving the task as
+// it is; a token holding them resumes it.
+func TestResumeChecksTheToolsScopes(t *testing.T) {
+	store := &taskstore.Memory{}
+	srv, _ := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n2", Authorize: scoped})
+	now := time.Now()
+	store.Create(context.Background(), &taskstore.Task{ID: "lost", Owner: "alice", Status: "working", CreatedAt: now, UpdatedAt: now,
+		TTL: time.Hour, Request: resumableCall, Runner: "dead-node/x", LeaseUntil: now.Add(-time.Second)})
+	r := rpc(t, srv, "tasks/get", map[string]any{"taskId": "lost"}, true, "X-Scopes", "read")
+	if r.status != http.StatusForbidden || r.Error == nil || r.header.Get("WWW-Authenticate") == "" {
+		t.Fatalf("resuming read with a token lacking the tool's scope: HTTP %d %+v, want 403", r.status, r.Error)
+	}
+	if got, _ := store.Get(context.Background(), "alice", "lost"); got.Runner != "dead-node/x" || got.Resumes != 0 {
+		t.Fatalf("a refused read changed the task: %+v", got)
+	}
+	if r := rpc(t, srv, "tasks/get", map[string]any{"taskId": "lost"}, true, "X-Scopes", "write"); r.Result["status"] != "working" {
+		t.Fatalf("resuming read with the scopes: %+v", r)
+	}
+	await(t, srv, "lost", "completed")
+}
+
+// resumableCall is a task's stored tools/call of test_resumable.
+var resumableCall = json.RawMessage(`{"name":"test_resumable","arguments":{"ms":50},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},"io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}}}}`)
+
+// A sweep takes over the owner's lapsed tasks without anyone reading them:
+// a resumable one runs again here, another fails retryably; it names when
+// the next lease of a task not run here ends, and a sweep then takes that
+// one over too. Another owner's tasks are not its business.
+func TestSweepTakesOverLapsedTasks(t *testing.T) {
+	ctx := context.Background()
+	store := &taskstore.Memory{}
+	_, l := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n2", Authorize: scoped})
+	now := time.Now()
+	orphan := func(owner, id string, call json.RawMessage, lease time.Time) {
+		store.Create(ctx, &taskstore.Task{ID: id, Owner: owner, Status: "working", CreatedAt: now, UpdatedAt: now,
+			TTL: time.Hour, Request: call, Runner: "dead-node/x", LeaseUntil: lease})
+	}
+	orphan("alice", "resumable", resumableCall, now.Add(-time.Second))
+	orphan("alice", "other", json.RawMessage(`{"name":"test_slow","arguments":{"ms":50}}`), now.Add(-time.Second))
+	soon := now.Add(300 * time.Millisecond)
+	orphan("alice", "later", resumableCall, soon)
+	orphan("bob", "bobs", resumableCall, now.Add(-time.Second))
+	from, _ := http.NewRequest(http.MethodPost, "http://pingmcp/mcp", nil)
+	from.Header.Set("X-Scopes", "write")
+	next, err := l.Sweep(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !next.Equal(soon) {
+		t.Errorf("next sweep at %v, want %v (the lease of 'later')", next, soon)
+	}
+	if got, _ := store.Get(ctx, "alice", "other"); got.Status != "failed" {
+		t.Errorf("swept non-resumable task: %+v, want failed", got)
+	}
+	waitFor(t, "the resumed task to complete", func() bool {
+		got, _ := store.Get(ctx, "alice", "resumable")
+		return got.Status == "completed" && got.Resumes == 1
+	})
+	if got, _ := store.Get(ctx, "alice", "later"); got.Runner != "dead-node/x" {
+		t.Errorf("a task still leased was taken over: %+v", got)
+	}
+	if got, _ := store.Get(ctx, "bob", "bobs"); got.Runner != "dead-node/x" {
+		t.Errorf("another owner's task was swept: %+v", got)
+	}
+	time.Sleep(time.Until(next)) // the sweep's own schedule: it sleeps until then too
+	if _, err := l.Sweep(from); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the later task to complete", func() bool {
+		got, _ := store.Get(ctx, "alice", "later")
+		return got.Status == "completed"
+	})
+	// A sweep for a caller without the tool's scopes leaves a resumable task.
+	orphan("alice", "unallowed", resumableCall, time.Now().Add(-time.Second))
+	from.Header.Set("X-Scopes", "read")
+	if _, err := l.Sweep(from); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := store.Get(ctx, "alice", "unallowed"); got.Runner != "dead-node/x" {
+		t.Errorf("a sweep without the scopes took the task over: %+v", got)
+	}
 }

@@ -128,6 +128,13 @@ func writeError(w http.ResponseWriter, id json.RawMessage, e *jsonrpc.Error) {
 	case jsonrpc.CodeInvalidParams, mcp.CodeMissingRequiredClientCapabilities, mcp.CodeHeaderMismatch, mcp.CodeUnsupportedProtocolVersion:
 		status = http.StatusBadRequest
 	}
+	writeErrorStatus(w, id, e, status)
+}
+
+func writeErrorStatus(w http.ResponseWriter, id json.RawMessage, e *jsonrpc.Error, status int) {
+	if len(id) == 0 {
+		id = json.RawMessage("null")
+	}
 	b, _ := json.Marshal(struct {
 		JSONRPC string          `json:"jsonrpc"`
 		ID      json.RawMessage `json:"id"`
@@ -136,6 +143,14 @@ func writeError(w http.ResponseWriter, id json.RawMessage, e *jsonrpc.Error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))
+}
+
+// writeRefusal answers id with Authorize's refusal.
+func writeRefusal(w http.ResponseWriter, id json.RawMessage, r *Refusal) {
+	for k, vs := range r.Header {
+		w.Header()[k] = vs
+	}
+	writeErrorStatus(w, id, r.Error, r.Status)
 }
 
 // errorObject is e as a task's inlined error.

@@ -149,6 +149,8 @@ func (n *nodeAssembly) build(ctx context.Context) error {
 		Implementation: &mcp.Implementation{Name: "pingmcp", Version: version()},
 		Tools:          tools,
 		IdleTimeout:    cfg.ActorIdleTimeout,
+		TaskTTL:        cfg.TaskTTL,
+		TaskLease:      cfg.TaskLease,
 		Stores:         stores,
 		Local:          n.local,
 		SchemaCache:    mcp.NewSchemaCache(),

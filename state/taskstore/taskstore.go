@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -78,6 +79,52 @@ func encodeTask(t *Task) ([]byte, error) {
 	return json.Marshal(taskJSON{(*taskAlias)(t), t.TTL.Milliseconds(), t.PollInterval.Milliseconds()})
 }
 
+// Sealer encrypts what a store keeps (state.Sealer: AES-256-GCM under the
+// newest of the --state-keys, opened with any of them), bound to a
+// context that Open must be given again.
+type Sealer interface {
+	Seal(plaintext, context []byte) string
+	Open(sealed string, context []byte) ([]byte, error)
+}
+
+// ErrUnreadable is a stored record that does not open: sealed under a key
+// no longer configured, tampered with, or moved from another owner's key
+// or another id's (the seal is bound to both). The tasks layer answers it
+// as an unknown task.
+var ErrUnreadable = errors.New("task record cannot be opened")
+
+// sealContext binds a sealed record to its owner and id.
+func sealContext(owner, id string) []byte {
+	return []byte("pingmcp task\x00" + owner + "\x00" + id)
+}
+
+// seal is the stored form of t: its JSON, sealed by s if there is one.
+func seal(s Sealer, t *Task) ([]byte, error) {
+	b, err := encodeTask(t)
+	if err != nil || s == nil {
+		return b, err
+	}
+	return []byte(s.Seal(b, sealContext(t.Owner, t.ID))), nil
+}
+
+// open reads what seal stored under (owner, id).
+func open(s Sealer, owner, id string, b []byte) (*Task, error) {
+	if s != nil {
+		var err error
+		if b, err = s.Open(string(b), sealContext(owner, id)); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUnreadable, err)
+		}
+	}
+	t, err := decodeTask(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnreadable, err)
+	}
+	if t.Owner != owner || t.ID != id {
+		return nil, fmt.Errorf("%w: it names another task", ErrUnreadable)
+	}
+	return t, nil
+}
+
 func decodeTask(b []byte) (*Task, error) {
 	t := &Task{}
 	j := taskJSON{taskAlias: (*taskAlias)(t)}
@@ -97,16 +144,30 @@ type Store interface {
 	// Create stores a new task; ErrExists if its id is taken.
 	Create(ctx context.Context, t *Task) error
 	// Get returns the task owner's id names, nil if there is none (never
-	// was, expired, or another owner's).
+	// was, expired, or another owner's); ErrUnreadable for a record that
+	// does not open.
 	Get(ctx context.Context, owner, id string) (*Task, error)
 	// Update applies change to the task atomically (compare and set) and
 	// stores the result, refreshing its TTL. change may return an error to
-	// leave the task as it is. nil, nil if there is no such task.
+	// leave the task as it is. nil, nil if there is no such task;
+	// ErrUnreadable as for Get.
 	Update(ctx context.Context, owner, id string, change func(*Task) error) (*Task, error)
+	// Leases lists the owner's tasks that were working, with a runner, at
+	// their last change, and the leases they had then: what a sweep reads
+	// to find the tasks whose runner was lost without reading them all.
+	// It may name a task that has since expired or ended (Get tells).
+	Leases(ctx context.Context, owner string) (map[string]time.Time, error)
 }
 
-// Memory keeps tasks in this process.
+// leased says whether t has a runner answering for it (a lease).
+func leased(t *Task) bool { return t.Status == "working" && t.Runner != "" }
+
+// Memory keeps tasks in this process. Sealer, if set, seals them as Redis
+// does (nothing leaves the process, so the actors' default store does
+// without).
 type Memory struct {
+	Sealer Sealer
+
 	mu sync.Mutex
 	m  map[string][]byte // owner\x00id → encoded task
 	// expiry by the same key
@@ -116,7 +177,7 @@ type Memory struct {
 func memKey(owner, id string) string { return owner + "\x00" + id }
 
 func (m *Memory) Create(_ context.Context, t *Task) error {
-	b, err := encodeTask(t)
+	b, err := seal(m.Sealer, t)
 	if err != nil {
 		return err
 	}
@@ -162,7 +223,7 @@ func (m *Memory) Get(_ context.Context, owner, id string) (*Task, error) {
 	if !ok {
 		return nil, nil
 	}
-	return decodeTask(b)
+	return open(m.Sealer, owner, id, b)
 }
 
 func (m *Memory) Update(_ context.Context, owner, id string, change func(*Task) error) (*Task, error) {
@@ -173,26 +234,47 @@ func (m *Memory) Update(_ context.Context, owner, id string, change func(*Task) 
 	if !ok {
 		return nil, nil
 	}
-	t, err := decodeTask(b)
+	t, err := open(m.Sealer, owner, id, b)
 	if err != nil {
 		return nil, err
 	}
 	if err := change(t); err != nil {
 		return nil, err
 	}
-	if b, err = encodeTask(t); err != nil {
+	if b, err = seal(m.Sealer, t); err != nil {
 		return nil, err
 	}
 	m.m[k], m.exp[k] = b, time.Now().Add(t.TTL)
 	return t, nil
 }
 
-// Redis keeps each task as one JSON string under
+func (m *Memory) Leases(_ context.Context, owner string) (map[string]time.Time, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sweepLocked()
+	out := map[string]time.Time{}
+	for k, b := range m.m {
+		o, id, _ := strings.Cut(k, "\x00")
+		if o != owner {
+			continue
+		}
+		if t, err := open(m.Sealer, owner, id, b); err == nil && leased(t) {
+			out[id] = t.LeaseUntil
+		}
+	}
+	return out, nil
+}
+
+// Redis keeps each task as one JSON string, sealed (SetSealer), under
 // prefix+"task:{"+owner+"}:"+id, expiring TTL after its last change; the
-// owner in braces keeps an owner's tasks in one Redis Cluster slot.
+// owner in braces keeps an owner's tasks in one Redis Cluster slot. The
+// owner's leased tasks are indexed in the sorted set
+// prefix+"tasks:{"+owner+"}" (id → lease end, ms), written with each task
+// (Leases).
 type Redis struct {
 	client redis.UniversalClient
 	prefix string
+	sealer Sealer
 	// replicas must hold each write before it is confirmed (WAIT, on the
 	// connection that wrote it), within timeout; none: the master's word.
 	replicas int
@@ -221,6 +303,14 @@ func (r *Redis) waited(cmd *redis.IntCmd) error {
 	return nil
 }
 
+// SetSealer seals every record written from now on under s, bound to its
+// owner and id, and opens records with it: a task's arguments, results and
+// answers may hold the users' data. Keys rotate as for the session
+// snapshots: a record is sealed again under the newest key at each change,
+// and expires its TTL after it, so a key dropped from --state-keys a TTL
+// after a newer one was added loses nothing.
+func (r *Redis) SetSealer(s Sealer) { r.sealer = s }
+
 // NewRedis keeps tasks in client under prefix ("pingmcp:" when empty).
 func NewRedis(client redis.UniversalClient, prefix string) *Redis {
 	if prefix == "" {
@@ -233,8 +323,38 @@ func (r *Redis) key(owner, id string) string {
 	return r.prefix + "task:{" + owner + "}:" + id
 }
 
+func (r *Redis) leasesKey(owner string) string { return r.prefix + "tasks:{" + owner + "}" }
+
+// index records t's lease in its owner's index, or takes t out of it, and
+// keeps the index a TTL.
+func (r *Redis) index(ctx context.Context, p redis.Pipeliner, t *Task) {
+	k := r.leasesKey(t.Owner)
+	if leased(t) {
+		p.ZAdd(ctx, k, redis.Z{Score: float64(t.LeaseUntil.UnixMilli()), Member: t.ID})
+	} else {
+		p.ZRem(ctx, k, t.ID)
+	}
+	if t.TTL > 0 {
+		p.Expire(ctx, k, t.TTL)
+	}
+}
+
+func (r *Redis) Leases(ctx context.Context, owner string) (map[string]time.Time, error) {
+	zs, err := r.client.ZRangeWithScores(ctx, r.leasesKey(owner), 0, -1).Result()
+	if err != nil {
+		return nil, fmt.Errorf("task leases: %w", err)
+	}
+	out := make(map[string]time.Time, len(zs))
+	for _, z := range zs {
+		if id, ok := z.Member.(string); ok {
+			out[id] = time.UnixMilli(int64(z.Score))
+		}
+	}
+	return out, nil
+}
+
 func (r *Redis) Create(ctx context.Context, t *Task) error {
-	b, err := encodeTask(t)
+	b, err := seal(r.sealer, t)
 	if err != nil {
 		return err
 	}
@@ -247,6 +367,7 @@ func (r *Redis) Create(ctx context.Context, t *Task) error {
 		if !ok {
 			return ErrExists
 		}
+		r.indexCreated(ctx, t)
 		return nil
 	}
 	// SETNX and WAIT on one connection, to the key's master.
@@ -268,7 +389,19 @@ func (r *Redis) Create(ctx context.Context, t *Task) error {
 	if !set.Val() {
 		return ErrExists
 	}
-	return r.waited(wait)
+	if err := r.waited(wait); err != nil {
+		return err
+	}
+	r.indexCreated(ctx, t)
+	return nil
+}
+
+// indexCreated indexes a task just created. The index serves the sweep
+// alone: a task it misses is still taken over when read.
+func (r *Redis) indexCreated(ctx context.Context, t *Task) {
+	p := r.client.Pipeline()
+	r.index(ctx, p, t)
+	p.Exec(ctx)
 }
 
 func (r *Redis) Get(ctx context.Context, owner, id string) (*Task, error) {
@@ -279,7 +412,7 @@ func (r *Redis) Get(ctx context.Context, owner, id string) (*Task, error) {
 	if err != nil {
 		return nil, fmt.Errorf("get task: %w", err)
 	}
-	return decodeTask(b)
+	return open(r.sealer, owner, id, b)
 }
 
 // Update is optimistic: WATCH the key, change, MULTI/SET; a concurrent
@@ -292,23 +425,26 @@ func (r *Redis) Update(ctx context.Context, owner, id string, change func(*Task)
 		err := r.client.Watch(ctx, func(tx *redis.Tx) error {
 			b, err := tx.Get(ctx, key).Bytes()
 			if errors.Is(err, redis.Nil) {
-				return nil
+				// Expired: out of the index too (what a sweep finds there
+				// it updates).
+				return tx.ZRem(ctx, r.leasesKey(owner), id).Err()
 			}
 			if err != nil {
 				return err
 			}
-			t, err := decodeTask(b)
+			t, err := open(r.sealer, owner, id, b)
 			if err != nil {
 				return err
 			}
 			if err := change(t); err != nil {
 				return err
 			}
-			if b, err = encodeTask(t); err != nil {
+			if b, err = seal(r.sealer, t); err != nil {
 				return err
 			}
 			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
 				p.Set(ctx, key, b, t.TTL)
+				r.index(ctx, p, t)
 				return nil
 			})
 			if err != nil {

@@ -132,3 +132,53 @@ func TestRedisReplication(t *testing.T) {
 		t.Fatalf("update with a replica: %+v, %v", u, err)
 	}
 }
+
+// Leases indexes an owner's leased tasks: written with each task, another
+// owner's not among them, a task that ends (or expires) out of them.
+func testLeases(t *testing.T, s Store) {
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	lease := now.Add(time.Minute)
+	for _, task := range []*Task{
+		{ID: "l1", Owner: "carol", Status: "working", Runner: "n/a", LeaseUntil: lease},
+		{ID: "l2", Owner: "carol", Status: "input_required"},
+		{ID: "l3", Owner: "dave", Status: "working", Runner: "n/a", LeaseUntil: lease},
+		{ID: "l4", Owner: "carol", Status: "working", Runner: "n/a", LeaseUntil: lease, TTL: 200 * time.Millisecond},
+	} {
+		if task.TTL == 0 {
+			task.TTL = time.Hour
+		}
+		task.CreatedAt, task.UpdatedAt = now, now
+		if err := s.Create(ctx, task); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Leases(ctx, "carol")
+	if err != nil || len(got) != 2 || !got["l1"].Equal(lease) || !got["l4"].Equal(lease) {
+		t.Fatalf("carol's leases: %v, %v; want l1 and l4 until %v", got, err, lease)
+	}
+	if _, err := s.Update(ctx, "carol", "l1", func(t *Task) error { t.Status, t.Runner = "completed", ""; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if g, _ := s.Get(ctx, "carol", "l4"); g == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("l4 did not expire")
+		}
+		time.Sleep(50 * time.Millisecond) // polling an expiry: no event to await
+	}
+	// What a sweep does with an expired task in the index: an update.
+	if u, err := s.Update(ctx, "carol", "l4", func(*Task) error { return nil }); err != nil || u != nil {
+		t.Fatalf("update of an expired task: %v, %v", u, err)
+	}
+	if got, err := s.Leases(ctx, "carol"); err != nil || len(got) != 0 {
+		t.Fatalf("carol's leases once l1 completed and l4 expired: %v, %v; want none", got, err)
+	}
+}
+
+func TestMemoryLeases(t *testing.T) { testLeases(t, &Memory{}) }
+
+func TestRedisLeases(t *testing.T) { testLeases(t, NewRedis(redistest.Start(t), "lease:")) }

@@ -1,0 +1,163 @@
+package actors
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/state"
+	"github.com/pingmcp/pingmcp/state/taskstore"
+	"github.com/pingmcp/pingmcp/tasks"
+	"github.com/pingmcp/pingmcp/tools"
+	"github.com/pingmcp/pingmcp/tools/conformance"
+)
+
+// scopedTools are a toolset whose tools need the given scopes.
+type scopedTools struct {
+	tools.Toolset
+	scopes map[string][]string
+}
+
+func (s scopedTools) Scopes() map[string][]string { return s.scopes }
+
+// principalActor spawns a principal actor (identity owner) of the
+// conformance tools, confirm_delete needing files:write and slow_compute
+// compute, keeping its tasks in d.
+func principalActor(t *testing.T, d *state.Stores, owner string) (*actor.RootContext, *actor.PID) {
+	cfg := Config{Implementation: &mcp.Implementation{Name: "pingmcp", Version: "test"}, SchemaCache: mcp.NewSchemaCache(),
+		Logger: slog.New(slog.DiscardHandler), Stores: d, Authenticated: true,
+		Toolsets: []tools.Toolset{scopedTools{conformance.New(), map[string][]string{"confirm_delete": {"files:write"}, "slow_compute": {"compute"}}}}}
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return cfg.Logger }))
+	t.Cleanup(system.Shutdown)
+	return system.Root, system.Root.Spawn(protocluster.WithClusterIdentity(PrincipalProps(cfg), protocluster.NewClusterIdentity(owner, "principal")))
+}
+
+// taskMeta is the _meta of a 2026-07-28 request declaring the tasks
+// extension.
+var taskMeta = map[string]any{"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+	"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "t", "version": "1"},
+	"io.modelcontextprotocol/clientCapabilities": map[string]any{"extensions": map[string]any{tasks.Extension: map[string]any{}}}}
+
+// statelessCall forwards one 2026-07-28 request of p's; it returns the
+// first part (status, headers) and the body.
+func statelessCall(t *testing.T, root *actor.RootContext, pid *actor.PID, p *envelope.Principal, method, name string, params map[string]any) (*envelope.ResponsePart, map[string]any) {
+	t.Helper()
+	params["_meta"] = taskMeta
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+	req := &envelope.Request{Id: rand.Text(), Method: http.MethodPost, Path: "/mcp", Body: body, Window: 16, Principal: p, Resource: "https://mcp.example/mcp",
+		Headers: []*envelope.Header{
+			{Name: "Accept", Values: []string{"application/json, text/event-stream"}},
+			{Name: "Content-Type", Values: []string{"application/json"}},
+			{Name: "Mcp-Protocol-Version", Values: []string{"2026-07-28"}},
+			{Name: "Mcp-Method", Values: []string{method}},
+			{Name: "Mcp-Name", Values: []string{name}},
+		}}
+	r := forwardRequest(root, pid, req)
+	head := await(t, r.head, method)
+	out := await(t, r.body, method+" body")
+	if i := strings.Index(out, "{"); i > 0 { // an SSE answer: its one event
+		out = out[i:]
+		out = out[:strings.LastIndex(out, "}")+1]
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(out), &m); err != nil {
+		t.Fatalf("%s: %d %q", method, head.Status, out)
+	}
+	return head, m
+}
+
+func header(p *envelope.ResponsePart, name string) string {
+	for _, h := range p.Headers {
+		if strings.EqualFold(h.Name, name) && len(h.Values) > 0 {
+			return h.Values[0]
+		}
+	}
+	return ""
+}
+
+func principal(token string, scopes ...string) *envelope.Principal {
+	return &envelope.Principal{Issuer: "https://idp", Subject: "alice", ClientId: "c1", Token: token,
+		ExpiresUnix: time.Now().Add(time.Hour).Unix(), Scopes: scopes}
+}
+
+// A tasks/update answering a task's input starts a round of its tool: a
+// token without the tool's scopes gets the step-up answer a tools/call
+// would (403 insufficient_scope naming the scope), and the task waits; the
+// stepped-up token's answer runs the round.
+func TestTaskUpdateNeedsTheToolsScopes(t *testing.T) {
+	root, pid := principalActor(t, state.MemoryStores(time.Hour), "alice-principal")
+	full, weak := principal("tok-full", "files:write"), principal("tok-weak", "openid")
+	_, r := statelessCall(t, root, pid, full, "tools/call", "confirm_delete", map[string]any{"name": "confirm_delete", "arguments": map[string]any{"filename": "a.txt"}})
+	res, _ := r["result"].(map[string]any)
+	id, _ := res["taskId"].(string)
+	if id == "" {
+		t.Fatalf("tools/call confirm_delete: %v, want a task", r)
+	}
+	get := func() map[string]any {
+		_, r := statelessCall(t, root, pid, full, "tasks/get", id, map[string]any{"taskId": id})
+		res, _ := r["result"].(map[string]any)
+		return res
+	}
+	waitTask(t, "input_required", func() bool { return get()["status"] == "input_required" })
+	answer := map[string]any{"taskId": id, "inputResponses": map[string]any{"confirm": map[string]any{"action": "accept", "content": map[string]any{"confirm": true}}}}
+	head, r := statelessCall(t, root, pid, weak, "tasks/update", id, answer)
+	if head.Status != http.StatusForbidden || r["error"] == nil || !strings.Contains(header(head, "WWW-Authenticate"), `error="insufficient_scope"`) ||
+		!strings.Contains(header(head, "WWW-Authenticate"), "files:write") {
+		t.Fatalf("tasks/update with a token lacking files:write: %d %v %v, want 403 insufficient_scope", head.Status, head.Headers, r)
+	}
+	if got := get(); got["status"] != "input_required" {
+		t.Fatalf("the refused update changed the task: %v", got)
+	}
+	if head, r := statelessCall(t, root, pid, full, "tasks/update", id, answer); head.Status != http.StatusOK || r["error"] != nil {
+		t.Fatalf("tasks/update with files:write: %d %v", head.Status, r)
+	}
+	waitTask(t, "completed", func() bool { return get()["status"] == "completed" })
+}
+
+// A principal actor takes over its principal's tasks whose runner was lost
+// without anyone reading them: at its first request (here a tools/list),
+// and when the lease of a task still held elsewhere ends.
+func TestPrincipalActorSweepsLapsedTasks(t *testing.T) {
+	d := state.MemoryStores(time.Hour)
+	ctx := context.Background()
+	now := time.Now()
+	call, _ := json.Marshal(map[string]any{"name": "slow_compute", "arguments": map[string]any{"seconds": 0}, "_meta": taskMeta})
+	for id, lease := range map[string]time.Time{"lapsed": now.Add(-time.Second), "held": now.Add(time.Second)} {
+		if err := d.Tasks.Create(ctx, &taskstore.Task{ID: id, Owner: "bob-principal", Status: "working", CreatedAt: now, UpdatedAt: now,
+			TTL: time.Hour, Request: call, Runner: "dead-node/x", LeaseUntil: lease}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	root, pid := principalActor(t, d, "bob-principal")
+	bob := &envelope.Principal{Issuer: "https://idp", Subject: "bob", ClientId: "c1", Token: "tok-bob", ExpiresUnix: now.Add(time.Hour).Unix(), Scopes: []string{"compute"}}
+	if head, _ := statelessCall(t, root, pid, bob, "tools/list", "", map[string]any{}); head.Status != http.StatusOK {
+		t.Fatalf("tools/list: %d", head.Status)
+	}
+	for _, id := range []string{"lapsed", "held"} {
+		waitTask(t, id+" resumed and completed", func() bool {
+			got, _ := d.Tasks.Get(ctx, "bob-principal", id)
+			return got != nil && got.Status == "completed" && got.Resumes == 1
+		})
+	}
+}
+
+// waitTask polls the store or the actor (a task's status changes with no
+// event to await).
+func waitTask(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(forwardTimeout); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
