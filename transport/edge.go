@@ -652,13 +652,21 @@ func classify(rb *rpcbody.Body) bodyKind {
 
 // forwardHeaders keeps what the MCP handler needs and drops hop-by-hop
 // headers and credentials: the verified principal travels in the envelope,
-// never the raw token.
+// never the raw token. pingmcp's own headers (X-Pingmcp-*: the actor's
+// forwarded id, the tasks layer's run) are set inside the actor only: a
+// client's are dropped here.
+// internalHeaderPrefix begins the headers pingmcp sets for itself.
+const internalHeaderPrefix = "X-Pingmcp-"
+
 func forwardHeaders(h http.Header) []*envelope.Header {
 	out := make([]*envelope.Header, 0, 6)
 	for name, values := range h {
 		switch name {
 		case "Authorization", "Cookie", "Connection", "Keep-Alive", "Proxy-Authorization",
 			"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Origin":
+			continue
+		}
+		if strings.HasPrefix(http.CanonicalHeaderKey(name), internalHeaderPrefix) {
 			continue
 		}
 		out = append(out, &envelope.Header{Name: name, Values: values})
