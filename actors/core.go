@@ -190,8 +190,13 @@ func (a *core) build(ctx actor.Context, o serverOptions) {
 	a.handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return a.server }, hopts)
 	if o.stateless {
 		// The principal actor owns its principal's tasks (package tasks).
-		a.tasks = tasks.New(a.handler, tasks.Options{Store: a.cfg.taskStore(), Owner: a.id, Runner: a.node + "/" + activationID(), Logger: a.logger,
-			TTL: a.cfg.TaskTTL, Lease: a.cfg.TaskLease, Bind: a.bindRound, Authorize: a.authorizeRound})
+		o := tasks.Options{Store: a.cfg.taskStore(), Owner: a.id, Runner: a.node + "/" + activationID(), Logger: a.logger,
+			TTL: a.cfg.TaskTTL, Lease: a.cfg.TaskLease, Bind: a.bindRound, Authorize: a.authorizeRound}
+		if d := a.cfg.Stores; d != nil && d.UserTasks != nil && d.MaxTasksPerUser > 0 {
+			// A user's live tasks, all clients together (--max-tasks-per-user).
+			o.Live, o.MaxPerUser, o.User = d.UserTasks, d.MaxTasksPerUser, a.userOf
+		}
+		a.tasks = tasks.New(a.handler, o)
 		a.handler = a.tasks
 	}
 	if a.cfg.IdleTimeout > 0 {
@@ -678,6 +683,17 @@ func (a *core) bindRound(from, round *http.Request) func() {
 	a.requests.store(id, &served{principal: v.principal, scopes: v.scopes, resource: v.resource})
 	round.Header.Set(forwardedHeader, id)
 	return func() { a.requests.remove(id) }
+}
+
+// userOf names the user of request from (auth.Principal.UserKey), whose
+// live tasks are counted together whatever client made them; "" for a
+// request without an authenticated principal.
+func (a *core) userOf(from *http.Request) string {
+	s := a.requests.load(from.Header.Get(forwardedHeader))
+	if s == nil || s.principal == nil || (s.principal.Issuer == "" && s.principal.Subject == "") {
+		return ""
+	}
+	return auth.Principal{Issuer: s.principal.Issuer, Subject: s.principal.Subject}.UserKey()
 }
 
 // authorizeRound refuses a round of a task (tasks.Options.Authorize) to the

@@ -152,6 +152,10 @@ const (
 	// MaxResultBytes bounds what a task keeps of its tool's answer (its
 	// result, input requests or error): a larger answer fails the task.
 	MaxResultBytes = 1 << 20
+	// MaxRequestBytes bounds the params of a call that becomes a task
+	// (the task keeps them, to run them again): a larger call is refused
+	// (413, -32005) before anything is stored.
+	MaxRequestBytes = 64 << 10
 )
 
 // Advertise declares the extension in the server's capabilities, keeping
@@ -191,6 +195,63 @@ type Options struct {
 	// stays as it was (input_required; working with its lease run out) for
 	// a request whose token may.
 	Authorize func(from *http.Request, tool string) *Refusal
+	// Live counts each user's live tasks (working or input_required), at
+	// most MaxPerUser of them (zero: no cap): a task is counted from its
+	// creation until it ends, or until it has not changed for TTL (its
+	// record expired). User names the user of request from (a key: all
+	// the user's clients together, so that registering clients buys
+	// nothing), "" for none (not counted).
+	Live       Live
+	MaxPerUser int
+	User       func(from *http.Request) string
+}
+
+// Live counts live tasks by user (state.UserSessions has this shape):
+// Claim counts id as one of user's unless user has max others already,
+// atomically; Touch marks a counted id active; Release stops counting it.
+type Live interface {
+	Claim(ctx context.Context, user, id string, max int, ttl time.Duration) (ok bool, retry time.Duration, err error)
+	Touch(ctx context.Context, user, id string, ttl time.Duration) error
+	Release(ctx context.Context, user, id string) error
+}
+
+// counted says whether the layer caps its users' live tasks.
+func (l *Layer) counted() bool { return l.o.Live != nil && l.o.MaxPerUser > 0 }
+
+// user is the user of request from, "" when tasks are not counted.
+func (l *Layer) user(from *http.Request) string {
+	if !l.counted() || l.o.User == nil {
+		return ""
+	}
+	return l.o.User(from)
+}
+
+// change is Store.Update, and the user's count of live tasks kept with it:
+// a task that ends stops counting, one that changes stays counted.
+func (l *Layer) change(ctx context.Context, id string, fn func(*taskstore.Task) error) (*taskstore.Task, error) {
+	t, err := l.o.Store.Update(ctx, l.o.Owner, id, fn)
+	if err == nil && t != nil {
+		l.account(ctx, t)
+	}
+	return t, err
+}
+
+// account releases a task that ended from its user's count of live tasks,
+// or marks a live one active. Best effort: an entry it misses ages out
+// with the task's TTL.
+func (l *Layer) account(ctx context.Context, t *taskstore.Task) {
+	if t.User == "" || l.o.Live == nil {
+		return
+	}
+	var err error
+	if t.Terminal() {
+		err = l.o.Live.Release(ctx, t.User, t.ID)
+	} else {
+		err = l.o.Live.Touch(ctx, t.User, t.ID, l.o.TTL)
+	}
+	if err != nil {
+		l.o.Logger.Warn("tasks: counting the user's live tasks", "task", t.ID, "err", err)
+	}
 }
 
 // Refusal is Authorize's answer to a request that may not start a round:
@@ -418,6 +479,13 @@ func storeError() *jsonrpc.Error {
 	return rpcerr.RetryLater("tasks", 1, "the task store is unavailable; retry").SDK()
 }
 
+// unavailable answers a call whose task could not be stored (the store is
+// unreachable): 503 with Retry-After, as other store outages answer.
+func unavailable() *Refusal {
+	return &Refusal{Status: http.StatusServiceUnavailable, Header: http.Header{"Retry-After": {"1"}},
+		Error: rpcerr.New(rpcerr.InternalError, "the task store is unavailable; retry").SDK()}
+}
+
 // errTerminal leaves a terminal task as it is.
 var errTerminal = errors.New("task is terminal")
 
@@ -444,7 +512,7 @@ func (l *Layer) reap(from *http.Request, t *taskstore.Task) (*taskstore.Task, *R
 		}
 	}
 	var resumed bool
-	u, err := l.o.Store.Update(ctx, l.o.Owner, t.ID, func(t *taskstore.Task) error {
+	u, err := l.change(ctx, t.ID, func(t *taskstore.Task) error {
 		if t.Status != "working" || t.Runner != lost || time.Now().Before(t.LeaseUntil) {
 			return errTerminal // changed meanwhile: keep it
 		}
@@ -568,7 +636,7 @@ func interrupt(t *taskstore.Task) {
 // and cancels the round if it runs here; a round elsewhere sees it at its
 // next renewal.
 func (l *Layer) cancelTask(ctx context.Context, id string) error {
-	_, err := l.o.Store.Update(ctx, l.o.Owner, id, func(t *taskstore.Task) error {
+	_, err := l.change(ctx, id, func(t *taskstore.Task) error {
 		if t.Terminal() {
 			return errTerminal
 		}
@@ -599,7 +667,7 @@ func (l *Layer) update(from *http.Request, id string, responses map[string]json.
 	ctx := from.Context()
 	tag := l.tag()
 	var next bool
-	t, err := l.o.Store.Update(ctx, l.o.Owner, id, func(t *taskstore.Task) error {
+	t, err := l.change(ctx, id, func(t *taskstore.Task) error {
 		next = false
 		if t.Status != "input_required" {
 			return errTerminal // nothing asked: the answer changes nothing
