@@ -49,8 +49,10 @@ type run struct {
 
 	done chan struct{} // closed once rec holds the round's answer
 	rec  *recorder
-	// release ends what Options.Bind prepared for the round.
+	// release ends what Options.Bind prepared for the round; req is the
+	// round's request, as Bind prepared it.
 	release func()
+	req     *http.Request
 }
 
 // newRun registers a round (of task taskID, tagged tag; both empty for a
@@ -178,6 +180,13 @@ func (r *run) renew() {
 			return
 		case <-tick.C:
 		}
+		if l.o.Valid != nil && r.req != nil && !l.o.Valid(r.req) {
+			// Its caller's token expired: nobody may act for it now.
+			l.o.Logger.Info("tasks: the token a round acts with expired; the round ends, its task is handed on or fails retryably", "task", r.taskID)
+			r.interrupted.Store(true)
+			r.cancel()
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.ctx, l.o.Lease/3)
 		t, err := l.o.Store.Update(ctx, l.o.Owner, r.taskID, func(t *taskstore.Task) error {
 			if t.Runner != r.tag {
@@ -216,7 +225,7 @@ func (l *Layer) call(w http.ResponseWriter, hr *http.Request, m *message, body [
 	req := hr.Clone(r.ctx)
 	req.Body = io.NopCloser(bytes.NewReader(body))
 	req.Header.Set(runHeader, r.id)
-	r.release = l.bind(hr, req)
+	r.release, r.req = l.bind(hr, req), req
 	go l.runRound(r, req)
 	select {
 	case <-r.escalated:

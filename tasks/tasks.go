@@ -204,6 +204,14 @@ type Options struct {
 	Live       Live
 	MaxPerUser int
 	User       func(from *http.Request) string
+	// Valid, if set, says whether the caller a round acts for (as Bind
+	// prepared its request, round) may still be acted for: its token has
+	// not expired. Checked at each renewal of the round's lease: a round
+	// whose caller may no longer be acted for ends as when its activation
+	// stops (Close): a resumable one is handed on (its lease lapses, for
+	// a request with a fresh token to resume it), the others fail with
+	// the retryable -32003.
+	Valid func(round *http.Request) bool
 }
 
 // Live counts live tasks by user (state.UserSessions has this shape):
@@ -730,7 +738,7 @@ func (l *Layer) startRound(t *taskstore.Task, tag string, from *http.Request) {
 	hr.Header.Set("Mcp-Method", "tools/call")
 	hr.Header.Set("Mcp-Name", c.Name)
 	hr.Header.Set(runHeader, r.id)
-	r.release = l.bind(from, hr)
+	r.release, r.req = l.bind(from, hr), hr
 	r.escalate() // a task already: renews its lease
 	go l.runRound(r, hr)
 }

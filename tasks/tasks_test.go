@@ -820,3 +820,36 @@ func TestInvalidArgumentsMakeNoTask(t *testing.T) {
 		t.Fatalf("invalid arguments left %d tasks, %d counted", n, live.count("alice"))
 	}
 }
+
+// A round acts for its caller only while the caller's token is valid
+// (Options.Valid, checked at each renewal): once it expired, a resumable
+// round is handed on (its lease lapses, for a request with a fresh token
+// to resume it), another task fails with the retryable -32003.
+func TestExpiredCallerEndsItsRounds(t *testing.T) {
+	store := &taskstore.Memory{}
+	var valid atomic.Bool
+	valid.Store(true)
+	srv, l := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n1", Valid: func(*http.Request) bool { return valid.Load() }})
+	plain := start(t, srv, "test_slow", map[string]any{"ms": 60000})
+	resumable := start(t, srv, "test_resumable", map[string]any{"ms": 60000})
+	valid.Store(false)
+	r := await(t, srv, plain, "failed")
+	e, _ := r.Result["error"].(map[string]any)
+	if data, _ := e["data"].(map[string]any); e["code"] != float64(-32003) || data["retryable"] != true {
+		t.Fatalf("a task whose caller's token expired: %v, want -32003 retryable", r.Result)
+	}
+	waitFor(t, "the resumable round to end", func() bool { return l.Running() == 0 })
+	got, _ := store.Get(context.Background(), "alice", resumable)
+	if got.Status != "working" || got.Resumes != 0 || !time.Now().After(got.LeaseUntil) {
+		t.Fatalf("the resumable task: %+v, want working with its lease lapsed", got)
+	}
+	// A read with a valid token resumes it.
+	valid.Store(true)
+	if r := rpc(t, srv, "tasks/get", map[string]any{"taskId": resumable}, true); r.Result["status"] != "working" {
+		t.Fatalf("the resuming read: %+v", r)
+	}
+	if got, _ := store.Get(context.Background(), "alice", resumable); got.Resumes != 1 {
+		t.Fatalf("not resumed: %+v", got)
+	}
+	rpc(t, srv, "tasks/cancel", map[string]any{"taskId": resumable}, true)
+}
