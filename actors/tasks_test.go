@@ -36,7 +36,12 @@ func (s scopedTools) Scopes() map[string][]string { return s.scopes }
 // conformance tools, confirm_delete needing files:write and slow_compute
 // compute, keeping its tasks in d.
 func principalActor(t *testing.T, d *state.Stores, owner string) (*actor.RootContext, *actor.PID) {
-	cfg := Config{Implementation: &mcp.Implementation{Name: "pingmcp", Version: "test"}, SchemaCache: mcp.NewSchemaCache(),
+	return principalActorOn(t, d, owner, nil)
+}
+
+// principalActorOn is principalActor, live in the node's set local.
+func principalActorOn(t *testing.T, d *state.Stores, owner string, local *Local) (*actor.RootContext, *actor.PID) {
+	cfg := Config{Local: local, Implementation: &mcp.Implementation{Name: "pingmcp", Version: "test"}, SchemaCache: mcp.NewSchemaCache(),
 		Logger: slog.New(slog.DiscardHandler), Stores: d, Authenticated: true,
 		Toolsets: []tools.Toolset{scopedTools{conformance.New(), map[string][]string{"confirm_delete": {"files:write"}, "slow_compute": {"compute"}}}}}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return cfg.Logger }))
@@ -279,4 +284,34 @@ type guardedTasks struct {
 func (g guardedTasks) Leases(ctx context.Context, owner string) (map[string]time.Time, error) {
 	g.sweep()
 	return g.Store.Leases(ctx, owner)
+}
+
+// The rounds of an actor's tasks run outside any request, but count as
+// requests in flight: an actor running one is not among the node's idle
+// actors (those memory pressure passivates first); once it ends, it is.
+func TestRunningRoundsAreInFlight(t *testing.T) {
+	local := NewLocal()
+	root, pid := principalActorOn(t, state.MemoryStores(time.Hour), "erin-principal", local)
+	erin := &envelope.Principal{Issuer: "https://idp", Subject: "erin", ClientId: "c1", Token: "tok-erin", ExpiresUnix: time.Now().Add(time.Hour).Unix(), Scopes: []string{"compute"}}
+	_, r := statelessCall(t, root, pid, erin, "tools/call", "slow_compute", map[string]any{"name": "slow_compute", "arguments": map[string]any{"seconds": 30}})
+	res, _ := r["result"].(map[string]any)
+	id, _ := res["taskId"].(string)
+	if id == "" {
+		t.Fatalf("tools/call slow_compute: %v, want a task", r)
+	}
+	// The call itself has ended: a read of the task is answered after it.
+	statelessCall(t, root, pid, erin, "tasks/get", id, map[string]any{"taskId": id})
+	waitTask(t, "the requests to end", func() bool {
+		local.mu.Lock()
+		defer local.mu.Unlock()
+		for _, la := range local.pids {
+			return la.inFlight.Load() <= 1
+		}
+		return false
+	})
+	if idle := local.idle(); len(idle) != 0 {
+		t.Fatalf("an actor running a task's round is idle: %v", idle)
+	}
+	statelessCall(t, root, pid, erin, "tasks/cancel", id, map[string]any{"taskId": id})
+	waitTask(t, "the actor to be idle once its round ended", func() bool { return len(local.idle()) == 1 })
 }

@@ -67,6 +67,9 @@ func (l *Layer) newRun(taskID, tag string) *run {
 		return nil
 	}
 	l.live++
+	if l.o.Rounds != nil {
+		l.o.Rounds(1)
+	}
 	if taskID != "" {
 		l.rounds[taskID] = r
 	}
@@ -84,6 +87,9 @@ func (l *Layer) endRun(r *run) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.live--
+	if l.o.Rounds != nil {
+		l.o.Rounds(-1)
+	}
 	if r.taskID != "" && l.rounds[r.taskID] == r {
 		delete(l.rounds, r.taskID)
 	}

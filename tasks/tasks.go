@@ -212,6 +212,11 @@ type Options struct {
 	// a request with a fresh token to resume it), the others fail with
 	// the retryable -32003.
 	Valid func(round *http.Request) bool
+	// Rounds, if set, is told of each round that starts (1) and ends (-1),
+	// while it runs outside any request: the actor counts them with its
+	// requests in flight, so that it is not taken for idle (by memory
+	// pressure, say) while it runs them.
+	Rounds func(delta int)
 }
 
 // Live counts live tasks by user (state.UserSessions has this shape):
