@@ -195,7 +195,7 @@ func (a *core) build(ctx actor.Context, o serverOptions) {
 		// not idle (memory pressure passivates idle actors first).
 		la := a.live
 		o := tasks.Options{Store: a.cfg.taskStore(), Owner: a.id, Runner: a.node + "/" + activationID(), Logger: a.logger,
-			TTL: a.cfg.TaskTTL, Lease: a.cfg.TaskLease, Bind: a.bindRound, Authorize: a.authorizeRound, Valid: a.roundValid,
+			TTL: a.cfg.TaskTTL, Lease: a.cfg.TaskLease, Bind: a.bindRound, Authorize: a.authorizeRound, Valid: a.roundValid, MaxBody: a.cfg.MaxBodyBytes,
 			Rounds: func(d int) { la.flight(false, int32(d)) }}
 		if d := a.cfg.Stores; d != nil && d.UserTasks != nil && d.MaxTasksPerUser > 0 {
 			// A user's live tasks, all clients together (--max-tasks-per-user).

@@ -118,11 +118,13 @@ package tasks
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -217,6 +219,10 @@ type Options struct {
 	// requests in flight, so that it is not taken for idle (by memory
 	// pressure, say) while it runs them.
 	Rounds func(delta int)
+	// MaxBody bounds what the layer reads of a request body (the edge's
+	// --max-body-bytes; DefaultMaxBody when zero): a larger body is
+	// refused (413), never cut.
+	MaxBody int64
 }
 
 // Live counts live tasks by user (state.UserSessions has this shape):
@@ -339,9 +345,9 @@ func (l *Layer) Close() {
 	}
 }
 
-// maxBody bounds what the layer reads of a body it may serve; the edge
-// bounds bodies already, this is a backstop.
-const maxBody = 8 << 20
+// DefaultMaxBody bounds what the layer reads of a body when Options.MaxBody
+// is zero; the edge bounds bodies already, this is a backstop.
+const DefaultMaxBody = 8 << 20
 
 func (l *Layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	stripRunHeader(r.Header)
@@ -349,8 +355,13 @@ func (l *Layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.inner.ServeHTTP(w, r)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+	max := cmp.Or(l.o.MaxBody, DefaultMaxBody)
+	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
 	r.Body.Close()
+	if int64(len(body)) > max {
+		writeErrorStatus(w, nil, rpcerr.New(rpcerr.InvalidRequest, fmt.Sprintf("request body exceeds %d bytes", max)).SDK(), http.StatusRequestEntityTooLarge)
+		return
+	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	// Only tasks/* and the tools/calls of clients that declared the
 	// extension are the layer's: the others pass without being parsed
@@ -407,7 +418,7 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 	ctx := r.Context()
 	t, err := l.o.Store.Get(ctx, l.o.Owner, id)
 	if err != nil {
-		writeError(w, m.ID, l.storeFailure(id, err))
+		writeRefusal(w, m.ID, l.storeFailure(id, err))
 		return
 	}
 	if t == nil {
@@ -418,7 +429,7 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 	case "tasks/get":
 		var refusal *Refusal
 		if t, refusal, err = l.reap(r, t); err != nil {
-			writeError(w, m.ID, l.storeFailure(id, err))
+			writeRefusal(w, m.ID, l.storeFailure(id, err))
 			return
 		}
 		if refusal != nil {
@@ -446,13 +457,13 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 			}
 		}
 		if err := l.update(r, id, p.InputResponses); err != nil {
-			writeError(w, m.ID, l.storeFailure(id, err))
+			writeRefusal(w, m.ID, l.storeFailure(id, err))
 			return
 		}
 		writeResult(w, m.ID, ack)
 	case "tasks/cancel":
 		if err := l.cancelTask(ctx, id); err != nil {
-			writeError(w, m.ID, l.storeFailure(id, err))
+			writeRefusal(w, m.ID, l.storeFailure(id, err))
 			return
 		}
 		writeResult(w, m.ID, ack)
@@ -478,18 +489,15 @@ func unknownTask() *jsonrpc.Error {
 // storeFailure answers a store's error about task id: a record that does
 // not open (sealed under a key no longer configured, or moved from another
 // owner's key) is an unknown task, as one that never existed; any other
-// error is the store's, retryable.
-func (l *Layer) storeFailure(id string, err error) *jsonrpc.Error {
+// error is the store's outage: 503 with Retry-After, as other store
+// outages answer.
+func (l *Layer) storeFailure(id string, err error) *Refusal {
 	if errors.Is(err, taskstore.ErrUnreadable) {
 		l.o.Logger.Warn("tasks: a stored task does not open; answered as unknown", "task", id, "err", err)
-		return unknownTask()
+		return &Refusal{Status: http.StatusBadRequest, Error: unknownTask()}
 	}
 	l.o.Logger.Error("tasks: the task store failed", "task", id, "err", err)
-	return storeError()
-}
-
-func storeError() *jsonrpc.Error {
-	return rpcerr.RetryLater("tasks", 1, "the task store is unavailable; retry").SDK()
+	return unavailable()
 }
 
 // unavailable answers a call whose task could not be stored (the store is

@@ -853,3 +853,44 @@ func TestExpiredCallerEndsItsRounds(t *testing.T) {
 	}
 	rpc(t, srv, "tasks/cancel", map[string]any{"taskId": resumable}, true)
 }
+
+// down is a store that cannot be reached.
+type down struct{ taskstore.Store }
+
+var errDown = fmt.Errorf("dial tcp: connection refused")
+
+func (down) Create(context.Context, *taskstore.Task) error { return errDown }
+func (down) Get(context.Context, string, string) (*taskstore.Task, error) {
+	return nil, errDown
+}
+
+// A store outage is answered as other store outages are: 503 with
+// Retry-After and a JSON-RPC error, not as a limit (-32005).
+func TestStoreOutageIsUnavailable(t *testing.T) {
+	srv, _ := node(t, down{&taskstore.Memory{}}, "alice", "n1")
+	for _, tc := range []struct {
+		method string
+		params map[string]any
+	}{
+		{"tasks/get", map[string]any{"taskId": "x"}},
+		{"tools/call", map[string]any{"name": "test_slow", "arguments": map[string]any{"ms": 1}}},
+	} {
+		r := rpc(t, srv, tc.method, tc.params, true)
+		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || r.Error == nil || r.Error.Code == -32005 {
+			t.Errorf("%s with the store down: HTTP %d %v %+v, want 503 with Retry-After", tc.method, r.status, r.header, r.Error)
+		}
+	}
+}
+
+// The layer reads at most MaxBody of a body, and refuses a larger one
+// (413) rather than pass on a cut one.
+func TestBodyBeyondMaxBodyIsRefused(t *testing.T) {
+	srv, _ := nodeWith(t, Options{Store: &taskstore.Memory{}, Owner: "alice", Runner: "n1", MaxBody: 4 << 10})
+	r := rpc(t, srv, "tools/call", map[string]any{"name": "test_slow", "arguments": map[string]any{"ms": 1, "pad": strings.Repeat("x", 8<<10)}}, true)
+	if r.status != http.StatusRequestEntityTooLarge || r.Error == nil || !strings.Contains(r.Error.Message, "exceeds 4096 bytes") {
+		t.Fatalf("a body beyond MaxBody: HTTP %d %+v, want 413", r.status, r.Error)
+	}
+	if r := rpc(t, srv, "tools/call", map[string]any{"name": "test_slow", "arguments": map[string]any{"ms": 1}}, true); r.Result["resultType"] != "task" {
+		t.Fatalf("a small call: %+v", r)
+	}
+}
