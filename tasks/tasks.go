@@ -112,6 +112,18 @@
 // tool's scopes. In Redis the records are sealed (taskstore.Sealer),
 // bound to their owner and id; one that does not open is an unknown task.
 //
+// # Bounds
+//
+// A task outlives its request, so the request's limits do not bound it:
+// a user has at most Options.MaxPerUser live tasks, all the user's clients
+// together (Options.Live, counted atomically per user; refused with 429 and
+// -32005 tasks_per_user); a task keeps at most MaxRequestBytes of its call
+// (413); a task-capable tool's arguments are checked against its input
+// schema before the task is created (the tool error a synchronous call
+// gets, nothing stored); a round acts for its caller only while the
+// caller's token is valid (Options.Valid, at each renewal); and running
+// rounds count as the actor's requests in flight (Options.Rounds).
+//
 // Not yet: notifications/tasks; tasks on the 2025-11-25 session protocol;
 // operators' views (admin API, CLI, console).
 package tasks
