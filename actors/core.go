@@ -750,7 +750,7 @@ func (a *core) roundValid(round *http.Request) bool {
 // revocation, as at the edge): the store's word, read now, since the
 // sweep acts with a token no request presented lately.
 func (c Config) revoked(ctx context.Context, p *envelope.Principal) (bool, error) {
-	if c.Stores == nil || c.Stores.Revocations == nil {
+	if p == nil || c.Stores == nil || c.Stores.Revocations == nil {
 		return false, nil
 	}
 	all, err := c.Stores.Revocations.All(ctx)
@@ -813,8 +813,8 @@ func (a *core) sweepTasks(ctx actor.Context) {
 	if a.tasks == nil || a.sweeping || a.life != lifeServing {
 		return
 	}
-	p := a.credential
-	if p == nil || expired(p) {
+	p := a.credential // nil without authentication (--auth none)
+	if p != nil && expired(p) {
 		// Nobody to act for now: the next request, whose token the edge
 		// verified, sweeps.
 		a.swept = false
