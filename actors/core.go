@@ -25,6 +25,7 @@ import (
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
+	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/state/taskstore"
 	"github.com/pingmcp/pingmcp/tasks"
 	"github.com/pingmcp/pingmcp/telemetry"
@@ -190,8 +191,17 @@ func (a *core) build(ctx actor.Context, o serverOptions) {
 	a.handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return a.server }, hopts)
 	if o.stateless {
 		// The principal actor owns its principal's tasks (package tasks).
-		a.tasks = tasks.New(a.handler, tasks.Options{Store: a.cfg.taskStore(), Owner: a.id, Runner: a.node + "/" + activationID(), Logger: a.logger,
-			TTL: a.cfg.TaskTTL, Lease: a.cfg.TaskLease, Bind: a.bindRound, Authorize: a.authorizeRound})
+		// Rounds count as requests in flight: an actor running some is
+		// not idle (memory pressure passivates idle actors first).
+		la := a.live
+		o := tasks.Options{Store: a.cfg.taskStore(), Owner: a.id, Runner: a.node + "/" + activationID(), Logger: a.logger,
+			TTL: a.cfg.TaskTTL, Lease: a.cfg.TaskLease, Bind: a.bindRound, Authorize: a.authorizeRound, Valid: a.roundValid, MaxBody: a.cfg.MaxBodyBytes,
+			Rounds: func(d int) { la.flight(false, int32(d)) }}
+		if d := a.cfg.Stores; d != nil && d.UserTasks != nil && d.MaxTasksPerUser > 0 {
+			// A user's live tasks, all clients together (--max-tasks-per-user).
+			o.Live, o.MaxPerUser, o.User = d.UserTasks, d.MaxTasksPerUser, a.userOf
+		}
+		a.tasks = tasks.New(a.handler, o)
 		a.handler = a.tasks
 	}
 	if a.cfg.IdleTimeout > 0 {
@@ -680,6 +690,17 @@ func (a *core) bindRound(from, round *http.Request) func() {
 	return func() { a.requests.remove(id) }
 }
 
+// userOf names the user of request from (auth.Principal.UserKey), whose
+// live tasks are counted together whatever client made them; "" for a
+// request without an authenticated principal.
+func (a *core) userOf(from *http.Request) string {
+	s := a.requests.load(from.Header.Get(forwardedHeader))
+	if s == nil || s.principal == nil || (s.principal.Issuer == "" && s.principal.Subject == "") {
+		return ""
+	}
+	return auth.Principal{Issuer: s.principal.Issuer, Subject: s.principal.Subject}.UserKey()
+}
+
 // authorizeRound refuses a round of a task (tasks.Options.Authorize) to the
 // caller of request from whose token lacks a scope tool needs, as
 // checkScopes refuses a tools/call: 403 insufficient_scope naming the
@@ -690,6 +711,15 @@ func (a *core) authorizeRound(from *http.Request, tool string) *tasks.Refusal {
 	if s == nil || s.principal == nil {
 		return nil
 	}
+	if expired(s.principal) {
+		// The sweep's token (the newest the actor saw) expired, or the
+		// request's within the verifier's clock skew: nobody may be acted
+		// for with it. The task waits for a request with a fresh one.
+		aerr := &auth.Error{Code: auth.CodeInvalidToken, Description: "the token expired"}
+		return &tasks.Refusal{Status: http.StatusUnauthorized,
+			Header: http.Header{"Www-Authenticate": {auth.Challenge(aerr, auth.MetadataURL(s.resource), nil)}},
+			Error:  rpcerr.New(rpcerr.InvalidRequest, aerr.Error()).SDK()}
+	}
 	needed := s.scopes[tool]
 	missing := missingScopes(s.principal.Scopes, needed)
 	if len(missing) == 0 {
@@ -699,6 +729,47 @@ func (a *core) authorizeRound(from *http.Request, tool string) *tasks.Refusal {
 	return &tasks.Refusal{Status: http.StatusForbidden,
 		Header: http.Header{"Www-Authenticate": {auth.Challenge(aerr, auth.MetadataURL(s.resource), aerr.Scopes)}},
 		Error:  rpcerr.New(rpcerr.InvalidRequest, aerr.Error()).SDK()}
+}
+
+// expired says whether p's token has expired (a principal without an
+// expiry never does).
+func expired(p *envelope.Principal) bool {
+	return p.ExpiresUnix > 0 && p.ExpiresUnix <= time.Now().Unix()
+}
+
+// roundValid says whether a round of a task may still act for the caller
+// it was bound to (tasks.Options.Valid): not once that caller's token
+// expired.
+func (a *core) roundValid(round *http.Request) bool {
+	s := a.requests.load(round.Header.Get(forwardedHeader))
+	return s == nil || s.principal == nil || !expired(s.principal)
+}
+
+// revoked says whether an operator revoked p's user's tokens issued when
+// p's was (its iat; a token without one counts as issued before any
+// revocation, as at the edge): the store's word, read now, since the
+// sweep acts with a token no request presented lately.
+func (c Config) revoked(ctx context.Context, p *envelope.Principal) (bool, error) {
+	if p == nil || c.Stores == nil || c.Stores.Revocations == nil {
+		return false, nil
+	}
+	all, err := c.Stores.Revocations.All(ctx)
+	if err != nil {
+		return false, err
+	}
+	rev, ok := all[state.RevocationKey(p.Issuer, p.Subject)]
+	if !ok || !time.Now().Before(rev.Until) {
+		return false, nil
+	}
+	var claims struct {
+		IssuedAt json.Number `json:"iat"`
+	}
+	json.Unmarshal(p.ClaimsJson, &claims)
+	iat := time.Time{}
+	if f, err := claims.IssuedAt.Float64(); err == nil && f > 0 {
+		iat = time.Unix(int64(f), 0)
+	}
+	return !iat.After(rev.At), nil
 }
 
 // missingScopes are the needed scopes a token holding held lacks.
@@ -719,6 +790,9 @@ type (
 	tasksSwept struct {
 		next time.Time
 		err  error
+		// revoked: the sweep did not act, the principal's user being
+		// revoked; the next request (a fresh token) sweeps.
+		revoked bool
 	}
 )
 
@@ -739,18 +813,31 @@ func (a *core) sweepTasks(ctx actor.Context) {
 	if a.tasks == nil || a.sweeping || a.life != lifeServing {
 		return
 	}
+	p := a.credential // nil without authentication (--auth none)
+	if p != nil && expired(p) {
+		// Nobody to act for now: the next request, whose token the edge
+		// verified, sweeps.
+		a.swept = false
+		return
+	}
 	a.sweeping = true
 	id := "task-sweep-" + activationID()
-	a.requests.store(id, &served{principal: a.credential, scopes: a.scopes})
+	a.requests.store(id, &served{principal: p, scopes: a.scopes})
 	sctx, cancel := context.WithTimeout(context.Background(), sweepTimeout)
 	from, _ := http.NewRequestWithContext(sctx, http.MethodPost, "http://pingmcp/mcp", nil) // a constant URL
 	from.Header.Set(forwardedHeader, id)
-	l, root, self := a.tasks, ctx.ActorSystem().Root, ctx.Self()
+	l, root, self, cfg := a.tasks, ctx.ActorSystem().Root, ctx.Self(), a.cfg
 	go func() {
 		defer cancel()
 		defer a.requests.remove(id)
+		// A revocation the edge saw refuses the user's requests; the
+		// sweep has none, so it asks the store itself.
+		if revoked, err := cfg.revoked(sctx, p); err != nil || revoked {
+			root.Send(self, tasksSwept{err: err, revoked: revoked})
+			return
+		}
 		next, err := l.Sweep(from)
-		root.Send(self, tasksSwept{next, err})
+		root.Send(self, tasksSwept{next: next, err: err})
 	}()
 }
 
@@ -758,6 +845,11 @@ func (a *core) sweepTasks(ctx actor.Context) {
 // failed: a lease later).
 func (a *core) tasksSwept(ctx actor.Context, m tasksSwept) {
 	a.sweeping = false
+	if m.revoked {
+		a.logger.Info("tasks: lapsed tasks left: the principal's user is revoked")
+		a.swept = false
+		return
+	}
 	next := m.next
 	if m.err != nil {
 		a.logger.Warn("tasks: sweeping lapsed tasks", "err", m.err)

@@ -44,6 +44,10 @@ type Config struct {
 	// (renewed every third of it); zero: tasks.DefaultTTL,
 	// tasks.DefaultLease (--task-ttl, --task-lease).
 	TaskTTL, TaskLease time.Duration
+	// MaxBodyBytes is the largest request body the edge accepts
+	// (--max-body-bytes): the tasks layer reads no more (zero: its own
+	// bound).
+	MaxBodyBytes int64
 	// SchemaCache is shared by every server of the node, so that tool
 	// schemas are reflected once, not per session.
 	SchemaCache *mcp.SchemaCache

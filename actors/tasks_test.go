@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,7 +36,12 @@ func (s scopedTools) Scopes() map[string][]string { return s.scopes }
 // conformance tools, confirm_delete needing files:write and slow_compute
 // compute, keeping its tasks in d.
 func principalActor(t *testing.T, d *state.Stores, owner string) (*actor.RootContext, *actor.PID) {
-	cfg := Config{Implementation: &mcp.Implementation{Name: "pingmcp", Version: "test"}, SchemaCache: mcp.NewSchemaCache(),
+	return principalActorOn(t, d, owner, nil)
+}
+
+// principalActorOn is principalActor, live in the node's set local.
+func principalActorOn(t *testing.T, d *state.Stores, owner string, local *Local) (*actor.RootContext, *actor.PID) {
+	cfg := Config{Local: local, Implementation: &mcp.Implementation{Name: "pingmcp", Version: "test"}, SchemaCache: mcp.NewSchemaCache(),
 		Logger: slog.New(slog.DiscardHandler), Stores: d, Authenticated: true,
 		Toolsets: []tools.Toolset{scopedTools{conformance.New(), map[string][]string{"confirm_delete": {"files:write"}, "slow_compute": {"compute"}}}}}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return cfg.Logger }))
@@ -160,4 +167,151 @@ func waitTask(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 	}
+}
+
+// lapsedTask stores a task of owner's running slow_compute (resumable),
+// whose runner's lease ran out.
+func lapsedTask(t *testing.T, d *state.Stores, owner, id string) {
+	t.Helper()
+	now := time.Now()
+	call, _ := json.Marshal(map[string]any{"name": "slow_compute", "arguments": map[string]any{"seconds": 0}, "_meta": taskMeta})
+	if err := d.Tasks.Create(context.Background(), &taskstore.Task{ID: id, Owner: owner, Status: "working", CreatedAt: now, UpdatedAt: now,
+		TTL: time.Hour, Request: call, Runner: "dead-node/x", LeaseUntil: now.Add(-time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// untouched fails unless task id is still as lapsedTask left it.
+func untouched(t *testing.T, d *state.Stores, owner, id, why string) {
+	t.Helper()
+	got, err := d.Tasks.Get(context.Background(), owner, id)
+	if err != nil || got == nil || got.Runner != "dead-node/x" || got.Resumes != 0 || got.Status != "working" {
+		t.Fatalf("%s: the task was acted on: %+v, %v", why, got, err)
+	}
+}
+
+// Nobody is acted for with an expired token: the sweep at the first
+// request of a principal whose token expired leaves its lapsed task, and a
+// tasks/get that would resume it with that token is refused (401
+// invalid_token); the next request with a fresh token takes it over.
+func TestTasksWaitForAFreshToken(t *testing.T) {
+	d := state.MemoryStores(time.Hour)
+	lapsedTask(t, d, "carol-principal", "lapsed")
+	root, pid := principalActor(t, d, "carol-principal")
+	stale := &envelope.Principal{Issuer: "https://idp", Subject: "carol", ClientId: "c1", Token: "tok-old", ExpiresUnix: time.Now().Add(-time.Minute).Unix(), Scopes: []string{"compute"}}
+	if head, _ := statelessCall(t, root, pid, stale, "tools/list", "", map[string]any{}); head.Status != http.StatusOK {
+		t.Fatalf("tools/list: %d", head.Status)
+	}
+	head, r := statelessCall(t, root, pid, stale, "tasks/get", "lapsed", map[string]any{"taskId": "lapsed"})
+	if head.Status != http.StatusUnauthorized || r["error"] == nil || !strings.Contains(header(head, "WWW-Authenticate"), `error="invalid_token"`) {
+		t.Fatalf("a resuming tasks/get with an expired token: %d %v %v, want 401 invalid_token", head.Status, head.Headers, r)
+	}
+	untouched(t, d, "carol-principal", "lapsed", "with an expired token")
+	fresh := &envelope.Principal{Issuer: "https://idp", Subject: "carol", ClientId: "c1", Token: "tok-new", ExpiresUnix: time.Now().Add(time.Hour).Unix(), Scopes: []string{"compute"}}
+	if head, _ := statelessCall(t, root, pid, fresh, "tools/list", "", map[string]any{}); head.Status != http.StatusOK {
+		t.Fatalf("tools/list: %d", head.Status)
+	}
+	waitTask(t, "the sweep with the fresh token to resume the task", func() bool {
+		got, _ := d.Tasks.Get(context.Background(), "carol-principal", "lapsed")
+		return got != nil && got.Status == "completed" && got.Resumes == 1
+	})
+}
+
+// The sweep acts with a token no request presented lately: it asks the
+// store whether the user was revoked, and leaves the tasks of a revoked
+// one; once the revocation no longer holds, the next request sweeps.
+func TestSweepLeavesARevokedUsersTasks(t *testing.T) {
+	d := state.MemoryStores(time.Hour)
+	ctx := context.Background()
+	lapsedTask(t, d, "dan-principal", "lapsed")
+	if err := d.Revocations.Revoke(ctx, state.RevocationKey("https://idp", "dan"), state.Revocation{At: time.Now(), Until: time.Now().Add(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	asked := make(chan struct{}, 8)
+	d.Revocations = askedRevocations{d.Revocations, asked}
+	var allowed atomic.Bool
+	d.Tasks = guardedTasks{d.Tasks, func() {
+		if !allowed.Load() {
+			t.Error("a revoked user's tasks were swept")
+		}
+	}}
+	root, pid := principalActor(t, d, "dan-principal")
+	dan := &envelope.Principal{Issuer: "https://idp", Subject: "dan", ClientId: "c1", Token: "tok-dan", ExpiresUnix: time.Now().Add(time.Hour).Unix(), Scopes: []string{"compute"},
+		ClaimsJson: []byte(`{"iat":` + strconv.FormatInt(time.Now().Add(-time.Minute).Unix(), 10) + `}`)}
+	if head, _ := statelessCall(t, root, pid, dan, "tools/list", "", map[string]any{}); head.Status != http.StatusOK {
+		t.Fatalf("tools/list: %d", head.Status)
+	}
+	select {
+	case <-asked:
+	case <-time.After(forwardTimeout):
+		t.Fatal("the sweep did not ask the store for revocations")
+	}
+	untouched(t, d, "dan-principal", "lapsed", "a revoked user's sweep")
+	waitTask(t, "the revocation to end", func() bool {
+		all, _ := d.Revocations.All(ctx)
+		return len(all) == 0
+	})
+	allowed.Store(true)
+	statelessCall(t, root, pid, dan, "tools/list", "", map[string]any{})
+	waitTask(t, "the sweep after the revocation to resume the task", func() bool {
+		got, _ := d.Tasks.Get(ctx, "dan-principal", "lapsed")
+		return got != nil && got.Status == "completed" && got.Resumes == 1
+	})
+}
+
+// askedRevocations says on asked when All is read.
+type askedRevocations struct {
+	state.Revocations
+	asked chan struct{}
+}
+
+func (r askedRevocations) All(ctx context.Context) (map[string]state.Revocation, error) {
+	defer func() {
+		select {
+		case r.asked <- struct{}{}:
+		default:
+		}
+	}()
+	return r.Revocations.All(ctx)
+}
+
+// guardedTasks calls sweep when a sweep reads the index of leases.
+type guardedTasks struct {
+	taskstore.Store
+	sweep func()
+}
+
+func (g guardedTasks) Leases(ctx context.Context, owner string) (map[string]time.Time, error) {
+	g.sweep()
+	return g.Store.Leases(ctx, owner)
+}
+
+// The rounds of an actor's tasks run outside any request, but count as
+// requests in flight: an actor running one is not among the node's idle
+// actors (those memory pressure passivates first); once it ends, it is.
+func TestRunningRoundsAreInFlight(t *testing.T) {
+	local := NewLocal()
+	root, pid := principalActorOn(t, state.MemoryStores(time.Hour), "erin-principal", local)
+	erin := &envelope.Principal{Issuer: "https://idp", Subject: "erin", ClientId: "c1", Token: "tok-erin", ExpiresUnix: time.Now().Add(time.Hour).Unix(), Scopes: []string{"compute"}}
+	_, r := statelessCall(t, root, pid, erin, "tools/call", "slow_compute", map[string]any{"name": "slow_compute", "arguments": map[string]any{"seconds": 30}})
+	res, _ := r["result"].(map[string]any)
+	id, _ := res["taskId"].(string)
+	if id == "" {
+		t.Fatalf("tools/call slow_compute: %v, want a task", r)
+	}
+	// The call itself has ended: a read of the task is answered after it.
+	statelessCall(t, root, pid, erin, "tasks/get", id, map[string]any{"taskId": id})
+	waitTask(t, "the requests to end", func() bool {
+		local.mu.Lock()
+		defer local.mu.Unlock()
+		for _, la := range local.pids {
+			return la.inFlight.Load() <= 1
+		}
+		return false
+	})
+	if idle := local.idle(); len(idle) != 0 {
+		t.Fatalf("an actor running a task's round is idle: %v", idle)
+	}
+	statelessCall(t, root, pid, erin, "tasks/cancel", id, map[string]any{"taskId": id})
+	waitTask(t, "the actor to be idle once its round ended", func() bool { return len(local.idle()) == 1 })
 }

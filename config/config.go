@@ -137,6 +137,9 @@ type Config struct {
 	// MaxSessionsPerUser caps a user's sessions in the whole cluster
 	// (counted in the shared store).
 	MaxSessionsPerUser int
+	// MaxTasksPerUser caps a user's live tasks in the whole cluster (all
+	// clients together); zero: no cap.
+	MaxTasksPerUser int
 	// TrustedProxies are the peers whose forwarding headers name the client.
 	TrustedProxies []netip.Prefix
 	EventsBuffer   int // event writes a session holds while its store is unreachable

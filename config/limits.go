@@ -26,6 +26,7 @@ const (
 	DefaultUserMaxConcurrent  = 2 * DefaultMaxConcurrentRequests
 	DefaultUserMaxStreams     = 2 * DefaultMaxStreamsPerPrincipal
 	DefaultMaxSessionsPerUser = 100
+	DefaultMaxTasksPerUser    = 100
 	// A session's client holds its standalone GET stream and, for each
 	// request whose POST stream was cut (a drain cuts them all at once), a
 	// GET resuming it: the go-sdk client gives its session up when such a
@@ -62,6 +63,7 @@ func limitFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.UserMaxConcurrent, "user-max-concurrent-requests", DefaultUserMaxConcurrent, "POST and DELETE requests a user may have in flight at one edge, all clients together; beyond, 429 (0: no limit)")
 	fs.IntVar(&c.UserMaxStreams, "user-max-streams", DefaultUserMaxStreams, "GET (SSE) streams a user may hold open at one edge, all clients together; beyond, 429 (0: no limit)")
 	fs.IntVar(&c.MaxSessionsPerUser, "max-sessions-per-user", DefaultMaxSessionsPerUser, "sessions a user (issuer, subject) may have at once in the whole cluster, all clients together; a new initialize beyond gets 429 (0: no limit; must be 0 with --session-idle-timeout 0)")
+	fs.IntVar(&c.MaxTasksPerUser, "max-tasks-per-user", DefaultMaxTasksPerUser, "live tasks (working or waiting for input; MCP tasks extension) a user (issuer, subject) may have at once in the whole cluster, all clients together; a call that would start one more gets 429 (0: no limit)")
 	fs.Func("trusted-proxies", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For (else Forwarded) names the client, for the budget of invalid credentials per address; empty: the peer is the client", func(v string) error {
 		ps, err := ParsePrefixes(v)
 		c.TrustedProxies = ps
@@ -88,7 +90,7 @@ func (c *Config) validateLimits() []error {
 	for _, f := range []struct {
 		name string
 		v    int
-	}{{"user-max-concurrent-requests", c.UserMaxConcurrent}, {"user-max-streams", c.UserMaxStreams}, {"max-sessions-per-user", c.MaxSessionsPerUser},
+	}{{"user-max-concurrent-requests", c.UserMaxConcurrent}, {"user-max-streams", c.UserMaxStreams}, {"max-sessions-per-user", c.MaxSessionsPerUser}, {"max-tasks-per-user", c.MaxTasksPerUser},
 		{"max-batch-concurrency", c.MaxBatchConcurrency}, {"max-concurrent-requests", c.MaxConcurrentRequests}, {"max-streams-per-principal", c.MaxStreamsPerPrincipal}, {"max-streams-per-session", c.MaxStreamsPerSession}} {
 		if f.v < 0 {
 			errs = append(errs, errors.New("--"+f.name+" must not be negative (0: no limit)"))

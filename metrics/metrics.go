@@ -70,7 +70,9 @@ var (
 	// store), batch (a batch beyond --max-batch, 400), members (an object
 	// of a message beyond rpcbody.MaxMembers, 400), initialize_bytes (an
 	// initialize beyond --max-initialize-bytes, 400), snapshot_bytes (a
-	// change that would make a session's snapshot exceed its bound).
+	// change that would make a session's snapshot exceed its bound),
+	// tasks_per_user (a user's live tasks in the cluster, 429),
+	// task_request_bytes (a call too large to keep as a task, 413).
 	Limited = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pingmcp_limited_requests_total", Help: "Requests refused by a limit (429; 503 for a full event buffer; 400 for a batch or an initialize too large), by limit.",
 	}, []string{"limit"}))

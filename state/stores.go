@@ -34,6 +34,10 @@ type Stores struct {
 	// (zero: no cap, nothing counted).
 	Users              UserSessions
 	MaxSessionsPerUser int
+	// UserTasks count each user's live tasks (working or input_required),
+	// by task id, at most MaxTasksPerUser of them (zero: no cap).
+	UserTasks       UserSessions
+	MaxTasksPerUser int
 	// MaxSnapshotBytes bounds a session's snapshot (DefaultMaxSnapshotBytes
 	// when zero): the actors refuse a change that would make it larger,
 	// and the snapshot last written stays.
@@ -46,7 +50,8 @@ type Stores struct {
 func MemoryStores(ttl time.Duration) *Stores {
 	snaps := &MemorySnapshots{}
 	return &Stores{Snapshots: snaps, Events: NewMemoryEvents(snaps), Sealer: NewProcessSealer(), SessionTTL: ttl,
-		Revocations: &MemoryRevocations{}, Users: &MemoryUserSessions{}, Tasks: &taskstore.Memory{}}
+		Revocations: &MemoryRevocations{}, Users: &MemoryUserSessions{}, Tasks: &taskstore.Memory{},
+		UserTasks: &MemoryUserSessions{}}
 }
 
 // SnapshotLimit is the bound of a session's snapshot in bytes:

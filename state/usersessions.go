@@ -37,6 +37,7 @@ type RedisUserSessions struct {
 	client redis.UniversalClient
 	w      writer
 	prefix string
+	what   string // "sessions" or "tasks": the sets' names
 }
 
 // NewRedisUserSessions keeps the sets under prefix+"user:{key}:sessions".
@@ -44,11 +45,21 @@ func NewRedisUserSessions(client redis.UniversalClient, prefix string) *RedisUse
 	if prefix == "" {
 		prefix = "pingmcp:"
 	}
-	return &RedisUserSessions{client: client, w: writer{client: client}, prefix: prefix}
+	return &RedisUserSessions{client: client, w: writer{client: client}, prefix: prefix, what: "sessions"}
+}
+
+// NewRedisUserTasks counts each user's live tasks (--max-tasks-per-user) as
+// NewRedisUserSessions counts sessions, by task id, under
+// prefix+"user:{key}:tasks": the user's hash tag, whatever client (and
+// actor) owns the task, so one atomic script counts them all.
+func NewRedisUserTasks(client redis.UniversalClient, prefix string) *RedisUserSessions {
+	r := NewRedisUserSessions(client, prefix)
+	r.what = "tasks"
+	return r
 }
 
 func (r *RedisUserSessions) key(user string) string {
-	return r.prefix + "user:{" + user + "}:sessions"
+	return r.prefix + "user:{" + user + "}:" + r.what
 }
 
 var (

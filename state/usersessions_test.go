@@ -100,6 +100,27 @@ func TestRedisUserSessions(t *testing.T) {
 	}
 }
 
+// A user's live tasks are counted by the same contract, under a set of
+// their own in the user's hash tag, apart from the user's sessions.
+func TestRedisUserTasks(t *testing.T) {
+	client := redistest.Start(t)
+	ctx := context.Background()
+	tasks, sessions := NewRedisUserTasks(client, "u:"), NewRedisUserSessions(client, "u:")
+	if ok, _, err := tasks.Claim(ctx, "alice", "t0", 1, time.Hour); err != nil || !ok {
+		t.Fatalf("first task: ok %v, err %v", ok, err)
+	}
+	if ok, _, _ := tasks.Claim(ctx, "alice", "t1", 1, time.Hour); ok {
+		t.Fatal("a second task passed a cap of 1")
+	}
+	if ok, _, _ := sessions.Claim(ctx, "alice", "s0", 1, time.Hour); !ok {
+		t.Fatal("a task took a session's place")
+	}
+	if n := client.ZCard(ctx, "u:user:{alice}:tasks").Val(); n != 1 {
+		t.Fatalf("u:user:{alice}:tasks holds %d, want 1", n)
+	}
+	testUserSessions(t, NewRedisUserTasks(client, "v:"), time.Sleep)
+}
+
 // Users who never come back are forgotten once their sessions are idle for
 // the ttl, whatever the others do: the table does not grow with every user
 // ever seen.

@@ -37,14 +37,22 @@ type run struct {
 	once      sync.Once
 	escalated chan struct{} // closed once the call is a task, or creating it failed
 	createErr error
-	task      *taskstore.Task // as created (first rounds)
-	taskID    string
-	tag       string // the round's name in the task's lease
+	// refusal answers the client's call when creating the task was
+	// refused (a limit, the store): its status, headers and error.
+	refusal *Refusal
+	// user is the caller's user (Options.User), whose live tasks the
+	// task counts against; "" for none.
+	user   string
+	task   *taskstore.Task // as created (first rounds)
+	taskID string
+	tag    string // the round's name in the task's lease
 
 	done chan struct{} // closed once rec holds the round's answer
 	rec  *recorder
-	// release ends what Options.Bind prepared for the round.
+	// release ends what Options.Bind prepared for the round; req is the
+	// round's request, as Bind prepared it.
 	release func()
+	req     *http.Request
 }
 
 // newRun registers a round (of task taskID, tagged tag; both empty for a
@@ -59,6 +67,9 @@ func (l *Layer) newRun(taskID, tag string) *run {
 		return nil
 	}
 	l.live++
+	if l.o.Rounds != nil {
+		l.o.Rounds(1)
+	}
 	if taskID != "" {
 		l.rounds[taskID] = r
 	}
@@ -76,6 +87,9 @@ func (l *Layer) endRun(r *run) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.live--
+	if l.o.Rounds != nil {
+		l.o.Rounds(-1)
+	}
 	if r.taskID != "" && l.rounds[r.taskID] == r {
 		delete(l.rounds, r.taskID)
 	}
@@ -88,16 +102,44 @@ func (r *run) escalate() error {
 		defer close(r.escalated)
 		l := r.l
 		if r.taskID == "" {
+			if n := len(r.params); n > MaxRequestBytes {
+				e := rpcerr.TooLarge("task_request_bytes", n, MaxRequestBytes,
+					fmt.Sprintf("this call's params are %d bytes; a task keeps at most %d of them: send a smaller call (or its _meta), or call without the tasks extension", n, MaxRequestBytes)).SDK()
+				metrics.Limited.WithLabelValues("task_request_bytes").Inc()
+				r.refuse(&Refusal{Status: http.StatusRequestEntityTooLarge, Error: e})
+				return
+			}
 			now := time.Now()
-			t := &taskstore.Task{ID: newID(), Owner: l.o.Owner, Status: "working", CreatedAt: now, UpdatedAt: now,
+			t := &taskstore.Task{ID: newID(), Owner: l.o.Owner, User: r.user, Status: "working", CreatedAt: now, UpdatedAt: now,
 				TTL: l.o.TTL, PollInterval: l.o.PollInterval, Request: r.params,
 				Runner: l.tag(), LeaseUntil: now.Add(l.o.Lease)}
 			ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+			defer cancel()
+			if t.User != "" {
+				ok, _, err := l.o.Live.Claim(ctx, t.User, t.ID, l.o.MaxPerUser, l.o.TTL)
+				if err != nil {
+					l.o.Logger.Error("tasks: counting the user's live tasks", "err", err)
+					r.refuse(unavailable())
+					return
+				}
+				if !ok {
+					// A live task frees its place as it ends: the client
+					// polls its tasks meanwhile.
+					e := rpcerr.RetryLater("tasks_per_user", 1, fmt.Sprintf("too many live tasks: at most %d per user, all clients together; wait for one to end (or cancel one) and retry", l.o.MaxPerUser))
+					e.Data.Max = l.o.MaxPerUser
+					metrics.Limited.WithLabelValues("tasks_per_user").Inc()
+					l.o.Logger.Debug("task refused: its user has too many live tasks", "max", l.o.MaxPerUser)
+					r.refuse(&Refusal{Status: http.StatusTooManyRequests, Header: http.Header{"Retry-After": {"1"}}, Error: e.SDK()})
+					return
+				}
+			}
 			err := l.o.Store.Create(ctx, t)
-			cancel()
 			if err != nil {
 				l.o.Logger.Error("tasks: creating a task", "err", err)
-				r.createErr = storeError()
+				if t.User != "" {
+					l.o.Live.Release(ctx, t.User, t.ID)
+				}
+				r.refuse(unavailable())
 				return
 			}
 			var c common
@@ -112,6 +154,12 @@ func (r *run) escalate() error {
 		go r.renew()
 	})
 	return r.createErr
+}
+
+// refuse records why the call could not become a task: the tool's handler
+// gets its error, the client its answer.
+func (r *run) refuse(f *Refusal) {
+	r.createErr, r.refusal = f.Error, f
 }
 
 // isTask says whether the round's call became a task.
@@ -131,11 +179,19 @@ func (r *run) renew() {
 	l := r.l
 	tick := time.NewTicker(l.o.Lease / 3)
 	defer tick.Stop()
+	touched := time.Now()
 	for {
 		select {
 		case <-r.done:
 			return
 		case <-tick.C:
+		}
+		if l.o.Valid != nil && r.req != nil && !l.o.Valid(r.req) {
+			// Its caller's token expired: nobody may act for it now.
+			l.o.Logger.Info("tasks: the token a round acts with expired; the round ends, its task is handed on or fails retryably", "task", r.taskID)
+			r.interrupted.Store(true)
+			r.cancel()
+			return
 		}
 		ctx, cancel := context.WithTimeout(r.ctx, l.o.Lease/3)
 		t, err := l.o.Store.Update(ctx, l.o.Owner, r.taskID, func(t *taskstore.Task) error {
@@ -145,14 +201,19 @@ func (r *run) renew() {
 			t.LeaseUntil = time.Now().Add(l.o.Lease)
 			return nil
 		})
-		cancel()
 		switch {
 		case errors.Is(err, errTerminal) || errors.Is(err, taskstore.ErrUnreadable) || (err == nil && t == nil):
+			cancel()
 			r.cancel()
 			return
+		case err == nil && time.Since(touched) > l.o.TTL/4:
+			// A long round stays counted among its user's live tasks.
+			touched = time.Now()
+			l.account(ctx, t)
 		case err != nil && r.ctx.Err() == nil:
 			l.o.Logger.Warn("tasks: renewing a lease", "task", r.taskID, "err", err)
 		}
+		cancel()
 	}
 }
 
@@ -166,11 +227,11 @@ func (l *Layer) call(w http.ResponseWriter, hr *http.Request, m *message, body [
 		writeError(w, m.ID, rpcerr.Interruption().SDK())
 		return
 	}
-	r.params = m.Params
+	r.params, r.user = m.Params, l.user(hr)
 	req := hr.Clone(r.ctx)
 	req.Body = io.NopCloser(bytes.NewReader(body))
 	req.Header.Set(runHeader, r.id)
-	r.release = l.bind(hr, req)
+	r.release, r.req = l.bind(hr, req), req
 	go l.runRound(r, req)
 	select {
 	case <-r.escalated:
@@ -183,9 +244,9 @@ func (l *Layer) call(w http.ResponseWriter, hr *http.Request, m *message, body [
 	}
 	select {
 	case <-r.escalated:
-		if r.createErr != nil {
+		if r.refusal != nil {
 			r.cancel()
-			writeError(w, m.ID, r.createErr.(*jsonrpc.Error))
+			writeRefusal(w, m.ID, r.refusal)
 			return
 		}
 		writeResult(w, m.ID, created(r.task))
@@ -233,7 +294,7 @@ func (l *Layer) runRound(r *run, req *http.Request) {
 func (l *Layer) finish(id, tag string, result, rpcErr json.RawMessage, ok bool, cause error, interrupted bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	u, err := l.o.Store.Update(ctx, l.o.Owner, id, func(t *taskstore.Task) error {
+	u, err := l.change(ctx, id, func(t *taskstore.Task) error {
 		if t.Terminal() || t.Runner != tag {
 			return errTerminal
 		}

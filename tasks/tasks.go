@@ -112,17 +112,31 @@
 // tool's scopes. In Redis the records are sealed (taskstore.Sealer),
 // bound to their owner and id; one that does not open is an unknown task.
 //
+// # Bounds
+//
+// A task outlives its request, so the request's limits do not bound it:
+// a user has at most Options.MaxPerUser live tasks, all the user's clients
+// together (Options.Live, counted atomically per user; refused with 429 and
+// -32005 tasks_per_user); a task keeps at most MaxRequestBytes of its call
+// (413); a task-capable tool's arguments are checked against its input
+// schema before the task is created (the tool error a synchronous call
+// gets, nothing stored); a round acts for its caller only while the
+// caller's token is valid (Options.Valid, at each renewal); and running
+// rounds count as the actor's requests in flight (Options.Rounds).
+//
 // Not yet: notifications/tasks; tasks on the 2025-11-25 session protocol;
 // operators' views (admin API, CLI, console).
 package tasks
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -152,6 +166,10 @@ const (
 	// MaxResultBytes bounds what a task keeps of its tool's answer (its
 	// result, input requests or error): a larger answer fails the task.
 	MaxResultBytes = 1 << 20
+	// MaxRequestBytes bounds the params of a call that becomes a task
+	// (the task keeps them, to run them again): a larger call is refused
+	// (413, -32005) before anything is stored.
+	MaxRequestBytes = 64 << 10
 )
 
 // Advertise declares the extension in the server's capabilities, keeping
@@ -191,6 +209,80 @@ type Options struct {
 	// stays as it was (input_required; working with its lease run out) for
 	// a request whose token may.
 	Authorize func(from *http.Request, tool string) *Refusal
+	// Live counts each user's live tasks (working or input_required), at
+	// most MaxPerUser of them (zero: no cap): a task is counted from its
+	// creation until it ends, or until it has not changed for TTL (its
+	// record expired). User names the user of request from (a key: all
+	// the user's clients together, so that registering clients buys
+	// nothing), "" for none (not counted).
+	Live       Live
+	MaxPerUser int
+	User       func(from *http.Request) string
+	// Valid, if set, says whether the caller a round acts for (as Bind
+	// prepared its request, round) may still be acted for: its token has
+	// not expired. Checked at each renewal of the round's lease: a round
+	// whose caller may no longer be acted for ends as when its activation
+	// stops (Close): a resumable one is handed on (its lease lapses, for
+	// a request with a fresh token to resume it), the others fail with
+	// the retryable -32003.
+	Valid func(round *http.Request) bool
+	// Rounds, if set, is told of each round that starts (1) and ends (-1),
+	// while it runs outside any request: the actor counts them with its
+	// requests in flight, so that it is not taken for idle (by memory
+	// pressure, say) while it runs them.
+	Rounds func(delta int)
+	// MaxBody bounds what the layer reads of a request body (the edge's
+	// --max-body-bytes; DefaultMaxBody when zero): a larger body is
+	// refused (413), never cut.
+	MaxBody int64
+}
+
+// Live counts live tasks by user (state.UserSessions has this shape):
+// Claim counts id as one of user's unless user has max others already,
+// atomically; Touch marks a counted id active; Release stops counting it.
+type Live interface {
+	Claim(ctx context.Context, user, id string, max int, ttl time.Duration) (ok bool, retry time.Duration, err error)
+	Touch(ctx context.Context, user, id string, ttl time.Duration) error
+	Release(ctx context.Context, user, id string) error
+}
+
+// counted says whether the layer caps its users' live tasks.
+func (l *Layer) counted() bool { return l.o.Live != nil && l.o.MaxPerUser > 0 }
+
+// user is the user of request from, "" when tasks are not counted.
+func (l *Layer) user(from *http.Request) string {
+	if !l.counted() || l.o.User == nil {
+		return ""
+	}
+	return l.o.User(from)
+}
+
+// change is Store.Update, and the user's count of live tasks kept with it:
+// a task that ends stops counting, one that changes stays counted.
+func (l *Layer) change(ctx context.Context, id string, fn func(*taskstore.Task) error) (*taskstore.Task, error) {
+	t, err := l.o.Store.Update(ctx, l.o.Owner, id, fn)
+	if err == nil && t != nil {
+		l.account(ctx, t)
+	}
+	return t, err
+}
+
+// account releases a task that ended from its user's count of live tasks,
+// or marks a live one active. Best effort: an entry it misses ages out
+// with the task's TTL.
+func (l *Layer) account(ctx context.Context, t *taskstore.Task) {
+	if t.User == "" || l.o.Live == nil {
+		return
+	}
+	var err error
+	if t.Terminal() {
+		err = l.o.Live.Release(ctx, t.User, t.ID)
+	} else {
+		err = l.o.Live.Touch(ctx, t.User, t.ID, l.o.TTL)
+	}
+	if err != nil {
+		l.o.Logger.Warn("tasks: counting the user's live tasks", "task", t.ID, "err", err)
+	}
 }
 
 // Refusal is Authorize's answer to a request that may not start a round:
@@ -265,9 +357,9 @@ func (l *Layer) Close() {
 	}
 }
 
-// maxBody bounds what the layer reads of a body it may serve; the edge
-// bounds bodies already, this is a backstop.
-const maxBody = 8 << 20
+// DefaultMaxBody bounds what the layer reads of a body when Options.MaxBody
+// is zero; the edge bounds bodies already, this is a backstop.
+const DefaultMaxBody = 8 << 20
 
 func (l *Layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	stripRunHeader(r.Header)
@@ -275,8 +367,13 @@ func (l *Layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.inner.ServeHTTP(w, r)
 		return
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody))
+	max := cmp.Or(l.o.MaxBody, DefaultMaxBody)
+	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
 	r.Body.Close()
+	if int64(len(body)) > max {
+		writeErrorStatus(w, nil, rpcerr.New(rpcerr.InvalidRequest, fmt.Sprintf("request body exceeds %d bytes", max)).SDK(), http.StatusRequestEntityTooLarge)
+		return
+	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	// Only tasks/* and the tools/calls of clients that declared the
 	// extension are the layer's: the others pass without being parsed
@@ -333,7 +430,7 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 	ctx := r.Context()
 	t, err := l.o.Store.Get(ctx, l.o.Owner, id)
 	if err != nil {
-		writeError(w, m.ID, l.storeFailure(id, err))
+		writeRefusal(w, m.ID, l.storeFailure(id, err))
 		return
 	}
 	if t == nil {
@@ -344,7 +441,7 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 	case "tasks/get":
 		var refusal *Refusal
 		if t, refusal, err = l.reap(r, t); err != nil {
-			writeError(w, m.ID, l.storeFailure(id, err))
+			writeRefusal(w, m.ID, l.storeFailure(id, err))
 			return
 		}
 		if refusal != nil {
@@ -372,13 +469,13 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 			}
 		}
 		if err := l.update(r, id, p.InputResponses); err != nil {
-			writeError(w, m.ID, l.storeFailure(id, err))
+			writeRefusal(w, m.ID, l.storeFailure(id, err))
 			return
 		}
 		writeResult(w, m.ID, ack)
 	case "tasks/cancel":
 		if err := l.cancelTask(ctx, id); err != nil {
-			writeError(w, m.ID, l.storeFailure(id, err))
+			writeRefusal(w, m.ID, l.storeFailure(id, err))
 			return
 		}
 		writeResult(w, m.ID, ack)
@@ -404,18 +501,22 @@ func unknownTask() *jsonrpc.Error {
 // storeFailure answers a store's error about task id: a record that does
 // not open (sealed under a key no longer configured, or moved from another
 // owner's key) is an unknown task, as one that never existed; any other
-// error is the store's, retryable.
-func (l *Layer) storeFailure(id string, err error) *jsonrpc.Error {
+// error is the store's outage: 503 with Retry-After, as other store
+// outages answer.
+func (l *Layer) storeFailure(id string, err error) *Refusal {
 	if errors.Is(err, taskstore.ErrUnreadable) {
 		l.o.Logger.Warn("tasks: a stored task does not open; answered as unknown", "task", id, "err", err)
-		return unknownTask()
+		return &Refusal{Status: http.StatusBadRequest, Error: unknownTask()}
 	}
 	l.o.Logger.Error("tasks: the task store failed", "task", id, "err", err)
-	return storeError()
+	return unavailable()
 }
 
-func storeError() *jsonrpc.Error {
-	return rpcerr.RetryLater("tasks", 1, "the task store is unavailable; retry").SDK()
+// unavailable answers a call whose task could not be stored (the store is
+// unreachable): 503 with Retry-After, as other store outages answer.
+func unavailable() *Refusal {
+	return &Refusal{Status: http.StatusServiceUnavailable, Header: http.Header{"Retry-After": {"1"}},
+		Error: rpcerr.New(rpcerr.InternalError, "the task store is unavailable; retry").SDK()}
 }
 
 // errTerminal leaves a terminal task as it is.
@@ -444,7 +545,7 @@ func (l *Layer) reap(from *http.Request, t *taskstore.Task) (*taskstore.Task, *R
 		}
 	}
 	var resumed bool
-	u, err := l.o.Store.Update(ctx, l.o.Owner, t.ID, func(t *taskstore.Task) error {
+	u, err := l.change(ctx, t.ID, func(t *taskstore.Task) error {
 		if t.Status != "working" || t.Runner != lost || time.Now().Before(t.LeaseUntil) {
 			return errTerminal // changed meanwhile: keep it
 		}
@@ -568,7 +669,7 @@ func interrupt(t *taskstore.Task) {
 // and cancels the round if it runs here; a round elsewhere sees it at its
 // next renewal.
 func (l *Layer) cancelTask(ctx context.Context, id string) error {
-	_, err := l.o.Store.Update(ctx, l.o.Owner, id, func(t *taskstore.Task) error {
+	_, err := l.change(ctx, id, func(t *taskstore.Task) error {
 		if t.Terminal() {
 			return errTerminal
 		}
@@ -599,7 +700,7 @@ func (l *Layer) update(from *http.Request, id string, responses map[string]json.
 	ctx := from.Context()
 	tag := l.tag()
 	var next bool
-	t, err := l.o.Store.Update(ctx, l.o.Owner, id, func(t *taskstore.Task) error {
+	t, err := l.change(ctx, id, func(t *taskstore.Task) error {
 		next = false
 		if t.Status != "input_required" {
 			return errTerminal // nothing asked: the answer changes nothing
@@ -662,7 +763,7 @@ func (l *Layer) startRound(t *taskstore.Task, tag string, from *http.Request) {
 	hr.Header.Set("Mcp-Method", "tools/call")
 	hr.Header.Set("Mcp-Name", c.Name)
 	hr.Header.Set(runHeader, r.id)
-	r.release = l.bind(from, hr)
+	r.release, r.req = l.bind(from, hr), hr
 	r.escalate() // a task already: renews its lease
 	go l.runRound(r, hr)
 }

@@ -689,3 +689,208 @@ func TestSweepTakesOverLapsedTasks(t *testing.T) {
 		t.Errorf("a sweep without the scopes took the task over: %+v", got)
 	}
 }
+
+// liveTasks counts live tasks by user in memory, as state.UserSessions
+// does: Claim atomic, Release frees a place.
+type liveTasks struct {
+	mu sync.Mutex
+	m  map[string]map[string]bool
+}
+
+func (c *liveTasks) Claim(_ context.Context, user, id string, max int, _ time.Duration) (bool, time.Duration, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]map[string]bool{}
+	}
+	if c.m[user] == nil {
+		c.m[user] = map[string]bool{}
+	}
+	if !c.m[user][id] && len(c.m[user]) >= max {
+		return false, time.Minute, nil
+	}
+	c.m[user][id] = true
+	return true, 0, nil
+}
+
+func (c *liveTasks) Touch(context.Context, string, string, time.Duration) error { return nil }
+
+func (c *liveTasks) Release(_ context.Context, user, id string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m[user], id)
+	return nil
+}
+
+func (c *liveTasks) count(user string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m[user])
+}
+
+func limitedTotal(limit string) float64 {
+	var m dto.Metric
+	metrics.Limited.WithLabelValues(limit).Write(&m)
+	return m.GetCounter().GetValue()
+}
+
+// leased counts owner's stored tasks that are working.
+func leased(t *testing.T, store taskstore.Store, owner string) int {
+	t.Helper()
+	ls, err := store.Leases(context.Background(), owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ls)
+}
+
+// A user's live tasks are capped all clients together: the user's two
+// clients (two owners) share the cap; a call beyond is refused as the
+// other limits refuse (429, Retry-After, -32005 naming the limit) and
+// stores nothing; a task that ends frees its place.
+func TestTasksPerUserCap(t *testing.T) {
+	store, live := &taskstore.Memory{}, &liveTasks{}
+	alice := func(*http.Request) string { return "alice" }
+	c1, _ := nodeWith(t, Options{Store: store, Owner: "alice/c1", Runner: "n1", Live: live, MaxPerUser: 2, User: alice})
+	c2, _ := nodeWith(t, Options{Store: store, Owner: "alice/c2", Runner: "n1", Live: live, MaxPerUser: 2, User: alice})
+	first := start(t, c1, "test_slow", map[string]any{"ms": 60000})
+	second := start(t, c2, "test_slow", map[string]any{"ms": 60000})
+	defer rpc(t, c2, "tasks/cancel", map[string]any{"taskId": second}, true)
+	before := limitedTotal("tasks_per_user")
+	for _, srv := range []*httptest.Server{c1, c2} {
+		r := rpc(t, srv, "tools/call", map[string]any{"name": "test_slow", "arguments": map[string]any{"ms": 60000}}, true)
+		if r.status != http.StatusTooManyRequests || r.header.Get("Retry-After") != "1" || r.Error == nil || r.Error.Code != -32005 ||
+			r.Error.Data["limit"] != "tasks_per_user" || r.Error.Data["retryable"] != true || r.Error.Data["retryAfter"] != float64(1) || r.Error.Data["max"] != float64(2) {
+			t.Fatalf("a third live task: HTTP %d %v %+v, want 429 Retry-After 1, -32005 tasks_per_user", r.status, r.header, r.Error)
+		}
+	}
+	if d := limitedTotal("tasks_per_user") - before; d != 2 {
+		t.Errorf("pingmcp_limited_requests_total{limit=tasks_per_user} grew by %v, want 2", d)
+	}
+	if n := leased(t, store, "alice/c1") + leased(t, store, "alice/c2"); n != 2 {
+		t.Errorf("%d tasks stored, want the 2 admitted", n)
+	}
+	// Another user is not concerned.
+	bob, _ := nodeWith(t, Options{Store: store, Owner: "bob/c1", Runner: "n1", Live: live, MaxPerUser: 2, User: func(*http.Request) string { return "bob" }})
+	rpc(t, bob, "tasks/cancel", map[string]any{"taskId": start(t, bob, "test_slow", map[string]any{"ms": 60000})}, true)
+	// A task that ends (here cancelled) frees its place.
+	rpc(t, c1, "tasks/cancel", map[string]any{"taskId": first}, true)
+	third := start(t, c1, "test_slow", map[string]any{"ms": 1})
+	await(t, c1, third, "completed")
+	if n := live.count("alice"); n != 1 {
+		t.Errorf("alice counts %d live tasks, want 1 (the second; the others ended)", n)
+	}
+}
+
+// A call whose params a task would keep is bounded: beyond MaxRequestBytes
+// it is refused (413, -32005 task_request_bytes, not retryable) before
+// anything is stored or counted.
+func TestOversizedTaskRequestIsRefused(t *testing.T) {
+	store, live := &taskstore.Memory{}, &liveTasks{}
+	srv, _ := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n1", Live: live, MaxPerUser: 5, User: func(*http.Request) string { return "alice" }})
+	r := rpc(t, srv, "tools/call", map[string]any{"name": "test_slow", "arguments": map[string]any{"ms": 1, "pad": strings.Repeat("x", MaxRequestBytes)}}, true)
+	if r.status != http.StatusRequestEntityTooLarge || r.Error == nil || r.Error.Code != -32005 ||
+		r.Error.Data["limit"] != "task_request_bytes" || r.Error.Data["retryable"] != false || r.Error.Data["max"] != float64(MaxRequestBytes) {
+		t.Fatalf("an oversized task call: HTTP %d %+v, want 413 -32005 task_request_bytes", r.status, r.Error)
+	}
+	if n := leased(t, store, "alice"); n != 0 || live.count("alice") != 0 {
+		t.Fatalf("an oversized call left %d tasks, %d counted", n, live.count("alice"))
+	}
+	// Under the bound it is a task.
+	await(t, srv, start(t, srv, "test_slow", map[string]any{"ms": 1, "pad": strings.Repeat("x", MaxRequestBytes/2)}), "completed")
+}
+
+// Arguments the tool's input schema refuses never make a task: the call
+// gets the tool error a synchronous call gets, and nothing is stored.
+func TestInvalidArgumentsMakeNoTask(t *testing.T) {
+	store, live := &taskstore.Memory{}, &liveTasks{}
+	srv, _ := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n1", Live: live, MaxPerUser: 5, User: func(*http.Request) string { return "alice" }})
+	bad := map[string]any{"name": "test_slow", "arguments": map[string]any{"ms": "soon"}}
+	asTask := rpc(t, srv, "tools/call", bad, true)
+	plain := rpc(t, srv, "tools/call", bad, false)
+	if asTask.Result["resultType"] == "task" || asTask.Result["isError"] != true {
+		t.Fatalf("invalid arguments with the extension: %+v, want a tool error", asTask)
+	}
+	a, _ := json.Marshal(asTask.Result["content"])
+	b, _ := json.Marshal(plain.Result["content"])
+	if string(a) != string(b) || !strings.Contains(string(a), "validating") {
+		t.Errorf("as a task: %s; synchronously: %s; want the same validation error", a, b)
+	}
+	if n := leased(t, store, "alice"); n != 0 || live.count("alice") != 0 {
+		t.Fatalf("invalid arguments left %d tasks, %d counted", n, live.count("alice"))
+	}
+}
+
+// A round acts for its caller only while the caller's token is valid
+// (Options.Valid, checked at each renewal): once it expired, a resumable
+// round is handed on (its lease lapses, for a request with a fresh token
+// to resume it), another task fails with the retryable -32003.
+func TestExpiredCallerEndsItsRounds(t *testing.T) {
+	store := &taskstore.Memory{}
+	var valid atomic.Bool
+	valid.Store(true)
+	srv, l := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n1", Valid: func(*http.Request) bool { return valid.Load() }})
+	plain := start(t, srv, "test_slow", map[string]any{"ms": 60000})
+	resumable := start(t, srv, "test_resumable", map[string]any{"ms": 60000})
+	valid.Store(false)
+	r := await(t, srv, plain, "failed")
+	e, _ := r.Result["error"].(map[string]any)
+	if data, _ := e["data"].(map[string]any); e["code"] != float64(-32003) || data["retryable"] != true {
+		t.Fatalf("a task whose caller's token expired: %v, want -32003 retryable", r.Result)
+	}
+	waitFor(t, "the resumable round to end", func() bool { return l.Running() == 0 })
+	got, _ := store.Get(context.Background(), "alice", resumable)
+	if got.Status != "working" || got.Resumes != 0 || !time.Now().After(got.LeaseUntil) {
+		t.Fatalf("the resumable task: %+v, want working with its lease lapsed", got)
+	}
+	// A read with a valid token resumes it.
+	valid.Store(true)
+	if r := rpc(t, srv, "tasks/get", map[string]any{"taskId": resumable}, true); r.Result["status"] != "working" {
+		t.Fatalf("the resuming read: %+v", r)
+	}
+	if got, _ := store.Get(context.Background(), "alice", resumable); got.Resumes != 1 {
+		t.Fatalf("not resumed: %+v", got)
+	}
+	rpc(t, srv, "tasks/cancel", map[string]any{"taskId": resumable}, true)
+}
+
+// down is a store that cannot be reached.
+type down struct{ taskstore.Store }
+
+var errDown = fmt.Errorf("dial tcp: connection refused")
+
+func (down) Create(context.Context, *taskstore.Task) error { return errDown }
+func (down) Get(context.Context, string, string) (*taskstore.Task, error) {
+	return nil, errDown
+}
+
+// A store outage is answered as other store outages are: 503 with
+// Retry-After and a JSON-RPC error, not as a limit (-32005).
+func TestStoreOutageIsUnavailable(t *testing.T) {
+	srv, _ := node(t, down{&taskstore.Memory{}}, "alice", "n1")
+	for _, tc := range []struct {
+		method string
+		params map[string]any
+	}{
+		{"tasks/get", map[string]any{"taskId": "x"}},
+		{"tools/call", map[string]any{"name": "test_slow", "arguments": map[string]any{"ms": 1}}},
+	} {
+		r := rpc(t, srv, tc.method, tc.params, true)
+		if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || r.Error == nil || r.Error.Code == -32005 {
+			t.Errorf("%s with the store down: HTTP %d %v %+v, want 503 with Retry-After", tc.method, r.status, r.header, r.Error)
+		}
+	}
+}
+
+// The layer reads at most MaxBody of a body, and refuses a larger one
+// (413) rather than pass on a cut one.
+func TestBodyBeyondMaxBodyIsRefused(t *testing.T) {
+	srv, _ := nodeWith(t, Options{Store: &taskstore.Memory{}, Owner: "alice", Runner: "n1", MaxBody: 4 << 10})
+	r := rpc(t, srv, "tools/call", map[string]any{"name": "test_slow", "arguments": map[string]any{"ms": 1, "pad": strings.Repeat("x", 8<<10)}}, true)
+	if r.status != http.StatusRequestEntityTooLarge || r.Error == nil || !strings.Contains(r.Error.Message, "exceeds 4096 bytes") {
+		t.Fatalf("a body beyond MaxBody: HTTP %d %+v, want 413", r.status, r.Error)
+	}
+	if r := rpc(t, srv, "tools/call", map[string]any{"name": "test_slow", "arguments": map[string]any{"ms": 1}}, true); r.Result["resultType"] != "task" {
+		t.Fatalf("a small call: %+v", r)
+	}
+}

@@ -3,10 +3,12 @@ package tasks
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"net/http"
 	"sync"
 
+	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -92,7 +94,15 @@ func add(s *mcp.Server, t *mcp.Tool, support Support, h mcp.ToolHandler, auto bo
 		o(&d)
 	}
 	supports.Store(t.Name, d)
+	schema := resolveInput(t)
 	s.AddTool(&def, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		// Arguments are checked against the tool's input schema (as the
+		// SDK checks a typed tool's) before anything else, so that a call
+		// with invalid ones never becomes a task: it gets the same tool
+		// error as a synchronous call, and nothing is stored.
+		if res := validate(schema, req.Params.Arguments); res != nil {
+			return res, nil
+		}
 		r := runOf(req)
 		if r == nil {
 			if support == Required {
@@ -112,6 +122,49 @@ func add(s *mcp.Server, t *mcp.Tool, support Support, h mcp.ToolHandler, auto bo
 		}
 		return h(ctx, req)
 	})
+}
+
+// resolveInput resolves t's input schema, nil if it has none usable (the
+// tool validates its arguments itself then).
+func resolveInput(t *mcp.Tool) *jsonschema.Resolved {
+	if t.InputSchema == nil {
+		return nil
+	}
+	b, err := json.Marshal(t.InputSchema)
+	if err != nil {
+		panic("tasks: the input schema of " + t.Name + ": " + err.Error())
+	}
+	var sc jsonschema.Schema
+	if err := json.Unmarshal(b, &sc); err != nil {
+		panic("tasks: the input schema of " + t.Name + ": " + err.Error())
+	}
+	res, err := sc.Resolve(nil)
+	if err != nil {
+		panic("tasks: the input schema of " + t.Name + ": " + err.Error())
+	}
+	return res
+}
+
+// validate is the tool error of arguments that schema refuses, nil if it
+// takes them, worded as the SDK words it for a typed tool.
+func validate(schema *jsonschema.Resolved, args json.RawMessage) *mcp.CallToolResult {
+	if schema == nil {
+		return nil
+	}
+	v := map[string]any{}
+	var err error
+	if len(args) > 0 && string(args) != "null" {
+		err = json.Unmarshal(args, &v)
+	}
+	if err == nil {
+		err = schema.Validate(v)
+	}
+	if err == nil {
+		return nil
+	}
+	var res mcp.CallToolResult
+	res.SetError(fmt.Errorf("validating \"arguments\": %v", err))
+	return &res
 }
 
 // Start makes the tool call of ctx a task now, if it runs as one (a

@@ -272,6 +272,7 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 	if cfg.RedisURL == "" {
 		d := state.MemoryStores(cfg.SessionIdleTimeout)
 		d.MaxSessionsPerUser = cfg.MaxSessionsPerUser
+		d.MaxTasksPerUser = cfg.MaxTasksPerUser
 		d.MaxSnapshotBytes = cfg.MaxSnapshotBytes
 		d.Events.(*state.MemoryEvents).SetOptions(eventOptions(cfg))
 		if sealer != nil {
@@ -293,6 +294,8 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 	rep := state.Replication{Replicas: cfg.RedisReplicas, Timeout: timeout}
 	snapshots, events := state.NewRedisSnapshots(client, cfg.RedisPrefix), state.NewRedisEvents(client, cfg.RedisPrefix, eventOptions(cfg))
 	revocations, users := state.NewRedisRevocations(client, cfg.RedisPrefix), state.NewRedisUserSessions(client, cfg.RedisPrefix)
+	userTasks := state.NewRedisUserTasks(client, cfg.RedisPrefix)
+	userTasks.SetReplication(rep)
 	tasks := taskstore.NewRedis(client, cfg.RedisPrefix)
 	tasks.SetReplication(rep.Replicas, rep.Timeout)
 	tasks.SetSealer(sealer) // a task's arguments and results may hold users' data
@@ -311,6 +314,8 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 
 		Users:              users,
 		MaxSessionsPerUser: cfg.MaxSessionsPerUser,
+		UserTasks:          userTasks,
+		MaxTasksPerUser:    cfg.MaxTasksPerUser,
 		MaxSnapshotBytes:   cfg.MaxSnapshotBytes,
 	}
 	logger.Info("sessions are kept in Redis", "redis", where, "replicas", cfg.RedisReplicas, "prefix", cfg.RedisPrefix, "state_keys", sealer.KeyIDs())

@@ -151,6 +151,7 @@ func (n *nodeAssembly) build(ctx context.Context) error {
 		IdleTimeout:    cfg.ActorIdleTimeout,
 		TaskTTL:        cfg.TaskTTL,
 		TaskLease:      cfg.TaskLease,
+		MaxBodyBytes:   cfg.MaxBodyBytes,
 		Stores:         stores,
 		Local:          n.local,
 		SchemaCache:    mcp.NewSchemaCache(),

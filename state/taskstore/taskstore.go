@@ -25,6 +25,10 @@ import (
 type Task struct {
 	ID    string `json:"id"`
 	Owner string `json:"owner"`
+	// User names the owner's user (a key: auth.Principal.UserKey), under
+	// which the task counts as one of the user's live tasks until it ends;
+	// empty when not counted.
+	User string `json:"user,omitempty"`
 	// Status is working, input_required, completed, failed or cancelled;
 	// the last three are terminal: a terminal task never changes again.
 	Status        string        `json:"status"`
