@@ -292,7 +292,8 @@ func (a *core) requestDone(ctx actor.Context, id string) {
 // node went away: nobody is left to read their answers, and a stream a
 // window ahead would wait forever.
 func (a *core) edgeGone(edge *actor.PID) {
-	a.edges = slices.DeleteFunc(a.edges, func(k string) bool { return k == keyOf(edge) })
+	k := keyOf(edge)
+	a.edges = slices.DeleteFunc(a.edges, func(e string) bool { return e == k })
 	for _, f := range a.flights {
 		if f.replyTo.Equal(edge) {
 			f.cancel()

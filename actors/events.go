@@ -179,7 +179,7 @@ func (e *sessionEvents) open(ctx context.Context, w pendingWrite, f *flight) err
 	if errors.Is(err, state.ErrFenced) {
 		e.stale.Store(true)
 		if f == nil {
-			e.fence()
+			e.fenced()
 			return err
 		}
 		// The activation stops once this request is answered (serveFrom):

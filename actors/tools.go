@@ -159,17 +159,8 @@ func (t *Tools) Replace(ctx context.Context, ts tools.Toolset) (*ToolsChange, er
 	if err != nil {
 		return nil, err
 	}
-	change := &ToolsChange{Generation: v.gen, Tools: len(v.names)}
-	for n := range v.names {
-		if _, ok := old.names[n]; !ok {
-			change.Added = append(change.Added, n)
-		}
-	}
-	for n := range old.names {
-		if _, ok := v.names[n]; !ok {
-			change.Removed = append(change.Removed, n)
-		}
-	}
+	change := &ToolsChange{Generation: v.gen, Tools: len(v.names),
+		Added: missingFrom(v.names, old.names), Removed: missingFrom(old.names, v.names)}
 	slices.Sort(change.Added)
 	slices.Sort(change.Removed)
 	t.cur.Store(v)
@@ -217,12 +208,7 @@ func (a *core) refreshTools() {
 	if v == old {
 		return
 	}
-	var gone []string
-	for n := range old.names {
-		if _, ok := v.names[n]; !ok {
-			gone = append(gone, n)
-		}
-	}
+	gone := missingFrom(old.names, v.names)
 	if len(gone) > 0 {
 		a.server.RemoveTools(gone...)
 	}
@@ -234,4 +220,15 @@ func (a *core) refreshTools() {
 	a.scopes = v.scopes
 	a.toolsOf = v
 	a.logger.Debug("tools changed", "generation", v.gen, "removed", len(gone))
+}
+
+// missingFrom are the tool names of names that other lacks.
+func missingFrom(names, other map[string]string) []string {
+	var out []string
+	for n := range names {
+		if _, ok := other[n]; !ok {
+			out = append(out, n)
+		}
+	}
+	return out
 }

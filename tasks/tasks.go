@@ -536,11 +536,9 @@ func (l *Layer) reap(from *http.Request, t *taskstore.Task) (*taskstore.Task, *R
 	if t.Status != "working" || t.Runner == "" || time.Now().Before(t.LeaseUntil) {
 		return t, nil, nil
 	}
-	lost, tag := t.Runner, l.tag()
-	var c common
-	json.Unmarshal(t.Request, &c)
-	if resumable(c.Name) && t.Resumes < maxResumes && !l.isClosed() {
-		if refusal := l.authorize(from, c.Name); refusal != nil {
+	lost, tag, tool := t.Runner, l.tag(), toolOf(t)
+	if resumable(tool) && t.Resumes < maxResumes && !l.isClosed() {
+		if refusal := l.authorize(from, tool); refusal != nil {
 			return t, refusal, nil
 		}
 	}
@@ -549,7 +547,7 @@ func (l *Layer) reap(from *http.Request, t *taskstore.Task) (*taskstore.Task, *R
 		if t.Status != "working" || t.Runner != lost || time.Now().Before(t.LeaseUntil) {
 			return errTerminal // changed meanwhile: keep it
 		}
-		resumed = resumable(c.Name) && t.Resumes < maxResumes && !l.isClosed()
+		resumed = resumable(tool) && t.Resumes < maxResumes && !l.isClosed()
 		if !resumed {
 			interrupt(t)
 			return nil

@@ -118,9 +118,6 @@ func writeResult(w http.ResponseWriter, id json.RawMessage, result any) {
 // writeError answers id with e, with the HTTP status SEP-2575 gives its
 // code on the 2026-07-28 protocol (SEP-2243's -32020 too is a 400).
 func writeError(w http.ResponseWriter, id json.RawMessage, e *jsonrpc.Error) {
-	if len(id) == 0 {
-		id = json.RawMessage("null")
-	}
 	status := http.StatusOK
 	switch e.Code {
 	case jsonrpc.CodeMethodNotFound:

@@ -398,9 +398,7 @@ func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.Call
 		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 			msg += " (redirects are not followed)"
 		}
-		if v, changed := blankJSON(b, token); changed {
-			b = v
-		}
+		b, _ = blankJSON(b, token)
 		if e := excerpt(b, token); e != "" {
 			msg += ": " + e
 		}
