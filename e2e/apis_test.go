@@ -158,24 +158,22 @@ func firstOf(xs []any) any {
 // and returns the last of each tool's.
 func auditRecords(t *testing.T, ctx context.Context, path string, tools ...string) map[string]map[string]any {
 	t.Helper()
-	for {
-		b, _ := os.ReadFile(path)
-		recs := map[string]map[string]any{}
+	var b []byte
+	var recs map[string]map[string]any
+	if !poll(ctx, func() bool {
+		b, _ = os.ReadFile(path)
+		recs = map[string]map[string]any{}
 		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
 			var m map[string]any
 			if json.Unmarshal([]byte(line), &m) == nil && m["tool"] != nil {
 				recs[m["tool"].(string)] = m
 			}
 		}
-		if !slices.ContainsFunc(tools, func(tool string) bool { return recs[tool] == nil }) {
-			return recs
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("audit records of %v awaited: %q", tools, b)
-		case <-time.After(50 * time.Millisecond):
-		}
+		return !slices.ContainsFunc(tools, func(tool string) bool { return recs[tool] == nil })
+	}) {
+		t.Fatalf("audit records of %v awaited: %q", tools, b)
 	}
+	return recs
 }
 
 // swappableToken is a bearer token a test can replace mid-session (a

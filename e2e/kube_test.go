@@ -46,6 +46,14 @@ func applyDeploy(t *testing.T, ctx context.Context, kc *kubetest.Cluster) {
 
 // kubectlApply runs kubectl apply --server-side --validate=strict with args;
 // any warning fails the test (see applyDeploy).
+// expectObject fails t unless the API server has the object at path.
+func expectObject(t *testing.T, ctx context.Context, kc *kubetest.Cluster, path string) {
+	t.Helper()
+	if status, body, err := kc.Do(ctx, http.MethodGet, path, nil); err != nil || status != http.StatusOK {
+		t.Errorf("GET %s after apply: %d %v %s", path, status, err, body)
+	}
+}
+
 func kubectlApply(t *testing.T, ctx context.Context, kc *kubetest.Cluster, what string, args ...string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
@@ -128,9 +136,7 @@ func TestKubeDeploy(t *testing.T) {
 		"/apis/policy/v1/namespaces/pingmcp/poddisruptionbudgets/pingmcp",
 		"/apis/autoscaling/v2/namespaces/pingmcp/horizontalpodautoscalers/pingmcp",
 	} {
-		if status, body, err := kc.Do(ctx, http.MethodGet, path, nil); err != nil || status != http.StatusOK {
-			t.Errorf("GET %s after apply: %d %v %s", path, status, err, body)
-		}
+		expectObject(t, ctx, kc, path)
 	}
 
 	// Applying again changes nothing and is accepted (what a user's second

@@ -103,9 +103,7 @@ func TestKubeHelm(t *testing.T) {
 		"/apis/autoscaling/v2/namespaces/mcp/horizontalpodautoscalers/pingmcp",
 		"/apis/networking.k8s.io/v1/namespaces/mcp/networkpolicies/pingmcp",
 	} {
-		if status, body, err := kc.Do(ctx, http.MethodGet, path, nil); err != nil || status != http.StatusOK {
-			t.Errorf("GET %s after apply: %d %v %s", path, status, err, body)
-		}
+		expectObject(t, ctx, kc, path)
 	}
 
 	// PodSecurity "restricted" judges a pod from each Deployment's template.
