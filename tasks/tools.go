@@ -231,6 +231,18 @@ func ID(ctx context.Context) string {
 	return r.taskID
 }
 
+// Of is the id of the task a tools/call request runs as, "" when it runs
+// synchronously (or has not become a task, or its round ended): for those
+// around the tool's handler, which do not see its context (the audit
+// record of each round names its task).
+func Of(req *mcp.CallToolRequest) string {
+	r := runOf(req)
+	if r == nil || !r.isTask() {
+		return ""
+	}
+	return r.taskID
+}
+
 // Progress records msg as the statusMessage of the task the tool call of
 // ctx runs as (tasks/get shows it while it works); nothing for a
 // synchronous call. Best effort: a store error is logged, not returned.
