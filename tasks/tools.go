@@ -125,7 +125,10 @@ func add(s *mcp.Server, t *mcp.Tool, support Support, h mcp.ToolHandler, auto bo
 }
 
 // resolveInput resolves t's input schema, nil if it has none usable (the
-// tool validates its arguments itself then).
+// tool validates its arguments itself then). A toolset installs its tools
+// in every session's server: each schema is resolved once per process
+// (resolved, by its JSON; a Resolved is read-only, shared as the SDK's
+// SchemaCache shares them).
 func resolveInput(t *mcp.Tool) *jsonschema.Resolved {
 	if t.InputSchema == nil {
 		return nil
@@ -133,6 +136,9 @@ func resolveInput(t *mcp.Tool) *jsonschema.Resolved {
 	b, err := json.Marshal(t.InputSchema)
 	if err != nil {
 		panic("tasks: the input schema of " + t.Name + ": " + err.Error())
+	}
+	if res, ok := resolved.Load(string(b)); ok {
+		return res.(*jsonschema.Resolved)
 	}
 	var sc jsonschema.Schema
 	if err := json.Unmarshal(b, &sc); err != nil {
@@ -142,8 +148,12 @@ func resolveInput(t *mcp.Tool) *jsonschema.Resolved {
 	if err != nil {
 		panic("tasks: the input schema of " + t.Name + ": " + err.Error())
 	}
+	resolved.Store(string(b), res)
 	return res
 }
+
+// resolved are the input schemas resolveInput resolved, by their JSON.
+var resolved sync.Map // string → *jsonschema.Resolved
 
 // validate is the tool error of arguments that schema refuses, nil if it
 // takes them, worded as the SDK words it for a typed tool.
