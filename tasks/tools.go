@@ -83,19 +83,14 @@ func AddDeferred(s *mcp.Server, t *mcp.Tool, support Support, h mcp.ToolHandler,
 }
 
 func add(s *mcp.Server, t *mcp.Tool, support Support, h mcp.ToolHandler, auto bool, opts []Option) {
-	def := *t
-	def.Meta = maps.Clone(t.Meta)
-	if def.Meta == nil {
-		def.Meta = mcp.Meta{}
-	}
-	def.Meta[Extension] = map[string]any{"taskSupport": string(support)}
 	d := declared{support: support}
 	for _, o := range opts {
 		o(&d)
 	}
 	supports.Store(t.Name, d)
-	schema := resolveInput(t)
-	s.AddTool(&def, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	p := prepare(t, support)
+	schema := p.schema
+	s.AddTool(p.def, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		// Arguments are checked against the tool's input schema (as the
 		// SDK checks a typed tool's) before anything else, so that a call
 		// with invalid ones never becomes a task: it gets the same tool
@@ -124,11 +119,41 @@ func add(s *mcp.Server, t *mcp.Tool, support Support, h mcp.ToolHandler, auto bo
 	})
 }
 
+// prepared is a task-capable tool's definition as servers list it (its
+// task support in its _meta) and its input schema, resolved.
+type prepared struct {
+	def    *mcp.Tool
+	schema *jsonschema.Resolved
+}
+
+// preparedTools are the definitions add prepared, by the tool's JSON and
+// task support. A toolset installs its tools in every session's server:
+// each is prepared once per process, and the servers share it (the SDK
+// keeps the *Tool it is given and never changes it; a Resolved is
+// read-only, shared as the SDK's SchemaCache shares them).
+var preparedTools sync.Map // string → *prepared
+
+func prepare(t *mcp.Tool, support Support) *prepared {
+	b, err := json.Marshal(t)
+	if err != nil {
+		panic("tasks: the definition of " + t.Name + ": " + err.Error())
+	}
+	key := string(support) + "\x00" + string(b)
+	if p, ok := preparedTools.Load(key); ok {
+		return p.(*prepared)
+	}
+	def := *t
+	def.Meta = maps.Clone(t.Meta)
+	if def.Meta == nil {
+		def.Meta = mcp.Meta{}
+	}
+	def.Meta[Extension] = map[string]any{"taskSupport": string(support)}
+	p, _ := preparedTools.LoadOrStore(key, &prepared{def: &def, schema: resolveInput(t)})
+	return p.(*prepared)
+}
+
 // resolveInput resolves t's input schema, nil if it has none usable (the
-// tool validates its arguments itself then). A toolset installs its tools
-// in every session's server: each schema is resolved once per process
-// (resolved, by its JSON; a Resolved is read-only, shared as the SDK's
-// SchemaCache shares them).
+// tool validates its arguments itself then).
 func resolveInput(t *mcp.Tool) *jsonschema.Resolved {
 	if t.InputSchema == nil {
 		return nil
@@ -136,9 +161,6 @@ func resolveInput(t *mcp.Tool) *jsonschema.Resolved {
 	b, err := json.Marshal(t.InputSchema)
 	if err != nil {
 		panic("tasks: the input schema of " + t.Name + ": " + err.Error())
-	}
-	if res, ok := resolved.Load(string(b)); ok {
-		return res.(*jsonschema.Resolved)
 	}
 	var sc jsonschema.Schema
 	if err := json.Unmarshal(b, &sc); err != nil {
@@ -148,12 +170,8 @@ func resolveInput(t *mcp.Tool) *jsonschema.Resolved {
 	if err != nil {
 		panic("tasks: the input schema of " + t.Name + ": " + err.Error())
 	}
-	resolved.Store(string(b), res)
 	return res
 }
-
-// resolved are the input schemas resolveInput resolved, by their JSON.
-var resolved sync.Map // string → *jsonschema.Resolved
 
 // validate is the tool error of arguments that schema refuses, nil if it
 // takes them, worded as the SDK words it for a typed tool.
