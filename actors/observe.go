@@ -16,6 +16,7 @@ import (
 	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
+	"github.com/pingmcp/pingmcp/tasks"
 	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/pingmcp/pingmcp/tools"
 )
@@ -213,6 +214,9 @@ func (a *core) auditToolCalls(next mcp.MethodHandler) mcp.MethodHandler {
 			TraceID:     traceIDOf(span),
 		}
 		rec.Session = a.sessionID
+		if call, ok := req.(*mcp.CallToolRequest); ok {
+			rec.Task = tasks.Of(call)
+		}
 		if s != nil {
 			if p := s.principal; p != nil {
 				rec.Principal = *idOf(p)

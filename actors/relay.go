@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/internal/rpcbody"
+	"github.com/pingmcp/pingmcp/internal/rpcerr"
 )
 
 // firstPartDelay is how long a response's first flush may wait to travel
@@ -202,6 +205,36 @@ func (w *relayWriter) unservedIfCut(requestID string) bool {
 	h := http.Header{}
 	envelope.ToHTTP(u.Headers, h)
 	return w.replace(int(u.Status), h, u.Body)
+}
+
+// sdkNotHandled starts the go-sdk's plain-text answer to a request for a
+// method it does not have (jsonrpc2.ErrNotHandled, through http.Error).
+var sdkNotHandled = []byte("JSON RPC not handled")
+
+// methodNotFound replaces the go-sdk's answer to a request for a method
+// its server does not have, on the session protocols (2025-11-25 and
+// older): a plain-text 400, which clients read as a transport failure, not
+// as "this server has no such method". The answer becomes the JSON-RPC
+// error -32601 for the request's id, as for every other JSON-RPC error on
+// these protocols (HTTP 200, application/json), so that a client probing
+// an optional method learns it is not there. Only a single request is
+// answered so (a batch, or a notification, keeps the SDK's 400: a
+// notification gets no JSON-RPC response); the 2026-07-28 protocol's own
+// answer (404 with -32601) is left as it is. It reports whether it
+// replaced the response.
+func (w *relayWriter) methodNotFound(rb *rpcbody.Body) bool {
+	first := rb.First()
+	if rb == nil || rb.Batch || first == nil || first.Kind != rpcbody.Request {
+		return false
+	}
+	w.mu.Lock()
+	notHandled := !w.headSent && w.status == http.StatusBadRequest && !w.stream && bytes.HasPrefix(w.buf, sdkNotHandled)
+	w.mu.Unlock()
+	if !notHandled {
+		return false
+	}
+	h := http.Header{"Content-Type": {"application/json"}}
+	return w.replace(http.StatusOK, h, rpcerr.UnknownMethod(first.Method).Body(first.ID))
 }
 
 // finish ships the rest of the response as the final part.

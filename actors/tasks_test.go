@@ -16,7 +16,9 @@ import (
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/internal/logtest"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/state/taskstore"
 	"github.com/pingmcp/pingmcp/tasks"
@@ -314,4 +316,46 @@ func TestRunningRoundsAreInFlight(t *testing.T) {
 	}
 	statelessCall(t, root, pid, erin, "tasks/cancel", id, map[string]any{"taskId": id})
 	waitTask(t, "the actor to be idle once its round ended", func() bool { return len(local.idle()) == 1 })
+}
+
+// Each round of a task has its audit record, naming the task; a
+// synchronous call's names none.
+func TestTaskRoundsAuditedWithTheirTask(t *testing.T) {
+	d := state.MemoryStores(time.Hour)
+	var auditLog logtest.Buffer
+	cfg := Config{Implementation: &mcp.Implementation{Name: "pingmcp", Version: "test"}, SchemaCache: mcp.NewSchemaCache(),
+		Logger: slog.New(slog.DiscardHandler), Stores: d, Authenticated: true, Audit: audit.New(&auditLog, false),
+		Toolsets: []tools.Toolset{conformance.New()}}
+	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return cfg.Logger }))
+	t.Cleanup(system.Shutdown)
+	root, pid := system.Root, system.Root.Spawn(protocluster.WithClusterIdentity(PrincipalProps(cfg), protocluster.NewClusterIdentity("alice-principal", "principal")))
+	alice := principal("tok-alice")
+
+	_, created := statelessCall(t, root, pid, alice, "tools/call", "slow_compute", map[string]any{"name": "slow_compute", "arguments": map[string]any{"seconds": 0}})
+	res, _ := created["result"].(map[string]any)
+	id, _ := res["taskId"].(string)
+	if id == "" {
+		t.Fatalf("slow_compute: %v, want a CreateTaskResult", created)
+	}
+	if _, out := statelessCall(t, root, pid, alice, "tools/call", "greet", map[string]any{"name": "greet", "arguments": map[string]any{"name": "x"}}); out["result"] == nil {
+		t.Fatalf("greet: %v", out)
+	}
+	records := func() map[string]string { // tool → task of its records
+		out := map[string]string{}
+		for _, line := range strings.Split(strings.TrimSpace(auditLog.String()), "\n") {
+			var rec struct{ Event, Tool, Task string }
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Event == "tool_call" {
+				out[rec.Tool] = rec.Task
+			}
+		}
+		return out
+	}
+	waitTask(t, "the task round's audit record", func() bool { _, ok := records()["slow_compute"]; return ok })
+	got := records()
+	if got["slow_compute"] != id {
+		t.Errorf("the round's audit record names task %q, want %q", got["slow_compute"], id)
+	}
+	if task, ok := got["greet"]; !ok || task != "" {
+		t.Errorf("the synchronous call's record: present %v, task %q; want present, no task", ok, task)
+	}
 }

@@ -57,6 +57,9 @@ type ToolCallRecord struct {
 	Node      string // the cluster address of the node that ran it
 	Tool      string
 	RequestID string // the JSON-RPC id, as JSON text
+	// Task is the id of the task (MCP tasks extension) the call ran as,
+	// one record per round; empty for a synchronous call.
+	Task string
 	// Delegations the call used; filled from the context by Middleware
 	// users through Collect.
 	Delegations []Delegation
@@ -161,6 +164,9 @@ func (l *Logger) ToolCall(ctx context.Context, r ToolCallRecord) {
 		slog.String("node", r.Node),
 		slog.String("tool", r.Tool),
 		slog.String("request_id", r.RequestID),
+	}
+	if r.Task != "" {
+		attrs = append(attrs, slog.String("task", r.Task))
 	}
 	if len(r.Delegations) > 0 {
 		attrs = append(attrs, slog.Any("delegations", r.Delegations))

@@ -3,8 +3,11 @@ package e2e
 // Benchmarks of the request path: tools/call of a trivial tool, and
 // initialize, at 1 and 32 concurrent clients, through
 //
-//	sdk     go-sdk's StreamableHTTPHandler served by this process, no edge,
-//	        no cluster: the limit the others are measured against;
+//	sdk          go-sdk's StreamableHTTPHandler served by this process, no
+//	             edge, no cluster;
+//	sdk-process  the same handler in a process of its own (this test
+//	             binary run again): the baseline the nodes, also processes
+//	             of their own, are measured against (issue 16's hop targets);
 //	single  one pingmcp node (role both, provider single);
 //	cross   an edge-only node forwarding to the session actors of a member;
 //
@@ -13,6 +16,7 @@ package e2e
 // -bench; the command and the figures are in BENCHMARKS.md.
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -20,9 +24,11 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strconv"
@@ -52,6 +58,7 @@ var benchTargets = []struct {
 	start func(*testing.B) *benchServer
 }{
 	{"sdk", sdkServer},
+	{"sdk-process", sdkProcessServer},
 	{"single", singleServer},
 	{"cross", crossServer},
 	{"cross-redis", crossRedisServer},
@@ -120,8 +127,8 @@ func BenchmarkInitialize(b *testing.B) {
 // BenchmarkIdleSession opens b.N sessions (initialize, then the initialized
 // notification) one after another and leaves them idle, then reports the
 // memory they added per session: the live heap and goroutine stacks of this
-// process for sdk, after a GC; the resident set (VmRSS) of each node process
-// for single and cross, which includes the Go runtime's slack (garbage not
+// process for sdk, after a GC; the resident set (VmRSS) of each process
+// for sdk-process, single and cross, which includes the Go runtime's slack (garbage not
 // yet collected, memory not yet returned to the OS).
 func BenchmarkIdleSession(b *testing.B) {
 	for _, target := range benchTargets {
@@ -165,10 +172,15 @@ type benchServer struct {
 	nodes []*node
 	// roles name the nodes in memory metrics.
 	roles []string
+	// pid is the process of sdk-process.
+	pid int
 }
 
 // memory returns what the target holds now, by metric unit.
 func (s *benchServer) memory(b *testing.B) map[string]int64 {
+	if s.pid != 0 {
+		return map[string]int64{"sdk-RSS-B/session": vmRSS(b, s.pid)}
+	}
 	if len(s.nodes) == 0 {
 		runtime.GC()
 		var ms runtime.MemStats
@@ -208,6 +220,14 @@ func vmRSS(b testing.TB, pid int) int64 {
 // it), and a memory event store; stateful. The actor's panic-recovery
 // middleware is left out.
 func sdkServer(b *testing.B) *benchServer {
+	srv := httptest.NewServer(sdkHandler())
+	b.Cleanup(srv.Close)
+	return &benchServer{url: srv.URL + "/mcp"}
+}
+
+// sdkHandler serves the conformance toolset with go-sdk's
+// StreamableHTTPHandler alone, a server per session: the bare SDK.
+func sdkHandler() http.Handler {
 	cache := mcp.NewSchemaCache()
 	toolset := conformance.New()
 	// The nodes log JSON at info; so does this, to nowhere.
@@ -223,8 +243,7 @@ func sdkServer(b *testing.B) *benchServer {
 		}
 		return nil
 	}, &mcp.StreamableHTTPOptions{Logger: logger, EventStore: mcp.NewMemoryEventStore(nil)})
-
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("Mcp-Session-Id")
 		if id == "" && r.Method == http.MethodPost {
 			id = rand.Text()
@@ -239,9 +258,48 @@ func sdkServer(b *testing.B) *benchServer {
 		if r.Method == http.MethodDelete {
 			servers.Delete(id)
 		}
-	}))
-	b.Cleanup(srv.Close)
-	return &benchServer{url: srv.URL + "/mcp"}
+	})
+}
+
+// sdkProcessEnv, set, makes this test binary serve sdkHandler on a
+// loopback port instead of running tests (TestMain): the bare SDK in a
+// process of its own, as a node is, so that the process boundary the nodes
+// pay is paid by the baseline too.
+const sdkProcessEnv = "PINGMCP_BENCH_SDK_PROCESS"
+
+// serveSDKProcess serves sdkHandler until killed; it prints the address
+// it listens on, once it does, for the parent to read.
+func serveSDKProcess() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println("listening " + ln.Addr().String())
+	fmt.Fprintln(os.Stderr, http.Serve(ln, sdkHandler()))
+	os.Exit(1)
+}
+
+// sdkProcessServer is sdk in a process of its own: this test binary run
+// again with sdkProcessEnv set.
+func sdkProcessServer(b *testing.B) *benchServer {
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), sdkProcessEnv+"=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
+	if err != nil || !ok {
+		b.Fatalf("the SDK's process: %q, %v", line, err)
+	}
+	return &benchServer{url: "http://" + addr + "/mcp", pid: cmd.Process.Pid}
 }
 
 // benchLogLevel overrides the harness's debug level: the nodes log as they

@@ -35,6 +35,9 @@ var clusterTLS []string
 var adminTokenFile string
 
 func TestMain(m *testing.M) {
+	if os.Getenv(sdkProcessEnv) != "" {
+		serveSDKProcess() // a benchmark's baseline (bench_test.go)
+	}
 	dir, err := os.MkdirTemp("", "pingmcp-e2e")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,4 +172,93 @@ func TestTaskSurvivesKilledNode(t *testing.T) {
 	// A new task runs on the survivor.
 	again := start(1)
 	awaitStatus(again, "completed", 30*time.Second)
+}
+
+// taskCall sends one 2026-07-28 request declaring the tasks extension with
+// token, and returns the HTTP answer.
+func taskCall(t *testing.T, ctx context.Context, url, token, method string, params map[string]any, name string) limitsAnswer {
+	t.Helper()
+	params["_meta"] = map[string]any{
+		"io.modelcontextprotocol/protocolVersion":    "2026-07-28",
+		"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "e2e", "version": "1"},
+		"io.modelcontextprotocol/clientCapabilities": map[string]any{"extensions": map[string]any{"io.modelcontextprotocol/tasks": map[string]any{}}},
+	}
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+	return askHTTP(t, ctx, http.MethodPost, url, string(body), map[string]string{"Authorization": "Bearer " + token,
+		"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+		"MCP-Protocol-Version": "2026-07-28", "Mcp-Method": method, "Mcp-Name": name})
+}
+
+// TestTasksPerUserCluster: --max-tasks-per-user counts a user's live
+// tasks in Redis, all clients and nodes together. Alice, through two
+// registered clients (two principals, two actors) and both nodes, gets two
+// tasks; a third is refused (429, -32005 tasks_per_user, Retry-After)
+// through either node and client, and leaves no task; bob is unaffected;
+// a cancelled task frees its slot; two nodes racing for the last slot do
+// not both get it.
+func TestTasksPerUserCluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	const max = 2
+	c := startAuthCluster(t, ctx, 2, "--max-tasks-per-user", strconv.Itoa(max), "--tools", "todo,conformance")
+	alice := []string{login(t, ctx, c.Issuer, c.Resource, "alice", allScopes), login(t, ctx, c.Issuer, c.Resource, "alice", allScopes)}
+	bob := login(t, ctx, c.Issuer, c.Resource, "bob", allScopes)
+	via := func(i int) string { return c.Nodes[i%2].URL() }
+	start := func(node int, token string) limitsAnswer {
+		return taskCall(t, ctx, via(node), token, "tools/call", map[string]any{"name": "slow_compute", "arguments": map[string]any{"seconds": 120}}, "slow_compute")
+	}
+	taskOf := func(a limitsAnswer) string {
+		t.Helper()
+		var m struct {
+			Result struct{ ResultType, TaskID string }
+		}
+		if a.status != http.StatusOK || json.Unmarshal([]byte(a.body), &m) != nil || m.Result.ResultType != "task" || m.Result.TaskID == "" {
+			t.Fatalf("slow_compute: %d %s; want a CreateTaskResult", a.status, a.body)
+		}
+		return m.Result.TaskID
+	}
+	first := taskOf(start(0, alice[0]))
+	taskOf(start(1, alice[1]))
+	for i := range 4 {
+		checkRefusal(t, start(i, alice[i/2]), "tasks_per_user")
+	}
+	bobs := taskOf(start(1, bob))
+
+	// Cancelling one frees exactly one slot (so the refusals counted
+	// nothing): the task's record and the user's count change together.
+	if a := taskCall(t, ctx, via(1), alice[0], "tasks/cancel", map[string]any{"taskId": first}, first); a.status != http.StatusOK {
+		t.Fatalf("tasks/cancel: %d %s", a.status, a.body)
+	}
+	// Two nodes race for the free slot.
+	var got []limitsAnswer
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a := start(i, alice[i])
+			mu.Lock()
+			got = append(got, a)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	created := 0
+	for _, a := range got {
+		if a.status == http.StatusOK {
+			taskOf(a)
+			created++
+		} else {
+			checkRefusal(t, a, "tasks_per_user")
+		}
+	}
+	if created != 1 {
+		t.Fatalf("%d of the two racing calls got a task for the one free slot, want exactly 1: %+v", created, got)
+	}
+	checkRefusal(t, start(0, alice[1]), "tasks_per_user")
+	// Bob's task runs on; his own slot count is his.
+	if a := taskCall(t, ctx, via(0), bob, "tasks/get", map[string]any{"taskId": bobs}, bobs); !strings.Contains(a.body, `"status":"working"`) {
+		t.Fatalf("bob's task: %d %s, want working", a.status, a.body)
+	}
 }

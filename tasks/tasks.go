@@ -67,15 +67,19 @@
 //
 // It has ServerCapabilities.Extensions (AddExtension), the 2026-07-28
 // stateless protocol with per-request _meta, InputRequests/RequestState on
-// CallToolResult (MRTR), and receiving middleware. It has no task support,
-// no Tool.execution, and no custom methods: a method outside its table is
-// refused before any middleware runs (checkRequest), and a middleware
-// cannot return a result of its own shape (Result has unexported methods).
-// So the layer is an http.Handler in front of the SDK's streamable handler:
-// it answers tasks/* itself, and runs a task-capable tools/call as a
-// request of its own through the SDK handler, detached from the client's.
-// Upstream should add: registering custom methods (or a raw-result escape
-// from middleware), Tool.execution, and a tasks extension of its own.
+// CallToolResult (MRTR), receiving middleware, and custom methods
+// (AddReceivingCustomMethod, with ParamsBase and ResultBase). It has no task
+// support and no Tool.execution. What keeps the extension out of the SDK's
+// handler is HTTP: its answers need statuses and headers of their own
+// (-32020 and -32021 are HTTP 400, the per-user cap 429 with Retry-After, a
+// round's missing scope 403 with its WWW-Authenticate challenge, a store
+// outage 503), which nothing inside the SDK's JSON-RPC dispatch can set, and
+// a task's rounds run detached from any client's request. So the layer is an
+// http.Handler in front of the SDK's streamable handler: it answers tasks/*
+// itself, and runs a task-capable tools/call as a request of its own through
+// the SDK handler. Upstream should add: Tool.execution, a way for a method's
+// error to carry its HTTP status and headers, and a tasks extension of its
+// own.
 //
 // # How tasks are owned
 //

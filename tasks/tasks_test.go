@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -892,5 +893,30 @@ func TestBodyBeyondMaxBodyIsRefused(t *testing.T) {
 	}
 	if r := rpc(t, srv, "tools/call", map[string]any{"name": "test_slow", "arguments": map[string]any{"ms": 1}}, true); r.Result["resultType"] != "task" {
 		t.Fatalf("a small call: %+v", r)
+	}
+}
+
+// A toolset installs its tools in every session's server: a task-capable
+// tool's definition and resolved schema are prepared once and shared, and
+// a different definition (or task support) gets its own.
+func TestDefinitionsPreparedOnce(t *testing.T) {
+	mk := func(desc string) *mcp.Tool {
+		return &mcp.Tool{Name: "shared_tool", Description: desc, InputSchema: json.RawMessage(`{"type":"object","properties":{"n":{"type":"integer"}}}`)}
+	}
+	a, b := prepare(mk("one"), Optional), prepare(mk("one"), Optional)
+	if a != b || a.def == nil || a.schema == nil {
+		t.Fatalf("the same definition prepared twice: %p %p, want one", a, b)
+	}
+	if got := a.def.Meta[Extension]; !reflect.DeepEqual(got, map[string]any{"taskSupport": "optional"}) {
+		t.Errorf("_meta: %v", got)
+	}
+	if c := prepare(mk("two"), Optional); c == a || c.def.Description != "two" {
+		t.Errorf("another description shares the first's definition")
+	}
+	if c := prepare(mk("one"), Required); c == a || !reflect.DeepEqual(c.def.Meta[Extension], map[string]any{"taskSupport": "required"}) {
+		t.Errorf("another task support shares the first's definition")
+	}
+	if res := validate(a.schema, json.RawMessage(`{"n":"x"}`)); res == nil || !res.IsError {
+		t.Errorf("the shared schema takes an invalid argument")
 	}
 }

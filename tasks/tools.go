@@ -83,19 +83,14 @@ func AddDeferred(s *mcp.Server, t *mcp.Tool, support Support, h mcp.ToolHandler,
 }
 
 func add(s *mcp.Server, t *mcp.Tool, support Support, h mcp.ToolHandler, auto bool, opts []Option) {
-	def := *t
-	def.Meta = maps.Clone(t.Meta)
-	if def.Meta == nil {
-		def.Meta = mcp.Meta{}
-	}
-	def.Meta[Extension] = map[string]any{"taskSupport": string(support)}
 	d := declared{support: support}
 	for _, o := range opts {
 		o(&d)
 	}
 	supports.Store(t.Name, d)
-	schema := resolveInput(t)
-	s.AddTool(&def, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+	p := prepare(t, support)
+	schema := p.schema
+	s.AddTool(p.def, func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		// Arguments are checked against the tool's input schema (as the
 		// SDK checks a typed tool's) before anything else, so that a call
 		// with invalid ones never becomes a task: it gets the same tool
@@ -122,6 +117,39 @@ func add(s *mcp.Server, t *mcp.Tool, support Support, h mcp.ToolHandler, auto bo
 		}
 		return h(ctx, req)
 	})
+}
+
+// prepared is a task-capable tool's definition as servers list it (its
+// task support in its _meta) and its input schema, resolved.
+type prepared struct {
+	def    *mcp.Tool
+	schema *jsonschema.Resolved
+}
+
+// preparedTools are the definitions add prepared, by the tool's JSON and
+// task support. A toolset installs its tools in every session's server:
+// each is prepared once per process, and the servers share it (the SDK
+// keeps the *Tool it is given and never changes it; a Resolved is
+// read-only, shared as the SDK's SchemaCache shares them).
+var preparedTools sync.Map // string → *prepared
+
+func prepare(t *mcp.Tool, support Support) *prepared {
+	b, err := json.Marshal(t)
+	if err != nil {
+		panic("tasks: the definition of " + t.Name + ": " + err.Error())
+	}
+	key := string(support) + "\x00" + string(b)
+	if p, ok := preparedTools.Load(key); ok {
+		return p.(*prepared)
+	}
+	def := *t
+	def.Meta = maps.Clone(t.Meta)
+	if def.Meta == nil {
+		def.Meta = mcp.Meta{}
+	}
+	def.Meta[Extension] = map[string]any{"taskSupport": string(support)}
+	p, _ := preparedTools.LoadOrStore(key, &prepared{def: &def, schema: resolveInput(t)})
+	return p.(*prepared)
 }
 
 // resolveInput resolves t's input schema, nil if it has none usable (the
@@ -225,6 +253,18 @@ func stripRunHeader(h http.Header) { h.Del(runHeader) }
 // each effect once.
 func ID(ctx context.Context) string {
 	r, _ := ctx.Value(runKey{}).(*run)
+	if r == nil || !r.isTask() {
+		return ""
+	}
+	return r.taskID
+}
+
+// Of is the id of the task a tools/call request runs as, "" when it runs
+// synchronously (or has not become a task, or its round ended): for those
+// around the tool's handler, which do not see its context (the audit
+// record of each round names its task).
+func Of(req *mcp.CallToolRequest) string {
+	r := runOf(req)
 	if r == nil || !r.isTask() {
 		return ""
 	}

@@ -12,6 +12,9 @@
 //     credential or scope refused). When a size bound refused it, data is
 //     [Data] with retryable false, limit (the bound's name) and max (its
 //     value): see [OverLimit].
+//   - [MethodNotFound] (-32601): a session's server has no such method
+//     (the go-sdk answers it with a plain-text 400 on the session
+//     protocols: see [UnknownMethod]). No data.
 //   - [InternalError] (-32603): no node could serve the request now. No data.
 //
 // Codes of the implementation-defined server error range (-32000 to -32099):
@@ -40,6 +43,7 @@ import (
 const (
 	ParseError     = -32700
 	InvalidRequest = -32600
+	MethodNotFound = -32601
 	InternalError  = -32603
 
 	SessionNotFound = -32001
@@ -75,6 +79,13 @@ func (e *Error) Error() string { return e.Message }
 
 // New is an error without data.
 func New(code int, msg string) *Error { return &Error{Code: code, Message: msg} }
+
+// UnknownMethod is the error of a request for a method the server does
+// not have.
+func UnknownMethod(method string) *Error {
+	b, _ := json.Marshal(method)
+	return New(MethodNotFound, "method not found: "+string(b))
+}
 
 // NotFound is the error of a session this server does not serve.
 func NotFound() *Error { return New(SessionNotFound, "session not found") }
