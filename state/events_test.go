@@ -263,6 +263,14 @@ func testJournalAtOnce(t *testing.T, snaps Snapshots, ev Events) {
 	if got := pending("r"); len(got) != 1 {
 		t.Fatalf("a stale AppendFinish dropped the journal entry: %s", got)
 	}
+	// Nor does its removal of a journal entry alone (a request answered
+	// without its answer taking the entry along).
+	if err := ev.FinishRequests(ctx, "k", "r", old); !errors.Is(err, ErrFenced) {
+		t.Fatalf("stale FinishRequests: %v, want ErrFenced", err)
+	}
+	if got := pending("r"); len(got) != 1 {
+		t.Fatalf("a stale FinishRequests dropped the journal entry: %s", got)
+	}
 	if err := ev.AppendFinish(ctx, "k", "r", cur, "", []byte("fresh")); err != nil {
 		t.Fatal(err)
 	}
