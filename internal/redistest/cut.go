@@ -20,40 +20,49 @@ import (
 // client, and go-redis retries the command on a new connection. An error
 // answer (NOSCRIPT, say: nothing ran) goes through untouched.
 type Cut struct {
-	mu     sync.Mutex
-	marker []byte
-	left   int
-	lost   atomic.Int64
+	mu   sync.Mutex
+	left map[string]int // marker → answers still to lose
+	lost atomic.Int64
 }
 
 var _ redis.Hook = (*Cut)(nil)
 
 // Lose arms c: the answers to the next n commands (or pipelines) containing
-// marker that Redis runs without error are lost.
+// marker that Redis runs without error are lost. Markers armed together
+// each count their own.
 func (c *Cut) Lose(n int, marker []byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.marker, c.left = bytes.Clone(marker), n
+	if c.left == nil {
+		c.left = map[string]int{}
+	}
+	c.left[string(marker)] += n
 }
 
 // Lost is how many answers c lost so far.
 func (c *Cut) Lost() int { return int(c.lost.Load()) }
 
-// matches says whether a command written, p, is one to lose the answer of.
-func (c *Cut) matches(p []byte) bool {
+// matches returns the armed marker a command written, p, contains, or "".
+func (c *Cut) matches(p []byte) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.left > 0 && len(c.marker) > 0 && bytes.Contains(p, c.marker)
+	for m, n := range c.left {
+		if n > 0 && bytes.Contains(p, []byte(m)) {
+			return m
+		}
+	}
+	return ""
 }
 
-// take counts one answer lost, if c is still armed.
-func (c *Cut) take() bool {
+// take counts one answer to a command containing marker lost, if c is still
+// armed for it.
+func (c *Cut) take(marker string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.left <= 0 {
+	if c.left[marker] <= 0 {
 		return false
 	}
-	c.left--
+	c.left[marker]--
 	c.lost.Add(1)
 	return true
 }
@@ -78,7 +87,8 @@ func (c *Cut) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessP
 type cutConn struct {
 	net.Conn
 	cut    *Cut
-	armed  atomic.Bool // the last command written is one to lose the answer of
+	mu     sync.Mutex
+	armed  string // the marker of the last command written, if armed
 	broken atomic.Bool
 }
 
@@ -86,8 +96,10 @@ func (c *cutConn) Write(p []byte) (int, error) {
 	if c.broken.Load() {
 		return 0, io.ErrClosedPipe
 	}
-	if c.cut.matches(p) {
-		c.armed.Store(true)
+	if m := c.cut.matches(p); m != "" {
+		c.mu.Lock()
+		c.armed = m
+		c.mu.Unlock()
 	}
 	return c.Conn.Write(p)
 }
@@ -97,12 +109,16 @@ func (c *cutConn) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	n, err := c.Conn.Read(p)
-	if n == 0 || !c.armed.Swap(false) {
+	if n == 0 {
 		return n, err
 	}
+	c.mu.Lock()
+	m := c.armed
+	c.armed = ""
+	c.mu.Unlock()
 	// Redis answers a command once it ran: the answer is here, so the
 	// command ran. An error answer says it did not (or not all of it).
-	if p[0] == '-' || !c.cut.take() {
+	if m == "" || p[0] == '-' || !c.cut.take(m) {
 		return n, err
 	}
 	c.broken.Store(true)
