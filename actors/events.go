@@ -33,7 +33,10 @@ import (
 //     itself ends, and then its snapshot goes too;
 //   - keeps serving when the store is down or slow: a write it refuses
 //     waits in a queue, in order, and is retried until it lands, so that the
-//     stream's events keep their numbers (see Append for the limits).
+//     stream's events keep their numbers (see Append for the limits); each
+//     event keeps its state.WriteID across tries, so a try of a write the
+//     store made but answered with an error (a lost answer, an unconfirmed
+//     replication) stores nothing more.
 type sessionEvents struct {
 	store  state.Events
 	max    int // bound of the backlog (DefaultEventsBuffer when zero)
