@@ -127,9 +127,14 @@ func checkStream(t *testing.T, ev *RedisEvents, client redis.UniversalClient, se
 
 // A write that Redis made but no replica confirmed (ErrNotReplicated) is
 // tried again by its writer with its WriteID: once a replica is there, the
-// try is confirmed, and the event is in the stream once.
+// try is confirmed, and the event is in the stream once. So is a write
+// whose pipeline (the script and its WAIT) go-redis retried.
 func TestRedisEventsUnreplicatedWriteRetried(t *testing.T) {
-	client := redistest.Start(t)
+	base := redistest.Start(t)
+	cut := &redistest.Cut{}
+	client := redis.NewClient(&redis.Options{Addr: base.Options().Addr})
+	t.Cleanup(func() { client.Close() })
+	client.AddHook(cut)
 	ctx := context.Background()
 	snaps := NewRedisSnapshots(client, "rep:")
 	ev := NewRedisEvents(client, "rep:", EventOptions{})
@@ -156,5 +161,12 @@ func TestRedisEventsUnreplicatedWriteRetried(t *testing.T) {
 			t.Fatalf("AppendFinish with a replica: %v", err)
 		}
 	}
-	checkStream(t, ev, client, "r", "p", []string{"prime", "answer"})
+	// The script and its WAIT are one pipeline: go-redis retries both
+	// when the answer is lost, and the script stores nothing the second
+	// time.
+	cut.Lose(1, []byte("late"))
+	if err := ev.AppendAt(ctx, "r", "p", epoch, NewWriteID(), []byte("late")); err != nil || cut.Lost() != 1 {
+		t.Fatalf("append whose answer was lost, with its WAIT: %v (%d answers lost, want 1)", err, cut.Lost())
+	}
+	checkStream(t, ev, client, "r", "p", []string{"prime", "answer", "late"})
 }
