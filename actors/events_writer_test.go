@@ -3,6 +3,8 @@ package actors
 import (
 	"cmp"
 	"context"
+	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
@@ -131,5 +133,64 @@ func TestEventsWriterRetryStoresOnce(t *testing.T) {
 	}
 	if p, err := store.PendingRequests(ctx, "s"); err != nil || len(p) != 0 {
 		t.Fatalf("journal: %v, %v; want empty", p, err)
+	}
+}
+
+// The next activation answers the journal's unanswered requests in their
+// streams and clears the journal; a stale activation doing the same
+// (fenced) stores nothing and removes nothing.
+func TestAnswerJournalFenced(t *testing.T) {
+	client := redistest.Start(t)
+	memSnaps := &state.MemorySnapshots{}
+	for name, stores := range map[string]struct {
+		snaps  state.Snapshots
+		events state.Events
+	}{
+		"memory": {memSnaps, state.NewMemoryEvents(memSnaps)},
+		"redis":  {state.NewRedisSnapshots(client, ""), state.NewRedisEvents(client, "", state.EventOptions{})},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			ev := stores.events
+			old, _, err := stores.snaps.Activate(ctx, "s", true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ev.OpenFor(ctx, "s", "p", "", old, []json.RawMessage{json.RawMessage(`1`), json.RawMessage(`2`)}); err != nil {
+				t.Fatal(err)
+			}
+			if err := ev.AppendAt(ctx, "s", "p", old, state.NewWriteID(), []byte(`{"jsonrpc":"2.0","id":1,"result":{}}`)); err != nil {
+				t.Fatal(err)
+			}
+			cur, _, err := stores.snaps.Activate(ctx, "s", true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n, err := answerJournal(ctx, ev, "s", cur); err != nil || n != 1 {
+				t.Fatalf("answerJournal: %d, %v; want 1 answered", n, err)
+			}
+			var got []string
+			for d, err := range ev.After(ctx, "s", "p", -1) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, string(d))
+			}
+			if len(got) != 2 || got[1] != string(interruptedError(json.RawMessage(`2`))) {
+				t.Fatalf("stream p: %q, want the answer to 1 and the interruption of 2", got)
+			}
+			if err := ev.OpenFor(ctx, "s", "q", "", cur, []json.RawMessage{json.RawMessage(`3`)}); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := answerJournal(ctx, ev, "s", old); !errors.Is(err, state.ErrFenced) || n != 0 {
+				t.Fatalf("a stale answerJournal: %d, %v; want ErrFenced", n, err)
+			}
+			if err := ev.FinishRequests(ctx, "s", "q", old); !errors.Is(err, state.ErrFenced) {
+				t.Fatalf("a stale FinishRequests: %v, want ErrFenced", err)
+			}
+			if p, err := ev.PendingRequests(ctx, "s"); err != nil || len(p) != 1 || len(p["q"]) != 1 {
+				t.Fatalf("journal after the stale activation: %v, %v; want q's entry", p, err)
+			}
+		})
 	}
 }
