@@ -150,6 +150,8 @@ func TestRedisEventsUnreplicatedWriteRetried(t *testing.T) {
 		}
 	}
 	redistest.StartReplica(t, client.Options().Addr)
+	// In sync, but a loaded machine may take more than 50 ms to ack.
+	ev.SetReplication(Replication{Replicas: 1, Timeout: 5 * time.Second})
 	if err := ev.OpenAppend(ctx, "r", "p", "", epoch, nil, w, []byte("prime")); err != nil {
 		t.Fatalf("OpenAppend with a replica: %v", err)
 	}
