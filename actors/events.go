@@ -33,7 +33,10 @@ import (
 //     itself ends, and then its snapshot goes too;
 //   - keeps serving when the store is down or slow: a write it refuses
 //     waits in a queue, in order, and is retried until it lands, so that the
-//     stream's events keep their numbers (see Append for the limits).
+//     stream's events keep their numbers (see Append for the limits); each
+//     event keeps its state.WriteID across tries, so a try of a write the
+//     store made but answered with an error (a lost answer, an unconfirmed
+//     replication) stores nothing more.
 type sessionEvents struct {
 	store  state.Events
 	max    int // bound of the backlog (DefaultEventsBuffer when zero)
@@ -80,6 +83,11 @@ type pendingWrite struct {
 	event           bool // data is an event to append
 	ids             []json.RawMessage
 	data            []byte
+	// write names the event's write, the same on every try: a try after
+	// one whose answer was lost (the store made it but said it failed)
+	// stores nothing, so that the event is stored once and the stream's
+	// next events keep the numbers the SDK gave them.
+	write state.WriteID
 }
 
 // requestStream is the stream a POST's requests are answered on.
@@ -172,7 +180,7 @@ func (e *sessionEvents) Open(ctx context.Context, session, stream string) error 
 func (e *sessionEvents) open(ctx context.Context, w pendingWrite, f *flight) error {
 	var err error
 	if w.event {
-		err = e.store.OpenAppend(ctx, w.session, w.stream, e.owner(), e.epoch.Load(), w.ids, w.data)
+		err = e.store.OpenAppend(ctx, w.session, w.stream, e.owner(), e.epoch.Load(), w.ids, w.write, w.data)
 	} else {
 		err = e.store.OpenFor(ctx, w.session, w.stream, e.owner(), e.epoch.Load(), w.ids)
 	}
@@ -265,7 +273,7 @@ func (e *sessionEvents) Append(ctx context.Context, session, stream string, data
 	if skip {
 		return nil
 	}
-	w := pendingWrite{session: session, stream: stream, event: true, data: data}
+	w := pendingWrite{session: session, stream: stream, event: true, data: data, write: state.NewWriteID()}
 	if rs != nil {
 		if rs.f.moved.Load() {
 			return state.ErrFenced // refused: nothing more is stored
@@ -285,9 +293,9 @@ func (e *sessionEvents) Append(ctx context.Context, session, stream string, data
 	}
 	var err error
 	if w.finish {
-		err = e.store.AppendFinish(ctx, session, stream, e.epoch.Load(), data)
+		err = e.store.AppendFinish(ctx, session, stream, e.epoch.Load(), w.write, data)
 	} else {
-		err = e.store.AppendAt(ctx, session, stream, e.epoch.Load(), data)
+		err = e.store.AppendAt(ctx, session, stream, e.epoch.Load(), w.write, data)
 	}
 	switch {
 	case err == nil:
@@ -427,15 +435,15 @@ func (e *sessionEvents) write(ctx context.Context) {
 		var err error
 		switch {
 		case w.open && w.event:
-			err = e.store.OpenAppend(c, w.session, w.stream, e.owner(), e.epoch.Load(), w.ids, w.data)
+			err = e.store.OpenAppend(c, w.session, w.stream, e.owner(), e.epoch.Load(), w.ids, w.write, w.data)
 		case w.open:
 			err = e.store.OpenFor(c, w.session, w.stream, e.owner(), e.epoch.Load(), w.ids)
 		case w.event && w.finish:
-			err = e.store.AppendFinish(c, w.session, w.stream, e.epoch.Load(), w.data)
+			err = e.store.AppendFinish(c, w.session, w.stream, e.epoch.Load(), w.write, w.data)
 		case w.event:
-			err = e.store.AppendAt(c, w.session, w.stream, e.epoch.Load(), w.data)
+			err = e.store.AppendAt(c, w.session, w.stream, e.epoch.Load(), w.write, w.data)
 		default:
-			err = e.store.FinishRequests(c, w.session, w.stream)
+			err = e.store.FinishRequests(c, w.session, w.stream, e.epoch.Load())
 		}
 		cancel()
 		switch {
@@ -609,12 +617,12 @@ func answerJournal(ctx context.Context, store state.Events, session string, epoc
 			if answered[string(id)] {
 				continue
 			}
-			if err := store.AppendAt(ctx, session, stream, epoch, interruptedError(id)); err != nil {
+			if err := store.AppendAt(ctx, session, stream, epoch, "", interruptedError(id)); err != nil {
 				return n, fmt.Errorf("answer interrupted request: %w", err)
 			}
 			n++
 		}
-		if err := store.FinishRequests(ctx, session, stream); err != nil {
+		if err := store.FinishRequests(ctx, session, stream, epoch); err != nil {
 			return n, err
 		}
 	}

@@ -20,7 +20,7 @@ type slowFinishes struct {
 	taken   []string
 }
 
-func (s *slowFinishes) FinishRequests(ctx context.Context, _, _ string) error {
+func (s *slowFinishes) FinishRequests(ctx context.Context, _, _ string, _ int64) error {
 	select {
 	case <-s.release:
 		return nil
@@ -29,7 +29,7 @@ func (s *slowFinishes) FinishRequests(ctx context.Context, _, _ string) error {
 	}
 }
 
-func (s *slowFinishes) AppendAt(_ context.Context, _, stream string, _ int64, data []byte) error {
+func (s *slowFinishes) AppendAt(_ context.Context, _, stream string, _ int64, _ state.WriteID, data []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.taken = append(s.taken, stream+":"+string(data))

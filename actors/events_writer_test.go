@@ -1,11 +1,22 @@
 package actors
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pingmcp/pingmcp/internal/redistest"
+	"github.com/pingmcp/pingmcp/internal/rpcbody"
+	"github.com/pingmcp/pingmcp/state"
 )
 
 // A stopped actor's writer does not sleep out its backoff: close cuts the
@@ -38,5 +49,148 @@ func TestEventsWriterCloseCutsWait(t *testing.T) {
 	defer cancel()
 	if err := e.flush(ctx); err != nil {
 		t.Fatalf("writer still holds its queue 10 s after close: %v", err)
+	}
+}
+
+// The writer's retry of a write that Redis made, but whose answer the
+// client lost (a network error after the script ran; no go-redis retry
+// here, so the session's queue gets the error), stores nothing more: the
+// write keeps its WriteID in the queue. A request's stream (its open with
+// the priming event, its answer with the journal entry's removal) and the
+// standalone stream hold what was sent, each event once, and resume from
+// any id with exactly the rest.
+func TestEventsWriterRetryStoresOnce(t *testing.T) {
+	addr := redistest.Start(t).Options().Addr
+	cut := &redistest.Cut{}
+	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	t.Cleanup(func() { client.Close() })
+	client.AddHook(cut)
+	ctx := context.Background()
+	store := state.NewRedisEvents(client, "", state.EventOptions{})
+	epoch, _, err := state.NewRedisSnapshots(client, "").Activate(ctx, "s", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &sessionEvents{store: store, logger: slog.New(slog.NewTextHandler(io.Discard, nil)), fenced: func() {},
+		retryMin: time.Millisecond, retryMax: 10 * time.Millisecond}
+	e.epoch.Store(epoch)
+
+	body, err := rpcbody.Read([]byte(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"x"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &flight{rpc: body}
+	if err := e.Open(context.WithValue(ctx, flightKey{}, f), "s", "post-1"); err != nil {
+		t.Fatal(err)
+	}
+	answer := `{"jsonrpc":"2.0","id":7,"result":{}}`
+	// The priming event's first try (Append's own) takes "post-1" along,
+	// before the answer is armed.
+	for _, data := range []string{"", answer} {
+		cut.Lose(1, []byte(cmp.Or(data, "post-1")))
+		if err := e.Append(ctx, "s", "post-1", []byte(data)); err != nil {
+			t.Fatalf("append %q whose answer was lost: %v (want it queued)", data, err)
+		}
+	}
+	if err := e.Open(ctx, "s", ""); err != nil {
+		t.Fatal(err)
+	}
+	var sent []string
+	for i := range 6 {
+		data := "note " + strconv.Itoa(i)
+		if i%2 == 0 {
+			cut.Lose(1, []byte(data))
+		}
+		if err := e.Append(ctx, "s", "", []byte(data)); err != nil {
+			t.Fatalf("append %q: %v", data, err)
+		}
+		sent = append(sent, data)
+	}
+	flushCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := e.flush(flushCtx); err != nil {
+		t.Fatalf("queue not written: %v", err)
+	}
+	if cut.Lost() != 5 {
+		t.Fatalf("%d answers lost, want 5: the test did not test", cut.Lost())
+	}
+	for stream, want := range map[string][]string{"post-1": {"", answer}, "": sent} {
+		for i := -1; i < len(want); i++ {
+			var got []string
+			for d, err := range store.After(ctx, "s", stream, i) {
+				if err != nil {
+					t.Fatalf("resume %q after %d: %v", stream, i, err)
+				}
+				got = append(got, string(d))
+			}
+			if !slices.Equal(got, want[i+1:]) && len(got)+len(want)-i-1 > 0 {
+				t.Fatalf("resume %q after %d: %q, want %q", stream, i, got, want[i+1:])
+			}
+		}
+		if n, err := client.XLen(ctx, "pingmcp:events:{s}:s:"+stream).Result(); err != nil || n != int64(len(want)) {
+			t.Fatalf("stream %q holds %d events (%v), want %d", stream, n, err, len(want))
+		}
+	}
+	if p, err := store.PendingRequests(ctx, "s"); err != nil || len(p) != 0 {
+		t.Fatalf("journal: %v, %v; want empty", p, err)
+	}
+}
+
+// The next activation answers the journal's unanswered requests in their
+// streams and clears the journal; a stale activation doing the same
+// (fenced) stores nothing and removes nothing.
+func TestAnswerJournalFenced(t *testing.T) {
+	client := redistest.Start(t)
+	memSnaps := &state.MemorySnapshots{}
+	for name, stores := range map[string]struct {
+		snaps  state.Snapshots
+		events state.Events
+	}{
+		"memory": {memSnaps, state.NewMemoryEvents(memSnaps)},
+		"redis":  {state.NewRedisSnapshots(client, ""), state.NewRedisEvents(client, "", state.EventOptions{})},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			ev := stores.events
+			old, _, err := stores.snaps.Activate(ctx, "s", true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ev.OpenFor(ctx, "s", "p", "", old, []json.RawMessage{json.RawMessage(`1`), json.RawMessage(`2`)}); err != nil {
+				t.Fatal(err)
+			}
+			if err := ev.AppendAt(ctx, "s", "p", old, state.NewWriteID(), []byte(`{"jsonrpc":"2.0","id":1,"result":{}}`)); err != nil {
+				t.Fatal(err)
+			}
+			cur, _, err := stores.snaps.Activate(ctx, "s", true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n, err := answerJournal(ctx, ev, "s", cur); err != nil || n != 1 {
+				t.Fatalf("answerJournal: %d, %v; want 1 answered", n, err)
+			}
+			var got []string
+			for d, err := range ev.After(ctx, "s", "p", -1) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, string(d))
+			}
+			if len(got) != 2 || got[1] != string(interruptedError(json.RawMessage(`2`))) {
+				t.Fatalf("stream p: %q, want the answer to 1 and the interruption of 2", got)
+			}
+			if err := ev.OpenFor(ctx, "s", "q", "", cur, []json.RawMessage{json.RawMessage(`3`)}); err != nil {
+				t.Fatal(err)
+			}
+			if n, err := answerJournal(ctx, ev, "s", old); !errors.Is(err, state.ErrFenced) || n != 0 {
+				t.Fatalf("a stale answerJournal: %d, %v; want ErrFenced", n, err)
+			}
+			if err := ev.FinishRequests(ctx, "s", "q", old); !errors.Is(err, state.ErrFenced) {
+				t.Fatalf("a stale FinishRequests: %v, want ErrFenced", err)
+			}
+			if p, err := ev.PendingRequests(ctx, "s"); err != nil || len(p) != 1 || len(p["q"]) != 1 {
+				t.Fatalf("journal after the stale activation: %v, %v; want q's entry", p, err)
+			}
+		})
 	}
 }

@@ -28,7 +28,7 @@ type flakyEvents struct {
 	taken [][]byte
 }
 
-func (f *flakyEvents) AppendAt(_ context.Context, _, _ string, _ int64, data []byte) error {
+func (f *flakyEvents) AppendAt(_ context.Context, _, _ string, _ int64, _ state.WriteID, data []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.tried = append(f.tried, data)

@@ -41,6 +41,12 @@ func TestRedisClusterStores(t *testing.T) {
 	t.Run("journal", func(t *testing.T) {
 		testJournal(t, NewRedisSnapshots(client, "j:"), NewRedisEvents(client, "j:", EventOptions{}))
 	})
+	t.Run("retried writes", func(t *testing.T) {
+		cut := &redistest.Cut{}
+		hooked := openCluster(t, c)
+		hooked.OnNewNode(func(n *redis.Client) { n.AddHook(cut) })
+		testRetriedWrites(t, hooked, cut)
+	})
 	t.Run("user sessions", func(t *testing.T) {
 		testUserSessions(t, NewRedisUserSessions(client, "u:"), time.Sleep)
 	})

@@ -2,6 +2,8 @@ package state
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -91,6 +93,26 @@ func (o EventOptions) withDefaults() EventOptions {
 
 var _ mcp.EventStore = (*RedisEvents)(nil)
 
+// A WriteID names one write of an event, the same on each try of it, so
+// that a store can tell a retry of a write it already made from a new one
+// (Events.AppendAt).
+type WriteID string
+
+// NewWriteID returns a name no other write has: 128 random bits.
+func NewWriteID() WriteID {
+	var b [16]byte
+	rand.Read(b[:])
+	return WriteID(hex.EncodeToString(b[:]))
+}
+
+// orNew is w, or a new name if w is "".
+func (w WriteID) orNew() string {
+	if w == "" {
+		return string(NewWriteID())
+	}
+	return string(w)
+}
+
 // ErrStreamGone means an append found its stream never opened, or expired:
 // retrying cannot help.
 var ErrStreamGone = errors.New("event stream was never opened or has expired")
@@ -130,7 +152,8 @@ var (
 	// Every kept event has its data in field d and its session sequence
 	// number in q, and a member "q|size|n|stream" in the order set scored
 	// by q; every kept stream a member "0|StreamOverhead|0|stream". The
-	// bytes hash counts their sizes (field b) and the sequence (field q).
+	// bytes hash counts their sizes (field b) and the sequence (field q),
+	// and names each stream's last write (field "w:"+stream, see append).
 	// Dropping the session's oldest pops the order set's first member:
 	// O(log N), no scan. A member whose entry is gone (its stream expired)
 	// only gives its bytes back; an entry is deleted only if its q matches,
@@ -148,6 +171,7 @@ local function unused(stream, entries)
 end
 local function gone(stream, entries, count, cost, dropped)
   redis.call('DEL', entries, count)
+  redis.call('HDEL', KEYS[6], 'w:' .. stream)
   redis.call('SREM', KEYS[1], stream)
   redis.call('ZREM', KEYS[7], '0|' .. cost .. '|0|' .. stream)
   dropped[5] = dropped[5] + 1
@@ -197,10 +221,15 @@ end
 	// budget, base, cost, dropped) opens the stream, journalling the
 	// requests answered on it (JSON, or "" for none); a new stream counts
 	// cost (StreamOverhead) against the budget, making room as an append
-	// does. append(ttl, maxlen, data, budget, base, overhead, cost, dropped)
-	// appends data as the stream's next event and returns its number n, or
-	// -1 for a stream never opened; overhead is EventOverhead. dropped
-	// counts what they dropped, as make's.
+	// does. append(ttl, maxlen, data, budget, base, overhead, cost, dropped,
+	// write) appends data as the stream's next event and returns its number
+	// n, or -1 for a stream never opened; overhead is EventOverhead. dropped
+	// counts what they dropped, as make's. write names the write (WriteID):
+	// the stream's last one is kept, with its n, in the bytes hash (field
+	// "w:"+stream), and a write of the same name, a retry of one that ran
+	// (its answer lost, or its replication unconfirmed), stores nothing and
+	// returns the same n. Only the last write of a stream can be retried
+	// (the next waits for it), so the last one is all it takes.
 	streamLua = `
 local function fenced(epoch)
   return epoch ~= '0' and tonumber(redis.call('GET', KEYS[4]) or '0') ~= tonumber(epoch)
@@ -218,8 +247,13 @@ local function open(ttl, journal, budget, base, cost, dropped)
     redis.call('PEXPIRE', KEYS[5], ttl)
   end
 end
-local function append(ttl, maxlen, data, budget, base, overhead, cost, dropped)
+local function append(ttl, maxlen, data, budget, base, overhead, cost, dropped, write)
   if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
+  local last = redis.call('HGET', KEYS[6], 'w:' .. ARGV[1])
+  if last then
+    local w, n = string.match(last, '^(.*) (%d+)$')
+    if w == write then return tonumber(n) end
+  end
   local size = string.len(data) + overhead
   local function forget(entries, stream, e, why)
     local seq = e[2][4]
@@ -233,6 +267,7 @@ local function append(ttl, maxlen, data, budget, base, overhead, cost, dropped)
     end
   end
   local n = redis.call('INCR', KEYS[3])
+  redis.call('HSET', KEYS[6], 'w:' .. ARGV[1], write .. ' ' .. n)
   if size > budget then
     for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do forget(KEYS[2], ARGV[1], e, 3) end
     dropped[3] = dropped[3] + 1
@@ -263,30 +298,41 @@ local dropped = {0, 0, 0, 0, 0}
 open(ARGV[2], ARGV[3], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), dropped)
 return {1, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
 	// KEYS as openScript's; ARGV[1] to [7] as openScript's, ARGV[8] max
-	// length, ARGV[9] data, ARGV[10] EventOverhead: opens the stream and
-	// appends data as its first event. Returns appendScript's result.
+	// length, ARGV[9] data, ARGV[10] EventOverhead, ARGV[11] the write's
+	// name: opens the stream and appends data as its first event. Returns
+	// appendScript's result; run again with the same name (a retry), the
+	// open changes nothing and the append stores nothing.
 	openAppendScript = redis.NewScript(trimLua + streamLua + `
 if fenced(ARGV[4]) then return {-2} end
 local dropped = {0, 0, 0, 0, 0}
 local cost = tonumber(ARGV[7])
 open(ARGV[2], ARGV[3], tonumber(ARGV[5]), ARGV[6], cost, dropped)
-local n = append(ARGV[2], tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[10]), cost, dropped)
+local n = append(ARGV[2], tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[10]), cost, dropped, ARGV[11])
 return {n, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
 	// KEYS as openScript's; ARGV[1] stream id, ARGV[2] ttl ms, ARGV[3] max
 	// length, ARGV[4] data, ARGV[5] the writer's epoch ("0": unfenced),
 	// ARGV[6] the session's byte budget, ARGV[7] the session's key base,
 	// ARGV[8] EventOverhead, ARGV[9] StreamOverhead, ARGV[10] "1" to drop
 	// the stream's journal entry once data is in (its requests are all
-	// answered). Returns {n, events and bytes dropped for the count bound,
-	// events and bytes dropped for the byte bound, streams dropped}, or
-	// {-1} for a stream never opened, {-2} when fenced.
+	// answered), ARGV[11] the write's name. Returns {n, events and bytes
+	// dropped for the count bound, events and bytes dropped for the byte
+	// bound, streams dropped}, or {-1} for a stream never opened, {-2} when
+	// fenced; run again with the same name (a retry), it stores nothing
+	// and returns the same n.
 	appendScript = redis.NewScript(trimLua + streamLua + `
 if fenced(ARGV[5]) then return {-2} end
 local dropped = {0, 0, 0, 0, 0}
-local n = append(ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), dropped)
+local n = append(ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), dropped, ARGV[11])
 if n < 0 then return {-1} end
 if ARGV[10] == '1' then redis.call('HDEL', KEYS[5], ARGV[1]) end
 return {n, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
+	// KEYS epoch, journal; ARGV[1] stream id, ARGV[2] the writer's epoch
+	// ("0": unfenced). Drops the stream's journal entry; returns 1, or -2
+	// when fenced (nothing dropped).
+	finishScript = redis.NewScript(`
+if ARGV[2] ~= '0' and tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[2]) then return -2 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1`)
 	// KEYS streams, entries, count; ARGV[1] index. Returns {count, first
 	// retained n or 0, data...}, or -1 for an unknown stream.
 	afterScript = redis.NewScript(`
@@ -343,30 +389,31 @@ func trimmedAll(res []int64) {
 
 // Append implements mcp.EventStore.
 func (r *RedisEvents) Append(ctx context.Context, session, stream string, data []byte) error {
-	return r.AppendAt(ctx, session, stream, 0, data)
+	return r.AppendAt(ctx, session, stream, 0, "", data)
 }
 
 // AppendAt appends as the activation epoch of the session, and fails with
 // ErrFenced if a newer activation exists. Epoch 0 appends unfenced. Events
 // dropped to keep the stream and the session within their bounds are
-// counted in metrics.EventsTrimmed.
-func (r *RedisEvents) AppendAt(ctx context.Context, session, stream string, epoch int64, data []byte) error {
-	return r.append(ctx, session, stream, epoch, data, false)
+// counted in metrics.EventsTrimmed. A try of write that was stored already
+// stores nothing (see Events).
+func (r *RedisEvents) AppendAt(ctx context.Context, session, stream string, epoch int64, write WriteID, data []byte) error {
+	return r.append(ctx, session, stream, epoch, write, data, false)
 }
 
 // AppendFinish is AppendAt then FinishRequests, in one script: data
 // answers the last request journalled for stream.
-func (r *RedisEvents) AppendFinish(ctx context.Context, session, stream string, epoch int64, data []byte) error {
-	return r.append(ctx, session, stream, epoch, data, true)
+func (r *RedisEvents) AppendFinish(ctx context.Context, session, stream string, epoch int64, write WriteID, data []byte) error {
+	return r.append(ctx, session, stream, epoch, write, data, true)
 }
 
-func (r *RedisEvents) append(ctx context.Context, session, stream string, epoch int64, data []byte, finish bool) error {
+func (r *RedisEvents) append(ctx context.Context, session, stream string, epoch int64, write WriteID, data []byte, finish bool) error {
 	flag := "0"
 	if finish {
 		flag = "1"
 	}
 	res, err := r.w.run(ctx, appendScript, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), r.opts.MaxLen,
-		data, epoch, r.opts.MaxBytes, r.eventsBase(session), EventOverhead, StreamOverhead, flag).Int64Slice()
+		data, epoch, r.opts.MaxBytes, r.eventsBase(session), EventOverhead, StreamOverhead, flag, write.orNew()).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("append event: %w", err)
 	}
@@ -376,13 +423,13 @@ func (r *RedisEvents) append(ctx context.Context, session, stream string, epoch 
 // OpenAppend is OpenFor then AppendAt, in one script: data is the
 // stream's first event (the SDK's priming event), stored with the fencing
 // check and the journal entry.
-func (r *RedisEvents) OpenAppend(ctx context.Context, session, stream, _ string, epoch int64, ids []json.RawMessage, data []byte) error {
+func (r *RedisEvents) OpenAppend(ctx context.Context, session, stream, _ string, epoch int64, ids []json.RawMessage, write WriteID, data []byte) error {
 	journal, err := encodeIDs(ids)
 	if err != nil {
 		return err
 	}
 	res, err := r.w.run(ctx, openAppendScript, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), journal, epoch,
-		r.opts.MaxBytes, r.eventsBase(session), StreamOverhead, r.opts.MaxLen, data, EventOverhead).Int64Slice()
+		r.opts.MaxBytes, r.eventsBase(session), StreamOverhead, r.opts.MaxLen, data, EventOverhead, write.orNew()).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("open event stream: %w", err)
 	}
@@ -410,10 +457,16 @@ func trimmed(bound string, events, bytes int64) {
 }
 
 // FinishRequests forgets the requests journalled for stream: they were
-// answered, or their answer is in the stream.
-func (r *RedisEvents) FinishRequests(ctx context.Context, session, stream string) error {
-	if err := r.client.HDel(ctx, r.keys(session, stream)[4], stream).Err(); err != nil {
+// answered, or their answer is in the stream. It is fenced as appends are:
+// a stale activation drops nothing of a newer one's journal.
+func (r *RedisEvents) FinishRequests(ctx context.Context, session, stream string, epoch int64) error {
+	keys := r.keys(session, stream)
+	res, err := r.w.run(ctx, finishScript, []string{keys[3], keys[4]}, stream, epoch).Int64()
+	if err != nil {
 		return fmt.Errorf("finish requests: %w", err)
+	}
+	if res == -2 {
+		return fmt.Errorf("finish requests: %w", ErrFenced)
 	}
 	return nil
 }

@@ -168,10 +168,10 @@ func testJournal(t *testing.T, snaps Snapshots, ev Events) {
 	if err := ev.OpenFor(ctx, "j", "post2", "", old, []json.RawMessage{json.RawMessage(`2`)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := ev.AppendAt(ctx, "j", "post1", old, []byte("e0")); err != nil {
+	if err := ev.AppendAt(ctx, "j", "post1", old, "", []byte("e0")); err != nil {
 		t.Fatal(err)
 	}
-	if err := ev.FinishRequests(ctx, "j", "post2"); err != nil {
+	if err := ev.FinishRequests(ctx, "j", "post2", old); err != nil {
 		t.Fatal(err)
 	}
 	pending, err := ev.PendingRequests(ctx, "j")
@@ -180,13 +180,13 @@ func testJournal(t *testing.T, snaps Snapshots, ev Events) {
 	}
 	// A newer activation fences the old one's appends, not its own.
 	cur, _, _ := snaps.Activate(ctx, "j", true)
-	if err := ev.AppendAt(ctx, "j", "post1", old, []byte("stale")); !errors.Is(err, ErrFenced) {
+	if err := ev.AppendAt(ctx, "j", "post1", old, "", []byte("stale")); !errors.Is(err, ErrFenced) {
 		t.Fatalf("stale append: %v", err)
 	}
 	if err := ev.OpenFor(ctx, "j", "post3", "", old, nil); !errors.Is(err, ErrFenced) {
 		t.Fatalf("stale open: %v", err)
 	}
-	if err := ev.AppendAt(ctx, "j", "post1", cur, []byte("e1")); err != nil {
+	if err := ev.AppendAt(ctx, "j", "post1", cur, "", []byte("e1")); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := collect(t, ev, "j", "post1", -1); !slices.Equal(got, []string{"e0", "e1"}) {
@@ -217,7 +217,7 @@ func testJournalAtOnce(t *testing.T, snaps Snapshots, ev Events) {
 	}
 	ids := []json.RawMessage{json.RawMessage(`7`)}
 	old, _, _ := snaps.Activate(ctx, "k", true)
-	if err := ev.OpenAppend(ctx, "k", "p", "", old, ids, nil); err != nil {
+	if err := ev.OpenAppend(ctx, "k", "p", "", old, ids, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := pending("p"); len(got) != 1 || string(got[0]) != "7" {
@@ -231,7 +231,7 @@ func testJournalAtOnce(t *testing.T, snaps Snapshots, ev Events) {
 	if got, err := collect(t, ev, "k", "p", 0); err != nil || len(got) != 0 {
 		t.Fatalf("replay of p after the priming event: %q, %v; want nothing yet", got, err)
 	}
-	if err := ev.AppendFinish(ctx, "k", "p", old, []byte("answer")); err != nil {
+	if err := ev.AppendFinish(ctx, "k", "p", old, "", []byte("answer")); err != nil {
 		t.Fatal(err)
 	}
 	if got := pending("p"); got != nil {
@@ -245,7 +245,7 @@ func testJournalAtOnce(t *testing.T, snaps Snapshots, ev Events) {
 	// journal entry nor the event; its last answer neither lands nor drops
 	// the journal entry of the stream the new one opened.
 	cur, _, _ := snaps.Activate(ctx, "k", true)
-	if err := ev.OpenAppend(ctx, "k", "q", "", old, ids, nil); !errors.Is(err, ErrFenced) {
+	if err := ev.OpenAppend(ctx, "k", "q", "", old, ids, "", nil); !errors.Is(err, ErrFenced) {
 		t.Fatalf("stale OpenAppend: %v, want ErrFenced", err)
 	}
 	if got := pending("q"); got != nil {
@@ -254,16 +254,24 @@ func testJournalAtOnce(t *testing.T, snaps Snapshots, ev Events) {
 	if got, err := collect(t, ev, "k", "q", -1); len(got) != 0 || !errors.Is(err, mcp.ErrEventsPurged) {
 		t.Fatalf("a stale OpenAppend's stream replays %q, %v; want an unknown stream", got, err)
 	}
-	if err := ev.OpenAppend(ctx, "k", "r", "", cur, ids, nil); err != nil {
+	if err := ev.OpenAppend(ctx, "k", "r", "", cur, ids, "", nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := ev.AppendFinish(ctx, "k", "r", old, []byte("stale")); !errors.Is(err, ErrFenced) {
+	if err := ev.AppendFinish(ctx, "k", "r", old, "", []byte("stale")); !errors.Is(err, ErrFenced) {
 		t.Fatalf("stale AppendFinish: %v, want ErrFenced", err)
 	}
 	if got := pending("r"); len(got) != 1 {
 		t.Fatalf("a stale AppendFinish dropped the journal entry: %s", got)
 	}
-	if err := ev.AppendFinish(ctx, "k", "r", cur, []byte("fresh")); err != nil {
+	// Nor does its removal of a journal entry alone (a request answered
+	// without its answer taking the entry along).
+	if err := ev.FinishRequests(ctx, "k", "r", old); !errors.Is(err, ErrFenced) {
+		t.Fatalf("stale FinishRequests: %v, want ErrFenced", err)
+	}
+	if got := pending("r"); len(got) != 1 {
+		t.Fatalf("a stale FinishRequests dropped the journal entry: %s", got)
+	}
+	if err := ev.AppendFinish(ctx, "k", "r", cur, "", []byte("fresh")); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := collect(t, ev, "k", "r", -1); err != nil || !slices.Equal(got, []string{"", "fresh"}) {
@@ -276,7 +284,7 @@ func testJournalAtOnce(t *testing.T, snaps Snapshots, ev Events) {
 	if err := ev.OpenFor(ctx, "k", "s", "", cur, ids); err != nil {
 		t.Fatal(err)
 	}
-	if err := ev.AppendFinish(ctx, "k", "never", cur, []byte("x")); err == nil {
+	if err := ev.AppendFinish(ctx, "k", "never", cur, "", []byte("x")); err == nil {
 		t.Fatal("AppendFinish to a stream never opened succeeded")
 	}
 	if got := pending("s"); len(got) != 1 {
@@ -583,7 +591,7 @@ func TestEventsManyStreamsBounded(t *testing.T) {
 				if err := s.Append(ctx, "sess", stream, []byte(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"result":{}}`, i))); err != nil {
 					t.Fatal(err)
 				}
-				if err := s.FinishRequests(ctx, "sess", stream); err != nil {
+				if err := s.FinishRequests(ctx, "sess", stream, 0); err != nil {
 					t.Fatal(err)
 				}
 			}

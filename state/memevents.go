@@ -30,18 +30,26 @@ type Events interface {
 	// (MemoryEvents) bounds as a whole.
 	OpenFor(ctx context.Context, session, stream, user string, epoch int64, ids []json.RawMessage) error
 	// AppendAt appends as activation epoch (0: unfenced), failing with
-	// ErrFenced when a newer activation exists.
-	AppendAt(ctx context.Context, session, stream string, epoch int64, data []byte) error
-	// FinishRequests drops stream's journal entry.
-	FinishRequests(ctx context.Context, session, stream string) error
+	// ErrFenced when a newer activation exists. write names this write
+	// (NewWriteID), the same on every try of it: a try of a write that
+	// was already stored (its answer was lost to a network error, or its
+	// replication not confirmed) stores nothing and succeeds, so that a
+	// retried event is stored once and the events after it keep their
+	// numbers. Retries of one stream's write must come before its next
+	// write. "" names a write of its own, for a caller that never retries.
+	AppendAt(ctx context.Context, session, stream string, epoch int64, write WriteID, data []byte) error
+	// FinishRequests drops stream's journal entry as activation epoch (0:
+	// unfenced): ErrFenced, and nothing dropped, when a newer activation
+	// exists.
+	FinishRequests(ctx context.Context, session, stream string, epoch int64) error
 	// OpenAppend is OpenFor then AppendAt of data as the stream's first
 	// event, at once (Redis: one round trip, one script): the SDK's priming
 	// event travels with the fencing check and the journal entry.
-	OpenAppend(ctx context.Context, session, stream, user string, epoch int64, ids []json.RawMessage, data []byte) error
+	OpenAppend(ctx context.Context, session, stream, user string, epoch int64, ids []json.RawMessage, write WriteID, data []byte) error
 	// AppendFinish is AppendAt then FinishRequests, at once (Redis: one
 	// round trip, one script): data answers the stream's last journalled
 	// request, and the journal entry goes only once the answer is stored.
-	AppendFinish(ctx context.Context, session, stream string, epoch int64, data []byte) error
+	AppendFinish(ctx context.Context, session, stream string, epoch int64, write WriteID, data []byte) error
 	// PendingRequests lists the journal: stream → request ids.
 	PendingRequests(ctx context.Context, session string) (map[string][]json.RawMessage, error)
 }
@@ -152,13 +160,19 @@ func (m *MemoryEvents) now() time.Time {
 	return time.Now()
 }
 
+// fenced says a newer activation of session than epoch (0: unfenced)
+// exists, when Snapshots is set.
+func (m *MemoryEvents) fenced(session string, epoch int64) bool {
+	return epoch != 0 && m.Snapshots != nil && m.Snapshots.epoch(session) != epoch
+}
+
 // Open implements mcp.EventStore.
 func (m *MemoryEvents) Open(ctx context.Context, session, stream string) error {
 	return m.OpenFor(ctx, session, stream, "", 0, nil)
 }
 
 func (m *MemoryEvents) OpenFor(_ context.Context, session, stream, user string, epoch int64, ids []json.RawMessage) error {
-	if epoch != 0 && m.Snapshots != nil && m.Snapshots.epoch(session) != epoch {
+	if m.fenced(session, epoch) {
 		return fmt.Errorf("open event stream: %w", ErrFenced)
 	}
 	m.mu.Lock()
@@ -225,11 +239,13 @@ func (m *MemoryEvents) leave(s *memSession) {
 
 // Append implements mcp.EventStore.
 func (m *MemoryEvents) Append(ctx context.Context, session, stream string, data []byte) error {
-	return m.AppendAt(ctx, session, stream, 0, data)
+	return m.AppendAt(ctx, session, stream, 0, "", data)
 }
 
-func (m *MemoryEvents) AppendAt(_ context.Context, session, stream string, epoch int64, data []byte) error {
-	if epoch != 0 && m.Snapshots != nil && m.Snapshots.epoch(session) != epoch {
+// AppendAt implements Events. A write to memory is never tried twice: write
+// is not needed.
+func (m *MemoryEvents) AppendAt(_ context.Context, session, stream string, epoch int64, _ WriteID, data []byte) error {
+	if m.fenced(session, epoch) {
 		return fmt.Errorf("append event: %w", ErrFenced)
 	}
 	m.mu.Lock()
@@ -439,22 +455,26 @@ func (m *MemoryEvents) After(_ context.Context, session, stream string, index in
 }
 
 // OpenAppend implements Events.
-func (m *MemoryEvents) OpenAppend(ctx context.Context, session, stream, user string, epoch int64, ids []json.RawMessage, data []byte) error {
+func (m *MemoryEvents) OpenAppend(ctx context.Context, session, stream, user string, epoch int64, ids []json.RawMessage, write WriteID, data []byte) error {
 	if err := m.OpenFor(ctx, session, stream, user, epoch, ids); err != nil {
 		return err
 	}
-	return m.AppendAt(ctx, session, stream, epoch, data)
+	return m.AppendAt(ctx, session, stream, epoch, write, data)
 }
 
 // AppendFinish implements Events.
-func (m *MemoryEvents) AppendFinish(ctx context.Context, session, stream string, epoch int64, data []byte) error {
-	if err := m.AppendAt(ctx, session, stream, epoch, data); err != nil {
+func (m *MemoryEvents) AppendFinish(ctx context.Context, session, stream string, epoch int64, write WriteID, data []byte) error {
+	if err := m.AppendAt(ctx, session, stream, epoch, write, data); err != nil {
 		return err
 	}
-	return m.FinishRequests(ctx, session, stream)
+	return m.FinishRequests(ctx, session, stream, epoch)
 }
 
-func (m *MemoryEvents) FinishRequests(_ context.Context, session, stream string) error {
+// FinishRequests implements Events.
+func (m *MemoryEvents) FinishRequests(_ context.Context, session, stream string, epoch int64) error {
+	if m.fenced(session, epoch) {
+		return fmt.Errorf("finish requests: %w", ErrFenced)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.journal[session], stream)
