@@ -258,11 +258,19 @@ func (l *Layer) user(from *http.Request) string {
 }
 
 // change is Store.Update, and the user's count of live tasks kept with it:
-// a task that ends stops counting, one that changes stays counted.
+// a task that ends stops counting, one that changes stays counted. A
+// change of status is told to the task's listeners (notifications/tasks).
 func (l *Layer) change(ctx context.Context, id string, fn func(*taskstore.Task) error) (*taskstore.Task, error) {
-	t, err := l.o.Store.Update(ctx, l.o.Owner, id, fn)
+	var before string
+	t, err := l.o.Store.Update(ctx, l.o.Owner, id, func(t *taskstore.Task) error {
+		before = t.Status
+		return fn(t)
+	})
 	if err == nil && t != nil {
 		l.account(ctx, t)
+		if t.Status != before {
+			l.changed(t)
+		}
 	}
 	return t, err
 }
@@ -314,6 +322,10 @@ type Layer struct {
 	rounds map[string]*run // running rounds, by task id (and "" while undecided)
 	live   int             // rounds running, decided or not
 	closed bool
+	// listeners are the subscriptions/listen streams waiting for
+	// notifications/tasks, by task id (notify.go); done is closed by Close.
+	listeners map[string]map[*listener]struct{}
+	done      chan struct{}
 }
 
 // New is a Layer in front of inner.
@@ -330,7 +342,7 @@ func New(inner http.Handler, o Options) *Layer {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Layer{inner: inner, o: o, rounds: map[string]*run{}}
+	return &Layer{inner: inner, o: o, rounds: map[string]*run{}, listeners: map[string]map[*listener]struct{}{}, done: make(chan struct{})}
 }
 
 // Running is how many rounds of tasks run here now: an actor with any
@@ -342,9 +354,14 @@ func (l *Layer) Running() int {
 }
 
 // Close cancels the rounds running here; their tasks fail with a
-// retryable error (-32003), since the activation running them ends.
+// retryable error (-32003), since the activation running them ends. The
+// listens waiting for task notifications here end (answered: the
+// subscription closed).
 func (l *Layer) Close() {
 	l.mu.Lock()
+	if !l.closed {
+		close(l.done)
+	}
 	l.closed = true
 	rs := make([]*run, 0, len(l.rounds))
 	for _, r := range l.rounds {
@@ -379,7 +396,8 @@ func (l *Layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// extension are the layer's: the others pass without being parsed
 	// again (the edge parsed them once).
 	if err != nil || !(bytes.Contains(body, []byte(`"tasks/`)) ||
-		bytes.Contains(body, []byte(`"tools/call"`)) && bytes.Contains(body, []byte(`"`+Extension+`"`))) {
+		bytes.Contains(body, []byte(`"tools/call"`)) && bytes.Contains(body, []byte(`"`+Extension+`"`)) ||
+		bytes.Contains(body, []byte(`"subscriptions/listen"`)) && bytes.Contains(body, []byte(`"taskIds"`))) {
 		l.inner.ServeHTTP(w, r)
 		return
 	}
@@ -396,6 +414,16 @@ func (l *Layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, m.ID, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: m.Method + " was removed by SEP-2663: tasks/get inlines the result"})
 	case "tasks/get", "tasks/update", "tasks/cancel":
 		l.serveMethod(w, r, &m, &c)
+	case "subscriptions/listen":
+		f, perr := parseListen(m.Params)
+		switch {
+		case perr != nil:
+			writeError(w, m.ID, perr)
+		case f.asked:
+			l.listen(w, r, &m, &c, f)
+		default:
+			l.inner.ServeHTTP(w, r)
+		}
 	case "tools/call":
 		if _, ok := supportOf(c.Name); !ok || !c.negotiated() {
 			// Synchronous, or refused by the tool (Required): see add.

@@ -85,7 +85,9 @@ func nodeWith(t *testing.T, o Options) (*httptest.Server, *Layer) {
 	Add(s, &mcp.Tool{Name: "test_caller", InputSchema: json.RawMessage(`{"type":"object"}`)}, Optional, caller)
 	// Short enough for a cancel elsewhere to arrive soon (a third of it),
 	// long enough for renewals on a loaded machine under the race detector.
-	o.Lease = 2 * time.Second
+	if o.Lease == 0 {
+		o.Lease = 2 * time.Second
+	}
 	l := New(h, o)
 	srv := httptest.NewServer(l)
 	t.Cleanup(func() { l.Close(); srv.Close() })
