@@ -1,10 +1,12 @@
 package tasks
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"sync"
@@ -155,9 +157,10 @@ func parseListen(params json.RawMessage) (listenFilter, *jsonrpc.Error) {
 // among those asked for (an unknown id, or another owner's, is left out),
 // sends each one's current state at once, then each change of it, until
 // the client leaves or the activation stops. Other notification types
-// asked for on the same listen are not granted (left out of the
-// acknowledgement): the SDK serves them on a listen of their own.
-func (l *Layer) listen(w http.ResponseWriter, r *http.Request, m *message, c *common, f listenFilter) {
+// asked for on the same listen (list changes, resource updates) are the
+// SDK's: its own listen for them runs on the same stream (sdkListen), and
+// the acknowledgement grants what it granted and the tasks.
+func (l *Layer) listen(w http.ResponseWriter, r *http.Request, m *message, c *common, f listenFilter, body []byte) {
 	if got := r.Header.Get("Mcp-Method"); got != "" && got != m.Method {
 		writeError(w, m.ID, &jsonrpc.Error{Code: mcp.CodeHeaderMismatch, Message: "Mcp-Method header " + quote(got) + " does not match the body's method " + quote(m.Method)})
 		return
@@ -184,24 +187,51 @@ func (l *Layer) listen(w http.ResponseWriter, r *http.Request, m *message, c *co
 	}
 	slices.Sort(granted)
 	s := &sse{w: w, rc: http.NewResponseController(w), sub: m.ID}
+	ack := map[string]any{}
+	var sdk *sdkListen
+	if f.others {
+		var answered bool
+		if sdk, answered = l.startSDKListen(s, r, body); answered {
+			return // refused by the SDK: its answer went to the client
+		}
+		defer sdk.stop()
+		for k, v := range sdk.granted {
+			ack[k] = v
+		}
+	}
+	if len(granted) > 0 {
+		ack["taskIds"] = granted
+	}
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache, no-transform")
 	w.WriteHeader(http.StatusOK)
-	var ack struct {
-		TaskIDs []string `json:"taskIds,omitempty"`
-	}
-	ack.TaskIDs = granted
-	if f.others {
-		l.o.Logger.Debug("tasks: a listen asked for task notifications and other types; only the tasks are granted")
-	}
 	if s.notify("notifications/subscriptions/acknowledged", map[string]any{"notifications": ack}) != nil {
 		return
 	}
+	if sdk != nil {
+		sdk.pass()
+	}
+	// end answers the listen (the subscription ended on the server's side,
+	// or the client left: then nobody reads it), after the SDK's listen on
+	// the stream, if any, ended.
+	end := func() {
+		if sdk != nil {
+			sdk.stop()
+		}
+		s.closed()
+	}
 	ln := &listener{ids: granted, wake: make(chan struct{}, 1), dirty: map[string]struct{}{}}
 	if len(granted) == 0 || !l.register(ln) {
-		// Nothing to listen to (as the SDK ends a listen it granted
-		// nothing), or the activation stops: the listen ends now.
-		s.closed()
+		// No task to listen to (or the activation stops): the listen
+		// lasts as long as the SDK's part of it, if it has one.
+		if sdk != nil && !l.isClosed() {
+			select {
+			case <-ctx.Done():
+			case <-l.done:
+			case <-sdk.finished:
+			}
+		}
+		end()
 		return
 	}
 	defer l.unregister(ln)
@@ -220,10 +250,10 @@ func (l *Layer) listen(w http.ResponseWriter, r *http.Request, m *message, c *co
 	for {
 		select {
 		case <-ctx.Done():
-			s.closed()
+			end()
 			return
 		case <-l.done:
-			s.closed()
+			end()
 			return
 		case <-ln.wake:
 		case <-tick.C:
@@ -253,11 +283,178 @@ func (l *Layer) listen(w http.ResponseWriter, r *http.Request, m *message, c *co
 			n := detailed(t)
 			n.ResultType = ""
 			if s.notify("notifications/tasks", n) != nil {
+				if sdk != nil {
+					sdk.stop()
+				}
 				return // the stream is gone
 			}
 			sent[id], terminal[id] = seen, t.Terminal()
 		}
 	}
+}
+
+// sdkListen is the SDK's listen for the notification types other than
+// tasks that a listen asked for, run on the listen's stream: its request
+// is the listen without taskIds; what it writes before its
+// acknowledgement is held (an error answers the client as the SDK wrote
+// it), its acknowledgement is merged into the layer's, its notifications
+// pass through (between the layer's own, one event at a time), and its
+// answer, once the listen ends, is dropped for the layer's.
+type sdkListen struct {
+	s        *sse
+	header   http.Header
+	granted  map[string]json.RawMessage // what its acknowledgement granted
+	acked    chan struct{}
+	finished chan struct{} // closed when the SDK's handler returned
+	cancel   context.CancelFunc
+
+	// Guarded by s.mu.
+	status  int
+	held    []byte   // its answer, before an acknowledgement
+	queued  [][]byte // its notifications, between its acknowledgement and the layer's
+	passing bool
+}
+
+// maxQueued bounds what the SDK's listen may send between its
+// acknowledgement and the layer's (microseconds): more is dropped.
+const maxQueued = 16
+
+// startSDKListen starts the SDK's listen and waits for its
+// acknowledgement; answered says that the SDK answered the listen (a
+// refusal) instead, and that its answer went to the client.
+func (l *Layer) startSDKListen(s *sse, r *http.Request, body []byte) (sl *sdkListen, answered bool) {
+	var msg map[string]json.RawMessage
+	json.Unmarshal(body, &msg) // parsed already
+	var params map[string]json.RawMessage
+	json.Unmarshal(msg["params"], &params)
+	var filter map[string]json.RawMessage
+	json.Unmarshal(params["notifications"], &filter)
+	delete(filter, "taskIds")
+	params["notifications"], _ = json.Marshal(filter)
+	msg["params"], _ = json.Marshal(params)
+	b, _ := json.Marshal(msg)
+	ctx, cancel := context.WithCancel(r.Context())
+	rr := r.Clone(ctx)
+	rr.Body, rr.ContentLength = io.NopCloser(bytes.NewReader(b)), int64(len(b))
+	sl = &sdkListen{s: s, header: http.Header{}, acked: make(chan struct{}), finished: make(chan struct{}), cancel: cancel}
+	go func() {
+		defer close(sl.finished)
+		l.inner.ServeHTTP(sl, rr)
+	}()
+	select {
+	case <-sl.acked:
+		return sl, false
+	case <-sl.finished:
+	}
+	// Answered without an acknowledgement: a refusal, sent as it is.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-sl.acked: // acknowledged, then ended at once (nothing granted)
+		return sl, false
+	default:
+	}
+	for k, vs := range sl.header {
+		s.w.Header()[k] = vs
+	}
+	s.w.WriteHeader(cmpStatus(sl.status))
+	s.w.Write(sl.held)
+	return sl, true
+}
+
+func (sl *sdkListen) Header() http.Header { return sl.header }
+
+func (sl *sdkListen) WriteHeader(status int) {
+	sl.s.mu.Lock()
+	defer sl.s.mu.Unlock()
+	if sl.status == 0 {
+		sl.status = status
+	}
+}
+
+// Write takes one of the SDK's events (it writes each whole, then
+// flushes).
+func (sl *sdkListen) Write(b []byte) (int, error) {
+	sl.s.mu.Lock()
+	defer sl.s.mu.Unlock()
+	if sl.status == 0 {
+		sl.status = http.StatusOK
+	}
+	var m struct {
+		ID     json.RawMessage `json:"id"`
+		Method string          `json:"method"`
+		Params struct {
+			Notifications map[string]json.RawMessage `json:"notifications"`
+		} `json:"params"`
+	}
+	data, isEvent := eventData(b)
+	parsed := isEvent && json.Unmarshal(data, &m) == nil
+	select {
+	case <-sl.acked:
+	default:
+		if parsed && m.Method == "notifications/subscriptions/acknowledged" {
+			sl.granted = m.Params.Notifications
+			close(sl.acked)
+			return len(b), nil
+		}
+		sl.held = append(sl.held, b...)
+		return len(b), nil
+	}
+	switch {
+	case !parsed || m.Method == "":
+		// Its answer (the listen ended): the layer answers the listen
+		// itself.
+		return len(b), nil
+	case !sl.passing:
+		if len(sl.queued) < maxQueued {
+			sl.queued = append(sl.queued, slices.Clone(b))
+		}
+		return len(b), nil
+	}
+	return sl.s.w.Write(b)
+}
+
+// eventData is the data of the one SSE event b holds.
+func eventData(b []byte) ([]byte, bool) {
+	for line := range bytes.SplitSeq(b, []byte("\n")) {
+		if data, ok := bytes.CutPrefix(line, []byte("data: ")); ok {
+			return bytes.TrimSpace(data), true
+		}
+	}
+	return nil, false
+}
+
+func (sl *sdkListen) FlushError() error {
+	sl.s.mu.Lock()
+	defer sl.s.mu.Unlock()
+	if !sl.passing {
+		return nil
+	}
+	return sl.s.rc.Flush()
+}
+
+// pass lets the SDK's notifications through, once the layer's
+// acknowledgement went out.
+func (sl *sdkListen) pass() {
+	sl.s.mu.Lock()
+	defer sl.s.mu.Unlock()
+	sl.passing = true
+	for _, b := range sl.queued {
+		if _, err := sl.s.w.Write(b); err != nil {
+			break
+		}
+	}
+	if len(sl.queued) > 0 {
+		sl.s.rc.Flush()
+	}
+	sl.queued = nil
+}
+
+// stop ends the SDK's listen and waits for its handler to return: the
+// stream is not written after the layer's answer.
+func (sl *sdkListen) stop() {
+	sl.cancel()
+	<-sl.finished
 }
 
 // sse writes a listen's messages, each one event, flushed at once, each
@@ -266,6 +463,7 @@ type sse struct {
 	w   http.ResponseWriter
 	rc  *http.ResponseController
 	sub json.RawMessage // the listen request's id
+	mu  sync.Mutex      // one event at a time (the SDK's listen writes too)
 }
 
 const metaSubscription = "io.modelcontextprotocol/subscriptionId"
@@ -306,6 +504,8 @@ func (s *sse) closed() {
 }
 
 func (s *sse) event(msg []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	b := make([]byte, 0, len(msg)+32)
 	b = append(b, "event: message\ndata: "...)
 	b = append(b, msg...)

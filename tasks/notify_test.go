@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/pingmcp/pingmcp/state/taskstore"
 )
 
@@ -22,6 +24,10 @@ type stream struct {
 	msgs   chan map[string]any // closed when the stream ends
 	cancel context.CancelFunc
 	got    map[string]map[string]any // notifications/tasks read, by "taskId status"
+	// granted is what the acknowledgement granted; others are the
+	// messages read that were not notifications/tasks.
+	granted map[string]any
+	others  []map[string]any
 }
 
 // listenTo opens a subscriptions/listen (request id 7) asking for
@@ -112,14 +118,10 @@ func (s *stream) acked(t *testing.T) []string {
 		t.Fatalf("first message %v, want the acknowledgement", m)
 	}
 	n, _ := subscription(t, m)["notifications"].(map[string]any)
+	s.granted = n
 	var ids []string
 	for _, id := range asSlice(n["taskIds"]) {
 		ids = append(ids, id.(string))
-	}
-	for k := range n {
-		if k != "taskIds" {
-			t.Errorf("acknowledgement grants %q: %v", k, n)
-		}
 	}
 	return ids
 }
@@ -140,10 +142,11 @@ func (s *stream) until(t *testing.T, granted []string, id, want string) map[stri
 		if m == nil {
 			t.Fatalf("the listen ended before task %s was %s", id, want)
 		}
-		if m["method"] != "notifications/tasks" {
-			t.Fatalf("unexpected message on the listen: %v", m)
-		}
 		p := subscription(t, m)
+		if m["method"] != "notifications/tasks" {
+			s.others = append(s.others, m)
+			continue
+		}
 		if !slices.Contains(granted, p["taskId"].(string)) {
 			t.Fatalf("notification for task %v, not one granted %v", p["taskId"], granted)
 		}
@@ -182,8 +185,8 @@ func TestListenNotifiesStatusChanges(t *testing.T) {
 	granted := s.acked(t)
 	want := []string{done, long, asks, huge}
 	slices.Sort(want)
-	if !slices.Equal(granted, want) {
-		t.Fatalf("granted %v, want alice's own tasks %v", granted, want)
+	if !slices.Equal(granted, want) || len(s.granted) != 1 {
+		t.Fatalf("granted %v, want alice's own tasks %v", s.granted, want)
 	}
 	waitFor(t, "the listener's registration", func() bool { return l.Listening() == 1 })
 	await(t, m, others, "completed") // mallory's completes while alice listens
@@ -207,9 +210,63 @@ func TestListenNotifiesStatusChanges(t *testing.T) {
 	if p := s.until(t, granted, long, "cancelled"); p["result"] != nil || p["error"] != nil {
 		t.Errorf("cancelled notification: %v", p)
 	}
+	if len(s.others) > 0 {
+		t.Errorf("messages other than notifications/tasks: %v", s.others)
+	}
 	// The client leaves: the listener goes.
 	s.cancel()
 	waitFor(t, "the listener to go", func() bool { return l.Listening() == 0 })
+}
+
+// A listen that asks for tasks and for list changes gets both on one
+// stream: the SDK's part (tools/list_changed) and the layer's, one
+// acknowledgement granting both, one answer when the listen ends.
+func TestListenWithOtherTypes(t *testing.T) {
+	srv, l, s := nodeServer(t, Options{Store: &taskstore.Memory{}, Owner: "alice", Runner: "n1"})
+	id := start(t, srv, "test_slow", map[string]any{"ms": 60000})
+	st := listenTo(t, srv, []string{id}, true, map[string]any{"toolsListChanged": true, "promptsListChanged": true})
+	granted := st.acked(t)
+	if !slices.Equal(granted, []string{id}) || st.granted["toolsListChanged"] != true || len(st.granted) != 2 {
+		t.Fatalf("acknowledged %v, want the task and toolsListChanged (no prompts here)", st.granted)
+	}
+	st.until(t, granted, id, "working")
+	s.AddTool(&mcp.Tool{Name: "test_new", InputSchema: json.RawMessage(`{"type":"object"}`)}, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return &mcp.CallToolResult{}, nil
+	})
+	for !slices.ContainsFunc(st.others, func(m map[string]any) bool { return m["method"] == "notifications/tools/list_changed" }) {
+		m := st.next(t)
+		if m == nil {
+			t.Fatal("the listen ended before the tools' list change")
+		}
+		subscription(t, m)
+		st.others = append(st.others, m)
+	}
+	rpc(t, srv, "tasks/cancel", map[string]any{"taskId": id}, true)
+	st.until(t, granted, id, "cancelled")
+	l.Close()
+	var answers int
+	for m := st.next(t); m != nil; m = st.next(t) {
+		if m["id"] == float64(7) {
+			answers++
+			if subscription(t, m)["resultType"] != "complete" {
+				t.Errorf("closing answer: %v", m)
+			}
+		}
+	}
+	if answers != 1 {
+		t.Fatalf("the listen was answered %d times, want once", answers)
+	}
+}
+
+// The SDK's refusal of the other types asked for answers the listen.
+func TestListenWithABadOtherType(t *testing.T) {
+	srv, _ := node(t, &taskstore.Memory{}, "alice", "n1")
+	id := start(t, srv, "test_slow", map[string]any{"ms": 60000})
+	st := listenTo(t, srv, []string{id}, true, map[string]any{"resourceSubscriptions": "not a list"})
+	m := st.next(t)
+	if e, _ := m["error"].(map[string]any); st.status != http.StatusBadRequest || e["code"] != float64(-32602) || m["id"] != float64(7) {
+		t.Fatalf("a listen with a malformed filter: HTTP %d %v, want the SDK's 400 -32602", st.status, m)
+	}
 }
 
 // A change made through another activation reaches the listener where it
@@ -263,8 +320,9 @@ func TestListenRefusals(t *testing.T) {
 	if r.Error == nil || r.Error.Code != -32602 {
 		t.Errorf("taskIds not an array: %+v", r)
 	}
-	// Nothing granted; other types are not granted with tasks.
-	s = listenTo(t, srv, []string{"nope"}, true, map[string]any{"toolsListChanged": true})
+	// Nothing granted (an unknown task, a type the server does not
+	// have).
+	s = listenTo(t, srv, []string{"nope"}, true, map[string]any{"promptsListChanged": true})
 	if granted := s.acked(t); len(granted) != 0 {
 		t.Errorf("granted %v of an unknown task", granted)
 	}

@@ -420,7 +420,7 @@ func (l *Layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case perr != nil:
 			writeError(w, m.ID, perr)
 		case f.asked:
-			l.listen(w, r, &m, &c, f)
+			l.listen(w, r, &m, &c, f, body)
 		default:
 			l.inner.ServeHTTP(w, r)
 		}
