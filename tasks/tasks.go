@@ -55,7 +55,8 @@
 //     requestState); the task's result reflects the answers.
 //   - notifications/tasks {taskId, status, result|error} on the
 //     subscriptions/listen stream are optional; the suite skips the scenario
-//     (its harness is pending a rewrite). Not sent yet.
+//     (its harness is pending a rewrite: its run answers SKIPPED, --force
+//     or not). They are sent: see Notifications.
 //
 // The scenarios' fixtures (tools/conformance): greet (sync), slow_compute
 // {seconds} (settles to cancelled when cancelled), failing_job (required;
@@ -124,8 +125,53 @@
 // caller's token is valid (Options.Valid, at each renewal); and running
 // rounds count as the actor's requests in flight (Options.Rounds).
 //
-// Not yet: notifications/tasks; tasks on the 2025-11-25 session protocol;
-// operators' views (admin API, CLI, console).
+// # Notifications
+//
+// SEP-2663 ("Task Status Notifications", seps/2663-tasks-extension.md):
+// "Servers MAY push status updates via notifications/tasks notifications
+// in addition to servicing client polls"; a client asks for them with
+// subscriptions/listen (SEP-2575), params.notifications.taskIds: "a list
+// of task IDs the client is interested in" (there is no "all my tasks"
+// filter); "In its acknowledgement notification, the server includes the
+// list of task IDs it has agreed to send task status notifications for";
+// "If a client requests task status notifications but does not declare the
+// io.modelcontextprotocol/tasks extension capability, the server MUST
+// return a JSON-RPC error" (-32021); "Each notification carries a complete
+// DetailedTask for the current status, identical to what tasks/get would
+// have returned at that moment" (params are NotificationParams & Task: no
+// resultType); notifications/progress and notifications/message "MUST NOT
+// be sent on the subscriptions/listen stream for a task". SEP-2575 (the
+// draft's subscriptions pattern): the server "MUST NOT send notification
+// types the client has not explicitly requested", "MUST send
+// notifications/subscriptions/acknowledged as the first message", every
+// message on the stream carries _meta io.modelcontextprotocol/subscriptionId
+// (the listen's request id), and a server ending a subscription "SHOULD"
+// answer the listen (resultType "complete", the same _meta).
+//
+// The layer serves a listen that names taskIds (notify.go): it grants the
+// owner's tasks among them (an unknown id, or another owner's, is left out
+// of the acknowledgement, as tasks/get answers it unknown; more than
+// MaxListenTasks is -32602), sends each granted task's state at once (the
+// task may have changed before the client could listen), then a
+// notification each time the task's status changes, until the client
+// leaves or the activation stops (then the listen is answered). Other
+// types asked for on the same listen are the SDK's: its own listen runs on
+// the same stream, its grants merged into the one acknowledgement.
+//
+// The owner's activation sees every change it makes (Layer.change: a
+// round's end, input_required, a cancel, a reap or the sweep failing a
+// task), and those made elsewhere that a round of its own runs into (a
+// renewal finding its task cancelled or taken over by another node); a
+// change it cannot see (a record written by another node while no round
+// runs here) reaches its listeners within a lease, as each listener reads
+// its unfinished tasks once a lease. A listener's memory is bounded by its
+// tasks: a change marks its task, and the listener reads the task's
+// current record as it writes it. A slow client stalls its own stream only,
+// and changes meanwhile coalesce: it gets each task's latest state, never
+// a queue (an intermediate status it was too slow to read is skipped).
+//
+// Not yet: tasks on the 2025-11-25 session protocol; operators' views
+// (admin API, CLI, console).
 package tasks
 
 import (
