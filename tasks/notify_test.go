@@ -376,3 +376,32 @@ func TestListenerCoalesces(t *testing.T) {
 		t.Fatalf("wake-ups pending: %d, want 1", len(ln.wake))
 	}
 }
+
+// A task whose runner was lost (its node died: its lease lapsed) is taken
+// over by the owner's sweep on another activation; a listener there hears
+// of the outcome: the retryable failure of a task that cannot resume, the
+// result of one resumed.
+func TestListenHearsATakeover(t *testing.T) {
+	ctx := context.Background()
+	store := &taskstore.Memory{}
+	srv, l := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n2", Lease: time.Minute})
+	now := time.Now()
+	for id, call := range map[string]json.RawMessage{
+		"lost":    json.RawMessage(`{"name":"test_slow","arguments":{"ms":50}}`),
+		"resumed": resumableCall,
+	} {
+		store.Create(ctx, &taskstore.Task{ID: id, Owner: "alice", Status: "working", CreatedAt: now, UpdatedAt: now,
+			TTL: time.Hour, Request: call, Runner: "dead-node/x", LeaseUntil: now.Add(-time.Second)})
+	}
+	st := listenTo(t, srv, []string{"lost", "resumed"}, true, nil)
+	granted := st.acked(t)
+	st.until(t, granted, "lost", "working")
+	from, _ := http.NewRequest(http.MethodPost, "http://pingmcp/mcp", nil)
+	if _, err := l.Sweep(from); err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := st.until(t, granted, "lost", "failed")["error"].(map[string]any); e["code"] != float64(-32003) {
+		t.Errorf("the lost task's notification: %v, want the retryable -32003", st.got["lost failed"])
+	}
+	st.until(t, granted, "resumed", "completed")
+}
