@@ -245,7 +245,7 @@ func (l *Layer) listen(w http.ResponseWriter, r *http.Request, m *message, c *co
 	// written by another node) reaches the listener within a lease.
 	tick := time.NewTicker(l.o.Lease)
 	defer tick.Stop()
-	sent := map[string]string{} // id → what was sent of it (status, update time)
+	sent := map[string]string{} // id → what was sent of it (seen below)
 	terminal := map[string]bool{}
 	for {
 		select {
@@ -276,7 +276,13 @@ func (l *Layer) listen(w http.ResponseWriter, r *http.Request, m *message, c *co
 				}
 				continue
 			}
-			seen := t.Status + "@" + t.UpdatedAt.UTC().Format(time.RFC3339Nano)
+			// A status is sent once; input_required again after each
+			// change of its requests (a new round's, the rest after a
+			// partial answer). A progress message alone sends nothing.
+			seen := t.Status
+			if t.Status == "input_required" {
+				seen += "@" + t.UpdatedAt.UTC().Format(time.RFC3339Nano)
+			}
 			if sent[id] == seen {
 				continue
 			}

@@ -158,7 +158,11 @@ func (s *stream) until(t *testing.T, granted []string, id, want string) map[stri
 				t.Errorf("notifications/tasks without %s: %v", k, p)
 			}
 		}
-		s.got[p["taskId"].(string)+" "+p["status"].(string)] = p
+		k := p["taskId"].(string) + " " + p["status"].(string)
+		if s.got[k] != nil && p["status"] != "input_required" {
+			t.Errorf("notified twice: %s", k)
+		}
+		s.got[k] = p
 	}
 }
 
@@ -404,4 +408,24 @@ func TestListenHearsATakeover(t *testing.T) {
 		t.Errorf("the lost task's notification: %v, want the retryable -32003", st.got["lost failed"])
 	}
 	st.until(t, granted, "resumed", "completed")
+}
+
+// Progress (the statusMessage of a working task) is not a change of
+// status: a listener reading its task every lease sends working once.
+func TestListenIgnoresProgress(t *testing.T) {
+	srv, _, s := nodeServer(t, Options{Store: &taskstore.Memory{}, Owner: "alice", Runner: "n1", Lease: 300 * time.Millisecond})
+	Add(s, &mcp.Tool{Name: "test_ticking", InputSchema: json.RawMessage(`{"type":"object"}`)}, Optional, func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		for i := range 15 {
+			Progress(ctx, fmt.Sprintf("step %d", i))
+			time.Sleep(100 * time.Millisecond)
+		}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "done"}}}, nil
+	})
+	id := start(t, srv, "test_ticking", nil)
+	st := listenTo(t, srv, []string{id}, true, nil)
+	granted := st.acked(t)
+	st.until(t, granted, id, "completed") // fails on a second working
+	if st.got[id+" working"] == nil {
+		t.Errorf("working never notified: %v", st.got)
+	}
 }
