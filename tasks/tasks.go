@@ -75,8 +75,16 @@
 // So the layer is an http.Handler in front of the SDK's streamable handler:
 // it answers tasks/* itself, and runs a task-capable tools/call as a
 // request of its own through the SDK handler, detached from the client's.
+// Its subscriptions/listen knows only the base filter
+// (NotificationSubscriptions: no taskIds, no field an extension could add)
+// and acknowledges a listen by itself, from its own capabilities: so the
+// layer serves a listen naming taskIds, and runs the SDK's for the other
+// types on the same stream (see Notifications).
 // Upstream should add: registering custom methods (or a raw-result escape
-// from middleware), Tool.execution, and a tasks extension of its own.
+// from middleware), Tool.execution, a tasks extension of its own, and a
+// way for an extension to take part in subscriptions/listen (grant its
+// filter fields in the acknowledgement, and send its notifications on the
+// listens that granted them).
 //
 // # How tasks are owned
 //
