@@ -156,7 +156,8 @@ func parseListen(params json.RawMessage) (listenFilter, *jsonrpc.Error) {
 // (params.notifications.taskIds): it acknowledges the tasks of this owner
 // among those asked for (an unknown id, or another owner's, is left out),
 // sends each one's current state at once, then each change of it, until
-// the client leaves or the activation stops. Other notification types
+// the client leaves, the activation stops, or every task it listens to
+// ended (then nothing more can come: the listen is answered). Other notification types
 // asked for on the same listen (list changes, resource updates) are the
 // SDK's: its own listen for them runs on the same stream (sdkListen), and
 // the acknowledgement grants what it granted and the tasks.
@@ -296,7 +297,23 @@ func (l *Layer) listen(w http.ResponseWriter, r *http.Request, m *message, c *co
 			}
 			sent[id], terminal[id] = seen, t.Terminal()
 		}
+		if sdk == nil && ended(terminal, ln.ids) {
+			// Nothing more can come: the listen ends, answered, and
+			// holds nothing (an actor with a listen open stays active).
+			end()
+			return
+		}
 	}
+}
+
+// ended says whether every one of ids is terminal (or expired).
+func ended(terminal map[string]bool, ids []string) bool {
+	for _, id := range ids {
+		if !terminal[id] {
+			return false
+		}
+	}
+	return true
 }
 
 // sdkListen is the SDK's listen for the notification types other than

@@ -169,7 +169,7 @@ func (s *stream) until(t *testing.T, granted []string, id, want string) map[stri
 // A listen that asks for tasks gets each one's state at once, then every
 // change of status, each with the task's whole state as tasks/get answers
 // it; the tasks of another owner (and unknown ids) are not granted and
-// never notified.
+// never notified. Once they all ended, the listen is answered.
 func TestListenNotifiesStatusChanges(t *testing.T) {
 	store := &taskstore.Memory{}
 	// A lease longer than the test: what the listener gets comes from the
@@ -217,7 +217,22 @@ func TestListenNotifiesStatusChanges(t *testing.T) {
 	if len(s.others) > 0 {
 		t.Errorf("messages other than notifications/tasks: %v", s.others)
 	}
-	// The client leaves: the listener goes.
+	// Every task it listens to ended: the listen is answered, and ends.
+	if m := s.next(t); m["id"] != float64(7) || subscription(t, m)["resultType"] != "complete" {
+		t.Errorf("after the last task ended: %v, want the listen's answer", m)
+	}
+	if m := s.next(t); m != nil {
+		t.Errorf("after the listen's answer: %v", m)
+	}
+	waitFor(t, "the listener to go", func() bool { return l.Listening() == 0 })
+}
+
+// A client that leaves takes its listener with it.
+func TestListenEndsWithItsClient(t *testing.T) {
+	srv, l := node(t, &taskstore.Memory{}, "alice", "n1")
+	id := start(t, srv, "test_slow", map[string]any{"ms": 60000})
+	s := listenTo(t, srv, []string{id}, true, nil)
+	s.until(t, s.acked(t), id, "working")
 	s.cancel()
 	waitFor(t, "the listener to go", func() bool { return l.Listening() == 0 })
 }

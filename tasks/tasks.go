@@ -162,7 +162,10 @@
 // MaxListenTasks is -32602), sends each granted task's state at once (the
 // task may have changed before the client could listen), then a
 // notification each time the task's status changes, until the client
-// leaves or the activation stops (then the listen is answered). Other
+// leaves, the activation stops, or every task it listens to ended
+// (completed, failed, cancelled or expired: nothing more can come, and an
+// open listen would keep the actor active); in the last two cases the
+// listen is answered. Other
 // types asked for on the same listen are the SDK's: its own listen runs on
 // the same stream, its grants merged into the one acknowledgement.
 //
