@@ -67,8 +67,8 @@ func listenTasks(ctx context.Context, t *testing.T, url string, withExt bool, id
 // member running the principal's actor, with Redis: the listen is
 // acknowledged with the tasks, and gets notifications/tasks as one task
 // completes (with its result) and as another is cancelled, each carrying
-// the listen's subscription id. A client without the extension is refused
-// (-32021).
+// the listen's subscription id, then the listen's answer. A client without
+// the extension is refused (-32021).
 func TestTaskNotificationsThroughTheEdge(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -110,6 +110,9 @@ func TestTaskNotificationsThroughTheEdge(t *testing.T) {
 				t.Fatalf("the listen ended waiting for %s", what)
 			}
 			p, _ := m["params"].(map[string]any)
+			if p == nil {
+				p, _ = m["result"].(map[string]any) // the listen's answer
+			}
 			meta, _ := p["_meta"].(map[string]any)
 			if meta["io.modelcontextprotocol/subscriptionId"] != float64(5) {
 				t.Fatalf("message without the listen's subscription id: %v", m)
@@ -148,4 +151,7 @@ func TestTaskNotificationsThroughTheEdge(t *testing.T) {
 	t1 := time.Now()
 	awaitNote(long, "cancelled")
 	t.Logf("cancellation notified %s after the cancel's answer", time.Since(t1).Round(time.Microsecond))
+	// Both ended: the listen is answered.
+	for m := next("the listen's answer"); m["id"] != float64(5); m = next("the listen's answer") {
+	}
 }
