@@ -51,8 +51,9 @@ func taskRPC(ctx context.Context, url, method string, params map[string]any, nam
 // through the edge, once the runner's lease lapsed, the task is resumed on
 // the surviving member (slow_compute is resumable: pure work) and reaches
 // its result there, never left working (the survivor's sweep takes it over
-// before anyone reads it); a task that completed before the kill keeps its
-// result; the records in Redis are sealed.
+// before anyone reads it), and a listen for it hears of its completion; a
+// task that completed before the kill keeps its result; the records in
+// Redis are sealed.
 func TestTaskSurvivesKilledNode(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -145,6 +146,32 @@ func TestTaskSurvivesKilledNode(t *testing.T) {
 		t.Fatalf("%s did not resume task %s without a read of it", survivor.name, running)
 	}
 	t.Logf("task resumed by the sweep %s after the kill", time.Since(killed).Round(time.Millisecond))
+	// A listen through the edge reaches the survivor's activation, and
+	// hears of the resumed task's completion (notifications/tasks).
+	lctx, leave := context.WithCancel(ctx)
+	defer leave()
+	if status, msgs := listenTasks(lctx, t, edge.URL(), true, running); status != http.StatusOK {
+		t.Errorf("listen for the resumed task: HTTP %d", status)
+	} else {
+		for heard := false; !heard; {
+			select {
+			case m, ok := <-msgs:
+				if !ok {
+					t.Fatal("the listen for the resumed task ended")
+				}
+				p, _ := m["params"].(map[string]any)
+				if res, _ := p["result"].(map[string]any); m["method"] == "notifications/tasks" && p["status"] == "completed" {
+					if res["content"] == nil {
+						t.Fatalf("the resumed task's completion notified without its result: %v", p)
+					}
+					heard = true
+				}
+			case <-time.After(2 * time.Minute):
+				t.Fatal("no notification of the resumed task's completion within 2 min")
+			}
+		}
+		t.Logf("the resumed task's completion notified %s after the kill", time.Since(killed).Round(time.Millisecond))
+	}
 	res := awaitStatus(running, "completed", 2*time.Minute)
 	t.Logf("task completed %s after the kill", time.Since(killed).Round(time.Millisecond))
 	// In Redis, the records are sealed: neither the call nor its result in

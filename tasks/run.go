@@ -203,6 +203,12 @@ func (r *run) renew() {
 		})
 		switch {
 		case errors.Is(err, errTerminal) || errors.Is(err, taskstore.ErrUnreadable) || (err == nil && t == nil):
+			if errors.Is(err, errTerminal) {
+				// Changed where this round did not see it (cancelled
+				// through another node, taken over): its listeners here
+				// hear of it now.
+				l.observed(ctx, r.taskID)
+			}
 			cancel()
 			r.cancel()
 			return

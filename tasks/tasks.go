@@ -55,7 +55,8 @@
 //     requestState); the task's result reflects the answers.
 //   - notifications/tasks {taskId, status, result|error} on the
 //     subscriptions/listen stream are optional; the suite skips the scenario
-//     (its harness is pending a rewrite). Not sent yet.
+//     (its harness is pending a rewrite: its run answers SKIPPED, --force
+//     or not). They are sent: see Notifications.
 //
 // The scenarios' fixtures (tools/conformance): greet (sync), slow_compute
 // {seconds} (settles to cancelled when cancelled), failing_job (required;
@@ -77,9 +78,16 @@
 // a task's rounds run detached from any client's request. So the layer is an
 // http.Handler in front of the SDK's streamable handler: it answers tasks/*
 // itself, and runs a task-capable tools/call as a request of its own through
-// the SDK handler. Upstream should add: Tool.execution, a way for a method's
-// error to carry its HTTP status and headers, and a tasks extension of its
-// own.
+// the SDK handler. The SDK's subscriptions/listen knows only the base filter
+// (NotificationSubscriptions: no taskIds, no field an extension could add)
+// and acknowledges a listen by itself, from its own capabilities: so the
+// layer serves a listen naming taskIds, and runs the SDK's for the other
+// types on the same stream (see Notifications).
+// Upstream should add: Tool.execution, a way for a method's error to carry
+// its HTTP status and headers, a tasks extension of its own, and a way for
+// an extension to take part in subscriptions/listen (grant its filter
+// fields in the acknowledgement, and send its notifications on the listens
+// that granted them).
 //
 // # How tasks are owned
 //
@@ -128,8 +136,56 @@
 // caller's token is valid (Options.Valid, at each renewal); and running
 // rounds count as the actor's requests in flight (Options.Rounds).
 //
-// Not yet: notifications/tasks; tasks on the 2025-11-25 session protocol;
-// operators' views (admin API, CLI, console).
+// # Notifications
+//
+// SEP-2663 ("Task Status Notifications", seps/2663-tasks-extension.md):
+// "Servers MAY push status updates via notifications/tasks notifications
+// in addition to servicing client polls"; a client asks for them with
+// subscriptions/listen (SEP-2575), params.notifications.taskIds: "a list
+// of task IDs the client is interested in" (there is no "all my tasks"
+// filter); "In its acknowledgement notification, the server includes the
+// list of task IDs it has agreed to send task status notifications for";
+// "If a client requests task status notifications but does not declare the
+// io.modelcontextprotocol/tasks extension capability, the server MUST
+// return a JSON-RPC error" (-32021); "Each notification carries a complete
+// DetailedTask for the current status, identical to what tasks/get would
+// have returned at that moment" (params are NotificationParams & Task: no
+// resultType); notifications/progress and notifications/message "MUST NOT
+// be sent on the subscriptions/listen stream for a task". SEP-2575 (the
+// draft's subscriptions pattern): the server "MUST NOT send notification
+// types the client has not explicitly requested", "MUST send
+// notifications/subscriptions/acknowledged as the first message", every
+// message on the stream carries _meta io.modelcontextprotocol/subscriptionId
+// (the listen's request id), and a server ending a subscription "SHOULD"
+// answer the listen (resultType "complete", the same _meta).
+//
+// The layer serves a listen that names taskIds (notify.go): it grants the
+// owner's tasks among them (an unknown id, or another owner's, is left out
+// of the acknowledgement, as tasks/get answers it unknown; more than
+// MaxListenTasks is -32602), sends each granted task's state at once (the
+// task may have changed before the client could listen), then a
+// notification each time the task's status changes, until the client
+// leaves, the activation stops, or every task it listens to ended
+// (completed, failed, cancelled or expired: nothing more can come, and an
+// open listen would keep the actor active); in the last two cases the
+// listen is answered. Other
+// types asked for on the same listen are the SDK's: its own listen runs on
+// the same stream, its grants merged into the one acknowledgement.
+//
+// The owner's activation sees every change it makes (Layer.change: a
+// round's end, input_required, a cancel, a reap or the sweep failing a
+// task), and those made elsewhere that a round of its own runs into (a
+// renewal finding its task cancelled or taken over by another node); a
+// change it cannot see (a record written by another node while no round
+// runs here) reaches its listeners within a lease, as each listener reads
+// its unfinished tasks once a lease. A listener's memory is bounded by its
+// tasks: a change marks its task, and the listener reads the task's
+// current record as it writes it. A slow client stalls its own stream only,
+// and changes meanwhile coalesce: it gets each task's latest state, never
+// a queue (an intermediate status it was too slow to read is skipped).
+//
+// Not yet: tasks on the 2025-11-25 session protocol; operators' views
+// (admin API, CLI, console).
 package tasks
 
 import (
@@ -262,11 +318,19 @@ func (l *Layer) user(from *http.Request) string {
 }
 
 // change is Store.Update, and the user's count of live tasks kept with it:
-// a task that ends stops counting, one that changes stays counted.
+// a task that ends stops counting, one that changes stays counted. A
+// change of status is told to the task's listeners (notifications/tasks).
 func (l *Layer) change(ctx context.Context, id string, fn func(*taskstore.Task) error) (*taskstore.Task, error) {
-	t, err := l.o.Store.Update(ctx, l.o.Owner, id, fn)
+	var before string
+	t, err := l.o.Store.Update(ctx, l.o.Owner, id, func(t *taskstore.Task) error {
+		before = t.Status
+		return fn(t)
+	})
 	if err == nil && t != nil {
 		l.account(ctx, t)
+		if t.Status != before {
+			l.changed(t)
+		}
 	}
 	return t, err
 }
@@ -318,6 +382,10 @@ type Layer struct {
 	rounds map[string]*run // running rounds, by task id (and "" while undecided)
 	live   int             // rounds running, decided or not
 	closed bool
+	// listeners are the subscriptions/listen streams waiting for
+	// notifications/tasks, by task id (notify.go); done is closed by Close.
+	listeners map[string]map[*listener]struct{}
+	done      chan struct{}
 }
 
 // New is a Layer in front of inner.
@@ -334,7 +402,7 @@ func New(inner http.Handler, o Options) *Layer {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Layer{inner: inner, o: o, rounds: map[string]*run{}}
+	return &Layer{inner: inner, o: o, rounds: map[string]*run{}, listeners: map[string]map[*listener]struct{}{}, done: make(chan struct{})}
 }
 
 // Running is how many rounds of tasks run here now: an actor with any
@@ -346,9 +414,14 @@ func (l *Layer) Running() int {
 }
 
 // Close cancels the rounds running here; their tasks fail with a
-// retryable error (-32003), since the activation running them ends.
+// retryable error (-32003), since the activation running them ends. The
+// listens waiting for task notifications here end (answered: the
+// subscription closed).
 func (l *Layer) Close() {
 	l.mu.Lock()
+	if !l.closed {
+		close(l.done)
+	}
 	l.closed = true
 	rs := make([]*run, 0, len(l.rounds))
 	for _, r := range l.rounds {
@@ -383,7 +456,8 @@ func (l *Layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// extension are the layer's: the others pass without being parsed
 	// again (the edge parsed them once).
 	if err != nil || !(bytes.Contains(body, []byte(`"tasks/`)) ||
-		bytes.Contains(body, []byte(`"tools/call"`)) && bytes.Contains(body, []byte(`"`+Extension+`"`))) {
+		bytes.Contains(body, []byte(`"tools/call"`)) && bytes.Contains(body, []byte(`"`+Extension+`"`)) ||
+		bytes.Contains(body, []byte(`"subscriptions/listen"`)) && bytes.Contains(body, []byte(`"taskIds"`))) {
 		l.inner.ServeHTTP(w, r)
 		return
 	}
@@ -400,6 +474,16 @@ func (l *Layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, m.ID, &jsonrpc.Error{Code: jsonrpc.CodeMethodNotFound, Message: m.Method + " was removed by SEP-2663: tasks/get inlines the result"})
 	case "tasks/get", "tasks/update", "tasks/cancel":
 		l.serveMethod(w, r, &m, &c)
+	case "subscriptions/listen":
+		f, perr := parseListen(m.Params)
+		switch {
+		case perr != nil:
+			writeError(w, m.ID, perr)
+		case f.asked:
+			l.listen(w, r, &m, &c, f, body)
+		default:
+			l.inner.ServeHTTP(w, r)
+		}
 	case "tools/call":
 		if _, ok := supportOf(c.Name); !ok || !c.negotiated() {
 			// Synchronous, or refused by the tool (Required): see add.

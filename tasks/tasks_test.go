@@ -67,6 +67,12 @@ func node(t *testing.T, store taskstore.Store, owner, runner string) (*httptest.
 }
 
 func nodeWith(t *testing.T, o Options) (*httptest.Server, *Layer) {
+	srv, l, _ := nodeServer(t, o)
+	return srv, l
+}
+
+// nodeServer is nodeWith, and the MCP server behind its layer.
+func nodeServer(t *testing.T, o Options) (*httptest.Server, *Layer, *mcp.Server) {
 	s := mcp.NewServer(&mcp.Implementation{Name: "t", Version: "1"}, nil)
 	Add(s, &mcp.Tool{Name: "test_slow", InputSchema: slowArgs}, Optional, slow)
 	Add(s, &mcp.Tool{Name: "test_required", InputSchema: slowArgs}, Required, slow)
@@ -86,11 +92,13 @@ func nodeWith(t *testing.T, o Options) (*httptest.Server, *Layer) {
 	Add(s, &mcp.Tool{Name: "test_caller", InputSchema: json.RawMessage(`{"type":"object"}`)}, Optional, caller)
 	// Short enough for a cancel elsewhere to arrive soon (a third of it),
 	// long enough for renewals on a loaded machine under the race detector.
-	o.Lease = 2 * time.Second
+	if o.Lease == 0 {
+		o.Lease = 2 * time.Second
+	}
 	l := New(h, o)
 	srv := httptest.NewServer(l)
 	t.Cleanup(func() { l.Close(); srv.Close() })
-	return srv, l
+	return srv, l, s
 }
 
 // reply is a JSON-RPC response as the tests read it.

@@ -59,7 +59,7 @@ func (c *common) stateless() bool { return len(c.Meta[metaProtocol]) > 0 }
 // and result, error or inputRequests by status) share. No requestState:
 // SEP-2663 removed it from the task wire.
 type task struct {
-	ResultType     string                     `json:"resultType"`
+	ResultType     string                     `json:"resultType,omitempty"` // none in notifications/tasks
 	TaskID         string                     `json:"taskId"`
 	Status         string                     `json:"status"`
 	StatusMessage  string                     `json:"statusMessage,omitempty"`

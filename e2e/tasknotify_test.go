@@ -1,0 +1,157 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pingmcp/pingmcp/internal/redistest"
+)
+
+// listenTasks opens a subscriptions/listen (request id 5) asking for
+// notifications/tasks of ids, declaring the tasks extension or not; it
+// returns the HTTP status and the stream's JSON-RPC messages as they
+// arrive (closed when the stream ends).
+func listenTasks(ctx context.Context, t *testing.T, url string, withExt bool, ids ...string) (int, <-chan map[string]any) {
+	t.Helper()
+	caps := map[string]any{}
+	if withExt {
+		caps["extensions"] = map[string]any{"io.modelcontextprotocol/tasks": map[string]any{}}
+	}
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 5, "method": "subscriptions/listen", "params": map[string]any{
+		"_meta": map[string]any{
+			"io.modelcontextprotocol/protocolVersion":    "2026-07-28",
+			"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "e2e", "version": "1"},
+			"io.modelcontextprotocol/clientCapabilities": caps,
+		},
+		"notifications": map[string]any{"taskIds": ids}}})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("MCP-Protocol-Version", "2026-07-28")
+	req.Header.Set("Mcp-Method", "subscriptions/listen")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := make(chan map[string]any, 64)
+	go func() {
+		defer close(msgs)
+		defer resp.Body.Close()
+		if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+			var m map[string]any
+			json.NewDecoder(resp.Body).Decode(&m)
+			msgs <- m
+			return
+		}
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 64<<10), 4<<20)
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				var m map[string]any
+				json.Unmarshal([]byte(data), &m)
+				msgs <- m
+			}
+		}
+	}()
+	return resp.StatusCode, msgs
+}
+
+// TestTaskNotificationsThroughTheEdge: an edge-only node forwards a
+// subscriptions/listen asking for notifications/tasks (SEP-2663) to the
+// member running the principal's actor, with Redis: the listen is
+// acknowledged with the tasks, and gets notifications/tasks as one task
+// completes (with its result) and as another is cancelled, each carrying
+// the listen's subscription id, then the listen's answer. A client without
+// the extension is refused (-32021).
+func TestTaskNotificationsThroughTheEdge(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	rdb := redistest.Start(t)
+	durable := durableArgs(rdb.Options().Addr, newStateKey(t))
+	common := []string{"--tools", "conformance", "--log-level", "info"}
+	edge := startNode(t, "edge", append(append([]string{"--role", "edge", "--cluster-provider", "automanaged"}, common...), durable...)...)
+	member := startNode(t, "member", append(append([]string{"--role", "member", "--cluster-seeds", edge.Cluster}, common...), durable...)...)
+	edge.awaitMembers(ctx, 2)
+	member.awaitMembers(ctx, 2)
+
+	start := func(seconds int) string {
+		res, e := taskRPC(ctx, edge.URL(), "tools/call", map[string]any{"name": "slow_compute", "arguments": map[string]any{"seconds": seconds, "label": "notify"}}, "slow_compute")
+		id, _ := res["taskId"].(string)
+		if res["resultType"] != "task" || id == "" {
+			t.Fatalf("slow_compute: %v %v, want a CreateTaskResult", res, e)
+		}
+		return id
+	}
+	quick, long := start(2), start(60)
+
+	if status, msgs := listenTasks(ctx, t, edge.URL(), false, quick); status != http.StatusBadRequest {
+		t.Errorf("a listen for tasks without the extension: HTTP %d, want 400", status)
+	} else if m := <-msgs; m["error"].(map[string]any)["code"] != float64(-32021) {
+		t.Errorf("a listen for tasks without the extension: %v, want -32021", m)
+	}
+
+	lctx, leave := context.WithCancel(ctx)
+	defer leave()
+	status, msgs := listenTasks(lctx, t, edge.URL(), true, quick, long)
+	if status != http.StatusOK {
+		t.Fatalf("listen: HTTP %d", status)
+	}
+	got := map[string]map[string]any{} // by "taskId status"
+	next := func(what string) map[string]any {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				t.Fatalf("the listen ended waiting for %s", what)
+			}
+			p, _ := m["params"].(map[string]any)
+			if p == nil {
+				p, _ = m["result"].(map[string]any) // the listen's answer
+			}
+			meta, _ := p["_meta"].(map[string]any)
+			if meta["io.modelcontextprotocol/subscriptionId"] != float64(5) {
+				t.Fatalf("message without the listen's subscription id: %v", m)
+			}
+			if m["method"] == "notifications/tasks" {
+				got[p["taskId"].(string)+" "+p["status"].(string)] = p
+			}
+			return m
+		case <-time.After(30 * time.Second):
+			t.Fatalf("nothing on the listen for 30s, waiting for %s", what)
+			return nil
+		}
+	}
+	awaitNote := func(id, status string) map[string]any {
+		for got[id+" "+status] == nil {
+			next(id + " " + status)
+		}
+		return got[id+" "+status]
+	}
+	ack := next("the acknowledgement")
+	if ack["method"] != "notifications/subscriptions/acknowledged" {
+		t.Fatalf("first message: %v", ack)
+	}
+	if ids, _ := ack["params"].(map[string]any)["notifications"].(map[string]any)["taskIds"].([]any); len(ids) != 2 {
+		t.Fatalf("acknowledged %v, want both tasks", ack)
+	}
+	t0 := time.Now()
+	p := awaitNote(quick, "completed")
+	if res, _ := p["result"].(map[string]any); res["content"] == nil {
+		t.Fatalf("completed notification without the result: %v", p)
+	}
+	t.Logf("completion notified %s after the listen was acknowledged", time.Since(t0).Round(time.Millisecond))
+	if res, e := taskRPC(ctx, edge.URL(), "tasks/cancel", map[string]any{"taskId": long}, long); res["resultType"] != "complete" {
+		t.Fatalf("tasks/cancel: %v %v", res, e)
+	}
+	t1 := time.Now()
+	awaitNote(long, "cancelled")
+	t.Logf("cancellation notified %s after the cancel's answer", time.Since(t1).Round(time.Microsecond))
+	// Both ended: the listen is answered.
+	for m := next("the listen's answer"); m["id"] != float64(5); m = next("the listen's answer") {
+	}
+}
