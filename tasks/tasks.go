@@ -184,8 +184,11 @@
 // and changes meanwhile coalesce: it gets each task's latest state, never
 // a queue (an intermediate status it was too slow to read is skipped).
 //
-// Not yet: tasks on the 2025-11-25 session protocol; operators' views
-// (admin API, CLI, console).
+// The extension is not defined on the 2025-11-25 session protocol
+// (SEP-2663, "Backward Compatibility"): session actors have no Layer, do
+// not advertise it, and run task-capable tools synchronously.
+//
+// Not yet: operators' views (admin API, CLI, console).
 package tasks
 
 import (
