@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -182,3 +185,73 @@ func testLeases(t *testing.T, s Store) {
 func TestMemoryLeases(t *testing.T) { testLeases(t, &Memory{}) }
 
 func TestRedisLeases(t *testing.T) { testLeases(t, NewRedis(redistest.Start(t), "lease:")) }
+
+// List pages through every owner's tasks, or one owner's, each once when
+// nothing changes meanwhile; a cursor it did not return is ErrBadCursor.
+func testList(t *testing.T, s Store) {
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	want := map[string]string{} // owner/id → subject
+	for i := range 60 {
+		owner := []string{"erin", "frank", "grace"}[i%3]
+		id := fmt.Sprintf("t%02d", i)
+		task := &Task{ID: id, Owner: owner, Subject: owner + "-sub", Issuer: "https://idp", ClientID: "c", Status: "working",
+			CreatedAt: now, UpdatedAt: now, TTL: time.Hour}
+		if err := s.Create(ctx, task); err != nil {
+			t.Fatal(err)
+		}
+		want[owner+"/"+id] = owner + "-sub"
+	}
+	all := func(owner string) map[string]string {
+		got, cursor, pages := map[string]string{}, "", 0
+		for {
+			page, next, err := s.List(ctx, owner, cursor, 7)
+			if err != nil {
+				t.Fatalf("list %q from %q: %v", owner, cursor, err)
+			}
+			for _, task := range page {
+				if _, dup := got[task.Owner+"/"+task.ID]; dup {
+					t.Errorf("%s/%s listed twice", task.Owner, task.ID)
+				}
+				got[task.Owner+"/"+task.ID] = task.Subject
+			}
+			pages++
+			if next == "" {
+				break
+			}
+			if pages > 100 {
+				t.Fatal("List never ends")
+			}
+			cursor = next
+		}
+		return got
+	}
+	if got := all(""); !maps.Equal(got, want) {
+		t.Fatalf("every owner's tasks: %v\nwant %v", got, want)
+	}
+	got := all("frank")
+	if len(got) != 20 {
+		t.Fatalf("frank's tasks: %d of them, want 20: %v", len(got), got)
+	}
+	for k, sub := range got {
+		if !strings.HasPrefix(k, "frank/") || sub != "frank-sub" {
+			t.Errorf("frank's list has %s (%s)", k, sub)
+		}
+	}
+	if got := all("nobody"); len(got) != 0 {
+		t.Fatalf("an owner without tasks lists %v", got)
+	}
+	if _, _, err := s.List(ctx, "", "not a cursor!", 10); !errors.Is(err, ErrBadCursor) {
+		t.Fatalf("a made-up cursor: %v, want ErrBadCursor", err)
+	}
+}
+
+func TestMemoryList(t *testing.T) { testList(t, &Memory{}) }
+
+func TestRedisList(t *testing.T) { testList(t, NewRedis(redistest.Start(t), "list:")) }
+
+// On a Redis Cluster, List visits every master.
+func TestRedisClusterList(t *testing.T) {
+	c := redistest.StartCluster(t, 3, 0)
+	testList(t, NewRedis(c.Client(), "list:"))
+}
