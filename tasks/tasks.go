@@ -218,6 +218,10 @@ type Options struct {
 	Live       Live
 	MaxPerUser int
 	User       func(from *http.Request) string
+	// Principal, if set, names the principal request from acts for
+	// (issuer, subject, client_id), recorded in the tasks it creates for
+	// operators to see (package admin); the records are sealed in Redis.
+	Principal func(from *http.Request) (issuer, subject, clientID string)
 	// Valid, if set, says whether the caller a round acts for (as Bind
 	// prepared its request, round) may still be acted for: its token has
 	// not expired. Checked at each renewal of the round's lease: a round
@@ -667,21 +671,8 @@ func interrupt(t *taskstore.Task) {
 // and cancels the round if it runs here; a round elsewhere sees it at its
 // next renewal.
 func (l *Layer) cancelTask(ctx context.Context, id string) error {
-	_, err := l.change(ctx, id, func(t *taskstore.Task) error {
-		if t.Terminal() {
-			return errTerminal
-		}
-		t.Status, t.StatusMessage = "cancelled", "cancelled by the client"
-		t.InputRequests, t.Responses = nil, nil
-		t.Runner, t.LeaseUntil = "", time.Time{}
-		t.UpdatedAt = time.Now()
-		return nil
-	})
-	if err != nil && !errors.Is(err, errTerminal) {
+	if _, _, err := Cancel(ctx, l.o, id, "cancelled by the client"); err != nil {
 		return err
-	}
-	if err == nil {
-		metrics.Tasks.WithLabelValues("cancelled").Inc()
 	}
 	l.mu.Lock()
 	r := l.rounds[id]
@@ -690,6 +681,41 @@ func (l *Layer) cancelTask(ctx context.Context, id string) error {
 		r.cancel()
 	}
 	return nil
+}
+
+// Cancel cancels task id of o.Owner in o.Store, for the client's
+// tasks/cancel or for an operator (package admin), with message as its
+// statusMessage: the task is recorded cancelled, stops counting among its
+// user's live tasks (o.Live), and its round, wherever it runs, sees the
+// cancel at its next renewal of its lease (within a third of it) and is
+// cancelled. It returns the task as it is now, and whether this call
+// cancelled it: a terminal task is returned unchanged (cancelled false);
+// nil for an unknown one. Only o's Store, Owner, Live and Logger are used.
+func Cancel(ctx context.Context, o Options, id, message string) (t *taskstore.Task, cancelled bool, err error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	l := &Layer{o: o}
+	var terminal *taskstore.Task
+	t, err = l.change(ctx, id, func(t *taskstore.Task) error {
+		if t.Terminal() {
+			terminal = t
+			return errTerminal
+		}
+		t.Status, t.StatusMessage = "cancelled", message
+		t.InputRequests, t.Responses = nil, nil
+		t.Runner, t.LeaseUntil = "", time.Time{}
+		t.UpdatedAt = time.Now()
+		return nil
+	})
+	switch {
+	case errors.Is(err, errTerminal):
+		return terminal, false, nil
+	case err != nil || t == nil:
+		return nil, false, err
+	}
+	metrics.Tasks.WithLabelValues("cancelled").Inc()
+	return t, true, nil
 }
 
 // update records answers to a task's pending input requests; once none is
