@@ -305,7 +305,7 @@ func (l *Layer) finish(id, tag string, result, rpcErr json.RawMessage, ok bool, 
 			return errTerminal
 		}
 		if interrupted {
-			if resumable(toolOf(t)) && t.Resumes < maxResumes {
+			if resumable(t.Tool()) && t.Resumes < maxResumes {
 				// Its lease lapses now: the next activation to read it
 				// resumes it (reap), without waiting for the lease.
 				t.LeaseUntil = time.Now().Add(-time.Millisecond)

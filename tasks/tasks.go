@@ -467,7 +467,7 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 		}
 		if t.Status == "input_required" {
 			// The answers would start a round of the tool, for this caller.
-			if refusal := l.authorize(r, toolOf(t)); refusal != nil {
+			if refusal := l.authorize(r, t.Tool()); refusal != nil {
 				writeRefusal(w, m.ID, refusal)
 				return
 			}
@@ -540,7 +540,7 @@ func (l *Layer) reap(from *http.Request, t *taskstore.Task) (*taskstore.Task, *R
 	if t.Status != "working" || t.Runner == "" || time.Now().Before(t.LeaseUntil) {
 		return t, nil, nil
 	}
-	lost, tag, tool := t.Runner, l.tag(), toolOf(t)
+	lost, tag, tool := t.Runner, l.tag(), t.Tool()
 	if resumable(tool) && t.Resumes < maxResumes && !l.isClosed() {
 		if refusal := l.authorize(from, tool); refusal != nil {
 			return t, refusal, nil
@@ -578,13 +578,6 @@ func (l *Layer) reap(from *http.Request, t *taskstore.Task) (*taskstore.Task, *R
 		l.o.Logger.Warn("tasks: task failed: its runner stopped renewing its lease", "task", t.ID, "runner", lost)
 	}
 	return u, nil, nil
-}
-
-// toolOf is the tool a task calls.
-func toolOf(t *taskstore.Task) string {
-	var c common
-	json.Unmarshal(t.Request, &c)
-	return c.Name
 }
 
 // Sweep takes over the owner's tasks whose runner was lost (their lease
@@ -631,7 +624,7 @@ func (l *Layer) Sweep(from *http.Request) (next time.Time, err error) {
 			return next, err
 		}
 		if refusal != nil {
-			l.o.Logger.Info("tasks: a lapsed task is left for a caller allowed its tool", "task", id, "tool", toolOf(t))
+			l.o.Logger.Info("tasks: a lapsed task is left for a caller allowed its tool", "task", id, "tool", t.Tool())
 			continue
 		}
 		if u != nil && u.Status == "working" && u.Runner != "" && !l.runsHere(id) {

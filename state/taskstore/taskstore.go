@@ -81,6 +81,15 @@ func (t *Task) Terminal() bool {
 	return false
 }
 
+// Tool is the name of the tool the task calls (from its Request).
+func (t *Task) Tool() string {
+	var c struct {
+		Name string `json:"name"`
+	}
+	json.Unmarshal(t.Request, &c)
+	return c.Name
+}
+
 // taskJSON carries the durations in milliseconds.
 type taskJSON struct {
 	*taskAlias
