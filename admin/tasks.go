@@ -225,12 +225,12 @@ func (a *api) showTask(w http.ResponseWriter, r *http.Request) {
 // errTaskEnded is the cancel of a task that already ended.
 var errTaskEnded = errors.New("the task already ended")
 
-// cancelTask cancels a task for the operator of r: recorded cancelled
+// cancelTask cancels a task for operator op: recorded cancelled
 // ("cancelled by an operator"), its user's place freed, its round
 // cancelled wherever it runs at its next lease renewal (within a third of
 // the lease). It returns the task as it is now; errTaskEnded (with the
 // task) for one that had already ended, which stays as it was.
-func (a *api) cancelTask(r *http.Request, owner, id string) (*taskstore.Task, error) {
+func (a *api) cancelTask(r *http.Request, op *Operator, owner, id string) (*taskstore.Task, error) {
 	o := tasks.Options{Store: a.opts.Stores.Tasks, Owner: owner, Logger: a.opts.Logger}
 	if a.opts.Stores.UserTasks != nil {
 		o.Live = a.opts.Stores.UserTasks
@@ -243,7 +243,7 @@ func (a *api) cancelTask(r *http.Request, owner, id string) (*taskstore.Task, er
 		return t, errTaskEnded
 	}
 	a.opts.Logger.Info("admin: task cancelled", "owner", owner, "task", id, "tool", t.Tool(),
-		"subject", t.Subject, "client_id", t.ClientID, "operator", OperatorOf(r.Context()).String())
+		"subject", t.Subject, "client_id", t.ClientID, "operator", op.String())
 	return t, nil
 }
 
@@ -251,7 +251,7 @@ func (a *api) cancelTask(r *http.Request, owner, id string) (*taskstore.Task, er
 // one that already ended (a cancel changes nothing then); 404, 500, 503 as
 // a read does.
 func (a *api) cancelTaskAPI(w http.ResponseWriter, r *http.Request) {
-	t, err := a.cancelTask(r, r.PathValue("owner"), r.PathValue("id"))
+	t, err := a.cancelTask(r, OperatorOf(r.Context()), r.PathValue("owner"), r.PathValue("id"))
 	if errors.Is(err, errTaskEnded) {
 		writeJSON(w, http.StatusConflict, map[string]any{"error": "the task already ended (" + t.Status + "): nothing to cancel", "task": describeTask(t)})
 		return

@@ -305,3 +305,104 @@ func TestTasksAPIStoreDown(t *testing.T) {
 		}
 	}
 }
+
+// The console's tasks: listed with their state and filtered (a session's
+// are its user's through its client), linked from the sessions' pages;
+// one task's page; its cancel a form with the CSRF token, refused without
+// it, then the task's page says cancelled and offers no cancel. Signed
+// out, every tasks page sends to the sign-in form. Never what a task
+// carries.
+func TestConsoleTasks(t *testing.T) {
+	f := newConsoleFixture(t, nil)
+	working, _, failed := storeTasks(t, f.d)
+	storeSession(t, f.d, "sess-alice-a", "alice", "client-a")
+	taskPage := "/console/tasks/" + working.Owner + "/" + working.ID
+	for _, path := range []string{"/console/tasks", taskPage} {
+		if status, _, h := f.get(path); status != http.StatusSeeOther || h.Get("Location") != "/console/login" {
+			t.Errorf("%s signed out: %d %q, want the sign-in form", path, status, h.Get("Location"))
+		}
+	}
+	if status, _, h := f.post(taskPage+"/cancel", url.Values{"csrf": {"x"}}); status != http.StatusSeeOther || h.Get("Location") != "/console/login" {
+		t.Errorf("a cancel signed out: %d %q", status, h.Get("Location"))
+	}
+	f.login()
+	noSecrets := func(where, body string) {
+		for _, secret := range []string{secretArgument, secretResult, secretErrData} {
+			if strings.Contains(body, secret) {
+				t.Errorf("%s shows %q", where, secret)
+			}
+		}
+	}
+
+	status, body, h := f.get("/console/tasks")
+	for _, want := range []string{`data-task="task-working"`, `data-task="task-completed"`, `data-task="task-failed"`, "import_todos",
+		"imported 3 of 10", "127.0.0.1:7001", `action="` + taskPage + `/cancel"`, `<meta http-equiv="refresh" content="2">`} {
+		if status != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("the tasks page (%d) lacks %s:\n%s", status, want, body)
+		}
+	}
+	if n := strings.Count(body, `class="end" title="Cancel this task`); n != 1 {
+		t.Errorf("%d cancel buttons on the list, want 1 (the working task's; the others ended)", n)
+	}
+	if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "script-src") {
+		t.Errorf("the tasks page's CSP: %q", csp)
+	}
+	noSecrets("the tasks page", body)
+	_, body, _ = f.get("/console/tasks?user=alice&status=failed")
+	if !strings.Contains(body, `data-task="task-failed"`) || strings.Contains(body, `data-task="task-working"`) || !strings.Contains(body, `<option selected>failed</option>`) {
+		t.Errorf("alice's failed tasks:\n%s", body)
+	}
+	_, body, _ = f.get("/console/tasks?session=sess-alice-a")
+	if !strings.Contains(body, `data-task="task-working"`) || strings.Contains(body, `data-task="task-failed"`) || strings.Contains(body, `data-task="task-completed"`) {
+		t.Errorf("the tasks of sess-alice-a:\n%s", body)
+	}
+	_, body, _ = f.get("/console/tasks?user=carol")
+	if !strings.Contains(body, `id="no-tasks"`) {
+		t.Errorf("carol's tasks:\n%s", body)
+	}
+	if status, body, _ := f.get("/console/tasks?status=running"); status != http.StatusBadRequest || !strings.Contains(body, "status must be one of") {
+		t.Errorf("a bad status filter: %d\n%s", status, body)
+	}
+	for _, path := range []string{"/console/sessions/sess-alice-a", "/console/"} {
+		if _, body, _ := f.get(path); !strings.Contains(body, `href="/console/tasks?session=sess-alice-a"`) || !strings.Contains(body, `href="/console/tasks"`) {
+			t.Errorf("%s does not link to the session's tasks and to all tasks:\n%s", path, body)
+		}
+	}
+
+	status, body, _ = f.get(taskPage)
+	for _, want := range []string{"alice", testIssuer, "client-a", "import_todos", "working: imported 3 of 10", "127.0.0.1:7001", `action="` + taskPage + `/cancel"`} {
+		if status != http.StatusOK || !strings.Contains(body, want) {
+			t.Errorf("the task's page (%d) lacks %s:\n%s", status, want, body)
+		}
+	}
+	noSecrets("the task's page", body)
+	_, body, _ = f.get("/console/tasks/" + failed.Owner + "/" + failed.ID)
+	if !strings.Contains(body, "-32603 the import failed") || strings.Contains(body, "Cancel the task") {
+		t.Errorf("the failed task's page:\n%s", body)
+	}
+	noSecrets("the failed task's page", body)
+	if status, _, _ := f.get("/console/tasks/" + working.Owner + "/no-such"); status != http.StatusNotFound {
+		t.Errorf("an unknown task's page: %d, want 404", status)
+	}
+
+	if status, _, _ := f.post(taskPage+"/cancel", url.Values{"csrf": {"forged"}}); status != http.StatusForbidden {
+		t.Errorf("a cancel without the CSRF token: %d, want 403", status)
+	}
+	if got, _ := f.d.Tasks.Get(context.Background(), working.Owner, working.ID); got.Status != "working" {
+		t.Fatalf("a refused cancel changed the task: %+v", got)
+	}
+	status, _, h = f.post(taskPage+"/cancel", url.Values{"csrf": {f.csrf()}})
+	if status != http.StatusSeeOther || h.Get("Location") != taskPage {
+		t.Fatalf("cancel: %d %q, want back to the task's page", status, h.Get("Location"))
+	}
+	_, body, _ = f.get(taskPage)
+	if !strings.Contains(body, "cancelled: cancelled by an operator") || strings.Contains(body, "Cancel the task") {
+		t.Errorf("the cancelled task's page:\n%s", body)
+	}
+	if status, body, _ := f.post(taskPage+"/cancel", url.Values{"csrf": {f.csrf()}}); status != http.StatusConflict || !strings.Contains(body, "already ended") {
+		t.Errorf("a second cancel: %d\n%s", status, body)
+	}
+	if logs := f.logs.String(); !strings.Contains(logs, "admin: task cancelled") || !strings.Contains(logs, "operator=static-admin-token") {
+		t.Errorf("the cancel is not logged with its operator:\n%s", logs)
+	}
+}
