@@ -63,7 +63,7 @@ type TaskError struct {
 }
 
 // taskStatuses are the statuses a task may have, in the order of its life.
-var taskStatuses = []string{"working", "input_required", "completed", "failed", "cancelled"}
+var taskStatuses = taskstore.Statuses
 
 // describeTask is what an operator sees of t.
 func describeTask(t *taskstore.Task) TaskInfo {

@@ -191,6 +191,29 @@ type Store interface {
 	List(ctx context.Context, owner, cursor string, limit int) ([]*Task, string, error)
 }
 
+// Statuses are the statuses a task may have, in the order of its life.
+var Statuses = []string{"working", "input_required", "completed", "failed", "cancelled"}
+
+// CountByStatus counts the tasks s keeps, by status: it reads them all
+// (List), page after page.
+func CountByStatus(ctx context.Context, s Store) (map[string]int, error) {
+	out := map[string]int{}
+	cursor := ""
+	for {
+		page, next, err := s.List(ctx, "", cursor, 500)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range page {
+			out[t.Status]++
+		}
+		if next == "" {
+			return out, nil
+		}
+		cursor = next
+	}
+}
+
 // ErrBadCursor is a List cursor that no page returned.
 var ErrBadCursor = redisscan.ErrBadCursor
 

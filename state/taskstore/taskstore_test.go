@@ -244,6 +244,12 @@ func testList(t *testing.T, s Store) {
 	if _, _, err := s.List(ctx, "", "not a cursor!", 10); !errors.Is(err, ErrBadCursor) {
 		t.Fatalf("a made-up cursor: %v, want ErrBadCursor", err)
 	}
+	if _, err := s.Update(ctx, "erin", "t00", func(t *Task) error { t.Status = "completed"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := CountByStatus(ctx, s); err != nil || len(n) != 2 || n["working"] != 59 || n["completed"] != 1 {
+		t.Fatalf("CountByStatus: %v, %v; want 59 working, 1 completed", n, err)
+	}
 }
 
 func TestMemoryList(t *testing.T) { testList(t, &Memory{}) }
