@@ -207,6 +207,9 @@ func (r *run) renew() {
 		switch {
 		case errors.Is(err, errTerminal) || errors.Is(err, taskstore.ErrUnreadable) || (err == nil && t == nil):
 			cancel()
+			if r.ctx.Err() == nil {
+				l.o.Logger.Info("tasks: a round stops: its task was cancelled, taken over or expired elsewhere", "task", r.taskID)
+			}
 			r.cancel()
 			return
 		case err == nil && time.Since(touched) > l.o.TTL/4:
