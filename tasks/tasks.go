@@ -124,8 +124,16 @@
 // caller's token is valid (Options.Valid, at each renewal); and running
 // rounds count as the actor's requests in flight (Options.Rounds).
 //
-// Not yet: notifications/tasks; tasks on the 2025-11-25 session protocol;
-// operators' views (admin API, CLI, console).
+// # Operators
+//
+// A task records the principal it acts for (Options.Principal: issuer,
+// subject, client_id; sealed in Redis with the rest), so that operators
+// see any node's view of every task (package admin: the admin API, the
+// CLI, the console; Store.List) and cancel one with Cancel, the same
+// cancel as the client's tasks/cancel: recorded, its user's place freed,
+// and its round, wherever it runs, cancelled at its next renewal.
+//
+// Not yet: notifications/tasks; tasks on the 2025-11-25 session protocol.
 package tasks
 
 import (
