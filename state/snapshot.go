@@ -197,26 +197,17 @@ func (r *RedisSnapshots) List(ctx context.Context, cursor string, limit int) ([]
 	if err != nil {
 		return nil, "", fmt.Errorf("list sessions: %w", err)
 	}
+	values, err := redisscan.Values(ctx, r.client, keys)
+	if err != nil {
+		return nil, "", fmt.Errorf("list sessions: %w", err)
+	}
 	var out []Stored
-	if len(keys) > 0 {
-		// One GET per key, pipelined: a cluster's pipeline goes to each
-		// key's shard (an MGET of keys in several slots is refused).
-		pipe := r.client.Pipeline()
-		gets := make([]*redis.StringCmd, len(keys))
-		for i, k := range keys {
-			gets[i] = pipe.Get(ctx, k)
+	for i, k := range keys {
+		if values[i] == nil {
+			continue // expired since
 		}
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			return nil, "", fmt.Errorf("list sessions: %w", err)
-		}
-		for i, k := range keys {
-			v, err := gets[i].Result()
-			if err != nil {
-				continue // expired since
-			}
-			id := strings.TrimSuffix(strings.TrimPrefix(k, r.prefix+"session:{"), "}:snap")
-			out = append(out, Stored{Session: id, Snapshot: []byte(v)})
-		}
+		id := strings.TrimSuffix(strings.TrimPrefix(k, r.prefix+"session:{"), "}:snap")
+		out = append(out, Stored{Session: id, Snapshot: values[i]})
 	}
 	return out, next, nil
 }

@@ -295,40 +295,39 @@ func (c *adminClient) listAll(ctx context.Context, path, key string, q url.Value
 }
 
 func (c *adminClient) listSessions(ctx context.Context, q url.Values, limit int, output string, w io.Writer) error {
-	all, err := c.listAll(ctx, "/sessions", "sessions", q, limit)
-	if err != nil {
-		return err
-	}
-	if output == "json" {
-		return json.NewEncoder(w).Encode(map[string]any{"sessions": all})
-	}
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tUSER\tCLIENT\tCLIENT APP\tPROTOCOL\tNODE\tSTATE\tCREATED\tLAST ACTIVE")
-	for _, raw := range all {
-		var s state.SessionInfo
-		json.Unmarshal(raw, &s)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, dash(s.Subject), dash(s.ClientID),
-			dash(strings.TrimSpace(s.ClientName+" "+s.ClientVersion)), dash(s.ProtocolVersion), dash(s.Node), liveness(s),
-			ago(s.Created), ago(s.Active))
-	}
-	return tw.Flush()
+	return c.listTable(ctx, "sessions", q, limit, output, w,
+		"ID\tUSER\tCLIENT\tCLIENT APP\tPROTOCOL\tNODE\tSTATE\tCREATED\tLAST ACTIVE", func(raw json.RawMessage) []string {
+			var s state.SessionInfo
+			json.Unmarshal(raw, &s)
+			return []string{s.ID, dash(s.Subject), dash(s.ClientID), dash(strings.TrimSpace(s.ClientName + " " + s.ClientVersion)),
+				dash(s.ProtocolVersion), dash(s.Node), liveness(s), ago(s.Created), ago(s.Active)}
+		})
 }
 
 func (c *adminClient) listTasks(ctx context.Context, q url.Values, limit int, output string, w io.Writer) error {
-	all, err := c.listAll(ctx, "/tasks", "tasks", q, limit)
+	return c.listTable(ctx, "tasks", q, limit, output, w,
+		"TASK (OWNER/ID)\tUSER\tCLIENT\tTOOL\tSTATUS\tMESSAGE\tNODE\tCREATED\tUPDATED", func(raw json.RawMessage) []string {
+			var t admin.TaskInfo
+			json.Unmarshal(raw, &t)
+			return []string{t.Owner + "/" + t.ID, dash(t.Subject), dash(t.ClientID), dash(t.Tool), t.Status, dash(t.StatusMessage),
+				dash(t.Node), ago(t.Created), ago(t.Updated)}
+		})
+}
+
+// listTable prints a whole list (/what, its items under what) as the API's
+// JSON or as a table: header, then each item's row.
+func (c *adminClient) listTable(ctx context.Context, what string, q url.Values, limit int, output string, w io.Writer, header string, row func(json.RawMessage) []string) error {
+	all, err := c.listAll(ctx, "/"+what, what, q, limit)
 	if err != nil {
 		return err
 	}
 	if output == "json" {
-		return json.NewEncoder(w).Encode(map[string]any{"tasks": all})
+		return json.NewEncoder(w).Encode(map[string]any{what: all})
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TASK (OWNER/ID)\tUSER\tCLIENT\tTOOL\tSTATUS\tMESSAGE\tNODE\tCREATED\tUPDATED")
+	fmt.Fprintln(tw, header)
 	for _, raw := range all {
-		var t admin.TaskInfo
-		json.Unmarshal(raw, &t)
-		fmt.Fprintf(tw, "%s/%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Owner, t.ID, dash(t.Subject), dash(t.ClientID), dash(t.Tool),
-			t.Status, dash(t.StatusMessage), dash(t.Node), ago(t.Created), ago(t.Updated))
+		fmt.Fprintln(tw, strings.Join(row(raw), "\t"))
 	}
 	return tw.Flush()
 }

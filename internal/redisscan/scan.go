@@ -72,6 +72,30 @@ func Page(ctx context.Context, client redis.UniversalClient, pattern, cursor str
 	return keys, next, nil
 }
 
+// Values reads the values of keys, one GET per key, pipelined (a cluster's
+// pipeline sends each to its key's shard; an MGET of keys in several slots
+// is refused): out[i] is keys[i]'s value, nil for a key gone since.
+func Values(ctx context.Context, client redis.UniversalClient, keys []string) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	pipe := client.Pipeline()
+	gets := make([]*redis.StringCmd, len(keys))
+	for i, k := range keys {
+		gets[i] = pipe.Get(ctx, k)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	for i := range keys {
+		if b, err := gets[i].Bytes(); err == nil {
+			out[i] = b
+		}
+	}
+	return out, nil
+}
+
 // Count counts the keys matching pattern on every shard.
 func Count(ctx context.Context, client redis.UniversalClient, pattern string) (int, error) {
 	shards, err := Shards(ctx, client)

@@ -430,30 +430,20 @@ func (r *Redis) List(ctx context.Context, owner, cursor string, limit int) ([]*T
 	if err != nil {
 		return nil, "", fmt.Errorf("list tasks: %w", err)
 	}
-	out := []*Task{}
-	if len(keys) == 0 {
-		return out, next, nil
-	}
-	// One GET per key, pipelined: a cluster's pipeline goes to each key's
-	// shard.
-	pipe := r.client.Pipeline()
-	gets := make([]*redis.StringCmd, len(keys))
-	for i, k := range keys {
-		gets[i] = pipe.Get(ctx, k)
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+	values, err := redisscan.Values(ctx, r.client, keys)
+	if err != nil {
 		return nil, "", fmt.Errorf("list tasks: %w", err)
 	}
+	out := []*Task{}
 	for i, k := range keys {
-		b, err := gets[i].Bytes()
-		if err != nil {
+		if values[i] == nil {
 			continue // expired since
 		}
 		o, id, ok := strings.Cut(strings.TrimPrefix(k, r.prefix+"task:{"), "}:")
 		if !ok {
 			continue
 		}
-		if t, err := open(r.sealer, o, id, b); err == nil {
+		if t, err := open(r.sealer, o, id, values[i]); err == nil {
 			out = append(out, t)
 		}
 	}
