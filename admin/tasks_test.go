@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,12 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/internal/logtest"
 	"github.com/pingmcp/pingmcp/internal/redistest"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/state/taskstore"
+	"github.com/pingmcp/pingmcp/tasks"
 )
 
 const (
@@ -404,5 +407,71 @@ func TestConsoleTasks(t *testing.T) {
 	}
 	if logs := f.logs.String(); !strings.Contains(logs, "admin: task cancelled") || !strings.Contains(logs, "operator=static-admin-token") {
 		t.Errorf("the cancel is not logged with its operator:\n%s", logs)
+	}
+}
+
+// An operator's cancel through the admin API reaches a round running in a
+// tasks layer (here in this process, sharing the store, as another node's
+// would): the tool's context ends at the round's next renewal, and the
+// view never shows the call's arguments.
+func TestTasksAPICancelReachesTheRound(t *testing.T) {
+	d := state.MemoryStores(time.Hour)
+	f := newTasksFixture(t, d)
+	stopped := make(chan struct{})
+	s := mcp.NewServer(&mcp.Implementation{Name: "t", Version: "1"}, nil)
+	tasks.Add(s, &mcp.Tool{Name: "admin_test_wait", InputSchema: json.RawMessage(`{"type":"object"}`)}, tasks.Optional,
+		func(ctx context.Context, _ *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			<-ctx.Done()
+			close(stopped)
+			return nil, ctx.Err()
+		})
+	owner := ownerOf("alice", "client-a")
+	layer := tasks.New(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s },
+		&mcp.StreamableHTTPOptions{Stateless: true, DisableLocalhostProtection: true}),
+		tasks.Options{Store: d.Tasks, Owner: owner, Runner: "127.0.0.1:7009/act", Lease: 600 * time.Millisecond,
+			Principal: func(*http.Request) (string, string, string) { return testIssuer, "alice", "client-a" }})
+	mcpSrv := httptest.NewServer(layer)
+	t.Cleanup(func() { layer.Close(); mcpSrv.Close() })
+
+	call, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": map[string]any{
+		"name": "admin_test_wait", "arguments": map[string]any{"note": secretArgument},
+		"_meta": map[string]any{"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+			"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "t", "version": "1"},
+			"io.modelcontextprotocol/clientCapabilities": map[string]any{"extensions": map[string]any{tasks.Extension: map[string]any{}}}}}})
+	req, _ := http.NewRequest(http.MethodPost, mcpSrv.URL, bytes.NewReader(call))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("MCP-Protocol-Version", "2026-07-28")
+	req.Header.Set("Mcp-Method", "tools/call")
+	req.Header.Set("Mcp-Name", "admin_test_wait")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct {
+		Result struct{ ResultType, TaskID string } `json:"result"`
+	}
+	json.NewDecoder(resp.Body).Decode(&created)
+	resp.Body.Close()
+	id := created.Result.TaskID
+	if created.Result.ResultType != "task" || id == "" {
+		t.Fatalf("tools/call: %+v, want a task", created)
+	}
+
+	status, body := f.call(t, http.MethodGet, "/admin/v1/tasks?user=alice&status=working", false)
+	if status != http.StatusOK || !strings.Contains(body, `"id":"`+id+`"`) || !strings.Contains(body, `"node":"127.0.0.1:7009"`) ||
+		!strings.Contains(body, `"tool":"admin_test_wait"`) || strings.Contains(body, secretArgument) {
+		t.Fatalf("alice's working tasks: %d %s", status, body)
+	}
+	if status, body := f.call(t, http.MethodPost, "/admin/v1/tasks/"+owner+"/"+id+"/cancel", false); status != http.StatusOK || !strings.Contains(body, `"status":"cancelled"`) {
+		t.Fatalf("cancel: %d %s", status, body)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the round still runs 10 s after the operator's cancel (its lease renews every 200 ms)")
+	}
+	if got, _ := d.Tasks.Get(context.Background(), owner, id); got == nil || got.Status != "cancelled" || got.StatusMessage != "cancelled by an operator" {
+		t.Errorf("the task once its round stopped: %+v, want cancelled by an operator", got)
 	}
 }
