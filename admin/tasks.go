@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,37 +101,38 @@ func (f *taskFilter) keeps(t *taskstore.Task) bool {
 		(f.Issuer == "" || t.Issuer == f.Issuer) && (f.Status == "" || t.Status == f.Status)
 }
 
-// errNoSession is a session filter naming no stored session.
-var errNoSession = errors.New("no such session")
-
-// parseTaskFilter reads a list's filters from q: a session names its
+// parseTaskFilter reads a list's filters from q. A session names its
 // principal (its snapshot's issuer, subject and client), whose actor owns
-// the tasks of that principal; tasks belong to the stateless protocol's
+// the tasks of that principal: tasks belong to the stateless protocol's
 // principal actors, so a session's tasks are those its user made through
-// the same client. The error is the answer's status and message.
-func (a *api) parseTaskFilter(ctx context.Context, q map[string][]string) (taskFilter, int, error) {
-	get := func(k string) string {
-		if v := q[k]; len(v) > 0 {
-			return v[0]
-		}
-		return ""
-	}
-	f := taskFilter{User: get("user"), Client: get("client"), Issuer: get("issuer"), Status: get("status")}
+// the same client. A session, or a user, client and issuer given together,
+// narrows the scan to that principal's keys. The error is the answer's
+// status and message.
+func (a *api) parseTaskFilter(ctx context.Context, q url.Values) (taskFilter, int, error) {
+	f := taskFilter{User: q.Get("user"), Client: q.Get("client"), Issuer: q.Get("issuer"), Status: q.Get("status")}
 	if f.Status != "" && !slices.Contains(taskStatuses, f.Status) {
 		return f, http.StatusBadRequest, errors.New("status must be one of " + strings.Join(taskStatuses, ", "))
 	}
-	if id := get("session"); id != "" {
-		info, found, err := a.describeSession(ctx, id)
-		switch {
-		case err != nil && !found:
-			return f, http.StatusServiceUnavailable, errors.New("the session store cannot be read: " + err.Error())
-		case err != nil:
-			return f, http.StatusInternalServerError, errors.New("the session's snapshot cannot be read: " + err.Error())
-		case !found:
-			return f, http.StatusNotFound, errNoSession
-		}
-		f.Owner = auth.Principal{Issuer: info.Issuer, Subject: info.Subject, ClientID: info.ClientID}.Key()
+	if f.User != "" && f.Client != "" && f.Issuer != "" {
+		f.Owner = auth.Principal{Issuer: f.Issuer, Subject: f.User, ClientID: f.Client}.Key()
 	}
+	id := q.Get("session")
+	if id == "" {
+		return f, 0, nil
+	}
+	snap, err := a.opts.Stores.Snapshots.Get(ctx, id)
+	if err != nil {
+		return f, http.StatusServiceUnavailable, errors.New("the session store cannot be read: " + err.Error())
+	}
+	if snap == nil {
+		return f, http.StatusNotFound, errors.New("no such session")
+	}
+	info, err := a.opts.Stores.Describe(id, snap, false)
+	if err != nil {
+		return f, http.StatusInternalServerError, errors.New("the session's snapshot cannot be read: " + err.Error())
+	}
+	// The user, client and issuer given besides still filter (keeps).
+	f.Owner = auth.Principal{Issuer: info.Issuer, Subject: info.Subject, ClientID: info.ClientID}.Key()
 	return f, 0, nil
 }
 

@@ -166,6 +166,8 @@ func testTasksAPI(t *testing.T, d *state.Stores) {
 		{url.Values{"status": {"completed"}}, "50", []string{"task-completed"}},
 		{url.Values{"issuer": {"https://other.example"}}, "50", nil},
 		{url.Values{"session": {"sess-alice-a"}}, "1", []string{"task-working"}},
+		{url.Values{"session": {"sess-alice-a"}, "user": {"bob"}}, "50", nil},
+		{url.Values{"user": {"alice"}, "client": {"client-b"}, "issuer": {testIssuer}}, "1", []string{"task-failed"}},
 		{url.Values{"user": {"carol"}}, "50", nil},
 	} {
 		if got := f.list(t, c.q, c.limit); !slices.Equal(got, c.want) {
