@@ -74,7 +74,7 @@ var consolePages = template.Must(template.New("console").Funcs(template.FuncMap{
 	"cancelForm": func(owner, id, csrf string) struct{ Owner, ID, CSRF string } {
 		return struct{ Owner, ID, CSRF string }{owner, id, csrf}
 	},
-	"ended": func(status string) bool { return status == "completed" || status == "failed" || status == "cancelled" },
+	"ended": func(status string) bool { return (&taskstore.Task{Status: status}).Terminal() },
 	"json": func(v any) string {
 		b, err := json.Marshal(v)
 		if err != nil {

@@ -26,7 +26,7 @@ import (
 //	pingmcp sessions ls [--user SUB] [--client ID] [--limit N]
 //	pingmcp sessions show ID
 //	pingmcp sessions kill ID
-//	pingmcp tasks ls [--user SUB] [--client ID] [--session ID] [--status S] [--limit N]
+//	pingmcp tasks ls [--user SUB] [--client ID] [--issuer URL] [--session ID] [--status S] [--limit N]
 //	pingmcp tasks show OWNER/ID
 //	pingmcp tasks cancel OWNER/ID
 //	pingmcp nodes ls
@@ -55,7 +55,7 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 	status := fs.String("status", "", "tasks ls: only those with this status (working, input_required, completed, failed, cancelled)")
 	limit := fs.Int("limit", 0, "sessions ls, tasks ls: at most this many (0: all)")
 	span := fs.String("for", "1h", "users revoke: how long the user's current tokens are refused")
-	issuer := fs.String("issuer", "", "users revoke: the user's issuer (default: the node's --issuer)")
+	issuer := fs.String("issuer", "", "users revoke: the user's issuer (default: the node's --issuer); tasks ls: only tasks acting for this issuer's users")
 	// Flags may come before or after the session id, and a session id may
 	// begin with "-" (base64url): an argument is a flag only if it names
 	// one of ours.
@@ -121,7 +121,7 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 			fmt.Fprintf(stdout, "session %s ended\n", id)
 		}
 	case "tasks ls":
-		err = c.listTasks(ctx, url.Values{"user": {*user}, "client": {*client}, "session": {*session}, "status": {*status}}, *limit, *output, stdout)
+		err = c.listTasks(ctx, url.Values{"user": {*user}, "client": {*client}, "issuer": {*issuer}, "session": {*session}, "status": {*status}}, *limit, *output, stdout)
 	case "tasks show":
 		path, ok := taskPath()
 		if !ok {
