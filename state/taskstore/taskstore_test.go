@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pingmcp/pingmcp/internal/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 func testStore(t *testing.T, s Store) {
@@ -259,5 +260,19 @@ func TestRedisList(t *testing.T) { testList(t, NewRedis(redistest.Start(t), "lis
 // On a Redis Cluster, List visits every master.
 func TestRedisClusterList(t *testing.T) {
 	c := redistest.StartCluster(t, 3, 0)
-	testList(t, NewRedis(c.Client(), "list:"))
+	client := c.Client()
+	testList(t, NewRedis(client, "list:"))
+	// The owners' tasks are spread: the list did visit several masters.
+	var mu sync.Mutex
+	holding := 0
+	if err := client.ForEachMaster(context.Background(), func(ctx context.Context, m *redis.Client) error {
+		if keys, _ := m.Keys(ctx, "list:task:*").Result(); len(keys) > 0 {
+			mu.Lock()
+			holding++
+			mu.Unlock()
+		}
+		return nil
+	}); err != nil || holding < 2 {
+		t.Fatalf("the tasks are held by %d masters (%v); the test needs them spread", holding, err)
+	}
 }
