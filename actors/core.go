@@ -195,7 +195,7 @@ func (a *core) build(ctx actor.Context, o serverOptions) {
 		// not idle (memory pressure passivates idle actors first).
 		la := a.live
 		o := tasks.Options{Store: a.cfg.taskStore(), Owner: a.id, Runner: a.node + "/" + activationID(), Logger: a.logger,
-			TTL: a.cfg.TaskTTL, Lease: a.cfg.TaskLease, Bind: a.bindRound, Authorize: a.authorizeRound, Valid: a.roundValid, MaxBody: a.cfg.MaxBodyBytes,
+			TTL: a.cfg.TaskTTL, Lease: a.cfg.TaskLease, Bind: a.bindRound, Authorize: a.authorizeRound, Principal: a.principalOf, Valid: a.roundValid, MaxBody: a.cfg.MaxBodyBytes,
 			Rounds: func(d int) { la.flight(false, int32(d)) }}
 		if d := a.cfg.Stores; d != nil && d.UserTasks != nil && d.MaxTasksPerUser > 0 {
 			// A user's live tasks, all clients together (--max-tasks-per-user).
@@ -701,6 +701,16 @@ func (a *core) userOf(from *http.Request) string {
 		return ""
 	}
 	return auth.Principal{Issuer: s.principal.Issuer, Subject: s.principal.Subject}.UserKey()
+}
+
+// principalOf names the principal of request from (tasks.Options.Principal),
+// all empty for a request without one.
+func (a *core) principalOf(from *http.Request) (issuer, subject, clientID string) {
+	s := a.requests.load(from.Header.Get(forwardedHeader))
+	if s == nil || s.principal == nil {
+		return "", "", ""
+	}
+	return s.principal.Issuer, s.principal.Subject, s.principal.ClientId
 }
 
 // authorizeRound refuses a round of a task (tasks.Options.Authorize) to the

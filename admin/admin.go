@@ -8,11 +8,15 @@
 //	GET    /admin/v1/nodes                                   the cluster's nodes: role, version, actors hosted
 //	POST   /admin/v1/nodes/{address}/drain                   drain a node: its sessions move, then it exits
 //	POST   /admin/v1/apis/reload                             every node reads its --apis file and documents again (as on SIGHUP)
+//	GET    /admin/v1/tasks?user=&client=&issuer=&session=&status=&cursor=&limit=   durable tasks of the whole cluster (tasks.go)
+//	GET    /admin/v1/tasks/{owner}/{id}                      one task: whom it acts for, its tool, state and runner
+//	POST   /admin/v1/tasks/{owner}/{id}/cancel               cancel a task, wherever its round runs
 //	GET    /metrics                                          Prometheus metrics of this node
 //
-// Sessions are read from the session store that every node shares (Redis),
-// so any node's admin API lists every session, passivated or live. No
-// response carries a token value.
+// Sessions and tasks are read from the stores that every node shares
+// (Redis), so any node's admin API lists every session, passivated or live,
+// and every task. No response carries a token value, nor a task's
+// arguments or result.
 package admin
 
 import (
@@ -24,7 +28,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -89,6 +92,9 @@ func Handler(opts Options) (http.Handler, error) {
 	mux.HandleFunc("POST /admin/v1/nodes/{address}/drain", a.drainNode)
 	mux.HandleFunc("POST /admin/v1/users/{subject}/revoke", a.revokeUser)
 	mux.HandleFunc("POST /admin/v1/apis/reload", a.reloadAPIs)
+	mux.HandleFunc("GET /admin/v1/tasks", a.listTasks)
+	mux.HandleFunc("GET /admin/v1/tasks/{owner}/{id}", a.showTask)
+	mux.HandleFunc("POST /admin/v1/tasks/{owner}/{id}/cancel", a.cancelTaskAPI)
 	mux.Handle("GET /metrics", metrics.Handler())
 	// The console (console.go) signs its operators in itself.
 	console, root := a.console(), http.NewServeMux()
@@ -237,16 +243,20 @@ func (a *api) authenticate(next http.Handler) http.Handler {
 
 // actions name the admin API's routes in audit records.
 var actions = map[string]string{
-	"GET /admin/v1/sessions":                "sessions.list",
-	"GET /admin/v1/sessions/{id}":           "sessions.show",
-	"DELETE /admin/v1/sessions/{id}":        "sessions.kill",
-	"POST /admin/v1/users/{subject}/revoke": "users.revoke",
-	"GET /admin/v1/nodes":                   "nodes.list",
-	"POST /admin/v1/nodes/{address}/drain":  "nodes.drain",
-	"POST /admin/v1/apis/reload":            "apis.reload",
-	"POST /console/login":                   "console.login",
-	"POST /console/logout":                  "console.logout",
-	"POST /console/sessions/{id}/end":       "sessions.kill",
+	"GET /admin/v1/sessions":                   "sessions.list",
+	"GET /admin/v1/sessions/{id}":              "sessions.show",
+	"DELETE /admin/v1/sessions/{id}":           "sessions.kill",
+	"POST /admin/v1/users/{subject}/revoke":    "users.revoke",
+	"GET /admin/v1/nodes":                      "nodes.list",
+	"POST /admin/v1/nodes/{address}/drain":     "nodes.drain",
+	"POST /admin/v1/apis/reload":               "apis.reload",
+	"GET /admin/v1/tasks":                      "tasks.list",
+	"GET /admin/v1/tasks/{owner}/{id}":         "tasks.show",
+	"POST /admin/v1/tasks/{owner}/{id}/cancel": "tasks.cancel",
+	"POST /console/login":                      "console.login",
+	"POST /console/logout":                     "console.logout",
+	"POST /console/sessions/{id}/end":          "sessions.kill",
+	"POST /console/tasks/{owner}/{id}/cancel":  "tasks.cancel",
 }
 
 // audited writes one audit record per admin request (scrapes of /metrics
@@ -284,7 +294,7 @@ func (a *api) audited(mux *http.ServeMux, next http.Handler) http.Handler {
 			operator = op.String()
 		}
 		details := map[string]any{"status": rec.status, "remote": r.RemoteAddr}
-		for _, k := range []string{"user", "client", "node", "for", "issuer"} {
+		for _, k := range []string{"user", "client", "node", "for", "issuer", "session", "status"} {
 			if v := r.URL.Query().Get(k); v != "" {
 				details[k] = v
 			}
@@ -294,19 +304,21 @@ func (a *api) audited(mux *http.ServeMux, next http.Handler) http.Handler {
 	})
 }
 
-// wildcard returns the part of path that the pattern's one wildcard
-// matched ("" if it has none): the target of an admin action.
+// wildcard returns the parts of path that the pattern's wildcards matched,
+// joined by "/" ("" if it has none): the target of an admin action (a
+// session's id; a task's owner/id).
 func wildcard(pattern, path string) string {
 	_, pattern, _ = strings.Cut(pattern, " ")
 	want := strings.Split(strings.Trim(pattern, "/"), "/")
 	got := strings.Split(strings.Trim(path, "/"), "/")
+	var parts []string
 	for i, seg := range want {
 		if strings.HasPrefix(seg, "{") && i < len(got) {
 			v, _ := url.PathUnescape(got[i])
-			return v
+			parts = append(parts, v)
 		}
 	}
-	return ""
+	return strings.Join(parts, "/")
 }
 
 // noteOperator tells the audit who an admitted request comes from.
@@ -338,14 +350,9 @@ const (
 
 func (a *api) listSessions(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	limit := defaultLimit
-	if s := q.Get("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxLimit {
-			writeError(w, http.StatusBadRequest, "limit must be between 1 and "+strconv.Itoa(maxLimit))
-			return
-		}
-		limit = n
+	limit, ok := parseLimit(w, r)
+	if !ok {
+		return
 	}
 	out, next, err := a.sessionPage(r.Context(), q.Get("user"), q.Get("client"), q.Get("node"), q.Get("cursor"), limit)
 	if err != nil {

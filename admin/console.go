@@ -6,6 +6,9 @@ package admin
 //	GET  /console/                    sessions, filtered by ?user= and ?client=, a page at a time (?cursor=)
 //	GET  /console/sessions/{id}       one session, with its cached exchanged tokens described
 //	POST /console/sessions/{id}/end   end it, then back to the list
+//	GET  /console/tasks               durable tasks, filtered by ?user=, ?client=, ?session=, ?status=
+//	GET  /console/tasks/{owner}/{id}  one task
+//	POST /console/tasks/{owner}/{id}/cancel   cancel it, then back to its page
 //	GET  /console/login               the sign-in form; POST /console/login signs in
 //	POST /console/logout              sign out
 //
@@ -30,6 +33,7 @@ import (
 	"embed"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -40,6 +44,7 @@ import (
 
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/state"
+	"github.com/pingmcp/pingmcp/state/taskstore"
 )
 
 const (
@@ -64,6 +69,12 @@ var consolePages = template.Must(template.New("console").Funcs(template.FuncMap{
 	"join": strings.Join,
 	// endForm is what the "end" template needs: a session and the CSRF token.
 	"endForm": func(id, csrf string) struct{ ID, CSRF string } { return struct{ ID, CSRF string }{id, csrf} },
+	// cancelForm is what the "cancel" template needs: a task and the CSRF
+	// token.
+	"cancelForm": func(owner, id, csrf string) struct{ Owner, ID, CSRF string } {
+		return struct{ Owner, ID, CSRF string }{owner, id, csrf}
+	},
+	"ended": func(status string) bool { return (&taskstore.Task{Status: status}).Terminal() },
 	"json": func(v any) string {
 		b, err := json.Marshal(v)
 		if err != nil {
@@ -105,6 +116,13 @@ type consoleView struct {
 
 	// One session.
 	Session *state.SessionInfo
+
+	// The task list (User, Client, Cursor, NextURL as for sessions), and
+	// one task.
+	SessionFilter, Status string
+	Statuses              []string
+	Tasks                 []TaskInfo
+	Task                  *TaskInfo
 }
 
 // console returns the console's handler. It does its own authentication:
@@ -121,6 +139,9 @@ func (a *api) console() http.Handler {
 	mux.HandleFunc("GET /console/{$}", c.signedIn(c.list))
 	mux.HandleFunc("GET /console/sessions/{id}", c.signedIn(c.show))
 	mux.HandleFunc("POST /console/sessions/{id}/end", c.change(c.end))
+	mux.HandleFunc("GET /console/tasks", c.signedIn(c.listTasks))
+	mux.HandleFunc("GET /console/tasks/{owner}/{id}", c.signedIn(c.showTask))
+	mux.HandleFunc("POST /console/tasks/{owner}/{id}/cancel", c.change(c.cancelTask))
 	mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
 		c.render(w, http.StatusNotFound, "error", &consoleView{Page: "error", Title: "Not found", Message: "There is no such page."})
 	})
@@ -370,15 +391,89 @@ func (c *console) find(w http.ResponseWriter, r *http.Request, s *consoleSignIn)
 	return info, found && err == nil
 }
 
+func (c *console) listTasks(w http.ResponseWriter, r *http.Request, s *consoleSignIn) {
+	q := r.URL.Query()
+	v := c.view(s, "tasks", "Tasks")
+	v.User, v.Client, v.SessionFilter, v.Status, v.Cursor = q.Get("user"), q.Get("client"), q.Get("session"), q.Get("status"), q.Get("cursor")
+	v.Statuses = taskStatuses
+	f, status, err := c.a.parseTaskFilter(r.Context(), q)
+	if err != nil {
+		c.failed(w, s, status, err.Error())
+		return
+	}
+	tasks, next, err := c.a.taskPage(r.Context(), f, v.Cursor, defaultLimit)
+	if errors.Is(err, taskstore.ErrBadCursor) {
+		c.failed(w, s, http.StatusBadRequest, "This page's cursor is not one the console gave: start from the first page.")
+		return
+	}
+	if err != nil {
+		c.failed(w, s, http.StatusServiceUnavailable, "The task store cannot be read: "+err.Error())
+		return
+	}
+	if next != "" {
+		v.NextURL = "/console/tasks?" + url.Values{"user": {v.User}, "client": {v.Client}, "session": {v.SessionFilter}, "status": {v.Status}, "cursor": {next}}.Encode()
+	}
+	v.Tasks = tasks
+	c.render(w, http.StatusOK, "tasks", v)
+}
+
+// findTask reads the task named in the path, or writes the page that says
+// why not.
+func (c *console) findTask(w http.ResponseWriter, r *http.Request, s *consoleSignIn) (*taskstore.Task, bool) {
+	t, err := c.a.opts.Stores.Tasks.Get(r.Context(), r.PathValue("owner"), r.PathValue("id"))
+	if status, msg := taskFailure(t, err); status != 0 {
+		c.failed(w, s, status, msg)
+		return nil, false
+	}
+	return t, true
+}
+
+func (c *console) showTask(w http.ResponseWriter, r *http.Request, s *consoleSignIn) {
+	t, ok := c.findTask(w, r, s)
+	if !ok {
+		return
+	}
+	info := describeTask(t)
+	v := c.view(s, "task", "Task "+info.ID)
+	v.Task = &info
+	c.render(w, http.StatusOK, "task", v)
+}
+
+func (c *console) cancelTask(w http.ResponseWriter, r *http.Request, s *consoleSignIn) {
+	owner, id := r.PathValue("owner"), r.PathValue("id")
+	t, err := c.a.cancelTask(r, s.op, owner, id)
+	if errors.Is(err, errTaskEnded) {
+		c.failed(w, s, http.StatusConflict, "The task already ended ("+t.Status+"): there is nothing to cancel.")
+		return
+	}
+	if status, msg := taskFailure(t, err); status != 0 {
+		c.failed(w, s, status, msg)
+		return
+	}
+	http.Redirect(w, r, "/console/tasks/"+url.PathEscape(owner)+"/"+url.PathEscape(id), http.StatusSeeOther)
+}
+
+// failed writes the error page of a request that failed with status: a
+// store that cannot be read refreshes itself.
+func (c *console) failed(w http.ResponseWriter, s *consoleSignIn, status int, msg string) {
+	if status == http.StatusServiceUnavailable {
+		c.unavailable(w, s, msg)
+		return
+	}
+	v := c.view(s, "error", http.StatusText(status))
+	v.Message = msg
+	c.render(w, status, "error", v)
+}
+
 func (c *console) unavailable(w http.ResponseWriter, s *consoleSignIn, msg string) {
-	v := c.view(s, "error", "Session store unavailable")
+	v := c.view(s, "error", "Store unavailable")
 	v.Message, v.Refresh = msg, true
 	w.Header().Set("Retry-After", "2")
 	c.render(w, http.StatusServiceUnavailable, "error", v)
 }
 
 func (c *console) view(s *consoleSignIn, page, title string) *consoleView {
-	return &consoleView{Page: page, Title: title, Refresh: page == "list" || page == "session", Operator: s.op.String(), CSRF: s.csrf}
+	return &consoleView{Page: page, Title: title, Refresh: page == "list" || page == "session" || page == "tasks" || page == "task", Operator: s.op.String(), CSRF: s.csrf}
 }
 
 // render writes a page whole, or a 500 if it cannot be rendered.

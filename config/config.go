@@ -198,6 +198,7 @@ var Commands = []struct{ Name, Summary string }{
 	{"todo-api", "run the demo Todo API (the downstream API the todo tools call)"},
 	{"idp", "run the development authorization server (a PingFederate stand-in; not for production)"},
 	{"sessions", "ls | show ID | kill ID: the cluster's sessions, through the admin API"},
+	{"tasks", "ls | show OWNER/ID | cancel OWNER/ID: the cluster's durable tasks (MCP tasks extension), through the admin API"},
 	{"nodes", "ls | drain ADDRESS: the cluster's nodes, through the admin API"},
 	{"users", "revoke SUBJECT [--for 1h]: end a user's sessions and refuse their current tokens"},
 	{"apis", "reload: every node reads its --apis file and fetches its documents again (as on SIGHUP), through the admin API"},

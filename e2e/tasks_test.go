@@ -19,6 +19,11 @@ import (
 // the tasks extension, and returns its result or error object (nil, nil
 // when the cluster answered no JSON-RPC response: a node going away).
 func taskRPC(ctx context.Context, url, method string, params map[string]any, name string) (result, rpcErr map[string]any) {
+	return taskRPCAs(ctx, url, "", method, params, name)
+}
+
+// taskRPCAs is taskRPC with a bearer token (none when empty).
+func taskRPCAs(ctx context.Context, url, token, method string, params map[string]any, name string) (result, rpcErr map[string]any) {
 	params["_meta"] = map[string]any{
 		"io.modelcontextprotocol/protocolVersion":    "2026-07-28",
 		"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "e2e", "version": "1"},
@@ -31,6 +36,9 @@ func taskRPC(ctx context.Context, url, method string, params map[string]any, nam
 	req.Header.Set("MCP-Protocol-Version", "2026-07-28")
 	req.Header.Set("Mcp-Method", method)
 	req.Header.Set("Mcp-Name", name)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, nil
@@ -287,5 +295,84 @@ func TestTasksPerUserCluster(t *testing.T) {
 	// Bob's task runs on; his own slot count is his.
 	if a := taskCall(t, ctx, via(0), bob, "tasks/get", map[string]any{"taskId": bobs}, bobs); !strings.Contains(a.body, `"status":"working"`) {
 		t.Fatalf("bob's task: %d %s, want working", a.status, a.body)
+	}
+}
+
+// TestOperatorCancelsTaskElsewhere: an operator sees a user's running task
+// through the admin API (and the CLI) of the node that does NOT run it,
+// with whom it acts for and the node that runs it, and cancels it there:
+// the round on the other node stops at its next lease renewal, the
+// client's tasks/get reads it cancelled by an operator, and the cluster's
+// tasks are counted by status in pingmcp_tasks_stored.
+func TestOperatorCancelsTaskElsewhere(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := startAuthCluster(t, ctx, 2, "--tools", "todo,conformance")
+	alice := login(t, ctx, c.Issuer, c.Resource, "alice", allScopes)
+	res, e := taskRPCAs(ctx, c.Nodes[0].URL(), alice, "tools/call", map[string]any{"name": "slow_compute", "arguments": map[string]any{"seconds": 120, "label": "e2e"}}, "slow_compute")
+	id, _ := res["taskId"].(string)
+	if res["resultType"] != "task" || id == "" {
+		t.Fatalf("slow_compute: %v %v, want a CreateTaskResult", res, e)
+	}
+	runner, other, otherAdmin := c.Nodes[0], c.Nodes[1], c.Admin[1]
+	if !runner.logged("task created", id) {
+		runner, other, otherAdmin = c.Nodes[1], c.Nodes[0], c.Admin[0]
+	}
+	if !runner.logged("task created", id) {
+		t.Fatal("neither node logged the task's creation")
+	}
+
+	// Listed by the other node's admin API, as alice's and working.
+	status, body, _ := adminCall(t, ctx, http.MethodGet, otherAdmin+"/tasks?user=alice&status=working", c.Token)
+	var list struct {
+		Tasks []struct {
+			ID, Owner, Subject, Tool, Status, Node string
+			ClientID                               string `json:"client_id"`
+		}
+	}
+	if status != http.StatusOK || json.Unmarshal([]byte(body), &list) != nil || len(list.Tasks) != 1 {
+		t.Fatalf("alice's working tasks through %s: %d %s", other.name, status, body)
+	}
+	task := list.Tasks[0]
+	if task.ID != id || task.Subject != "alice" || task.ClientID == "" || task.Tool != "slow_compute" || task.Node != runner.Cluster {
+		t.Fatalf("the listed task: %+v, want %s of alice, slow_compute, run by %s (%s)", task, id, runner.name, runner.Cluster)
+	}
+	if strings.Contains(body, alice) || strings.Contains(body, `"label"`) {
+		t.Errorf("the list shows the token or the call's arguments: %s", body)
+	}
+	env := []string{"PINGMCP_ADMIN_TOKEN=" + c.Token, "PINGMCP_ADMIN_URL=" + strings.TrimSuffix(otherAdmin, "/admin/v1")}
+	if out, errOut, code := runCLI(t, env, "tasks", "ls", "--user", "alice"); code != 0 || !strings.Contains(out, task.Owner+"/"+id) || !strings.Contains(out, "working") {
+		t.Errorf("pingmcp tasks ls --user alice: %d\n%s%s", code, out, errOut)
+	}
+
+	// Cancelled through the other node: its round, on the runner, stops.
+	cancelled := time.Now()
+	if out, errOut, code := runCLI(t, env, "tasks", "cancel", task.Owner+"/"+id); code != 0 || !strings.Contains(out, "cancelled") {
+		t.Fatalf("pingmcp tasks cancel: %d %s%s", code, out, errOut)
+	}
+	stop, cancelStop := context.WithTimeout(ctx, 30*time.Second)
+	runner.awaitCount(stop, "a round stops", 1)
+	cancelStop()
+	if !runner.logged("a round stops", id) {
+		t.Fatalf("%s did not stop the round of task %s", runner.name, id)
+	}
+	t.Logf("the round stopped on %s %s after the operator's cancel through %s", runner.name, time.Since(cancelled).Round(time.Millisecond), other.name)
+	if !other.logged("admin: task cancelled", id) {
+		t.Errorf("%s did not log the operator's cancel", other.name)
+	}
+	res, e = taskRPCAs(ctx, other.URL(), alice, "tasks/get", map[string]any{"taskId": id}, id)
+	if res["status"] != "cancelled" || res["statusMessage"] != "cancelled by an operator" {
+		t.Fatalf("alice's tasks/get after the cancel: %v %v, want cancelled by an operator", res, e)
+	}
+	status, body, _ = adminCall(t, ctx, http.MethodPost, otherAdmin+"/tasks/"+task.Owner+"/"+id+"/cancel", c.Token)
+	if status != http.StatusConflict || !strings.Contains(body, "already ended") {
+		t.Errorf("a second cancel: %d %s, want 409", status, body)
+	}
+	metricsURL := strings.TrimSuffix(otherAdmin, "/admin/v1") + "/metrics"
+	if n := scrape(t, ctx, metricsURL, c.Token, `pingmcp_tasks_stored{status="cancelled"}`); n != 1 {
+		t.Errorf(`pingmcp_tasks_stored{status="cancelled"} = %v, want 1`, n)
+	}
+	if n := scrape(t, ctx, metricsURL, c.Token, `pingmcp_tasks_stored{status="working"}`); n != 0 {
+		t.Errorf(`pingmcp_tasks_stored{status="working"} = %v, want 0`, n)
 	}
 }

@@ -172,6 +172,56 @@ func StoredSessions(count func(context.Context) (int, error), every time.Duratio
 	}))
 }
 
+// StoredTasks reports the durable tasks of the whole cluster in the shared
+// store by status (pingmcp_tasks_stored{status}, each of statuses, zero
+// included), counted when scraped but at most once every interval:
+// counting reads every stored task (their status is sealed with the rest
+// of the record), a cost that grows with the tasks kept (each at most its
+// TTL after its last change). A count that fails keeps the last one and
+// counts a store error (kind count_tasks). Every node reports the same
+// cluster-wide figure: aggregate with max, not sum.
+func StoredTasks(count func(context.Context) (map[string]int, error), statuses []string, every time.Duration) {
+	stored = &storedTasks{count: count, statuses: statuses, every: every,
+		desc: prometheus.NewDesc("pingmcp_tasks_stored",
+			"Durable tasks of the cluster in the task store, by status (counted at most every "+every.String()+"; each node reports the whole cluster's).",
+			[]string{"status"}, nil)}
+	Registry.MustRegister(stored)
+}
+
+// stored is the registered StoredTasks (for its test).
+var stored *storedTasks
+
+type storedTasks struct {
+	count    func(context.Context) (map[string]int, error)
+	statuses []string
+	every    time.Duration
+	desc     *prometheus.Desc
+
+	mu   sync.Mutex
+	last map[string]int
+	at   time.Time
+}
+
+func (s *storedTasks) Describe(ch chan<- *prometheus.Desc) { ch <- s.desc }
+
+func (s *storedTasks) Collect(ch chan<- prometheus.Metric) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Since(s.at) >= s.every {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		n, err := s.count(ctx)
+		cancel()
+		if err != nil {
+			StoreErrors.WithLabelValues("count_tasks").Inc()
+		} else {
+			s.last, s.at = n, time.Now()
+		}
+	}
+	for _, status := range s.statuses {
+		ch <- prometheus.MustNewConstMetric(s.desc, prometheus.GaugeValue, float64(s.last[status]), status)
+	}
+}
+
 // Handler serves the registry in Prometheus' text format.
 func Handler() http.Handler {
 	return promhttp.HandlerFor(Registry, promhttp.HandlerOpts{})

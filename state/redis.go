@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -71,60 +68,6 @@ func CheckRedisURL(raw string, cluster bool) error {
 		err = uerr.Err
 	}
 	return err
-}
-
-// shardsOf is the servers a scan must visit to see every key: each master
-// of a Redis Cluster, in the order of their addresses, or the one server.
-func shardsOf(ctx context.Context, client redis.UniversalClient) ([]redis.UniversalClient, error) {
-	cc, ok := client.(*redis.ClusterClient)
-	if !ok {
-		return []redis.UniversalClient{client}, nil
-	}
-	var mu sync.Mutex
-	var masters []*redis.Client
-	err := cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
-		mu.Lock()
-		masters = append(masters, c)
-		mu.Unlock()
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	slices.SortFunc(masters, func(a, b *redis.Client) int { return strings.Compare(a.Options().Addr, b.Options().Addr) })
-	out := make([]redis.UniversalClient, len(masters))
-	for i, m := range masters {
-		out[i] = m
-	}
-	return out, nil
-}
-
-// A scan cursor over shards is "shard-cursor"; over one server, the
-// server's own cursor.
-func formatCursor(shard int, c uint64, shards int) string {
-	if shards == 1 {
-		return strconv.FormatUint(c, 10)
-	}
-	return strconv.Itoa(shard) + "-" + strconv.FormatUint(c, 10)
-}
-
-func parseCursor(cursor string, shards int) (int, uint64, error) {
-	if cursor == "" {
-		return 0, 0, nil
-	}
-	shard, c := "0", cursor
-	if shards > 1 {
-		var ok bool
-		if shard, c, ok = strings.Cut(cursor, "-"); !ok {
-			return 0, 0, fmt.Errorf("bad cursor %q", cursor)
-		}
-	}
-	i, err1 := strconv.Atoi(shard)
-	n, err2 := strconv.ParseUint(c, 10, 64)
-	if err1 != nil || err2 != nil || i < 0 || i >= shards {
-		return 0, 0, fmt.Errorf("bad cursor %q", cursor)
-	}
-	return i, n, nil
 }
 
 // ErrNotReplicated is the error of a write that Redis made but fewer

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pingmcp/pingmcp/internal/redisscan"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -181,19 +182,9 @@ func (r *RedisSnapshots) End(ctx context.Context, session string) error {
 
 // Count scans the snapshot keys, as List does, on every shard.
 func (r *RedisSnapshots) Count(ctx context.Context) (int, error) {
-	shards, err := shardsOf(ctx, r.client)
+	n, err := redisscan.Count(ctx, r.client, r.prefix+"session:{*}:snap")
 	if err != nil {
 		return 0, fmt.Errorf("count sessions: %w", err)
-	}
-	n := 0
-	for _, shard := range shards {
-		iter := shard.Scan(ctx, 0, r.prefix+"session:{*}:snap", 1000).Iterator()
-		for iter.Next(ctx) {
-			n++
-		}
-		if err := iter.Err(); err != nil {
-			return 0, fmt.Errorf("count sessions: %w", err)
-		}
 	}
 	return n, nil
 }
@@ -202,50 +193,21 @@ func (r *RedisSnapshots) Count(ctx context.Context) (int, error) {
 // a session may be missed or listed twice if keys change meanwhile, or the
 // cluster's masters change between two pages).
 func (r *RedisSnapshots) List(ctx context.Context, cursor string, limit int) ([]Stored, string, error) {
-	shards, err := shardsOf(ctx, r.client)
+	keys, next, err := redisscan.Page(ctx, r.client, r.prefix+"session:{*}:snap", cursor, limit)
 	if err != nil {
 		return nil, "", fmt.Errorf("list sessions: %w", err)
 	}
-	shard, c, err := parseCursor(cursor, len(shards))
+	values, err := redisscan.Values(ctx, r.client, keys)
 	if err != nil {
-		return nil, "", err
-	}
-	pattern := r.prefix + "session:{*}:snap"
-	var keys []string
-	for shard < len(shards) && len(keys) < limit {
-		batch, next, err := shards[shard].Scan(ctx, c, pattern, int64(limit)).Result()
-		if err != nil {
-			return nil, "", fmt.Errorf("list sessions: %w", err)
-		}
-		keys, c = append(keys, batch...), next
-		if c == 0 {
-			shard++
-		}
+		return nil, "", fmt.Errorf("list sessions: %w", err)
 	}
 	var out []Stored
-	if len(keys) > 0 {
-		// One GET per key, pipelined: a cluster's pipeline goes to each
-		// key's shard (an MGET of keys in several slots is refused).
-		pipe := r.client.Pipeline()
-		gets := make([]*redis.StringCmd, len(keys))
-		for i, k := range keys {
-			gets[i] = pipe.Get(ctx, k)
+	for i, k := range keys {
+		if values[i] == nil {
+			continue // expired since
 		}
-		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-			return nil, "", fmt.Errorf("list sessions: %w", err)
-		}
-		for i, k := range keys {
-			v, err := gets[i].Result()
-			if err != nil {
-				continue // expired since
-			}
-			id := strings.TrimSuffix(strings.TrimPrefix(k, r.prefix+"session:{"), "}:snap")
-			out = append(out, Stored{Session: id, Snapshot: []byte(v)})
-		}
-	}
-	next := ""
-	if shard < len(shards) {
-		next = formatCursor(shard, c, len(shards))
+		id := strings.TrimSuffix(strings.TrimPrefix(k, r.prefix+"session:{"), "}:snap")
+		out = append(out, Stored{Session: id, Snapshot: values[i]})
 	}
 	return out, next, nil
 }

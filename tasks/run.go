@@ -42,10 +42,12 @@ type run struct {
 	refusal *Refusal
 	// user is the caller's user (Options.User), whose live tasks the
 	// task counts against; "" for none.
-	user   string
-	task   *taskstore.Task // as created (first rounds)
-	taskID string
-	tag    string // the round's name in the task's lease
+	user string
+	// issuer, subject and clientID name the caller (Options.Principal).
+	issuer, subject, clientID string
+	task                      *taskstore.Task // as created (first rounds)
+	taskID                    string
+	tag                       string // the round's name in the task's lease
 
 	done chan struct{} // closed once rec holds the round's answer
 	rec  *recorder
@@ -110,7 +112,8 @@ func (r *run) escalate() error {
 				return
 			}
 			now := time.Now()
-			t := &taskstore.Task{ID: newID(), Owner: l.o.Owner, User: r.user, Status: "working", CreatedAt: now, UpdatedAt: now,
+			t := &taskstore.Task{ID: newID(), Owner: l.o.Owner, User: r.user,
+				Issuer: r.issuer, Subject: r.subject, ClientID: r.clientID, Status: "working", CreatedAt: now, UpdatedAt: now,
 				TTL: l.o.TTL, PollInterval: l.o.PollInterval, Request: r.params,
 				Runner: l.tag(), LeaseUntil: now.Add(l.o.Lease)}
 			ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
@@ -210,6 +213,9 @@ func (r *run) renew() {
 				l.observed(ctx, r.taskID)
 			}
 			cancel()
+			if r.ctx.Err() == nil {
+				l.o.Logger.Info("tasks: a round stops: its task was cancelled, taken over or expired elsewhere", "task", r.taskID)
+			}
 			r.cancel()
 			return
 		case err == nil && time.Since(touched) > l.o.TTL/4:
@@ -234,6 +240,9 @@ func (l *Layer) call(w http.ResponseWriter, hr *http.Request, m *message, body [
 		return
 	}
 	r.params, r.user = m.Params, l.user(hr)
+	if l.o.Principal != nil {
+		r.issuer, r.subject, r.clientID = l.o.Principal(hr)
+	}
 	req := hr.Clone(r.ctx)
 	req.Body = io.NopCloser(bytes.NewReader(body))
 	req.Header.Set(runHeader, r.id)
@@ -305,7 +314,7 @@ func (l *Layer) finish(id, tag string, result, rpcErr json.RawMessage, ok bool, 
 			return errTerminal
 		}
 		if interrupted {
-			if resumable(toolOf(t)) && t.Resumes < maxResumes {
+			if resumable(t.Tool()) && t.Resumes < maxResumes {
 				// Its lease lapses now: the next activation to read it
 				// resumes it (reap), without waiting for the lease.
 				t.LeaseUntil = time.Now().Add(-time.Millisecond)

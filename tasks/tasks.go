@@ -188,7 +188,14 @@
 // (SEP-2663, "Backward Compatibility"): session actors have no Layer, do
 // not advertise it, and run task-capable tools synchronously.
 //
-// Not yet: operators' views (admin API, CLI, console).
+// # Operators
+//
+// A task records the principal it acts for (Options.Principal: issuer,
+// subject, client_id; sealed in Redis with the rest), so that operators
+// see any node's view of every task (package admin: the admin API, the
+// CLI, the console; Store.List) and cancel one with Cancel, the same
+// cancel as the client's tasks/cancel: recorded, its user's place freed,
+// and its round, wherever it runs, cancelled at its next renewal.
 package tasks
 
 import (
@@ -281,6 +288,10 @@ type Options struct {
 	Live       Live
 	MaxPerUser int
 	User       func(from *http.Request) string
+	// Principal, if set, names the principal request from acts for
+	// (issuer, subject, client_id), recorded in the tasks it creates for
+	// operators to see (package admin); the records are sealed in Redis.
+	Principal func(from *http.Request) (issuer, subject, clientID string)
 	// Valid, if set, says whether the caller a round acts for (as Bind
 	// prepared its request, round) may still be acted for: its token has
 	// not expired. Checked at each renewal of the round's lease: a round
@@ -554,7 +565,7 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 		}
 		if t.Status == "input_required" {
 			// The answers would start a round of the tool, for this caller.
-			if refusal := l.authorize(r, toolOf(t)); refusal != nil {
+			if refusal := l.authorize(r, t.Tool()); refusal != nil {
 				writeRefusal(w, m.ID, refusal)
 				return
 			}
@@ -627,7 +638,7 @@ func (l *Layer) reap(from *http.Request, t *taskstore.Task) (*taskstore.Task, *R
 	if t.Status != "working" || t.Runner == "" || time.Now().Before(t.LeaseUntil) {
 		return t, nil, nil
 	}
-	lost, tag, tool := t.Runner, l.tag(), toolOf(t)
+	lost, tag, tool := t.Runner, l.tag(), t.Tool()
 	if resumable(tool) && t.Resumes < maxResumes && !l.isClosed() {
 		if refusal := l.authorize(from, tool); refusal != nil {
 			return t, refusal, nil
@@ -665,13 +676,6 @@ func (l *Layer) reap(from *http.Request, t *taskstore.Task) (*taskstore.Task, *R
 		l.o.Logger.Warn("tasks: task failed: its runner stopped renewing its lease", "task", t.ID, "runner", lost)
 	}
 	return u, nil, nil
-}
-
-// toolOf is the tool a task calls.
-func toolOf(t *taskstore.Task) string {
-	var c common
-	json.Unmarshal(t.Request, &c)
-	return c.Name
 }
 
 // Sweep takes over the owner's tasks whose runner was lost (their lease
@@ -718,7 +722,7 @@ func (l *Layer) Sweep(from *http.Request) (next time.Time, err error) {
 			return next, err
 		}
 		if refusal != nil {
-			l.o.Logger.Info("tasks: a lapsed task is left for a caller allowed its tool", "task", id, "tool", toolOf(t))
+			l.o.Logger.Info("tasks: a lapsed task is left for a caller allowed its tool", "task", id, "tool", t.Tool())
 			continue
 		}
 		if u != nil && u.Status == "working" && u.Runner != "" && !l.runsHere(id) {
@@ -758,21 +762,8 @@ func interrupt(t *taskstore.Task) {
 // and cancels the round if it runs here; a round elsewhere sees it at its
 // next renewal.
 func (l *Layer) cancelTask(ctx context.Context, id string) error {
-	_, err := l.change(ctx, id, func(t *taskstore.Task) error {
-		if t.Terminal() {
-			return errTerminal
-		}
-		t.Status, t.StatusMessage = "cancelled", "cancelled by the client"
-		t.InputRequests, t.Responses = nil, nil
-		t.Runner, t.LeaseUntil = "", time.Time{}
-		t.UpdatedAt = time.Now()
-		return nil
-	})
-	if err != nil && !errors.Is(err, errTerminal) {
+	if _, _, err := Cancel(ctx, l.o, id, "cancelled by the client"); err != nil {
 		return err
-	}
-	if err == nil {
-		metrics.Tasks.WithLabelValues("cancelled").Inc()
 	}
 	l.mu.Lock()
 	r := l.rounds[id]
@@ -781,6 +772,41 @@ func (l *Layer) cancelTask(ctx context.Context, id string) error {
 		r.cancel()
 	}
 	return nil
+}
+
+// Cancel cancels task id of o.Owner in o.Store, for the client's
+// tasks/cancel or for an operator (package admin), with message as its
+// statusMessage: the task is recorded cancelled, stops counting among its
+// user's live tasks (o.Live), and its round, wherever it runs, sees the
+// cancel at its next renewal of its lease (within a third of it) and is
+// cancelled. It returns the task as it is now, and whether this call
+// cancelled it: a terminal task is returned unchanged (cancelled false);
+// nil for an unknown one. Only o's Store, Owner, Live and Logger are used.
+func Cancel(ctx context.Context, o Options, id, message string) (t *taskstore.Task, cancelled bool, err error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	l := &Layer{o: o}
+	var terminal *taskstore.Task
+	t, err = l.change(ctx, id, func(t *taskstore.Task) error {
+		if t.Terminal() {
+			terminal = t
+			return errTerminal
+		}
+		t.Status, t.StatusMessage = "cancelled", message
+		t.InputRequests, t.Responses = nil, nil
+		t.Runner, t.LeaseUntil = "", time.Time{}
+		t.UpdatedAt = time.Now()
+		return nil
+	})
+	switch {
+	case errors.Is(err, errTerminal):
+		return terminal, false, nil
+	case err != nil || t == nil:
+		return nil, false, err
+	}
+	metrics.Tasks.WithLabelValues("cancelled").Inc()
+	return t, true, nil
 }
 
 // update records answers to a task's pending input requests; once none is

@@ -928,3 +928,44 @@ func TestDefinitionsPreparedOnce(t *testing.T) {
 		t.Errorf("the shared schema takes an invalid argument")
 	}
 }
+
+// An operator's Cancel (no layer of the owner's involved) records the task
+// cancelled with the operator's message, frees its user's place, counts the
+// metric, and reaches the round through the store at its next renewal;
+// a terminal task is returned unchanged, an unknown one as nil. The task
+// names the principal it acts for (Options.Principal).
+func TestOperatorCancel(t *testing.T) {
+	store, live := &taskstore.Memory{}, &liveTasks{}
+	srv, l := nodeWith(t, Options{Store: store, Owner: "alice/c1", Runner: "n1", Live: live, MaxPerUser: 5,
+		User:      func(*http.Request) string { return "alice" },
+		Principal: func(*http.Request) (string, string, string) { return "https://idp", "alice", "c1" }})
+	before, beforeCancelled := cancelled.Load(), tasksTotal("cancelled")
+	id := start(t, srv, "test_slow", map[string]any{"ms": 60000})
+	stored, err := store.Get(context.Background(), "alice/c1", id)
+	if err != nil || stored.Issuer != "https://idp" || stored.Subject != "alice" || stored.ClientID != "c1" {
+		t.Fatalf("the stored task: %+v, %v; want the principal (https://idp, alice, c1)", stored, err)
+	}
+	op := Options{Store: store, Owner: "alice/c1", Live: live}
+	got, done, err := Cancel(context.Background(), op, id, "cancelled by an operator")
+	if err != nil || !done || got.Status != "cancelled" || got.StatusMessage != "cancelled by an operator" || got.Runner != "" {
+		t.Fatalf("operator's cancel: %+v, %v, %v", got, done, err)
+	}
+	if n := live.count("alice"); n != 0 {
+		t.Errorf("alice counts %d live tasks after the cancel, want 0", n)
+	}
+	if d := tasksTotal("cancelled") - beforeCancelled; d != 1 {
+		t.Errorf("pingmcp_tasks_total{status=cancelled} grew by %v, want 1", d)
+	}
+	waitFor(t, "the round's context to end", func() bool { return cancelled.Load() > before && l.Running() == 0 })
+	r := await(t, srv, id, "cancelled")
+	if r.Result["statusMessage"] != "cancelled by an operator" {
+		t.Errorf("the client reads %+v, want statusMessage \"cancelled by an operator\"", r.Result)
+	}
+	again, done, err := Cancel(context.Background(), op, id, "cancelled by an operator")
+	if err != nil || done || again == nil || again.Status != "cancelled" {
+		t.Fatalf("cancel of a terminal task: %+v, %v, %v; want it unchanged", again, done, err)
+	}
+	if none, done, err := Cancel(context.Background(), op, "no-such-task", "x"); none != nil || done || err != nil {
+		t.Fatalf("cancel of an unknown task: %+v, %v, %v; want nil", none, done, err)
+	}
+}

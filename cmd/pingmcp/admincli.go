@@ -20,12 +20,15 @@ import (
 	"github.com/pingmcp/pingmcp/state"
 )
 
-// adminCLI runs `pingmcp sessions …` and `pingmcp nodes …`: the operator
-// commands, which talk to a node's admin API.
+// adminCLI runs `pingmcp sessions …`, `pingmcp tasks …` and `pingmcp nodes
+// …`: the operator commands, which talk to a node's admin API.
 //
 //	pingmcp sessions ls [--user SUB] [--client ID] [--limit N]
 //	pingmcp sessions show ID
 //	pingmcp sessions kill ID
+//	pingmcp tasks ls [--user SUB] [--client ID] [--issuer URL] [--session ID] [--status S] [--limit N]
+//	pingmcp tasks show OWNER/ID
+//	pingmcp tasks cancel OWNER/ID
 //	pingmcp nodes ls
 //	pingmcp nodes drain ADDRESS
 //	pingmcp users revoke SUBJECT [--for 1h] [--issuer URL]
@@ -36,7 +39,7 @@ import (
 // -o json prints the API's JSON instead of a table.
 func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintf(stderr, "pingmcp %s: which one? (%s)\n", cmd, map[string]string{"sessions": "ls, show ID, kill ID", "nodes": "ls, drain ADDRESS", "users": "revoke SUBJECT", "apis": "reload"}[cmd])
+		fmt.Fprintf(stderr, "pingmcp %s: which one? (%s)\n", cmd, map[string]string{"sessions": "ls, show ID, kill ID", "tasks": "ls, show OWNER/ID, cancel OWNER/ID", "nodes": "ls, drain ADDRESS", "users": "revoke SUBJECT", "apis": "reload"}[cmd])
 		return 2
 	}
 	verb := args[0]
@@ -45,12 +48,14 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 	adminURL := fs.String("admin-url", cmp.Or(getenv("PINGMCP_ADMIN_URL"), "http://127.0.0.1:9090"), "the admin API of any node (env PINGMCP_ADMIN_URL)")
 	tokenFile := fs.String("admin-token-file", getenv("PINGMCP_ADMIN_TOKEN_FILE"), "file holding the admin token (or env PINGMCP_ADMIN_TOKEN)")
 	output := fs.String("o", "table", "output: table or json")
-	user := fs.String("user", "", "sessions ls: only this user's (token subject)")
-	client := fs.String("client", "", "sessions ls: only this OAuth client's")
+	user := fs.String("user", "", "sessions ls, tasks ls: only this user's (token subject)")
+	client := fs.String("client", "", "sessions ls, tasks ls: only this OAuth client's")
 	node := fs.String("node", "", "sessions ls: only those last activated on this node (its cluster address)")
-	limit := fs.Int("limit", 0, "sessions ls: at most this many (0: all)")
+	session := fs.String("session", "", "tasks ls: only the tasks of this session's user and client")
+	status := fs.String("status", "", "tasks ls: only those with this status (working, input_required, completed, failed, cancelled)")
+	limit := fs.Int("limit", 0, "sessions ls, tasks ls: at most this many (0: all)")
 	span := fs.String("for", "1h", "users revoke: how long the user's current tokens are refused")
-	issuer := fs.String("issuer", "", "users revoke: the user's issuer (default: the node's --issuer)")
+	issuer := fs.String("issuer", "", "users revoke: the user's issuer (default: the node's --issuer); tasks ls: only tasks acting for this issuer's users")
 	// Flags may come before or after the session id, and a session id may
 	// begin with "-" (base64url): an argument is a flag only if it names
 	// one of ours.
@@ -90,6 +95,15 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 		}
 		return true
 	}
+	// taskPath is the API's path of the task OWNER/ID names.
+	taskPath := func() (string, bool) {
+		owner, tid, ok := strings.Cut(id, "/")
+		if !ok || owner == "" || tid == "" || strings.Contains(tid, "/") {
+			fmt.Fprintf(stderr, "pingmcp %s %s: which task? (OWNER/ID, as pingmcp tasks ls prints it)\n", cmd, verb)
+			return "", false
+		}
+		return "/tasks/" + url.PathEscape(owner) + "/" + url.PathEscape(tid), true
+	}
 	var err error
 	switch cmd + " " + verb {
 	case "sessions ls":
@@ -105,6 +119,27 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 		}
 		if err = c.do(ctx, http.MethodDelete, "/sessions/"+url.PathEscape(id), nil); err == nil {
 			fmt.Fprintf(stdout, "session %s ended\n", id)
+		}
+	case "tasks ls":
+		err = c.listTasks(ctx, url.Values{"user": {*user}, "client": {*client}, "issuer": {*issuer}, "session": {*session}, "status": {*status}}, *limit, *output, stdout)
+	case "tasks show":
+		path, ok := taskPath()
+		if !ok {
+			return 2
+		}
+		err = c.showTask(ctx, path, *output, stdout)
+	case "tasks cancel":
+		path, ok := taskPath()
+		if !ok {
+			return 2
+		}
+		var t admin.TaskInfo
+		if err = c.do(ctx, http.MethodPost, path+"/cancel", &t); err == nil {
+			if *output == "json" {
+				err = json.NewEncoder(stdout).Encode(t)
+			} else {
+				fmt.Fprintf(stdout, "task %s cancelled: its round stops wherever it runs\n", id)
+			}
 		}
 	case "nodes ls":
 		err = c.listNodes(ctx, *output, stdout)
@@ -229,39 +264,100 @@ func (c *adminClient) do(ctx context.Context, method, path string, out any) erro
 	return nil
 }
 
-func (c *adminClient) listSessions(ctx context.Context, q url.Values, limit int, output string, w io.Writer) error {
+// listAll reads the pages of a list (path, its items under key) with
+// filters q, at most limit items (0: all).
+func (c *adminClient) listAll(ctx context.Context, path, key string, q url.Values, limit int) ([]json.RawMessage, error) {
 	var all []json.RawMessage
 	cursor := ""
 	for {
 		q.Set("cursor", cursor)
 		q.Set("limit", "500")
-		var page struct {
-			Sessions []json.RawMessage
-			Next     string
+		var page map[string]json.RawMessage
+		if err := c.do(ctx, http.MethodGet, path+"?"+q.Encode(), &page); err != nil {
+			return nil, err
 		}
-		if err := c.do(ctx, http.MethodGet, "/sessions?"+q.Encode(), &page); err != nil {
-			return err
+		var items []json.RawMessage
+		var next string
+		if err := json.Unmarshal(page[key], &items); err != nil {
+			return nil, fmt.Errorf("the admin API's answer has no %s: %w", key, err)
 		}
-		all = append(all, page.Sessions...)
-		if page.Next == "" || (limit > 0 && len(all) >= limit) {
+		json.Unmarshal(page["next"], &next)
+		all = append(all, items...)
+		if next == "" || (limit > 0 && len(all) >= limit) {
 			break
 		}
-		cursor = page.Next
+		cursor = next
 	}
 	if limit > 0 && len(all) > limit {
 		all = all[:limit]
 	}
+	return all, nil
+}
+
+func (c *adminClient) listSessions(ctx context.Context, q url.Values, limit int, output string, w io.Writer) error {
+	return c.listTable(ctx, "sessions", q, limit, output, w,
+		"ID\tUSER\tCLIENT\tCLIENT APP\tPROTOCOL\tNODE\tSTATE\tCREATED\tLAST ACTIVE", func(raw json.RawMessage) []string {
+			var s state.SessionInfo
+			json.Unmarshal(raw, &s)
+			return []string{s.ID, dash(s.Subject), dash(s.ClientID), dash(strings.TrimSpace(s.ClientName + " " + s.ClientVersion)),
+				dash(s.ProtocolVersion), dash(s.Node), liveness(s), ago(s.Created), ago(s.Active)}
+		})
+}
+
+func (c *adminClient) listTasks(ctx context.Context, q url.Values, limit int, output string, w io.Writer) error {
+	return c.listTable(ctx, "tasks", q, limit, output, w,
+		"TASK (OWNER/ID)\tUSER\tCLIENT\tTOOL\tSTATUS\tMESSAGE\tNODE\tCREATED\tUPDATED", func(raw json.RawMessage) []string {
+			var t admin.TaskInfo
+			json.Unmarshal(raw, &t)
+			return []string{t.Owner + "/" + t.ID, dash(t.Subject), dash(t.ClientID), dash(t.Tool), t.Status, dash(t.StatusMessage),
+				dash(t.Node), ago(t.Created), ago(t.Updated)}
+		})
+}
+
+// listTable prints a whole list (/what, its items under what) as the API's
+// JSON or as a table: header, then each item's row.
+func (c *adminClient) listTable(ctx context.Context, what string, q url.Values, limit int, output string, w io.Writer, header string, row func(json.RawMessage) []string) error {
+	all, err := c.listAll(ctx, "/"+what, what, q, limit)
+	if err != nil {
+		return err
+	}
 	if output == "json" {
-		return json.NewEncoder(w).Encode(map[string]any{"sessions": all})
+		return json.NewEncoder(w).Encode(map[string]any{what: all})
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tUSER\tCLIENT\tCLIENT APP\tPROTOCOL\tNODE\tSTATE\tCREATED\tLAST ACTIVE")
+	fmt.Fprintln(tw, header)
 	for _, raw := range all {
-		var s state.SessionInfo
-		json.Unmarshal(raw, &s)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, dash(s.Subject), dash(s.ClientID),
-			dash(strings.TrimSpace(s.ClientName+" "+s.ClientVersion)), dash(s.ProtocolVersion), dash(s.Node), liveness(s),
-			ago(s.Created), ago(s.Active))
+		fmt.Fprintln(tw, strings.Join(row(raw), "\t"))
+	}
+	return tw.Flush()
+}
+
+func (c *adminClient) showTask(ctx context.Context, path, output string, w io.Writer) error {
+	var raw json.RawMessage
+	if err := c.do(ctx, http.MethodGet, path, &raw); err != nil {
+		return err
+	}
+	if output == "json" {
+		_, err := fmt.Fprintln(w, string(raw))
+		return err
+	}
+	var t admin.TaskInfo
+	json.Unmarshal(raw, &t)
+	lease, failure := "-", "-"
+	if t.LeaseUntil != nil {
+		lease = t.LeaseUntil.Format(time.RFC3339)
+	}
+	if t.Error != nil {
+		failure = fmt.Sprintf("%d %s", t.Error.Code, t.Error.Message)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, kv := range [][2]string{
+		{"task", t.Owner + "/" + t.ID}, {"issuer", dash(t.Issuer)}, {"user", dash(t.Subject)}, {"client", dash(t.ClientID)},
+		{"tool", dash(t.Tool)}, {"status", t.Status}, {"message", dash(t.StatusMessage)}, {"error", failure},
+		{"node", dash(t.Node)}, {"runner", dash(t.Runner)}, {"lease until", lease}, {"resumes", strconv.Itoa(t.Resumes)},
+		{"created", ago(t.Created)}, {"updated", ago(t.Updated)}, {"expires", t.Expires.Format(time.RFC3339)},
+	} {
+		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
 	}
 	return tw.Flush()
 }

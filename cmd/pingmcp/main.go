@@ -58,7 +58,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmd := args[0]
 	switch cmd {
-	case "sessions", "nodes", "users", "apis":
+	case "sessions", "tasks", "nodes", "users", "apis":
 		return adminCLI(context.Background(), cmd, args[1:], os.Getenv, stdout, stderr)
 	case "dev", "serve", "todo-api", "idp", "certs":
 	default:

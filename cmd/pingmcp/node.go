@@ -26,6 +26,7 @@ import (
 	"github.com/pingmcp/pingmcp/internal/loopback"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
+	"github.com/pingmcp/pingmcp/state/taskstore"
 	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/pingmcp/pingmcp/transport"
 )
@@ -234,6 +235,11 @@ func (n *nodeAssembly) build(ctx context.Context) error {
 		go p.Run(ctx, time.Second)
 	}
 	metrics.StoredSessions(stores.Snapshots.Count, 15*time.Second)
+	if stores.Tasks != nil {
+		tasks := stores.Tasks
+		metrics.StoredTasks(func(ctx context.Context) (map[string]int, error) { return taskstore.CountByStatus(ctx, tasks) },
+			taskstore.Statuses, time.Minute)
+	}
 	if err := n.node.ServeControl(n.control()); err != nil {
 		return fmt.Errorf("start the node's control actor: %w", err)
 	}

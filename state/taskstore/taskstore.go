@@ -7,14 +7,18 @@ package taskstore
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/pingmcp/pingmcp/internal/redisscan"
 )
 
 // Task is a durable task (the MCP tasks extension, SEP-2663: see the tasks
@@ -29,6 +33,13 @@ type Task struct {
 	// which the task counts as one of the user's live tasks until it ends;
 	// empty when not counted.
 	User string `json:"user,omitempty"`
+	// Issuer, Subject and ClientID name the principal the task acts for
+	// (whose key Owner is), for operators' views (package admin); empty
+	// for a task of an unauthenticated principal. In Redis they are
+	// sealed with the rest of the record.
+	Issuer   string `json:"issuer,omitempty"`
+	Subject  string `json:"subject,omitempty"`
+	ClientID string `json:"clientId,omitempty"`
 	// Status is working, input_required, completed, failed or cancelled;
 	// the last three are terminal: a terminal task never changes again.
 	Status        string        `json:"status"`
@@ -68,6 +79,15 @@ func (t *Task) Terminal() bool {
 		return true
 	}
 	return false
+}
+
+// Tool is the name of the tool the task calls (from its Request).
+func (t *Task) Tool() string {
+	var c struct {
+		Name string `json:"name"`
+	}
+	json.Unmarshal(t.Request, &c)
+	return c.Name
 }
 
 // taskJSON carries the durations in milliseconds.
@@ -161,7 +181,41 @@ type Store interface {
 	// to find the tasks whose runner was lost without reading them all.
 	// It may name a task that has since expired or ended (Get tells).
 	Leases(ctx context.Context, owner string) (map[string]time.Time, error)
+	// List reads a page of stored tasks, owner's (all owners' when
+	// empty), about limit of them after cursor ("" at the start), and
+	// returns the cursor of the next page ("" at the end); ErrBadCursor
+	// for a cursor no page returned. A record that does not open is left
+	// out. A page may hold fewer than limit tasks with more to come, and
+	// (in Redis, which scans) a task that changes meanwhile may be missed
+	// or listed twice.
+	List(ctx context.Context, owner, cursor string, limit int) ([]*Task, string, error)
 }
+
+// Statuses are the statuses a task may have, in the order of its life.
+var Statuses = []string{"working", "input_required", "completed", "failed", "cancelled"}
+
+// CountByStatus counts the tasks s keeps, by status: it reads them all
+// (List), page after page.
+func CountByStatus(ctx context.Context, s Store) (map[string]int, error) {
+	out := map[string]int{}
+	cursor := ""
+	for {
+		page, next, err := s.List(ctx, "", cursor, 500)
+		if err != nil {
+			return nil, err
+		}
+		for _, t := range page {
+			out[t.Status]++
+		}
+		if next == "" {
+			return out, nil
+		}
+		cursor = next
+	}
+}
+
+// ErrBadCursor is a List cursor that no page returned.
+var ErrBadCursor = redisscan.ErrBadCursor
 
 // leased says whether t has a runner answering for it (a lease).
 func leased(t *Task) bool { return t.Status == "working" && t.Runner != "" }
@@ -269,6 +323,44 @@ func (m *Memory) Leases(_ context.Context, owner string) (map[string]time.Time, 
 	return out, nil
 }
 
+func (m *Memory) List(_ context.Context, owner, cursor string, limit int) ([]*Task, string, error) {
+	after := ""
+	if cursor != "" {
+		b, err := base64.RawURLEncoding.DecodeString(cursor)
+		if err != nil {
+			return nil, "", fmt.Errorf("%w %q", ErrBadCursor, cursor)
+		}
+		after = string(b)
+	}
+	m.mu.Lock()
+	m.sweepLocked()
+	keys := make([]string, 0, len(m.m))
+	for k := range m.m {
+		if o, _, _ := strings.Cut(k, "\x00"); k > after && (owner == "" || o == owner) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	next := ""
+	if len(keys) > limit {
+		keys = keys[:limit]
+		next = base64.RawURLEncoding.EncodeToString([]byte(keys[limit-1]))
+	}
+	records := make([][]byte, len(keys))
+	for i, k := range keys {
+		records[i] = m.m[k]
+	}
+	m.mu.Unlock()
+	out := make([]*Task, 0, len(keys))
+	for i, k := range keys {
+		o, id, _ := strings.Cut(k, "\x00")
+		if t, err := open(m.Sealer, o, id, records[i]); err == nil {
+			out = append(out, t)
+		}
+	}
+	return out, next, nil
+}
+
 // Redis keeps each task as one JSON string, sealed (SetSealer), under
 // prefix+"task:{"+owner+"}:"+id, expiring TTL after its last change; the
 // owner in braces keeps an owner's tasks in one Redis Cluster slot. The
@@ -325,6 +417,49 @@ func NewRedis(client redis.UniversalClient, prefix string) *Redis {
 
 func (r *Redis) key(owner, id string) string {
 	return r.prefix + "task:{" + owner + "}:" + id
+}
+
+// List scans the task keys (redisscan: shard after shard of a Redis
+// Cluster), owner's alone when owner is set, and reads each.
+func (r *Redis) List(ctx context.Context, owner, cursor string, limit int) ([]*Task, string, error) {
+	pattern := r.prefix + "task:{*}:*"
+	if owner != "" {
+		pattern = r.prefix + "task:{" + globEscape(owner) + "}:*"
+	}
+	keys, next, err := redisscan.Page(ctx, r.client, pattern, cursor, limit)
+	if err != nil {
+		return nil, "", fmt.Errorf("list tasks: %w", err)
+	}
+	values, err := redisscan.Values(ctx, r.client, keys)
+	if err != nil {
+		return nil, "", fmt.Errorf("list tasks: %w", err)
+	}
+	out := []*Task{}
+	for i, k := range keys {
+		if values[i] == nil {
+			continue // expired since
+		}
+		o, id, ok := strings.Cut(strings.TrimPrefix(k, r.prefix+"task:{"), "}:")
+		if !ok {
+			continue
+		}
+		if t, err := open(r.sealer, o, id, values[i]); err == nil {
+			out = append(out, t)
+		}
+	}
+	return out, next, nil
+}
+
+// globEscape quotes the characters a SCAN pattern gives a meaning.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, c := range s {
+		if strings.ContainsRune(`*?[]\`, c) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 func (r *Redis) leasesKey(owner string) string { return r.prefix + "tasks:{" + owner + "}" }

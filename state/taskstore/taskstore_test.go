@@ -4,11 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"maps"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pingmcp/pingmcp/internal/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 func testStore(t *testing.T, s Store) {
@@ -182,3 +186,93 @@ func testLeases(t *testing.T, s Store) {
 func TestMemoryLeases(t *testing.T) { testLeases(t, &Memory{}) }
 
 func TestRedisLeases(t *testing.T) { testLeases(t, NewRedis(redistest.Start(t), "lease:")) }
+
+// List pages through every owner's tasks, or one owner's, each once when
+// nothing changes meanwhile; a cursor it did not return is ErrBadCursor.
+func testList(t *testing.T, s Store) {
+	ctx := context.Background()
+	now := time.Now().Truncate(time.Millisecond)
+	want := map[string]string{} // owner/id → subject
+	for i := range 60 {
+		owner := []string{"erin", "frank", "grace"}[i%3]
+		id := fmt.Sprintf("t%02d", i)
+		task := &Task{ID: id, Owner: owner, Subject: owner + "-sub", Issuer: "https://idp", ClientID: "c", Status: "working",
+			CreatedAt: now, UpdatedAt: now, TTL: time.Hour}
+		if err := s.Create(ctx, task); err != nil {
+			t.Fatal(err)
+		}
+		want[owner+"/"+id] = owner + "-sub"
+	}
+	all := func(owner string) map[string]string {
+		got, cursor, pages := map[string]string{}, "", 0
+		for {
+			page, next, err := s.List(ctx, owner, cursor, 7)
+			if err != nil {
+				t.Fatalf("list %q from %q: %v", owner, cursor, err)
+			}
+			for _, task := range page {
+				if _, dup := got[task.Owner+"/"+task.ID]; dup {
+					t.Errorf("%s/%s listed twice", task.Owner, task.ID)
+				}
+				got[task.Owner+"/"+task.ID] = task.Subject
+			}
+			pages++
+			if next == "" {
+				break
+			}
+			if pages > 100 {
+				t.Fatal("List never ends")
+			}
+			cursor = next
+		}
+		return got
+	}
+	if got := all(""); !maps.Equal(got, want) {
+		t.Fatalf("every owner's tasks: %v\nwant %v", got, want)
+	}
+	got := all("frank")
+	if len(got) != 20 {
+		t.Fatalf("frank's tasks: %d of them, want 20: %v", len(got), got)
+	}
+	for k, sub := range got {
+		if !strings.HasPrefix(k, "frank/") || sub != "frank-sub" {
+			t.Errorf("frank's list has %s (%s)", k, sub)
+		}
+	}
+	if got := all("nobody"); len(got) != 0 {
+		t.Fatalf("an owner without tasks lists %v", got)
+	}
+	if _, _, err := s.List(ctx, "", "not a cursor!", 10); !errors.Is(err, ErrBadCursor) {
+		t.Fatalf("a made-up cursor: %v, want ErrBadCursor", err)
+	}
+	if _, err := s.Update(ctx, "erin", "t00", func(t *Task) error { t.Status = "completed"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := CountByStatus(ctx, s); err != nil || len(n) != 2 || n["working"] != 59 || n["completed"] != 1 {
+		t.Fatalf("CountByStatus: %v, %v; want 59 working, 1 completed", n, err)
+	}
+}
+
+func TestMemoryList(t *testing.T) { testList(t, &Memory{}) }
+
+func TestRedisList(t *testing.T) { testList(t, NewRedis(redistest.Start(t), "list:")) }
+
+// On a Redis Cluster, List visits every master.
+func TestRedisClusterList(t *testing.T) {
+	c := redistest.StartCluster(t, 3, 0)
+	client := c.Client()
+	testList(t, NewRedis(client, "list:"))
+	// The owners' tasks are spread: the list did visit several masters.
+	var mu sync.Mutex
+	holding := 0
+	if err := client.ForEachMaster(context.Background(), func(ctx context.Context, m *redis.Client) error {
+		if keys, _ := m.Keys(ctx, "list:task:*").Result(); len(keys) > 0 {
+			mu.Lock()
+			holding++
+			mu.Unlock()
+		}
+		return nil
+	}); err != nil || holding < 2 {
+		t.Fatalf("the tasks are held by %d masters (%v); the test needs them spread", holding, err)
+	}
+}

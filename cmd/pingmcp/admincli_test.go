@@ -1,0 +1,90 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pingmcp/pingmcp/admin"
+	"github.com/pingmcp/pingmcp/state"
+	"github.com/pingmcp/pingmcp/state/taskstore"
+)
+
+// pingmcp tasks ls | show | cancel, against an admin API: the tasks with
+// their state, filtered; one task; a cancel, then the cancel of a task that
+// ended (exit 1, the API's reason). Never a task's arguments.
+func TestTasksCLI(t *testing.T) {
+	const token = "static-admin-token-0123456789"
+	d := state.MemoryStores(time.Hour)
+	h, err := admin.Handler(admin.Options{Token: token, Stores: d, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	now := time.Now()
+	for _, tk := range []*taskstore.Task{
+		{ID: "t-run", Owner: "own-a", Subject: "alice", ClientID: "client-a", Status: "working", StatusMessage: "imported 3 of 10",
+			Runner: "127.0.0.1:7001/act/round", LeaseUntil: now.Add(time.Minute)},
+		{ID: "t-done", Owner: "own-b", Subject: "bob", ClientID: "client-b", Status: "completed"},
+	} {
+		tk.CreatedAt, tk.UpdatedAt, tk.TTL = now, now, time.Hour
+		tk.Request = json.RawMessage(`{"name":"import_todos","arguments":{"note":"secret-argument-4711"}}`)
+		if err := d.Tasks.Create(context.Background(), tk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	env := map[string]string{"PINGMCP_ADMIN_URL": srv.URL, "PINGMCP_ADMIN_TOKEN": token}
+	cli := func(args ...string) (string, string, int) {
+		var out, errOut bytes.Buffer
+		code := adminCLI(context.Background(), args[0], args[1:], func(k string) string { return env[k] }, &out, &errOut)
+		if strings.Contains(out.String()+errOut.String(), "secret-argument-4711") {
+			t.Errorf("%v prints a task's arguments", args)
+		}
+		return out.String(), errOut.String(), code
+	}
+
+	out, errOut, code := cli("tasks", "ls")
+	if code != 0 || !strings.HasPrefix(out, "TASK (OWNER/ID)") || !strings.Contains(out, "own-a/t-run") || !strings.Contains(out, "own-b/t-done") ||
+		!strings.Contains(out, "imported 3 of 10") || !strings.Contains(out, "127.0.0.1:7001") || !strings.Contains(out, "import_todos") {
+		t.Errorf("tasks ls: %d\n%s%s", code, out, errOut)
+	}
+	out, _, code = cli("tasks", "ls", "--user", "bob", "-o", "json")
+	var listed struct{ Tasks []admin.TaskInfo }
+	if code != 0 || json.Unmarshal([]byte(out), &listed) != nil || len(listed.Tasks) != 1 || listed.Tasks[0].ID != "t-done" {
+		t.Errorf("tasks ls --user bob -o json: %d %s", code, out)
+	}
+	out, _, code = cli("tasks", "ls", "--status", "working")
+	if code != 0 || !strings.Contains(out, "t-run") || strings.Contains(out, "t-done") {
+		t.Errorf("tasks ls --status working: %d\n%s", code, out)
+	}
+	if _, errOut, code := cli("tasks", "ls", "--status", "running"); code != 1 || !strings.Contains(errOut, "status must be one of") {
+		t.Errorf("tasks ls --status running: %d %s", code, errOut)
+	}
+	out, _, code = cli("tasks", "show", "own-a/t-run")
+	for _, want := range []string{"user:", "alice", "tool:", "import_todos", "status:", "working", "node:", "127.0.0.1:7001", "lease until:"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("tasks show: %d, lacks %q\n%s", code, want, out)
+		}
+	}
+	if _, errOut, code := cli("tasks", "show", "t-run"); code != 2 || !strings.Contains(errOut, "OWNER/ID") {
+		t.Errorf("tasks show without an owner: %d %s", code, errOut)
+	}
+	if _, errOut, code := cli("tasks", "show", "own-a/nope"); code != 1 || !strings.Contains(errOut, "no such task") || !strings.Contains(errOut, "HTTP 404") {
+		t.Errorf("tasks show of an unknown task: %d %s", code, errOut)
+	}
+	if out, errOut, code := cli("tasks", "cancel", "own-a/t-run"); code != 0 || !strings.Contains(out, "task own-a/t-run cancelled") {
+		t.Errorf("tasks cancel: %d %s%s", code, out, errOut)
+	}
+	if got, _ := d.Tasks.Get(context.Background(), "own-a", "t-run"); got.Status != "cancelled" || got.StatusMessage != "cancelled by an operator" {
+		t.Errorf("the task after tasks cancel: %+v", got)
+	}
+	if _, errOut, code := cli("tasks", "cancel", "own-b/t-done"); code != 1 || !strings.Contains(errOut, "already ended (completed)") || !strings.Contains(errOut, "HTTP 409") {
+		t.Errorf("tasks cancel of a completed task: %d %s", code, errOut)
+	}
+}
