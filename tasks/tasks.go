@@ -762,7 +762,7 @@ func interrupt(t *taskstore.Task) {
 // and cancels the round if it runs here; a round elsewhere sees it at its
 // next renewal.
 func (l *Layer) cancelTask(ctx context.Context, id string) error {
-	if _, _, err := Cancel(ctx, l.o, id, "cancelled by the client"); err != nil {
+	if _, _, err := l.cancel(ctx, id, "cancelled by the client"); err != nil {
 		return err
 	}
 	l.mu.Lock()
@@ -786,7 +786,14 @@ func Cancel(ctx context.Context, o Options, id, message string) (t *taskstore.Ta
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	l := &Layer{o: o}
+	return (&Layer{o: o}).cancel(ctx, id, message)
+}
+
+// cancel is Cancel by the layer: its listeners hear of it at once (an
+// operator's Cancel, made by no layer of the owner's, reaches them at the
+// owner's next look at the task: its round's renewal, or the listeners'
+// own reading once a lease).
+func (l *Layer) cancel(ctx context.Context, id, message string) (t *taskstore.Task, cancelled bool, err error) {
 	var terminal *taskstore.Task
 	t, err = l.change(ctx, id, func(t *taskstore.Task) error {
 		if t.Terminal() {
