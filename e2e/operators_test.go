@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -60,6 +62,14 @@ var handedOut = struct {
 // nodes joined through the first one's cluster address.
 func startAuthCluster(t testing.TB, ctx context.Context, n int, extra ...string) *authCluster {
 	t.Helper()
+	return startAuthClusterWith(t, ctx, n, 0, extra...)
+}
+
+// startAuthClusterWith is startAuthCluster whose Todo API takes todoDelay
+// longer to answer each POST (a proxy in this process in front of it, at
+// the URL everyone uses), so that work through it takes a while.
+func startAuthClusterWith(t testing.TB, ctx context.Context, n int, todoDelay time.Duration, extra ...string) *authCluster {
+	t.Helper()
 	rdb := redistest.Start(t)
 	idpAddr, todoAddr := freeAddr(t), freeAddr(t)
 	c := &authCluster{Issuer: "http://" + idpAddr, Resource: "https://pingmcp.example.test/mcp", Token: "static-admin-" + newStateKey(t)[3:27]}
@@ -67,7 +77,25 @@ func startAuthCluster(t testing.TB, ctx context.Context, n int, extra ...string)
 	const secret = "e2e-client-secret-0123456789"
 	startProcess(t, "idp", `"msg":"development authorization server started"`, "idp", "--addr", idpAddr, "--client-secret", secret,
 		"--resource", c.Resource, "--todo-api-url", todoURL, "--log-format", "json", "--log-level", "debug")
-	startProcess(t, "todo-api", `"msg":"todo api started"`, "todo-api", "--addr", todoAddr, "--issuer", c.Issuer, "--resource", todoURL,
+	apiAddr := todoAddr
+	if todoDelay > 0 {
+		apiAddr = freeAddr(t)
+		target, _ := url.Parse("http://" + apiAddr)
+		proxy := httputil.NewSingleHostReverseProxy(target)
+		ln, err := net.Listen("tcp", todoAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost {
+				time.Sleep(todoDelay) // the slow API the test stands for
+			}
+			proxy.ServeHTTP(w, r)
+		})}
+		go srv.Serve(ln)
+		t.Cleanup(func() { srv.Close() })
+	}
+	startProcess(t, "todo-api", `"msg":"todo api started"`, "todo-api", "--addr", apiAddr, "--issuer", c.Issuer, "--resource", todoURL,
 		"--log-format", "json", "--log-level", "debug")
 	tokenFile := filepath.Join(t.TempDir(), "admin-token")
 	if err := os.WriteFile(tokenFile, []byte(c.Token), 0o600); err != nil {

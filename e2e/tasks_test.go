@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -374,5 +375,101 @@ func TestOperatorCancelsTaskElsewhere(t *testing.T) {
 	}
 	if n := scrape(t, ctx, metricsURL, c.Token, `pingmcp_tasks_stored{status="working"}`); n != 0 {
 		t.Errorf(`pingmcp_tasks_stored{status="working"} = %v, want 0`, n)
+	}
+}
+
+// TestImportSurvivesKilledNode: the Todo toolset's import_todos, a real
+// long-running tool, runs as a task (the Todo API answers each create in
+// 50 ms more, so the import takes seconds). The node running it is killed
+// with SIGKILL midway; through another node, the task is resumed (it is
+// resumable: each create carries the idempotency key <task id>/<index>)
+// and its client fetches its result; the Todo API then holds every
+// imported todo exactly once.
+func TestImportSurvivesKilledNode(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	c := startAuthClusterWith(t, ctx, 3, 50*time.Millisecond)
+	alice := login(t, ctx, c.Issuer, c.Resource, "alice", allScopes)
+	const n = 60
+	items := make([]string, n)
+	for i := range items {
+		items[i] = fmt.Sprintf("import %03d.", i)
+	}
+	a := taskCall(t, ctx, c.Nodes[0].URL(), alice, "tools/call", map[string]any{"name": "import_todos", "arguments": map[string]any{"items": items}}, "import_todos")
+	var created struct {
+		Result struct{ ResultType, TaskID string }
+	}
+	if a.status != http.StatusOK || json.Unmarshal([]byte(a.body), &created) != nil || created.Result.TaskID == "" {
+		t.Fatalf("import_todos: %d %s; want a CreateTaskResult", a.status, a.body)
+	}
+	id := created.Result.TaskID
+	var victim *node
+	for victim == nil {
+		for _, nd := range c.Nodes {
+			if nd.logged("task created", id) {
+				victim = nd
+			}
+		}
+		if ctx.Err() != nil {
+			t.Fatal("no node logged the task's creation")
+		}
+		time.Sleep(20 * time.Millisecond) // the runner's log line, no event to await
+	}
+	survivor := c.Nodes[0]
+	if survivor == victim {
+		survivor = c.Nodes[1]
+	}
+	get := func() (status, message string, body string) {
+		a := taskCall(t, ctx, survivor.URL(), alice, "tasks/get", map[string]any{"taskId": id}, id)
+		var got struct {
+			Result struct{ Status, StatusMessage string }
+		}
+		json.Unmarshal([]byte(a.body), &got)
+		return got.Result.Status, got.Result.StatusMessage, a.body
+	}
+	// Midway: at least 10 todos added, the task still working.
+	for {
+		status, msg, body := get()
+		var added int
+		if _, err := fmt.Sscanf(msg, "added %d of", &added); err == nil && added >= 10 && status == "working" {
+			t.Logf("killing %s, which runs task %s: %s", victim.name, id, msg)
+			break
+		}
+		if status != "working" || ctx.Err() != nil {
+			t.Fatalf("before the kill: %s", body)
+		}
+		time.Sleep(100 * time.Millisecond) // clients poll tasks/get
+	}
+	killed := time.Now()
+	victim.kill()
+	for _, nd := range c.Nodes {
+		if nd != victim {
+			nd.awaitMembers(ctx, 2)
+		}
+	}
+	var final string
+	for {
+		status, _, body := get()
+		if status == "completed" {
+			final = body
+			break
+		}
+		if status == "failed" || status == "cancelled" || ctx.Err() != nil {
+			t.Fatalf("after the kill: %s; want the import resumed to completion", body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("import_todos completed %s after its node was killed: %.200s", time.Since(killed).Round(time.Millisecond), final)
+	if strings.Contains(final, `"isError":true`) {
+		t.Fatalf("the resumed import ended in a tool error: %s", final)
+	}
+	status, list := rawStatelessCall(t, ctx, survivor.URL(), alice, "get_my_todo_list")
+	if status != http.StatusOK {
+		t.Fatalf("get_my_todo_list: %d %s", status, list)
+	}
+	for _, item := range items {
+		if k := strings.Count(list, item); k != 1 {
+			t.Errorf("%q is in the Todo API %d times, want once", item, k)
+		}
 	}
 }
