@@ -34,6 +34,7 @@ import (
 	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
+	"github.com/pingmcp/pingmcp/internal/redisscan"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
 )
@@ -355,6 +356,10 @@ func (a *api) listSessions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	out, next, err := a.sessionPage(r.Context(), q.Get("user"), q.Get("client"), q.Get("node"), q.Get("cursor"), limit)
+	if errors.Is(err, redisscan.ErrBadCursor) {
+		writeError(w, http.StatusBadRequest, "cursor is not one a page of this list gave: start from the first page")
+		return
+	}
 	if err != nil {
 		a.opts.Logger.Warn("admin: list sessions", "err", err)
 		writeError(w, http.StatusServiceUnavailable, "the session store cannot be read: "+err.Error())

@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/internal/redisscan"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/state/taskstore"
 )
@@ -336,6 +337,10 @@ func (c *console) list(w http.ResponseWriter, r *http.Request, s *consoleSignIn)
 	v := c.view(s, "list", "Sessions")
 	v.User, v.Client, v.Node, v.Cursor = q.Get("user"), q.Get("client"), q.Get("node"), q.Get("cursor")
 	sessions, next, err := c.a.sessionPage(r.Context(), v.User, v.Client, v.Node, v.Cursor, defaultLimit)
+	if errors.Is(err, redisscan.ErrBadCursor) {
+		c.failed(w, s, http.StatusBadRequest, "This page's cursor is not one the console gave: start from the first page.")
+		return
+	}
 	if err != nil {
 		c.unavailable(w, s, "The session store cannot be read: "+err.Error())
 		return

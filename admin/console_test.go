@@ -19,6 +19,7 @@ import (
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/authtest"
 	"github.com/pingmcp/pingmcp/internal/logtest"
+	"github.com/pingmcp/pingmcp/internal/redistest"
 	"github.com/pingmcp/pingmcp/state"
 )
 
@@ -456,5 +457,16 @@ func TestConsoleAccessTokenSignIn(t *testing.T) {
 	revokedMu.Unlock()
 	if status, _, h := c.get("/console/"); status != http.StatusSeeOther || h.Get("Location") != "/console/login" {
 		t.Errorf("the list after the operator was revoked: %d %q", status, h.Get("Location"))
+	}
+}
+
+// A cursor the console did not give: 400 and a way back to the first page,
+// not "the store cannot be read".
+func TestConsoleBadCursor(t *testing.T) {
+	f := newConsoleFixture(t, state.NewRedisSnapshots(redistest.Start(t), "console:"))
+	f.login()
+	status, body, _ := f.get("/console/?cursor=bogus")
+	if status != http.StatusBadRequest || !strings.Contains(body, "first page") {
+		t.Errorf("GET /console/?cursor=bogus: %d\n%s", status, body)
 	}
 }

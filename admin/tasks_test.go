@@ -477,3 +477,19 @@ func TestTasksAPICancelReachesTheRound(t *testing.T) {
 		t.Errorf("the task once its round stopped: %+v, want cancelled by an operator", got)
 	}
 }
+
+// A list cursor no page gave is the caller's mistake: 400, for sessions as
+// for tasks (Redis stores: a memory store's cursor is any id).
+func TestListBadCursor(t *testing.T) {
+	client := redistest.Start(t)
+	f := newTasksFixture(t, &state.Stores{Snapshots: state.NewRedisSnapshots(client, "admin:"), Sealer: state.NewProcessSealer(),
+		Tasks: taskstore.NewRedis(client, "admin:")})
+	for _, path := range []string{"/admin/v1/sessions?cursor=bogus", "/admin/v1/tasks?cursor=bogus", "/admin/v1/sessions?cursor=9:1:2"} {
+		if status, body := f.call(t, http.MethodGet, path, false); status != http.StatusBadRequest || !strings.Contains(body, "cursor") {
+			t.Errorf("GET %s: %d %s; want 400 naming the cursor", path, status, body)
+		}
+	}
+	if status, body := f.call(t, http.MethodGet, "/admin/v1/sessions", false); status != http.StatusOK {
+		t.Errorf("GET /admin/v1/sessions: %d %s", status, body)
+	}
+}
