@@ -386,14 +386,21 @@ func (c *cluster) killAndRestart(ctx context.Context) (window, error) {
 	return w, nil
 }
 
-// session is one session's load: a create (with an idempotency key) or a
-// list, a pause, again, until ctx ends. A failed call is retried while
+// session is one session's load: from a moment within the first --think,
+// a create (with an idempotency key) or a list, a pause, again, until ctx
+// ends. A failed call is retried while
 // pingmcp says it may be (or the node is unreachable); a create is retried
 // with its key until it succeeds, so that it is stored exactly once. It
 // returns the texts of the creates acknowledged.
 func session(ctx, outer context.Context, o options, i int, cl *mcpClient, st *stats) []string {
 	var created []string
 	pick := uint64(i) * 2654435761
+	// Sessions start at moments spread over one --think, as independent
+	// clients would: started together, they would call in waves.
+	pick = pick*6364136223846793005 + 1442695040888963407
+	if !sleepUntil(ctx, time.Now().Add(time.Duration(float64(pick>>11)/float64(1<<53)*float64(o.think)))) {
+		return nil
+	}
 	for n := 0; ctx.Err() == nil; n++ {
 		pick = pick*6364136223846793005 + 1442695040888963407
 		write := float64(pick>>11)/float64(1<<53) < o.writes
