@@ -47,8 +47,11 @@ type core struct {
 	// for a principal actor).
 	id, sessionID string
 	logger        *slog.Logger
-	server        *mcp.Server
-	handler       http.Handler
+	// server is a principal actor's own MCP server; shared, a session
+	// actor's, once it has a session (servers.go).
+	server  *mcp.Server
+	shared  atomic.Pointer[sharedServer]
+	handler http.Handler
 	// tasks serves the tasks extension in front of handler (a principal
 	// actor's: the 2026-07-28 protocol); nil for a session actor.
 	tasks *tasks.Layer
@@ -130,53 +133,47 @@ func (a *core) begin(ctx actor.Context, name string, session bool) {
 	a.logger = a.cfg.Logger.With("node", a.node, name, a.id)
 }
 
-// build makes the actor's MCP server and its HTTP handler.
+// build makes the actor's MCP server and its HTTP handler. A session
+// actor's server is one the node's session actors share (servers.go),
+// taken when its session is created.
 func (a *core) build(ctx actor.Context, o serverOptions) {
-	sdkLogger := a.logger
-	if o.stateless {
-		// Every stateless request is a session of its own to the go-sdk,
-		// which logs each one's start and end at info.
-		sdkLogger = slog.New(telemetry.Floor(a.logger.Handler(), slog.LevelWarn))
-	}
-	opts := &mcp.ServerOptions{
-		Logger:      sdkLogger,
-		SchemaCache: a.cfg.SchemaCache,
-		// The edge minted this actor's identity for the session it is
-		// initializing: the session takes that id, so the next request
-		// finds its way back here.
-		GetSessionID: func() string { return a.id },
-	}
 	v := a.cfg.Tools.cur.Load()
-	for _, ts := range v.sets {
-		ts.Configure(opts)
-	}
-	if v.names != nil {
-		// The tools may change (a reload of --apis): the client is told
-		// (notifications/tools/list_changed), whatever tools there are now.
-		if opts.Capabilities == nil {
-			opts.Capabilities = &mcp.ServerCapabilities{Logging: &mcp.LoggingCapabilities{}}
-		}
-		if opts.Capabilities.Tools == nil {
-			opts.Capabilities.Tools = &mcp.ToolCapabilities{ListChanged: true}
-		}
-	}
-	if o.stateless {
-		tasks.Advertise(opts)
-	}
-	a.server = mcp.NewServer(a.cfg.Implementation, opts)
-	a.server.AddReceivingMiddleware(a.ready, a.auditToolCalls, recoverPanics(a.logger))
-	if len(o.middleware) > 0 {
-		a.server.AddReceivingMiddleware(o.middleware...)
-	}
 	if a.cfg.Authenticated {
 		a.creds = newCredentials(a.cfg.Exchanger, a.logger)
 		a.creds.changed = o.changed
 		a.caller = a.creds
 	}
-	for _, ts := range v.sets {
-		ts.Install(a.server, a.caller)
-	}
 	a.toolsOf, a.scopes = v, v.scopes
+	// A session actor's middleware is the shared server's dispatch to it
+	// (chain); a principal actor builds its server now.
+	if o.stateless || a.cfg.servers == nil {
+		sdkLogger := a.logger
+		if o.stateless {
+			// Every stateless request is a session of its own to the go-sdk,
+			// which logs each one's start and end at info.
+			sdkLogger = slog.New(telemetry.Floor(a.logger.Handler(), slog.LevelWarn))
+		}
+		opts := &mcp.ServerOptions{
+			Logger:      sdkLogger,
+			SchemaCache: a.cfg.SchemaCache,
+			// The edge minted this actor's identity for the session it is
+			// initializing: the session takes that id, so the next request
+			// finds its way back here.
+			GetSessionID: func() string { return a.id },
+		}
+		configure(opts, v)
+		if o.stateless {
+			tasks.Advertise(opts)
+		}
+		a.server = mcp.NewServer(a.cfg.Implementation, opts)
+		a.server.AddReceivingMiddleware(a.ready, a.auditToolCalls, recoverPanics(a.logger))
+		if len(o.middleware) > 0 {
+			a.server.AddReceivingMiddleware(o.middleware...)
+		}
+		for _, ts := range v.sets {
+			ts.Install(a.server, a.caller)
+		}
+	}
 	hopts := &mcp.StreamableHTTPOptions{
 		Stateless: o.stateless,
 		Logger:    a.logger,
@@ -188,7 +185,10 @@ func (a *core) build(ctx actor.Context, o serverOptions) {
 	if a.events != nil {
 		hopts.EventStore = a.events
 	}
-	a.handler = mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return a.server }, hopts)
+	a.handler = mcp.NewStreamableHTTPHandler(a.sdkServer, hopts)
+	if sa, ok := a.kind.(*SessionActor); ok && a.cfg.servers != nil {
+		a.handler = sessionHandler{sa, a.handler}
+	}
 	if o.stateless {
 		// The principal actor owns its principal's tasks (package tasks).
 		// Rounds count as requests in flight: an actor running some is
@@ -347,8 +347,11 @@ func (a *core) stopping() {
 	// The actor stops, the session goes on (unless it already ended):
 	// closing the SDK's sessions must not delete their events.
 	a.keepEvents()
-	for s := range a.server.Sessions() {
+	for s := range a.ownSessions() {
 		s.Close()
+	}
+	if sh := a.shared.Load(); sh != nil {
+		a.cfg.servers.release(a, sh)
 	}
 	a.persist.Load().close()
 	if a.events != nil {

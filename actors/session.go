@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -48,6 +49,9 @@ type Config struct {
 	// (--max-body-bytes): the tasks layer reads no more (zero: its own
 	// bound).
 	MaxBodyBytes int64
+	// servers are the MCP servers the node's session actors share
+	// (servers.go); SessionProps makes them.
+	servers *servers
 	// SchemaCache is shared by every server of the node, so that tool
 	// schemas are reflected once, not per session.
 	SchemaCache *mcp.SchemaCache
@@ -98,11 +102,15 @@ func SessionProps(cfg Config) *actor.Props {
 		cfg.Stores = state.MemoryStores(0)
 	}
 	cfg = cfg.withTools()
+	cfg.servers = newServers(cfg)
 	return actor.PropsFromProducer(func() actor.Actor { return newSessionActor(cfg) })
 }
 
 func newSessionActor(cfg Config) *SessionActor {
 	cfg = cfg.withTools()
+	if cfg.servers == nil {
+		cfg.servers = newServers(cfg)
+	}
 	a := &SessionActor{core: core{cfg: cfg, life: lifeNew}}
 	a.kind = a
 	return a
@@ -120,6 +128,10 @@ type SessionActor struct {
 	epoch   int64
 	// changing serializes the changes recordChanges checks and makes.
 	changing sync.Mutex
+	// binding serializes taking a shared server (holdServer); chained is
+	// the actor's middleware on it (chain).
+	binding sync.Mutex
+	chained atomic.Pointer[mcp.MethodHandler]
 }
 
 // endedNow stops an actor whose session ended, once it lingered.
@@ -217,7 +229,7 @@ func (a *SessionActor) settled(ctx actor.Context) {
 		// (recordChanges): the client got an error and no session, but the
 		// SDK keeps one, which would count against its user until the idle
 		// timeout. It goes, and the session ends here as a failed one does.
-		for s := range a.server.Sessions() {
+		for s := range a.ownSessions() {
 			s.Close()
 		}
 	}
@@ -250,7 +262,7 @@ func (a *SessionActor) handshakeRefused() bool {
 }
 
 func (a *SessionActor) hasSession() bool {
-	for range a.server.Sessions() {
+	for range a.ownSessions() {
 		return true
 	}
 	return false

@@ -200,12 +200,23 @@ func (l *Local) ToolsChanged(system *actor.ActorSystem) int {
 // these changes with the requests its server is serving, and tells the
 // session's client once that its tool list changed.
 func (a *core) refreshTools() {
-	if a.cfg.Tools == nil || a.server == nil {
+	if a.cfg.Tools == nil {
 		return
 	}
 	v := a.cfg.Tools.cur.Load()
 	old := a.toolsOf
 	if v == old {
+		return
+	}
+	if sh := a.shared.Load(); sh != nil {
+		// A shared server changes once for all its sessions.
+		a.cfg.servers.upgrade(sh, v)
+		a.scopes, a.toolsOf = v.scopes, v
+		return
+	}
+	if a.server == nil {
+		// No session yet: it takes a server of the current tools.
+		a.scopes, a.toolsOf = v.scopes, v
 		return
 	}
 	gone := missingFrom(old.names, v.names)
