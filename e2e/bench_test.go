@@ -8,6 +8,9 @@ package e2e
 //	sdk-process  the same handler in a process of its own (this test
 //	             binary run again): the baseline the nodes, also processes
 //	             of their own, are measured against (issue 16's hop targets);
+//	sdk-shared-process  the same, all sessions on one mcp.Server (the
+//	             SDK's own way to serve many sessions): what opening a
+//	             session costs the SDK when no server is built for it;
 //	single  one pingmcp node (role both, provider single);
 //	cross   an edge-only node forwarding to the session actors of a member;
 //
@@ -59,6 +62,7 @@ var benchTargets = []struct {
 }{
 	{"sdk", sdkServer},
 	{"sdk-process", sdkProcessServer},
+	{"sdk-shared-process", sdkSharedProcessServer},
 	{"single", singleServer},
 	{"cross", crossServer},
 	{"cross-redis", crossRedisServer},
@@ -214,24 +218,31 @@ func vmRSS(b testing.TB, pid int) int64 {
 }
 
 // sdkServer serves go-sdk's handler from this process on a loopback
-// listener, with what a session actor builds (actors/session.go): an
-// mcp.Server per session with the conformance toolset and a shared schema
-// cache, its session id chosen before the server is built (as the edge mints
-// it), and a memory event store; stateful. The actor's panic-recovery
-// middleware is left out.
+// listener, an mcp.Server per session with the conformance toolset and a
+// shared schema cache, its session id chosen before the server is built
+// (as the edge mints it), and a memory event store; stateful.
 func sdkServer(b *testing.B) *benchServer {
-	srv := httptest.NewServer(sdkHandler())
+	srv := httptest.NewServer(sdkHandler(false))
 	b.Cleanup(srv.Close)
 	return &benchServer{url: srv.URL + "/mcp"}
 }
 
 // sdkHandler serves the conformance toolset with go-sdk's
-// StreamableHTTPHandler alone, a server per session: the bare SDK.
-func sdkHandler() http.Handler {
+// StreamableHTTPHandler alone: the bare SDK, with a server per session, or
+// (shared) one server for all.
+func sdkHandler(shared bool) http.Handler {
 	cache := mcp.NewSchemaCache()
 	toolset := conformance.New()
 	// The nodes log JSON at info; so does this, to nowhere.
 	logger := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	if shared {
+		opts := &mcp.ServerOptions{Logger: logger, SchemaCache: cache}
+		toolset.Configure(opts)
+		s := mcp.NewServer(&mcp.Implementation{Name: "pingmcp", Version: "bench"}, opts)
+		toolset.Install(s, nil)
+		return mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return s },
+			&mcp.StreamableHTTPOptions{Logger: logger, EventStore: mcp.NewMemoryEventStore(nil)})
+	}
 	var servers sync.Map // session id → *mcp.Server
 	type newServer struct{}
 	handler := mcp.NewStreamableHTTPHandler(func(r *http.Request) *mcp.Server {
@@ -261,10 +272,11 @@ func sdkHandler() http.Handler {
 	})
 }
 
-// sdkProcessEnv, set, makes this test binary serve sdkHandler on a
-// loopback port instead of running tests (TestMain): the bare SDK in a
-// process of its own, as a node is, so that the process boundary the nodes
-// pay is paid by the baseline too.
+// sdkProcessEnv, set, makes this test binary serve sdkHandler (one server
+// for all sessions when it is "shared") on a loopback port instead of
+// running tests (TestMain): the bare SDK in a process of its own, as a node
+// is, so that the process boundary the nodes pay is paid by the baseline
+// too.
 const sdkProcessEnv = "PINGMCP_BENCH_SDK_PROCESS"
 
 // serveSDKProcess serves sdkHandler until killed; it prints the address
@@ -276,15 +288,21 @@ func serveSDKProcess() {
 		os.Exit(1)
 	}
 	fmt.Println("listening " + ln.Addr().String())
-	fmt.Fprintln(os.Stderr, http.Serve(ln, sdkHandler()))
+	fmt.Fprintln(os.Stderr, http.Serve(ln, sdkHandler(os.Getenv(sdkProcessEnv) == "shared")))
 	os.Exit(1)
 }
 
 // sdkProcessServer is sdk in a process of its own: this test binary run
 // again with sdkProcessEnv set.
-func sdkProcessServer(b *testing.B) *benchServer {
+func sdkProcessServer(b *testing.B) *benchServer { return sdkProcess(b, "1") }
+
+// sdkSharedProcessServer is sdkProcessServer with one server for all
+// sessions.
+func sdkSharedProcessServer(b *testing.B) *benchServer { return sdkProcess(b, "shared") }
+
+func sdkProcess(b *testing.B, mode string) *benchServer {
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), sdkProcessEnv+"=1")
+	cmd.Env = append(os.Environ(), sdkProcessEnv+"="+mode)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)

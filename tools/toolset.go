@@ -4,8 +4,9 @@
 // handlers; it leaves transport, sessions, authentication and token handling
 // to the actors and the edge.
 //
-// One *mcp.Server is built per session actor and per principal actor, so a
-// toolset must be cheap to install: definitions and fixed bytes are shared at
+// The session actors of a node share MCP servers, up to 64 sessions a server
+// (actors/servers.go), and each principal actor builds one, so a toolset
+// must be cheap to install: definitions and fixed bytes are shared at
 // package level, and Install only registers them.
 package tools
 
@@ -30,8 +31,11 @@ type Toolset interface {
 	// Called once per server.
 	Configure(opts *mcp.ServerOptions)
 	// Install adds the toolset's tools, resources and prompts to a new
-	// server. caller is the user the server's session acts for; nil when
-	// the edge runs without authentication.
+	// server. caller is the user each call acts for, found from the call's
+	// context (a server serves many users' sessions): a tool passes it its
+	// handler's ctx, never another. nil when the edge runs without
+	// authentication. What a handler changes on s (adding a tool, say)
+	// changes it for every session s serves.
 	Install(s *mcp.Server, caller Caller)
 	// Scopes names, per tool, the scopes a caller's token must carry to
 	// call it; the actor refuses the call with insufficient_scope otherwise.

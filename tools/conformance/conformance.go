@@ -54,7 +54,11 @@ func (toolset) Install(s *mcp.Server, _ tools.Caller) {
 		s.AddTool(t.def, t.handle)
 	}
 	installTasks(s)
-	// These two mutate the server they run on, so their handlers close over it.
+	// These two mutate the server they run on, so their handlers close over
+	// it. A node's sessions share servers (64 a server): the transient tool
+	// and prompt appear to every session of the caller's server, and each
+	// of them with a listener is told. A test toolset; no production one
+	// changes its server at run time.
 	s.AddTool(triggerToolChange, func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 		s.AddTool(transientTool, noop)
 		return text("tools_list_changed published"), nil
