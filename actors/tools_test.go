@@ -252,3 +252,31 @@ func TestReloadAtTheNextRequest(t *testing.T) {
 		t.Errorf("tools/list after a replacement nobody announced: %s, want api_listD", got)
 	}
 }
+
+// A session opened after a reload gets the new tools, though the server
+// of a session opened before it has room and is not brought up to date
+// yet (that session's actor has not served since): it takes a server of
+// the current tools.
+func TestReloadNewSessionTakesTheNewTools(t *testing.T) {
+	ts, err := NewTools(t.Context(), mustToolset(t, "r", apiDoc("listA")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	system, props := testSessions(t, Config{Tools: ts})
+	root := system.Root
+	open := func(id string) *actor.PID {
+		pid := root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(id, "session")))
+		postInitialize(t, root, pid, nil, `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`)
+		return pid
+	}
+	before := rand.Text()
+	open(before)
+	if _, err := ts.Replace(t.Context(), mustToolset(t, "r", apiDoc("listA", "listD"))); err != nil {
+		t.Fatal(err)
+	}
+	after := rand.Text()
+	pid := open(after)
+	if got := inSession(t, root, pid, after, nil, `{"jsonrpc":"2.0","id":"l","method":"tools/list"}`); !strings.Contains(got, `"api_listD"`) {
+		t.Errorf("tools/list of a session opened after the reload: %s, want api_listD", got)
+	}
+}
