@@ -2,15 +2,23 @@
 // away (the store, a peer, the server under load): each wait doubles, from a
 // minimum up to a maximum, and a cancelled context interrupts it. What to
 // retry, and when to give up, stays with the caller.
+//
+// Each wait is drawn between half its step and the whole of it ("equal
+// jitter"): callers that failed together (every session of a node that
+// died, every actor when the store went away) come back spread over the
+// step rather than all at one instant, where they would fail or queue
+// together again, and stay in step long after.
 package retry
 
 import (
 	"context"
+	"math/rand/v2"
 	"time"
 )
 
-// Backoff is the pace of one run of retries: Min, then twice as long each
-// time, never more than Max. Set Min (positive) and Max; the zero value of
+// Backoff is the pace of one run of retries: steps of Min, then twice as
+// long each time, never more than Max; each wait between half its step
+// and the step. Set Min (positive) and Max; the zero value of
 // the rest is ready to use. A Backoff is not safe for concurrent use.
 type Backoff struct {
 	Min, Max time.Duration
@@ -18,10 +26,13 @@ type Backoff struct {
 }
 
 // Next returns how long to wait before the next retry, and doubles the
-// wait after it.
+// step after it.
 func (b *Backoff) Next() time.Duration {
 	d := min(max(b.next, b.Min), b.Max)
 	b.next = d * 2
+	if half := d / 2; half > 0 {
+		return half + rand.N(d-half+1)
+	}
 	return d
 }
 

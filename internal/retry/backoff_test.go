@@ -9,15 +9,35 @@ import (
 
 func TestBackoffNext(t *testing.T) {
 	b := Backoff{Min: 50 * time.Millisecond, Max: 300 * time.Millisecond}
-	want := []time.Duration{50, 100, 200, 300, 300}
-	for i, w := range want {
-		if got := b.Next(); got != w*time.Millisecond {
-			t.Fatalf("Next #%d = %v, want %v", i, got, w*time.Millisecond)
+	steps := []time.Duration{50, 100, 200, 300, 300}
+	for i, step := range steps {
+		step *= time.Millisecond
+		if got := b.Next(); got < step/2 || got > step {
+			t.Fatalf("Next #%d = %v, want between %v and %v", i, got, step/2, step)
 		}
 	}
 	b.Reset()
-	if got := b.Next(); got != b.Min {
-		t.Fatalf("Next after Reset = %v, want Min %v", got, b.Min)
+	if got := b.Next(); got < b.Min/2 || got > b.Min {
+		t.Fatalf("Next after Reset = %v, want between %v and Min %v", got, b.Min/2, b.Min)
+	}
+}
+
+// Callers that fail together come back spread over the step, not at one
+// instant: 1,000 first waits of a 1 s step cover most of [0.5 s, 1 s].
+func TestBackoffJitter(t *testing.T) {
+	lo, hi := time.Hour, time.Duration(0)
+	seen := map[time.Duration]bool{}
+	for range 1000 {
+		b := Backoff{Min: time.Second, Max: time.Second}
+		d := b.Next()
+		lo, hi = min(lo, d), max(hi, d)
+		seen[d] = true
+	}
+	if lo < 500*time.Millisecond || hi > time.Second {
+		t.Errorf("waits from %v to %v, want within [500ms, 1s]", lo, hi)
+	}
+	if hi-lo < 400*time.Millisecond || len(seen) < 900 {
+		t.Errorf("1000 waits took %d values from %v to %v: not spread over the step", len(seen), lo, hi)
 	}
 }
 
