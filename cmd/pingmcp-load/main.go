@@ -56,6 +56,7 @@ type options struct {
 	down     time.Duration
 	settle   time.Duration
 	think    time.Duration
+	jitter   float64
 	writes   float64
 	dir      string
 	logLevel string
@@ -71,12 +72,13 @@ func main() {
 	flag.DurationVar(&o.down, "down", 5*time.Second, "how long a killed node stays down")
 	flag.DurationVar(&o.settle, "settle", 10*time.Second, "how long after a restarted node rejoined errors still count as the kill's")
 	flag.DurationVar(&o.think, "think", time.Second, "pause between two calls of a session")
+	flag.Float64Var(&o.jitter, "think-jitter", 0, "each pause drawn within ± this share of --think (0 … 1); 0: every pause is --think, and sessions that retried together after a kill stay in step")
 	flag.Float64Var(&o.writes, "writes", 0.5, "share of calls that create a todo (the others list them)")
 	flag.StringVar(&o.dir, "dir", "", "work folder for logs (default: a new temporary one, kept)")
 	flag.StringVar(&o.logLevel, "log-level", "info", "the processes' log level (debug logs every request)")
 	flag.Parse()
 	if o.sessions < 1 || o.sessions > 10000 || o.nodes < 2 || o.nodes > 9 || o.duration <= 0 || o.duration > time.Hour ||
-		o.kills < 0 || o.writes < 0 || o.writes > 1 || o.think < 0 {
+		o.kills < 0 || o.writes < 0 || o.writes > 1 || o.think < 0 || o.jitter < 0 || o.jitter > 1 {
 		fmt.Fprintln(os.Stderr, "pingmcp-load: a flag is out of range (see -h)")
 		os.Exit(2)
 	}
@@ -423,7 +425,12 @@ func session(ctx, outer context.Context, o options, i int, cl *mcpClient, st *st
 		} else if ctx.Err() == nil {
 			st.fail(err)
 		}
-		if !sleepUntil(ctx, time.Now().Add(o.think)) {
+		pause := o.think
+		if o.jitter > 0 {
+			pick = pick*6364136223846793005 + 1442695040888963407
+			pause = time.Duration(float64(o.think) * (1 + o.jitter*(2*float64(pick>>11)/float64(1<<53)-1)))
+		}
+		if !sleepUntil(ctx, time.Now().Add(pause)) {
 			break
 		}
 	}
