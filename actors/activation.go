@@ -114,20 +114,32 @@ func (a *SessionActor) activated(ctx actor.Context, m *activated) {
 		a.live.setEpoch(m.epoch)
 		a.events.epoch.Store(m.epoch)
 		rec := newSnapshot(nil)
-		ok := true
 		if m.snap != nil {
 			var err error
 			if rec, err = a.restore(m.snap); err != nil {
 				// Fail closed: the session is unknown here, and its
-				// snapshot is left for its expiry.
+				// snapshot is left for its expiry. What the replay made
+				// of it in the SDK before it failed (a session that
+				// answers, with no owner bound any more) is closed, and
+				// nothing is served: every request is answered "not
+				// found", whoever sends it, until the actor stops.
 				a.logger.Error("session snapshot cannot be restored", "err", err)
-				ok = false
-			} else {
-				a.logger.Info("session rehydrated", "epoch", m.epoch, "duration", time.Since(m.started),
-					"interrupted_requests", m.interrupted)
+				for _, q := range pending {
+					a.reply(ctx, q.replyTo, notFound(q.req.Id))
+				}
+				a.to(lifeEnded)
+				a.keepEvents()
+				for s := range a.ownSessions() {
+					s.Close()
+				}
+				self, root := ctx.Self(), ctx.ActorSystem().Root
+				time.AfterFunc(endedLinger, func() { root.Send(self, endedNow{}) })
+				return
 			}
+			a.logger.Info("session rehydrated", "epoch", m.epoch, "duration", time.Since(m.started),
+				"interrupted_requests", m.interrupted)
 		}
-		if ok {
+		{
 			self, root := ctx.Self(), ctx.ActorSystem().Root
 			// Operators see where the session lives now: a restored
 			// snapshot is written again at once, a new one with its
