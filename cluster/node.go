@@ -13,7 +13,6 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/k8s"
-	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/pingmcp/pingmcp/internal/enum"
 	"github.com/pingmcp/pingmcp/internal/loopback"
@@ -230,7 +229,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("unknown cluster provider %q", cfg.Provider)
 	}
 
-	clusterCfg := cluster.Configure(cfg.Name, provider, disthash.New(), remoteCfg,
+	clusterCfg := cluster.Configure(cfg.Name, provider, identityLookup(), remoteCfg,
 		cluster.WithKinds(cfg.Kinds...),
 		cluster.WithRequestTimeout(10*time.Second),
 	)
@@ -283,6 +282,10 @@ func Start(cfg Config) (*Node, error) {
 	}
 	return n, nil
 }
+
+// identityLookup makes the node's identity lookup (placement.go);
+// benchmarks compare it with protoactor's disthash.
+var identityLookup = func() cluster.IdentityLookup { return newPlacement() }
 
 // startMember turns protoactor's panics on a failed start (a port in use,
 // say) into an error.
