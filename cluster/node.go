@@ -13,7 +13,6 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/clusterproviders/k8s"
-	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
 	"github.com/pingmcp/pingmcp/internal/enum"
 	"github.com/pingmcp/pingmcp/internal/loopback"
@@ -119,7 +118,7 @@ type Node struct {
 	replies *replyRouter   // sender of every request this node forwards
 
 	mu   sync.Mutex
-	pids map[string]*actor.PID // kind/identity → activation, dropped when it terminates
+	pids *pidCache // kind/identity → activation, dropped when it terminates
 	// topology is closed (and replaced) when membership changes.
 	topology chan struct{}
 	// members is our copy of the membership, taken from each topology
@@ -212,7 +211,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	remoteCfg := remote.Configure(host, port, remoteOpts...)
 
-	n := &Node{cfg: cfg, System: system, logger: cfg.Logger, pids: map[string]*actor.PID{}, topology: make(chan struct{})}
+	n := &Node{cfg: cfg, System: system, logger: cfg.Logger, pids: newPIDCache(maxCachedPIDs), topology: make(chan struct{})}
 	var provider cluster.ClusterProvider
 	switch cfg.Provider {
 	case ProviderSingle, "":
@@ -230,7 +229,7 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("unknown cluster provider %q", cfg.Provider)
 	}
 
-	clusterCfg := cluster.Configure(cfg.Name, provider, disthash.New(), remoteCfg,
+	clusterCfg := cluster.Configure(cfg.Name, provider, identityLookup(), remoteCfg,
 		cluster.WithKinds(cfg.Kinds...),
 		cluster.WithRequestTimeout(10*time.Second),
 	)
@@ -283,6 +282,10 @@ func Start(cfg Config) (*Node, error) {
 	}
 	return n, nil
 }
+
+// identityLookup makes the node's identity lookup (placement.go);
+// benchmarks compare it with protoactor's disthash.
+var identityLookup = func() cluster.IdentityLookup { return newPlacement() }
 
 // startMember turns protoactor's panics on a failed start (a port in use,
 // say) into an error.
@@ -339,12 +342,12 @@ func (n *Node) Stop(graceful bool) {
 func (n *Node) activation(ctx context.Context, kind, identity string) (*actor.PID, error) {
 	key := kind + "/" + identity
 	n.mu.Lock()
-	pid := n.pids[key]
+	pid := n.pids.get(key)
 	n.mu.Unlock()
 	if pid != nil {
 		return pid, nil
 	}
-	// disthash asks the owner's placement actor, with its own 5 s timeout;
+	// The placement asks the owner's placement actor, with a 5 s timeout;
 	// retry briefly while membership settles (a node just joined or left),
 	// but not forever: a node cut off from every member answers 503.
 	deadline := time.Now().Add(memberWait)
@@ -363,18 +366,17 @@ func (n *Node) activation(ctx context.Context, kind, identity string) (*actor.PI
 		}
 	}
 	n.mu.Lock()
-	if len(n.pids) >= maxCachedPIDs {
-		clear(n.pids) // crude but bounded; entries are cheap to rebuild
-	}
-	n.pids[key] = pid
+	n.pids.put(key, pid)
 	n.mu.Unlock()
 	return pid, nil
 }
 
+// maxCachedPIDs bounds a generation of the PID cache (pidCache): an edge
+// keeps at most twice as many activations.
 const maxCachedPIDs = 1 << 16
 
-// lookup asks the cluster for the activation of kind/identity. disthash
-// asks the owner's placement actor and waits up to 5 s for an answer; when
+// lookup asks the cluster for the activation of kind/identity. The
+// placement (placement.go) asks the owner's placement actor and waits up to 5 s for an answer; when
 // the owner is a node that just died, that is 5 s lost. So if membership
 // changes while the question is out, lookup asks again under the new
 // membership (the abandoned question ends by itself). It returns nil when
@@ -404,9 +406,7 @@ const memberWait = 10 * time.Second
 func (n *Node) forget(kind, identity string, pid *actor.PID) {
 	key := kind + "/" + identity
 	n.mu.Lock()
-	if cur := n.pids[key]; cur != nil && cur.Equal(pid) {
-		delete(n.pids, key)
-	}
+	n.pids.forget(key, pid)
 	n.mu.Unlock()
 }
 
@@ -417,11 +417,7 @@ func (n *Node) forgetNodes(left []*cluster.Member) {
 		gone[m.Address()] = true
 	}
 	n.mu.Lock()
-	for k, pid := range n.pids {
-		if gone[pid.Address] {
-			delete(n.pids, k)
-		}
-	}
+	n.pids.forgetAddresses(gone)
 	n.mu.Unlock()
 }
 

@@ -1,0 +1,180 @@
+package cluster
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
+)
+
+const probeKind = "probe"
+
+// probeNode is a single node hosting probe actors, which do nothing.
+func probeNode(tb testing.TB) *Node {
+	tb.Helper()
+	n, err := Start(Config{Addr: "127.0.0.1:0", Logger: slog.New(slog.DiscardHandler),
+		Kinds: []*cluster.Kind{cluster.NewKind(probeKind, actor.PropsFromFunc(func(actor.Context) {}))}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { n.Stop(false) })
+	return n
+}
+
+// activate returns the activations of n identities, made by the cluster.
+func activate(tb testing.TB, node *Node, prefix string, n int) map[string]*actor.PID {
+	tb.Helper()
+	pids := make(map[string]*actor.PID, n)
+	for i := range n {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		pid := node.Cluster.Get(id, probeKind)
+		if pid == nil {
+			tb.Fatalf("no activation of %s", id)
+		}
+		pids[id] = pid
+	}
+	return pids
+}
+
+// terminations watches pids and counts those that terminate.
+type terminations struct {
+	mu   sync.Mutex
+	gone map[string]bool
+	cond chan struct{} // a signal per termination
+}
+
+func watchAll(tb testing.TB, node *Node, pids map[string]*actor.PID) *terminations {
+	t := &terminations{gone: map[string]bool{}, cond: make(chan struct{}, len(pids))}
+	byID := map[string]string{}
+	for id, pid := range pids {
+		byID[pid.Id] = id
+	}
+	watcher := node.System.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *actor.Started:
+			for _, pid := range pids {
+				ctx.Watch(pid)
+			}
+		case *actor.Terminated:
+			t.mu.Lock()
+			t.gone[byID[m.Who.Id]] = true
+			t.mu.Unlock()
+			t.cond <- struct{}{}
+		}
+	}))
+	tb.Cleanup(func() { node.System.Root.Stop(watcher) })
+	return t
+}
+
+func (t *terminations) await(tb testing.TB, n int) {
+	tb.Helper()
+	for i := range n {
+		select {
+		case <-t.cond:
+		case <-time.After(30 * time.Second):
+			tb.Fatalf("%d of %d activations terminated", i, n)
+		}
+	}
+}
+
+// When membership gives identities to another member, this member stops
+// exactly the activations of those identities (at its handback pace) and
+// keeps the others; the next request for a kept one finds it, not a new
+// activation.
+func TestPlacementHandsBackMovedActivations(t *testing.T) {
+	node := probeNode(t)
+	pids := activate(t, node, "s", 5*handbackBatch)
+	gone := watchAll(t, node, pids)
+
+	me := node.Cluster.MemberList.Members().Members()[0]
+	other := &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
+	rdv := cluster.NewRendezvous()
+	rdv.UpdateMembers(cluster.Members{me, other})
+	moved := map[string]bool{}
+	for id := range pids {
+		if rdv.GetByClusterIdentity(cluster.NewClusterIdentity(id, probeKind)) == other.Address() {
+			moved[id] = true
+		}
+	}
+	if len(moved) <= handbackBatch || len(moved) == len(pids) {
+		t.Fatalf("%d of %d identities move: want more than a batch and not all", len(moved), len(pids))
+	}
+	// Told to the placement actor alone: lookups here still pick this node.
+	node.System.Root.Send(actor.NewPID(node.Address(), activatorName),
+		&cluster.ClusterTopology{Members: []*cluster.Member{me, other}, Joined: []*cluster.Member{other}})
+	gone.await(t, len(moved))
+
+	// Back to this node alone: a kept identity's activation is the same,
+	// a moved one's is new.
+	node.System.Root.Send(actor.NewPID(node.Address(), activatorName),
+		&cluster.ClusterTopology{Members: []*cluster.Member{me}, Left: []*cluster.Member{other}})
+	for id, pid := range pids {
+		again := node.Cluster.Get(id, probeKind)
+		switch {
+		case again == nil:
+			t.Fatalf("no activation of %s", id)
+		case moved[id] && again.Equal(pid):
+			t.Errorf("%s moved, but its activation was kept", id)
+		case !moved[id] && !again.Equal(pid):
+			t.Errorf("%s stayed, but its activation was replaced", id)
+		}
+	}
+	gone.mu.Lock()
+	defer gone.mu.Unlock()
+	for id := range gone.gone {
+		if !moved[id] {
+			t.Errorf("%s stayed, but its activation was stopped", id)
+		}
+	}
+}
+
+// An activation that stops by itself is forgotten: the next request for
+// its identity gets a new one, never the dead one.
+func TestPlacementForgetsTerminated(t *testing.T) {
+	node := probeNode(t)
+	pids := activate(t, node, "p", 300)
+	gone := watchAll(t, node, pids)
+	for _, pid := range pids {
+		node.System.Root.Poison(pid)
+	}
+	gone.await(t, len(pids))
+	for id, pid := range pids {
+		if again := node.Cluster.Get(id, probeKind); again == nil || again.Equal(pid) {
+			t.Fatalf("%s after its activation stopped: %v (was %v)", id, again, pid)
+		}
+	}
+}
+
+// BenchmarkPlacementStopAll activates b.N identities, stops them all at
+// once and times until the placement actor has taken every Terminated (a
+// new activation request, queued behind them, is answered): what a
+// handback, a drain or passivation under memory pressure costs it.
+// Against protoactor's disthash, which scans all its activations for each
+// one that stops.
+func BenchmarkPlacementStopAll(b *testing.B) {
+	for _, lookup := range []struct {
+		name string
+		new  func() cluster.IdentityLookup
+	}{{"pingmcp", identityLookup}, {"disthash", disthash.New}} {
+		b.Run(lookup.name, func(b *testing.B) {
+			defer func(was func() cluster.IdentityLookup) { identityLookup = was }(identityLookup)
+			identityLookup = lookup.new
+			node := probeNode(b)
+			pids := activate(b, node, "b", b.N)
+			gone := watchAll(b, node, pids)
+			b.ResetTimer()
+			for _, pid := range pids {
+				node.System.Root.Poison(pid)
+			}
+			gone.await(b, len(pids))
+			if node.Cluster.Get("after", probeKind) == nil {
+				b.Fatal("no activation after the stops")
+			}
+		})
+	}
+}
