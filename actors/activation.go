@@ -132,28 +132,25 @@ func (a *SessionActor) activated(ctx actor.Context, m *activated) {
 				for s := range a.ownSessions() {
 					s.Close()
 				}
-				self, root := ctx.Self(), ctx.ActorSystem().Root
-				time.AfterFunc(endedLinger, func() { root.Send(self, endedNow{}) })
+				lingerEnded(ctx)
 				return
 			}
 			a.logger.Info("session rehydrated", "epoch", m.epoch, "duration", time.Since(m.started),
 				"interrupted_requests", m.interrupted)
 		}
-		{
-			self, root := ctx.Self(), ctx.ActorSystem().Root
-			// Operators see where the session lives now: a restored
-			// snapshot is written again at once, a new one with its
-			// handshake.
-			moved := m.snap != nil && (rec.Node != self.Address || rec.Epoch != m.epoch)
-			if m.snap != nil && rec.Node != "" && rec.Node != self.Address {
-				metrics.Failovers.Inc()
-			}
-			rec.Node, rec.Epoch = self.Address, m.epoch
-			p := newPersister(a.cfg.Stores, a.id, m.epoch, rec, a.logger, func() { root.Send(self, fencedOut{}) })
-			a.persist.Store(p)
-			if moved {
-				p.update(false, nil)
-			}
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		// Operators see where the session lives now: a restored
+		// snapshot is written again at once, a new one with its
+		// handshake.
+		moved := m.snap != nil && (rec.Node != self.Address || rec.Epoch != m.epoch)
+		if m.snap != nil && rec.Node != "" && rec.Node != self.Address {
+			metrics.Failovers.Inc()
+		}
+		rec.Node, rec.Epoch = self.Address, m.epoch
+		p := newPersister(a.cfg.Stores, a.id, m.epoch, rec, a.logger, func() { root.Send(self, fencedOut{}) })
+		a.persist.Store(p)
+		if moved {
+			p.update(false, nil)
 		}
 	}
 	for _, q := range pending {

@@ -145,12 +145,7 @@ func (p *servers) bind(a *SessionActor) *sharedServer {
 		p.mu.Unlock()
 	} else {
 		p.mu.Unlock()
-		sh = p.build(v)
-		sh.create.Lock()
-		p.mu.Lock()
-		p.open = append(p.open, sh)
-		p.take(sh)
-		p.mu.Unlock()
+		sh = p.add(v, true)
 	}
 	sh.hold(a)
 	return sh
@@ -212,11 +207,23 @@ func (p *servers) prototype() *mcp.Server {
 		}
 	}
 	p.mu.Unlock()
+	return p.add(v, false).s
+}
+
+// add builds a server of the tools v and opens it to sessions; held, with
+// its create lock taken and an actor counted on it (bind).
+func (p *servers) add(v *toolsVersion, held bool) *sharedServer {
 	sh := p.build(v)
+	if held {
+		sh.create.Lock()
+	}
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	p.open = append(p.open, sh)
-	p.mu.Unlock()
-	return sh.s
+	if held {
+		p.take(sh)
+	}
+	return sh
 }
 
 // upgrade brings sh to the tools v, once for all its sessions: the tools

@@ -245,6 +245,11 @@ func (a *SessionActor) settled(ctx actor.Context) {
 	if a.owner != nil {
 		releaseSession(a.cfg.Stores, a.id, a.owner.Issuer, a.owner.Subject, a.logger)
 	}
+	lingerEnded(ctx)
+}
+
+// lingerEnded stops an actor whose session ended once endedLinger passed.
+func lingerEnded(ctx actor.Context) {
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	time.AfterFunc(endedLinger, func() { root.Send(self, endedNow{}) })
 }
