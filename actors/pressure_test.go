@@ -23,30 +23,37 @@ func TestPressurePassivatesTheIdlest(t *testing.T) {
 	system, props := actors.SessionsForTest(t, actors.Config{Local: local, Stores: state.MemoryStores(time.Hour),
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
 	n := &sessionNode{system: system, props: props}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// An actor counts its request done (and the session active) a moment
+	// after its answer left: each session's requests are awaited before
+	// the next session's, so that their order of activity is the test's.
+	settle := func(ids []string) {
+		t.Helper()
+		for settled := false; !settled; {
+			settled = true
+			for _, st := range local.Live(ids) {
+				settled = settled && st.InFlight == 0 && st.Streams == 0
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatal("the sessions' requests never all ended")
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}
 	var ids []string
 	var pids []*actor.PID
 	for range 20 {
 		id, pid := n.open(t)
 		ids, pids = append(ids, id), append(pids, pid)
+		settle(ids[len(ids)-1:])
 	}
 	// The first ten are active again: the other ten are the idlest,
 	// the earliest opened first.
 	for i, id := range ids[:10] {
 		n.post(t, pids[i], id, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, 200)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	// An actor counts its request done a moment after its answer left.
-	for settled := false; !settled; {
-		settled = true
-		for _, st := range local.Live(ids) {
-			settled = settled && st.InFlight == 0 && st.Streams == 0
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("the sessions' requests never all ended")
-		case <-time.After(5 * time.Millisecond):
-		}
+		settle(ids[i : i+1])
 	}
 	var heap atomic.Uint64
 	limit := uint64(1000)
