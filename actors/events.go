@@ -60,6 +60,10 @@ type sessionEvents struct {
 	// retryMin, retryMax pace the writer's retries of a failed write
 	// (the package's retryMin and retryMax when zero).
 	retryMin, retryMax time.Duration
+	// behind writes a request stream's last answer behind its delivery
+	// (see Append): set when a write is a round trip (Redis), not for the
+	// memory store, whose writes cost nothing to wait for.
+	behind bool
 
 	mu      sync.Mutex
 	skipped map[string]bool // streams of the replayed handshake
@@ -67,6 +71,9 @@ type sessionEvents struct {
 	// Open until their journal entry goes (finish).
 	requests map[string]*requestStream
 	backlog  []pendingWrite // writes not stored yet, oldest first
+	// landed is closed, and replaced, whenever writes leave the backlog
+	// (stored, or given up): waiters (flush, After) look again then.
+	landed chan struct{}
 	// writer is set while the writer goroutine runs; cancelling it cuts
 	// the writer's wait between retries short (close).
 	writer  context.CancelFunc
@@ -98,9 +105,10 @@ type pendingWrite struct {
 // before the first request is dispatched (ready). Either way it is stored
 // before any request runs and before the client sees any event id to resume
 // from. The answer to its last request is stored with the removal of the
-// journal entry. A tools/call answered with one event thus costs two
-// round trips to Redis instead of four (open, priming event, answer,
-// removal).
+// journal entry, behind its delivery when the store is remote (Append). A
+// tools/call answered with one event thus costs two round trips to Redis
+// instead of four (open, priming event, answer, removal), and waits for
+// one.
 type requestStream struct {
 	f *flight
 	// mu is held by whoever stores the deferred open, until it is stored:
@@ -260,11 +268,26 @@ func (e *sessionEvents) owner() string {
 	return ""
 }
 
-// Append implements mcp.EventStore. The event is stored before the SDK
+// Append implements mcp.EventStore. An event is stored before the SDK
 // delivers it, so that a stream's stored events always cover what its
 // client has seen: an answer the next activation adds (the journal's) then
-// comes after anything the client saw. While the store is failing, events
-// wait in the write queue, in order, behind those already waiting.
+// comes after anything the client saw, and a client resuming from any id
+// it saw finds the rest.
+//
+// The answer to a request stream's last request is the exception when the
+// store is remote (behind): it is written, with the journal entry's
+// removal, behind its delivery, so that a request waits for one round trip
+// (its stream's open) instead of two. Nothing a client can resume from is
+// lost by it: a client resumes a request's stream only from an event before
+// the answer (the answer ends the stream), and every such event was stored
+// before it was delivered. Should the node die before the answer is
+// stored, the next activation answers the request from the journal, with
+// the id the lost answer had: a client that saw the answer is done with the
+// stream, and one that did not gets the journal's. Until it is stored, a
+// resumption of the stream on this activation waits for it (After).
+//
+// While the store is failing, events wait in the write queue, in order,
+// behind those already waiting.
 func (e *sessionEvents) Append(ctx context.Context, session, stream string, data []byte) error {
 	e.mu.Lock()
 	skip := e.skipped[stream]
@@ -287,6 +310,9 @@ func (e *sessionEvents) Append(ctx context.Context, session, stream string, data
 			return err
 		}
 		w.finish = rs.answers(data)
+		if w.finish && e.behind {
+			return e.enqueue(w, nil)
+		}
 	}
 	if waiting, err := e.queued(w); waiting {
 		return err
@@ -345,21 +371,63 @@ func (rs *requestStream) answers(data []byte) bool {
 }
 
 // blockedLocked says whether a write to stream must wait in the queue:
-// the store is failing, or a write waits that must land before it. A
-// journal entry's removal for another stream need not (it follows its own
-// stream's events, not the others'): were it to hold up the next
-// request's events, they would be stored after the SDK delivered them.
-// Requires e.mu.
+// the store is failing, or a write waits that must land before it. The
+// last write of another stream need not, a journal entry's removal or the
+// answer that takes it along (Append): it follows its own stream's events,
+// not the others'; were it to hold up the next request's events, they
+// would be stored after the SDK delivered them. Requires e.mu.
 func (e *sessionEvents) blockedLocked(stream string) bool {
 	if e.failing {
 		return true
 	}
 	for _, q := range e.backlog {
-		if !(q.finish && !q.event && !q.open) || q.stream == stream {
+		if !q.finish || q.stream == stream {
 			return true
 		}
 	}
 	return false
+}
+
+// waitingLocked says whether a write of stream is in the queue. Requires
+// e.mu.
+func (e *sessionEvents) waitingLocked(stream string) bool {
+	for _, q := range e.backlog {
+		if q.stream == stream {
+			return true
+		}
+	}
+	return false
+}
+
+// await waits, up to ctx, until done (called with e.mu held) says yes,
+// looking again each time writes leave the queue.
+func (e *sessionEvents) await(ctx context.Context, done func() bool) error {
+	for {
+		e.mu.Lock()
+		if done() {
+			e.mu.Unlock()
+			return nil
+		}
+		if e.landed == nil {
+			e.landed = make(chan struct{})
+		}
+		landed := e.landed
+		e.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-landed:
+		}
+	}
+}
+
+// landedLocked wakes those waiting for writes to leave the queue.
+// Requires e.mu.
+func (e *sessionEvents) landedLocked() {
+	if e.landed != nil {
+		close(e.landed)
+		e.landed = nil
+	}
 }
 
 // queued puts w in the queue if writes are waiting there, so that writes
@@ -455,6 +523,7 @@ func (e *sessionEvents) write(ctx context.Context) {
 		case errors.Is(err, state.ErrFenced):
 			e.mu.Lock()
 			e.backlog, e.writer = nil, nil
+			e.landedLocked()
 			e.mu.Unlock()
 			e.fence()
 			return
@@ -476,6 +545,7 @@ func (e *sessionEvents) write(ctx context.Context) {
 				// cannot be resumed.
 				e.logger.Warn("actor stopped with event writes the store never took; those events cannot be resumed", "writes", len(e.backlog))
 				e.backlog, e.writer = nil, nil
+				e.landedLocked()
 				e.mu.Unlock()
 				return
 			}
@@ -497,6 +567,7 @@ func (e *sessionEvents) dropFirst() {
 	if len(e.backlog) > 0 {
 		e.backlog[0] = pendingWrite{}
 		e.backlog = e.backlog[1:]
+		e.landedLocked()
 	}
 }
 
@@ -509,14 +580,7 @@ func (e *sessionEvents) clean() bool {
 
 // flush waits, up to ctx, for the backlog to be written.
 func (e *sessionEvents) flush(ctx context.Context) error {
-	for !e.clean() {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(retryMin):
-		}
-	}
-	return nil
+	return e.await(ctx, func() bool { return len(e.backlog) == 0 })
 }
 
 // close tells the writer that the actor is gone: it finishes the queue
@@ -530,7 +594,20 @@ func (e *sessionEvents) close() {
 	}
 }
 
+// After implements mcp.EventStore. A resumption first waits for the
+// stream's writes still in the queue (an answer written behind its
+// delivery, or events held while the store was failing), up to
+// saveTimeout, so that it replays what the client may have missed of them;
+// still waiting then (the store is away), it fails as the store would.
 func (e *sessionEvents) After(ctx context.Context, session, stream string, index int) iter.Seq2[[]byte, error] {
+	wait, cancel := context.WithTimeout(ctx, saveTimeout)
+	err := e.await(wait, func() bool { return !e.waitingLocked(stream) })
+	cancel()
+	if err != nil {
+		return func(yield func([]byte, error) bool) {
+			yield(nil, fmt.Errorf("replay events of stream %q: its writes are not stored yet: %w", stream, err))
+		}
+	}
 	return e.store.After(ctx, session, stream, index)
 }
 
@@ -641,4 +718,11 @@ func canonicalID(v any) json.RawMessage {
 		return b
 	}
 	return nil
+}
+
+// inMemory says whether store keeps its events in this process, where a
+// write costs nothing to wait for.
+func inMemory(store state.Events) bool {
+	_, ok := store.(*state.MemoryEvents)
+	return ok
 }

@@ -51,6 +51,9 @@ func (r *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.P
 }
 
 func (r *roundTrips) count(name string) {
+	if name == "hello" || strings.HasPrefix(name, "client") {
+		return // a new connection's handshake, not a request's
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.trips++
@@ -108,8 +111,9 @@ func redisStoresCounted(t *testing.T, replicas int) (*state.Stores, *roundTrips,
 // (2025-11-25) or without (2025-06-18): opening its stream with the journal
 // entry, the fencing check and the priming event in one script (without a
 // priming event, just before the dispatch), then the answer with the fencing
-// check and the journal entry's removal in another (see requestStream).
-// Nothing is left in the journal.
+// check and the journal entry's removal in another, behind the answer's
+// delivery (see requestStream and TestAnswerWrittenBehindDelivery). Nothing
+// is left in the journal.
 func TestRedisRoundTripsPerToolCall(t *testing.T) {
 	for _, c := range []struct {
 		replicas int
@@ -119,7 +123,7 @@ func TestRedisRoundTripsPerToolCall(t *testing.T) {
 			d, rt, watch := redisStoresCounted(t, c.replicas)
 			n := newSessionNode(t, d)
 			id, pid := n.open(t)
-			journal := "pingmcp:events:{" + id + "}:inflight"
+			watched := state.NewRedisEvents(watch, "", state.EventOptions{}) // not counted
 			toolCall := func(i int) {
 				t.Helper()
 				status, body, err := exchangeVersion(n.system.Root, pid, id, c.version,
@@ -134,13 +138,13 @@ func TestRedisRoundTripsPerToolCall(t *testing.T) {
 			// The first call after initialize may meet the snapshot's
 			// writes of the handshake: they are not the call's.
 			toolCall(-1)
-			awaitJournalEmpty(t, watch, journal)
+			awaitJournalEmpty(t, watched, id)
 			rt.take()
 			const calls = 20
 			for i := range calls {
 				toolCall(i)
 			}
-			awaitJournalEmpty(t, watch, journal)
+			awaitJournalEmpty(t, watched, id)
 			trips, what := rt.take()
 			t.Logf("%d tools/call: %d round trips (%s)", calls, trips, what)
 			if trips > 2*calls {
@@ -151,23 +155,23 @@ func TestRedisRoundTripsPerToolCall(t *testing.T) {
 }
 
 // awaitJournalEmpty waits until the session's journal of requests in flight
-// is empty: every answered request's entry is removed.
-func awaitJournalEmpty(t *testing.T, watch *redis.Client, journal string) {
+// is empty: every answered request's entry is removed (with Redis, behind
+// its answer's delivery).
+func awaitJournalEmpty(t *testing.T, events state.Events, session string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
-		n, err := watch.HLen(context.Background(), journal).Result()
+		pending, err := events.PendingRequests(context.Background(), session)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if n == 0 {
+		if len(pending) == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			all, _ := watch.HGetAll(context.Background(), journal).Result()
-			t.Fatalf("the journal %s still holds %d entries: %v", journal, n, all)
+			t.Fatalf("the journal of session %s still holds %v", session, pending)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -186,9 +190,12 @@ func TestStaleActivationRunsNothing(t *testing.T) {
 				n := &sessionNode{system: system, props: props}
 				id, stale := n.open(t)
 				// setLevel answers once its snapshot is written, and the
-				// handshake's before it: the stale activation has no write
-				// of its own left that would tell it first.
+				// handshake's before it; its answer is stored (with Redis,
+				// behind its delivery) once its journal entry is gone: the
+				// stale activation then has no write of its own left that
+				// would tell it first.
 				n.post(t, stale, id, `{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"info"}}`, 200)
+				awaitJournalEmpty(t, d.Events, id)
 				// A second activation of the session takes a newer epoch.
 				current := n.spawn(id)
 				n.post(t, current, id, `{"jsonrpc":"2.0","id":11,"method":"ping"}`, 200)
