@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/pingmcp/pingmcp/internal/redistest"
 	"github.com/pingmcp/pingmcp/state"
@@ -185,6 +186,34 @@ func rawCall(t *testing.T, ctx context.Context, url, id, tool string) []sseEvent
 	return callEvents(t, ctx, url, id, `{"jsonrpc":"2.0","id":"raw-1","method":"tools/call","params":{"name":"`+tool+`"}}`)
 }
 
+// awaitStreamStored waits until Redis holds every event of session's
+// stream that a raw call answered (events): its answer is stored behind
+// its delivery.
+func awaitStreamStored(t *testing.T, ctx context.Context, rdb *redis.Client, session string, events []sseEvent) {
+	t.Helper()
+	stream, _, _ := strings.Cut(events[0].id, "_")
+	store := state.NewRedisEvents(rdb, "", state.EventOptions{})
+	for {
+		stored := 0
+		for data, err := range store.After(ctx, session, stream, -1) {
+			if err != nil {
+				break
+			}
+			if len(data) > 0 {
+				stored++
+			}
+		}
+		if stored >= len(events) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("stream %s of session %s: %d of its %d events stored", stream, session, stored, len(events))
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
 // rawResume GETs session id's events after lastEventID.
 func rawResume(t *testing.T, ctx context.Context, url, id, lastEventID string) []sseEvent {
 	t.Helper()
@@ -308,6 +337,9 @@ func TestKillMember(t *testing.T) {
 		if len(before) < 4 || before[0].id == "" {
 			t.Fatalf("%s: raw call answered %d events (%+v); want logs and a result, with ids", round, len(before), before)
 		}
+		// Its answer is stored behind its delivery: the kill is to come
+		// after it is (a kill before would replay the journal's answer).
+		awaitStreamStored(t, ctx, rdb, resumed.cs.ID(), before)
 
 		// Calls in flight on the victim.
 		inflight := victims[:min(5, len(victims))]
