@@ -122,7 +122,7 @@ func NewRedisEvents(client redis.UniversalClient, prefix string, opts EventOptio
 	if prefix == "" {
 		prefix = "pingmcp:"
 	}
-	return &RedisEvents{client: client, w: writer{client: client}, prefix: prefix, opts: opts.withDefaults()}
+	return &RedisEvents{client: client, w: newWriter(client), prefix: prefix, opts: opts.withDefaults()}
 }
 
 // keys are the session's set of streams, the stream's entries and count,

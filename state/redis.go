@@ -88,16 +88,34 @@ type Replication struct {
 type writer struct {
 	client redis.UniversalClient
 	Replication
+	// batch, if set, batches the writes to a single server made at once
+	// (batcher); not for a cluster, nor with replication.
+	batch *batcher
 }
 
-// run runs script s on keys (one slot) and, when Replicas is set, WAIT on
-// the same connection in the same round trip: the write is confirmed only
+// newWriter is a writer of client, batching its writes if client is one
+// server.
+func newWriter(client redis.UniversalClient) writer {
+	w := writer{client: client}
+	if c, ok := client.(*redis.Client); ok {
+		w.batch = &batcher{client: c}
+	}
+	return w
+}
+
+// run runs script s on keys (one slot): on one server without
+// replication, in one pipeline with the other writes made at once (batch);
+// when Replicas is set, with WAIT on the same connection in the same round
+// trip: the write is confirmed only
 // once that many replicas have it (ErrNotReplicated otherwise). On a
 // Redis Cluster it goes to the master of the keys' slot; a refusal that
 // says the slot moved (a failover) makes the client reload the cluster's
 // layout, and the write is tried once more there.
 func (w writer) run(ctx context.Context, s *redis.Script, keys []string, args ...any) *redis.Cmd {
 	if w.Replicas <= 0 {
+		if w.batch != nil {
+			return w.batch.run(ctx, s, keys, args...)
+		}
 		return s.Run(ctx, w.client, keys, args...)
 	}
 	cc, cluster := w.client.(*redis.ClusterClient)

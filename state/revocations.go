@@ -51,7 +51,7 @@ func NewRedisRevocations(client redis.UniversalClient, prefix string) *RedisRevo
 	if prefix == "" {
 		prefix = "pingmcp:"
 	}
-	return &RedisRevocations{client: client, w: writer{client: client}, key: prefix + "revocations"}
+	return &RedisRevocations{client: client, w: newWriter(client), key: prefix + "revocations"}
 }
 
 // redisRevocation is a revocation as Redis keeps it: its end in Unix

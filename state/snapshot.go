@@ -82,7 +82,7 @@ func NewRedisSnapshots(client redis.UniversalClient, prefix string) *RedisSnapsh
 	if prefix == "" {
 		prefix = "pingmcp:"
 	}
-	return &RedisSnapshots{client: client, w: writer{client: client}, prefix: prefix}
+	return &RedisSnapshots{client: client, w: newWriter(client), prefix: prefix}
 }
 
 func (r *RedisSnapshots) keys(session string) []string {

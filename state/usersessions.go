@@ -45,7 +45,7 @@ func NewRedisUserSessions(client redis.UniversalClient, prefix string) *RedisUse
 	if prefix == "" {
 		prefix = "pingmcp:"
 	}
-	return &RedisUserSessions{client: client, w: writer{client: client}, prefix: prefix, what: "sessions"}
+	return &RedisUserSessions{client: client, w: newWriter(client), prefix: prefix, what: "sessions"}
 }
 
 // NewRedisUserTasks counts each user's live tasks (--max-tasks-per-user) as

@@ -1,0 +1,112 @@
+package state
+
+import (
+	"context"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// batcher sends the scripts of writes made at once to one Redis server
+// together, in one pipeline (group commit): a write finding fewer than
+// maxBatches pipelines in flight goes at once, alone or with those that
+// waited, on its caller's goroutine; others wait for a pipeline to return
+// and go together in the next. A lone write thus waits for nothing more
+// than its round trip, and many at once cost Redis and the node one read
+// and one write each per batch instead of per script. Each script still
+// runs alone in Redis, with its own answer; a batch is not a transaction.
+type batcher struct {
+	client *redis.Client
+	mu     sync.Mutex
+	queue  []*batched
+	busy   int // pipelines in flight
+}
+
+// maxBatches is how many pipelines of one batcher may be in flight at once:
+// two, so that a write behind a request's answer does not hold up the next
+// request's open, and those that come meanwhile wait and go together.
+const maxBatches = 2
+
+// batched is one write in a batcher.
+type batched struct {
+	s    *redis.Script
+	keys []string
+	args []any
+	cmd  *redis.Cmd
+	done chan struct{} // closed once cmd has its answer; nil for the leader
+}
+
+// run runs s as writer.run does without replication, batched with the
+// writes made meanwhile.
+func (b *batcher) run(ctx context.Context, s *redis.Script, keys []string, args ...any) *redis.Cmd {
+	w := &batched{s: s, keys: keys, args: args}
+	b.mu.Lock()
+	if b.busy < maxBatches {
+		b.busy++
+		batch := append(b.queue, w)
+		b.queue = nil
+		b.mu.Unlock()
+		b.exec(ctx, batch)
+		b.next()
+		return w.cmd
+	}
+	w.done = make(chan struct{})
+	b.queue = append(b.queue, w)
+	b.mu.Unlock()
+	select {
+	case <-w.done:
+		return w.cmd
+	case <-ctx.Done():
+		// It may still be run: a write's caller tries it again with its
+		// WriteID, which a script takes once.
+		return failed(ctx, ctx.Err())
+	}
+}
+
+// next sends what waited while a pipeline was in flight, on a goroutine of
+// its own, or frees the pipeline's turn.
+func (b *batcher) next() {
+	b.mu.Lock()
+	if len(b.queue) == 0 {
+		b.busy--
+		b.mu.Unlock()
+		return
+	}
+	batch := b.queue
+	b.queue = nil
+	b.mu.Unlock()
+	go func() {
+		b.exec(context.Background(), batch)
+		b.next()
+	}()
+}
+
+// exec runs batch in one pipeline, each script by its digest; those Redis
+// does not know yet (NOSCRIPT, after a restart or a failover) are sent
+// again whole, alone.
+func (b *batcher) exec(ctx context.Context, batch []*batched) {
+	if len(batch) == 1 {
+		w := batch[0]
+		w.cmd = w.s.Run(ctx, b.client, w.keys, w.args...)
+		if w.done != nil {
+			close(w.done)
+		}
+		return
+	}
+	// The batch is not cut short by one caller's context: the others'
+	// writes are in it. The client's own timeouts bound it.
+	ctx = context.WithoutCancel(ctx)
+	pipe := b.client.Pipeline()
+	for _, w := range batch {
+		w.cmd = w.s.EvalSha(ctx, pipe, w.keys, w.args...)
+	}
+	_, _ = pipe.Exec(ctx) // each command has its own error
+	for _, w := range batch {
+		if redis.HasErrorPrefix(w.cmd.Err(), "NOSCRIPT") {
+			w.cmd = w.s.Run(ctx, b.client, w.keys, w.args...)
+		}
+		if w.done != nil {
+			close(w.done)
+		}
+	}
+}

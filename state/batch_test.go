@@ -1,0 +1,142 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pingmcp/pingmcp/internal/redistest"
+)
+
+// heldTrips is a go-redis hook that counts round trips (a command alone,
+// or a pipeline) and holds the first hold of them until released.
+type heldTrips struct {
+	mu      sync.Mutex
+	trips   []int // commands in each round trip
+	hold    int
+	release chan struct{}
+}
+
+func (h *heldTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *heldTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if n := cmd.Name(); n == "hello" || n == "client" {
+			return next(ctx, cmd) // a new connection's handshake
+		}
+		h.took(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *heldTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if n := cmds[0].Name(); n == "hello" || n == "client" {
+			return next(ctx, cmds)
+		}
+		h.took(len(cmds))
+		return next(ctx, cmds)
+	}
+}
+
+func (h *heldTrips) took(cmds int) {
+	h.mu.Lock()
+	h.trips = append(h.trips, cmds)
+	held := len(h.trips) <= h.hold
+	h.mu.Unlock()
+	if held {
+		<-h.release
+	}
+}
+
+// Writes made while the batcher's pipelines are all in flight wait and go
+// together, in one round trip; each gets its own answer, and what they
+// wrote is stored, also when Redis no longer knows the scripts (NOSCRIPT,
+// as after a restart: each is sent again whole).
+func TestBatchedWrites(t *testing.T) {
+	for _, flush := range []bool{false, true} {
+		t.Run(fmt.Sprintf("script-flush=%v", flush), func(t *testing.T) {
+			client := redistest.Start(t)
+			ctx := context.Background()
+			events := NewRedisEvents(client, "", EventOptions{})
+			if events.w.batch == nil {
+				t.Fatal("a store of one Redis server does not batch its writes")
+			}
+			const streams = 40
+			for i := range streams {
+				if err := events.OpenFor(ctx, "s", fmt.Sprint(i), "", 0, nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Redis knows the append script (unless flushed below).
+			if err := events.OpenFor(ctx, "other", "x", "", 0, nil); err != nil {
+				t.Fatal(err)
+			}
+			if err := events.AppendAt(ctx, "other", "x", 0, "", []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			if flush {
+				if err := client.ScriptFlush(ctx).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			h := &heldTrips{hold: maxBatches, release: make(chan struct{})}
+			client.AddHook(h)
+			var wg sync.WaitGroup
+			errs := make(chan error, streams)
+			for i := range streams {
+				wg.Go(func() {
+					errs <- events.AppendAt(ctx, "s", fmt.Sprint(i), 0, "", []byte(fmt.Sprint("event ", i)))
+				})
+			}
+			// maxBatches writes are in flight (held), the others wait.
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+				events.w.batch.mu.Lock()
+				queued := len(events.w.batch.queue)
+				events.w.batch.mu.Unlock()
+				if queued == streams-maxBatches {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%d writes wait, want %d", queued, streams-maxBatches)
+				}
+			}
+			close(h.release)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.mu.Lock()
+			trips := slices.Clone(h.trips)
+			h.mu.Unlock()
+			t.Logf("round trips, commands in each: %v", trips)
+			if !slices.Contains(trips, streams-maxBatches) {
+				t.Errorf("the %d writes that waited did not go in one round trip: %v", streams-maxBatches, trips)
+			}
+			if !flush && len(trips) != maxBatches+1 {
+				t.Errorf("%d round trips for %d writes, want %d: %v", len(trips), streams, maxBatches+1, trips)
+			}
+			for i := range streams {
+				var got []string
+				for d, err := range events.After(ctx, "s", fmt.Sprint(i), -1) {
+					if err != nil {
+						t.Fatal(err)
+					}
+					got = append(got, string(d))
+				}
+				if want := fmt.Sprint("event ", i); strings.Join(got, ",") != want {
+					t.Fatalf("stream %d holds %q, want %q", i, got, want)
+				}
+			}
+		})
+	}
+}
