@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -29,6 +30,7 @@ const maxBatches = 2
 
 // batched is one write in a batcher.
 type batched struct {
+	rep  Replication
 	s    *redis.Script
 	keys []string
 	args []any
@@ -36,10 +38,10 @@ type batched struct {
 	done chan struct{} // closed once cmd has its answer; nil for the leader
 }
 
-// run runs s as writer.run does without replication, batched with the
-// writes made meanwhile.
-func (b *batcher) run(ctx context.Context, s *redis.Script, keys []string, args ...any) *redis.Cmd {
-	w := &batched{s: s, keys: keys, args: args}
+// run runs s as writer.run does, batched with the writes made meanwhile;
+// rep is its store's (the same for every write of a batcher).
+func (b *batcher) run(ctx context.Context, rep Replication, s *redis.Script, keys []string, args ...any) *redis.Cmd {
+	w := &batched{rep: rep, s: s, keys: keys, args: args}
 	b.mu.Lock()
 	if b.busy < maxBatches {
 		b.busy++
@@ -81,11 +83,14 @@ func (b *batcher) next() {
 	}()
 }
 
-// exec runs batch in one pipeline, each script by its digest; those Redis
-// does not know yet (NOSCRIPT, after a restart or a failover) are sent
-// again whole, alone.
+// exec runs batch in one pipeline, each script by its digest, followed
+// by WAIT when the writes are to be replicated (rep, as writer.run): a
+// write is confirmed only if its script ran and the replicas took the
+// whole batch. Scripts Redis does not know yet (NOSCRIPT, after a restart
+// or a failover) are sent again whole, together.
 func (b *batcher) exec(ctx context.Context, batch []*batched) {
-	if len(batch) == 1 {
+	rep := batch[0].rep
+	if len(batch) == 1 && rep.Replicas <= 0 {
 		w := batch[0]
 		w.cmd = w.s.Run(ctx, b.client, w.keys, w.args...)
 		if w.done != nil {
@@ -93,18 +98,44 @@ func (b *batcher) exec(ctx context.Context, batch []*batched) {
 		}
 		return
 	}
-	// The batch is not cut short by one caller's context: the others'
-	// writes are in it. The client's own timeouts bound it.
-	ctx = context.WithoutCancel(ctx)
-	pipe := b.client.Pipeline()
-	for _, w := range batch {
-		w.cmd = w.s.EvalSha(ctx, pipe, w.keys, w.args...)
+	if len(batch) > 1 {
+		// The batch is not cut short by one caller's context: the others'
+		// writes are in it. The client's own timeouts bound it.
+		ctx = context.WithoutCancel(ctx)
 	}
-	_, _ = pipe.Exec(ctx) // each command has its own error
-	for _, w := range batch {
-		if redis.HasErrorPrefix(w.cmd.Err(), "NOSCRIPT") {
-			w.cmd = w.s.Run(ctx, b.client, w.keys, w.args...)
+	pending, loaded := batch, true
+	for len(pending) > 0 {
+		pipe := b.client.Pipeline()
+		for _, w := range pending {
+			if loaded {
+				w.cmd = w.s.EvalSha(ctx, pipe, w.keys, w.args...)
+			} else {
+				w.cmd = w.s.Eval(ctx, pipe, w.keys, w.args...)
+			}
 		}
+		var wait *redis.Cmd
+		if rep.Replicas > 0 {
+			wait = pipe.Do(ctx, "wait", rep.Replicas, rep.Timeout.Milliseconds())
+		}
+		_, _ = pipe.Exec(ctx) // each command has its own error
+		var unknown []*batched
+		for _, w := range pending {
+			if loaded && redis.HasErrorPrefix(w.cmd.Err(), "NOSCRIPT") {
+				unknown = append(unknown, w)
+				continue
+			}
+			if wait != nil && w.cmd.Err() == nil {
+				switch acked, err := wait.Int64(); {
+				case err != nil:
+					w.cmd = failed(ctx, err)
+				case acked < int64(rep.Replicas):
+					w.cmd = failed(ctx, fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, acked, rep.Replicas, rep.Timeout))
+				}
+			}
+		}
+		pending, loaded = unknown, false
+	}
+	for _, w := range batch {
 		if w.done != nil {
 			close(w.done)
 		}

@@ -56,15 +56,24 @@ func (h *heldTrips) took(cmds int) {
 }
 
 // Writes made while the batcher's pipelines are all in flight wait and go
-// together, in one round trip; each gets its own answer, and what they
-// wrote is stored, also when Redis no longer knows the scripts (NOSCRIPT,
-// as after a restart: each is sent again whole).
+// together, in one round trip (with one WAIT for them all when writes wait
+// for a replica); each gets its own answer, and what they wrote is stored,
+// also when Redis no longer knows the scripts (NOSCRIPT, as after a
+// restart: they are sent again whole).
 func TestBatchedWrites(t *testing.T) {
-	for _, flush := range []bool{false, true} {
-		t.Run(fmt.Sprintf("script-flush=%v", flush), func(t *testing.T) {
+	for _, c := range []struct {
+		flush    bool
+		replicas int
+	}{{false, 0}, {true, 0}, {false, 1}} {
+		t.Run(fmt.Sprintf("script-flush=%v/replicas=%d", c.flush, c.replicas), func(t *testing.T) {
+			flush := c.flush
 			client := redistest.Start(t)
 			ctx := context.Background()
 			events := NewRedisEvents(client, "", EventOptions{})
+			if c.replicas > 0 {
+				redistest.StartReplica(t, client.Options().Addr)
+				events.SetReplication(Replication{Replicas: c.replicas, Timeout: 5 * time.Second})
+			}
 			if events.w.batch == nil {
 				t.Fatal("a store of one Redis server does not batch its writes")
 			}
@@ -119,7 +128,7 @@ func TestBatchedWrites(t *testing.T) {
 			trips := slices.Clone(h.trips)
 			h.mu.Unlock()
 			t.Logf("round trips, commands in each: %v", trips)
-			if !slices.Contains(trips, streams-maxBatches) {
+			if !slices.Contains(trips, streams-maxBatches+c.replicas) {
 				t.Errorf("the %d writes that waited did not go in one round trip: %v", streams-maxBatches, trips)
 			}
 			if !flush && len(trips) != maxBatches+1 {

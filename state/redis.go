@@ -89,7 +89,7 @@ type writer struct {
 	client redis.UniversalClient
 	Replication
 	// batch, if set, batches the writes to a single server made at once
-	// (batcher); not for a cluster, nor with replication.
+	// (batcher); not for a cluster.
 	batch *batcher
 }
 
@@ -103,19 +103,19 @@ func newWriter(client redis.UniversalClient) writer {
 	return w
 }
 
-// run runs script s on keys (one slot): on one server without
-// replication, in one pipeline with the other writes made at once (batch);
-// when Replicas is set, with WAIT on the same connection in the same round
-// trip: the write is confirmed only
-// once that many replicas have it (ErrNotReplicated otherwise). On a
+// run runs script s on keys (one slot): on one server, in one pipeline
+// with the other writes made at once (batch). When Replicas is set, WAIT
+// follows on the same connection in the same round trip (one for the
+// batch): the write is confirmed only once that many replicas have it
+// (ErrNotReplicated otherwise). On a
 // Redis Cluster it goes to the master of the keys' slot; a refusal that
 // says the slot moved (a failover) makes the client reload the cluster's
 // layout, and the write is tried once more there.
 func (w writer) run(ctx context.Context, s *redis.Script, keys []string, args ...any) *redis.Cmd {
+	if w.batch != nil {
+		return w.batch.run(ctx, w.Replication, s, keys, args...)
+	}
 	if w.Replicas <= 0 {
-		if w.batch != nil {
-			return w.batch.run(ctx, s, keys, args...)
-		}
 		return s.Run(ctx, w.client, keys, args...)
 	}
 	cc, cluster := w.client.(*redis.ClusterClient)
