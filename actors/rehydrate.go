@@ -9,6 +9,7 @@ import (
 	"net/http"
 
 	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/internal/capture"
 	"github.com/pingmcp/pingmcp/state"
 )
 
@@ -54,9 +55,13 @@ func (a *SessionActor) restore(snap []byte) (state.Snapshot, error) {
 	return rec, nil
 }
 
-// replay runs the recorded handshake through the SDK handler, answers
-// discarded: initialize (the session takes this actor's id), initialized,
-// the log level and the subscriptions.
+// replay runs the recorded handshake through the SDK handler:
+// initialize (the session takes this actor's id), initialized, the log
+// level and the subscriptions, then a ping. Each request has an id of its
+// own and must be answered with a result: one answered with an error, or
+// not at all (its handler still running when the activation's time ran
+// out), fails the restore, rather than leaving a session that differs
+// from the one its client made.
 func (a *SessionActor) replay(rec state.Snapshot) error {
 	a.events.replaying.Store(true)
 	defer a.events.replaying.Store(false)
@@ -83,10 +88,19 @@ func (a *SessionActor) replay(rec state.Snapshot) error {
 				hr.Header.Set("Mcp-Protocol-Version", rec.ProtocolVersion)
 			}
 		}
-		w := &discardWriter{header: http.Header{}}
+		w := capture.New()
 		a.handler.ServeHTTP(w, hr)
-		if w.status != want {
-			return fmt.Errorf("replaying %s: status %d, want %d", what, w.status, want)
+		if w.Status() != want {
+			return fmt.Errorf("replaying %s: status %d, want %d", what, w.Status(), want)
+		}
+		if want == http.StatusAccepted {
+			return nil // a notification: no answer
+		}
+		switch _, rpcErr, ok := w.Outcome(); {
+		case !ok:
+			return fmt.Errorf("replaying %s: no answer", what)
+		case rpcErr != nil:
+			return fmt.Errorf("replaying %s: answered with an error: %s", what, rpcErr)
 		}
 		return nil
 	}
@@ -96,7 +110,7 @@ func (a *SessionActor) replay(rec state.Snapshot) error {
 		Method  string `json:"method"`
 		Params  any    `json:"params,omitempty"`
 	}
-	if err := post("initialize", call{"2.0", "pingmcp-rehydrate", "initialize", rec.Initialize}, http.StatusOK, false); err != nil {
+	if err := post("initialize", call{"2.0", "pingmcp-rehydrate-initialize", "initialize", rec.Initialize}, http.StatusOK, false); err != nil {
 		return err
 	}
 	if rec.Initialized {
@@ -105,34 +119,17 @@ func (a *SessionActor) replay(rec state.Snapshot) error {
 		}
 	}
 	if rec.LogLevel != "" {
-		if err := post("logging/setLevel", call{"2.0", "pingmcp-rehydrate", "logging/setLevel", map[string]string{"level": rec.LogLevel}}, http.StatusOK, true); err != nil {
+		if err := post("logging/setLevel", call{"2.0", "pingmcp-rehydrate-setlevel", "logging/setLevel", map[string]string{"level": rec.LogLevel}}, http.StatusOK, true); err != nil {
 			return err
 		}
 	}
-	for _, uri := range rec.Subscriptions {
-		if err := post("resources/subscribe", call{"2.0", "pingmcp-rehydrate", "resources/subscribe", map[string]string{"uri": uri}}, http.StatusOK, true); err != nil {
+	for i, uri := range rec.Subscriptions {
+		id := fmt.Sprintf("pingmcp-rehydrate-subscribe-%d", i)
+		if err := post("resources/subscribe", call{"2.0", id, "resources/subscribe", map[string]string{"uri": uri}}, http.StatusOK, true); err != nil {
 			return err
 		}
 	}
 	// A request answered last: the notifications before it were handled by
 	// then (the SDK answers 202 to a notification before handling it).
-	return post("ping", call{JSONRPC: "2.0", ID: "pingmcp-rehydrate", Method: "ping"}, http.StatusOK, true)
+	return post("ping", call{JSONRPC: "2.0", ID: "pingmcp-rehydrate-ping", Method: "ping"}, http.StatusOK, true)
 }
-
-// discardWriter is the response writer of the replayed handshake.
-type discardWriter struct {
-	header http.Header
-	status int
-}
-
-func (w *discardWriter) Header() http.Header { return w.header }
-func (w *discardWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-}
-func (w *discardWriter) Write(p []byte) (int, error) {
-	w.WriteHeader(http.StatusOK)
-	return len(p), nil
-}
-func (w *discardWriter) Flush() {}

@@ -220,6 +220,37 @@ func TestTamperedOwnerRefused(t *testing.T) {
 	}
 }
 
+// A handshake the server no longer accepts as it was recorded (here a
+// subscription to a resource it does not have, as after an operator's
+// reload took it away) fails the restore: the session is not found, rather
+// than coming back without what its client set up. Each replayed request is
+// answered with a result, or the restore says which was not.
+func TestReplayAnsweredWithErrorRefused(t *testing.T) {
+	ctx := t.Context()
+	d := state.MemoryStores(time.Hour)
+	logs := &logtest.Buffer{}
+	n := newLoggingSessionNode(t, d, logs)
+	id, pid := n.open(t)
+	if err := n.system.Root.StopFuture(pid).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	epoch, snap, err := d.Snapshots.Activate(ctx, id, false)
+	if err != nil || snap == nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	changed := strings.Replace(string(snap), `{"v":1,`, `{"v":1,"subscriptions":["test://no-such-resource"],`, 1)
+	if changed == string(snap) {
+		t.Fatalf("snapshot layout changed: %s", snap)
+	}
+	if err := d.Snapshots.Save(ctx, id, epoch, []byte(changed), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	n.post(t, n.spawn(id), id, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, 404)
+	if !strings.Contains(logs.String(), "replaying resources/subscribe: answered with an error") {
+		t.Fatalf("the restore did not fail on the refused subscription:\n%s", logs)
+	}
+}
+
 // An initialize whose snapshot would exceed the bound (by default 256 KiB)
 // is refused with a JSON-RPC error saying so, and leaves no session: no
 // snapshot, and the id is unknown to the next request.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 
+	"github.com/pingmcp/pingmcp/internal/capture"
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state/taskstore"
@@ -50,7 +51,7 @@ type run struct {
 	tag                       string // the round's name in the task's lease
 
 	done chan struct{} // closed once rec holds the round's answer
-	rec  *recorder
+	rec  *capture.Recorder
 	// release ends what Options.Bind prepared for the round; req is the
 	// round's request, as Bind prepared it.
 	release func()
@@ -267,11 +268,11 @@ func (l *Layer) call(w http.ResponseWriter, hr *http.Request, m *message, body [
 		writeResult(w, m.ID, created(r.task))
 	default:
 		// Answered before it became a task.
-		for k, vs := range r.rec.header {
+		for k, vs := range r.rec.Header() {
 			w.Header()[k] = vs
 		}
-		w.WriteHeader(cmpStatus(r.rec.status))
-		w.Write(r.rec.body.Bytes())
+		w.WriteHeader(cmpStatus(r.rec.Status()))
+		w.Write(r.rec.Body())
 	}
 }
 
@@ -286,7 +287,7 @@ func cmpStatus(s int) int {
 // records its outcome in the task.
 func (l *Layer) runRound(r *run, req *http.Request) {
 	defer l.endRun(r)
-	rec := newRecorder()
+	rec := capture.New()
 	func() {
 		defer func() {
 			if p := recover(); p != nil {
@@ -300,7 +301,7 @@ func (l *Layer) runRound(r *run, req *http.Request) {
 	if !r.isTask() {
 		return
 	}
-	result, rpcErr, ok := rec.outcome()
+	result, rpcErr, ok := rec.Outcome()
 	l.finish(r.taskID, r.tag, result, rpcErr, ok, nil, r.interrupted.Load())
 }
 

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -18,6 +20,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/pingmcp/pingmcp/internal/capture"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state/taskstore"
 )
@@ -145,12 +148,12 @@ func rpc(t *testing.T, srv *httptest.Server, method string, params map[string]an
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	rec := newRecorder()
-	rec.header = resp.Header
-	rec.body.ReadFrom(resp.Body)
-	result, rpcErr, ok := rec.outcome()
+	rec := capture.New()
+	maps.Copy(rec.Header(), resp.Header)
+	io.Copy(rec, resp.Body)
+	result, rpcErr, ok := rec.Outcome()
 	if !ok {
-		t.Fatalf("%s: HTTP %d, no JSON-RPC response: %s", method, resp.StatusCode, rec.body.String())
+		t.Fatalf("%s: HTTP %d, no JSON-RPC response: %s", method, resp.StatusCode, rec.Body())
 	}
 	r := reply{status: resp.StatusCode, header: resp.Header}
 	raw, _ := json.Marshal(map[string]json.RawMessage{"result": result, "error": rpcErr})

@@ -1,11 +1,8 @@
 package tasks
 
 import (
-	"bufio"
-	"bytes"
 	"encoding/json"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
@@ -158,59 +155,4 @@ func errorObject(code int64, msg string, data any) json.RawMessage {
 		Data    any    `json:"data,omitempty"`
 	}{code, msg, data})
 	return b
-}
-
-// recorder captures the MCP handler's answer to a round.
-type recorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func newRecorder() *recorder { return &recorder{header: http.Header{}} }
-
-func (r *recorder) Header() http.Header { return r.header }
-func (r *recorder) WriteHeader(status int) {
-	if r.status == 0 {
-		r.status = status
-	}
-}
-
-func (r *recorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return r.body.Write(b)
-}
-
-func (r *recorder) Flush() {}
-
-// outcome is the JSON-RPC response the round's answer carries: its result
-// or error object; ok false when there is none (the handler wrote no
-// JSON-RPC response: a transport error).
-func (r *recorder) outcome() (result, rpcErr json.RawMessage, ok bool) {
-	var resp struct {
-		Result json.RawMessage `json:"result"`
-		Error  json.RawMessage `json:"error"`
-	}
-	parse := func(b []byte) bool {
-		resp.Result, resp.Error = nil, nil
-		return json.Unmarshal(b, &resp) == nil && (len(resp.Result) > 0 || len(resp.Error) > 0)
-	}
-	if strings.HasPrefix(r.header.Get("Content-Type"), "text/event-stream") {
-		// The response is the stream's last event that is one.
-		var found bool
-		sc := bufio.NewScanner(bytes.NewReader(r.body.Bytes()))
-		sc.Buffer(make([]byte, 64<<10), 64<<20)
-		for sc.Scan() {
-			if data, cut := strings.CutPrefix(sc.Text(), "data:"); cut && parse([]byte(strings.TrimSpace(data))) {
-				result, rpcErr, found = resp.Result, resp.Error, true
-			}
-		}
-		return result, rpcErr, found
-	}
-	if parse(r.body.Bytes()) {
-		return resp.Result, resp.Error, true
-	}
-	return nil, nil, false
 }
