@@ -210,6 +210,15 @@ func Start(cfg Config) (*Node, error) {
 		remoteOpts = append(remoteOpts, remote.WithAdvertisedHost(cfg.AdvertisedAddr))
 	}
 	remoteCfg := remote.Configure(host, port, remoteOpts...)
+	// An endpoint writer that cannot connect tries once: protoactor's
+	// writer sleeps 2 s between tries, holding every message to that
+	// node meanwhile, and dials a new gRPC connection each try without
+	// closing the one before (each left redialing a gone node for the
+	// life of the process). Given up, the writer reports the endpoint
+	// terminated (senders see their target gone at once, and membership
+	// decides about the node) and closes its connection; the next message
+	// to the node starts a new writer.
+	remoteCfg.MaxRetryCount = 1
 
 	n := &Node{cfg: cfg, System: system, logger: cfg.Logger, pids: newPIDCache(maxCachedPIDs), topology: make(chan struct{})}
 	var provider cluster.ClusterProvider
