@@ -225,16 +225,19 @@ func (a *SessionActor) bindable() bool { return !a.hasSession() }
 // unknown id, a failed initialize); a live session's actor waits for its
 // idle timeout.
 func (a *SessionActor) settled(ctx actor.Context) {
-	if a.hasSession() && a.handshakeRefused() {
+	refused := a.hasSession() && a.handshakeRefused()
+	if refused {
 		// The SDK accepted the initialize, then the snapshot refused it
 		// (recordChanges): the client got an error and no session, but the
 		// SDK keeps one, which would count against its user until the idle
-		// timeout. It goes, and the session ends here as a failed one does.
+		// timeout. It goes, and the session ends here as a failed one does,
+		// whether or not the SDK has let go of it yet (it does so on a
+		// goroutine of its own).
 		for s := range a.ownSessions() {
 			s.Close()
 		}
 	}
-	if a.hasSession() {
+	if !refused && a.hasSession() {
 		a.stayIdle(ctx)
 		return
 	}
