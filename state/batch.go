@@ -2,22 +2,24 @@ package state
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// batcher sends the scripts of writes made at once to one Redis server
-// together, in one pipeline (group commit): a write finding fewer than
-// maxBatches pipelines in flight goes at once, alone or with those that
-// waited, on its caller's goroutine; others wait for a pipeline to return
-// and go together in the next. A lone write thus waits for nothing more
-// than its round trip, and many at once cost Redis and the node one read
-// and one write each per batch instead of per script. Each script still
-// runs alone in Redis, with its own answer; a batch is not a transaction.
+// batcher sends the scripts of writes made at once together, in one
+// pipeline (group commit; on a Redis Cluster, one per master the batch
+// touches): a write finding fewer than maxBatches pipelines in flight goes
+// at once, alone or with those that waited, on its caller's goroutine;
+// others wait for a pipeline to return and go together in the next. A lone
+// write thus waits for nothing more than its round trip, and many at once
+// cost Redis and the node one read and one write each per batch instead of
+// per script. Each script still runs alone in Redis, with its own answer; a
+// batch is not a transaction.
 type batcher struct {
-	client *redis.Client
+	client redis.UniversalClient
 	mu     sync.Mutex
 	queue  []*batched
 	busy   int // pipelines in flight
@@ -83,19 +85,25 @@ func (b *batcher) next() {
 	}()
 }
 
-// exec runs batch in one pipeline, each script by its digest, followed
-// by WAIT when the writes are to be replicated (rep, as writer.run): a
-// write is confirmed only if its script ran and the replicas took the
-// whole batch. Scripts Redis does not know yet (NOSCRIPT, after a restart
-// or a failover) are sent again whole, together.
+// exec runs batch: a lone write without replication as writer.run's
+// caller would (Script.Run); otherwise in one pipeline, or on a cluster
+// with replication one per master (WAIT counts the replicas of the
+// connection's master), each script by its digest, followed by WAIT when
+// the writes are to be replicated (rep, as writer.run). On a cluster, a
+// write a node refused because its slot moved (a failover) makes the
+// client reload the cluster's layout and is tried once more.
 func (b *batcher) exec(ctx context.Context, batch []*batched) {
+	defer func() {
+		for _, w := range batch {
+			if w.done != nil {
+				close(w.done)
+			}
+		}
+	}()
 	rep := batch[0].rep
 	if len(batch) == 1 && rep.Replicas <= 0 {
 		w := batch[0]
 		w.cmd = w.s.Run(ctx, b.client, w.keys, w.args...)
-		if w.done != nil {
-			close(w.done)
-		}
 		return
 	}
 	if len(batch) > 1 {
@@ -103,9 +111,54 @@ func (b *batcher) exec(ctx context.Context, batch []*batched) {
 		// writes are in it. The client's own timeouts bound it.
 		ctx = context.WithoutCancel(ctx)
 	}
-	pending, loaded := batch, true
+	cc, cluster := b.client.(*redis.ClusterClient)
+	if !cluster || rep.Replicas <= 0 {
+		// A cluster's pipeline goes to each write's master itself.
+		pipelined(ctx, b.client, batch, rep)
+		return
+	}
+	pending := batch
+	for attempt := 0; len(pending) > 0; attempt++ {
+		byMaster := map[*redis.Client][]*batched{}
+		for _, w := range pending {
+			m, err := cc.MasterForKey(ctx, w.keys[0])
+			if err != nil {
+				w.cmd = failed(ctx, err)
+				continue
+			}
+			byMaster[m] = append(byMaster[m], w)
+		}
+		var wg sync.WaitGroup
+		for m, ws := range byMaster {
+			wg.Go(func() { pipelined(ctx, m, ws, rep) })
+		}
+		wg.Wait()
+		var again []*batched
+		reload := false
+		for _, w := range pending {
+			if err := w.cmd.Err(); err != nil && !errors.Is(err, ErrNotReplicated) {
+				reload = true
+				if attempt == 0 && moved(err) {
+					again = append(again, w)
+				}
+			}
+		}
+		if reload {
+			cc.ReloadState(ctx)
+		}
+		pending = again
+	}
+}
+
+// pipelined runs ws in one pipeline of client, each script by its digest,
+// then WAIT if rep asks for replicas: a write is confirmed only if its
+// script ran and the replicas took the whole pipeline. Scripts Redis does
+// not know yet (NOSCRIPT, after a restart or a failover) are sent again
+// whole, together.
+func pipelined(ctx context.Context, client redis.UniversalClient, ws []*batched, rep Replication) {
+	pending, loaded := ws, true
 	for len(pending) > 0 {
-		pipe := b.client.Pipeline()
+		pipe := client.Pipeline()
 		for _, w := range pending {
 			if loaded {
 				w.cmd = w.s.EvalSha(ctx, pipe, w.keys, w.args...)
@@ -134,10 +187,5 @@ func (b *batcher) exec(ctx context.Context, batch []*batched) {
 			}
 		}
 		pending, loaded = unknown, false
-	}
-	for _, w := range batch {
-		if w.done != nil {
-			close(w.done)
-		}
 	}
 }

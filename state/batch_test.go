@@ -149,3 +149,117 @@ func TestBatchedWrites(t *testing.T) {
 		})
 	}
 }
+
+// On a Redis Cluster, with writes waiting for a replica, the writes that
+// waited go in one pipeline per master (each with its WAIT), at the same
+// time; each is stored and confirmed. Without replication, a batch is the
+// cluster client's pipeline (it sends each write to its master): writes
+// made at once are all stored.
+func TestBatchedWritesCluster(t *testing.T) {
+	c := redistest.StartCluster(t, 3, 1)
+	client := openCluster(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	t.Run("replicas=0", func(t *testing.T) {
+		events := NewRedisEvents(client, "unreplicated:", EventOptions{})
+		var wg sync.WaitGroup
+		for i := range 200 {
+			wg.Go(func() {
+				s := fmt.Sprint("session-", i)
+				if err := events.OpenAppend(ctx, s, "st", "", 0, nil, "", []byte("first")); err != nil {
+					t.Error(err)
+				}
+				if err := events.AppendAt(ctx, s, "st", 0, "", []byte("second")); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		for i := range 200 {
+			var got []string
+			for d, err := range events.After(ctx, fmt.Sprint("session-", i), "st", -1) {
+				if err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, string(d))
+			}
+			if want := []string{"first", "second"}; !slices.Equal(got, want) {
+				t.Fatalf("session %d holds %q, want %q", i, got, want)
+			}
+		}
+	})
+	events := NewRedisEvents(client, "", EventOptions{})
+	events.SetReplication(Replication{Replicas: 1, Timeout: 5 * time.Second})
+	const sessions = 40
+	for i := range sessions {
+		// Every master knows both scripts.
+		s := fmt.Sprint("session-", i)
+		if err := events.OpenFor(ctx, s, "st", "", 0, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := events.AppendAt(ctx, s, "st", 0, "", []byte("first")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := &heldTrips{hold: maxBatches, release: make(chan struct{})}
+	if err := client.ForEachMaster(ctx, func(_ context.Context, m *redis.Client) error {
+		m.AddHook(h)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, sessions)
+	for i := range sessions {
+		wg.Go(func() {
+			errs <- events.AppendAt(ctx, fmt.Sprint("session-", i), "st", 0, "", []byte(fmt.Sprint("second ", i)))
+		})
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		events.w.batch.mu.Lock()
+		queued := len(events.w.batch.queue)
+		events.w.batch.mu.Unlock()
+		if queued == sessions-maxBatches {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writes wait, want %d", queued, sessions-maxBatches)
+		}
+	}
+	close(h.release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.mu.Lock()
+	trips := slices.Clone(h.trips)
+	h.mu.Unlock()
+	t.Logf("round trips, commands in each: %v", trips)
+	// Two held writes alone, then the others in one pipeline per master
+	// (three), each with its WAIT.
+	if len(trips) > maxBatches+3 {
+		t.Errorf("%d round trips for %d writes, want at most %d: %v", len(trips), sessions, maxBatches+3, trips)
+	}
+	commands := 0
+	for _, n := range trips {
+		commands += n
+	}
+	if commands != sessions+len(trips) {
+		t.Errorf("%d commands in %d round trips, want %d writes and a WAIT each: %v", commands, len(trips), sessions, trips)
+	}
+	for i := range sessions {
+		var got []string
+		for d, err := range events.After(ctx, fmt.Sprint("session-", i), "st", -1) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, string(d))
+		}
+		if want := []string{"first", fmt.Sprint("second ", i)}; !slices.Equal(got, want) {
+			t.Fatalf("session %d holds %q, want %q", i, got, want)
+		}
+	}
+}

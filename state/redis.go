@@ -3,7 +3,6 @@ package state
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/url"
 	"strings"
 	"time"
@@ -86,83 +85,25 @@ type Replication struct {
 
 // writer runs the stores' writes.
 type writer struct {
-	client redis.UniversalClient
 	Replication
-	// batch, if set, batches the writes to a single server made at once
-	// (batcher); not for a cluster.
+	// batch sends the writes made at once together (batcher).
 	batch *batcher
 }
 
-// newWriter is a writer of client, batching its writes if client is one
-// server.
+// newWriter is a writer of client.
 func newWriter(client redis.UniversalClient) writer {
-	w := writer{client: client}
-	if c, ok := client.(*redis.Client); ok {
-		w.batch = &batcher{client: c}
-	}
-	return w
+	return writer{batch: &batcher{client: client}}
 }
 
-// run runs script s on keys (one slot): on one server, in one pipeline
-// with the other writes made at once (batch). When Replicas is set, WAIT
-// follows on the same connection in the same round trip (one for the
-// batch): the write is confirmed only once that many replicas have it
-// (ErrNotReplicated otherwise). On a
-// Redis Cluster it goes to the master of the keys' slot; a refusal that
-// says the slot moved (a failover) makes the client reload the cluster's
-// layout, and the write is tried once more there.
+// run runs script s on keys (one slot), in one pipeline with the other
+// writes made at once (batcher). When Replicas is set, WAIT follows on the
+// same connection in the same round trip (one for the batch): the write is
+// confirmed only once that many replicas have it (ErrNotReplicated
+// otherwise). On a Redis Cluster it goes to the master of the keys' slot; a
+// refusal that says the slot moved (a failover) makes the client reload the
+// cluster's layout, and the write is tried once more there.
 func (w writer) run(ctx context.Context, s *redis.Script, keys []string, args ...any) *redis.Cmd {
-	if w.batch != nil {
-		return w.batch.run(ctx, w.Replication, s, keys, args...)
-	}
-	if w.Replicas <= 0 {
-		return s.Run(ctx, w.client, keys, args...)
-	}
-	cc, cluster := w.client.(*redis.ClusterClient)
-	loaded := true
-	for attempt := 0; ; attempt++ {
-		var node redis.UniversalClient = w.client
-		if cluster {
-			m, err := cc.MasterForKey(ctx, keys[0])
-			if err != nil {
-				return failed(ctx, err)
-			}
-			node = m
-		}
-		// The script by its digest, as Script.Run sends it; all of it
-		// only when the server does not know it yet.
-		pipe := node.Pipeline()
-		var cmd *redis.Cmd
-		if loaded {
-			cmd = s.EvalSha(ctx, pipe, keys, args...)
-		} else {
-			cmd = s.Eval(ctx, pipe, keys, args...)
-		}
-		wait := pipe.Do(ctx, "wait", w.Replicas, w.Timeout.Milliseconds())
-		_, err := pipe.Exec(ctx)
-		if loaded && redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
-			loaded = false
-			attempt--
-			continue
-		}
-		if err != nil && cluster {
-			cc.ReloadState(ctx)
-			if attempt == 0 && moved(cmd.Err()) {
-				continue
-			}
-		}
-		if cmd.Err() != nil {
-			return cmd
-		}
-		acked, err := wait.Int64()
-		switch {
-		case err != nil:
-			return failed(ctx, err)
-		case acked < int64(w.Replicas):
-			return failed(ctx, fmt.Errorf("%w: %d of %d within %v", ErrNotReplicated, acked, w.Replicas, w.Timeout))
-		}
-		return cmd
-	}
+	return w.batch.run(ctx, w.Replication, s, keys, args...)
 }
 
 // moved says a cluster node refused a command for a slot it does not serve
