@@ -195,29 +195,8 @@ func BenchmarkRedisPerSession(b *testing.B) {
 // to Redis naming themselves) is refused: the sealed principal vouches for
 // the owner, and here there is none that does. The session is not found.
 func TestTamperedOwnerRefused(t *testing.T) {
-	ctx := t.Context()
-	d := state.MemoryStores(time.Hour)
-	logs := &logtest.Buffer{}
-	n := newLoggingSessionNode(t, d, logs)
-	id, pid := n.open(t)
-	if err := n.system.Root.StopFuture(pid).Wait(); err != nil {
-		t.Fatal(err)
-	}
-	epoch, snap, err := d.Snapshots.Activate(ctx, id, false)
-	if err != nil || snap == nil {
-		t.Fatalf("snapshot: %v", err)
-	}
-	forged := strings.Replace(string(snap), `{"v":1,`, `{"v":1,"iss":"https://evil","sub":"mallory","client_id":"x",`, 1)
-	if forged == string(snap) {
-		t.Fatalf("snapshot layout changed: %s", snap)
-	}
-	if err := d.Snapshots.Save(ctx, id, epoch, []byte(forged), time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	n.post(t, n.spawn(id), id, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, 404)
-	if !strings.Contains(logs.String(), "snapshot owner does not match its sealed principal") {
-		t.Fatalf("the forged snapshot was not refused at restore:\n%s", logs)
-	}
+	restoreChanged(t, `"iss":"https://evil","sub":"mallory","client_id":"x",`,
+		"snapshot owner does not match its sealed principal")
 }
 
 // A handshake the server no longer accepts as it was recorded (here a
@@ -226,6 +205,16 @@ func TestTamperedOwnerRefused(t *testing.T) {
 // than coming back without what its client set up. Each replayed request is
 // answered with a result, or the restore says which was not.
 func TestReplayAnsweredWithErrorRefused(t *testing.T) {
+	restoreChanged(t, `"subscriptions":["test://no-such-resource"],`,
+		"replaying resources/subscribe: answered with an error")
+}
+
+// restoreChanged opens a session, stops its actor, adds fields (JSON
+// members, each followed by a comma) to its stored snapshot, and checks
+// that the next activation refuses to restore it: a ping is answered 404,
+// and the node logs refusal.
+func restoreChanged(t *testing.T, fields, refusal string) {
+	t.Helper()
 	ctx := t.Context()
 	d := state.MemoryStores(time.Hour)
 	logs := &logtest.Buffer{}
@@ -238,7 +227,7 @@ func TestReplayAnsweredWithErrorRefused(t *testing.T) {
 	if err != nil || snap == nil {
 		t.Fatalf("snapshot: %v", err)
 	}
-	changed := strings.Replace(string(snap), `{"v":1,`, `{"v":1,"subscriptions":["test://no-such-resource"],`, 1)
+	changed := strings.Replace(string(snap), `{"v":1,`, `{"v":1,`+fields, 1)
 	if changed == string(snap) {
 		t.Fatalf("snapshot layout changed: %s", snap)
 	}
@@ -246,8 +235,8 @@ func TestReplayAnsweredWithErrorRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.post(t, n.spawn(id), id, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, 404)
-	if !strings.Contains(logs.String(), "replaying resources/subscribe: answered with an error") {
-		t.Fatalf("the restore did not fail on the refused subscription:\n%s", logs)
+	if !strings.Contains(logs.String(), refusal) {
+		t.Fatalf("the changed snapshot was not refused at restore (%q):\n%s", refusal, logs)
 	}
 }
 

@@ -55,6 +55,43 @@ func (h *heldTrips) took(cmds int) {
 	}
 }
 
+// heldWrites makes n writes (write(i)) at once while h holds the first
+// round trips: it waits until the others wait in events' batcher, then
+// releases h, and returns the round trips made (commands in each) once
+// every write succeeded.
+func heldWrites(t *testing.T, events *RedisEvents, h *heldTrips, n int, write func(i int) error) []int {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() { errs <- write(i) })
+	}
+	// maxBatches writes are in flight (held), the others wait.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		events.w.batch.mu.Lock()
+		queued := len(events.w.batch.queue)
+		events.w.batch.mu.Unlock()
+		if queued == n-maxBatches {
+			break
+		}
+		if time.Now().After(deadline) {
+			close(h.release)
+			t.Fatalf("%d writes wait, want %d", queued, n-maxBatches)
+		}
+	}
+	close(h.release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.trips)
+}
+
 // Writes made while the batcher's pipelines are all in flight wait and go
 // together, in one round trip (with one WAIT for them all when writes wait
 // for a replica); each gets its own answer, and what they wrote is stored,
@@ -97,36 +134,9 @@ func TestBatchedWrites(t *testing.T) {
 			}
 			h := &heldTrips{hold: maxBatches, release: make(chan struct{})}
 			client.AddHook(h)
-			var wg sync.WaitGroup
-			errs := make(chan error, streams)
-			for i := range streams {
-				wg.Go(func() {
-					errs <- events.AppendAt(ctx, "s", fmt.Sprint(i), 0, "", []byte(fmt.Sprint("event ", i)))
-				})
-			}
-			// maxBatches writes are in flight (held), the others wait.
-			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-				events.w.batch.mu.Lock()
-				queued := len(events.w.batch.queue)
-				events.w.batch.mu.Unlock()
-				if queued == streams-maxBatches {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%d writes wait, want %d", queued, streams-maxBatches)
-				}
-			}
-			close(h.release)
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
-			h.mu.Lock()
-			trips := slices.Clone(h.trips)
-			h.mu.Unlock()
+			trips := heldWrites(t, events, h, streams, func(i int) error {
+				return events.AppendAt(ctx, "s", fmt.Sprint(i), 0, "", []byte(fmt.Sprint("event ", i)))
+			})
 			t.Logf("round trips, commands in each: %v", trips)
 			if !slices.Contains(trips, streams-maxBatches+c.replicas) {
 				t.Errorf("the %d writes that waited did not go in one round trip: %v", streams-maxBatches, trips)
@@ -208,35 +218,9 @@ func TestBatchedWritesCluster(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, sessions)
-	for i := range sessions {
-		wg.Go(func() {
-			errs <- events.AppendAt(ctx, fmt.Sprint("session-", i), "st", 0, "", []byte(fmt.Sprint("second ", i)))
-		})
-	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		events.w.batch.mu.Lock()
-		queued := len(events.w.batch.queue)
-		events.w.batch.mu.Unlock()
-		if queued == sessions-maxBatches {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d writes wait, want %d", queued, sessions-maxBatches)
-		}
-	}
-	close(h.release)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	h.mu.Lock()
-	trips := slices.Clone(h.trips)
-	h.mu.Unlock()
+	trips := heldWrites(t, events, h, sessions, func(i int) error {
+		return events.AppendAt(ctx, fmt.Sprint("session-", i), "st", 0, "", []byte(fmt.Sprint("second ", i)))
+	})
 	t.Logf("round trips, commands in each: %v", trips)
 	// Two held writes alone, then the others in one pipeline per master
 	// (three), each with its WAIT.
