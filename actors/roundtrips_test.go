@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -154,6 +155,27 @@ func TestRedisRoundTripsPerToolCall(t *testing.T) {
 	}
 }
 
+// redisCPU is the CPU time redis-server has used (INFO cpu: user and
+// system, its main thread and the others).
+func redisCPU(tb testing.TB, watch *redis.Client) time.Duration {
+	info, err := watch.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				tb.Fatalf("INFO cpu %s: %v", k, err)
+			}
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
+}
+
 // awaitJournalEmpty waits until the session's journal of requests in flight
 // is empty: every answered request's entry is removed (with Redis, behind
 // its answer's delivery).
@@ -228,13 +250,14 @@ func TestStaleActivationRunsNothing(t *testing.T) {
 // store costs the request path, without the rest of the path's noise.
 //
 // With Redis it reports the round trips per call (redis-trips/call): two
-// writes a call, fewer round trips when writes made at once go together.
+// writes a call, fewer round trips when writes made at once go together;
+// and redis-server's CPU time per call (redis-cpu-µs/call).
 func BenchmarkToolCallStores(b *testing.B) {
 	for _, name := range []string{"memory", "redis"} {
 		b.Run(name, func(b *testing.B) {
-			d, rt := stores(b)["memory"](), (*roundTrips)(nil)
+			d, rt, watch := stores(b)["memory"](), (*roundTrips)(nil), (*redis.Client)(nil)
 			if name == "redis" {
-				d, rt, _ = redisStoresCounted(b, 0)
+				d, rt, watch = redisStoresCounted(b, 0)
 			}
 			n := newSessionNode(b, d)
 			type session struct {
@@ -257,8 +280,10 @@ func BenchmarkToolCallStores(b *testing.B) {
 					var mu sync.Mutex
 					var lat []time.Duration
 					var wg sync.WaitGroup
+					var cpu0 time.Duration
 					if rt != nil {
 						rt.take()
+						cpu0 = redisCPU(b, watch)
 					}
 					b.ResetTimer()
 					for _, s := range sessions[:c] {
@@ -294,6 +319,7 @@ func BenchmarkToolCallStores(b *testing.B) {
 						// The last answers' writes may still be under way.
 						trips, _ := rt.take()
 						b.ReportMetric(float64(trips)/float64(b.N), "redis-trips/call")
+						b.ReportMetric(float64((redisCPU(b, watch)-cpu0).Microseconds())/float64(b.N), "redis-cpu-µs/call")
 					}
 				})
 			}
