@@ -6,9 +6,9 @@ import (
 	"encoding/base64"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -155,25 +155,14 @@ func TestRedisRoundTripsPerToolCall(t *testing.T) {
 	}
 }
 
-// redisCPU is the CPU time redis-server has used (INFO cpu: user and
-// system, its main thread and the others).
-func redisCPU(tb testing.TB, watch *redis.Client) time.Duration {
-	info, err := watch.Info(context.Background(), "cpu").Result()
-	if err != nil {
+// processCPU is the CPU time this process has used (user and system): the
+// node's, and the benchmark client's, the same in every mode.
+func processCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		tb.Fatal(err)
 	}
-	var total float64
-	for _, line := range strings.Split(info, "\n") {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				tb.Fatalf("INFO cpu %s: %v", k, err)
-			}
-			total += f
-		}
-	}
-	return time.Duration(total * float64(time.Second))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // awaitJournalEmpty waits until the session's journal of requests in flight
@@ -281,9 +270,10 @@ func BenchmarkToolCallStores(b *testing.B) {
 					var lat []time.Duration
 					var wg sync.WaitGroup
 					var cpu0 time.Duration
+					self0 := processCPU(b)
 					if rt != nil {
 						rt.take()
-						cpu0 = redisCPU(b, watch)
+						cpu0 = redistest.CPU(b, watch)
 					}
 					b.ResetTimer()
 					for _, s := range sessions[:c] {
@@ -315,11 +305,12 @@ func BenchmarkToolCallStores(b *testing.B) {
 						b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-µs")
 					}
 					b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")
+					b.ReportMetric(float64((processCPU(b)-self0).Microseconds())/float64(b.N), "node-cpu-µs/call")
 					if rt != nil {
 						// The last answers' writes may still be under way.
 						trips, _ := rt.take()
 						b.ReportMetric(float64(trips)/float64(b.N), "redis-trips/call")
-						b.ReportMetric(float64((redisCPU(b, watch)-cpu0).Microseconds())/float64(b.N), "redis-cpu-µs/call")
+						b.ReportMetric(float64((redistest.CPU(b, watch)-cpu0).Microseconds())/float64(b.N), "redis-cpu-µs/call")
 					}
 				})
 			}

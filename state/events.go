@@ -144,10 +144,14 @@ func (r *RedisEvents) eventsBase(session string) string {
 var (
 	// trimLua is shared by openScript and appendScript (same KEYS), with
 	// ARGV[1] the stream opened or appended to, which it never drops.
-	// make(need, budget, base, cost, dropped) drops the session's oldest
-	// until its count plus need fits in budget, and returns the count;
-	// dropped gets {events, bytes} at [3], [4] and the streams dropped at
-	// [5]; cost is StreamOverhead.
+	// load() reads the session's bytes hash once per script: its byte count
+	// st.b, its sequence st.q and the stream's last write st.w; the script
+	// changes them in st, and store(st) writes them back once, if changed.
+	// make(st, need, budget, base, cost, dropped) drops the session's
+	// oldest until st.b plus need fits in budget; dropped gets {events,
+	// bytes} at [3], [4] and the streams dropped at [5]; cost is
+	// StreamOverhead. expire(ttl, keys) sets the TTL of the keys a script
+	// wrote, each once.
 	//
 	// Every kept event has its data in field d and its session sequence
 	// number in q, and a member "q|size|n|stream" in the order set scored
@@ -176,13 +180,24 @@ local function gone(stream, entries, count, cost, dropped)
   redis.call('ZREM', KEYS[7], '0|' .. cost .. '|0|' .. stream)
   dropped[5] = dropped[5] + 1
 end
-local function make(need, budget, base, cost, dropped)
-  local total = tonumber(redis.call('HGET', KEYS[6], 'b') or '0')
-  local last = tonumber(redis.call('HGET', KEYS[6], 'q') or '0')
-  while total + need > budget do
+local function load()
+  local v = redis.call('HMGET', KEYS[6], 'b', 'q', 'w:' .. ARGV[1])
+  local b, q = tonumber(v[1] or '0'), tonumber(v[2] or '0')
+  return {b = b, q = q, w = v[3], wrote = false, b0 = b, q0 = q}
+end
+local function store(st)
+  if st.wrote then
+    redis.call('HSET', KEYS[6], 'b', st.b, 'q', st.q, 'w:' .. ARGV[1], st.w)
+  elseif st.b ~= st.b0 or st.q ~= st.q0 then
+    redis.call('HSET', KEYS[6], 'b', st.b, 'q', st.q)
+  end
+end
+local function make(st, need, budget, base, cost, dropped)
+  local last = st.q
+  while st.b + need > budget do
     local m = redis.call('ZPOPMIN', KEYS[7])
     if #m == 0 then
-      total = 0
+      st.b = 0
       break
     end
     local seq, sz, en, stream = string.match(m[1], '^(%d+)|(%d+)|(%d+)|(.*)$')
@@ -194,9 +209,10 @@ local function make(need, budget, base, cost, dropped)
     if en == '0' then
       if stream ~= ARGV[1] and (redis.call('EXISTS', count) == 0 or unused(stream, entries)) then
         gone(stream, entries, count, sz, dropped)
-        total = total - tonumber(sz)
+        st.b = st.b - tonumber(sz)
       else
-        redis.call('ZADD', KEYS[7], redis.call('HINCRBY', KEYS[6], 'q', 1), m[1])
+        st.q = st.q + 1
+        redis.call('ZADD', KEYS[7], st.q, m[1])
       end
     else
       local e = redis.call('XRANGE', entries, '0-' .. en, '0-' .. en)
@@ -206,52 +222,55 @@ local function make(need, budget, base, cost, dropped)
         dropped[4] = dropped[4] + tonumber(sz)
         if stream ~= ARGV[1] and unused(stream, entries) then
           gone(stream, entries, count, cost, dropped)
-          total = total - cost
+          st.b = st.b - cost
         end
       end
-      total = total - tonumber(sz)
+      st.b = st.b - tonumber(sz)
     end
   end
-  return total
+end
+local function expire(ttl, keys)
+  for _, k in ipairs(keys) do redis.call('PEXPIRE', k, ttl) end
 end
 `
 	// streamLua is shared by the scripts that open and append (same KEYS,
 	// ARGV[1] the stream), after trimLua. fenced(epoch) says a newer
-	// activation than epoch ("0": unfenced) exists. open(ttl, journal,
+	// activation than epoch ("0": unfenced) exists. open(st, journal,
 	// budget, base, cost, dropped) opens the stream, journalling the
 	// requests answered on it (JSON, or "" for none); a new stream counts
 	// cost (StreamOverhead) against the budget, making room as an append
-	// does. append(ttl, maxlen, data, budget, base, overhead, cost, dropped,
-	// write) appends data as the stream's next event and returns its number
-	// n, or -1 for a stream never opened; overhead is EventOverhead. dropped
-	// counts what they dropped, as make's. write names the write (WriteID):
-	// the stream's last one is kept, with its n, in the bytes hash (field
-	// "w:"+stream), and a write of the same name, a retry of one that ran
-	// (its answer lost, or its replication unconfirmed), stores nothing and
-	// returns the same n. Only the last write of a stream can be retried
-	// (the next waits for it), so the last one is all it takes.
+	// does. append(st, maxlen, data, budget, base, overhead, cost, dropped,
+	// write, opened) appends data as the stream's next event and returns its
+	// number n, or -1 for a stream never opened (not checked when opened is
+	// set: the script has just opened it); overhead is EventOverhead.
+	// dropped counts what they dropped, as make's. write names the write
+	// (WriteID): the stream's last one is kept, with its n, in the bytes
+	// hash (field "w:"+stream), and a write of the same name, a retry of one
+	// that ran (its answer lost, or its replication unconfirmed), stores
+	// nothing and returns the same n. Only the last write of a stream can be
+	// retried (the next waits for it), so the last one is all it takes.
+	// Neither sets a TTL: each script expires the keys it wrote once, at its
+	// end (expire).
 	streamLua = `
 local function fenced(epoch)
   return epoch ~= '0' and tonumber(redis.call('GET', KEYS[4]) or '0') ~= tonumber(epoch)
 end
-local function open(ttl, journal, budget, base, cost, dropped)
+local function open(st, journal, budget, base, cost, dropped)
   if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
-    local total = make(cost, budget, base, cost, dropped)
-    redis.call('ZADD', KEYS[7], redis.call('HINCRBY', KEYS[6], 'q', 1), '0|' .. cost .. '|0|' .. ARGV[1])
-    redis.call('HSET', KEYS[6], 'b', total + cost)
+    make(st, cost, budget, base, cost, dropped)
+    st.q = st.q + 1
+    redis.call('ZADD', KEYS[7], st.q, '0|' .. cost .. '|0|' .. ARGV[1])
+    st.b = st.b + cost
   end
   redis.call('SET', KEYS[3], 0, 'NX')
-  for _, k in ipairs({KEYS[1], KEYS[3], KEYS[6], KEYS[7]}) do redis.call('PEXPIRE', k, ttl) end
   if journal ~= '' then
     redis.call('HSET', KEYS[5], ARGV[1], journal)
-    redis.call('PEXPIRE', KEYS[5], ttl)
   end
 end
-local function append(ttl, maxlen, data, budget, base, overhead, cost, dropped, write)
-  if redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
-  local last = redis.call('HGET', KEYS[6], 'w:' .. ARGV[1])
-  if last then
-    local w, n = string.match(last, '^(.*) (%d+)$')
+local function append(st, maxlen, data, budget, base, overhead, cost, dropped, write, opened)
+  if not opened and redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
+  if st.w then
+    local w, n = string.match(st.w, '^(.*) (%d+)$')
     if w == write then return tonumber(n) end
   end
   local size = string.len(data) + overhead
@@ -261,28 +280,27 @@ local function append(ttl, maxlen, data, budget, base, overhead, cost, dropped, 
     if seq then
       local sz = string.len(e[2][2]) + overhead
       redis.call('ZREM', KEYS[7], seq .. '|' .. sz .. '|' .. string.match(e[1], '-(%d+)$') .. '|' .. stream)
-      redis.call('HINCRBY', KEYS[6], 'b', -sz)
+      st.b = st.b - sz
       dropped[why] = dropped[why] + 1
       dropped[why + 1] = dropped[why + 1] + sz
     end
   end
   local n = redis.call('INCR', KEYS[3])
-  redis.call('HSET', KEYS[6], 'w:' .. ARGV[1], write .. ' ' .. n)
+  st.w, st.wrote = write .. ' ' .. n, true
   if size > budget then
     for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do forget(KEYS[2], ARGV[1], e, 3) end
     dropped[3] = dropped[3] + 1
     dropped[4] = dropped[4] + size
   else
-    local total = make(size, budget, base, cost, dropped)
-    local seq = redis.call('HINCRBY', KEYS[6], 'q', 1)
-    redis.call('XADD', KEYS[2], '0-' .. n, 'd', data, 'q', seq)
-    redis.call('ZADD', KEYS[7], seq, seq .. '|' .. size .. '|' .. n .. '|' .. ARGV[1])
-    redis.call('HSET', KEYS[6], 'b', total + size)
-    if redis.call('XLEN', KEYS[2]) > maxlen then
+    make(st, size, budget, base, cost, dropped)
+    st.q = st.q + 1
+    redis.call('XADD', KEYS[2], '0-' .. n, 'd', data, 'q', st.q)
+    redis.call('ZADD', KEYS[7], st.q, st.q .. '|' .. size .. '|' .. n .. '|' .. ARGV[1])
+    st.b = st.b + size
+    if n > maxlen and redis.call('XLEN', KEYS[2]) > maxlen then
       forget(KEYS[2], ARGV[1], redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1], 1)
     end
   end
-  for _, k in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7]}) do redis.call('PEXPIRE', k, ttl) end
   return n
 end
 `
@@ -295,7 +313,12 @@ end
 	openScript = redis.NewScript(trimLua + streamLua + `
 if fenced(ARGV[4]) then return {-2} end
 local dropped = {0, 0, 0, 0, 0}
-open(ARGV[2], ARGV[3], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), dropped)
+local st = load()
+open(st, ARGV[3], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), dropped)
+store(st)
+local keys = {KEYS[1], KEYS[3], KEYS[6], KEYS[7]}
+if ARGV[3] ~= '' then table.insert(keys, KEYS[5]) end
+expire(ARGV[2], keys)
 return {1, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
 	// KEYS as openScript's; ARGV[1] to [7] as openScript's, ARGV[8] max
 	// length, ARGV[9] data, ARGV[10] EventOverhead, ARGV[11] the write's
@@ -306,8 +329,13 @@ return {1, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
 if fenced(ARGV[4]) then return {-2} end
 local dropped = {0, 0, 0, 0, 0}
 local cost = tonumber(ARGV[7])
-open(ARGV[2], ARGV[3], tonumber(ARGV[5]), ARGV[6], cost, dropped)
-local n = append(ARGV[2], tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[10]), cost, dropped, ARGV[11])
+local st = load()
+open(st, ARGV[3], tonumber(ARGV[5]), ARGV[6], cost, dropped)
+local n = append(st, tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[10]), cost, dropped, ARGV[11], true)
+store(st)
+local keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7]}
+if ARGV[3] ~= '' then table.insert(keys, KEYS[5]) end
+expire(ARGV[2], keys)
 return {n, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
 	// KEYS as openScript's; ARGV[1] stream id, ARGV[2] ttl ms, ARGV[3] max
 	// length, ARGV[4] data, ARGV[5] the writer's epoch ("0": unfenced),
@@ -322,9 +350,12 @@ return {n, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
 	appendScript = redis.NewScript(trimLua + streamLua + `
 if fenced(ARGV[5]) then return {-2} end
 local dropped = {0, 0, 0, 0, 0}
-local n = append(ARGV[2], tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), dropped, ARGV[11])
+local st = load()
+local n = append(st, tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), dropped, ARGV[11], false)
 if n < 0 then return {-1} end
 if ARGV[10] == '1' then redis.call('HDEL', KEYS[5], ARGV[1]) end
+store(st)
+expire(ARGV[2], {KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7]})
 return {n, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
 	// KEYS epoch, journal; ARGV[1] stream id, ARGV[2] the writer's epoch
 	// ("0": unfenced). Drops the stream's journal entry; returns 1, or -2

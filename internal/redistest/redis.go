@@ -247,3 +247,25 @@ func StartReplica(t testing.TB, master string) *redis.Client {
 	t.Fatal("redis-server (replica) did not start")
 	return nil
 }
+
+// CPU is the CPU time the redis-server behind client has used (INFO cpu:
+// user and system, its main thread and the others).
+func CPU(tb testing.TB, client *redis.Client) time.Duration {
+	tb.Helper()
+	info, err := client.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				tb.Fatalf("INFO cpu %s: %v", k, err)
+			}
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
+}

@@ -1,0 +1,104 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/pingmcp/pingmcp/internal/redistest"
+)
+
+// BenchmarkRedisRequestStream measures what Redis spends on one request's
+// stream as a tools/call writes it: the open with its journal entry and the
+// priming event (OpenAppend), then the answer with the journal entry's
+// removal (AppendFinish), fenced, one after the other. "fresh": sessions
+// far below their byte budget (a new one every 100 streams); "at-budget": every new stream first drops
+// the session's oldest (a long-lived session's steady state). Beside them,
+// "noop": a script that does nothing, the round trip alone. Reported:
+// redis-server's CPU per op (INFO cpu) and the time of each op, sequential.
+func BenchmarkRedisRequestStream(b *testing.B) {
+	client := redistest.Start(b)
+	ctx := context.Background()
+	b.Run("noop", func(b *testing.B) {
+		noop := redis.NewScript(`return 1`)
+		measureRedis(b, client, func(int) {
+			if err := noop.Run(ctx, client, nil).Err(); err != nil {
+				b.Fatal(err)
+			}
+		})
+	})
+	for _, c := range []struct {
+		name   string
+		budget int64
+	}{{"fresh", 0}, {"at-budget", 64 << 10}} {
+		b.Run(c.name, func(b *testing.B) {
+			ev := NewRedisEvents(client, c.name+":", EventOptions{MaxBytes: c.budget})
+			snaps := NewRedisSnapshots(client, c.name+":")
+			var session string
+			var epoch int64
+			activate := func(i int) {
+				session = fmt.Sprintf("s-%d-%d", b.N, i)
+				var err error
+				if epoch, _, err = snaps.Activate(ctx, session, true); err != nil {
+					b.Fatal(err)
+				}
+			}
+			activate(0)
+			priming := []byte(`{"jsonrpc":"2.0","method":"notifications/progress"}`)
+			answer := []byte(`{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"This is a simple text response for testing."}]}}`)
+			measureRedis(b, client, func(i int) {
+				if c.budget == 0 && i%100 == 99 {
+					activate(i) // a new session, its budget far away
+				}
+				stream := fmt.Sprintf("r%d", i)
+				ids := []json.RawMessage{json.RawMessage(fmt.Sprint(i))}
+				if err := ev.OpenAppend(ctx, session, stream, "", epoch, ids, NewWriteID(), priming); err != nil {
+					b.Fatal(err)
+				}
+				if err := ev.AppendFinish(ctx, session, stream, epoch, NewWriteID(), answer); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+	}
+}
+
+// measureRedis runs op b.N times and reports redis-server's CPU per op and
+// the commands its scripts ran per op (INFO commandstats: every command but
+// the scripts themselves).
+func measureRedis(b *testing.B, client *redis.Client, op func(i int)) {
+	ctx := context.Background()
+	if err := client.ConfigResetStat(ctx).Err(); err != nil {
+		b.Fatal(err)
+	}
+	cpu0 := redistest.CPU(b, client)
+	b.ResetTimer()
+	for i := range b.N {
+		op(i)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((redistest.CPU(b, client)-cpu0).Microseconds())/float64(b.N), "redis-cpu-µs/op")
+	stats, err := client.Info(ctx, "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var calls int64
+	for _, line := range strings.Split(stats, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "cmdstat_"), ":calls=")
+		if !ok || strings.HasPrefix(name, "eval") || strings.HasPrefix(name, "config") || name == "info" {
+			continue
+		}
+		n, _, _ := strings.Cut(rest, ",")
+		v, err := strconv.ParseInt(n, 10, 64)
+		if err != nil {
+			b.Fatalf("INFO commandstats %q: %v", line, err)
+		}
+		calls += v
+	}
+	b.ReportMetric(float64(calls)/float64(b.N), "redis-calls/op")
+}
