@@ -719,10 +719,3 @@ func canonicalID(v any) json.RawMessage {
 	}
 	return nil
 }
-
-// inMemory says whether store keeps its events in this process, where a
-// write costs nothing to wait for.
-func inMemory(store state.Events) bool {
-	_, ok := store.(*state.MemoryEvents)
-	return ok
-}

@@ -177,7 +177,7 @@ func (a *SessionActor) start(ctx actor.Context) {
 		logger: a.logger,
 		fenced: func() { root.Send(self, fencedOut{}) },
 		ended:  func(ctx context.Context) error { return a.persist.Load().remove(ctx) },
-		behind: !inMemory(a.cfg.Stores.Events),
+		behind: a.cfg.Stores.Events.Remote(),
 	}
 	a.build(ctx, serverOptions{middleware: []mcp.Middleware{a.recordChanges}, changed: a.delegationsChanged})
 }

@@ -378,6 +378,9 @@ for _, e in ipairs(entries) do table.insert(out, e[2][2]) end
 return out`)
 )
 
+// Remote implements Events: every write is a round trip to Redis.
+func (*RedisEvents) Remote() bool { return true }
+
 // Open implements mcp.EventStore.
 func (r *RedisEvents) Open(ctx context.Context, session, stream string) error {
 	return r.OpenFor(ctx, session, stream, "", 0, nil)

@@ -52,6 +52,11 @@ type Events interface {
 	AppendFinish(ctx context.Context, session, stream string, epoch int64, write WriteID, data []byte) error
 	// PendingRequests lists the journal: stream → request ids.
 	PendingRequests(ctx context.Context, session string) (map[string][]json.RawMessage, error)
+	// Remote says whether a write waits for another process (a network
+	// round trip), so that a caller may let it go behind other work:
+	// RedisEvents true, MemoryEvents (a write costs nothing to wait for)
+	// false.
+	Remote() bool
 }
 
 var (
@@ -144,6 +149,9 @@ func NewMemoryEvents(snapshots *MemorySnapshots) *MemoryEvents {
 	return &MemoryEvents{Snapshots: snapshots, opts: EventOptions{}.withDefaults(), sessions: map[string]*memSession{},
 		users: map[string]*memUser{}, journal: map[string]map[string][]json.RawMessage{}}
 }
+
+// Remote implements Events: MemoryEvents keeps its events in this process.
+func (*MemoryEvents) Remote() bool { return false }
 
 // SetOptions changes the bounds (zero fields: the defaults); they apply
 // from the next append on.
