@@ -2,7 +2,10 @@ package todo
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -50,5 +53,34 @@ func TestHungTodoAPI(t *testing.T) {
 	case <-api.Reached:
 	case <-time.After(10 * time.Second):
 		t.Error("the API was never called")
+	}
+}
+
+// An import stopped while a create is in flight (its task cancelled, or its
+// actor stopping so that another node resumes it) ends with its context's
+// error, not a tool error: a resumable task's next round carries on, where
+// a tool error would have completed the task as failed.
+func TestImportStoppedMidRequest(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	creates, done := 0, make(chan struct{})
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if creates++; creates == 3 {
+			cancel()
+			select { // the client gives up; the server may not notice
+			case <-r.Context().Done():
+			case <-done:
+			}
+			return
+		}
+		w.Write([]byte(`{"todos":[]}`))
+	}))
+	defer api.Close()
+	defer close(done)
+	c := &calls{opts: Options{APIURL: api.URL, HTTPClient: api.Client()}, caller: staticCaller{}}
+	req := &mcp.CallToolRequest{Params: &mcp.CallToolParamsRaw{Arguments: json.RawMessage(`{"items":["a","b","c","d"]}`)}}
+	res, err := c.importTodos(ctx, req)
+	if !errors.Is(err, context.Canceled) || res != nil {
+		t.Fatalf("import stopped mid-request: %+v, %v; want no result and context.Canceled", res, err)
 	}
 }

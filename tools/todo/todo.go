@@ -149,6 +149,11 @@ func (c *calls) importTodos(ctx context.Context, req *mcp.CallToolRequest) (*mcp
 			return nil, err
 		}
 		if res.IsError {
+			if err := ctx.Err(); err != nil {
+				// Stopped mid-create (cancelled, or its actor stopping: a
+				// resumable task's next round carries on), not failed.
+				return nil, err
+			}
 			res.Content = append([]mcp.Content{&mcp.TextContent{Text: fmt.Sprintf("added %d of %d todos, then:", i, len(in.Items))}}, res.Content...)
 			return res, nil
 		}
