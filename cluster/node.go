@@ -124,6 +124,9 @@ type Node struct {
 	// members is our copy of the membership, taken from each topology
 	// event: protoactor's MemberList hands out slices it keeps sorting.
 	members []*cluster.Member
+	// owners hashes identities to members as the placement does (the
+	// same rendezvous over the same topology), for NewIdentity.
+	owners *cluster.Rendezvous
 }
 
 // Addresses lists the members' cluster addresses.
@@ -261,8 +264,11 @@ func Start(cfg Config) (*Node, error) {
 			for _, m := range t.Members {
 				members = append(members, proto.Clone(m).(*cluster.Member))
 			}
+			owners := cluster.NewRendezvous()
+			owners.UpdateMembers(t.Members)
 			n.mu.Lock()
 			n.members = members
+			n.owners = owners
 			close(n.topology)
 			n.topology = make(chan struct{})
 			n.mu.Unlock()
@@ -379,6 +385,46 @@ func (n *Node) activation(ctx context.Context, kind, identity string) (*actor.PI
 	n.mu.Unlock()
 	return pid, nil
 }
+
+// NewIdentity returns a new identity of kind made by mint (random), one
+// that this node owns where it can: an activation of it then lives here,
+// and the requests that reach this node (a client's connection stays with
+// the node it reached) take no hop to another member. Placement is
+// unchanged (rendezvous hashing over the members, placement.go): the
+// identity is chosen to hash here, by drawing up to mintTries per member
+// of kind (a miss is about e^-8 likely; the last one drawn is kept). A node
+// that hosts no actor of kind (an edge) returns mint's first.
+func (n *Node) NewIdentity(kind string, mint func() string) string {
+	me := n.System.Address()
+	n.mu.Lock()
+	owners := n.owners
+	members, host := 0, false
+	for _, m := range n.members {
+		if m.HasKind(kind) {
+			members++
+			host = host || m.Address() == me
+		}
+	}
+	n.mu.Unlock()
+	id := mint()
+	if owners == nil || members < 2 || !host {
+		return id
+	}
+	for range min(mintTries*members, maxMintTries) {
+		if owners.GetByClusterIdentity(cluster.NewClusterIdentity(id, kind)) == me {
+			return id
+		}
+		id = mint()
+	}
+	return id
+}
+
+// Bounds of NewIdentity's draws: mintTries per member, at most maxMintTries
+// (a cluster of more than 128 members places some new sessions elsewhere).
+const (
+	mintTries    = 8
+	maxMintTries = 1024
+)
 
 // maxCachedPIDs bounds a generation of the PID cache (pidCache): an edge
 // keeps at most twice as many activations.

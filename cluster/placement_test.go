@@ -178,3 +178,15 @@ func BenchmarkPlacementStopAll(b *testing.B) {
 		})
 	}
 }
+
+// A node alone in its cluster owns every identity: NewIdentity takes the
+// first one drawn (two nodes, in separate processes: e2e
+// TestSessionsCrossNodes).
+func TestNewIdentityAlone(t *testing.T) {
+	n := probeNode(t)
+	draws := 0
+	id := n.NewIdentity(probeKind, func() string { draws++; return fmt.Sprint("id-", draws) })
+	if id != "id-1" || draws != 1 {
+		t.Errorf("NewIdentity = %q after %d draws, want id-1 after 1", id, draws)
+	}
+}

@@ -172,7 +172,9 @@ func TestAbuseClusterPortInsecureControl(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	a := startNode(t, "insecure-a", "--cluster-provider", "automanaged", "--cluster-insecure")
-	b := startNode(t, "insecure-b", "--cluster-seeds", a.Cluster, "--cluster-insecure")
+	// b is an edge: the sessions it opens are placed by hash alone (a node
+	// hosting sessions places those it opens on itself).
+	b := startNode(t, "insecure-b", "--role", "edge", "--cluster-seeds", a.Cluster, "--cluster-insecure")
 	a.awaitMembers(ctx, 2)
 	b.awaitMembers(ctx, 2)
 	// A rogue member is placed some of the new sessions (first: the
@@ -180,7 +182,7 @@ func TestAbuseClusterPortInsecureControl(t *testing.T) {
 	rogue := startRogue(t, "member", a.Cluster, "", "")
 	a.awaitMembers(ctx, 3)
 	b.awaitMembers(ctx, 3)
-	for range 30 { // none of 30 on the rogue: (2/3)^30, 5 in a million
+	for range 30 { // none of 30 on the rogue: (1/2)^30, one in a billion
 		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, b.URL(), strings.NewReader(
 			`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}`))
 		req.Header.Set("Content-Type", "application/json")

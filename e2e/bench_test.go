@@ -65,6 +65,7 @@ var benchTargets = []struct {
 	{"sdk-shared-process", sdkSharedProcessServer},
 	{"single", singleServer},
 	{"cross", crossServer},
+	{"pair", pairServer},
 	{"cross-redis", crossRedisServer},
 	{"cross-redis-baseline", crossRedisBaseline},
 }
@@ -342,6 +343,22 @@ func crossServer(b *testing.B) *benchServer {
 		return []*node{edge, member}
 	})
 	return &benchServer{url: ns[0].URL(), nodes: ns, roles: []string{"edge", "member"}}
+}
+
+// pairServer is two nodes that both serve /mcp and host sessions, the
+// client talking to the first: a session opened there lives there
+// (cluster.Node.NewIdentity), so its requests take no hop, as in single.
+func pairServer(b *testing.B) *benchServer {
+	ns := benchNodes(b, func(t *testing.T) []*node {
+		first := startNode(t, "both1", append([]string{"--cluster-provider", "automanaged"}, benchLogLevel...)...)
+		second := startNode(t, "both2", append([]string{"--cluster-seeds", first.Cluster}, benchLogLevel...)...)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		first.awaitMembers(ctx, 2)
+		second.awaitMembers(ctx, 2)
+		return []*node{first, second}
+	})
+	return &benchServer{url: ns[0].URL(), nodes: ns, roles: []string{"first", "second"}}
 }
 
 // crossRedisServer is crossServer keeping sessions and events in Redis, as

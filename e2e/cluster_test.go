@@ -37,7 +37,8 @@ func connect(t *testing.T, ctx context.Context, url string, opts *mcp.ClientOpti
 }
 
 // TestSessionsCrossNodes creates sessions through the edge-only node and
-// checks that actors on the other nodes serve them, that a session can be
+// checks that actors on the other nodes serve them, that one opened through
+// a node that hosts sessions lives there, that a session can be
 // continued through another node's /mcp, that an SSE stream stays open
 // across nodes, and that DELETE ends the session everywhere.
 func TestSessionsCrossNodes(t *testing.T) {
@@ -74,6 +75,19 @@ func TestSessionsCrossNodes(t *testing.T) {
 	}
 	if hosted[m1] == 0 || hosted[m2] == 0 {
 		t.Errorf("placement did not spread: member1 %d, both2 %d", hosted[m1], hosted[m2])
+	}
+	// A session opened through a node that hosts sessions lives there, so
+	// that its requests through that node take no hop (by rendezvous
+	// hashing alone, each would live on member1 half the time).
+	for range 8 {
+		id := rawInitialize(t, ctx, m2.URL())
+		if owner := host(t, ctx, id, edge, m1, m2); owner != m2 {
+			name := "no node"
+			if owner != nil {
+				name = owner.name
+			}
+			t.Errorf("session %s opened through both2 lives on %s, want both2", id, name)
+		}
 	}
 
 	// A tool call whose notifications stream over SSE through the edge.

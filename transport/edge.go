@@ -501,7 +501,7 @@ func (e *Edge) route(r *http.Request, rb *rpcbody.Body, tok *auth.Token) (route,
 	}
 	switch classify(rb) {
 	case bodyInitialize:
-		return route{kind: cluster.SessionKind, identity: newSessionID(), minted: true}, 0, nil
+		return route{kind: cluster.SessionKind, identity: e.mintSessionID(), minted: true}, 0, nil
 	case bodyStateless:
 		// A 2026-07-28 request that forgot its header: the stateless
 		// handler answers it with the protocol's own error.
@@ -607,6 +607,17 @@ func newSessionID() string {
 	var b [16]byte
 	rand.Read(b[:])
 	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// mintSessionID makes the id of a new session, one whose actor lives on
+// this node when it hosts sessions and is not draining
+// (cluster.Node.NewIdentity): the session's requests that reach this node
+// (on the client's connection) then take no hop to another member.
+func (e *Edge) mintSessionID() string {
+	if e.node == nil || e.draining.Err() != nil {
+		return newSessionID()
+	}
+	return e.node.NewIdentity(cluster.SessionKind, newSessionID)
 }
 
 func validSessionID(s string) bool {
