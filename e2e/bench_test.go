@@ -333,32 +333,30 @@ func singleServer(b *testing.B) *benchServer {
 }
 
 func crossServer(b *testing.B) *benchServer {
-	ns := benchNodes(b, func(t *testing.T) []*node {
-		edge := startNode(t, "edge", append([]string{"--role", "edge", "--cluster-provider", "automanaged"}, benchLogLevel...)...)
-		member := startNode(t, "member", append([]string{"--role", "member", "--cluster-seeds", edge.Cluster}, benchLogLevel...)...)
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		edge.awaitMembers(ctx, 2)
-		member.awaitMembers(ctx, 2)
-		return []*node{edge, member}
-	})
-	return &benchServer{url: ns[0].URL(), nodes: ns, roles: []string{"edge", "member"}}
+	return joinedPair(b, [2]string{"edge", "member"}, []string{"--role", "edge"}, []string{"--role", "member"})
 }
 
 // pairServer is two nodes that both serve /mcp and host sessions, the
 // client talking to the first: a session opened there lives there
 // (cluster.Node.NewIdentity), so its requests take no hop, as in single.
 func pairServer(b *testing.B) *benchServer {
+	return joinedPair(b, [2]string{"first", "second"}, nil, nil)
+}
+
+// joinedPair starts two nodes (named, and their memory metrics, by roles),
+// the second joining the first, with their own arguments, and waits until
+// each sees both; the client talks to the first.
+func joinedPair(b *testing.B, roles [2]string, firstArgs, secondArgs []string) *benchServer {
 	ns := benchNodes(b, func(t *testing.T) []*node {
-		first := startNode(t, "both1", append([]string{"--cluster-provider", "automanaged"}, benchLogLevel...)...)
-		second := startNode(t, "both2", append([]string{"--cluster-seeds", first.Cluster}, benchLogLevel...)...)
+		first := startNode(t, roles[0], slices.Concat([]string{"--cluster-provider", "automanaged"}, firstArgs, benchLogLevel)...)
+		second := startNode(t, roles[1], slices.Concat([]string{"--cluster-seeds", first.Cluster}, secondArgs, benchLogLevel)...)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		first.awaitMembers(ctx, 2)
 		second.awaitMembers(ctx, 2)
 		return []*node{first, second}
 	})
-	return &benchServer{url: ns[0].URL(), nodes: ns, roles: []string{"first", "second"}}
+	return &benchServer{url: ns[0].URL(), nodes: ns, roles: roles[:]}
 }
 
 // crossRedisServer is crossServer keeping sessions and events in Redis, as
