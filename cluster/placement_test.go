@@ -3,6 +3,8 @@ package cluster
 import (
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -188,5 +190,50 @@ func TestNewIdentityAlone(t *testing.T) {
 	id := n.NewIdentity(probeKind, func() string { draws++; return fmt.Sprint("id-", draws) })
 	if id != "id-1" || draws != 1 {
 		t.Errorf("NewIdentity = %q after %d draws, want id-1 after 1", id, draws)
+	}
+}
+
+// NewIdentity draws until the placement's rendezvous over the members puts
+// the identity on this node: among three members hosting the kind (the
+// other two only in the membership this node sees; no process behind
+// them), every identity it returns hashes here, after about three draws;
+// a node that does not host the kind (an edge) takes the first draw.
+func TestNewIdentityHashesHere(t *testing.T) {
+	n := probeNode(t) // a single node: its only topology event came at its start
+	host, port, err := net.SplitHostPort(n.Address())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := strconv.Atoi(port)
+	others := []*cluster.Member{
+		{Id: "b", Host: "192.0.2.2", Port: 7000, Kinds: []string{probeKind}},
+		{Id: "c", Host: "192.0.2.3", Port: 7000, Kinds: []string{probeKind}},
+	}
+	see := func(me *cluster.Member) *cluster.Rendezvous {
+		members := append([]*cluster.Member{me}, others...)
+		owners := cluster.NewRendezvous()
+		owners.UpdateMembers(members)
+		n.mu.Lock()
+		n.members, n.owners = members, owners
+		n.mu.Unlock()
+		return owners
+	}
+	owners := see(&cluster.Member{Id: "a", Host: host, Port: int32(p), Kinds: []string{probeKind}})
+	draws := 0
+	mint := func() string { draws++; return fmt.Sprint("id-", draws) }
+	const ids = 300
+	for range ids {
+		id := n.NewIdentity(probeKind, mint)
+		if owner := owners.GetByClusterIdentity(cluster.NewClusterIdentity(id, probeKind)); owner != n.Address() {
+			t.Fatalf("NewIdentity = %s, which hashes to %s, not this node (%s)", id, owner, n.Address())
+		}
+	}
+	if per := float64(draws) / ids; per < 2 || per > 4.5 {
+		t.Errorf("%.2f draws per identity; want about 3 (one member of three)", per)
+	}
+	see(&cluster.Member{Id: "a", Host: host, Port: int32(p)}) // an edge: no kind
+	draws = 0
+	if id := n.NewIdentity(probeKind, mint); id != "id-1" || draws != 1 {
+		t.Errorf("an edge's NewIdentity = %q after %d draws, want id-1 after 1", id, draws)
 	}
 }
