@@ -124,9 +124,6 @@ type Node struct {
 	// members is our copy of the membership, taken from each topology
 	// event: protoactor's MemberList hands out slices it keeps sorting.
 	members []*cluster.Member
-	// owners hashes identities to members as the placement does (the
-	// same rendezvous over the same topology), for NewIdentity.
-	owners *cluster.Rendezvous
 }
 
 // Addresses lists the members' cluster addresses.
@@ -264,11 +261,8 @@ func Start(cfg Config) (*Node, error) {
 			for _, m := range t.Members {
 				members = append(members, proto.Clone(m).(*cluster.Member))
 			}
-			owners := cluster.NewRendezvous()
-			owners.UpdateMembers(t.Members)
 			n.mu.Lock()
 			n.members = members
-			n.owners = owners
 			close(n.topology)
 			n.topology = make(chan struct{})
 			n.mu.Unlock()
@@ -397,26 +391,62 @@ func (n *Node) activation(ctx context.Context, kind, identity string) (*actor.PI
 func (n *Node) NewIdentity(kind string, mint func() string) string {
 	me := n.System.Address()
 	n.mu.Lock()
-	owners := n.owners
-	members, host := 0, false
+	var others []string
+	host := false
 	for _, m := range n.members {
-		if m.HasKind(kind) {
-			members++
-			host = host || m.Address() == me
+		switch {
+		case !m.HasKind(kind):
+		case m.Address() == me:
+			host = true
+		default:
+			others = append(others, m.Address())
 		}
 	}
 	n.mu.Unlock()
 	id := mint()
-	if owners == nil || members < 2 || !host {
+	if !host || len(others) == 0 {
 		return id
 	}
-	for range min(mintTries*members, maxMintTries) {
-		if owners.GetByClusterIdentity(cluster.NewClusterIdentity(id, kind)) == me {
+	for range min(mintTries*(len(others)+1), maxMintTries) {
+		if ownedHere(id, me, others) {
 			return id
 		}
 		id = mint()
 	}
 	return id
+}
+
+// ownedHere says whether rendezvous hashing over me and others puts id on
+// me, as protoactor's cluster.Rendezvous does (each member's score the
+// 32-bit FNV-1a of the identity then the member's address; the highest
+// wins), without hashing for every member once one beats me: a draw that
+// loses costs about two hashes, so that NewIdentity costs O(members), not
+// O(members²). A tie counts as lost (protoactor breaks it by order).
+func ownedHere(id, me string, others []string) bool {
+	mine := rendezvousScore(id, me)
+	if mine == 0 {
+		return false // protoactor's highest score starts at 0
+	}
+	for _, o := range others {
+		if rendezvousScore(id, o) >= mine {
+			return false
+		}
+	}
+	return true
+}
+
+// rendezvousScore is protoactor's rendezvous score of identity on the
+// member at addr: FNV-1a (32 bits) of the identity's bytes then addr's.
+func rendezvousScore(identity, addr string) uint32 {
+	const prime = 16777619
+	h := uint32(2166136261)
+	for i := 0; i < len(identity); i++ {
+		h = (h ^ uint32(identity[i])) * prime
+	}
+	for i := 0; i < len(addr); i++ {
+		h = (h ^ uint32(addr[i])) * prime
+	}
+	return h
 }
 
 // Bounds of NewIdentity's draws: mintTries per member, at most maxMintTries

@@ -1,9 +1,12 @@
 package cluster
 
 import (
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -200,25 +203,7 @@ func TestNewIdentityAlone(t *testing.T) {
 // a node that does not host the kind (an edge) takes the first draw.
 func TestNewIdentityHashesHere(t *testing.T) {
 	n := probeNode(t) // a single node: its only topology event came at its start
-	host, port, err := net.SplitHostPort(n.Address())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, _ := strconv.Atoi(port)
-	others := []*cluster.Member{
-		{Id: "b", Host: "192.0.2.2", Port: 7000, Kinds: []string{probeKind}},
-		{Id: "c", Host: "192.0.2.3", Port: 7000, Kinds: []string{probeKind}},
-	}
-	see := func(me *cluster.Member) *cluster.Rendezvous {
-		members := append([]*cluster.Member{me}, others...)
-		owners := cluster.NewRendezvous()
-		owners.UpdateMembers(members)
-		n.mu.Lock()
-		n.members, n.owners = members, owners
-		n.mu.Unlock()
-		return owners
-	}
-	owners := see(&cluster.Member{Id: "a", Host: host, Port: int32(p), Kinds: []string{probeKind}})
+	owners := seeMembers(t, n, 3, true)
 	draws := 0
 	mint := func() string { draws++; return fmt.Sprint("id-", draws) }
 	const ids = 300
@@ -231,9 +216,91 @@ func TestNewIdentityHashesHere(t *testing.T) {
 	if per := float64(draws) / ids; per < 2 || per > 4.5 {
 		t.Errorf("%.2f draws per identity; want about 3 (one member of three)", per)
 	}
-	see(&cluster.Member{Id: "a", Host: host, Port: int32(p)}) // an edge: no kind
+	seeMembers(t, n, 3, false) // an edge: no kind
 	draws = 0
 	if id := n.NewIdentity(probeKind, mint); id != "id-1" || draws != 1 {
 		t.Errorf("an edge's NewIdentity = %q after %d draws, want id-1 after 1", id, draws)
+	}
+}
+
+// seeMembers makes node see a membership of itself and others-1 members
+// hosting probe actors (data only: no process behind them), itself hosting
+// them if host is set, as its topology events would; it returns the
+// rendezvous over them.
+func seeMembers(tb testing.TB, n *Node, others int, host bool) *cluster.Rendezvous {
+	tb.Helper()
+	h, port, err := net.SplitHostPort(n.Address())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p, _ := strconv.Atoi(port)
+	me := &cluster.Member{Id: "me", Host: h, Port: int32(p)}
+	if host {
+		me.Kinds = []string{probeKind}
+	}
+	members := []*cluster.Member{me}
+	for i := 1; i < others; i++ {
+		members = append(members, &cluster.Member{Id: fmt.Sprint("m", i), Host: fmt.Sprintf("192.0.2.%d", i), Port: 7000, Kinds: []string{probeKind}})
+	}
+	owners := cluster.NewRendezvous()
+	owners.UpdateMembers(members)
+	n.mu.Lock()
+	n.members = members
+	n.mu.Unlock()
+	return owners
+}
+
+// BenchmarkNewIdentity: what drawing a new session's id that hashes to
+// this node costs an initialize, by members hosting sessions (about one draw
+// per member, each hashing the id for every member).
+func BenchmarkNewIdentity(b *testing.B) {
+	n := probeNode(b)
+	for _, members := range []int{3, 10, 30, 100} {
+		b.Run(fmt.Sprint(members), func(b *testing.B) {
+			seeMembers(b, n, members, true)
+			draws := 0
+			mint := func() string { draws++; return newTestID() }
+			for b.Loop() {
+				n.NewIdentity(probeKind, mint)
+			}
+			b.ReportMetric(float64(draws)/float64(b.N), "draws/op")
+		})
+	}
+}
+
+// newTestID is a session id's shape: 128 random bits, base64url.
+func newTestID() string {
+	var id [16]byte
+	rand.Read(id[:])
+	return base64.RawURLEncoding.EncodeToString(id[:])
+}
+
+// ownedHere agrees with protoactor's rendezvous (what placement uses) on
+// which identities hash to this node, whatever the membership's size.
+func TestOwnedHereAgreesWithRendezvous(t *testing.T) {
+	for _, size := range []int{2, 3, 7, 30, 100} {
+		var members []*cluster.Member
+		var addrs []string
+		for i := range size {
+			m := &cluster.Member{Id: fmt.Sprint("m", i), Host: fmt.Sprintf("10.1.%d.%d", i/200, i%200), Port: int32(7000 + i), Kinds: []string{probeKind}}
+			members, addrs = append(members, m), append(addrs, m.Address())
+		}
+		rdv := cluster.NewRendezvous()
+		rdv.UpdateMembers(members)
+		me, others := addrs[size/2], slices.Delete(slices.Clone(addrs), size/2, size/2+1)
+		here := 0
+		for range 2000 {
+			id := newTestID()
+			want := rdv.GetByClusterIdentity(cluster.NewClusterIdentity(id, probeKind)) == me
+			if got := ownedHere(id, me, others); got != want {
+				t.Fatalf("%d members, id %s: ownedHere %v, protoactor's rendezvous says %v", size, id, got, want)
+			}
+			if want {
+				here++
+			}
+		}
+		if here == 0 {
+			t.Errorf("%d members: no id of 2000 hashed to %s", size, me)
+		}
 	}
 }
