@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -124,6 +125,20 @@ type Node struct {
 	// members is our copy of the membership, taken from each topology
 	// event: protoactor's MemberList hands out slices it keeps sorting.
 	members []*cluster.Member
+	// hosts lists, by kind, the addresses of the members hosting it,
+	// taken with members (NewIdentity).
+	hosts map[string][]string
+}
+
+// hostsByKind lists, by kind, the addresses of the members hosting it.
+func hostsByKind(members []*cluster.Member) map[string][]string {
+	hosts := map[string][]string{}
+	for _, m := range members {
+		for _, k := range m.Kinds {
+			hosts[k] = append(hosts[k], m.Address())
+		}
+	}
+	return hosts
 }
 
 // Addresses lists the members' cluster addresses.
@@ -261,8 +276,9 @@ func Start(cfg Config) (*Node, error) {
 			for _, m := range t.Members {
 				members = append(members, proto.Clone(m).(*cluster.Member))
 			}
+			hosts := hostsByKind(members)
 			n.mu.Lock()
-			n.members = members
+			n.members, n.hosts = members, hosts
 			close(n.topology)
 			n.topology = make(chan struct{})
 			n.mu.Unlock()
@@ -391,24 +407,14 @@ func (n *Node) activation(ctx context.Context, kind, identity string) (*actor.PI
 func (n *Node) NewIdentity(kind string, mint func() string) string {
 	me := n.System.Address()
 	n.mu.Lock()
-	var others []string
-	host := false
-	for _, m := range n.members {
-		switch {
-		case !m.HasKind(kind):
-		case m.Address() == me:
-			host = true
-		default:
-			others = append(others, m.Address())
-		}
-	}
+	hosts := n.hosts[kind]
 	n.mu.Unlock()
 	id := mint()
-	if !host || len(others) == 0 {
+	if len(hosts) < 2 || !slices.Contains(hosts, me) {
 		return id
 	}
-	for range min(mintTries*(len(others)+1), maxMintTries) {
-		if ownedHere(id, me, others) {
+	for range min(mintTries*len(hosts), maxMintTries) {
+		if ownedHere(id, me, hosts) {
 			return id
 		}
 		id = mint()
@@ -416,19 +422,19 @@ func (n *Node) NewIdentity(kind string, mint func() string) string {
 	return id
 }
 
-// ownedHere says whether rendezvous hashing over me and others puts id on
-// me, as protoactor's cluster.Rendezvous does (each member's score the
+// ownedHere says whether rendezvous hashing over hosts (me among them)
+// puts id on me, as protoactor's cluster.Rendezvous does (each member's score the
 // 32-bit FNV-1a of the identity then the member's address; the highest
 // wins), without hashing for every member once one beats me: a draw that
 // loses costs about two hashes, so that NewIdentity costs O(members), not
 // O(members²). A tie counts as lost (protoactor breaks it by order).
-func ownedHere(id, me string, others []string) bool {
+func ownedHere(id, me string, hosts []string) bool {
 	mine := rendezvousScore(id, me)
 	if mine == 0 {
 		return false // protoactor's highest score starts at 0
 	}
-	for _, o := range others {
-		if rendezvousScore(id, o) >= mine {
+	for _, h := range hosts {
+		if h != me && rendezvousScore(id, h) >= mine {
 			return false
 		}
 	}
