@@ -75,7 +75,8 @@ var benchTargets = []struct {
 func BenchmarkToolsCall(b *testing.B) {
 	for _, target := range benchTargets {
 		b.Run(target.name, func(b *testing.B) {
-			c := newBenchClient(b, target.start(b).url)
+			srv := target.start(b)
+			c := newBenchClient(b, srv.url)
 			sessions := make([]*benchSession, slices.Max(benchConcurrency))
 			parallel(b, len(sessions), func(w int) error {
 				sessions[w] = &benchSession{c: c}
@@ -83,7 +84,11 @@ func BenchmarkToolsCall(b *testing.B) {
 			})
 			for _, n := range benchConcurrency {
 				b.Run(fmt.Sprintf("c%d", n), func(b *testing.B) {
+					before := srv.cpu(b)
 					measure(b, n, func(w int) error { return sessions[w].callTool() }, nil)
+					if before >= 0 {
+						b.ReportMetric(float64(srv.cpu(b)-before)/float64(time.Microsecond)/float64(b.N), "server-cpu-µs/call")
+					}
 				})
 			}
 		})
@@ -197,6 +202,52 @@ func (s *benchServer) memory(b *testing.B) map[string]int64 {
 		out[s.roles[i]+"-RSS-B/session"] = vmRSS(b, n.cmd.Process.Pid)
 	}
 	return out
+}
+
+// cpu returns the CPU time the target's processes have used so far (user
+// and system, all their threads), or -1 for sdk, which runs in this process
+// beside the client.
+func (s *benchServer) cpu(b *testing.B) time.Duration {
+	pids := []int{s.pid}
+	if s.pid == 0 {
+		pids = pids[:0]
+		for _, n := range s.nodes {
+			pids = append(pids, n.cmd.Process.Pid)
+		}
+	}
+	if len(pids) == 0 {
+		return -1
+	}
+	var total time.Duration
+	for _, pid := range pids {
+		total += processCPU(b, pid)
+	}
+	return total
+}
+
+// processCPU reads utime and stime of a process from /proc/PID/stat, in
+// clock ticks of 10 ms (USER_HZ is 100 on Linux).
+func processCPU(b testing.TB, pid int) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The command name (field 2) may hold spaces; the fields after its
+	// closing parenthesis start at field 3.
+	i := bytes.LastIndexByte(stat, ')')
+	fields := strings.Fields(string(stat[i+1:]))
+	if i < 0 || len(fields) < 13 {
+		b.Fatalf("/proc/%d/stat: %q", pid, stat)
+	}
+	var ticks int64
+	for _, f := range fields[11:13] { // utime, stime: fields 14 and 15
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			b.Fatalf("/proc/%d/stat: %q: %v", pid, f, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond
 }
 
 // vmRSS reads the resident set size of a process, in bytes.
