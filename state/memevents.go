@@ -2,8 +2,8 @@ package state
 
 import (
 	"container/heap"
-	"container/list"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"iter"
@@ -99,43 +99,113 @@ type memUser struct {
 	index    int   // in MemoryEvents.byUser
 }
 
-// memSession is one session's streams, and its kept events and streams
-// oldest first.
+// memSession is one session's streams, and what it keeps (its events and
+// its streams' own places) oldest first.
+//
+// The store holds no object per event, for the garbage collector's sake: a
+// full store keeps hundreds of thousands of events, and every collection
+// of the node would trace an object or two for each (a single node at 32
+// clients spent about an eighth of its CPU on it). A stream's events are
+// bytes in one slice and their ends in another, neither holding pointers,
+// and a session's order is one slice of places. A place dropped is left
+// dead where it is (see live) until it reaches the front or the order is
+// compacted, which keeps dropping an event O(1).
 type memSession struct {
 	id      string
 	user    *memUser
 	streams map[string]*memStream
-	order   list.List // of *memEvent
-	bytes   int64     // sizes of what is in order
-	index   int       // in user.sessions
+	order   []place // oldest first; order[:head] is let go
+	head    int
+	dead    int   // dead places in order[head:]
+	bytes   int64 // sizes of what is live in order
+	index   int   // in user.sessions
 }
 
-// memStream is one stream: its events from index first on.
-type memStream struct {
-	name   string
-	first  int         // SDK index of events[0]; events before it were dropped
-	events []*memEvent // oldest first
-	last   time.Time   // of the last open or append
-	self   *memEvent   // its own place in its session's order
-}
-
-// memEvent is an event in its session's order, or (stream set, data nil,
-// own set) a stream's own place there, which counts StreamOverhead.
-type memEvent struct {
-	data   []byte
+// place is a kept event of stream (seq ≥ 0, its SDK index in the stream)
+// or the stream's own place (seq -1), which counts StreamOverhead, in its
+// session's order.
+type place struct {
 	stream *memStream
-	own    bool
-	moved  int           // the round of making room that moved it last
-	elem   *list.Element // in its session's order
+	seq    int
+	moved  int // own places: the round of making room that moved it last
 }
 
-// size is what an event counts against the bounds: its data and
+// memStream is one stream: its kept events from index first on, back to
+// back in data[base:], each its length (a uvarint) then its bytes. Kept
+// bytes are never written over (a replay hands out slices of data): appends
+// go past them, and compacting or emptying data allocates anew.
+type memStream struct {
+	name  string
+	first int // SDK index of the first kept event; events before it were dropped
+	kept  int // events in data[base:]
+	data  []byte
+	base  int
+	last  time.Time // of the last open or append
+	self  int       // index of its own place in its session's order
+	gone  bool      // dropped: its places are dead
+}
+
+// at returns the kept event that starts at data[i], capped so that nothing
+// appended to it can reach the next, and where the next starts.
+func (st *memStream) at(i int) (event []byte, next int) {
+	n, k := binary.Uvarint(st.data[i:])
+	start, end := i+k, i+k+int(n)
+	return st.data[start:end:end], end
+}
+
+// eventSize is what an event counts against the bounds: its data and
 // EventOverhead, as in Redis; a stream counts StreamOverhead.
-func (e *memEvent) size() int64 {
-	if e.own {
-		return StreamOverhead
+func eventSize(data []byte) int64 { return int64(len(data)) + EventOverhead }
+
+// live says whether the place at i in s's order is still kept.
+func (s *memSession) live(i int) bool {
+	p := s.order[i]
+	switch {
+	case p.stream.gone:
+		return false
+	case p.seq < 0:
+		return p.stream.self == i
+	default:
+		return p.seq >= p.stream.first && p.seq < p.stream.first+p.stream.kept
 	}
-	return int64(len(e.data)) + EventOverhead
+}
+
+// front returns the index of the oldest live place, letting go of the dead
+// ones before it; false if none is left.
+func (s *memSession) front() (int, bool) {
+	for s.head < len(s.order) {
+		if s.live(s.head) {
+			return s.head, true
+		}
+		s.order[s.head] = place{}
+		s.head++
+		s.dead--
+	}
+	return 0, false
+}
+
+// push appends p to s's order and returns its index, first compacting the
+// order if most of it is dead.
+func (s *memSession) push(p place) int {
+	if n := len(s.order); n >= 32 && s.head+s.dead > n/2 {
+		out := make([]place, 0, n-s.head-s.dead+n/4)
+		for i := s.head; i < n; i++ {
+			if s.live(i) {
+				if s.order[i].seq < 0 {
+					s.order[i].stream.self = len(out)
+				}
+				out = append(out, s.order[i])
+			}
+		}
+		s.order, s.head, s.dead = out, 0, 0
+	}
+	s.order = append(s.order, p)
+	return len(s.order) - 1
+}
+
+// pushOwn puts st's own place at the newest end of s's order.
+func (s *memSession) pushOwn(st *memStream, moved int) {
+	st.self = s.push(place{stream: st, seq: -1, moved: moved})
 }
 
 func (s *memSession) weight() int64 { return s.bytes }
@@ -207,12 +277,11 @@ func (m *MemoryEvents) OpenFor(_ context.Context, session, stream, user string, 
 	st := s.streams[stream]
 	if st == nil {
 		st = &memStream{name: stream}
-		st.self = &memEvent{stream: st, own: true}
 		s.streams[stream] = st
-		m.room(s, st, st.self.size())
-		st.self.elem = s.order.PushBack(st.self)
-		m.grow(s, st.self.size())
-		m.fitTotal(s, st.self)
+		m.room(s, st, StreamOverhead)
+		s.pushOwn(st, 0)
+		m.grow(s, StreamOverhead)
+		m.fitTotal(s, place{stream: st, seq: -1})
 	}
 	st.last = now
 	return nil
@@ -269,25 +338,27 @@ func (m *MemoryEvents) AppendAt(_ context.Context, session, stream string, epoch
 		return fmt.Errorf("append event to stream %q: %w", stream, ErrStreamGone)
 	}
 	st.last = now
-	e := &memEvent{data: slices.Clone(data), stream: st}
-	if e.size() > m.opts.MaxBytes {
+	size := eventSize(data)
+	if size > m.opts.MaxBytes {
 		// Kept, it would take the whole budget and more: it goes live
 		// only, and so does what came before it in its stream, so that a
 		// replay never skips it.
-		n, b := int64(1), e.size()
-		for len(st.events) > 0 {
-			n, b = n+1, b+m.drop(s, st.events[0])
+		n, b := int64(1), size
+		for st.kept > 0 {
+			n, b = n+1, b+m.drop(s, st)
 		}
 		st.first++
 		trimmed("bytes", n, b)
 		return nil
 	}
-	m.room(s, st, e.size())
-	st.events = append(st.events, e)
-	e.elem = s.order.PushBack(e)
-	m.grow(s, e.size())
-	if int64(len(st.events)) > m.opts.MaxLen {
-		trimmed("count", 1, m.drop(s, st.events[0]))
+	m.room(s, st, size)
+	e := place{stream: st, seq: st.first + st.kept}
+	st.data = append(binary.AppendUvarint(st.data, uint64(len(data))), data...)
+	st.kept++
+	s.push(e)
+	m.grow(s, size)
+	if int64(st.kept) > m.opts.MaxLen {
+		trimmed("count", 1, m.drop(s, st))
 	}
 	m.fitTotal(s, e)
 	return nil
@@ -311,12 +382,12 @@ func (m *MemoryEvents) room(s *memSession, keep *memStream, need int64) {
 // fitTotal keeps all sessions within MaxTotalBytes after s added last: the
 // user keeping the most gives way, its largest session's oldest first.
 // Requires m.mu.
-func (m *MemoryEvents) fitTotal(s *memSession, last *memEvent) {
+func (m *MemoryEvents) fitTotal(s *memSession, last place) {
 	m.round++
 	var n, b int64
 	for m.total > m.opts.MaxTotalBytes {
 		big := m.byUser[0].sessions[0]
-		if front := big.order.Front(); front == nil || front.Value.(*memEvent) == last {
+		if i, ok := big.front(); !ok || big.order[i].stream == last.stream && big.order[i].seq == last.seq {
 			break // the adding session holds nothing else: it is within its own budget
 		}
 		events, bytes, ok := m.dropOldest(big, last.stream)
@@ -334,60 +405,71 @@ func (m *MemoryEvents) fitTotal(s *memSession, last *memEvent) {
 // It reports the events and bytes dropped, and false once nothing more can
 // go in this round (what is left is streams in use). Requires m.mu.
 func (m *MemoryEvents) dropOldest(s *memSession, keep *memStream) (events, bytes int64, ok bool) {
-	front := s.order.Front()
-	if front == nil {
+	i, ok := s.front()
+	if !ok {
 		return 0, 0, false
 	}
-	e := front.Value.(*memEvent)
+	e := s.order[i]
 	st := e.stream
-	if !e.own {
-		bytes = m.drop(s, e)
+	if e.seq >= 0 {
+		// The oldest of the session is the oldest of its stream.
+		bytes = m.drop(s, st)
 	}
 	if st != keep && m.unused(s, st) {
 		m.dropStream(s, st)
 		metrics.EventStreamsTrimmed.Inc()
 	}
-	if !e.own {
+	if e.seq >= 0 {
 		return 1, bytes, true
 	}
-	if st.self.elem == nil { // dropped
+	if st.gone {
 		return 0, 0, true
 	}
 	if e.moved == m.round {
 		return 0, 0, false
 	}
-	e.moved = m.round
-	s.order.MoveToBack(front)
+	st.self = -1 // its old place is dead before push may compact
+	s.dead++
+	s.pushOwn(st, m.round)
 	return 0, 0, true
 }
 
 // unused says st may go: it has no events and answers no request in
 // flight, and it is not the standalone stream. Requires m.mu.
 func (m *MemoryEvents) unused(s *memSession, st *memStream) bool {
-	return st.name != "" && len(st.events) == 0 && m.journal[s.id][st.name] == nil
+	return st.name != "" && st.kept == 0 && m.journal[s.id][st.name] == nil
 }
 
 // dropStream forgets st and its events. Requires m.mu.
 func (m *MemoryEvents) dropStream(s *memSession, st *memStream) {
-	for len(st.events) > 0 {
-		m.drop(s, st.events[0])
+	for st.kept > 0 {
+		m.drop(s, st)
 	}
-	s.order.Remove(st.self.elem)
-	st.self.elem = nil
-	m.grow(s, -st.self.size())
+	st.gone = true
+	s.dead++ // its own place
+	m.grow(s, -StreamOverhead)
 	delete(s.streams, st.name)
+	st.name = "" // dead places may hold st a while: not its name
 }
 
-// drop forgets e, the oldest event of its stream, and returns its size.
-// Requires m.mu.
-func (m *MemoryEvents) drop(s *memSession, e *memEvent) int64 {
-	st := e.stream
-	st.events[0] = nil
-	st.events = st.events[1:]
+// drop forgets the oldest event of st and returns its size. Requires m.mu.
+func (m *MemoryEvents) drop(s *memSession, st *memStream) int64 {
+	event, next := st.at(st.base)
+	size := eventSize(event)
+	st.base = next
+	st.kept--
 	st.first++
-	s.order.Remove(e.elem)
-	m.grow(s, -e.size())
-	return e.size()
+	s.dead++
+	m.grow(s, -size)
+	switch {
+	case st.kept == 0:
+		st.data, st.base = nil, 0
+	case st.base >= 4<<10 && st.base > len(st.data)/2:
+		// Most of data is dropped events: what is kept moves to a
+		// slice of its own (replays may still hold slices of this one).
+		st.data, st.base = slices.Clone(st.data[st.base:]), 0
+	}
+	return size
 }
 
 // grow counts n more bytes (fewer if negative) for s. Requires m.mu.
@@ -444,8 +526,13 @@ func (m *MemoryEvents) After(_ context.Context, session, stream string, index in
 	case index+1 < st.first:
 		err = fmt.Errorf("replay events after %d of stream %q: %w", index, stream, mcp.ErrEventsPurged)
 	default:
-		for _, e := range st.events[min(index+1-st.first, len(st.events)):] {
-			out = append(out, e.data)
+		next := st.base
+		for i := range st.kept {
+			var event []byte
+			event, next = st.at(next)
+			if st.first+i > index {
+				out = append(out, event)
+			}
 		}
 	}
 	m.mu.Unlock()
@@ -558,4 +645,13 @@ func (h *largest[T]) Pop() any {
 	*h = old[:len(old)-1]
 	t.place(-1)
 	return t
+}
+
+// kept is how many events s keeps, all its streams together. Requires m.mu.
+func (s *memSession) kept() int {
+	n := 0
+	for _, st := range s.streams {
+		n += st.kept
+	}
+	return n
 }
