@@ -646,12 +646,3 @@ func (h *largest[T]) Pop() any {
 	t.place(-1)
 	return t
 }
-
-// kept is how many events s keeps, all its streams together. Requires m.mu.
-func (s *memSession) kept() int {
-	n := 0
-	for _, st := range s.streams {
-		n += st.kept
-	}
-	return n
-}
