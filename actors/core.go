@@ -383,6 +383,10 @@ type flight struct {
 	client  string              // the client_id of the request's token
 	scopes  map[string][]string // the tools' scopes when it was taken (served.scopes)
 	moved   atomic.Bool         // refused: a newer activation owns the session
+	// answered is set when the answer to the last of its requests was
+	// appended to its stream: the flush that follows is the stream's
+	// last event, which travels with the response's end (relayWriter).
+	answered atomic.Bool
 	drain   context.CancelFunc  // ends the handler, not the response
 
 	mu     sync.Mutex
@@ -493,6 +497,7 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		defer drain()
 		w := newRelayWriter(rctx, req.Id, f.window, send)
 		w.refused = f.moved.Load
+		w.answered = f.answered.Load
 		if debug {
 			w.onStream = func() {
 				a.logger.Debug("stream open", "method", req.Method, "request", req.Id)

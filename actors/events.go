@@ -310,6 +310,9 @@ func (e *sessionEvents) Append(ctx context.Context, session, stream string, data
 			return err
 		}
 		w.finish = rs.answers(data)
+		if w.finish {
+			rs.f.answered.Store(true)
+		}
 		if w.finish && e.behind {
 			return e.enqueue(w, nil)
 		}

@@ -35,6 +35,11 @@ const keepAliveComment = ": keepalive\n\n"
 // ResponsePart (the first flush possibly up to firstPartDelay later, merged
 // with the next); the first part carries status and headers, the last is
 // final. A response that is never flushed (plain JSON) travels as one part.
+// So does the flush of a POST stream's last event, the answer to the last
+// of its requests (answered): the handler returns right after it, and the
+// answer travels with the end of the response, up to firstPartDelay later
+// (one message across nodes instead of two, one write to the client, which
+// reads the answer and the stream's end at once).
 //
 // The handler may flush from another goroutine than the one that returns
 // (the SDK writes responses from the session's goroutine); mu also orders
@@ -69,6 +74,10 @@ type relayWriter struct {
 	// activation owns the session): what the handler writes is dropped
 	// until something replaces the response (replace).
 	refused func() bool
+	// answered, if set and true, says the answer to the last of the
+	// request's requests was written: what is flushed from then on is
+	// held for the final part (see FlushError).
+	answered func() bool
 
 	mu       sync.Mutex
 	status   int
@@ -125,7 +134,8 @@ func (w *relayWriter) Write(p []byte) (int, error) {
 
 // FlushError ships the buffered bytes, waiting while the edge is a full
 // window behind. It fails once the request is cancelled. The first flush
-// only starts the firstPartDelay timer.
+// only starts the firstPartDelay timer, and so does the flush of the
+// stream's last event (answered).
 func (w *relayWriter) FlushError() error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -143,11 +153,23 @@ func (w *relayWriter) FlushError() error {
 		w.held = time.AfterFunc(cmp.Or(w.hold, firstPartDelay), w.shipHeld)
 		return nil
 	}
+	if !w.headSent && w.answered != nil && w.answered() {
+		return nil // held with the first part, which goes with finish
+	}
 	if w.headSent && len(w.buf) == 0 {
 		return nil
 	}
+	if w.headSent && w.held != nil {
+		return nil // the held last event takes this along
+	}
 	if err := w.window.acquire(w.ctx, w.seq); err != nil {
 		return err
+	}
+	if w.answered != nil && w.answered() {
+		// The stream's last event: it goes with finish, or by itself
+		// if the handler has not returned within the delay.
+		w.held = time.AfterFunc(cmp.Or(w.hold, firstPartDelay), w.shipHeld)
+		return nil
 	}
 	w.emit(false, "")
 	return nil
@@ -161,13 +183,15 @@ func (w *relayWriter) dropping() bool {
 	return !w.headSent && w.refused != nil && w.refused()
 }
 
-// shipHeld sends the first flush once firstPartDelay is over, unless a later
-// flush or the end of the response has taken it along.
+// shipHeld sends a held flush (the first, or the stream's last event) once
+// firstPartDelay is over, unless a later flush or the end of the response
+// has taken it along. Part 0 is always within the window; a later one was
+// acquired when it was held.
 func (w *relayWriter) shipHeld() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.headSent && !w.closed {
-		w.emit(false, "") // part 0: always within the window
+	if !w.closed && (!w.headSent || len(w.buf) > 0) {
+		w.emit(false, "")
 	}
 }
 

@@ -2,12 +2,21 @@ package actors
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/state"
+	"github.com/pingmcp/pingmcp/tools"
+	"github.com/pingmcp/pingmcp/tools/conformance"
 )
 
 type sink struct{ parts chan *envelope.ResponsePart }
@@ -274,5 +283,138 @@ func TestRelayWriterUnservedIfCut(t *testing.T) {
 	cancel()
 	if w.unservedIfCut("r") {
 		t.Error("a response under way was replaced")
+	}
+}
+
+// The flush of a stream's last event (answered: the answer to the last of
+// the request's requests) is held for the response's end: the answer and
+// the final part travel as one. Here the tool is slow, so the first part
+// (the priming event and a progress event) went out before it.
+func TestRelayWriterLastEventTravelsWithEnd(t *testing.T) {
+	s := newSink()
+	w := newRelayWriter(context.Background(), "r", newWindow(8), s.send)
+	w.hold = time.Hour // the merging, not the timer
+	var answered atomic.Bool
+	w.answered = answered.Load
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Write([]byte("id: 0\ndata: \n\n"))
+	w.Flush() // held: the first part
+	w.Write([]byte("data: progress\n\n"))
+	w.Flush()
+	if p := s.next(t); p.Seq != 0 || p.Final || p.Status != 200 || string(p.Body) != "id: 0\ndata: \n\ndata: progress\n\n" {
+		t.Fatalf("first part = %+v", p)
+	}
+	answered.Store(true)
+	w.Write([]byte("data: answer\n\n"))
+	w.Flush()
+	select {
+	case p := <-s.parts:
+		t.Fatalf("the answer went out before the end: %+v", p)
+	default:
+	}
+	w.finish()
+	if p := s.next(t); p.Seq != 1 || !p.Final || string(p.Body) != "data: answer\n\n" {
+		t.Fatalf("last part = %+v", p)
+	}
+	select {
+	case p := <-s.parts:
+		t.Fatalf("a third part: %+v", p)
+	default:
+	}
+}
+
+// A held last event goes out by itself if the handler does not return
+// within the delay; the end follows as a part of its own.
+func TestRelayWriterShipsHeldLastEvent(t *testing.T) {
+	s := newSink()
+	w := newRelayWriter(context.Background(), "r", newWindow(8), s.send)
+	w.hold = time.Millisecond
+	var answered atomic.Bool
+	w.answered = answered.Load
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Write([]byte("id: 0\ndata: \n\n"))
+	w.Flush()
+	await(t, s.parts, "the held first part")
+	answered.Store(true)
+	w.Write([]byte("data: answer\n\n"))
+	w.Flush()
+	if p := await(t, s.parts, "the held answer"); p.Seq != 1 || p.Final || string(p.Body) != "data: answer\n\n" {
+		t.Fatalf("held answer = %+v", p)
+	}
+	w.finish()
+	if p := s.next(t); p.Seq != 2 || !p.Final || len(p.Body) != 0 {
+		t.Fatalf("end = %+v", p)
+	}
+}
+
+// partsOf forwards a POST of body to the session actor at pid as principal
+// p, as the edge does, and returns every part of the response once the
+// final one came.
+func partsOf(root *actor.RootContext, pid *actor.PID, p *envelope.Principal, body string) (first <-chan *envelope.ResponsePart, all <-chan []*envelope.ResponsePart) {
+	req := &envelope.Request{
+		Id: rand.Text(), Method: http.MethodPost, Path: "/mcp", Body: []byte(body), Window: 16, Principal: p,
+		Headers: []*envelope.Header{
+			{Name: "Content-Type", Values: []string{"application/json"}},
+			{Name: "Accept", Values: []string{"application/json, text/event-stream"}},
+			{Name: "Mcp-Session-Id", Values: []string{fuzzSession}},
+			{Name: "Mcp-Protocol-Version", Values: []string{"2025-11-25"}},
+		},
+	}
+	firstc, allc := make(chan *envelope.ResponsePart, 1), make(chan []*envelope.ResponsePart, 1)
+	var parts []*envelope.ResponsePart
+	root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *actor.Started:
+			ctx.Request(pid, &envelope.Envelope{Body: &envelope.Envelope_Request{Request: req}})
+		case *envelope.Envelope:
+			part := m.GetPart()
+			if parts = append(parts, part); len(parts) == 1 {
+				firstc <- part
+			}
+			if part.GetFinal() {
+				allc <- parts
+				ctx.Stop(ctx.Self())
+			} else {
+				ctx.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Ack{Ack: &envelope.Ack{RequestId: req.Id, Seq: part.GetSeq()}}})
+			}
+		}
+	}))
+	return firstc, allc
+}
+
+// A tools/call on a session with an event store costs the edge one part
+// when the tool answers at once (the priming event, the answer and the end
+// together) and two when it does not (the priming event after
+// firstPartDelay; the answer with the end), instead of two and three.
+func TestToolCallAnswerTravelsWithTheEnd(t *testing.T) {
+	held := heldCaller{started: make(chan struct{}, 1), release: make(chan struct{})}
+	system, props := testSessions(t, Config{Toolsets: []tools.Toolset{conformance.New(), held}, Stores: state.MemoryStores(time.Hour),
+		Authenticated: true, Scopes: []string{"mcp:tools"}})
+	pid := system.Root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(fuzzSession, "session")))
+	alice := &envelope.Principal{Issuer: "https://idp", Subject: "alice", ClientId: "c1", ExpiresUnix: time.Now().Add(time.Hour).Unix(),
+		Token: "alice-token", Scopes: []string{"mcp:tools"}, ClaimsJson: []byte(`{"sub":"alice","client_id":"c1"}`)}
+	root := system.Root
+	if body := postInitialize(t, root, pid, alice, `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`); !strings.Contains(body, `"result"`) {
+		t.Fatalf("initialize: %s", body)
+	}
+	if status := fuzzForward(t, root, pid, alice, `{"jsonrpc":"2.0","method":"notifications/initialized"}`); status != http.StatusAccepted {
+		t.Fatalf("initialized: %d", status)
+	}
+
+	_, all := partsOf(root, pid, alice, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"test_simple_text","arguments":{}}}`)
+	parts := await(t, all, "test_simple_text's answer")
+	if len(parts) != 1 || parts[0].Status != http.StatusOK || !strings.Contains(string(parts[0].Body), "id: ") || !strings.Contains(string(parts[0].Body), `"result"`) {
+		t.Fatalf("a tool that answers at once: %d parts, the first %+v; want one, with the priming event and the answer", len(parts), parts[0])
+	}
+
+	first, all := partsOf(root, pid, alice, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"who","arguments":{}}}`)
+	await(t, held.started, "the held call")
+	if p := await(t, first, "the held call's first part"); p.Final || strings.Contains(string(p.Body), `"result"`) {
+		t.Fatalf("the held call's first part: %+v", p)
+	}
+	close(held.release)
+	parts = await(t, all, "the held call's answer")
+	if len(parts) != 2 || !parts[1].Final || !strings.Contains(string(parts[1].Body), "acting for c1") {
+		t.Fatalf("a tool that answers later: %d parts, the last %+v; want two, the answer with the end", len(parts), parts[len(parts)-1])
 	}
 }
