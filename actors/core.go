@@ -387,7 +387,7 @@ type flight struct {
 	// appended to its stream: the flush that follows is the stream's
 	// last event, which travels with the response's end (relayWriter).
 	answered atomic.Bool
-	drain   context.CancelFunc  // ends the handler, not the response
+	drain    context.CancelFunc // ends the handler, not the response
 
 	mu     sync.Mutex
 	stream string // the event stream its requests were journalled on
