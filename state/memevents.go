@@ -146,7 +146,9 @@ type memStream struct {
 }
 
 // at returns the kept event that starts at data[i], capped so that nothing
-// appended to it can reach the next, and where the next starts.
+// appended to it can reach the next, and where the next starts. A replay
+// holding the event holds the whole array until it lets go (replays are
+// short-lived: the SDK writes them out).
 func (st *memStream) at(i int) (event []byte, next int) {
 	n, k := binary.Uvarint(st.data[i:])
 	start, end := i+k, i+k+int(n)
@@ -188,7 +190,12 @@ func (s *memSession) front() (int, bool) {
 // order if most of it is dead.
 func (s *memSession) push(p place) int {
 	if n := len(s.order); n >= 32 && s.head+s.dead > n/2 {
-		out := make([]place, 0, n-s.head-s.dead+n/4)
+		// In place (nothing outside holds the order), into a smaller
+		// array only when most of this one would stay unused.
+		out := s.order[:0]
+		if live := n - s.head - s.dead; cap(s.order) > 4*live+64 {
+			out = make([]place, 0, 2*live+32)
+		}
 		for i := s.head; i < n; i++ {
 			if s.live(i) {
 				if s.order[i].seq < 0 {
@@ -197,6 +204,7 @@ func (s *memSession) push(p place) int {
 				out = append(out, s.order[i])
 			}
 		}
+		clear(s.order[len(out):n]) // let go of the streams the dead places held
 		s.order, s.head, s.dead = out, 0, 0
 	}
 	s.order = append(s.order, p)
@@ -276,7 +284,7 @@ func (m *MemoryEvents) OpenFor(_ context.Context, session, stream, user string, 
 	}
 	st := s.streams[stream]
 	if st == nil {
-		st = &memStream{name: stream}
+		st = &memStream{name: stream, self: -1}
 		s.streams[stream] = st
 		m.room(s, st, StreamOverhead)
 		s.pushOwn(st, 0)
@@ -353,7 +361,17 @@ func (m *MemoryEvents) AppendAt(_ context.Context, session, stream string, epoch
 	}
 	m.room(s, st, size)
 	e := place{stream: st, seq: st.first + st.kept}
-	st.data = append(binary.AppendUvarint(st.data, uint64(len(data))), data...)
+	var length [binary.MaxVarintLen64]byte
+	k := binary.PutUvarint(length[:], uint64(len(data)))
+	if st.base > 0 && len(st.data)+k+len(data) > cap(st.data) {
+		// Growing past dropped events: what is kept moves to an array of
+		// its own without them, a quarter larger than it needs.
+		kept := len(st.data) - st.base
+		grown := make([]byte, kept, (kept+k+len(data))*5/4)
+		copy(grown, st.data[st.base:])
+		st.data, st.base = grown, 0
+	}
+	st.data = append(append(st.data, length[:k]...), data...)
 	st.kept++
 	s.push(e)
 	m.grow(s, size)
@@ -464,9 +482,10 @@ func (m *MemoryEvents) drop(s *memSession, st *memStream) int64 {
 	switch {
 	case st.kept == 0:
 		st.data, st.base = nil, 0
-	case st.base >= 4<<10 && st.base > len(st.data)/2:
-		// Most of data is dropped events: what is kept moves to a
-		// slice of its own (replays may still hold slices of this one).
+	case st.base >= 4<<10 && st.base > len(st.data)/4:
+		// A quarter of data is dropped events: what is kept moves to an
+		// array of its own (replays may still hold slices of this one),
+		// so that a stream holds at most about 5/3 of the bytes it keeps.
 		st.data, st.base = slices.Clone(st.data[st.base:]), 0
 	}
 	return size

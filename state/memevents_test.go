@@ -211,3 +211,43 @@ func checkMemoryEvents(t *testing.T, step int, m *MemoryEvents, appended map[[2]
 		}
 	}
 }
+
+// A long-lived stream (the standalone one, trimmed by count) holds little
+// more memory than the bytes it keeps, however long it runs: the dropped
+// events' bytes are let go as it grows, and its session's order stays
+// about the size of what it keeps.
+func TestMemoryEventsLongStreamHoldsLittleMore(t *testing.T) {
+	ctx := context.Background()
+	m := NewMemoryEvents(nil)
+	m.SetOptions(EventOptions{MaxLen: 100})
+	if err := m.OpenFor(ctx, "s", "", "u", 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	worst := 0.0
+	for i := range 100_000 {
+		size := 50 + r.IntN(2000)
+		if err := m.AppendAt(ctx, "s", "", 0, "", eventData("s", "", i, size)); err != nil {
+			t.Fatal(err)
+		}
+		s := m.sessions["s"]
+		st := s.streams[""]
+		var kept int
+		next := st.base
+		for range st.kept {
+			var ev []byte
+			ev, next = st.at(next)
+			kept += len(ev)
+		}
+		if kept > 64<<10 {
+			worst = max(worst, float64(cap(st.data))/float64(kept))
+		}
+		if len(s.order) > 2*(st.kept+1)+64 {
+			t.Fatalf("after %d events the order holds %d places for %d events", i, len(s.order), st.kept)
+		}
+	}
+	t.Logf("the stream's array is at most %.2f× the bytes it keeps", worst)
+	if worst > 2.1 {
+		t.Errorf("the stream's array reached %.2f× the bytes it keeps", worst)
+	}
+}
