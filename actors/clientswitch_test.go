@@ -22,8 +22,9 @@ import (
 
 // response is a forwarded request's answer as the edge reads it.
 type response struct {
-	head chan *envelope.ResponsePart // the first part
-	body chan string                 // the whole body, once the last part came
+	head  chan *envelope.ResponsePart   // the first part
+	body  chan string                   // the whole body, once the last part came
+	parts chan []*envelope.ResponsePart // every part, once the last came
 }
 
 // forwardOn sends one request of fuzzSession's to the session actor at pid
@@ -46,8 +47,9 @@ func forwardOn(root *actor.RootContext, pid *actor.PID, p *envelope.Principal, m
 // forwardRequest sends req to the actor at pid as the edge does,
 // acknowledging each part.
 func forwardRequest(root *actor.RootContext, pid *actor.PID, req *envelope.Request) *response {
-	r := &response{head: make(chan *envelope.ResponsePart, 1), body: make(chan string, 1)}
+	r := &response{head: make(chan *envelope.ResponsePart, 1), body: make(chan string, 1), parts: make(chan []*envelope.ResponsePart, 1)}
 	var out []byte
+	var parts []*envelope.ResponsePart
 	root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
 		switch m := ctx.Message().(type) {
 		case *actor.Started:
@@ -58,8 +60,10 @@ func forwardRequest(root *actor.RootContext, pid *actor.PID, req *envelope.Reque
 				r.head <- part
 			}
 			out = append(out, part.GetBody()...)
+			parts = append(parts, part)
 			if part.GetFinal() {
 				r.body <- string(out)
+				r.parts <- parts
 				ctx.Stop(ctx.Self())
 			} else {
 				ctx.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Ack{Ack: &envelope.Ack{RequestId: req.Id, Seq: part.GetSeq()}}})

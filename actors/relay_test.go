@@ -2,7 +2,6 @@ package actors
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"net/http"
 	"strings"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
@@ -347,41 +345,6 @@ func TestRelayWriterShipsHeldLastEvent(t *testing.T) {
 	}
 }
 
-// partsOf forwards a POST of body to the session actor at pid as principal
-// p, as the edge does, and returns every part of the response once the
-// final one came.
-func partsOf(root *actor.RootContext, pid *actor.PID, p *envelope.Principal, body string) (first <-chan *envelope.ResponsePart, all <-chan []*envelope.ResponsePart) {
-	req := &envelope.Request{
-		Id: rand.Text(), Method: http.MethodPost, Path: "/mcp", Body: []byte(body), Window: 16, Principal: p,
-		Headers: []*envelope.Header{
-			{Name: "Content-Type", Values: []string{"application/json"}},
-			{Name: "Accept", Values: []string{"application/json, text/event-stream"}},
-			{Name: "Mcp-Session-Id", Values: []string{fuzzSession}},
-			{Name: "Mcp-Protocol-Version", Values: []string{"2025-11-25"}},
-		},
-	}
-	firstc, allc := make(chan *envelope.ResponsePart, 1), make(chan []*envelope.ResponsePart, 1)
-	var parts []*envelope.ResponsePart
-	root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
-		switch m := ctx.Message().(type) {
-		case *actor.Started:
-			ctx.Request(pid, &envelope.Envelope{Body: &envelope.Envelope_Request{Request: req}})
-		case *envelope.Envelope:
-			part := m.GetPart()
-			if parts = append(parts, part); len(parts) == 1 {
-				firstc <- part
-			}
-			if part.GetFinal() {
-				allc <- parts
-				ctx.Stop(ctx.Self())
-			} else {
-				ctx.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Ack{Ack: &envelope.Ack{RequestId: req.Id, Seq: part.GetSeq()}}})
-			}
-		}
-	}))
-	return firstc, allc
-}
-
 // A tools/call on a session with an event store costs the edge one part
 // when the tool answers at once (the priming event, the answer and the end
 // together) and two when it does not (the priming event after
@@ -401,19 +364,19 @@ func TestToolCallAnswerTravelsWithTheEnd(t *testing.T) {
 		t.Fatalf("initialized: %d", status)
 	}
 
-	_, all := partsOf(root, pid, alice, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"test_simple_text","arguments":{}}}`)
-	parts := await(t, all, "test_simple_text's answer")
+	quick := forwardOn(root, pid, alice, http.MethodPost, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"test_simple_text","arguments":{}}}`)
+	parts := await(t, quick.parts, "test_simple_text's answer")
 	if len(parts) != 1 || parts[0].Status != http.StatusOK || !strings.Contains(string(parts[0].Body), "id: ") || !strings.Contains(string(parts[0].Body), `"result"`) {
 		t.Fatalf("a tool that answers at once: %d parts, the first %+v; want one, with the priming event and the answer", len(parts), parts[0])
 	}
 
-	first, all := partsOf(root, pid, alice, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"who","arguments":{}}}`)
+	slow := forwardOn(root, pid, alice, http.MethodPost, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"who","arguments":{}}}`)
 	await(t, held.started, "the held call")
-	if p := await(t, first, "the held call's first part"); p.Final || strings.Contains(string(p.Body), `"result"`) {
+	if p := await(t, slow.head, "the held call's first part"); p.Final || strings.Contains(string(p.Body), `"result"`) {
 		t.Fatalf("the held call's first part: %+v", p)
 	}
 	close(held.release)
-	parts = await(t, all, "the held call's answer")
+	parts = await(t, slow.parts, "the held call's answer")
 	if len(parts) != 2 || !parts[1].Final || !strings.Contains(string(parts[1].Body), "acting for c1") {
 		t.Fatalf("a tool that answers later: %d parts, the last %+v; want two, the answer with the end", len(parts), parts[len(parts)-1])
 	}
