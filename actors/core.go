@@ -498,6 +498,7 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		w := newRelayWriter(rctx, req.Id, f.window, send)
 		w.refused = f.moved.Load
 		w.answered = f.answered.Load
+		w.hold = a.cfg.PartDelay
 		if debug {
 			w.onStream = func() {
 				a.logger.Debug("stream open", "method", req.Method, "request", req.Id)

@@ -64,9 +64,9 @@ type relayWriter struct {
 	// handler's writes and this one are ordered by mu, and it is written
 	// only when nothing of an event is buffered.
 	keepAlive time.Duration
-	// hold is how long the first flush is held (firstPartDelay when zero):
-	// tests of the merging set a longer one, which a stalled test cannot
-	// outlast.
+	// hold is how long the first flush, and the stream's last event, are
+	// held (firstPartDelay when zero; Config.PartDelay): tests of the
+	// merging set a longer one, which a stalled test cannot outlast.
 	hold time.Duration
 
 	header http.Header // the handler's
@@ -154,7 +154,10 @@ func (w *relayWriter) FlushError() error {
 		return nil
 	}
 	if !w.headSent && w.answered != nil && w.answered() {
-		return nil // held with the first part, which goes with finish
+		// Held with the first part, which goes with finish: the delay
+		// starts again, so that the tool's time does not count against it.
+		w.held.Reset(cmp.Or(w.hold, firstPartDelay))
+		return nil
 	}
 	if w.headSent && len(w.buf) == 0 {
 		return nil

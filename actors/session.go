@@ -78,6 +78,10 @@ type Config struct {
 	// EventsBuffer bounds the event writes a session holds while its store
 	// is unreachable (limits.go); DefaultEventsBuffer when zero.
 	EventsBuffer int
+	// PartDelay is how long a response's first flush, and a POST stream's
+	// last event, may wait to travel with the next part or the response's
+	// end (relayWriter); zero: firstPartDelay, 1 ms.
+	PartDelay time.Duration
 	// Scopes are the scopes clients are told to request (--scopes): a token
 	// must hold one of them, or one a tool needs, to use a session through
 	// another client of its user than the one the session is used through
