@@ -150,13 +150,13 @@ func (w *relayWriter) FlushError() error {
 	}
 	if !w.headSent && w.held == nil {
 		w.writeHeaderLocked(http.StatusOK) // a flush before any write sends 200, as net/http does
-		w.held = time.AfterFunc(cmp.Or(w.hold, firstPartDelay), w.shipHeld)
+		w.held = time.AfterFunc(w.delay(), w.shipHeld)
 		return nil
 	}
 	if !w.headSent && w.answered != nil && w.answered() {
 		// Held with the first part, which goes with finish: the delay
 		// starts again, so that the tool's time does not count against it.
-		w.held.Reset(cmp.Or(w.hold, firstPartDelay))
+		w.held.Reset(w.delay())
 		return nil
 	}
 	if w.headSent && len(w.buf) == 0 {
@@ -171,7 +171,7 @@ func (w *relayWriter) FlushError() error {
 	if w.answered != nil && w.answered() {
 		// The stream's last event: it goes with finish, or by itself
 		// if the handler has not returned within the delay.
-		w.held = time.AfterFunc(cmp.Or(w.hold, firstPartDelay), w.shipHeld)
+		w.held = time.AfterFunc(w.delay(), w.shipHeld)
 		return nil
 	}
 	w.emit(false, "")
@@ -179,6 +179,9 @@ func (w *relayWriter) FlushError() error {
 }
 
 func (w *relayWriter) Flush() { _ = w.FlushError() }
+
+// delay is how long a held flush waits: hold, or firstPartDelay.
+func (w *relayWriter) delay() time.Duration { return cmp.Or(w.hold, firstPartDelay) }
 
 // dropping says the handler's writes are dropped: the request was refused
 // before anything of its response was sent. Requires w.mu.
