@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,7 +128,15 @@ func TestEventsWriterRetryStoresOnce(t *testing.T) {
 				t.Fatalf("resume %q after %d: %q, want %q", stream, i, got, want[i+1:])
 			}
 		}
-		if n, err := client.XLen(ctx, "pingmcp:events:{s}:s:"+stream).Result(); err != nil || n != int64(len(want)) {
+		// Each kept event is a field "e:<n>:<stream>" of the session's hash.
+		fields, err := client.HKeys(ctx, "pingmcp:events:{s}:bytes").Result()
+		n := 0
+		for _, f := range fields {
+			if strings.HasPrefix(f, "e:") && strings.HasSuffix(f, ":"+stream) && strings.Count(f, ":") == 2+strings.Count(stream, ":") {
+				n++
+			}
+		}
+		if err != nil || n != len(want) {
 			t.Fatalf("stream %q holds %d events (%v), want %d", stream, n, err, len(want))
 		}
 	}

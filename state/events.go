@@ -20,7 +20,7 @@ import (
 // client's GET with Last-Event-ID replays what it missed on whatever node
 // serves it. Each (session, stream) is a Redis stream whose entry ids are
 // "0-<n>" for the SDK's event index n-1, bounded to MaxLen entries and
-// expiring TTL after its last append. The events of all a session's streams
+// expiring TTL after its last append (up to an eighth more: see trimLua). The events of all a session's streams
 // together are bounded to MaxBytes: the oldest go first, whichever stream
 // they are in (see appendScript). A session's keys share one hash tag.
 type RedisEvents struct {
@@ -45,7 +45,9 @@ type EventOptions struct {
 	// kept at all (nor the events of its stream before it): it is delivered
 	// live, and replaying from before it fails with mcp.ErrEventsPurged.
 	MaxBytes int64
-	// TTL is how long a stream outlives its last event (default 1 h).
+	// TTL is how long a stream outlives its last event (default 1 h); in
+	// Redis, up to an eighth longer, so that a request need not set the
+	// TTL of every key it writes.
 	TTL time.Duration
 	// MaxTotalBytes bounds the events of all sessions together, in a
 	// memory store only (default DefaultEventsMaxTotalBytes); Redis has its
@@ -67,7 +69,7 @@ const (
 // what Redis 7.0 spends (MEMORY USAGE, jemalloc): an entry of a stream ~56
 // bytes, its member of the session's order ~134; a stream ~4.7 KB as soon as
 // it holds an entry (a listpack node preallocates stream-node-max-bytes,
-// 4096), its count ~72, its members of the session's streams and order
+// 4096), its record in the session's hash and its member of the order
 // ~200. The memory store, which spends less, counts the same.
 const (
 	EventOverhead  = 192
@@ -125,237 +127,274 @@ func NewRedisEvents(client redis.UniversalClient, prefix string, opts EventOptio
 	return &RedisEvents{client: client, w: newWriter(client), prefix: prefix, opts: opts.withDefaults()}
 }
 
-// keys are the session's set of streams, the stream's entries and count,
-// the session's activation epoch (kept by RedisSnapshots under the same
-// prefix), its journal of requests in flight, its byte count and event
-// sequence (a hash), and the order of its kept events (a sorted set).
-func (r *RedisEvents) keys(session, stream string) []string {
-	base := r.eventsBase(session)
-	return []string{base + "streams", base + "s:" + stream, base + "n:" + stream,
-		sessionKey(r.prefix, session, "epoch"), base + "inflight", base + "bytes", base + "order"}
-}
-
-// eventsBase is the start of the names of a session's event keys; a
-// stream's entries are under eventsBase+"s:"+stream.
-func (r *RedisEvents) eventsBase(session string) string {
-	return r.prefix + "events:{" + session + "}:"
+// keys are the session's hash (its byte count, its event sequence, its
+// streams' records and its kept events), its activation epoch (kept by
+// RedisSnapshots under the same prefix), its journal of requests in flight
+// and the order of its kept events (a sorted set). A stream has no key of
+// its own: a Redis stream per request stream cost redis-server 4.7 KB and
+// ~20 µs to make (its first listpack node), more than the rest of the
+// request's writes together.
+func (r *RedisEvents) keys(session string) []string {
+	base := r.prefix + "events:{" + session + "}:"
+	return []string{base + "bytes", sessionKey(r.prefix, session, "epoch"), base + "inflight", base + "order"}
 }
 
 var (
 	// trimLua is shared by openScript and appendScript (same KEYS), with
 	// ARGV[1] the stream opened or appended to, which it never drops.
-	// load() reads the session's bytes hash once per script: its byte count
-	// st.b, its sequence st.q and the stream's last write st.w; the script
-	// changes them in st, and store(st) writes them back once, if changed.
-	// make(st, need, budget, base, cost, dropped) drops the session's
-	// oldest until st.b plus need fits in budget; dropped gets {events,
-	// bytes} at [3], [4] and the streams dropped at [5]; cost is
-	// StreamOverhead. expire(ttl, keys) sets the TTL of the keys a script
-	// wrote, each once.
 	//
-	// Every kept event has its data in field d and its session sequence
-	// number in q, and a member "q|size|n|stream" in the order set scored
-	// by q; every kept stream a member "0|StreamOverhead|0|stream". The
-	// bytes hash counts their sizes (field b) and the sequence (field q),
-	// and names each stream's last write (field "w:"+stream, see append).
+	// A session's hash (KEYS[1]) holds its byte count (field b), its event
+	// sequence (q), when its keys' TTL was last set (t, Redis's clock in
+	// ms), one record per stream (field "s:"+stream: "n t w", the stream's
+	// last event number n, the time t of its open or last event, the name
+	// w of its last write), and the data of each kept event (field
+	// "e:"+n+":"+stream: "q data", q its session sequence number). load()
+	// reads the count, the sequence, t and this stream's record in one
+	// HMGET; the script changes them in st (new fields in st.h), and
+	// store(st) writes back what changed in one HSET.
+	//
+	// Every kept event has a member "q|size|n|stream" in the order set
+	// (KEYS[4]) scored by q; every kept stream a member
+	// "0|StreamOverhead|0|stream". The count b is the sum of their sizes.
+	// make(st, need, budget, cost, dropped) drops the session's oldest
+	// until st.b plus need fits in budget; dropped gets {events, bytes} at
+	// [3], [4] and the streams dropped at [5]; cost is StreamOverhead.
 	// Dropping the session's oldest pops the order set's first member:
-	// O(log N), no scan. A member whose entry is gone (its stream expired)
-	// only gives its bytes back; an entry is deleted only if its q matches,
-	// since an expired stream's id may have been opened again since. A
-	// stream goes, its keys and its place in the streams set, once it has
-	// no events left and answers no request in flight (the journal), unless
-	// it is the session's standalone stream "": when its last event goes,
-	// or when its own member is the oldest (its member moves to the newest
-	// place if the stream is in use). Once the popped member is one moved in this run,
+	// O(log N), no scan. An event is deleted only if its q matches, since
+	// an expired stream may have been opened again since, its numbers
+	// starting again; a member whose event is not there only gives its
+	// bytes back. A stream's kept events are always its last ones, without
+	// a gap (the oldest go first, in its order as in the session's). A
+	// stream goes (its record) once it has no events left and answers no
+	// request in flight (the journal), unless it is the session's
+	// standalone stream "": when its last event goes, or when its own
+	// member is the oldest (its member moves to the newest place if the
+	// stream is in use). Once the popped member is one moved in this run,
 	// nothing more can go: the session is then over its budget by the
 	// streams of its requests in flight at most.
+	//
+	// A stream expires TTL after its open or its last event (alive, by
+	// Redis's clock): it is then unknown to appends and replays, and opened
+	// again it starts from its first event; what it kept stays counted
+	// until the budget drops it, or the session's keys expire. Those (the
+	// hash and the order, and the journal) expire TTL after the session's
+	// last write, and up to an eighth more: their TTL is set to TTL plus an
+	// eighth when it was last set half an eighth ago or more (or the order
+	// may have been emptied, hence made anew without one), so that a
+	// request's scripts need not set it each time.
 	trimLua = `
-local function unused(stream, entries)
-  return stream ~= '' and redis.call('XLEN', entries) == 0 and redis.call('HEXISTS', KEYS[5], stream) == 0
+local function rec(v)
+  if not v then return nil end
+  local n, t, w = string.match(v, '^(%d+) (%d+) ?(.*)$')
+  if not n then return nil end
+  return {n = tonumber(n), t = tonumber(t), w = w}
 end
-local function gone(stream, entries, count, cost, dropped)
-  redis.call('DEL', entries, count)
-  redis.call('HDEL', KEYS[6], 'w:' .. stream)
-  redis.call('SREM', KEYS[1], stream)
-  redis.call('ZREM', KEYS[7], '0|' .. cost .. '|0|' .. stream)
+local function alive(st, r)
+  return r ~= nil and st.now <= r.t + st.ttl
+end
+local function ev(n, stream)
+  return 'e:' .. n .. ':' .. stream
+end
+local function gone(st, stream, cost, dropped)
+  redis.call('HDEL', KEYS[1], 's:' .. stream)
+  redis.call('ZREM', KEYS[4], '0|' .. cost .. '|0|' .. stream)
+  st.touched = true
   dropped[5] = dropped[5] + 1
 end
-local function load()
-  local v = redis.call('HMGET', KEYS[6], 'b', 'q', 'w:' .. ARGV[1])
+local function load(ttl)
+  local v = redis.call('HMGET', KEYS[1], 'b', 'q', 't', 's:' .. ARGV[1])
+  local clock = redis.call('TIME')
   local b, q = tonumber(v[1] or '0'), tonumber(v[2] or '0')
-  return {b = b, q = q, w = v[3], wrote = false, b0 = b, q0 = q}
+  local slack = math.floor(ttl / 8)
+  local st = {b = b, q = q, b0 = b, q0 = q, t = tonumber(v[3] or '0'), ttl = ttl, slack = slack,
+    now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000),
+    h = {}, z = {}, touched = false, changed = false, had = v[4] ~= false}
+  st.s = rec(v[4])
+  if not alive(st, st.s) then st.s = nil end
+  return st
 end
 local function store(st)
-  if st.wrote then
-    redis.call('HSET', KEYS[6], 'b', st.b, 'q', st.q, 'w:' .. ARGV[1], st.w)
-  elseif st.b ~= st.b0 or st.q ~= st.q0 then
-    redis.call('HSET', KEYS[6], 'b', st.b, 'q', st.q)
+  local f = {}
+  if st.b ~= st.b0 then table.insert(f, 'b') table.insert(f, st.b) end
+  if st.q ~= st.q0 then table.insert(f, 'q') table.insert(f, st.q) end
+  if st.changed then table.insert(f, 's:' .. ARGV[1]) table.insert(f, st.s.n .. ' ' .. st.s.t .. ' ' .. st.s.w) end
+  for k, v in pairs(st.h) do table.insert(f, k) table.insert(f, v) end
+  local refresh = st.touched or st.now - st.t >= math.floor(st.slack / 2)
+  if refresh then table.insert(f, 't') table.insert(f, st.now) end
+  if #st.z > 0 then redis.call('ZADD', KEYS[4], unpack(st.z)) end
+  if #f > 0 then redis.call('HSET', KEYS[1], unpack(f)) end
+  if refresh then
+    redis.call('PEXPIRE', KEYS[1], st.ttl + st.slack)
+    redis.call('PEXPIRE', KEYS[4], st.ttl + st.slack)
   end
 end
-local function make(st, need, budget, base, cost, dropped)
+local function make(st, need, budget, cost, dropped)
   local last = st.q
   while st.b + need > budget do
-    local m = redis.call('ZPOPMIN', KEYS[7])
+    local m = redis.call('ZPOPMIN', KEYS[4])
+    st.touched = true
     if #m == 0 then
       st.b = 0
       break
     end
     local seq, sz, en, stream = string.match(m[1], '^(%d+)|(%d+)|(%d+)|(.*)$')
     if tonumber(m[2]) > last then
-      redis.call('ZADD', KEYS[7], m[2], m[1])
+      redis.call('ZADD', KEYS[4], m[2], m[1])
       break
     end
-    local entries, count = base .. 's:' .. stream, base .. 'n:' .. stream
     if en == '0' then
-      if stream ~= ARGV[1] and (redis.call('EXISTS', count) == 0 or unused(stream, entries)) then
-        gone(stream, entries, count, sz, dropped)
+      local r = stream ~= ARGV[1] and rec(redis.call('HGET', KEYS[1], 's:' .. stream))
+      if stream ~= ARGV[1] and (not alive(st, r) or stream ~= '' and (r.n == 0 or redis.call('HEXISTS', KEYS[1], ev(r.n, stream)) == 0) and redis.call('HEXISTS', KEYS[3], stream) == 0) then
+        gone(st, stream, sz, dropped)
         st.b = st.b - tonumber(sz)
       else
         st.q = st.q + 1
-        redis.call('ZADD', KEYS[7], st.q, m[1])
+        redis.call('ZADD', KEYS[4], st.q, m[1])
       end
     else
-      local e = redis.call('XRANGE', entries, '0-' .. en, '0-' .. en)
-      if #e > 0 and e[1][2][4] == seq then
-        redis.call('XDEL', entries, '0-' .. en)
+      local f = ev(en, stream)
+      local v = redis.call('HGET', KEYS[1], f)
+      if v and string.match(v, '^(%d+) ') == seq then
+        redis.call('HDEL', KEYS[1], f)
         dropped[3] = dropped[3] + 1
         dropped[4] = dropped[4] + tonumber(sz)
-        if stream ~= ARGV[1] and unused(stream, entries) then
-          gone(stream, entries, count, cost, dropped)
-          st.b = st.b - cost
+        if stream ~= ARGV[1] and stream ~= '' then
+          local r = rec(redis.call('HGET', KEYS[1], 's:' .. stream))
+          if r and r.n == tonumber(en) and redis.call('HEXISTS', KEYS[3], stream) == 0 then
+            gone(st, stream, cost, dropped)
+            st.b = st.b - cost
+          end
         end
       end
       st.b = st.b - tonumber(sz)
     end
   end
 end
-local function expire(ttl, keys)
-  for _, k in ipairs(keys) do redis.call('PEXPIRE', k, ttl) end
-end
 `
 	// streamLua is shared by the scripts that open and append (same KEYS,
 	// ARGV[1] the stream), after trimLua. fenced(epoch) says a newer
 	// activation than epoch ("0": unfenced) exists. open(st, journal,
-	// budget, base, cost, dropped) opens the stream, journalling the
-	// requests answered on it (JSON, or "" for none); a new stream counts
-	// cost (StreamOverhead) against the budget, making room as an append
-	// does. append(st, maxlen, data, budget, base, overhead, cost, dropped,
-	// write, opened) appends data as the stream's next event and returns its
-	// number n, or -1 for a stream never opened (not checked when opened is
-	// set: the script has just opened it); overhead is EventOverhead.
-	// dropped counts what they dropped, as make's. write names the write
-	// (WriteID): the stream's last one is kept, with its n, in the bytes
-	// hash (field "w:"+stream), and a write of the same name, a retry of one
-	// that ran (its answer lost, or its replication unconfirmed), stores
-	// nothing and returns the same n. Only the last write of a stream can be
-	// retried (the next waits for it), so the last one is all it takes.
-	// Neither sets a TTL: each script expires the keys it wrote once, at its
-	// end (expire).
+	// budget, cost, dropped) opens the stream, journalling the requests
+	// answered on it (JSON, or "" for none); a new stream counts cost
+	// (StreamOverhead) against the budget, making room as an append does;
+	// an expired one starts again from its first event. append(st, maxlen,
+	// data, budget, overhead, cost, dropped, write) appends data as the
+	// stream's next event and returns its number n, or -1 for a stream
+	// never opened, or expired; overhead is EventOverhead. dropped counts
+	// what they dropped, as make's. write names the write (WriteID): the
+	// stream's record keeps the last one, and a write of the same name, a
+	// retry of one that ran (its answer lost, or its replication
+	// unconfirmed), stores nothing and returns the same n. Only the last
+	// write of a stream can be retried (the next waits for it), so the last
+	// one is all it takes. New members of the order set wait in st.z for
+	// store's one ZADD.
 	streamLua = `
 local function fenced(epoch)
-  return epoch ~= '0' and tonumber(redis.call('GET', KEYS[4]) or '0') ~= tonumber(epoch)
+  return epoch ~= '0' and tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(epoch)
 end
-local function open(st, journal, budget, base, cost, dropped)
-  if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
-    make(st, cost, budget, base, cost, dropped)
-    st.q = st.q + 1
-    redis.call('ZADD', KEYS[7], st.q, '0|' .. cost .. '|0|' .. ARGV[1])
-    st.b = st.b + cost
-  end
-  redis.call('SET', KEYS[3], 0, 'NX')
-  if journal ~= '' then
-    redis.call('HSET', KEYS[5], ARGV[1], journal)
-  end
-end
-local function append(st, maxlen, data, budget, base, overhead, cost, dropped, write, opened)
-  if not opened and redis.call('EXISTS', KEYS[3]) == 0 then return -1 end
-  if st.w then
-    local w, n = string.match(st.w, '^(.*) (%d+)$')
-    if w == write then return tonumber(n) end
-  end
-  local size = string.len(data) + overhead
-  local function forget(entries, stream, e, why)
-    local seq = e[2][4]
-    redis.call('XDEL', entries, e[1])
-    if seq then
-      local sz = string.len(e[2][2]) + overhead
-      redis.call('ZREM', KEYS[7], seq .. '|' .. sz .. '|' .. string.match(e[1], '-(%d+)$') .. '|' .. stream)
-      st.b = st.b - sz
-      dropped[why] = dropped[why] + 1
-      dropped[why + 1] = dropped[why + 1] + sz
+local function open(st, journal, budget, cost, dropped)
+  if not st.s then
+    if not st.had then
+      make(st, cost, budget, cost, dropped)
+      st.q = st.q + 1
+      table.insert(st.z, st.q)
+      table.insert(st.z, '0|' .. cost .. '|0|' .. ARGV[1])
+      st.b = st.b + cost
     end
+    st.s = {n = 0, w = ''}
   end
-  local n = redis.call('INCR', KEYS[3])
-  st.w, st.wrote = write .. ' ' .. n, true
+  st.s.t, st.changed = st.now, true
+  if journal ~= '' then
+    redis.call('HSET', KEYS[3], ARGV[1], journal)
+    redis.call('PEXPIRE', KEYS[3], st.ttl + st.slack)
+  end
+end
+local function append(st, maxlen, data, budget, overhead, cost, dropped, write)
+  if not st.s then return -1 end
+  if st.s.w == write then return st.s.n end
+  local size = string.len(data) + overhead
+  local function forget(k, why)
+    local f = ev(k, ARGV[1])
+    local v = redis.call('HGET', KEYS[1], f)
+    if not v then return false end
+    local seq = string.match(v, '^(%d+) ')
+    local sz = string.len(v) - string.len(seq) - 1 + overhead
+    redis.call('HDEL', KEYS[1], f)
+    redis.call('ZREM', KEYS[4], seq .. '|' .. sz .. '|' .. k .. '|' .. ARGV[1])
+    st.touched = true
+    st.b = st.b - sz
+    dropped[why] = dropped[why] + 1
+    dropped[why + 1] = dropped[why + 1] + sz
+    return true
+  end
+  st.s.n, st.s.t, st.s.w, st.changed = st.s.n + 1, st.now, write, true
+  local n = st.s.n
   if size > budget then
-    for _, e in ipairs(redis.call('XRANGE', KEYS[2], '-', '+')) do forget(KEYS[2], ARGV[1], e, 3) end
+    local k = n - 1
+    while k > 0 and forget(k, 3) do k = k - 1 end
     dropped[3] = dropped[3] + 1
     dropped[4] = dropped[4] + size
   else
-    make(st, size, budget, base, cost, dropped)
+    make(st, size, budget, cost, dropped)
     st.q = st.q + 1
-    redis.call('XADD', KEYS[2], '0-' .. n, 'd', data, 'q', st.q)
-    redis.call('ZADD', KEYS[7], st.q, st.q .. '|' .. size .. '|' .. n .. '|' .. ARGV[1])
+    st.h[ev(n, ARGV[1])] = st.q .. ' ' .. data
+    table.insert(st.z, st.q)
+    table.insert(st.z, st.q .. '|' .. size .. '|' .. n .. '|' .. ARGV[1])
     st.b = st.b + size
-    if n > maxlen and redis.call('XLEN', KEYS[2]) > maxlen then
-      forget(KEYS[2], ARGV[1], redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)[1], 1)
-    end
+    if n > maxlen then forget(n - maxlen, 1) end
   end
   return n
 end
 `
-	// KEYS streams, entries, count, epoch, journal, bytes, order; ARGV[1]
-	// stream id, ARGV[2] ttl ms, ARGV[3] the requests answered on it (JSON)
-	// or "", ARGV[4] the opener's epoch ("0": unfenced), ARGV[5] the
-	// session's byte budget, ARGV[6] the session's key base, ARGV[7]
-	// StreamOverhead. Returns {1, 0, 0, events and bytes dropped, streams
-	// dropped}, or {-2} when fenced.
+	// KEYS hash, epoch, journal, order; ARGV[1] stream id, ARGV[2] ttl ms,
+	// ARGV[3] the requests answered on it (JSON) or "", ARGV[4] the
+	// opener's epoch ("0": unfenced), ARGV[5] the session's byte budget,
+	// ARGV[6] StreamOverhead. Returns {1, 0, 0, events and bytes dropped,
+	// streams dropped}, or {-2} when fenced.
 	openScript = redis.NewScript(trimLua + streamLua + `
 if fenced(ARGV[4]) then return {-2} end
 local dropped = {0, 0, 0, 0, 0}
-local st = load()
-open(st, ARGV[3], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), dropped)
+local st = load(tonumber(ARGV[2]))
+open(st, ARGV[3], tonumber(ARGV[5]), tonumber(ARGV[6]), dropped)
 store(st)
-local keys = {KEYS[1], KEYS[3], KEYS[6], KEYS[7]}
-if ARGV[3] ~= '' then table.insert(keys, KEYS[5]) end
-expire(ARGV[2], keys)
 return {1, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
-	// KEYS as openScript's; ARGV[1] to [7] as openScript's, ARGV[8] max
-	// length, ARGV[9] data, ARGV[10] EventOverhead, ARGV[11] the write's
+	// KEYS as openScript's; ARGV[1] to [6] as openScript's, ARGV[7] max
+	// length, ARGV[8] data, ARGV[9] EventOverhead, ARGV[10] the write's
 	// name: opens the stream and appends data as its first event. Returns
 	// appendScript's result; run again with the same name (a retry), the
 	// open changes nothing and the append stores nothing.
 	openAppendScript = redis.NewScript(trimLua + streamLua + `
 if fenced(ARGV[4]) then return {-2} end
 local dropped = {0, 0, 0, 0, 0}
-local cost = tonumber(ARGV[7])
-local st = load()
-open(st, ARGV[3], tonumber(ARGV[5]), ARGV[6], cost, dropped)
-local n = append(st, tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[10]), cost, dropped, ARGV[11], true)
+local cost = tonumber(ARGV[6])
+local st = load(tonumber(ARGV[2]))
+local n
+if st.s and st.s.w == ARGV[10] then
+  n = st.s.n
+else
+  open(st, ARGV[3], tonumber(ARGV[5]), cost, dropped)
+  n = append(st, tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[5]), tonumber(ARGV[9]), cost, dropped, ARGV[10])
+end
 store(st)
-local keys = {KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7]}
-if ARGV[3] ~= '' then table.insert(keys, KEYS[5]) end
-expire(ARGV[2], keys)
 return {n, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
 	// KEYS as openScript's; ARGV[1] stream id, ARGV[2] ttl ms, ARGV[3] max
 	// length, ARGV[4] data, ARGV[5] the writer's epoch ("0": unfenced),
-	// ARGV[6] the session's byte budget, ARGV[7] the session's key base,
-	// ARGV[8] EventOverhead, ARGV[9] StreamOverhead, ARGV[10] "1" to drop
-	// the stream's journal entry once data is in (its requests are all
-	// answered), ARGV[11] the write's name. Returns {n, events and bytes
-	// dropped for the count bound, events and bytes dropped for the byte
-	// bound, streams dropped}, or {-1} for a stream never opened, {-2} when
-	// fenced; run again with the same name (a retry), it stores nothing
-	// and returns the same n.
+	// ARGV[6] the session's byte budget, ARGV[7] EventOverhead, ARGV[8]
+	// StreamOverhead, ARGV[9] "1" to drop the stream's journal entry once
+	// data is in (its requests are all answered), ARGV[10] the write's
+	// name. Returns {n, events and bytes dropped for the count bound,
+	// events and bytes dropped for the byte bound, streams dropped}, or
+	// {-1} for a stream never opened or expired, {-2} when fenced; run
+	// again with the same name (a retry), it stores nothing and returns
+	// the same n.
 	appendScript = redis.NewScript(trimLua + streamLua + `
 if fenced(ARGV[5]) then return {-2} end
 local dropped = {0, 0, 0, 0, 0}
-local st = load()
-local n = append(st, tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), dropped, ARGV[11], false)
+local st = load(tonumber(ARGV[2]))
+local n = append(st, tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), dropped, ARGV[10])
 if n < 0 then return {-1} end
-if ARGV[10] == '1' then redis.call('HDEL', KEYS[5], ARGV[1]) end
+if ARGV[9] == '1' then redis.call('HDEL', KEYS[3], ARGV[1]) end
 store(st)
-expire(ARGV[2], {KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7]})
 return {n, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
 	// KEYS epoch, journal; ARGV[1] stream id, ARGV[2] the writer's epoch
 	// ("0": unfenced). Drops the stream's journal entry; returns 1, or -2
@@ -364,17 +403,30 @@ return {n, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
 if ARGV[2] ~= '0' and tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[2]) then return -2 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 return 1`)
-	// KEYS streams, entries, count; ARGV[1] index. Returns {count, first
-	// retained n or 0, data...}, or -1 for an unknown stream.
+	// KEYS hash; ARGV[1] index, ARGV[2] stream id, ARGV[3] ttl ms. Returns
+	// {count, 0, data...} (the events after index), {count, 1} when one of
+	// them was dropped, or -1 for an unknown or expired stream (see
+	// trimLua).
 	afterScript = redis.NewScript(`
-local count = redis.call('GET', KEYS[3])
+local v = redis.call('HGET', KEYS[1], 's:' .. ARGV[2])
+if not v then return -1 end
+local count, t = string.match(v, '^(%d+) (%d+)')
 if not count then return -1 end
-local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
-local firstN = 0
-if #first > 0 then firstN = tonumber(string.match(first[1][1], '-(%d+)$')) end
-local out = {tonumber(count), firstN}
-local entries = redis.call('XRANGE', KEYS[2], '(0-' .. (tonumber(ARGV[1]) + 1), '+')
-for _, e in ipairs(entries) do table.insert(out, e[2][2]) end
+local clock = redis.call('TIME')
+if tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) > tonumber(t) + tonumber(ARGV[3]) then return -1 end
+count = tonumber(count)
+local out = {count, 0}
+local from = tonumber(ARGV[1]) + 2
+while from <= count do
+  local to = math.min(count, from + 499)
+  local fields = {}
+  for k = from, to do table.insert(fields, 'e:' .. k .. ':' .. ARGV[2]) end
+  for _, d in ipairs(redis.call('HMGET', KEYS[1], unpack(fields))) do
+    if not d then return {count, 1} end
+    table.insert(out, string.sub(d, string.find(d, ' ', 1, true) + 1))
+  end
+  from = to + 1
+end
 return out`)
 )
 
@@ -397,8 +449,8 @@ func (r *RedisEvents) OpenFor(ctx context.Context, session, stream, _ string, ep
 	if err != nil {
 		return err
 	}
-	res, err := r.w.run(ctx, openScript, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), journal, epoch,
-		r.opts.MaxBytes, r.eventsBase(session), StreamOverhead).Int64Slice()
+	res, err := r.w.run(ctx, openScript, r.keys(session), stream, r.opts.TTL.Milliseconds(), journal, epoch,
+		r.opts.MaxBytes, StreamOverhead).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("open event stream: %w", err)
 	}
@@ -446,8 +498,8 @@ func (r *RedisEvents) append(ctx context.Context, session, stream string, epoch 
 	if finish {
 		flag = "1"
 	}
-	res, err := r.w.run(ctx, appendScript, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), r.opts.MaxLen,
-		data, epoch, r.opts.MaxBytes, r.eventsBase(session), EventOverhead, StreamOverhead, flag, write.orNew()).Int64Slice()
+	res, err := r.w.run(ctx, appendScript, r.keys(session), stream, r.opts.TTL.Milliseconds(), r.opts.MaxLen,
+		data, epoch, r.opts.MaxBytes, EventOverhead, StreamOverhead, flag, write.orNew()).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("append event: %w", err)
 	}
@@ -462,8 +514,8 @@ func (r *RedisEvents) OpenAppend(ctx context.Context, session, stream, _ string,
 	if err != nil {
 		return err
 	}
-	res, err := r.w.run(ctx, openAppendScript, r.keys(session, stream), stream, r.opts.TTL.Milliseconds(), journal, epoch,
-		r.opts.MaxBytes, r.eventsBase(session), StreamOverhead, r.opts.MaxLen, data, EventOverhead, write.orNew()).Int64Slice()
+	res, err := r.w.run(ctx, openAppendScript, r.keys(session), stream, r.opts.TTL.Milliseconds(), journal, epoch,
+		r.opts.MaxBytes, StreamOverhead, r.opts.MaxLen, data, EventOverhead, write.orNew()).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("open event stream: %w", err)
 	}
@@ -494,8 +546,8 @@ func trimmed(bound string, events, bytes int64) {
 // answered, or their answer is in the stream. It is fenced as appends are:
 // a stale activation drops nothing of a newer one's journal.
 func (r *RedisEvents) FinishRequests(ctx context.Context, session, stream string, epoch int64) error {
-	keys := r.keys(session, stream)
-	res, err := r.w.run(ctx, finishScript, []string{keys[3], keys[4]}, stream, epoch).Int64()
+	keys := r.keys(session)
+	res, err := r.w.run(ctx, finishScript, []string{keys[1], keys[2]}, stream, epoch).Int64()
 	if err != nil {
 		return fmt.Errorf("finish requests: %w", err)
 	}
@@ -508,7 +560,7 @@ func (r *RedisEvents) FinishRequests(ctx context.Context, session, stream string
 // PendingRequests returns the journal: per stream, the requests it was
 // opened for and that were not finished.
 func (r *RedisEvents) PendingRequests(ctx context.Context, session string) (map[string][]json.RawMessage, error) {
-	all, err := r.client.HGetAll(ctx, r.keys(session, "")[4]).Result()
+	all, err := r.client.HGetAll(ctx, r.keys(session)[2]).Result()
 	if err != nil {
 		return nil, fmt.Errorf("read request journal: %w", err)
 	}
@@ -537,7 +589,7 @@ func encodeIDs(ids []json.RawMessage) (string, error) {
 // mcp.ErrEventsPurged at once if any of them was dropped.
 func (r *RedisEvents) After(ctx context.Context, session, stream string, index int) iter.Seq2[[]byte, error] {
 	return func(yield func([]byte, error) bool) {
-		res, err := afterScript.Run(ctx, r.client, r.keys(session, stream), index).Result()
+		res, err := afterScript.Run(ctx, r.client, r.keys(session)[:1], index, stream, r.opts.TTL.Milliseconds()).Result()
 		if err != nil {
 			yield(nil, fmt.Errorf("replay events: %w", err))
 			return
@@ -549,11 +601,7 @@ func (r *RedisEvents) After(ctx context.Context, session, stream string, index i
 			yield(nil, fmt.Errorf("replay events: stream %q of session %q is unknown or dropped: %w", stream, session, mcp.ErrEventsPurged))
 			return
 		}
-		count, _ := out[0].(int64)
-		first, _ := out[1].(int64)
-		// Events index+1 … count-1 must all be there: the first one kept
-		// (numbered from 1) may be no later than index+2.
-		if int64(index)+1 < count && (first == 0 || first > int64(index)+2) {
+		if purged, _ := out[1].(int64); purged != 0 {
 			yield(nil, fmt.Errorf("replay events after %d of stream %q: %w", index, stream, mcp.ErrEventsPurged))
 			return
 		}
@@ -568,17 +616,8 @@ func (r *RedisEvents) After(ctx context.Context, session, stream string, index i
 
 // SessionClosed implements mcp.EventStore: the session's streams go.
 func (r *RedisEvents) SessionClosed(ctx context.Context, session string) error {
-	keys := r.keys(session, "")
-	streams, err := r.client.SMembers(ctx, keys[0]).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return fmt.Errorf("close session events: %w", err)
-	}
-	del := []string{keys[0], keys[4], keys[5], keys[6]}
-	for _, s := range streams {
-		k := r.keys(session, s)
-		del = append(del, k[1], k[2])
-	}
-	if err := r.client.Del(ctx, del...).Err(); err != nil {
+	keys := r.keys(session)
+	if err := r.client.Unlink(ctx, keys[0], keys[2], keys[3]).Err(); err != nil {
 		return fmt.Errorf("close session events: %w", err)
 	}
 	return nil

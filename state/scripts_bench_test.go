@@ -87,9 +87,18 @@ func measureRedis(b *testing.B, client *redis.Client, op func(i int)) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	var calls int64
+	var calls, usec int64
 	for _, line := range strings.Split(stats, "\n") {
 		name, rest, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "cmdstat_"), ":calls=")
+		if ok && strings.HasPrefix(name, "eval") {
+			_, u, _ := strings.Cut(rest, "usec=")
+			u, _, _ = strings.Cut(u, ",")
+			v, err := strconv.ParseInt(u, 10, 64)
+			if err != nil {
+				b.Fatalf("INFO commandstats %q: %v", line, err)
+			}
+			usec += v
+		}
 		if !ok || strings.HasPrefix(name, "eval") || strings.HasPrefix(name, "config") || name == "info" {
 			continue
 		}
@@ -101,4 +110,5 @@ func measureRedis(b *testing.B, client *redis.Client, op func(i int)) {
 		calls += v
 	}
 	b.ReportMetric(float64(calls)/float64(b.N), "redis-calls/op")
+	b.ReportMetric(float64(usec)/float64(b.N), "redis-script-µs/op")
 }
