@@ -4,9 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -83,32 +83,16 @@ func measureRedis(b *testing.B, client *redis.Client, op func(i int)) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64((redistest.CPU(b, client)-cpu0).Microseconds())/float64(b.N), "redis-cpu-µs/op")
-	stats, err := client.Info(ctx, "commandstats").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var calls, usec int64
-	for _, line := range strings.Split(stats, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "cmdstat_"), ":calls=")
-		if ok && strings.HasPrefix(name, "eval") {
-			_, u, _ := strings.Cut(rest, "usec=")
-			u, _, _ = strings.Cut(u, ",")
-			v, err := strconv.ParseInt(u, 10, 64)
-			if err != nil {
-				b.Fatalf("INFO commandstats %q: %v", line, err)
-			}
-			usec += v
+	var calls int64
+	var scripts time.Duration
+	for name, st := range redistest.Commands(b, client) {
+		switch {
+		case strings.HasPrefix(name, "eval"):
+			scripts += st.Time
+		case !strings.HasPrefix(name, "config") && name != "info":
+			calls += st.Calls
 		}
-		if !ok || strings.HasPrefix(name, "eval") || strings.HasPrefix(name, "config") || name == "info" {
-			continue
-		}
-		n, _, _ := strings.Cut(rest, ",")
-		v, err := strconv.ParseInt(n, 10, 64)
-		if err != nil {
-			b.Fatalf("INFO commandstats %q: %v", line, err)
-		}
-		calls += v
 	}
 	b.ReportMetric(float64(calls)/float64(b.N), "redis-calls/op")
-	b.ReportMetric(float64(usec)/float64(b.N), "redis-script-µs/op")
+	b.ReportMetric(float64(scripts.Microseconds())/float64(b.N), "redis-script-µs/op")
 }

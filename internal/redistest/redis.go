@@ -269,3 +269,47 @@ func CPU(tb testing.TB, client *redis.Client) time.Duration {
 	}
 	return time.Duration(total * float64(time.Second))
 }
+
+// A CommandStat is what redis-server counts of one command since its last
+// CONFIG RESETSTAT (INFO commandstats): its calls, and the time they took
+// in it, not counting reading them and writing their answers. A script's
+// time includes the commands it ran, which are counted under their own
+// names too.
+type CommandStat struct {
+	Calls int64
+	Time  time.Duration
+}
+
+// Commands reads INFO commandstats, by command name ("evalsha", "hset",
+// "config|resetstat", …).
+func Commands(tb testing.TB, client *redis.Client) map[string]CommandStat {
+	tb.Helper()
+	info, err := client.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := map[string]CommandStat{}
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "cmdstat_"), ":")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		var s CommandStat
+		for _, kv := range strings.Split(rest, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			n, err := strconv.ParseInt(v, 10, 64)
+			switch {
+			case k != "calls" && k != "usec":
+				continue
+			case err != nil:
+				tb.Fatalf("INFO commandstats %q: %v", line, err)
+			case k == "calls":
+				s.Calls = n
+			default:
+				s.Time = time.Duration(n) * time.Microsecond
+			}
+		}
+		out[name] = s
+	}
+	return out
+}
