@@ -169,7 +169,10 @@ var (
 	// request in flight (the journal), unless it is the session's
 	// standalone stream "": when its last event goes, or when its own
 	// member is the oldest (its member moves to the newest place if the
-	// stream is in use). Once the popped member is one moved in this run,
+	// stream is in use). A request stream's member moves behind the answer
+	// to its last request when that is appended, so that its events go
+	// first and the stream with the last of them, without its member being
+	// popped and moved on the way. Once the popped member is one moved in this run,
 	// nothing more can go: the session is then over its budget by the
 	// streams of its requests in flight at most.
 	//
@@ -195,6 +198,10 @@ end
 local function ev(n, stream)
   return 'e:' .. n .. ':' .. stream
 end
+local function put(t, a, b)
+  t[#t + 1] = a
+  t[#t + 1] = b
+end
 local function gone(st, stream, cost, dropped)
   redis.call('HDEL', KEYS[1], 's:' .. stream)
   redis.call('ZREM', KEYS[4], '0|' .. cost .. '|0|' .. stream)
@@ -215,12 +222,12 @@ local function load(ttl)
 end
 local function store(st)
   local f = {}
-  if st.b ~= st.b0 then table.insert(f, 'b') table.insert(f, st.b) end
-  if st.q ~= st.q0 then table.insert(f, 'q') table.insert(f, st.q) end
-  if st.changed then table.insert(f, 's:' .. ARGV[1]) table.insert(f, st.s.n .. ' ' .. st.s.t .. ' ' .. st.s.w) end
-  for k, v in pairs(st.h) do table.insert(f, k) table.insert(f, v) end
+  if st.b ~= st.b0 then put(f, 'b', st.b) end
+  if st.q ~= st.q0 then put(f, 'q', st.q) end
+  if st.changed then put(f, 's:' .. ARGV[1], st.s.n .. ' ' .. st.s.t .. ' ' .. st.s.w) end
+  for k, v in pairs(st.h) do put(f, k, v) end
   local refresh = st.touched or st.now - st.t >= math.floor(st.slack / 2)
-  if refresh then table.insert(f, 't') table.insert(f, st.now) end
+  if refresh then put(f, 't', st.now) end
   if #st.z > 0 then redis.call('ZADD', KEYS[4], unpack(st.z)) end
   if #f > 0 then redis.call('HSET', KEYS[1], unpack(f)) end
   if refresh then
@@ -278,7 +285,7 @@ end
 	// answered on it (JSON, or "" for none); a new stream counts cost
 	// (StreamOverhead) against the budget, making room as an append does;
 	// an expired one starts again from its first event. append(st, maxlen,
-	// data, budget, overhead, cost, dropped, write) appends data as the
+	// data, budget, overhead, cost, dropped, write, last) appends data as the
 	// stream's next event and returns its number n, or -1 for a stream
 	// never opened, or expired; overhead is EventOverhead. dropped counts
 	// what they dropped, as make's. write names the write (WriteID): the
@@ -286,8 +293,9 @@ end
 	// retry of one that ran (its answer lost, or its replication
 	// unconfirmed), stores nothing and returns the same n. Only the last
 	// write of a stream can be retried (the next waits for it), so the last
-	// one is all it takes. New members of the order set wait in st.z for
-	// store's one ZADD.
+	// one is all it takes. With last set, data answers the stream's last
+	// request: the stream's member moves behind it (trimLua). New members
+	// of the order set wait in st.z for store's one ZADD.
 	streamLua = `
 local function fenced(epoch)
   return epoch ~= '0' and tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(epoch)
@@ -297,8 +305,7 @@ local function open(st, journal, budget, cost, dropped)
     if not st.had then
       make(st, cost, budget, cost, dropped)
       st.q = st.q + 1
-      table.insert(st.z, st.q)
-      table.insert(st.z, '0|' .. cost .. '|0|' .. ARGV[1])
+      put(st.z, st.q, '0|' .. cost .. '|0|' .. ARGV[1])
       st.b = st.b + cost
     end
     st.s = {n = 0, w = ''}
@@ -309,39 +316,42 @@ local function open(st, journal, budget, cost, dropped)
     redis.call('PEXPIRE', KEYS[3], st.ttl + st.slack)
   end
 end
-local function append(st, maxlen, data, budget, overhead, cost, dropped, write)
+local function forget(st, k, why, overhead, dropped)
+  local f = ev(k, ARGV[1])
+  local v = redis.call('HGET', KEYS[1], f)
+  if not v then return false end
+  local seq = string.match(v, '^(%d+) ')
+  local sz = string.len(v) - string.len(seq) - 1 + overhead
+  redis.call('HDEL', KEYS[1], f)
+  redis.call('ZREM', KEYS[4], seq .. '|' .. sz .. '|' .. k .. '|' .. ARGV[1])
+  st.touched = true
+  st.b = st.b - sz
+  dropped[why] = dropped[why] + 1
+  dropped[why + 1] = dropped[why + 1] + sz
+  return true
+end
+local function append(st, maxlen, data, budget, overhead, cost, dropped, write, last)
   if not st.s then return -1 end
   if st.s.w == write then return st.s.n end
   local size = string.len(data) + overhead
-  local function forget(k, why)
-    local f = ev(k, ARGV[1])
-    local v = redis.call('HGET', KEYS[1], f)
-    if not v then return false end
-    local seq = string.match(v, '^(%d+) ')
-    local sz = string.len(v) - string.len(seq) - 1 + overhead
-    redis.call('HDEL', KEYS[1], f)
-    redis.call('ZREM', KEYS[4], seq .. '|' .. sz .. '|' .. k .. '|' .. ARGV[1])
-    st.touched = true
-    st.b = st.b - sz
-    dropped[why] = dropped[why] + 1
-    dropped[why + 1] = dropped[why + 1] + sz
-    return true
-  end
   st.s.n, st.s.t, st.s.w, st.changed = st.s.n + 1, st.now, write, true
   local n = st.s.n
   if size > budget then
     local k = n - 1
-    while k > 0 and forget(k, 3) do k = k - 1 end
+    while k > 0 and forget(st, k, 3, overhead, dropped) do k = k - 1 end
     dropped[3] = dropped[3] + 1
     dropped[4] = dropped[4] + size
   else
     make(st, size, budget, cost, dropped)
     st.q = st.q + 1
     st.h[ev(n, ARGV[1])] = st.q .. ' ' .. data
-    table.insert(st.z, st.q)
-    table.insert(st.z, st.q .. '|' .. size .. '|' .. n .. '|' .. ARGV[1])
+    put(st.z, st.q, st.q .. '|' .. size .. '|' .. n .. '|' .. ARGV[1])
     st.b = st.b + size
-    if n > maxlen then forget(n - maxlen, 1) end
+    if n > maxlen then forget(st, n - maxlen, 1, overhead, dropped) end
+  end
+  if last then
+    st.q = st.q + 1
+    put(st.z, st.q, '0|' .. cost .. '|0|' .. ARGV[1])
   end
   return n
 end
@@ -373,7 +383,7 @@ if st.s and st.s.w == ARGV[10] then
   n = st.s.n
 else
   open(st, ARGV[3], tonumber(ARGV[5]), cost, dropped)
-  n = append(st, tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[5]), tonumber(ARGV[9]), cost, dropped, ARGV[10])
+  n = append(st, tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[5]), tonumber(ARGV[9]), cost, dropped, ARGV[10], false)
 end
 store(st)
 return {n, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
@@ -391,7 +401,7 @@ return {n, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
 if fenced(ARGV[5]) then return {-2} end
 local dropped = {0, 0, 0, 0, 0}
 local st = load(tonumber(ARGV[2]))
-local n = append(st, tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), dropped, ARGV[10])
+local n = append(st, tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8]), dropped, ARGV[10], ARGV[9] == '1')
 if n < 0 then return {-1} end
 if ARGV[9] == '1' then redis.call('HDEL', KEYS[3], ARGV[1]) end
 store(st)
