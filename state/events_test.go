@@ -683,3 +683,87 @@ func TestMemoryEventsFairnessPerUser(t *testing.T) {
 		t.Errorf("sessions without an owner count %d bytes", got)
 	}
 }
+
+// In Redis, as in memory, a stream expires TTL after its open or its last
+// event while its session goes on: appends and replays no longer know it,
+// and opened again it starts from its first event, whatever the budget
+// later drops of what it kept before. The session's keys outlive each
+// write by the TTL at least (by an eighth more at most), though a write
+// sets their TTL only when it was set a sixteenth of the TTL ago or more.
+func TestRedisEventsStreamTTL(t *testing.T) {
+	client := redistest.Start(t)
+	ctx := context.Background()
+	const ttl = 800 * time.Millisecond
+	s := NewRedisEvents(client, "ttl:", EventOptions{TTL: ttl})
+	hash, order := s.keys("sess")[0], s.keys("sess")[3]
+	if err := s.Open(ctx, "sess", "old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(ctx, "sess", "old", []byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	expired := time.Now().Add(ttl) // "old"'s last event was before now
+	s.Open(ctx, "sess", "live")
+	// Each write's expiry of the session's hash, as a deadline: a write
+	// that sets the TTL moves it on.
+	deadline := func() time.Time { return time.Now().Add(client.PTTL(ctx, hash).Val()) }
+	writes, refreshed, prev := 0, 0, deadline()
+	start := time.Now()
+	for time.Now().Before(expired.Add(ttl / 4)) {
+		if err := s.Append(ctx, "sess", "live", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		writes++
+		for _, k := range []string{hash, order} {
+			if d := client.PTTL(ctx, k).Val(); d < ttl || d > ttl*9/8 {
+				t.Fatalf("after a write, %s expires in %v; want %v to an eighth more", k, d, ttl)
+			}
+		}
+		if d := deadline(); d.Sub(prev) > 10*time.Millisecond {
+			refreshed++
+			prev = d
+		}
+		time.Sleep(ttl / 40) // the session's pace
+	}
+	// At most one refresh per sixteenth of the TTL, whatever the pace.
+	if most := int(time.Since(start)/(ttl/16)) + 1; refreshed == 0 || refreshed > most || refreshed >= writes {
+		t.Errorf("%d of %d writes set the keys' TTL; want at least one, at most %d", refreshed, writes, most)
+	}
+	if _, err := collect(t, s, "sess", "old", -1); !errors.Is(err, mcp.ErrEventsPurged) {
+		t.Errorf("replay of an expired stream: %v, want ErrEventsPurged", err)
+	}
+	if err := s.Append(ctx, "sess", "old", []byte("late")); !errors.Is(err, ErrStreamGone) {
+		t.Errorf("append to an expired stream: %v, want ErrStreamGone", err)
+	}
+	if got, err := collect(t, s, "sess", "live", writes-3); err != nil || len(got) != 2 {
+		t.Errorf("the live stream's last events: %q, %v", got, err)
+	}
+	// Opened again, "old" numbers from 1; its new event takes the field of
+	// its old first one.
+	if err := s.Open(ctx, "sess", "old"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Append(ctx, "sess", "old", []byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := collect(t, s, "sess", "old", -1); err != nil || !slices.Equal(got, []string{"b"}) {
+		t.Fatalf("the reopened stream replays %q, %v; want [b]", got, err)
+	}
+	// A write needing room for one event drops the session's oldest: the
+	// old stream's member (moved: the stream is alive, with an event) and
+	// its old event "a", whose field now holds "b": "b" must stay.
+	b, err := client.HGet(ctx, hash, "b").Int64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tight := NewRedisEvents(client, "ttl:", EventOptions{TTL: ttl, MaxBytes: b})
+	if err := tight.Append(ctx, "sess", "live", []byte("y")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := collect(t, s, "sess", "old", -1); err != nil || !slices.Equal(got, []string{"b"}) {
+		t.Errorf("after the old incarnation's event was dropped, the stream replays %q, %v; want [b]", got, err)
+	}
+	if after, _ := client.HGet(ctx, hash, "b").Int64(); after != b {
+		t.Errorf("the session counts %d bytes, want %d (one event dropped, one added, the same size)", after, b)
+	}
+}
