@@ -16,13 +16,15 @@ import (
 	"github.com/pingmcp/pingmcp/metrics"
 )
 
-// RedisEvents is the go-sdk's mcp.EventStore on Redis Streams, so that a
-// client's GET with Last-Event-ID replays what it missed on whatever node
-// serves it. Each (session, stream) is a Redis stream whose entry ids are
-// "0-<n>" for the SDK's event index n-1, bounded to MaxLen entries and
-// expiring TTL after its last append (up to an eighth more: see trimLua). The events of all a session's streams
-// together are bounded to MaxBytes: the oldest go first, whichever stream
-// they are in (see appendScript). A session's keys share one hash tag.
+// RedisEvents is the go-sdk's mcp.EventStore on Redis, so that a client's
+// GET with Last-Event-ID replays what it missed on whatever node serves it.
+// A session's events, all its streams', are fields of one hash (see
+// trimLua; not a Redis stream per stream, whose making cost more than the
+// rest of a request's writes), numbered per stream from 1 for the SDK's
+// event index 0, each stream bounded to MaxLen events and expiring TTL
+// after its last one. The events of all a session's streams together are
+// bounded to MaxBytes: the oldest go first, whichever stream they are in.
+// A session's keys share one hash tag.
 type RedisEvents struct {
 	client redis.UniversalClient
 	w      writer
