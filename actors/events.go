@@ -697,7 +697,16 @@ func answerJournal(ctx context.Context, store state.Events, session string, epoc
 			if answered[string(id)] {
 				continue
 			}
-			if err := store.AppendAt(ctx, session, stream, epoch, "", interruptedError(id)); err != nil {
+			err := store.AppendAt(ctx, session, stream, epoch, "", interruptedError(id))
+			if errors.Is(err, state.ErrStreamGone) {
+				// Its stream expired (the request outlived
+				// --events-ttl) or was written in a layout this
+				// store no longer reads (an upgrade): no client can
+				// resume it, and answering it is impossible; its entry
+				// goes, or every activation would try again.
+				break
+			}
+			if err != nil {
 				return n, fmt.Errorf("answer interrupted request: %w", err)
 			}
 			n++

@@ -203,3 +203,42 @@ func TestAnswerJournalFenced(t *testing.T) {
 		})
 	}
 }
+
+// A journalled request whose stream is gone (it outlived --events-ttl, or
+// a store of another layout wrote it) cannot be answered in its stream: the
+// next activation drops its entry instead of failing on it, and answers
+// the others.
+func TestAnswerJournalStreamGone(t *testing.T) {
+	client := redistest.Start(t)
+	ctx := context.Background()
+	const ttl = time.Second
+	snaps, ev := state.NewRedisSnapshots(client, ""), state.NewRedisEvents(client, "", state.EventOptions{TTL: ttl})
+	old, _, err := snaps.Activate(ctx, "s", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opened := time.Now()
+	if err := ev.OpenFor(ctx, "s", "gone", "", old, []json.RawMessage{json.RawMessage(`1`)}); err != nil {
+		t.Fatal(err)
+	}
+	// Half a TTL later "live" opens (the journal's TTL set again); half a
+	// TTL later still, "gone" has expired and "live" has not.
+	time.Sleep(ttl / 2)
+	if err := ev.OpenFor(ctx, "s", "live", "", old, []json.RawMessage{json.RawMessage(`2`)}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(opened.Add(ttl + ttl/20)))
+	cur, _, err := snaps.Activate(ctx, "s", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err := ev.PendingRequests(ctx, "s"); err != nil || len(p) != 2 {
+		t.Fatalf("journal before: %v, %v; want both streams", p, err)
+	}
+	if n, err := answerJournal(ctx, ev, "s", cur); err != nil || n != 1 {
+		t.Fatalf("answerJournal: %d, %v; want the live stream's request answered", n, err)
+	}
+	if p, err := ev.PendingRequests(ctx, "s"); err != nil || len(p) != 0 {
+		t.Fatalf("journal after: %v, %v; want empty", p, err)
+	}
+}
