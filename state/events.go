@@ -178,6 +178,12 @@ var (
 	// nothing more can go: the session is then over its budget by the
 	// streams of its requests in flight at most.
 	//
+	// A node of the layout before this one (a Redis stream and a counter
+	// per stream, and a field "w:"+stream naming its last write) left its
+	// members in the same order and counted them in the same b: popped,
+	// they find no event or record here, give their bytes back and take
+	// their "w:" field along (gone); their keys expire by themselves.
+	//
 	// A stream expires TTL after its open or its last event (alive, by
 	// Redis's clock): it is then unknown to appends and replays, and opened
 	// again it starts from its first event; what it kept stays counted
@@ -205,7 +211,7 @@ local function put(t, a, b)
   t[#t + 1] = b
 end
 local function gone(st, stream, cost, dropped)
-  redis.call('HDEL', KEYS[1], 's:' .. stream)
+  redis.call('HDEL', KEYS[1], 's:' .. stream, 'w:' .. stream)
   redis.call('ZREM', KEYS[4], '0|' .. cost .. '|0|' .. stream)
   st.touched = true
   dropped[5] = dropped[5] + 1

@@ -16,6 +16,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/pingmcp/pingmcp/internal/redistest"
 	"github.com/pingmcp/pingmcp/metrics"
@@ -765,5 +766,52 @@ func TestRedisEventsStreamTTL(t *testing.T) {
 	}
 	if after, _ := client.HGet(ctx, hash, "b").Int64(); after != b {
 		t.Errorf("the session counts %d bytes, want %d (one event dropped, one added, the same size)", after, b)
+	}
+}
+
+// A session written by a node of the layout before this one (a Redis
+// stream and a counter per stream, the stream's last write in the hash's
+// "w:" field) goes on: what the old layout kept counts in the same byte
+// count and order, and the budget drops it as the oldest, its "w:" field
+// along, so that the count stays the order's sum and nothing old is left
+// in the hash.
+func TestRedisEventsAfterOldLayout(t *testing.T) {
+	client := redistest.Start(t)
+	ctx := context.Background()
+	s := NewRedisEvents(client, "old:", EventOptions{})
+	hash, order := s.keys("sess")[0], s.keys("sess")[3]
+	// What the old layout left: a stream "p" with one event (its member
+	// and the stream's), its byte count and sequence, its last write.
+	client.ZAdd(ctx, order, redis.Z{Score: 1, Member: "0|5120|0|p"}, redis.Z{Score: 2, Member: "2|300|1|p"})
+	client.HSet(ctx, hash, "b", 5120+300, "q", 2, "w:p", "0123 1")
+	client.XAdd(ctx, &redis.XAddArgs{Stream: "old:events:{sess}:s:p", ID: "0-1", Values: []any{"d", "x", "q", 2}})
+	if got, err := collect(t, s, "sess", "p", -1); !errors.Is(err, mcp.ErrEventsPurged) {
+		t.Errorf("an old stream replays %q, %v; want ErrEventsPurged (not read by this layout)", got, err)
+	}
+	// The new layout writes on, on a budget that needs all the old bytes.
+	tight := NewRedisEvents(client, "old:", EventOptions{MaxBytes: StreamOverhead + 3 + EventOverhead})
+	if err := tight.Open(ctx, "sess", "n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tight.Append(ctx, "sess", "n", []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := collect(t, tight, "sess", "n", -1); err != nil || !slices.Equal(got, []string{"new"}) {
+		t.Fatalf("the new stream replays %q, %v", got, err)
+	}
+	fields := client.HGetAll(ctx, hash).Val()
+	if _, ok := fields["w:p"]; ok {
+		t.Error(`the old stream's "w:" field was left in the hash`)
+	}
+	var sum int64
+	for _, m := range client.ZRange(ctx, order, 0, -1).Val() {
+		if strings.HasSuffix(m, "|p") {
+			t.Errorf("an old member is left: %q", m)
+		}
+		size, _ := strconv.ParseInt(strings.SplitN(m, "|", 3)[1], 10, 64)
+		sum += size
+	}
+	if b, _ := strconv.ParseInt(fields["b"], 10, 64); b != sum || b != StreamOverhead+3+EventOverhead {
+		t.Errorf("the session counts %d bytes, its members %d; want the new stream's %d", b, sum, StreamOverhead+3+EventOverhead)
 	}
 }
