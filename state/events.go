@@ -174,9 +174,9 @@ var (
 	// stream is in use). A request stream's member moves behind the answer
 	// to its last request when that is appended, so that its events go
 	// first and the stream with the last of them, without its member being
-	// popped and moved on the way. Once the popped member is one moved in this run,
-	// nothing more can go: the session is then over its budget by the
-	// streams of its requests in flight at most.
+	// popped and moved on the way. Once the popped member is one moved in
+	// this run, nothing more can go: the session is then over its budget by
+	// the streams of its requests in flight at most.
 	//
 	// A node of the layout before this one (a Redis stream and a counter
 	// per stream, and a field "w:"+stream naming its last write) left its
@@ -188,11 +188,12 @@ var (
 	// Redis's clock): it is then unknown to appends and replays, and opened
 	// again it starts from its first event; what it kept stays counted
 	// until the budget drops it, or the session's keys expire. Those (the
-	// hash and the order, and the journal) expire TTL after the session's
-	// last write, and up to an eighth more: their TTL is set to TTL plus an
-	// eighth when it was last set half an eighth ago or more (or the order
-	// may have been emptied, hence made anew without one), so that a
-	// request's scripts need not set it each time.
+	// hash and the order) expire TTL after the session's last write, and up
+	// to an eighth more: their TTL is set to TTL plus an eighth when it was
+	// last set half an eighth ago or more (or the order may have been
+	// emptied, hence made anew without one), so that a request's scripts
+	// need not set it each time; the journal's, TTL plus an eighth after
+	// its last entry.
 	trimLua = `
 local function rec(v)
   if not v then return nil end
