@@ -210,6 +210,10 @@ func TestStaleActivationRunsNothing(t *testing.T) {
 				// A second activation of the session takes a newer epoch.
 				current := n.spawn(id)
 				n.post(t, current, id, `{"jsonrpc":"2.0","id":11,"method":"ping"}`, 200)
+				// Its answer, with Redis, is stored behind its delivery:
+				// once it is, what is journalled can only be the stale
+				// activation's.
+				awaitJournalEmpty(t, d.Events, id)
 
 				status, body, err := exchangeVersion(system.Root, stale, id, version,
 					`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_simple_text"}}`)
