@@ -388,10 +388,11 @@ func TestRedisEventsByteBound(t *testing.T) {
 	keys, _ := client.Keys(ctx, "bytes:events:{flood}:*").Result()
 	var used int64
 	for _, k := range keys {
-		n, _ := client.MemoryUsage(ctx, k).Result()
+		n, _ := client.MemoryUsage(ctx, k, 0).Result() // every field, not an estimate from 5
 		used += n
 	}
-	if used == 0 || used > testBudget+3*StreamOverhead {
+	t.Logf("Redis holds %d bytes in %d keys for a budget of %d", used, len(keys), testBudget)
+	if used == 0 || used > testBudget+2<<10 { // the budget, and the keys' own structures
 		t.Errorf("Redis holds %d bytes for the session's events (%d keys); want about the budget of %d", used, len(keys), testBudget)
 	}
 	// The session's count agrees with what it keeps.
