@@ -279,7 +279,7 @@ func BenchmarkToolCallStores(b *testing.B) {
 					self0 := processCPU(b)
 					if rt != nil {
 						rt.take()
-						cpu0, scripts0 = redistest.CPU(b, watch), scriptTime(b, watch)
+						cpu0, scripts0 = redistest.CPU(b, watch), redistest.ScriptTime(redistest.Commands(b, watch))
 					}
 					b.ResetTimer()
 					for _, s := range sessions[:c] {
@@ -317,22 +317,10 @@ func BenchmarkToolCallStores(b *testing.B) {
 						trips, _ := rt.take()
 						b.ReportMetric(float64(trips)/float64(b.N), "redis-trips/call")
 						b.ReportMetric(float64((redistest.CPU(b, watch)-cpu0).Microseconds())/float64(b.N), "redis-cpu-µs/call")
-						b.ReportMetric(float64((scriptTime(b, watch)-scripts0).Microseconds())/float64(b.N), "redis-script-µs/call")
+						b.ReportMetric(float64((redistest.ScriptTime(redistest.Commands(b, watch))-scripts0).Microseconds())/float64(b.N), "redis-script-µs/call")
 					}
 				})
 			}
 		})
 	}
-}
-
-// scriptTime is the time redis-server has spent running scripts (INFO
-// commandstats).
-func scriptTime(tb testing.TB, client *redis.Client) time.Duration {
-	var d time.Duration
-	for name, st := range redistest.Commands(tb, client) {
-		if strings.HasPrefix(name, "eval") {
-			d += st.Time
-		}
-	}
-	return d
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -83,16 +82,14 @@ func measureRedis(b *testing.B, client *redis.Client, op func(i int)) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64((redistest.CPU(b, client)-cpu0).Microseconds())/float64(b.N), "redis-cpu-µs/op")
+	stats := redistest.Commands(b, client)
 	var calls int64
-	var scripts time.Duration
-	for name, st := range redistest.Commands(b, client) {
-		switch {
-		case strings.HasPrefix(name, "eval"):
-			scripts += st.Time
-		case !strings.HasPrefix(name, "config") && name != "info":
+	for name, st := range stats {
+		if !strings.HasPrefix(name, "eval") && !strings.HasPrefix(name, "config") && name != "info" {
 			calls += st.Calls
 		}
 	}
+	scripts := redistest.ScriptTime(stats)
 	b.ReportMetric(float64(calls)/float64(b.N), "redis-calls/op")
 	b.ReportMetric(float64(scripts.Microseconds())/float64(b.N), "redis-script-µs/op")
 }

@@ -313,3 +313,16 @@ func Commands(tb testing.TB, client *redis.Client) map[string]CommandStat {
 	}
 	return out
 }
+
+// ScriptTime is the time redis-server has spent running scripts (EVAL,
+// EVALSHA) since its last CONFIG RESETSTAT, from stats as Commands reads
+// them.
+func ScriptTime(stats map[string]CommandStat) time.Duration {
+	var d time.Duration
+	for name, st := range stats {
+		if strings.HasPrefix(name, "eval") {
+			d += st.Time
+		}
+	}
+	return d
+}
