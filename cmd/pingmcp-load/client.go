@@ -243,7 +243,10 @@ func (c *mcpClient) read(resp *http.Response, id int64, notify bool) (json.RawMe
 	want := fmt.Sprint(id)
 	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 1<<20), 8<<20)
+		// The buffer grows as lines need it (to 8 MiB): a 1 MiB one made for
+		// every response was most of this client's CPU (clearing it), taken
+		// from the nodes it measures on a shared machine.
+		sc.Buffer(nil, 8<<20)
 		for sc.Scan() && !found {
 			data, ok := strings.CutPrefix(sc.Text(), "data: ")
 			if !ok {

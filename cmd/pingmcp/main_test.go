@@ -3,10 +3,15 @@ package main
 import (
 	"bytes"
 	"flag"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/pingmcp/pingmcp/config"
@@ -104,5 +109,66 @@ func TestDevIdPResources(t *testing.T) {
 	want := []string{"http://127.0.0.1:8090/mcp", "http://localhost:8090/mcp", "http://[::1]:8090/mcp", cfg.TodoAPIURL}
 	if !slices.Equal(uris, want) {
 		t.Errorf("resources %v, want %v", uris, want)
+	}
+}
+
+// A node's calls to one API come from many sessions at once: the upstream
+// client keeps their connections for the next burst instead of closing all
+// but two (Go's default) and dialing again.
+func TestUpstreamKeepsConnections(t *testing.T) {
+	const concurrent, rounds = 32, 5
+	var (
+		mu      sync.Mutex
+		arrived int
+		release = make(chan struct{})
+		dialed  atomic.Int64
+	)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Every request of a round is held until all have arrived, so
+		// that each needs a connection of its own.
+		mu.Lock()
+		arrived++
+		if arrived == concurrent {
+			arrived = 0
+			close(release)
+			release = make(chan struct{})
+		} else {
+			wait := release
+			mu.Unlock()
+			<-wait
+			mu.Lock()
+		}
+		mu.Unlock()
+		io.WriteString(w, "ok")
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dialed.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+
+	client := upstream(&config.Config{})
+	for range rounds {
+		var wg sync.WaitGroup
+		for range concurrent {
+			wg.Go(func() {
+				resp, err := client.Get(srv.URL)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			})
+		}
+		wg.Wait()
+	}
+	// The first round dials 32; later rounds find them idle (a request
+	// racing a connection's return to the pool may dial one more). With
+	// Go's default of 2 idle per host, each later round dials 30 again.
+	if n := dialed.Load(); n < concurrent || n > concurrent+concurrent/2 {
+		t.Fatalf("%d rounds of %d concurrent calls dialed %d connections, want %d to %d", rounds, concurrent, n, concurrent, concurrent+concurrent/2)
 	}
 }
