@@ -2,7 +2,6 @@ package auth
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -42,14 +41,8 @@ type IntrospectionVerifier struct {
 
 	mu       sync.Mutex
 	endpoint string
-	cache    map[[32]byte]cached
+	cache    verdicts
 	inflight map[[32]byte]chan struct{} // introspections under way, shared by callers
-}
-
-type cached struct {
-	token *Token
-	err   error
-	until time.Time
 }
 
 // NewIntrospectionVerifier returns a verifier; it contacts the server on
@@ -67,7 +60,7 @@ func NewIntrospectionVerifier(opts IntrospectionOptions) *IntrospectionVerifier 
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &IntrospectionVerifier{opts: opts, endpoint: opts.Endpoint, cache: map[[32]byte]cached{}, inflight: map[[32]byte]chan struct{}{}}
+	return &IntrospectionVerifier{opts: opts, endpoint: opts.Endpoint, cache: newVerdicts(opts.MaxCacheEntries), inflight: map[[32]byte]chan struct{}{}}
 }
 
 // introspection is an RFC 7662 response.
@@ -107,12 +100,11 @@ func (v *IntrospectionVerifier) Verify(ctx context.Context, token string) (*Toke
 	if token == "" {
 		return nil, invalid("empty token")
 	}
-	key := sha256.Sum256([]byte(token))
+	key := tokenKey(token)
 	for {
 		now := v.opts.Now()
 		v.mu.Lock()
-		c, ok := v.cache[key]
-		if ok && now.Before(c.until) {
+		if c, ok := v.cache.lookup(key, now); ok {
 			v.mu.Unlock()
 			return c.token, c.err
 		}
@@ -149,17 +141,16 @@ func (v *IntrospectionVerifier) Cost(token string) Cost {
 	if token == "" {
 		return CostNone
 	}
-	if _, ok := v.cachedAnswer(sha256.Sum256([]byte(token))); ok {
+	if _, ok := v.cachedAnswer(tokenKey(token)); ok {
 		return CostLocal
 	}
 	return CostRemote
 }
 
-func (v *IntrospectionVerifier) cachedAnswer(key [32]byte) (cached, bool) {
+func (v *IntrospectionVerifier) cachedAnswer(key [32]byte) (verdict, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	c, ok := v.cache[key]
-	return c, ok && v.opts.Now().Before(c.until)
+	return v.cache.lookup(key, v.opts.Now())
 }
 
 // introspectOnce asks the server and caches a definite answer: an active
@@ -177,33 +168,9 @@ func (v *IntrospectionVerifier) introspectOnce(ctx context.Context, key [32]byte
 		until = now.Add(min(v.opts.MaxCacheTTL, 5*time.Second))
 	}
 	v.mu.Lock()
-	if len(v.cache) >= v.opts.MaxCacheEntries {
-		v.evictLocked(now)
-	}
-	v.cache[key] = cached{tok, err, until}
+	v.cache.store(key, verdict{token: tok, err: err, until: until}, now)
 	v.mu.Unlock()
 	return tok, err
-}
-
-// evictLocked makes room: expired answers first, then refusals (cheap to
-// ask again, and what a flood of made-up tokens leaves), then entries at
-// random, down to nine tenths of the bound.
-func (v *IntrospectionVerifier) evictLocked(now time.Time) {
-	target := v.opts.MaxCacheEntries * 9 / 10
-	for _, drop := range []func(cached) bool{
-		func(c cached) bool { return !now.Before(c.until) },
-		func(c cached) bool { return c.err != nil },
-		func(cached) bool { return true },
-	} {
-		for k, c := range v.cache {
-			if len(v.cache) <= target {
-				return
-			}
-			if drop(c) {
-				delete(v.cache, k)
-			}
-		}
-	}
 }
 
 func (v *IntrospectionVerifier) introspect(ctx context.Context, token string) (*Token, error) {

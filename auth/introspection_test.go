@@ -144,7 +144,7 @@ func TestIntrospectionSharedAndBounded(t *testing.T) {
 	if _, err := v.Verify(ctx, "good"); err != nil || calls.Load() != before {
 		t.Errorf("the good answer was evicted by a flood of refusals (err %v)", err)
 	}
-	if len(v.cache) > 100 {
-		t.Errorf("cache holds %d entries, bound 100", len(v.cache))
+	if len(v.cache.m) > 100 {
+		t.Errorf("cache holds %d entries, bound 100", len(v.cache.m))
 	}
 }

@@ -44,20 +44,29 @@ type JWTOptions struct {
 	HTTPClient *http.Client
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// MaxCacheEntries bounds how many verified tokens are kept (default
+	// 10 000): a client sends the same token with each of its requests,
+	// and a token verified once is accepted again, until its expiry plus
+	// Leeway, without parsing it or checking its signature; the keys
+	// fetched again, each is verified anew.
+	MaxCacheEntries int
 }
 
 // JWTVerifier verifies JWT access tokens by the keys the issuer publishes.
 // Keys are fetched once and cached; a token with an unknown kid causes one
 // refetch (concurrent callers share it), at most every RefetchInterval.
+// Verified tokens are kept (JWTOptions.MaxCacheEntries).
 type JWTVerifier struct {
 	opts JWTOptions
 
 	mu        sync.Mutex
 	jwksURI   string
 	keys      *jose.JSONWebKeySet
+	keysGen   uint64 // counts the fetches that replaced keys
 	fetchedAt time.Time
 	inflight  chan struct{} // closed when the running fetch ends
 	fetchErr  error
+	verified  verdicts // tokens verified, each by keys of generation keys
 }
 
 // NewJWTVerifier returns a verifier; it contacts the issuer on first use.
@@ -74,7 +83,10 @@ func NewJWTVerifier(opts JWTOptions) *JWTVerifier {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &JWTVerifier{opts: opts}
+	if opts.MaxCacheEntries <= 0 {
+		opts.MaxCacheEntries = 10_000
+	}
+	return &JWTVerifier{opts: opts, verified: newVerdicts(opts.MaxCacheEntries)}
 }
 
 // claims are the registered and scope claims checked here.
@@ -93,40 +105,65 @@ type claims struct {
 	Act       map[string]any   `json:"act"`
 }
 
+// Verify returns the token's claims if it verifies; a token verified before
+// by the keys the verifier holds now is taken from the cache, until its
+// expiry plus Leeway.
 func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Token, error) {
+	key, now := tokenKey(token), v.opts.Now()
+	v.mu.Lock()
+	hit, ok := v.verified.lookup(key, now)
+	ok = ok && hit.keys == v.keysGen
+	v.mu.Unlock()
+	if ok {
+		return hit.token, nil
+	}
+	tok, gen, err := v.verify(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	v.verified.store(key, verdict{token: tok, until: tok.ValidUntil, keys: gen}, now)
+	v.mu.Unlock()
+	return tok, nil
+}
+
+// verify checks token with the issuer's keys, and returns the keys'
+// generation.
+func (v *JWTVerifier) verify(ctx context.Context, token string) (*Token, uint64, error) {
 	if !canonicalJWS(token) {
-		return nil, invalid("not a compact JWS in canonical base64url")
+		return nil, 0, invalid("not a compact JWS in canonical base64url")
 	}
 	tok, err := jwt.ParseSigned(token, Algorithms)
 	if err != nil {
-		return nil, invalid("not a JWS with an allowed algorithm")
+		return nil, 0, invalid("not a JWS with an allowed algorithm")
 	}
 	if len(tok.Headers) != 1 {
-		return nil, invalid("want exactly one signature")
+		return nil, 0, invalid("want exactly one signature")
 	}
 	kid := tok.Headers[0].KeyID
-	keys, err := v.keysFor(ctx, kid)
+	keys, gen, err := v.keysFor(ctx, kid)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	// The signature first (Claims with nothing to decode into), then the
 	// claims: a well-signed token with a malformed claim is refused for that
 	// claim, not for its signature.
 	if !slices.ContainsFunc(keys, func(k jose.JSONWebKey) bool { return tok.Claims(k.Key) == nil }) {
-		return nil, invalid("signature does not verify")
+		return nil, 0, invalid("signature does not verify")
 	}
 	// go-jose's decoder refuses a key given twice, at any depth, so that
 	// no two readers of the token can see different claims.
 	var all map[string]any
 	var raw map[string]json.RawMessage
 	if err := tok.UnsafeClaimsWithoutVerification(&all, &raw); err != nil || all == nil {
-		return nil, invalid("the claims are not a JSON object with each key once")
+		return nil, 0, invalid("the claims are not a JSON object with each key once")
 	}
 	var c claims
 	if err := decodeClaims(raw, &c); err != nil {
-		return nil, invalid("%v", err)
+		return nil, 0, invalid("%v", err)
 	}
-	return v.check(&c, all)
+	t, err := v.check(&c, all)
+	return t, gen, err
 }
 
 // Cost is CostLocal for a token shaped like a JWT: its signature is checked
@@ -211,25 +248,25 @@ func (v *JWTVerifier) check(c *claims, all map[string]any) (*Token, error) {
 
 // keysFor returns the signing keys that may have signed a token with kid,
 // fetching the JWKS when it was never fetched or does not know kid.
-func (v *JWTVerifier) keysFor(ctx context.Context, kid string) ([]jose.JSONWebKey, error) {
+func (v *JWTVerifier) keysFor(ctx context.Context, kid string) ([]jose.JSONWebKey, uint64, error) {
 	refetched := false
 	for {
 		v.mu.Lock()
-		set, fetchedAt, fetchErr := v.keys, v.fetchedAt, v.fetchErr
+		set, gen, fetchedAt, fetchErr := v.keys, v.keysGen, v.fetchedAt, v.fetchErr
 		v.mu.Unlock()
 		sinceFetch := v.opts.Now().Sub(fetchedAt)
 		if set != nil {
 			if ks := signingKeys(set, kid); len(ks) > 0 {
-				return ks, nil
+				return ks, gen, nil
 			}
 			if refetched || sinceFetch < v.opts.RefetchInterval {
-				return nil, invalid("unknown signing key")
+				return nil, 0, invalid("unknown signing key")
 			}
 		} else if refetched || (fetchErr != nil && sinceFetch < time.Second) {
-			return nil, v.lastFetchErr()
+			return nil, 0, v.lastFetchErr()
 		}
 		if err := v.refresh(ctx); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		refetched = true
 	}
@@ -261,7 +298,9 @@ func (v *JWTVerifier) fetchInto(done chan struct{}) {
 	set, err := v.fetch(ctx)
 	v.mu.Lock()
 	if err == nil {
+		// Tokens verified by the keys before are verified again.
 		v.keys = set
+		v.keysGen++
 	}
 	v.fetchErr = err
 	v.fetchedAt = v.opts.Now()

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -32,7 +33,7 @@ type issuer struct {
 	discovered atomic.Int32
 }
 
-func newIssuer(t *testing.T) *issuer {
+func newIssuer(t testing.TB) *issuer {
 	t.Helper()
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -65,7 +66,7 @@ func (is *issuer) claims() map[string]any {
 	}
 }
 
-func sign(t *testing.T, alg jose.SignatureAlgorithm, key any, kid string, claims map[string]any) string {
+func sign(t testing.TB, alg jose.SignatureAlgorithm, key any, kid string, claims map[string]any) string {
 	t.Helper()
 	opts := (&jose.SignerOptions{}).WithType("JWT")
 	if kid != "" {
@@ -366,4 +367,112 @@ func TestUserKey(t *testing.T) {
 		(Principal{Issuer: "https://idp\x00alice"}).UserKey() == a1.UserKey() {
 		t.Errorf("user keys: %s %s %s", a1.UserKey(), a2.UserKey(), b.UserKey())
 	}
+}
+
+// A verified token is kept: accepted again until its expiry plus the
+// leeway, not past it, and verified anew once the keys were fetched again
+// (a key the issuer dropped no longer vouches for it). Refusals are not
+// kept; the cache is bounded.
+func TestJWTVerifierCache(t *testing.T) {
+	is := newIssuer(t)
+	clock := time.Now()
+	var clockMu sync.Mutex
+	now := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return clock }
+	advance := func(d time.Duration) { clockMu.Lock(); clock = clock.Add(d); clockMu.Unlock() }
+	v := NewJWTVerifier(JWTOptions{Issuer: is.srv.URL, Audiences: []string{"https://mcp.example/mcp"}, Now: now, MaxCacheEntries: 10})
+	ctx := context.Background()
+	cached := func() int { v.mu.Lock(); defer v.mu.Unlock(); return len(v.verified.m) }
+
+	good := sign(t, jose.RS256, is.key, is.kid, is.claims())
+	first, err := v.Verify(ctx, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := v.Verify(ctx, good)
+	if err != nil || again != first || cached() != 1 {
+		t.Fatalf("second verify: %p (first %p), %v, %d cached; want the kept token", again, first, err, cached())
+	}
+	// A refusal is not kept.
+	c := is.claims()
+	c["aud"] = "https://elsewhere.example"
+	for range 2 {
+		if _, err := v.Verify(ctx, sign(t, jose.RS256, is.key, is.kid, c)); !IsInvalidToken(err) {
+			t.Fatalf("wrong audience: %v", err)
+		}
+	}
+	if cached() != 1 {
+		t.Fatalf("%d kept after two refusals, want 1", cached())
+	}
+
+	// Within the leeway after its expiry, still accepted; past it, refused.
+	advance(5*time.Minute + 20*time.Second)
+	if _, err := v.Verify(ctx, good); err != nil {
+		t.Fatalf("within the leeway: %v", err)
+	}
+	advance(15 * time.Second)
+	if _, err := v.Verify(ctx, good); !IsInvalidToken(err) {
+		t.Fatalf("past expiry and leeway: %v, want invalid_token", err)
+	}
+
+	// The issuer replaces its key: a token of the new key makes the verifier
+	// fetch the keys again, after which a kept token of the old one is
+	// verified again, and refused.
+	clockMu.Lock()
+	clock = time.Now()
+	clockMu.Unlock()
+	old := sign(t, jose.RS256, is.key, is.kid, is.claims())
+	if _, err := v.Verify(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	rotated, _ := rsa.GenerateKey(rand.Reader, 2048)
+	is.mu.Lock()
+	is.key, is.kid = rotated, "k2"
+	is.mu.Unlock()
+	if _, err := v.Verify(ctx, old); err != nil {
+		t.Fatalf("kept token before the keys were fetched again: %v", err)
+	}
+	advance(time.Minute) // past RefetchInterval
+	if _, err := v.Verify(ctx, sign(t, jose.RS256, rotated, "k2", is.claims())); err != nil {
+		t.Fatalf("token of the new key: %v", err)
+	}
+	if _, err := v.Verify(ctx, old); !IsInvalidToken(err) {
+		t.Fatalf("token of a dropped key after the keys were fetched again: %v, want invalid_token", err)
+	}
+
+	// Bounded: 50 tokens, at most 10 kept, every one accepted.
+	for i := range 50 {
+		c := is.claims()
+		c["jti"] = fmt.Sprint("t", i)
+		if _, err := v.Verify(ctx, sign(t, jose.RS256, rotated, "k2", c)); err != nil {
+			t.Fatal(err)
+		}
+		if n := cached(); n > 10 {
+			t.Fatalf("%d kept, bound 10", n)
+		}
+	}
+}
+
+// go test ./auth -run '^$' -bench JWTVerify
+func BenchmarkJWTVerify(b *testing.B) {
+	is := newIssuer(b)
+	v := is.verifier()
+	tok := sign(b, jose.RS256, is.key, is.kid, is.claims())
+	ctx := context.Background()
+	if _, err := v.Verify(ctx, tok); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("kept", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := v.Verify(ctx, tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("verified", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, err := v.verify(ctx, tok); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
