@@ -3,6 +3,8 @@ package e2e
 import (
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -26,5 +28,16 @@ func TestLoadHolds(t *testing.T) {
 	}
 	if !strings.Contains(string(out), "0 acknowledged creates missing, 0 stored more than once, 0 sessions unchecked") {
 		t.Error("the todo check is not in the report")
+	}
+	// What a call cost each process, measured: the nodes, Redis and the
+	// load client itself all worked for every call.
+	m := regexp.MustCompile(`CPU per call, ms: nodes ([0-9.]+), todo-api ([0-9.]+), redis ([0-9.]+), idp [0-9.]+, pingmcp-load ([0-9.]+); all ([0-9.]+)`).FindStringSubmatch(string(out))
+	if m == nil {
+		t.Fatal("no CPU per call in the report")
+	}
+	for i, role := range []string{"nodes", "todo-api", "redis", "pingmcp-load", "all"} {
+		if v, _ := strconv.ParseFloat(m[i+1], 64); v <= 0 {
+			t.Errorf("CPU per call of %s: %s ms, want more than 0", role, m[i+1])
+		}
 	}
 }

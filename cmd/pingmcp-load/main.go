@@ -105,6 +105,7 @@ type cluster struct {
 	nodes    []*proc
 	issuer   string
 	lb       balancer
+	cpu      *cpuMeter // while the sessions call
 }
 
 func (c *cluster) urls() []string {
@@ -182,7 +183,9 @@ func run(ctx context.Context, o options, out io.Writer) (bool, error) {
 	}
 	memory := make([]int64, o.nodes) // peak RSS per node slot
 	var memMu sync.Mutex
+	c.cpu = newCPUMeter(&c.g)
 	sampleMemory := func() {
+		c.cpu.sample()
 		memMu.Lock()
 		defer memMu.Unlock()
 		for i, n := range c.nodes {
@@ -261,7 +264,7 @@ func run(ctx context.Context, o options, out io.Writer) (bool, error) {
 		return nil
 	})
 	fmt.Fprintf(out, "pingmcp-load: %d requests found their node refusing connections and went to the next (as behind a load balancer)\n", c.lb.skipped.Load())
-	return st.report(out, o, elapsed, windows, memory, missing, doubled, unchecked), nil
+	return st.report(out, o, elapsed, windows, memory, c.cpu.byRole(), missing, doubled, unchecked), nil
 }
 
 const resource = "https://pingmcp-load.example/mcp"
@@ -365,6 +368,9 @@ func (c *cluster) killAndRestart(ctx context.Context) (window, error) {
 	o := c.o
 	last := len(c.nodes) - 1
 	w := window{from: time.Now()}
+	if c.cpu != nil {
+		c.cpu.sample() // what the node used up to its kill
+	}
 	c.nodes[last].kill()
 	if !sleepUntil(ctx, w.from.Add(o.down)) {
 		return w, ctx.Err()
@@ -561,7 +567,7 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 
 // report prints the outcome and says whether the run held.
 func (s *stats) report(out io.Writer, o options, elapsed time.Duration, windows []window, memory []int64,
-	missing, doubled, unchecked int) bool {
+	cpu map[string]time.Duration, missing, doubled, unchecked int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	fmt.Fprintf(out, "\n%d sessions on %d nodes for %v, %d kills of node%d (down %v each)\n", o.sessions, o.nodes, elapsed.Round(time.Second), len(windows), o.nodes, o.down)
@@ -586,6 +592,17 @@ func (s *stats) report(out io.Writer, o options, elapsed time.Duration, windows 
 	fmt.Fprintf(out, "  each session's first (token exchange): %d calls, latency %s\n", len(first), latencies(first))
 	fmt.Fprintf(out, "  the others, outside the kill windows: %d calls, latency %s\n", len(outside), latencies(outside))
 	fmt.Fprintf(out, "  the others, overlapping a kill window: %d calls, latency %s\n", len(inside), latencies(inside))
+	// What a call costs the machine (every process shares its cores): the
+	// CPU each used while the sessions called, over the calls.
+	if n := len(all); n > 0 {
+		var total time.Duration
+		parts := []string{}
+		for _, role := range []string{"nodes", "todo-api", "redis", "idp", "pingmcp-load"} {
+			total += cpu[role]
+			parts = append(parts, fmt.Sprintf("%s %.2f", role, cpu[role].Seconds()*1e3/float64(n)))
+		}
+		fmt.Fprintf(out, "CPU per call, ms: %s; all %.2f\n", strings.Join(parts, ", "), total.Seconds()*1e3/float64(n))
+	}
 	type key struct {
 		kind      string
 		retryable bool

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -180,10 +181,90 @@ func (g *group) add(p *proc) *proc {
 	return p
 }
 
+// list is the processes started, killed ones included.
+func (g *group) list() []*proc {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]*proc(nil), g.procs...)
+}
+
 func (g *group) killAll() {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, p := range g.procs {
 		p.kill()
 	}
+}
+
+// cpuTime is the CPU (user and system) process pid has used, read from
+// /proc/PID/stat in clock ticks of 10 ms (Linux's USER_HZ), or false once
+// it exited.
+func cpuTime(pid int) (time.Duration, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// The command's name, in parentheses, may hold spaces: fields count
+	// from after its closing one, state first (field 3 of proc(5)).
+	_, rest, ok := bytes.Cut(b, []byte(") "))
+	f := strings.Fields(string(rest))
+	if !ok || len(f) < 13 {
+		return 0, false
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, true
+}
+
+// cpuMeter sums what each process of the group, and this one, used while
+// the sessions called: each process's time from the meter's start (or its
+// own, for one started later), as last seen by sample; a process killed
+// loses at most what it used since the sample before.
+type cpuMeter struct {
+	mu    sync.Mutex
+	g     *group
+	start map[*proc]time.Duration
+	last  map[*proc]time.Duration
+	self  [2]time.Duration // this process at the start, and last seen
+}
+
+func newCPUMeter(g *group) *cpuMeter {
+	m := &cpuMeter{g: g, start: map[*proc]time.Duration{}, last: map[*proc]time.Duration{}}
+	m.self[0], _ = cpuTime(os.Getpid())
+	for _, p := range g.list() {
+		if t, ok := cpuTime(p.cmd.Process.Pid); ok {
+			m.start[p], m.last[p] = t, t
+		}
+	}
+	return m
+}
+
+func (m *cpuMeter) sample() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.g.list() {
+		if t, ok := cpuTime(p.cmd.Process.Pid); ok {
+			m.last[p] = t
+		}
+	}
+	m.self[1], _ = cpuTime(os.Getpid())
+}
+
+// byRole is each role's CPU (node1…nodeN count as "nodes"), and this
+// process's as "pingmcp-load".
+func (m *cpuMeter) byRole() map[string]time.Duration {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]time.Duration{"pingmcp-load": m.self[1] - m.self[0]}
+	for p, t := range m.last {
+		role := p.name
+		if strings.HasPrefix(role, "node") {
+			role = "nodes"
+		}
+		out[role] += t - m.start[p]
+	}
+	return out
 }
