@@ -34,7 +34,6 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +42,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pingmcp/pingmcp/internal/procstat"
 	"github.com/pingmcp/pingmcp/internal/redistest"
 
 	"github.com/pingmcp/pingmcp/tools/conformance"
@@ -225,48 +225,22 @@ func (s *benchServer) cpu(b *testing.B) time.Duration {
 	return total
 }
 
-// processCPU reads utime and stime of a process from /proc/PID/stat, in
-// clock ticks of 10 ms (USER_HZ is 100 on Linux).
+// processCPU is procstat.CPU, failing b when it cannot be read.
 func processCPU(b testing.TB, pid int) time.Duration {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := procstat.CPU(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	// The command name (field 2) may hold spaces; the fields after its
-	// closing parenthesis start at field 3.
-	i := bytes.LastIndexByte(stat, ')')
-	fields := strings.Fields(string(stat[i+1:]))
-	if i < 0 || len(fields) < 13 {
-		b.Fatalf("/proc/%d/stat: %q", pid, stat)
-	}
-	var ticks int64
-	for _, f := range fields[11:13] { // utime, stime: fields 14 and 15
-		n, err := strconv.ParseInt(f, 10, 64)
-		if err != nil {
-			b.Fatalf("/proc/%d/stat: %q: %v", pid, f, err)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * 10 * time.Millisecond
+	return d
 }
 
-// vmRSS reads the resident set size of a process, in bytes.
+// vmRSS is procstat.RSS, failing b when it cannot be read.
 func vmRSS(b testing.TB, pid int) int64 {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	n, err := procstat.RSS(pid)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for line := range strings.Lines(string(status)) {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				b.Fatalf("VmRSS of %d: %v", pid, err)
-			}
-			return kb << 10
-		}
-	}
-	b.Fatalf("no VmRSS in /proc/%d/status", pid)
-	return 0
+	return n
 }
 
 // sdkServer serves go-sdk's handler from this process on a loopback

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -12,10 +11,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pingmcp/pingmcp/internal/procstat"
 )
 
 // proc is one process of the loopback cluster: its output goes to a log
@@ -94,17 +94,8 @@ func (p *proc) kill() {
 
 // rss is the process's resident memory now, in bytes (0 once it exited).
 func (p *proc) rss() int64 {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(p.cmd.Process.Pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
+	n, _ := procstat.RSS(p.cmd.Process.Pid)
+	return n
 }
 
 // members asks a node's /readyz how many members it sees (-1: not ready).
@@ -196,27 +187,10 @@ func (g *group) killAll() {
 	}
 }
 
-// cpuTime is the CPU (user and system) process pid has used, read from
-// /proc/PID/stat in clock ticks of 10 ms (Linux's USER_HZ), or false once
-// it exited.
+// cpuTime is procstat.CPU, false once the process exited.
 func cpuTime(pid int) (time.Duration, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	// The command's name, in parentheses, may hold spaces: fields count
-	// from after its closing one, state first (field 3 of proc(5)).
-	_, rest, ok := bytes.Cut(b, []byte(") "))
-	f := strings.Fields(string(rest))
-	if !ok || len(f) < 13 {
-		return 0, false
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64)
-	stime, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, false
-	}
-	return time.Duration(utime+stime) * 10 * time.Millisecond, true
+	d, err := procstat.CPU(pid)
+	return d, err == nil
 }
 
 // cpuMeter sums what each process of the group, and this one, used while
