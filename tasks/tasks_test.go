@@ -100,7 +100,13 @@ func nodeServer(t *testing.T, o Options) (*httptest.Server, *Layer, *mcp.Server)
 	}
 	l := New(h, o)
 	srv := httptest.NewServer(l)
-	t.Cleanup(func() { l.Close(); srv.Close() })
+	t.Cleanup(func() {
+		l.Close()
+		srv.Close()
+		// Close interrupts rounds without waiting for them to record it:
+		// a round still ending would count in the next test's metrics.
+		waitFor(t, "the closed layer's rounds to end", func() bool { return l.Running() == 0 })
+	})
 	return srv, l, s
 }
 
