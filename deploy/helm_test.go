@@ -406,3 +406,45 @@ func TestHelmWithoutAutoscaler(t *testing.T) {
 		t.Error("release mcp: no RoleBinding mcp-pingmcp-cluster-membership")
 	}
 }
+
+// TestHelmGarbageCollector: GOGC comes with GOMEMLIMIT from the container
+// (goGC, 400 by default, as deploy/'s), never without it, since without a
+// memory limit nothing would bound the heap it lets grow; goGC 0 leaves
+// Go's default; the schema refuses what is not a whole number from 0.
+func TestHelmGarbageCollector(t *testing.T) {
+	env := func(values map[string]any) map[string]corev1.EnvVar {
+		t.Helper()
+		chart, _ := renderChart(t, defaultRelease(t, values))
+		var d appsv1.Deployment
+		decodeObject(t, chart["apps/v1/Deployment pingmcp/pingmcp"], &d)
+		out := map[string]corev1.EnvVar{}
+		for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+			out[e.Name] = e
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name     string
+		values   map[string]any
+		memLimit bool
+		gogc     string // "": none
+	}{
+		{"default", nil, true, "400"},
+		{"goGC 200", map[string]any{"goGC": 200}, true, "200"},
+		{"goGC 0", map[string]any{"goGC": 0}, true, ""},
+		{"no GOMEMLIMIT", map[string]any{"goMemLimitFromContainer": false}, false, ""},
+	} {
+		e := env(c.values)
+		if _, ok := e["GOMEMLIMIT"]; ok != c.memLimit {
+			t.Errorf("%s: GOMEMLIMIT rendered %v, want %v", c.name, ok, c.memLimit)
+		}
+		if g, ok := e["GOGC"]; ok != (c.gogc != "") || g.Value != c.gogc {
+			t.Errorf("%s: GOGC %+v (rendered %v), want %q", c.name, g, ok, c.gogc)
+		}
+	}
+	for _, bad := range []any{-1, "off", 1.5} {
+		if _, err := helmtest.Render(chartDir, defaultRelease(t, map[string]any{"goGC": bad})); err == nil {
+			t.Errorf("goGC %v: rendered, want the schema to refuse it", bad)
+		}
+	}
+}

@@ -760,7 +760,8 @@ func TestDraining(t *testing.T) {
 // TestMemoryLimit: every pingmcp serve container has a memory limit and
 // takes GOMEMLIMIT from it (the downward API, its own container's
 // limits.memory, in bytes: GOMEMLIMIT reads a bare number as bytes), so that
-// the garbage collector works harder before the kernel kills the pod.
+// the garbage collector works harder before the kernel kills the pod; and,
+// bounded by it, a GOGC above Go's default.
 func TestMemoryLimit(t *testing.T) {
 	m := load(t)
 	for _, b := range binaries(t, m) {
@@ -781,6 +782,16 @@ func TestMemoryLimit(t *testing.T) {
 			(r.ResourceFieldRef.ContainerName != "" && r.ResourceFieldRef.ContainerName != c.Name) ||
 			(!r.ResourceFieldRef.Divisor.IsZero() && r.ResourceFieldRef.Divisor.Value() != 1) {
 			t.Errorf("%s: GOMEMLIMIT %+v: want resourceFieldRef limits.memory of this container, in bytes", b, c.Env[i])
+		}
+		// The collector may let the heap grow beyond Go's default, since
+		// GOMEMLIMIT bounds it: a quarter less CPU a call (BENCHMARKS.md).
+		g := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "GOGC" })
+		if g < 0 {
+			t.Errorf("%s: no GOGC", b)
+			continue
+		}
+		if n, err := strconv.Atoi(c.Env[g].Value); err != nil || n <= 100 || c.Env[g].ValueFrom != nil {
+			t.Errorf("%s: GOGC %+v: want a number above Go's default 100", b, c.Env[g])
 		}
 	}
 }
