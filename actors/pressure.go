@@ -15,7 +15,9 @@ import (
 	pmetrics "github.com/pingmcp/pingmcp/metrics"
 )
 
-// Pressure passivates idle actors when the node's live heap nears its
+// Pressure passivates idle actors when what the node's runtime retains
+// (its live heap, and beside it what the memory limit also counts and no
+// collection frees: goroutine stacks, the runtime's own metadata) nears its
 // memory limit (GOMEMLIMIT, which the Kubernetes manifests set from the
 // container's), so that a node at its limit keeps serving rather than
 // spending itself on garbage collection until it is killed for memory. An
@@ -26,12 +28,12 @@ import (
 type Pressure struct {
 	Local  *Local
 	System *actor.ActorSystem
-	// Above is the fraction of the memory limit above which the live heap
-	// makes actors passivate (0 < Above ≤ 1).
+	// Above is the fraction of the memory limit above which what the
+	// runtime retains makes actors passivate (0 < Above ≤ 1).
 	Above  float64
 	Logger *slog.Logger
-	// Limit and Heap read the memory limit and the live heap (bytes); nil:
-	// the runtime's (debug.SetMemoryLimit, /gc/heap/live:bytes).
+	// Limit and Heap read the memory limit and what the runtime retains
+	// (bytes); nil: the runtime's (debug.SetMemoryLimit, Retained).
 	Limit, Heap func() uint64
 }
 
@@ -53,7 +55,8 @@ func (p *Pressure) Run(ctx context.Context, every time.Duration) {
 }
 
 // Check passivates a tenth of the idle actors (rounded up), least
-// recently active first, when the live heap is above Above of the limit,
+// recently active first, when what the runtime retains is above Above of
+// the limit,
 // and returns how many it asked to passivate. With no limit set it does
 // nothing.
 func (p *Pressure) Check() int {
@@ -62,7 +65,7 @@ func (p *Pressure) Check() int {
 		limitOf = memoryLimit
 	}
 	if heapOf == nil {
-		heapOf = liveHeap
+		heapOf = Retained
 	}
 	limit, heap := limitOf(), heapOf()
 	if limit == 0 || limit >= math.MaxInt64 || float64(heap) < p.Above*float64(limit) {
@@ -85,13 +88,36 @@ type passivateNow struct{}
 
 func memoryLimit() uint64 { return uint64(debug.SetMemoryLimit(-1)) }
 
-func liveHeap() uint64 {
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
+// Retained is what the runtime would still hold after a full collection:
+// the live heap, plus what the memory limit counts beside the heap's
+// objects and free space (goroutine stacks, the runtime's metadata and
+// other allocations), which no collection gives back. A node's goroutine
+// stacks grow with its actors (a few KB each): counting the live heap
+// alone, a node could hold its heap under the threshold and still be past
+// its limit.
+func Retained() uint64 {
+	s := []metrics.Sample{
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/memory/classes/total:bytes"},
+		{Name: "/memory/classes/heap/released:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
 	}
-	return s[0].Value.Uint64()
+	metrics.Read(s)
+	var v [6]uint64
+	for i, x := range s {
+		if x.Value.Kind() != metrics.KindUint64 {
+			return 0
+		}
+		v[i] = x.Value.Uint64()
+	}
+	live, total := v[0], v[1]
+	heap := v[2] + v[3] + v[4] + v[5]
+	if heap > total {
+		return live
+	}
+	return live + total - heap
 }
 
 // idle is the live actors with no request in flight and no stream open,

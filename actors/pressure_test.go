@@ -5,6 +5,9 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"runtime"
+	"runtime/metrics"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -86,5 +89,55 @@ func TestPressurePassivatesTheIdlest(t *testing.T) {
 	limit = math.MaxInt64 // no GOMEMLIMIT
 	if got := p.Check(); got != 0 {
 		t.Errorf("without a memory limit, %d actors were asked to passivate", got)
+	}
+}
+
+// TestRetainedCountsStacks: what Pressure weighs against the memory limit
+// counts goroutine stacks, which the limit counts and no collection frees,
+// and which the live heap leaves out (a node's actors' goroutines hold
+// megabytes of them).
+func TestRetainedCountsStacks(t *testing.T) {
+	live := func() uint64 {
+		s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		metrics.Read(s)
+		return s[0].Value.Uint64()
+	}
+	runtime.GC()
+	live0, retained0 := live(), actors.Retained()
+	if retained0 < live0 {
+		t.Fatalf("retained %d bytes, below the live heap's %d", retained0, live0)
+	}
+	const goroutines, depth = 200, 250 // each about 250 KiB of stack, so 256 KiB or more
+	release := make(chan struct{})
+	var grown sync.WaitGroup
+	var deep func(n int) byte
+	deep = func(n int) byte {
+		var pad [1024]byte
+		pad[n%len(pad)] = byte(n)
+		if n == 0 {
+			grown.Done()
+			<-release
+			return pad[0]
+		}
+		return deep(n-1) + pad[n%len(pad)]
+	}
+	grown.Add(goroutines)
+	var done sync.WaitGroup
+	for range goroutines {
+		done.Go(func() { deep(depth) })
+	}
+	grown.Wait()
+	runtime.GC()
+	live1, retained1 := live(), actors.Retained()
+	close(release)
+	done.Wait()
+	const stacks = goroutines * depth << 10
+	// Other memory comes and goes meanwhile (the collector's, the
+	// scavenger's): three quarters of the stacks is the bar.
+	if d := int64(retained1) - int64(retained0); d < stacks*3/4 {
+		t.Errorf("retained grew by %d bytes with %d bytes of stacks held", d, stacks)
+	}
+	if d := int64(live1) - int64(live0); d > stacks/4 {
+		t.Errorf("the live heap grew by %d bytes: the stacks should not be in it (the test measures nothing)", d)
 	}
 }

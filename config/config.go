@@ -125,7 +125,7 @@ type Config struct {
 	MaxConcurrentRequests  int     // POST/DELETE requests in flight per principal
 	MaxBatch               int     // messages of one JSON-RPC batch
 	MaxBatchConcurrency    int     // tool calls of one batch running at once
-	PassivateAbove         float64 // the live heap's share of GOMEMLIMIT above which idle actors passivate
+	PassivateAbove         float64 // the share of GOMEMLIMIT the node's retained memory (live heap, stacks, runtime metadata) may reach before idle actors passivate
 	MaxInitializeBytes     int     // params of an initialize
 	MaxStreamsPerPrincipal int     // open GET (SSE) streams per principal
 	MaxStreamsPerSession   int     // open GET (SSE) streams per session, counted by its actor (cluster-wide)
