@@ -34,6 +34,7 @@ import (
 	"os/exec"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,7 +140,9 @@ func BenchmarkInitialize(b *testing.B) {
 // memory they added per session: the live heap and goroutine stacks of this
 // process for sdk, after a GC; the resident set (VmRSS) of each process
 // for sdk-process, single and cross, which includes the Go runtime's slack (garbage not
-// yet collected, memory not yet returned to the OS).
+// yet collected, memory not yet returned to the OS). Under a GOMEMLIMIT
+// (in bytes) it also reports each node's peak anonymous memory while the
+// sessions opened, as a fraction of the limit (watchAnon).
 func BenchmarkIdleSession(b *testing.B) {
 	for _, target := range benchTargets {
 		b.Run(target.name, func(b *testing.B) {
@@ -155,11 +158,15 @@ func BenchmarkIdleSession(b *testing.B) {
 				b.Fatal(err)
 			}
 			before := srv.memory(b)
+			peaks := srv.watchAnon(b)
 			for b.Loop() {
 				s := &benchSession{c: c}
 				if err := s.open(); err != nil {
 					b.Fatal(err)
 				}
+			}
+			for role, peak := range peaks() {
+				b.ReportMetric(peak, role+"-peak-anon/limit")
 			}
 			after := srv.memory(b)
 			for unit, v := range after {
@@ -202,6 +209,51 @@ func (s *benchServer) memory(b *testing.B) map[string]int64 {
 		out[s.roles[i]+"-RSS-B/session"] = vmRSS(b, n.cmd.Process.Pid)
 	}
 	return out
+}
+
+// watchAnon samples each node's anonymous resident memory (procstat.Anon:
+// what GOMEMLIMIT bounds, without the binary's pages) every 100 ms while
+// the sessions open, when the benchmark's environment sets GOMEMLIMIT (in
+// bytes; the nodes inherit it); the function it returns stops it and gives
+// each role's peak as a fraction of the limit. A node at its limit should
+// stay at or under 1.
+func (s *benchServer) watchAnon(b *testing.B) func() map[string]float64 {
+	limit, err := strconv.ParseInt(os.Getenv("GOMEMLIMIT"), 10, 64)
+	if err != nil || limit <= 0 || len(s.nodes) == 0 {
+		return func() map[string]float64 { return nil }
+	}
+	peaks := make([]int64, len(s.nodes))
+	sample := func() {
+		for i, n := range s.nodes {
+			if a, err := procstat.Anon(n.cmd.Process.Pid); err == nil {
+				peaks[i] = max(peaks[i], a)
+			}
+		}
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			sample()
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() map[string]float64 {
+		close(stop)
+		<-done
+		sample()
+		out := map[string]float64{}
+		for i, p := range peaks {
+			out[s.roles[i]] = float64(p) / float64(limit)
+		}
+		return out
+	}
 }
 
 // cpu returns the CPU time the target's processes have used so far (user

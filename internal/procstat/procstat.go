@@ -42,19 +42,29 @@ func CPU(pid int) (time.Duration, error) {
 
 // RSS is process pid's resident memory now, in bytes (VmRSS of
 // /proc/PID/status). It fails once the process is gone.
-func RSS(pid int) (int64, error) {
+func RSS(pid int) (int64, error) { return statusBytes(pid, "VmRSS:") }
+
+// Anon is the anonymous part of process pid's resident memory now, in
+// bytes (RssAnon): its own memory, without the pages of the files it maps
+// (its binary's), which the kernel may drop under pressure and which a Go
+// memory limit does not count.
+func Anon(pid int) (int64, error) { return statusBytes(pid, "RssAnon:") }
+
+// statusBytes reads field (with its colon) of /proc/PID/status, in kB
+// there, as bytes.
+func statusBytes(pid int, field string) (int64, error) {
 	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	for line := range strings.Lines(string(status)) {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("VmRSS of %d: %w", pid, err)
+				return 0, fmt.Errorf("%s of %d: %w", field, pid, err)
 			}
 			return kb << 10, nil
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
