@@ -56,9 +56,8 @@ func (p *Pressure) Run(ctx context.Context, every time.Duration) {
 
 // Check passivates a tenth of the idle actors (rounded up), least
 // recently active first, when what the runtime retains is above Above of
-// the limit,
-// and returns how many it asked to passivate. With no limit set it does
-// nothing.
+// the limit, and returns how many it asked to passivate. With no limit set
+// it does nothing.
 func (p *Pressure) Check() int {
 	limitOf, heapOf := p.Limit, p.Heap
 	if limitOf == nil {
@@ -78,7 +77,7 @@ func (p *Pressure) Check() int {
 	}
 	if n > 0 {
 		pmetrics.Passivated.Add(float64(n))
-		p.Logger.Warn("memory pressure: passivating idle actors", "heap", heap, "limit", limit, "passivating", n, "idle", len(idle))
+		p.Logger.Warn("memory pressure: passivating idle actors", "retained", heap, "limit", limit, "passivating", n, "idle", len(idle))
 	}
 	return n
 }
