@@ -32,9 +32,9 @@ type Pressure struct {
 	// runtime retains makes actors passivate (0 < Above ≤ 1).
 	Above  float64
 	Logger *slog.Logger
-	// Limit and Heap read the memory limit and what the runtime retains
+	// Limit and Used read the memory limit and what the runtime retains
 	// (bytes); nil: the runtime's (debug.SetMemoryLimit, Retained).
-	Limit, Heap func() uint64
+	Limit, Used func() uint64
 }
 
 // pressureShare is the fraction of the idle actors one check passivates.
@@ -59,15 +59,19 @@ func (p *Pressure) Run(ctx context.Context, every time.Duration) {
 // the limit, and returns how many it asked to passivate. With no limit set
 // it does nothing.
 func (p *Pressure) Check() int {
-	limitOf, heapOf := p.Limit, p.Heap
+	limitOf, usedOf := p.Limit, p.Used
 	if limitOf == nil {
 		limitOf = memoryLimit
 	}
-	if heapOf == nil {
-		heapOf = Retained
+	if usedOf == nil {
+		usedOf = Retained
 	}
-	limit, heap := limitOf(), heapOf()
-	if limit == 0 || limit >= math.MaxInt64 || float64(heap) < p.Above*float64(limit) {
+	limit := limitOf()
+	if limit == 0 || limit >= math.MaxInt64 {
+		return 0 // no limit: nothing to weigh
+	}
+	used := usedOf()
+	if float64(used) < p.Above*float64(limit) {
 		return 0
 	}
 	idle := p.Local.idle()
@@ -77,7 +81,7 @@ func (p *Pressure) Check() int {
 	}
 	if n > 0 {
 		pmetrics.Passivated.Add(float64(n))
-		p.Logger.Warn("memory pressure: passivating idle actors", "retained", heap, "limit", limit, "passivating", n, "idle", len(idle))
+		p.Logger.Warn("memory pressure: passivating idle actors", "retained", used, "limit", limit, "passivating", n, "idle", len(idle))
 	}
 	return n
 }

@@ -61,7 +61,7 @@ func TestPressurePassivatesTheIdlest(t *testing.T) {
 	var heap atomic.Uint64
 	limit := uint64(1000)
 	p := &actors.Pressure{Local: local, System: system, Above: 0.9, Logger: slog.New(slog.DiscardHandler),
-		Limit: func() uint64 { return limit }, Heap: heap.Load}
+		Limit: func() uint64 { return limit }, Used: heap.Load}
 	heap.Store(899)
 	if got := p.Check(); got != 0 {
 		t.Fatalf("below the threshold, %d actors were asked to passivate", got)
