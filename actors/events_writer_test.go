@@ -128,11 +128,16 @@ func TestEventsWriterRetryStoresOnce(t *testing.T) {
 				t.Fatalf("resume %q after %d: %q, want %q", stream, i, got, want[i+1:])
 			}
 		}
-		// Each kept event is a field "e:<n>:<stream>" of the session's hash.
-		fields, err := client.HKeys(ctx, "pingmcp:events:{s}:bytes").Result()
+		// Each kept event is a field "e:<n>:<stream>" of the session's hash,
+		// but an empty first one (the priming event), which the stream's
+		// record implies (" i").
+		fields, err := client.HGetAll(ctx, "pingmcp:events:{s}:bytes").Result()
 		n := 0
-		for _, f := range fields {
+		for f, v := range fields {
 			if strings.HasPrefix(f, "e:") && strings.HasSuffix(f, ":"+stream) && strings.Count(f, ":") == 2+strings.Count(stream, ":") {
+				n++
+			}
+			if f == "s:"+stream && strings.HasSuffix(v, " i") {
 				n++
 			}
 		}

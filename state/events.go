@@ -72,7 +72,9 @@ const (
 // session, stream ids of 17 bytes): an event ~218 bytes besides its data
 // (its field of the session's hash and its member of the order), a stream
 // ~230 (its record and its member). The memory store, which spends less,
-// counts the same.
+// counts the same, except for a stream's empty first event (the SDK's
+// priming event): Redis keeps it in the stream's record and counts nothing
+// for it.
 const (
 	EventOverhead  = 224
 	StreamOverhead = 256
@@ -149,8 +151,13 @@ var (
 	// sequence (q), when its keys' TTL was last set (t, Redis's clock in
 	// ms), one record per stream (field "s:"+stream: "n t w", the stream's
 	// last event number n, the time t of its open or last event, the name
-	// w of its last write), and the data of each kept event (field
-	// "e:"+n+":"+stream: "q data", q its session sequence number). load()
+	// w of its last write, then " i" if its first event is implied), and
+	// the data of each kept event (field "e:"+n+":"+stream: "q data", q its
+	// session sequence number). A stream's first event, when it is empty
+	// (the SDK's priming event, which every request stream of the
+	// 2025-11-25 protocol starts with), is implied by the record instead:
+	// no field, no member, no bytes counted; a replay from before it gives
+	// it, and the count bound drops it (the flag goes) as any other. load()
 	// reads the count, the sequence, t and this stream's record in one
 	// HMGET; the script changes them in st (new fields in st.h), and
 	// store(st) writes back what changed in one HSET.
@@ -167,7 +174,8 @@ var (
 	// starting again; a member whose event is not there only gives its
 	// bytes back. A stream's kept events are always its last ones, without
 	// a gap (the oldest go first, in its order as in the session's). A
-	// stream goes (its record) once it has no events left and answers no
+	// stream goes (its record) once it has no events left (an implied
+	// first event does not count) and answers no
 	// request in flight (the journal), unless it is the session's
 	// standalone stream "": when its last event goes, or when its own
 	// member is the oldest (its member moves to the newest place if the
@@ -199,7 +207,9 @@ local function rec(v)
   if not v then return nil end
   local n, t, w = string.match(v, '^(%d+) (%d+) ?(.*)$')
   if not n then return nil end
-  return {n = tonumber(n), t = tonumber(t), w = w}
+  local i = string.sub(w, -2) == ' i'
+  if i then w = string.sub(w, 1, -3) end
+  return {n = tonumber(n), t = tonumber(t), w = w, i = i}
 end
 local function alive(st, r)
   return r ~= nil and st.now <= r.t + st.ttl
@@ -233,7 +243,7 @@ local function store(st)
   local f = {}
   if st.b ~= st.b0 then put(f, 'b', st.b) end
   if st.q ~= st.q0 then put(f, 'q', st.q) end
-  if st.changed then put(f, 's:' .. ARGV[1], st.s.n .. ' ' .. st.s.t .. ' ' .. st.s.w) end
+  if st.changed then put(f, 's:' .. ARGV[1], st.s.n .. ' ' .. st.s.t .. ' ' .. st.s.w .. (st.s.i and ' i' or '')) end
   for k, v in pairs(st.h) do put(f, k, v) end
   local refresh = st.touched or st.now - st.t >= math.floor(st.slack / 2)
   if refresh then put(f, 't', st.now) end
@@ -326,6 +336,11 @@ local function open(st, journal, budget, cost, dropped)
   end
 end
 local function forget(st, k, why, overhead, dropped)
+  if k == 1 and st.s.i then
+    st.s.i, st.changed = false, true
+    dropped[why] = dropped[why] + 1
+    return true
+  end
   local f = ev(k, ARGV[1])
   local v = redis.call('HGET', KEYS[1], f)
   if not v then return false end
@@ -345,7 +360,10 @@ local function append(st, maxlen, data, budget, overhead, cost, dropped, write, 
   local size = string.len(data) + overhead
   st.s.n, st.s.t, st.s.w, st.changed = st.s.n + 1, st.now, write, true
   local n = st.s.n
-  if size > budget then
+  if n == 1 and data == '' then
+    st.s.i = true
+    if st.had then redis.call('HDEL', KEYS[1], ev(1, ARGV[1])) end
+  elseif size > budget then
     local k = n - 1
     while k > 0 and forget(st, k, 3, overhead, dropped) do k = k - 1 end
     dropped[3] = dropped[3] + 1
@@ -379,7 +397,8 @@ store(st)
 return {1, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
 	// KEYS as openScript's; ARGV[1] to [6] as openScript's, ARGV[7] max
 	// length, ARGV[8] data, ARGV[9] EventOverhead, ARGV[10] the write's
-	// name: opens the stream and appends data as its first event. Returns
+	// name: opens the stream and appends data as its first event (implied
+	// by the record when data is empty). Returns
 	// appendScript's result; run again with the same name (a retry), the
 	// open changes nothing and the append stores nothing.
 	openAppendScript = redis.NewScript(trimLua + streamLua + `
@@ -436,6 +455,10 @@ if tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) > tonumber(
 count = tonumber(count)
 local out = {count, 0}
 local from = tonumber(ARGV[1]) + 2
+if from == 1 and count >= 1 and string.sub(v, -2) == ' i' then
+  out[3] = ''
+  from = 2
+end
 while from <= count do
   local to = math.min(count, from + 499)
   local fields = {}

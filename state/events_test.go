@@ -816,3 +816,66 @@ func TestRedisEventsAfterOldLayout(t *testing.T) {
 		t.Errorf("the session counts %d bytes, its members %d; want the new stream's %d", b, sum, StreamOverhead+3+EventOverhead)
 	}
 }
+
+// TestRedisEventsPrimingInRecord: a stream's first event, when empty (the
+// SDK's priming event), is kept in the stream's record, not as a field of
+// the session's hash with a member in the order: a request stream then
+// costs Redis its record and its answer. Replays are as if it were stored;
+// the count bound drops it as any other.
+func TestRedisEventsPrimingInRecord(t *testing.T) {
+	client := redistest.Start(t)
+	ctx := context.Background()
+	s := NewRedisEvents(client, "prime:", EventOptions{MaxLen: 2})
+	hash, order := s.keys("sess")[0], s.keys("sess")[3]
+	ids := []json.RawMessage{json.RawMessage(`1`)}
+	if err := s.OpenAppend(ctx, "sess", "p", "", 0, ids, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	fields := client.HGetAll(ctx, hash).Val()
+	if _, ok := fields["e:1:p"]; ok {
+		t.Error("the priming event is a field of the session's hash")
+	}
+	if rec := fields["s:p"]; !strings.HasPrefix(rec, "1 ") || !strings.HasSuffix(rec, " i") {
+		t.Errorf("the stream's record is %q, want its first event numbered and implied", rec)
+	}
+	if got := client.ZRange(ctx, order, 0, -1).Val(); len(got) != 1 || fields["b"] != strconv.Itoa(StreamOverhead) {
+		t.Errorf("the order holds %q and the session counts %s bytes; want the stream's member and %d", got, fields["b"], StreamOverhead)
+	}
+	if got, err := collect(t, s, "sess", "p", -1); err != nil || !slices.Equal(got, []string{""}) {
+		t.Fatalf("replay of p from the start: %q, %v; want the priming event", got, err)
+	}
+	// A retry of the open stores nothing more.
+	w := NewWriteID()
+	if err := s.OpenAppend(ctx, "sess", "q", "", 0, ids, w, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.OpenAppend(ctx, "sess", "q", "", 0, ids, w, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendFinish(ctx, "sess", "q", 0, "", []byte("answer")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := collect(t, s, "sess", "q", -1); err != nil || !slices.Equal(got, []string{"", "answer"}) {
+		t.Fatalf("replay of q: %q, %v; want the priming event and the answer", got, err)
+	}
+	// Past the count bound (2), the priming event goes first.
+	if err := s.Append(ctx, "sess", "q", []byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := collect(t, s, "sess", "q", -1); !errors.Is(err, mcp.ErrEventsPurged) {
+		t.Fatalf("replay of q from the start past its bound: %q, %v; want ErrEventsPurged", got, err)
+	}
+	if got, err := collect(t, s, "sess", "q", 0); err != nil || !slices.Equal(got, []string{"answer", "late"}) {
+		t.Fatalf("replay of q after the priming event: %q, %v", got, err)
+	}
+	// An empty event that is not a stream's first is stored as any other.
+	if err := s.Append(ctx, "sess", "p", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := client.HGetAll(ctx, hash).Val()["e:2:p"]; !ok {
+		t.Error("an empty second event is not stored")
+	}
+	if got, err := collect(t, s, "sess", "p", -1); err != nil || !slices.Equal(got, []string{"", ""}) {
+		t.Fatalf("replay of p: %q, %v", got, err)
+	}
+}

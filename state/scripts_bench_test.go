@@ -48,7 +48,7 @@ func BenchmarkRedisRequestStream(b *testing.B) {
 				}
 			}
 			activate(0)
-			priming := []byte(`{"jsonrpc":"2.0","method":"notifications/progress"}`)
+			var priming []byte // the SDK's priming event is empty
 			answer := []byte(`{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"This is a simple text response for testing."}]}}`)
 			measureRedis(b, client, func(i int) {
 				if c.budget == 0 && i%100 == 99 {
