@@ -9,7 +9,7 @@ import (
 // PrincipalProps are the props of the principal actor kind.
 func PrincipalProps(cfg Config) *actor.Props {
 	cfg = cfg.withTools()
-	return actor.PropsFromProducer(func() actor.Actor { return newPrincipalActor(cfg) })
+	return props(func() actor.Actor { return newPrincipalActor(cfg) })
 }
 
 func newPrincipalActor(cfg Config) *PrincipalActor {

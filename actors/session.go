@@ -107,7 +107,7 @@ func SessionProps(cfg Config) *actor.Props {
 	}
 	cfg = cfg.withTools()
 	cfg.servers = newServers(cfg)
-	return actor.PropsFromProducer(func() actor.Actor { return newSessionActor(cfg) })
+	return props(func() actor.Actor { return newSessionActor(cfg) })
 }
 
 func newSessionActor(cfg Config) *SessionActor {

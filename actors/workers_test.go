@@ -1,0 +1,51 @@
+package actors
+
+import (
+	"bytes"
+	"runtime"
+	"testing"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// goroutineID is the id runtime.Stack prints for the calling goroutine: a
+// new goroutine gets a new one, a worker keeps its own.
+func goroutineID() string {
+	var b [64]byte
+	f := bytes.Fields(b[:runtime.Stack(b[:], false)])
+	return string(f[1])
+}
+
+// TestMailboxTurnsOnWorkers: an actor of this package's props runs its
+// mailbox turns on the request workers, so that one turn after another
+// reuses a goroutine (and its grown stack) instead of starting one each
+// time, as protoactor's default dispatcher does (the control).
+func TestMailboxTurnsOnWorkers(t *testing.T) {
+	system := actor.NewActorSystem()
+	t.Cleanup(system.Shutdown)
+	ids := make(chan string)
+	producer := func() actor.Actor {
+		return actor.ReceiveFunc(func(c actor.Context) {
+			if c.Message() == "turn" {
+				ids <- goroutineID()
+			}
+		})
+	}
+	// goroutines counts those that ran 500 turns, one after another.
+	goroutines := func(p *actor.Props) int {
+		pid := system.Root.Spawn(p)
+		defer system.Root.Stop(pid)
+		seen := map[string]bool{}
+		for range 500 {
+			system.Root.Send(pid, "turn")
+			seen[<-ids] = true
+		}
+		return len(seen)
+	}
+	if n := goroutines(props(producer)); n > 50 {
+		t.Errorf("500 turns ran on %d goroutines, want a few workers", n)
+	}
+	if n := goroutines(actor.PropsFromProducer(producer)); n < 250 {
+		t.Errorf("control: protoactor's default dispatcher ran 500 turns on %d goroutines; the test cannot tell", n)
+	}
+}
