@@ -173,11 +173,12 @@ var (
 	// an expired stream may have been opened again since, its numbers
 	// starting again; a member whose event is not there only gives its
 	// bytes back. A stream's kept events are always its last ones, without
-	// a gap (the oldest go first, in its order as in the session's). A
-	// stream goes (its record) once it has no events left (an implied
-	// first event does not count) and answers no
-	// request in flight (the journal), unless it is the session's
-	// standalone stream "": when its last event goes, or when its own
+	// a gap (the oldest go first, in its order as in the session's; an
+	// implied first event may outlive the next ones, but a replay from
+	// before it needs them and fails all the same). A stream goes (its
+	// record) once it has no events left (an implied first event does not
+	// count) and answers no request in flight (the journal), unless it is
+	// the session's standalone stream "": when its last event goes, or when its own
 	// member is the oldest (its member moves to the newest place if the
 	// stream is in use). A request stream's member moves behind the answer
 	// to its last request when that is appended, so that its events go
