@@ -1,43 +1,71 @@
 package actors
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 )
 
-// requestWorkers run the forwarded requests of every actor in the process.
-// A request never waits for a worker: it takes one that is idle or starts a
-// new one, so a request that hangs (an SSE stream) holds only its own. What
-// reuse saves is the stack: a new goroutine grows its stack by copying, at
-// every request, through the SDK's deep call chain; a worker keeps it grown
-// (until a garbage collection shrinks it while idle).
-var requestWorkers = &workers{tasks: make(chan func())}
+// requestWorkers run the forwarded requests of every actor in the process,
+// and the actors' mailbox turns (mailboxDispatcher). A task never waits for
+// a worker: it takes one that is idle or starts a new one, so a request that
+// hangs (an SSE stream) holds only its own. What reuse saves is the stack: a
+// new goroutine grows its stack by copying, at every task, through the SDK's
+// deep call chain; a worker keeps it grown (until a garbage collection
+// shrinks it while idle).
+var requestWorkers = &workers{tasks: make(chan func()), maxIdle: maxIdleWorkers, idleFor: workerIdle}
 
-// workerIdle is how long an idle worker waits for a request before it ends.
+// workerIdle is how long an idle worker waits for a task before it ends.
 const workerIdle = 10 * time.Second
 
-type workers struct{ tasks chan func() }
+// maxIdleWorkers bounds the workers left waiting: a burst (memory pressure
+// asks a tenth of a node's idle actors, thousands, to passivate at once; a
+// reconnect storm) starts as many goroutines as it needs, and all but these
+// end with their task instead of keeping their stacks for workerIdle.
+const maxIdleWorkers = 256
+
+type workers struct {
+	tasks   chan func()
+	maxIdle int32
+	idleFor time.Duration // how long a worker waits for a task (workerIdle)
+	idle    atomic.Int32  // workers waiting for a task
+	live    atomic.Int32  // workers running or waiting
+	ended   func()        // called as a worker ends (tests)
+}
 
 // run runs f on an idle worker if there is one, else on a new goroutine.
 func (ws *workers) run(f func()) {
 	select {
 	case ws.tasks <- f:
 	default:
+		ws.live.Add(1)
 		go ws.work(f)
 	}
 }
 
 func (ws *workers) work(f func()) {
-	idle := time.NewTimer(workerIdle)
+	defer func() {
+		ws.live.Add(-1)
+		if ws.ended != nil {
+			ws.ended()
+		}
+	}()
+	idle := time.NewTimer(ws.idleFor)
 	defer idle.Stop()
 	for {
 		f()
-		f = nil // nothing of the last request stays reachable while idle
-		idle.Reset(workerIdle)
+		f = nil // nothing of the last task stays reachable while idle
+		if ws.idle.Add(1) > ws.maxIdle {
+			ws.idle.Add(-1)
+			return
+		}
+		idle.Reset(ws.idleFor)
 		select {
 		case f = <-ws.tasks:
+			ws.idle.Add(-1)
 		case <-idle.C:
+			ws.idle.Add(-1)
 			return
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 )
@@ -47,5 +48,44 @@ func TestMailboxTurnsOnWorkers(t *testing.T) {
 	}
 	if n := goroutines(actor.PropsFromProducer(producer)); n < 250 {
 		t.Errorf("control: protoactor's default dispatcher ran 500 turns on %d goroutines; the test cannot tell", n)
+	}
+}
+
+// TestWorkersBoundIdle: a burst of tasks starts a worker for each, and once
+// they are done only maxIdle stay waiting; the rest end at once rather than
+// keeping their stacks for workerIdle.
+func TestWorkersBoundIdle(t *testing.T) {
+	const burst, maxIdle = 100, 8
+	ended := make(chan struct{}, burst)
+	ws := &workers{tasks: make(chan func()), maxIdle: maxIdle, idleFor: time.Hour, ended: func() { ended <- struct{}{} }}
+	started, release := make(chan struct{}), make(chan struct{})
+	for range burst {
+		ws.run(func() {
+			started <- struct{}{}
+			<-release
+		})
+	}
+	for range burst {
+		<-started
+	}
+	if n := ws.live.Load(); n != burst {
+		t.Fatalf("%d workers for %d tasks running at once", n, burst)
+	}
+	close(release)
+	timeout := time.After(10 * time.Second)
+	for i := range burst - maxIdle {
+		select {
+		case <-ended:
+		case <-timeout:
+			t.Fatalf("after the burst only %d workers of %d ended; want all but %d", i, burst, maxIdle)
+		}
+	}
+	if live, idle := ws.live.Load(), ws.idle.Load(); live != maxIdle || idle != maxIdle {
+		t.Fatalf("after the burst: %d workers, %d idle; want %d waiting", live, idle, maxIdle)
+	}
+	select {
+	case <-ended:
+		t.Fatal("a waiting worker ended before its idle time")
+	default:
 	}
 }
