@@ -73,20 +73,22 @@ func (ws *workers) work(f func()) {
 
 // props are the props of an actor kind of this package: its mailbox turns
 // run on the request workers (mailboxDispatcher).
-func props(produce actor.Producer) *actor.Props {
-	return actor.PropsFromProducer(produce, actor.WithDispatcher(mailboxDispatcher{}))
+func props(produce actor.Producer) *actor.Props { return propsOn(requestWorkers, produce) }
+
+func propsOn(ws *workers, produce actor.Producer) *actor.Props {
+	return actor.PropsFromProducer(produce, actor.WithDispatcher(mailboxDispatcher{ws}))
 }
 
-// mailboxDispatcher runs the actors' mailbox turns on the request workers.
+// mailboxDispatcher runs the actors' mailbox turns on workers.
 // protoactor's default dispatcher starts a goroutine for every turn, whose
 // stack then grows by copying, at every turn, through a request's reading
 // (rpcbody) and the actor's bookkeeping: about a tenth of a busy node's CPU
 // with the requests' own growth. A turn never waits on a request (DESIGN:
 // requests run on goroutines of their own), so a worker it takes is back
 // as soon as the mailbox is empty.
-type mailboxDispatcher struct{}
+type mailboxDispatcher struct{ ws *workers }
 
-func (mailboxDispatcher) Schedule(fn func()) { requestWorkers.run(fn) }
+func (d mailboxDispatcher) Schedule(fn func()) { d.ws.run(fn) }
 
 // Throughput is protoactor's default: messages a turn handles before it
 // yields the processor.
