@@ -71,10 +71,9 @@ const (
 // what Redis 7.0 spends (MEMORY USAGE, jemalloc, 2,000 streams of one
 // session, stream ids of 17 bytes): an event ~218 bytes besides its data
 // (its field of the session's hash and its member of the order), a stream
-// ~230 (its record and its member). The memory store, which spends less,
-// counts the same, except for a stream's empty first event (the SDK's
-// priming event): Redis keeps it in the stream's record and counts nothing
-// for it.
+// ~230 (its record and its member); a stream's empty first event (the
+// SDK's priming event) nothing, since Redis keeps it in the stream's record.
+// The memory store, which spends less, counts the same.
 const (
 	EventOverhead  = 224
 	StreamOverhead = 256

@@ -155,9 +155,17 @@ func (st *memStream) at(i int) (event []byte, next int) {
 	return st.data[start:end:end], end
 }
 
-// eventSize is what an event counts against the bounds: its data and
-// EventOverhead, as in Redis; a stream counts StreamOverhead.
-func eventSize(data []byte) int64 { return int64(len(data)) + EventOverhead }
+// eventSize is what the event at index of its stream counts against the
+// bounds: its data and EventOverhead, as in Redis; a stream counts
+// StreamOverhead. A stream's first event, when empty (the SDK's priming
+// event), counts nothing, as in Redis, which keeps it in the stream's
+// record.
+func eventSize(index int, data []byte) int64 {
+	if index == 0 && len(data) == 0 {
+		return 0
+	}
+	return int64(len(data)) + EventOverhead
+}
 
 // live says whether the place at i in s's order is still kept.
 func (s *memSession) live(i int) bool {
@@ -346,7 +354,7 @@ func (m *MemoryEvents) AppendAt(_ context.Context, session, stream string, epoch
 		return fmt.Errorf("append event to stream %q: %w", stream, ErrStreamGone)
 	}
 	st.last = now
-	size := eventSize(data)
+	size := eventSize(st.first+st.kept, data)
 	if size > m.opts.MaxBytes {
 		// Kept, it would take the whole budget and more: it goes live
 		// only, and so does what came before it in its stream, so that a
@@ -473,7 +481,7 @@ func (m *MemoryEvents) dropStream(s *memSession, st *memStream) {
 // drop forgets the oldest event of st and returns its size. Requires m.mu.
 func (m *MemoryEvents) drop(s *memSession, st *memStream) int64 {
 	event, next := st.at(st.base)
-	size := eventSize(event)
+	size := eventSize(st.first, event)
 	st.base = next
 	st.kept--
 	st.first++
@@ -615,8 +623,8 @@ func (m *MemoryEvents) SessionClosed(_ context.Context, session string) error {
 	return nil
 }
 
-// Bytes is what the store keeps for session (data and EventOverhead per
-// event), and for all sessions.
+// Bytes is what the store counts for session (see eventSize), and for all
+// sessions.
 func (m *MemoryEvents) Bytes(session string) (sessionBytes, total int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
