@@ -314,7 +314,11 @@ end
 	// write of a stream can be retried (the next waits for it), so the last
 	// one is all it takes. With last set, data answers the stream's last
 	// request: the stream's member moves behind it (trimLua). New members
-	// of the order set wait in st.z for store's one ZADD.
+	// of the order set wait in st.z for store's one ZADD. An empty first
+	// event is implied by the record (trimLua); on a stream opened again
+	// after it expired, it first deletes the old incarnation's event 1:
+	// popped by the budget, that event's member would otherwise find it
+	// and drop the new stream as if its last event went (make).
 	streamLua = `
 local function fenced(epoch)
   return epoch ~= '0' and tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(epoch)
