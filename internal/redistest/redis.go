@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -60,6 +61,12 @@ func tryStart(t testing.TB, bin string) (addr, log string, ok bool) {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "", true
 }
 
+// RedisCPUsEnv, when set (benchmarks), names the CPUs every redis-server
+// runs on, as taskset takes them ("1"): with the benchmark itself run on
+// the others (taskset --cpu-list 0 …), Redis has cores of its own, as in a
+// deployment, instead of sharing the node's.
+const RedisCPUsEnv = "PINGMCP_BENCH_REDIS_CPUS"
+
 // process is one redis-server run.
 type process struct {
 	cmd    *exec.Cmd
@@ -84,6 +91,10 @@ func run(t testing.TB, bin string, port int, dir string, persist bool, extra ...
 		args = append(args, "--appendonly", "no")
 	}
 	args = append(args, extra...)
+	if cpus := os.Getenv(RedisCPUsEnv); cpus != "" {
+		args = append([]string{"--cpu-list", cpus, bin}, args...)
+		bin = "taskset" // it execs redis-server: the same process
+	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
