@@ -263,22 +263,38 @@ func StartReplica(t testing.TB, master string) *redis.Client {
 // user and system, its main thread and the others).
 func CPU(tb testing.TB, client *redis.Client) time.Duration {
 	tb.Helper()
-	info, err := client.Info(context.Background(), "cpu").Result()
+	fields := Info(tb, client, "cpu")
+	var total float64
+	for _, k := range []string{"used_cpu_sys", "used_cpu_user"} {
+		v, ok := fields[k]
+		if !ok {
+			continue
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			tb.Fatalf("INFO cpu %s: %v", k, err)
+		}
+		total += f
+	}
+	return time.Duration(total * float64(time.Second))
+}
+
+// Info reads one section of INFO from the redis-server behind client, as
+// its fields ("process_id": "1234").
+func Info(tb testing.TB, client *redis.Client, section string) map[string]string {
+	tb.Helper()
+	text, err := client.Info(context.Background(), section).Result()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	var total float64
-	for _, line := range strings.Split(info, "\n") {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				tb.Fatalf("INFO cpu %s: %v", k, err)
-			}
-			total += f
+	fields := map[string]string{}
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if k, v, ok := strings.Cut(line, ":"); ok && !strings.HasPrefix(line, "#") {
+			fields[k] = v
 		}
 	}
-	return time.Duration(total * float64(time.Second))
+	return fields
 }
 
 // A CommandStat is what redis-server counts of one command since its last
@@ -295,14 +311,10 @@ type CommandStat struct {
 // "config|resetstat", …).
 func Commands(tb testing.TB, client *redis.Client) map[string]CommandStat {
 	tb.Helper()
-	info, err := client.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		tb.Fatal(err)
-	}
 	out := map[string]CommandStat{}
-	for _, line := range strings.Split(info, "\n") {
-		name, rest, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(line), "cmdstat_"), ":")
-		if !ok || strings.HasPrefix(line, "#") {
+	for k, rest := range Info(tb, client, "commandstats") {
+		name, ok := strings.CutPrefix(k, "cmdstat_")
+		if !ok {
 			continue
 		}
 		var s CommandStat
@@ -313,7 +325,7 @@ func Commands(tb testing.TB, client *redis.Client) map[string]CommandStat {
 			case k != "calls" && k != "usec":
 				continue
 			case err != nil:
-				tb.Fatalf("INFO commandstats %q: %v", line, err)
+				tb.Fatalf("INFO commandstats %s: %q: %v", name, rest, err)
 			case k == "calls":
 				s.Calls = n
 			default:

@@ -1,7 +1,6 @@
 package redistest
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -29,21 +28,11 @@ func TestRedisCPUs(t *testing.T) {
 // serverPID is the process id of client's redis-server.
 func serverPID(t *testing.T, client *redis.Client) int {
 	t.Helper()
-	info, err := client.Info(context.Background(), "server").Result()
+	pid, err := strconv.Atoi(Info(t, client, "server")["process_id"])
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("INFO server process_id: %v", err)
 	}
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "process_id:"); ok {
-			pid, err := strconv.Atoi(v)
-			if err != nil {
-				t.Fatalf("INFO server process_id: %v", err)
-			}
-			return pid
-		}
-	}
-	t.Fatalf("INFO server has no process_id:\n%s", info)
-	return 0
+	return pid
 }
 
 // cpusAllowed is the list of CPUs process pid may run on (/proc/PID/status).
