@@ -65,6 +65,7 @@ var benchTargets = []struct {
 	{"sdk-process", sdkProcessServer},
 	{"sdk-shared-process", sdkSharedProcessServer},
 	{"single", singleServer},
+	{"single-redis", singleRedisServer},
 	{"cross", crossServer},
 	{"pair", pairServer},
 	{"cross-redis", crossRedisServer},
@@ -85,11 +86,9 @@ func BenchmarkToolsCall(b *testing.B) {
 			})
 			for _, n := range benchConcurrency {
 				b.Run(fmt.Sprintf("c%d", n), func(b *testing.B) {
-					before := srv.cpu(b)
+					before := srv.usage(b)
 					measure(b, n, func(w int) error { return sessions[w].callTool() }, nil)
-					if before >= 0 {
-						b.ReportMetric(float64(srv.cpu(b)-before)/float64(time.Microsecond)/float64(b.N), "server-cpu-µs/call")
-					}
+					srv.reportUsage(b, before)
 				})
 			}
 		})
@@ -256,10 +255,16 @@ func (s *benchServer) watchAnon(b *testing.B) func() map[string]float64 {
 	}
 }
 
-// cpu returns the CPU time the target's processes have used so far (user
-// and system, all their threads), or -1 for sdk, which runs in this process
-// beside the client.
-func (s *benchServer) cpu(b *testing.B) time.Duration {
+// usage is what one of a target's processes has used so far: CPU time
+// (user and system, all its threads) and read and write system calls.
+type usage struct {
+	cpu     time.Duration
+	ioCalls int64
+}
+
+// usage returns each of the target's processes' usage so far, none for sdk,
+// which runs in this process beside the client.
+func (s *benchServer) usage(b *testing.B) []usage {
 	pids := []int{s.pid}
 	if s.pid == 0 {
 		pids = pids[:0]
@@ -267,14 +272,39 @@ func (s *benchServer) cpu(b *testing.B) time.Duration {
 			pids = append(pids, n.cmd.Process.Pid)
 		}
 	}
-	if len(pids) == 0 {
-		return -1
-	}
-	var total time.Duration
+	var used []usage
 	for _, pid := range pids {
-		total += processCPU(b, pid)
+		reads, writes, err := procstat.IOCalls(pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		used = append(used, usage{cpu: processCPU(b, pid), ioCalls: reads + writes})
 	}
-	return total
+	return used
+}
+
+// reportUsage reports what the target's processes used per call since
+// before (usage's): CPU in all (server-cpu-µs/call) and, with more than one
+// node, each node's by its role (edge-cpu-µs/call, member-cpu-µs/call), since
+// only the member's work differs between memory and Redis modes; and their
+// read and write system calls in all (server-io-calls/call), which, unlike
+// CPU time, this machine's changing speed does not move.
+func (s *benchServer) reportUsage(b *testing.B, before []usage) {
+	if len(before) == 0 {
+		return
+	}
+	perCall := func(n float64) float64 { return n / float64(b.N) }
+	var cpu time.Duration
+	var ioCalls int64
+	for i, used := range s.usage(b) {
+		cpu += used.cpu - before[i].cpu
+		ioCalls += used.ioCalls - before[i].ioCalls
+		if len(before) > 1 {
+			b.ReportMetric(perCall(float64(used.cpu-before[i].cpu)/float64(time.Microsecond)), s.roles[i]+"-cpu-µs/call")
+		}
+	}
+	b.ReportMetric(perCall(float64(cpu)/float64(time.Microsecond)), "server-cpu-µs/call")
+	b.ReportMetric(perCall(float64(ioCalls)), "server-io-calls/call")
 }
 
 // processCPU is procstat.CPU, failing b when it cannot be read.
@@ -407,6 +437,14 @@ func singleServer(b *testing.B) *benchServer {
 		return []*node{startNode(t, "single", benchLogLevel...)}
 	})
 	return &benchServer{url: ns[0].URL(), nodes: ns, roles: []string{"node"}}
+}
+
+// singleRedisServer is singleServer keeping sessions and events in Redis:
+// a cluster's node serving a session it opened (cluster.Node.NewIdentity).
+func singleRedisServer(b *testing.B) *benchServer {
+	rdb := redistest.Start(b)
+	n := startNode(b, "single", append(durableArgs(rdb.Options().Addr, newStateKey(b)), benchLogLevel...)...)
+	return &benchServer{url: n.URL(), nodes: []*node{n}, roles: []string{"node"}}
 }
 
 func crossServer(b *testing.B) *benchServer {

@@ -64,3 +64,40 @@ func TestCPU(t *testing.T) {
 	}
 	_ = x
 }
+
+// TestIOCalls: each write to a pipe, and each read of it, counts one.
+func TestIOCalls(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	pid := os.Getpid()
+	reads0, writes0, err := IOCalls(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	buf := make([]byte, 1)
+	for range n {
+		if _, err := w.Write(buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reads1, writes1, err := IOCalls(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Other goroutines of the test binary may read or write meanwhile, but
+	// not fewer than these.
+	if reads1-reads0 < n || writes1-writes0 < n {
+		t.Errorf("after %d writes and reads of a pipe: %d reads, %d writes counted", n, reads1-reads0, writes1-writes0)
+	}
+	if _, _, err := IOCalls(1 << 30); err == nil {
+		t.Error("a process that does not exist: no error")
+	}
+}
