@@ -156,10 +156,11 @@ const maxWireMessage = 256 << 20
 // wireWindow is the flow-control window of each gRPC connection between
 // nodes, and of its stream: fixed, so that gRPC does not estimate it from
 // pings, which it asks of its peer on each message that arrives while none
-// is outstanding (at one request at a time, two of each request's four
-// messages between nodes: a write, a read and a wake-up more on each side).
-// 4 MiB holds the largest forwarded body (--max-body-bytes' default) and is
-// below what gRPC's estimate may grow to (16 MiB).
+// is outstanding. At one request at a time that is every message (the
+// request, the part back): a ping and its answer, each written by one node
+// and read by the other, waking it. 4 MiB holds the largest forwarded body
+// (--max-body-bytes' default) and is below what gRPC's estimate may grow to
+// (16 MiB).
 const wireWindow = 4 << 20
 
 // wireDialOptions are the options of a node's gRPC connections to other
