@@ -284,11 +284,11 @@ func (s *benchServer) usage(b *testing.B) []usage {
 }
 
 // reportUsage reports what the target's processes used per call since
-// before (usage's): CPU in all (server-cpu-µs/call) and, with more than one
-// node, each node's by its role (edge-cpu-µs/call, member-cpu-µs/call), since
-// only the member's work differs between memory and Redis modes; and their
-// read and write system calls in all (server-io-calls/call), which, unlike
-// CPU time, this machine's changing speed does not move.
+// before (usage's): CPU (server-cpu-µs/call) and read and write system calls
+// (server-io-calls/call; unlike CPU time, the machine's changing speed does
+// not move them), in all and, with more than one node, each node's by its
+// role (edge-cpu-µs/call, member-io-calls/call, ...): only the member's work
+// differs between memory and Redis modes.
 func (s *benchServer) reportUsage(b *testing.B, before []usage) {
 	if len(before) == 0 {
 		return
@@ -301,6 +301,7 @@ func (s *benchServer) reportUsage(b *testing.B, before []usage) {
 		ioCalls += used.ioCalls - before[i].ioCalls
 		if len(before) > 1 {
 			b.ReportMetric(perCall(float64(used.cpu-before[i].cpu)/float64(time.Microsecond)), s.roles[i]+"-cpu-µs/call")
+			b.ReportMetric(perCall(float64(used.ioCalls-before[i].ioCalls)), s.roles[i]+"-io-calls/call")
 		}
 	}
 	b.ReportMetric(perCall(float64(cpu)/float64(time.Microsecond)), "server-cpu-µs/call")
