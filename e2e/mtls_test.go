@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/pingmcp/pingmcp/admin"
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/internal/certtest"
 	"github.com/pingmcp/pingmcp/internal/redistest"
@@ -325,6 +327,17 @@ func TestMTLSRotation(t *testing.T) {
 			t.Fatalf("round %d: %s does not use its new certificate %s", round, s.name, cert)
 		}
 		s.n.awaitMembers(ctx, 2)
+		// The other node counts 2 members from the start: itself and the
+		// killed one, until it misses that one's probes. Calls routed by
+		// that view go to the dead node; wait until its members are itself
+		// and the renewed one.
+		renewed := s.n.id(ctx)
+		if !poll(ctx, func() bool {
+			ms := other.n.nodes(ctx)
+			return len(ms) == 2 && slices.ContainsFunc(ms, func(m admin.NodeInfo) bool { return m.ID == renewed })
+		}) {
+			t.Fatalf("round %d: %s never counted %s renewed and the old one gone: %+v", round, other.n.name, s.name, other.n.nodes(ctx))
+		}
 		other.n.awaitMembers(ctx, 2)
 		for i, dc := range clients {
 			if _, err := dc.callLogging(t, ctx); err != nil {
