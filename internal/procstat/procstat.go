@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,31 +43,21 @@ func CPU(pid int) (time.Duration, error) {
 
 // RSS is process pid's resident memory now, in bytes (VmRSS of
 // /proc/PID/status). It fails once the process is gone.
-func RSS(pid int) (int64, error) { return statusBytes(pid, "VmRSS:") }
+func RSS(pid int) (int64, error) { return statusBytes(pid, "VmRSS") }
 
 // Anon is the anonymous part of process pid's resident memory now, in
 // bytes (RssAnon): its own memory, without the pages of the files it maps
 // (its binary's), which the kernel may drop under pressure and which a Go
 // memory limit does not count.
-func Anon(pid int) (int64, error) { return statusBytes(pid, "RssAnon:") }
+func Anon(pid int) (int64, error) { return statusBytes(pid, "RssAnon") }
 
-// statusBytes reads field (with its colon) of /proc/PID/status, in kB
-// there, as bytes.
+// statusBytes reads field of /proc/PID/status, in kB there, as bytes.
 func statusBytes(pid int, field string) (int64, error) {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	kb, err := fields(pid, "status", field)
 	if err != nil {
 		return 0, err
 	}
-	for line := range strings.Lines(string(status)) {
-		if v, ok := strings.CutPrefix(line, field); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				return 0, fmt.Errorf("%s of %d: %w", field, pid, err)
-			}
-			return kb << 10, nil
-		}
-	}
-	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+	return kb[0] << 10, nil
 }
 
 // IOCalls is how many read and write system calls process pid has made
@@ -74,29 +65,40 @@ func statusBytes(pid int, field string) (int64, error) {
 // pipes and sockets alike). Unlike CPU time, it does not move with how fast
 // the machine runs. It fails once the process is gone.
 func IOCalls(pid int) (reads, writes int64, err error) {
-	io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	n, err := fields(pid, "io", "syscr", "syscw")
 	if err != nil {
 		return 0, 0, err
 	}
-	found := 0
-	for line := range strings.Lines(string(io)) {
+	return n[0], n[1], nil
+}
+
+// fields reads the named integer fields ("name: value", a " kB" unit left
+// out) of /proc/PID/file, in the order named; each must be there.
+func fields(pid int, file string, names ...string) ([]int64, error) {
+	path := fmt.Sprintf("/proc/%d/%s", pid, file)
+	text, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	found := map[string]int64{}
+	for line := range strings.Lines(string(text)) {
 		name, v, ok := strings.Cut(line, ":")
-		if !ok || (name != "syscr" && name != "syscw") {
+		if !ok || !slices.Contains(names, name) {
 			continue
 		}
-		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("/proc/%d/io: %s: %w", pid, name, err)
+			return nil, fmt.Errorf("%s: %s: %w", path, name, err)
 		}
-		if name == "syscr" {
-			reads = n
-		} else {
-			writes = n
+		found[name] = n
+	}
+	out := make([]int64, len(names))
+	for i, name := range names {
+		n, ok := found[name]
+		if !ok {
+			return nil, fmt.Errorf("no %s in %s", name, path)
 		}
-		found++
+		out[i] = n
 	}
-	if found != 2 {
-		return 0, 0, fmt.Errorf("/proc/%d/io: no syscr and syscw in %q", pid, io)
-	}
-	return reads, writes, nil
+	return out, nil
 }
