@@ -65,7 +65,7 @@ func (a *api) listNodes(w http.ResponseWriter, r *http.Request) {
 	out := []NodeInfo{}
 	for _, m := range members {
 		addr := m.Address()
-		n := NodeInfo{ID: m.Id, Address: addr, Kinds: m.Kinds, Self: addr == a.opts.Node.Address()}
+		n := NodeInfo{ID: cluster.MemberID(m), Address: addr, Kinds: m.Kinds, Self: addr == a.opts.Node.Address()}
 		if st := answers[addr]; st != nil {
 			n.Role, n.Version, n.HTTPAddr, n.Draining = st.Role, st.Version, st.HttpAddr, st.Draining
 			n.Sessions, n.Principals = int(st.Sessions), int(st.Principals)

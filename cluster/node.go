@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"slices"
 	"strconv"
@@ -150,6 +151,10 @@ func Addresses(ms []*cluster.Member) []string {
 	return out
 }
 
+// gossipOff is a gossip interval so long that protoactor's gossip loop
+// never ticks (about 146 years).
+const gossipOff = time.Duration(math.MaxInt64)
+
 // maxWireMessage bounds one gRPC message between nodes (a batch of envelopes).
 const maxWireMessage = 256 << 20
 
@@ -257,6 +262,14 @@ func Start(cfg Config) (*Node, error) {
 		cluster.WithKinds(cfg.Kinds...),
 		cluster.WithRequestTimeout(10*time.Second),
 	)
+	// protoactor's gossip stays silent. Nothing here uses what it carries
+	// (no pub-sub, no topology consensus); membership is the provider's. And
+	// it would block, for good, every member whose gossip heartbeat it
+	// missed for 20 s (HeartbeatExpiration), so that a node stalled that
+	// long could never join again (seeds.go has the same for membership).
+	// Its graceful-leave notice is set as the actor system stops, too late
+	// to be sent. Its loop ticks every GossipInterval: never, here.
+	clusterCfg.GossipInterval = gossipOff
 	n.Cluster = cluster.New(system, clusterCfg)
 	// Subscribed before joining, so that the first topology is seen too.
 	// Activations on a node that left are gone: forget them at once, so
@@ -359,6 +372,11 @@ func (n *Node) Stop(graceful bool) {
 	}
 	n.replies.close()
 	n.Cluster.Shutdown(graceful)
+	if !graceful {
+		// The gossip loop (gossipOff) ends when told to, which only a
+		// graceful shutdown does.
+		n.Cluster.Gossip.Shutdown()
+	}
 }
 
 // activation returns the PID of the actor of kind/identity, activating it on

@@ -4,6 +4,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,20 +27,44 @@ const membershipActorName = "pingmcp-membership"
 // port per node, bound to every interface whatever the cluster address, and
 // polls with a fixed 2 s HTTP timeout. This one asks the same question over
 // the remote the cluster already has, in an Envelope like every other message.
+//
+// protoactor's MemberList blocks, for good, the id of every member that
+// leaves the topology a provider reports, and its remote then refuses every
+// connection from that id. A node counted gone while alive (stopped, or
+// starved of CPU, for a few probe intervals) would never be taken back, and
+// would soon count this one gone too: two halves, until one restarts. So a
+// peer is reported under an admission id, its process's id and a number
+// this node draws each time it counts the peer in (MemberID undoes it):
+// what protoactor blocks when the peer leaves is that admission, never the
+// process, and a peer that answers again is admitted anew.
 type seedsProvider struct {
 	cfg  Config
 	done chan struct{}
 	once sync.Once
 
-	mu    sync.Mutex
-	self  *cluster.Member
-	peers map[string]*peer // by cluster address
+	mu         sync.Mutex
+	self       *cluster.Member
+	peers      map[string]*peer // by cluster address
+	admissions uint64           // admission ids drawn so far
 }
 
 type peer struct {
-	member   *cluster.Member // nil until it has answered once
+	member   *cluster.Member // as it last answered, under its own id; nil until then
+	admitted string          // the id it is reported under since it was last counted in
 	failures int
 	seed     bool
+}
+
+// admissionSep separates a process's id from the number of its admission
+// in the ids the seeds provider reports; protoactor's ids (short UUIDs)
+// never contain it.
+const admissionSep = "#"
+
+// MemberID is the id of the member's process: the id a provider reports,
+// less the seeds provider's admission number.
+func MemberID(m *cluster.Member) string {
+	id, _, _ := strings.Cut(m.Id, admissionSep)
+	return id
 }
 
 func newSeedsProvider(cfg Config) *seedsProvider {
@@ -146,11 +171,20 @@ func (p *seedsProvider) merge(addr string, info *envelope.MemberInfo) {
 		}
 		return
 	}
-	if pr.member != nil && pr.member.Id != info.Self.Id {
+	counted := p.countedLocked(pr)
+	switch {
+	case pr.member != nil && pr.member.Id != info.Self.Id:
 		p.cfg.Logger.Info("cluster node restarted", "addr", addr, "old", pr.member.Id, "new", info.Self.Id)
+		counted = false
+	case pr.member != nil && !counted:
+		p.cfg.Logger.Info("cluster node answers again after counting as gone; admitted anew", "addr", addr, "id", info.Self.Id)
 	}
 	pr.member = toMember(info.Self)
 	pr.failures = 0
+	if !counted {
+		p.admissions++
+		pr.admitted = pr.member.Id + admissionSep + strconv.FormatUint(p.admissions, 10)
+	}
 	for _, m := range info.Members {
 		p.addPeerLocked(m)
 	}
@@ -177,29 +211,33 @@ func (p *seedsProvider) addPeerLocked(m *envelope.Member) {
 	}
 }
 
-// alive is this node and every peer that answered its last probes.
+// countedLocked tells whether the peer answered its last probes.
+func (p *seedsProvider) countedLocked(pr *peer) bool {
+	return pr.member != nil && pr.failures < p.cfg.ProbeFailures
+}
+
+// alive is what this node reports to protoactor: itself and, under their
+// admission ids, the peers that answered their last probes.
 func (p *seedsProvider) alive() cluster.Members {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ms := cluster.Members{p.self}
 	for _, pr := range p.peers {
-		if pr.member != nil && pr.failures < p.cfg.ProbeFailures {
-			ms = append(ms, pr.member)
+		if p.countedLocked(pr) {
+			ms = append(ms, &cluster.Member{Id: pr.admitted, Host: pr.member.Host, Port: pr.member.Port, Kinds: pr.member.Kinds})
 		}
 	}
-	slices.SortFunc(ms, func(a, b *cluster.Member) int {
-		if a.Address() < b.Address() {
-			return -1
-		}
-		return 1
-	})
+	slices.SortFunc(ms, func(a, b *cluster.Member) int { return strings.Compare(a.Address(), b.Address()) })
 	return ms
 }
 
+// info is this node's answer to a probe: itself and the members it counts,
+// under their processes' ids (each node draws its own admissions).
 func (p *seedsProvider) info() *envelope.MemberInfo {
 	info := &envelope.MemberInfo{}
 	for _, m := range p.alive() {
 		em := fromMember(m)
+		em.Id = MemberID(m)
 		if m.Id == p.self.Id {
 			em.Role = string(p.cfg.Role)
 			em.HttpAddr = p.cfg.HTTPAddr
