@@ -42,7 +42,7 @@ func TestStalledNodeRejoins(t *testing.T) {
 		if err := b.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 			t.Fatal(err)
 		}
-		a.awaitMembers(ctx, 1) // b missed its probes
+		a.awaitMembers(ctx, 1)                 // b missed its probes
 		time.Sleep(stop - time.Since(stopped)) // the stall itself, not a wait for an event
 		if err := b.cmd.Process.Signal(syscall.SIGCONT); err != nil {
 			t.Fatal(err)
