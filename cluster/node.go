@@ -158,6 +158,24 @@ const gossipOff = time.Duration(math.MaxInt64)
 // maxWireMessage bounds one gRPC message between nodes (a batch of envelopes).
 const maxWireMessage = 256 << 20
 
+// wireWindow is the flow-control window of each gRPC connection between
+// nodes, and of its stream: fixed, so that gRPC does not estimate it from
+// pings, which it asks of its peer on each message that arrives while none
+// is outstanding. At one request at a time that is every message (the
+// request, the part back): a ping and its answer, each written by one node
+// and read by the other, waking it. 4 MiB holds the largest forwarded body
+// (--max-body-bytes' default) and is below what gRPC's estimate may grow to
+// (16 MiB).
+const wireWindow = 4 << 20
+
+// wireDialOptions are the options of a node's gRPC connections to other
+// nodes (protoactor's endpoint writers), with creds.
+func wireDialOptions(creds credentials.TransportCredentials) []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithTransportCredentials(creds),
+		grpc.WithStaticStreamWindowSize(wireWindow), grpc.WithStaticConnWindowSize(wireWindow),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxWireMessage), grpc.MaxCallSendMsgSize(maxWireMessage))}
+}
+
 // Start starts the actor system and remoting and joins the cluster. It
 // returns once the node is a member; other nodes may join later.
 func Start(cfg Config) (*Node, error) {
@@ -220,10 +238,10 @@ func Start(cfg Config) (*Node, error) {
 		serverOpts = append(serverOpts, grpc.Creds(cfg.TLS.serverCredentials(cfg.Logger.With("component", "cluster-tls"))))
 		dialCreds = cfg.TLS.clientCredentials()
 	}
+	serverOpts = append(serverOpts, grpc.StaticStreamWindowSize(wireWindow), grpc.StaticConnWindowSize(wireWindow))
 	remoteOpts := []remote.ConfigOption{
 		remote.WithServerOptions(serverOpts...),
-		remote.WithDialOptions(grpc.WithTransportCredentials(dialCreds),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxWireMessage), grpc.MaxCallSendMsgSize(maxWireMessage))),
+		remote.WithDialOptions(wireDialOptions(dialCreds)...),
 		remote.WithEndpointWriterBatchSize(32),
 	}
 	if cfg.AdvertisedAddr != "" {
