@@ -519,22 +519,10 @@ func TestFencing(t *testing.T) {
 	snapKey := "pingmcp:session:{" + id + "}:snap"
 	epochKey := "pingmcp:session:{" + id + "}:epoch"
 	setLevel := func(n *node, level string) (int, string) {
-		return rawPost(t, ctx, n.URL(), id, `{"jsonrpc":"2.0","id":7,"method":"logging/setLevel","params":{"level":"`+level+`"}}`)
+		return rawPost(t, ctx, n.URL(), id, setLevelBody(level))
 	}
-	// As a client does, retry what is answered 503 (an activation on its
-	// way out), a few times.
 	setLevelRetrying := func(n *node, level string) (status int, body string) {
-		for range 20 {
-			if status, body = setLevel(n, level); status != http.StatusServiceUnavailable {
-				return status, body
-			}
-			select {
-			case <-ctx.Done():
-				return status, body
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-		return status, body
+		return rawPostRetrying(t, ctx, n.URL(), id, setLevelBody(level))
 	}
 
 	// b activates the session too (epoch 2) and changes it.
@@ -582,6 +570,28 @@ func TestFencing(t *testing.T) {
 	if _, err := dc.callLogging(t, ctx); err != nil {
 		t.Fatalf("session after the fencing: %v", err)
 	}
+}
+
+// setLevelBody is a logging/setLevel request's body.
+func setLevelBody(level string) string {
+	return `{"jsonrpc":"2.0","id":7,"method":"logging/setLevel","params":{"level":"` + level + `"}}`
+}
+
+// rawPostRetrying is rawPost retrying, as a client does, what is answered
+// 503 (an activation on its way out, a node not yet ready), a few times.
+func rawPostRetrying(t *testing.T, ctx context.Context, url, id, body string) (status int, answer string) {
+	t.Helper()
+	for range 20 {
+		if status, answer = rawPost(t, ctx, url, id, body); status != http.StatusServiceUnavailable {
+			return status, answer
+		}
+		select {
+		case <-ctx.Done():
+			return status, answer
+		case <-time.After(100 * time.Millisecond): // a client's retry pacing
+		}
+	}
+	return status, answer
 }
 
 // readyz returns a node's /readyz status and body.

@@ -4,11 +4,15 @@ import (
 	"context"
 	"net/http"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/pingmcp/pingmcp/admin"
+	"github.com/pingmcp/pingmcp/internal/redistest"
 )
 
 // TestStalledNodeRejoins: a member stopped for longer than the failure
@@ -58,5 +62,79 @@ func TestStalledNodeRejoins(t *testing.T) {
 		if err := cs.Ping(ctx, nil); err != nil {
 			t.Fatalf("round %d: ping through stall-b: %v", round, err)
 		}
+	}
+}
+
+// TestStalledNodeRejoinsDurable: with Redis, a session whose node is
+// stopped goes on through the other node, from Redis; once the stopped node
+// is back and a member again, the session is its own again, and its
+// activation from before the stop, stale, serves nothing: what the session
+// became meanwhile (here, its log level) holds through either node.
+func TestStalledNodeRejoinsDurable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel) // after the client's cleanup: it closes its session with it
+	rdb := redistest.Start(t)
+	durable := durableArgs(rdb.Options().Addr, newStateKey(t))
+	a := startNode(t, "stall-a", append([]string{"--cluster-insecure", "--cluster-provider", "automanaged"}, durable...)...)
+	b := startNode(t, "stall-b", append([]string{"--cluster-insecure", "--cluster-seeds", a.Cluster}, durable...)...)
+	a.awaitMembers(ctx, 2)
+	b.awaitMembers(ctx, 2)
+
+	dc := connectDurable(t, ctx, b.URL(), false, nil)
+	if err := dc.cs.SetLoggingLevel(ctx, &mcp.SetLoggingLevelParams{Level: "info"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dc.callLogging(t, ctx); err != nil {
+		t.Fatal(err)
+	}
+	id := dc.cs.ID()
+	if owner := host(t, ctx, id, a, b); owner != b {
+		t.Fatalf("session %s lives on %v, want stall-b", id, owner)
+	}
+	epochKey := "pingmcp:session:{" + id + "}:epoch"
+	epoch := func() int {
+		e, err := rdb.Get(ctx, epochKey).Int()
+		if err != nil {
+			t.Fatalf("the session's epoch: %v", err)
+		}
+		return e
+	}
+	before := epoch()
+
+	if err := b.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	a.awaitMembers(ctx, 1)
+	// Through a, the session comes back from Redis and changes: at "error",
+	// the tool's three info messages are no longer sent.
+	if status, body := rawPostRetrying(t, ctx, a.URL(), id, setLevelBody("error")); status != http.StatusOK || strings.Contains(body, `"error"`) && !strings.Contains(body, `"result"`) {
+		t.Fatalf("setLevel through stall-a while stall-b is stopped: %d %s", status, body)
+	}
+	if e := epoch(); e <= before {
+		t.Fatalf("epoch %d after stall-a took the session, want more than %d", e, before)
+	}
+	if err := b.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	a.awaitMembers(ctx, 2)
+	b.awaitMembers(ctx, 2)
+
+	// b's activation from before the stop holds level "info": had it served
+	// a call, the three messages would be in the answer.
+	const call = `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"test_tool_with_logging"}}`
+	for _, n := range []*node{a, b, a} {
+		status, body := rawPostRetrying(t, ctx, n.URL(), id, call)
+		if status != http.StatusOK || !strings.Contains(body, `"result"`) || strings.Contains(body, "notifications/message") {
+			t.Fatalf("tool call through %s after the rejoin: %d %s; want its result and no log message (level error)", n.name, status, body)
+		}
+	}
+	if got := b.awaitMetric(ctx, "pingmcp_fencing_rejections_total", 1); got < 1 {
+		t.Fatal("stall-b never counted its activation from before the stop fenced")
+	}
+	if owner := host(t, ctx, id, a, b); owner != b {
+		t.Fatalf("after the rejoin the session lives on %v, want stall-b", owner)
+	}
+	if snap := rdb.Get(ctx, "pingmcp:session:{"+id+"}:snap").Val(); !strings.Contains(snap, `"log_level":"error"`) {
+		t.Fatalf("the session's snapshot lost its level: %s", snap)
 	}
 }
