@@ -578,10 +578,11 @@ func setLevelBody(level string) string {
 }
 
 // rawPostRetrying is rawPost retrying, as a client does, what is answered
-// 503 (an activation on its way out, a node not yet ready), a few times.
+// 503 (an activation on its way out, a node not yet ready), for up to
+// about 5 s.
 func rawPostRetrying(t *testing.T, ctx context.Context, url, id, body string) (status int, answer string) {
 	t.Helper()
-	for range 20 {
+	for range 50 {
 		if status, answer = rawPost(t, ctx, url, id, body); status != http.StatusServiceUnavailable {
 			return status, answer
 		}
