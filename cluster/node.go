@@ -117,7 +117,11 @@ type Node struct {
 	Cluster *cluster.Cluster
 	logger  *slog.Logger
 	seeds   *seedsProvider // nil unless ProviderAutomanaged
-	replies *replyRouter   // sender of every request this node forwards
+	kube    *kubeRejoin    // nil unless ProviderK8s
+	// stopping is closed as Stop begins.
+	stopping chan struct{}
+	stopOnce sync.Once
+	replies  *replyRouter // sender of every request this node forwards
 
 	mu   sync.Mutex
 	pids *pidCache // kind/identity → activation, dropped when it terminates
@@ -258,7 +262,7 @@ func Start(cfg Config) (*Node, error) {
 	// to the node starts a new writer.
 	remoteCfg.MaxRetryCount = 1
 
-	n := &Node{cfg: cfg, System: system, logger: cfg.Logger, pids: newPIDCache(maxCachedPIDs), topology: make(chan struct{})}
+	n := &Node{cfg: cfg, System: system, logger: cfg.Logger, pids: newPIDCache(maxCachedPIDs), topology: make(chan struct{}), stopping: make(chan struct{})}
 	var provider cluster.ClusterProvider
 	switch cfg.Provider {
 	case ProviderSingle, "":
@@ -272,6 +276,9 @@ func Start(cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("kubernetes provider: %w", err)
 		}
 		provider = p
+		if n.kube, err = newKubeRejoin(cfg.Logger.With("component", "cluster"), n.stopping); err != nil {
+			return nil, fmt.Errorf("kubernetes provider: %w", err)
+		}
 	default:
 		return nil, fmt.Errorf("unknown cluster provider %q", cfg.Provider)
 	}
@@ -296,6 +303,9 @@ func Start(cfg Config) (*Node, error) {
 		if t, ok := evt.(*cluster.ClusterTopology); ok {
 			if len(t.Left) > 0 {
 				n.forgetNodes(t.Left)
+				if n.kube != nil {
+					n.kube.topology(t, system.Address())
+				}
 			}
 			if len(t.Joined) > 0 || len(t.Left) > 0 {
 				// Operators see membership move (and a failure detector
@@ -385,6 +395,7 @@ func (n *Node) Ready() error {
 // Stop leaves the cluster. Graceful stops let other nodes learn of the
 // departure before the remote closes.
 func (n *Node) Stop(graceful bool) {
+	n.stopOnce.Do(func() { close(n.stopping) })
 	if n.seeds != nil {
 		n.seeds.stop()
 	}

@@ -335,6 +335,26 @@ func TestKubeCluster(t *testing.T) {
 		}
 	}
 
+	// A pod that turns unready (a probe timed out under load) leaves the
+	// cluster, and protoactor blocks its member id for good; its node, which
+	// runs on, labels the pod with a new member id (cluster/kube.go), and
+	// once ready again the pod is a member again, on both sides.
+	memberID := func(p *kubePod) string {
+		var pod corev1.Pod
+		k.get(ctx, "/api/v1/namespaces/"+kubeNamespace+"/pods/"+p.Pod.Name, &pod)
+		return pod.Labels["cluster.proto.actor/member-id"]
+	}
+	before := memberID(b)
+	k.writeStatus(ctx, b, false)
+	a.Node.awaitMembers(ctx, 1)
+	b.Node.awaitLogged(t, ctx, `"msg":"this node's pod left the cluster while the node ran`)
+	k.writeStatus(ctx, b, true)
+	a.Node.awaitMembers(ctx, 2)
+	b.Node.awaitMembers(ctx, 2)
+	if after := memberID(b); after == before || after == "" {
+		t.Errorf("pingmcp-b's member id after it turned unready and ready: %q, before %q; want a new one", after, before)
+	}
+
 	// Sessions opened through one pod continue through the other (one node
 	// forwards to the other over the cluster's mutual TLS). A session lives
 	// on the pod that opened it: half are opened through each.
