@@ -291,7 +291,8 @@ func Start(cfg Config) (*Node, error) {
 	// (no pub-sub, no topology consensus); membership is the provider's. And
 	// it would block, for good, every member whose gossip heartbeat it
 	// missed for 20 s (HeartbeatExpiration), so that a node stalled that
-	// long could never join again (seeds.go has the same for membership).
+	// long could never join again (membership takes such a node back:
+	// seeds.go and kube.go).
 	// Its graceful-leave notice is set as the actor system stops, too late
 	// to be sent. Its loop ticks every GossipInterval: never, here.
 	clusterCfg.GossipInterval = gossipOff
