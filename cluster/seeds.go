@@ -113,9 +113,16 @@ func (p *seedsProvider) stop() { p.once.Do(func() { close(p.done) }) }
 func (p *seedsProvider) run(c *cluster.Cluster) {
 	t := time.NewTicker(p.cfg.ProbeInterval)
 	defer t.Stop()
+	var reported string
 	for {
 		p.probeAll(c)
-		c.MemberList.UpdateClusterTopology(p.alive())
+		// Only a change is reported: protoactor's MemberList goes through
+		// its whole block list at each report, changed or not, and that list
+		// only grows (an id for each admission that ended).
+		if ms := p.alive(); membersKey(ms) != reported {
+			c.MemberList.UpdateClusterTopology(ms)
+			reported = membersKey(ms)
+		}
 		select {
 		case <-p.done:
 			return
@@ -229,6 +236,18 @@ func (p *seedsProvider) alive() cluster.Members {
 	}
 	slices.SortFunc(ms, func(a, b *cluster.Member) int { return strings.Compare(a.Address(), b.Address()) })
 	return ms
+}
+
+// membersKey tells member lists apart: their ids and addresses, in order.
+func membersKey(ms cluster.Members) string {
+	var b strings.Builder
+	for _, m := range ms {
+		b.WriteString(m.Id)
+		b.WriteByte(' ')
+		b.WriteString(m.Address())
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
 
 // info is this node's answer to a probe: itself and the members it counts,
