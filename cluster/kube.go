@@ -84,14 +84,14 @@ func (k *kubeRejoin) relabel(old string) {
 	k.busy = true
 	go func() {
 		defer func() { k.mu.Lock(); k.busy = false; k.mu.Unlock() }()
+		select {
+		case <-k.done: // the node stops: its pod leaves for that
+			return
+		default:
+		}
 		id := newMemberID()
 		patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{k8s.LabelMemberID: id}}})
 		for {
-			select {
-			case <-k.done:
-				return
-			default:
-			}
 			ctx, cancel := context.WithTimeout(context.Background(), kubeRejoinRetry)
 			_, err := k.client.CoreV1().Pods(k.namespace).Patch(ctx, k.pod, types.MergePatchType, patch, metav1.PatchOptions{})
 			cancel()

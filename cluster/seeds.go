@@ -119,9 +119,10 @@ func (p *seedsProvider) run(c *cluster.Cluster) {
 		// Only a change is reported: protoactor's MemberList goes through
 		// its whole block list at each report, changed or not, and that list
 		// only grows (an id for each admission that ended).
-		if ms := p.alive(); membersKey(ms) != reported {
+		ms := p.alive()
+		if key := membersKey(ms); key != reported {
 			c.MemberList.UpdateClusterTopology(ms)
-			reported = membersKey(ms)
+			reported = key
 		}
 		select {
 		case <-p.done:

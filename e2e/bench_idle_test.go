@@ -36,15 +36,10 @@ func BenchmarkIdleCluster(b *testing.B) {
 			}
 			b.StopTimer()
 			elapsed := time.Since(start).Seconds()
-			var cpu time.Duration
-			var ioCalls int64
-			for i, used := range s.usage(b) {
-				cpu += used.cpu - before[i].cpu
-				ioCalls += used.ioCalls - before[i].ioCalls
-			}
+			all := sumUsage(s.usedSince(b, before))
 			perNode := func(v float64) float64 { return v / elapsed / float64(n) }
-			b.ReportMetric(perNode(float64(cpu)/float64(time.Millisecond)), "cpu-ms/s/node")
-			b.ReportMetric(perNode(float64(ioCalls)), "io-calls/s/node")
+			b.ReportMetric(perNode(float64(all.cpu)/float64(time.Millisecond)), "cpu-ms/s/node")
+			b.ReportMetric(perNode(float64(all.ioCalls)), "io-calls/s/node")
 			b.ReportMetric(0, "ns/op")
 		})
 	}

@@ -294,18 +294,37 @@ func (s *benchServer) reportUsage(b *testing.B, before []usage) {
 		return
 	}
 	perCall := func(n float64) float64 { return n / float64(b.N) }
-	var cpu time.Duration
-	var ioCalls int64
-	for i, used := range s.usage(b) {
-		cpu += used.cpu - before[i].cpu
-		ioCalls += used.ioCalls - before[i].ioCalls
-		if len(before) > 1 {
-			b.ReportMetric(perCall(float64(used.cpu-before[i].cpu)/float64(time.Microsecond)), s.roles[i]+"-cpu-µs/call")
-			b.ReportMetric(perCall(float64(used.ioCalls-before[i].ioCalls)), s.roles[i]+"-io-calls/call")
+	used := s.usedSince(b, before)
+	if len(used) > 1 {
+		for i, u := range used {
+			b.ReportMetric(perCall(float64(u.cpu)/float64(time.Microsecond)), s.roles[i]+"-cpu-µs/call")
+			b.ReportMetric(perCall(float64(u.ioCalls)), s.roles[i]+"-io-calls/call")
 		}
 	}
-	b.ReportMetric(perCall(float64(cpu)/float64(time.Microsecond)), "server-cpu-µs/call")
-	b.ReportMetric(perCall(float64(ioCalls)), "server-io-calls/call")
+	all := sumUsage(used)
+	b.ReportMetric(perCall(float64(all.cpu)/float64(time.Microsecond)), "server-cpu-µs/call")
+	b.ReportMetric(perCall(float64(all.ioCalls)), "server-io-calls/call")
+}
+
+// usedSince is what each of the target's processes used since before
+// (usage's).
+func (s *benchServer) usedSince(b *testing.B, before []usage) []usage {
+	now := s.usage(b)
+	for i := range now {
+		now[i].cpu -= before[i].cpu
+		now[i].ioCalls -= before[i].ioCalls
+	}
+	return now
+}
+
+// sumUsage adds up the processes' usage.
+func sumUsage(us []usage) usage {
+	var all usage
+	for _, u := range us {
+		all.cpu += u.cpu
+		all.ioCalls += u.ioCalls
+	}
+	return all
 }
 
 // processCPU is procstat.CPU, failing b when it cannot be read.
