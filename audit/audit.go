@@ -13,6 +13,7 @@ package audit
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/internal/logwriter"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -101,7 +103,7 @@ type AdminRecord struct {
 type Logger struct {
 	h        slog.Handler
 	toolArgs bool
-	closer   io.Closer
+	close    func() error // of the file Open opened
 }
 
 // Options configure Open.
@@ -126,8 +128,11 @@ func Open(opts Options, process *slog.Logger) (*Logger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	l := New(f, opts.ToolArgs)
-	l.closer = f
+	// The records go out off the tool call's path, in order, those written
+	// at once together (logwriter).
+	lw := logwriter.New(f)
+	l := New(lw, opts.ToolArgs)
+	l.close = func() error { return errors.Join(lw.Close(), f.Close()) }
 	return l, nil
 }
 
@@ -146,10 +151,10 @@ func (l *Logger) ToolArgs() bool { return l != nil && l.toolArgs }
 
 // Close closes the file the Logger writes to, if it opened one.
 func (l *Logger) Close() error {
-	if l == nil || l.closer == nil {
+	if l == nil || l.close == nil {
 		return nil
 	}
-	return l.closer.Close()
+	return l.close()
 }
 
 // ToolCall writes the record of one tool call.

@@ -36,6 +36,7 @@ import (
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/config"
+	"github.com/pingmcp/pingmcp/internal/logwriter"
 	"github.com/pingmcp/pingmcp/internal/loopback"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/state/taskstore"
@@ -75,6 +76,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pingmcp %s: %v\n", cmd, err)
 		return 2
 	}
+	// The process log (and the audit records in it) goes out off the
+	// requests' paths, in order; everything is written before run returns.
+	lw := logwriter.New(stderr)
+	defer lw.Close()
+	stderr = lw
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var runErr error

@@ -1,0 +1,153 @@
+// Package logwriter takes log lines off the request's path: a Writer keeps
+// what it is given in order and one goroutine of its own writes it out, all
+// that came meanwhile in one write (group commit), so that a tool call does
+// not wait for its audit record's system call, and many records at once
+// cost one.
+//
+// Nothing is dropped: a Writer holding its bound (MaxPending) makes the
+// next Write wait until it has written some out, so that a log sink that
+// stops reading slows the callers down as a synchronous writer would, and
+// memory stays bounded. Lines go out as soon as the goroutine runs, with no
+// lingering; what a crash can lose is what was given and not yet written
+// (normally nothing or a few lines: Close writes everything out, and the
+// process's main path closes its Writer before it exits).
+package logwriter
+
+import (
+	"io"
+	"sync"
+)
+
+// MaxPending is how many bytes a Writer holds before a Write waits.
+const MaxPending = 1 << 20
+
+// Writer is an io.Writer that writes to another on a goroutine of its own.
+// Each Write's bytes reach the other writer whole and in order, never split
+// between two of its Writes.
+type Writer struct {
+	w    io.Writer
+	mu   sync.Mutex
+	cond sync.Cond // broadcast when pending was taken, or the goroutine ended
+	// pending is what was given and not yet taken for writing; spare is
+	// the buffer the last batch was written from, reused.
+	pending, spare []byte
+	writing        bool // a batch is being written
+	closed         bool
+	wake           chan struct{}
+	done           chan struct{}
+}
+
+// New returns a Writer writing to w, and starts its goroutine; Close ends
+// it.
+func New(w io.Writer) *Writer {
+	lw := &Writer{w: w, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	lw.cond.L = &lw.mu
+	go lw.run()
+	return lw
+}
+
+// Write keeps a copy of p to be written; it waits only while the Writer
+// holds MaxPending bytes. After Close it writes p itself, so that nothing
+// said late is lost.
+func (lw *Writer) Write(p []byte) (int, error) {
+	lw.mu.Lock()
+	if lw.closed {
+		lw.mu.Unlock()
+		return lw.writeDirect(p)
+	}
+	for len(lw.pending) > 0 && len(lw.pending)+len(p) > MaxPending && !lw.closed {
+		lw.cond.Wait()
+	}
+	if lw.closed {
+		lw.mu.Unlock()
+		return lw.writeDirect(p)
+	}
+	lw.pending = append(lw.pending, p...)
+	lw.mu.Unlock()
+	select {
+	case lw.wake <- struct{}{}:
+	default:
+	}
+	return len(p), nil
+}
+
+// writeDirect writes p after Close, once the last batch was written, one
+// such Write at a time.
+func (lw *Writer) writeDirect(p []byte) (int, error) {
+	<-lw.done
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	return lw.w.Write(p)
+}
+
+func (lw *Writer) run() {
+	defer close(lw.done)
+	for {
+		lw.mu.Lock()
+		for len(lw.pending) == 0 && !lw.closed {
+			lw.mu.Unlock()
+			<-lw.wake
+			lw.mu.Lock()
+		}
+		if len(lw.pending) == 0 { // closed, all written
+			lw.cond.Broadcast()
+			lw.mu.Unlock()
+			return
+		}
+		batch := lw.pending
+		lw.pending, lw.spare = lw.spare[:0], nil
+		lw.writing = true
+		lw.cond.Broadcast()
+		lw.mu.Unlock()
+		// A write error (a closed pipe, a full disk) is the sink's: the
+		// caller of a synchronous writer could not do more than go on
+		// either (slog drops it).
+		_, _ = lw.w.Write(batch)
+		lw.mu.Lock()
+		lw.writing = false
+		if cap(batch) <= MaxPending {
+			lw.spare = batch[:0]
+		}
+		lw.cond.Broadcast()
+		lw.mu.Unlock()
+	}
+}
+
+// Flush waits until everything written before it was written out.
+func (lw *Writer) Flush() {
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
+	for (len(lw.pending) > 0 || lw.writing) && !lw.stopped() {
+		lw.cond.Wait()
+	}
+}
+
+// stopped says the goroutine ended; mu is held.
+func (lw *Writer) stopped() bool {
+	select {
+	case <-lw.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Close writes out everything written before it and ends the goroutine;
+// later Writes write at once. It does not close the underlying writer.
+func (lw *Writer) Close() error {
+	lw.mu.Lock()
+	if lw.closed {
+		lw.mu.Unlock()
+		<-lw.done
+		return nil
+	}
+	lw.closed = true
+	lw.cond.Broadcast()
+	lw.mu.Unlock()
+	select {
+	case lw.wake <- struct{}{}:
+	default:
+	}
+	<-lw.done
+	return nil
+}
