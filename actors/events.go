@@ -479,6 +479,10 @@ func (e *sessionEvents) enqueue(w pendingWrite, err error) error {
 	return nil
 }
 
+// behindAnswers is the context of the queue's writes: no request waits for
+// them (state.Behind).
+var behindAnswers = state.Behind(context.Background())
+
 // write stores the queue, oldest first, until it is empty, the actor
 // stopped, or a newer activation fenced this one; a write that fails is
 // retried, paced, and those behind it wait. ctx cancelled (close) ends a
@@ -502,7 +506,7 @@ func (e *sessionEvents) write(ctx context.Context) {
 		e.mu.Unlock()
 		// A write under way is not cut short by close: it finishes the
 		// queue while the store takes it.
-		c, cancel := context.WithTimeout(context.Background(), saveTimeout)
+		c, cancel := context.WithTimeout(behindAnswers, saveTimeout)
 		var err error
 		switch {
 		case w.open && w.event:

@@ -27,8 +27,22 @@ type batcher struct {
 
 // maxBatches is how many pipelines of one batcher may be in flight at once:
 // two, so that a write behind a request's answer does not hold up the next
-// request's open, and those that come meanwhile wait and go together.
+// request's open, and those that come meanwhile wait and go together. A
+// write marked Behind takes only the first.
 const maxBatches = 2
+
+// behindKey marks a context whose writes are behind an answer (Behind).
+type behindKey struct{}
+
+// Behind marks the writes made under ctx as behind an answer already given
+// (an answer's event, the removal of its request's journal entry): no one
+// waits for them, so they take a pipeline only when none is in flight, and
+// otherwise go with the next batch. The second pipeline stays for the
+// writes a request waits for (its stream's open), and under load the
+// writes behind answers go many to a round trip.
+func Behind(ctx context.Context) context.Context {
+	return context.WithValue(ctx, behindKey{}, true)
+}
 
 // batched is one write in a batcher.
 type batched struct {
@@ -44,8 +58,12 @@ type batched struct {
 // rep is its store's (the same for every write of a batcher).
 func (b *batcher) run(ctx context.Context, rep Replication, s *redis.Script, keys []string, args ...any) *redis.Cmd {
 	w := &batched{rep: rep, s: s, keys: keys, args: args}
+	limit := maxBatches
+	if ctx.Value(behindKey{}) != nil {
+		limit = 1
+	}
 	b.mu.Lock()
-	if b.busy < maxBatches {
+	if b.busy < limit {
 		b.busy++
 		batch := append(b.queue, w)
 		b.queue = nil

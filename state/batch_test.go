@@ -160,6 +160,78 @@ func TestBatchedWrites(t *testing.T) {
 	}
 }
 
+// A write behind an answer (Behind) takes a pipeline only when none is in
+// flight: with one in flight it waits for the next batch, while a write a
+// request waits for still goes at once on the second, taking it along.
+func TestBehindWritesWait(t *testing.T) {
+	client := redistest.Start(t)
+	ctx := context.Background()
+	events := NewRedisEvents(client, "", EventOptions{})
+	for _, s := range []string{"a", "b", "c"} {
+		if err := events.OpenFor(ctx, "s", s, "", 0, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Alone, a write behind goes at once.
+	if err := events.AppendAt(Behind(ctx), "s", "b", 0, "", []byte("b0")); err != nil {
+		t.Fatal(err)
+	}
+	h := &heldTrips{hold: 2, release: make(chan struct{})}
+	client.AddHook(h)
+	b := events.w.batch
+	await := func(what string, busy, queued int) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			b.mu.Lock()
+			gb, gq := b.busy, len(b.queue)
+			b.mu.Unlock()
+			if gb == busy && gq == queued {
+				return
+			}
+			if time.Now().After(deadline) {
+				close(h.release)
+				t.Fatalf("%s: %d pipelines in flight and %d writes waiting, want %d and %d", what, gb, gq, busy, queued)
+			}
+		}
+	}
+	errs := make(chan error, 3)
+	write := func(ctx context.Context, stream string) {
+		go func() { errs <- events.AppendAt(ctx, "s", stream, 0, "", []byte(stream+"1")) }()
+	}
+	write(ctx, "a")
+	await("a request's write", 1, 0)
+	write(Behind(ctx), "b")
+	await("then a write behind an answer", 1, 1)
+	write(ctx, "c")
+	await("then another request's write", 2, 0)
+	close(h.release)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h.mu.Lock(); !slices.Equal(h.trips, []int{1, 2}) {
+		t.Errorf("round trips, commands in each: %v, want [1 2]", h.trips)
+	}
+	h.mu.Unlock()
+	for _, s := range []string{"a", "b", "c"} {
+		var got []string
+		for d, err := range events.After(ctx, "s", s, -1) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, string(d))
+		}
+		want := s + "1"
+		if s == "b" {
+			want = "b0,b1"
+		}
+		if strings.Join(got, ",") != want {
+			t.Errorf("stream %s holds %q, want %q", s, got, want)
+		}
+	}
+}
+
 // On a Redis Cluster, with writes waiting for a replica, the writes that
 // waited go in one pipeline per master (each with its WAIT), at the same
 // time; each is stored and confirmed. Without replication, a batch is the
