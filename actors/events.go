@@ -348,18 +348,7 @@ func (e *sessionEvents) Append(ctx context.Context, session, stream string, data
 // yet: its journal entry can then go with it. Appends to one stream come
 // one at a time (the SDK holds the stream's lock).
 func (rs *requestStream) answers(data []byte) bool {
-	if !bytes.HasPrefix(data, []byte("{")) {
-		return false
-	}
-	var m struct {
-		ID     any             `json:"id"`
-		Result json.RawMessage `json:"result"`
-		Error  json.RawMessage `json:"error"`
-	}
-	if json.Unmarshal(data, &m) != nil || (m.Result == nil && m.Error == nil) {
-		return false
-	}
-	id := canonicalID(m.ID)
+	id := answerID(data)
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if id == nil || !rs.left[string(id)] {
@@ -686,15 +675,8 @@ func answerJournal(ctx context.Context, store state.Events, session string, epoc
 			if err != nil {
 				break
 			}
-			var m struct {
-				ID     any             `json:"id"`
-				Result json.RawMessage `json:"result"`
-				Error  json.RawMessage `json:"error"`
-			}
-			if json.Unmarshal(data, &m) == nil && (m.Result != nil || m.Error != nil) {
-				if id := canonicalID(m.ID); id != nil {
-					answered[string(id)] = true
-				}
+			if id := answerID(data); id != nil {
+				answered[string(id)] = true
 			}
 		}
 		for _, id := range ids {
@@ -724,6 +706,97 @@ func answerJournal(ctx context.Context, store state.Events, session string, epoc
 
 // canonicalID writes an id the SDK wrote in a response (a string, or an
 // integer, decoded as a float64) as the journal holds it (rpcbody's form).
+// answerID is the id of the JSON-RPC response data holds, as canonicalID;
+// nil when data is not one (a request, a notification, not an object). It
+// reads the members in order and stops at the result or the error once it
+// has the id, which the go-sdk writes before them: a tool's result of any
+// size costs nothing more to recognise. The go-sdk's own layout
+// (`{"jsonrpc":"2.0","id":ID,"result":` or `"error":`) is read without a
+// decoder.
+func answerID(data []byte) json.RawMessage {
+	if rest, ok := bytes.CutPrefix(data, sdkMessageStart); ok {
+		if n := idEnd(rest); n > 0 {
+			switch after := rest[n:]; {
+			case bytes.HasPrefix(after, []byte(`,"result":`)), bytes.HasPrefix(after, []byte(`,"error":`)):
+				var id any
+				if json.Unmarshal(rest[:n], &id) != nil {
+					return nil
+				}
+				return canonicalID(id)
+			case bytes.HasPrefix(after, []byte(`,"method":`)):
+				return nil // a request of the server's
+			}
+		}
+	}
+	return decodeAnswerID(data)
+}
+
+// sdkMessageStart is how the go-sdk begins a message with an id.
+var sdkMessageStart = []byte(`{"jsonrpc":"2.0","id":`)
+
+// idEnd is the length of the string or number data begins with, 0 for
+// anything else.
+func idEnd(data []byte) int {
+	if len(data) == 0 {
+		return 0
+	}
+	if data[0] == '"' {
+		for i := 1; i < len(data); i++ {
+			switch data[i] {
+			case '\\':
+				i++
+			case '"':
+				return i + 1
+			}
+		}
+		return 0
+	}
+	i := 0
+	for i < len(data) && bytes.IndexByte([]byte("-+.eE0123456789"), data[i]) >= 0 {
+		i++
+	}
+	return i
+}
+
+// decodeAnswerID is answerID for any layout.
+func decodeAnswerID(data []byte) json.RawMessage {
+	if !bytes.HasPrefix(data, []byte("{")) {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if _, err := dec.Token(); err != nil { // {
+		return nil
+	}
+	var id any
+	answer := false
+	for dec.More() {
+		key, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		switch key {
+		case "id":
+			if dec.Decode(&id) != nil {
+				return nil
+			}
+			if answer {
+				return canonicalID(id)
+			}
+			continue
+		case "result", "error":
+			if id != nil {
+				return canonicalID(id)
+			}
+			answer = true
+		}
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return nil
+		}
+	}
+	return nil
+}
+
 func canonicalID(v any) json.RawMessage {
 	switch id := v.(type) {
 	case string:

@@ -247,3 +247,35 @@ func TestAnswerJournalStreamGone(t *testing.T) {
 		t.Fatalf("journal after: %v, %v; want empty", p, err)
 	}
 }
+
+// answerID finds a response's id whatever the order of its members, stops
+// at the result once it has the id (what follows is not read: a result
+// that is not even JSON after that point costs nothing), and finds none in
+// a request, a notification or what is not a JSON-RPC object.
+func TestAnswerID(t *testing.T) {
+	for _, c := range []struct {
+		data, want string
+	}{
+		{`{"jsonrpc":"2.0","id":7,"result":{"content":[]}}`, `7`},
+		{`{"jsonrpc":"2.0","id":"a\"b","error":{"code":-32603,"message":"x"}}`, `"a\"b"`},
+		{`{"jsonrpc":"2.0","result":{"big":[1,2,3]},"id":3}`, `3`},
+		{`{"id":12,"result":` + strings.Repeat("[", 1<<16), `12`},
+		{`{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse"}}`, ``},
+		{`{"jsonrpc":"2.0","id":4,"method":"elicitation/create","params":{"message":"m"}}`, ``},
+		{`{"jsonrpc":"2.0","method":"notifications/progress","params":{"progress":1}}`, ``},
+		{`{"jsonrpc":"2.0","result":{}}`, ``},
+		{`[{"jsonrpc":"2.0","id":1,"result":{}}]`, ``},
+		{`: keep-alive`, ``},
+		{`{"jsonrpc":"2.0","id":true,"result":{}}`, ``},
+		{`{"jsonrpc":"2.0","id":"x\\","result":{}}`, `"x\\"`},
+		{`{"jsonrpc":"2.0","id":"\u0061b","result":{}}`, `"ab"`},
+		{`{"jsonrpc":"2.0","id":1e3,"result":{}}`, `1000`},
+		{`{"jsonrpc":"2.0","id":"unterminated,"result":{}}`, ``},
+		{`{"jsonrpc":"2.0","id":5,"method":"sampling/createMessage","params":{}}`, ``},
+		{`{"jsonrpc":"2.0","id":5 ,"result":{}}`, `5`},
+	} {
+		if got := string(answerID([]byte(c.data))); got != c.want {
+			t.Errorf("answerID(%.60q) = %q, want %q", c.data, got, c.want)
+		}
+	}
+}
