@@ -8,10 +8,9 @@
 package rpcbody
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -92,20 +91,31 @@ func Read(body []byte) (*Body, error) { return ReadAtMost(body, 0) }
 // ReadAtMost is Read refusing a batch of more than maxMessages messages
 // (no bound when zero) as soon as it meets the one beyond, so that the cost
 // of reading a body the edge refuses does not grow with what follows.
+//
+// It reads the body in one pass over its bytes, refusing what
+// encoding/json would (the same grammar, nesting depth and error classes),
+// without building tokens for what it only skips: the arguments of a tool
+// call, the capabilities of an initialize, whatever else a message holds.
 func ReadAtMost(body []byte, maxMessages int) (*Body, error) {
-	r := &reader{dec: json.NewDecoder(bytes.NewReader(body))}
-	r.dec.UseNumber()
-	tok, err := r.dec.Token()
-	if err != nil {
-		return nil, parseError(err)
-	}
+	r := &reader{b: body}
 	b := &Body{}
-	switch tok {
-	case json.Delim('['):
+	switch c := r.next(); c {
+	case '[':
+		r.pos++
 		b.Batch = true
-		for r.dec.More() {
+		for {
+			c := r.next()
+			if c == eof || c == ']' || c == '}' {
+				break
+			}
 			if maxMessages > 0 && len(b.Messages) == maxMessages {
 				return nil, &Error{Code: rpcerr.InvalidRequest, Msg: fmt.Sprintf("a batch holds at most %d messages (--max-batch)", maxMessages), Limit: "batch", Max: maxMessages}
+			}
+			if len(b.Messages) > 0 {
+				if c != ',' {
+					return nil, r.syntax("after array element")
+				}
+				r.pos++
 			}
 			m, err := r.message()
 			if err != nil {
@@ -113,61 +123,123 @@ func ReadAtMost(body []byte, maxMessages int) (*Body, error) {
 			}
 			b.Messages = append(b.Messages, m)
 		}
-		if _, err := r.dec.Token(); err != nil { // ]
-			return nil, parseError(err)
+		if r.next() != ']' {
+			return nil, r.syntax("looking for the end of the batch")
 		}
+		r.pos++
 		if len(b.Messages) == 0 {
 			return nil, &Error{Code: rpcerr.InvalidRequest, Msg: "empty batch"}
 		}
-	case json.Delim('{'):
+	case '{':
+		r.pos++
 		m, err := r.object()
 		if err != nil {
 			return nil, err
 		}
 		b.Messages = []Message{m}
 	default:
+		if _, _, err := r.value(); err != nil {
+			return nil, err
+		}
 		return nil, &Error{Code: rpcerr.InvalidRequest, Msg: "a request body is a JSON-RPC message (an object) or a batch of them (an array)"}
 	}
-	if _, err := r.dec.Token(); err != io.EOF {
+	if r.next() != eof {
 		return nil, &Error{Code: rpcerr.ParseError, Msg: "data after the JSON-RPC message"}
 	}
 	return b, nil
 }
 
-type reader struct{ dec *json.Decoder }
+// reader walks a body's bytes: pos is the next byte to read.
+type reader struct {
+	b   []byte
+	pos int
+}
 
 func parseError(err error) *Error {
 	return &Error{Code: rpcerr.ParseError, Msg: fmt.Sprintf("not JSON: %v", err)}
 }
 
-// message reads one element of a batch.
-func (r *reader) message() (Message, error) {
-	tok, err := r.dec.Token()
-	if err != nil {
-		return Message{}, parseError(err)
-	}
-	if tok != json.Delim('{') {
-		if d, ok := tok.(json.Delim); ok {
-			r.skipRest(d)
+// eof is what next returns at the end of the body.
+const eof = -1
+
+// maxDepth is how deeply a value may nest (encoding/json's bound).
+const maxDepth = 10000
+
+// next skips white space and returns the byte at pos (not consumed), or
+// eof.
+func (r *reader) next() int {
+	for r.pos < len(r.b) {
+		switch c := r.b[r.pos]; c {
+		case ' ', '\t', '\n', '\r':
+			r.pos++
+		default:
+			return int(c)
 		}
-		return Message{}, &Error{Code: rpcerr.InvalidRequest, Msg: "a batch element is not a JSON-RPC message (an object)"}
 	}
-	return r.object()
+	return eof
 }
 
-// skipRest consumes the rest of an array or object whose opening delimiter
-// was read (only to report the right error: a refused body is not read on).
-func (r *reader) skipRest(d json.Delim) {
-	for depth := 1; depth > 0; {
-		tok, err := r.dec.Token()
-		if err != nil {
-			return
+// syntax is a ParseError at pos.
+func (r *reader) syntax(context string) *Error {
+	if r.pos >= len(r.b) {
+		return &Error{Code: rpcerr.ParseError, Msg: "not JSON: unexpected end of input"}
+	}
+	return &Error{Code: rpcerr.ParseError, Msg: fmt.Sprintf("not JSON: invalid character %q %s (offset %d)", r.b[r.pos], context, r.pos)}
+}
+
+// message reads one element of a batch.
+func (r *reader) message() (Message, error) {
+	switch r.next() {
+	case '{':
+		r.pos++
+		return r.object()
+	case '[':
+		// A refused body is not read on.
+	default:
+		if _, _, err := r.value(); err != nil {
+			return Message{}, err
 		}
-		switch tok {
-		case json.Delim('['), json.Delim('{'):
-			depth++
-		case json.Delim(']'), json.Delim('}'):
-			depth--
+	}
+	return Message{}, &Error{Code: rpcerr.InvalidRequest, Msg: "a batch element is not a JSON-RPC message (an object)"}
+}
+
+// members reads the members of an object whose '{' was read, calling
+// member with each key (known: keys another may not differ from only in
+// case) and the key's end, the reader at the value's ':'; member must read
+// the value. It reads the closing '}'.
+func (r *reader) members(known []string, member func(key string, keyEnd int) error) error {
+	var seen keySet
+	for first := true; ; first = false {
+		c := r.next()
+		if c == '}' {
+			r.pos++
+			return nil
+		}
+		if !first {
+			if c != ',' {
+				return r.syntax("after object key:value pair")
+			}
+			r.pos++
+			c = r.next()
+		}
+		if c != '"' {
+			return r.syntax("looking for beginning of object key string")
+		}
+		raw, plain, err := r.str()
+		if err != nil {
+			return err
+		}
+		key := text(raw, plain)
+		if err := seen.add(key, known); err != nil {
+			return err
+		}
+		keyEnd := r.pos
+		if r.next() != ':' {
+			return r.syntax("after object key")
+		}
+		r.pos++
+		if err := member(key, keyEnd); err != nil {
+			return err
 		}
 	}
 }
@@ -175,54 +247,47 @@ func (r *reader) skipRest(d json.Delim) {
 // object reads a message whose '{' was read.
 func (r *reader) object() (Message, error) {
 	var m Message
-	seen := map[string]bool{}
 	hasMethod, hasID, hasVersion := false, false, false
-	for r.dec.More() {
-		key, err := r.key(seen, messageKeys)
-		if err != nil {
-			return m, err
-		}
+	err := r.members(messageKeys, func(key string, keyEnd int) error {
 		switch key {
 		case "jsonrpc":
-			var v any
-			if err := r.dec.Decode(&v); err != nil {
-				return m, parseError(err)
+			v, isString, err := r.stringValue()
+			if err != nil {
+				return err
 			}
-			if v != "2.0" {
-				return m, &Error{Code: rpcerr.InvalidRequest, Msg: `"jsonrpc" must be "2.0"`}
+			if !isString || v != "2.0" {
+				return &Error{Code: rpcerr.InvalidRequest, Msg: `"jsonrpc" must be "2.0"`}
 			}
 			hasVersion = true
 		case "id":
-			var raw json.RawMessage
-			if err := r.dec.Decode(&raw); err != nil {
-				return m, parseError(err)
+			start, end, err := r.value()
+			if err != nil {
+				return err
 			}
-			if m.ID, err = canonicalID(raw); err != nil {
-				return m, err
+			if m.ID, err = canonicalID(r.b[start:end]); err != nil {
+				return err
 			}
 			hasID = m.ID != nil
 		case "method":
-			var v any
-			if err := r.dec.Decode(&v); err != nil {
-				return m, parseError(err)
+			start, _, err := r.value()
+			if err != nil {
+				return err
 			}
-			s, ok := v.(string)
-			if !ok && v != nil {
-				return m, &Error{Code: rpcerr.InvalidRequest, Msg: `"method" must be a string`}
+			v, isString := r.textAt(start)
+			if !isString && r.b[start] != 'n' { // null: no method
+				return &Error{Code: rpcerr.InvalidRequest, Msg: `"method" must be a string`}
 			}
-			m.Method, hasMethod = s, true
+			m.Method, hasMethod = v, true
 		case "params":
-			if err := r.params(&m); err != nil {
-				return m, err
-			}
+			return r.params(&m, keyEnd)
 		default:
-			if err := r.skip(); err != nil {
-				return m, err
-			}
+			_, _, err := r.value()
+			return err
 		}
-	}
-	if _, err := r.dec.Token(); err != nil { // }
-		return m, parseError(err)
+		return nil
+	})
+	if err != nil {
+		return m, err
 	}
 	if !hasVersion {
 		return m, &Error{Code: rpcerr.InvalidRequest, Msg: `"jsonrpc" must be "2.0"`}
@@ -250,128 +315,328 @@ func (r *reader) object() (Message, error) {
 // otherwise cost the edge a CPU-second.
 const MaxMembers = 256
 
-// key reads an object's next key, refusing one that repeats or that
-// differs from one of known only in case, or one beyond MaxMembers.
-func (r *reader) key(seen map[string]bool, known []string) (string, error) {
-	tok, err := r.dec.Token()
-	if err != nil {
-		return "", parseError(err)
+// keySet is the keys of one object read so far: it refuses a key that
+// repeats, that differs from one of known only in case, or one beyond
+// MaxMembers.
+type keySet struct {
+	few  []string
+	many map[string]bool
+}
+
+func (s *keySet) add(key string, known []string) error {
+	if len(s.few)+len(s.many) >= MaxMembers {
+		return &Error{Code: rpcerr.InvalidRequest, Msg: fmt.Sprintf("an object of a JSON-RPC message (the message, its params, their _meta) has at most %d members", MaxMembers), Limit: "members", Max: MaxMembers}
 	}
-	key, _ := tok.(string)
-	if len(seen) >= MaxMembers {
-		return "", &Error{Code: rpcerr.InvalidRequest, Msg: fmt.Sprintf("an object of a JSON-RPC message (the message, its params, their _meta) has at most %d members", MaxMembers), Limit: "members", Max: MaxMembers}
-	}
-	if seen[key] {
-		return "", &Error{Code: rpcerr.InvalidRequest, Msg: fmt.Sprintf("key %q appears twice", key)}
+	if s.many[key] || slices.Contains(s.few, key) {
+		return &Error{Code: rpcerr.InvalidRequest, Msg: fmt.Sprintf("key %q appears twice", key)}
 	}
 	for _, k := range known {
 		if key != k && strings.EqualFold(key, k) {
-			return "", &Error{Code: rpcerr.InvalidRequest, Msg: fmt.Sprintf("key %q: did you mean %q?", key, k)}
+			return &Error{Code: rpcerr.InvalidRequest, Msg: fmt.Sprintf("key %q: did you mean %q?", key, k)}
 		}
 	}
-	seen[key] = true
-	return key, nil
-}
-
-// skip consumes the next value.
-func (r *reader) skip() error {
-	var raw json.RawMessage
-	if err := r.dec.Decode(&raw); err != nil {
-		return parseError(err)
+	if s.many == nil && len(s.few) < 16 {
+		s.few = append(s.few, key)
+		return nil
 	}
+	if s.many == nil {
+		s.many = make(map[string]bool, 2*len(s.few))
+		for _, k := range s.few {
+			s.many[k] = true
+		}
+		s.few = nil
+	}
+	s.many[key] = true
 	return nil
 }
 
-// params reads a message's params: its size; of an object, the tool name
-// and arguments and the _meta this package reports.
-func (r *reader) params(m *Message) error {
-	// From the end of the key: the size counts the ':' and white space
-	// before the value.
-	before := r.dec.InputOffset()
-	tok, err := r.dec.Token()
-	if err != nil {
-		return parseError(err)
-	}
-	if tok != json.Delim('{') {
-		if d, ok := tok.(json.Delim); ok {
-			r.skipRest(d)
-		}
-		m.ParamsBytes = int(r.dec.InputOffset() - before)
-		return nil
-	}
-	seen := map[string]bool{}
-	for r.dec.More() {
-		key, err := r.key(seen, paramsKeys)
-		if err != nil {
+// params reads a message's params, the reader at the value; keyEnd is
+// where its key ended: the size counts the ':' and white space before the
+// value. Of an object, it reads the tool name and arguments and the _meta
+// this package reports.
+func (r *reader) params(m *Message, keyEnd int) error {
+	if r.next() != '{' {
+		if _, _, err := r.value(); err != nil {
 			return err
 		}
+		m.ParamsBytes = r.pos - keyEnd
+		return nil
+	}
+	r.pos++
+	err := r.members(paramsKeys, func(key string, _ int) error {
 		switch key {
 		case "name":
-			var v any
-			if err := r.dec.Decode(&v); err != nil {
-				return parseError(err)
-			}
-			m.Tool, _ = v.(string)
+			v, _, err := r.stringValue()
+			m.Tool = v
+			return err
 		case "arguments":
-			var raw json.RawMessage
-			if err := r.dec.Decode(&raw); err != nil {
-				return parseError(err)
-			}
-			m.ArgsEnd = int(r.dec.InputOffset())
-			m.ArgsStart = m.ArgsEnd - len(raw)
+			var err error
+			m.ArgsStart, m.ArgsEnd, err = r.value()
+			return err
 		case "_meta":
-			if err := r.meta(m); err != nil {
-				return err
-			}
-		default:
-			if err := r.skip(); err != nil {
-				return err
-			}
+			return r.meta(m)
 		}
+		_, _, err := r.value()
+		return err
+	})
+	if err != nil {
+		return err
 	}
-	if _, err := r.dec.Token(); err != nil { // }
-		return parseError(err)
-	}
-	m.ParamsBytes = int(r.dec.InputOffset() - before)
+	m.ParamsBytes = r.pos - keyEnd
 	return nil
 }
 
-// meta reads params._meta: the protocol version and trace context.
+// meta reads params._meta: the protocol version and trace context. The
+// whole value is read first (a body that is not JSON is refused as such);
+// of an object, a key twice is refused like anywhere else this package
+// reads (the SDK reads _meta into a map).
 func (r *reader) meta(m *Message) error {
-	var meta map[string]json.RawMessage
-	var raw json.RawMessage
-	if err := r.dec.Decode(&raw); err != nil {
-		return parseError(err)
+	start, end, err := r.value()
+	if err != nil || r.b[start] != '{' {
+		return err
 	}
-	if len(raw) == 0 || raw[0] != '{' {
-		return nil
-	}
-	// _meta is small and read by the SDK into a map: a key twice there is
-	// refused like anywhere else this package reads.
-	sub := &reader{dec: json.NewDecoder(bytes.NewReader(raw))}
-	sub.dec.Token()
-	seen := map[string]bool{}
-	for sub.dec.More() {
-		key, err := sub.key(seen, nil)
-		if err != nil {
+	sub := &reader{b: r.b[:end], pos: start + 1}
+	return sub.members(nil, func(key string, _ int) error {
+		if key != "io.modelcontextprotocol/protocolVersion" && key != "traceparent" && key != "tracestate" {
+			_, _, err := sub.value()
 			return err
 		}
-		var v json.RawMessage
-		if err := sub.dec.Decode(&v); err != nil {
-			return parseError(err)
+		v, _, err := sub.stringValue()
+		switch key {
+		case "io.modelcontextprotocol/protocolVersion":
+			m.ProtocolVersion = v
+		case "traceparent":
+			m.Traceparent = v
+		default:
+			m.Tracestate = v
 		}
-		if meta == nil {
-			meta = map[string]json.RawMessage{}
+		return err
+	})
+}
+
+// stringValue reads a value: its text if it is a string.
+func (r *reader) stringValue() (string, bool, error) {
+	start, _, err := r.value()
+	if err != nil {
+		return "", false, err
+	}
+	v, ok := r.textAt(start)
+	return v, ok, nil
+}
+
+// textAt is the text of the string value read at start, false if the
+// value there is not a string.
+func (r *reader) textAt(start int) (string, bool) {
+	if r.b[start] != '"' {
+		return "", false
+	}
+	sub := &reader{b: r.b, pos: start}
+	raw, plain, _ := sub.str()
+	return text(raw, plain), true
+}
+
+// text is what the string token raw (quotes included) says: plain (no
+// escape, nothing but ASCII) is as written; the rest as encoding/json reads
+// it (invalid UTF-8 becomes U+FFFD).
+func text(raw []byte, plain bool) string {
+	if plain {
+		return string(raw[1 : len(raw)-1])
+	}
+	var s string
+	json.Unmarshal(raw, &s)
+	return s
+}
+
+// str reads the string starting at pos (its '"') and returns its token,
+// and whether it holds no escape and nothing but ASCII.
+func (r *reader) str() (raw []byte, plain bool, err error) {
+	start := r.pos
+	plain = true
+	for i := start + 1; i < len(r.b); i++ {
+		switch c := r.b[i]; {
+		case c == '"':
+			r.pos = i + 1
+			return r.b[start:r.pos], plain, nil
+		case c == '\\':
+			plain = false
+			i++
+			if i >= len(r.b) {
+				break
+			}
+			switch r.b[i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+			case 'u':
+				for j := 1; j <= 4; j++ {
+					if i+j >= len(r.b) || !isHex(r.b[i+j]) {
+						r.pos = min(i+j, len(r.b))
+						return nil, false, r.syntax("in \\u hexadecimal character escape")
+					}
+				}
+				i += 4
+			default:
+				r.pos = i
+				return nil, false, r.syntax("in string escape code")
+			}
+		case c < 0x20:
+			r.pos = i
+			return nil, false, r.syntax("in string literal")
+		case c >= 0x80:
+			plain = false
 		}
-		meta[key] = v
 	}
-	str := func(k string) string {
-		var s string
-		json.Unmarshal(meta[k], &s)
-		return s
+	r.pos = len(r.b)
+	return nil, false, r.syntax("")
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// value reads the value at pos (after white space) and returns where it
+// starts and ends: any JSON value, nesting at most maxDepth deep.
+func (r *reader) value() (start, end int, err error) {
+	c := r.next()
+	start = r.pos
+	// open holds, for each container the value is inside, whether it is
+	// an object.
+	var open []bool
+	for {
+		// A value starts at pos.
+		switch c {
+		case '{', '[':
+			if len(open) == maxDepth {
+				return 0, 0, &Error{Code: rpcerr.ParseError, Msg: fmt.Sprintf("not JSON: exceeded max depth (offset %d)", r.pos)}
+			}
+			open = append(open, c == '{')
+			r.pos++
+			c = r.next()
+			if c == '}' && open[len(open)-1] || c == ']' && !open[len(open)-1] {
+				r.pos++
+				open = open[:len(open)-1]
+				break
+			}
+			if open[len(open)-1] {
+				if err := r.key(c); err != nil {
+					return 0, 0, err
+				}
+				c = r.next()
+			}
+			continue
+		case '"':
+			if _, _, err := r.str(); err != nil {
+				return 0, 0, err
+			}
+		case 't':
+			if err := r.literal("true"); err != nil {
+				return 0, 0, err
+			}
+		case 'f':
+			if err := r.literal("false"); err != nil {
+				return 0, 0, err
+			}
+		case 'n':
+			if err := r.literal("null"); err != nil {
+				return 0, 0, err
+			}
+		default:
+			if c != '-' && (c < '0' || c > '9') {
+				return 0, 0, r.syntax("looking for beginning of value")
+			}
+			if err := r.number(); err != nil {
+				return 0, 0, err
+			}
+		}
+		// A value ended: close what it ends, then on to the next.
+		for {
+			if len(open) == 0 {
+				return start, r.pos, nil
+			}
+			c = r.next()
+			obj := open[len(open)-1]
+			if c == '}' && obj || c == ']' && !obj {
+				r.pos++
+				open = open[:len(open)-1]
+				continue
+			}
+			if c != ',' {
+				if obj {
+					return 0, 0, r.syntax("after object key:value pair")
+				}
+				return 0, 0, r.syntax("after array element")
+			}
+			r.pos++
+			c = r.next()
+			if obj {
+				if err := r.key(c); err != nil {
+					return 0, 0, err
+				}
+				c = r.next()
+			}
+			break
+		}
 	}
-	m.ProtocolVersion = str("io.modelcontextprotocol/protocolVersion")
-	m.Traceparent, m.Tracestate = str("traceparent"), str("tracestate")
+}
+
+// key reads an object's key and its ':', c the byte at pos.
+func (r *reader) key(c int) error {
+	if c != '"' {
+		return r.syntax("looking for beginning of object key string")
+	}
+	if _, _, err := r.str(); err != nil {
+		return err
+	}
+	if r.next() != ':' {
+		return r.syntax("after object key")
+	}
+	r.pos++
+	return nil
+}
+
+// literal reads the literal word at pos.
+func (r *reader) literal(word string) error {
+	for i := range len(word) {
+		if r.pos >= len(r.b) || r.b[r.pos] != word[i] {
+			return r.syntax("in literal " + word)
+		}
+		r.pos++
+	}
+	return nil
+}
+
+// number reads the number at pos: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func (r *reader) number() error {
+	digits := func() int {
+		n := 0
+		for r.pos < len(r.b) && '0' <= r.b[r.pos] && r.b[r.pos] <= '9' {
+			r.pos++
+			n++
+		}
+		return n
+	}
+	if r.b[r.pos] == '-' {
+		r.pos++
+	}
+	switch {
+	case r.pos < len(r.b) && r.b[r.pos] == '0':
+		r.pos++
+	case digits() == 0:
+		return r.syntax("in numeric literal")
+	}
+	if r.pos < len(r.b) && r.b[r.pos] == '.' {
+		r.pos++
+		if digits() == 0 {
+			return r.syntax("after decimal point in numeric literal")
+		}
+	}
+	if r.pos < len(r.b) && (r.b[r.pos] == 'e' || r.b[r.pos] == 'E') {
+		r.pos++
+		if r.pos < len(r.b) && (r.b[r.pos] == '+' || r.b[r.pos] == '-') {
+			r.pos++
+		}
+		if digits() == 0 {
+			return r.syntax("in exponent of numeric literal")
+		}
+	}
 	return nil
 }
 

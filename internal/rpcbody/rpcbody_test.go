@@ -309,3 +309,68 @@ func BenchmarkReadLargeBody(b *testing.B) {
 		})
 	}
 }
+
+// FuzzReadAgreesWithDecoder holds the one-pass reader to the reference
+// built on encoding/json's Decoder (reference_test.go): on every body, both
+// read the same messages (kinds, methods, ids, tools, argument ranges,
+// params sizes, _meta), or both refuse it, in the same class (parse error,
+// invalid request, and the bound that refused it). One difference is
+// allowed: params that are not an object, nested beyond encoding/json's
+// depth, which the reference walked token by token (the SDK refuses those
+// anyway).
+func FuzzReadAgreesWithDecoder(f *testing.F) {
+	for _, b := range []string{
+		initBody, `[` + initBody + `]`, call("1", "a"), call(`"x\u0041"`, "b\u00e9"),
+		`[{"jsonrpc":"2.0","id":1,"method":"ping"},` + initBody + `]`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments" : {"x": [1, "]"]},"_meta":{"traceparent":"00-a-b-01","io.modelcontextprotocol/protocolVersion":"2026-07-28","tracestate":5}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":[1,{"a":[]}]}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/list","params":"p"}`,
+		`{"jsonrpc":"2.0","method":null,"id":-0.5e+3}`, `{"jsonrpc":"2\u002e0","method":"m\/x"}`,
+		`[1x]`, `[1,]`, `[}`, `[{"jsonrpc":"2.0","id":1,"method":"ping"} {"jsonrpc":"2.0","id":2,"method":"ping"}]`,
+		`{"jsonrpc":"2.0","id":1,"method":"ping",}`, `{"a" 1}`, `{"a":tru}`, `{"a":01}`, `{"a":"\x01"}`, `{"a":"\q"}`, `{"a":"\u12G4"}`,
+		"{\"\xff\":1,\"\xfe\":2,\"jsonrpc\":\"2.0\",\"method\":\"x\"}",
+		`{"jsonrpc":"2.0","id":1,"method":"x","params":{"_meta":{"k":1,"k":2}}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a","arguments":` + strings.Repeat("[", 10000) + strings.Repeat("]", 10000) + `}}`,
+		"[" + strings.Repeat(`{"jsonrpc":"2.0","id":1,"method":"ping"},`, 3) + "x",
+		``, ` `, `{`, `[`, `"x`, `nul`, `-`, `1.`, `1e`, "\ufeff{}", `{"jsonrpc":"2.0","id":1,"method":"ping"}  x`,
+	} {
+		f.Add([]byte(b))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, max := range []int{0, 2} {
+			got, gerr := ReadAtMost(body, max)
+			want, werr := decoderReadAtMost(body, max)
+			if gerr != nil || werr != nil {
+				var g, w *Error
+				if !errors.As(gerr, &g) || !errors.As(werr, &w) {
+					if werr == nil && g != nil && strings.Contains(g.Msg, "exceeded max depth") {
+						continue
+					}
+					t.Fatalf("ReadAtMost(%q, %d): %v; reference: %v", body, max, gerr, werr)
+				}
+				if g.Code != w.Code || g.Limit != w.Limit || g.Max != w.Max {
+					t.Fatalf("ReadAtMost(%q, %d) refuses it as %d %s (%s); reference as %d %s (%s)", body, max, g.Code, g.Limit, g.Msg, w.Code, w.Limit, w.Msg)
+				}
+				continue
+			}
+			if got.Batch != want.Batch || !slices.EqualFunc(got.Messages, want.Messages, func(x, y Message) bool {
+				return x.Kind == y.Kind && x.Method == y.Method && string(x.ID) == string(y.ID) && x.Tool == y.Tool &&
+					x.ArgsStart == y.ArgsStart && x.ArgsEnd == y.ArgsEnd && x.ParamsBytes == y.ParamsBytes &&
+					x.ProtocolVersion == y.ProtocolVersion && x.Traceparent == y.Traceparent && x.Tracestate == y.Tracestate
+			}) {
+				t.Fatalf("ReadAtMost(%q, %d) = %+v; reference %+v", body, max, got, want)
+			}
+		}
+	})
+}
+
+// What a tools/call body costs the reader.
+func BenchmarkReadToolCall(b *testing.B) {
+	body := []byte(`{"jsonrpc":"2.0","id":17,"method":"tools/call","params":{"name":"test_simple_text","arguments":{},"_meta":{"progressToken":3}}}`)
+	for b.Loop() {
+		if _, err := Read(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
