@@ -167,8 +167,6 @@ func (r *decReader) object() (Message, error) {
 	return m, nil
 }
 
-
-
 // key reads an object's next key, refusing one that repeats or that
 // differs from one of known only in case, or one beyond MaxMembers.
 func (r *decReader) key(seen map[string]bool, known []string) (string, error) {
@@ -293,4 +291,3 @@ func (r *decReader) meta(m *Message) error {
 	m.Traceparent, m.Tracestate = str("traceparent"), str("tracestate")
 	return nil
 }
-
