@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"math/bits"
 	"net"
 	"slices"
 	"strconv"
@@ -37,23 +38,50 @@ const membershipActorName = "pingmcp-membership"
 // this node draws each time it counts the peer in (MemberID undoes it):
 // what protoactor blocks when the peer leaves is that admission, never the
 // process, and a peer that answers again is admitted anew.
+//
+// Each admission that ends stays on protoactor's block list for the life of
+// the process (about 50 bytes, and walked at every topology change), so a
+// process that keeps being counted gone and back is damped: its first
+// return within flapWindow is admitted at its first answer, each later one
+// only after twice as many answers in a row as the last (capped at
+// maxHoldAnswers: about a minute at the default probe interval). A restart
+// is a new process, admitted at once.
 type seedsProvider struct {
 	cfg  Config
 	done chan struct{}
 	once sync.Once
+	now  func() time.Time
 
 	mu         sync.Mutex
 	self       *cluster.Member
 	peers      map[string]*peer // by cluster address
 	admissions uint64           // admission ids drawn so far
+	flaps      map[string]flap  // by process id: its admissions that ended lately
 }
 
 type peer struct {
 	member   *cluster.Member // as it last answered, under its own id; nil until then
-	admitted string          // the id it is reported under since it was last counted in
-	failures int
+	admitted string          // the id it is reported under while counted in; "" when not
+	failures int             // probes missed in a row
+	answers  int             // probes answered in a row while not counted in
 	seed     bool
 }
+
+// flap is a process's admissions that ended within flapWindow of each
+// other, and when the last one ended.
+type flap struct {
+	ends int
+	last time.Time
+}
+
+const (
+	// flapWindow is how long a process must stay counted in (or away)
+	// for its earlier ends to be forgotten.
+	flapWindow = 10 * time.Minute
+	// maxHoldAnswers bounds the answers in a row a flapping process must
+	// give before it is admitted again.
+	maxHoldAnswers = 128
+)
 
 // admissionSep separates a process's id from the number of its admission
 // in the ids the seeds provider reports; protoactor's ids (short UUIDs)
@@ -68,7 +96,7 @@ func MemberID(m *cluster.Member) string {
 }
 
 func newSeedsProvider(cfg Config) *seedsProvider {
-	return &seedsProvider{cfg: cfg, done: make(chan struct{}), peers: map[string]*peer{}}
+	return &seedsProvider{cfg: cfg, done: make(chan struct{}), now: time.Now, peers: map[string]*peer{}, flaps: map[string]flap{}}
 }
 
 func (p *seedsProvider) StartMember(c *cluster.Cluster) error {
@@ -136,6 +164,7 @@ func (p *seedsProvider) run(c *cluster.Cluster) {
 // probe interval as its deadline, and merges the answers.
 func (p *seedsProvider) probeAll(c *cluster.Cluster) {
 	p.mu.Lock()
+	p.forgetFlapsLocked()
 	addrs := make([]string, 0, len(p.peers))
 	for a := range p.peers {
 		addrs = append(addrs, a)
@@ -174,27 +203,71 @@ func (p *seedsProvider) merge(addr string, info *envelope.MemberInfo) {
 	}
 	if info == nil {
 		pr.failures++
+		pr.answers = 0
+		if pr.admitted != "" && pr.failures >= p.cfg.ProbeFailures {
+			pr.admitted = ""
+			p.endedLocked(pr.member.Id)
+		}
 		if pr.failures >= p.cfg.ProbeFailures && !pr.seed {
 			delete(p.peers, addr) // learned from others; they will tell us if it returns
 		}
 		return
 	}
-	counted := p.countedLocked(pr)
-	switch {
-	case pr.member != nil && pr.member.Id != info.Self.Id:
+	returning := pr.member != nil && pr.member.Id == info.Self.Id
+	if pr.member != nil && !returning {
 		p.cfg.Logger.Info("cluster node restarted", "addr", addr, "old", pr.member.Id, "new", info.Self.Id)
-		counted = false
-	case pr.member != nil && !counted:
-		p.cfg.Logger.Info("cluster node answers again after counting as gone; admitted anew", "addr", addr, "id", info.Self.Id)
+		pr.admitted, pr.answers = "", 0
 	}
 	pr.member = toMember(info.Self)
 	pr.failures = 0
-	if !counted {
-		p.admissions++
-		pr.admitted = pr.member.Id + admissionSep + strconv.FormatUint(p.admissions, 10)
+	if pr.admitted == "" {
+		pr.answers++
+		switch hold := p.holdLocked(pr.member.Id); {
+		case pr.answers >= hold:
+			if returning {
+				p.cfg.Logger.Info("cluster node answers again after counting as gone; admitted anew", "addr", addr, "id", pr.member.Id, "answers", pr.answers)
+			}
+			p.admissions++
+			pr.admitted = pr.member.Id + admissionSep + strconv.FormatUint(p.admissions, 10)
+			pr.answers = 0
+		case pr.answers == 1:
+			p.cfg.Logger.Warn("cluster node flaps: held out until it answers enough probes in a row", "addr", addr, "id", pr.member.Id, "answers", hold, "ends", p.flaps[pr.member.Id].ends)
+		}
 	}
 	for _, m := range info.Members {
 		p.addPeerLocked(m)
+	}
+}
+
+// endedLocked records that the admission of the process id ended.
+func (p *seedsProvider) endedLocked(id string) {
+	now := p.now()
+	f := p.flaps[id]
+	if now.Sub(f.last) >= flapWindow {
+		f.ends = 0
+	}
+	p.flaps[id] = flap{ends: f.ends + 1, last: now}
+}
+
+// holdLocked is how many answers in a row the process id must give to be
+// admitted: 1, or after ends within flapWindow, 2^(ends-1) up to
+// maxHoldAnswers.
+func (p *seedsProvider) holdLocked(id string) int {
+	f, ok := p.flaps[id]
+	if !ok || p.now().Sub(f.last) >= flapWindow {
+		return 1
+	}
+	return 1 << min(f.ends-1, bits.Len(maxHoldAnswers)-1)
+}
+
+// forgetFlapsLocked drops the records of processes that ended no admission
+// within flapWindow.
+func (p *seedsProvider) forgetFlapsLocked() {
+	now := p.now()
+	for id, f := range p.flaps {
+		if now.Sub(f.last) >= flapWindow {
+			delete(p.flaps, id)
+		}
 	}
 }
 
@@ -219,9 +292,10 @@ func (p *seedsProvider) addPeerLocked(m *envelope.Member) {
 	}
 }
 
-// countedLocked tells whether the peer answered its last probes.
+// countedLocked tells whether the peer is counted in: admitted, and it
+// answered its last probes.
 func (p *seedsProvider) countedLocked(pr *peer) bool {
-	return pr.member != nil && pr.failures < p.cfg.ProbeFailures
+	return pr.admitted != "" && pr.failures < p.cfg.ProbeFailures
 }
 
 // alive is what this node reports to protoactor: itself and, under their

@@ -1,9 +1,12 @@
 package cluster
 
 import (
+	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"testing"
+	"time"
 
 	"github.com/asynkron/protoactor-go/cluster"
 
@@ -76,5 +79,99 @@ func TestSeedsAdmitAnew(t *testing.T) {
 	}
 	if got := MemberID(p.self); got != "self" {
 		t.Errorf("MemberID(self) = %q", got)
+	}
+}
+
+// TestSeedsDampFlaps: a process counted gone and back again and again
+// within flapWindow is taken back only after 1, 2, 4 ... answers in a row
+// (a missed probe starts the count again), at most maxHoldAnswers; a
+// learned peer forgotten meanwhile keeps its record (it is the process's);
+// a restart, or a process that stayed away flapWindow, is admitted at its
+// first answer.
+func TestSeedsDampFlaps(t *testing.T) {
+	p := newSeedsProvider(Config{ProbeFailures: 3, Logger: slog.New(slog.DiscardHandler)})
+	now := time.Date(2026, 12, 5, 0, 0, 0, 0, time.UTC)
+	p.now = func() time.Time { return now }
+	p.self = &cluster.Member{Id: "self", Host: "127.0.0.1", Port: 1}
+	const seed, learned = "127.0.0.1:2", "127.0.0.1:3"
+	p.peers[seed] = &peer{seed: true}
+	answer := func(addr, id string, times int) {
+		port, _ := strconv.Atoi(addr[len("127.0.0.1:"):])
+		for range times {
+			p.merge(addr, &envelope.MemberInfo{Self: &envelope.Member{Id: id, Host: "127.0.0.1", Port: int32(port)}})
+			now = now.Add(500 * time.Millisecond)
+		}
+	}
+	gone := func(addr string) {
+		for range 3 {
+			p.merge(addr, nil)
+			now = now.Add(500 * time.Millisecond)
+		}
+	}
+	counted := func(id string) bool {
+		for _, m := range p.alive() {
+			if MemberID(m) == id {
+				return true
+			}
+		}
+		return false
+	}
+	// admittedAfter checks that id is counted in after exactly want
+	// answers in a row.
+	admittedAfter := func(step, addr, id string, want int) {
+		t.Helper()
+		for i := 1; i <= want; i++ {
+			answer(addr, id, 1)
+			if got := counted(id); got != (i == want) {
+				t.Fatalf("%s: after %d answers counted in %v, want in only after %d", step, i, got, want)
+			}
+		}
+	}
+
+	admittedAfter("first sight", seed, "b", 1)
+	for ends, want := range []int{1, 2, 4, 8} {
+		gone(seed)
+		if counted("b") {
+			t.Fatalf("b missed three probes and is still counted in")
+		}
+		admittedAfter(fmt.Sprintf("after %d ends", ends+1), seed, "b", want)
+	}
+	// A missed probe while held starts the count again.
+	gone(seed)
+	answer(seed, "b", 15)
+	p.merge(seed, nil)
+	admittedAfter("16 answers after a miss", seed, "b", 16)
+	// Capped.
+	for range 4 {
+		gone(seed)
+		answer(seed, "b", maxHoldAnswers)
+	}
+	gone(seed)
+	admittedAfter("capped", seed, "b", maxHoldAnswers)
+	// A restart is a new process.
+	gone(seed)
+	admittedAfter("restarted", seed, "b2", 1)
+	// Ends long ago are forgotten, and so is their record.
+	now = now.Add(flapWindow)
+	gone(seed)
+	p.mu.Lock()
+	p.forgetFlapsLocked()
+	records := len(p.flaps)
+	p.mu.Unlock()
+	if records != 1 {
+		t.Errorf("%d flap records, want b2's alone", records)
+	}
+	admittedAfter("after flapWindow", seed, "b2", 1)
+
+	// A learned peer: forgotten after its misses, heard of again, still held.
+	p.heardOf(&envelope.Member{Id: "c", Host: "127.0.0.1", Port: 3})
+	admittedAfter("c first", learned, "c", 1)
+	for _, want := range []int{1, 2} {
+		gone(learned)
+		if _, known := p.peers[learned]; known {
+			t.Fatal("a learned peer that missed its probes is still probed")
+		}
+		p.heardOf(&envelope.Member{Id: "c", Host: "127.0.0.1", Port: 3})
+		admittedAfter("c back", learned, "c", want)
 	}
 }
