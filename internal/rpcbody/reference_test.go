@@ -148,23 +148,8 @@ func (r *decReader) object() (Message, error) {
 	if _, err := r.dec.Token(); err != nil { // }
 		return m, decParseError(err)
 	}
-	if !hasVersion {
-		return m, &Error{Code: rpcerr.InvalidRequest, Msg: `"jsonrpc" must be "2.0"`}
-	}
-	switch {
-	case hasMethod && hasID:
-		m.Kind = Request
-	case hasMethod:
-		m.Kind = Notification
-	case hasID:
-		m.Kind = Response
-	default:
-		return m, &Error{Code: rpcerr.InvalidRequest, Msg: "a JSON-RPC message needs a method or an id"}
-	}
-	if m.Method != "tools/call" {
-		m.Tool, m.ArgsStart, m.ArgsEnd = "", 0, 0
-	}
-	return m, nil
+	err := m.classify(hasVersion, hasMethod, hasID)
+	return m, err
 }
 
 // key reads an object's next key, refusing one that repeats or that

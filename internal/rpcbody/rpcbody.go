@@ -289,8 +289,15 @@ func (r *reader) object() (Message, error) {
 	if err != nil {
 		return m, err
 	}
+	err = m.classify(hasVersion, hasMethod, hasID)
+	return m, err
+}
+
+// classify sets the message's kind from what it holds, or refuses it; a
+// tool name and arguments are kept for tools/call alone.
+func (m *Message) classify(hasVersion, hasMethod, hasID bool) error {
 	if !hasVersion {
-		return m, &Error{Code: rpcerr.InvalidRequest, Msg: `"jsonrpc" must be "2.0"`}
+		return &Error{Code: rpcerr.InvalidRequest, Msg: `"jsonrpc" must be "2.0"`}
 	}
 	switch {
 	case hasMethod && hasID:
@@ -300,12 +307,12 @@ func (r *reader) object() (Message, error) {
 	case hasID:
 		m.Kind = Response
 	default:
-		return m, &Error{Code: rpcerr.InvalidRequest, Msg: "a JSON-RPC message needs a method or an id"}
+		return &Error{Code: rpcerr.InvalidRequest, Msg: "a JSON-RPC message needs a method or an id"}
 	}
 	if m.Method != "tools/call" {
 		m.Tool, m.ArgsStart, m.ArgsEnd = "", 0, 0
 	}
-	return m, nil
+	return nil
 }
 
 // MaxMembers bounds the members of each object the reader walks key by key
