@@ -50,6 +50,7 @@ go test -race -count=1 -timeout 20m "$@" ./...
 fuzz_targets=(
 	"./transport FuzzEdgeRequest"
 	"./internal/rpcbody FuzzRead"
+	"./internal/rpcbody FuzzReadAgreesWithDecoder"
 	"./transport FuzzValidSessionID"
 	"./auth FuzzBearerToken"
 	"./auth FuzzJWTVerify"
