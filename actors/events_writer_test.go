@@ -279,3 +279,22 @@ func TestAnswerID(t *testing.T) {
 		}
 	}
 }
+
+// What recognising an answer costs, for a small result and a 1 MiB one
+// (the event that ends a request's journal entry is read once per answer).
+func BenchmarkAnswerID(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		text string
+	}{{"small", "This is a simple text response for testing."}, {"1MiB", strings.Repeat("x", 1<<20)}} {
+		data := []byte(`{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"` + c.text + `"}]}}`)
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if id := answerID(data); string(id) != "7" {
+					b.Fatalf("answerID = %s", id)
+				}
+			}
+		})
+	}
+}
