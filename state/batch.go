@@ -58,8 +58,9 @@ type batched struct {
 // rep is its store's (the same for every write of a batcher).
 func (b *batcher) run(ctx context.Context, rep Replication, s *redis.Script, keys []string, args ...any) *redis.Cmd {
 	w := &batched{rep: rep, s: s, keys: keys, args: args}
+	behind := ctx.Value(behindKey{}) != nil
 	limit := maxBatches
-	if ctx.Value(behindKey{}) != nil {
+	if behind {
 		limit = 1
 	}
 	b.mu.Lock()
@@ -75,6 +76,15 @@ func (b *batcher) run(ctx context.Context, rep Replication, s *redis.Script, key
 	w.done = make(chan struct{})
 	b.queue = append(b.queue, w)
 	b.mu.Unlock()
+	if behind {
+		// It goes with the batch after the pipeline in flight (which
+		// may wait up to the replication's timeout): that batch runs
+		// under the client's own timeouts, not ctx's, and no one waits
+		// for this write; giving up on it here would only count a slow
+		// pipeline as a store failure.
+		<-w.done
+		return w.cmd
+	}
 	select {
 	case <-w.done:
 		return w.cmd

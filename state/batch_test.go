@@ -161,8 +161,9 @@ func TestBatchedWrites(t *testing.T) {
 }
 
 // A write behind an answer (Behind) takes a pipeline only when none is in
-// flight: with one in flight it waits for the next batch, while a write a
-// request waits for still goes at once on the second, taking it along.
+// flight: with one in flight it waits for the next batch, even past its
+// context's end, while a write a request waits for still goes at once on
+// the second, taking it along.
 func TestBehindWritesWait(t *testing.T) {
 	client := redistest.Start(t)
 	ctx := context.Background()
@@ -200,8 +201,11 @@ func TestBehindWritesWait(t *testing.T) {
 	}
 	write(ctx, "a")
 	await("a request's write", 1, 0)
-	write(Behind(ctx), "b")
+	behind, cancel := context.WithCancel(Behind(ctx))
+	write(behind, "b")
 	await("then a write behind an answer", 1, 1)
+	cancel() // its caller's deadline passing while it waits changes nothing: it is not given up
+	await("its context done", 1, 1)
 	write(ctx, "c")
 	await("then another request's write", 2, 0)
 	close(h.release)
