@@ -128,8 +128,8 @@ func Open(opts Options, process *slog.Logger) (*Logger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	// The records go out off the tool call's path, in order, those written
-	// at once together (logwriter).
+	// Records written at once go out in one write (logwriter); each
+	// caller still waits for its own (Logger.write).
 	lw := logwriter.New(f)
 	l := New(lw, opts.ToolArgs)
 	l.close = func() error { return errors.Join(lw.Close(), f.Close()) }
@@ -138,7 +138,11 @@ func Open(opts Options, process *slog.Logger) (*Logger, error) {
 
 // New returns a Logger writing JSON lines to w.
 func New(w io.Writer, toolArgs bool) *Logger {
-	return NewHandler(slog.NewJSONHandler(&lockedWriter{w: w}, &slog.HandlerOptions{Level: slog.LevelDebug}), toolArgs)
+	var h slog.Handler = slog.NewJSONHandler(&lockedWriter{w: w}, &slog.HandlerOptions{Level: slog.LevelDebug})
+	if lw, ok := w.(*logwriter.Writer); ok {
+		h = logwriter.Handler(h, lw)
+	}
+	return NewHandler(h, toolArgs)
 }
 
 // NewHandler returns a Logger writing to h, each record marked log=audit.
@@ -222,11 +226,18 @@ func (l *Logger) Admin(ctx context.Context, r AdminRecord) {
 }
 
 // write hands the record to the handler whatever its level: an audit record
-// is not filtered by --log-level.
+// is not filtered by --log-level. A handler that writes through a
+// logwriter (logwriter.Syncer) is waited for: the record is out (in the
+// file, or the process log's pipe) before the call it records is answered,
+// so that a crash right after cannot lose it; records written at once share
+// one write.
 func (l *Logger) write(ctx context.Context, msg string, attrs []slog.Attr) {
 	rec := slog.NewRecord(time.Now(), slog.LevelInfo, msg, 0)
 	rec.AddAttrs(attrs...)
 	_ = l.h.Handle(context.WithoutCancel(ctx), rec)
+	if s, ok := l.h.(logwriter.Syncer); ok {
+		s.Sync()
+	}
 }
 
 func principalAttr(p auth.Principal) slog.Attr {

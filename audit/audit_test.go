@@ -9,9 +9,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/internal/logwriter"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -168,4 +170,48 @@ func TestCalls(t *testing.T) {
 	if c["api"] != "todo" || c["operation"] != "createTodo" || c["method"] != "POST" || c["status"] != 200.0 {
 		t.Errorf("call %v", c)
 	}
+}
+
+// gatedWriter holds each Write until gate is closed.
+type gatedWriter struct {
+	gate chan struct{}
+	buf  bytes.Buffer
+}
+
+func (g *gatedWriter) Write(p []byte) (int, error) {
+	<-g.gate
+	return g.buf.Write(p)
+}
+
+// A record written through a logwriter (the process log's, or the file's)
+// is out before ToolCall returns, that is before the call is answered;
+// other lines of the process log are not waited for.
+func TestRecordWrittenBeforeReturn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sink := &gatedWriter{gate: make(chan struct{})}
+		lw := logwriter.New(sink)
+		process := slog.New(logwriter.Handler(slog.NewJSONHandler(lw, nil), lw))
+		l, err := Open(Options{}, process)
+		if err != nil {
+			t.Fatal(err)
+		}
+		process.Info("an ordinary line") // returns while the sink holds it
+		recorded := make(chan struct{})
+		go func() {
+			l.ToolCall(context.Background(), ToolCallRecord{Tool: "who_am_I", Outcome: OutcomeOK})
+			close(recorded)
+		}()
+		synctest.Wait()
+		select {
+		case <-recorded:
+			t.Fatal("ToolCall returned before its record was written")
+		default:
+		}
+		close(sink.gate)
+		<-recorded
+		if out := sink.buf.String(); !strings.Contains(out, "an ordinary line") || !strings.Contains(out, `"tool":"who_am_I"`) {
+			t.Fatalf("sink has %q", out)
+		}
+		lw.Close()
+	})
 }

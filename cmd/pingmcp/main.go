@@ -76,8 +76,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "pingmcp %s: %v\n", cmd, err)
 		return 2
 	}
-	// The process log (and the audit records in it) goes out off the
-	// requests' paths, in order; everything is written before run returns.
+	// The process log goes out off the requests' paths, in order (an audit
+	// record in it is waited for: audit.Logger); everything is written
+	// before run returns.
 	lw := logwriter.New(stderr)
 	defer lw.Close()
 	stderr = lw
@@ -110,12 +111,16 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	opts := &slog.HandlerOptions{Level: level}
-	var logger *slog.Logger
+	var h slog.Handler
 	if cfg.LogFormat == "json" {
-		logger = slog.New(slog.NewJSONHandler(w, opts))
+		h = slog.NewJSONHandler(w, opts)
 	} else {
-		logger = slog.New(slog.NewTextHandler(w, opts))
+		h = slog.NewTextHandler(w, opts)
 	}
+	if lw, ok := w.(*logwriter.Writer); ok {
+		h = logwriter.Handler(h, lw) // audit records wait for their line (audit.Logger)
+	}
+	logger := slog.New(h)
 	slog.SetDefault(logger)
 	return logger
 }

@@ -1,20 +1,23 @@
 // Package logwriter takes log lines off the request's path: a Writer keeps
-// what it is given in order and one goroutine of its own writes it out, all
-// that came meanwhile in one write (group commit), so that a tool call does
-// not wait for its audit record's system call, and many records at once
-// cost one.
+// what it is given in order and writes it out, all that came meanwhile in
+// one write (group commit), on a goroutine of its own, so that a request
+// does not wait for a log line's system call, and many lines at once cost
+// one. A line that must be out before its caller goes on (an audit record,
+// before its tool call is answered) is waited for with Sync, which writes
+// on the caller's goroutine when no write is under way.
 //
 // Nothing is dropped: a Writer holding its bound (MaxPending) makes the
 // next Write wait until it has written some out, so that a log sink that
 // stops reading slows the callers down as a synchronous writer would, and
 // memory stays bounded. Lines go out as soon as the goroutine runs, with no
-// lingering; what a crash can lose is what was given and not yet written
-// (normally nothing or a few lines: Close writes everything out, and the
-// process's main path closes its Writer before it exits).
+// lingering; what a crash can lose is the lines given and not yet written
+// that no one waited for (Close writes everything out, and the process's
+// main path closes its Writer before it exits).
 package logwriter
 
 import (
 	"io"
+	"log/slog"
 	"sync"
 )
 
@@ -31,7 +34,8 @@ type Writer struct {
 	// pending is what was given and not yet taken for writing; spare is
 	// the buffer the last batch was written from, reused.
 	pending, spare []byte
-	writing        bool // a batch is being written
+	writing        bool  // a batch is being written
+	given, written int64 // bytes given (before Close), and written out of them
 	closed         bool
 	wake           chan struct{}
 	done           chan struct{}
@@ -63,6 +67,7 @@ func (lw *Writer) Write(p []byte) (int, error) {
 		return lw.writeDirect(p)
 	}
 	lw.pending = append(lw.pending, p...)
+	lw.given += int64(len(p))
 	lw.mu.Unlock()
 	select {
 	case lw.wake <- struct{}{}:
@@ -82,53 +87,61 @@ func (lw *Writer) writeDirect(p []byte) (int, error) {
 
 func (lw *Writer) run() {
 	defer close(lw.done)
+	lw.mu.Lock()
+	defer lw.mu.Unlock()
 	for {
-		lw.mu.Lock()
-		for len(lw.pending) == 0 && !lw.closed {
+		for lw.writing || len(lw.pending) == 0 && !lw.closed {
+			if lw.writing { // a Sync writes; its end wakes us
+				lw.cond.Wait()
+				continue
+			}
 			lw.mu.Unlock()
 			<-lw.wake
 			lw.mu.Lock()
 		}
 		if len(lw.pending) == 0 { // closed, all written
 			lw.cond.Broadcast()
-			lw.mu.Unlock()
 			return
 		}
-		batch := lw.pending
-		lw.pending, lw.spare = lw.spare[:0], nil
-		lw.writing = true
-		lw.cond.Broadcast()
-		lw.mu.Unlock()
-		// A write error (a closed pipe, a full disk) is the sink's: the
-		// caller of a synchronous writer could not do more than go on
-		// either (slog drops it).
-		_, _ = lw.w.Write(batch)
-		lw.mu.Lock()
-		lw.writing = false
-		if cap(batch) <= MaxPending {
-			lw.spare = batch[:0]
-		}
-		lw.cond.Broadcast()
-		lw.mu.Unlock()
+		lw.writeLocked()
 	}
 }
 
-// Flush waits until everything written before it was written out.
-func (lw *Writer) Flush() {
+// writeLocked writes out what is pending, mu held (released while the
+// bytes are written).
+func (lw *Writer) writeLocked() {
+	batch := lw.pending
+	lw.pending, lw.spare = lw.spare[:0], nil
+	lw.writing = true
+	lw.cond.Broadcast()
+	lw.mu.Unlock()
+	// A write error (a closed pipe, a full disk) is the sink's: the
+	// caller of a synchronous writer could not do more than go on either
+	// (slog drops it).
+	_, _ = lw.w.Write(batch)
+	lw.mu.Lock()
+	lw.writing = false
+	lw.written += int64(len(batch))
+	if cap(batch) <= MaxPending {
+		lw.spare = batch[:0]
+	}
+	lw.cond.Broadcast()
+}
+
+// Sync returns once everything given before it was written out: it writes
+// it itself when no write is under way, else waits for the one under way
+// (and writes what came meanwhile, if still needed). Callers syncing at
+// once share one write.
+func (lw *Writer) Sync() {
 	lw.mu.Lock()
 	defer lw.mu.Unlock()
-	for (len(lw.pending) > 0 || lw.writing) && !lw.stopped() {
+	target := lw.given
+	for lw.written < target {
+		if !lw.writing && len(lw.pending) > 0 {
+			lw.writeLocked()
+			continue
+		}
 		lw.cond.Wait()
-	}
-}
-
-// stopped says the goroutine ended; mu is held.
-func (lw *Writer) stopped() bool {
-	select {
-	case <-lw.done:
-		return true
-	default:
-		return false
 	}
 }
 
@@ -151,3 +164,30 @@ func (lw *Writer) Close() error {
 	<-lw.done
 	return nil
 }
+
+// Syncer is a slog.Handler whose records can be waited for: Sync returns
+// once those it handled were written out.
+type Syncer interface {
+	Sync()
+}
+
+// Handler returns h, which writes to lw, as a slog.Handler that is also a
+// Syncer (and so are the handlers derived from it).
+func Handler(h slog.Handler, lw *Writer) slog.Handler {
+	return syncHandler{Handler: h, lw: lw}
+}
+
+type syncHandler struct {
+	slog.Handler
+	lw *Writer
+}
+
+func (s syncHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return syncHandler{Handler: s.Handler.WithAttrs(attrs), lw: s.lw}
+}
+
+func (s syncHandler) WithGroup(name string) slog.Handler {
+	return syncHandler{Handler: s.Handler.WithGroup(name), lw: s.lw}
+}
+
+func (s syncHandler) Sync() { s.lw.Sync() }

@@ -3,6 +3,7 @@ package logwriter
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -92,7 +93,7 @@ func TestWriterOffThePathAndGrouped(t *testing.T) {
 		close(s.gate)
 		s.gate = nil
 		s.mu.Unlock()
-		lw.Flush()
+		lw.Sync()
 		out, n := s.all()
 		if n != 2 {
 			t.Errorf("%d writes to the sink, want 2 (the first line, then the ten together)", n)
@@ -172,5 +173,80 @@ func TestWriterCloseWritesAll(t *testing.T) {
 		if err := lw.Close(); err != nil {
 			t.Fatal(err)
 		}
+	})
+}
+
+// Sync returns only once what was given before it is written out: while a
+// write is under way it waits, then writes what is left itself; with none
+// under way it writes on its caller's goroutine.
+func TestWriterSync(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &sink{gate: make(chan struct{})}
+		lw := New(s)
+		fmt.Fprintln(lw, "one")
+		synctest.Wait() // the goroutine writes "one", held in the sink
+		fmt.Fprintln(lw, "two")
+		synced := make(chan struct{})
+		go func() {
+			lw.Sync()
+			close(synced)
+		}()
+		synctest.Wait()
+		select {
+		case <-synced:
+			t.Fatal("Sync returned while what was given before it was not written")
+		default:
+		}
+		s.mu.Lock()
+		close(s.gate)
+		s.gate = nil
+		s.mu.Unlock()
+		<-synced
+		if out, _ := s.all(); out != "one\ntwo\n" {
+			t.Fatalf("after Sync the sink has %q", out)
+		}
+		// Nothing under way: Sync writes at once, later lines are not
+		// waited for.
+		fmt.Fprintln(lw, "three")
+		lw.Sync()
+		if out, _ := s.all(); out != "one\ntwo\nthree\n" {
+			t.Fatalf("after Sync the sink has %q", out)
+		}
+		lw.Close()
+	})
+}
+
+// A handler made with Handler, and those derived from it, sync their
+// Writer.
+func TestHandlerSyncs(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &sink{gate: make(chan struct{})}
+		lw := New(s)
+		h := Handler(slog.NewJSONHandler(lw, nil), lw).WithAttrs([]slog.Attr{slog.String("log", "audit")}).WithGroup("g")
+		syncer, ok := h.(Syncer)
+		if !ok {
+			t.Fatal("a derived handler is not a Syncer")
+		}
+		slog.New(h).Info("record")
+		done := make(chan struct{})
+		go func() {
+			syncer.Sync()
+			close(done)
+		}()
+		synctest.Wait()
+		select {
+		case <-done:
+			t.Fatal("Sync returned before the record was written")
+		default:
+		}
+		s.mu.Lock()
+		close(s.gate)
+		s.gate = nil
+		s.mu.Unlock()
+		<-done
+		if out, _ := s.all(); !strings.Contains(out, `"msg":"record","log":"audit"`) {
+			t.Fatalf("sink has %q", out)
+		}
+		lw.Close()
 	})
 }
