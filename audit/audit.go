@@ -234,10 +234,11 @@ func (l *Logger) Admin(ctx context.Context, r AdminRecord) {
 func (l *Logger) write(ctx context.Context, msg string, attrs []slog.Attr) {
 	rec := slog.NewRecord(time.Now(), slog.LevelInfo, msg, 0)
 	rec.AddAttrs(attrs...)
-	_ = l.h.Handle(context.WithoutCancel(ctx), rec)
 	if s, ok := l.h.(logwriter.Syncer); ok {
-		s.Sync()
+		_ = s.HandleSync(context.WithoutCancel(ctx), rec)
+		return
 	}
+	_ = l.h.Handle(context.WithoutCancel(ctx), rec)
 }
 
 func principalAttr(p auth.Principal) slog.Attr {

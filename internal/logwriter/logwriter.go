@@ -16,6 +16,7 @@
 package logwriter
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"sync"
@@ -35,6 +36,7 @@ type Writer struct {
 	// the buffer the last batch was written from, reused.
 	pending, spare []byte
 	writing        bool  // a batch is being written
+	quiet          int   // HandleSyncs under way: a Write leaves its bytes to their Sync
 	given, written int64 // bytes given (before Close), and written out of them
 	closed         bool
 	wake           chan struct{}
@@ -68,10 +70,13 @@ func (lw *Writer) Write(p []byte) (int, error) {
 	}
 	lw.pending = append(lw.pending, p...)
 	lw.given += int64(len(p))
+	quiet := lw.quiet > 0
 	lw.mu.Unlock()
-	select {
-	case lw.wake <- struct{}{}:
-	default:
+	if !quiet { // else the Sync that follows writes it, with no goroutine woken for nothing
+		select {
+		case lw.wake <- struct{}{}:
+		default:
+		}
 	}
 	return len(p), nil
 }
@@ -165,10 +170,10 @@ func (lw *Writer) Close() error {
 	return nil
 }
 
-// Syncer is a slog.Handler whose records can be waited for: Sync returns
-// once those it handled were written out.
+// Syncer is a slog.Handler whose records can be waited for: HandleSync is
+// Handle, returning once the record was written out.
 type Syncer interface {
-	Sync()
+	HandleSync(context.Context, slog.Record) error
 }
 
 // Handler returns h, which writes to lw, as a slog.Handler that is also a
@@ -190,4 +195,14 @@ func (s syncHandler) WithGroup(name string) slog.Handler {
 	return syncHandler{Handler: s.Handler.WithGroup(name), lw: s.lw}
 }
 
-func (s syncHandler) Sync() { s.lw.Sync() }
+func (s syncHandler) HandleSync(ctx context.Context, r slog.Record) error {
+	s.lw.mu.Lock()
+	s.lw.quiet++
+	s.lw.mu.Unlock()
+	err := s.Handler.Handle(ctx, r)
+	s.lw.mu.Lock()
+	s.lw.quiet--
+	s.lw.mu.Unlock()
+	s.lw.Sync()
+	return err
+}

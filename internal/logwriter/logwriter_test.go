@@ -2,6 +2,7 @@ package logwriter
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
+	"time"
 )
 
 // sink records each Write it gets; while gate is open (non-nil and not
@@ -227,10 +229,10 @@ func TestHandlerSyncs(t *testing.T) {
 		if !ok {
 			t.Fatal("a derived handler is not a Syncer")
 		}
-		slog.New(h).Info("record")
+		slog.New(h).Info("an ordinary line") // not waited for
 		done := make(chan struct{})
 		go func() {
-			syncer.Sync()
+			syncer.HandleSync(context.Background(), slog.NewRecord(time.Now(), slog.LevelInfo, "record", 0))
 			close(done)
 		}()
 		synctest.Wait()
@@ -244,7 +246,7 @@ func TestHandlerSyncs(t *testing.T) {
 		s.gate = nil
 		s.mu.Unlock()
 		<-done
-		if out, _ := s.all(); !strings.Contains(out, `"msg":"record","log":"audit"`) {
+		if out, _ := s.all(); !strings.Contains(out, `"msg":"an ordinary line","log":"audit"`) || !strings.Contains(out, `"msg":"record","log":"audit"`) {
 			t.Fatalf("sink has %q", out)
 		}
 		lw.Close()
