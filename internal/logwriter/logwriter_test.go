@@ -34,6 +34,14 @@ func (s *sink) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// open lets the Writes through, the waiting one and those to come.
+func (s *sink) open() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	close(s.gate)
+	s.gate = nil
+}
+
 func (s *sink) all() (string, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -91,10 +99,7 @@ func TestWriterOffThePathAndGrouped(t *testing.T) {
 		for i := range 10 {
 			fmt.Fprintln(lw, "later", i) // returns: the sink is not asked
 		}
-		s.mu.Lock()
-		close(s.gate)
-		s.gate = nil
-		s.mu.Unlock()
+		s.open()
 		lw.Sync()
 		out, n := s.all()
 		if n != 2 {
@@ -125,10 +130,7 @@ func TestWriterBoundsWhatItHolds(t *testing.T) {
 		if returned.Load() {
 			t.Fatal("a Write beyond MaxPending returned while the sink was blocked")
 		}
-		s.mu.Lock()
-		close(s.gate)
-		s.gate = nil
-		s.mu.Unlock()
+		s.open()
 		synctest.Wait()
 		if !returned.Load() {
 			t.Fatal("the waiting Write did not return once the sink took the held bytes")
@@ -160,10 +162,7 @@ func TestWriterCloseWritesAll(t *testing.T) {
 			t.Fatal("Close returned before the sink took what was written")
 		default:
 		}
-		s.mu.Lock()
-		close(s.gate)
-		s.gate = nil
-		s.mu.Unlock()
+		s.open()
 		<-closed
 		if out, _ := s.all(); out != "one\ntwo\n" {
 			t.Fatalf("after Close the sink has %q", out)
@@ -199,10 +198,7 @@ func TestWriterSync(t *testing.T) {
 			t.Fatal("Sync returned while what was given before it was not written")
 		default:
 		}
-		s.mu.Lock()
-		close(s.gate)
-		s.gate = nil
-		s.mu.Unlock()
+		s.open()
 		<-synced
 		if out, _ := s.all(); out != "one\ntwo\n" {
 			t.Fatalf("after Sync the sink has %q", out)
@@ -241,10 +237,7 @@ func TestHandlerSyncs(t *testing.T) {
 			t.Fatal("Sync returned before the record was written")
 		default:
 		}
-		s.mu.Lock()
-		close(s.gate)
-		s.gate = nil
-		s.mu.Unlock()
+		s.open()
 		<-done
 		if out, _ := s.all(); !strings.Contains(out, `"msg":"an ordinary line","log":"audit"`) || !strings.Contains(out, `"msg":"record","log":"audit"`) {
 			t.Fatalf("sink has %q", out)
