@@ -138,11 +138,11 @@ func Open(opts Options, process *slog.Logger) (*Logger, error) {
 
 // New returns a Logger writing JSON lines to w.
 func New(w io.Writer, toolArgs bool) *Logger {
-	var h slog.Handler = slog.NewJSONHandler(&lockedWriter{w: w}, &slog.HandlerOptions{Level: slog.LevelDebug})
-	if lw, ok := w.(*logwriter.Writer); ok {
-		h = logwriter.Handler(h, lw)
+	opts := &slog.HandlerOptions{Level: slog.LevelDebug}
+	if lw, ok := w.(*logwriter.Writer); ok { // safe for concurrent Writes itself
+		return NewHandler(logwriter.Handler(slog.NewJSONHandler(lw, opts), lw), toolArgs)
 	}
-	return NewHandler(h, toolArgs)
+	return NewHandler(slog.NewJSONHandler(&lockedWriter{w: w}, opts), toolArgs)
 }
 
 // NewHandler returns a Logger writing to h, each record marked log=audit.

@@ -31,7 +31,7 @@ const MaxPending = 1 << 20
 type Writer struct {
 	w    io.Writer
 	mu   sync.Mutex
-	cond sync.Cond // broadcast when pending was taken, or the goroutine ended
+	cond sync.Cond // broadcast when pending was taken, a write ended, or the Writer closed
 	// pending is what was given and not yet taken for writing; spare is
 	// the buffer the last batch was written from, reused.
 	pending, spare []byte

@@ -269,12 +269,12 @@ func (r *reader) object() (Message, error) {
 			}
 			hasID = m.ID != nil
 		case "method":
-			start, _, err := r.value()
+			null := r.next() == 'n'
+			v, isString, err := r.stringValue()
 			if err != nil {
 				return err
 			}
-			v, isString := r.textAt(start)
-			if !isString && r.b[start] != 'n' { // null: no method
+			if !isString && !null { // null: no method
 				return &Error{Code: rpcerr.InvalidRequest, Msg: `"method" must be a string`}
 			}
 			m.Method, hasMethod = v, true
@@ -423,23 +423,15 @@ func (r *reader) meta(m *Message) error {
 
 // stringValue reads a value: its text if it is a string.
 func (r *reader) stringValue() (string, bool, error) {
-	start, _, err := r.value()
+	if r.next() != '"' {
+		_, _, err := r.value()
+		return "", false, err
+	}
+	raw, plain, err := r.str()
 	if err != nil {
 		return "", false, err
 	}
-	v, ok := r.textAt(start)
-	return v, ok, nil
-}
-
-// textAt is the text of the string value read at start, false if the
-// value there is not a string.
-func (r *reader) textAt(start int) (string, bool) {
-	if r.b[start] != '"' {
-		return "", false
-	}
-	sub := &reader{b: r.b, pos: start}
-	raw, plain, _ := sub.str()
-	return text(raw, plain), true
+	return text(raw, plain), true, nil
 }
 
 // text is what the string token raw (quotes included) says: plain (no
