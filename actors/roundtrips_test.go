@@ -113,8 +113,10 @@ func redisStoresCounted(t testing.TB, replicas int) (*state.Stores, *roundTrips,
 // entry, the fencing check and the priming event in one script (without a
 // priming event, just before the dispatch), then the answer with the fencing
 // check and the journal entry's removal in another, behind the answer's
-// delivery (see requestStream and TestAnswerWrittenBehindDelivery). Nothing
-// is left in the journal.
+// delivery (see requestStream and TestAnswerWrittenBehindDelivery), which
+// the next call's open takes along when it comes within the linger
+// (state's TestBehindWritesLinger): fewer round trips then. Nothing is
+// left in the journal.
 func TestRedisRoundTripsPerToolCall(t *testing.T) {
 	for _, c := range []struct {
 		replicas int

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -20,10 +21,32 @@ import (
 // batch is not a transaction.
 type batcher struct {
 	client redis.UniversalClient
+	// linger is how long a write behind an answer waits for company when
+	// no pipeline is in flight (behindLinger; zero: not at all).
+	linger time.Duration
 	mu     sync.Mutex
 	queue  []*batched
-	busy   int // pipelines in flight
+	busy   int         // pipelines in flight
+	timer  *time.Timer // armed while writes behind linger (lingered)
+	armed  uint64      // counts the timers armed: a stale one does nothing
+	// led is set when a write a request waits for takes a pipeline, and
+	// cleared when writes behind start to linger: they linger once per
+	// such write, for the next, so that a burst of them (a session's
+	// answers to requests sent at once, written one after another) waits
+	// once, not once each.
+	led bool
 }
+
+// behindLinger is how long a write behind an answer, finding no pipeline
+// in flight, waits for another write to go with (Nagle's delay, or a
+// commit delay): a client that calls again at once (a script, an agent
+// running tools in a row) has its previous answer's write taken along by
+// its next request's open, one round trip a call instead of two; a lone
+// write goes after it. The answer was delivered already, so no one waits;
+// what the delay costs is how long a delivered answer goes unstored (a
+// client resuming after a crash in that time gets the journal's error for
+// it instead).
+const behindLinger = 2 * time.Millisecond
 
 // maxBatches is how many pipelines of one batcher may be in flight at once:
 // two, so that a write behind a request's answer does not hold up the next
@@ -64,10 +87,10 @@ func (b *batcher) run(ctx context.Context, rep Replication, s *redis.Script, key
 		limit = 1
 	}
 	b.mu.Lock()
-	if b.busy < limit {
+	if b.busy < limit && !(behind && b.lingers()) {
 		b.busy++
-		batch := append(b.queue, w)
-		b.queue = nil
+		b.led = b.led || !behind
+		batch := b.takeLocked(w)
 		b.mu.Unlock()
 		b.exec(ctx, batch)
 		b.next()
@@ -75,13 +98,20 @@ func (b *batcher) run(ctx context.Context, rep Replication, s *redis.Script, key
 	}
 	w.done = make(chan struct{})
 	b.queue = append(b.queue, w)
+	if behind && b.busy == 0 && b.timer == nil {
+		b.led = false
+		b.armed++
+		armed := b.armed
+		b.timer = time.AfterFunc(b.linger, func() { b.lingered(armed) })
+	}
 	b.mu.Unlock()
 	if behind {
-		// It goes with the batch after the pipeline in flight (which
-		// may wait up to the replication's timeout): that batch runs
-		// under the client's own timeouts, not ctx's, and no one waits
-		// for this write; giving up on it here would only count a slow
-		// pipeline as a store failure.
+		// It goes with the next write a request waits for, with the batch
+		// after the pipeline in flight (which may wait up to the
+		// replication's timeout), or alone once it lingered: that batch
+		// runs under the client's own timeouts, not ctx's, and no one
+		// waits for this write; giving up on it here would only count a
+		// slow pipeline as a store failure.
 		<-w.done
 		return w.cmd
 	}
@@ -95,6 +125,49 @@ func (b *batcher) run(ctx context.Context, rep Replication, s *redis.Script, key
 	}
 }
 
+// lingers says whether a write behind an answer, finding no pipeline in
+// flight, waits for company (behindLinger) rather than going alone: once
+// per write a request waited for (led), or while others linger. Requires
+// b.mu.
+func (b *batcher) lingers() bool { return b.linger > 0 && (b.led || b.timer != nil) }
+
+// takeLocked empties the queue into a batch, w last if not nil, and
+// disarms the linger's timer: whatever lingered goes now. Requires b.mu.
+func (b *batcher) takeLocked(w *batched) []*batched {
+	batch := b.queue
+	if w != nil {
+		batch = append(batch, w)
+	}
+	b.queue = nil
+	if b.timer != nil {
+		b.timer.Stop()
+		b.timer = nil
+	}
+	return batch
+}
+
+// lingered sends the writes behind answers that waited behindLinger for a
+// write to go with and found none, unless a pipeline in flight takes them
+// when it returns (next); armed names the timer that fired, which another
+// write may have disarmed meanwhile (takeLocked).
+func (b *batcher) lingered(armed uint64) {
+	b.mu.Lock()
+	if b.timer == nil || armed != b.armed {
+		b.mu.Unlock()
+		return
+	}
+	b.timer = nil
+	if len(b.queue) == 0 || b.busy > 0 {
+		b.mu.Unlock()
+		return
+	}
+	b.busy++
+	batch := b.takeLocked(nil)
+	b.mu.Unlock()
+	b.exec(context.Background(), batch)
+	b.next()
+}
+
 // next sends what waited while a pipeline was in flight, on a goroutine of
 // its own, or frees the pipeline's turn.
 func (b *batcher) next() {
@@ -104,8 +177,7 @@ func (b *batcher) next() {
 		b.mu.Unlock()
 		return
 	}
-	batch := b.queue
-	b.queue = nil
+	batch := b.takeLocked(nil)
 	b.mu.Unlock()
 	go func() {
 		b.exec(context.Background(), batch)

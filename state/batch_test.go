@@ -173,7 +173,7 @@ func TestBehindWritesWait(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Alone, a write behind goes at once.
+	// Alone, a write behind goes (once it lingered: TestBehindWritesLinger).
 	if err := events.AppendAt(Behind(ctx), "s", "b", 0, "", []byte("b0")); err != nil {
 		t.Fatal(err)
 	}
@@ -229,6 +229,97 @@ func TestBehindWritesWait(t *testing.T) {
 		want := s + "1"
 		if s == "b" {
 			want = "b0,b1"
+		}
+		if strings.Join(got, ",") != want {
+			t.Errorf("stream %s holds %q, want %q", s, got, want)
+		}
+	}
+}
+
+// A write behind an answer that finds no pipeline in flight lingers for a
+// write to go with: a request's write made meanwhile takes it along, in one
+// round trip; with none, it goes alone once the linger is over; and the
+// next write behind, with no request's write between, goes at once.
+func TestBehindWritesLinger(t *testing.T) {
+	client := redistest.Start(t)
+	ctx := context.Background()
+	events := NewRedisEvents(client, "", EventOptions{})
+	b := events.w.batch
+	if b.linger != behindLinger {
+		t.Fatalf("linger %v, want %v", b.linger, behindLinger)
+	}
+	b.linger = time.Hour // what takes it along is the request's write, not the timer
+	for _, s := range []string{"a", "b", "x"} {
+		if err := events.OpenFor(ctx, "s", s, "", 0, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Redis knows the append script (a pipeline would send it again).
+	if err := events.AppendAt(ctx, "s", "x", 0, "", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	h := &heldTrips{}
+	client.AddHook(h)
+	lingering := make(chan error, 1)
+	go func() { lingering <- events.AppendAt(Behind(ctx), "s", "a", 0, "", []byte("a1")) }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		b.mu.Lock()
+		busy, queued, armed := b.busy, len(b.queue), b.timer != nil
+		b.mu.Unlock()
+		if busy == 0 && queued == 1 && armed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a write behind with no pipeline in flight: %d in flight, %d waiting, timer armed %v; want 0, 1, true", busy, queued, armed)
+		}
+	}
+	if err := events.AppendAt(ctx, "s", "b", 0, "", []byte("b1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-lingering; err != nil {
+		t.Fatal(err)
+	}
+	b.mu.Lock()
+	if b.timer != nil || b.busy != 0 || len(b.queue) != 0 {
+		t.Errorf("after the batch: timer armed %v, %d in flight, %d waiting", b.timer != nil, b.busy, len(b.queue))
+	}
+	b.mu.Unlock()
+	if h.mu.Lock(); !slices.Equal(h.trips, []int{2}) {
+		t.Errorf("round trips, commands in each: %v, want [2]", h.trips)
+	}
+	h.trips = nil
+	h.mu.Unlock()
+
+	// Alone, it goes once the linger is over.
+	b.linger = 20 * time.Millisecond
+	if err := events.AppendAt(Behind(ctx), "s", "a", 0, "", []byte("a2")); err != nil {
+		t.Fatal(err)
+	}
+	if h.mu.Lock(); !slices.Equal(h.trips, []int{1}) {
+		t.Errorf("round trips, commands in each: %v, want [1]", h.trips)
+	}
+	h.mu.Unlock()
+	// The next, with no request's write since, goes at once: writes
+	// behind linger once per write a request waited for, not each (a
+	// session's answers to a burst of requests, written in a row).
+	b.linger = time.Hour
+	again := make(chan error, 1)
+	go func() { again <- events.AppendAt(Behind(ctx), "s", "a", 0, "", []byte("a3")) }()
+	select {
+	case err := <-again:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a second write behind in a row lingered")
+	}
+	for s, want := range map[string]string{"a": "a1,a2,a3", "b": "b1"} {
+		var got []string
+		for d, err := range events.After(ctx, "s", s, -1) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, string(d))
 		}
 		if strings.Join(got, ",") != want {
 			t.Errorf("stream %s holds %q, want %q", s, got, want)

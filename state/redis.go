@@ -92,7 +92,7 @@ type writer struct {
 
 // newWriter is a writer of client.
 func newWriter(client redis.UniversalClient) writer {
-	return writer{batch: &batcher{client: client}}
+	return writer{batch: &batcher{client: client, linger: behindLinger}}
 }
 
 // run runs script s on keys (one slot), in one pipeline with the other
