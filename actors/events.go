@@ -88,8 +88,11 @@ type pendingWrite struct {
 	session, stream string
 	open, finish    bool
 	event           bool // data is an event to append
-	ids             []json.RawMessage
-	data            []byte
+	// delivered is set on an answer written behind its delivery
+	// (Append): alone in the queue, it may linger (lingering).
+	delivered bool
+	ids       []json.RawMessage
+	data      []byte
 	// write names the event's write, the same on every try: a try after
 	// one whose answer was lost (the store made it but said it failed)
 	// stores nothing, so that the event is stored once and the stream's
@@ -314,6 +317,7 @@ func (e *sessionEvents) Append(ctx context.Context, session, stream string, data
 			rs.f.answered.Store(true)
 		}
 		if w.finish && e.behind {
+			w.delivered = true
 			return e.enqueue(w, nil)
 		}
 	}
@@ -469,8 +473,14 @@ func (e *sessionEvents) enqueue(w pendingWrite, err error) error {
 }
 
 // behindAnswers is the context of the queue's writes: no request waits for
-// them (state.Behind).
-var behindAnswers = state.Behind(context.Background())
+// them (state.Behind). lingering is that of a delivered answer's write
+// when nothing else waits in the queue: it may wait for the next request's
+// open to go with (state.Linger), so that tools called in a row cost one
+// round trip each; a queue being caught up goes without waiting.
+var (
+	behindAnswers = state.Behind(context.Background())
+	lingering     = state.Linger(context.Background())
+)
 
 // write stores the queue, oldest first, until it is empty, the actor
 // stopped, or a newer activation fenced this one; a write that fails is
@@ -492,10 +502,14 @@ func (e *sessionEvents) write(ctx context.Context) {
 			return
 		}
 		w := e.backlog[0]
+		base := behindAnswers
+		if w.delivered && len(e.backlog) == 1 && !e.failing {
+			base = lingering
+		}
 		e.mu.Unlock()
 		// A write under way is not cut short by close: it finishes the
 		// queue while the store takes it.
-		c, cancel := context.WithTimeout(behindAnswers, saveTimeout)
+		c, cancel := context.WithTimeout(base, saveTimeout)
 		var err error
 		switch {
 		case w.open && w.event:

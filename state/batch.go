@@ -21,8 +21,9 @@ import (
 // batch is not a transaction.
 type batcher struct {
 	client redis.UniversalClient
-	// linger is how long a write behind an answer waits for company when
-	// no pipeline is in flight (behindLinger; zero: not at all).
+	// linger is how long a write behind an answer (Linger) waits for
+	// company when no pipeline is in flight (behindLinger; zero: not at
+	// all).
 	linger time.Duration
 	mu     sync.Mutex
 	queue  []*batched
@@ -37,8 +38,8 @@ type batcher struct {
 	led bool
 }
 
-// behindLinger is how long a write behind an answer, finding no pipeline
-// in flight, waits for another write to go with (Nagle's delay, or a
+// behindLinger is how long a write behind an answer (Linger), finding no
+// pipeline in flight, waits for another write to go with (Nagle's delay, or a
 // commit delay): a client that calls again at once (a script, an agent
 // running tools in a row) has its previous answer's write taken along by
 // its next request's open, one round trip a call instead of two; a lone
@@ -67,6 +68,18 @@ func Behind(ctx context.Context) context.Context {
 	return context.WithValue(ctx, behindKey{}, true)
 }
 
+// lingerKey marks a context whose writes may linger (Linger).
+type lingerKey struct{}
+
+// Linger marks the writes made under ctx as behind an answer (Behind) and
+// free to wait for company: finding no pipeline in flight, such a write
+// waits up to behindLinger for a write a request waits for, and goes with
+// it. For an answer's write that nothing else waits behind; not for a
+// queue of writes being caught up, which would then go one per linger.
+func Linger(ctx context.Context) context.Context {
+	return context.WithValue(Behind(ctx), lingerKey{}, true)
+}
+
 // batched is one write in a batcher.
 type batched struct {
 	rep  Replication
@@ -82,12 +95,13 @@ type batched struct {
 func (b *batcher) run(ctx context.Context, rep Replication, s *redis.Script, keys []string, args ...any) *redis.Cmd {
 	w := &batched{rep: rep, s: s, keys: keys, args: args}
 	behind := ctx.Value(behindKey{}) != nil
+	linger := ctx.Value(lingerKey{}) != nil
 	limit := maxBatches
 	if behind {
 		limit = 1
 	}
 	b.mu.Lock()
-	if b.busy < limit && !(behind && b.lingers()) {
+	if b.busy < limit && !(linger && b.lingers()) {
 		b.busy++
 		b.led = b.led || !behind
 		batch := b.takeLocked(w)
@@ -98,7 +112,7 @@ func (b *batcher) run(ctx context.Context, rep Replication, s *redis.Script, key
 	}
 	w.done = make(chan struct{})
 	b.queue = append(b.queue, w)
-	if behind && b.busy == 0 && b.timer == nil {
+	if linger && b.busy == 0 && b.timer == nil {
 		b.led = false
 		b.armed++
 		armed := b.armed
@@ -125,10 +139,10 @@ func (b *batcher) run(ctx context.Context, rep Replication, s *redis.Script, key
 	}
 }
 
-// lingers says whether a write behind an answer, finding no pipeline in
-// flight, waits for company (behindLinger) rather than going alone: once
-// per write a request waited for (led), or while others linger. Requires
-// b.mu.
+// lingers says whether a write that may linger (Linger), finding no
+// pipeline in flight, waits for company (behindLinger) rather than going
+// alone: once per write a request waited for (led), or while others
+// linger. Requires b.mu.
 func (b *batcher) lingers() bool { return b.linger > 0 && (b.led || b.timer != nil) }
 
 // takeLocked empties the queue into a batch, w last if not nil, and

@@ -236,10 +236,11 @@ func TestBehindWritesWait(t *testing.T) {
 	}
 }
 
-// A write behind an answer that finds no pipeline in flight lingers for a
-// write to go with: a request's write made meanwhile takes it along, in one
-// round trip; with none, it goes alone once the linger is over; and the
-// next write behind, with no request's write between, goes at once.
+// A write behind an answer that may linger (Linger) and finds no pipeline
+// in flight waits for a write to go with: a request's write made meanwhile
+// takes it along, in one round trip; with none, it goes alone once the
+// linger is over; the next such write, with no request's write between,
+// goes at once; and a write behind that may not linger goes at once.
 func TestBehindWritesLinger(t *testing.T) {
 	client := redistest.Start(t)
 	ctx := context.Background()
@@ -261,7 +262,7 @@ func TestBehindWritesLinger(t *testing.T) {
 	h := &heldTrips{}
 	client.AddHook(h)
 	lingering := make(chan error, 1)
-	go func() { lingering <- events.AppendAt(Behind(ctx), "s", "a", 0, "", []byte("a1")) }()
+	go func() { lingering <- events.AppendAt(Linger(ctx), "s", "a", 0, "", []byte("a1")) }()
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		b.mu.Lock()
 		busy, queued, armed := b.busy, len(b.queue), b.timer != nil
@@ -290,9 +291,20 @@ func TestBehindWritesLinger(t *testing.T) {
 	h.trips = nil
 	h.mu.Unlock()
 
+	// A write behind that may not linger (a queue being caught up) goes
+	// at once, as a request's write does.
+	if err := events.AppendAt(Behind(ctx), "s", "b", 0, "", []byte("b2")); err != nil {
+		t.Fatal(err)
+	}
+	if h.mu.Lock(); !slices.Equal(h.trips, []int{1}) {
+		t.Errorf("round trips, commands in each: %v, want [1]", h.trips)
+	}
+	h.trips = nil
+	h.mu.Unlock()
+
 	// Alone, it goes once the linger is over.
 	b.linger = 20 * time.Millisecond
-	if err := events.AppendAt(Behind(ctx), "s", "a", 0, "", []byte("a2")); err != nil {
+	if err := events.AppendAt(Linger(ctx), "s", "a", 0, "", []byte("a2")); err != nil {
 		t.Fatal(err)
 	}
 	if h.mu.Lock(); !slices.Equal(h.trips, []int{1}) {
@@ -303,8 +315,20 @@ func TestBehindWritesLinger(t *testing.T) {
 	// behind linger once per write a request waited for, not each (a
 	// session's answers to a burst of requests, written in a row).
 	b.linger = time.Hour
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		// The lone write's pipeline is over (its caller is told first).
+		b.mu.Lock()
+		busy, armed := b.busy, b.timer != nil
+		b.mu.Unlock()
+		if busy == 0 && !armed {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the lone write: %d in flight, timer armed %v", busy, armed)
+		}
+	}
 	again := make(chan error, 1)
-	go func() { again <- events.AppendAt(Behind(ctx), "s", "a", 0, "", []byte("a3")) }()
+	go func() { again <- events.AppendAt(Linger(ctx), "s", "a", 0, "", []byte("a3")) }()
 	select {
 	case err := <-again:
 		if err != nil {
@@ -313,7 +337,7 @@ func TestBehindWritesLinger(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a second write behind in a row lingered")
 	}
-	for s, want := range map[string]string{"a": "a1,a2,a3", "b": "b1"} {
+	for s, want := range map[string]string{"a": "a1,a2,a3", "b": "b1,b2"} {
 		var got []string
 		for d, err := range events.After(ctx, "s", s, -1) {
 			if err != nil {
