@@ -95,6 +95,99 @@ func BenchmarkToolsCall(b *testing.B) {
 	}
 }
 
+// benchPairs are the targets BenchmarkToolsCallPaired measures against
+// each other: issue 16's ratios, each a target over its baseline.
+var benchPairs = [][2]string{
+	{"single", "sdk-process"},
+	{"cross", "sdk-process"},
+	{"single-redis", "single"},
+	{"cross-redis", "cross"},
+}
+
+// pairedTurn is how many calls a target makes in one turn of
+// BenchmarkToolsCallPaired at n clients: a fraction of a second here.
+func pairedTurn(n int) int { return max(250, 25*n) }
+
+// BenchmarkToolsCallPaired is BenchmarkToolsCall for two targets running
+// at once, called in turns (pairedTurn calls on one, then as many on the
+// other, until each made b.N): a machine whose speed drifts over
+// seconds (a VM's neighbours, its host's clock) slows both alike, so their
+// ratios hold still where those of targets measured one after another
+// swing. It reports each target's p50 and calls/s over all its turns, and
+// the medians over the turns of the ratios within each: ratio-p50 (the
+// target's p50 over its baseline's) and ratio-calls/s.
+func BenchmarkToolsCallPaired(b *testing.B) {
+	for _, pair := range benchPairs {
+		b.Run(pair[0]+"-vs-"+pair[1], func(b *testing.B) {
+			var srvs [2]*benchServer
+			var sessions [2][]*benchSession
+			for i, name := range pair {
+				srvs[i] = benchTarget(b, name)(b)
+				c := newBenchClient(b, srvs[i].url)
+				sessions[i] = make([]*benchSession, slices.Max(benchConcurrency))
+				parallel(b, len(sessions[i]), func(w int) error {
+					sessions[i][w] = &benchSession{c: c}
+					return sessions[i][w].open()
+				})
+			}
+			for _, n := range benchConcurrency {
+				b.Run(fmt.Sprintf("c%d", n), func(b *testing.B) {
+					var all [2][]time.Duration
+					var elapsed [2]time.Duration
+					var ratioP50, ratioRate []float64
+					b.ResetTimer()
+					for done := 0; done < b.N; done += pairedTurn(n) {
+						calls := min(pairedTurn(n), b.N-done)
+						var p50, rate [2]float64
+						for i := range srvs {
+							latencies := make([][]time.Duration, n)
+							start := time.Now()
+							timedCalls(b, n, calls, func(w int) error { return sessions[i][w].callTool() }, latencies)
+							took := time.Since(start)
+							elapsed[i] += took
+							turn := slices.Concat(latencies...)
+							all[i] = append(all[i], turn...)
+							slices.Sort(turn)
+							p50[i], rate[i] = quantile(turn, 0.5), float64(calls)/took.Seconds()
+						}
+						ratioP50 = append(ratioP50, p50[0]/p50[1])
+						ratioRate = append(ratioRate, rate[0]/rate[1])
+					}
+					b.StopTimer()
+					for i, name := range pair {
+						slices.Sort(all[i])
+						b.ReportMetric(quantile(all[i], 0.5), name+"-p50-µs")
+						b.ReportMetric(float64(b.N)/elapsed[i].Seconds(), name+"-calls/s")
+					}
+					b.ReportMetric(median(ratioP50), "ratio-p50")
+					b.ReportMetric(median(ratioRate), "ratio-calls/s")
+					b.ReportMetric(float64(len(ratioP50)), "turns")
+				})
+			}
+		})
+	}
+}
+
+// benchTarget is the start function of the target named name.
+func benchTarget(b *testing.B, name string) func(*testing.B) *benchServer {
+	for _, t := range benchTargets {
+		if t.name == name {
+			return t.start
+		}
+	}
+	b.Fatalf("no benchmark target %q", name)
+	return nil
+}
+
+// median is the median of xs (which it sorts).
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	if len(xs)%2 == 1 {
+		return xs[len(xs)/2]
+	}
+	return (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
+}
+
 // BenchmarkInitialize times the initialize request of a fresh session alone
 // (no initialized notification). Each time every client has opened
 // benchRound sessions, the clock stops while they are deleted.
@@ -678,18 +771,7 @@ func measure(b *testing.B, n int, op func(w int) error, between func()) {
 	}
 	b.ResetTimer()
 	for done := 0; done < b.N; done += round {
-		var next atomic.Int64
-		todo := int64(min(round, b.N-done))
-		parallel(b, n, func(w int) error {
-			for next.Add(1) <= todo {
-				start := time.Now()
-				if err := op(w); err != nil {
-					return err
-				}
-				latencies[w] = append(latencies[w], time.Since(start))
-			}
-			return nil
-		})
+		timedCalls(b, n, min(round, b.N-done), op, latencies)
 		if between != nil {
 			b.StopTimer()
 			between()
@@ -700,13 +782,31 @@ func measure(b *testing.B, n int, op func(w int) error, between func()) {
 
 	all := slices.Concat(latencies...)
 	slices.Sort(all)
-	quantile := func(q float64) float64 {
-		i := max(int(math.Ceil(q*float64(len(all))))-1, 0)
-		return float64(all[i]) / float64(time.Microsecond)
-	}
-	b.ReportMetric(quantile(0.50), "p50-µs")
-	b.ReportMetric(quantile(0.99), "p99-µs")
+	b.ReportMetric(quantile(all, 0.50), "p50-µs")
+	b.ReportMetric(quantile(all, 0.99), "p99-µs")
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "calls/s")
+}
+
+// timedCalls makes calls ops, op(w) on n clients at once, appending
+// each one's latency to latencies[w].
+func timedCalls(b *testing.B, n, calls int, op func(w int) error, latencies [][]time.Duration) {
+	var next atomic.Int64
+	parallel(b, n, func(w int) error {
+		for next.Add(1) <= int64(calls) {
+			start := time.Now()
+			if err := op(w); err != nil {
+				return err
+			}
+			latencies[w] = append(latencies[w], time.Since(start))
+		}
+		return nil
+	})
+}
+
+// quantile is the q quantile of sorted, in µs.
+func quantile(sorted []time.Duration, q float64) float64 {
+	i := max(int(math.Ceil(q*float64(len(sorted))))-1, 0)
+	return float64(sorted[i]) / float64(time.Microsecond)
 }
 
 // parallel runs f(0) … f(n-1) on n goroutines and fails b with the first
