@@ -522,8 +522,17 @@ func sdkProcessServer(b *testing.B) *benchServer { return sdkProcess(b, "1") }
 func sdkSharedProcessServer(b *testing.B) *benchServer { return sdkProcess(b, "shared") }
 
 func sdkProcess(b *testing.B, mode string) *benchServer {
+	addr, pid := startChild(b, "the SDK's process", sdkProcessEnv+"="+mode)
+	return &benchServer{url: "http://" + addr + "/mcp", pid: pid}
+}
+
+// startChild runs this test binary again with env added (which makes
+// TestMain serve something instead of running tests), until b ends, and
+// returns the address it says it listens on ("listening ADDR", its first
+// line) and its pid; what names it in a failure.
+func startChild(b *testing.B, what string, env ...string) (string, int) {
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), sdkProcessEnv+"="+mode)
+	cmd.Env = append(os.Environ(), env...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -536,9 +545,9 @@ func sdkProcess(b *testing.B, mode string) *benchServer {
 	line, err := bufio.NewReader(out).ReadString('\n')
 	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
 	if err != nil || !ok {
-		b.Fatalf("the SDK's process: %q, %v", line, err)
+		b.Fatalf("%s: %q, %v", what, line, err)
 	}
-	return &benchServer{url: "http://" + addr + "/mcp", pid: cmd.Process.Pid}
+	return addr, cmd.Process.Pid
 }
 
 // benchLogLevel overrides the harness's debug level: the nodes log as they

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	be "encoding/binary"
@@ -9,10 +8,8 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -145,23 +142,7 @@ func clusterTLSConfig(dir string) (*cluster.TLS, error) {
 // startHopEcho runs the echo of kind in a process of its own and returns
 // its address and pid.
 func startHopEcho(b *testing.B, kind string) (string, int) {
-	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), hopEchoEnv+"="+kind, hopCertsEnv+"="+certsDir())
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "listening ")
-	if err != nil || !ok {
-		b.Fatalf("the echo's process: %q, %v", line, err)
-	}
-	return addr, cmd.Process.Pid
+	return startChild(b, "the echo's process", hopEchoEnv+"="+kind, hopCertsEnv+"="+certsDir())
 }
 
 // serveHopEcho echoes until killed (see hopEchoEnv).
