@@ -14,8 +14,11 @@ import (
 // pipeline (group commit; on a Redis Cluster, one per master the batch
 // touches): a write finding fewer than maxBatches pipelines in flight goes
 // at once, alone or with those that waited, on its caller's goroutine;
-// others wait for a pipeline to return and go together in the next. A lone
-// write thus waits for nothing more than its round trip, and many at once
+// others wait for a pipeline to return and go together in the next. A write
+// behind an answer takes only the first pipeline (Behind), and one that may
+// linger waits a little for company when none is in flight (Linger). A
+// lone write a request waits for thus waits for nothing more than its
+// round trip, and many at once
 // cost Redis and the node one read and one write each per batch instead of
 // per script. Each script still runs alone in Redis, with its own answer; a
 // batch is not a transaction.
@@ -30,11 +33,13 @@ type batcher struct {
 	busy   int         // pipelines in flight
 	timer  *time.Timer // armed while writes behind linger (lingered)
 	armed  uint64      // counts the timers armed: a stale one does nothing
-	// led is set when a write a request waits for takes a pipeline, and
-	// cleared when writes behind start to linger: they linger once per
-	// such write, for the next, so that a burst of them (a session's
-	// answers to requests sent at once, written one after another) waits
-	// once, not once each.
+	// led is set when a write a request waits for takes a pipeline on
+	// its caller's goroutine (not when it waited and went with a batch of
+	// next's, under load, when pipelines are rarely idle anyway), and
+	// cleared when writes start to linger: they linger once per such
+	// write, for the next, so that a burst of them (a session's answers to
+	// requests sent at once, written one after another) waits once, not
+	// once each.
 	led bool
 }
 
@@ -74,7 +79,8 @@ type lingerKey struct{}
 // Linger marks the writes made under ctx as behind an answer (Behind) and
 // free to wait for company: finding no pipeline in flight, such a write
 // waits up to behindLinger for a write a request waits for, and goes with
-// it. For an answer's write that nothing else waits behind; not for a
+// it; it lingers only once per such write (batcher.led), else it goes at
+// once. For an answer's write that nothing else waits behind; not for a
 // queue of writes being caught up, which would then go one per linger.
 func Linger(ctx context.Context) context.Context {
 	return context.WithValue(Behind(ctx), lingerKey{}, true)

@@ -173,7 +173,8 @@ func TestBehindWritesWait(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Alone, a write behind goes (once it lingered: TestBehindWritesLinger).
+	// Alone, a write behind goes at once (one that may linger:
+	// TestBehindWritesLinger).
 	if err := events.AppendAt(Behind(ctx), "s", "b", 0, "", []byte("b0")); err != nil {
 		t.Fatal(err)
 	}
