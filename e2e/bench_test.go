@@ -110,10 +110,10 @@ func pairedTurn(n int) int { return max(250, 25*n) }
 
 // BenchmarkToolsCallPaired is BenchmarkToolsCall for two targets running
 // at once, called in turns (pairedTurn calls on one, then as many on the
-// other, until each made b.N): a machine whose speed drifts over
-// seconds (a VM's neighbours, its host's clock) slows both alike, so their
-// ratios hold still where those of targets measured one after another
-// swing. It reports each target's p50 and calls/s over all its turns, and
+// other, each going first every other turn, until each made b.N): a
+// machine whose speed drifts over seconds (a VM's neighbours, its host's
+// clock) slows both alike, so their ratios hold still where those of
+// targets measured one after another swing. It reports each target's p50 and calls/s over all its turns, and
 // the medians over the turns of the ratios within each: ratio-p50 (the
 // target's p50 over its baseline's) and ratio-calls/s.
 func BenchmarkToolsCallPaired(b *testing.B) {
@@ -136,19 +136,20 @@ func BenchmarkToolsCallPaired(b *testing.B) {
 					var elapsed [2]time.Duration
 					var ratioP50, ratioRate []float64
 					b.ResetTimer()
-					for done := 0; done < b.N; done += pairedTurn(n) {
+					for done, turn := 0, 0; done < b.N; done, turn = done+pairedTurn(n), turn+1 {
 						calls := min(pairedTurn(n), b.N-done)
 						var p50, rate [2]float64
-						for i := range srvs {
+						for k := range srvs {
+							i := k ^ turn&1 // each goes first every other turn
 							latencies := make([][]time.Duration, n)
 							start := time.Now()
 							timedCalls(b, n, calls, func(w int) error { return sessions[i][w].callTool() }, latencies)
 							took := time.Since(start)
 							elapsed[i] += took
-							turn := slices.Concat(latencies...)
-							all[i] = append(all[i], turn...)
-							slices.Sort(turn)
-							p50[i], rate[i] = quantile(turn, 0.5), float64(calls)/took.Seconds()
+							lat := slices.Concat(latencies...)
+							all[i] = append(all[i], lat...)
+							slices.Sort(lat)
+							p50[i], rate[i] = quantile(lat, 0.5), float64(calls)/took.Seconds()
 						}
 						ratioP50 = append(ratioP50, p50[0]/p50[1])
 						ratioRate = append(ratioRate, rate[0]/rate[1])
