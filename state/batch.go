@@ -18,9 +18,8 @@ import (
 // behind an answer takes only the first pipeline (Behind), and one that may
 // linger waits a little for company when none is in flight (Linger). A
 // lone write a request waits for thus waits for nothing more than its
-// round trip, and many at once
-// cost Redis and the node one read and one write each per batch instead of
-// per script. Each script still runs alone in Redis, with its own answer; a
+// round trip, and many at once cost Redis and the node one read and one
+// write each per batch instead of per script. Each script still runs alone in Redis, with its own answer; a
 // batch is not a transaction.
 type batcher struct {
 	client redis.UniversalClient
@@ -167,17 +166,13 @@ func (b *batcher) takeLocked(w *batched) []*batched {
 }
 
 // lingered sends the writes behind answers that waited behindLinger for a
-// write to go with and found none, unless a pipeline in flight takes them
-// when it returns (next); armed names the timer that fired, which another
-// write may have disarmed meanwhile (takeLocked).
+// write to go with and found none; armed names the timer that fired, which
+// another write may have disarmed meanwhile (takeLocked). A timer is armed
+// only with writes queued and no pipeline in flight, and whatever takes a
+// pipeline first disarms it, so one still armed finds both so.
 func (b *batcher) lingered(armed uint64) {
 	b.mu.Lock()
 	if b.timer == nil || armed != b.armed {
-		b.mu.Unlock()
-		return
-	}
-	b.timer = nil
-	if len(b.queue) == 0 || b.busy > 0 {
 		b.mu.Unlock()
 		return
 	}

@@ -50,6 +50,25 @@ func (s *sink) all() (string, int) {
 
 // Lines written from many goroutines all arrive, each whole, each
 // goroutine's in its order.
+// blocked runs f on a goroutine of its own, inside a synctest bubble, and
+// fails t (with msg) if f returned once every goroutine of the bubble is
+// blocked; the channel it returns is closed when f returns.
+func blocked(t *testing.T, msg string, f func()) <-chan struct{} {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		f()
+		close(done)
+	}()
+	synctest.Wait()
+	select {
+	case <-done:
+		t.Fatal(msg)
+	default:
+	}
+	return done
+}
+
 func TestWriterKeepsLinesWholeAndInOrder(t *testing.T) {
 	s := &sink{}
 	lw := New(s)
@@ -151,17 +170,7 @@ func TestWriterCloseWritesAll(t *testing.T) {
 		fmt.Fprintln(lw, "one")
 		synctest.Wait()
 		fmt.Fprintln(lw, "two")
-		closed := make(chan struct{})
-		go func() {
-			lw.Close()
-			close(closed)
-		}()
-		synctest.Wait()
-		select {
-		case <-closed:
-			t.Fatal("Close returned before the sink took what was written")
-		default:
-		}
+		closed := blocked(t, "Close returned before the sink took what was written", func() { lw.Close() })
 		s.open()
 		<-closed
 		if out, _ := s.all(); out != "one\ntwo\n" {
@@ -187,17 +196,7 @@ func TestWriterSync(t *testing.T) {
 		fmt.Fprintln(lw, "one")
 		synctest.Wait() // the goroutine writes "one", held in the sink
 		fmt.Fprintln(lw, "two")
-		synced := make(chan struct{})
-		go func() {
-			lw.Sync()
-			close(synced)
-		}()
-		synctest.Wait()
-		select {
-		case <-synced:
-			t.Fatal("Sync returned while what was given before it was not written")
-		default:
-		}
+		synced := blocked(t, "Sync returned while what was given before it was not written", lw.Sync)
 		s.open()
 		<-synced
 		if out, _ := s.all(); out != "one\ntwo\n" {
@@ -226,17 +225,9 @@ func TestHandlerSyncs(t *testing.T) {
 			t.Fatal("a derived handler is not a Syncer")
 		}
 		slog.New(h).Info("an ordinary line") // not waited for
-		done := make(chan struct{})
-		go func() {
+		done := blocked(t, "Sync returned before the record was written", func() {
 			syncer.HandleSync(context.Background(), slog.NewRecord(time.Now(), slog.LevelInfo, "record", 0))
-			close(done)
-		}()
-		synctest.Wait()
-		select {
-		case <-done:
-			t.Fatal("Sync returned before the record was written")
-		default:
-		}
+		})
 		s.open()
 		<-done
 		if out, _ := s.all(); !strings.Contains(out, `"msg":"an ordinary line","log":"audit"`) || !strings.Contains(out, `"msg":"record","log":"audit"`) {
