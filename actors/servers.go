@@ -12,6 +12,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pingmcp/pingmcp/internal/growstack"
 	"github.com/pingmcp/pingmcp/tools"
 )
 
@@ -253,9 +254,13 @@ var errUnserved = &jsonrpc.Error{Code: jsonrpc.CodeInternalError, Message: "sess
 
 // dispatch is a shared server's middleware: it runs the request through
 // the middleware of the actor of the request's session. A session's first
-// request comes while its actor creates it (holds sh's create lock).
+// request comes while its actor creates it (holds sh's create lock). The
+// go-sdk runs each request on a fresh goroutine, and this is where pingmcp's
+// part of it starts: its stack is grown here, once, to what the rest needs
+// (growstack).
 func (sh *sharedServer) dispatch(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		growstack.Grow()
 		ss, ok := req.GetSession().(*mcp.ServerSession)
 		if !ok {
 			return nil, errUnserved

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -17,9 +18,13 @@ import (
 // priming event (OpenAppend), then the answer with the journal entry's
 // removal (AppendFinish), fenced, one after the other. "fresh": sessions
 // far below their byte budget (a new one every 100 streams); "at-budget": every new stream first drops
-// the session's oldest (a long-lived session's steady state). Beside them,
-// "noop": a script that does nothing, the round trip alone. Reported:
-// redis-server's CPU per op (INFO cpu) and the time of each op, sequential.
+// the session's oldest (a long-lived session's steady state); "idle": as
+// "fresh", each op after 5 ms with nothing sent (the clock stopped), as a
+// client that calls a tool now and then: redis-server has gone to sleep
+// between ops, and what its scripts take then is not what they take back
+// to back. Beside them, "noop": a script that does nothing, the round trip
+// alone. Reported: redis-server's CPU per op (INFO cpu), its scripts' time
+// per op (INFO commandstats), and the time of each op, sequential.
 func BenchmarkRedisRequestStream(b *testing.B) {
 	client := redistest.Start(b)
 	ctx := context.Background()
@@ -34,7 +39,8 @@ func BenchmarkRedisRequestStream(b *testing.B) {
 	for _, c := range []struct {
 		name   string
 		budget int64
-	}{{"fresh", 0}, {"at-budget", 64 << 10}} {
+		idle   time.Duration
+	}{{"fresh", 0, 0}, {"at-budget", 64 << 10, 0}, {"idle", 0, 5 * time.Millisecond}} {
 		b.Run(c.name, func(b *testing.B) {
 			ev := NewRedisEvents(client, c.name+":", EventOptions{MaxBytes: c.budget})
 			snaps := NewRedisSnapshots(client, c.name+":")
@@ -51,6 +57,11 @@ func BenchmarkRedisRequestStream(b *testing.B) {
 			var priming []byte // the SDK's priming event is empty
 			answer := []byte(`{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"This is a simple text response for testing."}]}}`)
 			measureRedis(b, client, func(i int) {
+				if c.idle > 0 {
+					b.StopTimer()
+					time.Sleep(c.idle) // the idle being measured, not a wait for an event
+					b.StartTimer()
+				}
 				if c.budget == 0 && i%100 == 99 {
 					activate(i) // a new session, its budget far away
 				}
