@@ -97,6 +97,7 @@ func Handler(opts Options) (http.Handler, error) {
 	mux.HandleFunc("GET /admin/v1/tasks/{owner}/{id}", a.showTask)
 	mux.HandleFunc("POST /admin/v1/tasks/{owner}/{id}/cancel", a.cancelTaskAPI)
 	mux.Handle("GET /metrics", metrics.Handler())
+	profiles(mux)
 	// The console (console.go) signs its operators in itself.
 	console, root := a.console(), http.NewServeMux()
 	root.Handle("/console", console)
@@ -254,6 +255,9 @@ var actions = map[string]string{
 	"GET /admin/v1/tasks":                      "tasks.list",
 	"GET /admin/v1/tasks/{owner}/{id}":         "tasks.show",
 	"POST /admin/v1/tasks/{owner}/{id}/cancel": "tasks.cancel",
+	"GET /debug/pprof/":                        "debug.profile",
+	"GET /debug/pprof/profile":                 "debug.profile",
+	"GET /debug/pprof/trace":                   "debug.profile",
 	"POST /console/login":                      "console.login",
 	"POST /console/logout":                     "console.logout",
 	"POST /console/sessions/{id}/end":          "sessions.kill",
@@ -283,6 +287,9 @@ func (a *api) audited(mux *http.ServeMux, next http.Handler) http.Handler {
 			action = r.Method + " " + r.URL.Path
 		}
 		target := wildcard(pattern, r.URL.EscapedPath())
+		if action == "debug.profile" {
+			target = cmp.Or(strings.TrimPrefix(r.URL.Path, "/debug/pprof/"), "index")
+		}
 		outcome := audit.OutcomeOK
 		switch {
 		case rec.status >= 500:
@@ -295,7 +302,7 @@ func (a *api) audited(mux *http.ServeMux, next http.Handler) http.Handler {
 			operator = op.String()
 		}
 		details := map[string]any{"status": rec.status, "remote": r.RemoteAddr}
-		for _, k := range []string{"user", "client", "node", "for", "issuer", "session", "status"} {
+		for _, k := range []string{"user", "client", "node", "for", "issuer", "session", "status", "seconds"} {
 			if v := r.URL.Query().Get(k); v != "" {
 				details[k] = v
 			}

@@ -21,6 +21,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
@@ -32,6 +33,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -87,7 +89,9 @@ func BenchmarkToolsCall(b *testing.B) {
 			for _, n := range benchConcurrency {
 				b.Run(fmt.Sprintf("c%d", n), func(b *testing.B) {
 					before := srv.usage(b)
+					profiled := srv.cpuProfiles(b)
 					measure(b, n, func(w int) error { return sessions[w].callTool() }, nil)
+					profiled()
 					srv.reportUsage(b, before)
 				})
 			}
@@ -354,6 +358,56 @@ func (s *benchServer) watchAnon(b *testing.B) func() map[string]float64 {
 type usage struct {
 	cpu     time.Duration
 	ioCalls int64
+}
+
+// benchProfileEnv names a folder: with it set, BenchmarkToolsCall saves
+// there the CPU profile of each pingmcp node of a target while its calls
+// run (<benchmark>-<role>.prof), taken through the node's admin API
+// (/debug/pprof/profile) for benchProfileSecondsEnv seconds (8 unless set)
+// from the first call on. A profile covers the calls only if the benchmark
+// runs that long (-test.benchtime); the sub-benchmark waits for them.
+const (
+	benchProfileEnv        = "PINGMCP_BENCH_CPUPROFILE"
+	benchProfileSecondsEnv = "PINGMCP_BENCH_CPUPROFILE_SECONDS"
+)
+
+// cpuProfiles starts the CPU profiles benchProfileEnv asks for, and
+// returns what waits for them to be saved.
+func (s *benchServer) cpuProfiles(b *testing.B) (wait func()) {
+	dir := os.Getenv(benchProfileEnv)
+	if dir == "" {
+		return func() {}
+	}
+	seconds := cmp.Or(os.Getenv(benchProfileSecondsEnv), "8")
+	var wg sync.WaitGroup
+	for i, n := range s.nodes {
+		path := filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+"-"+s.roles[i]+".prof")
+		wg.Go(func() {
+			req, err := http.NewRequest(http.MethodGet, "http://"+n.Admin+"/debug/pprof/profile?seconds="+seconds, nil)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			req.Header.Set("Authorization", "Bearer "+n.adminToken)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			profile, err := io.ReadAll(resp.Body)
+			if err == nil && resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("%s: %s %s", req.URL, resp.Status, profile)
+			}
+			if err == nil {
+				err = os.WriteFile(path, profile, 0o644)
+			}
+			if err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	return wg.Wait
 }
 
 // usage returns each of the target's processes' usage so far, none for sdk,

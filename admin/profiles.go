@@ -1,0 +1,41 @@
+package admin
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+)
+
+// maxProfileSeconds bounds what a CPU profile or an execution trace may
+// ask for (?seconds=): the runtime holds one CPU profile at a time.
+const maxProfileSeconds = 120
+
+// profiles serves the Go runtime's profiles of this node to operators, as
+// net/http/pprof does, behind the admin API's authentication and audit:
+// GET /debug/pprof/ (the index, and each runtime profile by name: heap,
+// allocs, goroutine, threadcreate, block, mutex), /debug/pprof/profile (CPU,
+// ?seconds= up to maxProfileSeconds, 30 by default) and /debug/pprof/trace
+// (an execution trace, ?seconds=, 1 by default). Not /debug/pprof/cmdline:
+// a node's command line may hold a secret given as a flag
+// (--client-secret); the index answers it, as any name it does not know,
+// with 404.
+func profiles(mux *http.ServeMux) {
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.Handle("GET /debug/pprof/profile", boundedSeconds(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("GET /debug/pprof/trace", boundedSeconds(http.HandlerFunc(pprof.Trace)))
+}
+
+// boundedSeconds refuses a ?seconds= that is not a whole number of seconds
+// from 1 to maxProfileSeconds with 400.
+func boundedSeconds(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if v := r.URL.Query().Get("seconds"); v != "" {
+			if n, err := strconv.Atoi(v); err != nil || n < 1 || n > maxProfileSeconds {
+				writeError(w, http.StatusBadRequest, fmt.Sprintf("seconds must be a whole number from 1 to %d", maxProfileSeconds))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
