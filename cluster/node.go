@@ -227,7 +227,10 @@ func Start(cfg Config) (*Node, error) {
 	serverOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(maxWireMessage), grpc.ConnectionTimeout(10 * time.Second),
 		grpc.UnaryInterceptor(func(context.Context, any, *grpc.UnaryServerInfo, grpc.UnaryHandler) (any, error) {
 			return nil, status.Error(codes.Unimplemented, "not served")
-		})}
+		}),
+		// What a peer sends is delivered here or dropped, never sent on
+		// (addressed.go).
+		grpc.StreamInterceptor(addressedHere(system, cfg.Logger.With("component", "cluster")))}
 	//
 	// A single node has no peers: its remote refuses every connection
 	// (noPeers), TLS files or not.

@@ -60,11 +60,12 @@ type seedsProvider struct {
 }
 
 type peer struct {
-	member   *cluster.Member // as it last answered, under its own id; nil until then
-	admitted string          // the id it is reported under while counted in; "" when not
-	failures int             // probes missed in a row
-	answers  int             // probes answered in a row while not counted in
-	seed     bool
+	member    *cluster.Member // as it last answered, under its own id; nil until then
+	admitted  string          // the id it is reported under while counted in; "" when not
+	admission uint64          // the number in admitted
+	failures  int             // probes missed in a row
+	answers   int             // probes answered in a row while not counted in
+	seed      bool
 }
 
 // flap is a process's admissions that ended within flapWindow of each
@@ -206,7 +207,9 @@ func (p *seedsProvider) merge(addr string, info *envelope.MemberInfo) {
 		pr.answers = 0
 		if pr.admitted != "" && pr.failures >= p.cfg.ProbeFailures {
 			pr.admitted = ""
-			p.endedLocked(pr.member.Id)
+			if p.countedAsLocked(pr.member.Id) == "" { // not still counted under another of its addresses
+				p.endedLocked(pr.member.Id)
+			}
 		}
 		if pr.failures >= p.cfg.ProbeFailures && !pr.seed {
 			delete(p.peers, addr) // learned from others; they will tell us if it returns
@@ -228,7 +231,7 @@ func (p *seedsProvider) merge(addr string, info *envelope.MemberInfo) {
 				p.cfg.Logger.Info("cluster node answers again after counting as gone; admitted anew", "addr", addr, "id", pr.member.Id, "answers", pr.answers)
 			}
 			p.admissions++
-			pr.admitted = pr.member.Id + admissionSep + strconv.FormatUint(p.admissions, 10)
+			pr.admitted, pr.admission = pr.member.Id+admissionSep+strconv.FormatUint(p.admissions, 10), p.admissions
 			pr.answers = 0
 		case pr.answers == 1:
 			p.cfg.Logger.Warn("cluster node flaps: held out until it answers enough probes in a row", "addr", addr, "id", pr.member.Id, "answers", hold, "ends", p.flaps[pr.member.Id].ends)
@@ -298,14 +301,32 @@ func (p *seedsProvider) countedLocked(pr *peer) bool {
 	return pr.admitted != "" && pr.failures < p.cfg.ProbeFailures
 }
 
+// countedAsLocked is the address under which the process id is counted
+// in, "" if none. A process reached under two addresses (a seed given as a
+// name, then the address it advertises, learned from its answer) is two
+// peers, probed each, and counted once: under the admission of the two
+// that came first, so that the second changes nothing, and the other's
+// once that one ends.
+func (p *seedsProvider) countedAsLocked(id string) string {
+	var as string
+	var first *peer
+	for addr, pr := range p.peers {
+		if p.countedLocked(pr) && pr.member.Id == id && (first == nil || pr.admission < first.admission) {
+			as, first = addr, pr
+		}
+	}
+	return as
+}
+
 // alive is what this node reports to protoactor: itself and, under their
-// admission ids, the peers that answered their last probes.
+// admission ids, the peers that answered their last probes, each process
+// once.
 func (p *seedsProvider) alive() cluster.Members {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ms := cluster.Members{p.self}
-	for _, pr := range p.peers {
-		if p.countedLocked(pr) {
+	for addr, pr := range p.peers {
+		if p.countedLocked(pr) && p.countedAsLocked(pr.member.Id) == addr {
 			ms = append(ms, &cluster.Member{Id: pr.admitted, Host: pr.member.Host, Port: pr.member.Port, Kinds: pr.member.Kinds})
 		}
 	}

@@ -175,3 +175,50 @@ func TestSeedsDampFlaps(t *testing.T) {
 		admittedAfter("c back", learned, "c", want)
 	}
 }
+
+// TestSeedsCountAProcessOnce: a process reached under two addresses (a
+// seed given by a name, and the address it advertises, learned from its
+// answer) is reported once, under its first admission while that lasts
+// (its second changes nothing reported), and its going is one end, not two.
+func TestSeedsCountAProcessOnce(t *testing.T) {
+	p := newSeedsProvider(Config{ProbeFailures: 3, Logger: slog.New(slog.DiscardHandler)})
+	p.self = &cluster.Member{Id: "self", Host: "127.0.0.1", Port: 1}
+	const seed, advertised = "localhost:2", "127.0.0.1:2"
+	p.peers[seed] = &peer{seed: true}
+	b := &envelope.MemberInfo{Self: &envelope.Member{Id: "b", Host: "127.0.0.1", Port: 2}}
+	b.Members = []*envelope.Member{b.Self}
+	reported := func() (out []string) {
+		for _, m := range p.alive() {
+			out = append(out, m.Id+"@"+m.Address())
+		}
+		return out
+	}
+	check := func(step string, want ...string) {
+		t.Helper()
+		if got := reported(); !slices.Equal(got, want) {
+			t.Fatalf("%s: reported %q, want %q", step, got, want)
+		}
+	}
+
+	p.merge(seed, b) // b answers the seed's name, and names itself
+	check("b answered its seed's name", "self@127.0.0.1:1", "b#1@127.0.0.1:2")
+	if _, known := p.peers[advertised]; !known {
+		t.Fatal("b's own address was not learned from its answer")
+	}
+	p.merge(advertised, b)
+	check("b answered under its own address too", "self@127.0.0.1:1", "b#1@127.0.0.1:2")
+	for range 3 {
+		p.merge(seed, nil)
+	}
+	check("b's seed name stopped answering", "self@127.0.0.1:1", "b#2@127.0.0.1:2")
+	if f := p.flaps["b"]; f.ends != 0 {
+		t.Errorf("b counted gone %d times while still counted under its own address", f.ends)
+	}
+	for range 3 {
+		p.merge(advertised, nil)
+	}
+	check("b gone under both", "self@127.0.0.1:1")
+	if f := p.flaps["b"]; f.ends != 1 {
+		t.Errorf("b's going counted %d times, want 1", f.ends)
+	}
+}

@@ -2,14 +2,19 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/state"
 )
 
@@ -329,4 +334,51 @@ func TestEdgeLossCancelsRequests(t *testing.T) {
 	member.awaitSession(ctx, cs.ID(), "let go of the dead edge's GET stream", func(s state.SessionInfo, found bool) bool {
 		return found && s.Live && s.Streams == 0
 	})
+}
+
+// TestSeedByAnotherName: a node given its seed by another of the seed's
+// names (localhost, where the seed advertises 127.0.0.1) joins it, and each
+// counts the other once. protoactor sends on a message that comes in for an
+// address not its node's own; for another name of that node, to itself,
+// for good: the seed's CPU filled with its prober's messages going round,
+// and the prober never joined. Now what comes in for another address is
+// delivered (a membership probe) or dropped, never sent on.
+func TestSeedByAnotherName(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a := startNode(t, "seed", "--cluster-provider", "automanaged")
+	_, port, err := net.SplitHostPort(a.Cluster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := startNode(t, "prober", "--cluster-seeds", "localhost:"+port)
+	a.awaitMembers(ctx, 2)
+	b.awaitMembers(ctx, 2)
+	// Each lists two nodes, the other one under the address it advertises.
+	for _, n := range []*node{a, b} {
+		status, body, _ := adminCall(t, ctx, http.MethodGet, "http://"+n.Admin+"/admin/v1/nodes", n.adminToken)
+		var nodes struct {
+			Nodes []struct{ ID, Address string }
+		}
+		if err := json.Unmarshal([]byte(body), &nodes); status != 200 || err != nil {
+			t.Fatalf("%s: nodes: %d %s", n.name, status, body)
+		}
+		var addrs []string
+		for _, m := range nodes.Nodes {
+			addrs = append(addrs, m.Address)
+		}
+		slices.Sort(addrs)
+		want := []string{a.Cluster, b.Cluster}
+		slices.Sort(want)
+		if !slices.Equal(addrs, want) {
+			t.Errorf("%s lists %q, want %q", n.name, addrs, want)
+		}
+	}
+	// The probes to localhost reached the seed's membership actor: nothing
+	// was dropped, nothing came back to its sender.
+	for _, n := range []*node{a, b} {
+		if n.logged(cluster.MisaddressedDropped) || n.logged("connection from this node itself") {
+			t.Errorf("%s dropped misaddressed messages or refused itself", n.name)
+		}
+	}
 }
