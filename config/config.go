@@ -297,7 +297,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		} else {
 			fs.StringVar(&c.ClusterAddr, "cluster-addr", "127.0.0.1:0", "host:port of this node's cluster endpoint (port 0 picks a free one)")
 			fs.StringVar(&c.ClusterAdvertise, "cluster-advertised-addr", "", "host:port other nodes dial to reach this one (a pod IP on Kubernetes); --cluster-addr when empty")
-			list("cluster-seeds", "", "comma-separated cluster addresses of other nodes to join (the automanaged provider; the first node of a cluster may have none)")
+			list("cluster-seeds", "", "comma-separated cluster addresses of other nodes to join, host:port by any address or host name that reaches them (the automanaged provider; the first node of a cluster may have none)")
 			fs.StringVar((*string)(&c.ClusterProvider), "cluster-provider", "", "membership: "+enum.Names(cluster.Providers)+" (default: single without seeds, automanaged with them)")
 			fs.DurationVar(&c.ProbeInterval, "cluster-probe-interval", 500*time.Millisecond, "automanaged provider: how often each node probes the others")
 			fs.IntVar(&c.ProbeFailures, "cluster-probe-failures", 3, "automanaged provider: probes a node may miss in a row before it counts as gone (failover takes about interval × failures)")
