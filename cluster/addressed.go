@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	"github.com/pingmcp/pingmcp/telemetry"
 )
@@ -39,7 +41,10 @@ const MisaddressedDropped = "cluster messages for another address dropped"
 //     logged (MisaddressedDropped): nothing is sent on;
 //   - a batch that names a target, a sender or a type that it does not
 //     hold loses the messages that do (protoactor would index out of its
-//     arrays, and the panic would end the node);
+//     arrays, and the panic would end the node), and so do messages of a
+//     type this node does not know (a node of a later version, in a
+//     rolling upgrade) or not encoded as protobuf (protoactor would
+//     dereference the type it did not find, or index past its serializers);
 //   - a connection from this node itself (the same actor system) is
 //     refused: whatever name led it back here, nothing it carries is for
 //     sending on.
@@ -85,9 +90,14 @@ func (s *hereStream) RecvMsg(m any) error {
 	return nil
 }
 
+// protoSerializer is protoactor's serializer id of protobuf, the one every
+// message between nodes is encoded with.
+const protoSerializer = 0
+
 // keepAddressedHere removes from b the messages not for here (this node's
-// address), delivering membership probes here whatever their address; it
-// returns how many it dropped and the address of one of them.
+// address), and those protoactor could not read without panicking,
+// delivering membership probes here whatever their address; it returns how
+// many it dropped and what one of them was for.
 func keepAddressedHere(b *remote.MessageBatch, here string) (dropped int, to string) {
 	ours := make([]bool, len(b.Targets))
 	for i, t := range b.Targets {
@@ -101,6 +111,11 @@ func keepAddressedHere(b *remote.MessageBatch, here string) (dropped int, to str
 			to = t.Address
 		}
 	}
+	known := make([]bool, len(b.TypeNames))
+	for i, name := range b.TypeNames {
+		_, err := protoregistry.GlobalTypes.FindMessageByName(protoreflect.FullName(name))
+		known[i] = err == nil
+	}
 	kept := b.Envelopes[:0]
 	for _, e := range b.Envelopes {
 		switch {
@@ -108,6 +123,9 @@ func keepAddressedHere(b *remote.MessageBatch, here string) (dropped int, to str
 			e.TypeId < 0 || int(e.TypeId) >= len(b.TypeNames):
 			dropped++
 			to = cmp.Or(to, "(a batch that does not hold what it names)")
+		case !known[e.TypeId] || e.SerializerId != protoSerializer:
+			dropped++
+			to = cmp.Or(to, "(a message of a type this node does not know: "+b.TypeNames[e.TypeId]+")")
 		case !ours[e.Target]:
 			dropped++
 		default:

@@ -6,16 +6,19 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
+
+	_ "github.com/pingmcp/pingmcp/cluster/envelope" // registers pingmcp.envelope.v1.Envelope
 )
 
 // TestKeepAddressedHere: of a batch, what is for this node's address stays;
 // a membership probe for another address is delivered here; anything else
-// for another address, and what names a target, sender or type the batch
-// does not hold, is dropped.
+// for another address, what names a target, sender or type the batch does
+// not hold, and what is of a type this node does not know or not protobuf,
+// is dropped.
 func TestKeepAddressedHere(t *testing.T) {
 	const here = "10.0.0.5:7000"
 	b := &remote.MessageBatch{
-		TypeNames: []string{"envelope.Envelope"},
+		TypeNames: []string{"pingmcp.envelope.v1.Envelope", "pingmcp.envelope.v2.Envelope"},
 		Targets: []*actor.PID{
 			{Address: here, Id: "partition-activator"},           // 0: here
 			{Address: "localhost:7000", Id: membershipActorName}, // 1: a probe, another name
@@ -37,7 +40,10 @@ func TestKeepAddressedHere(t *testing.T) {
 		env("target past the end", 5, 0, 0),
 		env("negative target", -1, 0, 0),
 		env("sender past the end", 0, 2, 0),
-		env("type past the end", 0, 0, 1),
+		env("type past the end", 0, 0, 2),
+		env("a type unknown here", 0, 0, 1),
+		{Target: 0, TypeId: 0, SerializerId: 1, MessageData: []byte("json")},
+		{Target: 0, TypeId: 0, SerializerId: 7, MessageData: []byte("no such serializer")},
 		nil,
 		env("here again", 0, 1, 0),
 	}
@@ -49,8 +55,8 @@ func TestKeepAddressedHere(t *testing.T) {
 	if want := []string{"here", "probe", "here again"}; !slices.Equal(kept, want) {
 		t.Errorf("kept %q, want %q", kept, want)
 	}
-	if dropped != 8 || to == "" {
-		t.Errorf("dropped %d (for %q), want 8", dropped, to)
+	if dropped != 11 || to == "" {
+		t.Errorf("dropped %d (for %q), want 11", dropped, to)
 	}
 	if b.Targets[1].Address != here {
 		t.Errorf("the probe's target is %v, want it at %s", b.Targets[1], here)
@@ -60,7 +66,7 @@ func TestKeepAddressedHere(t *testing.T) {
 	}
 
 	// A batch all for here is left as it is.
-	b = &remote.MessageBatch{TypeNames: []string{"t"}, Targets: []*actor.PID{{Address: here, Id: "x"}},
+	b = &remote.MessageBatch{TypeNames: []string{"pingmcp.envelope.v1.Envelope"}, Targets: []*actor.PID{{Address: here, Id: "x"}},
 		Envelopes: []*remote.MessageEnvelope{env("a", 0, 0, 0), env("b", 0, 0, 0)}}
 	if dropped, _ := keepAddressedHere(b, here); dropped != 0 || len(b.Envelopes) != 2 {
 		t.Errorf("a batch for here: dropped %d, %d left", dropped, len(b.Envelopes))
