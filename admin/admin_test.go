@@ -97,14 +97,7 @@ func TestAuthorization(t *testing.T) {
 
 	// One audit record per request: refusals without an operator,
 	// admitted requests with theirs; never a token.
-	var records []map[string]any
-	for _, l := range strings.Split(strings.TrimSpace(audits.String()), "\n") {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(l), &rec); err != nil {
-			t.Fatalf("audit line %q: %v", l, err)
-		}
-		records = append(records, rec)
-	}
+	records := auditRecords(t, audits)
 	if len(records) != len(cases) {
 		t.Fatalf("%d audit records for %d requests:\n%s", len(records), len(cases), audits.String())
 	}
@@ -130,4 +123,18 @@ func TestAuthorization(t *testing.T) {
 	if _, err := Handler(Options{Stores: state.MemoryStores(time.Minute)}); err == nil {
 		t.Error("an admin API without any credential was made")
 	}
+}
+
+// auditRecords are the audit records written to audits, one a line.
+func auditRecords(t *testing.T, audits *logtest.Buffer) []map[string]any {
+	t.Helper()
+	var records []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(audits.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("audit line %q: %v", l, err)
+		}
+		records = append(records, rec)
+	}
+	return records
 }

@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -46,11 +45,7 @@ func TestReloadAPIsAuthorizedAndAudited(t *testing.T) {
 		t.Errorf("a reload with no cluster: %d, want 503", got)
 	}
 	var outcomes []string
-	for _, l := range strings.Split(strings.TrimSpace(audits.String()), "\n") {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(l), &rec); err != nil {
-			t.Fatalf("audit line %q: %v", l, err)
-		}
+	for _, rec := range auditRecords(t, audits) {
 		if rec["action"] != "apis.reload" {
 			t.Errorf("audit record %v, want action apis.reload", rec)
 		}

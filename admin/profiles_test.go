@@ -2,7 +2,6 @@ package admin
 
 import (
 	"bytes"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -75,18 +74,14 @@ func TestProfiles(t *testing.T) {
 	// Every request audited as debug.profile, with the profile's name; the
 	// refusals without an operator.
 	var names []string
-	for _, l := range strings.Split(strings.TrimSpace(audits.String()), "\n") {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(l), &rec); err != nil {
-			t.Fatalf("audit line %q: %v", l, err)
-		}
+	for _, rec := range auditRecords(t, audits) {
 		if rec["action"] != "debug.profile" {
 			t.Errorf("audit record %v, want action debug.profile", rec)
 		}
 		names = append(names, rec["target"].(string)+"/"+rec["outcome"].(string))
-		if strings.Contains(l, token) {
-			t.Error("the token is in an audit record")
-		}
+	}
+	if strings.Contains(audits.String(), token) {
+		t.Error("the token is in an audit record")
 	}
 	want := "index/denied heap/denied profile/denied trace/denied heap/denied heap/ok goroutine/ok profile/ok index/ok cmdline/denied " +
 		strings.Repeat("profile/denied ", 5)

@@ -243,11 +243,7 @@ func testTasksAPI(t *testing.T, d *state.Stores) {
 
 	// Audited: who cancelled which task, refusals too.
 	var cancels []string
-	for _, l := range strings.Split(strings.TrimSpace(f.audits.String()), "\n") {
-		var rec map[string]any
-		if err := json.Unmarshal([]byte(l), &rec); err != nil {
-			t.Fatalf("audit line %q: %v", l, err)
-		}
+	for _, rec := range auditRecords(t, f.audits) {
 		if rec["action"] == "tasks.cancel" {
 			cancels = append(cancels, rec["target"].(string)+" "+rec["outcome"].(string)+" "+rec["operator"].(string))
 		}
