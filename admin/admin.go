@@ -12,6 +12,7 @@
 //	GET    /admin/v1/tasks/{owner}/{id}                      one task: whom it acts for, its tool, state and runner
 //	POST   /admin/v1/tasks/{owner}/{id}/cancel               cancel a task, wherever its round runs
 //	GET    /metrics                                          Prometheus metrics of this node
+//	GET    /debug/pprof/, /debug/pprof/{profile,trace,heap,...}?seconds=   this node's Go runtime profiles (profiles.go)
 //
 // Sessions and tasks are read from the stores that every node shares
 // (Redis), so any node's admin API lists every session, passivated or live,

@@ -14,14 +14,18 @@ const maxProfileSeconds = 120
 // profiles serves the Go runtime's profiles of this node to operators, as
 // net/http/pprof does, behind the admin API's authentication and audit:
 // GET /debug/pprof/ (the index, and each runtime profile by name: heap,
-// allocs, goroutine, threadcreate, block, mutex), /debug/pprof/profile (CPU,
-// ?seconds= up to maxProfileSeconds, 30 by default) and /debug/pprof/trace
-// (an execution trace, ?seconds=, 1 by default). Not /debug/pprof/cmdline:
-// a node's command line may hold a secret given as a flag
-// (--client-secret); the index answers it, as any name it does not know,
-// with 404.
+// allocs, goroutine, threadcreate, block, mutex; ?seconds= for a delta),
+// /debug/pprof/profile (CPU, 30 s by default) and /debug/pprof/trace (an
+// execution trace, 1 s by default), ?seconds= up to maxProfileSeconds on
+// each. Not /debug/pprof/cmdline: a node's command line may hold a secret
+// given as a flag (--client-secret); the index answers it, as any name it
+// does not know, with 404.
+//
+// Importing net/http/pprof also registers its handlers, cmdline included
+// and unauthenticated, on http.DefaultServeMux: no server of pingmcp's
+// serves that mux (each has a handler of its own), and none may.
 func profiles(mux *http.ServeMux) {
-	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.Handle("GET /debug/pprof/", boundedSeconds(http.HandlerFunc(pprof.Index)))
 	mux.Handle("GET /debug/pprof/profile", boundedSeconds(http.HandlerFunc(pprof.Profile)))
 	mux.Handle("GET /debug/pprof/trace", boundedSeconds(http.HandlerFunc(pprof.Trace)))
 }

@@ -70,6 +70,9 @@ func TestProfiles(t *testing.T) {
 			t.Errorf("profile?seconds=%s: %d %s, want 400", s, status, body)
 		}
 	}
+	if status, body := get("/debug/pprof/heap?seconds=100000", token); status != http.StatusBadRequest {
+		t.Errorf("heap?seconds=100000: %d %s, want 400", status, body)
+	}
 
 	// Every request audited as debug.profile, with the profile's name; the
 	// refusals without an operator.
@@ -84,7 +87,7 @@ func TestProfiles(t *testing.T) {
 		t.Error("the token is in an audit record")
 	}
 	want := "index/denied heap/denied profile/denied trace/denied heap/denied heap/ok goroutine/ok profile/ok index/ok cmdline/denied " +
-		strings.Repeat("profile/denied ", 5)
+		strings.Repeat("profile/denied ", 5) + "heap/denied "
 	if got := strings.Join(names, " ") + " "; got != want {
 		t.Errorf("audit records (target/outcome):\n got %s\nwant %s", got, want)
 	}

@@ -1,11 +1,21 @@
 package cluster
 
 import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
 	"slices"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/asynkron/protoactor-go/remote"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	_ "github.com/pingmcp/pingmcp/cluster/envelope" // registers pingmcp.envelope.v1.Envelope
 )
@@ -47,7 +57,7 @@ func TestKeepAddressedHere(t *testing.T) {
 		nil,
 		env("here again", 0, 1, 0),
 	}
-	dropped, to := keepAddressedHere(b, here)
+	dropped, why, what := keepAddressedHere(b, here)
 	var kept []string
 	for _, e := range b.Envelopes {
 		kept = append(kept, string(e.MessageData))
@@ -55,8 +65,8 @@ func TestKeepAddressedHere(t *testing.T) {
 	if want := []string{"here", "probe", "here again"}; !slices.Equal(kept, want) {
 		t.Errorf("kept %q, want %q", kept, want)
 	}
-	if dropped != 11 || to == "" {
-		t.Errorf("dropped %d (for %q), want 11", dropped, to)
+	if dropped != 11 || why != dropElsewhere || what != "10.0.0.6:7000" {
+		t.Errorf("dropped %d, the first %s (%q); want 11, the first for another address, 10.0.0.6:7000", dropped, why, what)
 	}
 	if b.Targets[1].Address != here {
 		t.Errorf("the probe's target is %v, want it at %s", b.Targets[1], here)
@@ -68,7 +78,126 @@ func TestKeepAddressedHere(t *testing.T) {
 	// A batch all for here is left as it is.
 	b = &remote.MessageBatch{TypeNames: []string{"pingmcp.envelope.v1.Envelope"}, Targets: []*actor.PID{{Address: here, Id: "x"}},
 		Envelopes: []*remote.MessageEnvelope{env("a", 0, 0, 0), env("b", 0, 0, 0)}}
-	if dropped, _ := keepAddressedHere(b, here); dropped != 0 || len(b.Envelopes) != 2 {
+	if dropped, _, _ := keepAddressedHere(b, here); dropped != 0 || len(b.Envelopes) != 2 {
 		t.Errorf("a batch for here: dropped %d, %d left", dropped, len(b.Envelopes))
+	}
+}
+
+// lines is an io.Writer of log lines that hands each to whoever awaits it.
+type lines chan string
+
+func (l lines) Write(p []byte) (int, error) {
+	select {
+	case l <- string(p):
+	default: // nobody reads: dropped, as a test awaits only what it asked for
+	}
+	return len(p), nil
+}
+
+// await waits for a line containing substr.
+func (l lines) await(t *testing.T, ctx context.Context, substr string) string {
+	t.Helper()
+	for {
+		select {
+		case s := <-l:
+			if strings.Contains(s, substr) {
+				return s
+			}
+		case <-ctx.Done():
+			t.Fatalf("never logged %q", substr)
+			return ""
+		}
+	}
+}
+
+// TestAddressedHereOnTheWire: a node's cluster server, spoken to over
+// protoactor's own stream, drops a message for another address and says
+// so, survives a message that makes protoactor panic (the stream ends, the
+// node serves the next), refuses a connection from itself, and stops
+// probing a seed that led back to it.
+func TestAddressedHereOnTheWire(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	log := make(lines, 256)
+	n, err := Start(Config{Addr: "127.0.0.1:0", Provider: ProviderAutomanaged, Logger: slog.New(slog.NewTextHandler(log, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Stop(false)
+	_, port, _ := net.SplitHostPort(n.Address())
+	// send connects as systemID to the node (by alias), sends batch if any,
+	// and returns how the node ended the stream (nil: it read everything).
+	send := func(alias, systemID string, batch *remote.MessageBatch) error {
+		conn, err := grpc.NewClient(alias, wireDialOptions(insecure.NewCredentials())...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		stream, err := remote.NewRemotingClient(conn).Receive(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hello := &remote.ConnectRequest{ConnectionType: &remote.ConnectRequest_ServerConnection{
+			ServerConnection: &remote.ServerConnection{SystemId: systemID, Address: "127.0.0.1:1"}}}
+		if err := stream.Send(&remote.RemoteMessage{MessageType: &remote.RemoteMessage_ConnectRequest{ConnectRequest: hello}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := stream.Recv(); err != nil {
+			return err
+		}
+		if batch != nil {
+			if err := stream.Send(&remote.RemoteMessage{MessageType: &remote.RemoteMessage_MessageBatch{MessageBatch: batch}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stream.CloseSend()
+		for {
+			if _, err := stream.Recv(); err == io.EOF {
+				return nil
+			} else if err != nil {
+				return err
+			}
+		}
+	}
+	one := func(typeName string, target *actor.PID) *remote.MessageBatch {
+		return &remote.MessageBatch{TypeNames: []string{typeName}, Targets: []*actor.PID{target},
+			Envelopes: []*remote.MessageEnvelope{{TypeId: 0, Target: 0}}}
+	}
+
+	if err := send(n.Address(), "peer", one("pingmcp.envelope.v1.Envelope", &actor.PID{Address: "10.9.9.9:7000", Id: "x"})); err != nil {
+		t.Errorf("a message for another address: the stream ended %v, want it read to its end", err)
+	}
+	if l := log.await(t, ctx, DroppedMessages); !strings.Contains(l, "10.9.9.9:7000") || !strings.Contains(l, dropElsewhere) {
+		t.Errorf("logged %s", l)
+	}
+
+	// actor.Terminated naming no actor: protoactor dereferences its Who.
+	if err := send(n.Address(), "peer", one("actor.Terminated", &actor.PID{Address: n.Address(), Id: "x"})); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("a message that makes protoactor panic: the stream ended %v, want InvalidArgument", err)
+	}
+	log.await(t, ctx, PanicEndedStream)
+	if err := send(n.Address(), "peer", nil); err != nil {
+		t.Errorf("after the panic, a connection ended %v: the node no longer serves", err)
+	}
+
+	if err := send(n.Address(), n.System.ID, nil); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("a connection from the node itself: %v, want FailedPrecondition", err)
+	}
+	log.await(t, ctx, RefusedSelfStream)
+
+	// A seed that is the node itself by another name: its probes come back
+	// as a connection from itself, and it is no longer probed.
+	alias := "localhost:" + port
+	n.seeds.mu.Lock()
+	n.seeds.peers[alias] = &peer{seed: true}
+	n.seeds.mu.Unlock()
+	if l := log.await(t, ctx, "no longer probed"); !strings.Contains(l, alias) {
+		t.Errorf("logged %s, want it to name %s", l, alias)
+	}
+	n.seeds.mu.Lock()
+	_, probed := n.seeds.peers[alias]
+	n.seeds.mu.Unlock()
+	if probed {
+		t.Errorf("%s is still probed", alias)
 	}
 }

@@ -224,13 +224,21 @@ func Start(cfg Config) (*Node, error) {
 	// GetProcessDiagnostics, whose server side is panic("implement me"):
 	// one call would crash the node (gRPC does not recover handler
 	// panics). Nodes only use the Receive stream; unary calls are refused.
+	//
+	// forgetSelf, set once the provider is known and before the server
+	// starts, drops a seed that turned out to be this node (seeds.go).
+	var forgetSelf func(alias string)
 	serverOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(maxWireMessage), grpc.ConnectionTimeout(10 * time.Second),
 		grpc.UnaryInterceptor(func(context.Context, any, *grpc.UnaryServerInfo, grpc.UnaryHandler) (any, error) {
 			return nil, status.Error(codes.Unimplemented, "not served")
 		}),
 		// What a peer sends is delivered here or dropped, never sent on
 		// (addressed.go).
-		grpc.StreamInterceptor(addressedHere(system, cfg.Logger.With("component", "cluster")))}
+		grpc.StreamInterceptor(addressedHere(system, cfg.Logger.With("component", "cluster"), func(alias string) {
+			if forgetSelf != nil {
+				forgetSelf(alias)
+			}
+		}))}
 	//
 	// A single node has no peers: its remote refuses every connection
 	// (noPeers), TLS files or not.
@@ -272,7 +280,7 @@ func Start(cfg Config) (*Node, error) {
 		provider = singleProvider{}
 	case ProviderAutomanaged:
 		n.seeds = newSeedsProvider(cfg)
-		provider = n.seeds
+		provider, forgetSelf = n.seeds, n.seeds.forgetSelf
 	case ProviderK8s:
 		p, err := k8s.New()
 		if err != nil {

@@ -207,7 +207,7 @@ func (p *seedsProvider) merge(addr string, info *envelope.MemberInfo) {
 		pr.answers = 0
 		if pr.admitted != "" && pr.failures >= p.cfg.ProbeFailures {
 			pr.admitted = ""
-			if p.countedAsLocked(pr.member.Id) == "" { // not still counted under another of its addresses
+			if p.countedLocked(pr.member.Id) == nil { // not still counted under another of its addresses
 				p.endedLocked(pr.member.Id)
 			}
 		}
@@ -223,6 +223,11 @@ func (p *seedsProvider) merge(addr string, info *envelope.MemberInfo) {
 	}
 	pr.member = toMember(info.Self)
 	pr.failures = 0
+	if other := p.countedLocked(pr.member.Id); pr.admitted == "" && other != nil {
+		// Counted in under another of its addresses: under the same
+		// admission, so that what is reported does not change.
+		pr.admitted, pr.admission, pr.answers = other.admitted, other.admission, 0
+	}
 	if pr.admitted == "" {
 		pr.answers++
 		switch hold := p.holdLocked(pr.member.Id); {
@@ -295,27 +300,37 @@ func (p *seedsProvider) addPeerLocked(m *envelope.Member) {
 	}
 }
 
-// countedLocked tells whether the peer is counted in: admitted, and it
+// countedInLocked tells whether the peer is counted in: admitted, and it
 // answered its last probes.
-func (p *seedsProvider) countedLocked(pr *peer) bool {
+func (p *seedsProvider) countedInLocked(pr *peer) bool {
 	return pr.admitted != "" && pr.failures < p.cfg.ProbeFailures
 }
 
-// countedAsLocked is the address under which the process id is counted
-// in, "" if none. A process reached under two addresses (a seed given as a
-// name, then the address it advertises, learned from its answer) is two
-// peers, probed each, and counted once: under the admission of the two
-// that came first, so that the second changes nothing, and the other's
-// once that one ends.
-func (p *seedsProvider) countedAsLocked(id string) string {
-	var as string
-	var first *peer
-	for addr, pr := range p.peers {
-		if p.countedLocked(pr) && pr.member.Id == id && (first == nil || pr.admission < first.admission) {
-			as, first = addr, pr
+// countedLocked is a peer under which the process id is counted in, nil
+// if none. A process reached under two addresses (a seed given as a name,
+// then the address it advertises, learned from its answer) is two peers,
+// probed each, counted in under one admission (the second adopts the
+// first's) and reported once: what is reported does not change while
+// either address answers, and the process's going is one end.
+func (p *seedsProvider) countedLocked(id string) *peer {
+	for _, pr := range p.peers {
+		if p.countedInLocked(pr) && pr.member.Id == id {
+			return pr
 		}
 	}
-	return as
+	return nil
+}
+
+// forgetSelf stops probing alias, an address that led back to this node
+// (addressedHere saw the connection): a seed list given to every node
+// names each node itself too.
+func (p *seedsProvider) forgetSelf(alias string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, known := p.peers[alias]; known {
+		delete(p.peers, alias)
+		p.cfg.Logger.Info("cluster seed is this node itself: no longer probed", "addr", alias)
+	}
 }
 
 // alive is what this node reports to protoactor: itself and, under their
@@ -325,8 +340,10 @@ func (p *seedsProvider) alive() cluster.Members {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ms := cluster.Members{p.self}
-	for addr, pr := range p.peers {
-		if p.countedLocked(pr) && p.countedAsLocked(pr.member.Id) == addr {
+	reported := map[string]bool{}
+	for _, pr := range p.peers {
+		if p.countedInLocked(pr) && !reported[pr.admitted] {
+			reported[pr.admitted] = true
 			ms = append(ms, &cluster.Member{Id: pr.admitted, Host: pr.member.Host, Port: pr.member.Port, Kinds: pr.member.Kinds})
 		}
 	}

@@ -38,7 +38,7 @@ var (
 type rogueResult struct {
 	Joined, Activated      bool
 	Status, Hosted, Tokens int
-	Sent                   int
+	Sent, Ended            int
 	Body, Error            string
 }
 
@@ -253,18 +253,21 @@ func jwtClaims(t *testing.T, token string) (c struct {
 // --cluster-insecure (with TLS it cannot connect: TestAbuseClusterPort*)
 // sends batches protoactor by itself would panic on (a type nobody
 // registered, a target the batch does not hold: the node died) or send
-// round for good (for another of the node's names). The node drops each,
-// logs it, and serves on.
+// round for good (for another of the node's names): the node drops each and
+// logs it. Then, each on a stream of its own, messages of known types that
+// made protoactor panic as it delivered them (a Terminated and a Watch
+// naming no actor, pub-sub batches without a batch or with an inner type
+// they do not hold): each ends its stream, not the node. It serves on.
 func TestAbuseClusterPoisonBatches(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	a := startNode(t, "poisoned", "--cluster-provider", "automanaged", "--cluster-insecure")
 	a.awaitMembers(ctx, 1)
-	dropped := a.watch(cluster.MisaddressedDropped)
-	if r := runRogue(t, "poison", a.Cluster, "", ""); r.Sent != 3 || r.Error != "" {
-		t.Fatalf("rogue poison: %+v; want 3 batches sent", r)
+	dropped, panicked := a.watch(cluster.DroppedMessages), a.watch(cluster.PanicEndedStream)
+	if r := runRogue(t, "poison", a.Cluster, "", ""); r.Sent != 7 || r.Ended != 4 || r.Error != "" {
+		t.Fatalf("rogue poison: %+v; want 7 batches sent, 4 streams ended by the node", r)
 	}
-	for _, want := range []string{"rogue.NoSuchType", "does not hold what it names", `"for":"localhost:`} {
+	for _, want := range []string{"rogue.NoSuchType", "names a target, sender or type its batch does not hold", `"for":"localhost:`} {
 		select {
 		case l := <-dropped:
 			if !strings.Contains(l, want) {
@@ -272,6 +275,13 @@ func TestAbuseClusterPoisonBatches(t *testing.T) {
 			}
 		case <-ctx.Done():
 			t.Fatalf("the node never said it dropped the batch naming %s", want)
+		}
+	}
+	for i := range 4 {
+		select {
+		case <-panicked:
+		case <-ctx.Done():
+			t.Fatalf("the node logged %d of 4 streams ended by a panic", i)
 		}
 	}
 	id := rawInitialize(t, ctx, a.URL())

@@ -365,7 +365,8 @@ type usage struct {
 // run (<benchmark>-<role>.prof), taken through the node's admin API
 // (/debug/pprof/profile) for benchProfileSecondsEnv seconds (8 unless set)
 // from the first call on. A profile covers the calls only if the benchmark
-// runs that long (-test.benchtime); the sub-benchmark waits for them.
+// runs that long (-test.benchtime); the sub-benchmark waits for them. The
+// testing package's first run of one call (b.N 1) is not profiled.
 const (
 	benchProfileEnv        = "PINGMCP_BENCH_CPUPROFILE"
 	benchProfileSecondsEnv = "PINGMCP_BENCH_CPUPROFILE_SECONDS"
@@ -375,7 +376,7 @@ const (
 // returns what waits for them to be saved.
 func (s *benchServer) cpuProfiles(b *testing.B) (wait func()) {
 	dir := os.Getenv(benchProfileEnv)
-	if dir == "" {
+	if dir == "" || b.N == 1 {
 		return func() {}
 	}
 	seconds := cmp.Or(os.Getenv(benchProfileSecondsEnv), "8")

@@ -377,7 +377,7 @@ func TestSeedByAnotherName(t *testing.T) {
 	// The probes to localhost reached the seed's membership actor: nothing
 	// was dropped, nothing came back to its sender.
 	for _, n := range []*node{a, b} {
-		if n.logged(cluster.MisaddressedDropped) || n.logged("connection from this node itself") {
+		if n.logged(cluster.DroppedMessages) || n.logged(cluster.RefusedSelfStream) {
 			t.Errorf("%s dropped misaddressed messages or refused itself", n.name)
 		}
 	}

@@ -19,8 +19,11 @@
 //	    speaks protoactor's wire itself: connects to ADDR and sends batches
 //	    that protoactor could not take (a message of a type nobody
 //	    registered, one naming a target the batch does not hold, one for
-//	    another of ADDR's names that protoactor would send on), counting
-//	    them in "sent".
+//	    another of ADDR's names that protoactor would send on), then, each
+//	    on a stream of its own, messages of known types that made it panic
+//	    (a Terminated and a Watch naming no actor, pub-sub batches without
+//	    a batch or with an inner type it does not hold), counting the
+//	    batches in "sent" and the streams the target ended in "ended".
 //
 // It is not a test helper of the project's: nothing imports it.
 package main
@@ -43,6 +46,7 @@ import (
 	"github.com/asynkron/protoactor-go/remote"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
@@ -56,6 +60,7 @@ type outcome struct {
 	Hosted    int    `json:"hosted"`    // member: requests placed on it
 	Tokens    int    `json:"tokens"`    // member: of which with a bearer token
 	Sent      int    `json:"sent"`      // poison: batches sent
+	Ended     int    `json:"ended"`     // poison: streams the target ended with an error
 	Body      string `json:"body"`
 	Error     string `json:"error,omitempty"`
 }
@@ -223,13 +228,47 @@ func member(ctx context.Context, target string, out *outcome) error {
 }
 
 // poison sends the target, over protoactor's own stream, batches that
-// protoactor by itself would panic on or send round for good, then closes
-// the stream and waits for the target to end it.
+// protoactor by itself would panic on or send round for good.
 func poison(ctx context.Context, target string, out *outcome) error {
 	_, port, err := net.SplitHostPort(target)
 	if err != nil {
 		return err
 	}
+	const envelopeType = "pingmcp.envelope.v1.Envelope"
+	activator := func(addr string) []*actor.PID {
+		return []*actor.PID{{Address: addr, Id: disthash.PartitionActivatorActorName}}
+	}
+	dropped := []*remote.MessageBatch{
+		{TypeNames: []string{"rogue.NoSuchType"}, Targets: activator(target), Envelopes: []*remote.MessageEnvelope{{TypeId: 0, Target: 0}}},
+		{TypeNames: []string{envelopeType}, Targets: activator(target), Envelopes: []*remote.MessageEnvelope{{TypeId: 0, Target: 5}}},
+		{TypeNames: []string{envelopeType}, Targets: activator("localhost:" + port), Envelopes: []*remote.MessageEnvelope{{TypeId: 0, Target: 0}}},
+	}
+	if err := poisonStream(ctx, target, dropped, out); err != nil {
+		return err
+	}
+	for _, m := range []proto.Message{
+		&actor.Terminated{},
+		&actor.Watch{},
+		&protocluster.DeliverBatchRequestTransport{},
+		&protocluster.PubSubBatchTransport{TypeNames: []string{envelopeType}, Envelopes: []*protocluster.PubSubEnvelope{{TypeId: 3}}},
+	} {
+		data, err := proto.Marshal(m)
+		if err != nil {
+			return err
+		}
+		b := &remote.MessageBatch{TypeNames: []string{string(proto.MessageName(m))},
+			Targets:   []*actor.PID{{Address: target, Id: "rogue-nobody"}},
+			Envelopes: []*remote.MessageEnvelope{{TypeId: 0, Target: 0, MessageData: data}}}
+		if err := poisonStream(ctx, target, []*remote.MessageBatch{b}, out); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// poisonStream sends batches on a stream of its own, closes it and waits
+// for the target to end it (counted in out.Ended if with an error).
+func poisonStream(ctx context.Context, target string, batches []*remote.MessageBatch, out *outcome) error {
 	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
@@ -247,15 +286,6 @@ func poison(ctx context.Context, target string, out *outcome) error {
 	if _, err := stream.Recv(); err != nil {
 		return fmt.Errorf("connect response: %w", err)
 	}
-	const envelopeType = "pingmcp.envelope.v1.Envelope"
-	activator := func(addr string) []*actor.PID {
-		return []*actor.PID{{Address: addr, Id: disthash.PartitionActivatorActorName}}
-	}
-	batches := []*remote.MessageBatch{
-		{TypeNames: []string{"rogue.NoSuchType"}, Targets: activator(target), Envelopes: []*remote.MessageEnvelope{{TypeId: 0, Target: 0}}},
-		{TypeNames: []string{envelopeType}, Targets: activator(target), Envelopes: []*remote.MessageEnvelope{{TypeId: 0, Target: 5}}},
-		{TypeNames: []string{envelopeType}, Targets: activator("localhost:" + port), Envelopes: []*remote.MessageEnvelope{{TypeId: 0, Target: 0}}},
-	}
 	for _, b := range batches {
 		if err := stream.Send(&remote.RemoteMessage{MessageType: &remote.RemoteMessage_MessageBatch{MessageBatch: b}}); err != nil {
 			return fmt.Errorf("batch %d: %w", out.Sent+1, err)
@@ -266,8 +296,11 @@ func poison(ctx context.Context, target string, out *outcome) error {
 		return err
 	}
 	for {
-		if _, err := stream.Recv(); err != nil {
-			return nil // the target ended the stream (io.EOF): it read every batch
+		if _, err := stream.Recv(); err == io.EOF {
+			return nil
+		} else if err != nil {
+			out.Ended++
+			return nil
 		}
 	}
 }
