@@ -113,8 +113,8 @@ func (l lines) await(t *testing.T, ctx context.Context, substr string) string {
 // TestAddressedHereOnTheWire: a node's cluster server, spoken to over
 // protoactor's own stream, drops a message for another address and says
 // so, survives a message that makes protoactor panic (the stream ends, the
-// node serves the next), refuses a connection from itself, and stops
-// probing a seed that led back to it.
+// node serves the next), and refuses a connection from itself, naming the
+// address that led back to it.
 func TestAddressedHereOnTheWire(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -183,22 +183,16 @@ func TestAddressedHereOnTheWire(t *testing.T) {
 	if err := send(n.Address(), n.System.ID, nil); status.Code(err) != codes.FailedPrecondition {
 		t.Errorf("a connection from the node itself: %v, want FailedPrecondition", err)
 	}
-	log.await(t, ctx, RefusedSelfStream)
-
-	// A seed that is the node itself by another name: its probes come back
-	// as a connection from itself, and it is no longer probed.
+	// Dialled by another name, the refusal names it (what the seeds
+	// provider is then told; its own probes to such a seed are e2e's,
+	// TestSeedIsItself: the node's endpoint writer would outlive this test,
+	// and grpclog is shared by the tests of this process).
 	alias := "localhost:" + port
-	n.seeds.mu.Lock()
-	n.seeds.peers[alias] = &peer{seed: true}
-	n.seeds.mu.Unlock()
-	if l := log.await(t, ctx, "no longer probed"); !strings.Contains(l, alias) {
-		t.Errorf("logged %s, want it to name %s", l, alias)
+	if err := send(alias, n.System.ID, nil); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("a connection from the node itself, by another name: %v, want FailedPrecondition", err)
 	}
-	n.seeds.mu.Lock()
-	_, probed := n.seeds.peers[alias]
-	n.seeds.mu.Unlock()
-	if probed {
-		t.Errorf("%s is still probed", alias)
+	if l := log.await(t, ctx, "dialled="+alias); !strings.Contains(l, RefusedSelfStream) {
+		t.Errorf("logged %s, want %q", l, RefusedSelfStream)
 	}
 }
 

@@ -382,3 +382,31 @@ func TestSeedByAnotherName(t *testing.T) {
 		}
 	}
 }
+
+// TestSeedIsItself: one seed list given to every node names each node
+// itself too, here by another of its names (localhost). Its probes to that
+// seed come back as a connection from itself, which it refuses, and it stops
+// probing the seed: it is alone, ready, and says why once.
+func TestSeedIsItself(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	addr := freeAddr(t)
+	_, port, _ := net.SplitHostPort(addr)
+	alias := "localhost:" + port
+	a := startNode(t, "self-seeded", "--cluster-addr", addr, "--cluster-seeds", alias)
+	forgotten := a.watch("no longer probed")
+	a.awaitMembers(ctx, 1)
+	if !a.logged("no longer probed", alias) { // else logged before the watch began
+		select {
+		case l := <-forgotten:
+			if !strings.Contains(l, alias) {
+				t.Errorf("forgot %s, want %s", l, alias)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s still probes %s, itself", a.name, alias)
+		}
+	}
+	if a.logged(cluster.DroppedMessages) {
+		t.Errorf("%s dropped messages", a.name)
+	}
+}
