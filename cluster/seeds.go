@@ -60,12 +60,11 @@ type seedsProvider struct {
 }
 
 type peer struct {
-	member    *cluster.Member // as it last answered, under its own id; nil until then
-	admitted  string          // the id it is reported under while counted in; "" when not
-	admission uint64          // the number in admitted
-	failures  int             // probes missed in a row
-	answers   int             // probes answered in a row while not counted in
-	seed      bool
+	member   *cluster.Member // as it last answered, under its own id; nil until then
+	admitted string          // the id it is reported under while counted in; "" when not
+	failures int             // probes missed in a row
+	answers  int             // probes answered in a row while not counted in
+	seed     bool
 }
 
 // flap is a process's admissions that ended within flapWindow of each
@@ -223,10 +222,12 @@ func (p *seedsProvider) merge(addr string, info *envelope.MemberInfo) {
 	}
 	pr.member = toMember(info.Self)
 	pr.failures = 0
-	if other := p.countedLocked(pr.member.Id); pr.admitted == "" && other != nil {
-		// Counted in under another of its addresses: under the same
-		// admission, so that what is reported does not change.
-		pr.admitted, pr.admission, pr.answers = other.admitted, other.admission, 0
+	if pr.admitted == "" {
+		if other := p.countedLocked(pr.member.Id); other != nil {
+			// Counted in under another of its addresses: under the same
+			// admission, so that what is reported does not change.
+			pr.admitted, pr.answers = other.admitted, 0
+		}
 	}
 	if pr.admitted == "" {
 		pr.answers++
@@ -236,7 +237,7 @@ func (p *seedsProvider) merge(addr string, info *envelope.MemberInfo) {
 				p.cfg.Logger.Info("cluster node answers again after counting as gone; admitted anew", "addr", addr, "id", pr.member.Id, "answers", pr.answers)
 			}
 			p.admissions++
-			pr.admitted, pr.admission = pr.member.Id+admissionSep+strconv.FormatUint(p.admissions, 10), p.admissions
+			pr.admitted = pr.member.Id + admissionSep + strconv.FormatUint(p.admissions, 10)
 			pr.answers = 0
 		case pr.answers == 1:
 			p.cfg.Logger.Warn("cluster node flaps: held out until it answers enough probes in a row", "addr", addr, "id", pr.member.Id, "answers", hold, "ends", p.flaps[pr.member.Id].ends)
