@@ -21,6 +21,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/tools"
@@ -99,7 +100,9 @@ func (t *operationTool) call(ctx context.Context, caller tools.Caller, req *mcp.
 		return failure(fmt.Errorf("the %s API could not be reached: %w", t.api.name, err))
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, int64(t.api.maxResult)+1))
+	// Past the cut, as much as the token takes escaped (\u0074 for t): one
+	// that the cut falls within is read whole, and found (result).
+	b, err := io.ReadAll(io.LimitReader(resp.Body, int64(t.api.maxResult+6*len(d.Token))+1))
 	if err != nil {
 		return failure(fmt.Errorf("reading the %s API's answer: %w", t.api.name, err))
 	}
@@ -150,7 +153,7 @@ func checkNumbers(v any) error {
 // the input schema): to the configured base URL and the operation's path
 // only, each path parameter one segment.
 func (t *operationTool) request(ctx context.Context, args map[string]any) (*http.Request, error) {
-	path := t.path
+	path, composed := t.path, false
 	query := url.Values{}
 	header := http.Header{}
 	for _, p := range t.params {
@@ -168,6 +171,7 @@ func (t *operationTool) request(ctx context.Context, args map[string]any) (*http
 				return nil, fmt.Errorf("%s %q: %w", p.argument, s, err)
 			}
 			path = strings.ReplaceAll(path, "{"+p.name+"}", url.PathEscape(s))
+			composed = true
 		case "query":
 			if err := t.addQuery(query, p, v); err != nil {
 				return nil, fmt.Errorf("%s: %w", p.argument, err)
@@ -182,6 +186,11 @@ func (t *operationTool) request(ctx context.Context, args map[string]any) (*http
 	}
 	if strings.ContainsAny(path, "{}") {
 		return nil, fmt.Errorf("path %s: a path parameter has no value", t.path)
+	}
+	if composed {
+		if err := checkComposed(t.path, path); err != nil {
+			return nil, err
+		}
 	}
 	u, err := url.Parse(t.api.base.String() + path)
 	if err != nil {
@@ -219,26 +228,31 @@ func (t *operationTool) request(ctx context.Context, args map[string]any) (*http
 // checkSegment refuses a path parameter that could name another resource
 // than the one its segment stands for: empty, a dot segment, or holding a
 // slash or backslash, also once (or twice) percent-decoded, in case the
-// API decodes what it is sent again.
+// API decodes what it is sent again (leniently: a '%' that starts no
+// escape is kept, as most decoders do, and the escapes around it decoded),
+// and also NFKC-normalized, in case it normalizes Unicode (U+2025 is "..",
+// U+2100 "a/c").
 func checkSegment(s string) error {
 	for range 3 {
-		if s == "" || s == "." || s == ".." || strings.ContainsAny(s, "/\\") {
-			return errors.New("not a single path segment (empty, '.', '..', or holding '/' or '\\')")
+		for _, v := range [...]string{s, norm.NFKC.String(s)} {
+			if v == "" || v == "." || v == ".." || strings.ContainsAny(v, "/\\") {
+				return errors.New("not a single path segment (empty, '.', '..', or holding '/' or '\\', also once decoded or normalized)")
+			}
 		}
 		if strings.ContainsFunc(s, unicode.IsControl) {
 			return errors.New("holds control characters")
 		}
-		// An API that decodes further, or normalizes Unicode (NFKC makes
-		// U+FF0E '.'), could read these as a dot or a slash; overlong
-		// encodings (%C0%AE) are not UTF-8.
+		// Overlong encodings (%C0%AE) are not UTF-8; a lax decoder (a
+		// best-fit code page) could read the look-alikes as a dot or a
+		// slash.
 		if !utf8.ValidString(s) {
 			return errors.New("not UTF-8 once percent-decoded")
 		}
 		if strings.ContainsAny(s, lookAlikes) {
 			return errors.New("holds a look-alike of '.', '/' or '\\'")
 		}
-		d, err := url.PathUnescape(s)
-		if err != nil || d == s {
+		d := unescapeLeniently(norm.NFKC.String(s))
+		if d == s {
 			return nil
 		}
 		s = d
@@ -246,8 +260,68 @@ func checkSegment(s string) error {
 	return errors.New("percent-encoded more than twice")
 }
 
-// lookAlikes are characters that Unicode normalization, or a lax decoder,
-// could turn into '.', '/' or '\'.
+// checkComposed checks whole each segment of the request's path that
+// parameters fill together with another parameter or the template's text
+// ({a}{b}, {name}.json): each value passed checkSegment alone, but an API
+// that decodes what it is sent again could read their concatenation as a
+// dot segment or a slash ("%2" and "e%2e" make "%2e%2e").
+func checkComposed(template, path string) error {
+	ts, ps := strings.Split(template, "/"), strings.Split(path, "/")
+	if len(ts) != len(ps) {
+		return fmt.Errorf("path %s: a path parameter is not one segment", template)
+	}
+	for i, seg := range ts {
+		if !strings.Contains(seg, "{") || strings.Count(seg, "{") == 1 && strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") {
+			continue // no parameter, or one alone: checked as it is
+		}
+		raw, err := url.PathUnescape(ps[i])
+		if err != nil {
+			return fmt.Errorf("path segment %q: %w", ps[i], err)
+		}
+		if err := checkSegment(raw); err != nil {
+			return fmt.Errorf("path segment %q: %w", raw, err)
+		}
+	}
+	return nil
+}
+
+// unescapeLeniently decodes each %XX escape of s and keeps any other '%'.
+func unescapeLeniently(s string) string {
+	i := strings.IndexByte(s, '%')
+	if i < 0 {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for ; i >= 0; i = strings.IndexByte(s, '%') {
+		b = append(b, s[:i]...)
+		if i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			s = s[i+3:]
+		} else {
+			b = append(b, '%')
+			s = s[i+1:]
+		}
+	}
+	return string(append(b, s...))
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
+}
+
+// lookAlikes are characters that a lax decoder (a best-fit code page)
+// could turn into '.', '/' or '\' (those NFKC normalization does are found
+// by normalizing).
 const lookAlikes = "\uFF0E\u2024\uFE52\u2215\u2044\uFF0F\u29F8\uFF3C\uFE68\u29F5\u2216"
 
 // scalar writes a string, number or boolean as a parameter value.
@@ -329,8 +403,10 @@ func join(vals []string, sep string) (string, error) {
 // as: k (form, exploded) or name[k] (deepObject). Only the members the
 // schema's properties name are sent; others only when the schema declares
 // additionalProperties, and then never one that is (or, deepObject, one
-// that could be read as) another query parameter: a member may not add a
-// parameter nor repeat a declared one past its schema.
+// that could be read as) another of the operation's query parameters,
+// offered or not, or a deepObject member of one (name[…]), in any case (an
+// API may read query names without it): a member may not add a parameter
+// nor repeat a declared one past its schema.
 func (t *operationTool) memberName(p *param, k string) (string, error) {
 	sch := p.spec.Schema.Value
 	_, declared := sch.Properties[k]
@@ -347,9 +423,10 @@ func (t *operationTool) memberName(p *param, k string) (string, error) {
 	if p.style == "deepObject" {
 		name = p.name + "[" + k + "]"
 	}
-	for _, o := range t.params {
-		if o.in == "query" && o != p && o.name == name {
-			return "", fmt.Errorf("member %q would be the query parameter %q", k, o.name)
+	for _, o := range t.queries {
+		if o != p.name && (strings.EqualFold(o, name) ||
+			len(name) > len(o) && name[len(o)] == '[' && strings.EqualFold(name[:len(o)], o)) {
+			return "", fmt.Errorf("member %q would be (a member of) the query parameter %q", k, o)
 		}
 	}
 	return name, nil
@@ -390,7 +467,10 @@ func headerValue(v any) (string, error) {
 // content (and its text), or the text, cut at maxResult. The token is
 // blanked out of every path (an API that echoes the request would show it):
 // of the text, and of every string of a JSON answer, whose text is then
-// that of the cleaned value.
+// that of the cleaned value. A text that still holds it once JSON's
+// escapes are undone (\u0074ok…, \/: in a text answer, a cut one, or
+// under a key a later duplicate hides from the decoded value) is not
+// shown at all.
 func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.CallToolResult {
 	long := len(b) > a.maxResult
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
@@ -399,7 +479,9 @@ func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.Call
 			msg += " (redirects are not followed)"
 		}
 		b, _ = blankJSON(b, token)
-		if e := excerpt(b, token); e != "" {
+		if echoes(blank(string(b), token), token) {
+			msg += ": " + echoedToken
+		} else if e := excerpt(b, token); e != "" {
 			msg += ": " + e
 		}
 		return failure(errors.New(msg))
@@ -408,31 +490,80 @@ func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.Call
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: status(resp.StatusCode)}}}
 	}
 	if long {
-		text := cut(blank(strings.ToValidUTF8(string(b), "\uFFFD"), token), a.maxResult)
-		text = trimTokenPrefix(text, token)
+		text := blank(strings.ToValidUTF8(string(b), "\uFFFD"), token)
+		if echoes(text, token) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: echoedToken}}}
+		}
+		text = trimTokenPrefix(cut(text, a.maxResult), token)
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{
 			Text: text + fmt.Sprintf("\n…(cut: the answer is longer than %d bytes)", a.maxResult)}}}
 	}
 	text := blank(strings.ToValidUTF8(string(b), "\uFFFD"), token)
 	res := &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}}
+	echoed := echoes(text, token)
 	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err == nil && isJSON(mt) {
 		var v any
 		if json.Unmarshal(b, &v) == nil {
 			// Strings decoded: an escaped token (\u0074ok…) is found too.
 			var changed bool
-			if v, changed = blankValue(v, token); changed {
+			if v, changed = blankValue(v, token); changed || echoed {
 				clean, err := json.Marshal(v)
 				if err != nil {
 					return failure(fmt.Errorf("the %s API's answer could not be cleaned: %w", a.name, err))
 				}
 				res.Content = []mcp.Content{&mcp.TextContent{Text: string(clean)}}
+				echoed = false
 			}
 			if obj, ok := v.(map[string]any); ok && obj != nil {
 				res.StructuredContent = obj
 			}
 		}
 	}
+	if echoed {
+		res.Content = []mcp.Content{&mcp.TextContent{Text: echoedToken}}
+	}
 	return res
+}
+
+// echoedToken stands for an answer shown in no part, because it holds the
+// token pingmcp sent the API in a form not blanked out of it.
+const echoedToken = "(the answer held the token sent to the API, escaped; it is not shown)"
+
+// echoes reports whether s holds the token once JSON's string escapes
+// (\uXXXX, \/ and the others) are undone.
+func echoes(s, token string) bool {
+	if token == "" || !strings.Contains(s, `\`) {
+		return token != "" && strings.Contains(s, token)
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '\\' || i+1 == len(s) {
+			b.WriteByte(c)
+			continue
+		}
+		switch e := s[i+1]; e {
+		case 'u':
+			if i+5 < len(s) {
+				if n, err := strconv.ParseUint(s[i+2:i+6], 16, 16); err == nil {
+					b.WriteRune(rune(n)) // a surrogate stays unmatched: tokens are ASCII
+					i += 5
+					continue
+				}
+			}
+			b.WriteByte(c)
+		case '"', '\\', '/':
+			b.WriteByte(e)
+			i++
+		case 'b', 'f', 'n', 'r', 't':
+			b.WriteByte(' ') // a control character: never part of a token
+			i++
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return strings.Contains(b.String(), token)
 }
 
 // status is a status code and its standard text: never the API's reason

@@ -309,9 +309,11 @@ func TestCallsAudited(t *testing.T) {
 
 // A 2xx answer that echoes the request (headers and all) never shows the
 // token: not in the text, not in the structured content, not when
-// JSON-escaped, not when the answer is cut within it.
+// JSON-escaped (also in a text answer, a cut one, under a key a later
+// duplicate hides, or with \/), not when the answer is cut within it.
 func TestTokenBlankedFromSuccess(t *testing.T) {
 	escaped := strings.ReplaceAll(testToken, "t", `\u0074`)
+	slashed := strings.ReplaceAll(testToken, "-", `\u002D`) + `\/`
 	api := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
 		auth := r.Header.Get("Authorization")
 		switch r.URL.Path {
@@ -322,19 +324,39 @@ func TestTokenBlankedFromSuccess(t *testing.T) {
 			w.Write([]byte("echo " + auth))
 		case "/items/cut":
 			w.Write([]byte(strings.Repeat("x", 1024-7) + testToken))
+		case "/items/dup":
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"auth":"` + escaped + `","auth":"x","n":1}`))
+		case "/items/textescaped":
+			w.Write([]byte(`{"auth":"` + escaped + `"}`))
+		case "/items/cutescaped":
+			w.Header().Set("Content-Type", "application/json")
+			w.Write([]byte(`{"auth":"` + strings.Repeat("x", 1024-20) + escaped + `"}`))
+		case "/items/slashed":
+			w.Write([]byte(`{"auth":"` + slashed + `"}`))
 		}
 	})
 	cs := connect(t, itemsTools(t, api.URL, Options{MaxResultBytes: 1024}), &countingCaller{})
-	for _, id := range []string{"json", "text", "cut"} {
+	for _, id := range []string{"json", "text", "cut", "dup", "textescaped", "cutescaped", "slashed"} {
 		res := callTool(t, cs, "items_getItem", `{"id":"`+id+`"}`)
 		b, _ := json.Marshal(res)
-		if res.IsError || strings.Contains(string(b), testToken) || strings.Contains(string(b), escaped) || strings.Contains(string(b), testToken[:7]) {
+		if res.IsError || strings.Contains(string(b), testToken) || strings.Contains(string(b), escaped) || strings.Contains(string(b), testToken[:7]) ||
+			strings.Contains(string(b), `u0074ok`) || strings.Contains(string(b), `secret\\u002D`) {
 			t.Errorf("%s: the token reached the result: %s", id, b)
 		}
-		if id == "json" {
+		switch id {
+		case "json":
 			m, _ := res.StructuredContent.(map[string]any)
 			if h, _ := m["headers"].(map[string]any); h["Authorization"] != "Bearer [token]" {
 				t.Errorf("structured content %v", res.StructuredContent)
+			}
+		case "dup": // the decoded value, cleaned, and what the client sees
+			if got := text(res); got != `{"auth":"x","n":1}` {
+				t.Errorf("dup: %s", got)
+			}
+		case "textescaped", "cutescaped", "slashed":
+			if got := text(res); got != echoedToken {
+				t.Errorf("%s: %s, want it withheld", id, got)
 			}
 		}
 	}
@@ -388,18 +410,35 @@ func TestStatusWithoutReasonPhrase(t *testing.T) {
 }
 
 // An error answer in JSON that holds the token escaped does not show it
-// either.
+// either; nor does one that holds it escaped under a key a later duplicate
+// hides, or as text: then no excerpt is shown.
 func TestTokenBlankedFromErrorJSON(t *testing.T) {
 	escaped := strings.ReplaceAll(testToken, "t", `\u0074`)
 	api := newRecorder(t, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusBadRequest)
-		w.Write([]byte(`{"error":"bad token ` + escaped + `"}`))
+		switch r.URL.Path {
+		case "/items/dup":
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"error":"` + escaped + `","error":"bad"}`))
+		case "/items/text":
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`bad token "` + escaped + `"`))
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"error":"bad token ` + escaped + `"}`))
+		}
 	})
 	cs := connect(t, itemsTools(t, api.URL, Options{}), &countingCaller{})
 	res := callTool(t, cs, "items_getItem", `{"id":"a"}`)
 	if got := text(res); !res.IsError || strings.Contains(got, escaped) || !strings.Contains(got, "bad token [token]") {
 		t.Errorf("error %q", got)
+	}
+	for _, id := range []string{"dup", "text"} {
+		res := callTool(t, cs, "items_getItem", `{"id":"`+id+`"}`)
+		if got := text(res); !res.IsError || strings.Contains(got, `u0074ok`) || !strings.HasSuffix(got, ": "+echoedToken) {
+			t.Errorf("%s: error %q", id, got)
+		}
 	}
 }
 

@@ -35,10 +35,14 @@ type operationTool struct {
 	method    string
 	path      string // the document's path template
 	params    []*param
-	body      *body
-	scopes    []string
-	schema    *jsonschema.Resolved
-	api       *upstream
+	// queries are the names of all the operation's query parameters,
+	// those not offered as arguments too: an object parameter's member
+	// may not be sent as one of them (memberName).
+	queries []string
+	body    *body
+	scopes  []string
+	schema  *jsonschema.Resolved
+	api     *upstream
 }
 
 // A param is one parameter an argument fills.
@@ -134,6 +138,9 @@ func newTool(api API, doc *openapi3.T, path, method string, item *openapi3.PathI
 	t.scopes = scopes
 
 	for _, p := range mergedParams(item, op) {
+		if p.In == openapi3.ParameterInQuery {
+			t.queries = append(t.queries, p.Name)
+		}
 		pp, err := newParam(p)
 		if err != nil {
 			return nil, err

@@ -23,11 +23,13 @@ const queryDoc = `
         - {name: filter, in: query, style: form, explode: true, schema: {type: object, properties: {state: {type: string, enum: [open, closed]}}}}
         - {name: free, in: query, style: form, explode: true, schema: {type: object, additionalProperties: {type: string}}}
         - {name: sort, in: query, style: deepObject, explode: true, schema: {type: object, additionalProperties: true}}
+        - {name: internal, in: query, content: {application/json: {schema: {type: object}}}}
       responses: {"200": {description: ok}}`
 
 // An object query parameter sends only the members its schema declares:
 // an undeclared member is no new query parameter, and no member repeats a
-// declared one past its schema.
+// declared one past its schema, in any case, nor one the tool does not
+// offer (internal, described by content).
 func TestObjectQueryMembers(t *testing.T) {
 	api := newRecorder(t, nil)
 	ts, err := newAPI(t, API{BaseURL: api.URL, Scopes: []string{"a"}}, docWith("3.0.3", queryDoc, "  schemas: {}"))
@@ -40,6 +42,11 @@ func TestObjectQueryMembers(t *testing.T) {
 		`{"filter":{"limit":"1000"}}`,
 		`{"free":{"limit":"1000"}}`,
 		`{"free":{"filter":"x"}}`,
+		`{"free":{"Limit":"1000"}}`,
+		`{"free":{"LIMIT":"1000"}}`,
+		`{"free":{"internal":"{}"}}`,
+		`{"free":{"Internal":"{}"}}`,
+		`{"sort":{"x":"1"},"free":{"SORT[x]":"2"}}`,
 		`{"free":{"":"x"}}`,
 		`{"sort":{"a][x":"1"}}`,
 		`{"sort":{"a[b]":"1"}}`,
@@ -116,17 +123,84 @@ func TestArraySeparators(t *testing.T) {
 }
 
 // A path argument is refused when, decoded, it is not UTF-8 (an overlong
-// '.' or '/') or holds a character normalization makes '.' or '/'.
+// '.' or '/'), holds a character a lax decoder could make '.' or '/', or
+// is a dot segment or holds a slash once NFKC-normalized (U+2025 is "..",
+// U+2100 "a/c"), also after decoding; other characters normalization
+// changes are sent as they are.
 func TestPathLookAlikes(t *testing.T) {
 	api := newRecorder(t, nil)
 	cs := connect(t, itemsTools(t, api.URL, Options{}), &countingCaller{})
-	for _, id := range []string{"\uFF0E\uFF0E", "a\u2215b", "a\u2044b", "a\uFF0Fb", "%EF%BC%8E%EF%BC%8E", "%c0%ae%c0%ae", "%c0%af", "%e0%80%ae", "%ff"} {
+	for _, id := range []string{"\uFF0E\uFF0E", "a\u2215b", "a\u2044b", "a\uFF0Fb", "%EF%BC%8E%EF%BC%8E", "%c0%ae%c0%ae", "%c0%af", "%e0%80%ae", "%ff",
+		"\u2025", "\uFE30", "a\u2100", "\u2101", "%E2%80%A5", "\uFF05\uFF12\uFF45\uFF05\uFF12\uFF45", ".\u2024"} {
 		if res := callTool(t, cs, "items_getItem", `{"id":`+quote(id)+`}`); !res.IsError || !strings.Contains(text(res), "invalid arguments") {
 			t.Errorf("%q: %s, want refused", id, text(res))
 		}
 	}
 	if reqs := api.requests(); len(reqs) != 0 {
 		t.Fatalf("reached the API: %s", reqs[0].URL)
+	}
+	for _, id := range []string{"\uFF46\uFF4F\uFF4F", "x\u2025", "\u2026"} {
+		if res := callTool(t, cs, "items_getItem", `{"id":`+quote(id)+`}`); res.IsError {
+			t.Errorf("%q refused: %s", id, text(res))
+		}
+	}
+}
+
+// A path argument whose '%' starts no escape is checked as a lenient
+// decoder reads it (the escapes around it decoded), and a segment that
+// two arguments make together is checked whole: "%2" and "e%2e" are each
+// harmless, but sent side by side they are "%2e%2e".
+func TestPathEscapesLenientAndComposed(t *testing.T) {
+	api := newRecorder(t, nil)
+	ts, err := newAPI(t, API{BaseURL: api.URL + "/v1", Scopes: []string{"a"}}, docWith("3.0.3", `
+  /items/{id}:
+    get:
+      operationId: item
+      parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+      responses: {"200": {description: ok}}
+  /files/{a}{b}:
+    get:
+      operationId: file
+      parameters:
+        - {name: a, in: path, required: true, schema: {type: string}}
+        - {name: b, in: path, required: true, schema: {type: string}}
+      responses: {"200": {description: ok}}`, "  schemas: {}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := connect(t, ts, &countingCaller{})
+	for _, args := range []struct{ tool, args string }{
+		{"t_item", `{"id":"x%2f..%2f..%2fetc%2fpasswd%zz"}`},
+		{"t_item", `{"id":"%2e%2e%2f%2e%2e%2fadmin%"}`},
+		{"t_item", `{"id":"%2e%2e%2F%"}`},
+		{"t_item", `{"id":"%252e%252e%2f%"}`},
+		{"t_file", `{"a":"%2","b":"e%2e"}`},
+		{"t_file", `{"a":".","b":"."}`},
+		{"t_file", `{"a":"%2e","b":"x"}`},
+		{"t_file", `{"a":"%","b":"2F"}`},
+	} {
+		if res := callTool(t, cs, args.tool, args.args); !res.IsError || !strings.Contains(text(res), "invalid arguments") {
+			t.Errorf("%s %s: %s, want refused", args.tool, args.args, text(res))
+		}
+	}
+	if reqs := api.requests(); len(reqs) != 0 {
+		t.Fatalf("reached the API: %s", reqs[0].URL)
+	}
+	for _, c := range []struct{ tool, args, path string }{
+		{"t_item", `{"id":"50%"}`, "/v1/items/50%25"},
+		{"t_item", `{"id":"%zz%2e%2e"}`, "/v1/items/%25zz%252e%252e"},
+		{"t_item", `{"id":"%2e%2e%"}`, "/v1/items/%252e%252e%25"},
+		{"t_file", `{"a":"x","b":"y"}`, "/v1/files/xy"},
+		{"t_file", `{"a":"x.","b":".y"}`, "/v1/files/x..y"},
+	} {
+		if res := callTool(t, cs, c.tool, c.args); res.IsError {
+			t.Errorf("%s %s refused: %s", c.tool, c.args, text(res))
+			continue
+		}
+		reqs := api.requests()
+		if got := reqs[len(reqs)-1].URL.EscapedPath(); got != c.path {
+			t.Errorf("%s %s reached %s, want %s", c.tool, c.args, got, c.path)
+		}
 	}
 }
 
