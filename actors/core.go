@@ -166,7 +166,7 @@ func (a *core) build(ctx actor.Context, o serverOptions) {
 			tasks.Advertise(opts)
 		}
 		a.server = mcp.NewServer(a.cfg.Implementation, opts)
-		a.server.AddReceivingMiddleware(a.ready, a.auditToolCalls, recoverPanics(a.logger))
+		a.server.AddReceivingMiddleware(checkLevel, a.ready, a.auditToolCalls, recoverPanics(a.logger))
 		if len(o.middleware) > 0 {
 			a.server.AddReceivingMiddleware(o.middleware...)
 		}
@@ -646,6 +646,29 @@ func errorPart(requestID string, status int, id json.RawMessage, err *rpcerr.Err
 		Headers:   append([]*envelope.Header{{Name: "Content-Type", Values: []string{"application/json"}}}, headers...),
 		Body:      err.Body(id),
 		Final:     true,
+	}
+}
+
+// logLevels are the levels MCP defines (RFC 5424's names).
+var logLevels = []mcp.LoggingLevel{"debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"}
+
+// errLogLevel answers a logging/setLevel of a level not in logLevels, as
+// MCP says (invalid params); it does not repeat the level, which may be
+// long.
+var errLogLevel = rpcerr.New(rpcerr.InvalidParams, "invalid log level: want one of debug, info, notice, warning, error, critical, alert, emergency")
+
+// checkLevel refuses a logging/setLevel whose level MCP does not define,
+// before anything else sees it: the go-sdk would take any string, write it
+// whole to the node's log, and the session would keep it (its snapshot,
+// the admin API's view) up to the snapshot's bound.
+func checkLevel(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		if method == "logging/setLevel" {
+			if p, ok := req.GetParams().(*mcp.SetLoggingLevelParams); ok && !slices.Contains(logLevels, p.Level) {
+				return nil, errLogLevel.SDK()
+			}
+		}
+		return next(ctx, method, req)
 	}
 }
 

@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/internal/capture"
@@ -118,8 +121,13 @@ func (a *SessionActor) replay(rec state.Snapshot) error {
 			return err
 		}
 	}
-	if rec.LogLevel != "" {
-		if err := post("logging/setLevel", call{"2.0", "pingmcp-rehydrate-setlevel", "logging/setLevel", map[string]string{"level": rec.LogLevel}}, http.StatusOK, true); err != nil {
+	if level := mcp.LoggingLevel(rec.LogLevel); level != "" {
+		if !slices.Contains(logLevels, level) {
+			// Kept before levels were checked (checkLevel): the SDK took it
+			// as debug.
+			level = "debug"
+		}
+		if err := post("logging/setLevel", call{"2.0", "pingmcp-rehydrate-setlevel", "logging/setLevel", map[string]string{"level": string(level)}}, http.StatusOK, true); err != nil {
 			return err
 		}
 	}

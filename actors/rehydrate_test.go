@@ -3,6 +3,7 @@ package actors_test
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"slices"
@@ -266,6 +267,73 @@ func TestInitializeBeyondSnapshotBound(t *testing.T) {
 			// A normal one on the same node is fine.
 			id2, pid2 := n.open(t)
 			n.post(t, pid2, id2, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, 200)
+		})
+	}
+}
+
+// A log level MCP does not define is refused with invalid params (-32602),
+// written nowhere (not the node's log, not the snapshot), and the session
+// keeps its level; a snapshot that holds one (kept before levels were
+// checked) is restored at debug, as the SDK took it.
+func TestLogLevelChecked(t *testing.T) {
+	for name, newStore := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			d := newStore()
+			logs := &logtest.Buffer{}
+			n := newLoggingSessionNode(t, d, logs)
+			id, pid := n.open(t)
+			n.post(t, pid, id, `{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"error"}}`, 200)
+			bogus := "bogus-" + strings.Repeat("L", 10000)
+			body := call(t, n, pid, id, `{"jsonrpc":"2.0","id":2,"method":"logging/setLevel","params":{"level":"`+bogus+`"}}`)
+			if !strings.Contains(body, `"code":-32602`) || strings.Contains(body, `"result"`) || strings.Contains(body, "bogus") {
+				t.Fatalf("an unknown level was not refused as invalid params: %.300s", body)
+			}
+			if strings.Contains(logs.String(), "bogus") {
+				t.Fatal("the refused level reached the node's log")
+			}
+			snapshot := func() state.Snapshot {
+				b, err := d.Snapshots.Get(t.Context(), id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rec, err := state.DecodeSnapshot(b)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return rec
+			}
+			if got := snapshot().LogLevel; got != "error" {
+				t.Fatalf("snapshot's level %q, want error", got)
+			}
+			// The session still logs at error only: test_logging_tool logs
+			// below it.
+			if body := call(t, n, pid, id, `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"test_logging_tool"}}`); strings.Contains(body, `"method":"notifications/message"`) {
+				t.Fatalf("the session's level changed: %s", body)
+			}
+
+			// A snapshot written before the check, with such a level.
+			if err := n.system.Root.StopFuture(pid).Wait(); err != nil {
+				t.Fatal(err)
+			}
+			epoch, b, err := d.Snapshots.Activate(t.Context(), id, false)
+			if err != nil || b == nil {
+				t.Fatalf("activate: %v (snapshot %d bytes)", err, len(b))
+			}
+			rec, err := state.DecodeSnapshot(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec.LogLevel = "bogus"
+			if b, err = json.Marshal(rec); err != nil {
+				t.Fatal(err)
+			}
+			if err := d.Snapshots.Save(t.Context(), id, epoch, b, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			pid = n.spawn(id)
+			if body := call(t, n, pid, id, `{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"test_logging_tool"}}`); !strings.Contains(body, `"method":"notifications/message"`) {
+				t.Fatalf("a session whose snapshot holds an unknown level was not restored at debug: %s", body)
+			}
 		})
 	}
 }

@@ -278,14 +278,14 @@ func (sh *sharedServer) dispatch(next mcp.MethodHandler) mcp.MethodHandler {
 }
 
 // chain is the actor's middleware around next, the shared server's
-// handler (always the same: an actor is bound to one server): what the
-// actor records of the session, readiness, the audit, panic recovery,
-// and its credentials for the tools.
+// handler (always the same: an actor is bound to one server): a log
+// level's check, what the actor records of the session, readiness, the
+// audit, panic recovery, and its credentials for the tools.
 func (a *SessionActor) chain(next mcp.MethodHandler) mcp.MethodHandler {
 	if h := a.chained.Load(); h != nil {
 		return *h
 	}
-	h := a.recordChanges(a.ready(a.auditToolCalls(recoverPanics(a.logger)(a.withCaller(next)))))
+	h := checkLevel(a.recordChanges(a.ready(a.auditToolCalls(recoverPanics(a.logger)(a.withCaller(next))))))
 	a.chained.Store(&h)
 	return h
 }

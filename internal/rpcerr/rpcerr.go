@@ -15,6 +15,8 @@
 //   - [MethodNotFound] (-32601): a session's server has no such method
 //     (the go-sdk answers it with a plain-text 400 on the session
 //     protocols: see [UnknownMethod]). No data.
+//   - [InvalidParams] (-32602): a method's params are refused (a log level
+//     MCP does not define). No data.
 //   - [InternalError] (-32603): no node could serve the request now. No data.
 //
 // Codes of the implementation-defined server error range (-32000 to -32099):
@@ -44,6 +46,7 @@ const (
 	ParseError     = -32700
 	InvalidRequest = -32600
 	MethodNotFound = -32601
+	InvalidParams  = -32602
 	InternalError  = -32603
 
 	SessionNotFound = -32001
