@@ -780,7 +780,11 @@ func TestEdgeRateLimitCountsMessages(t *testing.T) {
 	// before the body was read, is spent, as any refused request's); with 3
 	// left, one of 3 goes.
 	batch := func(n int) string {
-		return "[" + strings.TrimSuffix(strings.Repeat(initBody+",", n), ",") + "]"
+		msgs := make([]string, n)
+		for i := range msgs {
+			msgs[i] = strings.Replace(initBody, `"id":1`, `"id":`+strconv.Itoa(i+1), 1)
+		}
+		return "[" + strings.Join(msgs, ",") + "]"
 	}
 	resp, body := call{http.MethodPost, bearer(alice, nil), batch(5)}.do(t, url)
 	checkLimited(t, resp, body, "rate")

@@ -55,6 +55,9 @@ func decoderReadAtMost(body []byte, maxMessages int) (*Body, error) {
 	if _, err := r.dec.Token(); err != io.EOF {
 		return nil, &Error{Code: rpcerr.ParseError, Msg: "data after the JSON-RPC message"}
 	}
+	if err := b.distinctIDs(); err != nil {
+		return nil, err
+	}
 	return b, nil
 }
 
@@ -100,7 +103,7 @@ func (r *decReader) skipRest(d json.Delim) {
 func (r *decReader) object() (Message, error) {
 	var m Message
 	seen := map[string]bool{}
-	hasMethod, hasID, hasVersion := false, false, false
+	hasMethod, hasID, nullID, hasVersion := false, false, false, false
 	for r.dec.More() {
 		key, err := r.key(seen, messageKeys)
 		if err != nil {
@@ -124,7 +127,7 @@ func (r *decReader) object() (Message, error) {
 			if m.ID, err = canonicalID(raw); err != nil {
 				return m, err
 			}
-			hasID = m.ID != nil
+			hasID, nullID = m.ID != nil, m.ID == nil
 		case "method":
 			var v any
 			if err := r.dec.Decode(&v); err != nil {
@@ -148,7 +151,7 @@ func (r *decReader) object() (Message, error) {
 	if _, err := r.dec.Token(); err != nil { // }
 		return m, decParseError(err)
 	}
-	err := m.classify(hasVersion, hasMethod, hasID)
+	err := m.classify(hasVersion, hasMethod, hasID, nullID)
 	return m, err
 }
 

@@ -23,7 +23,7 @@ type Kind uint8
 
 const (
 	Request      Kind = iota + 1 // a method and an id: answered
-	Notification                 // a method, no id (or a null one, as the SDK reads it)
+	Notification                 // a method, no id
 	Response                     // no method: an answer to a server's request
 )
 
@@ -146,7 +146,27 @@ func ReadAtMost(body []byte, maxMessages int) (*Body, error) {
 	if r.next() != eof {
 		return nil, &Error{Code: rpcerr.ParseError, Msg: "data after the JSON-RPC message"}
 	}
+	if err := b.distinctIDs(); err != nil {
+		return nil, err
+	}
 	return b, nil
+}
+
+// distinctIDs refuses a batch two of whose requests have the same id: the
+// go-sdk keeps one request of an id and drops the others, unanswered, and
+// an answer could not say which it is for.
+func (b *Body) distinctIDs() error {
+	if !b.Batch || b.Requests() < 2 {
+		return nil
+	}
+	seen := make(map[string]bool, len(b.Messages))
+	for _, id := range b.IDs() {
+		if seen[string(id)] {
+			return &Error{Code: rpcerr.InvalidRequest, Msg: fmt.Sprintf("the requests of a batch need distinct ids: %.64s is repeated", id)}
+		}
+		seen[string(id)] = true
+	}
+	return nil
 }
 
 // reader walks a body's bytes: pos is the next byte to read.
@@ -247,7 +267,7 @@ func (r *reader) members(known []string, member func(key string, keyEnd int) err
 // object reads a message whose '{' was read.
 func (r *reader) object() (Message, error) {
 	var m Message
-	hasMethod, hasID, hasVersion := false, false, false
+	hasMethod, hasID, nullID, hasVersion := false, false, false, false
 	err := r.members(messageKeys, func(key string, keyEnd int) error {
 		switch key {
 		case "jsonrpc":
@@ -267,7 +287,7 @@ func (r *reader) object() (Message, error) {
 			if m.ID, err = canonicalID(r.b[start:end]); err != nil {
 				return err
 			}
-			hasID = m.ID != nil
+			hasID, nullID = m.ID != nil, m.ID == nil
 		case "method":
 			null := r.next() == 'n'
 			v, isString, err := r.stringValue()
@@ -289,17 +309,21 @@ func (r *reader) object() (Message, error) {
 	if err != nil {
 		return m, err
 	}
-	err = m.classify(hasVersion, hasMethod, hasID)
+	err = m.classify(hasVersion, hasMethod, hasID, nullID)
 	return m, err
 }
 
 // classify sets the message's kind from what it holds, or refuses it; a
 // tool name and arguments are kept for tools/call alone.
-func (m *Message) classify(hasVersion, hasMethod, hasID bool) error {
+func (m *Message) classify(hasVersion, hasMethod, hasID, nullID bool) error {
 	if !hasVersion {
 		return &Error{Code: rpcerr.InvalidRequest, Msg: `"jsonrpc" must be "2.0"`}
 	}
 	switch {
+	case hasMethod && nullID:
+		// JSON-RPC's request with a null id, which MCP forbids; the go-sdk
+		// would take it for a notification and refuse it in plain text.
+		return errNullID
 	case hasMethod && hasID:
 		m.Kind = Request
 	case hasMethod:
@@ -638,6 +662,9 @@ func (r *reader) number() error {
 	}
 	return nil
 }
+
+// errNullID refuses a request whose id is null.
+var errNullID = &Error{Code: rpcerr.InvalidRequest, Msg: "an MCP request's id must be a string or an integer, not null"}
 
 // errID refuses an id the SDK would answer under another one.
 var errID = &Error{Code: rpcerr.InvalidRequest, Msg: fmt.Sprintf("a JSON-RPC id must be a string or an integer of magnitude at most %d (2^53)", int64(MaxExactID))}

@@ -31,10 +31,11 @@ func TestRead(t *testing.T) {
 		{"request", call("1", "delete_todo"), false, []string{"1"}, []string{"delete_todo"}, []Kind{Request}, 0},
 		{"string id", call(`"a\u0062"`, "x"), false, []string{`"ab"`}, []string{"x"}, []Kind{Request}, 0},
 		{"notification", `{"jsonrpc":"2.0","method":"notifications/initialized"}`, false, nil, nil, []Kind{Notification}, 0},
-		{"null id is a notification", `{"jsonrpc":"2.0","id":null,"method":"ping"}`, false, nil, nil, []Kind{Notification}, 0},
 		{"response", `{"jsonrpc":"2.0","id":7,"result":{}}`, false, nil, nil, []Kind{Response}, 0},
 		{"batch", `[{"jsonrpc":"2.0","id":1,"method":"ping"},` + call("2", "a") + `,` + call(`"x"`, "a") + `]`, true,
 			[]string{"1", "2", `"x"`}, []string{"a", "a"}, []Kind{Request, Request, Request}, 0},
+		{"a batch's ids 1 and \"1\", and a response's", `[` + call("1", "a") + `,` + call(`"1"`, "a") + `,{"jsonrpc":"2.0","id":1,"result":{}}]`, true,
+			[]string{"1", `"1"`}, []string{"a", "a"}, []Kind{Request, Request, Response}, 0},
 		{"batch of one", `[` + initBody + `]`, true, []string{"1"}, nil, []Kind{Request}, 0},
 		{"largest exact id", call("9007199254740992", "a"), false, []string{"9007199254740992"}, []string{"a"}, []Kind{Request}, 0},
 		{"negative id", call("-9007199254740992", "a"), false, []string{"-9007199254740992"}, []string{"a"}, []Kind{Request}, 0},
@@ -50,6 +51,10 @@ func TestRead(t *testing.T) {
 		{"id array", `{"jsonrpc":"2.0","id":[1],"method":"ping"}`, false, nil, nil, nil, rpcerr.InvalidRequest},
 		{"id true", `{"jsonrpc":"2.0","id":true,"method":"ping"}`, false, nil, nil, nil, rpcerr.InvalidRequest},
 		{"id not UTF-8", "{\"jsonrpc\":\"2.0\",\"id\":\"\xff\",\"method\":\"ping\"}", false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"null id", `{"jsonrpc":"2.0","id":null,"method":"ping"}`, false, nil, nil, nil, rpcerr.InvalidRequest},
+		{"a batch element's null id", `[` + call("1", "a") + `,{"jsonrpc":"2.0","id":null,"method":"notifications/initialized"}]`, true, nil, nil, nil, rpcerr.InvalidRequest},
+		{"a batch's requests with one id", `[` + call("1", "a") + `,` + call("1", "b") + `]`, true, nil, nil, nil, rpcerr.InvalidRequest},
+		{"a batch's requests with one id, written twice", `[` + call(`"a"`, "a") + `,` + call(`"\u0061"`, "b") + `]`, true, nil, nil, nil, rpcerr.InvalidRequest},
 		{"a batch element's id 1.5", `[` + call("1", "a") + `,` + call("1.5", "a") + `]`, true, nil, nil, nil, rpcerr.InvalidRequest},
 		{"method twice", `{"jsonrpc":"2.0","id":1,"method":"x","method":"tools/call","params":{"name":"delete_todo"}}`, false, nil, nil, nil, rpcerr.InvalidRequest},
 		{"method in another case", `{"jsonrpc":"2.0","id":1,"method":"tools/call","METHOD":"x","params":{"name":"delete_todo"}}`, false, nil, nil, nil, rpcerr.InvalidRequest},
@@ -249,7 +254,7 @@ func TestReadAtMostStops(t *testing.T) {
 	if !errors.As(err, &e) || e.Limit != "batch" || e.Max != 3 || e.Code != rpcerr.InvalidRequest {
 		t.Fatalf("ReadAtMost(4+ messages, 3) = %v, want the batch bound", err)
 	}
-	if b, err := ReadAtMost([]byte("["+strings.Repeat(ping+",", 2)+ping+"]"), 3); err != nil || len(b.Messages) != 3 {
+	if b, err := ReadAtMost([]byte("["+ping+","+strings.Replace(ping, "1", "2", 1)+","+strings.Replace(ping, "1", `"1"`, 1)+"]"), 3); err != nil || len(b.Messages) != 3 {
 		t.Fatalf("a batch at the bound: %v", err)
 	}
 }
