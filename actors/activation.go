@@ -97,6 +97,17 @@ func (a *SessionActor) activated(ctx actor.Context, m *activated) {
 		a.stop(ctx)
 		return
 	}
+	if m.err == nil && m.epoch == 0 {
+		// No such session: what waited is answered as the edge answers an
+		// id it cannot route (404, JSON-RPC -32001), not by the SDK, which
+		// would say so in plain text; the actor ends.
+		for _, q := range pending {
+			a.reply(ctx, q.replyTo, notFound(q.req.Id))
+		}
+		a.to(lifeEnded)
+		lingerEnded(ctx)
+		return
+	}
 	if m.err != nil {
 		a.logger.Warn("session not activated: its store cannot be reached; answering 503", "err", m.err)
 		for _, q := range pending {

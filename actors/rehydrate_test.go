@@ -108,8 +108,14 @@ func TestRehydrate(t *testing.T) {
 			pid = n.move(t, id, pid)
 			n.post(t, pid, id, `{"jsonrpc":"2.0","id":4,"method":"resources/unsubscribe","params":{"uri":"test://watched-resource"}}`, 200)
 			// An id no session had is not found, and activates nothing.
+			// It is answered in JSON-RPC, as the edge answers an id it
+			// cannot route, not in the SDK's plain text.
 			ghost := n.spawn(rand.Text())
 			n.post(t, ghost, "nosuchsession", `{"jsonrpc":"2.0","id":5,"method":"ping"}`, 404)
+			ghost = n.spawn(rand.Text())
+			if body := call(t, n, ghost, "nosuchsession", `{"jsonrpc":"2.0","id":6,"method":"ping"}`); !strings.Contains(body, `"code":-32001`) {
+				t.Errorf("an unknown session's answer: %q", body)
+			}
 		})
 	}
 }
