@@ -205,6 +205,14 @@ func (e *Edge) parseBody(next http.Handler) http.Handler {
 			writeError(w, http.StatusBadRequest, nil, rpcerr.New(berr.Code, berr.Msg))
 			return
 		}
+		if f.rpc != nil && f.rpc.Batch {
+			if v := r.Header.Get(headerProtocolVersion); v >= batchlessVersion {
+				// The go-sdk would refuse it in plain text.
+				writeError(w, http.StatusBadRequest, nil, rpcerr.New(rpcerr.InvalidRequest,
+					fmt.Sprintf("JSON-RPC batches are not part of MCP from %s on (this request's version: %.32q)", batchlessVersion, v)))
+				return
+			}
+		}
 		next.ServeHTTP(w, r)
 	})
 }

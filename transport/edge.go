@@ -49,6 +49,10 @@ const (
 	headerProtocolVersion = "Mcp-Protocol-Version"
 	// statelessVersion is the first protocol revision without sessions.
 	statelessVersion = "2026-07-28"
+	// batchlessVersion is the first protocol revision without JSON-RPC
+	// batches; a request without Mcp-Protocol-Version is read as of
+	// 2025-03-26, which has them.
+	batchlessVersion = "2025-06-18"
 )
 
 // sessionVersions are the protocol revisions that have sessions. A request
