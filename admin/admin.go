@@ -38,6 +38,7 @@ import (
 	"github.com/pingmcp/pingmcp/internal/redisscan"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
+	"github.com/pingmcp/pingmcp/telemetry"
 )
 
 // DefaultScope is the scope an access token needs to be an admin token.
@@ -285,7 +286,7 @@ func (a *api) audited(mux *http.ServeMux, next http.Handler) http.Handler {
 		_, pattern := mux.Handler(r)
 		action := actions[pattern]
 		if action == "" {
-			action = r.Method + " " + r.URL.Path
+			action = r.Method + " " + r.URL.EscapedPath() // as sent: /admin%2Fv1 is not /admin/v1
 		}
 		target := wildcard(pattern, r.URL.EscapedPath())
 		if action == "debug.profile" {
@@ -295,18 +296,26 @@ func (a *api) audited(mux *http.ServeMux, next http.Handler) http.Handler {
 		switch {
 		case rec.status >= 500:
 			outcome = audit.OutcomeError
-		case rec.status >= 400:
+		case rec.status >= 400, rec.denied:
 			outcome = audit.OutcomeDenied
 		}
 		operator := ""
 		if op := rec.operator; op != nil {
 			operator = op.String()
 		}
+		// The HTTP status, and the request's filters under a key of their
+		// own (a filter named status cannot pass for it), each cut to a
+		// bound (telemetry.Clip): the admin API audits refused requests
+		// too, and a request must not make its record as large as itself.
 		details := map[string]any{"status": rec.status, "remote": r.RemoteAddr}
+		filters := map[string]string{}
 		for _, k := range []string{"user", "client", "node", "for", "issuer", "session", "status", "seconds"} {
 			if v := r.URL.Query().Get(k); v != "" {
-				details[k] = v
+				filters[k] = telemetry.Clip(v)
 			}
+		}
+		if len(filters) > 0 {
+			details["filters"] = filters
 		}
 		a.opts.Audit.Admin(r.Context(), audit.AdminRecord{Operator: operator, Action: action, Target: target,
 			Outcome: outcome, Duration: time.Since(start), Details: details})
@@ -337,12 +346,22 @@ func noteOperator(w http.ResponseWriter, op *Operator) {
 	}
 }
 
+// noteDenied tells audited that the request was refused, whatever its
+// status says (the console answers a change from no one signed in with a
+// redirect to its sign-in page).
+func noteDenied(w http.ResponseWriter) {
+	if rec, ok := w.(*statusRecorder); ok {
+		rec.denied = true
+	}
+}
+
 // statusRecorder notes a response's status, and the operator its request
 // was authenticated as.
 type statusRecorder struct {
 	http.ResponseWriter
 	status   int
 	operator *Operator
+	denied   bool // noteDenied
 }
 
 func (s *statusRecorder) WriteHeader(code int) {

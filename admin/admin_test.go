@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -137,4 +138,85 @@ func auditRecords(t *testing.T, audits *logtest.Buffer) []map[string]any {
 		records = append(records, rec)
 	}
 	return records
+}
+
+// A request cannot make its audit record as large as itself, nor make it
+// lie: refused or not, its path, target and filters are cut to a bound;
+// a filter named status does not pass for the HTTP status; a console form
+// posted by no one signed in is recorded denied, not done.
+func TestAuditRecordsBounded(t *testing.T) {
+	audits := &logtest.Buffer{}
+	const token = "static-admin-token-0123456789"
+	h, err := Handler(Options{Token: token, Stores: state.MemoryStores(time.Minute), Logger: slog.New(slog.DiscardHandler), Audit: audit.New(audits, false)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	do := func(method, path, bearer string, form url.Values) int {
+		t.Helper()
+		var body io.Reader
+		if form != nil {
+			body = strings.NewReader(form.Encode())
+		}
+		req, _ := http.NewRequest(method, srv.URL+path, body)
+		if bearer != "" {
+			req.Header.Set("Authorization", "Bearer "+bearer)
+		}
+		if form != nil {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.Header.Set("Origin", srv.URL)
+			req.Header.Set("Sec-Fetch-Site", "same-origin")
+		}
+		resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	long := strings.Repeat("x", 30000)
+	if s := do(http.MethodGet, "/"+long+"?user="+long+"&status=200", "", nil); s != http.StatusUnauthorized {
+		t.Fatalf("status %d", s)
+	}
+	if s := do(http.MethodDelete, "/admin/v1/sessions/"+long, token, nil); s != http.StatusNotFound && s != http.StatusBadRequest {
+		t.Fatalf("ending a long id: %d", s)
+	}
+	if s := do(http.MethodGet, "/admin/v1/sessions?status=500", token, nil); s != http.StatusOK {
+		t.Fatalf("status %d", s)
+	}
+	if s := do(http.MethodGet, "/admin%2Fv1%2Fsessions", "", nil); s != http.StatusUnauthorized {
+		t.Fatalf("status %d", s)
+	}
+	if s := do(http.MethodPost, "/console/sessions/victim/end", "", url.Values{"csrf": {"x"}}); s != http.StatusSeeOther {
+		t.Fatalf("a console form without a sign-in: %d", s)
+	}
+	lines := strings.Split(strings.TrimSpace(audits.String()), "\n")
+	for _, l := range lines {
+		if len(l) > 2000 {
+			t.Errorf("an audit record of %d bytes: %.300s", len(l), l)
+		}
+	}
+	records := auditRecords(t, audits)
+	if len(records) != 5 {
+		t.Fatalf("%d records:\n%s", len(records), audits.String())
+	}
+	details := func(i int) map[string]any { d, _ := records[i]["details"].(map[string]any); return d }
+	filters := func(i int) map[string]any { f, _ := details(i)["filters"].(map[string]any); return f }
+	if a, _ := records[0]["action"].(string); !strings.HasPrefix(a, "GET /xxx") || !strings.HasSuffix(a, "…") || details(0)["status"] != 401.0 ||
+		!strings.HasSuffix(filters(0)["user"].(string), "…") || filters(0)["status"] != "200" {
+		t.Errorf("a refused request with a long path and filters: %v", records[0])
+	}
+	if tg, _ := records[1]["target"].(string); !strings.HasSuffix(tg, "…") || records[1]["action"] != "sessions.kill" {
+		t.Errorf("a long target: %v", records[1])
+	}
+	if details(2)["status"] != 200.0 || filters(2)["status"] != "500" || records[2]["outcome"] != "ok" {
+		t.Errorf("a status filter: %v", records[2])
+	}
+	if records[3]["action"] != "GET /admin%2Fv1%2Fsessions" {
+		t.Errorf("an escaped path recorded as %v", records[3]["action"])
+	}
+	if records[4]["outcome"] != "denied" || records[4]["operator"] != "" {
+		t.Errorf("a console form from no one signed in: %v", records[4])
+	}
 }

@@ -177,6 +177,7 @@ func (c *console) change(h func(http.ResponseWriter, *http.Request, *consoleSign
 	return c.sameOrigin(func(w http.ResponseWriter, r *http.Request) {
 		s := c.current(r)
 		if s == nil {
+			noteDenied(w)
 			http.Redirect(w, r, consoleLogin, http.StatusSeeOther)
 			return
 		}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/internal/logwriter"
+	"github.com/pingmcp/pingmcp/telemetry"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -169,10 +170,10 @@ func (l *Logger) ToolCall(ctx context.Context, r ToolCallRecord) {
 	attrs := []slog.Attr{
 		slog.String("event", "tool_call"),
 		principalAttr(r.Principal),
-		slog.String("session", r.Session),
+		slog.String("session", telemetry.Clip(r.Session)),
 		slog.String("node", r.Node),
-		slog.String("tool", r.Tool),
-		slog.String("request_id", r.RequestID),
+		slog.String("tool", telemetry.Clip(r.Tool)),
+		slog.String("request_id", telemetry.Clip(r.RequestID)),
 	}
 	if r.Task != "" {
 		attrs = append(attrs, slog.String("task", r.Task))
@@ -188,7 +189,7 @@ func (l *Logger) ToolCall(ctx context.Context, r ToolCallRecord) {
 		attrs = append(attrs, slog.Int64("error_code", r.ErrorCode))
 	}
 	if r.Error != "" {
-		attrs = append(attrs, slog.String("error", r.Error))
+		attrs = append(attrs, slog.String("error", telemetry.ClipTo(r.Error, maxError)))
 	}
 	attrs = append(attrs, durationAttr(r.Duration))
 	if t := traceID(ctx, r.TraceID); t != "" {
@@ -208,12 +209,12 @@ func (l *Logger) Admin(ctx context.Context, r AdminRecord) {
 	attrs := []slog.Attr{
 		slog.String("event", "admin"),
 		slog.String("operator", r.Operator),
-		slog.String("action", r.Action),
-		slog.String("target", r.Target),
+		slog.String("action", telemetry.Clip(r.Action)),
+		slog.String("target", telemetry.Clip(r.Target)),
 		slog.String("outcome", r.Outcome),
 	}
 	if r.Error != "" {
-		attrs = append(attrs, slog.String("error", r.Error))
+		attrs = append(attrs, slog.String("error", telemetry.ClipTo(r.Error, maxError)))
 	}
 	attrs = append(attrs, durationAttr(r.Duration))
 	if len(r.Details) > 0 {
@@ -240,6 +241,10 @@ func (l *Logger) write(ctx context.Context, msg string, attrs []slog.Attr) {
 	}
 	_ = l.h.Handle(context.WithoutCancel(ctx), rec)
 }
+
+// maxError bounds a record's error: it may quote what the request held (an
+// unknown tool's name).
+const maxError = 1024
 
 func principalAttr(p auth.Principal) slog.Attr {
 	return slog.Group("principal", slog.String("iss", p.Issuer), slog.String("sub", p.Subject), slog.String("client_id", p.ClientID))

@@ -77,6 +77,27 @@ func TestToolCallRecord(t *testing.T) {
 	}
 }
 
+// A tool call's record holds what its request chose (the tool's name, the
+// JSON-RPC id, an error quoting them) cut to a bound: a request of
+// megabytes makes a record of a few hundred bytes, its values still valid
+// UTF-8 and marked as cut.
+func TestToolCallRecordBounded(t *testing.T) {
+	var buf bytes.Buffer
+	l := New(&buf, false)
+	name := strings.Repeat("é", 1<<20)
+	l.ToolCall(context.Background(), ToolCallRecord{Tool: name, RequestID: `"` + strings.Repeat("1", 1<<20) + `"`,
+		Outcome: OutcomeError, ErrorCode: -32602, Error: "unknown tool " + name})
+	if buf.Len() > 2048 {
+		t.Fatalf("a record of %d bytes", buf.Len())
+	}
+	rec := decode(t, buf.Bytes())[0]
+	for _, k := range []string{"tool", "request_id", "error"} {
+		if v, _ := rec[k].(string); !strings.HasSuffix(v, "…") || strings.ContainsRune(v, '\uFFFD') {
+			t.Errorf("%s: %q", k, v)
+		}
+	}
+}
+
 func TestAdminRecord(t *testing.T) {
 	var b bytes.Buffer
 	New(&b, false).Admin(context.Background(), AdminRecord{Operator: "admin-token", Action: "users.revoke", Target: "alice",

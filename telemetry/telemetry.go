@@ -26,6 +26,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -257,10 +258,20 @@ func MethodName(m string) string {
 // maxAttr bounds attribute values a client chooses.
 const maxAttr = 128
 
-// Clip cuts a client-chosen attribute value to 128 bytes.
-func Clip(s string) string {
-	if len(s) > maxAttr {
-		return s[:maxAttr]
+// Clip cuts a client-chosen value (a span's attribute, an audit record's)
+// longer than 128 bytes to its first 128 or fewer, between two characters,
+// and marks the cut with "…": a request cannot make what records it as
+// large as itself.
+func Clip(s string) string { return ClipTo(s, maxAttr) }
+
+// ClipTo is Clip to max bytes.
+func ClipTo(s string, max int) string {
+	if len(s) <= max {
+		return s
 	}
-	return s
+	n := max
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
