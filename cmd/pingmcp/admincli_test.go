@@ -88,3 +88,52 @@ func TestTasksCLI(t *testing.T) {
 		t.Errorf("tasks cancel of a completed task: %d %s", code, errOut)
 	}
 }
+
+// What a client chose (its name and version in initialize, a task's
+// message) is printed with its control and formatting characters escaped:
+// a client cannot erase rows of sessions ls or tasks ls, nor draw its own.
+func TestCLIPrintsNoEscapes(t *testing.T) {
+	const token = "static-admin-token-0123456789"
+	d := state.MemoryStores(time.Hour)
+	h, err := admin.Handler(admin.Options{Token: token, Stores: d, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	ctx := context.Background()
+	evil := "evil\r\x1b[2K\x1b[1A\nfake-session alice\ttrusted\u202egnp.exe"
+	name, _ := json.Marshal(evil)
+	epoch, _, err := d.Snapshots.Activate(ctx, "sess-1", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC().Format(time.RFC3339Nano)
+	snap := `{"v":1,"iss":"https://idp.example","sub":"alice","client_id":"c","initialize":{"protocolVersion":"2025-11-25","clientInfo":{"name":` +
+		string(name) + `,"version":"1"}},"protocol_version":"2025-11-25","initialized":true,"created":"` + now + `","active":"` + now + `"}`
+	if err := d.Snapshots.Save(ctx, "sess-1", epoch, []byte(snap), time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	tk := &taskstore.Task{ID: "t-1", Owner: "own-a", Subject: "alice", ClientID: "c", Status: "working", StatusMessage: evil,
+		CreatedAt: time.Now(), UpdatedAt: time.Now(), TTL: time.Hour, Request: json.RawMessage(`{"name":"x"}`)}
+	if err := d.Tasks.Create(ctx, tk); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"PINGMCP_ADMIN_URL": srv.URL, "PINGMCP_ADMIN_TOKEN": token}
+	for _, args := range [][]string{{"sessions", "ls"}, {"sessions", "show", "sess-1"}, {"tasks", "ls"}, {"tasks", "show", "own-a/t-1"}} {
+		var out, errOut bytes.Buffer
+		if code := adminCLI(ctx, args[0], args[1:], func(k string) string { return env[k] }, &out, &errOut); code != 0 {
+			t.Fatalf("%v: %d %s", args, code, errOut.String())
+		}
+		got := out.String()
+		if strings.ContainsAny(got, "\r\x1b\u202e") || strings.Contains(got, "\nfake-session") {
+			t.Errorf("%v prints the client's control characters:\n%q", args, got)
+		}
+		if !strings.Contains(got, `evil\r\x1b[2K\x1b[1A\nfake-session alice\ttrusted\u202egnp.exe`) {
+			t.Errorf("%v does not show the client's text escaped:\n%s", args, got)
+		}
+		if lines := strings.Count(strings.TrimSpace(got), "\n"); (args[1] == "ls") && lines != 1 {
+			t.Errorf("%v: %d rows, want one:\n%s", args, lines, got)
+		}
+	}
+}
