@@ -23,6 +23,7 @@ import (
 
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/internal/logwriter"
+	"github.com/pingmcp/pingmcp/internal/privfile"
 	"github.com/pingmcp/pingmcp/telemetry"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -125,7 +126,9 @@ func Open(opts Options, process *slog.Logger) (*Logger, error) {
 		}
 		return NewHandler(process.Handler(), opts.ToolArgs), nil
 	}
-	f, err := os.OpenFile(opts.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	// Not through a link another user planted, nor into a file they own or
+	// may write: they could read the records, or change them.
+	f, err := privfile.Open(opts.Path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pingmcp/pingmcp/cluster/pki"
+	"github.com/pingmcp/pingmcp/internal/privfile"
 )
 
 // CertsOptions say what WriteCerts makes.
@@ -149,7 +150,7 @@ func checkPrivate(path string, key bool) error {
 	switch {
 	case fi.Mode()&fs.ModeSymlink != 0:
 		return fmt.Errorf("%s is a symbolic link: refused (give the directory itself, holding its own files)", path)
-	case !ownedBySelf(fi):
+	case !privfile.OwnedBySelf(fi):
 		return fmt.Errorf("%s belongs to another user: refused (a CA there could be anyone's)", path)
 	case perm&0o022 != 0:
 		return fmt.Errorf("%s is writable by group or others (%v): refused (chmod go-w)", path, perm)

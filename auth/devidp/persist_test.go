@@ -325,6 +325,27 @@ func TestStateFileRefused(t *testing.T) {
 		}
 		again.Close()
 	})
+
+	// A lock another user planted as a link to a file of the operator's
+	// is refused, and the file is not written through it (the pid).
+	t.Run("a planted lock link", func(t *testing.T) {
+		dir := t.TempDir()
+		victim := filepath.Join(dir, "victim.txt")
+		os.WriteFile(victim, []byte("important operator data"), 0o600)
+		path := filepath.Join(dir, "state.json")
+		if err := os.Symlink(victim, path+".lock"); err != nil {
+			t.Fatal(err)
+		}
+		if f, err := OpenStateFile(path); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+			if f != nil {
+				f.Close()
+			}
+			t.Errorf("OpenStateFile through a planted lock link: %v", err)
+		}
+		if b, _ := os.ReadFile(victim); string(b) != "important operator data" {
+			t.Errorf("the link's target was written: %q", b)
+		}
+	})
 }
 
 // A store that fails to save is logged, once, and the server goes on from

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/pingmcp/pingmcp/internal/privfile"
 )
 
 // ErrStateInUse is returned by OpenStateFile when another process holds
@@ -35,7 +37,9 @@ func OpenStateFile(path string) (*StateFile, error) {
 		return nil, fmt.Errorf("devidp: state file directory: %w", err)
 	}
 	lockPath := path + ".lock"
-	lock, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	// Never another user's file, nor one a link leads to: the lock is
+	// truncated and written (the pid) below.
+	lock, err := privfile.Open(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("devidp: state file lock: %w", err)
 	}
@@ -82,7 +86,7 @@ func (f *StateFile) Load() ([]byte, error) {
 		return nil, fmt.Errorf("%s is a symbolic link: refused (give the file's own path)", f.path)
 	case !fi.Mode().IsRegular():
 		return nil, fmt.Errorf("%s is not a regular file: refused", f.path)
-	case !ownedBySelf(fi):
+	case !privfile.OwnedBySelf(fi):
 		return nil, fmt.Errorf("%s belongs to another user: refused (its signing key and clients could be anyone's)", f.path)
 	case perm&0o077 != 0:
 		return nil, fmt.Errorf("%s may be read or written by group or others (%v): refused, it holds the signing key. "+

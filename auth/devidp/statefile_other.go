@@ -2,14 +2,8 @@
 
 package devidp
 
-import (
-	"io/fs"
-	"os"
-)
+import "os"
 
 // lockFile: no file locks outside Unix; two processes on one state file
 // are not detected there.
 func lockFile(*os.File) error { return nil }
-
-// ownedBySelf: no owner to compare outside Unix.
-func ownedBySelf(fs.FileInfo) bool { return true }

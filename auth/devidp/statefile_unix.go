@@ -4,7 +4,6 @@ package devidp
 
 import (
 	"errors"
-	"io/fs"
 	"os"
 	"syscall"
 )
@@ -17,10 +16,4 @@ func lockFile(f *os.File) error {
 		return ErrStateInUse
 	}
 	return err
-}
-
-// ownedBySelf says whether this process's effective user owns fi's file.
-func ownedBySelf(fi fs.FileInfo) bool {
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	return ok && int(st.Uid) == os.Geteuid()
 }

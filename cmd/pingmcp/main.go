@@ -38,6 +38,7 @@ import (
 	"github.com/pingmcp/pingmcp/config"
 	"github.com/pingmcp/pingmcp/internal/logwriter"
 	"github.com/pingmcp/pingmcp/internal/loopback"
+	"github.com/pingmcp/pingmcp/internal/privfile"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/state/taskstore"
 	"github.com/pingmcp/pingmcp/tools"
@@ -395,7 +396,7 @@ func serveAdmin(ctx context.Context, cfg *config.Config, d *state.Stores, node *
 	}
 	opts := admin.Options{Stores: d, Node: node, Logger: logger, Issuer: cfg.Issuer, Scope: cfg.AdminScope, Revoked: revoked, Audit: auditLog}
 	if cfg.AdminTokenFile != "" {
-		token, err := os.ReadFile(cfg.AdminTokenFile)
+		token, err := privfile.ReadSecret(cfg.AdminTokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("--admin-token-file: %w", err)
 		}
