@@ -182,7 +182,7 @@ func (c *console) change(h func(http.ResponseWriter, *http.Request, *consoleSign
 			return
 		}
 		noteOperator(w, s.op)
-		r.Body = http.MaxBytesReader(w, r.Body, maxConsoleForm)
+		readForm(w, r)
 		if subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(s.csrf)) != 1 {
 			c.a.opts.Logger.Warn("admin console: form without its CSRF token refused", "path", r.URL.Path, "remote", r.RemoteAddr, "operator", s.op.String())
 			c.render(w, http.StatusForbidden, "error", &consoleView{Page: "error", Title: "Refused",
@@ -290,8 +290,27 @@ func (c *console) loginForm(w http.ResponseWriter, r *http.Request) {
 	c.render(w, http.StatusOK, "login", &consoleView{Page: "login", Title: "Sign in"})
 }
 
-func (c *console) login(w http.ResponseWriter, r *http.Request) {
+// formTimeout bounds the time a form's body may take to arrive: a sign-in
+// is posted by anyone, and one that trickles in must not hold its
+// connection for good. A variable for the tests.
+var formTimeout = 10 * time.Second
+
+// readForm reads a console form's body (r.PostForm): at most
+// maxConsoleForm bytes, arriving within formTimeout; a form that does not
+// is read as empty, and refused as such. The deadline stays on a body that
+// failed, so that the server does not wait for its rest either (it closes
+// the connection).
+func readForm(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(formTimeout))
 	r.Body = http.MaxBytesReader(w, r.Body, maxConsoleForm)
+	if r.ParseForm() == nil {
+		rc.SetReadDeadline(time.Time{})
+	}
+}
+
+func (c *console) login(w http.ResponseWriter, r *http.Request) {
+	readForm(w, r)
 	token := r.PostFormValue("token")
 	op, why := c.a.check(r.Context(), token)
 	if why != nil {

@@ -1,11 +1,14 @@
 package admin
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -468,5 +471,29 @@ func TestConsoleBadCursor(t *testing.T) {
 	status, body, _ := f.get("/console/?cursor=bogus")
 	if status != http.StatusBadRequest || !strings.Contains(body, "first page") {
 		t.Errorf("GET /console/?cursor=bogus: %d\n%s", status, body)
+	}
+}
+
+// A sign-in whose body never finishes arriving is answered (refused, as an
+// empty form) once formTimeout passed, not held for good.
+func TestConsoleFormThatTricklesIn(t *testing.T) {
+	f := newConsoleFixture(t, nil)
+	defer func(d time.Duration) { formTimeout = d }(formTimeout)
+	formTimeout = 200 * time.Millisecond
+	c, err := net.Dial("tcp", f.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /console/login HTTP/1.1\r\nHost: %s\r\nOrigin: %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\ntoken=con",
+		f.srv.Listener.Addr(), f.srv.URL)
+	c.SetReadDeadline(time.Now().Add(30 * time.Second)) // the test's own bound, far beyond formTimeout
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer to a form that trickles in: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusSeeOther {
+		t.Fatalf("a partial form signed in: %d", resp.StatusCode)
 	}
 }
