@@ -166,7 +166,7 @@ func (a *core) build(ctx actor.Context, o serverOptions) {
 			tasks.Advertise(opts)
 		}
 		a.server = mcp.NewServer(a.cfg.Implementation, opts)
-		a.server.AddReceivingMiddleware(checkLevel, a.ready, a.auditToolCalls, recoverPanics(a.logger))
+		a.server.AddReceivingMiddleware(checkRequest, a.ready, a.auditToolCalls, recoverPanics(a.logger))
 		if len(o.middleware) > 0 {
 			a.server.AddReceivingMiddleware(o.middleware...)
 		}
@@ -657,15 +657,28 @@ var logLevels = []mcp.LoggingLevel{"debug", "info", "notice", "warning", "error"
 // long.
 var errLogLevel = rpcerr.New(rpcerr.InvalidParams, "invalid log level: want one of debug, info, notice, warning, error, critical, alert, emergency")
 
-// checkLevel refuses a logging/setLevel whose level MCP does not define,
-// before anything else sees it: the go-sdk would take any string, write it
-// whole to the node's log, and the session would keep it (its snapshot,
-// the admin API's view) up to the snapshot's bound.
-func checkLevel(next mcp.MethodHandler) mcp.MethodHandler {
+// errInitialized answers an initialize on a session that has one (the
+// go-sdk's answer has no JSON-RPC code).
+var errInitialized = rpcerr.New(rpcerr.InvalidRequest, "the session is initialized already: a new session starts with an initialize without Mcp-Session-Id")
+
+// checkRequest refuses, before anything else sees them, what the go-sdk
+// would take wrongly:
+//   - a logging/setLevel whose level MCP does not define: the SDK would
+//     take any string, write it whole to the node's log, and the session
+//     would keep it (its snapshot, the admin API's view) up to the
+//     snapshot's bound;
+//   - a second initialize of a session: the SDK refuses it with an error
+//     of code 0.
+func checkRequest(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-		if method == "logging/setLevel" {
+		switch method {
+		case "logging/setLevel":
 			if p, ok := req.GetParams().(*mcp.SetLoggingLevelParams); ok && !slices.Contains(logLevels, p.Level) {
 				return nil, errLogLevel.SDK()
+			}
+		case "initialize":
+			if ss, ok := req.GetSession().(*mcp.ServerSession); ok && ss.InitializeParams() != nil {
+				return nil, errInitialized.SDK()
 			}
 		}
 		return next(ctx, method, req)

@@ -123,7 +123,7 @@ func (a *SessionActor) replay(rec state.Snapshot) error {
 	}
 	if level := mcp.LoggingLevel(rec.LogLevel); level != "" {
 		if !slices.Contains(logLevels, level) {
-			// Kept before levels were checked (checkLevel): the SDK took it
+			// Kept before levels were checked (checkRequest): the SDK took it
 			// as debug.
 			level = "debug"
 		}

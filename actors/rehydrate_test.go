@@ -343,3 +343,17 @@ func TestLogLevelChecked(t *testing.T) {
 		})
 	}
 }
+
+// A second initialize on a session is refused as an invalid request
+// (-32600), not with the go-sdk's error of code 0, and the session goes on.
+func TestSecondInitializeRefused(t *testing.T) {
+	n := newSessionNode(t, state.MemoryStores(time.Hour))
+	id, pid := n.open(t)
+	body := call(t, n, pid, id, `{"jsonrpc":"2.0","id":7,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"again","version":"2"}}}`)
+	if !strings.Contains(body, `"code":-32600`) || !strings.Contains(body, "initialized already") || strings.Contains(body, `"result"`) {
+		t.Fatalf("a second initialize: %s", body)
+	}
+	if body := call(t, n, pid, id, `{"jsonrpc":"2.0","id":8,"method":"ping"}`); !strings.Contains(body, `"result":{}`) {
+		t.Fatalf("the session after a second initialize: %s", body)
+	}
+}
