@@ -86,7 +86,7 @@ func Handler(opts Options) (http.Handler, error) {
 		opts.Logger = slog.Default()
 	}
 	opts.Scope = cmp.Or(opts.Scope, DefaultScope)
-	a := &api{opts: opts, token: []byte(strings.TrimSpace(opts.Token))}
+	a := &api{opts: opts, token: []byte(strings.TrimSpace(opts.Token)), anonymous: telemetry.Throttle{Burst: anonymousRecords}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/v1/sessions", a.listSessions)
 	mux.HandleFunc("GET /admin/v1/sessions/{id}", a.showSession)
@@ -111,7 +111,15 @@ func Handler(opts Options) (http.Handler, error) {
 type api struct {
 	opts  Options
 	token []byte
+	// anonymous bounds the audit records of requests refused without an
+	// operator (anyone who reaches the listener can send them): 20 a
+	// second, the others counted in the next one's details.suppressed.
+	anonymous telemetry.Throttle
 }
+
+// anonymousRecords is how many records of requests refused without an
+// operator the audit log takes a second.
+const anonymousRecords = 20
 
 // Operator is who an admin request comes from.
 type Operator struct {
@@ -303,6 +311,13 @@ func (a *api) audited(mux *http.ServeMux, next http.Handler) http.Handler {
 		if op := rec.operator; op != nil {
 			operator = op.String()
 		}
+		var suppressed int
+		if operator == "" && outcome != audit.OutcomeOK {
+			var ok bool
+			if ok, suppressed = a.anonymous.Allow(); !ok {
+				return
+			}
+		}
 		// The HTTP status, and the request's filters under a key of their
 		// own (a filter named status cannot pass for it), each cut to a
 		// bound (telemetry.Clip): the admin API audits refused requests
@@ -316,6 +331,9 @@ func (a *api) audited(mux *http.ServeMux, next http.Handler) http.Handler {
 		}
 		if len(filters) > 0 {
 			details["filters"] = filters
+		}
+		if suppressed > 0 {
+			details["suppressed"] = suppressed
 		}
 		a.opts.Audit.Admin(r.Context(), audit.AdminRecord{Operator: operator, Action: action, Target: target,
 			Outcome: outcome, Duration: time.Since(start), Details: details})

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/pingmcp/pingmcp/audit"
@@ -219,4 +220,43 @@ func TestAuditRecordsBounded(t *testing.T) {
 	if records[4]["outcome"] != "denied" || records[4]["operator"] != "" {
 		t.Errorf("a console form from no one signed in: %v", records[4])
 	}
+}
+
+// Requests refused without an operator (anyone who reaches the listener
+// can send them) are recorded at most anonymousRecords a second; the next
+// record says how many were not. An operator's are all recorded.
+func TestAnonymousRefusalsThrottled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		audits := &logtest.Buffer{}
+		const token = "static-admin-token-0123456789"
+		h, err := Handler(Options{Token: token, Stores: state.MemoryStores(time.Minute), Logger: slog.New(slog.DiscardHandler), Audit: audit.New(audits, false)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		get := func(bearer string) {
+			req := httptest.NewRequest(http.MethodGet, "/admin/v1/sessions", nil)
+			if bearer != "" {
+				req.Header.Set("Authorization", "Bearer "+bearer)
+			}
+			h.ServeHTTP(httptest.NewRecorder(), req)
+		}
+		for range 3 * anonymousRecords {
+			get("")
+			get("wrong-token-0123456789")
+		}
+		for range 3 {
+			get(token)
+		}
+		records := auditRecords(t, audits)
+		if len(records) != anonymousRecords+3 {
+			t.Fatalf("%d records of %d anonymous refusals and 3 operator requests, want %d", len(records), 6*anonymousRecords, anonymousRecords+3)
+		}
+		time.Sleep(time.Second) // the bubble's clock: the next second
+		get("")
+		records = auditRecords(t, audits)
+		last := records[len(records)-1]
+		if d, _ := last["details"].(map[string]any); d["suppressed"] != float64(5*anonymousRecords) || last["outcome"] != "denied" {
+			t.Errorf("the record after the flood: %v", last)
+		}
+	})
 }
