@@ -544,7 +544,9 @@ func (a *core) serveHTTP(ctx context.Context, w *relayWriter, req *envelope.Requ
 	rctx := releasing(hr.Context())
 	defer rctx.release()
 	a.handler.ServeHTTP(w, hr.WithContext(rctx))
-	w.methodNotFound(rb)
+	if !w.methodNotFound(rb) {
+		w.plainErrors(rb)
+	}
 	if w.unservedIfCut(req.Id) {
 		a.logger.Info("request cut before it was dispatched; the edge sends it again", "request", req.Id)
 	}

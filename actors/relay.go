@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
+	"github.com/pingmcp/pingmcp/telemetry"
 )
 
 // firstPartDelay is how long a response's first flush may wait to travel
@@ -265,6 +267,38 @@ func (w *relayWriter) methodNotFound(rb *rpcbody.Body) bool {
 	}
 	h := http.Header{"Content-Type": {"application/json"}}
 	return w.replace(http.StatusOK, h, rpcerr.UnknownMethod(first.Method).Body(first.ID))
+}
+
+// plainErrors replaces any other plain-text error the go-sdk answers a
+// request with (its http.Error: a Last-Event-ID it cannot replay, a body
+// it cannot read, a header it refuses, a session it no longer has) by the
+// same status with a JSON-RPC error, as pingmcp's own refusals are
+// answered (a client reads plain text as a transport failure): -32001 for
+// 404 (no such session), -32603 for a 5xx, else -32600, the SDK's text
+// (cut at 512 bytes) as the message, for the request's id when the body is
+// one request (null otherwise). It reports whether it replaced the
+// response.
+func (w *relayWriter) plainErrors(rb *rpcbody.Body) bool {
+	w.mu.Lock()
+	plain := !w.headSent && w.status >= 400 && !w.stream && strings.HasPrefix(w.header.Get("Content-Type"), "text/plain")
+	status, text := w.status, string(w.buf)
+	w.mu.Unlock()
+	if !plain {
+		return false
+	}
+	code := rpcerr.InvalidRequest
+	switch {
+	case status == http.StatusNotFound:
+		code = rpcerr.SessionNotFound
+	case status >= 500:
+		code = rpcerr.InternalError
+	}
+	var id json.RawMessage
+	if first := rb.First(); first != nil && !rb.Batch && first.Kind == rpcbody.Request {
+		id = first.ID
+	}
+	h := http.Header{"Content-Type": {"application/json"}}
+	return w.replace(status, h, rpcerr.New(code, telemetry.ClipTo(strings.TrimSpace(text), 512)).Body(id))
 }
 
 // finish ships the rest of the response as the final part.

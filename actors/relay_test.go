@@ -13,6 +13,7 @@ import (
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/state"
 )
 
@@ -368,6 +369,67 @@ func TestToolCallAnswerTravelsWithTheEnd(t *testing.T) {
 		parts := await(t, call.parts, "test_simple_text's answer")
 		if len(parts) != 1 || !parts[0].Final || parts[0].Status != http.StatusOK || !strings.Contains(string(parts[0].Body), "id: ") || !strings.Contains(string(parts[0].Body), `"result"`) {
 			t.Fatalf("call %d: %d parts, the first %+v; want one, final, with the priming event and the answer", i, len(parts), parts[0])
+		}
+	}
+}
+
+// The go-sdk's plain-text errors reach the client as JSON-RPC errors of
+// the same status: -32001 for 404, -32603 for a 5xx, -32600 otherwise,
+// for the request's id when the body was one request, null otherwise; an
+// event stream, a JSON answer, and a response under way are left alone.
+func TestRelayWriterPlainErrors(t *testing.T) {
+	one, err := rpcbody.Read([]byte(`{"jsonrpc":"2.0","id":"a1","method":"ping"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := rpcbody.Read([]byte(`[{"jsonrpc":"2.0","id":1,"method":"ping"}]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		status int
+		rb     *rpcbody.Body
+		want   string
+	}{
+		{http.StatusBadRequest, one, `{"jsonrpc":"2.0","id":"a1","error":{"code":-32600,"message":"failed to replay events: x"}}`},
+		{http.StatusNotFound, nil, `{"jsonrpc":"2.0","id":null,"error":{"code":-32001,"message":"failed to replay events: x"}}`},
+		{http.StatusInternalServerError, batch, `{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"failed to replay events: x"}}`},
+	} {
+		s := newSink()
+		w := newRelayWriter(context.Background(), "r", newWindow(4), s.send)
+		http.Error(w, "failed to replay events: x", c.status)
+		if !w.plainErrors(c.rb) {
+			t.Fatalf("%d: not replaced", c.status)
+		}
+		w.finish()
+		p := s.next(t)
+		h := http.Header{}
+		envelope.ToHTTP(p.Headers, h)
+		if int(p.Status) != c.status || h.Get("Content-Type") != "application/json" || strings.TrimSpace(string(p.Body)) != c.want {
+			t.Errorf("%d became %d %s %s", c.status, p.Status, h.Get("Content-Type"), p.Body)
+		}
+	}
+	for name, answer := range map[string]func(w http.ResponseWriter){
+		"an event stream": func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "text/event-stream")
+			w.WriteHeader(http.StatusOK)
+		},
+		"a JSON error": func(w http.ResponseWriter) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			w.Write([]byte(`{"jsonrpc":"2.0","id":1,"error":{"code":-32600,"message":"m"}}`))
+		},
+		"a plain 200": func(w http.ResponseWriter) { w.Write([]byte("ok")) },
+		"an error under way": func(w http.ResponseWriter) {
+			http.Error(w, "late", http.StatusBadRequest)
+			w.(*relayWriter).FlushError()
+			w.(*relayWriter).FlushError()
+		},
+	} {
+		w := newRelayWriter(context.Background(), "r", newWindow(4), newSink().send)
+		answer(w)
+		if w.plainErrors(one) {
+			t.Errorf("%s was replaced", name)
 		}
 	}
 }
