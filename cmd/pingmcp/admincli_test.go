@@ -15,18 +15,26 @@ import (
 	"github.com/pingmcp/pingmcp/state/taskstore"
 )
 
-// pingmcp tasks ls | show | cancel, against an admin API: the tasks with
-// their state, filtered; one task; a cancel, then the cancel of a task that
-// ended (exit 1, the API's reason). Never a task's arguments.
-func TestTasksCLI(t *testing.T) {
+// adminFor serves an admin API of d (its static token, no audit) for the
+// test, and returns the environment the CLI finds it by.
+func adminFor(t *testing.T, d *state.Stores) map[string]string {
+	t.Helper()
 	const token = "static-admin-token-0123456789"
-	d := state.MemoryStores(time.Hour)
 	h, err := admin.Handler(admin.Options{Token: token, Stores: d, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
-	defer srv.Close()
+	t.Cleanup(srv.Close)
+	return map[string]string{"PINGMCP_ADMIN_URL": srv.URL, "PINGMCP_ADMIN_TOKEN": token}
+}
+
+// pingmcp tasks ls | show | cancel, against an admin API: the tasks with
+// their state, filtered; one task; a cancel, then the cancel of a task that
+// ended (exit 1, the API's reason). Never a task's arguments.
+func TestTasksCLI(t *testing.T) {
+	d := state.MemoryStores(time.Hour)
+	env := adminFor(t, d)
 	now := time.Now()
 	for _, tk := range []*taskstore.Task{
 		{ID: "t-run", Owner: "own-a", Subject: "alice", ClientID: "client-a", Status: "working", StatusMessage: "imported 3 of 10",
@@ -39,7 +47,6 @@ func TestTasksCLI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	env := map[string]string{"PINGMCP_ADMIN_URL": srv.URL, "PINGMCP_ADMIN_TOKEN": token}
 	cli := func(args ...string) (string, string, int) {
 		var out, errOut bytes.Buffer
 		code := adminCLI(context.Background(), args[0], args[1:], func(k string) string { return env[k] }, &out, &errOut)
@@ -93,14 +100,8 @@ func TestTasksCLI(t *testing.T) {
 // message) is printed with its control and formatting characters escaped:
 // a client cannot erase rows of sessions ls or tasks ls, nor draw its own.
 func TestCLIPrintsNoEscapes(t *testing.T) {
-	const token = "static-admin-token-0123456789"
 	d := state.MemoryStores(time.Hour)
-	h, err := admin.Handler(admin.Options{Token: token, Stores: d, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	defer srv.Close()
+	env := adminFor(t, d)
 	ctx := context.Background()
 	evil := "evil\r\x1b[2K\x1b[1A\nfake-session alice\ttrusted\u202egnp.exe"
 	name, _ := json.Marshal(evil)
@@ -119,7 +120,6 @@ func TestCLIPrintsNoEscapes(t *testing.T) {
 	if err := d.Tasks.Create(ctx, tk); err != nil {
 		t.Fatal(err)
 	}
-	env := map[string]string{"PINGMCP_ADMIN_URL": srv.URL, "PINGMCP_ADMIN_TOKEN": token}
 	for _, args := range [][]string{{"sessions", "ls"}, {"sessions", "show", "sess-1"}, {"tasks", "ls"}, {"tasks", "show", "own-a/t-1"}} {
 		var out, errOut bytes.Buffer
 		if code := adminCLI(ctx, args[0], args[1:], func(k string) string { return env[k] }, &out, &errOut); code != 0 {
