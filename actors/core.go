@@ -166,10 +166,13 @@ func (a *core) build(ctx actor.Context, o serverOptions) {
 			tasks.Advertise(opts)
 		}
 		a.server = mcp.NewServer(a.cfg.Implementation, opts)
-		a.server.AddReceivingMiddleware(checkRequest, a.ready, a.auditToolCalls, recoverPanics(a.logger))
+		a.server.AddReceivingMiddleware(a.ready, a.auditToolCalls, recoverPanics(a.logger))
 		if len(o.middleware) > 0 {
 			a.server.AddReceivingMiddleware(o.middleware...)
 		}
+		// Outermost (each call wraps what the earlier ones made): before
+		// anything else sees the request.
+		a.server.AddReceivingMiddleware(checkRequest)
 		for _, ts := range v.sets {
 			ts.Install(a.server, a.caller)
 		}

@@ -122,7 +122,8 @@ func (a *core) observe(hr *http.Request, req *envelope.Request, rb *rpcbody.Body
 	}
 }
 
-// ready is the outermost middleware: before a request is dispatched, the
+// ready runs before a request is dispatched (only checkRequest and
+// recordChanges run before it, outside it): the
 // open of its stream is stored (the fencing check and the journal entry),
 // unless an event took it along already; a request of an activation a newer
 // one fenced is refused, not run (see sessionEvents.ready).

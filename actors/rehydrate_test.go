@@ -297,6 +297,11 @@ func TestLogLevelChecked(t *testing.T) {
 			if strings.Contains(logs.String(), "bogus") {
 				t.Fatal("the refused level reached the node's log")
 			}
+			// Refused as such even when it would not fit the snapshot.
+			huge := strings.Repeat("L", 300<<10)
+			if body := call(t, n, pid, id, `{"jsonrpc":"2.0","id":9,"method":"logging/setLevel","params":{"level":"`+huge+`"}}`); !strings.Contains(body, `"code":-32602`) {
+				t.Fatalf("a level beyond the snapshot's bound: %.300s", body)
+			}
 			snapshot := func() state.Snapshot {
 				b, err := d.Snapshots.Get(t.Context(), id)
 				if err != nil {

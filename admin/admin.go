@@ -30,6 +30,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pingmcp/pingmcp/audit"
@@ -111,15 +112,34 @@ func Handler(opts Options) (http.Handler, error) {
 type api struct {
 	opts  Options
 	token []byte
-	// anonymous bounds the audit records of requests refused without an
-	// operator (anyone who reaches the listener can send them): 20 a
-	// second, the others counted in the next one's details.suppressed.
+	// anonymous bounds the audit records of requests without an operator
+	// (anyone who reaches the listener can send them): 20 a second, the
+	// others counted in the next one's details.suppressed
+	// (summarizeSuppressed).
 	anonymous telemetry.Throttle
+	summary   atomic.Bool // a summary of suppressed records is due
 }
 
-// anonymousRecords is how many records of requests refused without an
-// operator the audit log takes a second.
+// anonymousRecords is how many records of requests without an operator
+// the audit log takes a second.
 const anonymousRecords = 20
+
+// summarizeSuppressed writes, a second after the first record a flood of
+// requests without an operator did not get, a record of how many did not
+// (action audit.suppressed), unless one of theirs written meanwhile said
+// so: the count is not lost when the flood stops.
+func (a *api) summarizeSuppressed() {
+	if !a.summary.CompareAndSwap(false, true) {
+		return
+	}
+	time.AfterFunc(time.Second, func() {
+		a.summary.Store(false)
+		if ok, n := a.anonymous.Allow(); ok && n > 0 {
+			a.opts.Audit.Admin(context.Background(), audit.AdminRecord{Action: "audit.suppressed", Outcome: audit.OutcomeDenied,
+				Details: map[string]any{"suppressed": n}})
+		}
+	})
+}
 
 // Operator is who an admin request comes from.
 type Operator struct {
@@ -288,8 +308,29 @@ func (a *api) audited(mux *http.ServeMux, next http.Handler) http.Handler {
 		if r.URL.Path == "/metrics" && rec.status < 400 {
 			return
 		}
-		if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, consoleRoot) {
+		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && strings.HasPrefix(r.URL.Path, consoleRoot) {
 			return // the console's pages, which refresh themselves
+		}
+		operator := ""
+		if op := rec.operator; op != nil {
+			operator = op.String()
+		}
+		// A request without an operator can be sent by anyone who reaches
+		// the listener: its records are throttled (anonymousRecords a
+		// second, those not written counted in the next one, or in a
+		// record of their own once the flood stops), and what it chose
+		// (its path, the target, the query) cut to a bound
+		// (telemetry.Clip), so that it cannot make its record as large as
+		// itself. An operator's are all written whole.
+		clip := func(s string) string { return s }
+		var suppressed int
+		if operator == "" {
+			clip = telemetry.Clip
+			var ok bool
+			if ok, suppressed = a.anonymous.Allow(); !ok {
+				a.summarizeSuppressed()
+				return
+			}
 		}
 		_, pattern := mux.Handler(r)
 		action := actions[pattern]
@@ -307,34 +348,23 @@ func (a *api) audited(mux *http.ServeMux, next http.Handler) http.Handler {
 		case rec.status >= 400, rec.denied:
 			outcome = audit.OutcomeDenied
 		}
-		operator := ""
-		if op := rec.operator; op != nil {
-			operator = op.String()
-		}
-		var suppressed int
-		if operator == "" && outcome != audit.OutcomeOK {
-			var ok bool
-			if ok, suppressed = a.anonymous.Allow(); !ok {
-				return
-			}
-		}
-		// The HTTP status, and the request's filters under a key of their
-		// own (a filter named status cannot pass for it), each cut to a
-		// bound (telemetry.Clip): the admin API audits refused requests
-		// too, and a request must not make its record as large as itself.
+		// The HTTP status, and the query parameters that say what the
+		// request was for under a key of their own (?status= cannot pass
+		// for the HTTP status).
 		details := map[string]any{"status": rec.status, "remote": r.RemoteAddr}
-		filters := map[string]string{}
+		query := map[string]string{}
 		for _, k := range []string{"user", "client", "node", "for", "issuer", "session", "status", "seconds"} {
 			if v := r.URL.Query().Get(k); v != "" {
-				filters[k] = telemetry.Clip(v)
+				query[k] = clip(v)
 			}
 		}
-		if len(filters) > 0 {
-			details["filters"] = filters
+		if len(query) > 0 {
+			details["query"] = query
 		}
 		if suppressed > 0 {
 			details["suppressed"] = suppressed
 		}
+		action, target = clip(action), clip(target)
 		a.opts.Audit.Admin(r.Context(), audit.AdminRecord{Operator: operator, Action: action, Target: target,
 			Outcome: outcome, Duration: time.Since(start), Details: details})
 	})

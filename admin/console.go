@@ -36,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -297,14 +298,17 @@ var formTimeout = 10 * time.Second
 
 // readForm reads a console form's body (r.PostForm): at most
 // maxConsoleForm bytes, arriving within formTimeout; a form that does not
-// is read as empty, and refused as such. The deadline stays on a body that
-// failed, so that the server does not wait for its rest either (it closes
-// the connection).
+// is read as empty, and refused as such. The whole body is read under the
+// deadline, whatever its type (ParseForm reads only a urlencoded one, and
+// the server would wait for the rest of another after the handler); the
+// deadline stays on a body that failed, so that the server does not wait
+// for its rest either (it closes the connection).
 func readForm(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(formTimeout))
 	r.Body = http.MaxBytesReader(w, r.Body, maxConsoleForm)
-	if r.ParseForm() == nil {
+	err := r.ParseForm()
+	if _, rerr := io.Copy(io.Discard, r.Body); err == nil && rerr == nil {
 		rc.SetReadDeadline(time.Time{})
 	}
 }

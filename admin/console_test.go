@@ -475,25 +475,31 @@ func TestConsoleBadCursor(t *testing.T) {
 }
 
 // A sign-in whose body never finishes arriving is answered (refused, as an
-// empty form) once formTimeout passed, not held for good.
+// empty form) once formTimeout passed, not held for good: whatever its
+// type (ParseForm reads only a urlencoded body).
 func TestConsoleFormThatTricklesIn(t *testing.T) {
 	f := newConsoleFixture(t, nil)
 	defer func(d time.Duration) { formTimeout = d }(formTimeout)
 	formTimeout = 200 * time.Millisecond
-	c, err := net.Dial("tcp", f.srv.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	fmt.Fprintf(c, "POST /console/login HTTP/1.1\r\nHost: %s\r\nOrigin: %s\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\ntoken=con",
-		f.srv.Listener.Addr(), f.srv.URL)
-	c.SetReadDeadline(time.Now().Add(30 * time.Second)) // the test's own bound, far beyond formTimeout
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil {
-		t.Fatalf("no answer to a form that trickles in: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode == http.StatusSeeOther {
-		t.Fatalf("a partial form signed in: %d", resp.StatusCode)
+	for _, ct := range []string{"application/x-www-form-urlencoded", "text/plain", "multipart/form-data; boundary=x", ""} {
+		c, err := net.Dial("tcp", f.srv.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if ct != "" {
+			ct = "Content-Type: " + ct + "\r\n"
+		}
+		fmt.Fprintf(c, "POST /console/login HTTP/1.1\r\nHost: %s\r\nOrigin: %s\r\n%sContent-Length: 1000\r\n\r\ntoken=con",
+			f.srv.Listener.Addr(), f.srv.URL, ct)
+		c.SetReadDeadline(time.Now().Add(30 * time.Second)) // the test's own bound, far beyond formTimeout
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%q: no answer to a form that trickles in: %v", ct, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusSeeOther {
+			t.Fatalf("%q: a partial form signed in: %d", ct, resp.StatusCode)
+		}
 	}
 }

@@ -212,8 +212,8 @@ func (l *Logger) Admin(ctx context.Context, r AdminRecord) {
 	attrs := []slog.Attr{
 		slog.String("event", "admin"),
 		slog.String("operator", r.Operator),
-		slog.String("action", telemetry.Clip(r.Action)),
-		slog.String("target", telemetry.Clip(r.Target)),
+		slog.String("action", r.Action),
+		slog.String("target", r.Target),
 		slog.String("outcome", r.Outcome),
 	}
 	if r.Error != "" {

@@ -875,7 +875,7 @@ func (c *Config) validateDurability() []error {
 			if c.Command != "dev" && c.Auth == auth.ModeNone { // dev makes one; with auth, access tokens with --admin-scope
 				errs = append(errs, errors.New("--admin-addr with --auth none needs --admin-token-file: the admin API is never unauthenticated"))
 			}
-		} else if b, err := privfile.ReadSecret(c.AdminTokenFile); err != nil {
+		} else if b, _, err := privfile.ReadSecret(c.AdminTokenFile); err != nil {
 			errs = append(errs, fmt.Errorf("--admin-token-file: %w", err))
 		} else if len(strings.TrimSpace(string(b))) < 16 {
 			errs = append(errs, errors.New("--admin-token-file: the token must be at least 16 characters (make one with `head -c24 /dev/urandom | base64`)"))

@@ -269,9 +269,17 @@ func ClipTo(s string, max int) string {
 	if len(s) <= max {
 		return s
 	}
-	n := max
+	return Cut(s, max) + "…"
+}
+
+// Cut returns the longest start of s of at most n bytes that ends between
+// two characters.
+func Cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
 	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
-	return s[:n] + "…"
+	return s[:n]
 }

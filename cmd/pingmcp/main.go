@@ -396,9 +396,13 @@ func serveAdmin(ctx context.Context, cfg *config.Config, d *state.Stores, node *
 	}
 	opts := admin.Options{Stores: d, Node: node, Logger: logger, Issuer: cfg.Issuer, Scope: cfg.AdminScope, Revoked: revoked, Audit: auditLog}
 	if cfg.AdminTokenFile != "" {
-		token, err := privfile.ReadSecret(cfg.AdminTokenFile)
+		token, exposed, err := privfile.ReadSecret(cfg.AdminTokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("--admin-token-file: %w", err)
+		}
+		if exposed {
+			logger.Warn("--admin-token-file may be read by other users of this host: chmod 600 it (640 for a group; a Kubernetes Secret's defaultMode 0440), and make a new token if they may have read it",
+				"file", cfg.AdminTokenFile)
 		}
 		opts.Token = string(token)
 	}

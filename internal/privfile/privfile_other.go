@@ -10,3 +10,5 @@ func isLoop(error) bool { return false }
 
 // OwnedBySelf: no owner to compare outside Unix.
 func OwnedBySelf(fs.FileInfo) bool { return true }
+
+func ownedByRoot(fs.FileInfo) bool { return false }

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/pingmcp/pingmcp/audit"
+	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/pingmcp/pingmcp/tools"
 )
 
@@ -230,34 +231,42 @@ func (t *operationTool) request(ctx context.Context, args map[string]any) (*http
 // slash or backslash, also once (or twice) percent-decoded, in case the
 // API decodes what it is sent again (leniently: a '%' that starts no
 // escape is kept, as most decoders do, and the escapes around it decoded),
-// and also NFKC-normalized, in case it normalizes Unicode (U+2025 is "..",
-// U+2100 "a/c").
-func checkSegment(s string) error {
-	for range 3 {
-		for _, v := range [...]string{s, norm.NFKC.String(s)} {
-			if v == "" || v == "." || v == ".." || strings.ContainsAny(v, "/\\") {
-				return errors.New("not a single path segment (empty, '.', '..', or holding '/' or '\\', also once decoded or normalized)")
-			}
-		}
-		if strings.ContainsFunc(s, unicode.IsControl) {
-			return errors.New("holds control characters")
-		}
-		// Overlong encodings (%C0%AE) are not UTF-8; a lax decoder (a
-		// best-fit code page) could read the look-alikes as a dot or a
-		// slash.
-		if !utf8.ValidString(s) {
-			return errors.New("not UTF-8 once percent-decoded")
-		}
-		if strings.ContainsAny(s, lookAlikes) {
-			return errors.New("holds a look-alike of '.', '/' or '\\'")
-		}
-		d := unescapeLeniently(norm.NFKC.String(s))
-		if d == s {
-			return nil
-		}
-		s = d
+// and also NFKC-normalized, before or after decoding, in case it
+// normalizes Unicode (U+2025 is "..", U+2100 "a/c", U+FF05 '%').
+func checkSegment(s string) error { return checkSegmentAs(s, false, 0) }
+
+// checkSegmentAs checks s, the value as an API may read it after decoding
+// it decoded times, and normalized if so.
+func checkSegmentAs(s string, normalized bool, decoded int) error {
+	if s == "" || s == "." || s == ".." || strings.ContainsAny(s, "/\\") {
+		return errors.New("not a single path segment (empty, '.', '..', or holding '/' or '\\', also once decoded or normalized)")
 	}
-	return errors.New("percent-encoded more than twice")
+	if strings.ContainsFunc(s, unicode.IsControl) {
+		return errors.New("holds control characters")
+	}
+	// Overlong encodings (%C0%AE) are not UTF-8; a lax decoder (a best-fit
+	// code page) could read the look-alikes as a dot or a slash, in what
+	// it is sent (what NFKC makes of a value is not a lax decoder's input:
+	// '½' is "1⁄2").
+	if !utf8.ValidString(s) {
+		return errors.New("not UTF-8 once percent-decoded")
+	}
+	if !normalized && strings.ContainsAny(s, lookAlikes) {
+		return errors.New("holds a look-alike of '.', '/' or '\\'")
+	}
+	if n := norm.NFKC.String(s); n != s {
+		if err := checkSegmentAs(n, true, decoded); err != nil {
+			return err
+		}
+	}
+	d := unescapeLeniently(s)
+	switch {
+	case d == s:
+		return nil
+	case decoded == 2:
+		return errors.New("percent-encoded more than twice")
+	}
+	return checkSegmentAs(d, normalized, decoded+1)
 }
 
 // checkComposed checks whole each segment of the request's path that
@@ -494,7 +503,7 @@ func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.Call
 		if echoes(text, token) {
 			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: echoedToken}}}
 		}
-		text = trimTokenPrefix(cut(text, a.maxResult), token)
+		text = trimTokenPrefix(telemetry.Cut(text, a.maxResult), token)
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{
 			Text: text + fmt.Sprintf("\n…(cut: the answer is longer than %d bytes)", a.maxResult)}}}
 	}
@@ -654,22 +663,7 @@ func trimTokenPrefix(s, token string) string {
 func excerpt(b []byte, token string) string {
 	s := blank(strings.ToValidUTF8(string(b), "\uFFFD"), token)
 	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }), " ")
-	if len(s) > maxExcerpt {
-		s = cut(s, maxExcerpt) + "…"
-	}
-	return s
-}
-
-// cut returns the longest start of s of at most n bytes that ends between
-// two characters.
-func cut(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
+	return telemetry.ClipTo(s, maxExcerpt)
 }
 
 func failure(err error) *mcp.CallToolResult {

@@ -15,6 +15,8 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pingmcp/pingmcp/telemetry"
 )
 
 // Bounds of a tool's definition.
@@ -501,10 +503,7 @@ func description(apiName, method, path string, op *openapi3.Operation) string {
 	if op.Deprecated {
 		d = "Deprecated. " + d
 	}
-	if len(d) > maxDescription {
-		d = cut(d, maxDescription) + "…"
-	}
-	return d
+	return telemetry.ClipTo(d, maxDescription)
 }
 
 // annotations say what a method does to the API: GET, HEAD and OPTIONS

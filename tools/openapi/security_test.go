@@ -139,7 +139,7 @@ func TestPathLookAlikes(t *testing.T) {
 	if reqs := api.requests(); len(reqs) != 0 {
 		t.Fatalf("reached the API: %s", reqs[0].URL)
 	}
-	for _, id := range []string{"\uFF46\uFF4F\uFF4F", "x\u2025", "\u2026"} {
+	for _, id := range []string{"\uFF46\uFF4F\uFF4F", "x\u2025", "\u2026", "\u00BD", "1\u00BC"} {
 		if res := callTool(t, cs, "items_getItem", `{"id":`+quote(id)+`}`); res.IsError {
 			t.Errorf("%q refused: %s", id, text(res))
 		}
