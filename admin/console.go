@@ -47,6 +47,7 @@ import (
 	"github.com/pingmcp/pingmcp/internal/redisscan"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/state/taskstore"
+	"github.com/pingmcp/pingmcp/telemetry"
 )
 
 const (
@@ -99,6 +100,8 @@ type console struct {
 
 	mu      sync.Mutex
 	signIns map[[sha256.Size]byte]*consoleSignIn // by the hash of the cookie's value
+	// refusedLog bounds the log lines of refused sign-ins (5 a second).
+	refusedLog telemetry.Throttle
 }
 
 // consoleView is what a page shows.
@@ -319,7 +322,9 @@ func (c *console) login(w http.ResponseWriter, r *http.Request) {
 	op, why := c.a.check(r.Context(), token)
 	if why != nil {
 		status, msg := c.refusal(why, token)
-		c.a.opts.Logger.Warn("admin console: sign-in refused", "remote", r.RemoteAddr, "reason", msg)
+		if ok, suppressed := c.refusedLog.Allow(); ok { // anyone can post one
+			c.a.opts.Logger.Warn("admin console: sign-in refused", "remote", r.RemoteAddr, "reason", msg, "suppressed", suppressed)
+		}
 		c.render(w, status, "login", &consoleView{Page: "login", Title: "Sign in", Message: msg})
 		return
 	}

@@ -503,3 +503,17 @@ func TestConsoleFormThatTricklesIn(t *testing.T) {
 		}
 	}
 }
+
+// Refused sign-ins (anyone can post one) are logged at most a few a
+// second: a flood of them does not fill the process log.
+func TestConsoleRefusedSignInsThrottled(t *testing.T) {
+	f := newConsoleFixture(t, nil)
+	for range 40 {
+		if status, _, _ := f.post("/console/login", url.Values{"token": {"wrong-token-0123456789"}}); status != http.StatusUnauthorized {
+			t.Fatalf("a wrong token: %d", status)
+		}
+	}
+	if n := strings.Count(f.logs.String(), "sign-in refused"); n == 0 || n >= 40 {
+		t.Errorf("%d log lines for 40 refused sign-ins", n)
+	}
+}
