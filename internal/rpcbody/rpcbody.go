@@ -666,6 +666,15 @@ func (r *reader) number() error {
 // errNullID refuses a request whose id is null.
 var errNullID = &Error{Code: rpcerr.InvalidRequest, Msg: "an MCP request's id must be a string or an integer, not null"}
 
+// MaxIDBytes bounds a string id, as JSON text: an id is kept while its
+// request runs (the journal of requests in flight, in Redis, which a
+// session's --events-max-bytes does not count) and written in its answer,
+// its audit record and its logs; clients use numbers, UUIDs and the like.
+const MaxIDBytes = 256
+
+// errIDLength refuses a string id longer than MaxIDBytes.
+var errIDLength = &Error{Code: rpcerr.InvalidRequest, Msg: fmt.Sprintf("a JSON-RPC id may be at most %d bytes long", MaxIDBytes)}
+
 // errID refuses an id the SDK would answer under another one.
 var errID = &Error{Code: rpcerr.InvalidRequest, Msg: fmt.Sprintf("a JSON-RPC id must be a string or an integer of magnitude at most %d (2^53)", int64(MaxExactID))}
 
@@ -685,6 +694,9 @@ func canonicalID(raw json.RawMessage) (json.RawMessage, error) {
 			return nil, parseError(err)
 		}
 		b, _ := json.Marshal(s)
+		if len(b) > MaxIDBytes {
+			return nil, errIDLength
+		}
 		return b, nil
 	case raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9':
 		n, err := strconv.ParseInt(string(raw), 10, 64)
