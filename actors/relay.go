@@ -281,7 +281,7 @@ func (w *relayWriter) methodNotFound(rb *rpcbody.Body) bool {
 func (w *relayWriter) plainErrors(rb *rpcbody.Body) bool {
 	w.mu.Lock()
 	plain := !w.headSent && w.status >= 400 && !w.stream && strings.HasPrefix(w.header.Get("Content-Type"), "text/plain")
-	status, text := w.status, string(w.buf)
+	status, text, h := w.status, string(w.buf), w.header.Clone() // its other headers stay (a 405's Allow)
 	w.mu.Unlock()
 	if !plain {
 		return false
@@ -297,7 +297,8 @@ func (w *relayWriter) plainErrors(rb *rpcbody.Body) bool {
 	if first := rb.First(); first != nil && !rb.Batch && first.Kind == rpcbody.Request {
 		id = first.ID
 	}
-	h := http.Header{"Content-Type": {"application/json"}}
+	h.Set("Content-Type", "application/json")
+	h.Del("Content-Length")
 	return w.replace(status, h, rpcerr.New(code, telemetry.ClipTo(strings.TrimSpace(text), 512)).Body(id))
 }
 

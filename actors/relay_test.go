@@ -375,8 +375,9 @@ func TestToolCallAnswerTravelsWithTheEnd(t *testing.T) {
 
 // The go-sdk's plain-text errors reach the client as JSON-RPC errors of
 // the same status: -32001 for 404, -32603 for a 5xx, -32600 otherwise,
-// for the request's id when the body was one request, null otherwise; an
-// event stream, a JSON answer, and a response under way are left alone.
+// for the request's id when the body was one request, null otherwise, its
+// other headers kept (a 405's Allow); an event stream, a JSON answer, and a
+// response under way are left alone.
 func TestRelayWriterPlainErrors(t *testing.T) {
 	one, err := rpcbody.Read([]byte(`{"jsonrpc":"2.0","id":"a1","method":"ping"}`))
 	if err != nil {
@@ -397,6 +398,7 @@ func TestRelayWriterPlainErrors(t *testing.T) {
 	} {
 		s := newSink()
 		w := newRelayWriter(context.Background(), "r", newWindow(4), s.send)
+		w.Header().Set("Allow", "GET, POST")
 		http.Error(w, "failed to replay events: x", c.status)
 		if !w.plainErrors(c.rb) {
 			t.Fatalf("%d: not replaced", c.status)
@@ -405,7 +407,7 @@ func TestRelayWriterPlainErrors(t *testing.T) {
 		p := s.next(t)
 		h := http.Header{}
 		envelope.ToHTTP(p.Headers, h)
-		if int(p.Status) != c.status || h.Get("Content-Type") != "application/json" || strings.TrimSpace(string(p.Body)) != c.want {
+		if int(p.Status) != c.status || h.Get("Content-Type") != "application/json" || h.Get("Allow") != "GET, POST" || strings.TrimSpace(string(p.Body)) != c.want {
 			t.Errorf("%d became %d %s %s", c.status, p.Status, h.Get("Content-Type"), p.Body)
 		}
 	}
