@@ -323,7 +323,11 @@ func (c *console) login(w http.ResponseWriter, r *http.Request) {
 	if why != nil {
 		status, msg := c.refusal(why, token)
 		if ok, suppressed := c.refusedLog.Allow(); ok { // anyone can post one
-			c.a.opts.Logger.Warn("admin console: sign-in refused", "remote", r.RemoteAddr, "reason", msg, "suppressed", suppressed)
+			attrs := []any{"remote", r.RemoteAddr, "reason", msg}
+			if suppressed > 0 {
+				attrs = append(attrs, "suppressed", suppressed)
+			}
+			c.a.opts.Logger.Warn("admin console: sign-in refused", attrs...)
 		}
 		c.render(w, status, "login", &consoleView{Page: "login", Title: "Sign in", Message: msg})
 		return
