@@ -37,6 +37,7 @@ import (
 	"fmt"
 	"html/template"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -322,13 +323,8 @@ func (c *console) login(w http.ResponseWriter, r *http.Request) {
 	op, why := c.a.check(r.Context(), token)
 	if why != nil {
 		status, msg := c.refusal(why, token)
-		if ok, suppressed := c.refusedLog.Allow(); ok { // anyone can post one
-			attrs := []any{"remote", r.RemoteAddr, "reason", msg}
-			if suppressed > 0 {
-				attrs = append(attrs, "suppressed", suppressed)
-			}
-			c.a.opts.Logger.Warn("admin console: sign-in refused", attrs...)
-		}
+		// Anyone can post one.
+		c.refusedLog.Log(c.a.opts.Logger, slog.LevelWarn, "admin console: sign-in refused", "remote", r.RemoteAddr, "reason", msg)
 		c.render(w, status, "login", &consoleView{Page: "login", Title: "Sign in", Message: msg})
 		return
 	}

@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 
@@ -88,12 +87,7 @@ type wireLog struct {
 }
 
 func (l *wireLog) log(t *telemetry.Throttle, msg string, attrs ...any) {
-	if ok, suppressed := t.Allow(); ok {
-		if suppressed > 0 {
-			attrs = append(attrs, "suppressed", suppressed)
-		}
-		l.logger.Log(context.Background(), slog.LevelWarn, msg, attrs...)
-	}
+	t.Log(l.logger, slog.LevelWarn, msg, attrs...)
 }
 
 type hereStream struct {

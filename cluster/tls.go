@@ -264,17 +264,9 @@ func (l *refusalLog) refused(addr net.Addr, err error) {
 	if errors.Is(err, io.EOF) {
 		level = slog.LevelDebug // connected and left without a word: a port check
 	}
-	ok, suppressed := l.throttle.Allow()
-	if !ok {
-		return
-	}
-	attrs := []any{"peer", addr.String(), "err", err}
-	if suppressed > 0 {
-		attrs = append(attrs, "suppressed", suppressed)
-	}
 	msg := l.msg
 	if msg == "" {
 		msg = RefusedConnection
 	}
-	l.logger.Log(context.Background(), level, msg, attrs...)
+	l.throttle.Log(l.logger, level, msg, "peer", addr.String(), "err", err)
 }

@@ -1,6 +1,8 @@
 package telemetry
 
 import (
+	"context"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -44,4 +46,18 @@ func (t *Throttle) Allow() (ok bool, suppressed int) {
 	}
 	suppressed, t.suppressed = t.suppressed, 0
 	return true, suppressed
+}
+
+// Log logs msg at level through l if t allows a line now, with the count
+// of the lines it suppressed since the last one (attribute suppressed,
+// when there were).
+func (t *Throttle) Log(l *slog.Logger, level slog.Level, msg string, attrs ...any) {
+	ok, suppressed := t.Allow()
+	if !ok {
+		return
+	}
+	if suppressed > 0 {
+		attrs = append(attrs, "suppressed", suppressed)
+	}
+	l.Log(context.Background(), level, msg, attrs...)
 }

@@ -588,13 +588,7 @@ func (e *Edge) challenge(w http.ResponseWriter, aerr *auth.Error, resource strin
 	msg := "authentication required"
 	if aerr != nil {
 		status = aerr.Status()
-		if ok, suppressed := e.refusedLog.Allow(); ok {
-			attrs := []any{"error", aerr.Code, "reason", aerr.Description}
-			if suppressed > 0 {
-				attrs = append(attrs, "suppressed", suppressed)
-			}
-			e.logger.Info("bearer token refused", attrs...)
-		}
+		e.refusedLog.Log(e.logger, slog.LevelInfo, "bearer token refused", "error", aerr.Code, "reason", aerr.Description)
 		msg = aerr.Error()
 		if aerr.Code == auth.CodeInsufficientScope {
 			scopes = aerr.Scopes

@@ -334,14 +334,7 @@ func (d *metadataDocuments) refused(id string, now time.Time) {
 // logThrottled logs a line about a fetch at Info, throttled: any web page
 // can make this server fetch.
 func (d *metadataDocuments) logThrottled(msg string, attrs ...any) {
-	ok, suppressed := d.logLimit.Allow()
-	if !ok {
-		return
-	}
-	if suppressed > 0 {
-		attrs = append(attrs, "suppressed", suppressed)
-	}
-	d.log.Info(msg, attrs...)
+	d.logLimit.Log(d.log, slog.LevelInfo, msg, attrs...)
 }
 
 // shortID is a client_id as logged: at most maxLoggedIDLength bytes.
