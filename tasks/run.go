@@ -117,12 +117,18 @@ func (r *run) escalate() error {
 				Issuer: r.issuer, Subject: r.subject, ClientID: r.clientID, Status: "working", CreatedAt: now, UpdatedAt: now,
 				TTL: l.o.TTL, PollInterval: l.o.PollInterval, Request: r.params,
 				Runner: l.tag(), LeaseUntil: now.Add(l.o.Lease)}
-			ctx, cancel := context.WithTimeout(r.ctx, 10*time.Second)
+			// Not cut by the client leaving (the round's context): a claim
+			// made in the store whose answer was cut, or one a failed
+			// create must give back, would keep the user's place for the
+			// task's lifetime, with no task behind it.
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 10*time.Second)
 			defer cancel()
 			if t.User != "" {
 				ok, _, err := l.o.Live.Claim(ctx, t.User, t.ID, l.o.MaxPerUser, l.o.TTL)
 				if err != nil {
 					l.o.Logger.Error("tasks: counting the user's live tasks", "err", err)
+					// The store may have made the claim and lost its answer.
+					l.o.Live.Release(ctx, t.User, t.ID)
 					r.refuse(unavailable())
 					return
 				}

@@ -746,6 +746,84 @@ func (c *liveTasks) count(user string) int {
 	return len(c.m[user])
 }
 
+// cutLive is liveTasks whose Claim waits until gate closes or its context
+// ends, and whose calls fail, as a store's over the network do, on a
+// context that ended.
+type cutLive struct {
+	liveTasks
+	gate, claimed, ended chan struct{}
+}
+
+func (c *cutLive) Claim(ctx context.Context, user, id string, max int, ttl time.Duration) (bool, time.Duration, error) {
+	close(c.claimed)
+	select {
+	case <-c.gate:
+	case <-ctx.Done():
+		close(c.ended)
+	}
+	ok, retry, _ := c.liveTasks.Claim(ctx, user, id, max, ttl) // made in the store...
+	return ok, retry, ctx.Err()                                // ...its answer lost if ctx ended
+}
+
+func (c *cutLive) Release(ctx context.Context, user, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return c.liveTasks.Release(ctx, user, id)
+}
+
+// A client that leaves while its call is being made a task does not leave
+// a place of its user's counted with no task behind it: the claim, the
+// task's creation and their undoing are not cut by the client leaving.
+func TestLeavingClientLeavesNoPlaceCounted(t *testing.T) {
+	store := &taskstore.Memory{}
+	live := &cutLive{gate: make(chan struct{}), claimed: make(chan struct{}), ended: make(chan struct{})}
+	srv, l := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n1", Live: live, MaxPerUser: 5, User: func(*http.Request) string { return "alice" }})
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": map[string]any{
+		"name": "test_slow", "arguments": map[string]any{"ms": 1},
+		"_meta": map[string]any{metaProtocol: "2026-07-28", metaCapabilities: map[string]any{"extensions": map[string]any{Extension: map[string]any{}}},
+			"io.modelcontextprotocol/clientInfo": map[string]any{"name": "test", "version": "1"}}}})
+	ctx, leave := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("MCP-Protocol-Version", "2026-07-28")
+	req.Header.Set("Mcp-Method", "tools/call")
+	req.Header.Set("Mcp-Name", "test_slow")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-live.claimed
+	leave()
+	<-done
+	// The claim's context ends with the client's request where it is the
+	// round's (the bug): give the server a moment to see the client gone.
+	// Where it is not, nothing ends it, and the gate lets the claim go on.
+	select {
+	case <-live.ended:
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(live.gate)
+	waitFor(t, "the round to end", func() bool { return l.Running() == 0 })
+	tasks, _, err := store.List(context.Background(), "alice", "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	working := 0
+	for _, tk := range tasks {
+		if tk.Status == "working" || tk.Status == "input_required" {
+			working++
+		}
+	}
+	if n := live.count("alice"); n != working {
+		t.Fatalf("%d places counted for %d live tasks (of %d)", n, working, len(tasks))
+	}
+}
+
 func limitedTotal(limit string) float64 {
 	var m dto.Metric
 	metrics.Limited.WithLabelValues(limit).Write(&m)
