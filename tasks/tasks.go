@@ -477,9 +477,27 @@ func (l *Layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var m message
 	var c common
-	if json.Unmarshal(body, &m) != nil || json.Unmarshal(m.Params, &c) != nil || !c.stateless() || len(m.ID) == 0 {
-		// A batch, a notification, a session's request, or not JSON-RPC:
-		// the SDK's to answer.
+	if json.Unmarshal(body, &m) != nil || len(m.ID) == 0 {
+		// A batch, a notification, or not JSON-RPC: the SDK's to answer.
+		l.inner.ServeHTTP(w, r)
+		return
+	}
+	if err := json.Unmarshal(m.Params, &c); err != nil {
+		switch m.Method {
+		case "tasks/get", "tasks/update", "tasks/cancel":
+			// This layer's methods, with params that are not theirs
+			// (none, an array, a taskId that is not a string): the SDK
+			// would answer "unsupported method".
+			if r.Header.Get("Mcp-Protocol-Version") >= "2026-07-28" {
+				writeError(w, m.ID, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: m.Method + ": params must be an object whose taskId is a string"})
+				return
+			}
+		}
+		l.inner.ServeHTTP(w, r)
+		return
+	}
+	if !c.stateless() {
+		// A session's request: the SDK's to answer.
 		l.inner.ServeHTTP(w, r)
 		return
 	}

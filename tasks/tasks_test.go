@@ -1056,3 +1056,18 @@ func TestOperatorCancel(t *testing.T) {
 		t.Fatalf("cancel of an unknown task: %+v, %v, %v; want nil", none, done, err)
 	}
 }
+
+// tasks/get, tasks/update and tasks/cancel with params that are not theirs
+// (a taskId that is not a string) are refused as invalid params (-32602),
+// not "unsupported method".
+func TestTaskMethodsWithForeignParams(t *testing.T) {
+	srv, _ := nodeWith(t, Options{Store: &taskstore.Memory{}, Owner: "alice", Runner: "n1"})
+	for _, method := range []string{"tasks/get", "tasks/update", "tasks/cancel"} {
+		for _, id := range []any{123, map[string]any{"a": 1}, []any{"x"}} {
+			r := rpc(t, srv, method, map[string]any{"taskId": id}, true)
+			if r.Error == nil || r.Error.Code != -32602 || !strings.Contains(r.Error.Message, "taskId is a string") {
+				t.Errorf("%s with taskId %v: HTTP %d %+v, want -32602", method, id, r.status, r.Error)
+			}
+		}
+	}
+}
