@@ -588,7 +588,12 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 				return
 			}
 		}
-		if err := l.update(r, id, p.InputResponses); err != nil {
+		if err := l.update(r, id, p.InputResponses); errors.Is(err, errInputsTooLarge) {
+			metrics.Limited.WithLabelValues("task_request_bytes").Inc()
+			writeRefusal(w, m.ID, &Refusal{Status: http.StatusRequestEntityTooLarge, Error: rpcerr.TooLarge("task_request_bytes", len(m.Params), MaxRequestBytes,
+				fmt.Sprintf("a task keeps at most %d bytes of the answers to its input requests; nothing was recorded", MaxRequestBytes)).SDK()})
+			return
+		} else if err != nil {
 			writeRefusal(w, m.ID, l.storeFailure(id, err))
 			return
 		}
@@ -641,6 +646,11 @@ func unavailable() *Refusal {
 
 // errTerminal leaves a terminal task as it is.
 var errTerminal = errors.New("task is terminal")
+
+// errInputsTooLarge refuses answers to a task's input requests that would
+// make what it keeps of them exceed MaxRequestBytes: they go with its call
+// to its next round, and are kept as long as it.
+var errInputsTooLarge = errors.New("input responses too large")
 
 // maxResumes bounds how many times a task is resumed after losing its
 // runner: a tool that takes its node down each time fails in the end.
@@ -845,8 +855,15 @@ func (l *Layer) update(from *http.Request, id string, responses map[string]json.
 		if t.Status != "input_required" {
 			return errTerminal // nothing asked: the answer changes nothing
 		}
+		kept := 0
+		for _, v := range t.Responses {
+			kept += len(v)
+		}
 		for k, v := range responses {
 			if _, pending := t.InputRequests[k]; pending {
+				if kept += len(v); kept > MaxRequestBytes {
+					return errInputsTooLarge
+				}
 				if t.Responses == nil {
 					t.Responses = map[string]json.RawMessage{}
 				}

@@ -1071,3 +1071,36 @@ func TestTaskMethodsWithForeignParams(t *testing.T) {
 		}
 	}
 }
+
+// What a task keeps of the answers to its input requests is bounded as
+// its call is: answers that would make it exceed MaxRequestBytes, in one
+// update or over several, are refused (413, -32005 task_request_bytes) and
+// recorded nowhere; the task still waits for them.
+func TestInputResponsesBounded(t *testing.T) {
+	store := &taskstore.Memory{}
+	srv, _ := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n1"})
+	id := start(t, srv, "test_two_questions", nil)
+	await(t, srv, id, "input_required")
+	big := func(n int) map[string]any {
+		return map[string]any{"action": "accept", "content": map[string]any{"x": strings.Repeat("x", n)}}
+	}
+	r := rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"a": big(MaxRequestBytes)}}, true)
+	if r.status != http.StatusRequestEntityTooLarge || r.Error == nil || r.Error.Code != -32005 || r.Error.Data["limit"] != "task_request_bytes" {
+		t.Fatalf("an oversized answer: HTTP %d %+v", r.status, r.Error)
+	}
+	// Two answers under the bound each, over it together.
+	if r := rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"a": big(MaxRequestBytes / 2)}}, true); r.Error != nil {
+		t.Fatalf("an answer under the bound: %+v", r.Error)
+	}
+	r = rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"b": big(MaxRequestBytes / 2)}}, true)
+	if r.status != http.StatusRequestEntityTooLarge || r.Error == nil || r.Error.Code != -32005 {
+		t.Fatalf("answers over the bound together: HTTP %d %+v", r.status, r.Error)
+	}
+	if got, _ := store.Get(context.Background(), "alice", id); got.Status != "input_required" || len(got.InputRequests) != 1 || len(got.Responses) != 1 {
+		t.Fatalf("a refused update changed the task: %s, %d pending, %d answered", got.Status, len(got.InputRequests), len(got.Responses))
+	}
+	if r := rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"b": big(1)}}, true); r.Error != nil {
+		t.Fatalf("a small answer: %+v", r.Error)
+	}
+	await(t, srv, id, "completed")
+}
