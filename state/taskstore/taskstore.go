@@ -159,13 +159,24 @@ func decodeTask(b []byte) (*Task, error) {
 	return t, nil
 }
 
+// MaxKeptPerOwner bounds the tasks one owner (a user's client) keeps,
+// those that ended included: they stay readable for their TTL, and
+// --max-tasks-per-user counts only the live ones, so a client that makes
+// quick tasks at its rate would otherwise keep as many as its rate allows
+// in a TTL (each up to its call and its result). Beyond it, Create takes
+// away the owner's oldest ended tasks; live ones always stay. A variable
+// for the tests.
+var MaxKeptPerOwner = 200
+
 // ErrExists is Create's error for an id already taken.
 var ErrExists = errors.New("task id already taken")
 
 // Store keeps durable tasks, shared by every node (Redis) or in this
 // process (memory).
 type Store interface {
-	// Create stores a new task; ErrExists if its id is taken.
+	// Create stores a new task; ErrExists if its id is taken. Beyond
+	// MaxKeptPerOwner tasks of t's owner, the oldest that ended go
+	// (Create keeps what one owner keeps bounded, whatever the rate).
 	Create(ctx context.Context, t *Task) error
 	// Get returns the task owner's id names, nil if there is none (never
 	// was, expired, or another owner's); ErrUnreadable for a record that
@@ -230,6 +241,9 @@ type Memory struct {
 	m  map[string][]byte // owner\x00id → encoded task
 	// expiry by the same key
 	exp map[string]time.Time
+	// kept are each owner's task ids in the order they were created
+	// (some may have expired since): what MaxKeptPerOwner bounds.
+	kept map[string][]string
 }
 
 func memKey(owner, id string) string { return owner + "\x00" + id }
@@ -250,7 +264,43 @@ func (m *Memory) Create(_ context.Context, t *Task) error {
 	}
 	m.m[k], m.exp[k] = b, time.Now().Add(t.TTL)
 	m.sweepLocked()
+	if m.kept == nil {
+		m.kept = map[string][]string{}
+	}
+	m.kept[t.Owner] = m.keepLocked(t.Owner, append(m.kept[t.Owner], t.ID))
 	return nil
+}
+
+// keepLocked returns ids, owner's in the order they were created, without
+// those gone, and without the oldest that ended beyond MaxKeptPerOwner,
+// which it deletes.
+func (m *Memory) keepLocked(owner string, ids []string) []string {
+	out := ids[:0]
+	for _, id := range ids {
+		if _, ok := m.m[memKey(owner, id)]; ok {
+			out = append(out, id)
+		}
+	}
+	clear(ids[len(out):])
+	excess := len(out) - MaxKeptPerOwner
+	if excess <= 0 {
+		return out
+	}
+	kept := out[:0]
+	for _, id := range out {
+		k := memKey(owner, id)
+		if excess > 0 {
+			if t, err := open(m.Sealer, owner, id, m.m[k]); err != nil || t.Terminal() {
+				delete(m.m, k)
+				delete(m.exp, k)
+				excess--
+				continue
+			}
+		}
+		kept = append(kept, id)
+	}
+	clear(out[len(kept):])
+	return kept
 }
 
 func (m *Memory) getLocked(k string) ([]byte, bool) {
@@ -540,6 +590,56 @@ func (r *Redis) Create(ctx context.Context, t *Task) error {
 func (r *Redis) indexCreated(ctx context.Context, t *Task) {
 	p := r.client.Pipeline()
 	r.index(ctx, p, t)
+	k := r.keptKey(t.Owner)
+	p.ZAdd(ctx, k, redis.Z{Score: float64(t.CreatedAt.UnixMilli()), Member: t.ID})
+	card := p.ZCard(ctx, k)
+	if t.TTL > 0 {
+		p.Expire(ctx, k, t.TTL)
+	}
+	p.Exec(ctx)
+	if excess := int(card.Val()) - MaxKeptPerOwner; excess > 0 {
+		r.evict(ctx, t.Owner, excess)
+	}
+}
+
+// keptKey is the sorted set of owner's task ids by creation time (some may
+// have expired since): what MaxKeptPerOwner bounds.
+func (r *Redis) keptKey(owner string) string { return r.prefix + "tasks:{" + owner + "}:kept" }
+
+// evict takes away owner's excess oldest ended tasks (and the ids of those
+// gone): it reads the oldest ids, a few more than excess, since live ones
+// stay. Every key shares the owner's hash tag (one slot of a cluster).
+func (r *Redis) evict(ctx context.Context, owner string, excess int) {
+	k := r.keptKey(owner)
+	ids, err := r.client.ZRange(ctx, k, 0, int64(excess+128)).Result()
+	if err != nil || len(ids) == 0 {
+		return
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = r.key(owner, id)
+	}
+	values, err := r.client.MGet(ctx, keys...).Result()
+	if err != nil {
+		return
+	}
+	p := r.client.Pipeline()
+	for i, v := range values {
+		s, ok := v.(string)
+		if !ok { // gone (expired)
+			p.ZRem(ctx, k, ids[i])
+			continue
+		}
+		if excess == 0 {
+			continue
+		}
+		if t, err := open(r.sealer, owner, ids[i], []byte(s)); err != nil || t.Terminal() {
+			p.Del(ctx, keys[i])
+			p.ZRem(ctx, k, ids[i])
+			p.ZRem(ctx, r.leasesKey(owner), ids[i])
+			excess--
+		}
+	}
 	p.Exec(ctx)
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -276,3 +277,50 @@ func TestRedisClusterList(t *testing.T) {
 		t.Fatalf("the tasks are held by %d masters (%v); the test needs them spread", holding, err)
 	}
 }
+
+// An owner keeps at most MaxKeptPerOwner tasks: beyond, Create takes away
+// its oldest tasks that ended, never a live one, nor another owner's.
+func testKept(t *testing.T, s Store) {
+	defer func(n int) { MaxKeptPerOwner = n }(MaxKeptPerOwner)
+	MaxKeptPerOwner = 5
+	ctx := context.Background()
+	start := time.Now().Truncate(time.Millisecond)
+	create := func(owner, id string, i int) {
+		t.Helper()
+		at := start.Add(time.Duration(i) * time.Millisecond)
+		if err := s.Create(ctx, &Task{ID: id, Owner: owner, Status: "working", CreatedAt: at, UpdatedAt: at, TTL: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	create("other", "o1", 0)
+	for i := range 5 {
+		create("alice", fmt.Sprintf("t%d", i), i)
+		if i > 0 { // t0 stays live
+			if _, err := s.Update(ctx, "alice", fmt.Sprintf("t%d", i), func(t *Task) error { t.Status = "completed"; return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i := 5; i < 8; i++ {
+		create("alice", fmt.Sprintf("t%d", i), i)
+	}
+	page, _, err := s.List(ctx, "alice", "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, task := range page {
+		got = append(got, task.ID)
+	}
+	slices.Sort(got)
+	if want := []string{"t0", "t4", "t5", "t6", "t7"}; !slices.Equal(got, want) {
+		t.Errorf("alice keeps %v, want %v (the live t0, then the newest)", got, want)
+	}
+	if o, err := s.Get(ctx, "other", "o1"); err != nil || o == nil {
+		t.Errorf("another owner's task went: %v", err)
+	}
+}
+
+func TestMemoryKept(t *testing.T) { testKept(t, &Memory{}) }
+
+func TestRedisKept(t *testing.T) { testKept(t, NewRedis(redistest.Start(t), "kept:")) }
