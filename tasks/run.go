@@ -121,14 +121,25 @@ func (r *run) escalate() error {
 			// made in the store whose answer was cut, or one a failed
 			// create must give back, would keep the user's place for the
 			// task's lifetime, with no task behind it.
+			if r.ctx.Err() != nil { // the client left before: no task for no one
+				r.refuse(unavailable())
+				return
+			}
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 10*time.Second)
 			defer cancel()
+			// giveBack undoes the claim, on a time of its own: the claim's
+			// may be what ran out.
+			giveBack := func() {
+				c, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 5*time.Second)
+				defer cancel()
+				l.o.Live.Release(c, t.User, t.ID)
+			}
 			if t.User != "" {
 				ok, _, err := l.o.Live.Claim(ctx, t.User, t.ID, l.o.MaxPerUser, l.o.TTL)
 				if err != nil {
 					l.o.Logger.Error("tasks: counting the user's live tasks", "err", err)
 					// The store may have made the claim and lost its answer.
-					l.o.Live.Release(ctx, t.User, t.ID)
+					giveBack()
 					r.refuse(unavailable())
 					return
 				}
@@ -147,7 +158,7 @@ func (r *run) escalate() error {
 			if err != nil {
 				l.o.Logger.Error("tasks: creating a task", "err", err)
 				if t.User != "" {
-					l.o.Live.Release(ctx, t.User, t.ID)
+					giveBack()
 				}
 				r.refuse(unavailable())
 				return

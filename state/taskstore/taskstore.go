@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -241,9 +242,11 @@ type Memory struct {
 	m  map[string][]byte // owner\x00id → encoded task
 	// expiry by the same key
 	exp map[string]time.Time
-	// kept are each owner's task ids in the order they were created
-	// (some may have expired since): what MaxKeptPerOwner bounds.
-	kept map[string][]string
+	// kept are each owner's task ids in the order they were created:
+	// what MaxKeptPerOwner bounds; ended are the keys of the tasks that
+	// ended (what may go).
+	kept  map[string][]string
+	ended map[string]bool
 }
 
 func memKey(owner, id string) string { return owner + "\x00" + id }
@@ -265,16 +268,20 @@ func (m *Memory) Create(_ context.Context, t *Task) error {
 	m.m[k], m.exp[k] = b, time.Now().Add(t.TTL)
 	m.sweepLocked()
 	if m.kept == nil {
-		m.kept = map[string][]string{}
+		m.kept, m.ended = map[string][]string{}, map[string]bool{}
 	}
-	m.kept[t.Owner] = m.keepLocked(t.Owner, append(m.kept[t.Owner], t.ID))
+	if t.Terminal() {
+		m.ended[k] = true
+	}
+	m.keepLocked(t.Owner, append(m.kept[t.Owner], t.ID))
 	return nil
 }
 
-// keepLocked returns ids, owner's in the order they were created, without
-// those gone, and without the oldest that ended beyond MaxKeptPerOwner,
-// which it deletes.
-func (m *Memory) keepLocked(owner string, ids []string) []string {
+// keepLocked sets owner's kept ids to ids (owner's, in the order they
+// were created) without those gone, and without the oldest that ended
+// beyond MaxKeptPerOwner, which it deletes; an owner with none left is
+// forgotten.
+func (m *Memory) keepLocked(owner string, ids []string) {
 	out := ids[:0]
 	for _, id := range ids {
 		if _, ok := m.m[memKey(owner, id)]; ok {
@@ -282,44 +289,57 @@ func (m *Memory) keepLocked(owner string, ids []string) []string {
 		}
 	}
 	clear(ids[len(out):])
-	excess := len(out) - MaxKeptPerOwner
-	if excess <= 0 {
-		return out
-	}
-	kept := out[:0]
-	for _, id := range out {
-		k := memKey(owner, id)
-		if excess > 0 {
-			if t, err := open(m.Sealer, owner, id, m.m[k]); err != nil || t.Terminal() {
-				delete(m.m, k)
-				delete(m.exp, k)
+	if excess := len(out) - MaxKeptPerOwner; excess > 0 {
+		kept := out[:0]
+		for _, id := range out {
+			if k := memKey(owner, id); excess > 0 && m.ended[k] {
+				m.deleteLocked(k)
 				excess--
 				continue
 			}
+			kept = append(kept, id)
 		}
-		kept = append(kept, id)
+		clear(out[len(kept):])
+		out = kept
 	}
-	clear(out[len(kept):])
-	return kept
+	if len(out) == 0 {
+		delete(m.kept, owner)
+		return
+	}
+	m.kept[owner] = out
+}
+
+// deleteLocked forgets the task of key k.
+func (m *Memory) deleteLocked(k string) {
+	delete(m.m, k)
+	delete(m.exp, k)
+	delete(m.ended, k)
 }
 
 func (m *Memory) getLocked(k string) ([]byte, bool) {
 	b, ok := m.m[k]
 	if ok && time.Now().After(m.exp[k]) {
-		delete(m.m, k)
-		delete(m.exp, k)
+		m.deleteLocked(k)
 		return nil, false
 	}
 	return b, ok
 }
 
-// sweepLocked drops expired tasks, so that memory holds only live ones.
+// sweepLocked drops expired tasks, so that memory holds only live ones,
+// and the kept ids of the owners they were of.
 func (m *Memory) sweepLocked() {
 	now := time.Now()
+	var owners []string
 	for k, e := range m.exp {
 		if now.After(e) {
-			delete(m.m, k)
-			delete(m.exp, k)
+			m.deleteLocked(k)
+			owner, _, _ := strings.Cut(k, "\x00")
+			owners = append(owners, owner)
+		}
+	}
+	for _, o := range owners {
+		if ids, ok := m.kept[o]; ok {
+			m.keepLocked(o, ids)
 		}
 	}
 }
@@ -353,6 +373,12 @@ func (m *Memory) Update(_ context.Context, owner, id string, change func(*Task) 
 		return nil, err
 	}
 	m.m[k], m.exp[k] = b, time.Now().Add(t.TTL)
+	if t.Terminal() {
+		if m.ended == nil {
+			m.ended = map[string]bool{}
+		}
+		m.ended[k] = true
+	}
 	return t, nil
 }
 
@@ -526,6 +552,19 @@ func (r *Redis) index(ctx context.Context, p redis.Pipeliner, t *Task) {
 	if t.TTL > 0 {
 		p.Expire(ctx, k, t.TTL)
 	}
+	// What MaxKeptPerOwner bounds: the owner's tasks, and those that ended,
+	// each scored by when it expires (its TTL runs from its last change).
+	until := redis.Z{Score: float64(time.Now().Add(t.TTL).UnixMilli()), Member: t.ID}
+	keys := []string{r.keptKey(t.Owner)}
+	if t.Terminal() {
+		keys = append(keys, r.endedKey(t.Owner))
+	}
+	for _, k := range keys {
+		p.ZAdd(ctx, k, until)
+		if t.TTL > 0 {
+			p.Expire(ctx, k, t.TTL)
+		}
+	}
 }
 
 func (r *Redis) Leases(ctx context.Context, owner string) (map[string]time.Time, error) {
@@ -591,55 +630,41 @@ func (r *Redis) indexCreated(ctx context.Context, t *Task) {
 	p := r.client.Pipeline()
 	r.index(ctx, p, t)
 	k := r.keptKey(t.Owner)
-	p.ZAdd(ctx, k, redis.Z{Score: float64(t.CreatedAt.UnixMilli()), Member: t.ID})
+	p.ZRemRangeByScore(ctx, k, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10)) // expired
 	card := p.ZCard(ctx, k)
-	if t.TTL > 0 {
-		p.Expire(ctx, k, t.TTL)
-	}
 	p.Exec(ctx)
 	if excess := int(card.Val()) - MaxKeptPerOwner; excess > 0 {
 		r.evict(ctx, t.Owner, excess)
 	}
 }
 
-// keptKey is the sorted set of owner's task ids by creation time (some may
-// have expired since): what MaxKeptPerOwner bounds.
-func (r *Redis) keptKey(owner string) string { return r.prefix + "tasks:{" + owner + "}:kept" }
+// keptKey is the sorted set of owner's task ids, endedKey of those that
+// ended, each by when it expires: what MaxKeptPerOwner bounds (index).
+func (r *Redis) keptKey(owner string) string  { return r.prefix + "tasks:{" + owner + "}:kept" }
+func (r *Redis) endedKey(owner string) string { return r.prefix + "tasks:{" + owner + "}:ended" }
 
-// evict takes away owner's excess oldest ended tasks (and the ids of those
-// gone): it reads the oldest ids, a few more than excess, since live ones
-// stay. Every key shares the owner's hash tag (one slot of a cluster).
+// evict takes away owner's excess ended tasks that expire first, without
+// reading them. Every key shares the owner's hash tag (one slot of a
+// cluster).
 func (r *Redis) evict(ctx context.Context, owner string, excess int) {
-	k := r.keptKey(owner)
-	ids, err := r.client.ZRange(ctx, k, 0, int64(excess+128)).Result()
-	if err != nil || len(ids) == 0 {
-		return
-	}
-	keys := make([]string, len(ids))
-	for i, id := range ids {
-		keys[i] = r.key(owner, id)
-	}
-	values, err := r.client.MGet(ctx, keys...).Result()
-	if err != nil {
-		return
-	}
+	ended := r.endedKey(owner)
 	p := r.client.Pipeline()
-	for i, v := range values {
-		s, ok := v.(string)
-		if !ok { // gone (expired)
-			p.ZRem(ctx, k, ids[i])
-			continue
-		}
-		if excess == 0 {
-			continue
-		}
-		if t, err := open(r.sealer, owner, ids[i], []byte(s)); err != nil || t.Terminal() {
-			p.Del(ctx, keys[i])
-			p.ZRem(ctx, k, ids[i])
-			p.ZRem(ctx, r.leasesKey(owner), ids[i])
-			excess--
-		}
+	p.ZRemRangeByScore(ctx, ended, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10))
+	oldest := p.ZRange(ctx, ended, 0, int64(excess-1))
+	p.Exec(ctx)
+	ids := oldest.Val()
+	if len(ids) == 0 {
+		return
 	}
+	p = r.client.Pipeline()
+	members := make([]any, len(ids))
+	for i, id := range ids {
+		p.Del(ctx, r.key(owner, id))
+		members[i] = id
+	}
+	p.ZRem(ctx, r.keptKey(owner), members...)
+	p.ZRem(ctx, ended, members...)
+	p.ZRem(ctx, r.leasesKey(owner), members...)
 	p.Exec(ctx)
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/pingmcp/pingmcp/internal/redistest"
@@ -324,3 +325,62 @@ func testKept(t *testing.T, s Store) {
 func TestMemoryKept(t *testing.T) { testKept(t, &Memory{}) }
 
 func TestRedisKept(t *testing.T) { testKept(t, NewRedis(redistest.Start(t), "kept:")) }
+
+// The memory store forgets what it kept of owners whose tasks all expired:
+// its index of kept ids does not grow with the owners it ever saw.
+func TestMemoryKeptForgetsExpiredOwners(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := &Memory{}
+		ctx := context.Background()
+		for i := range 1000 {
+			now := time.Now()
+			if err := m.Create(ctx, &Task{ID: "t", Owner: fmt.Sprintf("o%d", i), Status: "working", CreatedAt: now, UpdatedAt: now, TTL: time.Millisecond}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(time.Second) // the bubble's clock: every task expired
+		now := time.Now()
+		if err := m.Create(ctx, &Task{ID: "t", Owner: "last", Status: "working", CreatedAt: now, UpdatedAt: now, TTL: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if len(m.m) != 1 || len(m.kept) != 1 || len(m.ended) != 0 {
+			t.Errorf("%d tasks, %d owners kept, %d ended, want 1, 1, 0", len(m.m), len(m.kept), len(m.ended))
+		}
+	})
+}
+
+// Ids of tasks that expired do not count against the bound in Redis: an
+// owner at the bound with one of them keeps MaxKeptPerOwner tasks, not
+// fewer.
+func TestRedisKeptIgnoresExpired(t *testing.T) {
+	defer func(n int) { MaxKeptPerOwner = n }(MaxKeptPerOwner)
+	MaxKeptPerOwner = 5
+	client := redistest.Start(t)
+	s := NewRedis(client, "kx:")
+	ctx := context.Background()
+	start := time.Now().Truncate(time.Millisecond)
+	for i := range 6 {
+		at := start.Add(time.Duration(i) * time.Millisecond)
+		id := fmt.Sprintf("t%d", i)
+		if err := s.Create(ctx, &Task{ID: id, Owner: "alice", Status: "working", CreatedAt: at, UpdatedAt: at, TTL: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		if i == 4 {
+			// An id whose task expired (its score is when it did).
+			if err := client.ZAdd(ctx, s.keptKey("alice"), redis.Z{Score: 1, Member: "gone"}).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if i > 0 && i < 5 {
+			if _, err := s.Update(ctx, "alice", id, func(t *Task) error { t.Status = "completed"; return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	page, _, err := s.List(ctx, "alice", "", 100)
+	if err != nil || len(page) != MaxKeptPerOwner {
+		t.Fatalf("alice keeps %d tasks (%v), want %d", len(page), err, MaxKeptPerOwner)
+	}
+}
