@@ -482,7 +482,11 @@ func (l *Layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		l.inner.ServeHTTP(w, r)
 		return
 	}
-	if err := json.Unmarshal(m.Params, &c); err != nil {
+	err = json.Unmarshal(m.Params, &c)
+	if err == nil && string(bytes.TrimSpace(m.Params)) == "null" {
+		err = errors.New("params null") // no taskId either
+	}
+	if err != nil {
 		switch m.Method {
 		case "tasks/get", "tasks/update", "tasks/cancel":
 			// This layer's methods, with params that are not theirs
@@ -588,9 +592,10 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 				return
 			}
 		}
-		if err := l.update(r, id, p.InputResponses); errors.Is(err, errInputsTooLarge) {
+		var tooLarge inputsTooLarge
+		if err := l.update(r, id, p.InputResponses); errors.As(err, &tooLarge) {
 			metrics.Limited.WithLabelValues("task_request_bytes").Inc()
-			writeRefusal(w, m.ID, &Refusal{Status: http.StatusRequestEntityTooLarge, Error: rpcerr.TooLarge("task_request_bytes", len(m.Params), MaxRequestBytes,
+			writeRefusal(w, m.ID, &Refusal{Status: http.StatusRequestEntityTooLarge, Error: rpcerr.TooLarge("task_request_bytes", tooLarge.kept, MaxRequestBytes,
 				fmt.Sprintf("a task keeps at most %d bytes of the answers to its input requests; nothing was recorded", MaxRequestBytes)).SDK()})
 			return
 		} else if err != nil {
@@ -647,10 +652,14 @@ func unavailable() *Refusal {
 // errTerminal leaves a terminal task as it is.
 var errTerminal = errors.New("task is terminal")
 
-// errInputsTooLarge refuses answers to a task's input requests that would
-// make what it keeps of them exceed MaxRequestBytes: they go with its call
-// to its next round, and are kept as long as it.
-var errInputsTooLarge = errors.New("input responses too large")
+// inputsTooLarge refuses answers to a task's input requests that would
+// make what it keeps of them (kept bytes) exceed MaxRequestBytes: they go
+// with its call to its next round, and are kept as long as it.
+type inputsTooLarge struct{ kept int }
+
+func (e inputsTooLarge) Error() string {
+	return fmt.Sprintf("input responses of %d bytes: at most %d are kept", e.kept, MaxRequestBytes)
+}
 
 // maxResumes bounds how many times a task is resumed after losing its
 // runner: a tool that takes its node down each time fails in the end.
@@ -862,7 +871,7 @@ func (l *Layer) update(from *http.Request, id string, responses map[string]json.
 		for k, v := range responses {
 			if _, pending := t.InputRequests[k]; pending {
 				if kept += len(v); kept > MaxRequestBytes {
-					return errInputsTooLarge
+					return inputsTooLarge{kept}
 				}
 				if t.Responses == nil {
 					t.Responses = map[string]json.RawMessage{}

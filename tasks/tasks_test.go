@@ -1058,10 +1058,24 @@ func TestOperatorCancel(t *testing.T) {
 }
 
 // tasks/get, tasks/update and tasks/cancel with params that are not theirs
-// (a taskId that is not a string) are refused as invalid params (-32602),
-// not "unsupported method".
+// (a taskId that is not a string, params null) are refused as invalid
+// params (-32602), not "unsupported method".
 func TestTaskMethodsWithForeignParams(t *testing.T) {
 	srv, _ := nodeWith(t, Options{Store: &taskstore.Memory{}, Owner: "alice", Runner: "n1"})
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(`{"jsonrpc":"2.0","id":7,"method":"tasks/get","params":null}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	req.Header.Set("MCP-Protocol-Version", "2026-07-28")
+	req.Header.Set("Mcp-Method", "tasks/get")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"code":-32602`) {
+		t.Errorf("tasks/get with params null: HTTP %d %s, want -32602", resp.StatusCode, body)
+	}
 	for _, method := range []string{"tasks/get", "tasks/update", "tasks/cancel"} {
 		for _, id := range []any{123, map[string]any{"a": 1}, []any{"x"}} {
 			r := rpc(t, srv, method, map[string]any{"taskId": id}, true)
@@ -1093,7 +1107,7 @@ func TestInputResponsesBounded(t *testing.T) {
 		t.Fatalf("an answer under the bound: %+v", r.Error)
 	}
 	r = rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"b": big(MaxRequestBytes / 2)}}, true)
-	if r.status != http.StatusRequestEntityTooLarge || r.Error == nil || r.Error.Code != -32005 {
+	if r.status != http.StatusRequestEntityTooLarge || r.Error == nil || r.Error.Code != -32005 || r.Error.Data["size"].(float64) <= MaxRequestBytes {
 		t.Fatalf("answers over the bound together: HTTP %d %+v", r.status, r.Error)
 	}
 	if got, _ := store.Get(context.Background(), "alice", id); got.Status != "input_required" || len(got.InputRequests) != 1 || len(got.Responses) != 1 {
