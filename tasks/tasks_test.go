@@ -123,8 +123,9 @@ type reply struct {
 }
 
 // rpc sends one 2026-07-28 request; withExt declares the extension.
-func rpc(t *testing.T, srv *httptest.Server, method string, params map[string]any, withExt bool, headers ...string) reply {
-	t.Helper()
+// withMeta is params with the 2026-07-28 _meta of a client (declaring the
+// extension if withExt), as JSON.
+func withMeta(params map[string]any, withExt bool) json.RawMessage {
 	caps := map[string]any{}
 	if withExt {
 		caps["extensions"] = map[string]any{Extension: map[string]any{}}
@@ -134,18 +135,32 @@ func rpc(t *testing.T, srv *httptest.Server, method string, params map[string]an
 	}
 	params["_meta"] = map[string]any{metaProtocol: "2026-07-28", metaCapabilities: caps,
 		"io.modelcontextprotocol/clientInfo": map[string]any{"name": "test", "version": "1"}}
+	b, _ := json.Marshal(params)
+	return b
+}
+
+// rpcRequest is the HTTP request of a 2026-07-28 call of method with
+// params, named name (Mcp-Name) unless it is empty.
+func rpcRequest(ctx context.Context, srv *httptest.Server, method, name string, params json.RawMessage) *http.Request {
 	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 7, "method": method, "params": params})
-	req, _ := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader(body))
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	req.Header.Set("MCP-Protocol-Version", "2026-07-28")
 	req.Header.Set("Mcp-Method", method)
-	if id, ok := params["taskId"].(string); ok {
-		req.Header.Set("Mcp-Name", id)
+	if name != "" {
+		req.Header.Set("Mcp-Name", name)
 	}
-	if n, ok := params["name"].(string); ok {
-		req.Header.Set("Mcp-Name", n)
+	return req
+}
+
+func rpc(t *testing.T, srv *httptest.Server, method string, params map[string]any, withExt bool, headers ...string) reply {
+	t.Helper()
+	name, _ := params["name"].(string)
+	if id, ok := params["taskId"].(string); ok && name == "" {
+		name = id
 	}
+	req := rpcRequest(context.Background(), srv, method, name, withMeta(params, withExt))
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
@@ -779,17 +794,8 @@ func TestLeavingClientLeavesNoPlaceCounted(t *testing.T) {
 	store := &taskstore.Memory{}
 	live := &cutLive{gate: make(chan struct{}), claimed: make(chan struct{}), ended: make(chan struct{})}
 	srv, l := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n1", Live: live, MaxPerUser: 5, User: func(*http.Request) string { return "alice" }})
-	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": map[string]any{
-		"name": "test_slow", "arguments": map[string]any{"ms": 1},
-		"_meta": map[string]any{metaProtocol: "2026-07-28", metaCapabilities: map[string]any{"extensions": map[string]any{Extension: map[string]any{}}},
-			"io.modelcontextprotocol/clientInfo": map[string]any{"name": "test", "version": "1"}}}})
 	ctx, leave := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("MCP-Protocol-Version", "2026-07-28")
-	req.Header.Set("Mcp-Method", "tools/call")
-	req.Header.Set("Mcp-Name", "test_slow")
+	req := rpcRequest(ctx, srv, "tools/call", "test_slow", withMeta(map[string]any{"name": "test_slow", "arguments": map[string]any{"ms": 1}}, true))
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -1062,12 +1068,7 @@ func TestOperatorCancel(t *testing.T) {
 // params (-32602), not "unsupported method".
 func TestTaskMethodsWithForeignParams(t *testing.T) {
 	srv, _ := nodeWith(t, Options{Store: &taskstore.Memory{}, Owner: "alice", Runner: "n1"})
-	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(`{"jsonrpc":"2.0","id":7,"method":"tasks/get","params":null}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("MCP-Protocol-Version", "2026-07-28")
-	req.Header.Set("Mcp-Method", "tasks/get")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(rpcRequest(context.Background(), srv, "tasks/get", "", json.RawMessage("null")))
 	if err != nil {
 		t.Fatal(err)
 	}

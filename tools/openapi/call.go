@@ -303,29 +303,17 @@ func unescapeLeniently(s string) string {
 	b := make([]byte, 0, len(s))
 	for ; i >= 0; i = strings.IndexByte(s, '%') {
 		b = append(b, s[:i]...)
-		if i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
-			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
-			s = s[i+3:]
-		} else {
-			b = append(b, '%')
-			s = s[i+1:]
+		if i+2 < len(s) {
+			if c, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil {
+				b = append(b, byte(c))
+				s = s[i+3:]
+				continue
+			}
 		}
+		b = append(b, '%')
+		s = s[i+1:]
 	}
 	return string(append(b, s...))
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c <= 'F':
-		return c - 'A' + 10
-	}
-	return c - 'a' + 10
 }
 
 // lookAlikes are characters that a lax decoder (a best-fit code page)
