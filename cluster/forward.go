@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -33,17 +34,17 @@ const maxMergedBody = 64 << 10
 // The caller reads it with Next until a final part or an error, and must call
 // Close when done.
 type Stream struct {
-	system *actor.ActorSystem
-	router *replyRouter
+	via    route // what carries the request's word to target
+	logger *slog.Logger
 	target *actor.PID
-	watch  *watch // guarded by router.mu
+	watch  *watch // guarded by via's table
 	id     string
 	window uint64
 	// events holds the parts the router delivered; gone is closed (after
 	// the target's last parts were delivered) when the target terminated.
 	events chan *envelope.ResponsePart
 	gone   chan struct{}
-	ended  bool // gone is closed; guarded by router.mu
+	ended  bool // gone is closed; guarded by via's table
 	// unreached is set, before gone is closed, when the target was already
 	// gone before the request was sent (Terminated reason NotFound): the
 	// request cannot have been served.
@@ -73,7 +74,7 @@ func (n *Node) Forward(ctx context.Context, kind, identity string, req *envelope
 		if err != nil {
 			return nil, err
 		}
-		s, err := n.open(kind, identity, pid, req)
+		s, err := n.open(ctx, kind, identity, pid, req)
 		if err != nil {
 			return nil, err
 		}
@@ -141,10 +142,35 @@ func stripNotServed(p *envelope.ResponsePart) {
 	p.Headers = slices.DeleteFunc(p.Headers, func(h *envelope.Header) bool { return h.Name == envelope.NotServedHeader })
 }
 
-// open registers a stream for req with the node's reply router, which is the
-// request's sender, and sends req to target.
-func (n *Node) open(kind, identity string, target *actor.PID, req *envelope.Request) (*Stream, error) {
-	s := newStream(n.System, n.replies, target, req)
+// route is how a stream's request reaches its target and its answer comes
+// back: the node's reply router (protoactor: a local actor, or a node the
+// data plane cannot reach) or a link of the data plane (dataplane.go).
+type route interface {
+	// send gives target an acknowledgement or a cancellation.
+	send(target *actor.PID, env *envelope.Envelope)
+	// unregister forgets a stream that closed.
+	unregister(s *Stream)
+}
+
+// open registers a stream for req and sends req to target: on the data
+// plane when target is on another node that has one, else through the
+// node's reply router, which is then the request's sender.
+func (n *Node) open(ctx context.Context, kind, identity string, target *actor.PID, req *envelope.Request) (*Stream, error) {
+	for range 2 {
+		l, err := n.linkTo(ctx, target.Address)
+		if err != nil {
+			return nil, err
+		}
+		if l == nil {
+			break
+		}
+		s, err := l.open(kind, identity, target, req)
+		if !errors.Is(err, errLinkClosed) {
+			return s, err
+		}
+		// The link closed since it was handed out: a new one, once.
+	}
+	s := newStream(n.replies, n.logger, target, req)
 	if err := n.replies.register(s, kind, identity); err != nil {
 		return nil, err
 	}
@@ -152,9 +178,9 @@ func (n *Node) open(kind, identity string, target *actor.PID, req *envelope.Requ
 	return s, nil
 }
 
-func newStream(system *actor.ActorSystem, router *replyRouter, target *actor.PID, req *envelope.Request) *Stream {
+func newStream(via route, logger *slog.Logger, target *actor.PID, req *envelope.Request) *Stream {
 	return &Stream{
-		system: system, router: router, target: target, id: req.Id,
+		via: via, logger: logger, target: target, id: req.Id,
 		window: uint64(req.Window),
 		events: make(chan *envelope.ResponsePart, req.Window+1),
 		gone:   make(chan struct{}),
@@ -168,12 +194,12 @@ func (s *Stream) deliver(p *envelope.ResponsePart) {
 	select {
 	case s.events <- p:
 	default:
-		s.router.logger.Warn("response part dropped: actor exceeded its window", "request", s.id)
+		s.logger.Warn("response part dropped: actor exceeded its window", "request", s.id)
 	}
 }
 
-// end tells the reader that the target terminated. The caller holds
-// router.mu.
+// end tells the reader that the target terminated. The caller holds the
+// lock of via's table.
 func (s *Stream) end(reason actor.TerminatedReason) {
 	if !s.ended {
 		s.unreached = reason == actor.TerminatedReason_NotFound
@@ -307,11 +333,11 @@ func (s *Stream) Written(seq uint64) {
 		return
 	}
 	s.acked = seq + 1
-	s.system.Root.Send(s.target, &envelope.Envelope{Body: &envelope.Envelope_Ack{Ack: &envelope.Ack{RequestId: s.id, Seq: seq}}})
+	s.via.send(s.target, &envelope.Envelope{Body: &envelope.Envelope_Ack{Ack: &envelope.Ack{RequestId: s.id, Seq: seq}}})
 }
 
 func (s *Stream) cancel() {
-	s.system.Root.Send(s.target, &envelope.Envelope{Body: &envelope.Envelope_Cancel{Cancel: &envelope.Cancel{RequestId: s.id}}})
+	s.via.send(s.target, &envelope.Envelope{Body: &envelope.Envelope_Cancel{Cancel: &envelope.Cancel{RequestId: s.id}}})
 }
 
 // Close releases the stream. If the response was not complete, the actor is
@@ -321,5 +347,5 @@ func (s *Stream) Close() {
 		s.done = true
 		s.cancel()
 	}
-	s.router.unregister(s)
+	s.via.unregister(s)
 }

@@ -142,7 +142,7 @@ func newTestRouter(t *testing.T) (*actor.ActorSystem, *replyRouter, <-chan *watc
 func open(t *testing.T, system *actor.ActorSystem, r *replyRouter, target *actor.PID, id string) *Stream {
 	t.Helper()
 	req := &envelope.Request{Id: id, Window: 4}
-	s := newStream(system, r, target, req)
+	s := newStream(r, r.logger, target, req)
 	if err := r.register(s, "session", "s-"+id); err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +326,7 @@ func TestRouterRequestIDs(t *testing.T) {
 	system, r, _ := newTestRouter(t)
 	target, _ := system.ProcessRegistry.Add(&fakeTarget{}, "target")
 	s := open(t, system, r, target, "x")
-	if err := r.register(newStream(system, r, target, &envelope.Request{Id: "x", Window: 4}), "session", "x"); err == nil {
+	if err := r.register(newStream(r, r.logger, target, &envelope.Request{Id: "x", Window: 4}), "session", "x"); err == nil {
 		t.Fatal("a second stream registered under an id in flight")
 	}
 	s.Close()

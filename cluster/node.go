@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -121,7 +122,8 @@ type Node struct {
 	// stopping is closed as Stop begins.
 	stopping chan struct{}
 	stopOnce sync.Once
-	replies  *replyRouter // sender of every request this node forwards
+	replies  *replyRouter // sender of every request this node forwards through protoactor
+	data     *dataPlane   // requests to other nodes and their answers; nil without TLS
 
 	mu   sync.Mutex
 	pids *pidCache // kind/identity → activation, dropped when it terminates
@@ -243,6 +245,9 @@ func Start(cfg Config) (*Node, error) {
 	// A single node has no peers: its remote refuses every connection
 	// (noPeers), TLS files or not.
 	var dialCreds credentials.TransportCredentials = insecure.NewCredentials()
+	// dispatch takes the connections of the data plane (dataplane.go) once
+	// the node is made.
+	var dispatch atomic.Pointer[func(net.Conn)]
 	single := cfg.Provider == ProviderSingle || cfg.Provider == ""
 	switch {
 	case single:
@@ -250,7 +255,7 @@ func Start(cfg Config) (*Node, error) {
 		serverOpts = append(serverOpts, grpc.Creds(refused))
 		dialCreds = refused
 	case cfg.TLS != nil:
-		serverOpts = append(serverOpts, grpc.Creds(cfg.TLS.serverCredentials(cfg.Logger.With("component", "cluster-tls"))))
+		serverOpts = append(serverOpts, grpc.Creds(cfg.TLS.serverCredentials(cfg.Logger.With("component", "cluster-tls"), &dispatch)))
 		dialCreds = cfg.TLS.clientCredentials()
 	}
 	serverOpts = append(serverOpts, grpc.StaticStreamWindowSize(wireWindow), grpc.StaticConnWindowSize(wireWindow))
@@ -274,6 +279,11 @@ func Start(cfg Config) (*Node, error) {
 	remoteCfg.MaxRetryCount = 1
 
 	n := &Node{cfg: cfg, System: system, logger: cfg.Logger, pids: newPIDCache(maxCachedPIDs), topology: make(chan struct{}), stopping: make(chan struct{})}
+	if !single && cfg.TLS != nil {
+		n.data = newDataPlane(n, cfg.TLS, cfg.Logger.With("component", "data-plane"))
+		serve := n.data.serve
+		dispatch.Store(&serve)
+	}
 	var provider cluster.ClusterProvider
 	switch cfg.Provider {
 	case ProviderSingle, "":
@@ -410,6 +420,9 @@ func (n *Node) Stop(graceful bool) {
 	n.stopOnce.Do(func() { close(n.stopping) })
 	if n.seeds != nil {
 		n.seeds.stop()
+	}
+	if n.data != nil {
+		n.data.stop()
 	}
 	n.replies.close()
 	n.Cluster.Shutdown(graceful)
@@ -569,6 +582,9 @@ func (n *Node) forgetNodes(left []*cluster.Member) {
 	n.mu.Lock()
 	n.pids.forgetAddresses(gone)
 	n.mu.Unlock()
+	if n.data != nil {
+		n.data.left(gone)
+	}
 }
 
 // memberOf describes this node as a cluster member.

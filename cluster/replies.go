@@ -40,9 +40,104 @@ type replyRouter struct {
 	// that its PID is no longer used.
 	terminated func(*watch)
 
+	streamTable
+}
+
+// streamTable is what a route to actors (the reply router, a link of the
+// data plane) keeps: the streams open through it by request id, and the
+// actors it watches with the streams open to each.
+type streamTable struct {
 	mu      sync.Mutex
 	streams map[string]*Stream // open streams by request id
 	targets map[pidKey]*watch  // watched actors
+}
+
+func newStreamTable() streamTable {
+	return streamTable{streams: map[string]*Stream{}, targets: map[pidKey]*watch{}}
+}
+
+// add makes s the stream of its request id, with its target watched; fresh
+// reports that no stream had watched that target before, so that the caller
+// watches it. It must come before the request is sent.
+func (t *streamTable) add(s *Stream, kind, identity string) (fresh bool, err error) {
+	key := keyOf(s.target)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, dup := t.streams[s.id]; dup {
+		return false, fmt.Errorf("forward request %s: a request with that id is in flight", s.id)
+	}
+	t.streams[s.id] = s
+	w := t.targets[key]
+	fresh = w == nil
+	if fresh {
+		if len(t.targets) >= maxWatched {
+			// Those with no open stream are forgotten (and watched
+			// again if needed).
+			for k, w := range t.targets {
+				if len(w.streams) == 0 {
+					delete(t.targets, k)
+				}
+			}
+		}
+		w = &watch{pid: s.target, kind: kind, identity: identity, streams: map[*Stream]struct{}{}}
+		t.targets[key] = w
+	}
+	w.streams[s] = struct{}{}
+	s.watch = w
+	return fresh, nil
+}
+
+// unregister forgets s; parts still on their way to it are dropped.
+func (t *streamTable) unregister(s *Stream) {
+	t.mu.Lock()
+	if t.streams[s.id] == s {
+		delete(t.streams, s.id)
+	}
+	if s.watch != nil {
+		delete(s.watch.streams, s)
+	}
+	t.mu.Unlock()
+}
+
+// deliver hands p to the stream of its request, if one is open.
+func (t *streamTable) deliver(p *envelope.ResponsePart) {
+	t.mu.Lock()
+	s := t.streams[p.RequestId]
+	t.mu.Unlock()
+	if s != nil {
+		s.deliver(p)
+	}
+}
+
+// ended ends the streams open to the actor key, which terminated for why,
+// and returns its watch (nil if it was not watched).
+func (t *streamTable) ended(key pidKey, why actor.TerminatedReason) *watch {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w := t.targets[key]
+	if w != nil {
+		delete(t.targets, key)
+		for s := range w.streams {
+			s.end(why)
+		}
+	}
+	return w
+}
+
+// endAll ends every stream, as if each watched actor terminated for why
+// (the route itself is gone), and returns the watches.
+func (t *streamTable) endAll(why actor.TerminatedReason) []*watch {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ws := make([]*watch, 0, len(t.targets))
+	for k, w := range t.targets {
+		delete(t.targets, k)
+		for s := range w.streams {
+			s.end(why)
+		}
+		ws = append(ws, w)
+	}
+	return ws
 }
 
 // watch is an actor the router watches, and the streams open to it.
@@ -67,7 +162,7 @@ var _ actor.Process = (*replyRouter)(nil)
 // newReplyRouter registers the router of system. The system's address must
 // be final (remoting started), since it is baked into the router's PID.
 func newReplyRouter(system *actor.ActorSystem, logger *slog.Logger, terminated func(*watch)) (*replyRouter, error) {
-	r := &replyRouter{system: system, logger: logger, terminated: terminated, streams: map[string]*Stream{}, targets: map[pidKey]*watch{}}
+	r := &replyRouter{system: system, logger: logger, terminated: terminated, streamTable: newStreamTable()}
 	pid, ok := system.ProcessRegistry.Add(r, replyRouterName)
 	if !ok {
 		return nil, fmt.Errorf("register reply router: name %q taken", replyRouterName)
@@ -81,25 +176,10 @@ func (r *replyRouter) close() { r.system.ProcessRegistry.Remove(r.pid) }
 // register makes s the stream of its request id and watches its target if
 // no other stream has. It must come before the request is sent.
 func (r *replyRouter) register(s *Stream, kind, identity string) error {
-	key := keyOf(s.target)
-	r.mu.Lock()
-	if _, dup := r.streams[s.id]; dup {
-		r.mu.Unlock()
-		return fmt.Errorf("forward request %s: a request with that id is in flight", s.id)
+	fresh, err := r.add(s, kind, identity)
+	if err != nil {
+		return err
 	}
-	r.streams[s.id] = s
-	w := r.targets[key]
-	fresh := w == nil
-	if fresh {
-		if len(r.targets) >= maxWatched {
-			r.dropIdleLocked()
-		}
-		w = &watch{pid: s.target, kind: kind, identity: identity, streams: map[*Stream]struct{}{}}
-		r.targets[key] = w
-	}
-	w.streams[s] = struct{}{}
-	s.watch = w
-	r.mu.Unlock()
 	if fresh {
 		// Outside the lock: a Watch of a local PID that is gone comes back as
 		// Terminated at once, on this goroutine.
@@ -109,24 +189,9 @@ func (r *replyRouter) register(s *Stream, kind, identity string) error {
 	return nil
 }
 
-// unregister forgets s; parts still on their way to it are dropped.
-func (r *replyRouter) unregister(s *Stream) {
-	r.mu.Lock()
-	if r.streams[s.id] == s {
-		delete(r.streams, s.id)
-	}
-	if s.watch != nil {
-		delete(s.watch.streams, s)
-	}
-	r.mu.Unlock()
-}
-
-func (r *replyRouter) dropIdleLocked() {
-	for k, w := range r.targets {
-		if len(w.streams) == 0 {
-			delete(r.targets, k)
-		}
-	}
+// send gives target an acknowledgement or a cancellation.
+func (r *replyRouter) send(target *actor.PID, env *envelope.Envelope) {
+	r.system.Root.Send(target, env)
 }
 
 // SendUserMessage receives a response part (anything else is ignored: a
@@ -142,12 +207,7 @@ func (r *replyRouter) SendUserMessage(_ *actor.PID, message any) {
 	if p == nil {
 		return
 	}
-	r.mu.Lock()
-	s := r.streams[p.RequestId]
-	r.mu.Unlock()
-	if s != nil {
-		s.deliver(p)
-	}
+	r.deliver(p)
 }
 
 // SendSystemMessage receives the Terminated of a watched actor, and ends
@@ -157,17 +217,7 @@ func (r *replyRouter) SendSystemMessage(_ *actor.PID, message any) {
 	if !ok || t.Who == nil {
 		return
 	}
-	key := keyOf(t.Who)
-	r.mu.Lock()
-	w := r.targets[key]
-	if w != nil {
-		delete(r.targets, key)
-		for s := range w.streams {
-			s.end(t.Why)
-		}
-	}
-	r.mu.Unlock()
-	if w != nil && r.terminated != nil {
+	if w := r.ended(keyOf(t.Who), t.Why); w != nil && r.terminated != nil {
 		r.terminated(w)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/credentials"
@@ -183,8 +184,14 @@ func (t *TLS) ClientConfig() *tls.Config {
 // serverCredentials are the gRPC credentials of the node's cluster
 // listener. protoactor discards gRPC's logs, so a refused connection would
 // leave no trace: they are logged here, at most a few a second.
-func (t *TLS) serverCredentials(logger *slog.Logger) credentials.TransportCredentials {
-	return &refusals{TransportCredentials: credentials.NewTLS(t.ServerConfig()), log: &refusalLog{logger: logger}}
+//
+// A connection that asks for the data plane (ALPN dataALPN) is taken out of
+// gRPC after the handshake and given to dispatch (dataplane.go), once it is
+// set.
+func (t *TLS) serverCredentials(logger *slog.Logger, dispatch *atomic.Pointer[func(net.Conn)]) credentials.TransportCredentials {
+	cfg := t.ServerConfig()
+	cfg.NextProtos = []string{"h2", dataALPN}
+	return &refusals{TransportCredentials: credentials.NewTLS(cfg), log: &refusalLog{logger: logger}, dispatch: dispatch}
 }
 
 // clientCredentials are the gRPC credentials the node dials others with.
@@ -195,19 +202,33 @@ func (t *TLS) clientCredentials() credentials.TransportCredentials {
 // refusals logs the connections the TLS handshake refused.
 type refusals struct {
 	credentials.TransportCredentials
-	log *refusalLog
+	log      *refusalLog
+	dispatch *atomic.Pointer[func(net.Conn)]
 }
+
+var errNoDataPlane = errors.New("the data plane is not serving yet")
 
 func (r *refusals) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	c, info, err := r.TransportCredentials.ServerHandshake(conn)
 	if err != nil {
 		r.log.refused(conn.RemoteAddr(), err)
+		return c, info, err
 	}
-	return c, info, err
+	if ti, ok := info.(credentials.TLSInfo); ok && ti.State.NegotiatedProtocol == dataALPN {
+		if r.dispatch != nil {
+			if serve := r.dispatch.Load(); serve != nil {
+				(*serve)(c)
+				return nil, nil, credentials.ErrConnDispatched
+			}
+		}
+		c.Close()
+		return nil, nil, errNoDataPlane
+	}
+	return c, info, nil
 }
 
 func (r *refusals) Clone() credentials.TransportCredentials {
-	return &refusals{TransportCredentials: r.TransportCredentials.Clone(), log: r.log}
+	return &refusals{TransportCredentials: r.TransportCredentials.Clone(), log: r.log, dispatch: r.dispatch}
 }
 
 // RefusedConnection is the message of the log line of a refused cluster

@@ -1,0 +1,657 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pingmcp/pingmcp/cluster/envelope"
+)
+
+// The data plane carries forwarded requests and their answers between two
+// nodes on one connection of their own per node pair, instead of
+// protoactor's remote (BENCHMARKS.md, "The floor of a hop": a message through
+// protoactor's endpoint writer, gRPC's stream and the endpoint reader costs
+// several times a framed write on the TLS connection itself).
+//
+// protoactor keeps everything else: membership, placement, activation (a
+// request's target is still the PID the cluster gave), fencing (the actor's
+// own), an operator's Stop, node control. The data plane is only the
+// request's way there and its answer's way back:
+//
+//   - The edge dials the member's cluster address (the PID's), with the
+//     cluster's mutual TLS and the ALPN protocol dataALPN. The member's
+//     cluster listener takes such a connection out of gRPC after the
+//     handshake (refusals.ServerHandshake): same port, same certificates,
+//     nothing more to open or configure. A member that does not offer the
+//     protocol (an older version, in a rolling upgrade) fails the
+//     handshake, and the edge uses protoactor's remote to it for a while.
+//   - Frames are a 4-byte big-endian length, a type, a target (an actor's
+//     PID id on the member, or nothing) and a body (an envelope in
+//     protobuf, or a Terminated's reason). Each is written by the goroutine
+//     that has it, the first of several waiting writing the others' too
+//     (frameWriter), and read by one goroutine per connection end.
+//   - On the member, each connection is a protoactor Process (edgePeer): the
+//     request is delivered to its target with the edgePeer as sender, so the
+//     actor answers, watches its edge, and is watched, exactly as through
+//     the reply router. What it sends the edgePeer goes out as frames at once:
+//     parts in order, and a watched actor's Terminated after its last
+//     parts.
+//   - On the edge, a connection is a link: a route of streams (Stream) by
+//     request id, as the reply router is. Ordering, the window, acks and
+//     cancellation are the stream's, unchanged.
+//   - A connection that breaks ends every stream on it as if its actors
+//     terminated (the request may have been served: never retried); on the
+//     member, the actors watching the edgePeer see it terminate and cancel its
+//     requests, as when an edge node goes away. A member that leaves the
+//     membership has its links closed, and an edge that leaves has its
+//     peers closed.
+//
+// Without TLS (--cluster-insecure) there is no ALPN, and requests travel
+// on protoactor's remote as before.
+const dataALPN = "pingmcp-data/1"
+
+// Frame types.
+const (
+	frameHello      byte = iota + 1 // edge → member, first: the edge's cluster address
+	frameRequest                    // edge → member: target, Envelope{Request}
+	frameSend                       // edge → member: target, Envelope{Ack|Cancel}
+	framePart                       // member → edge: Envelope{Part}
+	frameTerminated                 // member → edge: target, why (uvarint)
+)
+
+// dataWriteTimeout bounds one write to another node: a node that takes no bytes
+// for that long is dropped, and its streams end.
+const dataWriteTimeout = 10 * time.Second
+
+// dataDialTimeout bounds a link's dial and handshake.
+const dataDialTimeout = 5 * time.Second
+
+// dataRetryAfter is how long, after a link to a node could not be made,
+// requests to it go through protoactor's remote before the data plane is
+// tried again.
+const dataRetryAfter = 10 * time.Second
+
+var (
+	errLinkClosed    = errors.New("data plane link closed")
+	errFrameTooLarge = errors.New("data plane frame too large")
+)
+
+// appendFrame appends a frame of typ for target, its body written by body.
+func appendFrame(b []byte, typ byte, target string, body func([]byte) ([]byte, error)) ([]byte, error) {
+	start := len(b)
+	b = append(b, 0, 0, 0, 0, typ)
+	b = binary.AppendUvarint(b, uint64(len(target)))
+	b = append(b, target...)
+	b, err := body(b)
+	if err != nil {
+		return b[:start], err
+	}
+	n := len(b) - start - 4
+	if n > maxWireMessage {
+		return b[:start], errFrameTooLarge
+	}
+	binary.BigEndian.PutUint32(b[start:], uint32(n))
+	return b, nil
+}
+
+func envelopeBody(env *envelope.Envelope) func([]byte) ([]byte, error) {
+	return func(b []byte) ([]byte, error) { return proto.MarshalOptions{}.MarshalAppend(b, env) }
+}
+
+// frameReader reads frames.
+type frameReader struct {
+	r   *bufio.Reader
+	buf []byte
+}
+
+func newFrameReader(conn net.Conn) *frameReader {
+	return &frameReader{r: bufio.NewReaderSize(conn, 64<<10)}
+}
+
+// maxKeptFrame bounds the buffer a reader or writer keeps between frames.
+const maxKeptFrame = 256 << 10
+
+// next returns the next frame. Its body is valid until the next call.
+func (fr *frameReader) next() (typ byte, target string, body []byte, err error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(fr.r, hdr[:]); err != nil {
+		return 0, "", nil, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if n < 2 || n > maxWireMessage {
+		return 0, "", nil, fmt.Errorf("data plane frame of %d bytes", n)
+	}
+	if cap(fr.buf) < int(n) || cap(fr.buf) > maxKeptFrame {
+		fr.buf = make([]byte, n)
+	}
+	b := fr.buf[:n]
+	if _, err := io.ReadFull(fr.r, b); err != nil {
+		return 0, "", nil, err
+	}
+	typ, b = b[0], b[1:]
+	l, k := binary.Uvarint(b)
+	if k <= 0 || l > uint64(len(b)-k) {
+		return 0, "", nil, errors.New("data plane frame: bad target")
+	}
+	return typ, string(b[k : k+int(l)]), b[k+int(l):], nil
+}
+
+// frameWriter writes frames to a connection. Whoever writes when no write
+// is under way writes its frame at once, and then what others appended
+// meanwhile: a frame waits for no goroutine of its own, and under load
+// frames share system calls. The first error is kept: every later write
+// fails with it, and onError (which closes the connection) runs once.
+type frameWriter struct {
+	conn    net.Conn
+	onError func(error)
+
+	mu       sync.Mutex
+	buf      []byte // frames waiting
+	spare    []byte
+	flushing bool
+	err      error
+}
+
+func (w *frameWriter) write(typ byte, target string, body func([]byte) ([]byte, error)) error {
+	w.mu.Lock()
+	if w.err != nil {
+		err := w.err
+		w.mu.Unlock()
+		return err
+	}
+	var err error
+	if w.buf, err = appendFrame(w.buf, typ, target, body); err != nil {
+		w.mu.Unlock()
+		return err
+	}
+	if w.flushing {
+		w.mu.Unlock()
+		return nil
+	}
+	w.flushing = true
+	failed := false
+	for len(w.buf) > 0 && w.err == nil {
+		out := w.buf
+		w.buf = w.spare[:0]
+		w.mu.Unlock()
+		w.conn.SetWriteDeadline(time.Now().Add(dataWriteTimeout))
+		_, err := w.conn.Write(out)
+		w.mu.Lock()
+		w.spare = nil
+		if cap(out) <= maxKeptFrame {
+			w.spare = out[:0]
+		}
+		if err != nil {
+			w.err, failed = err, true
+		}
+	}
+	w.flushing = false
+	err = w.err
+	w.mu.Unlock()
+	if failed && w.onError != nil {
+		w.onError(err)
+	}
+	return err
+}
+
+// fail makes every later write fail with err.
+func (w *frameWriter) fail(err error) {
+	w.mu.Lock()
+	if w.err == nil {
+		w.err = err
+	}
+	w.mu.Unlock()
+}
+
+// dataPlane is a node's links (as an edge) and peers (as a member).
+type dataPlane struct {
+	node   *Node
+	tls    *TLS
+	logger *slog.Logger
+
+	mu      sync.Mutex
+	links   map[string]*link     // by the member's cluster address
+	refused map[string]time.Time // addresses whose link failed, until when protoactor's remote is used
+	peers   map[*edgePeer]struct{}
+	stopped bool
+	nextID  atomic.Uint64
+}
+
+func newDataPlane(n *Node, t *TLS, logger *slog.Logger) *dataPlane {
+	return &dataPlane{node: n, tls: t, logger: logger, links: map[string]*link{}, refused: map[string]time.Time{}, peers: map[*edgePeer]struct{}{}}
+}
+
+// linkTo returns the link to the node at addr, dialling it if needed, or
+// nil if requests to addr go through protoactor's remote (this node
+// itself, no data plane, or a node that has none).
+func (n *Node) linkTo(ctx context.Context, addr string) (*link, error) {
+	d := n.data
+	if d == nil || addr == n.System.Address() {
+		return nil, nil
+	}
+	d.mu.Lock()
+	if d.stopped {
+		d.mu.Unlock()
+		return nil, nil
+	}
+	l := d.links[addr]
+	if l == nil {
+		if until, ok := d.refused[addr]; ok {
+			if time.Now().Before(until) {
+				d.mu.Unlock()
+				return nil, nil
+			}
+			delete(d.refused, addr)
+		}
+		l = d.newLink(addr)
+		d.links[addr] = l
+	}
+	d.mu.Unlock()
+	select {
+	case <-l.ready:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if l.err != nil {
+		return nil, nil
+	}
+	return l, nil
+}
+
+// newLink starts dialling a link to addr.
+func (d *dataPlane) newLink(addr string) *link {
+	l := &link{data: d, addr: addr, ready: make(chan struct{}), streamTable: newStreamTable()}
+	l.dialing, l.cancelDial = context.WithTimeout(context.Background(), dataDialTimeout)
+	go l.dial()
+	return l
+}
+
+// drop forgets l, if it is still the link to its address.
+func (d *dataPlane) drop(l *link) {
+	d.mu.Lock()
+	if d.links[l.addr] == l {
+		delete(d.links, l.addr)
+	}
+	d.mu.Unlock()
+}
+
+// left closes the links to and the peers of nodes that left the cluster.
+func (d *dataPlane) left(gone map[string]bool) {
+	d.mu.Lock()
+	var links []*link
+	for addr, l := range d.links {
+		if gone[addr] {
+			links = append(links, l)
+		}
+	}
+	var peers []*edgePeer
+	for p := range d.peers {
+		if gone[p.edge.Load().(string)] {
+			peers = append(peers, p)
+		}
+	}
+	d.mu.Unlock()
+	for _, l := range links {
+		l.close(errors.New("the node left the cluster"))
+	}
+	for _, p := range peers {
+		p.close(errors.New("the node left the cluster"))
+	}
+}
+
+// stop closes every link and edgePeer, and makes no new one.
+func (d *dataPlane) stop() {
+	d.mu.Lock()
+	d.stopped = true
+	links := make([]*link, 0, len(d.links))
+	for _, l := range d.links {
+		links = append(links, l)
+	}
+	peers := make([]*edgePeer, 0, len(d.peers))
+	for p := range d.peers {
+		peers = append(peers, p)
+	}
+	d.mu.Unlock()
+	for _, l := range links {
+		l.close(errors.New("node stopping"))
+	}
+	for _, p := range peers {
+		p.close(errors.New("node stopping"))
+	}
+}
+
+// link is an edge's connection to a member: a route of streams.
+type link struct {
+	data  *dataPlane
+	addr  string
+	ready chan struct{} // closed once dialled (conn, w set) or failed (err set)
+	// dialing is the dial's context, cancelled by close.
+	dialing    context.Context
+	cancelDial context.CancelFunc
+	err        error
+	conn       net.Conn
+	w          *frameWriter
+
+	streamTable
+	closed bool // guarded by streamTable.mu
+}
+
+func (l *link) dial() {
+	defer close(l.ready)
+	n := l.data.node
+	cfg := l.data.tls.ClientConfig()
+	cfg.NextProtos = []string{dataALPN}
+	dialer := &tls.Dialer{NetDialer: &net.Dialer{}, Config: cfg}
+	defer l.cancelDial()
+	conn, err := dialer.DialContext(l.dialing, "tcp", l.addr)
+	if err == nil && conn.(*tls.Conn).ConnectionState().NegotiatedProtocol != dataALPN {
+		conn.Close()
+		err = errors.New("the node does not offer the data plane")
+	}
+	if err == nil {
+		l.conn = conn
+		l.w = &frameWriter{conn: conn, onError: l.close}
+		err = l.w.write(frameHello, n.System.Address(), func(b []byte) ([]byte, error) { return b, nil })
+	}
+	if err != nil {
+		l.err = err
+		d := l.data
+		d.mu.Lock()
+		if d.links[l.addr] == l {
+			delete(d.links, l.addr)
+			d.refused[l.addr] = time.Now().Add(dataRetryAfter)
+		}
+		d.mu.Unlock()
+		l.data.logger.Warn("data plane: no link to a node; its requests go through protoactor's remote for now",
+			"peer", l.addr, "retry_in", dataRetryAfter, "err", err)
+		return
+	}
+	l.data.logger.Info("data plane: linked to a node", "peer", l.addr)
+	go l.read()
+}
+
+// open registers a stream for req and sends req to target.
+func (l *link) open(kind, identity string, target *actor.PID, req *envelope.Request) (*Stream, error) {
+	s := newStream(l, l.data.logger, target, req)
+	l.mu.Lock()
+	closed := l.closed
+	l.mu.Unlock()
+	if closed {
+		return nil, errLinkClosed
+	}
+	if _, err := l.add(s, kind, identity); err != nil {
+		return nil, err
+	}
+	// A link that closes from here on ends s (close).
+	l.mu.Lock()
+	closed = l.closed
+	l.mu.Unlock()
+	if closed {
+		l.unregister(s)
+		return nil, errLinkClosed
+	}
+	if err := l.w.write(frameRequest, target.Id, envelopeBody(&envelope.Envelope{Body: &envelope.Envelope_Request{Request: req}})); err != nil {
+		if errors.Is(err, errFrameTooLarge) {
+			l.unregister(s)
+			return nil, err
+		}
+		// The connection failed: close ends s (ErrActorGone).
+	}
+	return s, nil
+}
+
+func (l *link) send(target *actor.PID, env *envelope.Envelope) {
+	l.w.write(frameSend, target.Id, envelopeBody(env))
+}
+
+// read delivers what the member sends until the connection ends.
+func (l *link) read() {
+	fr := newFrameReader(l.conn)
+	for {
+		typ, target, body, err := fr.next()
+		if err != nil {
+			l.close(err)
+			return
+		}
+		switch typ {
+		case framePart:
+			var env envelope.Envelope
+			if err := proto.Unmarshal(body, &env); err != nil || env.GetPart() == nil {
+				l.close(fmt.Errorf("data plane: a part that is not one: %v", err))
+				return
+			}
+			l.deliver(env.GetPart())
+		case frameTerminated:
+			why, k := binary.Uvarint(body)
+			if k <= 0 {
+				l.close(errors.New("data plane: a Terminated without its reason"))
+				return
+			}
+			w := l.ended(pidKey{l.addr, target}, actor.TerminatedReason(why))
+			if w != nil {
+				l.data.node.forget(w.kind, w.identity, w.pid)
+			}
+		default:
+			l.close(fmt.Errorf("data plane: frame of type %d from a member", typ))
+			return
+		}
+	}
+}
+
+// close ends the link: every stream on it ends as if its actor terminated
+// (it may have served the request), and the next request dials anew.
+func (l *link) close(err error) {
+	l.cancelDial()
+	<-l.ready
+	if l.err != nil {
+		return // never made
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	l.closed = true
+	l.mu.Unlock()
+	l.w.fail(errLinkClosed)
+	l.conn.Close()
+	l.data.drop(l)
+	n := l.data.node
+	for _, w := range l.endAll(actor.TerminatedReason_AddressTerminated) {
+		n.forget(w.kind, w.identity, w.pid)
+	}
+	if !errors.Is(err, net.ErrClosed) {
+		l.data.logger.Info("data plane: link to a node closed", "peer", l.addr, "err", err)
+	}
+}
+
+// edgePeer is a member's end of an edge's connection: a protoactor Process that
+// is the sender of the requests it delivers, so that what the actors send
+// it goes out as frames.
+type edgePeer struct {
+	data *dataPlane
+	conn net.Conn
+	w    *frameWriter
+	pid  *actor.PID
+	edge atomic.Value // string: the edge's cluster address, from its hello
+
+	mu       sync.Mutex
+	watched  map[string]struct{}   // local actors this edgePeer watches, by PID id
+	watchers map[pidKey]*actor.PID // actors that watch this edgePeer
+	closed   bool
+}
+
+var _ actor.Process = (*edgePeer)(nil)
+
+// serve takes a connection the cluster listener dispatched to the data
+// plane, and reads it until it ends.
+func (d *dataPlane) serve(conn net.Conn) {
+	n := d.node
+	p := &edgePeer{data: d, conn: conn, watched: map[string]struct{}{}, watchers: map[pidKey]*actor.PID{}}
+	p.edge.Store("")
+	p.w = &frameWriter{conn: conn, onError: p.close}
+	d.mu.Lock()
+	if d.stopped {
+		d.mu.Unlock()
+		conn.Close()
+		return
+	}
+	pid, ok := n.System.ProcessRegistry.Add(p, "pingmcp-data-"+strconv.FormatUint(d.nextID.Add(1), 10))
+	if !ok {
+		d.mu.Unlock()
+		conn.Close()
+		return
+	}
+	p.pid = pid
+	d.peers[p] = struct{}{}
+	d.mu.Unlock()
+	go p.read()
+}
+
+func (p *edgePeer) read() {
+	n := p.data.node
+	system := n.System
+	fr := newFrameReader(p.conn)
+	hello := false
+	for {
+		typ, target, body, err := fr.next()
+		if err != nil {
+			p.close(err)
+			return
+		}
+		if !hello {
+			if typ != frameHello || target == "" {
+				p.close(fmt.Errorf("data plane: first frame of type %d, not a hello", typ))
+				return
+			}
+			p.edge.Store(target)
+			hello = true
+			continue
+		}
+		var env envelope.Envelope
+		if typ != frameRequest && typ != frameSend {
+			p.close(fmt.Errorf("data plane: frame of type %d from an edge", typ))
+			return
+		}
+		if err := proto.Unmarshal(body, &env); err != nil {
+			p.close(fmt.Errorf("data plane: an envelope that does not decode: %w", err))
+			return
+		}
+		to := actor.NewPID(system.Address(), target)
+		switch {
+		case typ == frameRequest && env.GetRequest() != nil:
+			p.mu.Lock()
+			_, seen := p.watched[target]
+			if !seen {
+				p.watched[target] = struct{}{}
+			}
+			p.mu.Unlock()
+			if !seen {
+				// A target that is gone comes back as Terminated
+				// (NotFound) at once: the edge asks the cluster again.
+				proc, _ := system.ProcessRegistry.Get(to)
+				proc.SendSystemMessage(to, &actor.Watch{Watcher: p.pid})
+			}
+			system.Root.RequestWithCustomSender(to, &env, p.pid)
+		case typ == frameSend && (env.GetAck() != nil || env.GetCancel() != nil):
+			system.Root.Send(to, &env)
+		default:
+			p.close(errors.New("data plane: an envelope of a kind the data plane does not carry"))
+			return
+		}
+	}
+}
+
+// SendUserMessage sends an actor's response part to the edge.
+func (p *edgePeer) SendUserMessage(_ *actor.PID, message any) {
+	_, msg, _ := actor.UnwrapEnvelope(message)
+	env, ok := msg.(*envelope.Envelope)
+	if !ok || env.GetPart() == nil {
+		return // a DeadLetterResponse: the Watch reports the target gone
+	}
+	p.w.write(framePart, "", envelopeBody(env))
+}
+
+// SendSystemMessage tells the edge that a watched actor terminated, and
+// keeps who watches the edgePeer.
+func (p *edgePeer) SendSystemMessage(_ *actor.PID, message any) {
+	switch m := message.(type) {
+	case *actor.Terminated:
+		if m.Who == nil {
+			return
+		}
+		p.mu.Lock()
+		delete(p.watched, m.Who.Id)
+		p.mu.Unlock()
+		p.w.write(frameTerminated, m.Who.Id, func(b []byte) ([]byte, error) { return binary.AppendUvarint(b, uint64(m.Why)), nil })
+	case *actor.Watch:
+		if m.Watcher == nil {
+			return
+		}
+		p.mu.Lock()
+		closed := p.closed
+		if !closed {
+			p.watchers[keyOf(m.Watcher)] = m.Watcher
+		}
+		p.mu.Unlock()
+		if closed {
+			p.terminate(m.Watcher)
+		}
+	case *actor.Unwatch:
+		if m.Watcher != nil {
+			p.mu.Lock()
+			delete(p.watchers, keyOf(m.Watcher))
+			p.mu.Unlock()
+		}
+	}
+}
+
+// Stop is a no-op: the edgePeer lives as long as its connection.
+func (p *edgePeer) Stop(*actor.PID) {}
+
+func (p *edgePeer) terminate(watcher *actor.PID) {
+	system := p.data.node.System
+	proc, _ := system.ProcessRegistry.Get(watcher)
+	proc.SendSystemMessage(watcher, &actor.Terminated{Who: p.pid, Why: actor.TerminatedReason_AddressTerminated})
+}
+
+// close ends the peer: the actors that watch it learn that it terminated,
+// and cancel what it forwarded.
+func (p *edgePeer) close(err error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	watchers := p.watchers
+	p.watchers = nil
+	p.mu.Unlock()
+	p.w.fail(errLinkClosed)
+	p.conn.Close()
+	d := p.data
+	d.node.System.ProcessRegistry.Remove(p.pid)
+	d.mu.Lock()
+	delete(d.peers, p)
+	d.mu.Unlock()
+	for _, w := range watchers {
+		p.terminate(w)
+	}
+	if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		d.logger.Info("data plane: connection of a node closed", "peer", p.edge.Load(), "err", err)
+	}
+}
