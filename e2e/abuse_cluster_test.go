@@ -208,6 +208,11 @@ func TestAbuseClusterPortInsecureControl(t *testing.T) {
 			t.Errorf("rogue %s against a plaintext cluster: %+v; want the tool's answer (the rogue must work for its refusals to mean anything)", mode, r)
 		}
 	}
+	// Without TLS there is no data plane: b's requests went through
+	// protoactor's remote.
+	if b.logged("data plane") {
+		t.Errorf("%s used a data plane without TLS", b.name)
+	}
 }
 
 // A multi-node cluster without TLS does not start, on loopback too, and

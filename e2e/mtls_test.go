@@ -135,6 +135,15 @@ func TestMTLSCluster(t *testing.T) {
 		}
 	}
 
+	// Those requests and their answers crossed on the data plane (one
+	// connection per node pair, the same mutual TLS), not protoactor's
+	// remote.
+	for _, n := range []*node{a, b} {
+		if !n.logged(`"msg":"data plane: linked to a node"`) || n.logged(`"msg":"data plane: no link to a node`) {
+			t.Errorf("%s forwarded requests without the data plane", n.name)
+		}
+	}
+
 	// a refuses each rogue at every attempt (each retries every 2 s):
 	// twice each is proof they tried after membership had settled.
 	a.awaitRefusals(t, ctx, "certificate signed by unknown authority", 2)
