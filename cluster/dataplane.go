@@ -73,9 +73,16 @@ const (
 	frameTerminated                 // member → edge: target, why (uvarint)
 )
 
-// dataWriteTimeout bounds one write to another node: a node that takes no bytes
-// for that long is dropped, and its streams end.
-const dataWriteTimeout = 10 * time.Second
+// dataWriteTimeout bounds one write to another node: a node that takes no
+// bytes for that long is dropped, and its streams end.
+var dataWriteTimeout = 10 * time.Second
+
+// maxPendingFrames bounds the bytes of frames waiting for a write under way
+// to a node: beyond it the node is dropped as if a write had failed, rather
+// than its frames kept without bound while it reads nothing.
+var maxPendingFrames = 64 << 20
+
+var errTooMuchPending = errors.New("data plane: the node reads too slowly")
 
 // dataDialTimeout bounds a link's dial and handshake.
 const dataDialTimeout = 5 * time.Second
@@ -179,8 +186,14 @@ func (w *frameWriter) write(typ byte, target string, body func([]byte) ([]byte, 
 		return err
 	}
 	if w.flushing {
+		if len(w.buf) <= maxPendingFrames {
+			w.mu.Unlock()
+			return nil
+		}
+		w.err = errTooMuchPending
 		w.mu.Unlock()
-		return nil
+		w.conn.Close() // ends the write under way, whose writer reports it
+		return errTooMuchPending
 	}
 	w.flushing = true
 	failed := false
@@ -298,6 +311,11 @@ func (d *dataPlane) left(gone map[string]bool) {
 			links = append(links, l)
 		}
 	}
+	for addr := range d.refused {
+		if gone[addr] {
+			delete(d.refused, addr)
+		}
+	}
 	var peers []*edgePeer
 	for p := range d.peers {
 		if gone[p.edge.Load().(string)] {
@@ -363,9 +381,17 @@ func (l *link) dial() {
 		err = errors.New("the node does not offer the data plane")
 	}
 	if err == nil {
+		// The hello first, before the link is handed out (a failed write
+		// of the frameWriter closes the link, which waits for the dial).
+		hello, _ := appendFrame(nil, frameHello, n.System.Address(), func(b []byte) ([]byte, error) { return b, nil })
+		conn.SetWriteDeadline(time.Now().Add(dataWriteTimeout))
+		if _, err = conn.Write(hello); err != nil {
+			conn.Close()
+		}
+	}
+	if err == nil {
 		l.conn = conn
 		l.w = &frameWriter{conn: conn, onError: l.close}
-		err = l.w.write(frameHello, n.System.Address(), func(b []byte) ([]byte, error) { return b, nil })
 	}
 	if err != nil {
 		l.err = err

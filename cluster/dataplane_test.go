@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -439,4 +440,61 @@ func TestDataPlaneFallsBack(t *testing.T) {
 	if l, err := n.linkTo(ctx, n.Address()); l != nil || err != nil {
 		t.Errorf("a link to the node itself: %v, %v", l, err)
 	}
+}
+
+// A node that reads nothing is dropped: a write waits at most
+// dataWriteTimeout, frames pile up to maxPendingFrames at most, and every
+// later write fails at once; the connection's owner hears of it once.
+func TestFrameWriterBounded(t *testing.T) {
+	defer func(d time.Duration, m int) { dataWriteTimeout, maxPendingFrames = d, m }(dataWriteTimeout, maxPendingFrames)
+	dataWriteTimeout, maxPendingFrames = time.Hour, 1<<10
+	pipe, other := net.Pipe() // nobody reads other
+	defer other.Close()
+	conn := &enteredConn{Conn: pipe, entered: make(chan struct{}, 1)}
+	failed := make(chan error, 4)
+	w := &frameWriter{conn: conn, onError: func(err error) { failed <- err }}
+	body := func(b []byte) ([]byte, error) { return append(b, make([]byte, 300)...), nil }
+	first := make(chan error, 1)
+	go func() { first <- w.write(framePart, "", body) }() // blocks: nobody reads
+	<-conn.entered
+	// The others pile up behind it until the bound.
+	var err error
+	for i := 0; i < 100 && err == nil; i++ {
+		err = w.write(framePart, "", body)
+	}
+	if !errors.Is(err, errTooMuchPending) {
+		t.Fatalf("frames piled up without bound: %v", err)
+	}
+	if err := <-first; err == nil {
+		t.Error("the write under way succeeded on a closed connection")
+	}
+	if err := w.write(framePart, "", body); err == nil {
+		t.Error("a write after the failure succeeded")
+	}
+	if len(failed) != 1 {
+		t.Errorf("the owner heard of the failure %d times, want once", len(failed))
+	}
+
+	// A write that waits past dataWriteTimeout fails the same way.
+	dataWriteTimeout = 50 * time.Millisecond
+	pipe, other = net.Pipe()
+	defer other.Close()
+	w = &frameWriter{conn: pipe, onError: func(err error) { failed <- err }}
+	if err := w.write(framePart, "", body); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("a write nobody read: %v, want a timeout", err)
+	}
+}
+
+// enteredConn tells when a write to it began.
+type enteredConn struct {
+	net.Conn
+	entered chan struct{}
+}
+
+func (c *enteredConn) Write(b []byte) (int, error) {
+	select {
+	case c.entered <- struct{}{}:
+	default:
+	}
+	return c.Conn.Write(b)
 }
