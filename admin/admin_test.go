@@ -271,3 +271,35 @@ func TestAnonymousRefusalsThrottled(t *testing.T) {
 		}
 	})
 }
+
+// An API that serves no cluster node (an embedder's) lists no node and
+// drains none, rather than failing.
+func TestNodesWithoutANode(t *testing.T) {
+	const token = "static-admin-token-0123456789"
+	h, err := Handler(Options{Token: token, Stores: state.MemoryStores(time.Minute), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	for _, tc := range []struct {
+		method, path string
+		status       int
+		body         string
+	}{
+		{http.MethodGet, "/admin/v1/nodes", http.StatusOK, `{"nodes":[]}`},
+		{http.MethodPost, "/admin/v1/nodes/127.0.0.1:7000/drain", http.StatusNotFound, "no such node"},
+	} {
+		req, _ := http.NewRequest(tc.method, srv.URL+tc.path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || !strings.Contains(string(body), tc.body) {
+			t.Errorf("%s %s: %d %s; want %d with %s", tc.method, tc.path, resp.StatusCode, body, tc.status, tc.body)
+		}
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	clusterpkg "github.com/asynkron/protoactor-go/cluster"
+
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/state"
@@ -57,10 +59,19 @@ func (a *api) ask(ctx context.Context, within time.Duration, addrs []string, q f
 }
 
 // memberAddrs are the addresses of the cluster's members now.
-func (a *api) memberAddrs() []string { return cluster.Addresses(a.opts.Node.Members()) }
+func (a *api) memberAddrs() []string { return cluster.Addresses(a.members()) }
+
+// members are the cluster's members now: none when the API serves no node
+// (an embedder's, a test's).
+func (a *api) members() []*clusterpkg.Member {
+	if a.opts.Node == nil {
+		return nil
+	}
+	return a.opts.Node.Members()
+}
 
 func (a *api) listNodes(w http.ResponseWriter, r *http.Request) {
-	members := a.opts.Node.Members()
+	members := a.members()
 	answers, errs := a.ask(r.Context(), nodeTimeout, cluster.Addresses(members), func(string) *envelope.NodeQuery { return &envelope.NodeQuery{} })
 	out := []NodeInfo{}
 	for _, m := range members {
