@@ -11,6 +11,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/metrics"
 )
 
 // DefaultWindow is how many response parts an actor may send ahead of the
@@ -166,6 +167,9 @@ func (n *Node) open(ctx context.Context, kind, identity string, target *actor.PI
 		}
 		s, err := l.open(kind, identity, target, req)
 		if !errors.Is(err, errLinkClosed) {
+			if err == nil {
+				metrics.Forwarded.WithLabelValues("data_plane").Inc()
+			}
 			return s, err
 		}
 		// The link closed since it was handed out: a new one, once.
@@ -175,6 +179,11 @@ func (n *Node) open(ctx context.Context, kind, identity string, target *actor.PI
 		return nil, err
 	}
 	n.System.Root.RequestWithCustomSender(target, &envelope.Envelope{Body: &envelope.Envelope_Request{Request: req}}, n.replies.pid)
+	route := "remote"
+	if target.Address == n.System.Address() {
+		route = "local"
+	}
+	metrics.Forwarded.WithLabelValues(route).Inc()
 	return s, nil
 }
 

@@ -210,7 +210,8 @@ func TestAbuseClusterPortInsecureControl(t *testing.T) {
 	}
 	// Without TLS there is no data plane: b's requests went through
 	// protoactor's remote.
-	if b.logged("data plane") {
+	if b.logged("data plane") || b.metric(ctx, `pingmcp_forwarded_requests_total{route="data_plane"}`) != 0 ||
+		b.metric(ctx, `pingmcp_forwarded_requests_total{route="remote"}`) == 0 {
 		t.Errorf("%s used a data plane without TLS", b.name)
 	}
 }

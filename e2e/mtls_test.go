@@ -142,6 +142,11 @@ func TestMTLSCluster(t *testing.T) {
 		if !n.logged(`"msg":"data plane: linked to a node"`) || n.logged(`"msg":"data plane: no link to a node`) {
 			t.Errorf("%s forwarded requests without the data plane", n.name)
 		}
+		crossed := n.metric(ctx, `pingmcp_forwarded_requests_total{route="data_plane"}`)
+		remote := n.metric(ctx, `pingmcp_forwarded_requests_total{route="remote"}`)
+		if crossed == 0 || remote != 0 {
+			t.Errorf("%s forwarded %v requests on the data plane and %v through protoactor's remote; want some, and none", n.name, crossed, remote)
+		}
 	}
 
 	// a refuses each rogue at every attempt (each retries every 2 s):

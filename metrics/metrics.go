@@ -56,6 +56,13 @@ var (
 	StreamsEnded = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pingmcp_streams_ended_total", Help: "SSE streams the edge ended itself, by reason (token_expired, silent); their clients resume them.",
 	}, []string{"reason"}))
+	// Forwarded counts the requests the edge sent to an actor, by route:
+	// local (the actor is on this node), data_plane (another node, on the
+	// data plane's connection), remote (another node, through protoactor's
+	// remote: no TLS, or a node that does not offer the data plane).
+	Forwarded = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pingmcp_forwarded_requests_total", Help: "Requests the edge sent to an actor, by route: local (this node), data_plane (another node, on its data-plane connection), remote (another node, through protoactor's remote).",
+	}, []string{"route"}))
 	// StoreErrors counts failed writes to the session store, by kind.
 	StoreErrors = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pingmcp_store_errors_total", Help: "Session store operations that failed (they are retried), by kind.",
