@@ -247,7 +247,15 @@ type Memory struct {
 	// ended (what may go).
 	kept  map[string][]string
 	ended map[string]bool
+	// swept is when sweepLocked last walked every task.
+	swept time.Time
 }
+
+// memorySweepEvery is how often, at most, the memory store walks all its
+// tasks to drop the expired ones: between walks, what reads a task checks
+// its expiry, and an owner's tasks are found through its kept ids, so that
+// an operation costs what its owner has, not what the node has.
+const memorySweepEvery = time.Second
 
 func memKey(owner, id string) string { return owner + "\x00" + id }
 
@@ -284,7 +292,7 @@ func (m *Memory) Create(_ context.Context, t *Task) error {
 func (m *Memory) keepLocked(owner string, ids []string) {
 	out := ids[:0]
 	for _, id := range ids {
-		if _, ok := m.m[memKey(owner, id)]; ok {
+		if _, ok := m.getLocked(memKey(owner, id)); ok {
 			out = append(out, id)
 		}
 	}
@@ -329,6 +337,10 @@ func (m *Memory) getLocked(k string) ([]byte, bool) {
 // and the kept ids of the owners they were of.
 func (m *Memory) sweepLocked() {
 	now := time.Now()
+	if now.Sub(m.swept) < memorySweepEvery {
+		return
+	}
+	m.swept = now
 	var owners []string
 	for k, e := range m.exp {
 		if now.After(e) {
@@ -387,9 +399,9 @@ func (m *Memory) Leases(_ context.Context, owner string) (map[string]time.Time, 
 	defer m.mu.Unlock()
 	m.sweepLocked()
 	out := map[string]time.Time{}
-	for k, b := range m.m {
-		o, id, _ := strings.Cut(k, "\x00")
-		if o != owner {
+	for _, id := range m.kept[owner] {
+		b, ok := m.getLocked(memKey(owner, id))
+		if !ok {
 			continue
 		}
 		if t, err := open(m.Sealer, owner, id, b); err == nil && leased(t) {
@@ -410,12 +422,22 @@ func (m *Memory) List(_ context.Context, owner, cursor string, limit int) ([]*Ta
 	}
 	m.mu.Lock()
 	m.sweepLocked()
-	keys := make([]string, 0, len(m.m))
-	for k := range m.m {
-		if o, _, _ := strings.Cut(k, "\x00"); k > after && (owner == "" || o == owner) {
-			keys = append(keys, k)
+	var keys []string
+	if owner != "" {
+		for _, id := range m.kept[owner] {
+			if k := memKey(owner, id); k > after {
+				keys = append(keys, k)
+			}
+		}
+	} else {
+		keys = make([]string, 0, len(m.m))
+		for k := range m.m {
+			if k > after {
+				keys = append(keys, k)
+			}
 		}
 	}
+	keys = slices.DeleteFunc(keys, func(k string) bool { _, ok := m.getLocked(k); return !ok })
 	slices.Sort(keys)
 	next := ""
 	if len(keys) > limit {

@@ -384,3 +384,41 @@ func TestRedisKeptIgnoresExpired(t *testing.T) {
 		t.Fatalf("alice keeps %d tasks (%v), want %d", len(page), err, MaxKeptPerOwner)
 	}
 }
+
+// Between its walks over every task (at most one a second), the memory
+// store still gives no expired task: Get, Leases and List check each
+// one's expiry, and find an owner's through its kept ids, not through
+// every task of the node.
+func TestMemoryExpiredBetweenSweeps(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := &Memory{}
+		ctx := context.Background()
+		now := time.Now()
+		for i, ttl := range []time.Duration{time.Millisecond, time.Hour} {
+			task := &Task{ID: fmt.Sprintf("t%d", i), Owner: "alice", Status: "working", Runner: "n/a", LeaseUntil: now.Add(time.Hour),
+				CreatedAt: now, UpdatedAt: now, TTL: ttl}
+			if err := m.Create(ctx, task); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := m.Create(ctx, &Task{ID: "b", Owner: "bob", Status: "working", CreatedAt: now, UpdatedAt: now, TTL: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond) // t0 expired; no sweep is due yet
+		leases, err := m.Leases(ctx, "alice")
+		if err != nil || len(leases) != 1 || leases["t1"].IsZero() {
+			t.Errorf("leases %v, %v; want t1's only", leases, err)
+		}
+		tasks, _, err := m.List(ctx, "alice", "", 10)
+		if err != nil || len(tasks) != 1 || tasks[0].ID != "t1" {
+			t.Errorf("alice's tasks %v, %v; want t1 only", tasks, err)
+		}
+		all, _, err := m.List(ctx, "", "", 10)
+		if err != nil || len(all) != 2 {
+			t.Errorf("all tasks: %d, %v; want t1 and b", len(all), err)
+		}
+		if got, err := m.Get(ctx, "alice", "t0"); got != nil || err != nil {
+			t.Errorf("an expired task: %v, %v", got, err)
+		}
+	})
+}
