@@ -78,11 +78,11 @@ const (
 var dataWriteTimeout = 10 * time.Second
 
 // maxPendingFrames bounds the bytes of frames waiting for a write under way
-// to a node: beyond it the node is dropped as if a write had failed, rather
-// than its frames kept without bound while it reads nothing.
-var maxPendingFrames = 64 << 20
+// to a node: beyond it, those who have more wait for room (frameWriter).
+var maxPendingFrames = 16 << 20
 
-var errTooMuchPending = errors.New("data plane: the node reads too slowly")
+// maxFrame bounds a frame, as gRPC's limit bounds a batch of protoactor's.
+var maxFrame = maxWireMessage
 
 // dataDialTimeout bounds a link's dial and handshake.
 const dataDialTimeout = 5 * time.Second
@@ -108,7 +108,7 @@ func appendFrame(b []byte, typ byte, target string, body func([]byte) ([]byte, e
 		return b[:start], err
 	}
 	n := len(b) - start - 4
-	if n > maxWireMessage {
+	if n > maxFrame {
 		return b[:start], errFrameTooLarge
 	}
 	binary.BigEndian.PutUint32(b[start:], uint32(n))
@@ -139,7 +139,7 @@ func (fr *frameReader) next() (typ byte, target string, body []byte, err error) 
 		return 0, "", nil, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
-	if n < 2 || n > maxWireMessage {
+	if n < 2 || n > uint32(maxFrame) {
 		return 0, "", nil, fmt.Errorf("data plane frame of %d bytes", n)
 	}
 	if cap(fr.buf) < int(n) || cap(fr.buf) > maxKeptFrame {
@@ -158,23 +158,49 @@ func (fr *frameReader) next() (typ byte, target string, body []byte, err error) 
 }
 
 // frameWriter writes frames to a connection. Whoever writes when no write
-// is under way writes its frame at once, and then what others appended
-// meanwhile: a frame waits for no goroutine of its own, and under load
-// frames share system calls. The first error is kept: every later write
-// fails with it, and onError (which closes the connection) runs once.
+// is under way writes what is waiting, its own frame included, at once: a
+// frame waits for no goroutine of its own. Frames appended meanwhile go
+// out together after it, written by the writer's own goroutine (run), so
+// that no caller keeps writing others' frames for as long as they come.
+// Beyond maxPendingFrames waiting bytes a caller waits for room: a node
+// reading steadily but slowly slows its senders, it is not dropped. Each
+// chunk of a write has dataWriteTimeout: a node that takes nothing for that
+// long is dropped. The first error is kept: a frame written after it is
+// not queued (write says so), and onError (which closes the connection)
+// runs once.
 type frameWriter struct {
 	conn    net.Conn
 	onError func(error)
 
 	mu       sync.Mutex
-	buf      []byte // frames waiting
+	room     sync.Cond     // broadcast when waiting frames were taken, or on an error
+	kick     chan struct{} // hands the waiting frames to run
+	done     chan struct{} // closed by fail: run ends
+	buf      []byte        // frames waiting
 	spare    []byte
-	flushing bool
+	flushing bool // a write is under way, or run has the frames
 	err      error
 }
 
+func newFrameWriter(conn net.Conn, onError func(error)) *frameWriter {
+	w := &frameWriter{conn: conn, onError: onError, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	w.room.L = &w.mu
+	go w.run()
+	return w
+}
+
+// maxWriteChunk bounds what one system write (and its deadline) carries.
+const maxWriteChunk = 1 << 20
+
+// write queues a frame of typ for target, its body written by body, and
+// writes it unless a write is under way. An error means the frame was not
+// queued: the connection had already failed (errLinkClosed or the
+// failure), or the frame is too large.
 func (w *frameWriter) write(typ byte, target string, body func([]byte) ([]byte, error)) error {
 	w.mu.Lock()
+	for w.err == nil && w.flushing && len(w.buf) > maxPendingFrames {
+		w.room.Wait()
+	}
 	if w.err != nil {
 		err := w.err
 		w.mu.Unlock()
@@ -186,46 +212,84 @@ func (w *frameWriter) write(typ byte, target string, body func([]byte) ([]byte, 
 		return err
 	}
 	if w.flushing {
-		if len(w.buf) <= maxPendingFrames {
-			w.mu.Unlock()
-			return nil
-		}
-		w.err = errTooMuchPending
 		w.mu.Unlock()
-		w.conn.Close() // ends the write under way, whose writer reports it
-		return errTooMuchPending
+		return nil
 	}
 	w.flushing = true
-	failed := false
-	for len(w.buf) > 0 && w.err == nil {
-		out := w.buf
-		w.buf = w.spare[:0]
-		w.mu.Unlock()
-		w.conn.SetWriteDeadline(time.Now().Add(dataWriteTimeout))
-		_, err := w.conn.Write(out)
-		w.mu.Lock()
-		w.spare = nil
-		if cap(out) <= maxKeptFrame {
-			w.spare = out[:0]
-		}
-		if err != nil {
-			w.err, failed = err, true
-		}
+	failed := w.flushLocked()
+	if len(w.buf) > 0 && w.err == nil {
+		w.kick <- struct{}{} // run takes what came meanwhile; flushing stays set
+	} else {
+		w.flushing = false
 	}
-	w.flushing = false
-	err = w.err
 	w.mu.Unlock()
-	if failed && w.onError != nil {
-		w.onError(err)
+	if failed != nil {
+		w.onError(failed)
 	}
+	return nil
+}
+
+// run writes the frames that came while a caller wrote, until the writer
+// fails.
+func (w *frameWriter) run() {
+	for {
+		select {
+		case <-w.kick:
+		case <-w.done:
+			return
+		}
+		w.mu.Lock()
+		var failed error
+		for len(w.buf) > 0 && w.err == nil && failed == nil {
+			failed = w.flushLocked()
+		}
+		w.flushing = false
+		w.mu.Unlock()
+		if failed != nil {
+			w.onError(failed)
+		}
+	}
+}
+
+// flushLocked writes the waiting frames, unlocking w.mu meanwhile, and
+// returns the error it failed with first (nil if the writer had already
+// failed, or did not).
+func (w *frameWriter) flushLocked() error {
+	out := w.buf
+	w.buf = w.spare[:0]
+	w.room.Broadcast()
+	w.mu.Unlock()
+	var err error
+	for rest := out; len(rest) > 0 && err == nil; {
+		n := min(len(rest), maxWriteChunk)
+		w.conn.SetWriteDeadline(time.Now().Add(dataWriteTimeout))
+		_, err = w.conn.Write(rest[:n])
+		rest = rest[n:]
+	}
+	w.mu.Lock()
+	w.spare = nil
+	if cap(out) <= maxKeptFrame {
+		w.spare = out[:0]
+	}
+	if err == nil || w.err != nil {
+		return nil
+	}
+	w.err = err
+	w.room.Broadcast()
 	return err
 }
 
-// fail makes every later write fail with err.
+// fail makes every later write fail with err, and ends run.
 func (w *frameWriter) fail(err error) {
 	w.mu.Lock()
 	if w.err == nil {
 		w.err = err
+		w.room.Broadcast()
+	}
+	select {
+	case <-w.done:
+	default:
+		close(w.done)
 	}
 	w.mu.Unlock()
 }
@@ -363,6 +427,7 @@ type link struct {
 	err        error
 	conn       net.Conn
 	w          *frameWriter
+	fr         *frameReader
 
 	streamTable
 	closed bool // guarded by streamTable.mu
@@ -370,9 +435,11 @@ type link struct {
 
 func (l *link) dial() {
 	defer close(l.ready)
-	n := l.data.node
 	cfg := l.data.tls.ClientConfig()
-	cfg.NextProtos = []string{dataALPN}
+	// gRPC's protocol too, second: a node without the data plane (an
+	// older version) then completes the handshake as for any peer, rather
+	// than refusing it as an unknown protocol, and the link closes it.
+	cfg.NextProtos = []string{dataALPN, "h2"}
 	dialer := &tls.Dialer{NetDialer: &net.Dialer{}, Config: cfg}
 	defer l.cancelDial()
 	conn, err := dialer.DialContext(l.dialing, "tcp", l.addr)
@@ -381,17 +448,19 @@ func (l *link) dial() {
 		err = errors.New("the node does not offer the data plane")
 	}
 	if err == nil {
-		// The hello first, before the link is handed out (a failed write
-		// of the frameWriter closes the link, which waits for the dial).
-		hello, _ := appendFrame(nil, frameHello, n.System.Address(), func(b []byte) ([]byte, error) { return b, nil })
-		conn.SetWriteDeadline(time.Now().Add(dataWriteTimeout))
-		if _, err = conn.Write(hello); err != nil {
+		// Hellos both ways before the link is handed out: a node that is
+		// stopping closes the connection instead of answering, and its
+		// requests go through protoactor's remote, which says whether
+		// their targets are gone. (A failed write of the frameWriter
+		// closes the link, which waits for the dial: none is used here.)
+		err = l.hello(conn)
+		if err != nil {
 			conn.Close()
 		}
 	}
 	if err == nil {
 		l.conn = conn
-		l.w = &frameWriter{conn: conn, onError: l.close}
+		l.w = newFrameWriter(conn, l.close)
 	}
 	if err != nil {
 		l.err = err
@@ -399,7 +468,15 @@ func (l *link) dial() {
 		d.mu.Lock()
 		if d.links[l.addr] == l {
 			delete(d.links, l.addr)
-			d.refused[l.addr] = time.Now().Add(dataRetryAfter)
+			if !errors.Is(l.dialing.Err(), context.Canceled) { // not closed meanwhile (left, stop)
+				now := time.Now()
+				for addr, until := range d.refused {
+					if now.After(until) {
+						delete(d.refused, addr)
+					}
+				}
+				d.refused[l.addr] = now.Add(dataRetryAfter)
+			}
 		}
 		d.mu.Unlock()
 		l.data.logger.Warn("data plane: no link to a node; its requests go through protoactor's remote for now",
@@ -408,6 +485,22 @@ func (l *link) dial() {
 	}
 	l.data.logger.Info("data plane: linked to a node", "peer", l.addr)
 	go l.read()
+}
+
+// hello sends this node's hello on conn and reads the member's.
+func (l *link) hello(conn net.Conn) error {
+	hello, _ := appendFrame(nil, frameHello, l.data.node.System.Address(), func(b []byte) ([]byte, error) { return b, nil })
+	conn.SetDeadline(time.Now().Add(dataDialTimeout))
+	defer conn.SetDeadline(time.Time{})
+	if _, err := conn.Write(hello); err != nil {
+		return err
+	}
+	l.fr = newFrameReader(conn)
+	typ, _, _, err := l.fr.next()
+	if err == nil && typ != frameHello {
+		err = fmt.Errorf("the node's first frame is of type %d, not a hello", typ)
+	}
+	return err
 }
 
 // open registers a stream for req and sends req to target.
@@ -431,11 +524,13 @@ func (l *link) open(kind, identity string, target *actor.PID, req *envelope.Requ
 		return nil, errLinkClosed
 	}
 	if err := l.w.write(frameRequest, target.Id, envelopeBody(&envelope.Envelope{Body: &envelope.Envelope_Request{Request: req}})); err != nil {
+		// Not sent: the request was not served, and may go on another
+		// link (a connection that failed), or not at all.
+		l.unregister(s)
 		if errors.Is(err, errFrameTooLarge) {
-			l.unregister(s)
 			return nil, err
 		}
-		// The connection failed: close ends s (ErrActorGone).
+		return nil, errLinkClosed
 	}
 	return s, nil
 }
@@ -446,7 +541,7 @@ func (l *link) send(target *actor.PID, env *envelope.Envelope) {
 
 // read delivers what the member sends until the connection ends.
 func (l *link) read() {
-	fr := newFrameReader(l.conn)
+	fr := l.fr
 	for {
 		typ, target, body, err := fr.next()
 		if err != nil {
@@ -529,7 +624,6 @@ func (d *dataPlane) serve(conn net.Conn) {
 	n := d.node
 	p := &edgePeer{data: d, conn: conn, watched: map[string]struct{}{}, watchers: map[pidKey]*actor.PID{}}
 	p.edge.Store("")
-	p.w = &frameWriter{conn: conn, onError: p.close}
 	d.mu.Lock()
 	if d.stopped {
 		d.mu.Unlock()
@@ -543,6 +637,7 @@ func (d *dataPlane) serve(conn net.Conn) {
 		return
 	}
 	p.pid = pid
+	p.w = newFrameWriter(conn, p.close)
 	d.peers[p] = struct{}{}
 	d.mu.Unlock()
 	go p.read()
@@ -566,6 +661,10 @@ func (p *edgePeer) read() {
 			}
 			p.edge.Store(target)
 			hello = true
+			if err := p.w.write(frameHello, system.Address(), func(b []byte) ([]byte, error) { return b, nil }); err != nil {
+				p.close(err)
+				return
+			}
 			continue
 		}
 		var env envelope.Envelope
@@ -609,7 +708,13 @@ func (p *edgePeer) SendUserMessage(_ *actor.PID, message any) {
 	if !ok || env.GetPart() == nil {
 		return // a DeadLetterResponse: the Watch reports the target gone
 	}
-	p.w.write(framePart, "", envelopeBody(env))
+	err := p.w.write(framePart, "", envelopeBody(env))
+	if errors.Is(err, errFrameTooLarge) {
+		// Its stream must not wait for it: it ends with an error.
+		part := env.GetPart()
+		p.w.write(framePart, "", envelopeBody(&envelope.Envelope{Body: &envelope.Envelope_Part{Part: &envelope.ResponsePart{
+			RequestId: part.RequestId, Seq: part.Seq, Final: true, Error: "a response part too large for the data plane"}}}))
+	}
 }
 
 // SendSystemMessage tells the edge that a watched actor terminated, and
@@ -622,6 +727,7 @@ func (p *edgePeer) SendSystemMessage(_ *actor.PID, message any) {
 		}
 		p.mu.Lock()
 		delete(p.watched, m.Who.Id)
+		delete(p.watchers, keyOf(m.Who)) // an actor that watched the peer needs no word of it now
 		p.mu.Unlock()
 		p.w.write(frameTerminated, m.Who.Id, func(b []byte) ([]byte, error) { return binary.AppendUvarint(b, uint64(m.Why)), nil })
 	case *actor.Watch:

@@ -9,12 +9,15 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	clusterpkg "github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/internal/certtest"
@@ -403,7 +406,10 @@ func TestDataPlaneRefusesMalformed(t *testing.T) {
 // not tried again for a while.
 func TestDataPlaneFallsBack(t *testing.T) {
 	n, ca, logs := dataNode(t)
-	// A TLS server of the cluster's CA that speaks only gRPC's h2.
+	// A TLS server of the cluster's CA that speaks only gRPC's h2: it
+	// completes the handshake (the link offers h2 too), as an older node
+	// does without logging a refusal, and the link closes the connection.
+	handshakes := make(chan error, 4)
 	old := loadTLS(t, ca.Node(t, "old"))
 	srv := old.ServerConfig()
 	srv.NextProtos = []string{"h2"}
@@ -418,7 +424,12 @@ func TestDataPlaneFallsBack(t *testing.T) {
 			if err != nil {
 				return
 			}
-			go func() { c.(*tls.Conn).Handshake(); c.Close() }()
+			go func() {
+				if err := c.(*tls.Conn).Handshake(); err != nil {
+					handshakes <- err
+				}
+				c.Close()
+			}()
 		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -426,6 +437,11 @@ func TestDataPlaneFallsBack(t *testing.T) {
 	l, err := n.linkTo(ctx, ln.Addr().String())
 	if err != nil || l != nil {
 		t.Fatalf("linkTo a node without the data plane: %v, %v; want none", l, err)
+	}
+	select {
+	case err := <-handshakes:
+		t.Errorf("the older node refused the handshake: %v", err)
+	default:
 	}
 	if !strings.Contains(logs.String(), "data plane: no link to a node") {
 		t.Errorf("the fallback was not logged:\n%s", logs)
@@ -442,47 +458,82 @@ func TestDataPlaneFallsBack(t *testing.T) {
 	}
 }
 
-// A node that reads nothing is dropped: a write waits at most
-// dataWriteTimeout, frames pile up to maxPendingFrames at most, and every
-// later write fails at once; the connection's owner hears of it once.
+// A node that reads slowly slows its senders: beyond maxPendingFrames
+// waiting bytes, a writer waits for room rather than the connection being
+// dropped, and nothing is lost. A node that reads nothing for
+// dataWriteTimeout is dropped: the writers waiting fail (their frames not
+// queued), and the connection's owner hears of it once.
 func TestFrameWriterBounded(t *testing.T) {
 	defer func(d time.Duration, m int) { dataWriteTimeout, maxPendingFrames = d, m }(dataWriteTimeout, maxPendingFrames)
 	dataWriteTimeout, maxPendingFrames = time.Hour, 1<<10
-	pipe, other := net.Pipe() // nobody reads other
-	defer other.Close()
-	conn := &enteredConn{Conn: pipe, entered: make(chan struct{}, 1)}
-	failed := make(chan error, 4)
-	w := &frameWriter{conn: conn, onError: func(err error) { failed <- err }}
 	body := func(b []byte) ([]byte, error) { return append(b, make([]byte, 300)...), nil }
-	first := make(chan error, 1)
-	go func() { first <- w.write(framePart, "", body) }() // blocks: nobody reads
-	<-conn.entered
-	// The others pile up behind it until the bound.
-	var err error
-	for i := 0; i < 100 && err == nil; i++ {
-		err = w.write(framePart, "", body)
-	}
-	if !errors.Is(err, errTooMuchPending) {
-		t.Fatalf("frames piled up without bound: %v", err)
-	}
-	if err := <-first; err == nil {
-		t.Error("the write under way succeeded on a closed connection")
-	}
-	if err := w.write(framePart, "", body); err == nil {
-		t.Error("a write after the failure succeeded")
-	}
-	if len(failed) != 1 {
-		t.Errorf("the owner heard of the failure %d times, want once", len(failed))
-	}
-
-	// A write that waits past dataWriteTimeout fails the same way.
-	dataWriteTimeout = 50 * time.Millisecond
-	pipe, other = net.Pipe()
-	defer other.Close()
-	w = &frameWriter{conn: pipe, onError: func(err error) { failed <- err }}
-	if err := w.write(framePart, "", body); !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Errorf("a write nobody read: %v, want a timeout", err)
-	}
+	const frameSize = 4 + 1 + 1 + 300
+	synctest.Test(t, func(t *testing.T) {
+		conn, other := net.Pipe() // nobody reads other, for now
+		var failed []error
+		w := newFrameWriter(conn, func(err error) { failed = append(failed, err) })
+		var errs [20]error
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Go(func() { errs[i] = w.write(framePart, "", body) })
+		}
+		synctest.Wait() // every writer written, queued or waiting for room
+		w.mu.Lock()
+		pending := len(w.buf)
+		w.mu.Unlock()
+		if pending > maxPendingFrames+frameSize {
+			t.Errorf("%d bytes wait, beyond the bound of %d", pending, maxPendingFrames)
+		}
+		var read int64
+		go func() { read, _ = io.Copy(io.Discard, other) }()
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("write %d: %v", i, err)
+			}
+		}
+		synctest.Wait() // everything queued written
+		w.fail(errLinkClosed)
+		conn.Close()
+		synctest.Wait()
+		if read != int64(len(errs)*frameSize) || len(failed) != 0 {
+			t.Errorf("read %d bytes, want %d; failures %v", read, len(errs)*frameSize, failed)
+		}
+		other.Close()
+	})
+	dataWriteTimeout = time.Minute
+	synctest.Test(t, func(t *testing.T) {
+		conn, other := net.Pipe()
+		defer other.Close()
+		var failed []error
+		w := newFrameWriter(conn, func(err error) { failed = append(failed, err) })
+		var errs [10]error
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Go(func() { errs[i] = w.write(framePart, "", body) })
+		}
+		synctest.Wait()
+		time.Sleep(dataWriteTimeout) // nothing read meanwhile
+		wg.Wait()
+		queued, refused := 0, 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				queued++
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				refused++
+			default:
+				t.Errorf("a write: %v", err)
+			}
+		}
+		if queued == 0 || refused == 0 || len(failed) != 1 || !errors.Is(failed[0], os.ErrDeadlineExceeded) {
+			t.Errorf("%d queued, %d refused, failures %v; want some of each, and one timeout", queued, refused, failed)
+		}
+		if err := w.write(framePart, "", body); err == nil {
+			t.Error("a write after the failure was queued")
+		}
+		w.fail(errLinkClosed)
+	})
 }
 
 // enteredConn tells when a write to it began.
@@ -497,4 +548,147 @@ func (c *enteredConn) Write(b []byte) (int, error) {
 	default:
 	}
 	return c.Conn.Write(b)
+}
+
+// The member's end keeps nothing of the actors that served through it once
+// they stopped: neither its watch of them nor theirs of it.
+func TestDataPlaneForgetsStoppedActors(t *testing.T) {
+	n, _, _ := dataNode(t)
+	l := selfLink(t, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var streams []*Stream
+	var pids []*actor.PID
+	for i := range 20 {
+		a := newAnswerer("open-ended")
+		pid := n.System.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &partial{a} }))
+		s, err := l.open("session", "s"+string(rune('a'+i)), pid, request("r"+string(rune('a'+i))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Next(ctx); err != nil { // served: it watches the peer
+			t.Fatal(err)
+		}
+		streams, pids = append(streams, s), append(pids, pid)
+	}
+	for _, pid := range pids {
+		n.System.Root.Stop(pid)
+	}
+	for _, s := range streams {
+		// The peer's word that the actor terminated, sent after it forgot it.
+		if _, err := s.Next(ctx); !errors.Is(err, ErrActorGone) {
+			t.Fatalf("a stream to a stopped actor: %v", err)
+		}
+		s.Close()
+	}
+	n.data.mu.Lock()
+	defer n.data.mu.Unlock()
+	if len(n.data.peers) != 1 {
+		t.Fatalf("%d peers, want 1", len(n.data.peers))
+	}
+	for p := range n.data.peers {
+		p.mu.Lock()
+		watched, watchers := len(p.watched), len(p.watchers)
+		p.mu.Unlock()
+		if watched != 0 || watchers != 0 {
+			t.Errorf("the peer keeps %d watched actors and %d watchers of 20 that stopped", watched, watchers)
+		}
+	}
+}
+
+// A node that is stopping answers no hello: the link is not made, and its
+// requests go through protoactor's remote (which says whether their
+// targets are gone, so that they are sent again) rather than being lost on
+// a connection it closes.
+func TestDataPlaneStoppingNodeMakesNoLink(t *testing.T) {
+	n, _, _ := dataNode(t)
+	n.data.mu.Lock()
+	n.data.stopped = true
+	n.data.mu.Unlock()
+	l := n.data.newLink(n.Address())
+	<-l.ready
+	if l.err == nil {
+		t.Fatal("a link was made to a node that is stopping")
+	}
+}
+
+// A request that could not be sent (its connection had failed) is not left
+// waiting: open says so, and nothing of it stays on the link, so that the
+// node sends it again on a new link.
+func TestDataPlaneUnsentRequest(t *testing.T) {
+	n, _, _ := dataNode(t)
+	l := selfLink(t, n)
+	pid := spawn(t, n, newAnswerer("ok"))
+	l.w.fail(errors.New("the connection failed"))
+	if s, err := l.open("session", "s1", pid, request("r1")); !errors.Is(err, errLinkClosed) || s != nil {
+		t.Fatalf("open on a failed connection: %v, %v; want errLinkClosed", s, err)
+	}
+	l.mu.Lock()
+	streams := len(l.streams)
+	l.mu.Unlock()
+	if streams != 0 {
+		t.Errorf("the link keeps %d streams of requests it never sent", streams)
+	}
+}
+
+// A response part too large for a frame ends its stream with an error
+// rather than leave it waiting for the part.
+func TestDataPlanePartTooLarge(t *testing.T) {
+	defer func(m int) { maxFrame = m }(maxFrame)
+	maxFrame = 64 << 10
+	n, _, _ := dataNode(t)
+	l := selfLink(t, n)
+	pid := spawn(t, n, newAnswerer("small, ", strings.Repeat("x", 100<<10)))
+	s, err := l.open("session", "s1", pid, request("r1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var last *envelope.ResponsePart
+	for last == nil || !last.Final {
+		if last, err = s.Next(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !strings.Contains(last.Error, "too large") {
+		t.Errorf("the last part: %+v, want an error", last)
+	}
+	// The link still serves.
+	s2, err := l.open("session", "s1", spawn(t, n, newAnswerer("ok")), request("r2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body, err := readAll(t, s2); err != nil || body != "ok" {
+		t.Fatalf("after the part too large: %q, %v", body, err)
+	}
+}
+
+// A member that left the membership has its links closed, unless a node at
+// its address is a member again (restarted, under a new id): that link is
+// the new node's.
+func TestDataPlaneLeftNodes(t *testing.T) {
+	n, _, _ := dataNode(t)
+	l := selfLink(t, n)
+	n.data.mu.Lock()
+	n.data.links[n.Address()] = l // as linkTo keeps a link to another node
+	n.data.mu.Unlock()
+	host, port, _ := net.SplitHostPort(n.Address())
+	p, _ := strconv.Atoi(port)
+	old := &clusterpkg.Member{Id: "old", Host: host, Port: int32(p)}
+	restarted := &clusterpkg.Member{Id: "new", Host: host, Port: int32(p)}
+	n.forgetNodes([]*clusterpkg.Member{old}, []*clusterpkg.Member{restarted})
+	l.mu.Lock()
+	closed := l.closed
+	l.mu.Unlock()
+	if closed {
+		t.Fatal("the link to a node restarted at the address of one that left was closed")
+	}
+	n.forgetNodes([]*clusterpkg.Member{old}, nil)
+	l.mu.Lock()
+	closed = l.closed
+	l.mu.Unlock()
+	if !closed {
+		t.Error("the link to a node that left is still open")
+	}
 }

@@ -324,7 +324,7 @@ func Start(cfg Config) (*Node, error) {
 	system.EventStream.Subscribe(func(evt any) {
 		if t, ok := evt.(*cluster.ClusterTopology); ok {
 			if len(t.Left) > 0 {
-				n.forgetNodes(t.Left)
+				n.forgetNodes(t.Left, t.Members)
 				if n.kube != nil {
 					n.kube.topology(t, system.Address())
 				}
@@ -421,11 +421,14 @@ func (n *Node) Stop(graceful bool) {
 	if n.seeds != nil {
 		n.seeds.stop()
 	}
+	n.replies.close()
+	n.Cluster.Shutdown(graceful)
+	// After the cluster's shutdown, which stops the node's actors: until
+	// then its peers' requests still reach them (and those that are
+	// stopping say so, so that they are sent again elsewhere).
 	if n.data != nil {
 		n.data.stop()
 	}
-	n.replies.close()
-	n.Cluster.Shutdown(graceful)
 	if !graceful {
 		// The gossip loop (gossipOff) ends when told to, which only a
 		// graceful shutdown does.
@@ -573,8 +576,10 @@ func (n *Node) forget(kind, identity string, pid *actor.PID) {
 	n.mu.Unlock()
 }
 
-// forgetNodes drops the cached activations hosted by members that left.
-func (n *Node) forgetNodes(left []*cluster.Member) {
+// forgetNodes drops the cached activations hosted by members that left, and
+// closes the data plane's connections to those that left for good (not a
+// node restarted at the same address, a member again).
+func (n *Node) forgetNodes(left, members []*cluster.Member) {
 	gone := map[string]bool{}
 	for _, m := range left {
 		gone[m.Address()] = true
@@ -583,6 +588,9 @@ func (n *Node) forgetNodes(left []*cluster.Member) {
 	n.pids.forgetAddresses(gone)
 	n.mu.Unlock()
 	if n.data != nil {
+		for _, m := range members {
+			delete(gone, m.Address())
+		}
 		n.data.left(gone)
 	}
 }

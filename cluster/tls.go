@@ -190,7 +190,7 @@ func (t *TLS) ClientConfig() *tls.Config {
 // set.
 func (t *TLS) serverCredentials(logger *slog.Logger, dispatch *atomic.Pointer[func(net.Conn)]) credentials.TransportCredentials {
 	cfg := t.ServerConfig()
-	cfg.NextProtos = []string{"h2", dataALPN}
+	cfg.NextProtos = []string{dataALPN, "h2"} // Go picks by the server's order: the data plane when offered
 	return &refusals{TransportCredentials: credentials.NewTLS(cfg), log: &refusalLog{logger: logger}, dispatch: dispatch}
 }
 
