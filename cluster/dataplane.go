@@ -41,9 +41,13 @@ import (
 //     handshake, and the edge uses protoactor's remote to it for a while.
 //   - Frames are a 4-byte big-endian length, a type, a target (an actor's
 //     PID id on the member, or nothing) and a body (an envelope in
-//     protobuf, or a Terminated's reason). Each is written by the goroutine
-//     that has it, the first of several waiting writing the others' too
-//     (frameWriter), and read by one goroutine per connection end.
+//     protobuf, or a Terminated's reason). A frame is written by the
+//     goroutine that has it when no write is under way, else with those
+//     that came during it by the connection's writer goroutine; a node
+//     that reads slowly makes its senders wait beyond a bound (frameWriter).
+//     Each connection end reads with one goroutine.
+//   - Both ends say hello first (their cluster addresses): a member that is
+//     stopping answers none, so that no link is made to it.
 //   - On the member, each connection is a protoactor Process (edgePeer): the
 //     request is delivered to its target with the edgePeer as sender, so the
 //     actor answers, watches its edge, and is watched, exactly as through
