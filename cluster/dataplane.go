@@ -373,50 +373,45 @@ func (d *dataPlane) drop(l *link) {
 // left closes the links to and the peers of nodes that left the cluster.
 func (d *dataPlane) left(gone map[string]bool) {
 	d.mu.Lock()
-	var links []*link
-	for addr, l := range d.links {
-		if gone[addr] {
-			links = append(links, l)
-		}
-	}
 	for addr := range d.refused {
 		if gone[addr] {
 			delete(d.refused, addr)
 		}
 	}
-	var peers []*edgePeer
-	for p := range d.peers {
-		if gone[p.edge.Load().(string)] {
-			peers = append(peers, p)
-		}
-	}
 	d.mu.Unlock()
-	for _, l := range links {
-		l.close(errors.New("the node left the cluster"))
-	}
-	for _, p := range peers {
-		p.close(errors.New("the node left the cluster"))
-	}
+	d.closeWhere(func(addr string) bool { return gone[addr] }, errors.New("the node left the cluster"))
 }
 
 // stop closes every link and edgePeer, and makes no new one.
 func (d *dataPlane) stop() {
 	d.mu.Lock()
 	d.stopped = true
-	links := make([]*link, 0, len(d.links))
-	for _, l := range d.links {
-		links = append(links, l)
+	d.mu.Unlock()
+	d.closeWhere(func(string) bool { return true }, errors.New("node stopping"))
+}
+
+// closeWhere closes the links to, and the peers of, the nodes whose
+// cluster addresses match, for why.
+func (d *dataPlane) closeWhere(match func(addr string) bool, why error) {
+	d.mu.Lock()
+	var links []*link
+	for addr, l := range d.links {
+		if match(addr) {
+			links = append(links, l)
+		}
 	}
-	peers := make([]*edgePeer, 0, len(d.peers))
+	var peers []*edgePeer
 	for p := range d.peers {
-		peers = append(peers, p)
+		if match(p.edge.Load().(string)) {
+			peers = append(peers, p)
+		}
 	}
 	d.mu.Unlock()
 	for _, l := range links {
-		l.close(errors.New("node stopping"))
+		l.close(why)
 	}
 	for _, p := range peers {
-		p.close(errors.New("node stopping"))
+		p.close(why)
 	}
 }
 

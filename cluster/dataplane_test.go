@@ -205,16 +205,7 @@ func TestDataPlaneTargetGone(t *testing.T) {
 func TestDataPlaneActorStops(t *testing.T) {
 	n, _, _ := dataNode(t)
 	l := selfLink(t, n)
-	a := newAnswerer("first part, never a final one")
-	a.parts = append(a.parts, "") // two parts, the second final: drop it
-	a.parts = a.parts[:1]
-	pid := n.System.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &partial{a} }))
-	s, err := l.open("session", "s1", pid, request("r1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	pid, s, ctx := openPartial(t, n, l, newAnswerer("first part, never a final one"))
 	p, err := s.Next(ctx)
 	if err != nil || string(p.Body) != "first part, never a final one" || p.Final {
 		t.Fatalf("first part %v, %v", p, err)
@@ -227,6 +218,20 @@ func TestDataPlaneActorStops(t *testing.T) {
 
 // partial answers with its parts, none of them final.
 type partial struct{ *answerer }
+
+// openPartial spawns a partial answerer of a's parts on n and opens a
+// stream to it on l, request r1; ctx bounds the test's waits.
+func openPartial(t *testing.T, n *Node, l *link, a *answerer) (*actor.PID, *Stream, context.Context) {
+	t.Helper()
+	pid := n.System.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &partial{a} }))
+	s, err := l.open("session", "s1", pid, request("r1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return pid, s, ctx
+}
 
 func (p *partial) Receive(ctx actor.Context) {
 	if env, ok := ctx.Message().(*envelope.Envelope); ok && env.GetRequest() != nil {
@@ -245,13 +250,7 @@ func TestDataPlaneAcksAndCancel(t *testing.T) {
 	n, _, _ := dataNode(t)
 	l := selfLink(t, n)
 	a := newAnswerer("0", "1", "2")
-	pid := n.System.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &partial{a} }))
-	s, err := l.open("session", "s1", pid, request("r1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	_, s, ctx := openPartial(t, n, l, a)
 	var got string
 	for len(got) < 3 {
 		p, err := s.Next(ctx)
@@ -273,8 +272,10 @@ func TestDataPlaneAcksAndCancel(t *testing.T) {
 	a.mu.Lock()
 	acks := a.acks
 	a.mu.Unlock()
-	if len(acks) == 0 || acks[len(acks)-1] != 2 {
-		t.Errorf("acks %v, want the last for part 2", acks)
+	// Every half window of parts written is acknowledged (parts that
+	// arrived together are read, and acknowledged, as one).
+	if len(acks) == 0 || acks[len(acks)-1] < 1 || acks[len(acks)-1] > 2 {
+		t.Errorf("acks %v, want the last for part 1 or 2", acks)
 	}
 }
 
@@ -285,13 +286,7 @@ func TestDataPlaneConnectionLost(t *testing.T) {
 	n, _, _ := dataNode(t)
 	l := selfLink(t, n)
 	a := newAnswerer("open-ended")
-	pid := n.System.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &partial{a} }))
-	s, err := l.open("session", "s1", pid, request("r1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	pid, s, ctx := openPartial(t, n, l, a)
 	if _, err := s.Next(ctx); err != nil {
 		t.Fatal(err)
 	}
