@@ -89,7 +89,7 @@ var maxPendingFrames = 16 << 20
 var maxFrame = maxWireMessage
 
 // dataDialTimeout bounds a link's dial and handshake.
-const dataDialTimeout = 5 * time.Second
+var dataDialTimeout = 5 * time.Second
 
 // dataRetryAfter is how long, after a link to a node could not be made,
 // requests to it go through protoactor's remote before the data plane is
@@ -205,21 +205,42 @@ func (w *frameWriter) write(typ byte, target string, body func([]byte) ([]byte, 
 	for w.err == nil && w.flushing && len(w.buf) > maxPendingFrames {
 		w.room.Wait()
 	}
-	if w.err != nil {
-		err := w.err
-		w.mu.Unlock()
-		return err
+	flush, err := w.queueLocked(typ, target, body)
+	w.mu.Unlock()
+	if flush {
+		w.flush()
 	}
-	var err error
+	return err
+}
+
+// queue queues a frame at once, without waiting for room (for a small
+// frame whose place among the others the caller fixes under a lock of its
+// own), and reports whether the caller must then call flush: no write was
+// under way. An error means the frame was not queued, as for write.
+func (w *frameWriter) queue(typ byte, target string, body func([]byte) ([]byte, error)) (flush bool, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.queueLocked(typ, target, body)
+}
+
+func (w *frameWriter) queueLocked(typ byte, target string, body func([]byte) ([]byte, error)) (flush bool, err error) {
+	if w.err != nil {
+		return false, w.err
+	}
 	if w.buf, err = appendFrame(w.buf, typ, target, body); err != nil {
-		w.mu.Unlock()
-		return err
+		return false, err
 	}
 	if w.flushing {
-		w.mu.Unlock()
-		return nil
+		return false, nil
 	}
 	w.flushing = true
+	return true, nil
+}
+
+// flush writes the waiting frames, for the caller that queued one when no
+// write was under way; what comes meanwhile goes to run.
+func (w *frameWriter) flush() {
+	w.mu.Lock()
 	failed := w.flushLocked()
 	if len(w.buf) > 0 && w.err == nil {
 		w.kick <- struct{}{} // run takes what came meanwhile; flushing stays set
@@ -230,7 +251,6 @@ func (w *frameWriter) write(typ byte, target string, body func([]byte) ([]byte, 
 	if failed != nil {
 		w.onError(failed)
 	}
-	return nil
 }
 
 // run writes the frames that came while a caller wrote, until the writer
@@ -491,6 +511,9 @@ func (l *link) hello(conn net.Conn) error {
 	hello, _ := appendFrame(nil, frameHello, l.data.node.System.Address(), func(b []byte) ([]byte, error) { return b, nil })
 	conn.SetDeadline(time.Now().Add(dataDialTimeout))
 	defer conn.SetDeadline(time.Time{})
+	// A link closed meanwhile (close cancels the dial) waits for no hello.
+	stop := context.AfterFunc(l.dialing, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
 	if _, err := conn.Write(hello); err != nil {
 		return err
 	}
@@ -605,6 +628,7 @@ func (l *link) close(err error) {
 type edgePeer struct {
 	data *dataPlane
 	conn net.Conn
+	fr   *frameReader
 	w    *frameWriter
 	pid  *actor.PID
 	edge atomic.Value // string: the edge's cluster address, from its hello
@@ -619,10 +643,28 @@ var _ actor.Process = (*edgePeer)(nil)
 
 // serve takes a connection the cluster listener dispatched to the data
 // plane, and reads it until it ends.
+//
+// It runs on the listener's goroutine of that connection, under the
+// handshake's deadline: the edge's hello is read there, within
+// dataDialTimeout, so that a peer that sends none holds nothing.
 func (d *dataPlane) serve(conn net.Conn) {
 	n := d.node
-	p := &edgePeer{data: d, conn: conn, watched: map[string]struct{}{}, watchers: map[pidKey]*actor.PID{}}
-	p.edge.Store("")
+	fr := newFrameReader(conn)
+	conn.SetDeadline(time.Now().Add(dataDialTimeout))
+	typ, edge, _, err := fr.next()
+	if err == nil && (typ != frameHello || edge == "") {
+		err = fmt.Errorf("data plane: first frame of type %d, not a hello", typ)
+	}
+	if err != nil {
+		conn.Close()
+		if !errors.Is(err, io.EOF) {
+			d.logger.Info("data plane: connection of a node closed", "err", err)
+		}
+		return
+	}
+	conn.SetDeadline(time.Time{})
+	p := &edgePeer{data: d, conn: conn, fr: fr, watched: map[string]struct{}{}, watchers: map[pidKey]*actor.PID{}}
+	p.edge.Store(edge)
 	d.mu.Lock()
 	if d.stopped {
 		d.mu.Unlock()
@@ -639,32 +681,21 @@ func (d *dataPlane) serve(conn net.Conn) {
 	p.w = newFrameWriter(conn, p.close)
 	d.peers[p] = struct{}{}
 	d.mu.Unlock()
+	if err := p.w.write(frameHello, n.System.Address(), func(b []byte) ([]byte, error) { return b, nil }); err != nil {
+		p.close(err)
+		return
+	}
 	go p.read()
 }
 
 func (p *edgePeer) read() {
 	n := p.data.node
 	system := n.System
-	fr := newFrameReader(p.conn)
-	hello := false
 	for {
-		typ, target, body, err := fr.next()
+		typ, target, body, err := p.fr.next()
 		if err != nil {
 			p.close(err)
 			return
-		}
-		if !hello {
-			if typ != frameHello || target == "" {
-				p.close(fmt.Errorf("data plane: first frame of type %d, not a hello", typ))
-				return
-			}
-			p.edge.Store(target)
-			hello = true
-			if err := p.w.write(frameHello, system.Address(), func(b []byte) ([]byte, error) { return b, nil }); err != nil {
-				p.close(err)
-				return
-			}
-			continue
 		}
 		var env envelope.Envelope
 		if typ != frameRequest && typ != frameSend {
@@ -724,11 +755,20 @@ func (p *edgePeer) SendSystemMessage(_ *actor.PID, message any) {
 		if m.Who == nil {
 			return
 		}
+		// Queued before the actor is forgotten, under the same lock: a
+		// request for it read meanwhile watches it again only after, and
+		// the NotFound that Watch gets is then queued behind this word.
+		// Otherwise the NotFound could overtake it, and the edge would
+		// take requests that reached the actor for ones that did not,
+		// and send them again.
 		p.mu.Lock()
+		flush, _ := p.w.queue(frameTerminated, m.Who.Id, func(b []byte) ([]byte, error) { return binary.AppendUvarint(b, uint64(m.Why)), nil })
 		delete(p.watched, m.Who.Id)
 		delete(p.watchers, keyOf(m.Who)) // an actor that watched the peer needs no word of it now
 		p.mu.Unlock()
-		p.w.write(frameTerminated, m.Who.Id, func(b []byte) ([]byte, error) { return binary.AppendUvarint(b, uint64(m.Why)), nil })
+		if flush {
+			p.w.flush()
+		}
 	case *actor.Watch:
 		if m.Watcher == nil {
 			return

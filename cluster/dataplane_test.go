@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -633,7 +634,8 @@ func TestDataPlanePartTooLarge(t *testing.T) {
 	maxFrame = 64 << 10
 	n, _, _ := dataNode(t)
 	l := selfLink(t, n)
-	pid := spawn(t, n, newAnswerer("small, ", strings.Repeat("x", 100<<10)))
+	a := newAnswerer("small, ", strings.Repeat("x", 100<<10))
+	pid := spawn(t, n, a)
 	s, err := l.open("session", "s1", pid, request("r1"))
 	if err != nil {
 		t.Fatal(err)
@@ -648,6 +650,16 @@ func TestDataPlanePartTooLarge(t *testing.T) {
 	}
 	if !strings.Contains(last.Error, "too large") {
 		t.Errorf("the last part: %+v, want an error", last)
+	}
+	// The actor, which does not know its part never arrived, is told to
+	// cancel the request (a stream would wait for acks for good).
+	select {
+	case id := <-a.cancels:
+		if id != "r1" {
+			t.Errorf("cancelled %q", id)
+		}
+	case <-ctx.Done():
+		t.Error("the actor was not told to cancel")
 	}
 	// The link still serves.
 	s2, err := l.open("session", "s1", spawn(t, n, newAnswerer("ok")), request("r2"))
@@ -685,5 +697,80 @@ func TestDataPlaneLeftNodes(t *testing.T) {
 	l.mu.Unlock()
 	if !closed {
 		t.Error("the link to a node that left is still open")
+	}
+}
+
+// Closing a link that is still waiting for a node's hello (a node that
+// completed the handshake and says nothing) does not wait for it: the
+// membership's goroutine closes the links of nodes that left.
+func TestDataPlaneCloseDuringHello(t *testing.T) {
+	defer func(d time.Duration) { dataDialTimeout = d }(dataDialTimeout)
+	dataDialTimeout = time.Hour
+	n, ca, _ := dataNode(t)
+	mute := loadTLS(t, ca.Node(t, "mute"))
+	srv := mute.ServerConfig()
+	srv.NextProtos = []string{dataALPN}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", srv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		c.(*tls.Conn).Handshake()
+		accepted <- c // and says nothing
+	}()
+	l := n.data.newLink(ln.Addr().String())
+	c := <-accepted
+	defer c.Close()
+	l.close(errors.New("the node left the cluster")) // returns: the hello is not awaited
+	<-l.ready
+	if l.err == nil {
+		t.Error("a link was made to a node that said no hello")
+	}
+}
+
+// A request that reached an actor is never taken for one that did not
+// (and sent again) when the actor stops as more requests come for it: the
+// member's word that it terminated goes before the NotFound a later
+// request gets.
+func TestDataPlaneStoppedBeforeNotFound(t *testing.T) {
+	n, _, _ := dataNode(t)
+	l := selfLink(t, n)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for round := range 50 {
+		a := newAnswerer("open-ended")
+		pid := n.System.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return &partial{a} }))
+		first, err := l.open("session", "s", pid, request(fmt.Sprintf("r%d-0", round)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := first.Next(ctx); err != nil { // it reached the actor
+			t.Fatal(err)
+		}
+		var later []*Stream
+		n.System.Root.Stop(pid)
+		for i := range 20 { // as the actor stops
+			s, err := l.open("session", "s", pid, request(fmt.Sprintf("r%d-%d", round, i+1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			later = append(later, s)
+		}
+		if _, err := first.Next(ctx); !errors.Is(err, ErrActorGone) || first.unreached {
+			t.Fatalf("round %d: a request that reached the actor ended %v, unreached %v", round, err, first.unreached)
+		}
+		first.Close()
+		for _, s := range later {
+			if _, err := s.await(ctx); !errors.Is(err, ErrActorGone) {
+				t.Fatalf("a later request: %v", err)
+			}
+			s.Close()
+		}
 	}
 }

@@ -332,6 +332,12 @@ func (s *Stream) Next(ctx context.Context) (*envelope.ResponsePart, error) {
 		p.Seq, p.Final, p.Error = q.Seq, q.Final, q.Error
 	}
 	s.done = p.Final
+	if p.Final && p.Error != "" {
+		// The response ended with an error of the route's (a part that
+		// could not travel, say), which the actor may not know of: it is
+		// told to cancel the request, or it could wait for acks for good.
+		s.cancel()
+	}
 	return p, nil
 }
 

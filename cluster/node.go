@@ -365,6 +365,9 @@ func Start(cfg Config) (*Node, error) {
 	// goes to the cluster for a new one instead of failing once first.
 	n.replies, err = newReplyRouter(system, n.logger, func(w *watch) { n.forget(w.kind, w.identity, w.pid) })
 	if err != nil {
+		if n.data != nil {
+			n.data.stop()
+		}
 		n.Cluster.Shutdown(false)
 		return nil, err
 	}

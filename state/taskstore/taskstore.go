@@ -247,8 +247,11 @@ type Memory struct {
 	// ended (what may go).
 	kept  map[string][]string
 	ended map[string]bool
-	// swept is when sweepLocked last walked every task.
+	// swept is when sweepLocked last walked every task; dirty are the
+	// owners with a task found expired (and dropped) since, whose kept ids
+	// the next sweepLocked prunes, walk or not.
 	swept time.Time
+	dirty map[string]struct{}
 }
 
 // memorySweepEvery is how often, at most, the memory store walks all its
@@ -281,7 +284,9 @@ func (m *Memory) Create(_ context.Context, t *Task) error {
 	if t.Terminal() {
 		m.ended[k] = true
 	}
-	m.keepLocked(t.Owner, append(m.kept[t.Owner], t.ID))
+	// An id whose task expired unseen may still be kept: once only.
+	ids := slices.DeleteFunc(m.kept[t.Owner], func(id string) bool { return id == t.ID })
+	m.keepLocked(t.Owner, append(ids, t.ID))
 	return nil
 }
 
@@ -328,6 +333,11 @@ func (m *Memory) getLocked(k string) ([]byte, bool) {
 	b, ok := m.m[k]
 	if ok && time.Now().After(m.exp[k]) {
 		m.deleteLocked(k)
+		if m.dirty == nil {
+			m.dirty = map[string]struct{}{}
+		}
+		owner, _, _ := strings.Cut(k, "\x00")
+		m.dirty[owner] = struct{}{}
 		return nil, false
 	}
 	return b, ok
@@ -336,6 +346,15 @@ func (m *Memory) getLocked(k string) ([]byte, bool) {
 // sweepLocked drops expired tasks, so that memory holds only live ones,
 // and the kept ids of the owners they were of.
 func (m *Memory) sweepLocked() {
+	for len(m.dirty) > 0 {
+		dirty := m.dirty
+		m.dirty = nil
+		for o := range dirty {
+			if ids, ok := m.kept[o]; ok {
+				m.keepLocked(o, ids)
+			}
+		}
+	}
 	now := time.Now()
 	if now.Sub(m.swept) < memorySweepEvery {
 		return

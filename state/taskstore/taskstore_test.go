@@ -422,3 +422,46 @@ func TestMemoryExpiredBetweenSweeps(t *testing.T) {
 		}
 	})
 }
+
+// Owners whose expired tasks were dropped as they were read (Get, Leases,
+// List), between walks, are forgotten too; and a task created again under
+// the id of one that expired unseen is kept, and listed, once.
+func TestMemoryForgetsOwnersReadExpired(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := &Memory{}
+		ctx := context.Background()
+		now := time.Now()
+		for i := range 100 {
+			if err := m.Create(ctx, &Task{ID: "t", Owner: fmt.Sprintf("o%d", i), Status: "working", CreatedAt: now, UpdatedAt: now, TTL: time.Millisecond}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := m.Create(ctx, &Task{ID: "t", Owner: "unseen", Status: "working", CreatedAt: now, UpdatedAt: now, TTL: time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(10 * time.Millisecond) // all expired; no walk due for a second
+		for i := range 100 {
+			if leases, err := m.Leases(ctx, fmt.Sprintf("o%d", i)); err != nil || len(leases) != 0 {
+				t.Fatalf("leases of an owner whose task expired: %v, %v", leases, err)
+			}
+		}
+		now = time.Now()
+		if err := m.Create(ctx, &Task{ID: "t", Owner: "o0", Status: "working", CreatedAt: now, UpdatedAt: now, TTL: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		m.mu.Lock()
+		_, o1 := m.kept["o1"]
+		ids := len(m.kept["o0"])
+		m.mu.Unlock()
+		if o1 || ids != 1 {
+			t.Errorf("o1 kept: %v, o0 with %d ids; want o1 forgotten, o0 with 1", o1, ids)
+		}
+		// unseen's task expired unread; created again under its id.
+		if err := m.Create(ctx, &Task{ID: "t", Owner: "unseen", Status: "working", CreatedAt: now, UpdatedAt: now, TTL: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		if tasks, _, err := m.List(ctx, "unseen", "", 10); err != nil || len(tasks) != 1 {
+			t.Errorf("unseen's tasks: %d, %v; want 1", len(tasks), err)
+		}
+	})
+}
