@@ -475,7 +475,8 @@ func TestTasksAPICancelReachesTheRound(t *testing.T) {
 }
 
 // A list cursor no page gave is the caller's mistake: 400, for sessions as
-// for tasks (Redis stores: a memory store's cursor is any id).
+// for tasks (Redis stores; a memory store refuses one that does not decode,
+// state.TestMemorySnapshots).
 func TestListBadCursor(t *testing.T) {
 	client := redistest.Start(t)
 	f := newTasksFixture(t, &state.Stores{Snapshots: state.NewRedisSnapshots(client, "admin:"), Sealer: state.NewProcessSealer(),

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -342,13 +343,19 @@ func (m *MemorySnapshots) Count(context.Context) (int, error) {
 	return n, nil
 }
 
-// List pages through the sessions in id order.
+// List pages through the sessions in id order. A cursor is the last id of
+// a page, base64url-encoded; one that does not decode is
+// redisscan.ErrBadCursor, as in Redis.
 func (m *MemorySnapshots) List(_ context.Context, cursor string, limit int) ([]Stored, string, error) {
+	after, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w %q", redisscan.ErrBadCursor, cursor)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	ids := make([]string, 0, len(m.sessions))
 	for id := range m.sessions {
-		if id > cursor {
+		if id > string(after) {
 			ids = append(ids, id)
 		}
 	}
@@ -356,7 +363,7 @@ func (m *MemorySnapshots) List(_ context.Context, cursor string, limit int) ([]S
 	var out []Stored
 	for _, id := range ids {
 		if len(out) == limit {
-			return out, out[len(out)-1].Session, nil
+			return out, base64.RawURLEncoding.EncodeToString([]byte(out[len(out)-1].Session)), nil
 		}
 		if e := m.get(id); e != nil && e.snap != nil {
 			out = append(out, Stored{Session: id, Snapshot: slices.Clone(e.snap)})

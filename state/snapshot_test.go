@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pingmcp/pingmcp/internal/redisscan"
 	"github.com/pingmcp/pingmcp/internal/redistest"
 )
 
@@ -153,6 +154,12 @@ func testSnapshots(t *testing.T, newStore func(t *testing.T) Snapshots) {
 			if got[id] != v {
 				t.Errorf("%s listed as %q, want %q", id, got[id], v)
 			}
+		}
+	})
+	t.Run("a cursor no page gave is refused", func(t *testing.T) {
+		s := newStore(t)
+		if _, _, err := s.List(ctx, "not a cursor!", 10); !errors.Is(err, redisscan.ErrBadCursor) {
+			t.Fatalf("a made-up cursor: %v, want ErrBadCursor", err)
 		}
 	})
 	t.Run("sessions are apart", func(t *testing.T) {
