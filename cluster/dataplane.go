@@ -509,7 +509,8 @@ func (l *link) dial() {
 // hello sends this node's hello on conn and reads the member's.
 func (l *link) hello(conn net.Conn) error {
 	hello, _ := appendFrame(nil, frameHello, l.data.node.System.Address(), func(b []byte) ([]byte, error) { return b, nil })
-	conn.SetDeadline(time.Now().Add(dataDialTimeout))
+	deadline, _ := l.dialing.Deadline() // dial and hellos, dataDialTimeout in all
+	conn.SetDeadline(deadline)
 	defer conn.SetDeadline(time.Time{})
 	// A link closed meanwhile (close cancels the dial) waits for no hello.
 	stop := context.AfterFunc(l.dialing, func() { conn.SetDeadline(time.Unix(1, 0)) })
