@@ -119,6 +119,9 @@ func appendFrame(b []byte, typ byte, target string, body func([]byte) ([]byte, e
 	return b, nil
 }
 
+// noBody is the body of a frame that has none (a hello).
+func noBody(b []byte) ([]byte, error) { return b, nil }
+
 func envelopeBody(env *envelope.Envelope) func([]byte) ([]byte, error) {
 	return func(b []byte) ([]byte, error) { return proto.MarshalOptions{}.MarshalAppend(b, env) }
 }
@@ -508,7 +511,7 @@ func (l *link) dial() {
 
 // hello sends this node's hello on conn and reads the member's.
 func (l *link) hello(conn net.Conn) error {
-	hello, _ := appendFrame(nil, frameHello, l.data.node.System.Address(), func(b []byte) ([]byte, error) { return b, nil })
+	hello, _ := appendFrame(nil, frameHello, l.data.node.System.Address(), noBody)
 	deadline, _ := l.dialing.Deadline() // dial and hellos, dataDialTimeout in all
 	conn.SetDeadline(deadline)
 	defer conn.SetDeadline(time.Time{})
@@ -529,18 +532,13 @@ func (l *link) hello(conn net.Conn) error {
 // open registers a stream for req and sends req to target.
 func (l *link) open(kind, identity string, target *actor.PID, req *envelope.Request) (*Stream, error) {
 	s := newStream(l, l.data.logger, target, req)
-	l.mu.Lock()
-	closed := l.closed
-	l.mu.Unlock()
-	if closed {
-		return nil, errLinkClosed
-	}
 	if _, err := l.add(s, kind, identity); err != nil {
 		return nil, err
 	}
-	// A link that closes from here on ends s (close).
+	// A link that closes from here on ends s (close); one that closed
+	// before did not.
 	l.mu.Lock()
-	closed = l.closed
+	closed := l.closed
 	l.mu.Unlock()
 	if closed {
 		l.unregister(s)
@@ -682,7 +680,7 @@ func (d *dataPlane) serve(conn net.Conn) {
 	p.w = newFrameWriter(conn, p.close)
 	d.peers[p] = struct{}{}
 	d.mu.Unlock()
-	if err := p.w.write(frameHello, n.System.Address(), func(b []byte) ([]byte, error) { return b, nil }); err != nil {
+	if err := p.w.write(frameHello, n.System.Address(), noBody); err != nil {
 		p.close(err)
 		return
 	}

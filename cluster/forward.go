@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/metrics"
@@ -143,6 +144,20 @@ func stripNotServed(p *envelope.ResponsePart) {
 	p.Headers = slices.DeleteFunc(p.Headers, func(h *envelope.Header) bool { return h.Name == envelope.NotServedHeader })
 }
 
+// The routes of metrics.Forwarded, its counters taken once rather than
+// looked up by label on each request.
+const (
+	routeLocal = iota
+	routeDataPlane
+	routeRemote
+)
+
+var forwarded = [...]prometheus.Counter{
+	routeLocal:     metrics.Forwarded.WithLabelValues("local"),
+	routeDataPlane: metrics.Forwarded.WithLabelValues("data_plane"),
+	routeRemote:    metrics.Forwarded.WithLabelValues("remote"),
+}
+
 // route is how a stream's request reaches its target and its answer comes
 // back: the node's reply router (protoactor: a local actor, or a node the
 // data plane cannot reach) or a link of the data plane (dataplane.go).
@@ -168,7 +183,7 @@ func (n *Node) open(ctx context.Context, kind, identity string, target *actor.PI
 		s, err := l.open(kind, identity, target, req)
 		if !errors.Is(err, errLinkClosed) {
 			if err == nil {
-				metrics.Forwarded.WithLabelValues("data_plane").Inc()
+				forwarded[routeDataPlane].Inc()
 			}
 			return s, err
 		}
@@ -179,11 +194,11 @@ func (n *Node) open(ctx context.Context, kind, identity string, target *actor.PI
 		return nil, err
 	}
 	n.System.Root.RequestWithCustomSender(target, &envelope.Envelope{Body: &envelope.Envelope_Request{Request: req}}, n.replies.pid)
-	route := "remote"
+	route := routeRemote
 	if target.Address == n.System.Address() {
-		route = "local"
+		route = routeLocal
 	}
-	metrics.Forwarded.WithLabelValues(route).Inc()
+	forwarded[route].Inc()
 	return s, nil
 }
 
