@@ -149,12 +149,25 @@ func (fr *frameReader) next() (typ byte, target string, body []byte, err error) 
 	if n < 2 || n > uint32(maxFrame) {
 		return 0, "", nil, fmt.Errorf("data plane frame of %d bytes", n)
 	}
-	if cap(fr.buf) < int(n) || cap(fr.buf) > maxKeptFrame {
-		fr.buf = make([]byte, n)
-	}
-	b := fr.buf[:n]
-	if _, err := io.ReadFull(fr.r, b); err != nil {
-		return 0, "", nil, err
+	var b []byte
+	if n <= maxKeptFrame {
+		if cap(fr.buf) < int(n) {
+			fr.buf = make([]byte, n)
+		}
+		b = fr.buf[:n]
+		if _, err := io.ReadFull(fr.r, b); err != nil {
+			return 0, "", nil, err
+		}
+	} else {
+		// A large frame's buffer grows as its bytes come: the length a
+		// peer announces costs memory only as the peer sends the bytes.
+		var err error
+		if b, err = io.ReadAll(io.LimitReader(fr.r, int64(n))); err != nil {
+			return 0, "", nil, err
+		}
+		if len(b) < int(n) {
+			return 0, "", nil, io.ErrUnexpectedEOF
+		}
 	}
 	typ, b = b[0], b[1:]
 	l, k := binary.Uvarint(b)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -772,5 +773,44 @@ func TestDataPlaneStoppedBeforeNotFound(t *testing.T) {
 			}
 			s.Close()
 		}
+	}
+}
+
+// A frame's announced length costs memory only as its bytes come: a peer
+// that announces the largest frame and sends a little of it makes the
+// reader allocate about what it sent, not the announced size.
+func TestFrameReaderAllocatesAsBytesCome(t *testing.T) {
+	for _, size := range []int{maxKeptFrame + 1, maxFrame} {
+		a, b := net.Pipe()
+		go func() {
+			b.Write(binary.BigEndian.AppendUint32(nil, uint32(size)))
+			b.Write(make([]byte, 100<<10))
+			b.Close()
+		}()
+		fr := newFrameReader(a)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, _, _, err := fr.next()
+		runtime.ReadMemStats(&after)
+		a.Close()
+		if !errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("a frame of %d bytes cut short: %v", size, err)
+		}
+		if got := after.TotalAlloc - before.TotalAlloc; got > 4<<20 {
+			t.Errorf("a frame of %d bytes of which 100 KiB came: %d bytes allocated", size, got)
+		}
+	}
+	// A whole large frame still reads.
+	a, b := net.Pipe()
+	defer a.Close()
+	body := strings.Repeat("x", maxKeptFrame*3)
+	go func() {
+		f, _ := appendFrame(nil, framePart, "t", func(b []byte) ([]byte, error) { return append(b, body...), nil })
+		b.Write(f)
+		b.Close()
+	}()
+	typ, target, got, err := newFrameReader(a).next()
+	if err != nil || typ != framePart || target != "t" || string(got) != body {
+		t.Fatalf("a large frame: %d %q %d bytes, %v", typ, target, len(got), err)
 	}
 }
