@@ -75,6 +75,7 @@ const (
 	frameSend                       // edge → member: target, Envelope{Ack|Cancel}
 	framePart                       // member → edge: Envelope{Part}
 	frameTerminated                 // member → edge: target, why (uvarint)
+	frameGoodbye                    // member → edge, last: the node stops, and sent all it had
 )
 
 // dataWriteTimeout bounds one write to another node: a node that takes no
@@ -91,6 +92,10 @@ var maxFrame = maxWireMessage
 // dataDialTimeout bounds a link's dial and handshake.
 var dataDialTimeout = 5 * time.Second
 
+// dataFinishTimeout bounds how long a stopping member spends writing what
+// its actors sent its edges, and waiting for them to close.
+var dataFinishTimeout = 5 * time.Second
+
 // dataRetryAfter is how long, after a link to a node could not be made,
 // requests to it go through protoactor's remote before the data plane is
 // tried again.
@@ -99,6 +104,7 @@ const dataRetryAfter = 10 * time.Second
 var (
 	errLinkClosed    = errors.New("data plane link closed")
 	errFrameTooLarge = errors.New("data plane frame too large")
+	errNodeStopping  = errors.New("the node is stopping")
 )
 
 // appendFrame appends a frame of typ for target, its body written by body.
@@ -199,6 +205,7 @@ type frameWriter struct {
 	buf      []byte        // frames waiting
 	spare    []byte
 	flushing bool // a write is under way, or run has the frames
+	last     bool // the last frame is queued (finish): no other is
 	err      error
 }
 
@@ -243,6 +250,9 @@ func (w *frameWriter) queueLocked(typ byte, target string, body func([]byte) ([]
 	if w.err != nil {
 		return false, w.err
 	}
+	if w.last {
+		return false, errLinkClosed
+	}
 	if w.buf, err = appendFrame(w.buf, typ, target, body); err != nil {
 		return false, err
 	}
@@ -262,6 +272,7 @@ func (w *frameWriter) flush() {
 		w.kick <- struct{}{} // run takes what came meanwhile; flushing stays set
 	} else {
 		w.flushing = false
+		w.room.Broadcast() // for finish
 	}
 	w.mu.Unlock()
 	if failed != nil {
@@ -284,6 +295,7 @@ func (w *frameWriter) run() {
 			failed = w.flushLocked()
 		}
 		w.flushing = false
+		w.room.Broadcast() // for finish
 		w.mu.Unlock()
 		if failed != nil {
 			w.onError(failed)
@@ -317,6 +329,36 @@ func (w *frameWriter) flushLocked() error {
 	w.err = err
 	w.room.Broadcast()
 	return err
+}
+
+// finish queues a last frame of typ, after which the writer takes no
+// other, and waits until it and every frame before it are written, the
+// writer fails, or deadline passes. It reports whether all was written.
+func (w *frameWriter) finish(typ byte, deadline time.Time) bool {
+	w.mu.Lock()
+	flush, err := w.queueLocked(typ, "", noBody)
+	w.last = true
+	w.mu.Unlock()
+	if err != nil {
+		return false
+	}
+	if flush {
+		w.flush()
+	}
+	expired := false
+	t := time.AfterFunc(time.Until(deadline), func() {
+		w.mu.Lock()
+		expired = true
+		w.room.Broadcast()
+		w.mu.Unlock()
+	})
+	defer t.Stop()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for w.err == nil && w.flushing && !expired {
+		w.room.Wait()
+	}
+	return w.err == nil && !w.flushing
 }
 
 // fail makes every later write fail with err, and ends run.
@@ -418,12 +460,22 @@ func (d *dataPlane) left(gone map[string]bool) {
 	d.closeWhere(func(addr string) bool { return gone[addr] }, errors.New("the node left the cluster"))
 }
 
-// stop closes every link and edgePeer, and makes no new one.
+// stop closes every link and edgePeer, and makes no new one. Each edgePeer
+// first writes what the node's actors sent it (finish).
 func (d *dataPlane) stop() {
 	d.mu.Lock()
 	d.stopped = true
+	peers := make([]*edgePeer, 0, len(d.peers))
+	for p := range d.peers {
+		peers = append(peers, p)
+	}
 	d.mu.Unlock()
-	d.closeWhere(func(string) bool { return true }, errors.New("node stopping"))
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Go(func() { p.finish(time.Now().Add(dataFinishTimeout)) })
+	}
+	wg.Wait()
+	d.closeWhere(func(string) bool { return true }, errNodeStopping)
 }
 
 // closeWhere closes the links to, and the peers of, the nodes whose
@@ -590,6 +642,12 @@ func (l *link) read() {
 				return
 			}
 			l.deliver(env.GetPart())
+		case frameGoodbye:
+			// The member stops, and sent all it had: the link's streams
+			// that have not ended now end, and the next request asks
+			// the cluster again.
+			l.close(errNodeStopping)
+			return
 		case frameTerminated:
 			why, k := binary.Uvarint(body)
 			if k <= 0 {
@@ -622,15 +680,15 @@ func (l *link) close(err error) {
 	}
 	l.closed = true
 	l.mu.Unlock()
+	if !errors.Is(err, net.ErrClosed) {
+		l.data.logger.Info("data plane: link to a node closed", "peer", l.addr, "err", err)
+	}
 	l.w.fail(errLinkClosed)
 	l.conn.Close()
 	l.data.drop(l)
 	n := l.data.node
 	for _, w := range l.endAll(actor.TerminatedReason_AddressTerminated) {
 		n.forget(w.kind, w.identity, w.pid)
-	}
-	if !errors.Is(err, net.ErrClosed) {
-		l.data.logger.Info("data plane: link to a node closed", "peer", l.addr, "err", err)
 	}
 }
 
@@ -649,6 +707,7 @@ type edgePeer struct {
 	watched  map[string]struct{}   // local actors this edgePeer watches, by PID id
 	watchers map[pidKey]*actor.PID // actors that watch this edgePeer
 	closed   bool
+	ended    chan struct{} // closed when read returns
 }
 
 var _ actor.Process = (*edgePeer)(nil)
@@ -675,7 +734,7 @@ func (d *dataPlane) serve(conn net.Conn) {
 		return
 	}
 	conn.SetDeadline(time.Time{})
-	p := &edgePeer{data: d, conn: conn, fr: fr, watched: map[string]struct{}{}, watchers: map[pidKey]*actor.PID{}}
+	p := &edgePeer{data: d, conn: conn, fr: fr, ended: make(chan struct{}), watched: map[string]struct{}{}, watchers: map[pidKey]*actor.PID{}}
 	p.edge.Store(edge)
 	d.mu.Lock()
 	if d.stopped {
@@ -701,6 +760,7 @@ func (d *dataPlane) serve(conn net.Conn) {
 }
 
 func (p *edgePeer) read() {
+	defer close(p.ended)
 	n := p.data.node
 	system := n.System
 	for {
@@ -803,6 +863,24 @@ func (p *edgePeer) SendSystemMessage(_ *actor.PID, message any) {
 	}
 }
 
+// finish ends the peer as its node stops: what the actors sent it (their
+// last parts, the Terminated of those that stopped) is written first, then
+// a goodbye, and the edge, having read it all, closes the connection.
+// Closing it here first could lose what the system had yet to send: a
+// connection closed with bytes unread is reset, its unsent bytes dropped.
+// Until deadline.
+func (p *edgePeer) finish(deadline time.Time) {
+	if p.w.finish(frameGoodbye, deadline) {
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-p.ended:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	p.close(errNodeStopping)
+}
+
 // Stop is a no-op: the edgePeer lives as long as its connection.
 func (p *edgePeer) Stop(*actor.PID) {}
 
@@ -834,7 +912,7 @@ func (p *edgePeer) close(err error) {
 	for _, w := range watchers {
 		p.terminate(w)
 	}
-	if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+	if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, errNodeStopping) {
 		d.logger.Info("data plane: connection of a node closed", "peer", p.edge.Load(), "err", err)
 	}
 }

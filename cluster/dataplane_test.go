@@ -20,6 +20,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	clusterpkg "github.com/asynkron/protoactor-go/cluster"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/internal/certtest"
@@ -812,5 +813,155 @@ func TestFrameReaderAllocatesAsBytesCome(t *testing.T) {
 	typ, target, got, err := newFrameReader(a).next()
 	if err != nil || typ != framePart || target != "t" || string(got) != body {
 		t.Fatalf("a large frame: %d %q %d bytes, %v", typ, target, len(got), err)
+	}
+}
+
+// told wraps an answerer, and says when it answered a request.
+type told struct {
+	*answerer
+	answered chan struct{}
+}
+
+func (a *told) Receive(ctx actor.Context) {
+	a.answerer.Receive(ctx)
+	if env, ok := ctx.Message().(*envelope.Envelope); ok && env.GetRequest() != nil {
+		a.answered <- struct{}{}
+	}
+}
+
+// A stopping member writes what its actors sent its edges before it
+// closes their connections, then a goodbye; it waits for the edge to
+// close, but not beyond dataFinishTimeout.
+func TestDataPlaneStopWritesWhatWasSent(t *testing.T) {
+	// edge dials n's data plane as an edge does, and asks each of many
+	// actors for an answer of one part. It reads nothing meanwhile: the
+	// first actor to answer blocks writing once the connection's buffers
+	// are full, and the others' answers wait in the member's writer as
+	// the data plane stops.
+	const actors, size = 24, 512 << 10
+	edge := func(t *testing.T) (*Node, *tls.Conn, *frameReader, chan struct{}) {
+		n, ca, _ := dataNode(t)
+		answered := make(chan struct{}, actors)
+		cfg := loadTLS(t, ca.Node(t, "edge")).ClientConfig()
+		cfg.NextProtos = []string{dataALPN}
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", n.Address(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		frames, _ := appendFrame(nil, frameHello, "10.0.0.1:7000", noBody)
+		for i := range actors {
+			a := &told{newAnswerer(strings.Repeat(string(rune('a'+i)), size)), answered}
+			pid := n.System.Root.Spawn(actor.PropsFromProducer(func() actor.Actor { return a }))
+			t.Cleanup(func() { n.System.Root.Stop(pid) })
+			frames, _ = appendFrame(frames, frameRequest, pid.Id, envelopeBody(&envelope.Envelope{Body: &envelope.Envelope_Request{Request: request(strconv.Itoa(i))}}))
+		}
+		if _, err := c.Write(frames); err != nil {
+			t.Fatal(err)
+		}
+		for range actors - 1 {
+			select {
+			case <-answered:
+			case <-time.After(10 * time.Second):
+				t.Fatal("the requests were not answered")
+			}
+		}
+		n.data.mu.Lock()
+		var pending bool // a write under way (its bytes not all in the system's buffers), or frames queued
+		for p := range n.data.peers {
+			p.w.mu.Lock()
+			pending = pending || p.w.flushing || len(p.w.buf) > 0
+			p.w.mu.Unlock()
+		}
+		n.data.mu.Unlock()
+		if !pending {
+			t.Fatal("nothing waits in the member's writer: the test shows nothing")
+		}
+		return n, c, newFrameReader(c), make(chan struct{})
+	}
+
+	t.Run("all of it, then a goodbye", func(t *testing.T) {
+		defer func(d time.Duration) { dataFinishTimeout = d }(dataFinishTimeout)
+		dataFinishTimeout = time.Minute // the edge's close ends the wait, not this
+		n, c, fr, stopped := edge(t)
+		go func() { n.data.stop(); close(stopped) }()
+		c.SetReadDeadline(time.Now().Add(30 * time.Second))
+		got := map[string]bool{}
+		for goodbye := false; !goodbye; {
+			typ, _, body, err := fr.next()
+			if err != nil {
+				t.Fatalf("after %d answers: %v", len(got), err)
+			}
+			switch typ {
+			case frameHello:
+			case framePart:
+				var env envelope.Envelope
+				if err := proto.Unmarshal(body, &env); err != nil {
+					t.Fatal(err)
+				}
+				i, _ := strconv.Atoi(env.GetPart().RequestId)
+				if string(env.GetPart().Body) != strings.Repeat(string(rune('a'+i)), size) || !env.GetPart().Final {
+					t.Fatalf("answer %d differs", i)
+				}
+				got[env.GetPart().RequestId] = true
+			case frameGoodbye:
+				goodbye = true
+			default:
+				t.Fatalf("a frame of type %d", typ)
+			}
+		}
+		if len(got) != actors {
+			t.Fatalf("%d answers of %d before the goodbye", len(got), actors)
+		}
+		select {
+		case <-stopped:
+			t.Fatal("the member closed before the edge did")
+		default:
+		}
+		c.Close()
+		select {
+		case <-stopped:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the member did not stop once the edge closed")
+		}
+	})
+
+	t.Run("an edge that reads nothing holds the stop no longer than the bound", func(t *testing.T) {
+		defer func(d, w time.Duration) { dataFinishTimeout, dataWriteTimeout = d, w }(dataFinishTimeout, dataWriteTimeout)
+		dataFinishTimeout, dataWriteTimeout = 200*time.Millisecond, time.Hour
+		n, _, _, stopped := edge(t)
+		go func() { n.data.stop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(30 * time.Second):
+			t.Fatal("the stop waited for an edge that reads nothing")
+		}
+	})
+}
+
+// An edge that reads a member's goodbye closes its link at once: its
+// streams end after the parts they got, and the member's stop does not
+// wait out dataFinishTimeout for it.
+func TestDataPlaneGoodbyeClosesTheLink(t *testing.T) {
+	defer func(d time.Duration) { dataFinishTimeout = d }(dataFinishTimeout)
+	dataFinishTimeout = time.Minute
+	n, _, logs := dataNode(t)
+	l := selfLink(t, n)
+	_, s, ctx := openPartial(t, n, l, newAnswerer("a part, never a final one"))
+	if p, err := s.Next(ctx); err != nil || p.Final {
+		t.Fatalf("first part %v, %v", p, err)
+	}
+	stopped := make(chan struct{})
+	go func() { n.data.stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the member's stop waited for the edge")
+	}
+	if _, err := s.Next(ctx); !errors.Is(err, ErrActorGone) {
+		t.Fatalf("after the goodbye: %v, want ErrActorGone", err)
+	}
+	if !strings.Contains(logs.String(), "the node is stopping") {
+		t.Errorf("the link did not close on the goodbye:\n%s", logs)
 	}
 }
