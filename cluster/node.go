@@ -340,6 +340,16 @@ func Start(cfg Config) (*Node, error) {
 				members = append(members, proto.Clone(m).(*cluster.Member))
 			}
 			hosts := hostsByKind(members)
+			if n.data != nil && cfg.Role != RoleMember {
+				// Linked as members join, so that the first request
+				// forwarded to one (after a failover, say) waits for no
+				// handshake.
+				for _, m := range t.Joined {
+					if m.HasKind(SessionKind) && m.Address() != system.Address() {
+						go n.linkTo(context.Background(), m.Address())
+					}
+				}
+			}
 			n.mu.Lock()
 			n.members, n.hosts = members, hosts
 			close(n.topology)

@@ -88,6 +88,9 @@ func TestMTLSCluster(t *testing.T) {
 	b := startNode(t, "tls-b", append([]string{"--cluster-seeds", a.Cluster + "," + rogueAddr}, ca.Node(t, "node-b").Args()...)...)
 	a.awaitMembers(ctx, 2)
 	b.awaitMembers(ctx, 2)
+	// Each links to the other as it joins, before any request.
+	a.awaitLogged(t, ctx, `"msg":"data plane: linked to a node"`, b.Cluster)
+	b.awaitLogged(t, ctx, `"msg":"data plane: linked to a node"`, a.Cluster)
 	for _, n := range []*node{a, b} {
 		if !n.logged(`"msg":"cluster connections use mutual TLS"`) {
 			t.Errorf("%s did not log that its cluster connections use mutual TLS", n.name)
