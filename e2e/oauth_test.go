@@ -345,8 +345,10 @@ type sdkEvent struct {
 	} `json:"content"`
 	Message string `json:"message"`
 
-	// result: the Mcp-Session-Id the call was made on
-	SessionID string `json:"sessionId"`
+	// result: the Mcp-Session-Id the call was made on, and how many
+	// connections the client had opened to the MCP server by its end
+	SessionID   string `json:"sessionId"`
+	Connections int    `json:"connections"`
 }
 
 // text joins a tool result's text contents.

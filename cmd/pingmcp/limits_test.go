@@ -106,3 +106,23 @@ func TestHTTPServerLimits(t *testing.T) {
 		t.Errorf("16 KiB header with a 4 KiB limit: %d, want 431", s)
 	}
 }
+
+// Every HTTP/1.1 answer tells the client to keep its idle connection for
+// less than the server keeps it (keepAliveHint): 115 s of 120.
+func TestHTTPServerKeepAliveHint(t *testing.T) {
+	srv := newHTTPServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	defer srv.Close()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Keep-Alive"); got != "timeout=115" || srv.IdleTimeout != 120*time.Second {
+		t.Errorf("Keep-Alive %q with an idle timeout of %v, want timeout=115 with 2m0s", got, srv.IdleTimeout)
+	}
+}

@@ -26,6 +26,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -177,15 +178,34 @@ func verifier(cfg *config.Config) auth.Verifier {
 	return auth.NewJWTVerifier(auth.JWTOptions{Issuer: cfg.Issuer, Audiences: cfg.Resources(), HTTPClient: upstream(cfg)})
 }
 
+// httpIdleTimeout: a kept-alive connection with no request goes after this
+// long (streams are requests: they stay).
+const httpIdleTimeout = 2 * time.Minute
+
+// keepAliveHint is the Keep-Alive header of every HTTP/1.x response: it
+// tells the client to keep an idle connection open up to 5 s less than the
+// server does. Node's fetch (undici: mcp-remote, the MCP Inspector, the
+// TypeScript SDK) otherwise closes one idle for 4 s, so that a session's
+// next request after a pause (a model thinking) opens a new connection,
+// which a connection-level balancer (a Kubernetes Service) may send to
+// another node than the one holding the session: that request then takes
+// a hop. Shorter than the server's own timeout, so that the client closes
+// first: a server's close racing a client's next request fails that
+// request (a POST is not retried).
+var keepAliveHint = "timeout=" + strconv.Itoa(int((httpIdleTimeout-5*time.Second)/time.Second))
+
 func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 	return &http.Server{
-		Handler:           h,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.ProtoMajor == 1 { // a connection-specific header: none in HTTP/2
+				w.Header().Set("Keep-Alive", keepAliveHint)
+			}
+			h.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
-		// A kept-alive connection with no request goes after this long
-		// (streams are requests: they stay).
-		IdleTimeout:    2 * time.Minute,
-		MaxHeaderBytes: config.DefaultMaxHeaderBytes,
-		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    config.DefaultMaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 }
 

@@ -36,7 +36,8 @@
 // Everything printed on stdout is one JSON object a line with an "event":
 // http (each request the SDK made: method, URL without query, status,
 // WWW-Authenticate), oauth (each stage of the flow), initialized, tools,
-// result, refreshed, done; error, then exit status 1, on any failure. No
+// result (with the connections opened to the MCP server so far), refreshed,
+// done; error, then exit status 1, on any failure. No
 // token value is ever printed: only whether tokens exist and the access
 // token's claims. The tokens themselves go to --tokens-file (mode 0600), for
 // a test to check that they appear nowhere else.
@@ -47,6 +48,7 @@
 // 0600) whenever they change.
 
 import { randomBytes } from 'node:crypto';
+import { subscribe } from 'node:diagnostics_channel';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
@@ -81,6 +83,19 @@ function jwtClaims(token) {
     } catch {
         return undefined;
     }
+}
+
+// connections counts the connections fetch opened to the MCP server's host
+// and port (undici's diagnostics channel), reported with each result: a
+// test sees whether the client kept its connection between two calls.
+let connections = 0;
+function countConnections(serverUrl) {
+    const port = serverUrl.port || (serverUrl.protocol === 'https:' ? '443' : '80');
+    subscribe('undici:client:connected', ({ connectParams }) => {
+        if (connectParams?.hostname === serverUrl.hostname && String(connectParams?.port) === port) {
+            connections++;
+        }
+    });
 }
 
 // streams counts what the server's GET streams did (see watchStream).
@@ -485,6 +500,7 @@ async function main() {
         throw new Error('usage: client.mjs --url MCP_URL --user NAME [--password PW] [--tokens-file F] [--steps JSON]');
     }
     const serverUrl = new URL(values.url);
+    countConnections(serverUrl);
     const provider = new HeadlessProvider({
         redirectUrl: values['redirect-url'],
         user: values.user,
@@ -568,7 +584,7 @@ async function main() {
                 emit('oauth', { stage: 'finished', step: n });
                 result = await call();
             }
-            emit('result', { step: n, tool: step.call, sessionId: transport.sessionId, ...toolResultFields(result) });
+            emit('result', { step: n, tool: step.call, sessionId: transport.sessionId, connections, ...toolResultFields(result) });
             if (result.isError && !step.allowError) {
                 throw new Error(`tool ${step.call} answered with an error`);
             }
