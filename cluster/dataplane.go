@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -165,14 +166,22 @@ func (fr *frameReader) next() (typ byte, target string, body []byte, err error) 
 			return 0, "", nil, err
 		}
 	} else {
-		// A large frame's buffer grows as its bytes come: the length a
-		// peer announces costs memory only as the peer sends the bytes.
-		var err error
-		if b, err = io.ReadAll(io.LimitReader(fr.r, int64(n))); err != nil {
-			return 0, "", nil, err
-		}
-		if len(b) < int(n) {
-			return 0, "", nil, io.ErrUnexpectedEOF
+		// A large frame's buffer grows as its bytes come, doubling up to
+		// the frame's size: the length a peer announces costs memory
+		// only as the peer sends the bytes.
+		b = make([]byte, 0, maxKeptFrame)
+		for len(b) < int(n) {
+			if len(b) == cap(b) {
+				b = slices.Grow(b, min(int(n)-len(b), len(b)))
+			}
+			k, err := io.ReadFull(fr.r, b[len(b):min(cap(b), int(n))])
+			b = b[:len(b)+k]
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			if err != nil {
+				return 0, "", nil, err
+			}
 		}
 	}
 	typ, b = b[0], b[1:]
@@ -197,6 +206,7 @@ func (fr *frameReader) next() (typ byte, target string, body []byte, err error) 
 type frameWriter struct {
 	conn    net.Conn
 	onError func(error)
+	timeout time.Duration // dataWriteTimeout when made
 
 	mu       sync.Mutex
 	room     sync.Cond     // broadcast when waiting frames were taken, or on an error
@@ -210,7 +220,7 @@ type frameWriter struct {
 }
 
 func newFrameWriter(conn net.Conn, onError func(error)) *frameWriter {
-	w := &frameWriter{conn: conn, onError: onError, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	w := &frameWriter{conn: conn, onError: onError, timeout: dataWriteTimeout, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	w.room.L = &w.mu
 	go w.run()
 	return w
@@ -314,7 +324,7 @@ func (w *frameWriter) flushLocked() error {
 	var err error
 	for rest := out; len(rest) > 0 && err == nil; {
 		n := min(len(rest), maxWriteChunk)
-		w.conn.SetWriteDeadline(time.Now().Add(dataWriteTimeout))
+		w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
 		_, err = w.conn.Write(rest[:n])
 		rest = rest[n:]
 	}
@@ -334,17 +344,10 @@ func (w *frameWriter) flushLocked() error {
 // finish queues a last frame of typ, after which the writer takes no
 // other, and waits until it and every frame before it are written, the
 // writer fails, or deadline passes. It reports whether all was written.
+// The frames are written by run, even when no write is under way: the
+// caller waits no longer than deadline, however long a write blocks (the
+// caller's close then ends it).
 func (w *frameWriter) finish(typ byte, deadline time.Time) bool {
-	w.mu.Lock()
-	flush, err := w.queueLocked(typ, "", noBody)
-	w.last = true
-	w.mu.Unlock()
-	if err != nil {
-		return false
-	}
-	if flush {
-		w.flush()
-	}
 	expired := false
 	t := time.AfterFunc(time.Until(deadline), func() {
 		w.mu.Lock()
@@ -355,6 +358,14 @@ func (w *frameWriter) finish(typ byte, deadline time.Time) bool {
 	defer t.Stop()
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	flush, err := w.queueLocked(typ, "", noBody)
+	w.last = true
+	if err != nil {
+		return false
+	}
+	if flush {
+		w.kick <- struct{}{} // empty: no write was under way, so run took the last kick
+	}
 	for w.err == nil && w.flushing && !expired {
 		w.room.Wait()
 	}
@@ -429,6 +440,18 @@ func (n *Node) linkTo(ctx context.Context, addr string) (*link, error) {
 		return nil, nil
 	}
 	return l, nil
+}
+
+// dialAhead starts dialling a link to addr, unless there is one, a
+// recent one failed, or the node stops; it does not wait for it.
+func (d *dataPlane) dialAhead(addr string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopped || d.links[addr] != nil || time.Now().Before(d.refused[addr]) {
+		return
+	}
+	delete(d.refused, addr)
+	d.links[addr] = d.newLink(addr)
 }
 
 // newLink starts dialling a link to addr.
@@ -566,6 +589,10 @@ func (l *link) dial() {
 			}
 		}
 		d.mu.Unlock()
+		if errors.Is(l.dialing.Err(), context.Canceled) {
+			l.data.logger.Debug("data plane: a link closed while it was made", "peer", l.addr, "err", err)
+			return
+		}
 		l.data.logger.Warn("data plane: no link to a node; its requests go through protoactor's remote for now",
 			"peer", l.addr, "retry_in", dataRetryAfter, "err", err)
 		return
@@ -707,7 +734,7 @@ type edgePeer struct {
 	watched  map[string]struct{}   // local actors this edgePeer watches, by PID id
 	watchers map[pidKey]*actor.PID // actors that watch this edgePeer
 	closed   bool
-	ended    chan struct{} // closed when read returns
+	done     chan struct{} // closed by close
 }
 
 var _ actor.Process = (*edgePeer)(nil)
@@ -734,7 +761,7 @@ func (d *dataPlane) serve(conn net.Conn) {
 		return
 	}
 	conn.SetDeadline(time.Time{})
-	p := &edgePeer{data: d, conn: conn, fr: fr, ended: make(chan struct{}), watched: map[string]struct{}{}, watchers: map[pidKey]*actor.PID{}}
+	p := &edgePeer{data: d, conn: conn, fr: fr, done: make(chan struct{}), watched: map[string]struct{}{}, watchers: map[pidKey]*actor.PID{}}
 	p.edge.Store(edge)
 	d.mu.Lock()
 	if d.stopped {
@@ -750,17 +777,18 @@ func (d *dataPlane) serve(conn net.Conn) {
 	}
 	p.pid = pid
 	p.w = newFrameWriter(conn, p.close)
+	// The hello is queued before stop can see the peer: its goodbye, if
+	// it comes at once, follows the hello.
+	flush, _ := p.w.queue(frameHello, n.System.Address(), noBody)
 	d.peers[p] = struct{}{}
 	d.mu.Unlock()
-	if err := p.w.write(frameHello, n.System.Address(), noBody); err != nil {
-		p.close(err)
-		return
+	if flush {
+		p.w.flush()
 	}
 	go p.read()
 }
 
 func (p *edgePeer) read() {
-	defer close(p.ended)
 	n := p.data.node
 	system := n.System
 	for {
@@ -873,7 +901,7 @@ func (p *edgePeer) finish(deadline time.Time) {
 	if p.w.finish(frameGoodbye, deadline) {
 		t := time.NewTimer(time.Until(deadline))
 		select {
-		case <-p.ended:
+		case <-p.done: // the edge closed the connection (read's end closes p)
 		case <-t.C:
 		}
 		t.Stop()
@@ -901,6 +929,7 @@ func (p *edgePeer) close(err error) {
 	p.closed = true
 	watchers := p.watchers
 	p.watchers = nil
+	close(p.done)
 	p.mu.Unlock()
 	p.w.fail(errLinkClosed)
 	p.conn.Close()

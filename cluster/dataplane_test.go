@@ -965,3 +965,28 @@ func TestDataPlaneGoodbyeClosesTheLink(t *testing.T) {
 		t.Errorf("the link did not close on the goodbye:\n%s", logs)
 	}
 }
+
+// finish waits no longer than its deadline, even when no write was under
+// way and its own frame's write blocks (a peer that reads nothing): the
+// frames go out on the writer's goroutine, not the caller's.
+func TestFrameWriterFinishBounded(t *testing.T) {
+	defer func(d time.Duration) { dataWriteTimeout = d }(dataWriteTimeout)
+	dataWriteTimeout = time.Hour
+	a, b := net.Pipe() // b reads nothing: a write to a blocks
+	defer b.Close()
+	w := newFrameWriter(a, func(error) { a.Close() })
+	returned := make(chan bool)
+	go func() { returned <- w.finish(frameGoodbye, time.Now().Add(100*time.Millisecond)) }()
+	select {
+	case written := <-returned:
+		if written {
+			t.Error("finish says its frame was written to a peer that read nothing")
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("finish waited for a write past its deadline")
+	}
+	if err := w.write(frameSend, "x", noBody); !errors.Is(err, errLinkClosed) {
+		t.Errorf("a frame after the last: %v, want errLinkClosed", err)
+	}
+	a.Close() // ends the write under way
+}

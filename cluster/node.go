@@ -344,9 +344,11 @@ func Start(cfg Config) (*Node, error) {
 				// Linked as members join, so that the first request
 				// forwarded to one (after a failover, say) waits for no
 				// handshake.
+				// (Here, not on a goroutine of its own: a member that
+				// leaves later has its link closed after this.)
 				for _, m := range t.Joined {
 					if m.HasKind(SessionKind) && m.Address() != system.Address() {
-						go n.linkTo(context.Background(), m.Address())
+						n.data.dialAhead(m.Address())
 					}
 				}
 			}
