@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"net/url"
 	"testing"
 	"time"
 )
@@ -20,12 +19,6 @@ func TestNodeClientKeepsItsConnection(t *testing.T) {
 	defer cancel()
 	nodeBin := installSDKClient(t, ctx)
 	d := runDev(t, "--tools", "conformance")
-	mcpURL, err := url.Parse(d.MCP)
-	if err != nil {
-		t.Fatalf("MCP URL %q: %v", d.MCP, err)
-	}
-	d.HTTP = mcpURL.Host
-	d.awaitMembers(ctx, 1)
 	c := startSDKClient(t, ctx, nodeBin, d.MCP, "alice")
 	before := c.call(ctx, "test_simple_text", nil)
 	// The pause is what is tested: longer than undici's 4 s default.
