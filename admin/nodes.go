@@ -32,6 +32,9 @@ type NodeInfo struct {
 	Draining   bool      `json:"draining"`
 	Started    time.Time `json:"started,omitzero"`
 	Error      string    `json:"error,omitempty"`
+	// Route is how the node answering forwards requests to this one (see
+	// cluster.RouteTo): local, data_plane, dialing, remote or none.
+	Route string `json:"route"`
 }
 
 // ask sends q to every member at once and returns their answers (or
@@ -76,7 +79,7 @@ func (a *api) listNodes(w http.ResponseWriter, r *http.Request) {
 	out := []NodeInfo{}
 	for _, m := range members {
 		addr := m.Address()
-		n := NodeInfo{ID: cluster.MemberID(m), Address: addr, Kinds: m.Kinds, Self: addr == a.opts.Node.Address()}
+		n := NodeInfo{ID: cluster.MemberID(m), Address: addr, Kinds: m.Kinds, Self: addr == a.opts.Node.Address(), Route: a.opts.Node.RouteTo(addr)}
 		if st := answers[addr]; st != nil {
 			n.Role, n.Version, n.HTTPAddr, n.Draining = st.Role, st.Version, st.HttpAddr, st.Draining
 			n.Sessions, n.Principals = int(st.Sessions), int(st.Principals)

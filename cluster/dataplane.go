@@ -450,6 +450,49 @@ func (n *Node) linkTo(ctx context.Context, addr string) (*link, error) {
 	return l, nil
 }
 
+// Routes of forwarded requests, as the pingmcp_forwarded_requests_total
+// metric names them, and as RouteTo tells them for a node.
+const (
+	RouteLocal     = "local"      // this node itself
+	RouteDataPlane = "data_plane" // a data plane link, up
+	RouteRemote    = "remote"     // protoactor's remote: no data plane, or the node's link failed lately
+	RouteDialing   = "dialing"    // a link being made; requests wait for it
+	RouteNone      = "none"       // no link yet: the next request makes one
+)
+
+// RouteTo says how this node's requests to the node at addr travel now.
+func (n *Node) RouteTo(addr string) string {
+	d := n.data
+	switch {
+	case addr == n.System.Address():
+		return RouteLocal
+	case d == nil:
+		return RouteRemote
+	}
+	d.mu.Lock()
+	l := d.links[addr]
+	refused := time.Now().Before(d.refused[addr])
+	stopped := d.stopped
+	d.mu.Unlock()
+	switch {
+	case stopped:
+		return RouteNone
+	case l != nil:
+		select {
+		case <-l.ready:
+			if l.err == nil {
+				return RouteDataPlane
+			}
+			return RouteRemote
+		default:
+			return RouteDialing
+		}
+	case refused:
+		return RouteRemote
+	}
+	return RouteNone
+}
+
 // dialAhead starts dialling a link to addr, unless there is one, a
 // recent one failed, or the node stops; it does not wait for it.
 func (d *dataPlane) dialAhead(addr string) {

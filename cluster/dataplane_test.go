@@ -999,3 +999,62 @@ func TestFrameWriterFinishBounded(t *testing.T) {
 	a.Close() // ends the write under way
 	w.fail(errLinkClosed)
 }
+
+// RouteTo says how requests to a node travel: itself, a link being made,
+// a link up, a link that failed lately (protoactor's remote), none yet;
+// and protoactor's remote always without TLS.
+func TestRouteTo(t *testing.T) {
+	n, _, _ := dataNode(t)
+	if got := n.RouteTo(n.Address()); got != RouteLocal {
+		t.Errorf("to itself: %q", got)
+	}
+	if got := n.RouteTo("127.0.0.1:1"); got != RouteNone {
+		t.Errorf("to a node never asked: %q", got)
+	}
+	// Another name of the node's own address: a link that comes up.
+	_, port, _ := net.SplitHostPort(n.Address())
+	other := net.JoinHostPort("localhost", port)
+	n.data.dialAhead(other)
+	linkOf := func(addr string) *link {
+		n.data.mu.Lock()
+		l := n.data.links[addr]
+		n.data.mu.Unlock()
+		if l == nil {
+			t.Fatalf("no link to %s after dialAhead", addr)
+		}
+		return l
+	}
+	<-linkOf(other).ready
+	if got := n.RouteTo(other); got != RouteDataPlane {
+		t.Errorf("to a node linked: %q", got)
+	}
+	// A listener that answers no handshake until told to hang up:
+	// dialling, then protoactor's remote for a while.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	hangUp := make(chan struct{})
+	go func() {
+		if c, err := silent.Accept(); err == nil {
+			<-hangUp
+			c.Close()
+		}
+	}()
+	n.data.dialAhead(silent.Addr().String())
+	l := linkOf(silent.Addr().String())
+	if got := n.RouteTo(silent.Addr().String()); got != RouteDialing {
+		t.Errorf("to a node being dialled: %q", got)
+	}
+	close(hangUp)
+	<-l.ready
+	if got := n.RouteTo(silent.Addr().String()); got != RouteRemote {
+		t.Errorf("to a node whose link failed: %q", got)
+	}
+	// Without TLS there is no data plane.
+	plain := probeNode(t)
+	if got := plain.RouteTo(n.Address()); got != RouteRemote {
+		t.Errorf("from a node without TLS: %q", got)
+	}
+}

@@ -153,9 +153,9 @@ const (
 )
 
 var forwarded = [...]prometheus.Counter{
-	routeLocal:     metrics.Forwarded.WithLabelValues("local"),
-	routeDataPlane: metrics.Forwarded.WithLabelValues("data_plane"),
-	routeRemote:    metrics.Forwarded.WithLabelValues("remote"),
+	routeLocal:     metrics.Forwarded.WithLabelValues(RouteLocal),
+	routeDataPlane: metrics.Forwarded.WithLabelValues(RouteDataPlane),
+	routeRemote:    metrics.Forwarded.WithLabelValues(RouteRemote),
 }
 
 // route is how a stream's request reaches its target and its answer comes

@@ -214,6 +214,11 @@ func TestAbuseClusterPortInsecureControl(t *testing.T) {
 		b.metric(ctx, `pingmcp_forwarded_requests_total{route="remote"}`) == 0 {
 		t.Errorf("%s used a data plane without TLS", b.name)
 	}
+	for _, ni := range b.nodes(ctx) {
+		if ni.Address == a.Cluster && ni.Route != "remote" {
+			t.Errorf("%s's admin API: route to %s %q, want remote", b.name, ni.Address, ni.Route)
+		}
+	}
 }
 
 // A multi-node cluster without TLS does not start, on loopback too, and

@@ -88,9 +88,15 @@ func TestMTLSCluster(t *testing.T) {
 	b := startNode(t, "tls-b", append([]string{"--cluster-seeds", a.Cluster + "," + rogueAddr}, ca.Node(t, "node-b").Args()...)...)
 	a.awaitMembers(ctx, 2)
 	b.awaitMembers(ctx, 2)
-	// Each links to the other as it joins, before any request.
+	// Each links to the other as it joins, before any request, and its
+	// admin API says so.
 	a.awaitLogged(t, ctx, `"msg":"data plane: linked to a node"`, b.Cluster)
 	b.awaitLogged(t, ctx, `"msg":"data plane: linked to a node"`, a.Cluster)
+	for _, ni := range a.nodes(ctx) {
+		if want := map[bool]string{true: "local", false: "data_plane"}[ni.Address == a.Cluster]; ni.Route != want {
+			t.Errorf("%s's admin API: route to %s %q, want %q", a.name, ni.Address, ni.Route, want)
+		}
+	}
 	for _, n := range []*node{a, b} {
 		if !n.logged(`"msg":"cluster connections use mutual TLS"`) {
 			t.Errorf("%s did not log that its cluster connections use mutual TLS", n.name)
