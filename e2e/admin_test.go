@@ -183,7 +183,7 @@ func TestAdminSessions(t *testing.T) {
 	if out, _, code := runCLI(t, []string{"PINGMCP_ADMIN_TOKEN=" + opsToken}, "sessions", "ls", adminURL, "--node", described.Node); code != 0 || !strings.Contains(out, as.ID()) || !strings.Contains(out, "live") {
 		t.Errorf("sessions ls --node with the admin user's token: %d\n%s", code, out)
 	}
-	if out, _, code := runCLI(t, env, "nodes", "ls", adminURL); code != 0 || !strings.Contains(out, "yes") || !strings.Contains(out, "both") {
+	if out, _, code := runCLI(t, env, "nodes", "ls", adminURL); code != 0 || !strings.Contains(out, "yes") || !strings.Contains(out, "both") || !strings.Contains(out, "ROUTE FROM IT") || !strings.Contains(out, "local") {
 		t.Errorf("nodes ls: %d\n%s", code, out)
 	}
 	if _, errOut, code := runCLI(t, nil, "sessions", "ls", adminURL); code != 2 || !strings.Contains(errOut, "no admin token") {

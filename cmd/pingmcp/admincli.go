@@ -411,7 +411,7 @@ func (c *adminClient) listNodes(ctx context.Context, output string, w io.Writer)
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ADDRESS\tROLE\tVERSION\tSESSIONS\tPRINCIPALS\tSTATE\tHTTP\tTHIS NODE")
+	fmt.Fprintln(tw, "ADDRESS\tROLE\tVERSION\tSESSIONS\tPRINCIPALS\tSTATE\tHTTP\tTHIS NODE\tROUTE FROM IT")
 	for _, n := range out.Nodes {
 		self, state := "", "serving"
 		if n.Self {
@@ -423,8 +423,8 @@ func (c *adminClient) listNodes(ctx context.Context, output string, w io.Writer)
 		case n.Draining:
 			state = "draining"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", n.Address, dash(n.Role), dash(n.Version), n.Sessions, n.Principals,
-			state, dash(n.HTTPAddr), self)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", n.Address, dash(n.Role), dash(n.Version), n.Sessions, n.Principals,
+			state, dash(n.HTTPAddr), self, dash(n.Route))
 	}
 	return tw.Flush()
 }
