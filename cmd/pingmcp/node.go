@@ -350,6 +350,14 @@ func (n *nodeAssembly) run(ctx context.Context) error {
 func (n *nodeAssembly) drain() {
 	n.drained = true
 	n.draining.Store(true)
+	if n.srv != nil {
+		// Clients' kept connections go: the idle ones now, the others
+		// after their answer (Connection: close). A client then comes
+		// back through its balancer to a node that serves, instead of
+		// keeping this one for the drain (Keep-Alive tells clients to
+		// keep a connection 115 s).
+		n.srv.SetKeepAlivesEnabled(false)
+	}
 	if n.edge != nil {
 		n.edge.Drain()
 	}
