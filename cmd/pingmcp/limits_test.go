@@ -117,12 +117,25 @@ func TestHTTPServerKeepAliveHint(t *testing.T) {
 	}
 	go srv.Serve(ln)
 	defer srv.Close()
-	resp, err := http.Get("http://" + ln.Addr().String() + "/")
-	if err != nil {
-		t.Fatal(err)
+	get := func(header, value string) string {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+"/", nil)
+		if header != "" {
+			req.Header.Set(header, value)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.Header.Get("Keep-Alive")
 	}
-	resp.Body.Close()
-	if got := resp.Header.Get("Keep-Alive"); got != "timeout=115" || srv.IdleTimeout != 120*time.Second {
+	if got := get("", ""); got != "timeout=115" || srv.IdleTimeout != 120*time.Second {
 		t.Errorf("Keep-Alive %q with an idle timeout of %v, want timeout=115 with 2m0s", got, srv.IdleTimeout)
+	}
+	// Through a proxy, none: the proxy keeps its own connections.
+	for _, h := range []string{"Forwarded", "X-Forwarded-For", "Via"} {
+		if got := get(h, "1.1 proxy"); got != "" {
+			t.Errorf("a request with %s: Keep-Alive %q, want none", h, got)
+		}
 	}
 }

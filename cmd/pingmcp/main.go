@@ -182,7 +182,8 @@ func verifier(cfg *config.Config) auth.Verifier {
 // long (streams are requests: they stay).
 const httpIdleTimeout = 2 * time.Minute
 
-// keepAliveHint is the Keep-Alive header of every HTTP/1.x response: it
+// keepAliveHint is the Keep-Alive header of every HTTP/1.x response to a
+// client that came directly (not through a proxy: proxied): it
 // tells the client to keep an idle connection open up to 5 s less than the
 // server does. Node's fetch (undici: mcp-remote, the MCP Inspector, the
 // TypeScript SDK) otherwise closes one idle for 4 s, so that a session's
@@ -194,10 +195,18 @@ const httpIdleTimeout = 2 * time.Minute
 // request (a POST is not retried).
 var keepAliveHint = "timeout=" + strconv.Itoa(int((httpIdleTimeout-5*time.Second)/time.Second))
 
+// proxied says whether a request came through an HTTP proxy (it says so in
+// Forwarded, X-Forwarded-For or Via): the proxy keeps its own connections
+// to its clients, and one that passed the hint on would tell them to
+// outlast its own idle timeout.
+func proxied(h http.Header) bool {
+	return h.Get("Forwarded") != "" || h.Get("X-Forwarded-For") != "" || h.Get("Via") != ""
+}
+
 func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.ProtoMajor == 1 { // a connection-specific header: none in HTTP/2
+			if r.ProtoMajor == 1 && !proxied(r.Header) { // a connection-specific header: none in HTTP/2
 				w.Header().Set("Keep-Alive", keepAliveHint)
 			}
 			h.ServeHTTP(w, r)
