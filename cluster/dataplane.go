@@ -421,24 +421,10 @@ func (n *Node) linkTo(ctx context.Context, addr string) (*link, error) {
 	if d == nil || addr == n.System.Address() {
 		return nil, nil
 	}
-	d.mu.Lock()
-	if d.stopped {
-		d.mu.Unlock()
+	l := d.link(addr)
+	if l == nil {
 		return nil, nil
 	}
-	l := d.links[addr]
-	if l == nil {
-		if until, ok := d.refused[addr]; ok {
-			if time.Now().Before(until) {
-				d.mu.Unlock()
-				return nil, nil
-			}
-			delete(d.refused, addr)
-		}
-		l = d.newLink(addr)
-		d.links[addr] = l
-	}
-	d.mu.Unlock()
 	select {
 	case <-l.ready:
 	case <-ctx.Done():
@@ -495,14 +481,26 @@ func (n *Node) RouteTo(addr string) string {
 
 // dialAhead starts dialling a link to addr, unless there is one, a
 // recent one failed, or the node stops; it does not wait for it.
-func (d *dataPlane) dialAhead(addr string) {
+func (d *dataPlane) dialAhead(addr string) { d.link(addr) }
+
+// link returns the link to addr, made or being made, starting one if
+// there is none; nil if the node stops or a link to addr failed lately.
+func (d *dataPlane) link(addr string) *link {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.stopped || d.links[addr] != nil || time.Now().Before(d.refused[addr]) {
-		return
+	if d.stopped {
+		return nil
+	}
+	if l := d.links[addr]; l != nil {
+		return l
+	}
+	if time.Now().Before(d.refused[addr]) {
+		return nil
 	}
 	delete(d.refused, addr)
-	d.links[addr] = d.newLink(addr)
+	l := d.newLink(addr)
+	d.links[addr] = l
+	return l
 }
 
 // newLink starts dialling a link to addr.

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/metrics"
@@ -144,19 +143,13 @@ func stripNotServed(p *envelope.ResponsePart) {
 	p.Headers = slices.DeleteFunc(p.Headers, func(h *envelope.Header) bool { return h.Name == envelope.NotServedHeader })
 }
 
-// The routes of metrics.Forwarded, its counters taken once rather than
+// The counters of metrics.Forwarded by route, taken once rather than
 // looked up by label on each request.
-const (
-	routeLocal = iota
-	routeDataPlane
-	routeRemote
+var (
+	forwardedLocal     = metrics.Forwarded.WithLabelValues(RouteLocal)
+	forwardedDataPlane = metrics.Forwarded.WithLabelValues(RouteDataPlane)
+	forwardedRemote    = metrics.Forwarded.WithLabelValues(RouteRemote)
 )
-
-var forwarded = [...]prometheus.Counter{
-	routeLocal:     metrics.Forwarded.WithLabelValues(RouteLocal),
-	routeDataPlane: metrics.Forwarded.WithLabelValues(RouteDataPlane),
-	routeRemote:    metrics.Forwarded.WithLabelValues(RouteRemote),
-}
 
 // route is how a stream's request reaches its target and its answer comes
 // back: the node's reply router (protoactor: a local actor, or a node the
@@ -183,7 +176,7 @@ func (n *Node) open(ctx context.Context, kind, identity string, target *actor.PI
 		s, err := l.open(kind, identity, target, req)
 		if !errors.Is(err, errLinkClosed) {
 			if err == nil {
-				forwarded[routeDataPlane].Inc()
+				forwardedDataPlane.Inc()
 			}
 			return s, err
 		}
@@ -194,11 +187,11 @@ func (n *Node) open(ctx context.Context, kind, identity string, target *actor.PI
 		return nil, err
 	}
 	n.System.Root.RequestWithCustomSender(target, &envelope.Envelope{Body: &envelope.Envelope_Request{Request: req}}, n.replies.pid)
-	route := routeRemote
+	counter := forwardedRemote
 	if target.Address == n.System.Address() {
-		route = routeLocal
+		counter = forwardedLocal
 	}
-	forwarded[route].Inc()
+	counter.Inc()
 	return s, nil
 }
 
