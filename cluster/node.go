@@ -124,6 +124,9 @@ type Node struct {
 	stopOnce sync.Once
 	replies  *replyRouter // sender of every request this node forwards through protoactor
 	data     *dataPlane   // requests to other nodes and their answers; nil without TLS
+	// place is the node's identity lookup; nil where a benchmark put
+	// protoactor's in its place.
+	place *placement
 
 	mu   sync.Mutex
 	pids *pidCache // kind/identity → activation, dropped when it terminates
@@ -304,7 +307,9 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("unknown cluster provider %q", cfg.Provider)
 	}
 
-	clusterCfg := cluster.Configure(cfg.Name, provider, identityLookup(), remoteCfg,
+	lookup := identityLookup()
+	n.place, _ = lookup.(*placement)
+	clusterCfg := cluster.Configure(cfg.Name, provider, lookup, remoteCfg,
 		cluster.WithKinds(cfg.Kinds...),
 		cluster.WithRequestTimeout(10*time.Second),
 	)
@@ -432,6 +437,7 @@ func (n *Node) Ready() error {
 // Stop leaves the cluster. Graceful stops let other nodes learn of the
 // departure before the remote closes.
 func (n *Node) Stop(graceful bool) {
+	n.Drain()
 	n.stopOnce.Do(func() { close(n.stopping) })
 	if n.seeds != nil {
 		n.seeds.stop()
@@ -448,6 +454,16 @@ func (n *Node) Stop(graceful bool) {
 		// The gossip loop (gossipOff) ends when told to, which only a
 		// graceful shutdown does.
 		n.Cluster.Gossip.Shutdown()
+	}
+}
+
+// Drain tells the cluster's placement that this node is on its way out: it
+// makes no more activations for other members, and asks for none here (its
+// own identities' are still made here, to be refused retryably by the
+// actors: see actors.Local).
+func (n *Node) Drain() {
+	if n.place != nil {
+		n.place.refuse.Store(true)
 	}
 }
 
@@ -567,7 +583,7 @@ func (n *Node) lookup(ctx context.Context, kind, identity string, deadline time.
 	changed := n.topology
 	n.mu.Unlock()
 	answer := make(chan *actor.PID, 1)
-	go func() { answer <- n.Cluster.Get(identity, kind) }()
+	go func() { answer <- n.get(kind, identity) }()
 	timeout := time.NewTimer(time.Until(deadline))
 	defer timeout.Stop()
 	select {
@@ -578,6 +594,19 @@ func (n *Node) lookup(ctx context.Context, kind, identity string, deadline time.
 	case <-timeout.C:
 	}
 	return nil
+}
+
+// get asks the identity's owner for its activation. A node that hosts
+// sessions asks for a session's to be made here if there is none
+// (placement.go): the requests of the client that reached it then take no
+// hop.
+func (n *Node) get(kind, identity string) *actor.PID {
+	if n.place == nil {
+		return n.Cluster.Get(identity, kind)
+	}
+	_, hosted := n.Cluster.TryGetClusterKind(kind)
+	here := kind == SessionKind && hosted
+	return n.place.get(cluster.NewClusterIdentity(identity, kind), here)
 }
 
 // memberWait bounds how long a request waits for a node that can host its

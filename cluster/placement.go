@@ -11,12 +11,23 @@ import (
 	"github.com/asynkron/protoactor-go/eventstream"
 )
 
-// placement is the cluster's identity lookup: an identity's activation
-// lives on the member rendezvous hashing picks among those of its kind, as
-// with protoactor's disthash, whose messages and activator name it keeps (a
-// node of an older pingmcp places and finds activations with it alike).
-// Two things differ, for nodes of 100,000 actors:
+// placement is the cluster's identity lookup. An identity's owner is the
+// member rendezvous hashing picks among those of its kind, as with
+// protoactor's disthash, whose messages and activator name it keeps (a node
+// of an older pingmcp places and finds activations with it alike). The
+// owner's placement actor is the identity's directory: it says where the
+// activation is, and makes one when there is none. Three things differ:
 //
+//   - a session's activation is made where its requests arrive. A node that
+//     hosts sessions, asking the owner for one, says so (hostAtAsker); the
+//     owner, with no activation, asks that node's placement actor to make
+//     one there (hostForOwner), records it and watches it. A session whose
+//     node died or left is thus rehydrated on the node its client's next
+//     request reached, and its requests take no hop, rather than on a
+//     member picked by its identity's hash. An activation made for an owner
+//     lives as long as that member owns its identity: when membership gives
+//     the identity to its host, the host adopts it; to a third member, the
+//     host stops it in its handback, as an owner does its own;
 //   - a terminated activation is found by its PID in one map lookup.
 //     disthash scans every activation of the node for each one that stops,
 //     so stopping many at once (a handback, a drain, passivation under
@@ -36,6 +47,9 @@ type placement struct {
 	rdv atomic.Pointer[cluster.Rendezvous]
 	pid *actor.PID
 	sub *eventstream.Subscription
+	// refuse is set as the node drains or stops: it makes no activation
+	// for another member, and asks for none here.
+	refuse atomic.Bool
 }
 
 // Pace of the handback of moved activations: 2,000 per second per node.
@@ -47,6 +61,22 @@ const (
 // activatorName is the placement actor's name on every member.
 const activatorName = disthash.PartitionActivatorActorName
 
+// The RequestId of an ActivationRequest (a field protoactor's placement
+// actors and older pingmcp nodes ignore) says where an activation that
+// does not exist yet is to be made:
+const (
+	// hostAtAsker: on the member asking, which hosts the kind. Sent to the
+	// identity's owner.
+	hostAtAsker = "pingmcp/host-at-asker"
+	// hostForOwner: here, for the sender, the identity's owner. Sent by the
+	// owner to the member that asked.
+	hostForOwner = "pingmcp/host-for-owner"
+)
+
+// hostTimeout bounds the owner's wait for the asker to make an activation;
+// then it makes one itself. (The asker waits 5 s for the owner's answer.)
+const hostTimeout = 2 * time.Second
+
 func newPlacement() *placement { return &placement{} }
 
 var _ cluster.IdentityLookup = (*placement)(nil)
@@ -56,7 +86,8 @@ func (p *placement) Setup(c *cluster.Cluster, _ []string, _ bool) {
 	p.rdv.Store(cluster.NewRendezvous())
 	system := c.ActorSystem
 	p.pid, _ = system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
-		return &placer{c: c, actors: map[string]grain{}, byPID: map[string]string{}, queued: map[string]bool{}}
+		return &placer{c: c, refuse: &p.refuse, actors: map[string]grain{}, byPID: map[pidKey]string{},
+			queued: map[string]bool{}, pending: map[string][]*actor.PID{}, members: map[string]*cluster.Member{}}
 	}), activatorName)
 	p.sub = system.EventStream.Subscribe(func(ev any) {
 		if t, ok := ev.(*cluster.ClusterTopology); ok {
@@ -76,15 +107,22 @@ func (p *placement) Shutdown() {
 	}
 }
 
-// Get asks the identity's owner for its activation (made if need be); nil
-// without an answer within 5 s.
-func (p *placement) Get(ci *cluster.ClusterIdentity) *actor.PID {
+// Get asks the identity's owner for its activation (made on the owner if
+// need be); nil without an answer within 5 s.
+func (p *placement) Get(ci *cluster.ClusterIdentity) *actor.PID { return p.get(ci, false) }
+
+// get is Get; here asks for an activation that does not exist yet to be
+// made on this node, which hosts ci's kind.
+func (p *placement) get(ci *cluster.ClusterIdentity, here bool) *actor.PID {
 	owner := p.rdv.Load().GetByClusterIdentity(ci)
 	if owner == "" {
 		return nil
 	}
-	res, err := p.c.ActorSystem.Root.RequestFuture(actor.NewPID(owner, activatorName),
-		&cluster.ActivationRequest{ClusterIdentity: ci}, 5*time.Second).Result()
+	req := &cluster.ActivationRequest{ClusterIdentity: ci}
+	if here && !p.refuse.Load() {
+		req.RequestId = hostAtAsker
+	}
+	res, err := p.c.ActorSystem.Root.RequestFuture(actor.NewPID(owner, activatorName), req, 5*time.Second).Result()
 	if err != nil {
 		return nil
 	}
@@ -99,24 +137,36 @@ func (p *placement) RemovePid(ci *cluster.ClusterIdentity, pid *actor.PID) {
 	p.c.MemberList.BroadcastEvent(&cluster.ActivationTerminated{Pid: pid, ClusterIdentity: ci}, true)
 }
 
-// grain is one activation the placer made.
+// grain is one activation the placer made, or (on its identity's owner)
+// one another member made for it.
 type grain struct {
 	ci  *cluster.ClusterIdentity
 	pid *actor.PID
+	// owner is, for an activation this member made for another, that
+	// member's address; "" for this member's own.
+	owner string
 }
 
 // placer makes and keeps the activations of the identities this member
-// owns; they are its children, so their Terminated comes to it.
+// owns, and those it makes for other members; they are its children, so
+// their Terminated comes to it. The activations of identities it owns
+// that live on other members it watches.
 type placer struct {
 	c      *cluster.Cluster
+	refuse *atomic.Bool
 	actors map[string]grain  // by identity key (kind/identity)
-	byPID  map[string]string // identity key by activation PID id
+	byPID  map[pidKey]string // identity key by activation PID
 	rdv    *cluster.Rendezvous
+	// members are the cluster's members, by address.
+	members map[string]*cluster.Member
 	// moved are the keys of activations to stop, oldest first; queued the
 	// same as a set; ticking says a handback tick is on its way.
 	moved   []string
 	queued  map[string]bool
 	ticking bool
+	// pending are the identities whose activation another member is
+	// making, with the requests that wait for it.
+	pending map[string][]*actor.PID
 }
 
 // handbackTick stops the next batch of moved activations.
@@ -127,7 +177,7 @@ func (p *placer) Receive(ctx actor.Context) {
 	case *cluster.ActivationRequest:
 		p.activate(ctx, m)
 	case *actor.Terminated:
-		p.terminated(m.Who)
+		p.terminated(ctx, m.Who)
 	case *cluster.ClusterTopology:
 		p.topology(ctx, m)
 	case handbackTick:
@@ -138,46 +188,168 @@ func (p *placer) Receive(ctx actor.Context) {
 }
 
 func (p *placer) activate(ctx actor.Context, m *cluster.ActivationRequest) {
-	key := m.ClusterIdentity.AsKey()
+	ci := m.ClusterIdentity
+	key := ci.AsKey()
+	if m.RequestId == hostForOwner {
+		p.hostFor(ctx, ci, key)
+		return
+	}
 	if g, ok := p.actors[key]; ok {
 		ctx.Respond(&cluster.ActivationResponse{Pid: g.pid})
 		return
 	}
-	kind := p.c.GetClusterKind(m.ClusterIdentity.Kind)
+	if waiting, ok := p.pending[key]; ok {
+		p.pending[key] = append(waiting, ctx.Sender())
+		return
+	}
+	kind := p.c.GetClusterKind(ci.Kind)
 	if kind == nil {
-		ctx.Logger().Error("activation of an unknown kind", slog.String("kind", m.ClusterIdentity.Kind))
+		ctx.Logger().Error("activation of an unknown kind", slog.String("kind", ci.Kind))
 		ctx.Respond(&cluster.ActivationResponse{Failed: true})
 		return
 	}
-	pid := ctx.SpawnPrefix(cluster.WithClusterIdentity(kind.Props, m.ClusterIdentity), m.ClusterIdentity.Identity)
-	kind.Inc()
-	p.actors[key] = grain{ci: m.ClusterIdentity, pid: pid}
-	p.byPID[pid.Id] = key
-	ctx.Respond(&cluster.ActivationResponse{Pid: pid})
+	if asker := ctx.Sender().GetAddress(); m.RequestId == hostAtAsker && p.hosts(asker, ci.Kind) && asker != ctx.ActorSystem().Address() {
+		p.activateAt(ctx, ci, key, asker)
+		return
+	}
+	ctx.Respond(&cluster.ActivationResponse{Pid: p.spawn(ctx, kind, ci, "")})
 }
 
-func (p *placer) terminated(pid *actor.PID) {
-	key, ok := p.byPID[pid.Id]
+// hosts says whether the member at addr hosts kind.
+func (p *placer) hosts(addr, kind string) bool {
+	m := p.members[addr]
+	return m != nil && m.HasKind(kind)
+}
+
+// spawn makes an activation of ci here, for owner ("" for this member).
+func (p *placer) spawn(ctx actor.Context, kind *cluster.ActivatedKind, ci *cluster.ClusterIdentity, owner string) *actor.PID {
+	pid := ctx.SpawnPrefix(cluster.WithClusterIdentity(kind.Props, ci), ci.Identity)
+	kind.Inc()
+	key := ci.AsKey()
+	p.actors[key] = grain{ci: ci, pid: pid, owner: owner}
+	p.byPID[keyOf(pid)] = key
+	return pid
+}
+
+// activateAt asks the member at asker to make ci's activation, and answers
+// every request for it that came meanwhile with that one, or with one made
+// here if the asker made none.
+func (p *placer) activateAt(ctx actor.Context, ci *cluster.ClusterIdentity, key, asker string) {
+	p.pending[key] = []*actor.PID{ctx.Sender()}
+	f := ctx.RequestFuture(actor.NewPID(asker, activatorName),
+		&cluster.ActivationRequest{ClusterIdentity: ci, RequestId: hostForOwner}, hostTimeout)
+	ctx.ReenterAfter(f, func(res any, err error) {
+		waiting := p.pending[key]
+		delete(p.pending, key)
+		r, _ := res.(*cluster.ActivationResponse)
+		var pid *actor.PID
+		if r != nil && !r.Failed && r.Pid != nil && r.Pid.Address == asker && p.members[asker] != nil {
+			pid = r.Pid
+			p.actors[key] = grain{ci: ci, pid: pid}
+			p.byPID[keyOf(pid)] = key
+			ctx.Watch(pid)
+		} else {
+			ctx.Logger().Debug("the asking member made no activation; making it here",
+				slog.String("member", asker), slog.Any("error", err))
+			kind := p.c.GetClusterKind(ci.Kind)
+			if kind == nil {
+				// Not since activate found it, but a kind's registration
+				// is not this actor's to rely on.
+				for _, w := range waiting {
+					ctx.Send(w, &cluster.ActivationResponse{Failed: true})
+				}
+				return
+			}
+			pid = p.spawn(ctx, kind, ci, "")
+		}
+		// Membership may have moved the identity while the asker was asked.
+		if me := ctx.ActorSystem().Address(); p.rdv != nil && p.rdv.GetByClusterIdentity(ci) != me {
+			p.queue(ctx, key)
+		}
+		for _, w := range waiting {
+			ctx.Send(w, &cluster.ActivationResponse{Pid: pid})
+		}
+	})
+}
+
+// hostFor makes ci's activation here for the sender, its owner, which a
+// request that reached this member asked for; if this member has one
+// already (it made it for another owner, or as the owner before
+// membership moved the identity), it now keeps it for the sender. A member
+// refuses while draining, and when the sender is not ci's owner as it sees
+// membership (it would stop the activation at once): the owner then makes
+// one itself.
+func (p *placer) hostFor(ctx actor.Context, ci *cluster.ClusterIdentity, key string) {
+	owner := ctx.Sender().GetAddress()
+	kind, ok := p.c.TryGetClusterKind(ci.Kind)
+	if !ok || p.refuse.Load() || p.rdv == nil || p.rdv.GetByClusterIdentity(ci) != owner ||
+		owner == ctx.ActorSystem().Address() {
+		ctx.Respond(&cluster.ActivationResponse{Failed: true})
+		return
+	}
+	if g, ok := p.actors[key]; ok {
+		if g.pid.Address != ctx.ActorSystem().Address() {
+			ctx.Respond(&cluster.ActivationResponse{Failed: true}) // a directory entry: not here
+			return
+		}
+		g.owner = owner
+		p.actors[key] = g
+		ctx.Respond(&cluster.ActivationResponse{Pid: g.pid})
+		return
+	}
+	ctx.Respond(&cluster.ActivationResponse{Pid: p.spawn(ctx, kind, ci, owner)})
+}
+
+func (p *placer) terminated(ctx actor.Context, pid *actor.PID) {
+	k := keyOf(pid)
+	key, ok := p.byPID[k]
 	if !ok {
 		return
 	}
 	g := p.actors[key]
-	delete(p.byPID, pid.Id)
-	delete(p.actors, key)
+	p.forget(key, k)
+	if pid.Address != ctx.ActorSystem().Address() {
+		return // another member's: it tells the cluster
+	}
 	if kind := p.c.GetClusterKind(g.ci.Kind); kind != nil {
 		kind.Dec()
 	}
 	p.c.MemberList.BroadcastEvent(&cluster.ActivationTerminated{Pid: pid, ClusterIdentity: g.ci}, true)
 }
 
+// forget drops the activation of key, whose PID's key is k.
+func (p *placer) forget(key string, k pidKey) {
+	delete(p.byPID, k)
+	delete(p.actors, key)
+}
+
+// drop forgets the entry of an activation another member hosts, and stops
+// watching it.
+func (p *placer) drop(ctx actor.Context, key string, g grain) {
+	ctx.Unwatch(g.pid)
+	p.forget(key, keyOf(g.pid))
+}
+
 // topology queues the activations whose identity now belongs to another
-// member, and starts handing them back.
+// member, and starts handing them back. An activation made here for an
+// owner is kept while that member owns its identity, and adopted if this
+// member does. The entries of activations on members that left are dropped
+// at once: protoactor tells no Terminated for them when the connection
+// ends cleanly, or stalls.
 func (p *placer) topology(ctx actor.Context, t *cluster.ClusterTopology) {
 	p.rdv = cluster.NewRendezvous()
 	p.rdv.UpdateMembers(t.Members)
+	clear(p.members)
+	for _, m := range t.Members {
+		p.members[m.Address()] = m
+	}
 	me := ctx.ActorSystem().Address()
 	for key, g := range p.actors {
-		if !p.queued[key] && p.rdv.GetByClusterIdentity(g.ci) != me {
+		if g.pid.Address != me && p.members[g.pid.Address] == nil {
+			p.drop(ctx, key, g)
+			continue
+		}
+		if !p.queued[key] && !p.keep(ctx, key, g) {
 			p.moved = append(p.moved, key)
 			p.queued[key] = true
 		}
@@ -188,8 +360,47 @@ func (p *placer) topology(ctx actor.Context, t *cluster.ClusterTopology) {
 	}
 }
 
+// keep says whether the activation of key stays as membership now is: one
+// of this member's own whose identity it still owns, or one it made for
+// the identity's owner; it adopts one made for another whose identity it
+// now owns, and forgets one another member hosts whose identity that
+// member now owns (the host adopts it).
+func (p *placer) keep(ctx actor.Context, key string, g grain) bool {
+	me := ctx.ActorSystem().Address()
+	owner := p.rdv.GetByClusterIdentity(g.ci)
+	switch {
+	case g.pid.Address != me: // a directory entry
+		if owner == g.pid.Address {
+			p.drop(ctx, key, g)
+			return true
+		}
+		return owner == me
+	case g.owner == "":
+		return owner == me
+	case owner == me:
+		g.owner = ""
+		p.actors[key] = g
+		return true
+	}
+	return owner == g.owner
+}
+
+// queue queues the activation of key for the handback, and starts it.
+func (p *placer) queue(ctx actor.Context, key string) {
+	if p.queued[key] {
+		return
+	}
+	p.moved = append(p.moved, key)
+	p.queued[key] = true
+	if !p.ticking {
+		p.ticking = true
+		p.handback(ctx)
+	}
+}
+
 // handback stops the next handbackBatch moved activations that are still
-// another member's, and schedules the next batch.
+// another member's, and schedules the next batch. One another member
+// hosts is stopped there, and forgotten here at once.
 func (p *placer) handback(ctx actor.Context) {
 	me := ctx.ActorSystem().Address()
 	for n := 0; n < handbackBatch && len(p.moved) > 0; {
@@ -198,10 +409,13 @@ func (p *placer) handback(ctx actor.Context) {
 		p.moved = p.moved[1:]
 		delete(p.queued, key)
 		g, ok := p.actors[key]
-		if !ok || p.rdv.GetByClusterIdentity(g.ci) == me {
+		if !ok || p.keep(ctx, key, g) {
 			continue // gone already, or moved back
 		}
 		ctx.Poison(g.pid)
+		if g.pid.Address != me {
+			p.drop(ctx, key, g)
+		}
 		n++
 	}
 	if len(p.moved) == 0 {
@@ -212,11 +426,15 @@ func (p *placer) handback(ctx actor.Context) {
 	time.AfterFunc(handbackEvery, func() { root.Send(self, handbackTick{}) })
 }
 
-// stopAll stops every activation as the member leaves, and waits for them.
+// stopAll stops every activation here as the member leaves, and waits for
+// them; those on other members are theirs to stop.
 func (p *placer) stopAll(ctx actor.Context) {
+	me := ctx.ActorSystem().Address()
 	futures := make([]*actor.Future, 0, len(p.actors))
 	for _, g := range p.actors {
-		futures = append(futures, ctx.PoisonFuture(g.pid))
+		if g.pid.Address == me {
+			futures = append(futures, ctx.PoisonFuture(g.pid))
+		}
 	}
 	for _, f := range futures {
 		if err := f.Wait(); err != nil {

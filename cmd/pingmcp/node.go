@@ -350,6 +350,7 @@ func (n *nodeAssembly) run(ctx context.Context) error {
 func (n *nodeAssembly) drain() {
 	n.drained = true
 	n.draining.Store(true)
+	n.node.Drain() // no new sessions here for other nodes
 	if n.srv != nil {
 		// Clients' kept connections go: the idle ones now, the others
 		// after their answer (Connection: close). A client then comes
