@@ -42,6 +42,10 @@ type core struct {
 	cfg  Config
 	kind kind
 	life life
+	// trail counts the requests forwarded from one node; moving says the
+	// session is to move there (follow.go).
+	trail  trail
+	moving bool
 	// id is the actor's cluster identity: the session's Mcp-Session-Id, or
 	// the principal's key; sessionID is the Mcp-Session-Id served (empty
 	// for a principal actor).
@@ -287,6 +291,9 @@ func (a *core) requestDone(ctx actor.Context, id string) {
 	delete(a.flights, id)
 	if len(a.flights) == 0 {
 		a.flights = nil // a map keeps its room once grown
+	}
+	if a.moving {
+		a.follow(ctx)
 	}
 	a.settle(ctx)
 }

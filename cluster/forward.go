@@ -70,10 +70,15 @@ func (n *Node) Forward(ctx context.Context, kind, identity string, req *envelope
 	if req.Window == 0 {
 		req.Window = DefaultWindow
 	}
+	var gone *actor.PID
 	for attempt := 0; ; attempt++ {
-		pid, err := n.activation(ctx, kind, identity)
+		pid, err := n.activation(ctx, kind, identity, gone)
 		if err != nil {
 			return nil, err
+		}
+		req.From = ""
+		if pid.Address != n.System.Address() && n.hostsHere(kind) {
+			req.From = n.System.Address() // the session may move here (Request.From)
 		}
 		s, err := n.open(ctx, kind, identity, pid, req)
 		if err != nil {
@@ -90,6 +95,9 @@ func (n *Node) Forward(ctx context.Context, kind, identity string, req *envelope
 		if (unserved || unreached) && attempt < maxNotServedRetries {
 			s.Close()
 			n.forget(kind, identity, pid)
+			if unreached {
+				gone = pid
+			}
 			if unreached && attempt == 0 {
 				continue // a PID cached from before: at once
 			}
@@ -114,7 +122,7 @@ func (n *Node) Forward(ctx context.Context, kind, identity string, req *envelope
 // session). If it is not live, the cluster activates it to hear this, and it
 // stops at once.
 func (n *Node) StopActor(ctx context.Context, kind, identity, reason string) error {
-	pid, err := n.activation(ctx, kind, identity)
+	pid, err := n.activation(ctx, kind, identity, nil)
 	if err != nil {
 		return err
 	}

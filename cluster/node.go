@@ -470,7 +470,10 @@ func (n *Node) Drain() {
 // activation returns the PID of the actor of kind/identity, activating it on
 // its owner if needed. PIDs are cached until the actor terminates, so that a
 // request costs no placement round trip.
-func (n *Node) activation(ctx context.Context, kind, identity string) (*actor.PID, error) {
+//
+// gone, if set, is an activation of kind/identity that a request found
+// gone: the identity's owner is told, in case it still lists it.
+func (n *Node) activation(ctx context.Context, kind, identity string, gone *actor.PID) (*actor.PID, error) {
 	key := kind + "/" + identity
 	n.mu.Lock()
 	pid := n.pids.get(key)
@@ -483,7 +486,7 @@ func (n *Node) activation(ctx context.Context, kind, identity string) (*actor.PI
 	// but not forever: a node cut off from every member answers 503.
 	deadline := time.Now().Add(memberWait)
 	for {
-		pid = n.lookup(ctx, kind, identity, deadline)
+		pid = n.lookup(ctx, kind, identity, gone, deadline)
 		if pid != nil {
 			break
 		}
@@ -578,12 +581,12 @@ const maxCachedPIDs = 1 << 16
 // changes while the question is out, lookup asks again under the new
 // membership (the abandoned question ends by itself). It returns nil when
 // there is no answer yet.
-func (n *Node) lookup(ctx context.Context, kind, identity string, deadline time.Time) *actor.PID {
+func (n *Node) lookup(ctx context.Context, kind, identity string, gone *actor.PID, deadline time.Time) *actor.PID {
 	n.mu.Lock()
 	changed := n.topology
 	n.mu.Unlock()
 	answer := make(chan *actor.PID, 1)
-	go func() { answer <- n.get(kind, identity) }()
+	go func() { answer <- n.get(kind, identity, gone) }()
 	timeout := time.NewTimer(time.Until(deadline))
 	defer timeout.Stop()
 	select {
@@ -600,13 +603,22 @@ func (n *Node) lookup(ctx context.Context, kind, identity string, deadline time.
 // sessions asks for a session's to be made here if there is none
 // (placement.go): the requests of the client that reached it then take no
 // hop.
-func (n *Node) get(kind, identity string) *actor.PID {
+func (n *Node) get(kind, identity string, gone *actor.PID) *actor.PID {
 	if n.place == nil {
 		return n.Cluster.Get(identity, kind)
 	}
-	_, hosted := n.Cluster.TryGetClusterKind(kind)
-	here := kind == SessionKind && hosted
-	return n.place.get(cluster.NewClusterIdentity(identity, kind), here)
+	return n.place.get(cluster.NewClusterIdentity(identity, kind), n.hostsHere(kind), gone)
+}
+
+// hostsHere says whether this node would take the activation of an
+// identity of kind that it does not own: a session's, on a node that hosts
+// sessions and is not draining.
+func (n *Node) hostsHere(kind string) bool {
+	if kind != SessionKind || n.place == nil || n.place.refuse.Load() {
+		return false
+	}
+	_, ok := n.Cluster.TryGetClusterKind(kind)
+	return ok
 }
 
 // memberWait bounds how long a request waits for a node that can host its

@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"cmp"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -71,7 +73,39 @@ const (
 	// hostForOwner: here, for the sender, the identity's owner. Sent by the
 	// owner to the member that asked.
 	hostForOwner = "pingmcp/host-for-owner"
+	// askOnly: where the owner sees fit (as with no RequestId), when the
+	// request carries a gone PID.
+	askOnly = "pingmcp/ask"
+	// goneMark, then an address, a space and an id, ends a request to the
+	// owner from a member that found that activation gone (a request to it
+	// was never delivered): the owner forgets it if it is the one it lists
+	// on another member. A Terminated from a watched PID on another member
+	// may never come (protoactor sends its remote messages at most once).
+	goneMark = " gone="
 )
+
+// askFor is the RequestId of a request to an identity's owner (above).
+func askFor(here bool, gone *actor.PID) string {
+	id := ""
+	if here {
+		id = hostAtAsker
+	}
+	if gone != nil {
+		id = cmp.Or(id, askOnly) + goneMark + gone.Address + " " + gone.Id
+	}
+	return id
+}
+
+// parseAsk reads askFor's RequestId.
+func parseAsk(id string) (here bool, gone *actor.PID) {
+	here = strings.HasPrefix(id, hostAtAsker)
+	if _, g, ok := strings.Cut(id, goneMark); ok {
+		if addr, pid, ok := strings.Cut(g, " "); ok {
+			gone = actor.NewPID(addr, pid)
+		}
+	}
+	return here, gone
+}
 
 // hostTimeout bounds the owner's wait for the asker to make an activation;
 // then it makes one itself. (The asker waits 5 s for the owner's answer.)
@@ -109,19 +143,17 @@ func (p *placement) Shutdown() {
 
 // Get asks the identity's owner for its activation (made on the owner if
 // need be); nil without an answer within 5 s.
-func (p *placement) Get(ci *cluster.ClusterIdentity) *actor.PID { return p.get(ci, false) }
+func (p *placement) Get(ci *cluster.ClusterIdentity) *actor.PID { return p.get(ci, false, nil) }
 
 // get is Get; here asks for an activation that does not exist yet to be
-// made on this node, which hosts ci's kind.
-func (p *placement) get(ci *cluster.ClusterIdentity, here bool) *actor.PID {
+// made on this node, which hosts ci's kind; gone, if set, is an activation
+// of ci this node found gone.
+func (p *placement) get(ci *cluster.ClusterIdentity, here bool, gone *actor.PID) *actor.PID {
 	owner := p.rdv.Load().GetByClusterIdentity(ci)
 	if owner == "" {
 		return nil
 	}
-	req := &cluster.ActivationRequest{ClusterIdentity: ci}
-	if here && !p.refuse.Load() {
-		req.RequestId = hostAtAsker
-	}
+	req := &cluster.ActivationRequest{ClusterIdentity: ci, RequestId: askFor(here, gone)}
 	res, err := p.c.ActorSystem.Root.RequestFuture(actor.NewPID(owner, activatorName), req, 5*time.Second).Result()
 	if err != nil {
 		return nil
@@ -177,7 +209,7 @@ func (p *placer) Receive(ctx actor.Context) {
 	case *cluster.ActivationRequest:
 		p.activate(ctx, m)
 	case *actor.Terminated:
-		p.terminated(ctx, m.Who)
+		p.terminated(ctx, m)
 	case *cluster.ClusterTopology:
 		p.topology(ctx, m)
 	case handbackTick:
@@ -194,6 +226,12 @@ func (p *placer) activate(ctx actor.Context, m *cluster.ActivationRequest) {
 		p.hostFor(ctx, ci, key)
 		return
 	}
+	here, gone := parseAsk(m.RequestId)
+	me := ctx.ActorSystem().Address()
+	if g, ok := p.actors[key]; ok && gone != nil && g.pid.Address != me && g.pid.Equal(gone) {
+		// (This member's own activations tell their end themselves.)
+		p.drop(ctx, key, g)
+	}
 	if g, ok := p.actors[key]; ok {
 		ctx.Respond(&cluster.ActivationResponse{Pid: g.pid})
 		return
@@ -208,7 +246,10 @@ func (p *placer) activate(ctx actor.Context, m *cluster.ActivationRequest) {
 		ctx.Respond(&cluster.ActivationResponse{Failed: true})
 		return
 	}
-	if asker := ctx.Sender().GetAddress(); m.RequestId == hostAtAsker && p.hosts(asker, ci.Kind) && asker != ctx.ActorSystem().Address() {
+	// At the asker, when this member owns the identity as it sees
+	// membership: one that does not would hand the activation back at once.
+	if asker := ctx.Sender().GetAddress(); here && asker != me && p.hosts(asker, ci.Kind) &&
+		p.rdv != nil && p.rdv.GetByClusterIdentity(ci) == me {
 		p.activateAt(ctx, ci, key, asker)
 		return
 	}
@@ -233,42 +274,55 @@ func (p *placer) spawn(ctx actor.Context, kind *cluster.ActivatedKind, ci *clust
 
 // activateAt asks the member at asker to make ci's activation, and answers
 // every request for it that came meanwhile with that one, or with one made
-// here if the asker made none.
+// here if the asker refused. Without the asker's answer (it may have made
+// one, the answer lost or late) it makes none, lest there be two: the
+// waiting requests are answered without a PID, and asked again.
 func (p *placer) activateAt(ctx actor.Context, ci *cluster.ClusterIdentity, key, asker string) {
 	p.pending[key] = []*actor.PID{ctx.Sender()}
+	rdv := p.rdv
 	f := ctx.RequestFuture(actor.NewPID(asker, activatorName),
 		&cluster.ActivationRequest{ClusterIdentity: ci, RequestId: hostForOwner}, hostTimeout)
 	ctx.ReenterAfter(f, func(res any, err error) {
 		waiting := p.pending[key]
 		delete(p.pending, key)
+		answer := func(r *cluster.ActivationResponse) {
+			for _, w := range waiting {
+				if w != nil { // protoactor's own requests name a sender; a stray one may not
+					ctx.Send(w, r)
+				}
+			}
+		}
+		if g, ok := p.actors[key]; ok {
+			answer(&cluster.ActivationResponse{Pid: g.pid}) // not since activate found none, but never two
+			return
+		}
 		r, _ := res.(*cluster.ActivationResponse)
 		var pid *actor.PID
-		if r != nil && !r.Failed && r.Pid != nil && r.Pid.Address == asker && p.members[asker] != nil {
+		switch {
+		case err != nil || r == nil:
+			ctx.Logger().Warn("the member a request came from did not answer whether it made the activation",
+				slog.String("member", asker), slog.Any("error", err))
+			answer(&cluster.ActivationResponse{Failed: true})
+			return
+		case !r.Failed && r.Pid != nil && r.Pid.Address == asker && p.members[asker] != nil:
 			pid = r.Pid
 			p.actors[key] = grain{ci: ci, pid: pid}
 			p.byPID[keyOf(pid)] = key
 			ctx.Watch(pid)
-		} else {
-			ctx.Logger().Debug("the asking member made no activation; making it here",
-				slog.String("member", asker), slog.Any("error", err))
-			kind := p.c.GetClusterKind(ci.Kind)
-			if kind == nil {
-				// Not since activate found it, but a kind's registration
-				// is not this actor's to rely on.
-				for _, w := range waiting {
-					ctx.Send(w, &cluster.ActivationResponse{Failed: true})
-				}
+		default:
+			// It refused (draining, or its membership differs): here then.
+			kind, ok := p.c.TryGetClusterKind(ci.Kind)
+			if !ok {
+				answer(&cluster.ActivationResponse{Failed: true})
 				return
 			}
 			pid = p.spawn(ctx, kind, ci, "")
 		}
 		// Membership may have moved the identity while the asker was asked.
-		if me := ctx.ActorSystem().Address(); p.rdv != nil && p.rdv.GetByClusterIdentity(ci) != me {
+		if p.rdv != rdv && p.rdv.GetByClusterIdentity(ci) != ctx.ActorSystem().Address() {
 			p.queue(ctx, key)
 		}
-		for _, w := range waiting {
-			ctx.Send(w, &cluster.ActivationResponse{Pid: pid})
-		}
+		answer(&cluster.ActivationResponse{Pid: pid})
 	})
 }
 
@@ -282,8 +336,9 @@ func (p *placer) activateAt(ctx actor.Context, ci *cluster.ClusterIdentity, key,
 func (p *placer) hostFor(ctx actor.Context, ci *cluster.ClusterIdentity, key string) {
 	owner := ctx.Sender().GetAddress()
 	kind, ok := p.c.TryGetClusterKind(ci.Kind)
-	if !ok || p.refuse.Load() || p.rdv == nil || p.rdv.GetByClusterIdentity(ci) != owner ||
-		owner == ctx.ActorSystem().Address() {
+	// (Nor while this member asks another to make it: there would be two.)
+	if _, asking := p.pending[key]; !ok || asking || p.refuse.Load() || p.rdv == nil ||
+		p.rdv.GetByClusterIdentity(ci) != owner || owner == ctx.ActorSystem().Address() {
 		ctx.Respond(&cluster.ActivationResponse{Failed: true})
 		return
 	}
@@ -300,17 +355,29 @@ func (p *placer) hostFor(ctx actor.Context, ci *cluster.ClusterIdentity, key str
 	ctx.Respond(&cluster.ActivationResponse{Pid: p.spawn(ctx, kind, ci, owner)})
 }
 
-func (p *placer) terminated(ctx actor.Context, pid *actor.PID) {
+func (p *placer) terminated(ctx actor.Context, t *actor.Terminated) {
+	pid := t.Who
 	k := keyOf(pid)
 	key, ok := p.byPID[k]
 	if !ok {
 		return
 	}
-	g := p.actors[key]
-	p.forget(key, k)
+	g, ok := p.actors[key]
+	if !ok || !g.pid.Equal(pid) {
+		delete(p.byPID, k) // left from an entry replaced: never drop the one listed
+		return
+	}
 	if pid.Address != ctx.ActorSystem().Address() {
+		if t.Why == actor.TerminatedReason_AddressTerminated && p.members[pid.Address] != nil {
+			// The connection to its member ended, not the activation
+			// perhaps: the entry stays until that member leaves, or a
+			// member finds the activation gone (goneMark).
+			return
+		}
+		p.forget(key, k)
 		return // another member's: it tells the cluster
 	}
+	p.forget(key, k)
 	if kind := p.c.GetClusterKind(g.ci.Kind); kind != nil {
 		kind.Dec()
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -311,5 +312,175 @@ func TestOwnedHereAgreesWithRendezvous(t *testing.T) {
 		if here == 0 {
 			t.Errorf("%d members: no id of 2000 hashed to %s", size, me)
 		}
+	}
+}
+
+// elsewhere makes messages this node sends to the members at addrs (which
+// do not exist) come to the channel it returns, instead of a connection
+// protoactor's remote would try to make (whose logging, outliving the
+// test, would race with the next node's start).
+func elsewhere(node *Node, addrs ...string) <-chan any {
+	got := make(chan any, 64)
+	resolve := func(pid *actor.PID) (actor.Process, bool) {
+		if slices.Contains(addrs, pid.Address) {
+			return sink(got), true
+		}
+		return nil, false
+	}
+	// Ahead of the remote's resolver, which takes every address; set before
+	// this node sends anything anywhere.
+	reg := node.System.ProcessRegistry
+	reg.RemoteHandlers = append([]actor.AddressResolver{resolve}, reg.RemoteHandlers...)
+	return got
+}
+
+// sink is a Process that hands what it is sent to a channel.
+type sink chan<- any
+
+func (s sink) SendUserMessage(_ *actor.PID, m any) {
+	_, m, _ = actor.UnwrapEnvelope(m)
+	s <- m
+}
+func (s sink) SendSystemMessage(*actor.PID, any) {}
+func (s sink) Stop(*actor.PID)                   {}
+
+// An activation made here for the identity's owner (hostForOwner, sent by
+// the owner when a request reached this member) lives as long as that
+// member owns the identity: it is kept when membership gives the identity
+// to its host, which adopts it, and stopped when a third member takes it.
+// A request from a member that does not own the identity, or to a member
+// that drains, makes nothing.
+func TestPlacementHostsForTheOwner(t *testing.T) {
+	node := probeNode(t)
+	me := node.Cluster.MemberList.Members().Members()[0]
+	other := &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
+	third := &cluster.Member{Id: "third", Host: "127.0.0.1", Port: 2, Kinds: []string{probeKind}}
+	two, three := cluster.NewRendezvous(), cluster.NewRendezvous()
+	two.UpdateMembers(cluster.Members{me, other})
+	three.UpdateMembers(cluster.Members{me, other, third})
+	// kept: other's with two members and with three; moved: other's, then third's.
+	pick := func(want2, want3 string) string {
+		for i := 0; ; i++ {
+			id := fmt.Sprintf("h-%d", i)
+			ci := cluster.NewClusterIdentity(id, probeKind)
+			if two.GetByClusterIdentity(ci) == want2 && three.GetByClusterIdentity(ci) == want3 {
+				return id
+			}
+		}
+	}
+	kept, moved := pick(other.Address(), other.Address()), pick(other.Address(), third.Address())
+	answers := elsewhere(node, other.Address(), third.Address())
+	placer := actor.NewPID(node.Address(), activatorName)
+	root := node.System.Root
+	topology := func(ms ...*cluster.Member) {
+		root.Send(placer, &cluster.ClusterTopology{Members: ms})
+	}
+	// hostFor sends hostForOwner as from the member at addr, and returns
+	// the answer.
+	hostFor := func(id, from string) *cluster.ActivationResponse {
+		root.RequestWithCustomSender(placer, &cluster.ActivationRequest{
+			ClusterIdentity: cluster.NewClusterIdentity(id, probeKind), RequestId: hostForOwner,
+		}, actor.NewPID(from, "future"))
+		select {
+		case a := <-answers:
+			if r, ok := a.(*cluster.ActivationResponse); ok {
+				return r
+			}
+			t.Fatalf("hostForOwner answered %T", a)
+		case <-time.After(10 * time.Second):
+			t.Fatal("hostForOwner unanswered")
+		}
+		return nil
+	}
+	count := func() int32 { return node.Cluster.GetClusterKind(probeKind).Count() }
+
+	topology(me, other)
+	if r := hostFor(kept, third.Address()); !r.Failed || r.Pid != nil {
+		t.Fatalf("a member that does not own the identity got %v", r)
+	}
+	pids := map[string]*actor.PID{}
+	for _, id := range []string{kept, moved} {
+		r := hostFor(id, other.Address())
+		if r.Failed || r.Pid == nil || r.Pid.Address != node.Address() {
+			t.Fatalf("%s for its owner: %v, want an activation here", id, r)
+		}
+		pids[id] = r.Pid
+		// The placement's own view is this node alone: Get asks the
+		// placer here, which finds what it made.
+		if again := node.Cluster.Get(id, probeKind); !again.Equal(r.Pid) {
+			t.Fatalf("%s: Get found %v, not the activation made for its owner (%v)", id, again, r.Pid)
+		}
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("%d activations made, want 2", n)
+	}
+	gone := watchAll(t, node, pids)
+
+	topology(me, other, third)
+	gone.await(t, 1)
+	gone.mu.Lock()
+	stopped := gone.gone[moved]
+	gone.mu.Unlock()
+	if !stopped {
+		t.Fatal("the activation whose identity a third member took was not the one stopped")
+	}
+	topology(me) // adopted
+	if again := node.Cluster.Get(kept, probeKind); !again.Equal(pids[kept]) {
+		t.Fatalf("the kept activation was replaced (%v, was %v) when this member became the owner", again, pids[kept])
+	}
+	topology(me, other) // its own: other owns it now, and it is handed back
+	gone.await(t, 1)
+
+}
+
+// A draining member makes no activation for another.
+func TestPlacementDrainingHostsNothing(t *testing.T) {
+	node := probeNode(t)
+	me := node.Cluster.MemberList.Members().Members()[0]
+	other := &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
+	two := cluster.NewRendezvous()
+	two.UpdateMembers(cluster.Members{me, other})
+	var ids []string
+	for i := 0; len(ids) < 2; i++ {
+		id := fmt.Sprintf("d-%d", i)
+		if two.GetByClusterIdentity(cluster.NewClusterIdentity(id, probeKind)) == other.Address() {
+			ids = append(ids, id)
+		}
+	}
+	answers := elsewhere(node, other.Address())
+	placer := actor.NewPID(node.Address(), activatorName)
+	root := node.System.Root
+	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}})
+	for i, id := range ids {
+		if i == 1 {
+			node.Drain()
+		}
+		root.RequestWithCustomSender(placer, &cluster.ActivationRequest{
+			ClusterIdentity: cluster.NewClusterIdentity(id, probeKind), RequestId: hostForOwner,
+		}, actor.NewPID(other.Address(), "future"))
+		r, _ := (<-answers).(*cluster.ActivationResponse)
+		if made := r != nil && r.Pid != nil; made != (i == 0) {
+			t.Fatalf("request %d (draining: %v) answered %v", i, i == 1, r)
+		}
+	}
+	if n := node.Cluster.GetClusterKind(probeKind).Count(); n != 1 {
+		t.Fatalf("%d activations, want 1", n)
+	}
+}
+
+func TestAskRequestIDs(t *testing.T) {
+	gone := actor.NewPID("10.0.0.1:4020", "partition-activator/a b$7")
+	for _, c := range []struct {
+		here bool
+		gone *actor.PID
+	}{{false, nil}, {true, nil}, {false, gone}, {true, gone}} {
+		id := askFor(c.here, c.gone)
+		here, g := parseAsk(id)
+		if here != c.here || (g == nil) != (c.gone == nil) || g != nil && !g.Equal(c.gone) {
+			t.Errorf("askFor(%v, %v) = %q reads back as %v, %v", c.here, c.gone, id, here, g)
+		}
+	}
+	if askFor(false, nil) != "" {
+		t.Error("a plain request carries a RequestId")
 	}
 }

@@ -81,3 +81,70 @@ func TestSessionsFollowTheirClients(t *testing.T) {
 		t.Fatalf("follow-c rehydrated %v sessions as it was called, want none", got-rehydratedOnC)
 	}
 }
+
+// TestSessionMovesToItsRequests: a session whose requests keep coming
+// through another node than its own moves there, once they came eight in
+// a row (actors/follow.go's followAfter), and goes on there with its state;
+// requests alternating between the nodes leave it where it is.
+func TestSessionMovesToItsRequests(t *testing.T) {
+	const followAfter = 8
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	rdb := redistest.Start(t)
+	durable := durableArgs(rdb.Options().Addr, newStateKey(t))
+	a := startNode(t, "move-a", append([]string{"--cluster-provider", "automanaged"}, durable...)...)
+	b := startNode(t, "move-b", append([]string{"--cluster-seeds", a.Cluster}, durable...)...)
+	a.awaitMembers(ctx, 2)
+	b.awaitMembers(ctx, 2)
+
+	dc := connectDurable(t, ctx, a.URL(), false, nil)
+	id := dc.cs.ID()
+	if status, body := rawPost(t, ctx, a.URL(), id, setLevelBody("info")); status != http.StatusOK {
+		t.Fatalf("setLevel through move-a: %d %s", status, body)
+	}
+	const call = `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"test_tool_with_logging"}}`
+	callThrough := func(n *node, what string) {
+		t.Helper()
+		status, body := rawPostRetrying(t, ctx, n.URL(), id, call)
+		if status != http.StatusOK || !containsAll(body, `"result"`, "notifications/message") {
+			t.Fatalf("%s through %s: %d %s; want its result and its log messages", what, n.name, status, body)
+		}
+	}
+	const moves = "pingmcp_session_moves_total"
+
+	for range 2 * followAfter {
+		callThrough(a, "alternating call")
+		callThrough(b, "alternating call")
+	}
+	if h := host(t, ctx, id, a, b); h != a {
+		t.Fatalf("after calls alternating between the nodes the session lives on %v, want move-a", h)
+	}
+	if got := a.metric(ctx, moves); got != 0 {
+		t.Fatalf("move-a counted %v moves of a session whose calls alternated", got)
+	}
+
+	rehydratedOnB := b.metric(ctx, rehydrated)
+	for range followAfter {
+		callThrough(b, "call")
+	}
+	// The eighth moved it; the next, through move-b, finds it gone and
+	// activates it there.
+	callThrough(b, "the call after the move")
+	if h := host(t, ctx, id, a, b); h != b {
+		t.Fatalf("after %d calls in a row through move-b the session lives on %v, want move-b", followAfter, h)
+	}
+	if got := a.awaitMetric(ctx, moves, 1); got != 1 {
+		t.Fatalf("move-a counted %v moves, want 1", got)
+	}
+	if got := b.metric(ctx, rehydrated); got != rehydratedOnB+1 {
+		t.Fatalf("move-b rehydrated %v sessions, want 1", got-rehydratedOnB)
+	}
+	// Fewer than eight through move-a leave it on move-b.
+	for range followAfter - 1 {
+		callThrough(a, "call")
+	}
+	callThrough(b, "call")
+	if h := host(t, ctx, id, a, b); h != b {
+		t.Fatalf("the session moved back to %v after %d calls through it", h, followAfter-1)
+	}
+}

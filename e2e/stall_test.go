@@ -67,9 +67,9 @@ func TestStalledNodeRejoins(t *testing.T) {
 
 // TestStalledNodeRejoinsDurable: with Redis, a session whose node is
 // stopped goes on through the other node, from Redis; once the stopped node
-// is back and a member again, the session is its own again, and its
-// activation from before the stop, stale, serves nothing: what the session
-// became meanwhile (here, its log level) holds through either node.
+// is back and a member again, its activation from before the stop, stale,
+// serves nothing: what the session became meanwhile (here, its log level)
+// holds through either node, and it is live on one.
 func TestStalledNodeRejoinsDurable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	t.Cleanup(cancel) // after the client's cleanup: it closes its session with it
@@ -131,8 +131,11 @@ func TestStalledNodeRejoinsDurable(t *testing.T) {
 	if got := b.awaitMetric(ctx, "pingmcp_fencing_rejections_total", 1); got < 1 {
 		t.Fatal("stall-b never counted its activation from before the stop fenced")
 	}
-	if owner := host(t, ctx, id, a, b); owner != b {
-		t.Fatalf("after the rejoin the session lives on %v, want stall-b", owner)
+	// It lives on one node (host fails the test if on both): which one,
+	// the first of its requests after the rejoin decided (its activation
+	// is made where a request reached, cluster/placement.go).
+	if owner := host(t, ctx, id, a, b); owner == nil {
+		t.Fatal("after the rejoin the session is live nowhere")
 	}
 	if snap := rdb.Get(ctx, "pingmcp:session:{"+id+"}:snap").Val(); !strings.Contains(snap, `"log_level":"error"`) {
 		t.Fatalf("the session's snapshot lost its level: %s", snap)

@@ -17,6 +17,11 @@ import (
 var Registry = prometheus.NewRegistry()
 
 var (
+	// SessionMoves counts the sessions that moved to the node their
+	// requests came from (actors/follow.go).
+	SessionMoves = counter(prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pingmcp_session_moves_total", Help: "Sessions that moved to the node their requests came from.",
+	}))
 	// Activations counts session actor activations by outcome: new (an
 	// initialize), rehydrated (from a snapshot), unknown (no such session),
 	// failed (the store could not be reached), refused (the user has as many

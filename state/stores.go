@@ -42,6 +42,11 @@ type Stores struct {
 	// when zero): the actors refuse a change that would make it larger,
 	// and the snapshot last written stays.
 	MaxSnapshotBytes int
+	// Shared says that every node of the cluster reads these stores, and
+	// unseals what they hold: a session goes on on any node (Redis, with
+	// the cluster's --state-keys), so it may move to the node its requests
+	// come from (actors/follow.go).
+	Shared bool
 }
 
 // MemoryStores keeps sessions in this process, sealed under a key made for

@@ -248,7 +248,14 @@ type Request struct {
 	// an event-stream response, so that the stream carries bytes while idle;
 	// 0 writes none. Set by the edge (--sse-keepalive), which ends a stream
 	// silent for much longer than that as a dead path.
-	KeepaliveMs   uint32 `protobuf:"varint,10,opt,name=keepalive_ms,json=keepaliveMs,proto3" json:"keepalive_ms,omitempty"`
+	KeepaliveMs uint32 `protobuf:"varint,10,opt,name=keepalive_ms,json=keepaliveMs,proto3" json:"keepalive_ms,omitempty"`
+	// The cluster address of the node that forwarded the request, when that
+	// node would take the activation of the request's session (it hosts
+	// sessions and is not draining); empty for a request served where it
+	// arrived, and from a node that hosts none. A session whose requests
+	// come from one such node, followAfter in a row, moves there
+	// (actors/follow.go).
+	From          string `protobuf:"bytes,11,opt,name=from,proto3" json:"from,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -351,6 +358,13 @@ func (x *Request) GetKeepaliveMs() uint32 {
 		return x.KeepaliveMs
 	}
 	return 0
+}
+
+func (x *Request) GetFrom() string {
+	if x != nil {
+		return x.From
+	}
+	return ""
 }
 
 // RpcBody is a POST body as the edge read it: one message, or a batch.
@@ -1508,7 +1522,7 @@ const file_envelope_proto_rawDesc = "" +
 	"node_query\x18\b \x01(\v2\x1e.pingmcp.envelope.v1.NodeQueryH\x00R\tnodeQuery\x12B\n" +
 	"\vnode_status\x18\t \x01(\v2\x1f.pingmcp.envelope.v1.NodeStatusH\x00R\n" +
 	"nodeStatusB\x06\n" +
-	"\x04body\"\xd5\x02\n" +
+	"\x04body\"\xe9\x02\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x12\n" +
@@ -1520,7 +1534,8 @@ const file_envelope_proto_rawDesc = "" +
 	"\x03rpc\x18\b \x01(\v2\x1c.pingmcp.envelope.v1.RpcBodyR\x03rpc\x12\x1a\n" +
 	"\bresource\x18\t \x01(\tR\bresource\x12!\n" +
 	"\fkeepalive_ms\x18\n" +
-	" \x01(\rR\vkeepaliveMs\"\\\n" +
+	" \x01(\rR\vkeepaliveMs\x12\x12\n" +
+	"\x04from\x18\v \x01(\tR\x04from\"\\\n" +
 	"\aRpcBody\x12\x14\n" +
 	"\x05batch\x18\x01 \x01(\bR\x05batch\x12;\n" +
 	"\bmessages\x18\x02 \x03(\v2\x1f.pingmcp.envelope.v1.RpcMessageR\bmessages\"\x96\x01\n" +

@@ -343,6 +343,7 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 		logger.Info("sessions are kept in this process's memory: they survive their actors, not this process (set --redis-url for a cluster)")
 		return d, func() {}, nil
 	}
+	shared := sealer != nil
 	if sealer == nil {
 		// Only dev gets here (config refuses serve without keys).
 		sealer = state.NewProcessSealer()
@@ -379,6 +380,7 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 		UserTasks:          userTasks,
 		MaxTasksPerUser:    cfg.MaxTasksPerUser,
 		MaxSnapshotBytes:   cfg.MaxSnapshotBytes,
+		Shared:             shared,
 	}
 	logger.Info("sessions are kept in Redis", "redis", where, "replicas", cfg.RedisReplicas, "prefix", cfg.RedisPrefix, "state_keys", sealer.KeyIDs())
 	return d, func() { client.Close() }, nil

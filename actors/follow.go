@@ -1,0 +1,66 @@
+package actors
+
+import (
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/pingmcp/pingmcp/metrics"
+)
+
+// A session follows its traffic. Its activation is made on the node its
+// request reached, when that node hosts sessions (cluster/placement.go);
+// then, if another such node forwards it followAfter requests in a row
+// (envelope.Request.From), with none served where it arrived between them,
+// it moves there: it drains (its streams end with a retry hint, its
+// snapshot is written), and the next request, refused unserved and sent
+// again by that node, activates it there. A balancer that sends a
+// session's requests to one node, which is not the node that took its
+// initialize (a proxy hashing on Mcp-Session-Id, a client whose new
+// connection landed elsewhere), then costs a hop for followAfter requests,
+// not for all of them. Requests spread over the nodes (a round robin)
+// rarely come followAfter in a row from one: a session moves then about
+// once in N^followAfter requests, for N nodes. Only sessions kept in
+// shared stores move (state.Stores.Shared): one kept in a node's memory
+// would be lost.
+const followAfter = 8
+
+// moveDeadline bounds a moving session's drain. It starts with no
+// request in flight but its streams, which end at once.
+const moveDeadline = 5 * time.Second
+
+// trail is the run of requests that one node forwarded to an actor.
+type trail struct {
+	from string
+	run  int32
+}
+
+// note counts a request forwarded from the node at from ("" for one served
+// where it arrived, or from a node that would not take the session), and
+// says whether the session is to move there.
+func (t *trail) note(from string) bool {
+	if from != t.from {
+		t.from, t.run = from, 0
+	}
+	if from == "" {
+		return false
+	}
+	t.run++
+	return t.run >= followAfter
+}
+
+// follow moves a session whose requests come from another node, once no
+// request is in flight but its streams (see followAfter).
+func (a *core) follow(ctx actor.Context) {
+	if a.life != lifeServing {
+		return
+	}
+	for _, f := range a.flights {
+		if !f.get {
+			return
+		}
+	}
+	a.logger.Info("session moving to the node its requests come from", "to", a.trail.from, "requests", a.trail.run)
+	metrics.SessionMoves.Inc()
+	a.drain(ctx, &drainActor{deadline: time.Now().Add(moveDeadline)})
+}
