@@ -19,8 +19,8 @@ func TestTrail(t *testing.T) {
 	for range followAfter - 1 {
 		step("b", false)
 	}
-	step("c", false)
-	for range followAfter - 1 {
+	step("c", false) // from another node
+	for range followAfter - 2 {
 		step("c", false)
 	}
 	step("c", true)
