@@ -39,7 +39,7 @@ func TestSessionsFollowTheirClients(t *testing.T) {
 			t.Fatalf("session %d: setLevel through follow-a: %d %s", i, status, body)
 		}
 		if h := host(t, ctx, id, a, b, c); h != a {
-			t.Fatalf("session %d was opened through follow-a but lives on %v", i, h)
+			t.Fatalf("session %d was opened through follow-a but lives on %s", i, nameOf(h))
 		}
 		ids = append(ids, id)
 	}
@@ -74,7 +74,7 @@ func TestSessionsFollowTheirClients(t *testing.T) {
 			t.Fatalf("session %d through follow-c: %d %s", i, status, body)
 		}
 		if h := host(t, ctx, id, b, c); h != b {
-			t.Fatalf("session %d moved to %v when called through follow-c", i, h)
+			t.Fatalf("session %d moved to %s when called through follow-c", i, nameOf(h))
 		}
 	}
 	if got := c.metric(ctx, rehydrated); got != rehydratedOnC {
@@ -117,7 +117,7 @@ func TestSessionMovesToItsRequests(t *testing.T) {
 		callThrough(b, "alternating call")
 	}
 	if h := host(t, ctx, id, a, b); h != a {
-		t.Fatalf("after calls alternating between the nodes the session lives on %v, want move-a", h)
+		t.Fatalf("after calls alternating between the nodes the session lives on %s, want move-a", nameOf(h))
 	}
 	if got := a.metric(ctx, moves); got != 0 {
 		t.Fatalf("move-a counted %v moves of a session whose calls alternated", got)
@@ -131,7 +131,7 @@ func TestSessionMovesToItsRequests(t *testing.T) {
 	// activates it there.
 	callThrough(b, "the call after the move")
 	if h := host(t, ctx, id, a, b); h != b {
-		t.Fatalf("after %d calls in a row through move-b the session lives on %v, want move-b", followAfter, h)
+		t.Fatalf("after %d calls in a row through move-b the session lives on %s, want move-b", followAfter, nameOf(h))
 	}
 	if got := a.awaitMetric(ctx, moves, 1); got != 1 {
 		t.Fatalf("move-a counted %v moves, want 1", got)
@@ -145,6 +145,14 @@ func TestSessionMovesToItsRequests(t *testing.T) {
 	}
 	callThrough(b, "call")
 	if h := host(t, ctx, id, a, b); h != b {
-		t.Fatalf("the session moved back to %v after %d calls through it", h, followAfter-1)
+		t.Fatalf("the session moved back to %s after %d calls through it", nameOf(h), followAfter-1)
 	}
+}
+
+// nameOf names a node for a message; host's nil is no node.
+func nameOf(n *node) string {
+	if n == nil {
+		return "no node"
+	}
+	return n.name
 }
