@@ -392,6 +392,7 @@ type flight struct {
 	get     bool                // a GET: a stream that never ends by itself
 	client  string              // the client_id of the request's token
 	scopes  map[string][]string // the tools' scopes when it was taken (served.scopes)
+	from    string              // the node that forwarded it, if it would host the session (Request.From)
 	moved   atomic.Bool         // refused: a newer activation owns the session
 	// answered is set when the answer to the last of its requests was
 	// appended to its stream: the flush that follows is the stream's
@@ -477,7 +478,10 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 	// also ends when a drain cuts the request, leaving the response open for
 	// its retry hint.
 	rctx, cancel := context.WithCancel(context.Background())
-	f := &flight{cancel: cancel, window: newWindow(uint64(req.Window)), replyTo: replyTo, rpc: rb, get: req.Method == http.MethodGet, scopes: a.scopes}
+	f := &flight{cancel: cancel, window: newWindow(uint64(req.Window)), replyTo: replyTo, rpc: rb, get: req.Method == http.MethodGet, scopes: a.scopes, from: req.From}
+	// Admitted requests count towards a move, the others not (follow.go);
+	// one served where it arrived, between, cancels a move.
+	a.moving = a.cfg.Stores != nil && a.cfg.Stores.Shared && a.trail.note(req.From)
 	if req.Principal != nil {
 		f.client = req.Principal.ClientId
 	}

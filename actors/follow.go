@@ -50,15 +50,24 @@ func (t *trail) note(from string) bool {
 }
 
 // follow moves a session whose requests come from another node, once no
-// request is in flight but its streams (see followAfter).
+// request is in flight but its streams, and those come from that node too
+// (see followAfter); else it waits for the next request to end. A stream
+// held through another node would come back to it (its client reconnects
+// there at the retry hint, and that node asks for the session there): the
+// session would go back and forth. Nor does it move while its snapshot or
+// events are not all written (the store is unreachable): this activation
+// is all there is of them.
 func (a *core) follow(ctx actor.Context) {
 	if a.life != lifeServing {
 		return
 	}
 	for _, f := range a.flights {
-		if !f.get {
+		if !f.get || f.from != a.trail.from {
 			return
 		}
+	}
+	if !a.persist.Load().clean() || (a.events != nil && !a.events.clean()) {
+		return
 	}
 	a.logger.Info("session moving to the node its requests come from", "to", a.trail.from, "requests", a.trail.run)
 	metrics.SessionMoves.Inc()

@@ -193,8 +193,6 @@ func (a *SessionActor) serve(ctx actor.Context, req *envelope.Request) {
 	if replyTo == nil {
 		return
 	}
-	// (A request served where it arrived, between, cancels a move.)
-	a.moving = a.cfg.Stores.Shared && a.trail.note(req.From)
 	switch a.life {
 	case lifeNew, lifeActivating:
 	default:

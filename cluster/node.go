@@ -467,6 +467,16 @@ func (n *Node) Drain() {
 	}
 }
 
+// StoreReachable says whether the node reaches the stores that keep its
+// sessions (polled by its caller): while it does not, it takes no session
+// it does not own (placement.go), nor draws sessions to it (Request.From),
+// since it could not activate them.
+func (n *Node) StoreReachable(ok bool) {
+	if n.place != nil {
+		n.place.noStore.Store(!ok)
+	}
+}
+
 // activation returns the PID of the actor of kind/identity, activating it on
 // its owner if needed. PIDs are cached until the actor terminates, so that a
 // request costs no placement round trip.
@@ -506,13 +516,14 @@ func (n *Node) activation(ctx context.Context, kind, identity string, gone *acto
 }
 
 // NewIdentity returns a new identity of kind made by mint (random), one
-// that this node owns where it can: an activation of it then lives here,
-// and the requests that reach this node (a client's connection stays with
-// the node it reached) take no hop to another member. Placement is
-// unchanged (rendezvous hashing over the members, placement.go): the
-// identity is chosen to hash here, by drawing up to mintTries per member
-// of kind (a miss is about e^-8 likely; the last one drawn is kept). A node
-// that hosts no actor of kind (an edge) returns mint's first.
+// that this node owns where it can: its activation, made where its first
+// request arrived (here, placement.go), then has its directory entry here
+// too, so that the session depends on this node alone, and its activation
+// is made with no request to another member. Its owner is the member
+// rendezvous hashing picks (placement.go): the identity is chosen to hash
+// here, by drawing up to mintTries per member of kind (a miss is about
+// e^-8 likely; the last one drawn is kept). A node that hosts no actor of
+// kind (an edge) returns mint's first.
 func (n *Node) NewIdentity(kind string, mint func() string) string {
 	me := n.System.Address()
 	n.mu.Lock()
@@ -614,7 +625,7 @@ func (n *Node) get(kind, identity string, gone *actor.PID) *actor.PID {
 // identity of kind that it does not own: a session's, on a node that hosts
 // sessions and is not draining.
 func (n *Node) hostsHere(kind string) bool {
-	if kind != SessionKind || n.place == nil || n.place.refuse.Load() {
+	if kind != SessionKind || n.place == nil || n.place.declines() {
 		return false
 	}
 	_, ok := n.Cluster.TryGetClusterKind(kind)

@@ -49,10 +49,14 @@ type placement struct {
 	rdv atomic.Pointer[cluster.Rendezvous]
 	pid *actor.PID
 	sub *eventstream.Subscription
-	// refuse is set as the node drains or stops: it makes no activation
-	// for another member, and asks for none here.
-	refuse atomic.Bool
+	// refuse is set as the node drains or stops, noStore while its stores
+	// are unreachable: it makes no activation for another member, and asks
+	// for none here, meanwhile.
+	refuse, noStore atomic.Bool
 }
+
+// declines says whether this node takes no activation it does not own.
+func (p *placement) declines() bool { return p.refuse.Load() || p.noStore.Load() }
 
 // Pace of the handback of moved activations: 2,000 per second per node.
 const (
@@ -120,7 +124,7 @@ func (p *placement) Setup(c *cluster.Cluster, _ []string, _ bool) {
 	p.rdv.Store(cluster.NewRendezvous())
 	system := c.ActorSystem
 	p.pid, _ = system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
-		return &placer{c: c, refuse: &p.refuse, actors: map[string]grain{}, byPID: map[pidKey]string{},
+		return &placer{c: c, declines: p.declines, actors: map[string]grain{}, byPID: map[pidKey]string{},
 			queued: map[string]bool{}, pending: map[string][]*actor.PID{}, members: map[string]*cluster.Member{}}
 	}), activatorName)
 	p.sub = system.EventStream.Subscribe(func(ev any) {
@@ -177,6 +181,10 @@ type grain struct {
 	// owner is, for an activation this member made for another, that
 	// member's address; "" for this member's own.
 	owner string
+	// unwatched says, of an activation another member hosts, that the
+	// watch on it ended with the connection to its member: it is watched
+	// again when next handed out.
+	unwatched bool
 }
 
 // placer makes and keeps the activations of the identities this member
@@ -184,11 +192,11 @@ type grain struct {
 // their Terminated comes to it. The activations of identities it owns
 // that live on other members it watches.
 type placer struct {
-	c      *cluster.Cluster
-	refuse *atomic.Bool
-	actors map[string]grain  // by identity key (kind/identity)
-	byPID  map[pidKey]string // identity key by activation PID
-	rdv    *cluster.Rendezvous
+	c        *cluster.Cluster
+	declines func() bool       // placement.declines
+	actors   map[string]grain  // by identity key (kind/identity)
+	byPID    map[pidKey]string // identity key by activation PID
+	rdv      *cluster.Rendezvous
 	// members are the cluster's members, by address.
 	members map[string]*cluster.Member
 	// moved are the keys of activations to stop, oldest first; queued the
@@ -233,6 +241,11 @@ func (p *placer) activate(ctx actor.Context, m *cluster.ActivationRequest) {
 		p.drop(ctx, key, g)
 	}
 	if g, ok := p.actors[key]; ok {
+		if g.unwatched {
+			g.unwatched = false
+			p.actors[key] = g
+			ctx.Watch(g.pid) // a gone one answers at once
+		}
 		ctx.Respond(&cluster.ActivationResponse{Pid: g.pid})
 		return
 	}
@@ -337,7 +350,7 @@ func (p *placer) hostFor(ctx actor.Context, ci *cluster.ClusterIdentity, key str
 	owner := ctx.Sender().GetAddress()
 	kind, ok := p.c.TryGetClusterKind(ci.Kind)
 	// (Nor while this member asks another to make it: there would be two.)
-	if _, asking := p.pending[key]; !ok || asking || p.refuse.Load() || p.rdv == nil ||
+	if _, asking := p.pending[key]; !ok || asking || p.declines() || p.rdv == nil ||
 		p.rdv.GetByClusterIdentity(ci) != owner || owner == ctx.ActorSystem().Address() {
 		ctx.Respond(&cluster.ActivationResponse{Failed: true})
 		return
@@ -371,7 +384,10 @@ func (p *placer) terminated(ctx actor.Context, t *actor.Terminated) {
 		if t.Why == actor.TerminatedReason_AddressTerminated && p.members[pid.Address] != nil {
 			// The connection to its member ended, not the activation
 			// perhaps: the entry stays until that member leaves, or a
-			// member finds the activation gone (goneMark).
+			// member finds the activation gone (goneMark), or a watch
+			// made anew says so.
+			g.unwatched = true
+			p.actors[key] = g
 			return
 		}
 		p.forget(key, k)

@@ -433,15 +433,16 @@ func TestPlacementHostsForTheOwner(t *testing.T) {
 
 }
 
-// A draining member makes no activation for another.
-func TestPlacementDrainingHostsNothing(t *testing.T) {
+// A member whose stores are unreachable makes no activation for another
+// while they are, nor does a draining one.
+func TestPlacementDecliningHostsNothing(t *testing.T) {
 	node := probeNode(t)
 	me := node.Cluster.MemberList.Members().Members()[0]
 	other := &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
 	two := cluster.NewRendezvous()
 	two.UpdateMembers(cluster.Members{me, other})
 	var ids []string
-	for i := 0; len(ids) < 2; i++ {
+	for i := 0; len(ids) < 4; i++ {
 		id := fmt.Sprintf("d-%d", i)
 		if two.GetByClusterIdentity(cluster.NewClusterIdentity(id, probeKind)) == other.Address() {
 			ids = append(ids, id)
@@ -451,20 +452,28 @@ func TestPlacementDrainingHostsNothing(t *testing.T) {
 	placer := actor.NewPID(node.Address(), activatorName)
 	root := node.System.Root
 	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}})
-	for i, id := range ids {
-		if i == 1 {
-			node.Drain()
-		}
+	steps := []struct {
+		what  string
+		set   func()
+		hosts bool
+	}{
+		{"serving", func() {}, true},
+		{"stores unreachable", func() { node.StoreReachable(false) }, false},
+		{"stores back", func() { node.StoreReachable(true) }, true},
+		{"draining", node.Drain, false},
+	}
+	for i, step := range steps {
+		step.set()
 		root.RequestWithCustomSender(placer, &cluster.ActivationRequest{
-			ClusterIdentity: cluster.NewClusterIdentity(id, probeKind), RequestId: hostForOwner,
+			ClusterIdentity: cluster.NewClusterIdentity(ids[i], probeKind), RequestId: hostForOwner,
 		}, actor.NewPID(other.Address(), "future"))
 		r, _ := (<-answers).(*cluster.ActivationResponse)
-		if made := r != nil && r.Pid != nil; made != (i == 0) {
-			t.Fatalf("request %d (draining: %v) answered %v", i, i == 1, r)
+		if made := r != nil && r.Pid != nil; made != step.hosts {
+			t.Fatalf("%s: asked to make an activation for its owner, answered %v", step.what, r)
 		}
 	}
-	if n := node.Cluster.GetClusterKind(probeKind).Count(); n != 1 {
-		t.Fatalf("%d activations, want 1", n)
+	if n := node.Cluster.GetClusterKind(probeKind).Count(); n != 2 {
+		t.Fatalf("%d activations, want 2", n)
 	}
 }
 

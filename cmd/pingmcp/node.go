@@ -230,6 +230,9 @@ func (n *nodeAssembly) build(ctx context.Context) error {
 	n.serveHTTP(stores, v, revoked)
 
 	metrics.LiveActors(n.local.Counts)
+	if cfg.Role != cluster.RoleEdge && stores.Shared && stores.Check != nil {
+		go watchStore(ctx, stores.Check, n.node)
+	}
 	if cfg.Role != cluster.RoleEdge && cfg.PassivateAbove > 0 {
 		p := &actors.Pressure{Local: n.local, System: n.node.System, Above: cfg.PassivateAbove, Logger: n.logger}
 		go p.Run(ctx, time.Second)
@@ -377,3 +380,24 @@ func (n *nodeAssembly) drain() {
 	n.node.Stop(true)
 	n.logger.Info("node left the cluster")
 }
+
+// watchStore tells the node, every storeCheckEvery, whether it reaches the
+// stores its sessions are kept in: while it does not, it draws no session
+// from another node (cluster.Node.StoreReachable).
+func watchStore(ctx context.Context, check func(context.Context) error, node *cluster.Node) {
+	t := time.NewTicker(storeCheckEvery)
+	defer t.Stop()
+	for {
+		c, cancel := context.WithTimeout(ctx, storeCheckEvery)
+		node.StoreReachable(check(c) == nil)
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// storeCheckEvery is how often a node checks that it reaches its stores.
+const storeCheckEvery = time.Second
