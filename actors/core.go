@@ -43,9 +43,10 @@ type core struct {
 	kind kind
 	life life
 	// trail counts the requests forwarded from one node; moving says the
-	// session is to move there (follow.go).
-	trail  trail
-	moving bool
+	// session is to move there, flushing that it writes what it must first
+	// (follow.go).
+	trail            trail
+	moving, flushing bool
 	// id is the actor's cluster identity: the session's Mcp-Session-Id, or
 	// the principal's key; sessionID is the Mcp-Session-Id served (empty
 	// for a principal actor).
@@ -228,6 +229,8 @@ func (a *core) receive(ctx actor.Context) {
 		a.refreshTools()
 	case *drainActor:
 		a.drain(ctx, m)
+	case followFlushed:
+		a.flushed(ctx, m)
 	case drainDeadline:
 		for _, f := range a.flights {
 			f.drain()

@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -29,6 +30,18 @@ const followAfter = 8
 // request in flight but its streams, which end at once.
 const moveDeadline = 5 * time.Second
 
+// followFlushed tells a session about to move whether what it had not
+// written yet is written.
+type followFlushed struct{ ok bool }
+
+// flushed moves the session, if it is still to move, once written.
+func (a *core) flushed(ctx actor.Context, m followFlushed) {
+	a.flushing = false
+	if m.ok && a.moving {
+		a.follow(ctx)
+	}
+}
+
 // trail is the run of requests that one node forwarded to an actor.
 type trail struct {
 	from string
@@ -54,11 +67,11 @@ func (t *trail) note(from string) bool {
 // (see followAfter); else it waits for the next request to end. A stream
 // held through another node would come back to it (its client reconnects
 // there at the retry hint, and that node asks for the session there): the
-// session would go back and forth. Nor does it move while its snapshot or
-// events are not all written (the store is unreachable): this activation
-// is all there is of them.
+// session would go back and forth. It moves once its snapshot and events
+// are written (at once, mostly), and not while they cannot be (the store
+// is unreachable): this activation is all there is of them then.
 func (a *core) follow(ctx actor.Context) {
-	if a.life != lifeServing {
+	if a.life != lifeServing || a.flushing {
 		return
 	}
 	for _, f := range a.flights {
@@ -66,7 +79,21 @@ func (a *core) follow(ctx actor.Context) {
 			return
 		}
 	}
-	if !a.persist.Load().clean() || (a.events != nil && !a.events.clean()) {
+	if p := a.persist.Load(); !p.clean() || (a.events != nil && !a.events.clean()) {
+		a.flushing = true
+		self, root, ev := ctx.Self(), ctx.ActorSystem().Root, a.events
+		go func() {
+			c, cancel := context.WithTimeout(context.Background(), saveTimeout)
+			defer cancel()
+			var err error
+			if p != nil {
+				err = p.flush(c)
+			}
+			if err == nil && ev != nil {
+				err = ev.flush(c)
+			}
+			root.Send(self, followFlushed{ok: err == nil})
+		}()
 		return
 	}
 	a.logger.Info("session moving to the node its requests come from", "to", a.trail.from, "requests", a.trail.run)
