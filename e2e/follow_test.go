@@ -138,6 +138,29 @@ func TestSessionMovesToItsRequests(t *testing.T) {
 		t.Fatalf("move-a counted %v moves of a session whose calls alternated", got)
 	}
 
+	// A session whose stream is held through move-a stays there, whatever
+	// comes through move-b: moved, its stream would bring it back.
+	streaming := connectDurable(t, ctx, a.URL(), true, nil)
+	if _, err := streaming.cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_trigger_tool_change"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-streaming.toolsChanged: // its stream is open
+	case <-ctx.Done():
+		t.Fatal("no tools/list_changed on the standalone stream")
+	}
+	for range 2 * followAfter {
+		if status, body := rawPostRetrying(t, ctx, b.URL(), streaming.cs.ID(), call); status != http.StatusOK {
+			t.Fatalf("call through move-b on the streaming session: %d %s", status, body)
+		}
+	}
+	if h := host(t, ctx, streaming.cs.ID(), a, b); h != a {
+		t.Fatalf("the session streaming through move-a lives on %s", nameOf(h))
+	}
+	if got := a.metric(ctx, moves); got != 0 {
+		t.Fatalf("move-a moved the session whose stream it holds (%v moves)", got)
+	}
+
 	rehydratedOnB := b.metric(ctx, rehydrated)
 	for range followAfter {
 		callThrough(b, "call")
@@ -151,7 +174,7 @@ func TestSessionMovesToItsRequests(t *testing.T) {
 	if h := host(t, ctx, id, a, b); h != b {
 		t.Fatalf("after %d calls in a row through move-b the session lives on %s, want move-b", followAfter, nameOf(h))
 	}
-	awaitLive(t, ctx, map[*node]float64{a: 0, b: 1})
+	awaitLive(t, ctx, map[*node]float64{a: 1, b: 1}) // (a: the streaming one)
 	if got := b.metric(ctx, rehydrated); got != rehydratedOnB+1 {
 		t.Fatalf("move-b rehydrated %v sessions, want 1", got-rehydratedOnB)
 	}
@@ -169,7 +192,7 @@ func TestSessionMovesToItsRequests(t *testing.T) {
 	if got := b.metric(ctx, rehydrated); got != rehydratedOnB+1 {
 		t.Fatalf("move-b rehydrated the session again: %v in all", got-rehydratedOnB)
 	}
-	awaitLive(t, ctx, map[*node]float64{a: 0, b: 1})
+	awaitLive(t, ctx, map[*node]float64{a: 1, b: 1})
 }
 
 // awaitLive waits until each node counts its live sessions as want says.
