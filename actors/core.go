@@ -43,10 +43,9 @@ type core struct {
 	kind kind
 	life life
 	// trail counts the requests forwarded from one node; moving says the
-	// session is to move there, flushing that it writes what it must first
-	// (follow.go).
-	trail            trail
-	moving, flushing bool
+	// session is to move there (follow.go).
+	trail  trail
+	moving bool
 	// id is the actor's cluster identity: the session's Mcp-Session-Id, or
 	// the principal's key; sessionID is the Mcp-Session-Id served (empty
 	// for a principal actor).
@@ -229,8 +228,6 @@ func (a *core) receive(ctx actor.Context) {
 		a.refreshTools()
 	case *drainActor:
 		a.drain(ctx, m)
-	case followFlushed:
-		a.flushed(ctx, m)
 	case drainDeadline:
 		for _, f := range a.flights {
 			f.drain()
@@ -238,6 +235,10 @@ func (a *core) receive(ctx actor.Context) {
 	case drained:
 		a.to(lifeStopping)
 		a.keepEvents()
+		if a.moving {
+			a.handOver(ctx)
+			return
+		}
 		a.stop(ctx)
 	case endedNow:
 		a.stop(ctx)

@@ -582,6 +582,13 @@ func (e *sessionEvents) dropFirst() {
 }
 
 // clean says no write is waiting for the store.
+// isFailing says whether the store refuses the session's events.
+func (e *sessionEvents) isFailing() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.failing
+}
+
 func (e *sessionEvents) clean() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()

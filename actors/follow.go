@@ -1,10 +1,10 @@
 package actors
 
 import (
-	"context"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/pingmcp/pingmcp/metrics"
 )
@@ -30,16 +30,25 @@ const followAfter = 8
 // request in flight but its streams, which end at once.
 const moveDeadline = 5 * time.Second
 
-// followFlushed tells a session about to move whether what it had not
-// written yet is written.
-type followFlushed struct{ ok bool }
+// moveLinger is how long a moved session's activation, written and
+// forgotten by the cluster's placement, goes on answering what still
+// reaches it "not served" before it stops: the nodes that had its PID
+// cached send those requests again, to the session's next activation. An
+// actor that stops drops what is in its mailbox, which the node that sent
+// it cannot tell from a request that may have been served: without the
+// linger, the next request of the very client the session moved for,
+// sent as it stopped, would be answered 503.
+const moveLinger = time.Second
 
-// flushed moves the session, if it is still to move, once written.
-func (a *core) flushed(ctx actor.Context, m followFlushed) {
-	a.flushing = false
-	if m.ok && a.moving {
-		a.follow(ctx)
+// handOver ends a moved session's activation once it is written: it tells
+// the cluster's placement (its parent) to forget it, so that the next
+// request activates the session where it comes from, lingers, then stops.
+func (a *core) handOver(ctx actor.Context) {
+	if parent := ctx.Parent(); parent != nil {
+		ctx.Request(parent, &protocluster.ActivationTerminated{Pid: ctx.Self(), ClusterIdentity: protocluster.GetClusterIdentity(ctx)})
 	}
+	self, root := ctx.Self(), ctx.ActorSystem().Root
+	time.AfterFunc(moveLinger, func() { root.Send(self, endedNow{}) })
 }
 
 // trail is the run of requests that one node forwarded to an actor.
@@ -67,11 +76,13 @@ func (t *trail) note(from string) bool {
 // (see followAfter); else it waits for the next request to end. A stream
 // held through another node would come back to it (its client reconnects
 // there at the retry hint, and that node asks for the session there): the
-// session would go back and forth. It moves once its snapshot and events
-// are written (at once, mostly), and not while they cannot be (the store
-// is unreachable): this activation is all there is of them then.
+// session would go back and forth. Nor does it move while its store
+// refuses writes: what it has not written is all there is of it then (a
+// node that cannot reach its stores draws no session either:
+// cluster.Node.StoreReachable). Its drain writes the rest (within
+// saveTimeout), as a node's drain does.
 func (a *core) follow(ctx actor.Context) {
-	if a.life != lifeServing || a.flushing {
+	if a.life != lifeServing {
 		return
 	}
 	for _, f := range a.flights {
@@ -79,21 +90,7 @@ func (a *core) follow(ctx actor.Context) {
 			return
 		}
 	}
-	if p := a.persist.Load(); !p.clean() || (a.events != nil && !a.events.clean()) {
-		a.flushing = true
-		self, root, ev := ctx.Self(), ctx.ActorSystem().Root, a.events
-		go func() {
-			c, cancel := context.WithTimeout(context.Background(), saveTimeout)
-			defer cancel()
-			var err error
-			if p != nil {
-				err = p.flush(c)
-			}
-			if err == nil && ev != nil {
-				err = ev.flush(c)
-			}
-			root.Send(self, followFlushed{ok: err == nil})
-		}()
+	if a.persist.Load().isFailing() || (a.events != nil && a.events.isFailing()) {
 		return
 	}
 	a.logger.Info("session moving to the node its requests come from", "to", a.trail.from, "requests", a.trail.run)

@@ -187,6 +187,16 @@ func (p *persister) touch() {
 }
 
 // clean says every change was written (a nil persister has none).
+// isFailing says whether the last write failed (the store refuses it).
+func (p *persister) isFailing() bool {
+	if p == nil {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failing
+}
+
 func (p *persister) clean() bool {
 	if p == nil {
 		return true

@@ -218,6 +218,8 @@ func (p *placer) Receive(ctx actor.Context) {
 		p.activate(ctx, m)
 	case *actor.Terminated:
 		p.terminated(ctx, m)
+	case *cluster.ActivationTerminated:
+		p.handedOver(ctx, m)
 	case *cluster.ClusterTopology:
 		p.topology(ctx, m)
 	case handbackTick:
@@ -398,6 +400,40 @@ func (p *placer) terminated(ctx actor.Context, t *actor.Terminated) {
 		kind.Dec()
 	}
 	p.c.MemberList.BroadcastEvent(&cluster.ActivationTerminated{Pid: pid, ClusterIdentity: g.ci}, true)
+}
+
+// handedOver forgets an activation that stops serving before it stops (a
+// session that moved, actors/follow.go), told by the activation itself, or
+// for an activation on another member, by its member's placement: the next
+// request makes a new one, while the old one, lingering, refuses unserved
+// what still reaches it. A host tells the identity's owner in turn.
+func (p *placer) handedOver(ctx actor.Context, m *cluster.ActivationTerminated) {
+	if m.Pid == nil || m.ClusterIdentity == nil {
+		return
+	}
+	key := m.ClusterIdentity.AsKey()
+	g, ok := p.actors[key]
+	if !ok || !g.pid.Equal(m.Pid) {
+		return
+	}
+	from := ctx.Sender()
+	if g.pid.Address != ctx.ActorSystem().Address() {
+		if from.GetAddress() == g.pid.Address { // its member's word
+			p.drop(ctx, key, g)
+		}
+		return
+	}
+	if !from.Equal(g.pid) {
+		return // only the activation says it is done
+	}
+	if g.owner != "" {
+		ctx.Request(actor.NewPID(g.owner, activatorName), m)
+	}
+	p.forget(key, keyOf(g.pid))
+	if kind, ok := p.c.TryGetClusterKind(g.ci.Kind); ok {
+		kind.Dec()
+	}
+	p.c.MemberList.BroadcastEvent(&cluster.ActivationTerminated{Pid: g.pid, ClusterIdentity: g.ci}, true)
 }
 
 // forget drops the activation of key, whose PID's key is k.

@@ -337,6 +337,9 @@ func BenchmarkSessionMove(b *testing.B) {
 		}
 		move = append(move, slowest)
 	}
+	if got := na.metric(ctx, "pingmcp_session_moves_total"); got != float64(b.N) {
+		b.Fatalf("%v moves in %d rounds", got, b.N)
+	}
 	b.ReportMetric(median(hop), "hop-ms")
 	b.ReportMetric(median(move), "move-ms")
 	b.ReportMetric(median(local), "local-ms")
