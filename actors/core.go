@@ -43,9 +43,11 @@ type core struct {
 	kind kind
 	life life
 	// trail counts the requests forwarded from one node; moving says the
-	// session is to move there (follow.go).
-	trail  trail
-	moving bool
+	// session is to move there, handedOver that it did; held are the
+	// requests that came meanwhile (follow.go).
+	trail              trail
+	moving, handedOver bool
+	held               []queued
 	// id is the actor's cluster identity: the session's Mcp-Session-Id, or
 	// the principal's key; sessionID is the Mcp-Session-Id served (empty
 	// for a principal actor).
@@ -253,6 +255,10 @@ func (a *core) receive(ctx actor.Context) {
 	case *actor.Terminated:
 		a.edgeGone(m.Who)
 	case *actor.Stopping:
+		for _, q := range a.held { // (stopped before it handed over: fenced)
+			ctx.Send(q.replyTo, &envelope.Envelope{Body: &envelope.Envelope_Part{Part: unavailable(q.req.Id)}})
+		}
+		a.held = nil
 		a.stopping()
 	case *actor.Stopped:
 		a.cfg.Local.remove(ctx.Self(), a.id)
@@ -444,6 +450,10 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		send(notFound(req.Id))
 		return
 	default:
+		if a.moving {
+			a.refuseMoving(replyTo, req, send)
+			return
+		}
 		send(unavailable(req.Id))
 		return
 	}

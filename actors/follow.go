@@ -6,6 +6,8 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 
+	"github.com/pingmcp/pingmcp/cluster/envelope"
+
 	"github.com/pingmcp/pingmcp/metrics"
 )
 
@@ -43,12 +45,51 @@ const moveLinger = time.Second
 // handOver ends a moved session's activation once it is written: it tells
 // the cluster's placement (its parent) to forget it, so that the next
 // request activates the session where it comes from, lingers, then stops.
+//
+// The requests that came while it wrote are answered now, refused
+// unserved as handed over: their nodes send them again at once (rather
+// than after a backoff), and find the next activation, since the placement
+// here has been told first (the placement of the identity's owner, on
+// another member, may hear of it after a request: that request waits the
+// backoff).
 func (a *core) handOver(ctx actor.Context) {
 	if parent := ctx.Parent(); parent != nil {
 		ctx.Request(parent, &protocluster.ActivationTerminated{Pid: ctx.Self(), ClusterIdentity: protocluster.GetClusterIdentity(ctx)})
 	}
+	a.handedOver = true
+	root := ctx.ActorSystem().Root
+	for _, q := range a.held {
+		root.Send(q.replyTo, &envelope.Envelope{Body: &envelope.Envelope_Part{Part: movedAway(q.req.Id)}})
+	}
+	a.held = nil
 	self, root := ctx.Self(), ctx.ActorSystem().Root
 	time.AfterFunc(moveLinger, func() { root.Send(self, endedNow{}) })
+}
+
+// refuseMoving answers a request that reached a session on its way to
+// another node: held until the activation is handed over, then refused
+// unserved as moved (handOver); at once, as any stopping actor's, if too
+// many wait.
+func (a *core) refuseMoving(replyTo *actor.PID, req *envelope.Request, send func(*envelope.ResponsePart)) {
+	switch {
+	case a.handedOver:
+		send(movedAway(req.Id))
+	case len(a.held) < maxQueued && (a.life == lifeDraining || a.life == lifeFlushing):
+		a.held = append(a.held, queued{replyTo, req})
+	default:
+		send(unavailable(req.Id))
+	}
+}
+
+// movedAway refuses a request unserved, as handed over.
+func movedAway(requestID string) *envelope.ResponsePart {
+	p := unavailable(requestID)
+	for _, h := range p.Headers {
+		if h.Name == envelope.NotServedHeader {
+			h.Values = []string{envelope.NotServedMoved}
+		}
+	}
+	return p
 }
 
 // trail is the run of requests that one node forwarded to an actor.

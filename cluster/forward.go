@@ -1,11 +1,13 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -90,7 +92,7 @@ func (n *Node) Forward(ctx context.Context, kind, identity string, req *envelope
 		// request could reach it (the cluster may hand out a stopping
 		// actor's PID for a moment after it refused one). Either way the
 		// cluster is asked again, backing off.
-		unserved := err == nil && notServed(first)
+		unserved := err == nil && notServed(first) != ""
 		unreached := err != nil && errors.Is(err, ErrActorGone) && s.unreached
 		if (unserved || unreached) && attempt < maxNotServedRetries {
 			s.Close()
@@ -98,8 +100,8 @@ func (n *Node) Forward(ctx context.Context, kind, identity string, req *envelope
 			if unreached {
 				gone = pid
 			}
-			if unreached && attempt == 0 {
-				continue // a PID cached from before: at once
+			if (unreached || unserved && notServed(first) == envelope.NotServedMoved) && attempt == 0 {
+				continue // a PID cached from before, or handed over: at once
 			}
 			select {
 			case <-ctx.Done():
@@ -137,13 +139,13 @@ func (n *Node) StopActor(ctx context.Context, kind, identity, reason string) err
 // write its state and leave its placement, even on a loaded node.
 const maxNotServedRetries = 6
 
-func notServed(p *envelope.ResponsePart) bool {
+func notServed(p *envelope.ResponsePart) string {
 	for _, h := range p.Headers {
 		if h.Name == envelope.NotServedHeader {
-			return true
+			return cmp.Or(strings.Join(h.Values, ""), "1")
 		}
 	}
-	return false
+	return ""
 }
 
 // stripNotServed drops the internal header before the part reaches a client.

@@ -22,3 +22,8 @@ func ToHTTP(hs []*Header, h http.Header) {
 // it did not serve (it was stopping): the forwarding edge may send the
 // request again. It never reaches a client.
 const NotServedHeader = "Pingmcp-Not-Served"
+
+// NotServedMoved is NotServedHeader's value when the refusing activation
+// was handed over (its session moved: actors/follow.go): the cluster's
+// placement has forgotten it, so the request may be sent again at once.
+const NotServedMoved = "moved"
