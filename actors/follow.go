@@ -23,7 +23,9 @@ import (
 // connection landed elsewhere), then costs a hop for followAfter requests,
 // not for all of them. Requests spread over the nodes (a round robin)
 // rarely come followAfter in a row from one: a session moves then about
-// once in N^followAfter requests, for N nodes. Only sessions kept in
+// once in 2·N^followAfter requests or more, for N nodes chosen at random.
+// A stream held through a node other than the one its requests come from
+// keeps it where it is (see follow). Only sessions kept in
 // shared stores move (state.Stores.Shared): one kept in a node's memory
 // would be lost.
 const followAfter = 8
