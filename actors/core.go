@@ -43,11 +43,11 @@ type core struct {
 	kind kind
 	life life
 	// trail counts the requests forwarded from one node; moving says the
-	// session is to move there, handedOver that it did; held are the
-	// requests that came meanwhile (follow.go).
-	trail              trail
-	moving, handedOver bool
-	held               []queued
+	// session is to move there, leaving that it drains to, handedOver that
+	// it did; held are the requests that came meanwhile (follow.go).
+	trail                       trail
+	moving, leaving, handedOver bool
+	held                        []queued
 	// id is the actor's cluster identity: the session's Mcp-Session-Id, or
 	// the principal's key; sessionID is the Mcp-Session-Id served (empty
 	// for a principal actor).
@@ -235,9 +235,13 @@ func (a *core) receive(ctx actor.Context) {
 			f.drain()
 		}
 	case drained:
+		if a.leaving && !m.ok && a.life == lifeFlushing {
+			a.stay(ctx)
+			return
+		}
 		a.to(lifeStopping)
 		a.keepEvents()
-		if a.moving {
+		if a.leaving {
 			a.handOver(ctx)
 			return
 		}
@@ -450,7 +454,7 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		send(notFound(req.Id))
 		return
 	default:
-		if a.moving {
+		if a.leaving {
 			a.refuseMoving(replyTo, req, send)
 			return
 		}

@@ -15,8 +15,9 @@ type drainActor struct{ deadline time.Time }
 // drainDeadline tells a draining actor that its requests ran out of time.
 type drainDeadline struct{}
 
-// drained tells a draining actor that its snapshot was flushed.
-type drained struct{}
+// drained tells a draining actor that its snapshot was flushed, or (ok
+// false) that the store did not take all of it in time.
+type drained struct{ ok bool }
 
 // retryHint ends an SSE stream cut by a drain: the client reconnects after
 // this long, by which time the session can be activated on another node.
@@ -50,16 +51,19 @@ func (a *core) finishDrain(ctx actor.Context) {
 	go func() {
 		c, cancel := context.WithTimeout(context.Background(), saveTimeout)
 		defer cancel()
+		ok := true
 		if p != nil {
 			if err := p.flush(c); err != nil {
 				a.logger.Warn("drained actor's snapshot not written", "err", err)
+				ok = false
 			}
 		}
 		if ev != nil {
 			if err := ev.flush(c); err != nil {
 				a.logger.Warn("drained actor's events not all written", "err", err)
+				ok = false
 			}
 		}
-		root.Send(self, drained{})
+		root.Send(self, drained{ok: ok})
 	}()
 }

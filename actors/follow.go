@@ -59,6 +59,12 @@ func (a *core) handOver(ctx actor.Context) {
 		ctx.Request(parent, &protocluster.ActivationTerminated{Pid: ctx.Self(), ClusterIdentity: protocluster.GetClusterIdentity(ctx)})
 	}
 	a.handedOver = true
+	// Written: nothing more of this activation's is (a notification to a
+	// stream while it lingers would be written under its epoch).
+	a.persist.Load().close()
+	if a.events != nil {
+		a.events.close()
+	}
 	root := ctx.ActorSystem().Root
 	for _, q := range a.held {
 		root.Send(q.replyTo, &envelope.Envelope{Body: &envelope.Envelope_Part{Part: movedAway(q.req.Id)}})
@@ -138,5 +144,26 @@ func (a *core) follow(ctx actor.Context) {
 	}
 	a.logger.Info("session moving to the node its requests come from", "to", a.trail.from, "requests", a.trail.run)
 	metrics.SessionMoves.Inc()
+	a.leaving = true
 	a.drain(ctx, &drainActor{deadline: time.Now().Add(moveDeadline)})
+}
+
+// stay gives up a move whose state the store did not take in time: this
+// activation is all there is of what it could not write, so it serves on
+// here (its writers retry), and the requests that came meanwhile are
+// served now. (Its streams ended with the drain: their clients come back.)
+func (a *core) stay(ctx actor.Context) {
+	a.logger.Warn("session move given up: its state could not be written; serving on here")
+	a.to(lifeServing)
+	a.leaving, a.moving, a.trail = false, false, trail{}
+	if a.drainTimer != nil {
+		a.drainTimer.Stop()
+		a.drainTimer = nil
+	}
+	held := a.held
+	a.held = nil
+	for _, q := range held {
+		a.serveFrom(ctx, q.replyTo, q.req)
+	}
+	a.settle(ctx)
 }

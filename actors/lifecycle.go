@@ -53,7 +53,7 @@ var transitions = map[life][]life{
 	lifeActivating: {lifeServing, lifeDraining, lifeEnded, lifeFenced, lifeStopping},
 	lifeServing:    {lifeDraining, lifeEnded, lifeFenced, lifeStopping},
 	lifeDraining:   {lifeFlushing, lifeEnded, lifeFenced, lifeStopping},
-	lifeFlushing:   {lifeEnded, lifeFenced, lifeStopping},
+	lifeFlushing:   {lifeServing, lifeEnded, lifeFenced, lifeStopping}, // serving: a move given up (follow.go)
 	lifeFenced:     {lifeEnded},
 	lifeStopping:   {lifeEnded, lifeFenced},
 	lifeEnded:      nil,

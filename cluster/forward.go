@@ -97,10 +97,13 @@ func (n *Node) Forward(ctx context.Context, kind, identity string, req *envelope
 		if (unserved || unreached) && attempt < maxNotServedRetries {
 			s.Close()
 			n.forget(kind, identity, pid)
-			if unreached {
+			moved := unserved && notServed(first) == envelope.NotServedMoved
+			if unreached || moved {
+				// (The owner of the identity, on another member, may not
+				// have heard that the activation was handed over.)
 				gone = pid
 			}
-			if (unreached || unserved && notServed(first) == envelope.NotServedMoved) && attempt == 0 {
+			if (unreached || moved) && attempt == 0 {
 				continue // a PID cached from before, or handed over: at once
 			}
 			select {

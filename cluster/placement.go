@@ -423,7 +423,7 @@ func (p *placer) handedOver(ctx actor.Context, m *cluster.ActivationTerminated) 
 		}
 		return
 	}
-	if !from.Equal(g.pid) {
+	if from == nil || !from.Equal(g.pid) {
 		return // only the activation says it is done
 	}
 	if g.owner != "" {

@@ -565,8 +565,7 @@ func TestFencing(t *testing.T) {
 	// response) and stopped: the call then finds it gone. Either way the
 	// answer is a retryable 503, and nothing ran.
 	// (As above, a stale activation gone before the call reached it would
-	// have the call served by a new one, epoch 4: the log messages say
-	// which ran it, at "info" only a's.)
+	// have the call served by a new one, epoch 4.)
 	status, body = rawPost(t, ctx, b.URL(), id, `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"test_tool_with_logging"}}`)
 	switch e := rdb.Get(ctx, epochKey).Val(); {
 	case status == http.StatusServiceUnavailable && (strings.Contains(body, `"code":-32004`) || strings.Contains(body, "retry")):
