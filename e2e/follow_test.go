@@ -105,12 +105,7 @@ func TestSessionMovesToItsRequests(t *testing.T) {
 	const followAfter = 8
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	rdb := redistest.Start(t)
-	durable := durableArgs(rdb.Options().Addr, newStateKey(t))
-	a := startNode(t, "move-a", append([]string{"--cluster-provider", "automanaged"}, durable...)...)
-	b := startNode(t, "move-b", append([]string{"--cluster-seeds", a.Cluster}, durable...)...)
-	a.awaitMembers(ctx, 2)
-	b.awaitMembers(ctx, 2)
+	a, b := durablePair(t, ctx, "move")
 
 	dc := connectDurable(t, ctx, a.URL(), false, nil)
 	id := dc.cs.ID()
@@ -220,12 +215,7 @@ func awaitLive(t *testing.T, ctx context.Context, want map[*node]float64) {
 func TestSessionFollowsAHashingProxy(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	rdb := redistest.Start(t)
-	durable := durableArgs(rdb.Options().Addr, newStateKey(t))
-	a := startNode(t, "hash-a", append([]string{"--cluster-provider", "automanaged"}, durable...)...)
-	b := startNode(t, "hash-b", append([]string{"--cluster-seeds", a.Cluster}, durable...)...)
-	a.awaitMembers(ctx, 2)
-	b.awaitMembers(ctx, 2)
+	a, b := durablePair(t, ctx, "hash")
 	// initialize (no session yet) to hash-a, every request of a session to
 	// hash-b.
 	proxy := httptest.NewServer(&httputil.ReverseProxy{
@@ -299,12 +289,7 @@ func nameOf(n *node) string {
 // 12–24.
 func BenchmarkSessionMove(b *testing.B) {
 	ctx := context.Background()
-	rdb := redistest.Start(b)
-	durable := durableArgs(rdb.Options().Addr, newStateKey(b))
-	na := startNode(b, "move-a", append([]string{"--cluster-provider", "automanaged", "--log-level", "info"}, durable...)...)
-	nb := startNode(b, "move-b", append([]string{"--cluster-seeds", na.Cluster, "--log-level", "info"}, durable...)...)
-	na.awaitMembers(ctx, 2)
-	nb.awaitMembers(ctx, 2)
+	na, nb := durablePair(b, ctx, "move", "--log-level", "info")
 	const call = `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"test_simple_text"}}`
 	timed := func(url, id string) float64 {
 		start := time.Now()
@@ -344,4 +329,18 @@ func BenchmarkSessionMove(b *testing.B) {
 	b.ReportMetric(median(move), "move-ms")
 	b.ReportMetric(median(local), "local-ms")
 	b.ReportMetric(0, "ns/op")
+}
+
+// durablePair starts Redis and two nodes of one cluster keeping their
+// sessions in it, prefix-a and prefix-b, with args besides, and waits until
+// each sees the other.
+func durablePair(t testing.TB, ctx context.Context, prefix string, args ...string) (a, b *node) {
+	t.Helper()
+	rdb := redistest.Start(t)
+	common := append(durableArgs(rdb.Options().Addr, newStateKey(t)), args...)
+	a = startNode(t, prefix+"-a", append([]string{"--cluster-provider", "automanaged"}, common...)...)
+	b = startNode(t, prefix+"-b", append([]string{"--cluster-seeds", a.Cluster}, common...)...)
+	a.awaitMembers(ctx, 2)
+	b.awaitMembers(ctx, 2)
+	return a, b
 }
