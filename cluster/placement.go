@@ -125,7 +125,8 @@ func (p *placement) Setup(c *cluster.Cluster, _ []string, _ bool) {
 	system := c.ActorSystem
 	p.pid, _ = system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
 		return &placer{c: c, declines: p.declines, actors: map[string]grain{}, byPID: map[pidKey]string{},
-			queued: map[string]bool{}, pending: map[string][]*actor.PID{}, members: map[string]*cluster.Member{}}
+			queued: map[string]bool{}, pending: map[string][]*actor.PID{}, unanswered: map[string]string{},
+			members: map[string]*cluster.Member{}}
 	}), activatorName)
 	p.sub = system.EventStream.Subscribe(func(ev any) {
 		if t, ok := ev.(*cluster.ClusterTopology); ok {
@@ -207,6 +208,10 @@ type placer struct {
 	// pending are the identities whose activation another member is
 	// making, with the requests that wait for it.
 	pending map[string][]*actor.PID
+	// unanswered are the identities whose asker did not answer whether it
+	// made the activation, with its address: it is asked again first,
+	// whoever asks next, lest a second activation be made elsewhere.
+	unanswered map[string]string
 }
 
 // handbackTick stops the next batch of moved activations.
@@ -263,8 +268,15 @@ func (p *placer) activate(ctx actor.Context, m *cluster.ActivationRequest) {
 	}
 	// At the asker, when this member owns the identity as it sees
 	// membership: one that does not would hand the activation back at once.
-	if asker := ctx.Sender().GetAddress(); here && asker != me && p.hosts(asker, ci.Kind) &&
-		p.rdv != nil && p.rdv.GetByClusterIdentity(ci) == me {
+	// (Or at the member asked before, which did not answer.)
+	asker := ctx.Sender().GetAddress()
+	if before, ok := p.unanswered[key]; ok {
+		delete(p.unanswered, key)
+		if p.members[before] != nil {
+			asker, here = before, true
+		}
+	}
+	if here && asker != me && p.hosts(asker, ci.Kind) && p.rdv != nil && p.rdv.GetByClusterIdentity(ci) == me {
 		p.activateAt(ctx, ci, key, asker)
 		return
 	}
@@ -317,6 +329,7 @@ func (p *placer) activateAt(ctx actor.Context, ci *cluster.ClusterIdentity, key,
 		case err != nil || r == nil:
 			ctx.Logger().Warn("the member a request came from did not answer whether it made the activation",
 				slog.String("member", asker), slog.Any("error", err))
+			p.unanswered[key] = asker
 			answer(&cluster.ActivationResponse{Failed: true})
 			return
 		case !r.Failed && r.Pid != nil && r.Pid.Address == asker && p.members[asker] != nil:
@@ -461,6 +474,11 @@ func (p *placer) topology(ctx actor.Context, t *cluster.ClusterTopology) {
 	clear(p.members)
 	for _, m := range t.Members {
 		p.members[m.Address()] = m
+	}
+	for key, addr := range p.unanswered {
+		if p.members[addr] == nil {
+			delete(p.unanswered, key) // gone, and what it made with it
+		}
 	}
 	me := ctx.ActorSystem().Address()
 	for key, g := range p.actors {

@@ -493,3 +493,66 @@ func TestAskRequestIDs(t *testing.T) {
 		t.Error("a plain request carries a RequestId")
 	}
 }
+
+// An owner whose asker did not answer whether it made the activation
+// (it may have) makes none itself, and asks that member again first,
+// whoever asks next: there is never a second activation elsewhere.
+func TestPlacementAsksTheSilentAskerAgain(t *testing.T) {
+	node := probeNode(t)
+	me := node.Cluster.MemberList.Members().Members()[0]
+	other := &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
+	two := cluster.NewRendezvous()
+	two.UpdateMembers(cluster.Members{me, other})
+	id := ""
+	for i := 0; id == ""; i++ {
+		if c := fmt.Sprintf("s-%d", i); two.GetByClusterIdentity(cluster.NewClusterIdentity(c, probeKind)) == me.Address() {
+			id = c
+		}
+	}
+	sent := elsewhere(node, other.Address()) // other never answers
+	placer := actor.NewPID(node.Address(), activatorName)
+	root := node.System.Root
+	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}})
+	ci := cluster.NewClusterIdentity(id, probeKind)
+	next := func() any {
+		select {
+		case m := <-sent:
+			return m
+		case <-time.After(10 * time.Second):
+			t.Fatal("nothing sent to the other member")
+			return nil
+		}
+	}
+	asks := 0
+	// other's request: the owner asks other to make it, hears nothing, and
+	// answers other that it failed.
+	root.RequestWithCustomSender(placer, &cluster.ActivationRequest{ClusterIdentity: ci, RequestId: hostAtAsker},
+		actor.NewPID(other.Address(), "future"))
+	for range 2 {
+		switch m := next().(type) {
+		case *cluster.ActivationRequest:
+			if m.RequestId == hostForOwner {
+				asks++
+			}
+		case *cluster.ActivationResponse:
+			if m.Pid != nil || !m.Failed {
+				t.Fatalf("other's request answered %v; want a failure", m)
+			}
+		}
+	}
+	// This node's own request, which would make the activation here: other
+	// is asked again instead.
+	res, err := root.RequestFuture(placer, &cluster.ActivationRequest{ClusterIdentity: ci}, 10*time.Second).Result()
+	if r, ok := res.(*cluster.ActivationResponse); err != nil || !ok || r.Pid != nil || !r.Failed {
+		t.Fatalf("this node's request answered %v, %v; want a failure (other never answered)", res, err)
+	}
+	if m, ok := next().(*cluster.ActivationRequest); ok && m.RequestId == hostForOwner {
+		asks++
+	}
+	if asks != 2 {
+		t.Fatalf("other was asked to make the activation %d times, want 2", asks)
+	}
+	if n := node.Cluster.GetClusterKind(probeKind).Count(); n != 0 {
+		t.Fatalf("%d activations made here, want none", n)
+	}
+}
