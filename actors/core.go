@@ -259,10 +259,7 @@ func (a *core) receive(ctx actor.Context) {
 	case *actor.Terminated:
 		a.edgeGone(m.Who)
 	case *actor.Stopping:
-		for _, q := range a.held { // (stopped before it handed over: fenced)
-			ctx.Send(q.replyTo, &envelope.Envelope{Body: &envelope.Envelope_Part{Part: unavailable(q.req.Id)}})
-		}
-		a.held = nil
+		a.answerHeld(ctx, unavailable) // (stopped before it handed over: fenced)
 		a.stopping()
 	case *actor.Stopped:
 		a.cfg.Local.remove(ctx.Self(), a.id)

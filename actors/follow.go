@@ -65,9 +65,13 @@ func (a *core) handOver(ctx actor.Context) {
 	if a.events != nil {
 		a.events.close()
 	}
-	root := ctx.ActorSystem().Root
+	a.answerHeld(ctx, movedAway)
+}
+
+// answerHeld answers the requests held while the session was moving.
+func (a *core) answerHeld(ctx actor.Context, refusal func(requestID string) *envelope.ResponsePart) {
 	for _, q := range a.held {
-		root.Send(q.replyTo, &envelope.Envelope{Body: &envelope.Envelope_Part{Part: movedAway(q.req.Id)}})
+		a.reply(ctx, q.replyTo, refusal(q.req.Id))
 	}
 	a.held = nil
 	self, root := ctx.Self(), ctx.ActorSystem().Root

@@ -92,12 +92,16 @@ func (n *Node) Forward(ctx context.Context, kind, identity string, req *envelope
 		// request could reach it (the cluster may hand out a stopping
 		// actor's PID for a moment after it refused one). Either way the
 		// cluster is asked again, backing off.
-		unserved := err == nil && notServed(first) != ""
+		refusal := ""
+		if err == nil {
+			refusal = notServed(first)
+		}
+		unserved := refusal != ""
 		unreached := err != nil && errors.Is(err, ErrActorGone) && s.unreached
 		if (unserved || unreached) && attempt < maxNotServedRetries {
 			s.Close()
 			n.forget(kind, identity, pid)
-			moved := unserved && notServed(first) == envelope.NotServedMoved
+			moved := refusal == envelope.NotServedMoved
 			if unreached || moved {
 				// (The owner of the identity, on another member, may not
 				// have heard that the activation was handed over.)

@@ -408,11 +408,17 @@ func (p *placer) terminated(ctx actor.Context, t *actor.Terminated) {
 		p.forget(key, k)
 		return // another member's: it tells the cluster
 	}
-	p.forget(key, k)
-	if kind := p.c.GetClusterKind(g.ci.Kind); kind != nil {
+	p.ended(key, g)
+}
+
+// ended forgets an activation of this member's that ended, and tells the
+// cluster.
+func (p *placer) ended(key string, g grain) {
+	p.forget(key, keyOf(g.pid))
+	if kind, ok := p.c.TryGetClusterKind(g.ci.Kind); ok {
 		kind.Dec()
 	}
-	p.c.MemberList.BroadcastEvent(&cluster.ActivationTerminated{Pid: pid, ClusterIdentity: g.ci}, true)
+	p.c.MemberList.BroadcastEvent(&cluster.ActivationTerminated{Pid: g.pid, ClusterIdentity: g.ci}, true)
 }
 
 // handedOver forgets an activation that stops serving before it stops (a
@@ -442,11 +448,7 @@ func (p *placer) handedOver(ctx actor.Context, m *cluster.ActivationTerminated) 
 	if g.owner != "" {
 		ctx.Request(actor.NewPID(g.owner, activatorName), m)
 	}
-	p.forget(key, keyOf(g.pid))
-	if kind, ok := p.c.TryGetClusterKind(g.ci.Kind); ok {
-		kind.Dec()
-	}
-	p.c.MemberList.BroadcastEvent(&cluster.ActivationTerminated{Pid: g.pid, ClusterIdentity: g.ci}, true)
+	p.ended(key, g)
 }
 
 // forget drops the activation of key, whose PID's key is k.

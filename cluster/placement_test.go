@@ -441,13 +441,7 @@ func TestPlacementDecliningHostsNothing(t *testing.T) {
 	other := &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
 	two := cluster.NewRendezvous()
 	two.UpdateMembers(cluster.Members{me, other})
-	var ids []string
-	for i := 0; len(ids) < 4; i++ {
-		id := fmt.Sprintf("d-%d", i)
-		if two.GetByClusterIdentity(cluster.NewClusterIdentity(id, probeKind)) == other.Address() {
-			ids = append(ids, id)
-		}
-	}
+	ids := ownedBy(two, "d", other.Address(), 4)
 	answers := elsewhere(node, other.Address())
 	placer := actor.NewPID(node.Address(), activatorName)
 	root := node.System.Root
@@ -503,12 +497,7 @@ func TestPlacementAsksTheSilentAskerAgain(t *testing.T) {
 	other := &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
 	two := cluster.NewRendezvous()
 	two.UpdateMembers(cluster.Members{me, other})
-	id := ""
-	for i := 0; id == ""; i++ {
-		if c := fmt.Sprintf("s-%d", i); two.GetByClusterIdentity(cluster.NewClusterIdentity(c, probeKind)) == me.Address() {
-			id = c
-		}
-	}
+	id := ownedBy(two, "s", me.Address(), 1)[0]
 	sent := elsewhere(node, other.Address()) // other never answers
 	placer := actor.NewPID(node.Address(), activatorName)
 	root := node.System.Root
@@ -555,4 +544,17 @@ func TestPlacementAsksTheSilentAskerAgain(t *testing.T) {
 	if n := node.Cluster.GetClusterKind(probeKind).Count(); n != 0 {
 		t.Fatalf("%d activations made here, want none", n)
 	}
+}
+
+// ownedBy returns n probe identities (prefix-0, prefix-1, …) that rdv
+// places on the member at addr.
+func ownedBy(rdv *cluster.Rendezvous, prefix, addr string, n int) []string {
+	var ids []string
+	for i := 0; len(ids) < n; i++ {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		if rdv.GetByClusterIdentity(cluster.NewClusterIdentity(id, probeKind)) == addr {
+			ids = append(ids, id)
+		}
+	}
+	return ids
 }
