@@ -99,6 +99,13 @@ type Config struct {
 	Kinds []*cluster.Kind
 	// HTTPAddr is the node's HTTP listen address, reported to other nodes.
 	HTTPAddr string
+	// SharedStores says the actors' state outlives them in stores every
+	// node reads (Redis): a member that serves no /mcp (RoleMember) then
+	// hands back the activations whose identities membership gives to
+	// another member, which rehydrates them, so that the members share
+	// the load by identity. Every other node keeps them, registered with
+	// the new owner (placement.go).
+	SharedStores bool
 	// ProbeInterval is how often the seeds provider asks each known node for
 	// its view; a node that misses ProbeFailures answers in a row has left.
 	ProbeInterval time.Duration
@@ -308,7 +315,10 @@ func Start(cfg Config) (*Node, error) {
 	}
 
 	lookup := identityLookup()
-	n.place, _ = lookup.(*placement)
+	if n.place, _ = lookup.(*placement); n.place != nil {
+		n.place.logger = cfg.Logger.With("component", "placement")
+		n.place.handBack = cfg.Role == RoleMember && cfg.SharedStores
+	}
 	clusterCfg := cluster.Configure(cfg.Name, provider, lookup, remoteCfg,
 		cluster.WithKinds(cfg.Kinds...),
 		cluster.WithRequestTimeout(10*time.Second),

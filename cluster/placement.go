@@ -29,15 +29,19 @@ import (
 //     member picked by its identity's hash. An activation made for an owner
 //     lives as long as that member owns its identity: when membership gives
 //     the identity to its host, the host adopts it; to a third member, the
-//     host stops it in its handback, as an owner does its own;
+//     host registers it with that member (hostedHere), which lists it in its
+//     directory: membership changing (a node joining, or the owner leaving)
+//     stops no activation whose host stays, and an owner's own activations
+//     are registered with their identity's new owner alike;
 //   - a terminated activation is found by its PID in one map lookup.
 //     disthash scans every activation of the node for each one that stops,
 //     so stopping many at once (a handback, a drain, passivation under
 //     memory pressure) costs the square of the node's actors: about 16 ns
 //     times n²/4 (3.6 s for 30,000 here), while its activator answers no
 //     activation request;
-//   - when membership changes, the activations whose identity now belongs
-//     to another member are stopped handbackBatch at a time, every
+//   - an activation its identity's new owner does not take (it lists
+//     another, refuses, does not answer, or is an older node, which makes
+//     one of its own) is stopped, handbackBatch at a time, every
 //     handbackEvery, rather than all at once, each checked again when its
 //     turn comes (membership may have moved it back): the member taking
 //     them over rehydrates them as their requests come, at a rate it can
@@ -53,6 +57,12 @@ type placement struct {
 	// are unreachable: it makes no activation for another member, and asks
 	// for none here, meanwhile.
 	refuse, noStore atomic.Bool
+	// logger logs what the placement decides, at debug (the node's; the
+	// cluster's, floored at warnings, without one).
+	logger *slog.Logger
+	// handBack stops the activations whose identities membership gives to
+	// another member rather than registering them with it (Config.SharedStores).
+	handBack bool
 }
 
 // declines says whether this node takes no activation it does not own.
@@ -80,6 +90,11 @@ const (
 	// askOnly: where the owner sees fit (as with no RequestId), when the
 	// request carries a gone PID.
 	askOnly = "pingmcp/ask"
+	// hostedHere, then the id of an activation on the sender, registers
+	// that activation with the identity's owner, which membership just made
+	// so. The owner answers with the activation it lists (that one if it
+	// listed none): the sender stops its own if that is another.
+	hostedHere = "pingmcp/hosted-here "
 	// goneMark, then an address, a space and an id, ends a request to the
 	// owner from a member that found that activation gone (a request to it
 	// was never delivered): the owner forgets it if it is the one it lists
@@ -124,8 +139,9 @@ func (p *placement) Setup(c *cluster.Cluster, _ []string, _ bool) {
 	p.rdv.Store(cluster.NewRendezvous())
 	system := c.ActorSystem
 	p.pid, _ = system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
-		return &placer{c: c, declines: p.declines, actors: map[string]grain{}, byPID: map[pidKey]string{},
-			queued: map[string]bool{}, pending: map[string][]*actor.PID{}, unanswered: map[string]string{},
+		return &placer{c: c, declines: p.declines, log: cmp.Or(p.logger, c.Logger()), handBack: p.handBack,
+			actors: map[string]grain{}, byPID: map[pidKey]string{}, queued: map[string]bool{},
+			pending: map[string][]*actor.PID{}, unanswered: map[string]string{}, registering: map[string]string{},
 			members: map[string]*cluster.Member{}}
 	}), activatorName)
 	p.sub = system.EventStream.Subscribe(func(ev any) {
@@ -194,6 +210,8 @@ type grain struct {
 // that live on other members it watches.
 type placer struct {
 	c        *cluster.Cluster
+	log      *slog.Logger      // placement.logger
+	handBack bool              // placement.handBack
 	declines func() bool       // placement.declines
 	actors   map[string]grain  // by identity key (kind/identity)
 	byPID    map[pidKey]string // identity key by activation PID
@@ -212,6 +230,10 @@ type placer struct {
 	// made the activation, with its address: it is asked again first,
 	// whoever asks next, lest a second activation be made elsewhere.
 	unanswered map[string]string
+	// registering are the identities of activations here being registered
+	// with their new owner (hostedHere), with its address: not stopped
+	// meanwhile.
+	registering map[string]string
 }
 
 // handbackTick stops the next batch of moved activations.
@@ -229,6 +251,8 @@ func (p *placer) Receive(ctx actor.Context) {
 		p.topology(ctx, m)
 	case handbackTick:
 		p.handback(ctx)
+	case registerAgain:
+		p.registerTry(ctx, m)
 	case *actor.Stopping:
 		p.stopAll(ctx)
 	}
@@ -239,6 +263,10 @@ func (p *placer) activate(ctx actor.Context, m *cluster.ActivationRequest) {
 	key := ci.AsKey()
 	if m.RequestId == hostForOwner {
 		p.hostFor(ctx, ci, key)
+		return
+	}
+	if id, ok := strings.CutPrefix(m.RequestId, hostedHere); ok {
+		p.hosted(ctx, ci, key, actor.NewPID(ctx.Sender().GetAddress(), id))
 		return
 	}
 	here, gone := parseAsk(m.RequestId)
@@ -347,8 +375,8 @@ func (p *placer) activateAt(ctx actor.Context, ci *cluster.ClusterIdentity, key,
 			pid = p.spawn(ctx, kind, ci, "")
 		}
 		// Membership may have moved the identity while the asker was asked.
-		if p.rdv != rdv && p.rdv.GetByClusterIdentity(ci) != ctx.ActorSystem().Address() {
-			p.queue(ctx, key)
+		if p.rdv != rdv {
+			p.settle(ctx, key, p.actors[key])
 		}
 		answer(&cluster.ActivationResponse{Pid: pid})
 	})
@@ -381,6 +409,108 @@ func (p *placer) hostFor(ctx actor.Context, ci *cluster.ClusterIdentity, key str
 		return
 	}
 	ctx.Respond(&cluster.ActivationResponse{Pid: p.spawn(ctx, kind, ci, owner)})
+}
+
+// hosted lists pid, an activation of ci on the sender, which registers it
+// as membership made this member ci's owner (hostedHere), unless this
+// member lists one already (it answers with that one), does not own ci as
+// it sees membership, is having one made, or waits for another member's
+// word whether it made one (it refuses).
+func (p *placer) hosted(ctx actor.Context, ci *cluster.ClusterIdentity, key string, pid *actor.PID) {
+	if g, ok := p.actors[key]; ok {
+		ctx.Respond(&cluster.ActivationResponse{Pid: g.pid})
+		return
+	}
+	me := ctx.ActorSystem().Address()
+	_, making := p.pending[key]
+	before, asked := p.unanswered[key]
+	if making || (asked && before != pid.Address) || pid.Address == me || !p.hosts(pid.Address, ci.Kind) ||
+		p.rdv == nil || p.rdv.GetByClusterIdentity(ci) != me {
+		ctx.Respond(&cluster.ActivationResponse{Failed: true})
+		return
+	}
+	delete(p.unanswered, key)
+	p.actors[key] = grain{ci: ci, pid: pid}
+	p.byPID[keyOf(pid)] = key
+	ctx.Watch(pid)
+	p.log.Debug("activation registered by its host", slog.String("identity", key), slog.String("host", pid.Address))
+	ctx.Respond(&cluster.ActivationResponse{Pid: pid})
+}
+
+// register asks owner, which membership made the owner of the identity
+// of g, an activation here, to list it (hostedHere). If it lists another,
+// g is stopped in the handback; if it refuses or does not answer (its view
+// of membership may trail this member's), it is asked again, registerTries
+// times in all, registerEvery apart, and g then stopped.
+func (p *placer) register(ctx actor.Context, key string, g grain, owner string) {
+	if p.registering[key] == owner {
+		return
+	}
+	p.registering[key] = owner
+	p.registerTry(ctx, registerAgain{key: key, pid: g.pid, owner: owner, tries: 1})
+}
+
+// Registrations of an activation with a new owner that refuses, or does
+// not answer: tried again for about 10 s in all.
+const (
+	registerTries = 5
+	registerEvery = 500 * time.Millisecond
+)
+
+// registerAgain asks key's new owner again to list the activation pid.
+type registerAgain struct {
+	key, owner string
+	pid        *actor.PID
+	tries      int
+}
+
+func (p *placer) registerTry(ctx actor.Context, try registerAgain) {
+	key, owner := try.key, try.owner
+	current := func() (grain, bool) {
+		g, ok := p.actors[key]
+		if p.registering[key] != owner { // membership moved it on: registered anew, or adopted
+			return g, false
+		}
+		if !ok || !g.pid.Equal(try.pid) { // it ended meanwhile
+			delete(p.registering, key)
+			return g, false
+		}
+		return g, true
+	}
+	g, ok := current()
+	if !ok {
+		return
+	}
+	f := ctx.RequestFuture(actor.NewPID(owner, activatorName),
+		&cluster.ActivationRequest{ClusterIdentity: g.ci, RequestId: hostedHere + g.pid.Id}, hostTimeout)
+	ctx.ReenterAfter(f, func(res any, err error) {
+		g, ok := current()
+		if !ok {
+			return
+		}
+		r, _ := res.(*cluster.ActivationResponse)
+		switch {
+		case p.rdv.GetByClusterIdentity(g.ci) != owner:
+			// Its owner changed since: left to what that change settled.
+		case err == nil && r != nil && !r.Failed && g.pid.Equal(r.Pid):
+			delete(p.registering, key)
+			g.owner = owner
+			p.actors[key] = g
+			p.log.Debug("activation kept for its identity's new owner", slog.String("identity", key), slog.String("owner", owner))
+			return
+		case (err != nil || r == nil || r.Failed) && try.tries < registerTries:
+			try.tries++
+			self, root := ctx.Self(), ctx.ActorSystem().Root
+			time.AfterFunc(registerEvery, func() { root.Send(self, try) })
+			return
+		}
+		delete(p.registering, key)
+		p.log.Debug("activation not registered with its identity's new owner", slog.String("identity", key),
+			slog.String("owner", owner), slog.Int("tries", try.tries), slog.Any("error", err))
+		if !p.keep(ctx, key, g) {
+			p.queue(ctx, key)
+		}
+	})
 }
 
 func (p *placer) terminated(ctx actor.Context, t *actor.Terminated) {
@@ -488,32 +618,39 @@ func (p *placer) topology(ctx actor.Context, t *cluster.ClusterTopology) {
 			p.drop(ctx, key, g)
 			continue
 		}
-		if !p.queued[key] && !p.keep(ctx, key, g) {
-			p.moved = append(p.moved, key)
-			p.queued[key] = true
-		}
-	}
-	if len(p.moved) > 0 && !p.ticking {
-		p.ticking = true
-		p.handback(ctx)
+		p.settle(ctx, key, g)
 	}
 }
 
-// keep says whether the activation of key stays as membership now is: one
-// of this member's own whose identity it still owns, or one it made for
-// the identity's owner; it adopts one made for another whose identity it
-// now owns, and forgets one another member hosts whose identity that
-// member now owns (the host adopts it).
+// settle keeps the activation of key as membership now is (keep), or
+// registers it with its identity's new owner; one whose identity belongs
+// to no member, or all with handBack, it stops.
+func (p *placer) settle(ctx actor.Context, key string, g grain) {
+	if p.keep(ctx, key, g) {
+		return
+	}
+	if owner := p.rdv.GetByClusterIdentity(g.ci); owner != "" && !p.handBack {
+		p.register(ctx, key, g, owner)
+		return
+	}
+	p.queue(ctx, key)
+}
+
+// keep says whether the activation of key stays here as membership now
+// is: one of this member's own whose identity it still owns, or one it
+// made for the identity's owner; it adopts one made for another whose
+// identity it now owns. Of the entry of one another member hosts, it
+// forgets it unless this member still owns its identity: the host adopts
+// it, or registers it with the new owner.
 func (p *placer) keep(ctx actor.Context, key string, g grain) bool {
 	me := ctx.ActorSystem().Address()
 	owner := p.rdv.GetByClusterIdentity(g.ci)
 	switch {
 	case g.pid.Address != me: // a directory entry
-		if owner == g.pid.Address {
+		if owner != me {
 			p.drop(ctx, key, g)
-			return true
 		}
-		return owner == me
+		return true
 	case g.owner == "":
 		return owner == me
 	case owner == me:
@@ -538,23 +675,18 @@ func (p *placer) queue(ctx actor.Context, key string) {
 }
 
 // handback stops the next handbackBatch moved activations that are still
-// another member's, and schedules the next batch. One another member
-// hosts is stopped there, and forgotten here at once.
+// another member's, and schedules the next batch.
 func (p *placer) handback(ctx actor.Context) {
-	me := ctx.ActorSystem().Address()
 	for n := 0; n < handbackBatch && len(p.moved) > 0; {
 		key := p.moved[0]
 		p.moved[0] = ""
 		p.moved = p.moved[1:]
 		delete(p.queued, key)
 		g, ok := p.actors[key]
-		if !ok || p.keep(ctx, key, g) {
-			continue // gone already, or moved back
+		if _, asking := p.registering[key]; !ok || asking || p.keep(ctx, key, g) {
+			continue // gone already, being registered with a new owner, or moved back
 		}
 		ctx.Poison(g.pid)
-		if g.pid.Address != me {
-			p.drop(ctx, key, g)
-		}
 		n++
 	}
 	if len(p.moved) == 0 {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -87,17 +88,19 @@ func (t *terminations) await(tb testing.TB, n int) {
 	}
 }
 
-// When membership gives identities to another member, this member stops
-// exactly the activations of those identities (at its handback pace) and
-// keeps the others; the next request for a kept one finds it, not a new
-// activation.
+// When membership gives identities to another member, this member
+// registers their activations with it, and stops exactly those it does not
+// take (it lists another activation), at its handback pace. The others
+// live on, kept for it: the next request for one finds it, not a new
+// activation, when the identity comes back to this member too.
 func TestPlacementHandsBackMovedActivations(t *testing.T) {
 	node := probeNode(t)
+	other := &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
+	sent := elsewhereAsked(node, other.Address())
 	pids := activate(t, node, "s", 5*handbackBatch)
 	gone := watchAll(t, node, pids)
 
 	me := node.Cluster.MemberList.Members().Members()[0]
-	other := &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
 	rdv := cluster.NewRendezvous()
 	rdv.UpdateMembers(cluster.Members{me, other})
 	moved := map[string]bool{}
@@ -112,34 +115,106 @@ func TestPlacementHandsBackMovedActivations(t *testing.T) {
 	// Told to the placement actor alone: lookups here still pick this node.
 	node.System.Root.Send(actor.NewPID(node.Address(), activatorName),
 		&cluster.ClusterTopology{Members: []*cluster.Member{me, other}, Joined: []*cluster.Member{other}})
-	gone.await(t, len(moved))
+	// other takes every other one, and lists another activation of the
+	// rest (one a request to it made meanwhile, say).
+	taken := map[string]bool{}
+	asked := registrations(t, node, sent, len(moved), func(id string, pid *actor.PID) *cluster.ActivationResponse {
+		if !pid.Equal(pids[id]) {
+			t.Errorf("%s registered as %v, its activation is %v", id, pid, pids[id])
+		}
+		if len(taken)*2 < len(moved) {
+			taken[id] = true
+			return &cluster.ActivationResponse{Pid: pid}
+		}
+		return &cluster.ActivationResponse{Pid: actor.NewPID(other.Address(), "another")}
+	})
+	for _, id := range asked {
+		if !moved[id] {
+			t.Errorf("%s registered with other, which does not own it", id)
+		}
+	}
+	gone.await(t, len(moved)-len(taken))
 
-	// Back to this node alone: a kept identity's activation is the same,
-	// a moved one's is new.
+	// Back to this node alone: a kept or taken identity's activation is
+	// the same, a refused one's is new.
 	node.System.Root.Send(actor.NewPID(node.Address(), activatorName),
 		&cluster.ClusterTopology{Members: []*cluster.Member{me}, Left: []*cluster.Member{other}})
 	for id, pid := range pids {
 		again := node.Cluster.Get(id, probeKind)
+		stopped := moved[id] && !taken[id]
 		switch {
 		case again == nil:
 			t.Fatalf("no activation of %s", id)
-		case moved[id] && again.Equal(pid):
-			t.Errorf("%s moved, but its activation was kept", id)
-		case !moved[id] && !again.Equal(pid):
-			t.Errorf("%s stayed, but its activation was replaced", id)
+		case stopped && again.Equal(pid):
+			t.Errorf("%s moved and was refused, but its activation was kept", id)
+		case !stopped && !again.Equal(pid):
+			t.Errorf("%s stayed or was taken, but its activation was replaced", id)
 		}
 	}
 	gone.mu.Lock()
 	defer gone.mu.Unlock()
 	for id := range gone.gone {
-		if !moved[id] {
-			t.Errorf("%s stayed, but its activation was stopped", id)
+		if !moved[id] || taken[id] {
+			t.Errorf("%s stayed or was taken, but its activation was stopped", id)
 		}
 	}
 }
 
-// An activation that stops by itself is forgotten: the next request for
-// its identity gets a new one, never the dead one.
+// An owner lists the activation a member registers with it as membership
+// made it the owner (hostedHere), and hands it out; it answers a second
+// registration with the one it lists, and refuses one for an identity it
+// does not own.
+func TestPlacementListsRegisteredActivations(t *testing.T) {
+	node := probeNode(t)
+	me := node.Cluster.MemberList.Members().Members()[0]
+	other := &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
+	two := cluster.NewRendezvous()
+	two.UpdateMembers(cluster.Members{me, other})
+	mine, its := ownedBy(two, "r", me.Address(), 1)[0], ownedBy(two, "r", other.Address(), 1)[0]
+	answers := elsewhere(node, other.Address())
+	placer := actor.NewPID(node.Address(), activatorName)
+	root := node.System.Root
+	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}})
+	register := func(id, activation string) *cluster.ActivationResponse {
+		root.RequestWithCustomSender(placer, &cluster.ActivationRequest{
+			ClusterIdentity: cluster.NewClusterIdentity(id, probeKind), RequestId: hostedHere + activation,
+		}, actor.NewPID(other.Address(), "future"))
+		select {
+		case a := <-answers:
+			if r, ok := a.(*cluster.ActivationResponse); ok {
+				return r
+			}
+			t.Fatalf("a registration answered %T", a)
+		case <-time.After(10 * time.Second):
+			t.Fatal("a registration unanswered")
+		}
+		return nil
+	}
+	first := actor.NewPID(other.Address(), mine+"$1")
+	if r := register(mine, first.Id); r.Failed || !r.Pid.Equal(first) {
+		t.Fatalf("registration of %v answered %v, want it listed", first, r)
+	}
+	// The placement's own view is this node alone: Get asks the placer
+	// here, which hands out what it lists.
+	if got := node.Cluster.Get(mine, probeKind); !got.Equal(first) {
+		t.Fatalf("Get found %v, not the registered activation %v", got, first)
+	}
+	if r := register(mine, mine+"$2"); !r.Pid.Equal(first) {
+		t.Fatalf("a second registration answered %v, want the one listed (%v)", r, first)
+	}
+	if r := register(its, its+"$1"); !r.Failed || r.Pid != nil {
+		t.Fatalf("a registration with a member that does not own the identity answered %v", r)
+	}
+	if n := node.Cluster.GetClusterKind(probeKind).Count(); n != 0 {
+		t.Fatalf("%d activations made here, want none", n)
+	}
+}
+
+// An activation that stops by itself is forgotten: a request for its
+// identity then gets a new one, never the dead one. (protoactor tells an
+// actor's watchers it stopped before its parent, the placement actor: a
+// request right after this test's watcher heard may still find the dead
+// one, as a request sent while it stopped would.)
 func TestPlacementForgetsTerminated(t *testing.T) {
 	node := probeNode(t)
 	pids := activate(t, node, "p", 300)
@@ -148,8 +223,13 @@ func TestPlacementForgetsTerminated(t *testing.T) {
 		node.System.Root.Poison(pid)
 	}
 	gone.await(t, len(pids))
+	deadline := time.Now().Add(10 * time.Second)
 	for id, pid := range pids {
-		if again := node.Cluster.Get(id, probeKind); again == nil || again.Equal(pid) {
+		again := node.Cluster.Get(id, probeKind)
+		for again.Equal(pid) && time.Now().Before(deadline) {
+			again = node.Cluster.Get(id, probeKind)
+		}
+		if again == nil || again.Equal(pid) {
 			t.Fatalf("%s after its activation stopped: %v (was %v)", id, again, pid)
 		}
 	}
@@ -321,9 +401,22 @@ func TestOwnedHereAgreesWithRendezvous(t *testing.T) {
 // test, would race with the next node's start).
 func elsewhere(node *Node, addrs ...string) <-chan any {
 	got := make(chan any, 64)
+	divert(node, sink(got), addrs)
+	return got
+}
+
+// elsewhereAsked is elsewhere, each message with its sender, to answer.
+func elsewhereAsked(node *Node, addrs ...string) <-chan asked {
+	got := make(chan asked, 1024)
+	divert(node, askedSink(got), addrs)
+	return got
+}
+
+// divert hands to to what node sends to the members at addrs.
+func divert(node *Node, to actor.Process, addrs []string) {
 	resolve := func(pid *actor.PID) (actor.Process, bool) {
 		if slices.Contains(addrs, pid.Address) {
-			return sink(got), true
+			return to, true
 		}
 		return nil, false
 	}
@@ -331,7 +424,6 @@ func elsewhere(node *Node, addrs ...string) <-chan any {
 	// this node sends anything anywhere.
 	reg := node.System.ProcessRegistry
 	reg.RemoteHandlers = append([]actor.AddressResolver{resolve}, reg.RemoteHandlers...)
-	return got
 }
 
 // sink is a Process that hands what it is sent to a channel.
@@ -344,10 +436,50 @@ func (s sink) SendUserMessage(_ *actor.PID, m any) {
 func (s sink) SendSystemMessage(*actor.PID, any) {}
 func (s sink) Stop(*actor.PID)                   {}
 
+// asked is a message sent to another member, and its sender.
+type asked struct {
+	m    any
+	from *actor.PID
+}
+
+// askedSink is sink, with each message's sender.
+type askedSink chan<- asked
+
+func (s askedSink) SendUserMessage(_ *actor.PID, m any) {
+	_, m, from := actor.UnwrapEnvelope(m)
+	s <- asked{m, from}
+}
+func (s askedSink) SendSystemMessage(*actor.PID, any) {}
+func (s askedSink) Stop(*actor.PID)                   {}
+
+// registrations answers the next n registrations (hostedHere) node
+// sends, each with what answer says, and returns the identities asked
+// about: it fails t if another message comes first, or none within 10 s.
+func registrations(t *testing.T, node *Node, from <-chan asked, n int, answer func(id string, pid *actor.PID) *cluster.ActivationResponse) []string {
+	t.Helper()
+	var ids []string
+	for range n {
+		select {
+		case a := <-from:
+			m, ok := a.m.(*cluster.ActivationRequest)
+			if !ok || !strings.HasPrefix(m.RequestId, hostedHere) {
+				t.Fatalf("sent %T %v, want a registration", a.m, a.m)
+			}
+			id := m.ClusterIdentity.Identity
+			ids = append(ids, id)
+			node.System.Root.Send(a.from, answer(id, actor.NewPID(node.Address(), strings.TrimPrefix(m.RequestId, hostedHere))))
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of %d registrations sent", len(ids), n)
+		}
+	}
+	return ids
+}
+
 // An activation made here for the identity's owner (hostForOwner, sent by
 // the owner when a request reached this member) lives as long as that
 // member owns the identity: it is kept when membership gives the identity
-// to its host, which adopts it, and stopped when a third member takes it.
+// to its host, which adopts it, and registered with a third member that
+// takes it, stopped if that one lists another.
 // A request from a member that does not own the identity, or to a member
 // that drains, makes nothing.
 func TestPlacementHostsForTheOwner(t *testing.T) {
@@ -369,7 +501,7 @@ func TestPlacementHostsForTheOwner(t *testing.T) {
 		}
 	}
 	kept, moved := pick(other.Address(), other.Address()), pick(other.Address(), third.Address())
-	answers := elsewhere(node, other.Address(), third.Address())
+	answers := elsewhereAsked(node, other.Address(), third.Address())
 	placer := actor.NewPID(node.Address(), activatorName)
 	root := node.System.Root
 	topology := func(ms ...*cluster.Member) {
@@ -383,10 +515,10 @@ func TestPlacementHostsForTheOwner(t *testing.T) {
 		}, actor.NewPID(from, "future"))
 		select {
 		case a := <-answers:
-			if r, ok := a.(*cluster.ActivationResponse); ok {
+			if r, ok := a.m.(*cluster.ActivationResponse); ok {
 				return r
 			}
-			t.Fatalf("hostForOwner answered %T", a)
+			t.Fatalf("hostForOwner answered %T", a.m)
 		case <-time.After(10 * time.Second):
 			t.Fatal("hostForOwner unanswered")
 		}
@@ -416,7 +548,13 @@ func TestPlacementHostsForTheOwner(t *testing.T) {
 	}
 	gone := watchAll(t, node, pids)
 
+	another := func(string, *actor.PID) *cluster.ActivationResponse {
+		return &cluster.ActivationResponse{Pid: actor.NewPID(third.Address(), "another")}
+	}
 	topology(me, other, third)
+	if asked := registrations(t, node, answers, 1, another); asked[0] != moved {
+		t.Fatalf("%s registered with the third member, want %s", asked[0], moved)
+	}
 	gone.await(t, 1)
 	gone.mu.Lock()
 	stopped := gone.gone[moved]
@@ -428,7 +566,8 @@ func TestPlacementHostsForTheOwner(t *testing.T) {
 	if again := node.Cluster.Get(kept, probeKind); !again.Equal(pids[kept]) {
 		t.Fatalf("the kept activation was replaced (%v, was %v) when this member became the owner", again, pids[kept])
 	}
-	topology(me, other) // its own: other owns it now, and it is handed back
+	topology(me, other) // its own: other owns it now, and lists another
+	registrations(t, node, answers, 1, another)
 	gone.await(t, 1)
 
 }

@@ -31,6 +31,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/pprof"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -363,13 +364,17 @@ type usage struct {
 // benchProfileEnv names a folder: with it set, BenchmarkToolsCall saves
 // there the CPU profile of each pingmcp node of a target while its calls
 // run (<benchmark>-<role>.prof), taken through the node's admin API
-// (/debug/pprof/profile) for benchProfileSecondsEnv seconds (8 unless set)
+// (/debug/pprof/profile), and the SDK's process's (role sdk) beside its
+// /mcp, for benchProfileSecondsEnv seconds (8 unless set)
 // from the first call on. A profile covers the calls only if the benchmark
 // runs that long (-test.benchtime); the sub-benchmark waits for them. The
 // testing package's first run of one call (b.N 1) is not profiled.
 const (
 	benchProfileEnv        = "PINGMCP_BENCH_CPUPROFILE"
 	benchProfileSecondsEnv = "PINGMCP_BENCH_CPUPROFILE_SECONDS"
+	// benchProfileKindEnv "trace" takes each process's execution trace
+	// (/debug/pprof/trace, <benchmark>-<role>.trace) instead.
+	benchProfileKindEnv = "PINGMCP_BENCH_PROFILE_KIND"
 )
 
 // cpuProfiles starts the CPU profiles benchProfileEnv asks for, and
@@ -380,16 +385,27 @@ func (s *benchServer) cpuProfiles(b *testing.B) (wait func()) {
 		return func() {}
 	}
 	seconds := cmp.Or(os.Getenv(benchProfileSecondsEnv), "8")
-	var wg sync.WaitGroup
+	kind := cmp.Or(os.Getenv(benchProfileKindEnv), "profile")
+	type profiled struct{ role, base, token string }
+	var targets []profiled
 	for i, n := range s.nodes {
-		path := filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+"-"+s.roles[i]+".prof")
+		targets = append(targets, profiled{s.roles[i], "http://" + n.Admin, n.adminToken})
+	}
+	if s.pid != 0 { // the SDK's process serves its profile beside /mcp
+		targets = append(targets, profiled{"sdk", strings.TrimSuffix(s.url, "/mcp"), ""})
+	}
+	var wg sync.WaitGroup
+	for _, t := range targets {
+		path := filepath.Join(dir, strings.ReplaceAll(b.Name(), "/", "_")+"-"+t.role+map[string]string{"profile": ".prof"}[kind]+map[string]string{"trace": ".trace"}[kind])
 		wg.Go(func() {
-			req, err := http.NewRequest(http.MethodGet, "http://"+n.Admin+"/debug/pprof/profile?seconds="+seconds, nil)
+			req, err := http.NewRequest(http.MethodGet, t.base+"/debug/pprof/"+kind+"?seconds="+seconds, nil)
 			if err != nil {
 				b.Error(err)
 				return
 			}
-			req.Header.Set("Authorization", "Bearer "+n.adminToken)
+			if t.token != "" {
+				req.Header.Set("Authorization", "Bearer "+t.token)
+			}
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				b.Error(err)
@@ -565,7 +581,12 @@ func serveSDKProcess() {
 		os.Exit(1)
 	}
 	fmt.Println("listening " + ln.Addr().String())
-	fmt.Fprintln(os.Stderr, http.Serve(ln, sdkHandler(os.Getenv(sdkProcessEnv) == "shared")))
+	mux := http.NewServeMux()
+	mux.Handle("/mcp", sdkHandler(os.Getenv(sdkProcessEnv) == "shared"))
+	// Its CPU profile, for benchProfileEnv: loopback, this test binary only.
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	fmt.Fprintln(os.Stderr, http.Serve(ln, mux))
 	os.Exit(1)
 }
 

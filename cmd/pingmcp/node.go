@@ -198,6 +198,7 @@ func (n *nodeAssembly) build(ctx context.Context) error {
 		Role:           cfg.Role,
 		Kinds:          kinds,
 		HTTPAddr:       n.httpAddr,
+		SharedStores:   stores.Shared,
 		Logger:         n.logger,
 	})
 	if err != nil {

@@ -1,0 +1,93 @@
+package e2e
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/cluster"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// TestScaleOutMovesNoSession: a node joins, and rendezvous hashing gives
+// it about a third of the sessions' identities. Their sessions live on
+// where they are: each host registers its activations with their new
+// owner, whose directory then lists them, rather than stopping them. The
+// cluster keeps no state in Redis here, so a session stopped would be
+// lost (with Redis it would be rehydrated on the new node, for nothing).
+// Each session then answers through its own node and through the new one,
+// lives where it was opened, and nothing was activated anew.
+func TestScaleOutMovesNoSession(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a := startNode(t, "scale-a", "--cluster-provider", "automanaged")
+	b := startNode(t, "scale-b", "--cluster-seeds", a.Cluster)
+	a.awaitMembers(ctx, 2)
+	b.awaitMembers(ctx, 2)
+
+	type opened struct {
+		cs *mcp.ClientSession
+		on *node
+	}
+	var sessions []opened
+	for i := range 24 {
+		on := []*node{a, b}[i%2]
+		sessions = append(sessions, opened{connect(t, ctx, on.URL(), nil), on})
+	}
+
+	c := startNode(t, "scale-c", "--cluster-seeds", a.Cluster)
+	for _, n := range []*node{a, b, c} {
+		n.awaitMembers(ctx, 3)
+	}
+	// Which identities the new node owns, as every member's placement
+	// computes it (protoactor's rendezvous hashing over the members'
+	// addresses).
+	owners := cluster.NewRendezvous()
+	var members []*cluster.Member
+	for _, n := range []*node{a, b, c} {
+		host, port, err := net.SplitHostPort(n.Cluster)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := strconv.Atoi(port)
+		members = append(members, &cluster.Member{Host: host, Port: int32(p), Id: n.name, Kinds: []string{"session"}})
+	}
+	owners.UpdateMembers(members)
+	taken := 0
+	for _, s := range sessions {
+		if owners.GetByClusterIdentity(&cluster.ClusterIdentity{Kind: "session", Identity: s.cs.ID()}) == c.Cluster {
+			taken++
+		}
+	}
+	if taken == 0 {
+		t.Fatalf("scale-c owns none of the %d sessions' identities: nothing to test", len(sessions))
+	}
+	t.Logf("scale-c owns %d of the %d sessions' identities", taken, len(sessions))
+	if got := c.awaitCount(ctx, `"msg":"activation registered by its host"`, taken); got != taken {
+		t.Fatalf("scale-c lists %d activations registered by their hosts, want the %d whose identities it owns", got, taken)
+	}
+
+	const call = `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"test_simple_text"}}`
+	for i, s := range sessions {
+		if _, err := s.cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_simple_text"}); err != nil {
+			t.Errorf("session %d through %s after scale-c joined: %v", i, s.on.name, err)
+		}
+		if status, body := rawPost(t, ctx, c.URL(), s.cs.ID(), call); status != http.StatusOK || !containsAll(body, `"result"`) {
+			t.Errorf("session %d through scale-c: %d %s", i, status, body)
+		}
+		if h := host(t, ctx, s.cs.ID(), a, b, c); h != s.on {
+			t.Errorf("session %d, opened on %s, lives on %s", i, s.on.name, nameOf(h))
+		}
+	}
+	for _, n := range []*node{a, b, c} {
+		if got := n.metric(ctx, rehydrated); got != 0 {
+			t.Errorf("%s activated %v sessions anew", n.name, got)
+		}
+	}
+	if got := c.metric(ctx, liveSessions); got != 0 {
+		t.Errorf("scale-c hosts %v sessions, want none", got)
+	}
+}
