@@ -225,6 +225,7 @@ type frameWriter struct {
 	flushing bool // a write is under way, or run has the frames
 	last     bool // the last frame is queued (finish): no other is
 	err      error
+	queued   int // frames queued so far (tests)
 }
 
 func newFrameWriter(conn net.Conn, onError func(error)) *frameWriter {
@@ -274,6 +275,7 @@ func (w *frameWriter) queueLocked(typ byte, target string, body func([]byte) ([]
 	if w.buf, err = appendFrame(w.buf, typ, target, body); err != nil {
 		return false, err
 	}
+	w.queued++
 	if w.flushing {
 		return false, nil
 	}

@@ -872,14 +872,30 @@ func TestDataPlaneStopWritesWhatWasSent(t *testing.T) {
 				t.Fatal("the requests were not answered")
 			}
 		}
-		n.data.mu.Lock()
+		// The last answer may be the one blocked in its write, or (when
+		// the system's buffers took the first write whole, and the
+		// writer's goroutine blocks instead) one not sent yet: the member
+		// drops what is sent after it began to stop. Every answer queued,
+		// with the member's hello:
 		var pending bool // a write under way (its bytes not all in the system's buffers), or frames queued
-		for p := range n.data.peers {
-			p.w.mu.Lock()
-			pending = pending || p.w.flushing || len(p.w.buf) > 0
-			p.w.mu.Unlock()
+		queued := func() int {
+			n.data.mu.Lock()
+			defer n.data.mu.Unlock()
+			q := 0
+			pending = false
+			for p := range n.data.peers {
+				p.w.mu.Lock()
+				q += p.w.queued
+				pending = pending || p.w.flushing || len(p.w.buf) > 0
+				p.w.mu.Unlock()
+			}
+			return q
 		}
-		n.data.mu.Unlock()
+		for deadline := time.Now().Add(10 * time.Second); queued() < actors+1; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d frames queued, want the hello and %d answers", queued(), actors)
+			}
+		}
 		if !pending {
 			t.Fatal("nothing waits in the member's writer: the test shows nothing")
 		}

@@ -404,12 +404,12 @@ func TestKubeCluster(t *testing.T) {
 	for _, p := range []*kubePod{a, b, c} {
 		p.Node.awaitMembers(ctx, 3)
 	}
+	registered := awaitRegistered(t, ctx, c.Node, sessions, a.Node, b.Node, c.Node)
 	for _, sid := range sessions {
 		if status, body := podCall(t, ctx, c, tokens[sid], sid, toolsList); status != http.StatusOK || !strings.Contains(body, `"tools"`) {
 			t.Errorf("session %s after pingmcp-c joined: %d %s", sid, status, body)
 		}
 	}
-	registered := c.Node.count(`"msg":"activation registered by its host"`)
 	t.Logf("scale-out to 3 pods: pingmcp-c lists %d of the %d sessions' activations", registered, nSessions)
 	if registered < 2 || registered > 2*nSessions/3 {
 		t.Errorf("pingmcp-c lists %d of %d sessions' activations, registered by their pods; want about a third", registered, nSessions)

@@ -42,33 +42,12 @@ func TestScaleOutMovesNoSession(t *testing.T) {
 	for _, n := range []*node{a, b, c} {
 		n.awaitMembers(ctx, 3)
 	}
-	// Which identities the new node owns, as every member's placement
-	// computes it (protoactor's rendezvous hashing over the members'
-	// addresses).
-	owners := cluster.NewRendezvous()
-	var members []*cluster.Member
-	for _, n := range []*node{a, b, c} {
-		host, port, err := net.SplitHostPort(n.Cluster)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, _ := strconv.Atoi(port)
-		members = append(members, &cluster.Member{Host: host, Port: int32(p), Id: n.name, Kinds: []string{"session"}})
-	}
-	owners.UpdateMembers(members)
-	taken := 0
+	var ids []string
 	for _, s := range sessions {
-		if owners.GetByClusterIdentity(&cluster.ClusterIdentity{Kind: "session", Identity: s.cs.ID()}) == c.Cluster {
-			taken++
-		}
+		ids = append(ids, s.cs.ID())
 	}
-	if taken == 0 {
-		t.Fatalf("scale-c owns none of the %d sessions' identities: nothing to test", len(sessions))
-	}
+	taken := awaitRegistered(t, ctx, c, ids, a, b, c)
 	t.Logf("scale-c owns %d of the %d sessions' identities", taken, len(sessions))
-	if got := c.awaitCount(ctx, `"msg":"activation registered by its host"`, taken); got != taken {
-		t.Fatalf("scale-c lists %d activations registered by their hosts, want the %d whose identities it owns", got, taken)
-	}
 
 	const call = `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"test_simple_text"}}`
 	for i, s := range sessions {
@@ -90,4 +69,39 @@ func TestScaleOutMovesNoSession(t *testing.T) {
 	if got := c.metric(ctx, liveSessions); got != 0 {
 		t.Errorf("scale-c hosts %v sessions, want none", got)
 	}
+}
+
+// awaitRegistered waits until joined, a node that just joined nodes,
+// lists the activations of the sessions among ids whose identities it now
+// owns, registered by the nodes that host them, and returns how many they
+// are: it fails t if none, or if they are not all listed before ctx ends.
+// Requests reaching joined before then would make new activations.
+func awaitRegistered(t *testing.T, ctx context.Context, joined *node, ids []string, nodes ...*node) int {
+	t.Helper()
+	// Which identities joined owns, as every member's placement computes
+	// it: protoactor's rendezvous hashing over the members' addresses.
+	owners := cluster.NewRendezvous()
+	var members []*cluster.Member
+	for _, n := range nodes {
+		host, port, err := net.SplitHostPort(n.Cluster)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := strconv.Atoi(port)
+		members = append(members, &cluster.Member{Host: host, Port: int32(p), Id: n.name, Kinds: []string{"session"}})
+	}
+	owners.UpdateMembers(members)
+	taken := 0
+	for _, id := range ids {
+		if owners.GetByClusterIdentity(&cluster.ClusterIdentity{Kind: "session", Identity: id}) == joined.Cluster {
+			taken++
+		}
+	}
+	if taken == 0 {
+		t.Fatalf("%s owns none of the %d sessions' identities: nothing to test", joined.name, len(ids))
+	}
+	if got := joined.awaitCount(ctx, `"msg":"activation registered by its host"`, taken); got != taken {
+		t.Fatalf("%s lists %d activations registered by their hosts, want the %d whose identities it owns", joined.name, got, taken)
+	}
+	return taken
 }
