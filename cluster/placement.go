@@ -3,6 +3,7 @@ package cluster
 import (
 	"cmp"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -39,9 +40,14 @@ import (
 //     memory pressure) costs the square of the node's actors: about 16 ns
 //     times n²/4 (3.6 s for 30,000 here), while its activator answers no
 //     activation request;
+//   - a member that joins asks an identity's previous owner, for a
+//     request it has no activation for, within previousWindow of joining
+//     (whereIs): the activation's host may not have registered it yet;
 //   - an activation its identity's new owner does not take (it lists
-//     another, refuses, does not answer, or is an older node, which makes
-//     one of its own) is stopped, handbackBatch at a time, every
+//     another, refuses or does not answer for registerFor, or is an older
+//     node, which makes one of its own), and with handBack every
+//     activation whose identity another member now owns, is stopped,
+//     handbackBatch at a time, every
 //     handbackEvery, rather than all at once, each checked again when its
 //     turn comes (membership may have moved it back): the member taking
 //     them over rehydrates them as their requests come, at a rate it can
@@ -95,6 +101,12 @@ const (
 	// so. The owner answers with the activation it lists (that one if it
 	// listed none): the sender stops its own if that is another.
 	hostedHere = "pingmcp/hosted-here "
+	// whereIs asks the member that owned an identity before this member
+	// joined the cluster, by this member, which owns it since, for the
+	// activation it lists; it makes none. Sent for a request this member
+	// has no activation for, within previousWindow of joining: the
+	// activation's host may not have registered it here yet (hostedHere).
+	whereIs = "pingmcp/where"
 	// goneMark, then an address, a space and an id, ends a request to the
 	// owner from a member that found that activation gone (a request to it
 	// was never delivered): the owner forgets it if it is the one it lists
@@ -130,6 +142,11 @@ func parseAsk(id string) (here bool, gone *actor.PID) {
 // then it makes one itself. (The asker waits 5 s for the owner's answer.)
 const hostTimeout = 2 * time.Second
 
+// previousWindow is how long after joining a member asks an identity's
+// previous owner for its activation (whereIs): as long as a host tries to
+// register one (registerFor).
+const previousWindow = registerFor
+
 func newPlacement() *placement { return &placement{} }
 
 var _ cluster.IdentityLookup = (*placement)(nil)
@@ -141,7 +158,7 @@ func (p *placement) Setup(c *cluster.Cluster, _ []string, _ bool) {
 	p.pid, _ = system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
 		return &placer{c: c, declines: p.declines, log: cmp.Or(p.logger, c.Logger()), handBack: p.handBack,
 			actors: map[string]grain{}, byPID: map[pidKey]string{}, queued: map[string]bool{},
-			pending: map[string][]*actor.PID{}, unanswered: map[string]string{}, registering: map[string]string{},
+			pending: map[string][]*actor.PID{}, unanswered: map[string]string{}, registering: map[string]registration{},
 			members: map[string]*cluster.Member{}}
 	}), activatorName)
 	p.sub = system.EventStream.Subscribe(func(ev any) {
@@ -231,9 +248,15 @@ type placer struct {
 	// whoever asks next, lest a second activation be made elsewhere.
 	unanswered map[string]string
 	// registering are the identities of activations here being registered
-	// with their new owner (hostedHere), with its address: not stopped
-	// meanwhile.
-	registering map[string]string
+	// with their new owner (hostedHere): not stopped meanwhile; generation
+	// numbers them.
+	registering map[string]registration
+	generation  uint64
+	// previous is how membership placed identities before this member
+	// joined the cluster, at joined (the first membership with another
+	// member in it).
+	previous *cluster.Rendezvous
+	joined   time.Time
 }
 
 // handbackTick stops the next batch of moved activations.
@@ -269,7 +292,15 @@ func (p *placer) activate(ctx actor.Context, m *cluster.ActivationRequest) {
 		p.hosted(ctx, ci, key, actor.NewPID(ctx.Sender().GetAddress(), id))
 		return
 	}
-	here, gone := parseAsk(m.RequestId)
+	if m.RequestId == whereIs {
+		if g, ok := p.actors[key]; ok && !g.unwatched {
+			ctx.Respond(&cluster.ActivationResponse{Pid: g.pid})
+		} else {
+			ctx.Respond(&cluster.ActivationResponse{Failed: true})
+		}
+		return
+	}
+	_, gone := parseAsk(m.RequestId)
 	me := ctx.ActorSystem().Address()
 	if g, ok := p.actors[key]; ok && gone != nil && g.pid.Address != me && g.pid.Equal(gone) {
 		// (This member's own activations tell their end themselves.)
@@ -294,9 +325,22 @@ func (p *placer) activate(ctx actor.Context, m *cluster.ActivationRequest) {
 		ctx.Respond(&cluster.ActivationResponse{Failed: true})
 		return
 	}
-	// At the asker, when this member owns the identity as it sees
-	// membership: one that does not would hand the activation back at once.
-	// (Or at the member asked before, which did not answer.)
+	if prev := p.previousOwner(ctx, ci); prev != "" {
+		p.askPrevious(ctx, m, kind, prev)
+		return
+	}
+	p.place(ctx, m, kind, nil)
+}
+
+// place makes the activation m asks for, which does not exist: at the
+// asker, when this member owns the identity as it sees membership (one
+// that does not would hand the activation back at once), or at the member
+// asked before, which did not answer; else here. It answers m's sender
+// and waiting, requests for it that came meanwhile.
+func (p *placer) place(ctx actor.Context, m *cluster.ActivationRequest, kind *cluster.ActivatedKind, waiting []*actor.PID) {
+	ci, key := m.ClusterIdentity, m.ClusterIdentity.AsKey()
+	here, _ := parseAsk(m.RequestId)
+	me := ctx.ActorSystem().Address()
 	asker := ctx.Sender().GetAddress()
 	if before, ok := p.unanswered[key]; ok {
 		delete(p.unanswered, key)
@@ -305,10 +349,72 @@ func (p *placer) activate(ctx actor.Context, m *cluster.ActivationRequest) {
 		}
 	}
 	if here && asker != me && p.hosts(asker, ci.Kind) && p.rdv != nil && p.rdv.GetByClusterIdentity(ci) == me {
-		p.activateAt(ctx, ci, key, asker)
+		p.activateAt(ctx, ci, key, asker, waiting)
 		return
 	}
-	ctx.Respond(&cluster.ActivationResponse{Pid: p.spawn(ctx, kind, ci, "")})
+	pid := p.spawn(ctx, kind, ci, "")
+	answerAll(ctx, waiting, &cluster.ActivationResponse{Pid: pid})
+	ctx.Respond(&cluster.ActivationResponse{Pid: pid})
+	if p.rdv != nil && p.rdv.GetByClusterIdentity(ci) != me {
+		// Asked by a member whose view of membership differs: registered
+		// with the owner, as after a change.
+		p.settle(ctx, key, p.actors[key])
+	}
+}
+
+// answerAll sends r to every request in waiting.
+func answerAll(ctx actor.Context, waiting []*actor.PID, r *cluster.ActivationResponse) {
+	for _, w := range waiting {
+		if w != nil { // protoactor's own requests name a sender; a stray one may not
+			ctx.Send(w, r)
+		}
+	}
+}
+
+// previousOwner is the member that owned ci before this member joined,
+// less than previousWindow ago, if this member owns it now and the other
+// is still a member: the activation's host may not have registered it
+// here yet.
+func (p *placer) previousOwner(ctx actor.Context, ci *cluster.ClusterIdentity) string {
+	me := ctx.ActorSystem().Address()
+	if p.previous == nil || time.Since(p.joined) >= previousWindow || p.rdv.GetByClusterIdentity(ci) != me {
+		return ""
+	}
+	if prev := p.previous.GetByClusterIdentity(ci); prev != me && p.members[prev] != nil {
+		return prev
+	}
+	return ""
+}
+
+// askPrevious asks prev, ci's owner before membership changed, for the
+// activation it lists (whereIs), and lists that one here; without one, it
+// makes it (place). Requests for it wait meanwhile.
+func (p *placer) askPrevious(ctx actor.Context, m *cluster.ActivationRequest, kind *cluster.ActivatedKind, prev string) {
+	ci, key := m.ClusterIdentity, m.ClusterIdentity.AsKey()
+	p.pending[key] = nil
+	f := ctx.RequestFuture(actor.NewPID(prev, activatorName), &cluster.ActivationRequest{ClusterIdentity: ci, RequestId: whereIs}, hostTimeout)
+	ctx.ReenterAfter(f, func(res any, err error) {
+		waiting := p.pending[key]
+		delete(p.pending, key)
+		if g, ok := p.actors[key]; ok { // registered meanwhile
+			answerAll(ctx, waiting, &cluster.ActivationResponse{Pid: g.pid})
+			ctx.Respond(&cluster.ActivationResponse{Pid: g.pid})
+			return
+		}
+		r, _ := res.(*cluster.ActivationResponse)
+		if err != nil || r == nil || r.Failed || r.Pid == nil || r.Pid.Address == ctx.ActorSystem().Address() ||
+			p.members[r.Pid.Address] == nil {
+			p.place(ctx, m, kind, waiting)
+			return
+		}
+		p.actors[key] = grain{ci: ci, pid: r.Pid}
+		p.byPID[keyOf(r.Pid)] = key
+		ctx.Watch(r.Pid)
+		p.log.Debug("activation found with the identity's previous owner", slog.String("identity", key),
+			slog.String("previous", prev), slog.String("host", r.Pid.Address))
+		answerAll(ctx, waiting, &cluster.ActivationResponse{Pid: r.Pid})
+		ctx.Respond(&cluster.ActivationResponse{Pid: r.Pid})
+	})
 }
 
 // hosts says whether the member at addr hosts kind.
@@ -332,21 +438,15 @@ func (p *placer) spawn(ctx actor.Context, kind *cluster.ActivatedKind, ci *clust
 // here if the asker refused. Without the asker's answer (it may have made
 // one, the answer lost or late) it makes none, lest there be two: the
 // waiting requests are answered without a PID, and asked again.
-func (p *placer) activateAt(ctx actor.Context, ci *cluster.ClusterIdentity, key, asker string) {
-	p.pending[key] = []*actor.PID{ctx.Sender()}
+func (p *placer) activateAt(ctx actor.Context, ci *cluster.ClusterIdentity, key, asker string, waiting []*actor.PID) {
+	p.pending[key] = append(waiting, ctx.Sender())
 	rdv := p.rdv
 	f := ctx.RequestFuture(actor.NewPID(asker, activatorName),
 		&cluster.ActivationRequest{ClusterIdentity: ci, RequestId: hostForOwner}, hostTimeout)
 	ctx.ReenterAfter(f, func(res any, err error) {
 		waiting := p.pending[key]
 		delete(p.pending, key)
-		answer := func(r *cluster.ActivationResponse) {
-			for _, w := range waiting {
-				if w != nil { // protoactor's own requests name a sender; a stray one may not
-					ctx.Send(w, r)
-				}
-			}
-		}
+		answer := func(r *cluster.ActivationResponse) { answerAll(ctx, waiting, r) }
 		if g, ok := p.actors[key]; ok {
 			answer(&cluster.ActivationResponse{Pid: g.pid}) // not since activate found none, but never two
 			return
@@ -424,7 +524,10 @@ func (p *placer) hosted(ctx actor.Context, ci *cluster.ClusterIdentity, key stri
 	me := ctx.ActorSystem().Address()
 	_, making := p.pending[key]
 	before, asked := p.unanswered[key]
+	// (Every activation's id is its placement actor's child's, named for
+	// its identity: a member registers only activations of ci.)
 	if making || (asked && before != pid.Address) || pid.Address == me || !p.hosts(pid.Address, ci.Kind) ||
+		!strings.HasPrefix(pid.Id, activatorName+"/"+ci.Identity+"$") ||
 		p.rdv == nil || p.rdv.GetByClusterIdentity(ci) != me {
 		ctx.Respond(&cluster.ActivationResponse{Failed: true})
 		return
@@ -440,73 +543,87 @@ func (p *placer) hosted(ctx actor.Context, ci *cluster.ClusterIdentity, key stri
 // register asks owner, which membership made the owner of the identity
 // of g, an activation here, to list it (hostedHere). If it lists another,
 // g is stopped in the handback; if it refuses or does not answer (its view
-// of membership may trail this member's), it is asked again, registerTries
-// times in all, registerEvery apart, and g then stopped.
+// of membership may trail this member's), it is asked again registerEvery
+// later, for registerFor in all, and g then stopped.
 func (p *placer) register(ctx actor.Context, key string, g grain, owner string) {
-	if p.registering[key] == owner {
+	if r, ok := p.registering[key]; ok && r.owner == owner && r.pid.Equal(g.pid) {
 		return
 	}
-	p.registering[key] = owner
-	p.registerTry(ctx, registerAgain{key: key, pid: g.pid, owner: owner, tries: 1})
+	p.generation++
+	p.registering[key] = registration{owner: owner, pid: g.pid, generation: p.generation, until: time.Now().Add(registerFor)}
+	p.registerTry(ctx, registerAgain{key: key, generation: p.generation})
 }
 
-// Registrations of an activation with a new owner that refuses, or does
-// not answer: tried again for about 10 s in all.
+// How long, and how often, an activation's host asks its identity's new
+// owner that refuses, or does not answer, to list it.
 const (
-	registerTries = 5
+	registerFor   = 10 * time.Second
 	registerEvery = 500 * time.Millisecond
 )
 
-// registerAgain asks key's new owner again to list the activation pid.
-type registerAgain struct {
-	key, owner string
+// registration is an activation here being registered with owner, its
+// identity's new owner; generation tells it from another registration of
+// the same identity.
+type registration struct {
+	owner      string
 	pid        *actor.PID
-	tries      int
+	generation uint64
+	until      time.Time
+}
+
+// registerAgain asks the new owner of key's identity again to list its
+// activation, for the registration of generation.
+type registerAgain struct {
+	key        string
+	generation uint64
 }
 
 func (p *placer) registerTry(ctx actor.Context, try registerAgain) {
-	key, owner := try.key, try.owner
-	current := func() (grain, bool) {
+	key := try.key
+	// current is the registration tried, if it is still under way: for
+	// the activation listed here, whose identity its owner still owns.
+	current := func() (registration, grain, bool) {
+		r, ok := p.registering[key]
+		if !ok || r.generation != try.generation {
+			return r, grain{}, false // done, or another since
+		}
 		g, ok := p.actors[key]
-		if p.registering[key] != owner { // membership moved it on: registered anew, or adopted
-			return g, false
-		}
-		if !ok || !g.pid.Equal(try.pid) { // it ended meanwhile
+		if !ok || !g.pid.Equal(r.pid) || p.rdv.GetByClusterIdentity(g.ci) != r.owner {
+			// It ended, or membership moved its identity since: that
+			// change settled it.
 			delete(p.registering, key)
-			return g, false
+			return r, g, false
 		}
-		return g, true
+		return r, g, true
 	}
-	g, ok := current()
+	_, g, ok := current()
 	if !ok {
 		return
 	}
-	f := ctx.RequestFuture(actor.NewPID(owner, activatorName),
+	f := ctx.RequestFuture(actor.NewPID(p.registering[key].owner, activatorName),
 		&cluster.ActivationRequest{ClusterIdentity: g.ci, RequestId: hostedHere + g.pid.Id}, hostTimeout)
 	ctx.ReenterAfter(f, func(res any, err error) {
-		g, ok := current()
+		r, g, ok := current()
 		if !ok {
 			return
 		}
-		r, _ := res.(*cluster.ActivationResponse)
+		answer, _ := res.(*cluster.ActivationResponse)
+		refused := err != nil || answer == nil || answer.Failed
 		switch {
-		case p.rdv.GetByClusterIdentity(g.ci) != owner:
-			// Its owner changed since: left to what that change settled.
-		case err == nil && r != nil && !r.Failed && g.pid.Equal(r.Pid):
+		case !refused && g.pid.Equal(answer.Pid):
 			delete(p.registering, key)
-			g.owner = owner
+			g.owner = r.owner
 			p.actors[key] = g
-			p.log.Debug("activation kept for its identity's new owner", slog.String("identity", key), slog.String("owner", owner))
+			p.log.Debug("activation kept for its identity's new owner", slog.String("identity", key), slog.String("owner", r.owner))
 			return
-		case (err != nil || r == nil || r.Failed) && try.tries < registerTries:
-			try.tries++
+		case refused && time.Now().Before(r.until):
 			self, root := ctx.Self(), ctx.ActorSystem().Root
 			time.AfterFunc(registerEvery, func() { root.Send(self, try) })
 			return
 		}
 		delete(p.registering, key)
-		p.log.Debug("activation not registered with its identity's new owner", slog.String("identity", key),
-			slog.String("owner", owner), slog.Int("tries", try.tries), slog.Any("error", err))
+		p.log.Debug("activation not registered with its identity's new owner: stopped", slog.String("identity", key),
+			slog.String("owner", r.owner), slog.Bool("another_listed", !refused), slog.Any("error", err))
 		if !p.keep(ctx, key, g) {
 			p.queue(ctx, key)
 		}
@@ -601,6 +718,13 @@ func (p *placer) drop(ctx actor.Context, key string, g grain) {
 // at once: protoactor tells no Terminated for them when the connection
 // ends cleanly, or stalls.
 func (p *placer) topology(ctx actor.Context, t *cluster.ClusterTopology) {
+	me := ctx.ActorSystem().Address()
+	if p.joined.IsZero() && len(t.Members) > 1 {
+		// Joining: the others owned what this member owns now.
+		before := slices.DeleteFunc(slices.Clone(t.Members), func(m *cluster.Member) bool { return m.Address() == me })
+		p.previous, p.joined = cluster.NewRendezvous(), time.Now()
+		p.previous.UpdateMembers(before)
+	}
 	p.rdv = cluster.NewRendezvous()
 	p.rdv.UpdateMembers(t.Members)
 	clear(p.members)
@@ -612,7 +736,6 @@ func (p *placer) topology(ctx actor.Context, t *cluster.ClusterTopology) {
 			delete(p.unanswered, key) // gone, and what it made with it
 		}
 	}
-	me := ctx.ActorSystem().Address()
 	for key, g := range p.actors {
 		if g.pid.Address != me && p.members[g.pid.Address] == nil {
 			p.drop(ctx, key, g)
@@ -639,15 +762,16 @@ func (p *placer) settle(ctx actor.Context, key string, g grain) {
 // keep says whether the activation of key stays here as membership now
 // is: one of this member's own whose identity it still owns, or one it
 // made for the identity's owner; it adopts one made for another whose
-// identity it now owns. Of the entry of one another member hosts, it
-// forgets it unless this member still owns its identity: the host adopts
-// it, or registers it with the new owner.
+// identity it now owns. The entry of one another member hosts stays
+// (until the activation ends, or its member leaves), but when that member
+// now owns its identity (it adopts it): the host registers it with a new
+// owner, which may ask here meanwhile (whereIs).
 func (p *placer) keep(ctx actor.Context, key string, g grain) bool {
 	me := ctx.ActorSystem().Address()
 	owner := p.rdv.GetByClusterIdentity(g.ci)
 	switch {
 	case g.pid.Address != me: // a directory entry
-		if owner != me {
+		if owner == g.pid.Address {
 			p.drop(ctx, key, g)
 		}
 		return true

@@ -163,7 +163,7 @@ func TestPlacementHandsBackMovedActivations(t *testing.T) {
 // An owner lists the activation a member registers with it as membership
 // made it the owner (hostedHere), and hands it out; it answers a second
 // registration with the one it lists, and refuses one for an identity it
-// does not own.
+// does not own, or of an activation that is not of the identity.
 func TestPlacementListsRegisteredActivations(t *testing.T) {
 	node := probeNode(t)
 	me := node.Cluster.MemberList.Members().Members()[0]
@@ -190,7 +190,11 @@ func TestPlacementListsRegisteredActivations(t *testing.T) {
 		}
 		return nil
 	}
-	first := actor.NewPID(other.Address(), mine+"$1")
+	child := func(id, n string) string { return activatorName + "/" + id + "$" + n }
+	if r := register(mine, child(its, "1")); !r.Failed || r.Pid != nil {
+		t.Fatalf("a registration of another identity's activation answered %v", r)
+	}
+	first := actor.NewPID(other.Address(), child(mine, "1"))
 	if r := register(mine, first.Id); r.Failed || !r.Pid.Equal(first) {
 		t.Fatalf("registration of %v answered %v, want it listed", first, r)
 	}
@@ -199,10 +203,10 @@ func TestPlacementListsRegisteredActivations(t *testing.T) {
 	if got := node.Cluster.Get(mine, probeKind); !got.Equal(first) {
 		t.Fatalf("Get found %v, not the registered activation %v", got, first)
 	}
-	if r := register(mine, mine+"$2"); !r.Pid.Equal(first) {
+	if r := register(mine, child(mine, "2")); !r.Pid.Equal(first) {
 		t.Fatalf("a second registration answered %v, want the one listed (%v)", r, first)
 	}
-	if r := register(its, its+"$1"); !r.Failed || r.Pid != nil {
+	if r := register(its, child(its, "1")); !r.Failed || r.Pid != nil {
 		t.Fatalf("a registration with a member that does not own the identity answered %v", r)
 	}
 	if n := node.Cluster.GetClusterKind(probeKind).Count(); n != 0 {
@@ -637,18 +641,24 @@ func TestPlacementAsksTheSilentAskerAgain(t *testing.T) {
 	two := cluster.NewRendezvous()
 	two.UpdateMembers(cluster.Members{me, other})
 	id := ownedBy(two, "s", me.Address(), 1)[0]
-	sent := elsewhere(node, other.Address()) // other never answers
+	sent := elsewhereAsked(node, other.Address()) // other never answers but where the activation is: nowhere
 	placer := actor.NewPID(node.Address(), activatorName)
 	root := node.System.Root
 	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}})
 	ci := cluster.NewClusterIdentity(id, probeKind)
 	next := func() any {
-		select {
-		case m := <-sent:
-			return m
-		case <-time.After(10 * time.Second):
-			t.Fatal("nothing sent to the other member")
-			return nil
+		for {
+			select {
+			case a := <-sent:
+				if m, ok := a.m.(*cluster.ActivationRequest); ok && m.RequestId == whereIs {
+					root.Send(a.from, &cluster.ActivationResponse{Failed: true})
+					continue
+				}
+				return a.m
+			case <-time.After(10 * time.Second):
+				t.Fatal("nothing sent to the other member")
+				return nil
+			}
 		}
 	}
 	asks := 0
@@ -696,4 +706,57 @@ func ownedBy(rdv *cluster.Rendezvous, prefix, addr string, n int) []string {
 		}
 	}
 	return ids
+}
+
+// A member that just joined, asked for an identity it now owns and lists
+// no activation of, asks the member that owned it before (whereIs) and
+// lists the one that member lists, rather than making a second: the
+// activation's host may not have registered it here yet (hostedHere).
+// Without one there, it makes one.
+func TestPlacementAsksThePreviousOwner(t *testing.T) {
+	node := probeNode(t)
+	me := node.Cluster.MemberList.Members().Members()[0]
+	other := &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
+	two := cluster.NewRendezvous()
+	two.UpdateMembers(cluster.Members{me, other})
+	ids := ownedBy(two, "w", me.Address(), 2)
+	sent := elsewhereAsked(node, other.Address())
+	root := node.System.Root
+	// This member joins other (the placement's own view is this node
+	// alone: Get asks the placer here).
+	root.Send(actor.NewPID(node.Address(), activatorName), &cluster.ClusterTopology{Members: []*cluster.Member{me, other}})
+	get := func(id string) <-chan *actor.PID {
+		c := make(chan *actor.PID, 1)
+		go func() { c <- node.Cluster.Get(id, probeKind) }()
+		return c
+	}
+	asked := func(id string) *actor.PID {
+		select {
+		case a := <-sent:
+			if m, ok := a.m.(*cluster.ActivationRequest); !ok || m.RequestId != whereIs || m.ClusterIdentity.Identity != id {
+				t.Fatalf("sent %T %v to the previous owner, want where %s is", a.m, a.m, id)
+			}
+			return a.from
+		case <-time.After(10 * time.Second):
+			t.Fatalf("the previous owner of %s was not asked", id)
+		}
+		return nil
+	}
+	theirs := actor.NewPID(other.Address(), ids[0]+"$1")
+	found := get(ids[0])
+	root.Send(asked(ids[0]), &cluster.ActivationResponse{Pid: theirs})
+	if got := <-found; !got.Equal(theirs) {
+		t.Fatalf("Get found %v, not the activation the previous owner lists (%v)", got, theirs)
+	}
+	if got := node.Cluster.Get(ids[0], probeKind); !got.Equal(theirs) {
+		t.Fatalf("Get then found %v, not %v: it was not listed", got, theirs)
+	}
+	made := get(ids[1])
+	root.Send(asked(ids[1]), &cluster.ActivationResponse{Failed: true})
+	if got := <-made; got == nil || got.Address != node.Address() {
+		t.Fatalf("with none listed by the previous owner, Get found %v; want one made here", got)
+	}
+	if n := node.Cluster.GetClusterKind(probeKind).Count(); n != 1 {
+		t.Fatalf("%d activations made here, want 1", n)
+	}
 }

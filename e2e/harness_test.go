@@ -271,13 +271,13 @@ func (n *node) line(substr string) string {
 	return ""
 }
 
-// count is how many log lines so far contain substr.
-func (n *node) count(substr string) int {
+// count is how many log lines so far contain every one of substrs.
+func (n *node) count(substrs ...string) int {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	c := 0
 	for _, l := range n.lines {
-		if strings.Contains(l, substr) {
+		if containsAll(l, substrs...) {
 			c++
 		}
 	}

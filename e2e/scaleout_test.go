@@ -100,8 +100,11 @@ func awaitRegistered(t *testing.T, ctx context.Context, joined *node, ids []stri
 	if taken == 0 {
 		t.Fatalf("%s owns none of the %d sessions' identities: nothing to test", joined.name, len(ids))
 	}
-	if got := joined.awaitCount(ctx, `"msg":"activation registered by its host"`, taken); got != taken {
-		t.Fatalf("%s lists %d activations registered by their hosts, want the %d whose identities it owns", joined.name, got, taken)
+	registered := func() int {
+		return joined.count(`"msg":"activation registered by its host"`, `"identity":"session/`)
+	}
+	if !poll(ctx, func() bool { return registered() >= taken }) || registered() != taken {
+		t.Fatalf("%s lists %d sessions' activations registered by their hosts, want the %d whose identities it owns", joined.name, registered(), taken)
 	}
 	return taken
 }
