@@ -760,3 +760,62 @@ func TestPlacementAsksThePreviousOwner(t *testing.T) {
 		t.Fatalf("%d activations made here, want 1", n)
 	}
 }
+
+// A host whose registration the new owner refuses (its view of membership
+// may trail this member's) asks again, and keeps its activation once it
+// is listed; an activation made here for a member whose view differs (it
+// asked this member, which does not own the identity) is registered with
+// the owner alike.
+func TestPlacementRegistersAgain(t *testing.T) {
+	node := probeNode(t)
+	me := node.Cluster.MemberList.Members().Members()[0]
+	other := &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
+	two := cluster.NewRendezvous()
+	two.UpdateMembers(cluster.Members{me, other})
+	ids := ownedBy(two, "g", other.Address(), 2)
+	sent := elsewhereAsked(node, other.Address())
+	pid := node.Cluster.Get(ids[0], probeKind) // made here: this member alone
+	if pid == nil {
+		t.Fatal("no activation")
+	}
+	gone := watchAll(t, node, map[string]*actor.PID{ids[0]: pid})
+	placer := actor.NewPID(node.Address(), activatorName)
+	root := node.System.Root
+	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}})
+	refused := registrations(t, node, sent, 1, func(string, *actor.PID) *cluster.ActivationResponse {
+		return &cluster.ActivationResponse{Failed: true}
+	})
+	taken := registrations(t, node, sent, 1, func(_ string, p *actor.PID) *cluster.ActivationResponse {
+		return &cluster.ActivationResponse{Pid: p}
+	})
+	if refused[0] != ids[0] || taken[0] != ids[0] {
+		t.Fatalf("registered %v, then %v; want %s twice", refused, taken, ids[0])
+	}
+
+	// A request from a member that sees this one as ids[1]'s owner.
+	res, err := root.RequestFuture(placer, &cluster.ActivationRequest{ClusterIdentity: cluster.NewClusterIdentity(ids[1], probeKind)},
+		10*time.Second).Result()
+	r, _ := res.(*cluster.ActivationResponse)
+	if err != nil || r == nil || r.Pid == nil || r.Pid.Address != node.Address() {
+		t.Fatalf("a request for an identity another member owns answered %v, %v; want one made here", res, err)
+	}
+	if asked := registrations(t, node, sent, 1, func(_ string, p *actor.PID) *cluster.ActivationResponse {
+		return &cluster.ActivationResponse{Pid: p}
+	}); asked[0] != ids[1] {
+		t.Fatalf("registered %s, want %s", asked[0], ids[1])
+	}
+
+	// Back to this member alone: both adopted, as they were.
+	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me}})
+	if again := node.Cluster.Get(ids[0], probeKind); !again.Equal(pid) {
+		t.Fatalf("the activation registered on the second try was replaced: %v, was %v", again, pid)
+	}
+	if again := node.Cluster.Get(ids[1], probeKind); !again.Equal(r.Pid) {
+		t.Fatalf("the activation made for a differing view was replaced: %v, was %v", again, r.Pid)
+	}
+	gone.mu.Lock()
+	defer gone.mu.Unlock()
+	if len(gone.gone) != 0 {
+		t.Fatalf("stopped: %v", gone.gone)
+	}
+}

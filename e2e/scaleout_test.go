@@ -15,11 +15,13 @@ import (
 // TestScaleOutMovesNoSession: a node joins, and rendezvous hashing gives
 // it about a third of the sessions' identities. Their sessions live on
 // where they are: each host registers its activations with their new
-// owner, whose directory then lists them, rather than stopping them. The
-// cluster keeps no state in Redis here, so a session stopped would be
-// lost (with Redis it would be rehydrated on the new node, for nothing).
-// Each session then answers through its own node and through the new one,
-// lives where it was opened, and nothing was activated anew.
+// owner, whose directory then lists them, rather than stopping them; a
+// request reaching the new node before that finds them through their
+// previous owner. The cluster keeps no state in Redis here, so a session
+// stopped would be lost (with Redis it would be rehydrated on the new
+// node, for nothing). Each session answers through the new node as it
+// joins, then through its own node and the new one, lives where it was
+// opened, and nothing was activated anew.
 func TestScaleOutMovesNoSession(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -39,7 +41,17 @@ func TestScaleOutMovesNoSession(t *testing.T) {
 	}
 
 	c := startNode(t, "scale-c", "--cluster-seeds", a.Cluster)
-	for _, n := range []*node{a, b, c} {
+	// Calls through scale-c as soon as it sees the others: some may come
+	// before their session's host registered it there (scale-c then asks
+	// the identity's previous owner).
+	c.awaitMembers(ctx, 3)
+	const call = `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"test_simple_text"}}`
+	for i, s := range sessions {
+		if status, body := rawPost(t, ctx, c.URL(), s.cs.ID(), call); status != http.StatusOK || !containsAll(body, `"result"`) {
+			t.Errorf("session %d through scale-c as it joined: %d %s", i, status, body)
+		}
+	}
+	for _, n := range []*node{a, b} {
 		n.awaitMembers(ctx, 3)
 	}
 	var ids []string
@@ -47,9 +59,9 @@ func TestScaleOutMovesNoSession(t *testing.T) {
 		ids = append(ids, s.cs.ID())
 	}
 	taken := awaitRegistered(t, ctx, c, ids, a, b, c)
-	t.Logf("scale-c owns %d of the %d sessions' identities", taken, len(sessions))
+	t.Logf("scale-c owns %d of the %d sessions' identities; it found %d with their previous owner", taken, len(sessions),
+		c.count(`"msg":"activation found with the identity's previous owner"`))
 
-	const call = `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"test_simple_text"}}`
 	for i, s := range sessions {
 		if _, err := s.cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_simple_text"}); err != nil {
 			t.Errorf("session %d through %s after scale-c joined: %v", i, s.on.name, err)
