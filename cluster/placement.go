@@ -362,6 +362,14 @@ func (p *placer) place(ctx actor.Context, m *cluster.ActivationRequest, kind *cl
 	}
 }
 
+// activationOf says whether pid may be an activation of ci: every
+// activation is its member's placement actor's child, named for its
+// identity. (What another member says of an activation is listed only if
+// it is one of ci's.)
+func activationOf(ci *cluster.ClusterIdentity, pid *actor.PID) bool {
+	return strings.HasPrefix(pid.Id, activatorName+"/"+ci.Identity+"$")
+}
+
 // answerAll sends r to every request in waiting.
 func answerAll(ctx actor.Context, waiting []*actor.PID, r *cluster.ActivationResponse) {
 	for _, w := range waiting {
@@ -403,7 +411,7 @@ func (p *placer) askPrevious(ctx actor.Context, m *cluster.ActivationRequest, ki
 		}
 		r, _ := res.(*cluster.ActivationResponse)
 		if err != nil || r == nil || r.Failed || r.Pid == nil || r.Pid.Address == ctx.ActorSystem().Address() ||
-			p.members[r.Pid.Address] == nil {
+			p.members[r.Pid.Address] == nil || !activationOf(ci, r.Pid) {
 			p.place(ctx, m, kind, waiting)
 			return
 		}
@@ -524,10 +532,7 @@ func (p *placer) hosted(ctx actor.Context, ci *cluster.ClusterIdentity, key stri
 	me := ctx.ActorSystem().Address()
 	_, making := p.pending[key]
 	before, asked := p.unanswered[key]
-	// (Every activation's id is its placement actor's child's, named for
-	// its identity: a member registers only activations of ci.)
-	if making || (asked && before != pid.Address) || pid.Address == me || !p.hosts(pid.Address, ci.Kind) ||
-		!strings.HasPrefix(pid.Id, activatorName+"/"+ci.Identity+"$") ||
+	if making || (asked && before != pid.Address) || pid.Address == me || !p.hosts(pid.Address, ci.Kind) || !activationOf(ci, pid) ||
 		p.rdv == nil || p.rdv.GetByClusterIdentity(ci) != me {
 		ctx.Respond(&cluster.ActivationResponse{Failed: true})
 		return

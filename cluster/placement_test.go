@@ -742,7 +742,7 @@ func TestPlacementAsksThePreviousOwner(t *testing.T) {
 		}
 		return nil
 	}
-	theirs := actor.NewPID(other.Address(), ids[0]+"$1")
+	theirs := actor.NewPID(other.Address(), activatorName+"/"+ids[0]+"$1")
 	found := get(ids[0])
 	root.Send(asked(ids[0]), &cluster.ActivationResponse{Pid: theirs})
 	if got := <-found; !got.Equal(theirs) {
