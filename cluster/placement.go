@@ -107,6 +107,10 @@ const (
 	// has no activation for, within previousWindow of joining: the
 	// activation's host may not have registered it here yet (hostedHere).
 	whereIs = "pingmcp/where"
+	// newKind prefixes the kind of a hostedHere or whereIs request's
+	// identity: an older node, or protoactor's disthash, finds no such kind
+	// and refuses it, rather than making an activation.
+	newKind = "pingmcp/"
 	// goneMark, then an address, a space and an id, ends a request to the
 	// owner from a member that found that activation gone (a request to it
 	// was never delivered): the owner forgets it if it is the one it lists
@@ -144,8 +148,20 @@ const hostTimeout = 2 * time.Second
 
 // previousWindow is how long after joining a member asks an identity's
 // previous owner for its activation (whereIs): as long as a host tries to
-// register one (registerFor).
-const previousWindow = registerFor
+// register one (registerFor). A member that sees another within joinWindow
+// of its start counts as joining (the cluster's first member, which others
+// join later, does not); previousAsks bounds how many members it asks for
+// one request (members that joined with it own nothing yet).
+const (
+	previousWindow = registerFor
+	joinWindow     = 10 * time.Second
+	previousAsks   = 3
+)
+
+// keptFor is how long a member keeps the entry of an activation on
+// another member whose identity it no longer owns: for the new owner's
+// whereIs.
+const keptFor = previousWindow + registerFor
 
 func newPlacement() *placement { return &placement{} }
 
@@ -159,7 +175,7 @@ func (p *placement) Setup(c *cluster.Cluster, _ []string, _ bool) {
 		return &placer{c: c, declines: p.declines, log: cmp.Or(p.logger, c.Logger()), handBack: p.handBack,
 			actors: map[string]grain{}, byPID: map[pidKey]string{}, queued: map[string]bool{},
 			pending: map[string][]*actor.PID{}, unanswered: map[string]string{}, registering: map[string]registration{},
-			members: map[string]*cluster.Member{}}
+			members: map[string]*cluster.Member{}, started: time.Now()}
 	}), activatorName)
 	p.sub = system.EventStream.Subscribe(func(ev any) {
 		if t, ok := ev.(*cluster.ClusterTopology); ok {
@@ -219,6 +235,9 @@ type grain struct {
 	// watch on it ended with the connection to its member: it is watched
 	// again when next handed out.
 	unwatched bool
+	// keptUntil is when the entry of an activation another member hosts,
+	// of an identity this member no longer owns, is dropped (keptFor).
+	keptUntil time.Time
 }
 
 // placer makes and keeps the activations of the identities this member
@@ -255,12 +274,18 @@ type placer struct {
 	// previous is how membership placed identities before this member
 	// joined the cluster, at joined (the first membership with another
 	// member in it).
-	previous *cluster.Rendezvous
-	joined   time.Time
+	previous        *cluster.Rendezvous
+	previousMembers cluster.Members
+	joined          time.Time
+	started         time.Time
 }
 
 // handbackTick stops the next batch of moved activations.
 type handbackTick struct{}
+
+// dropKept drops the entry of key's activation, on another member, kept
+// since its identity went to another owner (keptFor), if it still is.
+type dropKept string
 
 func (p *placer) Receive(ctx actor.Context) {
 	switch m := ctx.Message().(type) {
@@ -276,6 +301,10 @@ func (p *placer) Receive(ctx actor.Context) {
 		p.handback(ctx)
 	case registerAgain:
 		p.registerTry(ctx, m)
+	case dropKept:
+		if g, ok := p.actors[string(m)]; ok && !g.keptUntil.IsZero() && !time.Now().Before(g.keptUntil) {
+			p.drop(ctx, string(m), g)
+		}
 	case *actor.Stopping:
 		p.stopAll(ctx)
 	}
@@ -283,21 +312,13 @@ func (p *placer) Receive(ctx actor.Context) {
 
 func (p *placer) activate(ctx actor.Context, m *cluster.ActivationRequest) {
 	ci := m.ClusterIdentity
+	if kind, ok := strings.CutPrefix(ci.GetKind(), newKind); ok {
+		p.asked(ctx, m, cluster.NewClusterIdentity(ci.Identity, kind))
+		return
+	}
 	key := ci.AsKey()
 	if m.RequestId == hostForOwner {
 		p.hostFor(ctx, ci, key)
-		return
-	}
-	if id, ok := strings.CutPrefix(m.RequestId, hostedHere); ok {
-		p.hosted(ctx, ci, key, actor.NewPID(ctx.Sender().GetAddress(), id))
-		return
-	}
-	if m.RequestId == whereIs {
-		if g, ok := p.actors[key]; ok && !g.unwatched {
-			ctx.Respond(&cluster.ActivationResponse{Pid: g.pid})
-		} else {
-			ctx.Respond(&cluster.ActivationResponse{Failed: true})
-		}
 		return
 	}
 	_, gone := parseAsk(m.RequestId)
@@ -325,11 +346,35 @@ func (p *placer) activate(ctx actor.Context, m *cluster.ActivationRequest) {
 		ctx.Respond(&cluster.ActivationResponse{Failed: true})
 		return
 	}
-	if prev := p.previousOwner(ctx, ci); prev != "" {
-		p.askPrevious(ctx, m, kind, prev)
+	if prev := p.previousOwner(ctx, ci, nil); prev != "" {
+		p.pending[key] = nil // requests for it wait meanwhile
+		p.askPrevious(ctx, m, kind, prev, nil)
 		return
 	}
 	p.place(ctx, m, kind, nil)
+}
+
+// asked answers a request of another member's about ci's activation
+// (hostedHere, whereIs), whose identity's kind is marked newKind.
+func (p *placer) asked(ctx actor.Context, m *cluster.ActivationRequest, ci *cluster.ClusterIdentity) {
+	key := ci.AsKey()
+	if id, ok := strings.CutPrefix(m.RequestId, hostedHere); ok {
+		p.hosted(ctx, ci, key, actor.NewPID(ctx.Sender().GetAddress(), id))
+		return
+	}
+	if m.RequestId != whereIs {
+		ctx.Respond(&cluster.ActivationResponse{Failed: true})
+		return
+	}
+	if waiting, ok := p.pending[key]; ok { // answered with the one being made
+		p.pending[key] = append(waiting, ctx.Sender())
+		return
+	}
+	if g, ok := p.actors[key]; ok && !g.unwatched {
+		ctx.Respond(&cluster.ActivationResponse{Pid: g.pid})
+		return
+	}
+	ctx.Respond(&cluster.ActivationResponse{Failed: true})
 }
 
 // place makes the activation m asks for, which does not exist: at the
@@ -382,25 +427,39 @@ func answerAll(ctx actor.Context, waiting []*actor.PID, r *cluster.ActivationRes
 // previousOwner is the member that owned ci before this member joined,
 // less than previousWindow ago, if this member owns it now and the other
 // is still a member: the activation's host may not have registered it
-// here yet.
-func (p *placer) previousOwner(ctx actor.Context, ci *cluster.ClusterIdentity) string {
+// here yet. Members in asked were asked already, and knew of none: they
+// joined with this one, perhaps, and own nothing yet.
+func (p *placer) previousOwner(ctx actor.Context, ci *cluster.ClusterIdentity, asked []string) string {
 	me := ctx.ActorSystem().Address()
-	if p.previous == nil || time.Since(p.joined) >= previousWindow || p.rdv.GetByClusterIdentity(ci) != me {
+	if p.previous == nil || time.Since(p.joined) >= previousWindow || p.rdv.GetByClusterIdentity(ci) != me ||
+		len(asked) >= previousAsks {
 		return ""
 	}
-	if prev := p.previous.GetByClusterIdentity(ci); prev != me && p.members[prev] != nil {
+	previous := p.previous
+	if len(asked) > 0 {
+		var left cluster.Members
+		for _, m := range p.previousMembers {
+			if !slices.Contains(asked, m.Address()) {
+				left = append(left, m)
+			}
+		}
+		previous = cluster.NewRendezvous()
+		previous.UpdateMembers(left)
+	}
+	if prev := previous.GetByClusterIdentity(ci); prev != "" && prev != me && p.members[prev] != nil {
 		return prev
 	}
 	return ""
 }
 
-// askPrevious asks prev, ci's owner before membership changed, for the
+// askPrevious asks prev, ci's owner before this member joined, for the
 // activation it lists (whereIs), and lists that one here; without one, it
-// makes it (place). Requests for it wait meanwhile.
-func (p *placer) askPrevious(ctx actor.Context, m *cluster.ActivationRequest, kind *cluster.ActivatedKind, prev string) {
+// asks the next previous owner, but for those in asked, and then makes it
+// (place). Requests for it wait meanwhile, in pending.
+func (p *placer) askPrevious(ctx actor.Context, m *cluster.ActivationRequest, kind *cluster.ActivatedKind, prev string, asked []string) {
 	ci, key := m.ClusterIdentity, m.ClusterIdentity.AsKey()
-	p.pending[key] = nil
-	f := ctx.RequestFuture(actor.NewPID(prev, activatorName), &cluster.ActivationRequest{ClusterIdentity: ci, RequestId: whereIs}, hostTimeout)
+	f := ctx.RequestFuture(actor.NewPID(prev, activatorName),
+		&cluster.ActivationRequest{ClusterIdentity: cluster.NewClusterIdentity(ci.Identity, newKind+ci.Kind), RequestId: whereIs}, hostTimeout)
 	ctx.ReenterAfter(f, func(res any, err error) {
 		waiting := p.pending[key]
 		delete(p.pending, key)
@@ -412,6 +471,12 @@ func (p *placer) askPrevious(ctx actor.Context, m *cluster.ActivationRequest, ki
 		r, _ := res.(*cluster.ActivationResponse)
 		if err != nil || r == nil || r.Failed || r.Pid == nil || r.Pid.Address == ctx.ActorSystem().Address() ||
 			p.members[r.Pid.Address] == nil || !activationOf(ci, r.Pid) {
+			asked = append(asked, prev)
+			if next := p.previousOwner(ctx, ci, asked); next != "" {
+				p.pending[key] = waiting
+				p.askPrevious(ctx, m, kind, next, asked)
+				return
+			}
 			p.place(ctx, m, kind, waiting)
 			return
 		}
@@ -525,15 +590,18 @@ func (p *placer) hostFor(ctx actor.Context, ci *cluster.ClusterIdentity, key str
 // it sees membership, is having one made, or waits for another member's
 // word whether it made one (it refuses).
 func (p *placer) hosted(ctx actor.Context, ci *cluster.ClusterIdentity, key string, pid *actor.PID) {
+	me := ctx.ActorSystem().Address()
+	if p.rdv == nil || p.rdv.GetByClusterIdentity(ci) != me {
+		ctx.Respond(&cluster.ActivationResponse{Failed: true}) // (an entry kept for a whereIs is not the directory's)
+		return
+	}
 	if g, ok := p.actors[key]; ok {
 		ctx.Respond(&cluster.ActivationResponse{Pid: g.pid})
 		return
 	}
-	me := ctx.ActorSystem().Address()
 	_, making := p.pending[key]
 	before, asked := p.unanswered[key]
-	if making || (asked && before != pid.Address) || pid.Address == me || !p.hosts(pid.Address, ci.Kind) || !activationOf(ci, pid) ||
-		p.rdv == nil || p.rdv.GetByClusterIdentity(ci) != me {
+	if making || (asked && before != pid.Address) || pid.Address == me || !p.hosts(pid.Address, ci.Kind) || !activationOf(ci, pid) {
 		ctx.Respond(&cluster.ActivationResponse{Failed: true})
 		return
 	}
@@ -606,7 +674,8 @@ func (p *placer) registerTry(ctx actor.Context, try registerAgain) {
 		return
 	}
 	f := ctx.RequestFuture(actor.NewPID(p.registering[key].owner, activatorName),
-		&cluster.ActivationRequest{ClusterIdentity: g.ci, RequestId: hostedHere + g.pid.Id}, hostTimeout)
+		&cluster.ActivationRequest{ClusterIdentity: cluster.NewClusterIdentity(g.ci.Identity, newKind+g.ci.Kind), RequestId: hostedHere + g.pid.Id},
+		hostTimeout)
 	ctx.ReenterAfter(f, func(res any, err error) {
 		r, g, ok := current()
 		if !ok {
@@ -724,10 +793,10 @@ func (p *placer) drop(ctx actor.Context, key string, g grain) {
 // ends cleanly, or stalls.
 func (p *placer) topology(ctx actor.Context, t *cluster.ClusterTopology) {
 	me := ctx.ActorSystem().Address()
-	if p.joined.IsZero() && len(t.Members) > 1 {
+	if p.joined.IsZero() && len(t.Members) > 1 && time.Since(p.started) < joinWindow {
 		// Joining: the others owned what this member owns now.
 		before := slices.DeleteFunc(slices.Clone(t.Members), func(m *cluster.Member) bool { return m.Address() == me })
-		p.previous, p.joined = cluster.NewRendezvous(), time.Now()
+		p.previous, p.previousMembers, p.joined = cluster.NewRendezvous(), before, time.Now()
 		p.previous.UpdateMembers(before)
 	}
 	p.rdv = cluster.NewRendezvous()
@@ -776,8 +845,17 @@ func (p *placer) keep(ctx actor.Context, key string, g grain) bool {
 	owner := p.rdv.GetByClusterIdentity(g.ci)
 	switch {
 	case g.pid.Address != me: // a directory entry
-		if owner == g.pid.Address {
+		switch {
+		case owner == g.pid.Address:
 			p.drop(ctx, key, g)
+		case owner == me:
+			g.keptUntil = time.Time{}
+			p.actors[key] = g
+		case g.keptUntil.IsZero():
+			g.keptUntil = time.Now().Add(keptFor)
+			p.actors[key] = g
+			self, root := ctx.Self(), ctx.ActorSystem().Root
+			time.AfterFunc(keptFor, func() { root.Send(self, dropKept(key)) })
 		}
 		return true
 	case g.owner == "":

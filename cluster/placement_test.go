@@ -177,7 +177,7 @@ func TestPlacementListsRegisteredActivations(t *testing.T) {
 	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}})
 	register := func(id, activation string) *cluster.ActivationResponse {
 		root.RequestWithCustomSender(placer, &cluster.ActivationRequest{
-			ClusterIdentity: cluster.NewClusterIdentity(id, probeKind), RequestId: hostedHere + activation,
+			ClusterIdentity: cluster.NewClusterIdentity(id, newKind+probeKind), RequestId: hostedHere + activation,
 		}, actor.NewPID(other.Address(), "future"))
 		select {
 		case a := <-answers:
@@ -758,6 +758,52 @@ func TestPlacementAsksThePreviousOwner(t *testing.T) {
 	}
 	if n := node.Cluster.GetClusterKind(probeKind).Count(); n != 1 {
 		t.Fatalf("%d activations made here, want 1", n)
+	}
+}
+
+// A member that joined with another asks, when the member that owned an
+// identity before them as it computes it (the other that joined, perhaps)
+// knows of no activation, the member that owned it before among the rest.
+func TestPlacementAsksThePreviousOwnersInTurn(t *testing.T) {
+	node := probeNode(t)
+	me := node.Cluster.MemberList.Members().Members()[0]
+	other := &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
+	third := &cluster.Member{Id: "third", Host: "127.0.0.1", Port: 2, Kinds: []string{probeKind}}
+	all, before, rest := cluster.NewRendezvous(), cluster.NewRendezvous(), cluster.NewRendezvous()
+	all.UpdateMembers(cluster.Members{me, other, third})
+	before.UpdateMembers(cluster.Members{other, third})
+	rest.UpdateMembers(cluster.Members{third})
+	var id string
+	for i := 0; id == ""; i++ {
+		c := cluster.NewClusterIdentity(fmt.Sprintf("t-%d", i), probeKind)
+		if all.GetByClusterIdentity(c) == me.Address() && before.GetByClusterIdentity(c) == other.Address() {
+			id = c.Identity
+		}
+	}
+	sent := elsewhereAsked(node, other.Address(), third.Address())
+	root := node.System.Root
+	root.Send(actor.NewPID(node.Address(), activatorName), &cluster.ClusterTopology{Members: []*cluster.Member{me, other, third}})
+	found := make(chan *actor.PID, 1)
+	go func() { found <- node.Cluster.Get(id, probeKind) }()
+	theirs := actor.NewPID(third.Address(), activatorName+"/"+id+"$1")
+	for _, who := range []*cluster.Member{other, third} {
+		select {
+		case a := <-sent:
+			m, ok := a.m.(*cluster.ActivationRequest)
+			if !ok || m.RequestId != whereIs || a.from.Address != node.Address() {
+				t.Fatalf("sent %T %v, want where %s is", a.m, a.m, id)
+			}
+			answer := &cluster.ActivationResponse{Failed: true} // other joined with this member
+			if who == third {
+				answer = &cluster.ActivationResponse{Pid: theirs}
+			}
+			root.Send(a.from, answer)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s was not asked", who.Id)
+		}
+	}
+	if got := <-found; !got.Equal(theirs) {
+		t.Fatalf("Get found %v, want %v, which the member asked second lists", got, theirs)
 	}
 }
 
