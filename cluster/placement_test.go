@@ -32,6 +32,17 @@ func probeNode(tb testing.TB) *Node {
 	return n
 }
 
+// probePair is a probe node, its member, another member at an address
+// where nothing listens, and rendezvous hashing over the two.
+func probePair(tb testing.TB) (node *Node, me, other *cluster.Member, two *cluster.Rendezvous) {
+	node = probeNode(tb)
+	me = node.Cluster.MemberList.Members().Members()[0]
+	other = &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
+	two = cluster.NewRendezvous()
+	two.UpdateMembers(cluster.Members{me, other})
+	return node, me, other, two
+}
+
 // activate returns the activations of n identities, made by the cluster.
 func activate(tb testing.TB, node *Node, prefix string, n int) map[string]*actor.PID {
 	tb.Helper()
@@ -94,18 +105,14 @@ func (t *terminations) await(tb testing.TB, n int) {
 // live on, kept for it: the next request for one finds it, not a new
 // activation, when the identity comes back to this member too.
 func TestPlacementHandsBackMovedActivations(t *testing.T) {
-	node := probeNode(t)
-	other := &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
+	node, me, other, two := probePair(t)
 	sent := elsewhereAsked(node, other.Address())
 	pids := activate(t, node, "s", 5*handbackBatch)
 	gone := watchAll(t, node, pids)
 
-	me := node.Cluster.MemberList.Members().Members()[0]
-	rdv := cluster.NewRendezvous()
-	rdv.UpdateMembers(cluster.Members{me, other})
 	moved := map[string]bool{}
 	for id := range pids {
-		if rdv.GetByClusterIdentity(cluster.NewClusterIdentity(id, probeKind)) == other.Address() {
+		if two.GetByClusterIdentity(cluster.NewClusterIdentity(id, probeKind)) == other.Address() {
 			moved[id] = true
 		}
 	}
@@ -165,11 +172,7 @@ func TestPlacementHandsBackMovedActivations(t *testing.T) {
 // registration with the one it lists, and refuses one for an identity it
 // does not own, or of an activation that is not of the identity.
 func TestPlacementListsRegisteredActivations(t *testing.T) {
-	node := probeNode(t)
-	me := node.Cluster.MemberList.Members().Members()[0]
-	other := &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
-	two := cluster.NewRendezvous()
-	two.UpdateMembers(cluster.Members{me, other})
+	node, me, other, two := probePair(t)
 	mine, its := ownedBy(two, "r", me.Address(), 1)[0], ownedBy(two, "r", other.Address(), 1)[0]
 	answers := elsewhere(node, other.Address())
 	placer := actor.NewPID(node.Address(), activatorName)
@@ -487,9 +490,7 @@ func registrations(t *testing.T, node *Node, from <-chan asked, n int, answer fu
 // A request from a member that does not own the identity, or to a member
 // that drains, makes nothing.
 func TestPlacementHostsForTheOwner(t *testing.T) {
-	node := probeNode(t)
-	me := node.Cluster.MemberList.Members().Members()[0]
-	other := &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
+	node, me, other, _ := probePair(t)
 	third := &cluster.Member{Id: "third", Host: "127.0.0.1", Port: 2, Kinds: []string{probeKind}}
 	two, three := cluster.NewRendezvous(), cluster.NewRendezvous()
 	two.UpdateMembers(cluster.Members{me, other})
@@ -579,11 +580,7 @@ func TestPlacementHostsForTheOwner(t *testing.T) {
 // A member whose stores are unreachable makes no activation for another
 // while they are, nor does a draining one.
 func TestPlacementDecliningHostsNothing(t *testing.T) {
-	node := probeNode(t)
-	me := node.Cluster.MemberList.Members().Members()[0]
-	other := &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
-	two := cluster.NewRendezvous()
-	two.UpdateMembers(cluster.Members{me, other})
+	node, me, other, two := probePair(t)
 	ids := ownedBy(two, "d", other.Address(), 4)
 	answers := elsewhere(node, other.Address())
 	placer := actor.NewPID(node.Address(), activatorName)
@@ -635,11 +632,7 @@ func TestAskRequestIDs(t *testing.T) {
 // (it may have) makes none itself, and asks that member again first,
 // whoever asks next: there is never a second activation elsewhere.
 func TestPlacementAsksTheSilentAskerAgain(t *testing.T) {
-	node := probeNode(t)
-	me := node.Cluster.MemberList.Members().Members()[0]
-	other := &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
-	two := cluster.NewRendezvous()
-	two.UpdateMembers(cluster.Members{me, other})
+	node, me, other, two := probePair(t)
 	id := ownedBy(two, "s", me.Address(), 1)[0]
 	sent := elsewhereAsked(node, other.Address()) // other never answers but where the activation is: nowhere
 	placer := actor.NewPID(node.Address(), activatorName)
@@ -714,11 +707,7 @@ func ownedBy(rdv *cluster.Rendezvous, prefix, addr string, n int) []string {
 // activation's host may not have registered it here yet (hostedHere).
 // Without one there, it makes one.
 func TestPlacementAsksThePreviousOwner(t *testing.T) {
-	node := probeNode(t)
-	me := node.Cluster.MemberList.Members().Members()[0]
-	other := &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
-	two := cluster.NewRendezvous()
-	two.UpdateMembers(cluster.Members{me, other})
+	node, me, other, two := probePair(t)
 	ids := ownedBy(two, "w", me.Address(), 2)
 	sent := elsewhereAsked(node, other.Address())
 	root := node.System.Root
@@ -765,9 +754,7 @@ func TestPlacementAsksThePreviousOwner(t *testing.T) {
 // identity before them as it computes it (the other that joined, perhaps)
 // knows of no activation, the member that owned it before among the rest.
 func TestPlacementAsksThePreviousOwnersInTurn(t *testing.T) {
-	node := probeNode(t)
-	me := node.Cluster.MemberList.Members().Members()[0]
-	other := &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
+	node, me, other, _ := probePair(t)
 	third := &cluster.Member{Id: "third", Host: "127.0.0.1", Port: 2, Kinds: []string{probeKind}}
 	all, before, rest := cluster.NewRendezvous(), cluster.NewRendezvous(), cluster.NewRendezvous()
 	all.UpdateMembers(cluster.Members{me, other, third})
@@ -813,11 +800,7 @@ func TestPlacementAsksThePreviousOwnersInTurn(t *testing.T) {
 // asked this member, which does not own the identity) is registered with
 // the owner alike.
 func TestPlacementRegistersAgain(t *testing.T) {
-	node := probeNode(t)
-	me := node.Cluster.MemberList.Members().Members()[0]
-	other := &cluster.Member{Id: "other", Host: "127.0.0.1", Port: 1, Kinds: []string{probeKind}}
-	two := cluster.NewRendezvous()
-	two.UpdateMembers(cluster.Members{me, other})
+	node, me, other, two := probePair(t)
 	ids := ownedBy(two, "g", other.Address(), 2)
 	sent := elsewhereAsked(node, other.Address())
 	pid := node.Cluster.Get(ids[0], probeKind) // made here: this member alone
