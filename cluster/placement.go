@@ -19,7 +19,7 @@ import (
 // protoactor's disthash, whose messages and activator name it keeps (a node
 // of an older pingmcp places and finds activations with it alike). The
 // owner's placement actor is the identity's directory: it says where the
-// activation is, and makes one when there is none. Three things differ:
+// activation is, and makes one when there is none. Four things differ:
 //
 //   - a session's activation is made where its requests arrive. A node that
 //     hosts sessions, asking the owner for one, says so (hostAtAsker); the
@@ -44,10 +44,9 @@ import (
 //     request it has no activation for, within previousWindow of joining
 //     (whereIs): the activation's host may not have registered it yet;
 //   - an activation its identity's new owner does not take (it lists
-//     another, refuses or does not answer for registerFor, or is an older
-//     node, which makes one of its own), and with handBack every
-//     activation whose identity another member now owns, is stopped,
-//     handbackBatch at a time, every
+//     another, or refuses or does not answer for registerFor, as an older
+//     node does), and with handBack every activation whose identity
+//     another member now owns, is stopped, handbackBatch at a time, every
 //     handbackEvery, rather than all at once, each checked again when its
 //     turn comes (membership may have moved it back): the member taking
 //     them over rehydrates them as their requests come, at a rate it can
