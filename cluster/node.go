@@ -80,6 +80,11 @@ func ParseProvider(s string) (Provider, error) { return enum.Parse(s, Providers)
 // 503 with Retry-After.
 var ErrNoMember = errors.New("no cluster member can host the actor")
 
+// ErrJoining means the node does not know its cluster's members yet: it
+// serves nothing meanwhile, lest it place an actor where membership, once
+// known, does not (a session lives on another node).
+var ErrJoining = errors.New("joining the cluster: its members are not all known yet")
+
 // Config is what a node needs to join the cluster.
 type Config struct {
 	// Name of the cluster; nodes with different names ignore each other.
@@ -431,10 +436,14 @@ func (n *Node) Members() []*cluster.Member {
 }
 
 // Ready reports why the node cannot serve yet, or nil. A node that forwards
-// requests (edge or both) is ready once some member hosts sessions.
+// requests (edge or both) is ready once it knows the cluster's members
+// (joined) and some member hosts sessions.
 func (n *Node) Ready() error {
 	if n.cfg.Role == RoleMember {
 		return nil
+	}
+	if !n.joined() {
+		return ErrJoining
 	}
 	for _, m := range n.Members() {
 		if m.HasKind(SessionKind) {
@@ -442,6 +451,22 @@ func (n *Node) Ready() error {
 		}
 	}
 	return ErrNoMember
+}
+
+// joined says whether the node knows its cluster's members: with seeds,
+// once it probed every node they named (seeds.go); with another provider,
+// at once (protoactor's Kubernetes provider says nothing of a first full
+// listing).
+func (n *Node) joined() bool {
+	if n.seeds == nil {
+		return true
+	}
+	select {
+	case <-n.seeds.known:
+		return true
+	default:
+		return false
+	}
 }
 
 // Stop leaves the cluster. Graceful stops let other nodes learn of the
@@ -505,6 +530,21 @@ func (n *Node) activation(ctx context.Context, kind, identity string, gone *acto
 	// retry briefly while membership settles (a node just joined or left),
 	// but not forever: a node cut off from every member answers 503.
 	deadline := time.Now().Add(memberWait)
+	if !n.joined() {
+		// Placed now, with this node alone in its view, the actor of a
+		// session that lives on another node would be made here.
+		n.logger.Debug("request waits for the cluster's members", "kind", kind)
+		t := time.NewTimer(memberWait)
+		select {
+		case <-n.seeds.known:
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+		if !n.joined() {
+			return nil, ErrNoMember
+		}
+	}
 	for {
 		pid = n.lookup(ctx, kind, identity, gone, deadline)
 		if pid != nil {

@@ -51,6 +51,9 @@ type seedsProvider struct {
 	done chan struct{}
 	once sync.Once
 	now  func() time.Time
+	// known is closed once every node this one knows of was probed: its
+	// seeds, and the nodes they named (see run).
+	known chan struct{}
 
 	mu         sync.Mutex
 	self       *cluster.Member
@@ -96,7 +99,8 @@ func MemberID(m *cluster.Member) string {
 }
 
 func newSeedsProvider(cfg Config) *seedsProvider {
-	return &seedsProvider{cfg: cfg, done: make(chan struct{}), now: time.Now, peers: map[string]*peer{}, flaps: map[string]flap{}}
+	return &seedsProvider{cfg: cfg, done: make(chan struct{}), known: make(chan struct{}), now: time.Now, peers: map[string]*peer{},
+		flaps: map[string]flap{}}
 }
 
 func (p *seedsProvider) StartMember(c *cluster.Cluster) error {
@@ -127,6 +131,17 @@ func (p *seedsProvider) StartMember(c *cluster.Cluster) error {
 	return nil
 }
 
+// joinRounds bounds the probe rounds a joining node makes at once, each
+// learning of nodes the last one did not know.
+const joinRounds = 5
+
+// peerCount is how many nodes this one knows of.
+func (p *seedsProvider) peerCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.peers)
+}
+
 func (p *seedsProvider) StartClient(*cluster.Cluster) error {
 	return errNoClients
 }
@@ -142,7 +157,8 @@ func (p *seedsProvider) run(c *cluster.Cluster) {
 	t := time.NewTicker(p.cfg.ProbeInterval)
 	defer t.Stop()
 	var reported string
-	for {
+	for round := 1; ; round++ {
+		before := p.peerCount()
 		p.probeAll(c)
 		// Only a change is reported: protoactor's MemberList goes through
 		// its whole block list at each report, changed or not, and that list
@@ -151,6 +167,17 @@ func (p *seedsProvider) run(c *cluster.Cluster) {
 		if key := membersKey(ms); key != reported {
 			c.MemberList.UpdateClusterTopology(ms)
 			reported = key
+		}
+		// Joining, the node probes at once the nodes its seeds named, until
+		// a round names none it did not know (or joinRounds): its members
+		// are then known, and it is ready (Node.Ready), not before.
+		select {
+		case <-p.known:
+		default:
+			if p.peerCount() > before && round < joinRounds {
+				continue
+			}
+			close(p.known)
 		}
 		select {
 		case <-p.done:

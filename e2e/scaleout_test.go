@@ -2,9 +2,13 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -119,4 +123,64 @@ func awaitRegistered(t *testing.T, ctx context.Context, joined *node, ids []stri
 		t.Fatalf("%s lists %d sessions' activations registered by their hosts, want the %d whose identities it owns", joined.name, registered(), taken)
 	}
 	return taken
+}
+
+// TestJoiningNodeWaitsForItsMembers: a node whose seed does not answer at
+// once (it is stopped) is not ready, and a request for a session of the
+// cluster that reaches it meanwhile waits until it knows the members, then
+// reaches the session where it lives, rather than making it anew on the
+// joining node, alone in its view (where, without Redis, it would not be
+// found).
+func TestJoiningNodeWaitsForItsMembers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	a := startNode(t, "join-a", "--cluster-provider", "automanaged")
+	a.awaitMembers(ctx, 1)
+	cs := connect(t, ctx, a.URL(), nil)
+	if err := a.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.cmd.Process.Signal(syscall.SIGCONT) })
+	// Its first probe of join-a waits for an answer up to the interval.
+	b := startNode(t, "join-b", "--cluster-seeds", a.Cluster, "--cluster-probe-interval", "20s")
+	if status, body := readyz(t, b); status != http.StatusServiceUnavailable || !strings.Contains(fmt.Sprint(body["reason"]), "joining") {
+		t.Fatalf("join-b's /readyz while its seed is stopped: %d %v; want 503, joining", status, body)
+	}
+	waiting := b.watch(`"msg":"request waits for the cluster's members"`)
+	type answer struct {
+		status int
+		body   string
+		err    error
+	}
+	answered := make(chan answer, 1)
+	go func() {
+		resp, err := postOnSession(ctx, b.URL(), cs.ID(), `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"test_simple_text"}}`)
+		if err != nil {
+			answered <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		answered <- answer{resp.StatusCode, string(body), err}
+	}()
+	select {
+	case <-waiting:
+	case r := <-answered:
+		t.Fatalf("the request through join-b was answered while join-b was joining: %d %s %v", r.status, r.body, r.err)
+	case <-ctx.Done():
+		t.Fatal("the request through join-b did not wait for the cluster's members")
+	}
+	if err := a.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	r := <-answered
+	if r.err != nil || r.status != http.StatusOK || !strings.Contains(r.body, `"result"`) {
+		t.Fatalf("the request through join-b, once it joined: %d %s %v; want the session's result", r.status, r.body, r.err)
+	}
+	if h := host(t, ctx, cs.ID(), a, b); h != a {
+		t.Errorf("the session lives on %s, want join-a, where it was opened", nameOf(h))
+	}
+	if got := b.metric(ctx, liveSessions); got != 0 {
+		t.Errorf("join-b hosts %v sessions, want none", got)
+	}
 }
