@@ -529,7 +529,6 @@ func (n *Node) activation(ctx context.Context, kind, identity string, gone *acto
 	// The placement asks the owner's placement actor, with a 5 s timeout;
 	// retry briefly while membership settles (a node just joined or left),
 	// but not forever: a node cut off from every member answers 503.
-	deadline := time.Now().Add(memberWait)
 	if !n.joined() {
 		// Placed now, with this node alone in its view, the actor of a
 		// session that lives on another node would be made here.
@@ -538,6 +537,7 @@ func (n *Node) activation(ctx context.Context, kind, identity string, gone *acto
 		select {
 		case <-n.seeds.known:
 		case <-ctx.Done():
+		case <-n.stopping:
 		case <-t.C:
 		}
 		t.Stop()
@@ -545,6 +545,7 @@ func (n *Node) activation(ctx context.Context, kind, identity string, gone *acto
 			return nil, ErrNoMember
 		}
 	}
+	deadline := time.Now().Add(memberWait)
 	for {
 		pid = n.lookup(ctx, kind, identity, gone, deadline)
 		if pid != nil {

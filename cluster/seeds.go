@@ -132,14 +132,19 @@ func (p *seedsProvider) StartMember(c *cluster.Cluster) error {
 }
 
 // joinRounds bounds the probe rounds a joining node makes at once, each
-// learning of nodes the last one did not know.
+// asking nodes the last one learned of.
 const joinRounds = 5
 
-// peerCount is how many nodes this one knows of.
-func (p *seedsProvider) peerCount() int {
+// probedAll says whether every node this one knows of is in probed.
+func (p *seedsProvider) probedAll(probed map[string]bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return len(p.peers)
+	for a := range p.peers {
+		if !probed[a] {
+			return false
+		}
+	}
+	return true
 }
 
 func (p *seedsProvider) StartClient(*cluster.Cluster) error {
@@ -157,9 +162,10 @@ func (p *seedsProvider) run(c *cluster.Cluster) {
 	t := time.NewTicker(p.cfg.ProbeInterval)
 	defer t.Stop()
 	var reported string
+	probed := map[string]bool{} // while joining
+	waited := false
 	for round := 1; ; round++ {
-		before := p.peerCount()
-		p.probeAll(c)
+		asked := p.probeAll(c)
 		// Only a change is reported: protoactor's MemberList goes through
 		// its whole block list at each report, changed or not, and that list
 		// only grows (an id for each admission that ended).
@@ -169,15 +175,31 @@ func (p *seedsProvider) run(c *cluster.Cluster) {
 			reported = key
 		}
 		// Joining, the node probes at once the nodes its seeds named, until
-		// a round names none it did not know (or joinRounds): its members
-		// are then known, and it is ready (Node.Ready), not before.
+		// it probed every node it knows of (or joinRounds): its members are
+		// then known, and it is ready (Node.Ready), not before. Alone then
+		// (no seeds, or none answered), it waits one more interval: a
+		// cluster that runs without it, which it restarted into, probes it
+		// within that.
 		select {
 		case <-p.known:
 		default:
-			if p.peerCount() > before && round < joinRounds {
-				continue
+			for _, a := range asked {
+				probed[a] = true
 			}
-			close(p.known)
+			switch {
+			case !p.probedAll(probed) && round < joinRounds:
+				select {
+				case <-p.done:
+					return
+				default:
+					continue
+				}
+			case len(ms) == 1 && !waited:
+				waited = true
+			default:
+				close(p.known)
+				clear(probed)
+			}
 		}
 		select {
 		case <-p.done:
@@ -188,8 +210,9 @@ func (p *seedsProvider) run(c *cluster.Cluster) {
 }
 
 // probeAll asks every known node for its view, concurrently, each with the
-// probe interval as its deadline, and merges the answers.
-func (p *seedsProvider) probeAll(c *cluster.Cluster) {
+// probe interval as its deadline, merges the answers, and returns the
+// nodes it asked.
+func (p *seedsProvider) probeAll(c *cluster.Cluster) []string {
 	p.mu.Lock()
 	p.forgetFlapsLocked()
 	addrs := make([]string, 0, len(p.peers))
@@ -219,6 +242,7 @@ func (p *seedsProvider) probeAll(c *cluster.Cluster) {
 		ans := <-answers
 		p.merge(ans.addr, ans.info)
 	}
+	return addrs
 }
 
 func (p *seedsProvider) merge(addr string, info *envelope.MemberInfo) {
