@@ -166,7 +166,7 @@ func TestCIMDRefusals(t *testing.T) {
 			return h.URL + "/client.json"
 		}, nil, "larger than 5120 bytes"},
 		{"too slow", func(h *cimdtest.Host) string {
-			h.Handle("/client.json", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() })
+			h.Hang("/client.json")
 			return h.URL + "/client.json"
 		}, func(c *ClientIDMetadata) { c.FetchTimeout = 300 * time.Millisecond }, "within 300ms"},
 		{"a port other than 443", func(h *cimdtest.Host) string {

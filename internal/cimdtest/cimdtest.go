@@ -26,6 +26,7 @@ type Host struct {
 	mu      sync.Mutex
 	routes  map[string]http.HandlerFunc
 	fetches map[string]int
+	ended   chan struct{} // closed as the test ends, before the server closes
 }
 
 // New starts a host, closed when t ends.
@@ -44,12 +45,21 @@ func New(t testing.TB) *Host {
 		route(w, r)
 	}))
 	t.Cleanup(ts.Close)
+	h.ended = make(chan struct{})
+	t.Cleanup(func() { close(h.ended) }) // first: Close waits for hung requests
 	h.URL = ts.URL
 	h.CAFile = filepath.Join(t.TempDir(), "cimd-ca.pem")
 	if err := os.WriteFile(h.CAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// Hang answers path with nothing until the test ends, even once its client
+// gave up: a handler that returns then answers 200, empty, which can race
+// the client's own timeout.
+func (h *Host) Hang(path string) {
+	h.Handle(path, func(http.ResponseWriter, *http.Request) { <-h.ended })
 }
 
 // Handle answers path with f.
