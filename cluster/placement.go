@@ -397,8 +397,7 @@ func (p *placer) place(ctx actor.Context, m *cluster.ActivationRequest, kind *cl
 		return
 	}
 	pid := p.spawn(ctx, kind, ci, "")
-	answerAll(ctx, waiting, &cluster.ActivationResponse{Pid: pid})
-	ctx.Respond(&cluster.ActivationResponse{Pid: pid})
+	respondAll(ctx, waiting, pid)
 	if p.rdv != nil && p.rdv.GetByClusterIdentity(ci) != me {
 		// Asked by a member whose view of membership differs: registered
 		// with the owner, as after a change.
@@ -412,6 +411,22 @@ func (p *placer) place(ctx actor.Context, m *cluster.ActivationRequest, kind *cl
 // it is one of ci's.)
 func activationOf(ci *cluster.ClusterIdentity, pid *actor.PID) bool {
 	return strings.HasPrefix(pid.Id, activatorName+"/"+ci.Identity+"$")
+}
+
+// respondAll answers the request being handled, and those in waiting,
+// with pid.
+func respondAll(ctx actor.Context, waiting []*actor.PID, pid *actor.PID) {
+	r := &cluster.ActivationResponse{Pid: pid}
+	answerAll(ctx, waiting, r)
+	ctx.Respond(r)
+}
+
+// list lists pid, ci's activation on another member, under key, and
+// watches it.
+func (p *placer) list(ctx actor.Context, key string, ci *cluster.ClusterIdentity, pid *actor.PID) {
+	p.actors[key] = grain{ci: ci, pid: pid}
+	p.byPID[keyOf(pid)] = key
+	ctx.Watch(pid)
 }
 
 // answerAll sends r to every request in waiting.
@@ -463,8 +478,7 @@ func (p *placer) askPrevious(ctx actor.Context, m *cluster.ActivationRequest, ki
 		waiting := p.pending[key]
 		delete(p.pending, key)
 		if g, ok := p.actors[key]; ok { // registered meanwhile
-			answerAll(ctx, waiting, &cluster.ActivationResponse{Pid: g.pid})
-			ctx.Respond(&cluster.ActivationResponse{Pid: g.pid})
+			respondAll(ctx, waiting, g.pid)
 			return
 		}
 		r, _ := res.(*cluster.ActivationResponse)
@@ -479,13 +493,10 @@ func (p *placer) askPrevious(ctx actor.Context, m *cluster.ActivationRequest, ki
 			p.place(ctx, m, kind, waiting)
 			return
 		}
-		p.actors[key] = grain{ci: ci, pid: r.Pid}
-		p.byPID[keyOf(r.Pid)] = key
-		ctx.Watch(r.Pid)
+		p.list(ctx, key, ci, r.Pid)
 		p.log.Debug("activation found with the identity's previous owner", slog.String("identity", key),
 			slog.String("previous", prev), slog.String("host", r.Pid.Address))
-		answerAll(ctx, waiting, &cluster.ActivationResponse{Pid: r.Pid})
-		ctx.Respond(&cluster.ActivationResponse{Pid: r.Pid})
+		respondAll(ctx, waiting, r.Pid)
 	})
 }
 
@@ -534,9 +545,7 @@ func (p *placer) activateAt(ctx actor.Context, ci *cluster.ClusterIdentity, key,
 			return
 		case !r.Failed && r.Pid != nil && r.Pid.Address == asker && p.members[asker] != nil:
 			pid = r.Pid
-			p.actors[key] = grain{ci: ci, pid: pid}
-			p.byPID[keyOf(pid)] = key
-			ctx.Watch(pid)
+			p.list(ctx, key, ci, pid)
 		default:
 			// It refused (draining, or its membership differs): here then.
 			kind, ok := p.c.TryGetClusterKind(ci.Kind)
@@ -605,9 +614,7 @@ func (p *placer) hosted(ctx actor.Context, ci *cluster.ClusterIdentity, key stri
 		return
 	}
 	delete(p.unanswered, key)
-	p.actors[key] = grain{ci: ci, pid: pid}
-	p.byPID[keyOf(pid)] = key
-	ctx.Watch(pid)
+	p.list(ctx, key, ci, pid)
 	p.log.Debug("activation registered by its host", slog.String("identity", key), slog.String("host", pid.Address))
 	ctx.Respond(&cluster.ActivationResponse{Pid: pid})
 }
