@@ -43,6 +43,9 @@ import (
 //   - a member that joins asks an identity's previous owner, for a
 //     request it has no activation for, within previousWindow of joining
 //     (whereIs): the activation's host may not have registered it yet;
+//     likewise a member that an identity passed to because its owner left
+//     (with its directory) asks the other members that host its kind
+//     (askHosts), and makes none while one of them is silent;
 //   - an activation its identity's new owner does not take (it lists
 //     another, or refuses or does not answer for registerFor, as an older
 //     node does), and with handBack every activation whose identity
@@ -277,6 +280,16 @@ type placer struct {
 	previousMembers cluster.Members
 	joined          time.Time
 	started         time.Time
+	// lost is the last change of membership in which members left:
+	// their directories went with them (orphaned).
+	lost *departure
+}
+
+// departure is a change of membership in which members left.
+type departure struct {
+	before *cluster.Rendezvous // membership before it
+	left   map[string]bool     // the addresses of the members that left
+	at     time.Time
 }
 
 // handbackTick stops the next batch of moved activations.
@@ -348,6 +361,11 @@ func (p *placer) activate(ctx actor.Context, m *cluster.ActivationRequest) {
 	if prev := p.previousOwner(ctx, ci, nil); prev != "" {
 		p.pending[key] = nil // requests for it wait meanwhile
 		p.askPrevious(ctx, m, kind, prev, nil)
+		return
+	}
+	if p.orphaned(ctx, ci) {
+		p.pending[key] = nil
+		p.askHosts(ctx, m, kind, nil)
 		return
 	}
 	p.place(ctx, m, kind, nil)
@@ -481,23 +499,111 @@ func (p *placer) askPrevious(ctx actor.Context, m *cluster.ActivationRequest, ki
 			respondAll(ctx, waiting, g.pid)
 			return
 		}
-		r, _ := res.(*cluster.ActivationResponse)
-		if err != nil || r == nil || r.Failed || r.Pid == nil || r.Pid.Address == ctx.ActorSystem().Address() ||
-			p.members[r.Pid.Address] == nil || !activationOf(ci, r.Pid) {
+		pid := p.listedElsewhere(ctx, ci, res, err)
+		if pid == nil {
 			asked = append(asked, prev)
+			p.pending[key] = waiting
 			if next := p.previousOwner(ctx, ci, asked); next != "" {
-				p.pending[key] = waiting
 				p.askPrevious(ctx, m, kind, next, asked)
 				return
 			}
+			if p.orphaned(ctx, ci) {
+				p.askHosts(ctx, m, kind, asked)
+				return
+			}
+			delete(p.pending, key)
 			p.place(ctx, m, kind, waiting)
 			return
 		}
-		p.list(ctx, key, ci, r.Pid)
+		p.list(ctx, key, ci, pid)
 		p.log.Debug("activation found with the identity's previous owner", slog.String("identity", key),
-			slog.String("previous", prev), slog.String("host", r.Pid.Address))
-		respondAll(ctx, waiting, r.Pid)
+			slog.String("previous", prev), slog.String("host", pid.Address))
+		respondAll(ctx, waiting, pid)
 	})
+}
+
+// listedElsewhere is the activation of ci another member's answer to a
+// whereIs names (res, err), if it is one, on a third member; else nil.
+func (p *placer) listedElsewhere(ctx actor.Context, ci *cluster.ClusterIdentity, res any, err error) *actor.PID {
+	r, _ := res.(*cluster.ActivationResponse)
+	if err != nil || r == nil || r.Failed || r.Pid == nil || r.Pid.Address == ctx.ActorSystem().Address() ||
+		p.members[r.Pid.Address] == nil || !activationOf(ci, r.Pid) {
+		return nil
+	}
+	return r.Pid
+}
+
+// orphaned says whether ci's owner, before members last left the cluster
+// less than previousWindow ago, was one of them, and this member owns it
+// now: its directory went with it, and the activation's host may not have
+// registered it here yet (hostedHere).
+func (p *placer) orphaned(ctx actor.Context, ci *cluster.ClusterIdentity) bool {
+	l := p.lost
+	return l != nil && time.Since(l.at) < previousWindow && p.rdv.GetByClusterIdentity(ci) == ctx.ActorSystem().Address() &&
+		l.left[l.before.GetByClusterIdentity(ci)]
+}
+
+// askHosts asks every other member that hosts ci's kind, but those in
+// asked, where ci's activation is (whereIs), at once, and lists the first
+// one named. With none named it makes one (place), unless a member did not
+// answer: it may host it, so none is made, lest there be two; the requests
+// waiting are refused, to ask again. Requests for it wait meanwhile, in
+// pending.
+func (p *placer) askHosts(ctx actor.Context, m *cluster.ActivationRequest, kind *cluster.ActivatedKind, asked []string) {
+	ci, key := m.ClusterIdentity, m.ClusterIdentity.AsKey()
+	me := ctx.ActorSystem().Address()
+	var hosts []string
+	for addr, member := range p.members {
+		if addr != me && member.HasKind(ci.Kind) && !slices.Contains(asked, addr) {
+			hosts = append(hosts, addr)
+		}
+	}
+	if len(hosts) == 0 {
+		waiting := p.pending[key]
+		delete(p.pending, key)
+		p.place(ctx, m, kind, waiting)
+		return
+	}
+	p.log.Debug("asking the members for an activation whose identity's owner left", slog.String("identity", key),
+		slog.Int("members", len(hosts)))
+	unanswered, silent, done := len(hosts), false, false
+	for _, h := range hosts {
+		f := ctx.RequestFuture(actor.NewPID(h, activatorName),
+			&cluster.ActivationRequest{ClusterIdentity: cluster.NewClusterIdentity(ci.Identity, newKind+ci.Kind), RequestId: whereIs}, hostTimeout)
+		ctx.ReenterAfter(f, func(res any, err error) {
+			unanswered--
+			if done {
+				return
+			}
+			silent = silent || err != nil
+			pid := p.listedElsewhere(ctx, ci, res, err)
+			if pid == nil && unanswered > 0 {
+				return
+			}
+			done = true
+			waiting := p.pending[key]
+			delete(p.pending, key)
+			if g, ok := p.actors[key]; ok { // registered meanwhile
+				respondAll(ctx, waiting, g.pid)
+				return
+			}
+			switch {
+			case pid != nil:
+				p.list(ctx, key, ci, pid)
+				p.log.Debug("activation found with a member, its identity's owner gone", slog.String("identity", key),
+					slog.String("host", pid.Address))
+				respondAll(ctx, waiting, pid)
+			case silent:
+				p.log.Debug("a member did not say whether it hosts an activation whose identity's owner left: none made",
+					slog.String("identity", key))
+				r := &cluster.ActivationResponse{Failed: true}
+				answerAll(ctx, waiting, r)
+				ctx.Respond(r)
+			default:
+				p.place(ctx, m, kind, waiting)
+			}
+		})
+	}
 }
 
 // hosts says whether the member at addr hosts kind.
@@ -804,6 +910,15 @@ func (p *placer) topology(ctx actor.Context, t *cluster.ClusterTopology) {
 		before := slices.DeleteFunc(slices.Clone(t.Members), func(m *cluster.Member) bool { return m.Address() == me })
 		p.previous, p.previousMembers, p.joined = cluster.NewRendezvous(), before, time.Now()
 		p.previous.UpdateMembers(before)
+	}
+	left := map[string]bool{}
+	for addr := range p.members {
+		if !slices.ContainsFunc(t.Members, func(m *cluster.Member) bool { return m.Address() == addr }) {
+			left[addr] = true
+		}
+	}
+	if len(left) > 0 && p.rdv != nil {
+		p.lost = &departure{before: p.rdv, left: left, at: time.Now()}
 	}
 	p.rdv = cluster.NewRendezvous()
 	p.rdv.UpdateMembers(t.Members)

@@ -848,3 +848,78 @@ func TestPlacementRegistersAgain(t *testing.T) {
 		t.Fatalf("stopped: %v", gone.gone)
 	}
 }
+
+// A member that an identity passed to because its owner left (with its
+// directory) asks the other members that host its kind where the
+// activation is (whereIs), rather than making a second: its host may not
+// have registered it here yet. It lists the one named; with none named, it
+// makes one; while a member does not answer, it makes none, and the
+// request is refused, to ask again.
+func TestPlacementAsksTheMembersWhenTheOwnerLeft(t *testing.T) {
+	node, me, other, _ := probePair(t)
+	third := &cluster.Member{Id: "third", Host: "127.0.0.1", Port: 2, Kinds: []string{probeKind}}
+	all, joined, after := cluster.NewRendezvous(), cluster.NewRendezvous(), cluster.NewRendezvous()
+	all.UpdateMembers(cluster.Members{me, other, third})
+	joined.UpdateMembers(cluster.Members{other, third}) // this member joining: the previous owners
+	after.UpdateMembers(cluster.Members{me, other})
+	var ids []string
+	for i := 0; len(ids) < 3; i++ {
+		c := cluster.NewClusterIdentity(fmt.Sprintf("o-%d", i), probeKind)
+		if all.GetByClusterIdentity(c) == third.Address() && after.GetByClusterIdentity(c) == me.Address() &&
+			joined.GetByClusterIdentity(c) == third.Address() {
+			ids = append(ids, c.Identity)
+		}
+	}
+	sent := elsewhereAsked(node, other.Address(), third.Address())
+	placer := actor.NewPID(node.Address(), activatorName)
+	root := node.System.Root
+	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other, third}})
+	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}}) // third leaves
+	get := func(id string) <-chan *actor.PID {
+		c := make(chan *actor.PID, 1)
+		go func() { c <- node.Cluster.Get(id, probeKind) }()
+		return c
+	}
+	asked := func(id string) *actor.PID {
+		t.Helper()
+		select {
+		case a := <-sent:
+			m, ok := a.m.(*cluster.ActivationRequest)
+			if !ok || m.RequestId != whereIs || m.ClusterIdentity.Identity != id || m.ClusterIdentity.Kind != newKind+probeKind {
+				t.Fatalf("sent %T %v, want where %s is", a.m, a.m, id)
+			}
+			return a.from
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no member was asked where %s is", id)
+		}
+		return nil
+	}
+
+	theirs := actor.NewPID(other.Address(), activatorName+"/"+ids[0]+"$1")
+	found := get(ids[0])
+	root.Send(asked(ids[0]), &cluster.ActivationResponse{Pid: theirs})
+	if got := <-found; !got.Equal(theirs) {
+		t.Fatalf("Get found %v, not the activation the other member hosts (%v)", got, theirs)
+	}
+	if got := node.Cluster.Get(ids[0], probeKind); !got.Equal(theirs) {
+		t.Fatalf("Get then found %v, not %v: it was not listed", got, theirs)
+	}
+
+	silent := get(ids[1])
+	asked(ids[1]) // never answered
+	if got := <-silent; got != nil {
+		t.Fatalf("with a member silent, Get found %v; want none made", got)
+	}
+	if n := node.Cluster.GetClusterKind(probeKind).Count(); n != 0 {
+		t.Fatalf("%d activations made here while a member was silent, want none", n)
+	}
+
+	made := get(ids[2])
+	root.Send(asked(ids[2]), &cluster.ActivationResponse{Failed: true})
+	if got := <-made; got == nil || got.Address != node.Address() {
+		t.Fatalf("with none hosted elsewhere, Get found %v; want one made here", got)
+	}
+	if n := node.Cluster.GetClusterKind(probeKind).Count(); n != 1 {
+		t.Fatalf("%d activations made here, want 1", n)
+	}
+}
