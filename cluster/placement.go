@@ -316,6 +316,7 @@ func (p *placer) Receive(ctx actor.Context) {
 	case dropKept:
 		if g, ok := p.actors[string(m)]; ok && !g.keptUntil.IsZero() && !time.Now().Before(g.keptUntil) {
 			p.drop(ctx, string(m), g)
+			p.log.Debug("entry kept for the identity's new owner dropped", slog.String("identity", string(m)))
 		}
 	case *actor.Stopping:
 		p.stopAll(ctx)

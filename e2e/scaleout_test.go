@@ -94,22 +94,10 @@ func TestScaleOutMovesNoSession(t *testing.T) {
 // Requests reaching joined before then would make new activations.
 func awaitRegistered(t *testing.T, ctx context.Context, joined *node, ids []string, nodes ...*node) int {
 	t.Helper()
-	// Which identities joined owns, as every member's placement computes
-	// it: protoactor's rendezvous hashing over the members' addresses.
-	owners := cluster.NewRendezvous()
-	var members []*cluster.Member
-	for _, n := range nodes {
-		host, port, err := net.SplitHostPort(n.Cluster)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, _ := strconv.Atoi(port)
-		members = append(members, &cluster.Member{Host: host, Port: int32(p), Id: n.name, Kinds: []string{"session"}})
-	}
-	owners.UpdateMembers(members)
+	owners := ownership(t, nodes...)
 	taken := 0
 	for _, id := range ids {
-		if owners.GetByClusterIdentity(&cluster.ClusterIdentity{Kind: "session", Identity: id}) == joined.Cluster {
+		if owners(id) == joined {
 			taken++
 		}
 	}
@@ -123,6 +111,113 @@ func awaitRegistered(t *testing.T, ctx context.Context, joined *node, ids []stri
 		t.Fatalf("%s lists %d sessions' activations registered by their hosts, want the %d whose identities it owns", joined.name, registered(), taken)
 	}
 	return taken
+}
+
+// ownership says which of nodes owns a session's identity, as every
+// member's placement computes it when they are the cluster's members:
+// protoactor's rendezvous hashing over the members' addresses.
+func ownership(t *testing.T, nodes ...*node) func(id string) *node {
+	t.Helper()
+	owners := cluster.NewRendezvous()
+	var members []*cluster.Member
+	byAddr := map[string]*node{}
+	for _, n := range nodes {
+		host, port, err := net.SplitHostPort(n.Cluster)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := strconv.Atoi(port)
+		members = append(members, &cluster.Member{Host: host, Port: int32(p), Id: n.name, Kinds: []string{"session"}})
+		byAddr[n.Cluster] = n
+	}
+	owners.UpdateMembers(members)
+	return func(id string) *node {
+		return byAddr[owners.GetByClusterIdentity(&cluster.ClusterIdentity{Kind: "session", Identity: id})]
+	}
+}
+
+// TestScaleInMovesNoSession: a node leaves, and with it its directory:
+// the place of the sessions whose identities it owned, which live on other
+// nodes. They stay there. A request for one that reaches the member its
+// identity passed to before the session's host registered it there (here
+// the host has not even seen the node leave) finds it by asking the other
+// members, rather than making it anew: without Redis, an activation made
+// anew would answer "session not found".
+func TestScaleInMovesNoSession(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	// in-a counts a node gone after 100 missed probes (50 s): it does not
+	// see in-c leave, and registers nothing anew meanwhile.
+	a := startNode(t, "in-a", "--cluster-provider", "automanaged", "--cluster-probe-failures", "100")
+	a.awaitMembers(ctx, 1)
+	// Sessions opened on in-a alone: each node joining takes some of
+	// their identities, which in-a registers with it.
+	var sessions []*mcp.ClientSession
+	for range 48 {
+		sessions = append(sessions, connect(t, ctx, a.URL(), nil))
+	}
+	b := startNode(t, "in-b", "--cluster-seeds", a.Cluster, "--cluster-probe-interval", "200ms", "--cluster-probe-failures", "2")
+	b.awaitMembers(ctx, 2)
+	c := startNode(t, "in-c", "--cluster-seeds", a.Cluster)
+	for _, n := range []*node{a, b, c} {
+		n.awaitMembers(ctx, 3)
+	}
+	// One whose identity in-c took from in-b, and in-b takes back.
+	three, two := ownership(t, a, b, c), ownership(t, a, b)
+	var cs *mcp.ClientSession
+	for _, s := range sessions {
+		if three(s.ID()) == c && two(s.ID()) == b {
+			cs = s
+			break
+		}
+	}
+	if cs == nil {
+		t.Fatalf("none of %d sessions has an identity in-c owns, and in-b without in-c", len(sessions))
+	}
+	identity := `"identity":"session/` + cs.ID() + `"`
+	// in-c lists it, and in-b, which keeps its entry for a while for a
+	// request that comes before in-c lists it, dropped that entry.
+	if !poll(ctx, func() bool {
+		return c.logged(`"msg":"activation registered by its host"`, identity) &&
+			b.logged(`"msg":"entry kept for the identity's new owner dropped"`, identity)
+	}) {
+		t.Fatalf("in-c listed the session: %v; in-b dropped its entry: %v", c.logged(`"msg":"activation registered by its host"`, identity),
+			b.logged(`"msg":"entry kept for the identity's new owner dropped"`, identity))
+	}
+
+	if err := c.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		t.Fatal("in-c did not exit after SIGTERM")
+	}
+	b.awaitMembers(ctx, 2)
+	const call = `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"test_simple_text"}}`
+	if status, body := rawPost(t, ctx, b.URL(), cs.ID(), call); status != http.StatusOK || !containsAll(body, `"result"`) {
+		t.Fatalf("the session through in-b, in-c gone: %d %s", status, body)
+	}
+	if !b.logged(`"msg":"activation found with a member, its identity's owner gone"`, identity) {
+		t.Error("in-b did not find the session by asking the other members")
+	}
+	if status, body := readyz(t, a); status != http.StatusOK || body["members"] != float64(3) {
+		t.Errorf("in-a's /readyz after the request: %d %v; want 3 members (in-c not yet gone, so nothing registered anew)", status, body)
+	}
+	if _, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "test_simple_text"}); err != nil {
+		t.Errorf("the session through in-a, in-c gone: %v", err)
+	}
+	if h := host(t, ctx, cs.ID(), a, b); h != a {
+		t.Errorf("the session opened on in-a lives on %s", nameOf(h))
+	}
+	for _, n := range []*node{a, b} {
+		if got := n.metric(ctx, rehydrated); got != 0 {
+			t.Errorf("%s activated %v sessions anew", n.name, got)
+		}
+	}
+	if got := b.metric(ctx, liveSessions); got != 0 {
+		t.Errorf("in-b hosts %v sessions, want none", got)
+	}
 }
 
 // TestJoiningNodeWaitsForItsMembers: a node whose seed does not answer at
