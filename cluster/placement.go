@@ -150,15 +150,17 @@ const hostTimeout = 2 * time.Second
 
 // previousWindow is how long after joining a member asks an identity's
 // previous owner for its activation (whereIs): as long as a host tries to
-// register one (registerFor). A member that sees another within joinWindow
-// of its start counts as joining (the cluster's first member, which others
-// join later, does not); previousAsks bounds how many members it asks for
-// one request (members that joined with it own nothing yet).
+// register one (registerFor). A member counts as joining when it first
+// sees another, if it has no activation then, or within joinWindow of its
+// start (the cluster's first member, which others join later, and which
+// has activations by then, does not); previousAsks bounds how many members
+// it asks for one request (members that joined with it own nothing yet).
 const (
 	previousWindow = registerFor
-	joinWindow     = 10 * time.Second
 	previousAsks   = 3
 )
+
+var joinWindow = 10 * time.Second
 
 // keptFor is how long a member keeps the entry of an activation on
 // another member whose identity it no longer owns: for the new owner's
@@ -906,7 +908,7 @@ func (p *placer) drop(ctx actor.Context, key string, g grain) {
 // ends cleanly, or stalls.
 func (p *placer) topology(ctx actor.Context, t *cluster.ClusterTopology) {
 	me := ctx.ActorSystem().Address()
-	if p.joined.IsZero() && len(t.Members) > 1 && time.Since(p.started) < joinWindow {
+	if p.joined.IsZero() && len(t.Members) > 1 && (len(p.actors) == 0 || time.Since(p.started) < joinWindow) {
 		// Joining: the others owned what this member owns now.
 		before := slices.DeleteFunc(slices.Clone(t.Members), func(m *cluster.Member) bool { return m.Address() == me })
 		p.previous, p.previousMembers, p.joined = cluster.NewRendezvous(), before, time.Now()

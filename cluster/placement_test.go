@@ -923,3 +923,51 @@ func TestPlacementAsksTheMembersWhenTheOwnerLeft(t *testing.T) {
 		t.Fatalf("%d activations made here, want 1", n)
 	}
 }
+
+// A member counts as joining, and asks an identity's previous owner, when
+// it first sees another member with no activation of its own, however long
+// after its start (a join that took long: seeds that answered late); one
+// that has activations by then, after joinWindow, is the cluster's first
+// member, which others join: it owned every identity before.
+func TestPlacementJoiningLateAsksThePreviousOwner(t *testing.T) {
+	defer func(w time.Duration) { joinWindow = w }(joinWindow)
+	joinWindow = 0 // every join comes late
+	for _, first := range []bool{false, true} {
+		node, me, other, two := probePair(t)
+		sent := elsewhereAsked(node, other.Address())
+		if first { // (of an identity it keeps: nothing to register)
+			if node.Cluster.Get(ownedBy(two, "before", me.Address(), 1)[0], probeKind) == nil {
+				t.Fatal("no activation")
+			}
+		}
+		ids := ownedBy(two, "late", me.Address(), 1)
+		placer := actor.NewPID(node.Address(), activatorName)
+		node.System.Root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}})
+		found := make(chan *actor.PID, 1)
+		go func() { found <- node.Cluster.Get(ids[0], probeKind) }()
+		if first {
+			if got := <-found; got == nil || got.Address != node.Address() {
+				t.Fatalf("the cluster's first member found %v for an identity it owns, want one made here", got)
+			}
+			select {
+			case a := <-sent:
+				t.Fatalf("the cluster's first member sent %T %v to the member that joined it", a.m, a.m)
+			default:
+			}
+			continue
+		}
+		select {
+		case a := <-sent:
+			if m, ok := a.m.(*cluster.ActivationRequest); !ok || m.RequestId != whereIs || m.ClusterIdentity.Identity != ids[0] {
+				t.Fatalf("sent %T %v, want where %s is", a.m, a.m, ids[0])
+			}
+			theirs := actor.NewPID(other.Address(), activatorName+"/"+ids[0]+"$1")
+			node.System.Root.Send(a.from, &cluster.ActivationResponse{Pid: theirs})
+			if got := <-found; !got.Equal(theirs) {
+				t.Fatalf("Get found %v, want %v, which the previous owner lists", got, theirs)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a member joining late did not ask the previous owner")
+		}
+	}
+}
