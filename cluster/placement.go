@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"cmp"
+	"errors"
 	"log/slog"
 	"slices"
 	"strings"
@@ -149,12 +150,20 @@ func parseAsk(id string) (here bool, gone *actor.PID) {
 const hostTimeout = 2 * time.Second
 
 // previousWindow is how long after joining a member asks an identity's
-// previous owner for its activation (whereIs): as long as a host tries to
-// register one (registerFor). A member counts as joining when it first
-// sees another, if it has no activation then, or within joinWindow of its
-// start (the cluster's first member, which others join later, and which
-// has activations by then, does not); previousAsks bounds how many members
-// it asks for one request (members that joined with it own nothing yet).
+// previous owner for its activation (whereIs), and after members left, the
+// other members (askHosts): as long as a host tries to register one
+// (registerFor). It runs from when this member saw the change: a host
+// that sees it much later (a slower failure detector) registers later
+// than that, and a request in between makes a second activation, as
+// before this. A member counts as joining when it first sees another, if
+// it has no activation then, or within joinWindow of its start. So the
+// cluster's first member, which others join later, does not, once it has
+// activations; without any (all passivated), it asks the member that
+// joined it, which knows of none, for previousWindow. And a member that
+// made activations alone before it saw the others (a slow provider)
+// after joinWindow asks no previous owner. previousAsks bounds how many
+// members it asks for one request (members that joined with it own
+// nothing yet).
 const (
 	previousWindow = registerFor
 	previousAsks   = 3
@@ -282,9 +291,9 @@ type placer struct {
 	previousMembers cluster.Members
 	joined          time.Time
 	started         time.Time
-	// lost is the last change of membership in which members left:
-	// their directories went with them (orphaned).
-	lost *departure
+	// lost are the changes of membership of the last previousWindow in
+	// which members left: their directories went with them (orphaned).
+	lost []departure
 }
 
 // departure is a change of membership in which members left.
@@ -363,12 +372,12 @@ func (p *placer) activate(ctx actor.Context, m *cluster.ActivationRequest) {
 	}
 	if prev := p.previousOwner(ctx, ci, nil); prev != "" {
 		p.pending[key] = nil // requests for it wait meanwhile
-		p.askPrevious(ctx, m, kind, prev, nil)
+		p.askPrevious(ctx, m, kind, prev, nil, false)
 		return
 	}
 	if p.orphaned(ctx, ci) {
 		p.pending[key] = nil
-		p.askHosts(ctx, m, kind, nil)
+		p.askHosts(ctx, m, kind, nil, false)
 		return
 	}
 	p.place(ctx, m, kind, nil)
@@ -489,10 +498,13 @@ func (p *placer) previousOwner(ctx actor.Context, ci *cluster.ClusterIdentity, a
 
 // askPrevious asks prev, ci's owner before this member joined, for the
 // activation it lists (whereIs), and lists that one here; without one, it
-// asks the next previous owner, but for those in asked, and then makes it
-// (place). Requests for it wait meanwhile, in pending.
-func (p *placer) askPrevious(ctx actor.Context, m *cluster.ActivationRequest, kind *cluster.ActivatedKind, prev string, asked []string) {
+// asks the next previous owner, but for those in asked, then, if ci's
+// owner since left, the other members (askHosts), and then makes it
+// (place). silent says that a member asked before did not answer. Requests
+// for it wait meanwhile, in pending.
+func (p *placer) askPrevious(ctx actor.Context, m *cluster.ActivationRequest, kind *cluster.ActivatedKind, prev string, asked []string, silent bool) {
 	ci, key := m.ClusterIdentity, m.ClusterIdentity.AsKey()
+	rdv := p.rdv
 	f := ctx.RequestFuture(actor.NewPID(prev, activatorName),
 		&cluster.ActivationRequest{ClusterIdentity: cluster.NewClusterIdentity(ci.Identity, newKind+ci.Kind), RequestId: whereIs}, hostTimeout)
 	ctx.ReenterAfter(f, func(res any, err error) {
@@ -504,25 +516,35 @@ func (p *placer) askPrevious(ctx actor.Context, m *cluster.ActivationRequest, ki
 		}
 		pid := p.listedElsewhere(ctx, ci, res, err)
 		if pid == nil {
-			asked = append(asked, prev)
+			asked, silent = append(asked, prev), silent || noAnswer(err)
 			p.pending[key] = waiting
 			if next := p.previousOwner(ctx, ci, asked); next != "" {
-				p.askPrevious(ctx, m, kind, next, asked)
+				p.askPrevious(ctx, m, kind, next, asked, silent)
 				return
 			}
 			if p.orphaned(ctx, ci) {
-				p.askHosts(ctx, m, kind, asked)
+				p.askHosts(ctx, m, kind, asked, silent)
 				return
 			}
 			delete(p.pending, key)
 			p.place(ctx, m, kind, waiting)
 			return
 		}
-		p.list(ctx, key, ci, pid)
+		p.found(ctx, key, ci, pid, rdv, waiting)
 		p.log.Debug("activation found with the identity's previous owner", slog.String("identity", key),
 			slog.String("previous", prev), slog.String("host", pid.Address))
-		respondAll(ctx, waiting, pid)
 	})
+}
+
+// found lists pid, ci's activation on another member that a member named,
+// answers the requests for it, and, if membership changed while it was
+// asked about (from rdv), settles it as membership now is.
+func (p *placer) found(ctx actor.Context, key string, ci *cluster.ClusterIdentity, pid *actor.PID, rdv *cluster.Rendezvous, waiting []*actor.PID) {
+	p.list(ctx, key, ci, pid)
+	if p.rdv != rdv {
+		p.settle(ctx, key, p.actors[key])
+	}
+	respondAll(ctx, waiting, pid)
 }
 
 // listedElsewhere is the activation of ci another member's answer to a
@@ -536,23 +558,32 @@ func (p *placer) listedElsewhere(ctx actor.Context, ci *cluster.ClusterIdentity,
 	return r.Pid
 }
 
-// orphaned says whether ci's owner, before members last left the cluster
-// less than previousWindow ago, was one of them, and this member owns it
-// now: its directory went with it, and the activation's host may not have
-// registered it here yet (hostedHere).
+// orphaned says whether this member owns ci, and ci's owner, before
+// members left the cluster less than previousWindow ago (as this member
+// saw it), was one of them: its directory went with it, and the
+// activation's host may not have registered it here yet (hostedHere).
 func (p *placer) orphaned(ctx actor.Context, ci *cluster.ClusterIdentity) bool {
-	l := p.lost
-	return l != nil && time.Since(l.at) < previousWindow && p.rdv.GetByClusterIdentity(ci) == ctx.ActorSystem().Address() &&
-		l.left[l.before.GetByClusterIdentity(ci)]
+	if p.rdv.GetByClusterIdentity(ci) != ctx.ActorSystem().Address() {
+		return false
+	}
+	return slices.ContainsFunc(p.lost, func(d departure) bool {
+		return time.Since(d.at) < previousWindow && d.left[d.before.GetByClusterIdentity(ci)]
+	})
 }
+
+// noAnswer says whether a whereIs's outcome, err, leaves open what the
+// member asked lists: it did not answer in time. (A member whose placement
+// actor is gone, a dead letter, lists nothing: its activations went with
+// it.)
+func noAnswer(err error) bool { return err != nil && !errors.Is(err, actor.ErrDeadLetter) }
 
 // askHosts asks every other member that hosts ci's kind, but those in
 // asked, where ci's activation is (whereIs), at once, and lists the first
 // one named. With none named it makes one (place), unless a member did not
-// answer: it may host it, so none is made, lest there be two; the requests
-// waiting are refused, to ask again. Requests for it wait meanwhile, in
-// pending.
-func (p *placer) askHosts(ctx actor.Context, m *cluster.ActivationRequest, kind *cluster.ActivatedKind, asked []string) {
+// answer (or, silent, one asked before did not): it may host it, so none
+// is made, lest there be two; the requests waiting are refused, to ask
+// again. Requests for it wait meanwhile, in pending.
+func (p *placer) askHosts(ctx actor.Context, m *cluster.ActivationRequest, kind *cluster.ActivatedKind, asked []string, silent bool) {
 	ci, key := m.ClusterIdentity, m.ClusterIdentity.AsKey()
 	me := ctx.ActorSystem().Address()
 	var hosts []string
@@ -561,50 +592,49 @@ func (p *placer) askHosts(ctx actor.Context, m *cluster.ActivationRequest, kind 
 			hosts = append(hosts, addr)
 		}
 	}
-	if len(hosts) == 0 {
+	rdv := p.rdv
+	finish := func(pid *actor.PID) {
 		waiting := p.pending[key]
 		delete(p.pending, key)
-		p.place(ctx, m, kind, waiting)
+		switch g, ok := p.actors[key]; {
+		case ok: // (made or listed meanwhile: never two)
+			respondAll(ctx, waiting, g.pid)
+		case pid != nil:
+			p.found(ctx, key, ci, pid, rdv, waiting)
+			p.log.Debug("activation found with a member, its identity's owner gone", slog.String("identity", key),
+				slog.String("host", pid.Address))
+		case silent:
+			p.log.Debug("a member did not say whether it hosts an activation whose identity's owner left: none made",
+				slog.String("identity", key))
+			r := &cluster.ActivationResponse{Failed: true}
+			answerAll(ctx, waiting, r)
+			ctx.Respond(r)
+		default:
+			p.place(ctx, m, kind, waiting)
+		}
+	}
+	if len(hosts) == 0 {
+		finish(nil)
 		return
 	}
 	p.log.Debug("asking the members for an activation whose identity's owner left", slog.String("identity", key),
 		slog.Int("members", len(hosts)))
-	unanswered, silent, done := len(hosts), false, false
+	left, done := len(hosts), false
 	for _, h := range hosts {
 		f := ctx.RequestFuture(actor.NewPID(h, activatorName),
 			&cluster.ActivationRequest{ClusterIdentity: cluster.NewClusterIdentity(ci.Identity, newKind+ci.Kind), RequestId: whereIs}, hostTimeout)
 		ctx.ReenterAfter(f, func(res any, err error) {
-			unanswered--
+			left--
 			if done {
 				return
 			}
-			silent = silent || err != nil
+			silent = silent || noAnswer(err)
 			pid := p.listedElsewhere(ctx, ci, res, err)
-			if pid == nil && unanswered > 0 {
+			if pid == nil && left > 0 {
 				return
 			}
 			done = true
-			waiting := p.pending[key]
-			delete(p.pending, key)
-			if g, ok := p.actors[key]; ok { // registered meanwhile
-				respondAll(ctx, waiting, g.pid)
-				return
-			}
-			switch {
-			case pid != nil:
-				p.list(ctx, key, ci, pid)
-				p.log.Debug("activation found with a member, its identity's owner gone", slog.String("identity", key),
-					slog.String("host", pid.Address))
-				respondAll(ctx, waiting, pid)
-			case silent:
-				p.log.Debug("a member did not say whether it hosts an activation whose identity's owner left: none made",
-					slog.String("identity", key))
-				r := &cluster.ActivationResponse{Failed: true}
-				answerAll(ctx, waiting, r)
-				ctx.Respond(r)
-			default:
-				p.place(ctx, m, kind, waiting)
-			}
+			finish(pid)
 		})
 	}
 }
@@ -920,8 +950,9 @@ func (p *placer) topology(ctx actor.Context, t *cluster.ClusterTopology) {
 			left[addr] = true
 		}
 	}
-	if len(left) > 0 && p.rdv != nil {
-		p.lost = &departure{before: p.rdv, left: left, at: time.Now()}
+	p.lost = slices.DeleteFunc(p.lost, func(d departure) bool { return time.Since(d.at) >= previousWindow })
+	if len(left) > 0 && !(len(left) == 1 && left[me]) && p.rdv != nil {
+		p.lost = append(p.lost, departure{before: p.rdv, left: left, at: time.Now()})
 	}
 	p.rdv = cluster.NewRendezvous()
 	p.rdv.UpdateMembers(t.Members)

@@ -930,44 +930,160 @@ func TestPlacementAsksTheMembersWhenTheOwnerLeft(t *testing.T) {
 // that has activations by then, after joinWindow, is the cluster's first
 // member, which others join: it owned every identity before.
 func TestPlacementJoiningLateAsksThePreviousOwner(t *testing.T) {
-	defer func(w time.Duration) { joinWindow = w }(joinWindow)
-	joinWindow = 0 // every join comes late
 	for _, first := range []bool{false, true} {
-		node, me, other, two := probePair(t)
-		sent := elsewhereAsked(node, other.Address())
-		if first { // (of an identity it keeps: nothing to register)
-			if node.Cluster.Get(ownedBy(two, "before", me.Address(), 1)[0], probeKind) == nil {
-				t.Fatal("no activation")
+		t.Run(fmt.Sprintf("first=%v", first), func(t *testing.T) {
+			w := joinWindow
+			t.Cleanup(func() { joinWindow = w }) // after the node stops
+			joinWindow = 0                       // every join comes late
+			node, me, other, two := probePair(t)
+			sent := elsewhereAsked(node, other.Address())
+			if first { // (of an identity it keeps: nothing to register)
+				if node.Cluster.Get(ownedBy(two, "before", me.Address(), 1)[0], probeKind) == nil {
+					t.Fatal("no activation")
+				}
 			}
-		}
-		ids := ownedBy(two, "late", me.Address(), 1)
-		placer := actor.NewPID(node.Address(), activatorName)
-		node.System.Root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}})
-		found := make(chan *actor.PID, 1)
-		go func() { found <- node.Cluster.Get(ids[0], probeKind) }()
-		if first {
-			if got := <-found; got == nil || got.Address != node.Address() {
-				t.Fatalf("the cluster's first member found %v for an identity it owns, want one made here", got)
+			ids := ownedBy(two, "late", me.Address(), 1)
+			placer := actor.NewPID(node.Address(), activatorName)
+			node.System.Root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}})
+			found := make(chan *actor.PID, 1)
+			go func() { found <- node.Cluster.Get(ids[0], probeKind) }()
+			if first {
+				if got := <-found; got == nil || got.Address != node.Address() {
+					t.Fatalf("the cluster's first member found %v for an identity it owns, want one made here", got)
+				}
+				select {
+				case a := <-sent:
+					t.Fatalf("the cluster's first member sent %T %v to the member that joined it", a.m, a.m)
+				default:
+				}
+				return
 			}
 			select {
 			case a := <-sent:
-				t.Fatalf("the cluster's first member sent %T %v to the member that joined it", a.m, a.m)
-			default:
+				if m, ok := a.m.(*cluster.ActivationRequest); !ok || m.RequestId != whereIs || m.ClusterIdentity.Identity != ids[0] {
+					t.Fatalf("sent %T %v, want where %s is", a.m, a.m, ids[0])
+				}
+				theirs := actor.NewPID(other.Address(), activatorName+"/"+ids[0]+"$1")
+				node.System.Root.Send(a.from, &cluster.ActivationResponse{Pid: theirs})
+				if got := <-found; !got.Equal(theirs) {
+					t.Fatalf("Get found %v, want %v, which the previous owner lists", got, theirs)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("a member joining late did not ask the previous owner")
 			}
-			continue
+		})
+	}
+}
+
+// identityWhere returns a probe identity (prefix-n) for which each
+// rendezvous in rdvs picks the member at the address beside it.
+func identityWhere(prefix string, rdvs []*cluster.Rendezvous, owners []string) string {
+	for i := range 1 << 20 {
+		c := cluster.NewClusterIdentity(fmt.Sprintf("%s-%d", prefix, i), probeKind)
+		if !slices.ContainsFunc(rdvs, func(r *cluster.Rendezvous) bool {
+			return r.GetByClusterIdentity(c) != owners[slices.Index(rdvs, r)]
+		}) {
+			return c.Identity
 		}
+	}
+	panic("no identity is placed so: rendezvous hashing allows no such placements")
+}
+
+// rendezvous is protoactor's rendezvous hashing over members.
+func rendezvous(members ...*cluster.Member) *cluster.Rendezvous {
+	r := cluster.NewRendezvous()
+	r.UpdateMembers(members)
+	return r
+}
+
+// The members asked where an orphaned identity's activation is answer in
+// any order: the one that names it wins over one that knows of none. And
+// a second departure within the window leaves the first one's orphans
+// orphaned: the identities of the member that left first are asked about
+// still.
+func TestPlacementAsksTheMembersAfterDepartures(t *testing.T) {
+	node, me, other, _ := probePair(t)
+	third := &cluster.Member{Id: "third", Host: "127.0.0.1", Port: 2, Kinds: []string{probeKind}}
+	fourth := &cluster.Member{Id: "fourth", Host: "127.0.0.1", Port: 3, Kinds: []string{probeKind}}
+	all, joined := rendezvous(me, other, third, fourth), rendezvous(other, third, fourth)
+	three, two := rendezvous(me, other, third), rendezvous(me, other)
+	// j: fourth's, then this member's once fourth left; i: the same, and
+	// still this member's once third left too.
+	j := identityWhere("j", []*cluster.Rendezvous{all, joined, three}, []string{fourth.Address(), fourth.Address(), me.Address()})
+	i := identityWhere("i", []*cluster.Rendezvous{all, joined, three, two}, []string{fourth.Address(), fourth.Address(), me.Address(), me.Address()})
+	sent := elsewhereAsked(node, other.Address(), third.Address(), fourth.Address())
+	placer := actor.NewPID(node.Address(), activatorName)
+	root := node.System.Root
+	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other, third, fourth}})
+	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other, third}}) // fourth leaves
+	where := func(id string) *actor.PID {
+		t.Helper()
 		select {
 		case a := <-sent:
-			if m, ok := a.m.(*cluster.ActivationRequest); !ok || m.RequestId != whereIs || m.ClusterIdentity.Identity != ids[0] {
-				t.Fatalf("sent %T %v, want where %s is", a.m, a.m, ids[0])
+			if m, ok := a.m.(*cluster.ActivationRequest); !ok || m.RequestId != whereIs || m.ClusterIdentity.Identity != id {
+				t.Fatalf("sent %T %v, want where %s is", a.m, a.m, id)
 			}
-			theirs := actor.NewPID(other.Address(), activatorName+"/"+ids[0]+"$1")
-			node.System.Root.Send(a.from, &cluster.ActivationResponse{Pid: theirs})
-			if got := <-found; !got.Equal(theirs) {
-				t.Fatalf("Get found %v, want %v, which the previous owner lists", got, theirs)
-			}
+			return a.from
 		case <-time.After(10 * time.Second):
-			t.Fatal("a member joining late did not ask the previous owner")
+			t.Fatalf("no member was asked where %s is", id)
 		}
+		return nil
+	}
+	get := func(id string) <-chan *actor.PID {
+		c := make(chan *actor.PID, 1)
+		go func() { c <- node.Cluster.Get(id, probeKind) }()
+		return c
+	}
+
+	found := get(j)
+	first, second := where(j), where(j) // other and third
+	theirs := actor.NewPID(third.Address(), activatorName+"/"+j+"$1")
+	root.Send(first, &cluster.ActivationResponse{Failed: true})
+	root.Send(second, &cluster.ActivationResponse{Pid: theirs})
+	if got := <-found; !got.Equal(theirs) {
+		t.Fatalf("Get found %v, want %v, which the second member asked named", got, theirs)
+	}
+
+	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}}) // third leaves
+	found = get(i)
+	theirs = actor.NewPID(other.Address(), activatorName+"/"+i+"$1")
+	root.Send(where(i), &cluster.ActivationResponse{Pid: theirs})
+	if got := <-found; !got.Equal(theirs) {
+		t.Fatalf("after a second departure, Get found %v, want %v, which the member asked named", got, theirs)
+	}
+	if n := node.Cluster.GetClusterKind(probeKind).Count(); n != 0 {
+		t.Fatalf("%d activations made here, want none", n)
+	}
+}
+
+// A member that joined asks an identity's previous owner first; when that
+// one does not answer, and the identity's owner since (a member that
+// joined later) left, the other members know of none: none is made, since
+// the silent one may host it.
+func TestPlacementSilentPreviousOwnerMakesNone(t *testing.T) {
+	node, me, other, two := probePair(t)
+	third := &cluster.Member{Id: "third", Host: "127.0.0.1", Port: 2, Kinds: []string{probeKind}}
+	k := identityWhere("k", []*cluster.Rendezvous{rendezvous(me, other, third), two}, []string{third.Address(), me.Address()})
+	sent := elsewhereAsked(node, other.Address(), third.Address())
+	placer := actor.NewPID(node.Address(), activatorName)
+	root := node.System.Root
+	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}}) // this member joins other
+	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other, third}})
+	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}}) // third leaves
+	found := make(chan *actor.PID, 1)
+	go func() { found <- node.Cluster.Get(k, probeKind) }()
+	select {
+	case a := <-sent: // other, the previous owner: it never answers
+		if m, ok := a.m.(*cluster.ActivationRequest); !ok || m.RequestId != whereIs || m.ClusterIdentity.Identity != k {
+			t.Fatalf("sent %T %v, want where %s is", a.m, a.m, k)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the previous owner was not asked")
+	}
+	if got := <-found; got != nil {
+		t.Fatalf("with the previous owner silent, Get found %v; want none made", got)
+	}
+	if n := node.Cluster.GetClusterKind(probeKind).Count(); n != 0 {
+		t.Fatalf("%d activations made here, want none", n)
 	}
 }
