@@ -714,34 +714,17 @@ func TestPlacementAsksThePreviousOwner(t *testing.T) {
 	// This member joins other (the placement's own view is this node
 	// alone: Get asks the placer here).
 	root.Send(actor.NewPID(node.Address(), activatorName), &cluster.ClusterTopology{Members: []*cluster.Member{me, other}})
-	get := func(id string) <-chan *actor.PID {
-		c := make(chan *actor.PID, 1)
-		go func() { c <- node.Cluster.Get(id, probeKind) }()
-		return c
-	}
-	asked := func(id string) *actor.PID {
-		select {
-		case a := <-sent:
-			if m, ok := a.m.(*cluster.ActivationRequest); !ok || m.RequestId != whereIs || m.ClusterIdentity.Identity != id {
-				t.Fatalf("sent %T %v to the previous owner, want where %s is", a.m, a.m, id)
-			}
-			return a.from
-		case <-time.After(10 * time.Second):
-			t.Fatalf("the previous owner of %s was not asked", id)
-		}
-		return nil
-	}
 	theirs := actor.NewPID(other.Address(), activatorName+"/"+ids[0]+"$1")
-	found := get(ids[0])
-	root.Send(asked(ids[0]), &cluster.ActivationResponse{Pid: theirs})
+	found := getAsync(node, ids[0])
+	root.Send(whereAsked(t, sent, ids[0]), &cluster.ActivationResponse{Pid: theirs})
 	if got := <-found; !got.Equal(theirs) {
 		t.Fatalf("Get found %v, not the activation the previous owner lists (%v)", got, theirs)
 	}
 	if got := node.Cluster.Get(ids[0], probeKind); !got.Equal(theirs) {
 		t.Fatalf("Get then found %v, not %v: it was not listed", got, theirs)
 	}
-	made := get(ids[1])
-	root.Send(asked(ids[1]), &cluster.ActivationResponse{Failed: true})
+	made := getAsync(node, ids[1])
+	root.Send(whereAsked(t, sent, ids[1]), &cluster.ActivationResponse{Failed: true})
 	if got := <-made; got == nil || got.Address != node.Address() {
 		t.Fatalf("with none listed by the previous owner, Get found %v; want one made here", got)
 	}
@@ -770,8 +753,7 @@ func TestPlacementAsksThePreviousOwnersInTurn(t *testing.T) {
 	sent := elsewhereAsked(node, other.Address(), third.Address())
 	root := node.System.Root
 	root.Send(actor.NewPID(node.Address(), activatorName), &cluster.ClusterTopology{Members: []*cluster.Member{me, other, third}})
-	found := make(chan *actor.PID, 1)
-	go func() { found <- node.Cluster.Get(id, probeKind) }()
+	found := getAsync(node, id)
 	theirs := actor.NewPID(third.Address(), activatorName+"/"+id+"$1")
 	for _, who := range []*cluster.Member{other, third} {
 		select {
@@ -875,29 +857,10 @@ func TestPlacementAsksTheMembersWhenTheOwnerLeft(t *testing.T) {
 	root := node.System.Root
 	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other, third}})
 	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}}) // third leaves
-	get := func(id string) <-chan *actor.PID {
-		c := make(chan *actor.PID, 1)
-		go func() { c <- node.Cluster.Get(id, probeKind) }()
-		return c
-	}
-	asked := func(id string) *actor.PID {
-		t.Helper()
-		select {
-		case a := <-sent:
-			m, ok := a.m.(*cluster.ActivationRequest)
-			if !ok || m.RequestId != whereIs || m.ClusterIdentity.Identity != id || m.ClusterIdentity.Kind != newKind+probeKind {
-				t.Fatalf("sent %T %v, want where %s is", a.m, a.m, id)
-			}
-			return a.from
-		case <-time.After(10 * time.Second):
-			t.Fatalf("no member was asked where %s is", id)
-		}
-		return nil
-	}
 
 	theirs := actor.NewPID(other.Address(), activatorName+"/"+ids[0]+"$1")
-	found := get(ids[0])
-	root.Send(asked(ids[0]), &cluster.ActivationResponse{Pid: theirs})
+	found := getAsync(node, ids[0])
+	root.Send(whereAsked(t, sent, ids[0]), &cluster.ActivationResponse{Pid: theirs})
 	if got := <-found; !got.Equal(theirs) {
 		t.Fatalf("Get found %v, not the activation the other member hosts (%v)", got, theirs)
 	}
@@ -905,8 +868,8 @@ func TestPlacementAsksTheMembersWhenTheOwnerLeft(t *testing.T) {
 		t.Fatalf("Get then found %v, not %v: it was not listed", got, theirs)
 	}
 
-	silent := get(ids[1])
-	asked(ids[1]) // never answered
+	silent := getAsync(node, ids[1])
+	whereAsked(t, sent, ids[1]) // never answered
 	if got := <-silent; got != nil {
 		t.Fatalf("with a member silent, Get found %v; want none made", got)
 	}
@@ -914,8 +877,8 @@ func TestPlacementAsksTheMembersWhenTheOwnerLeft(t *testing.T) {
 		t.Fatalf("%d activations made here while a member was silent, want none", n)
 	}
 
-	made := get(ids[2])
-	root.Send(asked(ids[2]), &cluster.ActivationResponse{Failed: true})
+	made := getAsync(node, ids[2])
+	root.Send(whereAsked(t, sent, ids[2]), &cluster.ActivationResponse{Failed: true})
 	if got := <-made; got == nil || got.Address != node.Address() {
 		t.Fatalf("with none hosted elsewhere, Get found %v; want one made here", got)
 	}
@@ -945,8 +908,7 @@ func TestPlacementJoiningLateAsksThePreviousOwner(t *testing.T) {
 			ids := ownedBy(two, "late", me.Address(), 1)
 			placer := actor.NewPID(node.Address(), activatorName)
 			node.System.Root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}})
-			found := make(chan *actor.PID, 1)
-			go func() { found <- node.Cluster.Get(ids[0], probeKind) }()
+			found := getAsync(node, ids[0])
 			if first {
 				if got := <-found; got == nil || got.Address != node.Address() {
 					t.Fatalf("the cluster's first member found %v for an identity it owns, want one made here", got)
@@ -973,6 +935,32 @@ func TestPlacementJoiningLateAsksThePreviousOwner(t *testing.T) {
 			}
 		})
 	}
+}
+
+// getAsync asks the cluster for id's activation, and returns where the
+// answer comes.
+func getAsync(node *Node, id string) <-chan *actor.PID {
+	c := make(chan *actor.PID, 1)
+	go func() { c <- node.Cluster.Get(id, probeKind) }()
+	return c
+}
+
+// whereAsked waits for the next message sent to another member, which
+// must ask where id's activation is (whereIs), and returns its sender, to
+// answer.
+func whereAsked(t *testing.T, sent <-chan asked, id string) *actor.PID {
+	t.Helper()
+	select {
+	case a := <-sent:
+		m, ok := a.m.(*cluster.ActivationRequest)
+		if !ok || m.RequestId != whereIs || m.ClusterIdentity.Identity != id || m.ClusterIdentity.Kind != newKind+probeKind {
+			t.Fatalf("sent %T %v, want where %s is", a.m, a.m, id)
+		}
+		return a.from
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no member was asked where %s is", id)
+	}
+	return nil
 }
 
 // identityWhere returns a probe identity (prefix-n) for which each
@@ -1016,27 +1004,9 @@ func TestPlacementAsksTheMembersAfterDepartures(t *testing.T) {
 	root := node.System.Root
 	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other, third, fourth}})
 	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other, third}}) // fourth leaves
-	where := func(id string) *actor.PID {
-		t.Helper()
-		select {
-		case a := <-sent:
-			if m, ok := a.m.(*cluster.ActivationRequest); !ok || m.RequestId != whereIs || m.ClusterIdentity.Identity != id {
-				t.Fatalf("sent %T %v, want where %s is", a.m, a.m, id)
-			}
-			return a.from
-		case <-time.After(10 * time.Second):
-			t.Fatalf("no member was asked where %s is", id)
-		}
-		return nil
-	}
-	get := func(id string) <-chan *actor.PID {
-		c := make(chan *actor.PID, 1)
-		go func() { c <- node.Cluster.Get(id, probeKind) }()
-		return c
-	}
 
-	found := get(j)
-	first, second := where(j), where(j) // other and third
+	found := getAsync(node, j)
+	first, second := whereAsked(t, sent, j), whereAsked(t, sent, j) // other and third
 	theirs := actor.NewPID(third.Address(), activatorName+"/"+j+"$1")
 	root.Send(first, &cluster.ActivationResponse{Failed: true})
 	root.Send(second, &cluster.ActivationResponse{Pid: theirs})
@@ -1045,9 +1015,9 @@ func TestPlacementAsksTheMembersAfterDepartures(t *testing.T) {
 	}
 
 	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}}) // third leaves
-	found = get(i)
+	found = getAsync(node, i)
 	theirs = actor.NewPID(other.Address(), activatorName+"/"+i+"$1")
-	root.Send(where(i), &cluster.ActivationResponse{Pid: theirs})
+	root.Send(whereAsked(t, sent, i), &cluster.ActivationResponse{Pid: theirs})
 	if got := <-found; !got.Equal(theirs) {
 		t.Fatalf("after a second departure, Get found %v, want %v, which the member asked named", got, theirs)
 	}
@@ -1070,16 +1040,8 @@ func TestPlacementSilentPreviousOwnerMakesNone(t *testing.T) {
 	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}}) // this member joins other
 	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other, third}})
 	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}}) // third leaves
-	found := make(chan *actor.PID, 1)
-	go func() { found <- node.Cluster.Get(k, probeKind) }()
-	select {
-	case a := <-sent: // other, the previous owner: it never answers
-		if m, ok := a.m.(*cluster.ActivationRequest); !ok || m.RequestId != whereIs || m.ClusterIdentity.Identity != k {
-			t.Fatalf("sent %T %v, want where %s is", a.m, a.m, k)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the previous owner was not asked")
-	}
+	found := getAsync(node, k)
+	whereAsked(t, sent, k) // other, the previous owner: it never answers
 	if got := <-found; got != nil {
 		t.Fatalf("with the previous owner silent, Get found %v; want none made", got)
 	}
