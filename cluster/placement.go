@@ -514,9 +514,10 @@ func (p *placer) askPrevious(ctx actor.Context, m *cluster.ActivationRequest, ki
 			respondAll(ctx, waiting, g.pid)
 			return
 		}
-		pid := p.listedElsewhere(ctx, ci, res, err)
+		pid := p.listedElsewhere(ctx, m, res, err)
 		if pid == nil {
-			asked, silent = append(asked, prev), silent || noAnswer(err)
+			// (One that left meanwhile hosts nothing any more.)
+			asked, silent = append(asked, prev), silent || (noAnswer(err) && p.members[prev] != nil)
 			p.pending[key] = waiting
 			if next := p.previousOwner(ctx, ci, asked); next != "" {
 				p.askPrevious(ctx, m, kind, next, asked, silent)
@@ -547,12 +548,15 @@ func (p *placer) found(ctx actor.Context, key string, ci *cluster.ClusterIdentit
 	respondAll(ctx, waiting, pid)
 }
 
-// listedElsewhere is the activation of ci another member's answer to a
-// whereIs names (res, err), if it is one, on a third member; else nil.
-func (p *placer) listedElsewhere(ctx actor.Context, ci *cluster.ClusterIdentity, res any, err error) *actor.PID {
+// listedElsewhere is the activation of ci another member's answer to m's
+// whereIs names (res, err), if it is one, on a third member, and not the
+// one m's requester found gone (goneMark: another member may list it
+// still, its end not heard of); else nil.
+func (p *placer) listedElsewhere(ctx actor.Context, m *cluster.ActivationRequest, res any, err error) *actor.PID {
 	r, _ := res.(*cluster.ActivationResponse)
+	_, gone := parseAsk(m.RequestId)
 	if err != nil || r == nil || r.Failed || r.Pid == nil || r.Pid.Address == ctx.ActorSystem().Address() ||
-		p.members[r.Pid.Address] == nil || !activationOf(ci, r.Pid) {
+		p.members[r.Pid.Address] == nil || !activationOf(m.ClusterIdentity, r.Pid) || r.Pid.Equal(gone) {
 		return nil
 	}
 	return r.Pid
@@ -563,8 +567,8 @@ func (p *placer) listedElsewhere(ctx actor.Context, ci *cluster.ClusterIdentity,
 // saw it), was one of them: its directory went with it, and the
 // activation's host may not have registered it here yet (hostedHere).
 func (p *placer) orphaned(ctx actor.Context, ci *cluster.ClusterIdentity) bool {
-	if p.rdv.GetByClusterIdentity(ci) != ctx.ActorSystem().Address() {
-		return false
+	if p.rdv == nil || p.rdv.GetByClusterIdentity(ci) != ctx.ActorSystem().Address() {
+		return false // (nil before the first topology)
 	}
 	return slices.ContainsFunc(p.lost, func(d departure) bool {
 		return time.Since(d.at) < previousWindow && d.left[d.before.GetByClusterIdentity(ci)]
@@ -628,8 +632,8 @@ func (p *placer) askHosts(ctx actor.Context, m *cluster.ActivationRequest, kind 
 			if done {
 				return
 			}
-			silent = silent || noAnswer(err)
-			pid := p.listedElsewhere(ctx, ci, res, err)
+			silent = silent || (noAnswer(err) && p.members[h] != nil) // (one that left hosts nothing)
+			pid := p.listedElsewhere(ctx, m, res, err)
 			if pid == nil && left > 0 {
 				return
 			}
@@ -951,7 +955,8 @@ func (p *placer) topology(ctx actor.Context, t *cluster.ClusterTopology) {
 		}
 	}
 	p.lost = slices.DeleteFunc(p.lost, func(d departure) bool { return time.Since(d.at) >= previousWindow })
-	if len(left) > 0 && !(len(left) == 1 && left[me]) && p.rdv != nil {
+	delete(left, me) // (a member that sees itself leave owns nothing)
+	if len(left) > 0 && p.rdv != nil {
 		p.lost = append(p.lost, departure{before: p.rdv, left: left, at: time.Now()})
 	}
 	p.rdv = cluster.NewRendezvous()

@@ -885,6 +885,24 @@ func TestPlacementAsksTheMembersWhenTheOwnerLeft(t *testing.T) {
 	if n := node.Cluster.GetClusterKind(probeKind).Count(); n != 1 {
 		t.Fatalf("%d activations made here, want 1", n)
 	}
+
+	// The activation found first is reported gone by a requester; a member
+	// that names it still (its end not heard of) is not believed.
+	again := make(chan *actor.PID, 1)
+	go func() {
+		res, err := root.RequestFuture(placer, &cluster.ActivationRequest{ClusterIdentity: cluster.NewClusterIdentity(ids[0], probeKind),
+			RequestId: askFor(false, theirs)}, 10*time.Second).Result()
+		r, _ := res.(*cluster.ActivationResponse)
+		if err != nil || r == nil {
+			again <- nil
+			return
+		}
+		again <- r.Pid
+	}()
+	root.Send(whereAsked(t, sent, ids[0]), &cluster.ActivationResponse{Pid: theirs})
+	if got := <-again; got == nil || got.Equal(theirs) || got.Address != node.Address() {
+		t.Fatalf("with the one found gone named again, the placer answered %v; want one made here", got)
+	}
 }
 
 // A member counts as joining, and asks an identity's previous owner, when
