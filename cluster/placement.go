@@ -395,11 +395,15 @@ func (p *placer) asked(ctx actor.Context, m *cluster.ActivationRequest, ci *clus
 		ctx.Respond(&cluster.ActivationResponse{Failed: true})
 		return
 	}
-	if waiting, ok := p.pending[key]; ok { // answered with the one being made
-		p.pending[key] = append(waiting, ctx.Sender())
+	g, listed := p.actors[key]
+	if _, asking := p.pending[key]; asking || (!listed && p.orphaned(ctx, ci)) {
+		// This member does not know yet: it is finding out (it may learn
+		// only that a member is silent), or the identity's owner left
+		// with its directory and no one asked here since. No answer: the
+		// asker counts it as silence, and makes none.
 		return
 	}
-	if g, ok := p.actors[key]; ok && !g.unwatched {
+	if listed && !g.unwatched {
 		ctx.Respond(&cluster.ActivationResponse{Pid: g.pid})
 		return
 	}
@@ -447,6 +451,14 @@ func activationOf(ci *cluster.ClusterIdentity, pid *actor.PID) bool {
 // with pid.
 func respondAll(ctx actor.Context, waiting []*actor.PID, pid *actor.PID) {
 	r := &cluster.ActivationResponse{Pid: pid}
+	answerAll(ctx, waiting, r)
+	ctx.Respond(r)
+}
+
+// refuseAll refuses the request being handled, and those in waiting:
+// they ask again.
+func refuseAll(ctx actor.Context, waiting []*actor.PID) {
+	r := &cluster.ActivationResponse{Failed: true}
 	answerAll(ctx, waiting, r)
 	ctx.Respond(r)
 }
@@ -500,8 +512,9 @@ func (p *placer) previousOwner(ctx actor.Context, ci *cluster.ClusterIdentity, a
 // activation it lists (whereIs), and lists that one here; without one, it
 // asks the next previous owner, but for those in asked, then, if ci's
 // owner since left, the other members (askHosts), and then makes it
-// (place). silent says that a member asked before did not answer. Requests
-// for it wait meanwhile, in pending.
+// (place), unless one asked did not answer (silent: it may list one; the
+// requests are refused, to ask again). Requests for it wait meanwhile, in
+// pending.
 func (p *placer) askPrevious(ctx actor.Context, m *cluster.ActivationRequest, kind *cluster.ActivatedKind, prev string, asked []string, silent bool) {
 	ci, key := m.ClusterIdentity, m.ClusterIdentity.AsKey()
 	rdv := p.rdv
@@ -528,6 +541,12 @@ func (p *placer) askPrevious(ctx actor.Context, m *cluster.ActivationRequest, ki
 				return
 			}
 			delete(p.pending, key)
+			if silent {
+				// A previous owner that did not answer may list one.
+				p.log.Debug("a previous owner did not say whether it lists an activation: none made", slog.String("identity", key))
+				refuseAll(ctx, waiting)
+				return
+			}
 			p.place(ctx, m, kind, waiting)
 			return
 		}
@@ -610,9 +629,7 @@ func (p *placer) askHosts(ctx actor.Context, m *cluster.ActivationRequest, kind 
 		case silent:
 			p.log.Debug("a member did not say whether it hosts an activation whose identity's owner left: none made",
 				slog.String("identity", key))
-			r := &cluster.ActivationResponse{Failed: true}
-			answerAll(ctx, waiting, r)
-			ctx.Respond(r)
+			refuseAll(ctx, waiting)
 		default:
 			p.place(ctx, m, kind, waiting)
 		}

@@ -1,8 +1,10 @@
 package cluster
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -672,13 +674,18 @@ func TestPlacementAsksTheSilentAskerAgain(t *testing.T) {
 		}
 	}
 	// This node's own request, which would make the activation here: other
-	// is asked again instead.
-	res, err := root.RequestFuture(placer, &cluster.ActivationRequest{ClusterIdentity: ci}, 10*time.Second).Result()
-	if r, ok := res.(*cluster.ActivationResponse); err != nil || !ok || r.Pid != nil || !r.Failed {
-		t.Fatalf("this node's request answered %v, %v; want a failure (other never answered)", res, err)
-	}
+	// is asked again instead (after it says, as the previous owner, that it
+	// lists none).
+	own := make(chan any, 1)
+	go func() {
+		res, err := root.RequestFuture(placer, &cluster.ActivationRequest{ClusterIdentity: ci}, 10*time.Second).Result()
+		own <- cmp.Or[any](err, res)
+	}()
 	if m, ok := next().(*cluster.ActivationRequest); ok && m.RequestId == hostForOwner {
 		asks++
+	}
+	if r, ok := (<-own).(*cluster.ActivationResponse); !ok || r.Pid != nil || !r.Failed {
+		t.Fatalf("this node's request answered %v; want a failure (other never answered)", r)
 	}
 	if asks != 2 {
 		t.Fatalf("other was asked to make the activation %d times, want 2", asks)
@@ -1045,25 +1052,76 @@ func TestPlacementAsksTheMembersAfterDepartures(t *testing.T) {
 }
 
 // A member that joined asks an identity's previous owner first; when that
-// one does not answer, and the identity's owner since (a member that
-// joined later) left, the other members know of none: none is made, since
-// the silent one may host it.
+// one does not answer, none is made, since it may list one: whether or not
+// the identity's owner since (a member that joined later) left, and the
+// other members then know of none.
 func TestPlacementSilentPreviousOwnerMakesNone(t *testing.T) {
-	node, me, other, two := probePair(t)
+	for _, left := range []bool{false, true} {
+		t.Run(fmt.Sprintf("left=%v", left), func(t *testing.T) {
+			node, me, other, two := probePair(t)
+			third := &cluster.Member{Id: "third", Host: "127.0.0.1", Port: 2, Kinds: []string{probeKind}}
+			k := identityWhere("k", []*cluster.Rendezvous{rendezvous(me, other, third), two}, []string{third.Address(), me.Address()})
+			sent := elsewhereAsked(node, other.Address(), third.Address())
+			placer := actor.NewPID(node.Address(), activatorName)
+			root := node.System.Root
+			root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}}) // this member joins other
+			if left {
+				root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other, third}})
+				root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}}) // third leaves
+			}
+			found := getAsync(node, k)
+			whereAsked(t, sent, k) // other, the previous owner: it never answers
+			if got := <-found; got != nil {
+				t.Fatalf("with the previous owner silent, Get found %v; want none made", got)
+			}
+			if n := node.Cluster.GetClusterKind(probeKind).Count(); n != 0 {
+				t.Fatalf("%d activations made here, want none", n)
+			}
+		})
+	}
+}
+
+// A member asked where an activation is gives no answer while it does not
+// know: while it is finding out itself, and for an identity whose owner
+// left (with its directory) and that no one asked it about since. The
+// asker counts that as silence, and makes none.
+func TestPlacementGivesNoAnswerItDoesNotKnow(t *testing.T) {
+	node, me, other, _ := probePair(t)
 	third := &cluster.Member{Id: "third", Host: "127.0.0.1", Port: 2, Kinds: []string{probeKind}}
-	k := identityWhere("k", []*cluster.Rendezvous{rendezvous(me, other, third), two}, []string{third.Address(), me.Address()})
+	all, three, two := rendezvous(me, other, third), rendezvous(other, third), rendezvous(me, other)
+	ids := []string{
+		identityWhere("u", []*cluster.Rendezvous{all, three, two}, []string{third.Address(), third.Address(), me.Address()}),
+		identityWhere("v", []*cluster.Rendezvous{all, three, two}, []string{third.Address(), third.Address(), me.Address()}),
+	}
+	if ids[0] == ids[1] {
+		ids[1] = identityWhere("w", []*cluster.Rendezvous{all, three, two}, []string{third.Address(), third.Address(), me.Address()})
+	}
 	sent := elsewhereAsked(node, other.Address(), third.Address())
 	placer := actor.NewPID(node.Address(), activatorName)
 	root := node.System.Root
-	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}}) // this member joins other
 	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other, third}})
 	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}}) // third leaves
-	found := getAsync(node, k)
-	whereAsked(t, sent, k) // other, the previous owner: it never answers
-	if got := <-found; got != nil {
-		t.Fatalf("with the previous owner silent, Get found %v; want none made", got)
+	where := func(id string) error {
+		_, err := root.RequestFuture(placer, &cluster.ActivationRequest{ClusterIdentity: cluster.NewClusterIdentity(id, newKind+probeKind),
+			RequestId: whereIs}, time.Second).Result()
+		return err
 	}
-	if n := node.Cluster.GetClusterKind(probeKind).Count(); n != 0 {
-		t.Fatalf("%d activations made here, want none", n)
+	if err := where(ids[0]); !errors.Is(err, actor.ErrTimeout) {
+		t.Fatalf("asked where an orphaned identity's activation is: %v; want no answer", err)
+	}
+	found := getAsync(node, ids[1]) // this member asks other, which does not answer yet
+	from := whereAsked(t, sent, ids[1])
+	if err := where(ids[1]); !errors.Is(err, actor.ErrTimeout) {
+		t.Fatalf("asked where an activation it is asking about is: %v; want no answer", err)
+	}
+	theirs := actor.NewPID(other.Address(), activatorName+"/"+ids[1]+"$1")
+	root.Send(from, &cluster.ActivationResponse{Pid: theirs})
+	if got := <-found; !got.Equal(theirs) {
+		t.Fatalf("Get found %v, want %v", got, theirs)
+	}
+	res, err := root.RequestFuture(placer, &cluster.ActivationRequest{ClusterIdentity: cluster.NewClusterIdentity(ids[1], newKind+probeKind),
+		RequestId: whereIs}, 5*time.Second).Result()
+	if r, _ := res.(*cluster.ActivationResponse); err != nil || r == nil || !r.Pid.Equal(theirs) {
+		t.Fatalf("asked once it knows: %v %v; want %v", res, err, theirs)
 	}
 }
