@@ -188,7 +188,7 @@ func (p *placement) Setup(c *cluster.Cluster, _ []string, _ bool) {
 		return &placer{c: c, declines: p.declines, log: cmp.Or(p.logger, c.Logger()), handBack: p.handBack,
 			actors: map[string]grain{}, byPID: map[pidKey]string{}, queued: map[string]bool{},
 			pending: map[string][]*actor.PID{}, unanswered: map[string]string{}, registering: map[string]registration{},
-			members: map[string]*cluster.Member{}, started: time.Now()}
+			members: map[string]*cluster.Member{}, started: time.Now(), whereAsks: map[pidKey]bool{}}
 	}), activatorName)
 	p.sub = system.EventStream.Subscribe(func(ev any) {
 		if t, ok := ev.(*cluster.ClusterTopology); ok {
@@ -294,6 +294,9 @@ type placer struct {
 	// lost are the changes of membership of the last previousWindow in
 	// which members left: their directories went with them (orphaned).
 	lost []departure
+	// whereAsks are the members' whereIs waiting in pending, by sender:
+	// a refusal does not answer them (answerAll).
+	whereAsks map[pidKey]bool
 }
 
 // departure is a change of membership in which members left.
@@ -395,15 +398,22 @@ func (p *placer) asked(ctx actor.Context, m *cluster.ActivationRequest, ci *clus
 		ctx.Respond(&cluster.ActivationResponse{Failed: true})
 		return
 	}
-	g, listed := p.actors[key]
-	if _, asking := p.pending[key]; asking || (!listed && p.orphaned(ctx, ci)) {
-		// This member does not know yet: it is finding out (it may learn
-		// only that a member is silent), or the identity's owner left
-		// with its directory and no one asked here since. No answer: the
-		// asker counts it as silence, and makes none.
+	if waiting, ok := p.pending[key]; ok { // answered with the one being made, if made
+		p.pending[key] = append(waiting, ctx.Sender())
+		p.whereAsks[keyOf(ctx.Sender())] = true
 		return
 	}
-	if listed && !g.unwatched {
+	g, listed := p.actors[key]
+	_, unsure := p.unanswered[key]
+	if (listed && g.unwatched) || (!listed && (unsure || p.orphaned(ctx, ci))) {
+		// This member does not know: its watch of the one it lists
+		// ended, the member it asked to make one did not say whether it
+		// did, or the identity's owner left with its directory and no
+		// one asked here since. No answer: the asker counts it as
+		// silence, and makes none.
+		return
+	}
+	if listed {
 		ctx.Respond(&cluster.ActivationResponse{Pid: g.pid})
 		return
 	}
@@ -431,7 +441,7 @@ func (p *placer) place(ctx actor.Context, m *cluster.ActivationRequest, kind *cl
 		return
 	}
 	pid := p.spawn(ctx, kind, ci, "")
-	respondAll(ctx, waiting, pid)
+	p.respondAll(ctx, waiting, pid)
 	if p.rdv != nil && p.rdv.GetByClusterIdentity(ci) != me {
 		// Asked by a member whose view of membership differs: registered
 		// with the owner, as after a change.
@@ -449,17 +459,17 @@ func activationOf(ci *cluster.ClusterIdentity, pid *actor.PID) bool {
 
 // respondAll answers the request being handled, and those in waiting,
 // with pid.
-func respondAll(ctx actor.Context, waiting []*actor.PID, pid *actor.PID) {
+func (p *placer) respondAll(ctx actor.Context, waiting []*actor.PID, pid *actor.PID) {
 	r := &cluster.ActivationResponse{Pid: pid}
-	answerAll(ctx, waiting, r)
+	p.answerAll(ctx, waiting, r)
 	ctx.Respond(r)
 }
 
 // refuseAll refuses the request being handled, and those in waiting:
 // they ask again.
-func refuseAll(ctx actor.Context, waiting []*actor.PID) {
+func (p *placer) refuseAll(ctx actor.Context, waiting []*actor.PID) {
 	r := &cluster.ActivationResponse{Failed: true}
-	answerAll(ctx, waiting, r)
+	p.answerAll(ctx, waiting, r)
 	ctx.Respond(r)
 }
 
@@ -471,12 +481,21 @@ func (p *placer) list(ctx actor.Context, key string, ci *cluster.ClusterIdentity
 	ctx.Watch(pid)
 }
 
-// answerAll sends r to every request in waiting.
-func answerAll(ctx actor.Context, waiting []*actor.PID, r *cluster.ActivationResponse) {
+// answerAll sends r to every request in waiting; but a refusal to a
+// member's whereIs (whereAsks), which gets no answer: "none" is not what
+// this member learnt.
+func (p *placer) answerAll(ctx actor.Context, waiting []*actor.PID, r *cluster.ActivationResponse) {
 	for _, w := range waiting {
-		if w != nil { // protoactor's own requests name a sender; a stray one may not
-			ctx.Send(w, r)
+		if w == nil { // protoactor's own requests name a sender; a stray one may not
+			continue
 		}
+		if k := keyOf(w); p.whereAsks[k] {
+			delete(p.whereAsks, k)
+			if r.Failed {
+				continue
+			}
+		}
+		ctx.Send(w, r)
 	}
 }
 
@@ -524,7 +543,7 @@ func (p *placer) askPrevious(ctx actor.Context, m *cluster.ActivationRequest, ki
 		waiting := p.pending[key]
 		delete(p.pending, key)
 		if g, ok := p.actors[key]; ok { // registered meanwhile
-			respondAll(ctx, waiting, g.pid)
+			p.respondAll(ctx, waiting, g.pid)
 			return
 		}
 		pid := p.listedElsewhere(ctx, m, res, err)
@@ -544,7 +563,7 @@ func (p *placer) askPrevious(ctx actor.Context, m *cluster.ActivationRequest, ki
 			if silent {
 				// A previous owner that did not answer may list one.
 				p.log.Debug("a previous owner did not say whether it lists an activation: none made", slog.String("identity", key))
-				refuseAll(ctx, waiting)
+				p.refuseAll(ctx, waiting)
 				return
 			}
 			p.place(ctx, m, kind, waiting)
@@ -564,7 +583,7 @@ func (p *placer) found(ctx actor.Context, key string, ci *cluster.ClusterIdentit
 	if p.rdv != rdv {
 		p.settle(ctx, key, p.actors[key])
 	}
-	respondAll(ctx, waiting, pid)
+	p.respondAll(ctx, waiting, pid)
 }
 
 // listedElsewhere is the activation of ci another member's answer to m's
@@ -621,7 +640,7 @@ func (p *placer) askHosts(ctx actor.Context, m *cluster.ActivationRequest, kind 
 		delete(p.pending, key)
 		switch g, ok := p.actors[key]; {
 		case ok: // (made or listed meanwhile: never two)
-			respondAll(ctx, waiting, g.pid)
+			p.respondAll(ctx, waiting, g.pid)
 		case pid != nil:
 			p.found(ctx, key, ci, pid, rdv, waiting)
 			p.log.Debug("activation found with a member, its identity's owner gone", slog.String("identity", key),
@@ -629,7 +648,7 @@ func (p *placer) askHosts(ctx actor.Context, m *cluster.ActivationRequest, kind 
 		case silent:
 			p.log.Debug("a member did not say whether it hosts an activation whose identity's owner left: none made",
 				slog.String("identity", key))
-			refuseAll(ctx, waiting)
+			p.refuseAll(ctx, waiting)
 		default:
 			p.place(ctx, m, kind, waiting)
 		}
@@ -689,7 +708,7 @@ func (p *placer) activateAt(ctx actor.Context, ci *cluster.ClusterIdentity, key,
 	ctx.ReenterAfter(f, func(res any, err error) {
 		waiting := p.pending[key]
 		delete(p.pending, key)
-		answer := func(r *cluster.ActivationResponse) { answerAll(ctx, waiting, r) }
+		answer := func(r *cluster.ActivationResponse) { p.answerAll(ctx, waiting, r) }
 		if g, ok := p.actors[key]; ok {
 			answer(&cluster.ActivationResponse{Pid: g.pid}) // not since activate found none, but never two
 			return

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -1082,46 +1081,55 @@ func TestPlacementSilentPreviousOwnerMakesNone(t *testing.T) {
 }
 
 // A member asked where an activation is gives no answer while it does not
-// know: while it is finding out itself, and for an identity whose owner
-// left (with its directory) and that no one asked it about since. The
-// asker counts that as silence, and makes none.
+// know: for an identity whose owner left (with its directory) and that no
+// one asked it about since, and when what it was finding out about ended
+// in a refusal (a member silent). The asker counts that as silence, and
+// makes none. One that waited while it was finding out gets what it found.
 func TestPlacementGivesNoAnswerItDoesNotKnow(t *testing.T) {
 	node, me, other, _ := probePair(t)
 	third := &cluster.Member{Id: "third", Host: "127.0.0.1", Port: 2, Kinds: []string{probeKind}}
 	all, three, two := rendezvous(me, other, third), rendezvous(other, third), rendezvous(me, other)
-	ids := []string{
-		identityWhere("u", []*cluster.Rendezvous{all, three, two}, []string{third.Address(), third.Address(), me.Address()}),
-		identityWhere("v", []*cluster.Rendezvous{all, three, two}, []string{third.Address(), third.Address(), me.Address()}),
-	}
-	if ids[0] == ids[1] {
-		ids[1] = identityWhere("w", []*cluster.Rendezvous{all, three, two}, []string{third.Address(), third.Address(), me.Address()})
+	var ids []string
+	for _, prefix := range []string{"u", "v", "w"} {
+		ids = append(ids, identityWhere(prefix, []*cluster.Rendezvous{all, three, two}, []string{third.Address(), third.Address(), me.Address()}))
 	}
 	sent := elsewhereAsked(node, other.Address(), third.Address())
 	placer := actor.NewPID(node.Address(), activatorName)
 	root := node.System.Root
 	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other, third}})
 	root.Send(placer, &cluster.ClusterTopology{Members: []*cluster.Member{me, other}}) // third leaves
-	where := func(id string) error {
-		_, err := root.RequestFuture(placer, &cluster.ActivationRequest{ClusterIdentity: cluster.NewClusterIdentity(id, newKind+probeKind),
-			RequestId: whereIs}, time.Second).Result()
-		return err
+	where := func(id string, wait time.Duration) <-chan any {
+		c := make(chan any, 1)
+		go func() {
+			res, err := root.RequestFuture(placer, &cluster.ActivationRequest{ClusterIdentity: cluster.NewClusterIdentity(id, newKind+probeKind),
+				RequestId: whereIs}, wait).Result()
+			c <- cmp.Or[any](err, res)
+		}()
+		return c
 	}
-	if err := where(ids[0]); !errors.Is(err, actor.ErrTimeout) {
-		t.Fatalf("asked where an orphaned identity's activation is: %v; want no answer", err)
+	if got := <-where(ids[0], time.Second); got != actor.ErrTimeout {
+		t.Fatalf("asked where an orphaned identity's activation is: %v; want no answer", got)
 	}
-	found := getAsync(node, ids[1]) // this member asks other, which does not answer yet
+
+	found := getAsync(node, ids[1]) // this member asks other, which answers later
 	from := whereAsked(t, sent, ids[1])
-	if err := where(ids[1]); !errors.Is(err, actor.ErrTimeout) {
-		t.Fatalf("asked where an activation it is asking about is: %v; want no answer", err)
-	}
+	waited := where(ids[1], 10*time.Second)
 	theirs := actor.NewPID(other.Address(), activatorName+"/"+ids[1]+"$1")
 	root.Send(from, &cluster.ActivationResponse{Pid: theirs})
 	if got := <-found; !got.Equal(theirs) {
 		t.Fatalf("Get found %v, want %v", got, theirs)
 	}
-	res, err := root.RequestFuture(placer, &cluster.ActivationRequest{ClusterIdentity: cluster.NewClusterIdentity(ids[1], newKind+probeKind),
-		RequestId: whereIs}, 5*time.Second).Result()
-	if r, _ := res.(*cluster.ActivationResponse); err != nil || r == nil || !r.Pid.Equal(theirs) {
-		t.Fatalf("asked once it knows: %v %v; want %v", res, err, theirs)
+	if r, _ := (<-waited).(*cluster.ActivationResponse); r == nil || !r.Pid.Equal(theirs) {
+		t.Fatalf("asked while it was finding out: %v; want %v", r, theirs)
+	}
+
+	refused := getAsync(node, ids[2]) // this member asks other, which never answers
+	whereAsked(t, sent, ids[2])
+	waited = where(ids[2], 4*time.Second)
+	if got := <-refused; got != nil {
+		t.Fatalf("with the member asked silent, Get found %v; want none", got)
+	}
+	if got := <-waited; got != actor.ErrTimeout {
+		t.Fatalf("asked while it was finding out, and it learnt nothing: %v; want no answer", got)
 	}
 }
