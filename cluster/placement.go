@@ -984,14 +984,15 @@ func (p *placer) topology(ctx actor.Context, t *cluster.ClusterTopology) {
 		p.previous, p.previousMembers, p.joined = cluster.NewRendezvous(), before, time.Now()
 		p.previous.UpdateMembers(before)
 	}
-	left := map[string]bool{}
+	left := make(map[string]bool, len(p.members))
 	for addr := range p.members {
-		if !slices.ContainsFunc(t.Members, func(m *cluster.Member) bool { return m.Address() == addr }) {
-			left[addr] = true
-		}
+		left[addr] = true
 	}
-	p.lost = slices.DeleteFunc(p.lost, func(d departure) bool { return time.Since(d.at) >= previousWindow })
+	for _, m := range t.Members {
+		delete(left, m.Address())
+	}
 	delete(left, me) // (a member that sees itself leave owns nothing)
+	p.lost = slices.DeleteFunc(p.lost, func(d departure) bool { return time.Since(d.at) >= previousWindow })
 	if len(left) > 0 && p.rdv != nil {
 		p.lost = append(p.lost, departure{before: p.rdv, left: left, at: time.Now()})
 	}
