@@ -231,10 +231,15 @@ func (p *placement) get(ci *cluster.ClusterIdentity, here bool, gone *actor.PID)
 	return nil
 }
 
-// RemovePid tells every member that pid, the activation of ci, is gone.
+// RemovePid tells every member that pid, the activation of ci, is gone
+// (placer.broadcast).
 func (p *placement) RemovePid(ci *cluster.ClusterIdentity, pid *actor.PID) {
-	p.c.MemberList.BroadcastEvent(&cluster.ActivationTerminated{Pid: pid, ClusterIdentity: ci}, true)
+	p.c.ActorSystem.Root.Send(p.pid, goneEverywhere{&cluster.ActivationTerminated{Pid: pid, ClusterIdentity: ci}})
 }
+
+// goneEverywhere asks the placer to tell every member of an activation
+// that is gone.
+type goneEverywhere struct{ m *cluster.ActivationTerminated }
 
 // grain is one activation the placer made, or (on its identity's owner)
 // one another member made for it.
@@ -327,6 +332,8 @@ func (p *placer) Receive(ctx actor.Context) {
 		p.handback(ctx)
 	case registerAgain:
 		p.registerTry(ctx, m)
+	case goneEverywhere:
+		p.broadcast(ctx, m.m)
 	case dropKept:
 		if g, ok := p.actors[string(m)]; ok && !g.keptUntil.IsZero() && !time.Now().Before(g.keptUntil) {
 			p.drop(ctx, string(m), g)
@@ -914,17 +921,31 @@ func (p *placer) terminated(ctx actor.Context, t *actor.Terminated) {
 		p.forget(key, k)
 		return // another member's: it tells the cluster
 	}
-	p.ended(key, g)
+	p.ended(ctx, key, g)
 }
 
 // ended forgets an activation of this member's that ended, and tells the
 // cluster.
-func (p *placer) ended(key string, g grain) {
+func (p *placer) ended(ctx actor.Context, key string, g grain) {
 	p.forget(key, keyOf(g.pid))
 	if kind, ok := p.c.TryGetClusterKind(g.ci.Kind); ok {
 		kind.Dec()
 	}
-	p.c.MemberList.BroadcastEvent(&cluster.ActivationTerminated{Pid: g.pid, ClusterIdentity: g.ci}, true)
+	p.broadcast(ctx, &cluster.ActivationTerminated{Pid: g.pid, ClusterIdentity: g.ci})
+}
+
+// broadcast sends m to the event stream of every member, this one
+// included, as the placer last heard of them. (protoactor's
+// MemberList.BroadcastEvent reads its member list without its lock, racing
+// with the provider's next topology: the race detector caught it.)
+func (p *placer) broadcast(ctx actor.Context, m *cluster.ActivationTerminated) {
+	root, me := ctx.ActorSystem().Root, ctx.ActorSystem().Address()
+	root.Send(actor.NewPID(me, "eventstream"), m)
+	for addr := range p.members {
+		if addr != me {
+			root.Send(actor.NewPID(addr, "eventstream"), m)
+		}
+	}
 }
 
 // handedOver forgets an activation that stops serving before it stops (a
@@ -954,7 +975,7 @@ func (p *placer) handedOver(ctx actor.Context, m *cluster.ActivationTerminated) 
 	if g.owner != "" {
 		ctx.Request(actor.NewPID(g.owner, activatorName), m)
 	}
-	p.ended(key, g)
+	p.ended(ctx, key, g)
 }
 
 // forget drops the activation of key, whose PID's key is k.

@@ -437,7 +437,10 @@ func divert(node *Node, to actor.Process, addrs []string) {
 // sink is a Process that hands what it is sent to a channel.
 type sink chan<- any
 
-func (s sink) SendUserMessage(_ *actor.PID, m any) {
+func (s sink) SendUserMessage(to *actor.PID, m any) {
+	if to.Id == "eventstream" {
+		return // a placer's word to every node's event stream (placer.broadcast)
+	}
 	_, m, _ = actor.UnwrapEnvelope(m)
 	s <- m
 }
@@ -453,7 +456,10 @@ type asked struct {
 // askedSink is sink, with each message's sender.
 type askedSink chan<- asked
 
-func (s askedSink) SendUserMessage(_ *actor.PID, m any) {
+func (s askedSink) SendUserMessage(to *actor.PID, m any) {
+	if to.Id == "eventstream" {
+		return // as sink
+	}
 	_, m, from := actor.UnwrapEnvelope(m)
 	s <- asked{m, from}
 }
