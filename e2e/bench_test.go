@@ -11,6 +11,9 @@ package e2e
 //	sdk-shared-process  the same, all sessions on one mcp.Server (the
 //	             SDK's own way to serve many sessions): what opening a
 //	             session costs the SDK when no server is built for it;
+//	sdk-proxied  sdk-process behind a plain reverse proxy in a process of
+//	             its own: the floor of any design with a process between
+//	             the client and the session (cross is one);
 //	single  one pingmcp node (role both, provider single);
 //	cross   an edge-only node forwarding to the session actors of a member;
 //
@@ -31,7 +34,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httputil"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -67,6 +72,7 @@ var benchTargets = []struct {
 	{"sdk", sdkServer},
 	{"sdk-process", sdkProcessServer},
 	{"sdk-shared-process", sdkSharedProcessServer},
+	{"sdk-proxied", sdkProxiedServer},
 	{"single", singleServer},
 	{"single-redis", singleRedisServer},
 	{"cross", crossServer},
@@ -105,6 +111,8 @@ func BenchmarkToolsCall(b *testing.B) {
 var benchPairs = [][2]string{
 	{"single", "sdk-process"},
 	{"cross", "sdk-process"},
+	{"sdk-proxied", "sdk-process"},
+	{"cross", "sdk-proxied"},
 	{"single-redis", "single"},
 	{"cross-redis", "cross"},
 }
@@ -287,8 +295,11 @@ type benchServer struct {
 	nodes []*node
 	// roles name the nodes in memory metrics.
 	roles []string
-	// pid is the process of sdk-process.
+	// pid is the process of sdk-process, and of the SDK behind
+	// sdk-proxied.
 	pid int
+	// proxy is sdk-proxied's proxy process (role proxy; the SDK's is sdk).
+	proxy *childProcess
 }
 
 // memory returns what the target holds now, by metric unit.
@@ -391,7 +402,9 @@ func (s *benchServer) cpuProfiles(b *testing.B) (wait func()) {
 	for i, n := range s.nodes {
 		targets = append(targets, profiled{s.roles[i], "http://" + n.Admin, n.adminToken})
 	}
-	if s.pid != 0 { // the SDK's process serves its profile beside /mcp
+	if s.proxy != nil { // each process serves its profile beside /mcp
+		targets = append(targets, profiled{"proxy", "http://" + s.proxy.addr, ""}, profiled{"sdk", "http://" + s.proxy.upstream, ""})
+	} else if s.pid != 0 {
 		targets = append(targets, profiled{"sdk", strings.TrimSuffix(s.url, "/mcp"), ""})
 	}
 	var wg sync.WaitGroup
@@ -431,6 +444,9 @@ func (s *benchServer) cpuProfiles(b *testing.B) (wait func()) {
 // which runs in this process beside the client.
 func (s *benchServer) usage(b *testing.B) []usage {
 	pids := []int{s.pid}
+	if s.proxy != nil {
+		pids = []int{s.proxy.pid, s.pid}
+	}
 	if s.pid == 0 {
 		pids = pids[:0]
 		for _, n := range s.nodes {
@@ -601,6 +617,67 @@ func sdkSharedProcessServer(b *testing.B) *benchServer { return sdkProcess(b, "s
 func sdkProcess(b *testing.B, mode string) *benchServer {
 	addr, pid := startChild(b, "the SDK's process", sdkProcessEnv+"="+mode)
 	return &benchServer{url: "http://" + addr + "/mcp", pid: pid}
+}
+
+// proxyEnv, set to an address, makes this test binary forward every
+// request to that address (TestMain) instead of running tests: a plain
+// reverse proxy in a process of its own.
+const proxyEnv = "PINGMCP_BENCH_PROXY"
+
+// childProcess is a process startChild started.
+type childProcess struct {
+	addr     string // it listens on
+	upstream string // it forwards to
+	pid      int
+}
+
+// sdkProxiedServer is sdk-process behind the standard library's reverse
+// proxy in a process of its own: what an edge in front of the SDK costs
+// when it does nothing but forward, over kept-alive HTTP/1.1 without TLS.
+// It is the floor of any design with a process between the client and
+// the one serving the session, on this machine ("cross" pays that hop,
+// and TLS, and its own work).
+func sdkProxiedServer(b *testing.B) *benchServer {
+	sdk := sdkProcess(b, "1")
+	upstream := strings.TrimPrefix(strings.TrimSuffix(sdk.url, "/mcp"), "http://")
+	addr, pid := startChild(b, "the proxy's process", proxyEnv+"="+upstream)
+	sdk.url, sdk.roles = "http://"+addr+"/mcp", []string{"proxy", "sdk"}
+	sdk.proxy = &childProcess{addr: addr, upstream: upstream, pid: pid}
+	return sdk
+}
+
+// serveProxy forwards to the address proxyEnv names until killed; it
+// prints the address it listens on, once it does, for the parent to read.
+// Its own CPU profile is at /debug/pprof/profile (loopback, this test
+// binary only); everything else goes upstream.
+func serveProxy() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println("listening " + ln.Addr().String())
+	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: os.Getenv(proxyEnv)})
+	proxy.Transport = &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
+	proxy.FlushInterval = -1 // an event goes out as it comes, as an edge's do
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		// The body is read before it is forwarded, as an edge does (and
+		// because the transport's check for a body longer than its
+		// length can read the client's after the response ended, which
+		// closes the upstream connection in the middle of the next one).
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		proxy.ServeHTTP(w, r)
+	})
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	fmt.Fprintln(os.Stderr, http.Serve(ln, mux))
+	os.Exit(1)
 }
 
 // startChild runs this test binary again with env added (which makes

@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(sdkProcessEnv) != "" {
 		serveSDKProcess() // a benchmark's baseline (bench_test.go)
 	}
+	if os.Getenv(proxyEnv) != "" {
+		serveProxy() // in front of one (bench_test.go)
+	}
 	if os.Getenv(hopEchoEnv) != "" {
 		serveHopEcho() // the other end of BenchmarkHopFloor
 	}
