@@ -14,6 +14,9 @@ package e2e
 //	sdk-proxied  sdk-process behind a plain reverse proxy in a process of
 //	             its own: the floor of any design with a process between
 //	             the client and the session (cross is one);
+//	sdk-relayed  sdk-process serving each request on a worker goroutine,
+//	             its answer relayed back: the floor of an edge in front of
+//	             an actor in one process (single is one);
 //	single  one pingmcp node (role both, provider single);
 //	cross   an edge-only node forwarding to the session actors of a member;
 //
@@ -30,6 +33,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -73,6 +77,7 @@ var benchTargets = []struct {
 	{"sdk-process", sdkProcessServer},
 	{"sdk-shared-process", sdkSharedProcessServer},
 	{"sdk-proxied", sdkProxiedServer},
+	{"sdk-relayed", sdkRelayedServer},
 	{"single", singleServer},
 	{"single-redis", singleRedisServer},
 	{"cross", crossServer},
@@ -113,6 +118,8 @@ var benchPairs = [][2]string{
 	{"cross", "sdk-process"},
 	{"sdk-proxied", "sdk-process"},
 	{"cross", "sdk-proxied"},
+	{"sdk-relayed", "sdk-process"},
+	{"single", "sdk-relayed"},
 	{"single-redis", "single"},
 	{"cross-redis", "cross"},
 }
@@ -598,7 +605,12 @@ func serveSDKProcess() {
 	}
 	fmt.Println("listening " + ln.Addr().String())
 	mux := http.NewServeMux()
-	mux.Handle("/mcp", sdkHandler(os.Getenv(sdkProcessEnv) == "shared"))
+	mode := os.Getenv(sdkProcessEnv)
+	handler := sdkHandler(mode == "shared")
+	if mode == "relayed" {
+		handler = relayed(handler)
+	}
+	mux.Handle("/mcp", handler)
 	// Its CPU profile, for benchProfileEnv: loopback, this test binary only.
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
@@ -613,6 +625,97 @@ func sdkProcessServer(b *testing.B) *benchServer { return sdkProcess(b, "1") }
 // sdkSharedProcessServer is sdkProcessServer with one server for all
 // sessions.
 func sdkSharedProcessServer(b *testing.B) *benchServer { return sdkProcess(b, "shared") }
+
+// sdkRelayedServer is sdkProcessServer with each request served as a node
+// serves it, without anything of a node's own: the body read first, the
+// SDK's handler run on another goroutine (a worker, as a session actor
+// runs a request), what it writes relayed back to the request's own
+// goroutine, which writes it out. Those two handoffs and the copy are the
+// floor of the design's single node (an edge in front of an actor, in one
+// process).
+func sdkRelayedServer(b *testing.B) *benchServer { return sdkProcess(b, "relayed") }
+
+// relayed serves next as sdkRelayedServer describes.
+func relayed(next http.Handler) http.Handler {
+	type job struct {
+		r     *http.Request
+		parts chan relayedPart
+	}
+	jobs := make(chan job)
+	for range 64 {
+		go func() {
+			for j := range jobs {
+				w := &partWriter{header: http.Header{}, parts: j.parts}
+				next.ServeHTTP(w, j.r)
+				w.Flush()
+				close(j.parts)
+			}
+		}()
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r = r.Clone(r.Context())
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		parts := make(chan relayedPart, 8)
+		jobs <- job{r, parts}
+		for p := range parts {
+			if p.header != nil {
+				maps.Copy(w.Header(), p.header)
+				w.WriteHeader(p.status)
+			}
+			w.Write(p.data)
+			w.(http.Flusher).Flush()
+		}
+	})
+}
+
+// relayedPart is what partWriter relays at a flush: the status and header
+// first, and the bytes written since the last.
+type relayedPart struct {
+	status int
+	header http.Header
+	data   []byte
+}
+
+// partWriter is the http.ResponseWriter of relayed's worker: each Flush
+// (the SDK flushes each event) relays what was written since.
+type partWriter struct {
+	header http.Header
+	status int
+	sent   bool
+	buf    []byte
+	parts  chan relayedPart
+}
+
+func (w *partWriter) Header() http.Header { return w.header }
+
+func (w *partWriter) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+}
+
+func (w *partWriter) Write(p []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	w.buf = append(w.buf, p...)
+	return len(p), nil
+}
+
+func (w *partWriter) Flush() {
+	w.WriteHeader(http.StatusOK)
+	p := relayedPart{status: w.status, data: w.buf}
+	if !w.sent {
+		p.header, w.sent = w.header.Clone(), true
+	} else if len(w.buf) == 0 {
+		return
+	}
+	w.buf = nil
+	w.parts <- p
+}
 
 func sdkProcess(b *testing.B, mode string) *benchServer {
 	addr, pid := startChild(b, "the SDK's process", sdkProcessEnv+"="+mode)
