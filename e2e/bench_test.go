@@ -17,6 +17,9 @@ package e2e
 //	sdk-relayed  sdk-process serving each request on a worker goroutine,
 //	             its answer relayed back: the floor of an edge in front of
 //	             an actor in one process (single is one);
+//	sdk-journalled  sdk-process writing to Redis what a node in Redis mode
+//	             writes for each request, one round trip before it: the
+//	             floor of the durability's cost;
 //	single  one pingmcp node (role both, provider single);
 //	cross   an edge-only node forwarding to the session actors of a member;
 //
@@ -30,6 +33,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -54,9 +58,11 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/pingmcp/pingmcp/internal/procstat"
 	"github.com/pingmcp/pingmcp/internal/redistest"
+	"github.com/pingmcp/pingmcp/state"
 
 	"github.com/pingmcp/pingmcp/tools/conformance"
 )
@@ -78,6 +84,7 @@ var benchTargets = []struct {
 	{"sdk-shared-process", sdkSharedProcessServer},
 	{"sdk-proxied", sdkProxiedServer},
 	{"sdk-relayed", sdkRelayedServer},
+	{"sdk-journalled", sdkJournalledServer},
 	{"single", singleServer},
 	{"single-redis", singleRedisServer},
 	{"cross", crossServer},
@@ -122,6 +129,7 @@ var benchPairs = [][2]string{
 	{"single", "sdk-relayed"},
 	{"single-redis", "single"},
 	{"cross-redis", "cross"},
+	{"sdk-journalled", "sdk-process"},
 }
 
 // pairedTurn is how many calls a target makes in one turn of
@@ -607,8 +615,12 @@ func serveSDKProcess() {
 	mux := http.NewServeMux()
 	mode := os.Getenv(sdkProcessEnv)
 	handler := sdkHandler(mode == "shared")
-	if mode == "relayed" {
+	switch mode {
+	case "relayed":
 		handler = relayed(handler)
+	case "journalled":
+		client := redis.NewClient(&redis.Options{Addr: os.Getenv(sdkRedisEnv)})
+		handler = journalled(handler, state.NewRedisEvents(client, "bench:", state.EventOptions{}))
 	}
 	mux.Handle("/mcp", handler)
 	// Its CPU profile, for benchProfileEnv: loopback, this test binary only.
@@ -634,6 +646,57 @@ func sdkSharedProcessServer(b *testing.B) *benchServer { return sdkProcess(b, "s
 // floor of the design's single node (an edge in front of an actor, in one
 // process).
 func sdkRelayedServer(b *testing.B) *benchServer { return sdkProcess(b, "relayed") }
+
+// sdkRedisEnv names the Redis of the SDK's process in mode journalled.
+const sdkRedisEnv = "PINGMCP_BENCH_SDK_REDIS"
+
+// sdkJournalledServer is sdkProcessServer writing, for each request, what
+// a node in Redis mode writes, with the node's own code (state.RedisEvents)
+// and nothing else of a node's: the stream's open with its journal entry
+// and priming event, one script, before the SDK serves the request; the
+// answer with the entry's removal behind it. That round trip on the
+// request's path is the floor of the design's durability (fencing and the
+// journal before anything runs): its cost over sdk-process is what Redis
+// mode must cost at least, on this machine.
+func sdkJournalledServer(b *testing.B) *benchServer {
+	rdb := redistest.Start(b)
+	addr, pid := startChild(b, "the SDK's process", sdkProcessEnv+"=journalled", sdkRedisEnv+"="+rdb.Options().Addr)
+	return &benchServer{url: "http://" + addr + "/mcp", pid: pid}
+}
+
+// journalled serves next as sdkJournalledServer describes: each request of
+// a session (a JSON-RPC request, not a notification) is opened first.
+func journalled(next http.Handler, ev *state.RedisEvents) http.Handler {
+	// What the tool answers, to stand for the answer the SDK writes.
+	answer := []byte(`{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"This is a simple text response for testing."}]}}`)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		session := r.Header.Get("Mcp-Session-Id")
+		if r.Method != http.MethodPost || session == "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var msg struct {
+			ID json.RawMessage `json:"id"`
+		}
+		if err := json.Unmarshal(body, &msg); err != nil || msg.ID == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		stream := rand.Text()
+		if err := ev.OpenAppend(r.Context(), session, stream, "", 0, []json.RawMessage{msg.ID}, state.NewWriteID(), nil); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		next.ServeHTTP(w, r)
+		go ev.AppendFinish(context.Background(), session, stream, 0, state.NewWriteID(), answer)
+	})
+}
 
 // relayed serves next as sdkRelayedServer describes.
 func relayed(next http.Handler) http.Handler {
