@@ -21,11 +21,18 @@ import (
 // is read: net/http would otherwise wait, with no time limit, for the body
 // it announced before it sends the refusal, so a client that never sends it
 // would hold the connection for nothing. readBody keeps the connection open
-// once the body is read.
+// once the body is read. A refusal that closes the connection carries no
+// Keep-Alive hint (the server's, for connections kept): readBody puts it
+// back.
 func closeUnread(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength != 0 {
-			w.Header().Set("Connection", "close")
+			h := w.Header()
+			h.Set("Connection", "close")
+			if hint := h.Values("Keep-Alive"); len(hint) > 0 {
+				factsOf(r).keepAlive = hint
+				h.Del("Keep-Alive")
+			}
 		}
 		next.ServeHTTP(w, r)
 	})
@@ -176,8 +183,12 @@ func (e *Edge) readBody(next http.Handler) http.Handler {
 			writeError(w, http.StatusBadRequest, nil, rpcerr.New(rpcerr.ParseError, "could not read request body"))
 			return
 		}
+		f := factsOf(r)
 		w.Header().Del("Connection")
-		factsOf(r).body = body
+		if f.keepAlive != nil {
+			w.Header()["Keep-Alive"] = f.keepAlive
+		}
+		f.body = body
 		next.ServeHTTP(w, r)
 	})
 }

@@ -57,13 +57,22 @@ func TestChainOrder(t *testing.T) {
 	}
 }
 
+// hinted is a handler that sets the server's Keep-Alive hint, as
+// cmd/pingmcp's does for every HTTP/1.1 request, before h.
+func hinted(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Keep-Alive", "timeout=115")
+		h.ServeHTTP(w, r)
+	})
+}
+
 func TestCloseUnread(t *testing.T) {
 	for _, tc := range []struct {
-		body, want string
-	}{{"", ""}, {"{}", "close"}} {
-		rec, _, passed := runStage(closeUnread, stageRequest(http.MethodPost, "localhost", nil, tc.body))
-		if !passed || rec.Header().Get("Connection") != tc.want {
-			t.Errorf("body %q: passed %v, Connection %q, want %q", tc.body, passed, rec.Header().Get("Connection"), tc.want)
+		body, want, hint string
+	}{{"", "", "timeout=115"}, {"{}", "close", ""}} {
+		rec, _, passed := runStage(func(next http.Handler) http.Handler { return hinted(closeUnread(next)) }, stageRequest(http.MethodPost, "localhost", nil, tc.body))
+		if !passed || rec.Header().Get("Connection") != tc.want || rec.Header().Get("Keep-Alive") != tc.hint {
+			t.Errorf("body %q: passed %v, Connection %q, Keep-Alive %q, want %q and %q", tc.body, passed, rec.Header().Get("Connection"), rec.Header().Get("Keep-Alive"), tc.want, tc.hint)
 		}
 	}
 }
@@ -214,11 +223,11 @@ func TestReadBody(t *testing.T) {
 
 func TestReadBodyKeepsConnection(t *testing.T) {
 	e := stageEdge(Options{})
-	h := chain(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), closeUnread, e.readBody)
+	h := chain(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}), hinted, closeUnread, e.readBody)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, withFacts(stageRequest(http.MethodPost, "localhost", nil, "{}"), &facts{}))
-	if c := rec.Header().Get("Connection"); c != "" {
-		t.Errorf("Connection %q once the body is read", c)
+	if c, k := rec.Header().Get("Connection"), rec.Header().Get("Keep-Alive"); c != "" || k != "timeout=115" {
+		t.Errorf("Connection %q, Keep-Alive %q once the body is read, want none and timeout=115", c, k)
 	}
 }
 

@@ -225,6 +225,7 @@ func (e *Edge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // after them. Each field is set by one stage (named) and zero before it.
 type facts struct {
 	span      *edgeSpan           // ServeHTTP; begun by parseBody
+	keepAlive []string            // closeUnread: the Keep-Alive hint it took off, for readBody
 	resource  string              // checkResource: the resource r.Host names
 	token     *auth.Token         // checkToken; nil without authentication
 	principal *envelope.Principal // checkToken
