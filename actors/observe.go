@@ -85,16 +85,21 @@ func (r *requestsOf) load(id string) *served {
 // headers. end finishes the span with the response's status.
 func (a *core) observe(hr *http.Request, req *envelope.Request, rb *rpcbody.Body) (*http.Request, func(w *relayWriter)) {
 	ctx := telemetry.Extract(hr.Context(), hr.Header)
-	attrs := []attribute.KeyValue{
-		attribute.String("http.request.method", req.Method),
-		attribute.String("pingmcp.node", a.node),
-	}
-	if a.sessionID == "" {
-		attrs = append(attrs, attribute.String("pingmcp.actor.kind", "principal"))
+	var span trace.Span
+	if !telemetry.Tracing() {
+		ctx, span = telemetry.Untraced(ctx)
 	} else {
-		attrs = append(attrs, attribute.String("mcp.session.id", a.sessionID), attribute.String("pingmcp.actor.kind", "session"))
+		attrs := []attribute.KeyValue{
+			attribute.String("http.request.method", req.Method),
+			attribute.String("pingmcp.node", a.node),
+		}
+		if a.sessionID == "" {
+			attrs = append(attrs, attribute.String("pingmcp.actor.kind", "principal"))
+		} else {
+			attrs = append(attrs, attribute.String("mcp.session.id", a.sessionID), attribute.String("pingmcp.actor.kind", "session"))
+		}
+		ctx, span = telemetry.Start(ctx, "actor "+req.Method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
 	}
-	ctx, span := telemetry.Start(ctx, "actor "+req.Method, trace.WithSpanKind(trace.SpanKindServer), trace.WithAttributes(attrs...))
 
 	s := &served{principal: req.Principal, calls: newToolCallIDs(rb, req.Body), resource: req.Resource}
 	s.flight, _ = hr.Context().Value(flightKey{}).(*flight)
@@ -178,15 +183,20 @@ func (a *core) auditToolCalls(next mcp.MethodHandler) mcp.MethodHandler {
 		} else {
 			ctx = telemetry.ExtractMeta(ctx, params.GetMeta())
 		}
-		name := "tools/call"
-		if validToolName(params.Name) {
-			name += " " + params.Name
+		var span trace.Span
+		if !telemetry.Tracing() {
+			ctx, span = telemetry.Untraced(ctx)
+		} else {
+			name := "tools/call"
+			if validToolName(params.Name) {
+				name += " " + params.Name
+			}
+			ctx, span = telemetry.Start(ctx, name, trace.WithAttributes(
+				attribute.String("mcp.method.name", "tools/call"),
+				attribute.String("gen_ai.tool.name", telemetry.Clip(params.Name)),
+				attribute.String("pingmcp.node", a.node),
+			))
 		}
-		ctx, span := telemetry.Start(ctx, name, trace.WithAttributes(
-			attribute.String("mcp.method.name", "tools/call"),
-			attribute.String("gen_ai.tool.name", telemetry.Clip(params.Name)),
-			attribute.String("pingmcp.node", a.node),
-		))
 		defer span.End()
 		ctx, used := audit.Collect(ctx)
 		if s != nil {

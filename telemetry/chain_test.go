@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +22,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/pingmcp/pingmcp/actors"
 	"github.com/pingmcp/pingmcp/audit"
@@ -28,6 +30,7 @@ import (
 	"github.com/pingmcp/pingmcp/auth/devidp"
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/internal/logtest"
+	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/pingmcp/pingmcp/todoapi"
 	"github.com/pingmcp/pingmcp/tools"
 	"github.com/pingmcp/pingmcp/tools/todo"
@@ -46,8 +49,9 @@ type chain struct {
 	sessionA *logtest.Buffer
 	statelsA *logtest.Buffer
 
-	mu         sync.Mutex
-	downstream []string // bearer tokens the Todo API received
+	mu          sync.Mutex
+	downstream  []string // bearer tokens the Todo API received
+	traceparent []string // and the traceparent of each request
 }
 
 const mcpURI = "http://127.0.0.1:8080/mcp"
@@ -87,6 +91,7 @@ func newChain(t *testing.T) *chain {
 	todoSrv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c.mu.Lock()
 		c.downstream = append(c.downstream, strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "))
+		c.traceparent = append(c.traceparent, r.Header.Get("Traceparent"))
 		c.mu.Unlock()
 		api.ServeHTTP(w, r)
 	})
@@ -466,4 +471,39 @@ func auditRecords(t *testing.T, b *logtest.Buffer, secrets []string) []map[strin
 		out = append(out, m)
 	}
 	return out
+}
+
+// With tracing off (the no-op provider, as telemetry.Setup installs it)
+// no span is built, but the client's trace context still reaches the
+// downstream API and the audit record, from the traceparent header or from
+// params._meta, through the edge, the actor and the tool call. (After
+// TestTraceChain: the tracers other packages keep are bound to the first
+// provider a test installs, so that test must be the first.)
+func TestTraceContextWithTracingOff(t *testing.T) {
+	c := newChain(t)
+	otel.SetTracerProvider(noop.NewTracerProvider())
+	if telemetry.Tracing() {
+		t.Fatal("Tracing() with the no-op provider")
+	}
+	sid := c.initialize(t)
+	const header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	c.callTool(t, sid, map[string]string{"traceparent": header}, 2, "get_my_todo_list", `{}`, "")
+	const meta = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	c.callTool(t, sid, nil, 3, "get_my_todo_list", `{}`, `{"traceparent":"`+meta+`"}`)
+	c.mu.Lock()
+	got := slices.Clone(c.traceparent)
+	c.mu.Unlock()
+	if !slices.Equal(got, []string{header, meta}) {
+		t.Errorf("the Todo API's traceparents %q, want the client's %q then %q", got, header, meta)
+	}
+	for _, id := range []string{"4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c"} {
+		if !strings.Contains(c.sessionA.String(), `"trace_id":"`+id+`"`) {
+			t.Errorf("no audit record of trace %s: %s", id, c.sessionA.String())
+		}
+	}
+	for _, sp := range c.spans.GetSpans() {
+		if strings.HasPrefix(sp.Name, "mcp ") || strings.HasPrefix(sp.Name, "actor ") || strings.HasPrefix(sp.Name, "tools/call") || sp.Name == "token exchange" {
+			t.Errorf("span %q recorded with tracing off", sp.Name)
+		}
+	}
 }

@@ -29,6 +29,10 @@ func (t *edgeSpan) begin(r *http.Request, rb *rpcbody.Body) context.Context {
 	if first != nil && !trace.SpanContextFromContext(ctx).IsValid() {
 		ctx = telemetry.ExtractMetaStrings(ctx, first.Traceparent, first.Tracestate)
 	}
+	if !telemetry.Tracing() {
+		ctx, t.span = telemetry.Untraced(ctx)
+		return ctx
+	}
 	name := r.Method
 	attrs := []attribute.KeyValue{attribute.String("http.request.method", r.Method)}
 	if r.Method == http.MethodPost {
@@ -66,6 +70,9 @@ func (t *edgeSpan) routed(rt route) {
 
 func (t *edgeSpan) end(r *http.Request, w *telemetry.ResponseWriter) {
 	if t.span == nil {
+		if !telemetry.Tracing() {
+			return
+		}
 		// Refused before the body was read (Host, Origin, method, token).
 		_, t.span = telemetry.Start(telemetry.Extract(r.Context(), r.Header), "mcp "+r.Method,
 			trace.WithSpanKind(trace.SpanKindServer), trace.WithTimestamp(t.start),
