@@ -42,8 +42,9 @@ import (
 // the development authorization server (token exchange) and the Todo API,
 // every span going to an in-memory exporter.
 type chain struct {
-	spans    *tracetest.InMemoryExporter
-	mcp      string // the edge's /mcp URL
+	spans    *tracetest.InMemoryExporter // the package's (recorded)
+	from     int                         // how many spans it had before this chain
+	mcp      string                      // the edge's /mcp URL
 	todoURL  string
 	token    string // alice's access token for /mcp
 	sessionA *logtest.Buffer
@@ -56,12 +57,21 @@ type chain struct {
 
 const mcpURI = "http://127.0.0.1:8080/mcp"
 
+// recorded is the tracer provider of every chain, and what it recorded: one
+// for the package, since the tracers other packages keep (the OAuth
+// client's, an HTTP transport's) stay bound to the provider current when
+// they were made, so that a provider of each test's own would miss their
+// spans after the first. Tests tell theirs apart by trace id.
+var recorded = sync.OnceValues(func() (*sdktrace.TracerProvider, *tracetest.InMemoryExporter) {
+	spans := tracetest.NewInMemoryExporter()
+	return sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans)), spans
+})
+
 func newChain(t *testing.T) *chain {
-	c := &chain{spans: tracetest.NewInMemoryExporter(), sessionA: &logtest.Buffer{}, statelsA: &logtest.Buffer{}}
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(c.spans))
+	tp, spans := recorded()
+	c := &chain{spans: spans, from: len(spans.GetSpans()), sessionA: &logtest.Buffer{}, statelsA: &logtest.Buffer{}}
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(propagation.TraceContext{})
-	t.Cleanup(func() { tp.Shutdown(t.Context()) })
 	discard := slog.New(slog.DiscardHandler)
 
 	idpSrv := httptest.NewUnstartedServer(nil)
@@ -197,6 +207,9 @@ func (c *chain) callTool(t *testing.T, session string, header map[string]string,
 	}
 }
 
+// recorded are the spans recorded since c was made.
+func (c *chain) recorded() tracetest.SpanStubs { return c.spans.GetSpans()[c.from:] }
+
 // trace waits until the trace has a span of each name, and returns its
 // spans.
 func (c *chain) trace(t *testing.T, id trace.TraceID, names ...string) tracetest.SpanStubs {
@@ -205,7 +218,7 @@ func (c *chain) trace(t *testing.T, id trace.TraceID, names ...string) tracetest
 	for {
 		var out tracetest.SpanStubs
 		have := map[string]bool{}
-		for _, s := range c.spans.GetSpans() {
+		for _, s := range c.recorded() {
 			if s.SpanContext.TraceID() == id {
 				out = append(out, s)
 				have[s.Name] = true
@@ -346,14 +359,14 @@ func TestTraceChain(t *testing.T) {
 	childOf(t, one(t, ss, "todo-api GET", trace.SpanKindServer), one(t, ss, "todo-api GET", trace.SpanKindClient))
 
 	// 3. Neither: each request starts a trace of its own.
-	before := len(c.spans.GetSpans())
+	before := len(c.recorded())
 	c.callTool(t, sid, nil, 4, "create_new_todo", `{"text":"buy secret-argument-value"}`, "")
 	c.callTool(t, sid, nil, 5, "get_my_todo_list", `{}`, "")
 	roots := map[trace.TraceID]string{}
 	deadline := time.Now().Add(5 * time.Second)
 	for len(roots) < 2 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
-		for _, s := range c.spans.GetSpans()[before:] {
+		for _, s := range c.recorded()[before:] {
 			if s.Name == "mcp tools/call" {
 				if s.Parent.IsValid() {
 					t.Errorf("edge span without trace context has a parent: %s", s.Parent.SpanID())
@@ -384,7 +397,7 @@ func TestTraceChain(t *testing.T) {
 	if len(secrets) < 2 {
 		t.Fatal("the Todo API saw no token")
 	}
-	for _, s := range c.spans.GetSpans() {
+	for _, s := range c.recorded() {
 		dump := fmt.Sprintf("%s %v %v %v %v", s.Name, s.Attributes, s.Events, s.Status, s.Resource)
 		for _, secret := range secrets {
 			if secret != "" && strings.Contains(dump, secret) {
@@ -476,12 +489,12 @@ func auditRecords(t *testing.T, b *logtest.Buffer, secrets []string) []map[strin
 // With tracing off (the no-op provider, as telemetry.Setup installs it)
 // no span is built, but the client's trace context still reaches the
 // downstream API and the audit record, from the traceparent header or from
-// params._meta, through the edge, the actor and the tool call. (After
-// TestTraceChain: the tracers other packages keep are bound to the first
-// provider a test installs, so that test must be the first.)
+// params._meta, through the edge, the actor and the tool call.
 func TestTraceContextWithTracingOff(t *testing.T) {
 	c := newChain(t)
 	otel.SetTracerProvider(noop.NewTracerProvider())
+	t.Cleanup(func() { tp, _ := recorded(); otel.SetTracerProvider(tp) })
+	before := len(c.recorded())
 	if telemetry.Tracing() {
 		t.Fatal("Tracing() with the no-op provider")
 	}
@@ -501,7 +514,7 @@ func TestTraceContextWithTracingOff(t *testing.T) {
 			t.Errorf("no audit record of trace %s: %s", id, c.sessionA.String())
 		}
 	}
-	for _, sp := range c.spans.GetSpans() {
+	for _, sp := range c.recorded()[before:] {
 		if strings.HasPrefix(sp.Name, "mcp ") || strings.HasPrefix(sp.Name, "actor ") || strings.HasPrefix(sp.Name, "tools/call") || sp.Name == "token exchange" {
 			t.Errorf("span %q recorded with tracing off", sp.Name)
 		}
