@@ -411,8 +411,77 @@ type flight struct {
 	answered atomic.Bool
 	drain    context.CancelFunc // ends the handler, not the response
 
+	// dropAnswer is set when the answer to a request its client cancelled
+	// was appended to its stream (sessionEvents.Append): the write that
+	// follows is that answer, and is not sent (relayWriter.skip).
+	dropAnswer atomic.Bool
+
 	mu     sync.Mutex
 	stream string // the event stream its requests were journalled on
+	// peerCancelled are the ids of its requests the client cancelled
+	// (notifications/cancelled; notePeerCancels), canonical.
+	peerCancelled map[string]bool
+}
+
+// cancelledByPeer says whether the client cancelled f's request id.
+func (f *flight) cancelledByPeer(id json.RawMessage) bool {
+	if id == nil {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.peerCancelled[string(id)]
+}
+
+// notePeerCancels marks, before the SDK reads the request, the requests in
+// flight that a notifications/cancelled of body names. The MCP cancellation
+// utility says a receiver should not answer a cancelled request (its client
+// has forgotten it: the TypeScript SDK reports "a response for an unknown
+// message ID"); the go-sdk stops the handler and answers anyway, with code
+// 0 (modelcontextprotocol/go-sdk#1235, #1259), so the answer is dropped on
+// its way out (sessionEvents.Append, relayWriter.skip). It is still
+// journalled, as every answer is. Runs in the actor's turn, which owns
+// a.flights; the SDK sees the notification only after.
+func (a *core) notePeerCancels(rb *rpcbody.Body, body []byte) {
+	if rb == nil || len(a.flights) == 0 {
+		return
+	}
+	cancels := false
+	for _, m := range rb.Messages {
+		cancels = cancels || m.Method == "notifications/cancelled"
+	}
+	if !cancels {
+		return
+	}
+	type notification struct {
+		Method string `json:"method"`
+		Params struct {
+			RequestID any `json:"requestId"`
+		} `json:"params"`
+	}
+	var ns []notification
+	if rb.Batch {
+		json.Unmarshal(body, &ns)
+	} else {
+		ns = make([]notification, 1)
+		json.Unmarshal(body, &ns[0])
+	}
+	for _, n := range ns {
+		id := canonicalID(n.Params.RequestID)
+		if n.Method != "notifications/cancelled" || id == nil {
+			continue
+		}
+		for _, f := range a.flights {
+			if slices.ContainsFunc(f.rpc.IDs(), func(r json.RawMessage) bool { return bytes.Equal(r, id) }) {
+				f.mu.Lock()
+				if f.peerCancelled == nil {
+					f.peerCancelled = map[string]bool{}
+				}
+				f.peerCancelled[string(id)] = true
+				f.mu.Unlock()
+			}
+		}
+	}
 }
 
 func (f *flight) setStream(s string) {
@@ -478,6 +547,7 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		send(refusal)
 		return
 	}
+	a.notePeerCancels(rb, req.Body)
 	if refusal := a.kind.checkLimits(req); refusal != nil {
 		send(refusal)
 		return
@@ -527,6 +597,7 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		w := newRelayWriter(rctx, req.Id, f.window, send)
 		w.refused = f.moved.Load
 		w.answered = f.answered.Load
+		w.skip = func() bool { return f.dropAnswer.CompareAndSwap(true, false) }
 		w.hold = a.cfg.PartDelay
 		if debug {
 			w.onStream = func() {

@@ -80,6 +80,9 @@ type relayWriter struct {
 	// request's requests was written: what is flushed from then on is
 	// held for the final part (see FlushError).
 	answered func() bool
+	// skip, if set and true, says the write that comes is the answer to a
+	// request its client cancelled: it is not sent (notePeerCancels).
+	skip func() bool
 
 	mu       sync.Mutex
 	status   int
@@ -127,7 +130,7 @@ func (w *relayWriter) Write(p []byte) (int, error) {
 		return 0, w.ctx.Err()
 	}
 	w.writeHeaderLocked(http.StatusOK)
-	if w.dropping() {
+	if w.dropping() || w.skip != nil && w.skip() {
 		return len(p), nil
 	}
 	w.buf = append(w.buf, p...)
