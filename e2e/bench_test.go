@@ -11,12 +11,15 @@ package e2e
 //	sdk-shared-process  the same, all sessions on one mcp.Server (the
 //	             SDK's own way to serve many sessions): what opening a
 //	             session costs the SDK when no server is built for it;
-//	sdk-proxied  sdk-process behind a plain reverse proxy in a process of
-//	             its own: the floor of any design with a process between
-//	             the client and the session (cross is one);
+//	sdk-proxied  sdk-process behind the standard library's reverse proxy
+//	             in a process of its own: forwarding done the ordinary way
+//	             (cross forwards too);
+//	sdk-spliced  sdk-process behind a TCP relay in a process of its own:
+//	             what a process in between costs at the least;
 //	sdk-relayed  sdk-process serving each request on a worker goroutine,
-//	             its answer relayed back: the floor of an edge in front of
-//	             an actor in one process (single is one);
+//	             its answer relayed back: an edge in front of an actor in
+//	             one process at the least (single is one, with the actor's
+//	             mailbox turn between the two);
 //	sdk-journalled  sdk-process writing to Redis what a node in Redis mode
 //	             writes for each request, one round trip before it: the
 //	             floor of the durability's cost;
@@ -83,6 +86,7 @@ var benchTargets = []struct {
 	{"sdk-process", sdkProcessServer},
 	{"sdk-shared-process", sdkSharedProcessServer},
 	{"sdk-proxied", sdkProxiedServer},
+	{"sdk-spliced", sdkSplicedServer},
 	{"sdk-relayed", sdkRelayedServer},
 	{"sdk-journalled", sdkJournalledServer},
 	{"single", singleServer},
@@ -125,6 +129,8 @@ var benchPairs = [][2]string{
 	{"cross", "sdk-process"},
 	{"sdk-proxied", "sdk-process"},
 	{"cross", "sdk-proxied"},
+	{"sdk-spliced", "sdk-process"},
+	{"cross", "sdk-spliced"},
 	{"sdk-relayed", "sdk-process"},
 	{"single", "sdk-relayed"},
 	{"single-redis", "single"},
@@ -418,7 +424,10 @@ func (s *benchServer) cpuProfiles(b *testing.B) (wait func()) {
 		targets = append(targets, profiled{s.roles[i], "http://" + n.Admin, n.adminToken})
 	}
 	if s.proxy != nil { // each process serves its profile beside /mcp
-		targets = append(targets, profiled{"proxy", "http://" + s.proxy.addr, ""}, profiled{"sdk", "http://" + s.proxy.upstream, ""})
+		if s.proxy.profiled {
+			targets = append(targets, profiled{"proxy", "http://" + s.proxy.addr, ""})
+		}
+		targets = append(targets, profiled{"sdk", "http://" + s.proxy.upstream, ""})
 	} else if s.pid != 0 {
 		targets = append(targets, profiled{"sdk", strings.TrimSuffix(s.url, "/mcp"), ""})
 	}
@@ -682,9 +691,12 @@ func journalled(next http.Handler, ev *state.RedisEvents) http.Handler {
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		var msg struct {
-			ID json.RawMessage `json:"id"`
+			Method string          `json:"method"`
+			ID     json.RawMessage `json:"id"`
 		}
-		if err := json.Unmarshal(body, &msg); err != nil || msg.ID == nil {
+		// A request alone (the benchmarks send no batch); its initialize
+		// has no session yet, and is not journalled.
+		if err := json.Unmarshal(body, &msg); err != nil || msg.Method == "" || msg.ID == nil || string(msg.ID) == "null" {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -724,7 +736,11 @@ func relayed(next http.Handler) http.Handler {
 		r = r.Clone(r.Context())
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		parts := make(chan relayedPart, 8)
-		jobs <- job{r, parts}
+		select {
+		case jobs <- job{r, parts}:
+		case <-r.Context().Done():
+			return
+		}
 		for p := range parts {
 			if p.header != nil {
 				maps.Copy(w.Header(), p.header)
@@ -795,21 +811,74 @@ type childProcess struct {
 	addr     string // it listens on
 	upstream string // it forwards to
 	pid      int
+	profiled bool // it serves its CPU profile beside what it forwards
 }
 
 // sdkProxiedServer is sdk-process behind the standard library's reverse
 // proxy in a process of its own: what an edge in front of the SDK costs
 // when it does nothing but forward, over kept-alive HTTP/1.1 without TLS.
-// It is the floor of any design with a process between the client and
-// the one serving the session, on this machine ("cross" pays that hop,
-// and TLS, and its own work).
+// It is what forwarding costs done the ordinary way ("cross" does it
+// with TLS between the nodes and its own work besides); sdk-spliced is
+// the least a process in between can cost. Its memory figures are the
+// SDK's process's alone.
 func sdkProxiedServer(b *testing.B) *benchServer {
 	sdk := sdkProcess(b, "1")
 	upstream := strings.TrimPrefix(strings.TrimSuffix(sdk.url, "/mcp"), "http://")
 	addr, pid := startChild(b, "the proxy's process", proxyEnv+"="+upstream)
 	sdk.url, sdk.roles = "http://"+addr+"/mcp", []string{"proxy", "sdk"}
+	sdk.proxy = &childProcess{addr: addr, upstream: upstream, pid: pid, profiled: true}
+	return sdk
+}
+
+// spliceEnv, set to an address, makes this test binary relay every TCP
+// connection it accepts to that address, byte for byte (TestMain), instead
+// of running tests.
+const spliceEnv = "PINGMCP_BENCH_SPLICE"
+
+// sdkSplicedServer is sdk-process behind a TCP relay in a process of its
+// own: each connection's bytes copied both ways as they come (io.Copy
+// between TCP connections, which Linux does with splice(2)), nothing read
+// as HTTP. It is what a process between the client and the SDK costs at
+// the least: its reads, writes and wake-ups, on this machine.
+func sdkSplicedServer(b *testing.B) *benchServer {
+	sdk := sdkProcess(b, "1")
+	upstream := strings.TrimPrefix(strings.TrimSuffix(sdk.url, "/mcp"), "http://")
+	addr, pid := startChild(b, "the relay's process", spliceEnv+"="+upstream)
+	sdk.url, sdk.roles = "http://"+addr+"/mcp", []string{"relay", "sdk"}
 	sdk.proxy = &childProcess{addr: addr, upstream: upstream, pid: pid}
 	return sdk
+}
+
+// serveSplice relays to the address spliceEnv names until killed; it
+// prints the address it listens on, once it does, for the parent to read.
+func serveSplice() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println("listening " + ln.Addr().String())
+	upstream := os.Getenv(spliceEnv)
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		go func() {
+			defer c.Close()
+			u, err := net.Dial("tcp", upstream)
+			if err != nil {
+				return
+			}
+			defer u.Close()
+			go func() {
+				io.Copy(u, c)
+				u.(*net.TCPConn).CloseWrite()
+			}()
+			io.Copy(c, u)
+		}()
+	}
 }
 
 // serveProxy forwards to the address proxyEnv names until killed; it

@@ -41,6 +41,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(proxyEnv) != "" {
 		serveProxy() // in front of one (bench_test.go)
 	}
+	if os.Getenv(spliceEnv) != "" {
+		serveSplice() // or that
+	}
 	if os.Getenv(hopEchoEnv) != "" {
 		serveHopEcho() // the other end of BenchmarkHopFloor
 	}

@@ -486,15 +486,15 @@ func auditRecords(t *testing.T, b *logtest.Buffer, secrets []string) []map[strin
 	return out
 }
 
-// With tracing off (the no-op provider, as telemetry.Setup installs it)
-// no span is built, but the client's trace context still reaches the
+// With tracing off (the no-op provider, as telemetry.Setup installs it),
+// where the edge, the actor and the tool call build no span
+// (telemetry.Untraced), the client's trace context still reaches the
 // downstream API and the audit record, from the traceparent header or from
-// params._meta, through the edge, the actor and the tool call.
+// params._meta.
 func TestTraceContextWithTracingOff(t *testing.T) {
 	c := newChain(t)
 	otel.SetTracerProvider(noop.NewTracerProvider())
 	t.Cleanup(func() { tp, _ := recorded(); otel.SetTracerProvider(tp) })
-	before := len(c.recorded())
 	if telemetry.Tracing() {
 		t.Fatal("Tracing() with the no-op provider")
 	}
@@ -512,11 +512,6 @@ func TestTraceContextWithTracingOff(t *testing.T) {
 	for _, id := range []string{"4bf92f3577b34da6a3ce929d0e0e4736", "0af7651916cd43dd8448eb211c80319c"} {
 		if !strings.Contains(c.sessionA.String(), `"trace_id":"`+id+`"`) {
 			t.Errorf("no audit record of trace %s: %s", id, c.sessionA.String())
-		}
-	}
-	for _, sp := range c.recorded()[before:] {
-		if strings.HasPrefix(sp.Name, "mcp ") || strings.HasPrefix(sp.Name, "actor ") || strings.HasPrefix(sp.Name, "tools/call") || sp.Name == "token exchange" {
-			t.Errorf("span %q recorded with tracing off", sp.Name)
 		}
 	}
 }
