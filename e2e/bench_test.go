@@ -612,15 +612,23 @@ func sdkHandler(shared bool) http.Handler {
 // too.
 const sdkProcessEnv = "PINGMCP_BENCH_SDK_PROCESS"
 
-// serveSDKProcess serves sdkHandler until killed; it prints the address
-// it listens on, once it does, for the parent to read.
-func serveSDKProcess() {
+// listenForParent listens on a loopback port for a child startChild
+// started, and tells the parent where ("listening ADDR", the first line of
+// its output); it exits if it cannot.
+func listenForParent() net.Listener {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	fmt.Println("listening " + ln.Addr().String())
+	return ln
+}
+
+// serveSDKProcess serves sdkHandler until killed; it prints the address
+// it listens on, once it does, for the parent to read.
+func serveSDKProcess() {
+	ln := listenForParent()
 	mux := http.NewServeMux()
 	mode := os.Getenv(sdkProcessEnv)
 	handler := sdkHandler(mode == "shared")
@@ -852,12 +860,7 @@ func sdkSplicedServer(b *testing.B) *benchServer {
 // serveSplice relays to the address spliceEnv names until killed; it
 // prints the address it listens on, once it does, for the parent to read.
 func serveSplice() {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fmt.Println("listening " + ln.Addr().String())
+	ln := listenForParent()
 	upstream := os.Getenv(spliceEnv)
 	for {
 		c, err := ln.Accept()
@@ -886,12 +889,7 @@ func serveSplice() {
 // Its own CPU profile is at /debug/pprof/profile (loopback, this test
 // binary only); everything else goes upstream.
 func serveProxy() {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	fmt.Println("listening " + ln.Addr().String())
+	ln := listenForParent()
 	proxy := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: os.Getenv(proxyEnv)})
 	proxy.Transport = &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
 	proxy.FlushInterval = -1 // an event goes out as it comes, as an edge's do

@@ -36,18 +36,8 @@ func TestCancelledRequestIsNotAnswered(t *testing.T) {
 		`{"jsonrpc":"2.0","id":"call-7","method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`)
 	call.awaitLine(t, "elicitation/create", 20*time.Second)
 
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, edge.URL(), strings.NewReader(
-		`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"call-7","reason":"the user stopped it"}}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Mcp-Session-Id", sid)
-	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp := postWithToken(t, ctx, edge.URL(), token, sid,
+		`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"call-7","reason":"the user stopped it"}}`)
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("notifications/cancelled: %d, want 202", resp.StatusCode)
 	}

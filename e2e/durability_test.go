@@ -477,12 +477,21 @@ func TestKillMember(t *testing.T) {
 // postOnSession posts body (JSON-RPC) on session id at url, as a 2025-11-25
 // client does.
 func postOnSession(ctx context.Context, url, id, body string) (*http.Response, error) {
+	return http.DefaultClient.Do(sessionPost(ctx, url, id, "", body))
+}
+
+// sessionPost is a POST of body on session id at url, as a client of the
+// 2025-11-25 protocol sends it, with token as its bearer if one is given.
+func sessionPost(ctx context.Context, url, id, token, body string) *http.Request {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	req.Header.Set("Mcp-Session-Id", id)
 	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
-	return http.DefaultClient.Do(req)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return req
 }
 
 // rawPost posts body on session id at url and returns the status and body.

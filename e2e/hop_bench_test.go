@@ -6,7 +6,6 @@ import (
 	be "encoding/binary"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -155,11 +154,7 @@ func serveHopEcho() {
 	if err != nil {
 		fail(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		fail(err)
-	}
-	fmt.Println("listening " + ln.Addr().String())
+	ln := listenForParent()
 	switch os.Getenv(hopEchoEnv) {
 	case "mtls":
 		for {

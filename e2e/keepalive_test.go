@@ -94,17 +94,7 @@ func initializeWithToken(t *testing.T, ctx context.Context, mcpURL, token string
 	if resp.StatusCode != http.StatusOK || sid == "" {
 		t.Fatalf("initialize: %d %s", resp.StatusCode, b)
 	}
-	req, _ = http.NewRequestWithContext(ctx, http.MethodPost, mcpURL, strings.NewReader(`{"jsonrpc":"2.0","method":"notifications/initialized"}`))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Mcp-Session-Id", sid)
-	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	resp = postWithToken(t, ctx, mcpURL, token, sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`)
 	if resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("initialized: %d", resp.StatusCode)
 	}

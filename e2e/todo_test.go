@@ -412,17 +412,17 @@ func rawStatelessCall(t testing.TB, ctx context.Context, u, token, tool string) 
 }
 
 func rawToolCall(t *testing.T, ctx context.Context, u, token, session, tool, args string) (int, string) {
-	body := fmt.Sprintf(`{"jsonrpc":"2.0","id":99,"method":"tools/call","params":{"name":%q,"arguments":%s}}`, tool, args)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Mcp-Session-Id", session)
-	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	resp := postWithToken(t, ctx, u, token, session, fmt.Sprintf(`{"jsonrpc":"2.0","id":99,"method":"tools/call","params":{"name":%q,"arguments":%s}}`, tool, args))
+	return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
+}
+
+// postWithToken sends body on session with token (sessionPost) and returns
+// the response, its body closed.
+func postWithToken(t testing.TB, ctx context.Context, u, token, session, body string) *http.Response {
+	resp, err := http.DefaultClient.Do(sessionPost(ctx, u, session, token, body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
+	return resp
 }
