@@ -132,6 +132,10 @@ func TestHTTPServerKeepAliveHint(t *testing.T) {
 	if got := get("", ""); got != "timeout=115" || srv.IdleTimeout != 120*time.Second {
 		t.Errorf("Keep-Alive %q with an idle timeout of %v, want timeout=115 with 2m0s", got, srv.IdleTimeout)
 	}
+	// To a client closing the connection, none.
+	if got := get("Connection", "close"); got != "" {
+		t.Errorf("a request with Connection: close: Keep-Alive %q, want none", got)
+	}
 	// Through a proxy, none: the proxy keeps its own connections.
 	for _, h := range []string{"Forwarded", "X-Forwarded-For", "Via"} {
 		if got := get(h, "1.1 proxy"); got != "" {

@@ -206,7 +206,9 @@ func proxied(h http.Header) bool {
 func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.ProtoMajor == 1 && !proxied(r.Header) { // a connection-specific header: none in HTTP/2
+			// A connection-specific header: none in HTTP/2, nor when the
+			// client asked to close the connection after this answer.
+			if r.ProtoMajor == 1 && !r.Close && !proxied(r.Header) {
 				w.Header().Set("Keep-Alive", keepAliveHint)
 			}
 			h.ServeHTTP(w, r)
