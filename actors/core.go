@@ -411,10 +411,9 @@ type flight struct {
 	answered atomic.Bool
 	drain    context.CancelFunc // ends the handler, not the response
 
-	// dropAnswer is set when the answer to a request its client cancelled
-	// was appended to its stream (sessionEvents.Append): the write that
-	// follows is that answer, and is not sent (relayWriter.skip).
-	dropAnswer atomic.Bool
+	// cancels says its client cancelled one of its requests at least
+	// (peerCancelled).
+	cancels atomic.Bool
 
 	mu     sync.Mutex
 	stream string // the event stream its requests were journalled on
@@ -423,8 +422,13 @@ type flight struct {
 	peerCancelled map[string]bool
 }
 
-// cancelledByPeer says whether the client cancelled f's request id.
-func (f *flight) cancelledByPeer(id json.RawMessage) bool {
+// answersCancelled says whether the SSE event p answers a request of f's
+// that its client cancelled (looked at only once the client cancelled one).
+func (f *flight) answersCancelled(p []byte) bool {
+	if !f.cancels.Load() {
+		return false
+	}
+	id := eventAnswerID(p)
 	if id == nil {
 		return false
 	}
@@ -437,38 +441,37 @@ func (f *flight) cancelledByPeer(id json.RawMessage) bool {
 // flight that a notifications/cancelled of body names. The MCP cancellation
 // utility says a receiver should not answer a cancelled request (its client
 // has forgotten it: the TypeScript SDK reports "a response for an unknown
-// message ID"); the go-sdk stops the handler and answers anyway, with code
-// 0 (modelcontextprotocol/go-sdk#1235, #1259), so the answer is dropped on
-// its way out (sessionEvents.Append, relayWriter.skip). It is still
-// journalled, as every answer is. Runs in the actor's turn, which owns
-// a.flights; the SDK sees the notification only after.
+// message ID"); the go-sdk stops the handler and answers anyway, with what
+// the handler returned (an error of code 0 for a context's, or a tool's
+// result) (modelcontextprotocol/go-sdk#1235, #1259), so that answer is
+// dropped on its way out (relayWriter.Write). It is still journalled, as
+// every answer is. Runs in the actor's turn, which owns a.flights, once the
+// request is admitted; the SDK sees the notification only after. Keys are
+// matched as the SDK reads them, case and all.
 func (a *core) notePeerCancels(rb *rpcbody.Body, body []byte) {
 	if rb == nil || len(a.flights) == 0 {
 		return
 	}
-	cancels := false
-	for _, m := range rb.Messages {
-		cancels = cancels || m.Method == "notifications/cancelled"
-	}
-	if !cancels {
+	if !slices.ContainsFunc(rb.Messages, func(m rpcbody.Message) bool { return m.Method == "notifications/cancelled" }) {
 		return
 	}
-	type notification struct {
-		Method string `json:"method"`
-		Params struct {
-			RequestID any `json:"requestId"`
-		} `json:"params"`
-	}
-	var ns []notification
+	var ns []map[string]json.RawMessage
 	if rb.Batch {
 		json.Unmarshal(body, &ns)
 	} else {
-		ns = make([]notification, 1)
+		ns = make([]map[string]json.RawMessage, 1)
 		json.Unmarshal(body, &ns[0])
 	}
 	for _, n := range ns {
-		id := canonicalID(n.Params.RequestID)
-		if n.Method != "notifications/cancelled" || id == nil {
+		var method string
+		var params map[string]json.RawMessage
+		var requestID any
+		if json.Unmarshal(n["method"], &method) != nil || method != "notifications/cancelled" ||
+			json.Unmarshal(n["params"], &params) != nil || json.Unmarshal(params["requestId"], &requestID) != nil {
+			continue
+		}
+		id := canonicalID(requestID)
+		if id == nil {
 			continue
 		}
 		for _, f := range a.flights {
@@ -479,6 +482,7 @@ func (a *core) notePeerCancels(rb *rpcbody.Body, body []byte) {
 				}
 				f.peerCancelled[string(id)] = true
 				f.mu.Unlock()
+				f.cancels.Store(true)
 			}
 		}
 	}
@@ -547,11 +551,11 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		send(refusal)
 		return
 	}
-	a.notePeerCancels(rb, req.Body)
 	if refusal := a.kind.checkLimits(req); refusal != nil {
 		send(refusal)
 		return
 	}
+	a.notePeerCancels(rb, req.Body)
 	if a.tasks != nil && !a.swept {
 		// The principal is known now: take over what its tasks' runners
 		// left (their node died, their activation stopped).
@@ -597,7 +601,7 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		w := newRelayWriter(rctx, req.Id, f.window, send)
 		w.refused = f.moved.Load
 		w.answered = f.answered.Load
-		w.skip = func() bool { return f.dropAnswer.CompareAndSwap(true, false) }
+		w.cancelled = f.answersCancelled
 		w.hold = a.cfg.PartDelay
 		if debug {
 			w.onStream = func() {

@@ -312,11 +312,7 @@ func (e *sessionEvents) Append(ctx context.Context, session, stream string, data
 			rs.mu.Unlock()
 			return err
 		}
-		id := answerID(data)
-		if rs.f.cancelledByPeer(id) {
-			rs.f.dropAnswer.Store(true)
-		}
-		w.finish = rs.answers(id)
+		w.finish = rs.answers(data)
 		if w.finish {
 			rs.f.answered.Store(true)
 		}
@@ -352,10 +348,11 @@ func (e *sessionEvents) Append(ctx context.Context, session, stream string, data
 	return e.enqueue(w, err)
 }
 
-// answers says whether an answer to id (answerID) answers the last of rs's
-// requests not answered yet: its journal entry can then go with it. Appends to one stream come
+// answers says whether data answers the last of rs's requests not answered
+// yet: its journal entry can then go with it. Appends to one stream come
 // one at a time (the SDK holds the stream's lock).
-func (rs *requestStream) answers(id json.RawMessage) bool {
+func (rs *requestStream) answers(data []byte) bool {
+	id := answerID(data)
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if id == nil || !rs.left[string(id)] {

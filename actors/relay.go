@@ -80,9 +80,9 @@ type relayWriter struct {
 	// request's requests was written: what is flushed from then on is
 	// held for the final part (see FlushError).
 	answered func() bool
-	// skip, if set and true, says the write that comes is the answer to a
-	// request its client cancelled: it is not sent (notePeerCancels).
-	skip func() bool
+	// cancelled, if set, says whether an event answers a request its
+	// client cancelled: such an event is not sent (notePeerCancels).
+	cancelled func(event []byte) bool
 
 	mu       sync.Mutex
 	status   int
@@ -130,7 +130,7 @@ func (w *relayWriter) Write(p []byte) (int, error) {
 		return 0, w.ctx.Err()
 	}
 	w.writeHeaderLocked(http.StatusOK)
-	if w.dropping() || w.skip != nil && w.skip() {
+	if w.dropping() || w.cancelled != nil && w.stream && w.cancelled(p) {
 		return len(p), nil
 	}
 	w.buf = append(w.buf, p...)
@@ -474,4 +474,20 @@ func (w *window) ack(seq uint64) {
 		close(w.changed)
 		w.changed = make(chan struct{})
 	}
+}
+
+// eventAnswerID is the id of the answer an SSE event p carries, as the
+// go-sdk writes one (writeEvent: the whole event in one write, its data on
+// one line); nil for anything else (a comment, a notification, a request of
+// the server's).
+func eventAnswerID(p []byte) json.RawMessage {
+	if !bytes.HasPrefix(p, []byte("event: message\n")) {
+		return nil
+	}
+	_, data, ok := bytes.Cut(p, []byte("\ndata: "))
+	if !ok {
+		return nil
+	}
+	data, _, _ = bytes.Cut(data, []byte("\n"))
+	return answerID(data)
 }

@@ -435,3 +435,54 @@ func TestRelayWriterPlainErrors(t *testing.T) {
 		}
 	}
 }
+
+// An event answering a request its client cancelled is not sent; the
+// stream's other events, the answers to its other requests and what the
+// actor writes itself are.
+func TestRelayWriterDropsCancelledAnswers(t *testing.T) {
+	rb, err := rpcbody.ReadAtMost([]byte(`[{"jsonrpc":"2.0","id":"call-7","method":"tools/call","params":{"name":"slow"}},`+
+		`{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"fast"}}]`), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &flight{rpc: rb}
+	a := &core{flights: map[string]*flight{"r": f}}
+	// Not the SDK's key (it reads keys case-sensitively), then its own.
+	for _, cancel := range []string{
+		`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestid":"call-7"}}`,
+		`[{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"call-7"}}]`,
+	} {
+		crb, err := rpcbody.ReadAtMost([]byte(cancel), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.notePeerCancels(crb, []byte(cancel))
+		if marked := f.answersCancelled([]byte("event: message\nid: s_2\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"call-7\",\"result\":{}}\n\n")); marked != strings.HasPrefix(cancel, "[") {
+			t.Errorf("%s: the call's answer marked cancelled: %v", cancel, marked)
+		}
+	}
+
+	s := newSink()
+	w := newRelayWriter(context.Background(), "r", newWindow(8), s.send)
+	w.cancelled = f.answersCancelled
+	w.Header().Set("Content-Type", "text/event-stream")
+	events := []string{
+		"event: prime\nid: s_0\ndata: \n\n",
+		"event: message\nid: s_1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":\"call-7\",\"progress\":1}}\n\n",
+		"event: message\nid: s_2\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"call-7\",\"result\":{\"content\":[],\"isError\":true}}\n\n",
+		"event: message\nid: s_3\ndata: {\"jsonrpc\":\"2.0\",\"id\":8,\"result\":{\"content\":[]}}\n\n",
+		"retry: 500\n\n",
+	}
+	for _, ev := range events {
+		w.Write([]byte(ev))
+	}
+	w.finish()
+	var got strings.Builder
+	for len(s.parts) > 0 {
+		got.Write(s.next(t).Body)
+	}
+	want := events[0] + events[1] + events[3] + events[4]
+	if got.String() != want {
+		t.Errorf("sent %q, want %q", got.String(), want)
+	}
+}
