@@ -13,9 +13,8 @@ import (
 // TestCancelledRequestIsNotAnswered: a client that cancels a call in flight
 // (notifications/cancelled, as the TypeScript SDK sends when a call is
 // aborted) gets no answer to it, as the MCP cancellation utility says a
-// receiver should not send one: the call's stream carries the server's
-// withdrawal of the tool's elicitation and ends, without the answer the
-// go-sdk still writes (here the tool's error result; an error of code 0 for
+// receiver should not send one: the call's stream ends without the answer
+// the go-sdk still writes (here the tool's error result; an error of code 0 for
 // a handler that returns the context's error). A call not cancelled, on the
 // same session, is answered.
 // Through an edge-only node, so that the cancel and the call cross nodes.
@@ -44,11 +43,11 @@ func TestCancelledRequestIsNotAnswered(t *testing.T) {
 		t.Fatalf("notifications/cancelled: %d, want 202", resp.StatusCode)
 	}
 	rest := call.End(t, 20*time.Second)
-	all := strings.Join(rest, "\n")
-	// The SDK did stop the tool: it withdrew the tool's elicitation.
-	if !strings.Contains(all, `"method":"notifications/cancelled"`) {
-		t.Errorf("the call's stream ended without the server cancelling its elicitation: %q", rest)
-	}
+	// That the stream ended at all says the SDK stopped the tool, which
+	// would otherwise wait for its elicitation's answer for ever. (The
+	// server's withdrawal of the elicitation, notifications/cancelled,
+	// races with the end of the stream: the SDK sends it on a goroutine
+	// of its own, and may find the stream closed.)
 	for _, l := range rest {
 		if strings.Contains(l, `"id":"call-7"`) {
 			t.Errorf("the cancelled call was answered: %q (its stream's end: %q)", l, rest)
