@@ -21,8 +21,8 @@ package e2e
 //	             one process at the least (single is one, with the actor's
 //	             mailbox turn between the two);
 //	sdk-journalled  sdk-process writing to Redis what a node in Redis mode
-//	             writes for each request, one round trip before it: the
-//	             floor of the durability's cost;
+//	             writes for each request, one round trip before it, the
+//	             straightforward way (unbatched, unfenced);
 //	single  one pingmcp node (role both, provider single);
 //	cross   an edge-only node forwarding to the session actors of a member;
 //
@@ -659,9 +659,9 @@ func sdkSharedProcessServer(b *testing.B) *benchServer { return sdkProcess(b, "s
 // serves it, without anything of a node's own: the body read first, the
 // SDK's handler run on another goroutine (a worker, as a session actor
 // runs a request), what it writes relayed back to the request's own
-// goroutine, which writes it out. Those two handoffs and the copy are the
-// floor of the design's single node (an edge in front of an actor, in one
-// process).
+// goroutine, which writes it out. Those two handoffs and the copy are an
+// edge in front of an actor, in one process, at the least (a node has a
+// third handoff, the actor's mailbox turn).
 func sdkRelayedServer(b *testing.B) *benchServer { return sdkProcess(b, "relayed") }
 
 // sdkRedisEnv names the Redis of the SDK's process in mode journalled.
@@ -671,10 +671,10 @@ const sdkRedisEnv = "PINGMCP_BENCH_SDK_REDIS"
 // a node in Redis mode writes, with the node's own code (state.RedisEvents)
 // and nothing else of a node's: the stream's open with its journal entry
 // and priming event, one script, before the SDK serves the request; the
-// answer with the entry's removal behind it. That round trip on the
-// request's path is the floor of the design's durability (fencing and the
-// journal before anything runs): its cost over sdk-process is what Redis
-// mode must cost at least, on this machine.
+// answer with the entry's removal behind it, on a goroutine of its own.
+// It is the durability's writes done the straightforward way, not their
+// floor: unlike a node it does not batch writes, nor send an answer's with
+// the next open, and it runs unfenced (epoch 0).
 func sdkJournalledServer(b *testing.B) *benchServer {
 	rdb := redistest.Start(b)
 	addr, pid := startChild(b, "the SDK's process", sdkProcessEnv+"=journalled", sdkRedisEnv+"="+rdb.Options().Addr)
