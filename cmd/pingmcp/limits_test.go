@@ -142,4 +142,9 @@ func TestHTTPServerKeepAliveHint(t *testing.T) {
 			t.Errorf("a request with %s: Keep-Alive %q, want none", h, got)
 		}
 	}
+	// Once a drain turned keep-alives off, none.
+	stopKeepAlives(srv)
+	if got := get("", ""); got != "" {
+		t.Errorf("with keep-alives off: Keep-Alive %q, want none", got)
+	}
 }

@@ -203,12 +203,31 @@ func proxied(h http.Header) bool {
 	return h.Get("Forwarded") != "" || h.Get("X-Forwarded-For") != "" || h.Get("Via") != ""
 }
 
+// closingServers are the servers whose keep-alives stopKeepAlives turned
+// off.
+var closingServers sync.Map // *http.Server → struct{}
+
+// stopKeepAlives turns srv's keep-alives off (each connection closes after
+// its answer) and its answers' Keep-Alive hint with them.
+func stopKeepAlives(srv *http.Server) {
+	closingServers.Store(srv, struct{}{})
+	srv.SetKeepAlivesEnabled(false)
+}
+
+// keepAlivesOff says whether r's server had its keep-alives turned off.
+func keepAlivesOff(r *http.Request) bool {
+	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
+	_, off := closingServers.Load(srv)
+	return off
+}
+
 func newHTTPServer(h http.Handler, logger *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			// A connection-specific header: none in HTTP/2, nor when the
-			// client asked to close the connection after this answer.
-			if r.ProtoMajor == 1 && !r.Close && !proxied(r.Header) {
+			// connection closes after this answer (the client asked, or a
+			// drain turned keep-alives off).
+			if r.ProtoMajor == 1 && !r.Close && !proxied(r.Header) && !keepAlivesOff(r) {
 				w.Header().Set("Keep-Alive", keepAliveHint)
 			}
 			h.ServeHTTP(w, r)

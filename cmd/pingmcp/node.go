@@ -361,7 +361,7 @@ func (n *nodeAssembly) drain() {
 		// back through its balancer to a node that serves, instead of
 		// keeping this one for the drain (Keep-Alive tells clients to
 		// keep a connection 115 s).
-		n.srv.SetKeepAlivesEnabled(false)
+		stopKeepAlives(n.srv)
 	}
 	if n.edge != nil {
 		n.edge.Drain()
