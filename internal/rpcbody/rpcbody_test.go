@@ -382,3 +382,22 @@ func BenchmarkReadToolCall(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSDKDecodeToolCall is the go-sdk's decoding of the same body, for
+// comparison: jsonrpc.DecodeMessage is two of the six unmarshals its
+// streamable handler and server run on a tools/call (readBatch's try as a
+// batch, the message and its method, extractRequestMeta twice, the params),
+// and each allocates (and zeroes) a 32 KiB read buffer (go-sdk v1.8.0's
+// internal/json.Unmarshal reads through a segmentio/encoding Decoder).
+// BENCHMARKS.md ("What upstream change would fix the SDK's share", "The
+// decoder, measured") says what that costs a node; the B/op here shows at
+// once whether an SDK upgrade has fixed it.
+func BenchmarkSDKDecodeToolCall(b *testing.B) {
+	body := []byte(`{"jsonrpc":"2.0","id":17,"method":"tools/call","params":{"name":"test_simple_text","arguments":{},"_meta":{"progressToken":3}}}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := jsonrpc.DecodeMessage(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
