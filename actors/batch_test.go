@@ -122,3 +122,38 @@ func TestBatchToolCalls(t *testing.T) {
 		t.Errorf("audit records' request ids = %v, want each call's own: %v", got, want)
 	}
 }
+
+// A 2025-03-26 batch that cancels one of its own calls
+// (notifications/cancelled naming a request of the same batch) gets no
+// answer to that call, as a cancel of a call in flight from an earlier
+// request gets none; the batch's other call is answered. The go-sdk answers
+// the cancelled call (with its result, or a context's error) whichever of
+// the two it read first.
+func TestBatchCancelsItsOwnCall(t *testing.T) {
+	slow := &slowTools{started: make(chan struct{}, 100), release: make(chan struct{})}
+	close(slow.release) // the calls finish at once: only the cancel keeps an answer back
+	system, props := actors.SessionsForTest(t, actors.Config{Toolsets: []tools.Toolset{slow}})
+	id := "AAAAAAAAAAAAAAAAAAAAAB"
+	pid := (&sessionNode{system: system, props: props}).spawn(id)
+	for _, step := range []struct{ session, body string }{
+		{"", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`},
+		{id, `{"jsonrpc":"2.0","method":"notifications/initialized"}`},
+	} {
+		if status, body, err := exchangeVersion(system.Root, pid, step.session, "2025-03-26", step.body); err != nil || status >= 300 {
+			t.Fatalf("%s: %d %s %v", step.body, status, body, err)
+		}
+	}
+	batch := `[{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"slow","arguments":{}}},` +
+		`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"a","reason":"changed my mind"}},` +
+		`{"jsonrpc":"2.0","id":"b","method":"tools/call","params":{"name":"slow","arguments":{}}}]`
+	status, body, err := exchangeVersion(system.Root, pid, id, "2025-03-26", batch)
+	if err != nil || status != 200 {
+		t.Fatalf("batch: %d %s %v", status, body, err)
+	}
+	if strings.Contains(body, `"id":"a"`) {
+		t.Errorf("the call the batch cancelled was answered: %s", body)
+	}
+	if !strings.Contains(body, `"id":"b","result"`) {
+		t.Errorf("the batch's other call was not answered: %s", body)
+	}
+}

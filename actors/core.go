@@ -446,7 +446,8 @@ func (f *flight) answersCancelled(p []byte) bool {
 // result) (modelcontextprotocol/go-sdk#1235, #1259), so that answer is
 // dropped on its way out (relayWriter.Write). It is still journalled, as
 // every answer is. Runs in the actor's turn, which owns a.flights, once the
-// request is admitted; the SDK sees the notification only after. Keys are
+// request is admitted and in flight itself (a 2025-03-26 batch may cancel a
+// call of its own); the SDK sees the notification only after. Keys are
 // matched as the SDK reads them, case and all.
 func (a *core) notePeerCancels(rb *rpcbody.Body, body []byte) {
 	if rb == nil || len(a.flights) == 0 {
@@ -555,7 +556,6 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		send(refusal)
 		return
 	}
-	a.notePeerCancels(rb, req.Body)
 	if a.tasks != nil && !a.swept {
 		// The principal is known now: take over what its tasks' runners
 		// left (their node died, their activation stopped).
@@ -580,6 +580,8 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		a.flights = map[string]*flight{}
 	}
 	a.flights[req.Id] = f
+	// After f is in flight: a batch may cancel a call of its own.
+	a.notePeerCancels(rb, req.Body)
 	a.live.flight(f.get, 1)
 	a.watchEdge(ctx, replyTo)
 	ctx.CancelReceiveTimeout()
