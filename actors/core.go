@@ -190,6 +190,12 @@ func (a *core) build(ctx actor.Context, o serverOptions) {
 		DisableLocalhostProtection: true,
 		// Body size is the edge's to limit; it sends at most this much.
 		MaxRequestBodyBytes: -1,
+		// A 2026-07-28 client cancels a request by closing its response
+		// stream, and sends no notifications/cancelled: its handler's
+		// context ends with the request's (the edge's Cancel, or a drain).
+		// Earlier revisions are unaffected (a stream they close may be
+		// resumed).
+		PropagateRequestCancellation: true,
 	}
 	if a.events != nil {
 		hopts.EventStore = a.events
