@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pingmcp/pingmcp/actors"
@@ -45,6 +46,20 @@ func (s *slowTools) Install(srv *mcp.Server, _ tools.Caller) {
 		})
 }
 
+// initializeLegacy opens session id on pid at protocol version 2025-03-26,
+// the last to take JSON-RPC batches.
+func initializeLegacy(t *testing.T, root *actor.RootContext, pid *actor.PID, id string) {
+	t.Helper()
+	for _, step := range []struct{ session, body string }{
+		{"", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`},
+		{id, `{"jsonrpc":"2.0","method":"notifications/initialized"}`},
+	} {
+		if status, body, err := exchangeVersion(root, pid, step.session, "2025-03-26", step.body); err != nil || status >= 300 {
+			t.Fatalf("%s: %d %s %v", step.body, status, body, err)
+		}
+	}
+}
+
 // A 2025-03-26 batch of tool calls runs through a real StreamableHTTPHandler
 // in the actor: each call's audit record carries that call's own JSON-RPC id
 // (the batch calls one tool with the same arguments under distinct ids), and
@@ -59,14 +74,7 @@ func TestBatchToolCalls(t *testing.T) {
 	})
 	id := "AAAAAAAAAAAAAAAAAAAAAA"
 	pid := (&sessionNode{system: system, props: props}).spawn(id)
-	for _, step := range []struct{ session, body string }{
-		{"", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`},
-		{id, `{"jsonrpc":"2.0","method":"notifications/initialized"}`},
-	} {
-		if status, body, err := exchangeVersion(system.Root, pid, step.session, "2025-03-26", step.body); err != nil || status >= 300 {
-			t.Fatalf("%s: %d %s %v", step.body, status, body, err)
-		}
-	}
+	initializeLegacy(t, system.Root, pid, id)
 
 	ids := []string{`"a"`, "7", `"c"`, "-3", `"e"`}
 	var msgs []string
@@ -135,14 +143,7 @@ func TestBatchCancelsItsOwnCall(t *testing.T) {
 	system, props := actors.SessionsForTest(t, actors.Config{Toolsets: []tools.Toolset{slow}})
 	id := "AAAAAAAAAAAAAAAAAAAAAB"
 	pid := (&sessionNode{system: system, props: props}).spawn(id)
-	for _, step := range []struct{ session, body string }{
-		{"", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-03-26","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`},
-		{id, `{"jsonrpc":"2.0","method":"notifications/initialized"}`},
-	} {
-		if status, body, err := exchangeVersion(system.Root, pid, step.session, "2025-03-26", step.body); err != nil || status >= 300 {
-			t.Fatalf("%s: %d %s %v", step.body, status, body, err)
-		}
-	}
+	initializeLegacy(t, system.Root, pid, id)
 	batch := `[{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"slow","arguments":{}}},` +
 		`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"a","reason":"changed my mind"}},` +
 		`{"jsonrpc":"2.0","id":"b","method":"tools/call","params":{"name":"slow","arguments":{}}}]`

@@ -43,9 +43,14 @@ func principalActor(t *testing.T, d *state.Stores, owner string) (*actor.RootCon
 
 // principalActorOn is principalActor, live in the node's set local.
 func principalActorOn(t *testing.T, d *state.Stores, owner string, local *Local) (*actor.RootContext, *actor.PID) {
+	return spawnPrincipal(t, d, owner, local, scopedTools{conformance.New(), map[string][]string{"confirm_delete": {"files:write"}, "slow_compute": {"compute"}}})
+}
+
+// spawnPrincipal spawns a principal actor (identity owner) of toolsets on
+// an actor system of its own, keeping its tasks in d.
+func spawnPrincipal(t *testing.T, d *state.Stores, owner string, local *Local, toolsets ...tools.Toolset) (*actor.RootContext, *actor.PID) {
 	cfg := Config{Local: local, Implementation: &mcp.Implementation{Name: "pingmcp", Version: "test"}, SchemaCache: mcp.NewSchemaCache(),
-		Logger: slog.New(slog.DiscardHandler), Stores: d, Authenticated: true,
-		Toolsets: []tools.Toolset{scopedTools{conformance.New(), map[string][]string{"confirm_delete": {"files:write"}, "slow_compute": {"compute"}}}}}
+		Logger: slog.New(slog.DiscardHandler), Stores: d, Authenticated: true, Toolsets: toolsets}
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger { return cfg.Logger }))
 	t.Cleanup(system.Shutdown)
 	return system.Root, system.Root.Spawn(protocluster.WithClusterIdentity(PrincipalProps(cfg), protocluster.NewClusterIdentity(owner, "principal")))
@@ -61,17 +66,7 @@ var taskMeta = map[string]any{"io.modelcontextprotocol/protocolVersion": "2026-0
 // first part (status, headers) and the body.
 func statelessCall(t *testing.T, root *actor.RootContext, pid *actor.PID, p *envelope.Principal, method, name string, params map[string]any) (*envelope.ResponsePart, map[string]any) {
 	t.Helper()
-	params["_meta"] = taskMeta
-	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
-	req := &envelope.Request{Id: rand.Text(), Method: http.MethodPost, Path: "/mcp", Body: body, Window: 16, Principal: p, Resource: "https://mcp.example/mcp",
-		Headers: []*envelope.Header{
-			{Name: "Accept", Values: []string{"application/json, text/event-stream"}},
-			{Name: "Content-Type", Values: []string{"application/json"}},
-			{Name: "Mcp-Protocol-Version", Values: []string{"2026-07-28"}},
-			{Name: "Mcp-Method", Values: []string{method}},
-			{Name: "Mcp-Name", Values: []string{name}},
-		}}
-	r := forwardRequest(root, pid, req)
+	r := forwardRequest(root, pid, statelessRequest(p, method, name, params))
 	head := await(t, r.head, method)
 	out := await(t, r.body, method+" body")
 	if i := strings.Index(out, "{"); i > 0 { // an SSE answer: its one event
@@ -83,6 +78,21 @@ func statelessCall(t *testing.T, root *actor.RootContext, pid *actor.PID, p *env
 		t.Fatalf("%s: %d %q", method, head.Status, out)
 	}
 	return head, m
+}
+
+// statelessRequest is one 2026-07-28 request of p's (JSON-RPC id 1), as an
+// edge forwards it.
+func statelessRequest(p *envelope.Principal, method, name string, params map[string]any) *envelope.Request {
+	params["_meta"] = taskMeta
+	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+	return &envelope.Request{Id: rand.Text(), Method: http.MethodPost, Path: "/mcp", Body: body, Window: 16, Principal: p, Resource: "https://mcp.example/mcp",
+		Headers: []*envelope.Header{
+			{Name: "Accept", Values: []string{"application/json, text/event-stream"}},
+			{Name: "Content-Type", Values: []string{"application/json"}},
+			{Name: "Mcp-Protocol-Version", Values: []string{"2026-07-28"}},
+			{Name: "Mcp-Method", Values: []string{method}},
+			{Name: "Mcp-Name", Values: []string{name}},
+		}}
 }
 
 func header(p *envelope.ResponsePart, name string) string {
