@@ -132,11 +132,11 @@ func TestBatchToolCalls(t *testing.T) {
 }
 
 // A 2025-03-26 batch that cancels one of its own calls
-// (notifications/cancelled naming a request of the same batch) gets no
-// answer to that call, as a cancel of a call in flight from an earlier
-// request gets none; the batch's other call is answered. The go-sdk answers
-// the cancelled call (with its result, or a context's error) whichever of
-// the two it read first.
+// (notifications/cancelled naming a request that comes before it in the
+// batch) gets no answer to that call, as a cancel of a call in flight from
+// an earlier request gets none; the batch's other call is answered (the
+// go-sdk answers the cancelled call, with its result or a context's error).
+// A cancel before the call it names leaves the call answered.
 func TestBatchCancelsItsOwnCall(t *testing.T) {
 	slow := &slowTools{started: make(chan struct{}, 100), release: make(chan struct{})}
 	close(slow.release) // the calls finish at once: only the cancel keeps an answer back
@@ -156,5 +156,19 @@ func TestBatchCancelsItsOwnCall(t *testing.T) {
 	}
 	if !strings.Contains(body, `"id":"b","result"`) {
 		t.Errorf("the batch's other call was not answered: %s", body)
+	}
+
+	// A cancel names a request already sent: one that comes before the
+	// call it names is not the actor's to act on, and the call is answered
+	// (the go-sdk, reading both at once, may still stop it: then with a
+	// context's error).
+	batch = `[{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"c"}},` +
+		`{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"slow","arguments":{}}}]`
+	status, body, err = exchangeVersion(system.Root, pid, id, "2025-03-26", batch)
+	if err != nil || status != 200 {
+		t.Fatalf("batch: %d %s %v", status, body, err)
+	}
+	if !strings.Contains(body, `"id":"c",`) {
+		t.Errorf("a call after a cancel naming it was not answered: %s", body)
 	}
 }

@@ -452,11 +452,18 @@ func (f *flight) answersCancelled(p []byte) bool {
 // result) (modelcontextprotocol/go-sdk#1235, #1259), so that answer is
 // dropped on its way out (relayWriter.Write). It is still journalled, as
 // every answer is. Runs in the actor's turn, which owns a.flights, once the
-// request is admitted and in flight itself (a 2025-03-26 batch may cancel a
-// call of its own); the SDK sees the notification only after. Keys are
-// matched as the SDK reads them, case and all.
-func (a *core) notePeerCancels(rb *rpcbody.Body, body []byte) {
-	if rb == nil || len(a.flights) == 0 {
+// request, own, is admitted and in flight itself: a 2025-03-26 batch may
+// cancel a call of its own, one that comes before the cancel (a request is
+// cancelled only once sent). The SDK sees the notification only after. Keys
+// are matched as the SDK reads them, case and all.
+//
+// Only a session's requests are matched: a principal actor serves every
+// stateless request of its principal, each a session of its own, whose ids
+// its clients reuse (a cancel there names none of the others), and a
+// 2026-07-28 client cancels by closing its stream.
+func (a *core) notePeerCancels(own *flight, body []byte) {
+	rb := own.rpc
+	if _, session := a.kind.(*SessionActor); !session || rb == nil {
 		return
 	}
 	if !slices.ContainsFunc(rb.Messages, func(m rpcbody.Message) bool { return m.Method == "notifications/cancelled" }) {
@@ -469,7 +476,7 @@ func (a *core) notePeerCancels(rb *rpcbody.Body, body []byte) {
 		ns = make([]map[string]json.RawMessage, 1)
 		json.Unmarshal(body, &ns[0])
 	}
-	for _, n := range ns {
+	for i, n := range ns {
 		var method string
 		var params map[string]json.RawMessage
 		var requestID any
@@ -482,7 +489,18 @@ func (a *core) notePeerCancels(rb *rpcbody.Body, body []byte) {
 			continue
 		}
 		for _, f := range a.flights {
-			if slices.ContainsFunc(f.rpc.IDs(), func(r json.RawMessage) bool { return bytes.Equal(r, id) }) {
+			ids := f.rpc.IDs()
+			if f == own {
+				ids = nil
+				if len(ns) == len(rb.Messages) {
+					for _, m := range rb.Messages[:i] {
+						if m.Kind == rpcbody.Request {
+							ids = append(ids, m.ID)
+						}
+					}
+				}
+			}
+			if slices.ContainsFunc(ids, func(r json.RawMessage) bool { return bytes.Equal(r, id) }) {
 				f.mu.Lock()
 				if f.peerCancelled == nil {
 					f.peerCancelled = map[string]bool{}
@@ -587,7 +605,7 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 	}
 	a.flights[req.Id] = f
 	// After f is in flight: a batch may cancel a call of its own.
-	a.notePeerCancels(rb, req.Body)
+	a.notePeerCancels(f, req.Body)
 	a.live.flight(f.get, 1)
 	a.watchEdge(ctx, replyTo)
 	ctx.CancelReceiveTimeout()

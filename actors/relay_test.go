@@ -446,7 +446,19 @@ func TestRelayWriterDropsCancelledAnswers(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := &flight{rpc: rb}
-	a := &core{flights: map[string]*flight{"r": f}}
+	a := &core{flights: map[string]*flight{"r": f}, kind: &SessionActor{}}
+	// A principal actor's requests are never marked: its stateless
+	// requests are sessions of their own, whose ids clients reuse.
+	principal := &core{flights: map[string]*flight{"r": f}, kind: &PrincipalActor{}}
+	cancel := `{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"call-7"}}`
+	crb, err := rpcbody.ReadAtMost([]byte(cancel), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	principal.notePeerCancels(&flight{rpc: crb}, []byte(cancel))
+	if f.cancels.Load() {
+		t.Error("a principal actor marked a request of its cancelled")
+	}
 	// Not the SDK's key (it reads keys case-sensitively), then its own.
 	for _, cancel := range []string{
 		`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestid":"call-7"}}`,
@@ -456,7 +468,7 @@ func TestRelayWriterDropsCancelledAnswers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		a.notePeerCancels(crb, []byte(cancel))
+		a.notePeerCancels(&flight{rpc: crb}, []byte(cancel))
 		if marked := f.answersCancelled([]byte("event: message\nid: s_2\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"call-7\",\"result\":{}}\n\n")); marked != strings.HasPrefix(cancel, "[") {
 			t.Errorf("%s: the call's answer marked cancelled: %v", cancel, marked)
 		}

@@ -105,8 +105,9 @@ func add(s *mcp.Server, t *mcp.Tool, support Support, h mcp.ToolHandler, auto bo
 			}
 			return h(ctx, req)
 		}
-		// The SDK does not end a handler's context with its HTTP request's:
-		// the round's (a cancel, the activation's end) ends it here.
+		// A round outlives the HTTP request that started it (whose end
+		// the SDK passes on to the handler, PropagateRequestCancellation):
+		// the round's context (a cancel, the activation's end) ends it too.
 		ctx, cancel := context.WithCancel(context.WithValue(ctx, runKey{}, r))
 		defer cancel()
 		defer context.AfterFunc(r.ctx, cancel)()
