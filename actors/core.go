@@ -238,6 +238,7 @@ func (a *core) receive(ctx actor.Context) {
 		a.drain(ctx, m)
 	case drainDeadline:
 		for _, f := range a.flights {
+			f.cut.Store(true)
 			f.drain()
 		}
 	case drained:
@@ -420,6 +421,10 @@ type flight struct {
 	// cancels says its client cancelled one of its requests at least
 	// (peerCancelled).
 	cancels atomic.Bool
+	// cut says a drain's deadline cut its handler (drainDeadline);
+	// interrupted, that its answer "request interrupted" went out since
+	// (interruptedAnswer).
+	cut, interrupted atomic.Bool
 
 	mu     sync.Mutex
 	stream string // the event stream its requests were journalled on
@@ -441,6 +446,31 @@ func (f *flight) answersCancelled(p []byte) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.peerCancelled[string(id)]
+}
+
+// interruptedAnswer is what a stateless request's answer becomes once a
+// drain's deadline cut its handler (nil for any other event, or before):
+// the go-sdk answers with what the cancelled handler returned (an error of
+// code 0, "context canceled"), where a session's client, resuming on the
+// next activation, gets the journal's "request interrupted". A stateless
+// request has no journal and no resumption: it gets that answer at once,
+// retryable, whether or not the tool ended first. (When the SDK lets go of
+// the stream before the handler's answer, serveHTTP writes it.)
+func (f *flight) interruptedAnswer(p []byte) []byte {
+	if !f.cut.Load() {
+		return nil
+	}
+	id := eventAnswerID(p)
+	if id == nil {
+		return nil
+	}
+	f.interrupted.Store(true)
+	return interruptedEvent(id)
+}
+
+// interruptedEvent is the SSE event answering id "request interrupted".
+func interruptedEvent(id json.RawMessage) []byte {
+	return append(append([]byte("event: message\ndata: "), rpcerr.Interruption().Response(id)...), "\n\n"...)
 }
 
 // notePeerCancels marks, before the SDK reads the request, the requests in
@@ -628,6 +658,9 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		w.refused = f.moved.Load
 		w.answered = f.answered.Load
 		w.cancelled = f.answersCancelled
+		if _, principal := a.kind.(*PrincipalActor); principal {
+			w.replaced = f.interruptedAnswer
+		}
 		w.hold = a.cfg.PartDelay
 		if debug {
 			w.onStream = func() {
@@ -685,6 +718,11 @@ func (a *core) serveHTTP(ctx context.Context, w *relayWriter, req *envelope.Requ
 		w.replace(http.StatusServiceUnavailable, h, rpcerr.Replaced().Body(f.rpc.FirstID()))
 	}
 	if ctx.Err() != nil && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
+		if f, _ := ctx.Value(flightKey{}).(*flight); f != nil && w.replaced != nil && f.cut.Load() && !f.interrupted.Load() {
+			// A stateless request cut by a drain, its answer not sent:
+			// it has no journal to be answered from later.
+			w.Write(interruptedEvent(f.rpc.FirstID()))
+		}
 		// Cut by a drain: tell the client when to reconnect.
 		w.Write([]byte(retryHint))
 	}

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,4 +45,21 @@ func TestStatelessDisconnectCancelsTheCall(t *testing.T) {
 	// The client closes its stream: the edge cancels the forwarded request.
 	root.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Cancel{Cancel: &envelope.Cancel{RequestId: req.Id}}})
 	await(t, h.stopped, "the tool's cancellation after its client left")
+}
+
+// A stateless call still running at a drain's deadline is cut (its
+// handler's context ends) and answered "request interrupted", retryable,
+// as a session's client resuming on the next activation is answered from
+// the journal: not with the error the cancelled handler returned.
+func TestStatelessDrainInterruptsTheCall(t *testing.T) {
+	h := hangTools{started: make(chan struct{}, 1), stopped: make(chan struct{}, 1)}
+	root, pid := spawnPrincipal(t, state.MemoryStores(time.Hour), "alice-principal", nil, h)
+	r := forwardRequest(root, pid, statelessRequest(principal("tok-a"), "tools/call", "hang", map[string]any{"name": "hang", "arguments": map[string]any{}}))
+	await(t, h.started, "the tool's start")
+	root.Send(pid, &drainActor{deadline: time.Now()}) // the deadline has come
+	await(t, h.stopped, "the tool's cancellation by the drain")
+	body := await(t, r.body, "the answer")
+	if !strings.Contains(body, `"code":-32003`) || !strings.Contains(body, `"retryable":true`) || strings.Contains(body, "context canceled") {
+		t.Errorf("a stateless call cut by a drain answered %q, want -32003 request interrupted, retryable", body)
+	}
 }

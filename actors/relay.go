@@ -83,6 +83,10 @@ type relayWriter struct {
 	// cancelled, if set, says whether an event answers a request its
 	// client cancelled: such an event is not sent (notePeerCancels).
 	cancelled func(event []byte) bool
+	// replaced, if set, gives what to send instead of an event (nil: the
+	// event itself): a stateless request's answer once a drain cut its
+	// handler (flight.interruptedAnswer).
+	replaced func(event []byte) []byte
 
 	mu       sync.Mutex
 	status   int
@@ -133,8 +137,14 @@ func (w *relayWriter) Write(p []byte) (int, error) {
 	if w.dropping() || w.cancelled != nil && w.stream && w.cancelled(p) {
 		return len(p), nil
 	}
+	n := len(p)
+	if w.replaced != nil && w.stream {
+		if q := w.replaced(p); q != nil {
+			p = q
+		}
+	}
 	w.buf = append(w.buf, p...)
-	return len(p), nil
+	return n, nil
 }
 
 // FlushError ships the buffered bytes, waiting while the edge is a full
