@@ -732,10 +732,9 @@ func (l *link) read() {
 				l.close(errors.New("data plane: a Terminated without its reason"))
 				return
 			}
-			w := l.ended(pidKey{l.addr, target}, actor.TerminatedReason(why))
-			if w != nil {
+			l.ended(pidKey{l.addr, target}, actor.TerminatedReason(why), func(w *watch) {
 				l.data.node.forget(w.kind, w.identity, w.pid)
-			}
+			})
 		default:
 			l.close(fmt.Errorf("data plane: frame of type %d from a member", typ))
 			return

@@ -110,18 +110,27 @@ func (t *streamTable) deliver(p *envelope.ResponsePart) {
 }
 
 // ended ends the streams open to the actor key, which terminated for why,
-// and returns its watch (nil if it was not watched).
-func (t *streamTable) ended(key pidKey, why actor.TerminatedReason) *watch {
+// once first (if set) has been told of its watch, so that what first does
+// (forget the actor's PID) is done before any of those streams' callers
+// learns that the actor is gone and asks again.
+func (t *streamTable) ended(key pidKey, why actor.TerminatedReason, first func(*watch)) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	w := t.targets[key]
 	if w != nil {
 		delete(t.targets, key)
-		for s := range w.streams {
-			s.end(why)
-		}
 	}
-	return w
+	t.mu.Unlock()
+	if w == nil {
+		return
+	}
+	if first != nil {
+		first(w)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for s := range w.streams {
+		s.end(why)
+	}
 }
 
 // endAll ends every stream, as if each watched actor terminated for why
@@ -217,9 +226,7 @@ func (r *replyRouter) SendSystemMessage(_ *actor.PID, message any) {
 	if !ok || t.Who == nil {
 		return
 	}
-	if w := r.ended(keyOf(t.Who), t.Why); w != nil && r.terminated != nil {
-		r.terminated(w)
-	}
+	r.ended(keyOf(t.Who), t.Why, r.terminated)
 }
 
 // Stop is a no-op: the router lives as long as its node.
