@@ -422,9 +422,9 @@ type flight struct {
 	// (peerCancelled).
 	cancels atomic.Bool
 	// cut says a drain's deadline cut its handler (drainDeadline);
-	// interrupted, that its answer "request interrupted" went out since
-	// (interruptedAnswer).
-	cut, interrupted atomic.Bool
+	// answerSent, that a stateless request's answer went out, its own or,
+	// once cut, "request interrupted" (interruptedAnswer).
+	cut, answerSent atomic.Bool
 
 	mu     sync.Mutex
 	stream string // the event stream its requests were journalled on
@@ -453,18 +453,20 @@ func (f *flight) answersCancelled(p []byte) bool {
 // the go-sdk answers with what the cancelled handler returned (an error of
 // code 0, "context canceled"), where a session's client, resuming on the
 // next activation, gets the journal's "request interrupted". A stateless
-// request has no journal and no resumption: it gets that answer at once,
-// retryable, whether or not the tool ended first. (When the SDK lets go of
-// the stream before the handler's answer, serveHTTP writes it.)
+// request has no journal and no resumption: an answer written once it was
+// cut is that one, retryable, whether or not the tool ended first; one
+// written before goes as it is. It notes that an answer went out: when the
+// SDK lets go of the stream before the handler's answer, serveHTTP writes
+// "request interrupted" itself.
 func (f *flight) interruptedAnswer(p []byte) []byte {
-	if !f.cut.Load() {
-		return nil
-	}
 	id := eventAnswerID(p)
 	if id == nil {
 		return nil
 	}
-	f.interrupted.Store(true)
+	f.answerSent.Store(true)
+	if !f.cut.Load() {
+		return nil
+	}
 	return interruptedEvent(id)
 }
 
@@ -718,9 +720,9 @@ func (a *core) serveHTTP(ctx context.Context, w *relayWriter, req *envelope.Requ
 		w.replace(http.StatusServiceUnavailable, h, rpcerr.Replaced().Body(f.rpc.FirstID()))
 	}
 	if ctx.Err() != nil && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
-		if f, _ := ctx.Value(flightKey{}).(*flight); f != nil && w.replaced != nil && f.cut.Load() && !f.interrupted.Load() {
-			// A stateless request cut by a drain, its answer not sent:
-			// it has no journal to be answered from later.
+		if f, _ := ctx.Value(flightKey{}).(*flight); f != nil && w.replaced != nil && f.cut.Load() && !f.answerSent.Load() {
+			// A stateless request cut by a drain, no answer sent: it has
+			// no journal to be answered from later.
 			w.Write(interruptedEvent(f.rpc.FirstID()))
 		}
 		// Cut by a drain: tell the client when to reconnect.
