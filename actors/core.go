@@ -470,9 +470,12 @@ func (f *flight) interruptedAnswer(p []byte) []byte {
 	return interruptedEvent(id)
 }
 
-// interruptedEvent is the SSE event answering id "request interrupted".
+// interruptedEvent is the SSE event answering a stateless request id
+// "request interrupted" (no session: the journal's message names one).
 func interruptedEvent(id json.RawMessage) []byte {
-	return append(append([]byte("event: message\ndata: "), rpcerr.Interruption().Response(id)...), "\n\n"...)
+	e := rpcerr.Interruption()
+	e.Message = "request interrupted: the node serving it stopped before answering; it may or may not have taken effect, retry if that is safe"
+	return append(append([]byte("event: message\ndata: "), e.Response(id)...), "\n\n"...)
 }
 
 // notePeerCancels marks, before the SDK reads the request, the requests in
