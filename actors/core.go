@@ -528,11 +528,7 @@ func (a *core) notePeerCancels(own *flight, body []byte) {
 			if f == own {
 				ids = nil
 				if len(ns) == len(rb.Messages) {
-					for _, m := range rb.Messages[:i] {
-						if m.Kind == rpcbody.Request {
-							ids = append(ids, m.ID)
-						}
-					}
+					ids = (&rpcbody.Body{Messages: rb.Messages[:i]}).IDs()
 				}
 			}
 			if slices.ContainsFunc(ids, func(r json.RawMessage) bool { return bytes.Equal(r, id) }) {
@@ -702,7 +698,8 @@ func (a *core) serveHTTP(ctx context.Context, w *relayWriter, req *envelope.Requ
 	envelope.ToHTTP(req.Headers, hr.Header)
 	hr.ContentLength = int64(len(req.Body))
 	var rb *rpcbody.Body
-	if f, _ := ctx.Value(flightKey{}).(*flight); f != nil {
+	f, _ := ctx.Value(flightKey{}).(*flight)
+	if f != nil {
 		rb = f.rpc
 	}
 	hr, end := a.observe(hr, req, rb)
@@ -718,12 +715,12 @@ func (a *core) serveHTTP(ctx context.Context, w *relayWriter, req *envelope.Requ
 	if w.unservedIfCut(req.Id) {
 		a.logger.Info("request cut before it was dispatched; the edge sends it again", "request", req.Id)
 	}
-	if f, _ := ctx.Value(flightKey{}).(*flight); f != nil && f.moved.Load() {
+	if f != nil && f.moved.Load() {
 		h := http.Header{"Content-Type": {"application/json"}, "Retry-After": {"1"}}
 		w.replace(http.StatusServiceUnavailable, h, rpcerr.Replaced().Body(f.rpc.FirstID()))
 	}
 	if ctx.Err() != nil && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
-		if f, _ := ctx.Value(flightKey{}).(*flight); f != nil && w.replaced != nil && f.cut.Load() && !f.answerSent.Load() {
+		if f != nil && w.replaced != nil && f.cut.Load() && !f.answerSent.Load() {
 			// A stateless request cut by a drain, no answer sent: it has
 			// no journal to be answered from later.
 			w.Write(interruptedEvent(f.rpc.FirstID()))

@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -55,15 +54,7 @@ func TestStatelessDisconnectAbortsTheCall(t *testing.T) {
 
 	cctx, leave := context.WithCancel(ctx)
 	defer leave()
-	body := `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow_getSlow","arguments":{},` +
-		`"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`
-	req, _ := http.NewRequestWithContext(cctx, http.MethodPost, d.MCP, strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	req.Header.Set("Mcp-Protocol-Version", "2026-07-28")
-	req.Header.Set("Mcp-Method", "tools/call")
-	req.Header.Set("Mcp-Name", "slow_getSlow")
-	req.Header.Set("Authorization", "Bearer "+token)
+	req := statelessCallRequest(cctx, d.MCP, token, "slow_getSlow")
 	answered := make(chan string, 1)
 	go func() {
 		resp, err := http.DefaultClient.Do(req)

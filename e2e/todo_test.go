@@ -392,7 +392,9 @@ func testTodoTools(t *testing.T, authMode string) {
 	}
 }
 
-func rawStatelessCall(t testing.TB, ctx context.Context, u, token, tool string) (int, string) {
+// statelessCallRequest is a 2026-07-28 tools/call of tool (no arguments)
+// with token, as a client sends it.
+func statelessCallRequest(ctx context.Context, u, token, tool string) *http.Request {
 	body := fmt.Sprintf(`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":%q,"arguments":{},`+
 		`"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`, tool)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(body))
@@ -402,7 +404,11 @@ func rawStatelessCall(t testing.TB, ctx context.Context, u, token, tool string) 
 	req.Header.Set("Mcp-Method", "tools/call")
 	req.Header.Set("Mcp-Name", tool)
 	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	return req
+}
+
+func rawStatelessCall(t testing.TB, ctx context.Context, u, token, tool string) (int, string) {
+	resp, err := http.DefaultClient.Do(statelessCallRequest(ctx, u, token, tool))
 	if err != nil {
 		t.Fatal(err)
 	}
