@@ -25,6 +25,7 @@ import (
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
+	"github.com/pingmcp/pingmcp/internal/sse"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/state/taskstore"
 	"github.com/pingmcp/pingmcp/tasks"
@@ -425,6 +426,11 @@ type flight struct {
 	// answerSent, that a stateless request's answer went out, its own or,
 	// once cut, "request interrupted" (interruptedAnswer).
 	cut, answerSent atomic.Bool
+	// listen is the id of a principal actor's subscriptions/listen
+	// (2026-07-28): its answer is the server ending the subscription
+	// (interruptedAnswer). stopping says a drain ended it.
+	listen   json.RawMessage
+	stopping atomic.Bool
 
 	mu     sync.Mutex
 	stream string // the event stream its requests were journalled on
@@ -448,26 +454,49 @@ func (f *flight) answersCancelled(p []byte) bool {
 	return f.peerCancelled[string(id)]
 }
 
-// interruptedAnswer is what a stateless request's answer becomes once a
-// drain's deadline cut its handler (nil for any other event, or before):
-// the go-sdk answers with what the cancelled handler returned (an error of
-// code 0, "context canceled"), where a session's client, resuming on the
-// next activation, gets the journal's "request interrupted". A stateless
-// request has no journal and no resumption: an answer written once it was
-// cut is that one, retryable, whether or not the tool ended first; one
-// written before goes as it is. It notes that an answer went out: when the
-// SDK lets go of the stream before the handler's answer, serveHTTP writes
-// "request interrupted" itself.
+// interruptedAnswer is what a stateless request's answer becomes (nil:
+// the answer itself, or any other event). It notes that an answer went out:
+// when the SDK lets go of the stream before the handler's answer, serveHTTP
+// writes the answer itself.
+//   - A listen's result is the server ending the subscription (the client
+//     ends one by closing its stream): the 2026-07-28 cancellation utility
+//     says a server MUST then send notifications/cancelled naming the
+//     listen, so that goes first (sse.ListenEnded). The result is the
+//     go-sdk's (its handler's context ended: a drain) or the tasks layer's
+//     (every task it listened to ended). An error answering a listen
+//     refused it: no subscription ended.
+//   - Once a drain's deadline cut its handler, the go-sdk answers with what
+//     the cancelled handler returned (an error of code 0, "context
+//     canceled"), where a session's client, resuming on the next
+//     activation, gets the journal's "request interrupted". A stateless
+//     request has no journal and no resumption: an answer written once it
+//     was cut is that one, retryable, whether or not the tool ended first;
+//     one written before goes as it is.
 func (f *flight) interruptedAnswer(p []byte) []byte {
 	id := eventAnswerID(p)
 	if id == nil {
 		return nil
 	}
 	f.answerSent.Store(true)
-	if !f.cut.Load() {
+	switch {
+	case f.listen != nil:
+		if eventIsResult(p) {
+			return append(sse.Message(sse.ListenCancelled(id, f.listenEndReason())), p...)
+		}
 		return nil
+	case f.cut.Load():
+		return interruptedEvent(id)
 	}
-	return interruptedEvent(id)
+	return nil
+}
+
+// listenEndReason is the reason of the notifications/cancelled that ends
+// the listen f.
+func (f *flight) listenEndReason() string {
+	if f.stopping.Load() {
+		return "the node serving the subscription is stopping; listen again to go on"
+	}
+	return "the server ended the subscription"
 }
 
 // interruptedEvent is the SSE event answering a stateless request id
@@ -475,7 +504,7 @@ func (f *flight) interruptedAnswer(p []byte) []byte {
 func interruptedEvent(id json.RawMessage) []byte {
 	e := rpcerr.Interruption()
 	e.Message = "request interrupted: the node serving it stopped before answering; it may or may not have taken effect, retry if that is safe"
-	return append(append([]byte("event: message\ndata: "), e.Response(id)...), "\n\n"...)
+	return sse.Message(e.Response(id))
 }
 
 // notePeerCancels marks, before the SDK reads the request, the requests in
@@ -623,6 +652,9 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 	// its retry hint.
 	rctx, cancel := context.WithCancel(context.Background())
 	f := &flight{cancel: cancel, window: newWindow(uint64(req.Window)), replyTo: replyTo, rpc: rb, get: req.Method == http.MethodGet, scopes: a.scopes, from: req.From}
+	if _, principal := a.kind.(*PrincipalActor); principal {
+		f.listen = rb.Listen()
+	}
 	// Admitted requests count towards a move, the others not (follow.go);
 	// one served where it arrived, between, cancels a move.
 	a.moving = a.cfg.Stores != nil && a.cfg.Stores.Shared && a.trail.note(req.From)
@@ -720,13 +752,23 @@ func (a *core) serveHTTP(ctx context.Context, w *relayWriter, req *envelope.Requ
 		w.replace(http.StatusServiceUnavailable, h, rpcerr.Replaced().Body(f.rpc.FirstID()))
 	}
 	if ctx.Err() != nil && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
-		if f != nil && w.replaced != nil && f.cut.Load() && !f.answerSent.Load() {
+		switch {
+		case f != nil && f.listen != nil:
+			// A listen ended by a drain, its answer not sent (the SDK
+			// lets go of the stream when its handler's context ends):
+			// the subscription's end, as interruptedAnswer sends it.
+			if !f.answerSent.Load() {
+				w.Write(sse.ListenEnded(f.listen, f.listenEndReason()))
+			}
+		case f != nil && w.replaced != nil && f.cut.Load() && !f.answerSent.Load():
 			// A stateless request cut by a drain, no answer sent: it has
 			// no journal to be answered from later.
 			w.Write(interruptedEvent(f.rpc.FirstID()))
+			w.Write([]byte(sse.RetryHint))
+		default:
+			// Cut by a drain: tell the client when to reconnect.
+			w.Write([]byte(sse.RetryHint))
 		}
-		// Cut by a drain: tell the client when to reconnect.
-		w.Write([]byte(retryHint))
 	}
 	w.finish()
 }

@@ -64,3 +64,27 @@ func TestStatelessDrainInterruptsTheCall(t *testing.T) {
 		t.Errorf("a stateless call cut by a drain answered %q, want -32003 request interrupted, retryable", body)
 	}
 }
+
+// A drain ends a stateless listen at once, as the server's end of its
+// subscription (notifications/cancelled naming it, then its completion
+// result), and the actor stops long before the drain's deadline: a listen
+// never ends by itself, so waiting for it held every drain until then, and
+// then answered it "request interrupted".
+func TestDrainEndsAListen(t *testing.T) {
+	h := hangTools{started: make(chan struct{}, 1), stopped: make(chan struct{}, 1)}
+	local := NewLocal()
+	root, pid := spawnPrincipal(t, state.MemoryStores(time.Hour), "alice-principal", local, h)
+	msgs := forwardListenFor(t, root, pid, principal("tok-a"), map[string]any{"toolsListChanged": true})
+	ack := await(t, msgs, "the acknowledgement")
+	if n, _ := ack["params"].(map[string]any)["notifications"].(map[string]any); ack["method"] != "notifications/subscriptions/acknowledged" || n["toolsListChanged"] != true {
+		t.Fatalf("first message %v, want the acknowledgement granting toolsListChanged", ack)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	left := make(chan int, 1)
+	go func() { left <- local.Drain(ctx, root.ActorSystem()) }()
+	awaitListenEnd(t, msgs, "the node serving the subscription is stopping; listen again to go on")
+	if n := await(t, left, "the drain's end, its deadline a minute away"); n != 0 {
+		t.Fatalf("%d actors still live after the drain", n)
+	}
+}

@@ -8,8 +8,9 @@ import (
 )
 
 // drainActor asks an actor to drain: take no new request, end its streams
-// at once with a retry hint, let requests in flight finish until deadline,
-// write its snapshot and stop. Its session goes on elsewhere.
+// at once (a GET stream with a retry hint, a listen with its end), let
+// requests in flight finish until deadline, write its snapshot and stop.
+// Its session goes on elsewhere.
 type drainActor struct{ deadline time.Time }
 
 // drainDeadline tells a draining actor that its requests ran out of time.
@@ -19,17 +20,20 @@ type drainDeadline struct{}
 // false) that the store did not take all of it in time.
 type drained struct{ ok bool }
 
-// retryHint ends an SSE stream cut by a drain: the client reconnects after
-// this long, by which time the session can be activated on another node.
-const retryHint = "retry: 500\n\n"
-
 func (a *core) drain(ctx actor.Context, m *drainActor) {
 	if !a.to(lifeDraining) {
 		return
 	}
 	a.logger.Info("draining actor", "in_flight", len(a.flights))
+	// Streams that never end by themselves end now: a GET stream with a
+	// retry hint (its client resumes it on the session's next activation),
+	// a listen with the subscription's end (its client listens again,
+	// through a node that serves).
 	for _, f := range a.flights {
 		if f.get {
+			f.drain()
+		} else if f.listen != nil {
+			f.stopping.Store(true)
 			f.drain()
 		}
 	}

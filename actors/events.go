@@ -752,6 +752,22 @@ func answerID(data []byte) json.RawMessage {
 	return decodeAnswerID(data)
 }
 
+// eventIsResult says whether the SSE event p, an answer (eventAnswerID),
+// answers with a result rather than an error.
+func eventIsResult(p []byte) bool {
+	_, data, _ := bytes.Cut(p, []byte("\ndata: "))
+	data, _, _ = bytes.Cut(data, []byte("\n"))
+	if rest, ok := bytes.CutPrefix(data, sdkMessageStart); ok {
+		if n := idEnd(rest); n > 0 {
+			return bytes.HasPrefix(rest[n:], []byte(`,"result":`))
+		}
+	}
+	var m struct {
+		Result json.RawMessage `json:"result"`
+	}
+	return json.Unmarshal(data, &m) == nil && m.Result != nil
+}
+
 // sdkMessageStart is how the go-sdk begins a message with an id.
 var sdkMessageStart = []byte(`{"jsonrpc":"2.0","id":`)
 

@@ -19,8 +19,14 @@ import (
 // the stream as they arrive (closed once its last part came).
 func forwardListen(t *testing.T, root *actor.RootContext, pid *actor.PID, p *envelope.Principal, ids ...string) <-chan map[string]any {
 	t.Helper()
+	return forwardListenFor(t, root, pid, p, map[string]any{"taskIds": ids})
+}
+
+// forwardListenFor is forwardListen asking for notifications.
+func forwardListenFor(t *testing.T, root *actor.RootContext, pid *actor.PID, p *envelope.Principal, notifications map[string]any) <-chan map[string]any {
+	t.Helper()
 	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 9, "method": "subscriptions/listen",
-		"params": map[string]any{"_meta": taskMeta, "notifications": map[string]any{"taskIds": ids}}})
+		"params": map[string]any{"_meta": taskMeta, "notifications": notifications}})
 	req := &envelope.Request{Id: rand.Text(), Method: http.MethodPost, Path: "/mcp", Body: body, Window: 16, Principal: p, Resource: "https://mcp.example/mcp",
 		Headers: []*envelope.Header{
 			{Name: "Accept", Values: []string{"application/json, text/event-stream"}},
@@ -148,7 +154,28 @@ func TestPrincipalActorNotifiesTaskListeners(t *testing.T) {
 	if n, _ := mack["params"].(map[string]any)["notifications"].(map[string]any); len(n) != 0 {
 		t.Fatalf("mallory's listen for alice's tasks granted %v", n)
 	}
-	if end := await(t, mmsgs, "mallory's closing answer"); end["id"] != float64(9) || end["result"] == nil {
-		t.Fatalf("mallory's listen, granted nothing: %v, want its closing answer", end)
+	awaitListenEnd(t, mmsgs, "the server ended the subscription")
+}
+
+// awaitListenEnd reads the next messages of a listen (id 9): they must be
+// the server's end of it, notifications/cancelled naming it for reason,
+// then its completion result, and the stream's end.
+func awaitListenEnd(t *testing.T, msgs <-chan map[string]any, reason string) {
+	t.Helper()
+	sub := func(m map[string]any) any {
+		meta, _ := m["_meta"].(map[string]any)
+		return meta["io.modelcontextprotocol/subscriptionId"]
+	}
+	c := await(t, msgs, "notifications/cancelled naming the listen")
+	if p, _ := c["params"].(map[string]any); c["method"] != "notifications/cancelled" || p["requestId"] != float64(9) ||
+		p["reason"] != reason || sub(p) != float64(9) {
+		t.Fatalf("the listen's end began with %v, want notifications/cancelled naming it (reason %q)", c, reason)
+	}
+	end := await(t, msgs, "the listen's completion result")
+	if r, _ := end["result"].(map[string]any); end["id"] != float64(9) || r["resultType"] != "complete" || sub(r) != float64(9) {
+		t.Fatalf("after the cancellation: %v, want the listen's completion result", end)
+	}
+	if m := await(t, msgs, "the stream's end"); m != nil {
+		t.Fatalf("after the listen's answer: %v, want the stream's end", m)
 	}
 }

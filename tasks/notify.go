@@ -15,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pingmcp/pingmcp/internal/sse"
 	"github.com/pingmcp/pingmcp/state/taskstore"
 )
 
@@ -187,7 +188,7 @@ func (l *Layer) listen(w http.ResponseWriter, r *http.Request, m *message, c *co
 		granted = append(granted, id)
 	}
 	slices.Sort(granted)
-	s := &sse{w: w, rc: http.NewResponseController(w), sub: m.ID}
+	s := &listenStream{w: w, rc: http.NewResponseController(w), sub: m.ID}
 	ack := map[string]any{}
 	var sdk *sdkListen
 	if f.others {
@@ -324,7 +325,7 @@ func ended(terminal map[string]bool, ids []string) bool {
 // pass through (between the layer's own, one event at a time), and its
 // answer, once the listen ends, is dropped for the layer's.
 type sdkListen struct {
-	s        *sse
+	s        *listenStream
 	header   http.Header
 	granted  map[string]json.RawMessage // what its acknowledgement granted
 	acked    chan struct{}
@@ -345,7 +346,7 @@ const maxQueued = 16
 // startSDKListen starts the SDK's listen and waits for its
 // acknowledgement; answered says that the SDK answered the listen (a
 // refusal) instead, and that its answer went to the client.
-func (l *Layer) startSDKListen(s *sse, r *http.Request, body []byte) (sl *sdkListen, answered bool) {
+func (l *Layer) startSDKListen(s *listenStream, r *http.Request, body []byte) (sl *sdkListen, answered bool) {
 	var msg map[string]json.RawMessage
 	json.Unmarshal(body, &msg) // parsed already
 	var params map[string]json.RawMessage
@@ -480,20 +481,18 @@ func (sl *sdkListen) stop() {
 	<-sl.finished
 }
 
-// sse writes a listen's messages, each one event, flushed at once, each
+// listenStream writes a listen's messages, each one event, flushed at once, each
 // carrying the listen's id as its subscription id (SEP-2575).
-type sse struct {
+type listenStream struct {
 	w   http.ResponseWriter
 	rc  *http.ResponseController
 	sub json.RawMessage // the listen request's id
 	mu  sync.Mutex      // one event at a time (the SDK's listen writes too)
 }
 
-const metaSubscription = "io.modelcontextprotocol/subscriptionId"
-
 // notify writes notification method whose params are params (an object)
 // with the subscription id in their _meta.
-func (s *sse) notify(method string, params any) error {
+func (s *listenStream) notify(method string, params any) error {
 	b, err := json.Marshal(params)
 	if err != nil {
 		return err
@@ -502,7 +501,7 @@ func (s *sse) notify(method string, params any) error {
 	if err := json.Unmarshal(b, &p); err != nil {
 		return err
 	}
-	p["_meta"], _ = json.Marshal(map[string]json.RawMessage{metaSubscription: s.sub})
+	p["_meta"], _ = json.Marshal(map[string]json.RawMessage{sse.SubscriptionMeta: s.sub})
 	msg, err := json.Marshal(struct {
 		JSONRPC string                     `json:"jsonrpc"`
 		Method  string                     `json:"method"`
@@ -516,24 +515,15 @@ func (s *sse) notify(method string, params any) error {
 
 // closed answers the listen: the subscription ended on the server's side
 // (SEP-2575 "Graceful Closure"). Best effort: a client that left gets
-// nothing.
-func (s *sse) closed() {
-	msg, _ := json.Marshal(struct {
-		JSONRPC string          `json:"jsonrpc"`
-		ID      json.RawMessage `json:"id"`
-		Result  any             `json:"result"`
-	}{"2.0", s.sub, map[string]any{"resultType": "complete", "_meta": map[string]json.RawMessage{metaSubscription: s.sub}}})
-	s.event(msg)
-}
+// nothing. The session actor's relay puts the notifications/cancelled the
+// 2026-07-28 cancellation utility asks for before it (actors'
+// interruptedAnswer), as before the go-sdk's own listen's answer.
+func (s *listenStream) closed() { s.event(sse.ListenClosed(s.sub)) }
 
-func (s *sse) event(msg []byte) error {
+func (s *listenStream) event(msg []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b := make([]byte, 0, len(msg)+32)
-	b = append(b, "event: message\ndata: "...)
-	b = append(b, msg...)
-	b = append(b, "\n\n"...)
-	if _, err := s.w.Write(b); err != nil {
+	if _, err := s.w.Write(sse.Message(msg)); err != nil {
 		return err
 	}
 	return s.rc.Flush()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pingmcp/pingmcp/internal/sse"
 	"github.com/pingmcp/pingmcp/state/taskstore"
 )
 
@@ -103,7 +104,7 @@ func subscription(t *testing.T, m map[string]any) map[string]any {
 		p, _ = m["result"].(map[string]any)
 	}
 	meta, _ := p["_meta"].(map[string]any)
-	if meta[metaSubscription] != float64(7) {
+	if meta[sse.SubscriptionMeta] != float64(7) {
 		t.Fatalf("message without the listen's subscription id: %v", m)
 	}
 	return p

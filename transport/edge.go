@@ -15,6 +15,7 @@
 package transport
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -39,6 +40,7 @@ import (
 	"github.com/pingmcp/pingmcp/internal/retry"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
+	"github.com/pingmcp/pingmcp/internal/sse"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/telemetry"
 )
@@ -147,9 +149,6 @@ type Edge struct {
 // Drain ends the GET streams the edge relays, each with an SSE retry hint,
 // and keeps doing so for new ones; POSTs are left to finish.
 func (e *Edge) Drain() { e.stopStreams() }
-
-// retryHint ends an SSE stream cut by a drain.
-const retryHint = "retry: 500\n\n"
 
 // NewEdge returns the /mcp handler of a node.
 func NewEdge(node *cluster.Node, opts Options) *Edge {
@@ -278,7 +277,9 @@ func (e *Edge) forwardRequest(w http.ResponseWriter, r *http.Request) {
 	// the client's in the forwarded headers.
 	req.Headers = traceHeaders(r.Context(), req.Headers)
 	ctx := r.Context()
-	if r.Method == http.MethodGet {
+	rel := relayedOf(r.Method, rb, f.token)
+	if rel.unbounded {
+		// Ended when the node drains: it would never end by itself.
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithCancel(ctx)
 		defer cancel()
@@ -290,10 +291,10 @@ func (e *Edge) forwardRequest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer stream.Close()
-	status := e.relay(ctx, w, stream, relayed{unbounded: unbounded(r.Method, rb), token: f.token}, logger)
+	status := e.relay(ctx, w, stream, rel, logger)
 	metrics.Requests.WithLabelValues(mcpMethod(r.Method, rb), strconv.Itoa(status)).Observe(time.Since(f.span.start).Seconds())
 	if e.draining.Err() != nil && r.Context().Err() == nil && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
-		io.WriteString(w, retryHint)
+		rel.end(w, "the node relaying the subscription is stopping; listen again to go on")
 		http.NewResponseController(w).Flush()
 	}
 	if e.logger.Enabled(r.Context(), slog.LevelDebug) {
@@ -384,20 +385,44 @@ var (
 	errTokenExpired = errors.New("the token that opened the stream expired")
 )
 
-// relayed is what relay needs to know of the request.
+// relayed is what relay needs to know of the request, and what it saw of
+// the answer.
 type relayed struct {
-	unbounded bool        // see unbounded
-	token     *auth.Token // nil without authentication
+	// unbounded says the stream lasts as long as its client keeps it: the
+	// GET stream, and a stateless subscriptions/listen (SEP-2575). Any
+	// other stream is bounded by the request it answers.
+	unbounded bool
+	// listen is the id of a subscriptions/listen (rpcbody.Body.Listen);
+	// answered, that its answer went through (relay).
+	listen   json.RawMessage
+	answered bool
+	token    *auth.Token // nil without authentication
 }
 
-// unbounded reports whether a request's stream lasts as long as its client
-// keeps it: the GET stream, and a stateless subscriptions/listen (SEP-2575).
-// Any other stream is bounded by the request it answers.
-func unbounded(method string, rb *rpcbody.Body) bool {
-	if method == http.MethodGet {
-		return true
+// relayedOf is what relay is told of a request of method with body rb.
+func relayedOf(method string, rb *rpcbody.Body, token *auth.Token) *relayed {
+	rel := &relayed{token: token}
+	if method == http.MethodPost {
+		rel.listen = rb.Listen()
 	}
-	return rb != nil && !rb.Batch && rb.First() != nil && rb.First().Method == "subscriptions/listen"
+	rel.unbounded = method == http.MethodGet || rel.listen != nil
+	return rel
+}
+
+// listenAnswer begins the one answer a listen's stream carries: its end.
+// Its notifications carry no id, and 2026-07-28 sends no request of the
+// server's there.
+var listenAnswer = []byte(`data: {"jsonrpc":"2.0","id":`)
+
+// end ends an event stream the edge cuts: a listen with the end of its
+// subscription (sse.ListenEnded) unless its answer went through, any other
+// stream with a retry hint.
+func (req *relayed) end(w io.Writer, reason string) {
+	if req.listen == nil {
+		io.WriteString(w, sse.RetryHint)
+	} else if !req.answered {
+		w.Write(sse.ListenEnded(req.listen, reason))
+	}
 }
 
 // relay writes each part of the actor's response to the client as it
@@ -406,7 +431,9 @@ func unbounded(method string, rb *rpcbody.Body) bool {
 // An event stream (a GET, or a POST answered with one) it also ends itself,
 // with a retry hint, in two cases. The client reconnects; resuming with
 // Last-Event-ID, it loses nothing, since the actor stores every event
-// before it sends it, and a keep-alive comment carries no event id.
+// before it sends it, and a keep-alive comment carries no event id. A
+// listen has nothing to resume: it ends with its subscription's end
+// instead (relayed.end), and its client listens again.
 //   - Nothing arrived from the actor for silentIntervals keep-alive
 //     intervals: the path to the actor is dead (a node that vanished
 //     without a word, a partition), even though no Terminated came.
@@ -419,7 +446,7 @@ func unbounded(method string, rb *rpcbody.Body) bool {
 //     left to finish, since ending it would lose that answer for clients
 //     that resume without Last-Event-ID after a refresh (opening a fresh
 //     GET stream after the 401).
-func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stream, req relayed, logger func() *slog.Logger) int {
+func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stream, req *relayed, logger func() *slog.Logger) int {
 	rc := http.NewResponseController(w)
 	ctx, cut := context.WithCancelCause(ctx)
 	defer cut(nil)
@@ -442,14 +469,14 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 		if err != nil {
 			switch cause := context.Cause(ctx); {
 			case errors.Is(cause, errStreamSilent), errors.Is(cause, errTokenExpired):
-				reason := "silent"
+				reason, why := "silent", "the node serving the subscription went silent; listen again to go on"
 				if errors.Is(cause, errTokenExpired) {
-					reason = "token_expired"
+					reason, why = "token_expired", "the token that opened the subscription expired; listen again with a fresh one"
 				} else {
 					logger().Warn("stream ended: its actor went silent; the client resumes it", "keepalive", e.opts.SSEKeepAlive)
 				}
 				metrics.StreamsEnded.WithLabelValues(reason).Inc()
-				io.WriteString(w, retryHint)
+				req.end(w, why)
 				rc.Flush()
 			case ctx.Err() == nil:
 				logger().Warn("response cut short", "err", err)
@@ -472,6 +499,9 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 			}
 		}
 		if len(p.Body) > 0 {
+			if req.listen != nil && !req.answered && bytes.Contains(p.Body, listenAnswer) {
+				req.answered = true
+			}
 			if _, err := w.Write(p.Body); err != nil {
 				return status
 			}

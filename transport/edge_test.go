@@ -101,11 +101,19 @@ func TestMain(m *testing.M) {
 // newEdge serves an edge on a loopback httptest server.
 func newEdge(t *testing.T, opts Options) *httptest.Server {
 	t.Helper()
+	_, srv := newEdgeOf(t, opts)
+	return srv
+}
+
+// newEdgeOf is newEdge, with the Edge it serves.
+func newEdgeOf(t *testing.T, opts Options) (*Edge, *httptest.Server) {
+	t.Helper()
 	opts.Loopback = true
 	opts.Logger = slog.New(records)
-	srv := httptest.NewServer(NewEdge(testNode, opts))
+	e := NewEdge(testNode, opts)
+	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
-	return srv
+	return e, srv
 }
 
 type call struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -233,8 +234,8 @@ func TestUnbounded(t *testing.T) {
 				t.Fatalf("%s: %v", tt.body, err)
 			}
 		}
-		if got := unbounded(tt.method, rb); got != tt.want {
-			t.Errorf("unbounded(%s %s) = %v, want %v", tt.method, tt.body, got, tt.want)
+		if got := relayedOf(tt.method, rb, nil).unbounded; got != tt.want {
+			t.Errorf("relayedOf(%s %s).unbounded = %v, want %v", tt.method, tt.body, got, tt.want)
 		}
 	}
 }
@@ -244,4 +245,94 @@ func streamsEnded(reason string) float64 {
 	var m dto.Metric
 	metrics.StreamsEnded.WithLabelValues(reason).Write(&m)
 	return m.GetCounter().GetValue()
+}
+
+// listenBody is a 2026-07-28 subscriptions/listen (id "l-1") for the tools'
+// list changes, and listenHeaders its headers.
+const listenBody = `{"jsonrpc":"2.0","id":"l-1","method":"subscriptions/listen","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}},"notifications":{"toolsListChanged":true}}}`
+
+func listenHeaders(more map[string]string) map[string]string {
+	h := map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": "subscriptions/listen"}
+	for k, v := range more {
+		h[k] = v
+	}
+	return h
+}
+
+// awaitListenAck reads a listen's stream to its acknowledgement.
+func awaitListenAck(t *testing.T, s *ssetest.Stream) {
+	t.Helper()
+	s.Await(t, 10*time.Second, "the acknowledgement", func(l string) bool {
+		return strings.Contains(l, "notifications/subscriptions/acknowledged")
+	})
+}
+
+// awaitListenEnded reads a listen's stream (id "l-1") to its end, which
+// must be the server's end of the subscription: notifications/cancelled
+// naming it for reason, then its completion result, and nothing after (no
+// retry hint: a listen has nothing to resume).
+func awaitListenEnded(t *testing.T, s *ssetest.Stream, reason string) {
+	t.Helper()
+	var msgs []map[string]any
+	rest := s.End(t, 10*time.Second)
+	for _, l := range rest {
+		if data, ok := strings.CutPrefix(l, "data: "); ok {
+			var m map[string]any
+			if err := json.Unmarshal([]byte(data), &m); err != nil {
+				t.Fatalf("%q: %v", data, err)
+			}
+			msgs = append(msgs, m)
+		}
+	}
+	if len(msgs) != 2 || slices.Contains(rest, "retry: 500") {
+		t.Fatalf("the listen's stream ended with %q, want two messages and no retry hint", rest)
+	}
+	p, _ := msgs[0]["params"].(map[string]any)
+	meta, _ := p["_meta"].(map[string]any)
+	if msgs[0]["method"] != "notifications/cancelled" || p["requestId"] != "l-1" || p["reason"] != reason ||
+		meta["io.modelcontextprotocol/subscriptionId"] != "l-1" {
+		t.Errorf("first message %v, want notifications/cancelled naming the listen (reason %q)", msgs[0], reason)
+	}
+	if r, _ := msgs[1]["result"].(map[string]any); msgs[1]["id"] != "l-1" || r["resultType"] != "complete" {
+		t.Errorf("last message %v, want the listen's completion result", msgs[1])
+	}
+}
+
+// A listen's stream is bounded by its token, as the GET stream is; it ends
+// as the server's end of the subscription, and its client listens again
+// with a fresh token.
+func TestEdgeEndsListenAtTokenExpiry(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	srv := resourceEdge(t, mcpResource, Options{
+		Verifier:     auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{mcpResource}, Leeway: time.Millisecond}),
+		SSEKeepAlive: time.Hour, // only the expiry ends the stream here
+	})
+	c := is.Claims("alice", mcpResource, "mcp:tools")
+	exp := time.Now().Add(3 * time.Second).Truncate(time.Second)
+	c["exp"] = exp.Unix()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ended := streamsEnded("token_expired")
+	s := readStream(t, ctx, http.MethodPost, srv.URL, listenHeaders(map[string]string{"Authorization": "Bearer " + is.Token(t, c)}), listenBody)
+	awaitListenAck(t, s)
+	awaitListenEnded(t, s, "the token that opened the subscription expired; listen again with a fresh one")
+	if time.Now().Before(exp) {
+		t.Errorf("the listen ended before its token expired (%s)", exp)
+	}
+	if n := streamsEnded("token_expired") - ended; n != 1 {
+		t.Errorf("pingmcp_streams_ended_total{reason=\"token_expired\"} grew by %v, want 1", n)
+	}
+}
+
+// A draining edge ends the listens it relays at once, as the server's end
+// of their subscriptions: a listen never ends by itself, and would hold the
+// node's drain to its deadline.
+func TestEdgeDrainEndsListens(t *testing.T) {
+	e, srv := newEdgeOf(t, Options{SSEKeepAlive: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := readStream(t, ctx, http.MethodPost, srv.URL, listenHeaders(nil), listenBody)
+	awaitListenAck(t, s)
+	e.Drain()
+	awaitListenEnded(t, s, "the node relaying the subscription is stopping; listen again to go on")
 }

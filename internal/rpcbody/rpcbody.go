@@ -761,6 +761,20 @@ func (b *Body) Initialize() *Message {
 	return init
 }
 
+// Listen is the id of the body's subscriptions/listen request when the
+// body is that one request (2026-07-28, SEP-2575: its stream lasts as long
+// as its client keeps it, or until the server ends the subscription), or
+// nil.
+func (b *Body) Listen() json.RawMessage {
+	if b == nil || b.Batch || len(b.Messages) != 1 {
+		return nil
+	}
+	if m := b.Messages[0]; m.Kind == Request && m.Method == "subscriptions/listen" {
+		return m.ID
+	}
+	return nil
+}
+
 // First is the body's first message with a method (a request or a
 // notification), or nil: what names a request in traces and metrics.
 func (b *Body) First() *Message {

@@ -401,3 +401,26 @@ func BenchmarkSDKDecodeToolCall(b *testing.B) {
 		}
 	}
 }
+
+// Listen names only a body that is one subscriptions/listen request.
+func TestListen(t *testing.T) {
+	for body, want := range map[string]string{
+		`{"jsonrpc":"2.0","id":9,"method":"subscriptions/listen","params":{}}`:   `9`,
+		`{"jsonrpc":"2.0","id":"l-1","method":"subscriptions/listen"}`:           `"l-1"`,
+		`{"jsonrpc":"2.0","method":"subscriptions/listen"}`:                      ``, // a notification
+		`{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"x"}}`:   ``,
+		`[{"jsonrpc":"2.0","id":9,"method":"subscriptions/listen","params":{}}]`: ``, // a batch
+		`{"jsonrpc":"2.0","id":9,"result":{}}`:                                   ``,
+	} {
+		b, err := Read([]byte(body))
+		if err != nil {
+			t.Fatalf("%s: %v", body, err)
+		}
+		if got := string(b.Listen()); got != want {
+			t.Errorf("%s: Listen() = %q, want %q", body, got, want)
+		}
+	}
+	if (*Body)(nil).Listen() != nil {
+		t.Error("a nil body names a listen")
+	}
+}
