@@ -151,7 +151,15 @@ func TestTaskNotificationsThroughTheEdge(t *testing.T) {
 	t1 := time.Now()
 	awaitNote(long, "cancelled")
 	t.Logf("cancellation notified %s after the cancel's answer", time.Since(t1).Round(time.Microsecond))
-	// Both ended: the listen is answered.
+	// Both ended: the server ends the subscription, notifications/cancelled
+	// naming the listen first (2026-07-28), then the listen's answer.
+	cancelled := false
 	for m := next("the listen's answer"); m["id"] != float64(5); m = next("the listen's answer") {
+		if p, _ := m["params"].(map[string]any); m["method"] == "notifications/cancelled" && p["requestId"] == float64(5) {
+			cancelled = true
+		}
+	}
+	if !cancelled {
+		t.Error("the listen was answered without notifications/cancelled naming it before")
 	}
 }
