@@ -190,7 +190,10 @@ func TestEdgeEndsStreamsAtTokenExpiry(t *testing.T) {
 // A stream resumed with Last-Event-ID when nothing is left to replay (the
 // client lost its connection while a tool waits) gets its headers and
 // keep-alives at once, not only with the tool's next event: the go-sdk
-// writes nothing then, and the client would wait for headers.
+// writes nothing then, and the client would wait for headers. The call
+// goes on meanwhile: on a session (2025-11-25) a closed POST stream is not
+// a cancellation, since its client may resume it (only a stateless
+// request's is), and the resumed stream carries the tool's result.
 func TestEdgeKeepAliveOnResumedStream(t *testing.T) {
 	const interval = 50 * time.Millisecond
 	srv := newEdge(t, Options{SSEKeepAlive: interval})
@@ -200,10 +203,19 @@ func TestEdgeKeepAliveOnResumedStream(t *testing.T) {
 	post := readStream(t, postCtx, http.MethodPost, srv.URL, session,
 		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`)
 	var lastID string
+	var elicit struct {
+		ID json.RawMessage `json:"id"`
+	}
 	for _, l := range post.Await(t, 10*time.Second, "the elicitation request", func(l string) bool { return strings.Contains(l, "elicitation/create") }) {
 		if v, ok := strings.CutPrefix(l, "id: "); ok {
 			lastID = v
 		}
+		if v, ok := strings.CutPrefix(l, "data: "); ok {
+			json.Unmarshal([]byte(v), &elicit)
+		}
+	}
+	if len(elicit.ID) == 0 {
+		t.Fatal("the elicitation request carried no id")
 	}
 	disconnect()
 	awaitServing(t, sid, "the actor let go of the cut POST stream", 0, 0)
@@ -212,6 +224,14 @@ func TestEdgeKeepAliveOnResumedStream(t *testing.T) {
 	defer cancel()
 	resumed := readStream(t, ctx, http.MethodGet, srv.URL, map[string]string{"Mcp-Session-Id": sid, "Last-Event-ID": lastID}, "")
 	resumed.Await(t, 10*time.Second, "a keep-alive on the resumed stream", ssetest.IsKeepAlive)
+
+	answer := `{"jsonrpc":"2.0","id":` + string(elicit.ID) + `,"result":{"action":"accept","content":{"username":"alice","email":"alice@example.com"}}}`
+	if resp, b := (call{method: http.MethodPost, body: answer, headers: session}).do(t, srv.URL); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("elicitation answer: %d %s", resp.StatusCode, b)
+	}
+	resumed.Await(t, 10*time.Second, "the tool's result on the resumed stream", func(l string) bool {
+		return strings.HasPrefix(l, "data: ") && strings.Contains(l, `"id":2`) && strings.Contains(l, "alice@example.com") && !strings.Contains(l, `"isError":true`)
+	})
 }
 
 // Which streams end with their token: those no request bounds.
