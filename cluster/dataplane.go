@@ -609,6 +609,9 @@ func (l *link) dial() {
 		err = errors.New("the node does not offer the data plane")
 	}
 	if err == nil {
+		if lerr := keepLive(conn); lerr != nil {
+			l.data.logger.Warn("data plane: a link's liveness not set; a vanished peer ends it only with its membership", "peer", l.addr, "err", lerr)
+		}
 		// Hellos both ways before the link is handed out: a node that is
 		// stopping closes the connection instead of answering, and its
 		// requests go through protoactor's remote, which says whether
@@ -797,6 +800,9 @@ var _ actor.Process = (*edgePeer)(nil)
 // dataDialTimeout, so that a peer that sends none holds nothing.
 func (d *dataPlane) serve(conn net.Conn) {
 	n := d.node
+	if err := keepLive(conn); err != nil {
+		d.logger.Warn("data plane: a link's liveness not set; a vanished edge ends it only with its membership", "err", err)
+	}
 	fr := newFrameReader(conn)
 	conn.SetDeadline(time.Now().Add(dataDialTimeout))
 	typ, edge, _, err := fr.next()
