@@ -88,3 +88,16 @@ func TestDrainEndsAListen(t *testing.T) {
 		t.Fatalf("%d actors still live after the drain", n)
 	}
 }
+
+// A listen the server refuses ended no subscription: its error goes alone,
+// with no notifications/cancelled before it.
+func TestRefusedListenIsNotCancelled(t *testing.T) {
+	h := hangTools{started: make(chan struct{}, 1), stopped: make(chan struct{}, 1)}
+	root, pid := spawnPrincipal(t, state.MemoryStores(time.Hour), "alice-principal", nil, h)
+	r := forwardRequest(root, pid, statelessRequest(principal("tok-a"), "subscriptions/listen", "", map[string]any{"notifications": nil}))
+	await(t, r.head, "the refusal's head")
+	body := await(t, r.body, "the refusal")
+	if !strings.Contains(body, `"code":-32602`) || !strings.Contains(body, `"id":1`) || strings.Contains(body, "notifications/cancelled") {
+		t.Fatalf("a listen without notifications: %q, want its -32602 error alone", body)
+	}
+}

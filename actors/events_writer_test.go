@@ -280,6 +280,23 @@ func TestAnswerID(t *testing.T) {
 	}
 }
 
+// eventIsResult tells a result from an error, in the go-sdk's layout and
+// in any other.
+func TestEventIsResult(t *testing.T) {
+	for data, want := range map[string]bool{
+		`{"jsonrpc":"2.0","id":7,"result":{"resultType":"complete"}}`:                        true,
+		`{"jsonrpc":"2.0","id":"a\"b","result":{}}`:                                          true,
+		`{"jsonrpc":"2.0","id":7,"error":{"code":-32602,"message":"x","data":{"result":1}}}`: false,
+		`{"jsonrpc":"2.0","error":{"code":-32602,"message":"\"result\":"},"id":7}`:           false,
+		`{"result":{},"jsonrpc":"2.0","id":7}`:                                               true,
+		`{"jsonrpc":"2.0","id":7,"error":{"code":1,"message":"m"},"x":{"result":{}}}`:        false,
+	} {
+		if got := eventIsResult([]byte("event: message\ndata: " + data + "\n\n")); got != want {
+			t.Errorf("eventIsResult(%s) = %v, want %v", data, got, want)
+		}
+	}
+}
+
 // What recognising an answer costs, for a small result and a 1 MiB one
 // (the event that ends a request's journal entry is read once per answer).
 func BenchmarkAnswerID(b *testing.B) {
