@@ -428,9 +428,10 @@ type flight struct {
 	cut, answerSent atomic.Bool
 	// listen is the id of a principal actor's subscriptions/listen
 	// (2026-07-28): its answer is the server ending the subscription
-	// (interruptedAnswer). stopping says a drain ended it.
-	listen   json.RawMessage
-	stopping atomic.Bool
+	// (interruptedAnswer). acked says its acknowledgement went out;
+	// stopping, that a drain ended it.
+	listen          json.RawMessage
+	acked, stopping atomic.Bool
 
 	mu     sync.Mutex
 	stream string // the event stream its requests were journalled on
@@ -464,7 +465,10 @@ func (f *flight) answersCancelled(p []byte) bool {
 //     listen, so that goes first (sse.ListenEnded). The result is the
 //     go-sdk's (its handler's context ended: a drain) or the tasks layer's
 //     (every task it listened to ended). An error answering a listen
-//     refused it: no subscription ended.
+//     refused it: no subscription ended. An answer written once a drain
+//     cut the listen before its acknowledgement (which MUST come first) is
+//     dropped: no subscription began, and serveHTTP answers the listen
+//     "not served". Its acknowledgement is noted as it goes.
 //   - Once a drain's deadline cut its handler, the go-sdk answers with what
 //     the cancelled handler returned (an error of code 0, "context
 //     canceled"), where a session's client, resuming on the next
@@ -475,20 +479,34 @@ func (f *flight) answersCancelled(p []byte) bool {
 func (f *flight) interruptedAnswer(p []byte) []byte {
 	id := eventAnswerID(p)
 	if id == nil {
+		if f.listen != nil && !f.acked.Load() && bytes.Contains(p, listenAcknowledged) {
+			f.acked.Store(true)
+		}
 		return nil
 	}
-	f.answerSent.Store(true)
-	switch {
-	case f.listen != nil:
+	if f.listen != nil {
+		if !f.acked.Load() && f.stopping.Load() {
+			// Cut by a drain before it began (the SDK answers with the
+			// cancelled handler's error): dropped, and serveHTTP
+			// answers it "not served".
+			return []byte{}
+		}
+		f.answerSent.Store(true)
 		if eventIsResult(p) {
 			return append(sse.Message(sse.ListenCancelled(id, f.listenEndReason())), p...)
 		}
 		return nil
-	case f.cut.Load():
+	}
+	f.answerSent.Store(true)
+	if f.cut.Load() {
 		return interruptedEvent(id)
 	}
 	return nil
 }
+
+// listenAcknowledged is in the event that acknowledges a listen: the first
+// message of its stream, which the server MUST send before any other.
+var listenAcknowledged = []byte(`"method":"notifications/subscriptions/acknowledged"`)
 
 // listenEndReason is the reason of the notifications/cancelled that ends
 // the listen f.
@@ -756,9 +774,17 @@ func (a *core) serveHTTP(ctx context.Context, w *relayWriter, req *envelope.Requ
 		case f != nil && f.listen != nil:
 			// A listen ended by a drain, its answer not sent (the SDK
 			// lets go of the stream when its handler's context ends):
-			// the subscription's end, as interruptedAnswer sends it.
-			if !f.answerSent.Load() {
+			// the subscription's end, as interruptedAnswer sends it,
+			// once the subscription began. Cut before its
+			// acknowledgement, which comes first or not at all, it is
+			// answered "not served" when nothing went out yet: the edge
+			// sends it again, to a node that serves.
+			switch {
+			case f.answerSent.Load():
+			case f.acked.Load():
 				w.Write(sse.ListenEnded(f.listen, f.listenEndReason()))
+			default:
+				w.unserved(req.Id)
 			}
 		case f != nil && w.replaced != nil && f.cut.Load() && !f.answerSent.Load():
 			// A stateless request cut by a drain, no answer sent: it has

@@ -84,8 +84,8 @@ type relayWriter struct {
 	// client cancelled: such an event is not sent (notePeerCancels).
 	cancelled func(event []byte) bool
 	// replaced, if set, gives what to send instead of an event (nil: the
-	// event itself): a stateless request's answer once a drain cut its
-	// handler (flight.interruptedAnswer).
+	// event itself; empty: nothing): a stateless request's answer once a
+	// drain cut its handler, a listen's end (flight.interruptedAnswer).
 	replaced func(event []byte) []byte
 
 	mu       sync.Mutex
@@ -243,9 +243,13 @@ func (w *relayWriter) unservedIfCut(requestID string) bool {
 	w.mu.Lock()
 	cut := w.ctx.Err() != nil && !w.headSent && w.status == http.StatusNotFound
 	w.mu.Unlock()
-	if !cut {
-		return false
-	}
+	return cut && w.unserved(requestID)
+}
+
+// unserved replaces the response with a retryable "not served" 503, which
+// the edge sends again, if nothing of it went out yet. It reports whether
+// it replaced the response.
+func (w *relayWriter) unserved(requestID string) bool {
 	u := unavailable(requestID)
 	h := http.Header{}
 	envelope.ToHTTP(u.Headers, h)

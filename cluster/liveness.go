@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"crypto/tls"
+	"fmt"
 	"net"
 	"syscall"
 	"time"
@@ -35,15 +36,14 @@ var (
 
 // keepLive sets a data plane connection's liveness (dataKeepAlive,
 // dataUserTimeout), on the socket under its TLS (and under gRPC's wrapper,
-// on a member's end). A connection with no socket (a test's pipe) is left
-// as it is.
+// on a member's end).
 func keepLive(conn net.Conn) error {
 	if tc, ok := conn.(*tls.Conn); ok {
 		conn = tc.NetConn()
 	}
 	sc, ok := conn.(syscall.Conn)
 	if !ok {
-		return nil
+		return fmt.Errorf("a %T has no socket to set", conn)
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {

@@ -501,7 +501,7 @@ func (s *listenStream) notify(method string, params any) error {
 	if err := json.Unmarshal(b, &p); err != nil {
 		return err
 	}
-	p["_meta"], _ = json.Marshal(map[string]json.RawMessage{sse.SubscriptionMeta: s.sub})
+	p["_meta"], _ = json.Marshal(map[string]json.RawMessage{mcp.MetaKeySubscriptionID: s.sub})
 	msg, err := json.Marshal(struct {
 		JSONRPC string                     `json:"jsonrpc"`
 		Method  string                     `json:"method"`

@@ -15,7 +15,6 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/pingmcp/pingmcp/internal/sse"
 	"github.com/pingmcp/pingmcp/state/taskstore"
 )
 
@@ -104,7 +103,7 @@ func subscription(t *testing.T, m map[string]any) map[string]any {
 		p, _ = m["result"].(map[string]any)
 	}
 	meta, _ := p["_meta"].(map[string]any)
-	if meta[sse.SubscriptionMeta] != float64(7) {
+	if meta[mcp.MetaKeySubscriptionID] != float64(7) {
 		t.Fatalf("message without the listen's subscription id: %v", m)
 	}
 	return p

@@ -293,8 +293,16 @@ func (e *Edge) forwardRequest(w http.ResponseWriter, r *http.Request) {
 	defer stream.Close()
 	status := e.relay(ctx, w, stream, rel, logger)
 	metrics.Requests.WithLabelValues(mcpMethod(r.Method, rb), strconv.Itoa(status)).Observe(time.Since(f.span.start).Seconds())
-	if e.draining.Err() != nil && r.Context().Err() == nil && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
-		rel.end(w, "the node relaying the subscription is stopping; listen again to go on")
+	if r.Context().Err() == nil && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
+		// A stream cut by the drain ends with its hint; a listen that
+		// ended without its answer, however it ended (the drain, its
+		// actor or the link to it gone), with its subscription's end.
+		switch {
+		case e.draining.Err() != nil:
+			rel.end(w, "the node relaying the subscription is stopping; listen again to go on")
+		case rel.listen != nil:
+			rel.end(w, "the node serving the subscription stopped; listen again to go on")
+		}
 		http.NewResponseController(w).Flush()
 	}
 	if e.logger.Enabled(r.Context(), slog.LevelDebug) {
@@ -393,10 +401,11 @@ type relayed struct {
 	// other stream is bounded by the request it answers.
 	unbounded bool
 	// listen is the id of a subscriptions/listen (rpcbody.Body.Listen);
-	// answered, that its answer went through (relay).
-	listen   json.RawMessage
-	answered bool
-	token    *auth.Token // nil without authentication
+	// acked, that its acknowledgement went through (saw); answered, that
+	// its answer did; ended, that the edge ended it (end).
+	listen                 json.RawMessage
+	acked, answered, ended bool
+	token                  *auth.Token // nil without authentication
 }
 
 // relayedOf is what relay is told of a request of method with body rb.
@@ -411,17 +420,37 @@ func relayedOf(method string, rb *rpcbody.Body, token *auth.Token) *relayed {
 
 // listenAnswer begins the one answer a listen's stream carries: its end.
 // Its notifications carry no id, and 2026-07-28 sends no request of the
-// server's there.
-var listenAnswer = []byte(`data: {"jsonrpc":"2.0","id":`)
+// server's there. listenAcknowledged is in the first message of the
+// stream, which the server MUST send before any other.
+var (
+	listenAnswer       = []byte(`data: {"jsonrpc":"2.0","id":`)
+	listenAcknowledged = []byte(`"method":"notifications/subscriptions/acknowledged"`)
+)
 
-// end ends an event stream the edge cuts: a listen with the end of its
-// subscription (sse.ListenEnded) unless its answer went through, any other
-// stream with a retry hint.
-func (req *relayed) end(w io.Writer, reason string) {
+// saw notes what a part's body, relayed to the client, says of a listen.
+func (req *relayed) saw(body []byte) {
 	if req.listen == nil {
+		return
+	}
+	if !req.acked && bytes.Contains(body, listenAcknowledged) {
+		req.acked = true
+	}
+	if !req.answered && bytes.Contains(body, listenAnswer) {
+		req.answered = true
+	}
+}
+
+// end ends an event stream the edge cuts, or that ended short: a listen
+// with the end of its subscription (sse.ListenEnded), once, if it began
+// (acknowledged) and its answer did not go through; any other stream with
+// a retry hint.
+func (req *relayed) end(w io.Writer, reason string) {
+	switch {
+	case req.listen == nil:
 		io.WriteString(w, sse.RetryHint)
-	} else if !req.answered {
+	case req.acked && !req.answered && !req.ended:
 		w.Write(sse.ListenEnded(req.listen, reason))
+		req.ended = true
 	}
 }
 
@@ -499,9 +528,7 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 			}
 		}
 		if len(p.Body) > 0 {
-			if req.listen != nil && !req.answered && bytes.Contains(p.Body, listenAnswer) {
-				req.answered = true
-			}
+			req.saw(p.Body)
 			if _, err := w.Write(p.Body); err != nil {
 				return status
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/authtest"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
+	"github.com/pingmcp/pingmcp/internal/sse"
 	"github.com/pingmcp/pingmcp/internal/ssetest"
 	"github.com/pingmcp/pingmcp/metrics"
 )
@@ -355,4 +356,61 @@ func TestEdgeDrainEndsListens(t *testing.T) {
 	awaitListenAck(t, s)
 	e.Drain()
 	awaitListenEnded(t, s, "the node relaying the subscription is stopping; listen again to go on")
+}
+
+// The edge ends a listen's stream with its subscription's end once, and
+// only when the subscription began (its acknowledgement went through) and
+// did not end already (its answer went through); any other stream with a
+// retry hint.
+func TestRelayedEnd(t *testing.T) {
+	rb, err := rpcbody.Read([]byte(listenBody))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack := []byte("event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/subscriptions/acknowledged\",\"params\":{}}\n\n")
+	answer := []byte("event: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"l-1\",\"result\":{\"resultType\":\"complete\"}}\n\n")
+	ends := func(rel *relayed, times int) string {
+		var b strings.Builder
+		for range times {
+			rel.end(&b, "why")
+		}
+		return b.String()
+	}
+
+	rel := relayedOf(http.MethodPost, rb, nil)
+	if got := ends(rel, 1); got != "" {
+		t.Errorf("a listen not acknowledged: ended with %q, want nothing", got)
+	}
+	rel.saw(ack)
+	if got, want := ends(rel, 2), string(sse.ListenEnded(json.RawMessage(`"l-1"`), "why")); got != want {
+		t.Errorf("an acknowledged listen, ended twice: %q, want its end once, %q", got, want)
+	}
+	rel = relayedOf(http.MethodPost, rb, nil)
+	rel.saw(ack)
+	rel.saw(answer)
+	if got := ends(rel, 1); got != "" {
+		t.Errorf("a listen whose answer went through: ended with %q, want nothing", got)
+	}
+	if got := ends(relayedOf(http.MethodGet, nil, nil), 1); got != sse.RetryHint {
+		t.Errorf("a GET stream: ended with %q, want the retry hint", got)
+	}
+}
+
+// A listen whose actor stops (here: its user's sessions ended by an
+// operator; also a placement that moved, a link that died) ends as the
+// server's end of its subscription, not as a dropped connection.
+func TestEdgeEndsListenWhenItsActorStops(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	srv := resourceEdge(t, mcpResource, Options{
+		Verifier:     auth.NewJWTVerifier(auth.JWTOptions{Issuer: is.URL, Audiences: []string{mcpResource}}),
+		SSEKeepAlive: time.Hour,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := readStream(t, ctx, http.MethodPost, srv.URL, listenHeaders(map[string]string{"Authorization": "Bearer " + is.Token(t, is.Claims("carol", mcpResource, "mcp:tools"))}), listenBody)
+	awaitListenAck(t, s)
+	if n := live.StopSubject(testNode.System, is.URL, "carol", "ended by an operator"); n != 1 {
+		t.Fatalf("stopped %d actors of carol's, want her principal actor", n)
+	}
+	awaitListenEnded(t, s, "the node serving the subscription stopped; listen again to go on")
 }

@@ -348,7 +348,8 @@ func (n *nodeAssembly) run(ctx context.Context) error {
 }
 
 // drain reports the node not ready, lets the actors here finish their
-// requests, end their streams with a retry hint and write their snapshots
+// requests, end their streams (with a retry hint; a subscriptions/listen
+// with its subscription's end) and write their snapshots
 // (within --drain-timeout), stops serving HTTP, then leaves the cluster;
 // the sessions continue on the other nodes.
 func (n *nodeAssembly) drain() {

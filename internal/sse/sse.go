@@ -4,16 +4,16 @@
 // the end of a 2026-07-28 subscriptions/listen on the server's side.
 package sse
 
-import "encoding/json"
+import (
+	"encoding/json"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
 
 // RetryHint ends a stream pingmcp cuts (a drain, a token's expiry, a
 // silent path to its actor): the client reconnects after this long, and a
 // session's client resumes with Last-Event-ID.
 const RetryHint = "retry: 500\n\n"
-
-// SubscriptionMeta is the _meta key naming, on a subscriptions/listen
-// stream, the listen request a message belongs to (its JSON-RPC id).
-const SubscriptionMeta = "io.modelcontextprotocol/subscriptionId"
 
 // Message is the JSON-RPC message msg as one SSE event.
 func Message(msg []byte) []byte {
@@ -35,14 +35,15 @@ func ListenEnded(id json.RawMessage, reason string) []byte {
 }
 
 // ListenCancelled is the notifications/cancelled of ListenEnded. Like every
-// notification on a listen's stream, it carries the listen's id in _meta.
+// notification on a listen's stream, it carries the listen's id in _meta
+// (mcp.MetaKeySubscriptionID).
 func ListenCancelled(id json.RawMessage, reason string) []byte {
 	b := []byte(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":`)
 	b = append(b, id...)
 	b = append(b, `,"reason":`...)
 	r, _ := json.Marshal(reason)
 	b = append(b, r...)
-	b = append(b, `,"_meta":{"`+SubscriptionMeta+`":`...)
+	b = append(b, `,"_meta":{"`+mcp.MetaKeySubscriptionID+`":`...)
 	b = append(b, id...)
 	return append(b, "}}}"...)
 }
@@ -52,7 +53,7 @@ func ListenCancelled(id json.RawMessage, reason string) []byte {
 func ListenClosed(id json.RawMessage) []byte {
 	b := []byte(`{"jsonrpc":"2.0","id":`)
 	b = append(b, id...)
-	b = append(b, `,"result":{"resultType":"complete","_meta":{"`+SubscriptionMeta+`":`...)
+	b = append(b, `,"result":{"resultType":"complete","_meta":{"`+mcp.MetaKeySubscriptionID+`":`...)
 	b = append(b, id...)
 	return append(b, "}}}"...)
 }

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
 
 // The end of a listen is two events, each a JSON-RPC message a client can
@@ -37,12 +39,12 @@ func TestListenEnded(t *testing.T) {
 		p, _ := cancel["params"].(map[string]any)
 		if cancel["jsonrpc"] != "2.0" || cancel["method"] != "notifications/cancelled" || cancel["id"] != nil ||
 			!reflect.DeepEqual(p["requestId"], want) || p["reason"] != reason ||
-			!reflect.DeepEqual(p["_meta"], map[string]any{SubscriptionMeta: want}) {
+			!reflect.DeepEqual(p["_meta"], map[string]any{mcp.MetaKeySubscriptionID: want}) {
 			t.Errorf("id %s: first event %v, want notifications/cancelled naming the listen", id, cancel)
 		}
 		r, _ := closed["result"].(map[string]any)
 		if closed["jsonrpc"] != "2.0" || !reflect.DeepEqual(closed["id"], want) || closed["error"] != nil ||
-			!reflect.DeepEqual(r, map[string]any{"resultType": "complete", "_meta": map[string]any{SubscriptionMeta: want}}) {
+			!reflect.DeepEqual(r, map[string]any{"resultType": "complete", "_meta": map[string]any{mcp.MetaKeySubscriptionID: want}}) {
 			t.Errorf("id %s: second event %v, want the listen's completion result", id, closed)
 		}
 	}
