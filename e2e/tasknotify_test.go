@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,13 +24,20 @@ func listenTasks(ctx context.Context, t *testing.T, url string, withExt bool, id
 	if withExt {
 		caps["extensions"] = map[string]any{"io.modelcontextprotocol/tasks": map[string]any{}}
 	}
+	return listenFor(ctx, t, url, caps, map[string]any{"taskIds": ids})
+}
+
+// listenFor is listenTasks for the notifications given, with the client's
+// capabilities caps.
+func listenFor(ctx context.Context, t *testing.T, url string, caps, notifications map[string]any) (int, <-chan map[string]any) {
+	t.Helper()
 	body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 5, "method": "subscriptions/listen", "params": map[string]any{
 		"_meta": map[string]any{
 			"io.modelcontextprotocol/protocolVersion":    "2026-07-28",
 			"io.modelcontextprotocol/clientInfo":         map[string]any{"name": "e2e", "version": "1"},
 			"io.modelcontextprotocol/clientCapabilities": caps,
 		},
-		"notifications": map[string]any{"taskIds": ids}}})
+		"notifications": notifications}})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json, text/event-stream")
@@ -163,5 +171,86 @@ func TestTaskNotificationsThroughTheEdge(t *testing.T) {
 	}
 	if p, _ := before["params"].(map[string]any); cancels != 1 || before["method"] != "notifications/cancelled" || p["requestId"] != float64(5) {
 		t.Errorf("the listen's answer came after %v (%d notifications/cancelled), want right after one naming it", before, cancels)
+	}
+}
+
+// TestDrainEndsListens: a node that drains (SIGTERM) ends the stateless
+// listens it serves or relays at once, as the server's end of their
+// subscriptions (notifications/cancelled naming the listen, then its
+// completion result, once), and exits: a listen never ends by itself, and
+// each would otherwise hold the drain to --drain-timeout (10 minutes
+// here), then end with an error. First the member whose actor serves a
+// listen through an edge-only node drains, then that edge with another
+// listen it relays to the member that took the principal over.
+func TestDrainEndsListens(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	drain := []string{"--drain-timeout", "10m"}
+	edge := startNode(t, "edge", append([]string{"--role", "edge", "--cluster-provider", "automanaged"}, drain...)...)
+	m1 := startNode(t, "member1", append([]string{"--role", "member", "--cluster-seeds", edge.Cluster}, drain...)...)
+	m2 := startNode(t, "member2", append([]string{"--role", "member", "--cluster-seeds", edge.Cluster}, drain...)...)
+	edge.awaitMembers(ctx, 3)
+
+	listen := func(what string) <-chan map[string]any {
+		t.Helper()
+		status, msgs := listenFor(ctx, t, edge.URL(), map[string]any{}, map[string]any{"toolsListChanged": true})
+		if status != http.StatusOK {
+			t.Fatalf("%s: HTTP %d", what, status)
+		}
+		select {
+		case m := <-msgs:
+			if m["method"] != "notifications/subscriptions/acknowledged" {
+				t.Fatalf("%s: first message %v, want the acknowledgement", what, m)
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s: no acknowledgement", what)
+		}
+		return msgs
+	}
+	ended := func(what string, msgs <-chan map[string]any, node *node, reason string) {
+		t.Helper()
+		var got []map[string]any
+		for m := range msgs {
+			got = append(got, m)
+		}
+		if len(got) != 2 {
+			t.Fatalf("%s: the listen ended with %v, want its cancellation and its answer", what, got)
+		}
+		p, _ := got[0]["params"].(map[string]any)
+		if got[0]["method"] != "notifications/cancelled" || p["requestId"] != float64(5) || !strings.Contains(p["reason"].(string), reason) {
+			t.Errorf("%s: %v, want notifications/cancelled naming the listen (%q)", what, got[0], reason)
+		}
+		if r, _ := got[1]["result"].(map[string]any); got[1]["id"] != float64(5) || r["resultType"] != "complete" {
+			t.Errorf("%s: %v, want the listen's completion result", what, got[1])
+		}
+		select {
+		case <-node.done:
+		case <-ctx.Done():
+			t.Fatalf("%s: %s did not exit: the listen held its drain", what, node.name)
+		}
+	}
+
+	msgs := listen("a listen through the edge")
+	var host, other *node
+	for _, n := range edge.nodes(ctx) {
+		switch {
+		case n.Principals == 1 && n.Address == m1.Cluster:
+			host, other = m1, m2
+		case n.Principals == 1 && n.Address == m2.Cluster:
+			host, other = m2, m1
+		}
+	}
+	if host == nil {
+		t.Fatalf("no member hosts the listen's principal: %+v", edge.nodes(ctx))
+	}
+	host.cmd.Process.Signal(syscall.SIGTERM)
+	ended("its member drained", msgs, host, "is stopping")
+	edge.awaitMembers(ctx, 2)
+
+	msgs = listen("a listen relayed by the edge")
+	edge.cmd.Process.Signal(syscall.SIGTERM)
+	ended("the edge drained", msgs, edge, "relaying the subscription is stopping")
+	if other.logged(`"msg":"drain timed out`) || host.logged(`"msg":"drain timed out`) {
+		t.Error("a drain timed out")
 	}
 }
