@@ -465,10 +465,9 @@ func (f *flight) answersCancelled(p []byte) bool {
 //     listen, so that goes first (sse.ListenEnded). The result is the
 //     go-sdk's (its handler's context ended: a drain) or the tasks layer's
 //     (every task it listened to ended). An error answering a listen
-//     refused it: no subscription ended. An answer written once a drain
-//     cut the listen before its acknowledgement (which MUST come first) is
-//     dropped: no subscription began, and serveHTTP answers the listen
-//     "not served". Its acknowledgement is noted as it goes.
+//     refused it: no subscription ended. Its acknowledgement is noted as
+//     it goes (what the handler writes once a drain cut the listen before
+//     its acknowledgement is dropped: listenRefused).
 //   - Once a drain's deadline cut its handler, the go-sdk answers with what
 //     the cancelled handler returned (an error of code 0, "context
 //     canceled"), where a session's client, resuming on the next
@@ -485,15 +484,9 @@ func (f *flight) interruptedAnswer(p []byte) []byte {
 		return nil
 	}
 	if f.listen != nil {
-		if !f.acked.Load() && f.stopping.Load() {
-			// Cut by a drain before it began (the SDK answers with the
-			// cancelled handler's error): dropped, and serveHTTP
-			// answers it "not served".
-			return []byte{}
-		}
 		f.answerSent.Store(true)
 		if eventIsResult(p) {
-			return append(sse.Message(sse.ListenCancelled(id, f.listenEndReason())), p...)
+			return append(sse.Message(sse.ListenCancelled(f.listen, f.listenEndReason())), p...)
 		}
 		return nil
 	}
@@ -502,6 +495,15 @@ func (f *flight) interruptedAnswer(p []byte) []byte {
 		return interruptedEvent(id)
 	}
 	return nil
+}
+
+// listenRefused is the relay's refused for a listen: a drain cut it before
+// its acknowledgement (which MUST come first), so no subscription began.
+// What the handler writes then (the SDK's error for the cancelled handler)
+// is dropped, before it starts the response, and serveHTTP answers the
+// listen "not served": the edge sends it again, to a node that serves.
+func (f *flight) listenRefused() bool {
+	return f.moved.Load() || f.stopping.Load() && !f.acked.Load()
 }
 
 // listenAcknowledged is in the event that acknowledges a listen: the first
@@ -711,6 +713,9 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		w.cancelled = f.answersCancelled
 		if _, principal := a.kind.(*PrincipalActor); principal {
 			w.replaced = f.interruptedAnswer
+			if f.listen != nil {
+				w.refused = f.listenRefused
+			}
 		}
 		w.hold = a.cfg.PartDelay
 		if debug {

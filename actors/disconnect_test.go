@@ -136,8 +136,9 @@ func TestRefusedListenIsNotCancelled(t *testing.T) {
 // What a principal actor's relay makes of a listen's events
 // (flight.interruptedAnswer): its acknowledgement is noted and goes as it
 // is; its result, the server's end of it, goes after notifications/cancelled
-// naming it; an error goes alone; and an answer written once a drain cut it
-// before its acknowledgement is dropped (serveHTTP answers "not served").
+// naming it; an error goes alone; and what its handler writes once a drain
+// cut it before its acknowledgement is dropped (listenRefused; serveHTTP
+// answers "not served").
 func TestListenAnswerHook(t *testing.T) {
 	ev := func(msg string) []byte { return []byte("event: message\ndata: " + msg + "\n\n") }
 	ack := ev(`{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{"notifications":{}}}`)
@@ -160,10 +161,13 @@ func TestListenAnswerHook(t *testing.T) {
 	}
 	f = &flight{listen: json.RawMessage(`"l"`)}
 	f.stopping.Store(true)
-	if q := f.interruptedAnswer(refusal); q == nil || len(q) != 0 || f.answerSent.Load() {
-		t.Errorf("an answer after a drain cut the listen before its acknowledgement: %q (answer sent %v), want it dropped", q, f.answerSent.Load())
+	if !f.listenRefused() {
+		t.Error("a listen a drain cut before its acknowledgement is not refused: what its handler writes would go out")
 	}
 	f.interruptedAnswer(ack)
+	if f.listenRefused() {
+		t.Error("a listen a drain ended after its acknowledgement is refused: its end would not go out")
+	}
 	if q := f.interruptedAnswer(result); !strings.Contains(string(q), "is stopping") || !f.answerSent.Load() {
 		t.Errorf("the result of a listen a drain ended: %q, want it after the drain's notifications/cancelled", q)
 	}

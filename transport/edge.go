@@ -138,8 +138,10 @@ type Edge struct {
 	// expensive bounds the verifications that call the authorization
 	// server for addresses over their budget (limits.go).
 	expensive chan struct{}
-	// draining is cancelled when the node drains: GET streams end then,
-	// with a retry hint, since the client resumes them through another node.
+	// draining is cancelled when the node drains: the streams that never
+	// end by themselves end then, a GET stream with a retry hint, since the
+	// client resumes it through another node, a stateless listen with its
+	// subscription's end, since its client listens again.
 	draining    context.Context
 	stopStreams context.CancelFunc
 	// handler is the chain of stages NewEdge composes.
@@ -147,7 +149,8 @@ type Edge struct {
 }
 
 // Drain ends the GET streams the edge relays, each with an SSE retry hint,
-// and keeps doing so for new ones; POSTs are left to finish.
+// and its stateless listens, each with its subscription's end, and keeps
+// doing so for new ones; other POSTs are left to finish.
 func (e *Edge) Drain() { e.stopStreams() }
 
 // NewEdge returns the /mcp handler of a node.
@@ -277,7 +280,7 @@ func (e *Edge) forwardRequest(w http.ResponseWriter, r *http.Request) {
 	// the client's in the forwarded headers.
 	req.Headers = traceHeaders(r.Context(), req.Headers)
 	ctx := r.Context()
-	rel := relayedOf(r.Method, rb, f.token)
+	rel := relayedOf(r.Method, rb, rt.kind == cluster.PrincipalKind, f.token)
 	if rel.unbounded {
 		// Ended when the node drains: it would never end by itself.
 		var cancel context.CancelFunc
@@ -293,14 +296,14 @@ func (e *Edge) forwardRequest(w http.ResponseWriter, r *http.Request) {
 	defer stream.Close()
 	status := e.relay(ctx, w, stream, rel, logger)
 	metrics.Requests.WithLabelValues(mcpMethod(r.Method, rb), strconv.Itoa(status)).Observe(time.Since(f.span.start).Seconds())
-	if r.Context().Err() == nil && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
-		// A stream cut by the drain ends with its hint; a listen that
-		// ended without its answer, however it ended (the drain, its
-		// actor or the link to it gone), with its subscription's end.
-		switch {
-		case e.draining.Err() != nil:
+	// A stream cut by the drain ends with its hint; a listen that ended
+	// without its answer, however it ended (the drain, its actor or the
+	// link to it gone), with its subscription's end.
+	if (e.draining.Err() != nil || rel.listen != nil) && r.Context().Err() == nil &&
+		strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
+		if e.draining.Err() != nil {
 			rel.end(w, "the node relaying the subscription is stopping; listen again to go on")
-		case rel.listen != nil:
+		} else {
 			rel.end(w, "the node serving the subscription stopped; listen again to go on")
 		}
 		http.NewResponseController(w).Flush()
@@ -408,13 +411,20 @@ type relayed struct {
 	token                  *auth.Token // nil without authentication
 }
 
-// relayedOf is what relay is told of a request of method with body rb.
-func relayedOf(method string, rb *rpcbody.Body, token *auth.Token) *relayed {
+// relayedOf is what relay is told of a request of method with body rb,
+// stateless (2026-07-28: its principal's actor serves it) or not.
+func relayedOf(method string, rb *rpcbody.Body, stateless bool, token *auth.Token) *relayed {
 	rel := &relayed{token: token}
+	var listen json.RawMessage
 	if method == http.MethodPost {
-		rel.listen = rb.Listen()
+		listen = rb.Listen()
 	}
-	rel.unbounded = method == http.MethodGet || rel.listen != nil
+	rel.unbounded = method == http.MethodGet || listen != nil
+	if stateless {
+		// A session's listen (the go-sdk serves one on the session
+		// protocols too) is resumed like its GET stream.
+		rel.listen = listen
+	}
 	return rel
 }
 

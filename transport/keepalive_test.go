@@ -255,7 +255,7 @@ func TestUnbounded(t *testing.T) {
 				t.Fatalf("%s: %v", tt.body, err)
 			}
 		}
-		if got := relayedOf(tt.method, rb, nil).unbounded; got != tt.want {
+		if got := relayedOf(tt.method, rb, true, nil).unbounded; got != tt.want {
 			t.Errorf("relayedOf(%s %s).unbounded = %v, want %v", tt.method, tt.body, got, tt.want)
 		}
 	}
@@ -377,7 +377,7 @@ func TestRelayedEnd(t *testing.T) {
 		return b.String()
 	}
 
-	rel := relayedOf(http.MethodPost, rb, nil)
+	rel := relayedOf(http.MethodPost, rb, true, nil)
 	if got := ends(rel, 1); got != "" {
 		t.Errorf("a listen not acknowledged: ended with %q, want nothing", got)
 	}
@@ -385,14 +385,20 @@ func TestRelayedEnd(t *testing.T) {
 	if got, want := ends(rel, 2), string(sse.ListenEnded(json.RawMessage(`"l-1"`), "why")); got != want {
 		t.Errorf("an acknowledged listen, ended twice: %q, want its end once, %q", got, want)
 	}
-	rel = relayedOf(http.MethodPost, rb, nil)
+	rel = relayedOf(http.MethodPost, rb, true, nil)
 	rel.saw(ack)
 	rel.saw(answer)
 	if got := ends(rel, 1); got != "" {
 		t.Errorf("a listen whose answer went through: ended with %q, want nothing", got)
 	}
-	if got := ends(relayedOf(http.MethodGet, nil, nil), 1); got != sse.RetryHint {
+	if got := ends(relayedOf(http.MethodGet, nil, false, nil), 1); got != sse.RetryHint {
 		t.Errorf("a GET stream: ended with %q, want the retry hint", got)
+	}
+	// A session's listen is resumed like its GET stream.
+	session := relayedOf(http.MethodPost, rb, false, nil)
+	session.saw(ack)
+	if got := ends(session, 1); !session.unbounded || got != sse.RetryHint {
+		t.Errorf("a session's listen (unbounded %v): ended with %q, want the retry hint", session.unbounded, got)
 	}
 }
 
