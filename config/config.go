@@ -128,7 +128,7 @@ type Config struct {
 	MaxBatchConcurrency    int     // tool calls of one batch running at once
 	PassivateAbove         float64 // the share of GOMEMLIMIT the node's retained memory (live heap, stacks, runtime metadata) may reach before idle actors passivate
 	MaxInitializeBytes     int     // params of an initialize
-	MaxStreamsPerPrincipal int     // open GET (SSE) streams per principal
+	MaxStreamsPerPrincipal int     // open GET (SSE) and subscriptions/listen streams per principal
 	MaxStreamsPerSession   int     // open GET (SSE) streams per session, counted by its actor (cluster-wide)
 	// The same per user (issuer, subject), all the user's clients together.
 	UserRateLimit     float64

@@ -58,11 +58,11 @@ func limitFlags(fs *flag.FlagSet, c *Config) {
 	fs.Float64Var(&c.RateLimit, "rate-limit", DefaultRateLimit, "requests per second each principal (user and client) may make through one edge; beyond, 429 with Retry-After (0: no limit)")
 	fs.IntVar(&c.RateBurst, "rate-burst", DefaultRateBurst, "requests a principal may make at once before --rate-limit paces it")
 	fs.IntVar(&c.MaxConcurrentRequests, "max-concurrent-requests", DefaultMaxConcurrentRequests, "POST and DELETE requests a principal may have in flight at one edge; beyond, 429 (0: no limit)")
-	fs.IntVar(&c.MaxStreamsPerPrincipal, "max-streams-per-principal", DefaultMaxStreamsPerPrincipal, "GET (SSE) streams a principal may hold open at one edge; beyond, 429 (0: no limit)")
+	fs.IntVar(&c.MaxStreamsPerPrincipal, "max-streams-per-principal", DefaultMaxStreamsPerPrincipal, "GET (SSE) and subscriptions/listen streams a principal may hold open at one edge; beyond, 429 (0: no limit)")
 	fs.Float64Var(&c.UserRateLimit, "user-rate-limit", DefaultUserRateLimit, "requests per second each user (issuer, subject) may make through one edge, all the user's clients together; beyond, 429 (0: no limit)")
 	fs.IntVar(&c.UserRateBurst, "user-rate-burst", DefaultUserRateBurst, "requests a user may make at once before --user-rate-limit paces it")
 	fs.IntVar(&c.UserMaxConcurrent, "user-max-concurrent-requests", DefaultUserMaxConcurrent, "POST and DELETE requests a user may have in flight at one edge, all clients together; beyond, 429 (0: no limit)")
-	fs.IntVar(&c.UserMaxStreams, "user-max-streams", DefaultUserMaxStreams, "GET (SSE) streams a user may hold open at one edge, all clients together; beyond, 429 (0: no limit)")
+	fs.IntVar(&c.UserMaxStreams, "user-max-streams", DefaultUserMaxStreams, "GET (SSE) and subscriptions/listen streams a user may hold open at one edge, all clients together; beyond, 429 (0: no limit)")
 	fs.IntVar(&c.MaxSessionsPerUser, "max-sessions-per-user", DefaultMaxSessionsPerUser, "sessions a user (issuer, subject) may have at once in the whole cluster, all clients together; a new initialize beyond gets 429 (0: no limit; must be 0 with --session-idle-timeout 0)")
 	fs.IntVar(&c.MaxTasksPerUser, "max-tasks-per-user", DefaultMaxTasksPerUser, "live tasks (working or waiting for input; MCP tasks extension) a user (issuer, subject) may have at once in the whole cluster, all clients together; a call that would start one more gets 429 (0: no limit)")
 	fs.Func("trusted-proxies", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For (else Forwarded) names the client, for the budget of invalid credentials per address; empty: the peer is the client", func(v string) error {

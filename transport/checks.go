@@ -150,7 +150,7 @@ func (e *Edge) checkToken(next http.Handler) http.Handler {
 			e.authRefused(w, r)
 			return
 		}
-		release, ref, who := e.admit(tok, 0, 1, r.Method == http.MethodGet)
+		release, ref, who := e.admit(tok, 0, 1, holdsStream(r))
 		if ref != nil {
 			e.refuse(w, r, ref, who)
 			return
@@ -159,6 +159,17 @@ func (e *Edge) checkToken(next http.Handler) http.Handler {
 		f.token, f.principal = tok, principal
 		next.ServeHTTP(w, r)
 	})
+}
+
+// holdsStream says whether r opens a stream its client holds open, which
+// the limits count among a principal's streams rather than its requests in
+// flight: a GET stream, or a 2026-07-28 subscriptions/listen, the
+// stateless protocol's stream for the server's notifications. The body is
+// not read yet: a listen is known by its Mcp-Method header, which that
+// protocol requires and the go-sdk checks against the body (a request that
+// names another method there is refused at once).
+func holdsStream(r *http.Request) bool {
+	return r.Method == http.MethodGet || r.Method == http.MethodPost && r.Header.Get("Mcp-Method") == "subscriptions/listen"
 }
 
 // readBody reads a POST's body (facts.body), at most MaxBodyBytes (413

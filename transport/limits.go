@@ -35,7 +35,8 @@ type Limits struct {
 	Burst int
 	// MaxConcurrent bounds a principal's POST and DELETE requests in flight.
 	MaxConcurrent int
-	// MaxStreams bounds a principal's GET (SSE) streams open at once.
+	// MaxStreams bounds a principal's GET (SSE) and subscriptions/listen
+	// streams open at once (holdsStream).
 	MaxStreams int
 	// MaxTracked bounds the principals tracked at once (and as many users,
 	// and as many addresses, each in a table of its own)

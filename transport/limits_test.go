@@ -990,3 +990,29 @@ func overBudgetIntrospection(t *testing.T) (post func(tok string) (*http.Respons
 		return call{http.MethodPost, bearer(tok, nil), initBody}.do(t, url)
 	}, arrived, release, func() { gate <- struct{}{} }
 }
+
+// A stateless subscriptions/listen is one of a principal's streams, as a
+// GET stream is: it is capped with them, and holds none of the slots of
+// the principal's requests in flight, which its calls need while it
+// listens.
+func TestEdgeListenIsAStream(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	url := limitedEdge(t, is, Limits{MaxConcurrent: 1, MaxStreams: 1})
+	h := listenHeaders(bearer(is.Token(t, is.Claims("alice", mcpResource, "mcp:tools")), nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := readStream(t, ctx, http.MethodPost, url, h, listenBody)
+	awaitListenAck(t, s)
+
+	callHeaders := map[string]string{}
+	for k, v := range h {
+		callHeaders[k] = v
+	}
+	callHeaders["Mcp-Method"], callHeaders["Mcp-Name"] = "tools/call", "test_simple_text"
+	body := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"test_simple_text","arguments":{},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}`
+	if r, b := (call{http.MethodPost, callHeaders, body}).do(t, url); r.StatusCode != http.StatusOK || !strings.Contains(b, `"result"`) {
+		t.Fatalf("a call while listening, at most 1 request in flight: %d %s", r.StatusCode, b)
+	}
+	r, b := call{http.MethodPost, h, listenBody}.do(t, url)
+	checkLimited(t, r, b, "streams")
+}
