@@ -107,7 +107,7 @@ type kind interface {
 	bindable() bool
 	// checkLimits refuses, once admitted, a request the actor cannot take
 	// now (nil: take it).
-	checkLimits(req *envelope.Request) *envelope.ResponsePart
+	checkLimits(req *envelope.Request, rb *rpcbody.Body) *envelope.ResponsePart
 	// settled is called when the actor serves and has no request in
 	// flight: it decides whether the actor stays.
 	settled(ctx actor.Context)
@@ -656,7 +656,7 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		send(refusal)
 		return
 	}
-	if refusal := a.kind.checkLimits(req); refusal != nil {
+	if refusal := a.kind.checkLimits(req, rb); refusal != nil {
 		send(refusal)
 		return
 	}

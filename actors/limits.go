@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
 	"github.com/pingmcp/pingmcp/metrics"
 )
@@ -24,7 +25,7 @@ const DefaultEventsBuffer = 10000
 //   - a POST or GET while the session's event writes wait for an
 //     unreachable store and their queue is full (EventsBuffer): 503, rather
 //     than hold more. DELETE still ends the session.
-func (a *SessionActor) checkLimits(req *envelope.Request) *envelope.ResponsePart {
+func (a *SessionActor) checkLimits(req *envelope.Request, _ *rpcbody.Body) *envelope.ResponsePart {
 	if req.Method == http.MethodGet && a.cfg.MaxStreamsPerSession > 0 {
 		open := 0
 		for _, f := range a.flights {
@@ -48,6 +49,33 @@ func (a *SessionActor) checkLimits(req *envelope.Request) *envelope.ResponsePart
 			"the session store is unreachable and this session holds all the events it may; retry")
 	}
 	return nil
+}
+
+// checkLimits refuses a stateless subscriptions/listen beyond
+// MaxListensPerPrincipal open ones: 429. The principal's actor is the one
+// place that sees all of them, whichever edges they came through (each
+// edge caps a principal's streams at it alone), so the cap holds across
+// the cluster, as a session's on its GET streams does. A principal
+// actor's other requests are limited at the edge only.
+func (a *PrincipalActor) checkLimits(req *envelope.Request, rb *rpcbody.Body) *envelope.ResponsePart {
+	if a.cfg.MaxListensPerPrincipal <= 0 || rb.Listen() == nil {
+		return nil
+	}
+	open := 0
+	for _, f := range a.flights {
+		if f.listen != nil {
+			open++
+		}
+	}
+	if open < a.cfg.MaxListensPerPrincipal {
+		return nil
+	}
+	if a.logger.Enabled(context.Background(), slog.LevelDebug) {
+		a.logger.Debug("listen refused: the principal has too many open", "request", req.Id, "open", open)
+	}
+	metrics.Limited.WithLabelValues("principal_listens").Inc()
+	return limited(req, http.StatusTooManyRequests, 1, "principal_listens",
+		fmt.Sprintf("too many open subscriptions/listen streams: at most %d per client of a user, across the servers; close one or retry", a.cfg.MaxListensPerPrincipal))
 }
 
 // limited is the answer to a request a limit refused: status with

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
 	"github.com/pingmcp/pingmcp/state"
 )
@@ -122,25 +123,38 @@ func TestCheckLimits(t *testing.T) {
 			t.Errorf("%s refused with %d %v %s, want %d, Retry-After %s, limit %s", req.Method, p.Status, h, p.Body, status, retry, limit)
 		}
 	}
-	check(a.checkLimits(get), get, http.StatusTooManyRequests, "1", "session_streams", nil)
-	if p := a.checkLimits(post); p != nil {
+	check(a.checkLimits(get, nil), get, http.StatusTooManyRequests, "1", "session_streams", nil)
+	if p := a.checkLimits(post, nil); p != nil {
 		t.Errorf("POST refused: %s", p.Body)
 	}
 	delete(a.flights, "g2")
-	if p := a.checkLimits(get); p != nil {
+	if p := a.checkLimits(get, nil); p != nil {
 		t.Errorf("GET under the cap refused: %s", p.Body)
 	}
 
 	a.events.backlog = []pendingWrite{{}}
-	check(a.checkLimits(post), post, http.StatusServiceUnavailable, "5", "events_buffer", float64(7))
-	check(a.checkLimits(get), get, http.StatusServiceUnavailable, "5", "events_buffer", nil)
-	if p := a.checkLimits(del); p != nil {
+	check(a.checkLimits(post, nil), post, http.StatusServiceUnavailable, "5", "events_buffer", float64(7))
+	check(a.checkLimits(get, nil), get, http.StatusServiceUnavailable, "5", "events_buffer", nil)
+	if p := a.checkLimits(del, nil); p != nil {
 		t.Errorf("DELETE refused: %s", p.Body)
 	}
 
-	pa := newPrincipalActor(Config{MaxStreamsPerSession: 2})
-	pa.flights = map[string]*flight{"g1": {get: true}, "g2": {get: true}}
-	if pa.checkLimits(get) != nil || pa.checkLimits(post) != nil {
-		t.Error("a principal actor refused")
+	// A principal's listens are capped by its actor, its other requests
+	// not (the edge limits them).
+	pa := newPrincipalActor(Config{MaxStreamsPerSession: 2, MaxListensPerPrincipal: 2})
+	pa.logger = a.logger
+	pa.flights = map[string]*flight{"g1": {get: true}, "g2": {get: true}, "l1": {listen: json.RawMessage(`1`)}}
+	listen := &envelope.Request{Id: "l", Method: http.MethodPost, Body: []byte(`{"jsonrpc":"2.0","id":"l-3","method":"subscriptions/listen","params":{}}`)}
+	listenBody, err := rpcbody.Read(listen.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := pa.checkLimits(listen, listenBody); p != nil {
+		t.Errorf("a listen under the cap refused: %s", p.Body)
+	}
+	pa.flights["l2"] = &flight{listen: json.RawMessage(`2`)}
+	check(pa.checkLimits(listen, listenBody), listen, http.StatusTooManyRequests, "1", "principal_listens", "l-3")
+	if pa.checkLimits(get, nil) != nil || pa.checkLimits(post, nil) != nil {
+		t.Error("a principal actor refused a request that is not a listen")
 	}
 }

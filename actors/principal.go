@@ -48,8 +48,5 @@ func (a *PrincipalActor) Receive(ctx actor.Context) {
 // bindable: the actor is bound to the principal of its first request.
 func (a *PrincipalActor) bindable() bool { return true }
 
-// checkLimits: a principal actor's requests are limited at the edge only.
-func (a *PrincipalActor) checkLimits(*envelope.Request) *envelope.ResponsePart { return nil }
-
 // settled: the actor waits for its idle timeout.
 func (a *PrincipalActor) settled(ctx actor.Context) { a.stayIdle(ctx) }

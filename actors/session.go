@@ -72,6 +72,10 @@ type Config struct {
 	// MaxStreamsPerSession bounds the GET (SSE) streams a session has open
 	// at once, wherever they arrived (429 beyond); zero: no bound.
 	MaxStreamsPerSession int
+	// MaxListensPerPrincipal bounds the stateless subscriptions/listen
+	// streams a principal (a user's client) has open at once, wherever
+	// they arrived (429 beyond); zero: no bound.
+	MaxListensPerPrincipal int
 	// MaxBatchConcurrency bounds the tool calls of one JSON-RPC batch that
 	// run at once (0: no bound; the SDK would run them all together).
 	MaxBatchConcurrency int

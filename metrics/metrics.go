@@ -78,6 +78,8 @@ var (
 	// (invalid credentials from one address), tracked (the edge tracks too
 	// many principals), sessions_per_user (a user's sessions in the
 	// cluster), session_streams (per session, at its actor),
+	// principal_listens (a principal's subscriptions/listen streams, at its
+	// actor),
 	// events_buffer (the session's event writes wait for an unreachable
 	// store), batch (a batch beyond --max-batch, 400), members (an object
 	// of a message beyond rpcbody.MaxMembers, 400), initialize_bytes (an

@@ -161,10 +161,11 @@ func (n *nodeAssembly) build(ctx context.Context) error {
 		Exchanger:      exchanger(cfg),
 		Audit:          auditLog,
 
-		MaxStreamsPerSession: cfg.MaxStreamsPerSession,
-		MaxBatchConcurrency:  cfg.MaxBatchConcurrency,
-		EventsBuffer:         cfg.EventsBuffer,
-		Scopes:               cfg.Scopes,
+		MaxStreamsPerSession:   cfg.MaxStreamsPerSession,
+		MaxListensPerPrincipal: cfg.MaxStreamsPerPrincipal,
+		MaxBatchConcurrency:    cfg.MaxBatchConcurrency,
+		EventsBuffer:           cfg.EventsBuffer,
+		Scopes:                 cfg.Scopes,
 	}
 	var kinds []*protocluster.Kind
 	if cfg.Role != cluster.RoleEdge {
