@@ -254,3 +254,41 @@ func TestDrainEndsListens(t *testing.T) {
 		t.Error("a drain timed out")
 	}
 }
+
+// TestListensCappedAcrossEdges: a principal's stateless listens are capped
+// by its actor, whichever edges they come through (each edge caps only
+// what passes through it): with --max-streams-per-principal 1, a listen
+// through one edge-only node holds the one place, and a second through
+// another edge, which has none of the principal's streams, is refused 429
+// by the actor; once the first ends, the second is taken.
+func TestListensCappedAcrossEdges(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	capped := []string{"--max-streams-per-principal", "1"}
+	e1 := startNode(t, "edge1", append([]string{"--role", "edge", "--cluster-provider", "automanaged"}, capped...)...)
+	e2 := startNode(t, "edge2", append([]string{"--role", "edge", "--cluster-seeds", e1.Cluster}, capped...)...)
+	startNode(t, "member", append([]string{"--role", "member", "--cluster-seeds", e1.Cluster}, capped...)...)
+	e1.awaitMembers(ctx, 3)
+	e2.awaitMembers(ctx, 3)
+
+	lctx, leave := context.WithCancel(ctx)
+	status, msgs := listenFor(lctx, t, e1.URL(), map[string]any{}, map[string]any{"toolsListChanged": true})
+	if m := <-msgs; status != http.StatusOK || m["method"] != "notifications/subscriptions/acknowledged" {
+		t.Fatalf("the first listen: %d %v", status, m)
+	}
+	status, refused := listenFor(ctx, t, e2.URL(), map[string]any{}, map[string]any{"toolsListChanged": true})
+	m := <-refused
+	e, _ := m["error"].(map[string]any)
+	data, _ := e["data"].(map[string]any)
+	if status != http.StatusTooManyRequests || data["limit"] != "principal_listens" || data["retryable"] != true {
+		t.Fatalf("a second listen through another edge: %d %v, want 429 principal_listens", status, m)
+	}
+	leave()
+	if !poll(ctx, func() bool {
+		status, msgs := listenFor(ctx, t, e2.URL(), map[string]any{}, map[string]any{"toolsListChanged": true})
+		<-msgs
+		return status == http.StatusOK
+	}) {
+		t.Fatal("no listen through the other edge once the first ended")
+	}
+}
