@@ -478,20 +478,18 @@ func (f *flight) answersCancelled(p []byte) bool {
 func (f *flight) interruptedAnswer(p []byte) []byte {
 	id := eventAnswerID(p)
 	if id == nil {
-		if f.listen != nil && !f.acked.Load() && bytes.Contains(p, listenAcknowledged) {
+		if f.listen != nil && !f.acked.Load() && sse.AcknowledgesListen(p) {
 			f.acked.Store(true)
 		}
 		return nil
 	}
-	if f.listen != nil {
-		f.answerSent.Store(true)
+	f.answerSent.Store(true)
+	switch {
+	case f.listen != nil:
 		if eventIsResult(p) {
 			return append(sse.Message(sse.ListenCancelled(f.listen, f.listenEndReason())), p...)
 		}
-		return nil
-	}
-	f.answerSent.Store(true)
-	if f.cut.Load() {
+	case f.cut.Load():
 		return interruptedEvent(id)
 	}
 	return nil
@@ -505,10 +503,6 @@ func (f *flight) interruptedAnswer(p []byte) []byte {
 func (f *flight) listenRefused() bool {
 	return f.moved.Load() || f.stopping.Load() && !f.acked.Load()
 }
-
-// listenAcknowledged is in the event that acknowledges a listen: the first
-// message of its stream, which the server MUST send before any other.
-var listenAcknowledged = []byte(`"method":"notifications/subscriptions/acknowledged"`)
 
 // listenEndReason is the reason of the notifications/cancelled that ends
 // the listen f.
@@ -672,7 +666,8 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 	// its retry hint.
 	rctx, cancel := context.WithCancel(context.Background())
 	f := &flight{cancel: cancel, window: newWindow(uint64(req.Window)), replyTo: replyTo, rpc: rb, get: req.Method == http.MethodGet, scopes: a.scopes, from: req.From}
-	if _, principal := a.kind.(*PrincipalActor); principal {
+	_, principal := a.kind.(*PrincipalActor)
+	if principal {
 		f.listen = rb.Listen()
 	}
 	// Admitted requests count towards a move, the others not (follow.go);
@@ -711,7 +706,7 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		w.refused = f.moved.Load
 		w.answered = f.answered.Load
 		w.cancelled = f.answersCancelled
-		if _, principal := a.kind.(*PrincipalActor); principal {
+		if principal {
 			w.replaced = f.interruptedAnswer
 			if f.listen != nil {
 				w.refused = f.listenRefused

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"syscall"
@@ -174,6 +175,32 @@ func TestTaskNotificationsThroughTheEdge(t *testing.T) {
 	}
 }
 
+// listenToolChanges opens a stateless listen for the tools' list changes
+// (request id 5), as listenFor.
+func listenToolChanges(ctx context.Context, t *testing.T, url string) (int, <-chan map[string]any) {
+	t.Helper()
+	return listenFor(ctx, t, url, map[string]any{}, map[string]any{"toolsListChanged": true})
+}
+
+// startCluster starts a node of each role (edge or member), each with
+// args: the first with the automanaged provider, the others seeded by it;
+// it returns them, in that order, once each sees them all as members.
+func startCluster(t *testing.T, ctx context.Context, args []string, roles ...string) []*node {
+	t.Helper()
+	var nodes []*node
+	for i, role := range roles {
+		join := []string{"--cluster-provider", "automanaged"}
+		if i > 0 {
+			join = []string{"--cluster-seeds", nodes[0].Cluster}
+		}
+		nodes = append(nodes, startNode(t, fmt.Sprintf("%s%d", role, i), append(append([]string{"--role", role}, join...), args...)...))
+	}
+	for _, n := range nodes {
+		n.awaitMembers(ctx, len(roles))
+	}
+	return nodes
+}
+
 // TestDrainEndsListens: a node that drains (SIGTERM) ends the stateless
 // listens it serves or relays at once, as the server's end of their
 // subscriptions (notifications/cancelled naming the listen, then its
@@ -185,15 +212,12 @@ func TestTaskNotificationsThroughTheEdge(t *testing.T) {
 func TestDrainEndsListens(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	drain := []string{"--drain-timeout", "10m"}
-	edge := startNode(t, "edge", append([]string{"--role", "edge", "--cluster-provider", "automanaged"}, drain...)...)
-	m1 := startNode(t, "member1", append([]string{"--role", "member", "--cluster-seeds", edge.Cluster}, drain...)...)
-	m2 := startNode(t, "member2", append([]string{"--role", "member", "--cluster-seeds", edge.Cluster}, drain...)...)
-	edge.awaitMembers(ctx, 3)
+	nodes := startCluster(t, ctx, []string{"--drain-timeout", "10m"}, "edge", "member", "member")
+	edge, m1, m2 := nodes[0], nodes[1], nodes[2]
 
 	listen := func(what string) <-chan map[string]any {
 		t.Helper()
-		status, msgs := listenFor(ctx, t, edge.URL(), map[string]any{}, map[string]any{"toolsListChanged": true})
+		status, msgs := listenToolChanges(ctx, t, edge.URL())
 		if status != http.StatusOK {
 			t.Fatalf("%s: HTTP %d", what, status)
 		}
@@ -264,19 +288,15 @@ func TestDrainEndsListens(t *testing.T) {
 func TestListensCappedAcrossEdges(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	capped := []string{"--max-streams-per-principal", "1"}
-	e1 := startNode(t, "edge1", append([]string{"--role", "edge", "--cluster-provider", "automanaged"}, capped...)...)
-	e2 := startNode(t, "edge2", append([]string{"--role", "edge", "--cluster-seeds", e1.Cluster}, capped...)...)
-	startNode(t, "member", append([]string{"--role", "member", "--cluster-seeds", e1.Cluster}, capped...)...)
-	e1.awaitMembers(ctx, 3)
-	e2.awaitMembers(ctx, 3)
+	nodes := startCluster(t, ctx, []string{"--max-streams-per-principal", "1"}, "edge", "edge", "member")
+	e1, e2 := nodes[0], nodes[1]
 
 	lctx, leave := context.WithCancel(ctx)
-	status, msgs := listenFor(lctx, t, e1.URL(), map[string]any{}, map[string]any{"toolsListChanged": true})
+	status, msgs := listenToolChanges(lctx, t, e1.URL())
 	if m := <-msgs; status != http.StatusOK || m["method"] != "notifications/subscriptions/acknowledged" {
 		t.Fatalf("the first listen: %d %v", status, m)
 	}
-	status, refused := listenFor(ctx, t, e2.URL(), map[string]any{}, map[string]any{"toolsListChanged": true})
+	status, refused := listenToolChanges(ctx, t, e2.URL())
 	m := <-refused
 	e, _ := m["error"].(map[string]any)
 	data, _ := e["data"].(map[string]any)
@@ -285,7 +305,7 @@ func TestListensCappedAcrossEdges(t *testing.T) {
 	}
 	leave()
 	if !poll(ctx, func() bool {
-		status, msgs := listenFor(ctx, t, e2.URL(), map[string]any{}, map[string]any{"toolsListChanged": true})
+		status, msgs := listenToolChanges(ctx, t, e2.URL())
 		<-msgs
 		return status == http.StatusOK
 	}) {

@@ -430,19 +430,15 @@ func relayedOf(method string, rb *rpcbody.Body, stateless bool, token *auth.Toke
 
 // listenAnswer begins the one answer a listen's stream carries: its end.
 // Its notifications carry no id, and 2026-07-28 sends no request of the
-// server's there. listenAcknowledged is in the first message of the
-// stream, which the server MUST send before any other.
-var (
-	listenAnswer       = []byte(`data: {"jsonrpc":"2.0","id":`)
-	listenAcknowledged = []byte(`"method":"notifications/subscriptions/acknowledged"`)
-)
+// server's there.
+var listenAnswer = []byte(`data: {"jsonrpc":"2.0","id":`)
 
 // saw notes what a part's body, relayed to the client, says of a listen.
 func (req *relayed) saw(body []byte) {
 	if req.listen == nil {
 		return
 	}
-	if !req.acked && bytes.Contains(body, listenAcknowledged) {
+	if !req.acked && sse.AcknowledgesListen(body) {
 		req.acked = true
 	}
 	if !req.answered && bytes.Contains(body, listenAnswer) {

@@ -5,6 +5,7 @@
 package sse
 
 import (
+	"bytes"
 	"encoding/json"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -57,3 +58,12 @@ func ListenClosed(id json.RawMessage) []byte {
 	b = append(b, id...)
 	return append(b, "}}}"...)
 }
+
+// listenAcknowledged is in the event that acknowledges a listen.
+var listenAcknowledged = []byte(`"method":"notifications/subscriptions/acknowledged"`)
+
+// AcknowledgesListen says whether the event (or events) p holds a listen's
+// acknowledgement, the first message of its stream, which the server MUST
+// send before any other: the subscription began. (A quote inside a JSON
+// string is escaped, so the pattern matches only the method itself.)
+func AcknowledgesListen(p []byte) bool { return bytes.Contains(p, listenAcknowledged) }
