@@ -172,3 +172,39 @@ func TestBatchCancelsItsOwnCall(t *testing.T) {
 		t.Errorf("a call after a cancel naming it was not answered: %s", body)
 	}
 }
+
+// subscriptions/listen is the 2026-07-28 protocol's; on a session (which
+// the go-sdk would serve it on, as a POST held open that no stream rule
+// counts or ends) it is answered -32601 at once, alone or in a batch.
+func TestSessionRefusesListen(t *testing.T) {
+	system, props := actors.SessionsForTest(t, actors.Config{})
+	node := &sessionNode{system: system, props: props}
+	const listen = `{"jsonrpc":"2.0","id":"L","method":"subscriptions/listen","params":{"notifications":{"toolsListChanged":true}}}`
+	refused := func(body string) bool {
+		return strings.Contains(body, `"id":"L"`) && strings.Contains(body, `"code":-32601`)
+	}
+
+	id := "BBBBBBBBBBBBBBBBBBBBBB"
+	pid := node.spawn(id)
+	for _, step := range []struct{ session, body string }{
+		{"", `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`},
+		{id, `{"jsonrpc":"2.0","method":"notifications/initialized"}`},
+	} {
+		if status, body, err := exchange(system.Root, pid, step.session, step.body); err != nil || status >= 300 {
+			t.Fatalf("%s: %d %s %v", step.body, status, body, err)
+		}
+	}
+	status, body, err := exchange(system.Root, pid, id, listen)
+	if err != nil || status != 200 || !refused(body) {
+		t.Fatalf("listen on a 2025-11-25 session: %d %s %v", status, body, err)
+	}
+
+	legacy := "CCCCCCCCCCCCCCCCCCCCCC"
+	pid = node.spawn(legacy)
+	initializeLegacy(t, system.Root, pid, legacy)
+	status, body, err = exchangeVersion(system.Root, pid, legacy, "2025-03-26",
+		`[`+listen+`,{"jsonrpc":"2.0","id":2,"method":"ping"}]`)
+	if err != nil || status != 200 || !refused(body) || !strings.Contains(body, `"id":2,"result":{}`) {
+		t.Fatalf("a batch with a listen on a 2025-03-26 session: %d %s %v", status, body, err)
+	}
+}

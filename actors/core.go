@@ -180,6 +180,9 @@ func (a *core) build(ctx actor.Context, o serverOptions) {
 		// Outermost (each call wraps what the earlier ones made): before
 		// anything else sees the request.
 		a.server.AddReceivingMiddleware(checkRequest)
+		if !o.stateless {
+			a.server.AddReceivingMiddleware(refuseListen)
+		}
 		for _, ts := range v.sets {
 			ts.Install(a.server, a.caller)
 		}
@@ -920,6 +923,22 @@ func checkRequest(next mcp.MethodHandler) mcp.MethodHandler {
 			if ss, ok := req.GetSession().(*mcp.ServerSession); ok && ss.InitializeParams() != nil {
 				return nil, errInitialized.SDK()
 			}
+		}
+		return next(ctx, method, req)
+	}
+}
+
+// refuseListen refuses subscriptions/listen on a session's server. The
+// method is the 2026-07-28 protocol's (its stateless clients' GET stream);
+// the go-sdk serves it on the session protocols too, as a POST that never
+// ends, which pingmcp's session actors would neither count among the
+// session's streams nor end at a drain, a token's expiry or a client
+// switch as they do its GET streams. Its answer is -32601, as for any
+// method a session's server lacks (the go-sdk words the message).
+func refuseListen(next mcp.MethodHandler) mcp.MethodHandler {
+	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
+		if method == "subscriptions/listen" {
+			return nil, rpcerr.UnknownMethod(method).SDK()
 		}
 		return next(ctx, method, req)
 	}

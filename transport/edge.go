@@ -421,8 +421,8 @@ func relayedOf(method string, rb *rpcbody.Body, stateless bool, token *auth.Toke
 	}
 	rel.unbounded = method == http.MethodGet || listen != nil
 	if stateless {
-		// A session's listen (the go-sdk serves one on the session
-		// protocols too) is resumed like its GET stream.
+		// Only 2026-07-28 has listens: a session's actor answers one
+		// -32601 at once (actors.refuseListen).
 		rel.listen = listen
 	}
 	return rel
