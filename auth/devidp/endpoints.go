@@ -431,7 +431,10 @@ func (e *endpoints) TokenExchange(_ context.Context, r *op.ClientRequest[oidc.To
 var userScopes = []string{oidc.ScopeOpenID, oidc.ScopeProfile, oidc.ScopeEmail, oidc.ScopePhone, oidc.ScopeAddress, oidc.ScopeOfflineAccess}
 
 // ClientCredentialsExchange issues a confidential client a token of its
-// own (sub = client_id), e.g. an actor_token for token exchange.
+// own (sub = client_id), e.g. an actor_token for token exchange. It carries
+// neither the scopes only a user can hold nor those Options.ScopeUsers
+// keeps for some users (the admin scope): a client is none of them, and
+// asking for one, or for nothing (the resource's scopes), leaves it out.
 func (e *endpoints) ClientCredentialsExchange(_ context.Context, r *op.ClientRequest[oidc.ClientCredentialsRequest]) (*op.Response, error) {
 	s, c := e.s, r.Client.(*client)
 	res, err := s.target(r.Form["resource"], r.Form["audience"])
@@ -442,7 +445,7 @@ func (e *endpoints) ClientCredentialsExchange(_ context.Context, r *op.ClientReq
 	if len(asked) == 0 {
 		asked = res.Scopes
 	}
-	scopes := slices.DeleteFunc(intersect(asked, res.Scopes), func(sc string) bool { return slices.Contains(userScopes, sc) })
+	scopes := slices.DeleteFunc(intersect(asked, res.Scopes), func(sc string) bool { return slices.Contains(userScopes, sc) || s.restricted(sc) })
 	if len(scopes) == 0 {
 		return nil, oidc.ErrInvalidScope().WithDescription("no requested scope is allowed for the resource")
 	}

@@ -85,3 +85,27 @@ func TestExclusiveScope(t *testing.T) {
 		t.Errorf("a registered client asking for the admin scope alone: %v, want invalid_scope", q)
 	}
 }
+
+// TestClientCredentialsWithoutExclusiveScope: a client's own token (client
+// credentials: the token exchange's secret) never carries a scope kept for
+// some users, asked for by name or by asking for nothing (the resource's
+// scopes): that secret is not an administrator's login.
+func TestClientCredentialsWithoutExclusiveScope(t *testing.T) {
+	f := newAdminFixture(t, nil)
+	for _, scope := range []string{"", "mcp:tools " + adminScope} {
+		form := url.Values{"grant_type": {"client_credentials"}}
+		if scope != "" {
+			form.Set("scope", scope)
+		}
+		resp, body := f.post(PathToken, form, exchanger, exchangerPW)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("client_credentials %q: %d %v", scope, resp.StatusCode, body)
+		}
+		granted := strings.Fields(claims(t, body["access_token"].(string))["scope"].(string))
+		if slices.Contains(granted, adminScope) || !slices.Contains(granted, "mcp:tools") {
+			t.Errorf("client_credentials asking %q granted %v", scope, granted)
+		}
+	}
+	resp, body := f.post(PathToken, url.Values{"grant_type": {"client_credentials"}, "scope": {adminScope}}, exchanger, exchangerPW)
+	wantError(t, resp, body, http.StatusBadRequest, "invalid_scope")
+}
