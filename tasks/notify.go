@@ -163,8 +163,8 @@ func parseListen(params json.RawMessage) (listenFilter, *jsonrpc.Error) {
 // SDK's: its own listen for them runs on the same stream (sdkListen), and
 // the acknowledgement grants what it granted and the tasks.
 func (l *Layer) listen(w http.ResponseWriter, r *http.Request, m *message, c *common, f listenFilter, body []byte) {
-	if got := r.Header.Get("Mcp-Method"); got != "" && got != m.Method {
-		writeError(w, m.ID, &jsonrpc.Error{Code: mcp.CodeHeaderMismatch, Message: "Mcp-Method header " + quote(got) + " does not match the body's method " + quote(m.Method)})
+	if err := methodHeader(r, m.Method); err != nil {
+		writeError(w, m.ID, err)
 		return
 	}
 	if !c.negotiated() {

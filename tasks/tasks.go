@@ -534,8 +534,8 @@ func (l *Layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serveMethod answers tasks/get, tasks/update and tasks/cancel.
 func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, c *common) {
-	if got := r.Header.Get("Mcp-Method"); got != "" && got != m.Method {
-		writeError(w, m.ID, &jsonrpc.Error{Code: mcp.CodeHeaderMismatch, Message: "Mcp-Method header " + quote(got) + " does not match the body's method " + quote(m.Method)})
+	if err := methodHeader(r, m.Method); err != nil {
+		writeError(w, m.ID, err)
 		return
 	}
 	if !c.negotiated() {

@@ -1119,3 +1119,33 @@ func TestInputResponsesBounded(t *testing.T) {
 	}
 	await(t, srv, id, "completed")
 }
+
+// TestMethodHeaderRequired: the layer's own methods (tasks/get, a task
+// listen) refuse a 2026-07-28 request without its Mcp-Method header, or
+// with another method's, as the go-sdk refuses one of its own methods:
+// -32020, HTTP 400, and nothing answered.
+func TestMethodHeaderRequired(t *testing.T) {
+	srv, _ := node(t, &taskstore.Memory{}, "alice", "n1")
+	id := start(t, srv, "test_slow", map[string]any{"ms": 60000})
+	for _, header := range []string{"", "tools/list"} {
+		r := rpc(t, srv, "tasks/get", map[string]any{"taskId": id}, true, "Mcp-Method", header)
+		if r.status != http.StatusBadRequest || r.Error == nil || r.Error.Code != -32020 || r.Result != nil {
+			t.Errorf("tasks/get with Mcp-Method %q: %d %+v", header, r.status, r)
+		}
+		params := withMeta(map[string]any{"notifications": map[string]any{"taskIds": []string{id}}}, true)
+		req := rpcRequest(context.Background(), srv, "subscriptions/listen", "", params)
+		req.Header.Set("Mcp-Method", header)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"code":-32020`) {
+			t.Errorf("a task listen with Mcp-Method %q: %d %s", header, resp.StatusCode, body)
+		}
+	}
+	if r := rpc(t, srv, "tasks/get", map[string]any{"taskId": id}, true); r.status != http.StatusOK || r.Result["taskId"] != id {
+		t.Errorf("tasks/get with its header: %d %+v", r.status, r)
+	}
+}

@@ -114,6 +114,21 @@ func writeResult(w http.ResponseWriter, id json.RawMessage, result any) {
 
 // writeError answers id with e, with the HTTP status SEP-2575 gives its
 // code on the 2026-07-28 protocol (SEP-2243's -32020 too is a 400).
+// methodHeader refuses a request whose Mcp-Method header is missing or
+// names another method than its body's: 2026-07-28 requires the header on
+// every request (-32020, HTTP 400), as the go-sdk checks it for the
+// methods it serves itself.
+func methodHeader(r *http.Request, method string) *jsonrpc.Error {
+	switch got := r.Header.Get("Mcp-Method"); got {
+	case method:
+		return nil
+	case "":
+		return &jsonrpc.Error{Code: mcp.CodeHeaderMismatch, Message: "missing required Mcp-Method header"}
+	default:
+		return &jsonrpc.Error{Code: mcp.CodeHeaderMismatch, Message: "Mcp-Method header " + quote(got) + " does not match the body's method " + quote(method)}
+	}
+}
+
 func writeError(w http.ResponseWriter, id json.RawMessage, e *jsonrpc.Error) {
 	status := http.StatusOK
 	switch e.Code {
