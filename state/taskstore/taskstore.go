@@ -19,6 +19,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/internal/redisscan"
 )
 
@@ -169,6 +170,22 @@ func decodeTask(b []byte) (*Task, error) {
 // for the tests.
 var MaxKeptPerOwner = 200
 
+// MaxKeptPerUser bounds the tasks one user (issuer, subject) keeps, all
+// their clients' together, as MaxKeptPerOwner bounds one client's: a user
+// who registers clients gains no room by it. Beyond it, Create takes away
+// the user's oldest ended tasks, whichever client's. A variable for the
+// tests.
+var MaxKeptPerUser = 200
+
+// userOf is the user whose bound t counts against, "" for a task without
+// one (a node without authentication): its owner's bound alone holds.
+func userOf(t *Task) string {
+	if t.Issuer == "" && t.Subject == "" {
+		return ""
+	}
+	return auth.Principal{Issuer: t.Issuer, Subject: t.Subject}.UserKey()
+}
+
 // ErrExists is Create's error for an id already taken.
 var ErrExists = errors.New("task id already taken")
 
@@ -247,6 +264,10 @@ type Memory struct {
 	// ended (what may go).
 	kept  map[string][]string
 	ended map[string]bool
+	// users are each user's task keys in the order they were created:
+	// what MaxKeptPerUser bounds; userOf the user of each key that has one.
+	users  map[string][]string
+	userOf map[string]string
 	// swept is when sweepLocked last walked every task; dirty are the
 	// owners with a task found expired (and dropped) since, whose kept ids
 	// the next sweepLocked prunes, walk or not.
@@ -287,7 +308,58 @@ func (m *Memory) Create(_ context.Context, t *Task) error {
 	// An id whose task expired unseen may still be kept: once only.
 	ids := slices.DeleteFunc(m.kept[t.Owner], func(id string) bool { return id == t.ID })
 	m.keepLocked(t.Owner, append(ids, t.ID))
+	if user := userOf(t); user != "" {
+		if m.users == nil {
+			m.users, m.userOf = map[string][]string{}, map[string]string{}
+		}
+		m.userOf[k] = user
+		keys := slices.DeleteFunc(m.users[user], func(u string) bool { return u == k })
+		m.keepUserLocked(user, append(keys, k))
+	}
 	return nil
+}
+
+// keepUserLocked sets user's task keys to keys (in the order they were
+// created) without those gone, and without the oldest that ended beyond
+// MaxKeptPerUser, which it deletes (their owners' kept ids are pruned at
+// the next sweepLocked); a user with none left is forgotten.
+func (m *Memory) keepUserLocked(user string, keys []string) {
+	out := keys[:0]
+	for _, k := range keys {
+		if _, ok := m.getLocked(k); ok {
+			out = append(out, k)
+		}
+	}
+	clear(keys[len(out):])
+	if excess := len(out) - MaxKeptPerUser; excess > 0 {
+		kept := out[:0]
+		for _, k := range out {
+			if excess > 0 && m.ended[k] {
+				m.deleteLocked(k)
+				m.markDirtyLocked(k)
+				excess--
+				continue
+			}
+			kept = append(kept, k)
+		}
+		clear(out[len(kept):])
+		out = kept
+	}
+	if len(out) == 0 {
+		delete(m.users, user)
+		return
+	}
+	m.users[user] = out
+}
+
+// markDirtyLocked notes that the owner of key k lost a task, for
+// sweepLocked to prune its kept ids.
+func (m *Memory) markDirtyLocked(k string) {
+	if m.dirty == nil {
+		m.dirty = map[string]struct{}{}
+	}
+	owner, _, _ := strings.Cut(k, "\x00")
+	m.dirty[owner] = struct{}{}
 }
 
 // keepLocked sets owner's kept ids to ids (owner's, in the order they
@@ -322,7 +394,9 @@ func (m *Memory) keepLocked(owner string, ids []string) {
 	m.kept[owner] = out
 }
 
-// deleteLocked forgets the task of key k.
+// deleteLocked forgets the task of key k. Its user's keys keep k until
+// that user's next keepUserLocked, which sweepLocked runs for the users of
+// the tasks it finds expired.
 func (m *Memory) deleteLocked(k string) {
 	delete(m.m, k)
 	delete(m.exp, k)
@@ -333,11 +407,7 @@ func (m *Memory) getLocked(k string) ([]byte, bool) {
 	b, ok := m.m[k]
 	if ok && time.Now().After(m.exp[k]) {
 		m.deleteLocked(k)
-		if m.dirty == nil {
-			m.dirty = map[string]struct{}{}
-		}
-		owner, _, _ := strings.Cut(k, "\x00")
-		m.dirty[owner] = struct{}{}
+		m.markDirtyLocked(k)
 		return nil, false
 	}
 	return b, ok
@@ -360,7 +430,7 @@ func (m *Memory) sweepLocked() {
 		return
 	}
 	m.swept = now
-	var owners []string
+	var owners, users []string
 	for k, e := range m.exp {
 		if now.After(e) {
 			m.deleteLocked(k)
@@ -371,6 +441,17 @@ func (m *Memory) sweepLocked() {
 	for _, o := range owners {
 		if ids, ok := m.kept[o]; ok {
 			m.keepLocked(o, ids)
+		}
+	}
+	for k, u := range m.userOf {
+		if _, ok := m.m[k]; !ok {
+			delete(m.userOf, k)
+			users = append(users, u)
+		}
+	}
+	for _, u := range users {
+		if keys, ok := m.users[u]; ok {
+			m.keepUserLocked(u, keys)
 		}
 	}
 }
@@ -608,6 +689,33 @@ func (r *Redis) index(ctx context.Context, p redis.Pipeliner, t *Task) {
 	}
 }
 
+// indexUser records t among its user's tasks, and those that ended, as
+// index does among its owner's: for MaxKeptPerUser. Never in a
+// transaction with the owner's keys: the user's share a hash tag of their
+// own (another slot of a cluster).
+func (r *Redis) indexUser(ctx context.Context, p redis.Pipeliner, t *Task, user string) {
+	until := redis.Z{Score: float64(time.Now().Add(t.TTL).UnixMilli()), Member: userMember(t.Owner, t.ID)}
+	keys := []string{r.userKeptKey(user)}
+	if t.Terminal() {
+		keys = append(keys, r.userEndedKey(user))
+	}
+	for _, k := range keys {
+		p.ZAdd(ctx, k, until)
+		if t.TTL > 0 {
+			p.Expire(ctx, k, t.TTL)
+		}
+	}
+}
+
+// userKeptKey is the sorted set of a user's tasks, userEndedKey of those
+// that ended, each as userMember and by when it expires (indexUser).
+func (r *Redis) userKeptKey(user string) string  { return r.prefix + "tasks:user:{" + user + "}:kept" }
+func (r *Redis) userEndedKey(user string) string { return r.prefix + "tasks:user:{" + user + "}:ended" }
+
+// userMember names a task among its user's: its owner and id (an id
+// holds no newline).
+func userMember(owner, id string) string { return owner + "\n" + id }
+
 func (r *Redis) Leases(ctx context.Context, owner string) (map[string]time.Time, error) {
 	zs, err := r.client.ZRangeWithScores(ctx, r.leasesKey(owner), 0, -1).Result()
 	if err != nil {
@@ -668,14 +776,28 @@ func (r *Redis) Create(ctx context.Context, t *Task) error {
 // indexCreated indexes a task just created. The index serves the sweep
 // alone: a task it misses is still taken over when read.
 func (r *Redis) indexCreated(ctx context.Context, t *Task) {
+	now := strconv.FormatInt(time.Now().UnixMilli(), 10)
 	p := r.client.Pipeline()
 	r.index(ctx, p, t)
 	k := r.keptKey(t.Owner)
-	p.ZRemRangeByScore(ctx, k, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10)) // expired
+	p.ZRemRangeByScore(ctx, k, "-inf", now) // expired
 	card := p.ZCard(ctx, k)
+	user := userOf(t)
+	var userCard *redis.IntCmd
+	if user != "" {
+		r.indexUser(ctx, p, t, user)
+		uk := r.userKeptKey(user)
+		p.ZRemRangeByScore(ctx, uk, "-inf", now)
+		userCard = p.ZCard(ctx, uk)
+	}
 	p.Exec(ctx)
 	if excess := int(card.Val()) - MaxKeptPerOwner; excess > 0 {
-		r.evict(ctx, t.Owner, excess)
+		r.evict(ctx, t.Owner, user, excess)
+	}
+	if userCard != nil {
+		if excess := int(userCard.Val()) - MaxKeptPerUser; excess > 0 {
+			r.evictUser(ctx, user, excess)
+		}
 	}
 }
 
@@ -685,9 +807,9 @@ func (r *Redis) keptKey(owner string) string  { return r.prefix + "tasks:{" + ow
 func (r *Redis) endedKey(owner string) string { return r.prefix + "tasks:{" + owner + "}:ended" }
 
 // evict takes away owner's excess ended tasks that expire first, without
-// reading them. Every key shares the owner's hash tag (one slot of a
-// cluster).
-func (r *Redis) evict(ctx context.Context, owner string, excess int) {
+// reading them, and out of user's sets ("": none). Every key but user's
+// shares the owner's hash tag (one slot of a cluster).
+func (r *Redis) evict(ctx context.Context, owner, user string, excess int) {
 	ended := r.endedKey(owner)
 	p := r.client.Pipeline()
 	p.ZRemRangeByScore(ctx, ended, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10))
@@ -706,6 +828,47 @@ func (r *Redis) evict(ctx context.Context, owner string, excess int) {
 	p.ZRem(ctx, r.keptKey(owner), members...)
 	p.ZRem(ctx, ended, members...)
 	p.ZRem(ctx, r.leasesKey(owner), members...)
+	if user != "" {
+		named := make([]any, len(ids))
+		for i, id := range ids {
+			named[i] = userMember(owner, id)
+		}
+		p.ZRem(ctx, r.userKeptKey(user), named...)
+		p.ZRem(ctx, r.userEndedKey(user), named...)
+	}
+	p.Exec(ctx)
+}
+
+// evictUser takes away user's excess ended tasks that expire first,
+// whichever owner's, without reading them, and out of their owners' sets.
+// A pipeline, not a transaction: the owners' keys are in other slots of a
+// cluster than the user's.
+func (r *Redis) evictUser(ctx context.Context, user string, excess int) {
+	ended := r.userEndedKey(user)
+	p := r.client.Pipeline()
+	p.ZRemRangeByScore(ctx, ended, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10))
+	oldest := p.ZRange(ctx, ended, 0, int64(excess-1))
+	p.Exec(ctx)
+	named := oldest.Val()
+	if len(named) == 0 {
+		return
+	}
+	p = r.client.Pipeline()
+	members := make([]any, len(named))
+	for i, m := range named {
+		members[i] = m
+		sep := strings.LastIndexByte(m, '\n')
+		if sep < 0 {
+			continue
+		}
+		owner, id := m[:sep], m[sep+1:]
+		p.Del(ctx, r.key(owner, id))
+		p.ZRem(ctx, r.keptKey(owner), id)
+		p.ZRem(ctx, r.endedKey(owner), id)
+		p.ZRem(ctx, r.leasesKey(owner), id)
+	}
+	p.ZRem(ctx, r.userKeptKey(user), members...)
+	p.ZRem(ctx, ended, members...)
 	p.Exec(ctx)
 }
 
@@ -768,6 +931,13 @@ func (r *Redis) Update(ctx context.Context, owner, id string, change func(*Task)
 		}
 		if err != nil {
 			return nil, err
+		}
+		if out != nil && userOf(out) != "" {
+			// Its user's sets, behind the change: what they miss (a
+			// failed write) only leaves the task to its owner's bound.
+			p := r.client.Pipeline()
+			r.indexUser(ctx, p, out, userOf(out))
+			p.Exec(ctx)
 		}
 		return out, nil
 	}

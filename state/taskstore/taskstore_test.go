@@ -465,3 +465,84 @@ func TestMemoryForgetsOwnersReadExpired(t *testing.T) {
 		}
 	})
 }
+
+// A user keeps at most MaxKeptPerUser tasks, all their clients' (owners')
+// together: beyond, Create takes away the user's oldest tasks that ended,
+// whichever client's, never a live one, nor another user's.
+func testKeptPerUser(t *testing.T, s Store) {
+	defer func(n int) { MaxKeptPerUser = n }(MaxKeptPerUser)
+	MaxKeptPerUser = 4
+	ctx := context.Background()
+	start := time.Now().Truncate(time.Millisecond)
+	n := 0
+	create := func(owner, subject, id string, done bool) {
+		t.Helper()
+		n++
+		at := start.Add(time.Duration(n) * time.Millisecond)
+		if err := s.Create(ctx, &Task{ID: id, Owner: owner, Issuer: "https://idp", Subject: subject, Status: "working", CreatedAt: at, UpdatedAt: at, TTL: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		if done {
+			if _, err := s.Update(ctx, owner, id, func(t *Task) error { t.Status = "completed"; return nil }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	create("bob-c1", "bob", "b1", true)
+	create("alice-c1", "alice", "live", false)
+	// Each client of alice's keeps far fewer than MaxKeptPerOwner.
+	for i := range 6 {
+		create(fmt.Sprintf("alice-c%d", i%3+1), "alice", fmt.Sprintf("a%d", i), true)
+	}
+	var kept []string
+	for _, owner := range []string{"alice-c1", "alice-c2", "alice-c3"} {
+		page, _, err := s.List(ctx, owner, "", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, task := range page {
+			kept = append(kept, task.ID)
+		}
+	}
+	slices.Sort(kept)
+	if want := []string{"a3", "a4", "a5", "live"}; !slices.Equal(kept, want) {
+		t.Errorf("alice's clients keep %v, want %v (the live one, then the newest)", kept, want)
+	}
+	if b, err := s.Get(ctx, "bob-c1", "b1"); err != nil || b == nil {
+		t.Errorf("another user's task went: %v", err)
+	}
+}
+
+func TestMemoryKeptPerUser(t *testing.T) { testKeptPerUser(t, &Memory{}) }
+
+func TestRedisKeptPerUser(t *testing.T) { testKeptPerUser(t, NewRedis(redistest.Start(t), "kpu:")) }
+
+// On a Redis Cluster the user's sets sit in another slot than their
+// clients' tasks: the bound holds there too.
+func TestRedisClusterKeptPerUser(t *testing.T) {
+	testKeptPerUser(t, NewRedis(redistest.StartCluster(t, 3, 0).Client(), "kpu:"))
+}
+
+// Nor does it grow with the users it ever saw.
+func TestMemoryKeptForgetsExpiredUsers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		m := &Memory{}
+		ctx := context.Background()
+		for i := range 1000 {
+			now := time.Now()
+			if err := m.Create(ctx, &Task{ID: "t", Owner: fmt.Sprintf("o%d", i), Issuer: "https://idp", Subject: fmt.Sprintf("u%d", i), Status: "working", CreatedAt: now, UpdatedAt: now, TTL: time.Millisecond}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(time.Second) // the bubble's clock: every task expired
+		now := time.Now()
+		if err := m.Create(ctx, &Task{ID: "t", Owner: "last", Issuer: "https://idp", Subject: "last", Status: "working", CreatedAt: now, UpdatedAt: now, TTL: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if len(m.users) != 1 || len(m.userOf) != 1 {
+			t.Errorf("%d users kept, %d keys' users, want 1, 1", len(m.users), len(m.userOf))
+		}
+	})
+}
