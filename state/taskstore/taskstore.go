@@ -320,36 +320,15 @@ func (m *Memory) Create(_ context.Context, t *Task) error {
 }
 
 // keepUserLocked sets user's task keys to keys (in the order they were
-// created) without those gone, and without the oldest that ended beyond
-// MaxKeptPerUser, which it deletes (their owners' kept ids are pruned at
-// the next sweepLocked); a user with none left is forgotten.
+// created), bounded as keepLocked bounds an owner's ids (by
+// MaxKeptPerUser; the owners of the tasks it deletes get their kept ids
+// pruned at the next sweepLocked); a user with none left is forgotten.
 func (m *Memory) keepUserLocked(user string, keys []string) {
-	out := keys[:0]
-	for _, k := range keys {
-		if _, ok := m.getLocked(k); ok {
-			out = append(out, k)
-		}
-	}
-	clear(keys[len(out):])
-	if excess := len(out) - MaxKeptPerUser; excess > 0 {
-		kept := out[:0]
-		for _, k := range out {
-			if excess > 0 && m.ended[k] {
-				m.deleteLocked(k)
-				m.markDirtyLocked(k)
-				excess--
-				continue
-			}
-			kept = append(kept, k)
-		}
-		clear(out[len(kept):])
-		out = kept
-	}
-	if len(out) == 0 {
+	if out := m.boundLocked(keys, MaxKeptPerUser, func(k string) string { return k }, true); len(out) > 0 {
+		m.users[user] = out
+	} else {
 		delete(m.users, user)
-		return
 	}
-	m.users[user] = out
 }
 
 // markDirtyLocked notes that the owner of key k lost a task, for
@@ -363,35 +342,45 @@ func (m *Memory) markDirtyLocked(k string) {
 }
 
 // keepLocked sets owner's kept ids to ids (owner's, in the order they
-// were created) without those gone, and without the oldest that ended
-// beyond MaxKeptPerOwner, which it deletes; an owner with none left is
-// forgotten.
+// were created), bounded by MaxKeptPerOwner (boundLocked); an owner with
+// none left is forgotten.
 func (m *Memory) keepLocked(owner string, ids []string) {
-	out := ids[:0]
-	for _, id := range ids {
-		if _, ok := m.getLocked(memKey(owner, id)); ok {
-			out = append(out, id)
+	if out := m.boundLocked(ids, MaxKeptPerOwner, func(id string) string { return memKey(owner, id) }, false); len(out) > 0 {
+		m.kept[owner] = out
+	} else {
+		delete(m.kept, owner)
+	}
+}
+
+// boundLocked returns entries (in the order their tasks were created;
+// keyOf gives each one's key) without those whose task is gone, and
+// without the oldest whose task ended beyond max, which it deletes (and,
+// with dirty, marks their owners for sweepLocked). It reuses entries.
+func (m *Memory) boundLocked(entries []string, max int, keyOf func(string) string, dirty bool) []string {
+	out := entries[:0]
+	for _, e := range entries {
+		if _, ok := m.getLocked(keyOf(e)); ok {
+			out = append(out, e)
 		}
 	}
-	clear(ids[len(out):])
-	if excess := len(out) - MaxKeptPerOwner; excess > 0 {
+	clear(entries[len(out):])
+	if excess := len(out) - max; excess > 0 {
 		kept := out[:0]
-		for _, id := range out {
-			if k := memKey(owner, id); excess > 0 && m.ended[k] {
+		for _, e := range out {
+			if k := keyOf(e); excess > 0 && m.ended[k] {
 				m.deleteLocked(k)
+				if dirty {
+					m.markDirtyLocked(k)
+				}
 				excess--
 				continue
 			}
-			kept = append(kept, id)
+			kept = append(kept, e)
 		}
 		clear(out[len(kept):])
 		out = kept
 	}
-	if len(out) == 0 {
-		delete(m.kept, owner)
-		return
-	}
-	m.kept[owner] = out
+	return out
 }
 
 // deleteLocked forgets the task of key k. Its user's keys keep k until
@@ -811,15 +800,11 @@ func (r *Redis) endedKey(owner string) string { return r.prefix + "tasks:{" + ow
 // shares the owner's hash tag (one slot of a cluster).
 func (r *Redis) evict(ctx context.Context, owner, user string, excess int) {
 	ended := r.endedKey(owner)
-	p := r.client.Pipeline()
-	p.ZRemRangeByScore(ctx, ended, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10))
-	oldest := p.ZRange(ctx, ended, 0, int64(excess-1))
-	p.Exec(ctx)
-	ids := oldest.Val()
+	ids := r.oldest(ctx, ended, excess)
 	if len(ids) == 0 {
 		return
 	}
-	p = r.client.Pipeline()
+	p := r.client.Pipeline()
 	members := make([]any, len(ids))
 	for i, id := range ids {
 		p.Del(ctx, r.key(owner, id))
@@ -839,21 +824,27 @@ func (r *Redis) evict(ctx context.Context, owner, user string, excess int) {
 	p.Exec(ctx)
 }
 
+// oldest are the n first members of the sorted set ended (by when their
+// tasks expire), those expired dropped first.
+func (r *Redis) oldest(ctx context.Context, ended string, n int) []string {
+	p := r.client.Pipeline()
+	p.ZRemRangeByScore(ctx, ended, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10))
+	oldest := p.ZRange(ctx, ended, 0, int64(n-1))
+	p.Exec(ctx)
+	return oldest.Val()
+}
+
 // evictUser takes away user's excess ended tasks that expire first,
 // whichever owner's, without reading them, and out of their owners' sets.
 // A pipeline, not a transaction: the owners' keys are in other slots of a
 // cluster than the user's.
 func (r *Redis) evictUser(ctx context.Context, user string, excess int) {
 	ended := r.userEndedKey(user)
-	p := r.client.Pipeline()
-	p.ZRemRangeByScore(ctx, ended, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10))
-	oldest := p.ZRange(ctx, ended, 0, int64(excess-1))
-	p.Exec(ctx)
-	named := oldest.Val()
+	named := r.oldest(ctx, ended, excess)
 	if len(named) == 0 {
 		return
 	}
-	p = r.client.Pipeline()
+	p := r.client.Pipeline()
 	members := make([]any, len(named))
 	for i, m := range named {
 		members[i] = m

@@ -490,9 +490,11 @@ func testKeptPerUser(t *testing.T, s Store) {
 	}
 	create("bob-c1", "bob", "b1", true)
 	create("alice-c1", "alice", "live", false)
-	// Each client of alice's keeps far fewer than MaxKeptPerOwner.
+	// Each client of alice's keeps far fewer than MaxKeptPerOwner. (Redis
+	// orders them by when they expire, to the millisecond, then by owner
+	// and id: these sort in the order they are made.)
 	for i := range 6 {
-		create(fmt.Sprintf("alice-c%d", i%3+1), "alice", fmt.Sprintf("a%d", i), true)
+		create(fmt.Sprintf("alice-c%d", i/2+1), "alice", fmt.Sprintf("a%d", i), true)
 	}
 	var kept []string
 	for _, owner := range []string{"alice-c1", "alice-c2", "alice-c3"} {
