@@ -323,11 +323,21 @@ func verifierMatches(verifier, challenge string) bool {
 }
 
 // RefreshToken rotates: the presented refresh token is spent, a new one
-// issued. A narrower scope or the same resource may be asked for.
+// issued. A narrower scope or the same resource may be asked for. A spent
+// token presented again (or twice at once) revokes its grant, every
+// refresh and access token descending from its login: either the client
+// or someone who stole the token is using it, and the server cannot tell
+// which (RFC 9700 §4.14.2).
 func (e *endpoints) RefreshToken(_ context.Context, r *op.ClientRequest[oidc.RefreshTokenRequest]) (*op.Response, error) {
 	s, c := e.s, r.Client.(*client)
 	g, ok := s.state.peekRefresh(r.Data.RefreshToken, s.now())
-	if !ok || g.clientID != c.id {
+	if !ok {
+		if grant := s.state.spentGrant(r.Data.RefreshToken, s.now()); grant != "" {
+			s.reused(grant, c.id)
+		}
+		return nil, oidc.ErrInvalidGrant().WithDescription("invalid, expired or used refresh token")
+	}
+	if g.clientID != c.id {
 		return nil, oidc.ErrInvalidGrant().WithDescription("invalid, expired or used refresh token")
 	}
 	scopes := g.scopes
@@ -342,7 +352,8 @@ func (e *endpoints) RefreshToken(_ context.Context, r *op.ClientRequest[oidc.Ref
 			return nil, oidc.ErrInvalidTarget().WithDescription("the refresh token is for another resource")
 		}
 	}
-	if !s.state.consumeRefresh(r.Data.RefreshToken) {
+	if !s.state.consumeRefresh(r.Data.RefreshToken, s.now()) {
+		s.reused(g.grant, c.id)
 		return nil, oidc.ErrInvalidGrant().WithDescription("invalid, expired or used refresh token")
 	}
 	resp, err := s.userTokens(c, g, scopes, "")
@@ -424,6 +435,12 @@ func (e *endpoints) TokenExchange(_ context.Context, r *op.ClientRequest[oidc.To
 		ExpiresIn:       expiresIn(expires, s.now()),
 		Scopes:          scopes,
 	}), nil
+}
+
+// reused revokes grant, whose spent refresh token client presented again.
+func (s *Server) reused(grant, clientID string) {
+	s.state.revokeGrant(grant)
+	s.log.Warn("a spent refresh token was presented again: its grant is revoked (RFC 9700 §4.14.2)", "client_id", clientID)
 }
 
 // userScopes mean something only for a user; a client's own token does not

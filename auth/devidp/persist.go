@@ -50,6 +50,7 @@ type savedState struct {
 	SigningKey string            `json:"signing_key"`
 	Clients    []savedClient     `json:"clients"`
 	Refresh    []savedRefresh    `json:"refresh_tokens"`
+	Spent      []savedSpent      `json:"spent_refresh_tokens,omitempty"`
 	Access     []savedAccess     `json:"access_tokens"`
 	RevokeSeq  uint64            `json:"revoke_seq"`
 	Revoked    []savedRevocation `json:"revoked_users"`
@@ -75,6 +76,13 @@ type savedRefresh struct {
 	AuthTime time.Time `json:"auth_time"`
 	LoginSeq uint64    `json:"login_seq"`
 	Expires  time.Time `json:"expires"`
+}
+
+// savedSpent is a refresh token rotation spent (state.spent).
+type savedSpent struct {
+	Hash    string    `json:"token_sha256"` // base64url
+	Grant   string    `json:"grant"`
+	Expires time.Time `json:"expires"`
 }
 
 type savedAccess struct {
@@ -120,6 +128,9 @@ func (st *state) snapshot(key *rsa.PrivateKey) ([]byte, error) {
 			Resource: g.resource, Scopes: g.scopes, AuthTime: g.authTime, LoginSeq: g.loginSeq, Expires: g.expires,
 		})
 	}
+	for k, sp := range st.spent {
+		doc.Spent = append(doc.Spent, savedSpent{Hash: base64.RawURLEncoding.EncodeToString(k[:]), Grant: sp.grant, Expires: sp.expires})
+	}
 	for jti, t := range st.live {
 		doc.Access = append(doc.Access, savedAccess{
 			JTI: jti, Expires: t.expires, Grant: t.grant, LoginSeq: t.loginSeq, Subject: t.subject, ClientID: t.clientID, Actor: t.actor,
@@ -133,6 +144,7 @@ func (st *state) snapshot(key *rsa.PrivateKey) ([]byte, error) {
 	// A stable order: the same state, the same document.
 	slices.SortFunc(doc.Clients, func(a, b savedClient) int { return cmp.Compare(a.ID, b.ID) })
 	slices.SortFunc(doc.Refresh, func(a, b savedRefresh) int { return cmp.Compare(a.Hash, b.Hash) })
+	slices.SortFunc(doc.Spent, func(a, b savedSpent) int { return cmp.Compare(a.Hash, b.Hash) })
 	slices.SortFunc(doc.Access, func(a, b savedAccess) int { return cmp.Compare(a.JTI, b.JTI) })
 	slices.SortFunc(doc.Revoked, func(a, b savedRevocation) int { return cmp.Compare(a.Subject, b.Subject) })
 	return json.MarshalIndent(doc, "", "  ")
@@ -199,6 +211,15 @@ func (st *state) restore(b []byte, now time.Time, known func(resource string) bo
 		}
 		st.refresh[[32]byte(h)] = &refreshGrant{grant: r.Grant, clientID: r.ClientID, subject: r.Subject, resource: r.Resource,
 			scopes: r.Scopes, authTime: r.AuthTime, loginSeq: r.LoginSeq, expires: r.Expires}
+	}
+	for i, sp := range doc.Spent {
+		h, err := base64.RawURLEncoding.DecodeString(sp.Hash)
+		if err != nil || len(h) != 32 || sp.Grant == "" {
+			return nil, fmt.Errorf("spent_refresh_tokens[%d]: malformed", i)
+		}
+		if now.Before(sp.Expires) {
+			st.spent[[32]byte(h)] = spentRefresh{grant: sp.Grant, expires: sp.Expires}
+		}
 	}
 	for i, a := range doc.Access {
 		if a.JTI == "" || a.Subject == "" {

@@ -160,14 +160,18 @@ func TestStateSurvivesRestart(t *testing.T) {
 			if c := claims(t, body["access_token"].(string)); c["sub"] != "alice" || c["client_id"] != clientID || c["iss"] != f.issuer {
 				t.Errorf("refreshed token's claims %v", c)
 			}
-			// The rotation is on record too: the spent token stays spent,
-			// the new one works after another restart.
+			// The rotation is on record too: the new token works after
+			// another restart, and the spent one stays spent, and known
+			// as spent: presented again, it revokes its grant.
 			f = r.start(nil)
+			resp, again := f.refresh(clientID, body["refresh_token"].(string))
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("the rotated refresh token after a second restart: %d %v", resp.StatusCode, again)
+			}
 			resp, spent := f.refresh(clientID, tokens["refresh_token"].(string))
 			wantError(t, resp, spent, http.StatusBadRequest, "invalid_grant")
-			if resp, again := f.refresh(clientID, body["refresh_token"].(string)); resp.StatusCode != http.StatusOK {
-				t.Errorf("the rotated refresh token after a second restart: %d %v", resp.StatusCode, again)
-			}
+			resp, revoked := f.refresh(clientID, again["refresh_token"].(string))
+			wantError(t, resp, revoked, http.StatusBadRequest, "invalid_grant")
 			// And the client may log in again without registering.
 			f.login(clientID, nil)
 		})

@@ -42,7 +42,11 @@ type state struct {
 	authReqs   map[string]*authRequest
 	codes      map[string]string          // code → auth request id
 	refresh    map[[32]byte]*refreshGrant // by SHA-256 of the token
-	live       map[string]liveToken       // access tokens by jti
+	// spent are the refresh tokens rotation spent, by the same hash,
+	// until they would have expired: one presented again was stolen
+	// (RFC 9700 §4.14.2), and its grant is revoked.
+	spent map[[32]byte]spentRefresh
+	live  map[string]liveToken // access tokens by jti
 	// revokeSeq counts the revocations of users' grants; a login records
 	// it (loginSeq), and revokedUsers the count each user was last revoked
 	// at: a token of a grant whose login came before is refused
@@ -73,6 +77,7 @@ func newState(maxClients int) *state {
 		authReqs:   map[string]*authRequest{},
 		codes:      map[string]string{},
 		refresh:    map[[32]byte]*refreshGrant{},
+		spent:      map[[32]byte]spentRefresh{},
 		live:       map[string]liveToken{},
 
 		revokedUsers: map[string]userRevocation{},
@@ -194,6 +199,13 @@ type refreshGrant struct {
 	authTime time.Time
 	loginSeq uint64 // state.revokeSeq at the login
 	expires  time.Time
+}
+
+// spentRefresh is what a spent refresh token still says: its grant, and
+// when it would have expired.
+type spentRefresh struct {
+	grant   string
+	expires time.Time
 }
 
 // liveToken records an issued access token that is neither expired nor
@@ -367,8 +379,10 @@ func (st *state) peekRefresh(token string, now time.Time) (refreshGrant, bool) {
 	return *g, true
 }
 
-// consumeRefresh forgets token; false means another request used it first.
-func (st *state) consumeRefresh(token string) (ok bool) {
+// consumeRefresh spends token; false means another request used it first.
+// A spent token is remembered (spentGrant) until it would have expired,
+// while there is room.
+func (st *state) consumeRefresh(token string, now time.Time) (ok bool) {
 	defer func() {
 		if ok {
 			st.saved()
@@ -377,11 +391,27 @@ func (st *state) consumeRefresh(token string) (ok bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	k := refreshKey(token)
-	if _, ok := st.refresh[k]; !ok {
+	g, ok := st.refresh[k]
+	if !ok {
 		return false
 	}
 	delete(st.refresh, k)
+	st.sweepLocked(now, len(st.spent) >= maxRefreshTokens)
+	if len(st.spent) < maxRefreshTokens {
+		st.spent[k] = spentRefresh{grant: g.grant, expires: g.expires}
+	}
 	return true
+}
+
+// spentGrant is the grant of token if rotation spent it and it would not
+// have expired yet, else "".
+func (st *state) spentGrant(token string, now time.Time) string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if sp, ok := st.spent[refreshKey(token)]; ok && now.Before(sp.expires) {
+		return sp.grant
+	}
+	return ""
 }
 
 func (st *state) addLive(jti string, t liveToken, now time.Time) (err error) {
@@ -500,6 +530,11 @@ func (st *state) sweepLocked(now time.Time, force bool) {
 	for k, g := range st.refresh {
 		if !now.Before(g.expires) {
 			delete(st.refresh, k)
+		}
+	}
+	for k, sp := range st.spent {
+		if !now.Before(sp.expires) {
+			delete(st.spent, k)
 		}
 	}
 	for jti, t := range st.live {

@@ -19,7 +19,7 @@ func TestRevokeUserDuringRefresh(t *testing.T) {
 	}
 	// The refresh: peek, spend the old token ...
 	now := login.Add(time.Second)
-	if _, ok := st.peekRefresh("old", now); !ok || !st.consumeRefresh("old") {
+	if _, ok := st.peekRefresh("old", now); !ok || !st.consumeRefresh("old", now) {
 		t.Fatal("refresh token not usable")
 	}
 	// ... the revocation runs, finding nothing of alice's ...
