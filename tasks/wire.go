@@ -112,8 +112,6 @@ func writeResult(w http.ResponseWriter, id json.RawMessage, result any) {
 	w.Write(append(b, '\n'))
 }
 
-// writeError answers id with e, with the HTTP status SEP-2575 gives its
-// code on the 2026-07-28 protocol (SEP-2243's -32020 too is a 400).
 // methodHeader refuses a request whose Mcp-Method header is missing or
 // names another method than its body's: 2026-07-28 requires the header on
 // every request (-32020, HTTP 400), as the go-sdk checks it for the
@@ -129,6 +127,8 @@ func methodHeader(r *http.Request, method string) *jsonrpc.Error {
 	}
 }
 
+// writeError answers id with e, with the HTTP status SEP-2575 gives its
+// code on the 2026-07-28 protocol (SEP-2243's -32020 too is a 400).
 func writeError(w http.ResponseWriter, id json.RawMessage, e *jsonrpc.Error) {
 	status := http.StatusOK
 	switch e.Code {

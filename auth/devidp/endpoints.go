@@ -324,15 +324,16 @@ func verifierMatches(verifier, challenge string) bool {
 
 // RefreshToken rotates: the presented refresh token is spent, a new one
 // issued. A narrower scope or the same resource may be asked for. A spent
-// token presented again (or twice at once) revokes its grant, every
-// refresh and access token descending from its login: either the client
-// or someone who stole the token is using it, and the server cannot tell
-// which (RFC 9700 §4.14.2).
+// token presented again revokes its grant, every refresh and access token
+// descending from its login: either the client or someone who stole the
+// token is using it, and the server cannot tell which (RFC 9700 §4.14.2);
+// by its own client within refreshReuseGrace of its spending (two
+// refreshes at once), it is only refused.
 func (e *endpoints) RefreshToken(_ context.Context, r *op.ClientRequest[oidc.RefreshTokenRequest]) (*op.Response, error) {
 	s, c := e.s, r.Client.(*client)
 	g, ok := s.state.peekRefresh(r.Data.RefreshToken, s.now())
 	if !ok {
-		if grant := s.state.spentGrant(r.Data.RefreshToken, s.now()); grant != "" {
+		if grant := s.state.stolenGrant(r.Data.RefreshToken, c.id, s.now()); grant != "" {
 			s.reused(grant, c.id)
 		}
 		return nil, oidc.ErrInvalidGrant().WithDescription("invalid, expired or used refresh token")
@@ -353,11 +354,14 @@ func (e *endpoints) RefreshToken(_ context.Context, r *op.ClientRequest[oidc.Ref
 		}
 	}
 	if !s.state.consumeRefresh(r.Data.RefreshToken, s.now()) {
-		s.reused(g.grant, c.id)
+		// Spent a moment ago by a refresh at once with this one.
 		return nil, oidc.ErrInvalidGrant().WithDescription("invalid, expired or used refresh token")
 	}
 	resp, err := s.userTokens(c, g, scopes, "")
 	if err != nil {
+		// Nothing issued: the client's retry with the same token is not a
+		// theft.
+		s.state.unspend(r.Data.RefreshToken, g)
 		return nil, unavailable(err)
 	}
 	s.log.Debug("tokens issued", "grant_type", oidc.GrantTypeRefreshToken, "client_id", c.id, "sub", g.subject, "aud", g.resource)
@@ -439,7 +443,7 @@ func (e *endpoints) TokenExchange(_ context.Context, r *op.ClientRequest[oidc.To
 
 // reused revokes grant, whose spent refresh token client presented again.
 func (s *Server) reused(grant, clientID string) {
-	s.state.revokeGrant(grant)
+	s.state.revokeGrant(grant, s.now())
 	s.log.Warn("a spent refresh token was presented again: its grant is revoked (RFC 9700 §4.14.2)", "client_id", clientID)
 }
 
@@ -529,7 +533,7 @@ func (e *endpoints) Revocation(_ context.Context, r *op.ClientRequest[oidc.Revoc
 		if g.clientID != id {
 			return nil, oidc.ErrInvalidGrant().WithDescription("the token was issued to another client")
 		}
-		s.state.revokeGrant(g.grant)
+		s.state.revokeGrant(g.grant, s.now())
 		s.log.Debug("refresh token revoked", "client_id", id, "sub", g.subject)
 		return op.NewResponse(struct{}{}), nil
 	}

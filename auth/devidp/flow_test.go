@@ -331,7 +331,9 @@ func TestRefreshRotation(t *testing.T) {
 // TestRefreshTokenReuse: a spent refresh token presented again is refused,
 // and revokes its grant (RFC 9700 §4.14.2): the token it was rotated into,
 // and the access token that came with it, no longer work, whoever holds
-// them (the thief who refreshed first, or the client). A new login works.
+// them (the thief who refreshed first, or the client). Within
+// refreshReuseGrace of its spending it is only refused (two refreshes of
+// one client at once). A new login works.
 func TestRefreshTokenReuse(t *testing.T) {
 	f := newFixture(t, nil)
 	clientID := f.registerClient()
@@ -347,7 +349,13 @@ func TestRefreshTokenReuse(t *testing.T) {
 	if !f.active(thief["access_token"].(string)) {
 		t.Fatal("the thief's access token is not live before the reuse")
 	}
-	resp, body := refresh(stolen) // the client, with the token it was given
+	resp, body := refresh(stolen) // at once: a second refresh of the client's
+	wantError(t, resp, body, http.StatusBadRequest, "invalid_grant")
+	if !f.active(thief["access_token"].(string)) {
+		t.Fatal("a reuse within the grace revoked the grant")
+	}
+	f.clock.Advance(refreshReuseGrace)
+	resp, body = refresh(stolen) // the client, with the token it was given
 	wantError(t, resp, body, http.StatusBadRequest, "invalid_grant")
 	resp, body = refresh(thief["refresh_token"].(string))
 	wantError(t, resp, body, http.StatusBadRequest, "invalid_grant")

@@ -168,6 +168,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 			if resp.StatusCode != http.StatusOK {
 				t.Fatalf("the rotated refresh token after a second restart: %d %v", resp.StatusCode, again)
 			}
+			r.clock.Advance(refreshReuseGrace)
 			resp, spent := f.refresh(clientID, tokens["refresh_token"].(string))
 			wantError(t, resp, spent, http.StatusBadRequest, "invalid_grant")
 			resp, revoked := f.refresh(clientID, again["refresh_token"].(string))

@@ -46,7 +46,10 @@ type state struct {
 	// until they would have expired: one presented again was stolen
 	// (RFC 9700 §4.14.2), and its grant is revoked.
 	spent map[[32]byte]spentRefresh
-	live  map[string]liveToken // access tokens by jti
+	// revokedGrants are the grants revoked in the last revokedUserTTL: a
+	// refresh or exchange under way then adds no token of theirs after.
+	revokedGrants map[string]time.Time
+	live          map[string]liveToken // access tokens by jti
 	// revokeSeq counts the revocations of users' grants; a login records
 	// it (loginSeq), and revokedUsers the count each user was last revoked
 	// at: a token of a grant whose login came before is refused
@@ -78,7 +81,9 @@ func newState(maxClients int) *state {
 		codes:      map[string]string{},
 		refresh:    map[[32]byte]*refreshGrant{},
 		spent:      map[[32]byte]spentRefresh{},
-		live:       map[string]liveToken{},
+
+		revokedGrants: map[string]time.Time{},
+		live:          map[string]liveToken{},
 
 		revokedUsers: map[string]userRevocation{},
 	}
@@ -201,12 +206,19 @@ type refreshGrant struct {
 	expires  time.Time
 }
 
-// spentRefresh is what a spent refresh token still says: its grant, and
-// when it would have expired.
+// spentRefresh is what a spent refresh token still says: its grant and
+// client, when it was spent, and when it would have expired.
 type spentRefresh struct {
-	grant   string
-	expires time.Time
+	grant, clientID string
+	spent, expires  time.Time
 }
+
+// refreshReuseGrace is how long after a refresh token was spent its client
+// may present it again without revoking the grant (refused all the same):
+// two processes of one client sharing its tokens (mcp-remote's), or a
+// retry after a lost answer, refresh at once. Identity providers grant
+// the same (Okta's grace period, Auth0's reuse interval).
+const refreshReuseGrace = 10 * time.Second
 
 // liveToken records an issued access token that is neither expired nor
 // revoked. Tokens of a revoked grant are dropped with it.
@@ -362,7 +374,7 @@ func (st *state) addRefresh(token string, g refreshGrant, now time.Time) (err er
 	if len(st.refresh) >= maxRefreshTokens {
 		return errFull
 	}
-	if st.revokedLocked(g.subject, g.loginSeq) {
+	if _, revoked := st.revokedGrants[g.grant]; revoked || st.revokedLocked(g.subject, g.loginSeq) {
 		return errGrantRevoked
 	}
 	st.refresh[refreshKey(token)] = &g
@@ -380,7 +392,7 @@ func (st *state) peekRefresh(token string, now time.Time) (refreshGrant, bool) {
 }
 
 // consumeRefresh spends token; false means another request used it first.
-// A spent token is remembered (spentGrant) until it would have expired,
+// A spent token is remembered (stolenGrant) until it would have expired,
 // while there is room.
 func (st *state) consumeRefresh(token string, now time.Time) (ok bool) {
 	defer func() {
@@ -398,20 +410,36 @@ func (st *state) consumeRefresh(token string, now time.Time) (ok bool) {
 	delete(st.refresh, k)
 	st.sweepLocked(now, len(st.spent) >= maxRefreshTokens)
 	if len(st.spent) < maxRefreshTokens {
-		st.spent[k] = spentRefresh{grant: g.grant, expires: g.expires}
+		st.spent[k] = spentRefresh{grant: g.grant, clientID: g.clientID, spent: now, expires: g.expires}
 	}
 	return true
 }
 
-// spentGrant is the grant of token if rotation spent it and it would not
-// have expired yet, else "".
-func (st *state) spentGrant(token string, now time.Time) string {
+// unspend gives token back its grant g: the refresh that spent it issued
+// nothing (a full table, a failed save), and its client retries with it.
+// A grant revoked meanwhile stays revoked.
+func (st *state) unspend(token string, g refreshGrant) {
+	defer st.saved()
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if sp, ok := st.spent[refreshKey(token)]; ok && now.Before(sp.expires) {
-		return sp.grant
+	k := refreshKey(token)
+	delete(st.spent, k)
+	if _, revoked := st.revokedGrants[g.grant]; !revoked && !st.revokedLocked(g.subject, g.loginSeq) {
+		st.refresh[k] = &g
 	}
-	return ""
+}
+
+// stolenGrant is the grant to revoke because clientID presented token,
+// which rotation spent and which would not have expired yet, past
+// refreshReuseGrace; else "".
+func (st *state) stolenGrant(token, clientID string, now time.Time) string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	sp, ok := st.spent[refreshKey(token)]
+	if !ok || !now.Before(sp.expires) || sp.clientID == clientID && now.Sub(sp.spent) < refreshReuseGrace {
+		return ""
+	}
+	return sp.grant
 }
 
 func (st *state) addLive(jti string, t liveToken, now time.Time) (err error) {
@@ -422,7 +450,7 @@ func (st *state) addLive(jti string, t liveToken, now time.Time) (err error) {
 	if len(st.live) >= maxLiveTokens {
 		return errFull
 	}
-	if t.grant != "" && st.revokedLocked(t.subject, t.loginSeq) {
+	if _, revoked := st.revokedGrants[t.grant]; t.grant != "" && (revoked || st.revokedLocked(t.subject, t.loginSeq)) {
 		return errGrantRevoked
 	}
 	st.live[jti] = t
@@ -447,14 +475,16 @@ func (st *state) revokeAccess(jti string) {
 }
 
 // revokeGrant drops every refresh and access token descending from grant
-// (RFC 7009 §2.1: revoking a refresh token revokes its access tokens).
-func (st *state) revokeGrant(grant string) {
+// (RFC 7009 §2.1: revoking a refresh token revokes its access tokens), and
+// for revokedUserTTL refuses those that a request under way adds.
+func (st *state) revokeGrant(grant string, now time.Time) {
 	if grant == "" {
 		return
 	}
 	defer st.saved()
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.revokedGrants[grant] = now
 	for k, g := range st.refresh {
 		if g.grant == grant {
 			delete(st.refresh, k)
@@ -545,6 +575,11 @@ func (st *state) sweepLocked(now time.Time, force bool) {
 	for subject, r := range st.revokedUsers {
 		if now.Sub(r.at) > revokedUserTTL {
 			delete(st.revokedUsers, subject)
+		}
+	}
+	for grant, at := range st.revokedGrants {
+		if now.Sub(at) > revokedUserTTL {
+			delete(st.revokedGrants, grant)
 		}
 	}
 }

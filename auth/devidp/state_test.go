@@ -56,3 +56,44 @@ func TestRevokeUserDuringRefresh(t *testing.T) {
 		t.Errorf("revocations kept after %v: %v", revokedUserTTL, st.revokedUsers)
 	}
 }
+
+// A grant revoked while a refresh of it is under way (its token spent,
+// its new tokens not added yet) gets none of them added after; a refresh
+// that issued nothing gives its token back, unless its grant was revoked.
+func TestRevokeGrantDuringRefresh(t *testing.T) {
+	st := newState(10)
+	now := time.Now()
+	g := refreshGrant{grant: "g1", clientID: "c", subject: "alice", resource: "r", authTime: now, loginSeq: st.loginSeq(), expires: now.Add(time.Hour)}
+	for _, tok := range []string{"old", "other"} {
+		if err := st.addRefresh(tok, g, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !st.consumeRefresh("old", now) {
+		t.Fatal("refresh token not usable")
+	}
+	st.unspend("old", g) // the refresh issued nothing
+	if _, ok := st.peekRefresh("old", now); !ok {
+		t.Fatal("a token given back does not work")
+	}
+	if st.stolenGrant("old", "c", now.Add(refreshReuseGrace)) != "" {
+		t.Error("a token given back still counts as spent")
+	}
+	if !st.consumeRefresh("old", now) {
+		t.Fatal("refresh token not usable again")
+	}
+	st.revokeGrant("g1", now) // the reuse's revocation, before the refresh adds its tokens
+	if err := st.addLive("jti1", liveToken{expires: now.Add(time.Hour), grant: "g1", loginSeq: g.loginSeq, subject: "alice", clientID: "c"}, now); !errors.Is(err, errGrantRevoked) {
+		t.Errorf("access token of the revoked grant added after its revocation: %v", err)
+	}
+	if err := st.addRefresh("new", g, now); !errors.Is(err, errGrantRevoked) {
+		t.Errorf("refresh token of the revoked grant added after its revocation: %v", err)
+	}
+	st.unspend("old", g)
+	if _, ok := st.peekRefresh("old", now); ok {
+		t.Error("a token of a revoked grant was given back")
+	}
+	if _, ok := st.peekRefresh("other", now); ok {
+		t.Error("another token of the revoked grant works")
+	}
+}

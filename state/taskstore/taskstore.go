@@ -780,11 +780,13 @@ func (r *Redis) indexCreated(ctx context.Context, t *Task) {
 		userCard = p.ZCard(ctx, uk)
 	}
 	p.Exec(ctx)
+	evicted := 0
 	if excess := int(card.Val()) - MaxKeptPerOwner; excess > 0 {
-		r.evict(ctx, t.Owner, user, excess)
+		evicted = r.evict(ctx, t.Owner, user, excess)
 	}
 	if userCard != nil {
-		if excess := int(userCard.Val()) - MaxKeptPerUser; excess > 0 {
+		// What evict took went from the user's tasks too.
+		if excess := int(userCard.Val()) - evicted - MaxKeptPerUser; excess > 0 {
 			r.evictUser(ctx, user, excess)
 		}
 	}
@@ -796,13 +798,13 @@ func (r *Redis) keptKey(owner string) string  { return r.prefix + "tasks:{" + ow
 func (r *Redis) endedKey(owner string) string { return r.prefix + "tasks:{" + owner + "}:ended" }
 
 // evict takes away owner's excess ended tasks that expire first, without
-// reading them, and out of user's sets ("": none). Every key but user's
-// shares the owner's hash tag (one slot of a cluster).
-func (r *Redis) evict(ctx context.Context, owner, user string, excess int) {
+// reading them, and out of user's sets ("": none), and says how many. Every
+// key but user's shares the owner's hash tag (one slot of a cluster).
+func (r *Redis) evict(ctx context.Context, owner, user string, excess int) int {
 	ended := r.endedKey(owner)
 	ids := r.oldest(ctx, ended, excess)
 	if len(ids) == 0 {
-		return
+		return 0
 	}
 	p := r.client.Pipeline()
 	members := make([]any, len(ids))
@@ -822,6 +824,7 @@ func (r *Redis) evict(ctx context.Context, owner, user string, excess int) {
 		p.ZRem(ctx, r.userEndedKey(user), named...)
 	}
 	p.Exec(ctx)
+	return len(ids)
 }
 
 // oldest are the n first members of the sorted set ended (by when their

@@ -515,6 +515,35 @@ func testKeptPerUser(t *testing.T, s Store) {
 	}
 }
 
+// A user of one client, whose two bounds are the same: each task beyond
+// them takes one ended task away, not one for each bound.
+func testKeptBothBounds(t *testing.T, s Store) {
+	defer func(o, u int) { MaxKeptPerOwner, MaxKeptPerUser = o, u }(MaxKeptPerOwner, MaxKeptPerUser)
+	MaxKeptPerOwner, MaxKeptPerUser = 3, 3
+	ctx := context.Background()
+	start := time.Now().Truncate(time.Millisecond)
+	for i := range 6 {
+		at := start.Add(time.Duration(i) * time.Millisecond)
+		id := fmt.Sprintf("a%d", i)
+		if err := s.Create(ctx, &Task{ID: id, Owner: "alice-c1", Issuer: "https://idp", Subject: "alice", Status: "working", CreatedAt: at, UpdatedAt: at, TTL: time.Hour}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Update(ctx, "alice-c1", id, func(t *Task) error { t.Status = "completed"; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page, _, err := s.List(ctx, "alice-c1", "", 100)
+	if err != nil || len(page) != 3 {
+		t.Errorf("alice keeps %d tasks (%v), want 3", len(page), err)
+	}
+}
+
+func TestMemoryKeptBothBounds(t *testing.T) { testKeptBothBounds(t, &Memory{}) }
+
+func TestRedisKeptBothBounds(t *testing.T) {
+	testKeptBothBounds(t, NewRedis(redistest.Start(t), "kbb:"))
+}
+
 func TestMemoryKeptPerUser(t *testing.T) { testKeptPerUser(t, &Memory{}) }
 
 func TestRedisKeptPerUser(t *testing.T) { testKeptPerUser(t, NewRedis(redistest.Start(t), "kpu:")) }
