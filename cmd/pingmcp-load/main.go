@@ -101,6 +101,9 @@ type cluster struct {
 	bin      string
 	g        group
 	nodeArgs []string
+	// nodeEnv holds the nodes' secrets (PINGMCP_<FLAG>): never in their
+	// command lines, which every local user may read in /proc.
+	nodeEnv []string
 	certs    string // directory of the nodes' certificates, by pingmcp certs
 	nodes    []*proc
 	issuer   string
@@ -124,7 +127,7 @@ func (c *cluster) startNode(ctx context.Context, i int) (*proc, error) {
 	if i > 0 {
 		args = append(args, "--cluster-seeds", c.nodes[0].Cluster)
 	}
-	p, err := startProc(ctx, c.dir, "node"+strconv.Itoa(i+1), `"msg":"node started"`, c.bin, args...)
+	p, err := startProcEnv(ctx, c.dir, "node"+strconv.Itoa(i+1), `"msg":"node started"`, c.bin, c.nodeEnv, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -309,8 +312,9 @@ func (c *cluster) start(ctx context.Context) error {
 	todoURL := "http://" + todoAddr
 	secret := rand.Text()
 	logArgs := []string{"--log-format", "json", "--log-level", o.logLevel}
-	if p, err = startProc(ctx, c.dir, "idp", `"msg":"development authorization server started"`, c.bin,
-		append([]string{"idp", "--addr", idpAddr, "--client-secret", secret, "--resource", resource, "--todo-api-url", todoURL,
+	secretEnv := "PINGMCP_CLIENT_SECRET=" + secret
+	if p, err = startProcEnv(ctx, c.dir, "idp", `"msg":"development authorization server started"`, c.bin, []string{secretEnv},
+		append([]string{"idp", "--addr", idpAddr, "--resource", resource, "--todo-api-url", todoURL,
 			"--test-users", strconv.Itoa(o.sessions)}, logArgs...)...); err != nil {
 		return err
 	}
@@ -334,9 +338,9 @@ func (c *cluster) start(ctx context.Context) error {
 	key := make([]byte, 32)
 	rand.Read(key)
 	c.nodeArgs = append([]string{"serve", "--addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0", "--cluster-provider", "automanaged",
-		"--auth", "jwt", "--issuer", c.issuer, "--resource", resource, "--client-id", "pingmcp", "--client-secret", secret,
-		"--todo-api-url", todoURL, "--tools", "todo", "--redis-url", "redis://" + redisAddr + "/0",
-		"--state-keys", "k1:" + base64.StdEncoding.EncodeToString(key)}, logArgs...)
+		"--auth", "jwt", "--issuer", c.issuer, "--resource", resource, "--client-id", "pingmcp",
+		"--todo-api-url", todoURL, "--tools", "todo", "--redis-url", "redis://" + redisAddr + "/0"}, logArgs...)
+	c.nodeEnv = []string{secretEnv, "PINGMCP_STATE_KEYS=k1:" + base64.StdEncoding.EncodeToString(key)}
 	for i := range o.nodes {
 		n, err := c.startNode(ctx, i)
 		if err != nil {

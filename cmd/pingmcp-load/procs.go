@@ -32,11 +32,20 @@ type proc struct {
 // returns once a line containing ready appears (or fails after a minute or
 // when the process exits first).
 func startProc(ctx context.Context, dir, name, ready, bin string, args ...string) (*proc, error) {
+	return startProcEnv(ctx, dir, name, ready, bin, nil, args...)
+}
+
+// startProcEnv is startProc with env added to this process's environment:
+// where secrets go (a command line is readable by every local user).
+func startProcEnv(ctx context.Context, dir, name, ready, bin string, env []string, args ...string) (*proc, error) {
 	logFile, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
 	p := &proc{name: name, cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	if env != nil {
+		p.cmd.Env = append(os.Environ(), env...)
+	}
 	out, err := p.cmd.StderrPipe()
 	if err != nil {
 		return nil, err
