@@ -104,11 +104,11 @@ type cluster struct {
 	// nodeEnv holds the nodes' secrets (PINGMCP_<FLAG>): never in their
 	// command lines, which every local user may read in /proc.
 	nodeEnv []string
-	certs    string // directory of the nodes' certificates, by pingmcp certs
-	nodes    []*proc
-	issuer   string
-	lb       balancer
-	cpu      *cpuMeter // while the sessions call
+	certs   string // directory of the nodes' certificates, by pingmcp certs
+	nodes   []*proc
+	issuer  string
+	lb      balancer
+	cpu     *cpuMeter // while the sessions call
 }
 
 func (c *cluster) urls() []string {
