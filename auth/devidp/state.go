@@ -81,9 +81,9 @@ func newState(maxClients int) *state {
 		codes:      map[string]string{},
 		refresh:    map[[32]byte]*refreshGrant{},
 		spent:      map[[32]byte]spentRefresh{},
+		live:       map[string]liveToken{},
 
 		revokedGrants: map[string]time.Time{},
-		live:          map[string]liveToken{},
 
 		revokedUsers: map[string]userRevocation{},
 	}
@@ -374,7 +374,7 @@ func (st *state) addRefresh(token string, g refreshGrant, now time.Time) (err er
 	if len(st.refresh) >= maxRefreshTokens {
 		return errFull
 	}
-	if _, revoked := st.revokedGrants[g.grant]; revoked || st.revokedLocked(g.subject, g.loginSeq) {
+	if st.revokedLocked(g.grant, g.subject, g.loginSeq) {
 		return errGrantRevoked
 	}
 	st.refresh[refreshKey(token)] = &g
@@ -424,7 +424,7 @@ func (st *state) unspend(token string, g refreshGrant) {
 	defer st.mu.Unlock()
 	k := refreshKey(token)
 	delete(st.spent, k)
-	if _, revoked := st.revokedGrants[g.grant]; !revoked && !st.revokedLocked(g.subject, g.loginSeq) {
+	if !st.revokedLocked(g.grant, g.subject, g.loginSeq) {
 		st.refresh[k] = &g
 	}
 }
@@ -450,7 +450,7 @@ func (st *state) addLive(jti string, t liveToken, now time.Time) (err error) {
 	if len(st.live) >= maxLiveTokens {
 		return errFull
 	}
-	if _, revoked := st.revokedGrants[t.grant]; t.grant != "" && (revoked || st.revokedLocked(t.subject, t.loginSeq)) {
+	if t.grant != "" && st.revokedLocked(t.grant, t.subject, t.loginSeq) {
 		return errGrantRevoked
 	}
 	st.live[jti] = t
@@ -532,9 +532,11 @@ type userRevocation struct {
 }
 
 // revokedLocked says whether a token of subject's grant whose login saw
-// loginSeq comes from a grant revoked since.
-func (st *state) revokedLocked(subject string, loginSeq uint64) bool {
-	return loginSeq < st.revokedUsers[subject].seq
+// loginSeq comes from a grant revoked since: grant itself (revokeGrant,
+// within revokedUserTTL), or every grant of subject (revokeUser).
+func (st *state) revokedLocked(grant, subject string, loginSeq uint64) bool {
+	_, revoked := st.revokedGrants[grant]
+	return revoked || loginSeq < st.revokedUsers[subject].seq
 }
 
 // loginSeq is what a login now records (see state.revokeSeq).

@@ -926,12 +926,14 @@ func (r *Redis) Update(ctx context.Context, owner, id string, change func(*Task)
 		if err != nil {
 			return nil, err
 		}
-		if out != nil && userOf(out) != "" {
-			// Its user's sets, behind the change: what they miss (a
-			// failed write) only leaves the task to its owner's bound.
-			p := r.client.Pipeline()
-			r.indexUser(ctx, p, out, userOf(out))
-			p.Exec(ctx)
+		if out != nil {
+			if user := userOf(out); user != "" {
+				// Its user's sets, behind the change: what they miss (a
+				// failed write) only leaves the task to its owner's bound.
+				p := r.client.Pipeline()
+				r.indexUser(ctx, p, out, user)
+				p.Exec(ctx)
+			}
 		}
 		return out, nil
 	}
