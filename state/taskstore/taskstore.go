@@ -663,12 +663,18 @@ func (r *Redis) index(ctx context.Context, p redis.Pipeliner, t *Task) {
 	if t.TTL > 0 {
 		p.Expire(ctx, k, t.TTL)
 	}
-	// What MaxKeptPerOwner bounds: the owner's tasks, and those that ended,
-	// each scored by when it expires (its TTL runs from its last change).
-	until := redis.Z{Score: float64(time.Now().Add(t.TTL).UnixMilli()), Member: t.ID}
-	keys := []string{r.keptKey(t.Owner)}
+	// What MaxKeptPerOwner bounds: the owner's tasks, and those that ended.
+	keep(ctx, p, t, t.ID, r.keptKey(t.Owner), r.endedKey(t.Owner))
+}
+
+// keep adds t, as member, to the sorted set kept, and to ended if it
+// ended, each scored by when it expires (its TTL runs from its last
+// change).
+func keep(ctx context.Context, p redis.Pipeliner, t *Task, member, kept, ended string) {
+	until := redis.Z{Score: float64(time.Now().Add(t.TTL).UnixMilli()), Member: member}
+	keys := []string{kept}
 	if t.Terminal() {
-		keys = append(keys, r.endedKey(t.Owner))
+		keys = append(keys, ended)
 	}
 	for _, k := range keys {
 		p.ZAdd(ctx, k, until)
@@ -683,17 +689,7 @@ func (r *Redis) index(ctx context.Context, p redis.Pipeliner, t *Task) {
 // transaction with the owner's keys: the user's share a hash tag of their
 // own (another slot of a cluster).
 func (r *Redis) indexUser(ctx context.Context, p redis.Pipeliner, t *Task, user string) {
-	until := redis.Z{Score: float64(time.Now().Add(t.TTL).UnixMilli()), Member: userMember(t.Owner, t.ID)}
-	keys := []string{r.userKeptKey(user)}
-	if t.Terminal() {
-		keys = append(keys, r.userEndedKey(user))
-	}
-	for _, k := range keys {
-		p.ZAdd(ctx, k, until)
-		if t.TTL > 0 {
-			p.Expire(ctx, k, t.TTL)
-		}
-	}
+	keep(ctx, p, t, userMember(t.Owner, t.ID), r.userKeptKey(user), r.userEndedKey(user))
 }
 
 // userKeptKey is the sorted set of a user's tasks, userEndedKey of those
