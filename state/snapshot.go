@@ -34,8 +34,9 @@ type Snapshots interface {
 	// zero).
 	Save(ctx context.Context, session string, epoch int64, snapshot []byte, ttl time.Duration) error
 	// Delete removes the snapshot of an ended session, under the same
-	// fencing. The epoch counter outlives it, so that no earlier activation
-	// can write after a later one ended the session.
+	// fencing. The epoch counter moves on and outlives it for a while
+	// (bareFenceTTL), so that no earlier activation can write after a later
+	// one ended the session; once it is gone its absence fences as well.
 	Delete(ctx context.Context, session string, epoch int64) error
 	// End ends session whatever activation holds it (an operator's kill):
 	// the snapshot goes and the epoch moves on, so that the live activation,
@@ -60,6 +61,23 @@ type Stored struct {
 // fenceTTL is how long an epoch counter outlives its session's last write:
 // longer than any activation can go unfenced.
 const fenceTTL = 24 * time.Hour
+
+// bareFenceTTL is how long the epoch counter of a session without a
+// snapshot outlives its last activation or end: one created and not saved
+// yet, one deleted, one an operator ended. A missing counter fences every
+// write as a newer one does (no activation holds epoch 0), so what such a
+// counter adds is only that a session created again under the same id
+// starts above every earlier activation; the edge mints each new session's
+// id, so only a request of the first creation still on its way could. It is
+// short so that a user who opens and deletes sessions in a loop, or sends
+// requests that create nothing, leaves nothing behind for long: fenceTTL
+// would keep ~140 bytes a session in a node's memory, or a key in Redis,
+// for a day.
+const bareFenceTTL = 10 * time.Minute
+
+// sweepEvery is how often MemorySnapshots forgets, in one pass, what
+// expired without being looked up again.
+const sweepEvery = time.Minute
 
 // DefaultMaxSnapshotBytes is the default bound of a session's snapshot
 // (--max-snapshot-bytes): far above a normal session's (a few KiB, with an
@@ -98,13 +116,16 @@ func sessionKey(prefix, session, name string) string {
 }
 
 var (
-	// KEYS epoch, snap; ARGV[1] fence TTL ms, ARGV[2] "1" to create.
+	// KEYS epoch, snap; ARGV[1] fence TTL ms, ARGV[2] "1" to create,
+	// ARGV[3] the fence TTL ms of a session without a snapshot.
 	// Returns {epoch, snapshot|false}, epoch 0 when not activated.
 	activateScript = redis.NewScript(`
 local snap = redis.call('GET', KEYS[2])
 if not snap and ARGV[2] ~= '1' then return {0, false} end
 local epoch = redis.call('INCR', KEYS[1])
-if redis.call('PTTL', KEYS[1]) ~= -1 or epoch == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+if redis.call('PTTL', KEYS[1]) ~= -1 or epoch == 1 or not snap then
+  redis.call('PEXPIRE', KEYS[1], snap and ARGV[1] or ARGV[3])
+end
 return {epoch, snap}`)
 	// KEYS epoch, snap; ARGV[1] epoch, ARGV[2] snapshot, ARGV[3] ttl ms,
 	// ARGV[4] fence TTL ms (ttl 0: the snapshot never expires).
@@ -118,12 +139,14 @@ else
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
 end
 return 1`)
-	// KEYS epoch, snap; ARGV[1] epoch. The epoch moves on, so that a save
-	// of the deleting activation still on its way is fenced.
+	// KEYS epoch, snap; ARGV[1] epoch, ARGV[2] the fence TTL ms of a
+	// session without a snapshot. The epoch moves on, so that a save of the
+	// deleting activation still on its way is fenced.
 	deleteScript = redis.NewScript(`
 if tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[1]) then return 0 end
 redis.call('DEL', KEYS[2])
 redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`)
 )
 
@@ -132,7 +155,7 @@ func (r *RedisSnapshots) Activate(ctx context.Context, session string, create bo
 	if create {
 		c = "1"
 	}
-	res, err := r.w.run(ctx, activateScript, r.keys(session), fenceTTL.Milliseconds(), c).Slice()
+	res, err := r.w.run(ctx, activateScript, r.keys(session), fenceTTL.Milliseconds(), c, bareFenceTTL.Milliseconds()).Slice()
 	if err != nil {
 		return 0, nil, fmt.Errorf("activate session %s: %w", session, err)
 	}
@@ -175,7 +198,7 @@ func (r *RedisSnapshots) Get(ctx context.Context, session string) ([]byte, error
 }
 
 func (r *RedisSnapshots) End(ctx context.Context, session string) error {
-	if err := r.w.run(ctx, endScript, r.keys(session), fenceTTL.Milliseconds()).Err(); err != nil {
+	if err := r.w.run(ctx, endScript, r.keys(session), bareFenceTTL.Milliseconds()).Err(); err != nil {
 		return fmt.Errorf("end session %s: %w", session, err)
 	}
 	return nil
@@ -214,7 +237,7 @@ func (r *RedisSnapshots) List(ctx context.Context, cursor string, limit int) ([]
 }
 
 func (r *RedisSnapshots) Delete(ctx context.Context, session string, epoch int64) error {
-	ok, err := r.w.run(ctx, deleteScript, r.keys(session), epoch).Int()
+	ok, err := r.w.run(ctx, deleteScript, r.keys(session), epoch, bareFenceTTL.Milliseconds()).Int()
 	if err != nil {
 		return fmt.Errorf("delete session %s: %w", session, err)
 	}
@@ -230,8 +253,9 @@ func (r *RedisSnapshots) Delete(ctx context.Context, session string, epoch int64
 type MemorySnapshots struct {
 	Now func() time.Time // default time.Now
 
-	mu       sync.Mutex
-	sessions map[string]*memorySnapshot
+	mu        sync.Mutex
+	sessions  map[string]*memorySnapshot
+	nextSweep time.Time
 }
 
 // farFuture is the expiry of what never expires.
@@ -275,15 +299,43 @@ func (m *MemorySnapshots) Activate(_ context.Context, session string, create boo
 	if !create && (e == nil || e.snap == nil) {
 		return 0, nil, nil
 	}
+	now := m.now()
 	if e == nil {
+		m.sweepLocked(now)
 		e = &memorySnapshot{}
 		m.sessions[session] = e
 	}
 	e.epoch++
-	if e.fenceExpiry != farFuture {
-		e.fenceExpiry = m.now().Add(fenceTTL)
+	switch {
+	case e.snap == nil:
+		e.fenceExpiry = now.Add(bareFenceTTL)
+	case e.fenceExpiry != farFuture:
+		e.fenceExpiry = now.Add(fenceTTL)
 	}
 	return e.epoch, e.snap, nil
+}
+
+// sweepLocked forgets every entry that expired, at most once every
+// sweepEvery: get forgets only those looked up again, and a session that
+// ended is not. Requires m.mu.
+func (m *MemorySnapshots) sweepLocked(now time.Time) {
+	if now.Before(m.nextSweep) {
+		return
+	}
+	m.nextSweep = now.Add(sweepEvery)
+	for id, e := range m.sessions {
+		if !now.Before(e.fenceExpiry) {
+			delete(m.sessions, id)
+		}
+	}
+}
+
+// endLocked drops e's snapshot and moves its epoch on, fencing every
+// activation so far; the entry stays for bareFenceTTL. Requires m.mu.
+func (m *MemorySnapshots) endLocked(e *memorySnapshot) {
+	e.snap = nil
+	e.epoch++
+	e.fenceExpiry = m.now().Add(bareFenceTTL)
 }
 
 // epoch is session's newest activation, 0 if none.
@@ -325,8 +377,7 @@ func (m *MemorySnapshots) End(_ context.Context, session string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if e := m.get(session); e != nil {
-		e.snap = nil
-		e.epoch++
+		m.endLocked(e)
 	}
 	return nil
 }
@@ -379,8 +430,7 @@ func (m *MemorySnapshots) Delete(_ context.Context, session string, epoch int64)
 	if e == nil || e.epoch != epoch {
 		return ErrFenced
 	}
-	e.snap = nil
-	e.epoch++
+	m.endLocked(e)
 	return nil
 }
 

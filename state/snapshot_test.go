@@ -238,6 +238,85 @@ func TestRedisSnapshots(t *testing.T) {
 	}
 }
 
+// What a session without a snapshot leaves is short-lived: one created and
+// not saved, deleted, or ended. Its epoch counter expires after
+// bareFenceTTL, not fenceTTL, and a stale write stays fenced after that.
+func TestRedisBareFenceExpires(t *testing.T) {
+	client := redistest.Start(t)
+	ctx := context.Background()
+	s := NewRedisSnapshots(client, "bare:")
+	fence := func(id string) time.Duration { return client.PTTL(ctx, s.keys(id)[0]).Val() }
+	check := func(what, id string) {
+		t.Helper()
+		if d := fence(id); d <= 0 || d > bareFenceTTL {
+			t.Errorf("%s: the epoch expires in %v, want within %v", what, d, bareFenceTTL)
+		}
+	}
+	unsaved, _, _ := s.Activate(ctx, "unsaved", true)
+	check("created, not saved", "unsaved")
+	e, _, _ := s.Activate(ctx, "deleted", true)
+	s.Save(ctx, "deleted", e, []byte("v"), 0) // a session that never expires
+	if d := fence("deleted"); d != -1 {
+		t.Fatalf("a saved session with no idle timeout: epoch expires in %v, want never", d)
+	}
+	if err := s.Delete(ctx, "deleted", e); err != nil {
+		t.Fatal(err)
+	}
+	check("deleted", "deleted")
+	e, _, _ = s.Activate(ctx, "ended", true)
+	s.Save(ctx, "ended", e, []byte("v"), time.Hour)
+	if d := fence("ended"); d < time.Hour {
+		t.Fatalf("a saved session: epoch expires in %v, want ≥ 1 h", d)
+	}
+	s.End(ctx, "ended")
+	check("ended", "ended")
+	// Gone, the counter still fences what it fenced.
+	client.Del(ctx, s.keys("unsaved")[0], s.keys("deleted")[0])
+	if err := s.Save(ctx, "unsaved", unsaved, []byte("late"), time.Minute); !errors.Is(err, ErrFenced) {
+		t.Errorf("a write after the counter expired: %v", err)
+	}
+	if err := s.Delete(ctx, "deleted", e); !errors.Is(err, ErrFenced) {
+		t.Errorf("a delete after the counter expired: %v", err)
+	}
+}
+
+// In memory the same, and what expired is forgotten even if nothing looks
+// it up again: a user looping initialize and DELETE leaves a bounded map.
+func TestMemoryBareFenceForgotten(t *testing.T) {
+	now := time.Unix(1000, 0)
+	m := &MemorySnapshots{Now: func() time.Time { return now }}
+	ctx := context.Background()
+	kept, _, _ := m.Activate(ctx, "kept", true)
+	m.Save(ctx, "kept", kept, []byte("v"), 0)
+	for i := range 1000 {
+		id := "s" + strconv.Itoa(i)
+		e, _, _ := m.Activate(ctx, id, true)
+		switch i % 3 {
+		case 0: // initialize, then DELETE
+			m.Save(ctx, id, e, []byte("v"), time.Hour)
+			m.Delete(ctx, id, e)
+		case 1: // an operator's kill
+			m.Save(ctx, id, e, []byte("v"), time.Hour)
+			m.End(ctx, id)
+		} // 2: created, never saved
+	}
+	stale, _, _ := m.Activate(ctx, "s0", true) // fenced below once forgotten
+	now = now.Add(bareFenceTTL + sweepEvery)
+	m.Activate(ctx, "next", true)
+	m.mu.Lock()
+	n := len(m.sessions)
+	m.mu.Unlock()
+	if n != 2 {
+		t.Fatalf("%d entries after the sessions without snapshots expired, want 2 (kept, next)", n)
+	}
+	if snap, _ := m.Get(ctx, "kept"); string(snap) != "v" {
+		t.Fatalf("a saved session was forgotten: %q", snap)
+	}
+	if err := m.Save(ctx, "s0", stale, []byte("late"), time.Minute); !errors.Is(err, ErrFenced) {
+		t.Fatalf("a write after the entry was forgotten: %v", err)
+	}
+}
+
 // In memory, expiry follows the clock.
 func TestMemorySnapshotsExpire(t *testing.T) {
 	now := time.Unix(1000, 0)
