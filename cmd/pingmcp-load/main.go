@@ -292,13 +292,24 @@ func (c *cluster) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Any local user may connect to a loopback port: Redis asks for a
+	// password, which reaches redis-server in a file only this user reads
+	// and the nodes through their environment, never a command line.
 	_, redisPort, _ := strings.Cut(redisAddr, ":")
-	p, err := startProc(ctx, c.dir, "redis", "Ready to accept connections", redisBin,
-		"--port", redisPort, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", c.dir)
+	redisPass := rand.Text()
+	redisConf := filepath.Join(c.dir, "redis.conf")
+	conf := fmt.Sprintf("port %s\nbind 127.0.0.1\nsave \"\"\nappendonly no\ndir %q\nrequirepass %s\n", redisPort, c.dir, redisPass)
+	if err := os.WriteFile(redisConf, []byte(conf), 0o600); err != nil {
+		return err
+	}
+	p, err := startProc(ctx, c.dir, "redis", "Ready to accept connections", redisBin, redisConf)
 	if err != nil {
 		return err
 	}
 	c.g.add(p)
+	redisURL := func(db int) string {
+		return fmt.Sprintf("PINGMCP_REDIS_URL=redis://:%s@%s/%d", redisPass, redisAddr, db)
+	}
 
 	idpAddr, err := freeAddr()
 	if err != nil {
@@ -319,9 +330,8 @@ func (c *cluster) start(ctx context.Context) error {
 		return err
 	}
 	c.g.add(p)
-	if p, err = startProc(ctx, c.dir, "todo-api", `"msg":"todo api started"`, c.bin,
-		append([]string{"todo-api", "--addr", todoAddr, "--issuer", c.issuer, "--resource", todoURL,
-			"--redis-url", "redis://" + redisAddr + "/1"}, logArgs...)...); err != nil {
+	if p, err = startProcEnv(ctx, c.dir, "todo-api", `"msg":"todo api started"`, c.bin, []string{redisURL(1)},
+		append([]string{"todo-api", "--addr", todoAddr, "--issuer", c.issuer, "--resource", todoURL}, logArgs...)...); err != nil {
 		return err
 	}
 	c.g.add(p)
@@ -339,8 +349,8 @@ func (c *cluster) start(ctx context.Context) error {
 	rand.Read(key)
 	c.nodeArgs = append([]string{"serve", "--addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0", "--cluster-provider", "automanaged",
 		"--auth", "jwt", "--issuer", c.issuer, "--resource", resource, "--client-id", "pingmcp",
-		"--todo-api-url", todoURL, "--tools", "todo", "--redis-url", "redis://" + redisAddr + "/0"}, logArgs...)
-	c.nodeEnv = []string{secretEnv, "PINGMCP_STATE_KEYS=k1:" + base64.StdEncoding.EncodeToString(key)}
+		"--todo-api-url", todoURL, "--tools", "todo"}, logArgs...)
+	c.nodeEnv = []string{secretEnv, redisURL(0), "PINGMCP_STATE_KEYS=k1:" + base64.StdEncoding.EncodeToString(key)}
 	for i := range o.nodes {
 		n, err := c.startNode(ctx, i)
 		if err != nil {
