@@ -236,7 +236,12 @@ func (x *Exchanger) actorToken(ctx context.Context) (string, error) {
 	if resp.StatusCode != http.StatusOK || body.AccessToken == "" {
 		return "", &ExchangeError{Code: body.Error, Description: "actor token (client_credentials): " + body.Description}
 	}
-	life := time.Duration(max(body.ExpiresIn, 60)) * time.Second
+	// Reused for 9/10 of its life, a minute's when the server says none
+	// (a short-lived one is not used past its expiry).
+	life := time.Minute
+	if body.ExpiresIn > 0 {
+		life = time.Duration(body.ExpiresIn) * time.Second
+	}
 	x.mu.Lock()
 	x.actor, x.actorExp = body.AccessToken, time.Now().Add(life*9/10)
 	x.mu.Unlock()
