@@ -632,6 +632,10 @@ func (e *sessionEvents) SessionClosed(ctx context.Context, session string) error
 	if e.keep.Load() {
 		return nil
 	}
+	// The go-sdk gives no deadline (context.TODO), and may call this on the
+	// actor's goroutine (a refused handshake's close, settled): bounded.
+	ctx, cancel := context.WithTimeout(ctx, saveTimeout)
+	defer cancel()
 	// The snapshot goes first, fenced: a stale activation that is asked to
 	// end the session deletes nothing of the current one's.
 	if e.ended != nil {

@@ -67,3 +67,22 @@ func TestQueuedFinishDoesNotQueueOtherStreams(t *testing.T) {
 		t.Fatalf("an event of the removal's own stream went around it: %d writes queued, want 2", queued)
 	}
 }
+
+// The go-sdk closes a session with no deadline (context.TODO), at times on
+// the actor's goroutine: the snapshot's removal and the store's are bounded
+// all the same.
+func TestSessionClosedBounded(t *testing.T) {
+	var deadlines []bool
+	e := &sessionEvents{store: state.NewMemoryEvents(&state.MemorySnapshots{}), logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		ended: func(ctx context.Context) error {
+			_, ok := ctx.Deadline()
+			deadlines = append(deadlines, ok)
+			return nil
+		}}
+	if err := e.SessionClosed(context.TODO(), "s"); err != nil {
+		t.Fatal(err)
+	}
+	if len(deadlines) != 1 || !deadlines[0] {
+		t.Fatalf("the snapshot's removal ran with a deadline: %v, want [true]", deadlines)
+	}
+}
