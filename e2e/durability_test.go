@@ -49,6 +49,17 @@ type durableClient struct {
 // (the SDK's default retries), optionally without the standalone stream.
 func connectDurable(t testing.TB, ctx context.Context, url string, standalone bool, elicit func(context.Context) (*mcp.ElicitResult, error)) *durableClient {
 	t.Helper()
+	return connectDurableAs(t, ctx, url, "", standalone, elicit)
+}
+
+// connectDurableAs is connectDurable with token as the bearer of every
+// request ("" for none).
+func connectDurableAs(t testing.TB, ctx context.Context, url, token string, standalone bool, elicit func(context.Context) (*mcp.ElicitResult, error)) *durableClient {
+	t.Helper()
+	var hc *http.Client
+	if token != "" {
+		hc = &http.Client{Transport: bearerTransport{token}}
+	}
 	dc := &durableClient{logs: make(chan string, 64), toolsChanged: make(chan struct{}, 16)}
 	opts := &mcp.ClientOptions{
 		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
@@ -68,7 +79,7 @@ func connectDurable(t testing.TB, ctx context.Context, url string, standalone bo
 		opts.ElicitationHandler = func(ctx context.Context, _ *mcp.ElicitRequest) (*mcp.ElicitResult, error) { return elicit(ctx) }
 	}
 	c := mcp.NewClient(&mcp.Implementation{Name: "e2e-durable", Version: "1"}, opts)
-	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, DisableStandaloneSSE: !standalone}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	cs, err := c.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: hc, DisableStandaloneSSE: !standalone}, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
 	if err != nil {
 		t.Fatalf("connect to %s: %v", url, err)
 	}

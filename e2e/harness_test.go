@@ -108,6 +108,11 @@ type node struct {
 // provider) accepts no cluster connection either way.
 func startNode(t testing.TB, name string, args ...string) *node {
 	t.Helper()
+	return startProcess(t, name, `"msg":"node started"`, nodeArgs(args...)...)
+}
+
+// nodeArgs are startNode's command line: its defaults, then args.
+func nodeArgs(args ...string) []string {
 	all := []string{"serve", "--auth", "none", "--tools", "conformance", "--addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0",
 		"--log-format", "json", "--log-level", "debug", "--admin-addr", "127.0.0.1:0", "--admin-token-file", adminTokenFile}
 	if !slices.ContainsFunc(args, func(a string) bool {
@@ -115,8 +120,7 @@ func startNode(t testing.TB, name string, args ...string) *node {
 	}) {
 		all = append(all, clusterTLS...)
 	}
-	all = append(all, args...)
-	return startProcess(t, name, `"msg":"node started"`, all...)
+	return append(all, args...)
 }
 
 // startProcess runs the pingmcp binary with args and returns once it has

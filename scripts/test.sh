@@ -2,9 +2,10 @@
 # The test command (README.md): installs what the tests need on a fresh
 # Debian machine, then runs every test, end-to-end ones included.
 #
-# Needs Go (see go.mod). Installs npm, redis-server and chromium from Debian
+# Needs Go (see go.mod), and root for network namespaces (e2e/vanish_test.go,
+# as CI runs). Installs npm, redis-server, chromium and iproute2 from Debian
 # when missing (tests start their own redis-server processes; the console's
-# test drives headless Chromium); Node.js 22 and
+# test drives headless Chromium; ip makes the namespaces); Node.js 22 and
 # the official MCP conformance suite are installed from npm into
 # ${PINGMCP_CACHE:-$HOME/.cache/pingmcp} by scripts/conformance.sh on first use.
 # scripts/kube.sh installs etcd-server from Debian and builds kube-apiserver
@@ -18,6 +19,7 @@ missing=()
 command -v npm >/dev/null || missing+=(npm)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v chromium >/dev/null || missing+=(chromium)
+command -v ip >/dev/null || missing+=(iproute2)
 if [[ ${#missing[@]} -gt 0 ]]; then
 	sudo=""
 	[[ $(id -u) -eq 0 ]] || sudo=sudo

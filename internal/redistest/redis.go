@@ -23,6 +23,14 @@ import (
 // that needs Redis goes untested silently (scripts/test.sh installs it).
 func Start(t testing.TB) *redis.Client {
 	t.Helper()
+	return StartAt(t, "127.0.0.1")
+}
+
+// StartAt is Start with redis-server listening on host (an address of this
+// machine) rather than loopback: for nodes in a network namespace of their
+// own.
+func StartAt(t testing.TB, host string) *redis.Client {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("redis-server is not installed; the Redis store tests run a real one. Install it (Debian: apt-get install -y redis-server). %v", err)
@@ -31,7 +39,7 @@ func Start(t testing.TB) *redis.Client {
 	// Another process may grab it in between, hence the retries.
 	var lastLog string
 	for range 3 {
-		addr, log, ok := tryStart(t, bin)
+		addr, log, ok := tryStart(t, bin, host)
 		if ok {
 			client := redis.NewClient(&redis.Options{Addr: addr})
 			t.Cleanup(func() { client.Close() })
@@ -46,19 +54,21 @@ func Start(t testing.TB) *redis.Client {
 	return nil
 }
 
-func tryStart(t testing.TB, bin string) (addr, log string, ok bool) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func tryStart(t testing.TB, bin, host string) (addr, log string, ok bool) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	p, log, ok := run(t, bin, port, t.TempDir(), false)
+	// The last --bind wins; off loopback, Redis's protected mode would
+	// refuse every client of a server without a password.
+	p, log, ok := run(t, bin, port, t.TempDir(), false, "--bind", host, "--protected-mode", "no")
 	if !ok {
 		return "", log, false
 	}
 	t.Cleanup(p.kill)
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), "", true
+	return net.JoinHostPort(host, strconv.Itoa(port)), "", true
 }
 
 // RedisCPUsEnv, when set (benchmarks), names the CPUs every redis-server
