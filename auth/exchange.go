@@ -17,7 +17,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/client/tokenexchange"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 
-	"github.com/pingmcp/pingmcp/telemetry"
+	"github.com/pingmcp/pingmcp/internal/outbound"
 )
 
 // ExchangeOptions configure an Exchanger.
@@ -51,12 +51,9 @@ type Exchanger struct {
 
 // NewExchanger returns an exchanger; it contacts the issuer on first use.
 func NewExchanger(opts ExchangeOptions) *Exchanger {
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
-	}
-	// Each call to the authorization server is a client span, and carries
-	// its context (traceparent).
-	opts.HTTPClient = telemetry.Client(opts.HTTPClient, "oauth")
+	// No redirect is followed (a 307 would post the subject_token on), and
+	// each call to the authorization server is a client span.
+	opts.HTTPClient = outbound.Client(opts.HTTPClient, "oauth")
 	return &Exchanger{opts: opts}
 }
 
@@ -103,13 +100,7 @@ func (x *Exchanger) Exchange(ctx context.Context, subjectToken, resource string,
 	resp, err := tokenexchange.ExchangeToken(ctx, te, subjectToken, oidc.AccessTokenType, actorToken, actorType,
 		[]string{resource}, nil, scopes, oidc.AccessTokenType)
 	if err != nil {
-		var oerr *oidc.Error
-		if errors.As(err, &oerr) {
-			return nil, &ExchangeError{Code: string(oerr.ErrorType), Description: oerr.Description}
-		}
-		// Transport trouble; the zitadel client's errors name the endpoint,
-		// never the request's tokens.
-		return nil, fmt.Errorf("token exchange for %s: %w", resource, err)
+		return nil, exchangeFailed(resource, err)
 	}
 	if resp.AccessToken == "" {
 		return nil, fmt.Errorf("token exchange for %s: no access token in the response", resource)
@@ -201,6 +192,26 @@ func (x *Exchanger) Revoke(ctx context.Context, token string) error {
 	}
 	json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&oerr)
 	return fmt.Errorf("revoke at %s: HTTP %d %s %s", endpoint, resp.StatusCode, oerr.Error, oerr.Description)
+}
+
+// exchangeFailed is what a failed exchange says: the authorization
+// server's OAuth error, or what kept its answer from coming, and never the
+// answer itself. The zitadel client's other errors quote the token
+// endpoint's whole body, which holds the issued access token when a field
+// of a 200 answer has an unexpected type ("expires_in":"3600"), or a proxy's
+// page that may echo the posted subject_token; such an error would be
+// logged, audited and shown in a tool's result.
+func exchangeFailed(resource string, err error) error {
+	var oerr *oidc.Error
+	if errors.As(err, &oerr) {
+		return &ExchangeError{Code: string(oerr.ErrorType), Description: oerr.Description}
+	}
+	var uerr *url.Error
+	if errors.As(err, &uerr) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		// Transport trouble: it names the endpoint, never a token.
+		return fmt.Errorf("token exchange for %s: %w", resource, err)
+	}
+	return fmt.Errorf("token exchange for %s: the token endpoint's answer could not be read (not an OAuth error, or not a token response)", resource)
 }
 
 // actorToken is the client's own access token (client_credentials), reused

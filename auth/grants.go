@@ -8,9 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
-	"github.com/pingmcp/pingmcp/telemetry"
+	"github.com/pingmcp/pingmcp/internal/outbound"
 )
 
 // GrantsPath is where PingFederate serves its OAuth Access Grant Management
@@ -38,15 +37,10 @@ type GrantRevoker struct{ opts GrantsOptions }
 
 // NewGrantRevoker returns a revoker for the service opts names.
 func NewGrantRevoker(opts GrantsOptions) *GrantRevoker {
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
-	}
 	// No redirect is followed: Go would turn the DELETE into a GET on a
 	// 301/302/303, send the credentials again, and take the listing or
 	// login page it lands on for a revocation.
-	c := *opts.HTTPClient
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	opts.HTTPClient = telemetry.Client(&c, "oauth")
+	opts.HTTPClient = outbound.Client(opts.HTTPClient, "oauth")
 	opts.URL = strings.TrimSuffix(opts.URL, "/")
 	return &GrantRevoker{opts: opts}
 }

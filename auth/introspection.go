@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pingmcp/pingmcp/internal/outbound"
 )
 
 // IntrospectionOptions configure an IntrospectionVerifier.
@@ -54,9 +56,8 @@ func NewIntrospectionVerifier(opts IntrospectionOptions) *IntrospectionVerifier 
 	if opts.MaxCacheEntries == 0 {
 		opts.MaxCacheEntries = 10_000
 	}
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
-	}
+	// No redirect is followed (a 307 would post the token on).
+	opts.HTTPClient = outbound.Client(opts.HTTPClient, "oauth")
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}

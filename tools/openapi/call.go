@@ -26,6 +26,7 @@ import (
 	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/pingmcp/pingmcp/tools"
+	"github.com/pingmcp/pingmcp/tools/answer"
 )
 
 // upstream is an API the tools call.
@@ -36,9 +37,6 @@ type upstream struct {
 	client    *http.Client
 	maxResult int
 }
-
-// maxExcerpt bounds what an error shows of the API's answer.
-const maxExcerpt = 512
 
 var errNoUser = errors.New("this server runs without authentication: there is no user to act for")
 
@@ -98,14 +96,14 @@ func (t *operationTool) call(ctx context.Context, caller tools.Caller, req *mcp.
 		if errors.As(err, &uerr) {
 			err = uerr.Err // the URL is ours; the error needs no more
 		}
-		return failure(fmt.Errorf("the %s API could not be reached: %w", t.api.name, err))
+		return failure(fmt.Errorf("the %s API could not be reached: %s", t.api.name, answer.Failed(err, d.Token)))
 	}
 	defer resp.Body.Close()
 	// Past the cut, as much as the token takes escaped (\u0074 for t): one
 	// that the cut falls within is read whole, and found (result).
 	b, err := io.ReadAll(io.LimitReader(resp.Body, int64(t.api.maxResult+6*len(d.Token))+1))
 	if err != nil {
-		return failure(fmt.Errorf("reading the %s API's answer: %w", t.api.name, err))
+		return failure(fmt.Errorf("reading the %s API's answer: %s", t.api.name, answer.Failed(err, d.Token)))
 	}
 	return t.api.result(resp, b, d.Token)
 }
@@ -253,6 +251,12 @@ func checkSegmentAs(s string, normalized bool, decoded int) error {
 	}
 	if !normalized && strings.ContainsAny(s, lookAlikes) {
 		return errors.New("holds a look-alike of '.', '/' or '\\'")
+	}
+	// Once decoded, '?' or '#' would end the path for an API that decodes
+	// what it is sent again and parses it anew (DELETE /items/5%3F/tags/x
+	// read as DELETE /items/5).
+	if decoded > 0 && strings.ContainsAny(s, "?#") {
+		return errors.New("holds '?' or '#' once percent-decoded")
 	}
 	if n := norm.NFKC.String(s); n != s {
 		if err := checkSegmentAs(n, true, decoded); err != nil {
@@ -471,39 +475,39 @@ func headerValue(v any) (string, error) {
 func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.CallToolResult {
 	long := len(b) > a.maxResult
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		msg := fmt.Sprintf("the %s API answered %s", a.name, status(resp.StatusCode))
+		msg := fmt.Sprintf("the %s API answered %s", a.name, answer.Status(resp.StatusCode))
 		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 			msg += " (redirects are not followed)"
 		}
-		b, _ = blankJSON(b, token)
-		if echoes(blank(string(b), token), token) {
-			msg += ": " + echoedToken
-		} else if e := excerpt(b, token); e != "" {
+		b, _ = answer.BlankJSON(b, token)
+		if answer.Echoes(answer.Blank(string(b), token), token) {
+			msg += ": " + answer.Echoed
+		} else if e := answer.Excerpt(b, token); e != "" {
 			msg += ": " + e
 		}
 		return failure(errors.New(msg))
 	}
 	if len(b) == 0 {
-		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: status(resp.StatusCode)}}}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: answer.Status(resp.StatusCode)}}}
 	}
 	if long {
-		text := blank(strings.ToValidUTF8(string(b), "\uFFFD"), token)
-		if echoes(text, token) {
-			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: echoedToken}}}
+		text := answer.Blank(strings.ToValidUTF8(string(b), "\uFFFD"), token)
+		if answer.Echoes(text, token) {
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: answer.Echoed}}}
 		}
-		text = trimTokenPrefix(telemetry.Cut(text, a.maxResult), token)
+		text = answer.TrimTokenPrefix(telemetry.Cut(text, a.maxResult), token)
 		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{
 			Text: text + fmt.Sprintf("\n…(cut: the answer is longer than %d bytes)", a.maxResult)}}}
 	}
-	text := blank(strings.ToValidUTF8(string(b), "\uFFFD"), token)
+	text := answer.Blank(strings.ToValidUTF8(string(b), "\uFFFD"), token)
 	res := &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: text}}}
-	echoed := echoes(text, token)
+	echoed := answer.Echoes(text, token)
 	if mt, _, err := mime.ParseMediaType(resp.Header.Get("Content-Type")); err == nil && isJSON(mt) {
 		var v any
 		if json.Unmarshal(b, &v) == nil {
 			// Strings decoded: an escaped token (\u0074ok…) is found too.
 			var changed bool
-			if v, changed = blankValue(v, token); changed || echoed {
+			if v, changed = answer.BlankValue(v, token); changed || echoed {
 				clean, err := json.Marshal(v)
 				if err != nil {
 					return failure(fmt.Errorf("the %s API's answer could not be cleaned: %w", a.name, err))
@@ -517,141 +521,9 @@ func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.Call
 		}
 	}
 	if echoed {
-		res.Content = []mcp.Content{&mcp.TextContent{Text: echoedToken}}
+		res.Content = []mcp.Content{&mcp.TextContent{Text: answer.Echoed}}
 	}
 	return res
-}
-
-// echoedToken stands for an answer shown in no part, because it holds the
-// token pingmcp sent the API in a form not blanked out of it.
-const echoedToken = "(the answer held the token sent to the API, escaped; it is not shown)"
-
-// echoes reports whether s holds the token once JSON's string escapes
-// (\uXXXX, \/ and the others) are undone.
-func echoes(s, token string) bool {
-	if token == "" || !strings.Contains(s, `\`) {
-		return token != "" && strings.Contains(s, token)
-	}
-	var b strings.Builder
-	b.Grow(len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c != '\\' || i+1 == len(s) {
-			b.WriteByte(c)
-			continue
-		}
-		switch e := s[i+1]; e {
-		case 'u':
-			if i+5 < len(s) {
-				if n, err := strconv.ParseUint(s[i+2:i+6], 16, 16); err == nil {
-					b.WriteRune(rune(n)) // a surrogate stays unmatched: tokens are ASCII
-					i += 5
-					continue
-				}
-			}
-			b.WriteByte(c)
-		case '"', '\\', '/':
-			b.WriteByte(e)
-			i++
-		case 'b', 'f', 'n', 'r', 't':
-			b.WriteByte(' ') // a control character: never part of a token
-			i++
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return strings.Contains(b.String(), token)
-}
-
-// status is a status code and its standard text: never the API's reason
-// phrase, which is the API's to choose and as long as its headers may be.
-func status(code int) string {
-	if t := http.StatusText(code); t != "" {
-		return strconv.Itoa(code) + " " + t
-	}
-	return strconv.Itoa(code)
-}
-
-// blank replaces the token in s.
-func blank(s, token string) string {
-	if token == "" {
-		return s
-	}
-	return strings.ReplaceAll(s, token, "[token]")
-}
-
-// blankJSON is a JSON answer with the token blanked out of its decoded
-// strings (an escaped token, \u0074ok…, is found too), re-marshalled, when
-// there was one.
-func blankJSON(b []byte, token string) ([]byte, bool) {
-	var v any
-	if token == "" || json.Unmarshal(b, &v) != nil {
-		return b, false
-	}
-	v, changed := blankValue(v, token)
-	if !changed {
-		return b, false
-	}
-	clean, err := json.Marshal(v)
-	if err != nil {
-		return []byte("[an answer holding the token]"), true
-	}
-	return clean, true
-}
-
-// blankValue blanks the token out of every string (keys too) of a decoded
-// JSON value, and reports whether there was one.
-func blankValue(v any, token string) (any, bool) {
-	if token == "" {
-		return v, false
-	}
-	switch v := v.(type) {
-	case string:
-		if strings.Contains(v, token) {
-			return blank(v, token), true
-		}
-		return v, false
-	case []any:
-		changed := false
-		for i, e := range v {
-			var c bool
-			v[i], c = blankValue(e, token)
-			changed = changed || c
-		}
-		return v, changed
-	case map[string]any:
-		changed := false
-		out := make(map[string]any, len(v))
-		for k, e := range v {
-			e, c := blankValue(e, token)
-			if strings.Contains(k, token) {
-				k, c = blank(k, token), true
-			}
-			out[k] = e
-			changed = changed || c
-		}
-		return out, changed
-	}
-	return v, false
-}
-
-// trimTokenPrefix drops the end of a cut text when it is the start of the
-// token (4 bytes of it or more): the cut fell within it.
-func trimTokenPrefix(s, token string) string {
-	for n := min(len(token)-1, len(s)); n >= 4; n-- {
-		if strings.HasSuffix(s, token[:n]) {
-			return s[:len(s)-n]
-		}
-	}
-	return s
-}
-
-// excerpt is the start of an error answer as one line of text, never with
-// the token in it (an API that echoes the request would show it).
-func excerpt(b []byte, token string) string {
-	s := blank(strings.ToValidUTF8(string(b), "\uFFFD"), token)
-	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }), " ")
-	return telemetry.ClipTo(s, maxExcerpt)
 }
 
 func failure(err error) *mcp.CallToolResult {

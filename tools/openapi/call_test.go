@@ -19,6 +19,7 @@ import (
 	"github.com/pingmcp/pingmcp/audit"
 	"github.com/pingmcp/pingmcp/internal/hangtest"
 	"github.com/pingmcp/pingmcp/tools"
+	"github.com/pingmcp/pingmcp/tools/answer"
 )
 
 // itemsDoc is an API of items: get and delete one by id, search with
@@ -207,7 +208,7 @@ func TestUpstreamErrorExcerpt(t *testing.T) {
 	if !res.IsError || !strings.Contains(got, "500 Internal Server Error") || !strings.Contains(got, "failed for Bearer [token]") {
 		t.Errorf("error %q: want the status and the excerpt", got)
 	}
-	if strings.Contains(got, testToken) || strings.Contains(got, "\n") || len(got) > maxExcerpt+200 {
+	if strings.Contains(got, testToken) || strings.Contains(got, "\n") || len(got) > answer.MaxExcerpt+200 {
 		t.Errorf("error %q: shows the token, several lines or too much", got)
 	}
 }
@@ -357,7 +358,7 @@ func TestTokenBlankedFromSuccess(t *testing.T) {
 				t.Errorf("dup: %s", got)
 			}
 		case "textescaped", "cutescaped", "slashed":
-			if got := text(res); got != echoedToken {
+			if got := text(res); got != answer.Echoed {
 				t.Errorf("%s: %s, want it withheld", id, got)
 			}
 		}
@@ -438,7 +439,7 @@ func TestTokenBlankedFromErrorJSON(t *testing.T) {
 	}
 	for _, id := range []string{"dup", "text"} {
 		res := callTool(t, cs, "items_getItem", `{"id":"`+id+`"}`)
-		if got := text(res); !res.IsError || strings.Contains(got, `u0074ok`) || !strings.HasSuffix(got, ": "+echoedToken) {
+		if got := text(res); !res.IsError || strings.Contains(got, `u0074ok`) || !strings.HasSuffix(got, ": "+answer.Echoed) {
 			t.Errorf("%s: error %q", id, got)
 		}
 	}

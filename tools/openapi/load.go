@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/pingmcp/pingmcp/tools/answer"
 )
 
 // load reads an OpenAPI document, resolves its $refs and validates it. A
@@ -169,7 +171,7 @@ func fetch(ctx context.Context, location string, opts Options) ([]byte, error) {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("document %s: answered %s", shown, status(resp.StatusCode))
+		return nil, fmt.Errorf("document %s: answered %s", shown, answer.Status(resp.StatusCode))
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, opts.MaxDocumentBytes+1))
 	if err != nil {

@@ -28,7 +28,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
-	"github.com/pingmcp/pingmcp/telemetry"
+	"github.com/pingmcp/pingmcp/internal/outbound"
 	"github.com/pingmcp/pingmcp/tools"
 )
 
@@ -91,9 +91,8 @@ func New(ctx context.Context, apis []API, opts Options) (*Toolset, error) {
 		if client.Timeout <= 0 {
 			client.Timeout = DefaultTimeout // every call is bounded
 		}
-		client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 		client.Transport = boundHeaders(client.Transport)
-		target := &upstream{name: api.Name, resource: api.resource(), client: telemetry.Client(&client, "api "+api.Name), maxResult: opts.MaxResultBytes}
+		target := &upstream{name: api.Name, resource: api.resource(), client: outbound.Client(&client, "api "+api.Name), maxResult: opts.MaxResultBytes}
 		target.base, _ = parseBaseURL(api.BaseURL) // checked by api.check
 		built, err := build(api, doc, target)
 		if err != nil {

@@ -25,10 +25,11 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pingmcp/pingmcp/internal/outbound"
 	"github.com/pingmcp/pingmcp/tasks"
-	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/pingmcp/pingmcp/todoapi"
 	"github.com/pingmcp/pingmcp/tools"
+	"github.com/pingmcp/pingmcp/tools/answer"
 )
 
 // Options configure the toolset.
@@ -42,12 +43,10 @@ type Options struct {
 
 // New returns the toolset named "todo".
 func New(opts Options) tools.Toolset {
-	if opts.HTTPClient == nil {
-		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
-	}
-	// Each call to the API is a client span, and carries its context
-	// (traceparent).
-	opts.HTTPClient = telemetry.Client(opts.HTTPClient, "todo-api")
+	// No redirect is followed (Go would send the delegated token on to
+	// another port or scheme of the host), and each call to the API is a
+	// client span.
+	opts.HTTPClient = outbound.Client(opts.HTTPClient, "todo-api")
 	opts.APIURL = strings.TrimSuffix(opts.APIURL, "/")
 	return &toolset{opts: opts}
 }
@@ -274,27 +273,41 @@ func (c *calls) api(ctx context.Context, method, path string, body any, header h
 		if errors.As(err, &uerr) {
 			err = uerr.Err // the URL is ours; the error needs no more
 		}
-		return failure(fmt.Errorf("the Todo API could not be reached: %w", err)), nil
+		return failure(fmt.Errorf("the Todo API could not be reached: %s", answer.Failed(err, d.Token))), nil
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return failure(fmt.Errorf("reading the Todo API's answer: %w", err)), nil
+		return failure(fmt.Errorf("reading the Todo API's answer: %s", answer.Failed(err, d.Token))), nil
 	}
+	// What the API says is shown as the --apis tools show it (tools/answer):
+	// the status's standard text, never its reason phrase; a bounded
+	// excerpt of its error; never the token it was sent, should it echo it.
 	if resp.StatusCode != http.StatusOK {
 		var e todoapi.ErrorBody
 		json.Unmarshal(raw, &e)
-		msg := fmt.Sprintf("the Todo API answered %s", resp.Status)
+		msg := "the Todo API answered " + answer.Status(resp.StatusCode)
+		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+			msg += " (redirects are not followed)"
+		}
 		if e.Error != "" {
-			msg += ": " + e.Error
+			detail := e.Error
 			if e.Description != "" {
-				msg += ": " + e.Description
+				detail += ": " + e.Description
 			}
+			if answer.Echoes(answer.Blank(detail, d.Token), d.Token) {
+				detail = answer.Echoed
+			}
+			msg += ": " + answer.Excerpt([]byte(detail), d.Token)
 		}
 		return failure(errors.New(msg)), nil
 	}
+	clean, _ := answer.BlankJSON(raw, d.Token)
+	if answer.Echoes(answer.Blank(string(clean), d.Token), d.Token) {
+		return failure(errors.New(answer.Echoed)), nil
+	}
 	var list todoapi.List
-	if err := json.Unmarshal(raw, &list); err != nil {
+	if err := json.Unmarshal(clean, &list); err != nil {
 		return failure(fmt.Errorf("the Todo API's answer is not a todo list: %w", err)), nil
 	}
 	return jsonResult(list), nil
