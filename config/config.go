@@ -554,14 +554,26 @@ func (c *Config) loopbackResource() (*url.URL, bool) {
 }
 
 // LoopbackTwins are the addresses the MCP edge must hold besides bound (its
-// own listen address, resolved) while Resources names the loopback
-// aliases: 127.0.0.1 and [::1] on bound's port, other than bound itself. localhost
-// resolves to both, and clients try them in their own order: a process
-// that took a twin would be reached by a client pointed at localhost, and
-// handed a token this server accepts.
+// own listen address, resolved): while Resources names the loopback
+// aliases, 127.0.0.1 and [::1] on bound's port, other than bound itself;
+// with --public-url or --resource given, those its URL needs
+// (LocalhostTwins). localhost resolves to both, and clients try them in
+// their own order: a process that took a twin would be reached by a client
+// pointed at localhost, and handed a token this server accepts.
 func (c *Config) LoopbackTwins(bound string) []string {
+	if c.Command != "dev" && c.Command != "serve" {
+		return nil
+	}
+	if _, ok := c.loopbackResource(); !ok {
+		return LocalhostTwins(bound, c.Resource, c.PublicURL)
+	}
+	return twinsOf(bound)
+}
+
+// twinsOf are 127.0.0.1 and [::1] on bound's port, other than bound.
+func twinsOf(bound string) []string {
 	host, port, err := net.SplitHostPort(bound)
-	if _, ok := c.loopbackResource(); !ok || err != nil || (c.Command != "dev" && c.Command != "serve") {
+	if err != nil {
 		return nil
 	}
 	var twins []string
@@ -571,6 +583,37 @@ func (c *Config) LoopbackTwins(bound string) []string {
 		}
 	}
 	return twins
+}
+
+// LocalhostTwins are the loopback addresses a server bound to bound (a
+// loopback address) must hold besides it, because one of urls, which its
+// clients are told, names it localhost on bound's port: 127.0.0.1 and
+// [::1], other than bound. An issuer or resource URL given as
+// http://localhost:PORT, or derived from --addr localhost:PORT, binds one
+// of them alone (net.Listen takes localhost's first address); any local
+// user could take the other, and clients that try it first (browsers,
+// Node, macOS's resolver) would hand that process their tokens and codes.
+func LocalhostTwins(bound string, urls ...string) []string {
+	_, port, err := net.SplitHostPort(bound)
+	if err != nil || !loopback.Is(bound) {
+		return nil
+	}
+	named := false
+	for _, s := range urls {
+		u, err := url.Parse(s)
+		if err != nil || !strings.EqualFold(u.Hostname(), "localhost") {
+			continue
+		}
+		p := u.Port()
+		if p == "" {
+			p = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+		}
+		named = named || p == port
+	}
+	if !named {
+		return nil
+	}
+	return twinsOf(bound)
 }
 
 // Unheld records that a loopback twin (LoopbackTwins) cannot be bound on

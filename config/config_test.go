@@ -505,6 +505,12 @@ func TestLoopbackTwins(t *testing.T) {
 		{"serve", []string{"--issuer", "http://127.0.0.1:9031", "--addr", "[::1]:8080"}, "[::1]:8080", []string{"127.0.0.1:8080"}},
 		{"serve", []string{"--issuer", "http://127.0.0.1:9031", "--addr", "127.0.0.2:8080"}, "127.0.0.2:8080", []string{"127.0.0.1:8080", "[::1]:8080"}},
 		{"dev", []string{"--public-url", "http://127.0.0.1:8080"}, "127.0.0.1:8080", nil},
+		// A URL given by the name localhost: both of its addresses.
+		{"dev", []string{"--public-url", "http://localhost:8080"}, "127.0.0.1:8080", []string{"[::1]:8080"}},
+		{"dev", []string{"--resource", "http://localhost:8080/mcp"}, "127.0.0.1:8080", []string{"[::1]:8080"}},
+		{"serve", []string{"--issuer", "http://127.0.0.1:9031", "--addr", "[::1]:8080", "--public-url", "http://LOCALHOST:8080"}, "[::1]:8080", []string{"127.0.0.1:8080"}},
+		{"dev", []string{"--public-url", "http://localhost:9999"}, "127.0.0.1:8080", nil}, // a proxy's port: not this listener's
+		{"dev", []string{"--public-url", "http://localhost"}, "127.0.0.1:80", []string{"[::1]:80"}},
 		{"dev", []string{"--resource", "http://127.0.0.1:8080/mcp"}, "127.0.0.1:8080", nil},
 		{"serve", []string{"--issuer", "http://127.0.0.1:9031"}, "[::]:8080", nil}, // every interface: no aliases
 		{"idp", []string{"--client-secret", "s"}, "127.0.0.1:9031", nil},           // no edge
@@ -515,6 +521,24 @@ func TestLoopbackTwins(t *testing.T) {
 		}
 		if got := c.LoopbackTwins(tc.bound); !slices.Equal(got, tc.want) {
 			t.Errorf("%s %v bound to %s: twins %v, want %v", tc.command, tc.args, tc.bound, got, tc.want)
+		}
+	}
+
+	// The authorization server and the Todo API alone: twins when the
+	// URL they announce says localhost.
+	for _, tc := range []struct {
+		bound string
+		urls  []string
+		want  []string
+	}{
+		{"127.0.0.1:9031", []string{"http://localhost:9031"}, []string{"[::1]:9031"}},
+		{"[::1]:9031", []string{"http://localhost:9031/"}, []string{"127.0.0.1:9031"}},
+		{"127.0.0.1:9031", []string{"http://127.0.0.1:9031"}, nil},
+		{"0.0.0.0:9031", []string{"http://localhost:9031"}, nil}, // every address is this server's
+		{"127.0.0.1:9031", []string{"https://idp.example.com"}, nil},
+	} {
+		if got := LocalhostTwins(tc.bound, tc.urls...); !slices.Equal(got, tc.want) {
+			t.Errorf("LocalhostTwins(%s, %v) = %v, want %v", tc.bound, tc.urls, got, tc.want)
 		}
 	}
 

@@ -54,7 +54,7 @@ func TestLoopbackSquat(t *testing.T) {
 	timedOut := rctx.Err() != nil
 	rcancel()
 	if err == nil || timedOut || !strings.Contains(string(out), "[::1]:"+port) || !strings.Contains(string(out), "address already in use") ||
-		!strings.Contains(string(out), "Stop that process, or set --public-url") {
+		!strings.Contains(string(out), "Stop that process, or point clients at this server's IP literal") || !strings.Contains(string(out), "--public-url http://"+addr) {
 		t.Fatalf("pingmcp dev --addr %s while [::1]:%s is held by another process: %v (timed out: %v)\n%s\nwant it to refuse to start, naming [::1]:%s and what to do",
 			addr, port, err, timedOut, out, port)
 	}

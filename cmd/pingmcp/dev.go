@@ -144,7 +144,7 @@ func todoAPI(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return serveUntilDone(ctx, cfg.Addr, api, logger, "todo api started", "resource", cfg.Resource, "issuer", cfg.Issuer)
+	return serveUntilDone(ctx, cfg.Addr, []string{cfg.Resource}, api, logger, "todo api started", "resource", cfg.Resource, "issuer", cfg.Issuer)
 }
 
 // operatorRedirect is the redirect URI of pingmcp's configured client at the
@@ -204,11 +204,13 @@ func idp(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	return serveUntilDone(ctx, cfg.Addr, s, logger, "development authorization server started", "issuer", cfg.Issuer)
+	return serveUntilDone(ctx, cfg.Addr, []string{cfg.Issuer}, s, logger, "development authorization server started", "issuer", cfg.Issuer)
 }
 
-func serveUntilDone(ctx context.Context, addr string, h http.Handler, logger *slog.Logger, msg string, attrs ...any) error {
-	ln, err := listen(addr)
+// serveUntilDone serves h on addr, and on the loopback twins its clients'
+// URLs need (config.LocalhostTwins), until ctx ends.
+func serveUntilDone(ctx context.Context, addr string, urls []string, h http.Handler, logger *slog.Logger, msg string, attrs ...any) error {
+	ln, err := listenHolding(addr, func(bound string) []string { return config.LocalhostTwins(bound, urls...) }, nil)
 	if err != nil {
 		return err
 	}

@@ -16,18 +16,24 @@ import (
 // no other local process can answer a client pointed at localhost. A twin
 // the host lacks (no IPv6) is no longer a resource (config.Unheld); a twin
 // in use is refused, but with port 0 another port is tried.
-//
-// Only the edge: the authorization server, the Todo API and the admin API
-// are reached by the IP literal of the address they are bound to (their
-// derived URLs and the issuer name it), never through localhost.
 func listenEdge(cfg *config.Config) (net.Listener, error) {
-	_, port, _ := net.SplitHostPort(cfg.Addr)
+	return listenHolding(cfg.Addr, cfg.LoopbackTwins, cfg.Unheld)
+}
+
+// listenHolding listens on addr and on the loopback twins that twins
+// names for the address bound (none: addr alone). A twin the host lacks is
+// passed to unheld (if not nil); a twin in use is refused, but with port 0
+// another port is tried. The authorization server and the Todo API, run
+// alone, hold the twins their URL needs (config.LocalhostTwins): none when
+// it is the IP literal they are bound to.
+func listenHolding(addr string, twins func(bound string) []string, unheld func(string)) (net.Listener, error) {
+	_, port, _ := net.SplitHostPort(addr)
 	for attempt := 0; ; attempt++ {
-		ln, err := listen(cfg.Addr)
+		ln, err := listen(addr)
 		if err != nil {
 			return nil, err
 		}
-		all, err := holdTwins(cfg, ln)
+		all, err := holdTwins(ln, twins(ln.Addr().String()), unheld)
 		if err == nil {
 			if len(all) == 1 {
 				return ln, nil
@@ -43,23 +49,25 @@ func listenEdge(cfg *config.Config) (net.Listener, error) {
 	}
 }
 
-// holdTwins listens on each loopback twin of ln's address; it returns the
-// listeners it holds, ln first, with the error that stopped it.
-func holdTwins(cfg *config.Config, ln net.Listener) ([]net.Listener, error) {
+// holdTwins listens on each of twins, beside ln; it returns the listeners
+// it holds, ln first, with the error that stopped it.
+func holdTwins(ln net.Listener, twins []string, unheld func(string)) ([]net.Listener, error) {
 	all := []net.Listener{ln}
-	for _, twin := range cfg.LoopbackTwins(ln.Addr().String()) {
+	for _, twin := range twins {
 		l, err := net.Listen("tcp", twin)
 		switch {
 		case err == nil:
 			all = append(all, l)
 		case errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.EAFNOSUPPORT):
 			// This host has no such address: nobody can take it.
-			cfg.Unheld(twin)
+			if unheld != nil {
+				unheld(twin)
+			}
 		case errors.Is(err, syscall.EADDRINUSE):
 			_, port, _ := net.SplitHostPort(twin)
-			return all, fmt.Errorf("%w. Another process holds %s, beside this server's %s: a client pointed at http://localhost:%s/mcp "+
-				"could reach that process instead and hand it a token. Stop that process, or set --public-url to the one URL "+
-				"clients use (only that one is then served)", err, twin, ln.Addr(), port)
+			return all, fmt.Errorf("%w. Another process holds %s, beside this server's %s: a client pointed at localhost:%s "+
+				"could reach that process instead and hand it a token. Stop that process, or point clients at this server's "+
+				"IP literal, http://%s (for the MCP edge --public-url http://%s: only that URL is then served)", err, twin, ln.Addr(), port, ln.Addr(), ln.Addr())
 		default:
 			return all, fmt.Errorf("listen on %s (the loopback twin of %s): %w", twin, ln.Addr(), err)
 		}

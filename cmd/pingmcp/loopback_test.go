@@ -44,7 +44,29 @@ func TestListenEdgeHoldsLoopbackTwin(t *testing.T) {
 	} else {
 		ln.Close()
 	}
+	// Given by the name localhost, the URL clients are told still needs
+	// both addresses: refused as well, with the way out named.
+	for _, args := range [][]string{{"--public-url", "http://localhost:" + strconv.Itoa(port)}, {"--resource", "http://localhost:" + strconv.Itoa(port) + "/mcp"}} {
+		if _, err := listenEdge(parseDev(t, append([]string{"--addr", addr}, args...)...)); err == nil || !strings.Contains(err.Error(), "[::1]:"+strconv.Itoa(port)) ||
+			!strings.Contains(err.Error(), "--public-url http://"+addr) {
+			t.Errorf("listenEdge on %s with %v while [::1]:%d is taken: %v, want a refusal naming it and the IP literal", addr, args, port, err)
+		}
+	}
+	// So does the authorization server, or the Todo API, run alone with a
+	// localhost URL (--addr localhost:PORT derives one).
+	twins := func(bound string) []string { return config.LocalhostTwins(bound, "http://localhost:"+strconv.Itoa(port)) }
+	if _, err := listenHolding(addr, twins, nil); err == nil || !strings.Contains(err.Error(), "[::1]:"+strconv.Itoa(port)) {
+		t.Errorf("a server alone on %s, told as localhost, while [::1]:%d is taken: %v, want a refusal", addr, port, err)
+	}
 	squat.Close()
+	if ln, err := listenHolding(addr, twins, nil); err != nil {
+		t.Errorf("a server alone on %s, told as localhost: %v", addr, err)
+	} else {
+		if _, ok := ln.(*listeners); !ok {
+			t.Errorf("a server alone told as localhost listens on %T, want both addresses", ln)
+		}
+		ln.Close()
+	}
 
 	// --public-url: only that URL is a resource, and no twin is held.
 	if ln, err := listenEdge(parseDev(t, "--addr", addr, "--public-url", "http://"+addr)); err != nil {
