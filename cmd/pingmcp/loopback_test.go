@@ -54,7 +54,9 @@ func TestListenEdgeHoldsLoopbackTwin(t *testing.T) {
 	}
 	// So does the authorization server, or the Todo API, run alone with a
 	// localhost URL (--addr localhost:PORT derives one).
-	twins := func(bound string) []string { return config.LocalhostTwins(bound, "http://localhost:"+strconv.Itoa(port)) }
+	twins := func(bound string) []string {
+		return config.LocalhostTwins(bound, "http://localhost:"+strconv.Itoa(port))
+	}
 	if _, err := listenHolding(addr, twins, nil); err == nil || !strings.Contains(err.Error(), "[::1]:"+strconv.Itoa(port)) {
 		t.Errorf("a server alone on %s, told as localhost, while [::1]:%d is taken: %v, want a refusal", addr, port, err)
 	}
