@@ -11,9 +11,9 @@ import (
 	"github.com/pingmcp/pingmcp/tools/answer"
 )
 
-// rawAPI answers every request with what reply makes of its Authorization
-// header, written as is: not necessarily HTTP.
-func rawAPI(t *testing.T, reply func(auth string) string) string {
+// rawAPI answers every request with what reply makes of it, written as
+// is: not necessarily HTTP.
+func rawAPI(t *testing.T, reply func(req *http.Request) string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -32,7 +32,7 @@ func rawAPI(t *testing.T, reply func(auth string) string) string {
 				if err != nil {
 					return
 				}
-				c.Write([]byte(reply(req.Header.Get("Authorization"))))
+				c.Write([]byte(reply(req)))
 			}()
 		}
 	}()
@@ -54,7 +54,7 @@ func TestTransportErrorShowsNoToken(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			cs := connect(t, itemsTools(t, rawAPI(t, reply), Options{}), &countingCaller{})
+			cs := connect(t, itemsTools(t, rawAPI(t, func(req *http.Request) string { return reply(req.Header.Get("Authorization")) }), Options{}), &countingCaller{})
 			res := callTool(t, cs, "items_getItem", `{"id":"a"}`)
 			b, _ := json.Marshal(res)
 			if !res.IsError || strings.Contains(string(b), testToken) || len(text(res)) > answer.MaxExcerpt+200 {
