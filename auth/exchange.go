@@ -8,7 +8,9 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 
 	"github.com/pingmcp/pingmcp/internal/outbound"
+	"github.com/pingmcp/pingmcp/telemetry"
 )
 
 // ExchangeOptions configure an Exchanger.
@@ -180,7 +183,7 @@ func (x *Exchanger) Revoke(ctx context.Context, token string) error {
 	req.SetBasicAuth(url.QueryEscape(x.opts.ClientID), url.QueryEscape(x.opts.ClientSecret))
 	resp, err := x.opts.HTTPClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("revoke at %s: %w", endpoint, err)
+		return fmt.Errorf("revoke at %s: %w", endpoint, transportFailed(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusOK {
@@ -191,7 +194,9 @@ func (x *Exchanger) Revoke(ctx context.Context, token string) error {
 		Description string `json:"error_description"`
 	}
 	json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&oerr)
-	return fmt.Errorf("revoke at %s: HTTP %d %s %s", endpoint, resp.StatusCode, oerr.Error, oerr.Description)
+	// The server's words, without the token should it echo it.
+	desc := telemetry.ClipTo(strings.ReplaceAll(oerr.Error+" "+oerr.Description, token, "[token]"), 512)
+	return fmt.Errorf("revoke at %s: HTTP %d %s", endpoint, resp.StatusCode, desc)
 }
 
 // exchangeFailed is what a failed exchange says: the authorization
@@ -206,13 +211,24 @@ func exchangeFailed(resource string, err error) error {
 	if errors.As(err, &oerr) {
 		return &ExchangeError{Code: string(oerr.ErrorType), Description: oerr.Description}
 	}
+	if m := zitadelStatus.FindStringSubmatch(err.Error()); m != nil {
+		code, _ := strconv.Atoi(m[1])
+		msg := fmt.Sprintf("token exchange for %s: the token endpoint answered %s, not an OAuth error", resource, statusOf(code))
+		if code >= 300 && code < 400 {
+			msg += " (redirects are not followed)"
+		}
+		return errors.New(msg)
+	}
 	var uerr *url.Error
 	if errors.As(err, &uerr) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		// Transport trouble: it names the endpoint, never a token.
-		return fmt.Errorf("token exchange for %s: %w", resource, err)
+		return fmt.Errorf("token exchange for %s: %w", resource, transportFailed(err))
 	}
-	return fmt.Errorf("token exchange for %s: the token endpoint's answer could not be read (not an OAuth error, or not a token response)", resource)
+	return fmt.Errorf("token exchange for %s: the token endpoint's answer could not be read (not a token response)", resource)
 }
+
+// zitadelStatus is the start of the zitadel client's error for an answer
+// that is neither 200 nor an OAuth error: its code is all that is kept.
+var zitadelStatus = regexp.MustCompile(`^http status not ok: (\d{3}) `)
 
 // actorToken is the client's own access token (client_credentials), reused
 // until shortly before it expires.
@@ -232,7 +248,7 @@ func (x *Exchanger) actorToken(ctx context.Context) (string, error) {
 	req.SetBasicAuth(url.QueryEscape(x.opts.ClientID), url.QueryEscape(x.opts.ClientSecret))
 	resp, err := x.opts.HTTPClient.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("actor token: %w", err)
+		return "", fmt.Errorf("actor token: %w", transportFailed(err))
 	}
 	defer resp.Body.Close()
 	var body struct {
@@ -242,7 +258,7 @@ func (x *Exchanger) actorToken(ctx context.Context) (string, error) {
 		Description string `json:"error_description"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body); err != nil {
-		return "", fmt.Errorf("actor token: %s: %w", resp.Status, err)
+		return "", fmt.Errorf("actor token: %s: %w", statusOf(resp.StatusCode), err)
 	}
 	if resp.StatusCode != http.StatusOK || body.AccessToken == "" {
 		return "", &ExchangeError{Code: body.Error, Description: "actor token (client_credentials): " + body.Description}

@@ -1,8 +1,12 @@
 package auth
 
 import (
+	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -57,7 +61,7 @@ func TestExchangeErrorHoldsNoToken(t *testing.T) {
 			if strings.Contains(err.Error(), issued) || strings.Contains(err.Error(), subject) {
 				t.Errorf("the exchange's error holds a token: %v", err)
 			}
-			if !strings.Contains(err.Error(), "could not be read") {
+			if !strings.Contains(err.Error(), "could not be read") && !strings.Contains(err.Error(), "answered 502 Bad Gateway") {
 				t.Errorf("the exchange's error does not say what failed: %v", err)
 			}
 		})
@@ -93,5 +97,98 @@ func TestExchangeFollowsNoRedirect(t *testing.T) {
 	case s := <-reached:
 		t.Errorf("the redirect's target was sent subject_token %q", s)
 	default:
+	}
+}
+
+// reflector is an authorization server, or a proxy before it, whose answer
+// to every call but discovery is not HTTP and reflects the request: its
+// Authorization header and its form, in a header line Go's transport
+// quotes in its error.
+func reflector(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	base := "http://" + ln.Addr().String()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				if req.URL.Path == "/.well-known/openid-configuration" {
+					b, _ := json.Marshal(map[string]any{"issuer": base, "token_endpoint": base + "/token",
+						"revocation_endpoint": base + "/revoke", "introspection_endpoint": base + "/introspect"})
+					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(b), b)
+					return
+				}
+				req.ParseForm()
+				c.Write([]byte("HTTP/1.1 200 OK\r\n" + req.Header.Get("Authorization") + " " + req.PostForm.Encode() + "\r\n\r\n"))
+			}()
+		}
+	}()
+	return base
+}
+
+// An answer that is not HTTP never reaches an error with what it says: a
+// reflecting server would put the client's secret (Basic) and the user's
+// token there, for the exchange, the actor token, revocation and
+// introspection alike.
+func TestTransportErrorHoldsNoCredentials(t *testing.T) {
+	const subject, secret = "USER-SUBJECT-TOKEN-0123456789", "CLIENT-SECRET-abcdef"
+	base := reflector(t)
+	basic := base64.StdEncoding.EncodeToString([]byte("pingmcp:" + secret))
+	check := func(what string, err error) {
+		t.Helper()
+		if err == nil {
+			t.Errorf("%s succeeded", what)
+			return
+		}
+		if s := err.Error(); strings.Contains(s, subject) || strings.Contains(s, secret) || strings.Contains(s, basic) || strings.Contains(s, "Basic") {
+			t.Errorf("%s: the error quotes the request's credentials: %v", what, err)
+		} else if !strings.Contains(s, "not HTTP") {
+			t.Errorf("%s: %v, want it to say the answer was not HTTP", what, err)
+		}
+	}
+	x := NewExchanger(ExchangeOptions{Issuer: base, ClientID: "pingmcp", ClientSecret: secret})
+	_, err := x.Exchange(context.Background(), subject, "http://api.test", nil)
+	check("the exchange", err)
+	x = NewExchanger(ExchangeOptions{Issuer: base, ClientID: "pingmcp", ClientSecret: secret, ActorToken: true})
+	_, err = x.Exchange(context.Background(), subject, "http://api.test", nil)
+	check("the actor token", err)
+	check("revocation", x.Revoke(context.Background(), subject))
+	v := NewIntrospectionVerifier(IntrospectionOptions{Issuer: base, ClientID: "pingmcp", ClientSecret: secret, Audiences: []string{"x"}})
+	_, err = v.Verify(context.Background(), subject)
+	check("introspection", err)
+}
+
+// A token endpoint's answer that is neither a token nor an OAuth error is
+// said by its status code and standard text (never its body, nor its
+// reason phrase), and a redirect is named as not followed.
+func TestExchangeErrorSaysTheStatus(t *testing.T) {
+	for code, want := range map[int]string{
+		http.StatusTemporaryRedirect: "answered 307 Temporary Redirect, not an OAuth error (redirects are not followed)",
+		http.StatusBadGateway:        "answered 502 Bad Gateway, not an OAuth error",
+	} {
+		x := NewExchanger(ExchangeOptions{Issuer: tokenEndpoint(t, func(w http.ResponseWriter, r *http.Request) {
+			if code == http.StatusTemporaryRedirect {
+				http.Redirect(w, r, "http://elsewhere.test/token", code)
+				return
+			}
+			w.WriteHeader(code)
+			w.Write([]byte("<html>echo: USER-SUBJECT-TOKEN</html>"))
+		}), ClientID: "pingmcp", ClientSecret: "s"})
+		_, err := x.Exchange(context.Background(), "USER-SUBJECT-TOKEN", "http://api.test", nil)
+		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "USER-SUBJECT-TOKEN") {
+			t.Errorf("HTTP %d: %v, want %q", code, err, want)
+		}
 	}
 }

@@ -601,7 +601,13 @@ func LocalhostTwins(bound string, urls ...string) []string {
 	named := false
 	for _, s := range urls {
 		u, err := url.Parse(s)
-		if err != nil || !strings.EqualFold(u.Hostname(), "localhost") {
+		if err != nil {
+			continue
+		}
+		// localhost, and names under it (RFC 6761: resolvers such as
+		// systemd-resolved's and browsers answer both addresses for
+		// them), spelt in any case, with or without the root's dot.
+		if h := strings.TrimSuffix(strings.ToLower(u.Hostname()), "."); h != "localhost" && !strings.HasSuffix(h, ".localhost") {
 			continue
 		}
 		p := u.Port()

@@ -534,6 +534,11 @@ func TestLoopbackTwins(t *testing.T) {
 		{"127.0.0.1:9031", []string{"http://localhost:9031"}, []string{"[::1]:9031"}},
 		{"[::1]:9031", []string{"http://localhost:9031/"}, []string{"127.0.0.1:9031"}},
 		{"127.0.0.1:9031", []string{"http://127.0.0.1:9031"}, nil},
+		{"127.0.0.1:9031", []string{"http://localhost.:9031"}, []string{"[::1]:9031"}},
+		{"127.0.0.1:9031", []string{"http://LOCALHOST.:9031/"}, []string{"[::1]:9031"}},
+		{"127.0.0.1:9031", []string{"http://idp.localhost:9031"}, []string{"[::1]:9031"}},
+		{"127.0.0.1:9031", []string{"http://notlocalhost:9031"}, nil},
+		{"127.0.0.1:9031", []string{"%zz"}, nil},
 		{"0.0.0.0:9031", []string{"http://localhost:9031"}, nil}, // every address is this server's
 		{"127.0.0.1:9031", []string{"https://idp.example.com"}, nil},
 	} {

@@ -58,6 +58,21 @@ func TestLoopbackSquat(t *testing.T) {
 		t.Fatalf("pingmcp dev --addr %s while [::1]:%s is held by another process: %v (timed out: %v)\n%s\nwant it to refuse to start, naming [::1]:%s and what to do",
 			addr, port, err, timedOut, out, port)
 	}
+	// dev's own authorization server and Todo API, given a localhost
+	// address (their URLs then name localhost), hold the twin as well.
+	for _, args := range [][]string{
+		{"--idp-addr", "localhost:" + port, "--todo-api-addr", "127.0.0.1:0"},
+		{"--todo-api-addr", "localhost:" + port, "--todo-api-url", "http://localhost:" + port, "--idp-addr", "127.0.0.1:0"},
+	} {
+		rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+		out, err := exec.CommandContext(rctx, binary, append([]string{"dev", "--addr", "127.0.0.1:0", "--admin-addr", "127.0.0.1:0", "--dev-state", "off"}, args...)...).CombinedOutput()
+		timedOut := rctx.Err() != nil
+		rcancel()
+		if err == nil || timedOut || !strings.Contains(string(out), "[::1]:"+port) || !strings.Contains(string(out), "address already in use") {
+			t.Errorf("pingmcp dev %v while [::1]:%s is held by another process: %v (timed out: %v)\n%s\nwant it to refuse to start, naming [::1]:%s",
+				args, port, err, timedOut, out, port)
+		}
+	}
 	squat.Close()
 
 	nodeBin := installSDKClient(t, ctx)

@@ -4,13 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,30 +34,41 @@ type netns struct {
 	Host, Inside           string
 }
 
-var netnsCount atomic.Int64
+// netnsPrefix starts the name of every namespace these tests make.
+const netnsPrefix = "pingmcp-e2e-"
 
 func newNetns(t *testing.T) *netns {
 	t.Helper()
-	// Names and a /30 of the range of this process's own, and of this
-	// namespace's among them (an interface's name has 15 bytes at most).
-	id := (os.Getpid()%10000)*10 + int(netnsCount.Add(1)%10)
-	block := id % (1 << 15) // the /30s of 198.18.0.0/15
-	prefix := fmt.Sprintf("198.%d.%d.", 18+block>>14, block>>6&255)
-	ns := &netns{
-		name:   fmt.Sprintf("pingmcp-e2e-%d", id),
-		hostIf: fmt.Sprintf("pmh%d", id), insideIf: fmt.Sprintf("pmn%d", id),
-		Host: prefix + strconv.Itoa(block&63*4+1), Inside: prefix + strconv.Itoa(block&63*4+2),
-	}
 	ip := func(args ...string) {
 		t.Helper()
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
 			t.Fatalf("ip %s: %v: %s (a network namespace needs root, as CI runs, and iproute2)", strings.Join(args, " "), err, out)
 		}
 	}
-	// What an earlier run left (it was killed before its cleanup).
-	exec.Command("ip", "netns", "del", ns.name).Run()
-	exec.Command("ip", "link", "del", ns.hostIf).Run()
-	ip("netns", "add", ns.name)
+	removeStaleNetns()
+	// A block of its own: a random /30 of 198.18.0.0/15, whose number
+	// names the namespace and the pair (an interface's name has 15 bytes
+	// at most); taken if its namespace exists, or its address is on an
+	// interface already (another run's).
+	var ns *netns
+	for attempt := 0; ns == nil; attempt++ {
+		if attempt == 20 {
+			t.Fatal("no free block of 198.18.0.0/15 for a network namespace in 20 tries")
+		}
+		block := mrand.IntN(1 << 15)
+		prefix := fmt.Sprintf("198.%d.%d.", 18+block>>14, block>>6&255)
+		try := &netns{
+			name:   fmt.Sprintf("%s%d", netnsPrefix, block),
+			hostIf: fmt.Sprintf("pmh%d", block), insideIf: fmt.Sprintf("pmn%d", block),
+			Host: prefix + strconv.Itoa(block&63*4+1), Inside: prefix + strconv.Itoa(block&63*4+2),
+		}
+		if out, _ := exec.Command("ip", "-br", "addr").Output(); strings.Contains(string(out), try.Host+"/") {
+			continue
+		}
+		if exec.Command("ip", "netns", "add", try.name).Run() == nil {
+			ns = try
+		}
+	}
 	t.Cleanup(func() {
 		// The pair goes with either end; the namespace's may outlive it.
 		exec.Command("ip", "link", "del", ns.hostIf).Run()
@@ -71,6 +82,26 @@ func newNetns(t *testing.T) *netns {
 	ip("netns", "exec", ns.name, "ip", "link", "set", ns.insideIf, "up")
 	ip("netns", "exec", ns.name, "ip", "link", "set", "lo", "up")
 	return ns
+}
+
+// removeStaleNetns removes what runs of these tests killed before their
+// cleanup left: their namespaces with no process in them any more, made
+// over 10 minutes ago (a run under way starts its nodes at once), and
+// their veth pairs.
+func removeStaleNetns() {
+	entries, _ := os.ReadDir("/run/netns")
+	for _, e := range entries {
+		name := e.Name()
+		info, err := e.Info()
+		if !strings.HasPrefix(name, netnsPrefix) || err != nil || time.Since(info.ModTime()) < 10*time.Minute {
+			continue
+		}
+		if pids, err := exec.Command("ip", "netns", "pids", name).Output(); err != nil || len(strings.TrimSpace(string(pids))) > 0 {
+			continue
+		}
+		exec.Command("ip", "link", "del", "pmh"+strings.TrimPrefix(name, netnsPrefix)).Run()
+		exec.Command("ip", "netns", "del", name).Run()
+	}
 }
 
 // startNode is startNode run inside the namespace (its /mcp and admin API

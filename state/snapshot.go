@@ -35,7 +35,7 @@ type Snapshots interface {
 	Save(ctx context.Context, session string, epoch int64, snapshot []byte, ttl time.Duration) error
 	// Delete removes the snapshot of an ended session, under the same
 	// fencing. The epoch counter moves on and outlives it for a while
-	// (bareFenceTTL), so that no earlier activation can write after a later
+	// (endedFenceTTL), so that no earlier activation can write after a later
 	// one ended the session; once it is gone its absence fences as well.
 	Delete(ctx context.Context, session string, epoch int64) error
 	// End ends session whatever activation holds it (an operator's kill):
@@ -62,18 +62,24 @@ type Stored struct {
 // longer than any activation can go unfenced.
 const fenceTTL = 24 * time.Hour
 
-// bareFenceTTL is how long the epoch counter of a session without a
-// snapshot outlives its last activation or end: one created and not saved
-// yet, one deleted, one an operator ended. A missing counter fences every
+// endedFenceTTL is how long the epoch counter of a session that ended
+// (deleted, or ended by an operator) outlives it, and unsavedFenceTTL that
+// of a session created and not saved yet (its initialize's snapshot still
+// on its way, Redis perhaps away meanwhile). A missing counter fences every
 // write as a newer one does (no activation holds epoch 0), so what such a
 // counter adds is only that a session created again under the same id
 // starts above every earlier activation; the edge mints each new session's
-// id, so only a request of the first creation still on its way could. It is
-// short so that a user who opens and deletes sessions in a loop, or sends
-// requests that create nothing, leaves nothing behind for long: fenceTTL
-// would keep ~140 bytes a session in a node's memory, or a key in Redis,
-// for a day.
-const bareFenceTTL = 10 * time.Minute
+// id, so only a request of the first creation still on its way could. They
+// are short so that a user who opens and deletes sessions in a loop, or
+// sends requests that create nothing, leaves nothing behind for long:
+// fenceTTL would keep ~140 bytes a session in a node's memory, or a key in
+// Redis, for a day. An unsaved session's is the longer, so that its first
+// save may still land after an hour of Redis being away (its activation
+// would be fenced by the counter's absence).
+const (
+	endedFenceTTL   = 10 * time.Minute
+	unsavedFenceTTL = time.Hour
+)
 
 // sweepEvery is how often MemorySnapshots forgets, in one pass, what
 // expired without being looked up again.
@@ -155,7 +161,7 @@ func (r *RedisSnapshots) Activate(ctx context.Context, session string, create bo
 	if create {
 		c = "1"
 	}
-	res, err := r.w.run(ctx, activateScript, r.keys(session), fenceTTL.Milliseconds(), c, bareFenceTTL.Milliseconds()).Slice()
+	res, err := r.w.run(ctx, activateScript, r.keys(session), fenceTTL.Milliseconds(), c, unsavedFenceTTL.Milliseconds()).Slice()
 	if err != nil {
 		return 0, nil, fmt.Errorf("activate session %s: %w", session, err)
 	}
@@ -198,7 +204,7 @@ func (r *RedisSnapshots) Get(ctx context.Context, session string) ([]byte, error
 }
 
 func (r *RedisSnapshots) End(ctx context.Context, session string) error {
-	if err := r.w.run(ctx, endScript, r.keys(session), bareFenceTTL.Milliseconds()).Err(); err != nil {
+	if err := r.w.run(ctx, endScript, r.keys(session), endedFenceTTL.Milliseconds()).Err(); err != nil {
 		return fmt.Errorf("end session %s: %w", session, err)
 	}
 	return nil
@@ -237,7 +243,7 @@ func (r *RedisSnapshots) List(ctx context.Context, cursor string, limit int) ([]
 }
 
 func (r *RedisSnapshots) Delete(ctx context.Context, session string, epoch int64) error {
-	ok, err := r.w.run(ctx, deleteScript, r.keys(session), epoch, bareFenceTTL.Milliseconds()).Int()
+	ok, err := r.w.run(ctx, deleteScript, r.keys(session), epoch, endedFenceTTL.Milliseconds()).Int()
 	if err != nil {
 		return fmt.Errorf("delete session %s: %w", session, err)
 	}
@@ -308,7 +314,7 @@ func (m *MemorySnapshots) Activate(_ context.Context, session string, create boo
 	e.epoch++
 	switch {
 	case e.snap == nil:
-		e.fenceExpiry = now.Add(bareFenceTTL)
+		e.fenceExpiry = now.Add(unsavedFenceTTL)
 	case e.fenceExpiry != farFuture:
 		e.fenceExpiry = now.Add(fenceTTL)
 	}
@@ -331,11 +337,11 @@ func (m *MemorySnapshots) sweepLocked(now time.Time) {
 }
 
 // endLocked drops e's snapshot and moves its epoch on, fencing every
-// activation so far; the entry stays for bareFenceTTL. Requires m.mu.
+// activation so far; the entry stays for endedFenceTTL. Requires m.mu.
 func (m *MemorySnapshots) endLocked(e *memorySnapshot) {
 	e.snap = nil
 	e.epoch++
-	e.fenceExpiry = m.now().Add(bareFenceTTL)
+	e.fenceExpiry = m.now().Add(endedFenceTTL)
 }
 
 // epoch is session's newest activation, 0 if none.

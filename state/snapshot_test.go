@@ -238,22 +238,23 @@ func TestRedisSnapshots(t *testing.T) {
 	}
 }
 
-// What a session without a snapshot leaves is short-lived: one created and
-// not saved, deleted, or ended. Its epoch counter expires after
-// bareFenceTTL, not fenceTTL, and a stale write stays fenced after that.
+// What a session without a snapshot leaves is short-lived: one deleted or
+// ended keeps its epoch counter endedFenceTTL, one created and not saved
+// yet unsavedFenceTTL, not fenceTTL; and a stale write stays fenced after
+// that.
 func TestRedisBareFenceExpires(t *testing.T) {
 	client := redistest.Start(t)
 	ctx := context.Background()
 	s := NewRedisSnapshots(client, "bare:")
 	fence := func(id string) time.Duration { return client.PTTL(ctx, s.keys(id)[0]).Val() }
-	check := func(what, id string) {
+	check := func(what, id string, within time.Duration) {
 		t.Helper()
-		if d := fence(id); d <= 0 || d > bareFenceTTL {
-			t.Errorf("%s: the epoch expires in %v, want within %v", what, d, bareFenceTTL)
+		if d := fence(id); d <= within-time.Minute || d > within {
+			t.Errorf("%s: the epoch expires in %v, want within %v", what, d, within)
 		}
 	}
 	unsaved, _, _ := s.Activate(ctx, "unsaved", true)
-	check("created, not saved", "unsaved")
+	check("created, not saved", "unsaved", unsavedFenceTTL)
 	e, _, _ := s.Activate(ctx, "deleted", true)
 	s.Save(ctx, "deleted", e, []byte("v"), 0) // a session that never expires
 	if d := fence("deleted"); d != -1 {
@@ -262,14 +263,14 @@ func TestRedisBareFenceExpires(t *testing.T) {
 	if err := s.Delete(ctx, "deleted", e); err != nil {
 		t.Fatal(err)
 	}
-	check("deleted", "deleted")
+	check("deleted", "deleted", endedFenceTTL)
 	e, _, _ = s.Activate(ctx, "ended", true)
 	s.Save(ctx, "ended", e, []byte("v"), time.Hour)
 	if d := fence("ended"); d < time.Hour {
 		t.Fatalf("a saved session: epoch expires in %v, want ≥ 1 h", d)
 	}
 	s.End(ctx, "ended")
-	check("ended", "ended")
+	check("ended", "ended", endedFenceTTL)
 	// Gone, the counter still fences what it fenced.
 	client.Del(ctx, s.keys("unsaved")[0], s.keys("deleted")[0])
 	if err := s.Save(ctx, "unsaved", unsaved, []byte("late"), time.Minute); !errors.Is(err, ErrFenced) {
@@ -301,13 +302,22 @@ func TestMemoryBareFenceForgotten(t *testing.T) {
 		} // 2: created, never saved
 	}
 	stale, _, _ := m.Activate(ctx, "s0", true) // fenced below once forgotten
-	now = now.Add(bareFenceTTL + sweepEvery)
+	count := func() int {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return len(m.sessions)
+	}
+	// The ended ones go after endedFenceTTL; those created and not saved
+	// (s0 again among them) stay until unsavedFenceTTL.
+	now = now.Add(endedFenceTTL + sweepEvery)
 	m.Activate(ctx, "next", true)
-	m.mu.Lock()
-	n := len(m.sessions)
-	m.mu.Unlock()
-	if n != 2 {
-		t.Fatalf("%d entries after the sessions without snapshots expired, want 2 (kept, next)", n)
+	if n, want := count(), 1+333+1+1; n != want {
+		t.Fatalf("%d entries once the ended sessions' fences expired, want %d (kept, the unsaved, s0, next)", n, want)
+	}
+	now = now.Add(unsavedFenceTTL)
+	m.Activate(ctx, "last", true)
+	if n := count(); n != 2 {
+		t.Fatalf("%d entries once the unsaved sessions' fences expired, want 2 (kept, last)", n)
 	}
 	if snap, _ := m.Get(ctx, "kept"); string(snap) != "v" {
 		t.Fatalf("a saved session was forgotten: %q", snap)

@@ -18,6 +18,7 @@ import (
 	"unicode"
 
 	"github.com/pingmcp/pingmcp/admin"
+	"github.com/pingmcp/pingmcp/internal/outbound"
 	"github.com/pingmcp/pingmcp/state"
 )
 
@@ -84,7 +85,7 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 		fmt.Fprintln(stderr, "pingmcp: no admin token: give --admin-token-file or PINGMCP_ADMIN_TOKEN")
 		return 2
 	}
-	c := &adminClient{base: strings.TrimSuffix(*adminURL, "/") + "/admin/v1", token: token, http: &http.Client{Timeout: 15 * time.Second}}
+	c := &adminClient{base: strings.TrimSuffix(*adminURL, "/") + "/admin/v1", token: token, http: outbound.Client(&http.Client{Timeout: 15 * time.Second}, "admin")}
 	id := ""
 	if len(positional) > 0 {
 		id = positional[0]

@@ -72,16 +72,20 @@ func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 		}()
 	}
 
+	// Each on its loopback twin too when its URL (given, or derived from
+	// an --*-addr of localhost) names localhost (config.LocalhostTwins).
 	var idpLn net.Listener
 	if embeddedIdP {
-		if idpLn, err = listen(cfg.IdPAddr); err != nil {
+		if idpLn, err = listenHolding(cfg.IdPAddr, func(b string) []string { return config.LocalhostTwins(b, cfg.Issuer) }, nil); err != nil {
 			return err
 		}
+		n.cleanup.push(func() { idpLn.Close() }) // closed already once served
 	}
-	todoLn, err := listen(cfg.TodoAPIAddr)
+	todoLn, err := listenHolding(cfg.TodoAPIAddr, func(b string) []string { return config.LocalhostTwins(b, cfg.TodoAPIURL) }, nil)
 	if err != nil {
 		return err
 	}
+	n.cleanup.push(func() { todoLn.Close() })
 	idpAddr := cfg.IdPAddr
 	if idpLn != nil {
 		idpAddr = idpLn.Addr().String()
