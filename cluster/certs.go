@@ -59,7 +59,7 @@ type CAInfo struct {
 // missing): the CA (ca.crt, and ca.key 0600), unless dir has one already,
 // which then issues; and for each node NAME.crt and NAME.key (0600). It
 // never overwrites a file. It refuses a dir, or a CA in it, that someone
-// else may have planted or may change (checkPrivate): a CA found there is
+// else may have planted or may change (privfile.Check): a CA found there is
 // trusted by every node.
 func WriteCerts(dir string, o CertsOptions) (files []NodeFiles, info CAInfo, err error) {
 	if len(o.Nodes) == 0 {
@@ -76,11 +76,11 @@ func WriteCerts(dir string, o CertsOptions) (files []NodeFiles, info CAInfo, err
 		return nil, info, err
 	}
 	caCert, caKey := filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile)
-	if err := checkPrivate(filepath.Clean(dir), false); err != nil {
+	if err := privfile.Check(filepath.Clean(dir), false); err != nil {
 		return nil, info, err
 	}
 	for _, p := range []string{caCert, caKey} {
-		if err := checkPrivate(p, p == caKey); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := privfile.Check(p, p == caKey); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, info, err
 		}
 	}
@@ -135,29 +135,6 @@ func WriteCerts(dir string, o CertsOptions) (files []NodeFiles, info CAInfo, err
 		files = append(files, f)
 	}
 	return files, info, nil
-}
-
-// checkPrivate refuses a certificates directory (or a CA file in it, a key
-// if key) that someone else may have planted or may change: a symbolic
-// link, another owner, one that group or others may write, a key they may
-// read. fs.ErrNotExist if path does not exist.
-func checkPrivate(path string, key bool) error {
-	fi, err := os.Lstat(path)
-	if err != nil {
-		return err
-	}
-	perm := fi.Mode().Perm()
-	switch {
-	case fi.Mode()&fs.ModeSymlink != 0:
-		return fmt.Errorf("%s is a symbolic link: refused (give the directory itself, holding its own files)", path)
-	case !privfile.OwnedBySelf(fi):
-		return fmt.Errorf("%s belongs to another user: refused (a CA there could be anyone's)", path)
-	case perm&0o022 != 0:
-		return fmt.Errorf("%s is writable by group or others (%v): refused (chmod go-w)", path, perm)
-	case key && perm&0o077 != 0:
-		return fmt.Errorf("%s is readable by group or others (%v): refused (chmod 600, and make a new CA if others may have read it)", path, perm)
-	}
-	return nil
 }
 
 // Fingerprint is the SHA-256 of cert as `openssl x509 -noout -fingerprint

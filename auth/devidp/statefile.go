@@ -3,6 +3,7 @@ package devidp
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -19,24 +20,35 @@ var ErrStateInUse = errors.New("the state file is in use by another process")
 // StateFile is a Store in a file of this user's: written whole to a
 // temporary file beside it and renamed over it (mode 0600; a missing
 // directory is made 0700), and refused when someone else could have
-// written or read it. One process at a time uses it: OpenStateFile locks it
-// until Close. (Without file locks, outside Unix, the lock is not taken.)
+// written or read it, or could swap it: its directory, and every one above
+// it, must be this user's or root's and not writable by group or others
+// (but for a sticky one, as /tmp). One process at a time uses it:
+// OpenStateFile locks it until Close. (Without file locks, outside Unix,
+// the lock is not taken.)
 type StateFile struct {
-	path string
-	lock *os.File
+	path string // as given, for messages
+	// resolved is path in its directory with every link resolved, as checked:
+	// what is read and written, the lock too.
+	resolved string
+	lock     *os.File
 }
 
 // OpenStateFile locks the state file at path, making its directory if
-// needed. The file itself may not exist yet.
+// needed. The file itself may not exist yet. It refuses a directory (the
+// file's, or one above it) that another user owns or that group or others
+// may write without its sticky bit (privfile.PrivateDir): whoever could
+// change it could swap the file, or the directory, for one of theirs. Such
+// a directory is left as it is, never chmod-ed: the error says what to do.
 func OpenStateFile(path string) (*StateFile, error) {
 	if path == "" {
 		return nil, errors.New("devidp: no state file path")
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("devidp: state file directory: %w", err)
+	dir, err := privfile.PrivateDir(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("devidp: state file %s: %w", path, err)
 	}
-	lockPath := path + ".lock"
+	resolved := filepath.Join(dir, filepath.Base(path))
+	lockPath := resolved + ".lock"
 	// Never another user's file, nor one a link leads to: the lock is
 	// truncated and written (the pid) below.
 	lock, err := privfile.Open(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
@@ -60,7 +72,7 @@ func OpenStateFile(path string) (*StateFile, error) {
 	if err := lock.Truncate(0); err == nil {
 		lock.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	}
-	return &StateFile{path: path, lock: lock}, nil
+	return &StateFile{path: path, resolved: resolved, lock: lock}, nil
 }
 
 // Path is the state file's path.
@@ -71,19 +83,30 @@ func (f *StateFile) Close() error { return f.lock.Close() }
 
 // Load reads the state file; nil when there is none yet. It refuses a file
 // that is a symbolic link or not a regular file, that another user owns,
-// or that group or others may read or write: it holds the signing key.
+// or that group or others may read or write: it holds the signing key. The
+// file is opened once, never through a link (O_NOFOLLOW), and what is
+// checked is that open file, which is then what is read (read): no file
+// swapped in at the path between the check and the read is read.
 func (f *StateFile) Load() ([]byte, error) {
-	fi, err := os.Lstat(f.path)
+	file, err := privfile.OpenRead(f.resolved)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
+	defer file.Close()
+	return f.read(file)
+}
+
+// read checks file, the state file opened, on its own Stat, and reads it.
+func (f *StateFile) read(file *os.File) ([]byte, error) {
+	fi, err := file.Stat()
+	if err != nil {
+		return nil, err
+	}
 	perm := fi.Mode().Perm()
 	switch {
-	case fi.Mode()&fs.ModeSymlink != 0:
-		return nil, fmt.Errorf("%s is a symbolic link: refused (give the file's own path)", f.path)
 	case !fi.Mode().IsRegular():
 		return nil, fmt.Errorf("%s is not a regular file: refused", f.path)
 	case !privfile.OwnedBySelf(fi):
@@ -92,13 +115,13 @@ func (f *StateFile) Load() ([]byte, error) {
 		return nil, fmt.Errorf("%s may be read or written by group or others (%v): refused, it holds the signing key. "+
 			"chmod 600 it; if others may have read it, delete it instead (a new key is made, and every client registers and logs in again)", f.path, perm)
 	}
-	return os.ReadFile(f.path)
+	return io.ReadAll(file)
 }
 
 // Save writes doc to a temporary file in the same directory, flushes it to
 // disk, and renames it over the state file.
 func (f *StateFile) Save(doc []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(f.path), "."+filepath.Base(f.path)+".*.tmp") // mode 0600
+	tmp, err := os.CreateTemp(filepath.Dir(f.resolved), "."+filepath.Base(f.resolved)+".*.tmp") // mode 0600
 	if err != nil {
 		return err
 	}
@@ -110,7 +133,7 @@ func (f *StateFile) Save(doc []byte) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), f.path)
+		err = os.Rename(tmp.Name(), f.resolved)
 	}
 	if err != nil {
 		os.Remove(tmp.Name())

@@ -5,9 +5,12 @@
 package privfile
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 )
 
 // Open opens path as os.OpenFile does (flag, and perm if it creates it)
@@ -23,10 +26,33 @@ import (
 //     its files group-writable on each mount), that permission is taken
 //     away.
 func Open(path string, flag int, perm fs.FileMode) (*os.File, error) {
+	f, err := open(path, flag, perm, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := own(f, path); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// OpenRead opens path to read it, refusing a symbolic link at path (it is
+// never followed, O_NOFOLLOW), and without waiting for a writer when it is
+// a FIFO. The caller checks the opened file's own Stat and reads from it:
+// what was checked is then what is read, even if path is replaced between
+// the two.
+func OpenRead(path string) (*os.File, error) {
+	return open(path, os.O_RDONLY|nonBlock, 0, false)
+}
+
+// open opens path with flag and perm, not through a symbolic link at path
+// unless links is set and the link is this process's user's or root's.
+func open(path string, flag int, perm fs.FileMode, links bool) (*os.File, error) {
 	follow := false
-	if fi, err := os.Lstat(path); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+	if fi, err := os.Lstat(path); links && err == nil && fi.Mode()&fs.ModeSymlink != 0 {
 		if !OwnedBySelf(fi) && !ownedByRoot(fi) {
-			return nil, fmt.Errorf("%s is a symbolic link another user owns: refused (give the file's own path)", path)
+			return nil, fmt.Errorf("%s is a symbolic link another user owns (uid %d): refused (give the file's own path)", path, owner(fi))
 		}
 		follow = true
 	}
@@ -35,13 +61,14 @@ func Open(path string, flag int, perm fs.FileMode) (*os.File, error) {
 	}
 	f, err := os.OpenFile(path, flag, perm)
 	if err != nil {
-		if isLoop(err) { // a link appeared since Lstat
-			return nil, fmt.Errorf("%s is a symbolic link another user owns: refused (give the file's own path)", path)
+		// O_NOFOLLOW's refusal (ELOOP on Linux, EMLINK or EFTYPE on some
+		// BSDs), or a link that appeared since Lstat.
+		if fi, lerr := os.Lstat(path); !follow && (isLoop(err) || lerr == nil && fi.Mode()&fs.ModeSymlink != 0) {
+			if links {
+				return nil, fmt.Errorf("%s is a symbolic link another user owns: refused (give the file's own path)", path)
+			}
+			return nil, fmt.Errorf("%s is a symbolic link: refused (give the file's own path)", path)
 		}
-		return nil, err
-	}
-	if err := own(f, path); err != nil {
-		f.Close()
 		return nil, err
 	}
 	return f, nil
@@ -60,7 +87,7 @@ func own(f *os.File, path string) error {
 	case !mode.IsRegular():
 		return fmt.Errorf("%s is not a regular file, a pipe or a terminal: refused", path)
 	case !OwnedBySelf(fi):
-		return fmt.Errorf("%s belongs to another user: refused (they could read or change what it holds)", path)
+		return fmt.Errorf("%s belongs to another user (uid %d): refused (they could read or change what it holds)", path, owner(fi))
 	case mode.Perm()&0o022 != 0:
 		if err := f.Chmod(mode.Perm() &^ 0o022); err != nil {
 			return fmt.Errorf("%s may be written by group or others (%v), and that could not be taken away: %w", path, mode.Perm(), err)
@@ -71,12 +98,21 @@ func own(f *os.File, path string) error {
 
 // ReadSecret reads a secret another process provisioned (Kubernetes mounts
 // a Secret's file through symbolic links, owned by root, 0644 unless its
-// defaultMode says otherwise; Docker's secrets are 0444). It refuses a
-// file that is not regular, or that group or others may write (they could
-// put their own token there). One that others may read is read, and
-// exposed says so (the caller warns: chmod 600, or 640 for a group).
+// defaultMode says otherwise, group fsGroup's; Docker's secrets are 0444,
+// root's). It refuses a file that is not regular, that another user owns
+// (neither this process's user nor root: they could put a token of theirs
+// there), or that group or others may write (they could too); and a
+// symbolic link at path that another user owns. One that others may read
+// is read, and exposed says so (the caller warns: chmod 600, or 640 for a
+// group). What is checked is the file opened, and what is read is that
+// file.
 func ReadSecret(path string) (secret []byte, exposed bool, err error) {
-	fi, err := os.Stat(path)
+	f, err := open(path, os.O_RDONLY|nonBlock, 0, true)
+	if err != nil {
+		return nil, false, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
 	if err != nil {
 		return nil, false, err
 	}
@@ -84,9 +120,120 @@ func ReadSecret(path string) (secret []byte, exposed bool, err error) {
 	switch {
 	case !fi.Mode().IsRegular():
 		return nil, false, fmt.Errorf("%s is not a regular file: refused", path)
+	case !OwnedBySelf(fi) && !ownedByRoot(fi):
+		return nil, false, fmt.Errorf("%s belongs to another user (uid %d; this process runs as uid %d): refused, that user could put a token of theirs there "+
+			"(chown it to uid %d or to root, and chmod 600 it, or 640 for a group)", path, owner(fi), os.Geteuid(), os.Geteuid())
 	case perm&0o022 != 0:
 		return nil, false, fmt.Errorf("%s may be written by group or others (%v): refused, anyone of them could put a token of theirs there (chmod go-w)", path, perm)
 	}
-	b, err := os.ReadFile(path)
+	b, err := io.ReadAll(f)
 	return b, perm&0o004 != 0, err
+}
+
+// Check refuses path, a directory or a file kept in one, when a local user
+// other than this process's and root could have put it there or could
+// change it: a symbolic link (not followed); a file or directory another
+// user owns; or one that group or others may write, but for a directory
+// with its sticky bit set (as /tmp has it: they may add their own files to
+// it, but not remove or rename anyone else's). With secret, it also
+// refuses one that group or others may read. It never changes the mode: an
+// operator's file or directory is left as it is, and the error says what
+// to do. fs.ErrNotExist if path does not exist.
+func Check(path string, secret bool) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	return check(path, fi, secret)
+}
+
+func check(path string, fi fs.FileInfo, secret bool) error {
+	mode, perm := fi.Mode(), fi.Mode().Perm()
+	what, could := "file", "could change what it holds"
+	if fi.IsDir() {
+		what, could = "directory", "could put files of theirs in it, or swap or remove yours"
+	}
+	switch {
+	case mode&fs.ModeSymlink != 0:
+		return fmt.Errorf("%s is a symbolic link: refused (give the %s's own path)", path, what)
+	case !OwnedBySelf(fi) && !ownedByRoot(fi):
+		return fmt.Errorf("%s belongs to another user (uid %d; this process runs as uid %d): refused, that user %s (use a %s of your own)",
+			path, owner(fi), os.Geteuid(), could, what)
+	case !posixModes: // nothing more to check
+	case perm&0o022 != 0 && !(fi.IsDir() && mode&fs.ModeSticky != 0):
+		return fmt.Errorf("%s is writable by group or others (%v): refused, any of them %s (chmod go-w %s, or use a %s of your own)",
+			path, mode, could, path, what)
+	case secret && perm&0o077 != 0:
+		return fmt.Errorf("%s is readable by group or others (%v): refused (chmod 600 it; if others may have read it, make a new one)", path, perm)
+	}
+	return nil
+}
+
+// PrivateDir makes the directory dir, 0700, if it is missing (and any
+// directory missing above it), and returns its path with every symbolic
+// link resolved, for the caller to use from then on, once it has checked
+// (Check) that neither that directory nor any directory above it could be
+// changed by a local user other than this process's and root: none is
+// another user's, none may be written by group or others without its
+// sticky bit. Above it too: whoever may rename a directory on the way may
+// swap the whole tree below it for one of theirs. An existing directory
+// that fails is refused, never changed; nothing is made below one that
+// fails.
+func PrivateDir(dir string) (string, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	// The deepest directory on the way that exists, its links resolved;
+	// missing is what is to be made below it.
+	have, missing := abs, []string(nil)
+	for {
+		resolved, err := filepath.EvalSymlinks(have)
+		if err == nil {
+			have = resolved
+			break
+		}
+		parent := filepath.Dir(have)
+		if !errors.Is(err, fs.ErrNotExist) || parent == have {
+			return "", err
+		}
+		missing = append([]string{filepath.Base(have)}, missing...)
+		have = parent
+	}
+	var above []string
+	for p := have; ; p = filepath.Dir(p) {
+		above = append(above, p)
+		if filepath.Dir(p) == p {
+			break
+		}
+	}
+	for i := len(above) - 1; i >= 0; i-- { // from the root down: the first one to fix
+		if err := checkDir(above[i]); err != nil {
+			return "", err
+		}
+	}
+	for _, name := range missing {
+		have = filepath.Join(have, name)
+		if err := os.Mkdir(have, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return "", err
+		}
+		if err := checkDir(have); err != nil {
+			return "", err
+		}
+	}
+	return have, nil
+}
+
+func checkDir(path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	if err := check(path, fi, false); err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", path)
+	}
+	return nil
 }

@@ -4,7 +4,14 @@ package privfile
 
 import "io/fs"
 
-const noFollow = 0
+const (
+	noFollow = 0
+	nonBlock = 0
+	// posixModes: outside Unix, Go makes a file's permission bits up (from
+	// Windows' read-only attribute: a directory is always 0777); there are
+	// none to check.
+	posixModes = false
+)
 
 func isLoop(error) bool { return false }
 
@@ -12,3 +19,5 @@ func isLoop(error) bool { return false }
 func OwnedBySelf(fs.FileInfo) bool { return true }
 
 func ownedByRoot(fs.FileInfo) bool { return false }
+
+func owner(fs.FileInfo) int64 { return -1 }

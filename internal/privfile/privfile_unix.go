@@ -9,7 +9,14 @@ import (
 	"syscall"
 )
 
-const noFollow = syscall.O_NOFOLLOW
+const (
+	noFollow = syscall.O_NOFOLLOW
+	// nonBlock: opening a FIFO to read it does not wait for a writer.
+	nonBlock = syscall.O_NONBLOCK
+	// posixModes: a file's permission bits are its owner's, group's and
+	// others'.
+	posixModes = true
+)
 
 // isLoop says whether err is open's refusal of a symbolic link (O_NOFOLLOW).
 func isLoop(err error) bool { return errors.Is(err, syscall.ELOOP) }
@@ -24,4 +31,12 @@ func OwnedBySelf(fi fs.FileInfo) bool {
 func ownedByRoot(fi fs.FileInfo) bool {
 	st, ok := fi.Sys().(*syscall.Stat_t)
 	return ok && st.Uid == 0
+}
+
+// owner is the uid of fi's file's owner, -1 if unknown.
+func owner(fi fs.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int64(st.Uid)
+	}
+	return -1
 }
