@@ -62,7 +62,10 @@ func initializeWith(t *testing.T, url, body string, headers map[string]string) s
 // interval: the standalone GET stream, and a POST's stream waiting for the
 // client (a tool that asked for an elicitation nobody answers).
 func TestEdgeKeepAliveOnIdleStreams(t *testing.T) {
-	const interval = 50 * time.Millisecond
+	// Not shorter: the edge cuts a stream its actor left silent for three
+	// intervals, and a loaded CI machine (the race detector, the e2e
+	// suite's nodes beside it) stalled 150 ms once.
+	const interval = 250 * time.Millisecond
 	srv := newEdge(t, Options{SSEKeepAlive: interval})
 	sid := initializeWith(t, srv.URL, initElicitation, nil)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -196,7 +199,7 @@ func TestEdgeEndsStreamsAtTokenExpiry(t *testing.T) {
 // a cancellation, since its client may resume it (only a stateless
 // request's is), and the resumed stream carries the tool's result.
 func TestEdgeKeepAliveOnResumedStream(t *testing.T) {
-	const interval = 50 * time.Millisecond
+	const interval = 250 * time.Millisecond // as above
 	srv := newEdge(t, Options{SSEKeepAlive: interval})
 	sid := initializeWith(t, srv.URL, initElicitation, nil)
 	session := map[string]string{"Mcp-Session-Id": sid}
