@@ -73,17 +73,14 @@ const fenceTTL = 24 * time.Hour
 // are short so that a user who opens and deletes sessions in a loop, or
 // sends requests that create nothing, leaves nothing behind for long:
 // fenceTTL would keep ~140 bytes a session in a node's memory, or a key in
-// Redis, for a day. An unsaved session's is the longer, so that its first
-// save may still land after an hour of Redis being away (its activation
-// would be fenced by the counter's absence).
+// Redis, for a day. In Redis an unsaved session's is the longer, so that
+// its first save may still land after an hour of Redis being away (its
+// activation would be fenced by the counter's absence); in memory, where a
+// save cannot fail, both are endedFenceTTL.
 const (
 	endedFenceTTL   = 10 * time.Minute
 	unsavedFenceTTL = time.Hour
 )
-
-// sweepEvery is how often MemorySnapshots forgets, in one pass, what
-// expired without being looked up again.
-const sweepEvery = time.Minute
 
 // DefaultMaxSnapshotBytes is the default bound of a session's snapshot
 // (--max-snapshot-bytes): far above a normal session's (a few KiB, with an
@@ -259,9 +256,19 @@ func (r *RedisSnapshots) Delete(ctx context.Context, session string, epoch int64
 type MemorySnapshots struct {
 	Now func() time.Time // default time.Now
 
-	mu        sync.Mutex
-	sessions  map[string]*memorySnapshot
-	nextSweep time.Time
+	mu       sync.Mutex
+	sessions map[string]*memorySnapshot
+	// bare are the entries given a bare fence (endedFenceTTL: created and
+	// not saved, or ended), oldest first, so in the order they expire:
+	// forgotten then unless saved since (collectLocked). get forgets only
+	// the entries looked up again, and an ended session's is not.
+	bare     []bareEntry
+	bareHead int
+}
+
+type bareEntry struct {
+	session string
+	expiry  time.Time
 }
 
 // farFuture is the expiry of what never expires.
@@ -301,47 +308,57 @@ func (m *MemorySnapshots) get(session string) *memorySnapshot {
 func (m *MemorySnapshots) Activate(_ context.Context, session string, create bool) (int64, []byte, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	now := m.now()
+	m.collectLocked(now)
 	e := m.get(session)
 	if !create && (e == nil || e.snap == nil) {
 		return 0, nil, nil
 	}
-	now := m.now()
 	if e == nil {
-		m.sweepLocked(now)
 		e = &memorySnapshot{}
 		m.sessions[session] = e
 	}
 	e.epoch++
 	switch {
 	case e.snap == nil:
-		e.fenceExpiry = now.Add(unsavedFenceTTL)
+		m.bareLocked(session, e, now)
 	case e.fenceExpiry != farFuture:
 		e.fenceExpiry = now.Add(fenceTTL)
 	}
 	return e.epoch, e.snap, nil
 }
 
-// sweepLocked forgets every entry that expired, at most once every
-// sweepEvery: get forgets only those looked up again, and a session that
-// ended is not. Requires m.mu.
-func (m *MemorySnapshots) sweepLocked(now time.Time) {
-	if now.Before(m.nextSweep) {
-		return
-	}
-	m.nextSweep = now.Add(sweepEvery)
-	for id, e := range m.sessions {
-		if !now.Before(e.fenceExpiry) {
-			delete(m.sessions, id)
+// bareLocked gives e, session's entry, a bare fence from now on, to be
+// forgotten once it expires unless saved meanwhile. Requires m.mu.
+func (m *MemorySnapshots) bareLocked(session string, e *memorySnapshot, now time.Time) {
+	e.fenceExpiry = now.Add(endedFenceTTL)
+	m.bare = append(m.bare, bareEntry{session, e.fenceExpiry})
+}
+
+// collectLocked forgets the bare entries that expired and were not saved
+// since: a few each call, in the order they expire, so that no call pays
+// for a pass over every session. Requires m.mu.
+func (m *MemorySnapshots) collectLocked(now time.Time) {
+	for m.bareHead < len(m.bare) && !now.Before(m.bare[m.bareHead].expiry) {
+		b := m.bare[m.bareHead]
+		m.bare[m.bareHead] = bareEntry{}
+		m.bareHead++
+		if e := m.sessions[b.session]; e != nil && !now.Before(e.fenceExpiry) {
+			delete(m.sessions, b.session)
 		}
+	}
+	if m.bareHead > 1024 && m.bareHead*2 > len(m.bare) {
+		m.bare = append(m.bare[:0], m.bare[m.bareHead:]...)
+		m.bareHead = 0
 	}
 }
 
-// endLocked drops e's snapshot and moves its epoch on, fencing every
-// activation so far; the entry stays for endedFenceTTL. Requires m.mu.
-func (m *MemorySnapshots) endLocked(e *memorySnapshot) {
+// endLocked drops e's (session's) snapshot and moves its epoch on, fencing
+// every activation so far; the entry stays for endedFenceTTL. Requires m.mu.
+func (m *MemorySnapshots) endLocked(session string, e *memorySnapshot) {
 	e.snap = nil
 	e.epoch++
-	e.fenceExpiry = m.now().Add(endedFenceTTL)
+	m.bareLocked(session, e, m.now())
 }
 
 // epoch is session's newest activation, 0 if none.
@@ -383,7 +400,7 @@ func (m *MemorySnapshots) End(_ context.Context, session string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if e := m.get(session); e != nil {
-		m.endLocked(e)
+		m.endLocked(session, e)
 	}
 	return nil
 }
@@ -436,7 +453,7 @@ func (m *MemorySnapshots) Delete(_ context.Context, session string, epoch int64)
 	if e == nil || e.epoch != epoch {
 		return ErrFenced
 	}
-	m.endLocked(e)
+	m.endLocked(session, e)
 	return nil
 }
 
