@@ -183,7 +183,7 @@ func (x *Exchanger) Revoke(ctx context.Context, token string) error {
 	req.SetBasicAuth(url.QueryEscape(x.opts.ClientID), url.QueryEscape(x.opts.ClientSecret))
 	resp, err := x.opts.HTTPClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("revoke at %s: %w", endpoint, transportFailed(err))
+		return fmt.Errorf("revoke at %s: %w", endpoint, outbound.Failed(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusOK {
@@ -213,7 +213,7 @@ func exchangeFailed(resource string, err error) error {
 	}
 	if m := zitadelStatus.FindStringSubmatch(err.Error()); m != nil {
 		code, _ := strconv.Atoi(m[1])
-		msg := fmt.Sprintf("token exchange for %s: the token endpoint answered %s, not an OAuth error", resource, statusOf(code))
+		msg := fmt.Sprintf("token exchange for %s: the token endpoint answered %s, not an OAuth error", resource, outbound.Status(code))
 		if code >= 300 && code < 400 {
 			msg += " (redirects are not followed)"
 		}
@@ -221,7 +221,7 @@ func exchangeFailed(resource string, err error) error {
 	}
 	var uerr *url.Error
 	if errors.As(err, &uerr) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("token exchange for %s: %w", resource, transportFailed(err))
+		return fmt.Errorf("token exchange for %s: %w", resource, outbound.Failed(err))
 	}
 	return fmt.Errorf("token exchange for %s: the token endpoint's answer could not be read (not a token response)", resource)
 }
@@ -248,7 +248,7 @@ func (x *Exchanger) actorToken(ctx context.Context) (string, error) {
 	req.SetBasicAuth(url.QueryEscape(x.opts.ClientID), url.QueryEscape(x.opts.ClientSecret))
 	resp, err := x.opts.HTTPClient.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("actor token: %w", transportFailed(err))
+		return "", fmt.Errorf("actor token: %w", outbound.Failed(err))
 	}
 	defer resp.Body.Close()
 	var body struct {
@@ -258,7 +258,7 @@ func (x *Exchanger) actorToken(ctx context.Context) (string, error) {
 		Description string `json:"error_description"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&body); err != nil {
-		return "", fmt.Errorf("actor token: %s: %w", statusOf(resp.StatusCode), err)
+		return "", fmt.Errorf("actor token: %s: %w", outbound.Status(resp.StatusCode), err)
 	}
 	if resp.StatusCode != http.StatusOK || body.AccessToken == "" {
 		return "", &ExchangeError{Code: body.Error, Description: "actor token (client_credentials): " + body.Description}

@@ -71,7 +71,7 @@ func (g *GrantRevoker) RevokeUser(ctx context.Context, userKey string) error {
 		if errors.As(err, &uerr) {
 			err = uerr.Err
 		}
-		return fmt.Errorf("revoke grants at %s: %w", endpoint, transportFailed(err))
+		return fmt.Errorf("revoke grants at %s: %w", endpoint, outbound.Failed(err))
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))

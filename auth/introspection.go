@@ -189,11 +189,11 @@ func (v *IntrospectionVerifier) introspect(ctx context.Context, token string) (*
 	req.SetBasicAuth(url.QueryEscape(v.opts.ClientID), url.QueryEscape(v.opts.ClientSecret))
 	resp, err := v.opts.HTTPClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("introspect token: %w", transportFailed(err))
+		return nil, fmt.Errorf("introspect token: %w", outbound.Failed(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("introspect token: %s", statusOf(resp.StatusCode))
+		return nil, fmt.Errorf("introspect token: %s", outbound.Status(resp.StatusCode))
 	}
 	var raw map[string]any
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxMetadataBytes))

@@ -79,6 +79,11 @@ func WriteCerts(dir string, o CertsOptions) (files []NodeFiles, info CAInfo, err
 	if err := privfile.Check(filepath.Clean(dir), false); err != nil {
 		return nil, info, err
 	}
+	// Not even a sticky one (as /tmp): others could make ca.crt and ca.key
+	// in it between their check and their reading below.
+	if err := privfile.Exclusive(filepath.Clean(dir)); err != nil {
+		return nil, info, err
+	}
 	for _, p := range []string{caCert, caKey} {
 		if err := privfile.Check(p, p == caKey); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, info, err

@@ -154,6 +154,11 @@ func TestWriteCertsRefusesPlantedCA(t *testing.T) {
 			os.Chmod(dir, 0o777)
 			return dir
 		}, "writable by group or others"},
+		{"the directory sticky and writable by others, as /tmp", func(t *testing.T, dir string) string {
+			copyCA(t, dir)
+			os.Chmod(dir, os.ModeSticky|0o777)
+			return dir
+		}, "writable by group or others"},
 		{"the key readable by others", func(t *testing.T, dir string) string {
 			copyCA(t, dir)
 			os.Chmod(filepath.Join(dir, CAKeyFile), 0o644)

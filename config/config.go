@@ -553,6 +553,10 @@ func (c *Config) loopbackResource() (*url.URL, bool) {
 	return u, true
 }
 
+// Explicit says whether the flag flagName was given (on the command line
+// or in the environment), rather than derived.
+func (c *Config) Explicit(flagName string) bool { return c.explicit[flagName] }
+
 // LoopbackTwins are the addresses the MCP edge must hold besides bound (its
 // own listen address, resolved): while Resources names the loopback
 // aliases, 127.0.0.1 and [::1] on bound's port, other than bound itself;

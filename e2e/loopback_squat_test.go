@@ -58,10 +58,11 @@ func TestLoopbackSquat(t *testing.T) {
 		t.Fatalf("pingmcp dev --addr %s while [::1]:%s is held by another process: %v (timed out: %v)\n%s\nwant it to refuse to start, naming [::1]:%s and what to do",
 			addr, port, err, timedOut, out, port)
 	}
-	// dev's own authorization server and Todo API, given a localhost
-	// address (their URLs then name localhost), hold the twin as well.
+	// dev's own authorization server and Todo API, given a URL naming
+	// localhost, hold the twin as well (derived, their URL is the IP
+	// literal they are bound to, which needs none).
 	for _, args := range [][]string{
-		{"--idp-addr", "localhost:" + port, "--todo-api-addr", "127.0.0.1:0"},
+		{"--idp-addr", "localhost:" + port, "--issuer", "http://localhost:" + port, "--client-secret", "s", "--todo-api-addr", "127.0.0.1:0"},
 		{"--todo-api-addr", "localhost:" + port, "--todo-api-url", "http://localhost:" + port, "--idp-addr", "127.0.0.1:0"},
 	} {
 		rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)

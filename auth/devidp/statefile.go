@@ -55,14 +55,22 @@ func OpenStateFile(path string) (*StateFile, error) {
 	if err != nil {
 		return nil, fmt.Errorf("devidp: state file lock: %w", err)
 	}
-	if err := lockFile(lock); err != nil {
+	// A regular file only (privfile.Open takes a pipe or a terminal, as a
+	// log may be): what someone else put there is no lock of ours.
+	if fi, err := lock.Stat(); err != nil || !fi.Mode().IsRegular() {
 		lock.Close()
+		return nil, fmt.Errorf("devidp: state file lock %s is not a regular file: refused (remove it)", lockPath)
+	}
+	if err := lockFile(lock); err != nil {
+		defer lock.Close()
 		if !errors.Is(err, ErrStateInUse) {
 			return nil, fmt.Errorf("devidp: lock %s: %w", lockPath, err)
 		}
+		// Who holds it, read from the file opened, not the path again.
 		holder := "another process"
-		if b, rerr := os.ReadFile(lockPath); rerr == nil {
-			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b))); perr == nil {
+		b := make([]byte, 32)
+		if n, _ := lock.ReadAt(b, 0); n > 0 {
+			if pid, perr := strconv.Atoi(strings.TrimSpace(string(b[:n]))); perr == nil {
 				holder = "process " + strconv.Itoa(pid)
 			}
 		}

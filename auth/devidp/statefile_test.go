@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // A state file whose directory, or a directory above it, another local
@@ -223,4 +225,62 @@ func modeOf(t *testing.T, path string) os.FileMode {
 		t.Fatal(err)
 	}
 	return fi.Mode()
+}
+
+// In a sticky directory (as /tmp) another user may put files of theirs
+// where the state file's lock goes: a hard link to a file of this user's
+// (which writing the lock would destroy), or a FIFO they hold locked
+// (reading who holds it would wait for ever). Both are refused, and the
+// linked file is left as it was.
+func TestStateFileLockPlantedInSharedDirectory(t *testing.T) {
+	base := t.TempDir()
+	shared := filepath.Join(base, "tmp")
+	os.Mkdir(shared, 0o755)
+	os.Chmod(shared, os.ModeSticky|0o777)
+	home := filepath.Join(base, "home")
+	os.Mkdir(home, 0o700)
+	precious := filepath.Join(home, ".profile")
+	if err := os.WriteFile(precious, []byte("precious\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	state := filepath.Join(shared, "state.json")
+	if err := os.Link(precious, state+".lock"); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := OpenStateFile(state); err == nil {
+		f.Close()
+		t.Error("a lock hard-linked to another file was taken")
+	} else if !strings.Contains(err.Error(), "hard links") {
+		t.Errorf("refused, but not saying why: %v", err)
+	}
+	if b, _ := os.ReadFile(precious); string(b) != "precious\n" {
+		t.Errorf("the file the lock was linked to now holds %q", b)
+	}
+	os.Remove(state + ".lock")
+
+	if err := syscall.Mkfifo(state+".lock", 0o600); err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := os.OpenFile(state+".lock", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer theirs.Close()
+	syscall.Flock(int(theirs.Fd()), syscall.LOCK_EX)
+	done := make(chan error, 1)
+	go func() {
+		f, err := OpenStateFile(state)
+		if err == nil {
+			f.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("a FIFO as the lock: %v, want a refusal", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("OpenStateFile still waits 10 s on a FIFO planted as its lock")
+	}
 }

@@ -72,16 +72,25 @@ func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 		}()
 	}
 
-	// Each on its loopback twin too when its URL (given, or derived from
-	// an --*-addr of localhost) names localhost (config.LocalhostTwins).
+	// Each on its loopback twin too when its URL, given, names localhost
+	// (config.LocalhostTwins); a derived one is the IP literal it is bound
+	// to (Rebind, below), which needs none.
+	given := func(flagName, url string) []string {
+		if cfg.Explicit(flagName) {
+			return []string{url}
+		}
+		return nil
+	}
 	var idpLn net.Listener
 	if embeddedIdP {
-		if idpLn, err = listenHolding(cfg.IdPAddr, func(b string) []string { return config.LocalhostTwins(b, cfg.Issuer) }, nil); err != nil {
+		urls := given("issuer", cfg.Issuer)
+		if idpLn, err = listenHolding(cfg.IdPAddr, func(b string) []string { return config.LocalhostTwins(b, urls...) }, nil); err != nil {
 			return err
 		}
 		n.cleanup.push(func() { idpLn.Close() }) // closed already once served
 	}
-	todoLn, err := listenHolding(cfg.TodoAPIAddr, func(b string) []string { return config.LocalhostTwins(b, cfg.TodoAPIURL) }, nil)
+	todoURLs := given("todo-api-url", cfg.TodoAPIURL)
+	todoLn, err := listenHolding(cfg.TodoAPIAddr, func(b string) []string { return config.LocalhostTwins(b, todoURLs...) }, nil)
 	if err != nil {
 		return err
 	}

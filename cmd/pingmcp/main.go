@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -124,7 +125,29 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	}
 	logger := slog.New(h)
 	slog.SetDefault(logger)
+	log.SetFlags(0)
+	log.SetOutput(stdLog{logger})
 	return logger
+}
+
+// stdLog takes what the standard library's log package writes (net/http's
+// transport among others) into logger, as slog.SetDefault would, but for
+// what quotes a server's bytes: the transport logs the start of what a
+// server sent on an idle connection ("Unsolicited response received on
+// idle HTTP channel starting with …"), where a server that reflects its
+// requests would put the Basic credentials or the token a call carried.
+type stdLog struct{ logger *slog.Logger }
+
+// unsolicited starts the transport's line for bytes a server sent unasked.
+const unsolicited = "Unsolicited response received on idle HTTP channel"
+
+func (l stdLog) Write(p []byte) (int, error) {
+	msg := strings.TrimSuffix(string(p), "\n")
+	if strings.HasPrefix(msg, unsolicited) {
+		msg = unsolicited + ": a server sent bytes after its answer (not shown: they are the server's to choose, and may echo the request's credentials)"
+	}
+	l.logger.Info(msg)
+	return len(p), nil
 }
 
 // grantsService is the grant management service's URL (--grants-url, or

@@ -4,7 +4,15 @@
 package outbound
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/pingmcp/pingmcp/telemetry"
@@ -29,4 +37,70 @@ func Client(c *http.Client, peer string) *http.Client {
 	}
 	out.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return telemetry.Client(&out, peer)
+}
+
+// ErrNotHTTP stands for an answer Go's transport could not read as HTTP.
+var ErrNotHTTP = errors.New("the server's answer was not HTTP")
+
+// ErrClosed is a call whose connection the server closed before its
+// answer.
+var ErrClosed = errors.New("the server closed the connection without an answer")
+
+// ErrNoAnswerInTime is a call that ran out of time (its context's, or its
+// client's Timeout).
+var ErrNoAnswerInTime = fmt.Errorf("no answer in time: %w", context.DeadlineExceeded)
+
+// Failed is err, from a call that carried credentials or a token, as it
+// may be said: what kept the answer from coming (a refused or reset
+// connection, a name not found, a certificate not trusted, no answer in
+// time, a cancelled call), or ErrNotHTTP. Go's transport quotes an answer
+// that is not HTTP (its status or a header line, in its error, also when
+// the client's Timeout then passed), and a server or proxy that reflects
+// its request would put the call's Basic credentials, token or signed URL
+// there: such an error is never passed on, to a log, an audit record or a
+// tool's result. What is passed on is the cause alone, never err.
+func Failed(err error) error {
+	var (
+		op *net.OpError
+		dn *net.DNSError
+		ne net.Error
+		cv *tls.CertificateVerificationError
+		rh tls.RecordHeaderError
+		ua x509.UnknownAuthorityError
+		he x509.HostnameError
+		ci x509.CertificateInvalidError
+	)
+	switch {
+	case errors.Is(err, context.Canceled):
+		return context.Canceled
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return ErrNoAnswerInTime
+	case errors.As(err, &dn):
+		return dn
+	case errors.As(err, &cv):
+		return cv
+	case errors.As(err, &ua):
+		return ua
+	case errors.As(err, &he):
+		return he
+	case errors.As(err, &ci):
+		return ci
+	case errors.As(err, &rh):
+		return rh
+	case errors.As(err, &op) && op.Op != "proxyconnect": // a proxy's CONNECT answer is its to word
+		return op
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return ErrClosed
+	}
+	return ErrNotHTTP
+}
+
+// Status is an answer's status as it may be said: its code and standard
+// text, never the server's reason phrase (its to choose: as long as its
+// headers may be, and it may echo the request).
+func Status(code int) string {
+	if t := http.StatusText(code); t != "" {
+		return strconv.Itoa(code) + " " + t
+	}
+	return strconv.Itoa(code)
 }

@@ -1,9 +1,16 @@
 package outbound
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -43,5 +50,41 @@ func TestNoRedirectFollowed(t *testing.T) {
 	Client(mine, "test")
 	if mine.CheckRedirect != nil {
 		t.Error("the caller's client was changed")
+	}
+}
+
+// timeoutQuoting is an error as Go's client makes it when its Timeout
+// passed while the transport had already failed on a malformed answer:
+// a timeout whose text quotes the server.
+type timeoutQuoting struct{}
+
+func (timeoutQuoting) Error() string {
+	return `net/http: HTTP/1.x transport connection broken: malformed MIME header: missing colon: "Basic c2VjcmV0" (Client.Timeout exceeded while awaiting headers)`
+}
+func (timeoutQuoting) Timeout() bool   { return true }
+func (timeoutQuoting) Temporary() bool { return true }
+
+// Failed passes on a cause alone, never the error that carried it, and
+// nothing of what a server sent.
+func TestFailedSaysNoServerWords(t *testing.T) {
+	dial := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{&url.Error{Op: "Post", URL: "http://idp/token", Err: timeoutQuoting{}}, ErrNoAnswerInTime.Error()},
+		{&url.Error{Op: "Post", URL: "http://idp/token", Err: errors.New(`malformed HTTP status code "Basic c2VjcmV0"`)}, ErrNotHTTP.Error()},
+		{&url.Error{Op: "Post", URL: "http://idp/token", Err: &net.OpError{Op: "proxyconnect", Net: "tcp", Err: errors.New("Basic c2VjcmV0")}}, ErrNotHTTP.Error()},
+		{&url.Error{Op: "Post", URL: "http://idp/token", Err: dial}, dial.Error()},
+		{&url.Error{Op: "Post", URL: "http://idp/token", Err: io.EOF}, ErrClosed.Error()},
+		{fmt.Errorf("x: %w", context.Canceled), context.Canceled.Error()},
+	} {
+		got := Failed(tc.err)
+		if got.Error() != tc.want || strings.Contains(got.Error(), "c2VjcmV0") {
+			t.Errorf("Failed(%v) = %v, want %q", tc.err, got, tc.want)
+		}
+	}
+	if !errors.Is(Failed(timeoutQuoting{}), context.DeadlineExceeded) {
+		t.Error("a timeout is not context.DeadlineExceeded")
 	}
 }

@@ -279,3 +279,32 @@ func TestPrivateDir(t *testing.T) {
 		}
 	}
 }
+
+// A file with other hard links is refused by Open: in a directory another
+// user may write (a sticky /tmp) it may be a file of this user's they
+// linked there, which writing would change.
+func TestOpenRefusesHardLinks(t *testing.T) {
+	dir := t.TempDir()
+	mine := filepath.Join(dir, "mine")
+	if err := os.WriteFile(mine, []byte("precious"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	linked := filepath.Join(dir, "audit.log")
+	if err := os.Link(mine, linked); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := Open(linked, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
+		f.Close()
+		t.Error("a file with another hard link was opened")
+	} else if !strings.Contains(err.Error(), "hard links") {
+		t.Errorf("refused, not saying why: %v", err)
+	}
+	if err := Exclusive(dir); err != nil {
+		t.Errorf("Exclusive(a private directory): %v", err)
+	}
+	os.Chmod(dir, os.ModeSticky|0o777)
+	defer os.Chmod(dir, 0o700)
+	if err := Exclusive(dir); err == nil {
+		t.Error("Exclusive took a sticky directory others may write")
+	}
+}

@@ -88,6 +88,11 @@ func own(f *os.File, path string) error {
 		return fmt.Errorf("%s is not a regular file, a pipe or a terminal: refused", path)
 	case !OwnedBySelf(fi):
 		return fmt.Errorf("%s belongs to another user (uid %d): refused (they could read or change what it holds)", path, owner(fi))
+	case links(fi) > 1:
+		// A hard link another user made, in a directory they may write
+		// (a sticky /tmp), to a file of this user's: writing here would
+		// write there.
+		return fmt.Errorf("%s has other hard links (%d): refused (it may be another file of yours, linked there by someone else)", path, links(fi))
 	case mode.Perm()&0o022 != 0:
 		if err := f.Chmod(mode.Perm() &^ 0o022); err != nil {
 			return fmt.Errorf("%s may be written by group or others (%v), and that could not be taken away: %w", path, mode.Perm(), err)
@@ -145,6 +150,20 @@ func Check(path string, secret bool) error {
 		return err
 	}
 	return check(path, fi, secret)
+}
+
+// Exclusive refuses a directory group or others may write, sticky or not:
+// one whose files no other local user may create, for a caller that checks
+// a file by its path before it reads it.
+func Exclusive(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if posixModes && fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("%s is writable by group or others (%v): refused, any of them could put files of theirs in it (chmod go-w %s, or use a directory of your own)", dir, fi.Mode(), dir)
+	}
+	return nil
 }
 
 func check(path string, fi fs.FileInfo, secret bool) error {

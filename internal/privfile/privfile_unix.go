@@ -33,6 +33,14 @@ func ownedByRoot(fi fs.FileInfo) bool {
 	return ok && st.Uid == 0
 }
 
+// links is how many hard links fi's file has (1 if unknown).
+func links(fi fs.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Nlink)
+	}
+	return 1
+}
+
 // owner is the uid of fi's file's owner, -1 if unknown.
 func owner(fi fs.FileInfo) int64 {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {

@@ -5,7 +5,6 @@ package answer
 
 import (
 	"encoding/json"
-	"net/http"
 	"strconv"
 	"strings"
 	"unicode"
@@ -55,15 +54,6 @@ func Echoes(s, token string) bool {
 		}
 	}
 	return strings.Contains(b.String(), token)
-}
-
-// Status is a status code and its standard text: never the API's reason
-// phrase, which is the API's to choose and as long as its headers may be.
-func Status(code int) string {
-	if t := http.StatusText(code); t != "" {
-		return strconv.Itoa(code) + " " + t
-	}
-	return strconv.Itoa(code)
 }
 
 // Blank replaces the token in s.
@@ -146,16 +136,4 @@ func Excerpt(b []byte, token string) string {
 	s := Blank(strings.ToValidUTF8(string(b), "\uFFFD"), token)
 	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }), " ")
 	return telemetry.ClipTo(s, MaxExcerpt)
-}
-
-// Failed is the text of an error that kept an API's answer from coming or
-// from being read: Go's transport quotes what a server sent that is not
-// HTTP (a status line, a header line), which is the API's to choose, so it
-// is shown as an excerpt, and not at all if it holds the token.
-func Failed(err error, token string) string {
-	s := Blank(err.Error(), token)
-	if Echoes(s, token) {
-		return Echoed
-	}
-	return Excerpt([]byte(s), token)
 }

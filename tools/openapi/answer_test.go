@@ -2,11 +2,13 @@ package openapi
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pingmcp/pingmcp/tools/answer"
 )
@@ -76,5 +78,18 @@ func TestPathEndAfterDecoding(t *testing.T) {
 	}
 	if res := callTool(t, cs, "items_deleteItem", `{"id":"5?x"}`); res.IsError {
 		t.Errorf("id \"5?x\" (sent escaped, %%3F) was refused: %s", text(res))
+	}
+}
+
+// A document's URL may carry a credential (userinfo, a signed query): an
+// answer that is not HTTP never has its fetch's error quote it.
+func TestFetchErrorQuotesNoCredential(t *testing.T) {
+	base := rawAPI(t, func(req *http.Request) string {
+		return req.Method + " " + req.URL.RequestURI() + " " + req.Header.Get("Authorization") + "\r\n\r\n"
+	})
+	loc := strings.Replace(base, "http://", "http://svc:BASIC-PASSWORD@", 1) + "/spec.json?sig=SIGNED-URL-SECRET"
+	_, err := fetch(context.Background(), loc, Options{HTTPClient: &http.Client{Timeout: 5 * time.Second}, MaxDocumentBytes: 1 << 20})
+	if err == nil || strings.Contains(err.Error(), "SIGNED-URL-SECRET") || strings.Contains(err.Error(), "Basic ") || !strings.Contains(err.Error(), "not HTTP") {
+		t.Errorf("the fetch's error: %v; want it to say the answer was not HTTP, quoting nothing", err)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/pingmcp/pingmcp/audit"
+	"github.com/pingmcp/pingmcp/internal/outbound"
 	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/pingmcp/pingmcp/tools"
 	"github.com/pingmcp/pingmcp/tools/answer"
@@ -96,14 +97,14 @@ func (t *operationTool) call(ctx context.Context, caller tools.Caller, req *mcp.
 		if errors.As(err, &uerr) {
 			err = uerr.Err // the URL is ours; the error needs no more
 		}
-		return failure(fmt.Errorf("the %s API could not be reached: %s", t.api.name, answer.Failed(err, d.Token)))
+		return failure(fmt.Errorf("the %s API could not be reached: %w", t.api.name, outbound.Failed(err)))
 	}
 	defer resp.Body.Close()
 	// Past the cut, as much as the token takes escaped (\u0074 for t): one
 	// that the cut falls within is read whole, and found (result).
 	b, err := io.ReadAll(io.LimitReader(resp.Body, int64(t.api.maxResult+6*len(d.Token))+1))
 	if err != nil {
-		return failure(fmt.Errorf("reading the %s API's answer: %s", t.api.name, answer.Failed(err, d.Token)))
+		return failure(fmt.Errorf("reading the %s API's answer: %w", t.api.name, outbound.Failed(err)))
 	}
 	return t.api.result(resp, b, d.Token)
 }
@@ -475,7 +476,7 @@ func headerValue(v any) (string, error) {
 func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.CallToolResult {
 	long := len(b) > a.maxResult
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		msg := fmt.Sprintf("the %s API answered %s", a.name, answer.Status(resp.StatusCode))
+		msg := fmt.Sprintf("the %s API answered %s", a.name, outbound.Status(resp.StatusCode))
 		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 			msg += " (redirects are not followed)"
 		}
@@ -488,7 +489,7 @@ func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.Call
 		return failure(errors.New(msg))
 	}
 	if len(b) == 0 {
-		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: answer.Status(resp.StatusCode)}}}
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: outbound.Status(resp.StatusCode)}}}
 	}
 	if long {
 		text := answer.Blank(strings.ToValidUTF8(string(b), "\uFFFD"), token)

@@ -14,7 +14,7 @@ import (
 
 	"github.com/getkin/kin-openapi/openapi3"
 
-	"github.com/pingmcp/pingmcp/tools/answer"
+	"github.com/pingmcp/pingmcp/internal/outbound"
 )
 
 // load reads an OpenAPI document, resolves its $refs and validates it. A
@@ -163,19 +163,17 @@ func fetch(ctx context.Context, location string, opts Options) ([]byte, error) {
 	req.Header.Set("Accept", "application/yaml, application/json;q=0.9, */*;q=0.1")
 	resp, err := client.Do(req)
 	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
-		return nil, fmt.Errorf("document %s could not be fetched: %w", shown, err)
+		// Never Go's own words: the URL may carry a credential (userinfo,
+		// a signed query), which a reflecting server would quote.
+		return nil, fmt.Errorf("document %s could not be fetched: %w", shown, outbound.Failed(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("document %s: answered %s", shown, answer.Status(resp.StatusCode))
+		return nil, fmt.Errorf("document %s: answered %s", shown, outbound.Status(resp.StatusCode))
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, opts.MaxDocumentBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("document %s: %w", shown, err)
+		return nil, fmt.Errorf("document %s: %w", shown, outbound.Failed(err))
 	}
 	if int64(len(b)) > opts.MaxDocumentBytes {
 		return nil, fmt.Errorf("document %s is larger than %d bytes", shown, opts.MaxDocumentBytes)

@@ -273,12 +273,12 @@ func (c *calls) api(ctx context.Context, method, path string, body any, header h
 		if errors.As(err, &uerr) {
 			err = uerr.Err // the URL is ours; the error needs no more
 		}
-		return failure(fmt.Errorf("the Todo API could not be reached: %s", answer.Failed(err, d.Token))), nil
+		return failure(fmt.Errorf("the Todo API could not be reached: %w", outbound.Failed(err))), nil
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return failure(fmt.Errorf("reading the Todo API's answer: %s", answer.Failed(err, d.Token))), nil
+		return failure(fmt.Errorf("reading the Todo API's answer: %w", outbound.Failed(err))), nil
 	}
 	// What the API says is shown as the --apis tools show it (tools/answer):
 	// the status's standard text, never its reason phrase; a bounded
@@ -286,7 +286,7 @@ func (c *calls) api(ctx context.Context, method, path string, body any, header h
 	if resp.StatusCode != http.StatusOK {
 		var e todoapi.ErrorBody
 		json.Unmarshal(raw, &e)
-		msg := "the Todo API answered " + answer.Status(resp.StatusCode)
+		msg := "the Todo API answered " + outbound.Status(resp.StatusCode)
 		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 			msg += " (redirects are not followed)"
 		}
