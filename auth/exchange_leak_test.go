@@ -1,16 +1,16 @@
 package auth
 
 import (
-	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/pingmcp/pingmcp/internal/rawtest"
 )
 
 // tokenEndpoint is an issuer's URL: its discovery document, and a token
@@ -106,35 +106,16 @@ func TestExchangeFollowsNoRedirect(t *testing.T) {
 // quotes in its error.
 func reflector(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	base := "http://" + ln.Addr().String()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				if req.URL.Path == "/.well-known/openid-configuration" {
-					b, _ := json.Marshal(map[string]any{"issuer": base, "token_endpoint": base + "/token",
-						"revocation_endpoint": base + "/revoke", "introspection_endpoint": base + "/introspect"})
-					fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", len(b), b)
-					return
-				}
-				req.ParseForm()
-				c.Write([]byte("HTTP/1.1 200 OK\r\n" + req.Header.Get("Authorization") + " " + req.PostForm.Encode() + "\r\n\r\n"))
-			}()
+	var base string
+	base = rawtest.Server(t, func(req *http.Request) string {
+		if req.URL.Path == "/.well-known/openid-configuration" {
+			b, _ := json.Marshal(map[string]any{"issuer": base, "token_endpoint": base + "/token",
+				"revocation_endpoint": base + "/revoke", "introspection_endpoint": base + "/introspect"})
+			return fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(b), b)
 		}
-	}()
+		req.ParseForm()
+		return "HTTP/1.1 200 OK\r\n" + req.Header.Get("Authorization") + " " + req.PostForm.Encode() + "\r\n\r\n"
+	})
 	return base
 }
 

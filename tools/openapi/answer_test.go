@@ -1,45 +1,20 @@
 package openapi
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pingmcp/pingmcp/internal/rawtest"
 	"github.com/pingmcp/pingmcp/tools/answer"
 )
 
 // rawAPI answers every request with what reply makes of it, written as
 // is: not necessarily HTTP.
-func rawAPI(t *testing.T, reply func(req *http.Request) string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				c.Write([]byte(reply(req)))
-			}()
-		}
-	}()
-	return "http://" + ln.Addr().String()
-}
+var rawAPI = rawtest.Server
 
 // An answer that is not HTTP fails the call with Go's transport error,
 // which quotes what the API sent: never the token, should the API echo it,
