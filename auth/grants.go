@@ -79,7 +79,8 @@ func (g *GrantRevoker) RevokeUser(ctx context.Context, userKey string) error {
 	case resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusOK:
 		return nil
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		return fmt.Errorf("revoke grants at %s: HTTP %d redirecting to %q: not followed, nothing was revoked (is --grants-url right?)", endpoint, resp.StatusCode, resp.Header.Get("Location"))
+		// Not the Location itself: the server's to word.
+		return fmt.Errorf("revoke grants at %s: HTTP %d, a redirect: not followed, nothing was revoked (is --grants-url right?)", endpoint, resp.StatusCode)
 	case resp.StatusCode == http.StatusUnauthorized:
 		return fmt.Errorf("revoke grants at %s: HTTP 401: the grant management credentials (--grants-user, --grants-password) were refused", endpoint)
 	}

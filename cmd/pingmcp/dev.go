@@ -58,7 +58,7 @@ func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 			if errors.Is(err, devidp.ErrStateInUse) {
 				return fmt.Errorf("--dev-state: %w. Is another pingmcp dev running? Stop it, or give this one another --dev-state FILE, or --dev-state off", err)
 			}
-			return fmt.Errorf("--dev-state: %w", err)
+			return fmt.Errorf("--dev-state: %w (or --dev-state off: logins kept in memory only)", err)
 		}
 		n.cleanup.push(func() { store.Close() })
 	}
