@@ -2,14 +2,17 @@ package auth
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/pingmcp/pingmcp/internal/outbound"
+	"github.com/pingmcp/pingmcp/telemetry"
 )
 
 // GrantsPath is where PingFederate serves its OAuth Access Grant Management
@@ -79,10 +82,25 @@ func (g *GrantRevoker) RevokeUser(ctx context.Context, userKey string) error {
 	case resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusOK:
 		return nil
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		// Not the Location itself: the server's to word.
-		return fmt.Errorf("revoke grants at %s: HTTP %d, a redirect: not followed, nothing was revoked (is --grants-url right?)", endpoint, resp.StatusCode)
+		return fmt.Errorf("revoke grants at %s: HTTP %d redirecting to %s: not followed, nothing was revoked (is --grants-url right?)",
+			endpoint, resp.StatusCode, g.shownLocation(resp.Header.Get("Location")))
 	case resp.StatusCode == http.StatusUnauthorized:
 		return fmt.Errorf("revoke grants at %s: HTTP 401: the grant management credentials (--grants-user, --grants-password) were refused", endpoint)
 	}
 	return fmt.Errorf("revoke grants at %s: HTTP %d", endpoint, resp.StatusCode)
+}
+
+// shownLocation is where a redirect points, as an error may say it: its
+// path alone (a query or userinfo may hold anything), quoted and clipped,
+// and nothing of it should a reflecting server have put the grant
+// manager's credentials there.
+func (g *GrantRevoker) shownLocation(loc string) string {
+	basic := base64.StdEncoding.EncodeToString([]byte(g.opts.User + ":" + g.opts.Password))
+	if g.opts.Password != "" && (strings.Contains(loc, g.opts.Password) || strings.Contains(loc, basic)) {
+		return "(a location holding the credentials sent: not shown)"
+	}
+	if u, err := url.Parse(loc); err == nil {
+		loc = u.EscapedPath()
+	}
+	return strconv.Quote(telemetry.ClipTo(loc, 200))
 }

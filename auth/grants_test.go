@@ -2,6 +2,7 @@ package auth_test
 
 import (
 	"context"
+	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -34,6 +35,11 @@ func TestGrantRevokerRefusesRedirectsAndOther2xx(t *testing.T) {
 		others.Add(1)
 		w.Write([]byte("<html>login</html>"))
 	})
+	mux.HandleFunc("/echo/{user}/grants", func(w http.ResponseWriter, r *http.Request) {
+		// A server reflecting the request into its redirect.
+		w.Header().Set("Location", "/login/"+strings.TrimPrefix(r.Header.Get("Authorization"), "Basic "))
+		w.WriteHeader(http.StatusFound)
+	})
 	mux.HandleFunc("/accepted/{user}/grants", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusAccepted)
 	})
@@ -51,6 +57,9 @@ func TestGrantRevokerRefusesRedirectsAndOther2xx(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "/login") || strings.Contains(err.Error(), "secret-pw") {
 			t.Errorf("a %d to a login page: %v, want an error naming /login", code, err)
 		}
+	}
+	if err := revoke("/echo"); err == nil || strings.Contains(err.Error(), base64.StdEncoding.EncodeToString([]byte("u:secret-pw"))) {
+		t.Errorf("a redirect echoing the credentials: %v, want them withheld", err)
 	}
 	if deletes.Load() != 4 || others.Load() != 0 {
 		t.Errorf("%d DELETEs, %d requests following the redirects; want 4 and 0", deletes.Load(), others.Load())
