@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -58,7 +59,15 @@ func (a *SessionActor) checkLimits(req *envelope.Request, _ *rpcbody.Body) *enve
 // the cluster, as a session's on its GET streams does. A principal
 // actor's other requests are limited at the edge only.
 func (a *PrincipalActor) checkLimits(req *envelope.Request, rb *rpcbody.Body) *envelope.ResponsePart {
-	if a.cfg.MaxListensPerPrincipal <= 0 || rb.Listen() == nil {
+	if rb.Listen() == nil {
+		return nil
+	}
+	if n := listenResources(req.GetBody()); n > MaxListenResources {
+		metrics.Limited.WithLabelValues("listen_resources").Inc()
+		return errorPart(req.Id, http.StatusBadRequest, firstID(req), rpcerr.OverLimit("listen_resources", MaxListenResources,
+			fmt.Sprintf("params.notifications.resourceSubscriptions names %d resources; one listen takes at most %d: open another listen for the others", n, MaxListenResources)))
+	}
+	if a.cfg.MaxListensPerPrincipal <= 0 {
 		return nil
 	}
 	open := 0
@@ -76,6 +85,32 @@ func (a *PrincipalActor) checkLimits(req *envelope.Request, rb *rpcbody.Body) *e
 	metrics.Limited.WithLabelValues("principal_listens").Inc()
 	return limited(req, http.StatusTooManyRequests, 1, "principal_listens",
 		fmt.Sprintf("too many open subscriptions/listen streams: at most %d per client of a user, across the servers; close one or retry", a.cfg.MaxListensPerPrincipal))
+}
+
+// MaxListenResources bounds the resources one stateless
+// subscriptions/listen may subscribe to (params.notifications.
+// resourceSubscriptions, every entry counted, duplicates too): more is
+// refused. The go-sdk keeps the whole list, with a deferred unsubscribe
+// for each entry, as long as the stream lasts: a 4 MiB body of one URI
+// repeated held 42 MiB of a node's memory, eight of them (a principal's
+// listens) 338 MiB. As tasks.MaxListenTasks for notifications.taskIds.
+const MaxListenResources = 100
+
+// listenResources is how many entries a subscriptions/listen's
+// params.notifications.resourceSubscriptions has (0 for none, or for what
+// does not decode: the go-sdk's to refuse).
+func listenResources(body []byte) int {
+	var m struct {
+		Params struct {
+			Notifications struct {
+				ResourceSubscriptions []json.RawMessage `json:"resourceSubscriptions"`
+			} `json:"notifications"`
+		} `json:"params"`
+	}
+	if json.Unmarshal(body, &m) != nil {
+		return 0
+	}
+	return len(m.Params.Notifications.ResourceSubscriptions)
 }
 
 // limited is the answer to a request a limit refused: status with

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -156,5 +157,41 @@ func TestCheckLimits(t *testing.T) {
 	check(pa.checkLimits(listen, listenBody), listen, http.StatusTooManyRequests, "1", "principal_listens", "l-3")
 	if pa.checkLimits(get, nil) != nil || pa.checkLimits(post, nil) != nil {
 		t.Error("a principal actor refused a request that is not a listen")
+	}
+
+	// A listen's resource subscriptions are bounded (the go-sdk holds
+	// them all for the stream's life), duplicates counted.
+	delete(pa.flights, "l2")
+	resources := func(n int) *envelope.Request {
+		uris := strings.TrimSuffix(strings.Repeat(`"test://static-text",`, n), ",")
+		return &envelope.Request{Id: "r", Method: http.MethodPost,
+			Body: []byte(`{"jsonrpc":"2.0","id":"l-4","method":"subscriptions/listen","params":{"notifications":{"resourceSubscriptions":[` + uris + `]}}}`)}
+	}
+	for _, n := range []int{1, MaxListenResources} {
+		req := resources(n)
+		rb, err := rpcbody.Read(req.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := pa.checkLimits(req, rb); p != nil {
+			t.Errorf("a listen of %d resources refused: %s", n, p.Body)
+		}
+	}
+	req := resources(MaxListenResources + 1)
+	rb, err := rpcbody.Read(req.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := pa.checkLimits(req, rb)
+	var refusal struct {
+		ID    string
+		Error struct {
+			Code int
+			Data struct{ Limit string }
+		}
+	}
+	if p == nil || p.Status != http.StatusBadRequest || json.Unmarshal(p.Body, &refusal) != nil || refusal.ID != "l-4" ||
+		refusal.Error.Code != rpcerr.InvalidRequest || refusal.Error.Data.Limit != "listen_resources" {
+		t.Errorf("a listen of %d resources: %v, want a 400 naming listen_resources", MaxListenResources+1, p)
 	}
 }
