@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -70,10 +69,6 @@ func (g *GrantRevoker) RevokeUser(ctx context.Context, userKey string) error {
 	req.Header.Set("Accept", "application/json")
 	resp, err := g.opts.HTTPClient.Do(req)
 	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err
-		}
 		return fmt.Errorf("revoke grants at %s: %w", endpoint, outbound.Failed(err))
 	}
 	defer resp.Body.Close()

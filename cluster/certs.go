@@ -76,9 +76,6 @@ func WriteCerts(dir string, o CertsOptions) (files []NodeFiles, info CAInfo, err
 		return nil, info, err
 	}
 	caCert, caKey := filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile)
-	if err := privfile.Check(filepath.Clean(dir), false); err != nil {
-		return nil, info, err
-	}
 	// Not even a sticky one (as /tmp): others could make ca.crt and ca.key
 	// in it between their check and their reading below.
 	if err := privfile.Exclusive(filepath.Clean(dir)); err != nil {

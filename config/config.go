@@ -602,7 +602,6 @@ func LocalhostTwins(bound string, urls ...string) []string {
 	if err != nil || !loopback.Is(bound) {
 		return nil
 	}
-	named := false
 	for _, s := range urls {
 		u, err := url.Parse(s)
 		if err != nil {
@@ -618,12 +617,11 @@ func LocalhostTwins(bound string, urls ...string) []string {
 		if p == "" {
 			p = map[string]string{"http": "80", "https": "443"}[u.Scheme]
 		}
-		named = named || p == port
+		if p == port {
+			return twinsOf(bound)
+		}
 	}
-	if !named {
-		return nil
-	}
-	return twinsOf(bound)
+	return nil
 }
 
 // Unheld records that a loopback twin (LoopbackTwins) cannot be bound on

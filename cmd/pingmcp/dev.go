@@ -83,14 +83,12 @@ func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 	}
 	var idpLn net.Listener
 	if embeddedIdP {
-		urls := given("issuer", cfg.Issuer)
-		if idpLn, err = listenHolding(cfg.IdPAddr, func(b string) []string { return config.LocalhostTwins(b, urls...) }, nil); err != nil {
+		if idpLn, err = listenTold(cfg.IdPAddr, given("issuer", cfg.Issuer)...); err != nil {
 			return err
 		}
 		n.cleanup.push(func() { idpLn.Close() }) // closed already once served
 	}
-	todoURLs := given("todo-api-url", cfg.TodoAPIURL)
-	todoLn, err := listenHolding(cfg.TodoAPIAddr, func(b string) []string { return config.LocalhostTwins(b, todoURLs...) }, nil)
+	todoLn, err := listenTold(cfg.TodoAPIAddr, given("todo-api-url", cfg.TodoAPIURL)...)
 	if err != nil {
 		return err
 	}
@@ -223,7 +221,7 @@ func idp(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 // serveUntilDone serves h on addr, and on the loopback twins its clients'
 // URLs need (config.LocalhostTwins), until ctx ends.
 func serveUntilDone(ctx context.Context, addr string, urls []string, h http.Handler, logger *slog.Logger, msg string, attrs ...any) error {
-	ln, err := listenHolding(addr, func(bound string) []string { return config.LocalhostTwins(bound, urls...) }, nil)
+	ln, err := listenTold(addr, urls...)
 	if err != nil {
 		return err
 	}

@@ -49,6 +49,12 @@ func listenHolding(addr string, twins func(bound string) []string, unheld func(s
 	}
 }
 
+// listenTold is listenHolding for a server whose clients are told urls:
+// the twins they need (config.LocalhostTwins).
+func listenTold(addr string, urls ...string) (net.Listener, error) {
+	return listenHolding(addr, func(bound string) []string { return config.LocalhostTwins(bound, urls...) }, nil)
+}
+
 // holdTwins listens on each of twins, beside ln; it returns the listeners
 // it holds, ln first, with the error that stopped it.
 func holdTwins(ln net.Listener, twins []string, unheld func(string)) ([]net.Listener, error) {

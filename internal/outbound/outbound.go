@@ -95,6 +95,15 @@ func Failed(err error) error {
 	return ErrNotHTTP
 }
 
+// Answered is Status, saying of a redirect that it was not followed
+// (Client follows none): what an error says of an answer it did not take.
+func Answered(code int) string {
+	if code >= 300 && code < 400 {
+		return Status(code) + " (redirects are not followed)"
+	}
+	return Status(code)
+}
+
 // Status is an answer's status as it may be said: its code and standard
 // text, never the server's reason phrase (its to choose: as long as its
 // headers may be, and it may echo the request).

@@ -47,10 +47,10 @@ func OpenRead(path string) (*os.File, error) {
 }
 
 // open opens path with flag and perm, not through a symbolic link at path
-// unless links is set and the link is this process's user's or root's.
-func open(path string, flag int, perm fs.FileMode, links bool) (*os.File, error) {
+// unless ownLinks is set and the link is this process's user's or root's.
+func open(path string, flag int, perm fs.FileMode, ownLinks bool) (*os.File, error) {
 	follow := false
-	if fi, err := os.Lstat(path); links && err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+	if fi, err := os.Lstat(path); ownLinks && err == nil && fi.Mode()&fs.ModeSymlink != 0 {
 		if !OwnedBySelf(fi) && !ownedByRoot(fi) {
 			return nil, fmt.Errorf("%s is a symbolic link another user owns (uid %d): refused (give the file's own path)", path, owner(fi))
 		}
@@ -64,7 +64,7 @@ func open(path string, flag int, perm fs.FileMode, links bool) (*os.File, error)
 		// O_NOFOLLOW's refusal (ELOOP on Linux, EMLINK or EFTYPE on some
 		// BSDs), or a link that appeared since Lstat.
 		if fi, lerr := os.Lstat(path); !follow && (isLoop(err) || lerr == nil && fi.Mode()&fs.ModeSymlink != 0) {
-			if links {
+			if ownLinks {
 				return nil, fmt.Errorf("%s is a symbolic link another user owns: refused (give the file's own path)", path)
 			}
 			return nil, fmt.Errorf("%s is a symbolic link: refused (give the file's own path)", path)
@@ -152,12 +152,16 @@ func Check(path string, secret bool) error {
 	return check(path, fi, secret)
 }
 
-// Exclusive refuses a directory group or others may write, sticky or not:
-// one whose files no other local user may create, for a caller that checks
-// a file by its path before it reads it.
+// Exclusive is Check of a directory, and refuses one group or others may
+// write even with its sticky bit (as /tmp): one whose files no other local
+// user may create, for a caller that checks a file in it by its path
+// before it reads it.
 func Exclusive(dir string) error {
 	fi, err := os.Lstat(dir)
 	if err != nil {
+		return err
+	}
+	if err := check(dir, fi, false); err != nil {
 		return err
 	}
 	if posixModes && fi.Mode().Perm()&0o022 != 0 {

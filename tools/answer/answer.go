@@ -56,6 +56,24 @@ func Echoes(s, token string) bool {
 	return strings.Contains(b.String(), token)
 }
 
+// Cleaned is b, an answer, with the token blanked out of it (BlankJSON),
+// and whether it may be shown: not when it still holds the token once
+// JSON's escapes are undone.
+func Cleaned(b []byte, token string) ([]byte, bool) {
+	clean, _ := BlankJSON(b, token)
+	return clean, !Echoes(Blank(string(clean), token), token)
+}
+
+// ErrorExcerpt is what an error answer b may show of itself: its Excerpt,
+// cleaned, or Echoed when it holds the token in a form not blanked.
+func ErrorExcerpt(b []byte, token string) string {
+	clean, ok := Cleaned(b, token)
+	if !ok {
+		return Echoed
+	}
+	return Excerpt(clean, token)
+}
+
 // Blank replaces the token in s.
 func Blank(s, token string) string {
 	if token == "" {

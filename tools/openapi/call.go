@@ -93,10 +93,6 @@ func (t *operationTool) call(ctx context.Context, caller tools.Caller, req *mcp.
 	}
 	audit.RecordCall(ctx, call)
 	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err // the URL is ours; the error needs no more
-		}
 		return failure(fmt.Errorf("the %s API could not be reached: %w", t.api.name, outbound.Failed(err)))
 	}
 	defer resp.Body.Close()
@@ -476,14 +472,8 @@ func headerValue(v any) (string, error) {
 func (a *upstream) result(resp *http.Response, b []byte, token string) *mcp.CallToolResult {
 	long := len(b) > a.maxResult
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		msg := fmt.Sprintf("the %s API answered %s", a.name, outbound.Status(resp.StatusCode))
-		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
-			msg += " (redirects are not followed)"
-		}
-		b, _ = answer.BlankJSON(b, token)
-		if answer.Echoes(answer.Blank(string(b), token), token) {
-			msg += ": " + answer.Echoed
-		} else if e := answer.Excerpt(b, token); e != "" {
+		msg := fmt.Sprintf("the %s API answered %s", a.name, outbound.Answered(resp.StatusCode))
+		if e := answer.ErrorExcerpt(b, token); e != "" {
 			msg += ": " + e
 		}
 		return failure(errors.New(msg))

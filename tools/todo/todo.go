@@ -269,10 +269,6 @@ func (c *calls) api(ctx context.Context, method, path string, body any, header h
 	}
 	resp, err := c.opts.HTTPClient.Do(hr)
 	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err // the URL is ours; the error needs no more
-		}
 		return failure(fmt.Errorf("the Todo API could not be reached: %w", outbound.Failed(err))), nil
 	}
 	defer resp.Body.Close()
@@ -286,24 +282,18 @@ func (c *calls) api(ctx context.Context, method, path string, body any, header h
 	if resp.StatusCode != http.StatusOK {
 		var e todoapi.ErrorBody
 		json.Unmarshal(raw, &e)
-		msg := "the Todo API answered " + outbound.Status(resp.StatusCode)
-		if resp.StatusCode >= 300 && resp.StatusCode < 400 {
-			msg += " (redirects are not followed)"
-		}
+		msg := "the Todo API answered " + outbound.Answered(resp.StatusCode)
 		if e.Error != "" {
 			detail := e.Error
 			if e.Description != "" {
 				detail += ": " + e.Description
 			}
-			if answer.Echoes(answer.Blank(detail, d.Token), d.Token) {
-				detail = answer.Echoed
-			}
-			msg += ": " + answer.Excerpt([]byte(detail), d.Token)
+			msg += ": " + answer.ErrorExcerpt([]byte(detail), d.Token)
 		}
 		return failure(errors.New(msg)), nil
 	}
-	clean, _ := answer.BlankJSON(raw, d.Token)
-	if answer.Echoes(answer.Blank(string(clean), d.Token), d.Token) {
+	clean, ok := answer.Cleaned(raw, d.Token)
+	if !ok {
 		return failure(errors.New(answer.Echoed)), nil
 	}
 	var list todoapi.List
