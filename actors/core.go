@@ -7,11 +7,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +45,8 @@ type core struct {
 	cfg  Config
 	kind kind
 	life life
+	// calls are the handlers of the actor's server running now (running.go).
+	calls runningCalls
 	// trail counts the requests forwarded from one node; moving says the
 	// session is to move there, leaving that it drains to, handedOver that
 	// it did; held are the requests that came meanwhile (follow.go).
@@ -173,7 +177,7 @@ func (a *core) build(ctx actor.Context, o serverOptions) {
 			tasks.Advertise(opts)
 		}
 		a.server = mcp.NewServer(a.cfg.Implementation, opts)
-		a.server.AddReceivingMiddleware(a.ready, a.auditToolCalls, recoverPanics(a.logger))
+		a.server.AddReceivingMiddleware(a.running, a.ready, a.auditToolCalls, recoverPanics(a.logger))
 		if len(o.middleware) > 0 {
 			a.server.AddReceivingMiddleware(o.middleware...)
 		}
@@ -376,6 +380,7 @@ func (a *core) stopping() {
 	for _, f := range a.flights {
 		f.cancel()
 	}
+	a.calls.stop() // (before the sessions' close, which waits for them)
 	// The actor stops, the session goes on (unless it already ended):
 	// closing the SDK's sessions must not delete their events.
 	a.keepEvents()
@@ -393,6 +398,35 @@ func (a *core) stopping() {
 		// Their tasks fail, retryably: nobody runs them any more.
 		a.tasks.Close()
 	}
+}
+
+// standaloneFrom makes a GET without Last-Event-ID (a client opening the
+// session's standalone stream anew) one that resumes the standalone stream
+// from its last event, so that the go-sdk replays nothing to it, and
+// numbers the next event as the store does. The go-sdk would replay the
+// stream's whole history to it (events a client was sent already, on an
+// earlier GET: the revision forbids replaying across streams), and refuse
+// it 400, for the session's life, once the stream's first event was
+// dropped (a bound) or the stream expired (--events-ttl without a
+// notification): the store opens the stream (again, if it expired) and
+// says where it ends. It reports whether the request goes on; if not, it
+// was answered "not served" (the store is away, or a newer activation
+// owns the session: the edge sends it again).
+func (a *core) standaloneFrom(ctx context.Context, hr *http.Request, w *relayWriter, req *envelope.Request, f *flight) bool {
+	last, err := a.events.lastOfStandalone(ctx, a.id)
+	if err != nil {
+		if errors.Is(err, state.ErrFenced) && f != nil {
+			f.moved.Store(true)
+		} else {
+			a.logger.Warn("standalone stream not opened in the store: GET refused, to be retried", "err", err)
+		}
+		w.unserved(req.Id)
+		return false
+	}
+	if last >= 0 {
+		hr.Header.Set("Last-Event-ID", "_"+strconv.Itoa(last))
+	}
+	return true
 }
 
 // replyAddress is where the answer to a forwarded request goes: nil, after
@@ -416,6 +450,8 @@ type flight struct {
 	scopes  map[string][]string // the tools' scopes when it was taken (served.scopes)
 	from    string              // the node that forwarded it, if it would host the session (Request.From)
 	moved   atomic.Bool         // refused: a newer activation owns the session
+	// ran says one of its messages was handed to its handler (ready).
+	ran atomic.Bool
 	// answered is set when the answer to the last of its requests was
 	// appended to its stream: the flush that follows is the stream's
 	// last event, which travels with the response's end (relayWriter).
@@ -757,6 +793,11 @@ func (a *core) serveHTTP(ctx context.Context, w *relayWriter, req *envelope.Requ
 	}
 	hr, end := a.observe(hr, req, rb)
 	defer end(w)
+	if req.Method == http.MethodGet && a.events != nil && hr.Header.Get("Mcp-Session-Id") != "" && len(hr.Header.Values("Last-Event-ID")) == 0 {
+		if !a.standaloneFrom(ctx, hr, w, req, f) {
+			return
+		}
+	}
 	// The SDK keeps the context of a request that creates a session for
 	// the session's life: it gets one it lets go of (releasable).
 	rctx := releasing(hr.Context())
@@ -769,8 +810,12 @@ func (a *core) serveHTTP(ctx context.Context, w *relayWriter, req *envelope.Requ
 		a.logger.Info("request cut before it was dispatched; the edge sends it again", "request", req.Id)
 	}
 	if f != nil && f.moved.Load() {
-		h := http.Header{"Content-Type": {"application/json"}, "Retry-After": {"1"}}
-		w.replace(http.StatusServiceUnavailable, h, rpcerr.Replaced().Body(f.rpc.FirstID()))
+		// Nothing of it ran: the edge sends it again, and the cluster
+		// finds it the newer activation. Else the client is told.
+		if f.ran.Load() || !w.unserved(req.Id) {
+			h := http.Header{"Content-Type": {"application/json"}, "Retry-After": {"1"}}
+			w.replace(http.StatusServiceUnavailable, h, rpcerr.Replaced().Body(f.rpc.FirstID()))
+		}
 	}
 	if ctx.Err() != nil && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
 		switch {

@@ -134,7 +134,7 @@ func (a *core) observe(hr *http.Request, req *envelope.Request, rb *rpcbody.Body
 // one fenced is refused, not run (see sessionEvents.ready).
 func (a *core) ready(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-		if a.events == nil || a.events.replaying.Load() {
+		if a.events != nil && a.events.replaying.Load() {
 			return next(ctx, method, req)
 		}
 		var f *flight
@@ -143,8 +143,13 @@ func (a *core) ready(next mcp.MethodHandler) mcp.MethodHandler {
 				f = v.flight
 			}
 		}
-		if err := a.events.ready(ctx, a.id, f); err != nil {
-			return nil, err
+		if a.events != nil {
+			if err := a.events.ready(ctx, a.id, f); err != nil {
+				return nil, err
+			}
+		}
+		if f != nil {
+			f.ran.Store(true)
 		}
 		return next(ctx, method, req)
 	}

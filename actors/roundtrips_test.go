@@ -194,7 +194,8 @@ func awaitJournalEmpty(t *testing.T, events state.Events, session string) {
 }
 
 // A live activation a newer one fenced runs nothing: a tools/call to it is
-// answered 503 "session moved" (-32004), its tool never runs (no audit
+// answered 503 "not served" (the edge sends it again, and the cluster
+// finds it the current activation), its tool never runs (no audit
 // record), and nothing of it is stored (no journal entry, no event), whether
 // its stream's open travels with the priming event (2025-11-25) or, with no
 // priming event, goes just before the dispatch (2025-06-18).
@@ -224,8 +225,8 @@ func TestStaleActivationRunsNothing(t *testing.T) {
 
 				status, body, err := exchangeVersion(system.Root, stale, id, version,
 					`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_simple_text"}}`)
-				if err != nil || status != 503 || !strings.Contains(body, `"code":-32004`) {
-					t.Fatalf("tools/call on the stale activation: %d %s %v; want 503 with -32004", status, body, err)
+				if err != nil || status != 503 || body != "actor is stopping; retry\n" {
+					t.Fatalf("tools/call on the stale activation: %d %s %v; want 503 not served", status, body, err)
 				}
 				if strings.Contains(auditLog.String(), "test_simple_text") {
 					t.Fatalf("the stale activation ran the tool:\n%s", auditLog.String())

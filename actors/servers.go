@@ -285,7 +285,7 @@ func (a *SessionActor) chain(next mcp.MethodHandler) mcp.MethodHandler {
 	if h := a.chained.Load(); h != nil {
 		return *h
 	}
-	h := refuseListen(checkRequest(a.recordChanges(a.ready(a.auditToolCalls(recoverPanics(a.logger)(a.withCaller(next)))))))
+	h := refuseListen(checkRequest(a.running(a.recordChanges(a.ready(a.auditToolCalls(recoverPanics(a.logger)(a.withCaller(next))))))))
 	a.chained.Store(&h)
 	return h
 }

@@ -649,6 +649,7 @@ func (l *link) dial() {
 		}
 		l.data.logger.Warn("data plane: no link to a node; its requests go through protoactor's remote for now",
 			"peer", l.addr, "retry_in", dataRetryAfter, "err", err)
+		d.node.suspect(l.addr) // is it there at all?
 		return
 	}
 	l.data.logger.Info("data plane: linked to a node", "peer", l.addr)
@@ -766,6 +767,9 @@ func (l *link) close(err error) {
 	l.w.fail(errLinkClosed)
 	l.conn.Close()
 	l.data.drop(l)
+	if !errors.Is(err, errNodeStopping) && !errors.Is(err, net.ErrClosed) {
+		l.data.node.suspect(l.addr) // ended without a goodbye: is it there at all?
+	}
 	n := l.data.node
 	for _, w := range l.endAll(actor.TerminatedReason_AddressTerminated) {
 		n.forget(w.kind, w.identity, w.pid)

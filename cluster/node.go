@@ -139,6 +139,9 @@ type Node struct {
 	// place is the node's identity lookup; nil where a benchmark put
 	// protoactor's in its place.
 	place *placement
+	// reach is what the node knows of members it had a sign are gone
+	// (suspects.go).
+	reach reachability
 
 	mu   sync.Mutex
 	pids *pidCache // kind/identity → activation, dropped when it terminates
@@ -323,6 +326,7 @@ func Start(cfg Config) (*Node, error) {
 	if n.place, _ = lookup.(*placement); n.place != nil {
 		n.place.logger = cfg.Logger.With("component", "placement")
 		n.place.handBack = cfg.Role == RoleMember && cfg.SharedStores
+		n.place.suspect, n.place.tryingToReach = n.suspect, n.tryingToReach
 	}
 	clusterCfg := cluster.Configure(cfg.Name, provider, lookup, remoteCfg,
 		cluster.WithKinds(cfg.Kinds...),

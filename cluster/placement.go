@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,6 +14,8 @@ import (
 	"github.com/asynkron/protoactor-go/cluster"
 	"github.com/asynkron/protoactor-go/cluster/identitylookup/disthash"
 	"github.com/asynkron/protoactor-go/eventstream"
+
+	"github.com/pingmcp/pingmcp/metrics"
 )
 
 // placement is the cluster's identity lookup. An identity's owner is the
@@ -56,7 +59,11 @@ import (
 //     them over rehydrates them as their requests come, at a rate it can
 //     take. Until its turn an activation serves the requests that reach it;
 //     one activated meanwhile on the new owner fences it out (epochs, see
-//     actors/activation.go), as when two nodes' views of membership differ.
+//     actors/activation.go), as when two nodes' views of membership differ;
+//   - a member this node finds unreachable while membership lists it
+//     (suspects.go) counts, here only, as one that left: its identities go
+//     to the other members, which make their activations anew, and
+//     fencing stops the old ones should it be alive after all.
 type placement struct {
 	c   *cluster.Cluster
 	rdv atomic.Pointer[cluster.Rendezvous]
@@ -72,6 +79,19 @@ type placement struct {
 	// handBack stops the activations whose identities membership gives to
 	// another member rather than registering them with it (Config.SharedStores).
 	handBack bool
+	// suspect, if set, is told of a member another member finds
+	// unreachable (Node.suspect), and of one whose placement actor did not
+	// answer here.
+	suspect func(addr string)
+	// tryingToReach, if set, says whether this node is trying to reach a
+	// member it has a sign is gone (Node.tryingToReach).
+	tryingToReach func(addr string) bool
+
+	// mu guards listed and unreachable: the placement's view of
+	// membership is listed but the members found unreachable.
+	mu          sync.Mutex
+	listed      []*cluster.Member
+	unreachable map[string]bool
 }
 
 // declines says whether this node takes no activation it does not own.
@@ -114,6 +134,11 @@ const (
 	// identity: an older node, or protoactor's disthash, finds no such kind
 	// and refuses it, rather than making an activation.
 	newKind = "pingmcp/"
+	// unreachableAt tells a member's placement actor that the sender
+	// finds the member at the request's identity unreachable, of kind
+	// unreachableKind (newKind before it); it answers nothing.
+	unreachableAt   = "pingmcp/unreachable"
+	unreachableKind = "member"
 	// goneMark, then an address, a space and an id, ends a request to the
 	// owner from a member that found that activation gone (a request to it
 	// was never delivered): the owner forgets it if it is the one it lists
@@ -185,19 +210,89 @@ func (p *placement) Setup(c *cluster.Cluster, _ []string, _ bool) {
 	p.rdv.Store(cluster.NewRendezvous())
 	system := c.ActorSystem
 	p.pid, _ = system.Root.SpawnNamed(actor.PropsFromProducer(func() actor.Actor {
-		return &placer{c: c, declines: p.declines, log: cmp.Or(p.logger, c.Logger()), handBack: p.handBack,
+		return &placer{c: c, declines: p.declines, log: cmp.Or(p.logger, c.Logger()), handBack: p.handBack, suspect: p.suspect, tryingToReach: p.tryingToReach,
 			actors: map[string]grain{}, byPID: map[pidKey]string{}, queued: map[string]bool{},
 			pending: map[string][]*actor.PID{}, unanswered: map[string]string{}, registering: map[string]registration{},
 			members: map[string]*cluster.Member{}, started: time.Now(), whereAsks: map[pidKey]bool{}}
 	}), activatorName)
 	p.sub = system.EventStream.Subscribe(func(ev any) {
 		if t, ok := ev.(*cluster.ClusterTopology); ok {
-			rdv := cluster.NewRendezvous()
-			rdv.UpdateMembers(t.Members)
-			p.rdv.Store(rdv)
-			system.Root.Send(p.pid, t)
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			p.listed = slices.Clone(t.Members)
+			for addr := range p.unreachable {
+				// Left (gone for all), or joined anew (reached).
+				if !slices.ContainsFunc(t.Members, func(m *cluster.Member) bool { return m.Address() == addr }) ||
+					slices.ContainsFunc(t.Joined, func(m *cluster.Member) bool { return m.Address() == addr }) {
+					delete(p.unreachable, addr)
+					metrics.UnreachableMembers.Dec()
+				}
+			}
+			p.viewLocked()
 		}
 	})
+}
+
+// viewLocked hands the placer (and get) membership as this node sees it:
+// the members listed but those found unreachable.
+func (p *placement) viewLocked() {
+	members := p.listed
+	if len(p.unreachable) > 0 {
+		members = slices.DeleteFunc(slices.Clone(members), func(m *cluster.Member) bool { return p.unreachable[m.Address()] })
+	}
+	rdv := cluster.NewRendezvous()
+	rdv.UpdateMembers(members)
+	p.rdv.Store(rdv)
+	// (The placer reads the members alone.)
+	p.c.ActorSystem.Root.Send(p.pid, &cluster.ClusterTopology{Members: members})
+}
+
+// setUnreachable counts the member at addr as unreachable, or reached
+// again, in the placement's view of membership; it says whether that
+// changed it. A member membership does not list is neither.
+func (p *placement) setUnreachable(addr string, unreachable bool) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	listed := slices.ContainsFunc(p.listed, func(m *cluster.Member) bool { return m.Address() == addr })
+	if p.unreachable[addr] == unreachable || (unreachable && !listed) {
+		return false
+	}
+	if unreachable {
+		if p.unreachable == nil {
+			p.unreachable = map[string]bool{}
+		}
+		p.unreachable[addr] = true
+		metrics.UnreachableMembers.Inc()
+	} else {
+		delete(p.unreachable, addr)
+		metrics.UnreachableMembers.Dec()
+	}
+	p.viewLocked()
+	return true
+}
+
+// listedMember says whether membership lists a member at addr, and whether
+// this node counts it unreachable.
+func (p *placement) listedMember(addr string) (listed, unreachable bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.ContainsFunc(p.listed, func(m *cluster.Member) bool { return m.Address() == addr }), p.unreachable[addr]
+}
+
+// tellUnreachable tells the placement actor of every other member listed
+// but addr that this node finds addr unreachable (unreachableAt): each
+// then sees for itself (Node.suspect). Older nodes refuse it.
+func (p *placement) tellUnreachable(addr string) {
+	p.mu.Lock()
+	to := Addresses(p.listed)
+	p.mu.Unlock()
+	me := p.c.ActorSystem.Address()
+	msg := &cluster.ActivationRequest{ClusterIdentity: cluster.NewClusterIdentity(addr, newKind+unreachableKind), RequestId: unreachableAt}
+	for _, m := range to {
+		if m != me && m != addr {
+			p.c.ActorSystem.Root.Send(actor.NewPID(m, activatorName), msg)
+		}
+	}
 }
 
 func (p *placement) Shutdown() {
@@ -223,6 +318,9 @@ func (p *placement) get(ci *cluster.ClusterIdentity, here bool, gone *actor.PID)
 	req := &cluster.ActivationRequest{ClusterIdentity: ci, RequestId: askFor(here, gone)}
 	res, err := p.c.ActorSystem.Root.RequestFuture(actor.NewPID(owner, activatorName), req, 5*time.Second).Result()
 	if err != nil {
+		if p.suspect != nil && owner != p.c.ActorSystem.Address() {
+			p.suspect(owner) // silent, or its connection ended: is it there at all?
+		}
 		return nil
 	}
 	if r, ok := res.(*cluster.ActivationResponse); ok {
@@ -266,10 +364,13 @@ type placer struct {
 	c        *cluster.Cluster
 	log      *slog.Logger      // placement.logger
 	handBack bool              // placement.handBack
-	declines func() bool       // placement.declines
-	actors   map[string]grain  // by identity key (kind/identity)
-	byPID    map[pidKey]string // identity key by activation PID
-	rdv      *cluster.Rendezvous
+	suspect  func(addr string) // placement.suspect
+	// tryingToReach is placement.tryingToReach.
+	tryingToReach func(addr string) bool
+	declines      func() bool       // placement.declines
+	actors        map[string]grain  // by identity key (kind/identity)
+	byPID         map[pidKey]string // identity key by activation PID
+	rdv           *cluster.Rendezvous
 	// members are the cluster's members, by address.
 	members map[string]*cluster.Member
 	// moved are the keys of activations to stop, oldest first; queued the
@@ -374,6 +475,14 @@ func (p *placer) activate(ctx actor.Context, m *cluster.ActivationRequest) {
 		p.pending[key] = append(waiting, ctx.Sender())
 		return
 	}
+	if owner := p.rdv.GetByClusterIdentity(ci); owner != me && p.tryingToReach != nil && p.tryingToReach(owner) {
+		// The asker finds the identity's owner unreachable (it said so
+		// first: unreachableAt), and this node is finding out: made
+		// now, the activation would be handed to that owner. The asker
+		// asks again.
+		ctx.Respond(&cluster.ActivationResponse{Failed: true})
+		return
+	}
 	kind := p.c.GetClusterKind(ci.Kind)
 	if kind == nil {
 		ctx.Logger().Error("activation of an unknown kind", slog.String("kind", ci.Kind))
@@ -399,6 +508,12 @@ func (p *placer) asked(ctx actor.Context, m *cluster.ActivationRequest, ci *clus
 	key := ci.AsKey()
 	if id, ok := strings.CutPrefix(m.RequestId, hostedHere); ok {
 		p.hosted(ctx, ci, key, actor.NewPID(ctx.Sender().GetAddress(), id))
+		return
+	}
+	if m.RequestId == unreachableAt && ci.Kind == unreachableKind {
+		if p.suspect != nil && ci.Identity != ctx.ActorSystem().Address() {
+			p.suspect(ci.Identity)
+		}
 		return
 	}
 	if m.RequestId != whereIs {

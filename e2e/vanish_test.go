@@ -122,6 +122,14 @@ func (ns *netns) Cut(t *testing.T) {
 	}
 }
 
+// Heal brings the namespace's host back (its end of the link up again).
+func (ns *netns) Heal(t *testing.T) {
+	t.Helper()
+	if out, err := exec.Command("ip", "netns", "exec", ns.name, "ip", "link", "set", ns.insideIf, "up").CombinedOutput(); err != nil {
+		t.Fatalf("bring the link back: %v: %s", err, out)
+	}
+}
+
 // vanishing is a cluster of an edge and two members, one of them on a host
 // of its own (a netns) that can vanish, all keeping sessions in Redis and
 // authenticating with issuer's tokens for resource (off loopback, a node
@@ -280,7 +288,12 @@ func TestVanishedMember(t *testing.T) {
 // to it (cluster/liveness.go: keep-alive probes after 5 s idle, three
 // 5 s apart; TCP_USER_TIMEOUT 20 s for bytes in flight), and with it the
 // streams on it: a call in flight ends, retryably, within about 20 s of the
-// cut, where the kernel alone would keep it for 15 minutes.
+// cut, where the kernel alone would keep it for 15 minutes. The edge then
+// tries to reach the member (cluster/suspects.go), cannot, and places its
+// sessions on the member that stays, which finds the same: the session's
+// next request is served there, from Redis, while membership still lists
+// the vanished member. When the host comes back, both count it a member
+// again, and the session goes on.
 func TestVanishedMemberStillListed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	t.Cleanup(cancel)
@@ -321,20 +334,53 @@ func TestVanishedMemberStillListed(t *testing.T) {
 	}
 	standalone.End(t, time.Minute)
 	t.Logf("the standalone stream ended %v after the cut", time.Since(cut).Round(time.Millisecond))
-	// The session's next request, while membership still lists its node:
-	// no node can serve it (its actor's node is listed, and unreachable),
-	// and the edge says so, retryably, rather than leave it waiting.
-	start := time.Now()
-	rctx, rcancel := context.WithTimeout(ctx, time.Minute)
-	defer rcancel()
-	resp, err := http.DefaultClient.Do(sessionPost(rctx, v.edge.URL(), sid, token, `{"jsonrpc":"2.0","id":2,"method":"ping"}`))
-	if err != nil {
-		t.Fatalf("the session's next request: %v after %v", err, time.Since(start))
+
+	// The session's next requests, while membership still lists its node:
+	// served by the member that stays.
+	ping := func(id int) (int, string, time.Duration) {
+		t.Helper()
+		start := time.Now()
+		rctx, rcancel := context.WithTimeout(ctx, time.Minute)
+		defer rcancel()
+		resp, err := http.DefaultClient.Do(sessionPost(rctx, v.edge.URL(), sid, token, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"ping"}`, id)))
+		if err != nil {
+			t.Fatalf("the session's request %d: %v after %v", id, err, time.Since(start))
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, string(body), time.Since(start)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	t.Logf("the session's next request: %d after %v: %s", resp.StatusCode, time.Since(start).Round(time.Millisecond), body)
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
-		t.Errorf("the session's next request: %d (Retry-After %q) %s; want 503 with a Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	served := func(status int, body string) bool {
+		return status == http.StatusOK && strings.Contains(body, `"result"`)
+	}
+	status, body, took := ping(2)
+	t.Logf("the session's next request: %d after %v (%v after the cut): %s", status, took.Round(time.Millisecond), time.Since(cut).Round(time.Millisecond), body)
+	if !served(status, body) {
+		t.Fatalf("the session's next request, its node vanished but listed: %d %s; want it served by the member that stays", status, body)
+	}
+	v.edge.awaitMembers(ctx, 3) // (the vanished one still listed)
+	if on := v.onVanishing(ctx, sid)[0]; on {
+		t.Errorf("the session is still listed on the vanished member")
+	}
+	v.edge.awaitLogged(t, ctx, `"msg":"a member listed by membership cannot be reached`, v.vanishes.Cluster)
+	v.stays.awaitLogged(t, ctx, `"msg":"a member listed by membership cannot be reached`, v.vanishes.Cluster)
+	if got := v.edge.metric(ctx, "pingmcp_unreachable_members"); got != 1 {
+		t.Errorf("the edge's pingmcp_unreachable_members = %v, want 1", got)
+	}
+
+	// The host comes back: the edge and the member that stays reach it
+	// again, and the session goes on, wherever it is placed now.
+	healed := time.Now()
+	v.ns.Heal(t)
+	v.edge.awaitLogged(t, ctx, `"msg":"a member found unreachable is reached again`, v.vanishes.Cluster)
+	v.stays.awaitLogged(t, ctx, `"msg":"a member found unreachable is reached again`, v.vanishes.Cluster)
+	t.Logf("the edge and the member that stays reached it again %v after the host came back", time.Since(healed).Round(time.Millisecond))
+	if got := v.edge.metric(ctx, "pingmcp_unreachable_members"); got != 0 {
+		t.Errorf("the edge's pingmcp_unreachable_members = %v after the host came back, want 0", got)
+	}
+	for i := 3; i < 8; i++ {
+		if status, body, took := ping(i); !served(status, body) {
+			t.Errorf("the session's request %d after the host came back: %d after %v: %s", i, status, took.Round(time.Millisecond), body)
+		}
 	}
 }

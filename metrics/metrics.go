@@ -61,6 +61,11 @@ var (
 	StreamsEnded = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pingmcp_streams_ended_total", Help: "SSE streams the edge ended itself, by reason (token_expired, silent); their clients resume them.",
 	}, []string{"reason"}))
+	// UnreachableMembers is the number of members this node finds
+	// unreachable while membership lists them (cluster/suspects.go).
+	UnreachableMembers = counter(prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pingmcp_unreachable_members", Help: "Members listed by membership that this node cannot reach (a TCP connection to their cluster port is not answered); it places their sessions elsewhere meanwhile.",
+	}))
 	// Forwarded counts the requests the edge sent to an actor, by route:
 	// local (the actor is on this node), data_plane (another node, on the
 	// data plane's connection), remote (another node, through protoactor's
