@@ -628,6 +628,21 @@ func (e *sessionEvents) After(ctx context.Context, session, stream string, index
 	return e.store.After(ctx, session, stream, index)
 }
 
+// lastOfStandalone opens session's standalone stream in the store (again,
+// if it expired), once what is queued for it is written, and returns the
+// index of its last event (-1 for none).
+func (e *sessionEvents) lastOfStandalone(ctx context.Context, session string) (int, error) {
+	wait, cancel := context.WithTimeout(ctx, saveTimeout)
+	err := e.await(wait, func() bool { return !e.waitingLocked("") })
+	cancel()
+	if err != nil {
+		return 0, fmt.Errorf("standalone stream: its writes are not stored yet: %w", err)
+	}
+	c, cancel := context.WithTimeout(ctx, saveTimeout)
+	defer cancel()
+	return e.store.OpenLast(c, session, "", e.epoch.Load())
+}
+
 func (e *sessionEvents) SessionClosed(ctx context.Context, session string) error {
 	if e.keep.Load() {
 		return nil

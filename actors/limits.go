@@ -23,10 +23,23 @@ const DefaultEventsBuffer = 10000
 //   - a GET beyond MaxStreamsPerSession open GET streams: 429. The session's
 //     actor is the one place that sees all of them, whichever edges they
 //     came through, so the cap holds across the cluster;
+//   - a POST carrying requests while the session's handlers running,
+//     and those requests, would be more than MaxRunningCalls: 429. Those
+//     of requests whose clients left them (closed their streams) count: a
+//     client cannot start calls without bound by leaving each;
 //   - a POST or GET while the session's event writes wait for an
 //     unreachable store and their queue is full (EventsBuffer): 503, rather
 //     than hold more. DELETE still ends the session.
-func (a *SessionActor) checkLimits(req *envelope.Request, _ *rpcbody.Body) *envelope.ResponsePart {
+func (a *SessionActor) checkLimits(req *envelope.Request, rb *rpcbody.Body) *envelope.ResponsePart {
+	if req.Method == http.MethodPost && a.cfg.MaxRunningCalls > 0 && rb != nil {
+		if n := rb.Requests(); n > 0 {
+			if running := a.calls.count(); running+n > a.cfg.MaxRunningCalls {
+				metrics.Limited.WithLabelValues("running_calls").Inc()
+				return limited(req, http.StatusTooManyRequests, 1, "running_calls",
+					fmt.Sprintf("too many calls running: at most %d per session, those whose streams were closed included; retry once one ends", a.cfg.MaxRunningCalls))
+			}
+		}
+	}
 	if req.Method == http.MethodGet && a.cfg.MaxStreamsPerSession > 0 {
 		open := 0
 		for _, f := range a.flights {

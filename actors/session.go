@@ -72,6 +72,13 @@ type Config struct {
 	// MaxStreamsPerSession bounds the GET (SSE) streams a session has open
 	// at once, wherever they arrived (429 beyond); zero: no bound.
 	MaxStreamsPerSession int
+	// MaxRunningCalls bounds the handlers a session runs at once, whether
+	// their clients still wait for them or not: on the 2025-11-25
+	// protocol a client that closes a request's stream does not cancel the
+	// request (it may resume the stream), so the edge's count of requests
+	// in flight misses those. A POST carrying requests beyond it is
+	// refused 429 (limit running_calls); zero: no bound.
+	MaxRunningCalls int
 	// MaxListensPerPrincipal bounds the stateless subscriptions/listen
 	// streams a principal (a user's client) has open at once, wherever
 	// they arrived (429 beyond); zero: no bound.

@@ -398,7 +398,7 @@ local dropped = {0, 0, 0, 0, 0}
 local st = load(tonumber(ARGV[2]))
 open(st, ARGV[3], tonumber(ARGV[5]), tonumber(ARGV[6]), dropped)
 store(st)
-return {1, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
+return {1, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5], st.s.n}`)
 	// KEYS as openScript's; ARGV[1] to [6] as openScript's, ARGV[7] max
 	// length, ARGV[8] data, ARGV[9] EventOverhead, ARGV[10] the write's
 	// name: opens the stream and appends data as its first event (implied
@@ -447,7 +447,8 @@ redis.call('HDEL', KEYS[2], ARGV[1])
 return 1`)
 	// KEYS hash; ARGV[1] index, ARGV[2] stream id, ARGV[3] ttl ms. Returns
 	// {count, 0, data...} (the events after index), {count, 1} when one of
-	// them was dropped, or -1 for an unknown or expired stream (see
+	// them was dropped, {count, 2} when index is past the one after the
+	// stream's last event, or -1 for an unknown or expired stream (see
 	// trimLua).
 	afterScript = redis.NewScript(`
 local v = redis.call('HGET', KEYS[1], 's:' .. ARGV[2])
@@ -457,6 +458,7 @@ if not count then return -1 end
 local clock = redis.call('TIME')
 if tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) > tonumber(t) + tonumber(ARGV[3]) then return -1 end
 count = tonumber(count)
+if tonumber(ARGV[1]) > count then return {count, 2} end
 local out = {count, 0}
 local from = tonumber(ARGV[1]) + 2
 if from == 1 and count >= 1 and string.sub(v, -2) == ' i' then
@@ -491,20 +493,34 @@ func (r *RedisEvents) Open(ctx context.Context, session, stream string) error {
 // bounds each session, not users: user is not used (a user's bound is the
 // sessions it may have times MaxBytes).
 func (r *RedisEvents) OpenFor(ctx context.Context, session, stream, _ string, epoch int64, ids []json.RawMessage) error {
+	_, err := r.open(ctx, session, stream, epoch, ids)
+	return err
+}
+
+// OpenLast implements Events.
+func (r *RedisEvents) OpenLast(ctx context.Context, session, stream string, epoch int64) (int, error) {
+	return r.open(ctx, session, stream, epoch, nil)
+}
+
+// open is OpenFor, returning the index of the stream's last event.
+func (r *RedisEvents) open(ctx context.Context, session, stream string, epoch int64, ids []json.RawMessage) (int, error) {
 	journal, err := encodeIDs(ids)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	res, err := r.w.run(ctx, openScript, r.keys(session), stream, r.opts.TTL.Milliseconds(), journal, epoch,
 		r.opts.MaxBytes, StreamOverhead).Int64Slice()
 	if err != nil {
-		return fmt.Errorf("open event stream: %w", err)
+		return 0, fmt.Errorf("open event stream: %w", err)
 	}
 	if res[0] == -2 {
-		return fmt.Errorf("open event stream: %w", ErrFenced)
+		return 0, fmt.Errorf("open event stream: %w", ErrFenced)
 	}
 	trimmedAll(res)
-	return nil
+	if len(res) < 7 { // (a script of an older node, cached by Redis: none is, its body differs)
+		return -1, nil
+	}
+	return int(res[6]) - 1, nil
 }
 
 // trimmedAll counts what a script's result {n, count bound's events and
@@ -647,8 +663,12 @@ func (r *RedisEvents) After(ctx context.Context, session, stream string, index i
 			yield(nil, fmt.Errorf("replay events: stream %q of session %q is unknown or dropped: %w", stream, session, mcp.ErrEventsPurged))
 			return
 		}
-		if purged, _ := out[1].(int64); purged != 0 {
+		switch purged, _ := out[1].(int64); purged {
+		case 1:
 			yield(nil, fmt.Errorf("replay events after %d of stream %q: %w", index, stream, mcp.ErrEventsPurged))
+			return
+		case 2:
+			yield(nil, beyondEnd(index, stream, out[0]))
 			return
 		}
 		for _, d := range out[2:] {

@@ -59,12 +59,20 @@ func testEvents(t *testing.T, newStore func() mcp.EventStore) {
 		{0, []string{"e1", "e2", "e3", "e4"}},
 		{3, []string{"e4"}},
 		{4, nil},
-		{10, nil},
+		{5, nil}, // (one after the last: an answer a node sent and died before it stored)
 	} {
 		got, err := collect(t, s, "sess", "st", tt.index)
 		if err != nil || !slices.Equal(got, tt.want) {
 			t.Errorf("After(%d) = %v, %v; want %v", tt.index, got, err, tt.want)
 		}
+	}
+	// Past that, no event the stream issued: the SDK's store replays
+	// nothing, and the SDK numbers the stream's next events from the index
+	// the client sent; ours refuse it (400 to the client), so that a
+	// forged Last-Event-ID cannot set them apart from the store's.
+	got, err := collect(t, s, "sess", "st", 10)
+	if _, sdk := s.(*mcp.MemoryEventStore); (sdk && (err != nil || got != nil)) || (!sdk && err == nil) {
+		t.Errorf("After(10) of a stream of 5 events = %v, %v", got, err)
 	}
 	// Streams and sessions are apart.
 	s.Open(ctx, "sess", "other")
@@ -878,4 +886,67 @@ func TestRedisEventsPrimingInRecord(t *testing.T) {
 	if got, err := collect(t, s, "sess", "p", -1); err != nil || !slices.Equal(got, []string{"", ""}) {
 		t.Fatalf("replay of p: %q, %v", got, err)
 	}
+}
+
+// OpenLast opens a stream and says where it ends, whatever of it was
+// dropped: the index of its last event, -1 for none; opened again after it
+// expired, it starts anew (the actor resumes a GET without Last-Event-ID
+// from there: actors.standaloneFrom).
+func testOpenLast(t *testing.T, s Events, expire func()) {
+	ctx := context.Background()
+	if last, err := s.OpenLast(ctx, "sess", "", 0); err != nil || last != -1 {
+		t.Fatalf("OpenLast of a new stream: %d, %v; want -1", last, err)
+	}
+	for i := range 30 {
+		if err := s.Append(ctx, "sess", "", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := collect(t, s, "sess", "", -1); !errors.Is(err, mcp.ErrEventsPurged) {
+		t.Fatalf("the stream's first events were not dropped (MaxLen 10): %v", err)
+	}
+	last, err := s.OpenLast(ctx, "sess", "", 0)
+	if err != nil || last != 29 {
+		t.Fatalf("OpenLast of a stream of 30 events, 20 dropped: %d, %v; want 29", last, err)
+	}
+	if got, err := collect(t, s, "sess", "", last); err != nil || len(got) != 0 {
+		t.Fatalf("After(OpenLast): %v, %v; want nothing", got, err)
+	}
+	expire()
+	if last, err := s.OpenLast(ctx, "sess", "", 0); err != nil || last != -1 {
+		t.Fatalf("OpenLast of an expired stream: %d, %v; want -1 (opened anew)", last, err)
+	}
+	if err := s.Append(ctx, "sess", "", []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := collect(t, s, "sess", "", -1); err != nil || !slices.Equal(got, []string{"new"}) {
+		t.Fatalf("the stream opened anew: %v, %v", got, err)
+	}
+	// Fenced like OpenFor.
+	if _, err := s.OpenLast(ctx, "sess", "", 99); !errors.Is(err, ErrFenced) {
+		t.Errorf("OpenLast as an activation that does not own the session: %v, want ErrFenced", err)
+	}
+}
+
+func TestMemoryEventsOpenLast(t *testing.T) {
+	now := time.Now()
+	snaps := &MemorySnapshots{}
+	s := NewMemoryEvents(snaps)
+	s.SetOptions(EventOptions{MaxLen: 10, TTL: time.Minute})
+	s.Now = func() time.Time { return now }
+	if _, _, err := snaps.Activate(context.Background(), "sess", true); err != nil { // epoch 1
+		t.Fatal(err)
+	}
+	testOpenLast(t, s, func() { now = now.Add(2 * time.Minute) })
+}
+
+func TestRedisEventsOpenLast(t *testing.T) {
+	client := redistest.Start(t)
+	s := NewRedisEvents(client, "openlast:", EventOptions{MaxLen: 10, TTL: time.Second})
+	snaps := NewRedisSnapshots(client, "openlast:")
+	if _, _, err := snaps.Activate(context.Background(), "sess", true); err != nil { // epoch 1
+		t.Fatal(err)
+	}
+	// Redis's own clock decides a stream's expiry (1 s here).
+	testOpenLast(t, s, func() { time.Sleep(1100 * time.Millisecond) })
 }

@@ -50,6 +50,11 @@ type Events interface {
 	// round trip, one script): data answers the stream's last journalled
 	// request, and the journal entry goes only once the answer is stored.
 	AppendFinish(ctx context.Context, session, stream string, epoch int64, write WriteID, data []byte) error
+	// OpenLast is OpenFor without a journal entry, returning the index of
+	// the stream's last event (-1 for none: opened anew, or only now, or
+	// none appended yet): the number of the last event a client was, or
+	// could have been, sent on it, whatever of it was dropped since.
+	OpenLast(ctx context.Context, session, stream string, epoch int64) (int, error)
 	// PendingRequests lists the journal: stream → request ids.
 	PendingRequests(ctx context.Context, session string) (map[string][]json.RawMessage, error)
 	// Remote says whether a write waits for another process (a network
@@ -266,8 +271,19 @@ func (m *MemoryEvents) Open(ctx context.Context, session, stream string) error {
 }
 
 func (m *MemoryEvents) OpenFor(_ context.Context, session, stream, user string, epoch int64, ids []json.RawMessage) error {
+	_, err := m.open(session, stream, user, epoch, ids)
+	return err
+}
+
+// OpenLast implements Events.
+func (m *MemoryEvents) OpenLast(_ context.Context, session, stream string, epoch int64) (int, error) {
+	return m.open(session, stream, "", epoch, nil)
+}
+
+// open is OpenFor, returning the index of the stream's last event.
+func (m *MemoryEvents) open(session, stream, user string, epoch int64, ids []json.RawMessage) (int, error) {
 	if m.fenced(session, epoch) {
-		return fmt.Errorf("open event stream: %w", ErrFenced)
+		return 0, fmt.Errorf("open event stream: %w", ErrFenced)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -300,7 +316,7 @@ func (m *MemoryEvents) OpenFor(_ context.Context, session, stream, user string, 
 		m.fitTotal(s, place{stream: st, seq: -1})
 	}
 	st.last = now
-	return nil
+	return st.first + st.kept - 1, nil
 }
 
 // join counts s, without bytes yet, as user's. Requires m.mu.
@@ -550,8 +566,10 @@ func (m *MemoryEvents) After(_ context.Context, session, stream string, index in
 		// Never opened, expired, or dropped to keep its session within its
 		// bytes: either way, its events are gone.
 		err = fmt.Errorf("replay events: stream %q of session %q is unknown or dropped: %w", stream, session, mcp.ErrEventsPurged)
-	case index+1 < st.first:
+	case index < st.first-1:
 		err = fmt.Errorf("replay events after %d of stream %q: %w", index, stream, mcp.ErrEventsPurged)
+	case index > st.first+st.kept:
+		err = beyondEnd(index, stream, st.first+st.kept)
 	default:
 		next := st.base
 		for i := range st.kept {
@@ -574,6 +592,15 @@ func (m *MemoryEvents) After(_ context.Context, session, stream string, index in
 			}
 		}
 	}
+}
+
+// beyondEnd is the error of a replay after index of a stream of count
+// events, index past the one after its last (count): no event the stream
+// issued. (One after its last may be an answer a node sent, and died
+// before it stored: the next activation stores what answers its request
+// in its place.)
+func beyondEnd(index int, stream string, count any) error {
+	return fmt.Errorf("replay events after %d of stream %q: it has %v events", index, stream, count)
 }
 
 // OpenAppend implements Events.

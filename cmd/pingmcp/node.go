@@ -162,6 +162,7 @@ func (n *nodeAssembly) build(ctx context.Context) error {
 		Audit:          auditLog,
 
 		MaxStreamsPerSession:   cfg.MaxStreamsPerSession,
+		MaxRunningCalls:        cfg.MaxConcurrentRequests,
 		MaxListensPerPrincipal: cfg.MaxStreamsPerPrincipal,
 		MaxBatchConcurrency:    cfg.MaxBatchConcurrency,
 		EventsBuffer:           cfg.EventsBuffer,

@@ -1,0 +1,139 @@
+package actors
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/state"
+)
+
+// runningSession is a session actor whose client takes elicitations,
+// initialized, with cfg.
+func runningSession(t *testing.T, cfg Config) (*actor.RootContext, *actor.PID, *envelope.Principal) {
+	t.Helper()
+	cfg.Stores = state.MemoryStores(time.Hour)
+	system, props := testSessions(t, cfg)
+	root := system.Root
+	pid := root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(fuzzSession, "session")))
+	p := principal("tok-a")
+	if body := postInitialize(t, root, pid, p, `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{}},"clientInfo":{"name":"t","version":"1"}}}`); !strings.Contains(body, `"result"`) {
+		t.Fatalf("initialize: %s", body)
+	}
+	if status := fuzzForward(t, root, pid, p, `{"jsonrpc":"2.0","method":"notifications/initialized"}`); status != http.StatusAccepted {
+		t.Fatalf("initialized: %d", status)
+	}
+	return root, pid, p
+}
+
+// leaveElicitation calls test_elicitation as request id, waits for the
+// tool's elicitation, and leaves it as a client that closes its stream
+// does (the edge's Cancel): the call runs on, waiting. It returns the
+// elicitation's JSON-RPC id, or the refusal's status if the call was
+// refused.
+func leaveElicitation(t *testing.T, root *actor.RootContext, pid *actor.PID, p *envelope.Principal, id int) (json.RawMessage, int32) {
+	t.Helper()
+	req := &envelope.Request{
+		Id: rand.Text(), Method: http.MethodPost, Path: "/mcp", Window: 16, Principal: p,
+		Body: []byte(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`, id)),
+		Headers: []*envelope.Header{
+			{Name: "Content-Type", Values: []string{"application/json"}},
+			{Name: "Accept", Values: []string{"application/json, text/event-stream"}},
+			{Name: "Mcp-Session-Id", Values: []string{fuzzSession}},
+			{Name: "Mcp-Protocol-Version", Values: []string{"2025-11-25"}},
+		},
+	}
+	type outcome struct {
+		elicit json.RawMessage
+		status int32
+	}
+	out := make(chan outcome, 1)
+	root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *actor.Started:
+			ctx.Request(pid, &envelope.Envelope{Body: &envelope.Envelope_Request{Request: req}})
+		case *envelope.Envelope:
+			part := m.GetPart()
+			if part.GetSeq() == 0 && part.GetStatus() != http.StatusOK {
+				out <- outcome{status: part.GetStatus()}
+				ctx.Stop(ctx.Self())
+				return
+			}
+			for _, line := range strings.Split(string(part.GetBody()), "\n") {
+				data, ok := strings.CutPrefix(line, "data: ")
+				if !ok || !strings.Contains(data, `"elicitation/create"`) {
+					continue
+				}
+				var msg struct{ ID json.RawMessage }
+				json.Unmarshal([]byte(data), &msg)
+				out <- outcome{elicit: msg.ID, status: http.StatusOK}
+			}
+			ctx.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Ack{Ack: &envelope.Ack{RequestId: req.Id, Seq: part.GetSeq()}}})
+		}
+	}))
+	o := await(t, out, "the tool's elicitation")
+	if o.status == http.StatusOK {
+		// The client leaves: the edge tells the actor its stream closed.
+		root.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Cancel{Cancel: &envelope.Cancel{RequestId: req.Id}}})
+	}
+	return o.elicit, o.status
+}
+
+// A call whose client left (its stream closed: on the 2025-11-25 protocol
+// no cancellation) while its tool waits for the client's answer to an
+// elicitation does not hold its actor's stop: the tool's context ends as
+// the actor stops (passivated idle, moved, fenced), rather than the SDK's
+// close waiting for an answer that will not come, with the actor's
+// mailbox, and every request sent to it, stuck behind it for good.
+func TestStopEndsACallWaitingOnItsClient(t *testing.T) {
+	root, pid, p := runningSession(t, Config{})
+	if _, status := leaveElicitation(t, root, pid, p, 1); status != http.StatusOK {
+		t.Fatalf("the call: %d", status)
+	}
+	if err := root.StopFuture(pid).Wait(); err != nil {
+		t.Fatalf("the actor did not stop, its tool waiting for an elicitation's answer: %v", err)
+	}
+}
+
+// Calls whose clients left them (closed their streams) count against
+// MaxRunningCalls (the node's --max-concurrent-requests, per session): a
+// client cannot start calls without bound by leaving each. The client's
+// answer to an elicitation (a POST of a response, no request) is taken
+// whatever the count, and the call it ends frees its place. Found by an
+// attack review: eight such calls ran under a limit of two, counted by no
+// limit.
+func TestLeftCallsCountAgainstTheLimit(t *testing.T) {
+	root, pid, p := runningSession(t, Config{MaxRunningCalls: 2})
+	first, status := leaveElicitation(t, root, pid, p, 1)
+	if status != http.StatusOK {
+		t.Fatalf("the first call: %d", status)
+	}
+	if _, status := leaveElicitation(t, root, pid, p, 2); status != http.StatusOK {
+		t.Fatalf("the second call: %d", status)
+	}
+	if _, status := leaveElicitation(t, root, pid, p, 3); status != http.StatusTooManyRequests {
+		t.Fatalf("a third call with two left running: %d, want 429", status)
+	}
+	// The client answers the first elicitation: its call ends.
+	if status := fuzzForward(t, root, pid, p, `{"jsonrpc":"2.0","id":`+string(first)+`,"result":{"action":"decline"}}`); status != http.StatusAccepted {
+		t.Fatalf("the elicitation's answer: %d", status)
+	}
+	var status4 int32
+	for deadline := time.Now().Add(forwardTimeout); ; {
+		// The call ends on its own goroutine once it has its answer.
+		if _, status4 = leaveElicitation(t, root, pid, p, 4); status4 != http.StatusTooManyRequests || time.Now().After(deadline) {
+			break
+		}
+	}
+	if status4 != http.StatusOK {
+		t.Fatalf("a call once one of the two ended: %d, want it taken", status4)
+	}
+}
