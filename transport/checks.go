@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 	"unicode/utf8"
+
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
@@ -93,7 +96,7 @@ func (e *Edge) checkMethod(next http.Handler) http.Handler {
 		case http.MethodOptions:
 			if r.Header.Get("Origin") != "" {
 				w.Header().Set("Access-Control-Allow-Methods", allowedMethods)
-				w.Header().Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID")
+				w.Header().Set("Access-Control-Allow-Headers", allowHeaders(r.Header.Get("Access-Control-Request-Headers")))
 				w.Header().Set("Access-Control-Max-Age", "600")
 			}
 			w.Header().Set("Allow", allowedMethods)
@@ -103,6 +106,22 @@ func (e *Edge) checkMethod(next http.Handler) http.Handler {
 			writeError(w, http.StatusMethodNotAllowed, nil, rpcerr.New(rpcerr.InvalidRequest, "method not allowed"))
 		}
 	})
+}
+
+// corsHeaders are the request headers a browser client of /mcp sends:
+// 2025-11-25's and 2026-07-28's (Mcp-Method, Mcp-Name, and the tools'
+// Mcp-Param-* headers, allowed by name as the preflight asks for them).
+const corsHeaders = "Authorization, Content-Type, Accept, Mcp-Session-Id, Mcp-Protocol-Version, Last-Event-ID, Mcp-Method, Mcp-Name"
+
+func allowHeaders(requested string) string {
+	out := corsHeaders
+	for _, h := range strings.Split(requested, ",") {
+		h = strings.TrimSpace(h)
+		if len(h) > len("Mcp-Param-") && len(h) <= 128 && strings.EqualFold(h[:len("Mcp-Param-")], "Mcp-Param-") && httpguts.ValidHeaderFieldName(h) {
+			out += ", " + h
+		}
+	}
+	return out
 }
 
 // checkHeaders refuses a request with a header value that is not UTF-8
@@ -277,7 +296,14 @@ func (e *Edge) routeRequest(next http.Handler) http.Handler {
 		rt, status, rerr := e.route(r, f.rpc, f.token)
 		f.span.routed(rt)
 		if status != 0 {
-			writeError(w, status, f.rpc.FirstID(), rerr)
+			id := f.rpc.FirstID()
+			if status == http.StatusNotFound {
+				// As the actor answers an unknown session: no id, so that a
+				// client (the go-sdk's) reads the 404 as the session's end,
+				// not as one refused call.
+				id = nil
+			}
+			writeError(w, status, id, rerr)
 			return
 		}
 		f.route = rt

@@ -32,6 +32,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster"
@@ -58,10 +59,14 @@ const (
 )
 
 // sessionVersions are the protocol revisions that have sessions. A request
-// whose Mcp-Protocol-Version names any other (2026-07-28, a later one, or
-// one nobody knows) goes to the stateless handler, which answers the unknown
-// ones with the protocol's own unsupported-version error.
+// whose Mcp-Protocol-Version names 2026-07-28 goes to the stateless
+// handler; one that names any other (a later one, or one nobody knows) the
+// edge refuses with 2026-07-28's UnsupportedProtocolVersionError, listing
+// protocolVersions, whatever its body says.
 var sessionVersions = map[string]bool{"2024-11-05": true, "2025-03-26": true, "2025-06-18": true, "2025-11-25": true}
+
+// protocolVersions are the revisions the edge serves, newest first.
+var protocolVersions = []string{statelessVersion, "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"}
 
 // DefaultMaxBodyBytes bounds a request body when Options leaves it zero.
 const DefaultMaxBodyBytes = 4 << 20
@@ -521,6 +526,9 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 		if status == 0 {
 			status = int(p.Status)
 			envelope.ToHTTP(p.Headers, w.Header())
+			if strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
+				w.Header().Set("X-Accel-Buffering", "no")
+			}
 			w.WriteHeader(status)
 			if !p.Final && strings.HasPrefix(w.Header().Get("Content-Type"), "text/event-stream") {
 				streaming = true
@@ -556,6 +564,9 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 // its error.
 func (e *Edge) route(r *http.Request, rb *rpcbody.Body, tok *auth.Token) (route, int, *rpcerr.Error) {
 	if v := r.Header.Get(headerProtocolVersion); v != "" && !sessionVersions[v] {
+		if v != statelessVersion {
+			return route{}, http.StatusBadRequest, rpcerr.UnsupportedProtocolVersion(v, protocolVersions)
+		}
 		return route{kind: cluster.PrincipalKind, identity: principalKey(tok)}, 0, nil
 	}
 	if sid := r.Header.Get(headerSessionID); sid != "" {
@@ -742,6 +753,9 @@ func forwardHeaders(h http.Header) []*envelope.Header {
 		if strings.HasPrefix(http.CanonicalHeaderKey(name), internalHeaderPrefix) {
 			continue
 		}
+		if name == "Mcp-Name" {
+			values = decodeSentinel(values)
+		}
 		out = append(out, &envelope.Header{Name: name, Values: values})
 	}
 	return out
@@ -790,4 +804,23 @@ func writeError(w http.ResponseWriter, status int, id json.RawMessage, err *rpce
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	w.Write(err.Body(id))
+}
+
+// decodeSentinel decodes a 2026-07-28 Base64-sentinel header value
+// (=?base64?...?=), which the go-sdk compares to the body undecoded; a value
+// that is not well-formed Base64 of UTF-8 is left as sent (and refused).
+func decodeSentinel(values []string) []string {
+	if len(values) != 1 {
+		return values
+	}
+	enc, pre := strings.CutPrefix(values[0], "=?base64?")
+	enc, suf := strings.CutSuffix(enc, "?=")
+	if !pre || !suf {
+		return values
+	}
+	dec, err := base64.StdEncoding.DecodeString(enc)
+	if err != nil || !utf8.Valid(dec) {
+		return values
+	}
+	return []string{string(dec)}
 }

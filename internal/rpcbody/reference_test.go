@@ -104,6 +104,7 @@ func (r *decReader) object() (Message, error) {
 	var m Message
 	seen := map[string]bool{}
 	hasMethod, hasID, nullID, hasVersion := false, false, false, false
+	var answer responseMembers
 	for r.dec.More() {
 		key, err := r.key(seen, messageKeys)
 		if err != nil {
@@ -143,6 +144,7 @@ func (r *decReader) object() (Message, error) {
 				return m, err
 			}
 		default:
+			answer.note(key)
 			if err := r.skip(); err != nil {
 				return m, err
 			}
@@ -151,7 +153,7 @@ func (r *decReader) object() (Message, error) {
 	if _, err := r.dec.Token(); err != nil { // }
 		return m, decParseError(err)
 	}
-	err := m.classify(hasVersion, hasMethod, hasID, nullID)
+	err := m.classify(hasVersion, hasMethod, hasID, nullID, answer)
 	return m, err
 }
 

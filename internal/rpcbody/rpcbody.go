@@ -268,6 +268,7 @@ func (r *reader) members(known []string, member func(key string, keyEnd int) err
 func (r *reader) object() (Message, error) {
 	var m Message
 	hasMethod, hasID, nullID, hasVersion := false, false, false, false
+	var answer responseMembers
 	err := r.members(messageKeys, func(key string, keyEnd int) error {
 		switch key {
 		case "jsonrpc":
@@ -301,6 +302,7 @@ func (r *reader) object() (Message, error) {
 		case "params":
 			return r.params(&m, keyEnd)
 		default:
+			answer.note(key)
 			_, _, err := r.value()
 			return err
 		}
@@ -309,17 +311,34 @@ func (r *reader) object() (Message, error) {
 	if err != nil {
 		return m, err
 	}
-	err = m.classify(hasVersion, hasMethod, hasID, nullID)
+	err = m.classify(hasVersion, hasMethod, hasID, nullID, answer)
 	return m, err
+}
+
+// responseMembers says which of a response's members a message has.
+type responseMembers struct{ result, error bool }
+
+func (a *responseMembers) note(key string) {
+	switch key {
+	case "result":
+		a.result = true
+	case "error":
+		a.error = true
+	}
 }
 
 // classify sets the message's kind from what it holds, or refuses it; a
 // tool name and arguments are kept for tools/call alone.
-func (m *Message) classify(hasVersion, hasMethod, hasID, nullID bool) error {
+func (m *Message) classify(hasVersion, hasMethod, hasID, nullID bool, answer responseMembers) error {
 	if !hasVersion {
 		return &Error{Code: rpcerr.InvalidRequest, Msg: `"jsonrpc" must be "2.0"`}
 	}
 	switch {
+	case hasMethod && (answer.result || answer.error):
+		return &Error{Code: rpcerr.InvalidRequest, Msg: `a request or notification has no "result" or "error"`}
+	case !hasMethod && hasID && answer.result == answer.error:
+		// JSON-RPC 2.0 §5: a response has one of them, never both.
+		return &Error{Code: rpcerr.InvalidRequest, Msg: `a response has either "result" or "error"`}
 	case hasMethod && nullID:
 		// JSON-RPC's request with a null id, which MCP forbids; the go-sdk
 		// would take it for a notification and refuse it in plain text.

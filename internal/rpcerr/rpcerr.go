@@ -28,6 +28,10 @@
 //     Data: retryable true.
 //   - [Moved] (-32004): the request reached an activation a newer one
 //     replaced (HTTP 503, Retry-After). Data: retryable true.
+//   - [UnsupportedVersion] (-32022, MCP 2026-07-28's
+//     UnsupportedProtocolVersionError): the MCP-Protocol-Version header
+//     names a revision this server does not implement (HTTP 400). Data:
+//     supported (the revisions it does, newest first) and requested.
 //   - [Limited] (-32005): a limit refused the request. Data: limit (the
 //     limit's name, as in the pingmcp_limited_total metric), and either
 //     retryable true with retryAfter (seconds, as the Retry-After header:
@@ -53,6 +57,8 @@ const (
 	Interrupted     = -32003
 	Moved           = -32004
 	Limited         = -32005
+
+	UnsupportedVersion = -32022
 )
 
 // Data is an error's data member. Retryable is always present; the others
@@ -62,6 +68,8 @@ type Data struct {
 	Limit string `json:"limit,omitempty"`
 	// Max is the bound's value.
 	Max int `json:"max,omitempty"`
+	// Requested is the protocol revision the request named.
+	Requested string `json:"requested,omitempty"`
 	// RetryAfter is how many seconds to wait before retrying, as the
 	// Retry-After header says.
 	RetryAfter int `json:"retryAfter,omitempty"`
@@ -69,6 +77,8 @@ type Data struct {
 	Retryable bool `json:"retryable"`
 	// Size is the size that would exceed Max.
 	Size int `json:"size,omitempty"`
+	// Supported are the protocol revisions the server implements.
+	Supported []string `json:"supported,omitempty"`
 }
 
 // Error is a JSON-RPC error object.
@@ -104,6 +114,13 @@ func Interruption() *Error {
 // replaced.
 func Replaced() *Error {
 	return &Error{Code: Moved, Message: "session moved to another node; retry", Data: &Data{Retryable: true}}
+}
+
+// UnsupportedProtocolVersion is the error of a request naming a protocol
+// revision, requested, that the server does not implement: it lists those
+// it does, supported.
+func UnsupportedProtocolVersion(requested string, supported []string) *Error {
+	return &Error{Code: UnsupportedVersion, Message: "unsupported protocol version", Data: &Data{Requested: requested, Supported: supported}}
 }
 
 // RetryLater is the error of a request a limit refused for now: retry after

@@ -1,0 +1,177 @@
+package transport
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// meta2026 is the _meta every 2026-07-28 request carries.
+const meta2026 = `"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}`
+
+// A browser client of 2026-07-28 must send Mcp-Method on every POST, and
+// Mcp-Name (and the tools' Mcp-Param-*) on tools/call, resources/read and
+// prompts/get ("These headers are REQUIRED for compliance"): its preflight
+// asks for them, and the edge must allow them, or the browser never sends
+// the request.
+func TestPreflightAllows2026RequestHeaders(t *testing.T) {
+	e := stageEdge(Options{Loopback: true})
+	asked := []string{"authorization", "content-type", "mcp-protocol-version", "mcp-method", "mcp-name", "mcp-param-region"}
+	r := stageRequest(http.MethodOptions, "localhost", map[string]string{
+		"Origin":                         "http://localhost:6274",
+		"Access-Control-Request-Method":  "POST",
+		"Access-Control-Request-Headers": strings.Join(asked, ","),
+	}, "")
+	rec, _, _ := runStage(e.checkMethod, r)
+	allowed := map[string]bool{}
+	for _, h := range strings.Split(rec.Header().Get("Access-Control-Allow-Headers"), ",") {
+		allowed[strings.ToLower(strings.TrimSpace(h))] = true
+	}
+	for _, h := range asked {
+		if !allowed[h] && !allowed["*"] {
+			t.Errorf("preflight for %s: Access-Control-Allow-Headers %q does not allow it", h, rec.Header().Get("Access-Control-Allow-Headers"))
+		}
+	}
+}
+
+// 2026-07-28, Value Encoding: "servers MUST decode an encoded Mcp-Name or
+// Mcp-Param-{Name} value before comparing it to the corresponding request
+// body value during Server Validation." A client that encodes the name
+// (it must for a name or URI outside the header-safe set) is refused with
+// -32020 HeaderMismatch.
+func TestEdgeDecodesBase64McpName(t *testing.T) {
+	srv := newEdge(t, Options{})
+	name := "test_simple_text"
+	h := map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call",
+		"Mcp-Name": "=?base64?" + base64.StdEncoding.EncodeToString([]byte(name)) + "?="}
+	body := `{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"` + name + `","arguments":{},` + meta2026 + `}}`
+	resp, got := call{http.MethodPost, h, body}.do(t, srv.URL)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(got, "simple text") {
+		t.Fatalf("tools/call with a Base64-encoded Mcp-Name: %d %s", resp.StatusCode, got)
+	}
+}
+
+// 2026-07-28, Receiving Messages: "When initiating an SSE stream, servers
+// SHOULD include the X-Accel-Buffering: no header in the HTTP response."
+// Behind nginx (an Ingress) without it, a listen's notifications and a
+// call's progress sit in the proxy's buffer.
+func TestEdgeSSEDisablesProxyBuffering(t *testing.T) {
+	srv := newEdge(t, Options{})
+	h := map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/list"}
+	resp, body := call{http.MethodPost, h, `{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{` + meta2026 + `}}`}.do(t, srv.URL)
+	if !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("tools/list: %d %v %s, want an event stream", resp.StatusCode, resp.Header, body)
+	}
+	if got := resp.Header.Get("X-Accel-Buffering"); got != "no" {
+		t.Errorf("SSE response: X-Accel-Buffering %q, want \"no\"", got)
+	}
+	// The listen's stream, the one that stays open.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, strings.NewReader(listenBody))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	for k, v := range listenHeaders(nil) {
+		req.Header.Set(k, v)
+	}
+	lresp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lresp.Body.Close()
+	if got := lresp.Header.Get("X-Accel-Buffering"); !strings.HasPrefix(lresp.Header.Get("Content-Type"), "text/event-stream") || got != "no" {
+		t.Errorf("listen: %d Content-Type %q, X-Accel-Buffering %q, want an event stream with \"no\"", lresp.StatusCode, lresp.Header.Get("Content-Type"), got)
+	}
+}
+
+// sessionSwap replaces the Mcp-Session-Id a client sends with to, once set:
+// a client holding a session id pingmcp did not mint (one from the server
+// that answered at this URL before pingmcp, say).
+type sessionSwap struct {
+	to   string
+	on   atomic.Bool // from the first request after the handshake
+	next http.RoundTripper
+}
+
+func (s *sessionSwap) RoundTrip(r *http.Request) (*http.Response, error) {
+	if s.on.Load() && r.Header.Get("Mcp-Session-Id") != "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Mcp-Session-Id", s.to)
+	}
+	return s.next.RoundTrip(r)
+}
+
+// 2025-11-25, Session Management: "When a client receives HTTP 404 in
+// response to a request containing an MCP-Session-Id, it MUST start a new
+// session". The go-sdk v1.8.0 client knows a 404 as the session's end
+// (ErrSessionMissing, which fails the connection so that its owner
+// reconnects) only when the body is not a JSON-RPC error with an id: the
+// edge's 404 for an id it did not mint names the request's id, so the
+// go-sdk client takes it as one refused call and goes on with a session
+// that does not exist; the actor's 404 for an unknown id (id null) is
+// recognised. README: malformed and unknown ids get "the answer an unknown
+// or malformed session id gets".
+func TestGoSDKClientSeesForeignSessionAsMissing(t *testing.T) {
+	srv := newEdge(t, Options{})
+	for _, sid := range []string{"AAAAAAAAAAAAAAAAAAAAAA", "0b5c3a52-6f07-4a4e-9d7c-2f7f4b1b0c11"} {
+		t.Run(sid, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			swap := &sessionSwap{to: sid, next: http.DefaultTransport}
+			tr := &mcp.StreamableClientTransport{Endpoint: srv.URL, DisableStandaloneSSE: true,
+				HTTPClient: &http.Client{Transport: swap}}
+			c := mcp.NewClient(&mcp.Implementation{Name: "t", Version: "1"}, nil)
+			cs, err := c.Connect(ctx, tr, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cs.Close()
+			swap.on.Store(true)
+			_, err = cs.ListTools(ctx, nil)
+			if !errors.Is(err, mcp.ErrSessionMissing) {
+				t.Errorf("the go-sdk client was told %v, want ErrSessionMissing (start a new session)", err)
+			}
+		})
+	}
+}
+
+// 2026-07-28, Protocol Version Header: "If the server does not implement
+// the requested protocol version (whether the version is unknown to the
+// server, ...), it MUST respond with 400 Bad Request and an
+// UnsupportedProtocolVersionError listing its supported versions." A
+// request whose header names an unknown version gets that only when its
+// body's _meta names the same one; without _meta it gets -32602.
+func TestEdgeUnknownVersionIsUnsupportedProtocolVersion(t *testing.T) {
+	srv := newEdge(t, Options{})
+	h := map[string]string{"Mcp-Protocol-Version": "2099-01-01", "Mcp-Method": "tools/list"}
+	resp, body := call{http.MethodPost, h, `{"jsonrpc":"2.0","id":7,"method":"tools/list"}`}.do(t, srv.URL)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, `"code":-32022`) || !strings.Contains(body, `"supported"`) {
+		t.Errorf("unknown version: %d %s, want 400 with -32022 and the supported versions", resp.StatusCode, body)
+	}
+}
+
+// JSON-RPC 2.0 §5: a response has "result" or "error", "but both members
+// MUST NOT be included"; a message with an id and neither a method nor a
+// result nor an error is no JSON-RPC message. MCP 2025-11-25: "If the
+// server cannot accept the input, it MUST return an HTTP error status
+// code"; the edge answers 202, as for an accepted response.
+func TestEdgeRefusesMalformedResponses(t *testing.T) {
+	srv := newEdge(t, Options{})
+	sid := initialize(t, srv.URL)
+	h := map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"}
+	for _, body := range []string{
+		`{"jsonrpc":"2.0","id":7}`,
+		`{"jsonrpc":"2.0","id":7,"result":{},"error":{"code":1,"message":"x"}}`,
+	} {
+		if resp, got := (call{http.MethodPost, h, body}).do(t, srv.URL); resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %d %q, want 400 (-32600)", body, resp.StatusCode, got)
+		}
+	}
+}
