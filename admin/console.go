@@ -70,7 +70,11 @@ var consoleFiles embed.FS
 var consolePages = template.Must(template.New("console").Funcs(template.FuncMap{
 	"when": when,
 	"ago":  ago,
-	"join": strings.Join,
+	// shown is what a client chose (its name and version, a task's
+	// message): its control and formatting characters escaped (a
+	// right-to-left override would reorder the rest of the row).
+	"shown": telemetry.Printable,
+	"join":  strings.Join,
 	// endForm is what the "end" template needs: a session and the CSRF token.
 	"endForm": func(id, csrf string) struct{ ID, CSRF string } { return struct{ ID, CSRF string }{id, csrf} },
 	// cancelForm is what the "cancel" template needs: a task and the CSRF
@@ -101,7 +105,8 @@ type console struct {
 
 	mu      sync.Mutex
 	signIns map[[sha256.Size]byte]*consoleSignIn // by the hash of the cookie's value
-	// refusedLog bounds the log lines of refused sign-ins (5 a second).
+	// refusedLog bounds the log lines of refused sign-ins and cross-origin
+	// forms (5 a second).
 	refusedLog telemetry.Throttle
 }
 
@@ -212,7 +217,9 @@ func (c *console) sameOrigin(h http.HandlerFunc) http.HandlerFunc {
 			ok = ok && err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
 		}
 		if !ok {
-			c.a.opts.Logger.Warn("admin console: cross-origin form refused", "path", r.URL.Path, "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"))
+			// Anyone may send it, unauthenticated: throttled, and clipped.
+			c.refusedLog.Log(c.a.opts.Logger, slog.LevelWarn, "admin console: cross-origin form refused", "path", telemetry.Clip(r.URL.Path),
+				"remote", r.RemoteAddr, "origin", telemetry.Clip(r.Header.Get("Origin")))
 			c.render(w, http.StatusForbidden, "error", &consoleView{Page: "error", Title: "Refused",
 				Message: "This form was sent from another site."})
 			return

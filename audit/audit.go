@@ -142,7 +142,7 @@ func Open(opts Options, process *slog.Logger) (*Logger, error) {
 
 // New returns a Logger writing JSON lines to w.
 func New(w io.Writer, toolArgs bool) *Logger {
-	opts := &slog.HandlerOptions{Level: slog.LevelDebug}
+	opts := &slog.HandlerOptions{Level: slog.LevelDebug, ReplaceAttr: telemetry.PrintableStrings}
 	if lw, ok := w.(*logwriter.Writer); ok { // safe for concurrent Writes itself
 		return NewHandler(logwriter.Handler(slog.NewJSONHandler(lw, opts), lw), toolArgs)
 	}

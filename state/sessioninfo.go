@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/pingmcp/pingmcp/telemetry"
 )
 
 // SessionInfo is what an operator may see of a stored session: never a
@@ -59,7 +61,8 @@ func (s *Stores) Describe(id string, snapshot []byte, details bool) (SessionInfo
 		ClientInfo struct{ Name, Version string } `json:"clientInfo"`
 	}
 	if json.Unmarshal(snap.Initialize, &params) == nil {
-		info.ClientName, info.ClientVersion = params.ClientInfo.Name, params.ClientInfo.Version
+		// What a client chose, shown to operators: bounded.
+		info.ClientName, info.ClientVersion = telemetry.Clip(params.ClientInfo.Name), telemetry.Clip(params.ClientInfo.Version)
 	}
 	if details {
 		ds, err := s.OpenDelegations(id, snap.Delegations)

@@ -43,7 +43,7 @@ func (t *transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		trace.WithAttributes(
 			attribute.String("http.request.method", r.Method),
 			attribute.String("server.address", r.URL.Hostname()),
-			attribute.String("url.path", r.URL.Path),
+			attribute.String("url.path", Clip(r.URL.Path)),
 			attribute.String("peer.service", t.peer),
 		))
 	defer span.End()
@@ -67,7 +67,7 @@ func Handler(h http.Handler, name string) http.Handler {
 		ctx, span := Start(ctx, name+" "+r.Method, trace.WithSpanKind(trace.SpanKindServer),
 			trace.WithAttributes(
 				attribute.String("http.request.method", r.Method),
-				attribute.String("url.path", r.URL.Path),
+				attribute.String("url.path", Clip(r.URL.Path)),
 			))
 		defer span.End()
 		rw := NewResponseWriter(w)

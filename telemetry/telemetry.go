@@ -25,7 +25,9 @@ import (
 	"net/url"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"go.opentelemetry.io/otel"
@@ -290,6 +292,47 @@ func ClipTo(s string, max int) string {
 		return s
 	}
 	return Cut(s, max) + "…"
+}
+
+// Printable is s with each character that a terminal or a viewer acts on,
+// or does not show (a control character: an escape sequence's ESC, a
+// carriage return, a tab; a formatting one: a right-to-left override, a
+// zero-width space; a line or paragraph separator), written as a Go escape
+// (\x1b, \r, \u202e). Clients choose some of what operators read (their
+// names and versions, tool names, a task's message): it must not redraw an
+// operator's screen, nor reorder a log line in a viewer.
+func Printable(s string) string {
+	if !strings.ContainsFunc(s, hidden) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if !hidden(r) {
+			b.WriteRune(r)
+			continue
+		}
+		q := strconv.QuoteRune(r) // '\x1b', '\r', '\u202e'
+		b.WriteString(q[1 : len(q)-1])
+	}
+	return b.String()
+}
+
+// hidden reports a character a terminal acts on or a viewer does not show.
+func hidden(r rune) bool {
+	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
+}
+
+// PrintableStrings is a slog.HandlerOptions.ReplaceAttr that writes every
+// string value through Printable: slog's JSON handler escapes control
+// characters but writes formatting ones (U+202E) as they are; its text
+// handler quotes both.
+func PrintableStrings(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindString {
+		if s := a.Value.String(); strings.ContainsFunc(s, hidden) {
+			a.Value = slog.StringValue(Printable(s))
+		}
+	}
+	return a
 }
 
 // Cut returns the longest start of s of at most n bytes that ends between

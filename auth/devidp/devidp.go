@@ -287,7 +287,7 @@ func (s *Server) client(ctx context.Context, id string) (*client, error) {
 // clientName is how the login form names a client: by the name it gave,
 // and a client of a metadata document also by its URL's host (the draft
 // asks that the user see it), without fetching anything.
-func (s *Server) clientName(id string) string {
+func (s *Server) clientName(id string) (name string, self bool) {
 	c := s.state.client(id, s.now())
 	if c == nil && s.documents != nil && isClientIDURL(id) {
 		host := id
@@ -295,14 +295,14 @@ func (s *Server) clientName(id string) string {
 			host = u.Host
 		}
 		if c = s.documents.cached(id); c != nil && c.name != "" {
-			return c.name + " (" + host + ")"
+			return c.name + " (" + host + ")", false
 		}
-		return host
+		return host, false
 	}
 	if c != nil && c.name != "" {
-		return c.name
+		return c.name, true
 	}
-	return id
+	return id, false
 }
 
 // Issuer is the issuer URL, the "iss" of every token.

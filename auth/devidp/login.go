@@ -4,15 +4,20 @@ import (
 	"crypto/subtle"
 	"html/template"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
+
+	"github.com/pingmcp/pingmcp/telemetry"
 )
 
 // The login form works without JavaScript. html/template escapes all it
-// echoes (client name, resource, scopes, user name). The form is bound to
+// echoes (client name, resource, scopes, user name). It names where the
+// code goes (the redirect URI's origin): a registered client's name is its
+// own choice, and may be another's. The form is bound to
 // its authorization request by the request's id: an unguessable value that
 // only the browser sent to the login page holds, good once, for minutes.
 // There is no session cookie, so a cross-site POST gains nothing it could
@@ -36,7 +41,8 @@ code{word-break:break-all}
 <body>
 <p class="warn">Development authorization server: not for production.</p>
 <h1>Sign in</h1>
-{{if .Client}}<p><strong>{{.Client}}</strong> asks for access to <code>{{.Resource}}</code> with the scopes <code>{{.Scopes}}</code>.</p>{{end}}
+{{if .Client}}<p><strong>{{.Client}}</strong>{{if .SelfNamed}} (the name it registered with){{end}} asks for access to <code>{{.Resource}}</code> with the scopes <code>{{.Scopes}}</code>.</p>
+<p>After you sign in, you are sent back to <code>{{.ReturnTo}}</code>.</p>{{end}}
 {{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
 {{if .ID}}<form method="post" action="{{.Action}}">
 <input type="hidden" name="id" value="{{.ID}}">
@@ -53,6 +59,10 @@ code{word-break:break-all}
 
 type loginView struct {
 	Action, ID, Client, Resource, Scopes, Username, Error string
+	// ReturnTo is the origin of the redirect URI the code goes to: a
+	// registered client's name is its own choice, and may be another's.
+	ReturnTo  string
+	SelfNamed bool
 }
 
 // login serves the login form (GET) and takes the credentials (POST). On
@@ -158,15 +168,21 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, ar *authRequest
 }
 
 func (s *Server) renderLogin(w http.ResponseWriter, status int, ar *authRequest, user, message string) {
-	name := s.clientName(ar.clientID)
+	name, self := s.clientName(ar.clientID)
+	returnTo := ar.redirectURI
+	if u, err := url.Parse(ar.redirectURI); err == nil && u.Host != "" {
+		returnTo = u.Scheme + "://" + u.Host
+	}
 	s.render(w, status, loginView{
-		Action:   s.issuer + PathLogin,
-		ID:       ar.id,
-		Client:   name,
-		Resource: ar.resource,
-		Scopes:   strings.Join(ar.scopes, " "),
-		Username: user,
-		Error:    message,
+		Action:    s.issuer + PathLogin,
+		ID:        ar.id,
+		Client:    telemetry.Printable(name),
+		SelfNamed: self,
+		ReturnTo:  returnTo,
+		Resource:  ar.resource,
+		Scopes:    strings.Join(ar.scopes, " "),
+		Username:  user,
+		Error:     message,
 	})
 }
 

@@ -15,11 +15,11 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
 
 	"github.com/pingmcp/pingmcp/admin"
 	"github.com/pingmcp/pingmcp/internal/outbound"
 	"github.com/pingmcp/pingmcp/state"
+	"github.com/pingmcp/pingmcp/telemetry"
 )
 
 // adminCLI runs `pingmcp sessions …`, `pingmcp tasks …` and `pingmcp nodes
@@ -331,7 +331,7 @@ func (c *adminClient) listTable(ctx context.Context, what string, q url.Values, 
 	for _, raw := range all {
 		cells := row(raw)
 		for i := range cells {
-			cells[i] = printable(cells[i])
+			cells[i] = telemetry.Printable(cells[i])
 		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
@@ -363,7 +363,7 @@ func (c *adminClient) showTask(ctx context.Context, path, output string, w io.Wr
 		{"node", dash(t.Node)}, {"runner", dash(t.Runner)}, {"lease until", lease}, {"resumes", strconv.Itoa(t.Resumes)},
 		{"created", ago(t.Created)}, {"updated", ago(t.Updated)}, {"expires", t.Expires.Format(time.RFC3339)},
 	} {
-		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], printable(kv[1]))
+		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], telemetry.Printable(kv[1]))
 	}
 	return tw.Flush()
 }
@@ -388,11 +388,11 @@ func (c *adminClient) showSession(ctx context.Context, id, output string, w io.W
 		{"open streams", strconv.Itoa(s.Streams)}, {"requests in flight", strconv.Itoa(s.InFlight)},
 		{"created", ago(s.Created)}, {"last active", ago(s.Active)},
 	} {
-		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], printable(kv[1]))
+		fmt.Fprintf(tw, "%s:\t%s\n", kv[0], telemetry.Printable(kv[1]))
 	}
 	for _, d := range s.Delegations {
 		act, _ := json.Marshal(d.Act)
-		fmt.Fprintf(tw, "cached token:\t%s\n", printable(fmt.Sprintf("audience %s, scopes %s, act %s, jti %s, expires %s",
+		fmt.Fprintf(tw, "cached token:\t%s\n", telemetry.Printable(fmt.Sprintf("audience %s, scopes %s, act %s, jti %s, expires %s",
 			d.Audience, strings.Join(d.Scopes, " "), act, dash(d.JTI), d.Expiry.Format(time.RFC3339))))
 	}
 	return tw.Flush()
@@ -475,31 +475,6 @@ func liveness(s state.SessionInfo) string {
 	}
 	return "passivated"
 }
-
-// printable is s as a terminal shows it as it is: each control or
-// formatting character (an escape sequence's ESC, a carriage return, a
-// tab that would start a column, a right-to-left override) written as an
-// escape (\x1b, \r, \u202e). A client chooses some of what the tables
-// show (its name and version in initialize, a task's message): it must not
-// redraw the operator's screen.
-func printable(s string) string {
-	if !strings.ContainsFunc(s, hidden) {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		if !hidden(r) {
-			b.WriteRune(r)
-			continue
-		}
-		q := strconv.QuoteRune(r) // '\x1b', '\r', '\u202e'
-		b.WriteString(q[1 : len(q)-1])
-	}
-	return b.String()
-}
-
-// hidden reports a character a terminal acts on or does not show.
-func hidden(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }
 
 func dash(s string) string {
 	if s == "" {

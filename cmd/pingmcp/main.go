@@ -43,6 +43,7 @@ import (
 	"github.com/pingmcp/pingmcp/internal/privfile"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/state/taskstore"
+	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/pingmcp/pingmcp/tools"
 	"github.com/pingmcp/pingmcp/tools/conformance"
 	"github.com/pingmcp/pingmcp/tools/openapi"
@@ -116,6 +117,7 @@ func newLogger(cfg *config.Config, w io.Writer) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: level}
 	var h slog.Handler
 	if cfg.LogFormat == "json" {
+		opts.ReplaceAttr = telemetry.PrintableStrings
 		h = slog.NewJSONHandler(w, opts)
 	} else {
 		h = slog.NewTextHandler(w, opts)
