@@ -47,6 +47,9 @@ type core struct {
 	life life
 	// calls are the handlers of the actor's server running now (running.go).
 	calls runningCalls
+	// standaloneSent is one more than the index of the last standalone
+	// stream event a GET of this activation was written (0: none).
+	standaloneSent atomic.Int64
 	// trail counts the requests forwarded from one node; moving says the
 	// session is to move there, leaving that it drains to, handedOver that
 	// it did; held are the requests that came meanwhile (follow.go).
@@ -402,18 +405,19 @@ func (a *core) stopping() {
 
 // standaloneFrom makes a GET without Last-Event-ID (a client opening the
 // session's standalone stream anew) one that resumes the standalone stream
-// from its last event, so that the go-sdk replays nothing to it, and
-// numbers the next event as the store does. The go-sdk would replay the
-// stream's whole history to it (events a client was sent already, on an
-// earlier GET: the revision forbids replaying across streams), and refuse
-// it 400, for the session's life, once the stream's first event was
-// dropped (a bound) or the stream expired (--events-ttl without a
-// notification): the store opens the stream (again, if it expired) and
-// says where it ends. It reports whether the request goes on; if not, it
+// from the last event a GET of this activation was written (or, with none,
+// from before the first event kept), so that the go-sdk replays to it what
+// no stream carried and nothing twice, and numbers the next event as the
+// store does. The go-sdk would replay the stream's whole history to it
+// (events a client was sent already, on an earlier GET: the revision
+// forbids replaying across streams), and refuse it 400, for the session's
+// life, once the stream's first event was dropped (a bound) or the stream
+// expired (--events-ttl without a notification): the store opens the
+// stream (again, if it expired) and says where it starts and ends. It reports whether the request goes on; if not, it
 // was answered "not served" (the store is away, or a newer activation
 // owns the session: the edge sends it again).
 func (a *core) standaloneFrom(ctx context.Context, hr *http.Request, w *relayWriter, req *envelope.Request, f *flight) bool {
-	last, err := a.events.lastOfStandalone(ctx, a.id)
+	first, last, err := a.events.lastOfStandalone(ctx, a.id)
 	if err != nil {
 		if errors.Is(err, state.ErrFenced) && f != nil {
 			f.moved.Store(true)
@@ -423,10 +427,36 @@ func (a *core) standaloneFrom(ctx context.Context, hr *http.Request, w *relayWri
 		w.unserved(req.Id)
 		return false
 	}
-	if last >= 0 {
-		hr.Header.Set("Last-Event-ID", "_"+strconv.Itoa(last))
+	// From the last event a GET of this activation was written, or from
+	// before the first kept: what no stream carried (sent while no GET
+	// was open, or before a move here) is sent, and nothing twice.
+	from := min(max(int(a.standaloneSent.Load())-1, first-1), last)
+	if from >= 0 {
+		hr.Header.Set("Last-Event-ID", "_"+strconv.Itoa(from))
 	}
 	return true
+}
+
+// noteStandaloneSent notes the index of a standalone stream event (id
+// "_N") written to a GET.
+func (a *core) noteStandaloneSent(event []byte) {
+	for line := range bytes.Lines(event) {
+		if bytes.HasPrefix(line, []byte("data:")) {
+			return
+		}
+		id, ok := bytes.CutPrefix(bytes.TrimRight(line, "\r\n"), []byte("id: _"))
+		if !ok {
+			continue
+		}
+		if n, err := strconv.Atoi(string(id)); err == nil {
+			for {
+				sent := a.standaloneSent.Load()
+				if int64(n)+1 <= sent || a.standaloneSent.CompareAndSwap(sent, int64(n)+1) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // replyAddress is where the answer to a forwarded request goes: nil, after
@@ -745,6 +775,9 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		w.refused = f.moved.Load
 		w.answered = f.answered.Load
 		w.cancelled = f.answersCancelled
+		if f.get && a.events != nil {
+			w.wrote = a.noteStandaloneSent
+		}
 		if principal {
 			w.replaced = f.interruptedAnswer
 			if f.listen != nil {
@@ -795,8 +828,15 @@ func (a *core) serveHTTP(ctx context.Context, w *relayWriter, req *envelope.Requ
 	defer end(w)
 	if req.Method == http.MethodGet && a.events != nil && hr.Header.Get("Mcp-Session-Id") != "" && len(hr.Header.Values("Last-Event-ID")) == 0 {
 		if !a.standaloneFrom(ctx, hr, w, req, f) {
+			w.finish()
 			return
 		}
+	}
+	if req.Method == http.MethodDelete {
+		// The go-sdk's close of the session waits for its handlers: a
+		// call whose client left, waiting for an elicitation's answer,
+		// would hold the DELETE, and the actor, for good.
+		a.calls.cancelAll()
 	}
 	// The SDK keeps the context of a request that creates a session for
 	// the session's life: it gets one it lets go of (releasable).

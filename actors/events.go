@@ -630,13 +630,13 @@ func (e *sessionEvents) After(ctx context.Context, session, stream string, index
 
 // lastOfStandalone opens session's standalone stream in the store (again,
 // if it expired), once what is queued for it is written, and returns the
-// index of its last event (-1 for none).
-func (e *sessionEvents) lastOfStandalone(ctx context.Context, session string) (int, error) {
+// indexes of its first kept and last events (state.Events.OpenLast).
+func (e *sessionEvents) lastOfStandalone(ctx context.Context, session string) (first, last int, err error) {
 	wait, cancel := context.WithTimeout(ctx, saveTimeout)
-	err := e.await(wait, func() bool { return !e.waitingLocked("") })
+	err = e.await(wait, func() bool { return !e.waitingLocked("") })
 	cancel()
 	if err != nil {
-		return 0, fmt.Errorf("standalone stream: its writes are not stored yet: %w", err)
+		return 0, 0, fmt.Errorf("standalone stream: its writes are not stored yet: %w", err)
 	}
 	c, cancel := context.WithTimeout(ctx, saveTimeout)
 	defer cancel()

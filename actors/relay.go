@@ -87,6 +87,8 @@ type relayWriter struct {
 	// event itself; empty: nothing): a stateless request's answer once a
 	// drain cut its handler, a listen's end (flight.interruptedAnswer).
 	replaced func(event []byte) []byte
+	// wrote, if set, is told of each event written to an event stream.
+	wrote func(event []byte)
 
 	mu       sync.Mutex
 	status   int
@@ -142,6 +144,9 @@ func (w *relayWriter) Write(p []byte) (int, error) {
 		if q := w.replaced(p); q != nil {
 			p = q
 		}
+	}
+	if w.wrote != nil && w.stream {
+		w.wrote(p)
 	}
 	w.buf = append(w.buf, p...)
 	return n, nil

@@ -60,6 +60,17 @@ func (r *runningCalls) stop() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.stopped = true
+	r.cancelAllLocked()
+}
+
+// cancelAll ends every handler running now (the session ends).
+func (r *runningCalls) cancelAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cancelAllLocked()
+}
+
+func (r *runningCalls) cancelAllLocked() {
 	for id, cancel := range r.cancels {
 		cancel()
 		delete(r.cancels, id)

@@ -20,7 +20,13 @@ import (
 // initialized, with cfg.
 func runningSession(t *testing.T, cfg Config) (*actor.RootContext, *actor.PID, *envelope.Principal) {
 	t.Helper()
-	cfg.Stores = state.MemoryStores(time.Hour)
+	return runningSessionOn(t, state.MemoryStores(time.Hour), cfg)
+}
+
+// runningSessionOn is runningSession with its stores, d.
+func runningSessionOn(t *testing.T, d *state.Stores, cfg Config) (*actor.RootContext, *actor.PID, *envelope.Principal) {
+	t.Helper()
+	cfg.Stores = d
 	system, props := testSessions(t, cfg)
 	root := system.Root
 	pid := root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(fuzzSession, "session")))
@@ -135,5 +141,26 @@ func TestLeftCallsCountAgainstTheLimit(t *testing.T) {
 	}
 	if status4 != http.StatusOK {
 		t.Fatalf("a call once one of the two ended: %d, want it taken", status4)
+	}
+}
+
+// A DELETE of a session whose client left a call waiting for an
+// elicitation's answer ends the session (204), rather than wait, in the
+// go-sdk's close of the session, for a handler that waits for good. Found
+// by a review.
+func TestDeleteWithALeftCall(t *testing.T) {
+	root, pid, p := runningSession(t, Config{})
+	if _, status := leaveElicitation(t, root, pid, p, 1); status != http.StatusOK {
+		t.Fatalf("the call: %d", status)
+	}
+	req := &envelope.Request{
+		Id: rand.Text(), Method: http.MethodDelete, Path: "/mcp", Window: 16, Principal: p,
+		Headers: []*envelope.Header{
+			{Name: "Mcp-Session-Id", Values: []string{fuzzSession}},
+			{Name: "Mcp-Protocol-Version", Values: []string{"2025-11-25"}},
+		},
+	}
+	if head := await(t, forwardRequest(root, pid, req).head, "the DELETE's answer"); head.GetStatus() != http.StatusNoContent {
+		t.Fatalf("DELETE: %d %s", head.GetStatus(), head.GetBody())
 	}
 }

@@ -1,8 +1,10 @@
 package actors
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
@@ -94,4 +97,145 @@ func testStandaloneAfterTTL(t *testing.T, d *state.Stores, advance func()) {
 	if head := get(); head.GetStatus() != http.StatusOK {
 		t.Fatalf("a new standalone GET (no Last-Event-ID) on a live session: %d %s, want 200", head.GetStatus(), head.GetBody())
 	}
+}
+
+// standaloneGET opens the session's standalone stream (no Last-Event-ID)
+// and returns its first part, and a channel of the bodies of the parts
+// after it.
+func standaloneGET(t *testing.T, root *actor.RootContext, pid *actor.PID, p *envelope.Principal) (*envelope.ResponsePart, <-chan string) {
+	t.Helper()
+	req := &envelope.Request{
+		Id: rand.Text(), Method: http.MethodGet, Path: "/mcp", Window: 16, Principal: p,
+		Headers: []*envelope.Header{
+			{Name: "Accept", Values: []string{"text/event-stream"}},
+			{Name: "Mcp-Session-Id", Values: []string{fuzzSession}},
+			{Name: "Mcp-Protocol-Version", Values: []string{"2025-11-25"}},
+		},
+	}
+	head, bodies := make(chan *envelope.ResponsePart, 1), make(chan string, 64)
+	root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch m := ctx.Message().(type) {
+		case *actor.Started:
+			ctx.Request(pid, &envelope.Envelope{Body: &envelope.Envelope_Request{Request: req}})
+		case *envelope.Envelope:
+			part := m.GetPart()
+			if part.GetSeq() == 0 {
+				head <- part
+			}
+			bodies <- string(part.GetBody())
+			if part.GetFinal() {
+				ctx.Stop(ctx.Self())
+				return
+			}
+			ctx.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Ack{Ack: &envelope.Ack{RequestId: req.Id, Seq: part.GetSeq()}}})
+		}
+	}))
+	return await(t, head, "the GET's first part"), bodies
+}
+
+// A notification sent to the standalone stream while no GET was open (a
+// client opens its GET a moment after initialized) reached no stream: the
+// next GET without Last-Event-ID delivers it. Found by a review of the
+// change that made such a GET resume from the stream's end: it skipped
+// them.
+func TestStandaloneGETDeliversWhatNoStreamCarried(t *testing.T) {
+	d := state.MemoryStores(time.Hour)
+	root, pid, p := runningSessionOn(t, d, Config{})
+	if status := fuzzForward(t, root, pid, p, `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"test_trigger_prompt_change","arguments":{}}}`); status != http.StatusOK {
+		t.Fatalf("test_trigger_prompt_change: %d", status)
+	}
+	// The go-sdk tells a list change a moment later: once it is stored.
+	for deadline := time.Now().Add(forwardTimeout); ; time.Sleep(5 * time.Millisecond) {
+		var stored []string
+		for e, err := range d.Events.After(t.Context(), fuzzSession, "", -1) {
+			if err == nil {
+				stored = append(stored, string(e))
+			}
+		}
+		if len(stored) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the list change was never stored on the standalone stream")
+		}
+	}
+	head, bodies := standaloneGET(t, root, pid, p)
+	if head.GetStatus() != http.StatusOK {
+		t.Fatalf("GET: %d %s", head.GetStatus(), head.GetBody())
+	}
+	for body := head.GetBody(); !strings.Contains(string(body), "list_changed"); body = []byte(await(t, bodies, "the list change no stream carried")) {
+	}
+}
+
+// A GET without Last-Event-ID reaching an activation a newer one fenced is
+// answered "not served" (the edge sends it again), as is one while the
+// store is away for a moment. Found by a review: the refusal was never
+// sent, and the edge waited for good.
+func TestStandaloneGETRefusedIsAnswered(t *testing.T) {
+	t.Run("fenced", func(t *testing.T) {
+		d := state.MemoryStores(time.Hour)
+		system, props := testSessions(t, Config{Stores: d})
+		root := system.Root
+		ci := func() *protocluster.ClusterIdentity { return protocluster.NewClusterIdentity(fuzzSession, "session") }
+		stale := root.Spawn(protocluster.WithClusterIdentity(props, ci()))
+		p := principal("tok-a")
+		if body := postInitialize(t, root, stale, p, `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`); !strings.Contains(body, `"result"`) {
+			t.Fatalf("initialize: %s", body)
+		}
+		if status := fuzzForward(t, root, stale, p, `{"jsonrpc":"2.0","method":"notifications/initialized"}`); status != http.StatusAccepted {
+			t.Fatalf("initialized: %d", status)
+		}
+		// No write of the stale activation's own may be left to tell it
+		// first (it would stop, and the GET find it gone, which the edge
+		// learns from its watch): its handshake's journal is emptied.
+		journalEmpty := func() {
+			t.Helper()
+			for deadline := time.Now().Add(forwardTimeout); ; time.Sleep(5 * time.Millisecond) {
+				if pending, err := d.Events.PendingRequests(t.Context(), fuzzSession); err == nil && len(pending) == 0 {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("the session's journal never emptied")
+				}
+			}
+		}
+		if status := fuzzForward(t, root, stale, p, `{"jsonrpc":"2.0","id":1,"method":"logging/setLevel","params":{"level":"info"}}`); status != http.StatusOK {
+			t.Fatalf("setLevel: %d", status)
+		}
+		journalEmpty()
+		current := root.Spawn(protocluster.WithClusterIdentity(props, ci())) // a newer epoch
+		if status := fuzzForward(t, root, current, p, `{"jsonrpc":"2.0","id":2,"method":"ping"}`); status != http.StatusOK {
+			t.Fatalf("ping on the current activation: %d", status)
+		}
+		journalEmpty()
+		if head, _ := standaloneGET(t, root, stale, p); head.GetStatus() != http.StatusServiceUnavailable || !notServed(head) {
+			t.Fatalf("GET on the stale activation: %d %s, want 503 not served", head.GetStatus(), head.GetBody())
+		}
+	})
+	t.Run("store away", func(t *testing.T) {
+		d := state.MemoryStores(time.Hour)
+		d.Events = failingOpenLast{d.Events}
+		root, pid, p := runningSessionOn(t, d, Config{})
+		if head, _ := standaloneGET(t, root, pid, p); head.GetStatus() != http.StatusServiceUnavailable || !notServed(head) {
+			t.Fatalf("GET: %d %s, want 503 not served", head.GetStatus(), head.GetBody())
+		}
+	})
+}
+
+// notServed says whether p is an answer the edge sends again.
+func notServed(p *envelope.ResponsePart) bool {
+	for _, h := range p.GetHeaders() {
+		if h.Name == envelope.NotServedHeader {
+			return true
+		}
+	}
+	return false
+}
+
+// failingOpenLast is a store whose OpenLast fails, as Redis does when it
+// is unreachable for a moment.
+type failingOpenLast struct{ state.Events }
+
+func (failingOpenLast) OpenLast(context.Context, string, string, int64) (int, int, error) {
+	return 0, 0, errors.New("redis: connection refused")
 }

@@ -39,17 +39,22 @@ const (
 )
 
 // reachability is what the node knows of the reach of the members it had a
-// sign of: those being tried or counted unreachable (probing), and when
-// each was last reached (not tried again sooner than reachAgain).
+// sign of: the watch of each member being tried, or retried while counted
+// unreachable (by generation: a watch whose member membership counts a
+// member again, joined anew, is replaced by the next sign's), whose first
+// try is under way, and when each was last reached (not tried again sooner
+// than reachAgain).
 type reachability struct {
-	mu      sync.Mutex
-	probing map[string]bool
-	reached map[string]time.Time
+	mu       sync.Mutex
+	watching map[string]uint64
+	first    map[string]bool
+	reached  map[string]time.Time
+	gen      uint64
 }
 
 // suspect tries to reach the member at addr, which this node has a sign is
-// gone, unless it is tried already, or was reached within reachAgain; it
-// does not wait.
+// gone, unless its first try is under way, it is counted unreachable, or
+// it was reached within reachAgain; it does not wait.
 func (n *Node) suspect(addr string) {
 	if n.place == nil || !n.cfg.SharedStores || addr == n.System.Address() {
 		return
@@ -64,16 +69,18 @@ func (n *Node) suspect(addr string) {
 	}
 	r := &n.reach
 	r.mu.Lock()
-	if r.probing[addr] || time.Since(r.reached[addr]) < reachAgain {
+	if r.first[addr] || time.Since(r.reached[addr]) < reachAgain {
 		r.mu.Unlock()
 		return
 	}
-	if r.probing == nil {
-		r.probing, r.reached = map[string]bool{}, map[string]time.Time{}
+	if r.watching == nil {
+		r.watching, r.first, r.reached = map[string]uint64{}, map[string]bool{}, map[string]time.Time{}
 	}
-	r.probing[addr] = true
+	r.gen++
+	gen := r.gen
+	r.watching[addr], r.first[addr] = gen, true
 	r.mu.Unlock()
-	go n.watchReach(addr)
+	go n.watchReach(addr, gen)
 }
 
 // tryingToReach says whether this node is trying to reach the member at
@@ -83,17 +90,19 @@ func (n *Node) tryingToReach(addr string) bool {
 	r := &n.reach
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.probing[addr] {
-		return false
-	}
-	_, unreachable := n.place.listedMember(addr)
-	return !unreachable
+	return r.first[addr]
 }
 
 // watchReach tries to reach addr, and if it cannot, counts it unreachable
-// until it can, or membership no longer lists it, or the node stops.
-func (n *Node) watchReach(addr string) {
+// until it can, or membership no longer lists it or lists it anew, or the
+// node stops, or a newer watch replaced this one (gen).
+func (n *Node) watchReach(addr string, gen uint64) {
 	r := &n.reach
+	current := func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return r.watching[addr] == gen
+	}
 	reached := func() {
 		r.mu.Lock()
 		r.reached[addr] = time.Now()
@@ -106,25 +115,35 @@ func (n *Node) watchReach(addr string) {
 	}
 	defer func() {
 		r.mu.Lock()
-		delete(r.probing, addr)
+		if r.watching[addr] == gen {
+			delete(r.watching, addr)
+		}
 		r.mu.Unlock()
 	}()
 	err := reach(addr)
+	counted := err != nil && n.place.setUnreachable(addr, true)
+	r.mu.Lock()
+	delete(r.first, addr)
+	r.mu.Unlock()
 	if err == nil {
 		reached()
 		return
 	}
-	if !n.place.setUnreachable(addr, true) {
+	if !counted {
 		return // left meanwhile
 	}
 	logger := n.cfg.Logger.With("node", n.System.Address())
 	logger.Warn("a member listed by membership cannot be reached: this node places its sessions elsewhere until it can (fencing stops its activations should it be alive)",
 		"member", addr, "err", err, "retry_every", reachAgain)
+	// The others first: a lookup this wakes may reach another member
+	// before word of it would, which would make an activation that the
+	// member still owning the identity, as it sees membership, hands
+	// back (messages from one node to another arrive in order).
+	n.place.tellUnreachable(addr)
 	n.mu.Lock()
 	n.pids.forgetAddresses(map[string]bool{addr: true})
 	n.mu.Unlock()
 	n.membershipMoved()
-	n.place.tellUnreachable(addr)
 	t := time.NewTicker(reachAgain)
 	defer t.Stop()
 	for {
@@ -133,8 +152,8 @@ func (n *Node) watchReach(addr string) {
 			return
 		case <-t.C:
 		}
-		if listed, unreachable := n.place.listedMember(addr); !listed || !unreachable {
-			return // left, or joined anew
+		if listed, unreachable := n.place.listedMember(addr); !listed || !unreachable || !current() {
+			return // left, or joined anew, or watched anew
 		}
 		if reach(addr) == nil {
 			if n.place.setUnreachable(addr, false) {

@@ -390,15 +390,28 @@ end
 	// KEYS hash, epoch, journal, order; ARGV[1] stream id, ARGV[2] ttl ms,
 	// ARGV[3] the requests answered on it (JSON) or "", ARGV[4] the
 	// opener's epoch ("0": unfenced), ARGV[5] the session's byte budget,
-	// ARGV[6] StreamOverhead. Returns {1, 0, 0, events and bytes dropped,
-	// streams dropped}, or {-2} when fenced.
+	// ARGV[6] StreamOverhead, ARGV[7] "1" to find the first event kept.
+	// Returns {1, 0, 0, events and bytes dropped, streams dropped, the
+	// stream's last event number, its first kept event's number (1
+	// without ARGV[7])}, or {-2} when fenced.
 	openScript = redis.NewScript(trimLua + streamLua + `
 if fenced(ARGV[4]) then return {-2} end
 local dropped = {0, 0, 0, 0, 0}
 local st = load(tonumber(ARGV[2]))
 open(st, ARGV[3], tonumber(ARGV[5]), tonumber(ARGV[6]), dropped)
 store(st)
-return {1, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5], st.s.n}`)
+local first = 1
+if ARGV[7] == '1' then
+  -- The first event kept: kept events are the stream's last ones, without
+  -- a gap (see make), so a binary search finds it.
+  local lo, hi = 1, st.s.n + 1
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if (mid == 1 and st.s.i) or redis.call('HEXISTS', KEYS[1], ev(mid, ARGV[1])) == 1 then hi = mid else lo = mid + 1 end
+  end
+  first = lo
+end
+return {1, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5], st.s.n, first}`)
 	// KEYS as openScript's; ARGV[1] to [6] as openScript's, ARGV[7] max
 	// length, ARGV[8] data, ARGV[9] EventOverhead, ARGV[10] the write's
 	// name: opens the stream and appends data as its first event (implied
@@ -493,34 +506,36 @@ func (r *RedisEvents) Open(ctx context.Context, session, stream string) error {
 // bounds each session, not users: user is not used (a user's bound is the
 // sessions it may have times MaxBytes).
 func (r *RedisEvents) OpenFor(ctx context.Context, session, stream, _ string, epoch int64, ids []json.RawMessage) error {
-	_, err := r.open(ctx, session, stream, epoch, ids)
+	_, _, err := r.open(ctx, session, stream, epoch, ids, false)
 	return err
 }
 
 // OpenLast implements Events.
-func (r *RedisEvents) OpenLast(ctx context.Context, session, stream string, epoch int64) (int, error) {
-	return r.open(ctx, session, stream, epoch, nil)
+func (r *RedisEvents) OpenLast(ctx context.Context, session, stream string, epoch int64) (first, last int, err error) {
+	return r.open(ctx, session, stream, epoch, nil, true)
 }
 
-// open is OpenFor, returning the index of the stream's last event.
-func (r *RedisEvents) open(ctx context.Context, session, stream string, epoch int64, ids []json.RawMessage) (int, error) {
+// open is OpenFor; with span, it returns the indexes of the stream's first
+// kept and last events.
+func (r *RedisEvents) open(ctx context.Context, session, stream string, epoch int64, ids []json.RawMessage, span bool) (first, last int, err error) {
 	journal, err := encodeIDs(ids)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
+	}
+	want := "0"
+	if span {
+		want = "1"
 	}
 	res, err := r.w.run(ctx, openScript, r.keys(session), stream, r.opts.TTL.Milliseconds(), journal, epoch,
-		r.opts.MaxBytes, StreamOverhead).Int64Slice()
+		r.opts.MaxBytes, StreamOverhead, want).Int64Slice()
 	if err != nil {
-		return 0, fmt.Errorf("open event stream: %w", err)
+		return 0, 0, fmt.Errorf("open event stream: %w", err)
 	}
 	if res[0] == -2 {
-		return 0, fmt.Errorf("open event stream: %w", ErrFenced)
+		return 0, 0, fmt.Errorf("open event stream: %w", ErrFenced)
 	}
 	trimmedAll(res)
-	if len(res) < 7 { // (a script of an older node, cached by Redis: none is, its body differs)
-		return -1, nil
-	}
-	return int(res[6]) - 1, nil
+	return int(res[7]) - 1, int(res[6]) - 1, nil
 }
 
 // trimmedAll counts what a script's result {n, count bound's events and

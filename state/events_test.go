@@ -888,33 +888,41 @@ func TestRedisEventsPrimingInRecord(t *testing.T) {
 	}
 }
 
-// OpenLast opens a stream and says where it ends, whatever of it was
-// dropped: the index of its last event, -1 for none; opened again after it
-// expired, it starts anew (the actor resumes a GET without Last-Event-ID
-// from there: actors.standaloneFrom).
+// OpenLast opens a stream and says where it starts and ends, whatever of
+// it was dropped: the indexes of its first kept and last events (-1 for
+// none); opened again after it expired, it starts anew (the actor resumes
+// a GET without Last-Event-ID from there: actors.standaloneFrom).
 func testOpenLast(t *testing.T, s Events, expire func()) {
 	ctx := context.Background()
-	if last, err := s.OpenLast(ctx, "sess", "", 0); err != nil || last != -1 {
-		t.Fatalf("OpenLast of a new stream: %d, %v; want -1", last, err)
+	if first, last, err := s.OpenLast(ctx, "sess", "", 0); err != nil || first != 0 || last != -1 {
+		t.Fatalf("OpenLast of a new stream: %d, %d, %v; want 0, -1", first, last, err)
 	}
 	for i := range 30 {
 		if err := s.Append(ctx, "sess", "", []byte(strconv.Itoa(i))); err != nil {
 			t.Fatal(err)
 		}
+		if i == 4 {
+			if first, last, err := s.OpenLast(ctx, "sess", "", 0); err != nil || first != 0 || last != 4 {
+				t.Fatalf("OpenLast of a stream of 5 events: %d, %d, %v; want 0, 4", first, last, err)
+			}
+		}
 	}
 	if _, err := collect(t, s, "sess", "", -1); !errors.Is(err, mcp.ErrEventsPurged) {
 		t.Fatalf("the stream's first events were not dropped (MaxLen 10): %v", err)
 	}
-	last, err := s.OpenLast(ctx, "sess", "", 0)
-	if err != nil || last != 29 {
-		t.Fatalf("OpenLast of a stream of 30 events, 20 dropped: %d, %v; want 29", last, err)
+	first, last, err := s.OpenLast(ctx, "sess", "", 0)
+	if err != nil || first != 20 || last != 29 {
+		t.Fatalf("OpenLast of a stream of 30 events, 20 dropped: %d, %d, %v; want 20, 29", first, last, err)
+	}
+	if got, err := collect(t, s, "sess", "", first-1); err != nil || len(got) != 10 || got[0] != "20" {
+		t.Fatalf("After(first-1): %v, %v; want the 10 kept", got, err)
 	}
 	if got, err := collect(t, s, "sess", "", last); err != nil || len(got) != 0 {
-		t.Fatalf("After(OpenLast): %v, %v; want nothing", got, err)
+		t.Fatalf("After(last): %v, %v; want nothing", got, err)
 	}
 	expire()
-	if last, err := s.OpenLast(ctx, "sess", "", 0); err != nil || last != -1 {
-		t.Fatalf("OpenLast of an expired stream: %d, %v; want -1 (opened anew)", last, err)
+	if first, last, err := s.OpenLast(ctx, "sess", "", 0); err != nil || first != 0 || last != -1 {
+		t.Fatalf("OpenLast of an expired stream: %d, %d, %v; want 0, -1 (opened anew)", first, last, err)
 	}
 	if err := s.Append(ctx, "sess", "", []byte("new")); err != nil {
 		t.Fatal(err)
@@ -923,7 +931,7 @@ func testOpenLast(t *testing.T, s Events, expire func()) {
 		t.Fatalf("the stream opened anew: %v, %v", got, err)
 	}
 	// Fenced like OpenFor.
-	if _, err := s.OpenLast(ctx, "sess", "", 99); !errors.Is(err, ErrFenced) {
+	if _, _, err := s.OpenLast(ctx, "sess", "", 99); !errors.Is(err, ErrFenced) {
 		t.Errorf("OpenLast as an activation that does not own the session: %v, want ErrFenced", err)
 	}
 }

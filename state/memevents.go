@@ -50,11 +50,11 @@ type Events interface {
 	// round trip, one script): data answers the stream's last journalled
 	// request, and the journal entry goes only once the answer is stored.
 	AppendFinish(ctx context.Context, session, stream string, epoch int64, write WriteID, data []byte) error
-	// OpenLast is OpenFor without a journal entry, returning the index of
-	// the stream's last event (-1 for none: opened anew, or only now, or
-	// none appended yet): the number of the last event a client was, or
-	// could have been, sent on it, whatever of it was dropped since.
-	OpenLast(ctx context.Context, session, stream string, epoch int64) (int, error)
+	// OpenLast is OpenFor without a journal entry, returning the indexes
+	// of the stream's first kept event (last+1 when none is kept) and of
+	// its last event (-1 for none: opened anew, or only now, or none
+	// appended yet), whatever of it was dropped since.
+	OpenLast(ctx context.Context, session, stream string, epoch int64) (first, last int, err error)
 	// PendingRequests lists the journal: stream → request ids.
 	PendingRequests(ctx context.Context, session string) (map[string][]json.RawMessage, error)
 	// Remote says whether a write waits for another process (a network
@@ -271,19 +271,20 @@ func (m *MemoryEvents) Open(ctx context.Context, session, stream string) error {
 }
 
 func (m *MemoryEvents) OpenFor(_ context.Context, session, stream, user string, epoch int64, ids []json.RawMessage) error {
-	_, err := m.open(session, stream, user, epoch, ids)
+	_, _, err := m.open(session, stream, user, epoch, ids)
 	return err
 }
 
 // OpenLast implements Events.
-func (m *MemoryEvents) OpenLast(_ context.Context, session, stream string, epoch int64) (int, error) {
+func (m *MemoryEvents) OpenLast(_ context.Context, session, stream string, epoch int64) (first, last int, err error) {
 	return m.open(session, stream, "", epoch, nil)
 }
 
-// open is OpenFor, returning the index of the stream's last event.
-func (m *MemoryEvents) open(session, stream, user string, epoch int64, ids []json.RawMessage) (int, error) {
+// open is OpenFor, returning the indexes of the stream's first kept and
+// last events.
+func (m *MemoryEvents) open(session, stream, user string, epoch int64, ids []json.RawMessage) (first, last int, err error) {
 	if m.fenced(session, epoch) {
-		return 0, fmt.Errorf("open event stream: %w", ErrFenced)
+		return 0, 0, fmt.Errorf("open event stream: %w", ErrFenced)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -316,7 +317,7 @@ func (m *MemoryEvents) open(session, stream, user string, epoch int64, ids []jso
 		m.fitTotal(s, place{stream: st, seq: -1})
 	}
 	st.last = now
-	return st.first + st.kept - 1, nil
+	return st.first, st.first + st.kept - 1, nil
 }
 
 // join counts s, without bytes yet, as user's. Requires m.mu.

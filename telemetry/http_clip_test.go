@@ -1,6 +1,7 @@
 package telemetry_test
 
 import (
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -38,5 +39,23 @@ func TestOutboundSpanPathBounded(t *testing.T) {
 				t.Errorf("span %q: attribute %s is %d bytes", s.Name, a.Key, n)
 			}
 		}
+	}
+}
+
+// JSON log lines keep their newlines (JSON escapes them: a panic's stack
+// stays readable) and get formatting characters escaped. Found by a review:
+// every control character was rewritten, a stack trace to one line.
+func TestPrintableStringsInJSON(t *testing.T) {
+	var b strings.Builder
+	logger := slog.New(slog.NewJSONHandler(&b, &slog.HandlerOptions{ReplaceAttr: telemetry.PrintableStrings}))
+	logger.Info("m", "stack", "a\n\tb", "tool", "x\u202ey\u0085")
+	line := b.String()
+	for _, want := range []string{`"stack":"a\n\tb"`, `"tool":"x\\u202ey\\u0085"`} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the line lacks %s: %s", want, line)
+		}
+	}
+	if strings.ContainsAny(line, "\u202e\u0085") {
+		t.Errorf("the line holds a formatting or control character as is: %q", line)
 	}
 }

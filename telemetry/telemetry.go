@@ -322,18 +322,33 @@ func hidden(r rune) bool {
 	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
 }
 
-// PrintableStrings is a slog.HandlerOptions.ReplaceAttr that writes every
-// string value through Printable: slog's JSON handler escapes control
-// characters but writes formatting ones (U+202E) as they are; its text
-// handler quotes both.
+// PrintableStrings is a slog.HandlerOptions.ReplaceAttr for JSON: slog's
+// JSON handler escapes the C0 control characters (a newline stays \n, so a
+// panic's stack stays readable) but writes the others a viewer acts on as
+// they are: a right-to-left override (U+202E) would reorder the rest of
+// the line. Those it writes as Go escapes (\u202e). (A value that held
+// that text reads the same: nothing a viewer acts on.)
 func PrintableStrings(_ []string, a slog.Attr) slog.Attr {
 	if a.Value.Kind() == slog.KindString {
-		if s := a.Value.String(); strings.ContainsFunc(s, hidden) {
-			a.Value = slog.StringValue(Printable(s))
+		if s := a.Value.String(); strings.ContainsFunc(s, unescapedInJSON) {
+			var b strings.Builder
+			for _, r := range s {
+				if unescapedInJSON(r) {
+					q := strconv.QuoteRune(r)
+					b.WriteString(q[1 : len(q)-1])
+					continue
+				}
+				b.WriteRune(r)
+			}
+			a.Value = slog.StringValue(b.String())
 		}
 	}
 	return a
 }
+
+// unescapedInJSON reports a character hidden reports that encoding/json
+// writes as it is: all but C0's.
+func unescapedInJSON(r rune) bool { return r >= 0x20 && hidden(r) }
 
 // Cut returns the longest start of s of at most n bytes that ends between
 // two characters.

@@ -27,7 +27,9 @@
 //     before answering it; the request may or may not have taken effect.
 //     Data: retryable true.
 //   - [Moved] (-32004): the request reached an activation a newer one
-//     replaced (HTTP 503, Retry-After). Data: retryable true.
+//     replaced, and ran there in part (HTTP 503, Retry-After); one of
+//     which nothing ran is sent on to the newer one instead. Data:
+//     retryable true.
 //   - [UnsupportedVersion] (-32022, MCP 2026-07-28's
 //     UnsupportedProtocolVersionError): the MCP-Protocol-Version header
 //     names a revision this server does not implement (HTTP 400). Data:
