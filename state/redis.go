@@ -3,8 +3,11 @@ package state
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -124,4 +127,61 @@ func failed(ctx context.Context, err error) *redis.Cmd {
 	cmd := redis.NewCmd(ctx)
 	cmd.SetErr(err)
 	return cmd
+}
+
+// RedisCheck is a Stores.Check of client: it pings it, and refuses a Redis
+// whose maxmemory-policy may evict pingmcp's keys (anything but
+// noeviction, redis-server's default): an evicted epoch counter starts
+// again from 1, and hands out an epoch a live activation holds (two
+// activations of one session writing); an evicted revocation list accepts
+// a revoked user's tokens again; evicted snapshots and events lose
+// sessions. The policy is read (INFO memory, of every master of a Redis
+// Cluster) at most every policyEvery; a Redis that does not answer INFO
+// (a managed one may rename it) is taken as it is.
+func RedisCheck(client redis.UniversalClient) func(context.Context) error {
+	var mu sync.Mutex
+	var refused error
+	var read time.Time
+	return func(ctx context.Context) error {
+		if err := client.Ping(ctx).Err(); err != nil {
+			return err
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if read.IsZero() || time.Since(read) >= policyEvery {
+			err := evictionPolicy(ctx, client)
+			if err != nil && refused == nil {
+				slog.Default().Error("the session store is refused", "err", err)
+			}
+			refused, read = err, time.Now()
+		}
+		return refused
+	}
+}
+
+// policyEvery is how often RedisCheck reads the maxmemory-policy.
+const policyEvery = 30 * time.Second
+
+// evictionPolicy reads client's maxmemory-policy, and refuses one that
+// evicts.
+func evictionPolicy(ctx context.Context, client redis.UniversalClient) error {
+	check := func(ctx context.Context, c *redis.Client) error {
+		info, err := c.Info(ctx, "memory").Result()
+		if err != nil {
+			return nil // INFO refused: unknown, not refused
+		}
+		for line := range strings.Lines(info) {
+			if policy, ok := strings.CutPrefix(strings.TrimSpace(line), "maxmemory_policy:"); ok && policy != "noeviction" {
+				return fmt.Errorf("redis's maxmemory-policy is %s, which may evict pingmcp's keys (an epoch counter: two activations of a session writing; the revocation list: revoked users' tokens accepted again; snapshots: sessions lost); set it to noeviction, and give Redis the memory pingmcp needs", policy)
+			}
+		}
+		return nil
+	}
+	switch c := client.(type) {
+	case *redis.ClusterClient:
+		return c.ForEachMaster(ctx, check)
+	case *redis.Client:
+		return check(ctx, c)
+	}
+	return nil
 }

@@ -417,7 +417,7 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 		Events:      events,
 		Sealer:      sealer,
 		SessionTTL:  cfg.SessionIdleTimeout,
-		Check:       func(ctx context.Context) error { return client.Ping(ctx).Err() },
+		Check:       state.RedisCheck(client),
 		Revocations: revocations,
 		Tasks:       tasks,
 

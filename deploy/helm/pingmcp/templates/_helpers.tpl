@@ -50,7 +50,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if .Values.redis.trial.enabled -}}
 {{- printf "redis://%s-redis.%s.svc.cluster.local:6379/0" (include "pingmcp.fullname" .) .Release.Namespace -}}
 {{- else -}}
-{{- required "redis.url is required (rediss://... in production), or set redis.trial.enabled=true to try pingmcp out with a Redis of the chart's own" .Values.redis.url -}}
+{{- $url := required "redis.urlSecret (a Secret holding the URL: rediss://... with its password in production), or redis.url (one without a password), is required; or set redis.trial.enabled=true to try pingmcp out with a Redis of the chart's own" .Values.redis.url -}}
+{{- if contains ":" ((urlParse $url).userinfo | default "") -}}
+{{- fail "redis.url holds a password: it would be written into the Deployment, which anyone who may read Deployments or Pods reads. Put the URL in a Secret and name it in redis.urlSecret" -}}
+{{- end -}}
+{{- $url -}}
 {{- end -}}
 {{- end -}}
 

@@ -1,0 +1,150 @@
+package deploy
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pingmcp/pingmcp/internal/helmtest"
+)
+
+// The chart, as its operator and an attacker in the cluster meet it. Each
+// test was found by a review of the deployment.
+
+// A Redis URL with a password is never written into the Deployment (whoever
+// may read Deployments or Pods, the built-in view role among them, reads
+// it): the chart refuses one in redis.url, and takes the whole URL from a
+// Secret (redis.urlSecret).
+func TestRedisPasswordNeverInTheDeployment(t *testing.T) {
+	_, err := helmtest.Render(chartDir, helmtest.Options{Name: "pingmcp", Namespace: "pingmcp",
+		Values: map[string]any{"redis": map[string]any{"url": "rediss://:s3cr3t@redis.example.com:6380/0"}}})
+	if err == nil || !strings.Contains(err.Error(), "redis.urlSecret") {
+		t.Errorf("a redis.url with a password: %v, want a refusal naming redis.urlSecret", err)
+	}
+	chart, r := renderChart(t, helmtest.Options{Name: "pingmcp", Namespace: "pingmcp",
+		Values: map[string]any{"redis": map[string]any{"urlSecret": map[string]any{"name": "pingmcp-redis", "key": "url"}}}})
+	var d struct {
+		Spec struct {
+			Template struct {
+				Spec struct {
+					Containers []struct {
+						Env []struct {
+							Name      string
+							Value     string
+							ValueFrom *struct {
+								SecretKeyRef struct{ Name, Key string }
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	decodeLoose(t, chart["apps/v1/Deployment pingmcp/pingmcp"], &d)
+	found := false
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == "PINGMCP_REDIS_URL" {
+			found = e.Value == "" && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef.Name == "pingmcp-redis" && e.ValueFrom.SecretKeyRef.Key == "url"
+		}
+	}
+	if !found {
+		t.Errorf("redis.urlSecret: PINGMCP_REDIS_URL is not taken from the Secret:\n%s", r.Manifest)
+	}
+}
+
+// The admin port (its token drains nodes, ends sessions, revokes users) is
+// admitted only from metrics.allowedFrom, not from every pod of every
+// namespace.
+func TestAdminPortOnlyFromAllowed(t *testing.T) {
+	chart, _ := renderChart(t, defaultRelease(t, map[string]any{"metrics": map[string]any{"enabled": true}}))
+	var np struct {
+		Spec struct {
+			Ingress []struct {
+				From  []map[string]any
+				Ports []struct{ Port any }
+			}
+		}
+	}
+	decodeLoose(t, chart["networking.k8s.io/v1/NetworkPolicy pingmcp/pingmcp"], &np)
+	admitted := false
+	for _, rule := range np.Spec.Ingress {
+		for _, p := range rule.Ports {
+			if p.Port != "admin" {
+				continue
+			}
+			admitted = true
+			b, _ := json.Marshal(rule.From)
+			if len(rule.From) == 0 || !strings.Contains(string(b), "monitoring") {
+				t.Errorf("the admin port is admitted from %s; want the monitoring namespace alone", b)
+			}
+		}
+	}
+	if !admitted {
+		t.Error("metrics.enabled: the admin port is not admitted at all")
+	}
+}
+
+// A terminating pod keeps listening a moment (preStop), while endpoints
+// stop routing to it, and a new pod counts as available only a while
+// after it is ready (minReadySeconds), so that a rollout replaces pods one
+// at a time; the grace period covers the preStop sleep, the drain and the
+// leave.
+func TestRolloutAndTermination(t *testing.T) {
+	chart, _ := renderChart(t, defaultRelease(t, nil))
+	var d struct {
+		Spec struct {
+			MinReadySeconds int
+			Template        struct {
+				Spec struct {
+					TerminationGracePeriodSeconds int
+					Containers                    []struct {
+						Args      []string
+						Lifecycle struct {
+							PreStop struct {
+								Sleep struct{ Seconds int }
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	decodeLoose(t, chart["apps/v1/Deployment pingmcp/pingmcp"], &d)
+	c := d.Spec.Template.Spec.Containers[0]
+	if c.Lifecycle.PreStop.Sleep.Seconds < 5 {
+		t.Errorf("preStop sleep %d s: the listener closes while endpoints still route to the pod", c.Lifecycle.PreStop.Sleep.Seconds)
+	}
+	if d.Spec.MinReadySeconds < 20 {
+		t.Errorf("minReadySeconds %d: a rollout stops an old pod as soon as a new one listens", d.Spec.MinReadySeconds)
+	}
+	drain := 0
+	for _, a := range c.Args {
+		if v, ok := strings.CutPrefix(a, "--drain-timeout="); ok {
+			if n, err := parseSeconds(v); err == nil {
+				drain = n
+			}
+		}
+	}
+	if need := c.Lifecycle.PreStop.Sleep.Seconds + drain + 10; drain == 0 || d.Spec.Template.Spec.TerminationGracePeriodSeconds < need {
+		t.Errorf("terminationGracePeriodSeconds %d, drain %d s: want at least %d (preStop, drain, leave)", d.Spec.Template.Spec.TerminationGracePeriodSeconds, drain, need)
+	}
+}
+
+// parseSeconds reads a duration in whole seconds ("20s").
+func parseSeconds(s string) (int, error) {
+	d, err := time.ParseDuration(s)
+	return int(d.Seconds()), err
+}
+
+// decodeLoose decodes the fields of o that v names.
+func decodeLoose(t *testing.T, o object, v any) {
+	t.Helper()
+	b, err := json.Marshal(o)
+	if err == nil {
+		err = json.Unmarshal(b, v)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", objectKey(o), err)
+	}
+}
