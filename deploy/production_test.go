@@ -148,3 +148,17 @@ func decodeLoose(t *testing.T, o object, v any) {
 		t.Fatalf("%s: %v", objectKey(o), err)
 	}
 }
+
+// Without a memory limit the chart sets neither GOMEMLIMIT (the downward
+// API would give the node's allocatable memory) nor GOGC=400 (which only
+// GOMEMLIMIT bounds).
+func TestNoMemoryLimitNoGOGC(t *testing.T) {
+	chart, r := renderChart(t, defaultRelease(t, map[string]any{
+		"resources": map[string]any{"requests": map[string]any{"cpu": "250m", "memory": "256Mi"}, "limits": nil}}))
+	if strings.Contains(r.Manifest, "GOMEMLIMIT") || strings.Contains(r.Manifest, "name: GOGC") {
+		t.Errorf("no memory limit, yet GOMEMLIMIT or GOGC rendered:\n%v", chart["apps/v1/Deployment pingmcp/pingmcp"])
+	}
+	if _, r := renderChart(t, defaultRelease(t, nil)); !strings.Contains(r.Manifest, "GOMEMLIMIT") || !strings.Contains(r.Manifest, "name: GOGC") {
+		t.Error("with the default memory limit, GOMEMLIMIT and GOGC are not rendered")
+	}
+}
