@@ -162,3 +162,17 @@ func TestNoMemoryLimitNoGOGC(t *testing.T) {
 		t.Error("with the default memory limit, GOMEMLIMIT and GOGC are not rendered")
 	}
 }
+
+// A grace period shorter than the preStop sleep, the drain and the leave is
+// refused: the kubelet would kill pods mid-drain.
+func TestGraceShorterThanDrainRefused(t *testing.T) {
+	for _, v := range []map[string]any{{"drainTimeout": "60s"}, {"drainTimeout": "1m"}, {"terminationGracePeriodSeconds": 30}} {
+		_, err := helmtest.Render(chartDir, defaultRelease(t, v))
+		if err == nil || !strings.Contains(err.Error(), "terminationGracePeriodSeconds") {
+			t.Errorf("%v: %v, want a refusal", v, err)
+		}
+	}
+	if _, err := helmtest.Render(chartDir, defaultRelease(t, map[string]any{"drainTimeout": "60s", "terminationGracePeriodSeconds": 80})); err != nil {
+		t.Errorf("a drain of 60 s with 80 s of grace: %v", err)
+	}
+}
