@@ -418,6 +418,14 @@ func (a *core) stopping() {
 // owns the session: the edge sends it again).
 func (a *core) standaloneFrom(ctx context.Context, hr *http.Request, w *relayWriter, req *envelope.Request, f *flight) bool {
 	first, last, err := a.events.lastOfStandalone(ctx, a.id)
+	if err == nil {
+		if sent := a.standaloneSent.Load(); sent-1 > int64(last) {
+			// The stream was opened anew (it expired): its numbers
+			// start again, and what this activation sent counts no
+			// more.
+			a.standaloneSent.CompareAndSwap(sent, 0)
+		}
+	}
 	if err != nil {
 		if errors.Is(err, state.ErrFenced) && f != nil {
 			f.moved.Store(true)
@@ -429,7 +437,9 @@ func (a *core) standaloneFrom(ctx context.Context, hr *http.Request, w *relayWri
 	}
 	// From the last event a GET of this activation was written, or from
 	// before the first kept: what no stream carried (sent while no GET
-	// was open, or before a move here) is sent, and nothing twice.
+	// was open, or before a move here) is sent, and nothing this
+	// activation sent is sent twice (what an earlier activation sent, on
+	// another node, may be: it is not known here).
 	from := min(max(int(a.standaloneSent.Load())-1, first-1), last)
 	if from >= 0 {
 		hr.Header.Set("Last-Event-ID", "_"+strconv.Itoa(from))
@@ -826,23 +836,31 @@ func (a *core) serveHTTP(ctx context.Context, w *relayWriter, req *envelope.Requ
 	}
 	hr, end := a.observe(hr, req, rb)
 	defer end(w)
-	if req.Method == http.MethodGet && a.events != nil && hr.Header.Get("Mcp-Session-Id") != "" && len(hr.Header.Values("Last-Event-ID")) == 0 {
-		if !a.standaloneFrom(ctx, hr, w, req, f) {
-			w.finish()
-			return
-		}
-	}
+	fresh := req.Method == http.MethodGet && a.events != nil && hr.Header.Get("Mcp-Session-Id") != "" && len(hr.Header.Values("Last-Event-ID")) == 0
 	if req.Method == http.MethodDelete {
 		// The go-sdk's close of the session waits for its handlers: a
 		// call whose client left, waiting for an elicitation's answer,
 		// would hold the DELETE, and the actor, for good.
 		a.calls.cancelAll()
 	}
-	// The SDK keeps the context of a request that creates a session for
-	// the session's life: it gets one it lets go of (releasable).
-	rctx := releasing(hr.Context())
-	defer rctx.release()
-	a.handler.ServeHTTP(w, hr.WithContext(rctx))
+	for try := 1; ; try++ {
+		if fresh && !a.standaloneFrom(ctx, hr, w, req, f) {
+			w.finish()
+			return
+		}
+		// The SDK keeps the context of a request that creates a session
+		// for the session's life: it gets one it lets go of (releasable).
+		rctx := releasing(hr.Context())
+		a.handler.ServeHTTP(w, hr.WithContext(rctx))
+		rctx.release()
+		// A fresh GET's replay starts at the first event kept, which an
+		// event appended since may have dropped (a bound): the store is
+		// asked again.
+		if !fresh || try == 3 || !w.replayRefused() {
+			break
+		}
+		hr.Header.Del("Last-Event-ID")
+	}
 	if !w.methodNotFound(rb) {
 		w.plainErrors(rb)
 	}

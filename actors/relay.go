@@ -238,6 +238,23 @@ func (w *relayWriter) replace(status int, header http.Header, body []byte) bool 
 	return true
 }
 
+// replayRefused reports, and forgets, the go-sdk's refusal of a GET whose
+// replay the store could not give (400 "failed to replay events"), if
+// nothing of it went out: the GET may be tried again.
+func (w *relayWriter) replayRefused() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.headSent || w.closed || w.status != http.StatusBadRequest || !bytes.Contains(w.buf, []byte("failed to replay events")) {
+		return false
+	}
+	if w.held != nil {
+		w.held.Stop()
+		w.held = nil
+	}
+	w.status, w.head, w.buf, w.stream, w.header = 0, nil, w.buf[:0], false, http.Header{}
+	return true
+}
+
 // unservedIfCut replaces the response with a retryable "not served" 503
 // when the request was cut (its actor stopping: passivated, fenced,
 // drained, ended) and the SDK answered it 404 before anything was sent: the

@@ -368,6 +368,9 @@ local function append(st, maxlen, data, budget, overhead, cost, dropped, write, 
     st.s.i = true
     if st.had then redis.call('HDEL', KEYS[1], ev(1, ARGV[1])) end
   elseif size > budget then
+    -- Not kept: an event n of an earlier incarnation of the stream (it
+    -- expired and was opened again) must not pass for it.
+    if st.had then redis.call('HDEL', KEYS[1], ev(n, ARGV[1])) end
     local k = n - 1
     while k > 0 and forget(st, k, 3, overhead, dropped) do k = k - 1 end
     dropped[3] = dropped[3] + 1

@@ -129,15 +129,11 @@ func failed(ctx context.Context, err error) *redis.Cmd {
 	return cmd
 }
 
-// RedisCheck is a Stores.Check of client: it pings it, and refuses a Redis
-// whose maxmemory-policy may evict pingmcp's keys (anything but
-// noeviction, redis-server's default): an evicted epoch counter starts
-// again from 1, and hands out an epoch a live activation holds (two
-// activations of one session writing); an evicted revocation list accepts
-// a revoked user's tokens again; evicted snapshots and events lose
-// sessions. The policy is read (INFO memory, of every master of a Redis
-// Cluster) at most every policyEvery; a Redis that does not answer INFO
-// (a managed one may rename it) is taken as it is.
+// RedisCheck is a Stores.Check of client: it pings it, and fails for a
+// Redis whose maxmemory-policy may evict pingmcp's keys (ErrEvicting; the
+// node's log says it once, /readyz says it while it lasts): a node refuses
+// to start with one (EvictionPolicy), and this tells of one whose policy
+// was changed since. The policy is read at most every policyEvery.
 func RedisCheck(client redis.UniversalClient) func(context.Context) error {
 	var mu sync.Mutex
 	var refused error
@@ -162,8 +158,22 @@ func RedisCheck(client redis.UniversalClient) func(context.Context) error {
 // policyEvery is how often RedisCheck reads the maxmemory-policy.
 const policyEvery = 30 * time.Second
 
-// evictionPolicy reads client's maxmemory-policy, and refuses one that
-// evicts.
+// ErrEvicting is the error of a Redis whose maxmemory-policy may evict
+// pingmcp's keys (anything but noeviction, redis-server's default): an
+// evicted epoch counter starts again from 1, and hands out an epoch a live
+// activation holds (two activations of one session writing); an evicted
+// revocation list accepts a revoked user's tokens again; evicted
+// snapshots and events lose sessions.
+var ErrEvicting = errors.New("redis may evict pingmcp's keys")
+
+// EvictionPolicy reads client's maxmemory-policy (INFO memory, of every
+// master of a Redis Cluster) and fails with ErrEvicting for one that may
+// evict. A Redis that does not answer INFO (one unreachable, or a managed
+// one that renamed it) is taken as it is.
+func EvictionPolicy(ctx context.Context, client redis.UniversalClient) error {
+	return evictionPolicy(ctx, client)
+}
+
 func evictionPolicy(ctx context.Context, client redis.UniversalClient) error {
 	check := func(ctx context.Context, c *redis.Client) error {
 		info, err := c.Info(ctx, "memory").Result()
@@ -172,7 +182,7 @@ func evictionPolicy(ctx context.Context, client redis.UniversalClient) error {
 		}
 		for line := range strings.Lines(info) {
 			if policy, ok := strings.CutPrefix(strings.TrimSpace(line), "maxmemory_policy:"); ok && policy != "noeviction" {
-				return fmt.Errorf("redis's maxmemory-policy is %s, which may evict pingmcp's keys (an epoch counter: two activations of a session writing; the revocation list: revoked users' tokens accepted again; snapshots: sessions lost); set it to noeviction, and give Redis the memory pingmcp needs", policy)
+				return fmt.Errorf("%w: its maxmemory-policy is %s (an evicted epoch counter lets two activations of a session write; an evicted revocation list accepts revoked users' tokens again; evicted snapshots lose sessions): set it to noeviction, and give Redis the memory pingmcp needs", ErrEvicting, policy)
 			}
 		}
 		return nil

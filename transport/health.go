@@ -3,11 +3,13 @@ package transport
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"sync/atomic"
 	"time"
 
 	"github.com/pingmcp/pingmcp/cluster"
+	"github.com/pingmcp/pingmcp/state"
 )
 
 // Health serves /healthz (the process is alive and serving HTTP) and /readyz
@@ -37,7 +39,9 @@ func Health(node *cluster.Node, role cluster.Role, draining *atomic.Bool, store 
 		if store != nil {
 			ctx, cancel := context.WithTimeout(r.Context(), storeCheckTimeout)
 			defer cancel()
-			if err := store(ctx); err != nil {
+			if err := store(ctx); errors.Is(err, state.ErrEvicting) {
+				body["status"], body["store"] = "degraded", "refused: "+err.Error()
+			} else if err != nil {
 				body["status"], body["store"] = "degraded", "unreachable: "+err.Error()
 			} else {
 				body["store"] = "ok"

@@ -400,6 +400,14 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 	if err != nil {
 		return nil, nil, fmt.Errorf("--redis-url: %w", err)
 	}
+	// A Redis that may evict is refused now, if it answers.
+	pctx, cancel := context.WithTimeout(context.Background(), timeout)
+	err = state.EvictionPolicy(pctx, client)
+	cancel()
+	if err != nil {
+		client.Close()
+		return nil, nil, fmt.Errorf("--redis-url: %w", err)
+	}
 	rep := state.Replication{Replicas: cfg.RedisReplicas, Timeout: timeout}
 	snapshots, events := state.NewRedisSnapshots(client, cfg.RedisPrefix), state.NewRedisEvents(client, cfg.RedisPrefix, eventOptions(cfg))
 	revocations, users := state.NewRedisRevocations(client, cfg.RedisPrefix), state.NewRedisUserSessions(client, cfg.RedisPrefix)
