@@ -7,7 +7,7 @@ import (
 
 func TestRenderNeedsRedis(t *testing.T) {
 	_, err := Render("../../deploy/helm/pingmcp", Options{Name: "pingmcp", Namespace: "pingmcp"})
-	if err == nil || !strings.Contains(err.Error(), "redis.url is required") {
+	if err == nil || !strings.Contains(err.Error(), "redis.urlSecret") || !strings.Contains(err.Error(), "is required") {
 		t.Fatalf("rendered without a Redis: %v", err)
 	}
 	r, err := Render("../../deploy/helm/pingmcp", Options{Name: "pingmcp", Namespace: "pingmcp", Values: map[string]any{"redis": map[string]any{"url": "redis://r:6379/0"}}})
