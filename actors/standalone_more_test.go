@@ -16,12 +16,15 @@ import (
 	"github.com/pingmcp/pingmcp/state"
 )
 
+// getStream is a GET on fuzzSession without Last-Event-ID, as the edge
+// forwards it: its first part, and the bodies of its parts.
 type getStream struct {
 	id     string
 	head   *envelope.ResponsePart
 	bodies chan string
 }
 
+// openGET opens the session's standalone stream, acknowledging each part.
 func openGET(t *testing.T, root *actor.RootContext, pid *actor.PID, p *envelope.Principal) *getStream {
 	t.Helper()
 	req := &envelope.Request{

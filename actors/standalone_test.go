@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/asynkron/protoactor-go/actor"
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
@@ -99,40 +98,6 @@ func testStandaloneAfterTTL(t *testing.T, d *state.Stores, advance func()) {
 	}
 }
 
-// standaloneGET opens the session's standalone stream (no Last-Event-ID)
-// and returns its first part, and a channel of the bodies of the parts
-// after it.
-func standaloneGET(t *testing.T, root *actor.RootContext, pid *actor.PID, p *envelope.Principal) (*envelope.ResponsePart, <-chan string) {
-	t.Helper()
-	req := &envelope.Request{
-		Id: rand.Text(), Method: http.MethodGet, Path: "/mcp", Window: 16, Principal: p,
-		Headers: []*envelope.Header{
-			{Name: "Accept", Values: []string{"text/event-stream"}},
-			{Name: "Mcp-Session-Id", Values: []string{fuzzSession}},
-			{Name: "Mcp-Protocol-Version", Values: []string{"2025-11-25"}},
-		},
-	}
-	head, bodies := make(chan *envelope.ResponsePart, 1), make(chan string, 64)
-	root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
-		switch m := ctx.Message().(type) {
-		case *actor.Started:
-			ctx.Request(pid, &envelope.Envelope{Body: &envelope.Envelope_Request{Request: req}})
-		case *envelope.Envelope:
-			part := m.GetPart()
-			if part.GetSeq() == 0 {
-				head <- part
-			}
-			bodies <- string(part.GetBody())
-			if part.GetFinal() {
-				ctx.Stop(ctx.Self())
-				return
-			}
-			ctx.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Ack{Ack: &envelope.Ack{RequestId: req.Id, Seq: part.GetSeq()}}})
-		}
-	}))
-	return await(t, head, "the GET's first part"), bodies
-}
-
 // A notification sent to the standalone stream while no GET was open (a
 // client opens its GET a moment after initialized) reached no stream: the
 // next GET without Last-Event-ID delivers it. Found by a review of the
@@ -145,25 +110,13 @@ func TestStandaloneGETDeliversWhatNoStreamCarried(t *testing.T) {
 		t.Fatalf("test_trigger_prompt_change: %d", status)
 	}
 	// The go-sdk tells a list change a moment later: once it is stored.
-	for deadline := time.Now().Add(forwardTimeout); ; time.Sleep(5 * time.Millisecond) {
-		var stored []string
-		for e, err := range d.Events.After(t.Context(), fuzzSession, "", -1) {
-			if err == nil {
-				stored = append(stored, string(e))
-			}
-		}
-		if len(stored) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the list change was never stored on the standalone stream")
-		}
+	awaitStandaloneStored(t, d, 1)
+	g := openGET(t, root, pid, p)
+	if g.head.GetStatus() != http.StatusOK {
+		t.Fatalf("GET: %d %s", g.head.GetStatus(), g.head.GetBody())
 	}
-	head, bodies := standaloneGET(t, root, pid, p)
-	if head.GetStatus() != http.StatusOK {
-		t.Fatalf("GET: %d %s", head.GetStatus(), head.GetBody())
-	}
-	for body := head.GetBody(); !strings.Contains(string(body), "list_changed"); body = []byte(await(t, bodies, "the list change no stream carried")) {
+	if !strings.Contains(string(g.head.GetBody()), "list_changed") && !g.until("list_changed", forwardTimeout) {
+		t.Error("the list change no stream carried was never delivered")
 	}
 }
 
@@ -208,7 +161,7 @@ func TestStandaloneGETRefusedIsAnswered(t *testing.T) {
 			t.Fatalf("ping on the current activation: %d", status)
 		}
 		journalEmpty()
-		if head, _ := standaloneGET(t, root, stale, p); head.GetStatus() != http.StatusServiceUnavailable || !notServed(head) {
+		if head := openGET(t, root, stale, p).head; head.GetStatus() != http.StatusServiceUnavailable || !notServed(head) {
 			t.Fatalf("GET on the stale activation: %d %s, want 503 not served", head.GetStatus(), head.GetBody())
 		}
 	})
@@ -216,7 +169,7 @@ func TestStandaloneGETRefusedIsAnswered(t *testing.T) {
 		d := state.MemoryStores(time.Hour)
 		d.Events = failingOpenLast{d.Events}
 		root, pid, p := runningSessionOn(t, d, Config{})
-		if head, _ := standaloneGET(t, root, pid, p); head.GetStatus() != http.StatusServiceUnavailable || !notServed(head) {
+		if head := openGET(t, root, pid, p).head; head.GetStatus() != http.StatusServiceUnavailable || !notServed(head) {
 			t.Fatalf("GET: %d %s, want 503 not served", head.GetStatus(), head.GetBody())
 		}
 	})
