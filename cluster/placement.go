@@ -217,20 +217,26 @@ func (p *placement) Setup(c *cluster.Cluster, _ []string, _ bool) {
 	}), activatorName)
 	p.sub = system.EventStream.Subscribe(func(ev any) {
 		if t, ok := ev.(*cluster.ClusterTopology); ok {
-			p.mu.Lock()
-			defer p.mu.Unlock()
-			p.listed = slices.Clone(t.Members)
-			for addr := range p.unreachable {
-				// Left (gone for all), or joined anew (reached).
-				if !slices.ContainsFunc(t.Members, func(m *cluster.Member) bool { return m.Address() == addr }) ||
-					slices.ContainsFunc(t.Joined, func(m *cluster.Member) bool { return m.Address() == addr }) {
-					delete(p.unreachable, addr)
-					metrics.UnreachableMembers.Dec()
-				}
-			}
-			p.viewLocked()
+			p.heard(t)
 		}
 	})
+}
+
+// heard takes membership's new view, t: the members listed, but those
+// found unreachable that are still listed and did not join anew.
+func (p *placement) heard(t *cluster.ClusterTopology) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.listed = slices.Clone(t.Members)
+	for addr := range p.unreachable {
+		// Left (gone for all), or joined anew (reached).
+		if !slices.ContainsFunc(t.Members, func(m *cluster.Member) bool { return m.Address() == addr }) ||
+			slices.ContainsFunc(t.Joined, func(m *cluster.Member) bool { return m.Address() == addr }) {
+			delete(p.unreachable, addr)
+			metrics.UnreachableMembers.Dec()
+		}
+	}
+	p.viewLocked()
 }
 
 // viewLocked hands the placer (and get) membership as this node sees it:
