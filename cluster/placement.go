@@ -230,8 +230,8 @@ func (p *placement) heard(t *cluster.ClusterTopology) {
 	p.listed = slices.Clone(t.Members)
 	for addr := range p.unreachable {
 		// Left (gone for all), or joined anew (reached).
-		if !slices.ContainsFunc(t.Members, func(m *cluster.Member) bool { return m.Address() == addr }) ||
-			slices.ContainsFunc(t.Joined, func(m *cluster.Member) bool { return m.Address() == addr }) {
+		if !hasMember(t.Members, addr) ||
+			hasMember(t.Joined, addr) {
 			delete(p.unreachable, addr)
 			metrics.UnreachableMembers.Dec()
 		}
@@ -253,13 +253,18 @@ func (p *placement) viewLocked() {
 	p.c.ActorSystem.Root.Send(p.pid, &cluster.ClusterTopology{Members: members})
 }
 
+// hasMember says whether ms holds a member at addr.
+func hasMember(ms []*cluster.Member, addr string) bool {
+	return slices.ContainsFunc(ms, func(m *cluster.Member) bool { return m.Address() == addr })
+}
+
 // setUnreachable counts the member at addr as unreachable, or reached
 // again, in the placement's view of membership; it says whether that
 // changed it. A member membership does not list is neither.
 func (p *placement) setUnreachable(addr string, unreachable bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	listed := slices.ContainsFunc(p.listed, func(m *cluster.Member) bool { return m.Address() == addr })
+	listed := hasMember(p.listed, addr)
 	if p.unreachable[addr] == unreachable || (unreachable && !listed) {
 		return false
 	}
@@ -282,7 +287,7 @@ func (p *placement) setUnreachable(addr string, unreachable bool) bool {
 func (p *placement) listedMember(addr string) (listed, unreachable bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return slices.ContainsFunc(p.listed, func(m *cluster.Member) bool { return m.Address() == addr }), p.unreachable[addr]
+	return hasMember(p.listed, addr), p.unreachable[addr]
 }
 
 // tellUnreachable tells the placement actor of every other member listed
