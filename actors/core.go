@@ -47,6 +47,10 @@ type core struct {
 	life life
 	// calls are the handlers of the actor's server running now (running.go).
 	calls runningCalls
+	// lastRequest is when a request last started or ended here: a call
+	// whose client left keeps an idle actor until the session's idle
+	// timeout, counted from it (idle).
+	lastRequest time.Time
 	// standaloneSent is one more than the index of the last standalone
 	// stream event a GET of this activation was written (0: none).
 	standaloneSent atomic.Int64
@@ -316,6 +320,7 @@ func (a *core) control(ctx actor.Context, m *envelope.Envelope) {
 func (a *core) requestDone(ctx actor.Context, id string) {
 	if f := a.flights[id]; f != nil {
 		a.live.flight(f.get, -1)
+		a.lastRequest = time.Now()
 	}
 	delete(a.flights, id)
 	if len(a.flights) == 0 {
@@ -355,6 +360,16 @@ func (a *core) idle(ctx actor.Context) {
 	}
 	if a.tasks != nil && a.tasks.Running() > 0 {
 		// It runs tasks' rounds: it stays until they end.
+		a.stayIdle(ctx)
+		return
+	}
+	if n := a.calls.count(); n > 0 && ctx.Message() != (passivateNow{}) && a.sessionLives() {
+		// Calls whose clients left (closed their streams, which on the
+		// 2025-11-25 protocol does not cancel them: they may resume) run
+		// on: passivation would end them, and what they would answer. They
+		// keep the actor while the session lives; memory pressure does not
+		// wait for them.
+		a.logger.Info("idle actor kept: calls whose clients left still run", "running", n)
 		a.stayIdle(ctx)
 		return
 	}
@@ -764,6 +779,7 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 	// After f is in flight: a batch may cancel a call of its own.
 	a.notePeerCancels(f, req.Body)
 	a.live.flight(f.get, 1)
+	a.lastRequest = time.Now()
 	a.watchEdge(ctx, replyTo)
 	ctx.CancelReceiveTimeout()
 	self := ctx.Self()
@@ -934,6 +950,16 @@ func (a *core) settle(ctx actor.Context) {
 	case lifeServing:
 		a.kind.settled(ctx)
 	}
+}
+
+// sessionLives says whether the session's idle timeout (the stores'
+// SessionTTL; zero: never) has not passed since its last request here.
+func (a *core) sessionLives() bool {
+	ttl := time.Duration(0)
+	if a.cfg.Stores != nil {
+		ttl = a.cfg.Stores.SessionTTL
+	}
+	return ttl <= 0 || time.Since(a.lastRequest) < ttl
 }
 
 // stayIdle lets an actor with nothing in flight wait for its idle timeout.

@@ -254,7 +254,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		list("allowed-origins", "", "comma-separated browser origins allowed to call /mcp besides same-origin (and loopback origins on a loopback listener)")
 		list("allowed-hosts", "", "comma-separated Host values /mcp answers to (DNS-rebinding protection); empty: loopback names on a loopback listener, any otherwise")
 		fs.DurationVar(&c.SessionIdleTimeout, "session-idle-timeout", 30*time.Minute, "end a session with no request for this long; its snapshot and events expire then (0: never)")
-		fs.DurationVar(&c.ActorIdleTimeout, "actor-idle-timeout", 5*time.Minute, "unload a session's actor from memory after this long without a request or open stream; the session lives on in its snapshot (0: never)")
+		fs.DurationVar(&c.ActorIdleTimeout, "actor-idle-timeout", 5*time.Minute, "unload a session's actor from memory after this long without a request or open stream; the session lives on in its snapshot; a call whose client closed its stream keeps it until the call ends or the session's idle timeout (0: never)")
 		defAdmin, tokenHelp := "", "file holding a static admin bearer token (with --auth none it is required with --admin-addr)"
 		if dev {
 			defAdmin, tokenHelp = "127.0.0.1:9090", "file holding the admin API's bearer token (dev: one is made when empty)"
