@@ -321,6 +321,7 @@ func (a *core) requestDone(ctx actor.Context, id string) {
 	if f := a.flights[id]; f != nil {
 		a.live.flight(f.get, -1)
 		a.lastRequest = time.Now()
+		a.calls.release(f)
 	}
 	delete(a.flights, id)
 	if len(a.flights) == 0 {
@@ -526,6 +527,10 @@ type flight struct {
 	// stopping, that a drain ended it.
 	listen          json.RawMessage
 	acked, stopping atomic.Bool
+
+	// reserved are the places its requests hold among the session's
+	// running calls until their handlers start (runningCalls; its mu).
+	reserved int
 
 	mu     sync.Mutex
 	stream string // the event stream its requests were journalled on
@@ -776,6 +781,11 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		a.flights = map[string]*flight{}
 	}
 	a.flights[req.Id] = f
+	if rb != nil && req.Method == http.MethodPost {
+		if n := rb.Requests(); n > 0 {
+			a.calls.reserve(f, n)
+		}
+	}
 	// After f is in flight: a batch may cancel a call of its own.
 	a.notePeerCancels(f, req.Body)
 	a.live.flight(f.get, 1)

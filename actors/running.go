@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"strings"
 	"sync"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -16,20 +17,51 @@ import (
 // the go-sdk's close of a session waits for its handlers, and would wait
 // for good, on the actor's goroutine, with every request sent to the actor
 // stuck behind it.
+//
+// A request admitted holds a place from its admission (reserve) until its
+// handler starts (start takes the place over) or its flight ends (release):
+// POSTs that come at once are dispatched to their goroutines after the
+// actor admitted them all.
 type runningCalls struct {
 	mu      sync.Mutex
 	cancels map[uint64]context.CancelFunc
 	next    uint64
 	stopped bool
+	// reserved are the places of admitted requests whose handlers have
+	// not started, the sum of their flights' reserved.
+	reserved int
 }
 
-// start registers a handler about to run with ctx, and returns its context,
-// which stop ends, and what to call when it returns. Once stopped, the
-// context it returns has ended.
-func (r *runningCalls) start(ctx context.Context) (context.Context, func()) {
+// reserve holds n places for f's requests, admitted now.
+func (r *runningCalls) reserve(f *flight, n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reserved += n
+	f.reserved += n
+}
+
+// release gives back the places f's requests hold and did not take, as
+// its flight ends (a request the go-sdk refused before its handler, or
+// that was never dispatched).
+func (r *runningCalls) release(f *flight) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reserved -= f.reserved
+	f.reserved = 0
+}
+
+// start registers a handler about to run with ctx, a request of f (nil:
+// not known, or not a request) taking one of the places it holds, and
+// returns its context, which stop ends, and what to call when it returns.
+// Once stopped, the context it returns has ended.
+func (r *runningCalls) start(ctx context.Context, f *flight) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if f != nil && f.reserved > 0 {
+		f.reserved--
+		r.reserved--
+	}
 	if r.stopped {
 		cancel()
 		return ctx, cancel
@@ -48,11 +80,11 @@ func (r *runningCalls) start(ctx context.Context) (context.Context, func()) {
 	}
 }
 
-// count is how many handlers run now.
+// count is how many handlers run now, and are about to (reserved).
 func (r *runningCalls) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.cancels)
+	return len(r.cancels) + r.reserved
 }
 
 // stop ends every handler running, and those that start from now on.
@@ -81,7 +113,13 @@ func (r *runningCalls) cancelAllLocked() {
 // server with its runningCalls.
 func (a *core) running(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
-		ctx, done := a.calls.start(ctx)
+		var f *flight
+		if extra := req.GetExtra(); extra != nil && extra.Header != nil && !strings.HasPrefix(method, "notifications/") {
+			if s := a.requests.load(extra.Header.Get(forwardedHeader)); s != nil {
+				f = s.flight
+			}
+		}
+		ctx, done := a.calls.start(ctx, f)
 		defer done()
 		return next(ctx, method, req)
 	}

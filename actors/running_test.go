@@ -47,16 +47,7 @@ func runningSessionOn(t *testing.T, d *state.Stores, cfg Config) (*actor.RootCon
 // refused.
 func leaveElicitation(t *testing.T, root *actor.RootContext, pid *actor.PID, p *envelope.Principal, id int) (json.RawMessage, int32) {
 	t.Helper()
-	req := &envelope.Request{
-		Id: rand.Text(), Method: http.MethodPost, Path: "/mcp", Window: 16, Principal: p,
-		Body: []byte(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`, id)),
-		Headers: []*envelope.Header{
-			{Name: "Content-Type", Values: []string{"application/json"}},
-			{Name: "Accept", Values: []string{"application/json, text/event-stream"}},
-			{Name: "Mcp-Session-Id", Values: []string{fuzzSession}},
-			{Name: "Mcp-Protocol-Version", Values: []string{"2025-11-25"}},
-		},
-	}
+	req := elicitationCall(p, id)
 	type outcome struct {
 		elicit json.RawMessage
 		status int32
@@ -91,6 +82,20 @@ func leaveElicitation(t *testing.T, root *actor.RootContext, pid *actor.PID, p *
 		root.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Cancel{Cancel: &envelope.Cancel{RequestId: req.Id}}})
 	}
 	return o.elicit, o.status
+}
+
+// elicitationCall is p's POST calling test_elicitation as request id.
+func elicitationCall(p *envelope.Principal, id int) *envelope.Request {
+	return &envelope.Request{
+		Id: rand.Text(), Method: http.MethodPost, Path: "/mcp", Window: 16, Principal: p,
+		Body: []byte(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`, id)),
+		Headers: []*envelope.Header{
+			{Name: "Content-Type", Values: []string{"application/json"}},
+			{Name: "Accept", Values: []string{"application/json, text/event-stream"}},
+			{Name: "Mcp-Session-Id", Values: []string{fuzzSession}},
+			{Name: "Mcp-Protocol-Version", Values: []string{"2025-11-25"}},
+		},
+	}
 }
 
 // A call whose client left (its stream closed: on the 2025-11-25 protocol
@@ -162,5 +167,31 @@ func TestDeleteWithALeftCall(t *testing.T) {
 	}
 	if head := await(t, forwardRequest(root, pid, req).head, "the DELETE's answer"); head.GetStatus() != http.StatusNoContent {
 		t.Fatalf("DELETE: %d %s", head.GetStatus(), head.GetBody())
+	}
+}
+
+// MaxRunningCalls holds for POSTs that come at once: those admitted
+// count from their admission, not from when their handlers start on
+// their own goroutines (a burst overshot the bound by the POSTs not yet
+// dispatched).
+func TestRunningCallsBoundABurst(t *testing.T) {
+	const limit, sent = 2, 8
+	root, pid, p := runningSession(t, Config{MaxRunningCalls: limit})
+	var rs []*response
+	for i := range sent {
+		rs = append(rs, forwardRequest(root, pid, elicitationCall(p, i+1)))
+	}
+	taken := 0
+	for _, r := range rs {
+		switch head := await(t, r.head, "an answer"); head.GetStatus() {
+		case http.StatusOK:
+			taken++
+		case http.StatusTooManyRequests:
+		default:
+			t.Fatalf("a call: %d %s", head.GetStatus(), head.GetBody())
+		}
+	}
+	if taken != limit {
+		t.Fatalf("%d of %d calls sent at once were taken, want %d", taken, sent, limit)
 	}
 }
