@@ -240,7 +240,8 @@ func (a *SessionActor) bindable() bool { return !a.hasSession() }
 // unknown id, a failed initialize); a live session's actor waits for its
 // idle timeout.
 func (a *SessionActor) settled(ctx actor.Context) {
-	refused := a.hasSession() && a.handshakeRefused()
+	has := a.hasSession()
+	refused := has && a.handshakeRefused()
 	if refused {
 		// The SDK accepted the initialize, then the snapshot refused it
 		// (recordChanges): the client got an error and no session, but the
@@ -252,7 +253,7 @@ func (a *SessionActor) settled(ctx actor.Context) {
 			s.Close()
 		}
 	}
-	if !refused && a.hasSession() {
+	if has && !refused {
 		a.stayIdle(ctx)
 		return
 	}

@@ -743,7 +743,8 @@ func classify(rb *rpcbody.Body) bodyKind {
 const internalHeaderPrefix = "X-Pingmcp-"
 
 func forwardHeaders(h http.Header) []*envelope.Header {
-	out := make([]*envelope.Header, 0, 6)
+	out := make([]*envelope.Header, 0, len(h))
+	all := make([]envelope.Header, len(h)) // one allocation for them all
 	for name, values := range h {
 		switch name {
 		case "Authorization", "Cookie", "Connection", "Keep-Alive", "Proxy-Authorization",
@@ -756,7 +757,9 @@ func forwardHeaders(h http.Header) []*envelope.Header {
 		if name == "Mcp-Name" {
 			values = decodeSentinel(values)
 		}
-		out = append(out, &envelope.Header{Name: name, Values: values})
+		e := &all[len(out)]
+		e.Name, e.Values = name, values
+		out = append(out, e)
 	}
 	return out
 }

@@ -5,16 +5,26 @@ import "net/http"
 // FromHTTP copies an HTTP header into envelope headers.
 func FromHTTP(h http.Header) []*Header {
 	out := make([]*Header, 0, len(h))
+	all := make([]Header, len(h)) // one allocation for them all
 	for name, values := range h {
-		out = append(out, &Header{Name: name, Values: values})
+		e := &all[len(out)]
+		e.Name, e.Values = name, values
+		out = append(out, e)
 	}
 	return out
 }
 
 // ToHTTP copies envelope headers into h.
+// A name h lacks takes e's values as they are, capped, so that an Add to h
+// copies them rather than write into the envelope's.
 func ToHTTP(hs []*Header, h http.Header) {
 	for _, e := range hs {
-		h[http.CanonicalHeaderKey(e.Name)] = append(h[http.CanonicalHeaderKey(e.Name)], e.Values...)
+		name := http.CanonicalHeaderKey(e.Name)
+		if have, ok := h[name]; ok {
+			h[name] = append(have, e.Values...)
+		} else {
+			h[name] = e.Values[:len(e.Values):len(e.Values)]
+		}
 	}
 }
 
