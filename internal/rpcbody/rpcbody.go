@@ -369,15 +369,16 @@ const MaxMembers = 256
 // repeats, that differs from one of known only in case, or one beyond
 // MaxMembers.
 type keySet struct {
-	few  []string
+	few  [16]string // the first nf keys, on the reader's stack
+	nf   int
 	many map[string]bool
 }
 
 func (s *keySet) add(key string, known []string) error {
-	if len(s.few)+len(s.many) >= MaxMembers {
+	if s.nf+len(s.many) >= MaxMembers {
 		return &Error{Code: rpcerr.InvalidRequest, Msg: fmt.Sprintf("an object of a JSON-RPC message (the message, its params, their _meta) has at most %d members", MaxMembers), Limit: "members", Max: MaxMembers}
 	}
-	if s.many[key] || slices.Contains(s.few, key) {
+	if s.many[key] || slices.Contains(s.few[:s.nf], key) {
 		return &Error{Code: rpcerr.InvalidRequest, Msg: fmt.Sprintf("key %q appears twice", key)}
 	}
 	for _, k := range known {
@@ -385,16 +386,17 @@ func (s *keySet) add(key string, known []string) error {
 			return &Error{Code: rpcerr.InvalidRequest, Msg: fmt.Sprintf("key %q: did you mean %q?", key, k)}
 		}
 	}
-	if s.many == nil && len(s.few) < 16 {
-		s.few = append(s.few, key)
+	if s.many == nil && s.nf < len(s.few) {
+		s.few[s.nf] = key
+		s.nf++
 		return nil
 	}
 	if s.many == nil {
-		s.many = make(map[string]bool, 2*len(s.few))
-		for _, k := range s.few {
+		s.many = make(map[string]bool, 2*s.nf)
+		for _, k := range s.few[:s.nf] {
 			s.many[k] = true
 		}
-		s.few = nil
+		s.nf = 0
 	}
 	s.many[key] = true
 	return nil
