@@ -174,4 +174,13 @@ func TestEdgeRefusesMalformedResponses(t *testing.T) {
 			t.Errorf("%s: %d %q, want 400 (-32600)", body, resp.StatusCode, got)
 		}
 	}
+	// "error": null is no error (the go-sdk reads it so; some JSON-RPC
+	// libraries send it beside every result): a result beside it is a
+	// response, taken; alone, it is still neither.
+	if resp, got := (call{http.MethodPost, h, `{"jsonrpc":"2.0","id":7,"result":{},"error":null}`}).do(t, srv.URL); resp.StatusCode != http.StatusAccepted {
+		t.Errorf(`a result beside "error": null: %d %q, want 202`, resp.StatusCode, got)
+	}
+	if resp, got := (call{http.MethodPost, h, `{"jsonrpc":"2.0","id":7,"error":null}`}).do(t, srv.URL); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf(`"error": null alone: %d %q, want 400`, resp.StatusCode, got)
+	}
 }

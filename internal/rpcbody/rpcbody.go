@@ -302,8 +302,12 @@ func (r *reader) object() (Message, error) {
 		case "params":
 			return r.params(&m, keyEnd)
 		default:
-			answer.note(key)
-			_, _, err := r.value()
+			start, end, err := r.value()
+			if key != "error" || string(r.b[start:end]) != "null" {
+				// "error": null beside a result is no error: the go-sdk
+				// reads it so, and lenient peers send it.
+				answer.note(key)
+			}
 			return err
 		}
 		return nil
