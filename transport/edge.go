@@ -28,6 +28,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -286,6 +287,18 @@ func (e *Edge) forwardRequest(w http.ResponseWriter, r *http.Request) {
 	req.Headers = traceHeaders(r.Context(), req.Headers)
 	ctx := r.Context()
 	rel := relayedOf(r.Method, rb, rt.kind == cluster.PrincipalKind, f.token)
+	if r.Method == http.MethodPost {
+		// A client that takes one of a POST's two answers, or does not say
+		// (accepts): the actor's go-sdk is asked with both, and a client
+		// that takes JSON alone gets its answer as JSON.
+		accept := r.Header.Values("Accept")
+		if jsonOK, streamOK := accepts(accept); (jsonOK || streamOK) && !(jsonOK && streamOK && len(accept) > 0) {
+			req.Headers = slices.DeleteFunc(req.Headers, func(h *envelope.Header) bool { return h.Name == "Accept" })
+			req.Headers = append(req.Headers, &envelope.Header{Name: "Accept", Values: []string{acceptBoth}})
+			rel.json = !streamOK && !rel.unbounded
+			rel.batch = rb.Batch
+		}
+	}
 	if rel.unbounded {
 		// Ended when the node drains: it would never end by itself.
 		var cancel context.CancelFunc
@@ -414,6 +427,10 @@ type relayed struct {
 	listen                 json.RawMessage
 	acked, answered, ended bool
 	token                  *auth.Token // nil without authentication
+	// json says the client takes a JSON answer alone (accepts): an event
+	// stream answering it is sent as JSON (jsonAnswer), an array for a
+	// batch.
+	json, batch bool
 }
 
 // relayedOf is what relay is told of a request of method with body rb,
@@ -493,6 +510,7 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 	status := 0
 	streaming := false
 	var silent *time.Timer // runs while waiting for a part of an event stream
+	var answer *jsonAnswer // what is sent as JSON (relayed.json)
 	for {
 		if limit := silentIntervals * e.opts.SSEKeepAlive; streaming && limit > 0 {
 			if silent == nil {
@@ -507,6 +525,17 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 			silent.Stop()
 		}
 		if err != nil {
+			if answer != nil {
+				if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, errStreamSilent) {
+					return status // the client left
+				}
+				// The stream ended before its answer (its actor or the
+				// link to it gone, or silent): an event stream's client
+				// would resume it; this one can only be told.
+				logger().Warn("response cut short before its JSON answer", "err", err)
+				writeError(w, http.StatusBadGateway, nil, rpcerr.New(rpcerr.InternalError, "the answer was cut short; its request may have run"))
+				return http.StatusBadGateway
+			}
 			switch cause := context.Cause(ctx); {
 			case errors.Is(cause, errStreamSilent), errors.Is(cause, errTokenExpired):
 				reason, why := "silent", "the node serving the subscription went silent; listen again to go on"
@@ -522,6 +551,26 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 				logger().Warn("response cut short", "err", err)
 			}
 			return status
+		}
+		if status == 0 && req.json && p.Status == http.StatusOK && isEventStream(p.Headers) {
+			// Sent as JSON once the stream ends (answered).
+			status = int(p.Status)
+			streaming = true
+			answer = &jsonAnswer{}
+			envelope.ToHTTP(p.Headers, w.Header())
+			w.Header().Set("Content-Type", "application/json")
+		}
+		if answer != nil {
+			if err := answer.write(p.Body); err != nil {
+				logger().Warn("answer refused: too large for JSON", "limit", maxJSONAnswer)
+				writeError(w, http.StatusBadGateway, nil, rpcerr.New(rpcerr.InternalError, err.Error()))
+				return http.StatusBadGateway
+			}
+			if p.Final {
+				return e.answered(w, answer, req.batch, logger)
+			}
+			s.Written(p.Seq)
+			continue
 		}
 		if status == 0 {
 			status = int(p.Status)
@@ -558,6 +607,32 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 		}
 		s.Written(p.Seq)
 	}
+}
+
+// answered sends the JSON answer of an event stream that ended, and
+// returns the status sent.
+func (e *Edge) answered(w http.ResponseWriter, answer *jsonAnswer, batch bool, logger func() *slog.Logger) int {
+	body, ok := answer.body(batch)
+	if !ok {
+		logger().Warn("event stream ended without an answer to send as JSON")
+		writeError(w, http.StatusBadGateway, nil, rpcerr.New(rpcerr.InternalError, "the answer was cut short; its request may have run"))
+		return http.StatusBadGateway
+	}
+	w.Header().Del("Content-Length")
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
+	return http.StatusOK
+}
+
+// isEventStream says whether the headers of an actor's answer make it an
+// event stream.
+func isEventStream(hs []*envelope.Header) bool {
+	for _, h := range hs {
+		if strings.EqualFold(h.Name, "Content-Type") && len(h.Values) > 0 {
+			return strings.HasPrefix(h.Values[0], "text/event-stream")
+		}
+	}
+	return false
 }
 
 // route decides which actor serves r. A non-zero status is a refusal, with

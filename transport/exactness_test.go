@@ -3,7 +3,9 @@ package transport
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -182,5 +184,89 @@ func TestEdgeRefusesMalformedResponses(t *testing.T) {
 	}
 	if resp, got := (call{http.MethodPost, h, `{"jsonrpc":"2.0","id":7,"error":null}`}).do(t, srv.URL); resp.StatusCode != http.StatusBadRequest {
 		t.Errorf(`"error": null alone: %d %q, want 400`, resp.StatusCode, got)
+	}
+}
+
+// A client that takes one of a POST's two answers gets that one: MCP says
+// a client lists both in Accept, and the go-sdk refuses one that does not
+// (400), but clients in use send `Accept: application/json` alone (Claude
+// Code's HTTP client was seen doing so). Such a client gets its answer as
+// JSON, the stream's notifications dropped; one that takes the event
+// stream alone, or sends no Accept (RFC 9110: any), gets the event stream;
+// one that takes neither is still refused.
+func TestEdgeAnswersWhatAcceptTakes(t *testing.T) {
+	srv := newEdge(t, Options{})
+	post := func(accept []string, session, body string) (*http.Response, string) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		for _, a := range accept {
+			req.Header.Add("Accept", a)
+		}
+		if session != "" {
+			req.Header.Set("Mcp-Session-Id", session)
+			req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	jsonOnly := []string{"application/json"}
+	resp, body := post(jsonOnly, "", initBody)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("initialize taking JSON alone: %d %s %q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	var init struct {
+		ID     int `json:"id"`
+		Result struct {
+			ProtocolVersion string `json:"protocolVersion"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(body), &init); err != nil || init.ID != 1 || init.Result.ProtocolVersion != "2025-11-25" {
+		t.Fatalf("initialize's JSON answer: %q (%v)", body, err)
+	}
+	sid := resp.Header.Get("Mcp-Session-Id")
+	if sid == "" {
+		t.Fatal("initialize's JSON answer has no Mcp-Session-Id")
+	}
+	if resp, body := post(jsonOnly, sid, `{"jsonrpc":"2.0","method":"notifications/initialized"}`); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("initialized: %d %q", resp.StatusCode, body)
+	}
+	// A tool that sends progress notifications before its result: the
+	// answer is the result alone.
+	resp, body = post(jsonOnly, sid, `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_tool_with_progress","arguments":{},"_meta":{"progressToken":"p"}}}`)
+	var answer struct {
+		ID     int             `json:"id"`
+		Result json.RawMessage `json:"result"`
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" || json.Unmarshal([]byte(body), &answer) != nil || answer.ID != 2 || answer.Result == nil {
+		t.Fatalf("tools/call taking JSON alone: %d %s %q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	// An error comes as JSON too.
+	resp, body = post([]string{"application/json;q=0.9"}, sid, `{"jsonrpc":"2.0","id":3,"method":"no/such/method"}`)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, `"id":3`) || !strings.Contains(body, `"error"`) || strings.Contains(body, "data:") {
+		t.Fatalf("an unknown method taking JSON alone: %d %q", resp.StatusCode, body)
+	}
+	for _, accept := range [][]string{{"text/event-stream"}, nil, {"*/*"}, {"application/json", "text/event-stream"}} {
+		resp, body := post(accept, sid, `{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"test_simple_text","arguments":{}}}`)
+		if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") || !strings.Contains(body, "data: ") || !strings.Contains(body, `"result"`) {
+			t.Errorf("Accept %q: %d %s %q, want the event stream", accept, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		}
+	}
+	if resp, body := post([]string{"text/html"}, sid, `{"jsonrpc":"2.0","id":5,"method":"tools/list"}`); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("Accept text/html: %d %q, want 400", resp.StatusCode, body)
+	}
+	// 2026-07-28 (stateless) the same.
+	h := map[string]string{"Mcp-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/list", "Accept": "application/json"}
+	resp, body = call{http.MethodPost, h, `{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{` + meta2026 + `}}`}.do(t, srv.URL)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" || !strings.HasPrefix(body, `{"jsonrpc":"2.0","id":7,"result":{`) {
+		t.Errorf("2026-07-28 tools/list taking JSON alone: %d %s %q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
 }
