@@ -152,7 +152,7 @@ type Config struct {
 	EventsMaxBytes      int64
 	EventsMaxTotalBytes int64
 	MaxHeaderBytes      int           // request header size (431 beyond)
-	UpstreamTimeout     time.Duration // every call to the authorization server and the Todo API
+	UpstreamTimeout     time.Duration // every call to the authorization server, the Todo API and --apis' APIs
 	RedisTimeout        time.Duration // dialing, reading and writing Redis
 
 	// pingmcp dev, idp and todo-api.

@@ -164,15 +164,29 @@ func TestNoMemoryLimitNoGOGC(t *testing.T) {
 }
 
 // A grace period shorter than the preStop sleep, the drain and the leave is
-// refused: the kubelet would kill pods mid-drain.
+// refused: the kubelet would kill pods mid-drain. drainTimeout is read as
+// Go writes a duration in whole units (1m30s, 90000ms, 2h); one the chart
+// cannot read is refused rather than left unchecked.
 func TestGraceShorterThanDrainRefused(t *testing.T) {
-	for _, v := range []map[string]any{{"drainTimeout": "60s"}, {"drainTimeout": "1m"}, {"terminationGracePeriodSeconds": 30}} {
+	for _, v := range []map[string]any{{"drainTimeout": "60s"}, {"drainTimeout": "1m"}, {"terminationGracePeriodSeconds": 30},
+		{"drainTimeout": "1m30s"}, {"drainTimeout": "90000ms"}, {"drainTimeout": "2h"},
+		{"drainTimeout": "1m30s", "terminationGracePeriodSeconds": 104}, {"drainTimeout": "90001ms", "terminationGracePeriodSeconds": 105}} {
 		_, err := helmtest.Render(chartDir, defaultRelease(t, v))
 		if err == nil || !strings.Contains(err.Error(), "terminationGracePeriodSeconds") {
 			t.Errorf("%v: %v, want a refusal", v, err)
 		}
 	}
-	if _, err := helmtest.Render(chartDir, defaultRelease(t, map[string]any{"drainTimeout": "60s", "terminationGracePeriodSeconds": 80})); err != nil {
-		t.Errorf("a drain of 60 s with 80 s of grace: %v", err)
+	for _, v := range []map[string]any{{"drainTimeout": "60s", "terminationGracePeriodSeconds": 80},
+		{"drainTimeout": "1m30s", "terminationGracePeriodSeconds": 105}, {"drainTimeout": "90000ms", "terminationGracePeriodSeconds": 105},
+		{"drainTimeout": "0"}} {
+		if _, err := helmtest.Render(chartDir, defaultRelease(t, v)); err != nil {
+			t.Errorf("%v: %v", v, err)
+		}
+	}
+	for _, bad := range []string{"1.5m", "90", "", "20 s", "1s1m"} {
+		_, err := helmtest.Render(chartDir, defaultRelease(t, map[string]any{"drainTimeout": bad}))
+		if err == nil || !strings.Contains(err.Error(), "drainTimeout") {
+			t.Errorf("drainTimeout %q: %v, want a refusal naming it", bad, err)
+		}
 	}
 }

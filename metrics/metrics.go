@@ -80,11 +80,13 @@ var (
 	// Limited counts requests refused by a limit, by limit: rate,
 	// concurrency, streams (per principal at an edge), user_rate,
 	// user_concurrency, user_streams (per user at an edge), address
-	// (invalid credentials from one address), tracked (the edge tracks too
-	// many principals), sessions_per_user (a user's sessions in the
-	// cluster), session_streams (per session, at its actor),
+	// (invalid credentials from one address), tracked, user_tracked (the
+	// edge tracks too many principals, users), sessions_per_user (a user's
+	// sessions in the cluster), session_streams (per session, at its
+	// actor), running_calls (a session's calls running, at its actor),
 	// principal_listens (a principal's subscriptions/listen streams, at its
-	// actor),
+	// actor), listen_resources, listen_tasks (the resources, the tasks one
+	// subscriptions/listen names, 400),
 	// events_buffer (the session's event writes wait for an unreachable
 	// store), batch (a batch beyond --max-batch, 400), members (an object
 	// of a message beyond rpcbody.MaxMembers, 400), initialize_bytes (an

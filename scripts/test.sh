@@ -57,6 +57,7 @@ fuzz_targets=(
 	"./auth FuzzBearerToken"
 	"./auth FuzzJWTVerify"
 	"./actors FuzzSnapshotDecode"
+	"./state FuzzOpen"
 	"./cluster/envelope FuzzEnvelope"
 )
 fuzztime=${PINGMCP_FUZZTIME:-10s}

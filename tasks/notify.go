@@ -15,13 +15,17 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pingmcp/pingmcp/internal/rpcerr"
 	"github.com/pingmcp/pingmcp/internal/sse"
+	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state/taskstore"
 )
 
 // MaxListenTasks bounds the taskIds one subscriptions/listen may ask
-// notifications/tasks for: more is refused (-32602). A client with more
-// tasks opens more listens.
+// notifications/tasks for: more is refused as actors.MaxListenResources
+// refuses resources (400, -32600 with limit listen_tasks and max, counted
+// in pingmcp_limited_requests_total). A client with more tasks opens more
+// listens.
 const MaxListenTasks = 100
 
 // listener is one subscriptions/listen stream that asked for
@@ -132,7 +136,7 @@ type listenFilter struct {
 	others  bool     // other notification types asked for too
 }
 
-func parseListen(params json.RawMessage) (listenFilter, *jsonrpc.Error) {
+func parseListen(params json.RawMessage) (listenFilter, *Refusal) {
 	var p struct {
 		Notifications map[string]json.RawMessage `json:"notifications"`
 	}
@@ -145,10 +149,12 @@ func parseListen(params json.RawMessage) (listenFilter, *jsonrpc.Error) {
 	}
 	f := listenFilter{asked: true, others: len(p.Notifications) > 1}
 	if err := json.Unmarshal(raw, &f.taskIDs); err != nil || f.taskIDs == nil {
-		return f, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "params.notifications.taskIds must be an array of task ids (strings)"}
+		return f, &Refusal{Status: http.StatusBadRequest, Error: &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "params.notifications.taskIds must be an array of task ids (strings)"}}
 	}
 	if len(f.taskIDs) > MaxListenTasks {
-		return f, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: fmt.Sprintf("params.notifications.taskIds names %d tasks; one listen takes at most %d: open another listen for the others", len(f.taskIDs), MaxListenTasks)}
+		metrics.Limited.WithLabelValues("listen_tasks").Inc()
+		return f, &Refusal{Status: http.StatusBadRequest, Error: rpcerr.OverLimit("listen_tasks", MaxListenTasks,
+			fmt.Sprintf("params.notifications.taskIds names %d tasks; one listen takes at most %d: open another listen for the others", len(f.taskIDs), MaxListenTasks)).SDK()}
 	}
 	return f, nil
 }

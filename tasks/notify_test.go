@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -319,8 +320,9 @@ func TestListenHearsAChangeElsewhere(t *testing.T) {
 }
 
 // Asking for task notifications needs the extension (-32021); the filter
-// must be an array of ids, of bounded length (-32602). A listen granted no
-// task ends at once, answered.
+// must be an array of ids (-32602), of bounded length (-32600 naming the
+// limit, counted as a listen's resources are). A listen granted no task
+// ends at once, answered.
 func TestListenRefusals(t *testing.T) {
 	srv, _ := node(t, &taskstore.Memory{}, "alice", "n1")
 	s := listenTo(t, srv, []string{"x"}, false, nil)
@@ -331,9 +333,14 @@ func TestListenRefusals(t *testing.T) {
 	for i := range ids {
 		ids[i] = fmt.Sprint(i)
 	}
+	before := limitedTotal("listen_tasks")
 	s = listenTo(t, srv, ids, true, nil)
-	if m := s.next(t); s.status != 400 || m["error"].(map[string]any)["code"] != float64(-32602) {
-		t.Errorf("listen for %d tasks: HTTP %d %v, want 400 -32602", len(ids), s.status, m)
+	if m := s.next(t); s.status != 400 || m["error"].(map[string]any)["code"] != float64(-32600) ||
+		!reflect.DeepEqual(m["error"].(map[string]any)["data"], map[string]any{"limit": "listen_tasks", "max": float64(MaxListenTasks), "retryable": false}) {
+		t.Errorf("listen for %d tasks: HTTP %d %v, want 400 -32600, limit listen_tasks", len(ids), s.status, m)
+	}
+	if n := limitedTotal("listen_tasks") - before; n != 1 {
+		t.Errorf("pingmcp_limited_requests_total{limit=\"listen_tasks\"} rose by %v, want 1", n)
 	}
 	r := rpc(t, srv, "subscriptions/listen", map[string]any{"notifications": map[string]any{"taskIds": "x"}}, true)
 	if r.Error == nil || r.Error.Code != -32602 {

@@ -162,8 +162,9 @@
 // The layer serves a listen that names taskIds (notify.go): it grants the
 // owner's tasks among them (an unknown id, or another owner's, is left out
 // of the acknowledgement, as tasks/get answers it unknown; more than
-// MaxListenTasks is -32602), sends each granted task's state at once (the
-// task may have changed before the client could listen), then a
+// MaxListenTasks is -32600, limit listen_tasks), sends each granted task's
+// state at once (the task may have changed before the client could
+// listen), then a
 // notification each time the task's status changes, until the client
 // leaves, the activation stops, or every task it listens to ended
 // (completed, failed, cancelled or expired: nothing more can come, and an
@@ -514,7 +515,7 @@ func (l *Layer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		f, perr := parseListen(m.Params)
 		switch {
 		case perr != nil:
-			writeError(w, m.ID, perr)
+			writeRefusal(w, m.ID, perr)
 		case f.asked:
 			l.listen(w, r, &m, &c, f, body)
 		default:

@@ -11,44 +11,37 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/pingmcp/pingmcp/admin"
+	"github.com/pingmcp/pingmcp/config"
 	"github.com/pingmcp/pingmcp/internal/outbound"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/telemetry"
 )
 
-// adminCLI runs `pingmcp sessions …`, `pingmcp tasks …` and `pingmcp nodes
-// …`: the operator commands, which talk to a node's admin API.
-//
-//	pingmcp sessions ls [--user SUB] [--client ID] [--limit N]
-//	pingmcp sessions show ID
-//	pingmcp sessions kill ID
-//	pingmcp tasks ls [--user SUB] [--client ID] [--issuer URL] [--session ID] [--status S] [--limit N]
-//	pingmcp tasks show OWNER/ID
-//	pingmcp tasks cancel OWNER/ID
-//	pingmcp nodes ls
-//	pingmcp nodes drain ADDRESS
-//	pingmcp users revoke SUBJECT [--for 1h] [--issuer URL]
-//	pingmcp apis reload
+// adminCLI runs `pingmcp sessions …`, `pingmcp tasks …`, `pingmcp nodes
+// …`, `pingmcp users …` and `pingmcp apis …`: the operator commands, which
+// talk to a node's admin API. adminUsage lists their verbs.
 //
 // --admin-url (PINGMCP_ADMIN_URL) names the admin API; the token comes from
 // --admin-token-file (PINGMCP_ADMIN_TOKEN_FILE) or PINGMCP_ADMIN_TOKEN.
-// -o json prints the API's JSON instead of a table.
+// -o json prints the API's JSON instead of a table. --help (or -h), with a
+// verb or without, prints the command's verbs and their flags.
 func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintf(stderr, "pingmcp %s: which one? (%s)\n", cmd, map[string]string{"sessions": "ls, show ID, kill ID", "tasks": "ls, show OWNER/ID, cancel OWNER/ID", "nodes": "ls, drain ADDRESS", "users": "revoke SUBJECT", "apis": "reload"}[cmd])
-		return 2
+	verb := ""
+	if len(args) > 0 {
+		verb = args[0]
 	}
-	verb := args[0]
 	fs := flag.NewFlagSet("pingmcp "+cmd+" "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() { adminHelp(stderr, cmd, fs) }
 	adminURL := fs.String("admin-url", cmp.Or(getenv("PINGMCP_ADMIN_URL"), "http://127.0.0.1:9090"), "the admin API of any node (env PINGMCP_ADMIN_URL)")
-	tokenFile := fs.String("admin-token-file", getenv("PINGMCP_ADMIN_TOKEN_FILE"), "file holding the admin token (or env PINGMCP_ADMIN_TOKEN)")
+	tokenFile := fs.String("admin-token-file", getenv("PINGMCP_ADMIN_TOKEN_FILE"), "file holding the admin token (env PINGMCP_ADMIN_TOKEN_FILE; or the token itself in env PINGMCP_ADMIN_TOKEN)")
 	output := fs.String("o", "table", "output: table or json")
 	user := fs.String("user", "", "sessions ls, tasks ls: only this user's (token subject)")
 	client := fs.String("client", "", "sessions ls, tasks ls: only this OAuth client's")
@@ -58,10 +51,27 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 	limit := fs.Int("limit", 0, "sessions ls, tasks ls: at most this many (0: all)")
 	span := fs.String("for", "1h", "users revoke: how long the user's current tokens are refused")
 	issuer := fs.String("issuer", "", "users revoke: the user's issuer (default: the node's --issuer); tasks ls: only tasks acting for this issuer's users")
+	switch {
+	case isHelp(verb) || verb == "help":
+		adminHelp(stdout, cmd, fs)
+		return 0
+	case verb == "":
+		fmt.Fprintf(stderr, "pingmcp %s: which one? (%s)\n\n", cmd, strings.Join(adminVerbs(cmd), ", "))
+		adminHelp(stderr, cmd, fs)
+		return 2
+	case !slices.ContainsFunc(adminUsage[cmd], func(u string) bool { return u == verb || strings.HasPrefix(u, verb+" ") }):
+		fmt.Fprintf(stderr, "pingmcp: unknown command %q\n\n", cmd+" "+verb)
+		adminHelp(stderr, cmd, fs)
+		return 2
+	}
 	// Flags may come before or after the session id, and a session id may
 	// begin with "-" (base64url): an argument is a flag only if it names
 	// one of ours.
 	flags, positional := splitArgs(fs, args[1:])
+	if slices.ContainsFunc(flags, isHelp) {
+		adminHelp(stdout, cmd, fs)
+		return 0
+	}
 	if err := fs.Parse(flags); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -202,6 +212,67 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 		return 1
 	}
 	return 0
+}
+
+// adminUsage is each admin command's verbs, with their arguments and the
+// flags of their own, as the command's help prints them; every verb also
+// takes --admin-url, --admin-token-file and -o.
+var adminUsage = map[string][]string{
+	"sessions": {"ls [--user SUB] [--client ID] [--node ADDRESS] [--limit N]", "show ID", "kill ID"},
+	"tasks":    {"ls [--user SUB] [--client ID] [--issuer URL] [--session ID] [--status S] [--limit N]", "show OWNER/ID", "cancel OWNER/ID"},
+	"nodes":    {"ls", "drain ADDRESS"},
+	"users":    {"revoke SUBJECT [--for 1h] [--issuer URL]"},
+	"apis":     {"reload"},
+}
+
+// adminVerbs are cmd's verbs with their arguments, without the flags.
+func adminVerbs(cmd string) []string {
+	var out []string
+	for _, u := range adminUsage[cmd] {
+		v, _, _ := strings.Cut(u, " [")
+		out = append(out, v)
+	}
+	return out
+}
+
+// adminHelp prints cmd's verbs and the flags they take (those of fs that
+// every verb takes, and those its verbs name), as config's help prints a
+// command's flags.
+func adminHelp(w io.Writer, cmd string, fs *flag.FlagSet) {
+	for _, c := range config.Commands {
+		if c.Name == cmd {
+			fmt.Fprintf(w, "pingmcp %s: %s\n\n", cmd, c.Summary)
+		}
+	}
+	fmt.Fprintln(w, "Usage:")
+	names := map[string]bool{"admin-url": true, "admin-token-file": true, "o": true}
+	for _, u := range adminUsage[cmd] {
+		fmt.Fprintf(w, "  pingmcp %s %s\n", cmd, u)
+		for _, f := range strings.Fields(u) {
+			if name, ok := strings.CutPrefix(strings.Trim(f, "[]"), "--"); ok {
+				names[name] = true
+			}
+		}
+	}
+	fmt.Fprintln(w, "\nFlags (before or after the verb's argument):")
+	fs.VisitAll(func(f *flag.Flag) {
+		if !names[f.Name] {
+			return
+		}
+		dashes, def := "--", ""
+		if len(f.Name) == 1 {
+			dashes = "-"
+		}
+		if f.DefValue != "" {
+			def = fmt.Sprintf(" (default %q)", f.DefValue)
+		}
+		fmt.Fprintf(w, "  %s%s\n        %s%s\n", dashes, f.Name, f.Usage, def)
+	})
+}
+
+// isHelp says whether arg asks for help, as the flag package reads it.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help"
 }
 
 // splitArgs separates the flags of fs (with their values) from the other

@@ -137,3 +137,48 @@ func TestCLIPrintsNoEscapes(t *testing.T) {
 		}
 	}
 }
+
+// pingmcp sessions --help (and -h, help, or --help after a verb) prints the
+// command's verbs and the flags they take, exits 0 and needs no admin
+// token; no verb, or an unknown one, prints the same to stderr and exits 2.
+func TestAdminCLIHelp(t *testing.T) {
+	noEnv := func(string) string { return "" }
+	for _, args := range [][]string{{"sessions", "--help"}, {"sessions", "-h"}, {"sessions", "help"}, {"sessions", "ls", "--help"}, {"sessions", "kill", "some-id", "-h"}} {
+		var out, errOut bytes.Buffer
+		code := adminCLI(context.Background(), args[0], args[1:], noEnv, &out, &errOut)
+		got := out.String()
+		if code != 0 || errOut.Len() != 0 {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errOut.String())
+		}
+		for _, want := range []string{"pingmcp sessions ls", "pingmcp sessions show ID", "pingmcp sessions kill ID",
+			"--admin-url", `"http://127.0.0.1:9090"`, "--admin-token-file", "PINGMCP_ADMIN_TOKEN", "-o\n", "--user", "--client", "--node", "--limit"} {
+			if !strings.Contains(got, want) {
+				t.Errorf("%v: the help lacks %q:\n%s", args, want, got)
+			}
+		}
+		for _, not := range []string{"--for", "--status", "--session"} {
+			if strings.Contains(got, not+"\n") {
+				t.Errorf("%v: the help offers %s, a flag of other commands:\n%s", args, not, got)
+			}
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := adminCLI(context.Background(), "users", []string{"--help"}, noEnv, &out, &errOut); code != 0 ||
+		!strings.Contains(out.String(), "pingmcp users revoke SUBJECT") || !strings.Contains(out.String(), "--for\n") || !strings.Contains(out.String(), "--issuer\n") {
+		t.Errorf("users --help: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+	for _, c := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"nodes"}, "pingmcp nodes: which one? (ls, drain ADDRESS)"},
+		{[]string{"nodes", "bogus"}, `unknown command "nodes bogus"`},
+	} {
+		var out, errOut bytes.Buffer
+		code := adminCLI(context.Background(), c.args[0], c.args[1:], noEnv, &out, &errOut)
+		if code != 2 || out.Len() != 0 || !strings.Contains(errOut.String(), c.says) || !strings.Contains(errOut.String(), "pingmcp nodes drain ADDRESS") ||
+			strings.Contains(errOut.String(), "no admin token") {
+			t.Errorf("%v: exit %d, stdout %q, stderr:\n%s", c.args, code, out.String(), errOut.String())
+		}
+	}
+}

@@ -5,9 +5,16 @@
 //	pingmcp todo-api  the demo Todo API
 //	pingmcp idp       the development authorization server
 //	pingmcp certs     a cluster CA and node certificates for its mutual TLS
+//	pingmcp sessions  ls | show ID | kill ID, through a node's admin API
+//	pingmcp tasks     ls | show OWNER/ID | cancel OWNER/ID, the same
+//	pingmcp nodes     ls | drain ADDRESS, the same
+//	pingmcp users     revoke SUBJECT, the same
+//	pingmcp apis      reload, the same
 //
-// Run `pingmcp <command> --help` for the flags; each is also read from the
-// environment as PINGMCP_<FLAG>.
+// Run `pingmcp <command> --help` for the flags. Each flag of the first five
+// is also read from the environment as PINGMCP_<FLAG>; the admin commands
+// (admincli.go) read PINGMCP_ADMIN_URL, PINGMCP_ADMIN_TOKEN_FILE and
+// PINGMCP_ADMIN_TOKEN.
 package main
 
 import (

@@ -35,10 +35,11 @@
 //     names a revision this server does not implement (HTTP 400). Data:
 //     supported (the revisions it does, newest first) and requested.
 //   - [Limited] (-32005): a limit refused the request. Data: limit (the
-//     limit's name, as in the pingmcp_limited_total metric), and either
-//     retryable true with retryAfter (seconds, as the Retry-After header:
-//     see [RetryLater]), or retryable false with size and max, for what
-//     would exceed a bound however long the client waits (see [TooLarge]).
+//     limit's name, as in the pingmcp_limited_requests_total metric), and
+//     either retryable true with retryAfter (seconds, as the Retry-After
+//     header: see [RetryLater]), or retryable false with size and max, for
+//     what would exceed a bound however long the client waits (see
+//     [TooLarge]).
 package rpcerr
 
 import (
