@@ -95,7 +95,7 @@ var (
 	// tasks_per_user (a user's live tasks in the cluster, 429),
 	// task_request_bytes (a call too large to keep as a task, 413).
 	Limited = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "pingmcp_limited_requests_total", Help: "Requests refused by a limit (429; 503 for a full event buffer; 400 for a batch or an initialize too large), by limit.",
+		Name: "pingmcp_limited_requests_total", Help: "Requests refused by a limit (mostly 429; 503 for a full event buffer; 400 or 413 for what is too large or too many), by limit.",
 	}, []string{"limit"}))
 	// EventsTrimmed and EventsTrimmedBytes count the SSE events dropped
 	// from the event store to keep within a bound, and their bytes, by
