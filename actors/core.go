@@ -963,14 +963,24 @@ func (a *core) settle(ctx actor.Context) {
 }
 
 // sessionLives says whether the session's idle timeout (the stores'
-// SessionTTL; zero: never) has not passed since its last request here.
+// SessionTTL) has not passed since its last request here; for sessions
+// that never end, leftCallsKeep: a call waiting for an answer that never
+// comes does not hold its actor for the node's life.
 func (a *core) sessionLives() bool {
 	ttl := time.Duration(0)
 	if a.cfg.Stores != nil {
 		ttl = a.cfg.Stores.SessionTTL
 	}
-	return ttl <= 0 || time.Since(a.lastRequest) < ttl
+	if ttl <= 0 {
+		ttl = leftCallsKeep
+	}
+	return time.Since(a.lastRequest) < ttl
 }
+
+// leftCallsKeep is how long calls whose clients left keep an idle actor
+// after its last request when sessions never end (--session-idle-timeout
+// 0): the default session idle timeout.
+var leftCallsKeep = 30 * time.Minute
 
 // stayIdle lets an actor with nothing in flight wait for its idle timeout.
 func (a *core) stayIdle(ctx actor.Context) {

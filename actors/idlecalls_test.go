@@ -51,3 +51,20 @@ func TestIdlePassivatesALeftCallOnceTheSessionIsOver(t *testing.T) {
 		t.Fatalf("the actor: %v", err)
 	}
 }
+
+// With sessions that never end (--session-idle-timeout 0, which needs
+// --max-sessions-per-user 0: no cap on a user's sessions), a left call
+// keeps its actor leftCallsKeep at most, not for the node's life (found by
+// a review: a call waiting for an elicitation's answer pinned its actor).
+func TestIdleLeftCallBoundedWithoutSessionTimeout(t *testing.T) {
+	was := leftCallsKeep
+	leftCallsKeep = 200 * time.Millisecond
+	t.Cleanup(func() { leftCallsKeep = was })
+	var logs logtest.Buffer
+	d := state.MemoryStores(0)
+	root, pid, p := runningSessionOn(t, d, Config{IdleTimeout: 20 * time.Millisecond, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if _, status := leaveElicitation(t, root, pid, p, 1); status != http.StatusOK {
+		t.Fatalf("the call: %d", status)
+	}
+	awaitLogged(t, &logs, `"msg":"passivating idle actor"`)
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"strings"
 )
 
@@ -53,11 +54,14 @@ var errJSONAnswerTooLarge = errors.New("the answer is too large to be sent as JS
 // JSON alone, and keeps the JSON-RPC responses it carries: what the client
 // is sent, as one JSON body, once the stream ends. The stream's
 // notifications (progress, logging) have no place in a JSON answer and are
-// dropped; a request of the server's (an elicitation, a sampling request)
-// would wait for an answer from a client that cannot see it.
+// dropped; a request of the server's (an elicitation, a sampling request),
+// which the client cannot see, is noted in asks, for the edge to refuse on
+// the client's behalf (relayed.refuse), so that the call it came from goes
+// on to its answer rather than wait for good.
 type jsonAnswer struct {
 	pending []byte   // the part of an event read so far
 	answers [][]byte // the responses' JSON, in the order they came
+	asks    []json.RawMessage
 	size    int
 }
 
@@ -81,9 +85,13 @@ func (j *jsonAnswer) write(p []byte) error {
 	return nil
 }
 
-// event keeps the data of one event if it is a JSON-RPC response.
+// event keeps the data of one event if it is a JSON-RPC response, notes
+// it if it is a request. Its data is the event's bytes as they are (a
+// slice of pending, which write never writes over) when it has one data
+// line, as the go-sdk writes it.
 func (j *jsonAnswer) event(ev []byte) {
 	var data []byte
+	lines := 0
 	for line := range bytes.Lines(ev) {
 		line = bytes.TrimRight(line, "\r\n")
 		d, ok := bytes.CutPrefix(line, []byte("data:"))
@@ -91,30 +99,54 @@ func (j *jsonAnswer) event(ev []byte) {
 			continue
 		}
 		d = bytes.TrimPrefix(d, []byte(" "))
-		if data != nil {
-			data = append(data, '\n')
+		switch lines++; lines {
+		case 1:
+			data = d[:len(d):len(d)]
+		case 2:
+			data = append(bytes.Clone(data), '\n')
+			fallthrough
+		default:
+			if lines > 2 {
+				data = append(data, '\n')
+			}
+			data = append(data, d...)
 		}
-		data = append(data, d...)
 	}
 	var msg struct {
 		Method *string         `json:"method"`
 		ID     json.RawMessage `json:"id"`
 	}
-	if len(data) == 0 || json.Unmarshal(data, &msg) != nil || msg.Method != nil || len(msg.ID) == 0 || string(msg.ID) == "null" {
+	if len(data) == 0 || json.Unmarshal(data, &msg) != nil || len(msg.ID) == 0 || string(msg.ID) == "null" {
 		return
 	}
-	j.answers = append(j.answers, bytes.Clone(data))
+	if msg.Method != nil {
+		j.asks = append(j.asks, bytes.Clone(msg.ID))
+		return
+	}
+	j.answers = append(j.answers, data)
 	j.size += len(data)
 }
 
-// body is the JSON answer: the one response, or, for a batch, the array of
-// them; false if the stream carried none.
-func (j *jsonAnswer) body(batch bool) ([]byte, bool) {
-	switch {
-	case len(j.answers) == 0:
-		return nil, false
-	case !batch:
-		return j.answers[0], true
+// takeAsks returns the server's requests noted since it was last called.
+func (j *jsonAnswer) takeAsks() []json.RawMessage {
+	asks := j.asks
+	j.asks = nil
+	return asks
+}
+
+// writeTo writes the JSON answer to w: the one response, or, for a batch,
+// the array of them.
+func (j *jsonAnswer) writeTo(w io.Writer, batch bool) {
+	if !batch {
+		w.Write(j.answers[0])
+		return
 	}
-	return append(append([]byte("["), bytes.Join(j.answers, []byte(","))...), ']'), true
+	io.WriteString(w, "[")
+	for i, a := range j.answers {
+		if i > 0 {
+			io.WriteString(w, ",")
+		}
+		w.Write(a)
+	}
+	io.WriteString(w, "]")
 }

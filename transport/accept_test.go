@@ -44,18 +44,23 @@ func TestJSONAnswer(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		body, ok := j.body(true)
+		var body strings.Builder
+		j.writeTo(&body, true)
 		want := "[{\"jsonrpc\":\"2.0\",\"id\":1,\n\"result\":{}},{\"jsonrpc\":\"2.0\",\"id\":\"b\",\"error\":{\"code\":-32601,\"message\":\"x\"}}]"
-		if !ok || string(body) != want {
-			t.Fatalf("parts of %d bytes: %q, want %q", cut, body, want)
+		if body.String() != want {
+			t.Fatalf("parts of %d bytes: %q, want %q", cut, body.String(), want)
 		}
-		if one, _ := j.body(false); !strings.HasPrefix(string(one), "{\"jsonrpc\":\"2.0\",\"id\":1,") {
-			t.Fatalf("not a batch: %q", one)
+		var one strings.Builder
+		if j.writeTo(&one, false); !strings.HasPrefix(one.String(), "{\"jsonrpc\":\"2.0\",\"id\":1,") {
+			t.Fatalf("not a batch: %q", one.String())
+		}
+		if asks := j.takeAsks(); len(asks) != 1 || string(asks[0]) != "9" || j.takeAsks() != nil {
+			t.Fatalf("the server's requests: %q, want the elicitation's id, once", asks)
 		}
 	}
 	var empty jsonAnswer
 	empty.write([]byte("event: prime\nid: s_0\ndata: \n\n"))
-	if _, ok := empty.body(false); ok {
+	if len(empty.answers) != 0 {
 		t.Error("a stream without a response has an answer")
 	}
 	var huge jsonAnswer

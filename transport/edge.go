@@ -291,12 +291,19 @@ func (e *Edge) forwardRequest(w http.ResponseWriter, r *http.Request) {
 		// A client that takes one of a POST's two answers, or does not say
 		// (accepts): the actor's go-sdk is asked with both, and a client
 		// that takes JSON alone gets its answer as JSON.
+		// A listen's stream never ends: taking JSON alone, it is refused
+		// (the go-sdk's 400), as before.
 		accept := r.Header.Values("Accept")
-		if jsonOK, streamOK := accepts(accept); (jsonOK || streamOK) && !(jsonOK && streamOK && len(accept) > 0) {
+		if jsonOK, streamOK := accepts(accept); (jsonOK || streamOK) && !(jsonOK && streamOK && len(accept) > 0) && (streamOK || !rel.unbounded) {
 			req.Headers = slices.DeleteFunc(req.Headers, func(h *envelope.Header) bool { return h.Name == "Accept" })
 			req.Headers = append(req.Headers, &envelope.Header{Name: "Accept", Values: []string{acceptBoth}})
-			rel.json = !streamOK && !rel.unbounded
-			rel.batch = rb.Batch
+			if !streamOK {
+				rel.json, rel.batch, rel.want = true, rb.Batch, rb.Requests()
+				if !rb.Batch {
+					rel.id = rb.FirstID()
+				}
+				rel.refuse = func(ask json.RawMessage) { e.refuseAsk(rt, req, ask, logger) }
+			}
 		}
 	}
 	if rel.unbounded {
@@ -429,8 +436,13 @@ type relayed struct {
 	token                  *auth.Token // nil without authentication
 	// json says the client takes a JSON answer alone (accepts): an event
 	// stream answering it is sent as JSON (jsonAnswer), an array for a
-	// batch.
+	// batch, once it carried the answers to want requests; id is the
+	// request's (a batch's: none) for an error; refuse answers a request
+	// of the server's that the client cannot see.
 	json, batch bool
+	want        int
+	id          json.RawMessage
+	refuse      func(ask json.RawMessage)
 }
 
 // relayedOf is what relay is told of a request of method with body rb,
@@ -533,8 +545,7 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 				// link to it gone, or silent): an event stream's client
 				// would resume it; this one can only be told.
 				logger().Warn("response cut short before its JSON answer", "err", err)
-				writeError(w, http.StatusBadGateway, nil, rpcerr.New(rpcerr.InternalError, "the answer was cut short; its request may have run"))
-				return http.StatusBadGateway
+				return cutShort(w, req)
 			}
 			switch cause := context.Cause(ctx); {
 			case errors.Is(cause, errStreamSilent), errors.Is(cause, errTokenExpired):
@@ -563,11 +574,21 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 		if answer != nil {
 			if err := answer.write(p.Body); err != nil {
 				logger().Warn("answer refused: too large for JSON", "limit", maxJSONAnswer)
-				writeError(w, http.StatusBadGateway, nil, rpcerr.New(rpcerr.InternalError, err.Error()))
+				writeError(w, http.StatusBadGateway, req.id, rpcerr.New(rpcerr.InternalError, err.Error()))
 				return http.StatusBadGateway
 			}
+			for _, ask := range answer.takeAsks() {
+				go req.refuse(ask)
+			}
 			if p.Final {
-				return e.answered(w, answer, req.batch, logger)
+				if len(answer.answers) < max(req.want, 1) {
+					logger().Warn("event stream ended without every answer to send as JSON", "answers", len(answer.answers), "requests", req.want)
+					return cutShort(w, req)
+				}
+				w.Header().Del("Content-Length")
+				w.WriteHeader(http.StatusOK)
+				answer.writeTo(w, req.batch)
+				return http.StatusOK
 			}
 			s.Written(p.Seq)
 			continue
@@ -609,20 +630,49 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 	}
 }
 
-// answered sends the JSON answer of an event stream that ended, and
-// returns the status sent.
-func (e *Edge) answered(w http.ResponseWriter, answer *jsonAnswer, batch bool, logger func() *slog.Logger) int {
-	body, ok := answer.body(batch)
-	if !ok {
-		logger().Warn("event stream ended without an answer to send as JSON")
-		writeError(w, http.StatusBadGateway, nil, rpcerr.New(rpcerr.InternalError, "the answer was cut short; its request may have run"))
-		return http.StatusBadGateway
-	}
-	w.Header().Del("Content-Length")
-	w.WriteHeader(http.StatusOK)
-	w.Write(body)
-	return http.StatusOK
+// cutShort answers a request taking JSON alone whose event stream ended
+// before all its answers (a stream its tool closed for the client to
+// resume, a drain, its node lost): an event stream's client would resume
+// it; this one can only be told.
+func cutShort(w http.ResponseWriter, req *relayed) int {
+	writeError(w, http.StatusBadGateway, req.id, rpcerr.New(rpcerr.InternalError, "the answer was cut short; its request may have run (take text/event-stream to resume it)"))
+	return http.StatusBadGateway
 }
+
+// refuseAsk answers, on behalf of a client that takes JSON alone, a
+// request the server sent it on the stream of req (an elicitation, a
+// sampling request), which the client cannot see: with an error, sent to
+// the actor as the client would send it, so that the call goes on to its
+// answer.
+func (e *Edge) refuseAsk(rt route, req *envelope.Request, ask json.RawMessage, logger func() *slog.Logger) {
+	body := []byte(`{"jsonrpc":"2.0","id":` + string(ask) + `,"error":{"code":-32600,"message":"the client takes JSON answers alone: it cannot answer a request of the server's"}}`)
+	rb, err := rpcbody.Read(body)
+	if err != nil {
+		logger().Warn("could not answer a request of the server's for a client that takes JSON alone", "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), refuseAskTimeout)
+	defer cancel()
+	s, err := e.forward(ctx, rt, &envelope.Request{
+		Id: e.prefix + strconv.FormatUint(e.seq.Add(1), 36), Method: http.MethodPost, Path: req.Path,
+		Headers: req.Headers, Body: body, Principal: req.Principal, Rpc: rb.Proto(), Resource: req.Resource,
+	})
+	if err != nil {
+		logger().Warn("could not answer a request of the server's for a client that takes JSON alone", "err", err)
+		return
+	}
+	defer s.Close()
+	for {
+		p, err := s.Next(ctx)
+		if err != nil || p.Final {
+			return
+		}
+		s.Written(p.Seq)
+	}
+}
+
+// refuseAskTimeout bounds refuseAsk's wait for the actor's 202.
+const refuseAskTimeout = 10 * time.Second
 
 // isEventStream says whether the headers of an actor's answer make it an
 // event stream.

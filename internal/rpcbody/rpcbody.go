@@ -303,9 +303,11 @@ func (r *reader) object() (Message, error) {
 			return r.params(&m, keyEnd)
 		default:
 			start, end, err := r.value()
-			if key != "error" || string(r.b[start:end]) != "null" {
+			if key == "error" && err == nil && string(r.b[start:end]) == "null" {
 				// "error": null beside a result is no error: the go-sdk
 				// reads it so, and lenient peers send it.
+				answer.errorNull = true
+			} else {
 				answer.note(key)
 			}
 			return err
@@ -320,7 +322,7 @@ func (r *reader) object() (Message, error) {
 }
 
 // responseMembers says which of a response's members a message has.
-type responseMembers struct{ result, error bool }
+type responseMembers struct{ result, error, errorNull bool }
 
 func (a *responseMembers) note(key string) {
 	switch key {
@@ -338,7 +340,7 @@ func (m *Message) classify(hasVersion, hasMethod, hasID, nullID bool, answer res
 		return &Error{Code: rpcerr.InvalidRequest, Msg: `"jsonrpc" must be "2.0"`}
 	}
 	switch {
-	case hasMethod && (answer.result || answer.error):
+	case hasMethod && (answer.result || answer.error || answer.errorNull):
 		return &Error{Code: rpcerr.InvalidRequest, Msg: `a request or notification has no "result" or "error"`}
 	case !hasMethod && hasID && answer.result == answer.error:
 		// JSON-RPC 2.0 §5: a response has one of them, never both.

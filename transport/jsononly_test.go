@@ -1,0 +1,77 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A client that takes JSON alone cannot see a request of the server's (an
+// elicitation, a sampling request): the stream that would carry it is
+// turned into one JSON body, its requests dropped. A tool that asks the
+// client something must not leave such a POST waiting for good, its call
+// running on after the client gives up, for an answer to a request whose
+// id the client was never shown.
+func TestJSONOnlyCallThatAsksTheClientIsAnswered(t *testing.T) {
+	srv := newEdge(t, Options{SSEKeepAlive: 100 * time.Millisecond})
+	resp, body := call{method: http.MethodPost, body: `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{}},"clientInfo":{"name":"t","version":"1"}}}`}.do(t, srv.URL)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("initialize: %d %s", resp.StatusCode, body)
+	}
+	sid := resp.Header.Get("Mcp-Session-Id")
+	h := map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"}
+	if resp, body := (call{http.MethodPost, h, `{"jsonrpc":"2.0","method":"notifications/initialized"}`}).do(t, srv.URL); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("initialized: %d %s", resp.StatusCode, body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, strings.NewReader(
+		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Mcp-Session-Id", sid)
+	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	start := time.Now()
+	r, err := http.DefaultClient.Do(req)
+	if err == nil {
+		b, rerr := io.ReadAll(r.Body)
+		r.Body.Close()
+		err = rerr
+		if err == nil {
+			t.Logf("answered after %v: %d %s", time.Since(start), r.StatusCode, b)
+			return
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a JSON-only call whose tool elicits got no answer in %v (keep-alives hold it open for good): %v", time.Since(start), err)
+	}
+	t.Fatal(err)
+}
+
+// A subscriptions/listen (2026-07-28) whose client takes JSON alone has no
+// JSON answer: its stream never ends. It is refused, as the go-sdk refused
+// it before the edge rewrote Accept, rather than sent an endless event
+// stream its client said it cannot read.
+func TestJSONOnlyListenIsRefused(t *testing.T) {
+	srv := newEdge(t, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, strings.NewReader(listenBody))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	for k, v := range listenHeaders(nil) {
+		req.Header.Set(k, v)
+	}
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	if ct := r.Header.Get("Content-Type"); r.StatusCode == http.StatusOK && strings.HasPrefix(ct, "text/event-stream") {
+		t.Fatalf("a listen taking JSON alone: %d %s, an endless event stream", r.StatusCode, ct)
+	}
+}
