@@ -16,6 +16,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
@@ -344,9 +345,13 @@ func TestHelmTrialSecrets(t *testing.T) {
 
 // TestHelmServiceMonitor: the ServiceMonitor is rendered only where the
 // cluster serves monitoring.coreos.com/v1, and it scrapes the admin port
-// with the admin token.
+// with the metrics token (metrics.scrapeTokenSecret), never the admin
+// token: without a scrape token, or with the admin token's Secret and key
+// as one, the chart refuses to render it; with the ServiceMonitor off it
+// renders without one.
 func TestHelmServiceMonitor(t *testing.T) {
-	values := map[string]any{"metrics": map[string]any{"enabled": true}}
+	scrape := map[string]any{"name": "pingmcp-metrics-token", "key": "scrape"}
+	values := map[string]any{"metrics": map[string]any{"enabled": true, "scrapeTokenSecret": scrape}}
 	const sm = "monitoring.coreos.com/v1/ServiceMonitor pingmcp/pingmcp"
 	chart, _ := renderChart(t, defaultRelease(t, values))
 	if _, ok := chart[sm]; ok {
@@ -354,30 +359,118 @@ func TestHelmServiceMonitor(t *testing.T) {
 	}
 	o := defaultRelease(t, values)
 	o.APIVersions = []string{"monitoring.coreos.com/v1"}
-	chart, _ = renderChart(t, o)
+	chart, r := renderChart(t, o)
 	m, ok := chart[sm]
 	if !ok {
 		t.Fatal("no ServiceMonitor on a cluster with monitoring.coreos.com/v1")
 	}
 	var svc corev1.Service
 	decodeObject(t, chart["v1/Service pingmcp/pingmcp-admin"], &svc)
-	sel := m["spec"].(map[string]any)["selector"].(map[string]any)["matchLabels"].(map[string]any)
-	for k, v := range sel {
+	var monitor struct {
+		Spec struct {
+			Selector  struct{ MatchLabels map[string]string }
+			Endpoints []struct {
+				Port, Path    string
+				Authorization struct {
+					Type        string
+					Credentials struct{ Name, Key string }
+				}
+			}
+		}
+	}
+	decodeLoose(t, m, &monitor)
+	for k, v := range monitor.Spec.Selector.MatchLabels {
 		if svc.Labels[k] != v {
 			t.Errorf("the ServiceMonitor selects %s=%v, the admin Service is labelled %v", k, v, svc.Labels)
 		}
+	}
+	if e := monitor.Spec.Endpoints; len(e) != 1 || e[0].Port != "admin" || e[0].Path != "/metrics" || e[0].Authorization.Type != "Bearer" ||
+		e[0].Authorization.Credentials.Name != "pingmcp-metrics-token" || e[0].Authorization.Credentials.Key != "scrape" {
+		t.Errorf("the ServiceMonitor's endpoints %+v: want the admin port's /metrics with the scrape token's Secret and key", e)
 	}
 	var d appsv1.Deployment
 	decodeObject(t, chart["apps/v1/Deployment pingmcp/pingmcp"], &d)
 	c := d.Spec.Template.Spec.Containers[0]
 	if _, p := containerPort(&d.Spec.Template.Spec, "admin"); p == nil || !slices.Contains(c.Args, fmt.Sprintf("--admin-addr=:%d", p.ContainerPort)) ||
-		!slices.Contains(c.Args, "--admin-token-file=/etc/pingmcp/admin/token") {
-		t.Errorf("metrics.enabled: args %v, ports %v: want --admin-addr on the admin port and --admin-token-file", c.Args, c.Ports)
+		!slices.Contains(c.Args, "--admin-token-file=/etc/pingmcp/admin/token") || !slices.Contains(c.Args, "--metrics-token-file=/etc/pingmcp/metrics/token") {
+		t.Errorf("metrics.enabled: args %v, ports %v: want --admin-addr on the admin port, --admin-token-file and --metrics-token-file", c.Args, c.Ports)
+	}
+	if !strings.Contains(r.Notes, "pingmcp-admin-token, pingmcp-metrics-token.") {
+		t.Errorf("the NOTES do not name the scrape token's Secret:\n%s", r.Notes)
+	}
+
+	// No scrape token, or the admin token as one: refused, saying why.
+	for name, metrics := range map[string]map[string]any{
+		"no scrape token":           {"enabled": true},
+		"the admin token to scrape": {"enabled": true, "scrapeTokenSecret": map[string]any{"name": "pingmcp-admin-token", "key": "token"}},
+	} {
+		o.Values = defaultRelease(t, map[string]any{"metrics": metrics}).Values
+		_, err := helmtest.Render(chartDir, o)
+		if err == nil || !strings.Contains(err.Error(), "metrics.scrapeTokenSecret") || !strings.Contains(err.Error(), "admin token") {
+			t.Errorf("%s with a ServiceMonitor: %v, want the chart to refuse it naming metrics.scrapeTokenSecret", name, err)
+		}
+	}
+	// Without the ServiceMonitor, no scrape token is needed.
+	o.Values = defaultRelease(t, map[string]any{"metrics": map[string]any{"enabled": true, "serviceMonitor": map[string]any{"enabled": false}}}).Values
+	if chart, _ := renderChart(t, o); chart[sm] != nil || chart["v1/Service pingmcp/pingmcp-admin"] == nil {
+		t.Error("serviceMonitor off: a ServiceMonitor, or no admin Service")
 	}
 	// Metrics off: no ServiceMonitor even with the API.
 	o.Values = defaultRelease(t, nil).Values
 	if chart, _ := renderChart(t, o); chart[sm] != nil || chart["v1/Service pingmcp/pingmcp-admin"] != nil {
 		t.Error("metrics off, yet a ServiceMonitor or admin Service")
+	}
+}
+
+// TestHelmMetricsToken: with metrics.scrapeTokenSecret the pods read the
+// scrape token from that Secret's key (mounted as the admin token is, mode
+// 0440) as --metrics-token-file, and pingmcp takes the Deployment as it is
+// rendered; one whose Secrets hold the same token for both is refused
+// (config.Parse, as the pod would start).
+func TestHelmMetricsToken(t *testing.T) {
+	chart, _ := renderChart(t, defaultRelease(t, map[string]any{"metrics": map[string]any{"enabled": true,
+		"scrapeTokenSecret": map[string]any{"name": "pingmcp-metrics-token", "key": "scrape"}}}))
+	var d appsv1.Deployment
+	decodeObject(t, chart["apps/v1/Deployment pingmcp/pingmcp"], &d)
+	for _, tc := range []struct {
+		name                string
+		adminToken, metrics string
+		refused             string // "": accepted
+	}{
+		{"tokens of their own", "admin-token-0123456789abcdef", "scrape-token-0123456789abcdef", ""},
+		{"the admin token in both", "admin-token-0123456789abcdef", "admin-token-0123456789abcdef\n", "--metrics-token-file holds the admin token"},
+		{"a short scrape token", "admin-token-0123456789abcdef", "short", "--metrics-token-file: the token must be at least 16 characters"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := *load(t) // load's manifests are shared: add to a copy of their Secrets
+			m.secrets = slices.Clone(m.secrets)
+			for name, data := range map[string]map[string]string{
+				"pingmcp-admin-token":   {"token": tc.adminToken},
+				"pingmcp-metrics-token": {"scrape": tc.metrics},
+			} {
+				m.secrets = append(m.secrets, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "pingmcp"}, StringData: data})
+			}
+			b, err := m.parseBinary(t, &d, &d.Spec.Template.Spec.Containers[0])
+			if tc.refused != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.refused) {
+					t.Fatalf("pingmcp took the pod: %v, want a refusal mentioning %q", err, tc.refused)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for flag, want := range map[string][2]string{
+				b.cfg.AdminTokenFile:   {"pingmcp-admin-token", "token"},
+				b.cfg.MetricsTokenFile: {"pingmcp-metrics-token", "scrape"},
+			} {
+				key, sm, ok := b.secretFile(flag)
+				if !ok || sm.volume.Secret.SecretName != want[0] || key != want[1] || !sm.mount.ReadOnly ||
+					sm.volume.Secret.DefaultMode == nil || *sm.volume.Secret.DefaultMode != 0o440 {
+					t.Errorf("%s: from Secret %s key %q (mounted %v), want %s key %q, read-only, mode 0440", flag, sm.volume.Secret.SecretName, key, ok, want[0], want[1])
+				}
+			}
+		})
 	}
 }
 
