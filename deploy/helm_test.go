@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -43,7 +44,8 @@ type object = map[string]any
 
 func objectKey(o object) string {
 	meta, _ := o["metadata"].(map[string]any)
-	return fmt.Sprintf("%s/%s %s/%s", o["apiVersion"], o["kind"], meta["namespace"], meta["name"])
+	ns, _ := meta["namespace"].(string) // none: cluster-scoped
+	return fmt.Sprintf("%s/%s %s/%s", o["apiVersion"], o["kind"], ns, meta["name"])
 }
 
 func splitYAML(t *testing.T, stream string) map[string]object {
@@ -116,10 +118,24 @@ func defaultRelease(t *testing.T, values map[string]any) helmtest.Options {
 	return helmtest.Options{Name: "pingmcp", Namespace: "pingmcp", Values: v}
 }
 
+// helmOnlyLabelLiteral is an entry of a CEL map literal naming one of
+// helmOnlyLabels (the pod labels of the chart's ValidatingAdmissionPolicy).
+var helmOnlyLabelLiteral = regexp.MustCompile(`'(` + strings.Join(helmOnlyLabelPatterns(), "|") + `)': '[^']*', `)
+
+func helmOnlyLabelPatterns() []string {
+	var out []string
+	for _, l := range helmOnlyLabels {
+		out = append(out, regexp.QuoteMeta(l))
+	}
+	return out
+}
+
 // normalize drops what only Helm adds: its labels wherever a label map or
-// a selector is, and metadata annotations.
+// a selector is, or a CEL map literal, and metadata annotations.
 func normalize(v any) any {
 	switch x := v.(type) {
+	case string:
+		return helmOnlyLabelLiteral.ReplaceAllString(x, "")
 	case map[string]any:
 		out := map[string]any{}
 		for k, e := range x {
@@ -201,6 +217,8 @@ func TestHelmChartMatchesKustomize(t *testing.T) {
 		"policy/v1/PodDisruptionBudget pingmcp/pingmcp",
 		"autoscaling/v2/HorizontalPodAutoscaler pingmcp/pingmcp",
 		"networking.k8s.io/v1/NetworkPolicy pingmcp/pingmcp",
+		"admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy /pingmcp-cluster-membership.pingmcp",
+		"admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding /pingmcp-cluster-membership.pingmcp",
 	}
 	var got []string
 	for k := range chart {

@@ -88,6 +88,13 @@ func portOf(hostport string) (int32, error) {
 	return int32(n), err
 }
 
+// clusterScoped are the kinds here that belong to no namespace.
+var clusterScoped = map[string]bool{
+	"v1/Namespace": true,
+	"admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy":        true,
+	"admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding": true,
+}
+
 func TestObjectsShareNamespaceAndLabels(t *testing.T) {
 	m := load(t)
 	if len(m.namespaces) != 1 {
@@ -97,8 +104,12 @@ func TestObjectsShareNamespaceAndLabels(t *testing.T) {
 	for _, o := range m.all {
 		l := o.meta.GetLabels()
 		if o.kind != "v1/Namespace" {
-			if o.meta.GetNamespace() != ns {
-				t.Errorf("%s: namespace %q, want %q", o, o.meta.GetNamespace(), ns)
+			want := ns
+			if clusterScoped[o.kind] {
+				want = ""
+			}
+			if o.meta.GetNamespace() != want {
+				t.Errorf("%s: namespace %q, want %q", o, o.meta.GetNamespace(), want)
 			}
 			if l["app.kubernetes.io/component"] == "" {
 				t.Errorf("%s: no app.kubernetes.io/component label", o)
