@@ -559,3 +559,36 @@ func TestHelmGarbageCollector(t *testing.T) {
 		}
 	}
 }
+
+// TestHelmGoMemLimit: GOMEMLIMIT is 90 % of resources.limits.memory, in
+// bytes rounded down, for each way Kubernetes reads a quantity the chart
+// takes (a binary or decimal suffix, a fraction, bare bytes as a number);
+// one it cannot read is refused, saying how to give it.
+func TestHelmGoMemLimit(t *testing.T) {
+	for _, limit := range []any{"512Mi", "1Gi", "1.5Gi", "768Mi", "600M", "2G", "100000k", "3Ti", 536870912, "536870912", "0.5Gi"} {
+		chart, _ := renderChart(t, defaultRelease(t, map[string]any{"resources": map[string]any{"limits": map[string]any{"memory": limit}}}))
+		var d appsv1.Deployment
+		decodeObject(t, chart["apps/v1/Deployment pingmcp/pingmcp"], &d)
+		c := d.Spec.Template.Spec.Containers[0]
+		i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "GOMEMLIMIT" })
+		q := c.Resources.Limits[corev1.ResourceMemory]
+		if want := goMemLimit(q); i < 0 || c.Env[i].Value != want || c.Env[i].ValueFrom != nil {
+			t.Errorf("limits.memory %v: env %v, want GOMEMLIMIT %s (90 %% of %d bytes)", limit, c.Env, want, q.Value())
+		}
+	}
+	for _, bad := range []string{"512MiB", "1e9", "lots", "-512Mi", "512 Mi"} {
+		_, err := helmtest.Render(chartDir, defaultRelease(t, map[string]any{"resources": map[string]any{"limits": map[string]any{"memory": bad}}}))
+		if err == nil || !strings.Contains(err.Error(), "resources.limits.memory") || !strings.Contains(err.Error(), "goMemLimitFromContainer=false") {
+			t.Errorf("limits.memory %q: %v, want the chart to refuse it, saying how to give it", bad, err)
+		}
+	}
+	// Set by hand instead: the chart leaves GOMEMLIMIT to extraEnv.
+	chart, _ := renderChart(t, defaultRelease(t, map[string]any{"goMemLimitFromContainer": false,
+		"extraEnv": []any{map[string]any{"name": "GOMEMLIMIT", "value": "400MiB"}}}))
+	var d appsv1.Deployment
+	decodeObject(t, chart["apps/v1/Deployment pingmcp/pingmcp"], &d)
+	if env := d.Spec.Template.Spec.Containers[0].Env; slices.IndexFunc(env, func(e corev1.EnvVar) bool { return e.Name == "GOMEMLIMIT" && e.Value == "400MiB" }) < 0 ||
+		slices.IndexFunc(env, func(e corev1.EnvVar) bool { return e.Name == "GOGC" }) >= 0 {
+		t.Errorf("goMemLimitFromContainer=false with GOMEMLIMIT in extraEnv: env %v", env)
+	}
+}
