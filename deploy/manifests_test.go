@@ -337,18 +337,26 @@ func TestDisruptionBudgetAndAutoscaler(t *testing.T) {
 	}
 }
 
+// kubeNodes are the pingmcp serve containers of the k8s provider; there
+// must be one.
+func kubeNodes(t *testing.T, m *manifests) []binaryContainer {
+	t.Helper()
+	out := slices.DeleteFunc(binaries(t, m), func(b binaryContainer) bool {
+		return b.command != "serve" || b.cfg.ClusterProvider != "k8s"
+	})
+	if len(out) == 0 {
+		t.Fatal("no pingmcp serve container uses --cluster-provider k8s")
+	}
+	return out
+}
+
 // TestClusterMembership checks what protoactor's k8s provider needs of a pod:
 // its service account may get, list, watch and patch pods in its namespace
 // (it reads the namespace from the mounted token), its hostname is its pod
 // name, and it advertises its pod IP on the port it listens on.
 func TestClusterMembership(t *testing.T) {
 	m := load(t)
-	found := false
-	for _, b := range binaries(t, m) {
-		if b.command != "serve" || b.cfg.ClusterProvider != "k8s" {
-			continue
-		}
-		found = true
+	for _, b := range kubeNodes(t, m) {
 		t.Run(b.deployment.Name, func(t *testing.T) {
 			d, spec := b.deployment, &b.deployment.Spec.Template.Spec
 			if spec.Hostname != "" || spec.Subdomain != "" || spec.HostNetwork {
@@ -417,9 +425,6 @@ func TestClusterMembership(t *testing.T) {
 					b.cfg.ClusterAddr, adv, portNumber(cp))
 			}
 		})
-	}
-	if !found {
-		t.Fatal("no pingmcp serve container uses --cluster-provider k8s")
 	}
 	// Only the nodes get the membership role, and only they mount a token.
 	nodeAccounts, runsServe := map[string]bool{}, map[*appsv1.Deployment]bool{}

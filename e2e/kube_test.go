@@ -75,12 +75,7 @@ func kubectlApply(t *testing.T, ctx context.Context, kc *kubetest.Cluster, what 
 // privileged is refused.
 func judgePodSecurity(t *testing.T, ctx context.Context, kc *kubetest.Cluster, ns, deployment string) {
 	t.Helper()
-	var d appsv1.Deployment
-	if status, body, err := kc.Do(ctx, http.MethodGet, "/apis/apps/v1/namespaces/"+ns+"/deployments/"+deployment, nil); err != nil || status != http.StatusOK {
-		t.Fatalf("GET the %s Deployment: %d %v %s", deployment, status, err, body)
-	} else if err := json.Unmarshal(body, &d); err != nil {
-		t.Fatal(err)
-	}
+	d := getDeployment(t, ctx, kc, ns, deployment)
 	pod := corev1.Pod{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{Name: deployment + "-template", Namespace: ns, Labels: d.Spec.Template.Labels},
@@ -96,6 +91,18 @@ func judgePodSecurity(t *testing.T, ctx context.Context, kc *kubetest.Cluster, n
 		!strings.Contains(string(body), "PodSecurity") {
 		t.Errorf("a privileged %s pod in the %s namespace: %d %v %s; want 403 from PodSecurity", deployment, ns, status, err, body)
 	}
+}
+
+// getDeployment is the Deployment ns/name as the API server has it.
+func getDeployment(t *testing.T, ctx context.Context, kc *kubetest.Cluster, ns, name string) *appsv1.Deployment {
+	t.Helper()
+	var d appsv1.Deployment
+	if status, body, err := kc.Do(ctx, http.MethodGet, "/apis/apps/v1/namespaces/"+ns+"/deployments/"+name, nil); err != nil || status != http.StatusOK {
+		t.Fatalf("GET the %s Deployment: %d %v %s", name, status, err, body)
+	} else if err := json.Unmarshal(body, &d); err != nil {
+		t.Fatal(err)
+	}
+	return &d
 }
 
 // createDefaultServiceAccount creates the service account "default" of

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -100,12 +99,7 @@ func awaitPodPatchPolicy(t *testing.T, ctx context.Context, kc *kubetest.Cluster
 // admin is not bound by it.
 func checkPodPatchPolicy(t *testing.T, ctx context.Context, kc *kubetest.Cluster, ns, deployment, policy string) {
 	t.Helper()
-	var d appsv1.Deployment
-	if status, body, err := kc.Do(ctx, http.MethodGet, "/apis/apps/v1/namespaces/"+ns+"/deployments/"+deployment, nil); err != nil || status != http.StatusOK {
-		t.Fatalf("GET the %s Deployment: %d %v %s", deployment, status, err, body)
-	} else if err := json.Unmarshal(body, &d); err != nil {
-		t.Fatal(err)
-	}
+	d := getDeployment(t, ctx, kc, ns, deployment)
 	create := func(name string, labels map[string]string) *corev1.Pod {
 		t.Helper()
 		pod := corev1.Pod{
