@@ -178,7 +178,7 @@ func checkPodPatchPolicy(t *testing.T, ctx context.Context, kc *kubetest.Cluster
 		{"a kind label not true", token, own.Name, mergePatch, labelsPatch(map[string]any{"cluster.proto.actor/kind-session": "false"})},
 		{"every label replaced by the provider's", token, own.Name, jsonPatch, replaceLabels(map[string]string{"cluster.proto.actor/cluster": "pingmcp"})},
 		{"an annotation", token, own.Name, mergePatch, map[string]any{"metadata": map[string]any{"annotations": map[string]any{"x": "y"}}}},
-		{"the image", token, own.Name, jsonPatch, []map[string]any{{"op": "replace", "path": "/spec/containers/0/image", "value": "registry.invalid/evil:1"}}},
+		{"the image", token, own.Name, jsonPatch, []map[string]any{{"op": "replace", "path": "/spec/containers/0/image", "value": "example.invalid/evil:1"}}},
 		{"a deadline", token, own.Name, mergePatch, map[string]any{"spec": map[string]any{"activeDeadlineSeconds": 1}}},
 		{"a finalizer", token, own.Name, mergePatch, map[string]any{"metadata": map[string]any{"finalizers": []string{"example.com/keep"}}}},
 		{"the provider's labels on another pod of its Deployment", token, sibling.Name, mergePatch, provider},
