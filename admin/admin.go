@@ -11,7 +11,7 @@
 //	GET    /admin/v1/tasks?user=&client=&issuer=&session=&status=&cursor=&limit=   durable tasks of the whole cluster (tasks.go)
 //	GET    /admin/v1/tasks/{owner}/{id}                      one task: whom it acts for, its tool, state and runner
 //	POST   /admin/v1/tasks/{owner}/{id}/cancel               cancel a task, wherever its round runs
-//	GET    /metrics                                          Prometheus metrics of this node
+//	GET    /metrics                                          Prometheus metrics of this node (the metrics token reads it too, and nothing else)
 //	GET    /debug/pprof/, /debug/pprof/{profile,trace,heap,...}?seconds=   this node's Go runtime profiles (profiles.go)
 //
 // Sessions and tasks are read from the stores that every node shares
@@ -50,6 +50,11 @@ type Options struct {
 	// Token is the static admin bearer token (--admin-token-file). Empty:
 	// only access tokens with Scope are admitted.
 	Token string
+	// MetricsToken, if set, is a static bearer token that reads GET
+	// /metrics and nothing else (--metrics-token-file): Prometheus's, so
+	// that whoever reads Prometheus's configuration cannot drain nodes or
+	// end sessions with it. It must differ from Token.
+	MetricsToken string
 	// Verifier, if set, admits access tokens of the authorization server
 	// (PingFederate) that carry Scope. The same verifier as /mcp's: the
 	// tokens are for pingmcp, and the scope makes them admin tokens.
@@ -86,8 +91,13 @@ func Handler(opts Options) (http.Handler, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	metricsToken := strings.TrimSpace(opts.MetricsToken)
+	if metricsToken != "" && subtle.ConstantTimeCompare([]byte(metricsToken), []byte(strings.TrimSpace(opts.Token))) == 1 {
+		return nil, errors.New("the metrics token must differ from the admin token: it would read everything the admin token does")
+	}
 	opts.Scope = cmp.Or(opts.Scope, DefaultScope)
-	a := &api{opts: opts, token: []byte(strings.TrimSpace(opts.Token)), anonymous: telemetry.Throttle{Burst: anonymousRecords}}
+	a := &api{opts: opts, token: []byte(strings.TrimSpace(opts.Token)), metricsToken: []byte(metricsToken),
+		anonymous: telemetry.Throttle{Burst: anonymousRecords}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /admin/v1/sessions", a.listSessions)
 	mux.HandleFunc("GET /admin/v1/sessions/{id}", a.showSession)
@@ -99,7 +109,7 @@ func Handler(opts Options) (http.Handler, error) {
 	mux.HandleFunc("GET /admin/v1/tasks", a.listTasks)
 	mux.HandleFunc("GET /admin/v1/tasks/{owner}/{id}", a.showTask)
 	mux.HandleFunc("POST /admin/v1/tasks/{owner}/{id}/cancel", a.cancelTaskAPI)
-	mux.Handle("GET /metrics", metrics.Handler())
+	mux.Handle(metricsRoute, metrics.Handler())
 	profiles(mux)
 	// The console (console.go) signs its operators in itself.
 	console, root := a.console(), http.NewServeMux()
@@ -109,9 +119,14 @@ func Handler(opts Options) (http.Handler, error) {
 	return root, nil
 }
 
+// metricsRoute is the one route the metrics token reads.
+const metricsRoute = "GET /metrics"
+
 type api struct {
 	opts  Options
 	token []byte
+	// metricsToken is Options.MetricsToken, trimmed (empty: none).
+	metricsToken []byte
 	// anonymous bounds the audit records of requests without an operator
 	// (anyone who reaches the listener can send them): 20 a second, the
 	// others counted in the next one's details.suppressed
@@ -152,6 +167,9 @@ type Operator struct {
 	TokenID string `json:"jti,omitempty"`
 	// Static is set for the static admin token.
 	Static bool `json:"static,omitempty"`
+	// Metrics is set for the static metrics token, which reads GET
+	// /metrics and nothing else.
+	Metrics bool `json:"metrics,omitempty"`
 	// The access token's issue and expiry times: a console sign-in made
 	// with it ends when it expires or its user is revoked.
 	issuedAt, expiry time.Time
@@ -172,6 +190,9 @@ func (o *Operator) stillValid(revoked func(*auth.Token) bool) bool {
 
 // String names the operator for logs and audit records.
 func (o *Operator) String() string {
+	if o.Metrics {
+		return "static-metrics-token"
+	}
 	if o.Static {
 		return "static-admin-token"
 	}
@@ -191,7 +212,14 @@ func OperatorOf(ctx context.Context) *Operator {
 type refusal struct {
 	err         *auth.Error // nil: no credential at all
 	unavailable bool
+	// metrics: the credential is the metrics token, which authenticate
+	// admits on metricsRoute alone.
+	metrics bool
 }
+
+// metricsOnly refuses the metrics token on every route but metricsRoute,
+// and at the console's sign-in.
+var metricsOnly = &auth.Error{Code: auth.CodeInsufficientScope, Description: "the metrics token reads GET /metrics only"}
 
 // check says who token belongs to, if it is an admin's: the static token,
 // or an access token of the authorization server with the admin scope.
@@ -202,6 +230,9 @@ func (a *api) check(ctx context.Context, token string) (*Operator, *refusal) {
 	}
 	if len(a.token) > 0 && subtle.ConstantTimeCompare([]byte(token), a.token) == 1 {
 		return &Operator{Static: true}, nil
+	}
+	if len(a.metricsToken) > 0 && subtle.ConstantTimeCompare([]byte(token), a.metricsToken) == 1 {
+		return nil, &refusal{err: metricsOnly, metrics: true}
 	}
 	if a.opts.Verifier == nil {
 		return nil, &refusal{err: &auth.Error{Code: auth.CodeInvalidToken, Description: "invalid admin token"}}
@@ -250,8 +281,9 @@ func (a *api) refuse(w http.ResponseWriter, why *refusal) {
 }
 
 // authenticate lets through only requests bearing an admin's token, with
-// the operator in their context.
-func (a *api) authenticate(next http.Handler) http.Handler {
+// the operator in their context, and requests of next's metricsRoute
+// bearing the metrics token.
+func (a *api) authenticate(next *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw, present, err := auth.BearerToken(r.Header.Values("Authorization"))
 		if !present || err != nil {
@@ -263,6 +295,16 @@ func (a *api) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		op, why := a.check(r.Context(), raw)
+		if why != nil && why.metrics {
+			op = &Operator{Metrics: true}
+			// The route as the mux matches it (a HEAD is served as the
+			// GET; a path to clean is only redirected).
+			if _, pattern := next.Handler(r); pattern == metricsRoute {
+				why = nil
+			} else {
+				noteOperator(w, op) // audited (throttled) as the metrics token's
+			}
+		}
 		if why != nil {
 			a.refuse(w, why)
 			return
@@ -296,7 +338,8 @@ var actions = map[string]string{
 
 // audited writes one audit record per admin request (scrapes of /metrics
 // excepted): who, which action on what, the outcome and how long it took.
-// Refused requests are recorded too, with no operator.
+// Refused requests are recorded too, with no operator (but the metrics
+// token, named as such).
 func (a *api) audited(mux *http.ServeMux, next http.Handler) http.Handler {
 	if a.opts.Audit == nil {
 		return next
@@ -321,10 +364,12 @@ func (a *api) audited(mux *http.ServeMux, next http.Handler) http.Handler {
 		// record of their own once the flood stops), and what it chose
 		// (its path, the target, the query) cut to a bound
 		// (telemetry.Clip), so that it cannot make its record as large as
-		// itself. An operator's are all written whole.
+		// itself. So are those of the metrics token, which is no
+		// operator's (whoever reads Prometheus's configuration has it).
+		// An operator's are all written whole.
 		clip := func(s string) string { return s }
 		var suppressed int
-		if operator == "" {
+		if op := rec.operator; op == nil || op.Metrics {
 			clip = telemetry.Clip
 			var ok bool
 			if ok, suppressed = a.anonymous.Allow(); !ok {

@@ -351,6 +351,8 @@ func (c *console) refusal(why *refusal, token string) (int, string) {
 		return http.StatusServiceUnavailable, "The authorization server could not be reached to check this token. Try again."
 	case why.err == nil:
 		return http.StatusUnauthorized, "Enter an admin token."
+	case why.metrics:
+		return http.StatusForbidden, "This is the metrics token: it reads /metrics only, never the console."
 	case why.err.Code == auth.CodeInsufficientScope:
 		return http.StatusForbidden, "This token lacks the admin scope (" + c.a.opts.Scope + ")."
 	}

@@ -9,6 +9,7 @@ package config
 import (
 	"cmp"
 	"crypto/rand"
+	"crypto/subtle"
 	"errors"
 	"flag"
 	"fmt"
@@ -69,9 +70,11 @@ type Config struct {
 	// carries a keep-alive comment (0: never); see DefaultSSEKeepAlive.
 	SSEKeepAlive time.Duration
 	// AdminAddr is the admin API's listener (off when empty); AdminTokenFile
-	// holds its bearer token.
-	AdminAddr      string
-	AdminTokenFile string
+	// holds its bearer token, MetricsTokenFile a bearer token that reads
+	// its GET /metrics and nothing else (Prometheus's).
+	AdminAddr        string
+	AdminTokenFile   string
+	MetricsTokenFile string
 	// AdminScope is the scope that makes an access token of the
 	// authorization server an admin token.
 	AdminScope   string
@@ -261,6 +264,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		}
 		fs.StringVar(&c.AdminAddr, "admin-addr", defAdmin, "HTTP address of the admin API (sessions, nodes, /metrics), a listener of its own; off when empty")
 		fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", tokenHelp)
+		fs.StringVar(&c.MetricsTokenFile, "metrics-token-file", "", "file holding a static bearer token that reads the admin API's GET /metrics and nothing else: give Prometheus this one, not the admin token (needs --admin-addr; must differ from the admin token)")
 		fs.StringVar(&c.AdminScope, "admin-scope", "pingmcp:admin", "scope that makes an access token of the authorization server (for this resource) an admin token")
 		fs.DurationVar(&c.DrainTimeout, "drain-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish before their streams are ended with a retry hint")
 		fs.DurationVar(&c.SSEKeepAlive, "sse-keepalive", DefaultSSEKeepAlive, "write an SSE comment on every open stream (GET, and POST answered with a stream) silent for this long, so that clients and proxies keep it open; a stream silent for three times this long is ended as dead, for the client to resume (0: never)")
@@ -922,18 +926,28 @@ func (c *Config) validateDurability() []error {
 		errs = append(errs, fmt.Errorf("--sse-keepalive %s: want 0 (off) or between 1s and 1h", c.SSEKeepAlive))
 	}
 	if c.AdminAddr != "" {
+		var adminToken []byte
 		if c.AdminTokenFile == "" {
 			if c.Command != "dev" && c.Auth == auth.ModeNone { // dev makes one; with auth, access tokens with --admin-scope
 				errs = append(errs, errors.New("--admin-addr with --auth none needs --admin-token-file: the admin API is never unauthenticated"))
 			}
-		} else if b, _, err := privfile.ReadSecret(c.AdminTokenFile); err != nil {
-			errs = append(errs, fmt.Errorf("--admin-token-file: %w", err))
-		} else if len(strings.TrimSpace(string(b))) < 16 {
-			errs = append(errs, errors.New("--admin-token-file: the token must be at least 16 characters (make one with `head -c24 /dev/urandom | base64`)"))
+		} else if b, _, err := ReadToken("admin-token-file", c.AdminTokenFile); err != nil {
+			errs = append(errs, err)
+		} else {
+			adminToken = b
+		}
+		if c.MetricsTokenFile != "" {
+			if b, _, err := ReadToken("metrics-token-file", c.MetricsTokenFile); err != nil {
+				errs = append(errs, err)
+			} else if adminToken != nil && subtle.ConstantTimeCompare(b, adminToken) == 1 {
+				errs = append(errs, errors.New("--metrics-token-file holds the admin token (--admin-token-file): it must be a token of its own, else whoever scrapes /metrics with it may do all an admin does"))
+			}
 		}
 		if c.AdminAddr == c.Addr && !strings.HasSuffix(c.Addr, ":0") { // port 0: two free ports
 			errs = append(errs, errors.New("--admin-addr must differ from --addr: the admin API never shares the /mcp listener"))
 		}
+	} else if c.MetricsTokenFile != "" {
+		errs = append(errs, errors.New("--metrics-token-file needs --admin-addr: /metrics is served on the admin API's listener"))
 	}
 	if c.EventsMax <= 0 {
 		errs = append(errs, errors.New("--events-max must be positive"))
@@ -943,6 +957,27 @@ func (c *Config) validateDurability() []error {
 	}
 	errs = append(errs, c.checkTasks()...)
 	return errs
+}
+
+// MinTokenLength is the fewest characters a static token of the admin API
+// (--admin-token-file, --metrics-token-file) may have.
+const MinTokenLength = 16
+
+// ReadToken reads the static bearer token in path, the file of --flagName,
+// as privfile.ReadSecret does (refused when another user could have put it
+// there; exposed when others may read it), trimmed of surrounding white
+// space, and refuses one shorter than MinTokenLength. Its errors never show
+// the token.
+func ReadToken(flagName, path string) (token []byte, exposed bool, err error) {
+	b, exposed, err := privfile.ReadSecret(path)
+	if err != nil {
+		return nil, false, fmt.Errorf("--%s: %w", flagName, err)
+	}
+	token = []byte(strings.TrimSpace(string(b)))
+	if len(token) < MinTokenLength {
+		return nil, false, fmt.Errorf("--%s: the token must be at least %d characters (make one with `head -c24 /dev/urandom | base64`)", flagName, MinTokenLength)
+	}
+	return token, exposed, nil
 }
 
 // The tasks' defaults and bounds (tasks.DefaultTTL, tasks.DefaultLease).

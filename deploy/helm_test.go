@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
@@ -42,7 +44,8 @@ type object = map[string]any
 
 func objectKey(o object) string {
 	meta, _ := o["metadata"].(map[string]any)
-	return fmt.Sprintf("%s/%s %s/%s", o["apiVersion"], o["kind"], meta["namespace"], meta["name"])
+	ns, _ := meta["namespace"].(string) // none: cluster-scoped
+	return fmt.Sprintf("%s/%s %s/%s", o["apiVersion"], o["kind"], ns, meta["name"])
 }
 
 func splitYAML(t *testing.T, stream string) map[string]object {
@@ -115,10 +118,24 @@ func defaultRelease(t *testing.T, values map[string]any) helmtest.Options {
 	return helmtest.Options{Name: "pingmcp", Namespace: "pingmcp", Values: v}
 }
 
+// helmOnlyLabelLiteral is an entry of a CEL map literal naming one of
+// helmOnlyLabels (the pod labels of the chart's ValidatingAdmissionPolicy).
+var helmOnlyLabelLiteral = regexp.MustCompile(`'(` + strings.Join(helmOnlyLabelPatterns(), "|") + `)': '[^']*', `)
+
+func helmOnlyLabelPatterns() []string {
+	var out []string
+	for _, l := range helmOnlyLabels {
+		out = append(out, regexp.QuoteMeta(l))
+	}
+	return out
+}
+
 // normalize drops what only Helm adds: its labels wherever a label map or
-// a selector is, and metadata annotations.
+// a selector is, or a CEL map literal, and metadata annotations.
 func normalize(v any) any {
 	switch x := v.(type) {
+	case string:
+		return helmOnlyLabelLiteral.ReplaceAllString(x, "")
 	case map[string]any:
 		out := map[string]any{}
 		for k, e := range x {
@@ -200,6 +217,8 @@ func TestHelmChartMatchesKustomize(t *testing.T) {
 		"policy/v1/PodDisruptionBudget pingmcp/pingmcp",
 		"autoscaling/v2/HorizontalPodAutoscaler pingmcp/pingmcp",
 		"networking.k8s.io/v1/NetworkPolicy pingmcp/pingmcp",
+		"admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy /pingmcp-cluster-membership.pingmcp",
+		"admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding /pingmcp-cluster-membership.pingmcp",
 	}
 	var got []string
 	for k := range chart {
@@ -344,9 +363,13 @@ func TestHelmTrialSecrets(t *testing.T) {
 
 // TestHelmServiceMonitor: the ServiceMonitor is rendered only where the
 // cluster serves monitoring.coreos.com/v1, and it scrapes the admin port
-// with the admin token.
+// with the metrics token (metrics.scrapeTokenSecret), never the admin
+// token: without a scrape token, or with the admin token's Secret and key
+// as one, the chart refuses to render it; with the ServiceMonitor off it
+// renders without one.
 func TestHelmServiceMonitor(t *testing.T) {
-	values := map[string]any{"metrics": map[string]any{"enabled": true}}
+	scrape := map[string]any{"name": "pingmcp-metrics-token", "key": "scrape"}
+	values := map[string]any{"metrics": map[string]any{"enabled": true, "scrapeTokenSecret": scrape}}
 	const sm = "monitoring.coreos.com/v1/ServiceMonitor pingmcp/pingmcp"
 	chart, _ := renderChart(t, defaultRelease(t, values))
 	if _, ok := chart[sm]; ok {
@@ -354,30 +377,118 @@ func TestHelmServiceMonitor(t *testing.T) {
 	}
 	o := defaultRelease(t, values)
 	o.APIVersions = []string{"monitoring.coreos.com/v1"}
-	chart, _ = renderChart(t, o)
+	chart, r := renderChart(t, o)
 	m, ok := chart[sm]
 	if !ok {
 		t.Fatal("no ServiceMonitor on a cluster with monitoring.coreos.com/v1")
 	}
 	var svc corev1.Service
 	decodeObject(t, chart["v1/Service pingmcp/pingmcp-admin"], &svc)
-	sel := m["spec"].(map[string]any)["selector"].(map[string]any)["matchLabels"].(map[string]any)
-	for k, v := range sel {
+	var monitor struct {
+		Spec struct {
+			Selector  struct{ MatchLabels map[string]string }
+			Endpoints []struct {
+				Port, Path    string
+				Authorization struct {
+					Type        string
+					Credentials struct{ Name, Key string }
+				}
+			}
+		}
+	}
+	decodeLoose(t, m, &monitor)
+	for k, v := range monitor.Spec.Selector.MatchLabels {
 		if svc.Labels[k] != v {
 			t.Errorf("the ServiceMonitor selects %s=%v, the admin Service is labelled %v", k, v, svc.Labels)
 		}
+	}
+	if e := monitor.Spec.Endpoints; len(e) != 1 || e[0].Port != "admin" || e[0].Path != "/metrics" || e[0].Authorization.Type != "Bearer" ||
+		e[0].Authorization.Credentials.Name != "pingmcp-metrics-token" || e[0].Authorization.Credentials.Key != "scrape" {
+		t.Errorf("the ServiceMonitor's endpoints %+v: want the admin port's /metrics with the scrape token's Secret and key", e)
 	}
 	var d appsv1.Deployment
 	decodeObject(t, chart["apps/v1/Deployment pingmcp/pingmcp"], &d)
 	c := d.Spec.Template.Spec.Containers[0]
 	if _, p := containerPort(&d.Spec.Template.Spec, "admin"); p == nil || !slices.Contains(c.Args, fmt.Sprintf("--admin-addr=:%d", p.ContainerPort)) ||
-		!slices.Contains(c.Args, "--admin-token-file=/etc/pingmcp/admin/token") {
-		t.Errorf("metrics.enabled: args %v, ports %v: want --admin-addr on the admin port and --admin-token-file", c.Args, c.Ports)
+		!slices.Contains(c.Args, "--admin-token-file=/etc/pingmcp/admin/token") || !slices.Contains(c.Args, "--metrics-token-file=/etc/pingmcp/metrics/token") {
+		t.Errorf("metrics.enabled: args %v, ports %v: want --admin-addr on the admin port, --admin-token-file and --metrics-token-file", c.Args, c.Ports)
+	}
+	if !strings.Contains(r.Notes, "pingmcp-admin-token, pingmcp-metrics-token.") {
+		t.Errorf("the NOTES do not name the scrape token's Secret:\n%s", r.Notes)
+	}
+
+	// No scrape token, or the admin token as one: refused, saying why.
+	for name, metrics := range map[string]map[string]any{
+		"no scrape token":           {"enabled": true},
+		"the admin token to scrape": {"enabled": true, "scrapeTokenSecret": map[string]any{"name": "pingmcp-admin-token", "key": "token"}},
+	} {
+		o.Values = defaultRelease(t, map[string]any{"metrics": metrics}).Values
+		_, err := helmtest.Render(chartDir, o)
+		if err == nil || !strings.Contains(err.Error(), "metrics.scrapeTokenSecret") || !strings.Contains(err.Error(), "admin token") {
+			t.Errorf("%s with a ServiceMonitor: %v, want the chart to refuse it naming metrics.scrapeTokenSecret", name, err)
+		}
+	}
+	// Without the ServiceMonitor, no scrape token is needed.
+	o.Values = defaultRelease(t, map[string]any{"metrics": map[string]any{"enabled": true, "serviceMonitor": map[string]any{"enabled": false}}}).Values
+	if chart, _ := renderChart(t, o); chart[sm] != nil || chart["v1/Service pingmcp/pingmcp-admin"] == nil {
+		t.Error("serviceMonitor off: a ServiceMonitor, or no admin Service")
 	}
 	// Metrics off: no ServiceMonitor even with the API.
 	o.Values = defaultRelease(t, nil).Values
 	if chart, _ := renderChart(t, o); chart[sm] != nil || chart["v1/Service pingmcp/pingmcp-admin"] != nil {
 		t.Error("metrics off, yet a ServiceMonitor or admin Service")
+	}
+}
+
+// TestHelmMetricsToken: with metrics.scrapeTokenSecret the pods read the
+// scrape token from that Secret's key (mounted as the admin token is, mode
+// 0440) as --metrics-token-file, and pingmcp takes the Deployment as it is
+// rendered; one whose Secrets hold the same token for both is refused
+// (config.Parse, as the pod would start).
+func TestHelmMetricsToken(t *testing.T) {
+	chart, _ := renderChart(t, defaultRelease(t, map[string]any{"metrics": map[string]any{"enabled": true,
+		"scrapeTokenSecret": map[string]any{"name": "pingmcp-metrics-token", "key": "scrape"}}}))
+	var d appsv1.Deployment
+	decodeObject(t, chart["apps/v1/Deployment pingmcp/pingmcp"], &d)
+	for _, tc := range []struct {
+		name                string
+		adminToken, metrics string
+		refused             string // "": accepted
+	}{
+		{"tokens of their own", "admin-token-0123456789abcdef", "scrape-token-0123456789abcdef", ""},
+		{"the admin token in both", "admin-token-0123456789abcdef", "admin-token-0123456789abcdef\n", "--metrics-token-file holds the admin token"},
+		{"a short scrape token", "admin-token-0123456789abcdef", "short", "--metrics-token-file: the token must be at least 16 characters"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := *load(t) // load's manifests are shared: add to a copy of their Secrets
+			m.secrets = slices.Clone(m.secrets)
+			for name, data := range map[string]map[string]string{
+				"pingmcp-admin-token":   {"token": tc.adminToken},
+				"pingmcp-metrics-token": {"scrape": tc.metrics},
+			} {
+				m.secrets = append(m.secrets, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "pingmcp"}, StringData: data})
+			}
+			b, err := m.parseBinary(t, &d, &d.Spec.Template.Spec.Containers[0])
+			if tc.refused != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.refused) {
+					t.Fatalf("pingmcp took the pod: %v, want a refusal mentioning %q", err, tc.refused)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			for flag, want := range map[string][2]string{
+				b.cfg.AdminTokenFile:   {"pingmcp-admin-token", "token"},
+				b.cfg.MetricsTokenFile: {"pingmcp-metrics-token", "scrape"},
+			} {
+				key, sm, ok := b.secretFile(flag)
+				if !ok || sm.volume.Secret.SecretName != want[0] || key != want[1] || !sm.mount.ReadOnly ||
+					sm.volume.Secret.DefaultMode == nil || *sm.volume.Secret.DefaultMode != 0o440 {
+					t.Errorf("%s: from Secret %s key %q (mounted %v), want %s key %q, read-only, mode 0440", flag, sm.volume.Secret.SecretName, key, ok, want[0], want[1])
+				}
+			}
+		})
 	}
 }
 
@@ -446,5 +557,38 @@ func TestHelmGarbageCollector(t *testing.T) {
 		if _, err := helmtest.Render(chartDir, defaultRelease(t, map[string]any{"goGC": bad})); err == nil {
 			t.Errorf("goGC %v: rendered, want the schema to refuse it", bad)
 		}
+	}
+}
+
+// TestHelmGoMemLimit: GOMEMLIMIT is 90 % of resources.limits.memory, in
+// bytes rounded down, for each way Kubernetes reads a quantity the chart
+// takes (a binary or decimal suffix, a fraction, bare bytes as a number);
+// one it cannot read is refused, saying how to give it.
+func TestHelmGoMemLimit(t *testing.T) {
+	for _, limit := range []any{"512Mi", "1Gi", "1.5Gi", "768Mi", "600M", "2G", "100000k", "3Ti", 536870912, "536870912", "0.5Gi"} {
+		chart, _ := renderChart(t, defaultRelease(t, map[string]any{"resources": map[string]any{"limits": map[string]any{"memory": limit}}}))
+		var d appsv1.Deployment
+		decodeObject(t, chart["apps/v1/Deployment pingmcp/pingmcp"], &d)
+		c := d.Spec.Template.Spec.Containers[0]
+		i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "GOMEMLIMIT" })
+		q := c.Resources.Limits[corev1.ResourceMemory]
+		if want := goMemLimit(q); i < 0 || c.Env[i].Value != want || c.Env[i].ValueFrom != nil {
+			t.Errorf("limits.memory %v: env %v, want GOMEMLIMIT %s (90 %% of %d bytes)", limit, c.Env, want, q.Value())
+		}
+	}
+	for _, bad := range []string{"512MiB", "1e9", "lots", "-512Mi", "512 Mi"} {
+		_, err := helmtest.Render(chartDir, defaultRelease(t, map[string]any{"resources": map[string]any{"limits": map[string]any{"memory": bad}}}))
+		if err == nil || !strings.Contains(err.Error(), "resources.limits.memory") || !strings.Contains(err.Error(), "goMemLimitFromContainer=false") {
+			t.Errorf("limits.memory %q: %v, want the chart to refuse it, saying how to give it", bad, err)
+		}
+	}
+	// Set by hand instead: the chart leaves GOMEMLIMIT to extraEnv.
+	chart, _ := renderChart(t, defaultRelease(t, map[string]any{"goMemLimitFromContainer": false,
+		"extraEnv": []any{map[string]any{"name": "GOMEMLIMIT", "value": "400MiB"}}}))
+	var d appsv1.Deployment
+	decodeObject(t, chart["apps/v1/Deployment pingmcp/pingmcp"], &d)
+	if env := d.Spec.Template.Spec.Containers[0].Env; slices.IndexFunc(env, func(e corev1.EnvVar) bool { return e.Name == "GOMEMLIMIT" && e.Value == "400MiB" }) < 0 ||
+		slices.IndexFunc(env, func(e corev1.EnvVar) bool { return e.Name == "GOGC" }) >= 0 {
+		t.Errorf("goMemLimitFromContainer=false with GOMEMLIMIT in extraEnv: env %v", env)
 	}
 }

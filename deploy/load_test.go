@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
@@ -38,6 +39,9 @@ type manifests struct {
 	pdbs            []*policyv1.PodDisruptionBudget
 	hpas            []*autoscalingv2.HorizontalPodAutoscaler
 	networkPolicies []*networkingv1.NetworkPolicy
+	// Cluster-scoped: no namespace.
+	admissionPolicies []*admissionregistrationv1.ValidatingAdmissionPolicy
+	policyBindings    []*admissionregistrationv1.ValidatingAdmissionPolicyBinding
 }
 
 // manifest is one decoded object and where it came from.
@@ -125,6 +129,12 @@ var loadManifests = sync.OnceValues(func() (*manifests, error) {
 		},
 		"networking.k8s.io/v1/NetworkPolicy": func(d []byte) (metav1.Object, error) {
 			return add(d, &m.networkPolicies)
+		},
+		"admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy": func(d []byte) (metav1.Object, error) {
+			return add(d, &m.admissionPolicies)
+		},
+		"admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding": func(d []byte) (metav1.Object, error) {
+			return add(d, &m.policyBindings)
 		},
 	}
 	for _, file := range m.kustomization.Resources {

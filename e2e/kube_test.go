@@ -75,12 +75,7 @@ func kubectlApply(t *testing.T, ctx context.Context, kc *kubetest.Cluster, what 
 // privileged is refused.
 func judgePodSecurity(t *testing.T, ctx context.Context, kc *kubetest.Cluster, ns, deployment string) {
 	t.Helper()
-	var d appsv1.Deployment
-	if status, body, err := kc.Do(ctx, http.MethodGet, "/apis/apps/v1/namespaces/"+ns+"/deployments/"+deployment, nil); err != nil || status != http.StatusOK {
-		t.Fatalf("GET the %s Deployment: %d %v %s", deployment, status, err, body)
-	} else if err := json.Unmarshal(body, &d); err != nil {
-		t.Fatal(err)
-	}
+	d := getDeployment(t, ctx, kc, ns, deployment)
 	pod := corev1.Pod{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
 		ObjectMeta: metav1.ObjectMeta{Name: deployment + "-template", Namespace: ns, Labels: d.Spec.Template.Labels},
@@ -98,6 +93,18 @@ func judgePodSecurity(t *testing.T, ctx context.Context, kc *kubetest.Cluster, n
 	}
 }
 
+// getDeployment is the Deployment ns/name as the API server has it.
+func getDeployment(t *testing.T, ctx context.Context, kc *kubetest.Cluster, ns, name string) *appsv1.Deployment {
+	t.Helper()
+	var d appsv1.Deployment
+	if status, body, err := kc.Do(ctx, http.MethodGet, "/apis/apps/v1/namespaces/"+ns+"/deployments/"+name, nil); err != nil || status != http.StatusOK {
+		t.Fatalf("GET the %s Deployment: %d %v %s", name, status, err, body)
+	} else if err := json.Unmarshal(body, &d); err != nil {
+		t.Fatal(err)
+	}
+	return &d
+}
+
 // createDefaultServiceAccount creates the service account "default" of
 // namespace ns, which the controller manager (not running here) makes in
 // every namespace: pods that name no other use it (Redis's).
@@ -113,7 +120,8 @@ func createDefaultServiceAccount(t *testing.T, ctx context.Context, kc *kubetest
 
 // TestKubeDeploy applies deploy/ to a real API server and checks what
 // pingmcp's service account may do, first by SubjectAccessReview, then with
-// a token of its own, as a pod would hold.
+// a token of its own, as a pod would hold; and which patches of pods its
+// ValidatingAdmissionPolicy lets through (checkPodPatchPolicy).
 func TestKubeDeploy(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -135,6 +143,8 @@ func TestKubeDeploy(t *testing.T) {
 		"/api/v1/namespaces/pingmcp/secrets/pingmcp-cluster-tls",
 		"/apis/policy/v1/namespaces/pingmcp/poddisruptionbudgets/pingmcp",
 		"/apis/autoscaling/v2/namespaces/pingmcp/horizontalpodautoscalers/pingmcp",
+		"/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/" + policyName("pingmcp", kubeNamespace),
+		"/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings/" + policyName("pingmcp", kubeNamespace),
 	} {
 		expectObject(t, ctx, kc, path)
 	}
@@ -145,6 +155,10 @@ func TestKubeDeploy(t *testing.T) {
 
 	// PodSecurity "restricted" judges pods of the Deployment's template.
 	judgePodSecurity(t, ctx, kc, kubeNamespace, "pingmcp")
+
+	// Of all it may patch, the service account changes only its own pod's
+	// membership labels (the ValidatingAdmissionPolicy of rbac.yaml).
+	checkPodPatchPolicy(t, ctx, kc, kubeNamespace, "pingmcp", policyName("pingmcp", kubeNamespace))
 
 	user, groups := kubetest.ServiceAccountUser(kubeNamespace, "pingmcp"), kubetest.ServiceAccountGroups(kubeNamespace)
 	pods := func(verb, ns string) kubetest.Access {
@@ -202,7 +216,7 @@ func TestKubeDeploy(t *testing.T) {
 	// The same with a real token of the service account (TokenRequest, as
 	// the kubelet gets the one it mounts into a pod): it authenticates, and
 	// the API server itself refuses what RBAC does not grant.
-	token := serviceAccountToken(t, ctx, kc, kubeNamespace, "pingmcp")
+	token := serviceAccountToken(t, ctx, kc, kubeNamespace, "pingmcp", nil)
 	for _, c := range []struct {
 		method, path string
 		want         int
@@ -226,13 +240,21 @@ func TestKubeDeploy(t *testing.T) {
 }
 
 // serviceAccountToken makes a token of the service account ns/name with a
-// TokenRequest.
-func serviceAccountToken(t *testing.T, ctx context.Context, kc *kubetest.Cluster, ns, name string) string {
+// TokenRequest: bound to pod if it is not nil, as the kubelet requests the
+// one it mounts into a pod (for 3607 s, as it does), else to nothing.
+func serviceAccountToken(t *testing.T, ctx context.Context, kc *kubetest.Cluster, ns, name string, pod *corev1.Pod) string {
 	t.Helper()
+	spec := map[string]any{"expirationSeconds": 3600}
+	if pod != nil {
+		spec = map[string]any{
+			"expirationSeconds": 3607,
+			"boundObjectRef":    map[string]any{"apiVersion": "v1", "kind": "Pod", "name": pod.Name, "uid": string(pod.UID)},
+		}
+	}
 	status, body, err := kc.Do(ctx, http.MethodPost, "/api/v1/namespaces/"+ns+"/serviceaccounts/"+name+"/token", map[string]any{
 		"apiVersion": "authentication.k8s.io/v1",
 		"kind":       "TokenRequest",
-		"spec":       map[string]any{"expirationSeconds": 3600},
+		"spec":       spec,
 	})
 	if err != nil || status != http.StatusCreated {
 		t.Fatalf("TokenRequest for %s/%s: %d %v %s", ns, name, status, err, body)
@@ -291,6 +313,8 @@ func TestKubeCluster(t *testing.T) {
 	// manifest's PINGMCP_REDIS_URL.
 	createDefaultServiceAccount(t, ctx, kc, kubeNamespace)
 	rp := k.run(ctx, "redis-a", k.template(ctx, "redis"))
+	// The nodes label their pods under rbac.yaml's ValidatingAdmissionPolicy.
+	awaitPodPatchPolicy(t, ctx, kc, kubeNamespace, "pingmcp", rp.Pod.Name, policyName("pingmcp", kubeNamespace))
 	store := redis.NewClient(&redis.Options{Addr: net.JoinHostPort(rp.IP, "6379")})
 	defer store.Close()
 	// It runs with the manifest's args: its data in the pod's emptyDir

@@ -102,6 +102,8 @@ func TestKubeHelm(t *testing.T) {
 		"/apis/policy/v1/namespaces/mcp/poddisruptionbudgets/pingmcp",
 		"/apis/autoscaling/v2/namespaces/mcp/horizontalpodautoscalers/pingmcp",
 		"/apis/networking.k8s.io/v1/namespaces/mcp/networkpolicies/pingmcp",
+		"/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/" + policyName("pingmcp", helmNamespace),
+		"/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings/" + policyName("pingmcp", helmNamespace),
 	} {
 		expectObject(t, ctx, kc, path)
 	}
@@ -137,6 +139,10 @@ func TestKubeHelm(t *testing.T) {
 			t.Errorf("%s may %s: %v (%s), want %v", user, c.a, ok, reason, c.want)
 		}
 	}
+	// Of all it may patch, it changes only its own pod's membership labels
+	// (the chart's ValidatingAdmissionPolicy); the pods below register
+	// under it.
+	checkPodPatchPolicy(t, ctx, kc, helmNamespace, "pingmcp", policyName("pingmcp", helmNamespace))
 
 	// Two pods of the chart's Deployment, run as the kubelet would, with the
 	// Secrets the chart generated: they join as two members (mutual TLS with
@@ -152,10 +158,10 @@ func TestKubeHelm(t *testing.T) {
 	a.Node.awaitMembers(ctx, 2)
 	b.Node.awaitMembers(ctx, 2)
 	t.Logf("two pods of the chart ran and joined in %s", time.Since(start).Round(time.Millisecond))
-	// GOMEMLIMIT is the container's memory limit in bytes (the chart's
-	// default 512Mi), and the Go runtime started with it.
-	if !slices.Contains(a.Node.cmd.Env, "GOMEMLIMIT=536870912") {
-		t.Errorf("pingmcp-a's environment has no GOMEMLIMIT=536870912 (512Mi): %v", a.Node.cmd.Env)
+	// GOMEMLIMIT is 90 % of the container's memory limit in bytes (the
+	// chart's default 512Mi), and the Go runtime started with it.
+	if !slices.Contains(a.Node.cmd.Env, "GOMEMLIMIT=483183820") {
+		t.Errorf("pingmcp-a's environment has no GOMEMLIMIT=483183820 (90 %% of 512Mi): %v", a.Node.cmd.Env)
 	}
 	var sessions []string
 	for i := range 6 {

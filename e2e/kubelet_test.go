@@ -498,23 +498,7 @@ func (k *kubelet) delete(ctx context.Context, kp *kubePod) {
 // kubelet requests for the projected volume it mounts.
 func (k *kubelet) token(ctx context.Context, pod *corev1.Pod) string {
 	k.t.Helper()
-	path := "/api/v1/namespaces/" + k.namespace + "/serviceaccounts/" + pod.Spec.ServiceAccountName + "/token"
-	status, body, err := k.kc.Do(ctx, http.MethodPost, path, map[string]any{
-		"apiVersion": "authentication.k8s.io/v1",
-		"kind":       "TokenRequest",
-		"spec": map[string]any{
-			"expirationSeconds": 3607,
-			"boundObjectRef":    map[string]any{"apiVersion": "v1", "kind": "Pod", "name": pod.Name, "uid": string(pod.UID)},
-		},
-	})
-	if err != nil || status != http.StatusCreated {
-		k.t.Fatalf("TokenRequest for pod %s: %d %v %s", pod.Name, status, err, body)
-	}
-	var tr struct{ Status struct{ Token string } }
-	if err := json.Unmarshal(body, &tr); err != nil || tr.Status.Token == "" {
-		k.t.Fatalf("TokenRequest for pod %s: %v %s", pod.Name, err, body)
-	}
-	return tr.Status.Token
+	return serviceAccountToken(k.t, ctx, k.kc, k.namespace, pod.Spec.ServiceAccountName, pod)
 }
 
 // volumes writes the files of the pod's Secret volumes, and makes its

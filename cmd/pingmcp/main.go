@@ -47,7 +47,6 @@ import (
 	"github.com/pingmcp/pingmcp/config"
 	"github.com/pingmcp/pingmcp/internal/logwriter"
 	"github.com/pingmcp/pingmcp/internal/loopback"
-	"github.com/pingmcp/pingmcp/internal/privfile"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/state/taskstore"
 	"github.com/pingmcp/pingmcp/telemetry"
@@ -456,6 +455,24 @@ func eventOptions(cfg *config.Config) state.EventOptions {
 // revocation reaches every edge within it.
 const revocationRefresh = 500 * time.Millisecond
 
+// adminToken reads the static token of the admin API in path (none if
+// path is empty), the file of --flagName, and warns when other users of
+// the host may read it.
+func adminToken(flagName, path string, logger *slog.Logger) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	token, exposed, err := config.ReadToken(flagName, path)
+	if err != nil {
+		return "", err
+	}
+	if exposed {
+		logger.Warn("--"+flagName+" may be read by other users of this host: chmod 600 it (640 for a group; a Kubernetes Secret's defaultMode 0440), and make a new token if they may have read it",
+			"file", path)
+	}
+	return string(token), nil
+}
+
 // serveAdmin starts the admin API on its own listener, when --admin-addr
 // is set.
 func serveAdmin(ctx context.Context, cfg *config.Config, d *state.Stores, node *cluster.Node, v auth.Verifier, x *auth.Exchanger,
@@ -487,16 +504,11 @@ func serveAdmin(ctx context.Context, cfg *config.Config, d *state.Stores, node *
 		context.AfterFunc(ctx, func() { os.Remove(f.Name()) })
 	}
 	opts := admin.Options{Stores: d, Node: node, Logger: logger, Issuer: cfg.Issuer, Scope: cfg.AdminScope, Revoked: revoked, Audit: auditLog}
-	if cfg.AdminTokenFile != "" {
-		token, exposed, err := privfile.ReadSecret(cfg.AdminTokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("--admin-token-file: %w", err)
-		}
-		if exposed {
-			logger.Warn("--admin-token-file may be read by other users of this host: chmod 600 it (640 for a group; a Kubernetes Secret's defaultMode 0440), and make a new token if they may have read it",
-				"file", cfg.AdminTokenFile)
-		}
-		opts.Token = string(token)
+	if opts.Token, err = adminToken("admin-token-file", cfg.AdminTokenFile, logger); err != nil {
+		return nil, err
+	}
+	if opts.MetricsToken, err = adminToken("metrics-token-file", cfg.MetricsTokenFile, logger); err != nil {
+		return nil, err
 	}
 	opts.Verifier = v
 	if x != nil {

@@ -27,7 +27,7 @@ func TestLint(t *testing.T) {
 		"trial": {
 			"redis":   map[string]any{"trial": map[string]any{"enabled": true}},
 			"secrets": map[string]any{"generate": true},
-			"metrics": map[string]any{"enabled": true},
+			"metrics": map[string]any{"enabled": true, "scrapeTokenSecret": map[string]any{"name": "pingmcp-metrics-token"}},
 		},
 	} {
 		msgs, err := Lint("../../deploy/helm/pingmcp", "pingmcp", values)

@@ -1,7 +1,7 @@
 // Package kubetest runs a real Kubernetes API server for a test: etcd and
 // kube-apiserver as processes on loopback, with what a real cluster's API
 // server has on (RBAC and Node authorization, the default admission plugins
-// PodSecurity and ServiceAccount among them, service account tokens signed
+// PodSecurity, ServiceAccount and ValidatingAdmissionPolicy among them, service account tokens signed
 // with a key of its own), an admin identity authenticated by a bearer token,
 // and a kubeconfig for it. No controller manager, scheduler or kubelet runs:
 // a Deployment creates no pods, and a test that needs pods creates them and
@@ -191,8 +191,9 @@ func Start(t testing.TB) *Cluster {
 		// are for PodSecurity to refuse, namespace by namespace.
 		"--allow-privileged=true",
 		// The default admission plugins (PodSecurity, ServiceAccount,
-		// NamespaceLifecycle, LimitRanger, Priority, ... ) stay on; nothing
-		// is added or removed.
+		// NamespaceLifecycle, LimitRanger, Priority,
+		// ValidatingAdmissionPolicy, ... ) stay on; nothing is added or
+		// removed.
 		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file", filepath.Join(dir, "sa.pub"),
 		"--service-account-signing-key-file", filepath.Join(dir, "sa.key"),
