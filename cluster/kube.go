@@ -109,6 +109,33 @@ func (k *kubeRejoin) relabel(old string) {
 	}()
 }
 
+// forgetMemberID removes the member id an earlier process of this pod
+// labelled it with (its container restarted in place: killed for its
+// memory, or by its liveness probe), before protoactor's provider labels
+// the pod: the provider keeps the labels a pod has over its own, so the
+// new process would take on the dead one's id, which the other nodes
+// blocked when the pod turned unready, and never be a member again. On a
+// pod without one it changes nothing.
+func (k *kubeRejoin) forgetMemberID() {
+	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]any{k8s.LabelMemberID: nil}}})
+	ctx, cancel := context.WithTimeout(context.Background(), kubeRejoinRetry)
+	defer cancel()
+	pod, err := k.client.CoreV1().Pods(k.namespace).Get(ctx, k.pod, metav1.GetOptions{})
+	if err != nil {
+		k.logger.Error("cannot read this node's pod for an earlier process's member id", "pod", k.pod, "error", err)
+		return
+	}
+	old, ok := pod.Labels[k8s.LabelMemberID]
+	if !ok {
+		return
+	}
+	if _, err := k.client.CoreV1().Pods(k.namespace).Patch(ctx, k.pod, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		k.logger.Error("cannot remove an earlier process's member id from this node's pod; the pod may stay out of the cluster", "pod", k.pod, "old", old, "error", err)
+		return
+	}
+	k.logger.Warn("this node's pod carried an earlier process's member id (its container restarted in place); the node takes a new one", "pod", k.pod, "old", old)
+}
+
 // kubeRejoinRetry bounds one label patch, and spaces the tries.
 const kubeRejoinRetry = 5 * time.Second
 

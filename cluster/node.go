@@ -383,6 +383,9 @@ func Start(cfg Config) (*Node, error) {
 			n.mu.Unlock()
 		}
 	})
+	if n.kube != nil {
+		n.kube.forgetMemberID()
+	}
 	if err := startMember(n.Cluster); err != nil {
 		return nil, err
 	}

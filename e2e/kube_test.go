@@ -380,6 +380,22 @@ func TestKubeCluster(t *testing.T) {
 		t.Errorf("pingmcp-b's member id after it turned unready and ready: %q, before %q; want a new one", after, before)
 	}
 
+	// A container restarted in place (killed for its memory, or by its
+	// liveness probe): the pod keeps its labels, the dead process's member
+	// id among them, which pod a blocked as the pod turned not ready.
+	// protoactor's provider keeps the labels a pod has over its own: the
+	// new process would take on the blocked id and never be a member of
+	// a's cluster again; it takes a new one (cluster/kube.go).
+	before = memberID(b)
+	k.kill(ctx, b)
+	a.Node.awaitMembers(ctx, 1)
+	k.start(ctx, b)
+	a.Node.awaitMembers(ctx, 2)
+	b.Node.awaitMembers(ctx, 2)
+	if after := memberID(b); after == before || after == "" {
+		t.Errorf("pingmcp-b's member id after its container restarted: %q, before %q; want a new one", after, before)
+	}
+
 	// Sessions opened through one pod continue through the other (one node
 	// forwards to the other over the cluster's mutual TLS). A session lives
 	// on the pod that opened it: half are opened through each.
@@ -491,12 +507,8 @@ func TestKubeCluster(t *testing.T) {
 	// fails), then it is deleted. Its sessions continue on pod c; the time
 	// is counted from the pod's turning not ready (before that, only the
 	// kubelet's probe period and threshold could tell: 5 s × 6 in deploy/).
-	if err := b.Node.cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	<-b.Node.done
+	k.kill(ctx, b)
 	notReady := time.Now()
-	k.writeStatus(ctx, b, false)
 	k.delete(ctx, b)
 	var slowest time.Duration
 	for _, sid := range sessions {

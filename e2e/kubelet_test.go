@@ -240,15 +240,37 @@ func (k *kubelet) run(ctx context.Context, name string, tmpl corev1.PodTemplateS
 	if len(pod.Spec.Containers) != 1 {
 		t.Fatalf("pod %s has %d containers; this kubelet runs one", name, len(pod.Spec.Containers))
 	}
-	c := pod.Spec.Containers[0]
-	img := imageOf(t, &pod, c)
 	ip := fmt.Sprintf("127.0.0.%d", k.nextIP)
 	k.nextIP++
 	kp := &kubePod{Pod: pod, IP: ip}
 
 	// The sandbox is up: the pod has its IP, its container is starting.
 	k.writeStatus(ctx, kp, false)
+	k.start(ctx, kp)
+	return kp
+}
 
+// kill kills the container of kp (kill -9, as the kernel's OOM killer
+// does, or the kubelet after a failed liveness probe), and the pod turns
+// not ready; start starts it again in the same pod (its name, IP, labels
+// and volumes kept), as the kubelet restarts a container.
+func (k *kubelet) kill(ctx context.Context, kp *kubePod) {
+	k.t.Helper()
+	if err := kp.Node.cmd.Process.Kill(); err != nil {
+		k.t.Fatal(err)
+	}
+	<-kp.Node.done
+	k.writeStatus(ctx, kp, false)
+}
+
+// start starts the one container of kp's pod and returns once its process
+// has started and the pod is Ready in the API server.
+func (k *kubelet) start(ctx context.Context, kp *kubePod) {
+	k.t.Helper()
+	t := k.t
+	pod, ip, name := kp.Pod, kp.IP, kp.Pod.Name
+	c := pod.Spec.Containers[0]
+	img := imageOf(t, &pod, c)
 	sec := securityOf(t, &pod, c)
 	podDir := filepath.Join(k.dir, name)
 	runDir := filepath.Join(podDir, "run")
@@ -341,7 +363,6 @@ exec "$@"`
 	}
 
 	k.writeStatus(ctx, kp, true)
-	return kp
 }
 
 // awaitReadiness runs the container's readiness probe, every periodSeconds
