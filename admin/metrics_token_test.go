@@ -179,13 +179,16 @@ func TestMetricsTokenScope(t *testing.T) {
 }
 
 // TestMetricsTokenRefusedWithAdminToken: the metrics token may not be the
-// admin token (it would read everything).
+// admin token (it would read everything), nor hold it.
 func TestMetricsTokenRefusedWithAdminToken(t *testing.T) {
-	_, err := Handler(Options{Token: adminTestToken, MetricsToken: " " + adminTestToken + "\n", Stores: state.MemoryStores(time.Minute)})
-	if err == nil || !strings.Contains(err.Error(), "must differ from the admin token") {
-		t.Errorf("Handler with the admin token as metrics token: %v", err)
-	}
-	if strings.Contains(err.Error(), adminTestToken) {
-		t.Error("the error shows the token")
+	for _, m := range []string{" " + adminTestToken + "\n", adminTestToken + "==", "m-" + adminTestToken} {
+		_, err := Handler(Options{Token: adminTestToken, MetricsToken: m, Stores: state.MemoryStores(time.Minute)})
+		if err == nil || !strings.Contains(err.Error(), "must neither hold nor be part of the admin token") {
+			t.Errorf("Handler with the admin token as (part of) the metrics token: %v", err)
+			continue
+		}
+		if strings.Contains(err.Error(), adminTestToken) {
+			t.Error("the error shows the token")
+		}
 	}
 }

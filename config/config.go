@@ -7,9 +7,9 @@
 package config
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/rand"
-	"crypto/subtle"
 	"errors"
 	"flag"
 	"fmt"
@@ -264,7 +264,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		}
 		fs.StringVar(&c.AdminAddr, "admin-addr", defAdmin, "HTTP address of the admin API (sessions, nodes, /metrics), a listener of its own; off when empty")
 		fs.StringVar(&c.AdminTokenFile, "admin-token-file", "", tokenHelp)
-		fs.StringVar(&c.MetricsTokenFile, "metrics-token-file", "", "file holding a static bearer token that reads the admin API's GET /metrics and nothing else: give Prometheus this one, not the admin token (needs --admin-addr; must differ from the admin token)")
+		fs.StringVar(&c.MetricsTokenFile, "metrics-token-file", "", "file holding a static bearer token that reads the admin API's GET /metrics and nothing else: give Prometheus this one, not the admin token (needs --admin-addr; must neither hold nor be part of the admin token)")
 		fs.StringVar(&c.AdminScope, "admin-scope", "pingmcp:admin", "scope that makes an access token of the authorization server (for this resource) an admin token")
 		fs.DurationVar(&c.DrainTimeout, "drain-timeout", 20*time.Second, "on SIGTERM, how long in-flight requests may take to finish before their streams are ended with a retry hint")
 		fs.DurationVar(&c.SSEKeepAlive, "sse-keepalive", DefaultSSEKeepAlive, "write an SSE comment on every open stream (GET, and POST answered with a stream) silent for this long, so that clients and proxies keep it open; a stream silent for three times this long is ended as dead, for the client to resume (0: never)")
@@ -939,8 +939,10 @@ func (c *Config) validateDurability() []error {
 		if c.MetricsTokenFile != "" {
 			if b, _, err := ReadToken("metrics-token-file", c.MetricsTokenFile); err != nil {
 				errs = append(errs, err)
-			} else if adminToken != nil && subtle.ConstantTimeCompare(b, adminToken) == 1 {
-				errs = append(errs, errors.New("--metrics-token-file holds the admin token (--admin-token-file): it must be a token of its own, else whoever scrapes /metrics with it may do all an admin does"))
+			} else if adminToken != nil && (bytes.Contains(b, adminToken) || bytes.Contains(adminToken, b)) {
+				// Containing it (a suffix, Base64 padding) gives it away as
+				// surely as being it.
+				errs = append(errs, errors.New("--metrics-token-file holds the admin token (--admin-token-file), or is part of it: it must be a token of its own, else whoever scrapes /metrics with it may do all an admin does"))
 			}
 		}
 		if c.AdminAddr == c.Addr && !strings.HasSuffix(c.Addr, ":0") { // port 0: two free ports
