@@ -115,25 +115,29 @@ func (k *kubeRejoin) relabel(old string) {
 // the pod: the provider keeps the labels a pod has over its own, so the
 // new process would take on the dead one's id, which the other nodes
 // blocked when the pod turned unready, and never be a member again. On a
-// pod without one it changes nothing.
-func (k *kubeRejoin) forgetMemberID() {
+// pod without one it changes nothing. If the API server does not answer
+// (a transient error), it returns what to call once the node started:
+// that labels the pod with a new member id, trying until the API server
+// takes it, as after the pod turned unready (relabel).
+func (k *kubeRejoin) forgetMemberID() (afterStart func()) {
 	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]any{k8s.LabelMemberID: nil}}})
 	ctx, cancel := context.WithTimeout(context.Background(), kubeRejoinRetry)
 	defer cancel()
 	pod, err := k.client.CoreV1().Pods(k.namespace).Get(ctx, k.pod, metav1.GetOptions{})
 	if err != nil {
-		k.logger.Error("cannot read this node's pod for an earlier process's member id", "pod", k.pod, "error", err)
-		return
+		k.logger.Warn("cannot read this node's pod for an earlier process's member id; it takes a new one once started", "pod", k.pod, "error", err)
+		return func() { k.relabel("") }
 	}
 	old, ok := pod.Labels[k8s.LabelMemberID]
 	if !ok {
-		return
+		return nil
 	}
 	if _, err := k.client.CoreV1().Pods(k.namespace).Patch(ctx, k.pod, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		k.logger.Error("cannot remove an earlier process's member id from this node's pod; the pod may stay out of the cluster", "pod", k.pod, "old", old, "error", err)
-		return
+		k.logger.Warn("cannot remove an earlier process's member id from this node's pod; it takes a new one once started", "pod", k.pod, "old", old, "error", err)
+		return func() { k.relabel(old) }
 	}
 	k.logger.Warn("this node's pod carried an earlier process's member id (its container restarted in place); the node takes a new one", "pod", k.pod, "old", old)
+	return nil
 }
 
 // kubeRejoinRetry bounds one label patch, and spaces the tries.

@@ -383,11 +383,15 @@ func Start(cfg Config) (*Node, error) {
 			n.mu.Unlock()
 		}
 	})
+	var afterStart func()
 	if n.kube != nil {
-		n.kube.forgetMemberID()
+		afterStart = n.kube.forgetMemberID()
 	}
 	if err := startMember(n.Cluster); err != nil {
 		return nil, err
+	}
+	if afterStart != nil {
+		afterStart()
 	}
 	n.logger = cfg.Logger.With("node", system.Address())
 	switch {
