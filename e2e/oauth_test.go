@@ -312,6 +312,7 @@ type sdkEvent struct {
 	URL             string `json:"url"`
 	Status          int    `json:"status"`
 	WWWAuthenticate string `json:"wwwAuthenticate"`
+	ContentType     string `json:"contentType"` // with --post-accept
 	// oauth
 	Stage                   string         `json:"stage"`
 	ClientID                string         `json:"clientId"`

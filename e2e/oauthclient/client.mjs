@@ -28,6 +28,10 @@
 // response whose body stays silent that long (UND_ERR_BODY_TIMEOUT), which
 // is how idle streams die under Node clients.
 //
+// --post-accept VALUE sends the POSTs to the MCP server with that Accept
+// header instead of the SDK's (`application/json` alone, as clients seen in
+// use do), and reports each answer's Content-Type (event http).
+//
 // --client-metadata-url URL makes URL the client's Client ID Metadata
 // Document (the SDK's clientMetadataUrl): where the authorization server
 // advertises client_id_metadata_document_supported, the client uses it as
@@ -150,17 +154,27 @@ function watchStream(res) {
 // the OAuth ones included, is reported (never a header or a body: they hold
 // tokens), and bounded in time except the GET of the server's SSE stream,
 // which stays open (watched by watchStream, read with streamBodyTimeout).
-function loggingFetch(serverUrl, streamBodyTimeout) {
+//
+// With postAccept, the POSTs to the MCP server carry that Accept header
+// instead of the SDK's (as clients seen in use do: `application/json`
+// alone), and each report names the answer's Content-Type.
+function loggingFetch(serverUrl, streamBodyTimeout, postAccept) {
     return (input, init) => {
         const method = init?.method ?? (input instanceof Request ? input.method : 'GET');
         const url = input instanceof Request ? input.url : String(input);
+        if (postAccept && method === 'POST' && where(url) === where(serverUrl)) {
+            const headers = new Headers(init?.headers);
+            headers.set('accept', postAccept);
+            init = { ...init, headers };
+        }
         const stream = method === 'GET' && where(url) === where(serverUrl);
         const signals = [init?.signal, stream ? undefined : AbortSignal.timeout(REQUEST_TIMEOUT_MS)].filter(Boolean);
         const dispatcher = stream ? streamDispatcher(streamBodyTimeout) : undefined;
         return fetch(input, { ...init, signal: AbortSignal.any(signals), ...(dispatcher ? { dispatcher } : {}) }).then(
             res => {
                 const www = res.headers.get('www-authenticate');
-                emit('http', { method, url: where(url), status: res.status, ...(www ? { wwwAuthenticate: www } : {}) });
+                const contentType = postAccept ? res.headers.get('content-type') : null;
+                emit('http', { method, url: where(url), status: res.status, ...(www ? { wwwAuthenticate: www } : {}), ...(contentType ? { contentType } : {}) });
                 return stream && res.ok && res.body ? watchStream(res) : res;
             },
             err => {
@@ -493,7 +507,8 @@ async function main() {
             'redirect-url': { type: 'string', default: 'http://127.0.0.1:33418/oauth/callback' },
             steps: { type: 'string' },
             'grant-types': { type: 'string', default: 'authorization_code,refresh_token' },
-            'stream-body-timeout': { type: 'string', default: process.env.OAUTHCLIENT_STREAM_BODY_TIMEOUT }
+            'stream-body-timeout': { type: 'string', default: process.env.OAUTHCLIENT_STREAM_BODY_TIMEOUT },
+            'post-accept': { type: 'string' }
         }
     });
     if (!values.url || !values.user) {
@@ -511,7 +526,7 @@ async function main() {
     // Read by the SDK's auth(), as a provider's clientMetadataUrl.
     provider.clientMetadataUrl = values['client-metadata-url'];
     const client = new Client({ name: 'pingmcp-e2e-oauthclient', version: '1.0.0' }, { capabilities: {} });
-    const fetchFn = loggingFetch(serverUrl, Number(values['stream-body-timeout'] ?? 0));
+    const fetchFn = loggingFetch(serverUrl, Number(values['stream-body-timeout'] ?? 0), values['post-accept']);
     const newTransport = () => new StreamableHTTPClientTransport(serverUrl, { authProvider: provider, fetch: fetchFn });
     provider.keepIn(values['client-file']);
 
