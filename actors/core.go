@@ -321,7 +321,7 @@ func (a *core) requestDone(ctx actor.Context, id string) {
 	if f := a.flights[id]; f != nil {
 		a.live.flight(f.get, -1)
 		a.lastRequest = time.Now()
-		a.calls.release(f)
+		a.calls.releaseLater(f)
 	}
 	delete(a.flights, id)
 	if len(a.flights) == 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 )
@@ -40,9 +41,26 @@ func (r *runningCalls) reserve(f *flight, n int) {
 	f.reserved += n
 }
 
-// release gives back the places f's requests hold and did not take, as
-// its flight ends (a request the go-sdk refused before its handler, or
-// that was never dispatched).
+// releaseLater gives back the places f's requests hold and did not take,
+// its flight ended, once saveWait passed: a request the go-sdk refused
+// before its handler holds its place that long for nothing, but one it
+// took and has yet to start (behind a notification whose handler waits
+// for its snapshot write, up to saveWait: the go-sdk runs a session's
+// notifications in order with its requests' dispatch) starts after its
+// flight ended, a client having left it, and would run beyond the bound
+// had its place been given back (found by a review). A handler that starts
+// after its flight ended finds no flight to take a place from: it and its
+// place count both, for that while.
+func (r *runningCalls) releaseLater(f *flight) {
+	r.mu.Lock()
+	left := f.reserved
+	r.mu.Unlock()
+	if left > 0 {
+		time.AfterFunc(saveWait, func() { r.release(f) })
+	}
+}
+
+// release gives back the places f's requests hold and did not take.
 func (r *runningCalls) release(f *flight) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -1,0 +1,75 @@
+package actors
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	protocluster "github.com/asynkron/protoactor-go/cluster"
+
+	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/state"
+)
+
+// slowSaves is a snapshot store whose saves take a second while slow (a
+// Redis that lags).
+type slowSaves struct {
+	state.Snapshots
+	slow atomic.Bool
+}
+
+func (s *slowSaves) Save(ctx context.Context, session string, epoch int64, snapshot []byte, ttl time.Duration) error {
+	if s.slow.Load() {
+		time.Sleep(time.Second)
+	}
+	return s.Snapshots.Save(ctx, session, epoch, snapshot, ttl)
+}
+
+// MaxRunningCalls holds for POSTs whose clients leave before their
+// handlers start. The go-sdk runs a session's notifications one at a time,
+// in order with its requests' dispatch (jsonrpc2's handler queue): while a
+// notification's handler waits (notifications/initialized waits for its
+// snapshot write, up to saveWait), the calls published after it are not
+// started. A POST left then ended its flight, which gave its place back,
+// though its call was still to start: every call so admitted and left
+// started once the queue moved, beyond the bound (found by a review: six
+// under a bound of two).
+func TestRunningCallsBoundCallsLeftBeforeTheyStart(t *testing.T) {
+	const limit, sent = 2, 6
+	d := state.MemoryStores(time.Hour)
+	slow := &slowSaves{Snapshots: d.Snapshots}
+	d.Snapshots = slow
+	system, props := testSessions(t, Config{Stores: d, MaxRunningCalls: limit})
+	root := system.Root
+	pid := root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(fuzzSession, "session")))
+	p := principal("tok-a")
+	if body := postInitialize(t, root, pid, p, `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{}},"clientInfo":{"name":"t","version":"1"}}}`); !strings.Contains(body, `"result"`) {
+		t.Fatalf("initialize: %s", body)
+	}
+	// The handshake's end waits for its snapshot write (a second), in
+	// the go-sdk's handler queue.
+	slow.slow.Store(true)
+	defer slow.slow.Store(false)
+	if status := fuzzForward(t, root, pid, p, `{"jsonrpc":"2.0","method":"notifications/initialized"}`); status != http.StatusAccepted {
+		t.Fatalf("initialized: %d", status)
+	}
+	taken := 0
+	for i := range sent {
+		req := elicitationCall(p, 10+i)
+		r := forwardRequest(root, pid, req)
+		if head := await(t, r.head, "a call's answer"); head.GetStatus() != http.StatusOK {
+			continue
+		}
+		taken++
+		// The client leaves (the edge's Cancel), its call not started;
+		// its response ends.
+		root.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Cancel{Cancel: &envelope.Cancel{RequestId: req.Id}}})
+		await(t, r.body, "the left call's response end")
+	}
+	if taken > limit {
+		t.Fatalf("%d calls taken while the go-sdk had started none, under a bound of %d", taken, limit)
+	}
+}
