@@ -18,8 +18,8 @@ import (
 // Pressure passivates idle actors when what the node's runtime retains
 // (its live heap, and beside it what the memory limit also counts and no
 // collection frees: goroutine stacks, the runtime's own metadata) nears its
-// memory limit (GOMEMLIMIT, which the Kubernetes manifests set from the
-// container's), so that a node at its limit keeps serving rather than
+// soft memory limit (GOMEMLIMIT, or 90 % of the container's memory limit,
+// which pingmcp sets at start: cmd/pingmcp, setMemoryLimit), so that a node at its limit keeps serving rather than
 // spending itself on garbage collection until it is killed for memory. An
 // actor with a request in flight or a stream open is never chosen, nor one
 // whose snapshot is not written yet (it is all there is of its session);

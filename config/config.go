@@ -130,6 +130,7 @@ type Config struct {
 	MaxBatch               int     // messages of one JSON-RPC batch
 	MaxBatchConcurrency    int     // tool calls of one batch running at once
 	PassivateAbove         float64 // the share of GOMEMLIMIT the node's retained memory (live heap, stacks, runtime metadata) may reach before idle actors passivate
+	MemoryLimit            int64   // the container's memory limit in bytes, of which the Go soft limit is 90 % when GOMEMLIMIT is not set; 0: the cgroup's, if any
 	MaxInitializeBytes     int     // params of an initialize
 	MaxStreamsPerPrincipal int     // open GET (SSE) and subscriptions/listen streams per principal
 	MaxStreamsPerSession   int     // open GET (SSE) streams per session, counted by its actor (cluster-wide)
@@ -279,6 +280,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		fs.DurationVar(&c.TaskLease, "task-lease", DefaultTaskLease, "how long the node running a task's round answers for it without renewing (it renews every third of it): a task whose node died is taken over this long after its last renewal ("+MinTaskLease.String()+" to "+MaxTaskLease.String()+")")
 		fs.Int64Var(&c.MaxBodyBytes, "max-body-bytes", 4<<20, "largest request body /mcp accepts (413 beyond)")
 		limitFlags(fs, c)
+		fs.Int64Var(&c.MemoryLimit, "memory-limit", 0, "the memory limit the process runs under, in bytes (on Kubernetes: the downward API's limits.memory); unless GOMEMLIMIT is set, the Go runtime's soft memory limit is 90 % of it (0: of the cgroup's memory.max, if any)")
 		fs.StringVar(&c.PublicURL, "public-url", "", "scheme://host[:port] clients use to reach this edge (default: http:// and --addr)")
 		fs.StringVar(&c.Resource, "resource", "", "canonical URI of the MCP resource, the audience tokens must name (default: --public-url + /mcp)")
 		fs.StringVar(&c.Issuer, "issuer", "", "issuer URL of the authorization server (PingFederate); needed unless --auth none (dev: the embedded one)")
@@ -807,6 +809,9 @@ func (c *Config) validate() error {
 	}
 	if c.Command == "dev" || c.Command == "serve" {
 		errs = append(errs, c.validateLimits()...)
+		if c.MemoryLimit < 0 {
+			errs = append(errs, fmt.Errorf("--memory-limit %d: must be a number of bytes, or 0 for the cgroup's", c.MemoryLimit))
+		}
 	}
 	if c.Command == "dev" || c.Command == "serve" {
 		errs = append(errs, c.validateDurability()...)

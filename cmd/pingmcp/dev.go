@@ -37,6 +37,7 @@ var (
 // on loopback, URLs derived from their addresses.
 func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) error {
 	logger := newLogger(cfg, stderr)
+	setMemoryLimit(cfg, logger)
 	mcpLn, err := listenEdge(cfg)
 	if err != nil {
 		return err

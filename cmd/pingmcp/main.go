@@ -362,7 +362,9 @@ func serve(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) er
 		return err
 	}
 	cfg.Rebind(ln.Addr().String(), cfg.IdPAddr, cfg.TodoAPIAddr)
-	return serveNode(ctx, cfg, ln, newLogger(cfg, stderr), stdout)
+	logger := newLogger(cfg, stderr)
+	setMemoryLimit(cfg, logger)
+	return serveNode(ctx, cfg, ln, logger, stdout)
 }
 
 func listen(addr string) (net.Listener, error) {
