@@ -18,6 +18,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/pingmcp/pingmcp/config"
 	"github.com/pingmcp/pingmcp/internal/certtest"
@@ -278,6 +279,31 @@ func expand(s string, vars map[string]string) string {
 	})
 }
 
+// resourceFieldValue is what the kubelet gives a resourceFieldRef of
+// container c: its limit or request, divided by the divisor (1 when unset),
+// rounded up. Without the limit the kubelet gives the node's allocatable
+// amount, which no manifest may count on: an error here.
+func resourceFieldValue(c *corev1.Container, r *corev1.ResourceFieldSelector) (string, error) {
+	if r.ContainerName != "" && r.ContainerName != c.Name {
+		return "", fmt.Errorf("resourceFieldRef of container %q, not this one (%s)", r.ContainerName, c.Name)
+	}
+	list, name := c.Resources.Requests, r.Resource
+	if n, ok := strings.CutPrefix(name, "limits."); ok {
+		list, name = c.Resources.Limits, n
+	} else {
+		name = strings.TrimPrefix(name, "requests.")
+	}
+	q, ok := list[corev1.ResourceName(name)]
+	if !ok || q.IsZero() {
+		return "", fmt.Errorf("resourceFieldRef %s: the container sets none (the kubelet would give the node's allocatable)", r.Resource)
+	}
+	divisor := resource.MustParse("1")
+	if !r.Divisor.IsZero() {
+		divisor = r.Divisor
+	}
+	return fmt.Sprint((q.MilliValue() + divisor.MilliValue() - 1) / divisor.MilliValue()), nil
+}
+
 // resolveEnv computes a container's environment: envFrom, then env (which
 // wins), each value resolved from the Secret, ConfigMap or downward API field
 // it names.
@@ -338,7 +364,11 @@ func (m *manifests) resolveEnv(namespace string, c *corev1.Container) (map[strin
 			}
 			env[e.Name] = v
 		case vf.ResourceFieldRef != nil:
-			env[e.Name] = "1"
+			v, err := resourceFieldValue(c, vf.ResourceFieldRef)
+			if err != nil {
+				return nil, fmt.Errorf("env %s: %w", e.Name, err)
+			}
+			env[e.Name] = v
 		default:
 			return nil, fmt.Errorf("env %s: empty valueFrom", e.Name)
 		}

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 
+	"github.com/pingmcp/pingmcp/config"
 	"github.com/pingmcp/pingmcp/internal/helmtest"
 )
 
@@ -518,8 +519,8 @@ func TestHelmWithoutAutoscaler(t *testing.T) {
 	}
 }
 
-// TestHelmGarbageCollector: GOGC comes with GOMEMLIMIT from the container
-// (goGC, 400 by default, as deploy/'s), never without it, since without a
+// TestHelmGarbageCollector: GOGC comes with the container's memory limit
+// given to pingmcp, which sets the soft limit from it (goGC, 400 by default, as deploy/'s), never without it, since without a
 // memory limit nothing would bound the heap it lets grow; goGC 0 leaves
 // Go's default; the schema refuses what is not a whole number from 0.
 func TestHelmGarbageCollector(t *testing.T) {
@@ -543,11 +544,11 @@ func TestHelmGarbageCollector(t *testing.T) {
 		{"default", nil, true, "400"},
 		{"goGC 200", map[string]any{"goGC": 200}, true, "200"},
 		{"goGC 0", map[string]any{"goGC": 0}, true, ""},
-		{"no GOMEMLIMIT", map[string]any{"goMemLimitFromContainer": false}, false, ""},
+		{"no memory limit from the container", map[string]any{"goMemLimitFromContainer": false}, false, ""},
 	} {
 		e := env(c.values)
-		if _, ok := e["GOMEMLIMIT"]; ok != c.memLimit {
-			t.Errorf("%s: GOMEMLIMIT rendered %v, want %v", c.name, ok, c.memLimit)
+		if _, ok := e[config.EnvName("memory-limit")]; ok != c.memLimit {
+			t.Errorf("%s: %s rendered %v, want %v", c.name, config.EnvName("memory-limit"), ok, c.memLimit)
 		}
 		if g, ok := e["GOGC"]; ok != (c.gogc != "") || g.Value != c.gogc {
 			t.Errorf("%s: GOGC %+v (rendered %v), want %q", c.name, g, ok, c.gogc)
@@ -560,26 +561,24 @@ func TestHelmGarbageCollector(t *testing.T) {
 	}
 }
 
-// TestHelmGoMemLimit: GOMEMLIMIT is 90 % of resources.limits.memory, in
-// bytes rounded down, for each way Kubernetes reads a quantity the chart
-// takes (a binary or decimal suffix, a fraction, bare bytes as a number);
-// one it cannot read is refused, saying how to give it.
+// TestHelmGoMemLimit: with a memory limit, whichever way it is written
+// (a binary or decimal suffix, a fraction, bare bytes as a number), the
+// chart gives pingmcp the limit as the kubelet runs it (memoryLimitEnv),
+// never a GOMEMLIMIT computed when rendering; a GOMEMLIMIT of extraEnv is
+// left alone (TestNoMemoryLimitNoGOGC: none without a limit).
 func TestHelmGoMemLimit(t *testing.T) {
-	for _, limit := range []any{"512Mi", "1Gi", "1.5Gi", "768Mi", "600M", "2G", "100000k", "3Ti", 536870912, "536870912", "0.5Gi"} {
+	for _, limit := range []any{"512Mi", "1Gi", "1.5Gi", "600M", "100000k", 536870912, "536870912", "0.5Gi", "1000009.5"} {
 		chart, _ := renderChart(t, defaultRelease(t, map[string]any{"resources": map[string]any{"limits": map[string]any{"memory": limit}}}))
 		var d appsv1.Deployment
 		decodeObject(t, chart["apps/v1/Deployment pingmcp/pingmcp"], &d)
-		c := d.Spec.Template.Spec.Containers[0]
-		i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "GOMEMLIMIT" })
-		q := c.Resources.Limits[corev1.ResourceMemory]
-		if want := goMemLimit(q); i < 0 || c.Env[i].Value != want || c.Env[i].ValueFrom != nil {
-			t.Errorf("limits.memory %v: env %v, want GOMEMLIMIT %s (90 %% of %d bytes)", limit, c.Env, want, q.Value())
+		c := &d.Spec.Template.Spec.Containers[0]
+		if err := memoryLimitEnv(c); err != nil {
+			t.Errorf("limits.memory %v: %v", limit, err)
+			continue
 		}
-	}
-	for _, bad := range []string{"512MiB", "1e9", "lots", "-512Mi", "512 Mi"} {
-		_, err := helmtest.Render(chartDir, defaultRelease(t, map[string]any{"resources": map[string]any{"limits": map[string]any{"memory": bad}}}))
-		if err == nil || !strings.Contains(err.Error(), "resources.limits.memory") || !strings.Contains(err.Error(), "goMemLimitFromContainer=false") {
-			t.Errorf("limits.memory %q: %v, want the chart to refuse it, saying how to give it", bad, err)
+		q := c.Resources.Limits[corev1.ResourceMemory]
+		if soft := softMemoryLimit(t, c); soft >= q.Value() || soft < q.Value()/10*9-1 {
+			t.Errorf("limits.memory %v: soft limit %d, want 90 %% of %d bytes", limit, soft, q.Value())
 		}
 	}
 	// Set by hand instead: the chart leaves GOMEMLIMIT to extraEnv.
@@ -588,7 +587,7 @@ func TestHelmGoMemLimit(t *testing.T) {
 	var d appsv1.Deployment
 	decodeObject(t, chart["apps/v1/Deployment pingmcp/pingmcp"], &d)
 	if env := d.Spec.Template.Spec.Containers[0].Env; slices.IndexFunc(env, func(e corev1.EnvVar) bool { return e.Name == "GOMEMLIMIT" && e.Value == "400MiB" }) < 0 ||
-		slices.IndexFunc(env, func(e corev1.EnvVar) bool { return e.Name == "GOGC" }) >= 0 {
+		slices.ContainsFunc(env, func(e corev1.EnvVar) bool { return e.Name == "GOGC" || e.Name == config.EnvName("memory-limit") }) {
 		t.Errorf("goMemLimitFromContainer=false with GOMEMLIMIT in extraEnv: env %v", env)
 	}
 }

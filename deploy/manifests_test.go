@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -19,6 +20,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/pingmcp/pingmcp/config"
 )
 
 // protoactorLabelPrefix is the prefix of the labels protoactor's k8s provider
@@ -774,10 +777,10 @@ func TestDraining(t *testing.T) {
 	}
 }
 
-// TestMemoryLimit: every pingmcp serve container has a memory limit and a
-// GOMEMLIMIT of 90 % of it (goMemLimit), so that the garbage collector works
-// harder before the kernel kills the pod, with room left for what the
-// limit does not bound; and, bounded by it, a GOGC above Go's default.
+// TestMemoryLimit: every pingmcp serve container has a memory limit and
+// gives it to pingmcp as it runs (memoryLimitEnv), so that the Go soft limit,
+// 90 % of it, has the garbage collector work harder before the kernel kills
+// the pod; and, bounded by it, a GOGC above Go's default.
 func TestMemoryLimit(t *testing.T) {
 	m := load(t)
 	for _, b := range binaries(t, m) {
@@ -785,20 +788,14 @@ func TestMemoryLimit(t *testing.T) {
 			continue
 		}
 		c := b.container
-		limit, ok := c.Resources.Limits[corev1.ResourceMemory]
-		if !ok {
+		if _, ok := c.Resources.Limits[corev1.ResourceMemory]; !ok {
 			t.Errorf("%s: no memory limit", b)
 		}
-		i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "GOMEMLIMIT" })
-		if i < 0 {
-			t.Errorf("%s: no GOMEMLIMIT", b)
-			continue
-		}
-		if want := goMemLimit(limit); c.Env[i].ValueFrom != nil || c.Env[i].Value != want {
-			t.Errorf("%s: GOMEMLIMIT %+v: want %s, 90 %% of the memory limit %s in bytes", b, c.Env[i], want, limit.String())
+		if err := memoryLimitEnv(c); err != nil {
+			t.Errorf("%s: %v", b, err)
 		}
 		// The collector may let the heap grow beyond Go's default, since
-		// GOMEMLIMIT bounds it: a quarter less CPU a call (BENCHMARKS.md).
+		// the soft limit bounds it: a quarter less CPU a call (BENCHMARKS.md).
 		g := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "GOGC" })
 		if g < 0 {
 			t.Errorf("%s: no GOGC", b)
@@ -810,11 +807,69 @@ func TestMemoryLimit(t *testing.T) {
 	}
 }
 
-// goMemLimit is the GOMEMLIMIT of a container whose memory limit is
-// limit: 90 % of it, in bytes (GOMEMLIMIT reads a bare number as bytes),
-// rounded down.
-func goMemLimit(limit resource.Quantity) string {
-	return strconv.FormatInt(limit.Value()*9/10, 10)
+// memoryLimitEnv checks that container c gives pingmcp its memory limit as
+// the kubelet runs it, PINGMCP_MEMORY_LIMIT from the downward API (its own
+// limits.memory, in bytes), and no GOMEMLIMIT, which would win over it: a
+// fixed number there would not follow the limit changed after rendering.
+func memoryLimitEnv(c *corev1.Container) error {
+	if slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "GOMEMLIMIT" }) {
+		return errors.New("GOMEMLIMIT is set: it wins over the memory limit pingmcp reads, and would not follow it")
+	}
+	i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == config.EnvName("memory-limit") })
+	if i < 0 {
+		return fmt.Errorf("no %s", config.EnvName("memory-limit"))
+	}
+	r := c.Env[i].ValueFrom
+	if c.Env[i].Value != "" || r == nil || r.ResourceFieldRef == nil || r.ResourceFieldRef.Resource != "limits.memory" ||
+		(r.ResourceFieldRef.ContainerName != "" && r.ResourceFieldRef.ContainerName != c.Name) ||
+		(!r.ResourceFieldRef.Divisor.IsZero() && r.ResourceFieldRef.Divisor.Value() != 1) {
+		return fmt.Errorf("%+v: want resourceFieldRef limits.memory of this container, in bytes", c.Env[i])
+	}
+	return nil
+}
+
+// softMemoryLimit is the Go soft limit pingmcp sets in container c as the
+// kubelet runs it: 90 % of PINGMCP_MEMORY_LIMIT, rounded down (cmd/pingmcp,
+// memorySoftLimit).
+func softMemoryLimit(t *testing.T, c *corev1.Container) int64 {
+	t.Helper()
+	i := slices.IndexFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == config.EnvName("memory-limit") })
+	if i < 0 || c.Env[i].ValueFrom == nil || c.Env[i].ValueFrom.ResourceFieldRef == nil {
+		t.Fatalf("container %s: no %s from the downward API", c.Name, config.EnvName("memory-limit"))
+	}
+	v, err := resourceFieldValue(c, c.Env[i].ValueFrom.ResourceFieldRef)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return limit/10*9 + limit%10*9/10
+}
+
+// TestGoMemLimitFollowsAChangedLimit: a memory limit changed after rendering
+// (kubectl set resources, an overlay, an autoscaler) gives a soft limit of 90
+// % of the limit the pod runs under, lowered or raised, in the chart and in
+// deploy/pingmcp.yaml alike; the fractional limit rounded up as the kubelet
+// does.
+func TestGoMemLimitFollowsAChangedLimit(t *testing.T) {
+	chart, _ := renderChart(t, defaultRelease(t, nil))
+	var helm appsv1.Deployment
+	decodeObject(t, chart["apps/v1/Deployment pingmcp/pingmcp"], &helm)
+	m := load(t)
+	for name, d := range map[string]*appsv1.Deployment{"chart": &helm, "deploy/pingmcp.yaml": kubeNodes(t, m)[0].deployment} {
+		for limit, want := range map[string]int64{"256Mi": 241591910, "512Mi": 483183820, "2Gi": 1932735283, "1.5Gi": 1449551462, "1000009.5": 900009} {
+			c := d.Spec.Template.Spec.Containers[0].DeepCopy()
+			c.Resources.Limits[corev1.ResourceMemory] = resource.MustParse(limit)
+			if err := memoryLimitEnv(c); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if got := softMemoryLimit(t, c); got != want {
+				t.Errorf("%s, limit changed to %s: soft limit %d, want %d", name, limit, got, want)
+			}
+		}
+	}
 }
 
 // TestClusterPortPolicy: a NetworkPolicy keeps the cluster port (forwarded

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pingmcp/pingmcp/config"
 	"github.com/pingmcp/pingmcp/internal/helmtest"
 )
 
@@ -149,17 +150,20 @@ func decodeLoose(t *testing.T, o object, v any) {
 	}
 }
 
-// Without a memory limit the chart sets neither GOMEMLIMIT (the downward
-// API would give the node's allocatable memory) nor GOGC=400 (which only
-// GOMEMLIMIT bounds).
+// Without a memory limit, or with one of 0 (none, to Kubernetes), the chart
+// gives pingmcp no memory limit (the downward API would give the node's
+// allocatable memory), no GOMEMLIMIT, and no GOGC=400 (which only the soft
+// limit bounds).
 func TestNoMemoryLimitNoGOGC(t *testing.T) {
-	chart, r := renderChart(t, defaultRelease(t, map[string]any{
-		"resources": map[string]any{"requests": map[string]any{"cpu": "250m", "memory": "256Mi"}, "limits": nil}}))
-	if strings.Contains(r.Manifest, "GOMEMLIMIT") || strings.Contains(r.Manifest, "name: GOGC") {
-		t.Errorf("no memory limit, yet GOMEMLIMIT or GOGC rendered:\n%v", chart["apps/v1/Deployment pingmcp/pingmcp"])
+	for _, limits := range []any{nil, map[string]any{"memory": "0"}, map[string]any{"memory": 0}, map[string]any{"memory": "0Mi"}, map[string]any{"memory": "0.0Gi"}} {
+		chart, r := renderChart(t, defaultRelease(t, map[string]any{
+			"resources": map[string]any{"requests": map[string]any{"cpu": "250m", "memory": "256Mi"}, "limits": limits}}))
+		if strings.Contains(r.Manifest, config.EnvName("memory-limit")) || strings.Contains(r.Manifest, "GOMEMLIMIT") || strings.Contains(r.Manifest, "name: GOGC") {
+			t.Errorf("limits %v: no memory limit, yet it, GOMEMLIMIT or GOGC rendered:\n%v", limits, chart["apps/v1/Deployment pingmcp/pingmcp"])
+		}
 	}
-	if _, r := renderChart(t, defaultRelease(t, nil)); !strings.Contains(r.Manifest, "GOMEMLIMIT") || !strings.Contains(r.Manifest, "name: GOGC") {
-		t.Error("with the default memory limit, GOMEMLIMIT and GOGC are not rendered")
+	if _, r := renderChart(t, defaultRelease(t, nil)); !strings.Contains(r.Manifest, config.EnvName("memory-limit")) || !strings.Contains(r.Manifest, "name: GOGC") {
+		t.Error("with the default memory limit, the limit and GOGC are not rendered")
 	}
 }
 

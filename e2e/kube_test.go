@@ -344,6 +344,11 @@ func TestKubeCluster(t *testing.T) {
 	if !strings.Contains(redisURL, "://redis.") || !slices.Contains(a.Node.cmd.Env, "PINGMCP_REDIS_URL="+redisURL) {
 		t.Errorf("pingmcp-a's PINGMCP_REDIS_URL is not the manifest's Service name %q: %v", redisURL, a.Node.cmd.Env)
 	}
+	// The manifest's memory limit (512Mi) reached the process through the
+	// downward API, which set the Go soft limit to 90 % of it.
+	if !slices.Contains(a.Node.cmd.Env, "PINGMCP_MEMORY_LIMIT=536870912") || !a.Node.logged("Go soft memory limit set", "483183820", "536870912") {
+		t.Errorf("pingmcp-a did not get PINGMCP_MEMORY_LIMIT=536870912 (512Mi), or did not log a soft memory limit of 483183820 (90 %% of it): %v", a.Node.cmd.Env)
+	}
 	hosts := string(mustRead(t, fmt.Sprintf("/proc/%d/root/etc/hosts", a.Node.cmd.Process.Pid)))
 	if !strings.Contains(hosts, rp.IP+"\tredis.pingmcp.svc.cluster.local ") {
 		t.Errorf("pingmcp-a's /etc/hosts does not map the Redis Service's name to the Redis pod's IP %s:\n%s", rp.IP, hosts)

@@ -62,23 +62,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
 {{- end -}}
 
-{{/* GOMEMLIMIT: 90 % of the container's memory limit (resources.limits.memory),
-     in bytes, rounded down. The other 10 % is for what the Go runtime's soft
-     limit does not bound: memory outside the runtime that the container is
-     charged for, and the runtime's overshoot at its limit (README, "Kubernetes"). */}}
-{{- define "pingmcp.goMemLimit" -}}
-{{- $limit := .Values.resources.limits.memory -}}
-{{- $bytes := 0.0 -}}
-{{- if kindIs "string" $limit -}}
-{{- $number := regexFind "^[0-9]+(\\.[0-9]+)?" $limit -}}
-{{- $units := dict "" 1 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "Ki" 1024 "Mi" 1048576 "Gi" 1073741824 "Ti" 1099511627776 "Pi" 1125899906842624 -}}
-{{- $suffix := trimPrefix $number $limit -}}
-{{- if or (not $number) (not (hasKey $units $suffix)) -}}
-{{- fail (printf "resources.limits.memory %q: GOMEMLIMIT is derived from it, so give it as bytes or a number with a suffix Ki, Mi, Gi, Ti, Pi, k, M, G, T or P (512Mi, 1.5Gi), or set goMemLimitFromContainer=false and GOMEMLIMIT in extraEnv" $limit) -}}
+{{/* The container's memory limit (resources.limits.memory), when one is set:
+     not empty and not zero (Kubernetes reads a limit of 0 as none, and the
+     downward API then gives the node's allocatable memory). Its value is
+     the API server's to check, not the chart's. */}}
+{{- define "pingmcp.memoryLimit" -}}
+{{- $limit := dig "limits" "memory" "" (.Values.resources | default dict) -}}
+{{- if regexFind "[1-9]" (regexFind "^[+-]?[0-9.]+" (toString $limit)) -}}
+{{- toString $limit -}}
 {{- end -}}
-{{- $bytes = mulf (float64 $number) (index $units $suffix) -}}
-{{- else -}}
-{{- $bytes = float64 $limit -}}
-{{- end -}}
-{{- printf "%d" (int64 (floor (divf (mulf $bytes 9) 10))) -}}
 {{- end -}}
