@@ -37,7 +37,7 @@ const (
 	// --max-concurrent-requests: a larger default batch could never pass.
 	DefaultMaxBatch            = DefaultMaxConcurrentRequests
 	DefaultMaxBatchConcurrency = 4
-	// DefaultPassivateAbove is the share of the memory limit (GOMEMLIMIT)
+	// DefaultPassivateAbove is the share of the Go soft memory limit (GOMEMLIMIT, or what --memory-limit sets)
 	// the node's retained memory (live heap, goroutine stacks, the runtime's
 	// metadata) may reach before idle actors passivate.
 	DefaultPassivateAbove     = 0.85
@@ -73,7 +73,7 @@ func limitFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.MaxStreamsPerSession, "max-streams-per-session", DefaultMaxStreamsPerSession, "GET (SSE) streams one session may hold open, wherever they arrive; beyond, 429 (0: no limit)")
 	fs.IntVar(&c.MaxBatch, "max-batch", DefaultMaxBatch, "JSON-RPC messages one batch (protocol 2025-03-26 and older) may hold; beyond, 400. Each counts against --rate-burst and --max-concurrent-requests")
 	fs.IntVar(&c.MaxBatchConcurrency, "max-batch-concurrency", DefaultMaxBatchConcurrency, "tool calls of one batch that run at once; the others wait their turn (0: no bound)")
-	fs.Float64Var(&c.PassivateAbove, "passivate-above", DefaultPassivateAbove, "when the node's retained memory (its live heap, plus the goroutine stacks and runtime metadata the limit also counts) passes this share of the memory limit (GOMEMLIMIT), passivate a tenth of the idle actors, least recently active first, every second until it is below (0: never; without GOMEMLIMIT: never)")
+	fs.Float64Var(&c.PassivateAbove, "passivate-above", DefaultPassivateAbove, "when the node's retained memory (its live heap, plus the goroutine stacks and runtime metadata the limit also counts) passes this share of the Go soft memory limit (GOMEMLIMIT, or 90 % of --memory-limit or of the cgroup's), passivate a tenth of the idle actors, least recently active first, every second until it is below (0: never; without a soft limit: never)")
 	fs.IntVar(&c.MaxInitializeBytes, "max-initialize-bytes", DefaultMaxInitializeBytes, "largest params of an initialize (what a session keeps for its life); beyond, 400")
 	fs.IntVar(&c.EventsBuffer, "events-buffer", DefaultEventsBuffer, "event writes a session holds in memory while Redis is unreachable; once full, its new requests get 503 until the store takes them")
 	fs.IntVar(&c.MaxSnapshotBytes, "max-snapshot-bytes", DefaultMaxSnapshotBytes, "largest snapshot a session may have (its handshake, log level, subscriptions, sealed tokens); a change that would exceed it is refused with a JSON-RPC error (an initialize: no session) and the last snapshot stays")

@@ -118,7 +118,7 @@ var (
 	// Passivated counts idle actors passivated because the node's heap
 	// neared its memory limit (actors.Pressure).
 	Passivated = counter(prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "pingmcp_memory_passivations_total", Help: "Idle actors passivated because the node's heap neared its memory limit (GOMEMLIMIT).",
+		Name: "pingmcp_memory_passivations_total", Help: "Idle actors passivated because the node's heap neared its Go soft memory limit (GOMEMLIMIT, or 90 % of --memory-limit).",
 	}))
 	// Tasks counts the changes of tasks (the tasks extension, package
 	// tasks) by the status they moved to: created (working),
