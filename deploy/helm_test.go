@@ -519,6 +519,32 @@ func TestHelmWithoutAutoscaler(t *testing.T) {
 	}
 }
 
+// TestHelmImageDigest: with image.digest the image is pulled by digest
+// (the tag ignored), so that what runs is what was built and scanned;
+// without it, by tag; the schema refuses a digest that is not sha256.
+func TestHelmImageDigest(t *testing.T) {
+	const digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	for _, c := range []struct {
+		image map[string]any
+		want  string
+	}{
+		{map[string]any{"repository": "registry.example/pingmcp", "tag": "1.2.3", "digest": digest}, "registry.example/pingmcp@" + digest},
+		{map[string]any{"repository": "registry.example/pingmcp", "tag": "1.2.3"}, "registry.example/pingmcp:1.2.3"},
+	} {
+		chart, _ := renderChart(t, defaultRelease(t, map[string]any{"image": c.image}))
+		var d appsv1.Deployment
+		decodeObject(t, chart["apps/v1/Deployment pingmcp/pingmcp"], &d)
+		if got := d.Spec.Template.Spec.Containers[0].Image; got != c.want {
+			t.Errorf("image %v: %s, want %s", c.image, got, c.want)
+		}
+	}
+	for _, bad := range []string{"1.2.3", "sha256:abc", "md5:0123456789abcdef0123456789abcdef"} {
+		if _, err := helmtest.Render(chartDir, defaultRelease(t, map[string]any{"image": map[string]any{"repository": "r/p", "digest": bad}})); err == nil {
+			t.Errorf("image.digest %q: rendered, want the schema to refuse it", bad)
+		}
+	}
+}
+
 // TestHelmGarbageCollector: GOGC comes with the container's memory limit
 // given to pingmcp, which sets the soft limit from it (goGC, 400 by default, as deploy/'s), never without it, since without a
 // memory limit nothing would bound the heap it lets grow; goGC 0 leaves

@@ -58,8 +58,15 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
+{{/* The pingmcp image: by digest when image.digest is set (what runs is
+     then exactly what was built and scanned, whatever the tag points at
+     later), else by tag. */}}
 {{- define "pingmcp.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The container's memory limit (resources.limits.memory), when one is set:
