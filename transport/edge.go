@@ -303,6 +303,11 @@ func (e *Edge) forwardRequest(w http.ResponseWriter, r *http.Request) {
 					rel.id = rb.FirstID()
 				}
 				rel.refuse = func(ask json.RawMessage) { e.refuseAsk(rt, req, ask, logger) }
+				if rt.kind == cluster.SessionKind {
+					// 2026-07-28 ends a request whose client left by
+					// itself (the go-sdk's PropagateRequestCancellation).
+					rel.leave = func() { e.cancelLeft(rt, req, rb.IDs(), logger) }
+				}
 			}
 		}
 	}
@@ -443,6 +448,9 @@ type relayed struct {
 	want        int
 	id          json.RawMessage
 	refuse      func(ask json.RawMessage)
+	// leave cancels the requests of a client that takes JSON alone and
+	// left before its answer (nil: nothing to do).
+	leave func()
 }
 
 // relayedOf is what relay is told of a request of method with body rb,
@@ -539,7 +547,11 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 		if err != nil {
 			if answer != nil {
 				if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, errStreamSilent) {
-					return status // the client left
+					// The client left: it cannot resume a JSON answer.
+					if req.leave != nil {
+						go req.leave()
+					}
+					return status
 				}
 				// The stream ended before its answer (its actor or the
 				// link to it gone, or silent): an event stream's client
@@ -645,10 +657,28 @@ func cutShort(w http.ResponseWriter, req *relayed) int {
 // the actor as the client would send it, so that the call goes on to its
 // answer.
 func (e *Edge) refuseAsk(rt route, req *envelope.Request, ask json.RawMessage, logger func() *slog.Logger) {
-	body := []byte(`{"jsonrpc":"2.0","id":` + string(ask) + `,"error":{"code":-32600,"message":"the client takes JSON answers alone: it cannot answer a request of the server's"}}`)
+	e.tellActor(rt, req, []byte(`{"jsonrpc":"2.0","id":`+string(ask)+`,"error":{"code":-32600,"message":"the client takes JSON answers alone: it cannot answer a request of the server's"}}`), logger)
+}
+
+// cancelLeft cancels, on behalf of a client that takes JSON alone and left
+// before its answer, the requests of req (ids), as the client would with
+// notifications/cancelled: on the 2025-11-25 protocol a client that closes
+// its stream does not cancel its requests, since it may resume the stream,
+// but one that takes JSON alone cannot, and its calls would run on for
+// nobody, holding their places among the session's running calls.
+func (e *Edge) cancelLeft(rt route, req *envelope.Request, ids []json.RawMessage, logger func() *slog.Logger) {
+	for _, id := range ids {
+		e.tellActor(rt, req, []byte(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":`+string(id)+`,"reason":"the client left before its answer, which it takes as JSON alone"}}`), logger)
+	}
+}
+
+// tellActor sends the actor of req's session a message of its client's,
+// body, made by the edge for a client that takes JSON alone, and waits for
+// the actor's 202.
+func (e *Edge) tellActor(rt route, req *envelope.Request, body []byte, logger func() *slog.Logger) {
 	rb, err := rpcbody.Read(body)
 	if err != nil {
-		logger().Warn("could not answer a request of the server's for a client that takes JSON alone", "err", err)
+		logger().Warn("could not send a message for a client that takes JSON alone", "err", err)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), refuseAskTimeout)
@@ -658,7 +688,7 @@ func (e *Edge) refuseAsk(rt route, req *envelope.Request, ask json.RawMessage, l
 		Headers: req.Headers, Body: body, Principal: req.Principal, Rpc: rb.Proto(), Resource: req.Resource,
 	})
 	if err != nil {
-		logger().Warn("could not answer a request of the server's for a client that takes JSON alone", "err", err)
+		logger().Warn("could not send a message for a client that takes JSON alone", "err", err)
 		return
 	}
 	defer s.Close()
@@ -671,7 +701,7 @@ func (e *Edge) refuseAsk(rt route, req *envelope.Request, ask json.RawMessage, l
 	}
 }
 
-// refuseAskTimeout bounds refuseAsk's wait for the actor's 202.
+// refuseAskTimeout bounds tellActor's wait for the actor's 202.
 const refuseAskTimeout = 10 * time.Second
 
 // isEventStream says whether the headers of an actor's answer make it an

@@ -75,3 +75,53 @@ func TestJSONOnlyListenIsRefused(t *testing.T) {
 		t.Fatalf("a listen taking JSON alone: %d %s, want 400", r.StatusCode, r.Header.Get("Content-Type"))
 	}
 }
+
+// A client that takes JSON alone and leaves before its answer (its request
+// timed out, its user gave up) cannot resume it, as an event stream's
+// client may: the edge cancels its requests for it (notifications/
+// cancelled), rather than leave its calls running for nobody, holding
+// their places among the session's running calls. Seen through the
+// request's id: the go-sdk refuses another request with the id of one in
+// flight.
+func TestJSONOnlyClientThatLeavesCancelsItsCall(t *testing.T) {
+	srv := newEdge(t, Options{})
+	sid := initialize(t, srv.URL)
+	h := map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25", "Accept": "application/json"}
+	ctx, leave := context.WithCancel(context.Background())
+	defer leave()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, strings.NewReader(
+		`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow_compute","arguments":{"seconds":600}}}`))
+	for k, v := range h {
+		req.Header.Set(k, v)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	left := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		left <- err
+	}()
+	again := func() string {
+		_, body := call{http.MethodPost, h, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"test_simple_text","arguments":{}}}`}.do(t, srv.URL)
+		return body
+	}
+	await := func(what string, done func(string) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for body := again(); !done(body); body = again() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %q", what, body)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	await("the call never ran", func(body string) bool { return strings.Contains(body, "duplicate in-flight request ID") })
+	leave()
+	if err := <-left; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the client's leaving: %v", err)
+	}
+	await("the call left by its client runs on", func(body string) bool { return strings.Contains(body, `"result"`) })
+}
