@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
 	"strings"
+
+	"github.com/pingmcp/pingmcp/internal/rpcerr"
 )
 
 // accepts says which of the two answers MCP gives a POST (a JSON body, an
@@ -63,6 +66,30 @@ type jsonAnswer struct {
 	answers [][]byte // the responses' JSON, in the order they came
 	asks    []json.RawMessage
 	size    int
+	// committed says the status (200) went out, with white space ahead of
+	// the answer (a keep-alive).
+	committed bool
+}
+
+// commit sends the answer's status, 200, once.
+func (j *jsonAnswer) commit(w http.ResponseWriter) {
+	if !j.committed {
+		j.committed = true
+		w.Header().Del("Content-Length")
+		w.WriteHeader(http.StatusOK)
+	}
+}
+
+// fail answers with a JSON-RPC error for id instead of the answer: with
+// status, or, once the status went out, as the JSON value after the white
+// space (status 200). It returns the status sent.
+func (j *jsonAnswer) fail(w http.ResponseWriter, id json.RawMessage, status int, err *rpcerr.Error) int {
+	if !j.committed {
+		writeError(w, status, id, err)
+		return status
+	}
+	w.Write(err.Body(id))
+	return http.StatusOK
 }
 
 // write reads the next bytes of the stream.

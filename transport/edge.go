@@ -557,7 +557,7 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 				// link to it gone, or silent): an event stream's client
 				// would resume it; this one can only be told.
 				logger().Warn("response cut short before its JSON answer", "err", err)
-				return cutShort(w, req)
+				return cutShort(w, req, answer)
 			}
 			switch cause := context.Cause(ctx); {
 			case errors.Is(cause, errStreamSilent), errors.Is(cause, errTokenExpired):
@@ -586,8 +586,7 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 		if answer != nil {
 			if err := answer.write(p.Body); err != nil {
 				logger().Warn("answer refused: too large for JSON", "limit", maxJSONAnswer)
-				writeError(w, http.StatusBadGateway, req.id, rpcerr.New(rpcerr.InternalError, err.Error()))
-				return http.StatusBadGateway
+				return answer.fail(w, req.id, http.StatusBadGateway, rpcerr.New(rpcerr.InternalError, err.Error()))
 			}
 			for _, ask := range answer.takeAsks() {
 				go req.refuse(ask)
@@ -595,12 +594,24 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 			if p.Final {
 				if len(answer.answers) < max(req.want, 1) {
 					logger().Warn("event stream ended without every answer to send as JSON", "answers", len(answer.answers), "requests", req.want)
-					return cutShort(w, req)
+					return cutShort(w, req, answer)
 				}
-				w.Header().Del("Content-Length")
-				w.WriteHeader(http.StatusOK)
+				answer.commit(w)
 				answer.writeTo(w, req.batch)
 				return http.StatusOK
+			}
+			if len(answer.answers) == 0 && bytes.HasPrefix(p.Body, []byte(":")) {
+				// The actor's keep-alive on a silent stream: white space,
+				// which JSON allows before its value, keeps the connection
+				// from looking idle to what is on its way (a load
+				// balancer's idle timeout) while a long call runs. The
+				// status is sent with it: what ends the call short now
+				// comes as a JSON-RPC error, status 200.
+				answer.commit(w)
+				w.Write([]byte(" "))
+				if err := rc.Flush(); err != nil {
+					return status
+				}
 			}
 			s.Written(p.Seq)
 			continue
@@ -646,9 +657,8 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 // before all its answers (a stream its tool closed for the client to
 // resume, a drain, its node lost): an event stream's client would resume
 // it; this one can only be told.
-func cutShort(w http.ResponseWriter, req *relayed) int {
-	writeError(w, http.StatusBadGateway, req.id, rpcerr.New(rpcerr.InternalError, "the answer was cut short; its request may have run (take text/event-stream to resume it)"))
-	return http.StatusBadGateway
+func cutShort(w http.ResponseWriter, req *relayed, answer *jsonAnswer) int {
+	return answer.fail(w, req.id, http.StatusBadGateway, rpcerr.New(rpcerr.InternalError, "the answer was cut short; its request may have run (take text/event-stream to resume it)"))
 }
 
 // refuseAsk answers, on behalf of a client that takes JSON alone, a

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -124,4 +125,28 @@ func TestJSONOnlyClientThatLeavesCancelsItsCall(t *testing.T) {
 		t.Fatalf("the client's leaving: %v", err)
 	}
 	await("the call left by its client runs on", func(body string) bool { return strings.Contains(body, `"result"`) })
+}
+
+// A long call's JSON answer is not silent until it comes: each keep-alive
+// of the actor's sends white space ahead of it (JSON allows it before a
+// value), so that a load balancer's idle timeout does not cut the call;
+// the body still reads as the one JSON answer.
+func TestJSONOnlyLongCallKeepsItsConnectionAlive(t *testing.T) {
+	srv := newEdge(t, Options{SSEKeepAlive: 100 * time.Millisecond})
+	sid := initialize(t, srv.URL)
+	h := map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25", "Accept": "application/json"}
+	resp, body := call{http.MethodPost, h, `{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"slow_compute","arguments":{"seconds":1,"label":"x"}}}`}.do(t, srv.URL)
+	var answer struct {
+		ID     int `json:"id"`
+		Result struct {
+			Content []struct{ Text string } `json:"content"`
+		} `json:"result"`
+	}
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" ||
+		json.Unmarshal([]byte(body), &answer) != nil || answer.ID != 8 || len(answer.Result.Content) != 1 {
+		t.Fatalf("a long call taking JSON alone: %d %s %q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	if !strings.HasPrefix(body, " ") {
+		t.Errorf("a call of a second under keep-alives of 100 ms: no white space ahead of its answer: %q", body)
+	}
 }
