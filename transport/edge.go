@@ -271,7 +271,7 @@ func (e *Edge) forwardRequest(w http.ResponseWriter, r *http.Request) {
 	logger := func() *slog.Logger { return e.logger.With(rt.kind, rt.identity) }
 
 	req := &envelope.Request{
-		Id:        e.prefix + strconv.FormatUint(e.seq.Add(1), 36),
+		Id:        e.requestID(),
 		Method:    r.Method,
 		Path:      r.URL.RequestURI(),
 		Headers:   forwardHeaders(r.Header),
@@ -691,10 +691,10 @@ func (e *Edge) tellActor(rt route, req *envelope.Request, body []byte, logger fu
 		logger().Warn("could not send a message for a client that takes JSON alone", "err", err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), refuseAskTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), tellActorTimeout)
 	defer cancel()
 	s, err := e.forward(ctx, rt, &envelope.Request{
-		Id: e.prefix + strconv.FormatUint(e.seq.Add(1), 36), Method: http.MethodPost, Path: req.Path,
+		Id: e.requestID(), Method: http.MethodPost, Path: req.Path,
 		Headers: req.Headers, Body: body, Principal: req.Principal, Rpc: rb.Proto(), Resource: req.Resource,
 	})
 	if err != nil {
@@ -711,8 +711,11 @@ func (e *Edge) tellActor(rt route, req *envelope.Request, body []byte, logger fu
 	}
 }
 
-// refuseAskTimeout bounds tellActor's wait for the actor's 202.
-const refuseAskTimeout = 10 * time.Second
+// requestID names a request the edge forwards, unique to this edge.
+func (e *Edge) requestID() string { return e.prefix + strconv.FormatUint(e.seq.Add(1), 36) }
+
+// tellActorTimeout bounds tellActor's wait for the actor's 202.
+const tellActorTimeout = 10 * time.Second
 
 // isEventStream says whether the headers of an actor's answer make it an
 // event stream.
