@@ -25,6 +25,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/internal/capture"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
 	"github.com/pingmcp/pingmcp/internal/sse"
@@ -499,13 +500,16 @@ func replyAddress(ctx actor.Context, logger *slog.Logger, req *envelope.Request)
 type flight struct {
 	cancel  context.CancelFunc
 	window  *window
-	replyTo *actor.PID          // the edge's reply router
-	rpc     *rpcbody.Body       // the edge's reading of a POST's body
-	get     bool                // a GET: a stream that never ends by itself
-	client  string              // the client_id of the request's token
-	scopes  map[string][]string // the tools' scopes when it was taken (served.scopes)
-	from    string              // the node that forwarded it, if it would host the session (Request.From)
-	moved   atomic.Bool         // refused: a newer activation owns the session
+	replyTo *actor.PID    // the edge's reply router
+	rpc     *rpcbody.Body // the edge's reading of a POST's body
+	get     bool          // a GET: a stream that never ends by itself
+	// jsonAlone says its client takes its answer as JSON alone
+	// (Request.JsonAlone): leaving, it cannot resume it (cancelLeft).
+	jsonAlone bool
+	client    string              // the client_id of the request's token
+	scopes    map[string][]string // the tools' scopes when it was taken (served.scopes)
+	from      string              // the node that forwarded it, if it would host the session (Request.From)
+	moved     atomic.Bool         // refused: a newer activation owns the session
 	// ran says one of its messages was handed to its handler (ready).
 	ran atomic.Bool
 	// answered is set when the answer to the last of its requests was
@@ -766,6 +770,9 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 	rctx, cancel := context.WithCancel(context.Background())
 	f := &flight{cancel: cancel, window: newWindow(uint64(req.Window)), replyTo: replyTo, rpc: rb, get: req.Method == http.MethodGet, scopes: a.scopes, from: req.From}
 	_, principal := a.kind.(*PrincipalActor)
+	// 2026-07-28 ends a request whose client left by itself (the go-sdk's
+	// PropagateRequestCancellation).
+	f.jsonAlone = req.JsonAlone && !principal && req.Method == http.MethodPost
 	if principal {
 		f.listen = rb.Listen()
 	}
@@ -828,6 +835,9 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		}
 		w.startKeepAlive(time.Duration(req.KeepaliveMs)*time.Millisecond, f.get)
 		a.serveHTTP(hctx, w, req)
+		if f.jsonAlone && rctx.Err() != nil && !f.answered.Load() {
+			a.cancelLeft(req, f)
+		}
 		if a.events != nil {
 			a.events.finish(a.id, f, hctx.Err() == nil)
 			if f.moved.Load() {
@@ -836,6 +846,36 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 			}
 		}
 	})
+}
+
+// cancelLeft cancels, for a client that takes JSON alone and left before
+// its answer (its edge cancelled f, or went away), the requests of req, as
+// the client would with notifications/cancelled: on the 2025-11-25
+// protocol a client that closes its stream does not cancel its requests,
+// since it may resume the stream, but one that takes JSON alone cannot, and
+// its calls would run on for nobody, holding their places among the
+// session's running calls. Sent once the go-sdk's handler of req returned,
+// which it does only after it handed req's messages to its session: the
+// go-sdk reads a session's messages in order, so the cancellation finds
+// the request it names, however early the client left. (An id the go-sdk
+// no longer runs is ignored.)
+func (a *core) cancelLeft(req *envelope.Request, f *flight) {
+	ctx, cancel := context.WithTimeout(context.Background(), saveWait)
+	defer cancel()
+	for _, id := range f.rpc.IDs() {
+		hr, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://pingmcp"+req.Path, bytes.NewReader(
+			[]byte(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":`+string(id)+`,"reason":"the client left before its answer, which it takes as JSON alone"}}`)))
+		if err != nil {
+			return
+		}
+		envelope.ToHTTP(req.Headers, hr.Header)
+		hr.Header.Set("Content-Type", "application/json")
+		rec := capture.New()
+		a.handler.ServeHTTP(rec, hr)
+		if rec.Status() != http.StatusAccepted {
+			a.logger.Warn("could not cancel the request of a client that left", "request", req.Id, "status", rec.Status())
+		}
+	}
 }
 
 // serveHTTP runs one request through the MCP handler. A panic here (the

@@ -303,11 +303,9 @@ func (e *Edge) forwardRequest(w http.ResponseWriter, r *http.Request) {
 					rel.id = rb.FirstID()
 				}
 				rel.refuse = func(ask json.RawMessage) { e.refuseAsk(rt, req, ask, logger) }
-				if rt.kind == cluster.SessionKind {
-					// 2026-07-28 ends a request whose client left by
-					// itself (the go-sdk's PropagateRequestCancellation).
-					rel.leave = func() { e.cancelLeft(rt, req, rb.IDs(), logger) }
-				}
+				// Leaving, it cannot resume its answer: its actor
+				// cancels its requests then (actors.core.cancelLeft).
+				req.JsonAlone = true
 			}
 		}
 	}
@@ -448,9 +446,6 @@ type relayed struct {
 	want        int
 	id          json.RawMessage
 	refuse      func(ask json.RawMessage)
-	// leave cancels the requests of a client that takes JSON alone and
-	// left before its answer (nil: nothing to do).
-	leave func()
 }
 
 // relayedOf is what relay is told of a request of method with body rb,
@@ -547,10 +542,8 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 		if err != nil {
 			if answer != nil {
 				if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, errStreamSilent) {
-					// The client left: it cannot resume a JSON answer.
-					if req.leave != nil {
-						go req.leave()
-					}
+					// The client left: nobody to answer (its actor
+					// cancels its requests: Request.JsonAlone).
 					return status
 				}
 				// The stream ended before its answer (its actor or the
@@ -668,18 +661,6 @@ func cutShort(w http.ResponseWriter, req *relayed, answer *jsonAnswer) int {
 // answer.
 func (e *Edge) refuseAsk(rt route, req *envelope.Request, ask json.RawMessage, logger func() *slog.Logger) {
 	e.tellActor(rt, req, []byte(`{"jsonrpc":"2.0","id":`+string(ask)+`,"error":{"code":-32600,"message":"the client takes JSON answers alone: it cannot answer a request of the server's"}}`), logger)
-}
-
-// cancelLeft cancels, on behalf of a client that takes JSON alone and left
-// before its answer, the requests of req (ids), as the client would with
-// notifications/cancelled: on the 2025-11-25 protocol a client that closes
-// its stream does not cancel its requests, since it may resume the stream,
-// but one that takes JSON alone cannot, and its calls would run on for
-// nobody, holding their places among the session's running calls.
-func (e *Edge) cancelLeft(rt route, req *envelope.Request, ids []json.RawMessage, logger func() *slog.Logger) {
-	for _, id := range ids {
-		e.tellActor(rt, req, []byte(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":`+string(id)+`,"reason":"the client left before its answer, which it takes as JSON alone"}}`), logger)
-	}
 }
 
 // tellActor sends the actor of req's session a message of its client's,

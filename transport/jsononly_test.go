@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptrace"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -90,21 +92,27 @@ func TestJSONOnlyClientThatLeavesCancelsItsCall(t *testing.T) {
 	h := map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25", "Accept": "application/json"}
 	ctx, leave := context.WithCancel(context.Background())
 	defer leave()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, strings.NewReader(
-		`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow_compute","arguments":{"seconds":600}}}`))
-	for k, v := range h {
-		req.Header.Set(k, v)
-	}
-	req.Header.Set("Content-Type", "application/json")
 	left := make(chan error, 1)
-	go func() {
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
+	// start sends the call; it is sent again if it was answered before the
+	// probes below saw it in flight (a probe with its id reached the
+	// go-sdk first, which refused it as a duplicate).
+	start := func() {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, strings.NewReader(
+			`{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow_compute","arguments":{"seconds":600}}}`))
+		for k, v := range h {
+			req.Header.Set(k, v)
 		}
-		left <- err
-	}()
+		req.Header.Set("Content-Type", "application/json")
+		go func() {
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+			left <- err
+		}()
+	}
+	start()
 	again := func() string {
 		_, body := call{http.MethodPost, h, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"test_simple_text","arguments":{}}}`}.do(t, srv.URL)
 		return body
@@ -116,6 +124,14 @@ func TestJSONOnlyClientThatLeavesCancelsItsCall(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("%s: %q", what, body)
 			}
+			select {
+			case err := <-left:
+				if err != nil {
+					t.Fatalf("the call: %v", err)
+				}
+				start()
+			default:
+			}
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
@@ -125,6 +141,45 @@ func TestJSONOnlyClientThatLeavesCancelsItsCall(t *testing.T) {
 		t.Fatalf("the client's leaving: %v", err)
 	}
 	await("the call left by its client runs on", func(body string) bool { return strings.Contains(body, `"result"`) })
+}
+
+// A JSON-only client may leave at any moment: while its request is on its
+// way to the actor, or once the actor has it but before its answer's first
+// part has come back to the edge. Its call is cancelled all the same.
+func TestJSONOnlyClientThatLeavesEarlyCancelsItsCall(t *testing.T) {
+	srv := newEdge(t, Options{})
+	sid := initialize(t, srv.URL)
+	h := map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25", "Accept": "application/json"}
+	for i := range 20 {
+		id := strconv.Itoa(100 + i)
+		ctx, leave := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			// Left a little later each time: from before the edge has the
+			// request to after its actor has it.
+			WroteRequest: func(httptrace.WroteRequestInfo) { time.AfterFunc(time.Duration(i)*200*time.Microsecond, leave) },
+		}), http.MethodPost, srv.URL, strings.NewReader(
+			`{"jsonrpc":"2.0","id":`+id+`,"method":"tools/call","params":{"name":"slow_compute","arguments":{"seconds":600}}}`))
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		leave()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			_, body := call{http.MethodPost, h, `{"jsonrpc":"2.0","id":` + id + `,"method":"tools/call","params":{"name":"test_simple_text","arguments":{}}}`}.do(t, srv.URL)
+			if strings.Contains(body, `"result"`) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("left %d: the call runs on: %q", i, body)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 }
 
 // A long call's JSON answer is not silent until it comes: each keep-alive

@@ -255,7 +255,13 @@ type Request struct {
 	// arrived, and from a node that hosts none. A session whose requests
 	// come from one such node, followAfter in a row, moves there
 	// (actors/follow.go).
-	From          string `protobuf:"bytes,11,opt,name=from,proto3" json:"from,omitempty"`
+	From string `protobuf:"bytes,11,opt,name=from,proto3" json:"from,omitempty"`
+	// The client takes its answer as JSON alone (Accept), which the edge
+	// makes of the event stream it asks for: a client that leaves cannot
+	// resume it, so the actor of a 2025-11-25 session cancels, as it ends,
+	// those of its requests it had not answered (notifications/cancelled),
+	// rather than run them on for nobody. An older actor ignores it.
+	JsonAlone     bool `protobuf:"varint,12,opt,name=json_alone,json=jsonAlone,proto3" json:"json_alone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -365,6 +371,13 @@ func (x *Request) GetFrom() string {
 		return x.From
 	}
 	return ""
+}
+
+func (x *Request) GetJsonAlone() bool {
+	if x != nil {
+		return x.JsonAlone
+	}
+	return false
 }
 
 // RpcBody is a POST body as the edge read it: one message, or a batch.
@@ -1522,7 +1535,7 @@ const file_envelope_proto_rawDesc = "" +
 	"node_query\x18\b \x01(\v2\x1e.pingmcp.envelope.v1.NodeQueryH\x00R\tnodeQuery\x12B\n" +
 	"\vnode_status\x18\t \x01(\v2\x1f.pingmcp.envelope.v1.NodeStatusH\x00R\n" +
 	"nodeStatusB\x06\n" +
-	"\x04body\"\xe9\x02\n" +
+	"\x04body\"\x88\x03\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x12\n" +
@@ -1535,7 +1548,9 @@ const file_envelope_proto_rawDesc = "" +
 	"\bresource\x18\t \x01(\tR\bresource\x12!\n" +
 	"\fkeepalive_ms\x18\n" +
 	" \x01(\rR\vkeepaliveMs\x12\x12\n" +
-	"\x04from\x18\v \x01(\tR\x04from\"\\\n" +
+	"\x04from\x18\v \x01(\tR\x04from\x12\x1d\n" +
+	"\n" +
+	"json_alone\x18\f \x01(\bR\tjsonAlone\"\\\n" +
 	"\aRpcBody\x12\x14\n" +
 	"\x05batch\x18\x01 \x01(\bR\x05batch\x12;\n" +
 	"\bmessages\x18\x02 \x03(\v2\x1f.pingmcp.envelope.v1.RpcMessageR\bmessages\"\x96\x01\n" +
