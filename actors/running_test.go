@@ -1,6 +1,7 @@
 package actors
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -193,5 +194,55 @@ func TestRunningCallsBoundABurst(t *testing.T) {
 	}
 	if taken != limit {
 		t.Fatalf("%d of %d calls sent at once were taken, want %d", taken, sent, limit)
+	}
+}
+
+// gatedActivations holds each activation of a session until its gate is
+// opened.
+type gatedActivations struct {
+	state.Snapshots
+	gate chan struct{} // nil: activations go through
+}
+
+func (g *gatedActivations) Activate(ctx context.Context, session string, create bool) (int64, []byte, error) {
+	if g.gate != nil {
+		<-g.gate
+	}
+	return g.Snapshots.Activate(ctx, session, create)
+}
+
+// A request whose client leaves while its session is being activated
+// (rehydrated from its snapshot after a move, say) is not run once the
+// activation is done: its edge's Cancel finds it waiting, and it goes.
+// It ran for nobody, its edge having let go of its stream, and on the
+// 2025-11-25 protocol nothing else would end it.
+func TestRequestLeftWhileActivatingDoesNotRun(t *testing.T) {
+	d := state.MemoryStores(time.Hour)
+	gated := &gatedActivations{Snapshots: d.Snapshots}
+	d.Snapshots = gated
+	root, pid, p := runningSessionOn(t, d, Config{})
+	if err := root.StopFuture(pid).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	gated.gate = make(chan struct{})
+	// One call at a time: one admitted holds its place from then on.
+	system, props := testSessions(t, Config{Stores: d, MaxRunningCalls: 1}) // the next activation
+	root = system.Root
+	pid = root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(fuzzSession, "session")))
+	req := elicitationCall(p, 5)
+	left := make(chan struct{})
+	root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*actor.Started); ok {
+			// The request, then its edge's Cancel: in this order in the
+			// actor's mailbox.
+			ctx.Request(pid, &envelope.Envelope{Body: &envelope.Envelope_Request{Request: req}})
+			ctx.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Cancel{Cancel: &envelope.Cancel{RequestId: req.Id}}})
+			close(left)
+		}
+	}))
+	<-left
+	close(gated.gate)
+	if status := fuzzForward(t, root, pid, p, `{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"test_simple_text","arguments":{}}}`); status != http.StatusOK {
+		t.Fatalf("the call after the one left while activating: %d, want 200 (the left one was not admitted)", status)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -167,6 +168,9 @@ func (a *SessionActor) Receive(ctx actor.Context) {
 			a.serve(ctx, req)
 			return
 		}
+		if c := m.GetCancel(); c != nil && a.dropPending(c.RequestId) {
+			return
+		}
 		a.receive(ctx)
 	case *activated:
 		a.activated(ctx, m)
@@ -221,6 +225,19 @@ func (a *SessionActor) serve(ctx actor.Context, req *envelope.Request) {
 		create := req.Method == http.MethodPost && !hasHeader(req, "Mcp-Session-Id")
 		a.activate(ctx, create, req.Principal)
 	}
+}
+
+// dropPending forgets a request that waits for the activation, its edge
+// having cancelled it (its client left): nobody reads its answer, and its
+// client, which saw no event of it, cannot resume it. It says whether there
+// was one.
+func (a *SessionActor) dropPending(id string) bool {
+	i := slices.IndexFunc(a.pending, func(q queued) bool { return q.req.Id == id })
+	if i < 0 {
+		return false
+	}
+	a.pending = slices.Delete(a.pending, i, i+1)
+	return true
 }
 
 func hasHeader(req *envelope.Request, name string) bool {
