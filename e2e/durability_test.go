@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -371,6 +372,42 @@ func TestKillMember(t *testing.T) {
 			}()
 		}
 		rig.entered.Wait()
+		// And a call of a client that takes JSON alone (it cannot resume
+		// a stream: the edge resumes it for it), running when the victim
+		// dies: seen running by a call with its id, which the go-sdk
+		// refuses while it runs.
+		jsonSession := victims[len(victims)-1].cs.ID()
+		jsonID := "json-" + round
+		jsonOutcome := make(chan string, 1)
+		startJSON := func() {
+			req := sessionPost(ctx, edge.URL(), jsonSession, "", `{"jsonrpc":"2.0","id":"`+jsonID+`","method":"tools/call","params":{"name":"slow_compute","arguments":{"seconds":120}}}`)
+			req.Header.Set("Accept", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				jsonOutcome <- err.Error()
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			jsonOutcome <- fmt.Sprintf("%d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), bytes.TrimSpace(b))
+		}
+		go startJSON()
+		for {
+			_, body := rawPost(t, ctx, edge.URL(), jsonSession, `{"jsonrpc":"2.0","id":"`+jsonID+`","method":"ping"}`)
+			if strings.Contains(body, "duplicate in-flight request ID") {
+				break
+			}
+			select {
+			case o := <-jsonOutcome:
+				if !strings.Contains(o, "duplicate in-flight request ID") {
+					t.Fatalf("%s: the JSON-only call ended before the kill: %s", round, o)
+				}
+				go startJSON() // a probe reached the go-sdk first
+			case <-ctx.Done():
+				t.Fatalf("%s: the JSON-only call never ran: %s", round, body)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
 
 		rehydratedBefore := 0.0 // on the members that survive
 		for _, m := range members {
@@ -413,6 +450,12 @@ func TestKillMember(t *testing.T) {
 		}
 		if interrupted != len(inflight) {
 			t.Errorf("%s: %d of %d in-flight calls were answered as interrupted by the next activation", round, interrupted, len(inflight))
+		}
+		// The JSON-only call: its stream resumed by the edge on the next
+		// activation, which answers it as interrupted (retryable), as an
+		// event stream's client is answered; not a 502.
+		if o := <-jsonOutcome; !strings.HasPrefix(o, "200 application/json {") || !strings.Contains(o, `"id":"`+jsonID+`"`) || !strings.Contains(o, "interrupted") {
+			t.Errorf("%s: the JSON-only call in flight on the victim: %s, want 200 and a JSON answer: interrupted", round, o)
 		}
 		moved := -rehydratedBefore
 		for _, m := range members {

@@ -61,6 +61,11 @@ var (
 	StreamsEnded = counter(prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "pingmcp_streams_ended_total", Help: "SSE streams the edge ended itself, by reason (token_expired, silent); their clients resume them.",
 	}, []string{"reason"}))
+	// JSONResumes counts the event streams the edge resumed for clients
+	// that take JSON alone (transport.Edge.resumeJSON).
+	JSONResumes = counter(prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "pingmcp_json_answers_resumed_total", Help: "Event streams cut before their answers (a drain, a node lost, a tool that closed them) that the edge resumed (GET with Last-Event-ID) for clients that take JSON alone.",
+	}))
 	// UnreachableMembers is the number of members this node finds
 	// unreachable while membership lists them (cluster/suspects.go).
 	UnreachableMembers = counter(prometheus.NewGauge(prometheus.GaugeOpts{

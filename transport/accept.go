@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
 )
 
@@ -66,6 +67,15 @@ type jsonAnswer struct {
 	answers [][]byte // the responses' JSON, in the order they came
 	asks    []json.RawMessage
 	size    int
+	// lastID is the id of the last event read that had one (the go-sdk's
+	// priming event the first): where the stream resumes (Last-Event-ID).
+	lastID string
+	// resumedFrom is the lastID the stream was last resumed from, stalled
+	// how many times in a row it was, and resumed the streams that resumed
+	// it (relay's own, closed by closeResumed).
+	resumedFrom string
+	stalled     int
+	resumed     []*cluster.Stream
 	// committed says the status (200) went out, with white space ahead of
 	// the answer (a keep-alive).
 	committed bool
@@ -121,6 +131,10 @@ func (j *jsonAnswer) event(ev []byte) {
 	lines := 0
 	for line := range bytes.Lines(ev) {
 		line = bytes.TrimRight(line, "\r\n")
+		if id, ok := bytes.CutPrefix(line, []byte("id:")); ok {
+			j.lastID = string(bytes.TrimPrefix(id, []byte(" ")))
+			continue
+		}
 		d, ok := bytes.CutPrefix(line, []byte("data:"))
 		if !ok {
 			continue
@@ -152,6 +166,14 @@ func (j *jsonAnswer) event(ev []byte) {
 	}
 	j.answers = append(j.answers, data)
 	j.size += len(data)
+}
+
+// closeResumed lets go of the streams that resumed the answer's.
+func (j *jsonAnswer) closeResumed() {
+	for _, s := range j.resumed {
+		s.Close()
+	}
+	j.resumed = nil
 }
 
 // takeAsks returns the server's requests noted since it was last called.

@@ -303,6 +303,14 @@ func (e *Edge) forwardRequest(w http.ResponseWriter, r *http.Request) {
 					rel.id = rb.FirstID()
 				}
 				rel.refuse = func(ask json.RawMessage) { e.refuseAsk(rt, req, ask, logger) }
+				if rt.kind == cluster.SessionKind {
+					// Its stream cut before its answers, the edge resumes
+					// it for the client (2026-07-28 has no resumption).
+					rel.resume = func(ctx context.Context, lastID string) (*cluster.Stream, error) {
+						return e.forward(ctx, rt, resumeOf(req, lastID, e.requestID()))
+					}
+					rel.cancel = func() { e.cancelLeft(rt, req, rb.IDs(), logger) }
+				}
 				// Leaving, it cannot resume its answer: its actor
 				// cancels its requests then (actors.core.cancelLeft).
 				req.JsonAlone = true
@@ -446,6 +454,34 @@ type relayed struct {
 	want        int
 	id          json.RawMessage
 	refuse      func(ask json.RawMessage)
+	// resume, if set, resumes the event stream of a client that takes
+	// JSON alone after the event lastID (a GET with Last-Event-ID), when
+	// the stream ended before its answers: what its client would do,
+	// could it.
+	resume func(ctx context.Context, lastID string) (*cluster.Stream, error)
+	// cancel cancels the requests of such a client that left while a
+	// resumed stream relayed their answers (their actor knows nothing of
+	// the client's leaving then: Request.JsonAlone is the POST's).
+	cancel func()
+}
+
+// resumeOf is the GET that resumes the event stream of req, a POST, after
+// the event lastID, forwarded as id.
+func resumeOf(req *envelope.Request, lastID, id string) *envelope.Request {
+	hs := make([]*envelope.Header, 0, len(req.Headers)+1)
+	for _, h := range req.Headers {
+		switch http.CanonicalHeaderKey(h.Name) {
+		case "Accept", "Content-Type", "Content-Length", "Last-Event-Id":
+		default:
+			hs = append(hs, h)
+		}
+	}
+	hs = append(hs, &envelope.Header{Name: "Accept", Values: []string{"text/event-stream"}},
+		&envelope.Header{Name: "Last-Event-ID", Values: []string{lastID}})
+	return &envelope.Request{
+		Id: id, Method: http.MethodGet, Path: req.Path, Headers: hs, Principal: req.Principal,
+		Resource: req.Resource, KeepaliveMs: req.KeepaliveMs, Window: req.Window,
+	}
 }
 
 // relayedOf is what relay is told of a request of method with body rb,
@@ -520,17 +556,27 @@ func (req *relayed) end(w io.Writer, reason string) {
 //     GET stream after the 401).
 func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stream, req *relayed, logger func() *slog.Logger) int {
 	rc := http.NewResponseController(w)
-	ctx, cut := context.WithCancelCause(ctx)
-	defer cut(nil)
+	parent := ctx
+	ctx, cut := withCut(parent)
 	status := 0
 	streaming := false
 	var silent *time.Timer // runs while waiting for a part of an event stream
 	var answer *jsonAnswer // what is sent as JSON (relayed.json)
+	fresh := false         // s resumes answer's stream, and sent nothing yet
+	defer func() {
+		cut(nil)
+		if silent != nil {
+			silent.Stop()
+		}
+		if answer != nil {
+			answer.closeResumed()
+		}
+	}()
 	for {
 		if limit := silentIntervals * e.opts.SSEKeepAlive; streaming && limit > 0 {
 			if silent == nil {
+				cut := cut
 				silent = time.AfterFunc(limit, func() { cut(errStreamSilent) })
-				defer silent.Stop()
 			} else {
 				silent.Reset(limit)
 			}
@@ -543,13 +589,28 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 			if answer != nil {
 				if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, errStreamSilent) {
 					// The client left: nobody to answer (its actor
-					// cancels its requests: Request.JsonAlone).
+					// cancels its requests: Request.JsonAlone; the edge,
+					// if they were on a resumed stream by then).
+					if answer.resumedFrom != "" && req.cancel != nil {
+						go req.cancel()
+					}
 					return status
 				}
 				// The stream ended before its answer (its actor or the
-				// link to it gone, or silent): an event stream's client
-				// would resume it; this one can only be told.
+				// link to it gone, or silent): resumed, as an event
+				// stream's client would.
 				logger().Warn("response cut short before its JSON answer", "err", err)
+				if errors.Is(context.Cause(ctx), errStreamSilent) {
+					// A fresh wait for the resumed stream.
+					silent.Stop()
+					silent = nil
+					cut(nil)
+					ctx, cut = withCut(parent)
+				}
+				if next := e.resumeJSON(ctx, req, answer, logger); next != nil {
+					s, fresh = next, true
+					continue
+				}
 				return cutShort(w, req, answer)
 			}
 			switch cause := context.Cause(ctx); {
@@ -576,6 +637,14 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 			envelope.ToHTTP(p.Headers, w.Header())
 			w.Header().Set("Content-Type", "application/json")
 		}
+		if answer != nil && fresh {
+			// The first part of a resumed stream.
+			fresh = false
+			if p.Status != http.StatusOK || !isEventStream(p.Headers) {
+				logger().Warn("a JSON answer's stream could not be resumed", "status", p.Status)
+				return cutShort(w, req, answer)
+			}
+		}
 		if answer != nil {
 			if err := answer.write(p.Body); err != nil {
 				logger().Warn("answer refused: too large for JSON", "limit", maxJSONAnswer)
@@ -587,6 +656,10 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 			if p.Final {
 				if len(answer.answers) < max(req.want, 1) {
 					logger().Warn("event stream ended without every answer to send as JSON", "answers", len(answer.answers), "requests", req.want)
+					if next := e.resumeJSON(ctx, req, answer, logger); next != nil {
+						s, fresh = next, true
+						continue
+					}
 					return cutShort(w, req, answer)
 				}
 				answer.commit(w)
@@ -646,6 +719,51 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 	}
 }
 
+// withCut is the context relay waits for its parts with: relay ends it
+// with a cause (errStreamSilent, errTokenExpired), and cancels it as it
+// returns, or when it starts another (a JSON answer's resumed stream).
+func withCut(parent context.Context) (context.Context, context.CancelCauseFunc) {
+	return context.WithCancelCause(parent)
+}
+
+// resumeJSON resumes the event stream of a client that takes JSON alone,
+// which ended before its answers (a drain, its node lost, a tool that
+// closed it for the client to resume: SEP-1699), from the last event read,
+// as an event stream's client would: nil if it cannot (no resumption for
+// the request, no event id read yet, no progress since the last tries, the
+// client gone).
+func (e *Edge) resumeJSON(ctx context.Context, req *relayed, answer *jsonAnswer, logger func() *slog.Logger) *cluster.Stream {
+	if req.resume == nil || answer.lastID == "" || ctx.Err() != nil {
+		return nil
+	}
+	if answer.lastID == answer.resumedFrom {
+		if answer.stalled++; answer.stalled >= maxStalledResumes {
+			return nil
+		}
+	} else {
+		answer.resumedFrom, answer.stalled = answer.lastID, 0
+	}
+	s, err := req.resume(ctx, answer.lastID)
+	if err != nil {
+		if ctx.Err() != nil {
+			// The client left meanwhile.
+			if req.cancel != nil {
+				go req.cancel()
+			}
+			return nil
+		}
+		logger().Warn("a JSON answer's stream could not be resumed", "err", err)
+		return nil
+	}
+	metrics.JSONResumes.Inc()
+	answer.resumed = append(answer.resumed, s)
+	return s
+}
+
+// maxStalledResumes is how many times in a row the edge resumes a JSON
+// answer's stream that brought no event since the last time.
+const maxStalledResumes = 3
+
 // cutShort answers a request taking JSON alone whose event stream ended
 // before all its answers (a stream its tool closed for the client to
 // resume, a drain, its node lost): an event stream's client would resume
@@ -661,6 +779,16 @@ func cutShort(w http.ResponseWriter, req *relayed, answer *jsonAnswer) int {
 // answer.
 func (e *Edge) refuseAsk(rt route, req *envelope.Request, ask json.RawMessage, logger func() *slog.Logger) {
 	e.tellActor(rt, req, []byte(`{"jsonrpc":"2.0","id":`+string(ask)+`,"error":{"code":-32600,"message":"the client takes JSON answers alone: it cannot answer a request of the server's"}}`), logger)
+}
+
+// cancelLeft cancels, on behalf of a client that takes JSON alone and left
+// before its answer, the requests of req (ids), as the client would with
+// notifications/cancelled. Only once the go-sdk has them (their stream was
+// resumed): sent sooner, it could reach the go-sdk before them.
+func (e *Edge) cancelLeft(rt route, req *envelope.Request, ids []json.RawMessage, logger func() *slog.Logger) {
+	for _, id := range ids {
+		e.tellActor(rt, req, []byte(`{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":`+string(id)+`,"reason":"the client left before its answer, which it takes as JSON alone"}}`), logger)
+	}
 }
 
 // tellActor sends the actor of req's session a message of its client's,

@@ -75,7 +75,7 @@ func TestMain(m *testing.M) {
 	logger := slog.New(records)
 	cfg := actors.Config{
 		Implementation: &mcp.Implementation{Name: "pingmcp-test", Version: "0"},
-		Toolsets:       []tools.Toolset{conformance.New(), panicky{}},
+		Toolsets:       []tools.Toolset{conformance.New(), panicky{}, closesThenWaits{}},
 		IdleTimeout:    time.Minute,
 		SchemaCache:    mcp.NewSchemaCache(),
 		Logger:         logger,
@@ -421,6 +421,28 @@ func (panicky) Scopes() map[string][]string  { return nil }
 func (panicky) Install(s *mcp.Server, _ tools.Caller) {
 	s.AddTool(&mcp.Tool{Name: "panic", InputSchema: json.RawMessage(`{"type":"object"}`)},
 		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) { panic("boom") })
+}
+
+// closesThenWaits is a toolset with one tool, close_then_wait, that
+// closes its event stream for its client to resume (SEP-1699), then waits
+// until its context ends, which it tells on waitEnded.
+type closesThenWaits struct{}
+
+var waitEnded = make(chan struct{}, 16)
+
+func (closesThenWaits) Name() string                 { return "closes-then-waits" }
+func (closesThenWaits) Configure(*mcp.ServerOptions) {}
+func (closesThenWaits) Scopes() map[string][]string  { return nil }
+func (closesThenWaits) Install(s *mcp.Server, _ tools.Caller) {
+	s.AddTool(&mcp.Tool{Name: "close_then_wait", InputSchema: json.RawMessage(`{"type":"object"}`)},
+		func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			if req.Extra != nil && req.Extra.CloseSSEStream != nil {
+				req.Extra.CloseSSEStream(mcp.CloseSSEStreamArgs{RetryAfter: 10 * time.Millisecond})
+			}
+			<-ctx.Done()
+			waitEnded <- struct{}{}
+			return nil, ctx.Err()
+		})
 }
 
 // recorder is a slog handler that keeps every record, rendered, for the

@@ -17,8 +17,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/authtest"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
@@ -399,11 +397,7 @@ func pingLive(t testing.TB, e *Edge, session, authz string) bool {
 
 // counted reads the session activations counted with outcome.
 func counted(t *testing.T, outcome string) float64 {
-	var m dto.Metric
-	if err := metrics.Activations.WithLabelValues(outcome).Write(&m); err != nil {
-		t.Fatal(err)
-	}
-	return m.GetCounter().GetValue()
+	return counterValue(t, metrics.Activations.WithLabelValues(outcome))
 }
 
 // checkRPCError says what is wrong with a JSON-RPC error response ("" if

@@ -1,11 +1,15 @@
 package transport
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/pingmcp/pingmcp/metrics"
 )
 
 // A batch taking JSON alone is answered in full or refused: a stream cut
@@ -14,14 +18,7 @@ import (
 // answers that came are sent, 200, and the others silently missing.
 func TestJSONOnlyBatchCutShortIsNotAnsweredInPart(t *testing.T) {
 	srv := newEdge(t, Options{})
-	resp, body := call{method: http.MethodPost, body: strings.Replace(initBody, "2025-11-25", "2025-03-26", 1)}.do(t, srv.URL)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("initialize: %d %s", resp.StatusCode, body)
-	}
-	h := map[string]string{"Mcp-Session-Id": resp.Header.Get("Mcp-Session-Id"), "Mcp-Protocol-Version": "2025-03-26"}
-	if resp, body := (call{http.MethodPost, h, `{"jsonrpc":"2.0","method":"notifications/initialized"}`}).do(t, srv.URL); resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("initialized: %d %s", resp.StatusCode, body)
-	}
+	h := initialize20250326(t, srv.URL)
 	batch := `[{"jsonrpc":"2.0","id":1,"method":"ping"},` +
 		`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"slow_compute","arguments":{"seconds":1}}},` +
 		`{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"test_reconnection","arguments":{}}}]`
@@ -46,15 +43,31 @@ func TestJSONOnlyBatchCutShortIsNotAnsweredInPart(t *testing.T) {
 	}
 }
 
+// initialize20250326 opens a session on the 2025-03-26 protocol, whose
+// event streams the go-sdk gives no priming event: one its tool closes
+// before any event cannot be resumed. It returns the session's headers.
+func initialize20250326(t *testing.T, url string) map[string]string {
+	t.Helper()
+	resp, body := call{method: http.MethodPost, body: strings.Replace(initBody, "2025-11-25", "2025-03-26", 1)}.do(t, url)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("initialize: %d %s", resp.StatusCode, body)
+	}
+	h := map[string]string{"Mcp-Session-Id": resp.Header.Get("Mcp-Session-Id"), "Mcp-Protocol-Version": "2025-03-26"}
+	if resp, body := (call{http.MethodPost, h, `{"jsonrpc":"2.0","method":"notifications/initialized"}`}).do(t, url); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("initialized: %d %s", resp.StatusCode, body)
+	}
+	return h
+}
+
 // The edge's JSON error for a single request taking JSON alone, whose
-// stream ended before its answer, names the request's id (known: the body
-// was read), as every other error the edge writes for a request does
-// (forwardFailed: rb.FirstID()); "id": null matches no request of the
-// client's.
+// stream ended before its answer and cannot be resumed (no event id came),
+// names the request's id (known: the body was read), as every other error
+// the edge writes for a request does (forwardFailed: rb.FirstID()); "id":
+// null matches no request of the client's.
 func TestJSONOnlyCutShortNamesTheRequest(t *testing.T) {
 	srv := newEdge(t, Options{})
-	sid := initialize(t, srv.URL)
-	h := map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25", "Accept": "application/json"}
+	h := initialize20250326(t, srv.URL)
+	h["Accept"] = "application/json"
 	resp, body := call{http.MethodPost, h, `{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"test_reconnection","arguments":{}}}`}.do(t, srv.URL)
 	if resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("a call whose stream its tool closed, taking JSON alone: %d %q", resp.StatusCode, body)
@@ -62,5 +75,73 @@ func TestJSONOnlyCutShortNamesTheRequest(t *testing.T) {
 	var e struct{ ID json.RawMessage }
 	if json.Unmarshal([]byte(body), &e) != nil || string(e.ID) != `"x"` {
 		t.Errorf("the 502's id: %s, want \"x\" (%q)", e.ID, body)
+	}
+}
+
+// A client that takes JSON alone cannot resume an event stream; the edge
+// does it for it: a call whose tool closes its stream before its answer
+// (SEP-1699: the client is to resume it) is answered 200 all the same,
+// the edge having resumed the stream from its last event (a GET with
+// Last-Event-ID).
+func TestJSONOnlyAnswerResumedAfterItsStreamClosed(t *testing.T) {
+	srv := newEdge(t, Options{})
+	sid := initialize(t, srv.URL)
+	h := map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25", "Accept": "application/json"}
+	before := counterValue(t, metrics.JSONResumes)
+	resp, body := call{http.MethodPost, h, `{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"test_reconnection","arguments":{}}}`}.do(t, srv.URL)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/json" {
+		t.Fatalf("a call whose stream its tool closed, taking JSON alone: %d %s %q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	var answer struct {
+		ID     json.RawMessage
+		Result struct{ Content []struct{ Text string } }
+	}
+	if err := json.Unmarshal([]byte(body), &answer); err != nil || string(answer.ID) != `"x"` || len(answer.Result.Content) != 1 ||
+		!strings.Contains(answer.Result.Content[0].Text, "Reconnection test completed") {
+		t.Fatalf("the answer: %q (%v)", body, err)
+	}
+	if got := counterValue(t, metrics.JSONResumes) - before; got != 1 {
+		t.Errorf("pingmcp_json_answers_resumed_total rose by %v, want 1", got)
+	}
+}
+
+// A client that takes JSON alone and leaves while the edge relays its
+// answer from a resumed stream (its tool closed the first) has its call
+// cancelled all the same: its actor saw only the resumed stream end.
+func TestJSONOnlyClientThatLeavesAResumedStreamCancelsItsCall(t *testing.T) {
+	// (The resumed stream's first part, which ends the edge's wait for it,
+	// is the actor's first keep-alive: the go-sdk writes nothing of a
+	// resumed stream until it has an event.)
+	srv := newEdge(t, Options{SSEKeepAlive: 50 * time.Millisecond})
+	sid := initialize(t, srv.URL)
+	ctx, leave := context.WithCancel(context.Background())
+	defer leave()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, strings.NewReader(
+		`{"jsonrpc":"2.0","id":"w","method":"tools/call","params":{"name":"close_then_wait","arguments":{}}}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Mcp-Session-Id", sid)
+	req.Header.Set("Mcp-Protocol-Version", "2025-11-25")
+	before := counterValue(t, metrics.JSONResumes)
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); counterValue(t, metrics.JSONResumes) == before; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the call's stream was never resumed")
+		}
+	}
+	leave()
+	<-done
+	select {
+	case <-waitEnded:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call left by its client on a resumed stream runs on")
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/pingmcp/pingmcp/auth"
@@ -266,8 +267,15 @@ func TestUnbounded(t *testing.T) {
 
 // streamsEnded reads pingmcp_streams_ended_total{reason}.
 func streamsEnded(reason string) float64 {
+	return counterValue(nil, metrics.StreamsEnded.WithLabelValues(reason))
+}
+
+// counterValue reads a counter (t nil: 0 if it cannot be read).
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	var m dto.Metric
-	metrics.StreamsEnded.WithLabelValues(reason).Write(&m)
+	if err := c.Write(&m); err != nil && t != nil {
+		t.Fatal(err)
+	}
 	return m.GetCounter().GetValue()
 }
 

@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/authtest"
 	"github.com/pingmcp/pingmcp/internal/hangtest"
@@ -721,13 +719,7 @@ func TestEdgeBodyLimits(t *testing.T) {
 		}
 		return "[" + strings.Join(msgs, ",") + "]"
 	}
-	limited := func(limit string) float64 {
-		var m dto.Metric
-		if err := metrics.Limited.WithLabelValues(limit).Write(&m); err != nil {
-			t.Fatal(err)
-		}
-		return m.GetCounter().GetValue()
-	}
+	limited := func(limit string) float64 { return counterValue(t, metrics.Limited.WithLabelValues(limit)) }
 	before, sessions := limited("batch"), counted(t, "new")
 	for _, tt := range []struct {
 		name    string
