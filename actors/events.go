@@ -640,7 +640,8 @@ func (e *sessionEvents) lastOfStandalone(ctx context.Context, session string) (f
 	}
 	c, cancel := context.WithTimeout(ctx, saveTimeout)
 	defer cancel()
-	return e.store.OpenLast(c, session, "", e.epoch.Load())
+	first, last, _, err = e.store.OpenLast(c, session, "", e.epoch.Load())
+	return first, last, err
 }
 
 func (e *sessionEvents) SessionClosed(ctx context.Context, session string) error {

@@ -189,6 +189,6 @@ func notServed(p *envelope.ResponsePart) bool {
 // is unreachable for a moment.
 type failingOpenLast struct{ state.Events }
 
-func (failingOpenLast) OpenLast(context.Context, string, string, int64) (int, int, error) {
-	return 0, 0, errors.New("redis: connection refused")
+func (failingOpenLast) OpenLast(context.Context, string, string, int64) (int, int, int, error) {
+	return 0, 0, 0, errors.New("redis: connection refused")
 }
