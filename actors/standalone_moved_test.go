@@ -1,8 +1,7 @@
 package actors
 
 import (
-	"crypto/rand"
-	"encoding/base64"
+	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
@@ -13,7 +12,6 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 
-	"github.com/pingmcp/pingmcp/internal/redistest"
 	"github.com/pingmcp/pingmcp/state"
 )
 
@@ -40,13 +38,13 @@ func TestStandaloneGETAfterMoveReplaysNothingSent(t *testing.T) {
 				if body := postInitialize(t, root, pid, p, `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`); !strings.Contains(body, `"result"`) {
 					t.Fatalf("initialize: %s", body)
 				}
-				if status := fuzzForward(t, root, pid, p, `{"jsonrpc":"2.0","method":"notifications/initialized"}`); status != 202 {
+				if status := fuzzForward(t, root, pid, p, `{"jsonrpc":"2.0","method":"notifications/initialized"}`); status != http.StatusAccepted {
 					t.Fatalf("initialized: %d", status)
 				}
 
 				// Activation 1: a GET is written two notifications.
 				a := openGET(t, root, pid, p)
-				if a.head.GetStatus() != 200 {
+				if a.head.GetStatus() != http.StatusOK {
 					t.Fatalf("GET on activation 1: %d %s", a.head.GetStatus(), a.head.GetBody())
 				}
 				var sent []int
@@ -76,7 +74,7 @@ func TestStandaloneGETAfterMoveReplaysNothingSent(t *testing.T) {
 				awaitStandaloneStored(t, d, last+3)
 
 				b := openGET(t, root, pid, p)
-				if b.head.GetStatus() != 200 {
+				if b.head.GetStatus() != http.StatusOK {
 					t.Fatalf("GET on activation 2: %d %s", b.head.GetStatus(), b.head.GetBody())
 				}
 				replayed := b.standaloneIDs(t, 2)
@@ -98,15 +96,7 @@ func standaloneStores(t *testing.T, kind string) *state.Stores {
 	if kind == "memory" {
 		return state.MemoryStores(time.Hour)
 	}
-	client := redistest.Start(t)
-	key := make([]byte, 32)
-	rand.Read(key)
-	sealer, err := state.ParseKeys("k1:" + base64.StdEncoding.EncodeToString(key))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &state.Stores{Snapshots: state.NewRedisSnapshots(client, ""), Events: state.NewRedisEvents(client, "", state.EventOptions{}),
-		Sealer: sealer, SessionTTL: time.Hour}
+	return redisStores(t, state.EventOptions{})
 }
 
 var standaloneEventID = regexp.MustCompile(`(?m)^id: _(\d+)\r?$`)
