@@ -52,9 +52,6 @@ type core struct {
 	// whose client left keeps an idle actor until the session's idle
 	// timeout, counted from it (idle).
 	lastRequest time.Time
-	// standaloneSent is one more than the index of the last standalone
-	// stream event a GET of this activation was written (0: none).
-	standaloneSent atomic.Int64
 	// trail counts the requests forwarded from one node; moving says the
 	// session is to move there, leaving that it drains to, handedOver that
 	// it did; held are the requests that came meanwhile (follow.go).
@@ -422,27 +419,21 @@ func (a *core) stopping() {
 
 // standaloneFrom makes a GET without Last-Event-ID (a client opening the
 // session's standalone stream anew) one that resumes the standalone stream
-// from the last event a GET of this activation was written (or, with none,
-// from before the first event kept), so that the go-sdk replays to it what
-// no stream carried and nothing twice, and numbers the next event as the
-// store does. The go-sdk would replay the stream's whole history to it
-// (events a client was sent already, on an earlier GET: the revision
-// forbids replaying across streams), and refuse it 400, for the session's
-// life, once the stream's first event was dropped (a bound) or the stream
+// from the last event a GET was written, of this activation or of an
+// earlier one (sessionEvents.noteSent), or, with none, from before the
+// first event kept, so that the go-sdk replays to it what no stream
+// carried and nothing twice, and numbers the next event as the store does.
+// The go-sdk would replay the stream's whole history to it (events a
+// client was sent already, on an earlier GET: the revision forbids
+// replaying across streams), and refuse it 400, for the session's life,
+// once the stream's first event was dropped (a bound) or the stream
 // expired (--events-ttl without a notification): the store opens the
-// stream (again, if it expired) and says where it starts and ends. It reports whether the request goes on; if not, it
-// was answered "not served" (the store is away, or a newer activation
-// owns the session: the edge sends it again).
+// stream (again, if it expired) and says where it starts and ends. It
+// reports whether the request goes on; if not, it was answered "not
+// served" (the store is away, or a newer activation owns the session: the
+// edge sends it again).
 func (a *core) standaloneFrom(ctx context.Context, hr *http.Request, w *relayWriter, req *envelope.Request, f *flight) bool {
-	first, last, err := a.events.lastOfStandalone(ctx, a.id)
-	if err == nil {
-		if sent := a.standaloneSent.Load(); sent-1 > int64(last) {
-			// The stream was opened anew (it expired): its numbers
-			// start again, and what this activation sent counts no
-			// more.
-			a.standaloneSent.CompareAndSwap(sent, 0)
-		}
-	}
+	first, last, sent, err := a.events.lastOfStandalone(ctx, a.id)
 	if err != nil {
 		if errors.Is(err, state.ErrFenced) && f != nil {
 			f.moved.Store(true)
@@ -452,12 +443,11 @@ func (a *core) standaloneFrom(ctx context.Context, hr *http.Request, w *relayWri
 		w.unserved(req.Id)
 		return false
 	}
-	// From the last event a GET of this activation was written, or from
-	// before the first kept: what no stream carried (sent while no GET
-	// was open, or before a move here) is sent, and nothing this
-	// activation sent is sent twice (what an earlier activation sent, on
-	// another node, may be: it is not known here).
-	from := min(max(int(a.standaloneSent.Load())-1, first-1), last)
+	// From the last event a GET was written, or from before the first
+	// kept: what no stream carried (sent while no GET was open, on this
+	// activation or an earlier one) is sent, and nothing a GET was written
+	// is sent twice.
+	from := min(max(sent, first-1), last)
 	if from >= 0 {
 		hr.Header.Set("Last-Event-ID", "_"+strconv.Itoa(from))
 	}
@@ -465,7 +455,7 @@ func (a *core) standaloneFrom(ctx context.Context, hr *http.Request, w *relayWri
 }
 
 // noteStandaloneSent notes the index of a standalone stream event (id
-// "_N") written to a GET.
+// "_N") written to a GET (sessionEvents.noteSent).
 func (a *core) noteStandaloneSent(event []byte) {
 	for line := range bytes.Lines(event) {
 		if bytes.HasPrefix(line, []byte("data:")) {
@@ -476,12 +466,8 @@ func (a *core) noteStandaloneSent(event []byte) {
 			continue
 		}
 		if n, err := strconv.Atoi(string(id)); err == nil {
-			for {
-				sent := a.standaloneSent.Load()
-				if int64(n)+1 <= sent || a.standaloneSent.CompareAndSwap(sent, int64(n)+1) {
-					return
-				}
-			}
+			a.events.noteSent(a.id, n)
+			return
 		}
 	}
 }

@@ -79,6 +79,18 @@ type sessionEvents struct {
 	writer  context.CancelFunc
 	failing bool // the store refused a write (its warning is logged once)
 	closed  bool // the actor stopped: the writer gives up at its next failure
+
+	// sent is one more than the index of the last event of the standalone
+	// stream written to a GET of this activation (0: none; noteSent).
+	sent atomic.Int64
+	// marked is the sent the store last took as the stream's mark, and
+	// marking is set while writeMarks runs (it runs once at a time);
+	// reopened counts the times sent started again (lastOfStandalone), so
+	// that a mark of the stream's earlier incarnation landing meanwhile
+	// does not pass for one of the new. Require mu.
+	marked   int64
+	marking  bool
+	reopened int
 }
 
 // pendingWrite is an open, an append, a journal entry's removal, or an
@@ -595,9 +607,10 @@ func (e *sessionEvents) clean() bool {
 	return len(e.backlog) == 0
 }
 
-// flush waits, up to ctx, for the backlog to be written.
+// flush waits, up to ctx, for the backlog to be written, and the
+// standalone stream's mark (writeMarks).
 func (e *sessionEvents) flush(ctx context.Context) error {
-	return e.await(ctx, func() bool { return len(e.backlog) == 0 })
+	return e.await(ctx, func() bool { return len(e.backlog) == 0 && !e.marking })
 }
 
 // close tells the writer that the actor is gone: it finishes the queue
@@ -630,17 +643,123 @@ func (e *sessionEvents) After(ctx context.Context, session, stream string, index
 
 // lastOfStandalone opens session's standalone stream in the store (again,
 // if it expired), once what is queued for it is written, and returns the
-// indexes of its first kept and last events (state.Events.OpenLast).
-func (e *sessionEvents) lastOfStandalone(ctx context.Context, session string) (first, last int, err error) {
+// indexes of its first kept and last events (state.Events.OpenLast), and of
+// the last event a GET was written (-1: none), of this activation (sent)
+// or of any, as the store's mark says (writeMarks): one round trip, the
+// mark read with the open.
+func (e *sessionEvents) lastOfStandalone(ctx context.Context, session string) (first, last, sent int, err error) {
 	wait, cancel := context.WithTimeout(ctx, saveTimeout)
 	err = e.await(wait, func() bool { return !e.waitingLocked("") })
 	cancel()
 	if err != nil {
-		return 0, 0, fmt.Errorf("standalone stream: its writes are not stored yet: %w", err)
+		return 0, 0, 0, fmt.Errorf("standalone stream: its writes are not stored yet: %w", err)
 	}
 	c, cancel := context.WithTimeout(ctx, saveTimeout)
 	defer cancel()
-	return e.store.OpenLast(c, session, "", e.epoch.Load())
+	first, last, marked, err := e.store.OpenLast(c, session, "", e.epoch.Load())
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if s := e.sent.Load(); s-1 > int64(last) && e.sent.CompareAndSwap(s, 0) {
+		// The stream was opened anew (it expired): its numbers start
+		// again, and what this activation sent counts no more; nor does
+		// the store's mark, which started again with it.
+		e.mu.Lock()
+		e.marked = 0
+		e.reopened++
+		e.mu.Unlock()
+	}
+	return first, last, max(int(e.sent.Load())-1, marked), nil
+}
+
+// noteSent notes that the standalone stream's event index was written to a
+// GET: here (sent), and in the store as the stream's mark, behind the GET
+// (writeMarks), so that no GET without Last-Event-ID is replayed it, on
+// this activation or a later one, on any node (lastOfStandalone). It is
+// called on the GET's writes, and never waits for the store: a request's
+// path takes no round trip more for it.
+//
+// Written is not received: an event written to a GET whose client went
+// away before it arrived (the GET cut mid-write, or its part lost with the
+// edge) is marked all the same, and a GET without Last-Event-ID does not
+// replay it. A client that lost its stream resumes with Last-Event-ID,
+// which replays from the id it names whatever the mark; one that opens a
+// fresh GET instead misses it, as it would on a single activation.
+func (e *sessionEvents) noteSent(session string, index int) {
+	for {
+		s := e.sent.Load()
+		if int64(index)+1 <= s {
+			return
+		}
+		if e.sent.CompareAndSwap(s, int64(index)+1) {
+			break
+		}
+	}
+	e.mu.Lock()
+	start := !e.marking
+	e.marking = true
+	e.mu.Unlock()
+	if start {
+		go e.writeMarks(session)
+	}
+}
+
+// writeMarks stores sent as the standalone stream's mark until the store
+// holds the latest (events written to GETs at once take one write between
+// them), fenced by the activation's epoch: a stale activation moves no
+// mark (fenced, it stops). It goes behind answers (state.Behind): no
+// request waits for it, and it takes a Redis pipeline only when none is in
+// flight, going with the next batch otherwise. It waits first for the
+// stream's writes in the queue, so that the events it marks are stored (a
+// mark past the stream's last event marks nothing). A mark the store
+// refuses is retried, paced; once the actor stopped, not after a failure.
+// Not written, the mark is this activation's alone: a GET without
+// Last-Event-ID of the next activation is replayed what it names.
+func (e *sessionEvents) writeMarks(session string) {
+	pace := retry.Backoff{Min: cmp.Or(e.retryMin, retryMin), Max: cmp.Or(e.retryMax, retryMax)}
+	failed := false
+	for {
+		e.mu.Lock()
+		want, reopened := e.sent.Load(), e.reopened
+		if want == e.marked || e.stale.Load() || (e.closed && failed) {
+			e.marking = false
+			e.landedLocked()
+			e.mu.Unlock()
+			return
+		}
+		e.mu.Unlock()
+		err := e.storeMark(session, int(want)-1)
+		switch {
+		case err == nil:
+			pace.Reset()
+			failed = false
+			e.mu.Lock()
+			if e.reopened == reopened {
+				e.marked = want
+			}
+			e.mu.Unlock()
+		case errors.Is(err, state.ErrFenced):
+			e.fence()
+		default:
+			e.logger.Debug("standalone stream's mark not stored yet", "err", err)
+			failed = true
+			_ = pace.Wait(context.Background())
+		}
+	}
+}
+
+// storeMark marks the standalone stream's events up to index sent, once
+// its writes in the queue are stored.
+func (e *sessionEvents) storeMark(session string, index int) error {
+	wait, cancel := context.WithTimeout(context.Background(), saveTimeout)
+	err := e.await(wait, func() bool { return !e.waitingLocked("") })
+	cancel()
+	if err != nil {
+		return fmt.Errorf("standalone stream: its writes are not stored yet: %w", err)
+	}
+	c, cancel := context.WithTimeout(behindAnswers, saveTimeout)
+	defer cancel()
+	return e.store.MarkSent(c, session, "", e.epoch.Load(), index)
 }
 
 func (e *sessionEvents) SessionClosed(ctx context.Context, session string) error {

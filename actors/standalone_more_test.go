@@ -177,14 +177,14 @@ type racingOpenLast struct {
 	once sync.Once
 }
 
-func (r *racingOpenLast) OpenLast(ctx context.Context, session, stream string, epoch int64) (int, int, error) {
-	first, last, err := r.Events.OpenLast(ctx, session, stream, epoch)
+func (r *racingOpenLast) OpenLast(ctx context.Context, session, stream string, epoch int64) (int, int, int, error) {
+	first, last, sent, err := r.Events.OpenLast(ctx, session, stream, epoch)
 	if err == nil {
 		r.once.Do(func() {
 			_ = r.Events.Append(ctx, session, stream, []byte(`{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"late"}}`))
 		})
 	}
-	return first, last, err
+	return first, last, sent, err
 }
 
 // A GET without Last-Event-ID resumes from before the first kept event:

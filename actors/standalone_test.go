@@ -38,6 +38,13 @@ func TestStandaloneGETAfterEventsTTL(t *testing.T) {
 // The same in Redis (afterScript finds the standalone stream's record
 // expired and answers "unknown", mcp.ErrEventsPurged).
 func TestStandaloneGETAfterEventsTTLRedis(t *testing.T) {
+	d := redisStores(t, state.EventOptions{TTL: 2 * time.Second})
+	testStandaloneAfterTTL(t, d, func() { time.Sleep(1500 * time.Millisecond) })
+}
+
+// redisStores are the stores of a fresh Redis, its events kept as opts
+// says.
+func redisStores(t *testing.T, opts state.EventOptions) *state.Stores {
 	client := redistest.Start(t)
 	key := make([]byte, 32)
 	rand.Read(key)
@@ -45,9 +52,8 @@ func TestStandaloneGETAfterEventsTTLRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &state.Stores{Snapshots: state.NewRedisSnapshots(client, ""), Events: state.NewRedisEvents(client, "", state.EventOptions{TTL: 2 * time.Second}),
+	return &state.Stores{Snapshots: state.NewRedisSnapshots(client, ""), Events: state.NewRedisEvents(client, "", opts),
 		Sealer: sealer, SessionTTL: time.Hour}
-	testStandaloneAfterTTL(t, d, func() { time.Sleep(1500 * time.Millisecond) })
 }
 
 func testStandaloneAfterTTL(t *testing.T, d *state.Stores, advance func()) {
@@ -189,6 +195,6 @@ func notServed(p *envelope.ResponsePart) bool {
 // is unreachable for a moment.
 type failingOpenLast struct{ state.Events }
 
-func (failingOpenLast) OpenLast(context.Context, string, string, int64) (int, int, error) {
-	return 0, 0, errors.New("redis: connection refused")
+func (failingOpenLast) OpenLast(context.Context, string, string, int64) (int, int, int, error) {
+	return 0, 0, 0, errors.New("redis: connection refused")
 }

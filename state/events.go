@@ -150,9 +150,12 @@ var (
 	// sequence (q), when its keys' TTL was last set (t, Redis's clock in
 	// ms), one record per stream (field "s:"+stream: "n t w", the stream's
 	// last event number n, the time t of its open or last event, the name
-	// w of its last write, then " i" if its first event is implied), and
-	// the data of each kept event (field "e:"+n+":"+stream: "q data", q its
-	// session sequence number). A stream's first event, when it is empty
+	// w of its last write, then " i" if its first event is implied), the
+	// data of each kept event (field "e:"+n+":"+stream: "q data", q its
+	// session sequence number), and the mark of what of a stream was sent
+	// (field "m:"+stream: the number of the last event marked, markScript;
+	// the standalone stream's alone, in practice, counted in its record's
+	// StreamOverhead). A stream's first event, when it is empty
 	// (the SDK's priming event, which every request stream of the
 	// 2025-11-25 protocol starts with), is implied by the record instead:
 	// no field, no member, no bytes counted; a replay from before it gives
@@ -222,7 +225,7 @@ local function put(t, a, b)
   t[#t + 1] = b
 end
 local function gone(st, stream, cost, dropped)
-  redis.call('HDEL', KEYS[1], 's:' .. stream, 'w:' .. stream)
+  redis.call('HDEL', KEYS[1], 's:' .. stream, 'w:' .. stream, 'm:' .. stream)
   redis.call('ZREM', KEYS[4], '0|' .. cost .. '|0|' .. stream)
   st.touched = true
   dropped[5] = dropped[5] + 1
@@ -303,7 +306,10 @@ end
 	// budget, cost, dropped) opens the stream, journalling the requests
 	// answered on it (JSON, or "" for none); a new stream counts cost
 	// (StreamOverhead) against the budget, making room as an append does;
-	// an expired one starts again from its first event. append(st, maxlen,
+	// an expired one starts again from its first event, and without a mark
+	// (the standalone stream's is deleted whenever it starts, in case a
+	// node that knew no marks dropped its record and left the mark).
+	// append(st, maxlen,
 	// data, budget, overhead, cost, dropped, write, last) appends data as the
 	// stream's next event and returns its number n, or -1 for a stream
 	// never opened, or expired; overhead is EventOverhead. dropped counts
@@ -331,6 +337,7 @@ local function open(st, journal, budget, cost, dropped)
       put(st.z, st.q, '0|' .. cost .. '|0|' .. ARGV[1])
       st.b = st.b + cost
     end
+    if st.had or ARGV[1] == '' then redis.call('HDEL', KEYS[1], 'm:' .. ARGV[1]) end
     st.s = {n = 0, w = ''}
   end
   st.s.t, st.changed = st.now, true
@@ -393,18 +400,21 @@ end
 	// KEYS hash, epoch, journal, order; ARGV[1] stream id, ARGV[2] ttl ms,
 	// ARGV[3] the requests answered on it (JSON) or "", ARGV[4] the
 	// opener's epoch ("0": unfenced), ARGV[5] the session's byte budget,
-	// ARGV[6] StreamOverhead, ARGV[7] "1" to find the first event kept.
-	// Returns {1, 0, 0, events and bytes dropped, streams dropped, the
-	// stream's last event number, its first kept event's number (1
-	// without ARGV[7])}, or {-2} when fenced.
+	// ARGV[6] StreamOverhead, ARGV[7] "1" to find the first event kept
+	// and the mark. Returns {1, 0, 0, events and bytes dropped, streams
+	// dropped, the stream's last event number, its first kept event's
+	// number (1 without ARGV[7]), the number of its last event marked sent
+	// (0: none, or without ARGV[7])}, or {-2} when fenced.
 	openScript = redis.NewScript(trimLua + streamLua + `
 if fenced(ARGV[4]) then return {-2} end
 local dropped = {0, 0, 0, 0, 0}
 local st = load(tonumber(ARGV[2]))
 open(st, ARGV[3], tonumber(ARGV[5]), tonumber(ARGV[6]), dropped)
 store(st)
-local first = 1
+local first, mark = 1, 0
 if ARGV[7] == '1' then
+  mark = tonumber(redis.call('HGET', KEYS[1], 'm:' .. ARGV[1]) or '0')
+  if mark > st.s.n then mark = 0 end
   -- The first event kept: kept events are the stream's last ones, without
   -- a gap (see make), so a binary search finds it.
   local lo, hi = 1, st.s.n + 1
@@ -414,7 +424,7 @@ if ARGV[7] == '1' then
   end
   first = lo
 end
-return {1, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5], st.s.n, first}`)
+return {1, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5], st.s.n, first, mark}`)
 	// KEYS as openScript's; ARGV[1] to [6] as openScript's, ARGV[7] max
 	// length, ARGV[8] data, ARGV[9] EventOverhead, ARGV[10] the write's
 	// name: opens the stream and appends data as its first event (implied
@@ -460,6 +470,26 @@ return {n, dropped[1], dropped[2], dropped[3], dropped[4], dropped[5]}`)
 	finishScript = redis.NewScript(`
 if ARGV[2] ~= '0' and tonumber(redis.call('GET', KEYS[1]) or '0') ~= tonumber(ARGV[2]) then return -2 end
 redis.call('HDEL', KEYS[2], ARGV[1])
+return 1`)
+	// KEYS hash, epoch; ARGV[1] stream id, ARGV[2] ttl ms, ARGV[3] the
+	// writer's epoch ("0": unfenced), ARGV[4] an event number. Raises the
+	// stream's mark (trimLua) to ARGV[4], never lowering it, unless the
+	// stream is unknown or expired or its last event comes before ARGV[4]
+	// (the number is an earlier incarnation's: the stream expired and was
+	// opened anew). It neither refreshes the stream's expiry nor sets the
+	// hash's TTL (the hash exists: the stream's record is in it). Returns
+	// 1, or -2 when fenced (nothing marked).
+	markScript = redis.NewScript(`
+if ARGV[3] ~= '0' and tonumber(redis.call('GET', KEYS[2]) or '0') ~= tonumber(ARGV[3]) then return -2 end
+local v = redis.call('HGET', KEYS[1], 's:' .. ARGV[1])
+if not v then return 1 end
+local count, t = string.match(v, '^(%d+) (%d+)')
+if not count then return 1 end
+local clock = redis.call('TIME')
+if tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000) > tonumber(t) + tonumber(ARGV[2]) then return 1 end
+local n = tonumber(ARGV[4])
+if n > tonumber(count) or n <= tonumber(redis.call('HGET', KEYS[1], 'm:' .. ARGV[1]) or '0') then return 1 end
+redis.call('HSET', KEYS[1], 'm:' .. ARGV[1], n)
 return 1`)
 	// KEYS hash; ARGV[1] index, ARGV[2] stream id, ARGV[3] ttl ms. Returns
 	// {count, 0, data...} (the events after index), {count, 1} when one of
@@ -509,21 +539,34 @@ func (r *RedisEvents) Open(ctx context.Context, session, stream string) error {
 // bounds each session, not users: user is not used (a user's bound is the
 // sessions it may have times MaxBytes).
 func (r *RedisEvents) OpenFor(ctx context.Context, session, stream, _ string, epoch int64, ids []json.RawMessage) error {
-	_, _, err := r.open(ctx, session, stream, epoch, ids, false)
+	_, _, _, err := r.open(ctx, session, stream, epoch, ids, false)
 	return err
 }
 
 // OpenLast implements Events.
-func (r *RedisEvents) OpenLast(ctx context.Context, session, stream string, epoch int64) (first, last int, err error) {
+func (r *RedisEvents) OpenLast(ctx context.Context, session, stream string, epoch int64) (first, last, sent int, err error) {
 	return r.open(ctx, session, stream, epoch, nil, true)
 }
 
+// MarkSent implements Events: one script, which changes nothing else.
+func (r *RedisEvents) MarkSent(ctx context.Context, session, stream string, epoch int64, index int) error {
+	keys := r.keys(session)
+	res, err := r.w.run(ctx, markScript, keys[:2], stream, r.opts.TTL.Milliseconds(), epoch, index+1).Int64()
+	if err != nil {
+		return fmt.Errorf("mark events sent: %w", err)
+	}
+	if res == -2 {
+		return fmt.Errorf("mark events sent: %w", ErrFenced)
+	}
+	return nil
+}
+
 // open is OpenFor; with span, it returns the indexes of the stream's first
-// kept and last events.
-func (r *RedisEvents) open(ctx context.Context, session, stream string, epoch int64, ids []json.RawMessage, span bool) (first, last int, err error) {
+// kept and last events, and of its last event marked sent.
+func (r *RedisEvents) open(ctx context.Context, session, stream string, epoch int64, ids []json.RawMessage, span bool) (first, last, sent int, err error) {
 	journal, err := encodeIDs(ids)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	want := "0"
 	if span {
@@ -532,13 +575,13 @@ func (r *RedisEvents) open(ctx context.Context, session, stream string, epoch in
 	res, err := r.w.run(ctx, openScript, r.keys(session), stream, r.opts.TTL.Milliseconds(), journal, epoch,
 		r.opts.MaxBytes, StreamOverhead, want).Int64Slice()
 	if err != nil {
-		return 0, 0, fmt.Errorf("open event stream: %w", err)
+		return 0, 0, 0, fmt.Errorf("open event stream: %w", err)
 	}
 	if res[0] == -2 {
-		return 0, 0, fmt.Errorf("open event stream: %w", ErrFenced)
+		return 0, 0, 0, fmt.Errorf("open event stream: %w", ErrFenced)
 	}
 	trimmedAll(res)
-	return int(res[7]) - 1, int(res[6]) - 1, nil
+	return int(res[7]) - 1, int(res[6]) - 1, int(res[8]) - 1, nil
 }
 
 // trimmedAll counts what a script's result {n, count bound's events and

@@ -894,7 +894,7 @@ func TestRedisEventsPrimingInRecord(t *testing.T) {
 // a GET without Last-Event-ID from there: actors.standaloneFrom).
 func testOpenLast(t *testing.T, s Events, expire func()) {
 	ctx := context.Background()
-	if first, last, err := s.OpenLast(ctx, "sess", "", 0); err != nil || first != 0 || last != -1 {
+	if first, last, _, err := s.OpenLast(ctx, "sess", "", 0); err != nil || first != 0 || last != -1 {
 		t.Fatalf("OpenLast of a new stream: %d, %d, %v; want 0, -1", first, last, err)
 	}
 	for i := range 30 {
@@ -902,7 +902,7 @@ func testOpenLast(t *testing.T, s Events, expire func()) {
 			t.Fatal(err)
 		}
 		if i == 4 {
-			if first, last, err := s.OpenLast(ctx, "sess", "", 0); err != nil || first != 0 || last != 4 {
+			if first, last, _, err := s.OpenLast(ctx, "sess", "", 0); err != nil || first != 0 || last != 4 {
 				t.Fatalf("OpenLast of a stream of 5 events: %d, %d, %v; want 0, 4", first, last, err)
 			}
 		}
@@ -910,7 +910,7 @@ func testOpenLast(t *testing.T, s Events, expire func()) {
 	if _, err := collect(t, s, "sess", "", -1); !errors.Is(err, mcp.ErrEventsPurged) {
 		t.Fatalf("the stream's first events were not dropped (MaxLen 10): %v", err)
 	}
-	first, last, err := s.OpenLast(ctx, "sess", "", 0)
+	first, last, _, err := s.OpenLast(ctx, "sess", "", 0)
 	if err != nil || first != 20 || last != 29 {
 		t.Fatalf("OpenLast of a stream of 30 events, 20 dropped: %d, %d, %v; want 20, 29", first, last, err)
 	}
@@ -921,7 +921,7 @@ func testOpenLast(t *testing.T, s Events, expire func()) {
 		t.Fatalf("After(last): %v, %v; want nothing", got, err)
 	}
 	expire()
-	if first, last, err := s.OpenLast(ctx, "sess", "", 0); err != nil || first != 0 || last != -1 {
+	if first, last, _, err := s.OpenLast(ctx, "sess", "", 0); err != nil || first != 0 || last != -1 {
 		t.Fatalf("OpenLast of an expired stream: %d, %d, %v; want 0, -1 (opened anew)", first, last, err)
 	}
 	if err := s.Append(ctx, "sess", "", []byte("new")); err != nil {
@@ -931,7 +931,7 @@ func testOpenLast(t *testing.T, s Events, expire func()) {
 		t.Fatalf("the stream opened anew: %v, %v", got, err)
 	}
 	// Fenced like OpenFor.
-	if _, _, err := s.OpenLast(ctx, "sess", "", 99); !errors.Is(err, ErrFenced) {
+	if _, _, _, err := s.OpenLast(ctx, "sess", "", 99); !errors.Is(err, ErrFenced) {
 		t.Errorf("OpenLast as an activation that does not own the session: %v, want ErrFenced", err)
 	}
 }

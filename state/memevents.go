@@ -51,10 +51,20 @@ type Events interface {
 	// request, and the journal entry goes only once the answer is stored.
 	AppendFinish(ctx context.Context, session, stream string, epoch int64, write WriteID, data []byte) error
 	// OpenLast is OpenFor without a journal entry, returning the indexes
-	// of the stream's first kept event (last+1 when none is kept) and of
-	// its last event (-1 for none: opened anew, or only now, or none
-	// appended yet), whatever of it was dropped since.
-	OpenLast(ctx context.Context, session, stream string, epoch int64) (first, last int, err error)
+	// of the stream's first kept event (last+1 when none is kept), of its
+	// last event (-1 for none: opened anew, or only now, or none appended
+	// yet), whatever of it was dropped since, and of its last event marked
+	// sent (MarkSent; -1 for none, and never past last).
+	OpenLast(ctx context.Context, session, stream string, epoch int64) (first, last, sent int, err error)
+	// MarkSent raises stream's mark to index as activation epoch (0:
+	// unfenced; ErrFenced, and nothing marked, when a newer activation
+	// exists): the stream's events up to index were written to a client,
+	// whatever activation reads the mark next (OpenLast). The mark is never
+	// lowered. It lives as the stream's record does, and starts again when
+	// the stream is opened anew after it expired (its numbers start again):
+	// an index past the stream's last event (one of an earlier
+	// incarnation's) marks nothing, nor does a stream unknown or expired.
+	MarkSent(ctx context.Context, session, stream string, epoch int64, index int) error
 	// PendingRequests lists the journal: stream → request ids.
 	PendingRequests(ctx context.Context, session string) (map[string][]json.RawMessage, error)
 	// Remote says whether a write waits for another process (a network
@@ -146,6 +156,7 @@ type memStream struct {
 	data  []byte
 	base  int
 	last  time.Time // of the last open or append
+	sent  int       // one more than the index of the last event marked sent (MarkSent)
 	self  int       // index of its own place in its session's order
 	gone  bool      // dropped: its places are dead
 }
@@ -271,20 +282,38 @@ func (m *MemoryEvents) Open(ctx context.Context, session, stream string) error {
 }
 
 func (m *MemoryEvents) OpenFor(_ context.Context, session, stream, user string, epoch int64, ids []json.RawMessage) error {
-	_, _, err := m.open(session, stream, user, epoch, ids)
+	_, _, _, err := m.open(session, stream, user, epoch, ids)
 	return err
 }
 
 // OpenLast implements Events.
-func (m *MemoryEvents) OpenLast(_ context.Context, session, stream string, epoch int64) (first, last int, err error) {
+func (m *MemoryEvents) OpenLast(_ context.Context, session, stream string, epoch int64) (first, last, sent int, err error) {
 	return m.open(session, stream, "", epoch, nil)
 }
 
-// open is OpenFor, returning the indexes of the stream's first kept and
-// last events.
-func (m *MemoryEvents) open(session, stream, user string, epoch int64, ids []json.RawMessage) (first, last int, err error) {
+// MarkSent implements Events. A stream opened anew after it expired is a
+// new memStream, whose mark starts again.
+func (m *MemoryEvents) MarkSent(_ context.Context, session, stream string, epoch int64, index int) error {
 	if m.fenced(session, epoch) {
-		return 0, 0, fmt.Errorf("open event stream: %w", ErrFenced)
+		return fmt.Errorf("mark events sent: %w", ErrFenced)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.sessions[session]
+	if s == nil {
+		return nil
+	}
+	if st := s.streams[stream]; st != nil && index < st.first+st.kept && index >= st.sent {
+		st.sent = index + 1
+	}
+	return nil
+}
+
+// open is OpenFor, returning the indexes of the stream's first kept and
+// last events, and of its last event marked sent.
+func (m *MemoryEvents) open(session, stream, user string, epoch int64, ids []json.RawMessage) (first, last, sent int, err error) {
+	if m.fenced(session, epoch) {
+		return 0, 0, 0, fmt.Errorf("open event stream: %w", ErrFenced)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -317,7 +346,7 @@ func (m *MemoryEvents) open(session, stream, user string, epoch int64, ids []jso
 		m.fitTotal(s, place{stream: st, seq: -1})
 	}
 	st.last = now
-	return st.first, st.first + st.kept - 1, nil
+	return st.first, st.first + st.kept - 1, st.sent - 1, nil
 }
 
 // join counts s, without bytes yet, as user's. Requires m.mu.

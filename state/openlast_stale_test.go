@@ -20,7 +20,7 @@ func TestOpenLastStaleIncarnation(t *testing.T) {
 	client := redistest.Start(t)
 	s := NewRedisEvents(client, "stale:", EventOptions{MaxLen: 100, MaxBytes: 4000, TTL: time.Second})
 	ctx := context.Background()
-	if _, _, err := s.OpenLast(ctx, "sess", "", 0); err != nil {
+	if _, _, _, err := s.OpenLast(ctx, "sess", "", 0); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range []string{"old-1", "old-2"} {
@@ -37,7 +37,7 @@ func TestOpenLastStaleIncarnation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if first, last, err := s.OpenLast(ctx, "sess", "", 0); err != nil || first != 0 || last != -1 {
+	if first, last, _, err := s.OpenLast(ctx, "sess", "", 0); err != nil || first != 0 || last != -1 {
 		t.Fatalf("reopened: %d %d %v", first, last, err)
 	}
 	if err := s.Append(ctx, "sess", "", []byte(strings.Repeat("b", 5000))); err != nil {
@@ -46,7 +46,7 @@ func TestOpenLastStaleIncarnation(t *testing.T) {
 	if err := s.Append(ctx, "sess", "", []byte("new-2")); err != nil {
 		t.Fatal(err)
 	}
-	first, last, err := s.OpenLast(ctx, "sess", "", 0)
+	first, last, _, err := s.OpenLast(ctx, "sess", "", 0)
 	if err != nil || first != 1 || last != 1 {
 		t.Errorf("OpenLast: first %d, last %d, %v; want 1, 1 (event 0 was not kept)", first, last, err)
 	}
