@@ -585,9 +585,10 @@ func (r *RedisEvents) open(ctx context.Context, session, stream string, epoch in
 }
 
 // trimmedAll counts what a script's result {n, count bound's events and
-// bytes, byte bound's events and bytes, streams} says it dropped.
+// bytes, byte bound's events and bytes, streams, then the open's own} says
+// it dropped.
 func trimmedAll(res []int64) {
-	if len(res) == 6 {
+	if len(res) >= 6 {
 		trimmed("count", res[1], res[2])
 		trimmed("bytes", res[3], res[4])
 		if res[5] > 0 {

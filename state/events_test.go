@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -957,4 +958,31 @@ func TestRedisEventsOpenLast(t *testing.T) {
 	}
 	// Redis's own clock decides a stream's expiry (1 s here).
 	testOpenLast(t, s, func() { time.Sleep(1100 * time.Millisecond) })
+}
+
+// What an open drops to make room for its stream (StreamOverhead) is
+// counted as an append's drops are.
+func TestRedisEventsOpenCountsWhatItDrops(t *testing.T) {
+	client := redistest.Start(t)
+	ctx := context.Background()
+	const event = 100
+	s := NewRedisEvents(client, "", EventOptions{MaxBytes: 2 * (StreamOverhead + EventOverhead + event), TTL: time.Minute})
+	for _, stream := range []string{"a", "b"} {
+		if err := s.Open(ctx, "full", stream); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Append(ctx, "full", stream, bytes.Repeat([]byte("x"), event)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	events := counterValue(t, metrics.EventsTrimmed.WithLabelValues("bytes"))
+	if err := s.Open(ctx, "full", "c"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := collect(t, s, "full", "a", -1); !errors.Is(err, mcp.ErrEventsPurged) {
+		t.Fatalf("the first stream's event, the session over its budget with a third stream: %v, %v; want it dropped", got, err)
+	}
+	if n := counterValue(t, metrics.EventsTrimmed.WithLabelValues("bytes")) - events; n < 1 {
+		t.Errorf("events the open dropped: %v counted, want 1 at least", n)
+	}
 }
