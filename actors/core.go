@@ -866,7 +866,15 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 // no longer runs is ignored.) Not sent when the go-sdk refused req
 // (flight.untaken): an id it refused, as one in flight, would cancel the
 // request in flight.
+//
+// Nor for an initialize (a POST without the session's id, which its client
+// never learnt): MCP forbids cancelling one, the go-sdk ends a session
+// whose initialize it did not answer, and a notification without the id
+// would have the go-sdk connect another session of the same id for it.
 func (a *core) cancelLeft(req *envelope.Request, f *flight) {
+	if !hasHeader(req, "Mcp-Session-Id") {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), saveWait)
 	defer cancel()
 	for _, id := range f.rpc.IDs() {
