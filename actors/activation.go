@@ -66,6 +66,8 @@ func (a *SessionActor) activate(ctx actor.Context, create bool, owner *envelope.
 		}
 		if m.err != nil && create && owner != nil {
 			releaseSession(d, id, owner.Issuer, owner.Subject, logger)
+		} else if m.err == nil && create {
+			m.claimed = owner
 		}
 		root.Send(self, m)
 	}()
@@ -164,6 +166,7 @@ func (a *SessionActor) activated(ctx actor.Context, m *activated) {
 			p.update(false, nil)
 		}
 	}
+	a.claimed = m.claimed
 	for _, q := range pending {
 		a.serveFrom(ctx, q.replyTo, q.req)
 	}
@@ -188,8 +191,9 @@ type activated struct {
 	epoch       int64
 	snap        []byte
 	err         error
-	refused     *sessionCap // the user has as many sessions as allowed
-	interrupted int         // journalled requests answered
+	refused     *sessionCap         // the user has as many sessions as allowed
+	claimed     *envelope.Principal // whose session it counted (claimSession), if any
+	interrupted int                 // journalled requests answered
 	started     time.Time
 }
 

@@ -502,7 +502,12 @@ type flight struct {
 	// appended to its stream: the flush that follows is the stream's
 	// last event, which travels with the response's end (relayWriter).
 	answered atomic.Bool
-	drain    context.CancelFunc // ends the handler, not the response
+	// untaken says the go-sdk refused its POST with an error status of
+	// its own, which it does before it takes any of the POST's messages
+	// (a request whose id is in flight, a body it cannot read): none of
+	// them is its client's to cancel (cancelLeft).
+	untaken atomic.Bool
+	drain   context.CancelFunc // ends the handler, not the response
 
 	// cancels says its client cancelled one of its requests at least
 	// (peerCancelled).
@@ -821,7 +826,7 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		}
 		w.startKeepAlive(time.Duration(req.KeepaliveMs)*time.Millisecond, f.get)
 		a.serveHTTP(hctx, w, req)
-		if f.jsonAlone && rctx.Err() != nil && !f.answered.Load() {
+		if f.jsonAlone && rctx.Err() != nil && !f.answered.Load() && !f.untaken.Load() {
 			a.cancelLeft(req, f)
 		}
 		if a.events != nil {
@@ -844,8 +849,18 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 // which it does only after it handed req's messages to its session: the
 // go-sdk reads a session's messages in order, so the cancellation finds
 // the request it names, however early the client left. (An id the go-sdk
-// no longer runs is ignored.)
+// no longer runs is ignored.) Not sent when the go-sdk refused req
+// (flight.untaken): an id it refused, as one in flight, would cancel the
+// request in flight.
+//
+// Nor for an initialize (a POST without the session's id, which its client
+// never learnt): MCP forbids cancelling one, the go-sdk ends a session
+// whose initialize it did not answer, and a notification without the id
+// would have the go-sdk connect another session of the same id for it.
 func (a *core) cancelLeft(req *envelope.Request, f *flight) {
+	if !hasHeader(req, "Mcp-Session-Id") {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), saveWait)
 	defer cancel()
 	for _, id := range f.rpc.IDs() {
@@ -912,6 +927,10 @@ func (a *core) serveHTTP(ctx context.Context, w *relayWriter, req *envelope.Requ
 			break
 		}
 		hr.Header.Del("Last-Event-ID")
+	}
+	if f != nil {
+		// Before the go-sdk's answer is rewritten below.
+		f.untaken.Store(w.errorStatus())
 	}
 	if !w.methodNotFound(rb) {
 		w.plainErrors(rb)

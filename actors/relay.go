@@ -238,6 +238,14 @@ func (w *relayWriter) replace(status int, header http.Header, body []byte) bool 
 	return true
 }
 
+// errorStatus says whether the handler answered with an error status
+// (400 or more), which it sets before anything else of its response.
+func (w *relayWriter) errorStatus() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.status >= http.StatusBadRequest
+}
+
 // replayRefused reports, and forgets, the go-sdk's refusal of a GET whose
 // replay the store could not give (400 "failed to replay events"), if
 // nothing of it went out: the GET may be tried again.

@@ -246,3 +246,49 @@ func TestRequestLeftWhileActivatingDoesNotRun(t *testing.T) {
 		t.Fatalf("the call after the one left while activating: %d, want 200 (the left one was not admitted)", status)
 	}
 }
+
+// An initialize whose client leaves while its session is being activated
+// (dropped: TestRequestLeftWhileActivatingDoesNotRun) frees the slot its
+// activation took among its user's sessions (MaxSessionsPerUser) as the
+// actor ends: no session came of it, and the slot would stay taken until
+// the idle timeout, each such initialize one more.
+func TestInitializeLeftWhileActivatingFreesItsSlot(t *testing.T) {
+	d := state.MemoryStores(time.Hour)
+	d.MaxSessionsPerUser = 1
+	gated := &gatedActivations{Snapshots: d.Snapshots, gate: make(chan struct{})}
+	d.Snapshots = gated
+	system, props := testSessions(t, Config{Stores: d, Authenticated: true})
+	root := system.Root
+	pid := root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(fuzzSession, "session")))
+	alice := &envelope.Principal{Issuer: "https://idp", Subject: "alice", ClientId: "c", ExpiresUnix: time.Now().Add(time.Hour).Unix()}
+	req := &envelope.Request{
+		Id: rand.Text(), Method: http.MethodPost, Path: "/mcp", Window: 16, Principal: alice,
+		Body: []byte(`{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`),
+		Headers: []*envelope.Header{
+			{Name: "Content-Type", Values: []string{"application/json"}},
+			{Name: "Accept", Values: []string{"application/json, text/event-stream"}},
+		},
+	}
+	ended := make(chan struct{})
+	root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch ctx.Message().(type) {
+		case *actor.Started:
+			ctx.Watch(pid)
+			ctx.Request(pid, &envelope.Envelope{Body: &envelope.Envelope_Request{Request: req}})
+			ctx.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Cancel{Cancel: &envelope.Cancel{RequestId: req.Id}}})
+			close(gated.gate)
+		case *actor.Terminated:
+			close(ended)
+		}
+	}))
+	await(t, ended, "the end of the actor whose initialize was dropped")
+	user := d.UserKey(alice.Issuer, alice.Subject)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if ok, _, _ := d.Users.Claim(t.Context(), user, "probe", 1, time.Hour); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("an initialize dropped while activating still counts against its user")
+		}
+	}
+}

@@ -142,6 +142,10 @@ type SessionActor struct {
 	core
 	pending []queued
 	epoch   int64
+	// claimed is the principal whose sessions the activation counted this
+	// one among (claimSession): released as the session ends, even when
+	// nothing bound the actor to it (its initialize dropped: dropPending).
+	claimed *envelope.Principal
 	// changing serializes the changes recordChanges checks and makes.
 	changing sync.Mutex
 	// binding serializes taking a shared server (holdServer); chained is
@@ -281,6 +285,8 @@ func (a *SessionActor) settled(ctx actor.Context) {
 	a.to(lifeEnded)
 	if a.owner != nil {
 		releaseSession(a.cfg.Stores, a.id, a.owner.Issuer, a.owner.Subject, a.logger)
+	} else if a.claimed != nil {
+		releaseSession(a.cfg.Stores, a.id, a.claimed.Issuer, a.claimed.Subject, a.logger)
 	}
 	lingerEnded(ctx)
 }
