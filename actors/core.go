@@ -301,8 +301,14 @@ func (a *core) control(ctx actor.Context, m *envelope.Envelope) {
 			f.window.ack(m.GetAck().Seq)
 		}
 	case m.GetCancel() != nil:
-		if f := a.flights[m.GetCancel().RequestId]; f != nil {
+		id := m.GetCancel().RequestId
+		if f := a.flights[id]; f != nil {
 			f.cancel()
+		} else if i := slices.IndexFunc(a.held, func(q queued) bool { return q.req.Id == id }); i >= 0 {
+			// Held while the session moves (refuseMoving): nobody reads
+			// its answer, and its client, which saw nothing of it, cannot
+			// resume it; a move given up would run it (stay).
+			a.held = slices.Delete(a.held, i, i+1)
 		}
 	case m.GetStop() != nil:
 		// An operator ended the session: its state is already gone from

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/asynkron/protoactor-go/actor"
 	protocluster "github.com/asynkron/protoactor-go/cluster"
 	"github.com/redis/go-redis/v9"
 
@@ -106,7 +107,7 @@ func TestMoveGivenUp(t *testing.T) {
 	}})
 	const id = "given-up"
 	pid := system.Root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(id, "session")))
-	post := func(body, from string) *response {
+	request := func(body, from string) *envelope.Request {
 		req := &envelope.Request{Id: rand.Text(), Method: http.MethodPost, Path: "/mcp", Body: []byte(body), Window: 16, From: from,
 			Headers: []*envelope.Header{
 				{Name: "Accept", Values: []string{"application/json, text/event-stream"}},
@@ -116,8 +117,9 @@ func TestMoveGivenUp(t *testing.T) {
 			req.Headers = append(req.Headers, &envelope.Header{Name: "Mcp-Session-Id", Values: []string{id}},
 				&envelope.Header{Name: "Mcp-Protocol-Version", Values: []string{"2025-11-25"}})
 		}
-		return forwardRequest(system.Root, pid, req)
+		return req
 	}
+	post := func(body, from string) *response { return forwardRequest(system.Root, pid, request(body, from)) }
 	served := func(r *response, what string) {
 		t.Helper()
 		head := await(t, r.head, what)
@@ -136,10 +138,25 @@ func TestMoveGivenUp(t *testing.T) {
 	events.on.Store(true) // the store takes nothing more for now
 	served(post(fmt.Sprintf(call, followAfter), other), "the call that makes the session move")
 	awaitLogged(t, &logs, `"msg":"session moving to the node its requests come from"`)
+	// Held while the session writes, and left by its client (its edge's
+	// Cancel): not run when the move is given up (run, it would wait for
+	// good for an elicitation's answer, and its id be refused to another
+	// call as in flight).
+	left := request(`{"jsonrpc":"2.0","id":100,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`, other)
+	sent := make(chan struct{})
+	system.Root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		if _, ok := ctx.Message().(*actor.Started); ok {
+			ctx.Request(pid, &envelope.Envelope{Body: &envelope.Envelope_Request{Request: left}})
+			ctx.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Cancel{Cancel: &envelope.Cancel{RequestId: left.Id}}})
+			close(sent)
+		}
+	}))
+	<-sent
 	during := post(fmt.Sprintf(call, followAfter+1), other) // held while the session writes
 	awaitLogged(t, &logs, `"msg":"session move given up`)
 	close(events.release)
 	served(during, "the call that came during the move")
+	served(post(`{"jsonrpc":"2.0","id":100,"method":"tools/call","params":{"name":"test_simple_text"}}`, ""), "a call with the id of the one left while held")
 	served(post(fmt.Sprintf(call, followAfter+2), ""), "a call after the move was given up")
 	if strings.Contains(logs.String(), `"msg":"session moved`) {
 		t.Error("the session moved all the same")

@@ -303,9 +303,11 @@ func (e *Edge) forwardRequest(w http.ResponseWriter, r *http.Request) {
 					rel.id = rb.FirstID()
 				}
 				rel.refuse = func(ask json.RawMessage) { e.refuseAsk(rt, req, ask, logger) }
-				if rt.kind == cluster.SessionKind {
+				if rt.kind == cluster.SessionKind && !rt.minted {
 					// Its stream cut before its answers, the edge resumes
-					// it for the client (2026-07-28 has no resumption).
+					// it for the client (2026-07-28 has no resumption; an
+					// initialize names no session to resume it on, and
+					// MCP lets no client cancel it).
 					rel.resume = func(ctx context.Context, lastID string) (*cluster.Stream, error) {
 						return e.forward(ctx, rt, resumeOf(req, lastID, e.requestID()))
 					}
