@@ -879,8 +879,10 @@ func (a *core) cancelLeft(req *envelope.Request, f *flight) {
 		hr.Header.Set("Content-Type", "application/json")
 		rec := capture.New()
 		a.handler.ServeHTTP(rec, hr)
-		if rec.Status() != http.StatusAccepted {
-			a.logger.Warn("could not cancel the request of a client that left", "request", req.Id, "status", rec.Status())
+		// (404: the session is gone or closing, as when the actor stops,
+		// which ends its calls itself.)
+		if st := rec.Status(); st != http.StatusAccepted && st != http.StatusNotFound {
+			a.logger.Warn("could not cancel the request of a client that left", "request", req.Id, "status", st)
 		}
 	}
 }
