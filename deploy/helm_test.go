@@ -545,6 +545,32 @@ func TestHelmImageDigest(t *testing.T) {
 	}
 }
 
+// TestHelmSpread: the pods spread over nodes and zones as spread says
+// (ScheduleAnyway by default, as deploy/'s; DoNotSchedule for a cluster
+// with a node and a zone for each replica), each rollout's by themselves;
+// the schema refuses anything else.
+func TestHelmSpread(t *testing.T) {
+	for _, want := range []string{"ScheduleAnyway", "DoNotSchedule"} {
+		chart, _ := renderChart(t, defaultRelease(t, map[string]any{"spread": map[string]any{"whenUnsatisfiable": want}}))
+		var d appsv1.Deployment
+		decodeObject(t, chart["apps/v1/Deployment pingmcp/pingmcp"], &d)
+		cs := d.Spec.Template.Spec.TopologySpreadConstraints
+		if len(cs) != 2 {
+			t.Fatalf("%s: %d spread constraints, want 2 (nodes, zones)", want, len(cs))
+		}
+		for _, c := range cs {
+			if string(c.WhenUnsatisfiable) != want || !slices.Equal(c.MatchLabelKeys, []string{"pod-template-hash"}) {
+				t.Errorf("%s: the spread over %s: %s, matchLabelKeys %v", want, c.TopologyKey, c.WhenUnsatisfiable, c.MatchLabelKeys)
+			}
+		}
+	}
+	for _, bad := range []any{"Never", "", 1} {
+		if _, err := helmtest.Render(chartDir, defaultRelease(t, map[string]any{"spread": map[string]any{"whenUnsatisfiable": bad}})); err == nil {
+			t.Errorf("spread.whenUnsatisfiable %v: rendered, want the schema to refuse it", bad)
+		}
+	}
+}
+
 // TestHelmGarbageCollector: GOGC comes with the container's memory limit
 // given to pingmcp, which sets the soft limit from it (goGC, 400 by default, as deploy/'s), never without it, since without a
 // memory limit nothing would bound the heap it lets grow; goGC 0 leaves

@@ -762,6 +762,11 @@ func TestDraining(t *testing.T) {
 			}
 			if c.TopologyKey == "kubernetes.io/hostname" || c.TopologyKey == "topology.kubernetes.io/zone" {
 				spread++
+				// A rollout's pods, counted with those they replace,
+				// would pile onto the nodes the old ones leave.
+				if !slices.Contains(c.MatchLabelKeys, "pod-template-hash") {
+					t.Errorf("deployment %s: topology spread on %s counts the old pods of a rollout with the new (matchLabelKeys: [pod-template-hash])", d.Name, c.TopologyKey)
+				}
 			}
 		}
 		if a := spec.Affinity; a != nil && a.PodAntiAffinity != nil {
