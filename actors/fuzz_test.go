@@ -12,6 +12,7 @@ import (
 	"errors"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -276,12 +277,7 @@ func fuzzForward(t *testing.T, root *actor.RootContext, pid *actor.PID, principa
 	t.Helper()
 	req := &envelope.Request{
 		Id: rand.Text(), Method: http.MethodPost, Path: "/mcp", Body: []byte(body), Window: 16, Principal: principal,
-		Headers: []*envelope.Header{
-			{Name: "Content-Type", Values: []string{"application/json"}},
-			{Name: "Accept", Values: []string{"application/json, text/event-stream"}},
-			{Name: "Mcp-Session-Id", Values: []string{fuzzSession}},
-			{Name: "Mcp-Protocol-Version", Values: []string{"2025-11-25"}},
-		},
+		Headers: slices.Clone(sessionHeaders),
 	}
 	done := make(chan int32, 1)
 	receiver := root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {

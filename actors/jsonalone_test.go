@@ -85,7 +85,8 @@ func leaveJSONAlone(t *testing.T, root *actor.RootContext, pid *actor.PID, p *en
 }
 
 // sessionHeaders are the headers of a POST of fuzzSession's, as the edge
-// forwards them for a client that takes JSON alone.
+// forwards them (for a client that takes JSON alone too: both Accept
+// types).
 var sessionHeaders = []*envelope.Header{
 	{Name: "Content-Type", Values: []string{"application/json"}},
 	{Name: "Accept", Values: []string{"application/json, text/event-stream"}},

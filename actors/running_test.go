@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -89,13 +90,8 @@ func leaveElicitation(t *testing.T, root *actor.RootContext, pid *actor.PID, p *
 func elicitationCall(p *envelope.Principal, id int) *envelope.Request {
 	return &envelope.Request{
 		Id: rand.Text(), Method: http.MethodPost, Path: "/mcp", Window: 16, Principal: p,
-		Body: []byte(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`, id)),
-		Headers: []*envelope.Header{
-			{Name: "Content-Type", Values: []string{"application/json"}},
-			{Name: "Accept", Values: []string{"application/json, text/event-stream"}},
-			{Name: "Mcp-Session-Id", Values: []string{fuzzSession}},
-			{Name: "Mcp-Protocol-Version", Values: []string{"2025-11-25"}},
-		},
+		Body:    []byte(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`, id)),
+		Headers: slices.Clone(sessionHeaders),
 	}
 }
 
