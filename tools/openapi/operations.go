@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -457,7 +458,11 @@ func valueKind(s *openapi3.Schema) string {
 }
 
 // checkPathTemplate refuses a document path that would leave its place:
-// dot segments, a query or fragment.
+// dot segments, a query or fragment, also percent-encoded: each segment
+// without parameters is checked as a path argument is (checkSegment), once
+// decoded, for an API or a gateway in front of it that decodes before it
+// routes (nginx does) would read /%2e%2e/x as /x. A segment with
+// parameters is checked whole on each call (checkComposed).
 func checkPathTemplate(path string) error {
 	if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, "?#\\") {
 		return fmt.Errorf("path %q: want an absolute path without query or fragment", path)
@@ -465,6 +470,16 @@ func checkPathTemplate(path string) error {
 	for _, seg := range strings.Split(path, "/") {
 		if seg == "." || seg == ".." {
 			return fmt.Errorf("path %q has a dot segment", path)
+		}
+		if seg == "" || strings.ContainsAny(seg, "{}") {
+			continue
+		}
+		raw, err := url.PathUnescape(seg)
+		if err == nil {
+			err = checkSegment(raw)
+		}
+		if err != nil {
+			return fmt.Errorf("path %q: segment %q: %w", path, seg, err)
 		}
 	}
 	return nil

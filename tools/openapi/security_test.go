@@ -334,3 +334,38 @@ func TestDocumentURLCredentialsNotShown(t *testing.T) {
 		}
 	}
 }
+
+// A document's path may not leave the base URL's path in escaped form
+// either: a segment of its own text is checked as a path argument is, once
+// decoded (a dot segment, a slash or backslash, also decoded again; '?' or
+// '#' once decoded again), and refused at start, as "/../x" is. A gateway
+// that decodes before it routes (nginx does) would take
+// /v1/%2e%2e/other/secret to /other/secret with the token of this API.
+func TestDocumentPathEscapesRefused(t *testing.T) {
+	for _, p := range []string{"/%2e%2e/other/secret", "/items/%2E%2E", "/.%2e/x", "/a%2Fb", "/a%5cb", "/%252e%252e/x", "/a%253Fb", "/a%2523b", "/items/%2e%2e/{id}", "/a%zz"} {
+		params := "[]"
+		if strings.Contains(p, "{id}") {
+			params = "[{name: id, in: path, required: true, schema: {type: string}}]"
+		}
+		_, err := newAPI(t, API{BaseURL: "https://gw.example.com/v1", Scopes: []string{"a"}}, docWith("3.0.3", `
+  `+p+`:
+    get:
+      operationId: leave
+      parameters: `+params+`
+      responses: {"200": {description: ok}}`, "  schemas: {}"))
+		if err == nil || !strings.Contains(err.Error(), "operation leave") {
+			t.Errorf("path %s: %v, want refused", p, err)
+		}
+	}
+	// Other escapes, and empty segments, are the API's own.
+	for _, p := range []string{"/files/a%20b/{id}", "/q%3F/{id}", "/items/{id}/", "/v%31/{id}.json", "/a..b/.well-known/{id}"} {
+		if _, err := newAPI(t, API{Scopes: []string{"a"}}, docWith("3.0.3", `
+  `+p+`:
+    get:
+      operationId: stay
+      parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+      responses: {"200": {description: ok}}`, "  schemas: {}")); err != nil {
+			t.Errorf("path %s refused: %v", p, err)
+		}
+	}
+}
