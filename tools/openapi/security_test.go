@@ -369,3 +369,25 @@ func TestDocumentPathEscapesRefused(t *testing.T) {
 		}
 	}
 }
+
+// A path argument is also checked as a decoder of %uXXXX escapes (IIS,
+// older Jetty) reads it once it decoded what it is sent: "%u002e%u002e"
+// is sent as %25u002e%25u002e, which such an API, decoding again, reads
+// as "..".
+func TestPathPercentUEscapes(t *testing.T) {
+	api := newRecorder(t, nil)
+	cs := connect(t, itemsTools(t, api.URL+"/v1", Options{}), &countingCaller{})
+	for _, id := range []string{"%u002e%u002e", "%U002E%U002E", "a%u002fb", "a%u005cb", "%u002e.", "%u2025", "%uff0e%uff0e", "%25u002e%25u002e"} {
+		if res := callTool(t, cs, "items_getItem", `{"id":`+quote(id)+`}`); !res.IsError || !strings.Contains(text(res), "invalid arguments") {
+			t.Errorf("%q: %s, want refused", id, text(res))
+		}
+	}
+	if reqs := api.requests(); len(reqs) != 0 {
+		t.Fatalf("reached the API: %s", reqs[0].URL)
+	}
+	for _, id := range []string{"%u0041", "%uzzzz", "%u00", "100%used"} {
+		if res := callTool(t, cs, "items_getItem", `{"id":`+quote(id)+`}`); res.IsError {
+			t.Errorf("%q refused: %s", id, text(res))
+		}
+	}
+}
