@@ -226,9 +226,8 @@ func (t *operationTool) request(ctx context.Context, args map[string]any) (*http
 // slash or backslash, also once (or twice) percent-decoded, in case the
 // API decodes what it is sent again (leniently: a '%' that starts no
 // escape is kept, as most decoders do, and the escapes around it decoded,
-// %uXXXX ones too),
-// and also NFKC-normalized, before or after decoding, in case it
-// normalizes Unicode (U+2025 is "..", U+2100 "a/c", U+FF05 '%').
+// %uXXXX ones too), and also NFKC-normalized, before or after decoding, in
+// case it normalizes Unicode (U+2025 is "..", U+2100 "a/c", U+FF05 '%').
 func checkSegment(s string) error { return checkSegmentAs(s, false, 0) }
 
 // checkSegmentAs checks s, the value as an API may read it after decoding
