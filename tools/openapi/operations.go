@@ -23,6 +23,7 @@ import (
 // Bounds of a tool's definition.
 const (
 	maxToolName       = 128 // the MCP SDKs' bound
+	maxTitle          = 256
 	maxDescription    = 4096
 	maxInputSchemaLen = 128 << 10
 )
@@ -188,7 +189,7 @@ func newTool(api API, doc *openapi3.T, path, method string, item *openapi3.PathI
 	}
 	t.def = &mcp.Tool{
 		Name:        name,
-		Title:       op.Summary,
+		Title:       telemetry.ClipTo(op.Summary, maxTitle),
 		Description: desc,
 		InputSchema: json.RawMessage(raw),
 		Annotations: annotations(method),
