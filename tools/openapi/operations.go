@@ -26,6 +26,11 @@ const (
 	maxTitle          = 256
 	maxDescription    = 4096
 	maxInputSchemaLen = 128 << 10
+	// maxInputSchemasLen bounds the input schemas of one API's tools
+	// together (GitHub's whole document, 1,223 tools: 1 MiB): a schema
+	// that every operation refers to is inlined into each, and the node
+	// holds each tool's schema parsed too (about 15 times its JSON).
+	maxInputSchemasLen = 8 << 20
 )
 
 // bodyArgument is the argument holding a request body.
@@ -74,6 +79,7 @@ func build(api API, doc *openapi3.T, target *upstream) ([]*operationTool, error)
 	var out []*operationTool
 	var errs []error
 	seen := map[string]bool{}
+	schemas := 0
 	for _, path := range sortedPaths(doc) {
 		item := doc.Paths.Value(path)
 		for _, method := range sortedMethods(item) {
@@ -92,6 +98,10 @@ func build(api API, doc *openapi3.T, target *upstream) ([]*operationTool, error)
 				}
 				errs = append(errs, fmt.Errorf("api %q: operation %s: %w", api.Name, name, err))
 				continue
+			}
+			if schemas += len(t.def.InputSchema.(json.RawMessage)); schemas > maxInputSchemasLen {
+				// Stop here: building the rest would cost as much again.
+				return nil, errors.Join(append(errs, fmt.Errorf("api %q: the input schemas of its selected operations pass %d MiB together (at operation %s): select fewer (include:, exclude: in the APIs file)", api.Name, maxInputSchemasLen>>20, t.operation))...)
 			}
 			out = append(out, t)
 		}

@@ -391,3 +391,31 @@ func TestPathPercentUEscapes(t *testing.T) {
 		}
 	}
 }
+
+// The input schemas of one API's tools are bounded together, not only
+// each: a document of a few hundred KB whose operations all refer to one
+// large schema (each input schema under its own bound) would otherwise
+// inline it into every tool, hundreds of MB held by the node (and sent in
+// every tools/list); it is refused, naming the bound, once past it.
+func TestInputSchemasBoundedTogether(t *testing.T) {
+	var paths, comps strings.Builder
+	const ops = 100
+	for i := range ops {
+		fmt.Fprintf(&paths, "  /p%d:\n    post: {operationId: op%d, requestBody: {required: true, content: {application/json: {schema: {$ref: '#/components/schemas/H'}}}}, responses: {\"200\": {description: ok}}}\n", i, i)
+	}
+	comps.WriteString("  schemas:\n    H:\n      type: object\n      properties:\n")
+	for i := range 1200 {
+		fmt.Fprintf(&comps, "        property_number_%d: {type: string, description: a property described at some length}\n", i)
+	}
+	doc := docWith("3.0.3", paths.String(), comps.String())
+	ts, err := newAPI(t, API{Scopes: []string{"a"}, Include: Selector{Methods: []string{"POST"}}}, doc)
+	if err == nil || !strings.Contains(err.Error(), "together") {
+		n, total := 0, 0
+		if ts != nil {
+			for _, tool := range ts.Tools() {
+				n, total = n+1, total+len(schemaBytes(t, tool))
+			}
+		}
+		t.Errorf("a %d KB document made %d tools with %d KB of input schemas: %v", len(doc)>>10, n, total>>10, err)
+	}
+}
