@@ -225,9 +225,9 @@ func (t *operationTool) request(ctx context.Context, args map[string]any) (*http
 // than the one its segment stands for: empty, a dot segment, or holding a
 // slash or backslash, also once (or twice) percent-decoded, in case the
 // API decodes what it is sent again (leniently: a '%' that starts no
-// escape is kept, as most decoders do, and the escapes around it decoded),
-// and also NFKC-normalized, before or after decoding, in case it
-// normalizes Unicode (U+2025 is "..", U+2100 "a/c", U+FF05 '%').
+// escape is kept, as most decoders do, and the escapes around it decoded,
+// %uXXXX ones too), and also NFKC-normalized, before or after decoding, in
+// case it normalizes Unicode (U+2025 is "..", U+2100 "a/c", U+FF05 '%').
 func checkSegment(s string) error { return checkSegmentAs(s, false, 0) }
 
 // checkSegmentAs checks s, the value as an API may read it after decoding
@@ -295,7 +295,8 @@ func checkComposed(template, path string) error {
 	return nil
 }
 
-// unescapeLeniently decodes each %XX escape of s and keeps any other '%'.
+// unescapeLeniently decodes each %XX escape of s, and each %uXXXX escape
+// (IIS's, older Jetty's: '%u002e' is '.'), and keeps any other '%'.
 func unescapeLeniently(s string) string {
 	i := strings.IndexByte(s, '%')
 	if i < 0 {
@@ -304,6 +305,13 @@ func unescapeLeniently(s string) string {
 	b := make([]byte, 0, len(s))
 	for ; i >= 0; i = strings.IndexByte(s, '%') {
 		b = append(b, s[:i]...)
+		if i+5 < len(s) && (s[i+1] == 'u' || s[i+1] == 'U') {
+			if c, err := strconv.ParseUint(s[i+2:i+6], 16, 16); err == nil {
+				b = utf8.AppendRune(b, rune(c))
+				s = s[i+6:]
+				continue
+			}
+		}
 		if i+2 < len(s) {
 			if c, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil {
 				b = append(b, byte(c))

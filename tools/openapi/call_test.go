@@ -449,3 +449,47 @@ func TestDocumentStatusWithoutReasonPhrase(t *testing.T) {
 		t.Errorf("%v", err)
 	}
 }
+
+// audienceCaller hands out a token naming the audience it was asked for.
+type audienceCaller struct{}
+
+func (audienceCaller) Claims(context.Context) map[string]any { return nil }
+func (audienceCaller) Delegate(_ context.Context, audience string, _ []string) (*tools.Delegation, error) {
+	return &tools.Delegation{Token: "for " + audience, Expiry: time.Now().Add(time.Hour)}, nil
+}
+
+// Each API's tools ask for a token for that API's resource, and send it
+// to that API only: with two APIs in one file, neither is ever sent the
+// other's token.
+func TestEachAPIGetsItsOwnToken(t *testing.T) {
+	a, b := newRecorder(t, nil), newRecorder(t, nil)
+	ts, err := New(t.Context(), []API{
+		{Name: "a", BaseURL: a.URL, Resource: "https://a.example.com", Document: writeDoc(t, itemsDoc)},
+		{Name: "b", BaseURL: b.URL, Document: writeDoc(t, itemsDoc)},
+	}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := connect(t, ts, audienceCaller{})
+	for _, c := range []struct{ tool, args string }{
+		{"a_getItem", `{"id":"1"}`}, {"b_getItem", `{"id":"1"}`}, {"a_searchItems", `{}`}, {"b_searchItems", `{}`},
+	} {
+		if res := callTool(t, cs, c.tool, c.args); res.IsError {
+			t.Fatalf("%s: %s", c.tool, text(res))
+		}
+	}
+	for _, c := range []struct {
+		api  *recorder
+		want string
+	}{{a, "Bearer for https://a.example.com"}, {b, "Bearer for " + b.URL}} {
+		reqs := c.api.requests()
+		if len(reqs) != 2 {
+			t.Fatalf("%s got %d requests, want 2", c.api.URL, len(reqs))
+		}
+		for _, r := range reqs {
+			if got := r.Header.Get("Authorization"); got != c.want {
+				t.Errorf("%s %s: Authorization %q, want %q", c.api.URL, r.URL, got, c.want)
+			}
+		}
+	}
+}

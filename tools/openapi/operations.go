@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"mime"
 	"net/http"
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -22,8 +23,14 @@ import (
 // Bounds of a tool's definition.
 const (
 	maxToolName       = 128 // the MCP SDKs' bound
+	maxTitle          = 256
 	maxDescription    = 4096
 	maxInputSchemaLen = 128 << 10
+	// maxInputSchemasLen bounds the input schemas of one API's tools
+	// together (GitHub's whole document, 1,223 tools: 1 MiB): a schema
+	// that every operation refers to is inlined into each, and the node
+	// holds each tool's schema parsed too (about 15 times its JSON).
+	maxInputSchemasLen = 8 << 20
 )
 
 // bodyArgument is the argument holding a request body.
@@ -72,6 +79,7 @@ func build(api API, doc *openapi3.T, target *upstream) ([]*operationTool, error)
 	var out []*operationTool
 	var errs []error
 	seen := map[string]bool{}
+	schemas := 0
 	for _, path := range sortedPaths(doc) {
 		item := doc.Paths.Value(path)
 		for _, method := range sortedMethods(item) {
@@ -90,6 +98,10 @@ func build(api API, doc *openapi3.T, target *upstream) ([]*operationTool, error)
 				}
 				errs = append(errs, fmt.Errorf("api %q: operation %s: %w", api.Name, name, err))
 				continue
+			}
+			if schemas += len(t.def.InputSchema.(json.RawMessage)); schemas > maxInputSchemasLen {
+				// Stop here: building the rest would cost as much again.
+				return nil, errors.Join(append(errs, fmt.Errorf("api %q: the input schemas of its selected operations pass %d MiB together (at operation %s): select fewer (include:, exclude: in the APIs file)", api.Name, maxInputSchemasLen>>20, t.operation))...)
 			}
 			out = append(out, t)
 		}
@@ -187,7 +199,7 @@ func newTool(api API, doc *openapi3.T, path, method string, item *openapi3.PathI
 	}
 	t.def = &mcp.Tool{
 		Name:        name,
-		Title:       op.Summary,
+		Title:       telemetry.ClipTo(op.Summary, maxTitle),
 		Description: desc,
 		InputSchema: json.RawMessage(raw),
 		Annotations: annotations(method),
@@ -457,7 +469,11 @@ func valueKind(s *openapi3.Schema) string {
 }
 
 // checkPathTemplate refuses a document path that would leave its place:
-// dot segments, a query or fragment.
+// dot segments, a query or fragment, also percent-encoded: each segment
+// without parameters is checked as a path argument is (checkSegment), once
+// decoded, for an API or a gateway in front of it that decodes before it
+// routes (nginx does) would read /%2e%2e/x as /x. A segment with
+// parameters is checked whole on each call (checkComposed).
 func checkPathTemplate(path string) error {
 	if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, "?#\\") {
 		return fmt.Errorf("path %q: want an absolute path without query or fragment", path)
@@ -465,6 +481,16 @@ func checkPathTemplate(path string) error {
 	for _, seg := range strings.Split(path, "/") {
 		if seg == "." || seg == ".." {
 			return fmt.Errorf("path %q has a dot segment", path)
+		}
+		if seg == "" || strings.ContainsAny(seg, "{}") {
+			continue
+		}
+		raw, err := url.PathUnescape(seg)
+		if err == nil {
+			err = checkSegment(raw)
+		}
+		if err != nil {
+			return fmt.Errorf("path %q: segment %q: %w", path, seg, err)
 		}
 	}
 	return nil

@@ -330,3 +330,27 @@ func TestConflictingPaths(t *testing.T) {
 		t.Errorf("an invalid operation under the later path: %v", err)
 	}
 }
+
+// A tool's title, the operation's summary, is bounded as its description
+// is: a document with a summary of 100 KB (its vendor's to write) does
+// not make every session's tools/list carry it.
+func TestToolTitleBounded(t *testing.T) {
+	long := strings.Repeat("word ", 20<<10)
+	ts, err := newAPI(t, API{Scopes: []string{"a"}}, docWith("3.0.3", `
+  /a:
+    get: {operationId: a, summary: "`+long+`", responses: {"200": {description: ok}}}
+  /b:
+    get: {operationId: b, summary: "List the items", responses: {"200": {description: ok}}}
+`, "  schemas: {}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tool := range ts.Tools() {
+		if len(tool.Title) > maxTitle+len("…") || len(tool.Description) > maxDescription+len("…") {
+			t.Errorf("%s: title of %d bytes, description of %d", tool.Name, len(tool.Title), len(tool.Description))
+		}
+	}
+	if got := ts.Tools()[1].Title; got != "List the items" {
+		t.Errorf("a short summary's title is %q", got)
+	}
+}

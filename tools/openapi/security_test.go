@@ -334,3 +334,88 @@ func TestDocumentURLCredentialsNotShown(t *testing.T) {
 		}
 	}
 }
+
+// A document's path may not leave the base URL's path in escaped form
+// either: a segment of its own text is checked as a path argument is, once
+// decoded (a dot segment, a slash or backslash, also decoded again; '?' or
+// '#' once decoded again), and refused at start, as "/../x" is. A gateway
+// that decodes before it routes (nginx does) would take
+// /v1/%2e%2e/other/secret to /other/secret with the token of this API.
+func TestDocumentPathEscapesRefused(t *testing.T) {
+	for _, p := range []string{"/%2e%2e/other/secret", "/items/%2E%2E", "/.%2e/x", "/a%2Fb", "/a%5cb", "/%252e%252e/x", "/a%253Fb", "/a%2523b", "/items/%2e%2e/{id}", "/a%zz"} {
+		params := "[]"
+		if strings.Contains(p, "{id}") {
+			params = "[{name: id, in: path, required: true, schema: {type: string}}]"
+		}
+		_, err := newAPI(t, API{BaseURL: "https://gw.example.com/v1", Scopes: []string{"a"}}, docWith("3.0.3", `
+  `+p+`:
+    get:
+      operationId: leave
+      parameters: `+params+`
+      responses: {"200": {description: ok}}`, "  schemas: {}"))
+		if err == nil || !strings.Contains(err.Error(), "operation leave") {
+			t.Errorf("path %s: %v, want refused", p, err)
+		}
+	}
+	// Other escapes, and empty segments, are the API's own.
+	for _, p := range []string{"/files/a%20b/{id}", "/q%3F/{id}", "/items/{id}/", "/v%31/{id}.json", "/a..b/.well-known/{id}"} {
+		if _, err := newAPI(t, API{Scopes: []string{"a"}}, docWith("3.0.3", `
+  `+p+`:
+    get:
+      operationId: stay
+      parameters: [{name: id, in: path, required: true, schema: {type: string}}]
+      responses: {"200": {description: ok}}`, "  schemas: {}")); err != nil {
+			t.Errorf("path %s refused: %v", p, err)
+		}
+	}
+}
+
+// A path argument is also checked as a decoder of %uXXXX escapes (IIS,
+// older Jetty) reads it once it decoded what it is sent: "%u002e%u002e"
+// is sent as %25u002e%25u002e, which such an API, decoding again, reads
+// as "..".
+func TestPathPercentUEscapes(t *testing.T) {
+	api := newRecorder(t, nil)
+	cs := connect(t, itemsTools(t, api.URL+"/v1", Options{}), &countingCaller{})
+	for _, id := range []string{"%u002e%u002e", "%U002E%U002E", "a%u002fb", "a%u005cb", "%u002e.", "%u2025", "%uff0e%uff0e", "%25u002e%25u002e"} {
+		if res := callTool(t, cs, "items_getItem", `{"id":`+quote(id)+`}`); !res.IsError || !strings.Contains(text(res), "invalid arguments") {
+			t.Errorf("%q: %s, want refused", id, text(res))
+		}
+	}
+	if reqs := api.requests(); len(reqs) != 0 {
+		t.Fatalf("reached the API: %s", reqs[0].URL)
+	}
+	for _, id := range []string{"%u0041", "%uzzzz", "%u00", "100%used"} {
+		if res := callTool(t, cs, "items_getItem", `{"id":`+quote(id)+`}`); res.IsError {
+			t.Errorf("%q refused: %s", id, text(res))
+		}
+	}
+}
+
+// The input schemas of one API's tools are bounded together, not only
+// each: a document of a few hundred KB whose operations all refer to one
+// large schema (each input schema under its own bound) would otherwise
+// inline it into every tool, hundreds of MB held by the node (and sent in
+// every tools/list); it is refused, naming the bound, once past it.
+func TestInputSchemasBoundedTogether(t *testing.T) {
+	var paths, comps strings.Builder
+	const ops = 100
+	for i := range ops {
+		fmt.Fprintf(&paths, "  /p%d:\n    post: {operationId: op%d, requestBody: {required: true, content: {application/json: {schema: {$ref: '#/components/schemas/H'}}}}, responses: {\"200\": {description: ok}}}\n", i, i)
+	}
+	comps.WriteString("  schemas:\n    H:\n      type: object\n      properties:\n")
+	for i := range 1200 {
+		fmt.Fprintf(&comps, "        property_number_%d: {type: string, description: a property described at some length}\n", i)
+	}
+	doc := docWith("3.0.3", paths.String(), comps.String())
+	ts, err := newAPI(t, API{Scopes: []string{"a"}, Include: Selector{Methods: []string{"POST"}}}, doc)
+	if err == nil || !strings.Contains(err.Error(), "together") {
+		n, total := 0, 0
+		if ts != nil {
+			for _, tool := range ts.Tools() {
+				n, total = n+1, total+len(schemaBytes(t, tool))
+			}
+		}
+		t.Errorf("a %d KB document made %d tools with %d KB of input schemas: %v", len(doc)>>10, n, total>>10, err)
+	}
+}
