@@ -349,9 +349,13 @@ func mergedParams(item *openapi3.PathItem, op *openapi3.Operation) []*openapi3.P
 // reservedHeaders are headers a parameter may not set: pingmcp sets them,
 // or they frame the request. OpenAPI ignores Accept, Content-Type and
 // Authorization parameters; the others would let a model reshape the
-// request.
+// request: its method, to gateways and frameworks that honour an override
+// (a read-only GET tool made a DELETE), or the client address and host a
+// proxy in front of the API vouches for (an allow-list passed).
 var reservedHeaders = []string{"Accept", "Authorization", "Connection", "Content-Length", "Content-Type", "Cookie", "Expect",
-	"Host", "Keep-Alive", "Proxy-Authorization", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Traceparent", "Tracestate"}
+	"Host", "Keep-Alive", "Proxy-Authorization", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Traceparent", "Tracestate",
+	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
+	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Real-Ip"}
 
 // newParam makes the argument of a parameter, or nil for an optional one
 // that is not offered (a cookie, a reserved header, a serialization pingmcp

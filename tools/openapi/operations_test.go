@@ -246,6 +246,19 @@ func TestRefusedAtStart(t *testing.T) {
 	if err != nil || strings.Contains(string(schemaBytes(t, ts.Tools()[0])), "session") {
 		t.Errorf("optional cookie: %v", err)
 	}
+	// Nor a header that would change the method a read-only tool asks for,
+	// or the client a proxy in front of the API vouches for.
+	for _, h := range []string{"X-HTTP-Method-Override", "x-http-method", "X-Method-Override", "X-Forwarded-For", "Forwarded", "X-Real-IP"} {
+		ts, err := newAPI(t, API{Scopes: []string{"a"}}, docWith("3.0.3", `
+  /a:
+    get:
+      operationId: overrides
+      parameters: [{name: `+h+`, in: header, schema: {type: string}}]
+      responses: {"200": {description: ok}}`, "  schemas: {}"))
+		if err != nil || strings.Contains(strings.ToLower(string(schemaBytes(t, ts.Tools()[0]))), strings.ToLower(h)) {
+			t.Errorf("optional header %s: offered (%v)", h, err)
+		}
+	}
 	if _, err := newAPI(t, API{Scopes: []string{"a"}}, "openapi: 3.0.3\ninfo: {title: t}\npaths: {/a: {get: {}}}\n"); err == nil || !strings.Contains(err.Error(), "not valid OpenAPI") {
 		t.Errorf("an invalid document: %v", err)
 	}
