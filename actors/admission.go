@@ -128,14 +128,20 @@ func (a *core) takeToken(req *envelope.Request, id *auth.Principal, switched boo
 // that defines none asks nothing of a token but its audience, which the
 // edge checked.
 func (a *core) resourceScoped(p *envelope.Principal) bool {
-	defined := len(a.cfg.Scopes) > 0
+	ofResource := func(scopes []string) bool {
+		return slices.ContainsFunc(scopes, func(s string) bool { return !identityScopes[s] })
+	}
+	defined := ofResource(a.cfg.Scopes)
 	for _, needed := range a.scopes {
-		defined = defined || len(needed) > 0
+		defined = defined || ofResource(needed)
 	}
 	if !defined {
 		return true
 	}
 	return slices.ContainsFunc(p.Scopes, func(s string) bool {
+		if identityScopes[s] {
+			return false
+		}
 		if slices.Contains(a.cfg.Scopes, s) {
 			return true
 		}
@@ -147,6 +153,11 @@ func (a *core) resourceScoped(p *envelope.Principal) bool {
 		return false
 	})
 }
+
+// identityScopes are OpenID Connect's scopes: a token any application the
+// user signs in to may hold, which never speak for the resource, whatever
+// --scopes or a tool (an --apis document's security requirement) lists.
+var identityScopes = map[string]bool{"openid": true, "profile": true, "email": true, "address": true, "phone": true, "offline_access": true}
 
 // endStreamsOf ends the GET streams opened through client, which the
 // session is no longer used through: what the server sends outside a

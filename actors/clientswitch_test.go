@@ -233,6 +233,21 @@ func TestResourceScoped(t *testing.T) {
 	if chal := h.Get("WWW-Authenticate"); !strings.Contains(chal, `scope="openid todo_api:read"`) {
 		t.Errorf("challenge %q, want the scope to request: openid todo_api:read", chal)
 	}
+	// OpenID Connect's scopes never speak for the resource, whatever a
+	// tool says it needs (an --apis document may list openid).
+	oidc := &core{scopes: map[string][]string{"get": {"openid", "api:read"}, "me": {"profile"}}}
+	for _, c := range []struct {
+		scopes []string
+		want   bool
+	}{
+		{[]string{"openid"}, false},
+		{[]string{"openid", "profile", "email", "offline_access"}, false},
+		{[]string{"api:read"}, true},
+	} {
+		if got := oidc.resourceScoped(&envelope.Principal{Scopes: c.scopes}); got != c.want {
+			t.Errorf("tools needing openid: %v: %v, want %v", c.scopes, got, c.want)
+		}
+	}
 	// A resource that defines no scope (no --scopes, tools that need none)
 	// asks a token for nothing but its audience.
 	if none := (&core{scopes: map[string][]string{"ping": nil}}); !none.resourceScoped(&envelope.Principal{}) {
