@@ -13,12 +13,17 @@ import (
 	"github.com/pingmcp/pingmcp/tools"
 )
 
-// answersLater is a toolset with one tool, answer_later, that answers
-// after 20ms unless its context ends first; it tells on answeredLater
-// which (nil: it answered).
+// answersLater is a toolset with two tools: answer_later, that answers
+// after 20ms unless its context ends first, and tells on answeredLater
+// which (nil: it answered); close_until_cancelled, that closes its event
+// stream every 200ms (SEP-1699) and sends nothing else, until its context
+// ends, which it tells on closedUntil.
 type answersLater struct{}
 
-var answeredLater = make(chan error, 16)
+var (
+	answeredLater = make(chan error, 16)
+	closedUntil   = make(chan error, 16)
+)
 
 func (answersLater) Name() string                 { return "answers-later" }
 func (answersLater) Configure(*mcp.ServerOptions) {}
@@ -35,6 +40,40 @@ func (answersLater) Install(s *mcp.Server, _ tools.Caller) {
 				return nil, ctx.Err()
 			}
 		})
+	s.AddTool(&mcp.Tool{Name: "close_until_cancelled", InputSchema: json.RawMessage(`{"type":"object"}`)},
+		func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			for {
+				if req.Extra != nil && req.Extra.CloseSSEStream != nil {
+					req.Extra.CloseSSEStream(mcp.CloseSSEStreamArgs{RetryAfter: time.Millisecond})
+				}
+				select {
+				case <-time.After(200 * time.Millisecond):
+				case <-ctx.Done():
+					closedUntil <- ctx.Err()
+					return nil, ctx.Err()
+				}
+			}
+		})
+}
+
+// A JSON-only call whose stream the edge gave up resuming (here, its tool
+// closes it again and again and sends nothing: three tries in a row that
+// brought nothing) is answered 502, and cancelled by the edge: nobody will
+// read its answer, and its actor, which saw only streams end, leaves it to
+// the edge.
+func TestJSONOnlyCallWhoseResumptionIsGivenUpIsCancelled(t *testing.T) {
+	srv := newEdge(t, Options{})
+	sid := initialize(t, srv.URL)
+	h := map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25", "Accept": "application/json"}
+	resp, body := call{http.MethodPost, h, `{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"close_until_cancelled","arguments":{}}}`}.do(t, srv.URL)
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, `"id":"c"`) {
+		t.Fatalf("a call whose stream stalled, taking JSON alone: %d %q", resp.StatusCode, body)
+	}
+	select {
+	case <-closedUntil:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call whose resumption the edge gave up runs on")
+	}
 }
 
 // A JSON-only call whose stream the edge cut as silent (a path to its
