@@ -792,7 +792,13 @@ func (e *Edge) resumeJSON(ctx context.Context, req *relayed, answer *jsonAnswer,
 		return nil
 	}
 	metrics.JSONResumes.Inc()
+	// The streams it resumed before have ended: let go now, rather than
+	// held until the answer, however many times a long call's stream is
+	// resumed. An event cut short at the end of the last one (none is,
+	// from the go-sdk: a part ends with an event) comes again whole.
+	answer.closeResumed()
 	answer.resumed = append(answer.resumed, s)
+	answer.pending = nil
 	return s
 }
 
