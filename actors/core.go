@@ -303,6 +303,9 @@ func (a *core) control(ctx actor.Context, m *envelope.Envelope) {
 	case m.GetCancel() != nil:
 		id := m.GetCancel().RequestId
 		if f := a.flights[id]; f != nil {
+			if m.GetCancel().GetResume() {
+				f.resuming.Store(true)
+			}
 			f.cancel()
 		} else if i := slices.IndexFunc(a.held, func(q queued) bool { return q.req.Id == id }); i >= 0 {
 			// Held while the session moves (refuseMoving): nobody reads
@@ -513,7 +516,12 @@ type flight struct {
 	// (a request whose id is in flight, a body it cannot read): none of
 	// them is its client's to cancel (cancelLeft).
 	untaken atomic.Bool
-	drain   context.CancelFunc // ends the handler, not the response
+	// resuming says its edge let its response go to resume its event
+	// stream itself (Cancel.Resume: the stream went silent there), its
+	// client still waiting for the answer: the client did not leave
+	// (cancelLeft).
+	resuming atomic.Bool
+	drain    context.CancelFunc // ends the handler, not the response
 
 	// cancels says its client cancelled one of its requests at least
 	// (peerCancelled).
@@ -832,7 +840,7 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		}
 		w.startKeepAlive(time.Duration(req.KeepaliveMs)*time.Millisecond, f.get)
 		a.serveHTTP(hctx, w, req)
-		if f.jsonAlone && rctx.Err() != nil && !f.answered.Load() && !f.untaken.Load() {
+		if f.jsonAlone && rctx.Err() != nil && !f.answered.Load() && !f.untaken.Load() && !f.resuming.Load() {
 			a.cancelLeft(req, f)
 		}
 		if a.events != nil {
@@ -846,7 +854,8 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 }
 
 // cancelLeft cancels, for a client that takes JSON alone and left before
-// its answer (its edge cancelled f, or went away), the requests of req, as
+// its answer (its edge cancelled f, or went away; not when the edge let f
+// go to resume its stream itself: flight.resuming), the requests of req, as
 // the client would with notifications/cancelled: on the 2025-11-25
 // protocol a client that closes its stream does not cancel its requests,
 // since it may resume the stream, but one that takes JSON alone cannot, and

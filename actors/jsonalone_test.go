@@ -175,3 +175,85 @@ func TestJSONAloneInitializeLeftIsNotCancelled(t *testing.T) {
 		t.Fatalf("the go-sdk connected %d sessions for one initialize whose client left", n)
 	}
 }
+
+// A call whose client takes JSON alone, and whose edge lets its response go
+// to resume its event stream itself (Cancel.Resume: the stream went silent
+// at the edge, the client still waiting for the answer), is not cancelled
+// as one whose client left: it runs on, and the resumed stream (a GET with
+// Last-Event-ID) carries its answer.
+func TestJSONAloneCallLetGoToResumeRunsOn(t *testing.T) {
+	for _, resume := range []bool{false, true} {
+		root, pid, p := runningSession(t, Config{})
+		req := elicitationCall(p, 1)
+		req.JsonAlone = true
+		var out []byte
+		elicit, end := make(chan json.RawMessage, 1), make(chan string, 1)
+		root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+			switch m := ctx.Message().(type) {
+			case *actor.Started:
+				ctx.Request(pid, &envelope.Envelope{Body: &envelope.Envelope_Request{Request: req}})
+			case *envelope.Envelope:
+				part := m.GetPart()
+				out = append(out, part.GetBody()...)
+				for line := range strings.SplitSeq(string(part.GetBody()), "\n") {
+					if data, ok := strings.CutPrefix(line, "data: "); ok && strings.Contains(data, `"elicitation/create"`) {
+						var msg struct{ ID json.RawMessage }
+						json.Unmarshal([]byte(data), &msg)
+						elicit <- msg.ID
+						ctx.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Cancel{Cancel: &envelope.Cancel{RequestId: req.Id, Resume: resume}}})
+					}
+				}
+				if part.GetFinal() {
+					end <- string(out)
+					ctx.Stop(ctx.Self())
+				}
+			}
+		}))
+		id := await(t, elicit, "the tool's elicitation")
+		body := await(t, end, "the end of the response let go")
+		lastID := ""
+		for line := range strings.SplitSeq(body, "\n") {
+			if v, ok := strings.CutPrefix(line, "id: "); ok {
+				lastID = v
+			}
+		}
+		if lastID == "" {
+			t.Fatalf("no event id on the call's stream: %q", body)
+		}
+		// The stream is resumed, and the elicitation answered once a
+		// cancellation, if any, has had its time (cancelLeft: sent as
+		// the POST's handler returned, just after its end went out).
+		resumed := make(chan string, 1)
+		get := &envelope.Request{
+			Id: rand.Text(), Method: http.MethodGet, Path: "/mcp", Window: 16, Principal: p,
+			Headers: []*envelope.Header{
+				{Name: "Accept", Values: []string{"text/event-stream"}},
+				{Name: "Mcp-Session-Id", Values: []string{fuzzSession}},
+				{Name: "Mcp-Protocol-Version", Values: []string{"2025-11-25"}},
+				{Name: "Last-Event-ID", Values: []string{lastID}},
+			},
+		}
+		var got []byte
+		root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+			switch m := ctx.Message().(type) {
+			case *actor.Started:
+				ctx.Request(pid, &envelope.Envelope{Body: &envelope.Envelope_Request{Request: get}})
+			case *envelope.Envelope:
+				part := m.GetPart()
+				got = append(got, part.GetBody()...)
+				if part.GetFinal() {
+					resumed <- string(got)
+					ctx.Stop(ctx.Self())
+					return
+				}
+				ctx.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Ack{Ack: &envelope.Ack{RequestId: get.Id, Seq: part.GetSeq()}}})
+			}
+		}))
+		time.Sleep(50 * time.Millisecond)
+		fuzzForward(t, root, pid, p, `{"jsonrpc":"2.0","id":`+string(id)+`,"result":{"action":"decline"}}`)
+		answer := await(t, resumed, "the resumed stream's end")
+		if answered := strings.Contains(answer, "action=decline"); answered != resume {
+			t.Errorf("resume %v: the call's answer on its resumed stream: %q", resume, answer)
+		}
+	}
+}

@@ -26,7 +26,13 @@ var (
 	ErrActorGone = errors.New("actor terminated before the response was complete")
 	// ErrOutOfOrder means a response part was lost or reordered in transit.
 	ErrOutOfOrder = errors.New("response part out of order")
-	errNoClients  = errors.New("pingmcp nodes join as members, never as clients")
+	// ErrResuming, as the cause (or wrapped in it) of the context that
+	// ends a Stream's Next (context.WithCancelCause), says that its reader
+	// lets the response go to resume its event stream itself (a GET with
+	// Last-Event-ID), its client still there: the actor is told so with
+	// its cancellation (envelope.Cancel.Resume).
+	ErrResuming  = errors.New("the response is let go for its event stream to be resumed")
+	errNoClients = errors.New("pingmcp nodes join as members, never as clients")
 )
 
 // maxMergedBody bounds the body of a part Next merges from several that had
@@ -335,7 +341,7 @@ func (s *Stream) Next(ctx context.Context) (*envelope.ResponsePart, error) {
 		if p, err = s.await(ctx); err != nil {
 			s.done = true
 			if ctx.Err() != nil {
-				s.cancel()
+				s.cancelFor(errors.Is(context.Cause(ctx), ErrResuming))
 			}
 			return nil, err
 		}
@@ -376,8 +382,12 @@ func (s *Stream) Written(seq uint64) {
 	s.via.send(s.target, &envelope.Envelope{Body: &envelope.Envelope_Ack{Ack: &envelope.Ack{RequestId: s.id, Seq: seq}}})
 }
 
-func (s *Stream) cancel() {
-	s.via.send(s.target, &envelope.Envelope{Body: &envelope.Envelope_Cancel{Cancel: &envelope.Cancel{RequestId: s.id}}})
+func (s *Stream) cancel() { s.cancelFor(false) }
+
+// cancelFor tells the actor to cancel the request: to resume its event
+// stream (ErrResuming), or because its client went away.
+func (s *Stream) cancelFor(resume bool) {
+	s.via.send(s.target, &envelope.Envelope{Body: &envelope.Envelope_Cancel{Cancel: &envelope.Cancel{RequestId: s.id, Resume: resume}}})
 }
 
 // Close releases the stream. If the response was not complete, the actor is

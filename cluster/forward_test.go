@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -338,5 +339,45 @@ func TestRouterRequestIDs(t *testing.T) {
 	s.Close()
 	if len(r.streams) != 0 {
 		t.Errorf("router keeps %d streams", len(r.streams))
+	}
+}
+
+// sentTo records what a Stream tells its actor.
+type sentTo struct {
+	mu   sync.Mutex
+	sent []*envelope.Envelope
+}
+
+func (r *sentTo) send(_ *actor.PID, env *envelope.Envelope) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sent = append(r.sent, env)
+}
+func (r *sentTo) unregister(*Stream) {}
+
+// A reader that stops waiting for a response to resume its event stream
+// itself (ErrResuming, the cause of its context's end) says so with its
+// cancellation, which otherwise says that the client went away.
+func TestStreamCancelledToResumeSaysSo(t *testing.T) {
+	for _, tt := range []struct {
+		cause  error
+		resume bool
+	}{
+		{context.Canceled, false},
+		{ErrResuming, true},
+		{fmt.Errorf("silent: %w", ErrResuming), true},
+		{errors.New("another cause"), false},
+	} {
+		r := &sentTo{}
+		s := stream(4)
+		s.via = r
+		ctx, cut := context.WithCancelCause(context.Background())
+		cut(tt.cause)
+		if _, err := s.Next(ctx); err == nil {
+			t.Fatalf("%v: Next returned a part", tt.cause)
+		}
+		if len(r.sent) != 1 || r.sent[0].GetCancel() == nil || r.sent[0].GetCancel().GetRequestId() != "r" || r.sent[0].GetCancel().GetResume() != tt.resume {
+			t.Errorf("cut with %v: the actor was sent %v, want a Cancel with resume %v", tt.cause, r.sent, tt.resume)
+		}
 	}
 }

@@ -71,8 +71,8 @@ type jsonAnswer struct {
 	// priming event the first): where the stream resumes (Last-Event-ID).
 	lastID string
 	// resumedFrom is the lastID the stream was last resumed from, stalled
-	// how many times in a row it was, and resumed the streams that resumed
-	// it (relay's own, closed by closeResumed).
+	// how many times in a row it was, and resumed the stream that resumed
+	// it last (relay's own, closed by closeResumed).
 	resumedFrom string
 	stalled     int
 	resumed     []*cluster.Stream

@@ -22,6 +22,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -432,6 +433,11 @@ const silentIntervals = 3
 var (
 	errStreamSilent = errors.New("nothing arrived from the session's actor for three keep-alive intervals")
 	errTokenExpired = errors.New("the token that opened the stream expired")
+	// errSilentResumed is errStreamSilent for a stream the edge resumes
+	// itself (a JSON answer's: relayed.resume): its actor is told so with
+	// the cancellation (cluster.ErrResuming), and does not cancel the
+	// requests of a client that is still there (Request.JsonAlone).
+	errSilentResumed = fmt.Errorf("%w, resumed by the edge: %w", errStreamSilent, cluster.ErrResuming)
 )
 
 // relayed is what relay needs to know of the request, and what it saw of
@@ -565,6 +571,20 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 	var silent *time.Timer // runs while waiting for a part of an event stream
 	var answer *jsonAnswer // what is sent as JSON (relayed.json)
 	fresh := false         // s resumes answer's stream, and sent nothing yet
+	// resumable says the edge resumes the stream if it goes silent (the
+	// silent timer's cause: errSilentResumed).
+	var resumable atomic.Bool
+	// unsilenced gives the wait for a stream the edge resumes a context of
+	// its own, if the silent timer cut the last one (it may have fired as
+	// the last part came).
+	unsilenced := func() {
+		if errors.Is(context.Cause(ctx), errStreamSilent) {
+			silent.Stop()
+			silent = nil
+			cut(nil)
+			ctx, cut = withCut(parent)
+		}
+	}
 	defer func() {
 		cut(nil)
 		if silent != nil {
@@ -576,9 +596,16 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 	}()
 	for {
 		if limit := silentIntervals * e.opts.SSEKeepAlive; streaming && limit > 0 {
+			resumable.Store(answer != nil && answer.resumable(req))
 			if silent == nil {
 				cut := cut
-				silent = time.AfterFunc(limit, func() { cut(errStreamSilent) })
+				silent = time.AfterFunc(limit, func() {
+					if resumable.Load() {
+						cut(errSilentResumed)
+					} else {
+						cut(errStreamSilent)
+					}
+				})
 			} else {
 				silent.Reset(limit)
 			}
@@ -602,18 +629,12 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 				// link to it gone, or silent): resumed, as an event
 				// stream's client would.
 				logger().Warn("response cut short before its JSON answer", "err", err)
-				if errors.Is(context.Cause(ctx), errStreamSilent) {
-					// A fresh wait for the resumed stream.
-					silent.Stop()
-					silent = nil
-					cut(nil)
-					ctx, cut = withCut(parent)
-				}
+				unsilenced()
 				if next := e.resumeJSON(ctx, req, answer, logger); next != nil {
 					s, fresh = next, true
 					continue
 				}
-				return cutShort(w, req, answer)
+				return giveUp(parent, w, req, answer)
 			}
 			switch cause := context.Cause(ctx); {
 			case errors.Is(cause, errStreamSilent), errors.Is(cause, errTokenExpired):
@@ -642,9 +663,19 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 		if answer != nil && fresh {
 			// The first part of a resumed stream.
 			fresh = false
+			if p.Status == http.StatusConflict {
+				// The go-sdk's stream is still held by the response the
+				// edge let go (its actor had yet to see that end): tried
+				// again, as a stalled try.
+				unsilenced()
+				if next := e.resumeJSON(ctx, req, answer, logger); next != nil {
+					s, fresh = next, true
+					continue
+				}
+			}
 			if p.Status != http.StatusOK || !isEventStream(p.Headers) {
 				logger().Warn("a JSON answer's stream could not be resumed", "status", p.Status)
-				return cutShort(w, req, answer)
+				return giveUp(parent, w, req, answer)
 			}
 		}
 		if answer != nil {
@@ -658,11 +689,12 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 			if p.Final {
 				if len(answer.answers) < max(req.want, 1) {
 					logger().Warn("event stream ended without every answer to send as JSON", "answers", len(answer.answers), "requests", req.want)
+					unsilenced()
 					if next := e.resumeJSON(ctx, req, answer, logger); next != nil {
 						s, fresh = next, true
 						continue
 					}
-					return cutShort(w, req, answer)
+					return giveUp(parent, w, req, answer)
 				}
 				answer.commit(w)
 				answer.writeTo(w, req.batch)
@@ -735,11 +767,18 @@ func withCut(parent context.Context) (context.Context, context.CancelCauseFunc) 
 // the request, no event id read yet, no progress since the last tries, the
 // client gone).
 func (e *Edge) resumeJSON(ctx context.Context, req *relayed, answer *jsonAnswer, logger func() *slog.Logger) *cluster.Stream {
-	if req.resume == nil || answer.lastID == "" || ctx.Err() != nil {
+	if !answer.resumable(req) || ctx.Err() != nil {
 		return nil
 	}
 	if answer.lastID == answer.resumedFrom {
-		if answer.stalled++; answer.stalled >= maxStalledResumes {
+		answer.stalled++
+		// A pause first: what held the stream (the response let go,
+		// which its actor has yet to end) may let go of it meanwhile.
+		t := time.NewTimer(time.Duration(answer.stalled) * stalledResumePause)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
 			return nil
 		}
 	} else {
@@ -747,24 +786,52 @@ func (e *Edge) resumeJSON(ctx context.Context, req *relayed, answer *jsonAnswer,
 	}
 	s, err := req.resume(ctx, answer.lastID)
 	if err != nil {
-		if ctx.Err() != nil {
-			// The client left meanwhile.
-			if req.cancel != nil {
-				go req.cancel()
-			}
-			return nil
+		if ctx.Err() == nil {
+			logger().Warn("a JSON answer's stream could not be resumed", "err", err)
 		}
-		logger().Warn("a JSON answer's stream could not be resumed", "err", err)
 		return nil
 	}
 	metrics.JSONResumes.Inc()
+	// The streams it resumed before have ended: let go now, rather than
+	// held until the answer, however many times a long call's stream is
+	// resumed. An event cut short at the end of the last one (none is,
+	// from the go-sdk: a part ends with an event) comes again whole.
+	answer.closeResumed()
 	answer.resumed = append(answer.resumed, s)
+	answer.pending = nil
 	return s
 }
 
+// resumable says whether resumeJSON would resume the stream of answer, a
+// JSON answer to req, now: the request's stream can be resumed, an event
+// id came, and it did not stall maxStalledResumes times in a row.
+func (j *jsonAnswer) resumable(req *relayed) bool {
+	return req.resume != nil && j.lastID != "" && (j.lastID != j.resumedFrom || j.stalled+1 < maxStalledResumes)
+}
+
+// giveUp answers a request taking JSON alone whose stream ended before all
+// its answers and could not be resumed (cutShort), ctx being the
+// request's. If the edge resumed it (or tried), or its client left
+// meanwhile, nobody will read the answers,
+// and the requests are the edge's to cancel (relayed.cancel): their actor
+// cancels them only when the POST's own response is cut by its client
+// leaving (Request.JsonAlone), not once it ended, nor when the edge let it
+// go to resume it (errSilentResumed).
+func giveUp(ctx context.Context, w http.ResponseWriter, req *relayed, answer *jsonAnswer) int {
+	if (answer.resumedFrom != "" || ctx.Err() != nil) && req.cancel != nil {
+		go req.cancel()
+	}
+	return cutShort(w, req, answer)
+}
+
 // maxStalledResumes is how many times in a row the edge resumes a JSON
-// answer's stream that brought no event since the last time.
-const maxStalledResumes = 3
+// answer's stream that brought no event since the last time;
+// stalledResumePause times the number of the try is the pause before each
+// try after the first.
+const (
+	maxStalledResumes  = 3
+	stalledResumePause = 50 * time.Millisecond
+)
 
 // cutShort answers a request taking JSON alone whose event stream ended
 // before all its answers (a stream its tool closed for the client to

@@ -75,7 +75,7 @@ func TestMain(m *testing.M) {
 	logger := slog.New(records)
 	cfg := actors.Config{
 		Implementation: &mcp.Implementation{Name: "pingmcp-test", Version: "0"},
-		Toolsets:       []tools.Toolset{conformance.New(), panicky{}, closesThenWaits{}},
+		Toolsets:       []tools.Toolset{conformance.New(), panicky{}, closesThenWaits{}, answersLater{}},
 		IdleTimeout:    time.Minute,
 		SchemaCache:    mcp.NewSchemaCache(),
 		Logger:         logger,

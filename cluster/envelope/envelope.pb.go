@@ -783,8 +783,14 @@ func (x *ResponsePart) GetError() string {
 
 // Cancel tells the actor that the client of a request went away.
 type Cancel struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RequestId     string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId string                 `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// The edge lets the response go to resume its event stream itself (a
+	// GET with Last-Event-ID): a stream its actor left silent, answering a
+	// client that takes JSON alone. The client is still there: the actor
+	// does not cancel its requests (Request.json_alone). An older actor
+	// ignores it, and cancels them.
+	Resume        bool `protobuf:"varint,2,opt,name=resume,proto3" json:"resume,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -824,6 +830,13 @@ func (x *Cancel) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *Cancel) GetResume() bool {
+	if x != nil {
+		return x.Resume
+	}
+	return false
 }
 
 // Ack tells the actor that the edge has written parts up to seq, so that it
@@ -1585,10 +1598,11 @@ const file_envelope_proto_rawDesc = "" +
 	"\aheaders\x18\x04 \x03(\v2\x1b.pingmcp.envelope.v1.HeaderR\aheaders\x12\x12\n" +
 	"\x04body\x18\x05 \x01(\fR\x04body\x12\x14\n" +
 	"\x05final\x18\x06 \x01(\bR\x05final\x12\x14\n" +
-	"\x05error\x18\a \x01(\tR\x05error\"'\n" +
+	"\x05error\x18\a \x01(\tR\x05error\"?\n" +
 	"\x06Cancel\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x01 \x01(\tR\trequestId\"6\n" +
+	"request_id\x18\x01 \x01(\tR\trequestId\x12\x16\n" +
+	"\x06resume\x18\x02 \x01(\bR\x06resume\"6\n" +
 	"\x03Ack\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x10\n" +
