@@ -348,6 +348,11 @@ func (a *core) edgeGone(edge *actor.PID) {
 	a.edges = slices.DeleteFunc(a.edges, func(e string) bool { return e == k })
 	for _, f := range a.flights {
 		if f.replyTo.Equal(edge) {
+			// The edge may be alive, only the link to it lost: a client
+			// that takes JSON alone is still waiting there, and its edge
+			// resumes the stream (it cancels the calls itself if it
+			// cannot). Its calls run on, as an event stream client's do.
+			f.resuming.Store(true)
 			f.cancel()
 		}
 	}
@@ -517,9 +522,9 @@ type flight struct {
 	// them is its client's to cancel (cancelLeft).
 	untaken atomic.Bool
 	// resuming says its edge let its response go to resume its event
-	// stream itself (Cancel.Resume: the stream went silent there), its
-	// client still waiting for the answer: the client did not leave
-	// (cancelLeft).
+	// stream itself (Cancel.Resume: the stream went silent there), or the
+	// link to the edge was lost (edgeGone), its client perhaps still
+	// waiting for the answer there: the client did not leave (cancelLeft).
 	resuming atomic.Bool
 	drain    context.CancelFunc // ends the handler, not the response
 

@@ -178,11 +178,13 @@ func TestJSONAloneInitializeLeftIsNotCancelled(t *testing.T) {
 
 // A call whose client takes JSON alone, and whose edge lets its response go
 // to resume its event stream itself (Cancel.Resume: the stream went silent
-// at the edge, the client still waiting for the answer), is not cancelled
-// as one whose client left: it runs on, and the resumed stream (a GET with
-// Last-Event-ID) carries its answer.
+// at the edge, the client still waiting for the answer), or whose link to
+// its edge was lost (edgeGone: the edge may be alive, and resume it), is
+// not cancelled as one whose client left: it runs on, and the resumed
+// stream (a GET with Last-Event-ID) carries its answer.
 func TestJSONAloneCallLetGoToResumeRunsOn(t *testing.T) {
-	for _, resume := range []bool{false, true} {
+	for _, mode := range []string{"left", "resume", "edge gone"} {
+		resume := mode != "left"
 		root, pid, p := runningSession(t, Config{})
 		req := elicitationCall(p, 1)
 		req.JsonAlone = true
@@ -200,6 +202,13 @@ func TestJSONAloneCallLetGoToResumeRunsOn(t *testing.T) {
 						var msg struct{ ID json.RawMessage }
 						json.Unmarshal([]byte(data), &msg)
 						elicit <- msg.ID
+						if mode == "edge gone" {
+							// The edge's reply router goes: the actor
+							// watching it hears it terminated.
+							end <- string(out)
+							ctx.Stop(ctx.Self())
+							return
+						}
 						ctx.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Cancel{Cancel: &envelope.Cancel{RequestId: req.Id, Resume: resume}}})
 					}
 				}
@@ -253,7 +262,7 @@ func TestJSONAloneCallLetGoToResumeRunsOn(t *testing.T) {
 		fuzzForward(t, root, pid, p, `{"jsonrpc":"2.0","id":`+string(id)+`,"result":{"action":"decline"}}`)
 		answer := await(t, resumed, "the resumed stream's end")
 		if answered := strings.Contains(answer, "action=decline"); answered != resume {
-			t.Errorf("resume %v: the call's answer on its resumed stream: %q", resume, answer)
+			t.Errorf("%s: the call's answer on its resumed stream: %q", mode, answer)
 		}
 	}
 }
