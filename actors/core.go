@@ -52,6 +52,10 @@ type core struct {
 	// whose client left keeps an idle actor until the session's idle
 	// timeout, counted from it (idle).
 	lastRequest time.Time
+	// idleSince is when it last had nothing in flight (zero: serving), for
+	// its idle timer, idleTimer (stayIdle).
+	idleSince time.Time
+	idleTimer *time.Timer
 	// trail counts the requests forwarded from one node; moving says the
 	// session is to move there, leaving that it drains to, handedOver that
 	// it did; held are the requests that came meanwhile (follow.go).
@@ -232,9 +236,7 @@ func (a *core) build(ctx actor.Context, o serverOptions) {
 		a.tasks = tasks.New(a.handler, o)
 		a.handler = a.tasks
 	}
-	if a.cfg.IdleTimeout > 0 {
-		ctx.SetReceiveTimeout(a.cfg.IdleTimeout)
-	}
+	a.stayIdle(ctx)
 }
 
 // receive handles the messages every actor kind takes the same way; a
@@ -274,7 +276,9 @@ func (a *core) receive(ctx actor.Context) {
 		a.sweepTasks(ctx)
 	case tasksSwept:
 		a.tasksSwept(ctx, m)
-	case *actor.ReceiveTimeout, passivateNow:
+	case idleTimeout:
+		a.idleTimeout(ctx)
+	case passivateNow:
 		a.idle(ctx)
 	case *actor.Terminated:
 		a.edgeGone(m.Who)
@@ -283,6 +287,9 @@ func (a *core) receive(ctx actor.Context) {
 		a.stopping()
 	case *actor.Stopped:
 		a.cfg.Local.remove(ctx.Self(), a.id)
+		if a.idleTimer != nil {
+			a.idleTimer.Stop()
+		}
 		if a.drainTimer != nil {
 			a.drainTimer.Stop()
 		}
@@ -808,7 +815,7 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 	a.live.flight(f.get, 1)
 	a.lastRequest = time.Now()
 	a.watchEdge(ctx, replyTo)
-	ctx.CancelReceiveTimeout()
+	a.idleSince = time.Time{} // not idle while it serves
 	self := ctx.Self()
 	start := time.Now()
 	debug := a.logger.Enabled(rctx, slog.LevelDebug)
@@ -1049,11 +1056,43 @@ func (a *core) sessionLives() bool {
 // 0): the default session idle timeout.
 var leftCallsKeep = 30 * time.Minute
 
-// stayIdle lets an actor with nothing in flight wait for its idle timeout.
+// stayIdle lets an actor with nothing in flight wait for its idle timeout,
+// from now.
+//
+// The actor's own timer, not protoactor's receive timeout, whose timer's
+// function reads what the actor's goroutine writes as it sets it (a data
+// race the race detector reports): this one's sends a message, and the
+// actor, on its goroutine, finds whether it is still idle and since when.
+// One timer an activation, reset, not made anew.
 func (a *core) stayIdle(ctx actor.Context) {
-	if a.cfg.IdleTimeout > 0 {
-		ctx.SetReceiveTimeout(a.cfg.IdleTimeout)
+	if a.cfg.IdleTimeout <= 0 {
+		return
 	}
+	a.idleSince = time.Now()
+	if a.idleTimer == nil {
+		self, root := ctx.Self(), ctx.ActorSystem().Root
+		a.idleTimer = time.AfterFunc(a.cfg.IdleTimeout, func() { root.Send(self, idleTimeout{}) })
+		return
+	}
+	a.idleTimer.Reset(a.cfg.IdleTimeout)
+}
+
+// idleTimeout is the actor's idle timer's message (stayIdle).
+type idleTimeout struct{}
+
+// idleTimeout passivates the actor if it has been idle for its idle
+// timeout (idle); a timer that fired for a wait since ended (a request came)
+// or started again is waited out or ignored.
+func (a *core) idleTimeout(ctx actor.Context) {
+	if a.idleSince.IsZero() || len(a.flights) > 0 {
+		return // serving: its last request's end waits anew (settle)
+	}
+	if left := a.cfg.IdleTimeout - time.Since(a.idleSince); left > 0 {
+		a.idleTimer.Reset(left)
+		return
+	}
+	a.idleSince = time.Time{}
+	a.idle(ctx)
 }
 
 // stop stops the actor once; its caller has moved it to the state it stops

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -71,5 +72,33 @@ func TestRunningCallsBoundCallsLeftBeforeTheyStart(t *testing.T) {
 	}
 	if taken > limit {
 		t.Fatalf("%d calls taken while the go-sdk had started none, under a bound of %d", taken, limit)
+	}
+}
+
+// A notification's handler is no call: MaxRunningCalls counts calls alone.
+// A session's notifications/initialized waits for its snapshot's write (a
+// second here): calls sent meanwhile are taken up to the bound all the
+// same (a burst of two under a bound of two had one refused 429).
+func TestRunningCallsCountNoNotification(t *testing.T) {
+	const limit = 2
+	d := state.MemoryStores(time.Hour)
+	slow := &slowSaves{Snapshots: d.Snapshots}
+	d.Snapshots = slow
+	system, props := testSessions(t, Config{Stores: d, MaxRunningCalls: limit})
+	root := system.Root
+	pid := root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(fuzzSession, "session")))
+	p := principal("tok-a")
+	if body := postInitialize(t, root, pid, p, `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{}},"clientInfo":{"name":"t","version":"1"}}}`); !strings.Contains(body, `"result"`) {
+		t.Fatalf("initialize: %s", body)
+	}
+	slow.slow.Store(true)
+	defer slow.slow.Store(false)
+	if status := fuzzForward(t, root, pid, p, `{"jsonrpc":"2.0","method":"notifications/initialized"}`); status != http.StatusAccepted {
+		t.Fatalf("initialized: %d", status)
+	}
+	for i := range limit {
+		if status := fuzzForward(t, root, pid, p, fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"test_simple_text","arguments":{}}}`, i+1)); status != http.StatusOK {
+			t.Fatalf("call %d of %d under a bound of %d, the handshake's end waiting for its write: %d", i+1, limit, limit, status)
+		}
 	}
 }

@@ -26,6 +26,10 @@ import (
 type runningCalls struct {
 	mu      sync.Mutex
 	cancels map[uint64]context.CancelFunc
+	// notes are those of cancels that are notifications' handlers: ended
+	// as the calls are, not counted as calls (count; a session's
+	// notifications/initialized waits for its snapshot's write).
+	notes   int
 	next    uint64
 	stopped bool
 	// reserved are the places of admitted requests whose handlers have
@@ -69,10 +73,11 @@ func (r *runningCalls) release(f *flight) {
 }
 
 // start registers a handler about to run with ctx, a request of f (nil:
-// not known, or not a request) taking one of the places it holds, and
-// returns its context, which stop ends, and what to call when it returns.
-// Once stopped, the context it returns has ended.
-func (r *runningCalls) start(ctx context.Context, f *flight) (context.Context, func()) {
+// not known, or not a request) taking one of the places it holds, or a
+// notification's (note: not counted), and returns its context, which stop
+// ends, and what to call when it returns. Once stopped, the context it
+// returns has ended.
+func (r *runningCalls) start(ctx context.Context, f *flight, note bool) (context.Context, func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -90,19 +95,25 @@ func (r *runningCalls) start(ctx context.Context, f *flight) (context.Context, f
 	id := r.next
 	r.next++
 	r.cancels[id] = cancel
+	if note {
+		r.notes++
+	}
 	return ctx, func() {
 		r.mu.Lock()
+		if _, ok := r.cancels[id]; ok && note {
+			r.notes--
+		}
 		delete(r.cancels, id)
 		r.mu.Unlock()
 		cancel()
 	}
 }
 
-// count is how many handlers run now, and are about to (reserved).
+// count is how many calls' handlers run now, and are about to (reserved).
 func (r *runningCalls) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.cancels) + r.reserved
+	return len(r.cancels) - r.notes + r.reserved
 }
 
 // stop ends every handler running, and those that start from now on.
@@ -125,6 +136,7 @@ func (r *runningCalls) cancelAllLocked() {
 		cancel()
 		delete(r.cancels, id)
 	}
+	r.notes = 0
 }
 
 // running is the middleware that registers each handler of the actor's
@@ -132,12 +144,13 @@ func (r *runningCalls) cancelAllLocked() {
 func (a *core) running(next mcp.MethodHandler) mcp.MethodHandler {
 	return func(ctx context.Context, method string, req mcp.Request) (mcp.Result, error) {
 		var f *flight
-		if extra := req.GetExtra(); extra != nil && extra.Header != nil && !strings.HasPrefix(method, "notifications/") {
+		note := strings.HasPrefix(method, "notifications/")
+		if extra := req.GetExtra(); extra != nil && extra.Header != nil && !note {
 			if s := a.requests.load(extra.Header.Get(forwardedHeader)); s != nil {
 				f = s.flight
 			}
 		}
-		ctx, done := a.calls.start(ctx, f)
+		ctx, done := a.calls.start(ctx, f, note)
 		defer done()
 		return next(ctx, method, req)
 	}
