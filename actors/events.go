@@ -91,6 +91,9 @@ type sessionEvents struct {
 	marked   int64
 	marking  bool
 	reopened int
+	// marker is set while writeMarks runs; cancelling it cuts its wait
+	// between retries short (close).
+	marker context.CancelFunc
 }
 
 // pendingWrite is an open, an append, a journal entry's removal, or an
@@ -622,6 +625,9 @@ func (e *sessionEvents) close() {
 	if e.writer != nil {
 		e.writer()
 	}
+	if e.marker != nil {
+		e.marker()
+	}
 }
 
 // After implements mcp.EventStore. A resumption first waits for the
@@ -697,10 +703,17 @@ func (e *sessionEvents) noteSent(session string, index int) {
 	}
 	e.mu.Lock()
 	start := !e.marking
-	e.marking = true
+	var ctx context.Context
+	if start {
+		e.marking = true
+		ctx, e.marker = context.WithCancel(context.Background())
+		if e.closed {
+			e.marker()
+		}
+	}
 	e.mu.Unlock()
 	if start {
-		go e.writeMarks(session)
+		go e.writeMarks(ctx, session)
 	}
 }
 
@@ -712,19 +725,22 @@ func (e *sessionEvents) noteSent(session string, index int) {
 // flight, going with the next batch otherwise. It waits first for the
 // stream's writes in the queue, so that the events it marks are stored (a
 // mark past the stream's last event marks nothing). A mark the store
-// refuses is retried, paced; once the actor stopped, not after a failure.
+// refuses is retried, paced; once the actor stopped, not: ctx cancelled
+// (close) cuts the wait between retries short, and a failure then ends it.
 // Not written, the mark is this activation's alone: a GET without
 // Last-Event-ID of the next activation is replayed what it names.
-func (e *sessionEvents) writeMarks(session string) {
+func (e *sessionEvents) writeMarks(ctx context.Context, session string) {
 	pace := retry.Backoff{Min: cmp.Or(e.retryMin, retryMin), Max: cmp.Or(e.retryMax, retryMax)}
-	failed := false
+	done := func() {
+		e.marking, e.marker = false, nil
+		e.landedLocked()
+		e.mu.Unlock()
+	}
 	for {
 		e.mu.Lock()
 		want, reopened := e.sent.Load(), e.reopened
-		if want == e.marked || e.stale.Load() || (e.closed && failed) {
-			e.marking = false
-			e.landedLocked()
-			e.mu.Unlock()
+		if want == e.marked || e.stale.Load() {
+			done()
 			return
 		}
 		e.mu.Unlock()
@@ -732,7 +748,6 @@ func (e *sessionEvents) writeMarks(session string) {
 		switch {
 		case err == nil:
 			pace.Reset()
-			failed = false
 			e.mu.Lock()
 			if e.reopened == reopened {
 				e.marked = want
@@ -742,8 +757,15 @@ func (e *sessionEvents) writeMarks(session string) {
 			e.fence()
 		default:
 			e.logger.Debug("standalone stream's mark not stored yet", "err", err)
-			failed = true
-			_ = pace.Wait(context.Background())
+			e.mu.Lock()
+			if e.closed {
+				// The actor is gone and the store is away.
+				done()
+				return
+			}
+			e.mu.Unlock()
+			// Cut short by close, the next try is the last if it fails.
+			_ = pace.Wait(ctx)
 		}
 	}
 }
