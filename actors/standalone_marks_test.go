@@ -55,9 +55,15 @@ func (m *markCounter) setDown(down bool) {
 // last one lands all the same. Before, each event written to the GET alone
 // (none came during the previous mark's write, which the memory store makes
 // at once, and Redis in one round trip) took a write of its own: as many
-// writes for the marks as for the events.
+// writes for the marks as for the events (memory and Redis: 60 of 60).
 func TestStandaloneGETMarksAreNotOneWritePerEvent(t *testing.T) {
-	d := state.MemoryStores(time.Hour)
+	for _, kind := range []string{"memory", "redis"} {
+		t.Run(kind, func(t *testing.T) { testMarksNotOneWritePerEvent(t, kind) })
+	}
+}
+
+func testMarksNotOneWritePerEvent(t *testing.T, kind string) {
+	d := standaloneStores(t, kind)
 	store := &markCounter{Events: d.Events}
 	d.Events = store
 	system, props := testSessions(t, Config{Stores: d})
