@@ -58,8 +58,9 @@ type sessionEvents struct {
 	// dispatched any more (ready).
 	stale atomic.Bool
 	// retryMin, retryMax pace the writer's retries of a failed write
-	// (the package's retryMin and retryMax when zero).
-	retryMin, retryMax time.Duration
+	// (the package's retryMin and retryMax when zero); markPace paces the
+	// standalone stream's marks (markEvery when zero).
+	retryMin, retryMax, markPace time.Duration
 	// behind writes a request stream's last answer behind its delivery
 	// (see Append): set when a write is a round trip (Redis), not for the
 	// memory store, whose writes cost nothing to wait for.
@@ -91,7 +92,21 @@ type sessionEvents struct {
 	marked   int64
 	marking  bool
 	reopened int
+	// marker is set while writeMarks runs; cancelling it cuts its wait
+	// between retries short (close), and its pace (markEvery). hurry, closed
+	// by flush, cuts its pace alone.
+	marker context.CancelFunc
+	hurry  chan struct{}
 }
+
+// markEvery paces the standalone stream's marks (writeMarks): the events
+// written to GETs meanwhile take the next write together, so that a GET
+// carrying frequent notifications (a list_changed every few milliseconds)
+// costs the store a few mark writes a second, not one per event. What the
+// pace holds back is lost only if the node dies (a drain's flush and the
+// actor's stop cut it short): the next activation's GET is then replayed
+// the events of the last markEvery.
+const markEvery = 250 * time.Millisecond
 
 // pendingWrite is an open, an append, a journal entry's removal, or an
 // append with the open before it or the removal after it, that the store
@@ -610,6 +625,12 @@ func (e *sessionEvents) clean() bool {
 // flush waits, up to ctx, for the backlog to be written, and the
 // standalone stream's mark (writeMarks).
 func (e *sessionEvents) flush(ctx context.Context) error {
+	e.mu.Lock()
+	if e.hurry != nil {
+		close(e.hurry)
+		e.hurry = nil
+	}
+	e.mu.Unlock()
 	return e.await(ctx, func() bool { return len(e.backlog) == 0 && !e.marking })
 }
 
@@ -621,6 +642,9 @@ func (e *sessionEvents) close() {
 	e.closed = true
 	if e.writer != nil {
 		e.writer()
+	}
+	if e.marker != nil {
+		e.marker()
 	}
 }
 
@@ -697,34 +721,49 @@ func (e *sessionEvents) noteSent(session string, index int) {
 	}
 	e.mu.Lock()
 	start := !e.marking
-	e.marking = true
+	var ctx context.Context
+	var hurry chan struct{}
+	if start {
+		e.marking = true
+		ctx, e.marker = context.WithCancel(context.Background())
+		if e.closed {
+			e.marker()
+		}
+		hurry = make(chan struct{})
+		e.hurry = hurry
+	}
 	e.mu.Unlock()
 	if start {
-		go e.writeMarks(session)
+		go e.writeMarks(ctx, session, hurry)
 	}
 }
 
 // writeMarks stores sent as the standalone stream's mark until the store
-// holds the latest (events written to GETs at once take one write between
-// them), fenced by the activation's epoch: a stale activation moves no
-// mark (fenced, it stops). It goes behind answers (state.Behind): no
-// request waits for it, and it takes a Redis pipeline only when none is in
-// flight, going with the next batch otherwise. It waits first for the
+// holds the latest (events written to GETs at once, or within markEvery of
+// the last write, take one write between them; hurry closed, or ctx
+// cancelled, ends that wait), fenced by the activation's epoch: a stale
+// activation moves no mark (fenced, it stops). It goes behind answers
+// (state.Behind): no request waits for it, and it takes a Redis pipeline
+// only when none is in flight, going with the next batch otherwise. It waits first for the
 // stream's writes in the queue, so that the events it marks are stored (a
 // mark past the stream's last event marks nothing). A mark the store
-// refuses is retried, paced; once the actor stopped, not after a failure.
+// refuses is retried, paced; once the actor stopped, not: ctx cancelled
+// (close) cuts the wait between retries short, and a failure then ends it.
 // Not written, the mark is this activation's alone: a GET without
 // Last-Event-ID of the next activation is replayed what it names.
-func (e *sessionEvents) writeMarks(session string) {
+func (e *sessionEvents) writeMarks(ctx context.Context, session string, hurry chan struct{}) {
 	pace := retry.Backoff{Min: cmp.Or(e.retryMin, retryMin), Max: cmp.Or(e.retryMax, retryMax)}
-	failed := false
+	done := func() {
+		e.marker()
+		e.marking, e.marker, e.hurry = false, nil, nil
+		e.landedLocked()
+		e.mu.Unlock()
+	}
 	for {
 		e.mu.Lock()
 		want, reopened := e.sent.Load(), e.reopened
-		if want == e.marked || e.stale.Load() || (e.closed && failed) {
-			e.marking = false
-			e.landedLocked()
-			e.mu.Unlock()
+		if want == e.marked || e.stale.Load() {
+			done()
 			return
 		}
 		e.mu.Unlock()
@@ -732,18 +771,31 @@ func (e *sessionEvents) writeMarks(session string) {
 		switch {
 		case err == nil:
 			pace.Reset()
-			failed = false
 			e.mu.Lock()
 			if e.reopened == reopened {
 				e.marked = want
 			}
 			e.mu.Unlock()
+			every := time.NewTimer(cmp.Or(e.markPace, markEvery))
+			select {
+			case <-every.C:
+			case <-hurry:
+			case <-ctx.Done():
+			}
+			every.Stop()
 		case errors.Is(err, state.ErrFenced):
 			e.fence()
 		default:
 			e.logger.Debug("standalone stream's mark not stored yet", "err", err)
-			failed = true
-			_ = pace.Wait(context.Background())
+			e.mu.Lock()
+			if e.closed {
+				// The actor is gone and the store is away.
+				done()
+				return
+			}
+			e.mu.Unlock()
+			// Cut short by close, the next try is the last if it fails.
+			_ = pace.Wait(ctx)
 		}
 	}
 }
