@@ -616,10 +616,13 @@ func (e *sessionEvents) isFailing() bool {
 	return e.failing
 }
 
+// clean says whether everything is written: the events, and the
+// standalone stream's mark (an idle actor stays for it: passivated, the
+// next activation's GET would be replayed what it marks).
 func (e *sessionEvents) clean() bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return len(e.backlog) == 0
+	return len(e.backlog) == 0 && !e.marking
 }
 
 // flush waits, up to ctx, for the backlog to be written, and the
