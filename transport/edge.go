@@ -673,6 +673,12 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 					continue
 				}
 			}
+			if p.Status == http.StatusNotFound {
+				// The session is gone (ended, expired, deleted): nothing
+				// runs to cancel, and its client is to initialize anew, as
+				// an event stream's client would be told resuming it.
+				return answer.fail(w, req.id, http.StatusNotFound, rpcerr.NotFound())
+			}
 			if p.Status != http.StatusOK || !isEventStream(p.Headers) {
 				logger().Warn("a JSON answer's stream could not be resumed", "status", p.Status)
 				return giveUp(parent, w, req, answer)

@@ -145,3 +145,47 @@ func TestJSONOnlyClientThatLeavesAResumedStreamCancelsItsCall(t *testing.T) {
 		t.Fatal("the call left by its client on a resumed stream runs on")
 	}
 }
+
+// A JSON answer's stream that cannot be resumed because its session is gone
+// (deleted while the edge resumed the stream its tool closed) is answered
+// as the session's other requests then are: 404, session not found (the
+// client initializes anew), not 502.
+func TestJSONOnlyAnswerOfASessionGoneIsNotFound(t *testing.T) {
+	srv := newEdge(t, Options{SSEKeepAlive: 50 * time.Millisecond})
+	sid := initialize(t, srv.URL)
+	h := map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25", "Accept": "application/json"}
+	before := counterValue(t, metrics.JSONResumes)
+	type answered struct {
+		status int
+		body   string
+	}
+	done := make(chan answered, 1)
+	go func() {
+		resp, body := call{http.MethodPost, h, `{"jsonrpc":"2.0","id":"g","method":"tools/call","params":{"name":"close_then_wait","arguments":{}}}`}.do(t, srv.URL)
+		done <- answered{resp.StatusCode, body}
+	}()
+	for deadline := time.Now().Add(10 * time.Second); counterValue(t, metrics.JSONResumes) == before; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the call's stream was never resumed")
+		}
+	}
+	if resp, body := (call{http.MethodDelete, map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"}, ""}).do(t, srv.URL); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE: %d %s", resp.StatusCode, body)
+	}
+	select {
+	case a := <-done:
+		var e struct {
+			ID    json.RawMessage
+			Error struct{ Code int }
+		}
+		// (200 once a keep-alive's space went out: the status was sent.)
+		committed := strings.HasPrefix(a.body, " ")
+		if a.status != http.StatusNotFound && !(committed && a.status == http.StatusOK) ||
+			json.Unmarshal([]byte(a.body), &e) != nil || string(e.ID) != `"g"` || e.Error.Code != -32001 {
+			t.Errorf("the answer of a call whose session was deleted: %d %q, want 404 (200 after a keep-alive) and -32001 for \"g\"", a.status, a.body)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no answer")
+	}
+	<-waitEnded // the call, ended with its session
+}
