@@ -306,7 +306,11 @@ func toolsets(ctx context.Context, cfg *config.Config) (*actors.Tools, error) {
 		}
 	}
 	if len(cfg.APIs) > 0 {
-		apis, err := openapi.New(ctx, cfg.APIs, openapi.Options{HTTPClient: upstream(cfg)})
+		// Within the time a reload has: a document that takes longer is
+		// refused, not waited for (openapi.load).
+		lctx, cancel := context.WithTimeout(ctx, reloadTimeout)
+		defer cancel()
+		apis, err := openapi.New(lctx, cfg.APIs, openapi.Options{HTTPClient: upstream(cfg)})
 		if err != nil {
 			return nil, fmt.Errorf("--apis %s: %w", cfg.APIsFile, err)
 		}

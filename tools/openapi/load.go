@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/getkin/kin-openapi/openapi3"
 
@@ -23,7 +24,48 @@ import (
 // symbolic link leading out included), none larger than
 // MaxDocumentBytes; a fetched one may not refer to anything outside
 // itself (no fetch is made on a document's say-so).
+//
+// A document that takes longer to load than ctx allows is refused at once:
+// kin-openapi does not stop for a context, and some documents take it
+// minutes to days (a long chain of $refs, many schemas each referring to one
+// vast one), which would hold a node's start, or a reload, as long. Its
+// loading, which nothing can stop, runs on meanwhile; no other document is
+// loaded until it ends, so that documents reloaded again and again do not
+// pile such loads up.
 func load(ctx context.Context, location, dir string, opts Options) (*openapi3.T, error) {
+	shown := shownLocation(location)
+	if n := abandonedLoads.Load(); n > 0 {
+		return nil, fmt.Errorf("document %s: not loaded: the loading of a document given up earlier (it took longer than its time) still runs; try again once it ends", shown)
+	}
+	type loaded struct {
+		doc *openapi3.T
+		err error
+	}
+	done := make(chan loaded, 1)
+	go func() {
+		doc, err := loadNow(ctx, location, dir, opts)
+		done <- loaded{doc, err}
+	}()
+	select {
+	case l := <-done:
+		return l.doc, l.err
+	case <-ctx.Done():
+		abandonedLoads.Add(1)
+		go func() {
+			<-done
+			abandonedLoads.Add(-1)
+		}()
+		return nil, fmt.Errorf("document %s: not loaded and checked within the time given (%w): refused, a document this costly to read would hold the node as long", shown, context.Cause(ctx))
+	}
+}
+
+// abandonedLoads counts the documents whose loading load gave up, still
+// running.
+var abandonedLoads atomic.Int32
+
+// loadNow is load's work, which ctx does not stop once the document is
+// read (kin-openapi's resolving and validation).
+func loadNow(ctx context.Context, location, dir string, opts Options) (*openapi3.T, error) {
 	shown := shownLocation(location)
 	loader := openapi3.NewLoader()
 	loader.Context = ctx

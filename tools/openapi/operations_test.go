@@ -1,10 +1,13 @@
 package openapi
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/jsonschema-go/jsonschema"
 )
@@ -365,5 +368,51 @@ func TestToolTitleBounded(t *testing.T) {
 	}
 	if got := ts.Tools()[1].Title; got != "List the items" {
 		t.Errorf("a short summary's title is %q", got)
+	}
+}
+
+// A document that takes longer to load than the time given (a long chain
+// of $refs: kin-openapi's resolving is quadratic in it, and stops for no
+// context) is refused when that time ends, not waited for; until its
+// loading, which runs on, ends, no other document is loaded (reloads of it
+// would pile such loads up); then they are again.
+func TestCostlyDocumentRefusedInTime(t *testing.T) {
+	var schemas strings.Builder
+	schemas.WriteString("  schemas:\n")
+	const chain = 1500
+	for i := range chain {
+		fmt.Fprintf(&schemas, "    S%d: {$ref: '#/components/schemas/S%d'}\n", i, i+1)
+	}
+	fmt.Fprintf(&schemas, "    S%d: {type: string}\n", chain)
+	costly := writeDoc(t, docWith("3.0.3", `
+  /a:
+    get: {operationId: getA, responses: {"200": {description: ok, content: {application/json: {schema: {$ref: '#/components/schemas/S0'}}}}}}`, schemas.String()))
+	small := writeDoc(t, docWith("3.0.3", `
+  /a:
+    get: {operationId: getA, responses: {"200": {description: ok}}}`, "  schemas: {}"))
+	api := func(doc string) []API {
+		return []API{{Name: "t", BaseURL: "https://api.example.com", Scopes: []string{"a"}, Document: doc}}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := New(ctx, api(costly), Options{})
+	if err == nil || !strings.Contains(err.Error(), "not loaded and checked within the time given") {
+		t.Fatalf("a document costlier than its time: %v", err)
+	}
+	t.Logf("refused after %v", time.Since(start))
+	if abandonedLoads.Load() == 0 {
+		t.Fatal("no given-up loading counted")
+	}
+	if _, err := New(t.Context(), api(small), Options{}); err == nil || !strings.Contains(err.Error(), "still runs") {
+		t.Errorf("a document loaded while a given-up loading runs: %v, want it refused", err)
+	}
+	for deadline := time.Now().Add(time.Minute); abandonedLoads.Load() > 0; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the given-up loading never ended")
+		}
+	}
+	if _, err := New(t.Context(), api(small), Options{}); err != nil {
+		t.Errorf("a document loaded once the given-up loading ended: %v", err)
 	}
 }
