@@ -170,11 +170,11 @@ func (a *SessionActor) activated(ctx actor.Context, m *activated) {
 	for _, q := range pending {
 		a.serveFrom(ctx, q.replyTo, q.req)
 	}
-	if len(pending) == 0 {
-		// What waited was cancelled (dropPending): the actor settles as
-		// after its last request, ending if no session came of it.
-		a.settle(ctx)
-	}
+	// What waited was cancelled (dropPending), or refused before a flight
+	// began (a body that is not JSON-RPC, scopes, limits): with nothing in
+	// flight the actor settles as after its last request, ending (and
+	// freeing its user's slot) if no session came of it.
+	a.settle(ctx)
 }
 
 // queued is a request that arrived while the actor was activating.

@@ -288,3 +288,45 @@ func TestInitializeLeftWhileActivatingFreesItsSlot(t *testing.T) {
 		}
 	}
 }
+
+// An initialize refused before the SDK saw it (here a body that is not
+// JSON-RPC), once its session's activation took a place among its user's
+// sessions, ends the actor and frees the place, as one dropped while
+// activating does: no flight began, so nothing settled the actor, which
+// stayed (without an idle timeout, for good) holding its user's slot.
+func TestInitializeRefusedAfterActivatingFreesItsSlot(t *testing.T) {
+	d := state.MemoryStores(time.Hour)
+	d.MaxSessionsPerUser = 1
+	system, props := testSessions(t, Config{Stores: d, Authenticated: true})
+	root := system.Root
+	pid := root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(fuzzSession, "session")))
+	alice := &envelope.Principal{Issuer: "https://idp", Subject: "alice", ClientId: "c", ExpiresUnix: time.Now().Add(time.Hour).Unix()}
+	req := &envelope.Request{
+		Id: rand.Text(), Method: http.MethodPost, Path: "/mcp", Window: 16, Principal: alice,
+		Body: []byte(`{"jsonrpc":"2.0","id":0,"method":"initialize",`),
+		Headers: []*envelope.Header{
+			{Name: "Content-Type", Values: []string{"application/json"}},
+			{Name: "Accept", Values: []string{"application/json, text/event-stream"}},
+		},
+	}
+	ended := make(chan struct{})
+	root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch ctx.Message().(type) {
+		case *actor.Started:
+			ctx.Watch(pid)
+			ctx.Request(pid, &envelope.Envelope{Body: &envelope.Envelope_Request{Request: req}})
+		case *actor.Terminated:
+			close(ended)
+		}
+	}))
+	await(t, ended, "the end of the actor whose initialize was refused")
+	user := d.UserKey(alice.Issuer, alice.Subject)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if ok, _, _ := d.Users.Claim(t.Context(), user, "probe", 1, time.Hour); ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("an initialize refused after its activation still counts against its user")
+		}
+	}
+}
