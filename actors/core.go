@@ -1087,6 +1087,9 @@ func (a *core) idleTimeout(ctx actor.Context) {
 	if a.idleSince.IsZero() || len(a.flights) > 0 {
 		return // serving: its last request's end waits anew (settle)
 	}
+	if a.life == lifeDraining || a.life == lifeFlushing {
+		return // the drain ends it, once its state is handed over
+	}
 	if left := a.cfg.IdleTimeout - time.Since(a.idleSince); left > 0 {
 		a.idleTimer.Reset(left)
 		return
