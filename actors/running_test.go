@@ -278,13 +278,20 @@ func TestInitializeLeftWhileActivatingFreesItsSlot(t *testing.T) {
 		}
 	}))
 	await(t, ended, "the end of the actor whose initialize was dropped")
-	user := d.UserKey(alice.Issuer, alice.Subject)
+	awaitSlotFreed(t, d, alice, "an initialize dropped while activating")
+}
+
+// awaitSlotFreed waits until p's user has a place among its sessions again
+// (MaxSessionsPerUser 1), what having held it.
+func awaitSlotFreed(t *testing.T, d *state.Stores, p *envelope.Principal, what string) {
+	t.Helper()
+	user := d.UserKey(p.Issuer, p.Subject)
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
 		if ok, _, _ := d.Users.Claim(t.Context(), user, "probe", 1, time.Hour); ok {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("an initialize dropped while activating still counts against its user")
+			t.Fatalf("%s still counts against its user", what)
 		}
 	}
 }
@@ -320,13 +327,5 @@ func TestInitializeRefusedAfterActivatingFreesItsSlot(t *testing.T) {
 		}
 	}))
 	await(t, ended, "the end of the actor whose initialize was refused")
-	user := d.UserKey(alice.Issuer, alice.Subject)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if ok, _, _ := d.Users.Claim(t.Context(), user, "probe", 1, time.Hour); ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("an initialize refused after its activation still counts against its user")
-		}
-	}
+	awaitSlotFreed(t, d, alice, "an initialize refused after its activation")
 }
