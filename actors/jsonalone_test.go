@@ -232,32 +232,51 @@ func TestJSONAloneCallLetGoToResumeRunsOn(t *testing.T) {
 		// The stream is resumed, and the elicitation answered once a
 		// cancellation, if any, has had its time (cancelLeft: sent as
 		// the POST's handler returned, just after its end went out).
-		resumed := make(chan string, 1)
-		get := &envelope.Request{
-			Id: rand.Text(), Method: http.MethodGet, Path: "/mcp", Window: 16, Principal: p,
-			Headers: []*envelope.Header{
-				{Name: "Accept", Values: []string{"text/event-stream"}},
-				{Name: "Mcp-Session-Id", Values: []string{fuzzSession}},
-				{Name: "Mcp-Protocol-Version", Values: []string{"2025-11-25"}},
-				{Name: "Last-Event-ID", Values: []string{lastID}},
-			},
-		}
-		var got []byte
-		root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
-			switch m := ctx.Message().(type) {
-			case *actor.Started:
-				ctx.Request(pid, &envelope.Envelope{Body: &envelope.Envelope_Request{Request: get}})
-			case *envelope.Envelope:
-				part := m.GetPart()
-				got = append(got, part.GetBody()...)
-				if part.GetFinal() {
-					resumed <- string(got)
-					ctx.Stop(ctx.Self())
-					return
-				}
-				ctx.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Ack{Ack: &envelope.Ack{RequestId: get.Id, Seq: part.GetSeq()}}})
+		// The GET is sent again while the go-sdk refuses it 409, the
+		// stream still held by the response let go (its end not yet seen
+		// by the actor), as the edge does; a keep-alive is its first part.
+		var resumed chan string
+		for try := 1; ; try++ {
+			get := &envelope.Request{
+				Id: rand.Text(), Method: http.MethodGet, Path: "/mcp", Window: 16, Principal: p, KeepaliveMs: 20,
+				Headers: []*envelope.Header{
+					{Name: "Accept", Values: []string{"text/event-stream"}},
+					{Name: "Mcp-Session-Id", Values: []string{fuzzSession}},
+					{Name: "Mcp-Protocol-Version", Values: []string{"2025-11-25"}},
+					{Name: "Last-Event-ID", Values: []string{lastID}},
+				},
 			}
-		}))
+			head, done := make(chan int32, 1), make(chan string, 1)
+			var got []byte
+			root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+				switch m := ctx.Message().(type) {
+				case *actor.Started:
+					ctx.Request(pid, &envelope.Envelope{Body: &envelope.Envelope_Request{Request: get}})
+				case *envelope.Envelope:
+					part := m.GetPart()
+					if part.GetSeq() == 0 {
+						head <- part.GetStatus()
+					}
+					got = append(got, part.GetBody()...)
+					if part.GetFinal() {
+						done <- string(got)
+						ctx.Stop(ctx.Self())
+						return
+					}
+					ctx.Send(pid, &envelope.Envelope{Body: &envelope.Envelope_Ack{Ack: &envelope.Ack{RequestId: get.Id, Seq: part.GetSeq()}}})
+				}
+			}))
+			status := await(t, head, "the resumed stream's first part")
+			if status != http.StatusConflict || try == 50 {
+				if status != http.StatusOK {
+					t.Fatalf("%s: the resuming GET: %d %s", mode, status, await(t, done, "its end"))
+				}
+				resumed = done
+				break
+			}
+			await(t, done, "the refused GET's end")
+			time.Sleep(10 * time.Millisecond) // as the edge paces its tries
+		}
 		time.Sleep(50 * time.Millisecond)
 		fuzzForward(t, root, pid, p, `{"jsonrpc":"2.0","id":`+string(id)+`,"result":{"action":"decline"}}`)
 		answer := await(t, resumed, "the resumed stream's end")
