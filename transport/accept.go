@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
@@ -76,6 +77,11 @@ type jsonAnswer struct {
 	resumedFrom string
 	stalled     int
 	resumed     []*cluster.Stream
+	// retry is the reconnection time the stream last asked for (an SSE
+	// retry field: the go-sdk's close event, sent when a tool closes the
+	// stream for its client to come back later, SEP-1699), at most
+	// maxResumeRetry; 0 when it asked none since the last resumption.
+	retry time.Duration
 	// committed says the status (200) went out, with white space ahead of
 	// the answer (a keep-alive).
 	committed bool
@@ -135,6 +141,12 @@ func (j *jsonAnswer) event(ev []byte) {
 			j.lastID = string(bytes.TrimPrefix(id, []byte(" ")))
 			continue
 		}
+		if r, ok := bytes.CutPrefix(line, []byte("retry:")); ok {
+			if d, ok := reconnectionTime(bytes.TrimPrefix(r, []byte(" "))); ok {
+				j.retry = d
+			}
+			continue
+		}
 		d, ok := bytes.CutPrefix(line, []byte("data:"))
 		if !ok {
 			continue
@@ -166,6 +178,29 @@ func (j *jsonAnswer) event(ev []byte) {
 	}
 	j.answers = append(j.answers, data)
 	j.size += len(data)
+}
+
+// maxResumeRetry bounds the pause a stream's retry field asks of the edge
+// before it resumes a JSON answer's stream: its client waits meanwhile.
+const maxResumeRetry = 30 * time.Second
+
+// reconnectionTime reads an SSE retry field's value: ASCII digits alone, a
+// count of milliseconds (anything else is ignored, as the SSE standard
+// says), at most maxResumeRetry.
+func reconnectionTime(v []byte) (time.Duration, bool) {
+	if len(v) == 0 {
+		return 0, false
+	}
+	ms := int64(0)
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		if ms = ms*10 + int64(c-'0'); ms > maxResumeRetry.Milliseconds() {
+			return maxResumeRetry, true
+		}
+	}
+	return time.Duration(ms) * time.Millisecond, true
 }
 
 // closeResumed lets go of the streams that resumed the answer's.

@@ -776,19 +776,32 @@ func (e *Edge) resumeJSON(ctx context.Context, req *relayed, answer *jsonAnswer,
 	if !answer.resumable(req) || ctx.Err() != nil {
 		return nil
 	}
-	if answer.lastID == answer.resumedFrom {
-		answer.stalled++
+	var pause time.Duration
+	switch asked := answer.retry; {
+	case asked > 0:
+		// The stream asked to be resumed later (a tool closed it for its
+		// client to come back, SEP-1699): as long as it asked, however
+		// often it does, which is no stall.
+		answer.retry, pause = 0, asked
+		if answer.lastID != answer.resumedFrom {
+			answer.resumedFrom, answer.stalled = answer.lastID, 0
+		}
+	case answer.lastID == answer.resumedFrom:
 		// A pause first: what held the stream (the response let go,
 		// which its actor has yet to end) may let go of it meanwhile.
-		t := time.NewTimer(time.Duration(answer.stalled) * stalledResumePause)
+		answer.stalled++
+		pause = time.Duration(answer.stalled) * stalledResumePause
+	default:
+		answer.resumedFrom, answer.stalled = answer.lastID, 0
+	}
+	if pause > 0 {
+		t := time.NewTimer(pause)
 		defer t.Stop()
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			return nil
 		}
-	} else {
-		answer.resumedFrom, answer.stalled = answer.lastID, 0
 	}
 	s, err := req.resume(ctx, answer.lastID)
 	if err != nil {
@@ -810,9 +823,11 @@ func (e *Edge) resumeJSON(ctx context.Context, req *relayed, answer *jsonAnswer,
 
 // resumable says whether resumeJSON would resume the stream of answer, a
 // JSON answer to req, now: the request's stream can be resumed, an event
-// id came, and it did not stall maxStalledResumes times in a row.
+// id came, and it did not stall maxStalledResumes times in a row (a
+// stream that asked to be resumed later, with a retry field, did not
+// stall).
 func (j *jsonAnswer) resumable(req *relayed) bool {
-	return req.resume != nil && j.lastID != "" && (j.lastID != j.resumedFrom || j.stalled+1 < maxStalledResumes)
+	return req.resume != nil && j.lastID != "" && (j.retry > 0 || j.lastID != j.resumedFrom || j.stalled+1 < maxStalledResumes)
 }
 
 // giveUp answers a request taking JSON alone whose stream ended before all

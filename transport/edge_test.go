@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ import (
 	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
+	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/tools"
 	"github.com/pingmcp/pingmcp/tools/conformance"
 )
@@ -442,6 +444,41 @@ func (closesThenWaits) Install(s *mcp.Server, _ tools.Caller) {
 			<-ctx.Done()
 			waitEnded <- struct{}{}
 			return nil, ctx.Err()
+		})
+	// close_often closes its stream times times, each with a retry field
+	// of retry_ms, and sends nothing else before its answer: the first at
+	// once, each other after the edge resumed the stream the last one
+	// ended (a close while no request holds the stream does nothing, so it
+	// closes until the edge's count of resumptions rises).
+	s.AddTool(&mcp.Tool{Name: "close_often", InputSchema: json.RawMessage(`{"type":"object"}`)},
+		func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			var in struct {
+				Times   int `json:"times"`
+				RetryMS int `json:"retry_ms"`
+			}
+			if err := json.Unmarshal(req.Params.Arguments, &in); err != nil {
+				return nil, err
+			}
+			retry := time.Duration(in.RetryMS) * time.Millisecond
+			tick := time.NewTicker(2 * time.Millisecond)
+			defer tick.Stop()
+			req.Extra.CloseSSEStream(mcp.CloseSSEStreamArgs{RetryAfter: retry})
+			for range in.Times - 1 {
+				before := counterValue(nil, metrics.JSONResumes)
+				closed := time.Now()
+				for counterValue(nil, metrics.JSONResumes) == before {
+					if time.Since(closed) > retry+50*time.Millisecond {
+						req.Extra.CloseSSEStream(mcp.CloseSSEStreamArgs{RetryAfter: retry})
+						closed = time.Now()
+					}
+					select {
+					case <-ctx.Done():
+						return nil, ctx.Err()
+					case <-tick.C:
+					}
+				}
+			}
+			return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "closed " + strconv.Itoa(in.Times) + " times"}}}, nil
 		})
 }
 

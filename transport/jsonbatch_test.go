@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -102,6 +103,56 @@ func TestJSONOnlyAnswerResumedAfterItsStreamClosed(t *testing.T) {
 	}
 	if got := counterValue(t, metrics.JSONResumes) - before; got != 1 {
 		t.Errorf("pingmcp_json_answers_resumed_total rose by %v, want 1", got)
+	}
+}
+
+// A tool that closes its stream for its client to come back later
+// (SEP-1699) sets the pace with the close event's retry field: the edge
+// waits that long before it resumes a JSON-only client's stream, and
+// resumes it however many times the tool closes it, since a stream that
+// asked to be resumed did not stall.
+func TestJSONOnlyAnswerResumedAsItsStreamAsked(t *testing.T) {
+	srv := newEdge(t, Options{})
+	sid := initialize(t, srv.URL)
+	h := map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25", "Accept": "application/json"}
+	for _, c := range []struct {
+		times, retryMS int
+	}{
+		{1, 400},                   // paced: waited for
+		{maxStalledResumes + 2, 1}, // closed again and again without an event between
+	} {
+		start := time.Now()
+		resp, body := call{http.MethodPost, h, fmt.Sprintf(`{"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"close_often","arguments":{"times":%d,"retry_ms":%d}}}`, c.times, c.retryMS)}.do(t, srv.URL)
+		took := time.Since(start)
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, fmt.Sprintf("closed %d times", c.times)) {
+			t.Fatalf("a call whose tool closed its stream %d times asking %d ms: %d %q", c.times, c.retryMS, resp.StatusCode, body)
+		}
+		if min := time.Duration(c.times*c.retryMS) * time.Millisecond; took < min {
+			t.Errorf("a call whose tool closed its stream %d times asking %d ms took %v: the edge did not wait as asked (at least %v)", c.times, c.retryMS, took, min)
+		}
+	}
+}
+
+// The retry field is read as the SSE standard says: digits alone, in
+// milliseconds; anything else is ignored; bounded by maxResumeRetry.
+func TestJSONAnswerReadsRetryField(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"retry: 250\n\n":                     250 * time.Millisecond,
+		"retry:7\n\n":                        7 * time.Millisecond,
+		"retry: 25x\n\n":                     0,
+		"retry: -5\n\n":                      0,
+		"retry: \n\n":                        0,
+		"retry: 1e3\n\n":                     0,
+		"retry: 99999999999999999999999\n\n": maxResumeRetry,
+		"event: close\nretry: 10\n\n":        10 * time.Millisecond,
+	} {
+		var j jsonAnswer
+		if err := j.write([]byte(in)); err != nil {
+			t.Fatal(err)
+		}
+		if j.retry != want {
+			t.Errorf("%q: retry %v, want %v", in, j.retry, want)
+		}
 	}
 }
 

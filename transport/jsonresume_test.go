@@ -16,8 +16,9 @@ import (
 // answersLater is a toolset with two tools: answer_later, that answers
 // after 20ms unless its context ends first, and tells on answeredLater
 // which (nil: it answered); close_until_cancelled, that closes its event
-// stream every 200ms (SEP-1699) and sends nothing else, until its context
-// ends, which it tells on closedUntil.
+// stream every 200ms without asking its client to come back (no retry
+// field) and sends nothing else, until its context ends, which it tells on
+// closedUntil.
 type answersLater struct{}
 
 var (
@@ -44,7 +45,7 @@ func (answersLater) Install(s *mcp.Server, _ tools.Caller) {
 		func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
 			for {
 				if req.Extra != nil && req.Extra.CloseSSEStream != nil {
-					req.Extra.CloseSSEStream(mcp.CloseSSEStreamArgs{RetryAfter: time.Millisecond})
+					req.Extra.CloseSSEStream(mcp.CloseSSEStreamArgs{})
 				}
 				select {
 				case <-time.After(200 * time.Millisecond):
@@ -57,8 +58,8 @@ func (answersLater) Install(s *mcp.Server, _ tools.Caller) {
 }
 
 // A JSON-only call whose stream the edge gave up resuming (here, its tool
-// closes it again and again and sends nothing: three tries in a row that
-// brought nothing) is answered 502, and cancelled by the edge: nobody will
+// ends it again and again, sends nothing and never asks to be resumed:
+// three tries in a row that brought nothing) is answered 502, and cancelled by the edge: nobody will
 // read its answer, and its actor, which saw only streams end, leaves it to
 // the edge.
 func TestJSONOnlyCallWhoseResumptionIsGivenUpIsCancelled(t *testing.T) {
