@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -181,6 +182,17 @@ func (a *SessionActor) activated(ctx actor.Context, m *activated) {
 type queued struct {
 	replyTo *actor.PID
 	req     *envelope.Request
+}
+
+// dropQueued removes from q the request id, if there is one, and says
+// whether there was.
+func dropQueued(q *[]queued, id string) bool {
+	i := slices.IndexFunc(*q, func(e queued) bool { return e.req.Id == id })
+	if i < 0 {
+		return false
+	}
+	*q = slices.Delete(*q, i, i+1)
+	return true
 }
 
 // maxQueued bounds the requests an activating actor holds.

@@ -314,11 +314,11 @@ func (a *core) control(ctx actor.Context, m *envelope.Envelope) {
 				f.resuming.Store(true)
 			}
 			f.cancel()
-		} else if i := slices.IndexFunc(a.held, func(q queued) bool { return q.req.Id == id }); i >= 0 {
+		} else {
 			// Held while the session moves (refuseMoving): nobody reads
 			// its answer, and its client, which saw nothing of it, cannot
 			// resume it; a move given up would run it (stay).
-			a.held = slices.Delete(a.held, i, i+1)
+			dropQueued(&a.held, id)
 		}
 	case m.GetStop() != nil:
 		// An operator ended the session: its state is already gone from

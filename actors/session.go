@@ -13,7 +13,6 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -236,12 +235,7 @@ func (a *SessionActor) serve(ctx actor.Context, req *envelope.Request) {
 // client, which saw no event of it, cannot resume it. It says whether there
 // was one.
 func (a *SessionActor) dropPending(id string) bool {
-	i := slices.IndexFunc(a.pending, func(q queued) bool { return q.req.Id == id })
-	if i < 0 {
-		return false
-	}
-	a.pending = slices.Delete(a.pending, i, i+1)
-	return true
+	return dropQueued(&a.pending, id)
 }
 
 func hasHeader(req *envelope.Request, name string) bool {
