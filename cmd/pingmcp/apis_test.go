@@ -2,9 +2,14 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pingmcp/pingmcp/auth/authtest"
 	"github.com/pingmcp/pingmcp/config"
@@ -63,4 +68,37 @@ func exampleConfig(t *testing.T) (*config.Config, string) {
 	}
 	cfg.APIs[0].BaseURL, cfg.APIs[0].Document = apiURL, apiURL+todoapi.DocumentPath
 	return cfg, apiURL
+}
+
+// A node loads each document of --apis in a process of its own first (this
+// executable's check-openapi command): one that takes longer than the time
+// given is refused then, its loading killed, and the next loads at once
+// (had its loading run on in the node, no other document would load until
+// it ended).
+func TestAPIsDocumentCheckedByAProcessOfItsOwn(t *testing.T) {
+	cfg, _ := exampleConfig(t)
+	opts := apisOptions(cfg)
+	if opts.Checker == nil {
+		t.Fatal("no process checks the documents")
+	}
+	var chain strings.Builder
+	chain.WriteString("openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /a: {get: {operationId: getA, responses: {'200': {description: ok, content: {application/json: {schema: {$ref: '#/components/schemas/S0'}}}}}}}\ncomponents:\n  schemas:\n")
+	for i := range 1500 {
+		fmt.Fprintf(&chain, "    S%d: {$ref: '#/components/schemas/S%d'}\n", i, i+1)
+	}
+	chain.WriteString("    S1500: {type: string}\n")
+	costly := filepath.Join(t.TempDir(), "costly.yaml")
+	if err := os.WriteFile(costly, []byte(chain.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	api := cfg.APIs[0]
+	api.Document = costly
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := openapi.New(ctx, []openapi.API{api}, opts); err == nil || !strings.Contains(err.Error(), "not loaded and checked within the time given") {
+		t.Fatalf("a document costlier than its time: %v", err)
+	}
+	if _, err := openapi.New(t.Context(), cfg.APIs, opts); err != nil {
+		t.Errorf("the next document, right after: %v", err)
+	}
 }

@@ -31,6 +31,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"os/signal"
 	"runtime/debug"
 	"strconv"
@@ -70,6 +71,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	cmd := args[0]
 	switch cmd {
+	case checkOpenAPI:
+		return openapi.CheckMain(os.Stdin, stdout)
 	case "sessions", "tasks", "nodes", "users", "apis":
 		return adminCLI(context.Background(), cmd, args[1:], os.Getenv, stdout, stderr)
 	case "dev", "serve", "todo-api", "idp", "certs":
@@ -172,6 +175,26 @@ func grantsService(cfg *config.Config) (endpoint, warning string) {
 // upstream is the client of calls to the authorization server and the
 // APIs: each bounded by --upstream-timeout (commands without the flag: its
 // default), all on one connection pool (upstreamTransport).
+// apisOptions are the options of the toolset of --apis: each document
+// loaded and checked first by a process of its own, this executable
+// running its hidden command check-openapi, killed if it takes longer than
+// the load's time (openapi.Options.Checker).
+func apisOptions(cfg *config.Config) openapi.Options {
+	opts := openapi.Options{HTTPClient: upstream(cfg)}
+	if self, err := os.Executable(); err == nil {
+		opts.Checker = func(ctx context.Context) *exec.Cmd {
+			cmd := exec.CommandContext(ctx, self, checkOpenAPI)
+			cmd.Env = []string{} // nothing of the node's secrets
+			return cmd
+		}
+	}
+	return opts
+}
+
+// checkOpenAPI is the hidden command that loads and checks a document for
+// a node (openapi.CheckMain).
+const checkOpenAPI = "check-openapi"
+
 func upstream(cfg *config.Config) *http.Client {
 	return &http.Client{
 		Timeout:   cmp.Or(cfg.UpstreamTimeout, config.DefaultUpstreamTimeout),
@@ -310,7 +333,7 @@ func toolsets(ctx context.Context, cfg *config.Config) (*actors.Tools, error) {
 		// refused, not waited for (openapi.load).
 		lctx, cancel := context.WithTimeout(ctx, reloadTimeout)
 		defer cancel()
-		apis, err := openapi.New(lctx, cfg.APIs, openapi.Options{HTTPClient: upstream(cfg)})
+		apis, err := openapi.New(lctx, cfg.APIs, apisOptions(cfg))
 		if err != nil {
 			return nil, fmt.Errorf("--apis %s: %w", cfg.APIsFile, err)
 		}

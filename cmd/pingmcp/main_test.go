@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,6 +17,15 @@ import (
 
 	"github.com/pingmcp/pingmcp/config"
 )
+
+// The test binary is the process that checks an API's document too
+// (apisOptions: the executable run with its check-openapi command).
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == checkOpenAPI {
+		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
 
 func TestCommandLine(t *testing.T) {
 	dir := t.TempDir()

@@ -100,7 +100,7 @@ func (r *apisReloader) replace(ctx context.Context) (*actors.ToolsChange, error)
 	for _, w := range now.APIWarnings() {
 		r.logger.Warn(w)
 	}
-	ts, err := openapi.New(ctx, apis, openapi.Options{HTTPClient: upstream(&now)})
+	ts, err := openapi.New(ctx, apis, apisOptions(&now))
 	if err != nil {
 		return nil, fmt.Errorf("--apis %s: %w", r.cfg.APIsFile, err)
 	}

@@ -51,6 +51,10 @@ func RSS(pid int) (int64, error) { return statusBytes(pid, "VmRSS") }
 // memory limit does not count.
 func Anon(pid int) (int64, error) { return statusBytes(pid, "RssAnon") }
 
+// Mapped is process pid's address space now, in bytes (VmSize): what
+// RLIMIT_AS bounds.
+func Mapped(pid int) (int64, error) { return statusBytes(pid, "VmSize") }
+
 // statusBytes reads field of /proc/PID/status, in kB there, as bytes.
 func statusBytes(pid int, field string) (int64, error) {
 	kb, err := fields(pid, "status", field)

@@ -28,14 +28,30 @@ import (
 // A document that takes longer to load than ctx allows is refused at once:
 // kin-openapi does not stop for a context, and some documents take it
 // minutes to days (a long chain of $refs, many schemas each referring to one
-// vast one), which would hold a node's start, or a reload, as long. Its
-// loading, which nothing can stop, runs on meanwhile; no other document is
-// loaded until it ends, so that documents reloaded again and again do not
-// pile such loads up.
+// vast one), which would hold a node's start, or a reload, as long. With a
+// checking process (Options.Checker, check.go), that process is killed
+// then, and the document is loaded here only once it passed there, from the
+// bytes it read. Without one, its loading, which nothing can stop, runs on
+// meanwhile; no other document is loaded until it ends, so that documents
+// reloaded again and again do not pile such loads up.
 func load(ctx context.Context, location, dir string, opts Options) (*openapi3.T, error) {
 	shown := shownLocation(location)
 	if n := abandonedLoads.Load(); n > 0 {
 		return nil, fmt.Errorf("document %s: not loaded: the loading of a document given up earlier (it took longer than its time) still runs; try again once it ends", shown)
+	}
+	var data []byte
+	if isURL(location) {
+		var err error
+		if data, err = fetch(ctx, location, opts); err != nil {
+			return nil, err
+		}
+	}
+	var read openapi3.ReadFromURIFunc
+	if opts.Checker != nil {
+		var err error
+		if read, err = check(ctx, location, dir, opts, data); err != nil {
+			return nil, err
+		}
 	}
 	type loaded struct {
 		doc *openapi3.T
@@ -43,7 +59,7 @@ func load(ctx context.Context, location, dir string, opts Options) (*openapi3.T,
 	}
 	done := make(chan loaded, 1)
 	go func() {
-		doc, err := loadNow(ctx, location, dir, opts)
+		doc, err := loadNow(ctx, location, dir, opts, read, data, opts.Checker != nil)
 		done <- loaded{doc, err}
 	}()
 	select {
@@ -63,23 +79,25 @@ func load(ctx context.Context, location, dir string, opts Options) (*openapi3.T,
 // running.
 var abandonedLoads atomic.Int32
 
-// loadNow is load's work, which ctx does not stop once the document is
-// read (kin-openapi's resolving and validation).
-func loadNow(ctx context.Context, location, dir string, opts Options) (*openapi3.T, error) {
+// loadNow is load's work, which ctx does not stop (kin-openapi's resolving
+// and validation): a fetched document's bytes (data), or a file's, read by
+// read (readUnder the document's folder and dir when nil). A document
+// checked already (the same bytes loaded and validated by a checking
+// process) is not validated again.
+func loadNow(ctx context.Context, location, dir string, opts Options, read openapi3.ReadFromURIFunc, data []byte, checked bool) (*openapi3.T, error) {
 	shown := shownLocation(location)
 	loader := openapi3.NewLoader()
 	loader.Context = ctx
 	var doc *openapi3.T
 	var err error
 	if isURL(location) {
-		var b []byte
-		if b, err = fetch(ctx, location, opts); err != nil {
-			return nil, err
-		}
-		doc, err = loader.LoadFromData(b)
+		doc, err = loader.LoadFromData(data)
 	} else {
+		if read == nil {
+			read = readUnder(docRoots(location, dir), opts.MaxDocumentBytes)
+		}
 		loader.IsExternalRefsAllowed = true
-		loader.ReadFromURIFunc = readUnder(append([]string{filepath.Dir(location)}, dir), opts.MaxDocumentBytes)
+		loader.ReadFromURIFunc = read
 		doc, err = loader.LoadFromFile(location)
 	}
 	if err != nil {
@@ -88,10 +106,19 @@ func loadNow(ctx context.Context, location, dir string, opts Options) (*openapi3
 	if !doc.IsOpenAPI30() && !doc.IsOpenAPI31OrLater() {
 		return nil, fmt.Errorf("document %s: openapi %q: want 3.0 or 3.1", shown, doc.OpenAPI)
 	}
+	if checked {
+		return doc, nil
+	}
 	if err := validate(ctx, doc); err != nil {
 		return nil, fmt.Errorf("document %s is not valid OpenAPI: %w", shown, err)
 	}
 	return doc, nil
+}
+
+// docRoots are the folders a file's document may refer to files under:
+// its own, and the APIs file's (dir).
+func docRoots(location, dir string) []string {
+	return []string{filepath.Dir(location), dir}
 }
 
 // readUnder reads files under one of the folders roots (an empty one is

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os/exec"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -51,6 +52,14 @@ type Options struct {
 	MaxResultBytes int
 	// MaxDocumentBytes bounds a document fetched from a URL (default 32 MiB).
 	MaxDocumentBytes int64
+	// Checker, when set, makes the command of a process that runs
+	// CheckMain (killed when ctx ends): each document is loaded and checked
+	// there first, within the time New is given and 4 GiB of memory, and
+	// then loaded here from the bytes it read. Without one, a document
+	// costlier than the time given is refused all the same, but its
+	// loading runs on in this process until it ends (and no other document
+	// is loaded meanwhile).
+	Checker func(ctx context.Context) *exec.Cmd
 }
 
 // Toolset is the tools of every API of an APIs file.

@@ -1,9 +1,11 @@
 package openapi
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -294,10 +296,12 @@ func TestExternalRefsConfined(t *testing.T) {
       operationId: a
       requestBody: {content: {application/json: {schema: {$ref: "`+ref+`"}}}}
       responses: {"200": {description: ok}}`, "  schemas: {}"))
-		_, err := New(t.Context(), []API{{Name: "t", BaseURL: "https://api.example.com", Document: doc, Scopes: []string{"a"},
-			Include: Selector{Methods: []string{"POST"}}}}, Options{})
-		if ok != (err == nil) {
-			t.Errorf("$ref %s: %v", ref, err)
+		for _, checker := range []func(context.Context) *exec.Cmd{nil, testChecker} {
+			_, err := New(t.Context(), []API{{Name: "t", BaseURL: "https://api.example.com", Document: doc, Scopes: []string{"a"},
+				Include: Selector{Methods: []string{"POST"}}}}, Options{Checker: checker})
+			if ok != (err == nil) {
+				t.Errorf("$ref %s (checked by a process of its own: %v): %v", ref, checker != nil, err)
+			}
 		}
 	}
 	if n := len(remote.requests()); n != 0 {
@@ -317,9 +321,13 @@ func TestDocumentURLCredentialsNotShown(t *testing.T) {
 		w.Write([]byte("openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths: {/a: {get: {responses: {}}}}\n"))
 	})
 	u := strings.Replace(remote.URL, "://", "://user:pa55word@", 1) + "/openapi.yaml?sig=s3cr3t-signature&key=k3y"
-	for _, code := range []int{http.StatusNotFound, http.StatusOK} {
-		answer.Store(int64(code))
-		_, err := New(t.Context(), []API{{Name: "t", BaseURL: "https://api.example.com", Document: u, Scopes: []string{"a"}}}, Options{})
+	for _, code := range []int{http.StatusNotFound, http.StatusOK, -http.StatusOK} {
+		answer.Store(int64(max(code, -code)))
+		opts := Options{}
+		if code < 0 { // checked by a process of its own
+			opts.Checker = testChecker
+		}
+		_, err := New(t.Context(), []API{{Name: "t", BaseURL: "https://api.example.com", Document: u, Scopes: []string{"a"}}}, opts)
 		if err == nil {
 			t.Fatalf("answer %d: a document that cannot become tools was accepted", code)
 		}
