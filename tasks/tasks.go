@@ -586,15 +586,12 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 			writeError(w, m.ID, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "params.inputResponses must be an object of responses by input request key"})
 			return
 		}
-		if t.Status == "input_required" {
-			// The answers would start a round of the tool, for this caller.
-			if refusal := l.authorize(r, t.Tool()); refusal != nil {
-				writeRefusal(w, m.ID, refusal)
-				return
-			}
-		}
 		var tooLarge inputsTooLarge
-		if err := l.update(r, id, p.InputResponses); errors.As(err, &tooLarge) {
+		var refused roundRefused
+		if err := l.update(r, id, p.InputResponses); errors.As(err, &refused) {
+			writeRefusal(w, m.ID, refused.r)
+			return
+		} else if errors.As(err, &tooLarge) {
 			metrics.Limited.WithLabelValues("task_request_bytes").Inc()
 			writeRefusal(w, m.ID, &Refusal{Status: http.StatusRequestEntityTooLarge, Error: rpcerr.TooLarge("task_request_bytes", tooLarge.kept, MaxRequestBytes,
 				fmt.Sprintf("a task keeps at most %d bytes of the answers to its input requests; nothing was recorded", MaxRequestBytes)).SDK()})
@@ -661,6 +658,12 @@ type inputsTooLarge struct{ kept int }
 func (e inputsTooLarge) Error() string {
 	return fmt.Sprintf("input responses of %d bytes: at most %d are kept", e.kept, MaxRequestBytes)
 }
+
+// roundRefused is Authorize's refusal of a round to the caller of a
+// tasks/update: nothing was recorded.
+type roundRefused struct{ r *Refusal }
+
+func (e roundRefused) Error() string { return e.r.Error.Message }
 
 // maxResumes bounds how many times a task is resumed after losing its
 // runner: a tool that takes its node down each time fails in the end.
@@ -864,6 +867,12 @@ func (l *Layer) update(from *http.Request, id string, responses map[string]json.
 		next = false
 		if t.Status != "input_required" {
 			return errTerminal // nothing asked: the answer changes nothing
+		}
+		// The answers would start a round of the tool, for this caller:
+		// checked on the record they are recorded in (a read before may
+		// have found the task still working).
+		if refusal := l.authorize(from, t.Tool()); refusal != nil {
+			return roundRefused{refusal}
 		}
 		kept := 0
 		for _, v := range t.Responses {

@@ -639,6 +639,43 @@ func TestUpdateChecksTheToolsScopes(t *testing.T) {
 	await(t, srv, id, "completed")
 }
 
+// stale reads a task as it was before its round recorded its input
+// requests (still working), while on: what a tasks/update reads just
+// before the round ends input_required.
+type stale struct {
+	taskstore.Store
+	on atomic.Bool
+}
+
+func (s *stale) Get(ctx context.Context, owner, id string) (*taskstore.Task, error) {
+	t, err := s.Store.Get(ctx, owner, id)
+	if t != nil && s.on.Load() {
+		t.Status, t.InputRequests = "working", nil
+	}
+	return t, err
+}
+
+// The scopes are checked on the record the answers are recorded in: a
+// tasks/update that read the task still working, and found it
+// input_required when it recorded its answers, starts no round for a token
+// lacking the tool's scopes.
+func TestUpdateChecksTheToolsScopesOnTheRecordItChanges(t *testing.T) {
+	store := &stale{Store: &taskstore.Memory{}}
+	srv, _ := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n1", Authorize: scoped})
+	id := start(t, srv, "test_two_questions", nil)
+	await(t, srv, id, "input_required")
+	store.on.Store(true)
+	answer := map[string]any{"action": "accept", "content": map[string]any{}}
+	r := rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"a": answer, "b": answer}}, true, "X-Scopes", "read")
+	store.on.Store(false)
+	if r.status != http.StatusForbidden || r.Error == nil || !strings.Contains(r.header.Get("WWW-Authenticate"), "insufficient_scope") {
+		t.Fatalf("update with a token lacking the tool's scope: HTTP %d %+v %v, want 403 insufficient_scope", r.status, r.Error, r.header)
+	}
+	if got, _ := store.Get(context.Background(), "alice", id); got.Status != "input_required" || len(got.InputRequests) != 2 || len(got.Responses) != 0 {
+		t.Fatalf("a refused update changed the task: %+v", got)
+	}
+}
+
 // A tasks/get that would resume a task whose runner was lost runs its
 // tool: refused to a token lacking the tool's scopes, leaving the task as
 // it is; a token holding them resumes it.
