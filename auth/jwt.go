@@ -39,6 +39,12 @@ type JWTOptions struct {
 	// unknown key id (default 10 s), so that tokens naming random kids cannot
 	// make the verifier hammer the issuer.
 	RefetchInterval time.Duration
+	// KeysMaxAge is how long fetched keys are used before they are fetched
+	// again (default 10 min), behind the requests: a key the issuer
+	// withdrew (retired, or compromised) stops verifying tokens, kept ones
+	// included, even if no token names an unknown key id (an issuer that
+	// publishes its next key ahead of its use is never asked otherwise).
+	KeysMaxAge time.Duration
 	// HTTPClient fetches metadata and keys (default: a client with a 10 s
 	// timeout).
 	HTTPClient *http.Client
@@ -53,8 +59,9 @@ type JWTOptions struct {
 }
 
 // JWTVerifier verifies JWT access tokens by the keys the issuer publishes.
-// Keys are fetched once and cached; a token with an unknown kid causes one
-// refetch (concurrent callers share it), at most every RefetchInterval.
+// Keys are fetched once and cached, and fetched again once KeysMaxAge old;
+// a token with an unknown kid causes one refetch (concurrent callers share
+// it), at most every RefetchInterval.
 // Verified tokens are kept (JWTOptions.MaxCacheEntries).
 type JWTVerifier struct {
 	opts JWTOptions
@@ -76,6 +83,9 @@ func NewJWTVerifier(opts JWTOptions) *JWTVerifier {
 	}
 	if opts.RefetchInterval == 0 {
 		opts.RefetchInterval = 10 * time.Second
+	}
+	if opts.KeysMaxAge == 0 {
+		opts.KeysMaxAge = 10 * time.Minute
 	}
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{Timeout: 10 * time.Second}
@@ -111,6 +121,7 @@ type claims struct {
 func (v *JWTVerifier) Verify(ctx context.Context, token string) (*Token, error) {
 	key, now := tokenKey(token), v.opts.Now()
 	v.mu.Lock()
+	v.refreshIfOld(now)
 	hit, ok := v.verified.lookup(key, now)
 	ok = ok && hit.keys == v.keysGen
 	v.mu.Unlock()
@@ -288,6 +299,18 @@ func (v *JWTVerifier) refresh(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// refreshIfOld starts fetching the keys again, behind the callers, when
+// those held are KeysMaxAge old (a failed fetch counts: the keys held are
+// kept, and tried again as late); v.mu is held. Tokens are verified by the
+// keys held until the fetch ends.
+func (v *JWTVerifier) refreshIfOld(now time.Time) {
+	if v.keys == nil || v.inflight != nil || now.Sub(v.fetchedAt) < v.opts.KeysMaxAge {
+		return
+	}
+	v.inflight = make(chan struct{})
+	go v.fetchInto(v.inflight)
 }
 
 // fetchInto runs one fetch, detached from any caller (a cancelled request

@@ -476,3 +476,62 @@ func BenchmarkJWTVerify(b *testing.B) {
 		}
 	})
 }
+
+// A key the issuer withdrew stops verifying tokens even when no token names
+// an unknown key id: keys older than KeysMaxAge are fetched again, and the
+// tokens kept are verified anew by the keys fetched. The issuer published
+// its next key (k2) ahead of its use, as PingFederate does, so nothing else
+// would make the verifier fetch its keys again.
+func TestJWTVerifierDropsAWithdrawnKey(t *testing.T) {
+	is := newIssuer(t)
+	next, _ := rsa.GenerateKey(rand.Reader, 2048)
+	is.extraKeys = []jose.JSONWebKey{{Key: &next.PublicKey, KeyID: "k2", Algorithm: "RS256", Use: "sig"}}
+	clock := time.Now()
+	var clockMu sync.Mutex
+	now := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return clock }
+	advance := func(d time.Duration) { clockMu.Lock(); clock = clock.Add(d); clockMu.Unlock() }
+	v := NewJWTVerifier(JWTOptions{Issuer: is.srv.URL, Audiences: []string{"https://mcp.example/mcp"}, Now: now})
+	ctx := context.Background()
+	// The keys' fetch a Verify started, if any, has ended.
+	fetched := func() {
+		v.mu.Lock()
+		done := v.inflight
+		v.mu.Unlock()
+		if done != nil {
+			<-done
+		}
+	}
+
+	claims := func() map[string]any {
+		c := is.claims()
+		c["exp"] = now().Add(2 * time.Hour).Unix()
+		return c
+	}
+	withdrawn := sign(t, jose.RS256, is.key, "k1", claims())
+	if _, err := v.Verify(ctx, withdrawn); err != nil {
+		t.Fatal(err)
+	}
+	// The issuer rotates to k2 and withdraws k1 (retired, or compromised).
+	is.mu.Lock()
+	is.key, is.kid, is.extraKeys = next, "k2", nil
+	is.mu.Unlock()
+	if _, err := v.Verify(ctx, sign(t, jose.RS256, next, "k2", claims())); err != nil {
+		t.Fatalf("token of the next key, published ahead: %v", err)
+	}
+	if got := is.jwksHits.Load(); got != 1 {
+		t.Fatalf("JWKS fetched %d times, want 1", got)
+	}
+
+	advance(time.Hour)
+	v.Verify(ctx, withdrawn) // may still pass: the keys are fetched behind it
+	fetched()
+	if _, err := v.Verify(ctx, withdrawn); !IsInvalidToken(err) {
+		t.Fatalf("token of a key the issuer withdrew an hour ago: %v, want invalid_token", err)
+	}
+	if _, err := v.Verify(ctx, sign(t, jose.RS256, next, "k2", claims())); err != nil {
+		t.Fatalf("token of the current key: %v", err)
+	}
+	if got := is.jwksHits.Load(); got != 2 {
+		t.Errorf("JWKS fetched %d times, want 2 (once more when the keys were old)", got)
+	}
+}

@@ -230,16 +230,21 @@ func Challenge(err *Error, resourceMetadata string, scopes []string) string {
 	return b.String()
 }
 
-// quoteEscape makes v safe inside a quoted-string: descriptions are ours,
-// but never let one break the header.
+// quoteEscape makes v what RFC 6750 §3 allows inside an attribute's
+// quotes (%x20-21 / %x23-5B / %x5D-7E): no escapes, which a client that
+// reads the challenge as RFC 6750 writes it would take for the value's end.
+// Descriptions are ours, but never let one break the header: a '"' (a
+// claim's name quoted) becomes a "'", anything else outside is dropped.
 func quoteEscape(v string) string {
-	v = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || r > 0x7e {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '"':
+			return '\''
+		case r < 0x20 || r == '\\' || r > 0x7e:
 			return -1
 		}
 		return r
 	}, v)
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v)
 }
 
 // BearerToken extracts the token of an "Authorization: Bearer <token>" header

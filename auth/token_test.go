@@ -28,3 +28,18 @@ func TestTokenFor(t *testing.T) {
 		}
 	}
 }
+
+// A challenge's attributes keep to the characters RFC 6750 §3 allows in
+// them (no '"', no '\': a quoted-string's escapes are not among them), so
+// that a client that reads the challenge as RFC 6750 writes it (a quoted
+// value ends at the next '"') reads each attribute whole: a malformed
+// claim's description names the claim in quotes.
+func TestChallengeKeepsToRFC6750Characters(t *testing.T) {
+	aerr := &Error{Code: CodeInvalidToken, Description: `malformed claim "exp": a string is not a valid value for it \ é` + "\n"}
+	got := Challenge(aerr, "https://mcp.example/.well-known/oauth-protected-resource/mcp", []string{"todo_api:read"})
+	want := `Bearer error="invalid_token", error_description="malformed claim 'exp': a string is not a valid value for it  ", ` +
+		`resource_metadata="https://mcp.example/.well-known/oauth-protected-resource/mcp", scope="todo_api:read"`
+	if got != want {
+		t.Errorf("challenge\n %s\nwant\n %s", got, want)
+	}
+}
