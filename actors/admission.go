@@ -38,7 +38,9 @@ func idOf(p *envelope.Principal) *auth.Principal {
 // and resumes). Each tool call still acts with its own request's token
 // (credentials.Delegate). A token that would make the session's snapshot
 // exceed its bound is refused (the refusal to send), and the one held
-// stays. README ("Step-up and sessions") says why the user, not the client,
+// stays. The edge's own GET that resumes an admitted request's stream
+// (Request.Continues) is admitted for the user alone, and changes none of
+// this. README ("Step-up and sessions") says why the user, not the client,
 // is the owner.
 func (a *core) admit(req *envelope.Request) (bool, *envelope.ResponsePart) {
 	p := req.Principal
@@ -49,6 +51,12 @@ func (a *core) admit(req *envelope.Request) (bool, *envelope.ResponsePart) {
 	}
 	if (a.owner == nil) != (id == nil) || (id != nil && !id.SameUser(*a.owner)) {
 		return false, nil
+	}
+	if req.Continues {
+		// The edge resuming a request's stream that was admitted: with
+		// that request's token, which may be another client's by now, or
+		// expired.
+		return true, nil
 	}
 	switched := id != nil && id.ClientID != a.owner.ClientID
 	if switched && !a.resourceScoped(p) {

@@ -16,6 +16,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/internal/logtest"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/tools"
 )
@@ -361,5 +362,74 @@ func TestToolCallActsForItsOwnRequest(t *testing.T) {
 	close(held.release)
 	if body := await(t, call.body, "c1's call's answer"); !strings.Contains(body, "acting for c1") {
 		t.Errorf("c1's call, while c2 switched the session: %s", body)
+	}
+}
+
+// The edge's own GET that resumes a request's stream (a JSON answer's,
+// Request.Continues) carries that request's token: once the session is
+// used through another client of its user, it does not take the session
+// back to the first (which would end the other's streams and drop what was
+// exchanged for it), nor make its token, which may have expired, the one
+// the session holds. Another user's is refused as any request is.
+func TestResumingGETKeepsTheSessionsClient(t *testing.T) {
+	d := state.MemoryStores(time.Hour)
+	var logs logtest.Buffer
+	system, props := testSessions(t, Config{Stores: d, Authenticated: true, Scopes: []string{"mcp:tools"}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	pid := system.Root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(fuzzSession, "session")))
+	user := func(subject, client string, expires time.Time) *envelope.Principal {
+		return &envelope.Principal{Issuer: "https://idp", Subject: subject, ClientId: client, ExpiresUnix: expires.Unix(),
+			Token: subject + "-token-of-" + client, Scopes: []string{"mcp:tools"}}
+	}
+	later := time.Now().Add(time.Hour)
+	root := system.Root
+	if body := postInitialize(t, root, pid, user("alice", "c1", later), `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`); !strings.Contains(body, `"result"`) {
+		t.Fatalf("initialize: %s", body)
+	}
+	if status := fuzzForward(t, root, pid, user("alice", "c1", later), `{"jsonrpc":"2.0","method":"notifications/initialized"}`); status != http.StatusAccepted {
+		t.Fatalf("initialized: %d", status)
+	}
+	if status := fuzzForward(t, root, pid, user("alice", "c2", later), `{"jsonrpc":"2.0","id":1,"method":"ping"}`); status != http.StatusOK {
+		t.Fatalf("c2's ping: %d", status)
+	}
+	if got := awaitSnapshotClient(t, d, fuzzSession, "c2"); got != "c2" {
+		t.Fatalf("snapshot names client %q, want c2", got)
+	}
+	switches := func() int { return strings.Count(logs.String(), "session now used through another client") }
+	before := switches()
+	resume := func(p *envelope.Principal) *envelope.ResponsePart {
+		req := &envelope.Request{
+			Id: rand.Text(), Method: http.MethodGet, Path: "/mcp", Window: 16, Principal: p, Continues: true,
+			Headers: []*envelope.Header{
+				{Name: "Accept", Values: []string{"text/event-stream"}},
+				{Name: "Mcp-Session-Id", Values: []string{fuzzSession}},
+				{Name: "Mcp-Protocol-Version", Values: []string{"2025-11-25"}},
+				{Name: "Last-Event-ID", Values: []string{"0_0"}},
+			},
+		}
+		return await(t, forwardRequest(root, pid, req).head, "a resuming GET")
+	}
+	// c1's, its token expired meanwhile.
+	if head := resume(user("alice", "c1", time.Now().Add(-time.Minute))); head.GetStatus() == http.StatusForbidden || head.GetStatus() == http.StatusNotFound {
+		t.Fatalf("c1's resuming GET: %d %s", head.GetStatus(), head.GetBody())
+	}
+	if n := switches() - before; n != 0 {
+		t.Errorf("c1's resuming GET took the session back to c1 (%d switches logged)", n)
+	}
+	if status := fuzzForward(t, root, pid, user("alice", "c2", later), `{"jsonrpc":"2.0","id":2,"method":"ping"}`); status != http.StatusOK {
+		t.Fatalf("c2's ping after c1's resuming GET: %d", status)
+	}
+	if n := switches() - before; n != 0 {
+		t.Errorf("c2's ping after c1's resuming GET switched the session (%d switches logged): it had been taken to c1", n)
+	}
+	snap, err := d.Snapshots.Get(t.Context(), fuzzSession)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := state.DecodeSnapshot(snap); err != nil || rec.ClientID != "c2" {
+		t.Errorf("snapshot names client %q (%v), want c2", rec.ClientID, err)
+	}
+	// Another user's: refused, as any request of another user is.
+	if head := resume(user("mallory", "c1", later)); head.GetStatus() != http.StatusNotFound && head.GetStatus() != http.StatusForbidden {
+		t.Errorf("another user's resuming GET: %d %s, want it refused", head.GetStatus(), head.GetBody())
 	}
 }

@@ -474,7 +474,9 @@ type relayed struct {
 }
 
 // resumeOf is the GET that resumes the event stream of req, a POST, after
-// the event lastID, forwarded as id.
+// the event lastID, forwarded as id: with req's principal, which the
+// session's actor admitted already (Request.Continues: the session stays
+// with the client it is used through, and the token it holds).
 func resumeOf(req *envelope.Request, lastID, id string) *envelope.Request {
 	hs := make([]*envelope.Header, 0, len(req.Headers)+1)
 	for _, h := range req.Headers {
@@ -488,7 +490,7 @@ func resumeOf(req *envelope.Request, lastID, id string) *envelope.Request {
 		&envelope.Header{Name: "Last-Event-ID", Values: []string{lastID}})
 	return &envelope.Request{
 		Id: id, Method: http.MethodGet, Path: req.Path, Headers: hs, Principal: req.Principal,
-		Resource: req.Resource, KeepaliveMs: req.KeepaliveMs, Window: req.Window,
+		Resource: req.Resource, KeepaliveMs: req.KeepaliveMs, Window: req.Window, Continues: true,
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/tools"
 )
 
@@ -102,5 +103,29 @@ func TestJSONOnlyCallCutAsSilentIsAnsweredOnItsResumedStream(t *testing.T) {
 	}
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "answered later") {
 		t.Fatalf("a call whose stream went silent, taking JSON alone: %d %q", resp.StatusCode, body)
+	}
+}
+
+// The GET that resumes a JSON answer's stream is the POST's, as its actor
+// admitted it: same session and principal, the event stream asked from
+// the last event read, and marked as continuing that request (so that it
+// neither takes the session to its client nor replaces the session's
+// token).
+func TestResumeOfContinuesItsRequest(t *testing.T) {
+	p := &envelope.Principal{Subject: "alice", ClientId: "c1"}
+	post := &envelope.Request{Id: "r1", Method: http.MethodPost, Path: "/mcp", Principal: p, Window: 16, JsonAlone: true, Body: []byte(`{}`),
+		Headers: []*envelope.Header{
+			{Name: "Accept", Values: []string{"application/json"}},
+			{Name: "Content-Type", Values: []string{"application/json"}},
+			{Name: "Mcp-Session-Id", Values: []string{"s"}},
+			{Name: "last-event-id", Values: []string{"stale"}},
+		}}
+	get := resumeOf(post, "3_7", "r2")
+	h := http.Header{}
+	envelope.ToHTTP(get.Headers, h)
+	if get.Method != http.MethodGet || get.Id != "r2" || get.Principal != p || !get.Continues || get.JsonAlone || len(get.Body) != 0 ||
+		h.Get("Accept") != "text/event-stream" || h.Values("Last-Event-ID")[0] != "3_7" || len(h.Values("Last-Event-ID")) != 1 ||
+		h.Get("Content-Type") != "" || h.Get("Mcp-Session-Id") != "s" {
+		t.Errorf("resumeOf: %+v, headers %v", get, h)
 	}
 }

@@ -261,7 +261,15 @@ type Request struct {
 	// resume it, so the actor of a 2025-11-25 session cancels, as it ends,
 	// those of its requests it had not answered (notifications/cancelled),
 	// rather than run them on for nobody. An older actor ignores it.
-	JsonAlone     bool `protobuf:"varint,12,opt,name=json_alone,json=jsonAlone,proto3" json:"json_alone,omitempty"`
+	JsonAlone bool `protobuf:"varint,12,opt,name=json_alone,json=jsonAlone,proto3" json:"json_alone,omitempty"`
+	// A GET the edge makes of its own to resume the event stream of a request
+	// the actor admitted already (a JSON answer's, for a client that takes
+	// JSON alone), with that request's principal: the session's user must
+	// still be its user, but the request neither takes the session to its
+	// client (once used through another) nor makes its token the one the
+	// session holds (it may have expired since). An older actor ignores it,
+	// and takes it as any request.
+	Continues     bool `protobuf:"varint,13,opt,name=continues,proto3" json:"continues,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -376,6 +384,13 @@ func (x *Request) GetFrom() string {
 func (x *Request) GetJsonAlone() bool {
 	if x != nil {
 		return x.JsonAlone
+	}
+	return false
+}
+
+func (x *Request) GetContinues() bool {
+	if x != nil {
+		return x.Continues
 	}
 	return false
 }
@@ -1548,7 +1563,7 @@ const file_envelope_proto_rawDesc = "" +
 	"node_query\x18\b \x01(\v2\x1e.pingmcp.envelope.v1.NodeQueryH\x00R\tnodeQuery\x12B\n" +
 	"\vnode_status\x18\t \x01(\v2\x1f.pingmcp.envelope.v1.NodeStatusH\x00R\n" +
 	"nodeStatusB\x06\n" +
-	"\x04body\"\x88\x03\n" +
+	"\x04body\"\xa6\x03\n" +
 	"\aRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06method\x18\x02 \x01(\tR\x06method\x12\x12\n" +
@@ -1563,7 +1578,8 @@ const file_envelope_proto_rawDesc = "" +
 	" \x01(\rR\vkeepaliveMs\x12\x12\n" +
 	"\x04from\x18\v \x01(\tR\x04from\x12\x1d\n" +
 	"\n" +
-	"json_alone\x18\f \x01(\bR\tjsonAlone\"\\\n" +
+	"json_alone\x18\f \x01(\bR\tjsonAlone\x12\x1c\n" +
+	"\tcontinues\x18\r \x01(\bR\tcontinues\"\\\n" +
 	"\aRpcBody\x12\x14\n" +
 	"\x05batch\x18\x01 \x01(\bR\x05batch\x12;\n" +
 	"\bmessages\x18\x02 \x03(\v2\x1f.pingmcp.envelope.v1.RpcMessageR\bmessages\"\x96\x01\n" +
