@@ -8,14 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 
 	"github.com/getkin/kin-openapi/openapi3"
-
-	"github.com/pingmcp/pingmcp/internal/procstat"
 )
 
 // A document is loaded and checked first by a process of its own
@@ -66,14 +62,7 @@ func CheckMain(stdin io.Reader, stdout io.Writer) int {
 		fmt.Fprintf(stdout, `{"error":"the document's check: a request it cannot read"}`)
 		return 2
 	}
-	// MaxMemory more than the process maps already (the Go runtime's
-	// reservations, the binary).
-	mapped, err := procstat.Mapped(os.Getpid())
-	if err == nil {
-		lim := syscall.Rlimit{Cur: uint64(mapped + req.MaxMemory), Max: uint64(mapped + req.MaxMemory)}
-		err = syscall.Setrlimit(syscall.RLIMIT_AS, &lim)
-	}
-	if err != nil {
+	if err := boundMemory(req.MaxMemory); err != nil {
 		fmt.Fprintf(stdout, `{"error":"the document's check: its memory could not be bounded"}`)
 		return 2
 	}
