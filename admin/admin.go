@@ -116,7 +116,25 @@ func Handler(opts Options) (http.Handler, error) {
 	root.Handle("/console", console)
 	root.Handle("/console/", console)
 	root.Handle("/", a.audited(mux, a.authenticate(mux)))
-	return root, nil
+	return boundBody(root), nil
+}
+
+// boundBody gives a request's body formTimeout to arrive whole, whatever
+// its route: the admin listener has no read timeout (for its profiles), and
+// net/http reads a body its handler left before it answers (or after), so
+// that anyone reaching the listener held a connection, and a file
+// descriptor of the process, for good with each request whose body never
+// came. A body that is not read in time keeps the deadline, and its
+// connection closes once it passed. A body read to its end lifts it
+// (net/http clears it as it starts the read that notices a client leaving),
+// so that a handler may run on. A request without a body gets none.
+func boundBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			http.NewResponseController(w).SetReadDeadline(time.Now().Add(formTimeout))
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // metricsRoute is the one route the metrics token reads.

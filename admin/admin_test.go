@@ -1,9 +1,14 @@
 package admin
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -302,4 +307,86 @@ func TestNodesWithoutANode(t *testing.T) {
 			t.Errorf("%s %s: %d %s; want %d with %s", tc.method, tc.path, resp.StatusCode, body, tc.status, tc.body)
 		}
 	}
+}
+
+// TestBodyThatTricklesIn: a request whose body never finishes arriving is
+// answered, and its connection closed, once formTimeout passed, whatever
+// its route: the admin listener has no read timeout (for its profiles),
+// and net/http reads an unread body before it answers, so that anyone
+// reaching the listener held a connection, and a file descriptor of the
+// process, for good with each request they never finished (no token
+// needed). An operator's request with a whole body is answered as ever.
+func TestBodyThatTricklesIn(t *testing.T) {
+	defer func(d time.Duration) { formTimeout = d }(formTimeout)
+	formTimeout = 200 * time.Millisecond
+	const token = "static-admin-token-0123456789"
+	h, err := Handler(Options{Token: token, Stores: state.MemoryStores(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	send := func(t *testing.T, request, headers, body string) (*http.Response, net.Conn) {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		fmt.Fprintf(c, "%s HTTP/1.1\r\nHost: %s\r\n%s\r\n%s", request, addr, headers, body)
+		c.SetReadDeadline(time.Now().Add(30 * time.Second)) // the test's own bound, far beyond formTimeout
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: no answer: %v", request, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp, c
+	}
+	for _, request := range []string{
+		"POST /admin/v1/apis/reload", "GET /admin/v1/sessions", "POST /admin/v1/users/alice/revoke",
+		"GET /console/login", "POST /console/logout", "POST /console/sessions/x/end", "POST /nowhere",
+	} {
+		t.Run(request, func(t *testing.T) {
+			_, c := send(t, request, "Content-Length: 1000\r\n", "abc")
+			var ne net.Error
+			if n, err := c.Read(make([]byte, 1)); err == nil || errors.As(err, &ne) && ne.Timeout() {
+				t.Errorf("%s: the connection stays open (%d more bytes, %v)", request, n, err)
+			}
+		})
+	}
+	t.Run("an operator's whole body", func(t *testing.T) {
+		resp, _ := send(t, "GET /admin/v1/sessions", "Authorization: Bearer "+token+"\r\nContent-Length: 3\r\n", "abc")
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("GET /admin/v1/sessions with a body: %d", resp.StatusCode)
+		}
+	})
+}
+
+// TestBodyReadLiftsItsDeadline: a handler that read its request's body
+// whole runs on past formTimeout without its request being cancelled: the
+// server's read that notices a client leaving, which starts as the body
+// ends, does not time out on the deadline boundBody set (net/http clears it
+// then), which would cancel the request.
+func TestBodyReadLiftsItsDeadline(t *testing.T) {
+	defer func(d time.Duration) { formTimeout = d }(formTimeout)
+	formTimeout = 100 * time.Millisecond
+	srv := httptest.NewServer(boundBody(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if b, err := io.ReadAll(r.Body); err != nil || string(b) != "abc" {
+			t.Errorf("body %q, %v", b, err)
+		}
+		select {
+		case <-r.Context().Done():
+			t.Errorf("the request was cancelled once its body was read: %v", context.Cause(r.Context()))
+		case <-time.After(5 * formTimeout):
+		}
+	})))
+	defer srv.Close()
+	resp, err := http.Post(srv.URL, "text/plain", strings.NewReader("abc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
 }

@@ -302,26 +302,22 @@ func (c *console) loginForm(w http.ResponseWriter, r *http.Request) {
 	c.render(w, http.StatusOK, "login", &consoleView{Page: "login", Title: "Sign in"})
 }
 
-// formTimeout bounds the time a form's body may take to arrive: a sign-in
-// is posted by anyone, and one that trickles in must not hold its
-// connection for good. A variable for the tests.
+// formTimeout bounds the time a request's body may take to arrive
+// (boundBody): a sign-in is posted by anyone, and one that trickles in
+// must not hold its connection for good. A variable for the tests.
 var formTimeout = 10 * time.Second
 
 // readForm reads a console form's body (r.PostForm): at most
-// maxConsoleForm bytes, arriving within formTimeout; a form that does not
-// is read as empty, and refused as such. The whole body is read under the
-// deadline, whatever its type (ParseForm reads only a urlencoded one, and
-// the server would wait for the rest of another after the handler); the
-// deadline stays on a body that failed, so that the server does not wait
-// for its rest either (it closes the connection).
+// maxConsoleForm bytes, arriving within formTimeout (boundBody); a form
+// that does not is read as empty, and refused as such. The whole body is
+// read, whatever its type (ParseForm reads only a urlencoded one, and the
+// server would wait for the rest of another after the handler); a body
+// that failed keeps its deadline, so that the server does not wait for its
+// rest either (it closes the connection).
 func readForm(w http.ResponseWriter, r *http.Request) {
-	rc := http.NewResponseController(w)
-	rc.SetReadDeadline(time.Now().Add(formTimeout))
 	r.Body = http.MaxBytesReader(w, r.Body, maxConsoleForm)
-	err := r.ParseForm()
-	if _, rerr := io.Copy(io.Discard, r.Body); err == nil && rerr == nil {
-		rc.SetReadDeadline(time.Time{})
-	}
+	r.ParseForm()
+	io.Copy(io.Discard, r.Body)
 }
 
 func (c *console) login(w http.ResponseWriter, r *http.Request) {
