@@ -118,3 +118,46 @@ func TestInputSchemasAsConverted(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkRefusedArgument checks a refused argument of about 2.3 MB (an
+// object of 200,000 members where an array is wanted) against the schema
+// of a tool whose body is one of ten arrays: as the checker reads the
+// decoded value (whole: each refusal quotes it, members sorted) and as a
+// call reads it (shown: quoted by a few hundred bytes at most).
+//
+//	go test ./tools/openapi -run '^$' -bench RefusedArgument -benchtime 5x -count 3
+func BenchmarkRefusedArgument(b *testing.B) {
+	var tool *operationTool
+	for _, t := range refusingTools(b).tools {
+		if t.def.Name == "t_putOneOf" {
+			tool = t
+		}
+	}
+	var arg strings.Builder
+	arg.WriteString(`{"body":{`)
+	for i := range 200_000 {
+		if i > 0 {
+			arg.WriteString(",")
+		}
+		fmt.Fprintf(&arg, `"member%d":1`, i)
+	}
+	arg.WriteString(`}}`)
+	for _, c := range []struct {
+		name string
+		form func(any) any
+	}{{"whole", func(v any) any { return v }}, {"shown", shownValues}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				var v any
+				if err := json.Unmarshal([]byte(arg.String()), &v); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if tool.schema.Validate(c.form(v)) == nil {
+					b.Fatal("an object taken for an array")
+				}
+			}
+		})
+	}
+}

@@ -58,7 +58,7 @@ func (t *operationTool) call(ctx context.Context, caller tools.Caller, req *mcp.
 	if err := json.Unmarshal(raw, &inst); err != nil {
 		return failure(fmt.Errorf("invalid arguments: %w", err))
 	}
-	if err := t.schema.Validate(inst); err != nil {
+	if err := t.schema.Validate(shownValues(inst)); err != nil {
 		return failure(fmt.Errorf("invalid arguments: %w", err))
 	}
 	// Again with numbers as written, which go to the API as such: so each

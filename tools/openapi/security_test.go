@@ -427,3 +427,62 @@ func TestInputSchemasBoundedTogether(t *testing.T) {
 		t.Errorf("a %d KB document made %d tools with %d KB of input schemas: %v", len(doc)>>10, n, total>>10, err)
 	}
 }
+
+// A refused argument is quoted in its error by at most a few hundred
+// bytes, whatever its size: the checker quoted it whole, and for each
+// branch of a oneOf it failed (a sort of a vast object's members, and a
+// string as large, each time: seconds of CPU a call against a 10-way oneOf
+// for a user with a script (BenchmarkRefusedArgument), and an error of
+// megabytes). Small values are quoted as before.
+func TestRefusedArgumentQuotedBounded(t *testing.T) {
+	cs := connect(t, refusingTools(t), &countingCaller{})
+	var vast strings.Builder
+	vast.WriteString(`{"body":{`)
+	for i := range 200_000 {
+		if i > 0 {
+			vast.WriteString(",")
+		}
+		fmt.Fprintf(&vast, `"member%d":1`, i)
+	}
+	vast.WriteString(`}}`)
+	for name, c := range map[string]struct{ args, shows string }{
+		"a vast object": {vast.String(), "200000 members"},
+		"a long string": {`{"body":"` + strings.Repeat("x", 2<<20) + `"}`, `"xxxx`},
+		"a small value": {`{"body":{"b":true,"a":[1,"two"]}}`, `{"a":[1,"two"],"b":true}`},
+	} {
+		res := callTool(t, cs, "t_putArray", c.args)
+		msg := text(res)
+		if !res.IsError || !strings.Contains(msg, "invalid arguments") || !strings.Contains(msg, c.shows) {
+			t.Errorf("%s: %.300s, want refused, showing %s", name, msg, c.shows)
+		}
+		if len(msg) > 16<<10 {
+			t.Errorf("%s: refused with an error of %d bytes", name, len(msg))
+		}
+	}
+}
+
+// refusingTools are two tools whose argument body is an array: putArray's
+// schema says so, putOneOf's in each of a oneOf's ten branches.
+func refusingTools(tb testing.TB) *Toolset {
+	var branches []string
+	for i := range 10 {
+		branches = append(branches, fmt.Sprintf("{type: array, items: {type: string, description: b%d}}", i))
+	}
+	doc := docWith("3.0.3", `
+  /array:
+    post:
+      operationId: putArray
+      requestBody: {required: true, content: {application/json: {schema: {type: array, items: {type: string}}}}}
+      responses: {"200": {description: ok}}
+  /oneof:
+    post:
+      operationId: putOneOf
+      requestBody: {required: true, content: {application/json: {schema: {oneOf: [`+strings.Join(branches, ", ")+`]}}}}
+      responses: {"200": {description: ok}}`, "  schemas: {}")
+	ts, err := New(tb.Context(), []API{{Name: "t", BaseURL: "https://api.example.com", Document: writeDocB(tb, doc), Scopes: []string{"a"},
+		Include: Selector{Methods: []string{"POST"}}}}, Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ts
+}
