@@ -14,6 +14,7 @@ import (
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/metrics"
+	"github.com/pingmcp/pingmcp/telemetry"
 )
 
 // DefaultWindow is how many response parts an actor may send ahead of the
@@ -230,13 +231,18 @@ func newStream(via route, logger *slog.Logger, target *actor.PID, req *envelope.
 // deliver hands a part to the reader. The window bounds what the actor
 // sends, so the channel has room unless the actor broke the protocol; then the
 // part is dropped rather than block the sender, and the reader sees a gap.
+// Such parts are another node's doing, as many as it sends: they are
+// logged a few a second (droppedParts).
 func (s *Stream) deliver(p *envelope.ResponsePart) {
 	select {
 	case s.events <- p:
 	default:
-		s.logger.Warn("response part dropped: actor exceeded its window", "request", s.id)
+		droppedParts.Log(s.logger, slog.LevelWarn, "response part dropped: actor exceeded its window", "request", s.id)
 	}
 }
+
+// droppedParts throttles the lines of the parts deliver drops.
+var droppedParts telemetry.Throttle
 
 // end tells the reader that the target terminated. The caller holds the
 // lock of via's table.

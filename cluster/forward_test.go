@@ -381,3 +381,23 @@ func TestStreamCancelledToResumeSaysSo(t *testing.T) {
 		}
 	}
 }
+
+// A member that sends a stream more parts than its window (buggy, or
+// another node's on purpose) has them dropped: the edge says so in its log,
+// a few lines a second however many parts come, not a line each.
+func TestStreamDroppedPartsLogBounded(t *testing.T) {
+	var logs bytes.Buffer
+	s := stream(2)
+	s.logger = slog.New(slog.NewTextHandler(&logs, nil))
+	const parts = 1000
+	for seq := range uint64(parts) {
+		s.deliver(part(seq, false))
+	}
+	if got := len(s.events); got != 3 {
+		t.Fatalf("%d parts kept, want the channel's 3", got)
+	}
+	// (At most 5 a second: the loop takes far less than 3 s.)
+	if lines := strings.Count(logs.String(), "response part dropped"); lines == 0 || lines > 15 {
+		t.Fatalf("%d lines logged for %d parts dropped, want a few:\n%.2000s", lines, parts-3, logs.String())
+	}
+}
