@@ -149,8 +149,9 @@ func TestAbuseScopesMalformedClaim(t *testing.T) {
 		if a.status != http.StatusUnauthorized || !strings.Contains(chal, `error="invalid_token"`) {
 			t.Errorf("%q: %d %q, want 401 invalid_token", tc.want, a.status, chal)
 		}
-		// A quoted-string: the claim's quotes come escaped.
-		if !strings.Contains(chal, strings.ReplaceAll(tc.want, `"`, `\"`)) {
+		// RFC 6750's attribute values take no '"' nor escape: the claim's
+		// quotes come as '.
+		if !strings.Contains(chal, strings.ReplaceAll(tc.want, `"`, `'`)) {
 			t.Errorf("the challenge %q does not say %q", chal, tc.want)
 		}
 	}

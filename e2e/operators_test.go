@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -90,6 +92,16 @@ func startAuthClusterWith(t testing.TB, ctx context.Context, n int, todoDelay ti
 			if r.Method == http.MethodPost {
 				time.Sleep(todoDelay) // the slow API the test stands for
 			}
+			// The body read first: handed on as it came, the proxy's
+			// transport read it again after the answer, once the server
+			// had closed it, and tore down a connection in use
+			// ("ReverseProxy read error during body copy"; BENCHMARKS.md,
+			// "The floors of the ratio targets").
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
 			proxy.ServeHTTP(w, r)
 		})}
 		go srv.Serve(ln)

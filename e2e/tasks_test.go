@@ -315,12 +315,20 @@ func TestOperatorCancelsTaskElsewhere(t *testing.T) {
 	if res["resultType"] != "task" || id == "" {
 		t.Fatalf("slow_compute: %v %v, want a CreateTaskResult", res, e)
 	}
+	// The node that runs it logged its creation, off the request's path
+	// (its answer may come first).
+	first, second := c.Nodes[0].watch("task created"), c.Nodes[1].watch("task created")
+	for !c.Nodes[0].logged("task created", id) && !c.Nodes[1].logged("task created", id) {
+		select {
+		case <-first:
+		case <-second:
+		case <-ctx.Done():
+			t.Fatal("neither node logged the task's creation")
+		}
+	}
 	runner, other, otherAdmin := c.Nodes[0], c.Nodes[1], c.Admin[1]
 	if !runner.logged("task created", id) {
 		runner, other, otherAdmin = c.Nodes[1], c.Nodes[0], c.Admin[0]
-	}
-	if !runner.logged("task created", id) {
-		t.Fatal("neither node logged the task's creation")
 	}
 
 	// Listed by the other node's admin API, as alice's and working.

@@ -107,7 +107,7 @@ func check(ctx context.Context, location, dir string, opts Options, data []byte)
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("document %s: not loaded and checked within the time given (%w): refused, a document this costly to read would hold the node as long", shown, context.Cause(ctx))
 		}
-		if e := stderr.String(); strings.Contains(e, "out of memory") || strings.Contains(e, "cannot allocate memory") {
+		if e := stderr.String(); strings.Contains(e, "out of memory") || strings.Contains(e, "cannot allocate memory") || strings.Contains(e, "failed to allocate") {
 			return nil, fmt.Errorf("document %s: not loaded: its loading takes more than %d MiB of memory", shown, checkMemory>>20)
 		}
 		var exit *exec.ExitError
