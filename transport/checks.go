@@ -277,10 +277,10 @@ func (e *Edge) admitBatch(next http.Handler) http.Handler {
 }
 
 // checkInitialize refuses an initialize whose params exceed
-// MaxInitializeBytes (bodyAllowed).
+// MaxInitializeBytes, or cannot open a session (bodyAllowed).
 func (e *Edge) checkInitialize(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !e.bodyAllowed(w, r, factsOf(r).rpc) {
+		if f := factsOf(r); !e.bodyAllowed(w, r, f.rpc, f.body) {
 			return
 		}
 		next.ServeHTTP(w, r)

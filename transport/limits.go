@@ -1,7 +1,9 @@
 package transport
 
 import (
+	"bytes"
 	"container/list"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
@@ -90,15 +92,52 @@ const (
 // params (what its session keeps, in memory and in its snapshot, for its
 // life) exceed MaxInitializeBytes: 400, since sending the same again cannot
 // succeed. (A batch beyond MaxBatch is refused the same way as it is read.)
-func (e *Edge) bodyAllowed(w http.ResponseWriter, r *http.Request, rb *rpcbody.Body) bool {
-	if rb == nil {
+func (e *Edge) bodyAllowed(w http.ResponseWriter, r *http.Request, rb *rpcbody.Body, body []byte) bool {
+	m := rb.Initialize()
+	if m == nil {
 		return true
 	}
-	if m := rb.Initialize(); m != nil && m.ParamsBytes > e.opts.MaxInitializeBytes {
+	if m.ParamsBytes > e.opts.MaxInitializeBytes {
 		e.refuseBody(w, r, "initialize_bytes", fmt.Sprintf("initialize params may hold at most %d bytes (--max-initialize-bytes); these hold %d", e.opts.MaxInitializeBytes, m.ParamsBytes), e.opts.MaxInitializeBytes)
 		return false
 	}
+	if why := initializeParamsRefused(body); why != "" {
+		writeError(w, http.StatusBadRequest, m.ID, rpcerr.New(rpcerr.InvalidParams, why))
+		return false
+	}
 	return true
+}
+
+// initializeParamsRefused says why the params of the initialize that is
+// body cannot open a session ("" when they may, or when body is a batch,
+// left to the go-sdk): none, not an object, or a field of theirs of
+// another JSON type than MCP's. The go-sdk answers those with an error of
+// code 0 quoting its Go types, and a session id of a session it never
+// opened.
+func initializeParamsRefused(body []byte) string {
+	var msg struct {
+		Params json.RawMessage `json:"params"`
+	}
+	if json.Unmarshal(body, &msg) != nil {
+		return ""
+	}
+	if p := bytes.TrimSpace(msg.Params); len(p) == 0 || string(p) == "null" {
+		return "initialize needs params: protocolVersion, capabilities, clientInfo"
+	}
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(msg.Params, &fields) != nil {
+		return "initialize params must be an object"
+	}
+	for _, f := range []struct{ name, kind string }{{"protocolVersion", "string"}, {"capabilities", "object"}, {"clientInfo", "object"}} {
+		v := bytes.TrimSpace(fields[f.name])
+		if len(v) == 0 || string(v) == "null" {
+			continue
+		}
+		if f.kind == "string" && v[0] != '"' || f.kind == "object" && v[0] != '{' {
+			return fmt.Sprintf("initialize params: %s must be a JSON %s", f.name, f.kind)
+		}
+	}
+	return ""
 }
 
 // refuseBody answers 400 with a JSON-RPC invalid-request error naming the

@@ -1008,3 +1008,35 @@ func TestEdgeListenIsAStream(t *testing.T) {
 	r, b := call{http.MethodPost, h, listenBody}.do(t, url)
 	checkLimited(t, r, b, "streams")
 }
+
+// An initialize whose params cannot open a session (none, null, not an
+// object, a field of another JSON type than MCP's) is refused at the edge,
+// 400 -32602, naming no session: the go-sdk answered it with an error of
+// code 0 quoting its Go types, and the id of a session it never opened. A
+// field it does not know, or one null, is left to it, as before.
+func TestInitializeParamsRefused(t *testing.T) {
+	srv := newEdge(t, Options{})
+	sessions := counted(t, "new")
+	for _, params := range []string{
+		``, `,"params":null`, `,"params":[]`, `,"params":"x"`,
+		`,"params":{"protocolVersion":7,"capabilities":{},"clientInfo":{"name":"t","version":"1"}}`,
+		`,"params":{"protocolVersion":"2025-11-25","capabilities":[],"clientInfo":{"name":"t","version":"1"}}`,
+		`,"params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":"t"}`,
+	} {
+		resp, got := call{method: http.MethodPost, body: `{"jsonrpc":"2.0","id":"i"` + params + `,"method":"initialize"}`}.do(t, srv.URL)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(got, `"code":-32602`) || !strings.Contains(got, `"id":"i"`) || resp.Header.Get("Mcp-Session-Id") != "" {
+			t.Errorf("initialize%s: %d %s (session %q), want 400 -32602 naming no session", params, resp.StatusCode, got, resp.Header.Get("Mcp-Session-Id"))
+		}
+	}
+	if got := counted(t, "new") - sessions; got != 0 {
+		t.Errorf("%v sessions created by refused initializes", got)
+	}
+	for _, body := range []string{
+		initBody,
+		strings.Replace(initBody, `"capabilities":{}`, `"capabilities":null,"extra":[1]`, 1),
+	} {
+		if resp, got := (call{method: http.MethodPost, body: body}).do(t, srv.URL); resp.StatusCode != http.StatusOK || resp.Header.Get("Mcp-Session-Id") == "" {
+			t.Errorf("initialize %s: %d %s", body, resp.StatusCode, got)
+		}
+	}
+}
