@@ -214,8 +214,14 @@ type fencedOut struct{}
 
 // fence stops an activation a newer one replaced (its persister or event
 // writes found a newer epoch in the store): its requests are answered
-// "retry", which reaches the newer one.
+// "retry", which reaches the newer one. An activation that removed its
+// session itself is not fenced by its own writes still on their way.
 func (a *SessionActor) fence(ctx actor.Context) {
+	if a.removed.Load() {
+		// Its own removal of the session moved the epoch on: the actor
+		// ends as its session did (settled).
+		return
+	}
 	if !a.to(lifeFenced) {
 		return
 	}

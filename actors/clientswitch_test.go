@@ -17,6 +17,7 @@ import (
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/internal/logtest"
+	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/tools"
 )
@@ -432,4 +433,48 @@ func TestResumingGETKeepsTheSessionsClient(t *testing.T) {
 	if head := resume(user("mallory", "c1", later)); head.GetStatus() != http.StatusNotFound && head.GetStatus() != http.StatusForbidden {
 		t.Errorf("another user's resuming GET: %d %s, want it refused", head.GetStatus(), head.GetBody())
 	}
+}
+
+// An activation that removed its session (a DELETE) moved the store's
+// epoch on itself: a write of its own still on its way, refused as fenced
+// (told here as the removal lands, while the DELETE is still in flight), is
+// no newer activation taking the session over, and is neither logged nor
+// counted as one.
+func TestDeletedSessionIsNotFencedByItsOwnWrites(t *testing.T) {
+	d := state.MemoryStores(time.Hour)
+	var logs logtest.Buffer
+	var pid *actor.PID
+	var root *actor.RootContext
+	d.Snapshots = deleteTells{d.Snapshots, func() { root.Send(pid, fencedOut{}) }}
+	system, props := testSessions(t, Config{Stores: d, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	root = system.Root
+	pid = root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(fuzzSession, "session")))
+	if body := postInitialize(t, root, pid, nil, `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`); !strings.Contains(body, `"result"`) {
+		t.Fatalf("initialize: %s", body)
+	}
+	fenced := countOf(t, metrics.Fenced)
+	if head := await(t, forwardOn(root, pid, nil, http.MethodDelete, "").head, "the DELETE's answer"); head.GetStatus() != http.StatusNoContent {
+		t.Fatalf("DELETE: %d %s", head.GetStatus(), head.GetBody())
+	}
+	// Taken after fencedOut, sent before the DELETE ended: the session
+	// ended, not moved.
+	if head := await(t, forwardOn(root, pid, nil, http.MethodPost, `{"jsonrpc":"2.0","id":9,"method":"ping"}`).head, "a request after the DELETE"); head.GetStatus() != http.StatusNotFound {
+		t.Errorf("a request after the DELETE: %d %s, want 404", head.GetStatus(), head.GetBody())
+	}
+	if n := countOf(t, metrics.Fenced) - fenced; n != 0 || strings.Contains(logs.String(), "session moved to a newer activation") {
+		t.Errorf("the deleted session's own write counted as a newer activation's (%v fenced): %s", n, logs.String())
+	}
+}
+
+// deleteTells is a snapshot store that calls deleted once a session's
+// snapshot is deleted.
+type deleteTells struct {
+	state.Snapshots
+	deleted func()
+}
+
+func (d deleteTells) Delete(ctx context.Context, session string, epoch int64) error {
+	err := d.Snapshots.Delete(ctx, session, epoch)
+	d.deleted()
+	return err
 }

@@ -151,6 +151,11 @@ type SessionActor struct {
 	// the actor's middleware on it (chain).
 	binding sync.Mutex
 	chained atomic.Pointer[mcp.MethodHandler]
+	// removed says this activation removed the session from the store (a
+	// DELETE, an end): the store's epoch moved on then, and a write of its
+	// own still on its way finds itself fenced, which is no newer
+	// activation (fence).
+	removed atomic.Bool
 }
 
 // endedNow stops an actor whose session ended, once it lingered.
@@ -198,7 +203,14 @@ func (a *SessionActor) start(ctx actor.Context) {
 		max:    a.cfg.EventsBuffer,
 		logger: a.logger,
 		fenced: func() { root.Send(self, fencedOut{}) },
-		ended:  func(ctx context.Context) error { return a.persist.Load().remove(ctx) },
+		ended: func(ctx context.Context) error {
+			a.removed.Store(true)
+			err := a.persist.Load().remove(ctx)
+			if err != nil {
+				a.removed.Store(false)
+			}
+			return err
+		},
 		behind: a.cfg.Stores.Events.Remote(),
 	}
 	a.build(ctx, serverOptions{middleware: []mcp.Middleware{a.recordChanges}, changed: a.delegationsChanged})
