@@ -191,3 +191,30 @@ func TestEdgeLogsRefusalReason(t *testing.T) {
 		}
 	}
 }
+
+// A token that names no client (neither client_id nor azp) is served, but
+// the operator is warned, once a process: the clients of one user cannot
+// be told apart then (their stateless actors and tasks are shared). A token
+// naming its client is not warned of.
+func TestTokenWithoutClientWarned(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	url := authEdge(t, is)
+	const warning = "a token names no client"
+	before := records.count(warning)
+	if resp, body := (call{http.MethodPost, bearer(is.Token(t, is.Claims("alice", mcpResource, "mcp:tools")), nil), initBody}).do(t, url); resp.StatusCode != http.StatusOK {
+		t.Fatalf("initialize with a client: %d %s", resp.StatusCode, body)
+	}
+	if n := records.count(warning) - before; n != 0 {
+		t.Errorf("a token naming its client warned of %d times", n)
+	}
+	for range 3 {
+		c := is.Claims("alice", mcpResource, "mcp:tools")
+		delete(c, "client_id")
+		if resp, body := (call{http.MethodPost, bearer(is.Token(t, c), nil), initBody}).do(t, url); resp.StatusCode != http.StatusOK {
+			t.Fatalf("initialize without a client: %d %s", resp.StatusCode, body)
+		}
+	}
+	if n := records.count(warning) - before; n != 1 {
+		t.Errorf("tokens naming no client warned of %d times, want once", n)
+	}
+}

@@ -138,8 +138,11 @@ type Edge struct {
 	prefix  string // per-node prefix of request ids
 	seq     atomic.Uint64
 	limits  *limiter // per principal
-	users   *limiter // per user
-	addrs   *limiter // per address block, for refused credentials
+	// noClientWarned says a token naming no client was warned of (once a
+	// process).
+	noClientWarned atomic.Bool
+	users          *limiter // per user
+	addrs          *limiter // per address block, for refused credentials
 	// refusedLog throttles the log lines of refused tokens.
 	refusedLog telemetry.Throttle
 	// expensive bounds the verifications that call the authorization
@@ -1010,6 +1013,10 @@ func (e *Edge) authenticate(w http.ResponseWriter, r *http.Request, resource str
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, nil, rpcerr.New(rpcerr.InternalError, "the authorization server could not be reached; retry"))
 		return nil, nil, false
+	}
+	if tok.ClientID == "" && !e.noClientWarned.Swap(true) {
+		e.logger.Warn("a token names no client (neither client_id nor azp): the clients of one user cannot be told apart, and share their stateless actors and tasks; have the access token manager put client_id in its tokens",
+			"issuer", tok.Issuer)
 	}
 	claims, _ := json.Marshal(tok.Claims)
 	return tok, &envelope.Principal{
