@@ -70,7 +70,19 @@ func (m metadataServer) serve(r *op.Request[op.MetadataRequest]) (*op.Response, 
 	return op.NewResponse(m.s.metadata()), nil
 }
 
-func (s *Server) metadata() *oidc.DiscoveryConfiguration {
+// serverMetadata is op's metadata and what op has no field for.
+type serverMetadata struct {
+	*oidc.DiscoveryConfiguration
+	// AuthorizationResponseIssParameterSupported: every authorization
+	// response carries iss (RFC 9207 §3).
+	AuthorizationResponseIssParameterSupported bool `json:"authorization_response_iss_parameter_supported"`
+}
+
+func (s *Server) metadata() *serverMetadata {
+	return &serverMetadata{DiscoveryConfiguration: s.discovery(), AuthorizationResponseIssParameterSupported: true}
+}
+
+func (s *Server) discovery() *oidc.DiscoveryConfiguration {
 	var scopes []string
 	for _, r := range s.resources {
 		scopes = append(scopes, r.Scopes...)
