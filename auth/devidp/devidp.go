@@ -42,6 +42,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/pingmcp/pingmcp/internal/loopback"
 	"github.com/rs/cors"
+	httphelper "github.com/zitadel/oidc/v3/pkg/http"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 )
@@ -339,7 +340,7 @@ func (s *Server) routes() http.Handler {
 		Userinfo:      op.NewEndpoint(PathUserinfo),
 		Revocation:    op.NewEndpoint(PathRevoke),
 		JwksURI:       op.NewEndpoint(PathJWKS),
-	}, op.WithServerCORSOptions(corsOptions()))
+	}, op.WithServerCORSOptions(corsOptions()), op.WithEncoder(s.responseEncoder()))
 	metadata := op.RegisterMetadataServer(metadataServer{s: s}, op.WithServerCORSOptions(corsOptions()))
 
 	mux := http.NewServeMux()
@@ -357,6 +358,28 @@ func (s *Server) routes() http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// issuerEncoder encodes authorization responses, adding the issuer (RFC
+// 9207 §2): a client that talks to several authorization servers (an MCP
+// client does) tells by it which one answered, and sends no code to
+// another's token endpoint (a mix-up attack). op encodes with it the
+// errors it redirects; the login form the codes and errors it sends.
+type issuerEncoder struct {
+	httphelper.Encoder
+	issuer string
+}
+
+func (e issuerEncoder) Encode(src any, dst map[string][]string) error {
+	if err := e.Encoder.Encode(src, dst); err != nil {
+		return err
+	}
+	dst["iss"] = []string{e.issuer}
+	return nil
+}
+
+func (s *Server) responseEncoder() httphelper.Encoder {
+	return issuerEncoder{Encoder: oidc.NewEncoder(), issuer: s.issuer}
 }
 
 // corsOptions are op's defaults plus the MCP-Protocol-Version header, which

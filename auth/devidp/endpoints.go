@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"github.com/pingmcp/pingmcp/internal/loopback"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 )
@@ -69,7 +70,19 @@ func (m metadataServer) serve(r *op.Request[op.MetadataRequest]) (*op.Response, 
 	return op.NewResponse(m.s.metadata()), nil
 }
 
-func (s *Server) metadata() *oidc.DiscoveryConfiguration {
+// serverMetadata is op's metadata and what op has no field for.
+type serverMetadata struct {
+	*oidc.DiscoveryConfiguration
+	// AuthorizationResponseIssParameterSupported: every authorization
+	// response carries iss (RFC 9207 §3).
+	AuthorizationResponseIssParameterSupported bool `json:"authorization_response_iss_parameter_supported"`
+}
+
+func (s *Server) metadata() *serverMetadata {
+	return &serverMetadata{DiscoveryConfiguration: s.discovery(), AuthorizationResponseIssParameterSupported: true}
+}
+
+func (s *Server) discovery() *oidc.DiscoveryConfiguration {
 	var scopes []string
 	for _, r := range s.resources {
 		scopes = append(scopes, r.Scopes...)
@@ -114,7 +127,10 @@ func (s *Server) metadata() *oidc.DiscoveryConfiguration {
 // Its errors are never redirected (RFC 6749 §4.1.2.1): the client, and so
 // its redirect URI, are not established. A client of a metadata document
 // must name one of the document's redirect URIs exactly (the draft, after
-// RFC 9700): op would let a loopback one differ in its port.
+// RFC 9700): op would let a loopback one differ in its port. A registered
+// client's may differ from one it registered in its loopback port alone
+// (RFC 8252 §7.3): op would let it differ in scheme, host, user info and
+// fragment too, comparing only path and query.
 func (e *endpoints) VerifyAuthRequest(ctx context.Context, r *op.Request[oidc.AuthRequest]) (*op.ClientRequest[oidc.AuthRequest], error) {
 	c, err := e.s.client(ctx, r.Data.ClientID)
 	if err != nil {
@@ -125,6 +141,9 @@ func (e *endpoints) VerifyAuthRequest(ctx context.Context, r *op.Request[oidc.Au
 	}
 	if c.fromDocument && r.Data.RedirectURI != "" && !slices.Contains(c.redirectURIs, r.Data.RedirectURI) {
 		return nil, oidc.ErrInvalidRequestRedirectURI().WithDescription("redirect_uri is not one of the redirect_uris of the client's metadata document (they must match exactly)")
+	}
+	if c.public && r.Data.RedirectURI != "" && !slices.ContainsFunc(c.redirectURIs, func(reg string) bool { return sameButPort(reg, r.Data.RedirectURI) }) {
+		return nil, oidc.ErrInvalidRequestRedirectURI().WithDescription("redirect_uri is not one of the client's redirect_uris (they must match exactly, but for a loopback one's port)")
 	}
 	if len(cleanScopes(r.Data.Scopes)) == 0 {
 		if res, err := e.s.target(r.Form["resource"], r.Form["aud"]); err == nil {
@@ -185,6 +204,30 @@ func (e *endpoints) Authorize(_ context.Context, r *op.ClientRequest[oidc.AuthRe
 		return nil, unavailable(err)
 	}
 	return op.NewRedirect(s.issuer + PathLogin + "?id=" + url.QueryEscape(ar.id)), nil
+}
+
+// sameButPort reports whether uri is the registered redirect URI reg, or,
+// reg being an http one on a loopback address, the same but for its port
+// (RFC 8252 §7.3): the same host spelt the same way, and the same path and
+// query, byte for byte.
+func sameButPort(reg, uri string) bool {
+	if uri == reg {
+		return true
+	}
+	r, err := url.Parse(reg)
+	if err != nil || r.Scheme != "http" || !loopback.Is(r.Hostname()) {
+		return false
+	}
+	u, err := url.Parse(uri)
+	if err != nil || u.Scheme != "http" || u.Hostname() != r.Hostname() {
+		return false
+	}
+	rest := func(raw string, u *url.URL) (string, bool) {
+		return strings.CutPrefix(raw, "http://"+u.Host)
+	}
+	rr, ok1 := rest(reg, r)
+	ur, ok2 := rest(uri, u)
+	return ok1 && ok2 && rr == ur
 }
 
 // checkChallenge requires PKCE with S256 of public clients, and refuses

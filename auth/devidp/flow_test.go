@@ -78,6 +78,37 @@ func TestLoopbackRedirectAnyPort(t *testing.T) {
 	f.loginForm(resp)
 }
 
+func TestLoopbackRedirectDiffersOnlyInPort(t *testing.T) {
+	// RFC 8252 §7.3 and RFC 9700 §4.1.3: a loopback redirect URI may differ
+	// from the registered one in its port alone. op's native-client rule
+	// compared only paths and queries, so a code could be sent to another
+	// host, scheme or fragment than the client registered.
+	f := newFixture(t, nil)
+	clientID := f.registerClient()
+	for _, ru := range []string{
+		"http://localhost:9999/callback",
+		"http://[::1]:9999/callback",
+		"http://127.0.0.2:9999/callback",
+		"http://[::ffff:127.0.0.1]:9999/callback",
+		"https://127.0.0.1:9999/callback",
+		"http://127.0.0.1:9999/callback#frag",
+		"http://evil@127.0.0.1:9999/callback",
+		"http://127.0.0.1:9999/%63allback",
+		"http://127.0.0.1:9999/callback?",
+		"http://127.0.0.1:9999/callback?x=1",
+		"http://127.0.0.1/callback/",
+	} {
+		resp, _ := f.authorize(clientID, url.Values{"redirect_uri": {ru}})
+		if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" {
+			t.Errorf("redirect_uri %s: %d Location %q, want 400 and no redirect", ru, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+	for _, ru := range []string{callback, "http://127.0.0.1:1234/callback", "http://127.0.0.1/callback"} {
+		resp, _ := f.authorize(clientID, url.Values{"redirect_uri": {ru}})
+		f.loginForm(resp)
+	}
+}
+
 func TestCodeRedemption(t *testing.T) {
 	tests := []struct {
 		name     string

@@ -3,6 +3,7 @@ package devidp
 import (
 	"crypto/subtle"
 	"html/template"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -56,6 +57,27 @@ code{word-break:break-all}
 </body>
 </html>
 `))
+
+// formPostPage posts an authorization response to the client (OAuth 2.0
+// Form Post Response Mode); html/template escapes every name and value.
+var formPostPage = template.Must(template.New("form_post").Parse(`<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>Returning to the application</title></head>
+<body onload="document.forms[0].submit()">
+<form method="post" action="{{.Action}}">
+{{range .Params}}<input type="hidden" name="{{.Name}}" value="{{.Value}}">
+{{end}}<noscript><button type="submit">Continue</button></noscript>
+</form>
+</body>
+</html>
+`))
+
+type formPostView struct {
+	Action string
+	Params []formParam
+}
+
+type formParam struct{ Name, Value string }
 
 type loginView struct {
 	Action, ID, Client, Resource, Scopes, Username, Error string
@@ -151,12 +173,24 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, ar *authRequest
 	if e, ok := payload.(*oidc.Error); ok {
 		e.State = ar.state
 	}
-	encoder := oidc.NewEncoder()
+	encoder := s.responseEncoder()
 	w.Header().Set("Cache-Control", "no-store")
 	if ar.responseMode == oidc.ResponseModeFormPost {
-		if err := op.AuthResponseFormPost(w, ar.redirectURI, payload, encoder); err != nil {
+		// Not op.AuthResponseFormPost: its form names a few parameters
+		// (code, state), and posts an error, or iss, without them.
+		params := map[string][]string{}
+		if err := encoder.Encode(payload, params); err != nil {
 			http.Error(w, "cannot build the authorization response", http.StatusInternalServerError)
+			return
 		}
+		view := formPostView{Action: ar.redirectURI}
+		for _, name := range slices.Sorted(maps.Keys(params)) {
+			for _, v := range params[name] {
+				view.Params = append(view.Params, formParam{name, v})
+			}
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		formPostPage.Execute(w, view)
 		return
 	}
 	u, err := op.AuthResponseURL(ar.redirectURI, oidc.ResponseTypeCode, ar.responseMode, payload, encoder)
