@@ -133,15 +133,7 @@ func BenchmarkRefusedArgument(b *testing.B) {
 			tool = t
 		}
 	}
-	var arg strings.Builder
-	arg.WriteString(`{"body":{`)
-	for i := range 200_000 {
-		if i > 0 {
-			arg.WriteString(",")
-		}
-		fmt.Fprintf(&arg, `"member%d":1`, i)
-	}
-	arg.WriteString(`}}`)
+	arg := vastBody(200_000)
 	for _, c := range []struct {
 		name string
 		form func(any) any
@@ -150,7 +142,7 @@ func BenchmarkRefusedArgument(b *testing.B) {
 			for b.Loop() {
 				b.StopTimer()
 				var v any
-				if err := json.Unmarshal([]byte(arg.String()), &v); err != nil {
+				if err := json.Unmarshal([]byte(arg), &v); err != nil {
 					b.Fatal(err)
 				}
 				b.StartTimer()

@@ -436,17 +436,8 @@ func TestInputSchemasBoundedTogether(t *testing.T) {
 // megabytes). Small values are quoted as before.
 func TestRefusedArgumentQuotedBounded(t *testing.T) {
 	cs := connect(t, refusingTools(t), &countingCaller{})
-	var vast strings.Builder
-	vast.WriteString(`{"body":{`)
-	for i := range 200_000 {
-		if i > 0 {
-			vast.WriteString(",")
-		}
-		fmt.Fprintf(&vast, `"member%d":1`, i)
-	}
-	vast.WriteString(`}}`)
 	for name, c := range map[string]struct{ args, shows string }{
-		"a vast object": {vast.String(), "200000 members"},
+		"a vast object": {vastBody(200_000), "200000 members"},
 		"a long string": {`{"body":"` + strings.Repeat("x", 2<<20) + `"}`, `"xxxx`},
 		"a small value": {`{"body":{"b":true,"a":[1,"two"]}}`, `{"a":[1,"two"],"b":true}`},
 	} {
@@ -485,4 +476,19 @@ func refusingTools(tb testing.TB) *Toolset {
 		tb.Fatal(err)
 	}
 	return ts
+}
+
+// vastBody is the arguments of a tool of refusingTools whose body is an
+// object of n members (about 11.5 bytes each) where an array is wanted.
+func vastBody(n int) string {
+	var b strings.Builder
+	b.WriteString(`{"body":{`)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `"member%d":1`, i)
+	}
+	b.WriteString(`}}`)
+	return b.String()
 }
