@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/binary"
@@ -136,6 +137,24 @@ func envelopeBody(env *envelope.Envelope) func([]byte) ([]byte, error) {
 type frameReader struct {
 	r   *bufio.Reader
 	buf []byte
+	// max bounds the next frames when set (maxFrame when 0): a hello.
+	max uint32
+}
+
+// maxHello bounds a hello frame: a cluster address, which a peer's link
+// keeps and logs.
+const maxHello = 1 << 10
+
+// hello reads the peer's hello: the cluster address it names, at most
+// maxHello bytes in all.
+func (fr *frameReader) hello() (string, error) {
+	fr.max = maxHello
+	typ, addr, _, err := fr.next()
+	fr.max = 0
+	if err == nil && (typ != frameHello || addr == "") {
+		err = fmt.Errorf("the first frame is of type %d, not a hello", typ)
+	}
+	return addr, err
 }
 
 func newFrameReader(conn net.Conn) *frameReader {
@@ -152,7 +171,7 @@ func (fr *frameReader) next() (typ byte, target string, body []byte, err error) 
 		return 0, "", nil, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
-	if n < 2 || n > uint32(maxFrame) {
+	if n < 2 || n > cmp.Or(fr.max, uint32(maxFrame)) {
 		return 0, "", nil, fmt.Errorf("data plane frame of %d bytes", n)
 	}
 	var b []byte
@@ -669,11 +688,10 @@ func (l *link) hello(conn net.Conn) error {
 		return err
 	}
 	l.fr = newFrameReader(conn)
-	typ, _, _, err := l.fr.next()
-	if err == nil && typ != frameHello {
-		err = fmt.Errorf("the node's first frame is of type %d, not a hello", typ)
+	if _, err := l.fr.hello(); err != nil {
+		return fmt.Errorf("the node's hello: %w", err)
 	}
-	return err
+	return nil
 }
 
 // open registers a stream for req and sends req to target.
@@ -809,11 +827,9 @@ func (d *dataPlane) serve(conn net.Conn) {
 	}
 	fr := newFrameReader(conn)
 	conn.SetDeadline(time.Now().Add(dataDialTimeout))
-	typ, edge, _, err := fr.next()
-	if err == nil && (typ != frameHello || edge == "") {
-		err = fmt.Errorf("data plane: first frame of type %d, not a hello", typ)
-	}
+	edge, err := fr.hello()
 	if err != nil {
+		err = fmt.Errorf("data plane: %w", err)
 		conn.Close()
 		if !errors.Is(err, io.EOF) {
 			d.logger.Info("data plane: connection of a node closed", "err", err)

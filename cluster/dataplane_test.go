@@ -354,6 +354,7 @@ func TestDataPlaneRefusesMalformed(t *testing.T) {
 	}{
 		{"no hello", req},
 		{"a hello naming no one", frame(frameHello, "", nil)},
+		{"a hello larger than an address", frame(frameHello, strings.Repeat("a", 1<<20), nil)},
 		{"a frame of a member's type", append(hello, frame(framePart, "", nil)...)},
 		{"a frame of no known type", append(hello, frame(99, pid.Id, nil)...)},
 		{"an envelope that does not decode", append(hello, frame(frameRequest, pid.Id, []byte{0xff, 0xff, 0xff})...)},
