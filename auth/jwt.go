@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"bytes"
 	"context"
+	"crypto"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -321,15 +323,40 @@ func (v *JWTVerifier) fetchInto(done chan struct{}) {
 	set, err := v.fetch(ctx)
 	v.mu.Lock()
 	if err == nil {
-		// Tokens verified by the keys before are verified again.
+		// Tokens verified by the keys before are verified again, unless
+		// every key held is still there as it was (the issuer published
+		// another, or nothing changed).
+		if !keptAll(v.keys, set) {
+			v.keysGen++
+		}
 		v.keys = set
-		v.keysGen++
 	}
 	v.fetchErr = err
 	v.fetchedAt = v.opts.Now()
 	v.inflight = nil
 	v.mu.Unlock()
 	close(done)
+}
+
+// keptAll says whether every key of old is in now as it was: the same key
+// id, algorithm, use and public key. A nil old keeps nothing.
+func keptAll(old, now *jose.JSONWebKeySet) bool {
+	if old == nil {
+		return false
+	}
+	for _, k := range old.Keys {
+		tk, err := k.Thumbprint(crypto.SHA256)
+		if err != nil {
+			return false
+		}
+		if !slices.ContainsFunc(now.Keys, func(n jose.JSONWebKey) bool {
+			tn, err := n.Thumbprint(crypto.SHA256)
+			return err == nil && n.KeyID == k.KeyID && n.Algorithm == k.Algorithm && n.Use == k.Use && bytes.Equal(tk, tn)
+		}) {
+			return false
+		}
+	}
+	return true
 }
 
 func (v *JWTVerifier) lastFetchErr() error {

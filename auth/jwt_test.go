@@ -535,3 +535,66 @@ func TestJWTVerifierDropsAWithdrawnKey(t *testing.T) {
 		t.Errorf("JWKS fetched %d times, want 2 (once more when the keys were old)", got)
 	}
 }
+
+// Keys fetched again that still hold every key held, as it was (nothing
+// changed, or the issuer published its next key ahead), keep the tokens
+// verified by them: they are not verified again. One whose key changed
+// under the same id is.
+func TestJWTVerifierKeepsVerifiedTokensWhileTheirKeysStay(t *testing.T) {
+	is := newIssuer(t)
+	clock := time.Now()
+	var clockMu sync.Mutex
+	now := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return clock }
+	advance := func(d time.Duration) { clockMu.Lock(); clock = clock.Add(d); clockMu.Unlock() }
+	v := NewJWTVerifier(JWTOptions{Issuer: is.srv.URL, Audiences: []string{"https://mcp.example/mcp"}, Now: now})
+	ctx := context.Background()
+	fetched := func() {
+		v.mu.Lock()
+		done := v.inflight
+		v.mu.Unlock()
+		if done != nil {
+			<-done
+		}
+	}
+	claims := func() map[string]any {
+		c := is.claims()
+		c["exp"] = now().Add(3 * time.Hour).Unix()
+		return c
+	}
+	good := sign(t, jose.RS256, is.key, is.kid, claims())
+	first, err := v.Verify(ctx, good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refetch := func() {
+		t.Helper()
+		hits := is.jwksHits.Load()
+		advance(time.Hour)
+		v.Verify(ctx, good) // starts the fetch, behind it
+		fetched()
+		if is.jwksHits.Load() != hits+1 {
+			t.Fatalf("the keys were not fetched again")
+		}
+	}
+	refetch() // the same keys
+	if again, err := v.Verify(ctx, good); err != nil || again != first {
+		t.Errorf("after the same keys were fetched again: %p (first %p), %v; want the kept token", again, first, err)
+	}
+	next, _ := rsa.GenerateKey(rand.Reader, 2048)
+	is.mu.Lock()
+	is.extraKeys = []jose.JSONWebKey{{Key: &next.PublicKey, KeyID: "k2", Algorithm: "RS256", Use: "sig"}}
+	is.mu.Unlock()
+	refetch() // the next key published ahead
+	if again, err := v.Verify(ctx, good); err != nil || again != first {
+		t.Errorf("after the next key was published: %p (first %p), %v; want the kept token", again, first, err)
+	}
+	// k1's id now names another key: verified again, and refused.
+	is.mu.Lock()
+	is.key = next
+	is.extraKeys = nil
+	is.mu.Unlock()
+	refetch()
+	if _, err := v.Verify(ctx, good); !IsInvalidToken(err) {
+		t.Errorf("a token of a key replaced under its id: %v, want invalid_token", err)
+	}
+}
