@@ -365,11 +365,19 @@ func TestDataPlaneRefusesMalformed(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := dial(t, good)
-			if _, err := c.Write(tc.send); err != nil {
-				t.Fatal(err)
+			_, werr := c.Write(tc.send)
+			_, rerr := io.ReadAll(c)
+			// A frame larger than the socket's buffers may still be on its
+			// way when the node, refusing its length, closes: a reset
+			// then, not the timeout of a connection left open.
+			if len(tc.send) > 64<<10 && !isTimeout(werr) && !isTimeout(rerr) {
+				return
 			}
-			if _, err := io.ReadAll(c); err != nil {
-				t.Fatalf("the connection did not end cleanly: %v", err)
+			if werr != nil {
+				t.Fatal(werr)
+			}
+			if rerr != nil {
+				t.Fatalf("the connection did not end cleanly: %v", rerr)
 			}
 		})
 	}
@@ -1072,4 +1080,10 @@ func TestRouteTo(t *testing.T) {
 	if got := plain.RouteTo(n.Address()); got != RouteRemote {
 		t.Errorf("from a node without TLS: %q", got)
 	}
+}
+
+// isTimeout says err is a deadline's.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
