@@ -486,21 +486,8 @@ func TestJWTVerifierDropsAWithdrawnKey(t *testing.T) {
 	is := newIssuer(t)
 	next, _ := rsa.GenerateKey(rand.Reader, 2048)
 	is.extraKeys = []jose.JSONWebKey{{Key: &next.PublicKey, KeyID: "k2", Algorithm: "RS256", Use: "sig"}}
-	clock := time.Now()
-	var clockMu sync.Mutex
-	now := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return clock }
-	advance := func(d time.Duration) { clockMu.Lock(); clock = clock.Add(d); clockMu.Unlock() }
-	v := NewJWTVerifier(JWTOptions{Issuer: is.srv.URL, Audiences: []string{"https://mcp.example/mcp"}, Now: now})
+	v, now, advance, fetched := clockedVerifier(is)
 	ctx := context.Background()
-	// The keys' fetch a Verify started, if any, has ended.
-	fetched := func() {
-		v.mu.Lock()
-		done := v.inflight
-		v.mu.Unlock()
-		if done != nil {
-			<-done
-		}
-	}
 
 	claims := func() map[string]any {
 		c := is.claims()
@@ -542,20 +529,8 @@ func TestJWTVerifierDropsAWithdrawnKey(t *testing.T) {
 // under the same id is.
 func TestJWTVerifierKeepsVerifiedTokensWhileTheirKeysStay(t *testing.T) {
 	is := newIssuer(t)
-	clock := time.Now()
-	var clockMu sync.Mutex
-	now := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return clock }
-	advance := func(d time.Duration) { clockMu.Lock(); clock = clock.Add(d); clockMu.Unlock() }
-	v := NewJWTVerifier(JWTOptions{Issuer: is.srv.URL, Audiences: []string{"https://mcp.example/mcp"}, Now: now})
+	v, now, advance, fetched := clockedVerifier(is)
 	ctx := context.Background()
-	fetched := func() {
-		v.mu.Lock()
-		done := v.inflight
-		v.mu.Unlock()
-		if done != nil {
-			<-done
-		}
-	}
 	claims := func() map[string]any {
 		c := is.claims()
 		c["exp"] = now().Add(3 * time.Hour).Unix()
@@ -597,4 +572,24 @@ func TestJWTVerifierKeepsVerifiedTokensWhileTheirKeysStay(t *testing.T) {
 	if _, err := v.Verify(ctx, good); !IsInvalidToken(err) {
 		t.Errorf("a token of a key replaced under its id: %v, want invalid_token", err)
 	}
+}
+
+// clockedVerifier is a verifier of is's tokens on a clock of the test's:
+// now reads it, advance moves it on, and fetched waits for the keys' fetch
+// a Verify started, if any, to end.
+func clockedVerifier(is *issuer) (v *JWTVerifier, now func() time.Time, advance func(time.Duration), fetched func()) {
+	clock := time.Now()
+	var mu sync.Mutex
+	now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	advance = func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
+	v = NewJWTVerifier(JWTOptions{Issuer: is.srv.URL, Audiences: []string{"https://mcp.example/mcp"}, Now: now})
+	fetched = func() {
+		v.mu.Lock()
+		done := v.inflight
+		v.mu.Unlock()
+		if done != nil {
+			<-done
+		}
+	}
+	return v, now, advance, fetched
 }
