@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -477,4 +478,68 @@ func (d deleteTells) Delete(ctx context.Context, session string, epoch int64) er
 	err := d.Snapshots.Delete(ctx, session, epoch)
 	d.deleted()
 	return err
+}
+
+// failingDelete is a snapshot store whose Delete fails while fail is set,
+// as Redis's does when it cannot be reached.
+type failingDelete struct {
+	state.Snapshots
+	fail *atomic.Bool
+}
+
+func (d failingDelete) Delete(ctx context.Context, session string, epoch int64) error {
+	if d.fail.Load() {
+		return fmt.Errorf("delete session %s: %w", session, context.DeadlineExceeded)
+	}
+	return d.Snapshots.Delete(ctx, session, epoch)
+}
+
+// A DELETE whose removal of the snapshot fails (the store cannot be
+// reached) is answered 503, not the go-sdk's 204: the session stays as
+// stored, its actor stops, and the next request, here the DELETE sent
+// again, activates it from its snapshot.
+func TestDeleteThatCannotRemoveTheSnapshotAnswers503(t *testing.T) {
+	d := state.MemoryStores(time.Hour)
+	var fail atomic.Bool
+	d.Snapshots = failingDelete{d.Snapshots, &fail}
+	system, props := testSessions(t, Config{Stores: d})
+	root := system.Root
+	spawn := func() *actor.PID {
+		return root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(fuzzSession, "session")))
+	}
+	pid := spawn()
+	if body := postInitialize(t, root, pid, nil, `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`); !strings.Contains(body, `"result"`) {
+		t.Fatalf("initialize: %s", body)
+	}
+	ended := make(chan struct{})
+	root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch ctx.Message().(type) {
+		case *actor.Started:
+			ctx.Watch(pid)
+		case *actor.Terminated:
+			close(ended)
+		}
+	}))
+	fail.Store(true)
+	r := forwardOn(root, pid, nil, http.MethodDelete, "")
+	head := await(t, r.head, "the DELETE's answer")
+	body := await(t, r.body, "the DELETE's body")
+	if head.GetStatus() != http.StatusServiceUnavailable || !strings.Contains(body, `"code":-32603`) || !slices.ContainsFunc(head.GetHeaders(), func(h *envelope.Header) bool { return h.GetName() == "Retry-After" }) {
+		t.Fatalf("DELETE whose snapshot stays: %d %v %s, want 503 with Retry-After and a JSON-RPC error", head.GetStatus(), head.GetHeaders(), body)
+	}
+	if snap, err := d.Snapshots.Get(t.Context(), fuzzSession); err != nil || snap == nil {
+		t.Fatalf("the snapshot after the refused DELETE: %v, %v", snap, err)
+	}
+	await(t, ended, "the stop of the actor whose DELETE failed")
+	fail.Store(false)
+	pid = spawn()
+	if status := fuzzForward(t, root, pid, nil, `{"jsonrpc":"2.0","id":1,"method":"ping"}`); status != http.StatusOK {
+		t.Fatalf("a ping after the refused DELETE: %d, want the session served", status)
+	}
+	if head := await(t, forwardOn(root, pid, nil, http.MethodDelete, "").head, "the DELETE sent again"); head.GetStatus() != http.StatusNoContent {
+		t.Fatalf("the DELETE sent again: %d %s", head.GetStatus(), head.GetBody())
+	}
+	if snap, err := d.Snapshots.Get(t.Context(), fuzzSession); err != nil || snap != nil {
+		t.Errorf("the snapshot after the DELETE: %q, %v, want none", snap, err)
+	}
 }

@@ -964,6 +964,11 @@ func (a *core) serveHTTP(ctx context.Context, w *relayWriter, req *envelope.Requ
 	if !w.methodNotFound(rb) {
 		w.plainErrors(rb)
 	}
+	if req.Method == http.MethodDelete && a.events != nil && a.events.unended.Load() {
+		// The go-sdk answered 204 whatever its close of the session met.
+		h := http.Header{"Content-Type": {"application/json"}, "Retry-After": {"1"}}
+		w.replace(http.StatusServiceUnavailable, h, rpcerr.New(rpcerr.InternalError, "the session's store could not be reached: the session was not ended; send the DELETE again").Body(nil))
+	}
 	if w.unservedIfCut(req.Id) {
 		a.logger.Info("request cut before it was dispatched; the edge sends it again", "request", req.Id)
 	}

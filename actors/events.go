@@ -49,6 +49,9 @@ type sessionEvents struct {
 	replaying atomic.Bool
 	// keep is set when the actor stops but the session goes on.
 	keep atomic.Bool
+	// unended is set when the session's end (a DELETE) could not remove its
+	// snapshot: the session stays as stored, and the DELETE is answered 503.
+	unended atomic.Bool
 	// ended is called once the session ended (DELETE, or the SDK closed it):
 	// it removes the snapshot.
 	ended func(context.Context) error
@@ -832,7 +835,12 @@ func (e *sessionEvents) SessionClosed(ctx context.Context, session string) error
 			e.fence()
 			return err
 		} else if err != nil {
-			e.logger.Warn("session ended but its snapshot could not be removed; it expires by itself", "err", err)
+			// The session goes on as stored, its events with it: its
+			// client is told (503), and may send the DELETE again to the
+			// activation the next request starts from the snapshot.
+			e.unended.Store(true)
+			e.logger.Warn("session not ended: its snapshot could not be removed; it stays as stored", "err", err)
+			return err
 		}
 	}
 	return e.store.SessionClosed(ctx, session)

@@ -284,6 +284,15 @@ func (a *SessionActor) settled(ctx actor.Context) {
 		a.stayIdle(ctx)
 		return
 	}
+	if a.events.unended.Load() {
+		// A DELETE that could not remove the snapshot: the session
+		// stays as stored, counted against its user, and the next
+		// request activates it again from there.
+		a.logger.Info("actor stops: its session's end did not reach the store")
+		a.to(lifeStopping)
+		a.stop(ctx)
+		return
+	}
 	// What still arrives is for a session that is no more: the actor
 	// answers it "not found" for a moment before it stops, rather than
 	// leave requests already on their way to meet a stopping actor (which
