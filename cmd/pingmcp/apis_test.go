@@ -5,7 +5,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -100,5 +102,52 @@ func TestAPIsDocumentCheckedByAProcessOfItsOwn(t *testing.T) {
 	}
 	if _, err := openapi.New(t.Context(), cfg.APIs, opts); err != nil {
 		t.Errorf("the next document, right after: %v", err)
+	}
+}
+
+// The process that checks a document runs the node's own code even once
+// the node's executable was replaced at its path (an upgrade in place): a
+// copy of this test binary, replaced by a script that fails, still loads a
+// document through its checker. (Linux: /proc/self/exe.)
+func TestCheckerRunsTheNodesOwnBinary(t *testing.T) {
+	if os.Getenv("PINGMCP_TEST_REPLACED") == "1" {
+		self, err := os.Executable()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, _ := exampleConfig(t)
+		opts := apisOptions(cfg)
+		next := self + ".next"
+		if err := os.WriteFile(next, []byte("#!/bin/sh\necho 'another build' >&2\nexit 3\n"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(next, self); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := openapi.New(t.Context(), cfg.APIs, opts); err != nil {
+			t.Fatalf("a document checked once the node's executable was replaced: %v", err)
+		}
+		return
+	}
+	if runtime.GOOS != "linux" {
+		t.Skip("/proc/self/exe is Linux's")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied := filepath.Join(t.TempDir(), "pingmcp.test")
+	if err := os.WriteFile(copied, b, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), copied, "-test.run", "^TestCheckerRunsTheNodesOwnBinary$", "-test.v")
+	cmd.Env = append(os.Environ(), "PINGMCP_TEST_REPLACED=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestCheckerRunsTheNodesOwnBinary") {
+		t.Fatalf("the replaced binary's run: %v\n%s", err, out)
 	}
 }

@@ -178,18 +178,30 @@ func grantsService(cfg *config.Config) (endpoint, warning string) {
 // apisOptions are the options of the toolset of --apis: each document
 // loaded and checked first by a process of its own, this executable
 // running its hidden command check-openapi, killed if it takes longer than
-// the load's time (openapi.Options.Checker).
+// the load's time (openapi.Options.Checker). On Linux the executable is the
+// file this process runs, /proc/self/exe, not the path it was started from:
+// a binary replaced there since (an upgrade in place) would check the
+// documents with another build's code.
 func apisOptions(cfg *config.Config) openapi.Options {
 	opts := openapi.Options{HTTPClient: upstream(cfg)}
 	if self, err := os.Executable(); err == nil {
+		run := self
+		if _, err := os.Stat(runningExe); err == nil {
+			run = runningExe
+		}
 		opts.Checker = func(ctx context.Context) *exec.Cmd {
-			cmd := exec.CommandContext(ctx, self, checkOpenAPI)
+			cmd := exec.CommandContext(ctx, run, checkOpenAPI)
+			cmd.Args[0] = self   // its name in ps
 			cmd.Env = []string{} // nothing of the node's secrets
 			return cmd
 		}
 	}
 	return opts
 }
+
+// runningExe is, on Linux, the file the process runs, whatever has become
+// of its path since.
+const runningExe = "/proc/self/exe"
 
 // checkOpenAPI is the hidden command that loads and checks a document for
 // a node (openapi.CheckMain).
