@@ -23,7 +23,8 @@ import (
 // contradict itself (item 2): nothing at the root form of the protected-
 // resource metadata nor authorization server metadata on the MCP origin,
 // and the metadata and the authorization server's endpoints answer the
-// CORS preflights a browser sends with MCP-Protocol-Version.
+// CORS preflights a browser sends with MCP-Protocol-Version. A client
+// pointed at /mcp/ goes on at /mcp.
 func TestClientLocalhost(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
@@ -60,6 +61,17 @@ func TestClientLocalhost(t *testing.T) {
 		!strings.Contains(chal, `resource_metadata="http://`+ipURL.Host+`/.well-known/oauth-protected-resource/mcp"`) {
 		t.Errorf("alice's localhost token at %s: %d %q, want 401 invalid_token naming 127.0.0.1's metadata", d.MCP, a.status, chal)
 	}
+	// A client pointed at /mcp/ is redirected (308) to /mcp, its
+	// discovery's path form to /mcp's metadata, and goes on there with a
+	// token for /mcp.
+	slash := startSDKClient(t, ctx, nodeBin, d.MCP+"/", "alice")
+	if got := slash.call(ctx, "test_simple_text", nil).text(); got != "This is a simple text response for testing." {
+		t.Errorf("alice at %s/: test_simple_text = %q", d.MCP, got)
+	}
+	if a := abuseInit(t, ctx, d.MCP, slash.tokens()[0], nil); a.status != http.StatusOK {
+		t.Errorf("the token of the client pointed at %s/, at %s: %d, want 200", d.MCP, d.MCP, a.status)
+	}
+	clients["alice at /mcp/"] = slash
 	for _, c := range clients {
 		c.finish(ctx)
 	}

@@ -151,3 +151,20 @@ func publicCORS(w http.ResponseWriter, r *http.Request, methods string) bool {
 	w.WriteHeader(http.StatusNoContent)
 	return true
 }
+
+// Canonical answers a request for a path with a trailing slash, a client
+// pointed at "/mcp/" say, with 308 Permanent Redirect to path, the one
+// pingmcp serves, its query kept: a 308 is followed with the same method,
+// body and headers (a POST stays a POST, its Authorization on the same
+// origin), so such a client goes on as if pointed right. Before it, the
+// client got a plain 404 and no challenge to discover anything from.
+func Canonical(path string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		to := path
+		if r.URL.RawQuery != "" {
+			to += "?" + r.URL.RawQuery
+		}
+		w.Header().Set("Location", to)
+		w.WriteHeader(http.StatusPermanentRedirect)
+	})
+}

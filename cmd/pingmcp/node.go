@@ -289,10 +289,14 @@ func (n *nodeAssembly) serveHTTP(stores *state.Stores, v auth.Verifier, revoked 
 			if cfg.HostNamesResource() {
 				edgeOpts.Resources = transport.NewResources(cfg.Resources())
 			}
-			mux.Handle(auth.MetadataPath(cfg.Resource), transport.ProtectedResourceMetadata(edgeOpts.Resources, cfg.Issuer, cfg.Scopes))
+			metadata := auth.MetadataPath(cfg.Resource)
+			mux.Handle(metadata, transport.ProtectedResourceMetadata(edgeOpts.Resources, cfg.Issuer, cfg.Scopes))
+			// A client pointed at "/mcp/" looks for its metadata here.
+			mux.Handle(metadata+"/{$}", transport.Canonical(metadata))
 		}
 		n.edge = transport.NewEdge(n.node, edgeOpts)
 		mux.Handle("/mcp", n.edge)
+		mux.Handle("/mcp/{$}", transport.Canonical("/mcp"))
 	}
 	srv := newHTTPServer(mux, n.logger)
 	srv.MaxHeaderBytes = cmp.Or(cfg.MaxHeaderBytes, config.DefaultMaxHeaderBytes)
