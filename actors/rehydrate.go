@@ -44,6 +44,16 @@ func (a *SessionActor) restore(snap []byte) (state.Snapshot, error) {
 		a.owner = nil
 		return rec, errors.New("snapshot owner does not match its sealed principal")
 	}
+	// Sealed again under the newest key, for the write that follows the
+	// restore at once: sealed once and kept as they were while the token
+	// was, they would stay under a key being rotated out for as long as
+	// the session is used (README, --state-keys).
+	if rec.Principal, err = d.SealPrincipal(a.id, cred); err != nil {
+		return rec, fmt.Errorf("principal: %w", err)
+	}
+	if rec.Delegations, err = d.SealDelegations(a.id, delegations); err != nil {
+		return rec, fmt.Errorf("delegations: %w", err)
+	}
 	a.credential = cred
 	a.live.setOwner(a.owner)
 	a.events.setOwner(a.owner)
