@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/pingmcp/pingmcp/cluster"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
 )
@@ -309,4 +311,56 @@ func (e *Edge) routeRequest(next http.Handler) http.Handler {
 		f.route = rt
 		next.ServeHTTP(w, r)
 	})
+}
+
+// checkSSEHeaders refuses what of a session's stream headers the
+// go-sdk refuses whatever the session holds (400, as it does): a GET whose
+// Accept does not take the event stream (none at all included: MCP asks
+// for it) or whose Last-Event-ID is no event id of its ("<stream>_<index>",
+// index a non-negative int), and a POST with a Last-Event-ID. Forwarded,
+// it would be admitted by the session's actor before its handler refused
+// it: one through another client of the session's user would take the
+// session to that client (the token it holds, the snapshot's client) and
+// end the other client's GET streams, for a refusal; a plain GET would
+// have the actor open the standalone stream in the store. A stateless
+// request goes on to its own answer (a GET's 405).
+func checkSSEHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f := factsOf(r)
+		if f.route.kind != cluster.SessionKind {
+			next.ServeHTTP(w, r)
+			return
+		}
+		ids := r.Header.Values("Last-Event-ID")
+		switch r.Method {
+		case http.MethodGet:
+			accept := r.Header.Values("Accept")
+			if _, streamOK := accepts(accept); !streamOK || len(accept) == 0 {
+				writeError(w, http.StatusBadRequest, nil, rpcerr.New(rpcerr.InvalidRequest, "Accept must contain 'text/event-stream' for GET requests"))
+				return
+			}
+			if len(ids) > 0 && !eventID(ids[0]) {
+				writeError(w, http.StatusBadRequest, nil, rpcerr.New(rpcerr.InvalidRequest, fmt.Sprintf("malformed Last-Event-ID %.64q", ids[0])))
+				return
+			}
+		case http.MethodPost:
+			if len(ids) > 0 {
+				writeError(w, http.StatusBadRequest, f.rpc.FirstID(), rpcerr.New(rpcerr.InvalidRequest, "can't send Last-Event-ID for POST request"))
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// eventID says whether id is an event id as the go-sdk reads one (its
+// parseEventID): a stream's name and an index of int range, not negative,
+// joined by the one underscore.
+func eventID(id string) bool {
+	_, index, ok := strings.Cut(id, "_")
+	if !ok || strings.Contains(index, "_") {
+		return false
+	}
+	n, err := strconv.Atoi(index)
+	return err == nil && n >= 0
 }

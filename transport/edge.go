@@ -208,6 +208,7 @@ func NewEdge(node *cluster.Node, opts Options) *Edge {
 		e.admitBatch,      // 429: a batch's other messages
 		e.checkInitialize, // 400: initialize params beyond their limit
 		e.routeRequest,    // 404, 400: which actor serves it
+		checkSSEHeaders,   // 400: a session's Accept, Last-Event-ID the go-sdk refuses
 	)
 	return e
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pingmcp/pingmcp/auth/authtest"
 )
 
 // notifyPromptChange calls test_trigger_prompt_change on session h: its
@@ -140,4 +142,65 @@ func TestForgedLastEventIDPastTheEnd(t *testing.T) {
 		cancel()
 		awaitServing(t, sid, "the actor let go of the GET", 0, 0)
 	}
+}
+
+// A GET the go-sdk would refuse whatever the session holds (an Accept
+// without text/event-stream, a Last-Event-ID that is no event id), and a
+// POST with a Last-Event-ID, are refused 400 at the edge, with a JSON-RPC
+// error, and change nothing: each
+// reached the session's actor, which admitted it first, so that one through
+// another client of the session's user took the session to that client
+// (the token it holds, the snapshot's client, its exchanged tokens gone)
+// and ended the streams of the client it was used through; and a plain GET
+// had the actor open the standalone stream in the store. Found by a review
+// playing a second client.
+func TestRefusedGETChangesNothing(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	url := authEdge(t, is)
+	token := func(client string) string {
+		c := is.Claims("alice", mcpResource, "mcp:tools")
+		c["client_id"] = client
+		return is.Token(t, c)
+	}
+	desktop, cli := token("desktop"), token("cli")
+	sid := initializeWith(t, url, initBody, bearer(desktop, nil))
+	h := func(tok string, more ...string) map[string]string {
+		out := bearer(tok, map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"})
+		for i := 0; i+1 < len(more); i += 2 {
+			out[more[i]] = more[i+1]
+		}
+		return out
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	get := readStream(t, ctx, http.MethodGet, url, h(desktop), "")
+	get.Await(t, 5*time.Second, "desktop's stream's opening comment", func(l string) bool { return l == ": ok" })
+	switches := func() int { return records.count("session now used through another client", sid) }
+	before := switches()
+	for _, c := range []struct{ name, header, value string }{
+		{"Accept without the event stream", "Accept", "application/json"},
+		{"Accept of another type", "Accept", "text/html"},
+		{"no underscore", "Last-Event-ID", "garbage"},
+		{"two underscores", "Last-Event-ID", "a_b_1"},
+		{"negative index", "Last-Event-ID", "_-1"},
+		{"index not a number", "Last-Event-ID", "_one"},
+		{"index beyond an int", "Last-Event-ID", "_99999999999999999999"},
+		{"empty", "Last-Event-ID", ""},
+	} {
+		resp, body := call{method: http.MethodGet, headers: h(cli, c.header, c.value)}.do(t, url)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, `"code":-32600`) {
+			t.Errorf("%s (%s %q): %d %s, want 400 with JSON-RPC -32600", c.name, c.header, c.value, resp.StatusCode, body)
+		}
+	}
+	// A POST that names an event to resume from: the go-sdk's refusal.
+	resp, body := call{method: http.MethodPost, headers: h(cli, "Last-Event-ID", "_0"), body: `{"jsonrpc":"2.0","id":5,"method":"ping"}`}.do(t, url)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, `"id":5,"error":{"code":-32600`) {
+		t.Errorf("POST with Last-Event-ID: %d %s, want 400 with JSON-RPC -32600 for its id", resp.StatusCode, body)
+	}
+	if n := switches() - before; n != 0 {
+		t.Errorf("refused requests of another client took the session to it (%d switches logged)", n)
+	}
+	// desktop's stream carries on: a list change told now reaches it.
+	notifyPromptChange(t, url, h(desktop), "7")
+	get.Await(t, 5*time.Second, "the list change on desktop's stream", func(l string) bool { return strings.Contains(l, "list_changed") })
 }
