@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -103,7 +104,7 @@ func (x *Exchanger) Exchange(ctx context.Context, subjectToken, resource string,
 	resp, err := tokenexchange.ExchangeToken(ctx, te, subjectToken, oidc.AccessTokenType, actorToken, actorType,
 		[]string{resource}, nil, scopes, oidc.AccessTokenType)
 	if err != nil {
-		return nil, exchangeFailed(resource, err)
+		return nil, x.exchangeFailed(resource, err, subjectToken, actorToken)
 	}
 	if resp.AccessToken == "" {
 		return nil, fmt.Errorf("token exchange for %s: no access token in the response", resource)
@@ -199,17 +200,17 @@ func (x *Exchanger) Revoke(ctx context.Context, token string) error {
 	return fmt.Errorf("revoke at %s: HTTP %d %s", endpoint, resp.StatusCode, desc)
 }
 
-// exchangeFailed is what a failed exchange says: the authorization
-// server's OAuth error, or what kept its answer from coming, and never the
-// answer itself. The zitadel client's other errors quote the token
+// exchangeFailed is what a failed exchange that sent the credentials sent
+// says: the authorization server's OAuth error (refusal), or what kept its
+// answer from coming, and never the answer itself. The zitadel client's other errors quote the token
 // endpoint's whole body, which holds the issued access token when a field
 // of a 200 answer has an unexpected type ("expires_in":"3600"), or a proxy's
 // page that may echo the posted subject_token; such an error would be
 // logged, audited and shown in a tool's result.
-func exchangeFailed(resource string, err error) error {
+func (x *Exchanger) exchangeFailed(resource string, err error, sent ...string) error {
 	var oerr *oidc.Error
 	if errors.As(err, &oerr) {
-		return &ExchangeError{Code: string(oerr.ErrorType), Description: oerr.Description}
+		return x.refusal(string(oerr.ErrorType), oerr.Description, sent...)
 	}
 	if m := zitadelStatus.FindStringSubmatch(err.Error()); m != nil {
 		code, _ := strconv.Atoi(m[1])
@@ -224,6 +225,24 @@ func exchangeFailed(resource string, err error) error {
 		return fmt.Errorf("token exchange for %s: %w", resource, outbound.Failed(err))
 	}
 	return fmt.Errorf("token exchange for %s: the token endpoint's answer could not be read (not a token response)", resource)
+}
+
+// refusal is the authorization server's OAuth error as an error may say
+// it: its code and description clipped (the server decides their length,
+// up to the megabyte read of its answer), and without the credentials the
+// request sent (the tokens of its form, the client's Basic credentials)
+// should the server echo them.
+func (x *Exchanger) refusal(code, desc string, sent ...string) *ExchangeError {
+	sent = append(sent, base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(x.opts.ClientID)+":"+url.QueryEscape(x.opts.ClientSecret))))
+	blank := func(s string) string {
+		for _, c := range sent {
+			if c != "" {
+				s = strings.ReplaceAll(s, c, "[credentials]")
+			}
+		}
+		return s
+	}
+	return &ExchangeError{Code: telemetry.ClipTo(blank(code), 64), Description: telemetry.ClipTo(blank(desc), 512)}
 }
 
 // zitadelStatus is the start of the zitadel client's error for an answer
@@ -261,7 +280,7 @@ func (x *Exchanger) actorToken(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("actor token: %s: %w", outbound.Status(resp.StatusCode), err)
 	}
 	if resp.StatusCode != http.StatusOK || body.AccessToken == "" {
-		return "", &ExchangeError{Code: body.Error, Description: "actor token (client_credentials): " + body.Description}
+		return "", x.refusal(body.Error, "actor token (client_credentials): "+body.Description)
 	}
 	// Reused for 9/10 of its life, a minute's when the server says none
 	// (a short-lived one is not used past its expiry).
