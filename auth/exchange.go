@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -109,23 +110,46 @@ func (x *Exchanger) Exchange(ctx context.Context, subjectToken, resource string,
 	if resp.AccessToken == "" {
 		return nil, fmt.Errorf("token exchange for %s: no access token in the response", resource)
 	}
-	out := &Exchanged{Token: resp.AccessToken, Scopes: []string(resp.Scopes)}
-	if resp.ExpiresIn > 0 {
-		out.Expiry = time.Now().Add(time.Duration(resp.ExpiresIn) * time.Second)
+	out := &Exchanged{Token: resp.AccessToken, Scopes: []string(resp.Scopes), Claims: unverifiedClaims(resp.AccessToken)}
+	if len(out.Scopes) == 0 && out.Claims != nil {
+		out.Scopes, _ = scopesOf(out.Claims["scope"])
 	}
-	if tok, err := jwt.ParseSigned(resp.AccessToken, Algorithms); err == nil {
-		var claims map[string]any
-		if tok.UnsafeClaimsWithoutVerification(&claims) == nil {
-			out.Claims = claims
-			if len(out.Scopes) == 0 {
-				out.Scopes, _ = scopesOf(claims["scope"])
-			}
-			if exp, ok := claims["exp"].(float64); ok && out.Expiry.IsZero() {
-				out.Expiry = time.Unix(int64(exp), 0)
-			}
+	out.Expiry = expiryOf(time.Now(), resp.ExpiresIn, out.Claims)
+	return out, nil
+}
+
+// unverifiedClaims are the claims of token when it is a JWT, read without
+// verification (it came straight from the issuer's token endpoint), nil
+// otherwise.
+func unverifiedClaims(token string) map[string]any {
+	tok, err := jwt.ParseSigned(token, Algorithms)
+	if err != nil {
+		return nil
+	}
+	var claims map[string]any
+	if tok.UnsafeClaimsWithoutVerification(&claims) != nil {
+		return nil
+	}
+	return claims
+}
+
+// expiryOf is when a token issued at now with expiresIn (seconds, 0 for
+// none) and claims (a JWT's, nil for another token) expires: the earlier of
+// its expires_in and its exp, so that a server's expires_in in
+// milliseconds, say, does not have the token reused long after its
+// resource server refuses it. An expires_in beyond what a time.Duration
+// holds says nothing. Zero when nothing says.
+func expiryOf(now time.Time, expiresIn uint64, claims map[string]any) time.Time {
+	var at time.Time
+	if expiresIn > 0 && expiresIn <= uint64(math.MaxInt64/time.Second) {
+		at = now.Add(time.Duration(expiresIn) * time.Second)
+	}
+	if exp, ok := claims["exp"].(float64); ok && exp > 0 && exp < math.MaxInt64 {
+		if e := time.Unix(int64(exp), 0); at.IsZero() || e.Before(at) {
+			at = e
 		}
 	}
-	return out, nil
+	return at
 }
 
 // client discovers the token endpoint once. The network calls run unlocked:
@@ -284,12 +308,12 @@ func (x *Exchanger) actorToken(ctx context.Context) (string, error) {
 	}
 	// Reused for 9/10 of its life, a minute's when the server says none
 	// (a short-lived one is not used past its expiry).
-	life := time.Minute
-	if body.ExpiresIn > 0 {
-		life = time.Duration(body.ExpiresIn) * time.Second
+	now, life := time.Now(), time.Minute
+	if exp := expiryOf(now, uint64(max(body.ExpiresIn, 0)), unverifiedClaims(body.AccessToken)); !exp.IsZero() {
+		life = exp.Sub(now)
 	}
 	x.mu.Lock()
-	x.actor, x.actorExp = body.AccessToken, time.Now().Add(life*9/10)
+	x.actor, x.actorExp = body.AccessToken, now.Add(life*9/10)
 	x.mu.Unlock()
 	return body.AccessToken, nil
 }
