@@ -110,6 +110,16 @@ func (x *Exchanger) Exchange(ctx context.Context, subjectToken, resource string,
 	if resp.AccessToken == "" {
 		return nil, fmt.Errorf("token exchange for %s: no access token in the response", resource)
 	}
+	// The token goes to the API as a bearer access token: not one the
+	// server says is none (token_type N_A, RFC 8693 §2.2.1), is bound to a
+	// key (DPoP), or is of another type than the access token asked for.
+	// An answer that names neither is taken as one.
+	if tt := resp.TokenType; tt != "" && !strings.EqualFold(tt, oidc.BearerToken) {
+		return nil, fmt.Errorf("token exchange for %s: the token endpoint issued a token of token_type %q, not a bearer token", resource, telemetry.ClipTo(tt, 64))
+	}
+	if it := resp.IssuedTokenType; it != "" && it != oidc.AccessTokenType && it != oidc.JWTTokenType {
+		return nil, fmt.Errorf("token exchange for %s: the token endpoint issued a token of issued_token_type %q, not the access token asked for", resource, telemetry.ClipTo(string(it), 64))
+	}
 	out := &Exchanged{Token: resp.AccessToken, Scopes: []string(resp.Scopes), Claims: unverifiedClaims(resp.AccessToken)}
 	if len(out.Scopes) == 0 && out.Claims != nil {
 		out.Scopes, _ = scopesOf(out.Claims["scope"])

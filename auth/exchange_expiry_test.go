@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,3 +77,40 @@ func TestExchangedExpiryIsTheEarlier(t *testing.T) {
 	}
 }
 
+// The issued token is used as a bearer access token only when the server
+// says it is one: RFC 8693's token_type N_A (not usable as an access
+// token), a DPoP-bound one, or another issued_token_type than the access
+// token asked for was sent to the API as a bearer token, where it failed
+// (or, at an API that does not check, a sender-constrained token was used
+// unbound). An answer that names neither is taken as before.
+func TestExchangedTokenMustBeABearerAccessToken(t *testing.T) {
+	const issued = "ISSUED-TOKEN-abcdef0123456789"
+	for _, tc := range []struct {
+		fields string
+		ok     bool
+	}{
+		{`"issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"Bearer"`, true},
+		{`"issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"bearer"`, true},
+		{`"token_type":"Bearer"`, true},
+		{`"issued_token_type":"urn:ietf:params:oauth:token-type:jwt","token_type":"Bearer"`, true},
+		{`"issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"N_A"`, false},
+		{`"issued_token_type":"urn:ietf:params:oauth:token-type:access_token","token_type":"DPoP"`, false},
+		{`"issued_token_type":"urn:ietf:params:oauth:token-type:id_token","token_type":"Bearer"`, false},
+		{`"issued_token_type":"urn:ietf:params:oauth:token-type:refresh_token","token_type":"N_A"`, false},
+	} {
+		answer := func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"access_token":%q,%s,"expires_in":600}`, issued, tc.fields)
+		}
+		x := NewExchanger(ExchangeOptions{Issuer: tokenEndpoint(t, answer), ClientID: "pingmcp", ClientSecret: "s"})
+		got, err := x.Exchange(context.Background(), "USER-TOKEN", "http://api.test", []string{"read"})
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("%s: %v", tc.fields, err)
+		case !tc.ok && err == nil:
+			t.Errorf("%s: taken as a bearer access token (%v)", tc.fields, got.Expiry)
+		case !tc.ok && strings.Contains(err.Error(), issued):
+			t.Errorf("%s: the error quotes the token: %v", tc.fields, err)
+		}
+	}
+}
