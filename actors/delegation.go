@@ -2,6 +2,8 @@ package actors
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -166,6 +168,22 @@ func cacheKey(client, audience, scopes string) string {
 	return audience + "\x00" + scopes + "\x00" + client
 }
 
+// actedBy names the act claim (RFC 8693) of p's token, "" when it has none:
+// a token of the user delegated to another party is not the user's own,
+// even through the same client, and what is exchanged for one is not
+// handed to a call made with the other (its act chain would be another's).
+func actedBy(p *envelope.Principal) string {
+	var c struct {
+		Act map[string]any `json:"act"`
+	}
+	if json.Unmarshal(p.ClaimsJson, &c) != nil || len(c.Act) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(c.Act) // members sorted: the same chain, the same name
+	sum := sha256.Sum256(b)
+	return base64.RawURLEncoding.EncodeToString(sum[:16])
+}
+
 // Claims are the verified claims of the token of the request the tool call
 // of ctx serves.
 func (c *credentials) Claims(ctx context.Context) map[string]any {
@@ -179,8 +197,8 @@ func (c *credentials) Claims(ctx context.Context) map[string]any {
 
 // Delegate returns a token for audience with the requested scopes that the
 // token of the request the tool call of ctx serves holds, exchanging that
-// token once per (audience, scopes, client) and reusing the result until
-// shortly before it expires.
+// token once per (audience, scopes, client, act chain of the token, see
+// actedBy) and reusing the result until shortly before it expires.
 func (c *credentials) Delegate(ctx context.Context, audience string, scopes []string) (out *tools.Delegation, err error) {
 	ctx, span := telemetry.Start(ctx, "token exchange", trace.WithAttributes(
 		attribute.String("pingmcp.exchange.audience", audience),
@@ -191,6 +209,7 @@ func (c *credentials) Delegate(ctx context.Context, audience string, scopes []st
 	if cur == nil || cur.Token == "" {
 		return nil, errors.New("this tool call has no user token to act with")
 	}
+	act := actedBy(cur)
 	c.mu.Lock()
 	if c.exchanger == nil {
 		c.mu.Unlock()
@@ -202,6 +221,9 @@ func (c *credentials) Delegate(ctx context.Context, audience string, scopes []st
 		return nil, fmt.Errorf("your token carries none of the scopes %v this needs", scopes)
 	}
 	key := cacheKey(cur.ClientId, audience, auth.ScopeKey(held))
+	if act != "" {
+		key += "\x00" + act
+	}
 	d := c.cache[key]
 	if d != nil {
 		select {

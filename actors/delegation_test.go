@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -298,5 +299,53 @@ func TestReplaceDropsTheOtherClientsTokens(t *testing.T) {
 	r.restore(ds)
 	if len(r.cache) != 1 {
 		t.Error("cli's tokens not restored into a session used through cli")
+	}
+}
+
+// A token of the user delegated to another party (its act claim, RFC 8693)
+// through the same client is not the user's own token: what was exchanged
+// for one is not handed to a call made with the other, whose exchanged
+// token would then say that pingmcp acts for the user alone (the other
+// party's act dropped from the chain the API sees), or the reverse. An
+// authorization server that keeps the subject token's client_id in the
+// token it issues by exchange (the development one does) gives both the
+// same principal, so the same stateless actor and cache.
+func TestDelegateKeepsTheActorsApart(t *testing.T) {
+	idp, exchanges := exchangeServer(t)
+	own := aliceThrough(t, idp, "claude", "todo_api:read")
+	// alice's token for the MCP resource, obtained by another party (an
+	// agent platform, here the exchange client itself) by exchange.
+	x := auth.NewExchanger(auth.ExchangeOptions{Issuer: idp.Issuer(), ClientID: "pingmcp", ClientSecret: "s3cret"})
+	agent, err := x.Exchange(t.Context(), own.Token, mcpURI, []string{"todo_api:read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	claims, _ := json.Marshal(agent.Claims)
+	delegated := &envelope.Principal{Subject: "alice", ClientId: "claude", Token: agent.Token, Scopes: agent.Scopes, ClaimsJson: claims}
+	if agent.Claims["client_id"] != "claude" || agent.Claims["act"] == nil {
+		t.Fatalf("the delegated token's claims: %v", agent.Claims)
+	}
+	exchanges.Store(0)
+
+	c := newCredentials(x, slog.New(slog.DiscardHandler))
+	c.set(own)
+	mine, err := c.Delegate(withRequestPrincipal(t.Context(), own), todoURI, []string{"todo_api:read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs, err := c.Delegate(withRequestPrincipal(t.Context(), delegated), todoURI, []string{"todo_api:read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if theirs.Token == mine.Token || exchanges.Load() != 2 {
+		t.Fatalf("the delegated token's call got the user's own exchanged token (%d exchanges)", exchanges.Load())
+	}
+	if act, _ := theirs.Claims["act"].(map[string]any); act["act"] == nil {
+		t.Errorf("the delegated call's token has act %v, want the other party's act within it", theirs.Claims["act"])
+	}
+	// Each is still reused for calls made with its own kind of token.
+	again, err := c.Delegate(withRequestPrincipal(t.Context(), delegated), todoURI, []string{"todo_api:read"})
+	if err != nil || again.Token != theirs.Token || exchanges.Load() != 2 {
+		t.Errorf("the delegated token's exchanged token was not reused: %v, %d exchanges", err, exchanges.Load())
 	}
 }

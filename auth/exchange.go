@@ -2,10 +2,12 @@ package auth
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -103,28 +105,61 @@ func (x *Exchanger) Exchange(ctx context.Context, subjectToken, resource string,
 	resp, err := tokenexchange.ExchangeToken(ctx, te, subjectToken, oidc.AccessTokenType, actorToken, actorType,
 		[]string{resource}, nil, scopes, oidc.AccessTokenType)
 	if err != nil {
-		return nil, exchangeFailed(resource, err)
+		return nil, x.exchangeFailed(resource, err, subjectToken, actorToken)
 	}
 	if resp.AccessToken == "" {
 		return nil, fmt.Errorf("token exchange for %s: no access token in the response", resource)
 	}
-	out := &Exchanged{Token: resp.AccessToken, Scopes: []string(resp.Scopes)}
-	if resp.ExpiresIn > 0 {
-		out.Expiry = time.Now().Add(time.Duration(resp.ExpiresIn) * time.Second)
+	// The token goes to the API as a bearer access token: not one the
+	// server says is none (token_type N_A, RFC 8693 §2.2.1), is bound to a
+	// key (DPoP), or is of another type than the access token asked for.
+	// An answer that names neither is taken as one.
+	if tt := resp.TokenType; tt != "" && !strings.EqualFold(tt, oidc.BearerToken) {
+		return nil, fmt.Errorf("token exchange for %s: the token endpoint issued a token of token_type %q, not a bearer token", resource, telemetry.ClipTo(tt, 64))
 	}
-	if tok, err := jwt.ParseSigned(resp.AccessToken, Algorithms); err == nil {
-		var claims map[string]any
-		if tok.UnsafeClaimsWithoutVerification(&claims) == nil {
-			out.Claims = claims
-			if len(out.Scopes) == 0 {
-				out.Scopes, _ = scopesOf(claims["scope"])
-			}
-			if exp, ok := claims["exp"].(float64); ok && out.Expiry.IsZero() {
-				out.Expiry = time.Unix(int64(exp), 0)
-			}
+	if it := resp.IssuedTokenType; it != "" && it != oidc.AccessTokenType && it != oidc.JWTTokenType {
+		return nil, fmt.Errorf("token exchange for %s: the token endpoint issued a token of issued_token_type %q, not the access token asked for", resource, telemetry.ClipTo(string(it), 64))
+	}
+	out := &Exchanged{Token: resp.AccessToken, Scopes: []string(resp.Scopes), Claims: unverifiedClaims(resp.AccessToken)}
+	if len(out.Scopes) == 0 && out.Claims != nil {
+		out.Scopes, _ = scopesOf(out.Claims["scope"])
+	}
+	out.Expiry = expiryOf(time.Now(), resp.ExpiresIn, out.Claims)
+	return out, nil
+}
+
+// unverifiedClaims are the claims of token when it is a JWT, read without
+// verification (it came straight from the issuer's token endpoint), nil
+// otherwise.
+func unverifiedClaims(token string) map[string]any {
+	tok, err := jwt.ParseSigned(token, Algorithms)
+	if err != nil {
+		return nil
+	}
+	var claims map[string]any
+	if tok.UnsafeClaimsWithoutVerification(&claims) != nil {
+		return nil
+	}
+	return claims
+}
+
+// expiryOf is when a token issued at now with expiresIn (seconds, 0 for
+// none) and claims (a JWT's, nil for another token) expires: the earlier of
+// its expires_in and its exp, so that a server's expires_in in
+// milliseconds, say, does not have the token reused long after its
+// resource server refuses it. An expires_in beyond what a time.Duration
+// holds says nothing. Zero when nothing says.
+func expiryOf(now time.Time, expiresIn uint64, claims map[string]any) time.Time {
+	var at time.Time
+	if expiresIn > 0 && expiresIn <= uint64(math.MaxInt64/time.Second) {
+		at = now.Add(time.Duration(expiresIn) * time.Second)
+	}
+	if exp, ok := claims["exp"].(float64); ok && exp > 0 && exp < math.MaxInt64 {
+		if e := time.Unix(int64(exp), 0); at.IsZero() || e.Before(at) {
+			at = e
 		}
 	}
-	return out, nil
+	return at
 }
 
 // client discovers the token endpoint once. The network calls run unlocked:
@@ -199,17 +234,17 @@ func (x *Exchanger) Revoke(ctx context.Context, token string) error {
 	return fmt.Errorf("revoke at %s: HTTP %d %s", endpoint, resp.StatusCode, desc)
 }
 
-// exchangeFailed is what a failed exchange says: the authorization
-// server's OAuth error, or what kept its answer from coming, and never the
-// answer itself. The zitadel client's other errors quote the token
+// exchangeFailed is what a failed exchange that sent the credentials sent
+// says: the authorization server's OAuth error (refusal), or what kept its
+// answer from coming, and never the answer itself. The zitadel client's other errors quote the token
 // endpoint's whole body, which holds the issued access token when a field
 // of a 200 answer has an unexpected type ("expires_in":"3600"), or a proxy's
 // page that may echo the posted subject_token; such an error would be
 // logged, audited and shown in a tool's result.
-func exchangeFailed(resource string, err error) error {
+func (x *Exchanger) exchangeFailed(resource string, err error, sent ...string) error {
 	var oerr *oidc.Error
 	if errors.As(err, &oerr) {
-		return &ExchangeError{Code: string(oerr.ErrorType), Description: oerr.Description}
+		return x.refusal(string(oerr.ErrorType), oerr.Description, sent...)
 	}
 	if m := zitadelStatus.FindStringSubmatch(err.Error()); m != nil {
 		code, _ := strconv.Atoi(m[1])
@@ -224,6 +259,24 @@ func exchangeFailed(resource string, err error) error {
 		return fmt.Errorf("token exchange for %s: %w", resource, outbound.Failed(err))
 	}
 	return fmt.Errorf("token exchange for %s: the token endpoint's answer could not be read (not a token response)", resource)
+}
+
+// refusal is the authorization server's OAuth error as an error may say
+// it: its code and description clipped (the server decides their length,
+// up to the megabyte read of its answer), and without the credentials the
+// request sent (the tokens of its form, the client's Basic credentials)
+// should the server echo them.
+func (x *Exchanger) refusal(code, desc string, sent ...string) *ExchangeError {
+	sent = append(sent, base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(x.opts.ClientID)+":"+url.QueryEscape(x.opts.ClientSecret))))
+	blank := func(s string) string {
+		for _, c := range sent {
+			if c != "" {
+				s = strings.ReplaceAll(s, c, "[credentials]")
+			}
+		}
+		return s
+	}
+	return &ExchangeError{Code: telemetry.ClipTo(blank(code), 64), Description: telemetry.ClipTo(blank(desc), 512)}
 }
 
 // zitadelStatus is the start of the zitadel client's error for an answer
@@ -261,16 +314,16 @@ func (x *Exchanger) actorToken(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("actor token: %s: %w", outbound.Status(resp.StatusCode), err)
 	}
 	if resp.StatusCode != http.StatusOK || body.AccessToken == "" {
-		return "", &ExchangeError{Code: body.Error, Description: "actor token (client_credentials): " + body.Description}
+		return "", x.refusal(body.Error, "actor token (client_credentials): "+body.Description)
 	}
 	// Reused for 9/10 of its life, a minute's when the server says none
 	// (a short-lived one is not used past its expiry).
-	life := time.Minute
-	if body.ExpiresIn > 0 {
-		life = time.Duration(body.ExpiresIn) * time.Second
+	now, life := time.Now(), time.Minute
+	if exp := expiryOf(now, uint64(max(body.ExpiresIn, 0)), unverifiedClaims(body.AccessToken)); !exp.IsZero() {
+		life = exp.Sub(now)
 	}
 	x.mu.Lock()
-	x.actor, x.actorExp = body.AccessToken, time.Now().Add(life*9/10)
+	x.actor, x.actorExp = body.AccessToken, now.Add(life*9/10)
 	x.mu.Unlock()
 	return body.AccessToken, nil
 }

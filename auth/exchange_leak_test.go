@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -170,6 +171,38 @@ func TestExchangeErrorSaysTheStatus(t *testing.T) {
 		_, err := x.Exchange(context.Background(), "USER-SUBJECT-TOKEN", "http://api.test", nil)
 		if err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "USER-SUBJECT-TOKEN") {
 			t.Errorf("HTTP %d: %v, want %q", code, err, want)
+		}
+	}
+}
+
+// An authorization server's refusal is passed on by its code and at most
+// 512 bytes of its description, with neither the user's subject token nor
+// the client's credentials should it echo its request: the error is logged, audited,
+// put on the span and shown in the tool's result. The client_credentials
+// call for the actor token is held to the same.
+func TestExchangeRefusalBoundedWithoutSecrets(t *testing.T) {
+	const subject, secret = "USER-SUBJECT-TOKEN-0123456789", "CLIENT-SECRET-abcdef"
+	basic := base64.StdEncoding.EncodeToString([]byte("pingmcp:" + secret))
+	pad := strings.Repeat("x", 900<<10)
+	refuse := func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		json.NewEncoder(w).Encode(map[string]string{"error": "invalid_grant",
+			"error_description": "refused " + r.PostForm.Get("subject_token") + " of " + r.Header.Get("Authorization") + pad})
+	}
+	for name, actor := range map[string]bool{"exchange": false, "actor token": true} {
+		x := NewExchanger(ExchangeOptions{Issuer: tokenEndpoint(t, refuse), ClientID: "pingmcp", ClientSecret: secret, ActorToken: actor})
+		_, err := x.Exchange(context.Background(), subject, "http://api.test", nil)
+		var xerr *ExchangeError
+		if !errors.As(err, &xerr) || xerr.Code != "invalid_grant" || !strings.Contains(xerr.Description, "refused") {
+			t.Fatalf("%s: %v, want invalid_grant with its description", name, err)
+		}
+		if s := err.Error(); strings.Contains(s, subject) || strings.Contains(s, secret) || strings.Contains(s, basic) {
+			t.Errorf("%s: the error quotes the request's credentials: %.200s", name, s)
+		}
+		if n := len(err.Error()); n > 1<<10 {
+			t.Errorf("%s: the error is %d bytes, want it bounded", name, n)
 		}
 	}
 }
