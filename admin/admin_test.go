@@ -393,8 +393,8 @@ func TestBodyReadLiftsItsDeadline(t *testing.T) {
 
 // TestUnroutedAnswersJSON: an operator's request that no route takes is
 // answered as the API's other errors are, a JSON error body: 404 for a
-// path that is no route, 405 with Allow for a route's path asked with
-// another method. A request without an admin's token still gets 401
+// path that is no route (a runtime profile of no name the runtime knows
+// included), 405 with Allow for a route's path asked with another method. A request without an admin's token still gets 401
 // first (nothing is unauthenticated, nor are the routes told to
 // strangers), and a path to clean is still only redirected.
 func TestUnroutedAnswersJSON(t *testing.T) {
@@ -422,6 +422,10 @@ func TestUnroutedAnswersJSON(t *testing.T) {
 		{http.MethodDelete, "/admin/v1/tasks/o/t/cancel", adminTestToken, http.StatusMethodNotAllowed, "POST"},
 		{http.MethodOptions, "/admin/v1/users/alice/revoke", adminTestToken, http.StatusMethodNotAllowed, "POST"},
 		{http.MethodPost, "/metrics", adminTestToken, http.StatusMethodNotAllowed, "GET, HEAD"},
+		{http.MethodPost, "/debug/pprof/heap", adminTestToken, http.StatusMethodNotAllowed, "GET, HEAD"},
+		{http.MethodGet, "/debug/pprof/cmdline", adminTestToken, http.StatusNotFound, ""},
+		{http.MethodGet, "/debug/pprof/nothing", adminTestToken, http.StatusNotFound, ""},
+		{http.MethodGet, "/debug/pprof/heap/x", adminTestToken, http.StatusNotFound, ""},
 		{http.MethodGet, "/admin/v1/nothing", "", http.StatusUnauthorized, ""},
 		{http.MethodPut, "/admin/v1/sessions", "", http.StatusUnauthorized, ""},
 		{http.MethodGet, "/admin/v1//sessions", adminTestToken, http.StatusTemporaryRedirect, ""},
