@@ -329,8 +329,50 @@ func (a *api) authenticate(next *http.ServeMux) http.Handler {
 		}
 		a.opts.Logger.Info("admin request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "operator", op.String())
 		noteOperator(w, op)
+		if h, pattern := next.Handler(r); pattern == "" {
+			unrouted(w, r, h)
+			return
+		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), operatorKey{}, op)))
 	})
+}
+
+// unrouted answers a request that no route takes as the API answers its
+// other errors, in JSON: 404, or 405 with the Allow that the mux's own
+// answer, h, names (a path whose routes take other methods). What else h
+// answers (a redirect to the path cleaned) it answers.
+func unrouted(w http.ResponseWriter, r *http.Request, h http.Handler) {
+	mux := &headerRecorder{header: http.Header{}}
+	h.ServeHTTP(mux, r)
+	switch mux.status {
+	case http.StatusNotFound:
+		writeError(w, http.StatusNotFound, "no such route of the admin API")
+	case http.StatusMethodNotAllowed:
+		allow := mux.header.Get("Allow")
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed on this route; allowed: "+allow)
+	default:
+		h.ServeHTTP(w, r)
+	}
+}
+
+// headerRecorder keeps a response's header and status, and drops its body.
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (h *headerRecorder) Header() http.Header { return h.header }
+
+func (h *headerRecorder) WriteHeader(code int) {
+	if h.status == 0 {
+		h.status = code
+	}
+}
+
+func (h *headerRecorder) Write(b []byte) (int, error) {
+	h.WriteHeader(http.StatusOK)
+	return len(b), nil
 }
 
 // actions name the admin API's routes in audit records.

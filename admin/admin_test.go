@@ -390,3 +390,80 @@ func TestBodyReadLiftsItsDeadline(t *testing.T) {
 	}
 	resp.Body.Close()
 }
+
+// TestUnroutedAnswersJSON: an operator's request that no route takes is
+// answered as the API's other errors are, a JSON error body: 404 for a
+// path that is no route (a runtime profile of no name the runtime knows
+// included), 405 with Allow for a route's path asked with another method. A request without an admin's token still gets 401
+// first (nothing is unauthenticated, nor are the routes told to
+// strangers), and a path to clean is still only redirected.
+func TestUnroutedAnswersJSON(t *testing.T) {
+	h, err := Handler(Options{Token: adminTestToken, Stores: state.MemoryStores(time.Minute)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	client := srv.Client()
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	cases := []struct {
+		method, path string
+		token        string
+		status       int
+		allow        string
+	}{
+		{http.MethodGet, "/admin/v1/nothing", adminTestToken, http.StatusNotFound, ""},
+		{http.MethodGet, "/", adminTestToken, http.StatusNotFound, ""},
+		{http.MethodPost, "/admin/v2/sessions", adminTestToken, http.StatusNotFound, ""},
+		{http.MethodHead, "/admin/v1/nothing", adminTestToken, http.StatusNotFound, ""},
+		{http.MethodPut, "/admin/v1/sessions", adminTestToken, http.StatusMethodNotAllowed, "GET, HEAD"},
+		{http.MethodPost, "/admin/v1/sessions/s1", adminTestToken, http.StatusMethodNotAllowed, "DELETE, GET, HEAD"},
+		{http.MethodGet, "/admin/v1/apis/reload", adminTestToken, http.StatusMethodNotAllowed, "POST"},
+		{http.MethodDelete, "/admin/v1/tasks/o/t/cancel", adminTestToken, http.StatusMethodNotAllowed, "POST"},
+		{http.MethodOptions, "/admin/v1/users/alice/revoke", adminTestToken, http.StatusMethodNotAllowed, "POST"},
+		{http.MethodPost, "/metrics", adminTestToken, http.StatusMethodNotAllowed, "GET, HEAD"},
+		{http.MethodPost, "/debug/pprof/heap", adminTestToken, http.StatusMethodNotAllowed, "GET, HEAD"},
+		{http.MethodGet, "/debug/pprof/cmdline", adminTestToken, http.StatusNotFound, ""},
+		{http.MethodGet, "/debug/pprof/nothing", adminTestToken, http.StatusNotFound, ""},
+		{http.MethodGet, "/debug/pprof/heap/x", adminTestToken, http.StatusNotFound, ""},
+		{http.MethodGet, "/admin/v1/nothing", "", http.StatusUnauthorized, ""},
+		{http.MethodPut, "/admin/v1/sessions", "", http.StatusUnauthorized, ""},
+		{http.MethodGet, "/admin/v1//sessions", adminTestToken, http.StatusTemporaryRedirect, ""},
+	}
+	for _, c := range cases {
+		req, _ := http.NewRequest(c.method, srv.URL+c.path, nil)
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		what := c.method + " " + c.path
+		if c.status == http.StatusTemporaryRedirect { // or 301: whatever redirect net/http's mux answers
+			if resp.StatusCode/100 != 3 || resp.Header.Get("Location") != "/admin/v1/sessions" {
+				t.Errorf("%s: %d to %q, want a redirect to /admin/v1/sessions", what, resp.StatusCode, resp.Header.Get("Location"))
+			}
+			continue
+		}
+		if resp.StatusCode != c.status {
+			t.Errorf("%s: %d, want %d: %s", what, resp.StatusCode, c.status, body)
+			continue
+		}
+		if got := resp.Header.Get("Allow"); got != c.allow {
+			t.Errorf("%s: Allow %q, want %q", what, got, c.allow)
+		}
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("%s: Content-Type %q, want application/json: %s", what, ct, body)
+		}
+		if c.method == http.MethodHead {
+			continue
+		}
+		var answer map[string]string
+		if err := json.Unmarshal(body, &answer); err != nil || len(answer) != 1 || answer["error"] == "" {
+			t.Errorf("%s: body %q, want the API's JSON error", what, body)
+		}
+	}
+}

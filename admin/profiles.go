@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	runtimepprof "runtime/pprof"
 	"strconv"
+	"strings"
 )
 
 // maxProfileSeconds bounds what a CPU profile or an execution trace may
@@ -25,9 +27,22 @@ const maxProfileSeconds = 120
 // and unauthenticated, on http.DefaultServeMux: no server of pingmcp's
 // serves that mux (each has a handler of its own), and none may.
 func profiles(mux *http.ServeMux) {
-	mux.Handle("GET /debug/pprof/", boundedSeconds(http.HandlerFunc(pprof.Index)))
+	mux.Handle("GET /debug/pprof/", boundedSeconds(knownProfile(http.HandlerFunc(pprof.Index))))
 	mux.Handle("GET /debug/pprof/profile", boundedSeconds(http.HandlerFunc(pprof.Profile)))
 	mux.Handle("GET /debug/pprof/trace", boundedSeconds(http.HandlerFunc(pprof.Trace)))
+}
+
+// knownProfile answers a name that is no runtime profile (cmdline among
+// them) as the API answers a path that is no route, 404 in JSON: the
+// index answered it in plain text.
+func knownProfile(index http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if name := strings.TrimPrefix(r.URL.Path, "/debug/pprof/"); name != "" && runtimepprof.Lookup(name) == nil {
+			writeError(w, http.StatusNotFound, "no such profile: see /debug/pprof/")
+			return
+		}
+		index.ServeHTTP(w, r)
+	})
 }
 
 // boundedSeconds refuses a ?seconds= that is not a whole number of seconds

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -70,5 +72,74 @@ func TestServeAdminMetricsToken(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), adminTok) || strings.Contains(logs.String(), metricsTok) {
 		t.Error("a token was logged")
+	}
+}
+
+// TestServeAdminHoldsLoopbackTwin: an admin listener given as
+// localhost:PORT holds both loopback addresses on its port, as the other
+// servers told as localhost do: net.Listen takes localhost's first address
+// alone, and another local user holding the other one would be handed the
+// admin token by an operator's browser or CLI pointed at localhost. A
+// process holding it makes the node refuse to start, naming it; given as
+// the IP literal, the listener holds that address alone.
+func TestServeAdminHoldsLoopbackTwin(t *testing.T) {
+	squat, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skip("no IPv6 loopback: nobody can hold [::1]")
+	}
+	port := strconv.Itoa(squat.Addr().(*net.TCPAddr).Port)
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "admin")
+	if err := os.WriteFile(tokenFile, []byte("admin-token-0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	serve := func(adminAddr string) (*http.Server, *config.Config, error) {
+		cfg, err := config.Parse("serve", []string{"--auth", "none", "--addr", "127.0.0.1:0", "--admin-addr", adminAddr,
+			"--admin-token-file", tokenFile}, func(string) string { return "" }, new(bytes.Buffer))
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := serveAdmin(t.Context(), cfg, state.MemoryStores(time.Minute), nil, nil, nil, nil, nil, slog.New(slog.DiscardHandler))
+		return srv, cfg, err
+	}
+	if srv, _, err := serve("localhost:" + port); err == nil || !strings.Contains(err.Error(), "[::1]:"+port) {
+		if srv != nil {
+			srv.Close()
+		}
+		t.Fatalf("the admin API on localhost:%s while [::1]:%s is another process's: %v, want a refusal naming it", port, port, err)
+	}
+	squat.Close()
+	srv, cfg, err := serve("localhost:" + port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	for _, host := range []string{"127.0.0.1", "[::1]"} {
+		resp, err := http.Get("http://" + host + ":" + port + "/admin/v1/sessions")
+		if err != nil {
+			t.Errorf("the admin API on localhost:%s, at %s: %v", port, host, err)
+			continue
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(resp.Header.Get("WWW-Authenticate"), "pingmcp-admin") {
+			t.Errorf("the admin API on localhost:%s, at %s: %d %q, want its 401", port, host, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+	if cfg.AdminAddr != "127.0.0.1:"+port && cfg.AdminAddr != "[::1]:"+port {
+		t.Errorf("the admin address told: %s", cfg.AdminAddr)
+	}
+	srv.Close()
+
+	// The IP literal needs no twin.
+	srv, cfg, err = serve("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	_, p, _ := net.SplitHostPort(cfg.AdminAddr)
+	if ln, err := net.Listen("tcp", "[::1]:"+p); err != nil {
+		t.Errorf("the admin API on %s holds [::1]:%s too: %v", cfg.AdminAddr, p, err)
+	} else {
+		ln.Close()
 	}
 }

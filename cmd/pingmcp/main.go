@@ -569,7 +569,10 @@ func serveAdmin(ctx context.Context, cfg *config.Config, d *state.Stores, node *
 	if err != nil {
 		return nil, err
 	}
-	ln, err := listen(cfg.AdminAddr)
+	// Operators are told http://<--admin-addr>: given as localhost, on
+	// both loopback addresses (config.LocalhostTwins), or another local
+	// user could take the other one and be handed the admin token.
+	ln, err := listenTold(cfg.AdminAddr, "http://"+cfg.AdminAddr)
 	if err != nil {
 		return nil, err
 	}
