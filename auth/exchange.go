@@ -267,7 +267,8 @@ func (x *Exchanger) exchangeFailed(resource string, err error, sent ...string) e
 // request sent (the tokens of its form, the client's Basic credentials)
 // should the server echo them.
 func (x *Exchanger) refusal(code, desc string, sent ...string) *ExchangeError {
-	sent = append(sent, base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(x.opts.ClientID)+":"+url.QueryEscape(x.opts.ClientSecret))))
+	sent = append(sent, x.opts.ClientSecret, url.QueryEscape(x.opts.ClientSecret), // posted in the form
+		base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(x.opts.ClientID)+":"+url.QueryEscape(x.opts.ClientSecret))))
 	blank := func(s string) string {
 		for _, c := range sent {
 			if c != "" {

@@ -125,7 +125,7 @@ func reflector(t *testing.T) string {
 // token there, for the exchange, the actor token, revocation and
 // introspection alike.
 func TestTransportErrorHoldsNoCredentials(t *testing.T) {
-	const subject, secret = "USER-SUBJECT-TOKEN-0123456789", "CLIENT-SECRET-abcdef"
+	const subject, secret = "USER-SUBJECT-TOKEN-0123456789", "CLIENT-SECRET-abc/def+"
 	base := reflector(t)
 	basic := base64.StdEncoding.EncodeToString([]byte("pingmcp:" + secret))
 	check := func(what string, err error) {
@@ -189,7 +189,7 @@ func TestExchangeRefusalBoundedWithoutSecrets(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusBadRequest)
 		json.NewEncoder(w).Encode(map[string]string{"error": "invalid_grant",
-			"error_description": "refused " + r.PostForm.Get("subject_token") + " of " + r.Header.Get("Authorization") + pad})
+			"error_description": "refused " + r.PostForm.Get("subject_token") + " of " + r.Header.Get("Authorization") + " or " + secret + pad})
 	}
 	for name, actor := range map[string]bool{"exchange": false, "actor token": true} {
 		x := NewExchanger(ExchangeOptions{Issuer: tokenEndpoint(t, refuse), ClientID: "pingmcp", ClientSecret: secret, ActorToken: actor})
