@@ -256,6 +256,37 @@ func (c *credentials) Delegate(ctx context.Context, audience string, scopes []st
 	}
 }
 
+// Refused forgets v, a token its API refused (401), if it is still the
+// one held for its key: the next Delegate exchanges anew rather than hand
+// out, until its expiry, a token revoked at the authorization server. (One
+// exchanged since for the same key stays.)
+func (c *credentials) Refused(_ context.Context, v *tools.Delegation) {
+	if v == nil {
+		return
+	}
+	c.mu.Lock()
+	dropped := false
+	for key, d := range c.cache {
+		select {
+		case <-d.ready:
+			if d.value == v {
+				delete(c.cache, key)
+				dropped = true
+			}
+		default:
+		}
+	}
+	c.mu.Unlock()
+	if !dropped {
+		return
+	}
+	jti, _ := v.Claims["jti"].(string)
+	c.logger.Info("delegated token refused by its API; exchanged anew at the next call", "scopes", v.Scopes, "jti", jti)
+	if c.changed != nil {
+		c.changed()
+	}
+}
+
 func (c *credentials) exchange(parent context.Context, d *delegation, key string, cur *envelope.Principal, audience string, scopes []string) {
 	ctx, cancel := context.WithTimeout(parent, exchangeTimeout)
 	defer cancel()

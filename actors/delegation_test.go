@@ -349,3 +349,36 @@ func TestDelegateKeepsTheActorsApart(t *testing.T) {
 		t.Errorf("the delegated token's exchanged token was not reused: %v, %d exchanges", err, exchanges.Load())
 	}
 }
+
+// A token its API refused (Refused) is not handed out again: the next
+// Delegate exchanges anew. A refusal of a token already replaced drops
+// nothing: the newer one stays.
+func TestRefusedDelegationExchangedAnew(t *testing.T) {
+	idp, exchanges := exchangeServer(t)
+	c := userCredentials(t, idp, "s3cret", "todo_api:read")
+	changed := make(chan struct{}, 8)
+	c.changed = func() { changed <- struct{}{} }
+	scopes := []string{"todo_api:read"}
+	first, err := c.Delegate(asUser(c), todoURI, scopes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-changed // the exchange's
+	c.Refused(asUser(c), first)
+	select {
+	case <-changed:
+	default:
+		t.Error("the refusal did not change the session's delegations (its snapshot)")
+	}
+	second, err := c.Delegate(asUser(c), todoURI, scopes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := exchanges.Load(); n != 2 || second.Token == first.Token {
+		t.Fatalf("%d exchanges, the same token again %v: want the refused token exchanged anew", n, second.Token == first.Token)
+	}
+	c.Refused(asUser(c), first) // a late refusal of the first, by a call that had it
+	if third, err := c.Delegate(asUser(c), todoURI, scopes); err != nil || third.Token != second.Token || exchanges.Load() != 2 {
+		t.Errorf("after a late refusal of a replaced token: %v, the newer token kept %v, %d exchanges", err, third != nil && third.Token == second.Token, exchanges.Load())
+	}
+}

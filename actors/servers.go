@@ -323,6 +323,12 @@ func (sessionCaller) Delegate(ctx context.Context, audience string, scopes []str
 	return nil, errNoCaller
 }
 
+func (sessionCaller) Refused(ctx context.Context, d *tools.Delegation) {
+	if c, _ := ctx.Value(callerKey{}).(*credentials); c != nil {
+		c.Refused(ctx, d)
+	}
+}
+
 // sessionHandler is a session actor's HTTP handler: the SDK's, with the
 // actor's shared server held for a request that creates a session.
 type sessionHandler struct {

@@ -54,6 +54,10 @@ type Caller interface {
 	// serves (never another client's), with scopes narrowed to those that
 	// token holds, and cached until shortly before it expires.
 	Delegate(ctx context.Context, audience string, scopes []string) (*Delegation, error)
+	// Refused tells that the API refused d (401: revoked at the
+	// authorization server, say, before its expiry): d is not handed out
+	// again, and the next Delegate for the same exchanges anew.
+	Refused(ctx context.Context, d *Delegation)
 }
 
 // Delegation is a token for a downstream API.

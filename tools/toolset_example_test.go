@@ -80,7 +80,8 @@ func failure(msg string) *mcp.CallToolResult {
 // authorization server.
 type exampleCaller struct{}
 
-func (exampleCaller) Claims(context.Context) map[string]any { return map[string]any{"sub": "alice"} }
+func (exampleCaller) Refused(context.Context, *tools.Delegation) {}
+func (exampleCaller) Claims(context.Context) map[string]any      { return map[string]any{"sub": "alice"} }
 func (exampleCaller) Delegate(_ context.Context, audience string, scopes []string) (*tools.Delegation, error) {
 	return &tools.Delegation{Token: "exchanged-for-" + audience, Scopes: scopes, Expiry: time.Now().Add(time.Minute)}, nil
 }

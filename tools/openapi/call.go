@@ -77,23 +77,42 @@ func (t *operationTool) call(ctx context.Context, caller tools.Caller, req *mcp.
 	if err != nil {
 		return failure(fmt.Errorf("invalid arguments: %w", err))
 	}
-	t.idempotent(ctx, hr, raw)
 	if caller == nil {
 		return failure(errNoUser)
 	}
-	d, err := caller.Delegate(ctx, t.api.resource, t.scopes)
-	if err != nil {
-		return failure(fmt.Errorf("could not get a token for the %s API: %w", t.api.name, err))
-	}
-	hr.Header.Set("Authorization", "Bearer "+d.Token)
-	resp, err := t.api.client.Do(hr)
-	call := audit.Call{API: t.api.name, Operation: t.operation, Method: t.method}
-	if resp != nil {
-		call.Status = resp.StatusCode
-	}
-	audit.RecordCall(ctx, call)
-	if err != nil {
-		return failure(fmt.Errorf("the %s API could not be reached: %w", t.api.name, outbound.Failed(err)))
+	// A token the API refuses (401: revoked before its expiry, say) is
+	// told refused, and the request sent once more with a token exchanged
+	// anew: a 401 is the API's refusal before it acts.
+	var d *tools.Delegation
+	var resp *http.Response
+	for try := 1; ; try++ {
+		if try > 1 {
+			if hr, err = t.request(ctx, args); err != nil {
+				return failure(fmt.Errorf("invalid arguments: %w", err))
+			}
+		}
+		t.idempotent(ctx, hr, raw)
+		if d, err = caller.Delegate(ctx, t.api.resource, t.scopes); err != nil {
+			return failure(fmt.Errorf("could not get a token for the %s API: %w", t.api.name, err))
+		}
+		hr.Header.Set("Authorization", "Bearer "+d.Token)
+		resp, err = t.api.client.Do(hr)
+		call := audit.Call{API: t.api.name, Operation: t.operation, Method: t.method}
+		if resp != nil {
+			call.Status = resp.StatusCode
+		}
+		audit.RecordCall(ctx, call)
+		if err != nil {
+			return failure(fmt.Errorf("the %s API could not be reached: %w", t.api.name, outbound.Failed(err)))
+		}
+		if resp.StatusCode != http.StatusUnauthorized {
+			break
+		}
+		caller.Refused(ctx, d)
+		if try == 2 {
+			break
+		}
+		resp.Body.Close()
 	}
 	defer resp.Body.Close()
 	// Past the cut, as much as the token takes escaped (\u0074 for t): one

@@ -76,7 +76,8 @@ type countingCaller struct{ n atomic.Int32 }
 // the PHP way escapes it ("\/").
 const testToken = "tok-secret/value"
 
-func (*countingCaller) Claims(context.Context) map[string]any { return nil }
+func (*countingCaller) Refused(context.Context, *tools.Delegation) {}
+func (*countingCaller) Claims(context.Context) map[string]any      { return nil }
 func (c *countingCaller) Delegate(context.Context, string, []string) (*tools.Delegation, error) {
 	c.n.Add(1)
 	return &tools.Delegation{Token: testToken, Expiry: time.Now().Add(time.Hour)}, nil
@@ -453,7 +454,8 @@ func TestDocumentStatusWithoutReasonPhrase(t *testing.T) {
 // audienceCaller hands out a token naming the audience it was asked for.
 type audienceCaller struct{}
 
-func (audienceCaller) Claims(context.Context) map[string]any { return nil }
+func (audienceCaller) Refused(context.Context, *tools.Delegation) {}
+func (audienceCaller) Claims(context.Context) map[string]any      { return nil }
 func (audienceCaller) Delegate(_ context.Context, audience string, _ []string) (*tools.Delegation, error) {
 	return &tools.Delegation{Token: "for " + audience, Expiry: time.Now().Add(time.Hour)}, nil
 }

@@ -19,7 +19,8 @@ import (
 // staticCaller delegates a fixed token.
 type staticCaller struct{}
 
-func (staticCaller) Claims(context.Context) map[string]any { return nil }
+func (staticCaller) Refused(context.Context, *tools.Delegation) {}
+func (staticCaller) Claims(context.Context) map[string]any      { return nil }
 func (staticCaller) Delegate(context.Context, string, []string) (*tools.Delegation, error) {
 	return &tools.Delegation{Token: "delegated", Expiry: time.Now().Add(time.Hour)}, nil
 }

@@ -245,31 +245,45 @@ func (c *calls) delegate(ctx context.Context) (*tools.Delegation, error) {
 
 // api calls the Todo API with a delegated token and returns its list, or a
 // tool error saying what went wrong (never with a token in it).
+//
+// A token the API refuses (401: revoked before its expiry, say) is told
+// refused, and the request sent once more with a token exchanged anew: a
+// 401 is the API's refusal before it acts.
 func (c *calls) api(ctx context.Context, method, path string, body any, header http.Header) (*mcp.CallToolResult, error) {
-	d, err := c.delegate(ctx)
-	if err != nil {
-		return failure(fmt.Errorf("could not get a token for the Todo API: %w", err)), nil
-	}
-	var rd io.Reader
+	var b []byte
 	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
+		b, _ = json.Marshal(body)
 	}
-	hr, err := http.NewRequestWithContext(ctx, method, c.opts.APIURL+path, rd)
-	if err != nil {
-		return failure(err), nil
-	}
-	for k, v := range header {
-		hr.Header[k] = v
-	}
-	hr.Header.Set("Authorization", "Bearer "+d.Token)
-	hr.Header.Set("Accept", "application/json")
-	if body != nil {
-		hr.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.opts.HTTPClient.Do(hr)
-	if err != nil {
-		return failure(fmt.Errorf("the Todo API could not be reached: %w", outbound.Failed(err))), nil
+	var d *tools.Delegation
+	var resp *http.Response
+	for try := 1; ; try++ {
+		var err error
+		if d, err = c.delegate(ctx); err != nil {
+			return failure(fmt.Errorf("could not get a token for the Todo API: %w", err)), nil
+		}
+		hr, err := http.NewRequestWithContext(ctx, method, c.opts.APIURL+path, bytes.NewReader(b))
+		if err != nil {
+			return failure(err), nil
+		}
+		for k, v := range header {
+			hr.Header[k] = v
+		}
+		hr.Header.Set("Authorization", "Bearer "+d.Token)
+		hr.Header.Set("Accept", "application/json")
+		if body != nil {
+			hr.Header.Set("Content-Type", "application/json")
+		}
+		if resp, err = c.opts.HTTPClient.Do(hr); err != nil {
+			return failure(fmt.Errorf("the Todo API could not be reached: %w", outbound.Failed(err))), nil
+		}
+		if resp.StatusCode != http.StatusUnauthorized {
+			break
+		}
+		c.caller.Refused(ctx, d)
+		if try == 2 {
+			break
+		}
+		resp.Body.Close()
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))

@@ -27,8 +27,9 @@ type Caller struct {
 	Subject string
 	Scopes  []string // the user's
 
-	mu    sync.Mutex
-	asked []Asked
+	mu      sync.Mutex
+	asked   []Asked
+	refused int
 }
 
 // Asked is what one Delegate call asked for.
@@ -48,6 +49,20 @@ func (c *Caller) Delegate(_ context.Context, audience string, scopes []string) (
 	claims := c.Issuer.Claims(c.Subject, audience, strings.Join(held, " "))
 	claims["act"] = map[string]any{"sub": "pingmcp"}
 	return &tools.Delegation{Token: c.Issuer.Token(c.T, claims), Scopes: held, Expiry: time.Now().Add(time.Minute)}, nil
+}
+
+// Refused counts the tokens the tools told refused.
+func (c *Caller) Refused(context.Context, *tools.Delegation) {
+	c.mu.Lock()
+	c.refused++
+	c.mu.Unlock()
+}
+
+// RefusedCount is how many tokens the tools told refused so far.
+func (c *Caller) RefusedCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refused
 }
 
 // Asked are the Delegate calls so far, in order.
