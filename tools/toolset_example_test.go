@@ -64,6 +64,10 @@ func (o *orders) Install(s *mcp.Server, caller tools.Caller) {
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if resp.StatusCode == http.StatusUnauthorized {
+			// Revoked before its expiry, say: the next call gets another.
+			caller.Refused(ctx, d)
+		}
 		if resp.StatusCode != http.StatusOK {
 			return failure("the Orders API answered " + resp.Status), nil
 		}
