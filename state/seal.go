@@ -146,7 +146,9 @@ func (s *Sealer) Open(sealed string, context []byte) ([]byte, error) {
 		}
 		return pt, nil
 	}
-	return nil, fmt.Errorf("%w: unknown key id %q", ErrUnsealable, id)
+	// Key ids have at most maxKeyIDLen characters: a longer one, in a
+	// value someone else wrote, is not quoted whole into the logs.
+	return nil, fmt.Errorf("%w: unknown key id %.32q", ErrUnsealable, id)
 }
 
 // aad binds a sealed value to its key id and context, length-prefixed so

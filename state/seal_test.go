@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -74,6 +75,10 @@ func TestSealFailsClosed(t *testing.T) {
 		if pt, err := s.Open(c.sealed, c.ctx); !errors.Is(err, ErrUnsealable) || pt != nil {
 			t.Errorf("%s: %q, %v", name, pt, err)
 		}
+	}
+	// A vast key id, as a writer of the store may put, is not quoted whole.
+	if _, err := s.Open(strings.Repeat("k", 1<<20)+"."+body, ctx); err == nil || len(err.Error()) > 200 {
+		t.Errorf("a vast key id: an error of %d bytes", len(fmt.Sprint(err)))
 	}
 }
 
