@@ -480,6 +480,20 @@ func (d deleteTells) Delete(ctx context.Context, session string, epoch int64) er
 	return err
 }
 
+// watchEnd is closed once the actor at pid stopped.
+func watchEnd(root *actor.RootContext, pid *actor.PID) <-chan struct{} {
+	ended := make(chan struct{})
+	root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
+		switch ctx.Message().(type) {
+		case *actor.Started:
+			ctx.Watch(pid)
+		case *actor.Terminated:
+			close(ended)
+		}
+	}))
+	return ended
+}
+
 // failingDelete is a snapshot store whose Delete fails while fail is set,
 // as Redis's does when it cannot be reached.
 type failingDelete struct {
@@ -511,15 +525,7 @@ func TestDeleteThatCannotRemoveTheSnapshotAnswers503(t *testing.T) {
 	if body := postInitialize(t, root, pid, nil, `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`); !strings.Contains(body, `"result"`) {
 		t.Fatalf("initialize: %s", body)
 	}
-	ended := make(chan struct{})
-	root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
-		switch ctx.Message().(type) {
-		case *actor.Started:
-			ctx.Watch(pid)
-		case *actor.Terminated:
-			close(ended)
-		}
-	}))
+	ended := watchEnd(root, pid)
 	fail.Store(true)
 	r := forwardOn(root, pid, nil, http.MethodDelete, "")
 	head := await(t, r.head, "the DELETE's answer")

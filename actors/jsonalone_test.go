@@ -152,15 +152,7 @@ func TestJSONAloneInitializeLeftIsNotCancelled(t *testing.T) {
 	system, props := testSessions(t, Config{Stores: d})
 	root := system.Root
 	pid := root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(fuzzSession, "session")))
-	ended := make(chan struct{})
-	root.Spawn(actor.PropsFromFunc(func(ctx actor.Context) {
-		switch ctx.Message().(type) {
-		case *actor.Started:
-			ctx.Watch(pid)
-		case *actor.Terminated:
-			close(ended)
-		}
-	}))
+	ended := watchEnd(root, pid)
 	leaveJSONAlone(t, root, pid, principal("tok-a"), events.opening, []*envelope.Header{
 		{Name: "Content-Type", Values: []string{"application/json"}},
 		{Name: "Accept", Values: []string{"application/json, text/event-stream"}},
