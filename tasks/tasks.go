@@ -49,7 +49,9 @@
 //   - tasks/result and tasks/list (v1) are removed: -32601.
 //   - Routing headers (SEP-2243 as SEP-2663 extends it): tasks/get,
 //     tasks/update and tasks/cancel carry Mcp-Name: <taskId>; a value that
-//     differs from params.taskId is -32020 (HeaderMismatch), HTTP 400.
+//     differs from params.taskId, or none, is -32020 (HeaderMismatch), HTTP
+//     400 (the suite checks the mismatch; its text says a missing required
+//     header is refused the same way).
 //   - MRTR composition: a tool may run input_required rounds synchronously
 //     (no taskId) and answer its final round with a CreateTaskResult (no
 //     requestState); the task's result reflects the answers.
@@ -548,7 +550,13 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 		return
 	}
 	id := *c.TaskID
-	if name, ok := headerValue(r.Header, "Mcp-Name"); ok && name != id {
+	// SEP-2243, as SEP-2663 extends it to these methods: a missing
+	// Mcp-Name is refused as a mismatched one is (-32020, HTTP 400), as the
+	// go-sdk refuses a tools/call without it.
+	if name, ok := headerValue(r.Header, "Mcp-Name"); !ok {
+		writeError(w, m.ID, &jsonrpc.Error{Code: mcp.CodeHeaderMismatch, Message: "missing required Mcp-Name header for method " + quote(m.Method)})
+		return
+	} else if name != id {
 		writeError(w, m.ID, &jsonrpc.Error{Code: mcp.CodeHeaderMismatch, Message: "Mcp-Name header does not match params.taskId"})
 		return
 	}

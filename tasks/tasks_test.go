@@ -1186,3 +1186,32 @@ func TestMethodHeaderRequired(t *testing.T) {
 		t.Errorf("tasks/get with its header: %d %+v", r.status, r)
 	}
 }
+
+// TestMcpNameRequired: tasks/get, tasks/update and tasks/cancel refuse a
+// request without its Mcp-Name header (SEP-2243 as SEP-2663 extends it: a
+// missing required header is rejected as a mismatched one is), -32020,
+// HTTP 400, and the refused request changes nothing: a cancel without it
+// leaves the task working.
+func TestMcpNameRequired(t *testing.T) {
+	srv, _ := node(t, &taskstore.Memory{}, "alice", "n1")
+	id := start(t, srv, "test_slow", map[string]any{"ms": 60000})
+	defer rpc(t, srv, "tasks/cancel", map[string]any{"taskId": id}, true)
+	for _, method := range []string{"tasks/get", "tasks/update", "tasks/cancel"} {
+		params := map[string]any{"taskId": id}
+		if method == "tasks/update" {
+			params["inputResponses"] = map[string]any{}
+		}
+		resp, err := http.DefaultClient.Do(rpcRequest(context.Background(), srv, method, "", withMeta(params, true)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"code":-32020`) || strings.Contains(string(body), `"result"`) {
+			t.Errorf("%s without Mcp-Name: %d %s, want -32020 (HTTP 400)", method, resp.StatusCode, body)
+		}
+	}
+	if r := rpc(t, srv, "tasks/get", map[string]any{"taskId": id}, true); r.Result["status"] != "working" {
+		t.Fatalf("after a cancel without Mcp-Name: %+v, want the task still working", r.Result)
+	}
+}
