@@ -882,7 +882,7 @@ func (l *Layer) update(from *http.Request, id string, responses map[string]json.
 		if refusal := l.authorize(from, t.Tool()); refusal != nil {
 			return roundRefused{refusal}
 		}
-		kept := 0
+		kept, answered := 0, false
 		for _, v := range t.Responses {
 			kept += len(v)
 		}
@@ -896,7 +896,13 @@ func (l *Layer) update(from *http.Request, id string, responses map[string]json.
 				}
 				t.Responses[k] = v
 				delete(t.InputRequests, k)
+				answered = true
 			}
+		}
+		if !answered {
+			// Unknown keys alone (or none), ignored: the task stays as it
+			// was, its lastUpdatedAt and TTL too.
+			return errTerminal
 		}
 		if len(t.InputRequests) == 0 {
 			t.Status, t.StatusMessage = "working", ""

@@ -1215,3 +1215,26 @@ func TestMcpNameRequired(t *testing.T) {
 		t.Fatalf("after a cancel without Mcp-Name: %+v, want the task still working", r.Result)
 	}
 }
+
+// TestUpdateAnsweringNothingChangesNothing: a tasks/update that answers
+// none of the task's pending input requests (unknown keys alone, or none)
+// is acknowledged, as SEP-2663 asks, and leaves the record as it was: its
+// lastUpdatedAt (and the TTL that runs from it) does not move, so that
+// listeners elsewhere are not sent the same input_required again.
+func TestUpdateAnsweringNothingChangesNothing(t *testing.T) {
+	store := &taskstore.Memory{}
+	srv, _ := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n1"})
+	id := start(t, srv, "test_two_questions", nil)
+	await(t, srv, id, "input_required")
+	before, _ := store.Get(context.Background(), "alice", id)
+	answer := map[string]any{"action": "accept", "content": map[string]any{}}
+	for _, responses := range []map[string]any{{"zz": answer}, {}} {
+		if r := rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": responses}, true); r.Error != nil || r.Result["resultType"] != "complete" {
+			t.Fatalf("update answering nothing (%v): %+v, want the ack", responses, r)
+		}
+		if got, _ := store.Get(context.Background(), "alice", id); !got.UpdatedAt.Equal(before.UpdatedAt) || got.Status != "input_required" || len(got.InputRequests) != 2 {
+			t.Errorf("update answering nothing (%v): %s, %d pending, updated %v (was %v); want the task as it was",
+				responses, got.Status, len(got.InputRequests), got.UpdatedAt, before.UpdatedAt)
+		}
+	}
+}
