@@ -1238,3 +1238,31 @@ func TestUpdateAnsweringNothingChangesNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestMalformedAnswerIsRefused: an answer to a pending input request that
+// is no input response (SEP-2322: an elicitation's, a sampling's or a
+// roots' result) is refused at the tasks/update, -32602 (HTTP 400), and
+// recorded nowhere: the task still waits for it, and a good answer then
+// completes it. Recorded, it made the task's next round a call the MCP
+// handler refuses, so the task failed for good.
+func TestMalformedAnswerIsRefused(t *testing.T) {
+	store := &taskstore.Memory{}
+	srv, _ := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n1"})
+	id := start(t, srv, "test_two_questions", nil)
+	await(t, srv, id, "input_required")
+	answer := map[string]any{"action": "accept", "content": map[string]any{}}
+	for _, bad := range []any{5, "yes", map[string]any{"x": 1}, map[string]any{"action": 5}} {
+		r := rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"a": bad, "b": answer}}, true)
+		if r.status != http.StatusBadRequest || r.Error == nil || r.Error.Code != -32602 {
+			t.Errorf("answer %v: HTTP %d %+v, want -32602 (HTTP 400)", bad, r.status, r)
+		}
+		if got, _ := store.Get(context.Background(), "alice", id); got.Status != "input_required" || len(got.InputRequests) != 2 || len(got.Responses) != 0 {
+			t.Fatalf("answer %v changed the task: %s, %d pending, %d answered", bad, got.Status, len(got.InputRequests), len(got.Responses))
+		}
+	}
+	// An unknown key's value is ignored, whatever it is.
+	if r := rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"zz": 5, "a": answer, "b": answer}}, true); r.Error != nil {
+		t.Fatalf("good answers beside an unknown key: %+v", r)
+	}
+	await(t, srv, id, "completed")
+}
