@@ -40,7 +40,9 @@
 //     the inlined result.
 //   - tasks/update {taskId, inputResponses} delivers answers (SEP-2322
 //     MRTR), keyed by the inputRequests ids; unknown keys are ignored. The
-//     answer is the bare ack {resultType:"complete"}. Answered keys leave
+//     answer is the bare ack {resultType:"complete"}. (Ours: an answer to a
+//     pending request that is no input response is -32602, nothing
+//     recorded; one answering none changes nothing.) Answered keys leave
 //     inputRequests; the task stays input_required until none is left, then
 //     runs on (to a terminal status, or another input round).
 //   - tasks/cancel {taskId} answers the same bare ack, for a running task
@@ -49,7 +51,9 @@
 //   - tasks/result and tasks/list (v1) are removed: -32601.
 //   - Routing headers (SEP-2243 as SEP-2663 extends it): tasks/get,
 //     tasks/update and tasks/cancel carry Mcp-Name: <taskId>; a value that
-//     differs from params.taskId is -32020 (HeaderMismatch), HTTP 400.
+//     differs from params.taskId, or none, is -32020 (HeaderMismatch), HTTP
+//     400 (the suite checks the mismatch; its text says a missing required
+//     header is refused the same way).
 //   - MRTR composition: a tool may run input_required rounds synchronously
 //     (no taskId) and answer its final round with a CreateTaskResult (no
 //     requestState); the task's result reflects the answers.
@@ -548,7 +552,13 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 		return
 	}
 	id := *c.TaskID
-	if name, ok := headerValue(r.Header, "Mcp-Name"); ok && name != id {
+	// SEP-2243, as SEP-2663 extends it to these methods: a missing
+	// Mcp-Name is refused as a mismatched one is (-32020, HTTP 400), as the
+	// go-sdk refuses a tools/call without it.
+	if name, ok := headerValue(r.Header, "Mcp-Name"); !ok {
+		writeError(w, m.ID, &jsonrpc.Error{Code: mcp.CodeHeaderMismatch, Message: "missing required Mcp-Name header for method " + quote(m.Method)})
+		return
+	} else if name != id {
 		writeError(w, m.ID, &jsonrpc.Error{Code: mcp.CodeHeaderMismatch, Message: "Mcp-Name header does not match params.taskId"})
 		return
 	}
@@ -588,8 +598,12 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 		}
 		var tooLarge inputsTooLarge
 		var refused roundRefused
+		var bad badInput
 		if err := l.update(r, id, p.InputResponses); errors.As(err, &refused) {
 			writeRefusal(w, m.ID, refused.r)
+			return
+		} else if errors.As(err, &bad) {
+			writeError(w, m.ID, &jsonrpc.Error{Code: jsonrpc.CodeInvalidParams, Message: "params." + bad.Error() + "; nothing was recorded"})
 			return
 		} else if errors.As(err, &tooLarge) {
 			metrics.Limited.WithLabelValues("task_request_bytes").Inc()
@@ -657,6 +671,28 @@ type inputsTooLarge struct{ kept int }
 
 func (e inputsTooLarge) Error() string {
 	return fmt.Sprintf("input responses of %d bytes: at most %d are kept", e.kept, MaxRequestBytes)
+}
+
+// badInput refuses an answer to a pending input request that is no input
+// response (SEP-2322: an elicitation's, a sampling's or a roots' result):
+// recorded, it would make the task's next round a call the MCP handler
+// refuses, and fail the task for good.
+type badInput struct{ err error }
+
+func (e badInput) Error() string { return e.err.Error() }
+
+// inputResponse checks the answer v to input request key as the MCP
+// handler will read it in the task's next round (mcp.InputResponseMap).
+func inputResponse(key string, v json.RawMessage) error {
+	b, err := json.Marshal(map[string]json.RawMessage{key: v})
+	if err == nil {
+		var m mcp.InputResponseMap
+		err = json.Unmarshal(b, &m)
+	}
+	if err != nil {
+		return badInput{err}
+	}
+	return nil
 }
 
 // roundRefused is Authorize's refusal of a round to the caller of a
@@ -874,12 +910,15 @@ func (l *Layer) update(from *http.Request, id string, responses map[string]json.
 		if refusal := l.authorize(from, t.Tool()); refusal != nil {
 			return roundRefused{refusal}
 		}
-		kept := 0
+		kept, answered := 0, false
 		for _, v := range t.Responses {
 			kept += len(v)
 		}
 		for k, v := range responses {
 			if _, pending := t.InputRequests[k]; pending {
+				if err := inputResponse(k, v); err != nil {
+					return err
+				}
 				if kept += len(v); kept > MaxRequestBytes {
 					return inputsTooLarge{kept}
 				}
@@ -888,7 +927,13 @@ func (l *Layer) update(from *http.Request, id string, responses map[string]json.
 				}
 				t.Responses[k] = v
 				delete(t.InputRequests, k)
+				answered = true
 			}
+		}
+		if !answered {
+			// Unknown keys alone (or none), ignored: the task stays as it
+			// was, its lastUpdatedAt and TTL too.
+			return errTerminal
 		}
 		if len(t.InputRequests) == 0 {
 			t.Status, t.StatusMessage = "working", ""

@@ -1186,3 +1186,83 @@ func TestMethodHeaderRequired(t *testing.T) {
 		t.Errorf("tasks/get with its header: %d %+v", r.status, r)
 	}
 }
+
+// TestMcpNameRequired: tasks/get, tasks/update and tasks/cancel refuse a
+// request without its Mcp-Name header (SEP-2243 as SEP-2663 extends it: a
+// missing required header is rejected as a mismatched one is), -32020,
+// HTTP 400, and the refused request changes nothing: a cancel without it
+// leaves the task working.
+func TestMcpNameRequired(t *testing.T) {
+	srv, _ := node(t, &taskstore.Memory{}, "alice", "n1")
+	id := start(t, srv, "test_slow", map[string]any{"ms": 60000})
+	defer rpc(t, srv, "tasks/cancel", map[string]any{"taskId": id}, true)
+	for _, method := range []string{"tasks/get", "tasks/update", "tasks/cancel"} {
+		params := map[string]any{"taskId": id}
+		if method == "tasks/update" {
+			params["inputResponses"] = map[string]any{}
+		}
+		resp, err := http.DefaultClient.Do(rpcRequest(context.Background(), srv, method, "", withMeta(params, true)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"code":-32020`) || strings.Contains(string(body), `"result"`) {
+			t.Errorf("%s without Mcp-Name: %d %s, want -32020 (HTTP 400)", method, resp.StatusCode, body)
+		}
+	}
+	if r := rpc(t, srv, "tasks/get", map[string]any{"taskId": id}, true); r.Result["status"] != "working" {
+		t.Fatalf("after a cancel without Mcp-Name: %+v, want the task still working", r.Result)
+	}
+}
+
+// TestUpdateAnsweringNothingChangesNothing: a tasks/update that answers
+// none of the task's pending input requests (unknown keys alone, or none)
+// is acknowledged, as SEP-2663 asks, and leaves the record as it was: its
+// lastUpdatedAt (and the TTL that runs from it) does not move, so that
+// listeners elsewhere are not sent the same input_required again.
+func TestUpdateAnsweringNothingChangesNothing(t *testing.T) {
+	store := &taskstore.Memory{}
+	srv, _ := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n1"})
+	id := start(t, srv, "test_two_questions", nil)
+	await(t, srv, id, "input_required")
+	before, _ := store.Get(context.Background(), "alice", id)
+	answer := map[string]any{"action": "accept", "content": map[string]any{}}
+	for _, responses := range []map[string]any{{"zz": answer}, {}} {
+		if r := rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": responses}, true); r.Error != nil || r.Result["resultType"] != "complete" {
+			t.Fatalf("update answering nothing (%v): %+v, want the ack", responses, r)
+		}
+		if got, _ := store.Get(context.Background(), "alice", id); !got.UpdatedAt.Equal(before.UpdatedAt) || got.Status != "input_required" || len(got.InputRequests) != 2 {
+			t.Errorf("update answering nothing (%v): %s, %d pending, updated %v (was %v); want the task as it was",
+				responses, got.Status, len(got.InputRequests), got.UpdatedAt, before.UpdatedAt)
+		}
+	}
+}
+
+// TestMalformedAnswerIsRefused: an answer to a pending input request that
+// is no input response (SEP-2322: an elicitation's, a sampling's or a
+// roots' result) is refused at the tasks/update, -32602 (HTTP 400), and
+// recorded nowhere: the task still waits for it, and a good answer then
+// completes it. Recorded, it made the task's next round a call the MCP
+// handler refuses, so the task failed for good.
+func TestMalformedAnswerIsRefused(t *testing.T) {
+	store := &taskstore.Memory{}
+	srv, _ := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n1"})
+	id := start(t, srv, "test_two_questions", nil)
+	await(t, srv, id, "input_required")
+	answer := map[string]any{"action": "accept", "content": map[string]any{}}
+	for _, bad := range []any{5, "yes", map[string]any{"x": 1}, map[string]any{"action": 5}} {
+		r := rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"a": bad, "b": answer}}, true)
+		if r.status != http.StatusBadRequest || r.Error == nil || r.Error.Code != -32602 {
+			t.Errorf("answer %v: HTTP %d %+v, want -32602 (HTTP 400)", bad, r.status, r)
+		}
+		if got, _ := store.Get(context.Background(), "alice", id); got.Status != "input_required" || len(got.InputRequests) != 2 || len(got.Responses) != 0 {
+			t.Fatalf("answer %v changed the task: %s, %d pending, %d answered", bad, got.Status, len(got.InputRequests), len(got.Responses))
+		}
+	}
+	// An unknown key's value is ignored, whatever it is.
+	if r := rpc(t, srv, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"zz": 5, "a": answer, "b": answer}}, true); r.Error != nil {
+		t.Fatalf("good answers beside an unknown key: %+v", r)
+	}
+	await(t, srv, id, "completed")
+}
