@@ -936,9 +936,15 @@ func isEventStream(hs []*envelope.Header) bool {
 // route decides which actor serves r. A non-zero status is a refusal, with
 // its error.
 func (e *Edge) route(r *http.Request, rb *rpcbody.Body, tok *auth.Token) (route, int, *rpcerr.Error) {
-	if v := r.Header.Get(headerProtocolVersion); v != "" && !sessionVersions[v] {
+	// Its field lines as one value (RFC 9110 §5.3): two name no revision.
+	if v := strings.Join(r.Header.Values(headerProtocolVersion), ", "); v != "" && !sessionVersions[v] {
 		if v != statelessVersion {
 			return route{}, http.StatusBadRequest, rpcerr.UnsupportedProtocolVersion(v, protocolVersions)
+		}
+		if r.Method == http.MethodPost {
+			if err := checkRequestMetadata(r.Header); err != nil {
+				return route{}, http.StatusBadRequest, err
+			}
 		}
 		return route{kind: cluster.PrincipalKind, identity: principalKey(tok)}, 0, nil
 	}
@@ -1188,19 +1194,62 @@ func writeError(w http.ResponseWriter, status int, id json.RawMessage, err *rpce
 
 // decodeSentinel decodes a 2026-07-28 Base64-sentinel header value
 // (=?base64?...?=), which the go-sdk compares to the body undecoded; a value
-// that is not well-formed Base64 of UTF-8 is left as sent (and refused).
+// that is not well-formed Base64 of UTF-8 is left as sent (checkRequestMetadata
+// refuses it).
 func decodeSentinel(values []string) []string {
 	if len(values) != 1 {
 		return values
 	}
-	enc, pre := strings.CutPrefix(values[0], "=?base64?")
+	if dec, sentinel, ok := sentinelValue(values[0]); sentinel && ok {
+		return []string{dec}
+	}
+	return values
+}
+
+// sentinelValue decodes v when it is a Base64-sentinel value (sentinel);
+// ok is false when it is one that is not well-formed Base64 of UTF-8.
+func sentinelValue(v string) (dec string, sentinel, ok bool) {
+	enc, pre := strings.CutPrefix(v, "=?base64?")
 	enc, suf := strings.CutSuffix(enc, "?=")
 	if !pre || !suf {
-		return values
+		return "", false, false
 	}
-	dec, err := base64.StdEncoding.DecodeString(enc)
-	if err != nil || !utf8.Valid(dec) {
-		return values
+	b, err := base64.StdEncoding.DecodeString(enc)
+	if err != nil || !utf8.Valid(b) {
+		return "", true, false
 	}
-	return []string{string(dec)}
+	return string(b), true, true
+}
+
+// checkRequestMetadata refuses a 2026-07-28 POST whose request metadata
+// headers (Mcp-Method, Mcp-Name, Mcp-Param-*) are malformed, with
+// HeaderMismatch (-32020; "Servers MUST reject requests with a 400 Bad
+// Request HTTP status and JSON-RPC error code -32020 (HeaderMismatch) if any
+// validation fails"): one sent in more than one field line, whose value
+// (RFC 9110 §5.3: the lines joined by commas) matches no body value while
+// the go-sdk compares the first line alone; one holding a character other
+// than visible ASCII, space and tab ("A header value contains invalid
+// characters": a client sends such a value as =?base64?…?=); an Mcp-Name
+// that is a sentinel but not Base64 of UTF-8, which the go-sdk would compare
+// undecoded. Mcp-Param-* headers are checked whichever the tool names: a
+// client encodes every one it sends.
+func checkRequestMetadata(h http.Header) *rpcerr.Error {
+	for name, values := range h {
+		if name != "Mcp-Method" && name != "Mcp-Name" &&
+			!(len(name) > len("Mcp-Param-") && strings.EqualFold(name[:len("Mcp-Param-")], "Mcp-Param-")) {
+			continue
+		}
+		if len(values) > 1 {
+			return rpcerr.New(rpcerr.HeaderMismatch, fmt.Sprintf("header mismatch: the %s header is sent %d times; send it once", name, len(values)))
+		}
+		for i := 0; i < len(values[0]); i++ {
+			if c := values[0][i]; c != '\t' && (c < 0x20 || c > 0x7e) {
+				return rpcerr.New(rpcerr.HeaderMismatch, fmt.Sprintf("header mismatch: the %s header has a character other than visible ASCII, space and tab; send such a value as =?base64?…?=", name))
+			}
+		}
+		if _, sentinel, ok := sentinelValue(values[0]); name == "Mcp-Name" && sentinel && !ok {
+			return rpcerr.New(rpcerr.HeaderMismatch, "header mismatch: the Mcp-Name header is not Base64 of UTF-8 between =?base64? and ?=")
+		}
+	}
+	return nil
 }
