@@ -952,6 +952,9 @@ func (e *Edge) route(r *http.Request, rb *rpcbody.Body, tok *auth.Token) (route,
 		if !validSessionID(sid) {
 			return route{}, http.StatusNotFound, rpcerr.NotFound()
 		}
+		if err := metaMismatch(r.Header.Get(headerProtocolVersion), rb); err != nil {
+			return route{}, http.StatusBadRequest, err
+		}
 		return route{kind: cluster.SessionKind, identity: sid}, 0, nil
 	}
 	if r.Method != http.MethodPost {
@@ -959,6 +962,9 @@ func (e *Edge) route(r *http.Request, rb *rpcbody.Body, tok *auth.Token) (route,
 	}
 	switch classify(rb) {
 	case bodyInitialize:
+		if err := metaMismatch(r.Header.Get(headerProtocolVersion), rb); err != nil {
+			return route{}, http.StatusBadRequest, err
+		}
 		return route{kind: cluster.SessionKind, identity: e.mintSessionID(), minted: true}, 0, nil
 	case bodyStateless:
 		// A 2026-07-28 request that forgot its header: the stateless
@@ -966,6 +972,28 @@ func (e *Edge) route(r *http.Request, rb *rpcbody.Body, tok *auth.Token) (route,
 		return route{kind: cluster.PrincipalKind, identity: principalKey(tok)}, 0, nil
 	}
 	return route{}, http.StatusBadRequest, rpcerr.New(rpcerr.InvalidRequest, "Mcp-Session-Id header is required (only initialize may omit it)")
+}
+
+// metaMismatch refuses a request going to a session (its
+// Mcp-Protocol-Version, header, names a revision with sessions, or is
+// absent) whose body's _meta names another protocol version: 2026-07-28
+// requires the two to match (400, HeaderMismatch). The session's go-sdk
+// server answered it -32022, naming the header's revision, one it serves,
+// as the one unsupported, and listing no 2026-07-28.
+func metaMismatch(header string, rb *rpcbody.Body) *rpcerr.Error {
+	if rb == nil {
+		return nil
+	}
+	for _, m := range rb.Messages {
+		switch {
+		case m.ProtocolVersion == "" || m.ProtocolVersion == header:
+		case header == "":
+			return rpcerr.New(rpcerr.HeaderMismatch, fmt.Sprintf("header mismatch: the Mcp-Protocol-Version header is required for a request whose _meta names io.modelcontextprotocol/protocolVersion %q", m.ProtocolVersion))
+		default:
+			return rpcerr.New(rpcerr.HeaderMismatch, fmt.Sprintf("header mismatch: the Mcp-Protocol-Version header %q does not match the body's io.modelcontextprotocol/protocolVersion %q", header, m.ProtocolVersion))
+		}
+	}
+	return nil
 }
 
 // principalKey names the actor of the caller for stateless requests: a hash

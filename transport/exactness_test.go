@@ -351,3 +351,39 @@ func TestEdgeRefusesMalformedRequestHeaders(t *testing.T) {
 		t.Errorf("an encoded Mcp-Param-Region: %d %s, want the tool's result", resp.StatusCode, b)
 	}
 }
+
+// 2026-07-28, Protocol Version Header: the header "MUST match the
+// io.modelcontextprotocol/protocolVersion field carried in the request
+// body's _meta. If the values do not match, the server MUST reject the
+// request with 400 Bad Request and a HeaderMismatch JSON-RPC error". A
+// client naming a session's revision in its header (or none, on an
+// initialize) and 2026-07-28 in its body got the go-sdk's -32022 from the
+// session's server, whose data named the header's revision as the one
+// unsupported while listing it among those supported, and listed no
+// 2026-07-28 (so a client following the error would take this server for
+// one without it); the error code reserved to the specification MUST be
+// used "only with their specified meanings". The session is left as it was.
+func TestLegacyHeaderModernBodyIsHeaderMismatch(t *testing.T) {
+	srv := newEdge(t, Options{})
+	sid := initialize(t, srv.URL)
+	list := `{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{` + meta2026 + `}}`
+	init := `{"jsonrpc":"2.0","id":4,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"},` + meta2026 + `}}`
+	for _, c := range []struct {
+		name string
+		h    map[string]string
+		body string
+	}{
+		{"a session's request", map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"}, list},
+		{"an initialize without the header", nil, init},
+		{"an initialize naming 2025-11-25", map[string]string{"Mcp-Protocol-Version": "2025-11-25"}, init},
+	} {
+		resp, body := call{http.MethodPost, c.h, c.body}.do(t, srv.URL)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, `"code":-32020`) || !strings.Contains(body, `"id":4`) || resp.Header.Get("Mcp-Session-Id") != "" {
+			t.Errorf("%s: %d %v %s, want 400 with -32020, the request's id and no session", c.name, resp.StatusCode, resp.Header, body)
+		}
+	}
+	h := map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"}
+	if resp, body := (call{http.MethodPost, h, `{"jsonrpc":"2.0","id":5,"method":"tools/list"}`}).do(t, srv.URL); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"tools"`) {
+		t.Errorf("the session after: %d %s, want its tools", resp.StatusCode, body)
+	}
+}

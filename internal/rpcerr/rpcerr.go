@@ -32,8 +32,9 @@
 //     retryable true.
 //   - [HeaderMismatch] (-32020, MCP 2026-07-28's HeaderMismatchError): a
 //     request metadata header (Mcp-Method, Mcp-Name, Mcp-Param-*) is
-//     malformed: sent more than once, or with a character a header value
-//     must not hold (HTTP 400). No data.
+//     malformed (sent more than once, or with a character a header value
+//     must not hold), or the Mcp-Protocol-Version header does not match the
+//     protocol version the body's _meta names (HTTP 400). No data.
 //   - [UnsupportedVersion] (-32022, MCP 2026-07-28's
 //     UnsupportedProtocolVersionError): the MCP-Protocol-Version header
 //     names a revision this server does not implement (HTTP 400). Data:
