@@ -936,15 +936,24 @@ func isEventStream(hs []*envelope.Header) bool {
 // route decides which actor serves r. A non-zero status is a refusal, with
 // its error.
 func (e *Edge) route(r *http.Request, rb *rpcbody.Body, tok *auth.Token) (route, int, *rpcerr.Error) {
-	if v := r.Header.Get(headerProtocolVersion); v != "" && !sessionVersions[v] {
+	// Its field lines as one value (RFC 9110 §5.3): two name no revision.
+	if v := strings.Join(r.Header.Values(headerProtocolVersion), ", "); v != "" && !sessionVersions[v] {
 		if v != statelessVersion {
 			return route{}, http.StatusBadRequest, rpcerr.UnsupportedProtocolVersion(v, protocolVersions)
+		}
+		if r.Method == http.MethodPost {
+			if err := checkRequestMetadata(r.Header); err != nil {
+				return route{}, http.StatusBadRequest, err
+			}
 		}
 		return route{kind: cluster.PrincipalKind, identity: principalKey(tok)}, 0, nil
 	}
 	if sid := r.Header.Get(headerSessionID); sid != "" {
 		if !validSessionID(sid) {
 			return route{}, http.StatusNotFound, rpcerr.NotFound()
+		}
+		if err := metaMismatch(r.Header.Get(headerProtocolVersion), rb); err != nil {
+			return route{}, http.StatusBadRequest, err
 		}
 		return route{kind: cluster.SessionKind, identity: sid}, 0, nil
 	}
@@ -953,6 +962,9 @@ func (e *Edge) route(r *http.Request, rb *rpcbody.Body, tok *auth.Token) (route,
 	}
 	switch classify(rb) {
 	case bodyInitialize:
+		if err := metaMismatch(r.Header.Get(headerProtocolVersion), rb); err != nil {
+			return route{}, http.StatusBadRequest, err
+		}
 		return route{kind: cluster.SessionKind, identity: e.mintSessionID(), minted: true}, 0, nil
 	case bodyStateless:
 		// A 2026-07-28 request that forgot its header: the stateless
@@ -960,6 +972,28 @@ func (e *Edge) route(r *http.Request, rb *rpcbody.Body, tok *auth.Token) (route,
 		return route{kind: cluster.PrincipalKind, identity: principalKey(tok)}, 0, nil
 	}
 	return route{}, http.StatusBadRequest, rpcerr.New(rpcerr.InvalidRequest, "Mcp-Session-Id header is required (only initialize may omit it)")
+}
+
+// metaMismatch refuses a request going to a session (its
+// Mcp-Protocol-Version, header, names a revision with sessions, or is
+// absent) whose body's _meta names another protocol version: 2026-07-28
+// requires the two to match (400, HeaderMismatch). The session's go-sdk
+// server answered it -32022, naming the header's revision, one it serves,
+// as the one unsupported, and listing no 2026-07-28.
+func metaMismatch(header string, rb *rpcbody.Body) *rpcerr.Error {
+	if rb == nil {
+		return nil
+	}
+	for _, m := range rb.Messages {
+		switch {
+		case m.ProtocolVersion == "" || m.ProtocolVersion == header:
+		case header == "":
+			return rpcerr.New(rpcerr.HeaderMismatch, fmt.Sprintf("header mismatch: the Mcp-Protocol-Version header is required for a request whose _meta names io.modelcontextprotocol/protocolVersion %q", m.ProtocolVersion))
+		default:
+			return rpcerr.New(rpcerr.HeaderMismatch, fmt.Sprintf("header mismatch: the Mcp-Protocol-Version header %q does not match the body's io.modelcontextprotocol/protocolVersion %q", header, m.ProtocolVersion))
+		}
+	}
+	return nil
 }
 
 // principalKey names the actor of the caller for stateless requests: a hash
@@ -1188,19 +1222,62 @@ func writeError(w http.ResponseWriter, status int, id json.RawMessage, err *rpce
 
 // decodeSentinel decodes a 2026-07-28 Base64-sentinel header value
 // (=?base64?...?=), which the go-sdk compares to the body undecoded; a value
-// that is not well-formed Base64 of UTF-8 is left as sent (and refused).
+// that is not well-formed Base64 of UTF-8 is left as sent (checkRequestMetadata
+// refuses it).
 func decodeSentinel(values []string) []string {
 	if len(values) != 1 {
 		return values
 	}
-	enc, pre := strings.CutPrefix(values[0], "=?base64?")
+	if dec, sentinel, ok := sentinelValue(values[0]); sentinel && ok {
+		return []string{dec}
+	}
+	return values
+}
+
+// sentinelValue decodes v when it is a Base64-sentinel value (sentinel);
+// ok is false when it is one that is not well-formed Base64 of UTF-8.
+func sentinelValue(v string) (dec string, sentinel, ok bool) {
+	enc, pre := strings.CutPrefix(v, "=?base64?")
 	enc, suf := strings.CutSuffix(enc, "?=")
 	if !pre || !suf {
-		return values
+		return "", false, false
 	}
-	dec, err := base64.StdEncoding.DecodeString(enc)
-	if err != nil || !utf8.Valid(dec) {
-		return values
+	b, err := base64.StdEncoding.DecodeString(enc)
+	if err != nil || !utf8.Valid(b) {
+		return "", true, false
 	}
-	return []string{string(dec)}
+	return string(b), true, true
+}
+
+// checkRequestMetadata refuses a 2026-07-28 POST whose request metadata
+// headers (Mcp-Method, Mcp-Name, Mcp-Param-*) are malformed, with
+// HeaderMismatch (-32020; "Servers MUST reject requests with a 400 Bad
+// Request HTTP status and JSON-RPC error code -32020 (HeaderMismatch) if any
+// validation fails"): one sent in more than one field line, whose value
+// (RFC 9110 §5.3: the lines joined by commas) matches no body value while
+// the go-sdk compares the first line alone; one holding a character other
+// than visible ASCII, space and tab ("A header value contains invalid
+// characters": a client sends such a value as =?base64?…?=); an Mcp-Name
+// that is a sentinel but not Base64 of UTF-8, which the go-sdk would compare
+// undecoded. Mcp-Param-* headers are checked whichever the tool names: a
+// client encodes every one it sends.
+func checkRequestMetadata(h http.Header) *rpcerr.Error {
+	for name, values := range h {
+		if name != "Mcp-Method" && name != "Mcp-Name" &&
+			!(len(name) > len("Mcp-Param-") && strings.EqualFold(name[:len("Mcp-Param-")], "Mcp-Param-")) {
+			continue
+		}
+		if len(values) > 1 {
+			return rpcerr.New(rpcerr.HeaderMismatch, fmt.Sprintf("header mismatch: the %s header is sent %d times; send it once", name, len(values)))
+		}
+		for i := 0; i < len(values[0]); i++ {
+			if c := values[0][i]; c != '\t' && (c < 0x20 || c > 0x7e) {
+				return rpcerr.New(rpcerr.HeaderMismatch, fmt.Sprintf("header mismatch: the %s header has a character other than visible ASCII, space and tab; send such a value as =?base64?…?=", name))
+			}
+		}
+		if _, sentinel, ok := sentinelValue(values[0]); name == "Mcp-Name" && sentinel && !ok {
+			return rpcerr.New(rpcerr.HeaderMismatch, "header mismatch: the Mcp-Name header is not Base64 of UTF-8 between =?base64? and ?=")
+		}
+	}
+	return nil
 }

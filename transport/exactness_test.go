@@ -270,3 +270,120 @@ func TestEdgeAnswersWhatAcceptTakes(t *testing.T) {
 		t.Errorf("2026-07-28 tools/list taking JSON alone: %d %s %q", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
 }
+
+// 2026-07-28, Server Validation: servers "MUST reject requests where the
+// values specified in the headers do not match the corresponding values in
+// the request body" (400, -32020), among the failures "A header value
+// contains invalid characters"; Value Encoding: a value outside visible
+// ASCII, space and tab is sent as =?base64?…?=, which servers "MUST decode".
+// The go-sdk compares the first field line alone, as sent: a second line
+// (RFC 9110 §5.3: one value, "a, b", which matches no body), a raw UTF-8
+// value equal to the body's, a sentinel that is not Base64 and equals the
+// body's text, each reached the handler, the call ran; an intermediary
+// reading the header otherwise routed on another value than the one run.
+// A second Mcp-Protocol-Version line makes the version "a, b", one not
+// served (-32022), whichever line names 2026-07-28.
+func TestEdgeRefusesMalformedRequestHeaders(t *testing.T) {
+	srv := newEdge(t, Options{})
+	region := func(r string) string {
+		return `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"test_x_mcp_header","arguments":{"region":"` + r + `"},` + meta2026 + `}}`
+	}
+	read := func(uri string) string {
+		return `{"jsonrpc":"2.0","id":9,"method":"resources/read","params":{"uri":"` + uri + `",` + meta2026 + `}}`
+	}
+	base := func(method, name string) http.Header {
+		h := http.Header{"Mcp-Protocol-Version": {"2026-07-28"}, "Mcp-Method": {method}}
+		if name != "" {
+			h["Mcp-Name"] = []string{name}
+		}
+		return h
+	}
+	with := func(h http.Header, name string, values ...string) http.Header {
+		h[name] = append(h[name], values...)
+		return h
+	}
+	// tools/call of test_x_mcp_header with region eu, each header right.
+	eu := func() http.Header { return with(base("tools/call", "test_x_mcp_header"), "Mcp-Param-Region", "eu") }
+	for _, c := range []struct {
+		name string
+		h    http.Header
+		body string
+		code string
+	}{
+		{"a second Mcp-Name", with(eu(), "Mcp-Name", "test_simple_text"), region("eu"), "-32020"},
+		{"a second Mcp-Method", with(eu(), "Mcp-Method", "tools/list"), region("eu"), "-32020"},
+		{"a second Mcp-Param-Region", with(eu(), "Mcp-Param-Region", "us"), region("eu"), "-32020"},
+		{"a raw UTF-8 Mcp-Param-Region", with(base("tools/call", "test_x_mcp_header"), "Mcp-Param-Region", "é"), region("é"), "-32020"},
+		{"a raw UTF-8 Mcp-Name", base("resources/read", "test://café"), read("test://café"), "-32020"},
+		{"a sentinel that is not Base64", base("resources/read", "=?base64?@@?="), read("=?base64?@@?="), "-32020"},
+		{"a second Mcp-Protocol-Version", with(eu(), "Mcp-Protocol-Version", "2025-11-25"), region("eu"), "-32022"},
+	} {
+		req, err := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header = c.h
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), `"code":`+c.code) || !strings.Contains(string(b), `"id":9`) {
+			t.Errorf("%s: %d %s, want 400 with %s and the request's id", c.name, resp.StatusCode, b, c.code)
+		}
+	}
+	// The same requests, each header once and as the spec encodes it, run.
+	h := with(base("tools/call", "test_x_mcp_header"), "Mcp-Param-Region", "=?base64?w6k=?=")
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(region("é")))
+	req.Header = h
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "region=é") {
+		t.Errorf("an encoded Mcp-Param-Region: %d %s, want the tool's result", resp.StatusCode, b)
+	}
+}
+
+// 2026-07-28, Protocol Version Header: the header "MUST match the
+// io.modelcontextprotocol/protocolVersion field carried in the request
+// body's _meta. If the values do not match, the server MUST reject the
+// request with 400 Bad Request and a HeaderMismatch JSON-RPC error". A
+// client naming a session's revision in its header (or none, on an
+// initialize) and 2026-07-28 in its body got the go-sdk's -32022 from the
+// session's server, whose data named the header's revision as the one
+// unsupported while listing it among those supported, and listed no
+// 2026-07-28 (so a client following the error would take this server for
+// one without it); the error code reserved to the specification MUST be
+// used "only with their specified meanings". The session is left as it was.
+func TestLegacyHeaderModernBodyIsHeaderMismatch(t *testing.T) {
+	srv := newEdge(t, Options{})
+	sid := initialize(t, srv.URL)
+	list := `{"jsonrpc":"2.0","id":4,"method":"tools/list","params":{` + meta2026 + `}}`
+	init := `{"jsonrpc":"2.0","id":4,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"},` + meta2026 + `}}`
+	for _, c := range []struct {
+		name string
+		h    map[string]string
+		body string
+	}{
+		{"a session's request", map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"}, list},
+		{"an initialize without the header", nil, init},
+		{"an initialize naming 2025-11-25", map[string]string{"Mcp-Protocol-Version": "2025-11-25"}, init},
+	} {
+		resp, body := call{http.MethodPost, c.h, c.body}.do(t, srv.URL)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, `"code":-32020`) || !strings.Contains(body, `"id":4`) || resp.Header.Get("Mcp-Session-Id") != "" {
+			t.Errorf("%s: %d %v %s, want 400 with -32020, the request's id and no session", c.name, resp.StatusCode, resp.Header, body)
+		}
+	}
+	h := map[string]string{"Mcp-Session-Id": sid, "Mcp-Protocol-Version": "2025-11-25"}
+	if resp, body := (call{http.MethodPost, h, `{"jsonrpc":"2.0","id":5,"method":"tools/list"}`}).do(t, srv.URL); resp.StatusCode != http.StatusOK || !strings.Contains(body, `"tools"`) {
+		t.Errorf("the session after: %d %s, want its tools", resp.StatusCode, body)
+	}
+}

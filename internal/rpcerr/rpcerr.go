@@ -30,6 +30,11 @@
 //     replaced, and ran there in part (HTTP 503, Retry-After); one of
 //     which nothing ran is sent on to the newer one instead. Data:
 //     retryable true.
+//   - [HeaderMismatch] (-32020, MCP 2026-07-28's HeaderMismatchError): a
+//     request metadata header (Mcp-Method, Mcp-Name, Mcp-Param-*) is
+//     malformed (sent more than once, or with a character a header value
+//     must not hold), or the Mcp-Protocol-Version header does not match the
+//     protocol version the body's _meta names (HTTP 400). No data.
 //   - [UnsupportedVersion] (-32022, MCP 2026-07-28's
 //     UnsupportedProtocolVersionError): the MCP-Protocol-Version header
 //     names a revision this server does not implement (HTTP 400). Data:
@@ -61,6 +66,7 @@ const (
 	Moved           = -32004
 	Limited         = -32005
 
+	HeaderMismatch     = -32020
 	UnsupportedVersion = -32022
 )
 
