@@ -1,7 +1,8 @@
 // Package privfile opens and reads the files a node keeps to itself (the
-// audit log, a lock, the admin token) so that another local user cannot
-// plant, redirect or change them: no symbolic link where the node creates
-// the file, no file of another user's, none that group or others may write.
+// audit log, a lock, the admin token, the cluster's TLS files) so that
+// another local user cannot plant, redirect or change them: no symbolic
+// link where the node creates the file, no file of another user's, none
+// that group or others may write.
 package privfile
 
 import (
