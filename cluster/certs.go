@@ -56,11 +56,12 @@ type CAInfo struct {
 }
 
 // WriteCerts writes a cluster's certificates into dir (made 0700 if
-// missing): the CA (ca.crt, and ca.key 0600), unless dir has one already,
-// which then issues; and for each node NAME.crt and NAME.key (0600). It
-// never overwrites a file. It refuses a dir, or a CA in it, that someone
-// else may have planted or may change (privfile.Check): a CA found there is
-// trusted by every node.
+// missing, and the directories missing above it): the CA (ca.crt, and
+// ca.key 0600), unless dir has one already, which then issues; and for
+// each node NAME.crt and NAME.key (0600). It never overwrites a file. It
+// refuses a dir, a directory above it, or a CA in it, that someone else may
+// have planted or may change (privfile.Check, privfile.PrivateDir): a CA
+// found there is trusted by every node.
 func WriteCerts(dir string, o CertsOptions) (files []NodeFiles, info CAInfo, err error) {
 	if len(o.Nodes) == 0 {
 		return nil, info, errors.New("no node to issue a certificate for")
@@ -72,13 +73,23 @@ func WriteCerts(dir string, o CertsOptions) (files []NodeFiles, info CAInfo, err
 		}
 		seen[n] = true
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	// The directories above it too (privfile.PrivateDir): whoever may
+	// rename one on the way may swap dir, once checked, for a directory of
+	// theirs holding their CA. In, is what is read and written: dir with
+	// its parents' links resolved; the files are named by dir.
+	clean := filepath.Clean(dir)
+	parent, err := privfile.PrivateDir(filepath.Dir(clean))
+	if err != nil {
 		return nil, info, err
 	}
-	caCert, caKey := filepath.Join(dir, CACertFile), filepath.Join(dir, CAKeyFile)
+	in := filepath.Join(parent, filepath.Base(clean))
+	if err := os.Mkdir(in, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, info, err
+	}
+	caCert, caKey := filepath.Join(in, CACertFile), filepath.Join(in, CAKeyFile)
 	// Not even a sticky one (as /tmp): others could make ca.crt and ca.key
 	// in it between their check and their reading below.
-	if err := privfile.Exclusive(filepath.Clean(dir)); err != nil {
+	if err := privfile.Exclusive(in); err != nil {
 		return nil, info, err
 	}
 	for _, p := range []string{caCert, caKey} {
@@ -110,8 +121,9 @@ func WriteCerts(dir string, o CertsOptions) (files []NodeFiles, info CAInfo, err
 	}
 	info.Fingerprint = Fingerprint(ca.Cert)
 	for _, n := range o.Nodes {
-		f := NodeFiles{Name: n, Cert: filepath.Join(dir, n+".crt"), Key: filepath.Join(dir, n+".key"), CA: caCert}
-		for _, p := range []string{f.Cert, f.Key} {
+		f := NodeFiles{Name: n, Cert: filepath.Join(dir, n+".crt"), Key: filepath.Join(dir, n+".key"), CA: filepath.Join(dir, CACertFile)}
+		cert, key := filepath.Join(in, n+".crt"), filepath.Join(in, n+".key")
+		for _, p := range []string{cert, key} {
 			if _, err := os.Lstat(p); err == nil {
 				return files, info, fmt.Errorf("%s exists: not overwritten (choose other node names for new certificates, or remove the old files)", p)
 			}
@@ -128,10 +140,10 @@ func WriteCerts(dir string, o CertsOptions) (files []NodeFiles, info CAInfo, err
 		if _, err := ParseTLS(node.CertPEM(), keyPEM, ca.CertPEM()); err != nil {
 			return files, info, fmt.Errorf("node %s: %w", n, err)
 		}
-		if err := writeNew(f.Key, keyPEM, 0o600); err != nil {
+		if err := writeNew(key, keyPEM, 0o600); err != nil {
 			return files, info, err
 		}
-		if err := writeNew(f.Cert, node.CertPEM(), 0o644); err != nil {
+		if err := writeNew(cert, node.CertPEM(), 0o644); err != nil {
 			return files, info, err
 		}
 		files = append(files, f)

@@ -164,6 +164,16 @@ func TestWriteCertsRefusesPlantedCA(t *testing.T) {
 			os.Chmod(filepath.Join(dir, CAKeyFile), 0o644)
 			return dir
 		}, "readable by group or others"},
+		// Whoever may rename the directory in its parent may swap it,
+		// once checked, for one of theirs holding their CA.
+		{"the parent writable by others", func(t *testing.T, dir string) string {
+			os.Chmod(filepath.Dir(dir), 0o777)
+			return dir
+		}, "writable by group or others"},
+		{"a directory above writable by others, the directory to make", func(t *testing.T, dir string) string {
+			os.Chmod(dir, 0o777)
+			return filepath.Join(dir, "a", "certs")
+		}, "is writable by group or others"},
 	}
 	if os.Geteuid() == 0 { // only root can give files away
 		cases = append(cases,
@@ -175,6 +185,10 @@ func TestWriteCertsRefusesPlantedCA(t *testing.T) {
 			plantedCase{"the key another user's", func(t *testing.T, dir string) string {
 				copyCA(t, dir)
 				os.Chown(filepath.Join(dir, CAKeyFile), 65534, 65534)
+				return dir
+			}, "another user"},
+			plantedCase{"the parent another user's", func(t *testing.T, dir string) string {
+				os.Chown(filepath.Dir(dir), 65534, 65534)
 				return dir
 			}, "another user"})
 	}

@@ -10,12 +10,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/credentials"
 
+	"github.com/pingmcp/pingmcp/internal/privfile"
 	"github.com/pingmcp/pingmcp/telemetry"
 )
 
@@ -41,26 +41,39 @@ type TLS struct {
 	cert  tls.Certificate
 	leaf  *x509.Certificate
 	roots *x509.CertPool
+	// keyExposed: others may read the key's file (LoadTLS).
+	keyExposed bool
 }
 
 // LoadTLS reads a node's certificate (PEM, optionally followed by its
 // intermediate CAs), its private key and the cluster CA's certificates, and
-// checks them (ParseTLS).
+// checks them (ParseTLS). Each file is read as privfile.ReadSecret reads
+// it: one another local user could have written (theirs, or one group or
+// others may write) is refused, as a CA of theirs put in the CA file would
+// admit them to the cluster. A key others may read is read, and KeyExposed
+// says so.
 func LoadTLS(certFile, keyFile, caFile string) (*TLS, error) {
 	var pems [3][]byte
+	keyExposed := false
 	for i, f := range []struct{ what, path string }{{"certificate", certFile}, {"key", keyFile}, {"CA", caFile}} {
-		b, err := os.ReadFile(f.path)
+		b, exposed, err := privfile.ReadSecret(f.path)
 		if err != nil {
 			return nil, fmt.Errorf("cluster TLS %s: %w", f.what, err)
 		}
 		pems[i] = b
+		keyExposed = keyExposed || f.path == keyFile && exposed
 	}
 	t, err := ParseTLS(pems[0], pems[1], pems[2])
 	if err != nil {
 		return nil, fmt.Errorf("cluster TLS (certificate %s, key %s, CA %s): %w", certFile, keyFile, caFile, err)
 	}
+	t.keyExposed = keyExposed
 	return t, nil
 }
+
+// KeyExposed says whether other users of the host may read the key's file
+// LoadTLS read: any of them could join the cluster with it.
+func (t *TLS) KeyExposed() bool { return t.keyExposed }
 
 // ParseTLS checks a node's certificate, key and CA bundle (PEM) together:
 // the key is the certificate's, the certificate is valid now, chains to

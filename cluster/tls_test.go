@@ -425,3 +425,61 @@ func TestNoPeersRefusesEveryConnection(t *testing.T) {
 		t.Error("ClientHandshake succeeded")
 	}
 }
+
+// The CA file says whom the node admits to the cluster, and the key is
+// the node's own: a file another local user could have written (theirs,
+// or one group or others may write) is refused, as a CA of theirs
+// appended there would admit them, with every user's bearer token the
+// cluster forwards. A key others may read is loaded, and KeyExposed says
+// so, for the node to warn (a Docker secret is 0444).
+func TestLoadTLSRefusesFilesOthersCouldChange(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(f certtest.Files) error
+		want   string
+	}{
+		{"the CA writable by others", func(f certtest.Files) error { return os.Chmod(f.CA, 0o646) }, "written by group or others"},
+		{"the CA writable by the group", func(f certtest.Files) error { return os.Chmod(f.CA, 0o664) }, "written by group or others"},
+		{"the certificate writable by others", func(f certtest.Files) error { return os.Chmod(f.Cert, 0o666) }, "written by group or others"},
+		{"the key writable by others", func(f certtest.Files) error { return os.Chmod(f.Key, 0o602) }, "written by group or others"},
+		{"the CA another user's", func(f certtest.Files) error {
+			if os.Geteuid() != 0 {
+				t.Skip("giving a file to another user takes root")
+			}
+			return os.Chown(f.CA, 65534, 65534)
+		}, "another user (uid 65534"},
+		{"the key a link another user owns", func(f certtest.Files) error {
+			if os.Geteuid() != 0 {
+				t.Skip("giving a file to another user takes root")
+			}
+			if err := os.Rename(f.Key, f.Key+".real"); err != nil {
+				return err
+			}
+			if err := os.Symlink(f.Key+".real", f.Key); err != nil {
+				return err
+			}
+			return os.Lchown(f.Key, 65534, 65534)
+		}, "symbolic link another user owns"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := certtest.NewCA(t, "cluster").Node(t, "node-1")
+			if err := tc.change(f); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := LoadTLS(f.Cert, f.Key, f.CA); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("LoadTLS: %v, want refused: %q", err, tc.want)
+			}
+		})
+	}
+
+	f := certtest.NewCA(t, "cluster").Node(t, "node-2")
+	if tl := loadTLS(t, f); tl.KeyExposed() {
+		t.Error("a key 0600: KeyExposed")
+	}
+	if err := os.Chmod(f.Key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if tl := loadTLS(t, f); !tl.KeyExposed() {
+		t.Error("a key 0644: not KeyExposed")
+	}
+}

@@ -852,7 +852,10 @@ func (c *Config) validateClusterTLS() []error {
 		var pems [3][]byte
 		var errs []error
 		for i, f := range files {
-			b, err := os.ReadFile(f.path)
+			// Refused when another user could have written it, as
+			// cluster.LoadTLS reads them: a CA of theirs in the CA file
+			// admits them to the cluster.
+			b, _, err := privfile.ReadSecret(f.path)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("--%s: %w", f.flag, err))
 			}

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"flag"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -341,6 +342,11 @@ func TestClusterTLS(t *testing.T) {
 	node := ca.Node(t, "node")
 	expired := ca.Issue(t, "expired", certtest.Options{NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
 	stranger := other.Node(t, "stranger")
+	// A CA file others may write: any of them could add their CA to it.
+	shared := certtest.NewCA(t, "cluster CA").Node(t, "shared")
+	if err := os.Chmod(shared.CA, 0o666); err != nil {
+		t.Fatal(err)
+	}
 	// Cluster flags beyond loopback; the HTTP listener and auth are beside
 	// the point (jwt, so that auth none's own loopback rule stays out).
 	wide := func(extra ...string) []string {
@@ -396,6 +402,7 @@ func TestClusterTLS(t *testing.T) {
 			[]string{"private key does not match"}},
 		{"CA file that is no certificate", wide("--cluster-tls-cert", node.Cert, "--cluster-tls-key", node.Key, "--cluster-tls-ca", node.Key),
 			[]string{"holds no PEM certificate"}},
+		{"CA file others may write", wide(shared.Args()...), []string{"--cluster-tls-ca: " + shared.CA, "written by group or others"}},
 	}
 	for _, tt := range refused {
 		t.Run(tt.name, func(t *testing.T) {

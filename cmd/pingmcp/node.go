@@ -180,6 +180,10 @@ func (n *nodeAssembly) build(ctx context.Context) error {
 		if clusterTLS, err = cluster.LoadTLS(cfg.ClusterTLSCert, cfg.ClusterTLSKey, cfg.ClusterTLSCA); err != nil {
 			return err
 		}
+		if clusterTLS.KeyExposed() {
+			n.logger.Warn("--cluster-tls-key may be read by other users of this host, and whoever holds it joins the cluster: chmod 600 it (640 for a group; a Kubernetes Secret's defaultMode 0440), and issue the node a new certificate if they may have read it",
+				"file", cfg.ClusterTLSKey)
+		}
 	}
 	// Spans are flushed after the node has left, so that its last ones go
 	// too: their release sits below the node's on the stack.

@@ -308,3 +308,69 @@ func TestOpenRefusesHardLinks(t *testing.T) {
 		t.Error("Exclusive took a sticky directory others may write")
 	}
 }
+
+// A FIFO another user made at the path (in a directory they may write, a
+// sticky /tmp) is refused by Open, and before it waits for a reader:
+// writing there handed them what is written (the audit records), and
+// stalled each writer whenever they stopped reading. One of this user's,
+// or one reached through a link of this user's or root's (/dev/stdout, a
+// log shipper's pipe), is taken as before.
+func TestOpenRefusesAnotherUsersFIFO(t *testing.T) {
+	dir := t.TempDir()
+	mine := filepath.Join(dir, "mine.fifo")
+	if err := syscall.Mkfifo(mine, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	theirs := filepath.Join(dir, "audit.log")
+	if err := syscall.Mkfifo(theirs, 0o622); err != nil {
+		t.Fatal(err)
+	}
+	nobody(t, theirs)
+	linked := filepath.Join(dir, "stdout")
+	if err := os.Symlink(theirs, linked); err != nil { // this user's link: their choice
+		t.Fatal(err)
+	}
+	// A reader on each, as the one who made it keeps: opening to write
+	// does not wait.
+	for _, p := range []string{mine, theirs} {
+		r, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+	}
+	for path, want := range map[string]string{mine: "", linked: "", theirs: "another user (uid 65534"} {
+		f, err := Open(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err == nil {
+			f.Close()
+		}
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("%s: %v, want %q", filepath.Base(path), err, want)
+		}
+	}
+
+	// With no reader, refused at once, not waited on.
+	lone := filepath.Join(dir, "lone.fifo")
+	if err := syscall.Mkfifo(lone, 0o622); err != nil {
+		t.Fatal(err)
+	}
+	nobody(t, lone)
+	done := make(chan error, 1)
+	go func() {
+		f, err := Open(lone, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err == nil {
+			f.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "another user") {
+			t.Errorf("another user's FIFO without a reader: %v, want refused", err)
+		}
+	case <-time.After(5 * time.Second):
+		r, _ := os.OpenFile(lone, os.O_RDONLY|syscall.O_NONBLOCK, 0) // let it go
+		defer r.Close()
+		t.Fatal("Open waits on another user's FIFO")
+	}
+}

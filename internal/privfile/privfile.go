@@ -1,7 +1,8 @@
 // Package privfile opens and reads the files a node keeps to itself (the
-// audit log, a lock, the admin token) so that another local user cannot
-// plant, redirect or change them: no symbolic link where the node creates
-// the file, no file of another user's, none that group or others may write.
+// audit log, a lock, the admin token, the cluster's TLS files) so that
+// another local user cannot plant, redirect or change them: no symbolic
+// link where the node creates the file, no file of another user's, none
+// that group or others may write.
 package privfile
 
 import (
@@ -20,17 +21,20 @@ import (
 //     user's or root's (/dev/stdout): one another user planted, in a shared
 //     directory, is refused;
 //   - a pipe or a terminal (a log shipper's FIFO, /dev/stdout) is taken as
-//     it is: nothing is kept there to be read or changed later;
+//     it is: nothing is kept there to be read or changed later; but a FIFO
+//     at path itself (not behind such a link) must be this user's or
+//     root's, and another user's is refused before it is waited on: they
+//     would read what is written, and stall the writer at will;
 //   - anything else must be a regular file this process's user owns; if
 //     group or others may write it (a Kubernetes volume with fsGroup makes
 //     its files group-writable on each mount), that permission is taken
 //     away.
 func Open(path string, flag int, perm fs.FileMode) (*os.File, error) {
-	f, err := open(path, flag, perm, true)
+	f, linked, err := open(path, flag, perm, true)
 	if err != nil {
 		return nil, err
 	}
-	if err := own(f, path); err != nil {
+	if err := own(f, path, linked); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -43,51 +47,60 @@ func Open(path string, flag int, perm fs.FileMode) (*os.File, error) {
 // what was checked is then what is read, even if path is replaced between
 // the two.
 func OpenRead(path string) (*os.File, error) {
-	return open(path, os.O_RDONLY|nonBlock, 0, false)
+	f, _, err := open(path, os.O_RDONLY|nonBlock, 0, false)
+	return f, err
 }
 
 // open opens path with flag and perm, not through a symbolic link at path
-// unless ownLinks is set and the link is this process's user's or root's.
-func open(path string, flag int, perm fs.FileMode, ownLinks bool) (*os.File, error) {
+// unless ownLinks is set and the link is this process's user's or root's
+// (then linked); never a FIFO another user owns at path, which opening to
+// write would wait on.
+func open(path string, flag int, perm fs.FileMode, ownLinks bool) (f *os.File, linked bool, err error) {
 	follow := false
 	if fi, err := os.Lstat(path); ownLinks && err == nil && fi.Mode()&fs.ModeSymlink != 0 {
 		if !OwnedBySelf(fi) && !ownedByRoot(fi) {
-			return nil, fmt.Errorf("%s is a symbolic link another user owns (uid %d): refused (give the file's own path)", path, owner(fi))
+			return nil, false, fmt.Errorf("%s is a symbolic link another user owns (uid %d): refused (give the file's own path)", path, owner(fi))
 		}
 		follow = true
+	} else if err == nil && fi.Mode()&fs.ModeNamedPipe != 0 && !OwnedBySelf(fi) && !ownedByRoot(fi) {
+		return nil, false, anotherUsers(path, fi)
 	}
 	if !follow {
 		flag |= noFollow
 	}
-	f, err := os.OpenFile(path, flag, perm)
+	f, err = os.OpenFile(path, flag, perm)
 	if err != nil {
 		// O_NOFOLLOW's refusal (ELOOP on Linux, EMLINK or EFTYPE on some
 		// BSDs), or a link that appeared since Lstat.
 		if fi, lerr := os.Lstat(path); !follow && (isLoop(err) || lerr == nil && fi.Mode()&fs.ModeSymlink != 0) {
 			if ownLinks {
-				return nil, fmt.Errorf("%s is a symbolic link another user owns: refused (give the file's own path)", path)
+				return nil, false, fmt.Errorf("%s is a symbolic link another user owns: refused (give the file's own path)", path)
 			}
-			return nil, fmt.Errorf("%s is a symbolic link: refused (give the file's own path)", path)
+			return nil, false, fmt.Errorf("%s is a symbolic link: refused (give the file's own path)", path)
 		}
-		return nil, err
+		return nil, false, err
 	}
-	return f, nil
+	return f, follow, nil
 }
 
-// own checks the file f opened, path's (see Open).
-func own(f *os.File, path string) error {
+// own checks the file f opened, path's, reached through a link of this
+// user's or root's if linked (see Open).
+func own(f *os.File, path string, linked bool) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return err
 	}
 	mode := fi.Mode()
 	switch {
+	case mode&fs.ModeNamedPipe != 0 && !linked && !OwnedBySelf(fi) && !ownedByRoot(fi):
+		// Made at path since open's Lstat.
+		return anotherUsers(path, fi)
 	case mode&(fs.ModeNamedPipe|fs.ModeCharDevice) != 0:
 		return nil
 	case !mode.IsRegular():
 		return fmt.Errorf("%s is not a regular file, a pipe or a terminal: refused", path)
 	case !OwnedBySelf(fi):
-		return fmt.Errorf("%s belongs to another user (uid %d): refused (they could read or change what it holds)", path, owner(fi))
+		return anotherUsers(path, fi)
 	case links(fi) > 1:
 		// A hard link another user made, in a directory they may write
 		// (a sticky /tmp), to a file of this user's: writing here would
@@ -101,6 +114,11 @@ func own(f *os.File, path string) error {
 	return nil
 }
 
+// anotherUsers is Open's refusal of path, fi's, another user's.
+func anotherUsers(path string, fi fs.FileInfo) error {
+	return fmt.Errorf("%s belongs to another user (uid %d): refused (they could read or change what it holds)", path, owner(fi))
+}
+
 // ReadSecret reads a secret another process provisioned (Kubernetes mounts
 // a Secret's file through symbolic links, owned by root, 0644 unless its
 // defaultMode says otherwise, group fsGroup's; Docker's secrets are 0444,
@@ -112,7 +130,7 @@ func own(f *os.File, path string) error {
 // group). What is checked is the file opened, and what is read is that
 // file.
 func ReadSecret(path string) (secret []byte, exposed bool, err error) {
-	f, err := open(path, os.O_RDONLY|nonBlock, 0, true)
+	f, _, err := open(path, os.O_RDONLY|nonBlock, 0, true)
 	if err != nil {
 		return nil, false, err
 	}
