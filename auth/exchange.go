@@ -271,7 +271,9 @@ func (x *Exchanger) refusal(code, desc string, sent ...string) *ExchangeError {
 		base64.StdEncoding.EncodeToString([]byte(url.QueryEscape(x.opts.ClientID)+":"+url.QueryEscape(x.opts.ClientSecret))))
 	blank := func(s string) string {
 		for _, c := range sent {
-			if c != "" {
+			// (One of a few characters, no real secret, would blank
+			// every place its letters occur.)
+			if len(c) >= 8 {
 				s = strings.ReplaceAll(s, c, "[credentials]")
 			}
 		}
