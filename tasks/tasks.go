@@ -574,6 +574,14 @@ func (l *Layer) serveMethod(w http.ResponseWriter, r *http.Request, m *message, 
 	}
 	switch m.Method {
 	case "tasks/get":
+		// What a task shows (its result, its input requests) is its
+		// tool's: a token that may not call the tool may not read it (403
+		// insufficient_scope, as for a tasks/update), though it be the
+		// user's through the same client (after a step-down, say).
+		if refusal := l.authorize(r, t.Tool()); refusal != nil {
+			writeRefusal(w, m.ID, refusal)
+			return
+		}
 		var refusal *Refusal
 		if t, refusal, err = l.reap(r, t); err != nil {
 			writeRefusal(w, m.ID, l.storeFailure(id, err))

@@ -210,7 +210,7 @@ func await(t *testing.T, srv *httptest.Server, id, want string) reply {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		r := rpc(t, srv, "tasks/get", map[string]any{"taskId": id}, true)
+		r := rpc(t, srv, "tasks/get", map[string]any{"taskId": id}, true, "X-Scopes", "read write")
 		if r.Result["status"] == want {
 			return r
 		}
@@ -696,6 +696,20 @@ func TestResumeChecksTheToolsScopes(t *testing.T) {
 		t.Fatalf("resuming read with the scopes: %+v", r)
 	}
 	await(t, srv, "lost", "completed")
+}
+
+// A task's result is its tool's: a tasks/get whose token lacks the tool's
+// scopes is refused (403 insufficient_scope) and shows nothing of it; one
+// holding them reads it.
+func TestGetChecksTheToolsScopes(t *testing.T) {
+	store := &taskstore.Memory{}
+	srv, _ := nodeWith(t, Options{Store: store, Owner: "alice", Runner: "n1", Authorize: scoped})
+	id := start(t, srv, "test_two_questions", nil)
+	await(t, srv, id, "input_required")
+	r := rpc(t, srv, "tasks/get", map[string]any{"taskId": id}, true, "X-Scopes", "read")
+	if r.status != http.StatusForbidden || r.Error == nil || !strings.Contains(r.header.Get("WWW-Authenticate"), "insufficient_scope") || r.Result != nil {
+		t.Fatalf("tasks/get with a token lacking the tool's scope: HTTP %d %+v %v, want 403 insufficient_scope and no task", r.status, r.Error, r.Result)
+	}
 }
 
 // resumableCall is a task's stored tools/call of test_resumable.
