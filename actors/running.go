@@ -2,11 +2,14 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/pingmcp/pingmcp/internal/rpcerr"
 )
 
 // runningCalls are the handlers of an actor's MCP server running now,
@@ -25,7 +28,7 @@ import (
 // actor admitted them all.
 type runningCalls struct {
 	mu      sync.Mutex
-	cancels map[uint64]context.CancelFunc
+	cancels map[uint64]context.CancelCauseFunc
 	// notes are those of cancels that are notifications' handlers: ended
 	// as the calls are, not counted as calls (count; a session's
 	// notifications/initialized waits for its snapshot's write).
@@ -78,7 +81,7 @@ func (r *runningCalls) release(f *flight) {
 // ends, and what to call when it returns. Once stopped, the context it
 // returns has ended.
 func (r *runningCalls) start(ctx context.Context, f *flight, note bool) (context.Context, func()) {
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancelCause(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if f != nil && f.reserved > 0 {
@@ -86,11 +89,11 @@ func (r *runningCalls) start(ctx context.Context, f *flight, note bool) (context
 		r.reserved--
 	}
 	if r.stopped {
-		cancel()
-		return ctx, cancel
+		cancel(nil)
+		return ctx, func() { cancel(nil) }
 	}
 	if r.cancels == nil {
-		r.cancels = map[uint64]context.CancelFunc{}
+		r.cancels = map[uint64]context.CancelCauseFunc{}
 	}
 	id := r.next
 	r.next++
@@ -105,7 +108,7 @@ func (r *runningCalls) start(ctx context.Context, f *flight, note bool) (context
 		}
 		delete(r.cancels, id)
 		r.mu.Unlock()
-		cancel()
+		cancel(nil)
 	}
 }
 
@@ -121,19 +124,24 @@ func (r *runningCalls) stop() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.stopped = true
-	r.cancelAllLocked()
+	r.cancelAllLocked(nil)
 }
 
-// cancelAll ends every handler running now (the session ends).
+// errSessionEnded is the cause of the end of the handlers that cancelAll
+// ends.
+var errSessionEnded = errors.New("the session ended while the request ran")
+
+// cancelAll ends every handler running now (the session ends): the calls
+// among them are answered "session not found" (running).
 func (r *runningCalls) cancelAll() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.cancelAllLocked()
+	r.cancelAllLocked(errSessionEnded)
 }
 
-func (r *runningCalls) cancelAllLocked() {
+func (r *runningCalls) cancelAllLocked(cause error) {
 	for id, cancel := range r.cancels {
-		cancel()
+		cancel(cause)
 		delete(r.cancels, id)
 	}
 	r.notes = 0
@@ -152,6 +160,13 @@ func (a *core) running(next mcp.MethodHandler) mcp.MethodHandler {
 		}
 		ctx, done := a.calls.start(ctx, f, note)
 		defer done()
-		return next(ctx, method, req)
+		res, err := next(ctx, method, req)
+		if err != nil && errors.Is(context.Cause(ctx), errSessionEnded) {
+			// Its session ended (a DELETE) under it: answered as the
+			// session's requests then are, not with the go-sdk's code 0
+			// "context canceled".
+			return nil, rpcerr.New(rpcerr.SessionNotFound, errSessionEnded.Error()).SDK()
+		}
+		return res, err
 	}
 }

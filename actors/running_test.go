@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -13,8 +14,11 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	protocluster "github.com/asynkron/protoactor-go/cluster"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/pingmcp/pingmcp/cluster/envelope"
+	"github.com/pingmcp/pingmcp/internal/rpcerr"
 	"github.com/pingmcp/pingmcp/state"
 )
 
@@ -328,4 +332,32 @@ func TestInitializeRefusedAfterActivatingFreesItsSlot(t *testing.T) {
 	}))
 	await(t, ended, "the end of the actor whose initialize was refused")
 	awaitSlotFreed(t, d, alice, "an initialize refused after its activation")
+}
+
+// A handler that its session's end (a DELETE: cancelAll) ended is
+// answered "session not found" (-32001), as the session's requests then
+// are, not with the go-sdk's code 0 "context canceled"; one the actor's
+// stop ended keeps its error (the journal answers it "interrupted").
+func TestHandlerEndedWithItsSessionIsSessionNotFound(t *testing.T) {
+	for name, end := range map[string]func(*runningCalls){"the session's end": (*runningCalls).cancelAll, "the actor's stop": (*runningCalls).stop} {
+		a := &core{}
+		started := make(chan struct{})
+		h := a.running(func(ctx context.Context, _ string, _ mcp.Request) (mcp.Result, error) {
+			close(started)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})
+		errc := make(chan error, 1)
+		go func() {
+			_, err := h(t.Context(), "tools/call", &mcp.CallToolRequest{})
+			errc <- err
+		}()
+		<-started
+		end(&a.calls)
+		err := <-errc
+		var je *jsonrpc.Error
+		if gone := errors.As(err, &je) && je.Code == rpcerr.SessionNotFound; gone != (name == "the session's end") {
+			t.Errorf("a handler ended by %s: %v", name, err)
+		}
+	}
 }

@@ -218,6 +218,18 @@ func (j *jsonAnswer) takeAsks() []json.RawMessage {
 	return asks
 }
 
+// sessionGone says whether answer, a JSON-RPC response, is the error
+// "session not found" (-32001).
+func sessionGone(answer []byte) bool {
+	if !bytes.Contains(answer, []byte(`"error"`)) {
+		return false
+	}
+	var r struct {
+		Error *struct{ Code int }
+	}
+	return json.Unmarshal(answer, &r) == nil && r.Error != nil && r.Error.Code == rpcerr.SessionNotFound
+}
+
 // writeTo writes the JSON answer to w: the one response, or, for a batch,
 // the array of them.
 func (j *jsonAnswer) writeTo(w io.Writer, batch bool) {

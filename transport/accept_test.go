@@ -68,3 +68,18 @@ func TestJSONAnswer(t *testing.T) {
 		t.Errorf("an answer over the bound: %v", err)
 	}
 }
+
+// A JSON answer that is "session not found" (its session ended under the
+// call) is told apart, whatever else it holds; other answers are not.
+func TestSessionGoneAnswer(t *testing.T) {
+	for answer, want := range map[string]bool{
+		`{"jsonrpc":"2.0","id":7,"error":{"code":-32001,"message":"the session ended while the request ran"}}`: true,
+		`{"jsonrpc":"2.0","id":7,"error":{"code":0,"message":"context canceled"}}`:                             false,
+		`{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"\"error\":{\"code\":-32001}"}]}}`: false,
+		`{"jsonrpc":"2.0","id":7,"result":{}}`:                                                                 false,
+	} {
+		if got := sessionGone([]byte(answer)); got != want {
+			t.Errorf("sessionGone(%s) = %v, want %v", answer, got, want)
+		}
+	}
+}

@@ -708,6 +708,14 @@ func (e *Edge) relay(ctx context.Context, w http.ResponseWriter, s *cluster.Stre
 					}
 					return giveUp(parent, w, req, answer)
 				}
+				if !req.batch && !answer.committed && sessionGone(answer.answers[0]) {
+					// Its session ended under it (a DELETE): answered as
+					// the session's requests then are, 404.
+					w.Header().Del("Content-Length")
+					w.WriteHeader(http.StatusNotFound)
+					answer.writeTo(w, false)
+					return http.StatusNotFound
+				}
 				answer.commit(w)
 				answer.writeTo(w, req.batch)
 				return http.StatusOK
