@@ -1,7 +1,9 @@
 package deploy
 
 import (
+	"crypto/sha256"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -192,5 +194,54 @@ func TestGraceShorterThanDrainRefused(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "drainTimeout") {
 			t.Errorf("drainTimeout %q: %v, want a refusal naming it", bad, err)
 		}
+	}
+}
+
+// With secrets.generate, every render makes new state keys and a new
+// cluster CA (each helm upgrade replaces the Secrets), and pods read them
+// only as they start: the pod template changes with them, so that an
+// upgrade rolls every pod onto the new ones. It did not change: the running
+// pods kept the old CA and keys, and the next pod to start (a scale-up, an
+// eviction, a restart) got the new ones, a member its peers could neither
+// reach nor be reached by over mutual TLS, and that could not unseal their
+// sessions' snapshots. Found by a review.
+func TestHelmTrialSecretsRollThePods(t *testing.T) {
+	type rendered struct{ keys, tls, template string }
+	render := func() rendered {
+		chart, _ := renderChart(t, defaultRelease(t, map[string]any{"secrets": map[string]any{"generate": true}}))
+		var d struct {
+			Spec struct {
+				Template struct {
+					Metadata struct{ Annotations map[string]string }
+				}
+			}
+		}
+		decodeLoose(t, chart["apps/v1/Deployment pingmcp/pingmcp"], &d)
+		var keys, tls struct{ StringData map[string]string }
+		decodeLoose(t, chart["v1/Secret pingmcp/pingmcp-trial-state-keys"], &keys)
+		decodeLoose(t, chart["v1/Secret pingmcp/pingmcp-trial-cluster-tls"], &tls)
+		tmpl, _ := json.Marshal(chart["apps/v1/Deployment pingmcp/pingmcp"]["spec"].(map[string]any)["template"])
+		ca := tls.StringData["ca.crt"]
+		if keys.StringData["state-keys"] == "" || ca == "" {
+			t.Fatalf("the trial Secrets hold no state keys or no CA: %v %v", keys.StringData, tls.StringData)
+		}
+		// The pod template names what the Secrets of the same render hold,
+		// not a value drawn apart from them.
+		data := map[string]string{"state-keys": keys.StringData["state-keys"]}
+		for k, v := range tls.StringData {
+			data[k] = v
+		}
+		b, _ := json.Marshal(data)
+		if got, want := d.Spec.Template.Metadata.Annotations["checksum/trial-secrets"], fmt.Sprintf("%x", sha256.Sum256(b)); got != want {
+			t.Errorf("the pod template's checksum/trial-secrets is %q, not the checksum of the trial Secrets rendered with it (%s)", got, want)
+		}
+		return rendered{keys.StringData["state-keys"], ca, string(tmpl)}
+	}
+	install, upgrade := render(), render()
+	if install.keys == upgrade.keys || install.tls == upgrade.tls {
+		t.Fatal("two renders generated the same trial Secrets")
+	}
+	if install.template == upgrade.template {
+		t.Errorf("an upgrade replaces the trial state keys and cluster CA but leaves the pod template as it was: the running pods keep the old ones, and a pod that starts later gets the new ones, which its peers do not trust:\n%s", upgrade.template)
 	}
 }

@@ -46,6 +46,22 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- if .Values.secrets.generate -}}{{ include "pingmcp.fullname" . }}-trial-cluster-tls{{- else -}}{{ .Values.secrets.clusterTLS.name }}{{- end -}}
 {{- end -}}
 
+{{/* TRIAL ONLY (secrets.generate): the generated Secrets' data, made once
+     per render (kept in .Values for the rest of it), for the Secrets
+     themselves (trial-secrets.yaml) and for the pod template's checksum of
+     them: pods read them only as they start, so every render that makes new
+     ones (each helm upgrade) must roll every pod onto them, or a pod started
+     later would hold a CA and keys its peers do not share. */}}
+{{- define "pingmcp.trialSecrets" -}}
+{{- if not (hasKey .Values.secrets "_trialData") -}}
+{{- $fullname := include "pingmcp.fullname" . -}}
+{{- $ca := genCA (printf "%s trial cluster CA" $fullname) 365 -}}
+{{- $node := genSignedCert (printf "%s-node" $fullname) nil nil 365 $ca -}}
+{{- $_ := set .Values.secrets "_trialData" (dict "state-keys" (printf "trial:%s" (randBytes 32)) "tls.crt" $node.Cert "tls.key" $node.Key "ca.crt" $ca.Cert) -}}
+{{- end -}}
+{{- toJson .Values.secrets._trialData -}}
+{{- end -}}
+
 {{- define "pingmcp.redisURL" -}}
 {{- if .Values.redis.trial.enabled -}}
 {{- printf "redis://%s-redis.%s.svc.cluster.local:6379/0" (include "pingmcp.fullname" .) .Release.Namespace -}}
