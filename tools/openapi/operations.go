@@ -357,9 +357,15 @@ var reservedHeaders = []string{"Accept", "Authorization", "Connection", "Content
 	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
 	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Real-Ip"}
 
+// ignoredHeaders are header parameters whose definition OpenAPI says
+// "SHALL be ignored", required or not (pingmcp sets them: a document that
+// declares a required Authorization header means the bearer token).
+var ignoredHeaders = []string{"Accept", "Authorization", "Content-Type"}
+
 // newParam makes the argument of a parameter, or nil for an optional one
 // that is not offered (a cookie, a reserved header, a serialization pingmcp
-// does not write); a required one of those makes the operation impossible.
+// does not write); a required one of those makes the operation impossible,
+// but for the headers OpenAPI ignores (ignoredHeaders), never offered.
 func newParam(p *openapi3.Parameter) (*param, error) {
 	skip := func(why string) (*param, error) {
 		if p.Required || p.In == openapi3.ParameterInPath {
@@ -368,6 +374,8 @@ func newParam(p *openapi3.Parameter) (*param, error) {
 		return nil, nil
 	}
 	switch {
+	case p.In == openapi3.ParameterInHeader && slices.ContainsFunc(ignoredHeaders, func(h string) bool { return strings.EqualFold(h, p.Name) }):
+		return nil, nil // required or not: OpenAPI ignores it
 	case p.In == openapi3.ParameterInCookie:
 		return skip("cookie parameters are not supported")
 	case p.In == openapi3.ParameterInHeader && slices.ContainsFunc(reservedHeaders, func(h string) bool { return strings.EqualFold(h, p.Name) }):
