@@ -47,3 +47,45 @@ func TestIgnoredHeaderParameters(t *testing.T) {
 		t.Errorf("a required Host header: %v", err)
 	}
 }
+
+// A body offered in several JSON media types is sent as application/json
+// when it is one of them, else as a concrete +json type: never as a media
+// range, which is no content type (ASP.NET's Swashbuckle lists
+// application/*+json beside application/json, text/json and
+// application/json-patch+json, and application/*+json sorts first).
+func TestBodyMediaType(t *testing.T) {
+	for _, c := range []struct{ content, want string }{
+		{`{application/json-patch+json: {schema: {type: object}}, application/json: {schema: {type: object}}, text/json: {schema: {type: object}}, application/*+json: {schema: {type: object}}}`, "application/json"},
+		{`{application/vnd.api+json: {schema: {type: object}}, application/*+json: {schema: {type: object}}}`, "application/vnd.api+json"},
+		{`{"application/json; charset=utf-8": {schema: {type: object}}, application/hal+json: {schema: {type: object}}}`, "application/json; charset=utf-8"},
+	} {
+		api := newRecorder(t, nil)
+		ts, err := newAPI(t, API{BaseURL: api.URL, Scopes: []string{"a"}, Include: Selector{Methods: []string{"POST"}}}, docWith("3.0.3", `
+  /a:
+    post:
+      operationId: post
+      requestBody: {required: true, content: `+c.content+`}
+      responses: {"200": {description: ok}}`, "  schemas: {}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs := connect(t, ts, &countingCaller{})
+		if res := callTool(t, cs, "t_post", `{"body":{"a":1}}`); res.IsError {
+			t.Fatal(text(res))
+		}
+		if got := api.requests()[0].Header.Get("Content-Type"); got != c.want {
+			t.Errorf("%s: sent Content-Type %q, want %q", c.content, got, c.want)
+		}
+	}
+	// A media range alone is no type to send: a required body so offered
+	// is refused, saying so.
+	_, err := newAPI(t, API{Scopes: []string{"a"}, Include: Selector{Methods: []string{"POST"}}}, docWith("3.0.3", `
+  /a:
+    post:
+      operationId: post
+      requestBody: {required: true, content: {application/*+json: {schema: {type: object}}}}
+      responses: {"200": {description: ok}}`, "  schemas: {}"))
+	if err == nil || !strings.Contains(err.Error(), "application/*+json") {
+		t.Errorf("a body of a media range alone: %v", err)
+	}
+}

@@ -437,20 +437,26 @@ func nameArguments(params []*param) error {
 }
 
 // newBody makes the body argument of a JSON request body, nil for an
-// optional body pingmcp does not write (not JSON).
+// optional body pingmcp does not write (not JSON). Of several JSON media
+// types, application/json is sent when it is one, else the first other;
+// a media range (application/*+json) is no content type to send.
 func newBody(rb *openapi3.RequestBody) (*body, error) {
-	for _, mt := range sortedKeys(rb.Content) {
-		if !isJSON(mt) {
-			continue
-		}
-		b := &body{mediaType: mt, required: rb.Required, description: rb.Description}
-		if m := rb.Content[mt]; m != nil {
+	types := slices.DeleteFunc(sortedKeys(rb.Content), func(mt string) bool { return !isJSON(mt) || strings.Contains(mt, "*") })
+	if i := slices.IndexFunc(types, func(mt string) bool {
+		t, _, _ := mime.ParseMediaType(mt)
+		return t == "application/json"
+	}); i > 0 {
+		types[0], types[i] = types[i], types[0]
+	}
+	if len(types) > 0 {
+		b := &body{mediaType: types[0], required: rb.Required, description: rb.Description}
+		if m := rb.Content[types[0]]; m != nil {
 			b.schema = m.Schema
 		}
 		return b, nil
 	}
 	if rb.Required {
-		return nil, fmt.Errorf("its request body is %s: only JSON bodies are supported", strings.Join(sortedKeys(rb.Content), ", "))
+		return nil, fmt.Errorf("its request body is %s: only JSON bodies are supported (application/json or a +json type, not a range)", strings.Join(sortedKeys(rb.Content), ", "))
 	}
 	return nil, nil
 }
