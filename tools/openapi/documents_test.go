@@ -89,3 +89,11 @@ func TestBodyMediaType(t *testing.T) {
 		t.Errorf("a body of a media range alone: %v", err)
 	}
 }
+
+// A Swagger 2.0 document is refused saying what it is and what to do.
+func TestSwagger2Refused(t *testing.T) {
+	_, err := newAPI(t, API{Scopes: []string{"a"}}, `{"swagger": "2.0", "info": {"title": "t", "version": "1"}, "paths": {"/a": {"get": {"responses": {"200": {"description": "ok"}}}}}}`)
+	if err == nil || !strings.Contains(err.Error(), "Swagger (OpenAPI 2)") || !strings.Contains(err.Error(), "OpenAPI 3") {
+		t.Errorf("a Swagger 2.0 document: %v", err)
+	}
+}

@@ -103,6 +103,9 @@ func loadNow(ctx context.Context, location, dir string, opts Options, read opena
 	if err != nil {
 		return nil, fmt.Errorf("document %s: %w", shown, err)
 	}
+	if v, ok := doc.Extensions["swagger"]; ok && doc.OpenAPI == "" {
+		return nil, fmt.Errorf("document %s: swagger %v: a Swagger (OpenAPI 2) document; want OpenAPI 3.0 or 3.1 (convert it first, with swagger2openapi or the Swagger Editor, say)", shown, v)
+	}
 	if !doc.IsOpenAPI30() && !doc.IsOpenAPI31OrLater() {
 		return nil, fmt.Errorf("document %s: openapi %q: want 3.0 or 3.1", shown, doc.OpenAPI)
 	}
