@@ -97,3 +97,42 @@ func TestSwagger2Refused(t *testing.T) {
 		t.Errorf("a Swagger 2.0 document: %v", err)
 	}
 }
+
+// A oneOf with a discriminator is one branch chosen by the discriminator's
+// value, as the API reads it (and kin-openapi validates it): a value that
+// also fits another branch (branches rarely forbid each other's
+// properties) is no refusal, as JSON Schema's oneOf would make it.
+func TestDiscriminatorOneOf(t *testing.T) {
+	api := newRecorder(t, nil)
+	ts, err := newAPI(t, API{BaseURL: api.URL, Scopes: []string{"a"}, Include: Selector{Methods: []string{"POST"}}}, docWith("3.0.3", `
+  /pets:
+    post:
+      operationId: addPet
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              oneOf: [{$ref: "#/components/schemas/Cat"}, {$ref: "#/components/schemas/Dog"}]
+              discriminator: {propertyName: petType}
+      responses: {"200": {description: ok}}`, `  schemas:
+    Cat:
+      type: object
+      required: [petType]
+      properties: {petType: {type: string}, name: {type: string}, hunts: {type: boolean}}
+    Dog:
+      type: object
+      required: [petType]
+      properties: {petType: {type: string}, name: {type: string}, bark: {type: boolean}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := connect(t, ts, &countingCaller{})
+	if res := callTool(t, cs, "t_addPet", `{"body":{"petType":"Cat","name":"Tom","hunts":true}}`); res.IsError {
+		t.Fatal(text(res))
+	}
+	// Still checked: a value that fits no branch is refused.
+	if res := callTool(t, cs, "t_addPet", `{"body":{"name":"Tom"}}`); !res.IsError {
+		t.Error("a pet without petType was sent")
+	}
+}
