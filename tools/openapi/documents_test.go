@@ -136,3 +136,30 @@ func TestDiscriminatorOneOf(t *testing.T) {
 		t.Error("a pet without petType was sent")
 	}
 }
+
+// A default its schema refuses (a string for an array, a number for a
+// string: generated and hand-written documents alike have them) does not
+// refuse the document: the API applies its own default, and the argument
+// is checked against the schema as any other.
+func TestDefaultsNotChecked(t *testing.T) {
+	api := newRecorder(t, nil)
+	ts, err := newAPI(t, API{BaseURL: api.URL, Scopes: []string{"a"}}, docWith("3.0.3", `
+  /a:
+    get:
+      operationId: list
+      parameters:
+        - {name: sort, in: query, schema: {type: array, items: {type: string}, default: created_at}}
+        - {name: store, in: query, schema: {$ref: "#/components/schemas/Store"}}
+      responses: {"200": {description: ok}}`, `  schemas:
+    Store: {type: string, default: 0}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := connect(t, ts, &countingCaller{})
+	if res := callTool(t, cs, "t_list", `{"sort":["name"],"store":"1"}`); res.IsError {
+		t.Fatal(text(res))
+	}
+	if res := callTool(t, cs, "t_list", `{"store":0}`); !res.IsError {
+		t.Error("a number sent for a string")
+	}
+}
