@@ -1,6 +1,9 @@
 package openapi
 
 import (
+	"encoding/json"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -161,5 +164,60 @@ func TestDefaultsNotChecked(t *testing.T) {
 	}
 	if res := callTool(t, cs, "t_list", `{"store":0}`); !res.IsError {
 		t.Error("a number sent for a string")
+	}
+}
+
+// Each argument's name is one Claude's API, among clients, accepts as a
+// property of an input schema (it refuses any other, and every tool of
+// the server with it): OData's $filter, JSON:API's page[limit], ids[],
+// Google's $.xgafv become filter, page_limit, ids, .xgafv; the call sends
+// the parameters' own names.
+func TestArgumentNamesPortable(t *testing.T) {
+	api := newRecorder(t, nil)
+	long := strings.Repeat("long name ", 10)
+	ts, err := newAPI(t, API{BaseURL: api.URL, Scopes: []string{"a"}}, docWith("3.0.3", `
+  /a/{item id}:
+    get:
+      operationId: list
+      parameters:
+        - {name: item id, in: path, required: true, schema: {type: string}}
+        - {name: "$filter", in: query, schema: {type: string}}
+        - {name: "page[limit]", in: query, schema: {type: integer}}
+        - {name: "ids[]", in: query, schema: {type: array, items: {type: string}}}
+        - {name: "$.xgafv", in: query, schema: {type: string}}
+        - {name: _id, in: query, schema: {type: string}}
+        - {name: "`+long+`", in: query, schema: {type: string}}
+        - {name: "$", in: header, schema: {type: string}}
+      responses: {"200": {description: ok}}`, "  schemas: {}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct{ Properties map[string]any }
+	json.Unmarshal(schemaBytes(t, ts.Tools()[0]), &schema)
+	var names []string
+	for name := range schema.Properties {
+		if !regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,64}$`).MatchString(name) {
+			t.Errorf("argument %q", name)
+		}
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	i := slices.IndexFunc(names, func(n string) bool { return strings.HasPrefix(n, "long_name_") })
+	if i < 0 || len(names[i]) != 64 {
+		t.Fatalf("arguments %q", names)
+	}
+	longArg := names[i]
+	if want := []string{".xgafv", "_id", "filter", "header", "ids", "item_id", longArg, "page_limit"}; !slices.Equal(names, want) {
+		t.Errorf("arguments %q, want %q", names, want)
+	}
+	cs := connect(t, ts, &countingCaller{})
+	if res := callTool(t, cs, "t_list", `{"item_id":"7","filter":"a eq 1","page_limit":5,"ids":["1","2"],".xgafv":"2","_id":"i","header":"h",`+quote(longArg)+`:"l"}`); res.IsError {
+		t.Fatal(text(res))
+	}
+	r := api.requests()[0]
+	q := r.URL.Query()
+	if r.URL.Path != "/a/7" || q.Get("$filter") != "a eq 1" || q.Get("page[limit]") != "5" || !slices.Equal(q["ids[]"], []string{"1", "2"}) ||
+		q.Get("$.xgafv") != "2" || q.Get("_id") != "i" || q.Get(long) != "l" || r.Header.Get("$") != "h" {
+		t.Errorf("sent %s, header $ %q", r.URL, r.Header.Get("$"))
 	}
 }

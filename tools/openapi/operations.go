@@ -414,19 +414,23 @@ func newParam(p *openapi3.Parameter) (*param, error) {
 	return &param{name: p.Name, in: p.In, required: p.Required || p.In == openapi3.ParameterInPath, style: sm.Style, explode: sm.Explode, spec: p}, nil
 }
 
-// nameArguments names each parameter's argument: its name, or, when two
-// locations share a name (or a parameter is called "body"), its location
-// and name (query_id, header_id).
+// nameArguments names each parameter's argument: its name made a
+// portable argument name (argumentName), or, when two parameters would
+// share one (two locations share a name, or a parameter is called
+// "body"), its location and name (query_id, header_id).
 func nameArguments(params []*param) error {
 	count := map[string]int{bodyArgument: 1}
 	for _, p := range params {
-		count[p.name]++
+		count[argumentName(p.name)]++
 	}
 	taken := map[string]bool{}
 	for _, p := range params {
-		p.argument = p.name
-		if count[p.name] > 1 {
-			p.argument = p.in + "_" + p.name
+		p.argument = argumentName(p.name)
+		switch {
+		case p.argument == "":
+			p.argument = p.in
+		case count[p.argument] > 1:
+			p.argument = argumentName(p.in + "_" + p.argument)
 		}
 		if taken[p.argument] {
 			return fmt.Errorf("two parameters would both be the argument %q", p.argument)
@@ -434,6 +438,36 @@ func nameArguments(params []*param) error {
 		taken[p.argument] = true
 	}
 	return nil
+}
+
+// maxArgumentName bounds an argument's name, as clients do.
+const maxArgumentName = 64
+
+var portableArgument = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// argumentName is a parameter's name as an argument: as it is when it is
+// 1 to 64 letters, digits, '_', '.' or '-', which clients accept as a
+// property of an input schema (Claude's API refuses any other, and with it
+// every tool of the server, whatever the tool called); else each run of
+// other characters made '_', none at either end ($filter is filter,
+// page[limit] page_limit, ids[] ids), and beyond 64 characters cut and
+// ended by a hash of the whole. The call sends the parameter's own name.
+func argumentName(name string) string {
+	if portableArgument.MatchString(name) {
+		return name
+	}
+	a := invalidNameRunes.ReplaceAllString(name, "_")
+	if loc := invalidNameRunes.FindStringIndex(name); loc != nil && loc[0] == 0 {
+		a = a[1:]
+	}
+	if locs := invalidNameRunes.FindAllStringIndex(name, -1); len(locs) > 0 && locs[len(locs)-1][1] == len(name) && a != "" {
+		a = a[:len(a)-1]
+	}
+	if len(a) > maxArgumentName {
+		sum := sha256.Sum256([]byte(name))
+		a = a[:maxArgumentName-9] + "_" + hex.EncodeToString(sum[:4])
+	}
+	return a
 }
 
 // newBody makes the body argument of a JSON request body, nil for an
