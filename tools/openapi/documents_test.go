@@ -221,3 +221,28 @@ func TestArgumentNamesPortable(t *testing.T) {
 		t.Errorf("sent %s, header $ %q", r.URL, r.Header.Get("$"))
 	}
 }
+
+// A space in a query is sent as %20, as OpenAPI's styles write it (RFC
+// 6570; spaceDelimited's example is color=blue%20black%20brown), not as
+// '+', which only form decoders read as a space; a '+' is %2B.
+func TestQuerySpaceEncoded(t *testing.T) {
+	api := newRecorder(t, nil)
+	ts, err := newAPI(t, API{BaseURL: api.URL, Scopes: []string{"a"}}, docWith("3.0.3", `
+  /s:
+    get:
+      operationId: s
+      parameters:
+        - {name: color, in: query, style: spaceDelimited, explode: false, schema: {type: array, items: {type: string}}}
+        - {name: q, in: query, schema: {type: string}}
+      responses: {"200": {description: ok}}`, "  schemas: {}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := connect(t, ts, &countingCaller{})
+	if res := callTool(t, cs, "t_s", `{"color":["blue","black","brown"],"q":"a+b c"}`); res.IsError {
+		t.Fatal(text(res))
+	}
+	if got, want := api.requests()[0].URL.RawQuery, "color=blue%20black%20brown&q=a%2Bb%20c"; got != want {
+		t.Errorf("query %s, want %s", got, want)
+	}
+}
