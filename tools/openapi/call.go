@@ -217,7 +217,9 @@ func (t *operationTool) request(ctx context.Context, args map[string]any) (*http
 		!strings.HasPrefix(u.EscapedPath(), t.api.base.EscapedPath()+"/") {
 		return nil, fmt.Errorf("the request would leave %s", t.api.base)
 	}
-	u.RawQuery = query.Encode()
+	// A space as %20, as OpenAPI's styles write it (RFC 6570), not '+',
+	// which only form decoders read as a space ('+' itself is %2B).
+	u.RawQuery = strings.ReplaceAll(query.Encode(), "+", "%20")
 	var rd io.Reader
 	if t.body != nil {
 		if v, ok := args[bodyArgument]; ok {

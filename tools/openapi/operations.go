@@ -357,9 +357,15 @@ var reservedHeaders = []string{"Accept", "Authorization", "Connection", "Content
 	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
 	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Real-Ip"}
 
+// ignoredHeaders are header parameters whose definition OpenAPI says
+// "SHALL be ignored", required or not (pingmcp sets them: a document that
+// declares a required Authorization header means the bearer token).
+var ignoredHeaders = []string{"Accept", "Authorization", "Content-Type"}
+
 // newParam makes the argument of a parameter, or nil for an optional one
 // that is not offered (a cookie, a reserved header, a serialization pingmcp
-// does not write); a required one of those makes the operation impossible.
+// does not write); a required one of those makes the operation impossible,
+// but for the headers OpenAPI ignores (ignoredHeaders), never offered.
 func newParam(p *openapi3.Parameter) (*param, error) {
 	skip := func(why string) (*param, error) {
 		if p.Required || p.In == openapi3.ParameterInPath {
@@ -368,6 +374,8 @@ func newParam(p *openapi3.Parameter) (*param, error) {
 		return nil, nil
 	}
 	switch {
+	case p.In == openapi3.ParameterInHeader && slices.ContainsFunc(ignoredHeaders, func(h string) bool { return strings.EqualFold(h, p.Name) }):
+		return nil, nil // required or not: OpenAPI ignores it
 	case p.In == openapi3.ParameterInCookie:
 		return skip("cookie parameters are not supported")
 	case p.In == openapi3.ParameterInHeader && slices.ContainsFunc(reservedHeaders, func(h string) bool { return strings.EqualFold(h, p.Name) }):
@@ -406,19 +414,23 @@ func newParam(p *openapi3.Parameter) (*param, error) {
 	return &param{name: p.Name, in: p.In, required: p.Required || p.In == openapi3.ParameterInPath, style: sm.Style, explode: sm.Explode, spec: p}, nil
 }
 
-// nameArguments names each parameter's argument: its name, or, when two
-// locations share a name (or a parameter is called "body"), its location
-// and name (query_id, header_id).
+// nameArguments names each parameter's argument: its name made a
+// portable argument name (argumentName), or, when two parameters would
+// share one (two locations share a name, or a parameter is called
+// "body"), its location and name (query_id, header_id).
 func nameArguments(params []*param) error {
 	count := map[string]int{bodyArgument: 1}
 	for _, p := range params {
-		count[p.name]++
+		count[argumentName(p.name)]++
 	}
 	taken := map[string]bool{}
 	for _, p := range params {
-		p.argument = p.name
-		if count[p.name] > 1 {
-			p.argument = p.in + "_" + p.name
+		p.argument = argumentName(p.name)
+		switch {
+		case p.argument == "":
+			p.argument = p.in
+		case count[p.argument] > 1:
+			p.argument = argumentName(p.in + "_" + p.argument)
 		}
 		if taken[p.argument] {
 			return fmt.Errorf("two parameters would both be the argument %q", p.argument)
@@ -428,21 +440,57 @@ func nameArguments(params []*param) error {
 	return nil
 }
 
+// maxArgumentName bounds an argument's name, as clients do.
+const maxArgumentName = 64
+
+var portableArgument = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// argumentName is a parameter's name as an argument: as it is when it is
+// 1 to 64 letters, digits, '_', '.' or '-', which clients accept as a
+// property of an input schema (Claude's API refuses any other, and with it
+// every tool of the server, whatever the tool called); else each run of
+// other characters made '_', none at either end ($filter is filter,
+// page[limit] page_limit, ids[] ids), and beyond 64 characters cut and
+// ended by a hash of the whole. The call sends the parameter's own name.
+func argumentName(name string) string {
+	if portableArgument.MatchString(name) {
+		return name
+	}
+	a := invalidNameRunes.ReplaceAllString(name, "_")
+	if loc := invalidNameRunes.FindStringIndex(name); loc != nil && loc[0] == 0 {
+		a = a[1:]
+	}
+	if locs := invalidNameRunes.FindAllStringIndex(name, -1); len(locs) > 0 && locs[len(locs)-1][1] == len(name) && a != "" {
+		a = a[:len(a)-1]
+	}
+	if len(a) > maxArgumentName {
+		sum := sha256.Sum256([]byte(name))
+		a = a[:maxArgumentName-9] + "_" + hex.EncodeToString(sum[:4])
+	}
+	return a
+}
+
 // newBody makes the body argument of a JSON request body, nil for an
-// optional body pingmcp does not write (not JSON).
+// optional body pingmcp does not write (not JSON). Of several JSON media
+// types, application/json is sent when it is one, else the first other;
+// a media range (application/*+json) is no content type to send.
 func newBody(rb *openapi3.RequestBody) (*body, error) {
-	for _, mt := range sortedKeys(rb.Content) {
-		if !isJSON(mt) {
-			continue
-		}
-		b := &body{mediaType: mt, required: rb.Required, description: rb.Description}
-		if m := rb.Content[mt]; m != nil {
+	types := slices.DeleteFunc(sortedKeys(rb.Content), func(mt string) bool { return !isJSON(mt) || strings.Contains(mt, "*") })
+	if i := slices.IndexFunc(types, func(mt string) bool {
+		t, _, _ := mime.ParseMediaType(mt)
+		return t == "application/json"
+	}); i > 0 {
+		types[0], types[i] = types[i], types[0]
+	}
+	if len(types) > 0 {
+		b := &body{mediaType: types[0], required: rb.Required, description: rb.Description}
+		if m := rb.Content[types[0]]; m != nil {
 			b.schema = m.Schema
 		}
 		return b, nil
 	}
 	if rb.Required {
-		return nil, fmt.Errorf("its request body is %s: only JSON bodies are supported", strings.Join(sortedKeys(rb.Content), ", "))
+		return nil, fmt.Errorf("its request body is %s: only JSON bodies are supported (application/json or a +json type, not a range)", strings.Join(sortedKeys(rb.Content), ", "))
 	}
 	return nil, nil
 }

@@ -20,7 +20,8 @@ const recursive = "(nested deeper: any value, checked by the API)"
 // jsonSchema converts OpenAPI schemas (3.0's dialect or 3.1's JSON Schema
 // 2020-12) into self-contained JSON Schema 2020-12, every $ref inlined, for
 // a tool's input schema. Keywords without a JSON Schema meaning (3.0's
-// nullable, boolean exclusive bounds) become their JSON Schema forms;
+// nullable, boolean exclusive bounds) become their JSON Schema forms, and
+// a oneOf with a discriminator an anyOf (the discriminator chooses);
 // annotations tools need not (examples, xml, discriminator) are left out,
 // and so are patterns Go's regexp cannot compile (the API checks them).
 type jsonSchema struct {
@@ -196,7 +197,14 @@ func (c *jsonSchema) schema(s *openapi3.Schema) map[string]any {
 
 	set("allOf", c.refs(s.AllOf), len(s.AllOf) > 0)
 	set("anyOf", c.refs(s.AnyOf), len(s.AnyOf) > 0)
-	set("oneOf", c.refs(s.OneOf), len(s.OneOf) > 0)
+	if s.Discriminator != nil && len(s.AnyOf) == 0 {
+		// The discriminator's value chooses the one branch, as the API
+		// reads it: a value that fits another branch too (branches
+		// rarely forbid each other's properties) is no refusal.
+		set("anyOf", c.refs(s.OneOf), len(s.OneOf) > 0)
+	} else {
+		set("oneOf", c.refs(s.OneOf), len(s.OneOf) > 0)
+	}
 	if s.Not != nil {
 		out["not"] = c.ref(s.Not)
 	}

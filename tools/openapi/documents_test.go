@@ -1,0 +1,248 @@
+package openapi
+
+import (
+	"encoding/json"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// Real documents, as their generators write them: what each becomes and
+// what its calls send.
+
+// OpenAPI says a header parameter named Accept, Content-Type or
+// Authorization "SHALL be ignored" (pingmcp sets them): a document that
+// declares a required Authorization header, as generated documents of
+// APIs taking a bearer token often do, still makes its tool, without
+// that argument.
+func TestIgnoredHeaderParameters(t *testing.T) {
+	api := newRecorder(t, nil)
+	ts, err := newAPI(t, API{BaseURL: api.URL, Scopes: []string{"a"}}, docWith("3.0.3", `
+  /a:
+    get:
+      operationId: get
+      parameters:
+        - {name: Authorization, in: header, required: true, description: "Bearer token.", schema: {type: string}}
+        - {name: accept, in: header, required: true, schema: {type: string}}
+        - {name: Content-Type, in: header, required: true, schema: {type: string}}
+        - {name: q, in: query, schema: {type: string}}
+      responses: {"200": {description: ok}}`, "  schemas: {}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := string(schemaBytes(t, ts.Tools()[0])); strings.Contains(strings.ToLower(s), "authorization") || strings.Contains(s, "ccept") || strings.Contains(s, "Content-Type") || strings.Contains(s, "required") {
+		t.Errorf("input schema %s", s)
+	}
+	cs := connect(t, ts, &countingCaller{})
+	if res := callTool(t, cs, "t_get", `{"q":"x"}`); res.IsError {
+		t.Fatal(text(res))
+	}
+	if r := api.requests()[0]; r.Header.Get("Authorization") != "Bearer "+testToken || r.URL.RawQuery != "q=x" {
+		t.Errorf("sent %s, Authorization %q", r.URL, r.Header.Get("Authorization"))
+	}
+	// Other headers pingmcp sets are still refused when required.
+	if _, err := newAPI(t, API{Scopes: []string{"a"}}, docWith("3.0.3", `
+  /a:
+    get:
+      parameters: [{name: Host, in: header, required: true, schema: {type: string}}]
+      responses: {"200": {description: ok}}`, "  schemas: {}")); err == nil || !strings.Contains(err.Error(), "pingmcp's to set") {
+		t.Errorf("a required Host header: %v", err)
+	}
+}
+
+// A body offered in several JSON media types is sent as application/json
+// when it is one of them, else as a concrete +json type: never as a media
+// range, which is no content type (ASP.NET's Swashbuckle lists
+// application/*+json beside application/json, text/json and
+// application/json-patch+json, and application/*+json sorts first).
+func TestBodyMediaType(t *testing.T) {
+	for _, c := range []struct{ content, want string }{
+		{`{application/json-patch+json: {schema: {type: object}}, application/json: {schema: {type: object}}, text/json: {schema: {type: object}}, application/*+json: {schema: {type: object}}}`, "application/json"},
+		{`{application/vnd.api+json: {schema: {type: object}}, application/*+json: {schema: {type: object}}}`, "application/vnd.api+json"},
+		{`{"application/json; charset=utf-8": {schema: {type: object}}, application/hal+json: {schema: {type: object}}}`, "application/json; charset=utf-8"},
+	} {
+		api := newRecorder(t, nil)
+		ts, err := newAPI(t, API{BaseURL: api.URL, Scopes: []string{"a"}, Include: Selector{Methods: []string{"POST"}}}, docWith("3.0.3", `
+  /a:
+    post:
+      operationId: post
+      requestBody: {required: true, content: `+c.content+`}
+      responses: {"200": {description: ok}}`, "  schemas: {}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs := connect(t, ts, &countingCaller{})
+		if res := callTool(t, cs, "t_post", `{"body":{"a":1}}`); res.IsError {
+			t.Fatal(text(res))
+		}
+		if got := api.requests()[0].Header.Get("Content-Type"); got != c.want {
+			t.Errorf("%s: sent Content-Type %q, want %q", c.content, got, c.want)
+		}
+	}
+	// A media range alone is no type to send: a required body so offered
+	// is refused, saying so.
+	_, err := newAPI(t, API{Scopes: []string{"a"}, Include: Selector{Methods: []string{"POST"}}}, docWith("3.0.3", `
+  /a:
+    post:
+      operationId: post
+      requestBody: {required: true, content: {application/*+json: {schema: {type: object}}}}
+      responses: {"200": {description: ok}}`, "  schemas: {}"))
+	if err == nil || !strings.Contains(err.Error(), "application/*+json") {
+		t.Errorf("a body of a media range alone: %v", err)
+	}
+}
+
+// A Swagger 2.0 document is refused saying what it is and what to do.
+func TestSwagger2Refused(t *testing.T) {
+	_, err := newAPI(t, API{Scopes: []string{"a"}}, `{"swagger": "2.0", "info": {"title": "t", "version": "1"}, "paths": {"/a": {"get": {"responses": {"200": {"description": "ok"}}}}}}`)
+	if err == nil || !strings.Contains(err.Error(), "Swagger (OpenAPI 2)") || !strings.Contains(err.Error(), "OpenAPI 3") {
+		t.Errorf("a Swagger 2.0 document: %v", err)
+	}
+}
+
+// A oneOf with a discriminator is one branch chosen by the discriminator's
+// value, as the API reads it (and kin-openapi validates it): a value that
+// also fits another branch (branches rarely forbid each other's
+// properties) is no refusal, as JSON Schema's oneOf would make it.
+func TestDiscriminatorOneOf(t *testing.T) {
+	api := newRecorder(t, nil)
+	ts, err := newAPI(t, API{BaseURL: api.URL, Scopes: []string{"a"}, Include: Selector{Methods: []string{"POST"}}}, docWith("3.0.3", `
+  /pets:
+    post:
+      operationId: addPet
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              oneOf: [{$ref: "#/components/schemas/Cat"}, {$ref: "#/components/schemas/Dog"}]
+              discriminator: {propertyName: petType}
+      responses: {"200": {description: ok}}`, `  schemas:
+    Cat:
+      type: object
+      required: [petType]
+      properties: {petType: {type: string}, name: {type: string}, hunts: {type: boolean}}
+    Dog:
+      type: object
+      required: [petType]
+      properties: {petType: {type: string}, name: {type: string}, bark: {type: boolean}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := connect(t, ts, &countingCaller{})
+	if res := callTool(t, cs, "t_addPet", `{"body":{"petType":"Cat","name":"Tom","hunts":true}}`); res.IsError {
+		t.Fatal(text(res))
+	}
+	// Still checked: a value that fits no branch is refused.
+	if res := callTool(t, cs, "t_addPet", `{"body":{"name":"Tom"}}`); !res.IsError {
+		t.Error("a pet without petType was sent")
+	}
+}
+
+// A default its schema refuses (a string for an array, a number for a
+// string: generated and hand-written documents alike have them) does not
+// refuse the document: the API applies its own default, and the argument
+// is checked against the schema as any other.
+func TestDefaultsNotChecked(t *testing.T) {
+	api := newRecorder(t, nil)
+	ts, err := newAPI(t, API{BaseURL: api.URL, Scopes: []string{"a"}}, docWith("3.0.3", `
+  /a:
+    get:
+      operationId: list
+      parameters:
+        - {name: sort, in: query, schema: {type: array, items: {type: string}, default: created_at}}
+        - {name: store, in: query, schema: {$ref: "#/components/schemas/Store"}}
+      responses: {"200": {description: ok}}`, `  schemas:
+    Store: {type: string, default: 0}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := connect(t, ts, &countingCaller{})
+	if res := callTool(t, cs, "t_list", `{"sort":["name"],"store":"1"}`); res.IsError {
+		t.Fatal(text(res))
+	}
+	if res := callTool(t, cs, "t_list", `{"store":0}`); !res.IsError {
+		t.Error("a number sent for a string")
+	}
+}
+
+// Each argument's name is one Claude's API, among clients, accepts as a
+// property of an input schema (it refuses any other, and every tool of
+// the server with it): OData's $filter, JSON:API's page[limit], ids[],
+// Google's $.xgafv become filter, page_limit, ids, .xgafv; the call sends
+// the parameters' own names.
+func TestArgumentNamesPortable(t *testing.T) {
+	api := newRecorder(t, nil)
+	long := strings.Repeat("long name ", 10)
+	ts, err := newAPI(t, API{BaseURL: api.URL, Scopes: []string{"a"}}, docWith("3.0.3", `
+  /a/{item id}:
+    get:
+      operationId: list
+      parameters:
+        - {name: item id, in: path, required: true, schema: {type: string}}
+        - {name: "$filter", in: query, schema: {type: string}}
+        - {name: "page[limit]", in: query, schema: {type: integer}}
+        - {name: "ids[]", in: query, schema: {type: array, items: {type: string}}}
+        - {name: "$.xgafv", in: query, schema: {type: string}}
+        - {name: _id, in: query, schema: {type: string}}
+        - {name: "`+long+`", in: query, schema: {type: string}}
+        - {name: "$", in: header, schema: {type: string}}
+      responses: {"200": {description: ok}}`, "  schemas: {}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var schema struct{ Properties map[string]any }
+	json.Unmarshal(schemaBytes(t, ts.Tools()[0]), &schema)
+	var names []string
+	for name := range schema.Properties {
+		if !regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,64}$`).MatchString(name) {
+			t.Errorf("argument %q", name)
+		}
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	i := slices.IndexFunc(names, func(n string) bool { return strings.HasPrefix(n, "long_name_") })
+	if i < 0 || len(names[i]) != 64 {
+		t.Fatalf("arguments %q", names)
+	}
+	longArg := names[i]
+	if want := []string{".xgafv", "_id", "filter", "header", "ids", "item_id", longArg, "page_limit"}; !slices.Equal(names, want) {
+		t.Errorf("arguments %q, want %q", names, want)
+	}
+	cs := connect(t, ts, &countingCaller{})
+	if res := callTool(t, cs, "t_list", `{"item_id":"7","filter":"a eq 1","page_limit":5,"ids":["1","2"],".xgafv":"2","_id":"i","header":"h",`+quote(longArg)+`:"l"}`); res.IsError {
+		t.Fatal(text(res))
+	}
+	r := api.requests()[0]
+	q := r.URL.Query()
+	if r.URL.Path != "/a/7" || q.Get("$filter") != "a eq 1" || q.Get("page[limit]") != "5" || !slices.Equal(q["ids[]"], []string{"1", "2"}) ||
+		q.Get("$.xgafv") != "2" || q.Get("_id") != "i" || q.Get(long) != "l" || r.Header.Get("$") != "h" {
+		t.Errorf("sent %s, header $ %q", r.URL, r.Header.Get("$"))
+	}
+}
+
+// A space in a query is sent as %20, as OpenAPI's styles write it (RFC
+// 6570; spaceDelimited's example is color=blue%20black%20brown), not as
+// '+', which only form decoders read as a space; a '+' is %2B.
+func TestQuerySpaceEncoded(t *testing.T) {
+	api := newRecorder(t, nil)
+	ts, err := newAPI(t, API{BaseURL: api.URL, Scopes: []string{"a"}}, docWith("3.0.3", `
+  /s:
+    get:
+      operationId: s
+      parameters:
+        - {name: color, in: query, style: spaceDelimited, explode: false, schema: {type: array, items: {type: string}}}
+        - {name: q, in: query, schema: {type: string}}
+      responses: {"200": {description: ok}}`, "  schemas: {}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := connect(t, ts, &countingCaller{})
+	if res := callTool(t, cs, "t_s", `{"color":["blue","black","brown"],"q":"a+b c"}`); res.IsError {
+		t.Fatal(text(res))
+	}
+	if got, want := api.requests()[0].URL.RawQuery, "color=blue%20black%20brown&q=a%2Bb%20c"; got != want {
+		t.Errorf("query %s, want %s", got, want)
+	}
+}
