@@ -52,8 +52,8 @@ type API struct {
 	// matches by name, tag or method.
 	Include Selector `json:"include,omitempty"`
 	Exclude Selector `json:"exclude,omitempty"`
-	// Tools override the name or description of an operation's tool, by
-	// operationId.
+	// Tools override the name, description or scopes of an operation's
+	// tool, by operationId.
 	Tools map[string]Override `json:"tools,omitempty"`
 
 	// dir is the APIs file's folder (ReadFile): a document file's $refs
@@ -69,9 +69,14 @@ type Selector struct {
 }
 
 // An Override replaces what the document says of an operation's tool.
+// Scopes chooses, of an operation whose security requirements are
+// alternatives with different scopes (Google's APIs: drive, or
+// drive.readonly), the one the tool's token is asked for and must hold:
+// one of those alternatives, exactly.
 type Override struct {
-	Name        string `json:"name,omitempty"`
-	Description string `json:"description,omitempty"`
+	Name        string   `json:"name,omitempty"`
+	Description string   `json:"description,omitempty"`
+	Scopes      []string `json:"scopes,omitempty"`
 }
 
 // ReadFile reads and checks an APIs file, without loading any document;

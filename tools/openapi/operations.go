@@ -1,6 +1,7 @@
 package openapi
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -145,7 +146,7 @@ func newTool(api API, doc *openapi3.T, path, method string, item *openapi3.PathI
 	if err := checkPathTemplate(path); err != nil {
 		return nil, err
 	}
-	scopes, err := operationScopes(api, doc, op)
+	scopes, err := operationScopes(api, doc, op, api.Tools[op.OperationID].Scopes)
 	if err != nil {
 		return nil, err
 	}
@@ -281,10 +282,10 @@ func (t *operationTool) inputSchema(conv *jsonSchema) map[string]any {
 // and a tool's scopes also let a token use a session (actors' admission).
 // Requirements are alternatives; those naming no OAuth 2 scope (an API
 // key, OpenID Connect alone) are not pingmcp's way in and are passed
-// over, and alternatives
-// with different scopes are refused, since a tool needs one set. An
+// over, and of alternatives with different scopes the APIs file chooses
+// one (chosen: its tools entry's scopes), since a tool needs one set. An
 // operation without scopes takes the API's from the file.
-func operationScopes(api API, doc *openapi3.T, op *openapi3.Operation) ([]string, error) {
+func operationScopes(api API, doc *openapi3.T, op *openapi3.Operation, chosen []string) ([]string, error) {
 	reqs := doc.Security
 	if op.Security != nil {
 		reqs = *op.Security
@@ -303,6 +304,18 @@ func operationScopes(api API, doc *openapi3.T, op *openapi3.Operation) ([]string
 			sets[strings.Join(s, " ")] = s
 		}
 	}
+	if len(chosen) > 0 {
+		c := slices.Clone(chosen)
+		slices.Sort(c)
+		c = slices.Compact(c)
+		if s, ok := sets[strings.Join(c, " ")]; ok || len(sets) == 0 {
+			if ok {
+				return s, nil
+			}
+			return c, nil
+		}
+		return nil, fmt.Errorf("the scopes its tools entry chooses (%s) are none of its security requirements' alternatives (%s)", strings.Join(c, " "), strings.Join(sortedKeys(sets), "; "))
+	}
 	switch len(sets) {
 	case 0:
 		if len(api.Scopes) == 0 {
@@ -314,7 +327,7 @@ func operationScopes(api API, doc *openapi3.T, op *openapi3.Operation) ([]string
 			return s, nil
 		}
 	}
-	return nil, fmt.Errorf("its security requirements are alternatives with different scopes (%s): a tool needs one set", strings.Join(sortedKeys(sets), "; "))
+	return nil, fmt.Errorf("its security requirements are alternatives with different scopes (%s): a tool needs one set; choose one in the APIs file (tools: {%s: {scopes: [...]}})", strings.Join(sortedKeys(sets), "; "), cmp.Or(op.OperationID, "<operationId>"))
 }
 
 // isOAuth2 reports whether the document's security scheme name is of

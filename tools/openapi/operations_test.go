@@ -72,8 +72,30 @@ components:
 	}
 	alternatives := strings.Replace(doc, "[{key: []}, {oauth: [c]}]", "[{oauth: [a]}, {oauth: [c]}]", 1)
 	_, err = newAPI(t, API{Scopes: []string{"fallback"}}, alternatives)
-	if err == nil || !strings.Contains(err.Error(), "operation orKey") || !strings.Contains(err.Error(), "alternatives") {
+	if err == nil || !strings.Contains(err.Error(), "operation orKey") || !strings.Contains(err.Error(), "alternatives") || !strings.Contains(err.Error(), "tools: {orKey: {scopes:") {
 		t.Errorf("alternatives with different scopes: %v", err)
+	}
+	// The APIs file chooses one of the alternatives (Google's APIs: drive,
+	// or drive.readonly), exactly one of them.
+	ts, err = newAPI(t, API{Scopes: []string{"fallback"}, Tools: map[string]Override{"orKey": {Scopes: []string{"c"}}}}, alternatives)
+	if err != nil {
+		t.Fatalf("alternatives, one chosen: %v", err)
+	}
+	if got := ts.Scopes()["t_orKey"]; !slices.Equal(got, []string{"c"}) {
+		t.Errorf("alternatives, c chosen: the tool needs %v", got)
+	}
+	_, err = newAPI(t, API{Scopes: []string{"fallback"}, Tools: map[string]Override{"orKey": {Scopes: []string{"a", "c"}}}}, alternatives)
+	if err == nil || !strings.Contains(err.Error(), "none of its security requirements' alternatives") {
+		t.Errorf("alternatives, a choice that is none of them: %v", err)
+	}
+	// An operation with scopes of its own, or none, takes what is chosen
+	// as the only alternative there is, or as its scopes.
+	ts, err = newAPI(t, API{Tools: map[string]Override{"public": {Scopes: []string{"p"}}, "own": {Scopes: []string{"c", "b"}}}, Scopes: []string{"fallback"}}, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ts.Scopes(); !slices.Equal(got["t_public"], []string{"p"}) || !slices.Equal(got["t_own"], []string{"b", "c"}) {
+		t.Errorf("chosen scopes of an operation without alternatives: %v", got)
 	}
 }
 
