@@ -288,6 +288,24 @@ func TestEdgeRefusesMalformedRequestHeaders(t *testing.T) {
 	region := func(r string) string {
 		return `{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{"name":"test_x_mcp_header","arguments":{"region":"` + r + `"},` + meta2026 + `}}`
 	}
+	// post sends body with the headers h as a JSON POST.
+	post := func(h http.Header, body string) (*http.Response, []byte) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header = h
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json, text/event-stream")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, b
+	}
 	read := func(uri string) string {
 		return `{"jsonrpc":"2.0","id":9,"method":"resources/read","params":{"uri":"` + uri + `",` + meta2026 + `}}`
 	}
@@ -318,35 +336,13 @@ func TestEdgeRefusesMalformedRequestHeaders(t *testing.T) {
 		{"a sentinel that is not Base64", base("resources/read", "=?base64?@@?="), read("=?base64?@@?="), "-32020"},
 		{"a second Mcp-Protocol-Version", with(eu(), "Mcp-Protocol-Version", "2025-11-25"), region("eu"), "-32022"},
 	} {
-		req, err := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(c.body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header = c.h
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Accept", "application/json, text/event-stream")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		resp, b := post(c.h, c.body)
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(b), `"code":`+c.code) || !strings.Contains(string(b), `"id":9`) {
 			t.Errorf("%s: %d %s, want 400 with %s and the request's id", c.name, resp.StatusCode, b, c.code)
 		}
 	}
 	// The same requests, each header once and as the spec encodes it, run.
-	h := with(base("tools/call", "test_x_mcp_header"), "Mcp-Param-Region", "=?base64?w6k=?=")
-	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(region("é")))
-	req.Header = h
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json, text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, b := post(with(base("tools/call", "test_x_mcp_header"), "Mcp-Param-Region", "=?base64?w6k=?="), region("é"))
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "region=é") {
 		t.Errorf("an encoded Mcp-Param-Region: %d %s, want the tool's result", resp.StatusCode, b)
 	}
