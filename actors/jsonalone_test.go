@@ -275,7 +275,7 @@ func TestJSONAloneCallLetGoToResumeRunsOn(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 			fuzzForward(t, root, pid, p, `{"jsonrpc":"2.0","id":`+string(id)+`,"result":{"action":"decline"}}`)
 		}
-		answer := await(t, resumed, "the resumed stream's end")
+		answer := await(t, resumed, mode+": the resumed stream's end")
 		if answered := strings.Contains(answer, "action=decline"); answered != resume {
 			t.Errorf("%s: the call's answer on its resumed stream: %q", mode, answer)
 		}
