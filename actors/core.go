@@ -312,6 +312,8 @@ func (a *core) control(ctx actor.Context, m *envelope.Envelope) {
 		if f := a.flights[id]; f != nil {
 			if m.GetCancel().GetResume() {
 				f.resuming.Store(true)
+			} else {
+				f.left.Store(true)
 			}
 			f.cancel()
 		} else {
@@ -359,7 +361,12 @@ func (a *core) edgeGone(edge *actor.PID) {
 			// that takes JSON alone is still waiting there, and its edge
 			// resumes the stream (it cancels the calls itself if it
 			// cannot). Its calls run on, as an event stream client's do.
-			f.resuming.Store(true)
+			// Not a flight whose edge already said its client left
+			// (flight.left): the link lost after that word changes
+			// nothing of it, and its calls are cancelled (cancelLeft).
+			if !f.left.Load() {
+				f.resuming.Store(true)
+			}
 			f.cancel()
 		}
 	}
@@ -533,7 +540,11 @@ type flight struct {
 	// link to the edge was lost (edgeGone), its client perhaps still
 	// waiting for the answer there: the client did not leave (cancelLeft).
 	resuming atomic.Bool
-	drain    context.CancelFunc // ends the handler, not the response
+	// left says its edge cancelled it because its client left (a Cancel
+	// without Resume). The link to that edge lost afterwards (edgeGone)
+	// does not make it resuming: the client is gone either way.
+	left  atomic.Bool
+	drain context.CancelFunc // ends the handler, not the response
 
 	// cancels says its client cancelled one of its requests at least
 	// (peerCancelled).
