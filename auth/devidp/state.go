@@ -18,6 +18,7 @@ const (
 	maxAuthRequests  = 10_000
 	maxLiveTokens    = 100_000
 	maxRefreshTokens = 100_000
+	maxSpentCodes    = 100_000
 	authRequestTTL   = 10 * time.Minute
 	codeTTL          = time.Minute
 	sweepEvery       = time.Minute
@@ -40,7 +41,12 @@ type state struct {
 	maxClients int
 	clients    map[string]*client
 	authReqs   map[string]*authRequest
-	codes      map[string]string          // code → auth request id
+	codes      map[string]string // code → auth request id
+	// spentCodes are the codes redeemed, by SHA-256, with the grant each
+	// began, until the tokens it gave would have expired: one presented
+	// again may have been stolen, and the tokens issued from it are
+	// revoked (RFC 6749 §4.1.2, §10.5).
+	spentCodes map[[32]byte]spentCode
 	refresh    map[[32]byte]*refreshGrant // by SHA-256 of the token
 	// spent are the refresh tokens rotation spent, by the same hash,
 	// until they would have expired: one presented again was stolen
@@ -79,6 +85,7 @@ func newState(maxClients int) *state {
 		clients:    map[string]*client{},
 		authReqs:   map[string]*authRequest{},
 		codes:      map[string]string{},
+		spentCodes: map[[32]byte]spentCode{},
 		refresh:    map[[32]byte]*refreshGrant{},
 		spent:      map[[32]byte]spentRefresh{},
 		live:       map[string]liveToken{},
@@ -191,6 +198,13 @@ type authRequest struct {
 	loginSeq    uint64
 	code        string
 	codeExpires time.Time
+}
+
+// spentCode is what a redeemed code still says: the grant its redemption
+// began, and when the tokens issued then would have expired.
+type spentCode struct {
+	grant   string
+	expires time.Time
 }
 
 // refreshGrant is what a refresh token stands for. grant names the login it
@@ -347,8 +361,10 @@ func (st *state) completeLogin(id, subject string, now time.Time, allowed func(s
 }
 
 // redeemCode returns the auth request of code and forgets both: a code is
-// good once, whoever presents it.
-func (st *state) redeemCode(code string, now time.Time) (authRequest, bool) {
+// good once, whoever presents it. The code is remembered as spent on
+// grant, the grant its redemption begins, until keep (while there is
+// room): presented again, it names the grant to revoke (reusedCode).
+func (st *state) redeemCode(code, grant string, keep, now time.Time) (authRequest, bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	id, ok := st.codes[code]
@@ -361,7 +377,23 @@ func (st *state) redeemCode(code string, now time.Time) (authRequest, bool) {
 	if ar == nil || now.After(ar.codeExpires) {
 		return authRequest{}, false
 	}
+	st.sweepLocked(now, len(st.spentCodes) >= maxSpentCodes)
+	if len(st.spentCodes) < maxSpentCodes {
+		st.spentCodes[sha256Sum(code)] = spentCode{grant: grant, expires: keep}
+	}
 	return *ar, true
+}
+
+// reusedCode is the grant a spent code began, which its presentation again
+// revokes; "" for a code never redeemed, or whose tokens have all expired.
+func (st *state) reusedCode(code string, now time.Time) string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	sc, ok := st.spentCodes[sha256Sum(code)]
+	if !ok || !now.Before(sc.expires) {
+		return ""
+	}
+	return sc.grant
 }
 
 func refreshKey(token string) [32]byte { return sha256Sum(token) }
@@ -567,6 +599,11 @@ func (st *state) sweepLocked(now time.Time, force bool) {
 	for k, sp := range st.spent {
 		if !now.Before(sp.expires) {
 			delete(st.spent, k)
+		}
+	}
+	for k, sc := range st.spentCodes {
+		if !now.Before(sc.expires) {
+			delete(st.spentCodes, k)
 		}
 	}
 	for jti, t := range st.live {
