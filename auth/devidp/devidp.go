@@ -41,6 +41,7 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/pingmcp/pingmcp/internal/loopback"
+	"github.com/pingmcp/pingmcp/telemetry"
 	"github.com/rs/cors"
 	httphelper "github.com/zitadel/oidc/v3/pkg/http"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -108,7 +109,11 @@ type Options struct {
 	// and grant.
 	Store Store
 	// MaxClients bounds the dynamically registered clients kept in memory
-	// (default 1000); past it, the least recently used one is forgotten.
+	// (default 1000); past it, the least recently used of those not in use
+	// is forgotten (in use: a login of its under way, or a token issued to
+	// it unexpired). When all are in use, registration is refused (503
+	// temporarily_unavailable, with Retry-After): a flood of registrations
+	// never logs a client out.
 	MaxClients int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -154,7 +159,10 @@ type Server struct {
 	log           *slog.Logger
 	state         *state
 	documents     *metadataDocuments // nil without CIMD
-	handler       http.Handler
+	// registerLog throttles the lines about registrations at the bound,
+	// which anyone can cause.
+	registerLog telemetry.Throttle
+	handler     http.Handler
 }
 
 const (
@@ -188,6 +196,7 @@ func New(opts *Options) (*Server, error) {
 		now:           opts.Now,
 		log:           opts.Logger,
 	}
+	s.registerLog.Now = func() time.Time { return s.now() }
 	if len(s.users) == 0 {
 		s.users = map[string]string{"alice": "alice", "bob": "bob"}
 	}

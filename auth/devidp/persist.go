@@ -219,6 +219,7 @@ func (st *state) restore(b []byte, now time.Time, known func(resource string) bo
 		}
 		st.refresh[[32]byte(h)] = &refreshGrant{grant: r.Grant, clientID: r.ClientID, subject: r.Subject, resource: r.Resource,
 			scopes: r.Scopes, authTime: r.AuthTime, loginSeq: r.LoginSeq, expires: r.Expires}
+		st.busyLocked(r.ClientID, r.Expires)
 	}
 	for i, sp := range doc.Spent {
 		h, err := base64.RawURLEncoding.DecodeString(sp.Hash)
@@ -244,6 +245,7 @@ func (st *state) restore(b []byte, now time.Time, known func(resource string) bo
 		}
 		if now.Before(a.Expires) {
 			st.live[a.JTI] = liveToken{expires: a.Expires, grant: a.Grant, loginSeq: a.LoginSeq, subject: a.Subject, clientID: a.ClientID, actor: a.Actor}
+			st.busyLocked(a.ClientID, a.Expires)
 		}
 	}
 	st.revokeSeq = doc.RevokeSeq

@@ -13,7 +13,8 @@ import (
 )
 
 // Bounds on what the server keeps in memory. Expired entries are swept;
-// past a bound, new ones are refused (clients excepted: see register).
+// past a bound, new ones are refused (a client only when no other may be
+// forgotten: see register).
 const (
 	maxAuthRequests  = 10_000
 	maxLiveTokens    = 100_000
@@ -98,7 +99,7 @@ func newState(maxClients int) *state {
 
 // client is a registered client, confidential (configured) or public
 // (dynamically registered). Its fields never change after registration
-// but lastUsed, which the state's lock guards.
+// but lastUsed and busyUntil, which the state's lock guards.
 type client struct {
 	id           string
 	public       bool
@@ -110,7 +111,12 @@ type client struct {
 	scopes       []string // registered scope (RFC 7591 §2), echoed; never a limit, see IsScopeAllowed
 	issuedAt     time.Time
 	lastUsed     time.Time
-	registered   bool // through RFC 7591: the clients a Store keeps (configured ones come from Options, others are a cache)
+	// busyUntil is when the client's use may end: the end of its latest
+	// login (authorization request, then code), or the expiry of its
+	// latest token. Until then a flood of registrations cannot make the
+	// server forget it (state.register).
+	busyUntil  time.Time
+	registered bool // through RFC 7591: the clients a Store keeps (configured ones come from Options, others are a cache)
 }
 
 func (c *client) secretMatches(secret string) bool {
@@ -255,13 +261,19 @@ func (st *state) addConfidential(c *client) bool {
 	return true
 }
 
-// register adds a public client. Past maxClients it forgets the public
-// client least recently used and returns its id, so that a long-running
-// development server keeps accepting registrations.
-func (st *state) register(c *client) (evicted string) {
-	defer st.saved()
+// register adds a public client, registered at c.issuedAt. Past
+// maxClients it forgets, of the public clients not in use (busyUntil
+// past: none of its logins under way, none of its tokens unexpired), the
+// least recently used, and returns its id, so that a long-running
+// development server keeps accepting registrations. When every one is in
+// use it adds nothing and returns errFull, with the time the first of
+// them may stop being in use: registrations, which anyone may make, never
+// log a client out.
+func (st *state) register(c *client) (evicted string, retry time.Time, err error) {
+	defer st.savedUnless(&err)
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	now := c.issuedAt
 	public := 0
 	var lru *client
 	for _, o := range st.clients {
@@ -269,17 +281,33 @@ func (st *state) register(c *client) (evicted string) {
 			continue
 		}
 		public++
+		if now.Before(o.busyUntil) {
+			if retry.IsZero() || o.busyUntil.Before(retry) {
+				retry = o.busyUntil
+			}
+			continue
+		}
 		if lru == nil || o.lastUsed.Before(lru.lastUsed) {
 			lru = o
 		}
 	}
-	if public >= st.maxClients && lru != nil {
+	if public >= st.maxClients {
+		if lru == nil {
+			return "", retry, errFull
+		}
 		delete(st.clients, lru.id)
 		evicted = lru.id
 	}
-	c.lastUsed = c.issuedAt
+	c.lastUsed = now
 	st.clients[c.id] = c
-	return evicted
+	return evicted, time.Time{}, nil
+}
+
+// busyLocked records that the client id is in use until t.
+func (st *state) busyLocked(id string, until time.Time) {
+	if c := st.clients[id]; c != nil && until.After(c.busyUntil) {
+		c.busyUntil = until
+	}
 }
 
 func (st *state) client(id string, now time.Time) *client {
@@ -300,6 +328,8 @@ func (st *state) addAuthRequest(ar *authRequest) error {
 		return errFull
 	}
 	st.authReqs[ar.id] = ar
+	// Its login may take authRequestTTL, the code's redemption codeTTL.
+	st.busyLocked(ar.clientID, ar.created.Add(authRequestTTL+codeTTL))
 	return nil
 }
 
@@ -410,6 +440,7 @@ func (st *state) addRefresh(token string, g refreshGrant, now time.Time) (err er
 		return errGrantRevoked
 	}
 	st.refresh[refreshKey(token)] = &g
+	st.busyLocked(g.clientID, g.expires)
 	return nil
 }
 
@@ -486,6 +517,7 @@ func (st *state) addLive(jti string, t liveToken, now time.Time) (err error) {
 		return errGrantRevoked
 	}
 	st.live[jti] = t
+	st.busyLocked(t.clientID, t.expires)
 	return nil
 }
 
