@@ -17,7 +17,9 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
@@ -567,6 +569,36 @@ func TestHelmSpread(t *testing.T) {
 	for _, bad := range []any{"Never", "", 1} {
 		if _, err := helmtest.Render(chartDir, defaultRelease(t, map[string]any{"spread": map[string]any{"whenUnsatisfiable": bad}})); err == nil {
 			t.Errorf("spread.whenUnsatisfiable %v: rendered, want the schema to refuse it", bad)
+		}
+	}
+}
+
+// TestHelmDisruptionBudget: podDisruptionBudget.maxUnavailable renders as
+// given, a number of pods or a share; the schema refuses 0 (or 0 %, or
+// what is neither), a budget that lets no pod be evicted, so that every
+// node drain waits forever.
+func TestHelmDisruptionBudget(t *testing.T) {
+	for _, c := range []struct {
+		value any
+		want  intstr.IntOrString
+	}{
+		{1, intstr.FromInt32(1)},
+		{2, intstr.FromInt32(2)},
+		{"1", intstr.FromInt32(1)}, // --set-string
+		{"34%", intstr.FromString("34%")},
+		{"100%", intstr.FromString("100%")},
+	} {
+		chart, _ := renderChart(t, defaultRelease(t, map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": c.value}}))
+		var pdb policyv1.PodDisruptionBudget
+		decodeObject(t, chart["policy/v1/PodDisruptionBudget pingmcp/pingmcp"], &pdb)
+		if got := pdb.Spec.MaxUnavailable; got == nil || *got != c.want {
+			t.Errorf("maxUnavailable %v: rendered %v, want %v", c.value, got, c.want)
+		}
+	}
+	for _, bad := range []any{0, "0", "0%", "00%", -1, "101%", 0.5, "one", ""} {
+		_, err := helmtest.Render(chartDir, defaultRelease(t, map[string]any{"podDisruptionBudget": map[string]any{"maxUnavailable": bad}}))
+		if err == nil || !strings.Contains(err.Error(), "podDisruptionBudget/maxUnavailable") {
+			t.Errorf("podDisruptionBudget.maxUnavailable %#v: %v, want the schema to refuse it", bad, err)
 		}
 	}
 }

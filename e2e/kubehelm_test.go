@@ -36,8 +36,8 @@ func applyManifest(t *testing.T, ctx context.Context, kc *kubetest.Cluster, ns, 
 
 // TestKubeHelm renders deploy/helm/pingmcp with Helm (as a library: helm
 // install --dry-run=client) for a trial install (generated Secrets, the
-// chart's Redis), applies it to a real API server, lets PodSecurity
-// "restricted" judge pods made from its Deployments' templates, checks what
+// chart's Redis, the egress policy), applies it to a real API server, lets
+// PodSecurity "restricted" judge pods made from its Deployments' templates, checks what
 // its service account may do, and plays kubelet for a pod of its Redis and
 // two of its pingmcp Deployment: they join over the generated cluster TLS,
 // a session opened through one continues through the other, and the
@@ -69,6 +69,9 @@ func TestKubeHelm(t *testing.T) {
 			"publicURL": "https://" + kubePublicHost,
 			"redis":     map[string]any{"trial": map[string]any{"enabled": true}},
 			"secrets":   map[string]any{"generate": true},
+			// The egress policy too, for the API server to validate (no
+			// network plugin enforces it here).
+			"networkPolicy": map[string]any{"egress": map[string]any{"enabled": true}},
 		},
 	})
 	if err != nil {
@@ -102,6 +105,7 @@ func TestKubeHelm(t *testing.T) {
 		"/apis/policy/v1/namespaces/mcp/poddisruptionbudgets/pingmcp",
 		"/apis/autoscaling/v2/namespaces/mcp/horizontalpodautoscalers/pingmcp",
 		"/apis/networking.k8s.io/v1/namespaces/mcp/networkpolicies/pingmcp",
+		"/apis/networking.k8s.io/v1/namespaces/mcp/networkpolicies/pingmcp-egress",
 		"/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/" + policyName("pingmcp", helmNamespace),
 		"/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings/" + policyName("pingmcp", helmNamespace),
 	} {

@@ -322,11 +322,20 @@ func tokenResponse(data any) *op.Response {
 	return resp
 }
 
+// CodeExchange redeems a code, once. A code presented again revokes the
+// grant its first redemption began, every token issued from it and
+// refreshed or exchanged since (RFC 6749 §4.1.2): one of the two who
+// presented it stole it, and the server cannot tell which.
 func (e *endpoints) CodeExchange(_ context.Context, r *op.ClientRequest[oidc.AccessTokenRequest]) (*op.Response, error) {
 	s, c := e.s, r.Client.(*client)
-	ar, ok := s.state.redeemCode(r.Data.Code, s.now())
+	grant := randomID(16)
+	ar, ok := s.state.redeemCode(r.Data.Code, grant, s.now().Add(max(s.accessTTL, s.refreshTTL)), s.now())
 	switch {
 	case !ok:
+		if g := s.state.reusedCode(r.Data.Code, s.now()); g != "" {
+			s.state.revokeGrant(g, s.now())
+			s.log.Warn("a redeemed authorization code was presented again: the tokens issued from it are revoked (RFC 6749 §4.1.2)", "client_id", c.id)
+		}
 		return nil, oidc.ErrInvalidGrant().WithDescription("invalid, expired or used code")
 	case ar.clientID != c.id:
 		return nil, oidc.ErrInvalidGrant().WithDescription("the code was issued to another client")
@@ -342,7 +351,7 @@ func (e *endpoints) CodeExchange(_ context.Context, r *op.ClientRequest[oidc.Acc
 		return nil, oidc.ErrInvalidGrant().WithDescription("code_verifier does not match the code_challenge")
 	}
 	g := refreshGrant{
-		grant:    randomID(16),
+		grant:    grant,
 		clientID: c.id,
 		subject:  ar.subject,
 		resource: ar.resource,

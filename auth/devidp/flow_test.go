@@ -169,6 +169,72 @@ func TestCodeIsGoodOnce(t *testing.T) {
 	}
 }
 
+// TestCodeReuseRevokesItsTokens: a code presented again is refused, and
+// revokes what was issued from it (RFC 6749 §4.1.2): its access and
+// refresh tokens, those refreshed from them and those exchanged for them,
+// whoever holds them. The edge, verifying by introspection, refuses its
+// access token; its refresh and exchange are refused. Another login of the
+// same user and client is not affected; the log does not hold the code.
+func TestCodeReuseRevokesItsTokens(t *testing.T) {
+	f := newFixture(t, nil)
+	clientID := f.registerClient()
+	other := f.login(clientID, nil)
+	resp, verifier := f.authorize(clientID, nil)
+	id, _ := f.loginForm(resp)
+	code := f.redirected(f.submitLogin(id, "alice", "alice")).Get("code")
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {callback}, "client_id": {clientID}, "code_verifier": {verifier}}
+	resp, first := f.post(PathToken, form, "", "")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("first redemption: %d %v", resp.StatusCode, first)
+	}
+	access := first["access_token"].(string)
+	resp, refreshed := f.post(PathToken, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {first["refresh_token"].(string)}, "client_id": {clientID}}, "", "")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("refresh: %d %v", resp.StatusCode, refreshed)
+	}
+	resp, exchanged := f.post(PathToken, exchangeForm(access, todoResource, "todo_api:read"), exchanger, exchangerPW)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("exchange: %d %v", resp.StatusCode, exchanged)
+	}
+	issued := map[string]string{
+		"access token":           access,
+		"refreshed access token": refreshed["access_token"].(string),
+		"exchanged token":        exchanged["access_token"].(string),
+	}
+	for name, tok := range issued {
+		if !f.active(tok) {
+			t.Fatalf("the %s is not active before the code's reuse", name)
+		}
+	}
+
+	resp, body := f.post(PathToken, form, "", "")
+	wantError(t, resp, body, http.StatusBadRequest, "invalid_grant")
+
+	for name, tok := range issued {
+		if f.active(tok) {
+			t.Errorf("the %s is still active after the code's reuse", name)
+		}
+	}
+	edge := auth.NewIntrospectionVerifier(auth.IntrospectionOptions{Issuer: f.issuer, ClientID: exchanger, ClientSecret: exchangerPW, Audiences: []string{mcpResource}, Now: f.clock.Now})
+	if _, err := edge.Verify(context.Background(), access); !auth.IsInvalidToken(err) {
+		t.Errorf("the edge (introspection) verifying the access token of a reused code: %v, want invalid_token", err)
+	}
+	resp, body = f.post(PathToken, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshed["refresh_token"].(string)}, "client_id": {clientID}}, "", "")
+	wantError(t, resp, body, http.StatusBadRequest, "invalid_grant")
+	resp, body = f.post(PathToken, exchangeForm(access, todoResource, "todo_api:read"), exchanger, exchangerPW)
+	wantError(t, resp, body, http.StatusBadRequest, "invalid_grant")
+
+	if !f.active(other["access_token"].(string)) {
+		t.Error("another login's access token was revoked with the reused code's")
+	}
+	if _, err := edge.Verify(context.Background(), other["access_token"].(string)); err != nil {
+		t.Errorf("the edge refuses another login's access token: %v", err)
+	}
+	if logs := f.logs.String(); !strings.Contains(logs, "presented again") || strings.Contains(logs, code) {
+		t.Errorf("the reuse is not logged, or the log holds the code:\n%s", logs)
+	}
+}
+
 func TestAuthorizeRefusals(t *testing.T) {
 	tests := []struct {
 		name  string

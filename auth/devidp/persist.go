@@ -23,7 +23,9 @@ import (
 // the revocations of users' grants. Configured clients (Options.Clients)
 // are not in it: they come from the options at every start. Neither are
 // authorization requests and codes, which live a few minutes: a login under
-// way when the server stops is begun again.
+// way when the server stops is begun again. Codes redeemed are, by hash
+// (state.spentCodes): one presented again after a restart still revokes
+// what was issued from it.
 //
 // The server calls Save after every change and waits for it before it
 // answers the request that made the change, so a token it issued, or a
@@ -41,7 +43,7 @@ type Store interface {
 // stateVersion is the version of the saved document's format.
 const stateVersion = 1
 
-// savedState is the document a Store keeps. No token value is in it:
+// savedState is the document a Store keeps. No token or code value is in it:
 // refresh tokens are kept by their SHA-256, access tokens by their jti.
 // The signing key is in it, in clear (PKCS #8 PEM): whoever can read the
 // document can sign tokens this server would accept.
@@ -51,6 +53,7 @@ type savedState struct {
 	Clients    []savedClient     `json:"clients"`
 	Refresh    []savedRefresh    `json:"refresh_tokens"`
 	Spent      []savedSpent      `json:"spent_refresh_tokens,omitempty"`
+	SpentCodes []savedSpent      `json:"spent_codes,omitempty"`
 	Access     []savedAccess     `json:"access_tokens"`
 	RevokeSeq  uint64            `json:"revoke_seq"`
 	Revoked    []savedRevocation `json:"revoked_users"`
@@ -78,7 +81,8 @@ type savedRefresh struct {
 	Expires  time.Time `json:"expires"`
 }
 
-// savedSpent is a refresh token rotation spent (state.spent).
+// savedSpent is a refresh token rotation spent (state.spent), or a code
+// redeemed (state.spentCodes).
 type savedSpent struct {
 	Hash    string    `json:"token_sha256"` // base64url
 	Grant   string    `json:"grant"`
@@ -131,6 +135,9 @@ func (st *state) snapshot(key *rsa.PrivateKey) ([]byte, error) {
 	for k, sp := range st.spent {
 		doc.Spent = append(doc.Spent, savedSpent{Hash: base64.RawURLEncoding.EncodeToString(k[:]), Grant: sp.grant, Expires: sp.expires})
 	}
+	for k, sc := range st.spentCodes {
+		doc.SpentCodes = append(doc.SpentCodes, savedSpent{Hash: base64.RawURLEncoding.EncodeToString(k[:]), Grant: sc.grant, Expires: sc.expires})
+	}
 	for jti, t := range st.live {
 		doc.Access = append(doc.Access, savedAccess{
 			JTI: jti, Expires: t.expires, Grant: t.grant, LoginSeq: t.loginSeq, Subject: t.subject, ClientID: t.clientID, Actor: t.actor,
@@ -145,6 +152,7 @@ func (st *state) snapshot(key *rsa.PrivateKey) ([]byte, error) {
 	slices.SortFunc(doc.Clients, func(a, b savedClient) int { return cmp.Compare(a.ID, b.ID) })
 	slices.SortFunc(doc.Refresh, func(a, b savedRefresh) int { return cmp.Compare(a.Hash, b.Hash) })
 	slices.SortFunc(doc.Spent, func(a, b savedSpent) int { return cmp.Compare(a.Hash, b.Hash) })
+	slices.SortFunc(doc.SpentCodes, func(a, b savedSpent) int { return cmp.Compare(a.Hash, b.Hash) })
 	slices.SortFunc(doc.Access, func(a, b savedAccess) int { return cmp.Compare(a.JTI, b.JTI) })
 	slices.SortFunc(doc.Revoked, func(a, b savedRevocation) int { return cmp.Compare(a.Subject, b.Subject) })
 	return json.MarshalIndent(doc, "", "  ")
@@ -211,6 +219,7 @@ func (st *state) restore(b []byte, now time.Time, known func(resource string) bo
 		}
 		st.refresh[[32]byte(h)] = &refreshGrant{grant: r.Grant, clientID: r.ClientID, subject: r.Subject, resource: r.Resource,
 			scopes: r.Scopes, authTime: r.AuthTime, loginSeq: r.LoginSeq, expires: r.Expires}
+		st.busyLocked(r.ClientID, r.Expires)
 	}
 	for i, sp := range doc.Spent {
 		h, err := base64.RawURLEncoding.DecodeString(sp.Hash)
@@ -221,12 +230,22 @@ func (st *state) restore(b []byte, now time.Time, known func(resource string) bo
 			st.spent[[32]byte(h)] = spentRefresh{grant: sp.Grant, expires: sp.Expires}
 		}
 	}
+	for i, sc := range doc.SpentCodes {
+		h, err := base64.RawURLEncoding.DecodeString(sc.Hash)
+		if err != nil || len(h) != 32 || sc.Grant == "" {
+			return nil, fmt.Errorf("spent_codes[%d]: malformed", i)
+		}
+		if now.Before(sc.Expires) {
+			st.spentCodes[[32]byte(h)] = spentCode{grant: sc.Grant, expires: sc.Expires}
+		}
+	}
 	for i, a := range doc.Access {
 		if a.JTI == "" || a.Subject == "" {
 			return nil, fmt.Errorf("access_tokens[%d]: malformed", i)
 		}
 		if now.Before(a.Expires) {
 			st.live[a.JTI] = liveToken{expires: a.Expires, grant: a.Grant, loginSeq: a.LoginSeq, subject: a.Subject, clientID: a.ClientID, actor: a.Actor}
+			st.busyLocked(a.ClientID, a.Expires)
 		}
 	}
 	st.revokeSeq = doc.RevokeSeq

@@ -223,6 +223,43 @@ func TestRevocationsSurviveRestart(t *testing.T) {
 	}
 }
 
+// A redeemed code is on record: presented again after a restart, it still
+// revokes the tokens issued from it; the state file holds its hash, never
+// the code.
+func TestSpentCodeSurvivesRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	r := newRestarts(t, path)
+	f := r.start(nil)
+	clientID := f.registerClient()
+	resp, verifier := f.authorize(clientID, nil)
+	id, _ := f.loginForm(resp)
+	code := f.redirected(f.submitLogin(id, "alice", "alice")).Get("code")
+	form := url.Values{"grant_type": {"authorization_code"}, "code": {code}, "redirect_uri": {callback}, "client_id": {clientID}, "code_verifier": {verifier}}
+	resp, tokens := f.post(PathToken, form, "", "")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("redemption: %d %v", resp.StatusCode, tokens)
+	}
+	other := f.login(clientID, nil)
+
+	f = r.start(nil)
+	if doc, err := os.ReadFile(path); err != nil || bytes.Contains(doc, []byte(code)) || !bytes.Contains(doc, []byte(`"spent_codes"`)) {
+		t.Errorf("the state file holds the code, or no spent code (%v)", err)
+	}
+	if !f.active(tokens["access_token"].(string)) {
+		t.Fatal("the code's access token is not active after the restart")
+	}
+	resp, body := f.post(PathToken, form, "", "")
+	wantError(t, resp, body, http.StatusBadRequest, "invalid_grant")
+	if f.active(tokens["access_token"].(string)) {
+		t.Error("the access token of a code presented again after a restart is still active")
+	}
+	resp, body = f.refresh(clientID, tokens["refresh_token"].(string))
+	wantError(t, resp, body, http.StatusBadRequest, "invalid_grant")
+	if !f.active(other["access_token"].(string)) {
+		t.Error("another login's access token was revoked with the reused code's")
+	}
+}
+
 // The state file is 0600 in a 0700 directory, and holds no token value:
 // refresh tokens are kept by their hash, access tokens by their jti.
 func TestStateFileHoldsNoTokens(t *testing.T) {

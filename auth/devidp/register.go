@@ -3,10 +3,13 @@ package devidp
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -88,8 +91,18 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.registered = true // kept by a Store
-	if evicted := s.state.register(c); evicted != "" {
-		s.log.Warn("registered clients at their bound: forgot the least recently used", "client_id", evicted)
+	evicted, retry, err := s.state.register(c)
+	if err != nil {
+		// Every registered client is in use: refused, in RFC 7591's error
+		// form, with a code of RFC 6749's (it defines none for this).
+		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(retry.Sub(s.now()).Seconds())))))
+		s.registerLog.Log(s.log, slog.LevelWarn, "registration refused: every registered client is in use", "max_clients", s.state.maxClients)
+		writeOAuthError(w, http.StatusServiceUnavailable, "temporarily_unavailable",
+			"every registered client is in use (a login under way, or tokens unexpired); try again later")
+		return
+	}
+	if evicted != "" {
+		s.registerLog.Log(s.log, slog.LevelWarn, "registered clients at their bound: forgot the least recently used of those not in use", "client_id", evicted)
 	}
 	s.log.Info("client registered", "client_id", c.id, "client_name", c.name, "redirect_uris", c.redirectURIs)
 	writeJSON(w, http.StatusCreated, resp)

@@ -3,6 +3,8 @@ package devidp
 import (
 	"net/http"
 	"net/url"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -124,5 +126,89 @@ func TestRegisteredClientsBounded(t *testing.T) {
 	// Configured clients are never forgotten.
 	if resp, body := f.post(PathToken, url.Values{"grant_type": {"client_credentials"}}, exchanger, exchangerPW); resp.StatusCode != http.StatusOK {
 		t.Errorf("confidential client: %d %v", resp.StatusCode, body)
+	}
+}
+
+// A flood of registrations (anyone may register) never makes the server
+// forget a client in use: one holding unexpired tokens, or whose login is
+// under way. It forgets only clients not in use, least recently used
+// first; with every client in use, registration is refused, 503
+// temporarily_unavailable in RFC 7591's error form with Retry-After, and
+// changes nothing. Once a client's use is over, it may be forgotten.
+func TestRegistrationFloodKeepsClientsInUse(t *testing.T) {
+	f := newFixture(t, func(o *Options) { o.MaxClients = 3 })
+	loggedIn := f.registerClient()
+	tokens := f.login(loggedIn, nil)
+	f.clock.Advance(time.Second)
+	midLogin := f.registerClient()
+	resp, verifier := f.authorize(midLogin, nil)
+	loginID, _ := f.loginForm(resp)
+	f.clock.Advance(time.Second)
+
+	var flood []string
+	for range 10 {
+		flood = append(flood, f.registerClient()) // each forgets the one before
+		f.clock.Advance(time.Millisecond)
+	}
+	resp, refreshed := f.refresh(loggedIn, tokens["refresh_token"].(string))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the logged-in client's refresh after the flood: %d %v", resp.StatusCode, refreshed)
+	}
+	q := f.redirected(f.submitLogin(loginID, "alice", "alice"))
+	resp, body := f.post(PathToken, url.Values{"grant_type": {"authorization_code"}, "code": {q.Get("code")}, "redirect_uri": {callback},
+		"client_id": {midLogin}, "code_verifier": {verifier}}, "", "")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the client whose login was under way, after the flood: %d %v", resp.StatusCode, body)
+	}
+	if resp, _ := f.authorize(flood[0], nil); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("the flood's first client, not in use, was kept: %d", resp.StatusCode)
+	}
+
+	// The last of the flood begins a login: every client is in use. (A
+	// second on: the lines about the flood's evictions were throttled.)
+	f.clock.Advance(time.Second)
+	last := flood[len(flood)-1]
+	resp, _ = f.authorize(last, nil)
+	f.loginForm(resp)
+	resp, body = f.postJSON(PathRegister, map[string]any{"redirect_uris": []string{callback}})
+	wantError(t, resp, body, http.StatusServiceUnavailable, "temporarily_unavailable")
+	if got, want := resp.Header.Get("Retry-After"), strconv.Itoa(int((authRequestTTL + codeTTL).Seconds())); got != want {
+		t.Errorf("Retry-After %q, want %s (when the login under way expires)", got, want)
+	}
+	for _, id := range []string{loggedIn, midLogin, last} {
+		resp, _ := f.authorize(id, nil)
+		f.loginForm(resp) // still known
+	}
+	if !strings.Contains(f.logs.String(), "registration refused") {
+		t.Errorf("the refusal is not logged:\n%s", f.logs.String())
+	}
+
+	// Its login given up and expired, the last of the flood is forgotten;
+	// the others hold tokens yet.
+	f.clock.Advance(authRequestTTL + codeTTL)
+	f.registerClient()
+	if resp, _ := f.authorize(last, nil); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a client whose login expired was kept over a new registration: %d", resp.StatusCode)
+	}
+	resp, body = f.refresh(loggedIn, refreshed["refresh_token"].(string))
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("the logged-in client's refresh: %d %v", resp.StatusCode, body)
+	}
+}
+
+// After a restart, a registered client holding unexpired tokens is still
+// in use: registrations past the bound do not make the server forget it.
+func TestClientInUseAfterRestart(t *testing.T) {
+	r := newRestarts(t, filepath.Join(t.TempDir(), "state.json"))
+	bound := func(o *Options) { o.MaxClients = 1 }
+	f := r.start(bound)
+	clientID := f.registerClient()
+	tokens := f.login(clientID, nil)
+
+	f = r.start(bound)
+	resp, body := f.postJSON(PathRegister, map[string]any{"redirect_uris": []string{callback}})
+	wantError(t, resp, body, http.StatusServiceUnavailable, "temporarily_unavailable")
+	if resp, body := f.refresh(clientID, tokens["refresh_token"].(string)); resp.StatusCode != http.StatusOK {
+		t.Errorf("the client's refresh after the restart and a registration: %d %v", resp.StatusCode, body)
 	}
 }

@@ -13,11 +13,13 @@ import (
 )
 
 // Bounds on what the server keeps in memory. Expired entries are swept;
-// past a bound, new ones are refused (clients excepted: see register).
+// past a bound, new ones are refused (a client only when no other may be
+// forgotten: see register).
 const (
 	maxAuthRequests  = 10_000
 	maxLiveTokens    = 100_000
 	maxRefreshTokens = 100_000
+	maxSpentCodes    = 100_000
 	authRequestTTL   = 10 * time.Minute
 	codeTTL          = time.Minute
 	sweepEvery       = time.Minute
@@ -40,7 +42,12 @@ type state struct {
 	maxClients int
 	clients    map[string]*client
 	authReqs   map[string]*authRequest
-	codes      map[string]string          // code → auth request id
+	codes      map[string]string // code → auth request id
+	// spentCodes are the codes redeemed, by SHA-256, with the grant each
+	// began, until the tokens it gave would have expired: one presented
+	// again may have been stolen, and the tokens issued from it are
+	// revoked (RFC 6749 §4.1.2, §10.5).
+	spentCodes map[[32]byte]spentCode
 	refresh    map[[32]byte]*refreshGrant // by SHA-256 of the token
 	// spent are the refresh tokens rotation spent, by the same hash,
 	// until they would have expired: one presented again was stolen
@@ -79,6 +86,7 @@ func newState(maxClients int) *state {
 		clients:    map[string]*client{},
 		authReqs:   map[string]*authRequest{},
 		codes:      map[string]string{},
+		spentCodes: map[[32]byte]spentCode{},
 		refresh:    map[[32]byte]*refreshGrant{},
 		spent:      map[[32]byte]spentRefresh{},
 		live:       map[string]liveToken{},
@@ -91,7 +99,7 @@ func newState(maxClients int) *state {
 
 // client is a registered client, confidential (configured) or public
 // (dynamically registered). Its fields never change after registration
-// but lastUsed, which the state's lock guards.
+// but lastUsed and busyUntil, which the state's lock guards.
 type client struct {
 	id           string
 	public       bool
@@ -103,7 +111,12 @@ type client struct {
 	scopes       []string // registered scope (RFC 7591 §2), echoed; never a limit, see IsScopeAllowed
 	issuedAt     time.Time
 	lastUsed     time.Time
-	registered   bool // through RFC 7591: the clients a Store keeps (configured ones come from Options, others are a cache)
+	// busyUntil is when the client's use may end: the end of its latest
+	// login (authorization request, then code), or the expiry of its
+	// latest token. Until then a flood of registrations cannot make the
+	// server forget it (state.register).
+	busyUntil  time.Time
+	registered bool // through RFC 7591: the clients a Store keeps (configured ones come from Options, others are a cache)
 }
 
 func (c *client) secretMatches(secret string) bool {
@@ -193,6 +206,13 @@ type authRequest struct {
 	codeExpires time.Time
 }
 
+// spentCode is what a redeemed code still says: the grant its redemption
+// began, and when the tokens issued then would have expired.
+type spentCode struct {
+	grant   string
+	expires time.Time
+}
+
 // refreshGrant is what a refresh token stands for. grant names the login it
 // descends from, through every rotation and exchange.
 type refreshGrant struct {
@@ -241,13 +261,19 @@ func (st *state) addConfidential(c *client) bool {
 	return true
 }
 
-// register adds a public client. Past maxClients it forgets the public
-// client least recently used and returns its id, so that a long-running
-// development server keeps accepting registrations.
-func (st *state) register(c *client) (evicted string) {
-	defer st.saved()
+// register adds a public client, registered at c.issuedAt. Past
+// maxClients it forgets, of the public clients not in use (busyUntil
+// past: none of its logins under way, none of its tokens unexpired), the
+// least recently used, and returns its id, so that a long-running
+// development server keeps accepting registrations. When every one is in
+// use it adds nothing and returns errFull, with the time the first of
+// them may stop being in use: registrations, which anyone may make, never
+// log a client out.
+func (st *state) register(c *client) (evicted string, retry time.Time, err error) {
+	defer st.savedUnless(&err)
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	now := c.issuedAt
 	public := 0
 	var lru *client
 	for _, o := range st.clients {
@@ -255,17 +281,33 @@ func (st *state) register(c *client) (evicted string) {
 			continue
 		}
 		public++
+		if now.Before(o.busyUntil) {
+			if retry.IsZero() || o.busyUntil.Before(retry) {
+				retry = o.busyUntil
+			}
+			continue
+		}
 		if lru == nil || o.lastUsed.Before(lru.lastUsed) {
 			lru = o
 		}
 	}
-	if public >= st.maxClients && lru != nil {
+	if public >= st.maxClients {
+		if lru == nil {
+			return "", retry, errFull
+		}
 		delete(st.clients, lru.id)
 		evicted = lru.id
 	}
-	c.lastUsed = c.issuedAt
+	c.lastUsed = now
 	st.clients[c.id] = c
-	return evicted
+	return evicted, time.Time{}, nil
+}
+
+// busyLocked records that the client id is in use until t.
+func (st *state) busyLocked(id string, until time.Time) {
+	if c := st.clients[id]; c != nil && until.After(c.busyUntil) {
+		c.busyUntil = until
+	}
 }
 
 func (st *state) client(id string, now time.Time) *client {
@@ -286,6 +328,8 @@ func (st *state) addAuthRequest(ar *authRequest) error {
 		return errFull
 	}
 	st.authReqs[ar.id] = ar
+	// Its login may take authRequestTTL, the code's redemption codeTTL.
+	st.busyLocked(ar.clientID, ar.created.Add(authRequestTTL+codeTTL))
 	return nil
 }
 
@@ -347,8 +391,10 @@ func (st *state) completeLogin(id, subject string, now time.Time, allowed func(s
 }
 
 // redeemCode returns the auth request of code and forgets both: a code is
-// good once, whoever presents it.
-func (st *state) redeemCode(code string, now time.Time) (authRequest, bool) {
+// good once, whoever presents it. The code is remembered as spent on
+// grant, the grant its redemption begins, until keep (while there is
+// room): presented again, it names the grant to revoke (reusedCode).
+func (st *state) redeemCode(code, grant string, keep, now time.Time) (authRequest, bool) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	id, ok := st.codes[code]
@@ -361,7 +407,23 @@ func (st *state) redeemCode(code string, now time.Time) (authRequest, bool) {
 	if ar == nil || now.After(ar.codeExpires) {
 		return authRequest{}, false
 	}
+	st.sweepLocked(now, len(st.spentCodes) >= maxSpentCodes)
+	if len(st.spentCodes) < maxSpentCodes {
+		st.spentCodes[sha256Sum(code)] = spentCode{grant: grant, expires: keep}
+	}
 	return *ar, true
+}
+
+// reusedCode is the grant a spent code began, which its presentation again
+// revokes; "" for a code never redeemed, or whose tokens have all expired.
+func (st *state) reusedCode(code string, now time.Time) string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	sc, ok := st.spentCodes[sha256Sum(code)]
+	if !ok || !now.Before(sc.expires) {
+		return ""
+	}
+	return sc.grant
 }
 
 func refreshKey(token string) [32]byte { return sha256Sum(token) }
@@ -378,6 +440,7 @@ func (st *state) addRefresh(token string, g refreshGrant, now time.Time) (err er
 		return errGrantRevoked
 	}
 	st.refresh[refreshKey(token)] = &g
+	st.busyLocked(g.clientID, g.expires)
 	return nil
 }
 
@@ -454,6 +517,7 @@ func (st *state) addLive(jti string, t liveToken, now time.Time) (err error) {
 		return errGrantRevoked
 	}
 	st.live[jti] = t
+	st.busyLocked(t.clientID, t.expires)
 	return nil
 }
 
@@ -567,6 +631,11 @@ func (st *state) sweepLocked(now time.Time, force bool) {
 	for k, sp := range st.spent {
 		if !now.Before(sp.expires) {
 			delete(st.spent, k)
+		}
+	}
+	for k, sc := range st.spentCodes {
+		if !now.Before(sc.expires) {
+			delete(st.spentCodes, k)
 		}
 	}
 	for jti, t := range st.live {

@@ -97,3 +97,48 @@ func TestRevokeGrantDuringRefresh(t *testing.T) {
 		t.Error("another token of the revoked grant works")
 	}
 }
+
+// A code presented again while its first redemption is under way (spent,
+// its tokens not added yet) revokes the grant that redemption began: it
+// adds none of them after. The record lasts until the tokens it gave would
+// have expired; a code never redeemed names no grant.
+func TestCodeReusedDuringRedemption(t *testing.T) {
+	st := newState(10)
+	now := time.Now()
+	ar := &authRequest{id: "ar1", clientID: "c", created: now}
+	if err := st.addAuthRequest(ar); err != nil {
+		t.Fatal(err)
+	}
+	done, ok := st.completeLogin("ar1", "alice", now, func(string) bool { return true })
+	if !ok {
+		t.Fatal("login not completed")
+	}
+	keep := now.Add(time.Hour)
+	if _, ok := st.redeemCode(done.code, "g1", keep, now); !ok {
+		t.Fatal("code not redeemed")
+	}
+	if _, ok := st.redeemCode(done.code, "g2", keep, now); ok {
+		t.Fatal("code redeemed twice")
+	}
+	g := st.reusedCode(done.code, now)
+	if g != "g1" {
+		t.Fatalf("reusedCode %q, want the first redemption's grant g1", g)
+	}
+	st.revokeGrant(g, now)
+	if err := st.addLive("jti1", liveToken{expires: keep, grant: "g1", loginSeq: done.loginSeq, subject: "alice", clientID: "c"}, now); !errors.Is(err, errGrantRevoked) {
+		t.Errorf("access token of the reused code added after its reuse: %v", err)
+	}
+	if err := st.addRefresh("r1", refreshGrant{grant: "g1", clientID: "c", subject: "alice", loginSeq: done.loginSeq, expires: keep}, now); !errors.Is(err, errGrantRevoked) {
+		t.Errorf("refresh token of the reused code added after its reuse: %v", err)
+	}
+	if g := st.reusedCode("never-issued", now); g != "" {
+		t.Errorf("a code never redeemed names grant %q", g)
+	}
+	if g := st.reusedCode(done.code, keep); g != "" {
+		t.Errorf("a code whose tokens have expired names grant %q", g)
+	}
+	st.sweepLocked(keep, true)
+	if len(st.spentCodes) != 0 {
+		t.Errorf("spent codes kept past their tokens' expiry: %d", len(st.spentCodes))
+	}
+}

@@ -20,14 +20,15 @@ func TestRenderNeedsRedis(t *testing.T) {
 }
 
 // TestLint: helm lint finds nothing to warn of, for a production install
-// and a trial one.
+// and a trial one (with the egress policy).
 func TestLint(t *testing.T) {
 	for name, values := range map[string]map[string]any{
 		"redis.url": {"redis": map[string]any{"url": "rediss://redis.example.com:6380/0"}},
 		"trial": {
-			"redis":   map[string]any{"trial": map[string]any{"enabled": true}},
-			"secrets": map[string]any{"generate": true},
-			"metrics": map[string]any{"enabled": true, "scrapeTokenSecret": map[string]any{"name": "pingmcp-metrics-token"}},
+			"redis":         map[string]any{"trial": map[string]any{"enabled": true}},
+			"secrets":       map[string]any{"generate": true},
+			"metrics":       map[string]any{"enabled": true, "scrapeTokenSecret": map[string]any{"name": "pingmcp-metrics-token"}},
+			"networkPolicy": map[string]any{"egress": map[string]any{"enabled": true}},
 		},
 	} {
 		msgs, err := Lint("../../deploy/helm/pingmcp", "pingmcp", values)

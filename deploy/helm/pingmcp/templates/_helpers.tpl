@@ -95,3 +95,18 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- toString $limit -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The addresses of an IPv4 CIDR ("10.0.0.0/8"), as JSON numbers: {"first":
+     …, "last": …}. For the egress policy's blocked CIDRs: two CIDRs are
+     nested or apart, and which holds which is told by their ranges. */}}
+{{- define "pingmcp.ipv4Range" -}}
+{{- $parts := splitList "/" . -}}
+{{- $o := splitList "." (index $parts 0) -}}
+{{- $ip := add (mul (atoi (index $o 0)) 16777216) (mul (atoi (index $o 1)) 65536) (mul (atoi (index $o 2)) 256) (atoi (index $o 3)) -}}
+{{- $size := 1 -}}
+{{- range until (sub 32 (atoi (index $parts 1)) | int) -}}
+{{- $size = mul $size 2 -}}
+{{- end -}}
+{{- $first := mul (div $ip $size) $size -}}
+{{- dict "first" $first "last" (sub (add $first $size) 1) | toJson -}}
+{{- end -}}
