@@ -75,10 +75,12 @@ type body struct {
 
 // build makes the tools of api's selected operations. An operation named
 // in the file but absent from the document, or selected and impossible to
-// call safely, is an error.
+// call safely, is an error; so is an API that would offer no tool, saying
+// why each operation was left out (noneSelected).
 func build(api API, doc *openapi3.T, target *upstream) ([]*operationTool, error) {
 	var out []*operationTool
 	var errs []error
+	var leftOut []string // why each operation not selected was left out
 	seen := map[string]bool{}
 	schemas := 0
 	for _, path := range sortedPaths(doc) {
@@ -88,15 +90,16 @@ func build(api API, doc *openapi3.T, target *upstream) ([]*operationTool, error)
 			if op.OperationID != "" {
 				seen[op.OperationID] = true
 			}
-			if !api.selects(method, op) {
+			name := method + " " + path
+			if op.OperationID != "" {
+				name = op.OperationID + " (" + name + ")"
+			}
+			if why := api.leftOut(method, op); why != "" {
+				leftOut = append(leftOut, name+": "+why)
 				continue
 			}
 			t, err := newTool(api, doc, path, method, item, op, target)
 			if err != nil {
-				name := method + " " + path
-				if op.OperationID != "" {
-					name = op.OperationID + " (" + name + ")"
-				}
 				errs = append(errs, fmt.Errorf("api %q: operation %s: %w", api.Name, name, err))
 				continue
 			}
@@ -114,28 +117,84 @@ func build(api API, doc *openapi3.T, target *upstream) ([]*operationTool, error)
 			}
 		}
 	}
+	if len(out) == 0 && len(errs) == 0 {
+		// Nothing refused, nothing offered: the operator learns why.
+		errs = append(errs, noneSelected(api, doc, leftOut))
+	}
 	return out, errors.Join(errs...)
 }
 
-// selects reports whether an operation becomes a tool (see API.Include).
-func (api *API) selects(method string, op *openapi3.Operation) bool {
+// leftOut says why an operation does not become a tool, "" when it does
+// (see API.Include): the reason build gives when an API selects none.
+func (api *API) leftOut(method string, op *openapi3.Operation) string {
 	ex := api.Exclude
-	if slices.Contains(ex.Operations, op.OperationID) && op.OperationID != "" ||
-		slices.ContainsFunc(ex.Methods, func(m string) bool { return strings.EqualFold(m, method) }) ||
-		slices.ContainsFunc(op.Tags, func(t string) bool { return slices.Contains(ex.Tags, t) }) {
-		return false
+	switch {
+	case slices.Contains(ex.Operations, op.OperationID) && op.OperationID != "":
+		return "excluded by name (exclude: operations)"
+	case slices.ContainsFunc(ex.Methods, func(m string) bool { return strings.EqualFold(m, method) }):
+		return "its method is excluded (exclude: methods)"
+	}
+	if i := slices.IndexFunc(op.Tags, func(t string) bool { return slices.Contains(ex.Tags, t) }); i >= 0 {
+		return fmt.Sprintf("its tag %q is excluded (exclude: tags)", op.Tags[i])
 	}
 	if slices.Contains(api.Include.Operations, op.OperationID) && op.OperationID != "" {
-		return true
+		return ""
 	}
-	ms := api.Include.Methods
+	ms, def := api.Include.Methods, ""
 	if len(ms) == 0 {
-		ms = []string{http.MethodGet, http.MethodHead}
+		ms, def = []string{http.MethodGet, http.MethodHead}, ": the default"
 	}
 	if !slices.ContainsFunc(ms, func(m string) bool { return strings.EqualFold(m, method) }) {
-		return false
+		return fmt.Sprintf("method %s is not among include: methods (%s%s)", method, strings.Join(ms, ", "), def)
 	}
-	return len(api.Include.Tags) == 0 || slices.ContainsFunc(op.Tags, func(t string) bool { return slices.Contains(api.Include.Tags, t) })
+	if tags := api.Include.Tags; len(tags) > 0 && !slices.ContainsFunc(op.Tags, func(t string) bool { return slices.Contains(tags, t) }) {
+		if len(op.Tags) == 0 {
+			return fmt.Sprintf("it has no tags, and include: tags names some (%s)", strings.Join(tags, ", "))
+		}
+		return fmt.Sprintf("none of its tags (%s) is among include: tags (%s)", strings.Join(op.Tags, ", "), strings.Join(tags, ", "))
+	}
+	return ""
+}
+
+// maxLeftOut bounds the reasons an API that selects no operation is
+// refused with: the first few, and a count of the others.
+const maxLeftOut = 5
+
+// noneSelected is the refusal of an API whose document has operations and
+// whose filters select none of them (leftOut: each one's reason, in the
+// document's order), or has none at all; it names the tags include: names
+// that no operation has (a misspelt one, say).
+func noneSelected(api API, doc *openapi3.T, leftOut []string) error {
+	if len(leftOut) == 0 {
+		return fmt.Errorf("api %q: its document has no operations (paths): it would offer no tool", api.Name)
+	}
+	shown := leftOut[:min(len(leftOut), maxLeftOut)]
+	msg := fmt.Sprintf("api %q selects none of its %d operations, so it would offer no tool (include:, exclude: in the APIs file): %s", api.Name, len(leftOut), strings.Join(shown, "; "))
+	if more := len(leftOut) - len(shown); more > 0 {
+		msg += fmt.Sprintf("; and %d more", more)
+	}
+	var unknown []string
+	for _, tag := range api.Include.Tags {
+		if !documentHasTag(doc, tag) {
+			unknown = append(unknown, fmt.Sprintf("%q", tag))
+		}
+	}
+	if len(unknown) > 0 {
+		msg += fmt.Sprintf(" (no operation has the tag %s)", strings.Join(unknown, ", "))
+	}
+	return errors.New(msg)
+}
+
+// documentHasTag reports whether an operation of the document has tag.
+func documentHasTag(doc *openapi3.T, tag string) bool {
+	for _, path := range sortedPaths(doc) {
+		for _, op := range doc.Paths.Value(path).Operations() {
+			if slices.Contains(op.Tags, tag) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func newTool(api API, doc *openapi3.T, path, method string, item *openapi3.PathItem, op *openapi3.Operation, target *upstream) (*operationTool, error) {
