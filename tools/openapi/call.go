@@ -220,6 +220,13 @@ func (t *operationTool) request(ctx context.Context, args map[string]any) (*http
 	// A space as %20, as OpenAPI's styles write it (RFC 6570), not '+',
 	// which only form decoders read as a space ('+' itself is %2B).
 	u.RawQuery = strings.ReplaceAll(query.Encode(), "+", "%20")
+	// A path key's own query, as written, first (TestPathWithQuery).
+	switch {
+	case t.fixedQuery != "" && u.RawQuery != "":
+		u.RawQuery = t.fixedQuery + "&" + u.RawQuery
+	case t.fixedQuery != "":
+		u.RawQuery = t.fixedQuery
+	}
 	var rd io.Reader
 	if t.body != nil {
 		if v, ok := args[bodyArgument]; ok {

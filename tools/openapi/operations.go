@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/google/jsonschema-go/jsonschema"
@@ -43,11 +44,15 @@ type operationTool struct {
 	def       *mcp.Tool
 	operation string // operationId, else "METHOD /path", for messages
 	method    string
-	path      string // the document's path template
-	params    []*param
+	path      string // the document's path template, without its query
+	// fixedQuery is the query of a path key that has one (/rest?method=x):
+	// sent as written, before the operation's query parameters.
+	fixedQuery string
+	params     []*param
 	// queries are the names of all the operation's query parameters,
-	// those not offered as arguments too: an object parameter's member
-	// may not be sent as one of them (memberName).
+	// those not offered as arguments too, and those its path's query
+	// fixes: an object parameter's member may not be sent as one of them
+	// (memberName).
 	queries []string
 	body    *body
 	scopes  []string
@@ -202,9 +207,12 @@ func newTool(api API, doc *openapi3.T, path, method string, item *openapi3.PathI
 	if t.operation == "" {
 		t.operation = method + " " + path
 	}
-	if err := checkPathTemplate(path); err != nil {
+	var fixed []string
+	var err error
+	if t.path, t.fixedQuery, fixed, err = checkPathTemplate(path); err != nil {
 		return nil, err
 	}
+	t.queries = fixed
 	scopes, err := operationScopes(api, doc, op, api.Tools[op.OperationID].Scopes)
 	if err != nil {
 		return nil, err
@@ -213,6 +221,9 @@ func newTool(api API, doc *openapi3.T, path, method string, item *openapi3.PathI
 
 	for _, p := range mergedParams(item, op) {
 		if p.In == openapi3.ParameterInQuery {
+			if slices.Contains(fixed, p.Name) {
+				continue // the path's query fixes its value
+			}
 			t.queries = append(t.queries, p.Name)
 		}
 		pp, err := newParam(p)
@@ -592,19 +603,24 @@ func valueKind(s *openapi3.Schema) string {
 	return "scalar"
 }
 
-// checkPathTemplate refuses a document path that would leave its place:
-// dot segments, a query or fragment, also percent-encoded: each segment
-// without parameters is checked as a path argument is (checkSegment), once
+// checkPathTemplate splits a document's path key into its path and its
+// query (a key like /rest?method=x: OpenAPI appends the key to the
+// server's URL as written, and some documents fix a query so), with the
+// names that query sets. It refuses a path that would leave its place:
+// dot segments, a fragment, also percent-encoded: each segment without
+// parameters is checked as a path argument is (checkSegment), once
 // decoded, for an API or a gateway in front of it that decodes before it
 // routes (nginx does) would read /%2e%2e/x as /x. A segment with
-// parameters is checked whole on each call (checkComposed).
-func checkPathTemplate(path string) error {
-	if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, "?#\\") {
-		return fmt.Errorf("path %q: want an absolute path without query or fragment", path)
+// parameters is checked whole on each call (checkComposed). The query
+// is sent as written, so it must be one (fixedQuery).
+func checkPathTemplate(key string) (path, query string, names []string, err error) {
+	path, query, _ = strings.Cut(key, "?")
+	if !strings.HasPrefix(path, "/") || strings.ContainsAny(key, "#\\") {
+		return "", "", nil, fmt.Errorf("path %q: want an absolute path without fragment", key)
 	}
 	for _, seg := range strings.Split(path, "/") {
 		if seg == "." || seg == ".." {
-			return fmt.Errorf("path %q has a dot segment", path)
+			return "", "", nil, fmt.Errorf("path %q has a dot segment", key)
 		}
 		if seg == "" || strings.ContainsAny(seg, "{}") {
 			continue
@@ -614,10 +630,50 @@ func checkPathTemplate(path string) error {
 			err = checkSegment(raw)
 		}
 		if err != nil {
-			return fmt.Errorf("path %q: segment %q: %w", path, seg, err)
+			return "", "", nil, fmt.Errorf("path %q: segment %q: %w", key, seg, err)
 		}
 	}
-	return nil
+	if names, err = fixedQuery(query); err != nil {
+		return "", "", nil, fmt.Errorf("path %q: %w", key, err)
+	}
+	return path, query, names, nil
+}
+
+// fixedQuery checks the query of a path key, sent as written: only
+// characters a query may hold (RFC 3986), each '%' starting an escape, and
+// no parameter ({name}), which pingmcp fills in a path's segments only.
+// It returns the names the query sets.
+func fixedQuery(query string) ([]string, error) {
+	if i := strings.IndexByte(query, '{'); i >= 0 {
+		name := query[i:]
+		if j := strings.IndexByte(name, '}'); j >= 0 {
+			name = name[:j+1]
+		}
+		return nil, fmt.Errorf("a parameter in its query (%s) is not supported: pingmcp fills parameters in the path's segments only; exclude the operation (exclude: in the APIs file)", name)
+	}
+	for i, r := range query {
+		switch {
+		case r == '%':
+			if i+2 >= len(query) || !isHex(query[i+1]) || !isHex(query[i+2]) {
+				return nil, fmt.Errorf("its query %q holds '%%' that starts no escape", query)
+			}
+		case r < utf8.RuneSelf && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-._~!$&'()*+,;=:@/?", r)):
+		default:
+			return nil, fmt.Errorf("its query %q holds %q, which a query may not hold unescaped", query, r)
+		}
+	}
+	var names []string
+	for _, pair := range strings.Split(query, "&") {
+		name, _, _ := strings.Cut(pair, "=")
+		if n, err := url.QueryUnescape(name); err == nil && n != "" {
+			names = append(names, n)
+		}
+	}
+	return names, nil
+}
+
+func isHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 var invalidNameRunes = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)
