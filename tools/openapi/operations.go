@@ -58,6 +58,9 @@ type operationTool struct {
 	scopes  []string
 	schema  *jsonschema.Resolved
 	api     *upstream
+	// base is the URL its calls go under: the API's base_url, or, within
+	// it, the operation's own server (operationBase).
+	base *url.URL
 }
 
 // A param is one parameter an argument fills.
@@ -213,6 +216,9 @@ func newTool(api API, doc *openapi3.T, path, method string, item *openapi3.PathI
 		return nil, err
 	}
 	t.queries = fixed
+	if t.base, err = operationBase(doc, item, op, target.base); err != nil {
+		return nil, err
+	}
 	scopes, err := operationScopes(api, doc, op, api.Tools[op.OperationID].Scopes)
 	if err != nil {
 		return nil, err
