@@ -324,3 +324,65 @@ func TestPathWithQuery(t *testing.T) {
 		}
 	}
 }
+
+// A oneOf whose branches inherit a discriminator through allOf (springdoc's
+// and NSwag's polymorphism: Cat and Dog are allOf Pet, and Pet holds the
+// discriminator) is one branch chosen by the discriminator's value too, as
+// a oneOf with the discriminator beside it (TestDiscriminatorOneOf): a
+// value that fits another branch as well is no refusal. Still checked: a
+// value that fits no branch is refused; and a oneOf whose branches have no
+// discriminator stays strict.
+func TestDiscriminatorInheritedThroughAllOf(t *testing.T) {
+	components := `  schemas:
+    Pet:
+      type: object
+      required: [petType]
+      properties: {petType: {type: string}, name: {type: string}}
+      discriminator:
+        propertyName: petType
+        mapping: {cat: "#/components/schemas/Cat", dog: "#/components/schemas/Dog"}
+    Cat:
+      allOf:
+        - $ref: "#/components/schemas/Pet"
+        - {type: object, properties: {hunts: {type: boolean}}}
+    Dog:
+      allOf:
+        - $ref: "#/components/schemas/Pet"
+        - {type: object, properties: {bark: {type: boolean}}}
+    Plain:
+      type: object
+      properties: {name: {type: string}}`
+	api := newRecorder(t, nil)
+	ts, err := newAPI(t, API{BaseURL: api.URL, Scopes: []string{"a"}, Include: Selector{Methods: []string{"POST"}}}, docWith("3.0.3", `
+  /pets:
+    post:
+      operationId: addPet
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {oneOf: [{$ref: "#/components/schemas/Cat"}, {$ref: "#/components/schemas/Dog"}]}
+      responses: {"200": {description: ok}}
+  /plain:
+    post:
+      operationId: addPlain
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {oneOf: [{$ref: "#/components/schemas/Plain"}, {$ref: "#/components/schemas/Plain"}]}
+      responses: {"200": {description: ok}}`, components))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := connect(t, ts, &countingCaller{})
+	if res := callTool(t, cs, "t_addPet", `{"body":{"petType":"cat","name":"Tom","hunts":true}}`); res.IsError {
+		t.Fatal(text(res))
+	}
+	if res := callTool(t, cs, "t_addPet", `{"body":{"name":"Tom"}}`); !res.IsError {
+		t.Error("a pet without petType was sent")
+	}
+	if res := callTool(t, cs, "t_addPlain", `{"body":{"name":"x"}}`); !res.IsError {
+		t.Error("a value fitting both branches of a oneOf without a discriminator was sent")
+	}
+}
