@@ -177,7 +177,7 @@ func noneSelected(api API, doc *openapi3.T, leftOut []string) error {
 		return fmt.Errorf("api %q: its document has no operations (paths): it would offer no tool", api.Name)
 	}
 	shown := leftOut[:min(len(leftOut), maxLeftOut)]
-	msg := fmt.Sprintf("api %q selects none of its %d operations, so it would offer no tool (include:, exclude: in the APIs file): %s", api.Name, len(leftOut), strings.Join(shown, "; "))
+	msg := fmt.Sprintf("api %q: selects none of its %d operations, so it would offer no tool (include:, exclude: in the APIs file): %s", api.Name, len(leftOut), strings.Join(shown, "; "))
 	if more := len(leftOut) - len(shown); more > 0 {
 		msg += fmt.Sprintf("; and %d more", more)
 	}
@@ -618,7 +618,7 @@ func valueKind(s *openapi3.Schema) string {
 // decoded, for an API or a gateway in front of it that decodes before it
 // routes (nginx does) would read /%2e%2e/x as /x. A segment with
 // parameters is checked whole on each call (checkComposed). The query
-// is sent as written, so it must be one (fixedQuery).
+// is sent as written, so it must be one (checkFixedQuery).
 func checkPathTemplate(key string) (path, query string, names []string, err error) {
 	path, query, _ = strings.Cut(key, "?")
 	if !strings.HasPrefix(path, "/") || strings.ContainsAny(key, "#\\") {
@@ -639,17 +639,17 @@ func checkPathTemplate(key string) (path, query string, names []string, err erro
 			return "", "", nil, fmt.Errorf("path %q: segment %q: %w", key, seg, err)
 		}
 	}
-	if names, err = fixedQuery(query); err != nil {
+	if names, err = checkFixedQuery(query); err != nil {
 		return "", "", nil, fmt.Errorf("path %q: %w", key, err)
 	}
 	return path, query, names, nil
 }
 
-// fixedQuery checks the query of a path key, sent as written: only
+// checkFixedQuery checks the query of a path key, sent as written: only
 // characters a query may hold (RFC 3986), each '%' starting an escape, and
 // no parameter ({name}), which pingmcp fills in a path's segments only.
 // It returns the names the query sets.
-func fixedQuery(query string) ([]string, error) {
+func checkFixedQuery(query string) ([]string, error) {
 	if i := strings.IndexByte(query, '{'); i >= 0 {
 		name := query[i:]
 		if j := strings.IndexByte(name, '}'); j >= 0 {
@@ -657,16 +657,13 @@ func fixedQuery(query string) ([]string, error) {
 		}
 		return nil, fmt.Errorf("a parameter in its query (%s) is not supported: pingmcp fills parameters in the path's segments only; exclude the operation (exclude: in the APIs file)", name)
 	}
-	for i, r := range query {
-		switch {
-		case r == '%':
-			if i+2 >= len(query) || !isHex(query[i+1]) || !isHex(query[i+2]) {
-				return nil, fmt.Errorf("its query %q holds '%%' that starts no escape", query)
-			}
-		case r < utf8.RuneSelf && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-._~!$&'()*+,;=:@/?", r)):
-		default:
+	for _, r := range query {
+		if r >= utf8.RuneSelf || !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("%-._~!$&'()*+,;=:@/?", r)) {
 			return nil, fmt.Errorf("its query %q holds %q, which a query may not hold unescaped", query, r)
 		}
+	}
+	if _, err := url.QueryUnescape(query); err != nil {
+		return nil, fmt.Errorf("its query %q holds '%%' that starts no escape", query)
 	}
 	var names []string
 	for _, pair := range strings.Split(query, "&") {
@@ -676,10 +673,6 @@ func fixedQuery(query string) ([]string, error) {
 		}
 	}
 	return names, nil
-}
-
-func isHex(c byte) bool {
-	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
 }
 
 var invalidNameRunes = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)

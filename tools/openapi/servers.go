@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
+
+	"github.com/pingmcp/pingmcp/internal/outbound"
 )
 
 // operationBase is where an operation's calls go: base_url, which stands
@@ -71,7 +73,7 @@ func serverURL(s *openapi3.Server) string {
 // as written; else an error naming the server, without its credentials
 // or query.
 func withinBase(raw string, base *url.URL) (*url.URL, error) {
-	shown := shownServer(raw)
+	shown := shownURL(raw)
 	ref, err := url.Parse(raw)
 	if err != nil || strings.ContainsAny(raw, "{}") {
 		return nil, fmt.Errorf("%s: not a URL", shown)
@@ -94,7 +96,7 @@ func withinBase(raw string, base *url.URL) (*url.URL, error) {
 			return nil, fmt.Errorf("%s: %w", shown, err)
 		}
 	}
-	if !strings.EqualFold(u.Scheme, base.Scheme) || !strings.EqualFold(u.Hostname(), base.Hostname()) || port(u) != port(base) {
+	if !outbound.SameOrigin(u, base) {
 		return nil, fmt.Errorf("%s is on another origin (scheme, host or port)", shown)
 	}
 	if path != base.EscapedPath() && !strings.HasPrefix(path, base.EscapedPath()+"/") {
@@ -103,33 +105,4 @@ func withinBase(raw string, base *url.URL) (*url.URL, error) {
 	out := *base
 	out.Path, out.RawPath = strings.TrimSuffix(u.Path, "/"), strings.TrimSuffix(u.RawPath, "/")
 	return &out, nil
-}
-
-// port is a URL's port, its scheme's default when it names none.
-func port(u *url.URL) string {
-	if p := u.Port(); p != "" {
-		return p
-	}
-	if strings.EqualFold(u.Scheme, "http") {
-		return "80"
-	}
-	return "443"
-}
-
-// shownServer is a server's URL as errors show it: without user
-// information or query, either of which may carry a credential.
-func shownServer(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(an unparsable URL)"
-	}
-	shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath, Opaque: u.Opaque}
-	s := shown.String()
-	if u.User != nil {
-		s = strings.Replace(s, "//", "//…@", 1)
-	}
-	if u.RawQuery != "" || u.ForceQuery {
-		s += "?…"
-	}
-	return s
 }
