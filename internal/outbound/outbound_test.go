@@ -88,3 +88,24 @@ func TestFailedSaysNoServerWords(t *testing.T) {
 		t.Error("a timeout is not context.DeadlineExceeded")
 	}
 }
+
+// SameOrigin compares scheme, host and port, a port left out being its
+// scheme's default, without regard to case.
+func TestSameOrigin(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"https://api.example.com/v1", "HTTPS://API.example.com:443/v2", true},
+		{"http://api.example.com", "http://api.example.com:80", true},
+		{"https://api.example.com", "http://api.example.com", false},
+		{"https://api.example.com", "https://api.example.com:8443", false},
+		{"https://api.example.com", "https://upload.example.com", false},
+	} {
+		a, _ := url.Parse(c.a)
+		b, _ := url.Parse(c.b)
+		if got := SameOrigin(a, b); got != c.want {
+			t.Errorf("SameOrigin(%s, %s) = %t, want %t", c.a, c.b, got, c.want)
+		}
+	}
+}

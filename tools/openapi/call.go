@@ -165,8 +165,9 @@ func checkNumbers(v any) error {
 }
 
 // request builds the HTTP request of the arguments (already checked against
-// the input schema): to the configured base URL and the operation's path
-// only, each path parameter one segment.
+// the input schema): to the configured base URL (or the operation's own
+// server within it: operationBase) and the operation's path only, each
+// path parameter one segment.
 func (t *operationTool) request(ctx context.Context, args map[string]any) (*http.Request, error) {
 	path, composed := t.path, false
 	query := url.Values{}
@@ -207,19 +208,27 @@ func (t *operationTool) request(ctx context.Context, args map[string]any) (*http
 			return nil, err
 		}
 	}
-	u, err := url.Parse(t.api.base.String() + path)
+	u, err := url.Parse(t.base.String() + path)
 	if err != nil {
 		return nil, err
 	}
 	// What the escaping above guarantees, checked once more: the request
-	// goes where the file says, under the base URL's path.
+	// goes where the file says, under the base URL's path (and the
+	// operation's server's, within it).
 	if u.Scheme != t.api.base.Scheme || u.Host != t.api.base.Host || u.User != nil ||
-		!strings.HasPrefix(u.EscapedPath(), t.api.base.EscapedPath()+"/") {
-		return nil, fmt.Errorf("the request would leave %s", t.api.base)
+		!strings.HasPrefix(u.EscapedPath(), t.api.base.EscapedPath()+"/") || !strings.HasPrefix(u.EscapedPath(), t.base.EscapedPath()+"/") {
+		return nil, fmt.Errorf("the request would leave %s", t.base)
 	}
 	// A space as %20, as OpenAPI's styles write it (RFC 6570), not '+',
 	// which only form decoders read as a space ('+' itself is %2B).
 	u.RawQuery = strings.ReplaceAll(query.Encode(), "+", "%20")
+	// A path key's own query, as written, first (TestPathWithQuery).
+	switch {
+	case t.fixedQuery != "" && u.RawQuery != "":
+		u.RawQuery = t.fixedQuery + "&" + u.RawQuery
+	case t.fixedQuery != "":
+		u.RawQuery = t.fixedQuery
+	}
 	var rd io.Reader
 	if t.body != nil {
 		if v, ok := args[bodyArgument]; ok {

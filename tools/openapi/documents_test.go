@@ -246,3 +246,143 @@ func TestQuerySpaceEncoded(t *testing.T) {
 		t.Errorf("query %s, want %s", got, want)
 	}
 }
+
+// A path key with a query (OpenAI's /responses?beta=true, Flickr's
+// /rest?method=flickr.photos.search; OpenAPI appends the path to the
+// server's URL as written) is called as written: the fixed query sent as
+// it is, first, path parameters substituted in the path, the operation's
+// query parameters after it with '&'. A query parameter the path fixes
+// is not offered (its value is the path's). A parameter in the query part
+// ({x} after the '?') or a character a query may not hold is refused,
+// naming the path.
+func TestPathWithQuery(t *testing.T) {
+	api := newRecorder(t, nil)
+	ts, err := newAPI(t, API{BaseURL: api.URL + "/v1", Scopes: []string{"a"}}, docWith("3.0.3", `
+  /responses/{id}?beta=true:
+    get:
+      operationId: getResponse
+      parameters:
+        - {name: id, in: path, required: true, schema: {type: string}}
+        - {name: include, in: query, schema: {type: array, items: {type: string}}}
+      responses: {"200": {description: ok}}
+  /rest?method=flickr.photos.search&format=json:
+    get:
+      operationId: search
+      parameters:
+        - {name: method, in: query, required: true, schema: {type: string, enum: [flickr.photos.search]}}
+        - {name: text, in: query, schema: {type: string}}
+      responses: {"200": {description: ok}}
+  /rest?method=flickr.photos.getInfo:
+    get:
+      parameters: [{name: photo_id, in: query, required: true, schema: {type: string}}]
+      responses: {"200": {description: ok}}`, "  schemas: {}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := toolNames(ts); !slices.Contains(names, "t_get_rest_method_flickr.photos.getInfo") {
+		t.Errorf("tools %v", names)
+	}
+	for _, tool := range ts.Tools() {
+		if tool.Name == "t_search" && strings.Contains(string(schemaBytes(t, tool)), `"method"`) {
+			t.Errorf("the query parameter the path fixes is offered: %s", schemaBytes(t, tool))
+		}
+	}
+	cs := connect(t, ts, &countingCaller{})
+	for _, c := range []struct{ tool, args, path, query string }{
+		{"t_getResponse", `{"id":"r 1","include":["a","b"]}`, "/v1/responses/r%201", "beta=true&include=a&include=b"},
+		{"t_getResponse", `{"id":"r1"}`, "/v1/responses/r1", "beta=true"},
+		{"t_search", `{"text":"a&b=c"}`, "/v1/rest", "method=flickr.photos.search&format=json&text=a%26b%3Dc"},
+		{"t_get_rest_method_flickr.photos.getInfo", `{"photo_id":"7"}`, "/v1/rest", "method=flickr.photos.getInfo&photo_id=7"},
+	} {
+		if res := callTool(t, cs, c.tool, c.args); res.IsError {
+			t.Fatalf("%s %s: %s", c.tool, c.args, text(res))
+		}
+		reqs := api.requests()
+		if r := reqs[len(reqs)-1]; r.URL.EscapedPath() != c.path || r.URL.RawQuery != c.query {
+			t.Errorf("%s %s: sent %s?%s, want %s?%s", c.tool, c.args, r.URL.EscapedPath(), r.URL.RawQuery, c.path, c.query)
+		}
+	}
+
+	for _, c := range []struct{ path, want string }{
+		{"/login?user={user}", `path "/login?user={user}": a parameter in its query ({user})`},
+		{"/a?b=c d", `path "/a?b=c d": its query "b=c d" holds ' '`},
+		{"/a?b=%zz", `path "/a?b=%zz": its query "b=%zz" holds '%' that starts no escape`},
+		{"/a?b=c#d", `path "/a?b=c#d"`},
+		{"/%2e%2e/a?b=c", `segment "%2e%2e"`},
+	} {
+		params := ""
+		if strings.Contains(c.path, "{user}") {
+			params = "\n      parameters: [{name: user, in: path, required: true, schema: {type: string}}]"
+		}
+		_, err := newAPI(t, API{Scopes: []string{"a"}}, docWith("3.0.3", `
+  "`+c.path+`":
+    get:
+      operationId: op`+params+`
+      responses: {"200": {description: ok}}`, "  schemas: {}"))
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), "operation op") {
+			t.Errorf("path %s: %v, want it refused saying %q", c.path, err, c.want)
+		}
+	}
+}
+
+// A oneOf whose branches inherit a discriminator through allOf (springdoc's
+// and NSwag's polymorphism: Cat and Dog are allOf Pet, and Pet holds the
+// discriminator) is one branch chosen by the discriminator's value too, as
+// a oneOf with the discriminator beside it (TestDiscriminatorOneOf): a
+// value that fits another branch as well is no refusal. Still checked: a
+// value that fits no branch is refused; and a oneOf whose branches have no
+// discriminator stays strict.
+func TestDiscriminatorInheritedThroughAllOf(t *testing.T) {
+	components := `  schemas:
+    Pet:
+      type: object
+      required: [petType]
+      properties: {petType: {type: string}, name: {type: string}}
+      discriminator:
+        propertyName: petType
+        mapping: {cat: "#/components/schemas/Cat", dog: "#/components/schemas/Dog"}
+    Cat:
+      allOf:
+        - $ref: "#/components/schemas/Pet"
+        - {type: object, properties: {hunts: {type: boolean}}}
+    Dog:
+      allOf:
+        - $ref: "#/components/schemas/Pet"
+        - {type: object, properties: {bark: {type: boolean}}}
+    Plain:
+      type: object
+      properties: {name: {type: string}}`
+	api := newRecorder(t, nil)
+	ts, err := newAPI(t, API{BaseURL: api.URL, Scopes: []string{"a"}, Include: Selector{Methods: []string{"POST"}}}, docWith("3.0.3", `
+  /pets:
+    post:
+      operationId: addPet
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {oneOf: [{$ref: "#/components/schemas/Cat"}, {$ref: "#/components/schemas/Dog"}]}
+      responses: {"200": {description: ok}}
+  /plain:
+    post:
+      operationId: addPlain
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: {oneOf: [{$ref: "#/components/schemas/Plain"}, {$ref: "#/components/schemas/Plain"}]}
+      responses: {"200": {description: ok}}`, components))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := connect(t, ts, &countingCaller{})
+	if res := callTool(t, cs, "t_addPet", `{"body":{"petType":"cat","name":"Tom","hunts":true}}`); res.IsError {
+		t.Fatal(text(res))
+	}
+	if res := callTool(t, cs, "t_addPet", `{"body":{"name":"Tom"}}`); !res.IsError {
+		t.Error("a pet without petType was sent")
+	}
+	if res := callTool(t, cs, "t_addPlain", `{"body":{"name":"x"}}`); !res.IsError {
+		t.Error("a value fitting both branches of a oneOf without a discriminator was sent")
+	}
+}

@@ -34,8 +34,10 @@ type API struct {
 	// Name prefixes its tools' names (name_operationId): letters, digits,
 	// '_' and '-', at most 32.
 	Name string `json:"name"`
-	// BaseURL is where every call goes: the document's servers are
-	// ignored, and nothing a model sends changes scheme, host or port.
+	// BaseURL is where every call goes: it stands for the document's
+	// servers; an operation's own are followed only within it
+	// (operationBase), and nothing a model sends changes scheme, host or
+	// port.
 	BaseURL string `json:"base_url"`
 	// Document is the OpenAPI 3.0 or 3.1 document: an http(s) URL fetched
 	// at start and on each reload, or a file (relative to the APIs file)

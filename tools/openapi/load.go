@@ -263,14 +263,21 @@ func shownLocation(location string) string {
 	if !isURL(location) {
 		return location
 	}
-	u, err := url.Parse(location)
+	return shownURL(location)
+}
+
+// shownURL is a URL (or a relative reference) without its user
+// information and query, either of which may carry a credential: "…" in
+// their place.
+func shownURL(raw string) string {
+	u, err := url.Parse(raw)
 	if err != nil {
 		return "(an unparsable URL)"
 	}
-	shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}
+	shown := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath, Opaque: u.Opaque}
 	s := shown.String()
 	if u.User != nil {
-		s = strings.Replace(s, "://", "://…@", 1)
+		s = strings.Replace(s, "//", "//…@", 1)
 	}
 	if u.RawQuery != "" || u.ForceQuery {
 		s += "?…"

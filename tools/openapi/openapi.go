@@ -4,8 +4,9 @@
 // checking the documents (with kin-openapi), the tools' definitions (names,
 // input schemas, annotations, the scopes each needs) and the calls: the
 // arguments checked against the tool's schema before anything else, a
-// request to the configured base URL only, path parameters as single
-// segments, the answer bounded.
+// request to the configured base URL only (an operation's own servers
+// followed only within it), path parameters as single segments, the
+// answer bounded.
 //
 // A reload (SIGHUP, or an operator's POST /admin/v1/apis/reload) calls New
 // again with the file read again: the node swaps the toolset for the new one

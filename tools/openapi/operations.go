@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/google/jsonschema-go/jsonschema"
@@ -43,16 +44,23 @@ type operationTool struct {
 	def       *mcp.Tool
 	operation string // operationId, else "METHOD /path", for messages
 	method    string
-	path      string // the document's path template
-	params    []*param
+	path      string // the document's path template, without its query
+	// fixedQuery is the query of a path key that has one (/rest?method=x):
+	// sent as written, before the operation's query parameters.
+	fixedQuery string
+	params     []*param
 	// queries are the names of all the operation's query parameters,
-	// those not offered as arguments too: an object parameter's member
-	// may not be sent as one of them (memberName).
+	// those not offered as arguments too, and those its path's query
+	// fixes: an object parameter's member may not be sent as one of them
+	// (memberName).
 	queries []string
 	body    *body
 	scopes  []string
 	schema  *jsonschema.Resolved
 	api     *upstream
+	// base is the URL its calls go under: the API's base_url, or, within
+	// it, the operation's own server (operationBase).
+	base *url.URL
 }
 
 // A param is one parameter an argument fills.
@@ -75,10 +83,12 @@ type body struct {
 
 // build makes the tools of api's selected operations. An operation named
 // in the file but absent from the document, or selected and impossible to
-// call safely, is an error.
+// call safely, is an error; so is an API that would offer no tool, saying
+// why each operation was left out (noneSelected).
 func build(api API, doc *openapi3.T, target *upstream) ([]*operationTool, error) {
 	var out []*operationTool
 	var errs []error
+	var leftOut []string // why each operation not selected was left out
 	seen := map[string]bool{}
 	schemas := 0
 	for _, path := range sortedPaths(doc) {
@@ -88,15 +98,16 @@ func build(api API, doc *openapi3.T, target *upstream) ([]*operationTool, error)
 			if op.OperationID != "" {
 				seen[op.OperationID] = true
 			}
-			if !api.selects(method, op) {
+			name := method + " " + path
+			if op.OperationID != "" {
+				name = op.OperationID + " (" + name + ")"
+			}
+			if why := api.leftOut(method, op); why != "" {
+				leftOut = append(leftOut, name+": "+why)
 				continue
 			}
 			t, err := newTool(api, doc, path, method, item, op, target)
 			if err != nil {
-				name := method + " " + path
-				if op.OperationID != "" {
-					name = op.OperationID + " (" + name + ")"
-				}
 				errs = append(errs, fmt.Errorf("api %q: operation %s: %w", api.Name, name, err))
 				continue
 			}
@@ -114,28 +125,84 @@ func build(api API, doc *openapi3.T, target *upstream) ([]*operationTool, error)
 			}
 		}
 	}
+	if len(out) == 0 && len(errs) == 0 {
+		// Nothing refused, nothing offered: the operator learns why.
+		errs = append(errs, noneSelected(api, doc, leftOut))
+	}
 	return out, errors.Join(errs...)
 }
 
-// selects reports whether an operation becomes a tool (see API.Include).
-func (api *API) selects(method string, op *openapi3.Operation) bool {
+// leftOut says why an operation does not become a tool, "" when it does
+// (see API.Include): the reason build gives when an API selects none.
+func (api *API) leftOut(method string, op *openapi3.Operation) string {
 	ex := api.Exclude
-	if slices.Contains(ex.Operations, op.OperationID) && op.OperationID != "" ||
-		slices.ContainsFunc(ex.Methods, func(m string) bool { return strings.EqualFold(m, method) }) ||
-		slices.ContainsFunc(op.Tags, func(t string) bool { return slices.Contains(ex.Tags, t) }) {
-		return false
+	switch {
+	case slices.Contains(ex.Operations, op.OperationID) && op.OperationID != "":
+		return "excluded by name (exclude: operations)"
+	case slices.ContainsFunc(ex.Methods, func(m string) bool { return strings.EqualFold(m, method) }):
+		return "its method is excluded (exclude: methods)"
+	}
+	if i := slices.IndexFunc(op.Tags, func(t string) bool { return slices.Contains(ex.Tags, t) }); i >= 0 {
+		return fmt.Sprintf("its tag %q is excluded (exclude: tags)", op.Tags[i])
 	}
 	if slices.Contains(api.Include.Operations, op.OperationID) && op.OperationID != "" {
-		return true
+		return ""
 	}
-	ms := api.Include.Methods
+	ms, def := api.Include.Methods, ""
 	if len(ms) == 0 {
-		ms = []string{http.MethodGet, http.MethodHead}
+		ms, def = []string{http.MethodGet, http.MethodHead}, ": the default"
 	}
 	if !slices.ContainsFunc(ms, func(m string) bool { return strings.EqualFold(m, method) }) {
-		return false
+		return fmt.Sprintf("method %s is not among include: methods (%s%s)", method, strings.Join(ms, ", "), def)
 	}
-	return len(api.Include.Tags) == 0 || slices.ContainsFunc(op.Tags, func(t string) bool { return slices.Contains(api.Include.Tags, t) })
+	if tags := api.Include.Tags; len(tags) > 0 && !slices.ContainsFunc(op.Tags, func(t string) bool { return slices.Contains(tags, t) }) {
+		if len(op.Tags) == 0 {
+			return fmt.Sprintf("it has no tags, and include: tags names some (%s)", strings.Join(tags, ", "))
+		}
+		return fmt.Sprintf("none of its tags (%s) is among include: tags (%s)", strings.Join(op.Tags, ", "), strings.Join(tags, ", "))
+	}
+	return ""
+}
+
+// maxLeftOut bounds the reasons an API that selects no operation is
+// refused with: the first few, and a count of the others.
+const maxLeftOut = 5
+
+// noneSelected is the refusal of an API whose document has operations and
+// whose filters select none of them (leftOut: each one's reason, in the
+// document's order), or has none at all; it names the tags include: names
+// that no operation has (a misspelt one, say).
+func noneSelected(api API, doc *openapi3.T, leftOut []string) error {
+	if len(leftOut) == 0 {
+		return fmt.Errorf("api %q: its document has no operations (paths): it would offer no tool", api.Name)
+	}
+	shown := leftOut[:min(len(leftOut), maxLeftOut)]
+	msg := fmt.Sprintf("api %q: selects none of its %d operations, so it would offer no tool (include:, exclude: in the APIs file): %s", api.Name, len(leftOut), strings.Join(shown, "; "))
+	if more := len(leftOut) - len(shown); more > 0 {
+		msg += fmt.Sprintf("; and %d more", more)
+	}
+	var unknown []string
+	for _, tag := range api.Include.Tags {
+		if !documentHasTag(doc, tag) {
+			unknown = append(unknown, fmt.Sprintf("%q", tag))
+		}
+	}
+	if len(unknown) > 0 {
+		msg += fmt.Sprintf(" (no operation has the tag %s)", strings.Join(unknown, ", "))
+	}
+	return errors.New(msg)
+}
+
+// documentHasTag reports whether an operation of the document has tag.
+func documentHasTag(doc *openapi3.T, tag string) bool {
+	for _, path := range sortedPaths(doc) {
+		for _, op := range doc.Paths.Value(path).Operations() {
+			if slices.Contains(op.Tags, tag) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func newTool(api API, doc *openapi3.T, path, method string, item *openapi3.PathItem, op *openapi3.Operation, target *upstream) (*operationTool, error) {
@@ -143,7 +210,13 @@ func newTool(api API, doc *openapi3.T, path, method string, item *openapi3.PathI
 	if t.operation == "" {
 		t.operation = method + " " + path
 	}
-	if err := checkPathTemplate(path); err != nil {
+	var fixed []string
+	var err error
+	if t.path, t.fixedQuery, fixed, err = checkPathTemplate(path); err != nil {
+		return nil, err
+	}
+	t.queries = fixed
+	if t.base, err = operationBase(doc, item, op, target.base); err != nil {
 		return nil, err
 	}
 	scopes, err := operationScopes(api, doc, op, api.Tools[op.OperationID].Scopes)
@@ -154,6 +227,9 @@ func newTool(api API, doc *openapi3.T, path, method string, item *openapi3.PathI
 
 	for _, p := range mergedParams(item, op) {
 		if p.In == openapi3.ParameterInQuery {
+			if slices.Contains(fixed, p.Name) {
+				continue // the path's query fixes its value
+			}
 			t.queries = append(t.queries, p.Name)
 		}
 		pp, err := newParam(p)
@@ -533,19 +609,24 @@ func valueKind(s *openapi3.Schema) string {
 	return "scalar"
 }
 
-// checkPathTemplate refuses a document path that would leave its place:
-// dot segments, a query or fragment, also percent-encoded: each segment
-// without parameters is checked as a path argument is (checkSegment), once
+// checkPathTemplate splits a document's path key into its path and its
+// query (a key like /rest?method=x: OpenAPI appends the key to the
+// server's URL as written, and some documents fix a query so), with the
+// names that query sets. It refuses a path that would leave its place:
+// dot segments, a fragment, also percent-encoded: each segment without
+// parameters is checked as a path argument is (checkSegment), once
 // decoded, for an API or a gateway in front of it that decodes before it
 // routes (nginx does) would read /%2e%2e/x as /x. A segment with
-// parameters is checked whole on each call (checkComposed).
-func checkPathTemplate(path string) error {
-	if !strings.HasPrefix(path, "/") || strings.ContainsAny(path, "?#\\") {
-		return fmt.Errorf("path %q: want an absolute path without query or fragment", path)
+// parameters is checked whole on each call (checkComposed). The query
+// is sent as written, so it must be one (checkFixedQuery).
+func checkPathTemplate(key string) (path, query string, names []string, err error) {
+	path, query, _ = strings.Cut(key, "?")
+	if !strings.HasPrefix(path, "/") || strings.ContainsAny(key, "#\\") {
+		return "", "", nil, fmt.Errorf("path %q: want an absolute path without fragment", key)
 	}
 	for _, seg := range strings.Split(path, "/") {
 		if seg == "." || seg == ".." {
-			return fmt.Errorf("path %q has a dot segment", path)
+			return "", "", nil, fmt.Errorf("path %q has a dot segment", key)
 		}
 		if seg == "" || strings.ContainsAny(seg, "{}") {
 			continue
@@ -555,10 +636,43 @@ func checkPathTemplate(path string) error {
 			err = checkSegment(raw)
 		}
 		if err != nil {
-			return fmt.Errorf("path %q: segment %q: %w", path, seg, err)
+			return "", "", nil, fmt.Errorf("path %q: segment %q: %w", key, seg, err)
 		}
 	}
-	return nil
+	if names, err = checkFixedQuery(query); err != nil {
+		return "", "", nil, fmt.Errorf("path %q: %w", key, err)
+	}
+	return path, query, names, nil
+}
+
+// checkFixedQuery checks the query of a path key, sent as written: only
+// characters a query may hold (RFC 3986), each '%' starting an escape, and
+// no parameter ({name}), which pingmcp fills in a path's segments only.
+// It returns the names the query sets.
+func checkFixedQuery(query string) ([]string, error) {
+	if i := strings.IndexByte(query, '{'); i >= 0 {
+		name := query[i:]
+		if j := strings.IndexByte(name, '}'); j >= 0 {
+			name = name[:j+1]
+		}
+		return nil, fmt.Errorf("a parameter in its query (%s) is not supported: pingmcp fills parameters in the path's segments only; exclude the operation (exclude: in the APIs file)", name)
+	}
+	for _, r := range query {
+		if r >= utf8.RuneSelf || !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("%-._~!$&'()*+,;=:@/?", r)) {
+			return nil, fmt.Errorf("its query %q holds %q, which a query may not hold unescaped", query, r)
+		}
+	}
+	if _, err := url.QueryUnescape(query); err != nil {
+		return nil, fmt.Errorf("its query %q holds '%%' that starts no escape", query)
+	}
+	var names []string
+	for _, pair := range strings.Split(query, "&") {
+		name, _, _ := strings.Cut(pair, "=")
+		if n, err := url.QueryUnescape(name); err == nil && n != "" {
+			names = append(names, n)
+		}
+	}
+	return names, nil
 }
 
 var invalidNameRunes = regexp.MustCompile(`[^A-Za-z0-9_.-]+`)

@@ -210,7 +210,7 @@ func TestSelection(t *testing.T) {
 		{include: Selector{Methods: []string{"get", "post"}, Tags: []string{"x"}}, want: []string{"t_getA", "t_postA"}},
 		{include: Selector{Operations: []string{"deleteA"}}, want: []string{"t_deleteA", "t_getA", "t_headB"}},
 		{include: Selector{Operations: []string{"deleteA"}}, exclude: Selector{Tags: []string{"y"}}, want: []string{"t_getA"}},
-		{exclude: Selector{Methods: []string{"HEAD"}, Operations: []string{"getA"}}, want: nil},
+		{exclude: Selector{Methods: []string{"HEAD"}, Operations: []string{"postA"}}, want: []string{"t_getA"}},
 	} {
 		ts, err := newAPI(t, API{Scopes: []string{"a"}, Include: c.include, Exclude: c.exclude}, doc)
 		if err != nil {

@@ -122,6 +122,8 @@ func TestGitHubDocument(t *testing.T) {
 		// OAuth apps stand in.
 		Scopes:  []string{"repo"},
 		Include: Selector{Tags: []string{"repos", "issues", "pulls"}, Methods: []string{"GET", "POST", "PATCH", "PUT", "DELETE"}},
+		// Its servers are uploads.github.com's (TestOperationServers).
+		Exclude: Selector{Operations: []string{"repos/upload-release-asset"}},
 	}}, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -130,9 +132,16 @@ func TestGitHubDocument(t *testing.T) {
 	if len(ts.Tools()) < 250 {
 		t.Fatalf("%d tools: want the hundreds of operations of three tags", len(ts.Tools()))
 	}
-	// Every operation of the document can be a tool too.
-	all, err := New(t.Context(), []API{{Name: "github", BaseURL: "https://api.github.com", Document: path, Scopes: []string{"repo"},
-		Include: Selector{Methods: []string{"GET", "POST", "PATCH", "PUT", "DELETE"}}}}, Options{})
+	// Every operation of the document can be a tool too, but the one
+	// whose server is another host than base_url's: refused, naming it,
+	// unless excluded (its call went to api.github.com).
+	everything := API{Name: "github", BaseURL: "https://api.github.com", Document: path, Scopes: []string{"repo"},
+		Include: Selector{Methods: []string{"GET", "POST", "PATCH", "PUT", "DELETE"}}}
+	if _, err := New(t.Context(), []API{everything}, Options{}); err == nil || !strings.Contains(err.Error(), "repos/upload-release-asset") || !strings.Contains(err.Error(), "https://uploads.github.com is on another origin") {
+		t.Errorf("the operation on uploads.github.com: %v", err)
+	}
+	everything.Exclude.Operations = []string{"repos/upload-release-asset"}
+	all, err := New(t.Context(), []API{everything}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +220,8 @@ func TestGitHubDocument(t *testing.T) {
 // document (1000-odd tools), what each session actor's activation pays.
 func BenchmarkInstallGitHub(b *testing.B) {
 	ts, err := New(b.Context(), []API{{Name: "github", BaseURL: "https://api.github.com", Document: githubDoc(b), Scopes: []string{"repo"},
-		Include: Selector{Methods: []string{"GET", "POST", "PATCH", "PUT", "DELETE"}}}}, Options{})
+		Include: Selector{Methods: []string{"GET", "POST", "PATCH", "PUT", "DELETE"}},
+		Exclude: Selector{Operations: []string{"repos/upload-release-asset"}}}}, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -21,7 +21,8 @@ const recursive = "(nested deeper: any value, checked by the API)"
 // 2020-12) into self-contained JSON Schema 2020-12, every $ref inlined, for
 // a tool's input schema. Keywords without a JSON Schema meaning (3.0's
 // nullable, boolean exclusive bounds) become their JSON Schema forms, and
-// a oneOf with a discriminator an anyOf (the discriminator chooses);
+// a oneOf with a discriminator (beside it, or in each branch, inherited
+// through allOf: discriminated) an anyOf (the discriminator chooses);
 // annotations tools need not (examples, xml, discriminator) are left out,
 // and so are patterns Go's regexp cannot compile (the API checks them).
 type jsonSchema struct {
@@ -197,7 +198,7 @@ func (c *jsonSchema) schema(s *openapi3.Schema) map[string]any {
 
 	set("allOf", c.refs(s.AllOf), len(s.AllOf) > 0)
 	set("anyOf", c.refs(s.AnyOf), len(s.AnyOf) > 0)
-	if s.Discriminator != nil && len(s.AnyOf) == 0 {
+	if len(s.AnyOf) == 0 && (s.Discriminator != nil || discriminated(s.OneOf)) {
 		// The discriminator's value chooses the one branch, as the API
 		// reads it: a value that fits another branch too (branches
 		// rarely forbid each other's properties) is no refusal.
@@ -218,6 +219,42 @@ func (c *jsonSchema) schema(s *openapi3.Schema) map[string]any {
 		}
 	}
 	return out
+}
+
+// discriminated reports whether every branch of a oneOf holds a
+// discriminator of the same property, its own or one inherited through
+// allOf (a parent's: Cat is allOf Pet, and Pet holds it, as springdoc and
+// NSwag write polymorphism): that property's value chooses the branch, as
+// a discriminator beside the oneOf does.
+func discriminated(branches openapi3.SchemaRefs) bool {
+	prop := ""
+	for _, b := range branches {
+		p := discriminatorOf(b, map[*openapi3.Schema]bool{})
+		if p == "" || prop != "" && p != prop {
+			return false
+		}
+		prop = p
+	}
+	return prop != ""
+}
+
+// discriminatorOf is the property of the discriminator a schema holds or
+// inherits through allOf, "" when none; each schema is looked at once
+// (seen), however the allOfs refer to each other.
+func discriminatorOf(sr *openapi3.SchemaRef, seen map[*openapi3.Schema]bool) string {
+	if sr == nil || sr.Value == nil || seen[sr.Value] {
+		return ""
+	}
+	seen[sr.Value] = true
+	if d := sr.Value.Discriminator; d != nil {
+		return d.PropertyName
+	}
+	for _, parent := range sr.Value.AllOf {
+		if p := discriminatorOf(parent, seen); p != "" {
+			return p
+		}
+	}
+	return ""
 }
 
 // setPtr sets out[k] to *p when p is set.
