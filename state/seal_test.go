@@ -82,6 +82,56 @@ func TestSealFailsClosed(t *testing.T) {
 	}
 }
 
+// SealBytes: what it seals opens under the same context and any key of
+// the sealer, and nothing else does: another context, a bit changed, a
+// cut, an unknown key, or a value never sealed (JSON as it was stored
+// before events were sealed).
+func TestSealBytes(t *testing.T) {
+	k1, k2 := key(), key()
+	old, _ := ParseKeys("k1:" + k1)
+	ctx := []byte("event\x00session-1\x00stream-1")
+	data := []byte(`{"jsonrpc":"2.0","id":1,"result":{"secret":"user data"}}`)
+	sealed := old.SealBytes(data, ctx)
+	if bytes.Contains(sealed, []byte("user data")) || sealed[0] != 0 || string(sealed[2:2+sealed[1]]) != "k1" {
+		t.Fatalf("sealed = %q", sealed)
+	}
+	if len(sealed) != 2+2+12+len(data)+16 {
+		t.Errorf("sealed %d bytes into %d", len(data), len(sealed))
+	}
+	rotated, _ := ParseKeys("k2:" + k2 + ",k1:" + k1)
+	if pt, err := rotated.OpenBytes(sealed, ctx); err != nil || !bytes.Equal(pt, data) {
+		t.Fatalf("open after rotation: %q %v", pt, err)
+	}
+	if s := rotated.SealBytes(nil, ctx); string(s[2:2+s[1]]) != "k2" {
+		t.Errorf("new values sealed under %q, want k2", s[2:2+s[1]])
+	}
+	flipped := bytes.Clone(sealed)
+	flipped[len(flipped)-1] ^= 1
+	otherID := bytes.Clone(sealed)
+	otherID[3] = '9'
+	for name, c := range map[string]struct{ sealed, ctx []byte }{
+		"other stream":   {sealed, []byte("event\x00session-1\x00stream-2")},
+		"flipped bit":    {flipped, ctx},
+		"truncated":      {sealed[:20], ctx},
+		"key id cut":     {sealed[:3], ctx},
+		"header only":    {sealed[:4], ctx},
+		"unknown key id": {otherID, ctx},
+		"not sealed":     {data, ctx},
+		"empty":          {nil, ctx},
+	} {
+		if pt, err := rotated.OpenBytes(c.sealed, c.ctx); !errors.Is(err, ErrUnsealable) || pt != nil {
+			t.Errorf("%s: %q, %v", name, pt, err)
+		}
+	}
+	// The Seal and SealBytes forms do not open as each other.
+	if _, err := old.Open(string(sealed), ctx); err == nil {
+		t.Error("a SealBytes value opened with Open")
+	}
+	if _, err := old.OpenBytes([]byte(old.Seal(data, ctx)), ctx); err == nil {
+		t.Error("a Seal value opened with OpenBytes")
+	}
+}
+
 func TestParseKeysRefusals(t *testing.T) {
 	k := key()
 	for spec, want := range map[string]string{
