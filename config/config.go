@@ -274,7 +274,7 @@ func Parse(command string, args []string, getenv func(string) string, out io.Wri
 		fs.BoolVar(&c.RedisCluster, "redis-cluster", false, "--redis-url is a Redis Cluster, named by one of its nodes")
 		fs.IntVar(&c.RedisReplicas, "redis-replicas", 0, "confirm a write of session state (snapshot, event, session count, revocation) only once this many replicas of its Redis master hold it (WAIT, bounded by --redis-timeout), so that a failover loses none; 0: once the master has it")
 		fs.StringVar(&c.RedisPrefix, "redis-prefix", "pingmcp:", "prefix of every Redis key this cluster writes")
-		fs.StringVar(&c.StateKeys, "state-keys", "", "keys sealing the tokens in session snapshots and the task records in Redis: keyid:base64-of-32-bytes, comma-separated, newest first (prefer the environment variable)")
+		fs.StringVar(&c.StateKeys, "state-keys", "", "keys sealing the tokens in session snapshots, the task records and the SSE events in Redis: keyid:base64-of-32-bytes, comma-separated, newest first (prefer the environment variable)")
 		fs.Int64Var(&c.EventsMax, "events-max", 1000, "SSE events kept per stream for resumption")
 		fs.DurationVar(&c.EventsTTL, "events-ttl", time.Hour, "how long an SSE stream's events outlive its last event")
 		fs.DurationVar(&c.TaskTTL, "task-ttl", DefaultTaskTTL, "how long a task (MCP tasks extension) stays readable after its last change: its result, its pending input; more than --task-lease")

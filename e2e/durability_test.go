@@ -200,22 +200,29 @@ func rawCall(t *testing.T, ctx context.Context, url, id, tool string) []sseEvent
 
 // awaitStreamStored waits until Redis holds every event of session's
 // stream that a raw call answered (events): its answer is stored behind
-// its delivery.
+// its delivery. Redis holds them sealed: none of their data in the clear.
 func awaitStreamStored(t *testing.T, ctx context.Context, rdb *redis.Client, session string, events []sseEvent) {
 	t.Helper()
 	stream, _, _ := strings.Cut(events[0].id, "_")
-	store := state.NewRedisEvents(rdb, "", state.EventOptions{})
+	store := state.NewRedisEvents(rdb, "", state.EventOptions{}) // no sealer: what Redis holds
 	for {
-		stored := 0
+		var stored [][]byte
 		for data, err := range store.After(ctx, session, stream, -1) {
 			if err != nil {
 				break
 			}
 			if len(data) > 0 {
-				stored++
+				stored = append(stored, data)
 			}
 		}
-		if stored >= len(events) {
+		if len(stored) >= len(events) {
+			for _, data := range stored {
+				for _, e := range events {
+					if bytes.Contains(data, []byte(e.data)) {
+						t.Errorf("Redis holds an event of session %s in the clear: %q", session, e.data)
+					}
+				}
+			}
 			return
 		}
 		select {

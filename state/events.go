@@ -25,11 +25,39 @@ import (
 // after its last one. The events of all a session's streams together are
 // bounded to MaxBytes: the oldest go first, whichever stream they are in.
 // A session's keys share one hash tag.
+//
+// With a Sealer (SetSealer), each event's data is sealed (AES-256-GCM,
+// Sealer.SealBytes) bound to its session and stream before it is stored,
+// and opened as it is replayed: tool results hold users' data, which a
+// reader of Redis (a backup, a replica) does not see, and an event a
+// writer of Redis puts in, or moves from another session or stream, does
+// not open, so it is never delivered. A stream's empty first event (the
+// SDK's priming event) carries nothing and stays empty.
 type RedisEvents struct {
 	client redis.UniversalClient
 	w      writer
 	prefix string
 	opts   EventOptions
+	sealer *Sealer
+}
+
+// SetSealer makes the store seal the events it writes from now on, and
+// open those it replays: one it cannot open (not sealed, sealed under a
+// key no longer among the sealer's, or changed in Redis) fails the
+// replay, as a purged one does. Call it before the store is used.
+func (r *RedisEvents) SetSealer(s *Sealer) { r.sealer = s }
+
+// seal is data as stored: sealed for session's stream if r seals.
+func (r *RedisEvents) seal(session, stream string, data []byte) []byte {
+	if r.sealer == nil || len(data) == 0 {
+		return data
+	}
+	return r.sealer.SealBytes(data, eventContext(session, stream))
+}
+
+// eventContext binds a sealed event to its session and stream.
+func eventContext(session, stream string) []byte {
+	return []byte("event\x00" + session + "\x00" + stream)
 }
 
 // EventOptions bound what a stream and a session keep; zero fields take the
@@ -41,7 +69,8 @@ type EventOptions struct {
 	MaxLen int64
 	// MaxBytes is how many bytes the events of one session may take, all
 	// its streams together (default DefaultEventsMaxBytes), each event
-	// counting its data and EventOverhead. Beyond, the session's oldest
+	// counting its data as stored (sealed: 30 bytes and the key id more,
+	// see SetSealer) and EventOverhead. Beyond, the session's oldest
 	// events are dropped, whichever stream they are in; a stream is bounded
 	// by its session's budget. An event larger than the whole budget is not
 	// kept at all (nor the events of its stream before it): it is delivered
@@ -623,7 +652,7 @@ func (r *RedisEvents) append(ctx context.Context, session, stream string, epoch 
 		flag = "1"
 	}
 	res, err := r.w.run(ctx, appendScript, r.keys(session), stream, r.opts.TTL.Milliseconds(), r.opts.MaxLen,
-		data, epoch, r.opts.MaxBytes, EventOverhead, StreamOverhead, flag, write.orNew()).Int64Slice()
+		r.seal(session, stream, data), epoch, r.opts.MaxBytes, EventOverhead, StreamOverhead, flag, write.orNew()).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("append event: %w", err)
 	}
@@ -639,7 +668,7 @@ func (r *RedisEvents) OpenAppend(ctx context.Context, session, stream, _ string,
 		return err
 	}
 	res, err := r.w.run(ctx, openAppendScript, r.keys(session), stream, r.opts.TTL.Milliseconds(), journal, epoch,
-		r.opts.MaxBytes, StreamOverhead, r.opts.MaxLen, data, EventOverhead, write.orNew()).Int64Slice()
+		r.opts.MaxBytes, StreamOverhead, r.opts.MaxLen, r.seal(session, stream, data), EventOverhead, write.orNew()).Int64Slice()
 	if err != nil {
 		return fmt.Errorf("open event stream: %w", err)
 	}
@@ -733,9 +762,17 @@ func (r *RedisEvents) After(ctx context.Context, session, stream string, index i
 			yield(nil, beyondEnd(index, stream, out[0]))
 			return
 		}
-		for _, d := range out[2:] {
+		for i, d := range out[2:] {
 			s, _ := d.(string)
-			if !yield([]byte(s), nil) {
+			data := []byte(s)
+			if r.sealer != nil && len(data) > 0 {
+				var err error
+				if data, err = r.sealer.OpenBytes(data, eventContext(session, stream)); err != nil {
+					yield(nil, fmt.Errorf("replay events of stream %q: its event %d does not open (not sealed, sealed under a key no longer in --state-keys, or changed in the store): %w", stream, index+1+i, err))
+					return
+				}
+			}
+			if !yield(data, nil) {
 				return
 			}
 		}

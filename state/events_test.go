@@ -986,3 +986,94 @@ func TestRedisEventsOpenCountsWhatItDrops(t *testing.T) {
 		t.Errorf("events the open dropped: %v counted, want 1 at least", n)
 	}
 }
+
+// With a sealer, Redis holds no event's data in the clear, and replays only
+// what the store sealed for that session's stream: an event written in
+// Redis by someone else, copied from another session, or sealed under a key
+// no longer in --state-keys fails the replay rather than reach a client.
+func TestRedisEventsSealed(t *testing.T) {
+	client := redistest.Start(t)
+	ctx := context.Background()
+	k1, k2 := key(), key()
+	sealer, _ := ParseKeys("k1:" + k1)
+	n := 0
+	testEvents(t, func() mcp.EventStore {
+		n++
+		s := NewRedisEvents(client, fmt.Sprintf("sealed%d:", n), EventOptions{})
+		s.SetSealer(sealer)
+		return s
+	})
+
+	s := NewRedisEvents(client, "sealed:", EventOptions{})
+	s.SetSealer(sealer)
+	events := []string{`{"jsonrpc":"2.0","method":"notifications/progress","params":{"message":"user data one"}}`,
+		`{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"user data two"}]}}`}
+	for _, session := range []string{"a", "b"} {
+		if err := s.Open(ctx, session, "st"); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range events {
+			if err := s.Append(ctx, session, "st", []byte(e+session)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	hash := func(session string) map[string]string {
+		all, err := client.HGetAll(ctx, s.keys(session)[0]).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return all
+	}
+	a, b := hash("a"), hash("b")
+	fields := 0
+	for f, v := range a {
+		if strings.Contains(v, "user data") {
+			t.Errorf("Redis holds field %s in the clear: %q", f, v)
+		}
+		if strings.HasPrefix(f, "e:") {
+			fields++
+		}
+	}
+	if fields != len(events) {
+		t.Fatalf("session a keeps %d event fields, want %d: %v", fields, len(events), a)
+	}
+	if got, err := collect(t, s, "a", "st", -1); err != nil || !slices.Equal(got, []string{events[0] + "a", events[1] + "a"}) {
+		t.Fatalf("replay of sealed events: %q %v", got, err)
+	}
+	// After a rotation, events sealed under the old key still open; with
+	// the old key dropped, they do not.
+	rotated, _ := ParseKeys("k2:" + k2 + ",k1:" + k1)
+	s.SetSealer(rotated)
+	if got, err := collect(t, s, "a", "st", -1); err != nil || len(got) != 2 {
+		t.Errorf("replay after a rotation: %q %v", got, err)
+	}
+	only2, _ := ParseKeys("k2:" + k2)
+	s.SetSealer(only2)
+	if got, err := collect(t, s, "a", "st", -1); !errors.Is(err, ErrUnsealable) || len(got) != 0 {
+		t.Errorf("replay of events sealed under a dropped key: %q %v", got, err)
+	}
+	s.SetSealer(sealer)
+	// One of b's events replaced by a's (the same field, the same stream's
+	// name), or by JSON written in the clear: b's replay fails there.
+	for name, value := range map[string]func(f string) string{
+		"copied from session a": func(f string) string { return a[f] },
+		"written in the clear": func(f string) string {
+			q, _, _ := strings.Cut(b[f], " ")
+			return q + " " + `{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"injected"}]}}`
+		},
+	} {
+		for f := range b {
+			if strings.HasPrefix(f, "e:2:") {
+				client.HSet(ctx, s.keys("b")[0], f, value(f))
+			}
+		}
+		got, err := collect(t, s, "b", "st", -1)
+		if !errors.Is(err, ErrUnsealable) || !slices.Equal(got, []string{events[0] + "b"}) {
+			t.Errorf("%s: replay gave %q, %v; want the first event, then the refusal", name, got, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "injected") {
+			t.Errorf("%s: the refusal quotes the event: %v", name, err)
+		}
+	}
+}

@@ -440,7 +440,7 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 	if sealer == nil {
 		// Only dev gets here (config refuses serve without keys).
 		sealer = state.NewProcessSealer()
-		logger.Warn("no --state-keys: session tokens and task records in Redis are sealed with a key of this process alone; sessions and tasks will not survive its restart")
+		logger.Warn("no --state-keys: session tokens, task records and SSE events in Redis are sealed with a key of this process alone; sessions and tasks will not survive its restart")
 	}
 	timeout := cmp.Or(cfg.RedisTimeout, config.DefaultRedisTimeout)
 	client, where, err := state.OpenRedis(cfg.RedisURL, cfg.RedisCluster, timeout)
@@ -462,7 +462,8 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 	userTasks.SetReplication(rep)
 	tasks := taskstore.NewRedis(client, cfg.RedisPrefix)
 	tasks.SetReplication(rep.Replicas, rep.Timeout)
-	tasks.SetSealer(sealer) // a task's arguments and results may hold users' data
+	tasks.SetSealer(sealer)  // a task's arguments and results may hold users' data
+	events.SetSealer(sealer) // so may tool results, and every event
 	snapshots.SetReplication(rep)
 	events.SetReplication(rep)
 	revocations.SetReplication(rep)
