@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -40,6 +41,7 @@ import (
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/telemetry"
+	"github.com/pingmcp/pingmcp/transport"
 )
 
 // DefaultScope is the scope an access token needs to be an admin token.
@@ -61,6 +63,14 @@ type Options struct {
 	Verifier auth.Verifier
 	// Scope is the scope an admin access token must carry (DefaultScope).
 	Scope string
+	// Budget, if set, is the budget of refused credentials per client
+	// address that bounds the Verifier's calls caused by an address that
+	// keeps sending bad tokens (transport.TokenBudget): the edge's, shared.
+	// An address over it gets 429 with Retry-After for a token that would
+	// cost an introspection call (or cannot be a token), and its tokens
+	// are verified as before otherwise; the static tokens never spend it,
+	// and are never refused by it. Nil: no such bound.
+	Budget *transport.TokenBudget
 	// Revoked, if set, refuses the tokens of users an operator revoked.
 	Revoked func(*auth.Token) bool
 	// RevokeToken, if set, revokes at the authorization server the tokens
@@ -226,10 +236,12 @@ func OperatorOf(ctx context.Context) *Operator {
 }
 
 // refusal is why a credential is not an admin's: an RFC 6750 error, or
-// Unavailable when the authorization server could not be asked.
+// unavailable when the authorization server could not be asked, or limited
+// when its address is over its budget of refused credentials.
 type refusal struct {
 	err         *auth.Error // nil: no credential at all
 	unavailable bool
+	limited     *transport.OverBudget
 	// metrics: the credential is the metrics token, which authenticate
 	// admits on metricsRoute alone.
 	metrics bool
@@ -239,9 +251,10 @@ type refusal struct {
 // and at the console's sign-in.
 var metricsOnly = &auth.Error{Code: auth.CodeInsufficientScope, Description: "the metrics token reads GET /metrics only"}
 
-// check says who token belongs to, if it is an admin's: the static token,
-// or an access token of the authorization server with the admin scope.
-func (a *api) check(ctx context.Context, token string) (*Operator, *refusal) {
+// check says who token, presented by r, belongs to, if it is an admin's:
+// the static token, or an access token of the authorization server with
+// the admin scope (verified within Budget).
+func (a *api) check(r *http.Request, token string) (*Operator, *refusal) {
 	token = strings.TrimSpace(token)
 	if token == "" {
 		return nil, &refusal{}
@@ -255,7 +268,18 @@ func (a *api) check(ctx context.Context, token string) (*Operator, *refusal) {
 	if a.opts.Verifier == nil {
 		return nil, &refusal{err: &auth.Error{Code: auth.CodeInvalidToken, Description: "invalid admin token"}}
 	}
-	tok, err := a.opts.Verifier.Verify(ctx, token)
+	var tok *auth.Token
+	var err error
+	if a.opts.Budget != nil {
+		tok, err = a.opts.Budget.Verify(r, a.opts.Verifier, token)
+	} else {
+		tok, err = a.opts.Verifier.Verify(r.Context(), token)
+	}
+	var over *transport.OverBudget
+	if errors.As(err, &over) {
+		metrics.Limited.WithLabelValues("admin_address").Inc()
+		return nil, &refusal{limited: over}
+	}
 	if err == nil && a.opts.Revoked != nil && a.opts.Revoked(tok) {
 		err = &auth.Error{Code: auth.CodeInvalidToken, Description: "this user's tokens were revoked by an operator"}
 	}
@@ -282,9 +306,26 @@ func (a *api) check(ctx context.Context, token string) (*Operator, *refusal) {
 		issuedAt: tok.IssuedAt, expiry: tok.Expiry}, nil
 }
 
+// spend spends one of the budget of r's address for a credential refused
+// for what it is (not for an authorization server out of reach, nor by
+// the budget itself).
+func (a *api) spend(r *http.Request, why *refusal) {
+	if a.opts.Budget != nil && !why.unavailable && why.limited == nil {
+		a.opts.Budget.Refused(r)
+	}
+}
+
 // refuse answers a refused credential: 401 or 403 with an RFC 6750
-// challenge, or 503 when the authorization server could not be asked.
-func (a *api) refuse(w http.ResponseWriter, why *refusal) {
+// challenge, 503 when the authorization server could not be asked, or 429
+// with Retry-After when the credential's address is over its budget of
+// refused credentials; and spends that budget (spend).
+func (a *api) refuse(w http.ResponseWriter, r *http.Request, why *refusal) {
+	a.spend(r, why)
+	if why.limited != nil {
+		w.Header().Set("Retry-After", strconv.Itoa(why.limited.Seconds()))
+		writeError(w, http.StatusTooManyRequests, why.limited.Error())
+		return
+	}
 	if why.unavailable {
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, "the authorization server could not be reached; retry")
@@ -309,10 +350,10 @@ func (a *api) authenticate(next *http.ServeMux) http.Handler {
 			if err != nil {
 				why.err = &auth.Error{Code: auth.CodeInvalidRequest, Description: "malformed Authorization header"}
 			}
-			a.refuse(w, why)
+			a.refuse(w, r, why)
 			return
 		}
-		op, why := a.check(r.Context(), raw)
+		op, why := a.check(r, raw)
 		if why != nil && why.metrics {
 			op = &Operator{Metrics: true}
 			// The route as the mux matches it (a HEAD is served as the
@@ -324,7 +365,7 @@ func (a *api) authenticate(next *http.ServeMux) http.Handler {
 			}
 		}
 		if why != nil {
-			a.refuse(w, why)
+			a.refuse(w, r, why)
 			return
 		}
 		a.opts.Logger.Info("admin request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "operator", op.String())

@@ -40,6 +40,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -323,9 +324,13 @@ func readForm(w http.ResponseWriter, r *http.Request) {
 func (c *console) login(w http.ResponseWriter, r *http.Request) {
 	readForm(w, r)
 	token := r.PostFormValue("token")
-	op, why := c.a.check(r.Context(), token)
+	op, why := c.a.check(r, token)
 	if why != nil {
+		c.a.spend(r, why)
 		status, msg := c.refusal(why, token)
+		if why.limited != nil {
+			w.Header().Set("Retry-After", strconv.Itoa(why.limited.Seconds()))
+		}
 		// Anyone can post one.
 		c.refusedLog.Log(c.a.opts.Logger, slog.LevelWarn, "admin console: sign-in refused", "remote", r.RemoteAddr, "reason", msg)
 		c.render(w, status, "login", &consoleView{Page: "login", Title: "Sign in", Message: msg})
@@ -343,6 +348,8 @@ func (c *console) login(w http.ResponseWriter, r *http.Request) {
 // refusal says why a token does not sign in, without repeating it.
 func (c *console) refusal(why *refusal, token string) (int, string) {
 	switch {
+	case why.limited != nil:
+		return http.StatusTooManyRequests, fmt.Sprintf("Too many refused tokens came from this address: try again in %d s.", why.limited.Seconds())
 	case why.unavailable:
 		return http.StatusServiceUnavailable, "The authorization server could not be reached to check this token. Try again."
 	case why.err == nil:

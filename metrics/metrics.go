@@ -85,7 +85,8 @@ var (
 	// Limited counts requests refused by a limit, by limit: rate,
 	// concurrency, streams (per principal at an edge), user_rate,
 	// user_concurrency, user_streams (per user at an edge), address
-	// (invalid credentials from one address), tracked, user_tracked (the
+	// (invalid credentials from one address), admin_address (the same, at
+	// the admin API, which shares the edge's budget), tracked, user_tracked (the
 	// edge tracks too many principals, users), sessions_per_user (a user's
 	// sessions in the cluster), session_streams (per session, at its
 	// actor), running_calls (a session's calls running, at its actor),

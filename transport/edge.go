@@ -112,6 +112,11 @@ type Options struct {
 	// header names the client (clientaddr.go), for the budget of refused
 	// credentials; any other peer is the client itself.
 	TrustedProxies []netip.Prefix
+	// Budget is the budget of refused credentials per address (limits.go),
+	// shared with the node's other listeners that verify tokens (the admin
+	// API); nil: one of the edge's own, of Limits' Rate and Burst, with
+	// TrustedProxies.
+	Budget *TokenBudget
 	// MaxBatch bounds the messages of a JSON-RPC batch (400 beyond);
 	// DefaultMaxBatch when zero.
 	MaxBatch int
@@ -142,12 +147,11 @@ type Edge struct {
 	// process).
 	noClientWarned atomic.Bool
 	users          *limiter // per user
-	addrs          *limiter // per address block, for refused credentials
+	// budget is the budget of refused credentials per address block
+	// (Options.Budget).
+	budget *TokenBudget
 	// refusedLog throttles the log lines of refused tokens.
 	refusedLog telemetry.Throttle
-	// expensive bounds the verifications that call the authorization
-	// server for addresses over their budget (limits.go).
-	expensive chan struct{}
 	// draining is cancelled when the node drains: the streams that never
 	// end by themselves end then, a GET stream with a retry hint, since the
 	// client resumes it through another node, a stateless listen with its
@@ -187,8 +191,10 @@ func NewEdge(node *cluster.Node, opts Options) *Edge {
 	e.prefix = rand.Text()[:8]
 	e.limits = newLimiter(opts.Limits)
 	e.users = newLimiter(opts.UserLimits)
-	e.addrs = newLimiter(opts.Limits)
-	e.expensive = make(chan struct{}, overBudgetVerifications)
+	e.budget = opts.Budget
+	if e.budget == nil {
+		e.budget = NewTokenBudget(opts.Limits, opts.TrustedProxies)
+	}
 	e.draining, e.stopStreams = context.WithCancel(context.Background())
 	// A request meets the stages (checks.go) in this order, and the first
 	// that refuses it answers, so the order decides which refusal a client
@@ -1033,13 +1039,11 @@ func (e *Edge) authenticate(w http.ResponseWriter, r *http.Request, resource str
 		e.challenge(w, aerr, resource)
 		return nil, nil, false
 	}
-	done, ref := e.overBudget(r, raw)
-	if ref != nil {
-		e.refuse(w, r, ref, e.addressKey(r))
+	tok, err := e.budget.Verify(r, e.opts.Verifier, raw)
+	if over, ok := err.(*OverBudget); ok {
+		e.refuse(w, r, &refusal{"address", over.RetryAfter, over.Error()}, e.budget.key(r))
 		return nil, nil, false
 	}
-	tok, err := e.opts.Verifier.Verify(r.Context(), raw)
-	done()
 	if err == nil && e.opts.Resources != nil {
 		err = tok.For(resource)
 	}

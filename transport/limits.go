@@ -54,7 +54,7 @@ const DefaultMaxTracked = 100_000
 
 // Unauthenticated callers are tracked by client address (clientaddr.go:
 // the peer, or the client a trusted proxy names; an IPv6 address by its
-// /64, addressBlock), in a table of their own (Edge.addrs, of MaxTracked
+// /64, addressBlock), in a table of their own (TokenBudget, of MaxTracked
 // entries), so that addresses, which cost an attacker nothing to rotate,
 // cannot push principals' buckets out and erase their debt. A request
 // whose token is refused (401/403, not a 503 for an unreachable
@@ -71,14 +71,15 @@ const DefaultMaxTracked = 100_000
 // is still verified, and a valid one is served; one that cannot verify (not
 // a JWT, for a JWT verifier) is refused (429). An introspection call (or a
 // verifier that cannot tell) goes through a lane of overBudgetVerifications
-// at a time for the whole edge, waiting its turn (refused, 429, only after
+// at a time for the whole edge (for the whole node: the admin API shares
+// the edge's TokenBudget), waiting its turn (refused, 429, only after
 // overBudgetWait), among at most overBudgetWaiters of its address's
 // requests (beyond, refused at once): one flooding address can then cost
 // the authorization server at most that many calls at once, and cannot
 // queue more than a couple of them ahead of anyone's valid token.
 
 // overBudgetVerifications bounds the expensive verifications in flight for
-// addresses over their budget, at one edge.
+// addresses over their budget, at one TokenBudget (one node).
 const overBudgetVerifications = 2
 
 // DefaultMaxBatch and DefaultMaxInitializeBytes bound what one POST may ask
@@ -392,12 +393,67 @@ func (l *limiter) len() int {
 	return len(l.entries)
 }
 
-// addressKey is the limiter key of a request's client address: an IPv4
-// address itself, an IPv6 address by its /64, the block a single host or
+// TokenBudget is the budget of refused credentials per client address
+// (above): the table of addresses (of at most Limits.MaxTracked) and the
+// lane of expensive verifications. A node's listeners that verify tokens
+// share one (Options.Budget; the admin API's Options.Budget): an address
+// that floods any of them with bad tokens is over its budget at all of
+// them, and costs the authorization server at most
+// overBudgetVerifications calls at once at that node, whichever it floods.
+type TokenBudget struct {
+	addrs     *limiter
+	expensive chan struct{}
+	trusted   []netip.Prefix
+}
+
+// NewTokenBudget returns a budget of lim.Rate refused credentials a second
+// per address, lim.Burst at once (a zero Rate: no budget); trusted are the
+// peers whose X-Forwarded-For or Forwarded header names the client
+// (clientaddr.go).
+func NewTokenBudget(lim Limits, trusted []netip.Prefix) *TokenBudget {
+	return &TokenBudget{addrs: newLimiter(lim), expensive: make(chan struct{}, overBudgetVerifications), trusted: trusted}
+}
+
+// OverBudget is the error of a token that was not verified: its address
+// spent its budget of refused credentials, and verifying it would be
+// worthless or expensive (see above). Answer 429 with Retry-After.
+type OverBudget struct {
+	RetryAfter time.Duration
+	msg        string
+}
+
+func (e *OverBudget) Error() string { return e.msg }
+
+// Seconds is RetryAfter in whole seconds, rounded up, at least 1: the
+// value of a Retry-After header.
+func (e *OverBudget) Seconds() int { return retryAfter(e.RetryAfter) }
+
+// Verify verifies raw, presented by r, with v, unless r's address is over
+// its budget and raw is worthless or expensive to verify: then the error
+// is an *OverBudget, and v was not asked. The caller tells b of a
+// credential it refuses (Refused).
+func (b *TokenBudget) Verify(r *http.Request, v auth.Verifier, raw string) (*auth.Token, error) {
+	done, ref := b.overBudget(r, v, raw)
+	if ref != nil {
+		return nil, &OverBudget{RetryAfter: ref.after, msg: ref.msg}
+	}
+	defer done()
+	return v.Verify(r.Context(), raw)
+}
+
+// Refused spends one of the budget of r's address for a credential that
+// was refused (401, 403; not a 503 for an unreachable authorization server,
+// which is no fault of the caller's, nor a 429 of the budget's own).
+func (b *TokenBudget) Refused(r *http.Request) {
+	b.addrs.charge(b.key(r))
+}
+
+// key is the limiter key of a request's client address: an IPv4 address
+// itself, an IPv6 address by its /64, the block a single host or
 // subscriber is usually given, so that a client rotating its source
 // addresses within its /64 still spends one budget.
-func (e *Edge) addressKey(r *http.Request) string {
-	return "ip:" + addressBlock(clientAddress(r, e.opts.TrustedProxies)).String()
+func (b *TokenBudget) key(r *http.Request) string {
+	return "ip:" + addressBlock(clientAddress(r, b.trusted)).String()
 }
 
 // addressBlock is the block of addresses one client is taken to hold: a /32
@@ -410,17 +466,17 @@ func addressBlock(a netip.Addr) netip.Prefix {
 	return netip.PrefixFrom(a, 64).Masked()
 }
 
-// overBudget decides whether a token from r's address may be verified: on
-// refusal, the address is over its budget and verifying raw would be
+// overBudget decides whether a token from r's address may be verified by
+// v: on refusal, the address is over its budget and verifying raw would be
 // worthless or expensive (see above); otherwise done must be called once
 // it is verified.
-func (e *Edge) overBudget(r *http.Request, raw string) (done func(), ref *refusal) {
-	ref = e.addrs.blocked(e.addressKey(r))
+func (b *TokenBudget) overBudget(r *http.Request, v auth.Verifier, raw string) (done func(), ref *refusal) {
+	ref = b.addrs.blocked(b.key(r))
 	if ref == nil {
 		return func() {}, nil
 	}
 	cost := auth.CostUnknown
-	if c, ok := e.opts.Verifier.(auth.CostedVerifier); ok {
+	if c, ok := v.(auth.CostedVerifier); ok {
 		cost = c.Cost(raw)
 	}
 	switch cost {
@@ -437,7 +493,7 @@ func (e *Edge) overBudget(r *http.Request, raw string) (done func(), ref *refusa
 	// requests waiting; more are refused at once (a 429 spends nothing):
 	// a flood cannot build a queue that the valid tokens of its address,
 	// or of any other, would wait behind.
-	leave, ok := e.addrs.queue(e.addressKey(r), overBudgetWaiters)
+	leave, ok := b.addrs.queue(b.key(r), overBudgetWaiters)
 	if !ok {
 		return nil, ref
 	}
@@ -445,8 +501,8 @@ func (e *Edge) overBudget(r *http.Request, raw string) (done func(), ref *refusa
 	wait := time.NewTimer(overBudgetWait)
 	defer wait.Stop()
 	select {
-	case e.expensive <- struct{}{}:
-		return func() { <-e.expensive }, nil
+	case b.expensive <- struct{}{}:
+		return func() { <-b.expensive }, nil
 	case <-wait.C:
 		return nil, ref
 	case <-r.Context().Done():
@@ -508,5 +564,5 @@ func (e *Edge) authRefused(w http.ResponseWriter, r *http.Request) {
 	if s, ok := w.(interface{ Status() int }); ok && (s.Status() == http.StatusServiceUnavailable || s.Status() == http.StatusTooManyRequests) {
 		return
 	}
-	e.addrs.charge(e.addressKey(r))
+	e.budget.Refused(r)
 }

@@ -44,7 +44,7 @@ func TestServeAdminMetricsToken(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv, err := serveAdmin(ctx, cfg, state.MemoryStores(time.Minute), nil, nil, nil, nil, nil, logger)
+	srv, err := serveAdmin(ctx, cfg, state.MemoryStores(time.Minute), nil, nil, nil, nil, nil, nil, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestServeAdminHoldsLoopbackTwin(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		srv, err := serveAdmin(t.Context(), cfg, state.MemoryStores(time.Minute), nil, nil, nil, nil, nil, slog.New(slog.DiscardHandler))
+		srv, err := serveAdmin(t.Context(), cfg, state.MemoryStores(time.Minute), nil, nil, nil, nil, nil, nil, slog.New(slog.DiscardHandler))
 		return srv, cfg, err
 	}
 	if srv, _, err := serve("localhost:" + port); err == nil || !strings.Contains(err.Error(), "[::1]:"+port) {

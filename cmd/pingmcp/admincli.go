@@ -20,6 +20,7 @@ import (
 	"github.com/pingmcp/pingmcp/admin"
 	"github.com/pingmcp/pingmcp/config"
 	"github.com/pingmcp/pingmcp/internal/outbound"
+	"github.com/pingmcp/pingmcp/internal/privfile"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/telemetry"
 )
@@ -29,7 +30,9 @@ import (
 // talk to a node's admin API. adminUsage lists their verbs.
 //
 // --admin-url (PINGMCP_ADMIN_URL) names the admin API; the token comes from
-// --admin-token-file (PINGMCP_ADMIN_TOKEN_FILE) or PINGMCP_ADMIN_TOKEN.
+// --admin-token-file (PINGMCP_ADMIN_TOKEN_FILE) or PINGMCP_ADMIN_TOKEN. It
+// is sent to a plain http URL served by this host only when the process at
+// the other end may read it anyway (adminpeer.go).
 // -o json prints the API's JSON instead of a table. --help (or -h), with a
 // verb or without, prints the command's verbs and their flags.
 func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -40,7 +43,7 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 	fs := flag.NewFlagSet("pingmcp "+cmd+" "+verb, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { adminHelp(stderr, cmd, fs) }
-	adminURL := fs.String("admin-url", cmp.Or(getenv("PINGMCP_ADMIN_URL"), "http://127.0.0.1:9090"), "the admin API of any node (env PINGMCP_ADMIN_URL)")
+	adminURL := fs.String("admin-url", cmp.Or(getenv("PINGMCP_ADMIN_URL"), "http://127.0.0.1:9090"), "the admin API of any node (env PINGMCP_ADMIN_URL); on Linux, a plain http one served by this host gets the token only if held by this user's, root's or the token file owner's process")
 	tokenFile := fs.String("admin-token-file", getenv("PINGMCP_ADMIN_TOKEN_FILE"), "file holding the admin token (env PINGMCP_ADMIN_TOKEN_FILE; or the token itself in env PINGMCP_ADMIN_TOKEN)")
 	output := fs.String("o", "table", "output: table or json")
 	user := fs.String("user", "", "sessions ls, tasks ls: only this user's (token subject)")
@@ -82,20 +85,26 @@ func adminCLI(ctx context.Context, cmd string, args []string, getenv func(string
 		fmt.Fprintln(stderr, "pingmcp: -o must be table or json")
 		return 2
 	}
-	token := strings.TrimSpace(getenv("PINGMCP_ADMIN_TOKEN"))
+	token, readers := strings.TrimSpace(getenv("PINGMCP_ADMIN_TOKEN")), selfReaders()
 	if *tokenFile != "" {
-		b, err := os.ReadFile(*tokenFile)
+		b, owner, err := readTokenFile(*tokenFile)
 		if err != nil {
 			fmt.Fprintf(stderr, "pingmcp: --admin-token-file: %v\n", err)
 			return 2
 		}
-		token = strings.TrimSpace(string(b))
+		token, readers.file, readers.owner = strings.TrimSpace(string(b)), *tokenFile, owner
 	}
 	if token == "" {
 		fmt.Fprintln(stderr, "pingmcp: no admin token: give --admin-token-file or PINGMCP_ADMIN_TOKEN")
 		return 2
 	}
-	c := &adminClient{base: strings.TrimSuffix(*adminURL, "/") + "/admin/v1", token: token, http: outbound.Client(&http.Client{Timeout: 15 * time.Second}, "admin")}
+	hc := &http.Client{Timeout: 15 * time.Second}
+	if u, err := url.Parse(*adminURL); err != nil || u.Scheme != "https" {
+		// Plain http: the token goes to whoever holds the address, which
+		// on this host may be another user's process (adminpeer.go).
+		hc.Transport = guardedTransport(readers)
+	}
+	c := &adminClient{base: strings.TrimSuffix(*adminURL, "/") + "/admin/v1", token: token, http: outbound.Client(hc, "admin")}
 	id := ""
 	if len(positional) > 0 {
 		id = positional[0]
@@ -301,6 +310,22 @@ func splitArgs(fs *flag.FlagSet, args []string) (flags, positional []string) {
 	return flags, positional
 }
 
+// readTokenFile reads the admin token's file, and its owner's uid (-1 if
+// unknown).
+func readTokenFile(path string) ([]byte, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, -1, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, -1, err
+	}
+	b, err := io.ReadAll(f)
+	return b, privfile.Owner(fi), err
+}
+
 type adminClient struct {
 	base, token string
 	http        *http.Client
@@ -315,6 +340,9 @@ func (c *adminClient) do(ctx context.Context, method, path string, out any) erro
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if refused := (*peerRefused)(nil); errors.As(err, &refused) {
+			return refused // said whole, not after the URL
+		}
 		return err
 	}
 	defer resp.Body.Close()

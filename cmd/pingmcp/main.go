@@ -55,6 +55,7 @@ import (
 	"github.com/pingmcp/pingmcp/tools/conformance"
 	"github.com/pingmcp/pingmcp/tools/openapi"
 	"github.com/pingmcp/pingmcp/tools/todo"
+	"github.com/pingmcp/pingmcp/transport"
 )
 
 func main() {
@@ -516,9 +517,9 @@ func adminToken(flagName, path string, logger *slog.Logger) (string, error) {
 }
 
 // serveAdmin starts the admin API on its own listener, when --admin-addr
-// is set.
-func serveAdmin(ctx context.Context, cfg *config.Config, d *state.Stores, node *cluster.Node, v auth.Verifier, x *auth.Exchanger,
-	revoked func(*auth.Token) bool, auditLog *audit.Logger, logger *slog.Logger) (srv *http.Server, err error) {
+// is set. Access tokens are verified by v within budget (the edge's).
+func serveAdmin(ctx context.Context, cfg *config.Config, d *state.Stores, node *cluster.Node, v auth.Verifier, budget *transport.TokenBudget,
+	x *auth.Exchanger, revoked func(*auth.Token) bool, auditLog *audit.Logger, logger *slog.Logger) (srv *http.Server, err error) {
 	if cfg.AdminAddr == "" {
 		return nil, nil
 	}
@@ -552,7 +553,7 @@ func serveAdmin(ctx context.Context, cfg *config.Config, d *state.Stores, node *
 	if opts.MetricsToken, err = adminToken("metrics-token-file", cfg.MetricsTokenFile, logger); err != nil {
 		return nil, err
 	}
-	opts.Verifier = v
+	opts.Verifier, opts.Budget = v, budget
 	if x != nil {
 		opts.RevokeToken = x.Revoke
 	}

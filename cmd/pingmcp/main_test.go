@@ -19,10 +19,15 @@ import (
 )
 
 // The test binary is the process that checks an API's document too
-// (apisOptions: the executable run with its check-openapi command).
+// (apisOptions: the executable run with its check-openapi command), and
+// another local user's listener (foreignListener).
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == checkOpenAPI {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	if os.Getenv(foreignListenerEnv) == "1" {
+		serveForeignListener()
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
 }

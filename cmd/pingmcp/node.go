@@ -225,16 +225,20 @@ func (n *nodeAssembly) build(ctx context.Context) error {
 	stopTracing = stop
 
 	// One verifier (its keys and introspection cache) for /mcp and the
-	// admin API.
+	// admin API, and one budget of refused credentials per address for
+	// both: an address that floods either with bad tokens gets no more
+	// introspection calls out of the node than from one of them.
 	var v auth.Verifier
+	var budget *transport.TokenBudget
 	var revoked func(*auth.Token) bool
 	if cfg.Auth != auth.ModeNone {
 		v = verifier(cfg)
+		budget = tokenBudget(cfg)
 		cache := state.NewRevocationCache(stores.Revocations, revocationRefresh)
 		go cache.Run(ctx)
 		revoked = func(t *auth.Token) bool { return cache.Revoked(t.Issuer, t.Subject, t.IssuedAt) }
 	}
-	n.serveHTTP(stores, v, revoked)
+	n.serveHTTP(stores, v, budget, revoked)
 
 	metrics.LiveActors(n.local.Counts)
 	if cfg.Role != cluster.RoleEdge && stores.Shared && stores.Check != nil {
@@ -253,13 +257,22 @@ func (n *nodeAssembly) build(ctx context.Context) error {
 	if err := n.node.ServeControl(n.control()); err != nil {
 		return fmt.Errorf("start the node's control actor: %w", err)
 	}
-	n.adminSrv, err = serveAdmin(ctx, cfg, stores, n.node, v, actorCfg.Exchanger, revoked, auditLog, n.logger)
+	n.adminSrv, err = serveAdmin(ctx, cfg, stores, n.node, v, budget, actorCfg.Exchanger, revoked, auditLog, n.logger)
 	return err
+}
+
+// tokenBudget is a node's budget of refused credentials per client
+// address (transport.TokenBudget), which its edge and its admin API share:
+// --rate-limit and --rate-burst refused tokens per address (the rate
+// limit's flags, as the edge always had), the client named by
+// --trusted-proxies.
+func tokenBudget(cfg *config.Config) *transport.TokenBudget {
+	return transport.NewTokenBudget(transport.Limits{Rate: cfg.RateLimit, Burst: cfg.RateBurst}, cfg.TrustedProxies)
 }
 
 // serveHTTP starts serving the health checks and, unless the node is a
 // member only, the MCP edge, on n.ln.
-func (n *nodeAssembly) serveHTTP(stores *state.Stores, v auth.Verifier, revoked func(*auth.Token) bool) {
+func (n *nodeAssembly) serveHTTP(stores *state.Stores, v auth.Verifier, budget *transport.TokenBudget, revoked func(*auth.Token) bool) {
 	cfg := n.cfg
 	mux := http.NewServeMux()
 	health := transport.Health(n.node, cfg.Role, &n.draining, stores.Check)
@@ -284,6 +297,7 @@ func (n *nodeAssembly) serveHTTP(stores *state.Stores, v auth.Verifier, revoked 
 		if cfg.Auth != auth.ModeNone {
 			edgeOpts.Revoked = revoked
 			edgeOpts.Verifier = v
+			edgeOpts.Budget = budget
 			edgeOpts.Scopes = cfg.Scopes
 			// The metadata of each resource the edge answers to, at their
 			// shared path; nothing at the root (transport/metadata.go), and

@@ -59,7 +59,7 @@ func open(path string, flag int, perm fs.FileMode, ownLinks bool) (f *os.File, l
 	follow := false
 	if fi, err := os.Lstat(path); ownLinks && err == nil && fi.Mode()&fs.ModeSymlink != 0 {
 		if !OwnedBySelf(fi) && !ownedByRoot(fi) {
-			return nil, false, fmt.Errorf("%s is a symbolic link another user owns (uid %d): refused (give the file's own path)", path, owner(fi))
+			return nil, false, fmt.Errorf("%s is a symbolic link another user owns (uid %d): refused (give the file's own path)", path, Owner(fi))
 		}
 		follow = true
 	} else if err == nil && fi.Mode()&fs.ModeNamedPipe != 0 && !OwnedBySelf(fi) && !ownedByRoot(fi) {
@@ -116,7 +116,7 @@ func own(f *os.File, path string, linked bool) error {
 
 // anotherUsers is Open's refusal of path, fi's, another user's.
 func anotherUsers(path string, fi fs.FileInfo) error {
-	return fmt.Errorf("%s belongs to another user (uid %d): refused (they could read or change what it holds)", path, owner(fi))
+	return fmt.Errorf("%s belongs to another user (uid %d): refused (they could read or change what it holds)", path, Owner(fi))
 }
 
 // ReadSecret reads a secret another process provisioned (Kubernetes mounts
@@ -145,7 +145,7 @@ func ReadSecret(path string) (secret []byte, exposed bool, err error) {
 		return nil, false, fmt.Errorf("%s is not a regular file: refused", path)
 	case !OwnedBySelf(fi) && !ownedByRoot(fi):
 		return nil, false, fmt.Errorf("%s belongs to another user (uid %d; this process runs as uid %d): refused, that user could put a token of theirs there "+
-			"(chown it to uid %d or to root, and chmod 600 it, or 640 for a group)", path, owner(fi), os.Geteuid(), os.Geteuid())
+			"(chown it to uid %d or to root, and chmod 600 it, or 640 for a group)", path, Owner(fi), os.Geteuid(), os.Geteuid())
 	case perm&0o022 != 0:
 		return nil, false, fmt.Errorf("%s may be written by group or others (%v): refused, anyone of them could put a token of theirs there (chmod go-w)", path, perm)
 	}
@@ -199,7 +199,7 @@ func check(path string, fi fs.FileInfo, secret bool) error {
 		return fmt.Errorf("%s is a symbolic link: refused (give the %s's own path)", path, what)
 	case !OwnedBySelf(fi) && !ownedByRoot(fi):
 		return fmt.Errorf("%s belongs to another user (uid %d; this process runs as uid %d): refused, that user %s (use a %s of your own)",
-			path, owner(fi), os.Geteuid(), could, what)
+			path, Owner(fi), os.Geteuid(), could, what)
 	case !posixModes: // nothing more to check
 	case perm&0o022 != 0 && !(fi.IsDir() && mode&fs.ModeSticky != 0):
 		return fmt.Errorf("%s is writable by group or others (%v): refused, any of them %s (chmod go-w %s, or use a %s of your own)",

@@ -20,6 +20,7 @@ func OwnedBySelf(fs.FileInfo) bool { return true }
 
 func ownedByRoot(fs.FileInfo) bool { return false }
 
-func owner(fs.FileInfo) int64 { return -1 }
+// Owner: no owner outside Unix.
+func Owner(fs.FileInfo) int64 { return -1 }
 
 func links(fs.FileInfo) uint64 { return 1 }

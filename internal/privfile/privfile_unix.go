@@ -41,8 +41,8 @@ func links(fi fs.FileInfo) uint64 {
 	return 1
 }
 
-// owner is the uid of fi's file's owner, -1 if unknown.
-func owner(fi fs.FileInfo) int64 {
+// Owner is the uid of fi's file's owner, -1 if unknown.
+func Owner(fi fs.FileInfo) int64 {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
 		return int64(st.Uid)
 	}
