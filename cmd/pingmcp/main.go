@@ -464,6 +464,7 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 	tasks.SetReplication(rep.Replicas, rep.Timeout)
 	tasks.SetSealer(sealer) // a task's arguments and results may hold users' data
 	snapshots.SetReplication(rep)
+	snapshots.SetMaxBytes(cfg.MaxSnapshotBytes) // whence what it reads
 	events.SetReplication(rep)
 	revocations.SetReplication(rep)
 	users.SetReplication(rep)
