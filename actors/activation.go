@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/internal/retry"
 	"github.com/pingmcp/pingmcp/metrics"
+	"github.com/pingmcp/pingmcp/state"
 )
 
 // activateTimeout bounds how long an activation tries to reach the store
@@ -44,6 +46,11 @@ func (a *SessionActor) activate(ctx actor.Context, create bool, owner *envelope.
 			c, cancel := context.WithTimeout(context.Background(), saveTimeout)
 			m.epoch, m.snap, m.err = d.Snapshots.Activate(c, id, create)
 			cancel()
+			if errors.Is(m.err, state.ErrTooLarge) {
+				// Activated, with a snapshot larger than pingmcp writes
+				// (not read): unreadable, as one that does not decode.
+				m.unreadable, m.err = m.err, nil
+			}
 			if m.err == nil || pace.Wait(retries) != nil {
 				break
 			}
@@ -60,7 +67,11 @@ func (a *SessionActor) activate(ctx actor.Context, create bool, owner *envelope.
 			n, err := answerJournal(c, d.Events, id, m.epoch)
 			cancel()
 			m.interrupted = n
-			if err != nil {
+			switch {
+			case errors.Is(err, state.ErrTooLarge):
+				// Not pingmcp's: left to expire with the session's events.
+				logger.Error("interrupted requests not answered: the session's request journal is refused", "err", err)
+			case err != nil:
 				// The requests stay journalled for the next activation.
 				logger.Warn("interrupted requests not answered yet", "err", err)
 			}
@@ -84,7 +95,7 @@ func (a *SessionActor) activated(ctx actor.Context, m *activated) {
 		metrics.Activations.WithLabelValues("failed").Inc()
 	case m.epoch == 0:
 		metrics.Activations.WithLabelValues("unknown").Inc()
-	case m.snap == nil:
+	case m.snap == nil && m.unreadable == nil:
 		metrics.Activations.WithLabelValues("new").Inc()
 	default:
 		metrics.Activations.WithLabelValues("rehydrated").Inc()
@@ -128,9 +139,12 @@ func (a *SessionActor) activated(ctx actor.Context, m *activated) {
 		a.live.setEpoch(m.epoch)
 		a.events.epoch.Store(m.epoch)
 		rec := newSnapshot(nil)
-		if m.snap != nil {
-			var err error
-			if rec, err = a.restore(m.snap); err != nil {
+		if m.snap != nil || m.unreadable != nil {
+			err := m.unreadable
+			if err == nil {
+				rec, err = a.restore(m.snap)
+			}
+			if err != nil {
 				// Fail closed: the session is unknown here, and its
 				// snapshot is left for its expiry. What the replay made
 				// of it in the SDK before it failed (a session that
@@ -200,9 +214,13 @@ const maxQueued = 256
 
 // activated is the outcome of an activation, sent by its goroutine.
 type activated struct {
-	epoch       int64
-	snap        []byte
-	err         error
+	epoch int64
+	snap  []byte
+	err   error
+	// unreadable is why the session's snapshot was not read (a
+	// *state.TooLarge), its activation's epoch taken: restored, it would
+	// fail, and the session is refused as it would then be.
+	unreadable  error
 	refused     *sessionCap         // the user has as many sessions as allowed
 	claimed     *envelope.Principal // whose session it counted (claimSession), if any
 	interrupted int                 // journalled requests answered

@@ -668,7 +668,18 @@ func (e *sessionEvents) After(ctx context.Context, session, stream string, index
 			yield(nil, fmt.Errorf("replay events of stream %q: its writes are not stored yet: %w", stream, err))
 		}
 	}
-	return e.store.After(ctx, session, stream, index)
+	return func(yield func([]byte, error) bool) {
+		for data, err := range e.store.After(ctx, session, stream, index) {
+			if errors.Is(err, state.ErrTooLarge) {
+				// The SDK answers it as events it cannot replay (400),
+				// and says nothing of why.
+				e.logger.Error("events not replayed: the store holds more than pingmcp keeps", "err", err)
+			}
+			if !yield(data, err) {
+				return
+			}
+		}
+	}
 }
 
 // lastOfStandalone opens session's standalone stream in the store (again,

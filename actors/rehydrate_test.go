@@ -362,3 +362,97 @@ func TestSecondInitializeRefused(t *testing.T) {
 		t.Fatalf("the session after a second initialize: %s", body)
 	}
 }
+
+// A snapshot larger than pingmcp writes (twice --max-snapshot-bytes, or
+// its default: a writer of Redis stored it, or a bug) is refused unread,
+// as a snapshot that does not decode: the session is not found, the node's
+// log names the key and its size (not its content), and the node serves
+// its other sessions. One of exactly the bound is restored. Before, the
+// node read it whole, whatever its size (one of 512 MB could take it down,
+// and the next node its session moved to).
+func TestOversizeSnapshotRefused(t *testing.T) {
+	client := redistest.Start(t)
+	key := make([]byte, 32)
+	rand.Read(key)
+	sealer, err := state.ParseKeys("k1:" + base64.StdEncoding.EncodeToString(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapshots := state.NewRedisSnapshots(client, "")
+	d := &state.Stores{Snapshots: snapshots, Events: state.NewRedisEvents(client, "", state.EventOptions{}), Sealer: sealer, SessionTTL: time.Hour}
+	logs := &logtest.Buffer{}
+	n := newLoggingSessionNode(t, d, logs)
+	big, pid := n.open(t)
+	other, otherPID := n.open(t)
+	if err := n.system.Root.StopFuture(pid).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	snap, err := d.Snapshots.Get(ctx, big)
+	if err != nil || snap == nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	bound := 2 * state.DefaultMaxSnapshotBytes
+	snapKey := "pingmcp:session:{" + big + "}:snap"
+	if err := client.Set(ctx, snapKey, strings.Repeat("s3cr3t", bound/6+1)[:bound+1], time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	n.post(t, n.spawn(big), big, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, 404)
+	refusal := `session snapshot at Redis key \"` + snapKey + `\" holds ` + strconv.Itoa(bound+1) + " bytes"
+	if !strings.Contains(logs.String(), "session snapshot cannot be restored") || !strings.Contains(logs.String(), refusal) {
+		t.Fatalf("the oversize snapshot was not refused, naming its key and size (%s):\n%.2000s", refusal, logs)
+	}
+	if strings.Contains(logs.String(), "s3cr3t") {
+		t.Fatal("the log quotes the oversize snapshot")
+	}
+	n.post(t, otherPID, other, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, 200)
+	other2, pid2 := n.open(t)
+	n.post(t, pid2, other2, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, 200)
+
+	// At the bound: the snapshot (padded with white space after its JSON)
+	// is restored.
+	if err := n.system.Root.StopFuture(pid2).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	snap, err = d.Snapshots.Get(ctx, other2)
+	if err != nil || snap == nil {
+		t.Fatalf("snapshot: %v", err)
+	}
+	padded := string(snap) + strings.Repeat(" ", bound-len(snap))
+	if err := client.Set(ctx, "pingmcp:session:{"+other2+"}:snap", padded, time.Hour).Err(); err != nil {
+		t.Fatal(err)
+	}
+	n.post(t, n.spawn(other2), other2, `{"jsonrpc":"2.0","id":2,"method":"ping"}`, 200)
+}
+
+// A request journal larger than pingmcp writes is refused unread when the
+// session is activated again: the log says so, naming its key and size,
+// and the session is served.
+func TestOversizeJournalRefused(t *testing.T) {
+	client := redistest.Start(t)
+	key := make([]byte, 32)
+	rand.Read(key)
+	sealer, err := state.ParseKeys("k1:" + base64.StdEncoding.EncodeToString(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &state.Stores{Snapshots: state.NewRedisSnapshots(client, ""), Events: state.NewRedisEvents(client, "", state.EventOptions{}),
+		Sealer: sealer, SessionTTL: time.Hour}
+	logs := &logtest.Buffer{}
+	n := newLoggingSessionNode(t, d, logs)
+	id, pid := n.open(t)
+	if err := n.system.Root.StopFuture(pid).Wait(); err != nil {
+		t.Fatal(err)
+	}
+	journal := "pingmcp:events:{" + id + "}:inflight"
+	entries := map[string]any{}
+	for i := range 1025 {
+		entries["s"+strconv.Itoa(i)] = "[1]"
+	}
+	client.HSet(t.Context(), journal, entries)
+	n.post(t, n.spawn(id), id, `{"jsonrpc":"2.0","id":1,"method":"ping"}`, 200)
+	refusal := `request journal at Redis key \"` + journal + `\" holds 1025 entries`
+	if !strings.Contains(logs.String(), "request journal is refused") || !strings.Contains(logs.String(), refusal) {
+		t.Fatalf("the oversize journal was not refused, naming its key and size:\n%.3000s", logs)
+	}
+}

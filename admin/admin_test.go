@@ -21,6 +21,7 @@ import (
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/auth/authtest"
 	"github.com/pingmcp/pingmcp/internal/logtest"
+	"github.com/pingmcp/pingmcp/internal/redistest"
 	"github.com/pingmcp/pingmcp/state"
 )
 
@@ -465,5 +466,54 @@ func TestUnroutedAnswersJSON(t *testing.T) {
 		if err := json.Unmarshal(body, &answer); err != nil || len(answer) != 1 || answer["error"] == "" {
 			t.Errorf("%s: body %q, want the API's JSON error", what, body)
 		}
+	}
+}
+
+// A session whose snapshot is larger than pingmcp writes (refused by the
+// store, unread) is a session whose snapshot cannot be read (500, naming
+// its key and size), not a store that cannot be read (503); a list leaves
+// it out, and shows the others.
+func TestOversizeSnapshotUnreadable(t *testing.T) {
+	const token = "static-admin-token-0123456789"
+	client := redistest.Start(t)
+	d := state.MemoryStores(time.Minute)
+	d.Snapshots = state.NewRedisSnapshots(client, "")
+	ctx := context.Background()
+	for _, id := range []string{"big", "other"} {
+		epoch, _, err := d.Snapshots.Activate(ctx, id, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Snapshots.Save(ctx, id, epoch, []byte(`{"v":1,"sub":"alice"}`), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bound := 2 * state.DefaultMaxSnapshotBytes
+	client.Set(ctx, "pingmcp:session:{big}:snap", strings.Repeat("x", bound+1), time.Hour)
+	h, err := Handler(Options{Token: token, Stores: d, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	get := func(path string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	size := fmt.Sprintf("holds %d bytes", bound+1)
+	for _, path := range []string{"/admin/v1/sessions/big", "/admin/v1/tasks?session=big"} {
+		if status, body := get(path); status != http.StatusInternalServerError || !strings.Contains(body, "snapshot cannot be read") || !strings.Contains(body, size) {
+			t.Errorf("GET %s: %d %s; want 500 naming the snapshot's size", path, status, body)
+		}
+	}
+	if status, body := get("/admin/v1/sessions"); status != http.StatusOK || strings.Contains(body, `"big"`) || !strings.Contains(body, `"other"`) {
+		t.Errorf("GET /admin/v1/sessions: %d %s; want the other session alone", status, body)
 	}
 }

@@ -564,6 +564,11 @@ func (a *api) sessionPage(ctx context.Context, user, client, node, cursor string
 // means its snapshot cannot be read, without it that the store cannot.
 func (a *api) describeSession(ctx context.Context, id string) (info state.SessionInfo, found bool, err error) {
 	snap, err := a.opts.Stores.Snapshots.Get(ctx, id)
+	if errors.Is(err, state.ErrTooLarge) {
+		// Stored, but larger than pingmcp writes: unreadable, as a
+		// snapshot that does not decode.
+		return info, true, err
+	}
 	if err != nil || snap == nil {
 		return info, false, err
 	}

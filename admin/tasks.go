@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/state/taskstore"
 	"github.com/pingmcp/pingmcp/tasks"
 )
@@ -121,6 +122,9 @@ func (a *api) parseTaskFilter(ctx context.Context, q url.Values) (taskFilter, in
 		return f, 0, nil
 	}
 	snap, err := a.opts.Stores.Snapshots.Get(ctx, id)
+	if errors.Is(err, state.ErrTooLarge) {
+		return f, http.StatusInternalServerError, errors.New("the session's snapshot cannot be read: " + err.Error())
+	}
 	if err != nil {
 		return f, http.StatusServiceUnavailable, errors.New("the session store cannot be read: " + err.Error())
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/pingmcp/pingmcp/internal/redisread"
 	"github.com/pingmcp/pingmcp/metrics"
 )
 
@@ -520,11 +521,16 @@ local n = tonumber(ARGV[4])
 if n > tonumber(count) or n <= tonumber(redis.call('HGET', KEYS[1], 'm:' .. ARGV[1]) or '0') then return 1 end
 redis.call('HSET', KEYS[1], 'm:' .. ARGV[1], n)
 return 1`)
-	// KEYS hash; ARGV[1] index, ARGV[2] stream id, ARGV[3] ttl ms. Returns
-	// {count, 0, data...} (the events after index), {count, 1} when one of
-	// them was dropped, {count, 2} when index is past the one after the
-	// stream's last event, or -1 for an unknown or expired stream (see
-	// trimLua).
+	// KEYS hash; ARGV[1] index, ARGV[2] stream id, ARGV[3] ttl ms, ARGV[4]
+	// and ARGV[5] the most events and bytes (of their stored values) a
+	// replay reads. Returns {count, 0, data...} (the events after index),
+	// {count, 1} when one of them was dropped, {count, 2} when index is
+	// past the one after the stream's last event, {count, 3, events} or
+	// {count, 4, bytes} when the events after index are more than ARGV[4]
+	// or ARGV[5] (counted before any is read: HSTRLEN), or -1 for an
+	// unknown or expired stream (see trimLua). Kept events are the
+	// stream's last ones, without a gap (see make), so that the first one
+	// asked for is there unless one was dropped, and then the rest are.
 	afterScript = redis.NewScript(`
 local v = redis.call('HGET', KEYS[1], 's:' .. ARGV[2])
 if not v then return -1 end
@@ -540,6 +546,12 @@ if from == 1 and count >= 1 and string.sub(v, -2) == ' i' then
   out[3] = ''
   from = 2
 end
+if from <= count and redis.call('HEXISTS', KEYS[1], 'e:' .. from .. ':' .. ARGV[2]) == 0 then return {count, 1} end
+local n = count - from + 1 + #out - 2
+if n > tonumber(ARGV[4]) then return {count, 3, n} end
+local size = 0
+for k = from, count do size = size + redis.call('HSTRLEN', KEYS[1], 'e:' .. k .. ':' .. ARGV[2]) end
+if size > tonumber(ARGV[5]) then return {count, 4, size} end
 while from <= count do
   local to = math.min(count, from + 499)
   local fields = {}
@@ -713,7 +725,7 @@ func (r *RedisEvents) FinishRequests(ctx context.Context, session, stream string
 // PendingRequests returns the journal: per stream, the requests it was
 // opened for and that were not finished.
 func (r *RedisEvents) PendingRequests(ctx context.Context, session string) (map[string][]json.RawMessage, error) {
-	all, err := r.client.HGetAll(ctx, r.keys(session)[2]).Result()
+	all, err := redisread.HGetAll(ctx, r.client, "request journal", r.keys(session)[2], maxJournalEntries, maxJournalBytes)
 	if err != nil {
 		return nil, fmt.Errorf("read request journal: %w", err)
 	}
@@ -725,6 +737,30 @@ func (r *RedisEvents) PendingRequests(ctx context.Context, session string) (map[
 		}
 	}
 	return out, nil
+}
+
+// The bounds of a session's request journal as a node reads it
+// (PendingRequests, at each activation): it has an entry per stream whose
+// requests are not all answered, about as many as the session's running
+// calls (--max-concurrent-requests, 16 by default), each naming the ids of
+// one POST (at most --max-batch, 16 by default, each of at most
+// rpcbody.MaxIDBytes: about 4 KiB). A larger journal was not written by
+// pingmcp: it is refused unread (*TooLarge), as unreadable, and expires
+// with the session's events.
+const (
+	maxJournalEntries = 1024
+	maxJournalBytes   = 4 << 20
+)
+
+// replayBounds are the most events, and bytes of them, that one replay
+// (After) reads: twice the larger of the stream's bound (MaxLen) and its
+// default, and of the session's (MaxBytes) and its default
+// (redisread.Bound). The events kept after an index are within the
+// bounds of the node that wrote them, so more were not written by
+// pingmcp: the replay fails (*TooLarge), as one of dropped events does,
+// and nothing of them is sent to the node.
+func (r *RedisEvents) replayBounds() (events, bytes int64) {
+	return redisread.Bound(r.opts.MaxLen, DefaultEventsMaxLen), redisread.Bound(r.opts.MaxBytes, DefaultEventsMaxBytes)
 }
 
 func encodeIDs(ids []json.RawMessage) (string, error) {
@@ -739,10 +775,13 @@ func encodeIDs(ids []json.RawMessage) (string, error) {
 }
 
 // After implements mcp.EventStore: the events after index, or
-// mcp.ErrEventsPurged at once if any of them was dropped.
+// mcp.ErrEventsPurged at once if any of them was dropped, or *TooLarge if
+// they are more than a replay reads (replayBounds).
 func (r *RedisEvents) After(ctx context.Context, session, stream string, index int) iter.Seq2[[]byte, error] {
 	return func(yield func([]byte, error) bool) {
-		res, err := afterScript.Run(ctx, r.client, r.keys(session)[:1], index, stream, r.opts.TTL.Milliseconds()).Result()
+		key := r.keys(session)[0]
+		maxEvents, maxBytes := r.replayBounds()
+		res, err := afterScript.Run(ctx, r.client, []string{key}, index, stream, r.opts.TTL.Milliseconds(), maxEvents, maxBytes).Result()
 		if err != nil {
 			yield(nil, fmt.Errorf("replay events: %w", err))
 			return
@@ -760,6 +799,16 @@ func (r *RedisEvents) After(ctx context.Context, session, stream string, index i
 			return
 		case 2:
 			yield(nil, beyondEnd(index, stream, out[0]))
+			return
+		case 3, 4:
+			big := &TooLarge{What: fmt.Sprintf("replay of event stream %q", stream), Key: key, Limit: maxEvents, Unit: "events"}
+			if purged == 4 {
+				big.Limit, big.Unit = maxBytes, "bytes"
+			}
+			if len(out) > 2 {
+				big.Size, _ = out[2].(int64)
+			}
+			yield(nil, fmt.Errorf("replay events: %w", big))
 			return
 		}
 		for i, d := range out[2:] {

@@ -65,7 +65,9 @@ type Events interface {
 	// an index past the stream's last event (one of an earlier
 	// incarnation's) marks nothing, nor does a stream unknown or expired.
 	MarkSent(ctx context.Context, session, stream string, epoch int64, index int) error
-	// PendingRequests lists the journal: stream → request ids.
+	// PendingRequests lists the journal: stream → request ids. One larger
+	// than a store reads (RedisEvents: maxJournalEntries, maxJournalBytes)
+	// is a *TooLarge, and stays until it expires.
 	PendingRequests(ctx context.Context, session string) (map[string][]json.RawMessage, error)
 	// Remote says whether a write waits for another process (a network
 	// round trip), so that a caller may let it go behind other work:

@@ -3,11 +3,15 @@ package state
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/pingmcp/pingmcp/internal/redisread"
 )
 
 // Revocation refuses a user's tokens issued at or before At, until Until.
@@ -23,7 +27,9 @@ type Revocations interface {
 	// r's time, and the later end of the two, so that revoking again never
 	// shortens a revocation.
 	Revoke(ctx context.Context, key string, r Revocation) error
-	// All returns the revocations still in force.
+	// All returns the revocations still in force; *TooLarge when they are
+	// more than a store reads (RedisRevocations: maxRevocations,
+	// maxRevocationBytes).
 	All(ctx context.Context) (map[string]Revocation, error)
 }
 
@@ -90,8 +96,20 @@ func (r *RedisRevocations) Revoke(ctx context.Context, key string, rev Revocatio
 	return nil
 }
 
+// The bounds of the revocations as a node reads them (All, every
+// revocationRefresh on every node): a revocation is a field of about 100
+// bytes besides its user's issuer and subject, and lasts at most 30 days
+// (the admin API's longest), so 100,000 users revoked at once, far more
+// than operators revoke, take about 20 MB. More was not written by
+// pingmcp: refused unread (*TooLarge), as unreadable, and the nodes keep
+// the revocations they last read (RevocationCache).
+const (
+	maxRevocations     = 100_000
+	maxRevocationBytes = 32 << 20
+)
+
 func (r *RedisRevocations) All(ctx context.Context) (map[string]Revocation, error) {
-	all, err := r.client.HGetAll(ctx, r.key).Result()
+	all, err := redisread.HGetAll(ctx, r.client, "revocations", r.key, maxRevocations, maxRevocationBytes)
 	if err != nil {
 		return nil, fmt.Errorf("read revocations: %w", err)
 	}
@@ -152,6 +170,9 @@ type RevocationCache struct {
 
 	mu  sync.RWMutex
 	all map[string]Revocation
+	// refused is set while the store's revocations are refused for their
+	// size (ErrTooLarge): said once in the log, until they are read again.
+	refused bool
 }
 
 // NewRevocationCache returns a cache of src; Run keeps it fresh.
@@ -173,14 +194,23 @@ func (c *RevocationCache) Run(ctx context.Context) {
 	}
 }
 
-// Refresh reloads the cache now; on error the previous copy stays.
+// Refresh reloads the cache now; on error the previous copy stays. A
+// store whose revocations are refused for their size (ErrTooLarge) is
+// said in the log (slog.Default) as an error, once until they are read
+// again: new revocations reach no node meanwhile.
 func (c *RevocationCache) Refresh(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, c.interval)
 	defer cancel()
-	if all, err := c.src.All(rctx); err == nil {
-		c.mu.Lock()
-		c.all = all
-		c.mu.Unlock()
+	all, err := c.src.All(rctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil {
+		c.all, c.refused = all, false
+		return
+	}
+	if errors.Is(err, ErrTooLarge) && !c.refused {
+		c.refused = true
+		slog.Default().Error("the revocations in the store are refused: they are larger than pingmcp writes; the ones read last stay in force, and new ones reach no node until the store's are read again", "err", err)
 	}
 }
 

@@ -8,7 +8,9 @@
 // (Revocations). It bounds the event logs (events per stream, bytes per
 // session, in-memory bytes of all sessions) and provides the Sealer, which
 // encrypts under rotating keys. When a snapshot is written and how large it
-// may grow is the actors' business.
+// may grow is the actors' business. What the Redis stores read is bounded
+// (readbound.go): a value larger than pingmcp writes is refused in Redis,
+// unsent, with a *TooLarge (ErrTooLarge), and treated as unreadable.
 package state
 
 import (

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pingmcp/pingmcp/internal/redisread"
 	"github.com/pingmcp/pingmcp/internal/redisscan"
 	"github.com/redis/go-redis/v9"
 )
@@ -27,7 +28,10 @@ type Snapshots interface {
 	// the last snapshot saved (nil if there is none). From then on, writes of
 	// earlier activations fail with ErrFenced. Unless create is set, a
 	// session without a snapshot is not activated: Activate returns epoch 0
-	// and writes nothing, so that probing unknown ids leaves no trace.
+	// and writes nothing, so that probing unknown ids leaves no trace. A
+	// snapshot larger than the store reads (RedisSnapshots.SetMaxBytes) is
+	// activated as any other, but not read: the epoch comes with a nil
+	// snapshot and a *TooLarge, for a snapshot that cannot be restored.
 	Activate(ctx context.Context, session string, create bool) (epoch int64, snapshot []byte, err error)
 	// Save replaces the snapshot if epoch is still the newest activation,
 	// and makes it expire after ttl without a further save (never if ttl is
@@ -42,11 +46,13 @@ type Snapshots interface {
 	// the snapshot goes and the epoch moves on, so that the live activation,
 	// if any, is fenced at its next write and stops.
 	End(ctx context.Context, session string) error
-	// Get reads session's snapshot (nil if none) without activating it.
+	// Get reads session's snapshot (nil if none) without activating it;
+	// one larger than the store reads is a *TooLarge.
 	Get(ctx context.Context, session string) ([]byte, error)
 	// List pages through the sessions that have a snapshot, in no set
 	// order: up to limit of them after cursor ("" to start), and the
-	// cursor of the next page ("" at the end).
+	// cursor of the next page ("" at the end). A snapshot larger than the
+	// store reads is left out, as unreadable.
 	List(ctx context.Context, cursor string, limit int) (sessions []Stored, next string, err error)
 	// Count is how many sessions have a snapshot, live or passivated.
 	Count(ctx context.Context) (int, error)
@@ -97,6 +103,24 @@ type RedisSnapshots struct {
 	client redis.UniversalClient
 	w      writer
 	prefix string
+	// maxBytes is the nodes' bound of a snapshot (SetMaxBytes; zero:
+	// DefaultMaxSnapshotBytes), whence the read bound (readBound).
+	maxBytes int
+}
+
+// SetMaxBytes tells the store the bound of a session's snapshot
+// (--max-snapshot-bytes, Stores.MaxSnapshotBytes), whence what it reads:
+// a snapshot over readBound is refused unread (*TooLarge).
+func (r *RedisSnapshots) SetMaxBytes(n int) { r.maxBytes = n }
+
+// readBound is the most bytes of a snapshot the store reads (Activate,
+// Get, List): twice the larger of the nodes' bound and its default
+// (redisread.Bound). A larger one was not written by pingmcp (a writer of
+// Redis, or a bug): refused as unreadable (its session as if its snapshot
+// did not decode), and never sent to the node, which would otherwise
+// allocate it whole, each time the session is activated again.
+func (r *RedisSnapshots) readBound() int64 {
+	return redisread.Bound(int64(r.maxBytes), DefaultMaxSnapshotBytes)
 }
 
 // NewRedisSnapshots keeps snapshots under keys prefix+"session:{id}:…".
@@ -120,15 +144,21 @@ func sessionKey(prefix, session, name string) string {
 
 var (
 	// KEYS epoch, snap; ARGV[1] fence TTL ms, ARGV[2] "1" to create,
-	// ARGV[3] the fence TTL ms of a session without a snapshot.
-	// Returns {epoch, snapshot|false}, epoch 0 when not activated.
+	// ARGV[3] the fence TTL ms of a session without a snapshot, ARGV[4]
+	// the most bytes of a snapshot read (the read bound).
+	// Returns {epoch, snapshot|false}, epoch 0 when not activated, or
+	// {epoch, false, size} for a snapshot over the read bound: activated
+	// as any other (it is then refused as unreadable), but not sent.
 	activateScript = redis.NewScript(`
-local snap = redis.call('GET', KEYS[2])
+local size = redis.call('STRLEN', KEYS[2])
+local snap
+if size > tonumber(ARGV[4]) then snap = true else snap = redis.call('GET', KEYS[2]) end
 if not snap and ARGV[2] ~= '1' then return {0, false} end
 local epoch = redis.call('INCR', KEYS[1])
 if redis.call('PTTL', KEYS[1]) ~= -1 or epoch == 1 or not snap then
   redis.call('PEXPIRE', KEYS[1], snap and ARGV[1] or ARGV[3])
 end
+if snap == true then return {epoch, false, size} end
 return {epoch, snap}`)
 	// KEYS epoch, snap; ARGV[1] epoch, ARGV[2] snapshot, ARGV[3] ttl ms,
 	// ARGV[4] fence TTL ms (ttl 0: the snapshot never expires).
@@ -158,11 +188,16 @@ func (r *RedisSnapshots) Activate(ctx context.Context, session string, create bo
 	if create {
 		c = "1"
 	}
-	res, err := r.w.run(ctx, activateScript, r.keys(session), fenceTTL.Milliseconds(), c, unsavedFenceTTL.Milliseconds()).Slice()
+	keys := r.keys(session)
+	res, err := r.w.run(ctx, activateScript, keys, fenceTTL.Milliseconds(), c, unsavedFenceTTL.Milliseconds(), r.readBound()).Slice()
 	if err != nil {
 		return 0, nil, fmt.Errorf("activate session %s: %w", session, err)
 	}
 	epoch, _ := res[0].(int64)
+	if len(res) > 2 {
+		size, _ := res[2].(int64)
+		return epoch, nil, &TooLarge{What: "session snapshot", Key: keys[1], Size: size, Limit: r.readBound(), Unit: "bytes"}
+	}
 	var snap []byte
 	if s, ok := res[1].(string); ok {
 		snap = []byte(s)
@@ -190,10 +225,7 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1`)
 
 func (r *RedisSnapshots) Get(ctx context.Context, session string) ([]byte, error) {
-	b, err := r.client.Get(ctx, r.keys(session)[1]).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
+	b, err := redisread.Get(ctx, r.client, "session snapshot", r.keys(session)[1], r.readBound())
 	if err != nil {
 		return nil, fmt.Errorf("read session %s: %w", session, err)
 	}
@@ -224,14 +256,14 @@ func (r *RedisSnapshots) List(ctx context.Context, cursor string, limit int) ([]
 	if err != nil {
 		return nil, "", fmt.Errorf("list sessions: %w", err)
 	}
-	values, err := redisscan.Values(ctx, r.client, keys)
+	values, err := redisread.Values(ctx, r.client, "session snapshot", keys, r.readBound())
 	if err != nil {
 		return nil, "", fmt.Errorf("list sessions: %w", err)
 	}
 	var out []Stored
 	for i, k := range keys {
 		if values[i] == nil {
-			continue // expired since
+			continue // expired since, or over the read bound (unreadable)
 		}
 		id := strings.TrimSuffix(strings.TrimPrefix(k, r.prefix+"session:{"), "}:snap")
 		out = append(out, Stored{Session: id, Snapshot: values[i]})

@@ -67,6 +67,11 @@ type Options struct {
 	Now func() time.Time
 }
 
+// bounded is a store whose reads follow the API's bounds (RedisStore).
+type bounded interface {
+	setBounds(maxTodos, maxTextRunes int)
+}
+
 // API serves the Todo API. It is an http.Handler for the paths /api/todos
 // and /api/todos/{id}, and its OpenAPI document at DocumentPath; anything
 // else is 404.
@@ -102,6 +107,10 @@ func New(opts Options) (*API, error) {
 		opts.Now = time.Now
 	}
 	opts.AllowedActors = slices.Clone(opts.AllowedActors)
+	if b, ok := opts.Store.(bounded); ok {
+		// What a Redis store reads of a list follows what the API writes.
+		b.setBounds(opts.MaxTodos, opts.MaxTextRunes)
+	}
 	return &API{opts: opts, log: opts.Logger}, nil
 }
 

@@ -9,6 +9,8 @@ import (
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/pingmcp/pingmcp/internal/redisread"
 )
 
 // RedisStore is a Store in Redis, for a cluster of nodes: one hash per user
@@ -17,6 +19,27 @@ import (
 type RedisStore struct {
 	client redis.UniversalClient
 	prefix string
+	// maxTodos and maxTextRunes are the API's bounds (setBounds), whence
+	// what the store reads (readBounds).
+	maxTodos, maxTextRunes int
+}
+
+// setBounds tells the store the API's bounds of a list and of a todo's
+// text (Options.MaxTodos, MaxTextRunes), whence what it reads.
+func (s *RedisStore) setBounds(maxTodos, maxTextRunes int) {
+	s.maxTodos, s.maxTextRunes = maxTodos, maxTextRunes
+}
+
+// readBounds are the most todos, and bytes of them (ids and JSON), that
+// the store reads of a list: twice the larger of the API's bound and its
+// default; a todo's JSON takes at most 6 bytes a rune of its text (a
+// character JSON escapes as \u00XX) and 512 for the rest. A larger list
+// was not written by the API (a writer of Redis, or a bug): refused in
+// Redis, unread (*redisread.TooLarge), and the call fails as the store
+// does (500), changing nothing.
+func (s *RedisStore) readBounds() (todos, bytes int64) {
+	todos = redisread.Bound(int64(s.maxTodos), DefaultMaxTodos)
+	return todos, todos * (6*max(int64(s.maxTextRunes), DefaultMaxTextRunes) + 512)
 }
 
 // NewRedisStore returns a store keeping its hashes under prefix (default
@@ -35,9 +58,20 @@ func (s *RedisStore) key(user string) string {
 }
 
 // Each script answers {status, todo JSON...}: status "ok" followed by the
-// user's whole list after the change, or a single failure status.
+// user's whole list after the change, or a single failure status; or
+// {"over", unit, size} when the list is over the read bounds (the last
+// two ARGV: todos, bytes), before anything changed.
 var (
-	createScript = redis.NewScript(`
+	listScript = redis.NewScript(redisread.HashLua + `
+local over = hashover(KEYS[1], tonumber(ARGV[#ARGV - 1]), tonumber(ARGV[#ARGV]))
+if over then return {'over', over[1], tostring(over[2])} end
+local all = redis.call('HVALS', KEYS[1])
+table.insert(all, 1, 'ok')
+return all
+`)
+	createScript = redis.NewScript(redisread.HashLua + `
+local over = hashover(KEYS[1], tonumber(ARGV[#ARGV - 1]), tonumber(ARGV[#ARGV]))
+if over then return {'over', over[1], tostring(over[2])} end
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {'duplicate'} end
 if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then return {'full'} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
@@ -45,7 +79,9 @@ local all = redis.call('HVALS', KEYS[1])
 table.insert(all, 1, 'ok')
 return all
 `)
-	setCompletedScript = redis.NewScript(`
+	setCompletedScript = redis.NewScript(redisread.HashLua + `
+local over = hashover(KEYS[1], tonumber(ARGV[#ARGV - 1]), tonumber(ARGV[#ARGV]))
+if over then return {'over', over[1], tostring(over[2])} end
 local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then return {'missing'} end
 local todo = cjson.decode(v)
@@ -55,7 +91,9 @@ local all = redis.call('HVALS', KEYS[1])
 table.insert(all, 1, 'ok')
 return all
 `)
-	deleteScript = redis.NewScript(`
+	deleteScript = redis.NewScript(redisread.HashLua + `
+local over = hashover(KEYS[1], tonumber(ARGV[#ARGV - 1]), tonumber(ARGV[#ARGV]))
+if over then return {'over', over[1], tostring(over[2])} end
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return {'missing'} end
 local all = redis.call('HVALS', KEYS[1])
 table.insert(all, 1, 'ok')
@@ -64,11 +102,7 @@ return all
 )
 
 func (s *RedisStore) List(ctx context.Context, user string) ([]Todo, error) {
-	vals, err := s.client.HVals(ctx, s.key(user)).Result()
-	if err != nil {
-		return nil, fmt.Errorf("list todos in redis: %w", err)
-	}
-	return decodeTodos(vals)
+	return s.run(ctx, "list todos", listScript, user)
 }
 
 func (s *RedisStore) Create(ctx context.Context, user string, todo Todo, limit int) ([]Todo, error) {
@@ -92,7 +126,9 @@ func (s *RedisStore) Delete(ctx context.Context, user, id string) ([]Todo, error
 }
 
 func (s *RedisStore) run(ctx context.Context, what string, script *redis.Script, user string, args ...any) ([]Todo, error) {
-	reply, err := script.Run(ctx, s.client, []string{s.key(user)}, args...).StringSlice()
+	key := s.key(user)
+	todos, bytes := s.readBounds()
+	reply, err := script.Run(ctx, s.client, []string{key}, append(args, todos, bytes)...).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("%s in redis: %w", what, err)
 	}
@@ -100,6 +136,15 @@ func (s *RedisStore) run(ctx context.Context, what string, script *redis.Script,
 		return nil, fmt.Errorf("%s in redis: empty reply", what)
 	}
 	switch reply[0] {
+	case "over":
+		big := &redisread.TooLarge{What: "todo list", Key: key, Limit: todos, Unit: "todos"}
+		if len(reply) == 3 {
+			if reply[1] == "bytes" {
+				big.Limit, big.Unit = bytes, "bytes"
+			}
+			big.Size, _ = strconv.ParseInt(reply[2], 10, 64)
+		}
+		return nil, fmt.Errorf("%s in redis: %w", what, big)
 	case "ok":
 		return decodeTodos(reply[1:])
 	case "missing":

@@ -2,6 +2,7 @@ package todoapi
 
 import (
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"strconv"
@@ -98,4 +99,66 @@ func TestStoreFailure(t *testing.T) {
 
 func TestIdempotentCreatesRedis(t *testing.T) {
 	testIdempotentCreates(t, NewRedisStore(redistest.Start(t), ""))
+}
+
+// A user's list of more todos, or bytes, than the API writes (twice its
+// bounds, or their defaults) is refused in Redis, unread: the call fails as
+// a store failure does (500), the log names the key and its size, nothing
+// changes, and other users are served; a list at the bound is read whole.
+// Before, every call read the list whole, whatever it held.
+func TestRedisListReadBound(t *testing.T) {
+	client := redistest.Start(t)
+	ctx := context.Background()
+	store := NewRedisStore(client, "")
+	is := newTestIssuer(t)
+	api := newTestAPI(t, is, Options{Store: store, MaxTodos: 5})
+	todos, bytes := store.readBounds()
+	if todos != 2*DefaultMaxTodos || bytes != todos*(6*DefaultMaxTextRunes+512) {
+		t.Fatalf("read bounds %d todos, %d bytes", todos, bytes)
+	}
+	alice, bob := is.token(t, "alice"), is.token(t, "bob")
+	api.mustCreate(t, alice, "first")
+	keys := client.Keys(ctx, "todoapi:user:*").Val()
+	if len(keys) != 1 {
+		t.Fatalf("keys %v", keys)
+	}
+	key := keys[0]
+	fields := map[string]any{}
+	for range todos - 1 {
+		id := newID()
+		b, _ := json.Marshal(Todo{ID: id, Text: "t", CreatedAt: time.Now()})
+		fields[id] = string(b)
+	}
+	client.HSet(ctx, key, fields)
+	if resp := api.list(t, alice); resp.status != http.StatusOK || int64(len(resp.list(t))) != todos {
+		t.Fatalf("a list of %d todos: %d, %s", todos, resp.status, resp.body)
+	}
+	client.HSet(ctx, key, newID(), `{"id":"x","text":"one more"}`)
+	for name, resp := range map[string]response{
+		"list":   api.list(t, alice),
+		"create": api.create(t, alice, "x"),
+		"delete": api.remove(t, alice, newID()),
+	} {
+		if resp.status != http.StatusInternalServerError {
+			t.Fatalf("%s of a list over the bound: %d, %s", name, resp.status, resp.body)
+		}
+	}
+	if n := client.HLen(ctx, key).Val(); n != todos+1 {
+		t.Fatalf("the refused list changed: %d todos", n)
+	}
+	if logs := api.logs.String(); !strings.Contains(logs, key) || !strings.Contains(logs, "holds "+strconv.FormatInt(todos+1, 10)+" todos") {
+		t.Fatalf("the refusal does not name the key and its size:\n%.1000s", logs)
+	}
+	if resp := api.list(t, bob); resp.status != http.StatusOK {
+		t.Fatalf("another user's list: %d, %s", resp.status, resp.body)
+	}
+
+	client.Del(ctx, key)
+	client.HSet(ctx, key, "x", strings.Repeat("s3cr3t", int(bytes)/6+1))
+	if resp := api.list(t, alice); resp.status != http.StatusInternalServerError {
+		t.Fatalf("a list of more bytes than read: %d, %s", resp.status, resp.body)
+	}
+	if logs := api.logs.String(); !strings.Contains(logs, "bytes, more than the "+strconv.FormatInt(bytes, 10)) || strings.Contains(logs, "s3cr3t") {
+		t.Fatalf("the refusal does not name the bound, or quotes the list:\n%.1000s", logs)
+	}
 }

@@ -466,6 +466,7 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 	tasks.SetSealer(sealer)  // a task's arguments and results may hold users' data
 	events.SetSealer(sealer) // so may tool results, and every event
 	snapshots.SetReplication(rep)
+	snapshots.SetMaxBytes(cfg.MaxSnapshotBytes) // whence what it reads
 	events.SetReplication(rep)
 	revocations.SetReplication(rep)
 	users.SetReplication(rep)

@@ -1,7 +1,8 @@
 // Package redisscan scans the keys matching a pattern on every server that
 // holds keys: the one server, or each master of a Redis Cluster, shard after
 // shard, a page at a time behind a cursor of its own. The session store
-// (state) and the task store (state/taskstore) list what they keep with it.
+// (state) and the task store (state/taskstore) list what they keep with it,
+// and read the values with internal/redisread.
 package redisscan
 
 import (
@@ -46,7 +47,8 @@ func Shards(ctx context.Context, client redis.UniversalClient) ([]redis.Universa
 // it has at least limit of them or has seen every shard, and returns them
 // with the cursor of the next page ("" at the end). SCAN's guarantees hold:
 // a key may be missed or returned twice if keys change meanwhile, or if the
-// cluster's masters change between two pages.
+// cluster's masters change between two pages. A key longer than pattern
+// by more than maxKeyBytes is left out (not pingmcp's).
 func Page(ctx context.Context, client redis.UniversalClient, pattern, cursor string, limit int) (keys []string, next string, err error) {
 	shards, err := Shards(ctx, client)
 	if err != nil {
@@ -57,7 +59,7 @@ func Page(ctx context.Context, client redis.UniversalClient, pattern, cursor str
 		return nil, "", err
 	}
 	for shard < len(shards) && len(keys) < limit {
-		batch, n, err := shards[shard].Scan(ctx, c, pattern, int64(limit)).Result()
+		batch, n, err := scan(ctx, shards[shard], c, pattern, int64(limit))
 		if err != nil {
 			return nil, "", err
 		}
@@ -72,31 +74,8 @@ func Page(ctx context.Context, client redis.UniversalClient, pattern, cursor str
 	return keys, next, nil
 }
 
-// Values reads the values of keys, one GET per key, pipelined (a cluster's
-// pipeline sends each to its key's shard; an MGET of keys in several slots
-// is refused): out[i] is keys[i]'s value, nil for a key gone since.
-func Values(ctx context.Context, client redis.UniversalClient, keys []string) ([][]byte, error) {
-	out := make([][]byte, len(keys))
-	if len(keys) == 0 {
-		return out, nil
-	}
-	pipe := client.Pipeline()
-	gets := make([]*redis.StringCmd, len(keys))
-	for i, k := range keys {
-		gets[i] = pipe.Get(ctx, k)
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return nil, err
-	}
-	for i := range keys {
-		if b, err := gets[i].Bytes(); err == nil {
-			out[i] = b
-		}
-	}
-	return out, nil
-}
-
-// Count counts the keys matching pattern on every shard.
+// Count counts the keys matching pattern on every shard (those longer
+// than scan returns left out).
 func Count(ctx context.Context, client redis.UniversalClient, pattern string) (int, error) {
 	shards, err := Shards(ctx, client)
 	if err != nil {
@@ -104,15 +83,60 @@ func Count(ctx context.Context, client redis.UniversalClient, pattern string) (i
 	}
 	n := 0
 	for _, shard := range shards {
-		iter := shard.Scan(ctx, 0, pattern, 1000).Iterator()
-		for iter.Next(ctx) {
-			n++
-		}
-		if err := iter.Err(); err != nil {
-			return 0, err
+		var c uint64
+		for {
+			batch, next, err := scan(ctx, shard, c, pattern, 1000)
+			if err != nil {
+				return 0, err
+			}
+			n += len(batch)
+			if c = next; c == 0 {
+				break
+			}
 		}
 	}
 	return n, nil
+}
+
+// scanScript is SCAN ARGV[1] MATCH ARGV[2] COUNT ARGV[3], without the keys
+// longer than ARGV[4] bytes: {cursor, keys}.
+var scanScript = redis.NewScript(`
+local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+local out = {}
+for _, k in ipairs(r[2]) do
+  if string.len(k) <= tonumber(ARGV[4]) then out[#out + 1] = k end
+end
+return {r[1], out}`)
+
+// maxKeyBytes is how much longer than its pattern a key scan returns may
+// be: pingmcp's keys hold ids of 22 bytes where their patterns have a *.
+// A longer key was not written by pingmcp: left out, in Redis, since a
+// node allocates what SCAN answers whole (a key's name may be 512 MB).
+const maxKeyBytes = 1 << 10
+
+// scan is SCAN on one server, run by a script that leaves out the keys
+// longer than pattern by more than maxKeyBytes.
+func scan(ctx context.Context, shard redis.UniversalClient, cursor uint64, pattern string, count int64) ([]string, uint64, error) {
+	res, err := scanScript.Run(ctx, shard, nil, strconv.FormatUint(cursor, 10), pattern, count, len(pattern)+maxKeyBytes).Slice()
+	if err != nil {
+		return nil, 0, err
+	}
+	if len(res) != 2 {
+		return nil, 0, errors.New("scan: unexpected answer")
+	}
+	c, _ := res[0].(string)
+	next, err := strconv.ParseUint(c, 10, 64)
+	if err != nil {
+		return nil, 0, fmt.Errorf("scan: cursor %q: %w", c, err)
+	}
+	found, _ := res[1].([]any)
+	keys := make([]string, 0, len(found))
+	for _, k := range found {
+		if s, ok := k.(string); ok {
+			keys = append(keys, s)
+		}
+	}
+	return keys, next, nil
 }
 
 // ErrBadCursor is a cursor that no page returned.

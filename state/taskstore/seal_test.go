@@ -13,6 +13,7 @@ import (
 	"github.com/pingmcp/pingmcp/internal/redistest"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/state/taskstore"
+	"github.com/pingmcp/pingmcp/tasks"
 )
 
 func keys(t *testing.T, spec ...string) *state.Sealer {
@@ -116,5 +117,37 @@ func TestRedisSealKeyRotation(t *testing.T) {
 	}
 	if got, err := retired.Get(ctx, "alice", "untouched"); !errors.Is(err, taskstore.ErrUnreadable) || got != nil {
 		t.Fatalf("k1 record with k2 alone: %+v, %v; want ErrUnreadable", got, err)
+	}
+}
+
+// MaxRecordBytes, what a node reads of a task record, holds the largest
+// record pingmcp writes: an answer of tasks.MaxResultBytes, a call and
+// answers to input requests of tasks.MaxRequestBytes each, all of bytes
+// that JSON writes as six (\u003c), sealed.
+func TestMaxRecordBytesHoldsTheLargestRecord(t *testing.T) {
+	ctx := context.Background()
+	client := redistest.Start(t)
+	s := taskstore.NewRedis(client, "max:")
+	s.SetSealer(keys(t, "k1"))
+	str := func(n int) json.RawMessage { return json.RawMessage(`"` + strings.Repeat("<", n-2) + `"`) }
+	now := time.Now()
+	task := &taskstore.Task{ID: "t", Owner: "alice", Status: "completed", CreatedAt: now, UpdatedAt: now, TTL: time.Hour,
+		Result: str(tasks.MaxResultBytes), Request: str(tasks.MaxRequestBytes),
+		Responses: map[string]json.RawMessage{"r": str(tasks.MaxRequestBytes - len(`{"r":}`))}}
+	if err := s.Create(ctx, task); err != nil {
+		t.Fatal(err)
+	}
+	n := client.StrLen(ctx, "max:task:{alice}:t").Val()
+	t.Logf("the largest record: %d bytes sealed (MaxRecordBytes %d)", n, taskstore.MaxRecordBytes)
+	if n < 6*(tasks.MaxResultBytes+tasks.MaxRequestBytes) || n > taskstore.MaxRecordBytes {
+		t.Fatalf("the largest record takes %d bytes sealed: MaxRecordBytes (%d) must hold it", n, taskstore.MaxRecordBytes)
+	}
+	got, err := s.Get(ctx, "alice", "t")
+	if err != nil {
+		t.Fatalf("the largest record read back: %v", err)
+	}
+	var result string
+	if json.Unmarshal(got.Result, &result) != nil || len(result) != tasks.MaxResultBytes-2 {
+		t.Fatalf("the largest record's result read back: %d bytes", len(result))
 	}
 }

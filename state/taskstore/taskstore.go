@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/internal/redisread"
 	"github.com/pingmcp/pingmcp/internal/redisscan"
 )
 
@@ -119,6 +121,41 @@ type Sealer interface {
 // as an unknown task.
 var ErrUnreadable = errors.New("task record cannot be opened")
 
+// MaxRecordBytes bounds a task record as a node reads it from Redis (Get,
+// Update, List): a record keeps at most tasks.MaxResultBytes (1 MiB) of its
+// tool's answer (result, error, or input requests with the tool's state),
+// and tasks.MaxRequestBytes (64 KiB) each of its call and of the answers to
+// its input requests; its JSON may write a byte of them as six (Go escapes
+// <, > and & as \u003c), and its seal adds a third: at most about 10 MiB
+// (TestMaxRecordBytesHoldsTheLargestRecord). A larger record was not
+// written by pingmcp: it is refused in Redis, unread (*TooLarge, an
+// ErrUnreadable: the tasks layer answers it as an unknown task), and a
+// list leaves it out.
+const MaxRecordBytes = 16 << 20
+
+// The bounds of an owner's index of leases as a node reads it (Leases, at
+// each sweep): it holds the owner's working tasks, at most MaxKeptPerOwner
+// (200) of them and those that expired since, each by its id (22 bytes).
+// maxEvict bounds the ended tasks one Create takes away (oldest), one or
+// a few but for the tasks created at once, and maxMemberBytes what each
+// of them may take of a read (its id, or owner and id: 45 bytes). More was
+// not written by pingmcp: refused unread, as unreadable.
+const (
+	maxLeases      = 10_000
+	maxLeaseBytes  = 1 << 20
+	maxEvict       = 1000
+	maxMemberBytes = 256
+)
+
+// unreadable is err, an ErrUnreadable too when it refuses a record for its
+// size (redisread.ErrTooLarge).
+func unreadable(err error) error {
+	if errors.Is(err, redisread.ErrTooLarge) {
+		return fmt.Errorf("%w: %w", ErrUnreadable, err)
+	}
+	return err
+}
+
 // sealContext binds a sealed record to its owner and id.
 func sealContext(owner, id string) []byte {
 	return []byte("pingmcp task\x00" + owner + "\x00" + id)
@@ -198,7 +235,7 @@ type Store interface {
 	Create(ctx context.Context, t *Task) error
 	// Get returns the task owner's id names, nil if there is none (never
 	// was, expired, or another owner's); ErrUnreadable for a record that
-	// does not open.
+	// does not open, or (Redis) is larger than MaxRecordBytes.
 	Get(ctx context.Context, owner, id string) (*Task, error)
 	// Update applies change to the task atomically (compare and set) and
 	// stores the result, refreshing its TTL. change may return an error to
@@ -617,14 +654,14 @@ func (r *Redis) List(ctx context.Context, owner, cursor string, limit int) ([]*T
 	if err != nil {
 		return nil, "", fmt.Errorf("list tasks: %w", err)
 	}
-	values, err := redisscan.Values(ctx, r.client, keys)
+	values, err := redisread.Values(ctx, r.client, "task record", keys, MaxRecordBytes)
 	if err != nil {
 		return nil, "", fmt.Errorf("list tasks: %w", err)
 	}
 	out := []*Task{}
 	for i, k := range keys {
 		if values[i] == nil {
-			continue // expired since
+			continue // expired since, or over MaxRecordBytes (unreadable)
 		}
 		o, id, ok := strings.Cut(strings.TrimPrefix(k, r.prefix+"task:{"), "}:")
 		if !ok {
@@ -702,7 +739,7 @@ func (r *Redis) userEndedKey(user string) string { return r.prefix + "tasks:user
 func userMember(owner, id string) string { return owner + "\n" + id }
 
 func (r *Redis) Leases(ctx context.Context, owner string) (map[string]time.Time, error) {
-	zs, err := r.client.ZRangeWithScores(ctx, r.leasesKey(owner), 0, -1).Result()
+	zs, err := redisread.ZRangeWithScores(ctx, r.client, "task leases", r.leasesKey(owner), maxLeases, maxLeaseBytes)
 	if err != nil {
 		return nil, fmt.Errorf("task leases: %w", err)
 	}
@@ -823,14 +860,42 @@ func (r *Redis) evict(ctx context.Context, owner, user string, excess int) int {
 	return len(ids)
 }
 
+// oldestScript: KEYS[1] a sorted set; ARGV[1] now (ms), ARGV[2] n, ARGV[3]
+// the most bytes of a member. Drops the members scored before now, and
+// returns {1, the n first members}, or {0, 'bytes', size} when one of
+// them is longer than ARGV[3] (read in Redis, not sent).
+var oldestScript = redis.NewScript(`
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local out = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+for _, m in ipairs(out) do
+  if string.len(m) > tonumber(ARGV[3]) then return {0, 'bytes', string.len(m)} end
+end
+return {1, out}`)
+
 // oldest are the n first members of the sorted set ended (by when their
-// tasks expire), those expired dropped first.
+// tasks expire), those expired dropped first; at most maxEvict of them,
+// each at most maxMemberBytes long: a member longer was not written by
+// pingmcp, and the set is refused as unreadable (nothing goes, and the
+// node's log says so).
 func (r *Redis) oldest(ctx context.Context, ended string, n int) []string {
-	p := r.client.Pipeline()
-	p.ZRemRangeByScore(ctx, ended, "-inf", strconv.FormatInt(time.Now().UnixMilli(), 10))
-	oldest := p.ZRange(ctx, ended, 0, int64(n-1))
-	p.Exec(ctx)
-	return oldest.Val()
+	res, err := oldestScript.Run(ctx, r.client, []string{ended}, time.Now().UnixMilli(), min(n, maxEvict), maxMemberBytes).Slice()
+	if err == nil {
+		err = redisread.Over(res, "ended tasks", ended, map[string]int64{"bytes": maxMemberBytes})
+	}
+	if err != nil {
+		if errors.Is(err, redisread.ErrTooLarge) {
+			slog.Default().Error("task store: ended tasks not taken away", "err", err)
+		}
+		return nil
+	}
+	members, _ := res[1].([]any)
+	out := make([]string, 0, len(members))
+	for _, m := range members {
+		if s, ok := m.(string); ok {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // evictUser takes away user's excess ended tasks that expire first,
@@ -863,12 +928,12 @@ func (r *Redis) evictUser(ctx context.Context, user string, excess int) {
 }
 
 func (r *Redis) Get(ctx context.Context, owner, id string) (*Task, error) {
-	b, err := r.client.Get(ctx, r.key(owner, id)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
+	b, err := redisread.Get(ctx, r.client, "task record", r.key(owner, id), MaxRecordBytes)
 	if err != nil {
-		return nil, fmt.Errorf("get task: %w", err)
+		return nil, fmt.Errorf("get task: %w", unreadable(err))
+	}
+	if b == nil {
+		return nil, nil
 	}
 	return open(r.sealer, owner, id, b)
 }
@@ -881,14 +946,14 @@ func (r *Redis) Update(ctx context.Context, owner, id string, change func(*Task)
 	for range 16 {
 		out = nil
 		err := r.client.Watch(ctx, func(tx *redis.Tx) error {
-			b, err := tx.Get(ctx, key).Bytes()
-			if errors.Is(err, redis.Nil) {
+			b, err := redisread.Get(ctx, tx, "task record", key, MaxRecordBytes)
+			if err != nil {
+				return unreadable(err)
+			}
+			if b == nil {
 				// Expired: out of the index too (what a sweep finds there
 				// it updates).
 				return tx.ZRem(ctx, r.leasesKey(owner), id).Err()
-			}
-			if err != nil {
-				return err
 			}
 			t, err := open(r.sealer, owner, id, b)
 			if err != nil {

@@ -1,0 +1,233 @@
+// Package redisread reads what pingmcp keeps in Redis within bounds: a
+// value, or a collection, over the bound its reader gives is refused in
+// Redis, by the script that reads it, before anything of it is sent, and
+// the read fails with *TooLarge. go-redis allocates a reply whole as it
+// arrives (a 512 MB string is a 512 MB buffer), so without a bound a
+// writer of Redis (an attacker who reached it, or a bug) could take down
+// every node that reads one key, again at each restart.
+package redisread
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// ErrTooLarge is what a *TooLarge is (errors.Is): a value in Redis over the
+// bound a node reads, refused as unreadable.
+var ErrTooLarge = errors.New("a value in Redis is larger than a node reads")
+
+// TooLarge is the error of a read refused because what Redis holds is over
+// its bound. It names the kind of value, its key and its size, never its
+// content.
+type TooLarge struct {
+	What  string // the kind of value: "session snapshot", "task record", …
+	Key   string // its Redis key
+	Size  int64  // how much Redis holds, in Unit
+	Limit int64  // the bound, in Unit
+	Unit  string // "bytes", "entries", "events", "members"
+}
+
+func (e *TooLarge) Error() string {
+	return fmt.Sprintf("%s at Redis key %q holds %d %s, more than the %d this node reads: refused as unreadable", e.What, e.Key, e.Size, e.Unit, e.Limit)
+}
+
+// Is makes a *TooLarge ErrTooLarge.
+func (e *TooLarge) Is(target error) bool { return target == ErrTooLarge }
+
+// Bound is the read bound of a kind of value that nodes write within a
+// bound of their own, write (its flag's value), whose default is def:
+// twice the larger of the two. A value pingmcp writes may pass its write
+// bound by a few bytes (a snapshot's refreshed activity time and node, a
+// token staged with the next write), and nodes may be configured apart
+// (a bound lowered since, or during a rolling change): what any of them
+// wrote within its bound, or the default's, is still read. A value beyond
+// is not one pingmcp wrote.
+func Bound(write, def int64) int64 { return 2 * max(write, def) }
+
+// getScript reads the string at KEYS[1] if it is at most ARGV[1] bytes
+// long (STRLEN: the value is not copied). Returns the value, nil when
+// there is none, or {size} when it is longer.
+var getScript = redis.NewScript(`
+local n = redis.call('STRLEN', KEYS[1])
+if n > tonumber(ARGV[1]) then return {n} end
+return redis.call('GET', KEYS[1])`)
+
+// Get reads the string at key, nil when there is none, in one round trip;
+// one longer than max bytes is refused in Redis (*TooLarge, naming what it
+// is). c may be a transaction watching key.
+func Get(ctx context.Context, c redis.Scripter, what, key string, max int64) ([]byte, error) {
+	return value(getScript.Run(ctx, c, []string{key}, max), what, key, max)
+}
+
+// value reads a getScript's answer.
+func value(cmd *redis.Cmd, what, key string, max int64) ([]byte, error) {
+	res, err := cmd.Result()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch v := res.(type) {
+	case string:
+		return []byte(v), nil
+	case []any:
+		if len(v) == 1 {
+			if n, ok := v[0].(int64); ok {
+				return nil, &TooLarge{What: what, Key: key, Size: n, Limit: max, Unit: "bytes"}
+			}
+		}
+	}
+	return nil, fmt.Errorf("read %s: unexpected answer %T", what, res)
+}
+
+// Values reads the strings at keys, one bounded GET (Get) per key,
+// pipelined (a cluster's pipeline sends each to its key's shard): out[i] is
+// keys[i]'s value, nil for a key gone since, or longer than max (refused
+// in Redis, as an unreadable value: a list leaves it out).
+func Values(ctx context.Context, client redis.UniversalClient, what string, keys []string, max int64) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	cmds := make([]*redis.Cmd, len(keys))
+	pending, loaded := make([]int, len(keys)), true
+	for i := range pending {
+		pending[i] = i
+	}
+	for len(pending) > 0 {
+		pipe := client.Pipeline()
+		for _, i := range pending {
+			if loaded {
+				cmds[i] = getScript.EvalSha(ctx, pipe, keys[i:i+1], max)
+			} else {
+				cmds[i] = getScript.Eval(ctx, pipe, keys[i:i+1], max)
+			}
+		}
+		_, _ = pipe.Exec(ctx) // each command has its own error
+		var unknown []int
+		for _, i := range pending {
+			if loaded && redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
+				// Not loaded yet (a restart, a failover): sent whole.
+				unknown = append(unknown, i)
+			}
+		}
+		pending, loaded = unknown, false
+	}
+	for i, k := range keys {
+		v, err := value(cmds[i], what, k, max)
+		var big *TooLarge
+		switch {
+		case errors.As(err, &big):
+		case err != nil:
+			return nil, err
+		default:
+			out[i] = v
+		}
+	}
+	return out, nil
+}
+
+// HashLua defines, for a script that embeds it, hashover(key, maxn, maxb):
+// nil when the hash at key has at most maxn fields, and at most maxb bytes
+// of field names and values together, else {unit, size} of the first bound
+// it is over ('entries', then 'bytes'). It reads only lengths (HLEN, HKEYS,
+// HSTRLEN): no value is copied.
+const HashLua = `
+local function hashover(key, maxn, maxb)
+  local n = redis.call('HLEN', key)
+  if n > maxn then return {'entries', n} end
+  local size = 0
+  for _, f in ipairs(redis.call('HKEYS', key)) do
+    size = size + string.len(f) + redis.call('HSTRLEN', key, f)
+  end
+  if size > maxb then return {'bytes', size} end
+  return nil
+end
+`
+
+// hgetallScript: KEYS[1] a hash; ARGV[1] most fields, ARGV[2] most bytes.
+// Returns {1, HGETALL} or {0, unit, size} (hashover).
+var hgetallScript = redis.NewScript(HashLua + `
+local over = hashover(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+if over then return {0, over[1], over[2]} end
+return {1, redis.call('HGETALL', KEYS[1])}`)
+
+// HGetAll reads the hash at key (empty when there is none) in one round
+// trip, unless it has more than maxEntries fields or more than maxBytes of
+// field names and values together: then *TooLarge, and nothing of it is
+// sent.
+func HGetAll(ctx context.Context, c redis.Scripter, what, key string, maxEntries, maxBytes int64) (map[string]string, error) {
+	res, err := hgetallScript.Run(ctx, c, []string{key}, maxEntries, maxBytes).Slice()
+	if err != nil {
+		return nil, err
+	}
+	if err := Over(res, what, key, map[string]int64{"entries": maxEntries, "bytes": maxBytes}); err != nil {
+		return nil, err
+	}
+	pairs, _ := res[1].([]any)
+	out := make(map[string]string, len(pairs)/2)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		f, _ := pairs[i].(string)
+		v, _ := pairs[i+1].(string)
+		out[f] = v
+	}
+	return out, nil
+}
+
+// Over reads the head of a bounded script's answer: {1, …} when within its
+// bounds, {0, unit, size} when over the bound of unit (limits, by unit):
+// then a *TooLarge naming what and key.
+func Over(res []any, what, key string, limits map[string]int64) error {
+	if len(res) == 0 {
+		return fmt.Errorf("read %s: empty answer", what)
+	}
+	if ok, _ := res[0].(int64); ok == 1 {
+		return nil
+	}
+	if len(res) < 3 {
+		return fmt.Errorf("read %s: unexpected answer", what)
+	}
+	unit, _ := res[1].(string)
+	size, _ := res[2].(int64)
+	return &TooLarge{What: what, Key: key, Size: size, Limit: limits[unit], Unit: unit}
+}
+
+// zrangeScript: KEYS[1] a sorted set; ARGV[1] most members, ARGV[2] most
+// bytes of members. Returns {1, ZRANGE 0 -1 WITHSCORES} or {0, unit,
+// size}: over ARGV[1] members (ZCARD, before reading any), or over ARGV[2]
+// bytes of them (read in Redis, not sent).
+var zrangeScript = redis.NewScript(`
+local n = redis.call('ZCARD', KEYS[1])
+if n > tonumber(ARGV[1]) then return {0, 'members', n} end
+local all = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local size = 0
+for i = 1, #all, 2 do size = size + string.len(all[i]) end
+if size > tonumber(ARGV[2]) then return {0, 'bytes', size} end
+return {1, all}`)
+
+// ZRangeWithScores reads the whole sorted set at key (empty when there is
+// none) in one round trip, unless it has more than maxMembers members or
+// more than maxBytes of them: then *TooLarge, and nothing of it is sent.
+func ZRangeWithScores(ctx context.Context, c redis.Scripter, what, key string, maxMembers, maxBytes int64) ([]redis.Z, error) {
+	res, err := zrangeScript.Run(ctx, c, []string{key}, maxMembers, maxBytes).Slice()
+	if err != nil {
+		return nil, err
+	}
+	if err := Over(res, what, key, map[string]int64{"members": maxMembers, "bytes": maxBytes}); err != nil {
+		return nil, err
+	}
+	pairs, _ := res[1].([]any)
+	out := make([]redis.Z, 0, len(pairs)/2)
+	for i := 0; i+1 < len(pairs); i += 2 {
+		m, _ := pairs[i].(string)
+		s, _ := pairs[i+1].(string)
+		score, _ := strconv.ParseFloat(s, 64)
+		out = append(out, redis.Z{Member: m, Score: score})
+	}
+	return out, nil
+}
