@@ -190,3 +190,19 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+// What sealing an event costs, by its size: BENCHMARKS.md, "Events sealed".
+func BenchmarkSealBytes(b *testing.B) {
+	s, _ := ParseKeys("k1:" + key())
+	ctx := []byte("event\x00session-0000000000\x00stream-00000000000000000000")
+	for _, size := range []int{200, 4 << 10, 64 << 10} {
+		data := bytes.Repeat([]byte("x"), size)
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				s.OpenBytes(s.SealBytes(data, ctx), ctx)
+			}
+		})
+	}
+}
