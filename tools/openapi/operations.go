@@ -125,11 +125,36 @@ func build(api API, doc *openapi3.T, target *upstream) ([]*operationTool, error)
 			}
 		}
 	}
-	if len(out) == 0 && len(errs) == 0 {
+	unknown := api.unknownTags(doc)
+	switch {
+	case len(out) == 0 && len(errs) == 0:
 		// Nothing refused, nothing offered: the operator learns why.
-		errs = append(errs, noneSelected(api, doc, leftOut))
+		errs = append(errs, noneSelected(api, leftOut, unknown))
+	case len(unknown) > 0:
+		// A tag the file names that no operation has is refused as an
+		// operation it names that the document lacks: a misspelt
+		// exclude: tags would offer what the operator meant to leave
+		// out.
+		errs = append(errs, fmt.Errorf("api %q: no operation has the tag %s", api.Name, strings.Join(unknown, ", ")))
 	}
 	return out, errors.Join(errs...)
+}
+
+// unknownTags are the tags include: or exclude: names that no operation of
+// doc has, quoted, each with the list that names it.
+func (api *API) unknownTags(doc *openapi3.T) []string {
+	var unknown []string
+	for _, named := range []struct {
+		list string
+		tags []string
+	}{{"include", api.Include.Tags}, {"exclude", api.Exclude.Tags}} {
+		for _, tag := range named.tags {
+			if !documentHasTag(doc, tag) {
+				unknown = append(unknown, fmt.Sprintf("%q (%s: tags)", tag, named.list))
+			}
+		}
+	}
+	return unknown
 }
 
 // leftOut says why an operation does not become a tool, "" when it does
@@ -170,9 +195,9 @@ const maxLeftOut = 5
 
 // noneSelected is the refusal of an API whose document has operations and
 // whose filters select none of them (leftOut: each one's reason, in the
-// document's order), or has none at all; it names the tags include: names
-// that no operation has (a misspelt one, say).
-func noneSelected(api API, doc *openapi3.T, leftOut []string) error {
+// document's order), or has none at all; it names the tags the file names
+// that no operation has (unknownTags: a misspelt one, say).
+func noneSelected(api API, leftOut, unknown []string) error {
 	if len(leftOut) == 0 {
 		return fmt.Errorf("api %q: its document has no operations (paths): it would offer no tool", api.Name)
 	}
@@ -180,12 +205,6 @@ func noneSelected(api API, doc *openapi3.T, leftOut []string) error {
 	msg := fmt.Sprintf("api %q: selects none of its %d operations, so it would offer no tool (include:, exclude: in the APIs file): %s", api.Name, len(leftOut), strings.Join(shown, "; "))
 	if more := len(leftOut) - len(shown); more > 0 {
 		msg += fmt.Sprintf("; and %d more", more)
-	}
-	var unknown []string
-	for _, tag := range api.Include.Tags {
-		if !documentHasTag(doc, tag) {
-			unknown = append(unknown, fmt.Sprintf("%q", tag))
-		}
 	}
 	if len(unknown) > 0 {
 		msg += fmt.Sprintf(" (no operation has the tag %s)", strings.Join(unknown, ", "))

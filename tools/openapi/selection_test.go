@@ -59,3 +59,31 @@ func TestNoOperationSelectedRefused(t *testing.T) {
 		t.Errorf("include of a missing operation, nothing else selected: %v", err)
 	}
 }
+
+// A tag the APIs file names that no operation has is refused, whether or
+// not the API offers tools otherwise: a misspelt exclude: tags would offer
+// the operations the operator meant to leave out.
+func TestUnknownTagRefused(t *testing.T) {
+	doc := docWith("3.1.0", `
+  /a:
+    get: {operationId: getA, tags: [read], responses: {"200": {description: ok}}}
+  /admin:
+    get: {operationId: getAdmin, tags: [admin], responses: {"200": {description: ok}}}
+`, "  schemas: {}")
+	for _, c := range []struct {
+		include, exclude Selector
+		want             string
+	}{
+		{exclude: Selector{Tags: []string{"admn"}}, want: `no operation has the tag "admn" (exclude: tags)`},
+		{include: Selector{Tags: []string{"read", "raed"}}, want: `no operation has the tag "raed" (include: tags)`},
+	} {
+		_, err := newAPI(t, API{Scopes: []string{"a"}, Include: c.include, Exclude: c.exclude}, doc)
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), `api "t"`) {
+			t.Errorf("include %+v exclude %+v: %v; want the refusal %q", c.include, c.exclude, err, c.want)
+		}
+	}
+	// Tags the document has are taken as before.
+	if ts, err := newAPI(t, API{Scopes: []string{"a"}, Exclude: Selector{Tags: []string{"admin"}}}, doc); err != nil || len(ts.Tools()) != 1 {
+		t.Errorf("exclude: tags [admin]: %v", err)
+	}
+}
