@@ -907,3 +907,55 @@ func (l *load) stop(t *testing.T, across string) {
 		t.Errorf("call failed across %s: %v", across, err)
 	}
 }
+
+// A tool's result, which may hold a user's data, is nowhere in Redis in the
+// clear: it travels in the session's SSE events, which a node seals with
+// the --state-keys (README, "What works today"). The stored stream still
+// resumes, its events opened.
+func TestRedisHoldsNoToolResultInTheClear(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rdb := redistest.Start(t)
+	n := startNode(t, "single", durableArgs(rdb.Options().Addr, newStateKey(t))...)
+	dc := connectDurable(t, ctx, n.URL(), false, nil)
+	const marker = "simple text response"
+	events := rawCall(t, ctx, n.URL(), dc.cs.ID(), "test_simple_text")
+	if len(events) == 0 || events[0].id == "" || !strings.Contains(events[len(events)-1].data, marker) {
+		t.Fatalf("the call's events: %+v", events)
+	}
+	awaitStreamStored(t, ctx, rdb, dc.cs.ID(), events) // and none in the clear
+	keys, err := rdb.Keys(ctx, "*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("Redis's keys: %v %v", keys, err)
+	}
+	for _, k := range keys {
+		var values []string
+		switch typ, _ := rdb.Type(ctx, k).Result(); typ {
+		case "string":
+			v, _ := rdb.Get(ctx, k).Result()
+			values = []string{v}
+		case "hash":
+			for f, v := range rdb.HGetAll(ctx, k).Val() {
+				values = append(values, f, v)
+			}
+		case "zset":
+			values = rdb.ZRange(ctx, k, 0, -1).Val()
+		case "set":
+			values = rdb.SMembers(ctx, k).Val()
+		case "list":
+			values = rdb.LRange(ctx, k, 0, -1).Val()
+		}
+		for _, v := range values {
+			if strings.Contains(v, marker) {
+				t.Errorf("Redis key %s holds the tool's result in the clear", k)
+			}
+		}
+	}
+	// Resumed from its priming event (its first, index 0), the stream
+	// gives the result again.
+	stream, _, _ := strings.Cut(events[0].id, "_")
+	again := rawResume(t, ctx, n.URL(), dc.cs.ID(), stream+"_0")
+	if len(again) == 0 || !strings.Contains(again[len(again)-1].data, marker) {
+		t.Errorf("the stream resumed from its priming event: %+v", again)
+	}
+}
