@@ -26,6 +26,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -706,10 +707,19 @@ func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := context.WithoutCancel(r.Context())
 	key := state.RevocationKey(issuer, subject)
+	if len(key) > state.MaxRevocationKey {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("the issuer and subject take %d bytes together, over the %d a revocation may name", len(key), state.MaxRevocationKey))
+		return
+	}
 	now := time.Now()
 	rev := state.Revocation{At: now, Until: now.Add(span)}
 	if err := a.opts.Stores.Revocations.Revoke(ctx, key, rev); err != nil {
-		writeError(w, http.StatusServiceUnavailable, "the revocation could not be stored, nothing was revoked: "+err.Error())
+		status := http.StatusServiceUnavailable
+		if errors.Is(err, state.ErrRevocationsFull) {
+			// Not a retry soon: room comes as revocations end.
+			status = http.StatusInsufficientStorage
+		}
+		writeError(w, status, "the revocation could not be stored, nothing was revoked: "+err.Error())
 		return
 	}
 	grantsErr := a.revokeGrants(ctx, issuer, subject)

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -515,5 +516,51 @@ func TestOversizeSnapshotUnreadable(t *testing.T) {
 	}
 	if status, body := get("/admin/v1/sessions"); status != http.StatusOK || strings.Contains(body, `"big"`) || !strings.Contains(body, `"other"`) {
 		t.Errorf("GET /admin/v1/sessions: %d %s; want the other session alone", status, body)
+	}
+}
+
+// A revocation the nodes would not read back is refused, nothing revoked:
+// a user named past MaxRevocationKey (400), a new user once the
+// revocations in force are as many as a node reads (507: room comes as
+// they end, not with a retry).
+func TestRevocationRefusedPastTheReadBound(t *testing.T) {
+	const token = "static-admin-token-0123456789"
+	client := redistest.Start(t)
+	d := state.MemoryStores(time.Minute)
+	d.Revocations = state.NewRedisRevocations(client, "")
+	h, err := Handler(Options{Token: token, Stores: d, Issuer: "https://issuer.example", Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	revoke := func(subject string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/admin/v1/users/"+subject+"/revoke", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := revoke(strings.Repeat("s", state.MaxRevocationKey)); code != http.StatusBadRequest || !strings.Contains(body, "over the 512") {
+		t.Errorf("a subject past the bound: %d %s", code, body)
+	}
+	until := time.Now().Add(time.Hour)
+	rec := fmt.Sprintf(`{"at":%q,"until":%q,"until_ms":%d}`, time.Now().Format(time.RFC3339Nano), until.Format(time.RFC3339Nano), until.UnixMilli())
+	fields := map[string]any{}
+	for i := range 100_000 {
+		fields[state.RevocationKey("https://issuer.example", "u"+strconv.Itoa(i))] = rec
+	}
+	if err := client.HSet(context.Background(), "pingmcp:revocations", fields).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := revoke("mallory"); code != http.StatusInsufficientStorage || !strings.Contains(body, "nothing was revoked") {
+		t.Errorf("a new user past the count: %d %s", code, body)
+	}
+	if n := client.HLen(context.Background(), "pingmcp:revocations").Val(); n != 100_000 {
+		t.Errorf("%d revocations stored, want 100000", n)
 	}
 }

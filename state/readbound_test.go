@@ -304,3 +304,57 @@ func TestRedisRevocationsReadBound(t *testing.T) {
 		t.Errorf("a refusal after the revocations were read again was logged %d times in all, want 2", n)
 	}
 }
+
+// Revoke refuses what the nodes would not read back: a new user once
+// maxRevocations are revoked and in force (those that ended make room), and
+// a key over MaxRevocationKey. Recorded, either would make every node
+// refuse the whole list, and stop learning of revocations.
+func TestRedisRevokeWithinReadBound(t *testing.T) {
+	client := redistest.Start(t)
+	ctx := context.Background()
+	r := NewRedisRevocations(client, "")
+	now := time.Now()
+	in := Revocation{At: now, Until: now.Add(time.Hour)}
+	inForce, _ := json.Marshal(redisRevocation{Revocation: in, UntilMS: in.Until.UnixMilli()})
+	ended, _ := json.Marshal(redisRevocation{Revocation: Revocation{At: now.Add(-2 * time.Hour), Until: now.Add(-time.Hour)}, UntilMS: now.Add(-time.Hour).UnixMilli()})
+	fields := map[string]any{}
+	for i := range maxRevocations {
+		v := inForce
+		if i < 3 {
+			v = ended
+		}
+		fields[RevocationKey("iss", "u"+strconv.Itoa(i))] = string(v)
+	}
+	if err := client.HSet(ctx, "pingmcp:revocations", fields).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// Three ended: room for three new users, then none.
+	for i := range 3 {
+		if err := r.Revoke(ctx, RevocationKey("iss", "new"+strconv.Itoa(i)), in); err != nil {
+			t.Fatalf("revocation %d, with ended ones to drop: %v", i, err)
+		}
+	}
+	if n := client.HLen(ctx, "pingmcp:revocations").Val(); n != maxRevocations {
+		t.Fatalf("%d revocations kept, want %d", n, maxRevocations)
+	}
+	err := r.Revoke(ctx, RevocationKey("iss", "one-too-many"), in)
+	if !errors.Is(err, ErrRevocationsFull) || client.HExists(ctx, "pingmcp:revocations", RevocationKey("iss", "one-too-many")).Val() {
+		t.Fatalf("a new user past the bound: %v", err)
+	}
+	// A user revoked already is revoked again, longer.
+	longer := Revocation{At: now, Until: now.Add(2 * time.Hour)}
+	if err := r.Revoke(ctx, RevocationKey("iss", "u5"), longer); err != nil {
+		t.Fatalf("a user revoked again at the bound: %v", err)
+	}
+	all, err := r.All(ctx)
+	if err != nil || len(all) != maxRevocations || !all[RevocationKey("iss", "u5")].Until.Equal(longer.Until) {
+		t.Fatalf("the revocations read back: %d, %v", len(all), err)
+	}
+	// A key over MaxRevocationKey, in either store.
+	long := RevocationKey("iss", strings.Repeat("s", MaxRevocationKey))
+	for name, s := range map[string]Revocations{"redis": r, "memory": &MemoryRevocations{}} {
+		if err := s.Revoke(ctx, long, in); err == nil || !strings.Contains(err.Error(), "over 512") {
+			t.Errorf("%s: a key of %d bytes: %v", name, len(long), err)
+		}
+	}
+}

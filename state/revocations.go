@@ -25,7 +25,11 @@ type Revocation struct {
 type Revocations interface {
 	// Revoke records r for key, merged with the revocation already there:
 	// r's time, and the later end of the two, so that revoking again never
-	// shortens a revocation.
+	// shortens a revocation. It refuses a key longer than
+	// MaxRevocationKey, and (ErrRevocationsFull) a new user once as many
+	// are revoked and in force as a store reads: recorded, either would
+	// make every node refuse the whole list, and stop learning of
+	// revocations.
 	Revoke(ctx context.Context, key string, r Revocation) error
 	// All returns the revocations still in force; *TooLarge when they are
 	// more than a store reads (RedisRevocations: maxRevocations,
@@ -67,11 +71,41 @@ type redisRevocation struct {
 	UntilMS int64 `json:"until_ms"`
 }
 
+// ErrRevocationsFull is Revoke's refusal of a revocation the store would
+// not read back (see Revoke).
+var ErrRevocationsFull = errors.New("the revocations in force are as many as a node reads")
+
+// MaxRevocationKey bounds a revocation's key (its user's issuer and
+// subject), so that the revocations a store reads (maxRevocations) stay
+// within the bytes it reads (maxRevocationBytes) as their number does.
+const MaxRevocationKey = 512
+
 // revokeScript records ARGV[2], a redisRevocation, in field ARGV[1] of hash
 // KEYS[1], keeping the end of the revocation already there if it is later
 // (Revocation.merge, in one step). A record without until_ms (written
-// before it existed) is replaced.
+// before it existed) is replaced. A new field, with ARGV[4] fields there
+// already, is recorded only once those that ended (until_ms past Redis's
+// clock) are dropped and leave room: else it returns -1, changing nothing
+// more.
 var revokeScript = redis.NewScript(`
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then
+  local clock = redis.call('TIME')
+  local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+  local cursor = '0'
+  repeat
+    local page = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 1000)
+    cursor = page[1]
+    for i = 1, #page[2], 2 do
+      local ok, o = pcall(cjson.decode, page[2][i + 1])
+      if ok and type(o) == 'table' and tonumber(o.until_ms) and tonumber(o.until_ms) <= now then
+        redis.call('HDEL', KEYS[1], page[2][i])
+      end
+    end
+  until cursor == '0'
+  if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then
+    return -1
+  end
+end
 local new = ARGV[2]
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old then
@@ -88,10 +122,17 @@ return 1
 `)
 
 func (r *RedisRevocations) Revoke(ctx context.Context, key string, rev Revocation) error {
+	if len(key) > MaxRevocationKey {
+		return fmt.Errorf("revoke: a user's issuer and subject take %d bytes, over %d", len(key), MaxRevocationKey)
+	}
 	ms := rev.Until.UnixMilli()
 	b, _ := json.Marshal(redisRevocation{Revocation: rev, UntilMS: ms})
-	if err := r.w.run(ctx, revokeScript, []string{r.key}, key, b, ms).Err(); err != nil {
+	n, err := r.w.run(ctx, revokeScript, []string{r.key}, key, b, ms, maxRevocations).Int64()
+	if err != nil {
 		return fmt.Errorf("revoke: %w", err)
+	}
+	if n < 0 {
+		return fmt.Errorf("revoke: %d users are revoked and in force: %w", maxRevocations, ErrRevocationsFull)
 	}
 	return nil
 }
@@ -100,12 +141,13 @@ func (r *RedisRevocations) Revoke(ctx context.Context, key string, rev Revocatio
 // revocationRefresh on every node): a revocation is a field of about 100
 // bytes besides its user's issuer and subject, and lasts at most 30 days
 // (the admin API's longest), so 100,000 users revoked at once, far more
-// than operators revoke, take about 20 MB. More was not written by
-// pingmcp: refused unread (*TooLarge), as unreadable, and the nodes keep
-// the revocations they last read (RevocationCache).
+// than operators revoke, take about 20 MB (61 MiB with every issuer and
+// subject at MaxRevocationKey). More was not written by pingmcp (Revoke
+// refuses beyond): refused unread (*TooLarge), as unreadable, and the
+// nodes keep the revocations they last read (RevocationCache).
 const (
 	maxRevocations     = 100_000
-	maxRevocationBytes = 32 << 20
+	maxRevocationBytes = maxRevocations * (MaxRevocationKey + 128) // a record is ~100 bytes
 )
 
 func (r *RedisRevocations) All(ctx context.Context) (map[string]Revocation, error) {
@@ -137,6 +179,9 @@ type MemoryRevocations struct {
 }
 
 func (m *MemoryRevocations) Revoke(_ context.Context, key string, rev Revocation) error {
+	if len(key) > MaxRevocationKey {
+		return fmt.Errorf("revoke: a user's issuer and subject take %d bytes, over %d", len(key), MaxRevocationKey)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.all == nil {
