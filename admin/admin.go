@@ -309,9 +309,10 @@ func (a *api) check(r *http.Request, token string) (*Operator, *refusal) {
 
 // spend spends one of the budget of r's address for a credential refused
 // for what it is (not for an authorization server out of reach, nor by
-// the budget itself).
+// the budget itself, nor the metrics token, a static token, refused on a
+// route it does not read).
 func (a *api) spend(r *http.Request, why *refusal) {
-	if a.opts.Budget != nil && !why.unavailable && why.limited == nil {
+	if a.opts.Budget != nil && !why.unavailable && why.limited == nil && !why.metrics {
 		a.opts.Budget.Refused(r)
 	}
 }

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -221,4 +222,43 @@ func limitedTotal(limit string) float64 {
 	var m dto.Metric
 	metrics.Limited.WithLabelValues(limit).Write(&m)
 	return m.GetCounter().GetValue()
+}
+
+// unverifiable refuses every token, and says that none could verify
+// (auth.CostNone): over its address's budget, a token is refused unasked.
+type unverifiable struct{}
+
+func (unverifiable) Verify(context.Context, string) (*auth.Token, error) {
+	return nil, &auth.Error{Code: auth.CodeInvalidToken, Description: "not a token"}
+}
+
+func (unverifiable) Cost(string) auth.Cost { return auth.CostNone }
+
+// The static tokens never spend the budget of refused credentials: the
+// metrics token sent to a route it does not read is refused (403
+// insufficient_scope), and spends nothing, as README says, so that
+// Prometheus's address keeps its budget whatever it asks. Before, each
+// such refusal spent one, and the address was soon over its budget.
+func TestMetricsTokenSpendsNoBudget(t *testing.T) {
+	const metricsToken = "static-metrics-token-0123456789"
+	h, err := Handler(Options{
+		Token:        "static-admin-token-0123456789",
+		MetricsToken: metricsToken,
+		Verifier:     unverifiable{},
+		Budget:       transport.NewTokenBudget(transport.Limits{Rate: 0.01, Burst: 3}, nil),
+		Stores:       state.MemoryStores(time.Minute),
+		Logger:       slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const from = "192.0.2.10:4000"
+	for range 5 {
+		if w := adminAs(h, from, metricsToken); w.Code != http.StatusForbidden {
+			t.Fatalf("the metrics token on another route: %d %s, want 403", w.Code, w.Body)
+		}
+	}
+	if w := adminAs(h, from, "junk"); w.Code != http.StatusUnauthorized {
+		t.Fatalf("a bad token after the metrics token's refusals: %d %s, want 401 (the budget unspent)", w.Code, w.Body)
+	}
 }

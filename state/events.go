@@ -33,7 +33,8 @@ import (
 // reader of Redis (a backup, a replica) does not see, and an event a
 // writer of Redis puts in, or moves from another session or stream, does
 // not open, so it is never delivered. A stream's empty first event (the
-// SDK's priming event) carries nothing and stays empty.
+// SDK's priming event) carries nothing and stays empty; an empty event
+// after it does not open.
 type RedisEvents struct {
 	client redis.UniversalClient
 	w      writer
@@ -814,10 +815,14 @@ func (r *RedisEvents) After(ctx context.Context, session, stream string, index i
 		for i, d := range out[2:] {
 			s, _ := d.(string)
 			data := []byte(s)
-			if r.sealer != nil && len(data) > 0 {
+			if n := index + 1 + i; r.sealer != nil && (len(data) > 0 || n > 0) {
+				// Only a stream's first event (the SDK's priming event)
+				// is stored empty, unsealed: an empty one after it was
+				// not stored by pingmcp, and the SDK would leave it out
+				// of the stream without a word.
 				var err error
 				if data, err = r.sealer.OpenBytes(data, eventContext(session, stream)); err != nil {
-					yield(nil, fmt.Errorf("replay events of stream %q: its event %d does not open (not sealed, sealed under a key no longer in --state-keys, or changed in the store): %w", stream, index+1+i, err))
+					yield(nil, fmt.Errorf("replay events of stream %q: its event %d does not open (not sealed, sealed under a key no longer in --state-keys, or changed in the store): %w", stream, n, err))
 					return
 				}
 			}

@@ -1077,3 +1077,40 @@ func TestRedisEventsSealed(t *testing.T) {
 		}
 	}
 }
+
+// With a sealer, an event's data that is empty replays only as a stream's
+// first event (the SDK's priming event, which carries nothing and is
+// stored so): an empty value written into Redis in place of a later event
+// (the answer to a call, say) fails the replay, as any event that does not
+// open does. Before, it was replayed empty, and the SDK left it out of the
+// resumed stream without a word: the event it replaced was lost to the
+// client, which waited for it.
+func TestRedisEventsSealedEmptyOnlyFirst(t *testing.T) {
+	client := redistest.Start(t)
+	ctx := context.Background()
+	sealer, _ := ParseKeys("k1:" + key())
+	s := NewRedisEvents(client, "blank:", EventOptions{})
+	s.SetSealer(sealer)
+	if err := s.Open(ctx, "a", "st"); err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range []string{"", `{"jsonrpc":"2.0","method":"notifications/progress"}`, `{"jsonrpc":"2.0","id":1,"result":{}}`} {
+		if err := s.Append(ctx, "a", "st", []byte(e)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := collect(t, s, "a", "st", -1); err != nil || len(got) != 3 || got[0] != "" {
+		t.Fatalf("replay with the priming event: %q %v", got, err)
+	}
+	hash := s.keys("a")[0]
+	v, err := client.HGet(ctx, hash, "e:3:st").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, _, _ := strings.Cut(v, " ")
+	client.HSet(ctx, hash, "e:3:st", q+" ")
+	got, err := collect(t, s, "a", "st", 0)
+	if !errors.Is(err, ErrUnsealable) || len(got) != 1 {
+		t.Fatalf("replay of an answer blanked in Redis: %q, %v; want the first event, then the refusal", got, err)
+	}
+}

@@ -6,7 +6,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -54,9 +56,15 @@ func (e *peerRefused) Error() string {
 // http URL: each connection it opens to a process of this host (on a
 // loopback address, or on one of the host's own) is checked to be held
 // by one of readers' before anything is sent on it (checkPeer). An https
-// URL authenticates its server, and needs no such check.
+// URL authenticates its server, and needs no such check. A URL of this
+// host is never reached through the environment's HTTP proxy
+// (directProxy): the proxy would hand the token on to whoever holds the
+// address, and the check would see only the proxy.
 func guardedTransport(readers tokenReaders) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	if peerOwnersChecked {
+		t.Proxy = directProxy
+	}
 	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 		conn, err := d.DialContext(ctx, network, addr)
@@ -70,6 +78,48 @@ func guardedTransport(readers tokenReaders) *http.Transport {
 		return conn, nil
 	}
 	return t
+}
+
+// directProxy is http.ProxyFromEnvironment, but for a URL whose host is
+// this host (servedHere), which is dialled directly so that checkPeer sees
+// the process holding its address. Go's own rule leaves out loopback
+// addresses and "localhost" alone, not the host's other addresses, nor a
+// name of it.
+func directProxy(r *http.Request) (*url.URL, error) {
+	if servedHere(r.Context(), r.URL.Hostname()) {
+		return nil, nil
+	}
+	return http.ProxyFromEnvironment(r)
+}
+
+// servedHere reports whether host (an address, or a name as it resolves
+// here) is one of this host's: a loopback or unspecified address, or an
+// address of one of its interfaces. A name that does not resolve here is
+// not.
+func servedHere(ctx context.Context, host string) bool {
+	var addrs []netip.Addr
+	if a, err := netip.ParseAddr(host); err == nil {
+		addrs = []netip.Addr{a}
+	} else if strings.EqualFold(strings.TrimSuffix(host, "."), "localhost") {
+		return true
+	} else if addrs, err = net.DefaultResolver.LookupNetIP(ctx, "ip", host); err != nil {
+		return false
+	}
+	own, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		a = a.Unmap().WithZone("")
+		if a.IsLoopback() || a.IsUnspecified() {
+			return true
+		}
+		for _, o := range own {
+			if n, ok := o.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == a {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }
 
 // checkPeer refuses conn unless the process at its other end, if it is

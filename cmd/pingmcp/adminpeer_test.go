@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -17,13 +18,26 @@ import (
 // running tests (TestMain).
 const foreignListenerEnv = "PINGMCP_TEST_FOREIGN_LISTENER"
 
+// foreignListenAddrEnv, if set, is the address serveForeignListener
+// listens on (127.0.0.1:0 otherwise).
+const foreignListenAddrEnv = "PINGMCP_TEST_FOREIGN_LISTEN_ADDR"
+
+// adminCLIEnv makes the test binary run its arguments as pingmcp's command
+// line (TestMain): the admin CLI in a process of its own, whose
+// environment (an HTTP proxy's) Go reads afresh.
+const adminCLIEnv = "PINGMCP_TEST_ADMIN_CLI"
+
 // serveForeignListener listens on a loopback port, prints "listening
 // ADDRESS", then serves any request as an empty session list, printing
 // "request authorization=true|false" for each, and "closed" for each
 // connection that ends: another local user's process posing as a node's
 // admin API.
 func serveForeignListener() {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := "127.0.0.1:0"
+	if a := os.Getenv(foreignListenAddrEnv); a != "" {
+		addr = a
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		fmt.Println("error", err)
 		return

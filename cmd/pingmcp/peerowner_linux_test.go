@@ -5,13 +5,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -85,6 +91,13 @@ func TestPeerOwnersFromTables(t *testing.T) {
 // listens on and its output's following lines.
 func foreignListener(t *testing.T) (string, <-chan string) {
 	t.Helper()
+	return foreignListenerAt(t, "")
+}
+
+// foreignListenerAt is foreignListener listening on addr ("":
+// 127.0.0.1:0).
+func foreignListenerAt(t *testing.T, addr string) (string, <-chan string) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("running a process as another user takes root")
 	}
@@ -112,7 +125,7 @@ func foreignListener(t *testing.T) (string, <-chan string) {
 		t.Fatal(err)
 	}
 	cmd := exec.CommandContext(t.Context(), bin)
-	cmd.Env = append(os.Environ(), foreignListenerEnv+"=1")
+	cmd.Env = append(os.Environ(), foreignListenerEnv+"=1", foreignListenAddrEnv+"="+addr)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
@@ -193,5 +206,61 @@ func TestAdminCLIRefusesAnotherUsersListener(t *testing.T) {
 	}
 	if l := nextLine(t, lines); l != "request authorization=true" {
 		t.Errorf("the token file owner's listener: %q, want the request with its token", l)
+	}
+}
+
+// hostAddress is an address of one of this host's interfaces other than
+// loopback, IPv4; the test is skipped without one.
+func hostAddress(t *testing.T) netip.Addr {
+	t.Helper()
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap().Is4() && !ip.IsLoopback() && !ip.IsLinkLocalUnicast() {
+				return ip.Unmap()
+			}
+		}
+	}
+	t.Skip("no IPv4 address of this host's but loopback")
+	return netip.Addr{}
+}
+
+// With an HTTP proxy in its environment, the admin CLI still checks who
+// holds an address of this host before it sends the token there: it dials
+// it directly, never through the proxy, which would hand the token on to
+// whoever holds the address (here another local user's process) while the
+// check saw only the proxy. Before, Go's rule kept loopback addresses from
+// the proxy, not the host's others: the token went through the proxy
+// unchecked.
+func TestAdminCLIBypassesTheProxyForThisHost(t *testing.T) {
+	host := hostAddress(t)
+	addr, lines := foreignListenerAt(t, netip.AddrPortFrom(host, 0).String())
+	var proxied atomic.Int32
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A forward proxy: it would pass the request on, token and all.
+		proxied.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"sessions":[],"next":""}`)
+	}))
+	defer proxy.Close()
+	const token = "admin-token-0123456789abcdef"
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(t.Context(), self, "sessions", "ls")
+	cmd.Env = append(os.Environ(), adminCLIEnv+"=1", "HTTP_PROXY="+proxy.URL, "http_proxy="+proxy.URL, "NO_PROXY=", "no_proxy=",
+		"PINGMCP_ADMIN_URL=http://"+addr, "PINGMCP_ADMIN_TOKEN="+token, "PINGMCP_ADMIN_TOKEN_FILE=")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(out), "the admin token was not sent to "+addr) ||
+		!strings.Contains(string(out), "(uid 65534)") || strings.Contains(string(out), token) {
+		t.Errorf("sessions ls, through a proxy, against another user's listener on %s: %v\n%s", addr, err, out)
+	}
+	if n := proxied.Load(); n != 0 {
+		t.Errorf("the proxy got %d requests bearing the token for an address of this host", n)
+	}
+	if l := nextLine(t, lines); l != "closed" {
+		t.Errorf("the other user's listener: %q, want the connection closed with no request", l)
 	}
 }
