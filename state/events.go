@@ -82,6 +82,14 @@ type EventOptions struct {
 	// Redis, up to an eighth longer, so that a request need not set the
 	// TTL of every key it writes.
 	TTL time.Duration
+	// JournalEntries is the most entries of a session's request journal
+	// a node reads at an activation (default DefaultJournalEntries), each
+	// counting up to 4 KiB against the bytes it reads: a journal has an
+	// entry per stream whose requests are not all answered, so the calls
+	// a session may run at once (--max-concurrent-requests) bound it.
+	// A larger one is refused unread, and its requests are not answered
+	// "interrupted" (PendingRequests).
+	JournalEntries int64
 	// MaxTotalBytes bounds the events of all sessions together, in a
 	// memory store only (default DefaultEventsMaxTotalBytes); Redis has its
 	// own maxmemory. See MemoryEvents for who gives way.
@@ -94,6 +102,7 @@ const (
 	DefaultEventsMaxBytes      = 4 << 20
 	DefaultEventsTTL           = time.Hour
 	DefaultEventsMaxTotalBytes = 256 << 20
+	DefaultJournalEntries      = 1024
 )
 
 // EventOverhead is what each kept event counts besides its data, and
@@ -123,6 +132,9 @@ func (o EventOptions) withDefaults() EventOptions {
 	}
 	if o.MaxTotalBytes <= 0 {
 		o.MaxTotalBytes = DefaultEventsMaxTotalBytes
+	}
+	if o.JournalEntries <= 0 {
+		o.JournalEntries = DefaultJournalEntries
 	}
 	return o
 }
@@ -726,7 +738,7 @@ func (r *RedisEvents) FinishRequests(ctx context.Context, session, stream string
 // PendingRequests returns the journal: per stream, the requests it was
 // opened for and that were not finished.
 func (r *RedisEvents) PendingRequests(ctx context.Context, session string) (map[string][]json.RawMessage, error) {
-	all, err := redisread.HGetAll(ctx, r.client, "request journal", r.keys(session)[2], maxJournalEntries, maxJournalBytes)
+	all, err := redisread.HGetAll(ctx, r.client, "request journal", r.keys(session)[2], r.opts.JournalEntries, r.opts.JournalEntries*journalEntryBytes)
 	if err != nil {
 		return nil, fmt.Errorf("read request journal: %w", err)
 	}
@@ -740,18 +752,14 @@ func (r *RedisEvents) PendingRequests(ctx context.Context, session string) (map[
 	return out, nil
 }
 
-// The bounds of a session's request journal as a node reads it
-// (PendingRequests, at each activation): it has an entry per stream whose
-// requests are not all answered, about as many as the session's running
-// calls (--max-concurrent-requests, 16 by default), each naming the ids of
-// one POST (at most --max-batch, 16 by default, each of at most
-// rpcbody.MaxIDBytes: about 4 KiB). A larger journal was not written by
-// pingmcp: it is refused unread (*TooLarge), as unreadable, and expires
-// with the session's events.
-const (
-	maxJournalEntries = 1024
-	maxJournalBytes   = 4 << 20
-)
+// journalEntryBytes is what each entry of a session's request journal may
+// take as a node reads it (PendingRequests, at each activation; entries
+// are bounded by EventOptions.JournalEntries): the ids of one POST (at
+// most --max-batch, 16 by default, each of at most rpcbody.MaxIDBytes:
+// about 4 KiB). A larger journal was not written by pingmcp: it is refused
+// unread (*TooLarge), as unreadable, and expires with the session's
+// events.
+const journalEntryBytes = 4 << 10
 
 // replayBounds are the most events, and bytes of them, that one replay
 // (After) reads: twice the larger of the stream's bound (MaxLen) and its

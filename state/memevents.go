@@ -66,7 +66,7 @@ type Events interface {
 	// incarnation's) marks nothing, nor does a stream unknown or expired.
 	MarkSent(ctx context.Context, session, stream string, epoch int64, index int) error
 	// PendingRequests lists the journal: stream → request ids. One larger
-	// than a store reads (RedisEvents: maxJournalEntries, maxJournalBytes)
+	// than a store reads (RedisEvents: EventOptions.JournalEntries)
 	// is a *TooLarge, and stays until it expires.
 	PendingRequests(ctx context.Context, session string) (map[string][]json.RawMessage, error)
 	// Remote says whether a write waits for another process (a network

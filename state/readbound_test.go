@@ -213,28 +213,37 @@ func TestRedisEventsJournalBound(t *testing.T) {
 	e := NewRedisEvents(client, "", EventOptions{})
 	key := "pingmcp:events:{big}:inflight"
 	fields := map[string]any{}
-	for i := range maxJournalEntries {
+	for i := range DefaultJournalEntries {
 		fields["s"+strconv.Itoa(i)] = "[1]"
 	}
 	client.HSet(ctx, key, fields)
-	if got, err := e.PendingRequests(ctx, "big"); err != nil || len(got) != maxJournalEntries {
-		t.Fatalf("a journal of %d entries: %d, %v", maxJournalEntries, len(got), err)
+	if got, err := e.PendingRequests(ctx, "big"); err != nil || len(got) != DefaultJournalEntries {
+		t.Fatalf("a journal of %d entries: %d, %v", DefaultJournalEntries, len(got), err)
 	}
 	client.HSet(ctx, key, "one more", "[2]")
 	_, err := e.PendingRequests(ctx, "big")
-	tooLarge(t, err, "request journal", key, maxJournalEntries+1, maxJournalEntries, "entries", "")
+	tooLarge(t, err, "request journal", key, DefaultJournalEntries+1, DefaultJournalEntries, "entries", "")
 
 	client.Del(ctx, key)
-	ids := `["` + strings.Repeat("s3cr3t", maxJournalBytes/6) + `"]`
-	client.HSet(ctx, key, "s", ids[:maxJournalBytes-len(`s"]`)]+`"]`)
+	ids := `["` + strings.Repeat("s3cr3t", DefaultJournalEntries*journalEntryBytes/6) + `"]`
+	client.HSet(ctx, key, "s", ids[:DefaultJournalEntries*journalEntryBytes-len(`s"]`)]+`"]`)
 	if got, err := e.PendingRequests(ctx, "big"); err != nil || len(got["s"]) != 1 {
-		t.Fatalf("a journal of %d bytes: %v", maxJournalBytes, err)
+		t.Fatalf("a journal of %d bytes: %v", DefaultJournalEntries*journalEntryBytes, err)
 	}
 	client.HSet(ctx, key, "s", ids)
 	_, err = e.PendingRequests(ctx, "big")
-	tooLarge(t, err, "request journal", key, int64(len(ids)+1), maxJournalBytes, "bytes", "s3cr3t")
+	tooLarge(t, err, "request journal", key, int64(len(ids)+1), DefaultJournalEntries*journalEntryBytes, "bytes", "s3cr3t")
 	if got, err := e.PendingRequests(ctx, "other"); err != nil || len(got) != 0 {
 		t.Fatalf("another session's journal: %v, %v", got, err)
+	}
+	// A node whose sessions may run more calls at once reads a journal as
+	// large as they make (EventOptions.JournalEntries).
+	client.Del(ctx, key)
+	fields["one more"] = "[2]"
+	client.HSet(ctx, key, fields)
+	wide := NewRedisEvents(client, "", EventOptions{JournalEntries: 2 * DefaultJournalEntries})
+	if got, err := wide.PendingRequests(ctx, "big"); err != nil || len(got) != DefaultJournalEntries+1 {
+		t.Fatalf("a journal of %d entries, %d read: %d, %v", DefaultJournalEntries+1, 2*DefaultJournalEntries, len(got), err)
 	}
 }
 

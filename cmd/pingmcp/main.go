@@ -492,7 +492,20 @@ func newStores(cfg *config.Config, logger *slog.Logger) (*state.Stores, func(), 
 
 // eventOptions are the bounds of the SSE events kept for resumption.
 func eventOptions(cfg *config.Config) state.EventOptions {
-	return state.EventOptions{MaxLen: cfg.EventsMax, TTL: cfg.EventsTTL, MaxBytes: cfg.EventsMaxBytes, MaxTotalBytes: cfg.EventsMaxTotalBytes}
+	return state.EventOptions{MaxLen: cfg.EventsMax, TTL: cfg.EventsTTL, MaxBytes: cfg.EventsMaxBytes, MaxTotalBytes: cfg.EventsMaxTotalBytes,
+		JournalEntries: journalEntries(cfg.MaxConcurrentRequests)}
+}
+
+// journalEntries is the most entries of a session's request journal a node
+// reads, for running calls, the calls a session may run at once
+// (--max-concurrent-requests): twice as many, and the default at least;
+// with no limit (0), 65,536 (256 MiB of ids at most), beyond which a
+// journal is refused unread.
+func journalEntries(running int) int64 {
+	if running <= 0 {
+		return 1 << 16
+	}
+	return max(state.DefaultJournalEntries, 2*int64(running))
 }
 
 // revocationRefresh is how often a node reloads the revoked users: a

@@ -190,3 +190,17 @@ func TestUpstreamKeepsConnections(t *testing.T) {
 		t.Fatalf("%d rounds of %d concurrent calls dialed %d connections, want %d to %d", rounds, concurrent, n, concurrent, concurrent+concurrent/2)
 	}
 }
+
+// The request journal a node reads follows the calls a session may run at
+// once (--max-concurrent-requests): a journal of a session of a node with
+// a higher limit is read, not refused as larger than pingmcp writes.
+func TestJournalEntriesFollowRunningCalls(t *testing.T) {
+	for _, c := range []struct {
+		running int
+		want    int64
+	}{{16, 1024}, {512, 1024}, {2000, 4000}, {0, 1 << 16}} {
+		if got := journalEntries(c.running); got != c.want {
+			t.Errorf("--max-concurrent-requests %d: %d journal entries read, want %d", c.running, got, c.want)
+		}
+	}
+}
