@@ -18,6 +18,16 @@
 // (Redis), so any node's admin API lists every session, passivated or live,
 // and every task. No response carries a token value, nor a task's
 // arguments or result.
+//
+// A session whose snapshot is there but cannot be read (larger than a node
+// reads, not a string in Redis, not a snapshot this node decodes) is still
+// an operator's to see and end: the list shows it, with its id and why
+// ("unreadable", never its content), when no user, client or node filter
+// is given (nothing of it can match one); DELETE ends it as any other, its
+// live actor told to stop, its count against its user found among every
+// user's counts; a revocation finds the user's in their count of sessions
+// (state.UserSessions, kept with --max-sessions-per-user) and cannot
+// without it. GET of one answers 500, saying why.
 package admin
 
 import (
@@ -500,6 +510,9 @@ func (a *api) audited(mux *http.ServeMux, next http.Handler) http.Handler {
 		// request was for under a key of their own (?status= cannot pass
 		// for the HTTP status).
 		details := map[string]any{"status": rec.status, "remote": r.RemoteAddr}
+		for k, v := range rec.details {
+			details[k] = v
+		}
 		query := map[string]string{}
 		for _, k := range []string{"user", "client", "node", "for", "issuer", "session", "status", "seconds"} {
 			if v := r.URL.Query().Get(k); v != "" {
@@ -542,6 +555,18 @@ func noteOperator(w http.ResponseWriter, op *Operator) {
 	}
 }
 
+// noteAudit adds key and value to the details of the request's audit
+// record (what the handler learnt: that a session it ended had a snapshot
+// that cannot be read, say).
+func noteAudit(w http.ResponseWriter, key string, value any) {
+	if rec, ok := w.(*statusRecorder); ok {
+		if rec.details == nil {
+			rec.details = map[string]any{}
+		}
+		rec.details[key] = value
+	}
+}
+
 // noteDenied tells audited that the request was refused, whatever its
 // status says (the console answers a change from no one signed in with a
 // redirect to its sign-in page).
@@ -557,7 +582,8 @@ type statusRecorder struct {
 	http.ResponseWriter
 	status   int
 	operator *Operator
-	denied   bool // noteDenied
+	denied   bool           // noteDenied
+	details  map[string]any // noteAudit
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
@@ -611,25 +637,84 @@ func (a *api) showSession(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// endSession ends the session named in the path, whether its snapshot can
+// be read or not (storedSession): 204, 404 for none, 503 when the store
+// cannot be read (nothing changed) or the session could not be ended.
 func (a *api) endSession(w http.ResponseWriter, r *http.Request) {
-	info, ok := a.find(w, r)
-	if !ok {
+	info, found, err := a.storedSession(r.Context(), r.PathValue("id"))
+	switch {
+	case err != nil:
+		writeError(w, http.StatusServiceUnavailable, "the session store cannot be read: "+err.Error())
+		return
+	case !found:
+		writeError(w, http.StatusNotFound, "no such session")
 		return
 	}
+	noteUnreadable(w, info)
 	revoked, err := a.terminate(r, info.ID)
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "the session could not be ended: "+err.Error())
 		return
 	}
-	a.opts.Logger.Info("admin: session ended", "session", info.ID, "subject", info.Subject, "client_id", info.ClientID,
-		"tokens_revoked", revoked, "operator", OperatorOf(r.Context()).String())
+	a.logEnded("admin: session ended", info, revoked, OperatorOf(r.Context()))
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// storedSession reads what ending session id needs of it, opening nothing
+// sealed: found is false if there is none, and an error means that the
+// store cannot be read. A snapshot that is there but cannot be read (too
+// large, not a string in Redis, not a snapshot this node decodes) is
+// found: its SessionInfo has the id and why (Unreadable), and nothing
+// else, so that an operator can end it all the same.
+func (a *api) storedSession(ctx context.Context, id string) (info state.SessionInfo, found bool, err error) {
+	snap, err := a.opts.Stores.Snapshots.Get(ctx, id)
+	if errors.Is(err, state.ErrUnreadable) {
+		return unreadable(id, err), true, nil
+	}
+	if err != nil || snap == nil {
+		return info, false, err
+	}
+	if info, err = a.opts.Stores.Describe(id, snap, false); err != nil {
+		return unreadable(id, err), true, nil
+	}
+	return info, true, nil
+}
+
+// unreadable is what an operator sees of session id, whose stored snapshot
+// could not be read for err: its id, and why (never its content).
+func unreadable(id string, err error) state.SessionInfo {
+	return state.SessionInfo{ID: id, Unreadable: cmp.Or(state.WhyUnreadable(err), "it cannot be read")}
+}
+
+// noteUnreadable notes in the audit record of a request ending session
+// info that its snapshot could not be read, and why.
+func noteUnreadable(w http.ResponseWriter, info state.SessionInfo) {
+	if info.Unreadable != "" {
+		noteAudit(w, "unreadable", info.Unreadable)
+	}
+}
+
+// logEnded logs that an operator ended session info, with why its
+// snapshot could not be read if it could not (its owner then unknown).
+func (a *api) logEnded(msg string, info state.SessionInfo, tokensRevoked int, op *Operator) {
+	attrs := []any{"session", info.ID, "subject", info.Subject, "client_id", info.ClientID, "tokens_revoked", tokensRevoked, "operator", op.String()}
+	if info.Unreadable != "" {
+		attrs = append(attrs, "unreadable", info.Unreadable)
+	}
+	a.opts.Logger.Info(msg, attrs...)
+}
+
 // terminate ends a session now: its stored state goes, the tokens
-// exchanged for it are revoked, and its live actor is told to stop.
+// exchanged for it are revoked, and its live actor is told to stop. A
+// snapshot that cannot be read (state.ErrUnreadable) does not stop it: no
+// exchanged token of it is known to revoke, the rest is done, and the
+// session's actor, which may still be live somewhere, is told to stop all
+// the same.
 func (a *api) terminate(r *http.Request, id string) (tokensRevoked int, err error) {
 	snap, err := a.opts.Stores.Snapshots.Get(r.Context(), id)
+	if errors.Is(err, state.ErrUnreadable) {
+		snap, err = nil, nil
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -746,6 +831,14 @@ func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
 		ended, tokensRevoked = ended+1, tokensRevoked+n
 		return nil
 	})
+	if err == nil {
+		var n int
+		n, err = a.endUnreadableOf(ctx, issuer, subject)
+		ended += n
+		if n > 0 {
+			noteAudit(w, "unreadable_sessions_ended", n)
+		}
+	}
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "revoked, but the sessions could not all be ended: "+err.Error())
 		return
@@ -771,6 +864,48 @@ func (a *api) revokeUser(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, out)
 }
 
+// endUnreadableOf ends the sessions of the user (issuer, subject) whose
+// snapshots cannot be read, which a listing cannot tell whose they are: it
+// finds them in the user's count of sessions (state.UserSessions), kept
+// only when sessions are counted (--max-sessions-per-user). Without it
+// they cannot be found, and live on until an operator ends them one by
+// one (the list shows them) or their idle timeout. It returns how many it
+// ended.
+func (a *api) endUnreadableOf(ctx context.Context, issuer, subject string) (int, error) {
+	d := a.opts.Stores
+	user := d.UserKey(issuer, subject)
+	if user == "" {
+		return 0, nil
+	}
+	ids, err := d.Users.Sessions(ctx, user, d.MaxSessionsPerUser)
+	if errors.Is(err, state.ErrTooLarge) {
+		// Not pingmcp's count: the rest of the revocation goes on.
+		a.opts.Logger.Warn("admin: a revoked user's sessions whose snapshots cannot be read were not looked for: their count cannot be read",
+			"issuer", issuer, "subject", subject, "err", err)
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	ended := 0
+	for _, id := range ids {
+		info, found, err := a.storedSession(ctx, id)
+		if err != nil {
+			return ended, err
+		}
+		if !found || info.Unreadable == "" {
+			continue // gone (ended above, or expired), or readable: the listing judged it
+		}
+		if err := d.EndCounted(ctx, id, user); err != nil {
+			return ended, err
+		}
+		ended++
+		a.opts.Logger.Info("admin: a revoked user's session whose snapshot cannot be read ended", "session", id,
+			"issuer", issuer, "subject", subject, "unreadable", info.Unreadable)
+	}
+	return ended, nil
+}
+
 // errNoGrantService: no grant management service is configured for the
 // revoked user's issuer.
 var errNoGrantService = errors.New("no grant management service is configured for this issuer (--grants-user): the user's refresh tokens still work")
@@ -793,6 +928,9 @@ func (a *api) eachSession(ctx context.Context, f func(info state.SessionInfo, sn
 			return err
 		}
 		for _, st := range page {
+			if st.Unreadable != nil {
+				continue // whose it is cannot be known
+			}
 			info, err := a.opts.Stores.Describe(st.Session, st.Snapshot, false)
 			if err != nil {
 				continue // a snapshot of another version, or unreadable
@@ -812,13 +950,24 @@ func (a *api) eachSession(ctx context.Context, f func(info state.SessionInfo, sn
 // requests and streams end now, not at its next write. The session is
 // already gone from the store, so a failure here only delays that.
 func (a *api) stopActor(r *http.Request, id, reason string) {
-	if a.opts.Node == nil {
-		return
+	stop := stopSessionActor
+	if stop == nil {
+		if a.opts.Node == nil {
+			return
+		}
+		stop = func(ctx context.Context, id, reason string) error {
+			return a.opts.Node.StopActor(ctx, cluster.SessionKind, id, reason)
+		}
 	}
-	if err := a.opts.Node.StopActor(r.Context(), cluster.SessionKind, id, reason); err != nil {
+	if err := stop(r.Context(), id, reason); err != nil {
 		a.opts.Logger.Warn("admin: the session's actor could not be told to stop; it stops at its next request", "session", id, "err", err)
 	}
 }
+
+// stopSessionActor, when set (by the tests, which serve no cluster node),
+// is what stopActor tells a session's actor to stop with, instead of the
+// node's StopActor.
+var stopSessionActor func(ctx context.Context, id, reason string) error
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

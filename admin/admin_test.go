@@ -472,8 +472,9 @@ func TestUnroutedAnswersJSON(t *testing.T) {
 
 // A session whose snapshot is larger than pingmcp writes (refused by the
 // store, unread) is a session whose snapshot cannot be read (500, naming
-// its key and size), not a store that cannot be read (503); a list leaves
-// it out, and shows the others.
+// its key and size), not a store that cannot be read (503); a list shows
+// it with why it cannot be read (and nothing else of it), and the others
+// as ever.
 func TestOversizeSnapshotUnreadable(t *testing.T) {
 	const token = "static-admin-token-0123456789"
 	client := redistest.Start(t)
@@ -514,8 +515,9 @@ func TestOversizeSnapshotUnreadable(t *testing.T) {
 			t.Errorf("GET %s: %d %s; want 500 naming the snapshot's size", path, status, body)
 		}
 	}
-	if status, body := get("/admin/v1/sessions"); status != http.StatusOK || strings.Contains(body, `"big"`) || !strings.Contains(body, `"other"`) {
-		t.Errorf("GET /admin/v1/sessions: %d %s; want the other session alone", status, body)
+	why := fmt.Sprintf(`{"id":"big","unreadable":"too large: %d bytes, over its bound of %d bytes"`, bound+1, bound)
+	if status, body := get("/admin/v1/sessions"); status != http.StatusOK || !strings.Contains(body, why) || !strings.Contains(body, `{"id":"other","subject":"alice"`) {
+		t.Errorf("GET /admin/v1/sessions: %d %s; want the other session, and %s", status, body, why)
 	}
 }
 

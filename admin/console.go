@@ -119,6 +119,9 @@ type consoleView struct {
 	Operator string // empty: signed out
 	CSRF     string
 	Message  string
+	// EndID, on an error page, is a session the page offers to end (one
+	// whose snapshot cannot be read).
+	EndID string
 
 	// The session list.
 	User, Client, Node string
@@ -403,18 +406,27 @@ func (c *console) show(w http.ResponseWriter, r *http.Request, s *consoleSignIn)
 	c.render(w, http.StatusOK, "session", v)
 }
 
+// end ends the session, as DELETE /admin/v1/sessions/{id} does: one whose
+// snapshot cannot be read too.
 func (c *console) end(w http.ResponseWriter, r *http.Request, s *consoleSignIn) {
-	info, ok := c.find(w, r, s)
-	if !ok {
+	info, found, err := c.a.storedSession(r.Context(), r.PathValue("id"))
+	switch {
+	case err != nil:
+		c.unavailable(w, s, "The session store cannot be read: "+err.Error())
+		return
+	case !found:
+		v := c.view(s, "error", "No such session")
+		v.Message = "There is no such session: it ended, expired, or never was."
+		c.render(w, http.StatusNotFound, "error", v)
 		return
 	}
+	noteUnreadable(w, info)
 	revoked, err := c.a.terminate(r, info.ID)
 	if err != nil {
 		c.unavailable(w, s, "The session could not be ended: "+err.Error())
 		return
 	}
-	c.a.opts.Logger.Info("admin console: session ended", "operator", s.op.String(), "session", info.ID,
-		"subject", info.Subject, "client_id", info.ClientID, "tokens_revoked", revoked)
+	c.a.logEnded("admin console: session ended", info, revoked, s.op)
 	http.Redirect(w, r, consoleRoot, http.StatusSeeOther)
 }
 
@@ -428,6 +440,7 @@ func (c *console) find(w http.ResponseWriter, r *http.Request, s *consoleSignIn)
 	case err != nil:
 		v := c.view(s, "error", "Unreadable session")
 		v.Message = "The session's snapshot cannot be read: " + err.Error()
+		v.EndID = r.PathValue("id") // it can be ended all the same
 		c.render(w, http.StatusInternalServerError, "error", v)
 	case !found:
 		v := c.view(s, "error", "No such session")
@@ -538,7 +551,12 @@ func (c *console) render(w http.ResponseWriter, status int, name string, v *cons
 // sessionPage reads a page of stored sessions, up to limit after cursor,
 // keeping those of user, client and node (each empty: any), marked live or
 // not, and returns the cursor of the next page ("" at the end). A page may
-// thus hold fewer than limit sessions with more to come.
+// thus hold fewer than limit sessions with more to come. A session whose
+// snapshot cannot be read (too large, not a string in Redis, not a
+// snapshot this node decodes) is there all the same, with its id and why
+// (Unreadable), so that an operator can see it and end it; since nothing
+// says whose it is or where it ran, no filter matches it: it is kept only
+// when none is given.
 func (a *api) sessionPage(ctx context.Context, user, client, node, cursor string, limit int) ([]state.SessionInfo, string, error) {
 	page, next, err := a.opts.Stores.Snapshots.List(ctx, cursor, limit)
 	if err != nil {
@@ -546,9 +564,16 @@ func (a *api) sessionPage(ctx context.Context, user, client, node, cursor string
 	}
 	out := []state.SessionInfo{}
 	for _, st := range page {
-		info, err := a.opts.Stores.Describe(st.Session, st.Snapshot, false)
+		err := st.Unreadable
+		var info state.SessionInfo
+		if err == nil {
+			info, err = a.opts.Stores.Describe(st.Session, st.Snapshot, false)
+		}
 		if err != nil {
-			continue // a snapshot of another version, or unreadable
+			if user == "" && client == "" && node == "" {
+				out = append(out, unreadable(st.Session, err))
+			}
+			continue
 		}
 		if (user != "" && info.Subject != user) || (client != "" && info.ClientID != client) || (node != "" && info.Node != node) {
 			continue

@@ -13,3 +13,15 @@ var ErrTooLarge = redisread.ErrTooLarge
 // TooLarge is the error of such a read: it names the kind of value, its
 // key and its size, never its content.
 type TooLarge = redisread.TooLarge
+
+// WrongType is the error of a read of a key that holds another type of
+// value than the one pingmcp writes there (a hash where a snapshot's
+// string should be): not written by pingmcp, refused as unreadable. It
+// names the kind of value, its key and the type there, never its content.
+type WrongType = redisread.WrongType
+
+// ErrUnreadable is what a *TooLarge and a *WrongType are (errors.Is): a
+// value that is there in Redis but that a node does not read; and what a
+// stored snapshot that does not decode is (*SnapshotError). A store out of
+// reach is not.
+var ErrUnreadable = redisread.ErrUnreadable

@@ -43,7 +43,8 @@ func tooLarge(t *testing.T, err error, what, key string, size, limit int64, unit
 // bug did) is refused in Redis, unread, by every read of the store: an
 // activation takes its epoch and gets a *TooLarge instead of the bytes (the
 // actor then refuses the session as unrestorable), Get says the same and
-// List leaves it out; the other sessions are read as before, and a
+// List lists it without its bytes, with the *TooLarge (so that an operator
+// sees it, and may end it); the other sessions are read as before, and a
 // snapshot of exactly the bound is read whole. Before, each read allocated
 // whatever the key held (one key of 512 MB took a node down, and the next
 // activation of the session on the node that took over did again).
@@ -80,8 +81,23 @@ func TestRedisSnapshotsReadBound(t *testing.T) {
 	_, err = s.Get(ctx, "big")
 	tooLarge(t, err, "session snapshot", key, bound+1, bound, "bytes", "s3cr3t")
 	page, _, err := s.List(ctx, "", 100)
-	if err != nil || len(page) != 1 || page[0].Session != "other" {
-		t.Fatalf("List with an oversize snapshot: %v, %v; want the other session alone", page, err)
+	if err != nil || len(page) != 2 {
+		t.Fatalf("List with an oversize snapshot: %v, %v; want both sessions", page, err)
+	}
+	for _, st := range page {
+		switch st.Session {
+		case "big":
+			if st.Snapshot != nil {
+				t.Errorf("List read the oversize snapshot: %d bytes", len(st.Snapshot))
+			}
+			tooLarge(t, st.Unreadable, "session snapshot", key, bound+1, bound, "bytes", "s3cr3t")
+		case "other":
+			if string(st.Snapshot) != `{"v":1,"id":"other"}` || st.Unreadable != nil {
+				t.Errorf("List of the other session: %q, %v", st.Snapshot, st.Unreadable)
+			}
+		default:
+			t.Errorf("List names %q", st.Session)
+		}
 	}
 	if _, snap, err := s.Activate(ctx, "other", false); err != nil || string(snap) != `{"v":1,"id":"other"}` {
 		t.Fatalf("the other session: %q, %v", snap, err)
@@ -97,8 +113,8 @@ func TestRedisSnapshotsReadBound(t *testing.T) {
 	if snap, err := s.Get(ctx, "big"); err != nil || int64(len(snap)) != bound {
 		t.Fatalf("Get of a snapshot at the bound: %d bytes, %v", len(snap), err)
 	}
-	if page, _, err := s.List(ctx, "", 100); err != nil || len(page) != 2 {
-		t.Fatalf("List with a snapshot at the bound: %d sessions, %v", len(page), err)
+	if page, _, err := s.List(ctx, "", 100); err != nil || len(page) != 2 || page[0].Unreadable != nil || page[1].Unreadable != nil {
+		t.Fatalf("List with a snapshot at the bound: %v, %v", page, err)
 	}
 
 	// The bound follows --max-snapshot-bytes when it is larger.
@@ -365,5 +381,59 @@ func TestRedisRevokeWithinReadBound(t *testing.T) {
 		if err := s.Revoke(ctx, long, in); err == nil || !strings.Contains(err.Error(), "over 512") {
 			t.Errorf("%s: a key of %d bytes: %v", name, len(long), err)
 		}
+	}
+}
+
+// A snapshot key holding another type than a string (a hash: not written
+// by pingmcp) is unreadable as an oversize one is: Get fails with a
+// *WrongType (ErrUnreadable) naming its key and type, never its content,
+// and List lists it, with the *WrongType, among the others. Before, Get
+// failed as a store out of reach would, and List failed whole: one such
+// key hid every session from the admin API.
+func TestRedisSnapshotsWrongType(t *testing.T) {
+	client := redistest.Start(t)
+	ctx := context.Background()
+	s := NewRedisSnapshots(client, "")
+	for _, id := range []string{"hashed", "other"} {
+		epoch, _, err := s.Activate(ctx, id, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Save(ctx, id, epoch, []byte(`{"v":1}`), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := "pingmcp:session:{hashed}:snap"
+	client.Del(ctx, key)
+	client.HSet(ctx, key, "s3cr3t", "s3cr3t")
+	wrongType := func(what string, err error) {
+		t.Helper()
+		var wrong *WrongType
+		if !errors.As(err, &wrong) || !errors.Is(err, ErrUnreadable) || errors.Is(err, ErrTooLarge) ||
+			wrong.Key != key || wrong.Type != "hash" || wrong.What != "session snapshot" {
+			t.Fatalf("%s: %v, want a *WrongType of a hash at %s", what, err, key)
+		}
+		if msg := err.Error(); !strings.Contains(msg, key) || !strings.Contains(msg, "hash") || strings.Contains(msg, "s3cr3t") {
+			t.Errorf("%s: %q, want the key and type named, not the content", what, msg)
+		}
+	}
+	_, err := s.Get(ctx, "hashed")
+	wrongType("Get", err)
+	page, _, err := s.List(ctx, "", 100)
+	if err != nil || len(page) != 2 {
+		t.Fatalf("List with a hash for a snapshot: %v, %v; want both sessions", page, err)
+	}
+	for _, st := range page {
+		if st.Session == "hashed" {
+			wrongType("List", st.Unreadable)
+		} else if st.Unreadable != nil || string(st.Snapshot) != `{"v":1}` {
+			t.Errorf("List of %s: %q, %v", st.Session, st.Snapshot, st.Unreadable)
+		}
+	}
+	if err := s.End(ctx, "hashed"); err != nil {
+		t.Fatalf("End of a session whose snapshot is a hash: %v", err)
+	}
+	if n := client.Exists(ctx, key).Val(); n != 0 {
+		t.Error("End left the hash")
 	}
 }

@@ -10,7 +10,11 @@
 // encrypts under rotating keys. When a snapshot is written and how large it
 // may grow is the actors' business. What the Redis stores read is bounded
 // (readbound.go): a value larger than pingmcp writes is refused in Redis,
-// unsent, with a *TooLarge (ErrTooLarge), and treated as unreadable.
+// unsent, with a *TooLarge (ErrTooLarge), and treated as unreadable
+// (ErrUnreadable, as a key of another type, *WrongType, and a snapshot that
+// does not decode, *SnapshotError). A session whose snapshot is unreadable
+// is still listed (Stored.Unreadable) and can be ended (Stores.End), and
+// WhyUnreadable says why for an operator.
 package state
 
 import (

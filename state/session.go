@@ -48,18 +48,42 @@ type Snapshot struct {
 // only one DecodeSnapshot accepts.
 const SnapshotVersion = 1
 
-// DecodeSnapshot reads a stored snapshot. It fails on malformed JSON and
-// on a Version other than SnapshotVersion; it opens nothing sealed.
+// DecodeSnapshot reads a stored snapshot. It fails, with a
+// *SnapshotError, on malformed JSON and on a Version other than
+// SnapshotVersion (the fields it read are then returned all the same); it
+// opens nothing sealed.
 func DecodeSnapshot(b []byte) (Snapshot, error) {
 	var s Snapshot
 	if err := json.Unmarshal(b, &s); err != nil {
-		return s, fmt.Errorf("decode session snapshot: %w", err)
+		return s, &SnapshotError{err: err}
 	}
 	if s.Version != SnapshotVersion {
-		return s, fmt.Errorf("session snapshot has version %d, this node reads %d", s.Version, SnapshotVersion)
+		return s, &SnapshotError{Version: s.Version}
 	}
 	return s, nil
 }
+
+// SnapshotError is DecodeSnapshot's: a stored snapshot that this node
+// does not read, as JSON (Version zero) or of another Version. It is
+// ErrUnreadable (errors.Is).
+type SnapshotError struct {
+	// Version is the version the snapshot has, when it decoded as JSON
+	// but is not SnapshotVersion; zero when it did not decode.
+	Version int
+	err     error // json's, when it did not decode
+}
+
+func (e *SnapshotError) Error() string {
+	if e.err != nil {
+		return "decode session snapshot: " + e.err.Error()
+	}
+	return fmt.Sprintf("session snapshot has version %d, this node reads %d", e.Version, SnapshotVersion)
+}
+
+func (e *SnapshotError) Unwrap() error { return e.err }
+
+// Is makes a *SnapshotError ErrUnreadable.
+func (e *SnapshotError) Is(target error) bool { return target == ErrUnreadable }
 
 // Delegation is a cached exchanged token as a snapshot keeps it, sealed in
 // Snapshot.Delegations. Its JSON field names are part of the stored format.

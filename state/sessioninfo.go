@@ -2,7 +2,9 @@ package state
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,8 +23,13 @@ type SessionInfo struct {
 	ClientVersion   string    `json:"client_version,omitempty"`
 	LogLevel        string    `json:"log_level,omitempty"`
 	Subscriptions   []string  `json:"subscriptions,omitempty"`
-	Created         time.Time `json:"created"`
-	Active          time.Time `json:"last_active"`
+	Created         time.Time `json:"created,omitzero"`
+	Active          time.Time `json:"last_active,omitzero"`
+	// Unreadable, when set, says why the session's stored snapshot cannot
+	// be read (WhyUnreadable): the session is there, and can be ended, but
+	// nothing else of it is known (no owner, no node; Live is false for
+	// not known to be live).
+	Unreadable string `json:"unreadable,omitempty"`
 	// Node is the cluster address of the session's last activation and
 	// Epoch its epoch; Live says whether its actor is running there now,
 	// with its open streams and requests in flight. Describe leaves Live,
@@ -43,6 +50,52 @@ type DelegationInfo struct {
 	Expiry   time.Time      `json:"expiry"`
 	Act      map[string]any `json:"act,omitempty"`
 	JTI      string         `json:"jti,omitempty"`
+}
+
+// WhyUnreadable says, for an operator, why a session's stored snapshot,
+// which is there, cannot be read, err being what reading it failed with
+// (Snapshots.Get or List, DecodeSnapshot, Describe): too large, not a
+// string in Redis, not a snapshot this node decodes (ErrUnreadable), or
+// its sealed part sealed under a key the node lacks (ErrUnsealable). Never
+// with its content. "" for any other error (a store out of reach) and for
+// none.
+func WhyUnreadable(err error) string {
+	var big *TooLarge
+	var wrong *WrongType
+	var bad *SnapshotError
+	switch {
+	case err == nil:
+		return ""
+	case errors.As(err, &big):
+		size, limit := byteSize(big.Size), byteSize(big.Limit)
+		if size == limit {
+			size, limit = strconv.FormatInt(big.Size, 10)+" bytes", strconv.FormatInt(big.Limit, 10)+" bytes"
+		}
+		return "too large: " + size + ", over its bound of " + limit
+	case errors.As(err, &wrong):
+		return "not a snapshot: Redis holds a " + telemetry.Clip(wrong.Type) + " there"
+	case errors.As(err, &bad) && bad.Version != 0:
+		return fmt.Sprintf("written by another version (snapshot version %d; this node reads %d)", bad.Version, SnapshotVersion)
+	case errors.As(err, &bad):
+		return "not a session snapshot: it does not decode"
+	case errors.Is(err, ErrUnsealable):
+		return "its sealed part cannot be opened: sealed under a key not in --state-keys, or tampered with"
+	}
+	return ""
+}
+
+// byteSize writes n bytes for a person: 700 bytes, 512 KiB, 3.2 MiB.
+func byteSize(n int64) string {
+	for _, u := range []struct {
+		shift int
+		name  string
+	}{{30, "GiB"}, {20, "MiB"}, {10, "KiB"}} {
+		if n >= 1<<u.shift {
+			v := strconv.FormatFloat(float64(n)/float64(int64(1)<<u.shift), 'f', 1, 64)
+			return strings.TrimSuffix(v, ".0") + " " + u.name
+		}
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
 }
 
 // Describe reads session id's stored snapshot for an operator. With

@@ -47,12 +47,15 @@ type Snapshots interface {
 	// if any, is fenced at its next write and stops.
 	End(ctx context.Context, session string) error
 	// Get reads session's snapshot (nil if none) without activating it;
-	// one larger than the store reads is a *TooLarge.
+	// one larger than the store reads is a *TooLarge, one that is not a
+	// string in Redis a *WrongType (both ErrUnreadable).
 	Get(ctx context.Context, session string) ([]byte, error)
 	// List pages through the sessions that have a snapshot, in no set
 	// order: up to limit of them after cursor ("" to start), and the
-	// cursor of the next page ("" at the end). A snapshot larger than the
-	// store reads is left out, as unreadable.
+	// cursor of the next page ("" at the end). A snapshot the store does
+	// not read (larger than it reads, or not a string in Redis) is listed
+	// without its bytes, with Unreadable saying why, so that an operator
+	// may see it and end it.
 	List(ctx context.Context, cursor string, limit int) (sessions []Stored, next string, err error)
 	// Count is how many sessions have a snapshot, live or passivated.
 	Count(ctx context.Context) (int, error)
@@ -62,6 +65,9 @@ type Snapshots interface {
 type Stored struct {
 	Session  string
 	Snapshot []byte
+	// Unreadable, when set, is why the snapshot was not read (a *TooLarge
+	// or a *WrongType: ErrUnreadable); Snapshot is then nil.
+	Unreadable error
 }
 
 // fenceTTL is how long an epoch counter outlives its session's last write:
@@ -256,17 +262,17 @@ func (r *RedisSnapshots) List(ctx context.Context, cursor string, limit int) ([]
 	if err != nil {
 		return nil, "", fmt.Errorf("list sessions: %w", err)
 	}
-	values, err := redisread.Values(ctx, r.client, "session snapshot", keys, r.readBound())
+	values, refused, err := redisread.Values(ctx, r.client, "session snapshot", keys, r.readBound())
 	if err != nil {
 		return nil, "", fmt.Errorf("list sessions: %w", err)
 	}
 	var out []Stored
 	for i, k := range keys {
-		if values[i] == nil {
-			continue // expired since, or over the read bound (unreadable)
+		if values[i] == nil && refused[i] == nil {
+			continue // expired since
 		}
 		id := strings.TrimSuffix(strings.TrimPrefix(k, r.prefix+"session:{"), "}:snap")
-		out = append(out, Stored{Session: id, Snapshot: values[i]})
+		out = append(out, Stored{Session: id, Snapshot: values[i], Unreadable: refused[i]})
 	}
 	return out, next, nil
 }

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/pingmcp/pingmcp/auth"
@@ -72,7 +73,7 @@ func (s *Stores) SnapshotLimit() int {
 // under in Users; "" when sessions are not counted: no Users, no cap, or no
 // authenticated owner.
 func (s *Stores) UserKey(issuer, subject string) string {
-	if s.Users == nil || s.MaxSessionsPerUser <= 0 || (issuer == "" && subject == "") {
+	if !s.counted() || (issuer == "" && subject == "") {
 		return ""
 	}
 	return auth.Principal{Issuer: issuer, Subject: subject}.UserKey()
@@ -80,21 +81,58 @@ func (s *Stores) UserKey(issuer, subject string) string {
 
 // End ends a session for an operator: its snapshot and events go, it stops
 // counting against its user, and its live activation, if any, is fenced at
-// its next write. Ending a session that is not stored is not an error.
+// its next write. Ending a session that is not stored is not an error, and
+// neither is ending one whose snapshot cannot be read (ErrUnreadable): it
+// ends all the same, and since its snapshot cannot say whose it is, it
+// stops counting against whichever user's it is (Users.Forget, which
+// looks at every user's count). A store that cannot be read fails it
+// before anything changed.
 func (s *Stores) End(ctx context.Context, id string) error {
 	var owner Snapshot
-	if s.Users != nil {
-		if snap, err := s.Snapshots.Get(ctx, id); err == nil && snap != nil {
-			owner, _ = DecodeSnapshot(snap)
+	unknown := false
+	if s.counted() {
+		snap, err := s.Snapshots.Get(ctx, id)
+		switch {
+		case errors.Is(err, ErrUnreadable):
+			unknown = true
+		case err != nil:
+			return err
+		case snap != nil:
+			var derr error
+			owner, derr = DecodeSnapshot(snap)
+			// One of another version may still name its owner.
+			unknown = derr != nil && owner.Issuer == "" && owner.Subject == ""
 		}
 	}
+	return s.end(ctx, id, s.UserKey(owner.Issuer, owner.Subject), unknown)
+}
+
+// EndCounted ends session id as End does, for a caller who knows it is
+// counted under user (a UserKey: Users.Sessions gave it), whatever its
+// snapshot says: it stops counting there.
+func (s *Stores) EndCounted(ctx context.Context, id, user string) error {
+	return s.end(ctx, id, user, false)
+}
+
+// end ends session id, counted under user ("" if none), or under a user
+// that cannot be known (unknown).
+func (s *Stores) end(ctx context.Context, id, user string, unknown bool) error {
 	if err := s.Snapshots.End(ctx, id); err != nil {
 		return err
 	}
-	if user := s.UserKey(owner.Issuer, owner.Subject); user != "" {
+	switch {
+	case user != "":
 		if err := s.Users.Release(ctx, user, id); err != nil {
+			return err
+		}
+	case unknown:
+		if err := s.Users.Forget(ctx, id); err != nil {
 			return err
 		}
 	}
 	return s.Events.SessionClosed(ctx, id)
 }
+
+// counted says whether sessions are counted against their users (Users,
+// MaxSessionsPerUser).
+func (s *Stores) counted() bool { return s.Users != nil && s.MaxSessionsPerUser > 0 }

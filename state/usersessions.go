@@ -3,10 +3,14 @@ package state
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/pingmcp/pingmcp/internal/redisread"
+	"github.com/pingmcp/pingmcp/internal/redisscan"
 )
 
 // UserSessions count each user's sessions, for --max-sessions-per-user,
@@ -28,6 +32,18 @@ type UserSessions interface {
 	Touch(ctx context.Context, user, session string, ttl time.Duration) error
 	// Release stops counting session, which ended.
 	Release(ctx context.Context, user, session string) error
+	// Sessions are the sessions counted under user, those idle for the
+	// ttl perhaps among them: so that a revocation finds the user's
+	// sessions whose snapshots cannot say whose they are. max is the cap
+	// the sessions are counted under (what a Claim was given): the store
+	// reads at most twice as many, and at least minSessionsRead (nodes
+	// configured apart, a cap lowered since), and refuses more as
+	// unreadable (*TooLarge).
+	Sessions(ctx context.Context, user string, max int) ([]string, error)
+	// Forget stops counting session whichever user's it is: for a session
+	// that ended whose user cannot be known (its snapshot cannot be read).
+	// It looks at every user's count: as costly as a listing of them all.
+	Forget(ctx context.Context, session string) error
 }
 
 // RedisUserSessions keep per user a sorted set of session ids scored by
@@ -108,6 +124,60 @@ func (r *RedisUserSessions) Release(ctx context.Context, user, session string) e
 		return fmt.Errorf("uncount the user's session: %w", err)
 	}
 	return nil
+}
+
+// maxMemberBytes bounds a member of a user's count as Sessions reads it:
+// a session id is 22 bytes, a task's owner and id 45. A longer one was not
+// written by pingmcp. minSessionsRead is the fewest members Sessions reads
+// whatever the cap (twice the default --max-sessions-per-user, 100, and
+// more): at most 256 KiB.
+const (
+	maxMemberBytes  = 256
+	minSessionsRead = 1000
+)
+
+func (r *RedisUserSessions) Sessions(ctx context.Context, user string, max int) ([]string, error) {
+	bound := redisread.Bound(int64(max), minSessionsRead/2)
+	zs, err := redisread.ZRangeWithScores(ctx, r.client, "user's "+r.what, r.key(user), bound, bound*maxMemberBytes)
+	if err != nil {
+		return nil, fmt.Errorf("read the user's %s: %w", r.what, err)
+	}
+	out := make([]string, 0, len(zs))
+	for _, z := range zs {
+		if m, ok := z.Member.(string); ok {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// forgetPage is how many users' counts Forget scans at a time.
+const forgetPage = 1000
+
+// Forget scans every user's count (redisscan: shard after shard of a
+// Redis Cluster), a page at a time, and removes session from each, one
+// pipeline a page.
+func (r *RedisUserSessions) Forget(ctx context.Context, session string) error {
+	cursor := ""
+	for {
+		keys, next, err := redisscan.Page(ctx, r.client, r.prefix+"user:{*}:"+r.what, cursor, forgetPage)
+		if err != nil {
+			return fmt.Errorf("uncount an ended session: %w", err)
+		}
+		if len(keys) > 0 {
+			pipe := r.client.Pipeline()
+			for _, k := range keys {
+				pipe.ZRem(ctx, k, session)
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				return fmt.Errorf("uncount an ended session: %w", err)
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		cursor = next
+	}
 }
 
 // MemoryUserSessions count sessions in this process: the embedded default
@@ -204,6 +274,29 @@ func (m *MemoryUserSessions) Release(_ context.Context, user, session string) er
 	defer m.mu.Unlock()
 	m.sweep(m.ttl, m.now())
 	if s := m.users[user]; s != nil {
+		delete(s, session)
+		if len(s) == 0 {
+			delete(m.users, user)
+		}
+	}
+	return nil
+}
+
+func (m *MemoryUserSessions) Sessions(_ context.Context, user string, _ int) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for id := range m.users[user] {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func (m *MemoryUserSessions) Forget(_ context.Context, session string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for user, s := range m.users {
 		delete(s, session)
 		if len(s) == 0 {
 			delete(m.users, user)

@@ -2,11 +2,15 @@ package state
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/pingmcp/pingmcp/internal/redistest"
 )
@@ -82,6 +86,36 @@ func testUserSessions(t *testing.T, s UserSessions, idle func(time.Duration)) {
 	if passed.Load() != 1 {
 		t.Errorf("%d racing claims passed at max-1, want 1", passed.Load())
 	}
+
+	// Sessions names the sessions counted under a user; Forget stops
+	// counting a session whichever user's it is.
+	claim("erin", "e0", 3, ttl)
+	claim("erin", "e1", 3, ttl)
+	claim("frank", "f0", 3, ttl)
+	sessions := func(user string) []string {
+		t.Helper()
+		ids, err := s.Sessions(ctx, user, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(ids)
+		return ids
+	}
+	if got := sessions("erin"); !slices.Equal(got, []string{"e0", "e1"}) {
+		t.Errorf("erin's sessions: %q", got)
+	}
+	if got := sessions("nobody"); len(got) != 0 {
+		t.Errorf("the sessions of a user with none: %q", got)
+	}
+	if err := s.Forget(ctx, "e0"); err != nil {
+		t.Fatal(err)
+	}
+	if got, others := sessions("erin"), sessions("frank"); !slices.Equal(got, []string{"e1"}) || !slices.Equal(others, []string{"f0"}) {
+		t.Errorf("after Forget(e0): erin's %q, frank's %q", got, others)
+	}
+	if err := s.Forget(ctx, "never-counted"); err != nil {
+		t.Errorf("Forget of a session counted nowhere: %v", err)
+	}
 }
 
 func TestMemoryUserSessions(t *testing.T) {
@@ -94,9 +128,45 @@ func TestMemoryUserSessions(t *testing.T) {
 // Redis counts by its own clock: the test waits for real.
 func TestRedisUserSessions(t *testing.T) {
 	client := redistest.Start(t)
-	testUserSessions(t, NewRedisUserSessions(client, "u:"), time.Sleep)
-	if ttl := client.PTTL(context.Background(), "u:user:{alice}:sessions").Val(); ttl <= 0 || ttl > time.Hour {
+	s := NewRedisUserSessions(client, "u:")
+	testUserSessions(t, s, time.Sleep)
+	ctx := context.Background()
+	if ttl := client.PTTL(ctx, "u:user:{alice}:sessions").Val(); ttl <= 0 || ttl > time.Hour {
 		t.Errorf("set expires in %v, want within the idle timeout", ttl)
+	}
+	// A user's set of more than twice the cap, and more than
+	// minSessionsRead, was not written by pingmcp: refused unread. Forget
+	// finds a session in the sets of every user, past a page of the scan,
+	// and in no other key.
+	zed := make([]redis.Z, minSessionsRead+1)
+	for i := range zed {
+		zed[i] = redis.Z{Score: 1, Member: fmt.Sprint("z", i)}
+	}
+	client.ZAdd(ctx, "u:user:{zed}:sessions", zed...)
+	if _, err := s.Sessions(ctx, "zed", 3); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("a set of %d read with a cap of 3: %v, want a *TooLarge", len(zed), err)
+	}
+	if ids, err := s.Sessions(ctx, "zed", minSessionsRead/2+1); err != nil || len(ids) != len(zed) {
+		t.Errorf("a set of %d read with a cap of %d: %d, %v", len(zed), minSessionsRead/2+1, len(ids), err)
+	}
+	pipe := client.Pipeline()
+	for i := range forgetPage + 10 {
+		pipe.ZAdd(ctx, fmt.Sprintf("u:user:{many%d}:sessions", i), redis.Z{Score: 1, Member: "shared"}, redis.Z{Score: 1, Member: "kept"})
+	}
+	pipe.ZAdd(ctx, "u:user:{many0}:tasks", redis.Z{Score: 1, Member: "shared"})
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Forget(ctx, "shared"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range forgetPage + 10 {
+		if ids, _ := s.Sessions(ctx, fmt.Sprintf("many%d", i), 1); !slices.Equal(ids, []string{"kept"}) {
+			t.Fatalf("after Forget(shared), many%d's sessions: %q", i, ids)
+		}
+	}
+	if client.ZScore(ctx, "u:user:{many0}:tasks", "shared").Err() != nil {
+		t.Error("Forget of a session took a task of the same id from a user's tasks")
 	}
 }
 

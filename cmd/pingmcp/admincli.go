@@ -567,8 +567,12 @@ func (c *adminClient) reloadAPIs(ctx context.Context, output string, w, errw io.
 }
 
 // liveness says whether a session's actor is running or only its snapshot
-// is left.
+// is left, or why its snapshot cannot be read (the session can be killed
+// all the same).
 func liveness(s state.SessionInfo) string {
+	if s.Unreadable != "" {
+		return "unreadable: " + s.Unreadable
+	}
 	if s.Live {
 		return "live"
 	}

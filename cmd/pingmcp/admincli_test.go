@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pingmcp/pingmcp/admin"
+	"github.com/pingmcp/pingmcp/internal/redistest"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/state/taskstore"
 )
@@ -135,6 +136,55 @@ func TestCLIPrintsNoEscapes(t *testing.T) {
 		if lines := strings.Count(strings.TrimSpace(got), "\n"); (args[1] == "ls") && lines != 1 {
 			t.Errorf("%v: %d rows, want one:\n%s", args, lines, got)
 		}
+	}
+}
+
+// A session whose snapshot cannot be read (here larger than a node reads)
+// is a row of sessions ls saying why in its STATE, its other cells empty,
+// and sessions kill ends it; sessions ls --user leaves it out (nothing
+// says whose it is).
+func TestSessionsCLIUnreadable(t *testing.T) {
+	client := redistest.Start(t)
+	ctx := context.Background()
+	d := state.MemoryStores(time.Hour)
+	d.Snapshots = state.NewRedisSnapshots(client, "")
+	env := adminFor(t, d)
+	for _, id := range []string{"s-big", "s-fine"} {
+		epoch, _, err := d.Snapshots.Activate(ctx, id, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Snapshots.Save(ctx, id, epoch, []byte(`{"v":1,"sub":"alice"}`), time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	client.Set(ctx, "pingmcp:session:{s-big}:snap", strings.Repeat("s3cr3t", 1<<20), time.Hour)
+	cli := func(args ...string) (string, string, int) {
+		var out, errOut bytes.Buffer
+		code := adminCLI(ctx, args[0], args[1:], func(k string) string { return env[k] }, &out, &errOut)
+		if strings.Contains(out.String()+errOut.String(), "s3cr3t") {
+			t.Errorf("%v prints a snapshot's content", args)
+		}
+		return out.String(), errOut.String(), code
+	}
+	out, errOut, code := cli("sessions", "ls")
+	var row string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "s-big ") {
+			row = l
+		}
+	}
+	if code != 0 || !strings.Contains(row, "unreadable: too large: 6 MiB, over its bound of 512 KiB") || strings.Count(row, " - ") < 6 || !strings.Contains(out, "s-fine") {
+		t.Errorf("sessions ls: %d, the unreadable session's row %q\n%s%s", code, row, out, errOut)
+	}
+	if out, _, _ := cli("sessions", "ls", "--user", "alice"); strings.Contains(out, "s-big") || !strings.Contains(out, "s-fine") {
+		t.Errorf("sessions ls --user alice:\n%s", out)
+	}
+	if out, errOut, code := cli("sessions", "kill", "s-big"); code != 0 || !strings.Contains(out, "session s-big ended") {
+		t.Errorf("sessions kill of an unreadable session: %d %s%s", code, out, errOut)
+	}
+	if client.Exists(ctx, "pingmcp:session:{s-big}:snap").Val() != 0 {
+		t.Error("sessions kill left the unreadable snapshot")
 	}
 }
 

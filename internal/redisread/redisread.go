@@ -20,6 +20,11 @@ import (
 // bound a node reads, refused as unreadable.
 var ErrTooLarge = errors.New("a value in Redis is larger than a node reads")
 
+// ErrUnreadable is what a *TooLarge and a *WrongType are (errors.Is): a
+// value that is there in Redis but that a node does not read. Other errors
+// of a read (Redis out of reach, say) are not.
+var ErrUnreadable = errors.New("a value in Redis is not one a node reads")
+
 // TooLarge is the error of a read refused because what Redis holds is over
 // its bound. It names the kind of value, its key and its size, never its
 // content.
@@ -35,8 +40,25 @@ func (e *TooLarge) Error() string {
 	return fmt.Sprintf("%s at Redis key %q holds %d %s, more than the %d this node reads: refused as unreadable", e.What, e.Key, e.Size, e.Unit, e.Limit)
 }
 
-// Is makes a *TooLarge ErrTooLarge.
-func (e *TooLarge) Is(target error) bool { return target == ErrTooLarge }
+// Is makes a *TooLarge ErrTooLarge and ErrUnreadable.
+func (e *TooLarge) Is(target error) bool { return target == ErrTooLarge || target == ErrUnreadable }
+
+// WrongType is the error of a read (Get, Values) refused because the key
+// holds another type of value than the string its reader reads (a hash, a
+// list…): not written by pingmcp. It names the kind of value, its key and
+// the Redis type there, never its content.
+type WrongType struct {
+	What string // the kind of value: "session snapshot", "task record", …
+	Key  string // its Redis key
+	Type string // the Redis type the key holds: "hash", "list", …
+}
+
+func (e *WrongType) Error() string {
+	return fmt.Sprintf("%s at Redis key %q is a Redis %s, not the string this node reads: refused as unreadable", e.What, e.Key, e.Type)
+}
+
+// Is makes a *WrongType ErrUnreadable.
+func (e *WrongType) Is(target error) bool { return target == ErrUnreadable }
 
 // Bound is the read bound of a kind of value that nodes write within a
 // bound of their own, write (its flag's value), whose default is def:
@@ -50,15 +72,19 @@ func Bound(write, def int64) int64 { return 2 * max(write, def) }
 
 // getScript reads the string at KEYS[1] if it is at most ARGV[1] bytes
 // long (STRLEN: the value is not copied). Returns the value, nil when
-// there is none, or {size} when it is longer.
+// there is none, {size} when it is longer, or {'type', type} when the key
+// holds another type than a string (STRLEN would fail on it).
 var getScript = redis.NewScript(`
+local t = redis.call('TYPE', KEYS[1])['ok']
+if t ~= 'string' and t ~= 'none' then return {'type', t} end
 local n = redis.call('STRLEN', KEYS[1])
 if n > tonumber(ARGV[1]) then return {n} end
 return redis.call('GET', KEYS[1])`)
 
 // Get reads the string at key, nil when there is none, in one round trip;
 // one longer than max bytes is refused in Redis (*TooLarge, naming what it
-// is). c may be a transaction watching key.
+// is), and so is a key holding another type of value (*WrongType). c may
+// be a transaction watching key.
 func Get(ctx context.Context, c redis.Scripter, what, key string, max int64) ([]byte, error) {
 	return value(getScript.Run(ctx, c, []string{key}, max), what, key, max)
 }
@@ -81,18 +107,24 @@ func value(cmd *redis.Cmd, what, key string, max int64) ([]byte, error) {
 				return nil, &TooLarge{What: what, Key: key, Size: n, Limit: max, Unit: "bytes"}
 			}
 		}
+		if len(v) == 2 && v[0] == "type" {
+			t, _ := v[1].(string)
+			return nil, &WrongType{What: what, Key: key, Type: t}
+		}
 	}
 	return nil, fmt.Errorf("read %s: unexpected answer %T", what, res)
 }
 
 // Values reads the strings at keys, one bounded GET (Get) per key,
 // pipelined (a cluster's pipeline sends each to its key's shard): out[i] is
-// keys[i]'s value, nil for a key gone since, or longer than max (refused
-// in Redis, as an unreadable value: a list leaves it out).
-func Values(ctx context.Context, client redis.UniversalClient, what string, keys []string, max int64) ([][]byte, error) {
-	out := make([][]byte, len(keys))
+// keys[i]'s value, nil for a key gone since, or for one Get refuses as
+// unreadable (longer than max, or not a string): refused[i] is then its
+// *TooLarge or *WrongType, so that a list may leave it out or show that it
+// is there. Another error of any key fails the whole read.
+func Values(ctx context.Context, client redis.UniversalClient, what string, keys []string, max int64) (out [][]byte, refused []error, err error) {
+	out, refused = make([][]byte, len(keys)), make([]error, len(keys))
 	if len(keys) == 0 {
-		return out, nil
+		return out, refused, nil
 	}
 	cmds := make([]*redis.Cmd, len(keys))
 	pending, loaded := make([]int, len(keys)), true
@@ -120,16 +152,16 @@ func Values(ctx context.Context, client redis.UniversalClient, what string, keys
 	}
 	for i, k := range keys {
 		v, err := value(cmds[i], what, k, max)
-		var big *TooLarge
 		switch {
-		case errors.As(err, &big):
+		case errors.Is(err, ErrUnreadable):
+			refused[i] = err
 		case err != nil:
-			return nil, err
+			return nil, nil, err
 		default:
 			out[i] = v
 		}
 	}
-	return out, nil
+	return out, refused, nil
 }
 
 // HashLua defines, for a script that embeds it, hashover(key, maxn, maxb):

@@ -654,14 +654,14 @@ func (r *Redis) List(ctx context.Context, owner, cursor string, limit int) ([]*T
 	if err != nil {
 		return nil, "", fmt.Errorf("list tasks: %w", err)
 	}
-	values, err := redisread.Values(ctx, r.client, "task record", keys, MaxRecordBytes)
+	values, _, err := redisread.Values(ctx, r.client, "task record", keys, MaxRecordBytes)
 	if err != nil {
 		return nil, "", fmt.Errorf("list tasks: %w", err)
 	}
 	out := []*Task{}
 	for i, k := range keys {
 		if values[i] == nil {
-			continue // expired since, or over MaxRecordBytes (unreadable)
+			continue // expired since, or unreadable (over MaxRecordBytes, not a string)
 		}
 		o, id, ok := strings.Cut(strings.TrimPrefix(k, r.prefix+"task:{"), "}:")
 		if !ok {
