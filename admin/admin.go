@@ -624,7 +624,16 @@ func (a *api) find(w http.ResponseWriter, r *http.Request) (state.SessionInfo, b
 	case err != nil && !found:
 		writeError(w, http.StatusServiceUnavailable, "the session store cannot be read: "+err.Error())
 	case err != nil:
-		writeError(w, http.StatusInternalServerError, "the session's snapshot cannot be read: "+err.Error())
+		// A value over its bound or of another type is named by its key
+		// and size or type; else why, as the lists say it: a decoder's
+		// error may quote what it could not decode, which someone else
+		// may have written.
+		why := err.Error()
+		var wrong *state.WrongType
+		if !errors.Is(err, state.ErrTooLarge) && !errors.As(err, &wrong) {
+			why = cmp.Or(state.WhyUnreadable(err), "it does not open")
+		}
+		writeError(w, http.StatusInternalServerError, "the session's snapshot cannot be read: "+why)
 	case !found:
 		writeError(w, http.StatusNotFound, "no such session")
 	}

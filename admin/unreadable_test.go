@@ -208,6 +208,11 @@ func TestEndUnreadableSession(t *testing.T) {
 	if s := got["s-fine"]; s.Subject != "alice" || s.Unreadable != "" {
 		t.Errorf("the readable session listed as %+v", s)
 	}
+	// GET of one says why as the list does, quoting nothing of it.
+	if status, body := f.do(http.MethodGet, "/admin/v1/sessions/s-garbage"); status != http.StatusInternalServerError ||
+		!strings.Contains(body, "not a session snapshot: it does not decode") || strings.Contains(body, `\u0000`) || strings.Contains(body, "s3") {
+		t.Errorf("GET of a garbage snapshot: %d %s", status, body)
+	}
 	for _, filter := range []string{"user=alice", "client=client-a", "node=127.0.0.1:7001"} {
 		status, body := f.do(http.MethodGet, "/admin/v1/sessions?"+filter)
 		if status != http.StatusOK || !strings.Contains(body, `"s-fine"`) || strings.Contains(body, "unreadable") {
