@@ -624,20 +624,23 @@ func (a *api) find(w http.ResponseWriter, r *http.Request) (state.SessionInfo, b
 	case err != nil && !found:
 		writeError(w, http.StatusServiceUnavailable, "the session store cannot be read: "+err.Error())
 	case err != nil:
-		// A value over its bound or of another type is named by its key
-		// and size or type; else why, as the lists say it: a decoder's
-		// error may quote what it could not decode, which someone else
-		// may have written.
-		why := err.Error()
-		var wrong *state.WrongType
-		if !errors.Is(err, state.ErrTooLarge) && !errors.As(err, &wrong) {
-			why = cmp.Or(state.WhyUnreadable(err), "it does not open")
-		}
-		writeError(w, http.StatusInternalServerError, "the session's snapshot cannot be read: "+why)
+		writeError(w, http.StatusInternalServerError, "the session's snapshot cannot be read: "+snapshotWhy(err))
 	case !found:
 		writeError(w, http.StatusNotFound, "no such session")
 	}
 	return info, found && err == nil
+}
+
+// snapshotWhy says why a session's snapshot cannot be read, for err: a
+// value over its bound or of another type by its key and size or type;
+// else as the lists say it (a decoder's error may quote what it could not
+// decode, which someone else may have written).
+func snapshotWhy(err error) string {
+	var wrong *state.WrongType
+	if errors.Is(err, state.ErrTooLarge) || errors.As(err, &wrong) {
+		return err.Error()
+	}
+	return cmp.Or(state.WhyUnreadable(err), "it does not open")
 }
 
 func (a *api) showSession(w http.ResponseWriter, r *http.Request) {

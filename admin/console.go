@@ -439,7 +439,7 @@ func (c *console) find(w http.ResponseWriter, r *http.Request, s *consoleSignIn)
 		c.unavailable(w, s, "The session store cannot be read: "+err.Error())
 	case err != nil:
 		v := c.view(s, "error", "Unreadable session")
-		v.Message = "The session's snapshot cannot be read: " + err.Error()
+		v.Message = "The session's snapshot cannot be read: " + snapshotWhy(err)
 		v.EndID = r.PathValue("id") // it can be ended all the same
 		c.render(w, http.StatusInternalServerError, "error", v)
 	case !found:

@@ -122,8 +122,8 @@ func (a *api) parseTaskFilter(ctx context.Context, q url.Values) (taskFilter, in
 		return f, 0, nil
 	}
 	snap, err := a.opts.Stores.Snapshots.Get(ctx, id)
-	if errors.Is(err, state.ErrTooLarge) {
-		return f, http.StatusInternalServerError, errors.New("the session's snapshot cannot be read: " + err.Error())
+	if errors.Is(err, state.ErrUnreadable) {
+		return f, http.StatusInternalServerError, errors.New("the session's snapshot cannot be read: " + snapshotWhy(err))
 	}
 	if err != nil {
 		return f, http.StatusServiceUnavailable, errors.New("the session store cannot be read: " + err.Error())
@@ -133,7 +133,7 @@ func (a *api) parseTaskFilter(ctx context.Context, q url.Values) (taskFilter, in
 	}
 	info, err := a.opts.Stores.Describe(id, snap, false)
 	if err != nil {
-		return f, http.StatusInternalServerError, errors.New("the session's snapshot cannot be read: " + err.Error())
+		return f, http.StatusInternalServerError, errors.New("the session's snapshot cannot be read: " + snapshotWhy(err))
 	}
 	// The user, client and issuer given besides still filter (keeps).
 	f.Owner = auth.Principal{Issuer: info.Issuer, Subject: info.Subject, ClientID: info.ClientID}.Key()

@@ -208,10 +208,17 @@ func TestEndUnreadableSession(t *testing.T) {
 	if s := got["s-fine"]; s.Subject != "alice" || s.Unreadable != "" {
 		t.Errorf("the readable session listed as %+v", s)
 	}
-	// GET of one says why as the list does, quoting nothing of it.
-	if status, body := f.do(http.MethodGet, "/admin/v1/sessions/s-garbage"); status != http.StatusInternalServerError ||
-		!strings.Contains(body, "not a session snapshot: it does not decode") || strings.Contains(body, `\u0000`) || strings.Contains(body, "s3") {
-		t.Errorf("GET of a garbage snapshot: %d %s", status, body)
+	// GET of one, or of its tasks, says why as the list does, quoting
+	// nothing of it; a hash where the snapshot is, by its type (500: the
+	// store was read).
+	for _, path := range []string{"/admin/v1/sessions/s-garbage", "/admin/v1/tasks?session=s-garbage"} {
+		if status, body := f.do(http.MethodGet, path); status != http.StatusInternalServerError ||
+			!strings.Contains(body, "not a session snapshot: it does not decode") || strings.Contains(body, `\u0000`) || strings.Contains(body, "s3") {
+			t.Errorf("GET %s of a garbage snapshot: %d %s", path, status, body)
+		}
+	}
+	if status, body := f.do(http.MethodGet, "/admin/v1/tasks?session=s-hash"); status != http.StatusInternalServerError || !strings.Contains(body, "hash") {
+		t.Errorf("GET of the tasks of a session whose snapshot is a hash: %d %s", status, body)
 	}
 	for _, filter := range []string{"user=alice", "client=client-a", "node=127.0.0.1:7001"} {
 		status, body := f.do(http.MethodGet, "/admin/v1/sessions?"+filter)
