@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -298,6 +299,18 @@ func TestRedisRevocationsReadBound(t *testing.T) {
 	client.HSet(ctx, "pingmcp:revocations", RevocationKey("iss", "mallory"), string(rev))
 	_, err := r.All(ctx)
 	tooLarge(t, err, "revocations", "pingmcp:revocations", maxRevocations+1, maxRevocations, "entries", "")
+	// Past the bound by what ended or is no revocation: those go, in
+	// Redis, and the rest is read (else only a read drops what ended, and
+	// the list stayed refused for good), at most once a minute per node:
+	// r purged already (in vain), a node started since does now.
+	endedRev, _ := json.Marshal(redisRevocation{Revocation: Revocation{At: now.Add(-2 * time.Hour), Until: now.Add(-time.Hour)}, UntilMS: now.Add(-time.Hour).UnixMilli()})
+	client.HSet(ctx, "pingmcp:revocations", RevocationKey("iss", "mallory"), string(endedRev), RevocationKey("iss", "junk"), "s3cr3t")
+	if _, err := r.All(ctx); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("a second purge within the minute: %v", err)
+	}
+	if all, err := NewRedisRevocations(client, "").All(ctx); err != nil || len(all) != maxRevocations || client.HLen(ctx, "pingmcp:revocations").Val() != maxRevocations {
+		t.Fatalf("past the bound by an ended revocation and junk: read %d, %v", len(all), err)
+	}
 
 	// Bytes: one revocation of more than all may take.
 	client.Del(ctx, "pingmcp:revocations")
@@ -306,7 +319,11 @@ func TestRedisRevocationsReadBound(t *testing.T) {
 	}
 	cache.Refresh(ctx)
 	field := RevocationKey("iss", "carol")
-	client.HSet(ctx, "pingmcp:revocations", field, strings.Repeat("s3cr3t", maxRevocationBytes/6+1))
+	// (a revocation in force, padded: one that does not decode would go)
+	padded := func(pad string) string {
+		return fmt.Sprintf(`{"at":%q,"until":%q,"until_ms":%d,"pad":%q}`, now.Format(time.RFC3339Nano), now.Add(time.Hour).Format(time.RFC3339Nano), now.Add(time.Hour).UnixMilli(), pad)
+	}
+	client.HSet(ctx, "pingmcp:revocations", field, padded(strings.Repeat("s3cr3t", maxRevocationBytes/6+1)))
 	size := int64(0)
 	for _, f := range []string{field, RevocationKey("iss", "bob")} {
 		size += int64(len(f)) + client.HStrLen(ctx, "pingmcp:revocations", f).Val()
@@ -323,7 +340,7 @@ func TestRedisRevocationsReadBound(t *testing.T) {
 	}
 	client.HDel(ctx, "pingmcp:revocations", field)
 	cache.Refresh(ctx)
-	client.HSet(ctx, "pingmcp:revocations", field, strings.Repeat("x", maxRevocationBytes))
+	client.HSet(ctx, "pingmcp:revocations", field, padded(strings.Repeat("x", maxRevocationBytes)))
 	cache.Refresh(ctx)
 	if n := strings.Count(logs.String(), "revocations in the store are refused"); n != 2 {
 		t.Errorf("a refusal after the revocations were read again was logged %d times in all, want 2", n)

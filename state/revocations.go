@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -54,6 +55,16 @@ type RedisRevocations struct {
 	client redis.UniversalClient
 	w      writer
 	key    string
+	purged atomic.Int64 // when All last purged (Unix ns; purgeDue)
+}
+
+// purgeEvery is how often, at most, All purges a list past its bound.
+const purgeEvery = time.Minute
+
+// purgeDue says whether All may purge now, and notes that it does.
+func (r *RedisRevocations) purgeDue() bool {
+	now, last := time.Now().UnixNano(), r.purged.Load()
+	return now-last >= int64(purgeEvery) && r.purged.CompareAndSwap(last, now)
 }
 
 // NewRedisRevocations keeps revocations under prefix+"revocations".
@@ -71,6 +82,35 @@ type redisRevocation struct {
 	UntilMS int64 `json:"until_ms"`
 }
 
+// purgeLua defines purge(key): it drops the fields of hash key that are
+// no revocation in force, those that ended (until_ms past Redis's clock)
+// and those that do not decode, as All does with what it reads; a record
+// without until_ms (written before it existed) stays.
+const purgeLua = `
+local function purge(key)
+  local clock = redis.call('TIME')
+  local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+  local cursor = '0'
+  repeat
+    local page = redis.call('HSCAN', key, cursor, 'COUNT', 1000)
+    cursor = page[1]
+    for i = 1, #page[2], 2 do
+      local ok, o = pcall(cjson.decode, page[2][i + 1])
+      if not ok or type(o) ~= 'table' or (tonumber(o.until_ms) and tonumber(o.until_ms) <= now) then
+        redis.call('HDEL', key, page[2][i])
+      end
+    end
+  until cursor == '0'
+end
+`
+
+// purgeScript drops from hash KEYS[1] what is no revocation in force
+// (purgeLua), and returns how many fields are left.
+var purgeScript = redis.NewScript(purgeLua + `
+purge(KEYS[1])
+return redis.call('HLEN', KEYS[1])
+`)
+
 // ErrRevocationsFull is Revoke's refusal of a revocation the store would
 // not read back (see Revoke).
 var ErrRevocationsFull = errors.New("the revocations in force are as many as a node reads")
@@ -87,21 +127,9 @@ const MaxRevocationKey = 512
 // already, is recorded only once those that ended (until_ms past Redis's
 // clock) are dropped and leave room: else it returns -1, changing nothing
 // more.
-var revokeScript = redis.NewScript(`
+var revokeScript = redis.NewScript(purgeLua + `
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then
-  local clock = redis.call('TIME')
-  local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-  local cursor = '0'
-  repeat
-    local page = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 1000)
-    cursor = page[1]
-    for i = 1, #page[2], 2 do
-      local ok, o = pcall(cjson.decode, page[2][i + 1])
-      if ok and type(o) == 'table' and tonumber(o.until_ms) and tonumber(o.until_ms) <= now then
-        redis.call('HDEL', KEYS[1], page[2][i])
-      end
-    end
-  until cursor == '0'
+  purge(KEYS[1])
   if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then
     return -1
   end
@@ -152,6 +180,20 @@ const (
 
 func (r *RedisRevocations) All(ctx context.Context) (map[string]Revocation, error) {
 	all, err := redisread.HGetAll(ctx, r.client, "revocations", r.key, maxRevocations, maxRevocationBytes)
+	var big *TooLarge
+	if errors.As(err, &big) && big.Unit == "entries" && r.purgeDue() {
+		// Past the bound in number (an older node's writes, or ones
+		// that ended while it was), what ended, or is no revocation,
+		// goes first, in Redis, and the list is read again: else it
+		// stayed refused for good, since only a read drops what ended.
+		// At most once a minute per node: a list in force past the bound
+		// is refused without a scan of it every refresh. (Past the bytes
+		// bound, each record of pingmcp's being bounded, is not pingmcp's
+		// doing.)
+		if perr := r.w.run(ctx, purgeScript, []string{r.key}).Err(); perr == nil {
+			all, err = redisread.HGetAll(ctx, r.client, "revocations", r.key, maxRevocations, maxRevocationBytes)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read revocations: %w", err)
 	}
