@@ -81,7 +81,7 @@ func (r *roundTrips) take() (int, string) {
 
 // redisStoresCounted are Redis stores whose client counts its round trips;
 // watch is a second client of the same server, not counted.
-func redisStoresCounted(t testing.TB, replicas int) (*state.Stores, *roundTrips, *redis.Client) {
+func redisStoresCounted(t testing.TB, replicas int, linger time.Duration) (*state.Stores, *roundTrips, *redis.Client) {
 	watch := redistest.Start(t)
 	addr := watch.Options().Addr
 	if replicas > 0 {
@@ -97,7 +97,7 @@ func redisStoresCounted(t testing.TB, replicas int) (*state.Stores, *roundTrips,
 	if err != nil {
 		t.Fatal(err)
 	}
-	events := state.NewRedisEvents(client, "", state.EventOptions{})
+	events := state.NewRedisEvents(client, "", state.EventOptions{Linger: linger}) // 0: the default
 	snaps := state.NewRedisSnapshots(client, "")
 	if replicas > 0 {
 		rep := state.Replication{Replicas: replicas, Timeout: 2 * time.Second}
@@ -123,7 +123,10 @@ func TestRedisRoundTripsPerToolCall(t *testing.T) {
 		version  string
 	}{{0, "2025-11-25"}, {1, "2025-11-25"}, {0, "2025-06-18"}} {
 		t.Run(fmt.Sprintf("replicas=%d/%s", c.replicas, c.version), func(t *testing.T) {
-			d, rt, watch := redisStoresCounted(t, c.replicas)
+			// A linger long enough that a next call, made at once,
+			// meets it however loaded the machine (with CI and other
+			// tests at once, 2 ms was missed by all of 20 calls once).
+			d, rt, watch := redisStoresCounted(t, c.replicas, 50*time.Millisecond)
 			n := newSessionNode(t, d)
 			id, pid := n.open(t)
 			watched := state.NewRedisEvents(watch, "", state.EventOptions{}) // not counted
@@ -260,7 +263,7 @@ func BenchmarkToolCallStores(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			d, rt, watch := stores(b)["memory"](), (*roundTrips)(nil), (*redis.Client)(nil)
 			if name == "redis" {
-				d, rt, watch = redisStoresCounted(b, 0)
+				d, rt, watch = redisStoresCounted(b, 0, 0)
 			}
 			n := newSessionNode(b, d)
 			type session struct {
