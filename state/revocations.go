@@ -58,6 +58,14 @@ type RedisRevocations struct {
 	purged atomic.Int64 // when All last purged (Unix ns; purgeDue)
 }
 
+// checkRevocationKey refuses a key over MaxRevocationKey, in every store.
+func checkRevocationKey(key string) error {
+	if len(key) > MaxRevocationKey {
+		return fmt.Errorf("revoke: a user's issuer and subject take %d bytes, over %d", len(key), MaxRevocationKey)
+	}
+	return nil
+}
+
 // purgeEvery is how often, at most, All purges a list past its bound.
 const purgeEvery = time.Minute
 
@@ -150,8 +158,8 @@ return 1
 `)
 
 func (r *RedisRevocations) Revoke(ctx context.Context, key string, rev Revocation) error {
-	if len(key) > MaxRevocationKey {
-		return fmt.Errorf("revoke: a user's issuer and subject take %d bytes, over %d", len(key), MaxRevocationKey)
+	if err := checkRevocationKey(key); err != nil {
+		return err
 	}
 	ms := rev.Until.UnixMilli()
 	b, _ := json.Marshal(redisRevocation{Revocation: rev, UntilMS: ms})
@@ -221,8 +229,8 @@ type MemoryRevocations struct {
 }
 
 func (m *MemoryRevocations) Revoke(_ context.Context, key string, rev Revocation) error {
-	if len(key) > MaxRevocationKey {
-		return fmt.Errorf("revoke: a user's issuer and subject take %d bytes, over %d", len(key), MaxRevocationKey)
+	if err := checkRevocationKey(key); err != nil {
+		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
