@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"container/list"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	sdkjson "github.com/segmentio/encoding/json"
 
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
@@ -111,10 +116,12 @@ func (e *Edge) bodyAllowed(w http.ResponseWriter, r *http.Request, rb *rpcbody.B
 
 // initializeParamsRefused says why the params of the initialize that is
 // body cannot open a session ("" when they may, or when body is a batch,
-// left to the go-sdk): none, not an object, or a field of theirs of
-// another JSON type than MCP's. The go-sdk answers those with an error of
-// code 0 quoting its Go types, and a session id of a session it never
-// opened.
+// left to the go-sdk): none, not an object, or a value of theirs, at any
+// depth, of another JSON type than MCP's InitializeParams has there. The
+// go-sdk answers those with an error of code 0 quoting its Go types and the
+// params, and a session id of a session it never opened. They are decoded
+// as the go-sdk decodes them (segmentio/encoding, field names matched
+// exactly), so that what it would take is never refused here.
 func initializeParamsRefused(body []byte) string {
 	var msg struct {
 		Params json.RawMessage `json:"params"`
@@ -125,20 +132,44 @@ func initializeParamsRefused(body []byte) string {
 	if p := bytes.TrimSpace(msg.Params); len(p) == 0 || string(p) == "null" {
 		return "initialize needs params: protocolVersion, capabilities, clientInfo"
 	}
-	var fields map[string]json.RawMessage
-	if json.Unmarshal(msg.Params, &fields) != nil {
+	if bytes.TrimSpace(msg.Params)[0] != '{' {
 		return "initialize params must be an object"
 	}
-	for _, f := range []struct{ name, kind string }{{"protocolVersion", "string"}, {"capabilities", "object"}, {"clientInfo", "object"}} {
-		v := bytes.TrimSpace(fields[f.name])
-		if len(v) == 0 || string(v) == "null" {
-			continue
-		}
-		if f.kind == "string" && v[0] != '"' || f.kind == "object" && v[0] != '{' {
-			return fmt.Sprintf("initialize params: %s must be a JSON %s", f.name, f.kind)
-		}
+	var params mcp.InitializeParams
+	_, err := sdkjson.Parse(msg.Params, &params, sdkjson.DontMatchCaseInsensitiveStructFields)
+	if err == nil {
+		return ""
 	}
-	return ""
+	var typeErr *sdkjson.UnmarshalTypeError
+	if errors.As(err, &typeErr) && typeErr.Field != "" {
+		return fmt.Sprintf("initialize params: %s must be a JSON %s", typeErr.Field, jsonKind(typeErr.Type))
+	}
+	return "initialize params do not decode as MCP's InitializeParams"
+}
+
+// jsonKind names the JSON type a Go value of type t decodes from.
+func jsonKind(t reflect.Type) string {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil {
+		return "value"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Struct, reflect.Map:
+		return "object"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64:
+		return "number"
+	}
+	return "value"
 }
 
 // refuseBody answers 400 with a JSON-RPC invalid-request error naming the

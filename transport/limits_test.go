@@ -1022,11 +1022,22 @@ func TestInitializeParamsRefused(t *testing.T) {
 		`,"params":{"protocolVersion":7,"capabilities":{},"clientInfo":{"name":"t","version":"1"}}`,
 		`,"params":{"protocolVersion":"2025-11-25","capabilities":[],"clientInfo":{"name":"t","version":"1"}}`,
 		`,"params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":"t"}`,
+		// Type-correct at the top, not below: the go-sdk's code 0 quoted the params.
+		`,"params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":5,"version":"1"}}`,
+		`,"params":{"protocolVersion":"2025-11-25","capabilities":{"roots":{"listChanged":"yes"}},"clientInfo":{"name":"t","version":"1"}}`,
+		`,"params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1","icons":{}}}`,
+		`,"params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"},"_meta":[]}`,
 	} {
 		resp, got := call{method: http.MethodPost, body: `{"jsonrpc":"2.0","id":"i"` + params + `,"method":"initialize"}`}.do(t, srv.URL)
 		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(got, `"code":-32602`) || !strings.Contains(got, `"id":"i"`) || resp.Header.Get("Mcp-Session-Id") != "" {
 			t.Errorf("initialize%s: %d %s (session %q), want 400 -32602 naming no session", params, resp.StatusCode, got, resp.Header.Get("Mcp-Session-Id"))
 		}
+		if strings.Contains(got, "mcp.") || strings.Contains(got, "*") || strings.Contains(got, "listChanged\\\":") {
+			t.Errorf("initialize%s: the error quotes Go types or the params: %s", params, got)
+		}
+	}
+	if _, got := (call{method: http.MethodPost, body: `{"jsonrpc":"2.0","id":"i","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"},"_meta":[]},"method":"initialize"}`}).do(t, srv.URL); !strings.Contains(got, "_meta must be a JSON object") {
+		t.Errorf("the error does not name the field and its JSON type: %s", got)
 	}
 	if got := counted(t, "new") - sessions; got != 0 {
 		t.Errorf("%v sessions created by refused initializes", got)
@@ -1034,6 +1045,8 @@ func TestInitializeParamsRefused(t *testing.T) {
 	for _, body := range []string{
 		initBody,
 		strings.Replace(initBody, `"capabilities":{}`, `"capabilities":null,"extra":[1]`, 1),
+		// Names matched exactly, as the go-sdk matches them: this is a field it does not know.
+		strings.Replace(initBody, `"capabilities":{}`, `"capabilities":{},"ClientInfo":7`, 1),
 	} {
 		if resp, got := (call{method: http.MethodPost, body: body}).do(t, srv.URL); resp.StatusCode != http.StatusOK || resp.Header.Get("Mcp-Session-Id") == "" {
 			t.Errorf("initialize %s: %d %s", body, resp.StatusCode, got)
