@@ -153,6 +153,9 @@ type Node struct {
 	// hosts lists, by kind, the addresses of the members hosting it,
 	// taken with members (NewIdentity).
 	hosts map[string][]string
+	// handshakes bounds the cluster port's TLS handshakes in flight; nil
+	// without TLS.
+	handshakes *handshakeGate
 }
 
 // hostsByKind lists, by kind, the addresses of the members hosting it.
@@ -266,6 +269,7 @@ func Start(cfg Config) (*Node, error) {
 	// dispatch takes the connections of the data plane (dataplane.go) once
 	// the node is made.
 	var dispatch atomic.Pointer[func(net.Conn)]
+	var handshakes *handshakeGate
 	single := cfg.Provider == ProviderSingle || cfg.Provider == ""
 	switch {
 	case single:
@@ -273,7 +277,8 @@ func Start(cfg Config) (*Node, error) {
 		serverOpts = append(serverOpts, grpc.Creds(refused))
 		dialCreds = refused
 	case cfg.TLS != nil:
-		serverOpts = append(serverOpts, grpc.Creds(cfg.TLS.serverCredentials(cfg.Logger.With("component", "cluster-tls"), &dispatch)))
+		handshakes = newHandshakeGate(handshakesPerAddr, handshakesInFlight)
+		serverOpts = append(serverOpts, grpc.Creds(cfg.TLS.serverCredentials(cfg.Logger.With("component", "cluster-tls"), &dispatch, handshakes)))
 		dialCreds = cfg.TLS.clientCredentials()
 	}
 	serverOpts = append(serverOpts, grpc.StaticStreamWindowSize(wireWindow), grpc.StaticConnWindowSize(wireWindow))
@@ -296,7 +301,7 @@ func Start(cfg Config) (*Node, error) {
 	// to the node starts a new writer.
 	remoteCfg.MaxRetryCount = 1
 
-	n := &Node{cfg: cfg, System: system, logger: cfg.Logger, pids: newPIDCache(maxCachedPIDs), topology: make(chan struct{}), stopping: make(chan struct{})}
+	n := &Node{cfg: cfg, System: system, logger: cfg.Logger, pids: newPIDCache(maxCachedPIDs), topology: make(chan struct{}), stopping: make(chan struct{}), handshakes: handshakes}
 	if !single && cfg.TLS != nil {
 		n.data = newDataPlane(n, cfg.TLS, cfg.Logger.With("component", "data-plane"))
 		serve := n.data.serve

@@ -10,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -201,10 +203,10 @@ func (t *TLS) ClientConfig() *tls.Config {
 // A connection that asks for the data plane (ALPN dataALPN) is taken out of
 // gRPC after the handshake and given to dispatch (dataplane.go), once it is
 // set.
-func (t *TLS) serverCredentials(logger *slog.Logger, dispatch *atomic.Pointer[func(net.Conn)]) credentials.TransportCredentials {
+func (t *TLS) serverCredentials(logger *slog.Logger, dispatch *atomic.Pointer[func(net.Conn)], gate *handshakeGate) credentials.TransportCredentials {
 	cfg := t.ServerConfig()
 	cfg.NextProtos = []string{dataALPN, "h2"} // Go picks by the server's order: the data plane when offered
-	return &refusals{TransportCredentials: credentials.NewTLS(cfg), log: &refusalLog{logger: logger}, dispatch: dispatch}
+	return &refusals{TransportCredentials: credentials.NewTLS(cfg), log: &refusalLog{logger: logger}, dispatch: dispatch, gate: gate}
 }
 
 // clientCredentials are the gRPC credentials the node dials others with.
@@ -212,17 +214,25 @@ func (t *TLS) clientCredentials() credentials.TransportCredentials {
 	return credentials.NewTLS(t.ClientConfig())
 }
 
-// refusals logs the connections the TLS handshake refused.
+// refusals logs the connections the TLS handshake refused, and refuses at
+// once those the gate does not let handshake.
 type refusals struct {
 	credentials.TransportCredentials
 	log      *refusalLog
 	dispatch *atomic.Pointer[func(net.Conn)]
+	gate     *handshakeGate
 }
 
 var errNoDataPlane = errors.New("the data plane is not serving yet")
 
 func (r *refusals) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	release, err := r.gate.enter(conn.RemoteAddr())
+	if err != nil {
+		r.log.refused(conn.RemoteAddr(), err)
+		return nil, nil, err
+	}
 	c, info, err := r.TransportCredentials.ServerHandshake(conn)
+	release()
 	if err != nil {
 		r.log.refused(conn.RemoteAddr(), err)
 		return c, info, err
@@ -241,7 +251,69 @@ func (r *refusals) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInf
 }
 
 func (r *refusals) Clone() credentials.TransportCredentials {
-	return &refusals{TransportCredentials: r.TransportCredentials.Clone(), log: r.log, dispatch: r.dispatch}
+	return &refusals{TransportCredentials: r.TransportCredentials.Clone(), log: r.log, dispatch: r.dispatch, gate: r.gate}
+}
+
+// The handshakes a node's cluster port runs at once, from one address and
+// from all. A connection that is not yet mutual TLS is anyone's: until its
+// handshake ends (gRPC's ConnectionTimeout, 10 s), it holds a goroutine and
+// its buffers, and its ClientHello costs the node a signature. A peer opens
+// a few connections at a time (protoactor's remote, the data plane's link,
+// a seed's probe), each handshaking in milliseconds; a process that opens
+// thousands and never finishes them held as many goroutines, and the node's
+// memory, for those 10 s each. Beyond these bounds a connection is closed
+// before its first byte is read: a peer's is retried (protoactor's endpoint
+// writer, the data plane's link), and the links already made carry on.
+const (
+	handshakesPerAddr  = 8
+	handshakesInFlight = 256
+)
+
+// errHandshakesBusy refuses a connection beyond the gate's bounds.
+var errHandshakesBusy = errors.New("too many TLS handshakes in flight (from this address, or in all); closed unread")
+
+// handshakeGate bounds the TLS handshakes in flight, per remote IP address
+// and in all.
+type handshakeGate struct {
+	perAddr, total int
+	mu             sync.Mutex
+	inFlight       int
+	byAddr         map[netip.Addr]int
+}
+
+func newHandshakeGate(perAddr, total int) *handshakeGate {
+	return &handshakeGate{perAddr: perAddr, total: total, byAddr: make(map[netip.Addr]int)}
+}
+
+// enter admits a handshake from addr, or says why not; release, once the
+// handshake has ended, frees its place.
+func (g *handshakeGate) enter(addr net.Addr) (release func(), err error) {
+	if g == nil {
+		return func() {}, nil
+	}
+	var ip netip.Addr
+	if tcp, ok := addr.(*net.TCPAddr); ok {
+		ip, _ = netip.AddrFromSlice(tcp.IP)
+		ip = ip.Unmap()
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.inFlight >= g.total || g.byAddr[ip] >= g.perAddr {
+		return nil, errHandshakesBusy
+	}
+	g.inFlight++
+	g.byAddr[ip]++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			g.inFlight--
+			if g.byAddr[ip]--; g.byAddr[ip] == 0 {
+				delete(g.byAddr, ip)
+			}
+		})
+	}, nil
 }
 
 // RefusedConnection is the message of the log line of a refused cluster

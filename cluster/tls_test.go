@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -363,6 +364,11 @@ func connectRemote(addr string, creds credentials.TransportCredentials) (*remote
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	return connectOn(ctx, conn)
+}
+
+// connectOn is connectRemote on a client connection made.
+func connectOn(ctx context.Context, conn *grpc.ClientConn) (*remote.ConnectResponse, error) {
 	stream, err := remote.NewRemotingClient(conn).Receive(ctx)
 	if err != nil {
 		return nil, err
@@ -481,5 +487,149 @@ func TestLoadTLSRefusesFilesOthersCouldChange(t *testing.T) {
 	}
 	if tl := loadTLS(t, f); !tl.KeyExposed() {
 		t.Error("a key 0644: not KeyExposed")
+	}
+}
+
+// The cluster port runs at most handshakesPerAddr TLS handshakes from one
+// address and handshakesInFlight in all: a connection beyond them is
+// closed before a byte of it is read, and the node's peers still connect
+// from other addresses meanwhile. Before, a process opening connections it
+// never finished held a goroutine and its buffers per connection for gRPC's
+// ConnectionTimeout (10 s), without bound.
+func TestHandshakeFloodBounded(t *testing.T) {
+	ca := certtest.NewCA(t, "cluster CA")
+	var logs logtest.Buffer
+	n, err := Start(Config{
+		Addr:     "127.0.0.1:0",
+		Provider: ProviderAutomanaged,
+		Role:     RoleMember,
+		TLS:      loadTLS(t, ca.Node(t, "node")),
+		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Stop(false) })
+
+	// 64 connections from 127.0.0.1 that say nothing: all but 8 are
+	// closed unread, at once.
+	const flood = 64
+	conns := make([]net.Conn, 0, flood)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range flood {
+		c, err := net.Dial("tcp", n.Address())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	closed := make(chan bool, flood)
+	for _, c := range conns {
+		go func() {
+			// A closed connection reads an error at once; one held reads
+			// nothing until the test closes it (the node's deadline is 10 s).
+			c.SetReadDeadline(time.Now().Add(8 * time.Second))
+			_, err := c.Read(make([]byte, 1))
+			var ne net.Error
+			closed <- !(errors.As(err, &ne) && ne.Timeout())
+		}()
+	}
+	got := 0
+	for range flood - handshakesPerAddr {
+		if <-closed {
+			got++
+		}
+	}
+	if got != flood-handshakesPerAddr {
+		t.Fatalf("%d of the flood's connections closed by the node, want %d", got, flood-handshakesPerAddr)
+	}
+	inFlight := func() (all, local int) {
+		n.handshakes.mu.Lock()
+		defer n.handshakes.mu.Unlock()
+		return n.handshakes.inFlight, n.handshakes.byAddr[netip.MustParseAddr("127.0.0.1")]
+	}
+	if all, local := inFlight(); all != handshakesPerAddr || local != handshakesPerAddr {
+		t.Errorf("handshakes in flight: %d, %d from 127.0.0.1; want %d, all from it", all, local, handshakesPerAddr)
+	}
+	if !strings.Contains(logs.String(), errHandshakesBusy.Error()) {
+		t.Errorf("the refusals are not logged:\n%s", logs.String())
+	}
+
+	// A peer from another address connects while the flood holds its 8;
+	// one from the flood's address does not.
+	peer := loadTLS(t, ca.Node(t, "peer")).clientCredentials()
+	from := func(ip string) (*remote.ConnectResponse, error) {
+		conn, err := grpc.NewClient(n.Address(), grpc.WithTransportCredentials(peer),
+			grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+				return d.DialContext(ctx, "tcp", addr)
+			}))
+		if err != nil {
+			return nil, err
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return connectOn(ctx, conn)
+	}
+	if resp, err := from("127.0.0.2"); err != nil || resp == nil {
+		t.Fatalf("a peer from 127.0.0.2 during the flood: %v %v", resp, err)
+	}
+	if resp, err := from("127.0.0.1"); err == nil || resp != nil {
+		t.Errorf("a peer from the flood's address during the flood: %v %v, want no connection", resp, err)
+	}
+
+	// The flood gone, the node forgets it, and the address connects again.
+	for _, c := range conns {
+		c.Close()
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if all, _ := inFlight(); all == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			all, local := inFlight()
+			t.Fatalf("handshakes in flight after the flood closed: %d (%d from 127.0.0.1)", all, local)
+		}
+	}
+	if resp, err := from("127.0.0.1"); err != nil || resp == nil {
+		t.Fatalf("a peer from 127.0.0.1 after the flood: %v %v", resp, err)
+	}
+}
+
+// The gate's bounds, per address and in all, and a release given back
+// once however often it is called.
+func TestHandshakeGate(t *testing.T) {
+	g := newHandshakeGate(2, 3)
+	addr := func(ip string) net.Addr { return &net.TCPAddr{IP: net.ParseIP(ip), Port: 1} }
+	a1, err := g.enter(addr("10.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.enter(addr("::ffff:10.0.0.1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.enter(addr("10.0.0.1")); !errors.Is(err, errHandshakesBusy) {
+		t.Errorf("a third from one address (its IPv4-mapped form counted as it): %v", err)
+	}
+	b1, err := g.enter(addr("10.0.0.2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.enter(addr("10.0.0.3")); !errors.Is(err, errHandshakesBusy) {
+		t.Errorf("a fourth in all: %v", err)
+	}
+	a1()
+	a1()
+	b1()
+	if g.inFlight != 1 || g.byAddr[netip.MustParseAddr("10.0.0.1")] != 1 || len(g.byAddr) != 1 {
+		t.Errorf("after releases: %d in flight, %v", g.inFlight, g.byAddr)
+	}
+	if _, err := g.enter(addr("10.0.0.3")); err != nil {
+		t.Errorf("after releases: %v", err)
 	}
 }
