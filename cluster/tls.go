@@ -259,13 +259,15 @@ func (r *refusals) Clone() credentials.TransportCredentials {
 // handshake ends (gRPC's ConnectionTimeout, 10 s), it holds a goroutine and
 // its buffers, and its ClientHello costs the node a signature. A peer opens
 // a few connections at a time (protoactor's remote, the data plane's link,
-// a seed's probe), each handshaking in milliseconds; a process that opens
+// a seed's probe), each handshaking in milliseconds, and the nodes of one
+// host (tests, a laptop's cluster) share an address: 32 leaves them room.
+// A process that opens
 // thousands and never finishes them held as many goroutines, and the node's
 // memory, for those 10 s each. Beyond these bounds a connection is closed
 // before its first byte is read: a peer's is retried (protoactor's endpoint
 // writer, the data plane's link), and the links already made carry on.
 const (
-	handshakesPerAddr  = 8
+	handshakesPerAddr  = 32
 	handshakesInFlight = 256
 )
 

@@ -511,7 +511,7 @@ func TestHandshakeFloodBounded(t *testing.T) {
 	}
 	t.Cleanup(func() { n.Stop(false) })
 
-	// 64 connections from 127.0.0.1 that say nothing: all but 8 are
+	// 64 connections from 127.0.0.1 that say nothing: all but 32 are
 	// closed unread, at once.
 	const flood = 64
 	conns := make([]net.Conn, 0, flood)
@@ -559,7 +559,7 @@ func TestHandshakeFloodBounded(t *testing.T) {
 		t.Errorf("the refusals are not logged:\n%s", logs.String())
 	}
 
-	// A peer from another address connects while the flood holds its 8;
+	// A peer from another address connects while the flood holds its 32;
 	// one from the flood's address does not.
 	peer := loadTLS(t, ca.Node(t, "peer")).clientCredentials()
 	from := func(ip string) (*remote.ConnectResponse, error) {
