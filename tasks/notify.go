@@ -161,7 +161,9 @@ func parseListen(params json.RawMessage) (listenFilter, *Refusal) {
 
 // listen serves a subscriptions/listen that asks for notifications/tasks
 // (params.notifications.taskIds): it acknowledges the tasks of this owner
-// among those asked for (an unknown id, or another owner's, is left out),
+// among those asked for (an unknown id, or another owner's, is left out;
+// one whose tool the caller may not call refuses the listen, as Authorize
+// refuses its tasks/get),
 // sends each one's current state at once, then each change of it, until
 // the client leaves, the activation stops, or every task it listens to
 // ended (then nothing more can come: the listen is answered). Other notification types
@@ -189,6 +191,14 @@ func (l *Layer) listen(w http.ResponseWriter, r *http.Request, m *message, c *co
 		}
 		if err != nil {
 			writeRefusal(w, m.ID, l.storeFailure(id, err))
+			return
+		}
+		// What the listen would carry of it (its result, its input
+		// requests) is its tool's, as for a tasks/get: a token that may
+		// not call the tool may not listen to it either (403
+		// insufficient_scope; nothing is granted).
+		if refusal := l.authorize(r, t.Tool()); refusal != nil {
+			writeRefusal(w, m.ID, refusal)
 			return
 		}
 		granted = append(granted, id)

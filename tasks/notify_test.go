@@ -32,8 +32,9 @@ type stream struct {
 }
 
 // listenTo opens a subscriptions/listen (request id 7) asking for
-// notifications/tasks of ids (and whatever else extra asks for).
-func listenTo(t *testing.T, srv *httptest.Server, ids []string, withExt bool, extra map[string]any) *stream {
+// notifications/tasks of ids (and whatever else extra asks for), with
+// headers (name, value, ...) besides the protocol's.
+func listenTo(t *testing.T, srv *httptest.Server, ids []string, withExt bool, extra map[string]any, headers ...string) *stream {
 	t.Helper()
 	caps := map[string]any{}
 	if withExt {
@@ -54,6 +55,9 @@ func listenTo(t *testing.T, srv *httptest.Server, ids []string, withExt bool, ex
 	req.Header.Set("Accept", "application/json, text/event-stream")
 	req.Header.Set("MCP-Protocol-Version", "2026-07-28")
 	req.Header.Set("Mcp-Method", "subscriptions/listen")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -226,6 +230,32 @@ func TestListenNotifiesStatusChanges(t *testing.T) {
 		t.Errorf("after the listen's answer: %v", m)
 	}
 	waitFor(t, "the listener to go", func() bool { return l.Listening() == 0 })
+}
+
+// What a task shows on a listen is what tasks/get shows (its result, its
+// input requests): a listen whose token lacks the tool's scopes of a task
+// it names is refused as that tasks/get is (403 insufficient_scope), and
+// grants nothing; one holding them is granted the task.
+func TestListenChecksTheToolsScopes(t *testing.T) {
+	srv, l := nodeWith(t, Options{Store: &taskstore.Memory{}, Owner: "alice", Runner: "n1", Authorize: scoped})
+	id := start(t, srv, "test_two_questions", nil)
+	await(t, srv, id, "input_required")
+	s := listenTo(t, srv, []string{id}, true, nil, "X-Scopes", "read")
+	m := s.next(t)
+	if e, _ := m["error"].(map[string]any); s.status != http.StatusForbidden || e == nil || m["method"] != nil {
+		t.Fatalf("listen with a token lacking the tool's scope: HTTP %d %v, want 403 and no acknowledgement", s.status, m)
+	}
+	if m := s.next(t); m != nil {
+		t.Fatalf("after the refusal: %v", m)
+	}
+	if n := l.Listening(); n != 0 {
+		t.Errorf("%d listeners after a refused listen", n)
+	}
+	s = listenTo(t, srv, []string{id}, true, nil, "X-Scopes", "write")
+	granted := s.acked(t)
+	if p := s.until(t, granted, id, "input_required"); len(p["inputRequests"].(map[string]any)) != 2 {
+		t.Errorf("input_required notification: %v", p)
+	}
 }
 
 // A client that leaves takes its listener with it.

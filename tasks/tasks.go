@@ -166,7 +166,9 @@
 // The layer serves a listen that names taskIds (notify.go): it grants the
 // owner's tasks among them (an unknown id, or another owner's, is left out
 // of the acknowledgement, as tasks/get answers it unknown; more than
-// MaxListenTasks is -32600, limit listen_tasks), sends each granted task's
+// MaxListenTasks is -32600, limit listen_tasks; a task whose tool the
+// caller may not call refuses the listen, as Authorize refuses its
+// tasks/get), sends each granted task's
 // state at once (the task may have changed before the client could
 // listen), then a
 // notification each time the task's status changes, until the client
@@ -282,7 +284,9 @@ type Options struct {
 	// that answers the task's input, the tasks/get (or Sweep) that resumes
 	// it. A refusal is the answer to from, and changes nothing: the task
 	// stays as it was (input_required; working with its lease run out) for
-	// a request whose token may.
+	// a request whose token may. A tasks/get, and a listen naming the
+	// task, are refused the same way: what they show of a task is its
+	// tool's.
 	Authorize func(from *http.Request, tool string) *Refusal
 	// Live counts each user's live tasks (working or input_required), at
 	// most MaxPerUser of them (zero: no cap): a task is counted from its
