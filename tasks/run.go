@@ -125,7 +125,7 @@ func (r *run) escalate() error {
 				r.refuse(unavailable())
 				return
 			}
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), 10*time.Second)
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), storeTimeout)
 			defer cancel()
 			// giveBack undoes the claim, on a time of its own: the claim's
 			// may be what ran out.
@@ -325,7 +325,7 @@ func (l *Layer) runRound(r *run, req *http.Request) {
 // finish records a round's outcome in its task, unless the task moved on
 // (cancelled, reaped, another round).
 func (l *Layer) finish(id, tag string, result, rpcErr json.RawMessage, ok bool, cause error, interrupted bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
 	u, err := l.change(ctx, id, func(t *taskstore.Task) error {
 		if t.Terminal() || t.Runner != tag {

@@ -723,7 +723,8 @@ const maxResumes = 3
 // A resume needs from's caller to be allowed the tool (Options.Authorize):
 // the refusal is returned, and the task left as it is.
 func (l *Layer) reap(from *http.Request, t *taskstore.Task) (*taskstore.Task, *Refusal, error) {
-	ctx := from.Context()
+	ctx, cancel := detached(from.Context())
+	defer cancel()
 	if t.Status != "working" || t.Runner == "" || time.Now().Before(t.LeaseUntil) {
 		return t, nil, nil
 	}
@@ -851,6 +852,8 @@ func interrupt(t *taskstore.Task) {
 // and cancels the round if it runs here; a round elsewhere sees it at its
 // next renewal.
 func (l *Layer) cancelTask(ctx context.Context, id string) error {
+	ctx, cancel := detached(ctx)
+	defer cancel()
 	if _, _, err := l.cancel(ctx, id, "cancelled by the client"); err != nil {
 		return err
 	}
@@ -908,7 +911,8 @@ func (l *Layer) cancel(ctx context.Context, id, message string) (t *taskstore.Ta
 // update records answers to a task's pending input requests; once none is
 // pending, the task runs its next round here.
 func (l *Layer) update(from *http.Request, id string, responses map[string]json.RawMessage) error {
-	ctx := from.Context()
+	ctx, cancel := detached(from.Context())
+	defer cancel()
 	tag := l.tag()
 	var next bool
 	t, err := l.change(ctx, id, func(t *taskstore.Task) error {
@@ -965,6 +969,21 @@ func (l *Layer) update(from *http.Request, id string, responses map[string]json.
 	metrics.Tasks.WithLabelValues("working").Inc()
 	l.startRound(t, tag, from)
 	return nil
+}
+
+// storeTimeout bounds a change of a task in the store that no client's
+// request bounds: a round's outcome, a task's creation, a change a
+// client's request asked for (detached).
+const storeTimeout = 10 * time.Second
+
+// detached is the context of a change in the store that a client's
+// request (ctx's) asks for (a tasks/update's answers, a cancel, a task
+// taken over by a read): not cut by the client leaving, on a time of its
+// own. A change made in the store whose answer a cut lost would be taken
+// for one that failed: the round it starts never started, the task left
+// working under a lease nobody holds (then failed, or its resumes spent).
+func detached(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 }
 
 // startRound runs a round of task t, tagged tag (its lease is the round's

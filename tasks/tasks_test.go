@@ -1280,3 +1280,81 @@ func TestMalformedAnswerIsRefused(t *testing.T) {
 	}
 	await(t, srv, id, "completed")
 }
+
+// cutUpdates is a store whose next Update, once armed, is made and then
+// has its answer lost as the client leaves: leave ends the client's
+// request, and the store answers its context's error, as a store over the
+// network does when the context ends while its answer is on the way.
+type cutUpdates struct {
+	taskstore.Store
+	leave atomic.Pointer[context.CancelFunc]
+}
+
+func (s *cutUpdates) Update(ctx context.Context, owner, id string, change func(*taskstore.Task) error) (*taskstore.Task, error) {
+	t, err := s.Store.Update(ctx, owner, id, change)
+	if leave := s.leave.Swap(nil); leave != nil && err == nil && t != nil {
+		(*leave)()
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return t, err
+}
+
+// serveLeaving serves method on l for a client that leaves as soon as the
+// store made the change it asked for, and returns the answer it was given.
+func serveLeaving(t *testing.T, srv *httptest.Server, l *Layer, store *cutUpdates, method string, params map[string]any) *httptest.ResponseRecorder {
+	t.Helper()
+	ctx, leave := context.WithCancel(context.Background())
+	defer leave()
+	store.leave.Store(&leave)
+	w := httptest.NewRecorder()
+	l.ServeHTTP(w, rpcRequest(ctx, srv, method, params["taskId"].(string), withMeta(params, true)))
+	if store.leave.Load() != nil {
+		t.Fatalf("%s changed nothing in the store", method)
+	}
+	return w
+}
+
+// A change a client's request makes in the store is not cut by the client
+// leaving: the answers of a tasks/update that were recorded run the task's
+// next round, a tasks/get that took a lapsed task over runs it, and a
+// cancel recorded is answered so. (The round was left unstarted, its task
+// recorded working under a lease nobody held: after the lease, a task not
+// resumable failed with -32003, a resumable one was taken over again and
+// its resumes spent.)
+func TestChangesNotCutByTheClientLeaving(t *testing.T) {
+	store := &cutUpdates{Store: &taskstore.Memory{}}
+	srv, l := node(t, store, "alice", "n1")
+	id := start(t, srv, "test_two_questions", nil)
+	await(t, srv, id, "input_required")
+	answer := map[string]any{"action": "accept", "content": map[string]any{}}
+	w := serveLeaving(t, srv, l, store, "tasks/update", map[string]any{"taskId": id, "inputResponses": map[string]any{"a": answer, "b": answer}})
+	if w.Code != http.StatusOK {
+		t.Errorf("a recorded update: HTTP %d %s, want its acknowledgement", w.Code, w.Body)
+	}
+	if got, _ := store.Get(context.Background(), "alice", id); got.Status == "working" && !l.runsHere(id) {
+		t.Fatalf("the update's answers were recorded and no round runs them: %s, runner %s", got.Status, got.Runner)
+	}
+	await(t, srv, id, "completed")
+
+	now := time.Now()
+	store.Create(context.Background(), &taskstore.Task{ID: "lost", Owner: "alice", Status: "working", CreatedAt: now, UpdatedAt: now,
+		TTL: time.Hour, Request: resumableCall, Runner: "dead-node/x", LeaseUntil: now.Add(-time.Second)})
+	serveLeaving(t, srv, l, store, "tasks/get", map[string]any{"taskId": "lost"})
+	if got, _ := store.Get(context.Background(), "alice", "lost"); got.Status == "working" && !l.runsHere("lost") {
+		t.Fatalf("the task was taken over and no round runs it: %s, runner %s", got.Status, got.Runner)
+	}
+	if r := await(t, srv, "lost", "completed"); r.Result["status"] != "completed" {
+		t.Fatal(r)
+	}
+	if got, _ := store.Get(context.Background(), "alice", "lost"); got.Resumes != 1 {
+		t.Errorf("resumed %d times, want once", got.Resumes)
+	}
+
+	long := start(t, srv, "test_slow", map[string]any{"ms": 60000})
+	if w := serveLeaving(t, srv, l, store, "tasks/cancel", map[string]any{"taskId": long}); w.Code != http.StatusOK {
+		t.Errorf("a recorded cancel: HTTP %d %s, want its acknowledgement", w.Code, w.Body)
+	}
+	await(t, srv, long, "cancelled")
+}
