@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 
+	sdkjson "github.com/segmentio/encoding/json"
+
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
@@ -111,7 +113,11 @@ const MaxListenResources = 100
 
 // listenResources is how many entries a subscriptions/listen's
 // params.notifications.resourceSubscriptions has (0 for none, or for what
-// does not decode: the go-sdk's to refuse).
+// does not decode: the go-sdk's to refuse), read as the go-sdk reads it
+// (segmentio/encoding, keys matched exactly, the last of a key twice):
+// encoding/json matches keys in any case, so a "ResourceSubscriptions": []
+// (or "Notifications") beside the SDK's key, which the edge lets through
+// at that depth, hid every entry the SDK holds.
 func listenResources(body []byte) int {
 	var m struct {
 		Params struct {
@@ -120,7 +126,7 @@ func listenResources(body []byte) int {
 			} `json:"notifications"`
 		} `json:"params"`
 	}
-	if json.Unmarshal(body, &m) != nil {
+	if _, err := sdkjson.Parse(body, &m, sdkjson.DontMatchCaseInsensitiveStructFields); err != nil {
 		return 0
 	}
 	return len(m.Params.Notifications.ResourceSubscriptions)

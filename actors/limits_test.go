@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	sdkjson "github.com/segmentio/encoding/json"
+
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
@@ -193,5 +196,50 @@ func TestCheckLimits(t *testing.T) {
 	if p == nil || p.Status != http.StatusBadRequest || json.Unmarshal(p.Body, &refusal) != nil || refusal.ID != "l-4" ||
 		refusal.Error.Code != rpcerr.InvalidRequest || refusal.Error.Data.Limit != "listen_resources" {
 		t.Errorf("a listen of %d resources: %v, want a 400 naming listen_resources", MaxListenResources+1, p)
+	}
+}
+
+// A listen's resource subscriptions are counted as the go-sdk reads them
+// (keys matched exactly, the last of a key twice): a key in another case
+// beside the SDK's (which the edge lets through below params' own keys)
+// does not hide the entries the SDK holds, and entries only under such a
+// key, which the SDK never reads, are not counted.
+func TestListenResourcesCountedAsTheSDKReadsThem(t *testing.T) {
+	pa := newPrincipalActor(Config{})
+	pa.logger = slog.New(slog.DiscardHandler)
+	over := strings.TrimSuffix(strings.Repeat(`"test://static-text",`, MaxListenResources+1), ",")
+	for _, tc := range []struct {
+		params  string
+		refused bool
+	}{
+		{`{"notifications":{"resourceSubscriptions":[` + over + `],"ResourceSubscriptions":[]}}`, true},
+		{`{"notifications":{"resourceSubscriptions":[` + over + `]},"Notifications":{"resourceSubscriptions":[]}}`, true},
+		{`{"notifications":{"resourceSubscriptions":[],"resourceSubscriptions":[` + over + `]}}`, true},
+		{`{"notifications":{"resourceSubscriptions":[` + over + `],"resourceSubscriptions":[]}}`, false},
+		{`{"notifications":{},"Notifications":{"resourceSubscriptions":[` + over + `]}}`, false},
+	} {
+		short := strings.ReplaceAll(tc.params, over, "101 URIs")
+		body := []byte(`{"jsonrpc":"2.0","id":"l","method":"subscriptions/listen","params":` + tc.params + `}`)
+		rb, err := rpcbody.Read(body)
+		if err != nil {
+			t.Fatalf("the edge refuses %s: %v", short, err)
+		}
+		var sdk struct {
+			Params mcp.SubscriptionsListenParams `json:"params"`
+		}
+		if _, err := sdkjson.Parse(body, &sdk, sdkjson.DontMatchCaseInsensitiveStructFields); err != nil {
+			t.Fatal(err)
+		}
+		held := 0
+		if n := sdk.Params.Notifications; n != nil {
+			held = len(n.ResourceSubscriptions)
+		}
+		if held > MaxListenResources != tc.refused {
+			t.Fatalf("the SDK holds %d resources of %s", held, short)
+		}
+		p := pa.checkLimits(&envelope.Request{Id: "r", Method: http.MethodPost, Body: body}, rb)
+		if refused := p != nil && p.Status == http.StatusBadRequest; refused != tc.refused {
+			t.Errorf("a listen the SDK would hold %d resources of: refused %v, want %v (%s)", held, refused, tc.refused, short)
+		}
 	}
 }
