@@ -309,22 +309,14 @@ func TestHungAPI(t *testing.T) {
 // resolved to (the user knows the API by its tools, not where it runs).
 func TestUnreachableAPINamesNoAddress(t *testing.T) {
 	// One that resets each connection once it read the request.
-	reset, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { reset.Close() })
-	go func() {
-		for {
-			c, err := reset.Accept()
-			if err != nil {
-				return
-			}
-			http.ReadRequest(bufio.NewReader(c))
-			c.(*net.TCPConn).SetLinger(0)
-			c.Close()
+	reset := newRecorder(t, func(w http.ResponseWriter, _ *http.Request) {
+		c, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
 		}
-	}()
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	})
 	// One that is not listening, by a name that resolves to loopback.
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -332,7 +324,7 @@ func TestUnreachableAPINamesNoAddress(t *testing.T) {
 	}
 	_, port, _ := net.SplitHostPort(closed.Addr().String())
 	closed.Close()
-	for _, base := range []string{"http://" + reset.Addr().String(), "http://localhost:" + port} {
+	for _, base := range []string{reset.URL, "http://localhost:" + port} {
 		cs := connect(t, itemsTools(t, base, Options{}), &countingCaller{})
 		res := callTool(t, cs, "items_getItem", `{"id":"a"}`)
 		if got := text(res); !res.IsError || !strings.Contains(got, "could not be reached") || strings.Contains(got, "127.0.0.1") || strings.Contains(got, "::1") {
