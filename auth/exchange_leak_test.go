@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -203,6 +204,33 @@ func TestExchangeRefusalBoundedWithoutSecrets(t *testing.T) {
 		}
 		if n := len(err.Error()); n > 1<<10 {
 			t.Errorf("%s: the error is %d bytes, want it bounded", name, n)
+		}
+	}
+}
+
+// An authorization server that cannot be reached is said to be so by the
+// cause alone, in the error a tool's result shows its user: not by the
+// address its host name resolved to, nor the node's own, whether
+// discovery or the token endpoint failed.
+func TestExchangeErrorNamesNoAddress(t *testing.T) {
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(closed.Addr().String())
+	closed.Close()
+	down := "http://localhost:" + port
+	var issuer string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{"issuer": issuer, "token_endpoint": down + "/token"})
+	}))
+	t.Cleanup(srv.Close)
+	issuer = strings.Replace(srv.URL, "127.0.0.1", "localhost", 1)
+	for what, iss := range map[string]string{"discovery": down, "token endpoint": issuer} {
+		x := NewExchanger(ExchangeOptions{Issuer: iss, ClientID: "pingmcp", ClientSecret: "s"})
+		_, err := x.Exchange(context.Background(), "USER-SUBJECT-TOKEN", "http://api.test", []string{"read"})
+		if err == nil || strings.Contains(err.Error(), "127.0.0.1") || strings.Contains(err.Error(), "::1") || !strings.Contains(err.Error(), "refused") {
+			t.Errorf("%s: %v, want the cause without an address", what, err)
 		}
 	}
 }

@@ -17,6 +17,8 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
+
+	"github.com/pingmcp/pingmcp/internal/outbound"
 )
 
 // Algorithms a JWT may be signed with: asymmetric only. "none" and the HMAC
@@ -448,11 +450,13 @@ func getJSON(ctx context.Context, client *http.Client, url string, dst any) erro
 	req.Header.Set("Accept", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		// What failed, not where the network behind the node put it: a
+		// failed discovery is a failed token exchange, in a tool's result.
+		return fmt.Errorf("GET %s: %w", url, outbound.Failed(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
+		return fmt.Errorf("GET %s: %s", url, outbound.Status(resp.StatusCode))
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxMetadataBytes)).Decode(dst); err != nil {
 		return fmt.Errorf("GET %s: %w", url, err)

@@ -60,7 +60,11 @@ var ErrNoAnswerInTime = fmt.Errorf("no answer in time: %w", context.DeadlineExce
 // the client's Timeout then passed), and a server or proxy that reflects
 // its request would put the call's Basic credentials, token or signed URL
 // there: such an error is never passed on, to a log, an audit record or a
-// tool's result. What is passed on is the cause alone, never err.
+// tool's result. What is passed on is the cause alone, never err, and
+// without the addresses Go's errors name (the node's own address and port,
+// the address a name resolved to, the resolver's): a tool's result shows
+// it to the user, to whom the network behind the node is none of its
+// business (the host name a call was for, the operator's, stays).
 func Failed(err error) error {
 	var (
 		op *net.OpError
@@ -78,7 +82,9 @@ func Failed(err error) error {
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return ErrNoAnswerInTime
 	case errors.As(err, &dn):
-		return dn
+		d := *dn
+		d.Server = ""
+		return &d
 	case errors.As(err, &cv):
 		return cv
 	case errors.As(err, &ua):
@@ -90,7 +96,7 @@ func Failed(err error) error {
 	case errors.As(err, &rh):
 		return rh
 	case errors.As(err, &op) && op.Op != "proxyconnect": // a proxy's CONNECT answer is its to word
-		return op
+		return &net.OpError{Op: op.Op, Net: op.Net, Err: op.Err}
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		return ErrClosed
 	}

@@ -84,6 +84,18 @@ func TestFailedSaysNoServerWords(t *testing.T) {
 			t.Errorf("Failed(%v) = %v, want %q", tc.err, got, tc.want)
 		}
 	}
+	// Nor the addresses behind the node: its own, the one a name resolved
+	// to, the resolver's.
+	for _, err := range []error{
+		&url.Error{Op: "Get", URL: "http://api/x", Err: &net.OpError{Op: "read", Net: "tcp",
+			Source: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 7), Port: 51234}, Addr: &net.TCPAddr{IP: net.IPv4(10, 1, 2, 3), Port: 443}, Err: syscall.ECONNRESET}},
+		&url.Error{Op: "Get", URL: "http://api/x", Err: &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: "api.internal", Server: "10.1.2.3:53", IsNotFound: true}}},
+	} {
+		got := Failed(err).Error()
+		if strings.Contains(got, "10.") || !strings.Contains(got, "connection reset by peer") && got != "lookup api.internal: no such host" {
+			t.Errorf("Failed(%v) = %q: names an address, or not the cause", err, got)
+		}
+	}
 	if !errors.Is(Failed(timeoutQuoting{}), context.DeadlineExceeded) {
 		t.Error("a timeout is not context.DeadlineExceeded")
 	}

@@ -257,7 +257,9 @@ func (t *operationTool) request(ctx context.Context, args map[string]any) (*http
 // API decodes what it is sent again (leniently: a '%' that starts no
 // escape is kept, as most decoders do, and the escapes around it decoded,
 // %uXXXX ones too), and also NFKC-normalized, before or after decoding, in
-// case it normalizes Unicode (U+2025 is "..", U+2100 "a/c", U+FF05 '%').
+// case it normalizes Unicode (U+2025 is "..", U+2100 "a/c", U+FF05 '%');
+// and, in each of those forms, a dot segment or empty once its path
+// parameters (";…") are dropped ("..;x").
 func checkSegment(s string) error { return checkSegmentAs(s, false, 0) }
 
 // checkSegmentAs checks s, the value as an API may read it after decoding
@@ -265,6 +267,12 @@ func checkSegment(s string) error { return checkSegmentAs(s, false, 0) }
 func checkSegmentAs(s string, normalized bool, decoded int) error {
 	if s == "" || s == "." || s == ".." || strings.ContainsAny(s, "/\\") {
 		return errors.New("not a single path segment (empty, '.', '..', or holding '/' or '\\', also once decoded or normalized)")
+	}
+	// Tomcat, Jetty and Spring drop a segment's path parameters (';' on)
+	// before they resolve dot segments: "..;x" is "..", ";x" an empty
+	// segment (merged away: /items/;x/tags is /items/tags).
+	if seg, _, ok := strings.Cut(s, ";"); ok && (seg == "" || seg == "." || seg == "..") {
+		return errors.New("a dot segment, or empty, before ';' (path parameters, which servers drop before resolving dot segments)")
 	}
 	if strings.ContainsFunc(s, unicode.IsControl) {
 		return errors.New("holds control characters")

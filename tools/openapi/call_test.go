@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -121,6 +122,33 @@ func TestHostilePathArguments(t *testing.T) {
 		r := reqs[len(reqs)-1]
 		if want := "/v1/items/" + url.PathEscape(id); r.URL.EscapedPath() != want || r.URL.RawQuery != "" {
 			t.Errorf("id %q reached %s?%s, want %s", id, r.URL.EscapedPath(), r.URL.RawQuery, want)
+		}
+	}
+}
+
+// A path argument that is a dot segment, or empty, once its path
+// parameters (';' on) are dropped is refused: Tomcat, Jetty and Spring drop
+// them before resolving dot segments, so "..;" sent through a gateway that
+// decodes the path (nginx's proxy_pass with a URI) reaches the parent of
+// the operation's path, with the API's token. One holding ';' elsewhere
+// goes through as one segment.
+func TestPathArgumentDotSegmentBeforeSemicolon(t *testing.T) {
+	api := newRecorder(t, nil)
+	cs := connect(t, itemsTools(t, api.URL+"/v1", Options{}), &countingCaller{})
+	for _, id := range []string{"..;", "..;jsessionid=x", ".;", ";x", ";", "..%3B", "%2e%2e;a", "..%253Bx", "..\u037e", "\u037ex"} {
+		id, _ = strconv.Unquote(`"` + id + `"`)
+		for _, tool := range []string{"items_getItem", "items_deleteItem"} {
+			if res := callTool(t, cs, tool, `{"id":`+quote(id)+`}`); !res.IsError || !strings.Contains(text(res), "invalid arguments") {
+				t.Errorf("%s %q: %s, want refused", tool, id, text(res))
+			}
+		}
+	}
+	if reqs := api.requests(); len(reqs) != 0 {
+		t.Fatalf("a dot segment before ';' reached the API: %s", reqs[0].URL)
+	}
+	for _, id := range []string{"a;b", "1;v=2", "..a;b", "a..;"} {
+		if res := callTool(t, cs, "items_getItem", `{"id":`+quote(id)+`}`); res.IsError {
+			t.Errorf("id %q refused: %s", id, text(res))
 		}
 	}
 }
@@ -273,6 +301,35 @@ func TestHungAPI(t *testing.T) {
 	}
 	if strings.Contains(text(res), testToken) {
 		t.Error("the error shows the token")
+	}
+}
+
+// An API that cannot be reached is said to be so by the cause alone: not
+// by the node's own address and port, nor by the address its host name
+// resolved to (the user knows the API by its tools, not where it runs).
+func TestUnreachableAPINamesNoAddress(t *testing.T) {
+	// One that resets each connection once it read the request.
+	reset := newRecorder(t, func(w http.ResponseWriter, _ *http.Request) {
+		c, _, err := w.(http.Hijacker).Hijack()
+		if err != nil {
+			return
+		}
+		c.(*net.TCPConn).SetLinger(0)
+		c.Close()
+	})
+	// One that is not listening, by a name that resolves to loopback.
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(closed.Addr().String())
+	closed.Close()
+	for _, base := range []string{reset.URL, "http://localhost:" + port} {
+		cs := connect(t, itemsTools(t, base, Options{}), &countingCaller{})
+		res := callTool(t, cs, "items_getItem", `{"id":"a"}`)
+		if got := text(res); !res.IsError || !strings.Contains(got, "could not be reached") || strings.Contains(got, "127.0.0.1") || strings.Contains(got, "::1") {
+			t.Errorf("%s: %q, want the cause without an address", base, got)
+		}
 	}
 }
 

@@ -458,12 +458,23 @@ func mergedParams(item *openapi3.PathItem, op *openapi3.Operation) []*openapi3.P
 // or they frame the request. OpenAPI ignores Accept, Content-Type and
 // Authorization parameters; the others would let a model reshape the
 // request: its method, to gateways and frameworks that honour an override
-// (a read-only GET tool made a DELETE), or the client address and host a
-// proxy in front of the API vouches for (an allow-list passed).
+// (a read-only GET tool made a DELETE), its path (a route override, which
+// IIS's URL Rewrite and older Symfony and Zend read: a call sent out of
+// base_url's path), or the client address, host, scheme and path prefix a
+// proxy in front of the API vouches for (an allow-list passed); so is
+// every X-Forwarded-* (reservedHeader).
 var reservedHeaders = []string{"Accept", "Authorization", "Connection", "Content-Length", "Content-Type", "Cookie", "Expect",
 	"Host", "Keep-Alive", "Proxy-Authorization", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Traceparent", "Tracestate",
-	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
-	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port", "X-Real-Ip"}
+	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override", "X-Original-Url", "X-Rewrite-Url",
+	"Forwarded", "X-Real-Ip", "True-Client-Ip", "X-Client-Ip", "X-Cluster-Client-Ip", "Cf-Connecting-Ip"}
+
+// reservedHeader reports whether a header parameter may not be set
+// (reservedHeaders, or X-Forwarded-*), in any case.
+func reservedHeader(name string) bool {
+	const forwarded = "x-forwarded-"
+	return len(name) > len(forwarded) && strings.EqualFold(name[:len(forwarded)], forwarded) ||
+		slices.ContainsFunc(reservedHeaders, func(h string) bool { return strings.EqualFold(h, name) })
+}
 
 // ignoredHeaders are header parameters whose definition OpenAPI says
 // "SHALL be ignored", required or not (pingmcp sets them: a document that
@@ -486,7 +497,7 @@ func newParam(p *openapi3.Parameter) (*param, error) {
 		return nil, nil // required or not: OpenAPI ignores it
 	case p.In == openapi3.ParameterInCookie:
 		return skip("cookie parameters are not supported")
-	case p.In == openapi3.ParameterInHeader && slices.ContainsFunc(reservedHeaders, func(h string) bool { return strings.EqualFold(h, p.Name) }):
+	case p.In == openapi3.ParameterInHeader && reservedHeader(p.Name):
 		return skip("this header is pingmcp's to set")
 	case p.In == openapi3.ParameterInHeader && !validHeaderName(p.Name):
 		return skip("not a valid header name")
