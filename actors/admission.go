@@ -39,7 +39,8 @@ func idOf(p *envelope.Principal) *auth.Principal {
 // (it reconnects, with its own token, and resumes). A request refused
 // after admission (a tool's scope, a limit, the go-sdk's 400 for a stream
 // it cannot replay or an id in flight, its 409 for a stream held) thus
-// changes nothing. Through the same client, a newer token replaces the one
+// changes nothing; nor does a DELETE, which ends the session (serveFrom).
+// Through the same client, a newer token replaces the one
 // held at once. Each tool call still acts with its own request's token
 // (credentials.Delegate). A token that would make the session's snapshot
 // exceed its bound is refused (the refusal to send), and the one held

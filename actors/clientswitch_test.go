@@ -655,4 +655,22 @@ func TestRefusedRequestOfAnotherClientChangesNothing(t *testing.T) {
 	if got := awaitSnapshotClient(t, d, fuzzSession, "c2"); got != "c2" {
 		t.Errorf("snapshot names client %q after c2's ping, want c2", got)
 	}
+
+	// Back on c1; c2's DELETE ends the session without taking it first.
+	if status := fuzzForward(t, root, pid, alice("c1"), `{"jsonrpc":"2.0","id":10,"method":"ping"}`); status != http.StatusOK {
+		t.Fatalf("c1's ping: %d", status)
+	}
+	if status := fuzzForward(t, root, pid, alice("c1"), `{"jsonrpc":"2.0","id":11,"method":"ping"}`); status != http.StatusOK {
+		t.Fatalf("c1's second ping: %d", status)
+	}
+	before := switches()
+	if head := await(t, forwardOn(root, pid, alice("c2"), http.MethodDelete, "").head, "c2's DELETE"); head.GetStatus() != http.StatusNoContent {
+		t.Fatalf("c2's DELETE: %d %s", head.GetStatus(), head.GetBody())
+	}
+	if status := fuzzForward(t, root, pid, alice("c1"), `{"jsonrpc":"2.0","id":12,"method":"ping"}`); status != http.StatusNotFound {
+		t.Errorf("c1's ping after the DELETE: %d, want 404", status)
+	}
+	if n := switches() - before; n != 0 {
+		t.Errorf("c2's DELETE took the session to c2 first (%d switches logged)", n)
+	}
 }

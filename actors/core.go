@@ -821,10 +821,12 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		f.client = req.Principal.ClientId
 	}
 	self := ctx.Self()
-	if sw != nil {
+	if sw != nil && req.Method != http.MethodDelete {
 		// Sent once, as the request is accepted: the actor makes the
 		// switch in its turn (commitSwitch), before any request the
-		// client sends once it has the answer.
+		// client sends once it has the answer. (A DELETE ends the
+		// session: taking it first would only write a snapshot its
+		// end removed.)
 		f.accepted = sync.OnceFunc(func() { root.Send(self, sw) })
 	}
 	hctx, drain := context.WithCancel(context.WithValue(rctx, flightKey{}, f))
