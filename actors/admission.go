@@ -31,48 +31,93 @@ func idOf(p *envelope.Principal) *auth.Principal {
 // the token must hold one of the MCP resource's scopes (403
 // insufficient_scope otherwise): a token the user gave some other
 // application for sign-in only (openid) does not take the session over.
-// The request's token then replaces the one held when it is newer, or when
-// it comes through another client: the session is now used through that
-// client, what was exchanged for the other client's token is dropped, and
-// the other client's GET streams end (it reconnects, with its own token,
-// and resumes). Each tool call still acts with its own request's token
+// Such a request, admitted, returns the switch it makes (sw), which is made
+// only once the request is accepted, by the actor's checks and by the
+// go-sdk (commitSwitch): then the request's token replaces the one held,
+// the session is used through that client, what was exchanged for the
+// other client's token is dropped, and the other client's GET streams end
+// (it reconnects, with its own token, and resumes). A request refused
+// after admission (a tool's scope, a limit, the go-sdk's 400 for a stream
+// it cannot replay or an id in flight, its 409 for a stream held) thus
+// changes nothing; nor does a DELETE, which ends the session (serveFrom).
+// Through the same client, a newer token replaces the one
+// held at once. Each tool call still acts with its own request's token
 // (credentials.Delegate). A token that would make the session's snapshot
 // exceed its bound is refused (the refusal to send), and the one held
 // stays. The edge's own GET that resumes an admitted request's stream
 // (Request.Continues) is admitted for the user alone, and changes none of
 // this. README ("Step-up and sessions") says why the user, not the client,
 // is the owner.
-func (a *core) admit(req *envelope.Request) (bool, *envelope.ResponsePart) {
+func (a *core) admit(req *envelope.Request) (ok bool, refusal *envelope.ResponsePart, sw *clientSwitch) {
 	p := req.Principal
 	id := idOf(p)
 	if a.owner == nil && a.credential == nil && a.kind.bindable() {
 		a.bind(p, id)
-		return true, nil
+		return true, nil, nil
 	}
 	if (a.owner == nil) != (id == nil) || (id != nil && !id.SameUser(*a.owner)) {
-		return false, nil
+		return false, nil, nil
 	}
 	if req.Continues {
 		// The edge resuming a request's stream that was admitted: with
 		// that request's token, which may be another client's by now, or
 		// expired.
-		return true, nil
+		return true, nil, nil
 	}
 	switched := id != nil && id.ClientID != a.owner.ClientID
 	if switched && !a.resourceScoped(p) {
 		a.logger.Warn("request refused: another client of the session's user, without any of the resource's scopes",
 			"request", req.Id, "client_id", id.ClientID, "session_client_id", a.owner.ClientID)
-		return true, a.switchRefused(req)
+		return true, a.switchRefused(req), nil
 	}
-	if p != nil && (a.credential == nil || switched || p.ExpiresUnix >= a.credential.ExpiresUnix) {
-		if refusal := a.takeToken(req, id, switched); refusal != nil {
-			return true, refusal
+	if switched {
+		if refusal := a.tokenFits(req, id, true); refusal != nil {
+			return true, refusal, nil
+		}
+		return true, nil, &clientSwitch{req: req, id: id}
+	}
+	if p != nil && (a.credential == nil || p.ExpiresUnix >= a.credential.ExpiresUnix) {
+		if refusal := a.takeToken(req, id, false); refusal != nil {
+			return true, refusal, nil
 		}
 	}
 	if a.creds != nil {
 		a.creds.set(a.credential)
 	}
-	return true, nil
+	return true, nil, nil
+}
+
+// clientSwitch is an admitted request's taking its session to another
+// client of the session's user (admit): made once the request is accepted
+// (flight.accepted, commitSwitch). It is also the message that tells the
+// actor so.
+type clientSwitch struct {
+	req *envelope.Request
+	id  *auth.Principal
+}
+
+// commitSwitch makes the switch of a request now accepted (admit): its
+// token becomes the one held, and the session is used through its client,
+// unless the session is no longer served, or was taken to that client
+// meanwhile with a newer token. A token that would now make the snapshot
+// exceed its bound (the snapshot grew since admit) leaves the session as
+// it is.
+func (a *core) commitSwitch(sw *clientSwitch) {
+	if (a.life != lifeServing && a.life != lifeDraining) || a.owner == nil || !sw.id.SameUser(*a.owner) {
+		return
+	}
+	switched := sw.id.ClientID != a.owner.ClientID
+	if !switched && a.credential != nil && sw.req.Principal.ExpiresUnix < a.credential.ExpiresUnix {
+		return
+	}
+	if refusal := a.takeToken(sw.req, sw.id, switched); refusal != nil {
+		a.logger.Warn("session not taken to another client of its user: its token would make the snapshot exceed its bound",
+			"request", sw.req.Id, "client_id", sw.id.ClientID, "session_client_id", a.owner.ClientID)
+		return
+	}
+	if a.creds != nil {
+		a.creds.set(a.credential)
+	}
 }
 
 // bind binds the actor to the principal p (id) of its first request.
@@ -102,33 +147,56 @@ func (a *core) bind(p *envelope.Principal, id *auth.Principal) {
 // first; it returns the refusal to send when the snapshot would exceed its
 // bound, and then changes nothing.
 func (a *core) takeToken(req *envelope.Request, id *auth.Principal, switched bool) *envelope.ResponsePart {
-	p := req.Principal
-	if ps := a.persist.Load(); ps != nil && (a.credential == nil || a.credential.Token != p.Token) {
-		if sealed, err := a.cfg.Stores.SealPrincipal(a.id, p); err == nil {
-			var big *SnapshotTooLarge
-			err := ps.update(false, func(r *state.Snapshot) {
-				r.Principal, r.ClientID = sealed, id.ClientID
-				if switched {
-					r.Delegations = ""
-				}
-			})
-			if errors.As(err, &big) {
-				return tooLarge(req, big)
-			}
+	if change := a.tokenChange(req.Principal, id, switched); change != nil {
+		var big *SnapshotTooLarge
+		if err := a.persist.Load().update(false, change); errors.As(err, &big) {
+			return tooLarge(req, big)
 		}
 	}
-	a.credential = p
+	a.credential = req.Principal
 	if switched {
 		from := a.owner.ClientID
 		a.logger.Info("session now used through another client of its user", "from_client_id", from, "client_id", id.ClientID)
 		a.owner = id
 		a.live.setOwner(id)
 		if a.creds != nil {
-			a.creds.replace(p)
+			a.creds.replace(req.Principal)
 		}
 		a.endStreamsOf(from)
 	}
 	return nil
+}
+
+// tokenFits returns the refusal to send when taking req's token (takeToken)
+// would make the snapshot exceed its bound, nil otherwise; it changes
+// nothing.
+func (a *core) tokenFits(req *envelope.Request, id *auth.Principal, switched bool) *envelope.ResponsePart {
+	if change := a.tokenChange(req.Principal, id, switched); change != nil {
+		var big *SnapshotTooLarge
+		if err := a.persist.Load().fits(change); errors.As(err, &big) {
+			return tooLarge(req, big)
+		}
+	}
+	return nil
+}
+
+// tokenChange is the change of the snapshot that holds p (of id) as the
+// session's token, nil when there is none to make (no snapshot, p already
+// held, or p cannot be sealed).
+func (a *core) tokenChange(p *envelope.Principal, id *auth.Principal, switched bool) func(*state.Snapshot) {
+	if a.persist.Load() == nil || (a.credential != nil && a.credential.Token == p.Token) {
+		return nil
+	}
+	sealed, err := a.cfg.Stores.SealPrincipal(a.id, p)
+	if err != nil {
+		return nil
+	}
+	return func(r *state.Snapshot) {
+		r.Principal, r.ClientID = sealed, id.ClientID
+		if switched {
+			r.Delegations = ""
+		}
+	}
 }
 
 // resourceScoped says whether p holds one of the MCP resource's scopes: those

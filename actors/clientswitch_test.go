@@ -396,6 +396,12 @@ func TestResumingGETKeepsTheSessionsClient(t *testing.T) {
 	if got := awaitSnapshotClient(t, d, fuzzSession, "c2"); got != "c2" {
 		t.Fatalf("snapshot names client %q, want c2", got)
 	}
+	// The switch is made in the actor's turn as c2's ping is accepted
+	// (commitSwitch), its snapshot written before its log line: a request
+	// answered after it was made counts it.
+	if status := fuzzForward(t, root, pid, user("alice", "c2", later), `{"jsonrpc":"2.0","id":3,"method":"ping"}`); status != http.StatusOK {
+		t.Fatalf("c2's second ping: %d", status)
+	}
 	switches := func() int { return strings.Count(logs.String(), "session now used through another client") }
 	before := switches()
 	resume := func(p *envelope.Principal) *envelope.ResponsePart {
@@ -547,5 +553,124 @@ func TestDeleteThatCannotRemoveTheSnapshotAnswers503(t *testing.T) {
 	}
 	if snap, err := d.Snapshots.Get(t.Context(), fuzzSession); err != nil || snap != nil {
 		t.Errorf("the snapshot after the DELETE: %q, %v, want none", snap, err)
+	}
+}
+
+// A request of another client of the session's user that holds one of the
+// resource's scopes takes the session to that client only once it is
+// accepted: one the session's MCP SDK then refuses changes nothing (no
+// switch, the streams of the client the session is used through stay, the
+// snapshot still names it). Each of these reached the go-sdk after the
+// actor had admitted it, and admission switched the session first: a GET
+// resuming a stream the session does not know (400), the GET of a
+// standalone stream while one is open (409), a GET resuming the stream of
+// another client's call still in flight (409), a POST reusing the id of a
+// call in flight (400). Found by a review playing a second client.
+func TestRefusedRequestOfAnotherClientChangesNothing(t *testing.T) {
+	d := state.MemoryStores(time.Hour)
+	var logs logtest.Buffer
+	system, props := testSessions(t, Config{Stores: d, Authenticated: true, Scopes: []string{"mcp:tools"}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	pid := system.Root.Spawn(protocluster.WithClusterIdentity(props, protocluster.NewClusterIdentity(fuzzSession, "session")))
+	alice := func(client string) *envelope.Principal {
+		return &envelope.Principal{Issuer: "https://idp", Subject: "alice", ClientId: client, ExpiresUnix: time.Now().Add(time.Hour).Unix(),
+			Token: "alice-token-of-" + client, Scopes: []string{"mcp:tools"}}
+	}
+	root := system.Root
+	if body := postInitialize(t, root, pid, alice("c1"), `{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{"elicitation":{}},"clientInfo":{"name":"t","version":"1"}}}`); !strings.Contains(body, `"result"`) {
+		t.Fatalf("initialize: %s", body)
+	}
+	if status := fuzzForward(t, root, pid, alice("c1"), `{"jsonrpc":"2.0","method":"notifications/initialized"}`); status != http.StatusAccepted {
+		t.Fatalf("initialized: %d", status)
+	}
+	stream := forwardOn(root, pid, alice("c1"), http.MethodGet, "")
+	if head := await(t, stream.head, "c1's GET stream"); head.GetStatus() != http.StatusOK {
+		t.Fatalf("c1's GET stream: %d %s", head.GetStatus(), head.GetBody())
+	}
+	// A call of c1's in flight, waiting for its elicitation's answer: its
+	// stream is registered (and its id in flight) before the priming event,
+	// whose id names the stream.
+	call := forwardOn(root, pid, alice("c1"), http.MethodPost, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"test_elicitation","arguments":{"message":"who?"}}}`)
+	head := await(t, call.head, "c1's call")
+	if head.GetStatus() != http.StatusOK {
+		t.Fatalf("c1's call: %d %s", head.GetStatus(), head.GetBody())
+	}
+	_, rest, ok := strings.Cut(string(head.GetBody()), "id: ")
+	callStream, _, _ := strings.Cut(rest, "_")
+	if !ok || callStream == "" {
+		t.Fatalf("c1's call's first part names no event: %q", head.GetBody())
+	}
+	switches := func() int { return strings.Count(logs.String(), "session now used through another client") }
+
+	get := func(lastEventID string) *envelope.Request {
+		req := &envelope.Request{
+			Id: rand.Text(), Method: http.MethodGet, Path: "/mcp", Window: 16, Principal: alice("c2"),
+			Headers: []*envelope.Header{
+				{Name: "Accept", Values: []string{"text/event-stream"}},
+				{Name: "Mcp-Session-Id", Values: []string{fuzzSession}},
+				{Name: "Mcp-Protocol-Version", Values: []string{"2025-11-25"}},
+			},
+		}
+		if lastEventID != "" {
+			req.Headers = append(req.Headers, &envelope.Header{Name: "Last-Event-ID", Values: []string{lastEventID}})
+		}
+		return req
+	}
+	for _, c := range []struct {
+		name   string
+		req    *envelope.Request
+		status int32
+	}{
+		{"a GET resuming a stream the session does not know", get("nosuchstream_0"), http.StatusBadRequest},
+		{"a GET of the standalone stream while c1's is open", get(""), http.StatusConflict},
+		{"a GET resuming c1's call's stream while the call is in flight", get(callStream + "_0"), http.StatusConflict},
+	} {
+		if head := await(t, forwardRequest(root, pid, c.req).head, c.name); head.GetStatus() != c.status {
+			t.Errorf("%s: %d %s, want %d", c.name, head.GetStatus(), head.GetBody(), c.status)
+		}
+	}
+	if status := fuzzForward(t, root, pid, alice("c2"), `{"jsonrpc":"2.0","id":7,"method":"ping"}`); status != http.StatusBadRequest {
+		t.Errorf("c2's POST reusing the id of c1's call in flight: %d, want 400", status)
+	}
+	// A ping of c1's: had any refusal taken the session to c2, this one
+	// would take it back, and be logged so too.
+	if status := fuzzForward(t, root, pid, alice("c1"), `{"jsonrpc":"2.0","id":8,"method":"ping"}`); status != http.StatusOK {
+		t.Fatalf("c1's ping: %d", status)
+	}
+	if n := switches(); n != 0 {
+		t.Errorf("refused requests of c2 switched the session's client (%d switches logged)", n)
+	}
+	stillOpen(t, stream, "c1's stream, after refused requests of c2")
+	if got := awaitSnapshotClient(t, d, fuzzSession, "c1"); got != "c1" {
+		t.Errorf("snapshot names client %q after refused requests of c2, want c1", got)
+	}
+
+	// An accepted request of c2's still takes the session: c1's GET stream
+	// ends, with its retry hint.
+	if status := fuzzForward(t, root, pid, alice("c2"), `{"jsonrpc":"2.0","id":9,"method":"ping"}`); status != http.StatusOK {
+		t.Fatalf("c2's ping: %d", status)
+	}
+	if body := await(t, stream.body, "the end of c1's stream"); !strings.Contains(body, "retry:") {
+		t.Errorf("c1's stream ended without a retry hint: %q", body)
+	}
+	if got := awaitSnapshotClient(t, d, fuzzSession, "c2"); got != "c2" {
+		t.Errorf("snapshot names client %q after c2's ping, want c2", got)
+	}
+
+	// Back on c1; c2's DELETE ends the session without taking it first.
+	if status := fuzzForward(t, root, pid, alice("c1"), `{"jsonrpc":"2.0","id":10,"method":"ping"}`); status != http.StatusOK {
+		t.Fatalf("c1's ping: %d", status)
+	}
+	if status := fuzzForward(t, root, pid, alice("c1"), `{"jsonrpc":"2.0","id":11,"method":"ping"}`); status != http.StatusOK {
+		t.Fatalf("c1's second ping: %d", status)
+	}
+	before := switches()
+	if head := await(t, forwardOn(root, pid, alice("c2"), http.MethodDelete, "").head, "c2's DELETE"); head.GetStatus() != http.StatusNoContent {
+		t.Fatalf("c2's DELETE: %d %s", head.GetStatus(), head.GetBody())
+	}
+	if status := fuzzForward(t, root, pid, alice("c1"), `{"jsonrpc":"2.0","id":12,"method":"ping"}`); status != http.StatusNotFound {
+		t.Errorf("c1's ping after the DELETE: %d, want 404", status)
+	}
+	if n := switches() - before; n != 0 {
+		t.Errorf("c2's DELETE took the session to c2 first (%d switches logged)", n)
 	}
 }

@@ -247,6 +247,8 @@ func (a *core) receive(ctx actor.Context) {
 		a.control(ctx, m)
 	case requestDone:
 		a.requestDone(ctx, m.id)
+	case *clientSwitch:
+		a.commitSwitch(m)
 	case toolsChanged:
 		a.refreshTools()
 	case *drainActor:
@@ -526,6 +528,11 @@ type flight struct {
 	moved     atomic.Bool         // refused: a newer activation owns the session
 	// ran says one of its messages was handed to its handler (ready).
 	ran atomic.Bool
+	// accepted, if set, is called once the request is accepted: the go-sdk
+	// answers it with a success status (relayWriter.accepted), or hands
+	// one of its messages to its handler (ready). It makes the switch of
+	// client the request's admission left to make (admit).
+	accepted func()
 	// answered is set when the answer to the last of its requests was
 	// appended to its stream: the flush that follows is the stream's
 	// last event, which travels with the response's end (relayWriter).
@@ -761,7 +768,8 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		send(unavailable(req.Id))
 		return
 	}
-	if ok, refusal := a.admit(req); !ok {
+	ok, refusal, sw := a.admit(req)
+	if !ok {
 		// Another user's request on this session: answered exactly like an
 		// unknown session, so that ids cannot be probed, and nothing of the
 		// session is touched.
@@ -772,6 +780,8 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		send(refusal)
 		return
 	}
+	// From here on, a refusal leaves sw unmade: the switch of client
+	// is made once the request is accepted (flight.accepted).
 	rb, err := reading(req)
 	if err != nil {
 		send(badRequest(req.Id, err.Error()))
@@ -810,6 +820,15 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 	if req.Principal != nil {
 		f.client = req.Principal.ClientId
 	}
+	self := ctx.Self()
+	if sw != nil && req.Method != http.MethodDelete {
+		// Sent once, as the request is accepted: the actor makes the
+		// switch in its turn (commitSwitch), before any request the
+		// client sends once it has the answer. (A DELETE ends the
+		// session: taking it first would only write a snapshot its
+		// end removed.)
+		f.accepted = sync.OnceFunc(func() { root.Send(self, sw) })
+	}
 	hctx, drain := context.WithCancel(context.WithValue(rctx, flightKey{}, f))
 	f.drain = drain
 	if a.flights == nil {
@@ -827,7 +846,6 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 	a.lastRequest = time.Now()
 	a.watchEdge(ctx, replyTo)
 	a.idleSince = time.Time{} // not idle while it serves
-	self := ctx.Self()
 	start := time.Now()
 	debug := a.logger.Enabled(rctx, slog.LevelDebug)
 	if debug {
@@ -845,6 +863,7 @@ func (a *core) serveFrom(ctx actor.Context, replyTo *actor.PID, req *envelope.Re
 		w := newRelayWriter(rctx, req.Id, f.window, send)
 		w.refused = f.moved.Load
 		w.answered = f.answered.Load
+		w.accepted = f.accepted
 		w.cancelled = f.answersCancelled
 		if f.get && a.events != nil {
 			w.wrote = a.noteStandaloneSent

@@ -150,6 +150,9 @@ func (a *core) ready(next mcp.MethodHandler) mcp.MethodHandler {
 		}
 		if f != nil {
 			f.ran.Store(true)
+			if f.accepted != nil {
+				f.accepted()
+			}
 		}
 		return next(ctx, method, req)
 	}

@@ -89,6 +89,11 @@ type relayWriter struct {
 	replaced func(event []byte) []byte
 	// wrote, if set, is told of each event written to an event stream.
 	wrote func(event []byte)
+	// accepted, if set, is called (once, with mu held: it must not wait)
+	// when the handler's status is a success: the go-sdk accepted the
+	// request. Not for a status set otherwise (replace: a refusal
+	// rewritten, a "not served").
+	accepted func()
 
 	mu       sync.Mutex
 	status   int
@@ -121,6 +126,9 @@ func (w *relayWriter) WriteHeader(code int) {
 func (w *relayWriter) writeHeaderLocked(code int) {
 	if w.status == 0 && code >= 200 {
 		w.status = code
+		if code < 300 && w.accepted != nil {
+			w.accepted()
+		}
 		w.head = envelope.FromHTTP(w.header.Clone())
 		w.stream = strings.HasPrefix(w.header.Get("Content-Type"), "text/event-stream")
 	}

@@ -69,15 +69,20 @@ func TestSessionFollowsItsUserAcrossClients(t *testing.T) {
 	a.server = mcp.NewServer(&mcp.Implementation{Name: "t", Version: "1"}, nil)
 	a.logger = slog.New(slog.DiscardHandler)
 	a.creds = newCredentials(nil, slog.New(slog.DiscardHandler))
+	a.life = lifeServing
 	token := func(iss, sub, client string, expires int64, scopes ...string) *envelope.Request {
 		return &envelope.Request{Id: "r", Method: http.MethodPost, Principal: &envelope.Principal{
 			Issuer: iss, Subject: sub, ClientId: client, ExpiresUnix: expires, Scopes: scopes, Token: client + "-token"}}
 	}
 	admit := func(req *envelope.Request) bool {
 		t.Helper()
-		ok, refusal := a.admit(req)
+		ok, refusal, sw := a.admit(req)
 		if refusal != nil {
 			t.Fatalf("refusal: %d %s", refusal.Status, refusal.Body)
+		}
+		if sw != nil {
+			// The request accepted (see serveFrom).
+			a.commitSwitch(sw)
 		}
 		return ok
 	}

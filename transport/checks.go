@@ -317,13 +317,13 @@ func (e *Edge) routeRequest(next http.Handler) http.Handler {
 // go-sdk refuses whatever the session holds (400, as it does): a GET whose
 // Accept does not take the event stream (none at all included: MCP asks
 // for it) or whose Last-Event-ID is no event id of its ("<stream>_<index>",
-// index a non-negative int), and a POST with a Last-Event-ID. Forwarded,
-// it would be admitted by the session's actor before its handler refused
-// it: one through another client of the session's user would take the
-// session to that client (the token it holds, the snapshot's client) and
-// end the other client's GET streams, for a refusal; a plain GET would
-// have the actor open the standalone stream in the store. A stateless
-// request goes on to its own answer (a GET's 405).
+// index a non-negative int), and a POST with a Last-Event-ID: refused
+// here, they cost the session's actor nothing (a plain GET would have it
+// open the standalone stream in the store before its handler refused it).
+// (A refused request of another client of the session's user takes the
+// session to that client no more: the actor makes the switch once the
+// request is accepted.) A stateless request goes on to its own answer (a
+// GET's 405).
 func checkSSEHeaders(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f := factsOf(r)
