@@ -263,19 +263,8 @@ func mustParse(t *testing.T, c tls.Certificate) *x509.Certificate {
 // cluster's CA gets the ConnectResponse (the control). Each refusal is
 // logged by the node.
 func TestNodeRemoteIsMutualTLS(t *testing.T) {
-	ca, other := certtest.NewCA(t, "cluster CA"), certtest.NewCA(t, "rogue CA")
-	var logs logtest.Buffer
-	n, err := Start(Config{
-		Addr:     "127.0.0.1:0",
-		Provider: ProviderAutomanaged,
-		Role:     RoleMember,
-		TLS:      loadTLS(t, ca.Node(t, "node")),
-		Logger:   slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Stop(false) })
+	n, ca, logs := dataNode(t)
+	other := certtest.NewCA(t, "rogue CA")
 	if !strings.Contains(logs.String(), "cluster connections use mutual TLS") {
 		t.Errorf("the node did not log that its cluster connections use TLS:\n%s", logs.String())
 	}
@@ -356,19 +345,14 @@ func TestRefusalLogIsBounded(t *testing.T) {
 // connectRemote opens protoactor's Receive stream to a cluster endpoint as
 // another node's endpoint writer does, sends a ConnectRequest and returns
 // the answer.
-func connectRemote(addr string, creds credentials.TransportCredentials) (*remote.ConnectResponse, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+func connectRemote(addr string, creds credentials.TransportCredentials, opts ...grpc.DialOption) (*remote.ConnectResponse, error) {
+	conn, err := grpc.NewClient(addr, append(opts, grpc.WithTransportCredentials(creds))...)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return connectOn(ctx, conn)
-}
-
-// connectOn is connectRemote on a client connection made.
-func connectOn(ctx context.Context, conn *grpc.ClientConn) (*remote.ConnectResponse, error) {
 	stream, err := remote.NewRemotingClient(conn).Receive(ctx)
 	if err != nil {
 		return nil, err
@@ -497,19 +481,7 @@ func TestLoadTLSRefusesFilesOthersCouldChange(t *testing.T) {
 // never finished held a goroutine and its buffers per connection for gRPC's
 // ConnectionTimeout (10 s), without bound.
 func TestHandshakeFloodBounded(t *testing.T) {
-	ca := certtest.NewCA(t, "cluster CA")
-	var logs logtest.Buffer
-	n, err := Start(Config{
-		Addr:     "127.0.0.1:0",
-		Provider: ProviderAutomanaged,
-		Role:     RoleMember,
-		TLS:      loadTLS(t, ca.Node(t, "node")),
-		Logger:   slog.New(slog.NewTextHandler(&logs, nil)),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Stop(false) })
+	n, ca, logs := dataNode(t)
 
 	// 64 connections from 127.0.0.1 that say nothing: all but 32 are
 	// closed unread, at once.
@@ -563,18 +535,10 @@ func TestHandshakeFloodBounded(t *testing.T) {
 	// one from the flood's address does not.
 	peer := loadTLS(t, ca.Node(t, "peer")).clientCredentials()
 	from := func(ip string) (*remote.ConnectResponse, error) {
-		conn, err := grpc.NewClient(n.Address(), grpc.WithTransportCredentials(peer),
-			grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
-				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
-				return d.DialContext(ctx, "tcp", addr)
-			}))
-		if err != nil {
-			return nil, err
-		}
-		defer conn.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return connectOn(ctx, conn)
+		return connectRemote(n.Address(), peer, grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+			return d.DialContext(ctx, "tcp", addr)
+		}))
 	}
 	if resp, err := from("127.0.0.2"); err != nil || resp == nil {
 		t.Fatalf("a peer from 127.0.0.2 during the flood: %v %v", resp, err)
