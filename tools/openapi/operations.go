@@ -462,8 +462,11 @@ func mergedParams(item *openapi3.PathItem, op *openapi3.Operation) []*openapi3.P
 // IIS's URL Rewrite and older Symfony and Zend read: a call sent out of
 // base_url's path), or the client address, host, scheme and path prefix a
 // proxy in front of the API vouches for (an allow-list passed); so is
-// every X-Forwarded-* (reservedHeader).
-var reservedHeaders = []string{"Accept", "Authorization", "Connection", "Content-Length", "Content-Type", "Cookie", "Expect",
+// every X-Forwarded-* (reservedHeader). Accept-Encoding is the transport's:
+// set by a parameter, it turns off the transparent decompression, and an
+// answer that echoes the token, compressed, would not be blanked;
+// Content-Encoding would misname the body pingmcp sends.
+var reservedHeaders = []string{"Accept", "Accept-Encoding", "Authorization", "Content-Encoding", "Connection", "Content-Length", "Content-Type", "Cookie", "Expect",
 	"Host", "Keep-Alive", "Proxy-Authorization", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Traceparent", "Tracestate",
 	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override", "X-Original-Url", "X-Rewrite-Url",
 	"Forwarded", "X-Real-Ip", "True-Client-Ip", "X-Client-Ip", "X-Cluster-Client-Ip", "Cf-Connecting-Ip"}
