@@ -172,6 +172,10 @@ type api struct {
 	// (summarizeSuppressed).
 	anonymous telemetry.Throttle
 	summary   atomic.Bool // a summary of suppressed records is due
+	// unverifiedLog bounds the log lines of tokens not verified (the
+	// authorization server out of reach): anyone can send a token, and
+	// such a refusal spends no budget.
+	unverifiedLog telemetry.Throttle
 }
 
 // anonymousRecords is how many records of requests without an operator
@@ -306,7 +310,7 @@ func (a *api) check(r *http.Request, token string) (*Operator, *refusal) {
 			}
 			return nil, &refusal{err: aerr}
 		}
-		a.opts.Logger.Warn("admin: could not verify a bearer token", "err", err)
+		a.unverifiedLog.Log(a.opts.Logger, slog.LevelWarn, "admin: could not verify a bearer token", "err", err)
 		return nil, &refusal{unavailable: true}
 	}
 	if !tok.HasScopes(a.opts.Scope) {

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/pingmcp/pingmcp/auth"
+	"github.com/pingmcp/pingmcp/internal/logtest"
 	"github.com/pingmcp/pingmcp/metrics"
 	"github.com/pingmcp/pingmcp/state"
 	"github.com/pingmcp/pingmcp/transport"
@@ -260,5 +262,43 @@ func TestMetricsTokenSpendsNoBudget(t *testing.T) {
 	}
 	if w := adminAs(h, from, "junk"); w.Code != http.StatusUnauthorized {
 		t.Fatalf("a bad token after the metrics token's refusals: %d %s, want 401 (the budget unspent)", w.Code, w.Body)
+	}
+}
+
+// unreachable cannot reach its authorization server for any token.
+type unreachable struct{}
+
+func (unreachable) Verify(context.Context, string) (*auth.Token, error) {
+	return nil, errors.New("introspect token: connection refused")
+}
+
+// While the authorization server cannot be reached, anyone's token (no valid
+// one needed) is answered 503 and spends nothing of its address's budget:
+// the line saying so is throttled (at most 5 a second), so that a flood
+// during an outage cannot fill the log (it was one line a request).
+func TestAdminUnreachableIssuerLogThrottled(t *testing.T) {
+	logs := &logtest.Buffer{}
+	h, err := Handler(Options{
+		Token:    "static-admin-token-0123456789",
+		Verifier: unreachable{},
+		Budget:   transport.NewTokenBudget(transport.Limits{Rate: 0.01, Burst: 3}, nil),
+		Stores:   state.MemoryStores(time.Minute),
+		Logger:   slog.New(slog.NewTextHandler(logs, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const requests = 60
+	start := time.Now()
+	for i := range requests {
+		if w := adminAs(h, "192.0.2.11:4000", fmt.Sprint("any", i)); w.Code != http.StatusServiceUnavailable {
+			t.Fatalf("issuer down: %d %s, want 503", w.Code, w.Body)
+		}
+	}
+	// The requests' time may span two more of the throttle's one-second
+	// windows than whole seconds.
+	seconds := int(time.Since(start)/time.Second) + 2
+	if n := strings.Count(logs.String(), "could not verify a bearer token"); n == 0 || n > 5*seconds {
+		t.Errorf("%d requests while the issuer is down logged %d lines in under %d s, want 1 to %d", requests, n, seconds, 5*seconds)
 	}
 }

@@ -162,6 +162,32 @@ func TestEdgeIssuerDown(t *testing.T) {
 	}
 }
 
+// While the issuer cannot be reached, every request with a token, anyone's
+// (no valid one needed), is answered 503 and spends nothing of its address's
+// budget: the line saying so is throttled as a refused token's is, so that
+// a flood during an outage cannot fill the log (it was one line a request).
+func TestEdgeIssuerDownLogThrottled(t *testing.T) {
+	is := authtest.NewIssuer(t)
+	url := authEdge(t, is)
+	tok := is.Token(t, is.Claims("alice", mcpResource, "mcp:tools"))
+	is.Close()
+	const line, requests = "could not verify a bearer token", 60
+	before := records.count(line)
+	start := time.Now()
+	for range requests {
+		if resp, body := (call{http.MethodPost, bearer(tok, nil), initBody}).do(t, url); resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("issuer down: %d %s, want 503", resp.StatusCode, body)
+		}
+	}
+	// At most 5 a second (telemetry.Throttle's default), whatever the
+	// machine's pace: the requests' time may span two more of its
+	// one-second windows than whole seconds.
+	seconds := int(time.Since(start)/time.Second) + 2
+	if n := records.count(line) - before; n == 0 || n > 5*seconds {
+		t.Errorf("%d requests while the issuer is down logged %d lines in under %d s, want 1 to %d", requests, n, seconds, 5*seconds)
+	}
+}
+
 // A refused token is logged with the reason it was refused for: a
 // well-signed token with a malformed claim names the claim, a token signed
 // by another key is called badly signed, and neither line holds the token.

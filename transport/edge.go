@@ -150,8 +150,10 @@ type Edge struct {
 	// budget is the budget of refused credentials per address block
 	// (Options.Budget).
 	budget *TokenBudget
-	// refusedLog throttles the log lines of refused tokens.
-	refusedLog telemetry.Throttle
+	// refusedLog throttles the log lines of refused tokens; unverifiedLog
+	// those of tokens not verified (the authorization server out of
+	// reach), which anyone can cause too, and which spend no budget.
+	refusedLog, unverifiedLog telemetry.Throttle
 	// draining is cancelled when the node drains: the streams that never
 	// end by themselves end then, a GET stream with a retry hint, since the
 	// client resumes it through another node, a stateless listen with its
@@ -1056,7 +1058,7 @@ func (e *Edge) authenticate(w http.ResponseWriter, r *http.Request, resource str
 			e.challenge(w, aerr, resource)
 			return nil, nil, false
 		}
-		e.logger.Warn("could not verify a bearer token", "err", err)
+		e.unverifiedLog.Log(e.logger, slog.LevelWarn, "could not verify a bearer token", "err", err)
 		w.Header().Set("Retry-After", "5")
 		writeError(w, http.StatusServiceUnavailable, nil, rpcerr.New(rpcerr.InternalError, "the authorization server could not be reached; retry"))
 		return nil, nil, false
