@@ -91,9 +91,11 @@ func defaultPort(scheme string) string {
 	return "80"
 }
 
+// scheme is uri's scheme, in lower case: schemes are case-insensitive (RFC
+// 3986 §3.1), and a resource spelt "HTTPS://…" is https's.
 func scheme(uri string) string {
 	s, _, _ := strings.Cut(uri, "://")
-	return s
+	return strings.ToLower(s)
 }
 
 // ProtectedResourceMetadata serves RFC 9728 metadata of the resource the
