@@ -19,6 +19,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -91,11 +92,45 @@ func (t *Token) HasScopes(scopes ...string) bool {
 // the resources it serves, but a token for one is refused on another, since
 // each URL's metadata names its own resource and a client asks for a token
 // for exactly that one.
+//
+// An aud names resource however it spells the scheme, the host and a
+// default port (CanonicalResource): MCP's canonical server URI is in lower
+// case, but "implementations SHOULD accept uppercase scheme and host
+// components for robustness" (2025-11-25, Canonical Server URI), and the
+// TypeScript SDK asks for the metadata's resource as its URL class spells
+// it.
 func (t *Token) For(resource string) error {
-	if !slices.Contains(t.Audience, resource) {
-		return invalid("the token is for another resource (aud does not name %s)", resource)
+	if slices.Contains(t.Audience, resource) {
+		return nil
 	}
-	return nil
+	want := CanonicalResource(resource)
+	for _, aud := range t.Audience {
+		if CanonicalResource(aud) == want {
+			return nil
+		}
+	}
+	return invalid("the token is for another resource (aud does not name %s)", resource)
+}
+
+// CanonicalResource spells an http(s) URI as MCP's canonical server URI
+// does: scheme and host in lower case, no default port (RFC 3986 §6.2.2.1,
+// §6.2.3); its path and query as given, since they are case-sensitive. Any
+// other string is returned as is.
+func CanonicalResource(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return uri
+	}
+	host, port := strings.ToLower(u.Hostname()), u.Port()
+	switch {
+	case port != "" && port != map[string]string{"http": "80", "https": "443"}[u.Scheme]:
+		u.Host = net.JoinHostPort(host, port)
+	case strings.Contains(host, ":"):
+		u.Host = "[" + host + "]"
+	default:
+		u.Host = host
+	}
+	return u.String()
 }
 
 // Verifier checks a bearer token and says what it establishes. Errors are

@@ -515,6 +515,11 @@ func (c *Config) derive() {
 		if c.Resource == "" {
 			c.Resource = c.PublicURL + "/mcp"
 		}
+		// The metadata names it, the authorization server issues tokens
+		// for it: spelt as MCP's canonical server URI, which clients
+		// compare (the TypeScript SDK asks for it as its URL class spells
+		// it: lower case, no default port).
+		c.PublicURL, c.Resource = auth.CanonicalResource(c.PublicURL), auth.CanonicalResource(c.Resource)
 		// An actor may never outlive its session: "never" and the default
 		// shorten to the session's timeout (a longer one given explicitly
 		// is an error, see validate).

@@ -486,7 +486,8 @@ func TestResources(t *testing.T) {
 		{"serve", []string{"--issuer", "https://pf.example", "--addr", "0.0.0.0:8080"}, nil, []string{"http://localhost:8080/mcp"}, false},
 		{"idp", []string{"--client-secret", "s", "--resource", "https://mcp.example/mcp"}, nil, []string{"https://mcp.example/mcp"}, false},
 		{"serve", []string{"--issuer", "https://pf.example", "--public-url", "https://mcp.example", "--resource", "https://mcp.example/api"}, nil, []string{"https://mcp.example/api"}, true},
-		{"serve", []string{"--issuer", "https://pf.example", "--public-url", "https://mcp.example", "--resource", "HTTPS://MCP.example:443/api"}, nil, []string{"HTTPS://MCP.example:443/api"}, true}, // the same origin
+		{"serve", []string{"--issuer", "https://pf.example", "--public-url", "https://mcp.example", "--resource", "HTTPS://MCP.example:443/api"}, nil, []string{"https://mcp.example/api"}, true}, // the same origin, spelt canonically
+		{"dev", []string{"--public-url", "HTTP://LocalHost:8080"}, nil, []string{"http://localhost:8080/mcp"}, true},
 	} {
 		c, err := Parse(tc.command, tc.args, env(tc.env), new(bytes.Buffer))
 		if err != nil {

@@ -81,6 +81,9 @@ func TestCheckHost(t *testing.T) {
 	loopback := stageEdge(Options{Loopback: true})
 	listed := stageEdge(Options{AllowedHosts: []string{"mcp.example", "other.example:8443"}})
 	open := stageEdge(Options{})
+	// As a URL spells them (the Helm chart's default is the host of
+	// publicURL): a default port, an IPv6 literal in brackets.
+	spelt := stageEdge(Options{AllowedHosts: []string{"mcp.example.com:443", "[2001:DB8::1]", "[2001:db8::2]:8443"}})
 	for _, tc := range []struct {
 		name string
 		edge *Edge
@@ -96,6 +99,13 @@ func TestCheckHost(t *testing.T) {
 		{"listed other port", listed, "other.example:9000", false},
 		{"not listed", listed, "evil.example", false},
 		{"any", open, "anything.example", true},
+		{"default port listed, none sent", spelt, "mcp.example.com", true},
+		{"default port listed and sent", spelt, "MCP.example.com:443", true},
+		{"default port listed, another sent", spelt, "mcp.example.com:8443", false},
+		{"IPv6 listed in brackets, a port sent", spelt, "[2001:db8::1]:8443", true},
+		{"IPv6 listed in brackets, none sent", spelt, "[2001:db8::1]", true},
+		{"IPv6 listed with its port", spelt, "[2001:db8::2]:8443", true},
+		{"IPv6 listed with its port, another sent", spelt, "[2001:db8::2]:9000", false},
 	} {
 		rec, _, passed := runStage(tc.edge.checkHost, stageRequest(http.MethodPost, tc.host, nil, ""))
 		if passed != tc.pass || !passed && rec.Code != http.StatusForbidden {

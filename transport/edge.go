@@ -188,7 +188,7 @@ func NewEdge(node *cluster.Node, opts Options) *Edge {
 		e.origins[strings.TrimSuffix(strings.ToLower(o), "/")] = true
 	}
 	for _, h := range opts.AllowedHosts {
-		e.hosts[strings.ToLower(h)] = true
+		e.hosts[allowedHostKey(h)] = true
 	}
 	e.prefix = rand.Text()[:8]
 	e.limits = newLimiter(opts.Limits)
@@ -1189,12 +1189,35 @@ func forwardHeaders(h http.Header) []*envelope.Header {
 	return out
 }
 
+// hostAllowed says whether the edge answers to Host host: with
+// AllowedHosts, one listed by its name alone, or with its port, a Host
+// without a port standing for either scheme's default (the edge cannot
+// tell the scheme behind a proxy that ends TLS, and clients leave the
+// default port out: an entry spelt as a URL's host, mcp.example.com:443,
+// is the Host mcp.example.com); without, any Host, or loopback names only
+// on a loopback listener.
 func (e *Edge) hostAllowed(host string) bool {
 	name := hostname(host)
 	if len(e.hosts) > 0 {
-		return e.hosts[name] || e.hosts[strings.ToLower(host)]
+		if e.hosts[name] {
+			return true
+		}
+		if _, _, err := net.SplitHostPort(host); err == nil {
+			return e.hosts[hostKey(host, "")]
+		}
+		return e.hosts[hostKey(host, "443")] || e.hosts[hostKey(host, "80")]
 	}
 	return !e.opts.Loopback || loopback.Is(name)
+}
+
+// allowedHostKey is the key of an AllowedHosts entry: its name alone (an
+// IPv6 literal without its brackets), or name and port as hostKey makes
+// them, in lower case.
+func allowedHostKey(h string) string {
+	if _, _, err := net.SplitHostPort(h); err == nil {
+		return hostKey(h, "")
+	}
+	return hostname(h)
 }
 
 func (e *Edge) originAllowed(origin, host string) bool {

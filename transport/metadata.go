@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	pathpkg "path"
 	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
@@ -90,9 +91,11 @@ func defaultPort(scheme string) string {
 	return "80"
 }
 
+// scheme is uri's scheme, in lower case: schemes are case-insensitive (RFC
+// 3986 §3.1), and a resource spelt "HTTPS://…" is https's.
 func scheme(uri string) string {
 	s, _, _ := strings.Cut(uri, "://")
-	return s
+	return strings.ToLower(s)
 }
 
 // ProtectedResourceMetadata serves RFC 9728 metadata of the resource the
@@ -152,19 +155,57 @@ func publicCORS(w http.ResponseWriter, r *http.Request, methods string) bool {
 	return true
 }
 
-// Canonical answers a request for a path with a trailing slash, a client
-// pointed at "/mcp/" say, with 308 Permanent Redirect to path, the one
-// pingmcp serves, its query kept: a 308 is followed with the same method,
-// body and headers (a POST stays a POST, its Authorization on the same
-// origin), so such a client goes on as if pointed right. Before it, the
-// client got a plain 404 and no challenge to discover anything from.
+// Canonical answers a request for the metadata's path with a trailing
+// slash (the path form of the metadata of a client pointed at "/mcp/") with
+// 308 Permanent Redirect to path, its query kept. Like the metadata, it is
+// public: any origin may read the redirect, which a browser follows only
+// if it passes the CORS check, and its preflight is answered (a redirect
+// is no answer to a preflight: Fetch wants an ok status, 2xx).
 func Canonical(path string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		to := path
-		if r.URL.RawQuery != "" {
-			to += "?" + r.URL.RawQuery
+		if publicCORS(w, r, "GET, HEAD") {
+			return
 		}
-		w.Header().Set("Location", to)
-		w.WriteHeader(http.StatusPermanentRedirect)
+		redirect(w, r, path)
 	})
+}
+
+// TrailingSlash answers a request for the edge's path with a trailing
+// slash, a client pointed at "/mcp/" say, as the edge's first stages do (a
+// Host or an Origin refused 403, a Host of no resource 421, an allowed
+// Origin's CORS headers, a preflight answered 204, another method than
+// GET, POST and DELETE 405), then with 308 Permanent Redirect, its query
+// kept: a 308 is followed with the same method, body and headers (a POST
+// stays a POST, its Authorization on the same origin), so such a client
+// goes on as if pointed right; a browser's, whose preflight was answered
+// and whose redirect carries its CORS headers, too. The redirect names the
+// resource of the request's Host, the URL clients use, when the edge knows
+// it (Resources by Host): behind a proxy that serves pingmcp at a path
+// prefix, /prefix/mcp/ comes back to /prefix/mcp, not /mcp. Otherwise (a
+// proxy in front may rewrite Host, or no resource) it is relative to the
+// URL the client used: "../mcp" for path "/mcp".
+func (e *Edge) TrailingSlash(path string) http.Handler {
+	h := chain(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		to := "../" + pathpkg.Base(path)
+		if rs := e.opts.Resources; rs != nil && rs.fixed == "" {
+			to = factsOf(r).resource
+		}
+		redirect(w, r, to)
+	}), e.checkHost, e.checkResource, e.checkOrigin, e.checkMethod)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(w, withFacts(r, &facts{}))
+	})
+}
+
+// redirect answers r with 308 Permanent Redirect to to, r's query (if any)
+// in place of to's.
+func redirect(w http.ResponseWriter, r *http.Request, to string) {
+	if r.URL.RawQuery != "" {
+		if u, err := url.Parse(to); err == nil {
+			u.RawQuery = r.URL.RawQuery
+			to = u.String()
+		}
+	}
+	w.Header().Set("Location", to)
+	w.WriteHeader(http.StatusPermanentRedirect)
 }

@@ -34,6 +34,20 @@ func TestResourcesFor(t *testing.T) {
 			t.Errorf("For(%q) = %q, %v; want %q", host, got, ok, want)
 		}
 	}
+	// A resource spelt with an upper-case scheme (--public-url
+	// HTTPS://mcp.example.org): a client pointed at it sends its Host
+	// without the default port, as browsers and Node always do.
+	upper := NewResources([]string{"HTTPS://MCP.example.org/mcp", "HTTP://127.0.0.1/mcp"})
+	for host, want := range map[string]string{
+		"mcp.example.org":     "HTTPS://MCP.example.org/mcp",
+		"MCP.example.org:443": "HTTPS://MCP.example.org/mcp",
+		"127.0.0.1":           "HTTP://127.0.0.1/mcp",
+		"mcp.example.org:80":  "",
+	} {
+		if got, ok := upper.For(host); got != want || ok != (want != "") {
+			t.Errorf("For(%q) of an upper-case scheme = %q, %v; want %q", host, got, ok, want)
+		}
+	}
 	if r, ok := (*Resources)(nil).For("anything"); r != "" || !ok {
 		t.Errorf("nil Resources refused a host")
 	}

@@ -314,7 +314,7 @@ func (n *nodeAssembly) serveHTTP(stores *state.Stores, v auth.Verifier, budget *
 		}
 		n.edge = transport.NewEdge(n.node, edgeOpts)
 		mux.Handle("/mcp", n.edge)
-		mux.Handle("/mcp/{$}", transport.Canonical("/mcp"))
+		mux.Handle("/mcp/{$}", n.edge.TrailingSlash("/mcp"))
 	}
 	srv := newHTTPServer(mux, n.logger)
 	srv.MaxHeaderBytes = cmp.Or(cfg.MaxHeaderBytes, config.DefaultMaxHeaderBytes)
