@@ -45,7 +45,22 @@ type IntrospectionVerifier struct {
 	endpoint string
 	cache    verdicts
 	inflight map[[32]byte]chan struct{} // introspections under way, shared by callers
+	// The server's trouble (unreachable, a 5xx, an answer that is not
+	// one), seen by the last introspection: until troubleUntil, a token
+	// not cached is refused with it at once, and after, one introspection
+	// at a time (probing) asks whether the server is back. Every token
+	// not cached is an introspection, and anyone may send one: during an
+	// outage, a flood of them was a call each to the server (and a
+	// goroutine waiting on it, up to the client's timeout).
+	trouble      error
+	troubleUntil time.Time
+	probing      bool
 }
+
+// troublePause is how long a token not cached is refused with the server's
+// trouble before it is asked again: as long as a JWT verifier waits before
+// fetching keys it could not fetch again.
+const troublePause = time.Second
 
 // NewIntrospectionVerifier returns a verifier; it contacts the server on
 // first use.
@@ -111,12 +126,18 @@ func (v *IntrospectionVerifier) Verify(ctx context.Context, token string) (*Toke
 		}
 		wait, busy := v.inflight[key]
 		if !busy {
+			probe, err := v.mayAsk(now)
+			if err != nil {
+				v.mu.Unlock()
+				return nil, err
+			}
 			done := make(chan struct{})
 			v.inflight[key] = done
 			v.mu.Unlock()
 			tok, err := v.introspectOnce(ctx, key, token, now)
 			v.mu.Lock()
 			delete(v.inflight, key)
+			v.noteTrouble(ctx, err, probe)
 			v.mu.Unlock()
 			close(done)
 			return tok, err
@@ -129,10 +150,51 @@ func (v *IntrospectionVerifier) Verify(ctx context.Context, token string) (*Toke
 			return nil, ctx.Err()
 		}
 		if _, ok := v.cachedAnswer(key); !ok {
-			// Its answer was not cacheable (the server's trouble): ask
-			// ourselves rather than fail without trying.
-			return v.introspectOnce(ctx, key, token, v.opts.Now())
+			// Its answer was not cacheable (the server's trouble, or its
+			// caller left): ask ourselves rather than fail without
+			// trying, unless the server is known to be in trouble.
+			now := v.opts.Now()
+			v.mu.Lock()
+			probe, err := v.mayAsk(now)
+			v.mu.Unlock()
+			if err != nil {
+				return nil, err
+			}
+			tok, err := v.introspectOnce(ctx, key, token, now)
+			v.mu.Lock()
+			v.noteTrouble(ctx, err, probe)
+			v.mu.Unlock()
+			return tok, err
 		}
+	}
+}
+
+// mayAsk says whether a token not cached may be introspected now (v.mu
+// held): not while the server's last trouble is recent, nor, after, beside
+// the one introspection that probes whether it is back (probe: this one).
+func (v *IntrospectionVerifier) mayAsk(now time.Time) (probe bool, err error) {
+	if v.trouble == nil {
+		return false, nil
+	}
+	if now.Before(v.troubleUntil) || v.probing {
+		return false, fmt.Errorf("%w (not asked again yet)", v.trouble)
+	}
+	v.probing = true
+	return true, nil
+}
+
+// noteTrouble notes what an introspection that ended with err says of the
+// server (v.mu held): its trouble, or that it answers. An introspection cut
+// short by its caller (ctx) says nothing of the server.
+func (v *IntrospectionVerifier) noteTrouble(ctx context.Context, err error, probe bool) {
+	if probe {
+		v.probing = false
+	}
+	switch {
+	case err == nil || IsInvalidToken(err):
+		v.trouble = nil
+	case ctx.Err() == nil:
+		v.trouble, v.troubleUntil = err, v.opts.Now().Add(troublePause)
 	}
 }
 

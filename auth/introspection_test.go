@@ -148,3 +148,89 @@ func TestIntrospectionSharedAndBounded(t *testing.T) {
 		t.Errorf("cache holds %d entries, bound 100", len(v.cache.m))
 	}
 }
+
+// While the server is in trouble, a flood of tokens not cached is one call
+// to it a second, not one each: after a failed introspection, the others
+// are refused with its error at once (the edge's 503) for troublePause,
+// then one call at a time asks whether it is back; an answer, a token's
+// refusal included, ends the pause. Cached answers are served throughout,
+// and an introspection its caller left says nothing of the server.
+func TestIntrospectionOutagePaused(t *testing.T) {
+	clock := time.Unix(1_800_000_000, 0)
+	var calls atomic.Int32
+	var down atomic.Bool
+	asked, release := make(chan struct{}, 10), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		tok := r.PostFormValue("token")
+		if tok == "slow" {
+			asked <- struct{}{}
+			<-release
+		}
+		if down.Load() {
+			http.Error(w, "down", http.StatusBadGateway)
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"active": tok == "good", "sub": "alice", "aud": "r", "exp": clock.Add(time.Hour).Unix()})
+	}))
+	defer srv.Close()
+	v := NewIntrospectionVerifier(IntrospectionOptions{Issuer: "https://idp", Endpoint: srv.URL, Audiences: []string{"r"},
+		Now: func() time.Time { return clock }})
+	ctx := context.Background()
+	if _, err := v.Verify(ctx, "good"); err != nil {
+		t.Fatal(err)
+	}
+
+	down.Store(true)
+	if _, err := v.Verify(ctx, "first"); err == nil || IsInvalidToken(err) {
+		t.Fatalf("the server down: %v, want its trouble", err)
+	}
+	for i := range 100 {
+		if _, err := v.Verify(ctx, "flood-"+strconv.Itoa(i)); err == nil || IsInvalidToken(err) || !strings.Contains(err.Error(), "502") {
+			t.Fatalf("a token during the pause: %v, want the server's trouble", err)
+		}
+	}
+	if n := calls.Load(); n != 2 {
+		t.Errorf("%d calls to the server for a good token, then 101 during an outage; want 2", n)
+	}
+	if tok, err := v.Verify(ctx, "good"); err != nil || tok.Subject != "alice" {
+		t.Errorf("a cached answer during the pause: %v %v", tok, err)
+	}
+
+	// After the pause, one call probes; the others wait no more than
+	// they did in the pause.
+	clock = clock.Add(troublePause)
+	probed := make(chan error, 1)
+	go func() {
+		_, err := v.Verify(ctx, "slow")
+		probed <- err
+	}()
+	<-asked
+	if _, err := v.Verify(ctx, "beside-the-probe"); err == nil || IsInvalidToken(err) {
+		t.Errorf("a token beside the probe: %v, want the server's trouble", err)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Errorf("%d calls, want 3 (the probe alone)", n)
+	}
+	close(release)
+	if err := <-probed; err == nil || IsInvalidToken(err) {
+		t.Errorf("the probe, the server still down: %v", err)
+	}
+
+	// A call its caller left says nothing of the server: the pause ends
+	// as it would have.
+	clock = clock.Add(troublePause)
+	left, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := v.Verify(left, "left"); err == nil {
+		t.Error("a cancelled introspection succeeded")
+	}
+	down.Store(false)
+	if _, err := v.Verify(ctx, "back"); !IsInvalidToken(err) {
+		t.Fatalf("the server back: %v, want its answer (inactive)", err)
+	}
+	before := calls.Load()
+	if _, err := v.Verify(ctx, "after"); !IsInvalidToken(err) || calls.Load() != before+1 {
+		t.Errorf("after the server answered: %v, %d calls; want its answer, asked", err, calls.Load()-before)
+	}
+}
