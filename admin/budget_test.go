@@ -29,12 +29,14 @@ import (
 // admin tokens for resource, any other inactive; the answers for tokens
 // "slow…" wait until release is called (each signals on slow as it
 // arrives); while down is set it answers 500. calls counts the calls.
+// skew is added to the clock of the verifiers made for it (budgetedAdmin).
 type introspectionServer struct {
 	url     string
 	calls   atomic.Int32
 	down    atomic.Bool
 	slow    chan struct{}
 	release func()
+	skew    atomic.Int64 // a time.Duration
 }
 
 func newIntrospectionServer(t *testing.T) *introspectionServer {
@@ -72,7 +74,8 @@ func budgetedAdmin(t *testing.T, is *introspectionServer) http.Handler {
 	h, err := Handler(Options{
 		Token: "static-admin-token-0123456789",
 		Verifier: auth.NewIntrospectionVerifier(auth.IntrospectionOptions{Issuer: "https://idp", Endpoint: is.url,
-			ClientID: "pingmcp", ClientSecret: "s", Audiences: []string{resource}}),
+			ClientID: "pingmcp", ClientSecret: "s", Audiences: []string{resource},
+			Now: func() time.Time { return time.Now().Add(time.Duration(is.skew.Load())) }}),
 		Budget: transport.NewTokenBudget(transport.Limits{Rate: 0.01, Burst: 3}, nil),
 		Stores: state.MemoryStores(time.Minute),
 		Logger: slog.New(slog.DiscardHandler),
@@ -195,7 +198,10 @@ func TestAdminUnreachableIssuerSpendsNothing(t *testing.T) {
 			t.Fatalf("issuer down: %d %s, want 503 with Retry-After", w.Code, w.Body)
 		}
 	}
+	// Back, and past the second the verifier refuses tokens with the
+	// server's trouble without asking it.
 	is.down.Store(false)
+	is.skew.Store(int64(time.Second))
 	for i := range 3 {
 		if w := adminAs(h, flooder, fmt.Sprint("bad", i)); w.Code != http.StatusUnauthorized {
 			t.Fatalf("bad token within the budget: %d %s, want 401", w.Code, w.Body)
