@@ -63,8 +63,10 @@ func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 		}
 		n.cleanup.push(func() { store.Close() })
 	}
-	start := func(ln net.Listener, h http.Handler) {
-		s := newHTTPServer(h, logger)
+	// Each refuses a Host that is not a loopback name or its URL's
+	// (loopbackHostsOnly: DNS rebinding).
+	start := func(ln net.Listener, h http.Handler, told string) {
+		s := newHTTPServer(loopbackHostsOnly(ln, h, told), logger)
 		n.cleanup.push(func() { shutdownWithin(10*time.Second, s) })
 		go func() {
 			if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -114,13 +116,13 @@ func dev(ctx context.Context, cfg *config.Config, stdout, stderr io.Writer) erro
 			}
 			return err
 		}
-		start(idpLn, idp)
+		start(idpLn, idp, cfg.Issuer)
 	}
 	api, err := newTodoAPI(cfg, cfg.TodoAPIURL, logger)
 	if err != nil {
 		return err
 	}
-	start(todoLn, api)
+	start(todoLn, api, cfg.TodoAPIURL)
 	return n.serve(ctx, stdout)
 }
 
@@ -220,13 +222,14 @@ func idp(ctx context.Context, cfg *config.Config, stderr io.Writer) error {
 }
 
 // serveUntilDone serves h on addr, and on the loopback twins its clients'
-// URLs need (config.LocalhostTwins), until ctx ends.
+// URLs need (config.LocalhostTwins), until ctx ends; on loopback, to
+// loopback names and the hosts of urls only (loopbackHostsOnly).
 func serveUntilDone(ctx context.Context, addr string, urls []string, h http.Handler, logger *slog.Logger, msg string, attrs ...any) error {
 	ln, err := listenTold(addr, urls...)
 	if err != nil {
 		return err
 	}
-	srv := newHTTPServer(h, logger)
+	srv := newHTTPServer(loopbackHostsOnly(ln, h, urls...), logger)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	logger.Info(msg, append([]any{"http", ln.Addr().String()}, attrs...)...)

@@ -1,13 +1,19 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/url"
+	"strings"
 	"sync"
 	"syscall"
 
 	"github.com/pingmcp/pingmcp/config"
+	"github.com/pingmcp/pingmcp/internal/loopback"
+	"github.com/pingmcp/pingmcp/telemetry"
 )
 
 // listenEdge listens on the MCP edge's --addr and, while the resource's
@@ -145,3 +151,41 @@ func (ls *listeners) Close() error {
 }
 
 func (ls *listeners) Addr() net.Addr { return ls.all[0].Addr() }
+
+// loopbackHostsOnly guards h, served on ln, against DNS rebinding when ln
+// is a loopback listener: a web page whose own name its DNS server made
+// resolve to 127.0.0.1 sends that name as Host, and the browser lets it
+// read every answer as its own origin's (the development authorization
+// server's login form and codes, with the development users' known
+// passwords; the Todo API with the tokens so obtained). Such a request is
+// refused, 403 with an OAuth error (invalid_request), unless its Host is a
+// loopback name (127.0.0.1, [::1], localhost, on any port: a tunnel or a
+// port forward keeps one) or the host of one of urls, the URLs its clients
+// are told (an issuer given as a name that a proxy on this host serves).
+// A listener beyond loopback is left as it is. The MCP edge makes this
+// check itself (transport's checkHost, with --allowed-hosts).
+func loopbackHostsOnly(ln net.Listener, h http.Handler, urls ...string) http.Handler {
+	if !loopback.Is(ln.Addr().String()) {
+		return h
+	}
+	told := map[string]bool{}
+	for _, raw := range urls {
+		if u, err := url.Parse(raw); err == nil && u.Host != "" {
+			told[strings.ToLower(u.Host)] = true
+		}
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if loopback.Is(r.Host) || told[strings.ToLower(r.Host)] {
+			h.ServeHTTP(w, r)
+			return
+		}
+		body, _ := json.Marshal(map[string]string{"error": "invalid_request",
+			"error_description": fmt.Sprintf("Host %q is not allowed: this server answers on loopback to loopback names only (DNS-rebinding protection)", telemetry.Clip(r.Host))})
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		// Its body is not read: the connection goes with the answer.
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusForbidden)
+		w.Write(append(body, '\n'))
+	})
+}

@@ -592,7 +592,9 @@ func serveAdmin(ctx context.Context, cfg *config.Config, d *state.Stores, node *
 	if err != nil {
 		return nil, err
 	}
-	srv = newHTTPServer(h, logger)
+	// On loopback, to loopback names only: a web page rebound to
+	// 127.0.0.1 gets nothing of it (loopbackHostsOnly).
+	srv = newHTTPServer(loopbackHostsOnly(ln, h, "http://"+cfg.AdminAddr), logger)
 	go srv.Serve(ln)
 	cfg.AdminAddr = ln.Addr().String() // port 0 resolved, for the banner
 	logger.Info("admin API started", "admin", cfg.AdminAddr)
