@@ -123,33 +123,7 @@ func value(cmd *redis.Cmd, what, key string, max int64) ([]byte, error) {
 // is there. Another error of any key fails the whole read.
 func Values(ctx context.Context, client redis.UniversalClient, what string, keys []string, max int64) (out [][]byte, refused []error, err error) {
 	out, refused = make([][]byte, len(keys)), make([]error, len(keys))
-	if len(keys) == 0 {
-		return out, refused, nil
-	}
-	cmds := make([]*redis.Cmd, len(keys))
-	pending, loaded := make([]int, len(keys)), true
-	for i := range pending {
-		pending[i] = i
-	}
-	for len(pending) > 0 {
-		pipe := client.Pipeline()
-		for _, i := range pending {
-			if loaded {
-				cmds[i] = getScript.EvalSha(ctx, pipe, keys[i:i+1], max)
-			} else {
-				cmds[i] = getScript.Eval(ctx, pipe, keys[i:i+1], max)
-			}
-		}
-		_, _ = pipe.Exec(ctx) // each command has its own error
-		var unknown []int
-		for _, i := range pending {
-			if loaded && redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
-				// Not loaded yet (a restart, a failover): sent whole.
-				unknown = append(unknown, i)
-			}
-		}
-		pending, loaded = unknown, false
-	}
+	cmds := getAll(ctx, client, keys, func(int) int64 { return max })
 	for i, k := range keys {
 		v, err := value(cmds[i], what, k, max)
 		switch {
@@ -162,6 +136,117 @@ func Values(ctx context.Context, client redis.UniversalClient, what string, keys
 		}
 	}
 	return out, refused, nil
+}
+
+// getAll runs a bounded GET (getScript) for each of keys, bounded by
+// max(i), pipelined, loading the script where a shard lacks it.
+func getAll(ctx context.Context, client redis.UniversalClient, keys []string, max func(i int) int64) []*redis.Cmd {
+	cmds := make([]*redis.Cmd, len(keys))
+	pending, loaded := make([]int, len(keys)), true
+	for i := range pending {
+		pending[i] = i
+	}
+	for len(pending) > 0 {
+		pipe := client.Pipeline()
+		for _, i := range pending {
+			if loaded {
+				cmds[i] = getScript.EvalSha(ctx, pipe, keys[i:i+1], max(i))
+			} else {
+				cmds[i] = getScript.Eval(ctx, pipe, keys[i:i+1], max(i))
+			}
+		}
+		_, _ = pipe.Exec(ctx) // each command has its own error
+		var unknown []int
+		for _, i := range pending {
+			if loaded && redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
+				unknown = append(unknown, i)
+			}
+		}
+		pending, loaded = unknown, false
+	}
+	return cmds
+}
+
+// Each reads the strings at keys as Values does (each over max refused
+// unread), but calls fn with each, in no set order, instead of returning
+// them all: fn(i, value, refused) as Values' out[i] and refused[i]. It
+// holds at most about budget bytes of values at once (or one value, when
+// that is larger), however many keys there are: it first asks Redis the
+// size of each (no value sent), then reads them in round trips of at most
+// budget bytes, each GET bounded by the size Redis gave (a value grown
+// since is read again, alone, bounded by max). Values of max bytes each,
+// by hundreds in a page, would otherwise all be in the node's memory at
+// once. An error of fn, or another error of a key, stops it.
+func Each(ctx context.Context, client redis.UniversalClient, what string, keys []string, max, budget int64, fn func(i int, value []byte, refused error) error) error {
+	if len(keys) == 0 {
+		return nil
+	}
+	// Bounded by 0, a bounded GET sends a missing or empty value, or
+	// the type of a key that is not a string, and of any other value
+	// only its size.
+	probes := getAll(ctx, client, keys, func(int) int64 { return 0 })
+	sizes := make([]int64, len(keys))
+	var group []int
+	var total int64
+	flush := func() error {
+		cmds := getAll(ctx, client, pick(keys, group), func(j int) int64 { return sizes[group[j]] })
+		for j, i := range group {
+			v, err := value(cmds[j], what, keys[i], sizes[i])
+			if big := (*TooLarge)(nil); errors.As(err, &big) {
+				// Grown since its size was asked: read alone.
+				v, err = value(getScript.Run(ctx, client, keys[i:i+1], max), what, keys[i], max)
+			}
+			if err := deliver(i, v, err, fn); err != nil {
+				return err
+			}
+		}
+		group, total = group[:0], 0
+		return nil
+	}
+	for i, k := range keys {
+		v, err := value(probes[i], what, k, 0)
+		var big *TooLarge
+		if errors.As(err, &big) && big.Size <= max {
+			if len(group) > 0 && total+big.Size > budget {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+			sizes[i], total, group = big.Size, total+big.Size, append(group, i)
+			continue
+		}
+		if big != nil {
+			big.Limit = max
+		}
+		if err := deliver(i, v, err, fn); err != nil {
+			return err
+		}
+	}
+	if len(group) > 0 {
+		return flush()
+	}
+	return nil
+}
+
+// deliver hands Each's outcome for key i to fn: a value, or a refusal
+// (ErrUnreadable); another error stops Each.
+func deliver(i int, v []byte, err error, fn func(int, []byte, error) error) error {
+	switch {
+	case errors.Is(err, ErrUnreadable):
+		return fn(i, nil, err)
+	case err != nil:
+		return err
+	}
+	return fn(i, v, nil)
+}
+
+// pick is keys[i] for each i of at.
+func pick(keys []string, at []int) []string {
+	out := make([]string, len(at))
+	for j, i := range at {
+		out[j] = keys[i]
+	}
+	return out
 }
 
 // HashLua defines, for a script that embeds it, hashover(key, maxn, maxb):

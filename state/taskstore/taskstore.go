@@ -250,8 +250,10 @@ type Store interface {
 	// List reads a page of stored tasks, owner's (all owners' when
 	// empty), about limit of them after cursor ("" at the start), and
 	// returns the cursor of the next page ("" at the end); ErrBadCursor
-	// for a cursor no page returned. A record that does not open is left
-	// out. A page may hold fewer than limit tasks with more to come, and
+	// for a cursor no page returned. Each task comes as it describes
+	// itself to operators, without its arguments, result, input requests
+	// and answers, and with at most 1 KiB of its error's message (its
+	// record whole: Get). A record that does not open is left out. A page may hold fewer than limit tasks with more to come, and
 	// (in Redis, which scans) a task that changes meanwhile may be missed
 	// or listed twice.
 	List(ctx context.Context, owner, cursor string, limit int) ([]*Task, string, error)
@@ -579,7 +581,7 @@ func (m *Memory) List(_ context.Context, owner, cursor string, limit int) ([]*Ta
 	for i, k := range keys {
 		o, id, _ := strings.Cut(k, "\x00")
 		if t, err := open(m.Sealer, o, id, records[i]); err == nil {
-			out = append(out, t)
+			out = append(out, listed(t))
 		}
 	}
 	return out, next, nil
@@ -654,24 +656,63 @@ func (r *Redis) List(ctx context.Context, owner, cursor string, limit int) ([]*T
 	if err != nil {
 		return nil, "", fmt.Errorf("list tasks: %w", err)
 	}
-	values, _, err := redisread.Values(ctx, r.client, "task record", keys, MaxRecordBytes)
+	out := []*Task{}
+	err = redisread.Each(ctx, r.client, "task record", keys, MaxRecordBytes, ListBudget, func(i int, v []byte, _ error) error {
+		if v == nil {
+			return nil // expired since, or unreadable (over MaxRecordBytes, not a string)
+		}
+		o, id, ok := strings.Cut(strings.TrimPrefix(keys[i], r.prefix+"task:{"), "}:")
+		if !ok {
+			return nil
+		}
+		if t, err := open(r.sealer, o, id, v); err == nil {
+			out = append(out, listed(t))
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, "", fmt.Errorf("list tasks: %w", err)
 	}
-	out := []*Task{}
-	for i, k := range keys {
-		if values[i] == nil {
-			continue // expired since, or unreadable (over MaxRecordBytes, not a string)
+	return out, next, nil
+}
+
+// ListBudget is the most bytes of task records the Redis store's List
+// reads in one round trip (but for one record larger than it, read
+// alone): a page of 500 records of up to MaxRecordBytes (what pingmcp
+// writes for a task whose tool answered a large result, or what a writer
+// of Redis put there) would otherwise be in the node's memory at once, on
+// every node at each count of the tasks for the metrics. A variable for
+// the tests.
+var ListBudget int64 = 8 << 20
+
+// maxListedMessage bounds the error message a listed task keeps.
+const maxListedMessage = 1 << 10
+
+// listed is t as List returns it: what describes it (owner, user, status
+// and its message, times, runner, the tool it calls, a failed one's error
+// code and message, at most maxListedMessage bytes of it), without what it
+// carries (its call's arguments, its result, its input requests, their
+// answers, its tool's state), so that a page of tasks holds little
+// however large their results.
+func listed(t *Task) *Task {
+	s := *t
+	s.Result, s.InputRequests, s.Responses, s.RequestState, s.Request, s.Error = nil, nil, nil, "", nil, nil
+	if name := t.Tool(); name != "" {
+		s.Request, _ = json.Marshal(map[string]string{"name": name})
+	}
+	if len(t.Error) > 0 {
+		var e struct {
+			Code    json.RawMessage `json:"code"`
+			Message string          `json:"message"`
 		}
-		o, id, ok := strings.Cut(strings.TrimPrefix(k, r.prefix+"task:{"), "}:")
-		if !ok {
-			continue
-		}
-		if t, err := open(r.sealer, o, id, values[i]); err == nil {
-			out = append(out, t)
+		if json.Unmarshal(t.Error, &e) == nil {
+			if len(e.Message) > maxListedMessage {
+				e.Message = strings.ToValidUTF8(e.Message[:maxListedMessage], "") + "…"
+			}
+			s.Error, _ = json.Marshal(e)
 		}
 	}
-	return out, next, nil
+	return &s
 }
 
 // globEscape quotes the characters a SCAN pattern gives a meaning.
