@@ -126,18 +126,12 @@ func (v *IntrospectionVerifier) Verify(ctx context.Context, token string) (*Toke
 		}
 		wait, busy := v.inflight[key]
 		if !busy {
-			probe, err := v.mayAsk(now)
-			if err != nil {
-				v.mu.Unlock()
-				return nil, err
-			}
 			done := make(chan struct{})
 			v.inflight[key] = done
 			v.mu.Unlock()
-			tok, err := v.introspectOnce(ctx, key, token, now)
+			tok, err := v.ask(ctx, key, token, now)
 			v.mu.Lock()
 			delete(v.inflight, key)
-			v.noteTrouble(ctx, err, probe)
 			v.mu.Unlock()
 			close(done)
 			return tok, err
@@ -153,20 +147,26 @@ func (v *IntrospectionVerifier) Verify(ctx context.Context, token string) (*Toke
 			// Its answer was not cacheable (the server's trouble, or its
 			// caller left): ask ourselves rather than fail without
 			// trying, unless the server is known to be in trouble.
-			now := v.opts.Now()
-			v.mu.Lock()
-			probe, err := v.mayAsk(now)
-			v.mu.Unlock()
-			if err != nil {
-				return nil, err
-			}
-			tok, err := v.introspectOnce(ctx, key, token, now)
-			v.mu.Lock()
-			v.noteTrouble(ctx, err, probe)
-			v.mu.Unlock()
-			return tok, err
+			return v.ask(ctx, key, token, v.opts.Now())
 		}
 	}
+}
+
+// ask introspects token unless the server is known to be in trouble
+// (mayAsk: then its trouble is the error), and notes what the answer says
+// of the server (noteTrouble).
+func (v *IntrospectionVerifier) ask(ctx context.Context, key [32]byte, token string, now time.Time) (*Token, error) {
+	v.mu.Lock()
+	probe, err := v.mayAsk(now)
+	v.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	tok, err := v.introspectOnce(ctx, key, token, now)
+	v.mu.Lock()
+	v.noteTrouble(ctx, err, probe)
+	v.mu.Unlock()
+	return tok, err
 }
 
 // mayAsk says whether a token not cached may be introspected now (v.mu

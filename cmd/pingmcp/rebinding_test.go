@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -10,28 +9,10 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/pingmcp/pingmcp/internal/logtest"
 )
-
-// bannerWriter tells when dev has printed its banner: every listener is
-// serving, and cfg holds the addresses they got.
-type bannerWriter struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	once  sync.Once
-	ready chan struct{}
-}
-
-func (b *bannerWriter) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Write(p)
-	if strings.Contains(b.buf.String(), "Stop with Ctrl-C.") {
-		b.once.Do(func() { close(b.ready) })
-	}
-	return len(p), nil
-}
 
 // A web page whose own name its DNS server rebinds to 127.0.0.1 reaches
 // dev's loopback listeners with that name as Host, and reads their answers
@@ -43,12 +24,13 @@ func TestDevListenersRefuseRebinding(t *testing.T) {
 	cfg := parseDev(t, "--addr", "127.0.0.1:0", "--idp-addr", "127.0.0.1:0", "--todo-api-addr", "127.0.0.1:0",
 		"--admin-addr", "127.0.0.1:0", "--dev-state", "off")
 	ctx, cancel := context.WithCancel(t.Context())
-	banner := &bannerWriter{ready: make(chan struct{})}
+	// The banner ends once every listener serves and cfg holds their addresses.
+	banner := logtest.NewAwaiting("Stop with Ctrl-C.")
 	done := make(chan error, 1)
 	go func() { done <- dev(ctx, cfg, banner, io.Discard) }()
 	defer func() { cancel(); <-done }()
 	select {
-	case <-banner.ready:
+	case <-banner.Seen():
 	case err := <-done:
 		t.Fatalf("dev stopped before serving: %v", err)
 	}

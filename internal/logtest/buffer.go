@@ -4,6 +4,7 @@ package logtest
 
 import (
 	"bytes"
+	"strings"
 	"sync"
 )
 
@@ -25,3 +26,28 @@ func (b *Buffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// Awaiting is a Buffer that tells when a text has been written (a server's
+// "ready" line): Seen is closed then.
+type Awaiting struct {
+	Buffer
+	text string
+	seen chan struct{}
+	once sync.Once
+}
+
+// NewAwaiting returns an Awaiting for text.
+func NewAwaiting(text string) *Awaiting {
+	return &Awaiting{text: text, seen: make(chan struct{})}
+}
+
+func (a *Awaiting) Write(p []byte) (int, error) {
+	n, err := a.Buffer.Write(p)
+	if strings.Contains(a.String(), a.text) {
+		a.once.Do(func() { close(a.seen) })
+	}
+	return n, err
+}
+
+// Seen is closed once the text has been written.
+func (a *Awaiting) Seen() <-chan struct{} { return a.seen }

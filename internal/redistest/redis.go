@@ -3,7 +3,6 @@
 package redistest
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/pingmcp/pingmcp/internal/logtest"
 )
 
 // Start runs a private redis-server (no persistence) for the test and
@@ -92,7 +93,7 @@ func (p *process) kill() {
 // write to an append-only file if persist is set) and waits until it
 // accepts connections.
 func run(t testing.TB, bin string, port int, dir string, persist bool, extra ...string) (*process, string, bool) {
-	out := &readyWriter{ready: make(chan struct{})}
+	out := logtest.NewAwaiting("Ready to accept connections")
 	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--dir", dir,
 		"--daemonize", "no", "--logfile", ""}
 	if persist {
@@ -116,7 +117,7 @@ func run(t testing.TB, bin string, port int, dir string, persist bool, extra ...
 		close(p.exited)
 	}()
 	select {
-	case <-out.ready:
+	case <-out.Seen():
 		return p, "", true
 	case <-p.exited:
 		return nil, out.String(), false
@@ -191,31 +192,6 @@ func (s *Server) Start() {
 		s.t.Fatalf("redis-server did not restart on %s:\n%s", s.Addr, log)
 	}
 	s.proc = p
-}
-
-// readyWriter collects redis-server's log and closes ready once the server
-// says it accepts connections.
-type readyWriter struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	ready chan struct{}
-	once  sync.Once
-}
-
-func (w *readyWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	if strings.Contains(w.buf.String(), "Ready to accept connections") {
-		w.once.Do(func() { close(w.ready) })
-	}
-	return len(p), nil
-}
-
-func (w *readyWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
 }
 
 // StartReplica runs a private redis-server replicating the one at master
