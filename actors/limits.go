@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"strconv"
 
-	sdkjson "github.com/segmentio/encoding/json"
-
 	"github.com/pingmcp/pingmcp/cluster/envelope"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
@@ -126,7 +124,7 @@ func listenResources(body []byte) int {
 			} `json:"notifications"`
 		} `json:"params"`
 	}
-	if _, err := sdkjson.Parse(body, &m, sdkjson.DontMatchCaseInsensitiveStructFields); err != nil {
+	if rpcbody.DecodeAsSDK(body, &m) != nil {
 		return 0
 	}
 	return len(m.Params.Notifications.ResourceSubscriptions)

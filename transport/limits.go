@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-	sdkjson "github.com/segmentio/encoding/json"
 
 	"github.com/pingmcp/pingmcp/auth"
 	"github.com/pingmcp/pingmcp/internal/rpcbody"
@@ -136,11 +135,11 @@ func initializeParamsRefused(body []byte) string {
 		return "initialize params must be an object"
 	}
 	var params mcp.InitializeParams
-	_, err := sdkjson.Parse(msg.Params, &params, sdkjson.DontMatchCaseInsensitiveStructFields)
+	err := rpcbody.DecodeAsSDK(msg.Params, &params)
 	if err == nil {
 		return ""
 	}
-	var typeErr *sdkjson.UnmarshalTypeError
+	var typeErr *json.UnmarshalTypeError
 	if errors.As(err, &typeErr) && typeErr.Field != "" {
 		return fmt.Sprintf("initialize params: %s must be a JSON %s", typeErr.Field, jsonKind(typeErr.Type))
 	}

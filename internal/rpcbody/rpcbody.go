@@ -15,6 +15,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	sdkjson "github.com/segmentio/encoding/json"
+
 	"github.com/pingmcp/pingmcp/internal/rpcerr"
 )
 
@@ -814,4 +816,16 @@ func (b *Body) First() *Message {
 		}
 	}
 	return nil
+}
+
+// DecodeAsSDK decodes b into v as the go-sdk decodes a message and its
+// params (segmentio/encoding): an object's keys matched to field names
+// exactly (a key in another case is a field it does not know, where
+// encoding/json would take it), the last of a key given twice. What pingmcp
+// checks or counts of what the go-sdk acts on is read this way, so that the
+// two never disagree. A value of another JSON type than v's field fails
+// with a *json.UnmarshalTypeError (encoding/json's).
+func DecodeAsSDK(b []byte, v any) error {
+	_, err := sdkjson.Parse(b, v, sdkjson.DontMatchCaseInsensitiveStructFields)
+	return err
 }
